@@ -1,0 +1,1 @@
+"""Analyses over a ``Run``: each returns plain data or polars DataFrames; the CLI only formats them."""

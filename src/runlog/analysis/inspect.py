@@ -1,0 +1,180 @@
+"""What is in a run and is it valid: built from discovery (footers, JSONL lines) plus the numeric columns."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import reduce
+from typing import Any
+
+import polars as pl
+
+from ..run import Run
+
+# Footer columns that hold an exception per row (null when the trajectory did not fail).
+EXCEPTION_COLUMNS = ("exception", "exception_info")
+
+
+def step_gaps(steps: list[int]) -> tuple[int, list[list[int]]]:
+    """The stride of a split's steps (gcd of the differences: runs that log every N steps are not gappy)
+    and the runs of missing steps between its first and last, as ``[[first_missing, last_missing], ...]``."""
+    uniq = sorted(set(steps))
+    if len(uniq) < 2:
+        return 1, []
+    stride = reduce(math.gcd, (b - a for a, b in zip(uniq, uniq[1:]))) or 1
+    gaps: list[list[int]] = []
+    for a, b in zip(uniq, uniq[1:]):
+        if b - a > stride:
+            gaps.append([a + stride, b - stride])
+    return stride, gaps
+
+
+def _numeric_stats(run: Run) -> dict[str, dict[str, int]]:
+    """count / null / NaN of the canonical numeric columns: the sample reward and each role's reward and KL.
+    Reads only those columns (projection pushdown), never text."""
+    out: dict[str, dict[str, int]] = {}
+    samples = run.samples
+    r = (
+        samples.select(
+            pl.len().alias("count"),
+            pl.col("reward").is_null().sum().alias("null"),
+            pl.col("reward").is_nan().sum().alias("nan"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    if r["count"]:
+        out["reward"] = {k: int(v or 0) for k, v in r.items()}
+    roles = (
+        samples.select("roles")
+        .filter(pl.col("roles").is_not_null())
+        .explode("roles")
+        .unnest("roles")
+        .filter(pl.col("role").is_not_null())
+        .group_by("role", maintain_order=True)
+        .agg(
+            pl.len().alias("count"),
+            pl.col("reward").is_null().sum().alias("reward_null"),
+            pl.col("reward").is_nan().sum().alias("reward_nan"),
+            pl.col("kl").is_null().sum().alias("kl_null"),
+            pl.col("kl").is_nan().sum().alias("kl_nan"),
+        )
+        .collect()
+    )
+    for row in roles.iter_rows(named=True):
+        for metric in ("reward", "kl"):
+            out[f"{row['role']}/{metric}"] = {
+                "count": int(row["count"]),
+                "null": int(row[f"{metric}_null"]),
+                "nan": int(row[f"{metric}_nan"]),
+            }
+    return out
+
+
+def _exceptions(run: Run) -> int:
+    """Exception count from footer null counts where possible; the exception column otherwise."""
+    total = 0
+    rest = []
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
+        if f.fmt == "parquet" and col is not None and col in f.null_counts and f.rows is not None:
+            total += f.rows - f.null_counts[col]
+        elif f.fmt != "parquet" or col is None:
+            rest.append(f.path)
+        # A Parquet file without statistics for its exception column: count from the data below.
+        elif col not in f.null_counts:
+            rest.append(f.path)
+    if rest:
+        total += int(
+            run.samples.filter(pl.col("source").is_in(rest))
+            .select(pl.col("exception").is_not_null().sum())
+            .collect()
+            .item()
+        )
+    return total
+
+
+def inspect_run(run: Run) -> dict[str, Any]:
+    """The inspect report as plain data (the JSON output; the table is drawn from it)."""
+    files = run.files
+    versions: Counter[str] = Counter(
+        str(f.schema_version) for f in files if f.schema_version is not None and f.kind != "manifest"
+    )
+    layouts: dict[str, dict[str, Any]] = {}
+    for f in files:
+        entry = layouts.setdefault(f.layout, {"files": 0, "rows": 0, "bytes": 0, "by_version": Counter()})
+        entry["files"] += 1
+        entry["bytes"] += f.bytes
+        entry["rows"] += (f.rows or 0) if f.readable else 0
+        if f.kind != "manifest":
+            label = "unreadable" if not f.readable else (
+                str(f.schema_version) if f.schema_version is not None else "-"
+            )
+            entry["by_version"][label] += 1
+    for lay in run.layouts:
+        if lay.name in layouts:
+            layouts[lay.name]["description"] = lay.description
+            layouts[lay.name]["by_version"] = dict(layouts[lay.name]["by_version"])
+
+    steps_by_split: dict[str, set[int]] = {}
+    scalar_steps: set[int] = set()
+    rows_by_kind: Counter[str] = Counter()
+    for f in files:
+        if not f.readable or f.kind == "manifest":
+            continue
+        rows_by_kind[f.kind] += f.rows or 0
+        if f.kind == "samples":
+            steps_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
+        elif f.kind == "scalars":
+            scalar_steps.update(f.all_steps())
+
+    steps: dict[str, list[int]] = {}
+    gaps: dict[str, list[list[int]]] = {}
+    strides: dict[str, int] = {}
+    for split in sorted(steps_by_split):
+        s = steps_by_split[split]
+        if not s:
+            continue
+        steps[split] = [min(s), max(s)]
+        strides[split], gaps[split] = step_gaps(sorted(s))
+
+    scalar_info: dict[str, Any] = {"records": rows_by_kind.get("scalars", 0), "keys": 0, "steps": None}
+    if any(f.kind == "scalars" and f.readable for f in files):
+        keys = run.scalars.select(pl.col("key").n_unique()).collect().item()
+        scalar_info["keys"] = int(keys)
+        if scalar_steps:
+            scalar_info["steps"] = [min(scalar_steps), max(scalar_steps)]
+            scalar_info["stride"], scalar_info["step_gaps"] = step_gaps(sorted(scalar_steps))
+
+    has_samples = any(f.kind == "samples" and f.readable for f in files)
+    null_counts: Counter[str] = Counter()
+    for f in files:
+        if f.readable and f.kind == "samples":
+            null_counts.update(f.null_counts)
+
+    problems = [p.as_dict() for p in run.problems]
+    return {
+        "run": str(run.root),
+        "name": run.name,
+        "layouts": layouts,
+        "files": [f.as_dict() for f in files],
+        "schema_versions": dict(sorted(versions.items())),
+        "rows": sum(rows_by_kind.values()),
+        "rows_by_kind": dict(rows_by_kind),
+        "steps": steps,
+        "step_gaps": gaps,
+        "step_stride": strides,
+        "roles": run.role_names(),
+        "numeric": _numeric_stats(run) if has_samples else {},
+        "null_counts": dict(sorted((k, v) for k, v in null_counts.items() if v)),
+        "exceptions": _exceptions(run) if has_samples else 0,
+        "scalars": scalar_info,
+        "bytes": sum(f.bytes for f in files),
+        "unmatched": list(run.unmatched),
+        "problems": problems,
+        "errors": sum(1 for p in run.problems if not p.is_warning),
+        "warnings": sum(1 for p in run.problems if p.is_warning),
+        "fidelity": list(run.fidelity),
+    }

@@ -1,0 +1,289 @@
+"""Conversation normalisation: foreign chat shapes to runlog's canonical message list.
+
+Every reader that has conversations (verifiers, NeMo Gym, TRL, verl) produces the same list of dicts with
+exactly the keys of ``schema.PL_MESSAGES``: ``role, name, content, reasoning, tool_calls, tool_call_id``;
+``tool_calls`` is a list of ``{id, name, arguments}`` with ``arguments`` a JSON string. Missing values are
+None. Model text is hostile: these functions parse JSON and nothing else, and they never raise on odd
+shapes: an item they do not understand becomes a message whose content is the item as compact JSON, so
+nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MESSAGE_KEYS = ("role", "name", "content", "reasoning", "tool_calls", "tool_call_id")
+
+
+def compact_json(obj: Any) -> str:
+    """JSON without spaces; values JSON cannot hold are written with ``str`` rather than failing."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (ValueError, TypeError, RecursionError):
+        return str(obj)
+
+
+def message(
+    role: str,
+    content: str | None = None,
+    *,
+    name: str | None = None,
+    reasoning: str | None = None,
+    tool_calls: list[dict[str, str | None]] | None = None,
+    tool_call_id: str | None = None,
+) -> dict[str, Any]:
+    """One canonical message (all six keys, always in the same order)."""
+    return {
+        "role": role,
+        "name": name,
+        "content": content,
+        "reasoning": reasoning,
+        "tool_calls": tool_calls,
+        "tool_call_id": tool_call_id,
+    }
+
+
+def _opt_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float, bool)):
+        return str(v)
+    return compact_json(v)
+
+
+def content_text(content: Any) -> str | None:
+    """Message content as text: strings as they are, content-part lists joined, anything else as JSON.
+
+    Non-text parts (images, audio, files) become a short ``[type]`` marker: their payload (often base64)
+    is not conversation text.
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if isinstance(content, (list, tuple)):
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                ptype = part.get("type")
+                text = part.get("text")
+                if isinstance(text, str):
+                    texts.append(text)
+                elif isinstance(part.get("refusal"), str):
+                    texts.append(part["refusal"])
+                else:
+                    texts.append(f"[{ptype}]" if isinstance(ptype, str) else compact_json(part))
+            elif part is not None:
+                texts.append(_opt_str(part) or "")
+        return "\n".join(texts)
+    return _opt_str(content)
+
+
+def _arguments(v: Any) -> str | None:
+    """Tool-call arguments as a JSON string (a dict is encoded; a string is kept as it was written)."""
+    if v is None or isinstance(v, str):
+        return v
+    return compact_json(v)
+
+
+def tool_call(tc: Any) -> dict[str, str | None]:
+    """One tool call: an OpenAI dict ``{id, type, function: {name, arguments}}`` or its JSON encoding."""
+    if isinstance(tc, str):
+        try:
+            parsed = json.loads(tc)
+        except (ValueError, RecursionError):
+            return {"id": None, "name": None, "arguments": tc}
+        tc = parsed
+    if not isinstance(tc, dict):
+        return {"id": None, "name": None, "arguments": compact_json(tc)}
+    fn = tc.get("function")
+    if not isinstance(fn, dict):
+        fn = tc  # flat shapes: {id, name, arguments} or Responses {call_id, name, arguments}
+    return {
+        "id": _opt_str(tc.get("id") if tc.get("id") is not None else tc.get("call_id")),
+        "name": _opt_str(fn.get("name")),
+        "arguments": _arguments(fn.get("arguments", fn.get("input"))),
+    }
+
+
+def _tool_calls(v: Any) -> list[dict[str, str | None]] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):  # a whole list JSON-encoded as one string
+        try:
+            v = json.loads(v)
+        except (ValueError, RecursionError):
+            return [tool_call(v)]
+    if isinstance(v, dict):
+        v = [v]
+    if not isinstance(v, (list, tuple)):
+        return [tool_call(v)]
+    calls = [tool_call(tc) for tc in v if tc is not None]
+    return calls or None
+
+
+def _role(v: Any, default: str = "unknown") -> str:
+    return v if isinstance(v, str) and v else default
+
+
+def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
+    """OpenAI chat messages to canonical messages.
+
+    ``tool_calls`` entries may be dicts or JSON-encoded strings (verifiers writes the latter); ``content``
+    may be a string, None or a list of content parts; ``reasoning_content`` / ``reasoning`` become
+    ``reasoning``; the legacy ``function_call`` field becomes one tool call.
+    """
+    if messages is None:
+        return []
+    if isinstance(messages, str):
+        return [message("user", messages)]
+    if isinstance(messages, dict):
+        messages = [messages]
+    if not isinstance(messages, (list, tuple)):
+        return [message("unknown", compact_json(messages))]
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            out.append(message("unknown", m if isinstance(m, str) else compact_json(m)))
+            continue
+        reasoning = m.get("reasoning_content")
+        if reasoning is None:
+            reasoning = m.get("reasoning")
+        calls = _tool_calls(m.get("tool_calls"))
+        legacy = m.get("function_call")
+        if legacy is not None:
+            calls = (calls or []) + [tool_call(legacy)]
+        out.append(
+            message(
+                _role(m.get("role")),
+                content_text(m.get("content")),
+                name=_opt_str(m.get("name")),
+                reasoning=content_text(reasoning),
+                tool_calls=calls,
+                tool_call_id=_opt_str(m.get("tool_call_id")),
+            )
+        )
+    return out
+
+
+def _reasoning_text(item: dict[str, Any]) -> str:
+    """Text of a Responses ``reasoning`` item: its summary parts, else its reasoning-text content."""
+    parts: list[str] = []
+    for key in ("summary", "content"):
+        val = item.get(key)
+        if isinstance(val, list):
+            for p in val:
+                if isinstance(p, dict) and isinstance(p.get("text"), str):
+                    parts.append(p["text"])
+                elif isinstance(p, str):
+                    parts.append(p)
+        elif isinstance(val, str):
+            parts.append(val)
+        if parts:
+            break
+    return "\n".join(t for t in parts if t)
+
+
+def from_responses_items(items: Any) -> list[dict[str, Any]]:
+    """OpenAI Responses input/output items to canonical messages.
+
+    ``reasoning`` summaries attach to the next assistant message (or stand alone as an assistant message
+    with empty content when none follows); consecutive ``function_call`` items form one assistant message's
+    ``tool_calls``; a ``function_call_output`` becomes a ``tool`` message whose ``name`` comes from the
+    function call with the same ``call_id``. Reasoning items without any text (encrypted or empty) carry
+    nothing readable and are skipped.
+    """
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [message("user", items)]
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        return [message("unknown", compact_json(items))]
+
+    call_names: dict[str, str] = {}
+    for it in items:
+        if isinstance(it, dict) and it.get("type") in ("function_call", "custom_tool_call"):
+            cid, name = it.get("call_id"), it.get("name")
+            if isinstance(cid, str) and isinstance(name, str):
+                call_names[cid] = name
+
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []  # reasoning text waiting for the next assistant message
+    calls_msg: dict[str, Any] | None = None  # the assistant message collecting consecutive function calls
+
+    def take_reasoning() -> str | None:
+        text = "\n".join(pending) if pending else None
+        pending.clear()
+        return text
+
+    def flush_reasoning() -> None:
+        if pending:
+            out.append(message("assistant", "", reasoning=take_reasoning()))
+
+    for it in items:
+        if not isinstance(it, dict):
+            flush_reasoning()
+            calls_msg = None
+            out.append(message("unknown", it if isinstance(it, str) else compact_json(it)))
+            continue
+        kind = it.get("type")
+        if kind is None and "role" in it:
+            kind = "message"  # EasyInputMessage: {role, content} without a type
+        if kind == "message":
+            role = _role(it.get("role"))
+            calls_msg = None
+            if role == "assistant":
+                out.append(message(role, content_text(it.get("content")), reasoning=take_reasoning()))
+            else:
+                flush_reasoning()
+                out.append(message(role, content_text(it.get("content")), name=_opt_str(it.get("name"))))
+        elif kind == "reasoning":
+            text = _reasoning_text(it)
+            if text:
+                pending.append(text)
+                calls_msg = None
+        elif kind in ("function_call", "custom_tool_call"):
+            if calls_msg is None:
+                calls_msg = message("assistant", None, reasoning=take_reasoning(), tool_calls=[])
+                out.append(calls_msg)
+            calls_msg["tool_calls"].append(
+                {
+                    "id": _opt_str(it.get("call_id") if it.get("call_id") is not None else it.get("id")),
+                    "name": _opt_str(it.get("name")),
+                    "arguments": _arguments(it.get("arguments", it.get("input"))),
+                }
+            )
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            flush_reasoning()
+            calls_msg = None
+            cid = _opt_str(it.get("call_id"))
+            output = it.get("output")
+            text = output if isinstance(output, str) else content_text(output)
+            out.append(message("tool", text, name=call_names.get(cid or ""), tool_call_id=cid))
+        else:
+            flush_reasoning()
+            calls_msg = None
+            out.append(message(_role(kind), compact_json(it)))
+    flush_reasoning()
+    return out
+
+
+def last_text(messages: list[dict[str, Any]], role: str) -> str | None:
+    """Content of the last message with this role that has content (the prompt of a conversation)."""
+    for m in reversed(messages):
+        if m.get("role") == role and m.get("content"):
+            return m["content"]
+    return None
+
+
+def joined_text(messages: list[dict[str, Any]], role: str = "assistant") -> str | None:
+    """Non-empty contents of all messages with this role, joined (the completion of a rollout)."""
+    texts = [m["content"] for m in messages if m.get("role") == role and m.get("content")]
+    return "\n".join(texts) if texts else None

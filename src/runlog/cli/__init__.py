@@ -1,0 +1,1 @@
+"""The ``runlog`` command line: thin typer commands over the library."""

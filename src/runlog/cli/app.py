@@ -1,0 +1,42 @@
+"""The typer application; each command lives in its own module and only parses, calls, formats."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .inspect_cmd import inspect_command
+
+app = typer.Typer(
+    name="runlog",
+    help=(
+        "Post-hoc analysis of RL post-training runs from raw Parquet/JSONL.\n\n"
+        "Examples:\n\n"
+        "  runlog inspect sample_runs/debate_grpo\n\n"
+        "  runlog inspect sample_runs/damaged --format json | jq .problems"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"runlog {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """runlog: what is in an RL run, is it valid, and how is each role doing."""
+
+
+app.command("inspect")(inspect_command)
+
+
+def main() -> None:
+    app(prog_name="runlog")

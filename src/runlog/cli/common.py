@@ -1,0 +1,69 @@
+"""What every command shares: consoles (data to stdout, diagnostics to stderr) and error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, RunlogError
+
+INTERNAL_ERROR = 3
+
+
+def stdout_console() -> Console:
+    # Created per call so that tests (CliRunner swaps sys.stdout) and NO_COLOR are honoured.
+    return Console(file=sys.stdout, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, no_color="NO_COLOR" in os.environ or None, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``Error: message`` (one line, on stderr) and return the Exit to raise."""
+    stderr_console().print(f"Error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Map library errors to one-line messages and documented exit codes; never show a traceback for
+    expected failures (set RUNLOG_DEBUG=1 to see one for an internal error)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except RunlogError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        # `runlog ... | head`: the reader went away; that is not an error of ours.
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        raise typer.Exit(0) from None
+    except Exception as exc:
+        if os.environ.get("RUNLOG_DEBUG"):
+            raise
+        raise fail(
+            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(set RUNLOG_DEBUG=1 for a traceback, and please report it)",
+            INTERNAL_ERROR,
+        ) from None
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)

@@ -1,0 +1,164 @@
+"""``runlog inspect DIR``: layouts, schema versions, rows, steps and gaps, roles, problems."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..textsafe import visible
+from .common import emit_json, handle_errors, stdout_console
+
+MAX_PROBLEMS_SHOWN = 40
+
+
+class InspectFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def inspect_command(
+    path: Path = typer.Argument(..., help="Run directory (or a single file) to inspect.", show_default=False),
+    fmt: InspectFormat = typer.Option(InspectFormat.table, "--format", "-f", help="Output format."),
+    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it (see docs/format.md)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
+) -> None:
+    """Show what is in a run and whether it is valid.
+
+    Reads only Parquet footers, JSONL lines and the numeric columns. Exit codes: 0 clean (warnings
+    allowed), 1 problems found (with --strict, warnings count too), 2 usage error.
+
+    Examples:
+
+      runlog inspect sample_runs/debate_grpo
+
+      runlog inspect sample_runs/damaged --format json
+
+      runlog inspect runs/exp42 --layout flink --strict
+    """
+    from ..analysis.inspect import inspect_run
+    from ..run import open_run
+
+    with handle_errors():
+        run = open_run(path, layout=layout)
+        report = inspect_run(run)
+        if fmt == InspectFormat.json:
+            emit_json(report)
+        else:
+            stdout_console().print(render_report(report))
+    failing = report["errors"] + (report["warnings"] if strict else 0)
+    raise typer.Exit(EXIT_PROBLEMS if failing else EXIT_OK)
+
+
+def _t(s: Any) -> Text:
+    """Data (file names, messages) as literal text: no markup, no control sequences."""
+    return Text(visible(str(s), keep_newlines=False))
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:limit]]
+    if len(gaps) > limit:
+        parts.append(f"... (+{len(gaps) - limit})")
+    return ", ".join(parts)
+
+
+def render_report(r: dict[str, Any]) -> Group:
+    parts: list[Any] = []
+    head = Text()
+    head.append("run ", style="bold")
+    head.append(visible(r["name"], keep_newlines=False), style="bold cyan")
+    head.append(f"  {visible(r['run'], keep_newlines=False)}\n", style="dim")
+    head.append(f"{len(r['files'])} files, {_bytes(r['bytes'])}, {r['rows']:,} readable rows")
+    kinds = r.get("rows_by_kind") or {}
+    if kinds:
+        head.append(" (" + ", ".join(f"{v:,} {k}" for k, v in sorted(kinds.items())) + ")")
+    if r["roles"]:
+        head.append("\nroles: ")
+        head.append(", ".join(visible(x, keep_newlines=False) for x in r["roles"]), style="magenta")
+    if r["exceptions"]:
+        head.append(f"\nexceptions: {r['exceptions']:,} trajectories failed", style="yellow")
+    parts.append(Panel(head, expand=False))
+
+    t = Table(title="Layouts and schema versions", title_justify="left")
+    for col, just in (("layout", "left"), ("version", "right"), ("files", "right"), ("rows", "right"),
+                      ("bytes", "right")):
+        t.add_column(col, justify=just)
+    for name, entry in r["layouts"].items():
+        for version, n in sorted(entry.get("by_version", {}).items()):
+            t.add_row(_t(name), version, f"{n:,}", "", "")
+        t.add_row(Text(f"{name} total", style="bold"), "", f"{entry['files']:,}", f"{entry['rows']:,}",
+                  _bytes(entry["bytes"]))
+    parts.append(t)
+
+    if r["steps"]:
+        t = Table(title="Splits", title_justify="left")
+        for col in ("split", "first step", "last step", "stride", "gaps (missing steps)"):
+            t.add_column(col)
+        for split, (first, last) in r["steps"].items():
+            gaps = r["step_gaps"].get(split, [])
+            t.add_row(_t(split), str(first), str(last), str(r["step_stride"].get(split, 1)),
+                      Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"))
+        parts.append(t)
+
+    sc = r["scalars"]
+    if sc.get("records"):
+        line = Text(f"scalars: {sc['records']:,} records, {sc['keys']:,} keys")
+        if sc.get("steps"):
+            line.append(f", steps {sc['steps'][0]}..{sc['steps'][1]}")
+            if sc.get("step_gaps"):
+                line.append(f", gaps {_ranges(sc['step_gaps'])}", style="red")
+        parts.append(line)
+
+    if r["numeric"]:
+        t = Table(title="Numeric columns", title_justify="left")
+        for col in ("column", "values", "null", "NaN"):
+            t.add_column(col, justify="left" if col == "column" else "right")
+        for name, st in r["numeric"].items():
+            t.add_row(_t(name), f"{st['count']:,}",
+                      Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
+                      Text(f"{st['nan']:,}", style="red" if st["nan"] else ""))
+        parts.append(t)
+
+    if r["fidelity"]:
+        notes = Text("Not mapped into the canonical model:\n", style="bold")
+        for n in r["fidelity"]:
+            notes.append(f"  {visible(n['layout'], keep_newlines=False)}: ", style="cyan")
+            notes.append(visible(n["message"], keep_newlines=False) + "\n")
+        parts.append(notes)
+
+    problems = r["problems"]
+    if problems:
+        t = Table(title=f"Problems ({r['errors']} errors, {r['warnings']} warnings)", title_justify="left")
+        t.add_column("kind")
+        t.add_column("path", overflow="fold")
+        t.add_column("message", overflow="fold")
+        ordered = sorted(problems, key=lambda p: (p["kind"] == "warning", p["path"]))
+        for p in ordered[:MAX_PROBLEMS_SHOWN]:
+            style = "yellow" if p["kind"] == "warning" else "red"
+            t.add_row(Text(p["kind"], style=style), _t(p["path"]), _t(p["message"]))
+        if len(ordered) > MAX_PROBLEMS_SHOWN:
+            t.add_row("...", f"{len(ordered) - MAX_PROBLEMS_SHOWN} more", "see --format json")
+        parts.append(t)
+    if r["errors"]:
+        parts.append(Text(f"{r['errors']} problem(s) found; the rest of the run was read.", style="bold red"))
+    elif r["warnings"]:
+        parts.append(Text(f"valid, with {r['warnings']} warning(s).", style="bold yellow"))
+    else:
+        parts.append(Text("valid: no problems found.", style="bold green"))
+    return Group(*parts)

@@ -1,0 +1,48 @@
+"""Typed errors. The CLI maps each to a one-line ``Error: ...`` on stderr and an exit code.
+
+Exit codes (documented in docs/cli.md):
+    0  success, no problems (warnings allowed unless --strict)
+    1  problems found in the data (the good data was still analysed)
+    2  usage error: bad option, missing path, nothing to read
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class RunlogError(Exception):
+    """Base class of every error runlog raises on purpose."""
+
+    exit_code = EXIT_PROBLEMS
+
+
+class UsageError(RunlogError):
+    """The user asked for something that cannot be done (bad path, unknown layout, bad option)."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunNotFoundError(UsageError):
+    """The run location does not exist or is not a directory/file runlog can read."""
+
+
+class UnknownLayoutError(UsageError):
+    """``--layout`` names a layout that is not registered."""
+
+
+class DataError(RunlogError):
+    """A file could not be read or does not follow its format."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class SchemaVersionError(DataError):
+    """A file was written by a newer runlog schema than this runlog reads."""

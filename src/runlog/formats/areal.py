@@ -1,0 +1,44 @@
+"""AReaL-style stats JSONL (seed 002): one flat dict of metrics per step; ``key__count`` companions
+carry the weight of ``key`` for merging shards (kept as ordinary keys; summaries use them)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .base import Candidate, FileInfo, Layout, RunContext, register
+from .common import read_jsonl, scalars_frame
+from .scalars_jsonl import STEP_KEYS, record_rows
+
+
+@register
+class ArealStatsLayout(Layout):
+    name = "areal"
+    description = "AReaL-style stats JSONL: a flat {step, <metric>: number, <metric>__count: n} dict per line"
+    priority = 90
+    formats = (".jsonl",)
+
+    def detect(self, cand: Candidate) -> bool:
+        if cand.suffix != ".jsonl":
+            return False
+        first = cand.first_json
+        if not isinstance(first, dict) or not any(k in first for k in STEP_KEYS):
+            return False
+        values = [v for k, v in first.items() if k not in STEP_KEYS]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        # Mostly numbers, nothing nested: a metrics line, not a rollout record.
+        return bool(numbers) and len(numbers) >= 0.8 * len(values) and not any(
+            isinstance(v, (list, dict)) for v in values
+        )
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
+        parsed = read_jsonl(cand, ctx)
+        rows = record_rows(parsed, cand.rel, ctx, self.name)
+        info.payload = scalars_frame(rows, cand.rel, ctx, self.name)
+        info.rows = len(parsed.records)
+        info.steps = sorted({s for s, _, _ in rows if s is not None})
+        return info
+
+    def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        frames = [f.payload for f in files if f.readable and f.payload is not None]
+        return pl.concat(frames).lazy() if frames else None

@@ -1,0 +1,201 @@
+"""The layout registry: how each on-disk layout recognises its files and reads them into the canonical model.
+
+A layout is a small class registered with ``@register``. Discovery (``runlog.run``) walks a run directory
+once, offers every file to the layouts in priority order (``detect``), and asks the winner to ``probe``
+it: read what ``inspect`` needs (a Parquet footer, a JSONL file's lines) and report problems. Readers
+then build lazy canonical frames from the probed files (``scan_samples`` / ``scan_scalars``).
+Commands never look at file names or extensions themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+
+from ..errors import UnknownLayoutError
+
+WARNING = "warning"
+
+# Problem kinds (docs/format.md, "Problems"). Warnings have kind "warning" and do not fail `inspect`.
+UNREADABLE = "unreadable"  # truncated / corrupt Parquet, unreadable CSV, undecodable file
+BAD_LINE = "bad_line"  # a JSONL line that is not a JSON object (line number in the message)
+NEWER_VERSION = "newer_schema_version"
+UNKNOWN_VERSION = "unknown_schema_version"
+MISSING_COLUMNS = "missing_columns"
+WRONG_TYPE = "wrong_type"
+BAD_MANIFEST = "bad_manifest"
+
+
+@dataclass
+class Problem:
+    path: str
+    kind: str
+    message: str
+
+    @property
+    def is_warning(self) -> bool:
+        return self.kind == WARNING
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "kind": self.kind, "message": self.message}
+
+
+@dataclass
+class FileInfo:
+    """What discovery learned about one file, cheaply (footers, first bytes, one pass over JSONL)."""
+
+    path: str  # relative to the run root, with '/' separators
+    abspath: Path
+    layout: str
+    fmt: str  # parquet | csv | jsonl | json
+    kind: str  # samples | scalars | manifest
+    bytes: int
+    schema_version: int | None = None
+    rows: int | None = None
+    split: str | None = None
+    step: int | None = None  # the step of a one-step file
+    steps: list[int] | None = None  # distinct steps of a multi-step file (JSONL)
+    process: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # name -> type, from the footer
+    null_counts: dict[str, int] = field(default_factory=dict)  # from footer statistics
+    readable: bool = True
+    # Layout-private payload (for example the parsed frame of a JSONL file, so it is parsed once).
+    payload: Any = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "layout": self.layout,
+            "format": self.fmt,
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+            "rows": self.rows,
+            "split": self.split,
+            "step": self.step,
+            "readable": self.readable,
+            "bytes": self.bytes,
+        }
+
+    def all_steps(self) -> list[int]:
+        if self.steps is not None:
+            return self.steps
+        return [] if self.step is None else [self.step]
+
+
+class Candidate:
+    """A file offered to the layouts. The head bytes and first JSON line are read at most once."""
+
+    HEAD_BYTES = 64 * 1024
+
+    def __init__(self, root: Path, abspath: Path, size: int):
+        self.root = root
+        self.abspath = abspath
+        self.size = size
+        self.rel = abspath.relative_to(root).as_posix()
+        self.name = abspath.name
+        self.suffix = abspath.suffix.lower()
+
+    @cached_property
+    def head(self) -> bytes:
+        try:
+            with open(self.abspath, "rb") as fh:
+                return fh.read(self.HEAD_BYTES)
+        except OSError:
+            return b""
+
+    @cached_property
+    def first_json(self) -> Any:
+        """The first non-empty line parsed as JSON, or None (for sniffing JSONL layouts)."""
+        for line in self.head.split(b"\n"):
+            if line.strip():
+                try:
+                    return json.loads(line)
+                except (ValueError, RecursionError):
+                    return None
+        return None
+
+
+@dataclass
+class RunContext:
+    """Shared state of one discovery/read: the root, the manifest, problems and fidelity notes."""
+
+    root: Path
+    manifest: dict[str, Any] | None = None
+    problems: list[Problem] = field(default_factory=list)
+    fidelity: list[dict[str, str]] = field(default_factory=list)
+
+    def problem(self, path: str, kind: str, message: str) -> None:
+        self.problems.append(Problem(path, kind, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, WARNING, message))
+
+    def note(self, layout: str, message: str) -> None:
+        """A fidelity note: something a reader could not map into the canonical model."""
+        entry = {"layout": layout, "message": message}
+        if entry not in self.fidelity:
+            self.fidelity.append(entry)
+
+
+class Layout:
+    """Base class of a layout. Subclasses set ``name``, ``description``, ``priority``, and implement
+    ``detect`` and ``probe``, and one or both of ``scan_samples`` / ``scan_scalars``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    priority: ClassVar[int] = 100  # lower is tried first
+    formats: ClassVar[tuple[str, ...]] = ()  # file suffixes it can read when forced with --layout
+
+    def detect(self, cand: Candidate) -> bool:
+        raise NotImplementedError
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        raise NotImplementedError
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        return None
+
+    def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        return None
+
+    def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
+        """Role names known without reading data (footers, manifest)."""
+        return []
+
+
+_REGISTRY: dict[str, Layout] = {}
+
+
+def register(cls: type[Layout]) -> type[Layout]:
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def layouts() -> list[Layout]:
+    """Registered layouts in detection order."""
+    from . import _load_all
+
+    _load_all()
+
+    return sorted(_REGISTRY.values(), key=lambda lay: (lay.priority, lay.name))
+
+
+def get_layout(name: str) -> Layout:
+    for lay in layouts():
+        if lay.name == name:
+            return lay
+    known = ", ".join(lay.name for lay in layouts())
+    raise UnknownLayoutError(f"unknown layout {name!r}; known layouts: {known}")
+
+
+def file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

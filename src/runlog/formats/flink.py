@@ -1,0 +1,159 @@
+"""Flink debug data (seed 000), schema v0 and v1, Parquet or the CSV written when Parquet failed.
+
+    flink_logs/batch_debug_data_{train|eval}_{step}[_{suffix}].parquet   (or .csv)
+
+v0 columns: env_name, trajectory, agent_trajectories, exception_info, reward, reward_metrics,
+reward_text_info, unique_sample_id. v1 adds schema_version (=1), role_assignments and flat per-role
+``<role>_reward`` / ``<role>_kl`` columns. Step and split come from the file name.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from .. import schema as S
+from .base import MISSING_COLUMNS, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
+from .common import (
+    gate_version,
+    group_by_signature,
+    per_file_value,
+    probe_parquet,
+    read_version_column,
+    source_column,
+)
+
+NAME_RE = re.compile(r"batch_debug_data_(?P<split>train|eval)_(?P<step>\d+)(?:_(?P<suffix>[^/]*))?\.(?:parquet|csv)$")
+V0_COLUMNS = (
+    "env_name",
+    "trajectory",
+    "agent_trajectories",
+    "exception_info",
+    "reward",
+    "reward_metrics",
+    "reward_text_info",
+    "unique_sample_id",
+)
+REQUIRED = ("reward", "unique_sample_id")
+NUMERIC_TYPES = ("double", "float", "halffloat", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                 "uint32", "uint64", "null", "f64", "f32", "i64", "i32")
+
+
+def _is_numeric_type(t: str) -> bool:
+    return t.lower() in NUMERIC_TYPES or t.startswith(("Float", "Int", "UInt")) or t == "Null"
+
+
+@register
+class FlinkLayout(Layout):
+    name = "flink"
+    description = "Flink debug data: flink_logs/batch_debug_data_{train|eval}_{step}[_suffix].parquet|csv (v0, v1)"
+    priority = 20
+    formats = (".parquet", ".csv")
+
+    def detect(self, cand: Candidate) -> bool:
+        return bool(NAME_RE.search(cand.name))
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        if cand.suffix == ".csv":
+            info = self._probe_csv(cand, ctx)
+        else:
+            info = probe_parquet(cand, ctx, layout=self.name)
+        m = NAME_RE.search(cand.name)
+        if m:
+            info.split, info.step = m["split"], int(m["step"])
+        if not info.readable:
+            return info
+        version = 0
+        if "schema_version" in info.columns:
+            rng = self._csv_version(info) if info.fmt == "csv" else read_version_column(info)
+            if rng is None:
+                ctx.problem(cand.rel, MISSING_COLUMNS, "schema_version column is empty; file skipped")
+                info.readable = False
+                return info
+            lo, hi = rng
+            if lo != hi:
+                ctx.problem(cand.rel, UNREADABLE, f"mixed schema versions {lo}..{hi} inside one file; file skipped")
+                info.readable = False
+                return info
+            version = hi
+        info.schema_version = version
+        if not gate_version(info, ctx, version):
+            return info
+        self._check_columns(info, ctx)
+        return info
+
+    def _probe_csv(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        info = FileInfo(cand.rel, cand.abspath, self.name, "csv", "samples", cand.size)
+        try:
+            df = pl.read_csv(cand.abspath, infer_schema_length=10_000, null_values=["", "None", "null"])
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            ctx.problem(cand.rel, UNREADABLE, f"unreadable CSV: {str(exc).splitlines()[0][:300]}")
+            info.readable = False
+            return info
+        # A NaN reward was written as "nan": keep it NaN (not null) so it is counted as NaN.
+        if "reward" in df.columns and df.schema["reward"] == pl.String:
+            df = df.with_columns(pl.col("reward").cast(pl.Float64, strict=False))
+        ctx.warn(cand.rel, "CSV fallback file (Parquet writing failed during training); read from CSV")
+        info.rows = df.height
+        info.columns = {c: str(t) for c, t in df.schema.items()}
+        info.null_counts = {c: int(df[c].null_count()) for c in df.columns}
+        info.payload = df
+        return info
+
+    @staticmethod
+    def _csv_version(info: FileInfo) -> tuple[int, int] | None:
+        col = info.payload["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
+        return None if col.len() == 0 else (int(col.min()), int(col.max()))
+
+    def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
+        missing = [c for c in REQUIRED if c not in info.columns]
+        if missing:
+            ctx.problem(info.path, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
+            info.readable = False
+            return
+        absent = [c for c in V0_COLUMNS if c not in info.columns and c not in REQUIRED]
+        if absent:
+            ctx.warn(info.path, f"missing column(s) {', '.join(absent)} of the Flink v{info.schema_version} schema")
+        numeric = ["reward"] + [c for c in info.columns if c.endswith(("_reward", "_kl"))]
+        bad = [f"{c} is {info.columns[c]}" for c in numeric if not _is_numeric_type(info.columns[c])]
+        if bad and info.fmt == "parquet":
+            ctx.problem(info.path, WRONG_TYPE, "wrong column type (expected a number): " + "; ".join(bad)
+                        + "; file skipped")
+            info.readable = False
+
+    def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
+        names: list[str] = []
+        for f in files:
+            if f.readable:
+                for r in S.flink_role_names([c for c in f.columns if c != "reward"]):
+                    if r not in names:
+                        names.append(r)
+        return names
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        readable = [f for f in files if f.readable]
+        if not readable:
+            return None
+        if any(f.schema_version == 0 for f in readable):
+            ctx.note(self.name, "v0 files have no per-role data: their rows have no roles (role unknown)")
+        frames = []
+        for group in group_by_signature(readable):
+            if group[0].fmt == "csv":
+                lf = pl.concat(
+                    [f.payload.lazy().with_columns(pl.lit(f.path).alias("source")) for f in group],
+                    how="diagonal_relaxed",
+                )
+            else:
+                lf = pl.scan_parquet([str(f.abspath) for f in group], include_file_paths="source")
+                lf = lf.with_columns(source_column(group))
+            version = group[0].schema_version or 0
+            lf = S.migrate(lf, version)
+            lf = lf.with_columns(
+                pl.lit(version, dtype=pl.Int32).alias("schema_version"),
+                pl.lit(self.name).alias("layout"),
+                per_file_value(group, "step", pl.Int64()).alias("step"),
+                per_file_value(group, "split", pl.String()).alias("split"),
+            )
+            frames.append(S.conform_samples(lf))
+        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]

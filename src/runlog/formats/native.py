@@ -1,0 +1,186 @@
+"""runlog's own layout (schema v2): ``run.json``, per-step sample Parquet per split and process, scalars JSONL.
+
+    run.json
+    samples/{split}/step_{step:08d}.p{process}.parquet
+    scalars.p{process}.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import polars as pl
+import pyarrow as pa
+
+from .. import schema as S
+from .base import (
+    BAD_MANIFEST,
+    MISSING_COLUMNS,
+    WRONG_TYPE,
+    Candidate,
+    FileInfo,
+    Layout,
+    RunContext,
+    register,
+)
+from .common import (
+    gate_version,
+    group_by_signature,
+    probe_parquet,
+    read_jsonl,
+    read_version_column,
+    scalars_frame,
+    source_column,
+)
+from .scalars_jsonl import record_rows
+
+SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?P<proc>\d+)\.parquet$")
+SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
+MANIFEST = "run.json"
+META_VERSION_KEY = b"runlog.schema_version"
+
+
+def _polars_types(arrow_schema: pa.Schema) -> dict[str, pl.DataType]:
+    return dict(pl.from_arrow(arrow_schema.empty_table()).schema)
+
+
+@register
+class NativeLayout(Layout):
+    name = "runlog"
+    description = "runlog native layout (schema v2): run.json, samples/{split}/step_N.pP.parquet, scalars.pP.jsonl"
+    priority = 10
+    formats = (".parquet", ".jsonl", ".json")
+
+    def detect(self, cand: Candidate) -> bool:
+        if cand.name == MANIFEST:
+            return True
+        return bool(SAMPLE_RE.search(cand.rel) or SCALARS_RE.search(cand.rel))
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        if cand.name == MANIFEST or cand.suffix == ".json":
+            return self._probe_manifest(cand, ctx)
+        if cand.suffix == ".jsonl":
+            return self._probe_scalars(cand, ctx)
+        return self._probe_samples(cand, ctx)
+
+    # -- manifest ----------------------------------------------------------------------------------------
+    def _probe_manifest(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        info = FileInfo(cand.rel, cand.abspath, self.name, "json", "manifest", cand.size, rows=None)
+        try:
+            manifest = json.loads(cand.abspath.read_bytes())
+        except UnicodeDecodeError as exc:
+            manifest, reason = None, f"invalid UTF-8 at byte {exc.start}"
+        except (OSError, ValueError, RecursionError) as exc:
+            manifest, reason = None, f"not valid JSON ({str(exc).splitlines()[0][:200]})"
+        else:
+            reason = None if isinstance(manifest, dict) else "not a JSON object"
+        if reason is not None:
+            ctx.problem(cand.rel, BAD_MANIFEST, f"unreadable manifest: {reason}")
+            info.readable = False
+            return info
+        version = manifest.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            ctx.problem(cand.rel, BAD_MANIFEST, f"manifest schema_version is {version!r}, not an integer")
+            info.readable = False
+            return info
+        info.schema_version = version
+        if not gate_version(info, ctx, version):
+            return info
+        if manifest.get("format", S.FORMAT_NAME) != S.FORMAT_NAME:
+            ctx.warn(cand.rel, f"manifest format is {manifest.get('format')!r}, expected {S.FORMAT_NAME!r}")
+        ctx.manifest = manifest
+        return info
+
+    # -- samples -----------------------------------------------------------------------------------------
+    def _probe_samples(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        info = probe_parquet(cand, ctx, layout=self.name)
+        m = SAMPLE_RE.search(cand.rel)
+        if m:
+            info.split, info.step, info.process = m["split"], int(m["step"]), int(m["proc"])
+        if not info.readable:
+            return info
+        meta = info.payload["metadata"].metadata or {}
+        version: int | None = None
+        if META_VERSION_KEY in meta:
+            try:
+                version = int(meta[META_VERSION_KEY])
+            except ValueError:
+                version = None
+        if version is None and "schema_version" in info.columns:
+            rng = read_version_column(info)
+            if rng is not None:
+                version = rng[1]
+        if version is None:
+            ctx.problem(cand.rel, MISSING_COLUMNS, "no schema_version (column or file metadata); file skipped")
+            info.readable = False
+            return info
+        info.schema_version = version
+        if not gate_version(info, ctx, version):
+            return info
+        missing = [c for c in S.NATIVE_REQUIRED if c not in info.columns]
+        if missing:
+            ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
+            info.readable = False
+            return info
+        types = _polars_types(info.payload["arrow_schema"])
+        bad = [
+            f"{c} is {types[c]}, expected {S.SAMPLE_COLUMNS[c]}"
+            for c in types
+            if c in S.SAMPLE_COLUMNS and not _compatible(types[c], S.SAMPLE_COLUMNS[c])
+        ]
+        if bad:
+            ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
+            info.readable = False
+        return info
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        parquet = [f for f in files if f.kind == "samples" and f.readable]
+        if not parquet:
+            return None
+        frames = []
+        for group in group_by_signature(parquet):
+            lf = pl.scan_parquet([str(f.abspath) for f in group], include_file_paths="source")
+            lf = S.migrate(lf, group[0].schema_version or S.CURRENT_VERSION)
+            lf = lf.with_columns(
+                source_column(group),
+                pl.lit(self.name).alias("layout"),
+                pl.col("schema_version").cast(pl.Int32),
+            )
+            frames.append(S.conform_samples(lf))
+        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+    def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
+        roles = (ctx.manifest or {}).get("roles") or []
+        return [str(r) for r in roles] if isinstance(roles, list) else []
+
+    # -- scalars -----------------------------------------------------------------------------------------
+    def _probe_scalars(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
+        m = SCALARS_RE.search(cand.rel)
+        info.process = int(m["proc"]) if m else None
+        parsed = read_jsonl(cand, ctx)
+        rows = record_rows(parsed, cand.rel, ctx, self.name)
+        frame = scalars_frame(rows, cand.rel, ctx, self.name)
+        info.rows = len(parsed.records)
+        info.steps = sorted({s for s, _, _ in rows if s is not None})
+        info.schema_version = (ctx.manifest or {}).get("schema_version", S.CURRENT_VERSION)
+        info.payload = frame
+        return info
+
+    def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        frames = [f.payload for f in files if f.kind == "scalars" and f.readable and f.payload is not None]
+        return pl.concat(frames).lazy() if frames else None
+
+
+def _compatible(found: pl.DataType, expected: pl.DataType) -> bool:
+    if found == expected:
+        return True
+    if expected.is_numeric():
+        return found.is_numeric() or found == pl.Null
+    if expected == pl.String:
+        return found in (pl.String, pl.Categorical, pl.Null) or isinstance(found, pl.Categorical)
+    if isinstance(expected, pl.List):
+        # Nested columns: the same outer shape is enough; the struct fields are conformed on read.
+        return isinstance(found, pl.List) or found == pl.Null
+    return False

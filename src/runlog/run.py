@@ -1,0 +1,208 @@
+"""``open_run``: discover a run's files once, and expose them as lazy canonical polars frames."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import schema as S
+from .errors import RunNotFoundError, UsageError
+from .formats.base import (
+    UNREADABLE,
+    WARNING,
+    Candidate,
+    FileInfo,
+    Layout,
+    Problem,
+    RunContext,
+    file_size,
+    get_layout,
+    layouts,
+)
+
+TEMP_SUFFIXES = (".tmp", ".partial")
+IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+
+
+@dataclass
+class Run:
+    """A run directory read into runlog's canonical model.
+
+    ``files`` and ``problems`` come from discovery (footers and JSONL lines only). The frames are lazy:
+    nothing beyond that is read until a frame is collected, and only the columns selected are read.
+    """
+
+    root: Path
+    files: list[FileInfo]
+    ctx: RunContext
+    unmatched: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.ctx.problems
+
+    @property
+    def fidelity(self) -> list[dict[str, str]]:
+        return self.ctx.fidelity
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        return self.ctx.manifest
+
+    @property
+    def name(self) -> str:
+        m = self.manifest or {}
+        return str(m.get("name") or self.root.name)
+
+    def files_of(self, layout: str) -> list[FileInfo]:
+        return [f for f in self.files if f.layout == layout]
+
+    @cached_property
+    def layouts(self) -> list[Layout]:
+        names = {f.layout for f in self.files}
+        return [lay for lay in layouts() if lay.name in names]
+
+    @cached_property
+    def samples(self) -> pl.LazyFrame:
+        """One row per trajectory, canonical columns first (``schema.SAMPLE_COLUMNS``), extras after."""
+        frames = [
+            lf
+            for lay in self.layouts
+            if (lf := lay.scan_samples(self.files_of(lay.name), self.ctx)) is not None
+        ]
+        if not frames:
+            return S.empty_samples()
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    @cached_property
+    def roles(self) -> pl.LazyFrame:
+        """Long view, one row per (sample, role). Samples without per-role data (Flink v0, single-agent
+        layouts) give one row with a null role and the sample's reward: reported, never invented."""
+        base = self.samples.select(
+            "step", "split", "sample_id", "group_id", "reward", "roles", "schema_version", "layout"
+        )
+        has_roles = pl.col("roles").is_not_null() & (pl.col("roles").list.len() > 0)
+        with_roles = (
+            base.filter(has_roles)
+            .select("step", "split", "sample_id", "group_id", "roles")
+            .explode("roles")
+            .unnest("roles")
+        )
+        without = base.filter(~has_roles).select(
+            "step",
+            "split",
+            "sample_id",
+            "group_id",
+            pl.lit(None, dtype=pl.String).alias("role"),
+            pl.col("reward"),
+            pl.lit(None, dtype=pl.Float64).alias("kl"),
+        )
+        return pl.concat([with_roles, without], how="diagonal_relaxed").select(
+            [pl.col(c).cast(t) for c, t in S.ROLE_COLUMNS.items()]
+        )
+
+    @cached_property
+    def scalars(self) -> pl.LazyFrame:
+        """Long view of scalar metrics: ``step, time, key, value, source``."""
+        frames = [
+            S.conform_scalars(lf)
+            for lay in self.layouts
+            if (lf := lay.scan_scalars(self.files_of(lay.name), self.ctx)) is not None
+        ]
+        if not frames:
+            return S.empty_scalars()
+        return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+    def role_names(self) -> list[str]:
+        """Role names known from manifests and footers, without reading data."""
+        names: list[str] = []
+        for lay in self.layouts:
+            for r in lay.roles(self.files_of(lay.name), self.ctx):
+                if r not in names:
+                    names.append(r)
+        return names
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_warning]
+
+
+def _walk(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        out.extend(Path(dirpath) / n for n in sorted(filenames))
+    return out
+
+
+def _order(path: Path) -> tuple[int, str]:
+    # Manifests first: readers of other files in the same run may depend on them.
+    return (0 if path.name == "run.json" else 1, str(path))
+
+
+def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
+    """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
+
+    ``layout`` forces one layout for every data file instead of detecting it.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise RunNotFoundError(f"{path}: no such file or directory")
+    if p.is_file():
+        root, paths = p.parent, [p]
+    elif p.is_dir():
+        root, paths = p, _walk(p)
+    else:
+        raise RunNotFoundError(f"{path}: not a regular file or directory")
+    forced = get_layout(layout) if layout else None
+    ctx = RunContext(root=root)
+    files: list[FileInfo] = []
+    unmatched: list[str] = []
+    registry = layouts()
+    for abspath in sorted(paths, key=_order):
+        cand = Candidate(root, abspath, file_size(abspath))
+        if cand.name in IGNORED_NAMES:
+            continue
+        if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
+            if cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
+                ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
+            continue
+        chosen = _choose(cand, forced, registry)
+        if chosen is None:
+            unmatched.append(cand.rel)
+            ctx.warn(cand.rel, "matches no known layout; ignored")
+            continue
+        try:
+            info = chosen.probe(cand, ctx)
+        except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
+            ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
+            info = FileInfo(cand.rel, abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size,
+                            readable=False)
+        files.append(info)
+    if not files and not ctx.problems:
+        raise UsageError(f"{path}: no files found")
+    return Run(root=root, files=files, ctx=ctx, unmatched=unmatched)
+
+
+def _choose(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:
+    if forced is not None:
+        return forced if (not forced.formats or cand.suffix in forced.formats) else None
+    for lay in registry:
+        try:
+            if lay.detect(cand):
+                return lay
+        except Exception:  # noqa: BLE001,S112  (a sniffing failure just means "not mine")
+            continue
+    return None
+
+
+__all__ = ["Run", "open_run", "WARNING"]

@@ -1,0 +1,298 @@
+"""Every schema version runlog knows, the canonical types, and the ordered migrations.
+
+``docs/format.md`` is the prose authority; this module is the executable one and the two are kept in
+agreement by ``tests/test_docs.py``.
+
+Versions:
+    0  Flink ``BatchDebugData`` (seed 000): no ``schema_version`` column, no per-role data.
+    1  Flink debate extension: ``schema_version=1``, ``role_assignments``, ``<role>_reward``, ``<role>_kl``.
+    2  runlog native: canonical columns, nested ``roles`` / ``reward_components`` / ``messages``.
+
+Older versions are migrated on read by small ordered functions (``MIGRATIONS``), each taking a polars
+LazyFrame of version ``v`` to version ``v + 1``. A version newer than ``CURRENT_VERSION`` is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+import pyarrow as pa
+
+from .errors import SchemaVersionError
+
+CURRENT_VERSION = 2
+KNOWN_VERSIONS = (0, 1, 2)
+FORMAT_NAME = "runlog"
+
+VERSION_DESCRIPTIONS = {
+    0: "Flink BatchDebugData (no schema_version column, no per-role data)",
+    1: "Flink debate extension (schema_version=1, <role>_reward, <role>_kl, role_assignments)",
+    2: "runlog native (run.json manifest, nested roles/reward_components/messages)",
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Arrow types of the native (v2) sample files. Written down in docs/format.md; never change them in place:
+# a change is a new schema version with a migration.
+# ---------------------------------------------------------------------------------------------------------
+ARROW_REWARD_COMPONENTS = pa.list_(pa.struct([("name", pa.string()), ("value", pa.float64())]))
+ARROW_ROLES = pa.list_(
+    pa.struct([("role", pa.string()), ("reward", pa.float64()), ("kl", pa.float64())])
+)
+ARROW_TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
+ARROW_MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("name", pa.string()),
+        ("content", pa.string()),
+        ("reasoning", pa.string()),
+        ("tool_calls", pa.list_(ARROW_TOOL_CALL)),
+        ("tool_call_id", pa.string()),
+    ]
+)
+
+NATIVE_SAMPLE_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("step", pa.int64()),
+        ("split", pa.string()),
+        ("sample_id", pa.string()),
+        ("group_id", pa.string()),
+        ("env_name", pa.string()),
+        ("reward", pa.float64()),
+        ("reward_components", ARROW_REWARD_COMPONENTS),
+        ("roles", ARROW_ROLES),
+        ("messages", pa.list_(ARROW_MESSAGE)),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("trajectory", pa.string()),
+        ("exception", pa.string()),
+    ]
+)
+# Columns a native sample file must have; the others are optional (null when absent).
+NATIVE_REQUIRED = ("schema_version", "step", "split", "sample_id", "reward")
+
+# ---------------------------------------------------------------------------------------------------------
+# The canonical in-memory model (polars). Every reader produces these columns (plus free extra columns).
+# ---------------------------------------------------------------------------------------------------------
+PL_REWARD_COMPONENTS = pl.List(pl.Struct({"name": pl.String, "value": pl.Float64}))
+PL_ROLES = pl.List(pl.Struct({"role": pl.String, "reward": pl.Float64, "kl": pl.Float64}))
+PL_TOOL_CALL = pl.Struct({"id": pl.String, "name": pl.String, "arguments": pl.String})
+PL_MESSAGE = pl.Struct(
+    {
+        "role": pl.String,
+        "name": pl.String,
+        "content": pl.String,
+        "reasoning": pl.String,
+        "tool_calls": pl.List(PL_TOOL_CALL),
+        "tool_call_id": pl.String,
+    }
+)
+PL_MESSAGES = pl.List(PL_MESSAGE)
+
+SAMPLE_COLUMNS: dict[str, pl.DataType] = {
+    "layout": pl.String(),
+    "source": pl.String(),
+    "schema_version": pl.Int32(),
+    "step": pl.Int64(),
+    "split": pl.String(),
+    "sample_id": pl.String(),
+    "group_id": pl.String(),
+    "env_name": pl.String(),
+    "reward": pl.Float64(),
+    "reward_components": PL_REWARD_COMPONENTS,
+    "roles": PL_ROLES,
+    "exception": pl.String(),
+    "prompt": pl.String(),
+    "completion": pl.String(),
+    "trajectory": pl.String(),
+    "messages": PL_MESSAGES,
+}
+# Columns that hold model text: numeric questions never select them (lazy projection keeps them unread).
+TEXT_COLUMNS = frozenset({"prompt", "completion", "trajectory", "messages", "exception"})
+
+ROLE_COLUMNS: dict[str, pl.DataType] = {
+    "step": pl.Int64(),
+    "split": pl.String(),
+    "sample_id": pl.String(),
+    "group_id": pl.String(),
+    "role": pl.String(),
+    "reward": pl.Float64(),
+    "kl": pl.Float64(),
+}
+
+SCALAR_COLUMNS: dict[str, pl.DataType] = {
+    "step": pl.Int64(),
+    "time": pl.Float64(),
+    "key": pl.String(),
+    "value": pl.Float64(),
+    "source": pl.String(),
+}
+
+
+def empty_samples() -> pl.LazyFrame:
+    return pl.LazyFrame(schema=SAMPLE_COLUMNS)
+
+
+def empty_scalars() -> pl.LazyFrame:
+    return pl.LazyFrame(schema=SCALAR_COLUMNS)
+
+
+def conform_samples(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Add missing canonical columns as typed nulls and cast present ones, keeping extra columns last."""
+    present = lf.collect_schema()
+    exprs = []
+    for name, dtype in SAMPLE_COLUMNS.items():
+        if name in present:
+            exprs.append(pl.col(name) if present[name] == dtype else pl.col(name).cast(dtype, strict=False))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    extras = [pl.col(c) for c in present.names() if c not in SAMPLE_COLUMNS]
+    return lf.select(exprs + extras)
+
+
+def conform_scalars(lf: pl.LazyFrame) -> pl.LazyFrame:
+    present = lf.collect_schema()
+    return lf.select(
+        [
+            (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, dtype=t).alias(n))
+            for n, t in SCALAR_COLUMNS.items()
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Version gate and migrations
+# ---------------------------------------------------------------------------------------------------------
+def check_version(version: int | None, path: str) -> int:
+    """Return the version if this runlog reads it; raise ``SchemaVersionError`` naming the file if not."""
+    if version is None:
+        raise SchemaVersionError(path, "schema_version is missing or null")
+    if version > CURRENT_VERSION:
+        raise SchemaVersionError(
+            path,
+            f"written with runlog schema v{version}; this runlog reads up to v{CURRENT_VERSION}: "
+            "upgrade with `pip install -U runlog`",
+        )
+    if version not in KNOWN_VERSIONS:
+        raise SchemaVersionError(path, f"unknown schema version {version!r} (known: {list(KNOWN_VERSIONS)})")
+    return version
+
+
+Migration = Callable[[pl.LazyFrame], pl.LazyFrame]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def migration(from_version: int) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        MIGRATIONS[from_version] = fn
+        return fn
+
+    return register
+
+
+def _struct_or_map_to_components(col: str, dtype: pl.DataType) -> pl.Expr:
+    """A Flink ``reward_metrics`` cell (struct, map or JSON text) as canonical ``[{name, value}]``."""
+    c = pl.col(col)
+    if isinstance(dtype, pl.Struct):
+        numeric = [f for f in dtype.fields if f.dtype.is_numeric() or f.dtype == pl.Boolean]
+        if not numeric:
+            return pl.lit(None, dtype=PL_REWARD_COMPONENTS)
+        items = [
+            pl.struct(
+                pl.lit(f.name).alias("name"), c.struct.field(f.name).cast(pl.Float64).alias("value")
+            )
+            for f in numeric
+        ]
+        return (
+            pl.when(c.is_null())
+            .then(pl.lit(None, dtype=PL_REWARD_COMPONENTS))
+            .otherwise(pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null())))
+        )
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+        names = [f.name for f in dtype.inner.fields]
+        if len(names) == 2:  # Arrow map<string, number> arrives as list<struct<key, value>>
+            k, v = names
+            return c.list.eval(
+                pl.struct(
+                    pl.element().struct.field(k).cast(pl.String).alias("name"),
+                    pl.element().struct.field(v).cast(pl.Float64, strict=False).alias("value"),
+                )
+            )
+    if dtype == pl.String:
+        return c.map_elements(_components_from_text, return_dtype=PL_REWARD_COMPONENTS)
+    return pl.lit(None, dtype=PL_REWARD_COMPONENTS)
+
+
+def _components_from_text(text: str | None) -> list[dict] | None:
+    """Parse a dict written as JSON or as a Python repr (CSV fallback) without ever evaluating it."""
+    from .textparse import parse_number_dict
+
+    parsed = parse_number_dict(text)
+    if parsed is None:
+        return None
+    return [{"name": k, "value": v} for k, v in parsed.items()]
+
+
+@migration(0)
+def v0_to_v1(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """v0 has no per-role data. v1 adds ``role_assignments``; it stays null: runlog never invents roles."""
+    if "role_assignments" in lf.collect_schema():
+        return lf
+    return lf.with_columns(pl.lit(None, dtype=pl.String).alias("role_assignments"))
+
+
+@migration(1)
+def v1_to_v2(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Flink column names to canonical ones; flat ``<role>_reward/_kl`` columns to the nested ``roles``."""
+    schema = lf.collect_schema()
+    names = schema.names()
+    renames = {
+        "unique_sample_id": "sample_id",
+        "exception_info": "exception",
+    }
+    exprs: list[pl.Expr] = []
+    for old, new in renames.items():
+        if old in schema:
+            exprs.append(pl.col(old).cast(pl.String).alias(new))
+    if "reward" in schema:
+        exprs.append(pl.col("reward").cast(pl.Float64, strict=False).alias("reward"))
+    if "reward_metrics" in schema:
+        exprs.append(_struct_or_map_to_components("reward_metrics", schema["reward_metrics"]).alias("reward_components"))
+    roles = flink_role_names(names)
+    if roles:
+        items = [
+            pl.struct(
+                pl.lit(r).alias("role"),
+                (pl.col(f"{r}_reward").cast(pl.Float64, strict=False) if f"{r}_reward" in schema else pl.lit(None, dtype=pl.Float64)).alias("reward"),
+                (pl.col(f"{r}_kl").cast(pl.Float64, strict=False) if f"{r}_kl" in schema else pl.lit(None, dtype=pl.Float64)).alias("kl"),
+            )
+            for r in roles
+        ]
+        exprs.append(pl.concat_list(items).alias("roles"))
+    drop = set(renames) | {"reward_metrics"} | {f"{r}_{m}" for r in roles for m in ("reward", "kl")}
+    keep = [pl.col(c) for c in names if c not in drop and c != "reward"]
+    return lf.select(keep + exprs)
+
+
+def flink_role_names(columns: list[str]) -> list[str]:
+    """Role names from flat Flink v1 columns ``<role>_reward`` / ``<role>_kl``, in first-seen order."""
+    roles: list[str] = []
+    for c in columns:
+        for suffix in ("_reward", "_kl"):
+            if c.endswith(suffix) and len(c) > len(suffix):
+                r = c[: -len(suffix)]
+                if r not in roles and r not in {"reward", "total"}:
+                    roles.append(r)
+    return roles
+
+
+def migrate(lf: pl.LazyFrame, from_version: int) -> pl.LazyFrame:
+    """Apply the ordered migrations from ``from_version`` up to ``CURRENT_VERSION``.
+
+    The ``schema_version`` column is left to the reader, which sets it to the version found on disk, so
+    that analyses can still tell (for example) v0 rows, which have no per-role data, from v2 rows.
+    """
+    for v in range(from_version, CURRENT_VERSION):
+        lf = MIGRATIONS[v](lf)
+    return lf

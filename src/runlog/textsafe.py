@@ -1,0 +1,18 @@
+"""Make hostile text safe to show: model output and file names may hold escape sequences and markup."""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls except tab and newline, DEL, and C1 controls (0x80-0x9f, which include CSI and OSC).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str, *, keep_newlines: bool = True) -> str:
+    """Replace control characters (ESC, BEL, CR, C1...) by a visible ``\\xNN`` so that no terminal sequence
+    from the data can act on the terminal. Rich markup must still be escaped by the caller (or shown as
+    ``rich.text.Text``, which never interprets markup)."""
+    out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if not keep_newlines:
+        out = out.replace("\n", "\\n").replace("\t", "\\t")
+    return out
