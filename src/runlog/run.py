@@ -70,11 +70,7 @@ class Run:
     @cached_property
     def samples(self) -> pl.LazyFrame:
         """One row per trajectory, canonical columns first (``schema.SAMPLE_COLUMNS``), extras after."""
-        frames = [
-            lf
-            for lay in self.layouts
-            if (lf := lay.scan_samples(self.files_of(lay.name), self.ctx)) is not None
-        ]
+        frames = [lf for lay in self.layouts if (lf := lay.scan_samples(self.files_of(lay.name), self.ctx)) is not None]
         if not frames:
             return S.empty_samples()
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
@@ -185,8 +181,9 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             info = chosen.probe(cand, ctx)
         except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
             ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
-            info = FileInfo(cand.rel, abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size,
-                            readable=False)
+            info = FileInfo(
+                cand.rel, abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
+            )
         files.append(info)
     if not files and not ctx.problems:
         raise UsageError(f"{path}: no files found")

@@ -36,9 +36,7 @@ VERSION_DESCRIPTIONS = {
 # a change is a new schema version with a migration.
 # ---------------------------------------------------------------------------------------------------------
 ARROW_REWARD_COMPONENTS = pa.list_(pa.struct([("name", pa.string()), ("value", pa.float64())]))
-ARROW_ROLES = pa.list_(
-    pa.struct([("role", pa.string()), ("reward", pa.float64()), ("kl", pa.float64())])
-)
+ARROW_ROLES = pa.list_(pa.struct([("role", pa.string()), ("reward", pa.float64()), ("kl", pa.float64())]))
 ARROW_TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
 ARROW_MESSAGE = pa.struct(
     [
@@ -199,15 +197,15 @@ def _struct_or_map_to_components(col: str, dtype: pl.DataType) -> pl.Expr:
         if not numeric:
             return pl.lit(None, dtype=PL_REWARD_COMPONENTS)
         items = [
-            pl.struct(
-                pl.lit(f.name).alias("name"), c.struct.field(f.name).cast(pl.Float64).alias("value")
-            )
+            pl.struct(pl.lit(f.name).alias("name"), c.struct.field(f.name).cast(pl.Float64).alias("value"))
             for f in numeric
         ]
         return (
             pl.when(c.is_null())
             .then(pl.lit(None, dtype=PL_REWARD_COMPONENTS))
-            .otherwise(pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null())))
+            .otherwise(
+                pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
+            )
         )
     if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
         names = [f.name for f in dtype.inner.fields]
@@ -258,14 +256,24 @@ def v1_to_v2(lf: pl.LazyFrame) -> pl.LazyFrame:
     if "reward" in schema:
         exprs.append(pl.col("reward").cast(pl.Float64, strict=False).alias("reward"))
     if "reward_metrics" in schema:
-        exprs.append(_struct_or_map_to_components("reward_metrics", schema["reward_metrics"]).alias("reward_components"))
+        exprs.append(
+            _struct_or_map_to_components("reward_metrics", schema["reward_metrics"]).alias("reward_components")
+        )
     roles = flink_role_names(names)
     if roles:
         items = [
             pl.struct(
                 pl.lit(r).alias("role"),
-                (pl.col(f"{r}_reward").cast(pl.Float64, strict=False) if f"{r}_reward" in schema else pl.lit(None, dtype=pl.Float64)).alias("reward"),
-                (pl.col(f"{r}_kl").cast(pl.Float64, strict=False) if f"{r}_kl" in schema else pl.lit(None, dtype=pl.Float64)).alias("kl"),
+                (
+                    pl.col(f"{r}_reward").cast(pl.Float64, strict=False)
+                    if f"{r}_reward" in schema
+                    else pl.lit(None, dtype=pl.Float64)
+                ).alias("reward"),
+                (
+                    pl.col(f"{r}_kl").cast(pl.Float64, strict=False)
+                    if f"{r}_kl" in schema
+                    else pl.lit(None, dtype=pl.Float64)
+                ).alias("kl"),
             )
             for r in roles
         ]

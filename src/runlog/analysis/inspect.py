@@ -15,15 +15,19 @@ from ..run import Run
 EXCEPTION_COLUMNS = ("exception", "exception_info")
 
 
-def step_gaps(steps: list[int]) -> tuple[int, list[list[int]]]:
+def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
     """The stride of a split's steps (gcd of the differences: runs that log every N steps are not gappy)
-    and the runs of missing steps between its first and last, as ``[[first_missing, last_missing], ...]``."""
+    and the runs of missing steps between its first and last, as ``[[first_missing, last_missing], ...]``.
+
+    ``known`` are all steps named by files, readable or not: they set the stride, so that an unreadable
+    file leaves a gap rather than doubling the stride."""
     uniq = sorted(set(steps))
     if len(uniq) < 2:
         return 1, []
-    stride = reduce(math.gcd, (b - a for a, b in zip(uniq, uniq[1:]))) or 1
+    every = sorted(set(uniq) | set(known or []))
+    stride = reduce(math.gcd, (b - a for a, b in zip(every, every[1:], strict=False))) or 1
     gaps: list[list[int]] = []
-    for a, b in zip(uniq, uniq[1:]):
+    for a, b in zip(uniq, uniq[1:], strict=False):
         if b - a > stride:
             gaps.append([a + stride, b - stride])
     return stride, gaps
@@ -81,10 +85,7 @@ def _exceptions(run: Run) -> int:
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
         if f.fmt == "parquet" and col is not None and col in f.null_counts and f.rows is not None:
             total += f.rows - f.null_counts[col]
-        elif f.fmt != "parquet" or col is None:
-            rest.append(f.path)
-        # A Parquet file without statistics for its exception column: count from the data below.
-        elif col not in f.null_counts:
+        elif f.fmt != "parquet" or col is None or col not in f.null_counts:
             rest.append(f.path)
     if rest:
         total += int(
@@ -109,9 +110,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
         entry["bytes"] += f.bytes
         entry["rows"] += (f.rows or 0) if f.readable else 0
         if f.kind != "manifest":
-            label = "unreadable" if not f.readable else (
-                str(f.schema_version) if f.schema_version is not None else "-"
-            )
+            label = "unreadable" if not f.readable else (str(f.schema_version) if f.schema_version is not None else "-")
             entry["by_version"][label] += 1
     for lay in run.layouts:
         if lay.name in layouts:
@@ -119,9 +118,12 @@ def inspect_run(run: Run) -> dict[str, Any]:
             layouts[lay.name]["by_version"] = dict(layouts[lay.name]["by_version"])
 
     steps_by_split: dict[str, set[int]] = {}
+    named_by_split: dict[str, set[int]] = {}
     scalar_steps: set[int] = set()
     rows_by_kind: Counter[str] = Counter()
     for f in files:
+        if f.kind == "samples":
+            named_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
         if not f.readable or f.kind == "manifest":
             continue
         rows_by_kind[f.kind] += f.rows or 0
@@ -138,7 +140,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
         if not s:
             continue
         steps[split] = [min(s), max(s)]
-        strides[split], gaps[split] = step_gaps(sorted(s))
+        strides[split], gaps[split] = step_gaps(sorted(s), sorted(named_by_split.get(split, ())))
 
     scalar_info: dict[str, Any] = {"records": rows_by_kind.get("scalars", 0), "keys": 0, "steps": None}
     if any(f.kind == "scalars" and f.readable for f in files):

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, RunlogError
+from ..textsafe import visible
 
 INTERNAL_ERROR = 3
 
@@ -28,7 +29,8 @@ def stderr_console() -> Console:
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``Error: message`` (one line, on stderr) and return the Exit to raise."""
-    stderr_console().print(f"Error: {message}", markup=False, highlight=False)
+    sys.stderr.write(f"Error: {visible(message, keep_newlines=False)}\n")
+    sys.stderr.flush()
     return typer.Exit(code)
 
 

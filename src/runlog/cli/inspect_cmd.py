@@ -96,14 +96,20 @@ def render_report(r: dict[str, Any]) -> Group:
     parts.append(Panel(head, expand=False))
 
     t = Table(title="Layouts and schema versions", title_justify="left")
-    for col, just in (("layout", "left"), ("version", "right"), ("files", "right"), ("rows", "right"),
-                      ("bytes", "right")):
+    for col, just in (
+        ("layout", "left"),
+        ("version", "right"),
+        ("files", "right"),
+        ("rows", "right"),
+        ("bytes", "right"),
+    ):
         t.add_column(col, justify=just)
     for name, entry in r["layouts"].items():
         for version, n in sorted(entry.get("by_version", {}).items()):
             t.add_row(_t(name), version, f"{n:,}", "", "")
-        t.add_row(Text(f"{name} total", style="bold"), "", f"{entry['files']:,}", f"{entry['rows']:,}",
-                  _bytes(entry["bytes"]))
+        t.add_row(
+            Text(f"{name} total", style="bold"), "", f"{entry['files']:,}", f"{entry['rows']:,}", _bytes(entry["bytes"])
+        )
     parts.append(t)
 
     if r["steps"]:
@@ -112,8 +118,13 @@ def render_report(r: dict[str, Any]) -> Group:
             t.add_column(col)
         for split, (first, last) in r["steps"].items():
             gaps = r["step_gaps"].get(split, [])
-            t.add_row(_t(split), str(first), str(last), str(r["step_stride"].get(split, 1)),
-                      Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"))
+            t.add_row(
+                _t(split),
+                str(first),
+                str(last),
+                str(r["step_stride"].get(split, 1)),
+                Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
+            )
         parts.append(t)
 
     sc = r["scalars"]
@@ -130,9 +141,12 @@ def render_report(r: dict[str, Any]) -> Group:
         for col in ("column", "values", "null", "NaN"):
             t.add_column(col, justify="left" if col == "column" else "right")
         for name, st in r["numeric"].items():
-            t.add_row(_t(name), f"{st['count']:,}",
-                      Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
-                      Text(f"{st['nan']:,}", style="red" if st["nan"] else ""))
+            t.add_row(
+                _t(name),
+                f"{st['count']:,}",
+                Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
+                Text(f"{st['nan']:,}", style="red" if st["nan"] else ""),
+            )
         parts.append(t)
 
     if r["fidelity"]:

@@ -26,8 +26,8 @@ class ArealStatsLayout(Layout):
         values = [v for k, v in first.items() if k not in STEP_KEYS]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         # Mostly numbers, nothing nested: a metrics line, not a rollout record.
-        return bool(numbers) and len(numbers) >= 0.8 * len(values) and not any(
-            isinstance(v, (list, dict)) for v in values
+        return (
+            bool(numbers) and len(numbers) >= 0.8 * len(values) and not any(isinstance(v, (list, dict)) for v in values)
         )
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:

@@ -36,8 +36,24 @@ V0_COLUMNS = (
     "unique_sample_id",
 )
 REQUIRED = ("reward", "unique_sample_id")
-NUMERIC_TYPES = ("double", "float", "halffloat", "int8", "int16", "int32", "int64", "uint8", "uint16",
-                 "uint32", "uint64", "null", "f64", "f32", "i64", "i32")
+NUMERIC_TYPES = (
+    "double",
+    "float",
+    "halffloat",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "null",
+    "f64",
+    "f32",
+    "i64",
+    "i32",
+)
 
 
 def _is_numeric_type(t: str) -> bool:
@@ -55,10 +71,8 @@ class FlinkLayout(Layout):
         return bool(NAME_RE.search(cand.name))
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
-        if cand.suffix == ".csv":
-            info = self._probe_csv(cand, ctx)
-        else:
-            info = probe_parquet(cand, ctx, layout=self.name)
+        csv = cand.suffix == ".csv"
+        info = self._probe_csv(cand, ctx) if csv else probe_parquet(cand, ctx, layout=self.name)
         m = NAME_RE.search(cand.name)
         if m:
             info.split, info.step = m["split"], int(m["step"])
@@ -118,8 +132,9 @@ class FlinkLayout(Layout):
         numeric = ["reward"] + [c for c in info.columns if c.endswith(("_reward", "_kl"))]
         bad = [f"{c} is {info.columns[c]}" for c in numeric if not _is_numeric_type(info.columns[c])]
         if bad and info.fmt == "parquet":
-            ctx.problem(info.path, WRONG_TYPE, "wrong column type (expected a number): " + "; ".join(bad)
-                        + "; file skipped")
+            ctx.problem(
+                info.path, WRONG_TYPE, "wrong column type (expected a number): " + "; ".join(bad) + "; file skipped"
+            )
             info.readable = False
 
     def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:

@@ -1,8 +1,8 @@
 """runlog's own layout (schema v2): ``run.json``, per-step sample Parquet per split and process, scalars JSONL.
 
-    run.json
-    samples/{split}/step_{step:08d}.p{process}.parquet
-    scalars.p{process}.jsonl
+run.json
+samples/{split}/step_{step:08d}.p{process}.parquet
+scalars.p{process}.jsonl
 """
 
 from __future__ import annotations

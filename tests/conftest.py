@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from runlog import schema as S
+from runlog.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_RUNS = ROOT / "sample_runs"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+
+class Cli:
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: Any, input: str | None = None):
+        result = self.runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+        return result
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def native_rows(step: int, n: int, split: str = "train", roles=("solver", "verifier")) -> list[dict]:
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "schema_version": 2,
+                "step": step,
+                "split": split,
+                "sample_id": f"s{step}-{i}",
+                "group_id": f"s{step}-g{i // 4}",
+                "env_name": "math",
+                "reward": float(i) / n,
+                "reward_components": [{"name": "correct", "value": 1.0}, {"name": "format", "value": 0.5}],
+                "roles": [{"role": r, "reward": float(i + k), "kl": 0.01 * (k + 1)} for k, r in enumerate(roles)],
+                "messages": [
+                    {
+                        "role": "user",
+                        "name": None,
+                        "content": "2+2?",
+                        "reasoning": None,
+                        "tool_calls": None,
+                        "tool_call_id": None,
+                    },
+                    {
+                        "role": "assistant",
+                        "name": "solver",
+                        "content": "<answer>4</answer>",
+                        "reasoning": None,
+                        "tool_calls": [{"id": "c1", "name": "python", "arguments": '{"code": "2+2"}'}],
+                        "tool_call_id": None,
+                    },
+                ],
+                "prompt": "2+2?",
+                "completion": "<answer>4</answer>",
+                "trajectory": "user: 2+2?\nassistant: 4",
+                "exception": None,
+            }
+        )
+    return rows
+
+
+def write_native_samples(path: Path, rows: list[dict], version: int = 2) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=S.NATIVE_SAMPLE_SCHEMA)
+    if version != 2:
+        table = table.set_column(0, "schema_version", pa.array([version] * len(rows), pa.int32()))
+    table = table.replace_schema_metadata({"runlog.schema_version": str(version)})
+    pq.write_table(table, path)
+    return path
+
+
+def make_native_run(
+    root: Path,
+    steps: range | list[int] = range(4),
+    n: int = 8,
+    processes: int = 1,
+    roles=("solver", "verifier"),
+    scalars: bool = True,
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": "runlog",
+        "schema_version": 2,
+        "run_id": "test-run",
+        "name": "test",
+        "created": "2026-01-01T00:00:00Z",
+        "config": {"lr": 1e-6},
+        "roles": list(roles),
+        "writer": {"name": "runlog", "version": "0.1.0"},
+    }
+    (root / "run.json").write_text(json.dumps(manifest, indent=2))
+    for step in steps:
+        rows = native_rows(step, n, roles=roles)
+        per = math.ceil(n / processes)
+        for p in range(processes):
+            chunk = rows[p * per : (p + 1) * per]
+            write_native_samples(root / "samples" / "train" / f"step_{step:08d}.p{p}.parquet", chunk)
+    if scalars:
+        with open(root / "scalars.p0.jsonl", "w") as fh:
+            for step in steps:
+                fh.write(
+                    json.dumps(
+                        {"step": step, "time": 1000.0 + step, "train/loss": 1.0 / (step + 1), "train/reward__count": 8}
+                    )
+                    + "\n"
+                )
+    return root
+
+
+def flink_table(step: int, n: int = 4, version: int = 1) -> pa.Table:
+    d: dict[str, Any] = {
+        "env_name": ["math"] * n,
+        "trajectory": [f"traj {step}-{i}" for i in range(n)],
+        "agent_trajectories": ["{}"] * n,
+        "exception_info": [None] * (n - 1) + ["ValueError: boom"],
+        "reward": [float(i) for i in range(n)],
+        "reward_metrics": [{"correct": float(i % 2), "format": 0.5} for i in range(n)],
+        "reward_text_info": ["x"] * n,
+        "unique_sample_id": [f"ds-{step}-{i}" for i in range(n)],
+    }
+    if version >= 1:
+        d["schema_version"] = [version] * n
+        d["role_assignments"] = ['{"agent_0": "solver"}'] * n
+        for k, r in enumerate(("solver", "verifier", "judge")):
+            d[f"{r}_reward"] = [float(i + k) for i in range(n)]
+            d[f"{r}_kl"] = [0.1 * (k + 1)] * n
+    return pa.table(d)
+
+
+def make_flink_run(root: Path, steps=range(4), version: int = 1, split: str = "train") -> Path:
+    logs = root / "flink_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        pq.write_table(flink_table(step, version=version), logs / f"batch_debug_data_{split}_{step}.parquet")
+    return root

@@ -1,0 +1,100 @@
+"""The CLI as a user meets it: exit codes, one-line errors, JSON on stdout, hostile names shown safely."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+from conftest import flink_table, make_flink_run, make_native_run
+
+
+def test_help_lists_commands_with_examples(cli):
+    r = cli("--help")
+    assert r.exit_code == 0 and "inspect" in r.output
+    r = cli("inspect", "--help")
+    assert r.exit_code == 0 and "Examples" in r.output and "--strict" in r.output
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.exit_code == 0 and r.output.startswith("runlog ")
+
+
+def test_inspect_clean_run_exits_0(cli, tmp_path):
+    root = make_native_run(tmp_path / "r")
+    r = cli("inspect", root)
+    assert r.exit_code == 0, r.output
+    assert "valid: no problems found" in r.output
+    assert "solver" in r.output
+
+
+def test_inspect_json_is_parseable_and_has_the_documented_keys(cli, tmp_path):
+    root = make_flink_run(tmp_path / "r", steps=[0, 1, 3])
+    r = cli("inspect", root, "--format", "json")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    for key in ("files", "schema_versions", "rows", "steps", "step_gaps", "roles", "problems"):
+        assert key in data
+    assert data["step_gaps"] == {"train": [[2, 2]]}
+    assert data["files"][0].keys() >= {"path", "layout", "schema_version", "rows", "split", "step"}
+
+
+def test_problems_exit_1_warnings_exit_0_unless_strict(cli, tmp_path):
+    root = make_native_run(tmp_path / "r")
+    (root / "stray.txt").write_text("x")
+    assert cli("inspect", root).exit_code == 0
+    assert cli("inspect", root, "--strict").exit_code == 1
+    f = root / "samples" / "train" / "step_00000001.p0.parquet"
+    f.write_bytes(f.read_bytes()[:100])
+    r = cli("inspect", root)
+    assert r.exit_code == 1 and "unreadable" in r.output
+
+
+def test_usage_errors_exit_2_with_one_line(cli, tmp_path):
+    r = cli("inspect", tmp_path / "missing")
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("Error: ") and "no such file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = cli("inspect", tmp_path, "--layout", "bogus")
+    assert r.exit_code == 2 and "unknown layout 'bogus'" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = cli("inspect", tmp_path / "empty")
+    assert r.exit_code == 2 and "no files found" in r.stderr
+    r = cli("inspect", tmp_path, "--format", "xml")
+    assert r.exit_code == 2
+
+
+def test_hostile_file_names_are_shown_literally(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    root = make_flink_run(tmp_path / "r", steps=[0])
+    evil = root / "flink_logs" / "[bold red]x\x1b]8;;evil\x07y\x1b[2J.txt"
+    evil.write_text("x")
+    r = cli("inspect", root)
+    assert "\x1b]8" not in r.output and "\x1b[2J" not in r.output
+    assert "\\x1b" in r.output
+    assert "[bold red]" in r.output  # markup shown, not interpreted
+
+
+def test_nan_reward_run_gives_valid_json(cli, tmp_path):
+    root = make_flink_run(tmp_path / "r", steps=[0])
+    t = flink_table(1).set_column(4, "reward", __import__("pyarrow").array([float("nan")] * 4))
+    pq.write_table(t, root / "flink_logs" / "batch_debug_data_train_1.parquet")
+    r = cli("inspect", root, "--format", "json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["numeric"]["reward"]["nan"] == 4
+
+
+def test_python_dash_m_runlog_works(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=[0])
+    p = subprocess.run(
+        [sys.executable, "-m", "runlog", "inspect", str(root), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rows_by_kind"]["samples"] == 8
+    assert "Traceback" not in p.stderr

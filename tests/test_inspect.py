@@ -1,0 +1,174 @@
+"""Discovery and ``inspect`` over hand-built runs: rows, steps and gaps, roles, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from runlog import open_run
+from runlog.analysis.inspect import inspect_run, step_gaps
+
+from conftest import flink_table, make_flink_run, make_native_run, native_rows, write_native_samples
+
+
+def test_step_gaps_uses_the_stride():
+    assert step_gaps([0, 1, 2, 5, 6, 9]) == (1, [[3, 4], [7, 8]])
+    assert step_gaps([0, 25, 50, 100]) == (25, [[75, 75]])
+    assert step_gaps([3]) == (1, [])
+    assert step_gaps([]) == (1, [])
+
+
+def test_native_run_shards_are_merged(tmp_path):
+    run = open_run(make_native_run(tmp_path / "r", steps=range(3), n=8, processes=2))
+    df = run.samples.collect()
+    assert df.height == 24
+    assert sorted(df["source"].unique().to_list())[:2] == [
+        "samples/train/step_00000000.p0.parquet",
+        "samples/train/step_00000000.p1.parquet",
+    ]
+    assert df.group_by("step").len().sort("step")["len"].to_list() == [8, 8, 8]
+    roles = run.roles.collect()
+    assert roles.height == 48 and set(roles["role"]) == {"solver", "verifier"}
+    sc = run.scalars.collect()
+    assert set(sc["key"]) == {"train/loss", "train/reward__count"}
+    assert sc.filter(pl.col("key") == "train/loss").sort("step")["value"].to_list() == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def test_inspect_report_of_a_clean_native_run(tmp_path):
+    run = open_run(make_native_run(tmp_path / "r", steps=[0, 1, 2, 4], n=8))
+    r = inspect_run(run)
+    assert r["schema_versions"] == {"2": 5}  # 4 sample files + scalars
+    assert r["rows_by_kind"] == {"samples": 32, "scalars": 4}
+    assert r["rows"] == 36
+    assert r["steps"] == {"train": [0, 4]}
+    assert r["step_gaps"] == {"train": [[3, 3]]}
+    assert r["roles"] == ["solver", "verifier"]
+    assert r["numeric"]["reward"] == {"count": 32, "null": 0, "nan": 0}
+    assert r["numeric"]["solver/kl"] == {"count": 32, "null": 0, "nan": 0}
+    assert r["exceptions"] == 0
+    assert r["problems"] == [] and r["errors"] == 0
+    assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
+    json.dumps(r, allow_nan=False)  # the report is plain JSON
+
+
+def test_nan_and_null_rewards_are_counted_apart(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)
+    rows = native_rows(1, 4)
+    rows[0]["reward"] = float("nan")
+    rows[1]["reward"] = None
+    rows[2]["roles"][0]["kl"] = float("nan")
+    rows[3]["exception"] = "Traceback: boom"
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
+    r = inspect_run(open_run(root))
+    assert r["numeric"]["reward"] == {"count": 8, "null": 1, "nan": 1}
+    assert r["numeric"]["solver/kl"]["nan"] == 1
+    assert r["exceptions"] == 1
+
+
+def test_truncated_parquet_is_reported_and_the_rest_is_read(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=range(3), n=4)
+    f = root / "samples" / "train" / "step_00000001.p0.parquet"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    run = open_run(root)
+    [p] = run.errors
+    assert p.kind == "unreadable" and p.path.endswith("step_00000001.p0.parquet")
+    assert "truncated or corrupt" in p.message
+    assert run.samples.collect().height == 8
+    r = inspect_run(run)
+    assert r["step_gaps"] == {"train": [[1, 1]]}
+
+
+def test_bad_and_torn_jsonl_lines(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=range(3), n=4, scalars=False)
+    (root / "scalars.p0.jsonl").write_bytes(
+        b'{"step": 0, "time": 1.0, "loss": 1.0}\n'
+        b'{"step": 1, "time": 2.0, "loss": \n'
+        b'{"step": 2, "time": 3.0, "loss": NaN}\n'
+        b'\xff\xfe{"step": 3}\n'
+        b"[1, 2]\n"
+        b'{"step": 4, "time": 5.0, "lo'
+    )
+    run = open_run(root)
+    by_kind = {(p.kind, p.message.split(":")[0]) for p in run.problems}
+    assert ("bad_line", "line 2") in by_kind
+    assert ("bad_line", "line 4") in by_kind
+    assert ("bad_line", "line 5") in by_kind
+    assert ("warning", "line 6") in by_kind
+    assert any("invalid UTF-8" in p.message for p in run.problems)
+    assert any("torn last line" in p.message for p in run.warnings)
+    sc = run.scalars.collect().sort("step")
+    assert sc["step"].to_list() == [0, 2]
+    assert sc["value"][1] != sc["value"][1]  # NaN kept as NaN
+
+
+def test_missing_column_wrong_type_and_unmatched_files(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)
+    table = pa.Table.from_pylist(native_rows(1, 4)).drop_columns(["reward"])
+    table = table.replace_schema_metadata({"runlog.schema_version": "2"})
+    pq.write_table(table, root / "samples" / "train" / "step_00000001.p0.parquet")
+    bad = (
+        pa.Table.from_pylist(native_rows(2, 4))
+        .set_column(6, "reward", pa.array([{"x": 1.0}] * 4))
+        .replace_schema_metadata({"runlog.schema_version": "2"})
+    )
+    pq.write_table(bad, root / "samples" / "train" / "step_00000002.p0.parquet")
+    (root / "notes.txt").write_text("hello")
+    (root / "samples" / "train" / ".step_00000003.p0.parquet.tmp").write_bytes(b"PAR1")
+    run = open_run(root)
+    kinds = {p.kind: p for p in run.problems if not p.is_warning}
+    assert "missing_columns" in kinds and "reward" in kinds["missing_columns"].message
+    assert "wrong_type" in kinds and "reward" in kinds["wrong_type"].message
+    assert run.unmatched == ["notes.txt"]
+    warnings = [p.message for p in run.warnings]
+    assert any("matches no known layout" in m for m in warnings)
+    assert any("leftover temporary file" in m for m in warnings)
+    assert run.samples.collect().height == 4
+
+
+def test_flink_csv_fallback_is_a_warning_and_is_read(tmp_path):
+    root = make_flink_run(tmp_path / "r", steps=[0, 1])
+    t = pl.from_arrow(flink_table(2)).with_columns(pl.lit("{'correct': 1.0, 'format': nan}").alias("reward_metrics"))
+    t.write_csv(root / "flink_logs" / "batch_debug_data_train_2.csv")
+    run = open_run(root)
+    assert run.errors == []
+    assert any("CSV fallback" in p.message for p in run.warnings)
+    df = run.samples.collect().filter(pl.col("step") == 2)
+    assert df.height == 4 and df["roles"].list.len().to_list() == [3] * 4
+    comps = {c["name"]: c["value"] for c in df["reward_components"][0]}
+    assert comps["correct"] == 1.0 and comps["format"] != comps["format"]
+
+
+def test_flink_every_n_steps_has_no_gaps_and_newer_version_is_refused(tmp_path):
+    root = make_flink_run(tmp_path / "r", steps=[0, 25, 50, 75])
+    t = flink_table(100).set_column(8, "schema_version", pa.array([9] * 4, pa.int64()))
+    pq.write_table(t, root / "flink_logs" / "batch_debug_data_train_100.parquet")
+    r = inspect_run(open_run(root))
+    assert r["step_gaps"] == {"train": []} and r["step_stride"] == {"train": 25}
+    assert r["steps"] == {"train": [0, 75]}
+    [p] = [p for p in r["problems"] if p["kind"] != "warning"]
+    assert p["kind"] == "newer_schema_version" and p["path"].endswith("_100.parquet")
+
+
+def test_forced_layout_and_unknown_layout(tmp_path):
+    from runlog.errors import UnknownLayoutError
+
+    root = make_flink_run(tmp_path / "r", steps=[0])
+    with pytest.raises(UnknownLayoutError):
+        open_run(root, layout="nope")
+    run = open_run(root, layout="flink")
+    assert run.samples.collect().height == 4
+
+
+def test_numeric_questions_read_no_text_column(tmp_path):
+    """The optimised plan of a numeric query names no text column: projection pushdown keeps them unread."""
+    make_flink_run(tmp_path / "r", steps=[0, 1], version=0)
+    make_flink_run(tmp_path / "r", steps=[2, 3], version=1)
+    run = open_run(tmp_path / "r")
+    plan = run.samples.select("reward", "roles").explain()
+    assert "PROJECT 1/8 COLUMNS" in plan and "PROJECT 7/16 COLUMNS" in plan, plan
+    for text_col in ("trajectory", "agent_trajectories", "reward_text_info", "exception_info", "env_name"):
+        assert text_col not in plan, plan

@@ -1,0 +1,122 @@
+"""Schema versions: the gate, the ordered migrations, and one frozen fixture file per version."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from runlog import open_run
+from runlog import schema as S
+from runlog.errors import SchemaVersionError
+from runlog.textparse import parse_number_dict
+
+from conftest import FIXTURES
+
+VERSIONS = FIXTURES / "versions"
+
+
+def test_every_known_version_has_a_migration_path_and_a_fixture():
+    assert list(S.KNOWN_VERSIONS) == list(range(S.CURRENT_VERSION + 1))
+    for v in range(S.CURRENT_VERSION):
+        assert v in S.MIGRATIONS, f"no migration from v{v}"
+    for v in (*S.KNOWN_VERSIONS, S.CURRENT_VERSION + 1):
+        assert (VERSIONS / f"v{v}").is_dir(), f"no fixture for v{v}"
+
+
+def test_newer_version_is_refused_naming_file_and_upgrade():
+    with pytest.raises(SchemaVersionError) as exc:
+        S.check_version(3, "runs/x/samples/train/step_00000001.p0.parquet")
+    msg = str(exc.value)
+    assert "step_00000001.p0.parquet" in msg and "v3" in msg and "pip install -U runlog" in msg
+    with pytest.raises(SchemaVersionError):
+        S.check_version(None, "f.parquet")
+    assert S.check_version(1, "f") == 1
+
+
+def test_v0_fixture_reads_without_inventing_roles():
+    run = open_run(VERSIONS / "v0")
+    assert [f.schema_version for f in run.files] == [0]
+    df = run.samples.collect()
+    assert df["schema_version"].to_list() == [0, 0, 0]
+    assert df["step"].to_list() == [7, 7, 7] and df["split"].to_list() == ["train"] * 3
+    assert df["sample_id"].to_list() == ["ds-7-0", "ds-7-1", "ds-7-2"]
+    assert df["roles"].null_count() == 3  # no per-role data: never invented
+    assert run.role_names() == []
+    roles = run.roles.collect()
+    assert roles["role"].null_count() == 3 and roles["reward"].to_list() == [0.0, 1.0, 2.0]
+    comps = df["reward_components"].to_list()[1]
+    assert {c["name"]: c["value"] for c in comps} == {"correct": 1.0, "format": 0.5}
+    assert any("no per-role data" in n["message"] for n in run.fidelity)
+
+
+def test_v1_fixture_migrates_flat_role_columns_to_nested_roles():
+    run = open_run(VERSIONS / "v1")
+    df = run.samples.collect()
+    assert df["schema_version"].to_list() == [1, 1, 1]
+    assert df["split"].to_list() == ["eval"] * 3 and df["step"].to_list() == [8] * 3
+    assert run.role_names() == ["solver", "verifier", "judge"]
+    roles = run.roles.collect().sort("sample_id", "role")
+    judge = roles.filter(pl.col("role") == "judge")
+    assert judge["reward"].to_list() == [2.0, 3.0, 4.0]
+    assert judge["kl"].to_list() == pytest.approx([0.3, 0.3, 0.3])
+    assert df["exception"].to_list() == [None, None, "ValueError: boom"]
+    # Extra v1 columns are kept, not dropped.
+    assert "role_assignments" in df.columns and "agent_trajectories" in df.columns
+
+
+def test_v2_fixture_is_read_as_is():
+    run = open_run(VERSIONS / "v2")
+    assert run.manifest["name"] == "fixture-v2"
+    df = run.samples.collect()
+    assert df["schema_version"].to_list() == [2, 2, 2]
+    assert df.schema["messages"] == S.PL_MESSAGES
+    assert df["messages"][0][1]["tool_calls"][0]["name"] == "python"
+    assert run.role_names() == ["solver", "verifier"]
+    assert run.problems == []
+
+
+def test_v3_fixture_is_an_error_naming_the_file():
+    run = open_run(VERSIONS / "v3")
+    [p] = run.errors
+    assert p.kind == "newer_schema_version"
+    assert p.path == "samples/train/step_00000004.p0.parquet"
+    assert "v3" in p.message and "upgrade" in p.message
+    assert run.samples.collect().height == 0  # refused, not half-read
+
+
+def test_mixed_versions_in_one_run(tmp_path):
+    import shutil
+
+    for v in ("v0", "v1", "v2"):
+        shutil.copytree(VERSIONS / v, tmp_path, dirs_exist_ok=True)
+    run = open_run(tmp_path)
+    df = run.samples.collect()
+    assert sorted(df["schema_version"].unique().to_list()) == [0, 1, 2]
+    assert df.height == 9 and run.errors == []
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"a": 1, "b": 0.5}', {"a": 1.0, "b": 0.5}),
+        ("{'a': 1.0, 'b': nan, 'c': None, 'd': True}", {"a": 1.0, "b": math.nan, "c": None, "d": 1.0}),
+        ("{}", {}),
+        ("{'a': 'text'}", None),
+        ("{'a': __import__('os').system('echo pwned')}", None),
+        ("not a dict", None),
+        (None, None),
+    ],
+)
+def test_parse_number_dict_is_safe(text, expected):
+    got = parse_number_dict(text)
+    if expected is None:
+        assert got is None
+        return
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        if v is not None and math.isnan(v):
+            assert math.isnan(got[k])
+        else:
+            assert got[k] == v
