@@ -136,7 +136,9 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
 
     ``tool_calls`` entries may be dicts or JSON-encoded strings (verifiers writes the latter); ``content``
     may be a string, None or a list of content parts; ``reasoning_content`` / ``reasoning`` become
-    ``reasoning``; the legacy ``function_call`` field becomes one tool call.
+    ``reasoning``; the legacy ``function_call`` field becomes one tool call. A ``tool`` message without
+    ``tool_call_id`` (verifiers writes none) is paired with the next unanswered call of the preceding
+    assistant message, in order, and its ``name`` is filled from the call it answers.
     """
     if messages is None:
         return []
@@ -147,6 +149,8 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, (list, tuple)):
         return [message("unknown", compact_json(messages))]
     out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # call id -> function name
+    unanswered: list[str] = []  # call ids of the last assistant message not yet answered by a tool message
     for m in messages:
         if not isinstance(m, dict):
             out.append(message("unknown", m if isinstance(m, str) else compact_json(m)))
@@ -158,20 +162,35 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         legacy = m.get("function_call")
         if legacy is not None:
             calls = (calls or []) + [tool_call(legacy)]
+        role = _role(m.get("role"))
+        name = _opt_str(m.get("name"))
+        call_id = _opt_str(m.get("tool_call_id"))
+        if calls:
+            unanswered = [c["id"] for c in calls if c["id"] is not None]
+            names.update({c["id"]: c["name"] for c in calls if c["id"] is not None and c["name"] is not None})
+        elif role == "tool":
+            if call_id is None and unanswered:
+                call_id = unanswered[0]
+            if call_id in unanswered:
+                unanswered.remove(call_id)
+            if name is None and call_id is not None:
+                name = names.get(call_id)
+        else:
+            unanswered = []
         out.append(
             message(
-                _role(m.get("role")),
+                role,
                 content_text(m.get("content")),
-                name=_opt_str(m.get("name")),
+                name=name,
                 reasoning=content_text(reasoning),
                 tool_calls=calls,
-                tool_call_id=_opt_str(m.get("tool_call_id")),
+                tool_call_id=call_id,
             )
         )
     return out
 
 
-def _reasoning_text(item: dict[str, Any]) -> str:
+def reasoning_text(item: dict[str, Any]) -> str:
     """Text of a Responses ``reasoning`` item: its summary parts, else its reasoning-text content."""
     parts: list[str] = []
     for key in ("summary", "content"):
@@ -245,7 +264,7 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
                 flush_reasoning()
                 out.append(message(role, content_text(it.get("content")), name=_opt_str(it.get("name"))))
         elif kind == "reasoning":
-            text = _reasoning_text(it)
+            text = reasoning_text(it)
             if text:
                 pending.append(text)
                 calls_msg = None

@@ -1,0 +1,93 @@
+"""NeMo Gym rollouts JSONL: one rollout per line in the OpenAI Responses format.
+
+A line holds ``responses_create_params`` (the request: ``input`` items, ``instructions``, ``tools``),
+``response`` (the Responses object: ``output`` items, ``model``, ``usage``, ``error``), ``reward``,
+``reward_components`` (a dict), ``_ng_task_index`` / ``_ng_rollout_index`` (the task and its repeat), and
+whatever the resources server adds (the components again as top-level fields, ``predicted_calls``,
+``agent_ref``, ...). Rollouts of one task are one GRPO group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import chat
+from .base import Candidate, FileInfo, RunContext, register
+from .verifiers import JsonlSamples, components, number, text_of
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@register
+class NemoGym(JsonlSamples):
+    name = "nemo_gym"
+    description = "NeMo Gym rollouts JSONL (OpenAI Responses items, reward_components, _ng_task_index)"
+    priority = 40
+    mapped = frozenset(
+        {
+            "responses_create_params",
+            "response",
+            "reward",
+            "reward_components",
+            "_ng_task_index",
+            "_ng_rollout_index",
+        }
+    )
+
+    def detect(self, cand: Candidate) -> bool:
+        obj = cand.first_json
+        return (
+            cand.suffix == ".jsonl"
+            and isinstance(obj, dict)
+            and isinstance(obj.get("responses_create_params"), dict)
+            and "response" in obj
+        )
+
+    def file_meta(self, info: FileInfo) -> None:
+        info.split = "train"
+        info.step = 0
+
+    def map_record(
+        self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        ctx.note(self.name, "rollouts carry no training step: rows get step 0 and split 'train'")
+        params = _dict(rec.get("responses_create_params"))
+        response = _dict(rec.get("response"))
+        prompt_msgs = chat.from_responses_items(params.get("input"))
+        instructions = params.get("instructions")
+        if isinstance(instructions, str) and instructions:
+            prompt_msgs.insert(0, chat.message("system", instructions))
+        output_msgs = chat.from_responses_items(response.get("output"))
+        final = [m for m in output_msgs if m["role"] == "assistant" and m["content"]]
+        items = response.get("output") if isinstance(response.get("output"), list) else []
+        if any(_dict(it).get("type") == "reasoning" and not chat.reasoning_text(it) for it in items):
+            ctx.note(self.name, "reasoning items without summary text (empty or encrypted) are not mapped")
+
+        task, rollout = rec.get("_ng_task_index"), rec.get("_ng_rollout_index")
+        sample_id = f"{task}:{rollout}" if task is not None and rollout is not None else f"line{line}"
+        comp_dict = _dict(rec.get("reward_components"))
+        # Servers also write each component as a top-level field: those copies are mapped, not extra.
+        skip = {k for k, v in comp_dict.items() if k in rec and rec[k] == v}
+        also = {f"response.{k}": response[k] for k in ("model", "usage") if response.get(k) is not None}
+        if also:
+            ctx.note(self.name, "the response model and token usage are kept in `extra`")
+        ctx.note(
+            self.name,
+            "request settings (tools, sampling parameters) and response ids/status are not mapped",
+        )
+        error = response.get("error")
+        return {
+            "step": 0,
+            "split": "train",
+            "sample_id": sample_id,
+            "group_id": None if task is None else str(task),
+            "reward": number(rec.get("reward")),
+            "reward_components": components(comp_dict),
+            "exception": None if error is None else text_of(error),
+            "prompt": chat.last_text(prompt_msgs, "user"),
+            "completion": final[-1]["content"] if final else None,
+            "messages": prompt_msgs + output_msgs,
+            "extra": self.extra(rec, state, skip=skip, also=also),
+        }
