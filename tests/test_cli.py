@@ -82,9 +82,11 @@ def test_nan_reward_run_gives_valid_json(cli, tmp_path):
     root = make_flink_run(tmp_path / "r", steps=[0])
     t = flink_table(1).set_column(4, "reward", __import__("pyarrow").array([float("nan")] * 4))
     pq.write_table(t, root / "flink_logs" / "batch_debug_data_train_1.parquet")
-    r = cli("inspect", root, "--format", "json")
+    r = cli("inspect", root, "--format", "json", "--deep")
     assert r.exit_code == 0
     assert json.loads(r.stdout)["numeric"]["reward"]["nan"] == 4
+    r = cli("inspect", root)
+    assert "add --deep" in r.output
 
 
 def test_python_dash_m_runlog_works(tmp_path):

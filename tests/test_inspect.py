@@ -47,8 +47,13 @@ def test_inspect_report_of_a_clean_native_run(tmp_path):
     assert r["steps"] == {"train": [0, 4]}
     assert r["step_gaps"] == {"train": [[3, 3]]}
     assert r["roles"] == ["solver", "verifier"]
-    assert r["numeric"]["reward"] == {"count": 32, "null": 0, "nan": 0}
-    assert r["numeric"]["solver/kl"] == {"count": 32, "null": 0, "nan": 0}
+    # Footers give values and nulls; NaN is unknown (None) until --deep reads the numeric columns.
+    assert r["numeric_source"] == "footers"
+    assert r["numeric"]["reward"] == {"count": 32, "null": 0, "nan": None}
+    deep = inspect_run(run, deep=True)
+    assert deep["numeric_source"] == "data"
+    assert deep["numeric"]["reward"] == {"count": 32, "null": 0, "nan": 0}
+    assert deep["numeric"]["solver/kl"] == {"count": 32, "null": 0, "nan": 0}
     assert r["exceptions"] == 0
     assert r["problems"] == [] and r["errors"] == 0
     assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
@@ -63,10 +68,13 @@ def test_nan_and_null_rewards_are_counted_apart(tmp_path):
     rows[2]["roles"][0]["kl"] = float("nan")
     rows[3]["exception"] = "Traceback: boom"
     write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
-    r = inspect_run(open_run(root))
+    r = inspect_run(open_run(root), deep=True)
     assert r["numeric"]["reward"] == {"count": 8, "null": 1, "nan": 1}
     assert r["numeric"]["solver/kl"]["nan"] == 1
     assert r["exceptions"] == 1
+    shallow = inspect_run(open_run(root))
+    assert shallow["numeric"]["reward"] == {"count": 8, "null": 1, "nan": None}
+    assert shallow["exceptions"] == 1  # from footer null counts
 
 
 def test_truncated_parquet_is_reported_and_the_rest_is_read(tmp_path):
@@ -161,6 +169,20 @@ def test_forced_layout_and_unknown_layout(tmp_path):
         open_run(root, layout="nope")
     run = open_run(root, layout="flink")
     assert run.samples.collect().height == 4
+
+
+def test_default_inspect_reads_no_data_pages(tmp_path, monkeypatch):
+    """Without --deep, a Parquet run is inspected from footers alone: no lazy frame is ever collected."""
+    import polars as pl
+
+    root = make_flink_run(tmp_path / "r", steps=range(3))
+
+    def boom(*a, **k):
+        raise AssertionError("inspect collected a frame")
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", boom)
+    r = inspect_run(open_run(root))
+    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"count": 12, "null": 0, "nan": None}
 
 
 def test_numeric_questions_read_no_text_column(tmp_path):

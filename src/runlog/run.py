@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import polars as pl
+from ._lazy import pl
 
 from . import schema as S
 from .errors import RunNotFoundError, UsageError
@@ -132,17 +132,29 @@ class Run:
         return [p for p in self.problems if p.is_warning]
 
 
-def _walk(root: Path) -> list[Path]:
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-        out.extend(Path(dirpath) / n for n in sorted(filenames))
-    return out
-
-
-def _order(path: Path) -> tuple[int, str]:
+def _walk(root: Path) -> list[tuple[Path, str, int]]:
+    """(absolute path, run-relative posix path, size) of every file below root, hidden folders skipped."""
+    out: list[tuple[Path, str, int]] = []
+    stack = [(str(root), "")]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            erel = f"{rel}{e.name}"
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    if not e.name.startswith(".") and e.name != "__pycache__":
+                        stack.append((e.path, erel + "/"))
+                elif e.is_file(follow_symlinks=True):
+                    out.append((Path(e.path), erel, e.stat().st_size))
+            except OSError:
+                continue
     # Manifests first: readers of other files in the same run may depend on them.
-    return (0 if path.name == "run.json" else 1, str(path))
+    out.sort(key=lambda t: (t[0].name != "run.json", t[1]))
+    return out
 
 
 def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
@@ -154,7 +166,7 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
     if p.is_file():
-        root, paths = p.parent, [p]
+        root, paths = p.parent, [(p, p.name, file_size(p))]
     elif p.is_dir():
         root, paths = p, _walk(p)
     else:
@@ -164,8 +176,8 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
     files: list[FileInfo] = []
     unmatched: list[str] = []
     registry = layouts()
-    for abspath in sorted(paths, key=_order):
-        cand = Candidate(root, abspath, file_size(abspath))
+    for abspath, rel, size in paths:
+        cand = Candidate(root, abspath, size, rel)
         if cand.name in IGNORED_NAMES:
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
@@ -184,6 +196,9 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             info = FileInfo(
                 cand.rel, abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
             )
+        if isinstance(info.payload, dict):
+            # The footer object is only needed while probing; thousands of them would pin memory.
+            info.payload.pop("metadata", None)
         files.append(info)
     if not files and not ctx.problems:
         raise UsageError(f"{path}: no files found")

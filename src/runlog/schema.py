@@ -14,9 +14,11 @@ LazyFrame of version ``v`` to version ``v + 1``. A version newer than ``CURRENT_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
-import polars as pl
+from ._lazy import pl
 import pyarrow as pa
 
 from .errors import SchemaVersionError
@@ -73,79 +75,110 @@ NATIVE_REQUIRED = ("schema_version", "step", "split", "sample_id", "reward")
 # ---------------------------------------------------------------------------------------------------------
 # The canonical in-memory model (polars). Every reader produces these columns (plus free extra columns).
 # ---------------------------------------------------------------------------------------------------------
-PL_REWARD_COMPONENTS = pl.List(pl.Struct({"name": pl.String, "value": pl.Float64}))
-PL_ROLES = pl.List(pl.Struct({"role": pl.String, "reward": pl.Float64, "kl": pl.Float64}))
-PL_TOOL_CALL = pl.Struct({"id": pl.String, "name": pl.String, "arguments": pl.String})
-PL_MESSAGE = pl.Struct(
-    {
-        "role": pl.String,
-        "name": pl.String,
-        "content": pl.String,
-        "reasoning": pl.String,
-        "tool_calls": pl.List(PL_TOOL_CALL),
-        "tool_call_id": pl.String,
-    }
-)
-PL_MESSAGES = pl.List(PL_MESSAGE)
-
-SAMPLE_COLUMNS: dict[str, pl.DataType] = {
-    "layout": pl.String(),
-    "source": pl.String(),
-    "schema_version": pl.Int32(),
-    "step": pl.Int64(),
-    "split": pl.String(),
-    "sample_id": pl.String(),
-    "group_id": pl.String(),
-    "env_name": pl.String(),
-    "reward": pl.Float64(),
-    "reward_components": PL_REWARD_COMPONENTS,
-    "roles": PL_ROLES,
-    "exception": pl.String(),
-    "prompt": pl.String(),
-    "completion": pl.String(),
-    "trajectory": pl.String(),
-    "messages": PL_MESSAGES,
-}
 # Columns that hold model text: numeric questions never select them (lazy projection keeps them unread).
 TEXT_COLUMNS = frozenset({"prompt", "completion", "trajectory", "messages", "exception"})
 
-ROLE_COLUMNS: dict[str, pl.DataType] = {
-    "step": pl.Int64(),
-    "split": pl.String(),
-    "sample_id": pl.String(),
-    "group_id": pl.String(),
-    "role": pl.String(),
-    "reward": pl.Float64(),
-    "kl": pl.Float64(),
-}
+# The polars types are built on first use (``runlog._lazy``): ``schema.SAMPLE_COLUMNS`` etc. still work as
+# module attributes through ``__getattr__`` below.
+_POLARS_NAMES = frozenset(
+    {
+        "PL_REWARD_COMPONENTS",
+        "PL_ROLES",
+        "PL_TOOL_CALL",
+        "PL_MESSAGE",
+        "PL_MESSAGES",
+        "SAMPLE_COLUMNS",
+        "ROLE_COLUMNS",
+        "SCALAR_COLUMNS",
+    }
+)
 
-SCALAR_COLUMNS: dict[str, pl.DataType] = {
-    "step": pl.Int64(),
-    "time": pl.Float64(),
-    "key": pl.String(),
-    "value": pl.Float64(),
-    "source": pl.String(),
-}
+
+@functools.cache
+def _polars_types() -> dict[str, Any]:
+    components = pl.List(pl.Struct({"name": pl.String, "value": pl.Float64}))
+    roles = pl.List(pl.Struct({"role": pl.String, "reward": pl.Float64, "kl": pl.Float64}))
+    tool_call = pl.Struct({"id": pl.String, "name": pl.String, "arguments": pl.String})
+    message = pl.Struct(
+        {
+            "role": pl.String,
+            "name": pl.String,
+            "content": pl.String,
+            "reasoning": pl.String,
+            "tool_calls": pl.List(tool_call),
+            "tool_call_id": pl.String,
+        }
+    )
+    messages = pl.List(message)
+    return {
+        "PL_REWARD_COMPONENTS": components,
+        "PL_ROLES": roles,
+        "PL_TOOL_CALL": tool_call,
+        "PL_MESSAGE": message,
+        "PL_MESSAGES": messages,
+        # Every reader produces these columns (plus free extra columns), in this order.
+        "SAMPLE_COLUMNS": {
+            "layout": pl.String(),
+            "source": pl.String(),
+            "schema_version": pl.Int32(),
+            "step": pl.Int64(),
+            "split": pl.String(),
+            "sample_id": pl.String(),
+            "group_id": pl.String(),
+            "env_name": pl.String(),
+            "reward": pl.Float64(),
+            "reward_components": components,
+            "roles": roles,
+            "exception": pl.String(),
+            "prompt": pl.String(),
+            "completion": pl.String(),
+            "trajectory": pl.String(),
+            "messages": messages,
+        },
+        "ROLE_COLUMNS": {
+            "step": pl.Int64(),
+            "split": pl.String(),
+            "sample_id": pl.String(),
+            "group_id": pl.String(),
+            "role": pl.String(),
+            "reward": pl.Float64(),
+            "kl": pl.Float64(),
+        },
+        "SCALAR_COLUMNS": {
+            "step": pl.Int64(),
+            "time": pl.Float64(),
+            "key": pl.String(),
+            "value": pl.Float64(),
+            "source": pl.String(),
+        },
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name in _POLARS_NAMES:
+        return _polars_types()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def empty_samples() -> pl.LazyFrame:
-    return pl.LazyFrame(schema=SAMPLE_COLUMNS)
+    return pl.LazyFrame(schema=_polars_types()["SAMPLE_COLUMNS"])
 
 
 def empty_scalars() -> pl.LazyFrame:
-    return pl.LazyFrame(schema=SCALAR_COLUMNS)
+    return pl.LazyFrame(schema=_polars_types()["SCALAR_COLUMNS"])
 
 
 def conform_samples(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Add missing canonical columns as typed nulls and cast present ones, keeping extra columns last."""
     present = lf.collect_schema()
     exprs = []
-    for name, dtype in SAMPLE_COLUMNS.items():
+    columns = _polars_types()["SAMPLE_COLUMNS"]
+    for name, dtype in columns.items():
         if name in present:
             exprs.append(pl.col(name) if present[name] == dtype else pl.col(name).cast(dtype, strict=False))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
-    extras = [pl.col(c) for c in present.names() if c not in SAMPLE_COLUMNS]
+    extras = [pl.col(c) for c in present.names() if c not in columns]
     return lf.select(exprs + extras)
 
 
@@ -154,7 +187,7 @@ def conform_scalars(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.select(
         [
             (pl.col(n).cast(t, strict=False) if n in present else pl.lit(None, dtype=t).alias(n))
-            for n, t in SCALAR_COLUMNS.items()
+            for n, t in _polars_types()["SCALAR_COLUMNS"].items()
         ]
     )
 
@@ -177,7 +210,7 @@ def check_version(version: int | None, path: str) -> int:
     return version
 
 
-Migration = Callable[[pl.LazyFrame], pl.LazyFrame]
+Migration = Callable[["pl.LazyFrame"], "pl.LazyFrame"]
 MIGRATIONS: dict[int, Migration] = {}
 
 
@@ -195,14 +228,14 @@ def _struct_or_map_to_components(col: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Struct):
         numeric = [f for f in dtype.fields if f.dtype.is_numeric() or f.dtype == pl.Boolean]
         if not numeric:
-            return pl.lit(None, dtype=PL_REWARD_COMPONENTS)
+            return pl.lit(None, dtype=_polars_types()["PL_REWARD_COMPONENTS"])
         items = [
             pl.struct(pl.lit(f.name).alias("name"), c.struct.field(f.name).cast(pl.Float64).alias("value"))
             for f in numeric
         ]
         return (
             pl.when(c.is_null())
-            .then(pl.lit(None, dtype=PL_REWARD_COMPONENTS))
+            .then(pl.lit(None, dtype=_polars_types()["PL_REWARD_COMPONENTS"]))
             .otherwise(
                 pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
             )
@@ -218,8 +251,8 @@ def _struct_or_map_to_components(col: str, dtype: pl.DataType) -> pl.Expr:
                 )
             )
     if dtype == pl.String:
-        return c.map_elements(_components_from_text, return_dtype=PL_REWARD_COMPONENTS)
-    return pl.lit(None, dtype=PL_REWARD_COMPONENTS)
+        return c.map_elements(_components_from_text, return_dtype=_polars_types()["PL_REWARD_COMPONENTS"])
+    return pl.lit(None, dtype=_polars_types()["PL_REWARD_COMPONENTS"])
 
 
 def _components_from_text(text: str | None) -> list[dict] | None:

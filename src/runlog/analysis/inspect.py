@@ -7,12 +7,11 @@ from collections import Counter
 from functools import reduce
 from typing import Any
 
-import polars as pl
+from .._lazy import pl
 
 from ..run import Run
 
-# Footer columns that hold an exception per row (null when the trajectory did not fail).
-EXCEPTION_COLUMNS = ("exception", "exception_info")
+from ..formats.common import EXCEPTION_COLUMNS
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
@@ -35,7 +34,7 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
 
 def _numeric_stats(run: Run) -> dict[str, dict[str, int]]:
     """count / null / NaN of the canonical numeric columns: the sample reward and each role's reward and KL.
-    Reads only those columns (projection pushdown), never text."""
+    Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
     out: dict[str, dict[str, int]] = {}
     samples = run.samples
     r = (
@@ -97,8 +96,48 @@ def _exceptions(run: Run) -> int:
     return total
 
 
-def inspect_run(run: Run) -> dict[str, Any]:
-    """The inspect report as plain data (the JSON output; the table is drawn from it)."""
+def _footer_numeric(run: Run) -> dict[str, dict[str, int]]:
+    """values / null of every numeric sample column, from footer statistics (Parquet) or the parsed
+    frame (JSONL, CSV). NaN is not in Parquet statistics: it is None here; ``--deep`` counts it."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in run.files:
+        if f.kind != "samples" or not f.readable or f.rows is None:
+            continue
+        if f.fmt in ("jsonl", "csv") and f.payload is not None:
+            _add_frame_numeric(out, f.payload)
+            continue
+        for col, n_null in f.null_counts.items():
+            if col in EXCEPTION_COLUMNS or col in ("schema_version", "step") or not _is_number_type(f.columns[col]):
+                continue
+            entry = out.setdefault(col, {"count": 0, "null": 0, "nan": None})
+            entry["count"] += f.rows
+            entry["null"] += n_null
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "reward", kv[0])))
+
+
+def _add_frame_numeric(out: dict[str, dict[str, Any]], frame: Any) -> None:
+    """A JSONL/CSV file is parsed in memory already: its NaN counts cost nothing, so they are exact."""
+    for col, dtype in frame.schema.items():
+        if not dtype.is_numeric() or col in ("schema_version", "step"):
+            continue
+        s = frame.get_column(col)
+        entry = out.setdefault(col, {"count": 0, "null": 0, "nan": 0})
+        entry["count"] += s.len()
+        entry["null"] += s.null_count()
+        if entry["nan"] is not None:
+            entry["nan"] += int(s.is_nan().sum()) if dtype.is_float() else 0
+
+
+def _is_number_type(t: str) -> bool:
+    return t in ("double", "float", "halffloat") or t.startswith(("int", "uint", "Float", "Int", "UInt"))
+
+
+def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
+    """The inspect report as plain data (the JSON output; the table is drawn from it).
+
+    By default it reads footers and JSONL lines only. ``deep`` also reads the numeric columns (never the
+    text) to count NaN per role, which Parquet statistics do not record.
+    """
     files = run.files
     versions: Counter[str] = Counter(
         str(f.schema_version) for f in files if f.schema_version is not None and f.kind != "manifest"
@@ -151,11 +190,6 @@ def inspect_run(run: Run) -> dict[str, Any]:
             scalar_info["stride"], scalar_info["step_gaps"] = step_gaps(sorted(scalar_steps))
 
     has_samples = any(f.kind == "samples" and f.readable for f in files)
-    null_counts: Counter[str] = Counter()
-    for f in files:
-        if f.readable and f.kind == "samples":
-            null_counts.update(f.null_counts)
-
     problems = [p.as_dict() for p in run.problems]
     return {
         "run": str(run.root),
@@ -169,8 +203,8 @@ def inspect_run(run: Run) -> dict[str, Any]:
         "step_gaps": gaps,
         "step_stride": strides,
         "roles": run.role_names(),
-        "numeric": _numeric_stats(run) if has_samples else {},
-        "null_counts": dict(sorted((k, v) for k, v in null_counts.items() if v)),
+        "numeric_source": "data" if deep else "footers",
+        "numeric": (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {},
         "exceptions": _exceptions(run) if has_samples else 0,
         "scalars": scalar_info,
         "bytes": sum(f.bytes for f in files),

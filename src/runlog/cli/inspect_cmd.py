@@ -29,11 +29,15 @@ def inspect_command(
     fmt: InspectFormat = typer.Option(InspectFormat.table, "--format", "-f", help="Output format."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it (see docs/format.md)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
+    deep: bool = typer.Option(
+        False, "--deep", help="Also read the numeric columns (never text) to count NaN per role; footers do not."
+    ),
 ) -> None:
     """Show what is in a run and whether it is valid.
 
-    Reads only Parquet footers, JSONL lines and the numeric columns. Exit codes: 0 clean (warnings
-    allowed), 1 problems found (with --strict, warnings count too), 2 usage error.
+    Reads only Parquet footers and JSONL lines (with --deep, also the numeric columns; never the text).
+    Exit codes: 0 clean (warnings allowed), 1 problems found (with --strict, warnings count too), 2 usage
+    error.
 
     Examples:
 
@@ -41,14 +45,14 @@ def inspect_command(
 
       runlog inspect sample_runs/damaged --format json
 
-      runlog inspect runs/exp42 --layout flink --strict
+      runlog inspect runs/exp42 --layout flink --strict --deep
     """
     from ..analysis.inspect import inspect_run
     from ..run import open_run
 
     with handle_errors():
         run = open_run(path, layout=layout)
-        report = inspect_run(run)
+        report = inspect_run(run, deep=deep)
         if fmt == InspectFormat.json:
             emit_json(report)
         else:
@@ -137,17 +141,30 @@ def render_report(r: dict[str, Any]) -> Group:
         parts.append(line)
 
     if r["numeric"]:
-        t = Table(title="Numeric columns", title_justify="left")
+        deep = r.get("numeric_source") == "data"
+        title = "Numeric columns" + (" (read from data)" if deep else " (from footer statistics)")
+        t = Table(title=title, title_justify="left")
         for col in ("column", "values", "null", "NaN"):
             t.add_column(col, justify="left" if col == "column" else "right")
+        unknown_nan = False
         for name, st in r["numeric"].items():
+            nan = st["nan"]
+            unknown_nan |= nan is None
             t.add_row(
                 _t(name),
                 f"{st['count']:,}",
                 Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
-                Text(f"{st['nan']:,}", style="red" if st["nan"] else ""),
+                Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
             )
         parts.append(t)
+        if unknown_nan:
+            parts.append(
+                Text(
+                    "NaN is not in Parquet statistics: add --deep to count it and the per-role columns "
+                    "(reads numeric columns only).",
+                    style="dim",
+                )
+            )
 
     if r["fidelity"]:
         notes = Text("Not mapped into the canonical model:\n", style="bold")

@@ -3,7 +3,7 @@ carry the weight of ``key`` for merging shards (kept as ordinary keys; summaries
 
 from __future__ import annotations
 
-import polars as pl
+from .._lazy import pl
 
 from .base import Candidate, FileInfo, Layout, RunContext, register
 from .common import read_jsonl, scalars_frame

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-import polars as pl
+from .._lazy import pl
 
 from ..errors import UnknownLayoutError
 
@@ -93,11 +93,11 @@ class Candidate:
 
     HEAD_BYTES = 64 * 1024
 
-    def __init__(self, root: Path, abspath: Path, size: int):
+    def __init__(self, root: Path, abspath: Path, size: int, rel: str | None = None):
         self.root = root
         self.abspath = abspath
         self.size = size
-        self.rel = abspath.relative_to(root).as_posix()
+        self.rel = rel if rel is not None else abspath.relative_to(root).as_posix()
         self.name = abspath.name
         self.suffix = abspath.suffix.lower()
 
@@ -129,6 +129,8 @@ class RunContext:
     manifest: dict[str, Any] | None = None
     problems: list[Problem] = field(default_factory=list)
     fidelity: list[dict[str, str]] = field(default_factory=list)
+    # Per-discovery memo for readers (for example the footer plan of each distinct Parquet schema).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, path: str, kind: str, message: str) -> None:
         self.problems.append(Problem(path, kind, message))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-import polars as pl
+from .._lazy import pl
 
 from .. import schema as S
 from .base import MISSING_COLUMNS, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
@@ -68,7 +68,7 @@ class FlinkLayout(Layout):
     formats = (".parquet", ".csv")
 
     def detect(self, cand: Candidate) -> bool:
-        return bool(NAME_RE.search(cand.name))
+        return cand.name.startswith("batch_debug_data_") and bool(NAME_RE.search(cand.name))
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         csv = cand.suffix == ".csv"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import polars as pl
+from .._lazy import pl
 
 from .base import Candidate, FileInfo, Layout, RunContext, register
 from .common import coerce_step, flatten, read_jsonl, scalars_frame

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-import polars as pl
+from .._lazy import pl
 import pyarrow as pa
 
 from .. import schema as S
@@ -41,8 +41,7 @@ MANIFEST = "run.json"
 META_VERSION_KEY = b"runlog.schema_version"
 
 
-def _polars_types(arrow_schema: pa.Schema) -> dict[str, pl.DataType]:
-    return dict(pl.from_arrow(arrow_schema.empty_table()).schema)
+_EXPECTED = {f.name: f.type for f in S.NATIVE_SAMPLE_SCHEMA}
 
 
 @register
@@ -55,7 +54,9 @@ class NativeLayout(Layout):
     def detect(self, cand: Candidate) -> bool:
         if cand.name == MANIFEST:
             return True
-        return bool(SAMPLE_RE.search(cand.rel) or SCALARS_RE.search(cand.rel))
+        if cand.suffix == ".parquet":
+            return cand.name.startswith("step_") and bool(SAMPLE_RE.search(cand.rel))
+        return cand.name.startswith("scalars.") and bool(SCALARS_RE.search(cand.rel))
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         if cand.name == MANIFEST or cand.suffix == ".json":
@@ -123,11 +124,11 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return info
-        types = _polars_types(info.payload["arrow_schema"])
+        arrow_schema: pa.Schema = info.payload["arrow_schema"]
         bad = [
-            f"{c} is {types[c]}, expected {S.SAMPLE_COLUMNS[c]}"
-            for c in types
-            if c in S.SAMPLE_COLUMNS and not _compatible(types[c], S.SAMPLE_COLUMNS[c])
+            f"{f.name} is {f.type}, expected {_EXPECTED[f.name]}"
+            for f in arrow_schema
+            if f.name in _EXPECTED and not _compatible(f.type, _EXPECTED[f.name])
         ]
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
@@ -173,14 +174,18 @@ class NativeLayout(Layout):
         return pl.concat(frames).lazy() if frames else None
 
 
-def _compatible(found: pl.DataType, expected: pl.DataType) -> bool:
-    if found == expected:
+def _compatible(found: pa.DataType, expected: pa.DataType) -> bool:
+    """Same kind of column (widths, large/view variants and dictionary encoding allowed); nested columns
+    need the same outer shape: their struct fields are conformed on read."""
+    t = pa.types
+    if found == expected or t.is_null(found):
         return True
-    if expected.is_numeric():
-        return found.is_numeric() or found == pl.Null
-    if expected == pl.String:
-        return found in (pl.String, pl.Categorical, pl.Null) or isinstance(found, pl.Categorical)
-    if isinstance(expected, pl.List):
-        # Nested columns: the same outer shape is enough; the struct fields are conformed on read.
-        return isinstance(found, pl.List) or found == pl.Null
+    if t.is_dictionary(found):
+        found = found.value_type
+    if t.is_integer(expected) or t.is_floating(expected):
+        return t.is_integer(found) or t.is_floating(found) or t.is_boolean(found)
+    if t.is_string(expected):
+        return t.is_string(found) or t.is_large_string(found) or t.is_string_view(found)
+    if t.is_list(expected):
+        return t.is_list(found) or t.is_large_list(found) or t.is_list_view(found) or t.is_large_list_view(found)
     return False

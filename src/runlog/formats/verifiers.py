@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import polars as pl
+from .._lazy import pl
 
 from .. import chat
 from .. import schema as S
