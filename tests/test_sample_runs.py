@@ -10,10 +10,11 @@ import json
 import os
 
 import pytest
-from conftest import ROOT, SAMPLE_RUNS
 
 from runlog import open_run
 from runlog.analysis.inspect import inspect_run
+
+from conftest import ROOT, SAMPLE_RUNS
 
 GOLDEN = ROOT / "tests" / "golden"
 RUNS = ["debate_grpo", "flink_mixed", "jaxarc", "damaged"]

@@ -8,9 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ._lazy import pl
-
 from . import schema as S
+from ._lazy import pl
 from .errors import RunNotFoundError, UsageError
 from .formats.base import (
     UNREADABLE,

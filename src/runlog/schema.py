@@ -18,9 +18,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ._lazy import pl
 import pyarrow as pa
 
+from ._lazy import pl
 from .errors import SchemaVersionError
 
 CURRENT_VERSION = 2

@@ -8,10 +8,8 @@ from functools import reduce
 from typing import Any
 
 from .._lazy import pl
-
-from ..run import Run
-
 from ..formats.common import EXCEPTION_COLUMNS
+from ..run import Run
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:

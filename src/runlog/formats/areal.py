@@ -4,7 +4,6 @@ carry the weight of ``key`` for merging shards (kept as ordinary keys; summaries
 from __future__ import annotations
 
 from .._lazy import pl
-
 from .base import Candidate, FileInfo, Layout, RunContext, register
 from .common import read_jsonl, scalars_frame
 from .scalars_jsonl import STEP_KEYS, record_rows

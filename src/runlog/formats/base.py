@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._lazy import pl
-
 from ..errors import UnknownLayoutError
 
 WARNING = "warning"

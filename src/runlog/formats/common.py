@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._lazy import pl
 import pyarrow as pa
 import pyarrow._parquet as _pq
 import pyarrow.parquet as pq
 
 from .. import schema as S
+from .._lazy import pl
 from .base import (
     BAD_LINE,
     NEWER_VERSION,

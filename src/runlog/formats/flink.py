@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .._lazy import pl
-
 from .. import schema as S
+from .._lazy import pl
 from .base import MISSING_COLUMNS, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
 from .common import (
     gate_version,

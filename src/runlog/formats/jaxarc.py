@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .._lazy import pl
-
 from .base import Candidate, FileInfo, Layout, RunContext, register
 from .common import coerce_step, flatten, read_jsonl, scalars_frame
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 
-from .._lazy import pl
 import pyarrow as pa
 
 from .. import schema as S
+from .._lazy import pl
 from .base import (
     BAD_MANIFEST,
     MISSING_COLUMNS,

@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .._lazy import pl
-
 from .. import chat
 from .. import schema as S
+from .._lazy import pl
 from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register
 from .common import group_by_signature, per_file_value, probe_parquet, source_column
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .._lazy import pl
-
 from .. import chat
 from .. import schema as S
+from .._lazy import pl
 from .base import UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
 from .common import read_jsonl
 
