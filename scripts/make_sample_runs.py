@@ -365,9 +365,7 @@ def native_rows(spec: NativeSpec, split: str, step: int) -> list[Row]:
             exc = None
             if not is_eval and key in spec.exceptions:
                 exc = TRACEBACKS[(step + p + k) % len(TRACEBACKS)]
-            out = rollout(
-                task, sample_id, t, srng, forced, exc, nan_reward=not is_eval and key in spec.nan_rewards
-            )
+            out = rollout(task, sample_id, t, srng, forced, exc, nan_reward=not is_eval and key in spec.nan_rewards)
             rows.append(
                 {
                     "schema_version": 2,
@@ -380,9 +378,7 @@ def native_rows(spec: NativeSpec, split: str, step: int) -> list[Row]:
                     "reward_components": None
                     if out.components is None
                     else [{"name": n, "value": v} for n, v in out.components.items()],
-                    "roles": [
-                        {"role": r, "reward": out.role_rewards[r], "kl": out.role_kls[r]} for r in ROLES
-                    ],
+                    "roles": [{"role": r, "reward": out.role_rewards[r], "kl": out.role_kls[r]} for r in ROLES],
                     "messages": out.messages,
                     "prompt": task.question,
                     "completion": out.completion,
@@ -760,9 +756,7 @@ def make_jaxarc(root: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "sample_runs", help="parent folder of the four runs"
-    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "sample_runs", help="parent folder of the four runs")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,9 @@ def inspect_command(
 ) -> None:
     """Show what is in a run and whether it is valid.
 
-    Reads only Parquet footers and JSONL lines (with --deep, also the numeric columns; never the text).
-    Exit codes: 0 clean (warnings allowed), 1 problems found (with --strict, warnings count too), 2 usage
-    error.
+    Reads only Parquet footers and JSONL lines; with --deep also the numeric columns, never the text.
+
+    Exit codes: 0 clean (warnings allowed); 1 problems found (with --strict, warnings too); 2 usage error.
 
     Examples:
 
