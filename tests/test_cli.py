@@ -65,6 +65,10 @@ def test_usage_errors_exit_2_with_one_line(cli, tmp_path):
     assert r.exit_code == 2 and "no files found" in r.stderr
     r = cli("inspect", tmp_path, "--format", "xml")
     assert r.exit_code == 2
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    r = cli("inspect", tmp_path / "notes")
+    assert r.exit_code == 2 and "no run files found (1 file(s) match no known layout" in r.stderr
 
 
 def test_hostile_file_names_are_shown_literally(cli, tmp_path, monkeypatch):

@@ -199,8 +199,14 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             # The footer object is only needed while probing; thousands of them would pin memory.
             info.payload.pop("metadata", None)
         files.append(info)
-    if not files and not ctx.problems:
-        raise UsageError(f"{path}: no files found")
+    if not files:
+        if unmatched:
+            raise UsageError(
+                f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
+                "see docs/format.md, or force one with --layout)"
+            )
+        if not ctx.problems:
+            raise UsageError(f"{path}: no files found")
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched)
 
 

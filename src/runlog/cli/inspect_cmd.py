@@ -96,24 +96,32 @@ def render_report(r: dict[str, Any]) -> Group:
         head.append("\nroles: ")
         head.append(", ".join(visible(x, keep_newlines=False) for x in r["roles"]), style="magenta")
     if r["exceptions"]:
-        head.append(f"\nexceptions: {r['exceptions']:,} trajectories failed", style="yellow")
+        n = r["exceptions"]
+        head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
     parts.append(Panel(head, expand=False))
 
     t = Table(title="Layouts and schema versions", title_justify="left")
     for col, just in (
         ("layout", "left"),
         ("version", "right"),
+        ("kind", "left"),
         ("files", "right"),
         ("rows", "right"),
         ("bytes", "right"),
     ):
         t.add_column(col, justify=just)
-    for name, entry in r["layouts"].items():
-        for version, n in sorted(entry.get("by_version", {}).items()):
-            t.add_row(_t(name), version, f"{n:,}", "", "")
-        t.add_row(
-            Text(f"{name} total", style="bold"), "", f"{entry['files']:,}", f"{entry['rows']:,}", _bytes(entry["bytes"])
-        )
+    groups: dict[tuple, list[int]] = {}
+    for f in r["files"]:
+        version = "-" if f["schema_version"] is None else str(f["schema_version"])
+        if not f["readable"]:
+            version = "unreadable" if version == "-" else f"{version} (skipped)"
+        g = groups.setdefault((f["layout"], str(version), f["kind"]), [0, 0, 0])
+        g[0] += 1
+        g[1] += (f["rows"] or 0) if f["readable"] else 0
+        g[2] += f["bytes"]
+    for (layout, version, kind), (n, rows, size) in groups.items():
+        style = "red" if not version[:1].isdigit() or "skipped" in version else ""
+        t.add_row(_t(layout), Text(version, style=style), kind, f"{n:,}", f"{rows:,}", _bytes(size))
     parts.append(t)
 
     if r["steps"]:
@@ -142,7 +150,7 @@ def render_report(r: dict[str, Any]) -> Group:
 
     if r["numeric"]:
         deep = r.get("numeric_source") == "data"
-        title = "Numeric columns" + (" (read from data)" if deep else " (from footer statistics)")
+        title = "Numeric columns" + (" (read from data)" if deep else "")
         t = Table(title=title, title_justify="left")
         for col in ("column", "values", "null", "NaN"):
             t.add_column(col, justify="left" if col == "column" else "right")

@@ -159,13 +159,33 @@ class Verifiers(JsonlSamples):
     priority = 50
     mapped = frozenset({"id", "example_id", "prompt", "completion", "reward", "task", "error"})
 
+    formats = (".jsonl", ".json")
+
     def detect(self, cand: Candidate) -> bool:
+        if cand.suffix == ".json":
+            return self._is_metadata(cand)
         if cand.suffix != ".jsonl":
             return False
         obj = cand.first_json
         if not isinstance(obj, dict) or "reward" not in obj:
             return False
         return isinstance(obj.get("prompt"), (list, str)) and isinstance(obj.get("completion"), (list, str))
+
+    @staticmethod
+    def _is_metadata(cand: Candidate) -> bool:
+        """vf-eval's ``metadata.json`` beside ``results.jsonl``: the evaluation's settings and averages."""
+        if not cand.name.endswith("metadata.json") or cand.size > 1_000_000:
+            return False
+        obj = cand.first_json
+        return isinstance(obj, dict) and {"env", "model", "num_examples"} <= obj.keys()
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        if cand.suffix == ".json":
+            # Claimed so that it is not reported as a stray file; its averages are recomputable from the
+            # rows and its settings are not part of the canonical model.
+            ctx.note(self.name, f"{cand.rel}: evaluation settings (env, model, sampling) not mapped")
+            return FileInfo(cand.rel, cand.abspath, self.name, "json", "manifest", cand.size)
+        return super().probe(cand, ctx)
 
     def file_meta(self, info: FileInfo) -> None:
         info.split = "eval"
