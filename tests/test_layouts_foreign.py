@@ -178,14 +178,18 @@ def test_responses_unknown_items_never_raise() -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_verifiers_detect_real_file_and_not_metadata() -> None:
+def test_verifiers_detect_real_file_and_claim_metadata_as_manifest() -> None:
     _need(VERIFIERS_FILE)
     lay = Verifiers()
     assert lay.detect(cand(REALDATA, VERIFIERS_FILE))
     assert not lay.detect(cand(REALDATA, NEMO_FILE))
     if VERIFIERS_META.exists():
-        assert not lay.detect(cand(REALDATA, VERIFIERS_META))
-    assert (lay.priority, lay.formats) == (50, (".jsonl",))
+        # vf-eval's metadata.json is claimed (not a stray file) but holds no samples.
+        assert lay.detect(cand(REALDATA, VERIFIERS_META))
+        ctx = RunContext(REALDATA)
+        info = lay.probe(cand(REALDATA, VERIFIERS_META), ctx)
+        assert info.kind == "manifest" and ctx.problems == []
+    assert (lay.priority, lay.formats) == (50, (".jsonl", ".json"))
 
 
 def test_verifiers_real_file_probe_and_scan() -> None:
