@@ -131,9 +131,10 @@ class Run:
         return [p for p in self.problems if p.is_warning]
 
 
-def _walk(root: Path) -> list[tuple[Path, str, int]]:
-    """(absolute path, run-relative posix path, size) of every file below root, hidden folders skipped."""
-    out: list[tuple[Path, str, int]] = []
+def _walk(root: Path) -> list[tuple[Path, str, int, str]]:
+    """(absolute path, run-relative posix path, size, path string) of every file below root, hidden
+    folders skipped."""
+    out: list[tuple[Path, str, int, str]] = []
     stack = [(str(root), "")]
     while stack:
         path, rel = stack.pop()
@@ -148,11 +149,11 @@ def _walk(root: Path) -> list[tuple[Path, str, int]]:
                     if not e.name.startswith(".") and e.name != "__pycache__":
                         stack.append((e.path, erel + "/"))
                 elif e.is_file(follow_symlinks=True):
-                    out.append((Path(e.path), erel, e.stat().st_size))
+                    out.append((Path(e.path), erel, e.stat().st_size, e.path))
             except OSError:
                 continue
     # Manifests first: readers of other files in the same run may depend on them.
-    out.sort(key=lambda t: (t[0].name != "run.json", t[1]))
+    out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
     return out
 
 
@@ -165,7 +166,7 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
     if p.is_file():
-        root, paths = p.parent, [(p, p.name, file_size(p))]
+        root, paths = p.parent, [(p, p.name, file_size(p), str(p))]
     elif p.is_dir():
         root, paths = p, _walk(p)
     else:
@@ -175,8 +176,8 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
     files: list[FileInfo] = []
     unmatched: list[str] = []
     registry = layouts()
-    for abspath, rel, size in paths:
-        cand = Candidate(root, abspath, size, rel)
+    for abspath, rel, size, path_str in paths:
+        cand = Candidate(root, abspath, size, rel, path_str)
         if cand.name in IGNORED_NAMES:
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:

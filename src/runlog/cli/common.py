@@ -62,7 +62,9 @@ def handle_errors() -> Iterator[None]:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n")
+    """Indented for a person at a terminal, compact for a pipe (``| jq`` indents it anyway)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, default=_json_default, allow_nan=False) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

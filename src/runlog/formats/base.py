@@ -92,9 +92,10 @@ class Candidate:
 
     HEAD_BYTES = 64 * 1024
 
-    def __init__(self, root: Path, abspath: Path, size: int, rel: str | None = None):
+    def __init__(self, root: Path, abspath: Path, size: int, rel: str | None = None, path_str: str | None = None):
         self.root = root
         self.abspath = abspath
+        self.path_str = path_str if path_str is not None else str(abspath)
         self.size = size
         self.rel = rel if rel is not None else abspath.relative_to(root).as_posix()
         self.name = abspath.name
