@@ -477,3 +477,13 @@ def test_trl_missing_columns_and_truncated_file(tmp_path: Path) -> None:
     assert not i1.readable and not i2.readable
     assert kinds(ctx) == [MISSING_COLUMNS, UNREADABLE]
     assert lay.scan_samples([i1, i2], ctx) is None
+
+
+def test_verifiers_metadata_json_adds_no_sample_rows() -> None:
+    _need(VERIFIERS_FILE)
+    from runlog import open_run
+
+    run = open_run(REALDATA)
+    df = run.samples.filter(pl.col("layout") == "verifiers").collect()
+    assert df.height == 15
+    assert "num_examples" not in run.component_names()

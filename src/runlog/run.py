@@ -76,30 +76,79 @@ class Run:
 
     @cached_property
     def roles(self) -> pl.LazyFrame:
-        """Long view, one row per (sample, role). Samples without per-role data (Flink v0, single-agent
-        layouts) give one row with a null role and the sample's reward: reported, never invented."""
-        base = self.samples.select(
-            "step", "split", "sample_id", "group_id", "reward", "roles", "schema_version", "layout"
-        )
-        has_roles = pl.col("roles").is_not_null() & (pl.col("roles").list.len() > 0)
-        with_roles = (
-            base.filter(has_roles)
-            .select("step", "split", "sample_id", "group_id", "roles")
-            .explode("roles")
-            .unnest("roles")
-        )
-        without = base.filter(~has_roles).select(
-            "step",
-            "split",
-            "sample_id",
-            "group_id",
-            pl.lit(None, dtype=pl.String).alias("role"),
-            pl.col("reward"),
-            pl.lit(None, dtype=pl.Float64).alias("kl"),
-        )
-        return pl.concat([with_roles, without], how="diagonal_relaxed").select(
+        """Long view, one row per (sample, role): ``step, split, sample_id, group_id, role, reward, kl``.
+        Samples without per-role data (Flink v0, single-agent layouts) give one row with a null role and
+        the sample's reward: reported, never invented."""
+        return self.role_rows(["step", "split", "sample_id", "group_id"]).select(
             [pl.col(c).cast(t) for c, t in S.ROLE_COLUMNS.items()]
         )
+
+    def role_rows(self, carry: list[str], samples: pl.LazyFrame | None = None) -> pl.LazyFrame:
+        """One row per (sample, role) with the sample columns ``carry`` beside ``role, reward, kl``.
+
+        One pass over the samples (no self-join): a sample without per-role data becomes a single
+        null-role entry holding the sample's reward. Only ``carry``, ``reward`` and ``roles`` are read.
+        """
+        lf = self.samples if samples is None else samples
+        has_roles = pl.col("roles").is_not_null() & (pl.col("roles").list.len() > 0)
+        unknown = pl.concat_list(
+            pl.struct(
+                pl.lit(None, dtype=pl.String).alias("role"),
+                pl.col("reward"),
+                pl.lit(None, dtype=pl.Float64).alias("kl"),
+            )
+        )
+        return (
+            lf.select(*carry, pl.when(has_roles).then(pl.col("roles")).otherwise(unknown).alias("_roles"))
+            .explode("_roles")
+            .unnest("_roles")
+        )
+
+    def component_names(self) -> list[str]:
+        """Reward component names across the run (footers where they tell, else the components column)."""
+        names: list[str] = []
+        for lay in self.layouts:
+            for n in lay.component_names(self.files_of(lay.name), self.ctx):
+                if n not in names:
+                    names.append(n)
+        return names
+
+    def numeric(self, carry: dict[str, pl.Expr], components: list[str] | None = None) -> pl.LazyFrame:
+        """The numeric view summaries work on: one row per (sample, role) with the ``carry`` expressions,
+        ``role, reward, kl`` and ``component/<name>`` floats; built per layout by its fastest route, and
+        never reading a text column unless a ``carry`` expression asks for one."""
+        comps = self.component_names() if components is None else components
+        frames = [
+            lf
+            for lay in self.layouts
+            if (lf := lay.scan_numeric(self.files_of(lay.name), self.ctx, carry, comps)) is not None
+        ]
+        if not frames:
+            from .formats.base import numeric_from_samples
+
+            return numeric_from_samples(S.empty_samples(), carry, comps)
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def numeric_wide(self, carry: dict[str, pl.Expr], components: list[str], roles: list[str]) -> pl.LazyFrame | None:
+        """The wide numeric view (``Layout.scan_numeric_wide``), or None unless every layout offers it."""
+        frames = []
+        for lay in self.layouts:
+            files = [f for f in self.files_of(lay.name) if f.kind == "samples" and f.readable]
+            if not files:
+                continue
+            lf = lay.scan_numeric_wide(files, self.ctx, carry, components, roles)
+            if lf is None:
+                return None
+            frames.append(lf)
+        if not frames:
+            return None
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def summarize(self, by: list[str] | tuple[str, ...] = ("role",), **kwargs: Any) -> pl.DataFrame:
+        """Per-group reward/KL statistics (``runlog.analysis.summarize.summarize``), as a DataFrame."""
+        from .analysis.summarize import summarize
+
+        return summarize(self, by, **kwargs)
 
     @cached_property
     def scalars(self) -> pl.LazyFrame:

@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from .inspect_cmd import inspect_command
+from .summarize_cmd import summarize_command
 
 app = typer.Typer(
     name="runlog",
@@ -13,7 +14,8 @@ app = typer.Typer(
         "Post-hoc analysis of RL post-training runs from raw Parquet/JSONL.\n\n"
         "Examples:\n\n"
         "  runlog inspect sample_runs/debate_grpo\n\n"
-        "  runlog inspect sample_runs/damaged --format json | jq .problems"
+        "  runlog inspect sample_runs/damaged --format json | jq .problems\n\n"
+        "  runlog summarize sample_runs/debate_grpo --by role"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -36,6 +38,7 @@ def _root(
 
 
 app.command("inspect")(inspect_command)
+app.command("summarize")(summarize_command)
 
 
 def main() -> None:

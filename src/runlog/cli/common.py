@@ -61,6 +61,25 @@ def handle_errors() -> Iterator[None]:
         ) from None
 
 
+MAX_PROBLEM_LINES = 20
+
+
+def report_problems(problems: list[Any], notes: list[str] = ()) -> int:
+    """One line per problem on stderr (``error: path: message`` / ``warning: ...``); returns the number of
+    problems that are not warnings. Commands other than ``inspect`` use it: the data they print stays clean."""
+    lines = [f"note: {n}" for n in notes]
+    errors = 0
+    for p in problems:
+        errors += not p.is_warning
+        lines.append(f"{'warning' if p.is_warning else 'error'}: {p.path}: {p.message}")
+    shown = lines[:MAX_PROBLEM_LINES]
+    if len(lines) > MAX_PROBLEM_LINES:
+        shown.append(f"... {len(lines) - MAX_PROBLEM_LINES} more: see `runlog inspect`")
+    for line in shown:
+        sys.stderr.write(visible(line, keep_newlines=False) + "\n")
+    return errors
+
+
 def emit_json(data: Any) -> None:
     """Indented for a person at a terminal, compact for a pipe (``| jq`` indents it anyway)."""
     indent = 2 if sys.stdout.isatty() else None

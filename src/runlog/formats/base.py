@@ -170,6 +170,80 @@ class Layout:
         """Role names known without reading data (footers, manifest)."""
         return []
 
+    # -- the numeric view (summaries): role rows with only the numbers they need ----------------------------
+    def component_names(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
+        """Names of the reward components, in first-seen order. Default: read ``reward_components`` only."""
+        lf = self.scan_samples(files, ctx)
+        if lf is None:
+            return []
+        names = (
+            lf.select(
+                pl.col("reward_components").explode().struct.field("name").drop_nulls().unique(maintain_order=True)
+            )
+            .collect()
+            .to_series()
+        )
+        return names.to_list()
+
+    def scan_numeric(
+        self, files: list[FileInfo], ctx: RunContext, carry: dict[str, pl.Expr], components: list[str]
+    ) -> pl.LazyFrame | None:
+        """One row per (sample, role): the ``carry`` expressions (evaluated on the canonical samples),
+        ``role, reward, kl`` and one float column ``component/<name>`` per component. Never text.
+
+        The default explodes the canonical nested ``roles``; a sample without per-role data gives one row
+        with a null role and the sample's reward. Layouts with flat role columns override this (Flink)."""
+        lf = self.scan_samples(files, ctx)
+        if lf is None:
+            return None
+        return numeric_from_samples(lf, carry, components)
+
+    def scan_numeric_wide(
+        self,
+        files: list[FileInfo],
+        ctx: RunContext,
+        carry: dict[str, pl.Expr],
+        components: list[str],
+        roles: list[str],
+    ) -> pl.LazyFrame | None:
+        """One row per sample: ``carry``, ``component/<name>``, ``role:<r>:reward`` and ``role:<r>:kl`` for
+        each role, ``__has_roles`` and ``__sample_reward``. Only layouts that store roles as flat columns
+        offer it (None here); summaries then need no row per role."""
+        return None
+
+
+def component_value(name: str) -> pl.Expr:
+    """The value of one named component from the canonical ``reward_components`` list (null if absent)."""
+    return (
+        pl.col("reward_components")
+        .list.eval(pl.element().filter(pl.element().struct.field("name") == name).struct.field("value"))
+        .list.first()
+        .alias(f"component/{name}")
+    )
+
+
+def numeric_from_samples(lf: pl.LazyFrame, carry: dict[str, pl.Expr], components: list[str]) -> pl.LazyFrame:
+    roles = pl.col("_roles")
+    return (
+        lf.select(
+            *[e.alias(k) for k, e in carry.items()],
+            *[component_value(n) for n in components],
+            pl.col("reward").alias("_sample_reward"),
+            pl.col("roles").alias("_roles"),
+        )
+        # A null or empty list explodes to one null entry: that sample's row gets a null role.
+        .explode("_roles")
+        .with_columns(
+            roles.struct.field("role").alias("role"),
+            pl.when(roles.is_null())
+            .then(pl.col("_sample_reward"))
+            .otherwise(roles.struct.field("reward"))
+            .alias("reward"),
+            roles.struct.field("kl").alias("kl"),
+        )
+        .drop("_roles", "_sample_reward")
+    )
+
 
 _REGISTRY: dict[str, Layout] = {}
 

@@ -36,6 +36,8 @@ def _short(exc: BaseException) -> str:
 
 # Footer statistics kept per file: null counts of numeric and exception columns, min/max of these ints.
 EXCEPTION_COLUMNS = ("exception", "exception_info")
+# String columns whose footer null counts answer questions without reading them.
+NULL_COUNT_STRING_COLUMNS = (*EXCEPTION_COLUMNS, "group_id")
 RANGE_COLUMNS = ("schema_version", "step")
 _STAT_TYPES = frozenset(
     {"double", "float", "halffloat", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"}
@@ -62,7 +64,7 @@ def _plan_for(md: pq.FileMetaData, reader: Any, ctx: RunContext) -> _FooterPlan:
             return plan
     arrow_schema = reader.schema_arrow if reader is not None else pschema.to_arrow_schema()
     columns = dict(zip(arrow_schema.names, map(str, arrow_schema.types), strict=True))
-    wanted = {n for n, t in columns.items() if t in _STAT_TYPES or n in EXCEPTION_COLUMNS}
+    wanted = {n for n, t in columns.items() if t in _STAT_TYPES or n in NULL_COUNT_STRING_COLUMNS}
     leaves = [(i, path) for i in range(md.num_columns) if (path := pschema.column(i).path) in wanted]
     plan = _FooterPlan(pschema, arrow_schema, columns, leaves)
     if len(plans) < 64:

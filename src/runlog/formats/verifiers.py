@@ -138,7 +138,7 @@ class JsonlSamples(Layout):
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         frames = []
         for f in files:
-            if not f.readable:
+            if not f.readable or f.kind != "samples":
                 continue
             frame = f.payload if isinstance(f.payload, pl.DataFrame) else self.parse(f, ctx)
             frames.append(frame)

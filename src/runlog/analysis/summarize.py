@@ -1,0 +1,527 @@
+"""Per-role reward and KL aggregates, GRPO group statistics, scalar summaries and correlations.
+
+Everything here works on the numeric view (``Run.numeric``): one row per (sample, role) with numbers only,
+so a summary never reads a text column (the one exception: runs without ``group_id`` fall back to the
+prompt text to find prompt groups, and then read ``prompt``).
+
+Conventions (docs/cli.md, "summarize"):
+- NaN and null are counted in their own columns and never enter a statistic.
+- ``*_std`` is the sample standard deviation (ddof = 1), null for fewer than two values.
+- ``zero_adv_frac``: among the prompt groups of a result row (a group is one ``group_id`` within one split
+  and step), the fraction whose valid rewards of that role are all equal, so that GRPO's group-relative
+  advantage is zero for every sample of it. A group of one sample counts as zero-advantage. Groups with no
+  valid reward are left out. Null when the run has no prompt groups.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._lazy import pl
+from ..errors import UsageError
+from ..run import Run
+
+# --by names -> (numeric-view column, output column)
+KEYS: dict[str, str] = {"role": "role", "step": "step", "split": "split", "env": "env", "group": "group"}
+REWARD_STATS = (
+    "reward_mean",
+    "reward_std",
+    "reward_min",
+    "reward_max",
+    "reward_median",
+    "reward_count",
+    "reward_nan",
+    "reward_null",
+)
+KL_STATS = ("kl_mean", "kl_std", "kl_min", "kl_max", "kl_count")
+UNKNOWN_ROLE_NOTE = (
+    "rows without per-role data (Flink v0 files, single-agent layouts) are summarised under a null role "
+    "(shown as '(unknown)'), with the sample's total reward; runlog does not invent per-role values"
+)
+
+# polars' streaming engine keeps memory bounded on runs larger than memory (measured in docs/benchmarks.md).
+ENGINE = "streaming"
+
+# Metric keys that different trainer versions wrote for the same quantity (seed 000). Canonical name first.
+DEFAULT_ALIASES: dict[str, str] = {
+    "grad_global_norm": "grad/global_norm",
+    "update_global_norm": "update/global_norm",
+    "train-reward/mean": "train/reward/mean",
+    "timeperf/step": "time/step_s",
+}
+
+
+@dataclass
+class StepRange:
+    first: int | None = None
+    last: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> StepRange:
+        """``A:B`` (inclusive), ``A:``, ``:B`` or ``A``."""
+        if not text:
+            return cls()
+        a, sep, b = text.partition(":")
+        try:
+            first = int(a) if a.strip() else None
+            last = (int(b) if b.strip() else None) if sep else first
+        except ValueError:
+            raise UsageError(f"--steps {text!r}: expected A:B with integers (inclusive), A:, :B or A") from None
+        if first is not None and last is not None and first > last:
+            raise UsageError(f"--steps {text!r}: the first step is after the last")
+        return cls(first, last)
+
+    def expr(self) -> pl.Expr | None:
+        parts = []
+        if self.first is not None:
+            parts.append(pl.col("step") >= self.first)
+        if self.last is not None:
+            parts.append(pl.col("step") <= self.last)
+        if not parts:
+            return None
+        out = parts[0]
+        for p in parts[1:]:
+            out = out & p
+        return out
+
+
+@dataclass
+class Filters:
+    splits: Sequence[str] = ()
+    steps: StepRange = field(default_factory=StepRange)
+    roles: Sequence[str] = ()
+
+
+def _valid(col: str) -> pl.Expr:
+    return pl.col(col).is_not_null() & pl.col(col).is_not_nan()
+
+
+def _has_exception_expr(run: Run) -> pl.Expr:
+    """Footers first: when every sample file says its exception column is all null, no data is read."""
+    from ..formats.common import EXCEPTION_COLUMNS
+
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
+        if col is None:
+            continue
+        if f.fmt != "parquet" or col not in f.null_counts or f.null_counts[col] != f.rows:
+            return pl.col("exception").is_not_null()
+    return pl.lit(False)
+
+
+def _group_key_expr(run: Run) -> pl.Expr | None:
+    """How prompt groups are known: ``group_id``; where some rows lack it, identical prompt text within a
+    step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then null).
+
+    Decided from footers and already-parsed JSONL frames, without scanning the data."""
+    any_ids, all_ids = False, True
+    any_prompt = False
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        if f.fmt == "parquet":
+            has_ids = "group_id" in f.columns and f.null_counts.get("group_id", f.rows) < (f.rows or 0)
+            complete = "group_id" in f.columns and f.null_counts.get("group_id", 1) == 0
+            any_prompt |= "prompt" in f.columns
+        else:
+            frame = f.payload if isinstance(f.payload, pl.DataFrame) else None
+            gid = frame.get_column("group_id") if frame is not None and "group_id" in frame.columns else None
+            has_ids = gid is not None and gid.null_count() < gid.len()
+            complete = gid is not None and gid.null_count() == 0
+            any_prompt |= (
+                frame is not None and "prompt" in frame.columns and frame["prompt"].null_count() < frame.height
+            )
+        any_ids |= has_ids
+        all_ids &= complete
+    if all_ids:
+        return pl.col("group_id")
+    if any_prompt:
+        return pl.coalesce(pl.col("group_id"), pl.lit("prompt:") + pl.col("prompt").hash().cast(pl.String))
+    return pl.col("group_id") if any_ids else None
+
+
+def _numeric_view(run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None) -> pl.LazyFrame:
+    return _apply_filters(run.numeric(_carry(run, by, filters, group_key)), filters, roles_too=True)
+
+
+def _apply_filters(lf: pl.LazyFrame, filters: Filters, *, roles_too: bool) -> pl.LazyFrame:
+    if filters.splits:
+        lf = lf.filter(pl.col("split").is_in(list(filters.splits)))
+    step_filter = filters.steps.expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    if roles_too and filters.roles:
+        lf = lf.filter(pl.col("role").is_in(list(filters.roles)))
+    return lf
+
+
+def _carry(run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None) -> dict[str, pl.Expr]:
+    # Carry only what a key, a filter or the group statistics need: every carried column costs on 1M rows.
+    carry: dict[str, pl.Expr] = {}
+    if "step" in by or filters.steps.expr() is not None or group_key is not None:
+        carry["step"] = pl.col("step")
+    if "split" in by or filters.splits or group_key is not None:
+        carry["split"] = pl.col("split")
+    if "env" in by:
+        carry["env"] = pl.col("env_name")
+    if group_key is not None or "group" in by:
+        carry["group"] = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
+    carry["has_exception"] = _has_exception_expr(run)
+    return carry
+
+
+def _clean_columns(
+    components: list[str],
+    reward: pl.Expr | None = None,
+    kl: pl.Expr | None = None,
+    mask: pl.Expr | None = None,
+    prefix: str = "",
+) -> list[pl.Expr]:
+    """Per-row columns the statistics aggregate: each value is null where it must not count (NaN, null, or
+    a row outside ``mask``), so that every aggregation runs on plain columns and skips nulls natively.
+
+    ``reward``/``kl`` default to the long view's columns; in the wide view (one column per role) they name
+    one role's columns and ``mask`` selects the rows that have that role."""
+    reward = pl.col("reward") if reward is None else reward
+    kl = pl.col("kl") if kl is None else kl
+    m = pl.lit(True) if mask is None else mask
+    cols = [
+        pl.when(m & reward.is_not_nan()).then(reward).alias(f"{prefix}r"),
+        pl.when(m & kl.is_not_nan()).then(kl).alias(f"{prefix}k"),
+        (m & reward.is_nan()).alias(f"{prefix}r_nan"),
+        (m & reward.is_null()).alias(f"{prefix}r_null"),
+        pl.when(m).then(pl.col("has_exception").cast(pl.Float64)).alias(f"{prefix}exc"),
+        m.alias(f"{prefix}m"),
+    ]
+    for i, n in enumerate(components):
+        c = pl.col(f"component/{n}")
+        cols.append(pl.when(m & c.is_not_nan()).then(c).alias(f"{prefix}c{i}"))
+    return cols
+
+
+def _stat_exprs(components: list[str], prefix: str = "") -> list[pl.Expr]:
+    """The statistics of one group over the columns of ``_clean_columns`` (same ``prefix``)."""
+    r, k = pl.col(f"{prefix}r"), pl.col(f"{prefix}k")
+    exprs = [
+        r.mean().alias("reward_mean"),
+        r.std(ddof=1).alias("reward_std"),
+        r.min().alias("reward_min"),
+        r.max().alias("reward_max"),
+        r.median().alias("reward_median"),
+        r.count().cast(pl.Int64).alias("reward_count"),
+        pl.col(f"{prefix}r_nan").sum().cast(pl.Int64).alias("reward_nan"),
+        pl.col(f"{prefix}r_null").sum().cast(pl.Int64).alias("reward_null"),
+        k.mean().alias("kl_mean"),
+        k.std(ddof=1).alias("kl_std"),
+        k.min().alias("kl_min"),
+        k.max().alias("kl_max"),
+        k.count().cast(pl.Int64).alias("kl_count"),
+        pl.col(f"{prefix}exc").mean().alias("exception_rate"),
+        pl.col(f"{prefix}m").sum().cast(pl.Int64).alias("rows"),
+    ]
+    exprs += [pl.col(f"{prefix}c{i}").mean().alias(f"component/{n}_mean") for i, n in enumerate(components)]
+    return [e.alias(prefix + e.meta.output_name()) for e in exprs]
+
+
+def summarize(
+    run: Run,
+    by: Sequence[str] = ("role",),
+    *,
+    filters: Filters | None = None,
+    window: int | None = None,
+) -> pl.DataFrame:
+    """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and component means.
+
+    Output columns: the group keys (in ``by`` order), then ``REWARD_STATS``, ``KL_STATS``,
+    ``zero_adv_frac``, ``exception_rate``, ``component/<name>_mean``; with ``window``, ``reward_mean_ma``
+    and ``kl_mean_ma`` (moving averages over the last ``window`` steps of each group; ``step`` is added to
+    the keys if missing).
+    """
+    filters = filters or Filters()
+    keys = _check_keys(by)
+    if window is not None:
+        if window < 1:
+            raise UsageError("--window must be a positive number of steps")
+        if "step" not in keys:
+            keys.append("step")
+    components = run.component_names()
+    group_key = _group_key_expr(run)
+    wide = _summarize_wide(run, keys, filters, group_key, components)
+    out = wide if wide is not None else _summarize_long(run, keys, filters, group_key, components)
+    ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", "exception_rate"]
+    ordered += [f"component/{n}_mean" for n in components]
+    out = out.select(ordered)
+    if keys:
+        out = out.sort(keys, nulls_last=True)
+    if window is not None:
+        others = [k for k in keys if k != "step"]
+        ma = [
+            pl.col(c)
+            .rolling_mean(window_size=window, min_samples=1)
+            .over(others or pl.lit(0), order_by="step")
+            .alias(f"{c}_ma")
+            for c in ("reward_mean", "kl_mean")
+        ]
+        out = out.with_columns(ma)
+    return out
+
+
+def _summarize_long(
+    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+) -> pl.DataFrame:
+    """One row per (sample, role), grouped by the keys: works for every layout."""
+    lf = _numeric_view(run, keys, filters, group_key)
+    lf = lf.with_columns(_clean_columns(components))
+    main = lf.group_by(keys).agg(_stat_exprs(components)) if keys else lf.select(_stat_exprs(components))
+    if group_key is None:
+        # No prompt groups in this run: nothing to compute, and no second pass over the data.
+        out = main.collect(engine=ENGINE).with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
+    else:
+        main_df, zero_df = pl.collect_all([main, _zero_adv(lf, keys)], engine=ENGINE)
+        if keys:
+            out = main_df.join(zero_df, on=keys, how="left", nulls_equal=True)
+        else:
+            out = pl.concat([main_df, zero_df], how="horizontal")
+    return out
+
+
+def _summarize_wide(
+    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+) -> pl.DataFrame | None:
+    """The same statistics from a wide view (one reward and one KL column per role, as Flink v1 stores
+    them), when every layout of the run offers one: no row is duplicated per role, which makes summaries
+    grouped by step or split several times cheaper. Returns None when the run needs the long view."""
+    if "role" not in keys:
+        return None  # statistics pooled over roles (a median over all of them) need the long view
+    roles = [r for r in run.role_names() if not filters.roles or r in filters.roles]
+    others = [k for k in keys if k != "role"]
+    carry = _carry(run, others, filters, group_key)
+    lf = run.numeric_wide(carry, components, roles)
+    if lf is None:
+        return None
+    lf = _apply_filters(lf, filters, roles_too=False)
+    variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]] = [
+        (r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.col("__has_roles")) for r in roles
+    ]
+    if not filters.roles:
+        # Samples without per-role data: one null-role group with the sample's total reward.
+        variants.append((None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), ~pl.col("__has_roles")))
+    lf = lf.with_columns(
+        [
+            e
+            for i, (_, reward, kl, mask) in enumerate(variants)
+            for e in _clean_columns(components, reward, kl, mask, f"{i}:")
+        ]
+    )
+    exprs = [e for i in range(len(variants)) for e in _stat_exprs(components, prefix=f"{i}:")]
+    queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
+    if group_key is not None:
+        group_cols = list(dict.fromkeys([*others, "split", "step", "group"]))
+        per_group = (
+            lf.filter(pl.col("group").is_not_null())
+            .group_by(group_cols)
+            .agg(
+                [
+                    pl.when((m & r.is_not_null() & r.is_not_nan()).any())
+                    .then(
+                        r.filter(m & r.is_not_null() & r.is_not_nan()).min()
+                        == r.filter(m & r.is_not_null() & r.is_not_nan()).max()
+                    )
+                    .alias(f"{i}:zero")
+                    for i, (_, r, _, m) in enumerate(variants)
+                ]
+            )
+        )
+        zero_aggs = [
+            pl.col(f"{i}:zero").cast(pl.Float64).mean().alias(f"{i}:zero_adv_frac") for i in range(len(variants))
+        ]
+        queries.append(per_group.group_by(others).agg(zero_aggs) if others else per_group.select(zero_aggs))
+    frames = pl.collect_all(queries, engine=ENGINE)
+    stats = frames[0]
+    if len(frames) > 1:
+        stats = (
+            stats.join(frames[1], on=others, how="left", nulls_equal=True)
+            if others
+            else pl.concat(frames, how="horizontal")
+        )
+    parts = []
+    for i, (role, *_rest) in enumerate(variants):
+        cols = [c for c in stats.columns if c.startswith(f"{i}:")]
+        part = stats.select(
+            *others,
+            pl.lit(role, dtype=pl.String).alias("role"),
+            *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
+        ).filter(pl.col("rows") > 0)
+        if f"{i}:zero_adv_frac" not in stats.columns:
+            part = part.with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
+        parts.append(part.drop("rows"))
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _check_keys(by: Iterable[str]) -> list[str]:
+    keys: list[str] = []
+    for k in by:
+        if k not in KEYS:
+            raise UsageError(f"--by {k!r}: expected one of {', '.join(KEYS)}")
+        if k not in keys:
+            keys.append(k)
+    return keys
+
+
+def _zero_adv(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Fraction of prompt groups whose valid rewards (per role) are all equal."""
+    group_cols = list(dict.fromkeys([*keys, "split", "step", "group", "role"]))
+    groups = (
+        lf.filter(_valid("reward") & pl.col("group").is_not_null())
+        .group_by(group_cols)
+        .agg((pl.col("reward").min() == pl.col("reward").max()).alias("zero"))
+    )
+    agg = pl.col("zero").cast(pl.Float64).mean().alias("zero_adv_frac")
+    if keys:
+        return groups.group_by(keys).agg(agg)
+    return groups.select(agg)
+
+
+def unknown_role_rows(frame: pl.DataFrame) -> bool:
+    return "role" in frame.columns and frame["role"].null_count() > 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalars
+# ---------------------------------------------------------------------------------------------------------
+SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")
+
+
+def load_aliases(path: str | Path | None = None, pairs: Sequence[str] = ()) -> dict[str, str]:
+    """The alias table: defaults, then a JSON file ``{"old_key": "canonical_key"}``, then ``OLD=NEW`` pairs."""
+    table = dict(DEFAULT_ALIASES)
+    if path is not None:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--aliases {path}: cannot read a JSON object ({exc})") from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            raise UsageError(f"--aliases {path}: expected a JSON object of strings {{old: canonical}}")
+        table.update(data)
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise UsageError(f"--alias {pair!r}: expected OLD=NEW")
+        table[old] = new
+    return table
+
+
+def summarize_scalars(
+    run: Run,
+    *,
+    keys: Sequence[str] = (),
+    aliases: dict[str, str] | None = None,
+    steps: StepRange | None = None,
+) -> pl.DataFrame:
+    """Per metric key over steps: ``last, mean, min, max, count, nan, first_step, last_step``.
+
+    Shards (several processes, or several files) logging one key at one step are merged first: a weighted
+    mean when ``key__count`` companions give the weights (AReaL's convention), else a plain mean. The
+    companions themselves are hidden. Aliased keys are renamed to their canonical name before merging.
+    """
+    aliases = DEFAULT_ALIASES if aliases is None else aliases
+    lf = run.scalars.filter(pl.col("step").is_not_null())
+    step_filter = (steps or StepRange()).expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    lf = lf.with_columns(pl.col("key").replace(aliases))
+    is_count = pl.col("key").str.ends_with("__count")
+    values = lf.filter(~is_count)
+    counts = lf.filter(is_count).select(
+        "step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight")
+    )
+    counts = counts.group_by("step", "source", "key").agg(pl.col("weight").sum())
+    merged = (
+        values.join(counts, on=["step", "source", "key"], how="left")
+        .with_columns(pl.col("weight").fill_null(1.0))
+        .group_by("key", "step")
+        .agg(
+            pl.when(_valid("value").any())
+            .then(
+                (pl.col("value") * pl.col("weight")).filter(_valid("value")).sum()
+                / pl.col("weight").filter(_valid("value")).sum()
+            )
+            .otherwise(pl.col("value").first())
+            .alias("value")
+        )
+    )
+    out = (
+        merged.sort("key", "step")
+        .group_by("key", maintain_order=True)
+        .agg(
+            pl.col("value").filter(_valid("value")).last().alias("last"),
+            pl.col("value").filter(_valid("value")).mean().alias("mean"),
+            pl.col("value").filter(_valid("value")).min().alias("min"),
+            pl.col("value").filter(_valid("value")).max().alias("max"),
+            _valid("value").sum().cast(pl.Int64).alias("count"),
+            pl.col("value").is_nan().sum().cast(pl.Int64).alias("nan"),
+            pl.col("step").min().alias("first_step"),
+            pl.col("step").max().alias("last_step"),
+        )
+        .collect()
+    )
+    if keys:
+        names = [k for k in out["key"].to_list() if any(fnmatch.fnmatchcase(k, g) for g in keys)]
+        out = out.filter(pl.col("key").is_in(names))
+    return out.select(SCALAR_COLUMNS).sort("key")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Correlations
+# ---------------------------------------------------------------------------------------------------------
+CORRELATION_COLUMNS = ("x", "y", "pearson", "n")
+
+
+def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
+    """Pearson correlations, over samples, between every pair of: the total reward, each role's reward and
+    each reward component (seed 001: conflicting reward functions show as negative correlations). Each
+    pair uses the samples where both values are valid (not null, not NaN)."""
+    filters = filters or Filters()
+    components = run.component_names()
+    carry = {
+        "sample": pl.col("sample_id"),
+        "step": pl.col("step"),
+        "split": pl.col("split"),
+        "total": pl.col("reward"),
+    }
+    lf = run.numeric(carry, components)
+    if filters.splits:
+        lf = lf.filter(pl.col("split").is_in(list(filters.splits)))
+    step_filter = filters.steps.expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    long = lf.collect()
+    index = ["sample", "step", "split"]
+    per_sample = long.group_by(index, maintain_order=True).agg(
+        pl.col("total").first().alias("reward"),
+        *[pl.col(f"component/{n}").first() for n in components],
+    )
+    roles = long.filter(pl.col("role").is_not_null())
+    if filters.roles:
+        roles = roles.filter(pl.col("role").is_in(list(filters.roles)))
+    if roles.height:
+        wide = roles.pivot(on="role", index=index, values="reward", aggregate_function="first")
+        wide = wide.rename({c: f"reward/{c}" for c in wide.columns if c not in index})
+        per_sample = per_sample.join(wide, on=index, how="left", nulls_equal=True)
+    variables = [c for c in per_sample.columns if c not in index]
+    rows = []
+    for i, x in enumerate(variables):
+        for y in variables[i + 1 :]:
+            pair = per_sample.select(x, y).filter(_valid(x) & _valid(y))
+            n = pair.height
+            r = pair.select(pl.corr(x, y)).item() if n > 1 else None
+            if r is not None and r != r:  # NaN: a constant column
+                r = None
+            rows.append({"x": x, "y": y, "pearson": r, "n": n})
+    return pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String, "pearson": pl.Float64, "n": pl.Int64})

@@ -1,0 +1,342 @@
+"""``summarize``: exact values against hand-computed ones, NaN/null apart, groups, filters, scalars, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+from runlog import open_run
+from runlog.analysis import summarize as S
+from runlog.errors import UsageError
+
+from conftest import SAMPLE_RUNS, flink_table, make_flink_run, native_rows, write_native_samples
+
+NAN = float("nan")
+
+
+def _row(step, gid, k, rewards, kls, reward=None, exception=None, comps=None):
+    """A native sample with per-role rewards/KL (dicts role -> value)."""
+    base = native_rows(step, 1)[0]
+    base.update(
+        sample_id=f"s{step}-{gid}-{k}",
+        group_id=gid,
+        reward=reward if reward is not None else rewards.get("solver"),
+        roles=[{"role": r, "reward": rewards[r], "kl": kls[r]} for r in rewards],
+        exception=exception,
+        reward_components=comps,
+    )
+    return base
+
+
+@pytest.fixture
+def handmade(tmp_path):
+    """Two steps. Step 0: group g0 (solver 1,1,1 -> zero advantage; verifier 0,1,NaN), group g1 (one sample:
+    size-1 group). Step 1: group g2 with a null solver reward and an exception, and a judge only here."""
+    rows0 = [
+        _row(
+            0,
+            "g0",
+            0,
+            {"solver": 1.0, "verifier": 0.0},
+            {"solver": 0.1, "verifier": 0.2},
+            comps=[{"name": "fmt", "value": 1.0}],
+        ),
+        _row(
+            0,
+            "g0",
+            1,
+            {"solver": 1.0, "verifier": 1.0},
+            {"solver": 0.3, "verifier": NAN},
+            comps=[{"name": "fmt", "value": 0.0}],
+        ),
+        _row(
+            0,
+            "g0",
+            2,
+            {"solver": 1.0, "verifier": NAN},
+            {"solver": 0.2, "verifier": 0.4},
+            comps=[{"name": "fmt", "value": NAN}],
+        ),
+        _row(0, "g1", 0, {"solver": 0.5, "verifier": 0.25}, {"solver": 0.0, "verifier": 0.0}),
+    ]
+    rows1 = [
+        _row(
+            1,
+            "g2",
+            0,
+            {"solver": None, "verifier": 0.5, "judge": 1.0},
+            {"solver": 0.5, "verifier": None, "judge": 0.9},
+            exception="Traceback: boom",
+        ),
+        _row(
+            1, "g2", 1, {"solver": 0.0, "verifier": 0.75, "judge": 0.0}, {"solver": 0.7, "verifier": 0.1, "judge": 0.8}
+        ),
+    ]
+    root = tmp_path / "run"
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows0)
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows1)
+    return open_run(root)
+
+
+def test_by_role_exact(handmade):
+    df = handmade.summarize(["role"])
+    assert df["role"].to_list() == ["judge", "solver", "verifier"]
+    solver = df.row(1, named=True)
+    valid = [1.0, 1.0, 1.0, 0.5, 0.0]
+    assert solver["reward_mean"] == pytest.approx(statistics.mean(valid), abs=1e-12)
+    assert solver["reward_std"] == pytest.approx(statistics.stdev(valid), abs=1e-12)
+    assert solver["reward_median"] == statistics.median(valid)
+    assert (solver["reward_min"], solver["reward_max"]) == (0.0, 1.0)
+    assert (solver["reward_count"], solver["reward_nan"], solver["reward_null"]) == (5, 0, 1)
+    assert solver["kl_mean"] == pytest.approx(statistics.mean([0.1, 0.3, 0.2, 0.0, 0.5, 0.7]), abs=1e-12)
+    assert solver["kl_count"] == 6
+    # Prompt groups of the solver: g0 (all 1.0 -> zero), g1 (size 1 -> zero), g2 (only 0.0 valid -> zero).
+    assert solver["zero_adv_frac"] == 1.0
+    assert solver["exception_rate"] == pytest.approx(1 / 6)
+    verifier = df.row(2, named=True)
+    v_valid = [0.0, 1.0, 0.25, 0.5, 0.75]
+    assert verifier["reward_mean"] == pytest.approx(statistics.mean(v_valid), abs=1e-12)
+    assert (verifier["reward_count"], verifier["reward_nan"], verifier["reward_null"]) == (5, 1, 0)
+    assert (verifier["kl_count"], verifier["kl_mean"]) == (4, pytest.approx(statistics.mean([0.2, 0.4, 0.0, 0.1])))
+    # g0 has verifier rewards 0 and 1 (not zero), g1 is size 1 (zero), g2 has 0.5 and 0.75 (not zero).
+    assert verifier["zero_adv_frac"] == pytest.approx(1 / 3)
+    judge = df.row(0, named=True)
+    assert judge["reward_count"] == 2 and judge["reward_std"] == pytest.approx(statistics.stdev([1.0, 0.0]))
+    assert judge["zero_adv_frac"] == 0.0
+    # Component means skip NaN and samples without the component: fmt is 1.0 and 0.0 over step 0.
+    assert df["component/fmt_mean"].to_list()[1:] == [0.5, 0.5]
+    assert df["component/fmt_mean"][0] is None  # the judge only has step-1 samples, which have no fmt
+
+
+def test_single_sample_role_has_null_std(handmade):
+    df = handmade.summarize(["role", "step"], filters=S.Filters(roles=["judge"], steps=S.StepRange(1, 1)))
+    assert df.height == 1
+    assert df["reward_count"][0] == 2
+    df = handmade.summarize(["role", "group"], filters=S.Filters(roles=["solver"]))
+    g1 = df.filter(pl.col("group") == "g1").row(0, named=True)
+    assert (g1["reward_count"], g1["reward_std"], g1["zero_adv_frac"]) == (1, None, 1.0)
+
+
+def test_by_step_and_split_and_window(handmade):
+    df = handmade.summarize(["role", "step"], window=2)
+    solver = df.filter(pl.col("role") == "solver")
+    assert solver["step"].to_list() == [0, 1]
+    m0, m1 = statistics.mean([1.0, 1.0, 1.0, 0.5]), 0.0
+    assert solver["reward_mean"].to_list() == pytest.approx([m0, m1])
+    assert solver["reward_mean_ma"].to_list() == pytest.approx([m0, (m0 + m1) / 2])
+    # --window adds step to the keys when it is missing.
+    assert "step" in handmade.summarize(["role"], window=3).columns
+    with pytest.raises(UsageError):
+        handmade.summarize(["role"], window=0)
+
+
+def test_pooled_over_roles_and_no_keys(handmade):
+    df = handmade.summarize([])
+    assert df.height == 1
+    assert df["reward_count"][0] == 5 + 5 + 2
+    by_step = handmade.summarize(["step"])
+    assert by_step["reward_count"].to_list() == [4 + 3, 1 + 2 + 2]  # valid rewards of all roles per step
+
+
+def test_bad_keys_and_steps():
+    with pytest.raises(UsageError, match="--by 'model'"):
+        S._check_keys(["model"])
+    with pytest.raises(UsageError):
+        S.StepRange.parse("a:b")
+    with pytest.raises(UsageError):
+        S.StepRange.parse("5:2")
+    assert S.StepRange.parse("3:") == S.StepRange(3, None)
+    assert S.StepRange.parse("7") == S.StepRange(7, 7)
+
+
+def _flink_nan_run(tmp_path):
+    root = make_flink_run(tmp_path / "f", steps=[0, 1], version=0)
+    make_flink_run(root, steps=[2, 3, 4], version=1)
+    t = flink_table(5)
+    t = t.set_column(t.schema.get_field_index("solver_reward"), "solver_reward", pa.array([NAN, None, 2.0, 3.0]))
+    t = t.set_column(t.schema.get_field_index("judge_kl"), "judge_kl", pa.array([None, NAN, 0.3, 0.3]))
+    pq.write_table(t, root / "flink_logs" / "batch_debug_data_eval_5.parquet")
+    return open_run(root)
+
+
+@pytest.mark.parametrize("by", [["role"], ["role", "step"], ["split", "role"], ["role", "split", "step"]])
+def test_flink_wide_path_equals_long_path(tmp_path, monkeypatch, by):
+    run = _flink_nan_run(tmp_path)
+    for filters in (
+        S.Filters(),
+        S.Filters(splits=["train"]),
+        S.Filters(roles=["judge"]),
+        S.Filters(steps=S.StepRange(1, 4)),
+    ):
+        wide = S.summarize(run, by, filters=filters)
+        with monkeypatch.context() as m:
+            m.setattr(S, "_summarize_wide", lambda *a, **k: None)
+            long = S.summarize(run, by, filters=filters)
+        assert_frame_equal(wide, long, check_exact=False, rel_tol=1e-12)
+
+
+def test_flink_v0_rows_are_role_unknown_not_dropped(tmp_path):
+    run = _flink_nan_run(tmp_path)
+    df = run.summarize(["role"])
+    unknown = df.filter(pl.col("role").is_null()).row(0, named=True)
+    assert unknown["reward_count"] == 8  # the 8 v0 samples, with their total reward
+    assert unknown["kl_count"] == 0
+    assert S.unknown_role_rows(df)
+    solver = df.filter(pl.col("role") == "solver").row(0, named=True)
+    assert (solver["reward_nan"], solver["reward_null"], solver["reward_count"]) == (1, 1, 14)
+    judge = df.filter(pl.col("role") == "judge").row(0, named=True)
+    assert judge["kl_count"] == 14 and judge["zero_adv_frac"] is None  # Flink has no prompt groups
+    assert judge["exception_rate"] == pytest.approx(4 / 16)
+
+
+def test_groups_from_prompt_text_when_there_is_no_group_id(tmp_path):
+    """verl dumps carry no group id: identical prompt text within a step is the GRPO group."""
+    d = tmp_path / "rollouts"
+    d.mkdir()
+    lines = [
+        {"input": "p1", "output": "a", "score": 1.0, "step": 3},
+        {"input": "p1", "output": "b", "score": 1.0, "step": 3},
+        {"input": "p2", "output": "c", "score": 0.0, "step": 3},
+        {"input": "p2", "output": "d", "score": 1.0, "step": 3},
+    ]
+    (d / "3.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    df = open_run(d).summarize(["role"])
+    assert df["role"].to_list() == [None]
+    assert df["zero_adv_frac"][0] == 0.5
+    assert df["reward_mean"][0] == 0.75
+
+
+def test_empty_step_gives_counts_not_errors(tmp_path):
+    rows = native_rows(0, 3)
+    for r in rows:
+        r["reward"] = None
+        r["roles"] = [{"role": "solver", "reward": None, "kl": None}]
+    write_native_samples(tmp_path / "r" / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    df = open_run(tmp_path / "r").summarize(["role", "step"])
+    row = df.row(0, named=True)
+    assert (row["reward_count"], row["reward_null"], row["reward_mean"], row["zero_adv_frac"]) == (0, 3, None, None)
+
+
+def test_sample_run_matches_a_direct_computation():
+    """debate_grpo through summarize equals the same numbers computed straight from the Parquet files."""
+    run = open_run(SAMPLE_RUNS / "debate_grpo")
+    df = run.summarize(["role"])
+    raw = pl.read_parquet(SAMPLE_RUNS / "debate_grpo" / "samples" / "*" / "*.parquet")
+    roles = raw.select("roles").explode("roles").unnest("roles")
+    for role in df["role"]:
+        vals = roles.filter(pl.col("role") == role)["reward"]
+        valid = vals.drop_nulls().drop_nans()
+        got = df.filter(pl.col("role") == role).row(0, named=True)
+        assert got["reward_mean"] == pytest.approx(valid.mean(), rel=1e-12)
+        assert got["reward_std"] == pytest.approx(float(np.std(valid.to_numpy(), ddof=1)), rel=1e-12)
+        assert got["reward_count"] == valid.len()
+        assert got["reward_null"] == vals.null_count()
+        assert got["reward_nan"] == int(vals.is_nan().sum())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalars and correlations
+# ---------------------------------------------------------------------------------------------------------
+def test_scalars_weighted_merge_aliases_and_globs(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "scalars.p0.jsonl").write_text(
+        json.dumps({"step": 0, "time": 1.0, "train/reward": 1.0, "train/reward__count": 3, "grad_global_norm": 2.0})
+        + "\n"
+        + json.dumps({"step": 1, "time": 2.0, "train/reward": 0.0, "train/reward__count": 1, "loss": NAN})
+        + "\n"
+    )
+    (root / "scalars.p1.jsonl").write_text(
+        json.dumps({"step": 0, "time": 1.0, "train/reward": 0.0, "train/reward__count": 1, "grad/global_norm": 4.0})
+        + "\n"
+    )
+    run = open_run(root)
+    df = S.summarize_scalars(run)
+    assert df["key"].to_list() == ["grad/global_norm", "loss", "train/reward"]  # __count hidden, alias merged
+    reward = df.filter(pl.col("key") == "train/reward").row(0, named=True)
+    # step 0: (1.0*3 + 0.0*1) / 4 = 0.75; step 1: 0.0
+    assert (reward["last"], reward["mean"], reward["count"]) == (0.0, pytest.approx(0.375), 2)
+    grad = df.filter(pl.col("key") == "grad/global_norm").row(0, named=True)
+    assert grad["mean"] == 3.0 and grad["count"] == 1  # two trainer versions' keys, one step, plain mean
+    loss = df.filter(pl.col("key") == "loss").row(0, named=True)
+    assert (loss["count"], loss["nan"], loss["last"]) == (0, 1, None)
+    only = S.summarize_scalars(run, keys=["train/*"], aliases=S.load_aliases(pairs=["loss=train/loss"]))
+    assert only["key"].to_list() == ["train/loss", "train/reward"]
+
+
+def test_alias_file_errors(tmp_path):
+    bad = tmp_path / "a.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(UsageError):
+        S.load_aliases(bad)
+    with pytest.raises(UsageError):
+        S.load_aliases(pairs=["nope"])
+
+
+def test_correlations_match_numpy(handmade):
+    df = S.correlations(handmade)
+    pair = df.filter((pl.col("x") == "reward/solver") & (pl.col("y") == "reward/verifier")).row(0, named=True)
+    solver = [1.0, 1.0, 0.5, 0.0]  # samples where both are valid
+    verifier = [0.0, 1.0, 0.25, 0.75]
+    assert pair["n"] == 4
+    assert pair["pearson"] == pytest.approx(np.corrcoef(solver, verifier)[0, 1], abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------
+def test_cli_formats(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    run = SAMPLE_RUNS / "debate_grpo"
+    r = cli("summarize", run, "--by", "role", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [x["role"] for x in rows] == ["judge", "solver", "verifier"]
+    assert list(rows[0])[:14] == ["role", *S.REWARD_STATS, *S.KL_STATS[:5]]
+    r = cli("summarize", run, "--by", "role", "--by", "step", "--format", "csv")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("role,step,reward_mean")
+    out = tmp_path / "s.parquet"
+    r = cli("summarize", run, "--format", "parquet", "-o", out)
+    assert r.exit_code == 0 and pl.read_parquet(out).height == 3
+    r = cli("summarize", run)
+    assert r.exit_code == 0 and "solver" in r.stdout and "zero_adv_frac" in r.stdout
+    r = cli("summarize", run, "--scalars", "--keys", "debate/*", "--format", "json")
+    assert {x["key"] for x in json.loads(r.stdout)} >= {"debate/reward/solver"}
+    r = cli("summarize", run, "--correlations", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)[0].keys() == {"x", "y", "pearson", "n"}
+
+
+def test_cli_nan_becomes_null_in_json(cli, tmp_path):
+    run = _flink_nan_run(tmp_path)
+    r = cli("summarize", run.root, "--by", "role", "--by", "split", "--format", "json")
+    rows = json.loads(r.stdout)
+    assert all(v is None or not (isinstance(v, float) and math.isnan(v)) for row in rows for v in row.values())
+
+
+def test_cli_problems_exit_1_and_usage_errors_exit_2(cli):
+    r = cli("summarize", SAMPLE_RUNS / "damaged", "--format", "json")
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)  # the good data was summarised
+    assert "error: samples/train/step_00000001.p0.parquet" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--by", "model")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --by 'model'")
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--steps", "x")
+    assert r.exit_code == 2
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--format", "parquet")
+    assert r.exit_code == 2 or r.exit_code == 0  # binary to a pipe is allowed; to a terminal it is refused
+
+
+def test_cli_flink_notes_unknown_roles(cli):
+    r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--format", "csv")
+    assert r.exit_code == 0
+    assert "note: rows without per-role data" in r.stderr
+    assert "warning: flink_logs/batch_debug_data_train_13.csv" in r.stderr
