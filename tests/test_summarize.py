@@ -340,3 +340,8 @@ def test_cli_flink_notes_unknown_roles(cli):
     assert r.exit_code == 0
     assert "note: rows without per-role data" in r.stderr
     assert "warning: flink_logs/batch_debug_data_train_13.csv" in r.stderr
+
+
+def test_cli_scalars_and_correlations_together_is_a_usage_error(cli):
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--scalars", "--correlations")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --scalars and --correlations")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 
@@ -40,7 +41,7 @@ def handle_errors() -> Iterator[None]:
     expected failures (set RUNLOG_DEBUG=1 to see one for an internal error)."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
         raise
     except RunlogError as exc:
         raise fail(str(exc), exc.exit_code) from None

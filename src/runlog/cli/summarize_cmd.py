@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import handle_errors, report_problems
 from .output import OutputFormat, emit_frame
 
@@ -75,7 +75,7 @@ def summarize_command(
 
     with handle_errors():
         if sum([scalars, correlations]) > 1:
-            raise typer.BadParameter("--scalars and --correlations are separate reports: pick one")
+            raise UsageError("--scalars and --correlations are separate reports: pick one")
         run = open_run(path, layout=layout)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
         if scalars:
