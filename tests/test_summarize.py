@@ -345,3 +345,34 @@ def test_cli_flink_notes_unknown_roles(cli):
 def test_cli_scalars_and_correlations_together_is_a_usage_error(cli):
     r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--scalars", "--correlations")
     assert r.exit_code == 2 and r.stderr.startswith("Error: --scalars and --correlations")
+
+
+def test_flink_sample_run_matches_a_direct_computation():
+    """flink_mixed (v0 + v1 + a CSV fallback) through summarize equals numbers computed from the files."""
+    root = SAMPLE_RUNS / "flink_mixed" / "flink_logs"
+    frames = [pl.read_parquet(p) for p in sorted(root.glob("*.parquet"))]
+    csv = pl.read_csv(root / "batch_debug_data_train_13.csv", null_values=["", "None", "null"])
+    v1 = [f for f in frames if "solver_reward" in f.columns] + [csv]
+    v0 = [f for f in frames if "solver_reward" not in f.columns]
+    df = open_run(SAMPLE_RUNS / "flink_mixed").summarize(["role"])
+    for role in ("solver", "verifier", "judge"):
+        vals = pl.concat([f.select(pl.col(f"{role}_reward").cast(pl.Float64)) for f in v1]).to_series()
+        valid = vals.drop_nulls().drop_nans()
+        got = df.filter(pl.col("role") == role).row(0, named=True)
+        assert got["reward_mean"] == pytest.approx(valid.mean(), rel=1e-12)
+        assert got["reward_median"] == pytest.approx(valid.median(), rel=1e-12)
+        assert (got["reward_count"], got["reward_null"]) == (valid.len(), vals.null_count())
+    unknown = df.filter(pl.col("role").is_null()).row(0, named=True)
+    total = pl.concat([f.select(pl.col("reward").cast(pl.Float64)) for f in v0]).to_series()
+    assert unknown["reward_mean"] == pytest.approx(total.drop_nulls().drop_nans().mean(), rel=1e-12)
+
+
+def test_jaxarc_scalars_exact():
+    lines = (SAMPLE_RUNS / "jaxarc" / "batch_metrics.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    df = S.summarize_scalars(open_run(SAMPLE_RUNS / "jaxarc"), keys=["reward_mean"])
+    values = [r["metrics"]["reward_mean"] for r in records]
+    row = df.row(0, named=True)
+    assert row["mean"] == pytest.approx(statistics.mean(values), rel=1e-12)
+    assert (row["last"], row["count"]) == (values[-1], len(values))
+    assert (row["first_step"], row["last_step"]) == (records[0]["step"], records[-1]["step"])
