@@ -376,3 +376,22 @@ def test_jaxarc_scalars_exact():
     assert row["mean"] == pytest.approx(statistics.mean(values), rel=1e-12)
     assert (row["last"], row["count"]) == (values[-1], len(values))
     assert (row["first_step"], row["last_step"]) == (records[0]["step"], records[-1]["step"])
+
+
+def test_corrupt_data_page_behind_an_intact_footer_is_reported_and_skipped(cli, tmp_path):
+    root = make_flink_run(tmp_path / "r", steps=[0, 1, 2])
+    bad = root / "flink_logs" / "batch_debug_data_train_1.parquet"
+    pq.write_table(flink_table(1, n=64), bad, compression="zstd")
+    data = bytearray(bad.read_bytes())
+    for i in range(64, len(data) // 2, 5):  # the data pages; the footer at the end stays intact
+        data[i] = (data[i] * 31 + 7) % 256
+    bad.write_bytes(bytes(data))
+    run = open_run(root)
+    assert run.errors == []  # discovery reads footers only: it cannot see this
+    df = run.summarize(["role"])
+    assert df.filter(pl.col("role") == "solver")["reward_count"][0] == 8  # steps 0 and 2, 4 rows each
+    [p] = run.errors
+    assert p.path.endswith("train_1.parquet") and p.kind == "unreadable" and "corrupt data" in p.message
+    r = cli("summarize", root, "--format", "json")
+    assert r.exit_code == 1 and "error: flink_logs/batch_debug_data_train_1.parquet: corrupt data" in r.stderr
+    assert len(json.loads(r.stdout)) == 3

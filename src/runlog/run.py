@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from . import schema as S
 from ._lazy import pl
-from .errors import RunNotFoundError, UsageError
+from .errors import DataError, RunNotFoundError, UsageError
 from .formats.base import (
     UNREADABLE,
     WARNING,
@@ -161,6 +162,45 @@ class Run:
         if not frames:
             return S.empty_scalars()
         return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+    def collect(self, build: Callable[[], list[pl.LazyFrame]], *, engine: str = "auto") -> list[pl.DataFrame]:
+        """Collect the frames ``build`` makes; if reading fails on data that discovery could not check (a
+        corrupt data page behind an intact footer), find the files that fail, report each as a problem,
+        leave them out and build again, so that the good data is still analysed."""
+        try:
+            return pl.collect_all(build(), engine=engine)
+        except pl.exceptions.PolarsError as exc:
+            first_error = exc
+        bad = self._quarantine_unreadable()
+        if not bad:
+            msg = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
+            raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+        try:
+            return pl.collect_all(build(), engine=engine)
+        except pl.exceptions.PolarsError as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+
+    def _quarantine_unreadable(self) -> list[FileInfo]:
+        """Read every readable Parquet sample file in full; mark the ones that fail, and forget the lazy
+        frames built from the old file list. Only runs on the error path."""
+        import pyarrow.parquet as pq
+
+        bad = []
+        for f in self.files:
+            if f.fmt != "parquet" or not f.readable or f.kind != "samples":
+                continue
+            try:
+                pq.ParquetFile(f.abspath).read()
+            except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
+                reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                self.ctx.problem(f.path, UNREADABLE, f"corrupt data (the footer is intact): {reason}; file skipped")
+                f.readable = False
+                bad.append(f)
+        if bad:
+            for name in ("samples", "roles", "layouts"):
+                self.__dict__.pop(name, None)
+        return bad
 
     def role_names(self) -> list[str]:
         """Role names known from manifests and footers, without reading data."""

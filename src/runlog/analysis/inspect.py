@@ -34,34 +34,10 @@ def _numeric_stats(run: Run) -> dict[str, dict[str, int]]:
     """count / null / NaN of the canonical numeric columns: the sample reward and each role's reward and KL.
     Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
     out: dict[str, dict[str, int]] = {}
-    samples = run.samples
-    r = (
-        samples.select(
-            pl.len().alias("count"),
-            pl.col("reward").is_null().sum().alias("null"),
-            pl.col("reward").is_nan().sum().alias("nan"),
-        )
-        .collect()
-        .row(0, named=True)
-    )
+    [r_df, roles] = run.collect(lambda: [_reward_query(run), _roles_query(run)])
+    r = r_df.row(0, named=True)
     if r["count"]:
         out["reward"] = {k: int(v or 0) for k, v in r.items()}
-    roles = (
-        samples.select("roles")
-        .filter(pl.col("roles").is_not_null())
-        .explode("roles")
-        .unnest("roles")
-        .filter(pl.col("role").is_not_null())
-        .group_by("role", maintain_order=True)
-        .agg(
-            pl.len().alias("count"),
-            pl.col("reward").is_null().sum().alias("reward_null"),
-            pl.col("reward").is_nan().sum().alias("reward_nan"),
-            pl.col("kl").is_null().sum().alias("kl_null"),
-            pl.col("kl").is_nan().sum().alias("kl_nan"),
-        )
-        .collect()
-    )
     for row in roles.iter_rows(named=True):
         for metric in ("reward", "kl"):
             out[f"{row['role']}/{metric}"] = {
@@ -72,26 +48,61 @@ def _numeric_stats(run: Run) -> dict[str, dict[str, int]]:
     return out
 
 
+def _reward_query(run: Run) -> pl.LazyFrame:
+    return run.samples.select(
+        pl.len().alias("count"),
+        pl.col("reward").is_null().sum().alias("null"),
+        pl.col("reward").is_nan().sum().alias("nan"),
+    )
+
+
+def _roles_query(run: Run) -> pl.LazyFrame:
+    """Per-role null/NaN counts. The role rows come from ``Run.numeric``, each layout's fastest route."""
+    return (
+        run.numeric({}, [])
+        .filter(pl.col("role").is_not_null())
+        .group_by("role", maintain_order=True)
+        .agg(
+            pl.len().alias("count"),
+            pl.col("reward").is_null().sum().alias("reward_null"),
+            pl.col("reward").is_nan().sum().alias("reward_nan"),
+            pl.col("kl").is_null().sum().alias("kl_null"),
+            pl.col("kl").is_nan().sum().alias("kl_nan"),
+        )
+    )
+
+
 def _exceptions(run: Run) -> int:
-    """Exception count from footer null counts where possible; the exception column otherwise."""
+    """Failed trajectories, from footer null counts (Parquet) or the already-parsed frames (JSONL, CSV);
+    only a Parquet file without statistics for its exception column is read (that one column)."""
     total = 0
-    rest = []
+    unread = []
     for f in run.files:
         if f.kind != "samples" or not f.readable:
             continue
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
-        if f.fmt == "parquet" and col is not None and col in f.null_counts and f.rows is not None:
+        if f.fmt != "parquet":
+            frame = f.payload if hasattr(f.payload, "get_column") else None
+            if frame is not None and col is not None and col in frame.columns:
+                total += frame.height - frame.get_column(col).null_count()
+        elif col is not None and col in f.null_counts and f.rows is not None:
             total += f.rows - f.null_counts[col]
-        elif f.fmt != "parquet" or col is None or col not in f.null_counts:
-            rest.append(f.path)
-    if rest:
-        total += int(
-            run.samples.filter(pl.col("source").is_in(rest))
-            .select(pl.col("exception").is_not_null().sum())
-            .collect()
-            .item()
-        )
+        elif col is not None:
+            unread.append(f)
+    if unread:
+        import pyarrow.parquet as pq
+
+        for f in unread:
+            try:
+                column = pq.read_table(f.abspath, columns=[col_of(f)]).column(0)
+                total += len(column) - column.null_count
+            except Exception as exc:  # noqa: BLE001  (a corrupt column is a problem of that file)
+                run.ctx.problem(f.path, "unreadable", f"exception column unreadable: {str(exc).splitlines()[0][:200]}")
     return total
+
+
+def col_of(f: Any) -> str:
+    return next(c for c in EXCEPTION_COLUMNS if c in f.columns)
 
 
 def _footer_numeric(run: Run) -> dict[str, dict[str, int]]:

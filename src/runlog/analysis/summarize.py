@@ -276,19 +276,20 @@ def _summarize_long(
     run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
 ) -> pl.DataFrame:
     """One row per (sample, role), grouped by the keys: works for every layout."""
-    lf = _numeric_view(run, keys, filters, group_key)
-    lf = lf.with_columns(_clean_columns(components))
-    main = lf.group_by(keys).agg(_stat_exprs(components)) if keys else lf.select(_stat_exprs(components))
-    if group_key is None:
+
+    def build() -> list[pl.LazyFrame]:
+        lf = _numeric_view(run, keys, filters, group_key).with_columns(_clean_columns(components))
+        main = lf.group_by(keys).agg(_stat_exprs(components)) if keys else lf.select(_stat_exprs(components))
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
-        out = main.collect(engine=ENGINE).with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
-    else:
-        main_df, zero_df = pl.collect_all([main, _zero_adv(lf, keys)], engine=ENGINE)
-        if keys:
-            out = main_df.join(zero_df, on=keys, how="left", nulls_equal=True)
-        else:
-            out = pl.concat([main_df, zero_df], how="horizontal")
-    return out
+        return [main] if group_key is None else [main, _zero_adv(lf, keys)]
+
+    frames = run.collect(build, engine=ENGINE)
+    if len(frames) == 1:
+        return frames[0].with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
+    main_df, zero_df = frames
+    if keys:
+        return main_df.join(zero_df, on=keys, how="left", nulls_equal=True)
+    return pl.concat([main_df, zero_df], how="horizontal")
 
 
 def _summarize_wide(
@@ -302,47 +303,31 @@ def _summarize_wide(
     roles = [r for r in run.role_names() if not filters.roles or r in filters.roles]
     others = [k for k in keys if k != "role"]
     carry = _carry(run, others, filters, group_key)
-    lf = run.numeric_wide(carry, components, roles)
-    if lf is None:
+    if run.numeric_wide(carry, components, roles) is None:
         return None
-    lf = _apply_filters(lf, filters, roles_too=False)
     variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]] = [
         (r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.col("__has_roles")) for r in roles
     ]
     if not filters.roles:
         # Samples without per-role data: one null-role group with the sample's total reward.
         variants.append((None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), ~pl.col("__has_roles")))
-    lf = lf.with_columns(
-        [
-            e
-            for i, (_, reward, kl, mask) in enumerate(variants)
-            for e in _clean_columns(components, reward, kl, mask, f"{i}:")
-        ]
-    )
-    exprs = [e for i in range(len(variants)) for e in _stat_exprs(components, prefix=f"{i}:")]
-    queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
-    if group_key is not None:
-        group_cols = list(dict.fromkeys([*others, "split", "step", "group"]))
-        per_group = (
-            lf.filter(pl.col("group").is_not_null())
-            .group_by(group_cols)
-            .agg(
-                [
-                    pl.when((m & r.is_not_null() & r.is_not_nan()).any())
-                    .then(
-                        r.filter(m & r.is_not_null() & r.is_not_nan()).min()
-                        == r.filter(m & r.is_not_null() & r.is_not_nan()).max()
-                    )
-                    .alias(f"{i}:zero")
-                    for i, (_, r, _, m) in enumerate(variants)
-                ]
-            )
+
+    def build() -> list[pl.LazyFrame]:
+        lf = _apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+        lf = lf.with_columns(
+            [
+                e
+                for i, (_, reward, kl, mask) in enumerate(variants)
+                for e in _clean_columns(components, reward, kl, mask, f"{i}:")
+            ]
         )
-        zero_aggs = [
-            pl.col(f"{i}:zero").cast(pl.Float64).mean().alias(f"{i}:zero_adv_frac") for i in range(len(variants))
-        ]
-        queries.append(per_group.group_by(others).agg(zero_aggs) if others else per_group.select(zero_aggs))
-    frames = pl.collect_all(queries, engine=ENGINE)
+        exprs = [e for i in range(len(variants)) for e in _stat_exprs(components, prefix=f"{i}:")]
+        queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
+        if group_key is not None:
+            queries.append(_zero_adv_wide(lf, others, variants))
+        return queries
+
+    frames = run.collect(build, engine=ENGINE)
     stats = frames[0]
     if len(frames) > 1:
         stats = (
@@ -362,6 +347,30 @@ def _summarize_wide(
             part = part.with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
         parts.append(part.drop("rows"))
     return pl.concat(parts, how="vertical_relaxed")
+
+
+def _zero_adv_wide(
+    lf: pl.LazyFrame, others: list[str], variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]]
+) -> pl.LazyFrame:
+    """``zero_adv_frac`` per role from the wide view: per prompt group, are the role's valid rewards equal."""
+    group_cols = list(dict.fromkeys([*others, "split", "step", "group"]))
+    per_group = (
+        lf.filter(pl.col("group").is_not_null())
+        .group_by(group_cols)
+        .agg(
+            [
+                pl.when((m & r.is_not_null() & r.is_not_nan()).any())
+                .then(
+                    r.filter(m & r.is_not_null() & r.is_not_nan()).min()
+                    == r.filter(m & r.is_not_null() & r.is_not_nan()).max()
+                )
+                .alias(f"{i}:zero")
+                for i, (_, r, _, m) in enumerate(variants)
+            ]
+        )
+    )
+    aggs = [pl.col(f"{i}:zero").cast(pl.Float64).mean().alias(f"{i}:zero_adv_frac") for i in range(len(variants))]
+    return per_group.group_by(others).agg(aggs) if others else per_group.select(aggs)
 
 
 def _check_keys(by: Iterable[str]) -> list[str]:
@@ -495,13 +504,7 @@ def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
         "split": pl.col("split"),
         "total": pl.col("reward"),
     }
-    lf = run.numeric(carry, components)
-    if filters.splits:
-        lf = lf.filter(pl.col("split").is_in(list(filters.splits)))
-    step_filter = filters.steps.expr()
-    if step_filter is not None:
-        lf = lf.filter(step_filter)
-    long = lf.collect()
+    [long] = run.collect(lambda: [_apply_filters(run.numeric(carry, components), filters, roles_too=False)])
     index = ["sample", "step", "split"]
     per_sample = long.group_by(index, maintain_order=True).agg(
         pl.col("total").first().alias("reward"),

@@ -95,6 +95,8 @@ class FlinkLayout(Layout):
         if not gate_version(info, ctx, version):
             return info
         self._check_columns(info, ctx)
+        if version == 0 and info.readable:
+            ctx.note(self.name, "v0 files have no per-role data: their rows have no roles (role unknown)")
         return info
 
     def _probe_csv(self, cand: Candidate, ctx: RunContext) -> FileInfo:
@@ -149,8 +151,6 @@ class FlinkLayout(Layout):
     def _groups(self, files: list[FileInfo], ctx: RunContext) -> list[tuple[list[FileInfo], pl.LazyFrame]]:
         """Each group of same-version, same-columns files with its raw (unmigrated) lazy frame."""
         readable = [f for f in files if f.readable]
-        if any(f.schema_version == 0 for f in readable):
-            ctx.note(self.name, "v0 files have no per-role data: their rows have no roles (role unknown)")
         out = []
         for group in group_by_signature(readable):
             if group[0].fmt == "csv":
