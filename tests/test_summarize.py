@@ -383,7 +383,8 @@ def test_corrupt_data_page_behind_an_intact_footer_is_reported_and_skipped(cli, 
     bad = root / "flink_logs" / "batch_debug_data_train_1.parquet"
     pq.write_table(flink_table(1, n=64), bad, compression="zstd")
     data = bytearray(bad.read_bytes())
-    for i in range(64, len(data) // 2, 5):  # the data pages; the footer at the end stays intact
+    footer = int.from_bytes(data[-8:-4], "little")
+    for i in range(16, len(data) - footer - 16, 3):  # the data pages; the footer at the end stays intact
         data[i] = (data[i] * 31 + 7) % 256
     bad.write_bytes(bytes(data))
     run = open_run(root)
