@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -41,7 +40,7 @@ def handle_errors() -> Iterator[None]:
     expected failures (set RUNLOG_DEBUG=1 to see one for an internal error)."""
     try:
         yield
-    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+    except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
     except RunlogError as exc:
         raise fail(str(exc), exc.exit_code) from None
@@ -53,7 +52,8 @@ def handle_errors() -> Iterator[None]:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         raise typer.Exit(0) from None
     except Exception as exc:
-        if os.environ.get("RUNLOG_DEBUG"):
+        # typer's own usage exceptions (it vendors click) are typer's to print, with exit code 2.
+        if os.environ.get("RUNLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):
             raise
         raise fail(
             f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
