@@ -9,7 +9,8 @@ data and ``git diff`` shows nothing.
 
 Runs written (each folder is removed and recreated; nothing else under ``--out`` is touched):
 
-* ``debate_grpo/``  native layout, 3 debate roles, 32 train steps on 2 processes, eval every 8 steps.
+* ``debate_grpo/``  native layout, written by the real example trainer (``examples/tiny_grpo_jax.py``,
+                    JAX + ``RunWriter`` + ``StatsTracker``): 3 roles, 32 steps on 2 processes, eval every 8.
 * ``flink_mixed/``  Flink ``flink_logs/`` with v0 and v1 files, a CSV fallback and a suffixed file name.
 * ``jaxarc/``       a JaxARC ``batch_metrics.jsonl`` (50 records, every 10 steps).
 * ``damaged/``      a small native run broken on purpose (truncated Parquet, bad JSONL lines, a newer schema
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.util
 import json
 import math
 import random
@@ -509,6 +511,7 @@ def write_native(spec: NativeSpec, root: Path) -> dict[tuple[str, int], list[Pat
     return written
 
 
+# The damaged run's config (it was the synthetic debate run's config before that run came from the example).
 DEBATE_CONFIG: dict[str, Any] = {
     "algorithm": "grpo",
     "model": "Qwen2.5-1.5B-Instruct",
@@ -526,20 +529,14 @@ DEBATE_CONFIG: dict[str, Any] = {
 
 
 def make_debate_grpo(root: Path) -> None:
-    spec = NativeSpec(
-        run_id="debate-grpo-20260204-a1",
-        name="debate_grpo",
-        seed="debate_grpo-v1",
-        steps=32,
-        prompts=4,
-        group_size=8,
-        processes=2,
-        eval_every=8,
-        exceptions=frozenset({(3, 1, 5), (11, 2, 0), (11, 2, 1), (19, 0, 7), (27, 3, 4)}),
-        nan_rewards=frozenset({(7, 0, 3), (22, 3, 6)}),
-        config=DEBATE_CONFIG,
-    )
-    write_native(spec, root)
+    """Run the real example trainer (examples/tiny_grpo_jax.py: JAX, RunWriter, StatsTracker) on a fixed seed
+    with its simulated clock, so that the sample data comes from the real writer and reruns are identical.
+    Needs JAX (pip install 'runlog[jax]'); the other three runs do not."""
+    spec = importlib.util.spec_from_file_location("tiny_grpo_jax", REPO_ROOT / "examples" / "tiny_grpo_jax.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--out", str(root), "--steps", "32", "--seed", "1234", "--deterministic"])
 
 
 def make_damaged(root: Path) -> None:

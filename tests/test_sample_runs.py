@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+import polars as pl
 import pytest
 
 from runlog import open_run
@@ -55,9 +56,15 @@ def test_debate_run_facts():
     assert r["step_stride"] == {"eval": 8, "train": 1}
     assert r["step_gaps"] == {"eval": [], "train": []}
     assert r["rows_by_kind"]["samples"] == 32 * 32 + 4 * 16
-    assert r["exceptions"] == 5
-    assert r["numeric"]["reward"] == {"count": 1088, "null": 5, "nan": 2}
+    assert r["exceptions"] == 15
+    assert r["numeric"]["reward"] == {"count": 1088, "null": 15, "nan": 4}
     assert r["problems"] == []
+    # Written by the example trainer through RunWriter: two process shards per train step, and it learned.
+    run = open_run(SAMPLE_RUNS / "debate_grpo")
+    train = [f for f in run.files if f.kind == "samples" and f.split == "train"]
+    assert sorted({f.process for f in train}) == [0, 1] and len(train) == 64
+    means = dict(run.scalars.filter(pl.col("key") == "train/reward/mean").select("step", "value").collect().iter_rows())
+    assert means[31] > means[0] + 0.4
 
 
 def test_damaged_run_reports_every_damage():

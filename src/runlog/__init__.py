@@ -11,4 +11,28 @@ from .run import Run, open_run
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Run", "RunlogError", "SchemaVersionError", "UsageError", "__version__", "open_run"]
+__all__ = [
+    "DataError",
+    "Run",
+    "RunWriter",
+    "RunlogError",
+    "SchemaVersionError",
+    "StatsTracker",
+    "UsageError",
+    "__version__",
+    "open_run",
+]
+
+# The trainer-side writer is imported on first use, so that ``import runlog`` (and ``runlog inspect``) does
+# not pay for the writer's modules.
+_LAZY = {"RunWriter": "runlog.writer", "StatsTracker": "runlog.writer"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,138 @@
+"""``runlog render-trajectory DIR``: what did the model actually say? Whole conversations, tool calls and
+reward breakdowns, for a terminal, as HTML, Markdown or JSON."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from .common import fail, handle_errors, stdout_console
+
+SELECTORS_HINT = (
+    "choose others with --step N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
+    "--where 'reward < 0.2', --grep TEXT, --random N --seed S, --exceptions"
+)
+
+
+class RenderFormat(str, Enum):
+    terminal = "terminal"
+    html = "html"
+    markdown = "markdown"
+    json = "json"
+
+
+def render_command(
+    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    step: str = typer.Option(None, "--step", help="Step N, range A:B, 'last' or 'all' (default: last, see below)."),
+    split: str = typer.Option(None, "--split", help="Split (default: train, or the only split)."),
+    sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
+    index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
+    role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
+    best: int = typer.Option(None, "--best", min=1, help="The N samples with the highest reward."),
+    worst: int = typer.Option(None, "--worst", min=1, help="The N samples with the lowest reward."),
+    where: str = typer.Option(
+        None, "--where", help="Numeric filter: 'reward < 0.2 and role:judge >= 0.5' (also component:NAME)."
+    ),
+    grep: str = typer.Option(None, "--grep", help="Samples whose messages contain TEXT (literal, any case)."),
+    random_n: int = typer.Option(None, "--random", min=1, help="N samples drawn at random (reproducible, --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --random."),
+    exceptions: bool = typer.Option(False, "--exceptions", help="Only failed trajectories (with an exception)."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most N samples when only filters are given."),
+    source: str = typer.Option(
+        "auto", "--source", help="Read the conversation from: auto, messages, trajectory, agent_trajectories, prompt."
+    ),
+    fmt: RenderFormat = typer.Option(RenderFormat.terminal, "--format", "-f", help="Output format."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE (required for html at a terminal)."),
+    max_chars: int = typer.Option(None, "--max-chars", min=1, help="Cut each text after N characters (marked)."),
+    no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
+    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+) -> None:
+    """Render whole conversations: every turn, tool call and tool result, the reward breakdown (total,
+    components, per role with KL), trajectory statistics and the exception traceback.
+
+    With no selector: the best and the worst sample (by total reward) of the last step of the train split.
+    Without --step, the last step is searched, except with --sample-id, --where, --grep or --exceptions,
+    which search every step. Pickers (--best, --worst, --random, --index) combine; filters narrow.
+
+    Model text is shown literally: escape sequences appear as \\x1b, markup is not interpreted, HTML is
+    escaped.
+
+    Exit codes: 0 rendered; 1 no sample matches the selectors; 2 usage error.
+
+    Examples:
+
+      runlog render-trajectory sample_runs/debate_grpo
+
+      runlog render-trajectory sample_runs/debate_grpo --step 5 --worst 2 --role verifier
+
+      runlog render-trajectory sample_runs/flink_mixed --exceptions --format html -o failed.html
+
+      runlog render-trajectory sample_runs/debate_grpo --where 'reward < 0.2' --grep python --format json
+    """
+    from ..render import Criteria, conversations
+    from ..run import open_run
+
+    with handle_errors():
+        if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
+            raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")
+        criteria = Criteria(
+            steps=step,
+            split=split,
+            sample_ids=tuple(sample_id or ()),
+            index=index,
+            role=role,
+            best=best,
+            worst=worst,
+            where=where,
+            grep=grep,
+            random=random_n,
+            seed=seed,
+            exceptions=exceptions,
+            limit=limit,
+        )
+        run = open_run(path, layout=layout)
+        convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
+        if not convs:
+            unreadable = len(run.errors)
+            extra = f"; {unreadable} file(s) could not be read (see runlog inspect)" if unreadable else ""
+            raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
+        _emit(convs, fmt, output, show_think=not no_think)
+        for note in sel.notes:
+            sys.stderr.write(f"note: {note}\n")
+        if sel.defaulted:
+            what = "sample" if len(convs) == 1 else "best and worst samples"
+            by = f"{role}'s reward" if role else "reward"
+            sys.stderr.write(f"hint: showing the {what} by {by} of {sel.scope}; {SELECTORS_HINT}\n")
+    raise typer.Exit(EXIT_OK)
+
+
+def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool) -> None:
+    from rich.console import Console
+
+    from ..render import to_json
+    from ..render.html_page import render_html
+    from ..render.markdown import render_markdown
+    from ..render.terminal import render_all
+
+    if fmt == RenderFormat.terminal:
+        view = render_all(convs, show_think=show_think)
+        if output is None:
+            stdout_console().print(view)
+            return
+        with open(output, "w", encoding="utf-8") as fh:
+            Console(file=fh, width=120, no_color=True, highlight=False).print(view)
+        return
+    if fmt == RenderFormat.html:
+        text = render_html(convs, show_think=show_think)
+    elif fmt == RenderFormat.markdown:
+        text = render_markdown(convs, show_think=show_think)
+    else:
+        text = to_json(convs, indent=2 if output is None and sys.stdout.isatty() else None) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")

@@ -1,0 +1,98 @@
+"""Render trajectories: normalise any conversation shape into one model, select samples cheaply, and draw
+them for a terminal (rich), as one self-contained HTML page, as Markdown, or as JSON.
+
+The library twin of ``runlog render-trajectory``::
+
+    from runlog import open_run
+    from runlog.render import Criteria, conversations, to_json
+
+    run = open_run("sample_runs/debate_grpo")
+    convs, selection = conversations(run, Criteria(steps="5", best=1))
+    print(to_json(convs, indent=2))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ..run import Run
+from .model import (
+    JSON_SCHEMA,
+    Conversation,
+    Reward,
+    RoleResult,
+    Stats,
+    ToolCall,
+    ToolResult,
+    Turn,
+    prepared,
+)
+from .normalize import (
+    from_agent_trajectories,
+    from_messages,
+    from_openai_chat,
+    from_prompt_completion,
+    from_responses,
+    from_trajectory_text,
+    normalize,
+    text_tool_calls,
+)
+from .sample import SOURCES, conversation_from_row
+from .select import Criteria, Selection, select_samples
+
+
+def conversations(
+    run: Run, criteria: Criteria, *, source: str = "auto", max_chars: int | None = None, no_think: bool = False
+) -> tuple[list[Conversation], Selection]:
+    """The selected samples of ``run`` as display-ready conversations, and the selection itself."""
+    sel = select_samples(run, criteria)
+    convs = [prepared(conversation_from_row(r, source), max_chars=max_chars, no_think=no_think) for r in sel.rows]
+    return convs, sel
+
+
+def to_json(convs: Iterable[Conversation], *, indent: int | None = None) -> str:
+    """A JSON array of conversations in the ``runlog.conversation/1`` form (``docs/render.md``)."""
+    data: list[dict[str, Any]] = [_finite(c.to_dict()) for c in convs]
+    return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities (possible inside unknown-shape ``data``) as null: JSON has no NaN."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+__all__ = [
+    "JSON_SCHEMA",
+    "SOURCES",
+    "Conversation",
+    "Criteria",
+    "Reward",
+    "RoleResult",
+    "Selection",
+    "Stats",
+    "ToolCall",
+    "ToolResult",
+    "Turn",
+    "conversation_from_row",
+    "conversations",
+    "from_agent_trajectories",
+    "from_messages",
+    "from_openai_chat",
+    "from_prompt_completion",
+    "from_responses",
+    "from_trajectory_text",
+    "normalize",
+    "prepared",
+    "select_samples",
+    "text_tool_calls",
+    "to_json",
+]

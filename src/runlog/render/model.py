@@ -1,0 +1,292 @@
+"""The normalised conversation: one model of turns that every input shape is mapped into.
+
+Renderers (terminal, HTML, Markdown, JSON) only ever see these dataclasses, so a new input shape needs a
+normaliser and nothing else. The JSON form (``Conversation.to_dict``) is documented in ``docs/render.md``
+and versioned by ``JSON_SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+JSON_SCHEMA = "runlog.conversation/1"
+
+# What a renderer shows after cutting a long text; the number is what was cut.
+TRUNCATION_MARKER = "… [truncated {n} chars]"
+
+_THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
+# Tool output that reports a failure. A heuristic (tools do not flag errors in any standard way): the text
+# starts like an error, holds a Python traceback, or is a JSON object with a non-empty "error".
+_ERROR_START = re.compile(r"^\s*(error|exception|traceback|\w+error\b|\w+exception\b)", re.IGNORECASE)
+
+
+@dataclass
+class ToolCall:
+    """A call the model made: ``arguments`` is kept as the JSON text the model wrote (it may not parse)."""
+
+    id: str | None
+    name: str | None
+    arguments: str | None
+
+    def parsed_arguments(self) -> tuple[bool, Any]:
+        """(True, value) when the arguments are valid JSON, else (False, None): renderers then show the
+        raw text, so a malformed call stays visible as the model wrote it."""
+        if self.arguments is None:
+            return False, None
+        try:
+            return True, json.loads(self.arguments)
+        except (ValueError, RecursionError):
+            return False, None
+
+
+@dataclass
+class ToolResult:
+    """What a tool returned to the model, paired with the call it answers when that is known."""
+
+    call_id: str | None
+    name: str | None
+    content: str | None
+    is_error: bool = False
+
+
+@dataclass
+class Turn:
+    """One message of the conversation.
+
+    ``role`` is the chat role (system, user, assistant, tool, ...); ``speaker`` who spoke when several
+    agents share a role (solver / verifier / judge). A tool turn carries its ``result`` (and no content);
+    ``data`` holds a JSON value whose shape runlog does not know, shown as a tree rather than dropped.
+    """
+
+    role: str
+    speaker: str | None = None
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    result: ToolResult | None = None
+    data: Any = None
+
+    def chars(self) -> int:
+        n = len(self.content or "") + len(self.reasoning or "")
+        n += sum(len(c.arguments or "") for c in self.tool_calls)
+        if self.result is not None:
+            n += len(self.result.content or "")
+        return n
+
+
+@dataclass
+class RoleResult:
+    role: str | None
+    reward: float | None
+    kl: float | None
+
+
+@dataclass
+class Reward:
+    """The reward breakdown: total, named components, and per-role reward and KL."""
+
+    total: float | None = None
+    components: list[tuple[str, float | None]] = field(default_factory=list)
+    roles: list[RoleResult] = field(default_factory=list)
+
+
+@dataclass
+class Stats:
+    turns: int
+    assistant_turns: int
+    tool_calls: int
+    tool_errors: int
+    chars: int
+
+
+@dataclass
+class Conversation:
+    """One sample, normalised. ``source`` names the input it was built from (see ``docs/render.md``)."""
+
+    turns: list[Turn]
+    source: str
+    sample_id: str | None = None
+    step: int | None = None
+    split: str | None = None
+    group_id: str | None = None
+    env_name: str | None = None
+    layout: str | None = None
+    file: str | None = None
+    reward: Reward | None = None
+    exception: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stats(self) -> Stats:
+        return Stats(
+            turns=len(self.turns),
+            assistant_turns=sum(t.role == "assistant" for t in self.turns),
+            tool_calls=sum(len(t.tool_calls) for t in self.turns),
+            tool_errors=sum(1 for t in self.turns if t.result is not None and t.result.is_error),
+            chars=sum(t.chars() for t in self.turns),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON form (``docs/render.md``): plain JSON types, NaN and infinities as null."""
+        st = self.stats
+        reward = None
+        if self.reward is not None:
+            reward = {
+                "total": _num(self.reward.total),
+                "components": [{"name": n, "value": _num(v)} for n, v in self.reward.components],
+                "roles": [{"role": r.role, "reward": _num(r.reward), "kl": _num(r.kl)} for r in self.reward.roles],
+            }
+        return {
+            "schema": JSON_SCHEMA,
+            "sample_id": self.sample_id,
+            "step": self.step,
+            "split": self.split,
+            "group_id": self.group_id,
+            "env_name": self.env_name,
+            "layout": self.layout,
+            "file": self.file,
+            "source": self.source,
+            "turns": [_turn_dict(t) for t in self.turns],
+            "reward": reward,
+            "exception": self.exception,
+            "stats": {
+                "turns": st.turns,
+                "assistant_turns": st.assistant_turns,
+                "tool_calls": st.tool_calls,
+                "tool_errors": st.tool_errors,
+                "chars": st.chars,
+            },
+            "notes": list(self.notes),
+        }
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def _turn_dict(t: Turn) -> dict[str, Any]:
+    return {
+        "role": t.role,
+        "speaker": t.speaker,
+        "content": t.content,
+        "reasoning": t.reasoning,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in t.tool_calls],
+        "result": None
+        if t.result is None
+        else {
+            "call_id": t.result.call_id,
+            "name": t.result.name,
+            "content": t.result.content,
+            "is_error": t.result.is_error,
+        },
+        "data": t.data,
+    }
+
+
+def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
+    """(valid JSON?, display text). Objects are indented JSON, except that a multi-line string value (code,
+    usually) is shown as a block under its key, because escaped ``\\n`` make code unreadable. Arguments
+    that do not parse are returned exactly as written."""
+    ok, value = call.parsed_arguments()
+    if not ok:
+        return False, call.arguments or ""
+    if isinstance(value, dict) and any(isinstance(v, str) and "\n" in v for v in value.values()):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, str) and "\n" in v:
+                lines.append(f"{k}: |")
+                lines.extend("  " + line for line in v.rstrip("\n").split("\n"))
+            else:
+                lines.append(f"{k}: {json.dumps(v, ensure_ascii=False)}")
+        return True, "\n".join(lines)
+    return True, json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def shown_reasoning(turn: Turn) -> str | None:
+    """The reasoning to show beside the content: None when the content already holds it verbatim (writers
+    often keep the ``<think>`` text in both places; showing it twice only adds noise)."""
+    r = turn.reasoning
+    if not r or not r.strip() or (turn.content and r.strip() in turn.content):
+        return None
+    return r
+
+
+def looks_like_error(text: str | None) -> bool:
+    """Whether a tool output reports a failure (see ``_ERROR_START``); used to highlight it."""
+    if not text:
+        return False
+    if "Traceback (most recent call last)" in text or _ERROR_START.match(text):
+        return True
+    stripped = text.lstrip()
+    if stripped.startswith("{") and '"error"' in stripped:
+        try:
+            obj = json.loads(stripped)
+        except (ValueError, RecursionError):
+            return False
+        return isinstance(obj, dict) and bool(obj.get("error"))
+    return False
+
+
+def split_think(text: str) -> list[tuple[str, bool]]:
+    """``text`` as (segment, is_thinking) pairs, the ``<think>`` tags kept in the thinking segments.
+
+    An unclosed ``<think>`` (a truncated generation) thinks to the end; a ``</think>`` with no opening tag
+    (chat templates that put ``<think>`` in the prompt) makes everything before it thinking.
+    """
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    inside = False
+    for m in _THINK_TAG.finditer(text):
+        closing = m.group(1) == "/"
+        if not inside and not closing:
+            if m.start() > pos:
+                out.append((text[pos : m.start()], False))
+            pos, inside = m.start(), True
+        elif closing:
+            out.append((text[pos : m.end()], True))
+            pos, inside = m.end(), False
+    if pos < len(text):
+        out.append((text[pos:], inside))
+    return [(s, k) for s, k in out if s]
+
+
+def strip_think(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return "".join(s for s, thinking in split_think(text) if not thinking).strip("\n")
+
+
+def truncate(text: str | None, limit: int | None) -> str | None:
+    """``text`` cut to ``limit`` characters with a visible marker saying how much was cut."""
+    if text is None or limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
+
+
+def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool = False) -> Conversation:
+    """A copy with the display options applied (thinking removed, then each text truncated), so that every
+    output format shows the same thing."""
+
+    def text(s: str | None) -> str | None:
+        return truncate(strip_think(s) if no_think else s, max_chars)
+
+    turns = []
+    for t in conv.turns:
+        result = t.result
+        if result is not None:
+            result = replace(result, content=truncate(result.content, max_chars))
+        calls = [replace(c, arguments=truncate(c.arguments, max_chars)) for c in t.tool_calls]
+        turns.append(
+            replace(
+                t,
+                content=text(t.content),
+                reasoning=None if no_think else truncate(t.reasoning, max_chars),
+                tool_calls=calls,
+                result=result,
+            )
+        )
+    return replace(conv, turns=turns, exception=truncate(conv.exception, max_chars))

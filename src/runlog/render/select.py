@@ -1,0 +1,254 @@
+"""Which samples to render, reading as little as possible.
+
+Three stages, so that a run of thousands of files is not scanned to show one sample:
+
+1. **Files** are pruned by what discovery already knows (split and step from file names, footer null
+   counts of the exception column): only files that can hold a wanted row are scanned at all.
+2. **Keys** (``source, step, split, sample_id`` and the ranking number) are read from those files with
+   lazy polars filters on ``step``/``split``/``sample_id``, which Parquet row-group statistics can skip.
+   ``--best/--worst/--where/--random/--index`` look at numbers only; ``--grep`` alone reads text.
+3. **Rows**: the full rows of the chosen samples are read from the files that hold them, and nothing else.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._lazy import pl
+from ..errors import UsageError
+from ..run import Run
+from .where import Condition, parse_where, role_reward, where_expr
+
+TEXT_SEARCH_COLUMNS = ("prompt", "completion", "trajectory", "agent_trajectories")
+_FAILED_COLUMNS = ("exception", "exception_info")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The selectors of ``render-trajectory`` (see its help). ``steps``: ``N``, ``A:B``, ``last``, ``all``."""
+
+    steps: str | None = None
+    split: str | None = None
+    sample_ids: tuple[str, ...] = ()
+    index: int | None = None
+    role: str | None = None
+    best: int | None = None
+    worst: int | None = None
+    where: str | None = None
+    grep: str | None = None
+    random: int | None = None
+    seed: int = 0
+    exceptions: bool = False
+    limit: int = 20
+
+    @property
+    def pickers(self) -> bool:
+        return any(v is not None for v in (self.index, self.best, self.worst, self.random))
+
+    @property
+    def searches(self) -> bool:
+        """Selectors that look through the whole run rather than one step."""
+        return bool(self.sample_ids or self.where or self.grep or self.exceptions)
+
+
+@dataclass
+class Selection:
+    rows: list[dict[str, Any]]
+    scope: str  # what was searched, for messages ("split train, step 31")
+    matched: int  # rows that passed the filters, before picking
+    defaulted: bool = False  # the default (best and worst of the last step) was used
+    notes: list[str] = field(default_factory=list)
+
+
+def select_samples(run: Run, c: Criteria) -> Selection:
+    """The rows ``c`` selects, in display order (``UsageError`` for a bad selector)."""
+    conds = parse_where(c.where) if c.where else []
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    split = _split(files, c)
+    if split is not None:
+        files = [f for f in files if f.split in (None, split)]
+    steps = _steps(run, files, c, split)
+    if steps is not None:
+        lo, hi = steps
+        files = [f for f in files if not f.all_steps() or any(lo <= s <= hi for s in f.all_steps())]
+    if c.exceptions:
+        files = [f for f in files if not _no_failures(f)]
+    scope = _describe(split, steps)
+    if not files:
+        return Selection([], scope, 0)
+
+    lf = Run(root=run.root, files=files, ctx=run.ctx).samples
+    filters = _filters(run, lf, c, split, steps, conds)
+    for e in filters:
+        lf = lf.filter(e)
+    score = role_reward(c.role) if c.role else pl.col("reward").cast(pl.Float64)
+    keys = lf.select("source", "step", "split", "sample_id", score.alias("__score")).collect()
+    if c.sample_ids:
+        _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()))
+    defaulted = not c.pickers and not c.searches
+    chosen, notes = _pick(keys, c, defaulted)
+    return Selection(_rows(run, chosen), scope, keys.height, defaulted, notes)
+
+
+def _split(files: list[Any], c: Criteria) -> str | None:
+    """``--split``, else ``train`` (or the only split); no default when looking samples up by id."""
+    splits = sorted({f.split for f in files if f.split is not None})
+    if c.split is not None:
+        if splits and c.split not in splits:
+            raise UsageError(f"--split {c.split!r}: this run has split(s) {', '.join(splits)}")
+        return c.split
+    if c.sample_ids or not splits:
+        return None
+    if "train" in splits or len(splits) == 1:
+        return "train" if "train" in splits else splits[0]
+    raise UsageError(f"this run has splits {', '.join(splits)} and no 'train': pick one with --split")
+
+
+def _steps(run: Run, files: list[Any], c: Criteria, split: str | None) -> tuple[int, int] | None:
+    """The inclusive step range to search, or None for every step."""
+    text = c.steps if c.steps is not None else ("all" if c.searches else "last")
+    if text == "all":
+        return None
+    known = sorted({s for f in files for s in f.all_steps()})
+    if any(not f.all_steps() for f in files):  # a layout that does not tell steps without reading them
+        lf = Run(root=run.root, files=files, ctx=run.ctx).samples.select("step", "split")
+        if split is not None:
+            lf = lf.filter(pl.col("split") == split)
+        known = sorted(set(known) | set(lf.select(pl.col("step").drop_nulls().unique()).collect()["step"]))
+    where = f" in split {split}" if split else ""
+    if not known:
+        raise UsageError(f"no steps{where} in this run")
+    if text == "last":
+        return known[-1], known[-1]
+    a, sep, b = text.partition(":")
+    try:
+        lo = int(a) if a.strip() else known[0]
+        hi = (int(b) if b.strip() else known[-1]) if sep else lo
+    except ValueError:
+        raise UsageError(f"--step {text!r}: expected N, A:B, last or all") from None
+    if not any(lo <= s <= hi for s in known):
+        raise UsageError(f"--step {text}: no such step{where} (steps {known[0]}..{known[-1]})")
+    return lo, hi
+
+
+def _no_failures(f: Any) -> bool:
+    """Footer statistics say every exception cell of this file is null: no failed trajectory in it."""
+    return any(f.rows is not None and f.null_counts.get(col) == f.rows for col in _FAILED_COLUMNS)
+
+
+def _filters(
+    run: Run,
+    lf: pl.LazyFrame,
+    c: Criteria,
+    split: str | None,
+    steps: tuple[int, int] | None,
+    conds: list[Condition],
+) -> list[pl.Expr]:
+    out: list[pl.Expr] = []
+    if split is not None:
+        out.append(pl.col("split") == split)
+    if steps is not None:
+        out.append(pl.col("step").is_between(*steps))
+    if c.sample_ids:
+        out.append(pl.col("sample_id").is_in(list(c.sample_ids)))
+    if c.exceptions:
+        out.append(pl.col("exception").is_not_null())
+    roles = run.role_names()
+    if c.role is not None and c.role not in roles:
+        raise UsageError(f"--role {c.role!r}: this run's roles are {', '.join(roles) or '(none recorded)'}")
+    if conds:
+        schema = dict(lf.collect_schema())
+        comps = run.component_names() if any(x.operand.startswith("component:") for x in conds) else []
+        out.append(where_expr(conds, schema, roles, comps).fill_null(False))
+    if c.grep:
+        out.append(_grep(lf, c.grep))
+    return out
+
+
+def _grep(lf: pl.LazyFrame, needle: str) -> pl.Expr:
+    """A literal, case-insensitive substring in any message content, reasoning or conversation text."""
+    low = needle.lower()
+
+    def has(e: pl.Expr) -> pl.Expr:
+        return e.str.to_lowercase().str.contains(low, literal=True)
+
+    msg = pl.element().struct
+    parts = [
+        pl.col("messages").list.eval(has(msg.field("content")) | has(msg.field("reasoning"))).list.any(),
+        *[has(pl.col(col)) for col in TEXT_SEARCH_COLUMNS if col in lf.collect_schema()],
+    ]
+    return pl.any_horizontal([p.fill_null(False) for p in parts])
+
+
+def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str]) -> None:
+    """An id that is in no file of the run is a usage error; one the other selectors excluded is not."""
+    missing = [s for s in wanted if s not in found]
+    if not missing:
+        return
+    exists = set(
+        run.samples.filter(pl.col("sample_id").is_in(missing)).select("sample_id").collect()["sample_id"].to_list()
+    )
+    unknown = [s for s in missing if s not in exists]
+    if unknown:
+        raise UsageError(
+            f"unknown sample id {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if unknown[1:] else "")
+        )
+
+
+def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """Apply ``--best/--worst/--random/--index`` (their union, in that order), or the default."""
+    notes: list[str] = []
+    rows = keys.with_row_index("__pos")
+    ranked = rows.filter(pl.col("__score").is_not_null() & pl.col("__score").is_not_nan())
+    picked: list[pl.DataFrame] = []
+    best, worst = (1, 1) if defaulted else (c.best, c.worst)
+    if best:
+        picked.append(ranked.sort(["__score", "sample_id"], descending=[True, False]).head(best))
+    if worst:
+        picked.append(ranked.sort(["__score", "sample_id"]).head(worst))
+    if c.random:
+        n = min(c.random, rows.height)
+        positions = sorted(random.Random(c.seed).sample(range(rows.height), n))
+        picked.append(rows[positions])
+    if c.index is not None:
+        if not -rows.height <= c.index < rows.height:
+            raise UsageError(f"--index {c.index}: only {rows.height} sample(s) selected (0..{rows.height - 1})")
+        picked.append(rows[[c.index % rows.height]])
+    if not picked:  # filters only: every match, up to the limit
+        if rows.height > c.limit:
+            notes.append(f"showing {c.limit} of {rows.height} matching samples (--limit to change)")
+        picked.append(rows.head(c.limit))
+    seen: set[int] = set()
+    out = []
+    for frame in picked:
+        for r in frame.iter_rows(named=True):
+            if r["__pos"] not in seen:
+                seen.add(r["__pos"])
+                out.append(r)
+    return out, notes
+
+
+def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Full rows of the chosen samples, read only from the files that hold them."""
+    if not chosen:
+        return []
+    sources = {r["source"] for r in chosen}
+    files = [f for f in run.files if f.path in sources and f.kind == "samples" and f.readable]
+    ids = sorted({r["sample_id"] for r in chosen if r["sample_id"] is not None})
+    lf = Run(root=run.root, files=files, ctx=run.ctx).samples
+    lf = lf.filter(pl.col("sample_id").is_in(ids) & pl.col("source").is_in(sorted(sources)))
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in lf.collect().iter_rows(named=True):
+        found.setdefault((r["source"], r["sample_id"]), r)
+    return [found[k] for r in chosen if (k := (r["source"], r["sample_id"])) in found]
+
+
+def _describe(split: str | None, steps: tuple[int, int] | None) -> str:
+    parts = [f"split {split}" if split else "every split"]
+    if steps is None:
+        parts.append("every step")
+    else:
+        parts.append(f"step {steps[0]}" if steps[0] == steps[1] else f"steps {steps[0]}..{steps[1]}")
+    return ", ".join(parts)

@@ -1,0 +1,224 @@
+"""Terminal rendering: a conversation as rich renderables (one panel per turn).
+
+Every string from the data goes through ``safe`` (control and invisible characters made visible) and into
+a ``rich.text.Text``, never into markup: ``[bold red]`` in model output is printed as those characters, and
+no escape sequence from the data reaches the terminal. Styles come only from this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, split_think
+from .safe import one_line, safe
+
+ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
+MAX_TREE_NODES = 400
+
+
+@dataclass
+class ConversationView:
+    """A conversation that draws itself: ``console.print(ConversationView(conv))``."""
+
+    conv: Conversation
+    show_think: bool = True
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield header(self.conv)
+        for turn in self.conv.turns:
+            yield turn_panel(turn, self.show_think)
+        if self.conv.exception:
+            yield Panel(Text(safe(self.conv.exception)), title=Text("exception", style="bold red"), border_style="red")
+        yield summary(self.conv)
+
+
+def render_all(convs: Iterable[Conversation], *, show_think: bool = True) -> Group:
+    """Several conversations one after another, separated by a blank line."""
+    parts: list[RenderableType] = []
+    for i, conv in enumerate(convs):
+        if i:
+            parts.append(Text(""))
+        parts.append(ConversationView(conv, show_think))
+    return Group(*parts)
+
+
+def header(conv: Conversation) -> Group:
+    """A rule, then the sample's identity and total reward (wrapped, never cut), then its file."""
+    t = Text()
+    t.append("sample ", style="bold")
+    t.append(one_line(conv.sample_id or "?"), style="bold cyan")
+    for label, value in (("step", conv.step), ("split", conv.split), ("env", conv.env_name), ("group", conv.group_id)):
+        if value is not None:
+            t.append(f"  {label} ")
+            t.append(one_line(str(value)), style="bold")
+    if conv.reward is not None:
+        t.append("  reward ")
+        t.append_text(fmt(conv.reward.total))
+    parts: list[RenderableType] = [Rule(style="cyan"), t]
+    if conv.file:
+        parts.append(Text(f"{one_line(conv.file)}  (conversation from {one_line(conv.source)})", style="dim"))
+    return Group(*parts)
+
+
+def turn_title(turn: Turn) -> Text:
+    title = Text(one_line(turn.role), style=f"bold {ROLE_STYLES.get(turn.role, 'white')}")
+    speaker = turn.speaker or (turn.result.name if turn.result else None)
+    if speaker:
+        title.append(" · ")
+        title.append(one_line(speaker), style="bold")
+    if turn.result is not None and turn.result.is_error:
+        title.append(" · error", style="bold red")
+    return title
+
+
+def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
+    body: list[RenderableType] = []
+    reasoning = shown_reasoning(turn)
+    if reasoning and show_think:
+        body.append(Text("reasoning: ", style="dim bold") + Text(safe(reasoning), style="dim italic"))
+    if turn.content:
+        body.append(content_text(turn.content, show_think))
+    for call in turn.tool_calls:
+        body.append(call_text(call))
+    result = turn.result
+    if result is not None:
+        body.append(Text(safe(result.content or ""), style="red" if result.is_error else ""))
+    if turn.data is not None:
+        body.append(json_tree(turn.data))
+    subtitle = None
+    if result is not None and result.call_id:
+        subtitle = Text(one_line(f"call {result.call_id}"), style="dim")
+    border = "red" if result is not None and result.is_error else ROLE_STYLES.get(turn.role, "white")
+    return Panel(
+        Group(*body) if body else Text("(empty)", style="dim"),
+        title=turn_title(turn),
+        title_align="left",
+        subtitle=subtitle,
+        subtitle_align="right",
+        border_style=border,
+    )
+
+
+def content_text(content: str, show_think: bool = True) -> Text:
+    """Content with ``<think>`` blocks dimmed (or left out)."""
+    out = Text()
+    for segment, thinking in split_think(content):
+        if thinking:
+            if show_think:
+                out.append(safe(segment), style="dim italic")
+        else:
+            out.append(safe(segment))
+    return out
+
+
+def call_text(call: ToolCall) -> Text:
+    """``→ name  id`` and the arguments (``model.pretty_arguments``)."""
+    t = Text("→ ", style="bold yellow")
+    t.append(one_line(call.name or "(unnamed tool)"), style="bold yellow")
+    if call.id:
+        t.append(f"  {one_line(call.id)}", style="dim")
+    ok, args = pretty_arguments(call)
+    if args:
+        t.append("\n" + safe(args))
+    if not ok and call.arguments:
+        t.append("\n(arguments are not valid JSON)", style="red")
+    return t
+
+
+def json_tree(value: Any, label: str = "data (shape not recognised: shown as JSON)") -> Tree:
+    """An unknown JSON value as a tree, capped at ``MAX_TREE_NODES`` nodes."""
+    tree = Tree(Text(label, style="bold"))
+    budget = [MAX_TREE_NODES]
+
+    def add(node: Tree, key: str, v: Any) -> None:
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        if isinstance(v, dict):
+            child = node.add(Text(one_line(key) + " {}", style="cyan"))
+            for k, x in v.items():
+                add(child, str(k), x)
+        elif isinstance(v, list):
+            child = node.add(Text(one_line(key) + f" [{len(v)}]", style="cyan"))
+            for i, x in enumerate(v):
+                add(child, f"[{i}]", x)
+        else:
+            line = Text(one_line(key) + ": ", style="cyan")
+            line.append(safe(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v))
+            node.add(line)
+        if budget[0] == 0:
+            node.add(Text("… (more not shown)", style="dim"))
+
+    if isinstance(value, dict):
+        for k, x in value.items():
+            add(tree, str(k), x)
+    elif isinstance(value, list):
+        for i, x in enumerate(value):
+            add(tree, f"[{i}]", x)
+    else:
+        add(tree, "value", value)
+    return tree
+
+
+def summary(conv: Conversation) -> Table:
+    """Reward breakdown (total, components, per role with KL) beside the trajectory statistics."""
+    grid = Table.grid(padding=(0, 4))
+    grid.add_column()
+    grid.add_column()
+    grid.add_row(reward_table(conv), stats_table(conv))
+    return grid
+
+
+def reward_table(conv: Conversation) -> Table:
+    t = Table(title="reward", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_column(justify="right")
+    r = conv.reward
+    if r is None:
+        t.add_row("(none)", "", "")
+        return t
+    t.add_row("total", fmt(r.total), "")
+    for name, value in r.components:
+        t.add_row(Text(one_line(name), style=""), fmt(value), "")
+    if r.roles:
+        t.add_row(Text("role", style="dim"), Text("reward", style="dim"), Text("KL", style="dim"))
+        for role in r.roles:
+            t.add_row(Text(one_line(role.role or "(unknown)"), style="magenta"), fmt(role.reward), fmt(role.kl))
+    return t
+
+
+def stats_table(conv: Conversation) -> Table:
+    st = conv.stats
+    t = Table(title="trajectory", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    t.add_column(style="bold")
+    t.add_column(justify="right", overflow="fold")
+    t.add_row("turns", f"{st.turns:,}")
+    t.add_row("assistant turns", f"{st.assistant_turns:,}")
+    t.add_row("tool calls", f"{st.tool_calls:,}")
+    t.add_row("tool errors", Text(f"{st.tool_errors:,}", style="red" if st.tool_errors else ""))
+    t.add_row("characters", f"{st.chars:,}")
+    for note in conv.notes:
+        t.add_row("note", Text(one_line(note), style="yellow", justify="left"))
+    return t
+
+
+def fmt(v: float | None) -> Text:
+    if v is None:
+        return Text("null", style="dim")
+    if math.isnan(v):
+        return Text("NaN", style="red")
+    if math.isinf(v):
+        return Text("inf" if v > 0 else "-inf", style="red")
+    return Text(f"{v:.4g}")

@@ -1,0 +1,296 @@
+"""Samples as the trainer has them -> one Arrow table of the native schema (docs/format.md, schema v2).
+
+Two halves, on two threads:
+
+* ``snapshot`` runs on the caller's (training) thread and does only what must happen before the call returns:
+  JAX arrays are moved to host with one ``jax.device_get`` per call (a donated buffer may be gone after the
+  call), numpy columns are copied (trainers reuse buffers), containers are shallow-copied. No per-row work.
+* ``build_table`` runs on the writer's background thread and does the rest: folding flat per-role columns,
+  reward components and OpenAI-style messages into the canonical nested columns, typing, extra columns.
+
+What is accepted (documented in docs/writer.md):
+
+* the rows: a list of dicts, a dict of columns, a ``pyarrow.Table`` or a ``polars.DataFrame``;
+* ``reward`` (required), ``sample_id`` (generated when missing), ``group_id``, ``env_name``, ``prompt``,
+  ``completion``, ``trajectory``, ``exception``;
+* per-role values: the canonical ``roles`` column (a list of ``{role, reward, kl}`` or a ``{role: {reward,
+  kl}}`` dict per row), or flat ``<role>_reward`` / ``<role>_kl`` columns (the Flink v1 convention);
+* reward components: a ``reward_components`` column holding a ``{name: value}`` dict or a ``[{name, value}]``
+  list per row, or (dict-of-columns input) a ``{name: column}`` dict, or flat ``component/<name>`` columns;
+* ``messages``: OpenAI chat messages per row (normalised by ``runlog.chat.from_openai_chat``);
+* anything else is kept as a free extra column with the type pyarrow infers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .. import schema as S
+from ..chat import from_openai_chat
+from ..errors import UsageError
+from . import jax_utils
+
+COMPONENT_PREFIX = "component/"
+_CANONICAL = {f.name: f.type for f in S.NATIVE_SAMPLE_SCHEMA}
+_STRING_COLUMNS = ("sample_id", "group_id", "env_name", "prompt", "completion", "trajectory", "exception")
+_METADATA = {b"runlog.schema_version": str(S.CURRENT_VERSION).encode()}
+
+
+class SampleError(UsageError):
+    """Samples the writer cannot turn into the native format (a missing ``reward``, a bad shape)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Caller thread
+# ---------------------------------------------------------------------------------------------------------
+def _is_polars_frame(x: Any) -> bool:
+    return type(x).__module__.startswith("polars") and hasattr(x, "to_arrow")
+
+
+def _is_numpy(x: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(x, np.ndarray)
+
+
+def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
+    """A host-side copy of ``samples`` that the caller may reuse at once: (payload, rows, column names)."""
+    if isinstance(samples, pa.Table):
+        return samples, samples.num_rows, samples.column_names
+    if _is_polars_frame(samples):
+        return samples, samples.height, list(samples.columns)
+    if isinstance(samples, Mapping):
+        cols = dict(samples)
+        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for v in cols.values()):
+            cols = jax_utils.device_get(cols)
+        for k, v in cols.items():
+            if _is_numpy(v):
+                cols[k] = v.copy()
+            elif isinstance(v, list):
+                cols[k] = list(v)
+            elif isinstance(v, Mapping):
+                cols[k] = {kk: (vv.copy() if _is_numpy(vv) else vv) for kk, vv in v.items()}
+        lengths = {len(v) for k, v in cols.items() if not isinstance(v, Mapping)}
+        if len(lengths) > 1:
+            raise SampleError(f"columns have different lengths: {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        return cols, n, list(cols)
+    if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
+        rows = list(samples)
+        if rows and not isinstance(rows[0], Mapping):
+            raise SampleError(f"samples is a list of {type(rows[0]).__name__}; expected a list of dicts")
+        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for r in rows for v in r.values()):
+            rows = jax_utils.device_get(rows)
+        return rows, len(rows), list(rows[0]) if rows else []
+    raise SampleError(
+        f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
+        "a pyarrow.Table or a polars.DataFrame"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Background thread
+# ---------------------------------------------------------------------------------------------------------
+def _columns(payload: Any) -> dict[str, Any]:
+    if _is_polars_frame(payload):
+        payload = payload.to_arrow()
+    if isinstance(payload, pa.Table):
+        return {name: payload.column(name) for name in payload.column_names}
+    if isinstance(payload, dict):
+        return payload
+    keys: dict[str, None] = {}
+    for r in payload:
+        keys.update(dict.fromkeys(r))
+    return {k: [r.get(k) for r in payload] for k in keys}
+
+
+def _pylist(col: Any) -> list[Any]:
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return col.to_pylist()
+    if _is_numpy(col):
+        return col.tolist()
+    out = list(col)
+    np = sys.modules.get("numpy")
+    if np is not None and any(isinstance(v, (np.ndarray, np.generic)) for v in out):
+        # Rows moved to host by jax.device_get hold 0-d numpy arrays; Arrow wants Python scalars or lists.
+        out = [v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for v in out]
+    return out
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    return float(v)
+
+
+def _typed(col: Any, typ: pa.DataType, name: str) -> pa.Array | pa.ChunkedArray:
+    """A column as the given Arrow type: Arrow input cast when it can be, everything else built by pyarrow."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        if col.type == typ:
+            return col
+        if not pa.types.is_nested(typ):
+            return col.cast(typ)
+        col = col.to_pylist()
+    try:
+        if _is_numpy(col) and col.ndim == 1:
+            arr = pa.array(col)
+            return arr if arr.type == typ else arr.cast(typ)
+        if pa.types.is_string(typ):
+            return pa.array([None if v is None else str(v) for v in _pylist(col)], type=typ)
+        return pa.array(_pylist(col), type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
+
+
+def flat_role_names(columns: Sequence[str], roles: Sequence[str] | None) -> list[str]:
+    """The roles whose flat ``<role>_reward`` / ``<role>_kl`` columns are present.
+
+    With ``roles`` given only those names are folded (so ``length_reward`` stays an extra column); without,
+    every ``<x>_reward`` / ``<x>_kl`` column is taken as a role, as the Flink v1 reader does.
+    """
+    if roles is not None:
+        return [r for r in roles if f"{r}_reward" in columns or f"{r}_kl" in columns]
+    return S.flink_role_names(list(columns))
+
+
+def _fold_roles(cols: dict[str, Any], n: int, roles: Sequence[str] | None) -> tuple[list[Any] | None, list[str]]:
+    flat = flat_role_names(list(cols), roles)
+    if "roles" in cols:
+        if flat:
+            raise SampleError(
+                f"both a 'roles' column and flat per-role columns ({', '.join(flat)}); give one of the two"
+            )
+        out: list[Any] = []
+        seen: list[str] = []
+        for cell in _pylist(cols.pop("roles")):
+            if cell is None:
+                out.append(None)
+                continue
+            if isinstance(cell, Mapping):  # {role: {reward, kl}} or {role: reward}
+                items = [{"role": r, **(v if isinstance(v, Mapping) else {"reward": v})} for r, v in cell.items()]
+            else:
+                items = list(cell)
+            structs = [
+                {"role": str(d["role"]), "reward": _num(d.get("reward")), "kl": _num(d.get("kl"))} for d in items
+            ]
+            seen.extend(s["role"] for s in structs if s["role"] not in seen)
+            out.append(structs)
+        return out, seen
+    if not flat:
+        return None, []
+    rewards = {r: _pylist(cols.pop(f"{r}_reward")) if f"{r}_reward" in cols else [None] * n for r in flat}
+    kls = {r: _pylist(cols.pop(f"{r}_kl")) if f"{r}_kl" in cols else [None] * n for r in flat}
+    return [[{"role": r, "reward": _num(rewards[r][i]), "kl": _num(kls[r][i])} for r in flat] for i in range(n)], flat
+
+
+def _components_cell(cell: Any) -> list[dict[str, Any]] | None:
+    if cell is None:
+        return None
+    if isinstance(cell, Mapping):
+        return [{"name": str(k), "value": _num(v)} for k, v in cell.items()]
+    return [{"name": str(d["name"]), "value": _num(d.get("value"))} for d in cell]
+
+
+def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
+    flat = [c for c in cols if c.startswith(COMPONENT_PREFIX)]
+    if "reward_components" in cols:
+        if flat:
+            raise SampleError("both a 'reward_components' column and flat 'component/<name>' columns; give one")
+        rc = cols.pop("reward_components")
+        if isinstance(rc, Mapping):  # dict of columns: {name: column}
+            by_name = {str(k): _pylist(v) for k, v in rc.items()}
+            return [[{"name": k, "value": _num(v[i])} for k, v in by_name.items()] for i in range(n)]
+        if isinstance(rc, (pa.Array, pa.ChunkedArray)) and rc.type == _CANONICAL["reward_components"]:
+            return rc  # type: ignore[return-value]
+        return [_components_cell(c) for c in _pylist(rc)]
+    if not flat:
+        return None
+    by_name = {c[len(COMPONENT_PREFIX) :]: _pylist(cols.pop(c)) for c in flat}
+    return [
+        [{"name": k, "value": _num(v[i])} for k, v in by_name.items() if v[i] is not None] or None for i in range(n)
+    ]
+
+
+def _messages(col: Any) -> Any:
+    if isinstance(col, (pa.Array, pa.ChunkedArray)) and col.type == _CANONICAL["messages"]:
+        return col
+    return [None if cell is None else from_openai_chat(cell) for cell in _pylist(col)]
+
+
+def _check_constant(cols: dict[str, Any], name: str, expected: Any) -> None:
+    if name not in cols:
+        return
+    values = {v for v in _pylist(cols.pop(name)) if v is not None}
+    if values and values != {expected}:
+        raise SampleError(f"the rows' {name} column holds {sorted(map(str, values))}, but the call is for {expected!r}")
+
+
+def build_table(
+    payload: Any,
+    *,
+    step: int,
+    split: str,
+    process: int,
+    offset: int,
+    roles: Sequence[str] | None,
+) -> tuple[pa.Table, list[str]]:
+    """One Arrow table of the native schema (plus extras) and the role names found in it."""
+    cols = _columns(payload)
+    n = len(next(iter(v for v in cols.values() if not isinstance(v, Mapping)), []))
+    if "reward" not in cols:
+        raise SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
+    _check_constant(cols, "schema_version", S.CURRENT_VERSION)
+    _check_constant(cols, "step", step)
+    _check_constant(cols, "split", split)
+    role_cells, role_names = _fold_roles(cols, n, roles)
+    components = _fold_components(cols, n)
+    if "sample_id" not in cols:
+        cols["sample_id"] = [f"{split}-s{step}-p{process}-{offset + i}" for i in range(n)]
+    arrays: dict[str, Any] = {
+        "schema_version": pa.array([S.CURRENT_VERSION] * n, pa.int32()),
+        "step": pa.array([step] * n, pa.int64()),
+        "split": pa.array([split] * n, pa.string()),
+    }
+    for name, typ in _CANONICAL.items():
+        if name in arrays:
+            continue
+        if name == "roles":
+            value = role_cells
+        elif name == "reward_components":
+            value = components
+        elif name == "messages":
+            value = _messages(cols.pop(name)) if name in cols else None
+        else:
+            value = cols.pop(name, None)
+        arrays[name] = pa.nulls(n, typ) if value is None else _typed(value, typ, name)
+    fields = [pa.field(k, _CANONICAL[k]) for k in _CANONICAL]
+    for name, col in cols.items():
+        arr = _extra(col, name)
+        arrays[name] = arr
+        fields.append(pa.field(name, arr.type))
+    for name, arr in arrays.items():
+        if len(arr) != n:
+            raise SampleError(f"column {name!r} has {len(arr)} values, expected {n}")
+    table = pa.Table.from_arrays(list(arrays.values()), schema=pa.schema(fields, metadata=_METADATA))
+    return table, role_names
+
+
+def _extra(col: Any, name: str) -> pa.Array | pa.ChunkedArray:
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return col
+    try:
+        if _is_numpy(col):
+            return pa.array(col) if col.ndim == 1 else pa.array(list(col))
+        return pa.array(_pylist(col))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """The chunks of one step as one table (extra columns may differ between chunks: missing ones are null)."""
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(_METADATA)

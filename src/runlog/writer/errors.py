@@ -1,0 +1,23 @@
+"""Errors the trainer-side writer raises on purpose (all are ``runlog.RunlogError``)."""
+
+from __future__ import annotations
+
+from ..errors import RunlogError, UsageError
+
+
+class WriterError(RunlogError):
+    """The background writer failed (disk full, a column it could not convert...). Raised on the next call
+    or on ``close()``, chained to the original exception, so that a failure is never lost."""
+
+
+class WriterClosedError(UsageError):
+    """A call on a ``RunWriter`` after ``close()``."""
+
+
+class QueueFullError(WriterError):
+    """``on_full="raise"`` and the write queue is full: the disk is slower than the trainer logs."""
+
+
+class StepOrderError(UsageError):
+    """A step went backwards: ``StatsTracker.commit`` with a step lower than the last one, or samples for a
+    (split, step) that this writer has already written. Raised instead of silently dropping or overwriting."""

@@ -1,0 +1,467 @@
+"""``RunWriter``: the few lines a trainer adds to write runlog's native layout, off the training thread.
+
+The training thread converts only what must be converted before the call returns (``_convert.snapshot``) and
+enqueues; one background thread builds the Arrow tables and writes. Every file appears whole or not at all:
+Parquet under a hidden ``.*.tmp`` name then ``os.replace``; JSONL lines written with one ``write`` each; the
+manifest replaced atomically. docs/writer.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import math
+import os
+import queue
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import schema as S
+from ..errors import UsageError
+from . import _convert, jax_utils
+from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
+
+SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MANIFEST = "run.json"
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename itself is only durable once the directory entry is; without this a power cut could keep a
+    # later step's rename and lose an earlier one (a gap). Not available on Windows: skipped there.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _scalar_value(key: str, v: Any) -> float | int | None:
+    if v is None or isinstance(v, (bool, int, float)):
+        return v
+    if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / host JAX scalar or 1-element array
+        v = v.item()
+        if isinstance(v, (bool, int, float)):
+            return v
+    raise UsageError(
+        f"scalar {key!r} is a {type(v).__name__}; scalars are numbers (use StatsTracker.summary for arrays)"
+    )
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts flattened with ``/`` (the format's key convention)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_metrics(v, key + "/"))
+        else:
+            out[key] = v
+    return out
+
+
+class RunWriter:
+    """Write samples and scalars of one training process in runlog's native layout (schema v2).
+
+    ``run_dir`` is created if needed. ``roles`` is the authoritative list of role names (written to the
+    manifest; flat ``<role>_reward`` / ``<role>_kl`` columns of these roles are folded into ``roles``); when
+    omitted, roles are inferred from the samples. ``process_index`` names this process's shard files
+    (default: ``jax.process_index()`` when JAX is initialised, else 0); only process 0 writes ``run.json``.
+
+    ``max_queue`` bounds the number of calls waiting to be written; ``on_full="block"`` (default) makes the
+    caller wait when the queue is full (counted in ``stats()``), ``"raise"`` raises ``QueueFullError``:
+    nothing is ever dropped. ``durable=True`` fsyncs each file and its folder before and after the rename,
+    so that a power cut (not just a killed process) leaves whole files. ``clock`` gives the unix time used
+    for the manifest's ``created`` and each scalar line's ``time`` (inject one for reproducible files).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        process_index: int | None = None,
+        run_id: str | None = None,
+        max_queue: int = 32,
+        on_full: Literal["block", "raise"] = "block",
+        durable: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if on_full not in ("block", "raise"):
+            raise UsageError(f"on_full must be 'block' or 'raise', not {on_full!r}")
+        if max_queue < 1:
+            raise UsageError(f"max_queue must be at least 1, not {max_queue}")
+        self.root = Path(run_dir)
+        self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
+        if self.process_index < 0:
+            raise UsageError(f"process_index must be >= 0, not {self.process_index}")
+        self.roles: list[str] | None = None if roles is None else [str(r) for r in roles]
+        self.durable = durable
+        self.on_full = on_full
+        self._clock = clock
+        # The caller's lock may be held while blocking on a full queue, so the background thread never takes
+        # it: its counters have their own lock.
+        self._lock = threading.Lock()
+        self._bg_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queue)
+        self._pending: dict[str, tuple[int, int]] = {}  # split -> (step, rows so far), not yet written
+        self._sealed: dict[str, set[int]] = {}  # split -> steps already handed to the writer thread
+        self._closed = False
+        self._error: BaseException | None = None
+        self._error_reported = False
+        self._stats = {
+            "calls": 0,
+            "rows_queued": 0,
+            "queue_waits": 0,
+            "queue_wait_s": 0.0,
+            "caller_s": 0.0,
+            "files_written": 0,
+            "rows_written": 0,
+            "bytes_written": 0,
+            "scalar_lines": 0,
+            "background_s": 0.0,
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_own_leftovers()
+        self.manifest = self._initial_manifest(name, config, run_id)
+        if self.process_index == 0:
+            atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=durable)
+        self._scalars_fd: int | None = None
+        self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
+        self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
+        self._thread.start()
+        # A trainer that forgets close() (or dies of an exception) still gets its queued data written.
+        atexit.register(self._close_at_exit)
+
+    # -- public API ---------------------------------------------------------------------------------------
+    def log_samples(self, step: int, samples: Any, split: str = "train") -> None:
+        """Queue the samples of one step (rows of trajectories) for writing.
+
+        Several calls for the same (split, step) are appended: the step is written as one file when a
+        later step of that split is logged, on ``flush()`` or on ``close()``. Logging a step of a split
+        that this writer has already written raises ``StepOrderError`` (a file on disk is always a whole
+        step). The writer takes the rows: do not mutate row dicts after the call (numpy columns are copied).
+        """
+        t0 = time.perf_counter()
+        step = _step(step)
+        if not isinstance(split, str) or not SPLIT_RE.match(split):
+            raise UsageError(f"split {split!r} is not a valid folder name (letters, digits, '_', '-', '.')")
+        payload, n, columns = _convert.snapshot(samples)
+        if n and "reward" not in columns:
+            raise _convert.SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
+        with self._lock:
+            self._check()
+            pending = self._pending.get(split)
+            if pending is not None and pending[0] != step:
+                self._seal(split)
+                pending = None
+            if step in self._sealed.get(split, ()):
+                raise StepOrderError(
+                    f"samples for {split} step {step} were already written by this writer "
+                    f"({self._file(split, step)}); log each step's rows before moving to the next step"
+                )
+            offset = pending[1] if pending else 0
+            self._pending[split] = (step, offset + n)
+            self._put(("samples", split, step, offset, payload))
+            self._stats["calls"] += 1
+            self._stats["rows_queued"] += n
+            self._stats["caller_s"] += time.perf_counter() - t0
+
+    def log_scalars(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Queue one line of ``scalars.p{process}.jsonl``: ``{"step", "time", **metrics}``.
+
+        Nested dicts are flattened with ``/``; values are numbers (numpy and JAX scalars included, moved to
+        host in one transfer). ``time`` is the clock at the call, not at the write.
+        """
+        t0 = time.perf_counter()
+        step = _step(step)
+        flat = flatten_metrics(metrics)
+        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for v in flat.values()):
+            flat = jax_utils.device_get(flat)
+        record: dict[str, Any] = {"step": step, "time": self._clock()}
+        for k, v in flat.items():
+            if k in ("step", "time"):
+                raise UsageError(f"scalar key {k!r} is reserved (the writer sets it)")
+            record[k] = _scalar_value(k, v)
+        with self._lock:
+            self._check()
+            self._put(("scalars", record))
+            self._stats["caller_s"] += time.perf_counter() - t0
+
+    def flush(self) -> None:
+        """Write every pending step and wait until everything logged so far is on disk."""
+        with self._lock:
+            self._check()
+            for split in list(self._pending):
+                self._seal(split)
+            done = threading.Event()
+            self._put(("sync", done), force_block=True)
+        done.wait()
+        with self._lock:
+            self._check()
+
+    def close(self) -> None:
+        """Write everything pending and stop the background thread. Idempotent; raises a background error
+        that no earlier call has reported."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._error is None:
+                for split in list(self._pending):
+                    self._seal(split)
+            self._put(("stop",), force_block=True)
+        self._thread.join()
+        atexit.unregister(self._close_at_exit)
+        if self._error is not None and not self._error_reported:
+            self._error_reported = True
+            raise WriterError(f"background writer failed: {type(self._error).__name__}: {self._error}") from (
+                self._error
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: calls, rows, queue waits and their seconds, caller seconds, files, bytes, background
+        seconds. ``queue_waits > 0`` means the disk did not keep up and the trainer waited."""
+        with self._lock, self._bg_lock:
+            out = dict(self._stats)
+        out["queue_size"] = self._queue.qsize()
+        out["max_queue"] = self._queue.maxsize
+        out["process_index"] = self.process_index
+        out["error"] = None if self._error is None else f"{type(self._error).__name__}: {self._error}"
+        return out
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunWriter({str(self.root)!r}, process_index={self.process_index}, closed={self._closed})"
+
+    # -- caller-side helpers (hold self._lock) -------------------------------------------------------------
+    def _check(self) -> None:
+        if self._error is not None:
+            self._error_reported = True
+            raise WriterError(
+                f"background writer failed: {type(self._error).__name__}: {self._error}; "
+                "nothing after that point was written"
+            ) from self._error
+        if self._closed:
+            raise WriterClosedError(f"{self!r} is closed")
+
+    def _seal(self, split: str) -> None:
+        step, _ = self._pending.pop(split)
+        self._sealed.setdefault(split, set()).add(step)
+        self._put(("seal", split, step), force_block=True)
+
+    def _put(self, item: tuple[Any, ...], *, force_block: bool = False) -> None:
+        try:
+            self._queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        if self.on_full == "raise" and not force_block:
+            raise QueueFullError(
+                f"write queue full ({self._queue.maxsize} calls waiting); the disk is slower than the trainer "
+                "logs: raise max_queue, log less, or use on_full='block'"
+            )
+        t0 = time.perf_counter()
+        self._queue.put(item)
+        self._stats["queue_waits"] += 1
+        self._stats["queue_wait_s"] += time.perf_counter() - t0
+
+    def _file(self, split: str, step: int) -> Path:
+        return self.root / "samples" / split / f"step_{step:08d}.p{self.process_index}.parquet"
+
+    def _initial_manifest(
+        self, name: str | None, config: Mapping[str, Any] | None, run_id: str | None
+    ) -> dict[str, Any]:
+        old: dict[str, Any] = {}
+        path = self.root / MANIFEST
+        if path.exists():  # a resumed run keeps its id, creation time and roles
+            try:
+                loaded = json.loads(path.read_bytes())
+                old = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                old = {}
+        roles = list(old.get("roles") or []) if isinstance(old.get("roles"), list) else []
+        for r in self.roles or []:
+            if r not in roles:
+                roles.append(r)
+        return {
+            "format": S.FORMAT_NAME,
+            "schema_version": S.CURRENT_VERSION,
+            "run_id": run_id or old.get("run_id") or uuid.uuid4().hex,
+            "name": name if name is not None else old.get("name", self.root.resolve().name),
+            "created": old.get("created") or _iso(self._clock()),
+            "config": dict(config) if config is not None else old.get("config", {}),
+            "roles": roles,
+            "writer": {"name": "runlog", "version": _version()},
+        }
+
+    def _remove_own_leftovers(self) -> None:
+        """Temporary files of this process from an earlier, interrupted run (they are never whole)."""
+        samples = self.root / "samples"
+        pattern = f".step_*.p{self.process_index}.parquet.tmp"
+        leftovers = list(samples.glob(f"*/{pattern}")) if samples.is_dir() else []
+        if self.process_index == 0:
+            leftovers += list(self.root.glob(f".{MANIFEST}.tmp"))
+        for p in leftovers:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - at exit there is no caller left to raise to
+            print(f"runlog: RunWriter({self.root}) failed at exit: {exc}", file=sys.stderr)
+
+    # -- background thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            kind = item[0]
+            if kind == "stop":
+                self._finish()
+                return
+            if kind == "sync":
+                if self._error is None:
+                    self._safely(self._sync_scalars)
+                item[1].set()
+                continue
+            if self._error is not None:
+                continue  # keep draining so that a blocked caller is released; the error is reported
+            t0 = time.perf_counter()
+            self._safely(self._handle, item)
+            dt = time.perf_counter() - t0
+            with self._bg_lock:
+                self._stats["background_s"] += dt
+
+    def _safely(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - stored and raised on the caller's next call
+            self._error = exc
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "samples":
+            _, split, step, offset, payload = item
+            table, found = _convert.build_table(
+                payload, step=step, split=split, process=self.process_index, offset=offset, roles=self.roles
+            )
+            self._note_roles(found)
+            self._buffers.setdefault(split, (step, []))[1].append(table)
+        elif kind == "seal":
+            _, split, step = item
+            buffered = self._buffers.pop(split, None)
+            if buffered is not None:
+                self._write_step(split, step, _convert.concat(buffered[1]))
+        elif kind == "scalars":
+            self._write_scalars(item[1])
+
+    def _write_step(self, split: str, step: int, table: pa.Table) -> None:
+        path = self._file(split, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd", write_statistics=True)
+            size = f.tell()
+            if self.durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self.durable:
+            _fsync_dir(path.parent)
+        with self._bg_lock:
+            self._stats["files_written"] += 1
+            self._stats["rows_written"] += table.num_rows
+            self._stats["bytes_written"] += size
+
+    def _write_scalars(self, record: dict[str, Any]) -> None:
+        if self._scalars_fd is None:
+            path = self.root / f"scalars.p{self.process_index}.jsonl"
+            self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # One write per line on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
+        # last line after a power cut, which readers report as a warning).
+        line = (json.dumps(record, allow_nan=True, separators=(", ", ": ")) + "\n").encode()
+        os.write(self._scalars_fd, line)
+        with self._bg_lock:
+            self._stats["scalar_lines"] += 1
+            self._stats["bytes_written"] += len(line)
+
+    def _sync_scalars(self) -> None:
+        if self._scalars_fd is not None and self.durable:
+            os.fsync(self._scalars_fd)
+
+    def _note_roles(self, found: list[str]) -> None:
+        new = [r for r in found if r not in self.manifest["roles"]]
+        if not new:
+            return
+        self.manifest["roles"] = [*self.manifest["roles"], *new]
+        if self.process_index == 0:
+            atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=self.durable)
+
+    def _finish(self) -> None:
+        if self._error is None:
+            self._safely(self._sync_scalars)
+        if self._scalars_fd is not None:
+            os.close(self._scalars_fd)
+            self._scalars_fd = None
+
+
+def _step(step: Any) -> int:
+    try:
+        value = int(step.item() if hasattr(step, "item") else step)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"step must be an integer, not {step!r}") from exc
+    if value < 0 or (isinstance(step, float) and not step.is_integer()):
+        raise UsageError(f"step must be a non-negative integer, not {step!r}")
+    return value
+
+
+def _iso(t: float) -> str:
+    if not math.isfinite(t):
+        raise UsageError(f"clock returned {t!r}")
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2) + "\n").encode()

@@ -1,0 +1,307 @@
+"""``StatsTracker``: record metrics anywhere in a step, commit them once (the AReaL pattern, seed 002).
+
+Why a tracker and not ``writer.log_scalars`` everywhere: components record where the numbers are (a reward
+function, the loss, a rollout worker) without knowing about steps, processes or sinks; the trainer commits
+once per step. Arrays are summarised where they live: for a JAX array the mean/std/min/max/count are
+computed on the device by one jitted reduction and stay there until ``export``, so recording does not
+synchronise the device, and the host receives six numbers, never the array.
+
+Naming (seed 002): ``/`` separators; namespaces ``train/``, ``eval/``, ``time/``, ``throughput/``; summary
+suffixes ``mean, std, min, max, count``; ``k__count`` is the weight of ``k`` when shards are merged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+from ..errors import UsageError
+from . import jax_utils
+from .errors import StepOrderError
+
+# Per summary key, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count.
+_N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
+
+Gather = Callable[[Any], Any]
+
+
+def _np() -> Any:
+    try:
+        import numpy as np
+    except ImportError as exc:  # pragma: no cover - numpy comes with every array library
+        raise UsageError("StatsTracker.summary needs numpy: pip install numpy") from exc
+    return np
+
+
+def _host_summary(values: Any, mask: Any | None) -> Any:
+    np = _np()
+    x = np.asarray(values, dtype=np.float64).ravel()
+    m = np.ones(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).ravel()
+    if m.shape != x.shape:
+        raise UsageError(f"mask has {m.size} elements, values have {x.size}")
+    finite = np.isfinite(x)
+    ok = m & finite
+    sel = x[ok]
+    n = float(sel.size)
+    s = float(sel.sum()) if n else 0.0
+    m2 = float(((sel - s / n) ** 2).sum()) if n else 0.0
+    lo = float(sel.min()) if n else float("inf")
+    hi = float(sel.max()) if n else float("-inf")
+    return np.array([n, s, m2, lo, hi, float((m & ~finite).sum())])
+
+
+def _combine(a: Any, b: Any) -> Any:
+    """Chan et al.'s pairwise update: two partial summaries as one, without losing the variance."""
+    np = _np()
+    na, nb = a[_N], b[_N]
+    n = na + nb
+    if na == 0:
+        out = b.copy()
+        out[_BAD] += a[_BAD]
+        return out
+    if nb == 0:
+        out = a.copy()
+        out[_BAD] += b[_BAD]
+        return out
+    delta = b[_SUM] / nb - a[_SUM] / na
+    m2 = a[_M2] + b[_M2] + delta * delta * na * nb / n
+    return np.array([n, a[_SUM] + b[_SUM], m2, min(a[_MIN], b[_MIN]), max(a[_MAX], b[_MAX]), a[_BAD] + b[_BAD]])
+
+
+class StatsTracker:
+    """Collect scalars, array summaries and timings during a step; ``export`` or ``commit`` them once.
+
+    ``reduce="global"`` (default) combines every process's numbers when ``jax.process_count() > 1`` with one
+    small all-gather of sums, counts, sums of squares, minima and maxima (never the arrays), so that every
+    process exports the global values and ``commit`` writes them from process 0 only. ``reduce="local"``
+    exports each process's own numbers, with ``__count`` weights, for per-process scalar shards that
+    readers merge. ``gather`` replaces the JAX all-gather (tests, other frameworks): it takes a 1-D float64
+    vector and returns a ``[process_count, len]`` array. ``clock`` times ``record_timing`` (inject one for
+    reproducible timings). Not thread-safe: record from the training thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        reduce: Literal["global", "local"] = "global",
+        process_count: int | None = None,
+        process_index: int | None = None,
+        gather: Gather | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if reduce not in ("global", "local"):
+            raise UsageError(f"reduce must be 'global' or 'local', not {reduce!r}")
+        self.reduce = reduce
+        self._process_count = process_count
+        self._process_index = process_index
+        self._gather = gather
+        self._clock = clock
+        self._scope: list[str] = []
+        self._scalars: dict[str, list[float]] = {}  # key -> [sum, count]
+        self._summaries: dict[str, list[Any]] = {}  # key -> partial summaries (host arrays or device arrays)
+        self._timings: dict[str, float] = {}
+        self.last_step: int | None = None
+
+    @property
+    def process_count(self) -> int:
+        return self._process_count if self._process_count is not None else jax_utils.default_process_count()
+
+    @property
+    def process_index(self) -> int:
+        return self._process_index if self._process_index is not None else jax_utils.default_process_index()
+
+    # -- recording ----------------------------------------------------------------------------------------
+    def _key(self, key: str) -> str:
+        if not key or key.startswith("/") or key.endswith("/"):
+            raise UsageError(f"metric key {key!r}: use non-empty names separated by '/'")
+        return "/".join([*self._scope, key])
+
+    @contextlib.contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Prefix every key recorded inside the block with ``name/`` (scopes nest)."""
+        self._key(name)
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    def scalar(self, **values: Any) -> None:
+        """Record host numbers; a key recorded several times in a step exports their mean (and ``__count``)."""
+        for k, v in values.items():
+            key = self._key(k)
+            if jax_utils.is_jax_array(v):
+                v = jax_utils.device_get(v)
+            acc = self._scalars.setdefault(key, [0.0, 0.0])
+            acc[0] += float(v)
+            acc[1] += 1.0
+
+    def summary(self, key: str, values: Any) -> None:
+        """Record an array as ``key/mean, /std, /min, /max, /count``; NaN and inf are left out and counted
+        under ``key/nonfinite``. A JAX array is reduced on its device."""
+        self._add_summary(key, values, None)
+
+    def masked(self, key: str, values: Any, mask: Any) -> None:
+        """Like ``summary`` over the elements where ``mask`` is true (token-level metrics with padding)."""
+        self._add_summary(key, values, mask)
+
+    def _add_summary(self, key: str, values: Any, mask: Any | None) -> None:
+        full = self._key(key)
+        if jax_utils.is_jax_array(values) or jax_utils.is_jax_array(mask):
+            part = jax_utils.device_summary(values, mask)  # stays on the device: no sync here
+        else:
+            part = _host_summary(values, mask)
+        self._summaries.setdefault(full, []).append(part)
+
+    @contextlib.contextmanager
+    def record_timing(self, key: str) -> Iterator[None]:
+        """Time the block into ``time/<scope>/<key>_s`` (summed when repeated in a step)."""
+        full = "time/" + self._key(key) + "_s"
+        t0 = self._clock()
+        try:
+            yield
+        finally:
+            self._timings[full] = self._timings.get(full, 0.0) + (self._clock() - t0)
+
+    # -- export -------------------------------------------------------------------------------------------
+    def export(self, *, reset: bool = True) -> dict[str, float]:
+        """Everything recorded since the last reset, as flat ``{key: number}`` with ``__count`` weights."""
+        summaries = self._host_summaries()
+        scalars = {k: (v[0], v[1]) for k, v in self._scalars.items()}
+        timings = dict(self._timings)
+        if self.reduce == "global" and self.process_count > 1:
+            scalars, summaries, timings = self._reduce_across_processes(scalars, summaries, timings)
+        if reset:
+            self.reset()
+        return _render(scalars, summaries, timings)
+
+    def reset(self) -> None:
+        """Forget everything recorded (``export`` does this by default)."""
+        self._scalars.clear()
+        self._summaries.clear()
+        self._timings.clear()
+
+    def commit(
+        self,
+        step: int,
+        writer: Any | None = None,
+        *,
+        table: bool = False,
+        console: Any | None = None,
+    ) -> dict[str, float]:
+        """Export (and reset) and log the step's scalars with ``writer.log_scalars``; optionally print a
+        compact table. A step lower than the last commit raises ``StepOrderError`` before anything is reset.
+
+        With global reduction on several processes every process must call ``commit`` (the reduction is
+        collective); only process 0 writes.
+        """
+        step = int(step)
+        if self.last_step is not None and step < self.last_step:
+            raise StepOrderError(
+                f"commit for step {step} after step {self.last_step}: steps must not go backwards "
+                "(a resumed run needs a new StatsTracker, or commit the step it resumed from)"
+            )
+        stats = self.export(reset=True)
+        self.last_step = step
+        writes = self.reduce == "local" or self.process_count == 1 or self.process_index == 0
+        if writer is not None and writes:
+            writer.log_scalars(step, stats)
+        if table and writes:
+            print_table(step, stats, console=console)
+        return stats
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _host_summaries(self) -> dict[str, Any]:
+        device = {k: [p for p in parts if jax_utils.is_jax_array(p)] for k, parts in self._summaries.items()}
+        fetched = jax_utils.device_get(device) if any(device.values()) else {}
+        np = _np() if self._summaries else None
+        out: dict[str, Any] = {}
+        for k, parts in self._summaries.items():
+            host = [p for p in parts if not jax_utils.is_jax_array(p)] + list(fetched.get(k, []))
+            acc = np.asarray(host[0], dtype=np.float64)
+            for p in host[1:]:
+                acc = _combine(acc, np.asarray(p, dtype=np.float64))
+            out[k] = acc
+        return out
+
+    def _reduce_across_processes(
+        self, scalars: dict[str, tuple[float, float]], summaries: dict[str, Any], timings: dict[str, float]
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, Any], dict[str, float]]:
+        """One all-gather of ``[sums..., minima..., maxima..., key-layout hash]`` and a host reduction.
+
+        Summaries travel as sum and sum of squares (float64), the form that adds across processes. Every
+        process must record the same keys (the SPMD rule); the hash turns a violation into an error
+        instead of numbers silently mixed up.
+        """
+        np = _np()
+        s_keys, m_keys, t_keys = sorted(scalars), sorted(summaries), sorted(timings)
+        sums: list[float] = []
+        for k in s_keys:
+            sums += list(scalars[k])
+        for k in m_keys:
+            a = summaries[k]
+            mean = a[_SUM] / a[_N] if a[_N] else 0.0
+            sums += [a[_N], a[_SUM], a[_M2] + a[_N] * mean * mean, a[_BAD]]
+        mins = [summaries[k][_MIN] for k in m_keys]
+        maxs = [summaries[k][_MAX] for k in m_keys] + [timings[k] for k in t_keys]
+        layout = "\0".join(["s", *s_keys, "m", *m_keys, "t", *t_keys])
+        local = np.array([*sums, *mins, *maxs, float(zlib.crc32(layout.encode()))], dtype=np.float64)
+        gathered = np.asarray((self._gather or jax_utils.allgather)(local), dtype=np.float64)
+        if gathered.ndim != 2 or gathered.shape[1] != local.size or len(set(gathered[:, -1].tolist())) != 1:
+            raise UsageError(
+                "processes recorded different metric keys this step; every process must record the same keys "
+                "(or use StatsTracker(reduce='local'))"
+            )
+        ns, nm = len(sums), len(mins)
+        total = gathered[:, :ns].sum(axis=0)
+        lo = gathered[:, ns : ns + nm].min(axis=0)
+        hi = gathered[:, ns + nm : -1].max(axis=0)
+        out_s = {k: (float(total[2 * i]), float(total[2 * i + 1])) for i, k in enumerate(s_keys)}
+        base = 2 * len(s_keys)
+        out_m: dict[str, Any] = {}
+        for i, k in enumerate(m_keys):
+            n, s, sq, bad = total[base + 4 * i : base + 4 * i + 4]
+            mean = s / n if n else 0.0
+            out_m[k] = np.array([n, s, max(sq - n * mean * mean, 0.0), lo[i], hi[i], bad])
+        out_t = {k: float(hi[len(m_keys) + i]) for i, k in enumerate(t_keys)}
+        return out_s, out_m, out_t
+
+
+def _render(
+    scalars: Mapping[str, tuple[float, float]], summaries: Mapping[str, Any], timings: Mapping[str, float]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    nan = float("nan")
+    for k, (s, c) in scalars.items():
+        out[k] = s / c if c else nan
+        if c > 1:
+            out[f"{k}__count"] = c
+    for k, a in summaries.items():
+        n = float(a[_N])
+        out[f"{k}/mean"] = float(a[_SUM]) / n if n else nan
+        out[f"{k}/std"] = (float(a[_M2]) / n) ** 0.5 if n else nan
+        out[f"{k}/min"] = float(a[_MIN]) if n else nan
+        out[f"{k}/max"] = float(a[_MAX]) if n else nan
+        out[f"{k}/count"] = n
+        out[f"{k}/mean__count"] = n
+        if a[_BAD]:
+            out[f"{k}/nonfinite"] = float(a[_BAD])
+    out.update(timings)
+    return out
+
+
+def print_table(step: int, stats: Mapping[str, float], *, console: Any | None = None) -> None:
+    """A compact two-column rich table of one step's stats (``__count`` weights left out)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"step {step}", box=None, pad_edge=False, show_header=False)
+    t.add_column("key", style="cyan")
+    t.add_column("value", justify="right")
+    for k in sorted(stats):
+        if not k.endswith("__count"):
+            t.add_row(k, f"{stats[k]:.6g}")
+    (console or Console()).print(t)

@@ -1,0 +1,470 @@
+"""``runlog render-trajectory`` and ``runlog.render``: every input shape, selectors, the four formats, and
+hostile model text that must stay inert.
+
+Terminal renders are compared with golden files at a fixed width; after an intended change regenerate them
+with ``RUNLOG_UPDATE_GOLDEN=1 pytest tests/test_render.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from io import StringIO
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from runlog import open_run
+from runlog.render import (
+    Criteria,
+    conversation_from_row,
+    conversations,
+    from_agent_trajectories,
+    from_openai_chat,
+    from_prompt_completion,
+    from_responses,
+    from_trajectory_text,
+    normalize,
+    prepared,
+    select_samples,
+    text_tool_calls,
+    to_json,
+)
+from runlog.render.html_page import CSP, render_html
+from runlog.render.markdown import fence, render_markdown
+from runlog.render.model import Conversation, Turn, split_think
+from runlog.render.terminal import render_all
+
+from conftest import (
+    REALDATA,
+    ROOT,
+    SAMPLE_RUNS,
+    flink_table,
+    make_flink_run,
+    make_native_run,
+    native_rows,
+    write_native_samples,
+)
+
+GOLDEN = ROOT / "tests" / "golden"
+HOSTILE = (
+    "clear\x1b[2Jscreen link\x1b]8;;http://x\x07click\x1b]8;;\x07 up\x1b[5A bell\x07 c1\x9b31m "
+    "[bold red]LOUD[/bold red] <script>alert(1)</script> <img src=x onerror=alert(1)> ```\nbreak out\n````"
+)
+RAW_ESCAPES = ("\x1b", "\x07", "\x9b")
+
+
+def terminal(convs: list[Conversation], width: int = 100, show_think: bool = True) -> str:
+    buf = StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False, highlight=False).print(
+        render_all(convs, show_think=show_think)
+    )
+    return buf.getvalue()
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"render_{name}.txt"
+    if os.environ.get("RUNLOG_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def one(run_path, **kw) -> Conversation:
+    convs, _ = conversations(open_run(run_path), Criteria(**kw))
+    assert len(convs) == 1
+    return convs[0]
+
+
+# -- input shapes --------------------------------------------------------------------------------------------
+def msg(role, content=None, name=None, reasoning=None, tool_calls=None, tool_call_id=None) -> dict:
+    return {
+        "role": role,
+        "name": name,
+        "content": content,
+        "reasoning": reasoning,
+        "tool_calls": tool_calls,
+        "tool_call_id": tool_call_id,
+    }
+
+
+DEBATE = [
+    msg("system", "You are in a three-agent debate: solver, verifier, judge."),
+    msg("user", "What is 17 * 23?"),
+    msg(
+        "assistant",
+        "<think>Multiply with the tool.</think>",
+        "solver",
+        tool_calls=[{"id": "call_1", "name": "python", "arguments": '{"code": "x = 17 * 23\\nprint(x)"}'}],
+    ),
+    msg("tool", "391", "python", tool_call_id="call_1"),
+    msg("assistant", "<think>The tool says 391.</think><answer>391</answer>", "solver"),
+    msg("assistant", "VERIFY: PASS", "verifier"),
+    msg("assistant", "Verdict: ACCEPT", "judge"),
+]
+
+
+def debate_run(tmp_path, exception: str | None = None, reward: float = 0.9):
+    """A native run written with the real Parquet writer: one debate sample at step 1."""
+    row = native_rows(1, 1)[0]
+    row.update(
+        sample_id="s1-debate",
+        messages=DEBATE,
+        reward=reward,
+        exception=exception,
+        roles=[
+            {"role": "solver", "reward": reward, "kl": 0.012},
+            {"role": "verifier", "reward": 1.0, "kl": 0.004},
+            {"role": "judge", "reward": 1.0, "kl": 0.003},
+        ],
+        reward_components=[{"name": "correctness", "value": 1.0}, {"name": "format", "value": 0.5}],
+    )
+    root = make_native_run(tmp_path / "run", steps=[0], n=4, roles=("solver", "verifier", "judge"))
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", [row])
+    return root
+
+
+def test_native_messages_golden(tmp_path):
+    """runlog's own messages: speakers, a tool call with its result, think blocks, rewards per role."""
+    conv = one(debate_run(tmp_path), sample_ids=("s1-debate",))
+    assert conv.source == "messages"
+    assert [t.speaker for t in conv.turns if t.role == "assistant"] == ["solver", "solver", "verifier", "judge"]
+    assert conv.stats.tool_calls == 1 and conv.turns[3].result.call_id == conv.turns[2].tool_calls[0].id
+    check_golden("debate", terminal([conv]))
+
+
+def flink_agents_run(tmp_path):
+    table = flink_table(7, n=2)
+    agents = [
+        {"agent_id": "agent_0", "turns": [{"role": "assistant", "content": "Verdict: REJECT", "tool_calls": None}]},
+        {
+            "agent_id": "agent_1",
+            "turns": [
+                {
+                    "role": "assistant",
+                    "content": "<think>use the tool</think>",
+                    "tool_calls": [{"id": "c7", "name": "python", "arguments": '{"code": "print(2**10)"}'}],
+                },
+                {"role": "tool", "content": "1024", "tool_calls": None},
+                {"role": "assistant", "content": "<answer>1000</answer>", "tool_calls": None},
+            ],
+        },
+    ]
+    traj = "<|user|>\nWhat is 2**10?\n<|assistant name=solver|>\n<answer>1000</answer>\n"
+    table = table.set_column(
+        table.schema.get_field_index("agent_trajectories"), "agent_trajectories", pa.array([json.dumps(agents)] * 2)
+    )
+    table = table.set_column(table.schema.get_field_index("trajectory"), "trajectory", pa.array([traj, None]))
+    table = table.set_column(
+        table.schema.get_field_index("role_assignments"),
+        "role_assignments",
+        pa.array(['{"agent_0": "judge", "agent_1": "solver"}'] * 2),
+    )
+    logs = tmp_path / "flink" / "flink_logs"
+    logs.mkdir(parents=True)
+    pq.write_table(table, logs / "batch_debug_data_train_7.parquet")
+    return tmp_path / "flink"
+
+
+def test_flink_trajectory_and_agent_trajectories(tmp_path):
+    """Flink rows: the structured transcript first; the per-agent JSON when there is none or on request."""
+    run = open_run(flink_agents_run(tmp_path))
+    rows = run.samples.collect().to_dicts()
+    conv = conversation_from_row(rows[0])
+    assert conv.source == "trajectory" and [t.role for t in conv.turns] == ["user", "assistant"]
+    assert conv.turns[1].speaker == "solver"
+    agents = conversation_from_row(rows[1])  # no trajectory: the agents' JSON
+    assert agents.source == "agent_trajectories"
+    assert [t.speaker for t in agents.turns] == ["judge (agent_0)", "solver (agent_1)", "python", "solver (agent_1)"]
+    assert agents.turns[2].result.call_id == "c7"
+    assert conversation_from_row(rows[0], "agent_trajectories").source == "agent_trajectories"
+    check_golden("flink_agents", terminal([agents]))
+
+
+def test_sample_runs_render():
+    """Every bundled sample run renders with its default selection."""
+    for name in ("debate_grpo", "flink_mixed"):
+        convs, sel = conversations(open_run(SAMPLE_RUNS / name), Criteria())
+        assert sel.defaulted and 1 <= len(convs) <= 2 and all(c.turns for c in convs)
+        assert "sample " in terminal(convs)
+
+
+def test_openai_chat_with_json_string_tool_calls():
+    """verifiers writes each tool call as a JSON string and tool results without ids: both are paired."""
+    turns = from_openai_chat(
+        [
+            {"role": "user", "content": "2+2?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [json.dumps({"id": "c1", "function": {"name": "python", "arguments": '{"code":"2+2"}'}})],
+            },
+            {"role": "tool", "content": "4"},
+            {"role": "assistant", "content": "4"},
+        ]
+    )
+    assert turns[1].tool_calls[0].name == "python" and turns[1].tool_calls[0].arguments == '{"code":"2+2"}'
+    assert turns[2].result.call_id == "c1" and turns[2].result.name == "python" and turns[2].result.content == "4"
+
+
+def test_openai_chat_with_dict_tool_calls_and_error_result():
+    turns = from_openai_chat(
+        [
+            {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"x": 1}}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "Traceback (most recent call last):\nValueError: x"},
+        ]
+    )
+    assert json.loads(turns[0].tool_calls[0].arguments) == {"x": 1}
+    assert turns[1].result.is_error
+
+
+def test_responses_items_pair_calls_by_call_id():
+    turns = from_responses(
+        [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "call the tool"}]},
+            {"type": "function_call", "call_id": "k", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
+            {"type": "function_call_output", "call_id": "k", "output": '{"error": "no such city"}'},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sorry."}]},
+        ]
+    )
+    assert [t.role for t in turns] == ["user", "assistant", "tool", "assistant"]
+    assert turns[1].reasoning == "call the tool" and turns[1].tool_calls[0].name == "get_weather"
+    assert turns[2].result.name == "get_weather" and turns[2].result.is_error
+
+
+def test_text_tool_calls():
+    rest, calls = text_tool_calls('Let me look.\n<tool_call>{"name": "search", "arguments": {"q": "x"}}</tool_call>')
+    assert rest == "Let me look." and calls[0].name == "search" and json.loads(calls[0].arguments) == {"q": "x"}
+    kept, none = text_tool_calls("<tool_call>{not json}</tool_call>")
+    assert none == [] and kept == "<tool_call>{not json}</tool_call>"
+    turns = from_openai_chat(
+        [{"role": "assistant", "content": '<tool_call>{"name": "f", "arguments": {}}</tool_call>'}]
+    )
+    assert turns[0].tool_calls[0].name == "f"
+
+
+def test_prompt_completion_and_chatml():
+    turns = from_prompt_completion("What is 2+2?", "<think>easy</think>4")
+    assert [(t.role, t.content) for t in turns] == [("user", "What is 2+2?"), ("assistant", "<think>easy</think>4")]
+    chatml, known = from_trajectory_text("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>")
+    assert known and [(t.role, t.content) for t in chatml] == [("user", "hi"), ("assistant", "hello")]
+    free, known = from_trajectory_text("just some text")
+    assert not known and free[0].role == "transcript"
+
+
+def test_unknown_json_shape_is_a_tree_not_an_error():
+    turns, known = from_agent_trajectories('{"episode": {"moves": [1, 2, {"x": "\\u001b[2J"}]}}')
+    assert not known and turns[0].data == {"episode": {"moves": [1, 2, {"x": "\x1b[2J"}]}}
+    out = terminal([Conversation(turns, "agent_trajectories")])
+    assert "episode" in out and "moves [3]" in out and "\\x1b[2J" in out and "\x1b" not in out
+    bad, known = from_agent_trajectories("{not json")
+    assert not known and bad[0].content == "{not json"
+    assert normalize(42)[0].data == 42
+
+
+def test_realdata_shapes_render():
+    if not REALDATA.exists():
+        pytest.skip(f"{REALDATA} is absent (shared real rollouts)")
+    run = open_run(REALDATA)
+    for split in ("train", "eval"):
+        convs, _ = conversations(run, Criteria(split=split, steps="all", best=5))
+        assert convs and all(c.stats.tool_calls >= 1 for c in convs)
+        text = terminal(convs)
+        assert "→ python" in text or "→ get_weather" in text
+
+
+# -- display options ---------------------------------------------------------------------------------------
+def test_think_split_truncation_and_no_think():
+    assert split_think("a<think>b</think>c") == [("a", False), ("<think>b</think>", True), ("c", False)]
+    assert split_think("plan</think>answer") == [("plan</think>", True), ("answer", False)]
+    assert split_think("x<think>unclosed") == [("x", False), ("<think>unclosed", True)]
+    conv = Conversation([Turn("assistant", content="<think>" + "z" * 50 + "</think>" + "y" * 30)], "messages")
+    hidden = prepared(conv, no_think=True, max_chars=10)
+    assert hidden.turns[0].content == "y" * 10 + "… [truncated 20 chars]"
+    assert "[truncated" in terminal([prepared(conv, max_chars=10)])
+
+
+# -- hostile text -----------------------------------------------------------------------------------------
+def hostile_conversation() -> Conversation:
+    return Conversation(
+        [
+            Turn("user", content=HOSTILE),
+            Turn("assistant", speaker="[red]x\x1b[2J", content="<think>" + HOSTILE + "</think>" + HOSTILE),
+            *from_openai_chat(
+                [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c\x1b", "function": {"name": "[b]t", "arguments": HOSTILE}}],
+                    },
+                    {"role": "tool", "tool_call_id": "c\x1b", "content": HOSTILE},
+                ]
+            ),
+        ],
+        "messages",
+        sample_id="<script>alert(1)</script>\x1b[2J",
+        exception=HOSTILE,
+    )
+
+
+def test_hostile_text_is_inert_in_the_terminal():
+    out = terminal([hostile_conversation()])
+    assert not any(c in out for c in RAW_ESCAPES)
+    assert "\\x1b[2J" in out and "\\x9b" in out and "\\x07" in out
+    assert "[bold red]LOUD[/bold red]" in out  # shown, not interpreted
+    check_golden("hostile", out)
+    # With colours on, the only escape sequences are rich's own SGR styles.
+    buf = StringIO()
+    Console(file=buf, width=100, force_terminal=True, color_system="truecolor").print(
+        render_all([hostile_conversation()])
+    )
+    assert set(re.findall(r"\x1b(.)", buf.getvalue())) <= {"["}
+    assert not re.search(r"\x1b\[[0-9;]*[A-HJKSTfsu]", buf.getvalue())  # no cursor movement, no clearing
+
+
+def test_hostile_text_is_escaped_in_html():
+    page = render_html([hostile_conversation()])
+    assert (
+        "<script" not in page and "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+    )
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert not any(c in page for c in RAW_ESCAPES)
+    assert f'content="{CSP}"' in page and "default-src 'none'" in CSP
+    assert not re.search(r"(src|href)=\"?(https?:)?//", page)  # no network assets
+
+
+def strip_fences(md: str) -> str:
+    """The Markdown outside fenced code blocks (CommonMark: closed by a fence at least as long)."""
+    out, fence_len = [], 0
+    for line in md.split("\n"):
+        m = re.match(r"^(`{3,})", line)
+        if fence_len:
+            if m and len(m.group(1)) >= fence_len and not line[len(m.group(1)) :].strip():
+                fence_len = 0
+            continue
+        if m:
+            fence_len = len(m.group(1))
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_hostile_text_is_inert_in_markdown():
+    md = render_markdown([hostile_conversation()])
+    assert not any(c in md for c in RAW_ESCAPES)
+    outside = strip_fences(md)
+    for raw in ("<script", "<img", "[bold red]", "break out"):
+        assert raw not in outside
+    assert fence("a\n````\nb").startswith("`````")
+
+
+def test_json_output_is_the_documented_model(tmp_path):
+    conv = one(debate_run(tmp_path, reward=float("nan")), sample_ids=("s1-debate",))
+    data = json.loads(to_json([conv]))
+    assert data[0]["schema"] == "runlog.conversation/1" and data[0]["reward"]["total"] is None
+    assert set(data[0]) >= {"sample_id", "step", "split", "source", "turns", "reward", "stats", "exception"}
+    assert set(data[0]["turns"][2]) == {"role", "speaker", "content", "reasoning", "tool_calls", "result", "data"}
+
+
+# -- selection ---------------------------------------------------------------------------------------------
+def test_default_is_best_and_worst_of_last_train_step():
+    sel = select_samples(open_run(SAMPLE_RUNS / "debate_grpo"), Criteria())
+    assert sel.defaulted and sel.scope == "split train, step 31"
+    rewards = [r["reward"] for r in sel.rows]
+    df = open_run(SAMPLE_RUNS / "debate_grpo").samples.filter((pl.col("step") == 31) & (pl.col("split") == "train"))
+    valid = df.select("reward").collect()["reward"].drop_nans().drop_nulls()
+    assert rewards == [valid.max(), valid.min()]
+
+
+def test_selectors(tmp_path):
+    run = open_run(make_native_run(tmp_path / "r", steps=range(3), n=8))
+    ids = lambda c: [r["sample_id"] for r in select_samples(run, c).rows]  # noqa: E731
+    assert ids(Criteria(steps="1", best=2)) == ["s1-7", "s1-6"]
+    assert ids(Criteria(steps="1", worst=1, role="verifier")) == ["s1-0"]
+    assert ids(Criteria(steps="0", index=-1)) == ["s0-7"]
+    assert ids(Criteria(where="reward >= 0.75 and role:solver < 7")) == ["s0-6", "s1-6", "s2-6"]
+    assert ids(Criteria(steps="2", random=3, seed=7)) == ids(Criteria(steps="2", random=3, seed=7))
+    assert len(ids(Criteria(steps="all", random=3, seed=1))) == 3
+    assert ids(Criteria(grep="ANSWER>4", limit=2)) == ["s0-0", "s0-1"]
+    assert ids(Criteria(sample_ids=("s2-3",))) == ["s2-3"]
+    assert ids(Criteria(where="reward < -1")) == []
+
+
+def test_exceptions_selector_uses_footers_to_skip_files(tmp_path):
+    root = make_native_run(tmp_path / "r", steps=range(2), n=4)
+    rows = native_rows(5, 4)
+    rows[2]["exception"] = "Traceback (most recent call last):\nTimeoutError: tool"
+    rows[2]["reward"] = None
+    write_native_samples(root / "samples" / "train" / "step_00000005.p0.parquet", rows)
+    run = open_run(root)
+    sel = select_samples(run, Criteria(exceptions=True))
+    assert [r["sample_id"] for r in sel.rows] == ["s5-2"]
+    assert {f.path for f in run.files if f.null_counts.get("exception") == f.rows} >= {
+        "samples/train/step_00000000.p0.parquet"
+    }
+
+
+def test_where_never_reads_text(tmp_path, monkeypatch):
+    """Ranking and --where select numbers only: the key query's plan projects no text column."""
+    run = open_run(make_flink_run(tmp_path / "f", steps=range(3)))
+    seen: list[set[str]] = []
+    original = pl.LazyFrame.collect
+
+    def spy(self, *a, **k):
+        seen.append(set(self.collect_schema().names()))
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    select_samples(run, Criteria(where="reward > 1 and role:judge > 0", best=1, steps="all"))
+    assert seen[0] == {"source", "step", "split", "sample_id", "__score"}
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------
+def test_cli_default_renders_with_hint(cli):
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo")
+    assert r.exit_code == 0, r.output
+    assert "sample s31-" in r.stdout and "hint: showing the best and worst samples" in r.stderr
+    assert "\x1b" not in r.stdout  # not a terminal: no colour
+
+
+def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    r = cli("render-trajectory", SAMPLE_RUNS / "flink_mixed", "--exceptions", "--step", "16")
+    assert r.exit_code == 0 and "exception" in r.stdout and "\x1b" not in r.stdout
+    page = tmp_path / "p.html"
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--best", "2", "-f", "html", "-o", page)
+    assert r.exit_code == 0 and page.read_text().count('<section class="sample">') == 2
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--exceptions", "--random", "1", "-f", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["exception"].startswith("Traceback")
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--worst", "1", "-f", "markdown", "--no-think")
+    assert r.exit_code == 0 and r.stdout.startswith("## sample ") and "<think>" not in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--step", "999"], "--step 999: no such step in split train (steps 0..31)"),
+        (["--step", "x"], "--step 'x': expected N, A:B, last or all"),
+        (["--sample-id", "nope"], "unknown sample id 'nope'"),
+        (["--where", "reward <"], "--where 'reward <': expected COLUMN OP NUMBER"),
+        (["--where", "prompt > 1"], "'prompt' is text"),
+        (["--where", "role:nobody > 1"], "unknown role 'nobody'"),
+        (["--role", "nobody"], "--role 'nobody'"),
+        (["--split", "test"], "--split 'test'"),
+        (["--source", "bogus"], "unknown conversation source"),
+    ],
+)
+def test_cli_usage_errors_are_one_line(cli, args, message):
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", *args)
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: ") and message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_cli_nothing_matched_exits_1(cli):
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--where", "reward > 5")
+    assert r.exit_code == 1 and r.stderr.startswith("Error: no sample matches the selectors")
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--grep", "no such text anywhere")
+    assert r.exit_code == 1
