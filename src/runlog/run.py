@@ -41,6 +41,7 @@ class Run:
     files: list[FileInfo]
     ctx: RunContext
     unmatched: list[str] = field(default_factory=list)
+    skipped: int = 0  # files left unopened by ``open_run(keep=...)``
 
     @property
     def problems(self) -> list[Problem]:
@@ -246,24 +247,67 @@ def _walk(root: Path) -> list[tuple[Path, str, int, str]]:
     return out
 
 
-def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
-    """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
+@dataclass(frozen=True)
+class NameEntry:
+    """What a file's path alone says: its layout and, for one-step sample files, split and step."""
 
-    ``layout`` forces one layout for every data file instead of detecting it.
-    """
+    path: str
+    layout: str
+    split: str | None
+    step: int | None
+    keyed: bool  # the name gave (split, step): a ``keep`` predicate can decide about it unopened
+
+
+def _candidates(path: str | os.PathLike[str]) -> tuple[Path, list[tuple[Path, str, int, str]]]:
     p = Path(path).expanduser()
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
     if p.is_file():
-        root, paths = p.parent, [(p, p.name, file_size(p), str(p))]
-    elif p.is_dir():
-        root, paths = p, _walk(p)
-    else:
-        raise RunNotFoundError(f"{path}: not a regular file or directory")
+        return p.parent, [(p, p.name, file_size(p), str(p))]
+    if p.is_dir():
+        return p, _walk(p)
+    raise RunNotFoundError(f"{path}: not a regular file or directory")
+
+
+def list_names(path: str | os.PathLike[str], *, layout: str | None = None) -> list[NameEntry]:
+    """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
+    (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
+    it to decide which files ``open_run(keep=...)`` needs at all."""
+    root, paths = _candidates(path)
+    forced = get_layout(layout) if layout else None
+    registry = layouts()
+    out = []
+    for abspath, rel, size, path_str in paths:
+        cand = Candidate(root, abspath, size, rel, path_str)
+        if cand.name in IGNORED_NAMES or cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
+            continue
+        chosen = _choose(cand, forced, registry)
+        if chosen is None:
+            continue
+        keys = chosen.name_keys(cand)
+        split, step = keys if keys is not None else (None, None)
+        out.append(NameEntry(rel, chosen.name, split, step, keys is not None))
+    return out
+
+
+def open_run(
+    path: str | os.PathLike[str],
+    *,
+    layout: str | None = None,
+    keep: Callable[[str | None, int | None], bool] | None = None,
+) -> Run:
+    """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
+
+    ``layout`` forces one layout for every data file instead of detecting it. ``keep(split, step)``, when
+    given, is asked about every one-step sample file whose name tells its split and step; files it refuses
+    are not opened at all (``Run.skipped`` counts them). Files whose names tell nothing are always read.
+    """
+    root, paths = _candidates(path)
     forced = get_layout(layout) if layout else None
     ctx = RunContext(root=root)
     files: list[FileInfo] = []
     unmatched: list[str] = []
+    skipped = 0
     registry = layouts()
     for abspath, rel, size, path_str in paths:
         cand = Candidate(root, abspath, size, rel, path_str)
@@ -278,6 +322,11 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             unmatched.append(cand.rel)
             ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
+        if keep is not None:
+            keys = chosen.name_keys(cand)
+            if keys is not None and not keep(*keys):
+                skipped += 1
+                continue
         try:
             info = chosen.probe(cand, ctx)
         except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
@@ -289,7 +338,7 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             # The footer object is only needed while probing; thousands of them would pin memory.
             info.payload.pop("metadata", None)
         files.append(info)
-    if not files:
+    if not files and not skipped:
         if unmatched:
             raise UsageError(
                 f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
@@ -297,7 +346,7 @@ def open_run(path: str | os.PathLike[str], *, layout: str | None = None) -> Run:
             )
         if not ctx.problems:
             raise UsageError(f"{path}: no files found")
-    return Run(root=root, files=files, ctx=ctx, unmatched=unmatched)
+    return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped)
 
 
 def _choose(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -146,8 +146,10 @@ def _group_key_expr(run: Run) -> pl.Expr | None:
     return pl.col("group_id") if any_ids else None
 
 
-def _numeric_view(run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None) -> pl.LazyFrame:
-    return _apply_filters(run.numeric(_carry(run, by, filters, group_key)), filters, roles_too=True)
+def _numeric_view(
+    run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+) -> pl.LazyFrame:
+    return _apply_filters(run.numeric(_carry(run, by, filters, group_key), components), filters, roles_too=True)
 
 
 def _apply_filters(lf: pl.LazyFrame, filters: Filters, *, roles_too: bool) -> pl.LazyFrame:
@@ -252,8 +254,11 @@ def summarize(
             keys.append("step")
     components = run.component_names()
     group_key = _group_key_expr(run)
-    wide = _summarize_wide(run, keys, filters, group_key, components)
-    out = wide if wide is not None else _summarize_long(run, keys, filters, group_key, components)
+    parts = []
+    for part in _step_batches(run, keys, filters):
+        wide = _summarize_wide(part, keys, filters, group_key, components)
+        parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components))
+    out = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", "exception_rate"]
     ordered += [f"component/{n}_mean" for n in components]
     out = out.select(ordered)
@@ -272,13 +277,62 @@ def summarize(
     return out
 
 
+# A batch of whole steps holds at most about this many rows (when the keys include ``step``).
+BATCH_ROWS = 1_000_000
+
+
+def _step_batches(run: Run, keys: list[str], filters: Filters) -> list[Run]:
+    """The run itself, or, when every group lies inside one step (``step`` is a key) and every sample file
+    holds one known step, sub-runs of whole steps of at most ``BATCH_ROWS`` rows, summarised one after the
+    other. Statistics such as the median keep every value of a group in memory; batching by step keeps that
+    bounded by the batch, not the run, and is exact because no group spans two batches. Files outside the
+    ``--steps`` / ``--split`` filters are left out here, unopened."""
+    samples = [f for f in run.files if f.kind == "samples" and f.readable]
+    if "step" not in keys or not samples or any(f.step is None or f.steps for f in samples):
+        return [run]
+    first, last = filters.steps.first, filters.steps.last
+    chosen = [
+        f
+        for f in samples
+        if (first is None or f.step >= first)
+        and (last is None or f.step <= last)
+        and (not filters.splits or f.split is None or f.split in filters.splits)
+    ]
+    if not chosen:
+        return [run]
+    if sum(f.rows or 0 for f in chosen) <= BATCH_ROWS:
+        return [run] if len(chosen) == len(samples) else [_sub_run(run, chosen)]
+    by_step: dict[int, list] = {}
+    for f in chosen:
+        by_step.setdefault(f.step, []).append(f)
+    batches: list[Run] = []
+    current: list = []
+    rows = 0
+    for step in sorted(by_step):
+        files = by_step[step]
+        n = sum(f.rows or 0 for f in files)
+        if current and rows + n > BATCH_ROWS:
+            batches.append(_sub_run(run, current))
+            current, rows = [], 0
+        current += files
+        rows += n
+    if current:
+        batches.append(_sub_run(run, current))
+    return batches
+
+
+def _sub_run(run: Run, files: list) -> Run:
+    others = [f for f in run.files if f.kind != "samples"]
+    return Run(root=run.root, files=others + files, ctx=run.ctx)
+
+
 def _summarize_long(
     run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
 ) -> pl.DataFrame:
     """One row per (sample, role), grouped by the keys: works for every layout."""
 
     def build() -> list[pl.LazyFrame]:
-        lf = _numeric_view(run, keys, filters, group_key).with_columns(_clean_columns(components))
+        lf = _numeric_view(run, keys, filters, group_key, components).with_columns(_clean_columns(components))
         main = lf.group_by(keys).agg(_stat_exprs(components)) if keys else lf.select(_stat_exprs(components))
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
         return [main] if group_key is None else [main, _zero_adv(lf, keys)]

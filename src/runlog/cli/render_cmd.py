@@ -74,7 +74,8 @@ def render_command(
       runlog render-trajectory sample_runs/debate_grpo --where 'reward < 0.2' --grep python --format json
     """
     from ..render import Criteria, conversations
-    from ..run import open_run
+    from ..render.select import plan_keep
+    from ..run import list_names, open_run
 
     with handle_errors():
         if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
@@ -94,7 +95,9 @@ def render_command(
             exceptions=exceptions,
             limit=limit,
         )
-        run = open_run(path, layout=layout)
+        # File names settle which split/step files can hold the selection: the others are never opened.
+        keep = plan_keep(list_names(path, layout=layout), criteria)
+        run = open_run(path, layout=layout, keep=keep)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
             unreadable = len(run.errors)

@@ -170,6 +170,11 @@ class Layout:
         """Role names known without reading data (footers, manifest)."""
         return []
 
+    def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
+        """(split, step) of a one-step sample file, known from its path alone (either may be None), or None
+        when the name does not tell. Lets ``open_run(keep=...)`` skip files without opening them."""
+        return None
+
     # -- the numeric view (summaries): role rows with only the numbers they need ----------------------------
     def component_names(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
         """Names of the reward components, in first-seen order. Default: read ``reward_components`` only."""

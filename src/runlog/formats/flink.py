@@ -70,6 +70,10 @@ class FlinkLayout(Layout):
     def detect(self, cand: Candidate) -> bool:
         return cand.name.startswith("batch_debug_data_") and bool(NAME_RE.search(cand.name))
 
+    def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
+        m = NAME_RE.search(cand.name)
+        return (m["split"], int(m["step"])) if m else None
+
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         csv = cand.suffix == ".csv"
         info = self._probe_csv(cand, ctx) if csv else probe_parquet(cand, ctx, layout=self.name)

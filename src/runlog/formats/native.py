@@ -58,6 +58,10 @@ class NativeLayout(Layout):
             return cand.name.startswith("step_") and bool(SAMPLE_RE.search(cand.rel))
         return cand.name.startswith("scalars.") and bool(SCALARS_RE.search(cand.rel))
 
+    def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
+        m = SAMPLE_RE.search(cand.rel) if cand.suffix == ".parquet" else None
+        return (m["split"], int(m["step"])) if m else None
+
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         if cand.name == MANIFEST or cand.suffix == ".json":
             return self._probe_manifest(cand, ctx)

@@ -70,6 +70,10 @@ class Trl(Layout):
         parent = cand.abspath.parent
         return parent.name == "completions" or parent.parent.name == "completions"
 
+    def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
+        m = _FILE.fullmatch(cand.name)
+        return (None, int(m.group(1))) if m else None
+
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = probe_parquet(cand, ctx, layout=self.name)
         m = _FILE.fullmatch(cand.name)

@@ -43,6 +43,10 @@ class Verl(JsonlSamples):
             return False
         return bool(_STEP_FILE.fullmatch(cand.name)) or "step" in obj
 
+    def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
+        m = _STEP_FILE.fullmatch(cand.name)
+        return (split_of(cand.rel), int(m.group(1))) if m else None
+
     def file_meta(self, info: FileInfo) -> None:
         info.split = split_of(info.path)
         m = _STEP_FILE.fullmatch(info.abspath.name)

@@ -13,6 +13,7 @@ Three stages, so that a run of thousands of files is not scanned to show one sam
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,53 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
     return Selection(_rows(run, chosen), scope, keys.height, defaulted, notes)
+
+
+def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None], bool] | None:
+    """Which files ``open_run`` must open at all, decided from file names (``run.list_names``) the way
+    ``select_samples`` will decide from the opened files: the chosen split and step range. None (open
+    everything) whenever the names cannot settle it, so that ``select_samples`` gives its precise errors."""
+    if any(not n.keyed and n.layout not in _NAMELESS_OK for n in names):
+        return None  # a sample file whose name tells nothing might hold the last step
+    splits = sorted({n.split for n in names if n.split is not None})
+    if c.split is not None:
+        split = c.split if c.split in splits else None
+        if split is None:
+            return None
+    elif c.sample_ids or not splits:
+        split = None
+    elif "train" in splits or len(splits) == 1:
+        split = "train" if "train" in splits else splits[0]
+    else:
+        return None
+    text = c.steps if c.steps is not None else ("all" if c.searches else "last")
+    steps = sorted({n.step for n in names if n.step is not None and (split is None or n.split in (None, split))})
+    lo = hi = None
+    if text != "all":
+        if not steps:
+            return None
+        if text == "last":
+            lo = hi = steps[-1]
+        else:
+            a, sep, b = text.partition(":")
+            try:
+                lo = int(a) if a.strip() else steps[0]
+                hi = (int(b) if b.strip() else steps[-1]) if sep else lo
+            except ValueError:
+                return None
+            if not any(lo <= s <= hi for s in steps):
+                return None
+
+    def keep(file_split: str | None, file_step: int | None) -> bool:
+        if split is not None and file_split is not None and file_split != split:
+            return False
+        return lo is None or file_step is None or lo <= file_step <= hi
+
+    return keep
+
+
+# Layouts whose non-sample files (manifests, scalars) carry no split/step in their names.
+_NAMELESS_OK = frozenset({"runlog", "jaxarc", "areal"})
 
 
 def _split(files: list[Any], c: Criteria) -> str | None:
