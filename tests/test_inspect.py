@@ -194,3 +194,16 @@ def test_numeric_questions_read_no_text_column(tmp_path):
     assert "PROJECT 1/8 COLUMNS" in plan and "PROJECT 7/16 COLUMNS" in plan, plan
     for text_col in ("trajectory", "agent_trajectories", "reward_text_info", "exception_info", "env_name"):
         assert text_col not in plan, plan
+
+
+def test_list_names_and_keep_open_only_the_files_asked_for(tmp_path):
+    from runlog.run import list_names
+
+    root = make_flink_run(tmp_path / "r", steps=range(5))
+    make_flink_run(root, steps=[0, 4], split="eval")
+    names = {(n.split, n.step) for n in list_names(root)}
+    assert ("eval", 4) in names and ("train", 2) in names and all(n.keyed for n in list_names(root))
+    run = open_run(root, keep=lambda split, step: split == "train" and step == 4)
+    assert [f.path for f in run.files] == ["flink_logs/batch_debug_data_train_4.parquet"]
+    assert run.skipped == 6
+    assert run.samples.collect()["step"].unique().to_list() == [4]

@@ -396,3 +396,21 @@ def test_corrupt_data_page_behind_an_intact_footer_is_reported_and_skipped(cli, 
     r = cli("summarize", root, "--format", "json")
     assert r.exit_code == 1 and "error: flink_logs/batch_debug_data_train_1.parquet: corrupt data" in r.stderr
     assert len(json.loads(r.stdout)) == 3
+
+
+@pytest.mark.parametrize("run_name", ["flink_mixed", "debate_grpo"])
+def test_step_batches_give_the_same_numbers(monkeypatch, run_name):
+    run = open_run(SAMPLE_RUNS / run_name)
+    whole = S.summarize(run, ["role", "step", "split"], window=3)
+    monkeypatch.setattr(S, "BATCH_ROWS", 40)  # a few steps per batch
+    assert len(S._step_batches(run, ["role", "step"], S.Filters())) > 3
+    batched = S.summarize(run, ["role", "step", "split"], window=3)
+    assert_frame_equal(whole, batched)
+    # Filters prune files before anything is read, and give the same rows as filtering afterwards.
+    f = S.Filters(steps=S.StepRange(3, 7), splits=["train"])
+    assert_frame_equal(
+        S.summarize(run, ["role", "step", "split"], filters=f),
+        whole.drop("reward_mean_ma", "kl_mean_ma").filter(
+            pl.col("step").is_between(3, 7) & (pl.col("split") == "train")
+        ),
+    )
