@@ -17,11 +17,21 @@ END = "<!-- END GENERATED -->"
 
 
 def command_names() -> list[str]:
+    """Every command path, sub-commands of a group included (``metrics diversity``)."""
     from typer.main import get_command
 
     from runlog.cli.app import app
 
-    return sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    names: list[str] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        for name in sorted(getattr(cmd, "commands", {}) or {}):
+            sub = cmd.commands[name]  # type: ignore[attr-defined]
+            names.append(" ".join([*prefix, name]))
+            walk(sub, [*prefix, name])
+
+    walk(get_command(app), [])
+    return names
 
 
 def help_text(args: list[str]) -> str:
@@ -38,7 +48,7 @@ def help_text(args: list[str]) -> str:
 def generated() -> str:
     parts = [BEGIN, "", "### `runlog`", "", "```text", help_text([]), "```", ""]
     for name in command_names():
-        parts += [f"### `runlog {name}`", "", "```text", help_text([name]), "```", ""]
+        parts += [f"### `runlog {name}`", "", "```text", help_text(name.split()), "```", ""]
     parts.append(END)
     return "\n".join(parts)
 

@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from .inspect_cmd import inspect_command
+from .metrics_cmd import metrics_app
 from .render_cmd import render_command
 from .summarize_cmd import summarize_command
 
@@ -40,6 +41,7 @@ def _root(
 
 app.command("inspect")(inspect_command)
 app.command("summarize")(summarize_command)
+app.add_typer(metrics_app, name="metrics")
 app.command("render-trajectory")(render_command)
 
 

@@ -1,0 +1,224 @@
+"""``diversity_frame(run, ...)`` and ``format_frame(run, ...)``: metrics over a run as polars DataFrames.
+
+Texts come from one column of ``Run.samples`` (``completion``, ``trajectory``) or from the ``messages`` of
+one speaker (``role:<name>``: messages whose ``name`` or ``role`` is that name, one text per message), or
+from every message (``messages``: role = its ``name``, else its ``role``). Only the text column and the
+key columns are read (lazy projection). Prompt groups are found as ``summarize`` finds them: ``group_id``,
+else identical prompt text within a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._lazy import pl
+from ..analysis.summarize import Filters, _apply_filters, _group_key_expr
+from ..errors import UsageError
+from ..run import Run
+from . import diversity as D
+from . import format as F
+
+KEYS = ("step", "role", "group", "split")
+TEXT_SOURCES = ("completion", "trajectory", "messages", "role:<name>")
+NO_GROUPS_NOTE = "this run has no prompt groups (no group_id, no prompt): metrics are over each row's texts"
+
+
+def _check_keys(by: Sequence[str]) -> list[str]:
+    keys: list[str] = []
+    for k in by:
+        if k not in KEYS:
+            raise UsageError(f"--by {k!r}: expected one of {', '.join(KEYS)}")
+        if k not in keys:
+            keys.append(k)
+    return keys
+
+
+def texts_frame(
+    run: Run, text: str = "completion", *, filters: Filters | None = None, with_group: bool = True
+) -> pl.DataFrame:
+    """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
+    message index for message texts, else null; ``group`` null when the run has no prompt groups)."""
+    filters = filters or Filters()
+    group_key = _group_key_expr(run) if with_group else None
+    group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
+    base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
+    lf = run.samples
+    if text in ("completion", "trajectory"):
+        lf = lf.select(
+            *base,
+            pl.lit(None, dtype=pl.String).alias("role"),
+            pl.lit(None, dtype=pl.Int64).alias("turn"),
+            pl.col(text).cast(pl.String).alias("text"),
+        )
+    elif text == "messages" or text.startswith("role:"):
+        wanted = text.split(":", 1)[1] if text.startswith("role:") else None
+        if wanted == "":
+            raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
+        lf = (
+            lf.select(*base, pl.col("messages"))
+            .with_columns(pl.int_ranges(0, pl.col("messages").list.len().fill_null(0)).alias("turn"))
+            .explode("messages", "turn")
+            .unnest("messages")
+        )
+        speaker = pl.coalesce(pl.col("name"), pl.col("role"))
+        if wanted is not None:
+            lf = lf.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
+            speaker = pl.lit(wanted)
+        lf = lf.filter(pl.col("content").is_not_null() | pl.col("tool_calls").is_not_null()).select(
+            *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
+            speaker.cast(pl.String).alias("role"),
+            pl.col("turn").cast(pl.Int64),
+            pl.col("content").cast(pl.String).alias("text"),
+            pl.col("tool_calls"),
+        )
+    else:
+        raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
+    lf = _apply_filters(lf, filters, roles_too=False)
+    return lf.collect()
+
+
+def diversity_frame(
+    run: Run,
+    by: Sequence[str] = ("step",),
+    *,
+    text: str = "completion",
+    over: str = "group",
+    filters: Filters | None = None,
+    compression: bool = False,
+    threads: int = 2,
+) -> pl.DataFrame:
+    """Diversity metrics per row of ``by`` keys.
+
+    ``over="group"`` (the mode-collapse view): metrics per prompt group, then the mean over the row's
+    groups (``groups`` counts them), so a collapse inside groups shows even when the step as a whole looks
+    varied. ``over="set"``: metrics over all texts of the row at once (Self-BLEU of a whole step).
+    """
+    keys = _check_keys(by)
+    if over not in ("group", "set"):
+        raise UsageError(f"--over {over!r}: expected group or set")
+    frame = texts_frame(run, text, filters=filters, with_group=over == "group" or "group" in keys)
+    frame = frame.filter(pl.col("text").is_not_null())
+    if over == "group" and frame["group"].null_count() == frame.height and frame.height:
+        over = "set"
+    set_keys = keys + (["split", "step", "group"] if over == "group" else [])
+    set_keys = list(dict.fromkeys(set_keys))
+    cols = D.BASIC_COLUMNS + D.NGRAM_COLUMNS + (D.COMPRESSION_COLUMNS if compression else [])
+    if frame.height == 0:
+        return pl.DataFrame(schema={**{k: frame.schema[k] for k in keys}, **_metric_schema(cols, over)})
+    if set_keys:
+        idx = frame.select(pl.struct(set_keys).rank("dense").cast(pl.Int64) - 1).to_series()
+        set_index = idx.to_numpy()
+        n_sets = int(set_index.max()) + 1
+    else:
+        set_index = np.zeros(frame.height, np.int64)
+        n_sets = 1
+    per_set = D.diversity_by_set(frame["text"], set_index, n_sets, compression=compression, threads=threads)
+    ids = frame.select(*set_keys).with_columns(pl.Series("s", set_index)).unique("s")
+    per_set = ids.join(per_set, on="s", how="left").drop("s")
+    if over == "set":
+        out = per_set.select(*keys, *cols)
+    else:
+        means = [pl.col(c).mean() for c in cols if c != "texts"]
+        agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
+        out = per_set.group_by(keys).agg(agg) if keys else per_set.select(agg)
+        out = out.select(*keys, "groups", *cols)
+    return out.sort(keys, nulls_last=True) if keys else out
+
+
+def _metric_schema(cols: list[str], over: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"groups": pl.UInt32} if over == "group" else {}
+    schema.update({c: (pl.Int64 if c == "texts" else pl.Float64) for c in cols})
+    return schema
+
+
+PER_SAMPLE_COLUMNS = ("step", "split", "sample_id", "role", "turn", "score", "passed", "failed_rule")
+
+
+def format_per_sample(
+    run: Run,
+    spec: str | F.Spec = "think-answer-strict",
+    *,
+    text: str = "completion",
+    filters: Filters | None = None,
+    known_tools: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
+    the think/answer token counts, and one boolean column per rule (``rule:<name>``)."""
+    spec = F.get_spec(spec) if isinstance(spec, str) else spec
+    if spec.needs_messages and text in ("completion", "trajectory"):
+        text = "messages"
+    frame = texts_frame(run, text, filters=filters, with_group=False)
+    if spec.roles is not None:
+        frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
+    if spec.needs_messages:
+        # Only the model speaks in tool calls: the prompt, system and tool-result messages are not checked.
+        frame = frame.filter(~pl.col("role").is_in(["user", "system", "tool"]).fill_null(False))
+    res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
+    t = pl.col("text").fill_null("")
+    lengths = frame.select(
+        F.section_tokens(t, "think").alias("think_tokens"), F.section_tokens(t, "answer").alias("answer_tokens")
+    )
+    base = frame.select("step", "split", "sample_id", "role", "turn")
+    return pl.concat([base, res, lengths], how="horizontal").select(
+        *PER_SAMPLE_COLUMNS, "think_tokens", "answer_tokens", pl.col("^rule:.*$")
+    )
+
+
+def _tool_calls(frame: pl.DataFrame, known: Sequence[str] | None) -> pl.DataFrame:
+    """tool-call-json per message; messages of other speakers than the assistant/a named agent count too
+    only when they carry tool calls or a ``<tool_call>`` in their text."""
+    calls = frame["tool_calls"].to_list() if "tool_calls" in frame.columns else [None] * frame.height
+    scores, failed = [], []
+    for c, content in zip(calls, frame["text"].to_list(), strict=True):
+        s, f = F.check_tool_calls(c, content, known)
+        scores.append(s)
+        failed.append(f)
+    return pl.DataFrame(
+        {
+            "score": pl.Series(scores, dtype=pl.Float64),
+            "passed": pl.Series([f is None for f in failed], dtype=pl.Boolean),
+            "failed_rule": pl.Series(failed, dtype=pl.String),
+        }
+    )
+
+
+def format_frame(
+    run: Run,
+    spec: str | F.Spec = "think-answer-strict",
+    by: Sequence[str] = ("step",),
+    *,
+    text: str = "completion",
+    filters: Filters | None = None,
+    known_tools: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Per row of ``by`` keys: ``texts, adherence`` (fraction passed), ``score_mean``, ``failed/<rule>``
+    (texts whose first failing rule it is), ``think_tokens_mean, answer_tokens_mean`` and
+    ``reasoning_answer_ratio`` (think tokens / answer tokens, summed over texts that have both blocks)."""
+    keys = _check_keys(by)
+    if "group" in keys:
+        raise UsageError("--by group is not available for format adherence; use step, role or split")
+    per = format_per_sample(run, spec, text=text, filters=filters, known_tools=known_tools)
+    both = pl.col("think_tokens").is_not_null() & pl.col("answer_tokens").is_not_null()
+    rules = [r for r in per["failed_rule"].unique().drop_nulls().sort().to_list()]
+    agg = [
+        pl.len().alias("texts"),
+        pl.col("passed").cast(pl.Float64).mean().alias("adherence"),
+        pl.col("score").mean().alias("score_mean"),
+        pl.col("think_tokens").mean().cast(pl.Float64).alias("think_tokens_mean"),
+        pl.col("answer_tokens").mean().cast(pl.Float64).alias("answer_tokens_mean"),
+        (pl.col("think_tokens").filter(both).sum() / pl.col("answer_tokens").filter(both).sum())
+        .cast(pl.Float64)
+        .alias("reasoning_answer_ratio"),
+        *[(pl.col("failed_rule") == r).sum().cast(pl.Int64).alias(f"failed/{r}") for r in rules],
+    ]
+    out = per.group_by(keys).agg(agg) if keys else per.select(agg)
+    out = out.with_columns(
+        pl.when(pl.col("reasoning_answer_ratio").is_infinite() | pl.col("reasoning_answer_ratio").is_nan())
+        .then(None)
+        .otherwise(pl.col("reasoning_answer_ratio"))
+        .alias("reasoning_answer_ratio")
+    )
+    return out.sort(keys, nulls_last=True) if keys else out

@@ -1,0 +1,221 @@
+"""Diversity of sets of texts: distinct-n (two definitions), n-gram entropy, Self-BLEU, self-repetition,
+compression ratios, unique fraction and lengths. Definitions and references: docs/metrics.md.
+
+Each metric equals its reference implementation (tests/test_metrics_diversity.py checks them to 1e-9):
+
+- ``distinct_n``: distinct n-grams of the set / all n-grams of the set (DialoGPT ``cal_entropy`` "div");
+- ``distinct_li2016_n``: distinct n-grams of the set / all tokens of the set (Li et al. 2016);
+- ``entropy_n``: entropy (natural log) of the pooled n-gram distribution (DialoGPT ``cal_entropy``);
+- ``self_bleu_n``: Texygen's Self-BLEU with nltk ``sentence_bleu`` (method1 smoothing), each text against
+  all the other texts of its set, averaged;
+- ``self_repetition``: ``diversity.self_repetition_score(n=4)`` (Shaib et al. 2024);
+- ``compression_ratio``: ``diversity.compression_ratio(texts, "xz")`` before its rounding to 3 decimals;
+  ``compression_ratio_gzip``: the same with ``gzip.compress(mtime=0)``, which is deterministic.
+
+The work for many sets is done at once (``diversity_by_set``): one tokenisation, one n-gram engine pass.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .._lazy import pl
+from ._ngrams import SetStats, ngram_stats
+from ._tokens import tokenize
+
+ORDERS = (1, 2, 3, 4)
+BLEU_ORDERS = (2, 3, 4)
+EPSILON = 0.1  # nltk SmoothingFunction().method1's default epsilon
+
+NGRAM_COLUMNS = (
+    [f"distinct_{n}" for n in ORDERS]
+    + [f"distinct_li2016_{n}" for n in ORDERS]
+    + [f"entropy_{n}" for n in ORDERS]
+    + [f"self_bleu_{n}" for n in BLEU_ORDERS]
+    + ["self_repetition"]
+)
+BASIC_COLUMNS = ["texts", "unique_frac", "len_mean", "len_median"]
+COMPRESSION_COLUMNS = ["compression_ratio", "compression_ratio_gzip"]
+
+
+def closest_ref_lengths(lengths: np.ndarray, set_of_text: np.ndarray) -> np.ndarray:
+    """nltk's ``closest_ref_length`` for every text against the *other* texts of its set: the length
+    nearest to its own, ties to the shorter; -1 for a text alone in its set."""
+    m = lengths.size
+    out = np.full(m, -1, dtype=np.int64)
+    if m == 0:
+        return out
+    order = np.lexsort((lengths, set_of_text))
+    ls, ss = lengths[order], set_of_text[order]
+    same_prev = np.zeros(m, bool)
+    same_prev[1:] = ss[1:] == ss[:-1]
+    same_next = np.zeros(m, bool)
+    same_next[:-1] = same_prev[1:]
+    prev_len = np.where(same_prev, np.roll(ls, 1), -1)
+    next_len = np.where(same_next, np.roll(ls, -1), -1)
+    equal = (same_prev & (prev_len == ls)) | (same_next & (next_len == ls))
+    d_prev = np.where(same_prev, ls - prev_len, np.iinfo(np.int64).max)
+    d_next = np.where(same_next, next_len - ls, np.iinfo(np.int64).max)
+    pick = np.where(d_prev <= d_next, prev_len, next_len)  # ties to the shorter reference
+    res = np.where(equal, ls, pick)
+    res = np.where(same_prev | same_next, res, -1)
+    out[order] = res
+    return out
+
+
+def self_bleu_per_text(stats: SetStats, n: int) -> np.ndarray:
+    """nltk ``sentence_bleu(others, text, weights=(1/n,)*n, smoothing_function=method1)`` per text; NaN
+    for a text alone in its set (nltk raises there: there is no reference)."""
+    lengths = stats.lengths
+    ref = closest_ref_lengths(lengths, stats.set_of_text)
+    hyp = lengths.astype(np.float64)
+    log_sum = np.zeros(lengths.size)
+    for i in range(1, n + 1):
+        num = stats.clipped[i].astype(np.float64)
+        den = np.maximum(1, lengths - i + 1).astype(np.float64)
+        p = np.where(num > 0, num, EPSILON) / den
+        log_sum = log_sum + (1.0 / n) * np.log(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bp = np.where(hyp > ref, 1.0, np.exp(1.0 - ref / hyp))
+    bp = np.where(hyp == 0, 0.0, bp)
+    bleu = np.where(stats.clipped[1] == 0, 0.0, bp * np.exp(log_sum))
+    return np.where(ref < 0, np.nan, bleu)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _set_mean(values: np.ndarray, sets: np.ndarray, n_sets: int) -> np.ndarray:
+    ok = ~np.isnan(values)
+    s = np.bincount(sets[ok], weights=values[ok], minlength=n_sets)
+    c = np.bincount(sets[ok], minlength=n_sets)
+    return _ratio(s, c)
+
+
+def _compress(text_bytes: bytes) -> tuple[int, int, int]:
+    return len(text_bytes), len(lzma.compress(text_bytes)), len(gzip.compress(text_bytes, mtime=0))
+
+
+def compression_sizes(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, threads: int = 2) -> np.ndarray:
+    """(original, xz, gzip) byte sizes of each set's texts joined by one space, as the ``diversity``
+    package writes them. lzma and zlib release the GIL, so sets are compressed on ``threads`` threads."""
+    frame = pl.DataFrame({"s": set_of_text, "t": texts}).group_by("s", maintain_order=True).agg(pl.col("t"))
+    joined = {s: " ".join(t).encode("utf-8") for s, t in frame.iter_rows()}
+    sizes = np.zeros((n_sets, 3), dtype=np.int64)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for s, res in zip(joined, pool.map(_compress, joined.values()), strict=True):
+            sizes[s] = res
+    return sizes
+
+
+def diversity_by_set(
+    texts: pl.Series,
+    set_of_text: np.ndarray,
+    n_sets: int,
+    *,
+    compression: bool = False,
+    threads: int = 2,
+) -> pl.DataFrame:
+    """Every diversity metric for ``n_sets`` sets at once; row s describes the texts with
+    ``set_of_text == s``. Metrics that are undefined for a set (no n-grams, a set of one text for
+    Self-BLEU, no text at all) are null."""
+    set_of_text = np.asarray(set_of_text, dtype=np.int64)
+    tokens = tokenize(texts)
+    stats = ngram_stats(tokens, set_of_text, n_sets, max_n=4, clipped=True, rep_n=4)
+    lengths = tokens.lengths
+    n_texts = np.bincount(set_of_text, minlength=n_sets)
+    words = np.bincount(set_of_text, weights=lengths, minlength=n_sets)
+    cols: dict[str, np.ndarray] = {}
+    for n in ORDERS:
+        total = stats.total[n].astype(np.float64)
+        cols[f"distinct_{n}"] = _ratio(stats.unique[n].astype(np.float64), total)
+        cols[f"distinct_li2016_{n}"] = _ratio(stats.unique[n].astype(np.float64), words)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ent = np.log(total) - stats.clogc[n] / total
+        cols[f"entropy_{n}"] = np.where(total > 0, np.maximum(ent, 0.0), np.nan)
+    for n in BLEU_ORDERS:
+        cols[f"self_bleu_{n}"] = _set_mean(self_bleu_per_text(stats, n), set_of_text, n_sets)
+    cols["self_repetition"] = _ratio(
+        np.bincount(set_of_text, weights=np.log(stats.rep_sum + 1.0), minlength=n_sets), n_texts
+    )
+    frame = pl.DataFrame({"s": set_of_text, "t": texts, "len": lengths})
+    basic = frame.group_by("s").agg(
+        pl.len().alias("texts"),
+        (pl.col("t").n_unique() / pl.len()).alias("unique_frac"),
+        pl.col("len").mean().alias("len_mean"),
+        pl.col("len").median().cast(pl.Float64).alias("len_median"),
+    )
+    out = pl.DataFrame({"s": np.arange(n_sets, dtype=np.int64), **cols})
+    out = out.join(basic, on="s", how="left").with_columns(pl.col("texts").fill_null(0).cast(pl.Int64))
+    if compression:
+        sizes = compression_sizes(texts, set_of_text, n_sets, threads)
+        out = out.with_columns(
+            pl.Series("compression_ratio", _ratio(sizes[:, 0].astype(float), sizes[:, 1].astype(float))),
+            pl.Series("compression_ratio_gzip", _ratio(sizes[:, 0].astype(float), sizes[:, 2].astype(float))),
+        )
+    metric_cols = BASIC_COLUMNS + NGRAM_COLUMNS + (COMPRESSION_COLUMNS if compression else [])
+    return out.sort("s").select("s", *metric_cols).fill_nan(None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One set of texts: the same numbers for a plain list (what the tests compare with the references)
+# ---------------------------------------------------------------------------------------------------------
+def _one(texts: Sequence[str], compression: bool = False) -> dict[str, float | None]:
+    frame = diversity_by_set(
+        pl.Series(list(texts), dtype=pl.String), np.zeros(len(texts), np.int64), 1, compression=compression
+    )
+    return frame.drop("s").row(0, named=True)
+
+
+def diversity_metrics(texts: Sequence[str], *, compression: bool = False) -> dict[str, float | None]:
+    """Every metric of one set of texts, as a dict (column name -> value)."""
+    return _one(texts, compression)
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float | None:
+    """Distinct n-grams / all n-grams of the set (DialoGPT "div"); n-grams never cross two texts."""
+    return _one(texts)[f"distinct_{n}"]
+
+
+def distinct_li2016_n(texts: Sequence[str], n: int) -> float | None:
+    """Distinct n-grams of the set / all tokens of the set (Li et al. 2016)."""
+    return _one(texts)[f"distinct_li2016_{n}"]
+
+
+def entropy_n(texts: Sequence[str], n: int) -> float | None:
+    """Entropy (natural log) of the set's pooled n-gram counts."""
+    return _one(texts)[f"entropy_{n}"]
+
+
+def self_bleu_n(texts: Sequence[str], n: int) -> float | None:
+    """Texygen Self-BLEU-n with nltk semantics; None for fewer than two texts."""
+    return _one(texts)[f"self_bleu_{n}"]
+
+
+def self_bleu_scores(texts: Sequence[str], n: int) -> list[float]:
+    """Per-text nltk ``sentence_bleu`` against the other texts (NaN for a lone text)."""
+    tokens = tokenize(pl.Series(list(texts), dtype=pl.String))
+    sets = np.zeros(len(texts), np.int64)
+    stats = ngram_stats(tokens, sets, 1, max_n=n, clipped=True, rep_n=None)
+    return self_bleu_per_text(stats, n).tolist()
+
+
+def self_repetition(texts: Sequence[str]) -> float | None:
+    """``diversity.self_repetition_score(texts, n=4)`` in linear time."""
+    return _one(texts)["self_repetition"]
+
+
+def compression_ratio(texts: Sequence[str], algorithm: str = "xz") -> float | None:
+    """Original size / compressed size of the texts joined by spaces. ``xz`` equals
+    ``diversity.compression_ratio(texts, "xz")`` before its rounding; ``gzip`` is deterministic."""
+    if algorithm not in ("xz", "gzip"):
+        raise ValueError("algorithm must be 'xz' or 'gzip'")
+    row = _one(texts, compression=True)
+    return row["compression_ratio" if algorithm == "xz" else "compression_ratio_gzip"]

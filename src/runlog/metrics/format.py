@@ -1,0 +1,285 @@
+"""Format adherence: the format rewards people train with, reproduced exactly, and runlog's own rules.
+
+Every spec maps a text column to ``score`` (0..1, the reward's value) and ``failed_rule`` (null when the
+text passes) as polars expressions, so a million texts are checked in parallel without a Python loop.
+The regex specs are rewritten for polars' (Rust) regex engine; tests/test_metrics_format.py checks each
+against the original Python function on a matrix of broken formats. Quirks: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import pl
+from ..errors import UsageError
+from ._tokens import TOKEN_PATTERN
+
+Rule = tuple[str, Any]  # (rule name, boolean polars expression: True where the rule holds)
+
+
+@dataclass
+class Spec:
+    """A format spec: named boolean rules checked in order; ``score`` is the spec's own value.
+
+    ``score`` defaults to the fraction of rules that hold; ``failed_rule`` is the first rule that does not.
+    ``roles`` limits a custom spec to texts of those roles (None: every text).
+    """
+
+    name: str
+    description: str
+    rules: Callable[[Any], list[Rule]]
+    score: Callable[[Any, list[Any]], Any] | None = None
+    roles: Sequence[str] | None = None
+    needs_messages: bool = False
+    python_rules: list[tuple[str, Callable[[str], bool]]] = field(default_factory=list)
+
+    def rule_names(self) -> list[str]:
+        probe = pl.col("__t")
+        return [n for n, _ in self.rules(probe)] + [n for n, _ in self.python_rules]
+
+
+def evaluate(texts: pl.Series, spec: Spec) -> pl.DataFrame:
+    """Per text: ``score``, ``passed``, ``failed_rule`` and one boolean column per rule."""
+    frame = pl.DataFrame({"__t": texts.cast(pl.String).fill_null("")})
+    text = pl.col("__t")
+    rules = spec.rules(text)
+    exprs = [e.alias(f"rule:{n}") for n, e in rules]
+    out = frame.with_columns(exprs)
+    for name, fn in spec.python_rules:
+        out = out.with_columns(pl.Series(f"rule:{name}", [bool(fn(t)) for t in out["__t"]], dtype=pl.Boolean))
+    names = spec.rule_names()
+    oks = [pl.col(f"rule:{n}") for n in names]
+    score = spec.score(text, oks) if spec.score is not None else pl.mean_horizontal([o.cast(pl.Float64) for o in oks])
+    failed = pl.lit(None, dtype=pl.String)
+    for n in reversed(names):
+        failed = pl.when(~pl.col(f"rule:{n}")).then(pl.lit(n)).otherwise(failed)
+    return out.select(
+        score.cast(pl.Float64).alias("score"),
+        pl.all_horizontal(oks).alias("passed"),
+        failed.alias("failed_rule"),
+        *oks,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Built-in specs
+# ---------------------------------------------------------------------------------------------------------
+# open-r1 (src/open_r1/rewards.py, format_reward), Apache-2.0:
+#   re.match(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", text, re.DOTALL | re.MULTILINE)
+# re.match anchors at 0; with MULTILINE, "$" holds at the end or before any "\n": same as Rust's (?m:$).
+OPEN_R1_PATTERN = r"\A<think>\n(?s:.*?)\n</think>\n<answer>\n(?s:.*?)\n</answer>(?m:$)"
+# open-r1 tag_count_reward: 0.25 for each string that occurs exactly once (str.count: non-overlapping).
+OPEN_R1_TAGS = (("think_open", "<think>\n"), ("think_close", "\n</think>\n"), ("answer_open", "\n<answer>\n"))
+OPEN_R1_TAGS += (("answer_close", "\n</answer>"),)
+
+
+def _open_r1(text: Any) -> list[Rule]:
+    return [("pattern", text.str.contains(OPEN_R1_PATTERN))]
+
+
+def _open_r1_tags(text: Any) -> list[Rule]:
+    return [(name, text.str.count_matches(s, literal=True) == 1) for name, s in OPEN_R1_TAGS]
+
+
+def _tag_score(text: Any, oks: list[Any]) -> Any:
+    return pl.sum_horizontal([o.cast(pl.Float64) * 0.25 for o in oks])
+
+
+def _trl_think(text: Any) -> list[Rule]:
+    # TRL trl/rewards/format_rewards.py think_format_reward, Apache-2.0:
+    #   re.match(r"^<think>(?!.*<think>)(.*?)</think>.*$", text, re.DOTALL | re.MULTILINE)
+    # i.e. starts with "<think>", no other "<think>" after it, and a "</think>" after it. Rust regex has
+    # no look-ahead, so the same test is spelled with literal searches.
+    rest = text.str.slice(7)
+    return [
+        (
+            "pattern",
+            text.str.starts_with("<think>")
+            & ~rest.str.contains("<think>", literal=True)
+            & rest.str.contains("</think>", literal=True),
+        )
+    ]
+
+
+def _strict(text: Any) -> list[Rule]:
+    """runlog's think-answer-strict: exactly one think block, then exactly one answer block, nothing else
+    outside them but whitespace; non-empty bodies; <cite>...</cite> only inside the answer, balanced."""
+    t = text.str.replace_all("\r\n", "\n", literal=True)
+    think = t.str.extract(r"<think>((?s:.*))</think>", 1)
+    answer = t.str.extract(r"<answer>((?s:.*))</answer>", 1)
+    one = lambda s: t.str.count_matches(s, literal=True) == 1  # noqa: E731
+    layout = t.str.contains(r"\A\s*<think>(?s:.*)</think>\s*<answer>(?s:.*)</answer>\s*\z")
+    cites_left = answer.str.replace_all(r"<cite>(?s:.*?)</cite>", "")
+    return [
+        ("one_think", one("<think>") & one("</think>")),
+        ("one_answer", one("<answer>") & one("</answer>")),
+        ("order", layout.fill_null(False)),
+        ("think_not_empty", think.str.contains(r"\S").fill_null(False)),
+        ("answer_not_empty", answer.str.contains(r"\S").fill_null(False)),
+        ("cite_outside_answer", ~think.str.contains("<cite>|</cite>").fill_null(False)),
+        ("cite_unbalanced", ~cites_left.str.contains("<cite>|</cite>").fill_null(False)),
+    ]
+
+
+def _all_or_nothing(text: Any, oks: list[Any]) -> Any:
+    return pl.all_horizontal(oks).cast(pl.Float64)
+
+
+TOOL_CALL_TEXT = r"<tool_call>"
+
+
+BUILTIN: dict[str, Spec] = {
+    "open-r1": Spec("open-r1", "open-r1 format_reward: the think/answer regex, 1 or 0", _open_r1),
+    "open-r1-tags": Spec(
+        "open-r1-tags", "open-r1 tag_count_reward: 0.25 per tag string present exactly once", _open_r1_tags, _tag_score
+    ),
+    "trl-think": Spec("trl-think", "TRL think_format_reward: one leading think block, 1 or 0", _trl_think),
+    "think-answer-strict": Spec(
+        "think-answer-strict",
+        "runlog: exactly one think then one answer block, nothing after, cite only inside the answer",
+        _strict,
+        _all_or_nothing,
+    ),
+    "tool-call-json": Spec(
+        "tool-call-json",
+        "structured tool calls with JSON-object arguments and a known name; tool calls written as text fail",
+        lambda text: [],
+        needs_messages=True,
+    ),
+}
+
+
+def check_tool_calls(
+    calls: list[dict[str, Any]] | None, content: str | None, known: Sequence[str] | None
+) -> tuple[float, str | None]:
+    """Score one assistant message (or sample): the fraction of its tool calls that are well-formed.
+
+    A structured call counts when its name is non-empty (and in ``known`` when given) and its arguments
+    parse as a JSON object; each ``<tool_call>`` written in the plain content counts as a failed call.
+    No call at all scores 1.0."""
+    failed: str | None = None
+    good = total = 0
+    for call in calls or []:
+        total += 1
+        name = (call or {}).get("name")
+        args = (call or {}).get("arguments")
+        if not name:
+            failed = failed or "missing_name"
+            continue
+        if known is not None and name not in known:
+            failed = failed or "unknown_tool"
+            continue
+        try:
+            parsed = json.loads(args) if isinstance(args, str) else args
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            failed = failed or "arguments_not_json_object"
+            continue
+        good += 1
+    text_calls = (content or "").count(TOOL_CALL_TEXT)
+    if text_calls:
+        total += text_calls
+        failed = failed or "tool_call_in_text"
+    return (good / total if total else 1.0), failed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Custom specs (TOML)
+# ---------------------------------------------------------------------------------------------------------
+def _toml_load(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise UsageError(f"--spec {path}: cannot read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--spec {path}: not valid TOML ({exc})") from None
+
+
+def _compile(path: Path, pattern: Any, flags: int) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise UsageError(f"--spec {path}: patterns must be strings, got {pattern!r}")
+    try:
+        return re.compile(pattern, flags)
+    except re.error as exc:
+        raise UsageError(f"--spec {path}: bad regex {pattern!r} ({exc})") from None
+
+
+def _tag_rules(tags: list[str], flags: int) -> list[tuple[str, Callable[[str], bool]]]:
+    rules: list[tuple[str, Callable[[str], bool]]] = []
+    for tag in tags:
+        open_, close = re.compile(f"<{re.escape(tag)}>", flags), re.compile(f"</{re.escape(tag)}>", flags)
+        rules.append((f"tag:{tag}", lambda s, o=open_, c=close: len(o.findall(s)) == 1 and len(c.findall(s)) == 1))
+    if len(tags) > 1:
+        seq = re.compile(".*?".join(f"<{re.escape(t)}>.*?</{re.escape(t)}>" for t in tags), flags | re.DOTALL)
+        rules.append(("tag_order", lambda s, p=seq: p.search(s) is not None))
+    return rules
+
+
+def load_spec(path: str | Path) -> Spec:
+    """A custom spec from TOML (format in docs/metrics.md): ordered required ``tags``, ``forbid`` and
+    ``require`` regexes (Python ``re``, searched), an optional ``match`` regex for the whole text,
+    ``roles`` it applies to, ``ignore_case`` and ``crlf`` (normalise CRLF first, default true)."""
+    path = Path(path)
+    data = _toml_load(path)
+    known = {"name", "description", "tags", "forbid", "require", "match", "roles", "ignore_case", "crlf"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"--spec {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    flags = re.IGNORECASE if data.get("ignore_case") else 0
+    crlf = data.get("crlf", True)
+    prep: Callable[[str], str] = (lambda s: s.replace("\r\n", "\n")) if crlf else (lambda s: s)
+    tags = data.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise UsageError(f"--spec {path}: tags must be a list of tag names")
+    rules = _tag_rules(tags, flags)
+    for i, pat in enumerate(data.get("forbid", [])):
+        rx = _compile(path, pat, flags | re.MULTILINE)
+        rules.append((f"forbid:{i}", lambda s, p=rx: p.search(s) is None))
+    for i, pat in enumerate(data.get("require", [])):
+        rx = _compile(path, pat, flags | re.MULTILINE)
+        rules.append((f"require:{i}", lambda s, p=rx: p.search(s) is not None))
+    if "match" in data:
+        rx = _compile(path, data["match"], flags | re.DOTALL)
+        rules.append(("match", lambda s, p=rx: p.fullmatch(s) is not None))
+    if not rules:
+        raise UsageError(f"--spec {path}: no rules (give tags, forbid, require or match)")
+    wrapped = [(n, lambda s, f=f: f(prep(s))) for n, f in rules]
+    roles = data.get("roles")
+    if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+        raise UsageError(f"--spec {path}: roles must be a list of role names")
+    return Spec(
+        str(data.get("name") or path.stem),
+        str(data.get("description") or f"custom spec {path.name}"),
+        lambda text: [],
+        roles=roles,
+        python_rules=wrapped,
+    )
+
+
+def get_spec(name_or_path: str) -> Spec:
+    """A built-in spec by name, or a custom spec from a TOML file."""
+    if name_or_path in BUILTIN:
+        return BUILTIN[name_or_path]
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise UsageError(f"--spec {name_or_path}: no such file")
+        return load_spec(p)
+    raise UsageError(f"--spec {name_or_path!r}: expected one of {', '.join(BUILTIN)} or a .toml file")
+
+
+# Reasoning-to-answer lengths: tokens (whitespace-separated) inside the first think and answer blocks.
+def section_tokens(text: Any, tag: str) -> Any:
+    body = text.str.extract(f"<{tag}>((?s:.*?))</{tag}>", 1)
+    return body.str.count_matches(TOKEN_PATTERN)
