@@ -104,7 +104,7 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
         split = c.split if c.split in splits else None
         if split is None:
             return None
-    elif c.sample_ids or not splits:
+    elif c.searches or not splits:
         split = None
     elif "train" in splits or len(splits) == 1:
         split = "train" if "train" in splits else splits[0]
@@ -147,7 +147,7 @@ def _split(files: list[Any], c: Criteria) -> str | None:
         if splits and c.split not in splits:
             raise UsageError(f"--split {c.split!r}: this run has split(s) {', '.join(splits)}")
         return c.split
-    if c.sample_ids or not splits:
+    if c.searches or not splits:  # a search (--sample-id, --where, --grep, --exceptions) spans every split
         return None
     if "train" in splits or len(splits) == 1:
         return "train" if "train" in splits else splits[0]
