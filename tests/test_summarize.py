@@ -148,7 +148,7 @@ def test_pooled_over_roles_and_no_keys(handmade):
 
 def test_bad_keys_and_steps():
     with pytest.raises(UsageError, match="--by 'model'"):
-        S._check_keys(["model"])
+        S.check_keys(["model"])
     with pytest.raises(UsageError):
         S.StepRange.parse("a:b")
     with pytest.raises(UsageError):

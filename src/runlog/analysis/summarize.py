@@ -246,7 +246,7 @@ def summarize(
     the keys if missing).
     """
     filters = filters or Filters()
-    keys = _check_keys(by)
+    keys = check_keys(by)
     if window is not None:
         if window < 1:
             raise UsageError("--window must be a positive number of steps")
@@ -427,11 +427,13 @@ def _zero_adv_wide(
     return per_group.group_by(others).agg(aggs) if others else per_group.select(aggs)
 
 
-def _check_keys(by: Iterable[str]) -> list[str]:
+def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
+    """``--by`` values, de-duplicated in order; an unknown one is a usage error naming the allowed ones."""
+    allowed = list(allowed)
     keys: list[str] = []
     for k in by:
-        if k not in KEYS:
-            raise UsageError(f"--by {k!r}: expected one of {', '.join(KEYS)}")
+        if k not in allowed:
+            raise UsageError(f"--by {k!r}: expected one of {', '.join(allowed)}")
         if k not in keys:
             keys.append(k)
     return keys

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.summarize import Filters, _apply_filters, _group_key_expr
+from ..analysis.summarize import Filters, _apply_filters, _group_key_expr, check_keys
 from ..errors import UsageError
 from ..run import Run
 from . import diversity as D
@@ -27,13 +27,7 @@ NO_GROUPS_NOTE = "this run has no prompt groups (no group_id, no prompt): metric
 
 
 def _check_keys(by: Sequence[str]) -> list[str]:
-    keys: list[str] = []
-    for k in by:
-        if k not in KEYS:
-            raise UsageError(f"--by {k!r}: expected one of {', '.join(KEYS)}")
-        if k not in keys:
-            keys.append(k)
-    return keys
+    return check_keys(by, KEYS)
 
 
 def texts_frame(
