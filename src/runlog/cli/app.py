@@ -9,6 +9,7 @@ from .inspect_cmd import inspect_command
 from .metrics_cmd import metrics_app
 from .render_cmd import render_command
 from .summarize_cmd import summarize_command
+from .upload_cmd import upload_command
 
 app = typer.Typer(
     name="runlog",
@@ -43,6 +44,7 @@ app.command("inspect")(inspect_command)
 app.command("summarize")(summarize_command)
 app.add_typer(metrics_app, name="metrics")
 app.command("render-trajectory")(render_command)
+app.command("upload-wandb")(upload_command)
 
 
 def main() -> None:

@@ -1,0 +1,380 @@
+"""What a back-fill logs, step by step, built from runlog's frames alone (no W&B): testable and dry-runnable.
+
+One ``StepPayload`` per training step holds everything that step's single ``run.log`` call carries: the
+run's scalars (aliases resolved, shards merged as ``summarize --scalars`` merges them), per-role
+aggregates, reward-component means, zero-advantage fractions, diversity and format metrics when
+``runlog.metrics`` is importable, reward histograms and trajectory tables. Key names are in docs/wandb.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._lazy import pl
+from ..analysis.summarize import DEFAULT_ALIASES, summarize
+from ..errors import UsageError
+from ..run import Run
+from . import tables as T
+
+STEP_KEY = "trainer/step"
+TABLE_KEY = "full_trajectories"
+MAX_HIST_BINS = 512  # W&B's limit
+TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
+_RUN_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How a run becomes W&B rows; the CLI options of ``runlog upload-wandb`` map onto these fields."""
+
+    prefix: str = "debate"
+    max_samples_per_step: int = 16
+    tables_every: int = 1
+    hist_bins: int = 64
+    max_cell_chars: int = 20_000
+    aliases: Mapping[str, str] | None = None
+    metrics: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0 <= self.max_samples_per_step <= T.MAX_TABLE_ROWS:
+            raise UsageError(f"--max-samples-per-step must be between 0 and {T.MAX_TABLE_ROWS} (W&B's row limit)")
+        if self.tables_every < 0:
+            raise UsageError("--tables-every must be 0 (no tables) or a positive number of steps")
+        if not 1 <= self.hist_bins <= MAX_HIST_BINS:
+            raise UsageError(f"histogram bins must be between 1 and {MAX_HIST_BINS} (W&B's limit)")
+        if not self.prefix or self.prefix.startswith("_") or self.prefix.strip("/") != self.prefix:
+            raise UsageError(f"--prefix {self.prefix!r}: a non-empty key prefix without leading '_' or '/'")
+
+
+@dataclass
+class Hist:
+    """A histogram as W&B takes it (``np_histogram=(counts, edges)``): ``len(edges) == len(counts) + 1``."""
+
+    counts: list[int]
+    edges: list[float]
+
+
+@dataclass
+class StepPayload:
+    """Everything one ``run.log(..., step=step)`` call logs."""
+
+    step: int
+    values: dict[str, float]
+    timestamp: float | None = None
+    hists: dict[str, Hist] = field(default_factory=dict)
+    tables: dict[str, T.TableData] = field(default_factory=dict)
+
+    def row_bytes(self) -> int:
+        """Estimated size of the history row (tables are stored as files; the row holds a reference)."""
+        n = sum(map(len, self.values)) + 24 * len(self.values)
+        n += sum(len(k) + 40 * len(h.counts) + 64 for k, h in self.hists.items())
+        return n + 300 * len(self.tables)
+
+    def nbytes(self) -> int:
+        """Estimated bytes this step sends: its history row and its tables."""
+        return self.row_bytes() + sum(t.nbytes() for t in self.tables.values())
+
+
+@dataclass
+class Plan:
+    """The steps of a run and, lazily, their payloads (tables are read a chunk of steps at a time)."""
+
+    run: Run
+    options: PlanOptions
+    steps: list[int]
+    scalars: dict[int, dict[str, float]]
+    times: dict[int, float]
+    computed: dict[int, dict[str, float]]
+    hists: dict[int, dict[str, Hist]]
+    table_picks: dict[int, dict[str, list[tuple[str, str]]]]  # step -> split -> [(sample_id, pick)]
+    columns: tuple[list[str], list[str]]
+    notes: list[str] = field(default_factory=list)
+    shadowed: set[str] = field(default_factory=set)
+
+    def payloads(self, after: int | None = None) -> Iterator[StepPayload]:
+        """The payloads of the steps after ``after`` (all with None), ascending."""
+        todo = [s for s in self.steps if after is None or s > after]
+        for i in range(0, len(todo), TABLE_CHUNK_STEPS):
+            chunk = todo[i : i + TABLE_CHUNK_STEPS]
+            tables = self._tables(chunk)
+            for s in chunk:
+                yield self._payload(s, tables.get(s, {}))
+
+    def _payload(self, step: int, tables: dict[str, T.TableData]) -> StepPayload:
+        values = dict(self.computed.get(step, {}))
+        own = self.scalars.get(step, {})
+        self.shadowed.update(k for k in own if k in values)
+        values.update(own)  # the trainer's own number wins over runlog's recomputation of it
+        values[STEP_KEY] = step
+        p = StepPayload(step, values, self.times.get(step), dict(self.hists.get(step, {})), tables)
+        if p.row_bytes() > T.ROW_BYTES_BUDGET:
+            p.hists.clear()
+            self.notes.append(f"step {step}: histograms left out to keep the history row under W&B's 10 MB")
+        return p
+
+    def _tables(self, steps: list[int]) -> dict[int, dict[str, T.TableData]]:
+        wanted = {
+            (sp, sid): pick for s in steps for sp, picks in self.table_picks.get(s, {}).items() for sid, pick in picks
+        }
+        if not wanted:
+            return {}
+        sub = _sub_run(self.run, set(steps))
+        ids = list({sid for _, sid in wanted})
+        [rows] = sub.collect(lambda: [sub.samples.filter(pl.col("step").is_in(steps) & pl.col("sample_id").is_in(ids))])
+        comps, roles = self.run.component_names(), self.run.role_names()
+        by_key = {(r["split"], r["sample_id"]): r for r in rows.iter_rows(named=True)}
+        out: dict[int, dict[str, T.TableData]] = {}
+        cols, types = self.columns
+        for s in steps:
+            budget = T.TABLE_BYTES_BUDGET
+            for split, picks in self.table_picks.get(s, {}).items():
+                table = T.TableData(list(cols), list(types))
+                for sid, pick in picks:
+                    row = by_key.get((split, sid))
+                    if row is not None and row.get("step") == s:
+                        cells, cut = T.table_row(row, pick, comps, roles, self.options.max_cell_chars)
+                        table.rows.append(cells)
+                        table.cut_cells += cut
+                table = T.fit_budget(table, budget)
+                budget = max(0, budget - table.nbytes())
+                if table.dropped_rows:
+                    self.notes.append(f"step {s} {split}: {table.dropped_rows} table row(s) left out (size limits)")
+                out.setdefault(s, {})[table_key(split)] = table
+        return out
+
+
+def key(split: str | None, name: str) -> str:
+    """``name`` for the train split (and runs without splits), ``<split>/name`` for the others."""
+    return name if split in (None, "train") else f"{split}/{name}"
+
+
+def table_key(split: str | None) -> str:
+    return key(split, TABLE_KEY)
+
+
+def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
+    """Read the run's numbers (never its text, except the sampled table rows later) into a ``Plan``."""
+    opts = options or PlanOptions()
+    opts.check()
+    scalars, times = step_scalars(run, DEFAULT_ALIASES if opts.aliases is None else opts.aliases)
+    has_samples = any(f.kind == "samples" and f.readable for f in run.files)
+    computed: dict[int, dict[str, float]] = {}
+    hists: dict[int, dict[str, Hist]] = {}
+    picks: dict[int, dict[str, list[tuple[str, str]]]] = {}
+    notes: list[str] = []
+    if has_samples:
+        _role_aggregates(run, opts.prefix, computed)
+        _component_means(run, opts.prefix, computed)
+        hists = _histograms(run, opts.prefix, opts.hist_bins)
+        if opts.metrics:
+            notes += _metrics(run, computed)
+        if opts.tables_every and opts.max_samples_per_step:
+            picks = _table_picks(run, opts)
+    steps = sorted(set(scalars) | set(computed) | set(hists) | set(picks))
+    bad = [s for s in steps if s < 0]
+    if bad:
+        notes.append(f"{len(bad)} negative step(s) left out (W&B steps start at 0)")
+        steps = [s for s in steps if s >= 0]
+    cols = T.table_columns(run.component_names(), run.role_names()) if picks else ([], [])
+    return Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
+
+
+def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[str, float]], dict[int, float]]:
+    """Per step, the scalar values (aliases resolved; shards merged by their ``__count`` weights, else a
+    plain mean, exactly as ``summarize --scalars`` does; the companions hidden) and the wall-clock time.
+
+    The merge only runs over the (step, key) pairs logged more than once: on the usual one-shard run it
+    costs nothing, which matters at 10,000 steps x 50 keys."""
+    lf = run.scalars.filter(pl.col("step").is_not_null()).with_columns(pl.col("key").replace(dict(aliases)))
+    lf = lf.filter(~pl.col("key").str.starts_with("_"))  # W&B reserves _step, _timestamp, ...
+    times = run.scalars.filter(pl.col("step").is_not_null() & pl.col("time").is_not_null())
+    times = times.group_by("step").agg(pl.col("time").max())
+    df, t = run.collect(lambda: [lf.select("step", "key", "value", "source"), times])
+    is_count = pl.col("key").str.ends_with("__count")
+    repeated = pl.len().over("step", "key") > 1
+    simple = df.filter(~is_count & ~repeated & ~pl.col("key").is_in(_counted(df)))
+    if simple.height < df.height:
+        simple = pl.concat([simple.select("step", "key", "value"), _merge(df)])
+    per_step = simple.group_by("step", maintain_order=True).agg("key", "value")
+    values = {s: dict(zip(k, v, strict=True)) for s, k, v in per_step.iter_rows()}
+    return values, {s: float(x) for s, x in t.iter_rows() if x is not None and math.isfinite(x)}
+
+
+def _counted(df: pl.DataFrame) -> list[str]:
+    """Keys that have ``__count`` weights somewhere."""
+    counts = df.filter(pl.col("key").str.ends_with("__count"))["key"].unique().to_list()
+    return [c[: -len("__count")] for c in counts]
+
+
+def _merge(df: pl.DataFrame) -> pl.DataFrame:
+    """Values logged more than once for a step, or with weights: the weighted mean of the valid values."""
+    is_count = pl.col("key").str.ends_with("__count")
+    counted = _counted(df)
+    todo = df.filter(~is_count & ((pl.len().over("step", "key") > 1) | pl.col("key").is_in(counted)))
+    counts = (
+        df.filter(is_count)
+        .select("step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("w"))
+        .group_by("step", "source", "key")
+        .agg(pl.col("w").sum())
+    )
+    valid = pl.col("value").is_not_null() & pl.col("value").is_not_nan()
+    return (
+        todo.join(counts, on=["step", "source", "key"], how="left")
+        .with_columns(pl.col("w").fill_null(1.0))
+        .group_by("step", "key")
+        .agg(
+            pl.when(valid.any())
+            .then((pl.col("value") * pl.col("w")).filter(valid).sum() / pl.col("w").filter(valid).sum())
+            .otherwise(pl.col("value").first())
+            .alias("value")
+        )
+    )
+
+
+def _put(out: dict[int, dict[str, float]], step: int | None, name: str, v: Any) -> None:
+    if step is not None and v is not None:
+        out.setdefault(int(step), {})[name] = float(v)
+
+
+def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
+    """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
+    so W&B shows the numbers ``runlog summarize --by split --by step --by role`` prints."""
+    df = summarize(run, ["split", "step", "role"])
+    for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
+        role = r["role"] or "unknown"
+        _put(out, r["step"], key(r["split"], f"{prefix}/reward/{role}"), r["reward_mean"])
+        _put(out, r["step"], key(r["split"], f"{prefix}/kl/{role}"), r["kl_mean"])
+        _put(out, r["step"], key(r["split"], f"{prefix}/zero_adv_frac/{role}"), r["zero_adv_frac"])
+
+
+def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
+    """Per split and step, over samples (not per role): the mean total reward, the sample count and each
+    reward component's mean; NaN and null never enter a mean."""
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+    totals = run.samples.group_by("split", "step").agg(pl.col("reward").filter(valid).mean().alias("m"), pl.len())
+    comps = (
+        run.samples.select("split", "step", pl.col("reward_components").alias("c"))
+        .explode("c")
+        .unnest("c")
+        .filter(pl.col("name").is_not_null() & pl.col("value").is_not_null() & pl.col("value").is_not_nan())
+        .group_by("split", "step", "name")
+        .agg(pl.col("value").mean())
+    )
+    t, c = run.collect(lambda: [totals, comps])
+    for split, step, mean, n in t.iter_rows():
+        _put(out, step, key(split, f"{prefix}/reward_total"), mean)
+        _put(out, step, key(split, f"{prefix}/samples"), n)
+    for split, step, name, v in c.iter_rows():
+        _put(out, step, key(split, f"{prefix}/component/{name}"), v)
+
+
+def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
+    """Per split, step and role, a histogram of the valid rewards: equal-width bins over [min, max] (a
+    constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
+    values. Binned in one polars pass over every group."""
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("reward").is_finite()
+    g = ["split", "step", "role"]
+    lf = run.roles.filter(valid).with_columns(pl.col("role").fill_null("unknown"))
+    lf = lf.with_columns(
+        pl.col("reward").min().over(g).alias("lo"),
+        pl.col("reward").max().over(g).alias("hi"),
+        pl.min_horizontal(pl.len().over(g), pl.lit(bins)).alias("nb"),
+    )
+    width = pl.col("hi") - pl.col("lo")
+    idx = (
+        pl.when(width > 0)
+        .then(((pl.col("reward") - pl.col("lo")) / width * pl.col("nb")).floor().clip(0, pl.col("nb") - 1))
+        .otherwise(0)
+        .cast(pl.Int64)
+    )
+    lf = lf.with_columns(idx.alias("b"), pl.when(width > 0).then(pl.col("nb")).otherwise(1).alias("nb"))
+    [df] = run.collect(lambda: [lf.group_by(*g, "lo", "hi", "nb", "b").agg(pl.len().alias("n"))])
+    acc: dict[tuple[Any, ...], list[int]] = {}
+    for split, step, role, lo, hi, nb, b, n in df.iter_rows():
+        acc.setdefault((split, step, role, lo, hi, nb), [0] * nb)[b] += n
+    out: dict[int, dict[str, Hist]] = {}
+    for (split, step, role, lo, hi, nb), counts in acc.items():
+        lo_, hi_ = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+        edges = [lo_ + (hi_ - lo_) * i / nb for i in range(nb + 1)]
+        edges[-1] = hi_
+        out.setdefault(int(step), {})[key(split, f"{prefix}/reward_hist/{role}")] = Hist(counts, edges)
+    return out
+
+
+def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:
+    """Diversity and format metrics per split and step from ``runlog.metrics``, when it can be imported and
+    computed; otherwise a note, and the rest of the upload goes on."""
+    try:
+        from ..metrics import diversity_frame, format_frame
+    except Exception as exc:  # noqa: BLE001  (an optional module, possibly half-installed)
+        return [f"diversity and format metrics skipped (runlog.metrics unavailable: {type(exc).__name__})"]
+    notes = []
+    for name, fn in (("diversity", diversity_frame), ("format", format_frame)):
+        try:
+            df = fn(run, by=["split", "step"])
+        except Exception as exc:  # noqa: BLE001  (a metric must not stop the upload of everything else)
+            notes.append(
+                f"{name} metrics skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            )
+            continue
+        cols = [c for c, t in df.schema.items() if c not in ("split", "step") and t.is_numeric()]
+        for r in df.iter_rows(named=True):
+            for c in cols:
+                v = r[c]
+                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                    _put(out, r["step"], key(r["split"], f"{name}/{c}"), v)
+    return notes
+
+
+def _table_picks(run: Run, opts: PlanOptions) -> dict[int, dict[str, list[tuple[str, str]]]]:
+    """Which samples each table shows: read only ``split, step, sample_id, reward``."""
+    every = opts.tables_every
+    [df] = run.collect(
+        lambda: [
+            run.samples.select("split", "step", "sample_id", "reward")
+            .filter(pl.col("step").is_not_null() & (pl.col("step") % every == 0))
+            .group_by("split", "step")
+            .agg(pl.col("sample_id"), pl.col("reward"))
+        ]
+    )
+    out: dict[int, dict[str, list[tuple[str, str]]]] = {}
+    for split, step, ids, rewards in df.sort("step", "split").iter_rows():
+        keep = [(i, r) for i, r in zip(ids, rewards, strict=True) if i is not None]
+        picked = T.pick_samples(
+            [i for i, _ in keep], [r for _, r in keep], opts.max_samples_per_step, seed=opts.seed, key=f"{split}:{step}"
+        )
+        out.setdefault(int(step), {})[split] = picked
+    return out
+
+
+def _sub_run(run: Run, steps: set[int]) -> Run:
+    """The run restricted to the sample files of ``steps`` when every sample file holds one known step, so a
+    chunk of table rows opens a few files, not all of them; else the run itself."""
+    samples = [f for f in run.files if f.kind == "samples" and f.readable]
+    if not samples or any(f.step is None or f.steps for f in samples):
+        return run
+    others = [f for f in run.files if f.kind != "samples"]
+    return Run(root=run.root, files=others + [f for f in samples if f.step in steps], ctx=run.ctx)
+
+
+def derive_run_id(run: Run) -> str:
+    """A W&B run id that is the same every time for the same run: the manifest's ``run_id`` (characters W&B
+    refuses replaced, a hash added when anything was changed), else a hash of the run's absolute path and
+    its first files' names (names, not sizes: a growing run keeps its id)."""
+    manifest = run.manifest or {}
+    rid = manifest.get("run_id")
+    if isinstance(rid, str) and rid.strip():
+        clean = _RUN_ID_BAD.sub("-", rid.strip())[:48]
+        if clean != rid:
+            clean += "-" + hashlib.sha256(rid.encode()).hexdigest()[:8]
+        return clean
+    names = sorted(f.path for f in run.files)[:3]
+    digest = hashlib.sha256(json.dumps([str(run.root.resolve()), names]).encode()).hexdigest()
+    return f"runlog-{digest[:16]}"

@@ -1,0 +1,211 @@
+"""The upload state file: what has been sent where, so that uploads are idempotent and resumable.
+
+``.runlog-wandb.json`` in the run directory (or ``--state FILE``) holds one entry per destination (mode,
+entity, project, run id, and for offline uploads the W&B directory): the last step logged, whether the
+session finished, and a fingerprint of the source files. The file is replaced atomically, and only ever
+names a step after ``run.log`` has returned for it. docs/wandb.md describes the semantics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..run import Run
+
+STATE_NAME = ".runlog-wandb.json"
+STATE_FORMAT = "runlog-wandb-state"
+STATE_VERSION = 1
+HEAD_HASHED = ("jsonl", "csv", "json")  # appendable text files: an append keeps the old bytes
+
+
+@dataclass
+class Entry:
+    """One destination's progress."""
+
+    run_id: str
+    project: str
+    entity: str | None
+    mode: str
+    wandb_dir: str | None = None
+    last_step: int | None = None  # the last step whose run.log call returned
+    complete: bool = False  # the session that wrote last_step finished (run.finish) cleanly
+    fingerprint: dict[str, list[Any]] = field(default_factory=dict)
+    session_file: str | None = None  # the offline .wandb file of the latest session
+    session_after: int | None = None  # last_step when that session began
+    updated: float = 0.0
+
+
+def destination(mode: str, entity: str | None, project: str, run_id: str, wandb_dir: str | None) -> str:
+    """The key of an entry: an offline upload into one directory is not an upload to the server."""
+    where = f"offline:{wandb_dir}" if mode == "offline" else mode
+    return f"{where}|{entity or ''}|{project}|{run_id}"
+
+
+class StateFile:
+    """Load, update and atomically save the state; unknown destinations and fields are kept as found."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = {"format": STATE_FORMAT, "version": STATE_VERSION, "destinations": {}}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{path}: unreadable upload state ({exc}); remove it to upload from scratch") from None
+            if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+                raise UsageError(f"{path}: not a runlog upload state file; pass another --state FILE")
+            if int(data.get("version", 0)) > STATE_VERSION:
+                raise UsageError(f"{path}: written by a newer runlog; upgrade with pip install -U runlog")
+            data.setdefault("destinations", {})
+            self.data = data
+
+    def get(self, dest: str) -> Entry | None:
+        raw = self.data["destinations"].get(dest)
+        if not isinstance(raw, dict):
+            return None
+        known = {k: v for k, v in raw.items() if k in Entry.__dataclass_fields__}
+        try:
+            return Entry(**known)
+        except TypeError:
+            return None
+
+    def put(self, dest: str, entry: Entry) -> None:
+        entry.updated = time.time()
+        self.data["destinations"][dest] = asdict(entry)
+        self.save()
+
+    def save(self) -> None:
+        # ``.new``, not ``.tmp``: runlog's discovery warns about leftover ``*.tmp`` files in a run directory.
+        tmp = self.path.with_name(self.path.name + ".new")
+        try:
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise UsageError(
+                f"{self.path}: cannot write the upload state ({exc.strerror}); pass --state FILE"
+            ) from None
+
+
+def default_state_path(run: Run) -> Path:
+    return run.root / STATE_NAME
+
+
+def fingerprint(run: Run) -> dict[str, list[Any]]:
+    """Per source file: ``[size, mtime_ns, sha256 of the content]`` (the hash for appendable text files only;
+    Parquet files are written once, whole, so size and time tell a change)."""
+    out: dict[str, list[Any]] = {}
+    for f in run.files:
+        try:
+            st = os.stat(f.abspath)
+        except OSError:
+            continue
+        digest = _head_sha(Path(f.abspath), st.st_size) if f.fmt in HEAD_HASHED else None
+        out[f.path] = [st.st_size, st.st_mtime_ns, digest]
+    return out
+
+
+def _head_sha(path: Path, size: int) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            left = size
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) -> list[str]:
+    """Warnings for source changes an upload cannot carry: files of already-uploaded steps that changed,
+    vanished or appeared late, and text files rewritten rather than appended (W&B keeps the first row it
+    got for a step, so those changes only reach W&B in a new run: ``--run-id``)."""
+    if last_step is None:
+        return []
+    notes = []
+    by_path = {f.path: f for f in run.files}
+    for path, (size, mtime, digest) in old.items():
+        f = by_path.get(path)
+        if f is None:
+            notes.append(f"{path}: uploaded before and now missing; W&B keeps what it has")
+            continue
+        if f.fmt in HEAD_HASHED:
+            if digest is not None and _head_sha(Path(f.abspath), size) != digest:
+                notes.append(f"{path}: rewritten, not appended, since the last upload; earlier steps are not re-sent")
+        elif f.step is not None and f.step <= last_step:
+            with contextlib.suppress(OSError):
+                st = os.stat(f.abspath)
+                if [st.st_size, st.st_mtime_ns] != [size, mtime]:
+                    notes.append(f"{path}: step {f.step} was uploaded and the file changed since; not re-sent")
+    for path, f in by_path.items():
+        if path not in old and f.step is not None and f.step <= last_step and f.kind == "samples":
+            notes.append(
+                f"{path}: new file for already-uploaded step {f.step}; not sent (W&B keeps a step's first row)"
+            )
+    return notes
+
+
+def last_logged_step(wandb_file: str | None) -> int | None:
+    """The highest step in an offline ``.wandb`` log, read with W&B's own reader (``wandb-core leet
+    inspect --json``), or None when there is no such file or it cannot be read.
+
+    Needed after an interrupted offline upload: the state lags the log by up to its save interval, and
+    W&B's offline log has no server to drop a step logged twice."""
+    if not wandb_file or not Path(wandb_file).is_file():
+        return None
+    try:
+        from wandb.util import get_core_path
+
+        core = get_core_path()
+    except Exception:  # noqa: BLE001  (an old or broken wandb: fall back to the state alone)
+        return None
+    _wait_quiet(Path(wandb_file))
+    run_dir = Path(wandb_file).parent
+    cmd = [core, "leet", "inspect", "--json", "--no-observability", "--run-file", wandb_file, str(run_dir.parent)]
+    best: int | None = None
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if '"type":"history"' not in line:
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    hist = json.loads(line)["history"]
+                    step = int(hist.get("step", {}).get("num", hist["item"]["_step"]))
+                    best = step if best is None else max(best, step)
+    except OSError:
+        return None
+    return best
+
+
+def _wait_quiet(path: Path, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
+    """Wait until ``path`` has not changed for ``quiet_s``: when an upload is killed, its W&B service process
+    outlives it for a moment and still writes what it had received; reading earlier would miss those steps
+    and the resumed upload would log them twice."""
+    deadline = time.monotonic() + limit_s
+    last: tuple[int, int] | None = None
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        now = (st.st_size, st.st_mtime_ns)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.1)

@@ -1,0 +1,207 @@
+"""Trajectory tables in the spirit of ``full_trajectories`` (seed 004): which samples, and what each row holds.
+
+W&B rejects a table whose column mixes types, skips a history row over about 10 MB at upload and refuses a
+log call over 25 MB; so every column here has one type (missing numbers are ``None``, W&B's optional
+number; missing text is ``""``), each text cell is cut to a budget with a visible marker, and the rows of
+one step are trimmed until the step fits its byte budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..render.model import Conversation, Turn, pretty_arguments, shown_reasoning, truncate
+from ..render.safe import safe
+from ..render.sample import conversation_from_row
+
+# W&B's documented limits: rows per logged table, bytes per history row, bytes per log call.
+MAX_TABLE_ROWS = 10_000
+MAX_ROW_BYTES = 10 * 1024 * 1024
+MAX_LOG_BYTES = 25 * 1024 * 1024
+# What runlog allows itself per step, below those limits (JSON escaping can grow text).
+TABLE_BYTES_BUDGET = 16 * 1024 * 1024
+ROW_BYTES_BUDGET = 8 * 1024 * 1024
+
+BASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("step", "int"),
+    ("sample", "str"),
+    ("pick", "str"),
+    ("input", "str"),
+    ("prompt", "str"),
+    ("full_trajectory", "str"),
+    ("rewards", "str"),
+    ("total_reward", "float"),
+    ("turns", "int"),
+    ("tool_calls", "int"),
+    ("tool_responses", "int"),
+    ("exception", "str"),
+)
+TEXT_COLUMNS = ("input", "prompt", "full_trajectory", "rewards", "exception")
+
+
+@dataclass
+class TableData:
+    """One logged table: fixed columns, each of one type (``int``, ``float`` or ``str``)."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    cut_cells: int = 0  # text cells cut to the cell budget
+    dropped_rows: int = 0  # rows left out to keep the step under its byte budget
+
+    def nbytes(self) -> int:
+        """An estimate of the serialised size (UTF-8 text plus JSON overhead per cell)."""
+        n = 0
+        for row in self.rows:
+            for v in row:
+                n += len(v.encode("utf-8", "replace")) + 8 if isinstance(v, str) else 24
+        return n
+
+
+def table_columns(components: Sequence[str], roles: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Column names and types: the base columns, one per reward component, one per role's reward."""
+    cols = [c for c, _ in BASE_COLUMNS] + [f"component/{c}" for c in components] + [f"role/{r}" for r in roles]
+    types = [t for _, t in BASE_COLUMNS] + ["float"] * (len(components) + len(roles))
+    return cols, types
+
+
+def pick_samples(
+    ids: Sequence[str], rewards: Sequence[float | None], n: int, *, seed: int, key: str
+) -> list[tuple[str, str]]:
+    """Up to ``n`` (sample_id, pick) pairs: the best quarter and the worst quarter by reward, the rest drawn at
+    random with a seed derived from ``seed`` and ``key`` (split and step). Deterministic: the same inputs,
+    in any order, give the same picks, so a resumed upload logs what an uninterrupted one would have."""
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    if len(ids) <= n:
+        return [(ids[i], "all") for i in order]
+    valid = [i for i in order if _finite(rewards[i])]
+    k = max(1, n // 4)
+    best = sorted(valid, key=lambda i: (-float(rewards[i]), ids[i]))[:k]  # type: ignore[arg-type]
+    chosen = set(best)
+    worst = [i for i in sorted(valid, key=lambda i: (float(rewards[i]), ids[i])) if i not in chosen][:k]  # type: ignore[arg-type]
+    chosen.update(worst)
+    rest = [i for i in order if i not in chosen]
+    drawn = random.Random(f"runlog:{seed}:{key}").sample(rest, min(len(rest), n - len(chosen)))
+    return [(ids[i], "best") for i in best] + [(ids[i], "worst") for i in worst] + [(ids[i], "random") for i in drawn]
+
+
+def table_row(
+    row: dict[str, Any], pick: str, components: Sequence[str], roles: Sequence[str], max_chars: int
+) -> tuple[list[Any], int]:
+    """One table row from a ``Run.samples`` row, built from the render model (the same conversation that
+    ``render-trajectory`` shows) as plain text; returns the row and how many cells were cut."""
+    conv = conversation_from_row(row)
+    reward = conv.reward
+    comps = dict(reward.components) if reward else {}
+    role_rewards = {r.role: r.reward for r in reward.roles} if reward else {}
+    st = conv.stats
+    cut = 0
+    texts = {
+        "input": safe(row.get("prompt") if isinstance(row.get("prompt"), str) else _first_user(conv.turns)),
+        "prompt": plain_turns(_prompt_turns(conv.turns)),
+        "full_trajectory": plain_turns(conv.turns),
+        "rewards": reward_text(conv),
+        "exception": safe(conv.exception),
+    }
+    for name, text in texts.items():
+        short = truncate(text, max_chars) or ""
+        cut += short != text
+        texts[name] = short
+    out: list[Any] = [
+        int(row.get("step") if row.get("step") is not None else -1),
+        str(row.get("sample_id") or ""),
+        pick,
+        texts["input"],
+        texts["prompt"],
+        texts["full_trajectory"],
+        texts["rewards"],
+        _num(reward.total if reward else None),
+        st.turns,
+        st.tool_calls,
+        sum(1 for t in conv.turns if t.result is not None),
+        texts["exception"],
+    ]
+    out += [_num(comps.get(c)) for c in components]
+    out += [_num(role_rewards.get(r)) for r in roles]
+    return out, cut
+
+
+def fit_budget(table: TableData, budget: int) -> TableData:
+    """Drop rows from the end (random picks first, then worst, best last) until the table fits ``budget``
+    bytes and W&B's row limit; the dropped count is kept for the report."""
+    while table.rows and (table.nbytes() > budget or len(table.rows) > MAX_TABLE_ROWS):
+        table.rows.pop()
+        table.dropped_rows += 1
+    return table
+
+
+def plain_turns(turns: Sequence[Turn]) -> str:
+    """A conversation as plain text: one block per turn, ``[role · speaker]`` then its text, tool calls
+    and tool results. Control and invisible characters are shown as escapes (``render.safe``)."""
+    blocks = []
+    for t in turns:
+        speaker = t.speaker or (t.result.name if t.result else None)
+        head = f"[{t.role}" + (f" · {speaker}" if speaker else "") + "]"
+        if t.result is not None and t.result.is_error:
+            head += " (error)"
+        lines = [head]
+        reasoning = shown_reasoning(t)
+        if reasoning:
+            lines.append(f"(reasoning) {reasoning}")
+        if t.content:
+            lines.append(t.content)
+        for c in t.tool_calls:
+            ok, args = pretty_arguments(c)
+            lines.append(f"-> tool call {c.name or '(unnamed tool)'}: {args if ok else (c.arguments or '')}")
+        if t.result is not None:
+            lines.append(t.result.content or "")
+        if t.data is not None:
+            lines.append(f"(data) {t.data!r}")
+        blocks.append("\n".join(lines))
+    return safe("\n\n".join(blocks))
+
+
+def reward_text(conv: Conversation) -> str:
+    """``total 0.3 | correctness 0 | format 1 | solver 0.3 (kl 0.039) | ...``."""
+    r = conv.reward
+    if r is None:
+        return ""
+    parts = [f"total {_fmt(r.total)}"]
+    parts += [f"{safe(n)} {_fmt(v)}" for n, v in r.components]
+    parts += [f"{safe(x.role or 'unknown')} {_fmt(x.reward)} (kl {_fmt(x.kl)})" for x in r.roles]
+    return " | ".join(parts)
+
+
+def _prompt_turns(turns: Sequence[Turn]) -> list[Turn]:
+    """The turns before the model's first answer: the system and user messages it was given."""
+    out = []
+    for t in turns:
+        if t.role == "assistant":
+            break
+        out.append(t)
+    return out
+
+
+def _first_user(turns: Sequence[Turn]) -> str | None:
+    return next((t.content for t in turns if t.role == "user" and t.content), None)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _num(v: Any) -> float | None:
+    """A float, or None (W&B's optional number) for a missing value; NaN stays NaN."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "null"
+    return f"{v:.4g}"

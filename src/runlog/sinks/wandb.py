@@ -1,0 +1,289 @@
+"""``upload_wandb``: back-fill a W&B run from a runlog run, idempotently and resumably.
+
+One W&B run per source run (a deterministic id), one ``run.log`` call per step with an explicit ``step=``,
+``trainer/step`` as every chart's x axis. The state file (``runlog.sinks.state``) makes a second upload
+send nothing, a grown run send only its new steps, and a killed upload resume without duplicates or gaps:
+on resume runlog asks W&B where the run ends (online: the resumed run's starting step; offline: the last
+step of the interrupted session's ``.wandb`` log), because W&B ignores a step lower than one it already has
+and an offline log would simply hold it twice. ``wandb`` is imported here only, inside the functions.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import RunlogError, UsageError
+from ..run import Run, open_run
+from . import plan as P
+from . import state as S
+
+MODES = ("online", "offline")
+SAVE_EVERY_S = 1.0  # how often the state is saved during an upload (and always at the end)
+INSTALL_HINT = "pip install 'runlog[wandb]'"
+_USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class UploadError(RunlogError):
+    """W&B refused or failed the upload (exit code 1)."""
+
+
+@dataclass
+class UploadResult:
+    """What an upload (or a dry run) did; ``to_dict`` is the JSON the CLI prints with ``--format json``."""
+
+    run_id: str
+    project: str
+    entity: str | None
+    mode: str
+    state_path: str
+    dry_run: bool = False
+    up_to_date: bool = False
+    after: int | None = None  # steps up to this one were already in W&B
+    steps_total: int = 0
+    steps: int = 0
+    first_step: int | None = None
+    last_step: int | None = None
+    keys: list[str] = field(default_factory=list)
+    histograms: int = 0
+    tables: int = 0
+    table_rows: int = 0
+    cut_cells: int = 0
+    bytes: int = 0
+    max_row_bytes: int = 0
+    wandb_file: str | None = None
+    url: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def count(self, p: P.StepPayload) -> None:
+        self.steps += 1
+        self.first_step = p.step if self.first_step is None else self.first_step
+        self.last_step = p.step
+        self.histograms += len(p.hists)
+        self.tables += len(p.tables)
+        self.table_rows += sum(len(t.rows) for t in p.tables.values())
+        self.cut_cells += sum(t.cut_cells for t in p.tables.values())
+        row = p.row_bytes()
+        self.bytes += row + sum(t.nbytes() for t in p.tables.values())
+        self.max_row_bytes = max(self.max_row_bytes, row)
+
+
+def upload_wandb(
+    source: str | os.PathLike[str] | Run,
+    *,
+    project: str,
+    entity: str | None = None,
+    name: str | None = None,
+    run_id: str | None = None,
+    mode: str | None = None,
+    wandb_dir: str | os.PathLike[str] | None = None,
+    options: P.PlanOptions | None = None,
+    dry_run: bool = False,
+    state_path: str | os.PathLike[str] | None = None,
+    layout: str | None = None,
+    on_step: Callable[[UploadResult, int], None] | None = None,
+    on_start: Callable[[UploadResult, int], None] | None = None,
+) -> UploadResult:
+    """Upload ``source`` to W&B (or, with ``dry_run``, only say what would be uploaded, without W&B).
+
+    ``mode`` defaults to ``$WANDB_MODE``, else ``online``. ``on_start(result, steps_to_send)`` and
+    ``on_step(result, step)`` let a caller draw progress.
+    """
+    run = source if isinstance(source, Run) else open_run(source, layout=layout)
+    mode = (mode or os.environ.get("WANDB_MODE") or "online").lower()
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: expected online or offline")
+    if not project or "/" in project:
+        raise UsageError(f"--project {project!r}: a W&B project name (use --entity for the team)")
+    if run_id is not None and not _USER_ID_OK.match(run_id):
+        raise UsageError(f"--run-id {run_id!r}: W&B run ids are 1-64 letters, digits, '-', '_' or '.'")
+    rid = run_id or P.derive_run_id(run)
+    wdir = str(Path(wandb_dir or os.environ.get("WANDB_DIR") or ".").resolve())
+    spath = Path(state_path) if state_path else S.default_state_path(run)
+    state = S.StateFile(spath)
+    dest = S.destination(mode, entity, project, rid, wdir)
+    entry = state.get(dest)
+    result = UploadResult(rid, project, entity, mode, str(spath), dry_run=dry_run)
+    fp = S.fingerprint(run)
+    if entry is not None and entry.complete and entry.fingerprint == fp:
+        result.up_to_date, result.after = True, entry.last_step
+        return result
+    if entry is not None:
+        result.notes += S.changed_history(run, entry.fingerprint, entry.last_step)
+    plan = P.build_plan(run, options)
+    result.steps_total = len(plan.steps)
+    if dry_run:
+        result.after = entry.last_step if entry else None
+        keys: set[str] = set()
+        for p in plan.payloads(result.after):
+            result.count(p)
+            keys.update(p.values, p.hists, p.tables)
+        result.keys = sorted(keys)
+        result.notes += _plan_notes(plan)
+        return result
+    wandb = _import_wandb()
+    if mode == "online":
+        _check_credentials()
+    entry = entry or S.Entry(rid, project, entity, mode, wdir if mode == "offline" else None)
+    wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
+    try:
+        after = _resume_point(wb, entry, mode)
+        result.after = after
+        result.url = getattr(wb, "url", None) if mode == "online" else None
+        if mode == "offline":
+            result.wandb_file = str(Path(wb.dir).parent / f"run-{rid}.wandb")
+        entry.session_file, entry.session_after, entry.last_step, entry.complete = (
+            result.wandb_file,
+            after,
+            after,
+            False,
+        )
+        state.put(dest, entry)
+        wb.define_metric(P.STEP_KEY)
+        wb.define_metric("*", step_metric=P.STEP_KEY)
+        if on_start is not None:
+            on_start(result, sum(1 for s in plan.steps if after is None or s > after))
+        _log_steps(wandb, wb, plan.payloads(after), result, state, dest, entry, on_step)
+    except BaseException:
+        # Ctrl-C or a W&B failure: what was logged is recorded (the state only names returned steps), and
+        # the session is closed so that its log is whole; the next upload resumes after entry.last_step.
+        state.put(dest, entry)
+        _finish(wb, exit_code=1)
+        raise
+    _finish(wb, exit_code=0)
+    entry.complete, entry.fingerprint = True, fp
+    state.put(dest, entry)
+    result.notes += _plan_notes(plan)
+    return result
+
+
+def _log_steps(
+    wandb: Any,
+    wb: Any,
+    payloads: Iterator[P.StepPayload],
+    result: UploadResult,
+    state: S.StateFile,
+    dest: str,
+    entry: S.Entry,
+    on_step: Callable[[UploadResult, int], None] | None,
+) -> None:
+    """One ``run.log`` per step, everything merged, explicit step; the state saved at most every
+    ``SAVE_EVERY_S`` seconds, and only after the call for the step it names has returned."""
+    keys: set[str] = set()
+    saved = time.monotonic()
+    for p in payloads:
+        data: dict[str, Any] = dict(p.values)
+        for k, h in p.hists.items():
+            data[k] = wandb.Histogram(np_histogram=(h.counts, h.edges))
+        for k, t in p.tables.items():
+            data[k] = wandb.Table(columns=t.columns, data=t.rows)
+        if p.timestamp is not None:
+            data["_timestamp"] = p.timestamp
+        wb.log(data, step=p.step)
+        entry.last_step = p.step
+        result.count(p)
+        keys.update(p.values, p.hists, p.tables)
+        if time.monotonic() - saved >= SAVE_EVERY_S:
+            state.put(dest, entry)
+            saved = time.monotonic()
+        if on_step is not None:
+            on_step(result, p.step)
+    result.keys = sorted(keys)
+
+
+def _resume_point(wb: Any, entry: S.Entry, mode: str) -> int | None:
+    """The last step W&B already has, so that no step is sent twice and none is skipped.
+
+    Online, the server says: a resumed run starts at its last step + 1. Offline there is no server; after
+    an interrupted session runlog reads that session's own log (the state may lag it by a second, or lead
+    it if the W&B service died before writing), else the state is exact."""
+    if mode == "online":
+        if getattr(wb, "resumed", False):
+            start = int(getattr(wb, "starting_step", 0) or 0)
+            return start - 1 if start > 0 else None
+        return None
+    if entry.complete or entry.session_file is None:
+        return entry.last_step
+    logged = S.last_logged_step(entry.session_file)
+    if logged is None:
+        return entry.last_step if not Path(entry.session_file).exists() else entry.session_after
+    return logged if entry.session_after is None else max(logged, entry.session_after)
+
+
+def _init(
+    wandb: Any, run: Run, rid: str, project: str, entity: str | None, name: str | None, mode: str, wdir: str
+) -> Any:
+    manifest = run.manifest or {}
+    config = dict(manifest.get("config") or {}) if isinstance(manifest.get("config"), dict) else {}
+    config["runlog"] = {"source": str(run.root.resolve()), "run_id": manifest.get("run_id"), "roles": run.role_names()}
+    Path(wdir).mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True, x_disable_meta=True)
+    try:
+        return wandb.init(
+            project=project,
+            entity=entity,
+            id=rid,
+            name=name or run.name,
+            config=config,
+            resume="allow",
+            dir=wdir,
+            mode=mode,
+            settings=settings,
+        )
+    except Exception as exc:  # noqa: BLE001  (W&B's errors are many; the message is what matters)
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise UploadError(f"W&B could not start run {rid} in {project}: {msg}") from None
+
+
+def _finish(wb: Any, exit_code: int) -> None:
+    try:
+        wb.finish(exit_code=exit_code)
+    except Exception as exc:  # noqa: BLE001
+        if exit_code == 0:
+            raise UploadError(f"W&B could not finish the run: {type(exc).__name__}: {exc}") from None
+
+
+def _import_wandb() -> Any:
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError(f"uploading to W&B needs the wandb package: {INSTALL_HINT}") from None
+    return wandb
+
+
+def _check_credentials() -> None:
+    """Fail fast, before W&B retries for minutes, when online mode has no credentials. Only whether a key
+    exists is checked: its value is never read into a message."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        if netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None:
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise UsageError(
+        f"no W&B credentials for {host}: run `wandb login` or set WANDB_API_KEY; "
+        "or upload with --mode offline and `wandb sync` later"
+    )
+
+
+def _plan_notes(plan: P.Plan) -> list[str]:
+    notes = list(plan.notes)
+    if plan.shadowed:
+        some = ", ".join(sorted(plan.shadowed)[:4])
+        notes.append(
+            f"{len(plan.shadowed)} computed key(s) are also the run's own scalars ({some}...): "
+            "the run's values are logged"
+        )
+    return notes
