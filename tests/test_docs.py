@@ -54,6 +54,6 @@ def test_format_page_states_the_native_arrow_types():
 def test_readme_and_ci_agree_on_install_and_test_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[test]' && pytest" in README
-    assert "pip install -e . && runlog inspect sample_runs/" in README
+    assert "pip install -e '.[plot]' && runlog report sample_runs/" in README
     assert re.search(r"pip install (--quiet )?-e '\.\[test\]'", ci)
     assert "ruff check" in ci and "pytest" in ci and "-eq 5" in ci

@@ -5,9 +5,12 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .doctor_cmd import doctor_command
 from .inspect_cmd import inspect_command
 from .metrics_cmd import metrics_app
+from .plot_cmd import plot_command
 from .render_cmd import render_command
+from .report_cmd import report_command
 from .summarize_cmd import summarize_command
 from .upload_cmd import upload_command
 
@@ -45,6 +48,9 @@ app.command("summarize")(summarize_command)
 app.add_typer(metrics_app, name="metrics")
 app.command("render-trajectory")(render_command)
 app.command("upload-wandb")(upload_command)
+app.command("plot")(plot_command)
+app.command("doctor")(doctor_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from .._lazy import pl
 from .base import Candidate, FileInfo, Layout, RunContext, register
-from .common import read_jsonl, scalars_frame
-from .scalars_jsonl import STEP_KEYS, record_rows
+from .scalars_jsonl import STEP_KEYS, probe_flat_scalars
 
 
 @register
@@ -31,11 +30,7 @@ class ArealStatsLayout(Layout):
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
-        parsed = read_jsonl(cand, ctx)
-        rows = record_rows(parsed, cand.rel, ctx, self.name)
-        info.payload = scalars_frame(rows, cand.rel, ctx, self.name)
-        info.rows = len(parsed.records)
-        info.steps = sorted({s for s, _, _ in rows if s is not None})
+        probe_flat_scalars(cand, ctx, info, self.name)
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

@@ -28,12 +28,10 @@ from .common import (
     gate_version,
     group_by_signature,
     probe_parquet,
-    read_jsonl,
     read_version_column,
-    scalars_frame,
     source_column,
 )
-from .scalars_jsonl import record_rows
+from .scalars_jsonl import probe_flat_scalars
 
 SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?P<proc>\d+)\.parquet$")
 SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
@@ -164,13 +162,8 @@ class NativeLayout(Layout):
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
         m = SCALARS_RE.search(cand.rel)
         info.process = int(m["proc"]) if m else None
-        parsed = read_jsonl(cand, ctx)
-        rows = record_rows(parsed, cand.rel, ctx, self.name)
-        frame = scalars_frame(rows, cand.rel, ctx, self.name)
-        info.rows = len(parsed.records)
-        info.steps = sorted({s for s, _, _ in rows if s is not None})
+        probe_flat_scalars(cand, ctx, info, self.name)
         info.schema_version = (ctx.manifest or {}).get("schema_version", S.CURRENT_VERSION)
-        info.payload = frame
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

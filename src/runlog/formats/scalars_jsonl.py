@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import RunContext
-from .common import JsonlResult, coerce_step, flatten
+from .._lazy import pl
+from .base import Candidate, FileInfo, RunContext
+from .common import JsonlResult, coerce_step, flatten, read_jsonl, scalars_frame
 
 STEP_KEYS = ("step", "global_step", "_step", "trainer/step")
 TIME_KEYS = ("time", "timestamp", "_timestamp", "wall_time")
@@ -36,3 +37,56 @@ def record_rows(
     if no_step:
         ctx.warn(source, f"{no_step} record(s) without an integer step; kept with a null step")
     return rows
+
+
+def probe_flat_scalars(cand: Candidate, ctx: RunContext, info: FileInfo, layout: str) -> None:
+    """Fill ``info`` (rows, steps, payload: the long scalar frame) from a flat scalar JSONL file.
+
+    A well-formed file of flat numeric records (the common case: what ``RunWriter`` and trainers write) is
+    parsed by polars in one call, several times faster than line by line. Anything else (a bad or torn
+    line, NaN/Infinity literals, nested or non-numeric values, records without an integer step) goes
+    through the line-by-line reader, which reports each problem with its line number."""
+    fast = _fast_flat_scalars(cand, info)
+    if fast is not None:
+        info.payload, info.rows, info.steps = fast
+        return
+    parsed = read_jsonl(cand, ctx)
+    rows = record_rows(parsed, cand.rel, ctx, layout)
+    info.payload = scalars_frame(rows, cand.rel, ctx, layout)
+    info.rows = len(parsed.records)
+    info.steps = sorted({s for s, _, _ in rows if s is not None})
+
+
+def _fast_flat_scalars(cand: Candidate, info: FileInfo) -> tuple[pl.DataFrame, int, list[int]] | None:
+    try:
+        data = cand.abspath.read_bytes()
+    except OSError:
+        return None
+    if not data.endswith(b"\n") or b"NaN" in data or b"Infinity" in data or b"\n\n" in data:
+        return None
+    try:
+        df = pl.read_ndjson(data, infer_schema_length=None)
+    except Exception:  # noqa: BLE001  (any parse trouble: the careful reader reports it line by line)
+        return None
+    step = next((k for k in STEP_KEYS if k in df.columns), None)
+    if step is None or not df.schema[step].is_integer() or df[step].null_count():
+        return None
+    time_key = next((k for k in TIME_KEYS if k in df.columns), None)
+    metrics = [c for c in df.columns if c not in (step, time_key)]
+    if any(not (df.schema[c].is_numeric() or df.schema[c] in (pl.Boolean, pl.Null)) for c in metrics):
+        return None
+    if time_key is not None and not (df.schema[time_key].is_numeric() or df.schema[time_key] == pl.Null):
+        return None
+    base = df.select(
+        pl.col(step).cast(pl.Int64).alias("step"),
+        (pl.col(time_key).cast(pl.Float64) if time_key else pl.lit(None, dtype=pl.Float64)).alias("time"),
+        *[pl.col(c).cast(pl.Float64) for c in metrics],
+    )
+    long = (
+        base.unpivot(index=["step", "time"], on=metrics, variable_name="key", value_name="value")
+        .filter(pl.col("value").is_not_null())
+        .with_columns(pl.lit(cand.rel).alias("source"))
+        .select("step", "time", "key", "value", "source")
+    )
+    steps = sorted(base["step"].unique().to_list())
+    return long, df.height, steps

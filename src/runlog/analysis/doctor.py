@@ -1,0 +1,539 @@
+"""``runlog doctor``: diagnose a run from its per-step series: what went wrong, for which role, since when.
+
+Each check reads a per-step series (``RunSeries``: ``summarize``, ``diversity_frame``, ``format_frame`` and
+``inspect_run`` restricted to one split) and reports ``Finding``s with the numbers behind them. Onsets come
+from ``changepoint.find_shift`` (a noise-tolerant two-segment split). Every threshold lives in
+``DoctorConfig`` with its default documented in docs/doctor.md; ``--set NAME=VALUE`` and ``--config FILE``
+override them. A healthy run gives no finding: each rule asks for an effect size, a noise margin and
+persistence, never a single bad step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..plots.series import RunSeries
+from ..run import Run
+from .changepoint import find_shift, first_sustained
+
+SEVERITIES = ("info", "warning", "error")
+KINDS = (
+    "kl_blowup",
+    "reward_collapse",
+    "reward_stuck",
+    "zero_advantage",
+    "diversity_collapse",
+    "format_drift",
+    "reward_hacking",
+    "nan_rewards",
+    "exception_spike",
+    "step_gaps",
+    "data_problem",
+)
+
+
+@dataclass
+class DoctorConfig:
+    """Every threshold of the doctor, with its default. docs/doctor.md explains each; ``--set NAME=VALUE``
+    and ``--config FILE.toml`` override them (``DoctorConfig.from_sources``)."""
+
+    split: str = ""  # the split to diagnose; "" = train, or the only split
+    min_steps: int = 8  # fewer steps than this: trend checks are skipped (said in the notes)
+    min_segment: int = 3  # shortest segment before / after a change point, in steps
+    min_z: float = 4.0  # a shift must be this many robust noise units
+    persist: float = 0.8  # share of the steps after a change that must stay changed
+    kl_warmup: float = 0.1  # share of the first steps left out of the KL search (KL starts at 0)
+    kl_ratio: float = 10.0  # new KL level / 90th percentile of the KL before the change
+    kl_floor: float = 1e-4  # KL values below this count as this (log scale)
+    reward_drop: float = 0.5  # collapse: drop of a role's mean reward, in within-step reward SDs
+    stuck_min_steps: int = 20  # stuck: only judged on runs this long
+    stuck_change: float = 0.1  # stuck: first vs last third moved less than this many within-step SDs
+    zero_adv: float = 0.5  # zero advantage: share of prompt groups with all-equal rewards
+    diversity_metric: str = "distinct_2"  # diversity column watched (docs/metrics.md)
+    diversity_drop: float = 0.5  # collapse: relative drop of that metric
+    format_spec: str = "think-answer-strict"  # format spec for adherence (a built-in name or a TOML file)
+    format_drop: float = 0.2  # drift: absolute drop of adherence
+    format_min: float = 0.5  # drift is only judged when adherence was at least this before
+    hack_rise: float = 0.5  # hacking: rise of the total reward, in within-step reward SDs
+    hack_length: float = 0.5  # hacking: relative change of the completion length
+    nan_error: float = 0.05  # NaN rewards: share of rewards above which the finding is an error
+    exception_rate: float = 0.25  # exception spike: failed share of a step's trajectories
+    exception_error: float = 0.5  # ... above which the finding is an error
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, values: dict[str, Any], origin: str) -> DoctorConfig:
+        """A copy with ``values`` set; unknown names and values of the wrong type are usage errors."""
+        defaults = dataclasses.asdict(self)
+        out = {}
+        for name, raw in values.items():
+            if name not in defaults:
+                raise UsageError(f"{origin}: unknown threshold {name!r}; known: {', '.join(self.names())}")
+            out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
+        return dataclasses.replace(self, **out)
+
+    @classmethod
+    def from_sources(cls, config_file: str | Path | None = None, sets: Sequence[str] = ()) -> DoctorConfig:
+        """Defaults, then a TOML file (top-level keys, or a ``[doctor]`` table), then ``NAME=VALUE`` pairs."""
+        cfg = cls()
+        if config_file is not None:
+            data = _read_toml(Path(config_file))
+            table = data.get("doctor", data)
+            if not isinstance(table, dict):
+                raise UsageError(f"--config {config_file}: [doctor] must be a table")
+            cfg = cfg.replace(table, f"--config {config_file}:")
+        pairs: dict[str, str] = {}
+        for item in sets:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(f"--set {item!r}: expected NAME=VALUE (e.g. --set kl_ratio=20)")
+            pairs[name.strip()] = value.strip()
+        return cfg.replace(pairs, "--set")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
+
+
+def _coerce(kind: type, raw: Any, origin: str) -> Any:
+    try:
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except (TypeError, ValueError):
+        what = {int: "an integer", float: "a number"}.get(kind, "a string")
+        raise UsageError(f"{origin}: expected {what}, not {raw!r}") from None
+
+
+@dataclass
+class Finding:
+    """One diagnosis. ``role`` is None for the whole run (or a run without per-role data); ``onset_step``
+    is the first step of the sustained change (None when it has no time); ``evidence`` the numbers."""
+
+    kind: str
+    severity: str
+    message: str
+    role: str | None = None
+    onset_step: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "role": self.role,
+            "onset_step": self.onset_step,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": _plain(self.evidence),
+        }
+
+
+@dataclass
+class Diagnosis:
+    findings: list[Finding]
+    notes: list[str]
+    split: str | None
+
+    @property
+    def failing(self) -> bool:
+        """A finding of severity warning or worse: ``runlog doctor`` exits 1."""
+        return any(f.severity != "info" for f in self.findings)
+
+
+def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | None = None) -> Diagnosis:
+    """Run every check on ``run`` (or on an already computed ``series``, which the report shares)."""
+    cfg = config or DoctorConfig()
+    s = series or RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
+    findings: list[Finding] = []
+    findings += _data_findings(s)
+    if s.per_role.height == 0:
+        s.notes.append("no samples in this run: only data problems are checked")
+        return Diagnosis(findings, s.notes, s.split)
+    steps = s.per_step["step"].to_list()
+    findings += _nan_findings(s, cfg)
+    findings += _exception_findings(s, cfg)
+    if len(steps) < cfg.min_steps:
+        s.notes.append(f"only {len(steps)} step(s) (< min_steps={cfg.min_steps}): trend checks skipped")
+    else:
+        for role in s.roles:
+            findings += _reward_findings(s, cfg, role)
+            findings += _kl_findings(s, cfg, role)
+            findings += _zero_adv_findings(s, cfg, role)
+        if not s.has_kl:
+            s.notes.append("no KL values in this run: kl_blowup not checked")
+        if not s.has_groups:
+            s.notes.append("no prompt groups (no group_id, no prompt): zero_advantage not checked")
+        findings += _text_findings(s, cfg)
+    order = {k: i for i, k in enumerate(SEVERITIES)}
+    findings.sort(key=lambda f: (-order[f.severity], f.onset_step if f.onset_step is not None else -1, f.kind))
+    return Diagnosis(findings, s.notes, s.split)
+
+
+def _who(role: str | None) -> str:
+    return f"role {role}" if role is not None else "the run"
+
+
+def _vals(values: Sequence[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _scale(values: Sequence[Any]) -> float:
+    """Typical within-step spread (median of the per-step SDs): effect sizes of reward means are in these
+    units, so thresholds hold for rewards in [0, 1] and in [-10, 10] alike."""
+    v = _vals(values)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.median(v)) if len(v) else 0.0
+
+
+def _reward_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
+    steps, mean = s.role_series(role, "reward_mean")
+    _, sd = s.role_series(role, "reward_std")
+    y, scale = _vals(mean), _scale(sd)
+    if np.isfinite(y).sum() < cfg.min_steps or scale == 0:
+        return []
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    shift = find_shift(y, direction="down", min_delta=cfg.reward_drop * scale, **kw)
+    if shift is not None:
+        onset = steps[shift.onset]
+        return [
+            Finding(
+                "reward_collapse",
+                "error",
+                f"{_who(role)}: mean reward fell from {shift.before:.3g} to {shift.after:.3g} from step {onset} "
+                f"on ({(shift.before - shift.after) / scale:.1f} within-step SDs)",
+                role,
+                onset,
+                {"before": shift.before, "after": shift.after, "within_step_sd": scale, "z": shift.z},
+            )
+        ]
+    third = max(1, len(y) // 3)
+    first, last = np.nanmedian(y[:third]), np.nanmedian(y[-third:])
+    if len(y) >= cfg.stuck_min_steps and abs(last - first) < cfg.stuck_change * scale:
+        return [
+            Finding(
+                "reward_stuck",
+                "warning",
+                f"{_who(role)}: mean reward has not moved over {len(y)} steps ({first:.3g} in the first third, "
+                f"{last:.3g} in the last): no learning?",
+                role,
+                steps[0],
+                {"first_third": first, "last_third": last, "within_step_sd": scale, "steps": len(y)},
+            )
+        ]
+    return []
+
+
+def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
+    if not s.has_kl:
+        return []
+    steps, kl = s.role_series(role, "kl_mean")
+    y = _vals(kl)
+    skip = int(math.ceil(cfg.kl_warmup * len(y)))
+    steps, y = steps[skip:], y[skip:]
+    if np.isfinite(y).sum() < 2 * cfg.min_segment:
+        return []
+    logy = np.log10(np.maximum(np.where(np.isfinite(y), y, np.nan), cfg.kl_floor))
+    shift = find_shift(
+        logy,
+        direction="up",
+        min_delta=math.log10(cfg.kl_ratio) / 2,
+        min_z=cfg.min_z,
+        min_segment=cfg.min_segment,
+        persist=cfg.persist,
+    )
+    if shift is None:
+        return []
+    before = y[: shift.split][np.isfinite(y[: shift.split])]
+    after = y[shift.split :][np.isfinite(y[shift.split :])]
+    high_before = max(float(np.percentile(before, 90)), cfg.kl_floor)
+    level_after = float(np.median(after))
+    if level_after < cfg.kl_ratio * high_before:
+        return []  # a steady climb, not a blow-up: the new level is within reach of the old one's top
+    onset = steps[shift.onset]
+    return [
+        Finding(
+            "kl_blowup",
+            "error",
+            f"{_who(role)}: KL jumped to {level_after:.3g} from step {onset} on, "
+            f"{level_after / high_before:.0f}x its earlier level ({high_before:.3g})",
+            role,
+            onset,
+            {"kl_before_p90": high_before, "kl_after_median": level_after, "ratio": level_after / high_before},
+        )
+    ]
+
+
+def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
+    if not s.has_groups:
+        return []
+    steps, frac = s.role_series(role, "zero_adv_frac")
+    i = first_sustained(_vals(frac), cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
+    if i is None:
+        return []
+    tail = _vals(frac)[i:]
+    _, mx = s.role_series(role, "reward_max")
+    _, mn = s.role_series(role, "reward_min")
+    solved = bool(np.nanmax(_vals(mn)[i:]) == np.nanmax(_vals(mx)) == np.nanmin(_vals(mn)[i:]))
+    what = "all at the run's best reward: solved prompts, no signal left" if solved else "no learning signal"
+    return [
+        Finding(
+            "zero_advantage",
+            "info" if solved else "warning",
+            f"{_who(role)}: from step {steps[i]} on, {np.nanmean(tail):.0%} of prompt groups have equal rewards "
+            f"for this role, so GRPO's advantage is zero ({what})",
+            role,
+            steps[i],
+            {"zero_adv_frac_after": float(np.nanmean(tail)), "threshold": cfg.zero_adv, "solved": solved},
+        )
+    ]
+
+
+def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    out: list[Finding] = []
+    div, fmt = s.diversity, s.format
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    if div is not None and cfg.diversity_metric not in div.columns:
+        raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
+    if div is not None:
+        steps, y = div["step"].to_list(), _vals(div[cfg.diversity_metric].to_list())
+        shift = find_shift(y, direction="down", min_delta=0.0, **kw)
+        if shift is not None and shift.after <= (1 - cfg.diversity_drop) * shift.before:
+            onset = steps[shift.onset]
+            uniq = _vals(div["unique_frac"].to_list())
+            out.append(
+                Finding(
+                    "diversity_collapse",
+                    "warning",
+                    f"completions within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
+                    f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {np.nanmedian(uniq[: shift.split]):.0%}"
+                    f" -> {np.nanmedian(uniq[shift.split :]):.0%}",
+                    None,
+                    onset,
+                    {"metric": cfg.diversity_metric, "before": shift.before, "after": shift.after, "z": shift.z},
+                )
+            )
+    drift = None
+    if fmt is not None:
+        steps, y = fmt["step"].to_list(), _vals(fmt["adherence"].to_list())
+        drift = find_shift(y, direction="down", min_delta=cfg.format_drop, **kw)
+        if drift is not None and drift.before >= cfg.format_min:
+            onset = steps[drift.onset]
+            out.append(
+                Finding(
+                    "format_drift",
+                    "warning",
+                    f"format adherence ({cfg.format_spec}) fell from {drift.before:.0%} to {drift.after:.0%} "
+                    f"from step {onset} on",
+                    None,
+                    onset,
+                    {"spec": cfg.format_spec, "before": drift.before, "after": drift.after, "z": drift.z},
+                )
+            )
+        elif drift is not None:
+            drift = None
+    out += _hacking(s, cfg, drift)
+    return out
+
+
+def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Any) -> list[Finding]:
+    """Reward rising while what it should reward degrades: adherence falls, or the completions' length
+    changes by more than ``hack_length`` (padding, or answers cut to game a length-blind grader). "Rising"
+    is judged across the degradation's onset, so a run whose reward drops with its format is not hacking."""
+    signs: list[str] = []
+    onsets: list[int] = []
+    evidence: dict[str, Any] = {}
+    if drift is not None:
+        signs.append(f"format adherence fell {drift.before:.0%} -> {drift.after:.0%}")
+        onsets.append(int(s.format["step"][drift.onset]))
+        evidence["adherence"] = [drift.before, drift.after]
+    div = s.diversity
+    if div is not None:
+        ln = np.log(np.maximum(_vals(div["len_mean"].to_list()), 1e-9))
+        for direction in ("up", "down"):
+            sh = find_shift(
+                ln,
+                direction=direction,
+                min_delta=math.log1p(cfg.hack_length),
+                min_z=cfg.min_z,
+                min_segment=cfg.min_segment,
+                persist=cfg.persist,
+            )
+            if sh is not None:
+                b, a = math.exp(sh.before), math.exp(sh.after)
+                signs.append(f"completion length went {b:.0f} -> {a:.0f} tokens")
+                onsets.append(int(div["step"][sh.onset]))
+                evidence["length_tokens"] = [b, a]
+    if not signs:
+        return []
+    onset = min(onsets)
+    total = s.total
+    steps = np.array(total["step"].to_list())
+    y, scale = _vals(total["reward_mean"].to_list()), _scale(total["reward_std"].to_list())
+    before, after = y[steps < onset], y[steps >= onset]
+    if scale == 0 or not np.isfinite(before).any() or not np.isfinite(after).any():
+        return []
+    rise = float(np.nanmedian(after) - np.nanmedian(before))
+    if rise < cfg.hack_rise * scale:
+        return []
+    evidence.update(reward_before=float(np.nanmedian(before)), reward_after=float(np.nanmedian(after)))
+    return [
+        Finding(
+            "reward_hacking",
+            "error",
+            f"total reward rose {float(np.nanmedian(before)):.3g} -> {float(np.nanmedian(after)):.3g} while "
+            f"{' and '.join(signs)} (from step {onset}): is the reward being gamed?",
+            None,
+            onset,
+            evidence,
+        )
+    ]
+
+
+def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """NaN rewards per role, and in the samples' total reward; roles whose NaN fall on exactly the same
+    steps as the total's (one failed reward computation) are reported once, as the total's."""
+    named = any(r is not None for r in s.roles)
+    series: list[tuple[str | None, list[int], np.ndarray, np.ndarray]] = []
+    for role in s.roles:
+        steps, nan = s.role_series(role, "reward_nan")
+        _, count = s.role_series(role, "reward_count")
+        series.append((role, steps, _vals(nan), _vals(count)))
+    if named:
+        t = s.total
+        series.append(("__total__", t["step"].to_list(), _vals(t["reward_nan"].to_list()), _vals(t["rows"].to_list())))
+    hits = {}
+    for role, steps, nan, count in series:
+        if np.nansum(nan) > 0:
+            hits[role] = (steps, nan, count)
+    total_sig = None
+    if "__total__" in hits:
+        steps, nan, _ = hits["__total__"]
+        total_sig = [st for st, n in zip(steps, nan, strict=True) if n > 0]
+    out = []
+    for role, (steps, nan, count) in hits.items():
+        hit = [st for st, n in zip(steps, nan, strict=True) if n > 0]
+        if role not in ("__total__", None) and hit == total_sig:
+            continue
+        total_nan = int(np.nansum(nan))
+        share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)
+        if role == "__total__":
+            role, what = None, "total rewards"
+        elif role is None:
+            what = "rewards of samples without per-role data" if named else "rewards"
+        else:
+            what = f"rewards of role {role}"
+        out.append(
+            Finding(
+                "nan_rewards",
+                "error" if share >= cfg.nan_error else "warning",
+                f"{total_nan} NaN {what} ({share:.1%}) in {len(hit)} step(s), first at step {hit[0]}",
+                role,
+                hit[0],
+                {"nan": total_nan, "share": share, "steps": hit[:20]},
+            )
+        )
+    return out
+
+
+def _exception_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    steps, rate = s.per_step["step"].to_list(), _vals(s.per_step["exception_rate"].to_list())
+    hit = [i for i, r in enumerate(rate) if r >= cfg.exception_rate]
+    if not hit:
+        return []
+    worst = float(np.nanmax(rate))
+    sustained = first_sustained(rate, cfg.exception_rate, persist=cfg.persist, min_run=cfg.min_segment)
+    return [
+        Finding(
+            "exception_spike",
+            "error" if worst >= cfg.exception_error or sustained is not None else "warning",
+            f"{len(hit)} step(s) with >= {cfg.exception_rate:.0%} failed trajectories, first at step "
+            f"{steps[hit[0]]} (worst {worst:.0%}; median over the run {float(np.nanmedian(rate)):.0%})",
+            None,
+            steps[hit[0]],
+            {"steps": [steps[i] for i in hit][:20], "worst_rate": worst, "median_rate": float(np.nanmedian(rate))},
+        )
+    ]
+
+
+def _data_findings(s: RunSeries) -> list[Finding]:
+    """What ``inspect`` finds: missing steps (per split) and file problems, grouped by problem kind."""
+    out = []
+    report = s.inspect
+    for split, gaps in report["step_gaps"].items():
+        if gaps:
+            missing = sum(b - a + 1 for a, b in gaps) // max(1, report["step_stride"].get(split, 1))
+            ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:6])
+            out.append(
+                Finding(
+                    "step_gaps",
+                    "warning",
+                    f"split {split}: {missing} step(s) missing ({ranges}{', ...' if len(gaps) > 6 else ''})",
+                    None,
+                    gaps[0][0],
+                    {"split": split, "gaps": gaps[:50]},
+                )
+            )
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for p in report["problems"]:
+        by_kind.setdefault(p["kind"], []).append(p)
+    for kind, problems in by_kind.items():
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        out.append(
+            Finding(
+                "data_problem",
+                "info" if kind == "warning" else "error",
+                f"{kind}: {first['path']}: {first['message']}{more}",
+                None,
+                None,
+                {"problem_kind": kind, "count": len(problems), "problems": problems[:10]},
+            )
+        )
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """Evidence as plain JSON: numpy numbers as Python numbers, NaN and infinities as null."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v

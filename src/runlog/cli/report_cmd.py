@@ -1,0 +1,70 @@
+"""``runlog report DIR -o report.html``: one self-contained HTML page about a run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import EXIT_OK, UsageError
+from .common import handle_errors, stderr_console
+
+
+def report_command(
+    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    sets: list[str] = typer.Option(None, "--set", help="Override a doctor threshold: NAME=VALUE (repeatable)."),
+    config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
+    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+) -> None:
+    """Write a self-contained HTML report of a run, to read and to share.
+
+    It holds the run overview, the doctor's findings linked to the plots and
+    trajectories they concern, per-role summaries, plots (rewards and KL per role, components, diversity,
+    format, histograms) and the best and worst trajectory per role. Images are embedded; the page loads
+    nothing and runs no script, so it opens from disk and can be shared as one file.
+
+    Needs matplotlib (pip install 'runlog[plot]'). Prints the path of the file written.
+
+    Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error.
+
+    Examples:
+
+      runlog report sample_runs/debate_grpo -o report.html
+
+      runlog report RUN -o RUN.html --set kl_ratio=20
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..analysis.doctor import DoctorConfig
+    from ..plots.figures import mpl
+    from ..report import STAGES, build_report
+    from ..run import open_run
+
+    with handle_errors():
+        if output.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"-o {output}: the report is HTML; name it *.html")
+        if not output.parent.exists():
+            raise UsageError(f"-o {output}: folder {output.parent} does not exist")
+        mpl()
+        cfg = DoctorConfig.from_sources(config, sets or ())
+        run = open_run(path, layout=layout)
+        with Progress(
+            TextColumn("[bold]report[/]"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=stderr_console(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(STAGES[0], total=len(STAGES))
+
+            def tick(stage: str) -> None:
+                nxt = STAGES.index(stage) + 1
+                progress.update(task, advance=1, description=STAGES[nxt] if nxt < len(STAGES) else "done")
+
+            html = build_report(run, cfg, progress=tick)
+        output.write_text(html, encoding="utf-8")
+        sys.stdout.write(f"{output}\n")
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,293 @@
+"""Plots of a run: rewards and KL per role, reward components, diversity and format trends, scalars, and
+per-role reward histograms at chosen steps. The library twin of ``runlog plot``::
+
+    from runlog import open_run
+    from runlog.plots import make_figure, save_figure
+
+    fig = make_figure(open_run("sample_runs/debate_grpo"), "reward")
+    save_figure(fig, "reward.png")
+
+Every figure is built from ``RunSeries`` (``summarize``, ``metrics``, ``Run.scalars``) and says in a panel
+what the run does not have (no KL, no texts, no prompt groups), instead of failing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._lazy import pl
+from ..errors import UsageError
+from ..run import Run
+from . import figures as F
+from .series import RunSeries
+
+WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
+SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+MAX_SCALAR_PANELS = 12
+NEVER_FOLLOWED = 0.02  # adherence below this at every step: the run does not use the format at all
+
+Marks = dict[str, list[tuple[int, str]]]  # plot name -> [(onset step, label)]
+
+
+def make_figure(
+    source: Run | RunSeries,
+    what: str,
+    *,
+    by: str = "role",
+    keys: Sequence[str] = (),
+    window: int | None = None,
+    steps: Sequence[int] = (),
+    marks: Marks | None = None,
+) -> Any:
+    """The matplotlib Figure for ``what`` (one of ``WHATS``). ``by``: ``role`` (one line per role) or
+    ``none`` (pooled); ``keys``: globs of scalar keys; ``window``: moving-average steps (default about a
+    tenth of the run); ``steps``: histogram steps; ``marks``: onsets to draw, per plot name."""
+    if what not in WHATS:
+        raise UsageError(f"--what {what!r}: expected one of {', '.join(WHATS)}")
+    if by not in ("role", "none"):
+        raise UsageError(f"--by {by!r}: expected role or none")
+    F.mpl()
+    s = source if isinstance(source, RunSeries) else RunSeries(source)
+    marks = marks or {}
+    split = f" ({s.split})" if s.split else ""
+    title = f"{s.run.name}: {what}{split}"
+    if what == "scalars":
+        return _scalars(s, keys, window, f"{s.run.name}: scalars")
+    if what == "hist":
+        return _hist(s, steps, title)
+    builder = {"reward": _reward, "kl": _kl, "components": _components, "diversity": _diversity, "format": _format}
+    return builder[what](s, by, window, title, marks.get(what, []))
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as PNG, SVG or PDF, chosen by the file's suffix."""
+    p = Path(path)
+    fmt = SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"-o {p}: unknown image type {p.suffix or '(none)'!r}; use .png, .svg or .pdf")
+    if p.parent and not p.parent.exists():
+        raise UsageError(f"-o {p}: folder {p.parent} does not exist")
+    F.save(fig, str(p), fmt)
+    return p
+
+
+def figure_png(fig: Any) -> bytes:
+    return F.to_bytes(fig, "png")
+
+
+def _steps_len(s: RunSeries) -> int:
+    return s.per_step.height
+
+
+def _window(s: RunSeries, window: int | None) -> int:
+    if window is not None and window < 1:
+        raise UsageError(f"--window {window}: expected a positive number of steps")
+    return window or F.auto_window(_steps_len(s))
+
+
+def _per_role_lines(s: RunSeries, column: str, by: str) -> list[tuple[str, str, list[int], list[Any]]]:
+    """(label, colour, steps, values) per role, or one pooled line with ``by='none'``."""
+    if by == "none":
+        if column == "reward_mean":
+            t = s.total
+            return [("total reward", F.PALETTE[0], t["step"].to_list(), t["reward_mean"].to_list())]
+        return [("all roles", F.PALETTE[0], s.per_step["step"].to_list(), s.per_step[column].to_list())]
+    colours = F.role_colours(s.roles)
+    out = []
+    for role in s.roles:
+        steps, values = s.role_series(role, column)
+        out.append((role if role is not None else "(role unknown)", colours[role], steps, values))
+    return out
+
+
+def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
+    w = _window(s, window)
+    fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
+    drawn = [
+        F.draw_series(ax, st, v, label=lab, colour=c, window=w)
+        for lab, c, st, v in _per_role_lines(s, "reward_mean", by)
+    ]
+    if not any(drawn):
+        F.say(ax, "no valid rewards in this run")
+        return fig
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward" + (f" (moving average over {w} steps)" if w > 1 else ""))
+    F.mark_onsets(ax, marks)
+    F.legend(ax)
+    return fig
+
+
+def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
+    w = _window(s, window)
+    fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
+    if not s.has_kl:
+        F.say(ax, "no KL values in this run (the layout does not record KL)")
+        return fig
+    lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
+    log = F.maybe_log(ax, [v for *_, vals in lines for v in vals])
+    for lab, c, st, v in lines:
+        if log:
+            v = [x if x is not None and x > 0 else None for x in v]
+        F.draw_series(ax, st, v, label=lab, colour=c, window=w)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean KL" + (" (log scale)" if log else "") + (f", moving average over {w} steps" if w > 1 else ""))
+    F.mark_onsets(ax, marks)
+    F.legend(ax)
+    return fig
+
+
+def _components(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
+    w = _window(s, window)
+    comps = s.components()
+    fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
+    if not comps:
+        F.say(ax, "no reward components in this run")
+        return fig
+    steps = s.per_step["step"].to_list()
+    for i, name in enumerate(comps):
+        colour = F.PALETTE[i % len(F.PALETTE)]
+        F.draw_series(ax, steps, s.per_step[f"component/{name}_mean"].to_list(), label=name, colour=colour, window=w)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean component value")
+    F.mark_onsets(ax, marks)
+    F.legend(ax)
+    return fig
+
+
+DIVERSITY_PANELS = (
+    ("unique_frac", "unique completions per group (share)"),
+    ("distinct_2", "distinct-2 within groups"),
+    ("self_bleu_4", "Self-BLEU-4 within groups (higher = more alike)"),
+    ("len_mean", "completion length (tokens)"),
+)
+
+
+def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
+    w = _window(s, window)
+    div = s.diversity
+    if div is None:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, "no completion texts in this run: diversity cannot be measured")
+        return fig
+    fig, axes = F.new_figure(2, 2, title + " (completions, per prompt group)", width=11, height=7)
+    steps = div["step"].to_list()
+    for ax, (col, label) in zip(axes, DIVERSITY_PANELS, strict=True):
+        if F.draw_series(ax, steps, div[col].to_list(), label=col, colour=F.PALETTE[3], window=w):
+            F.maybe_log(ax, div[col].to_list()) if col == "len_mean" else None
+        else:
+            F.say(ax, f"{col}: no values")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step")
+        F.mark_onsets(ax, marks)
+    return fig
+
+
+def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
+    w = _window(s, window)
+    fmt = s.format
+    if fmt is None:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, "no completion texts in this run: format adherence cannot be measured")
+        return fig
+    if float(fmt["adherence"].max() or 0.0) < NEVER_FOLLOWED:
+        fig, [ax] = F.new_figure(1, 1, f"{title}: spec {s.format_spec}", width=10, height=3.2)
+        F.say(ax, f"no completion follows format {s.format_spec}: this run does not use it\n(choose another spec)")
+        return fig
+    fig, axes = F.new_figure(1, 2, f"{title}: spec {s.format_spec}", width=12, height=4.4)
+    steps = fmt["step"].to_list()
+    F.draw_series(axes[0], steps, fmt["adherence"].to_list(), label="adherence", colour=F.PALETTE[2], window=w)
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[0].set_title("share of completions that follow the format", fontsize=10)
+    failed = [c for c in fmt.columns if c.startswith("failed/")]
+    texts = fmt["texts"].to_numpy().astype(float)
+    bottom = None
+    for i, col in enumerate(sorted(failed, key=lambda c: -float(fmt[c].sum()))[:6]):
+        share = fmt[col].fill_null(0).to_numpy() / texts
+        axes[1].bar(steps, share, bottom=bottom, color=F.PALETTE[(i + 4) % len(F.PALETTE)], label=col[7:], width=0.9)
+        bottom = share if bottom is None else bottom + share
+    if bottom is None:
+        F.say(axes[1], "every completion follows the format")
+    else:
+        axes[1].set_title("first failing rule (share of completions)", fontsize=10)
+        F.legend(axes[1])
+    for ax in axes:
+        ax.set_xlabel("step")
+        F.mark_onsets(ax, marks)
+    return fig
+
+
+def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) -> Any:
+    df = (
+        s.run.scalars.filter(~pl.col("key").str.ends_with("__count"))
+        .group_by("key", "step")
+        .agg(pl.col("value").mean())
+    )
+    df = df.collect().sort("key", "step")
+    names = df["key"].unique(maintain_order=True).to_list()
+    if keys:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in keys)]
+    if not names:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, "no scalar metrics" + (f" match {', '.join(keys)}" if keys else " in this run"))
+        return fig
+    shown = names[:MAX_SCALAR_PANELS]
+    rows, cols = F.grid(len(shown), 3)
+    fig, axes = F.new_figure(rows, cols, title, width=4.6 * cols, height=3.0 * rows + 0.6)
+    w = window or F.auto_window(df["step"].n_unique())
+    for ax, key in zip(axes, shown, strict=False):
+        part = df.filter(pl.col("key") == key)
+        F.draw_series(ax, part["step"].to_list(), part["value"].to_list(), label=key, colour=F.PALETTE[0], window=w)
+        F.maybe_log(ax, part["value"].to_list())
+        ax.set_title(F.clean_label(key), fontsize=10)
+        ax.set_xlabel("step")
+    F.finish(fig, axes, len(shown))
+    if len(names) > len(shown):
+        fig.text(0.99, 0.005, f"{len(names) - len(shown)} more keys: narrow with --keys", ha="right", fontsize=8)
+    return fig
+
+
+def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
+    available = s.per_step["step"].to_list()
+    if not available:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, "no samples in this run")
+        return fig
+    if not steps:
+        steps = sorted({available[0], available[len(available) // 2], available[-1]})
+    missing = [x for x in steps if x not in available]
+    if missing:
+        raise UsageError(
+            f"--steps {missing[0]}: no such step in split {s.split} (steps {available[0]}..{available[-1]})"
+        )
+    lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
+    if s.split:
+        lf = lf.filter(pl.col("split") == s.split)
+    df = lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()).collect()
+    rows, cols = F.grid(len(steps), 3)
+    fig, axes = F.new_figure(
+        rows, cols, title + ": reward distribution per role", width=4.6 * cols, height=3.2 * rows + 0.6
+    )
+    colours = F.role_colours(s.roles)
+    lo, hi = (df["reward"].min(), df["reward"].max()) if df.height else (0.0, 1.0)
+    bins = 20 if lo != hi else 1
+    for ax, step in zip(axes, steps, strict=False):
+        part = df.filter(pl.col("step") == step)
+        for role in s.roles:
+            vals = part.filter(pl.col("role").is_null() if role is None else pl.col("role") == role)["reward"]
+            if vals.len():
+                label = F.clean_label(role) if role is not None else "(role unknown)"
+                kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=colours[role], label=label)
+                ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
+                ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, **kw)
+        ax.set_title(f"step {step}", fontsize=10)
+        ax.set_xlabel("reward")
+        ax.set_ylabel("samples")
+        F.legend(ax)
+    F.finish(fig, axes, len(steps))
+    return fig
+
+
+__all__ = ["WHATS", "RunSeries", "figure_png", "make_figure", "save_figure"]

@@ -1,0 +1,197 @@
+"""Drawing: matplotlib figures from the per-step series, readable without a caption.
+
+matplotlib is imported here only, lazily, and used through its object API with the Agg canvas (no
+``pyplot``, no global backend switch, nothing opens a window), so a library caller's own matplotlib setup is
+left alone. Conventions: one colour per role (stable across plots of one run), the moving average drawn
+bold over a light raw line with a band of one rolling standard deviation, a log scale for values that span
+decades, and a panel that says what is missing instead of an empty or failing plot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
+UNKNOWN_COLOUR = "#555555"
+PANEL_W, PANEL_H = 6.4, 3.6
+DPI = 110
+LOG_SPAN = 100.0  # max/min of the positive values above which an axis is drawn in log scale
+
+
+def clean_label(text: Any) -> str:
+    """Data (run names, roles, keys) as a matplotlib label: control characters visible, one line, and ``$``
+    escaped so that mathtext never parses it."""
+    from ..render.safe import one_line
+
+    return one_line(str(text)).replace("$", r"\$")
+
+
+def mpl() -> Any:
+    """The matplotlib module, or a usage error that says how to install it."""
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure  # noqa: F401  (checks the whole stack imports)
+    except ImportError:
+        raise UsageError("plots need matplotlib: pip install 'runlog[plot]'") from None
+    return matplotlib
+
+
+def new_figure(rows: int, cols: int, title: str, *, width: float | None = None, height: float | None = None) -> Any:
+    """A figure of ``rows`` x ``cols`` panels with a title; returns (figure, flat list of axes)."""
+    mpl()
+    from matplotlib.figure import Figure
+
+    w = width or PANEL_W * cols
+    h = height or PANEL_H * rows + 0.5
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    fig.suptitle(clean_label(title), fontsize=13, fontweight="bold")
+    for ax in axes:
+        style_axes(ax)
+    return fig, axes
+
+
+def style_axes(ax: Any) -> None:
+    ax.grid(True, color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(labelsize=9)
+
+
+def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
+    out: dict[str | None, str] = {}
+    named = [r for r in roles if r is not None]
+    for i, r in enumerate(named):
+        out[r] = PALETTE[i % len(PALETTE)]
+    out[None] = UNKNOWN_COLOUR
+    return out
+
+
+def rolling(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing moving average and standard deviation over the last ``window`` finite values (NaN skipped)."""
+    n = len(y)
+    mean = np.full(n, np.nan)
+    sd = np.full(n, np.nan)
+    for i in range(n):
+        w = y[max(0, i - window + 1) : i + 1]
+        w = w[np.isfinite(w)]
+        if len(w):
+            mean[i] = w.mean()
+            sd[i] = w.std(ddof=1) if len(w) > 1 else 0.0
+    return mean, sd
+
+
+def auto_window(n: int) -> int:
+    """About a tenth of the run, at least 1 and at most 25 steps."""
+    return max(1, min(25, round(n / 10)))
+
+
+def draw_series(ax: Any, steps: Sequence[int], values: Sequence[Any], *, label: str, colour: str, window: int) -> bool:
+    """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite."""
+    x = np.asarray(steps, dtype=float)
+    y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    ok = np.isfinite(y)
+    if not ok.any():
+        return False
+    if window <= 1:
+        ax.plot(
+            x[ok],
+            y[ok],
+            color=colour,
+            linewidth=2.0,
+            label=clean_label(label),
+            marker="o" if ok.sum() < 30 else None,
+            ms=3,
+        )
+        return True
+    mean, sd = rolling(y, window)
+    ax.plot(x[ok], y[ok], color=colour, alpha=0.3, linewidth=1.0)
+    ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.12, linewidth=0)
+    ax.plot(x, mean, color=colour, linewidth=2.2, label=clean_label(label))
+    return True
+
+
+def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
+    """Log scale when the positive values span at least LOG_SPAN (KL that blew up, lengths that exploded)."""
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    pos = v[np.isfinite(v) & (v > 0)]
+    if len(pos) >= 2 and pos.max() / pos.min() >= LOG_SPAN:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+def say(ax: Any, text: str) -> None:
+    """An empty panel that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#666666", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
+    """Dashed vertical lines at the doctor's onsets, labelled at the top."""
+    for step, label in marks:
+        ax.axvline(step, color="#b00020", linestyle="--", linewidth=1.1, alpha=0.8)
+        ax.annotate(
+            clean_label(label),
+            xy=(step, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            fontsize=8,
+            color="#b00020",
+            va="top",
+        )
+
+
+def legend(ax: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(frameon=False, fontsize=9, loc="best")
+
+
+def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
+    """Hide the grid's unused panels."""
+    for ax in axes[used:]:
+        ax.set_visible(False)
+
+
+def save(fig: Any, path: str, fmt: str | None = None) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format=fmt, metadata=_metadata(fmt))
+
+
+def to_bytes(fig: Any, fmt: str = "png") -> bytes:
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, metadata=_metadata(fmt))
+    return buf.getvalue()
+
+
+def _metadata(fmt: str | None) -> dict[str, Any] | None:
+    # No creation date or software version in the files: the same run gives the same bytes.
+    if fmt == "png":
+        return {"Software": None}
+    if fmt == "svg":
+        return {"Date": None, "Creator": None}
+    if fmt == "pdf":
+        return {"CreationDate": None, "Creator": None, "Producer": None}
+    return None
+
+
+def grid(n: int, cols: int = 2) -> tuple[int, int]:
+    cols = max(1, min(cols, n))
+    return max(1, math.ceil(n / cols)), cols

@@ -1,0 +1,132 @@
+"""The per-step series that ``doctor``, ``plot`` and ``report`` look at, computed once and only when asked.
+
+Each series comes from the library's public functions (``summarize``, ``diversity_frame``, ``format_frame``,
+``inspect_run``), restricted to one split (``train``, or the only split) so that eval steps never mix
+with training steps. A series the run cannot give (no KL, no texts, no prompt groups) is ``None`` or
+empty, and ``notes`` says why, so that callers can say so instead of failing.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from .._lazy import pl
+from ..analysis.summarize import Filters, StepRange, summarize
+from ..errors import RunlogError
+from ..run import Run
+
+
+class RunSeries:
+    """Lazily computed per-step frames of one split of ``run``."""
+
+    def __init__(self, run: Run, *, split: str | None = None, format_spec: str = "think-answer-strict") -> None:
+        self.run = run
+        self.format_spec = format_spec
+        self.split = split if split is not None else self._default_split()
+        self.notes: list[str] = []
+
+    def _default_split(self) -> str | None:
+        splits = sorted({f.split for f in self.run.files if f.kind == "samples" and f.readable and f.split})
+        if not splits:
+            frame = self.run.samples.select(pl.col("split").drop_nulls().unique()).collect()
+            splits = sorted(frame["split"].to_list())
+        if not splits:
+            return None
+        return "train" if "train" in splits else splits[0]
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(splits=(self.split,) if self.split else (), steps=StepRange())
+
+    @cached_property
+    def per_role(self) -> pl.DataFrame:
+        """``summarize(by=[role, step])``: one row per (role, step); a null role holds the total reward of
+        samples without per-role data."""
+        return summarize(self.run, ["role", "step"], filters=self.filters)
+
+    @cached_property
+    def per_step(self) -> pl.DataFrame:
+        """``summarize(by=[step])``: exception rate and reward components per step."""
+        return summarize(self.run, ["step"], filters=self.filters)
+
+    @cached_property
+    def total(self) -> pl.DataFrame:
+        """The samples' total reward per step (``reward_mean`` over valid values, ``reward_nan``, ``rows``):
+        per-role rewards are what ``summarize`` reports; this is the sum a single-reward trainer optimises."""
+        lf = self.run.samples
+        if self.split:
+            lf = lf.filter(pl.col("split") == self.split)
+        valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+        [df] = self.run.collect(
+            lambda: [
+                lf.group_by("step").agg(
+                    pl.col("reward").filter(valid).mean().alias("reward_mean"),
+                    pl.col("reward").filter(valid).std().alias("reward_std"),
+                    pl.col("reward").is_nan().sum().cast(pl.Int64).alias("reward_nan"),
+                    pl.len().cast(pl.Int64).alias("rows"),
+                )
+            ]
+        )
+        return df.sort("step")
+
+    @cached_property
+    def roles(self) -> list[str | None]:
+        """Roles present in ``per_role``, named roles first (in run order), then None (role unknown)."""
+        present = set(self.per_role["role"].to_list())
+        named = [r for r in self.run.role_names() if r in present]
+        named += sorted(r for r in present if r is not None and r not in named)
+        return named + ([None] if None in present else [])
+
+    @cached_property
+    def diversity(self) -> pl.DataFrame | None:
+        """Diversity of the completions per step (metrics per prompt group, averaged), or None without texts."""
+        from ..metrics.api import diversity_frame
+
+        try:
+            df = diversity_frame(self.run, ["step"], text="completion", filters=self.filters)
+        except RunlogError as exc:
+            self.notes.append(f"diversity not computed: {exc}")
+            return None
+        if df.height == 0:
+            self.notes.append("no completion texts: diversity checks and plots skipped")
+            return None
+        return df
+
+    @cached_property
+    def format(self) -> pl.DataFrame | None:
+        """Format adherence of the completions per step (``format_spec``), or None without texts."""
+        from ..metrics.api import format_frame
+
+        if self.diversity is None:
+            return None
+        df = format_frame(self.run, self.format_spec, ["step"], text="completion", filters=self.filters)
+        return df if df.height else None
+
+    @cached_property
+    def inspect(self) -> dict[str, Any]:
+        from ..analysis.inspect import inspect_run
+
+        return inspect_run(self.run)
+
+    def role_series(self, role: str | None, column: str) -> tuple[list[int], list[float | None]]:
+        """(steps, values) of one column for one role, in step order."""
+        df = self.per_role.filter(pl.col("role").is_null() if role is None else pl.col("role") == role).sort("step")
+        if column not in df.columns:
+            return df["step"].to_list(), [None] * df.height
+        return df["step"].to_list(), df[column].to_list()
+
+    @property
+    def has_kl(self) -> bool:
+        return "kl_count" in self.per_role.columns and int(self.per_role["kl_count"].fill_null(0).sum()) > 0
+
+    @property
+    def has_groups(self) -> bool:
+        return self.per_role.height > 0 and self.per_role["zero_adv_frac"].null_count() < self.per_role.height
+
+    def components(self) -> list[str]:
+        return [
+            c.removeprefix("component/").removesuffix("_mean")
+            for c in self.per_step.columns
+            if c.startswith("component/")
+        ]

@@ -1,0 +1,127 @@
+"""The report's page shell: one inline style sheet, a strict Content-Security-Policy, and small escaping
+helpers. Nothing here sees raw data unescaped: every value goes through ``e`` (control characters made
+visible, then ``html.escape`` with quotes) or ``num``; CSS classes come from fixed sets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from html import escape
+from typing import Any
+
+from ..render.safe import one_line, safe
+
+CSS = """
+:root{--fg:#1d2433;--muted:#667085;--line:#e4e7ec;--bg:#f6f7f9;--card:#fff;--accent:#2563eb;
+--err:#c0262d;--warn:#b45309;--info:#0e7490;--ok:#15803d}
+*{box-sizing:border-box}
+body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:var(--fg);background:var(--bg)}
+header{background:#111827;color:#f9fafb;padding:1.6em 2em 1.2em}
+header h1{margin:0;font-size:1.6em;font-weight:650;word-break:break-word}
+header .sub{color:#cbd5e1;margin-top:.3em;font-size:.95em;word-break:break-all}
+nav{background:#1f2937;padding:.5em 2em;position:sticky;top:0;z-index:2}
+nav a{color:#e5e7eb;text-decoration:none;margin-right:1.4em;font-size:.92em}
+nav a:hover{color:#fff;text-decoration:underline}
+main{max-width:76em;margin:0 auto;padding:1em 2em 4em}
+h2{font-size:1.25em;margin:2em 0 .6em;padding-bottom:.3em;border-bottom:2px solid var(--line)}
+h3{font-size:1.05em;margin:1.4em 0 .4em}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(10em,1fr));gap:.8em;margin-top:1.2em}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.8em 1em}
+.card .v{font-size:1.5em;font-weight:650}.card .k{color:var(--muted);font-size:.85em}
+.card.bad .v{color:var(--err)}.card.warn .v{color:var(--warn)}.card.good .v{color:var(--ok)}
+.finding{background:var(--card);border:1px solid var(--line);border-left:6px solid var(--info);
+border-radius:8px;padding:.6em 1em;margin:.5em 0}
+.finding.sev-error{border-left-color:var(--err)}.finding.sev-warning{border-left-color:var(--warn)}
+.finding .what{font-weight:600}.finding .links{font-size:.88em;color:var(--muted)}
+.finding .links a{color:var(--accent)}
+.badge{display:inline-block;border-radius:99px;padding:0 .6em;font-size:.78em;font-weight:700;
+text-transform:uppercase;letter-spacing:.03em;color:#fff;background:var(--info);margin-right:.5em}
+.badge.sev-error{background:var(--err)}.badge.sev-warning{background:var(--warn)}
+.healthy{background:#ecfdf3;border:1px solid #abefc6;color:var(--ok);border-radius:8px;padding:.8em 1em;font-weight:600}
+table.data{border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:8px;
+font-variant-numeric:tabular-nums;margin:.4em 0;display:block;overflow-x:auto;max-width:100%}
+table.data th,table.data td{padding:.35em .8em;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+table.data th{background:#f9fafb;font-weight:600;color:#344054}
+table.data td:first-child,table.data th:first-child{text-align:left}
+figure{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:1em 0;padding:.6em}
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figcaption{color:var(--muted);font-size:.88em;padding:.3em .4em 0}
+.note{color:var(--muted);font-size:.9em}
+.traj{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.2em 1.2em 1em;margin:1em 0}
+.traj h2{font-size:1em;border:0;margin:.8em 0 .2em}
+.meta{color:#666;font-size:.9em}
+.turn{border:1px solid #ddd;border-left:5px solid #999;border-radius:4px;margin:.6em 0;padding:.3em .8em;
+background:#fff}
+.turn .title{font-weight:bold}
+.role-system{border-left-color:#a5a}.role-user{border-left-color:#29b}.role-assistant{border-left-color:#3a7}
+.role-tool{border-left-color:#c90}.error{border-left-color:#d33;background:#fff4f4}
+pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font:12.5px/1.45 ui-monospace,Menlo,Consolas,monospace}
+.think,.think pre{color:#777;font-style:italic}
+.call{background:#fafae8;padding:.2em .5em;border-radius:3px;margin:.3em 0}
+.exception{border-left-color:#d33;background:#fff4f4}
+.traj table{border-collapse:collapse;margin:.5em 2em .5em 0;display:inline-table;vertical-align:top}
+.traj td,.traj th{padding:.1em .6em;text-align:right}.traj td:first-child,.traj th:first-child{text-align:left}
+.bad{color:#d33}
+footer{color:var(--muted);font-size:.85em;text-align:center;padding:2em}
+""".strip()
+_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+# No script, no fetch: only the one style sheet (by its hash) and images embedded as data: URIs.
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src data:; "
+    "script-src 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def e(text: Any) -> str:
+    """Data to HTML text: control characters made visible, then every HTML metacharacter escaped."""
+    return escape(safe(None if text is None else str(text)), quote=True)
+
+
+def e1(text: Any) -> str:
+    """``e`` for labels: one line."""
+    return escape(one_line(None if text is None else str(text)), quote=True)
+
+
+def num(v: Any, fmt: str = ".4g") -> str:
+    if v is None:
+        return '<span class="note">-</span>'
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return '<span class="bad">NaN</span>'
+        if math.isinf(v):
+            return '<span class="bad">inf</span>'
+        return format(v, fmt)
+    return e1(v)
+
+
+def page(title: str, nav: list[tuple[str, str]], header: str, body: str, footer: str) -> str:
+    links = "".join(f'<a href="#{anchor}">{escape(label)}</a>' for anchor, label in nav)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{e1(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<header>{header}</header>\n<nav>{links}</nav>\n<main>\n{body}\n</main>\n<footer>{footer}</footer>\n"
+        "</body>\n</html>\n"
+    )
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A table whose cells are already HTML (escaped by the caller)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def image(png: bytes, alt: str, anchor: str, caption: str) -> str:
+    data = base64.b64encode(png).decode()
+    return (
+        f'<figure id="{anchor}"><img src="data:image/png;base64,{data}" alt="{e1(alt)}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )

@@ -1,0 +1,92 @@
+"""``runlog plot``: real images of the promised size, not blank, in the format the suffix names; missing
+data is said in the picture, not an error; bad options are usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'runlog[plot]'")
+
+from matplotlib.image import imread  # noqa: E402
+
+from runlog import open_run  # noqa: E402
+from runlog.plots import WHATS, RunSeries, make_figure, save_figure  # noqa: E402
+from runlog.plots.figures import DPI  # noqa: E402
+from test_doctor import make_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1] / "sample_runs"
+
+
+@pytest.fixture(scope="module")
+def blowup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("plot_runs"), "kl_blowup")
+
+
+def pixels(path: Path):
+    img = imread(str(path))
+    assert img.ndim == 3 and img.shape[2] in (3, 4)
+    return img
+
+
+def assert_not_blank(path: Path) -> None:
+    img = pixels(path)[..., :3]
+    assert img.std() > 0.05, f"{path} looks blank (pixel std {img.std():.4f})"
+    # More than a frame and a title: a good share of the pixels are neither white nor one colour.
+    assert (img.mean(axis=2) < 0.95).mean() > 0.01
+
+
+@pytest.mark.parametrize("what", WHATS)
+def test_every_plot_is_a_real_png_of_the_right_size(tmp_path: Path, what: str, blowup: Path) -> None:
+    series = RunSeries(open_run(blowup))
+    fig = make_figure(series, what)
+    out = save_figure(fig, tmp_path / f"{what}.png")
+    w, h = fig.get_size_inches()
+    img = pixels(out)
+    assert img.shape[:2] == (round(h * DPI), round(w * DPI))
+    assert_not_blank(out)
+
+
+def test_cli_writes_png_svg_pdf_by_suffix(cli, tmp_path: Path) -> None:
+    run = ROOT / "debate_grpo"
+    for suffix, magic in ((".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")):
+        out = tmp_path / f"kl{suffix}"
+        res = cli("plot", run, "--what", "kl", "-o", out)
+        assert res.exit_code == 0, res.output
+        assert out.read_bytes().startswith(magic)
+        assert res.stdout.strip() == str(out)
+    assert b"<svg" in (tmp_path / "kl.svg").read_bytes()
+
+
+def test_histograms_at_chosen_steps(cli, tmp_path: Path) -> None:
+    out = tmp_path / "hist.png"
+    res = cli("plot", ROOT / "debate_grpo", "--what", "hist", "--steps", "0,16,31", "-o", out)
+    assert res.exit_code == 0, res.output
+    img = pixels(out)
+    assert img.shape[1] > img.shape[0]  # three panels side by side
+    assert_not_blank(out)
+    bad = cli("plot", ROOT / "debate_grpo", "--what", "hist", "--steps", "0,999", "-o", out)
+    assert bad.exit_code == 2 and "999" in bad.stderr
+
+
+def test_missing_data_is_drawn_as_a_message_not_an_error(cli, tmp_path: Path) -> None:
+    """Flink debug data has no completion texts and no prompt groups; JaxARC has no samples at all."""
+    for run, what in ((ROOT / "flink_mixed", "diversity"), (ROOT / "flink_mixed", "format"), (ROOT / "jaxarc", "kl")):
+        out = tmp_path / f"{run.name}-{what}.png"
+        res = cli("plot", run, "--what", what, "-o", out)
+        assert res.exit_code == 0, res.output
+        assert_not_blank(out)
+    res = cli("plot", ROOT / "jaxarc", "--what", "scalars", "--keys", "reward_*", "-o", tmp_path / "s.png")
+    assert res.exit_code == 0, res.output
+
+
+def test_usage_errors(cli, tmp_path: Path) -> None:
+    run = ROOT / "debate_grpo"
+    res = cli("plot", run, "--what", "reward", "-o", tmp_path / "x.jpg")
+    assert res.exit_code == 2 and ".jpg" in res.stderr and res.stderr.startswith("Error:")
+    res = cli("plot", run, "--what", "nonsense", "-o", tmp_path / "x.png")
+    assert res.exit_code == 2 and "--what" in res.stderr
+    res = cli("plot", run, "--what", "reward", "--by", "group", "-o", tmp_path / "x.png")
+    assert res.exit_code == 2
+    assert not (tmp_path / "x.png").exists()
