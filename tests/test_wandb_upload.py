@@ -204,7 +204,9 @@ def test_killed_upload_resumes_without_duplicates_or_gaps(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None:
         if state.exists():
             entry = next(iter(json.loads(state.read_text())["destinations"].values()))
-            if (entry.get("last_step") or 0) > 0:
+            # Saved after the first step, then every SAVE_EVERY_S: wait for real progress, so that the killed
+            # session's log holds steps the resume must not send again.
+            if (entry.get("last_step") or 0) >= 200:
                 progress = entry["last_step"]
                 break
         time.sleep(0.02)

@@ -26,7 +26,7 @@ from . import plan as P
 from . import state as S
 
 MODES = ("online", "offline")
-SAVE_EVERY_S = 1.0  # how often the state is saved during an upload (and always at the end)
+SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always at the end)
 INSTALL_HINT = "pip install 'runlog[wandb]'"
 _USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -177,10 +177,10 @@ def _log_steps(
     entry: S.Entry,
     on_step: Callable[[UploadResult, int], None] | None,
 ) -> None:
-    """One ``run.log`` per step, everything merged, explicit step; the state saved at most every
-    ``SAVE_EVERY_S`` seconds, and only after the call for the step it names has returned."""
+    """One ``run.log`` per step, everything merged, explicit step; the state saved after the first step and
+    then at most every ``SAVE_EVERY_S`` seconds, and only after the call for the step it names has returned."""
     keys: set[str] = set()
-    saved = time.monotonic()
+    saved = float("-inf")
     for p in payloads:
         data: dict[str, Any] = dict(p.values)
         for k, h in p.hists.items():
