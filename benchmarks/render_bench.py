@@ -50,17 +50,22 @@ import polars as pl
 from rich.console import Console
 from runlog import open_run
 from runlog.render import Criteria, conversations, conversation_from_row, prepared
+from runlog.render.select import plan_keep
 from runlog.render.terminal import render_all
+from runlog.run import list_names
 t1 = time.perf_counter()
 path, mode, step, sid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-run = open_run(path)
-t2 = time.perf_counter()
 if mode == "full":
+    run = open_run(path)
+    t2 = time.perf_counter()
     df = run.samples.collect()
     rows = df.filter(pl.col("sample_id") == sid).to_dicts()
     convs = [prepared(conversation_from_row(r)) for r in rows]
 else:
+    # As the CLI does: file names decide which files are opened at all (list_names + plan_keep).
     crit = Criteria(steps=str(step), sample_ids=(sid,)) if mode == "step" else Criteria(sample_ids=(sid,))
+    run = open_run(path, keep=plan_keep(list_names(path), crit))
+    t2 = time.perf_counter()
     convs, _ = conversations(run, crit)
 buf = StringIO()
 Console(file=buf, width=100, color_system=None).print(render_all(convs))
