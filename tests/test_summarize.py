@@ -414,3 +414,10 @@ def test_step_batches_give_the_same_numbers(monkeypatch, run_name):
             pl.col("step").is_between(3, 7) & (pl.col("split") == "train")
         ),
     )
+
+
+def test_cli_scalar_only_run_says_to_use_scalars(cli):
+    r = cli("summarize", SAMPLE_RUNS / "jaxarc")
+    assert r.exit_code == 0 and "no per-sample data (only scalar metrics): try --scalars" in r.stderr
+    r = cli("render-trajectory", SAMPLE_RUNS / "jaxarc")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: this run has no per-sample data to render")

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import fail, handle_errors, stdout_console
+from .common import fail, handle_errors, report_problems, stdout_console
 
 SELECTORS_HINT = (
     "choose others with --step N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -106,6 +106,9 @@ def render_command(
         _emit(convs, fmt, output, show_think=not no_think)
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")
+        # Problems met while reading (a corrupt file, a bad line) are listed; the exit code stays about the
+        # selection (0 rendered, 1 nothing matched), as documented.
+        report_problems([p for p in run.problems if not p.is_warning])
         if sel.defaulted:
             what = "sample" if len(convs) == 1 else "best and worst samples"
             by = f"{role}'s reward" if role else "reward"

@@ -67,6 +67,8 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     """The rows ``c`` selects, in display order (``UsageError`` for a bad selector)."""
     conds = parse_where(c.where) if c.where else []
     files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if not files and not run.skipped:
+        raise UsageError("this run has no per-sample data to render (only scalar metrics, or no readable sample file)")
     split = _split(files, c)
     if split is not None:
         files = [f for f in files if f.split in (None, split)]
