@@ -10,12 +10,9 @@ persistence, never a single bad step.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +21,7 @@ from ..errors import UsageError
 from ..plots.series import RunSeries
 from ..run import Run
 from .changepoint import find_shift, first_sustained
+from .doctor_config import DoctorConfig
 
 SEVERITIES = ("info", "warning", "error")
 KINDS = (
@@ -39,102 +37,6 @@ KINDS = (
     "step_gaps",
     "data_problem",
 )
-
-
-@dataclass
-class DoctorConfig:
-    """Every threshold of the doctor, with its default. docs/doctor.md explains each; ``--set NAME=VALUE``
-    and ``--config FILE.toml`` override them (``DoctorConfig.from_sources``)."""
-
-    split: str = ""  # the split to diagnose; "" = train, or the only split
-    min_steps: int = 8  # fewer steps than this: trend checks are skipped (said in the notes)
-    min_segment: int = 3  # shortest segment before / after a change point, in steps
-    min_z: float = 4.0  # a shift must be this many robust noise units
-    persist: float = 0.8  # share of the steps after a change that must stay changed
-    kl_warmup: float = 0.1  # share of the first steps left out of the KL search (KL starts at 0)
-    kl_ratio: float = 10.0  # new KL level / 90th percentile of the KL before the change
-    kl_floor: float = 1e-4  # KL values below this count as this (log scale)
-    reward_drop: float = 0.5  # collapse: drop of a role's mean reward, in within-step reward SDs
-    stuck_min_steps: int = 20  # stuck: only judged on runs this long
-    stuck_change: float = 0.1  # stuck: first vs last third moved less than this many within-step SDs
-    zero_adv: float = 0.5  # zero advantage: share of prompt groups with all-equal rewards
-    diversity_metric: str = "distinct_2"  # diversity column watched (docs/metrics.md)
-    diversity_drop: float = 0.5  # collapse: relative drop of that metric
-    format_spec: str = "think-answer-strict"  # format spec for adherence (a built-in name or a TOML file)
-    format_drop: float = 0.2  # drift: absolute drop of adherence
-    format_min: float = 0.5  # drift is only judged when adherence was at least this before
-    hack_rise: float = 0.5  # hacking: rise of the total reward, in within-step reward SDs
-    hack_length: float = 0.5  # hacking: relative change of the completion length
-    nan_error: float = 0.05  # NaN rewards: share of rewards above which the finding is an error
-    exception_rate: float = 0.25  # exception spike: failed share of a step's trajectories
-    exception_error: float = 0.5  # ... above which the finding is an error
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    def replace(self, values: dict[str, Any], origin: str) -> DoctorConfig:
-        """A copy with ``values`` set; unknown names and values of the wrong type are usage errors."""
-        defaults = dataclasses.asdict(self)
-        out = {}
-        for name, raw in values.items():
-            if name not in defaults:
-                raise UsageError(f"{origin}: unknown threshold {name!r}; known: {', '.join(self.names())}")
-            out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
-        return dataclasses.replace(self, **out)
-
-    @classmethod
-    def from_sources(cls, config_file: str | Path | None = None, sets: Sequence[str] = ()) -> DoctorConfig:
-        """Defaults, then a TOML file (top-level keys, or a ``[doctor]`` table), then ``NAME=VALUE`` pairs."""
-        cfg = cls()
-        if config_file is not None:
-            data = _read_toml(Path(config_file))
-            table = data.get("doctor", data)
-            if not isinstance(table, dict):
-                raise UsageError(f"--config {config_file}: [doctor] must be a table")
-            cfg = cfg.replace(table, f"--config {config_file}:")
-        pairs: dict[str, str] = {}
-        for item in sets:
-            name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                raise UsageError(f"--set {item!r}: expected NAME=VALUE (e.g. --set kl_ratio=20)")
-            pairs[name.strip()] = value.strip()
-        return cfg.replace(pairs, "--set")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
-
-
-def _coerce(kind: type, raw: Any, origin: str) -> Any:
-    try:
-        if kind is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            if isinstance(raw, bool):
-                raise ValueError
-            value = float(raw)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        if not isinstance(raw, str):
-            raise ValueError
-        return raw
-    except (TypeError, ValueError):
-        what = {int: "an integer", float: "a number"}.get(kind, "a string")
-        raise UsageError(f"{origin}: expected {what}, not {raw!r}") from None
 
 
 @dataclass
