@@ -108,12 +108,17 @@ class Plan:
                 yield self._payload(s, tables.get(s, {}))
 
     def _payload(self, step: int, tables: dict[str, T.TableData]) -> StepPayload:
-        values = dict(self.computed.get(step, {}))
         own = self.scalars.get(step, {})
-        self.shadowed.update(k for k in own if k in values)
-        values.update(own)  # the trainer's own number wins over runlog's recomputation of it
+        computed = self.computed.get(step)
+        if computed:
+            values = dict(computed)
+            self.shadowed.update(k for k in own if k in values)
+            values.update(own)  # the trainer's own number wins over runlog's recomputation of it
+        else:
+            values = own.copy()
         values[STEP_KEY] = step
-        p = StepPayload(step, values, self.times.get(step), dict(self.hists.get(step, {})), tables)
+        hists = self.hists.get(step)
+        p = StepPayload(step, values, self.times.get(step), dict(hists) if hists else {}, tables)
         if p.row_bytes() > T.ROW_BYTES_BUDGET:
             p.hists.clear()
             self.notes.append(f"step {step}: histograms left out to keep the history row under W&B's 10 MB")
@@ -197,6 +202,10 @@ def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[s
     times = run.scalars.filter(pl.col("step").is_not_null() & pl.col("time").is_not_null())
     times = times.group_by("step").agg(pl.col("time").max())
     df, t = run.collect(lambda: [lf.select("step", "key", "value", "source"), times])
+    step_times = {s: float(x) for s, x in t.iter_rows() if x is not None and math.isfinite(x)}
+    values = _unique_step_scalars(df)
+    if values is not None:
+        return values, step_times
     is_count = pl.col("key").str.ends_with("__count")
     repeated = pl.len().over("step", "key") > 1
     simple = df.filter(~is_count & ~repeated & ~pl.col("key").is_in(_counted(df)))
@@ -204,7 +213,30 @@ def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[s
         simple = pl.concat([simple.select("step", "key", "value"), _merge(df)])
     per_step = simple.group_by("step", maintain_order=True).agg("key", "value")
     values = {s: dict(zip(k, v, strict=True)) for s, k, v in per_step.iter_rows()}
-    return values, {s: float(x) for s, x in t.iter_rows() if x is not None and math.isfinite(x)}
+    return values, step_times
+
+
+def _unique_step_scalars(df: pl.DataFrame) -> dict[int, dict[str, float]] | None:
+    """The per-step dicts when no (step, key) pair is logged twice and no key has ``__count`` weights (the
+    usual run: nothing to merge), else None. A stable sort by step keeps each step's keys in the order
+    they were logged; the dicts are then cut from flat lists, each key name one shared string."""
+    if df.is_empty() or df["key"].str.ends_with("__count").any():
+        return None
+    df = df.select("step", "key", "value").sort("step", maintain_order=True)
+    names = df["key"].unique(maintain_order=True).to_list()
+    codes = df["key"].replace_strict(names, range(len(names)), return_dtype=pl.UInt32).to_list()
+    keys = list(map(names.__getitem__, codes))
+    vals = df["value"].to_list()
+    runs = df["step"].rle()
+    out: dict[int, dict[str, float]] = {}
+    i = 0
+    for step, n in zip(runs.struct.field("value").to_list(), runs.struct.field("len").to_list(), strict=True):
+        j = i + n
+        d = out[step] = dict(zip(keys[i:j], vals[i:j], strict=True))
+        if len(d) != n:  # a key logged twice for this step: the merge decides
+            return None
+        i = j
+    return out
 
 
 def _counted(df: pl.DataFrame) -> list[str]:

@@ -12,11 +12,10 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..render.model import Conversation, Turn, pretty_arguments, shown_reasoning, truncate
-from ..render.safe import safe
-from ..render.sample import conversation_from_row
+if TYPE_CHECKING:  # ``runlog.render`` is imported where a table row is built: a run without samples never needs it
+    from ..render.model import Conversation, Turn
 
 # W&B's documented limits: rows per logged table, bytes per history row, bytes per log call.
 MAX_TABLE_ROWS = 10_000
@@ -94,6 +93,10 @@ def table_row(
 ) -> tuple[list[Any], int]:
     """One table row from a ``Run.samples`` row, built from the render model (the same conversation that
     ``render-trajectory`` shows) as plain text; returns the row and how many cells were cut."""
+    from ..render.model import truncate
+    from ..render.safe import safe
+    from ..render.sample import conversation_from_row
+
     conv = conversation_from_row(row)
     reward = conv.reward
     comps = dict(reward.components) if reward else {}
@@ -142,6 +145,9 @@ def fit_budget(table: TableData, budget: int) -> TableData:
 def plain_turns(turns: Sequence[Turn]) -> str:
     """A conversation as plain text: one block per turn, ``[role · speaker]`` then its text, tool calls
     and tool results. Control and invisible characters are shown as escapes (``render.safe``)."""
+    from ..render.model import pretty_arguments, shown_reasoning
+    from ..render.safe import safe
+
     blocks = []
     for t in turns:
         speaker = t.speaker or (t.result.name if t.result else None)
@@ -167,6 +173,8 @@ def plain_turns(turns: Sequence[Turn]) -> str:
 
 def reward_text(conv: Conversation) -> str:
     """``total 0.3 | correctness 0 | format 1 | solver 0.3 (kl 0.039) | ...``."""
+    from ..render.safe import safe
+
     r = conv.reward
     if r is None:
         return ""

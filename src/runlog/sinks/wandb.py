@@ -10,6 +10,8 @@ and an offline log would simply hold it twice. ``wandb`` is imported here only, 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import netrc
 import os
 import re
@@ -131,40 +133,57 @@ def upload_wandb(
         result.keys = sorted(keys)
         result.notes += _plan_notes(plan)
         return result
-    wandb = _import_wandb()
-    if mode == "online":
-        _check_credentials()
-    entry = entry or S.Entry(rid, project, entity, mode, wdir if mode == "offline" else None)
-    wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
+    # The plan (every step's values) and runlog's own modules live until the end: frozen, the cyclic GC
+    # stops re-scanning them on each full collection during W&B's import and the per-step log calls.
+    with _gc_frozen():
+        wandb = _import_wandb()
+        if mode == "online":
+            _check_credentials()
+        entry = entry or S.Entry(rid, project, entity, mode, wdir if mode == "offline" else None)
+        wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
+        try:
+            after = _resume_point(wb, entry, mode)
+            result.after = after
+            result.url = getattr(wb, "url", None) if mode == "online" else None
+            if mode == "offline":
+                result.wandb_file = str(Path(wb.dir).parent / f"run-{rid}.wandb")
+            entry.session_file, entry.session_after, entry.last_step, entry.complete = (
+                result.wandb_file,
+                after,
+                after,
+                False,
+            )
+            state.put(dest, entry)
+            wb.define_metric(P.STEP_KEY)
+            wb.define_metric("*", step_metric=P.STEP_KEY)
+            if on_start is not None:
+                on_start(result, sum(1 for s in plan.steps if after is None or s > after))
+            _log_steps(wandb, wb, plan.payloads(after), result, state, dest, entry, on_step)
+        except BaseException:
+            # Ctrl-C or a W&B failure: what was logged is recorded (the state only names returned steps), and
+            # the session is closed so that its log is whole; the next upload resumes after entry.last_step.
+            state.put(dest, entry)
+            _finish(wb, exit_code=1)
+            raise
+        _finish(wb, exit_code=0)
+        entry.complete, entry.fingerprint = True, fp
+        state.put(dest, entry)
+        result.notes += _plan_notes(plan)
+        return result
+
+
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Move every object alive now out of the cyclic GC's reach until the block ends (``gc.freeze``), unless
+    the process froze objects itself; nothing is leaked: ``gc.unfreeze`` hands them back afterwards."""
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield
+        return
+    gc.freeze()
     try:
-        after = _resume_point(wb, entry, mode)
-        result.after = after
-        result.url = getattr(wb, "url", None) if mode == "online" else None
-        if mode == "offline":
-            result.wandb_file = str(Path(wb.dir).parent / f"run-{rid}.wandb")
-        entry.session_file, entry.session_after, entry.last_step, entry.complete = (
-            result.wandb_file,
-            after,
-            after,
-            False,
-        )
-        state.put(dest, entry)
-        wb.define_metric(P.STEP_KEY)
-        wb.define_metric("*", step_metric=P.STEP_KEY)
-        if on_start is not None:
-            on_start(result, sum(1 for s in plan.steps if after is None or s > after))
-        _log_steps(wandb, wb, plan.payloads(after), result, state, dest, entry, on_step)
-    except BaseException:
-        # Ctrl-C or a W&B failure: what was logged is recorded (the state only names returned steps), and
-        # the session is closed so that its log is whole; the next upload resumes after entry.last_step.
-        state.put(dest, entry)
-        _finish(wb, exit_code=1)
-        raise
-    _finish(wb, exit_code=0)
-    entry.complete, entry.fingerprint = True, fp
-    state.put(dest, entry)
-    result.notes += _plan_notes(plan)
-    return result
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _log_steps(
