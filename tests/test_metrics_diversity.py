@@ -188,6 +188,92 @@ def test_many_sets_at_once_equal_one_set_at_a_time():
                 assert row[k] == pytest.approx(v, rel=TOL, abs=TOL), (i, k)
 
 
+def _brute_set_stats(texts: list[str], sets: list[int], n_sets: int, n: int):
+    """Per set: n-grams, distinct n-grams, sum c log c; per text: nltk's clipped numerator against the other
+    texts of its set, and the self-repetition sum (over its distinct n-grams, the other texts holding each)."""
+    grams = [[tuple(t.split()[i : i + n]) for i in range(len(t.split()) - n + 1)] for t in texts]
+    total, unique, clogc = [0] * n_sets, [0] * n_sets, [0.0] * n_sets
+    clipped, rep = [], []
+    for s in range(n_sets):
+        pooled: dict[tuple, int] = defaultdict(int)
+        for g, si in zip(grams, sets, strict=True):
+            if si == s:
+                for x in g:
+                    pooled[x] += 1
+        total[s], unique[s] = sum(pooled.values()), len(pooled)
+        clogc[s] = sum(c * np.log(c) for c in pooled.values())
+    for j, (g, s) in enumerate(zip(grams, sets, strict=True)):
+        others = [grams[i] for i in range(len(texts)) if sets[i] == s and i != j]
+        mine: dict[tuple, int] = defaultdict(int)
+        for x in g:
+            mine[x] += 1
+        clipped.append(sum(min(c, max([o.count(x) for o in others], default=0)) for x, c in mine.items()))
+        rep.append(sum(sum(1 for o in others if x in o) for x in mine))
+    return total, unique, clogc, clipped, rep
+
+
+@pytest.mark.parametrize(("key_bits", "narrow"), [(64, 2**31), (0, 2**31), (64, 0), (0, 0)])
+def test_ngram_engine_equals_brute_force(monkeypatch, key_bits, narrow):
+    """The engine's raw counts on interleaved sets (some empty, some of one text) with heavy repetition, on
+    both sort paths (the packed value sort, 64; the stable arg sort of keys without positions, 0) and both
+    index widths (32-bit; 64-bit, forced with narrow=0)."""
+    from runlog.metrics import _ngrams
+
+    monkeypatch.setattr(_ngrams, "_KEY_BITS", key_bits)
+    monkeypatch.setattr(_ngrams, "_NARROW", narrow)
+    rng = random.Random(7)
+    vocab = ["a", "b", "c", "d", "é", "🙂"]
+    texts, sets = [], []
+    for _ in range(120):
+        k = rng.choice([0, 1, 2, 3, 5, 8])
+        sets.append(rng.randrange(9))  # set 8 may stay empty
+        texts.append(" ".join(rng.choice(vocab[: rng.randint(1, 6)]) for _ in range(k)))
+    tokens = tokenize(pl.Series(texts, dtype=pl.String))
+    stats = _ngrams.ngram_stats(tokens, np.array(sets), 10, max_n=4, clipped=True, rep_n=4)
+    for n in range(1, 5):
+        total, unique, clogc, clipped, rep = _brute_set_stats(texts, sets, 10, n)
+        assert stats.total[n].tolist() == total
+        assert stats.unique[n].tolist() == unique
+        assert stats.clogc[n] == pytest.approx(clogc, rel=1e-12, abs=1e-12)
+        assert stats.clipped[n].tolist() == clipped
+        if n == 4:
+            assert stats.rep_sum.tolist() == rep
+
+
+def test_both_sort_paths_give_identical_frames(monkeypatch):
+    """Forcing the stable arg-sort path (keys too wide to carry positions) changes no value, not even a bit."""
+    from polars.testing import assert_frame_equal
+
+    from runlog.metrics import _ngrams
+
+    sets = generated_sets(5, count=30)
+    texts = [t for s in sets for t in s]
+    ids = np.array([i for i, s in enumerate(sets) for _ in s], dtype=np.int64)
+    perm = np.random.default_rng(1).permutation(len(texts))
+    series = pl.Series([texts[i] for i in perm], dtype=pl.String)
+    packed = D.diversity_by_set(series, ids[perm], len(sets))
+    monkeypatch.setattr(_ngrams, "_KEY_BITS", 0)
+    assert_frame_equal(D.diversity_by_set(series, ids[perm], len(sets)), packed, check_exact=True)
+    whole = D.diversity_by_set(series, np.zeros(len(texts), np.int64), 1)
+    monkeypatch.setattr(_ngrams, "_KEY_BITS", 64)
+    assert_frame_equal(D.diversity_by_set(series, np.zeros(len(texts), np.int64), 1), whole, check_exact=True)
+
+
+def test_tokenize_random_texts_equal_str_split():
+    """Texts that end and begin without whitespace between them, whitespace-only texts, runs of mixed
+    whitespace: the byte-level split equals str.split() text by text."""
+    rng = random.Random(3)
+    pieces = ["a", "bb", "日本", "🙂", "x\u200by", " ", "\n", "\r\n", "\t", "\u3000", "\xa0", "\x1c", "\x85", ""]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(400)]
+    tok = tokenize(pl.Series(texts, dtype=pl.String))
+    expected = [t.split() for t in texts]
+    assert tok.lengths.tolist() == [len(e) for e in expected]
+    seen: dict[str, int] = {}
+    for w, i in zip([w for e in expected for w in e], tok.ids.tolist(), strict=True):
+        assert seen.setdefault(w, i) == i
+    assert len(set(seen.values())) == len(seen) == tok.vocab
+
+
 def test_per_sentence_average_cannot_see_a_collapsed_group():
     """Twenty copies of one varied sentence: every text alone looks diverse, the group is not."""
     texts = ["the quick brown fox jumps over the lazy dog today"] * 20

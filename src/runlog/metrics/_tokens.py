@@ -32,6 +32,7 @@ TOKEN_PATTERN = "[^" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]+"
 _LUT = np.zeros(256, dtype=bool)
 for _c in ASCII_WHITESPACE:
     _LUT[ord(_c)] = True
+_KEEP = ~_LUT
 
 
 @dataclass
@@ -81,26 +82,38 @@ def tokenize(texts: pl.Series) -> Tokens:
     m = len(rel) - 1
     if data.size == 0:
         return Tokens(np.zeros(0, np.uint32), np.zeros(m, np.int64), 0)
-    ws = _LUT[data]
-    # A token starts on a non-space byte that follows a space or begins a text; it ends before a space
-    # or at the end of its text.
-    prev_ws = np.empty_like(ws)
-    prev_ws[0] = True
-    prev_ws[1:] = ws[:-1]
+    keep = _KEEP[data]  # not whitespace
+    # A token starts on a non-space byte that follows a space or begins a text; it ends before a space, a
+    # text's first byte, or the end of the data.
     text_starts = rel[:-1][rel[:-1] < data.size]
-    prev_ws[text_starts] = True
-    keep = ~ws
-    starts = np.flatnonzero(keep & prev_ws)
+    edge = np.empty_like(keep)
+    edge[0] = True
+    np.logical_not(keep[:-1], out=edge[1:])
+    edge[text_starts] = True
+    starts = np.flatnonzero(np.logical_and(keep, edge, out=edge))
+    np.logical_not(keep[1:], out=edge[:-1])
+    edge[-1] = True
+    edge[text_starts[text_starts > 0] - 1] = True
+    ends = np.flatnonzero(np.logical_and(keep, edge, out=edge))
+    del edge
     lengths = np.diff(np.searchsorted(starts, rel)).astype(np.int64)
     # Drop the spaces: the tokens then lie back to back and one offsets array describes all of them.
-    before = np.cumsum(keep, dtype=np.int64) - keep
     packed = data[keep]
-    tok_offsets = np.empty(starts.size + 1, dtype=np.int64)
-    tok_offsets[:-1] = before[starts]
-    tok_offsets[-1] = packed.size
-    arr = pa.LargeStringArray.from_buffers(starts.size, pa.py_buffer(tok_offsets), pa.py_buffer(packed))
+    del keep
+    ends += 1
+    ends -= starts  # token lengths in bytes
+    del starts
+    small = packed.size < 2**31  # 32-bit offsets: half the memory
+    tok_offsets = np.empty(ends.size + 1, dtype=np.int32 if small else np.int64)
+    tok_offsets[0] = 0
+    np.cumsum(ends, dtype=tok_offsets.dtype, out=tok_offsets[1:])
+    del ends
+    cls = pa.StringArray if small else pa.LargeStringArray
+    arr = cls.from_buffers(tok_offsets.size - 1, pa.py_buffer(tok_offsets), pa.py_buffer(packed))
     enc = pc.dictionary_encode(arr)
-    ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+    del arr, tok_offsets, packed
+    ids = enc.indices.to_numpy(zero_copy_only=False)
+    ids = ids.view(np.uint32) if ids.dtype == np.int32 else ids.astype(np.uint32)  # indices are >= 0
     return Tokens(ids, lengths, len(enc.dictionary))
 
 
