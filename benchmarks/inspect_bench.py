@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -197,15 +198,17 @@ def write_flink_file(args: tuple[Path, int, int]) -> int:
     return path.stat().st_size
 
 
-def ensure_data(files: int, rows: int, regenerate: bool) -> tuple[Path, int]:
-    """Return the run directory and its size in bytes, generating it unless an identical copy exists.
+def cached_run(
+    name: str, params: dict, build: Callable[[tuple[Path, int]], int], files: int, *, regenerate: bool = False
+) -> tuple[Path, int]:
+    """``benchmarks/_data/<name>`` and its size in bytes, built by ``build((logs_dir, step))`` per file (in a
+    process pool) unless a complete copy with the same ``params`` exists. Shared by the benchmarks.
 
-    A ``<run>.params.json`` next to the run (not inside it, where ``inspect`` would see a stray file), written
+    A ``<name>.params.json`` next to the run (not inside it, where ``inspect`` would see a stray file), written
     last, marks a complete copy. An interrupted generation has none and is rebuilt from scratch.
     """
-    run = DATA_ROOT / f"flink_v1_{files}x{rows}"
-    params = {"generator_version": GENERATOR_VERSION, "files": files, "rows": rows}
-    marker = DATA_ROOT / f"{run.name}.params.json"
+    run = DATA_ROOT / name
+    marker = DATA_ROOT / f"{name}.params.json"
     if not regenerate and marker.exists():
         try:
             done = json.loads(marker.read_text())
@@ -219,14 +222,26 @@ def ensure_data(files: int, rows: int, regenerate: bool) -> tuple[Path, int]:
     logs = run / "flink_logs"
     logs.mkdir(parents=True)
     workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    print(f"generating {files} files x {rows} rows into {run} with {workers} worker(s) ...", file=sys.stderr)
+    print(f"generating {name} ({files} files) with {workers} worker(s) ...", file=sys.stderr)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        sizes = list(pool.map(write_flink_file, [(logs, s, rows) for s in range(files)], chunksize=16))
+        sizes = list(pool.map(build, [(logs, s) for s in range(files)], chunksize=8))
     total = sum(sizes)
     marker.write_text(json.dumps({"params": params, "bytes": total}, indent=2) + "\n")
     print(f"  done in {time.perf_counter() - t0:.0f} s, {total / 2**20:.0f} MiB", file=sys.stderr)
     return run, total
+
+
+def _write_flink_step(args: tuple[Path, int], rows: int) -> int:
+    logs, step = args
+    return write_flink_file((logs, step, rows))
+
+
+def ensure_data(files: int, rows: int, regenerate: bool) -> tuple[Path, int]:
+    """The timed Flink-v1 run (``flink_v1_<files>x<rows>``), generated unless an identical copy exists."""
+    params = {"generator_version": GENERATOR_VERSION, "files": files, "rows": rows}
+    build = functools.partial(_write_flink_step, rows=rows)
+    return cached_run(f"flink_v1_{files}x{rows}", params, build, files, regenerate=regenerate)
 
 
 # ---------------------------------------------------------------------------------------------------------

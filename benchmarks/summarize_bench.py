@@ -40,13 +40,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import shutil
 import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -163,34 +160,6 @@ print(json.dumps({"rc": p.returncode, "wall": wall, "maxrss_kib": rss, "stderr":
 # ---------------------------------------------------------------------------------------------------------
 # Data: the NaN/null variant (correctness only) and the 20 M-row run (memory only)
 # ---------------------------------------------------------------------------------------------------------
-def _cached(name: str, params: dict, build, files: int) -> tuple[Path, int]:
-    """``benchmarks/_data/<name>``, built by ``build((logs, step))`` per file unless a complete copy with the
-    same parameters exists (marked, as in inspect_bench, by ``<name>.params.json`` written last)."""
-    run = DATA_ROOT / name
-    marker = DATA_ROOT / f"{name}.params.json"
-    if marker.exists():
-        try:
-            done = json.loads(marker.read_text())
-        except ValueError:
-            done = None
-        if done and done.get("params") == params:
-            return run, int(done["bytes"])
-    marker.unlink(missing_ok=True)
-    if run.exists():
-        shutil.rmtree(run)
-    logs = run / "flink_logs"
-    logs.mkdir(parents=True)
-    workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    print(f"generating {name} with {workers} worker(s) ...", file=sys.stderr)
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        sizes = list(pool.map(build, [(logs, s) for s in range(files)], chunksize=8))
-    total = sum(sizes)
-    marker.write_text(json.dumps({"params": params, "bytes": total}, indent=2) + "\n")
-    print(f"  done in {time.perf_counter() - t0:.0f} s, {total / 2**20:.0f} MiB", file=sys.stderr)
-    return run, total
-
-
 NAN_FILES, NAN_ROWS = 200, 512
 # Degenerate steps of the NaN variant: (step, role, what).
 ALL_NAN_REWARD = (3, "judge")  # every reward NaN: count 0, mean/std/min/max/median null
@@ -258,7 +227,7 @@ def ensure_nan_data() -> tuple[Path, int]:
         "files": NAN_FILES,
         "rows": NAN_ROWS,
     }
-    return _cached("flink_v1_nan", params, write_nan_file, NAN_FILES)
+    return ib.cached_run("flink_v1_nan", params, write_nan_file, NAN_FILES)
 
 
 BIG_FILES, BIG_ROWS = 2000, 10_240
@@ -307,7 +276,7 @@ def ensure_big_data() -> tuple[Path, int]:
     marker = DATA_ROOT / f"flink_v1_big_{BIG_FILES}x{BIG_ROWS}.params.json"
     if not marker.exists() and free < 8 * 2**30:
         raise SystemExit(f"only {free / 2**30:.1f} GiB free for the 20 M-row run (about 1.5 GiB): use --skip-20m")
-    return _cached(f"flink_v1_big_{BIG_FILES}x{BIG_ROWS}", params, write_big_file, BIG_FILES)
+    return ib.cached_run(f"flink_v1_big_{BIG_FILES}x{BIG_ROWS}", params, write_big_file, BIG_FILES)
 
 
 # ---------------------------------------------------------------------------------------------------------
