@@ -6,26 +6,14 @@ from pathlib import Path
 
 import typer
 
+from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import handle_errors, report_problems
 from .output import OutputFormat, emit_frame
 
 SECTIONS = [
-    (
-        "Reward (NaN and null are counted apart and never enter the statistics)",
-        [
-            "reward_mean",
-            "reward_std",
-            "reward_min",
-            "reward_max",
-            "reward_median",
-            "reward_count",
-            "reward_nan",
-            "reward_null",
-            "reward_mean_ma",
-        ],
-    ),
-    ("KL", ["kl_mean", "kl_std", "kl_min", "kl_max", "kl_count", "kl_mean_ma"]),
+    ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
+    ("KL", [*KL_STATS, "kl_mean_ma"]),
     ("GRPO prompt groups and failed trajectories", ["zero_adv_frac", "exception_rate"]),
 ]
 
