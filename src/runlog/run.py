@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema as S
+from . import storage
 from ._lazy import pl
 from .errors import DataError, RunNotFoundError, UsageError
 from .formats.base import (
@@ -24,6 +25,7 @@ from .formats.base import (
     get_layout,
     layouts,
 )
+from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
@@ -185,14 +187,14 @@ class Run:
     def _quarantine_unreadable(self) -> list[FileInfo]:
         """Read every readable Parquet sample file in full; mark the ones that fail, and forget the lazy
         frames built from the old file list. Only runs on the error path."""
-        import pyarrow.parquet as pq
+        from .formats.common import read_parquet_whole
 
         bad = []
         for f in self.files:
             if f.fmt != "parquet" or not f.readable or f.kind != "samples":
                 continue
             try:
-                pq.ParquetFile(f.abspath).read()
+                read_parquet_whole(f)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 self.ctx.problem(f.path, UNREADABLE, f"corrupt data (the footer is intact): {reason}; file skipped")
@@ -258,7 +260,18 @@ class NameEntry:
     keyed: bool  # the name gave (split, step): a ``keep`` predicate can decide about it unopened
 
 
-def _candidates(path: str | os.PathLike[str]) -> tuple[Path, list[tuple[Path, str, int, str]]]:
+def _candidates(
+    path: str | os.PathLike[str] | ObjectPath, storage_options: dict[str, str] | None = None
+) -> tuple[Any, list[tuple[Any, str, int, str]]]:
+    """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``)."""
+    if storage.is_url(path):
+        root = storage.location(path, storage_options)
+        entries = storage.list_run(root)
+        if len(entries) == 1 and entries[0][0] == root:
+            root = root.parent
+        # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
+        storage.prefetch_small(entries)
+        return root, entries
     p = Path(path).expanduser()
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
@@ -269,11 +282,13 @@ def _candidates(path: str | os.PathLike[str]) -> tuple[Path, list[tuple[Path, st
     raise RunNotFoundError(f"{path}: not a regular file or directory")
 
 
-def list_names(path: str | os.PathLike[str], *, layout: str | None = None) -> list[NameEntry]:
+def list_names(
+    path: str | os.PathLike[str], *, layout: str | None = None, storage_options: dict[str, str] | None = None
+) -> list[NameEntry]:
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
     it to decide which files ``open_run(keep=...)`` needs at all."""
-    root, paths = _candidates(path)
+    root, paths = _candidates(path, storage_options)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
@@ -295,20 +310,26 @@ def open_run(
     *,
     layout: str | None = None,
     keep: Callable[[str | None, int | None], bool] | None = None,
+    storage_options: dict[str, str] | None = None,
 ) -> Run:
     """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
 
     ``layout`` forces one layout for every data file instead of detecting it. ``keep(split, step)``, when
     given, is asked about every one-step sample file whose name tells its split and step; files it refuses
     are not opened at all (``Run.skipped`` counts them). Files whose names tell nothing are always read.
+
+    ``path`` may be an object-store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``);
+    ``storage_options`` then configure the store (else those set by ``storage.set_storage_options`` and the
+    standard environment). Footers of remote files are fetched concurrently before probing.
     """
-    root, paths = _candidates(path)
+    root, paths = _candidates(path, storage_options)
     forced = get_layout(layout) if layout else None
     ctx = RunContext(root=root)
     files: list[FileInfo] = []
     unmatched: list[str] = []
     skipped = 0
     registry = layouts()
+    chosen_files: list[tuple[Candidate, Layout]] = []
     for abspath, rel, size, path_str in paths:
         cand = Candidate(root, abspath, size, rel, path_str)
         if cand.name in IGNORED_NAMES:
@@ -327,16 +348,23 @@ def open_run(
             if keys is not None and not keep(*keys):
                 skipped += 1
                 continue
+        chosen_files.append((cand, chosen))
+    if isinstance(root, ObjectPath):
+        # One request per footer would make discovery latency-bound: fetch them all at once.
+        storage.prefetch_footers([(c.abspath, c.size) for c, _ in chosen_files if c.suffix == ".parquet"])
+    for cand, chosen in chosen_files:
         try:
             info = chosen.probe(cand, ctx)
         except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
             ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
             info = FileInfo(
-                cand.rel, abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
+                cand.rel, cand.abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
             )
         if isinstance(info.payload, dict):
             # The footer object is only needed while probing; thousands of them would pin memory.
             info.payload.pop("metadata", None)
+        if isinstance(cand.abspath, ObjectPath):
+            cand.abspath.store.forget(cand.abspath.key)
         files.append(info)
     if not files and not skipped:
         if unmatched:

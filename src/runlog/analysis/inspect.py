@@ -90,11 +90,11 @@ def _exceptions(run: Run) -> int:
         elif col is not None:
             unread.append(f)
     if unread:
-        import pyarrow.parquet as pq
+        from ..formats.common import read_parquet_columns
 
         for f in unread:
             try:
-                column = pq.read_table(f.abspath, columns=[col_of(f)]).column(0)
+                column = read_parquet_columns(f, [col_of(f)]).column(0)
                 total += len(column) - column.null_count
             except Exception as exc:  # noqa: BLE001  (a corrupt column is a problem of that file)
                 run.ctx.problem(f.path, "unreadable", f"exception column unreadable: {str(exc).splitlines()[0][:200]}")

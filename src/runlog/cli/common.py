@@ -12,10 +12,28 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, RunlogError
+from ..errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, RunlogError
 from ..textsafe import visible
 
 INTERNAL_ERROR = 3
+
+RUN_PATH = typer.Argument(
+    ..., help="Run directory, a single file, or a URL (s3://, gs://, az://).", show_default=False, metavar="PATH"
+)
+STORAGE_OPTION = typer.Option(
+    None,
+    "--storage-option",
+    metavar="KEY=VALUE",
+    help="Object-store option for URL paths, repeatable (e.g. aws_region=eu-west-1, aws_endpoint_url=...); "
+    "credentials also come from the standard environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*).",
+)
+
+
+def use_storage_options(pairs: list[str] | None) -> None:
+    """Apply ``--storage-option`` pairs to every remote location this command opens."""
+    from ..storage import parse_storage_options, set_storage_options
+
+    set_storage_options(parse_storage_options(pairs or []))
 
 
 def stdout_console() -> Console:
@@ -51,6 +69,12 @@ def handle_errors() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         raise typer.Exit(0) from None
+    except OSError as exc:
+        # Reading failed below us (an object store that went away mid-query, a disk error): one line.
+        from ..storage import remote_reason
+
+        name = getattr(exc, "filename", None)
+        raise fail(f"{name}: {remote_reason(exc)}" if name else remote_reason(exc), EXIT_PROBLEMS) from None
     except Exception as exc:
         # typer's own usage exceptions (it vendors click) are typer's to print, with exit code 2.
         if os.environ.get("RUNLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):

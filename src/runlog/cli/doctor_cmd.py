@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import emit_json, handle_errors, stdout_console
+from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -24,13 +24,14 @@ class DoctorFormat(str, Enum):
 
 
 def doctor_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     fmt: DoctorFormat = typer.Option(DoctorFormat.table, "--format", "-f", help="Output format."),
     sets: list[str] = typer.Option(
         None, "--set", help="Override a threshold: NAME=VALUE (repeatable; names in docs/doctor.md)."
     ),
     config: Path = typer.Option(None, "--config", help="A TOML file of thresholds (top level or [doctor])."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Diagnose a run: what is going wrong, for which role, since which step.
 
@@ -54,6 +55,7 @@ def doctor_command(
 
     with handle_errors():
         cfg = DoctorConfig.from_sources(config, sets or ())
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         result = diagnose(run, cfg)
         if fmt == DoctorFormat.json:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,7 +13,7 @@ from rich.text import Text
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import emit_json, handle_errors, stdout_console
+from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
 
 MAX_PROBLEMS_SHOWN = 40
 
@@ -25,9 +24,10 @@ class InspectFormat(str, Enum):
 
 
 def inspect_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file) to inspect.", show_default=False),
+    path: str = RUN_PATH,
     fmt: InspectFormat = typer.Option(InspectFormat.table, "--format", "-f", help="Output format."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it (see docs/format.md)."),
+    storage_option: list[str] = STORAGE_OPTION,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     deep: bool = typer.Option(
         False, "--deep", help="Also read the numeric columns (never text) to count NaN per role; footers do not."
@@ -51,6 +51,7 @@ def inspect_command(
     from ..run import open_run
 
     with handle_errors():
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         report = inspect_run(run, deep=deep)
         if fmt == InspectFormat.json:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
-from .common import handle_errors, report_problems
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .output import OutputFormat, emit_frame
 
 metrics_app = typer.Typer(
@@ -36,7 +36,7 @@ BY_HELP = "Group by: step, role, group, split (repeatable). Default: step."
 
 @metrics_app.command("diversity")
 def diversity_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP),
     text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
     over: str = typer.Option(
@@ -51,6 +51,7 @@ def diversity_command(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Diversity: distinct-n, n-gram entropy, Self-BLEU, self-repetition, unique texts, lengths.
 
@@ -73,6 +74,7 @@ def diversity_command(
     from ..run import open_run
 
     with handle_errors():
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
         df = M.diversity_frame(
@@ -86,7 +88,7 @@ def diversity_command(
 
 @metrics_app.command("format")
 def format_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     spec: str = typer.Option(
         "think-answer-strict",
         "--spec",
@@ -102,6 +104,7 @@ def format_command(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Format adherence: the rate of texts that follow a format spec, failures per rule, and the
     reasoning-to-answer length ratio. Built-in specs reproduce open-r1's and TRL's format rewards exactly,
@@ -122,6 +125,7 @@ def format_command(
     from ..run import open_run
 
     with handle_errors():
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
         known = [t.strip() for t in tools.split(",") if t.strip()] if tools else None

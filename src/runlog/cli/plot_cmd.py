@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, UsageError
-from .common import handle_errors, report_problems
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 
 WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
 
 
 def plot_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     what: str = typer.Option("reward", "--what", "-w", help=WHAT_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Image file: .png, .svg or .pdf.", show_default=False),
     by: str = typer.Option("role", "--by", "-b", help="role: one line per role; none: pooled."),
@@ -24,6 +24,7 @@ def plot_command(
     split: str = typer.Option(None, "--split", help="Split to plot (default: train, or the only split)."),
     spec: str = typer.Option("think-answer-strict", "--spec", help="With --what format: the format spec."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Plot rewards, KL, reward components, diversity, format adherence, scalars or reward histograms.
 
@@ -51,6 +52,7 @@ def plot_command(
         hist_steps = _steps(steps)
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         series = RunSeries(run, split=split, format_spec=spec)
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps)

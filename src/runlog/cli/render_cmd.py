@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import fail, handle_errors, report_problems, stdout_console
+from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, stdout_console, use_storage_options
 
 SELECTORS_HINT = (
     "choose others with --step N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -26,7 +26,7 @@ class RenderFormat(str, Enum):
 
 
 def render_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     step: str = typer.Option(None, "--step", help="Step N, range A:B, 'last' or 'all' (default: last, see below)."),
     split: str = typer.Option(None, "--split", help="Split (default: train, or the only split)."),
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
@@ -50,6 +50,7 @@ def render_command(
     max_chars: int = typer.Option(None, "--max-chars", min=1, help="Cut each text after N characters (marked)."),
     no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Render whole conversations: every turn, tool call and tool result, the reward breakdown (total,
     components, per role with KL), trajectory statistics and the exception traceback.
@@ -96,6 +97,7 @@ def render_command(
             limit=limit,
         )
         # File names settle which split/step files can hold the selection: the others are never opened.
+        use_storage_options(storage_option)
         keep = plan_keep(list_names(path, layout=layout), criteria)
         run = open_run(path, layout=layout, keep=keep)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)

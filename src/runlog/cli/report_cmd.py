@@ -8,15 +8,16 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, UsageError
-from .common import handle_errors, stderr_console
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options
 
 
 def report_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     sets: list[str] = typer.Option(None, "--set", help="Override a doctor threshold: NAME=VALUE (repeatable)."),
     config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Write a self-contained HTML report of a run, to read and to share.
 
@@ -49,6 +50,7 @@ def report_command(
             raise UsageError(f"-o {output}: folder {output.parent} does not exist")
         mpl()
         cfg = DoctorConfig.from_sources(config, sets or ())
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         with Progress(
             TextColumn("[bold]report[/]"),

@@ -8,7 +8,7 @@ import typer
 
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import handle_errors, report_problems
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .output import OutputFormat, emit_frame
 
 SECTIONS = [
@@ -19,7 +19,7 @@ SECTIONS = [
 
 
 def summarize_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     by: list[str] = typer.Option(
         None, "--by", "-b", help="Group by: role, step, split, env, group (repeatable). Default: role."
     ),
@@ -37,6 +37,7 @@ def summarize_command(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Per-role reward and KL aggregates, GRPO group statistics and scalar summaries.
 
@@ -64,6 +65,7 @@ def summarize_command(
     with handle_errors():
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
         if scalars:

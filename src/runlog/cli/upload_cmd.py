@@ -11,7 +11,15 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import emit_json, handle_errors, report_problems, stderr_console
+from .common import (
+    RUN_PATH,
+    STORAGE_OPTION,
+    emit_json,
+    handle_errors,
+    report_problems,
+    stderr_console,
+    use_storage_options,
+)
 
 MAX_NOTES = 10
 
@@ -22,7 +30,7 @@ class UploadFormat(str, Enum):
 
 
 def upload_command(
-    path: Path = typer.Argument(..., help="Run directory (or a single file).", show_default=False),
+    path: str = RUN_PATH,
     project: str = typer.Option(..., "--project", "-p", help="W&B project.", show_default=False),
     entity: str = typer.Option(None, "--entity", "-e", help="W&B entity (team or user); default: yours."),
     name: str = typer.Option(None, "--name", help="W&B run name (default: the run's name)."),
@@ -37,6 +45,7 @@ def upload_command(
     state: Path = typer.Option(None, "--state", help="Upload state file (default: DIR/.runlog-wandb.json)."),
     fmt: UploadFormat = typer.Option(UploadFormat.table, "--format", "-f", help="Report format on stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Back-fill a W&B run: scalars, per-role aggregates, reward histograms and trajectory tables.
 
@@ -64,6 +73,7 @@ def upload_command(
             prefix=prefix, max_samples_per_step=max_samples, tables_every=tables_every, metrics=metrics
         )
         options.check()
+        use_storage_options(storage_option)
         run = open_run(path, layout=layout)
         bar = _Progress() if not dry_run else None
         try:

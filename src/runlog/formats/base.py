@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._lazy import pl
-from ..errors import UnknownLayoutError
+from ..errors import RunlogError, UnknownLayoutError
 
 WARNING = "warning"
 
@@ -50,7 +50,7 @@ class FileInfo:
     """What discovery learned about one file, cheaply (footers, first bytes, one pass over JSONL)."""
 
     path: str  # relative to the run root, with '/' separators
-    abspath: Path
+    abspath: Path  # a ``storage.ObjectPath`` for a file of a remote run
     layout: str
     fmt: str  # parquet | csv | jsonl | json
     kind: str  # samples | scalars | manifest
@@ -103,10 +103,11 @@ class Candidate:
 
     @cached_property
     def head(self) -> bytes:
+        from ..storage import read_head
+
         try:
-            with open(self.abspath, "rb") as fh:
-                return fh.read(self.HEAD_BYTES)
-        except OSError:
+            return read_head(self.abspath, self.HEAD_BYTES)
+        except (OSError, RunlogError):
             return b""
 
     @cached_property

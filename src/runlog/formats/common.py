@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +13,8 @@ import pyarrow.parquet as pq
 
 from .. import schema as S
 from .._lazy import pl
+from ..errors import RunlogError
+from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
     BAD_LINE,
     NEWER_VERSION,
@@ -72,14 +73,21 @@ def _plan_for(md: pq.FileMetaData, reader: Any, ctx: RunContext) -> _FooterPlan:
     return plan
 
 
-def _open_footer(path: str) -> tuple[pq.FileMetaData, Any]:
+def _open_footer(cand: Candidate) -> tuple[pq.FileMetaData, Any]:
     """The footer, through pyarrow's low-level reader: it skips the per-file work of ``pq.read_metadata``
-    (nested-path tables we do not need) and is about a third faster on many small files."""
+    (nested-path tables we do not need) and is about a third faster on many small files. For a remote file,
+    from the footer bytes discovery prefetched (``storage.prefetch_footers``)."""
+    source: Any = cand.path_str
+    if isinstance(cand.abspath, ObjectPath):
+        tail = cand.abspath.footer_bytes()
+        if tail is None:  # not prefetched (or that read failed): read it now, and report a failure
+            tail = cand.abspath.read_bytes()
+        source = pa.BufferReader(tail)
     reader_cls = getattr(_pq, "ParquetReader", None)
     if reader_cls is None:  # pragma: no cover  (a pyarrow without the private reader)
-        return pq.read_metadata(path), None
+        return pq.read_metadata(source), None
     reader = reader_cls()
-    reader.open(path)
+    reader.open(source)
     return reader.metadata, reader
 
 
@@ -90,9 +98,9 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
     """
     info = FileInfo(path=cand.rel, abspath=cand.abspath, layout=layout, fmt="parquet", kind=kind, bytes=cand.size)
     try:
-        md, reader = _open_footer(cand.path_str)
+        md, reader = _open_footer(cand)
         plan = _plan_for(md, reader, ctx)
-    except (OSError, pa.ArrowException, ValueError) as exc:
+    except (OSError, pa.ArrowException, ValueError, RunlogError) as exc:
         info.readable = False
         ctx.problem(cand.rel, UNREADABLE, f"unreadable Parquet (truncated or corrupt?): {_short(exc)}")
         return info
@@ -143,8 +151,8 @@ def read_version_column(info: FileInfo, column: str = "schema_version") -> tuple
     if rng is not None or info.rows == 0:
         return rng
     try:
-        tbl = pq.read_table(info.abspath, columns=[column])
-    except (OSError, pa.ArrowException, ValueError):
+        tbl = read_parquet_columns(info, [column])
+    except (OSError, pa.ArrowException, ValueError, RunlogError):
         return None
     import pyarrow.compute as pc
 
@@ -182,6 +190,26 @@ def group_by_signature(files: list[FileInfo]) -> list[list[FileInfo]]:
     return list(groups.values())
 
 
+def scan_parquet(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
+    """One lazy scan of these Parquet files (local paths or object-store URLs, with the store's options)."""
+    return pl.scan_parquet(
+        [str(f.abspath) for f in files], storage_options=polars_options(f.abspath for f in files), **kwargs
+    )
+
+
+def read_parquet_columns(info: FileInfo, columns: list[str]) -> pa.Table:
+    """Some columns of one Parquet file, in full (``inspect --deep``, version columns without statistics)."""
+    if isinstance(info.abspath, ObjectPath):
+        return pq.read_table(pa.BufferReader(info.abspath.read_bytes()), columns=columns)
+    return pq.read_table(info.abspath, columns=columns)
+
+
+def read_parquet_whole(info: FileInfo) -> pa.Table:
+    if isinstance(info.abspath, ObjectPath):
+        return pq.ParquetFile(pa.BufferReader(info.abspath.read_bytes())).read()
+    return pq.ParquetFile(info.abspath).read()
+
+
 def source_column(files: list[FileInfo]) -> pl.Expr:
     """Replace the absolute path from ``include_file_paths`` with the run-relative path."""
     mapping = {str(f.abspath): f.path for f in files}
@@ -213,8 +241,8 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
     rel = cand.rel if isinstance(cand, Candidate) else cand.path
     out = JsonlResult()
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
+        data = read_bytes(path)
+    except (OSError, RunlogError) as exc:
         ctx.problem(rel, UNREADABLE, f"cannot read file: {_short(exc)}")
         return out
     lines = data.split(b"\n")

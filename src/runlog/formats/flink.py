@@ -9,10 +9,12 @@ reward_text_info, unique_sample_id. v1 adds schema_version (=1), role_assignment
 
 from __future__ import annotations
 
+import io
 import re
 
 from .. import schema as S
 from .._lazy import pl
+from ..storage import is_url
 from ..textparse import parse_number_dict
 from .base import MISSING_COLUMNS, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
 from .common import (
@@ -21,6 +23,7 @@ from .common import (
     per_file_value,
     probe_parquet,
     read_version_column,
+    scan_parquet,
     source_column,
 )
 
@@ -106,7 +109,8 @@ class FlinkLayout(Layout):
     def _probe_csv(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "csv", "samples", cand.size)
         try:
-            df = pl.read_csv(cand.abspath, infer_schema_length=10_000, null_values=["", "None", "null"])
+            src = io.BytesIO(cand.abspath.read_bytes()) if is_url(cand.abspath) else cand.abspath
+            df = pl.read_csv(src, infer_schema_length=10_000, null_values=["", "None", "null"])
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             ctx.problem(cand.rel, UNREADABLE, f"unreadable CSV: {str(exc).splitlines()[0][:300]}")
             info.readable = False
@@ -163,7 +167,7 @@ class FlinkLayout(Layout):
                     how="diagonal_relaxed",
                 )
             else:
-                lf = pl.scan_parquet([str(f.abspath) for f in group], include_file_paths="source")
+                lf = scan_parquet(group, include_file_paths="source")
                 lf = lf.with_columns(source_column(group))
             out.append((group, lf))
         return out

@@ -29,6 +29,7 @@ from .common import (
     group_by_signature,
     probe_parquet,
     read_version_column,
+    scan_parquet,
     source_column,
 )
 from .scalars_jsonl import probe_flat_scalars
@@ -143,7 +144,7 @@ class NativeLayout(Layout):
             return None
         frames = []
         for group in group_by_signature(parquet):
-            lf = pl.scan_parquet([str(f.abspath) for f in group], include_file_paths="source")
+            lf = scan_parquet(group, include_file_paths="source")
             lf = S.migrate(lf, group[0].schema_version or S.CURRENT_VERSION)
             lf = lf.with_columns(
                 source_column(group),

@@ -16,7 +16,7 @@ from .. import chat
 from .. import schema as S
 from .._lazy import pl
 from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register
-from .common import group_by_signature, per_file_value, probe_parquet, source_column
+from .common import group_by_signature, per_file_value, probe_parquet, scan_parquet, source_column
 
 _FILE = re.compile(r"completions_(\d+)\.parquet")
 _KNOWN = frozenset({"step", "prompt", "completion", "advantage", "mode", "source"})
@@ -101,7 +101,7 @@ class Trl(Layout):
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
     def _scan_group(self, group: list[FileInfo], ctx: RunContext) -> pl.LazyFrame:
-        lf = pl.scan_parquet([str(f.abspath) for f in group], include_file_paths="source")
+        lf = scan_parquet(group, include_file_paths="source")
         lf = lf.with_columns(source_column(group))
         schema = lf.collect_schema()
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..run import Run
+from ..storage import ObjectPath, is_url
 
 STATE_NAME = ".runlog-wandb.json"
 STATE_FORMAT = "runlog-wandb-state"
@@ -96,7 +98,24 @@ class StateFile:
 
 
 def default_state_path(run: Run) -> Path:
+    """``DIR/.runlog-wandb.json``; for a run in an object store (not writable here), a file in the current
+    directory named after the URL."""
+    if is_url(run.root):
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", str(run.root).split("://", 1)[1]).strip("_")[:80]
+        digest = hashlib.sha256(str(run.root).encode()).hexdigest()[:8]
+        return Path(f".runlog-wandb-{tag}-{digest}.json")
     return run.root / STATE_NAME
+
+
+def _stat(path: Any) -> tuple[int, int]:
+    """(size, modification time in ns) of a local file or an object (from its listing)."""
+    if isinstance(path, ObjectPath):
+        meta = path.meta
+        if meta is None:
+            raise OSError(f"{path}: not listed")
+        return meta.size, int((meta.modified or 0) * 1e9)
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def fingerprint(run: Run) -> dict[str, list[Any]]:
@@ -105,16 +124,22 @@ def fingerprint(run: Run) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for f in run.files:
         try:
-            st = os.stat(f.abspath)
+            size, mtime = _stat(f.abspath)
         except OSError:
             continue
-        digest = _head_sha(Path(f.abspath), st.st_size) if f.fmt in HEAD_HASHED else None
-        out[f.path] = [st.st_size, st.st_mtime_ns, digest]
+        digest = _head_sha(f.abspath, size) if f.fmt in HEAD_HASHED else None
+        out[f.path] = [size, mtime, digest]
     return out
 
 
-def _head_sha(path: Path, size: int) -> str | None:
+def _head_sha(path: Any, size: int) -> str | None:
     h = hashlib.sha256()
+    if isinstance(path, ObjectPath):
+        try:
+            data = path.read_head(size) if size else b""
+        except OSError:
+            return None
+        return hashlib.sha256(data).hexdigest() if len(data) == size else None
     try:
         with open(path, "rb") as fh:
             left = size
@@ -143,12 +168,11 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
             notes.append(f"{path}: uploaded before and now missing; W&B keeps what it has")
             continue
         if f.fmt in HEAD_HASHED:
-            if digest is not None and _head_sha(Path(f.abspath), size) != digest:
+            if digest is not None and _head_sha(f.abspath, size) != digest:
                 notes.append(f"{path}: rewritten, not appended, since the last upload; earlier steps are not re-sent")
         elif f.step is not None and f.step <= last_step:
             with contextlib.suppress(OSError):
-                st = os.stat(f.abspath)
-                if [st.st_size, st.st_mtime_ns] != [size, mtime]:
+                if list(_stat(f.abspath)) != [size, mtime]:
                     notes.append(f"{path}: step {f.step} was uploaded and the file changed since; not re-sent")
     for path, f in by_path.items():
         if path not in old and f.step is not None and f.step <= last_step and f.kind == "samples":

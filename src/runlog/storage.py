@@ -1,0 +1,515 @@
+"""Where a run lives: a local directory, or a prefix in an object store (``s3://``, ``gs://``, ``az://``).
+
+Remote runs are read where they are. Listing and the small reads discovery needs (Parquet footers, JSONL
+files) go through ``obstore`` with many requests in flight at once: thousands of small objects read one
+after the other are bound by latency, not bandwidth. Data itself is read by polars' own object-store
+reader (``scan_parquet(url, storage_options=...)``), with projection and predicate pushdown as for local
+files. Both speak ``object_store``'s option names, so one set of ``--storage-option KEY=VALUE`` pairs (and
+the standard environment: ``AWS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_*``) configures both.
+
+A file of a remote run is an ``ObjectPath``: it has the few ``pathlib`` members readers use (``name``,
+``suffix``, ``parent``, ``read_bytes``), and ``str()`` gives its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DataError, RunNotFoundError, UsageError
+
+# URL scheme -> object_store family. ``gcs`` and the Azure spellings are accepted as aliases.
+SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gs",
+    "gcs": "gs",
+    "az": "az",
+    "azure": "az",
+    "abfs": "az",
+    "abfss": "az",
+}
+# Option names obstore takes as client options (polars takes them with or without the family prefix).
+CLIENT_KEYS = frozenset(
+    {
+        "allow_http",
+        "allow_invalid_certificates",
+        "connect_timeout",
+        "default_content_type",
+        "http1_only",
+        "http2_only",
+        "pool_idle_timeout",
+        "pool_max_idle_per_host",
+        "proxy_url",
+        "proxy_ca_certificate",
+        "proxy_excludes",
+        "timeout",
+        "user_agent",
+    }
+)
+BOOL_CLIENT_KEYS = frozenset({"allow_http", "allow_invalid_certificates", "http1_only", "http2_only"})
+PREFIXES = {"s3": "aws_", "gs": "google_", "az": "azure_"}
+
+# Reads issued at once. Object stores serve many parallel requests well; the bound keeps sockets and memory
+# in check on runs of tens of thousands of files. Override with RUNLOG_REMOTE_CONCURRENCY.
+DEFAULT_CONCURRENCY = 64
+# Bytes read from the end of a Parquet object: the footer of a typical sample file is a few KiB, so one
+# request nearly always gets it whole (a second one reads the rest otherwise).
+TAIL_BYTES = 64 * 1024
+# Non-Parquet files (JSONL scalars, manifests, CSV) up to this size are fetched whole during discovery.
+WHOLE_BYTES = 32 * 1024 * 1024
+
+_GLOBAL_OPTIONS: dict[str, str] = {}
+
+
+def is_url(path: object) -> bool:
+    """True for an object-store URL (``s3://...``); local paths, ``file://`` included, are False."""
+    if not isinstance(path, str):
+        return isinstance(path, ObjectPath)
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() in SCHEMES
+
+
+def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--storage-option``) to a dict; a malformed one is a usage error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--storage-option {pair!r}: expected KEY=VALUE (for example aws_region=us-east-1)")
+        out[key.strip().lower()] = value
+    return out
+
+
+def set_storage_options(options: Mapping[str, str]) -> None:
+    """Options used for every remote location opened without explicit ones (the CLI sets them once)."""
+    _GLOBAL_OPTIONS.clear()
+    _GLOBAL_OPTIONS.update({k.lower(): str(v) for k, v in options.items()})
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name."""
+    scheme, sep, rest = url.partition("://")
+    family = SCHEMES.get(scheme.lower()) if sep else None
+    if family is None:
+        raise UsageError(f"{url}: not an object-store URL (expected s3://, gs:// or az://)")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise UsageError(f"{url}: the URL names no bucket")
+    return family, bucket, key.strip("/")
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    key: str
+    size: int
+    modified: float | None = None  # seconds since the epoch
+    etag: str | None = None
+
+
+class Store:
+    """One bucket (or container), opened once and shared by every file of the runs in it."""
+
+    _cache: dict[tuple, Store] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, family: str, scheme: str, bucket: str, options: Mapping[str, str]):
+        self.family = family
+        self.scheme = scheme
+        self.bucket = bucket
+        self.options = dict(options)
+        self.base = f"{scheme}://{bucket}"
+        self._whole: dict[str, bytes] = {}
+        self._tails: dict[str, bytes] = {}
+        self._meta: dict[str, ObjectMeta] = {}
+        try:
+            import obstore.store
+        except ImportError:  # pragma: no cover  (obstore is a core dependency)
+            raise UsageError("reading object-store URLs needs obstore: pip install obstore") from None
+        config, client = _obstore_options(family, self.options)
+        try:
+            self.store = obstore.store.from_url(self.base, config=config or None, client_options=client or None)
+        except Exception as exc:  # noqa: BLE001  (bad option names or values: say which)
+            raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
+
+    @classmethod
+    def for_url(cls, url: str, options: Mapping[str, str] | None = None) -> Store:
+        scheme = url.partition("://")[0].lower()
+        family, bucket, _ = split_url(url)
+        opts = dict(_GLOBAL_OPTIONS if options is None else options)
+        key = (scheme, bucket, tuple(sorted(opts.items())))
+        with cls._lock:
+            store = cls._cache.get(key)
+            if store is None:
+                store = cls._cache[key] = cls(family, scheme, bucket, opts)
+        return store
+
+    @property
+    def polars_options(self) -> dict[str, str]:
+        return dict(self.options)
+
+    def url(self, key: str) -> str:
+        return f"{self.base}/{key}"
+
+    # -- listing ------------------------------------------------------------------------------------------
+    def list(self, prefix: str) -> list[ObjectMeta]:
+        """Every object below ``prefix`` (a folder: ``prefix/``), recursively."""
+        import obstore
+
+        pre = f"{prefix.strip('/')}/" if prefix.strip("/") else None
+        out: list[ObjectMeta] = []
+        try:
+            for chunk in obstore.list(self.store, pre, chunk_size=1000):
+                for m in chunk:
+                    meta = _meta(m)
+                    self._meta[meta.key] = meta
+                    out.append(meta)
+        except Exception as exc:  # noqa: BLE001  (obstore's errors are mapped to one line below)
+            raise _remote_error(self.url(prefix), exc) from None
+        return out
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """The immediate sub-folders of ``prefix`` (keys ending without '/')."""
+        import obstore
+
+        pre = f"{prefix.strip('/')}/" if prefix.strip("/") else None
+        try:
+            res = obstore.list_with_delimiter(self.store, pre)
+        except Exception as exc:  # noqa: BLE001
+            raise _remote_error(self.url(prefix), exc) from None
+        return sorted(p.rstrip("/") for p in res["common_prefixes"])
+
+    def head(self, key: str) -> ObjectMeta | None:
+        import obstore
+
+        try:
+            meta = _meta(obstore.head(self.store, key))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ == "NotFoundError":
+                return None
+            raise _remote_error(self.url(key), exc) from None
+        self._meta[key] = meta
+        return meta
+
+    # -- reads --------------------------------------------------------------------------------------------
+    def read(self, key: str) -> bytes:
+        """The whole object (from the discovery prefetch when there). Failures raise ``OSError`` with a short
+        reason, as a local read would, so readers report them per file."""
+        data = self._whole.get(key)
+        if data is not None:
+            return data
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.store, key).bytes())
+        except Exception as exc:  # noqa: BLE001
+            raise OSError(remote_reason(exc)) from None
+
+    def head_bytes(self, key: str, n: int) -> bytes:
+        data = self._whole.get(key)
+        if data is not None:
+            return data[:n]
+        import obstore
+
+        size = self._meta[key].size if key in self._meta else None
+        if size == 0:
+            return b""
+        try:
+            return bytes(obstore.get_range(self.store, key, start=0, end=n if size is None else min(n, size)))
+        except Exception as exc:  # noqa: BLE001
+            raise OSError(remote_reason(exc)) from None
+
+    def tail(self, key: str) -> bytes | None:
+        """The prefetched footer bytes of a Parquet object (``prefetch``), or None."""
+        return self._tails.get(key)
+
+    def prefetch(self, whole: Sequence[ObjectMeta] = (), footers: Sequence[ObjectMeta] = ()) -> None:
+        """Fetch ``whole`` objects entirely and the footers of the Parquet objects ``footers``, concurrently.
+        Failures are not raised here: the object is then read again (and the error reported) on use."""
+        todo_whole = [m for m in whole if m.key not in self._whole and m.size <= WHOLE_BYTES]
+        todo_tail = [m for m in footers if m.key not in self._tails and m.size >= 12]
+        if todo_whole or todo_tail:
+            _run_async(self._prefetch(todo_whole, todo_tail))
+
+    async def _prefetch(self, whole: list[ObjectMeta], tails: list[ObjectMeta]) -> None:
+        import obstore
+
+        sem = asyncio.Semaphore(concurrency())
+
+        async def get_whole(m: ObjectMeta) -> None:
+            async with sem:
+                try:
+                    res = await obstore.get_async(self.store, m.key)
+                    self._whole[m.key] = bytes(await res.bytes_async())
+                except Exception:  # noqa: BLE001,S110  (read again, and reported, on use)
+                    pass
+
+        async def get_tail(m: ObjectMeta) -> None:
+            async with sem:
+                try:
+                    start = max(0, m.size - TAIL_BYTES)
+                    data = bytes(await obstore.get_range_async(self.store, m.key, start=start, end=m.size))
+                    if data[-4:] == b"PAR1" and len(data) >= 8:
+                        need = struct.unpack("<I", data[-8:-4])[0] + 8
+                        if need > len(data) and need <= m.size:
+                            data = bytes(
+                                await obstore.get_range_async(self.store, m.key, start=m.size - need, end=m.size)
+                            )
+                    self._tails[m.key] = data
+                except Exception:  # noqa: BLE001,S110
+                    pass
+
+        await asyncio.gather(*(get_whole(m) for m in whole), *(get_tail(m) for m in tails))
+
+    def forget(self, key: str) -> None:
+        self._tails.pop(key, None)
+        self._whole.pop(key, None)
+
+
+class ObjectPath:
+    """A file (or folder) in an object store with the ``pathlib`` members readers use; ``str()`` is the URL."""
+
+    __slots__ = ("store", "key")
+
+    def __init__(self, store: Store, key: str):
+        self.store = store
+        self.key = key.strip("/")
+
+    def __str__(self) -> str:
+        return self.store.url(self.key)
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectPath) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __truediv__(self, name: str) -> ObjectPath:
+        return ObjectPath(self.store, f"{self.key}/{name}" if self.key else name)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1] if self.key else self.store.bucket
+
+    @property
+    def suffix(self) -> str:
+        name = self.name
+        i = name.rfind(".")
+        return name[i:] if 0 < i < len(name) - 1 else ""
+
+    @property
+    def parent(self) -> ObjectPath:
+        return ObjectPath(self.store, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
+
+    @property
+    def meta(self) -> ObjectMeta | None:
+        return self.store._meta.get(self.key)
+
+    def read_bytes(self) -> bytes:
+        return self.store.read(self.key)
+
+    def read_head(self, n: int) -> bytes:
+        return self.store.head_bytes(self.key, n)
+
+    def footer_bytes(self) -> bytes | None:
+        return self.store.tail(self.key)
+
+    def resolve(self) -> ObjectPath:
+        return self
+
+    def exists(self) -> bool:
+        return self.store.head(self.key) is not None
+
+
+def location(path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, str] | None = None) -> ObjectPath:
+    """The ``ObjectPath`` of a URL (its store opened once per bucket and options)."""
+    if isinstance(path, ObjectPath):
+        return path
+    url = str(path)
+    _, _, key = split_url(url)
+    return ObjectPath(Store.for_url(url, options), key)
+
+
+def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str]]:
+    """(file, run-relative posix path, size, URL) of every object below a remote run folder (hidden
+    folders skipped), or of the single object ``root`` names. Missing: ``RunNotFoundError``."""
+    metas = root.store.list(root.key)
+    out: list[tuple[ObjectPath, str, int, str]] = []
+    pre = f"{root.key}/" if root.key else ""
+    for m in metas:
+        rel = m.key[len(pre) :]
+        if not rel or rel.endswith("/"):
+            continue
+        parts = rel.split("/")
+        if any(p.startswith(".") or p == "__pycache__" for p in parts[:-1]):
+            continue
+        p = ObjectPath(root.store, m.key)
+        out.append((p, rel, m.size, str(p)))
+    if not out and root.key:
+        meta = root.store.head(root.key)
+        if meta is not None:
+            return [(root, root.name, meta.size, str(root))]
+    if not out:
+        raise RunNotFoundError(f"{root}: no such object or prefix")
+    out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
+    return out
+
+
+def prefetch_small(entries: Sequence[tuple[Any, str, int, str]]) -> None:
+    """Fetch every non-Parquet file of a remote listing whole, concurrently (discovery reads them anyway)."""
+    by_store: dict[int, tuple[Store, list[ObjectMeta]]] = {}
+    for p, _rel, size, _url in entries:
+        if isinstance(p, ObjectPath) and p.suffix.lower() != ".parquet":
+            by_store.setdefault(id(p.store), (p.store, []))[1].append(ObjectMeta(p.key, size))
+    for store, metas in by_store.values():
+        store.prefetch(whole=metas)
+
+
+def prefetch_footers(paths: Sequence[tuple[Any, int]]) -> None:
+    """Fetch the footers of remote Parquet files ``(path, size)``, concurrently."""
+    by_store: dict[int, tuple[Store, list[ObjectMeta]]] = {}
+    for p, size in paths:
+        if isinstance(p, ObjectPath):
+            by_store.setdefault(id(p.store), (p.store, []))[1].append(ObjectMeta(p.key, size))
+    for store, metas in by_store.values():
+        store.prefetch(footers=metas)
+
+
+def polars_options(paths: Iterable[Any]) -> dict[str, str] | None:
+    """``storage_options`` for polars readers of these files (None for local files)."""
+    for p in paths:
+        if isinstance(p, ObjectPath):
+            return p.store.polars_options or None
+        return None
+    return None
+
+
+def read_bytes(path: Any) -> bytes:
+    if isinstance(path, ObjectPath):
+        return path.read_bytes()
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def read_head(path: Any, n: int) -> bytes:
+    if isinstance(path, ObjectPath):
+        return path.read_head(n)
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def concurrency() -> int:
+    try:
+        return max(1, int(os.environ.get("RUNLOG_REMOTE_CONCURRENCY", DEFAULT_CONCURRENCY)))
+    except ValueError:
+        return DEFAULT_CONCURRENCY
+
+
+def _run_async(coro: Any) -> Any:
+    """Run a coroutine to completion from synchronous code, also when an event loop is already running
+    in this thread (a notebook): then in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(asyncio.run(coro)))
+    t.start()
+    t.join()
+    return result[0] if result else None
+
+
+def _obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """polars-style flat options -> (obstore config, obstore client options)."""
+    prefix = PREFIXES[family]
+    config: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    for k, v in options.items():
+        key = k.lower()
+        bare = key[len(prefix) :] if key.startswith(prefix) else key
+        if bare in CLIENT_KEYS:
+            client[bare] = str(v).strip().lower() in ("1", "true", "yes") if bare in BOOL_CLIENT_KEYS else v
+        else:
+            config[key if key.startswith(prefix) else prefix + key] = v
+    return config, client
+
+
+def _meta(m: Mapping[str, Any]) -> ObjectMeta:
+    mod = m.get("last_modified")
+    return ObjectMeta(
+        key=m["path"],
+        size=int(m.get("size") or 0),
+        modified=mod.timestamp() if mod is not None and hasattr(mod, "timestamp") else None,
+        etag=m.get("e_tag"),
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def remote_reason(exc: BaseException) -> str:
+    """A short reason for an object-store failure: the service's error code where it gives one (NoSuchBucket,
+    AccessDenied, ...), else what went wrong in a few words."""
+    import re
+
+    text = str(exc)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    if code:
+        msg = re.search(r"<Message>([^<]+)</Message>", text)
+        return f"{code.group(1)}" + (f": {msg.group(1)}" if msg else "")
+    m = re.search(r'"message"\s*:\s*"([^"]+)"', text)
+    if m:
+        return m.group(1)
+    low = text.lower()
+    if "credential" in low or "token" in low and "error" in low:
+        return "no usable credentials (set AWS_* / GOOGLE_APPLICATION_CREDENTIALS / AZURE_*, or --storage-option)"
+    if "connection refused" in low or "error sending request" in low or "dns error" in low or "connect" in low:
+        return "cannot reach the object store (connection failed; check the endpoint and network)"
+    if "404" in text or "not found" in low:
+        return "not found"
+    if "403" in text or "401" in text or "denied" in low or "forbidden" in low:
+        return "access denied (check the credentials)"
+    return _short(exc)
+
+
+CREDENTIALS_HINT = {
+    "s3": "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or --storage-option",
+    "gs": "set GOOGLE_APPLICATION_CREDENTIALS, or --storage-option google_service_account_path=FILE",
+    "az": "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY, or --storage-option",
+}
+
+
+def _remote_error(url: str, exc: BaseException) -> DataError | RunNotFoundError:
+    reason = remote_reason(exc)
+    if reason.startswith("no usable credentials"):
+        family = SCHEMES.get(url.partition("://")[0].lower(), "s3")
+        reason = f"no usable credentials ({CREDENTIALS_HINT[family]})"
+    if reason.startswith("NoSuchBucket") or reason == "not found" or "NotFound" in type(exc).__name__:
+        return RunNotFoundError(f"{url}: {reason}")
+    return DataError(url, reason)
+
+
+__all__ = [
+    "ObjectPath",
+    "Store",
+    "is_url",
+    "list_run",
+    "location",
+    "parse_storage_options",
+    "polars_options",
+    "read_bytes",
+    "read_head",
+    "set_storage_options",
+]
