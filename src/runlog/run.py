@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -261,7 +261,7 @@ class NameEntry:
 
 
 def _candidates(
-    path: str | os.PathLike[str] | ObjectPath, storage_options: dict[str, str] | None = None
+    path: str | os.PathLike[str] | ObjectPath, storage_options: dict[str, str] | None = None, prefetch: bool = True
 ) -> tuple[Any, list[tuple[Any, str, int, str]]]:
     """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``)."""
     if storage.is_url(path):
@@ -269,8 +269,9 @@ def _candidates(
         entries = storage.list_run(root)
         if len(entries) == 1 and entries[0][0] == root:
             root = root.parent
-        # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
-        storage.prefetch_small(entries)
+        if prefetch:
+            # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
+            storage.prefetch_small(entries)
         return root, entries
     p = Path(path).expanduser()
     if not p.exists():
@@ -283,12 +284,16 @@ def _candidates(
 
 
 def list_names(
-    path: str | os.PathLike[str], *, layout: str | None = None, storage_options: dict[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    layout: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    prefetch: bool = True,
 ) -> list[NameEntry]:
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
     it to decide which files ``open_run(keep=...)`` needs at all."""
-    root, paths = _candidates(path, storage_options)
+    root, paths = _candidates(path, storage_options, prefetch)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
@@ -311,6 +316,7 @@ def open_run(
     layout: str | None = None,
     keep: Callable[[str | None, int | None], bool] | None = None,
     storage_options: dict[str, str] | None = None,
+    only: Collection[str] | None = None,
 ) -> Run:
     """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
 
@@ -321,8 +327,16 @@ def open_run(
     ``path`` may be an object-store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``);
     ``storage_options`` then configure the store (else those set by ``storage.set_storage_options`` and the
     standard environment). Footers of remote files are fetched concurrently before probing.
+
+    ``only``: run-relative paths; every other file is left out silently (a fleet task opening one chunk of
+    a big run).
     """
-    root, paths = _candidates(path, storage_options)
+    root, paths = _candidates(path, storage_options, prefetch=only is None)
+    if only is not None:
+        wanted = set(only)
+        paths = [t for t in paths if t[1] in wanted]
+        if isinstance(root, ObjectPath):
+            storage.prefetch_small(paths)
     forced = get_layout(layout) if layout else None
     ctx = RunContext(root=root)
     files: list[FileInfo] = []

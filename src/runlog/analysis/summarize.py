@@ -207,9 +207,30 @@ def _clean_columns(
     return cols
 
 
-def _stat_exprs(components: list[str], prefix: str = "") -> list[pl.Expr]:
-    """The statistics of one group over the columns of ``_clean_columns`` (same ``prefix``)."""
+def _stat_exprs(components: list[str], prefix: str = "", partial: bool = False) -> list[pl.Expr]:
+    """The statistics of one group over the columns of ``_clean_columns`` (same ``prefix``); with ``partial``,
+    the mergeable partials ``combine_partials`` merges instead (``PARTIAL_STATS``)."""
     r, k = pl.col(f"{prefix}r"), pl.col(f"{prefix}k")
+    if partial:
+        exc = pl.col(f"{prefix}exc")
+        exprs = [
+            *_moments(r, "reward"),
+            r.min().alias("reward_min"),
+            r.max().alias("reward_max"),
+            r.median().alias("reward_median"),
+            pl.col(f"{prefix}r_nan").sum().cast(pl.Int64).alias("reward_nan"),
+            pl.col(f"{prefix}r_null").sum().cast(pl.Int64).alias("reward_null"),
+            *_moments(k, "kl"),
+            k.min().alias("kl_min"),
+            k.max().alias("kl_max"),
+            exc.sum().alias("exception_sum"),
+            exc.count().cast(pl.Int64).alias("exception_n"),
+            pl.col(f"{prefix}m").sum().cast(pl.Int64).alias("rows"),
+        ]
+        for i, n in enumerate(components):
+            c = pl.col(f"{prefix}c{i}")
+            exprs += [c.count().cast(pl.Int64).alias(f"component/{n}_n"), c.mean().alias(f"component/{n}_mean")]
+        return [e.alias(prefix + e.meta.output_name()) for e in exprs]
     exprs = [
         r.mean().alias("reward_mean"),
         r.std(ddof=1).alias("reward_std"),
@@ -229,6 +250,17 @@ def _stat_exprs(components: list[str], prefix: str = "") -> list[pl.Expr]:
     ]
     exprs += [pl.col(f"{prefix}c{i}").mean().alias(f"component/{n}_mean") for i, n in enumerate(components)]
     return [e.alias(prefix + e.meta.output_name()) for e in exprs]
+
+
+def _moments(col: pl.Expr, name: str) -> list[pl.Expr]:
+    """``n, mean, M2`` of a column (M2: the sum of squared deviations from the mean), the partials of a mean
+    and a variance that merge exactly (Chan et al.), unlike raw sums of squares."""
+    n = col.count()
+    return [
+        n.cast(pl.Int64).alias(f"{name}_n"),
+        col.mean().alias(f"{name}_mean"),
+        (col.var(ddof=0) * n).alias(f"{name}_m2"),
+    ]
 
 
 def summarize(
@@ -275,6 +307,122 @@ def summarize(
         ]
         out = out.with_columns(ma)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mergeable partials: the same statistics computed on parts of the data (batches of files, runs, machines)
+# and combined exactly. ``runlog.fleet`` builds on these.
+# ---------------------------------------------------------------------------------------------------------
+
+MEDIAN_NOTE = (
+    "reward_median is left empty for groups whose rows were summarised in more than one part (medians do not "
+    "merge); group by run (or by step) to get them"
+)
+
+
+def summarize_partials(
+    run: Run, by: Sequence[str] = ("role",), *, filters: Filters | None = None, components: list[str] | None = None
+) -> pl.DataFrame:
+    """Per-group partial statistics of ``run``: ``n, mean, M2`` of reward and KL, min, max, the median, NaN /
+    null / exception counts, per-component ``n`` and mean, and ``zero_groups`` / ``groups`` (prompt groups
+    with zero advantage / all). ``combine_partials`` merges the partials of any number of parts exactly."""
+    filters = filters or Filters()
+    keys = check_keys(by)
+    components = run.component_names() if components is None else components
+    group_key = _group_key_expr(run)
+    parts = []
+    for part in _step_batches(run, keys, filters):
+        wide = _summarize_wide(part, keys, filters, group_key, components, partial=True)
+        parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components, True))
+    out = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    return out.with_columns(pl.lit(1, dtype=pl.Int64).alias("parts"))
+
+
+def _weighted_mean(name: str) -> pl.Expr:
+    n, mean = pl.col(f"{name}_n"), pl.col(f"{name}_mean")
+    total = n.sum()
+    return pl.when(total > 0).then((n * mean.fill_null(0.0)).sum() / total)
+
+
+def combine_partials(partials: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """Merge partials (``summarize_partials``) that share the group ``keys`` into the statistics ``summarize``
+    reports, in its column order. Means and variances merge with Chan et al.'s formula: for parts i with
+    ``n_i, mean_i, M2_i``, ``n = sum n_i``, ``mean = sum n_i mean_i / n``,
+    ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``. A group held by one part keeps that part's values as they
+    are, so a run summarised whole gives the same numbers as ``summarize``. Returns the frame and notes."""
+    keys = list(keys)
+    comps = [
+        c[len("component/") : -len("_n")] for c in partials.columns if c.startswith("component/") and c.endswith("_n")
+    ]
+    single = pl.col("parts").sum() == 1
+
+    def moments(name: str) -> list[pl.Expr]:
+        n, mean, m2 = pl.col(f"{name}_n"), pl.col(f"{name}_mean"), pl.col(f"{name}_m2")
+        total = n.sum()
+        merged_mean = _weighted_mean(name)
+        merged_m2 = m2.fill_null(0.0).sum() + (n * (mean.fill_null(0.0) - merged_mean) ** 2).sum()
+        return [
+            total.alias(f"{name}_n"),
+            pl.when(single).then(mean.first()).otherwise(merged_mean).alias(f"{name}_mean"),
+            pl.when(single).then(m2.first()).otherwise(merged_m2).alias(f"{name}_m2"),
+        ]
+
+    aggs = [
+        *moments("reward"),
+        *moments("kl"),
+        pl.col("reward_min").min(),
+        pl.col("reward_max").max(),
+        pl.col("kl_min").min(),
+        pl.col("kl_max").max(),
+        # Medians do not merge: kept only where one part holds every row of the group.
+        pl.when((pl.col("reward_n") > 0).sum() <= 1)
+        .then(pl.col("reward_median").filter(pl.col("reward_n") > 0).first())
+        .alias("reward_median"),
+        ((pl.col("reward_n") > 0).sum() > 1).alias("_median_lost"),
+        pl.col("reward_nan").sum(),
+        pl.col("reward_null").sum(),
+        pl.col("exception_sum").sum(),
+        pl.col("exception_n").sum(),
+        pl.col("zero_groups").sum(),
+        pl.col("groups").sum(),
+        pl.col("parts").sum(),
+    ]
+    for c in comps:
+        aggs += [
+            pl.col(f"component/{c}_n").fill_null(0).sum(),
+            _weighted_mean(f"component/{c}").alias(f"component/{c}_mean"),
+        ]
+    merged = partials.group_by(keys, maintain_order=True).agg(aggs) if keys else partials.select(aggs)
+
+    def std(name: str) -> pl.Expr:
+        n, m2 = pl.col(f"{name}_n"), pl.col(f"{name}_m2")
+        return pl.when(n >= 2).then((m2 / (n - 1)).clip(lower_bound=0.0).sqrt()).alias(f"{name}_std")
+
+    out = merged.select(
+        *keys,
+        pl.col("reward_mean"),
+        std("reward"),
+        pl.col("reward_min"),
+        pl.col("reward_max"),
+        pl.col("reward_median"),
+        pl.col("reward_n").alias("reward_count"),
+        pl.col("reward_nan"),
+        pl.col("reward_null"),
+        pl.col("kl_mean"),
+        std("kl"),
+        pl.col("kl_min"),
+        pl.col("kl_max"),
+        pl.col("kl_n").alias("kl_count"),
+        pl.when(pl.col("groups") > 0).then(pl.col("zero_groups") / pl.col("groups")).alias("zero_adv_frac"),
+        pl.when(pl.col("exception_n") > 0)
+        .then(pl.col("exception_sum") / pl.col("exception_n"))
+        .alias("exception_rate"),
+        *[pl.col(f"component/{c}_mean") for c in comps],
+    )
+    notes = [MEDIAN_NOTE] if merged["_median_lost"].any() else []
+    if keys:
+        out = out.sort(keys, nulls_last=True)
+    return out, notes
 
 
 # A batch of whole steps holds at most about this many rows (when the keys include ``step``).
@@ -327,27 +475,48 @@ def _sub_run(run: Run, files: list) -> Run:
 
 
 def _summarize_long(
-    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+    run: Run,
+    keys: list[str],
+    filters: Filters,
+    group_key: pl.Expr | None,
+    components: list[str],
+    partial: bool = False,
 ) -> pl.DataFrame:
     """One row per (sample, role), grouped by the keys: works for every layout."""
 
     def build() -> list[pl.LazyFrame]:
         lf = _numeric_view(run, keys, filters, group_key, components).with_columns(_clean_columns(components))
-        main = lf.group_by(keys).agg(_stat_exprs(components)) if keys else lf.select(_stat_exprs(components))
+        stats = _stat_exprs(components, partial=partial)
+        main = lf.group_by(keys).agg(stats) if keys else lf.select(stats)
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
-        return [main] if group_key is None else [main, _zero_adv(lf, keys)]
+        return [main] if group_key is None else [main, _zero_adv(lf, keys, partial)]
 
     frames = run.collect(build, engine=ENGINE)
     if len(frames) == 1:
-        return frames[0].with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
+        return frames[0].with_columns(_no_zero_adv(partial))
     main_df, zero_df = frames
     if keys:
         return main_df.join(zero_df, on=keys, how="left", nulls_equal=True)
     return pl.concat([main_df, zero_df], how="horizontal")
 
 
+def _no_zero_adv(partial: bool, prefix: str = "") -> list[pl.Expr]:
+    """The zero-advantage columns of a run without prompt groups."""
+    if partial:
+        return [
+            pl.lit(None, dtype=pl.Int64).alias(f"{prefix}zero_groups"),
+            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}groups"),
+        ]
+    return [pl.lit(None, dtype=pl.Float64).alias(f"{prefix}zero_adv_frac")]
+
+
 def _summarize_wide(
-    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+    run: Run,
+    keys: list[str],
+    filters: Filters,
+    group_key: pl.Expr | None,
+    components: list[str],
+    partial: bool = False,
 ) -> pl.DataFrame | None:
     """The same statistics from a wide view (one reward and one KL column per role, as Flink v1 stores
     them), when every layout of the run offers one: no row is duplicated per role, which makes summaries
@@ -375,10 +544,10 @@ def _summarize_wide(
                 for e in _clean_columns(components, reward, kl, mask, f"{i}:")
             ]
         )
-        exprs = [e for i in range(len(variants)) for e in _stat_exprs(components, prefix=f"{i}:")]
+        exprs = [e for i in range(len(variants)) for e in _stat_exprs(components, f"{i}:", partial)]
         queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
         if group_key is not None:
-            queries.append(_zero_adv_wide(lf, others, variants))
+            queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
     frames = run.collect(build, engine=ENGINE)
@@ -397,14 +566,17 @@ def _summarize_wide(
             pl.lit(role, dtype=pl.String).alias("role"),
             *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
         ).filter(pl.col("rows") > 0)
-        if f"{i}:zero_adv_frac" not in stats.columns:
-            part = part.with_columns(pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac"))
-        parts.append(part.drop("rows"))
+        if f"{i}:zero_adv_frac" not in stats.columns and f"{i}:groups" not in stats.columns:
+            part = part.with_columns(_no_zero_adv(partial))
+        parts.append(part if partial else part.drop("rows"))
     return pl.concat(parts, how="vertical_relaxed")
 
 
 def _zero_adv_wide(
-    lf: pl.LazyFrame, others: list[str], variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]]
+    lf: pl.LazyFrame,
+    others: list[str],
+    variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]],
+    partial: bool = False,
 ) -> pl.LazyFrame:
     """``zero_adv_frac`` per role from the wide view: per prompt group, are the role's valid rewards equal."""
     group_cols = list(dict.fromkeys([*others, "split", "step", "group"]))
@@ -423,7 +595,17 @@ def _zero_adv_wide(
             ]
         )
     )
-    aggs = [pl.col(f"{i}:zero").cast(pl.Float64).mean().alias(f"{i}:zero_adv_frac") for i in range(len(variants))]
+    if partial:
+        aggs = [
+            e
+            for i in range(len(variants))
+            for e in (
+                pl.col(f"{i}:zero").cast(pl.Int64).sum().alias(f"{i}:zero_groups"),
+                pl.col(f"{i}:zero").count().cast(pl.Int64).alias(f"{i}:groups"),
+            )
+        ]
+    else:
+        aggs = [pl.col(f"{i}:zero").cast(pl.Float64).mean().alias(f"{i}:zero_adv_frac") for i in range(len(variants))]
     return per_group.group_by(others).agg(aggs) if others else per_group.select(aggs)
 
 
@@ -439,15 +621,21 @@ def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
     return keys
 
 
-def _zero_adv(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Fraction of prompt groups whose valid rewards (per role) are all equal."""
+def _zero_adv(lf: pl.LazyFrame, keys: list[str], partial: bool = False) -> pl.LazyFrame:
+    """Fraction of prompt groups whose valid rewards (per role) are all equal (partial: how many such groups,
+    and how many groups)."""
     group_cols = list(dict.fromkeys([*keys, "split", "step", "group", "role"]))
     groups = (
         lf.filter(_valid("reward") & pl.col("group").is_not_null())
         .group_by(group_cols)
         .agg((pl.col("reward").min() == pl.col("reward").max()).alias("zero"))
     )
-    agg = pl.col("zero").cast(pl.Float64).mean().alias("zero_adv_frac")
+    agg = [pl.col("zero").cast(pl.Float64).mean().alias("zero_adv_frac")]
+    if partial:
+        agg = [
+            pl.col("zero").cast(pl.Int64).sum().alias("zero_groups"),
+            pl.col("zero").count().cast(pl.Int64).alias("groups"),
+        ]
     if keys:
         return groups.group_by(keys).agg(agg)
     return groups.select(agg)

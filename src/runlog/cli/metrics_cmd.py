@@ -6,8 +6,20 @@ from pathlib import Path
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PROBLEMS
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from ..analysis.summarize import check_keys
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .fleet_opts import (
+    ENGINE,
+    RAY_ADDRESS,
+    RUN_PATHS,
+    RUNS_FILE,
+    get_engine,
+    is_fleet,
+    locations,
+    progress,
+    report_fleet,
+)
 from .output import OutputFormat, emit_frame
 
 metrics_app = typer.Typer(
@@ -31,12 +43,12 @@ DIVERSITY_SECTIONS = [
 ]
 
 TEXT_HELP = "Texts: completion, trajectory, messages (every message; role = its speaker) or role:NAME."
-BY_HELP = "Group by: step, role, group, split (repeatable). Default: step."
+BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable). Default: step."
 
 
 @metrics_app.command("diversity")
 def diversity_command(
-    path: str = RUN_PATH,
+    paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP),
     text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
     over: str = typer.Option(
@@ -52,6 +64,9 @@ def diversity_command(
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
+    runs: str = RUNS_FILE,
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Diversity: distinct-n, n-gram entropy, Self-BLEU, self-repetition, unique texts, lengths.
 
@@ -75,8 +90,15 @@ def diversity_command(
 
     with handle_errors():
         use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
+        locs = locations(paths, runs)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
+        if is_fleet(locs, by, runs, engine):
+            kwargs = {"text": text, "over": over, "compression": compression, "threads": threads}
+            options = {"filters": filters, "kwargs": kwargs}
+            df, code = _fleet("diversity", locs, by, options, layout, engine, ray_address)
+            emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=[c for c in df.columns if c in FLEET_KEYS])
+            raise typer.Exit(code)
+        run = open_run(locs[0], layout=layout)
         df = M.diversity_frame(
             run, by or ["step"], text=text, over=over, filters=filters, compression=compression, threads=threads
         )
@@ -88,14 +110,16 @@ def diversity_command(
 
 @metrics_app.command("format")
 def format_command(
-    path: str = RUN_PATH,
+    paths: list[str] = RUN_PATHS,
     spec: str = typer.Option(
         "think-answer-strict",
         "--spec",
         "-s",
         help="open-r1, open-r1-tags, trl-think, think-answer-strict, tool-call-json, or a TOML file.",
     ),
-    by: list[str] = typer.Option(None, "--by", "-b", help="Group by: step, role, split (repeatable). Default: step."),
+    by: list[str] = typer.Option(
+        None, "--by", "-b", help="Group by: run (fleets), step, role, split (repeatable). Default: step."
+    ),
     text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
     per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),
     tools: str = typer.Option(None, "--tools", help="tool-call-json: comma-separated known tool names."),
@@ -105,6 +129,9 @@ def format_command(
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
+    runs: str = RUNS_FILE,
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Format adherence: the rate of texts that follow a format spec, failures per rule, and the
     reasoning-to-answer length ratio. Built-in specs reproduce open-r1's and TRL's format rewards exactly,
@@ -126,9 +153,20 @@ def format_command(
 
     with handle_errors():
         use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
+        locs = locations(paths, runs)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
         known = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
+        if is_fleet(locs, by, runs, engine):
+            if per_sample:
+                raise UsageError("--per-sample works on one run, not a fleet")
+            options = {"filters": filters, "spec": spec, "kwargs": {"text": text, "known_tools": known}}
+            df, code = _fleet("format", locs, by, options, layout, engine, ray_address)
+            failed = [c for c in df.columns if c.startswith("failed/")]
+            emit_frame(
+                df, fmt, output, sections=_format_sections(failed), keys=[c for c in df.columns if c in FLEET_KEYS]
+            )
+            raise typer.Exit(code)
+        run = open_run(locs[0], layout=layout)
         if per_sample:
             df = M.format_per_sample(run, spec, text=text, filters=filters, known_tools=known)
             emit_frame(df, fmt, output, keys=["step", "sample_id"])
@@ -136,11 +174,52 @@ def format_command(
             df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known)
             keys = [c for c in df.columns if c in M.KEYS]
             failed = [c for c in df.columns if c.startswith("failed/")]
-            sections = [
-                ("Adherence", ["texts", "adherence", "score_mean"]),
-                ("Reasoning vs answer (tokens)", ["think_tokens_mean", "answer_tokens_mean", "reasoning_answer_ratio"]),
-                ("Failures by first failing rule", failed),
-            ]
-            emit_frame(df, fmt, output, sections=sections, keys=keys, strip=("failed/",))
+            emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         errors = report_problems(run.problems)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+FLEET_KEYS = ("run", "step", "role", "group", "split")
+
+
+def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
+    return [
+        ("Adherence", ["texts", "adherence", "score_mean"]),
+        ("Reasoning vs answer (tokens)", ["think_tokens_mean", "answer_tokens_mean", "reasoning_answer_ratio"]),
+        ("Failures by first failing rule", failed),
+    ]
+
+
+def _fleet(
+    kind: str,
+    locs: list[str],
+    by: list[str] | None,
+    options: dict,
+    layout: str | None,
+    engine: str,
+    ray_address: str | None,
+) -> tuple:
+    """Metrics per run of a fleet (they do not merge across runs: ``--by run`` is implied)."""
+    from ..fleet import metrics_fleet
+    from ..metrics import api as M
+    from ..storage import _GLOBAL_OPTIONS
+
+    keys = [k for k in (by or ["run", "step"]) if k != "run"]
+    check_keys(keys, M.KEYS)
+    eng = get_engine(engine, ray_address)
+    try:
+        with progress("runs") as update:
+            result = metrics_fleet(
+                kind,
+                locs,
+                keys,
+                options=options,
+                layout=layout,
+                storage_options=dict(_GLOBAL_OPTIONS),
+                engine=eng,
+                progress=update,
+            )
+    finally:
+        eng.close()
+    errors = report_fleet(result)
+    return result.frame, EXIT_PROBLEMS if errors or result.failures else EXIT_OK

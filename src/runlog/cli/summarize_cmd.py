@@ -8,7 +8,18 @@ import typer
 
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .fleet_opts import (
+    ENGINE,
+    RAY_ADDRESS,
+    RUN_PATHS,
+    RUNS_FILE,
+    get_engine,
+    is_fleet,
+    locations,
+    progress,
+    report_fleet,
+)
 from .output import OutputFormat, emit_frame
 
 SECTIONS = [
@@ -19,9 +30,9 @@ SECTIONS = [
 
 
 def summarize_command(
-    path: str = RUN_PATH,
+    paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(
-        None, "--by", "-b", help="Group by: role, step, split, env, group (repeatable). Default: role."
+        None, "--by", "-b", help="Group by: run, role, step, split, env, group (repeatable). Default: role."
     ),
     window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
     split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
@@ -38,11 +49,18 @@ def summarize_command(
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
+    runs: str = RUNS_FILE,
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Per-role reward and KL aggregates, GRPO group statistics and scalar summaries.
 
     NaN and null rewards are counted in their own columns and never enter the statistics. zero_adv_frac
     is the fraction of prompt groups where every reward of that role is equal (no GRPO signal).
+
+    Fleets: several runs, a quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for
+    one row per run and group (without it, statistics are pooled over the runs; medians then stay empty).
+    --engine ray runs the same computation on a Ray cluster; the numbers are identical.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
     2 usage error.
@@ -58,6 +76,10 @@ def summarize_command(
       runlog summarize sample_runs/debate_grpo --scalars --keys 'debate/*'
 
       runlog summarize sample_runs/debate_grpo --correlations
+
+      runlog summarize 'sample_runs/*' --by run --by role
+
+      runlog summarize 's3://bucket/runs/*' --by run --engine ray --ray-address auto
     """
     from ..analysis import summarize as S
     from ..run import open_run
@@ -66,7 +88,16 @@ def summarize_command(
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
         use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
+        locs = locations(paths, runs)
+        if is_fleet(locs, by, runs, engine):
+            if scalars or correlations or window is not None:
+                raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
+            raise typer.Exit(
+                _summarize_fleet(
+                    locs, by or ["run", "role"], split, steps, role, fmt, output, layout, engine, ray_address
+                )
+            )
+        run = open_run(locs[0], layout=layout)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
         if scalars:
             table = S.load_aliases(aliases, alias or ())
@@ -93,3 +124,52 @@ def summarize_command(
                 report_problems([], notes=["this run has no per-sample data (only scalar metrics): try --scalars"])
         errors = report_problems(run.problems)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _summarize_fleet(
+    locs: list[str],
+    by: list[str],
+    split: list[str] | None,
+    steps: str | None,
+    role: list[str] | None,
+    fmt: OutputFormat,
+    output: Path | None,
+    layout: str | None,
+    engine: str,
+    ray_address: str | None,
+) -> int:
+    from ..analysis import summarize as S
+    from ..fleet import summarize_fleet
+    from ..storage import _GLOBAL_OPTIONS
+
+    filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
+    S.check_keys(by, ["run", *S.KEYS])
+    eng = get_engine(engine, ray_address)
+    try:
+        with progress("runs") as update:
+            result = summarize_fleet(
+                locs,
+                by,
+                filters=filters,
+                layout=layout,
+                storage_options=dict(_GLOBAL_OPTIONS),
+                engine=eng,
+                progress=update,
+            )
+    finally:
+        eng.close()
+    df = result.frame
+    group_keys = [c for c in df.columns if c == "run" or c in S.KEYS]
+    comps = [c for c in df.columns if c.startswith("component/")]
+    emit_frame(
+        df,
+        fmt,
+        output,
+        sections=[*SECTIONS, ("Reward components (means)", comps)],
+        keys=group_keys,
+        strip=("reward_", "kl_", "component/"),
+    )
+    if S.unknown_role_rows(df):
+        report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+    errors = report_fleet(result)
+    return EXIT_PROBLEMS if errors or result.failures else EXIT_OK

@@ -1,0 +1,391 @@
+"""Fleets: many runs at once (``summarize 'ROOT/*' --by run --by role``), in-process or on Ray.
+
+The pattern (docs/scaling.md):
+
+1. the driver resolves run locations (globs, ``--runs FILE``, local or object-store URLs) and lists each
+   run's files (names and sizes only);
+2. it plans batches of work: several small runs per batch, a run bigger than ``TASK_BYTES`` split into
+   chunks of whole steps;
+3. an engine (``runlog.fleet.engine``) maps a task over the batches: each task opens its runs' files
+   with runlog's own readers and returns small mergeable partials (``summarize_partials``);
+4. the driver concatenates the partials in plan order and merges them (``combine_partials``: Chan's
+   formula for means and variances).
+
+The plan does not depend on the engine, and the partials are merged in plan order, so every engine gives
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import pl
+from ..errors import RunlogError, UsageError
+from .engine import Engine, LocalEngine
+
+# A run larger than this is split into chunks of whole steps (each a separate task).
+TASK_BYTES = 256 * 1024 * 1024
+# Batches aim at about this share of the fleet, so that a cluster has work for every worker.
+BATCHES_PER_FLEET = 64
+LIST_THREADS = 16
+# A glob matches run folders, and single files of these kinds (a README beside the runs is not a run).
+RUN_FILE_SUFFIXES = (".parquet", ".jsonl", ".csv")
+
+
+@dataclass
+class Unit:
+    """One run, or one chunk of whole steps of a big run: the files a task opens."""
+
+    index: int
+    name: str
+    location: str
+    files: list[str] | None  # run-relative paths; None: the whole run
+    bytes: int
+
+
+@dataclass
+class Task:
+    """What a task needs besides its units (picklable: it travels to Ray workers)."""
+
+    kind: str  # summarize | diversity | format
+    keys: list[str]
+    layout: str | None = None
+    storage_options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UnitResult:
+    index: int
+    name: str
+    frame: pl.DataFrame | None
+    problems: list[tuple[str, str, str]]  # (path, kind, message)
+    notes: list[str]
+    error: str | None = None
+    error_code: int = 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Locations
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _has_magic(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
+    """Run locations, one per line (blank lines and ``#`` comments ignored)."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--runs {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    out = [line.strip() for line in text.splitlines()]
+    out = [line for line in out if line and not line.startswith("#")]
+    if not out:
+        raise UsageError(f"--runs {path}: lists no run")
+    return out
+
+
+def resolve_locations(patterns: Sequence[str], storage_options: dict[str, str] | None = None) -> list[str]:
+    """Expand globs (``ROOT/*``; ``s3://bucket/runs/*`` matches folders in the store) into run locations,
+    keeping order and dropping duplicates. A pattern that matches nothing is a usage error."""
+    from .. import storage
+
+    out: list[str] = []
+    for pat in patterns:
+        if not _has_magic(pat):
+            out.append(pat)
+            continue
+        if storage.is_url(pat):
+            matches = _remote_glob(pat, storage_options)
+        else:
+            matches = sorted(
+                p
+                for p in glob.glob(os.path.expanduser(pat))
+                if not os.path.basename(p).startswith(".")
+                and (os.path.isdir(p) or os.path.splitext(p)[1].lower() in RUN_FILE_SUFFIXES)
+            )
+        if not matches:
+            raise UsageError(f"{pat}: matches no run")
+        out.extend(matches)
+    return list(dict.fromkeys(out))
+
+
+def _remote_glob(pattern: str, options: dict[str, str] | None) -> list[str]:
+    """Folders of an object store matching a pattern whose wildcards sit in whole path segments."""
+    from .. import storage
+
+    scheme, _, rest = pattern.partition("://")
+    bucket, _, key = rest.partition("/")
+    store = storage.Store.for_url(pattern, options)
+    prefixes = [""]
+    for seg in [s for s in key.split("/") if s]:
+        if not _has_magic(seg):
+            prefixes = [f"{p}/{seg}" if p else seg for p in prefixes]
+            continue
+        nxt = []
+        for p in prefixes:
+            for d in store.list_dirs(p):
+                if fnmatch.fnmatchcase(d.rsplit("/", 1)[-1], seg):
+                    nxt.append(d)
+        prefixes = nxt
+    return [f"{scheme}://{bucket}/{p}" for p in prefixes]
+
+
+def run_names(locations: Sequence[str]) -> list[str]:
+    """Short unique names: each location relative to the folder all of them share."""
+    parts = [loc.rstrip("/").split("/") for loc in locations]
+    if len(parts) == 1:
+        return [parts[0][-1]]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    names = ["/".join(p[common:]) for p in parts]
+    return names if len(set(names)) == len(names) else list(locations)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _listing(location: str, options: dict[str, str] | None) -> list[tuple[str, int]]:
+    from .. import storage
+    from ..run import _candidates
+
+    if storage.is_url(location):
+        root = storage.location(location, options)
+        return [(rel, size) for _, rel, size, _ in storage.list_run(root)]
+    _, entries = _candidates(location, options, prefetch=False)
+    return [(rel, size) for _, rel, size, _ in entries]
+
+
+def plan_units(
+    locations: Sequence[str],
+    *,
+    layout: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    split_runs: bool = True,
+    task_bytes: int = TASK_BYTES,
+) -> tuple[list[Unit], list[tuple[str, str]]]:
+    """List every run (concurrently) and cut the fleet into units. Returns (units, failures): a run that
+    cannot be listed is reported as ``(location, reason)`` and left out; the others are still planned."""
+    from ..run import list_names
+
+    names = run_names(locations)
+    failures: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(LIST_THREADS) as pool:
+        futures = [pool.submit(_listing, loc, storage_options) for loc in locations]
+        listings = []
+        for loc, fut in zip(locations, futures, strict=True):
+            try:
+                listings.append(fut.result())
+            except RunlogError as exc:
+                failures.append((loc, str(exc)))
+                listings.append(None)
+    units: list[Unit] = []
+    for name, loc, files in zip(names, locations, listings, strict=True):
+        if files is None:
+            continue
+        total = sum(size for _, size in files)
+        if not split_runs or total <= task_bytes:
+            units.append(Unit(len(units), name, loc, None, total))
+            continue
+        # A big run: chunks of whole steps, from what the names tell (no file is opened here).
+        entries = list_names(loc, layout=layout, storage_options=storage_options, prefetch=False)
+        size_of = dict(files)
+        keyed = [e for e in entries if e.keyed and e.step is not None]
+        if not keyed:
+            units.append(Unit(len(units), name, loc, None, total))
+            continue
+        keyed_paths = {e.path for e in keyed}
+        always = [rel for rel, _ in files if rel not in keyed_paths]
+        manifests = [rel for rel in always if rel == "run.json" or rel.endswith("/run.json")]
+        by_step: dict[int, list[str]] = {}
+        for e in keyed:
+            by_step.setdefault(e.step, []).append(e.path)
+        chunk: list[str] = list(always)
+        size = sum(size_of.get(r, 0) for r in chunk)
+        for step in sorted(by_step):
+            paths = by_step[step]
+            n = sum(size_of.get(p, 0) for p in paths)
+            if size + n > task_bytes and any(p in keyed_paths for p in chunk):
+                units.append(Unit(len(units), name, loc, chunk, size))
+                chunk, size = list(manifests), sum(size_of.get(r, 0) for r in manifests)
+            chunk += paths
+            size += n
+        units.append(Unit(len(units), name, loc, chunk, size))
+    return units, failures
+
+
+def plan_batches(units: Sequence[Unit], task_bytes: int = TASK_BYTES) -> list[list[Unit]]:
+    """Consecutive units packed into batches of about 1/``BATCHES_PER_FLEET`` of the fleet's bytes (at most
+    ``task_bytes``), so that a task's fixed cost is shared by several small runs."""
+    total = sum(u.bytes for u in units)
+    target = min(task_bytes, max(1, total // BATCHES_PER_FLEET))
+    batches: list[list[Unit]] = []
+    current: list[Unit] = []
+    size = 0
+    for u in units:
+        if current and size + u.bytes > target:
+            batches.append(current)
+            current, size = [], 0
+        current.append(u)
+        size += u.bytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tasks (run on the engine: in-process or on a Ray worker)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
+    """Open each unit's files and compute its result frame with runlog's own code."""
+    task, units = args
+    return [_run_unit(task, u) for u in units]
+
+
+def _run_unit(task: Task, unit: Unit) -> UnitResult:
+    from ..analysis.summarize import Filters, summarize_partials
+    from ..run import open_run
+
+    try:
+        run = open_run(unit.location, layout=task.layout, only=unit.files, storage_options=task.storage_options)
+        filters: Filters = task.options.get("filters") or Filters()
+        notes: list[str] = []
+        if task.kind == "summarize":
+            frame = summarize_partials(run, task.keys, filters=filters)
+        elif task.kind == "diversity":
+            from ..metrics import api as M
+
+            frame = M.diversity_frame(run, task.keys, filters=filters, **task.options.get("kwargs", {}))
+        elif task.kind == "format":
+            from ..metrics import api as M
+
+            frame = M.format_frame(run, task.options["spec"], task.keys, filters=filters, **task.options["kwargs"])
+        else:  # pragma: no cover
+            raise UsageError(f"unknown fleet task {task.kind!r}")
+        frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
+        problems = [(p.path, p.kind, p.message) for p in run.problems]
+        return UnitResult(unit.index, unit.name, frame, problems, notes)
+    except RunlogError as exc:
+        return UnitResult(unit.index, unit.name, None, [], [], str(exc), exc.exit_code)
+    except OSError as exc:
+        from ..storage import remote_reason
+
+        return UnitResult(unit.index, unit.name, None, [], [], f"{unit.location}: {remote_reason(exc)}")
+
+
+@dataclass
+class FleetResult:
+    frame: pl.DataFrame
+    results: list[UnitResult]
+    failures: list[tuple[str, str]]  # (location, reason) of runs that could not be listed or read
+    notes: list[str]
+    units: int
+    batches: int
+
+    def problems(self) -> list[tuple[str, str, str, str]]:
+        """(run, path, kind, message) of every problem, each once (chunks of one run share manifests)."""
+        seen: dict[tuple[str, str, str, str], None] = {}
+        for r in sorted(self.results, key=lambda r: r.index):
+            for p in r.problems:
+                seen.setdefault((r.name, *p), None)
+        return list(seen)
+
+
+def map_units(
+    task: Task,
+    units: list[Unit],
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[UnitResult], int]:
+    """Run the task over every unit on ``engine``; results in plan order, and the number of batches."""
+    engine = engine or LocalEngine()
+    batches = plan_batches(units)
+    results: list[UnitResult] = []
+    done = 0
+    for out in engine.map(run_batch, [(task, b) for b in batches]):
+        results.extend(out)
+        done += len(out)
+        if progress is not None:
+            progress(done, len(units))
+    results.sort(key=lambda r: r.index)
+    return results, len(batches)
+
+
+def summarize_fleet(
+    locations: Sequence[str],
+    by: Sequence[str] = ("run", "role"),
+    *,
+    filters: Any = None,
+    layout: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    task_bytes: int = TASK_BYTES,
+) -> FleetResult:
+    """``summarize`` over many runs: one row per group of ``by`` (``run`` among the keys, or statistics pooled
+    over runs), merged exactly from per-run partials."""
+    from ..analysis.summarize import KEYS, check_keys, combine_partials
+
+    keys = check_keys(by, ["run", *KEYS])
+    inner = [k for k in keys if k != "run"]
+    units, failures = plan_units(locations, layout=layout, storage_options=storage_options, task_bytes=task_bytes)
+    task = Task("summarize", inner, layout, dict(storage_options or {}), {"filters": filters})
+    results, nbatches = map_units(task, units, engine, progress)
+    failures += [(r.name, r.error) for r in results if r.error]
+    frames = [r.frame for r in results if r.frame is not None]
+    if not frames:
+        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
+    partials = pl.concat(frames, how="diagonal_relaxed")
+    frame, notes = combine_partials(partials, keys)
+    return FleetResult(frame, results, failures, notes, len(units), nbatches)
+
+
+def metrics_fleet(
+    kind: str,
+    locations: Sequence[str],
+    by: Sequence[str],
+    *,
+    options: dict[str, Any],
+    layout: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FleetResult:
+    """``metrics diversity|format`` per run (``--by run``): each run whole in one task, rows stacked."""
+    keys = [k for k in by if k != "run"]
+    units, failures = plan_units(locations, layout=layout, storage_options=storage_options, split_runs=False)
+    task = Task(kind, keys, layout, dict(storage_options or {}), options)
+    results, nbatches = map_units(task, units, engine, progress)
+    failures += [(r.name, r.error) for r in results if r.error]
+    frames = [r.frame for r in results if r.frame is not None]
+    if not frames:
+        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
+    return FleetResult(pl.concat(frames, how="diagonal_relaxed"), results, failures, [], len(units), nbatches)
+
+
+__all__ = [
+    "FleetResult",
+    "Task",
+    "Unit",
+    "metrics_fleet",
+    "plan_batches",
+    "plan_units",
+    "read_runs_file",
+    "resolve_locations",
+    "run_names",
+    "summarize_fleet",
+]
