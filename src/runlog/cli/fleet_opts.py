@@ -75,7 +75,8 @@ def report_fleet(result: Any) -> int:
     return report_problems(problems, notes=notes)
 
 
-def get_engine(engine: str, ray_address: str | None) -> Any:
+def get_engine(engine: str, ray_address: str | None, locs: list[str] | None = None) -> Any:
     from ..fleet.engine import get_engine as _get
+    from ..storage import is_url
 
-    return _get(engine, ray_address=ray_address)
+    return _get(engine, ray_address=ray_address, remote=any(is_url(loc) for loc in locs or []))

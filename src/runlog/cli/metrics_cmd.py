@@ -206,7 +206,7 @@ def _fleet(
 
     keys = [k for k in (by or ["run", "step"]) if k != "run"]
     check_keys(keys, M.KEYS)
-    eng = get_engine(engine, ray_address)
+    eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:
             result = metrics_fleet(

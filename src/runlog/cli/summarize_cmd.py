@@ -144,7 +144,7 @@ def _summarize_fleet(
 
     filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
     S.check_keys(by, ["run", *S.KEYS])
-    eng = get_engine(engine, ray_address)
+    eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:
             result = summarize_fleet(
