@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inspect_bench as ib  # noqa: E402  (timing and machine helpers)
 
 DATA_ROOT = ib.DATA_ROOT
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ROLES = ("solver", "verifier", "judge")
 REL_TOL = 1e-9
 
@@ -91,12 +91,15 @@ def write_run(args: tuple[Path, int, int, int]) -> int:
             {
                 "env_name": pa.array(["debate_arith"] * rows, pa.string()),
                 "trajectory": pa.array([f"q{step}-{i}: <think>...</think><answer>{i}</answer>" for i in range(rows)]),
+                "agent_trajectories": pa.array(["[]"] * rows, pa.string()),
                 "exception_info": pa.array(["TimeoutError" if f else None for f in failed], pa.string()),
                 "reward": pa.array([None if f else c for f, c in zip(failed, correct, strict=True)], pa.float64()),
                 "reward_metrics": pa.array(
                     [None if f else {"correct": c, "format": 1.0} for f, c in zip(failed, correct, strict=True)]
                 ),
+                "reward_text_info": pa.array([None] * rows, pa.string()),
                 "unique_sample_id": pa.array([f"r{index}:{step * rows + i}" for i in range(rows)]),
+                "role_assignments": pa.array(['{"agent_0": "solver"}'] * rows, pa.string()),
                 "schema_version": pa.array([1] * rows, pa.int64()),
                 **{k: pa.array(v, pa.float64()) for k, v in cols.items()},
             }
