@@ -27,9 +27,9 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """In-process. With ``threads=1`` one batch after the other (polars already uses every core within a
-    batch); more threads overlap batches, which pays when reads wait on an object store's latency (polars and
-    obstore release the GIL while they wait)."""
+    """In-process. With ``threads=1`` one batch after the other; more threads overlap batches (polars and
+    obstore release the GIL while they scan or wait), which pays most when reads wait on an object store's
+    latency. Results come back in completion order; callers sort them by plan order."""
 
     name = "local"
 
@@ -106,6 +106,7 @@ class RayEngine:
 
 # Batches in flight at once for fleets in object stores (local engine).
 REMOTE_THREADS = 8
+LOCAL_THREADS = 4
 
 
 def get_engine(
@@ -115,7 +116,9 @@ def get_engine(
     if name == "local":
         if ray_address:
             raise UsageError("--ray-address needs --engine ray")
-        return LocalEngine(REMOTE_THREADS if remote else 1)
+        # Local runs: two or more batches in flight overlap one batch's Python work (footers, planning) with
+        # another's polars scan (measured: about 1.3x on 2 cores; docs/scaling.md).
+        return LocalEngine(REMOTE_THREADS if remote else min(LOCAL_THREADS, os.cpu_count() or 1))
     if name == "ray":
         return RayEngine(ray_address, num_cpus)
     raise UsageError(f"--engine {name!r}: expected one of {', '.join(ENGINES)}")
