@@ -132,7 +132,7 @@ def ensure_fleet(runs: int, steps: int, rows: int) -> tuple[Path, int]:
     return root, total
 
 
-def compare(a: list[dict], b: list[dict], cols: list[str], what: str) -> None:
+def compare(a: list[dict], b: list[dict], cols: list[str], what: str, rel_tol: float = REL_TOL) -> None:
     key = lambda row: (row["run"], row["role"] or "")  # noqa: E731
     a, b = sorted(a, key=key), sorted(b, key=key)
     if [key(r) for r in a] != [key(r) for r in b]:
@@ -143,7 +143,7 @@ def compare(a: list[dict], b: list[dict], cols: list[str], what: str) -> None:
             if x is None or y is None:
                 if x is not None or y is not None:
                     raise SystemExit(f"{what}: {key(ra)} {c}: {x} vs {y}")
-            elif not math.isclose(float(x), float(y), rel_tol=REL_TOL, abs_tol=1e-12):
+            elif not math.isclose(float(x), float(y), rel_tol=rel_tol, abs_tol=1e-12):
                 raise SystemExit(f"{what}: {key(ra)} {c}: {x} vs {y}")
 
 
@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             if proc.returncode not in (0,):
                 raise SystemExit(f"{ph.label} failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
             outputs[ph.key] = json.loads(proc.stdout)
-        if outputs["local"] != outputs["ray"]:
-            raise SystemExit("the local and Ray engines disagree")
+        every = sorted({c for row in outputs["local"] for c, v in row.items() if isinstance(v, (int, float))})
+        compare(outputs["local"], outputs["ray"], every, "local vs Ray engine", rel_tol=1e-12)
         stats_cols = ["reward_mean", "reward_std", "reward_min", "reward_max", "reward_median", "reward_count"]
         stats_cols += ["kl_mean", "kl_std", "kl_count"]
         compare(outputs["local"], outputs["duckdb"], stats_cols, "runlog vs DuckDB")
@@ -320,16 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             f"fleet: {args.runs} runs x {args.steps} steps x {args.rows} rows = {files:,} files, "
             f"{args.runs * args.steps * args.rows:,} samples, {nbytes / 2**20:.0f} MiB; {args.reps} reps, medians",
-            "runlog local == runlog ray (exactly); runlog == DuckDB within 1e-9 on "
+            "runlog local == runlog ray (1e-12, every column); runlog == DuckDB within 1e-9 on "
             + ", ".join(stats_cols)
             + f" ({len(outputs['local'])} groups)",
         ]
         duck = ib.stats(phases[2].times).median
         for ph in phases:
             st = ib.stats(ph.times)
-            lines.append(
-                f"  {ph.label:<36} {st.median:7.2f} s  (min {st.lo:.2f}, max {st.hi:.2f})  {st.median / duck:5.2f}x DuckDB"
-            )
+            spread = f"(min {st.lo:.2f}, max {st.hi:.2f})"
+            lines.append(f"  {ph.label:<36} {st.median:7.2f} s  {spread}  {st.median / duck:5.2f}x DuckDB")
         if args.scaling:
             lines.append("scaling, local engine (1 rep each):")
             runs = sorted(p for p in root.iterdir() if p.is_dir())

@@ -38,8 +38,11 @@ def locations(paths: list[str] | None, runs_file: str | None) -> list[str]:
     return resolve_locations(items, dict(_GLOBAL_OPTIONS))
 
 
-def is_fleet(locs: list[str], by: list[str] | None, runs_file: str | None, engine: str) -> bool:
-    return len(locs) > 1 or "run" in (by or []) or bool(runs_file) or engine != "local"
+def is_fleet(
+    locs: list[str], by: list[str] | None, runs_file: str | None, engine: str, ray_address: str | None = None
+) -> bool:
+    """Whether to take the fleet path (which also validates --engine / --ray-address)."""
+    return len(locs) > 1 or "run" in (by or []) or bool(runs_file) or engine != "local" or bool(ray_address)
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ def diversity_command(
         use_storage_options(storage_option)
         locs = locations(paths, runs)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
-        if is_fleet(locs, by, runs, engine):
+        if is_fleet(locs, by, runs, engine, ray_address):
             kwargs = {"text": text, "over": over, "compression": compression, "threads": threads}
             options = {"filters": filters, "kwargs": kwargs}
             df, code = _fleet("diversity", locs, by, options, layout, engine, ray_address)
@@ -156,7 +156,7 @@ def format_command(
         locs = locations(paths, runs)
         filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
         known = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
-        if is_fleet(locs, by, runs, engine):
+        if is_fleet(locs, by, runs, engine, ray_address):
             if per_sample:
                 raise UsageError("--per-sample works on one run, not a fleet")
             options = {"filters": filters, "spec": spec, "kwargs": {"text": text, "known_tools": known}}

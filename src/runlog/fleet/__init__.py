@@ -12,7 +12,8 @@ The pattern (docs/scaling.md):
    formula for means and variances).
 
 The plan does not depend on the engine, and the partials are merged in plan order, so every engine gives
-the same numbers.
+the same numbers: to the last bit or two, since polars' multithreaded aggregation adds in thread order (two
+runs of the same command can differ by an ulp); tests and the benchmark hold engines to 1e-12.
 """
 
 from __future__ import annotations

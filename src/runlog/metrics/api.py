@@ -110,7 +110,7 @@ def diversity_frame(
         set_index = np.zeros(frame.height, np.int64)
         n_sets = 1
     per_set = D.diversity_by_set(frame["text"], set_index, n_sets, compression=compression, threads=threads)
-    ids = frame.select(*set_keys).with_columns(pl.Series("s", set_index)).unique("s")
+    ids = frame.select(*set_keys).with_columns(pl.Series("s", set_index)).unique("s", maintain_order=True)
     per_set = ids.join(per_set, on="s", how="left").drop("s")
     if over == "set":
         out = per_set.select(*keys, *cols)
