@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+import runlog._lazy as runlog_lazy
 from runlog import open_run
 from runlog.render import (
     Criteria,
@@ -417,7 +418,16 @@ def test_where_never_reads_text(tmp_path, monkeypatch):
         seen.append(set(self.collect_schema().names()))
         return original(self, *a, **k)
 
+    original_all = pl.collect_all
+
+    def spy_all(frames, *a, **k):
+        frames = list(frames)
+        seen.extend(set(lf.collect_schema().names()) for lf in frames)
+        return original_all(frames, *a, **k)
+
     monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    monkeypatch.setattr(pl, "collect_all", spy_all)
+    monkeypatch.setattr(runlog_lazy.pl, "collect_all", spy_all)  # runlog's lazy proxy keeps its own reference
     select_samples(run, Criteria(where="reward > 1 and role:judge > 0", best=1, steps="all"))
     assert seen[0] == {"source", "step", "split", "sample_id", "__score"}
 

@@ -110,12 +110,21 @@ class Run:
 
     def component_names(self) -> list[str]:
         """Reward component names across the run (footers where they tell, else the components column)."""
-        names: list[str] = []
-        for lay in self.layouts:
-            for n in lay.component_names(self.files_of(lay.name), self.ctx):
-                if n not in names:
-                    names.append(n)
-        return names
+        def build() -> list[str]:
+            names: list[str] = []
+            for lay in self.layouts:
+                for n in lay.component_names(self.files_of(lay.name), self.ctx):
+                    if n not in names:
+                        names.append(n)
+            return names
+
+        try:
+            return build()
+        except (pl.exceptions.PolarsError, OSError):
+            # A layout that reads the components column hit a corrupt file: find it, report it, go on.
+            if not self._quarantine_unreadable():
+                raise
+            return build()
 
     def numeric(self, carry: dict[str, pl.Expr], components: list[str] | None = None) -> pl.LazyFrame:
         """The numeric view summaries work on: one row per (sample, role) with the ``carry`` expressions,
@@ -172,7 +181,8 @@ class Run:
         leave them out and build again, so that the good data is still analysed."""
         try:
             return pl.collect_all(build(), engine=engine)
-        except pl.exceptions.PolarsError as exc:
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            # OSError: an object deleted (or a local file removed) after discovery.
             first_error = exc
         bad = self._quarantine_unreadable()
         if not bad:
@@ -180,13 +190,13 @@ class Run:
             raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
         try:
             return pl.collect_all(build(), engine=engine)
-        except pl.exceptions.PolarsError as exc:
+        except (pl.exceptions.PolarsError, OSError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
 
     def _quarantine_unreadable(self) -> list[FileInfo]:
-        """Read every readable Parquet sample file in full; mark the ones that fail, and forget the lazy
-        frames built from the old file list. Only runs on the error path."""
+        """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since
+        discovery), and forget the lazy frames built from the old file list. Only runs on the error path."""
         from .formats.common import read_parquet_whole
 
         bad = []
@@ -197,7 +207,11 @@ class Run:
                 read_parquet_whole(f)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                self.ctx.problem(f.path, UNREADABLE, f"corrupt data (the footer is intact): {reason}; file skipped")
+                if isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower():
+                    what = f"gone since the run was listed: {reason}"
+                else:
+                    what = f"corrupt data (the footer is intact): {reason}"
+                self.ctx.problem(f.path, UNREADABLE, f"{what}; file skipped")
                 f.readable = False
                 bad.append(f)
         if bad:

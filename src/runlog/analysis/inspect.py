@@ -199,6 +199,10 @@ def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
             scalar_info["stride"], scalar_info["step_gaps"] = step_gaps(sorted(scalar_steps))
 
     has_samples = any(f.kind == "samples" and f.readable for f in files)
+    # Reading data (--deep, exception columns) can find corrupt files and mark them: do it before the report
+    # captures the files and problems, so that the two agree.
+    numeric = (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {}
+    exceptions = _exceptions(run) if has_samples else 0
     problems = [p.as_dict() for p in run.problems]
     return {
         "run": str(run.root),
@@ -213,8 +217,8 @@ def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
         "step_stride": strides,
         "roles": run.role_names(),
         "numeric_source": "data" if deep else "footers",
-        "numeric": (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {},
-        "exceptions": _exceptions(run) if has_samples else 0,
+        "numeric": numeric,
+        "exceptions": exceptions,
         "scalars": scalar_info,
         "bytes": sum(f.bytes for f in files),
         "unmatched": list(run.unmatched),

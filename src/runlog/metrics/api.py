@@ -36,6 +36,11 @@ def texts_frame(
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
     message index for message texts, else null; ``group`` null when the run has no prompt groups)."""
     filters = filters or Filters()
+    # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
+    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group)])[0]
+
+
+def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool) -> pl.LazyFrame:
     group_key = _group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
@@ -70,8 +75,7 @@ def texts_frame(
         )
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
-    lf = _apply_filters(lf, filters, roles_too=False)
-    return lf.collect()
+    return _apply_filters(lf, filters, roles_too=False)
 
 
 def diversity_frame(

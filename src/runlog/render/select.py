@@ -82,12 +82,17 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     if not files:
         return Selection([], scope, 0)
 
-    lf = Run(root=run.root, files=files, ctx=run.ctx).samples
-    filters = _filters(run, lf, c, split, steps, conds)
-    for e in filters:
-        lf = lf.filter(e)
+    sub = Run(root=run.root, files=files, ctx=run.ctx)
     score = role_reward(c.role) if c.role else pl.col("reward").cast(pl.Float64)
-    keys = lf.select("source", "step", "split", "sample_id", score.alias("__score")).collect()
+
+    def build() -> list[pl.LazyFrame]:
+        lf = sub.samples
+        for e in _filters(run, lf, c, split, steps, conds):
+            lf = lf.filter(e)
+        return [lf.select("source", "step", "split", "sample_id", score.alias("__score"))]
+
+    # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
+    keys = sub.collect(build)[0]
     if c.sample_ids:
         _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()))
     defaulted = not c.pickers and not c.searches
