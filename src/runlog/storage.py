@@ -13,7 +13,6 @@ A file of a remote run is an ``ObjectPath``: it has the few ``pathlib`` members 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import struct
 import threading
@@ -239,6 +238,8 @@ class Store:
             _run_async(self._prefetch(todo_whole, todo_tail))
 
     async def _prefetch(self, whole: list[ObjectMeta], tails: list[ObjectMeta]) -> None:
+        import asyncio
+
         import obstore
 
         sem = asyncio.Semaphore(concurrency())
@@ -418,6 +419,8 @@ def concurrency() -> int:
 def _run_async(coro: Any) -> Any:
     """Run a coroutine to completion from synchronous code, also when an event loop is already running
     in this thread (a notebook): then in a helper thread."""
+    import asyncio  # here, not at the top: it costs ~15 ms of every command's start-up
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
