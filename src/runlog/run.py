@@ -25,6 +25,7 @@ from .formats.base import (
     get_layout,
     layouts,
 )
+from .formats.common import local_footers
 from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
@@ -380,20 +381,9 @@ def open_run(
     if isinstance(root, ObjectPath):
         # One request per footer would make discovery latency-bound: fetch them all at once.
         storage.prefetch_footers([(c.abspath, c.size) for c, _ in chosen_files if c.suffix == ".parquet"])
-    for cand, chosen in chosen_files:
-        try:
-            info = chosen.probe(cand, ctx)
-        except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
-            ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
-            info = FileInfo(
-                cand.rel, cand.abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
-            )
-        if isinstance(info.payload, dict):
-            # The footer object is only needed while probing; thousands of them would pin memory.
-            info.payload.pop("metadata", None)
-        if isinstance(cand.abspath, ObjectPath):
-            cand.abspath.store.forget(cand.abspath.key)
-        files.append(info)
+    with local_footers([c for c, _ in chosen_files]):
+        for cand, chosen in chosen_files:
+            files.append(_probe(cand, chosen, ctx))
     if not files and not skipped:
         if unmatched:
             raise UsageError(
@@ -403,6 +393,22 @@ def open_run(
         if not ctx.problems:
             raise UsageError(f"{path}: no files found")
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped)
+
+
+def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:
+    try:
+        info = chosen.probe(cand, ctx)
+    except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
+        ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
+        info = FileInfo(
+            cand.rel, cand.abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
+        )
+    if isinstance(info.payload, dict):
+        # The footer object is only needed while probing; thousands of them would pin memory.
+        info.payload.pop("metadata", None)
+    if isinstance(cand.abspath, ObjectPath):
+        cand.abspath.store.forget(cand.abspath.key)
+    return info
 
 
 def _choose(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -7,13 +7,15 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from ..errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, RunlogError
 from ..textsafe import visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 INTERNAL_ERROR = 3
 
@@ -37,11 +39,15 @@ def use_storage_options(pairs: list[str] | None) -> None:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     # Created per call so that tests (CliRunner swaps sys.stdout) and NO_COLOR are honoured.
     return Console(file=sys.stdout, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, no_color="NO_COLOR" in os.environ or None, highlight=False)
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.text import Text
 
 MAX_PROBLEMS_SHOWN = 40
 
@@ -64,6 +64,7 @@ def inspect_command(
 
 def _t(s: Any) -> Text:
     """Data (file names, messages) as literal text: no markup, no control sequences."""
+    from rich.text import Text
     return Text(visible(str(s), keep_newlines=False))
 
 
@@ -84,6 +85,11 @@ def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
 
 
 def render_report(r: dict[str, Any]) -> Group:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[Any] = []
     head = Text()
     head.append("run ", style="bold")

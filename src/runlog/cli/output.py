@@ -13,16 +13,16 @@ import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
 from ..errors import UsageError
 from ..textsafe import visible
 from .common import stdout_console
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.text import Text
 
 
 class OutputFormat(str, Enum):
@@ -45,6 +45,8 @@ def frame_to_json(df: pl.DataFrame) -> str:
 
 def fmt_cell(v: Any) -> Text:
     """Numbers people can read: 4 significant digits, integers with separators, visible NaN and nulls."""
+    from rich.text import Text
+
     if v is None:
         return Text("-", style="dim")
     if isinstance(v, bool):
@@ -78,6 +80,10 @@ def render_tables(
     """Wide frames are drawn as several tables that repeat the key columns (one per group of columns),
     so that each stays readable in a terminal. Headers drop the ``strip`` prefixes the title already says
     (``reward_mean`` under "Reward" reads ``mean``); CSV/JSON keep the full column names."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     tables = []
     for title, cols in sections:
         cols = [c for c in cols if c in df.columns]
@@ -114,6 +120,8 @@ def emit_frame(
     keys: Sequence[str] = (),
     strip: Sequence[str] = (),
 ) -> None:
+    from rich.console import Console
+
     if fmt == OutputFormat.parquet:
         if out is None:
             if sys.stdout.isatty():

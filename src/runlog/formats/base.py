@@ -100,6 +100,10 @@ class Candidate:
         self.rel = rel if rel is not None else abspath.relative_to(root).as_posix()
         self.name = abspath.name
         self.suffix = abspath.suffix.lower()
+        # A Parquet footer opened ahead of probing (``formats.common.local_footers``): the ``FileMetaData``,
+        # or the exception opening it raised, once ``footer_ready`` (a future) is done.
+        self.footer: Any = None
+        self.footer_ready: Any = None
 
     @cached_property
     def head(self) -> bytes:
