@@ -267,7 +267,19 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     src = str(REPO_ROOT / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    compile_sources()
     return env
+
+
+def compile_sources() -> None:
+    """Byte-compile ``src/`` once, as ``pip install`` does for an installed package.
+
+    Without it, a machine with ``PYTHONDONTWRITEBYTECODE=1`` (this project's is one) recompiles runlog's
+    ~80 modules in every timed process (~35 ms), a cost no installed copy pays, while the peers' packages
+    come compiled from their wheels."""
+    import compileall
+
+    compileall.compile_dir(str(REPO_ROOT / "src"), quiet=1)
 
 
 def run_once(argv: Sequence[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -414,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     py = sys.executable
     phases = [
         Phase("cli", "runlog inspect DIR --format json", [py, "-m", "runlog", "inspect", str(run), "--format", "json"]),
+        Phase("table", "runlog inspect DIR (rich table)", [py, "-m", "runlog", "inspect", str(run)]),
         Phase("floor", "pyarrow read_metadata per file (floor)", [py, "-c", FOOTERS_CODE, str(run)]),
         Phase("full", "pyarrow read_table per file (full read)", [py, "-c", FULL_CODE, str(run)]),
         Phase("startup", "(ref) python -c 'import pyarrow.parquet'", [py, "-c", STARTUP_CODE]),
@@ -421,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_cli(phases[0], env)  # doubles as the CLI's warm-up run
     if phases[0].skipped and args.require_cli:
         raise SystemExit(f"runlog inspect unusable: {phases[0].skipped}")
-    for p in phases[1:3]:
+    run_once(phases[1].argv, env)  # warm-up
+    for p in phases[2:4]:
         check_baseline(p, env, args.files * args.rows)  # doubles as warm-up
     active = [p for p in phases if not p.skipped]
     for rep in range(args.reps):
@@ -432,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.times.append(elapsed)
         print(f"  repetition {rep + 1}/{args.reps} done", file=sys.stderr)
 
-    floor = stats(phases[1].times)
+    floor = stats(phases[2].times)
     info = machine_info()
     header = (
         f"runlog inspect benchmark: {args.files} files x {args.rows} rows, {size / 2**20:.0f} MiB, "

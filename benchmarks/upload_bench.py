@@ -69,6 +69,10 @@ def make_run(root: Path) -> None:
 
 
 def env_for(home: Path) -> dict[str, str]:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import inspect_bench
+
+    inspect_bench.compile_sources()  # as an installed copy is (see inspect_bench.compile_sources)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(
         WANDB_MODE="offline",

@@ -131,21 +131,36 @@ class FlinkLayout(Layout):
         return None if col.len() == 0 else (int(col.min()), int(col.max()))
 
     def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
-        missing = [c for c in REQUIRED if c not in info.columns]
+        missing, absent, bad = self._column_verdict(info, ctx)
         if missing:
             ctx.problem(info.path, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return
-        absent = [c for c in V0_COLUMNS if c not in info.columns and c not in REQUIRED]
         if absent:
             ctx.warn(info.path, f"missing column(s) {', '.join(absent)} of the Flink v{info.schema_version} schema")
-        numeric = ["reward"] + [c for c in info.columns if c.endswith(("_reward", "_kl"))]
-        bad = [f"{c} is {info.columns[c]}" for c in numeric if not _is_numeric_type(info.columns[c])]
         if bad and info.fmt == "parquet":
             ctx.problem(
                 info.path, WRONG_TYPE, "wrong column type (expected a number): " + "; ".join(bad) + "; file skipped"
             )
             info.readable = False
+
+    @staticmethod
+    def _column_verdict(info: FileInfo, ctx: RunContext) -> tuple[list[str], list[str], list[str]]:
+        """(missing required, absent optional, wrongly typed numeric) columns; worked out once per distinct
+        column mapping (files of one footer schema share theirs)."""
+        memo = ctx.cache.setdefault("flink_columns", {})
+        hit = memo.get(id(info.columns))
+        if hit is not None and hit[0] is info.columns:
+            return hit[1]
+        cols = info.columns
+        missing = [c for c in REQUIRED if c not in cols]
+        absent = [c for c in V0_COLUMNS if c not in cols and c not in REQUIRED]
+        numeric = ["reward"] + [c for c in cols if c.endswith(("_reward", "_kl"))]
+        bad = [f"{c} is {cols[c]}" for c in numeric if c in cols and not _is_numeric_type(cols[c])]
+        verdict = (missing, absent, bad)
+        if len(memo) < 256:
+            memo[id(cols)] = (cols, verdict)
+        return verdict
 
     def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
         names: list[str] = []
