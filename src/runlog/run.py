@@ -158,6 +158,19 @@ class Run:
             return None
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
+    def wide_roles_everywhere(self) -> bool:
+        """Whether every readable sample file offers a wide view in which every sample has per-role values
+        (``Layout.wide_roles_everywhere``); decided from footers."""
+        seen = False
+        for lay in self.layouts:
+            files = [f for f in self.files_of(lay.name) if f.kind == "samples" and f.readable]
+            if not files:
+                continue
+            if not lay.wide_roles_everywhere(files, self.ctx):
+                return False
+            seen = True
+        return seen
+
     def summarize(self, by: list[str] | tuple[str, ...] = ("role",), **kwargs: Any) -> pl.DataFrame:
         """Per-group reward/KL statistics (``runlog.analysis.summarize.summarize``), as a DataFrame."""
         from .analysis.summarize import summarize

@@ -290,7 +290,7 @@ def summarize(
     for part in _step_batches(run, keys, filters):
         wide = _summarize_wide(part, keys, filters, group_key, components)
         parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components))
-    out = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+    out = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", "exception_rate"]
     ordered += [f"component/{n}_mean" for n in components]
     out = out.select(ordered)
@@ -528,6 +528,8 @@ def _summarize_wide(
     carry = _carry(run, others, filters, group_key)
     if run.numeric_wide(carry, components, roles) is None:
         return None
+    if roles and run.wide_roles_everywhere():
+        return _summarize_wide_lean(run, others, filters, group_key, components, roles, partial)
     variants: list[tuple[str | None, pl.Expr, pl.Expr, pl.Expr]] = [
         (r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.col("__has_roles")) for r in roles
     ]
@@ -565,6 +567,153 @@ def _summarize_wide(
             *others,
             pl.lit(role, dtype=pl.String).alias("role"),
             *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
+        ).filter(pl.col("rows") > 0)
+        if f"{i}:zero_adv_frac" not in stats.columns and f"{i}:groups" not in stats.columns:
+            part = part.with_columns(_no_zero_adv(partial))
+        parts.append(part if partial else part.drop("rows"))
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _footer_exceptions(run: Run, others: list[str], filters: Filters) -> pl.DataFrame | None:
+    """Per group of ``others`` (a subset of step and split): the rows and the samples with an exception, from
+    footer null counts of the exception column, so that the column is never read; None when a footer does
+    not tell (statistics missing, a file holding several steps, a CSV file) and the data must be read."""
+    from ..formats.common import EXCEPTION_COLUMNS
+
+    if any(k not in ("step", "split") for k in others):
+        return None
+    first, last = filters.steps.first, filters.steps.last
+    counts: dict[tuple, list[int]] = {}
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        if f.fmt != "parquet" or f.rows is None or f.steps:
+            return None
+        if (first is not None or last is not None or "step" in others) and f.step is None:
+            return None
+        if (filters.splits or "split" in others) and f.split is None:
+            return None
+        if (first is not None and f.step < first) or (last is not None and f.step > last):
+            continue
+        if filters.splits and f.split not in filters.splits:
+            continue
+        col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
+        if col is not None and col not in f.null_counts:
+            return None
+        failed = 0 if col is None else f.rows - f.null_counts[col]
+        key = tuple(f.step if k == "step" else f.split for k in others)
+        entry = counts.setdefault(key, [0, 0])
+        entry[0] += f.rows
+        entry[1] += failed
+    schema = {"step": pl.Int64, "split": pl.String}
+    cols: dict[str, list] = {k: [key[i] for key in counts] for i, k in enumerate(others)}
+    cols["exception_n"] = [v[0] for v in counts.values()]
+    cols["exception_sum"] = [float(v[1]) for v in counts.values()]
+    types = {**{k: schema[k] for k in others}, "exception_n": pl.Int64, "exception_sum": pl.Float64}
+    return pl.DataFrame(cols, schema=types)
+
+
+def _summarize_wide_lean(
+    run: Run,
+    others: list[str],
+    filters: Filters,
+    group_key: pl.Expr | None,
+    components: list[str],
+    roles: list[str],
+    partial: bool,
+) -> pl.DataFrame:
+    """``_summarize_wide`` for runs in which every sample has per-role columns (Flink v1): every row counts for
+    every role, so the statistics of each role are plain aggregations of its own columns (NaN made null),
+    and what does not depend on the role (rows, exception rate, component means) is computed once. The
+    exception column is not read at all when footers tell how many samples failed."""
+    footer_exc = _footer_exceptions(run, others, filters)
+    carry = _carry(run, others, filters, group_key)
+    if footer_exc is not None:
+        carry.pop("has_exception", None)
+
+    def role_stats(i: int, role: str) -> list[pl.Expr]:
+        raw_r, raw_k = pl.col(f"role:{role}:reward"), pl.col(f"role:{role}:kl")
+        r, k = raw_r.fill_nan(None), raw_k.fill_nan(None)
+        nan_null = [
+            raw_r.is_nan().sum().cast(pl.Int64).alias("reward_nan"),
+            raw_r.is_null().sum().cast(pl.Int64).alias("reward_null"),
+        ]
+        if partial:
+            exprs = [
+                *_moments(r, "reward"),
+                r.min().alias("reward_min"),
+                r.max().alias("reward_max"),
+                r.median().alias("reward_median"),
+                *nan_null,
+                *_moments(k, "kl"),
+                k.min().alias("kl_min"),
+                k.max().alias("kl_max"),
+            ]
+        else:
+            exprs = [
+                r.mean().alias("reward_mean"),
+                r.std(ddof=1).alias("reward_std"),
+                r.min().alias("reward_min"),
+                r.max().alias("reward_max"),
+                r.median().alias("reward_median"),
+                r.count().cast(pl.Int64).alias("reward_count"),
+                *nan_null,
+                k.mean().alias("kl_mean"),
+                k.std(ddof=1).alias("kl_std"),
+                k.min().alias("kl_min"),
+                k.max().alias("kl_max"),
+                k.count().cast(pl.Int64).alias("kl_count"),
+            ]
+        return [e.alias(f"{i}:{e.meta.output_name()}") for e in exprs]
+
+    shared: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("rows")]
+    if footer_exc is None:
+        exc = pl.col("has_exception").cast(pl.Float64)
+        shared += [exc.sum().alias("exception_sum"), exc.count().cast(pl.Int64).alias("exception_n")]
+    for n in components:
+        c = pl.col(f"component/{n}").fill_nan(None)
+        if partial:
+            shared += [c.count().cast(pl.Int64).alias(f"component/{n}_n"), c.mean().alias(f"component/{n}_mean")]
+        else:
+            shared.append(c.mean().alias(f"component/{n}_mean"))
+    variants = [(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.lit(True)) for r in roles]
+
+    def build() -> list[pl.LazyFrame]:
+        lf = _apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+        exprs = [e for i, r in enumerate(roles) for e in role_stats(i, r)] + shared
+        queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
+        if group_key is not None:
+            queries.append(_zero_adv_wide(lf, others, variants, partial))
+        return queries
+
+    frames = run.collect(build, engine=ENGINE)
+    stats = frames[0]
+    if len(frames) > 1:
+        stats = (
+            stats.join(frames[1], on=others, how="left", nulls_equal=True)
+            if others
+            else pl.concat(frames, how="horizontal")
+        )
+    if footer_exc is not None:
+        if others:
+            stats = stats.join(footer_exc, on=others, how="left", nulls_equal=True)
+        else:
+            stats = pl.concat([stats, footer_exc], how="horizontal") if footer_exc.height else stats.with_columns(
+                pl.lit(0, dtype=pl.Int64).alias("exception_n"), pl.lit(0.0).alias("exception_sum")
+            )
+    shared_out = [c for c in stats.columns if ":" not in c and c not in others]
+    if not partial:
+        rate = pl.when(pl.col("exception_n") > 0).then(pl.col("exception_sum") / pl.col("exception_n"))
+        stats = stats.with_columns(rate.alias("exception_rate")).drop("exception_sum", "exception_n")
+        shared_out = [c for c in stats.columns if ":" not in c and c not in others]
+    parts = []
+    for i, role in enumerate(roles):
+        cols = [c for c in stats.columns if c.startswith(f"{i}:")]
+        part = stats.select(
+            *others,
+            pl.lit(role, dtype=pl.String).alias("role"),
+            *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
+            *shared_out,
         ).filter(pl.col("rows") > 0)
         if f"{i}:zero_adv_frac" not in stats.columns and f"{i}:groups" not in stats.columns:
             part = part.with_columns(_no_zero_adv(partial))

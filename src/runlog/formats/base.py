@@ -222,6 +222,12 @@ class Layout:
         return None
 
 
+    def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
+        """True when every sample of these files has per-role columns in the wide view (``__has_roles`` is
+        true on every row), so that summaries can skip the role-unknown case; known from footers."""
+        return False
+
+
 def component_value(name: str) -> pl.Expr:
     """The value of one named component from the canonical ``reward_components`` list (null if absent)."""
     return (

@@ -241,9 +241,12 @@ def gate_version(info: FileInfo, ctx: RunContext, version: int | None) -> bool:
 def group_by_signature(files: list[FileInfo]) -> list[list[FileInfo]]:
     """Files with identical (version, columns) can be scanned together by one lazy scan."""
     groups: dict[tuple, list[FileInfo]] = {}
+    signatures: dict[int, tuple[dict[str, str], tuple]] = {}  # files of one footer schema share a mapping
     for f in files:
-        key = (f.fmt, f.schema_version, tuple(sorted(f.columns.items())))
-        groups.setdefault(key, []).append(f)
+        hit = signatures.get(id(f.columns))
+        if hit is None or hit[0] is not f.columns:
+            hit = signatures[id(f.columns)] = (f.columns, tuple(sorted(f.columns.items())))
+        groups.setdefault((f.fmt, f.schema_version, hit[1]), []).append(f)
     return list(groups.values())
 
 

@@ -166,7 +166,7 @@ class FlinkLayout(Layout):
         names: list[str] = []
         for f in files:
             if f.readable:
-                for r in S.flink_role_names([c for c in f.columns if c != "reward"]):
+                for r in _file_roles(f, ctx):
                     if r not in names:
                         names.append(r)
         return names
@@ -291,6 +291,23 @@ class FlinkLayout(Layout):
         if not frames:
             return None
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
+    def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
+        return all(_file_roles(f, ctx) for f in files if f.readable)
+
+
+def _file_roles(f: FileInfo, ctx: RunContext) -> list[str]:
+    """The role names of a file's flat columns; worked out once per distinct column mapping (files of one
+    footer schema share theirs)."""
+    memo = ctx.cache.setdefault("flink_roles", {})
+    hit = memo.get(id(f.columns))
+    if hit is not None and hit[0] is f.columns:
+        return hit[1]
+    roles = S.flink_role_names([c for c in f.columns if c != "reward"])
+    if len(memo) < 256:
+        memo[id(f.columns)] = (f.columns, roles)
+    return roles
 
 
 def _metric_fields(lf: pl.LazyFrame) -> list[str]:
