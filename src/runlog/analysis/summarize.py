@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -552,14 +552,7 @@ def _summarize_wide(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    frames = run.collect(build, engine=ENGINE)
-    stats = frames[0]
-    if len(frames) > 1:
-        stats = (
-            stats.join(frames[1], on=others, how="left", nulls_equal=True)
-            if others
-            else pl.concat(frames, how="horizontal")
-        )
+    stats = _collect_joined(run, build, others)
     parts = []
     for i, (role, *_rest) in enumerate(variants):
         cols = [c for c in stats.columns if c.startswith(f"{i}:")]
@@ -572,6 +565,16 @@ def _summarize_wide(
             part = part.with_columns(_no_zero_adv(partial))
         parts.append(part if partial else part.drop("rows"))
     return pl.concat(parts, how="vertical_relaxed")
+
+
+def _collect_joined(run: Run, build: Callable[[], list[pl.LazyFrame]], others: list[str]) -> pl.DataFrame:
+    """Collect the statistics query and, when there is one, the zero-advantage query, side by side."""
+    frames = run.collect(build, engine=ENGINE)
+    if len(frames) == 1:
+        return frames[0]
+    if others:
+        return frames[0].join(frames[1], on=others, how="left", nulls_equal=True)
+    return pl.concat(frames, how="horizontal")
 
 
 def _footer_exceptions(run: Run, others: list[str], filters: Filters) -> pl.DataFrame | None:
@@ -686,14 +689,7 @@ def _summarize_wide_lean(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    frames = run.collect(build, engine=ENGINE)
-    stats = frames[0]
-    if len(frames) > 1:
-        stats = (
-            stats.join(frames[1], on=others, how="left", nulls_equal=True)
-            if others
-            else pl.concat(frames, how="horizontal")
-        )
+    stats = _collect_joined(run, build, others)
     if footer_exc is not None:
         if others:
             stats = stats.join(footer_exc, on=others, how="left", nulls_equal=True)
