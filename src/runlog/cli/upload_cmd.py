@@ -66,8 +66,10 @@ def upload_command(
     """
     from ..run import open_run
     from ..sinks.plan import PlanOptions
-    from ..sinks.wandb import upload_wandb
+    from ..sinks.wandb import start_wandb_import, upload_wandb
 
+    if not dry_run:
+        start_wandb_import()  # overlaps reading and planning the run
     with handle_errors():
         options = PlanOptions(
             prefix=prefix, max_samples_per_step=max_samples, tables_every=tables_every, metrics=metrics
@@ -75,7 +77,7 @@ def upload_command(
         options.check()
         use_storage_options(storage_option)
         run = open_run(path, layout=layout)
-        bar = _Progress() if not dry_run else None
+        bar = _Progress() if not dry_run and sys.stderr.isatty() else None
         try:
             result = upload_wandb(
                 run,

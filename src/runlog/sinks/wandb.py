@@ -15,6 +15,8 @@ import gc
 import netrc
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -272,7 +274,29 @@ def _finish(wb: Any, exit_code: int) -> None:
             raise UploadError(f"W&B could not finish the run: {type(exc).__name__}: {exc}") from None
 
 
+_PREIMPORT: threading.Thread | None = None
+
+
+def start_wandb_import() -> None:
+    """Start importing wandb on a background thread, so that its import (a few tenths of a second, most of
+    it reading and compiling its own modules, which releases the GIL often) overlaps reading and planning
+    the run; ``_import_wandb`` waits for it. A failure there is ignored: the import is tried again, and
+    reported, where it is needed."""
+    global _PREIMPORT
+    if _PREIMPORT is not None or "wandb" in sys.modules:
+        return
+
+    def work() -> None:
+        with contextlib.suppress(BaseException):
+            import wandb  # noqa: F401
+
+    _PREIMPORT = threading.Thread(target=work, name="runlog-wandb-import", daemon=True)
+    _PREIMPORT.start()
+
+
 def _import_wandb() -> Any:
+    if _PREIMPORT is not None:
+        _PREIMPORT.join()
     try:
         import wandb
     except ImportError:
