@@ -553,13 +553,22 @@ def _summarize_wide(
         return queries
 
     stats = _collect_joined(run, build, others)
+    return _rows_per_role(stats, others, [role for role, *_rest in variants], partial)
+
+
+def _rows_per_role(
+    stats: pl.DataFrame, others: list[str], roles: list[str | None], partial: bool, shared: Sequence[str] = ()
+) -> pl.DataFrame:
+    """One row per role and group from the wide result, whose columns of role ``i`` are prefixed ``i:``;
+    the ``shared`` columns (the same for every role) are repeated on each role's rows."""
     parts = []
-    for i, (role, *_rest) in enumerate(variants):
+    for i, role in enumerate(roles):
         cols = [c for c in stats.columns if c.startswith(f"{i}:")]
         part = stats.select(
             *others,
             pl.lit(role, dtype=pl.String).alias("role"),
             *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
+            *shared,
         ).filter(pl.col("rows") > 0)
         if f"{i}:zero_adv_frac" not in stats.columns and f"{i}:groups" not in stats.columns:
             part = part.with_columns(_no_zero_adv(partial))
@@ -697,24 +706,11 @@ def _summarize_wide_lean(
             stats = pl.concat([stats, footer_exc], how="horizontal") if footer_exc.height else stats.with_columns(
                 pl.lit(0, dtype=pl.Int64).alias("exception_n"), pl.lit(0.0).alias("exception_sum")
             )
-    shared_out = [c for c in stats.columns if ":" not in c and c not in others]
     if not partial:
         rate = pl.when(pl.col("exception_n") > 0).then(pl.col("exception_sum") / pl.col("exception_n"))
         stats = stats.with_columns(rate.alias("exception_rate")).drop("exception_sum", "exception_n")
-        shared_out = [c for c in stats.columns if ":" not in c and c not in others]
-    parts = []
-    for i, role in enumerate(roles):
-        cols = [c for c in stats.columns if c.startswith(f"{i}:")]
-        part = stats.select(
-            *others,
-            pl.lit(role, dtype=pl.String).alias("role"),
-            *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
-            *shared_out,
-        ).filter(pl.col("rows") > 0)
-        if f"{i}:zero_adv_frac" not in stats.columns and f"{i}:groups" not in stats.columns:
-            part = part.with_columns(_no_zero_adv(partial))
-        parts.append(part if partial else part.drop("rows"))
-    return pl.concat(parts, how="vertical_relaxed")
+    shared_out = [c for c in stats.columns if ":" not in c and c not in others]
+    return _rows_per_role(stats, others, list(roles), partial, shared_out)
 
 
 def _zero_adv_wide(
