@@ -33,6 +33,15 @@ def cli() -> Cli:
     return Cli()
 
 
+@pytest.fixture(autouse=True)
+def _probe_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own, empty probe cache (never the user's): tests stay independent."""
+    folder = tmp_path_factory.mktemp("runlog-cache")
+    monkeypatch.setenv("RUNLOG_CACHE_DIR", str(folder))
+    monkeypatch.delenv("RUNLOG_CACHE", raising=False)
+    return folder
+
+
 def native_rows(step: int, n: int, split: str = "train", roles=("solver", "verifier")) -> list[dict]:
     rows = []
     for i in range(n):

@@ -6,8 +6,12 @@ Supported public API: ``open_run`` and ``Run`` (lazy canonical frames), the on-d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import DataError, RunlogError, SchemaVersionError, UsageError
-from .run import Run, open_run
+
+if TYPE_CHECKING:
+    from .run import Run, open_run
 
 __version__ = "0.1.0"
 
@@ -23,9 +27,10 @@ __all__ = [
     "open_run",
 ]
 
-# The trainer-side writer is imported on first use, so that ``import runlog`` (and ``runlog inspect``) does
-# not pay for the writer's modules.
-_LAZY = {"RunWriter": "runlog.writer", "StatsTracker": "runlog.writer"}
+# Imported on first use: the trainer-side writer, so that ``import runlog`` (and ``runlog inspect``) does
+# not pay for the writer's modules; and the reader, so that the command line can set up the process
+# (runlog.cli) before pyarrow and numpy load.
+_LAZY = {"RunWriter": "runlog.writer", "StatsTracker": "runlog.writer", "Run": "runlog.run", "open_run": "runlog.run"}
 
 
 def __getattr__(name: str) -> object:

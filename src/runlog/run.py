@@ -21,11 +21,11 @@ from .formats.base import (
     Layout,
     Problem,
     RunContext,
-    file_size,
     get_layout,
     layouts,
 )
 from .formats.common import local_footers
+from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
@@ -111,6 +111,7 @@ class Run:
 
     def component_names(self) -> list[str]:
         """Reward component names across the run (footers where they tell, else the components column)."""
+
         def build() -> list[str]:
             names: list[str] = []
             for lay in self.layouts:
@@ -251,10 +252,15 @@ class Run:
         return [p for p in self.problems if p.is_warning]
 
 
-def _walk(root: Path) -> list[tuple[Path, str, int, str]]:
-    """(absolute path, run-relative posix path, size, path string) of every file below root, hidden
+def local_stamp(st: os.stat_result) -> tuple:
+    """What identifies one version of a local file: size, modification and change times, inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _walk(root: Path) -> list[tuple[Path, str, int, str, tuple]]:
+    """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
     folders skipped."""
-    out: list[tuple[Path, str, int, str]] = []
+    out: list[tuple[Path, str, int, str, tuple]] = []
     stack = [(str(root), "")]
     while stack:
         path, rel = stack.pop()
@@ -269,7 +275,8 @@ def _walk(root: Path) -> list[tuple[Path, str, int, str]]:
                     if not e.name.startswith(".") and e.name != "__pycache__":
                         stack.append((e.path, erel + "/"))
                 elif e.is_file(follow_symlinks=True):
-                    out.append((Path(e.path), erel, e.stat().st_size, e.path))
+                    st = e.stat()
+                    out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
             except OSError:
                 continue
     # Manifests first: readers of other files in the same run may depend on them.
@@ -290,8 +297,9 @@ class NameEntry:
 
 def _candidates(
     path: str | os.PathLike[str] | ObjectPath, storage_options: dict[str, str] | None = None, prefetch: bool = True
-) -> tuple[Any, list[tuple[Any, str, int, str]]]:
-    """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``)."""
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
+    """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``). Each
+    file is (path, run-relative path, size, path string, stamp: what changes when the file is rewritten)."""
     if storage.is_url(path):
         root = storage.location(path, storage_options)
         entries = storage.list_run(root)
@@ -305,7 +313,11 @@ def _candidates(
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
     if p.is_file():
-        return p.parent, [(p, p.name, file_size(p), str(p))]
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise RunNotFoundError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return p.parent, [(p, p.name, st.st_size, str(p), local_stamp(st))]
     if p.is_dir():
         return p, _walk(p)
     raise RunNotFoundError(f"{path}: not a regular file or directory")
@@ -325,8 +337,8 @@ def list_names(
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
-    for abspath, rel, size, path_str in paths:
-        cand = Candidate(root, abspath, size, rel, path_str)
+    for abspath, rel, size, path_str, stamp in paths:
+        cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES or cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
             continue
         chosen = _choose(cand, forced, registry)
@@ -345,6 +357,7 @@ def open_run(
     keep: Callable[[str | None, int | None], bool] | None = None,
     storage_options: dict[str, str] | None = None,
     only: Collection[str] | None = None,
+    cache: bool = True,
 ) -> Run:
     """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
 
@@ -358,6 +371,9 @@ def open_run(
 
     ``only``: run-relative paths; every other file is left out silently (a fleet task opening one chunk of
     a big run).
+
+    ``cache``: reuse the probes of unchanged Parquet files from earlier commands (``runlog.probe_cache``;
+    ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
     root, paths = _candidates(path, storage_options, prefetch=only is None)
     if only is not None:
@@ -372,8 +388,8 @@ def open_run(
     skipped = 0
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
-    for abspath, rel, size, path_str in paths:
-        cand = Candidate(root, abspath, size, rel, path_str)
+    for abspath, rel, size, path_str, stamp in paths:
+        cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES:
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
@@ -391,12 +407,30 @@ def open_run(
                 skipped += 1
                 continue
         chosen_files.append((cand, chosen))
+    probes = ProbeCache.open(root) if cache else None
+    hits: dict[int, Hit] = {}
+    if probes is not None:
+        for i, (cand, chosen) in enumerate(chosen_files):
+            if chosen.cache_probes and cand.suffix == ".parquet" and (hit := probes.lookup(cand, chosen)):
+                hits[i] = hit
+    to_open = [c for i, (c, _) in enumerate(chosen_files) if i not in hits]
     if isinstance(root, ObjectPath):
         # One request per footer would make discovery latency-bound: fetch them all at once.
-        storage.prefetch_footers([(c.abspath, c.size) for c, _ in chosen_files if c.suffix == ".parquet"])
-    with local_footers([c for c, _ in chosen_files]):
-        for cand, chosen in chosen_files:
-            files.append(_probe(cand, chosen, ctx))
+        storage.prefetch_footers([(c.abspath, c.size) for c in to_open if c.suffix == ".parquet"])
+    with local_footers(to_open):
+        for i, (cand, chosen) in enumerate(chosen_files):
+            hit = hits.get(i)
+            if hit is not None:
+                files.append(hit.replay(ctx))
+            elif probes is not None and chosen.cache_probes and cand.suffix == ".parquet":
+                n_problems, n_notes = len(ctx.problems), len(ctx.note_log)
+                info = _probe(cand, chosen, ctx)
+                probes.store(cand, chosen, info, ctx.problems[n_problems:], ctx.note_log[n_notes:])
+                files.append(info)
+            else:
+                files.append(_probe(cand, chosen, ctx))
+    if probes is not None:
+        probes.save({t[1] for t in paths})
     if not files and not skipped:
         if unmatched:
             raise UsageError(

@@ -341,11 +341,13 @@ def location(path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, st
     return ObjectPath(Store.for_url(url, options), key)
 
 
-def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str]]:
-    """(file, run-relative posix path, size, URL) of every object below a remote run folder (hidden
-    folders skipped), or of the single object ``root`` names. Missing: ``RunNotFoundError``."""
+def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str, tuple | None]]:
+    """(file, run-relative posix path, size, URL, stamp) of every object below a remote run folder (hidden
+    folders skipped), or of the single object ``root`` names. Missing: ``RunNotFoundError``. The stamp
+    (size, ETag, modification time) changes whenever the object is rewritten; None if the store tells
+    neither."""
     metas = root.store.list(root.key)
-    out: list[tuple[ObjectPath, str, int, str]] = []
+    out: list[tuple[ObjectPath, str, int, str, tuple | None]] = []
     pre = f"{root.key}/" if root.key else ""
     for m in metas:
         rel = m.key[len(pre) :]
@@ -355,21 +357,28 @@ def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str]]:
         if any(p.startswith(".") or p == "__pycache__" for p in parts[:-1]):
             continue
         p = ObjectPath(root.store, m.key)
-        out.append((p, rel, m.size, str(p)))
+        out.append((p, rel, m.size, str(p), object_stamp(m)))
     if not out and root.key:
         meta = root.store.head(root.key)
         if meta is not None:
-            return [(root, root.name, meta.size, str(root))]
+            return [(root, root.name, meta.size, str(root), object_stamp(meta))]
     if not out:
         raise RunNotFoundError(f"{root}: no such object or prefix")
     out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
     return out
 
 
-def prefetch_small(entries: Sequence[tuple[Any, str, int, str]]) -> None:
+def object_stamp(meta: ObjectMeta) -> tuple | None:
+    """What identifies one version of an object: its size, ETag and modification time."""
+    if meta.etag is None and meta.modified is None:
+        return None
+    return (meta.size, meta.etag, meta.modified)
+
+
+def prefetch_small(entries: Sequence[tuple[Any, ...]]) -> None:
     """Fetch every non-Parquet file of a remote listing whole, concurrently (discovery reads them anyway)."""
     by_store: dict[int, tuple[Store, list[ObjectMeta]]] = {}
-    for p, _rel, size, _url in entries:
+    for p, _rel, size, *_rest in entries:
         if isinstance(p, ObjectPath) and p.suffix.lower() != ".parquet":
             by_store.setdefault(id(p.store), (p.store, []))[1].append(ObjectMeta(p.key, size))
     for store, metas in by_store.values():
@@ -509,6 +518,7 @@ __all__ = [
     "Store",
     "is_url",
     "list_run",
+    "object_stamp",
     "location",
     "parse_storage_options",
     "polars_options",

@@ -703,8 +703,12 @@ def _summarize_wide_lean(
         if others:
             stats = stats.join(footer_exc, on=others, how="left", nulls_equal=True)
         else:
-            stats = pl.concat([stats, footer_exc], how="horizontal") if footer_exc.height else stats.with_columns(
-                pl.lit(0, dtype=pl.Int64).alias("exception_n"), pl.lit(0.0).alias("exception_sum")
+            stats = (
+                pl.concat([stats, footer_exc], how="horizontal")
+                if footer_exc.height
+                else stats.with_columns(
+                    pl.lit(0, dtype=pl.Int64).alias("exception_n"), pl.lit(0.0).alias("exception_sum")
+                )
             )
     if not partial:
         rate = pl.when(pl.col("exception_n") > 0).then(pl.col("exception_sum") / pl.col("exception_n"))

@@ -65,6 +65,7 @@ def inspect_command(
 def _t(s: Any) -> Text:
     """Data (file names, messages) as literal text: no markup, no control sequences."""
     from rich.text import Text
+
     return Text(visible(str(s), keep_newlines=False))
 
 

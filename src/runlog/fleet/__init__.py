@@ -164,9 +164,9 @@ def _listing(location: str, options: dict[str, str] | None) -> list[tuple[str, i
 
     if storage.is_url(location):
         root = storage.location(location, options)
-        return [(rel, size) for _, rel, size, _ in storage.list_run(root)]
+        return [(rel, size) for _, rel, size, *_ in storage.list_run(root)]
     _, entries = _candidates(location, options, prefetch=False)
-    return [(rel, size) for _, rel, size, _ in entries]
+    return [(rel, size) for _, rel, size, *_ in entries]
 
 
 def plan_units(

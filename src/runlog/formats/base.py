@@ -63,6 +63,7 @@ class FileInfo:
     process: int | None = None
     columns: dict[str, str] = field(default_factory=dict)  # name -> type, from the footer
     null_counts: dict[str, int] = field(default_factory=dict)  # from footer statistics
+    footer_bytes: int | None = None  # Parquet: the footer's length, with its 8-byte trailer
     readable: bool = True
     # Layout-private payload (for example the parsed frame of a JSONL file, so it is parsed once).
     payload: Any = field(default=None, repr=False)
@@ -92,8 +93,17 @@ class Candidate:
 
     HEAD_BYTES = 64 * 1024
 
-    def __init__(self, root: Path, abspath: Path, size: int, rel: str | None = None, path_str: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        abspath: Path,
+        size: int,
+        rel: str | None = None,
+        path_str: str | None = None,
+        stamp: tuple | None = None,
+    ):
         self.root = root
+        self.stamp = stamp  # changes whenever the file is rewritten (``run.local_stamp``); None: unknown
         self.abspath = abspath
         self.path_str = path_str if path_str is not None else str(abspath)
         self.size = size
@@ -136,6 +146,7 @@ class RunContext:
     fidelity: list[dict[str, str]] = field(default_factory=list)
     # Per-discovery memo for readers (for example the footer plan of each distinct Parquet schema).
     cache: dict[str, Any] = field(default_factory=dict)
+    note_log: list[dict[str, str]] = field(default_factory=list)  # every ``note`` call, repeats included
 
     def problem(self, path: str, kind: str, message: str) -> None:
         self.problems.append(Problem(path, kind, message))
@@ -146,6 +157,7 @@ class RunContext:
     def note(self, layout: str, message: str) -> None:
         """A fidelity note: something a reader could not map into the canonical model."""
         entry = {"layout": layout, "message": message}
+        self.note_log.append(entry)
         if entry not in self.fidelity:
             self.fidelity.append(entry)
 
@@ -158,6 +170,9 @@ class Layout:
     description: ClassVar[str]
     priority: ClassVar[int] = 100  # lower is tried first
     formats: ClassVar[tuple[str, ...]] = ()  # file suffixes it can read when forced with --layout
+    # Whether a probe of one of its Parquet files depends on that file alone, so that its result may be
+    # kept between commands (``runlog.probe_cache``).
+    cache_probes: ClassVar[bool] = False
 
     def detect(self, cand: Candidate) -> bool:
         raise NotImplementedError
@@ -220,7 +235,6 @@ class Layout:
         each role, ``__has_roles`` and ``__sample_reward``. Only layouts that store roles as flat columns
         offer it (None here); summaries then need no row per role."""
         return None
-
 
     def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
         """True when every sample of these files has per-role columns in the wide view (``__has_roles`` is

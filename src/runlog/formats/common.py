@@ -162,6 +162,7 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
         ctx.problem(cand.rel, UNREADABLE, f"unreadable Parquet (truncated or corrupt?): {_short(exc)}")
         return info
     info.rows = md.num_rows
+    info.footer_bytes = md.serialized_size + 8
     info.columns = plan.columns
     info.null_counts, ranges = _footer_stats(md, plan.leaves)
     info.payload = {"metadata": md, "arrow_schema": plan.arrow_schema, "ranges": ranges}
@@ -250,8 +251,40 @@ def group_by_signature(files: list[FileInfo]) -> list[list[FileInfo]]:
     return list(groups.values())
 
 
+# polars reads a fixed-size tail of every Parquet file to find its footer (256 KiB by default, for local
+# files too). On thousands of small files that tail is most of what is read: 2,000 files of 10 KiB footers
+# meant 512 MiB copied for 60 MiB of data, a tenth of the scan's time. Discovery knows every footer's
+# length, so runlog asks for the longest one (rounded up), unless the user has set the variable.
+FOOTER_READ_SIZE_VAR = "POLARS_CLOUD_FOOTER_READ_SIZE"
+FOOTER_READ_MIN = 16 * 1024
+_USER_FOOTER_READ_SIZE = os.environ.get(FOOTER_READ_SIZE_VAR)
+
+
+def footer_read_size(files: list[FileInfo]) -> int | None:
+    """The tail polars should read to get every footer of ``files`` in one read; None if one is unknown."""
+    sizes = [f.footer_bytes for f in files]
+    if not sizes or any(s is None for s in sizes):
+        return None
+    longest = max(s for s in sizes if s is not None)
+    return max(FOOTER_READ_MIN, -(-longest // 4096) * 4096)
+
+
+def _hint_footer_reads(files: list[FileInfo]) -> None:
+    """Set polars' footer read size for these files: it is read when a scan starts, so the value only grows
+    within a process (no scan built earlier is left short). Never overrides the user's own setting."""
+    if _USER_FOOTER_READ_SIZE is not None:
+        return
+    size = footer_read_size(files)
+    if size is None:
+        return
+    current = os.environ.get(FOOTER_READ_SIZE_VAR)
+    if current is None or not current.isdigit() or int(current) < size:
+        os.environ[FOOTER_READ_SIZE_VAR] = str(size)
+
+
 def scan_parquet(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
     """One lazy scan of these Parquet files (local paths or object-store URLs, with the store's options)."""
+    _hint_footer_reads(files)
     return pl.scan_parquet(
         [str(f.abspath) for f in files], storage_options=polars_options(f.abspath for f in files), **kwargs
     )

@@ -69,6 +69,7 @@ class FlinkLayout(Layout):
     description = "Flink debug data: flink_logs/batch_debug_data_{train|eval}_{step}[_suffix].parquet|csv (v0, v1)"
     priority = 20
     formats = (".parquet", ".csv")
+    cache_probes = True
 
     def detect(self, cand: Candidate) -> bool:
         return cand.name.startswith("batch_debug_data_") and bool(NAME_RE.search(cand.name))
@@ -291,7 +292,6 @@ class FlinkLayout(Layout):
         if not frames:
             return None
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-
 
     def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
         return all(_file_roles(f, ctx) for f in files if f.readable)

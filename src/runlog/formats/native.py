@@ -49,6 +49,7 @@ class NativeLayout(Layout):
     description = "runlog native layout (schema v2): run.json, samples/{split}/step_N.pP.parquet, scalars.pP.jsonl"
     priority = 10
     formats = (".parquet", ".jsonl", ".json")
+    cache_probes = True
 
     def detect(self, cand: Candidate) -> bool:
         if cand.name == MANIFEST:

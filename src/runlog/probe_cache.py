@@ -1,0 +1,239 @@
+"""A cache of what discovery learned from each Parquet footer, kept between commands.
+
+Discovery opens every Parquet footer of a run. On thousands of small files that is most of what a command
+costs besides the query itself (2,000 footers: ~0.2 s locally; 10,000 objects on a store with 20 ms of
+latency: ~30 s even with 64 requests in flight), and it is the same work every time: ``inspect``, then
+``summarize``, then ``render-trajectory`` on a finished run parse the same footers three times. So the
+result of each probe (the ``FileInfo`` fields, and the problems and notes it reported) is kept in a JSON
+file per run under the user's cache folder, and reused while the file is unchanged.
+
+"Unchanged" is decided the way ``git`` decides it for its index: by a stamp taken from the listing (size,
+modification and change time, inode for a local file; size, ETag and modification time for an object),
+which any rewrite changes. A file modified in the last few seconds is never cached, because a writer may
+still be at work on it within the same clock tick ("racy" entries). A new runlog version, or a file
+probed by another layout, starts afresh.
+
+The cache is an optimisation only: it never changes a result, and any trouble with it (an unreadable or
+corrupt cache file, a read-only home) is ignored and the footers are read as before. It holds JSON only.
+
+Where: ``$RUNLOG_CACHE_DIR``, else ``$XDG_CACHE_HOME/runlog``, else ``~/.cache/runlog``. ``RUNLOG_CACHE=off``
+turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .formats.base import Candidate, FileInfo, Layout, Problem, RunContext
+
+FORMAT = 1  # bump when the entry layout changes
+RACY_SECONDS = 3.0  # files changed this recently are not cached: they may still be being written
+DIR_VAR = "RUNLOG_CACHE_DIR"
+SWITCH_VAR = "RUNLOG_CACHE"
+OFF = ("0", "off", "false", "no")
+# FileInfo fields kept per entry (``columns`` is kept once per distinct schema; path, abspath and payload
+# come from the candidate or are not needed after probing).
+FIELDS = (
+    "fmt",
+    "kind",
+    "bytes",
+    "schema_version",
+    "rows",
+    "split",
+    "step",
+    "steps",
+    "process",
+    "null_counts",
+    "footer_bytes",
+    "readable",
+)
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when the cache is turned off."""
+    if os.environ.get(SWITCH_VAR, "").strip().lower() in OFF:
+        return None
+    explicit = os.environ.get(DIR_VAR)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "runlog"
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@dataclass
+class Hit:
+    """A cached probe: the file's ``FileInfo`` and what its probe reported."""
+
+    info: FileInfo
+    problems: list[Problem]
+    notes: list[tuple[str, str]]
+
+    def replay(self, ctx: RunContext) -> FileInfo:
+        ctx.problems.extend(self.problems)
+        for layout, message in self.notes:
+            ctx.note(layout, message)
+        return self.info
+
+
+class ProbeCache:
+    """The cached probes of one run: looked up before probing, filled after, saved once at the end."""
+
+    def __init__(self, path: Path, root: str):
+        self.path = path
+        self.root = root
+        self.old: dict[str, Any] = {}
+        self.schemas: list[dict[str, str]] = []
+        self.new: dict[str, Any] = {}
+        self._new_schemas: list[dict[str, str]] = []
+        self._schema_index: dict[int, int] = {}  # id(columns) -> index in _new_schemas
+        self.changed = False
+        self.hits = 0
+
+    @classmethod
+    def open(cls, root: Any) -> ProbeCache | None:
+        """The cache of the run at ``root`` (a local folder or an object-store location), or None if the
+        cache is turned off."""
+        folder = cache_dir()
+        if folder is None:
+            return None
+        name = str(root) if not isinstance(root, Path) else str(root.resolve())
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        cache = cls(folder / "probes" / f"{digest}.json", name)
+        cache._load()
+        return cache
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return
+        if not (
+            isinstance(data, dict)
+            and data.get("format") == FORMAT
+            and data.get("runlog") == _version()
+            and data.get("root") == self.root
+            and isinstance(data.get("schemas"), list)
+            and isinstance(data.get("files"), dict)
+        ):
+            return
+        schemas = data["schemas"]
+        if not all(isinstance(s, dict) for s in schemas):
+            return
+        self.schemas = schemas
+        self.old = data["files"]
+
+    # -- lookup ------------------------------------------------------------------------------------------
+    def lookup(self, cand: Candidate, layout: Layout) -> Hit | None:
+        """The cached probe of ``cand`` by ``layout``, or None if there is none for this version of the
+        file. ``replay`` it to report its problems and notes."""
+        entry = self.old.get(cand.rel)
+        if not isinstance(entry, dict) or cand.stamp is None:
+            return None
+        try:
+            if entry["layout"] != layout.name or tuple(entry["stamp"]) != tuple(cand.stamp):
+                return None
+            fields = entry["info"]
+            columns = self.schemas[entry["schema"]]
+            info = FileInfo(
+                path=cand.rel,
+                abspath=cand.abspath,
+                layout=layout.name,
+                columns=columns,
+                **{k: fields[k] for k in FIELDS},
+            )
+            problems = [Problem(cand.rel, str(kind), str(message)) for kind, message in entry["problems"]]
+            notes = [(str(lay), str(message)) for lay, message in entry["notes"]]
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        if not isinstance(info.columns, dict) or (info.steps is not None and not isinstance(info.steps, list)):
+            return None
+        self._keep(cand.rel, entry, columns)
+        self.hits += 1
+        return Hit(info, problems, notes)
+
+    # -- filling -----------------------------------------------------------------------------------------
+    def store(
+        self, cand: Candidate, layout: Layout, info: FileInfo, problems: list[Problem], notes: list[dict[str, str]]
+    ) -> None:
+        """Remember a fresh probe of ``cand`` (unless the file changed too recently to be trusted)."""
+        if cand.stamp is None or self._racy(cand.stamp):
+            return
+        if any(p.path != cand.rel for p in problems):
+            return  # a probe that reported on another file depends on more than this file
+        entry = {
+            "layout": layout.name,
+            "stamp": list(cand.stamp),
+            "info": {k: getattr(info, k) for k in FIELDS},
+            "problems": [[p.kind, p.message] for p in problems],
+            "notes": [[n["layout"], n["message"]] for n in notes],
+        }
+        self._keep(cand.rel, entry, info.columns)
+        self.changed = True
+
+    def _keep(self, rel: str, entry: dict[str, Any], columns: dict[str, str]) -> None:
+        index = self._schema_index.get(id(columns))
+        if index is None or self._new_schemas[index] is not columns:
+            index = len(self._new_schemas)
+            self._new_schemas.append(columns)
+            self._schema_index[id(columns)] = index
+        self.new[rel] = {**entry, "schema": index}
+
+    @staticmethod
+    def _racy(stamp: tuple) -> bool:
+        # Local stamps: (size, mtime_ns, ctime_ns, inode); remote: (size, etag, modified seconds).
+        t = stamp[1] / 1e9 if isinstance(stamp[1], int) else stamp[2] if len(stamp) > 2 else None
+        return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
+
+    def save(self, listed: set[str]) -> None:
+        """Write the cache if anything changed; atomically, best effort. Entries of files that are still
+        ``listed`` but were not looked up this time (left out by a step filter, say) are kept: they are
+        checked against their stamp when next used. Entries of files gone are dropped."""
+        for rel, entry in self.old.items():
+            if rel in self.new or rel not in listed:
+                continue
+            try:
+                columns = self.schemas[entry["schema"]]
+            except (KeyError, TypeError, IndexError):
+                continue
+            if isinstance(columns, dict):
+                self._keep(rel, entry, columns)
+        if not self.changed and set(self.new) == set(self.old):
+            return
+        data = {
+            "format": FORMAT,
+            "runlog": _version(),
+            "root": self.root,
+            "schemas": self._new_schemas,
+            "files": self.new,
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, separators=(",", ":"), allow_nan=False)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except (OSError, ValueError, TypeError):
+            return  # a read-only or full disk, a value JSON cannot hold: just no cache
+
+
+__all__ = ["Hit", "ProbeCache", "cache_dir"]

@@ -1,0 +1,115 @@
+"""The probe cache: reused while a file is unchanged, never trusted otherwise, never in the way."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from runlog import open_run
+from runlog.analysis.summarize import summarize
+from runlog.probe_cache import ProbeCache
+
+from conftest import flink_table, make_flink_run
+
+
+def _age(root: Path, seconds: float = 60.0) -> None:
+    """Make every file look written a while ago (files changed in the last seconds are never cached)."""
+    past = time.time() - seconds
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.utime(p, (past, past))
+
+
+def _cache_files(folder: Path) -> list[Path]:
+    return sorted((folder / "probes").glob("*.json"))
+
+
+def _facts(run) -> list[tuple]:
+    return [
+        (f.path, f.layout, f.rows, f.step, f.split, f.schema_version, f.readable, dict(f.columns), f.null_counts)
+        for f in run.files
+    ]
+
+
+def test_second_open_reuses_probes_with_the_same_files_problems_and_summary(tmp_path, _probe_cache):
+    root = make_flink_run(tmp_path / "run", steps=range(6))
+    (root / "flink_logs" / "batch_debug_data_train_9.parquet").write_bytes(b"PAR1 truncated")
+    _age(root)
+    first = open_run(root)
+    assert len(_cache_files(_probe_cache)) == 1
+    second = open_run(root)
+    cache = ProbeCache.open(root)
+    assert cache is not None and len(cache.old) == 7  # six good files and the corrupt one
+    assert _facts(second) == _facts(first)
+    assert [p.as_dict() for p in second.problems] == [p.as_dict() for p in first.problems]
+    assert any(p.kind == "unreadable" for p in second.problems)
+    assert summarize(second, ["role", "step"]).equals(summarize(first, ["role", "step"]))
+
+
+def test_a_rewritten_file_is_probed_again(tmp_path):
+    root = make_flink_run(tmp_path / "run", steps=range(3))
+    _age(root)
+    assert open_run(root).files[0].rows == 4
+    path = root / "flink_logs" / "batch_debug_data_train_0.parquet"
+    pq.write_table(flink_table(0, n=9), path)
+    _age(root, 30.0)  # an older-looking time than now, but not the cached one
+    run = open_run(root)
+    assert {f.path: f.rows for f in run.files}["flink_logs/batch_debug_data_train_0.parquet"] == 9
+
+
+def test_files_just_written_are_not_cached(tmp_path, _probe_cache):
+    root = make_flink_run(tmp_path / "run", steps=range(2))
+    open_run(root)
+    cache = ProbeCache.open(root)
+    assert cache is not None and cache.old == {}
+
+
+def test_a_corrupt_cache_is_ignored_and_replaced(tmp_path, _probe_cache):
+    root = make_flink_run(tmp_path / "run", steps=range(3))
+    _age(root)
+    expected = _facts(open_run(root))
+    (cache_file,) = _cache_files(_probe_cache)
+    for garbage in (b"{not json", json.dumps({"format": 1, "files": {"x": 1}}).encode(), b"[]"):
+        cache_file.write_bytes(garbage)
+        assert _facts(open_run(root)) == expected
+    data = json.loads(cache_file.read_bytes())
+    entry = next(iter(data["files"].values()))
+    entry["stamp"] = "oops"
+    entry["info"] = None
+    cache_file.write_text(json.dumps(data))
+    assert _facts(open_run(root)) == expected
+
+
+def test_cache_can_be_turned_off(tmp_path, monkeypatch, _probe_cache):
+    root = make_flink_run(tmp_path / "run", steps=range(3))
+    _age(root)
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    open_run(root)
+    assert _cache_files(_probe_cache) == []
+    monkeypatch.delenv("RUNLOG_CACHE")
+    open_run(root, cache=False)
+    assert _cache_files(_probe_cache) == []
+
+
+def test_an_unwritable_cache_folder_does_not_fail_the_command(tmp_path, monkeypatch, cli):
+    root = make_flink_run(tmp_path / "run", steps=range(3))
+    _age(root)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("RUNLOG_CACHE_DIR", str(blocker))
+    result = cli("summarize", root, "--by", "role", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)
+
+
+def test_a_step_filter_keeps_the_other_entries(tmp_path):
+    root = make_flink_run(tmp_path / "run", steps=range(5))
+    _age(root)
+    open_run(root)
+    open_run(root, keep=lambda split, step: step == 2)
+    cache = ProbeCache.open(root)
+    assert cache is not None and len(cache.old) == 5
