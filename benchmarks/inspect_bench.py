@@ -256,6 +256,7 @@ class Phase:
     argv: list[str]
     times: list[float] = field(default_factory=list)
     skipped: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # set for this phase's process only
 
 
 def child_env() -> dict[str, str]:

@@ -425,9 +425,10 @@ def machine_info() -> dict[str, str]:
     return info
 
 
-def ratio(phases: dict[str, ib.Phase], by: str, form: str) -> float | None:
-    """runlog's median over the median of one DuckDB formulation, for one grouping."""
-    a, b = phases[f"runlog_{by}"], phases[f"duck_{form}_{by}"]
+def ratio(phases: dict[str, ib.Phase], by: str, form: str, runlog: str = "runlog") -> float | None:
+    """runlog's median over the median of one DuckDB formulation, for one grouping (``runlog_cold``: the
+    phase without the probe cache)."""
+    a, b = phases[f"{runlog}_{by}"], phases[f"duck_{form}_{by}"]
     if a.skipped or b.skipped:
         return None
     return ib.stats(a.times).median / ib.stats(b.times).median
@@ -466,11 +467,12 @@ def render_text(
     lines.append("")
     for by, keys in GROUPINGS:
         for form in FORMS:
-            r = ratio(phases, by, form)
-            lines.append(
-                f"runlog {flags_text(keys)} vs DuckDB {form}: "
-                + ("n/a" if r is None else f"{r:.2f}x the time (median / median)")
-            )
+            for who, what in (("runlog", ""), ("runlog_cold", " (no probe cache)")):
+                r = ratio(phases, by, form, who)
+                lines.append(
+                    f"runlog {flags_text(keys)}{what} vs DuckDB {form}: "
+                    + ("n/a" if r is None else f"{r:.2f}x the time (median / median)")
+                )
     lines += ["", "correctness (runlog JSON vs DuckDB, tolerance 1e-9 relative):"]
     lines += ["  " + x for x in check_lines(checks)]
     if mem:
@@ -506,19 +508,26 @@ def render_markdown(
         "files once per role), and *unnest*, one scan that unnests a list of one struct per role. Both tools "
         "use every core. The ratio is runlog's median over that DuckDB row's median (below 1: runlog faster).",
         "",
-        "| phase | median (s) | min (s) | max (s) | runlog / this |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "runlog keeps the probes of unchanged Parquet footers between commands (`runlog.probe_cache`): the "
+        "first row of each group is a command on a run runlog has seen before (the warm-up round filled the "
+        "cache), the second a first command on it (`RUNLOG_CACHE=off`).",
+        "",
+        "| phase | median (s) | min (s) | max (s) | runlog / this | runlog, no cache / this |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for by, _ in GROUPINGS:
-        for key in (f"runlog_{by}", *(f"duck_{form}_{by}" for form in FORMS)):
+        for key in (f"runlog_{by}", f"runlog_cold_{by}", *(f"duck_{form}_{by}" for form in FORMS)):
             p = phases[key]
             if p.skipped:
-                out.append(f"| {p.label} | skipped: {p.skipped} | | | |")
+                out.append(f"| {p.label} | skipped: {p.skipped} | | | | |")
                 continue
             s = ib.stats(p.times)
-            r = ratio(phases, by, key.split("_")[1]) if key.startswith("duck") else None
-            cell = "" if r is None else f"{r:.2f}"
-            out.append(f"| {p.label} | {s.median:.3f} | {s.lo:.3f} | {s.hi:.3f} | {cell} |")
+            cells = ["", ""]
+            if key.startswith("duck"):
+                for i, who in enumerate(("runlog", "runlog_cold")):
+                    r = ratio(phases, by, key.split("_")[1], who)
+                    cells[i] = "" if r is None else f"{r:.2f}"
+            out.append(f"| {p.label} | {s.median:.3f} | {s.lo:.3f} | {s.hi:.3f} | {cells[0]} | {cells[1]} |")
     ok = all(not c.problems for c in checks)
     out += [
         "",
@@ -573,20 +582,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     nan_run, _ = ensure_nan_data()
     big = None if args.skip_20m else ensure_big_data()
     env = ib.child_env()
+    # runlog keeps the probes of unchanged footers between commands (runlog.probe_cache): the timed phases
+    # use a cache of their own, emptied first and filled by the warm-up round, and a "no cache" twin
+    # (RUNLOG_CACHE=off) shows a first command on a run.
+    cache = DATA_ROOT / "probe_cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env["RUNLOG_CACHE_DIR"] = str(cache)
+    env.pop("RUNLOG_CACHE", None)
     phases: dict[str, ib.Phase] = {}
     for by, keys in GROUPINGS:
         key = f"runlog_{by}"
         phases[key] = ib.Phase(key, f"runlog summarize DIR {flags_text(keys)} --format json", runlog_argv(run, keys))
+        phases[f"runlog_cold_{by}"] = ib.Phase(
+            f"runlog_cold_{by}",
+            "  the same, no probe cache (RUNLOG_CACHE=off)",
+            runlog_argv(run, keys),
+            env={"RUNLOG_CACHE": "off"},
+        )
         for form in FORMS:
             key = f"duck_{form}_{by}"
             phases[key] = ib.Phase(key, f"DuckDB {form}, by {' and '.join(keys)}", duckdb_argv(run, by, form))
     # Warm-up round (untimed): also fails loudly if a phase does not produce JSON.
     for p in phases.values():
-        _, proc = ib.run_once(p.argv, env)
+        _, proc = ib.run_once(p.argv, {**env, **p.env})
         _json_out(proc, p.label)
     for rep in range(args.reps):
         for p in phases.values():
-            elapsed, proc = ib.run_once(p.argv, env)
+            elapsed, proc = ib.run_once(p.argv, {**env, **p.env})
             if proc.returncode not in (0, 1):
                 raise SystemExit(f"{p.label} failed on repetition {rep}: {proc.stderr[-500:]}")
             p.times.append(elapsed)

@@ -386,6 +386,7 @@ def test_prefetch_is_one_concurrent_batch(uploaded: Uploaded, monkeypatch: pytes
     other = [k for k in other if not k.endswith(".parquet")]
     # The setting changes how discovery reads (footers, small files), not what polars reads later.
     cmds = [COMMANDS[0], COMMANDS[2]]
+    monkeypatch.setenv("RUNLOG_CACHE", "off")  # every command reads the footers (no probes kept between them)
 
     results = {}
     for setting in ("1", None):
