@@ -11,7 +11,9 @@ from types import ModuleType
 from typing import Any
 
 
-class _LazyModule(ModuleType):
+class LazyModule(ModuleType):
+    """A module imported on first attribute access."""
+
     def __init__(self, name: str):
         super().__init__(name)
         self.__dict__["_target"] = name
@@ -26,4 +28,4 @@ class _LazyModule(ModuleType):
         return getattr(self._load(), attr)
 
 
-pl: Any = _LazyModule("polars")
+pl: Any = LazyModule("polars")

@@ -18,8 +18,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
 from ._lazy import pl
 from .errors import SchemaVersionError
 
@@ -37,38 +35,58 @@ VERSION_DESCRIPTIONS = {
 # Arrow types of the native (v2) sample files. Written down in docs/format.md; never change them in place:
 # a change is a new schema version with a migration.
 # ---------------------------------------------------------------------------------------------------------
-ARROW_REWARD_COMPONENTS = pa.list_(pa.struct([("name", pa.string()), ("value", pa.float64())]))
-ARROW_ROLES = pa.list_(pa.struct([("role", pa.string()), ("reward", pa.float64()), ("kl", pa.float64())]))
-ARROW_TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
-ARROW_MESSAGE = pa.struct(
-    [
-        ("role", pa.string()),
-        ("name", pa.string()),
-        ("content", pa.string()),
-        ("reasoning", pa.string()),
-        ("tool_calls", pa.list_(ARROW_TOOL_CALL)),
-        ("tool_call_id", pa.string()),
-    ]
+# Built on first use, like the polars types below, so that reading a run whose footers are cached does
+# not import pyarrow at all; ``schema.NATIVE_SAMPLE_SCHEMA`` etc. still work through ``__getattr__``.
+_ARROW_NAMES = frozenset(
+    {"ARROW_REWARD_COMPONENTS", "ARROW_ROLES", "ARROW_TOOL_CALL", "ARROW_MESSAGE", "NATIVE_SAMPLE_SCHEMA"}
 )
 
-NATIVE_SAMPLE_SCHEMA = pa.schema(
-    [
-        ("schema_version", pa.int32()),
-        ("step", pa.int64()),
-        ("split", pa.string()),
-        ("sample_id", pa.string()),
-        ("group_id", pa.string()),
-        ("env_name", pa.string()),
-        ("reward", pa.float64()),
-        ("reward_components", ARROW_REWARD_COMPONENTS),
-        ("roles", ARROW_ROLES),
-        ("messages", pa.list_(ARROW_MESSAGE)),
-        ("prompt", pa.string()),
-        ("completion", pa.string()),
-        ("trajectory", pa.string()),
-        ("exception", pa.string()),
-    ]
-)
+
+@functools.cache
+def _arrow_types() -> dict[str, Any]:
+    import pyarrow as pa
+
+    ARROW_REWARD_COMPONENTS = pa.list_(pa.struct([("name", pa.string()), ("value", pa.float64())]))
+    ARROW_ROLES = pa.list_(pa.struct([("role", pa.string()), ("reward", pa.float64()), ("kl", pa.float64())]))
+    ARROW_TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
+    ARROW_MESSAGE = pa.struct(
+        [
+            ("role", pa.string()),
+            ("name", pa.string()),
+            ("content", pa.string()),
+            ("reasoning", pa.string()),
+            ("tool_calls", pa.list_(ARROW_TOOL_CALL)),
+            ("tool_call_id", pa.string()),
+        ]
+    )
+
+    NATIVE_SAMPLE_SCHEMA = pa.schema(
+        [
+            ("schema_version", pa.int32()),
+            ("step", pa.int64()),
+            ("split", pa.string()),
+            ("sample_id", pa.string()),
+            ("group_id", pa.string()),
+            ("env_name", pa.string()),
+            ("reward", pa.float64()),
+            ("reward_components", ARROW_REWARD_COMPONENTS),
+            ("roles", ARROW_ROLES),
+            ("messages", pa.list_(ARROW_MESSAGE)),
+            ("prompt", pa.string()),
+            ("completion", pa.string()),
+            ("trajectory", pa.string()),
+            ("exception", pa.string()),
+        ]
+    )
+    return {
+        "ARROW_REWARD_COMPONENTS": ARROW_REWARD_COMPONENTS,
+        "ARROW_ROLES": ARROW_ROLES,
+        "ARROW_TOOL_CALL": ARROW_TOOL_CALL,
+        "ARROW_MESSAGE": ARROW_MESSAGE,
+        "NATIVE_SAMPLE_SCHEMA": NATIVE_SAMPLE_SCHEMA,
+    }
+
+
 # Columns a native sample file must have; the others are optional (null when absent).
 NATIVE_REQUIRED = ("schema_version", "step", "split", "sample_id", "reward")
 
@@ -157,6 +175,8 @@ def _polars_types() -> dict[str, Any]:
 def __getattr__(name: str) -> Any:
     if name in _POLARS_NAMES:
         return _polars_types()[name]
+    if name in _ARROW_NAMES:
+        return _arrow_types()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -11,12 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow._parquet as _pq
-import pyarrow.parquet as pq
-
 from .. import schema as S
-from .._lazy import pl
+from .._lazy import LazyModule, pl
 from ..errors import RunlogError
 from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
@@ -28,6 +24,11 @@ from .base import (
     FileInfo,
     RunContext,
 )
+
+# Imported on first use: a run whose footers are all cached (``runlog.probe_cache``) needs no pyarrow.
+pa: Any = LazyModule("pyarrow")
+pq: Any = LazyModule("pyarrow.parquet")
+_pq: Any = LazyModule("pyarrow._parquet")
 
 # ---------------------------------------------------------------------------------------------------------
 # Parquet
@@ -116,9 +117,9 @@ def local_footers(cands: list[Candidate], workers: int | None = None) -> Iterato
     keep each ``FileMetaData`` (or the exception) on its candidate, closing the file at once;
     ``probe_parquet`` waits for its candidate's chunk. Without the block, footers are opened when probed."""
     local = [c for c in cands if c.suffix == ".parquet" and not isinstance(c.abspath, ObjectPath)]
-    reader_cls = getattr(_pq, "ParquetReader", None)
     n = workers or min(2, os.cpu_count() or 1)
-    if len(local) < PREFETCH_MIN_FILES or reader_cls is None or n < 1:
+    reader_cls = getattr(_pq, "ParquetReader", None) if len(local) >= PREFETCH_MIN_FILES else None
+    if reader_cls is None or n < 1:
         yield
         return
 

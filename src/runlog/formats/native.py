@@ -7,13 +7,13 @@ scalars.p{process}.jsonl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-
-import pyarrow as pa
+from typing import Any
 
 from .. import schema as S
-from .._lazy import pl
+from .._lazy import LazyModule, pl
 from .base import (
     BAD_MANIFEST,
     MISSING_COLUMNS,
@@ -34,13 +34,18 @@ from .common import (
 )
 from .scalars_jsonl import probe_flat_scalars
 
+pa: Any = LazyModule("pyarrow")  # imported on first use (a cached run needs none)
+
 SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?P<proc>\d+)\.parquet$")
 SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
 MANIFEST = "run.json"
 META_VERSION_KEY = b"runlog.schema_version"
 
 
-_EXPECTED = {f.name: f.type for f in S.NATIVE_SAMPLE_SCHEMA}
+@functools.cache
+def _expected() -> dict[str, Any]:
+    """The Arrow type of each native column (built on first use: pyarrow is imported lazily)."""
+    return {f.name: f.type for f in S.NATIVE_SAMPLE_SCHEMA}
 
 
 @register
@@ -128,11 +133,12 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return info
-        arrow_schema: pa.Schema = info.payload["arrow_schema"]
+        arrow_schema = info.payload["arrow_schema"]
+        expected = _expected()
         bad = [
-            f"{f.name} is {f.type}, expected {_EXPECTED[f.name]}"
+            f"{f.name} is {f.type}, expected {expected[f.name]}"
             for f in arrow_schema
-            if f.name in _EXPECTED and not _compatible(f.type, _EXPECTED[f.name])
+            if f.name in expected and not _compatible(f.type, expected[f.name])
         ]
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
