@@ -113,3 +113,21 @@ def test_a_step_filter_keeps_the_other_entries(tmp_path):
     open_run(root, keep=lambda split, step: step == 2)
     cache = ProbeCache.open(root)
     assert cache is not None and len(cache.old) == 5
+
+
+def test_a_cached_summarize_never_imports_pyarrow(tmp_path, _probe_cache):
+    """The point of the lazy imports: once every footer is cached, pyarrow (and numpy) stay unloaded."""
+    import subprocess
+    import sys
+
+    root = make_flink_run(tmp_path / "run", steps=range(4))
+    _age(root)
+    code = (
+        "import sys; from runlog import open_run; from runlog.analysis.summarize import summarize; "
+        f"summarize(open_run({str(root)!r}), ['role']); print('pyarrow' in sys.modules)"
+    )
+    env = {**os.environ, "RUNLOG_CACHE_DIR": str(_probe_cache)}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "True"  # footers read: pyarrow needed
+    assert second.stdout.strip() == "False"
