@@ -65,7 +65,10 @@ def cache_dir() -> Path | None:
     if explicit:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    try:
+        base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    except (RuntimeError, KeyError, OSError):
+        return None  # no home folder to put a cache in: no cache
     return base / "runlog"
 
 
@@ -102,7 +105,6 @@ class ProbeCache:
         self._new_schemas: list[dict[str, str]] = []
         self._schema_index: dict[int, int] = {}  # id(columns) -> index in _new_schemas
         self.changed = False
-        self.hits = 0
 
     @classmethod
     def open(cls, root: Any) -> ProbeCache | None:
@@ -163,7 +165,6 @@ class ProbeCache:
         if not isinstance(info.columns, dict) or (info.steps is not None and not isinstance(info.steps, list)):
             return None
         self._keep(cand.rel, entry, columns)
-        self.hits += 1
         return Hit(info, problems, notes)
 
     # -- filling -----------------------------------------------------------------------------------------

@@ -408,11 +408,11 @@ def open_run(
                 continue
         chosen_files.append((cand, chosen))
     probes = ProbeCache.open(root) if cache else None
+    cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]
     hits: dict[int, Hit] = {}
-    if probes is not None:
-        for i, (cand, chosen) in enumerate(chosen_files):
-            if chosen.cache_probes and cand.suffix == ".parquet" and (hit := probes.lookup(cand, chosen)):
-                hits[i] = hit
+    for i, (cand, chosen) in enumerate(chosen_files):
+        if cacheable[i] and probes is not None and (hit := probes.lookup(cand, chosen)):
+            hits[i] = hit
     to_open = [c for i, (c, _) in enumerate(chosen_files) if i not in hits]
     if isinstance(root, ObjectPath):
         # One request per footer would make discovery latency-bound: fetch them all at once.
@@ -422,7 +422,7 @@ def open_run(
             hit = hits.get(i)
             if hit is not None:
                 files.append(hit.replay(ctx))
-            elif probes is not None and chosen.cache_probes and cand.suffix == ".parquet":
+            elif cacheable[i] and probes is not None:
                 n_problems, n_notes = len(ctx.problems), len(ctx.note_log)
                 info = _probe(cand, chosen, ctx)
                 probes.store(cand, chosen, info, ctx.problems[n_problems:], ctx.note_log[n_notes:])

@@ -263,10 +263,9 @@ _USER_FOOTER_READ_SIZE = os.environ.get(FOOTER_READ_SIZE_VAR)
 
 def footer_read_size(files: list[FileInfo]) -> int | None:
     """The tail polars should read to get every footer of ``files`` in one read; None if one is unknown."""
-    sizes = [f.footer_bytes for f in files]
-    if not sizes or any(s is None for s in sizes):
+    if not files or any(f.footer_bytes is None for f in files):
         return None
-    longest = max(s for s in sizes if s is not None)
+    longest = max(f.footer_bytes or 0 for f in files)
     return max(FOOTER_READ_MIN, -(-longest // 4096) * 4096)
 
 
