@@ -304,14 +304,16 @@ def read_parquet_whole(info: FileInfo) -> pa.Table:
 
 
 def source_column(files: list[FileInfo]) -> pl.Expr:
-    """Replace the absolute path from ``include_file_paths`` with the run-relative path."""
+    """Replace the path from ``include_file_paths`` (as scanned) with the run-relative path."""
     mapping = {str(f.abspath): f.path for f in files}
     return pl.col("source").replace_strict(mapping, default=pl.col("source"), return_dtype=pl.String)
 
 
 def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.Expr:
-    """A column holding each file's step / split (known from its name) for rows of that file."""
-    mapping = {f.path: getattr(f, attr) for f in files}
+    """A column holding each file's step / split (known from its name) for rows of that file, looked up from
+    the path column as scanned (``include_file_paths``), not from ``source_column``'s relative path: one string
+    lookup per row instead of two (on 1 M rows grouped by step, ~0.1 s of a 0.5 s query)."""
+    mapping = {str(f.abspath): getattr(f, attr) for f in files}
     return pl.col("source").replace_strict(mapping, default=None, return_dtype=dtype)
 
 

@@ -173,30 +173,31 @@ class FlinkLayout(Layout):
         return names
 
     def _groups(self, files: list[FileInfo], ctx: RunContext) -> list[tuple[list[FileInfo], pl.LazyFrame]]:
-        """Each group of same-version, same-columns files with its raw (unmigrated) lazy frame."""
+        """Each group of same-version, same-columns files with its raw (unmigrated) lazy frame, whose ``source``
+        is still each file's path as scanned (``_canonical`` makes it run-relative)."""
         readable = [f for f in files if f.readable]
         out = []
         for group in group_by_signature(readable):
             if group[0].fmt == "csv":
                 lf = pl.concat(
-                    [f.payload.lazy().with_columns(pl.lit(f.path).alias("source")) for f in group],
+                    [f.payload.lazy().with_columns(pl.lit(str(f.abspath)).alias("source")) for f in group],
                     how="diagonal_relaxed",
                 )
             else:
                 lf = scan_parquet(group, include_file_paths="source")
-                lf = lf.with_columns(source_column(group))
             out.append((group, lf))
         return out
 
     def _canonical(self, group: list[FileInfo], lf: pl.LazyFrame) -> pl.LazyFrame:
         version = group[0].schema_version or 0
         lf = S.migrate(lf, version)
-        return lf.with_columns(
+        lf = lf.with_columns(
             pl.lit(version, dtype=pl.Int32).alias("schema_version"),
             pl.lit(self.name).alias("layout"),
             per_file_value(group, "step", pl.Int64()).alias("step"),
             per_file_value(group, "split", pl.String()).alias("split"),
         )
+        return lf.with_columns(source_column(group))
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         frames = [S.conform_samples(self._canonical(group, lf)) for group, lf in self._groups(files, ctx)]

@@ -101,8 +101,7 @@ class Trl(Layout):
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
     def _scan_group(self, group: list[FileInfo], ctx: RunContext) -> pl.LazyFrame:
-        lf = scan_parquet(group, include_file_paths="source")
-        lf = lf.with_columns(source_column(group))
+        lf = scan_parquet(group, include_file_paths="source")  # made run-relative in the select below
         schema = lf.collect_schema()
 
         file_step = per_file_value(group, "step", pl.Int64())
@@ -151,7 +150,7 @@ class Trl(Layout):
 
         exprs = [
             pl.lit(self.name).alias("layout"),
-            pl.col("source"),
+            source_column(group).alias("source"),
             step.alias("step"),
             split.alias("split"),
             pl.format("{}:{}", step, pl.int_range(pl.len()).over("source")).alias("sample_id"),
