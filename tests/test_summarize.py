@@ -421,3 +421,42 @@ def test_cli_scalar_only_run_says_to_use_scalars(cli):
     assert r.exit_code == 0 and "no per-sample data (only scalar metrics): try --scalars" in r.stderr
     r = cli("render-trajectory", SAMPLE_RUNS / "jaxarc")
     assert r.exit_code == 2 and r.stderr.startswith("Error: this run has no per-sample data to render")
+
+
+def _order_sensitive_run(tmp_path, files=200, n=100):
+    """Flink v1 files whose rewards span twenty orders of magnitude, so that a sum depends on the order of
+    its terms: a mean computed in a different order comes out different in its last digits (polars' streaming
+    engine gave a different mean on 10 runs out of 10 here)."""
+    rng = np.random.default_rng(7)
+    logs = tmp_path / "o" / "flink_logs"
+    logs.mkdir(parents=True)
+    for step in range(files):
+        t = flink_table(step, n=n)
+        for col in ("solver_reward", "judge_kl"):
+            values = rng.standard_normal(n) * 10.0 ** rng.integers(-10, 10, n)
+            t = t.set_column(t.schema.get_field_index(col), col, pa.array(values))
+        pq.write_table(t, logs / f"batch_debug_data_train_{step}.parquet")
+    return open_run(tmp_path / "o")
+
+
+def test_the_same_run_gives_the_same_digits_every_time(tmp_path):
+    run = _order_sensitive_run(tmp_path)
+    assert S._engine(run, grouped=False, columns=8) == "in-memory"
+    for by in (["role"], ["role", "split"]):
+        first = S.summarize(run, by)
+        for _ in range(6):
+            assert_frame_equal(S.summarize(run, by), first, check_exact=True)
+
+
+def test_large_runs_stream_and_small_ones_do_not(tmp_path, monkeypatch):
+    run = _order_sensitive_run(tmp_path, files=3, n=10)
+    assert S._engine(run, grouped=True, columns=8) == "in-memory"  # 30 rows
+    monkeypatch.setattr(S, "SMALL_ROWS", 20)
+    assert S._engine(run, grouped=True, columns=8) == "streaming"  # a group-by over more than SMALL_ROWS
+    assert S._engine(run, grouped=False, columns=8) == "in-memory"  # 240 values
+    monkeypatch.setattr(S, "IN_MEMORY_CELLS", 200)
+    assert S._engine(run, grouped=False, columns=8) == "streaming"
+    assert S._engine(run, grouped=False, columns=6) == "in-memory"  # 180 values
+    assert S._engine(run, grouped=False, columns=2, per_row=3) == "in-memory"  # 90 rows of the long view x 2
+    run.files[0].rows = None  # a file whose row count discovery could not tell
+    assert S._engine(run, grouped=False, columns=1) == "streaming"

@@ -43,8 +43,28 @@ UNKNOWN_ROLE_NOTE = (
     "(shown as '(unknown)'), with the sample's total reward; runlog does not invent per-role values"
 )
 
-# polars' streaming engine keeps memory bounded on runs larger than memory (measured in docs/benchmarks.md).
-ENGINE = "streaming"
+# polars' streaming engine keeps memory bounded on runs larger than memory (measured in docs/benchmarks.md),
+# but its parallel reductions add floats in an order that changes between runs: the same command could print
+# a mean that differs in the last digit from one run to the next. Runs whose numeric columns are small use
+# the in-memory engine, which gives the same digits every time: any summary of up to SMALL_ROWS rows, and a
+# summary with no group key but the role (a plain aggregation, as fast in memory: 0.95 s against 0.96 s on
+# 1 M rows) of up to IN_MEMORY_CELLS values. The in-memory group-by is slower on thousands of groups (by
+# step: 1.41 s against 1.16 s), so grouped summaries of larger runs stream.
+SMALL_ROWS = 250_000
+IN_MEMORY_CELLS = 32_000_000
+
+
+def _engine(run: Run, grouped: bool, columns: int, per_row: int = 1) -> str:
+    """The polars engine for a summary of ``columns`` numeric columns over the run's sample rows (times
+    ``per_row``: the long view has one row per sample and role)."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if any(f.rows is None for f in files):
+        return "streaming"
+    rows = sum(f.rows or 0 for f in files) * max(1, per_row)
+    if rows <= SMALL_ROWS or (not grouped and rows * columns <= IN_MEMORY_CELLS):
+        return "in-memory"
+    return "streaming"
+
 
 # Metric keys that different trainer versions wrote for the same quantity (seed 000). Canonical name first.
 DEFAULT_ALIASES: dict[str, str] = {
@@ -491,7 +511,8 @@ def _summarize_long(
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
         return [main] if group_key is None else [main, _zero_adv(lf, keys, partial)]
 
-    frames = run.collect(build, engine=ENGINE)
+    engine = _engine(run, bool(keys) or group_key is not None, 4 + len(components), per_row=len(run.role_names()))
+    frames = run.collect(build, engine=engine)
     if len(frames) == 1:
         return frames[0].with_columns(_no_zero_adv(partial))
     main_df, zero_df = frames
@@ -552,7 +573,7 @@ def _summarize_wide(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    stats = _collect_joined(run, build, others)
+    stats = _collect_joined(run, build, others, 3 * len(variants) + len(components) + 2, group_key is not None)
     return _rows_per_role(stats, others, [role for role, *_rest in variants], partial)
 
 
@@ -576,9 +597,12 @@ def _rows_per_role(
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def _collect_joined(run: Run, build: Callable[[], list[pl.LazyFrame]], others: list[str]) -> pl.DataFrame:
-    """Collect the statistics query and, when there is one, the zero-advantage query, side by side."""
-    frames = run.collect(build, engine=ENGINE)
+def _collect_joined(
+    run: Run, build: Callable[[], list[pl.LazyFrame]], others: list[str], columns: int, prompt_groups: bool
+) -> pl.DataFrame:
+    """Collect the statistics query and, when there is one (``prompt_groups``), the zero-advantage query
+    (a group-by over prompt groups), side by side."""
+    frames = run.collect(build, engine=_engine(run, bool(others) or prompt_groups, columns))
     if len(frames) == 1:
         return frames[0]
     if others:
@@ -698,7 +722,7 @@ def _summarize_wide_lean(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    stats = _collect_joined(run, build, others)
+    stats = _collect_joined(run, build, others, 2 * len(roles) + len(components) + 1, group_key is not None)
     if footer_exc is not None:
         if others:
             stats = stats.join(footer_exc, on=others, how="left", nulls_equal=True)
