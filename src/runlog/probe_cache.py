@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +223,8 @@ class ProbeCache:
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            import tempfile  # only when something changed: most commands on a seen run never write
+
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

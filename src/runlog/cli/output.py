@@ -120,8 +120,6 @@ def emit_frame(
     keys: Sequence[str] = (),
     strip: Sequence[str] = (),
 ) -> None:
-    from rich.console import Console
-
     if fmt == OutputFormat.parquet:
         if out is None:
             if sys.stdout.isatty():
@@ -141,6 +139,8 @@ def emit_frame(
         if out is None:
             stdout_console().print(renderable)
             return
+        from rich.console import Console  # not for CSV / JSON: importing rich costs ~17 ms
+
         with open(out, "w", encoding="utf-8") as fh:
             Console(file=fh, width=200, no_color=True).print(renderable)
         return
