@@ -458,5 +458,10 @@ def test_large_runs_stream_and_small_ones_do_not(tmp_path, monkeypatch):
     assert S._engine(run, grouped=False, columns=8) == "streaming"
     assert S._engine(run, grouped=False, columns=6) == "in-memory"  # 180 values
     assert S._engine(run, grouped=False, columns=2, per_row=3) == "in-memory"  # 90 rows of the long view x 2
+    assert S._engine(run, grouped=False, columns=6, group_key=pl.col("group_id")) == "streaming"  # a group-by
+    monkeypatch.setattr(S, "SMALL_ROWS", 1000)
+    assert S._engine(run, grouped=True, columns=8, group_key=pl.col("group_id")) == "in-memory"
+    text_key = pl.coalesce(pl.col("group_id"), pl.col("prompt").hash().cast(pl.String))
+    assert S._engine(run, grouped=True, columns=8, group_key=text_key) == "streaming"  # never hold all prompts
     run.files[0].rows = None  # a file whose row count discovery could not tell
     assert S._engine(run, grouped=False, columns=1) == "streaming"

@@ -54,9 +54,14 @@ SMALL_ROWS = 250_000
 IN_MEMORY_CELLS = 32_000_000
 
 
-def _engine(run: Run, grouped: bool, columns: int, per_row: int = 1) -> str:
+def _engine(run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = None, per_row: int = 1) -> str:
     """The polars engine for a summary of ``columns`` numeric columns over the run's sample rows (times
-    ``per_row``: the long view has one row per sample and role)."""
+    ``per_row``: the long view has one row per sample and role), ``grouped`` by keys besides the role, with
+    prompt groups from ``group_key``. Prompt groups found from the prompt text always stream: in memory, the
+    whole text column would be held at once."""
+    if group_key is not None and "prompt" in group_key.meta.root_names():
+        return "streaming"
+    grouped = grouped or group_key is not None
     files = [f for f in run.files if f.kind == "samples" and f.readable]
     if any(f.rows is None for f in files):
         return "streaming"
@@ -511,7 +516,7 @@ def _summarize_long(
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
         return [main] if group_key is None else [main, _zero_adv(lf, keys, partial)]
 
-    engine = _engine(run, bool(keys) or group_key is not None, 4 + len(components), per_row=len(run.role_names()))
+    engine = _engine(run, bool(keys), 4 + len(components), group_key, per_row=len(run.role_names()))
     frames = run.collect(build, engine=engine)
     if len(frames) == 1:
         return frames[0].with_columns(_no_zero_adv(partial))
@@ -573,7 +578,7 @@ def _summarize_wide(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    stats = _collect_joined(run, build, others, 3 * len(variants) + len(components) + 2, group_key is not None)
+    stats = _collect_joined(run, build, others, 3 * len(variants) + len(components) + 2, group_key)
     return _rows_per_role(stats, others, [role for role, *_rest in variants], partial)
 
 
@@ -598,11 +603,11 @@ def _rows_per_role(
 
 
 def _collect_joined(
-    run: Run, build: Callable[[], list[pl.LazyFrame]], others: list[str], columns: int, prompt_groups: bool
+    run: Run, build: Callable[[], list[pl.LazyFrame]], others: list[str], columns: int, group_key: pl.Expr | None
 ) -> pl.DataFrame:
-    """Collect the statistics query and, when there is one (``prompt_groups``), the zero-advantage query
-    (a group-by over prompt groups), side by side."""
-    frames = run.collect(build, engine=_engine(run, bool(others) or prompt_groups, columns))
+    """Collect the statistics query and, when there is one (``group_key`` is not None), the zero-advantage
+    query, side by side."""
+    frames = run.collect(build, engine=_engine(run, bool(others), columns, group_key))
     if len(frames) == 1:
         return frames[0]
     if others:
@@ -722,7 +727,7 @@ def _summarize_wide_lean(
             queries.append(_zero_adv_wide(lf, others, variants, partial))
         return queries
 
-    stats = _collect_joined(run, build, others, 2 * len(roles) + len(components) + 1, group_key is not None)
+    stats = _collect_joined(run, build, others, 2 * len(roles) + len(components) + 1, group_key)
     if footer_exc is not None:
         if others:
             stats = stats.join(footer_exc, on=others, how="left", nulls_equal=True)
