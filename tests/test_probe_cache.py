@@ -82,6 +82,14 @@ def test_a_corrupt_cache_is_ignored_and_replaced(tmp_path, _probe_cache):
     entry["info"] = None
     cache_file.write_text(json.dumps(data))
     assert _facts(open_run(root)) == expected
+    # An entry pointing to a schema that is not there (a negative index would pick another one silently).
+    data = json.loads(cache_file.read_bytes())
+    data["schemas"].append({"reward": "string"})
+    for index in (-1, len(data["schemas"]), "0", True):
+        for e in data["files"].values():
+            e["schema"] = index
+        cache_file.write_text(json.dumps(data))
+        assert _facts(open_run(root)) == expected
 
 
 def test_cache_can_be_turned_off(tmp_path, monkeypatch, _probe_cache):

@@ -149,7 +149,7 @@ class ProbeCache:
             if entry["layout"] != layout.name or tuple(entry["stamp"]) != tuple(cand.stamp):
                 return None
             fields = entry["info"]
-            columns = self.schemas[entry["schema"]]
+            columns = self._schema(entry)
             info = FileInfo(
                 path=cand.rel,
                 abspath=cand.abspath,
@@ -161,10 +161,19 @@ class ProbeCache:
             notes = [(str(lay), str(message)) for lay, message in entry["notes"]]
         except (KeyError, TypeError, ValueError, IndexError):
             return None
-        if not isinstance(info.columns, dict) or (info.steps is not None and not isinstance(info.steps, list)):
+        if columns is None or (info.steps is not None and not isinstance(info.steps, list)):
             return None
         self._keep(cand.rel, entry, columns)
         return Hit(info, problems, notes)
+
+    def _schema(self, entry: Any) -> dict[str, str] | None:
+        """The column mapping an entry points to, or None if the entry does not point to one (a corrupt or
+        hand-edited cache: a negative or out-of-range index, not a number)."""
+        index = entry.get("schema") if isinstance(entry, dict) else None
+        if type(index) is not int or not 0 <= index < len(self.schemas):
+            return None
+        columns = self.schemas[index]
+        return columns if isinstance(columns, dict) else None
 
     # -- filling -----------------------------------------------------------------------------------------
     def store(
@@ -206,11 +215,8 @@ class ProbeCache:
         for rel, entry in self.old.items():
             if rel in self.new or rel not in listed:
                 continue
-            try:
-                columns = self.schemas[entry["schema"]]
-            except (KeyError, TypeError, IndexError):
-                continue
-            if isinstance(columns, dict):
+            columns = self._schema(entry)
+            if columns is not None:
                 self._keep(rel, entry, columns)
         if not self.changed and set(self.new) == set(self.old):
             return
