@@ -18,12 +18,12 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._lazy import pl
 from ..errors import UsageError
 from ..run import Run
+from .filters import Filters, StepRange, apply_filters
 
 # --by names -> (numeric-view column, output column)
 KEYS: dict[str, str] = {"role": "role", "step": "step", "split": "split", "env": "env", "group": "group"}
@@ -80,47 +80,6 @@ DEFAULT_ALIASES: dict[str, str] = {
 }
 
 
-@dataclass
-class StepRange:
-    first: int | None = None
-    last: int | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> StepRange:
-        """``A:B`` (inclusive), ``A:``, ``:B`` or ``A``."""
-        if not text:
-            return cls()
-        a, sep, b = text.partition(":")
-        try:
-            first = int(a) if a.strip() else None
-            last = (int(b) if b.strip() else None) if sep else first
-        except ValueError:
-            raise UsageError(f"--steps {text!r}: expected A:B with integers (inclusive), A:, :B or A") from None
-        if first is not None and last is not None and first > last:
-            raise UsageError(f"--steps {text!r}: the first step is after the last")
-        return cls(first, last)
-
-    def expr(self) -> pl.Expr | None:
-        parts = []
-        if self.first is not None:
-            parts.append(pl.col("step") >= self.first)
-        if self.last is not None:
-            parts.append(pl.col("step") <= self.last)
-        if not parts:
-            return None
-        out = parts[0]
-        for p in parts[1:]:
-            out = out & p
-        return out
-
-
-@dataclass
-class Filters:
-    splits: Sequence[str] = ()
-    steps: StepRange = field(default_factory=StepRange)
-    roles: Sequence[str] = ()
-
-
 def _valid(col: str) -> pl.Expr:
     return pl.col(col).is_not_null() & pl.col(col).is_not_nan()
 
@@ -174,18 +133,7 @@ def _group_key_expr(run: Run) -> pl.Expr | None:
 def _numeric_view(
     run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
 ) -> pl.LazyFrame:
-    return _apply_filters(run.numeric(_carry(run, by, filters, group_key), components), filters, roles_too=True)
-
-
-def _apply_filters(lf: pl.LazyFrame, filters: Filters, *, roles_too: bool) -> pl.LazyFrame:
-    if filters.splits:
-        lf = lf.filter(pl.col("split").is_in(list(filters.splits)))
-    step_filter = filters.steps.expr()
-    if step_filter is not None:
-        lf = lf.filter(step_filter)
-    if roles_too and filters.roles:
-        lf = lf.filter(pl.col("role").is_in(list(filters.roles)))
-    return lf
+    return apply_filters(run.numeric(_carry(run, by, filters, group_key), components), filters, roles_too=True)
 
 
 def _carry(run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None) -> dict[str, pl.Expr]:
@@ -564,7 +512,7 @@ def _summarize_wide(
         variants.append((None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), ~pl.col("__has_roles")))
 
     def build() -> list[pl.LazyFrame]:
-        lf = _apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+        lf = apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
         lf = lf.with_columns(
             [
                 e
@@ -720,7 +668,7 @@ def _summarize_wide_lean(
     variants = [(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.lit(True)) for r in roles]
 
     def build() -> list[pl.LazyFrame]:
-        lf = _apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+        lf = apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
         exprs = [e for i, r in enumerate(roles) for e in role_stats(i, r)] + shared
         queries = [lf.group_by(others).agg(exprs) if others else lf.select(exprs)]
         if group_key is not None:
@@ -922,7 +870,7 @@ def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
         "split": pl.col("split"),
         "total": pl.col("reward"),
     }
-    [long] = run.collect(lambda: [_apply_filters(run.numeric(carry, components), filters, roles_too=False)])
+    [long] = run.collect(lambda: [apply_filters(run.numeric(carry, components), filters, roles_too=False)])
     index = ["sample", "step", "split"]
     per_sample = long.group_by(index, maintain_order=True).agg(
         pl.col("total").first().alias("reward"),

@@ -258,7 +258,8 @@ def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
 
 
 def _run_unit(task: Task, unit: Unit) -> UnitResult:
-    from ..analysis.summarize import Filters, summarize_partials
+    from ..analysis.filters import Filters
+    from ..analysis.summarize import summarize_partials
     from ..run import open_run
 
     try:

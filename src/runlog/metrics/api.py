@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.summarize import Filters, _apply_filters, _group_key_expr, check_keys
+from ..analysis.filters import Filters, apply_filters
+from ..analysis.summarize import _group_key_expr, check_keys
 from ..errors import UsageError
 from ..run import Run
 from . import diversity as D
@@ -75,7 +76,7 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool) -> pl.L
         )
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
-    return _apply_filters(lf, filters, roles_too=False)
+    return apply_filters(lf, filters, roles_too=False)
 
 
 def diversity_frame(

@@ -12,7 +12,8 @@ from functools import cached_property
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.summarize import Filters, StepRange, summarize
+from ..analysis.filters import Filters, StepRange
+from ..analysis.summarize import summarize
 from ..errors import RunlogError
 from ..run import Run
 
