@@ -9,7 +9,8 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
+from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
+from .output import Col, Sheet, print_out
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -57,7 +58,7 @@ def inspect_command(
         if fmt == InspectFormat.json:
             emit_json(report)
         else:
-            stdout_console().print(render_report(report))
+            print_out(render_report(report, strict=strict))
     failing = report["errors"] + (report["warnings"] if strict else 0)
     raise typer.Exit(EXIT_PROBLEMS if failing else EXIT_OK)
 
@@ -85,10 +86,10 @@ def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
     return ", ".join(parts)
 
 
-def render_report(r: dict[str, Any]) -> Group:
+def render_report(r: dict[str, Any], strict: bool = False) -> Group:
+    """The report as text; its last line says whether the run passes (with ``strict``, warnings fail it)."""
     from rich.console import Group
     from rich.panel import Panel
-    from rich.table import Table
     from rich.text import Text
 
     parts: list[Any] = []
@@ -108,16 +109,15 @@ def render_report(r: dict[str, Any]) -> Group:
         head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
     parts.append(Panel(head, expand=False))
 
-    t = Table(title="Layouts and schema versions", title_justify="left")
-    for col, just in (
-        ("layout", "left"),
-        ("version", "right"),
-        ("kind", "left"),
-        ("files", "right"),
-        ("rows", "right"),
-        ("bytes", "right"),
-    ):
-        t.add_column(col, justify=just)
+    columns = [
+        Col("layout", "left", key=True),
+        Col("version", "right", key=True),
+        Col("kind", "left", key=True),
+        Col("files"),
+        Col("rows"),
+        Col("bytes"),
+    ]
+    rows = []
     groups: dict[tuple, list[int]] = {}
     for f in r["files"]:
         version = "-" if f["schema_version"] is None else str(f["schema_version"])
@@ -127,25 +127,34 @@ def render_report(r: dict[str, Any]) -> Group:
         g[0] += 1
         g[1] += (f["rows"] or 0) if f["readable"] else 0
         g[2] += f["bytes"]
-    for (layout, version, kind), (n, rows, size) in groups.items():
+    for (layout, version, kind), (n, rows_, size) in groups.items():
         style = "red" if not version[:1].isdigit() or "skipped" in version else ""
-        t.add_row(_t(layout), Text(version, style=style), kind, f"{n:,}", f"{rows:,}", _bytes(size))
-    parts.append(t)
+        rows.append(
+            [_t(layout), Text(version, style=style), Text(kind), *map(Text, (f"{n:,}", f"{rows_:,}", _bytes(size)))]
+        )
+    parts.append(Sheet("Layouts and schema versions", columns, rows))
 
     if r["steps"]:
-        t = Table(title="Splits", title_justify="left")
-        for col in ("split", "first step", "last step", "stride", "gaps (missing steps)"):
-            t.add_column(col)
+        columns = [
+            Col("split", "left", key=True),
+            Col("first step", "left"),
+            Col("last step", "left"),
+            Col("stride", "left"),
+            Col("gaps (missing steps)", "left", wrap=True),
+        ]
+        rows = []
         for split, (first, last) in r["steps"].items():
             gaps = r["step_gaps"].get(split, [])
-            t.add_row(
-                _t(split),
-                str(first),
-                str(last),
-                str(r["step_stride"].get(split, 1)),
-                Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
+            rows.append(
+                [
+                    _t(split),
+                    Text(str(first)),
+                    Text(str(last)),
+                    Text(str(r["step_stride"].get(split, 1))),
+                    Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
+                ]
             )
-        parts.append(t)
+        parts.append(Sheet("Splits", columns, rows))
 
     sc = r["scalars"]
     if sc.get("records"):
@@ -159,20 +168,21 @@ def render_report(r: dict[str, Any]) -> Group:
     if r["numeric"]:
         deep = r.get("numeric_source") == "data"
         title = "Numeric columns" + (" (read from data)" if deep else "")
-        t = Table(title=title, title_justify="left")
-        for col in ("column", "values", "null", "NaN"):
-            t.add_column(col, justify="left" if col == "column" else "right")
+        columns = [Col("column", "left", key=True), Col("values"), Col("null"), Col("NaN")]
+        rows = []
         unknown_nan = False
         for name, st in r["numeric"].items():
             nan = st["nan"]
             unknown_nan |= nan is None
-            t.add_row(
-                _t(name),
-                f"{st['count']:,}",
-                Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
-                Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
+            rows.append(
+                [
+                    _t(name),
+                    Text(f"{st['count']:,}"),
+                    Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
+                    Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
+                ]
             )
-        parts.append(t)
+        parts.append(Sheet(title, columns, rows))
         if unknown_nan:
             parts.append(
                 Text(
@@ -191,19 +201,21 @@ def render_report(r: dict[str, Any]) -> Group:
 
     problems = r["problems"]
     if problems:
-        t = Table(title=f"Problems ({r['errors']} errors, {r['warnings']} warnings)", title_justify="left")
-        t.add_column("kind")
-        t.add_column("path", overflow="fold")
-        t.add_column("message", overflow="fold")
+        columns = [Col("kind", "left", key=True), Col("path", "left", wrap=True), Col("message", "left", wrap=True)]
+        rows = []
         ordered = sorted(problems, key=lambda p: (p["kind"] == "warning", p["path"]))
         for p in ordered[:MAX_PROBLEMS_SHOWN]:
             style = "yellow" if p["kind"] == "warning" else "red"
-            t.add_row(Text(p["kind"], style=style), _t(p["path"]), _t(p["message"]))
+            rows.append([Text(p["kind"], style=style), _t(p["path"]), _t(p["message"])])
         if len(ordered) > MAX_PROBLEMS_SHOWN:
-            t.add_row("...", f"{len(ordered) - MAX_PROBLEMS_SHOWN} more", "see --format json")
-        parts.append(t)
+            rows.append([Text("..."), Text(f"{len(ordered) - MAX_PROBLEMS_SHOWN} more"), Text("see --format json")])
+        title = f"Problems ({r['errors']} errors, {r['warnings']} warnings)"
+        parts.append(Sheet(title, columns, rows))
     if r["errors"]:
         parts.append(Text(f"{r['errors']} problem(s) found; the rest of the run was read.", style="bold red"))
+    elif r["warnings"] and strict:
+        n = r["warnings"]
+        parts.append(Text(f"{n} warning(s), and --strict counts warnings as problems.", style="bold red"))
     elif r["warnings"]:
         parts.append(Text(f"valid, with {r['warnings']} warning(s).", style="bold yellow"))
     else:

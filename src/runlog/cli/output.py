@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._lazy import pl
 from ..errors import UsageError
@@ -21,7 +23,8 @@ from ..textsafe import visible
 from .common import stdout_console
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+    from rich.measure import Measurement
     from rich.text import Text
 
 
@@ -74,41 +77,199 @@ def _label(column: str, strip: Sequence[str]) -> str:
     return column
 
 
+@dataclass(frozen=True)
+class Col:
+    """A column of a :class:`Sheet`."""
+
+    header: str
+    justify: Literal["left", "right"] = "right"
+    key: bool = False  # names the row: repeated in every part when the table is folded
+    wrap: bool = False  # free text (a path, a message): may run onto several lines, every character kept
+
+
+# Below this width a free-text column is not squeezed further: the table is folded instead.
+WRAP_MIN = 12
+
+
+class Sheet:
+    """A table that is never cropped. Drawn whole where it fits the width it is given; otherwise free-text
+    columns wrap, then the table is folded into parts that each repeat the key columns, and where even one
+    column does not fit beside the keys, each row is drawn as a vertical record (``column  value`` lines).
+    Its natural width is what :func:`print_out` gives a pipe or a file."""
+
+    def __init__(self, title: str, columns: Sequence[Col], rows: Sequence[Sequence[Text]]) -> None:
+        from rich.cells import cell_len
+
+        if columns and not any(c.key for c in columns):
+            # A folded part must say which row it is: without declared keys, the first column does.
+            columns = [replace(columns[0], key=True), *columns[1:]]
+        self.title = title
+        self.columns = list(columns)
+        self.rows = [list(r) for r in rows]
+        self.widths = [
+            max([cell_len(c.header)] + [max(map(cell_len, r[i].plain.split("\n"))) for r in self.rows])
+            for i, c in enumerate(self.columns)
+        ]
+
+    @staticmethod
+    def _span(widths: Sequence[int]) -> int:
+        # Each column has one space of padding either side and one border to its left; plus the right edge.
+        return sum(widths) + 3 * len(widths) + 1
+
+    @property
+    def natural_width(self) -> int:
+        return self._span(self.widths)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.measure import Measurement
+
+        return Measurement(min(self.natural_width, 20), self.natural_width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from self.layout(options.max_width)
+
+    def layout(self, width: int) -> list[RenderableType]:
+        """What is drawn at ``width`` columns: one table, several, or vertical records."""
+        n = len(self.columns)
+        if not n:
+            return []
+        if self.natural_width <= width:
+            return [self._table(self.title, list(range(n)), self.widths)]
+        keys = [i for i, c in enumerate(self.columns) if c.key]
+        values = [i for i in range(n) if i not in keys]
+        wrap = [i for i in range(n) if self.columns[i].wrap]
+        # 1. Free text wraps, down to WRAP_MIN columns each.
+        if wrap:
+            widths = [min(w, WRAP_MIN) if i in wrap else w for i, w in enumerate(self.widths)]
+            spare = width - self._span(widths)
+            if spare >= 0:
+                # The room left goes to the free-text columns in proportion to what each still lacks.
+                lack = {i: self.widths[i] - widths[i] for i in wrap}
+                total = sum(lack.values())
+                for i in wrap:
+                    widths[i] += min(lack[i], spare * lack[i] // total) if total else 0
+                for i in wrap:  # what integer division left over
+                    grow = min(width - self._span(widths), self.widths[i] - widths[i])
+                    widths[i] += max(grow, 0)
+                return [self._table(self.title, list(range(n)), widths)]
+        # 2. Fold: the value columns in groups, each group beside the keys.
+        key_widths = [self.widths[i] for i in keys]
+        room = width - self._span(key_widths) - 3  # for one more column beside the keys
+        widths = list(self.widths)
+        for i in values:
+            if self.columns[i].wrap:
+                widths[i] = min(widths[i], room)
+            if widths[i] > room or (self.columns[i].wrap and widths[i] < min(self.widths[i], WRAP_MIN)):
+                return self._records(width)  # 3. Not even one column fits beside the keys.
+        parts: list[list[int]] = [[]]
+        for i in values:
+            if parts[-1] and self._span(key_widths + [widths[j] for j in parts[-1]] + [widths[i]]) > width:
+                parts.append([])
+            parts[-1].append(i)
+        out: list[RenderableType] = []
+        for k, part in enumerate(parts, 1):
+            title = f"{self.title} ({k}/{len(parts)})".strip() if len(parts) > 1 else self.title
+            out.append(self._table(title, sorted(keys + part), widths))
+        return out
+
+    def _table(self, title: str, indices: Sequence[int], widths: Sequence[int]) -> RenderableType:
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title=Text(title, style="table.title") if title else None, title_justify="left")
+        for i in indices:
+            c = self.columns[i]
+            wrap = c.wrap and widths[i] < self.widths[i]
+            t.add_column(Text(c.header), justify=c.justify, width=widths[i], no_wrap=not wrap, overflow="fold")
+        for row in self.rows:
+            t.add_row(*(row[i].copy() for i in indices))
+        return t
+
+    def _records(self, width: int) -> list[RenderableType]:
+        from rich.text import Text
+
+        label = max(len(c.header) for c in self.columns)
+        out: list[RenderableType] = []
+        if self.title:
+            out.append(Text(self.title, style="table.title"))
+        for k, row in enumerate(self.rows):
+            if k:
+                out.append(Text(""))
+            for c, cell in zip(self.columns, row, strict=True):
+                line = Text(f"{c.header:<{label}}  ", style="bold" if c.key else "")
+                line.append_text(cell)
+                line.overflow = "fold"
+                out.append(line)
+        return out
+
+
 def render_tables(
     df: pl.DataFrame, sections: Sequence[tuple[str, Sequence[str]]], keys: Sequence[str], strip: Sequence[str] = ()
 ) -> Group:
     """Wide frames are drawn as several tables that repeat the key columns (one per group of columns),
-    so that each stays readable in a terminal. Headers drop the ``strip`` prefixes the title already says
-    (``reward_mean`` under "Reward" reads ``mean``); CSV/JSON keep the full column names."""
+    so that each stays readable in a terminal; a table wider than the terminal is folded, never cropped
+    (:class:`Sheet`). Headers drop the ``strip`` prefixes the title already says (``reward_mean`` under
+    "Reward" reads ``mean``); CSV/JSON keep the full column names."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    tables = []
+    sheets = []
     for title, cols in sections:
         cols = [c for c in cols if c in df.columns]
         if not cols:
             continue
-        t = Table(title=title, title_justify="left")
         names = (*keys, *cols)
-        rows = []
-        for row in df.select(*names).iter_rows():
-            cells = []
-            for name, v in zip(names, row, strict=True):
-                if name == "role" and v is None:
-                    cells.append(Text("(unknown)", style="italic"))
-                else:
-                    cells.append(fmt_cell(v))
-            rows.append(cells)
-        for i, c in enumerate(names):
-            # Numbers are never cut: a column is at least as wide as its widest cell.
-            width = max([len(r[i].plain) for r in rows] + [1])
-            label = c if c in keys else _label(c, strip)
-            t.add_column(label, justify="left" if c in keys else "right", min_width=min(width, 40), overflow="fold")
-        for cells in rows:
-            t.add_row(*cells)
-        tables.append(t)
-    return Group(*tables)
+        rows = [
+            [
+                Text("(unknown)", style="italic") if name == "role" and v is None else fmt_cell(v)
+                for name, v in zip(names, row, strict=True)
+            ]
+            for row in df.select(*names).iter_rows()
+        ]
+        columns = [
+            Col(
+                visible(c if c in keys else _label(c, strip), keep_newlines=False),
+                "left" if c in keys else "right",
+                key=c in keys,
+            )
+            for c in names
+        ]
+        sheets.append(Sheet(title, columns, rows))
+    return Group(*sheets)
+
+
+def fold_width(console: Console) -> int | None:
+    """The width tables must fit: the terminal's on a terminal, else ``COLUMNS`` where it is set; otherwise
+    (a pipe, a file) None: every table is drawn at its natural width."""
+    if console.is_terminal:
+        return console.width
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def print_out(renderable: RenderableType, out: Path | None = None) -> None:
+    """Print to stdout (or to the file ``out``, without colour): folded to the terminal's width on a
+    terminal, at the content's own width in a pipe or a file, so that nothing is ever cropped."""
+    from rich.console import Console
+
+    if out is not None:
+        with open(out, "w", encoding="utf-8") as fh:
+            console = Console(file=fh, no_color=True, highlight=False, soft_wrap=False)
+            _print_at_width(console, renderable, None)
+        return
+    console = stdout_console()
+    _print_at_width(console, renderable, fold_width(console))
+
+
+def _print_at_width(console: Console, renderable: RenderableType, width: int | None) -> None:
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    if width is None:
+        probe = Console(file=io.StringIO(), width=1_000_000, highlight=False)
+        width = max(Measurement.get(probe, probe.options, renderable).maximum, 1)
+    console.width = width
+    console.print(renderable)
 
 
 def emit_frame(
@@ -135,14 +296,7 @@ def emit_frame(
     elif fmt == OutputFormat.json:
         text = frame_to_json(df) + "\n"
     else:
-        renderable = render_tables(df, sections or [("", [c for c in df.columns if c not in keys])], keys, strip)
-        if out is None:
-            stdout_console().print(renderable)
-            return
-        from rich.console import Console  # not for CSV / JSON: importing rich costs ~17 ms
-
-        with open(out, "w", encoding="utf-8") as fh:
-            Console(file=fh, width=200, no_color=True).print(renderable)
+        print_out(render_tables(df, sections or [("", [c for c in df.columns if c not in keys])], keys, strip), out)
         return
     if out is None:
         sys.stdout.write(text)
