@@ -6,7 +6,7 @@ import importlib
 
 from .base import Candidate, FileInfo, Layout, Problem, RunContext, get_layout, layouts
 
-_MODULES = ("native", "flink", "trl", "jaxarc", "nemo_gym", "verifiers", "verl", "areal")
+_MODULES = ("native", "flink", "trl", "jaxarc", "nemo_gym", "verifiers", "verl", "areal", "inspect_ai")
 _loaded = False
 
 

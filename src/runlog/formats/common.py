@@ -220,21 +220,38 @@ def read_version_column(info: FileInfo, column: str = "schema_version") -> tuple
     return None if lo is None or hi is None else (int(lo), int(hi))
 
 
-def gate_version(info: FileInfo, ctx: RunContext, version: int | None) -> bool:
-    """Apply the version gate; on failure record the problem and mark the file unreadable."""
+def gate_version(
+    info: FileInfo,
+    ctx: RunContext,
+    version: int | None,
+    *,
+    foreign: str | None = None,
+    newest: int = S.CURRENT_VERSION,
+    known: tuple[int, ...] = S.KNOWN_VERSIONS,
+) -> bool:
+    """Apply the version gate; on failure record the problem and mark the file unreadable.
+
+    ``foreign`` names another tool's own log schema (for example ``"inspect_ai log"``), gated the same way
+    against the ``newest`` / ``known`` versions of it that this runlog reads."""
     if version is None:
         return True
-    if version > S.CURRENT_VERSION:
-        ctx.problem(
-            info.path,
-            NEWER_VERSION,
-            f"written with runlog schema v{version}; this runlog reads up to v{S.CURRENT_VERSION}: "
-            "upgrade with `pip install -U runlog`",
-        )
+    if version > newest:
+        if foreign is None:
+            message = (
+                f"written with runlog schema v{version}; this runlog reads up to v{newest}: "
+                "upgrade with `pip install -U runlog`"
+            )
+        else:
+            message = (
+                f"newer {foreign} schema version {version}; upgrade runlog "
+                f"(this runlog reads {foreign} versions up to {newest})"
+            )
+        ctx.problem(info.path, NEWER_VERSION, message)
         info.readable = False
         return False
-    if version not in S.KNOWN_VERSIONS:
-        ctx.problem(info.path, UNKNOWN_VERSION, f"unknown schema version {version!r}")
+    if version not in known:
+        what = "" if foreign is None else f"{foreign} "
+        ctx.problem(info.path, UNKNOWN_VERSION, f"unknown {what}schema version {version!r}")
         info.readable = False
         return False
     return True

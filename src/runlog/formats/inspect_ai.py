@@ -1,0 +1,588 @@
+"""inspect_ai evaluation logs: the JSON log (``*.json``) and the binary ``.eval`` log (a zip of JSON members).
+
+A log is one evaluation of one task: ``version`` (inspect_ai's own log schema, 2 today), ``status``,
+``eval`` (task, model, ``metadata``, config), ``plan``, ``results`` (aggregate metrics), ``stats`` and, in the
+JSON log, ``samples``. The ``.eval`` zip holds the same data split into members: ``header.json`` (the log
+without samples; an evaluation still running has only ``_journal/start.json``), one
+``samples/{id}_epoch_{epoch}.json`` per sample, ``summaries.json`` and ``reductions.json``.
+
+A sample is one conversation: ``messages`` (system / user / assistant / tool; assistant ``tool_calls`` are
+``{id, function, arguments: {...}}``, a ``tool`` message answers one by ``tool_call_id`` and names it in
+``function``), ``output`` (the final model output), ``scores`` (``{scorer: {value, answer, explanation}}``;
+values are numbers, the letter grades ``C`` / ``I`` / ``P`` / ``N``, or dicts / lists of them), ``error``,
+``epoch``, and large content moved out to ``attachments`` (``attachment://<hash>`` references).
+
+The zip is read with ``zipfile`` only, member by member, each read bounded (``MAX_MEMBER_BYTES``) and the
+whole archive too (``MAX_ARCHIVE_BYTES``): a zip bomb costs a problem line, never the memory. Nothing is
+ever unpickled or evaluated: every member is parsed with ``json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import zipfile
+from typing import Any
+
+from .. import chat
+from .._lazy import pl
+from ..errors import RunlogError
+from ..storage import ObjectPath, read_bytes
+from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, RunContext, register
+from .common import coerce_step, gate_version
+from .verifiers import JsonlSamples, samples_frame
+
+# inspect_ai's log schema versions this reader knows (``LOG_SCHEMA_VERSION`` in inspect_ai is 2; version 1
+# logs have the same sample shape, with a deprecated single ``score``).
+LOG_VERSIONS = (1, 2)
+SCHEMA_NAME = "inspect_ai log"
+
+# Bounds on what one file may make runlog read (uncompressed bytes). Module constants so that tests and
+# unusual deployments can change them.
+MAX_MEMBER_BYTES = 512 * 1024 * 1024  # one zip member (a sample with a long transcript of events)
+MAX_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024  # all members of one .eval together
+MAX_JSON_BYTES = 4 * 1024 * 1024 * 1024  # one JSON log, read whole
+
+# The JSON log starts with its ``version`` then ``status`` (inspect_ai writes the fields in a fixed order).
+_JSON_HEAD = re.compile(rb'^\s*\{\s*"version"\s*:\s*-?\d+\s*,\s*"status"\s*:\s*"')
+_SAMPLE_MEMBER = re.compile(r"samples/[^/]+\.json")
+_HEADERS = ("header.json", "_journal/start.json", "start.json")  # finished, running, and older .eval logs
+_ATTACHMENT = "attachment://"
+# inspect_ai's ``value_to_float``: the letter grades, then yes/no and true/false, then numeric strings.
+_GRADES = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}
+_WORDS = {"yes": 1.0, "true": 1.0, "no": 0.0, "false": 0.0}
+# Sample fields kept (as JSON) in the ``extra`` column; the others are mapped or named in a fidelity note.
+_EXTRA_FIELDS = (
+    "target",
+    "choices",
+    "metadata",
+    "scores",
+    "limit",
+    "model_usage",
+    "total_time",
+    "working_time",
+    "uuid",
+)
+_MAPPED = frozenset({"id", "epoch", "input", "messages", "output", "scores", "score", "error", "attachments"})
+
+
+class _Unreadable(Exception):
+    """The file as a whole cannot be read (the message names the reason)."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------------------------------------
+
+
+def score_float(value: Any) -> float | None:
+    """A score value as inspect_ai's ``value_to_float`` reads it (C=1, P=0.5, I=N=0, yes/true=1, no/false=0,
+    numeric strings); None for null and for strings it cannot convert (inspect_ai would log a warning and
+    use 0: runlog keeps them unknown rather than invent a score)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    if value in _GRADES:
+        return _GRADES[value]
+    low = value.strip().lower()
+    if low in _WORDS:
+        return _WORDS[low]
+    try:
+        f = float(low)
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def map_scores(scores: Any) -> tuple[float | None, list[dict[str, Any]] | None, list[str]]:
+    """``(reward, components, unmapped scorer names)``. The reward is the first scorer's value; every scorer is
+    a component named after it (dict values give ``scorer/key``, lists ``scorer/index``)."""
+    if not isinstance(scores, dict) or not scores:
+        return None, None, []
+    comps: list[dict[str, Any]] = []
+    unmapped: list[str] = []
+    reward: float | None = None
+    for i, (scorer, score) in enumerate(scores.items()):
+        value = score.get("value") if isinstance(score, dict) else score
+        if isinstance(value, dict):
+            parts = [(f"{scorer}/{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            parts = [(f"{scorer}/{k}", v) for k, v in enumerate(value)]
+        else:
+            parts = [(str(scorer), value)]
+            if i == 0:
+                reward = score_float(value)
+        for name, v in parts:
+            f = score_float(v)
+            if f is None:
+                if v is not None:
+                    unmapped.append(name)
+                continue
+            comps.append({"name": name, "value": f})
+    return reward, comps or None, unmapped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------------------
+
+
+def resolve_attachments(obj: Any, attachments: dict[str, Any]) -> Any:
+    """``obj`` with every ``attachment://<hash>`` string that ``attachments`` holds replaced by its content."""
+    if not attachments:
+        return obj
+    if isinstance(obj, str):
+        if obj.startswith(_ATTACHMENT):
+            hit = attachments.get(obj[len(_ATTACHMENT) :])
+            return hit if isinstance(hit, str) else obj
+        return obj
+    if isinstance(obj, list):
+        return [resolve_attachments(v, attachments) for v in obj]
+    if isinstance(obj, dict):
+        return {k: resolve_attachments(v, attachments) for k, v in obj.items()}
+    return obj
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _args(v: Any) -> str | None:
+    return v if v is None or isinstance(v, str) else chat.compact_json(v)
+
+
+def inspect_tool_call(tc: Any) -> dict[str, str | None]:
+    """An inspect_ai ``ToolCall`` ``{id, function: name, arguments: {...}}``; other shapes go to ``chat``."""
+    if isinstance(tc, dict) and isinstance(tc.get("function"), str):
+        cid = tc.get("id")
+        return {
+            "id": None if cid is None else str(cid),
+            "name": tc["function"],
+            "arguments": _args(tc.get("arguments")),
+        }
+    return chat.tool_call(tc)
+
+
+def _content(content: Any, notes: set[str]) -> tuple[str | None, str | None, list[dict[str, Any]]]:
+    """Message content as ``(text, reasoning, server-side tool uses)``: text parts joined, reasoning parts
+    moved to ``reasoning`` (redacted ones give their summary, or nothing), other media as ``[type]``."""
+    if content is None or isinstance(content, str):
+        return content, None, []
+    parts = content if isinstance(content, list) else [content]
+    texts: list[str] = []
+    reasoning: list[str] = []
+    uses: list[dict[str, Any]] = []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "reasoning":
+            text = _text(part.get("summary")) if part.get("redacted") else _text(part.get("reasoning"))
+            if text:
+                reasoning.append(text)
+            elif part.get("redacted"):
+                notes.add("redacted reasoning without a summary is not mapped")
+        elif kind == "tool_use":
+            uses.append(part)
+        else:
+            text = chat.content_text([part])
+            if text:
+                texts.append(text)
+    return ("\n".join(texts) if texts or not uses else None), ("\n".join(reasoning) or None), uses
+
+
+def _tool_result(content: str | None, error: Any) -> str | None:
+    """A tool message's text, with its ``error`` ({type, message}) written first so that it shows as one."""
+    if not isinstance(error, dict):
+        return content
+    head = f"error ({error.get('type') or 'unknown'}): {error.get('message') or ''}".rstrip()
+    return head if not content else f"{head}\n{content}"
+
+
+def inspect_messages(raw: Any, notes: set[str]) -> list[dict[str, Any]]:
+    """inspect_ai ``ChatMessage`` dicts to canonical messages. Tool results keep their ``tool_call_id`` and
+    get the called function's name (``function``, else the name of the call with that id); server-side tool
+    uses inside assistant content (``tool_use`` parts) become tool calls followed by their results."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return chat.from_openai_chat(raw)
+    out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for m in raw:
+        if not isinstance(m, dict):
+            out.append(chat.message("unknown", m if isinstance(m, str) else chat.compact_json(m)))
+            continue
+        role = m.get("role") if isinstance(m.get("role"), str) and m.get("role") else "unknown"
+        text, reasoning, uses = _content(m.get("content"), notes)
+        legacy = _text(m.get("reasoning"))  # logs from before reasoning became a content part
+        if legacy:
+            reasoning = legacy if reasoning is None else f"{legacy}\n{reasoning}"
+        if role == "tool":
+            cid = m.get("tool_call_id")
+            cid = None if cid is None else str(cid)
+            name = _text(m.get("function")) or names.get(cid or "")
+            out.append(chat.message("tool", _tool_result(text, m.get("error")), name=name, tool_call_id=cid))
+            continue
+        calls = [inspect_tool_call(tc) for tc in m.get("tool_calls") or [] if tc is not None] or None
+        used = [
+            {"id": _text(u.get("id")), "name": _text(u.get("name")), "arguments": _args(u.get("arguments"))}
+            for u in uses
+        ]
+        if used:
+            calls = (calls or []) + used
+        for c in calls or []:
+            if c["id"] is not None and c["name"] is not None:
+                names[c["id"]] = c["name"]
+        out.append(chat.message(role, text, reasoning=reasoning, tool_calls=calls))
+        for u in uses:
+            result = u.get("result")
+            result = result if result is None or isinstance(result, str) else chat.compact_json(result)
+            error = u.get("error")
+            error = {"type": "tool_use", "message": error} if isinstance(error, str) and error else None
+            out.append(
+                chat.message(
+                    "tool", _tool_result(result, error), name=_text(u.get("name")), tool_call_id=_text(u.get("id"))
+                )
+            )
+    return out
+
+
+def _final_text(output: Any, notes: set[str]) -> str | None:
+    """The text of the sample's final model output (``output.choices[0].message``, else ``completion``)."""
+    if not isinstance(output, dict):
+        return None
+    choices = output.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message")
+        if isinstance(message, dict):
+            text, _, _ = _content(message.get("content"), notes)
+            if text:
+                return text
+    return _text(output.get("completion")) or None
+
+
+def _error_text(error: Any) -> str | None:
+    """``EvalError`` ``{message, traceback}``: the traceback when there is one (it ends with the message)."""
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        tb, msg = _text(error.get("traceback")), _text(error.get("message"))
+        if tb and msg and msg not in tb:
+            return f"{msg}\n{tb}"
+        return tb or msg or chat.compact_json(error)
+    return error if isinstance(error, str) else chat.compact_json(error)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _sort_key(sample: dict[str, Any]) -> tuple[int, str]:
+    """inspect_ai's own sample order: by epoch, then id (numbers compared as numbers)."""
+    epoch = coerce_step(sample.get("epoch"))
+    sid = sample.get("id")
+    key = str(sid).zfill(20) if isinstance(sid, int) and not isinstance(sid, bool) else str(sid)
+    return (epoch if epoch is not None else 0, key)
+
+
+def _bounded(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
+    """One member, never more than ``limit`` uncompressed bytes (the declared size may lie: the read is capped)."""
+    if member.file_size > limit:
+        raise _TooLarge(member.file_size)
+    with zf.open(member) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise _TooLarge(len(data))
+    return data
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data)
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError)
+
+
+def _member_reason(exc: BaseException) -> str:
+    if isinstance(exc, _TooLarge):
+        return f"larger than the {MAX_MEMBER_BYTES // (1024 * 1024)} MiB runlog reads from one member; skipped"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}; skipped"
+    if isinstance(exc, (ValueError, RecursionError)):
+        return f"not valid JSON ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); skipped"
+    if isinstance(exc, NotImplementedError):
+        return f"compressed with a method this Python's zipfile cannot read ({exc}); skipped"
+    return f"unreadable ({type(exc).__name__}: {str(exc)[:200]}); skipped"
+
+
+class _EvalZip:
+    """The members of one ``.eval`` log, read within the byte budget; per-member problems name the member."""
+
+    def __init__(self, info: FileInfo, ctx: RunContext):
+        self.info, self.ctx = info, ctx
+        self.budget = MAX_ARCHIVE_BYTES
+        try:
+            if isinstance(info.abspath, ObjectPath):
+                self.zf = zipfile.ZipFile(io.BytesIO(read_bytes(info.abspath)))
+            else:
+                self.zf = zipfile.ZipFile(info.abspath)
+        except (*_ZIP_ERRORS, ValueError, RunlogError) as exc:
+            raise _Unreadable(f"not a readable .eval zip (truncated or corrupt?): {str(exc)[:200]}") from exc
+        self.members = {m.filename: m for m in self.zf.infolist()}
+
+    def close(self) -> None:
+        self.zf.close()
+
+    def json(self, name: str) -> Any:
+        """A member parsed as JSON; None (with a problem naming the member) when it cannot be read."""
+        member = self.members[name]
+        if self.budget <= 0:
+            return None
+        limit = min(MAX_MEMBER_BYTES, self.budget)
+        try:
+            data = _bounded(self.zf, member, limit)
+            self.budget -= len(data)
+            return _loads(data)
+        except _TooLarge as exc:
+            if limit < MAX_MEMBER_BYTES and member.file_size <= MAX_MEMBER_BYTES:
+                self.budget = 0
+                self.ctx.problem(
+                    self.info.path,
+                    UNREADABLE,
+                    f"{name}: the archive holds more than the {MAX_ARCHIVE_BYTES // (1024 * 1024)} MiB runlog "
+                    "reads from one .eval (a zip bomb?); this member and the rest are skipped",
+                )
+            else:
+                self.ctx.problem(self.info.path, UNREADABLE, f"{name}: {_member_reason(exc)}")
+        except (*_ZIP_ERRORS, ValueError, RecursionError) as exc:
+            self.ctx.problem(self.info.path, UNREADABLE, f"{name}: {_member_reason(exc)}")
+        return None
+
+
+@register
+class InspectAi(JsonlSamples):
+    name = "inspect_ai"
+    description = "inspect_ai eval logs (.json log, .eval zip): samples as conversations, scores as rewards"
+    priority = 55
+    formats = (".json", ".eval")
+
+    def detect(self, cand: Candidate) -> bool:
+        if cand.suffix == ".eval":
+            return cand.head.startswith(b"PK")
+        if cand.suffix == ".json":
+            head = cand.head
+            return bool(_JSON_HEAD.match(head)) and b'"eval"' in head
+        return False
+
+    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
+        fmt = "eval" if cand.suffix == ".eval" else "json"
+        info = FileInfo(cand.rel, cand.abspath, self.name, fmt, "samples", cand.size, split="eval")
+        frame = self.parse(info, ctx)
+        info.payload = frame
+        info.rows = frame.height
+        info.columns = {c: str(t) for c, t in frame.schema.items()}
+        info.null_counts = {c: frame.get_column(c).null_count() for c in frame.columns}
+        steps = sorted(int(s) for s in frame.get_column("step").drop_nulls().unique())
+        info.step = steps[0] if len(steps) == 1 else info.step
+        return info
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def parse(self, info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        rows: list[dict[str, Any]] = []
+        try:
+            header, samples = self._read(info, ctx)
+        except _Unreadable as exc:
+            ctx.problem(info.path, UNREADABLE, str(exc))
+            info.readable = False
+            header, samples = None, []
+        if header is not None:
+            rows = self._map_all(header, samples, info, ctx)
+        frame = samples_frame(rows, info.path, self.name)
+        return frame.with_columns(pl.Series("epoch", [r.get("epoch") for r in rows], dtype=pl.Int64))
+
+    def _read(self, info: FileInfo, ctx: RunContext) -> tuple[dict[str, Any] | None, list[Any]]:
+        if info.fmt == "eval":
+            return self._read_eval(info, ctx)
+        if info.bytes > MAX_JSON_BYTES:
+            raise _Unreadable(f"a JSON log of {info.bytes} bytes is larger than runlog reads whole; not read")
+        try:
+            log = _loads(read_bytes(info.abspath))
+        except (OSError, RunlogError) as exc:
+            raise _Unreadable(f"cannot read file: {str(exc)[:200]}") from exc
+        except UnicodeDecodeError as exc:
+            raise _Unreadable(f"invalid UTF-8 at byte {exc.start}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise _Unreadable(f"not valid JSON (truncated?): {str(exc).splitlines()[0][:200]}") from exc
+        if not isinstance(log, dict):
+            raise _Unreadable(f"a JSON {type(log).__name__}, not an inspect_ai log object")
+        if not self._gate(log, info, ctx):
+            return None, []
+        samples = log.get("samples")
+        if samples is None:
+            ctx.warn(info.path, "this inspect_ai log holds no samples (written with log_samples off?)")
+            samples = []
+        elif not isinstance(samples, list):
+            ctx.problem(info.path, WRONG_TYPE, f"`samples` is a JSON {type(samples).__name__}, not a list; not read")
+            samples = []
+        for i, s in enumerate(samples):
+            if not isinstance(s, dict):
+                ctx.problem(info.path, WRONG_TYPE, f"samples[{i}]: a JSON {type(s).__name__}, not a sample; skipped")
+        return log, [s for s in samples if isinstance(s, dict)]
+
+    def _read_eval(self, info: FileInfo, ctx: RunContext) -> tuple[dict[str, Any] | None, list[Any]]:
+        z = _EvalZip(info, ctx)
+        try:
+            present = [h for h in _HEADERS if h in z.members]
+            if not present:
+                raise _Unreadable("no header.json or _journal/start.json: not an inspect_ai .eval log")
+            # The first header that reads as an object (a corrupt header.json falls back to the journal's).
+            header = next((h for h in map(z.json, present) if isinstance(h, dict)), None)
+            if header is None:
+                raise _Unreadable(f"no readable header ({', '.join(present)}); the log is not read")
+            if not self._gate(header, info, ctx):
+                return None, []
+            names = sorted(n for n in z.members if _SAMPLE_MEMBER.fullmatch(n))
+            samples = [z.json(n) for n in names]
+            for n, s in zip(names, samples, strict=True):
+                if s is not None and not isinstance(s, dict):
+                    ctx.problem(info.path, WRONG_TYPE, f"{n}: a JSON {type(s).__name__}, not a sample; skipped")
+            samples = [s for s in samples if isinstance(s, dict)]
+            if not names:
+                samples = self._summaries(z, info, ctx)
+            return header, samples
+        finally:
+            z.close()
+
+    def _summaries(self, z: _EvalZip, info: FileInfo, ctx: RunContext) -> list[Any]:
+        """A log without sample members (``log_samples`` off) still has the sample summaries: ids, input,
+        target and scores, without the conversation."""
+        journal = sorted(n for n in z.members if re.fullmatch(r"_journal/summaries/\d+\.json", n))
+        out: list[Any] = []
+        for names in (["summaries.json"], journal):  # the final summaries, else those of a running eval
+            for n in names:
+                part = z.json(n) if n in z.members else None
+                if isinstance(part, list):
+                    out.extend(s for s in part if isinstance(s, dict))
+            if out:
+                break
+        if out:
+            ctx.note(self.name, f"{info.path}: no sample members; rows read from the sample summaries (no messages)")
+        else:
+            ctx.warn(info.path, "this .eval log holds no samples")
+        return out
+
+    def _gate(self, log: dict[str, Any], info: FileInfo, ctx: RunContext) -> bool:
+        version = log.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            ctx.problem(info.path, UNKNOWN_VERSION, f"{SCHEMA_NAME} `version` is not an integer: {version!r}")
+            info.readable = False
+            return False
+        return gate_version(info, ctx, version, foreign=SCHEMA_NAME, newest=max(LOG_VERSIONS), known=LOG_VERSIONS)
+
+    # -- mapping ----------------------------------------------------------------------------------------
+    def _map_all(
+        self, header: dict[str, Any], samples: list[Any], info: FileInfo, ctx: RunContext
+    ) -> list[dict[str, Any]]:
+        spec = header.get("eval") if isinstance(header.get("eval"), dict) else {}
+        task = _text(spec.get("task")) or "task"
+        model = _text(spec.get("model"))
+        meta = spec.get("metadata") if isinstance(spec.get("metadata"), dict) else {}
+        step = coerce_step(meta.get("step"))
+        if step is None:
+            step = 0
+            ctx.note(
+                self.name,
+                "inspect_ai logs carry no training step: rows get step 0 (set one with "
+                "`inspect eval --metadata step=N`) and split 'eval'",
+            )
+        status = header.get("status")
+        if isinstance(status, str) and status != "success":
+            ctx.warn(
+                info.path, f"inspect_ai log status is {status!r} (the evaluation did not finish); its samples are read"
+            )
+        state: dict[str, Any] = {"notes": set(), "unmapped_scores": set(), "dropped": set(), "unscored": 0}
+        rows: list[dict[str, Any]] = []
+        for s in sorted(samples, key=_sort_key):
+            try:
+                rows.append(self._map_sample(s, task, model, step, state))
+            except Exception as exc:  # a shape no reader foresaw must cost one sample, never the file
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+                ctx.problem(
+                    info.path, WRONG_TYPE, f"sample {s.get('id')!r} epoch {s.get('epoch')!r} not mapped ({reason})"
+                )
+        ctx.note(
+            self.name,
+            "reward is the first scorer's value (letter grades as inspect_ai's value_to_float: C=1, P=0.5, "
+            "I=N=0); every scorer is also a reward component; sample id and epoch give sample_id "
+            "'{task}/{id}:{epoch}', the epochs of one sample form one prompt group '{task}/{id}'",
+        )
+        if state["unscored"]:
+            ctx.note(self.name, f"{info.path}: {state['unscored']} sample(s) without scores: their reward is null")
+        if state["unmapped_scores"]:
+            names = ", ".join(sorted(state["unmapped_scores"])[:8])
+            ctx.note(self.name, f"{info.path}: score values that are not numbers nor grades (kept in `extra`): {names}")
+        if state["dropped"]:
+            names = ", ".join(sorted(state["dropped"])[:12])
+            ctx.note(self.name, f"sample fields not mapped (attachments are resolved into the messages): {names}")
+        for note in sorted(state["notes"]):
+            ctx.note(self.name, note)
+        return rows
+
+    def _map_sample(self, s: dict[str, Any], task: str, model: str | None, step: int, state: dict[str, Any]) -> dict:
+        attachments = s.get("attachments") if isinstance(s.get("attachments"), dict) else {}
+        notes: set[str] = state["notes"]
+        sid = s.get("id")
+        epoch = coerce_step(s.get("epoch"))
+        if epoch is None:
+            epoch = 1
+        input_msgs = inspect_messages(_as_messages(resolve_attachments(s.get("input"), attachments)), notes)
+        messages = inspect_messages(resolve_attachments(s.get("messages"), attachments), notes)
+        if not messages:
+            messages = input_msgs
+        scores = s.get("scores")
+        if scores is None and "score" in s:  # log schema v1: one unnamed score
+            scores = {"score": s["score"]}
+        reward, comps, unmapped = map_scores(scores)
+        state["unmapped_scores"].update(unmapped)
+        state["unscored"] += not scores
+        state["dropped"].update(k for k, v in s.items() if k not in _MAPPED and k not in _EXTRA_FIELDS and v)
+        completion = _final_text(resolve_attachments(s.get("output"), attachments), notes)
+        if completion is None:
+            completion = next(
+                (m["content"] for m in reversed(messages) if m["role"] == "assistant" and m["content"]), None
+            )
+        extra = {k: s[k] for k in _EXTRA_FIELDS if s.get(k) not in (None, {}, [])}
+        if model is not None:
+            extra["model"] = model
+        group = f"{task}/{sid}"
+        return {
+            "step": step,
+            "split": "eval",
+            "sample_id": f"{group}:{epoch}",
+            "group_id": group,
+            "env_name": task,
+            "reward": reward,
+            "reward_components": comps,
+            "exception": _error_text(s.get("error")),
+            "prompt": chat.last_text(input_msgs, "user"),
+            "completion": completion,
+            "messages": messages,
+            "epoch": epoch,
+            "extra": chat.compact_json(extra) if extra else None,
+        }
+
+
+def _as_messages(value: Any) -> Any:
+    """A sample ``input``: a string is one user message; a list is chat messages."""
+    return [{"role": "user", "content": value}] if isinstance(value, str) else value
