@@ -176,7 +176,7 @@ def _locs(fleet: Path) -> list[str]:
 def test_whole_run_partials_combine_to_summarize(path):
     run = open_run(path)
     for by in BYS:
-        expected = S.summarize(run, by)
+        expected = S.summarize(run, by, split_key=False)
         combined, notes = S.combine_partials(S.summarize_partials(run, by), by)
         assert notes == []
         assert_close(combined.select(expected.columns), expected, what=f"{path.name} by {by}")
@@ -196,14 +196,15 @@ def test_two_halves_combine_to_the_whole_run(name):
     comps = run.component_names()
     halves = _halves(run)
     for by in BYS:
-        expected = S.summarize(run, by)
+        expected = S.summarize(run, by, split_key=False)
         parts = [S.summarize_partials(h, by, components=comps) for h in halves]
         combined, notes = S.combine_partials(pl.concat(parts, how="diagonal_relaxed"), by)
         combined = combined.select(expected.columns)
         skip = ["reward_median"] + ([] if "step" in by else ["zero_adv_frac"])
         assert_close(combined, expected, skip=skip, what=f"{name} halves by {by}")
         # Groups with valid rewards in both halves lose their median; the others keep it exactly.
-        with_rewards = [set(_key_tuples(p.filter(pl.col("reward_n") > 0), by)) for p in parts]
+        role_rows = [p.filter(pl.col("level") == "role") if "level" in p.columns else p for p in parts]
+        with_rewards = [set(_key_tuples(p.filter(pl.col("reward_n") > 0), by)) for p in role_rows]
         both = with_rewards[0] & with_rewards[1]
         for key, got, want in zip(
             _key_tuples(combined, by), combined["reward_median"], expected["reward_median"], strict=True
@@ -221,7 +222,7 @@ def test_zero_adv_frac_merges_exactly_when_groups_do_not_span_files():
         run = open_run(SAMPLE_RUNS / name)
         comps = run.component_names()
         for by in BYS:
-            expected = S.summarize(run, by)
+            expected = S.summarize(run, by, split_key=False)
             parts = [S.summarize_partials(h, by, components=comps) for h in _halves(run)]
             combined, _ = S.combine_partials(pl.concat(parts, how="diagonal_relaxed"), by)
             assert_close(combined.select(by + ["zero_adv_frac"]), expected.select(by + ["zero_adv_frac"]))
@@ -234,7 +235,7 @@ def test_one_part_per_file_combines_to_the_whole_run():
     for by in (["role"], ["split", "role"]):
         parts = [S.summarize_partials(S._sub_run(run, [f]), by, components=comps) for f in samples]
         combined, notes = S.combine_partials(pl.concat(parts, how="diagonal_relaxed"), by)
-        expected = S.summarize(run, by)
+        expected = S.summarize(run, by, split_key=False)
         assert_close(combined.select(expected.columns), expected, skip=["reward_median"], what=f"per file by {by}")
         assert combined["reward_median"].null_count() == combined.height and notes == [S.MEDIAN_NOTE]
 
@@ -329,8 +330,9 @@ def _per_run_check(result, fleet, inner, names=FLEET_RUNS, skip=()):
     frame = result.frame
     assert frame.columns[0] == "run"
     assert sorted(set(frame["run"].to_list())) == sorted(names)
+    keys = [c for c in frame.columns if c in S.KEYS]  # the fleet's keys (split added when it has several)
     for name in names:
-        expected = S.summarize(open_run(fleet / name), inner)
+        expected = S.summarize(open_run(fleet / name), keys, split_key=False)
         rows = frame.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, skip=skip, what=f"{name} by {inner}")
         extra = [c for c in rows.columns if c not in expected.columns]
@@ -341,12 +343,15 @@ def _per_run_check(result, fleet, inner, names=FLEET_RUNS, skip=()):
 def test_fleet_by_run_equals_each_run_alone(fleet, inner):
     result = summarize_fleet(_locs(fleet), ["run", *inner])
     assert result.failures == [] and result.notes == [] and result.units == len(FLEET_RUNS)
-    assert result.frame.columns[: 1 + len(inner)] == ["run", *inner]
+    # seed0 and the Flink copy have an eval split: split is a key of the fleet's rows (never pooled silently)
+    split = [] if "split" in inner else ["split"]
+    assert result.frame.columns[: 1 + len(split) + len(inner)] == ["run", *split, *inner]
     _per_run_check(result, fleet, inner)
 
 
 def test_fleet_pooled_by_role_matches_numpy(fleet):
-    result = summarize_fleet(_locs(fleet), ["role"])
+    # Both splits named: pooled on purpose.
+    result = summarize_fleet(_locs(fleet), ["role"], filters=S.Filters(splits=["train", "eval"]))
     frames = []
     for name in FLEET_RUNS:
         run = open_run(fleet / name)
@@ -487,7 +492,7 @@ def test_cli_engine_ray_prints_the_same_csv(cli, fleet, ray_engine):
     local = cli(*args)
     remote = cli(*args, "--engine", "ray")
     assert local.exit_code == remote.exit_code == 0, remote.stderr
-    assert remote.stdout.startswith("run,role,")
+    assert remote.stdout.startswith("run,split,role,")
     assert_csv_close(remote.stdout, local.stdout)
     assert ray.is_initialized()
 
@@ -557,7 +562,10 @@ def test_split_runs_give_the_same_numbers(fleet):
     for run in split.frame["run"].unique().to_list():
         medians = split.frame.filter(pl.col("run") == run)["reward_median"]
         if run in cut:
-            assert medians.null_count() == medians.len()
+            # Lost where the cut split a group's rows; kept where one chunk holds them all (an eval split).
+            wanted = whole.frame.filter(pl.col("run") == run)["reward_median"]
+            assert medians.null_count() > 0
+            assert all(g is None or g == w for g, w in zip(medians, wanted, strict=True))
         else:
             assert_close(
                 split.frame.filter(pl.col("run") == run).select("reward_median"),
@@ -629,23 +637,23 @@ def test_cli_summarize_glob_by_run_and_role(cli, fleet):
     r = cli("summarize", f"{fleet}/*", "--by", "run", "--by", "role", "--format", "csv")
     assert r.exit_code == 0, r.stderr
     rows = list(csv.reader(io.StringIO(r.stdout)))
-    assert rows[0][:2] == ["run", "role"]
-    expected = sum(S.summarize(open_run(fleet / n), ["role"]).height for n in FLEET_RUNS)
+    assert rows[0][:3] == ["run", "split", "role"]  # two runs have an eval split: never pooled silently
+    expected = sum(S.summarize(open_run(fleet / n), ["split", "role"]).height for n in FLEET_RUNS)
     assert len(rows) - 1 == expected
-    pairs = [(row[0], row[1]) for row in rows[1:]]
+    pairs = [(row[0], row[1], row[2]) for row in rows[1:]]
     assert len(set(pairs)) == len(pairs)
     assert {p[0] for p in pairs} == set(FLEET_RUNS)
     assert "7 run part(s)" in r.stderr and "0 run(s) skipped" in r.stderr
     # Exact numbers in the CSV: one run's rows equal that run's own summary.
     df = _csv(r.stdout)
-    expected = S.summarize(open_run(fleet / "seed3"), ["role"])
+    expected = S.summarize(open_run(fleet / "seed3"), ["split", "role"])
     assert_close(df.filter(pl.col("run") == "seed3").select(expected.columns), expected, rel=1e-12)
 
 
 def test_cli_several_paths_and_runs_file(cli, fleet, tmp_path):
     a = cli("summarize", fleet / "seed0", fleet / "seed4", "--format", "csv")
     assert a.exit_code == 0, a.stderr
-    assert a.stdout.startswith("run,role,")
+    assert a.stdout.startswith("run,split,role,")  # seed0 has an eval split
     assert set(_csv(a.stdout)["run"].to_list()) == {"seed0", "seed4"}
     runs = tmp_path / "runs.txt"
     runs.write_text(f"# two runs\n{fleet / 'seed0'}\n\n{fleet / 'seed4'}\n")
@@ -658,8 +666,11 @@ def test_cli_several_paths_and_runs_file(cli, fleet, tmp_path):
     assert c.exit_code == 0 and set(_csv(c.stdout)["run"].to_list()) == {"seed4", "seed5"}
     # Without --by run, a fleet is pooled over its runs (medians empty where several runs hold a group).
     d = cli("summarize", fleet / "seed0", fleet / "seed1", "--by", "role", "--format", "csv")
-    assert d.exit_code == 0 and d.stdout.startswith("role,") and S.MEDIAN_NOTE in " ".join(d.stderr.split())
-    assert _csv(d.stdout)["reward_median"].null_count() == 2
+    assert d.exit_code == 0 and d.stdout.startswith("split,role,") and S.MEDIAN_NOTE in " ".join(d.stderr.split())
+    # seed0 alone has eval rows (their medians stay); both runs hold the train rows of each role.
+    pooled = _csv(d.stdout)
+    assert pooled.filter(pl.col("split") == "train")["reward_median"].null_count() == 2
+    assert pooled.filter(pl.col("split") == "eval")["reward_median"].null_count() == 0
 
 
 def test_cli_single_run_by_run_is_a_fleet_of_one(cli, fleet):

@@ -100,7 +100,9 @@ def test_by_role_exact(handmade):
     assert solver["kl_count"] == 6
     # Prompt groups of the solver: g0 (all 1.0 -> zero), g1 (size 1 -> zero), g2 (only 0.0 valid -> zero).
     assert solver["zero_adv_frac"] == 1.0
-    assert solver["exception_rate"] == pytest.approx(1 / 6)
+    # Per-sample columns are given once, over every sample (all roles together), under a "sample:" name.
+    assert "exception_rate" not in df.columns
+    assert df["sample:exception_rate"].to_list() == pytest.approx([1 / 6] * 3)
     verifier = df.row(2, named=True)
     v_valid = [0.0, 1.0, 0.25, 0.5, 0.75]
     assert verifier["reward_mean"] == pytest.approx(statistics.mean(v_valid), abs=1e-12)
@@ -111,9 +113,9 @@ def test_by_role_exact(handmade):
     judge = df.row(0, named=True)
     assert judge["reward_count"] == 2 and judge["reward_std"] == pytest.approx(statistics.stdev([1.0, 0.0]))
     assert judge["zero_adv_frac"] == 0.0
-    # Component means skip NaN and samples without the component: fmt is 1.0 and 0.0 over step 0.
-    assert df["component/fmt_mean"].to_list()[1:] == [0.5, 0.5]
-    assert df["component/fmt_mean"][0] is None  # the judge only has step-1 samples, which have no fmt
+    # Component means skip NaN and samples without the component: fmt is 1.0 and 0.0 over step 0. They are per
+    # sample in the data, so the same for every role's row (never a per-role figure).
+    assert df["sample:component/fmt_mean"].to_list() == [0.5, 0.5, 0.5]
 
 
 def test_single_sample_role_has_null_std(handmade):
@@ -138,12 +140,38 @@ def test_by_step_and_split_and_window(handmade):
         handmade.summarize(["role"], window=0)
 
 
-def test_pooled_over_roles_and_no_keys(handmade):
+def test_without_role_each_sample_counts_once(handmade):
+    """Without role among the keys, a statistic is over samples: the sample's reward, one value per sample
+    (never the per-role values pooled, which would count a sample once per role)."""
+    sample_rewards = [1.0, 1.0, 1.0, 0.5, None, 0.0]  # the samples' own reward (here: the solver's)
     df = handmade.summarize([])
     assert df.height == 1
-    assert df["reward_count"][0] == 5 + 5 + 2
+    row = df.row(0, named=True)
+    assert (row["reward_count"], row["reward_null"]) == (5, 1)
+    assert row["reward_mean"] == pytest.approx(statistics.mean([r for r in sample_rewards if r is not None]))
+    # KL of a sample: the mean of its roles' KL (NaN/null roles left out of that mean's inputs by polars).
+    sample_kls = [
+        statistics.mean([0.1, 0.2]),
+        NAN,  # verifier KL NaN: the sample's mean KL is NaN, counted apart
+        statistics.mean([0.2, 0.4]),
+        0.0,
+        statistics.mean([0.5, 0.9]),
+        statistics.mean([0.7, 0.1, 0.8]),
+    ]
+    valid_kls = [k for k in sample_kls if k == k]
+    assert row["kl_count"] == len(valid_kls)
+    assert row["kl_mean"] == pytest.approx(statistics.mean(valid_kls), abs=1e-12)
+    assert row["exception_rate"] == pytest.approx(1 / 6)
     by_step = handmade.summarize(["step"])
-    assert by_step["reward_count"].to_list() == [4 + 3, 1 + 2 + 2]  # valid rewards of all roles per step
+    assert by_step["reward_count"].to_list() == [4, 1]  # valid sample rewards per step
+    # zero-advantage over the sample reward: g0 (1,1,1) zero, g1 (size 1) zero; g2 (0.0 only valid) zero.
+    assert by_step["zero_adv_frac"].to_list() == [1.0, 1.0]
+
+
+def test_role_filter_makes_role_a_key(handmade):
+    df = handmade.summarize(["step"], filters=S.Filters(roles=["verifier"]))
+    assert df.columns[:2] == ["role", "step"]
+    assert df["reward_count"].to_list() == [3, 2]  # the verifier's valid rewards per step
 
 
 def test_bad_keys_and_steps():
@@ -185,7 +213,7 @@ def test_flink_wide_path_equals_long_path(tmp_path, monkeypatch, by):
 
 def test_flink_v0_rows_are_role_unknown_not_dropped(tmp_path):
     run = _flink_nan_run(tmp_path)
-    df = run.summarize(["role"])
+    df = run.summarize(["role"], split_key=False)
     unknown = df.filter(pl.col("role").is_null()).row(0, named=True)
     assert unknown["reward_count"] == 8  # the 8 v0 samples, with their total reward
     assert unknown["kl_count"] == 0
@@ -194,7 +222,7 @@ def test_flink_v0_rows_are_role_unknown_not_dropped(tmp_path):
     assert (solver["reward_nan"], solver["reward_null"], solver["reward_count"]) == (1, 1, 14)
     judge = df.filter(pl.col("role") == "judge").row(0, named=True)
     assert judge["kl_count"] == 14 and judge["zero_adv_frac"] is None  # Flink has no prompt groups
-    assert judge["exception_rate"] == pytest.approx(4 / 16)
+    assert judge["sample:exception_rate"] == pytest.approx(4 / 16)
 
 
 def test_groups_from_prompt_text_when_there_is_no_group_id(tmp_path):
@@ -229,12 +257,13 @@ def test_sample_run_matches_a_direct_computation():
     """debate_grpo through summarize equals the same numbers computed straight from the Parquet files."""
     run = open_run(SAMPLE_RUNS / "debate_grpo")
     df = run.summarize(["role"])
+    assert df.columns[:2] == ["split", "role"]  # train and eval are never pooled silently
     raw = pl.read_parquet(SAMPLE_RUNS / "debate_grpo" / "samples" / "*" / "*.parquet")
-    roles = raw.select("roles").explode("roles").unnest("roles")
-    for role in df["role"]:
-        vals = roles.filter(pl.col("role") == role)["reward"]
+    roles = raw.select("split", "roles").explode("roles").unnest("roles")
+    for split, role in df.select("split", "role").iter_rows():
+        vals = roles.filter((pl.col("role") == role) & (pl.col("split") == split))["reward"]
         valid = vals.drop_nulls().drop_nans()
-        got = df.filter(pl.col("role") == role).row(0, named=True)
+        got = df.filter((pl.col("role") == role) & (pl.col("split") == split)).row(0, named=True)
         assert got["reward_mean"] == pytest.approx(valid.mean(), rel=1e-12)
         assert got["reward_std"] == pytest.approx(float(np.std(valid.to_numpy(), ddof=1)), rel=1e-12)
         assert got["reward_count"] == valid.len()
@@ -299,12 +328,14 @@ def test_cli_formats(cli, tmp_path, monkeypatch):
     r = cli("summarize", run, "--by", "role", "--format", "json")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    assert [x["role"] for x in rows] == ["judge", "solver", "verifier"]
-    assert list(rows[0])[:14] == ["role", *S.REWARD_STATS, *S.KL_STATS[:5]]
-    r = cli("summarize", run, "--by", "role", "--by", "step", "--format", "csv")
+    roles = ("judge", "solver", "verifier")
+    assert [(x["split"], x["role"]) for x in rows] == [(s, r) for s in ("eval", "train") for r in roles]
+    assert list(rows[0])[:15] == ["split", "role", *S.REWARD_STATS, *S.KL_STATS[:5]]
+    assert "note: this run has the splits eval, train" in r.stderr
+    r = cli("summarize", run, "--by", "role", "--by", "step", "--split", "train", "--format", "csv")
     assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("role,step,reward_mean")
     out = tmp_path / "s.parquet"
-    r = cli("summarize", run, "--format", "parquet", "-o", out)
+    r = cli("summarize", run, "--split", "eval", "--format", "parquet", "-o", out)
     assert r.exit_code == 0 and pl.read_parquet(out).height == 3
     r = cli("summarize", run)
     assert r.exit_code == 0 and "solver" in r.stdout and "zero_adv_frac" in r.stdout
@@ -354,7 +385,7 @@ def test_flink_sample_run_matches_a_direct_computation():
     csv = pl.read_csv(root / "batch_debug_data_train_13.csv", null_values=["", "None", "null"])
     v1 = [f for f in frames if "solver_reward" in f.columns] + [csv]
     v0 = [f for f in frames if "solver_reward" not in f.columns]
-    df = open_run(SAMPLE_RUNS / "flink_mixed").summarize(["role"])
+    df = open_run(SAMPLE_RUNS / "flink_mixed").summarize(["role"], split_key=False)
     for role in ("solver", "verifier", "judge"):
         vals = pl.concat([f.select(pl.col(f"{role}_reward").cast(pl.Float64)) for f in v1]).to_series()
         valid = vals.drop_nulls().drop_nans()

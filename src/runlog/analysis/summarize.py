@@ -24,6 +24,7 @@ from .._lazy import pl
 from ..errors import UsageError
 from ..run import Run
 from .filters import Filters, StepRange, apply_filters
+from .views import SPLIT_NOTE, run_splits, sample_view  # noqa: F401  (SPLIT_NOTE, run_splits: for the CLI)
 
 # --by names -> (numeric-view column, output column)
 KEYS: dict[str, str] = {"role": "role", "step": "step", "split": "split", "env": "env", "group": "group"}
@@ -131,9 +132,14 @@ def _group_key_expr(run: Run) -> pl.Expr | None:
 
 
 def _numeric_view(
-    run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+    run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None, components: list[str], kl: bool = True
 ) -> pl.LazyFrame:
-    return apply_filters(run.numeric(_carry(run, by, filters, group_key), components), filters, roles_too=True)
+    """The rows a summary aggregates: one per (sample, role) when ``role`` is a key, else one per sample
+    (``views.sample_view``: the sample's reward, counted once)."""
+    carry = _carry(run, by, filters, group_key)
+    if "role" not in by:
+        return apply_filters(sample_view(run, carry, components, kl=kl), filters, roles_too=False)
+    return apply_filters(run.numeric(carry, components), filters, roles_too=True)
 
 
 def _carry(run: Run, by: Sequence[str], filters: Filters, group_key: pl.Expr | None) -> dict[str, pl.Expr]:
@@ -236,36 +242,62 @@ def _moments(col: pl.Expr, name: str) -> list[pl.Expr]:
     ]
 
 
+def summary_keys(run: Run, by: Sequence[str], filters: Filters, *, split_key: bool = True) -> list[str]:
+    """The group keys a summary really uses: ``by``; ``role`` first when ``--role`` filters roles (a role's
+    values are per role); and ``split`` first when the run has more than one split and ``--split`` does not
+    pick one (train and eval are never pooled silently)."""
+    keys = check_keys(by)
+    if filters.roles and "role" not in keys:
+        keys.insert(0, "role")
+    if split_key and "split" not in keys and not filters.splits and len(run_splits(run)) > 1:
+        keys.insert(0, "split")
+    return keys
+
+
 def summarize(
     run: Run,
     by: Sequence[str] = ("role",),
     *,
     filters: Filters | None = None,
     window: int | None = None,
+    split_key: bool = True,
 ) -> pl.DataFrame:
     """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and component means.
 
-    Output columns: the group keys (in ``by`` order), then ``REWARD_STATS``, ``KL_STATS``,
-    ``zero_adv_frac``, ``exception_rate``, ``component/<name>_mean``; with ``window``, ``reward_mean_ma``
-    and ``kl_mean_ma`` (moving averages over the last ``window`` steps of each group; ``step`` is added to
-    the keys if missing).
+    What each figure aggregates (docs/cli.md, "What summarize counts"):
+
+    - with ``role`` among the keys, ``reward_*`` / ``kl_*`` / ``zero_adv_frac`` are per role: one value per
+      (sample, role) that logged that role; the columns that are per sample in the data (``exception_rate``,
+      ``component/<name>_mean``) are then given once per group of the other keys, named ``sample:...``
+      (every sample once, all roles together);
+    - without ``role``, every statistic is over samples, one value per sample: the sample's reward, the mean
+      of its roles' KL, prompt groups by the sample reward.
+
+    ``split`` is added to the keys when the run has more than one split and ``filters`` pick none
+    (``split_key=False`` pools them). Output columns: the keys, then ``REWARD_STATS``, ``KL_STATS``,
+    ``zero_adv_frac``, the per-sample columns; with ``window``, ``reward_mean_ma`` and ``kl_mean_ma``
+    (moving averages over the last ``window`` steps of each group; ``step`` is added to the keys if missing).
     """
     filters = filters or Filters()
-    keys = check_keys(by)
+    keys = summary_keys(run, by, filters, split_key=split_key)
     if window is not None:
         if window < 1:
             raise UsageError("--window must be a positive number of steps")
         if "step" not in keys:
             keys.append("step")
     components = run.component_names()
-    group_key = _group_key_expr(run)
-    parts = []
-    for part in _step_batches(run, keys, filters):
-        wide = _summarize_wide(part, keys, filters, group_key, components)
-        parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components))
-    out = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
-    ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", "exception_rate"]
-    ordered += [f"component/{n}_mean" for n in components]
+    out = _summarize_keys(run, keys, filters, components)
+    per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
+    ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac"]
+    if "role" in keys:
+        others = [k for k in keys if k != "role"]
+        sample = _summarize_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+        sample = sample.select(*others, *[pl.col(c).alias(f"sample:{c}") for c in per_sample])
+        out = out.drop(per_sample)
+        out = out.join(sample, on=others, how="left", nulls_equal=True) if others else out.join(sample, how="cross")
+        ordered += [f"sample:{c}" for c in per_sample]
+    else:
+        ordered += per_sample
     out = out.select(ordered)
     if keys:
         out = out.sort(keys, nulls_last=True)
@@ -280,6 +312,17 @@ def summarize(
         ]
         out = out.with_columns(ma)
     return out
+
+
+def _summarize_keys(
+    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True
+) -> pl.DataFrame:
+    group_key = _group_key_expr(run)
+    parts = []
+    for part in _step_batches(run, keys, filters):
+        wide = _summarize_wide(part, keys, filters, group_key, components)
+        parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components, kl=kl))
+    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -298,17 +341,37 @@ def summarize_partials(
 ) -> pl.DataFrame:
     """Per-group partial statistics of ``run``: ``n, mean, M2`` of reward and KL, min, max, the median, NaN /
     null / exception counts, per-component ``n`` and mean, and ``zero_groups`` / ``groups`` (prompt groups
-    with zero advantage / all). ``combine_partials`` merges the partials of any number of parts exactly."""
+    with zero advantage / all). ``combine_partials`` merges the partials of any number of parts exactly.
+
+    The values aggregated are those of ``summarize`` (per role with ``role`` among the keys, else one per
+    sample). With ``role``, a ``level`` column tells the per-role rows (``"role"``) from the rows of the
+    per-sample columns (``"sample"``, grouped by the other keys), which ``combine_partials`` merges apart. No
+    split key is added here: a fleet decides that over all its runs."""
     filters = filters or Filters()
-    keys = check_keys(by)
+    keys = summary_keys(run, by, filters, split_key=False)
     components = run.component_names() if components is None else components
+    out = _partials_keys(run, keys, filters, components)
+    if "role" in keys:
+        others = [k for k in keys if k != "role"]
+        sample = _partials_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+        out = pl.concat(
+            [out.with_columns(pl.lit("role").alias("level")), sample.with_columns(pl.lit("sample").alias("level"))],
+            how="diagonal_relaxed",
+        )
+    return out.with_columns(pl.lit(1, dtype=pl.Int64).alias("parts"))
+
+
+def _partials_keys(
+    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True
+) -> pl.DataFrame:
     group_key = _group_key_expr(run)
     parts = []
     for part in _step_batches(run, keys, filters):
         wide = _summarize_wide(part, keys, filters, group_key, components, partial=True)
-        parts.append(wide if wide is not None else _summarize_long(part, keys, filters, group_key, components, True))
-    out = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
-    return out.with_columns(pl.lit(1, dtype=pl.Int64).alias("parts"))
+        if wide is None:
+            wide = _summarize_long(part, keys, filters, group_key, components, True, kl=kl)
+        parts.append(wide)
+    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
 
 
 def _weighted_mean(name: str) -> pl.Expr:
@@ -318,6 +381,22 @@ def _weighted_mean(name: str) -> pl.Expr:
 
 
 def combine_partials(partials: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """``_combine`` the partials; with per-role and per-sample rows (a ``level`` column), each level apart,
+    the per-sample columns then named ``sample:...`` beside the per-role statistics, as ``summarize`` does."""
+    keys = list(keys)
+    if "level" not in partials.columns:
+        return _combine(partials, keys)
+    out, notes = _combine(partials.filter(pl.col("level") == "role").drop("level"), keys)
+    others = [k for k in keys if k != "role"]
+    sample, _ = _combine(partials.filter(pl.col("level") == "sample").drop("level"), others)
+    per_sample = ["exception_rate", *[c for c in sample.columns if c.startswith("component/")]]
+    out = out.drop([c for c in per_sample if c in out.columns])
+    sample = sample.select(*others, *[pl.col(c).alias(f"sample:{c}") for c in per_sample])
+    out = out.join(sample, on=others, how="left", nulls_equal=True) if others else out.join(sample, how="cross")
+    return (out.sort(keys, nulls_last=True) if keys else out), notes
+
+
+def _combine(partials: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
     """Merge partials (``summarize_partials``) that share the group ``keys`` into the statistics ``summarize``
     reports, in its column order. Means and variances merge with Chan et al.'s formula: for parts i with
     ``n_i, mean_i, M2_i``, ``n = sum n_i``, ``mean = sum n_i mean_i / n``,
@@ -454,17 +533,20 @@ def _summarize_long(
     group_key: pl.Expr | None,
     components: list[str],
     partial: bool = False,
+    kl: bool = True,
 ) -> pl.DataFrame:
-    """One row per (sample, role), grouped by the keys: works for every layout."""
+    """One row per (sample, role) grouped by the keys when ``role`` is one, else one row per sample: works for
+    every layout."""
 
     def build() -> list[pl.LazyFrame]:
-        lf = _numeric_view(run, keys, filters, group_key, components).with_columns(_clean_columns(components))
+        lf = _numeric_view(run, keys, filters, group_key, components, kl).with_columns(_clean_columns(components))
         stats = _stat_exprs(components, partial=partial)
         main = lf.group_by(keys).agg(stats) if keys else lf.select(stats)
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
         return [main] if group_key is None else [main, _zero_adv(lf, keys, partial)]
 
-    engine = _engine(run, bool(keys), 4 + len(components), group_key, per_row=len(run.role_names()))
+    per_row = len(run.role_names()) if "role" in keys else 1
+    engine = _engine(run, bool(keys), 4 + len(components), group_key, per_row=per_row)
     frames = run.collect(build, engine=engine)
     if len(frames) == 1:
         return frames[0].with_columns(_no_zero_adv(partial))

@@ -343,7 +343,14 @@ def summarize_fleet(
     from ..analysis.summarize import KEYS, check_keys, combine_partials
 
     keys = check_keys(by, ["run", *KEYS])
+    if filters is not None and filters.roles and "role" not in keys:
+        keys.insert(1 if "run" in keys else 0, "role")
+    # Train and eval are never pooled silently: split is a key unless --split picks splits; dropped again
+    # below when the whole fleet has one split.
+    auto_split = "split" not in keys and not (filters is not None and filters.splits)
     inner = [k for k in keys if k != "run"]
+    if auto_split:
+        inner.insert(0, "split")
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, task_bytes=task_bytes)
     task = Task("summarize", inner, layout, dict(storage_options or {}), {"filters": filters})
     results, nbatches = map_units(task, units, engine, progress)
@@ -352,6 +359,8 @@ def summarize_fleet(
     if not frames:
         raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
     partials = pl.concat(frames, how="diagonal_relaxed")
+    if auto_split and partials["split"].drop_nulls().n_unique() > 1:
+        keys.insert(1 if "run" in keys else 0, "split")
     frame, notes = combine_partials(partials, keys)
     return FleetResult(frame, results, failures, notes, len(units), nbatches)
 

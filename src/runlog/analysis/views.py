@@ -1,0 +1,62 @@
+"""Which value a figure aggregates: the per-sample view and the splits of a run.
+
+``Run.numeric`` has one row per (sample, role): the right rows for a statistic *per role*. Anything else
+(a summary by step, by split, by run, or pooled) must count each sample once, with the sample's own
+values. ``sample_view`` gives that row per sample:
+
+- ``reward``: the sample's reward (the total the trainer logged for the trajectory, ``samples.reward``);
+- ``kl``: the mean of the sample's per-role KL values (null where no role logged a KL);
+- ``has_exception`` and ``component/<name>`` as in the numeric view (they are per sample in every layout).
+
+It never reads a text column unless a ``carry`` expression asks for one (prompt groups from the prompt).
+"""
+
+from __future__ import annotations
+
+from .._lazy import pl
+from ..run import Run
+
+
+def sample_view(run: Run, carry: dict[str, pl.Expr], components: list[str], *, kl: bool = True) -> pl.LazyFrame:
+    """One row per sample: the ``carry`` expressions, ``component/<name>``, ``reward``, ``kl`` (with
+    ``kl``; else a null column) and a null ``role`` (so that code written for the long view runs on it)."""
+    null_kl = pl.lit(None, dtype=pl.Float64).alias("kl")
+    null_role = pl.lit(None, dtype=pl.String).alias("role")
+    roles = run.role_names()
+    wide = run.numeric_wide(carry, components, roles)
+    if wide is not None:
+        # Layouts with flat per-role columns (Flink): no nested column is read.
+        kls = [pl.col(f"role:{r}:kl") for r in roles]
+        kl_expr = pl.mean_horizontal(kls).alias("kl") if kl and kls else null_kl
+        return wide.select(
+            *carry,
+            *[f"component/{n}" for n in components],
+            pl.col("__sample_reward").cast(pl.Float64).alias("reward"),
+            kl_expr,
+            null_role,
+        )
+    from ..formats.base import component_value
+
+    role_kl = pl.col("roles").list.eval(pl.element().struct.field("kl")).list.mean().cast(pl.Float64).alias("kl")
+    return run.samples.select(
+        *[e.alias(k) for k, e in carry.items()],
+        *[component_value(n) for n in components],
+        pl.col("reward").cast(pl.Float64),
+        role_kl if kl else null_kl,
+        null_role,
+    )
+
+
+def run_splits(run: Run) -> list[str]:
+    """The splits that hold samples, sorted; from file names where every sample file tells its split (no data
+    read), else from the ``split`` column (one small column)."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if not files:
+        return []
+    if all(f.split is not None for f in files):
+        return sorted({str(f.split) for f in files})
+    [frame] = run.collect(lambda: [run.samples.select(pl.col("split").unique())])
+    return sorted(str(s) for s in frame["split"].to_list() if s is not None)
+
+
+SPLIT_NOTE = "this run has the splits {splits}: `split` was added to the keys (use --split to pick one)"
