@@ -17,6 +17,7 @@ import numpy as np
 from .._lazy import pl
 from ..analysis.filters import Filters, apply_filters
 from ..analysis.summarize import _group_key_expr, check_keys
+from ..analysis.views import run_splits
 from ..errors import UsageError
 from ..run import Run
 from . import diversity as D
@@ -27,8 +28,13 @@ TEXT_SOURCES = ("completion", "trajectory", "messages", "role:<name>")
 NO_GROUPS_NOTE = "this run has no prompt groups (no group_id, no prompt): metrics are over each row's texts"
 
 
-def _check_keys(by: Sequence[str]) -> list[str]:
-    return check_keys(by, KEYS)
+def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | None = None) -> list[str]:
+    """``by`` checked; with ``run``, ``split`` added first when the run has several splits and ``filters`` pick
+    none: eval texts are never pooled with training texts silently."""
+    keys = check_keys(by, KEYS)
+    if run is not None and "split" not in keys and not (filters and filters.splits) and len(run_splits(run)) > 1:
+        keys.insert(0, "split")
+    return keys
 
 
 def texts_frame(
@@ -88,14 +94,17 @@ def diversity_frame(
     filters: Filters | None = None,
     compression: bool = False,
     threads: int = 2,
+    split_key: bool = True,
 ) -> pl.DataFrame:
     """Diversity metrics per row of ``by`` keys.
 
     ``over="group"`` (the mode-collapse view): metrics per prompt group, then the mean over the row's
     groups (``groups`` counts them), so a collapse inside groups shows even when the step as a whole looks
     varied. ``over="set"``: metrics over all texts of the row at once (Self-BLEU of a whole step).
+    ``split`` is added to the keys when the run has several splits and ``filters`` pick none
+    (``split_key=False`` pools them).
     """
-    keys = _check_keys(by)
+    keys = _check_keys(by, run if split_key else None, filters)
     if over not in ("group", "set"):
         raise UsageError(f"--over {over!r}: expected group or set")
     frame = texts_frame(run, text, filters=filters, with_group=over == "group" or "group" in keys)
@@ -192,11 +201,12 @@ def format_frame(
     text: str = "completion",
     filters: Filters | None = None,
     known_tools: Sequence[str] | None = None,
+    split_key: bool = True,
 ) -> pl.DataFrame:
     """Per row of ``by`` keys: ``texts, adherence`` (fraction passed), ``score_mean``, ``failed/<rule>``
     (texts whose first failing rule it is), ``think_tokens_mean, answer_tokens_mean`` and
     ``reasoning_answer_ratio`` (think tokens / answer tokens, summed over texts that have both blocks)."""
-    keys = _check_keys(by)
+    keys = _check_keys(by, run if split_key else None, filters)
     if "group" in keys:
         raise UsageError("--by group is not available for format adherence; use step, role or split")
     per = format_per_sample(run, spec, text=text, filters=filters, known_tools=known_tools)
