@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from object_stores import s3_server  # noqa: F401
 from runlog import open_run
 from runlog.formats import inspect_ai as IA
 from runlog.formats.base import NEWER_VERSION, UNREADABLE, Candidate, RunContext
@@ -489,3 +490,28 @@ def test_probe_reports_without_raising_on_odd_shapes(tmp_path: Path) -> None:
     info = IA.InspectAi().probe(Candidate(tmp_path, path, path.stat().st_size), ctx)
     assert info.readable and info.rows == 2
     assert [p.message for p in ctx.problems if not p.is_warning] == ["samples[1]: a JSON int, not a sample; skipped"]
+
+
+def test_forced_layout_on_a_json_that_is_no_log(cli, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"lr": 0.1, "samples": [1]}))
+    r = cli("inspect", tmp_path, "--layout", "inspect_ai", "--format", "json")
+    assert r.exit_code == 1
+    report = json.loads(r.output[r.output.index("{") :])
+    assert [(p["path"], p["message"]) for p in report["problems"]] == [
+        ("config.json", "no `eval` object: not an inspect_ai log")
+    ]
+
+
+def test_logs_in_an_object_store_read_as_local(s3_server, tmp_path: Path) -> None:  # noqa: F811
+    local = tmp_path / "logs"
+    write_eval_log(local / "agentic.eval", synthetic_samples())
+    write_json_log(local / "agentic.json", synthetic_samples()[:2])
+    url = f"s3://{s3_server.fresh_bucket()}/logs"
+    s3_server.upload_dir(local, url)
+    here = open_run(local)
+    there = open_run(url, storage_options=s3_server.storage_options)
+    assert [(f.path, f.layout, f.fmt, f.rows) for f in there.files] == [
+        (f.path, f.layout, f.fmt, f.rows) for f in here.files
+    ]
+    cols = ["sample_id", "reward", "messages", "epoch"]
+    assert there.samples.select(cols).collect().to_dicts() == here.samples.select(cols).collect().to_dicts()

@@ -307,16 +307,16 @@ def _bounded(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
     return data
 
 
-def _loads(data: bytes) -> Any:
-    return json.loads(data)
-
-
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.4g} MiB"
 
 
 def _member_reason(exc: BaseException) -> str:
     if isinstance(exc, _TooLarge):
-        return f"larger than the {MAX_MEMBER_BYTES // (1024 * 1024)} MiB runlog reads from one member; skipped"
+        return f"larger than the {_mib(MAX_MEMBER_BYTES)} runlog reads from one member; skipped"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8 at byte {exc.start}; skipped"
     if isinstance(exc, (ValueError, RecursionError)):
@@ -353,14 +353,14 @@ class _EvalZip:
         try:
             data = _bounded(self.zf, member, limit)
             self.budget -= len(data)
-            return _loads(data)
+            return json.loads(data)
         except _TooLarge as exc:
             if limit < MAX_MEMBER_BYTES and member.file_size <= MAX_MEMBER_BYTES:
                 self.budget = 0
                 self.ctx.problem(
                     self.info.path,
                     UNREADABLE,
-                    f"{name}: the archive holds more than the {MAX_ARCHIVE_BYTES // (1024 * 1024)} MiB runlog "
+                    f"{name}: the archive holds more than the {_mib(MAX_ARCHIVE_BYTES)} runlog "
                     "reads from one .eval (a zip bomb?); this member and the rest are skipped",
                 )
             else:
@@ -417,7 +417,7 @@ class InspectAi(JsonlSamples):
         if info.bytes > MAX_JSON_BYTES:
             raise _Unreadable(f"a JSON log of {info.bytes} bytes is larger than runlog reads whole; not read")
         try:
-            log = _loads(read_bytes(info.abspath))
+            log = json.loads(read_bytes(info.abspath))
         except (OSError, RunlogError) as exc:
             raise _Unreadable(f"cannot read file: {str(exc)[:200]}") from exc
         except UnicodeDecodeError as exc:
@@ -488,7 +488,11 @@ class InspectAi(JsonlSamples):
             ctx.problem(info.path, UNKNOWN_VERSION, f"{SCHEMA_NAME} `version` is not an integer: {version!r}")
             info.readable = False
             return False
-        return gate_version(info, ctx, version, foreign=SCHEMA_NAME, newest=max(LOG_VERSIONS), known=LOG_VERSIONS)
+        if not gate_version(info, ctx, version, foreign=SCHEMA_NAME, newest=max(LOG_VERSIONS), known=LOG_VERSIONS):
+            return False
+        if not isinstance(log.get("eval"), dict):  # a JSON file forced with --layout that is no log at all
+            raise _Unreadable("no `eval` object: not an inspect_ai log")
+        return True
 
     # -- mapping ----------------------------------------------------------------------------------------
     def _map_all(
