@@ -456,8 +456,8 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--step", "999"], "--step 999: no such step in split train (steps 0..31)"),
-        (["--step", "x"], "--step 'x': expected N, A:B, last or all"),
+        (["--step", "999"], "--steps 999: this run has steps 0..31 (train)"),
+        (["--step", "x"], "--steps 'x': expected N, A:B, A:, :B, a comma list of these, last or all"),
         (["--sample-id", "nope"], "unknown sample id 'nope'"),
         (["--where", "reward <"], "--where 'reward <': expected COLUMN OP NUMBER"),
         (["--where", "prompt > 1"], "'prompt' is text"),

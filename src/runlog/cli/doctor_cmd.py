@@ -11,6 +11,7 @@ import typer
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
+from .filter_opts import SPLIT_OPTION
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -30,6 +31,7 @@ def doctor_command(
         None, "--set", help="Override a threshold: NAME=VALUE (repeatable; names in docs/doctor.md)."
     ),
     config: Path = typer.Option(None, "--config", help="A TOML file of thresholds (top level or [doctor])."),
+    split: str = SPLIT_OPTION,
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
@@ -50,13 +52,19 @@ def doctor_command(
 
       runlog doctor RUN --set kl_ratio=20 --set zero_adv=0.8 --config doctor.toml
     """
+    from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig, diagnose
+    from ..analysis.filters import Filters
     from ..run import open_run
 
     with handle_errors():
         cfg = DoctorConfig.from_sources(config, sets or ())
+        if split is not None:
+            cfg = cfg.replace({"split": split}, "--split")
         use_storage_options(storage_option)
         run = open_run(path, layout=layout)
+        if cfg.split:
+            check_filters(run, Filters(splits=(cfg.split,)))
         result = diagnose(run, cfg)
         if fmt == DoctorFormat.json:
             emit_json(

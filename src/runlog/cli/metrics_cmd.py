@@ -9,6 +9,7 @@ import typer
 from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .filter_opts import SPLITS_OPTION, STEPS_OPTION
 from .fleet_opts import (
     ENGINE,
     RAY_ADDRESS,
@@ -57,8 +58,8 @@ def diversity_command(
     compression: bool = typer.Option(
         False, "--compression", help="Add xz and gzip compression ratios (slow: ~5 MB/s of text per core)."
     ),
-    split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
-    steps: str = typer.Option(None, "--steps", help="Only steps A:B (inclusive; A: and :B work too)."),
+    split: list[str] = SPLITS_OPTION,
+    steps: str = STEPS_OPTION,
     threads: int = typer.Option(2, "--threads", help="Threads for the compression ratios."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
@@ -84,14 +85,15 @@ def diversity_command(
 
       runlog metrics diversity RUN --text role:solver --by step --by role
     """
-    from ..analysis import summarize as S
+    from ..analysis.check import check_filters, check_text_role
+    from ..analysis.filters import Filters
     from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
         use_storage_options(storage_option)
         locs = locations(paths, runs)
-        filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
+        filters = Filters.from_options(split, steps)
         if is_fleet(locs, by, runs, engine, ray_address):
             kwargs = {"text": text, "over": over, "compression": compression, "threads": threads}
             options = {"filters": filters, "kwargs": kwargs}
@@ -99,10 +101,12 @@ def diversity_command(
             emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=[c for c in df.columns if c in FLEET_KEYS])
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout)
+        check_filters(run, filters)
         df = M.diversity_frame(
             run, by or ["step"], text=text, over=over, filters=filters, compression=compression, threads=threads
         )
         keys = [c for c in df.columns if c in M.KEYS]
+        check_text_role(run, text, df.height > 0)
         emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys)
         errors = report_problems(run.problems)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
@@ -123,8 +127,8 @@ def format_command(
     text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
     per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),
     tools: str = typer.Option(None, "--tools", help="tool-call-json: comma-separated known tool names."),
-    split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
-    steps: str = typer.Option(None, "--steps", help="Only steps A:B (inclusive; A: and :B work too)."),
+    split: list[str] = SPLITS_OPTION,
+    steps: str = STEPS_OPTION,
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
@@ -147,14 +151,15 @@ def format_command(
 
       runlog metrics format RUN --spec my_format.toml --text role:solver
     """
-    from ..analysis import summarize as S
+    from ..analysis.check import check_filters, check_text_role
+    from ..analysis.filters import Filters
     from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
         use_storage_options(storage_option)
         locs = locations(paths, runs)
-        filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps))
+        filters = Filters.from_options(split, steps)
         known = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
         if is_fleet(locs, by, runs, engine, ray_address):
             if per_sample:
@@ -167,11 +172,14 @@ def format_command(
             )
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout)
+        check_filters(run, filters)
         if per_sample:
             df = M.format_per_sample(run, spec, text=text, filters=filters, known_tools=known)
+            check_text_role(run, text, df.height > 0)
             emit_frame(df, fmt, output, keys=["step", "sample_id"])
         else:
             df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known)
+            check_text_role(run, text, df.height > 0)
             keys = [c for c in df.columns if c in M.KEYS]
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
@@ -200,12 +208,14 @@ def _fleet(
     ray_address: str | None,
 ) -> tuple:
     """Metrics per run of a fleet (they do not merge across runs: ``--by run`` is implied)."""
+    from ..analysis.check import check_fleet
     from ..fleet import metrics_fleet
     from ..metrics import api as M
     from ..storage import _GLOBAL_OPTIONS
 
     keys = [k for k in (by or ["run", "step"]) if k != "run"]
     check_keys(keys, M.KEYS)
+    check_fleet(locs, options["filters"], layout=layout, storage_options=dict(_GLOBAL_OPTIONS))
     eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
+from ..analysis.filters import Filters
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .filter_opts import SPLIT_OPTION
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
 
 
 def plot_command(
     path: str = RUN_PATH,
-    what: str = typer.Option("reward", "--what", "-w", help=WHAT_HELP),
+    what: str = typer.Option("reward", "--what", help=WHAT_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Image file: .png, .svg or .pdf.", show_default=False),
     by: str = typer.Option("role", "--by", "-b", help="role: one line per role; none: pooled."),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --what scalars: only keys matching GLOB."),
-    window: int = typer.Option(None, "--window", help="Moving average over N steps (default: a tenth of the run)."),
-    steps: str = typer.Option(None, "--steps", help="With --what hist: steps, comma-separated (e.g. 10,100,200)."),
-    split: str = typer.Option(None, "--split", help="Split to plot (default: train, or the only split)."),
+    window: int = typer.Option(
+        None, "--window", "-w", help="Moving average over N steps (default: a tenth of the run)."
+    ),
+    steps: str = typer.Option(
+        None, "--steps", metavar="STEPS", help="With --what hist: the steps to show (10,100,200; A:B, A:, :B too)."
+    ),
+    split: str = SPLIT_OPTION,
     spec: str = typer.Option("think-answer-strict", "--spec", help="With --what format: the format spec."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
@@ -45,27 +56,48 @@ def plot_command(
 
       runlog plot sample_runs/debate_grpo --what scalars --keys 'train/*' -o scalars.png
     """
-    from ..plots import RunSeries, make_figure, save_figure
+    from ..plots import make_figure, save_figure
     from ..run import open_run
 
     with handle_errors():
-        hist_steps = _steps(steps)
+        filters = Filters.from_options(split, steps)
+        if not filters.steps.unbounded and what != "hist":
+            raise UsageError(f"--steps goes with --what hist (--what {what} shows every step)")
+        if keys and what != "scalars":
+            raise UsageError(f"--keys goes with --what scalars (not --what {what})")
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
         use_storage_options(storage_option)
         run = open_run(path, layout=layout)
-        series = RunSeries(run, split=split, format_spec=spec)
-        fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps)
+        hist_steps = _checked(run, filters, keys or (), spec)
+        series = hist_steps.series
+        fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
         written = save_figure(fig, output)
         report_problems([p for p in run.problems if not p.is_warning], notes=series.notes)
         sys.stdout.write(f"{written}\n")
     raise typer.Exit(EXIT_OK)
 
 
-def _steps(text: str | None) -> list[int]:
-    if not text:
-        return []
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--steps {text!r}: expected step numbers separated by commas (10,100,200)") from None
+class _Checked(NamedTuple):
+    series: Any  # RunSeries
+    steps: list[int]
+
+
+def _checked(run: Run, filters: Filters, keys: Sequence[str], spec: str) -> _Checked:
+    """Check ``--split``, ``--steps`` and ``--keys`` against the run. Returns the series of the split shown
+    (the split given, or the default one) and the steps ``--steps`` selects in it, for the histograms."""
+    from ..analysis.check import check_filters, check_key_globs, sample_values, scalar_values
+    from ..plots import RunSeries
+
+    if keys:
+        check_key_globs(keys, scalar_values(run)[0])
+    if filters.splits:
+        check_filters(run, Filters(splits=filters.splits))
+    series = RunSeries(run, split=filters.splits[0] if filters.splits else None, format_spec=spec)
+    if filters.steps.unbounded:
+        return _Checked(series, [])
+    filters = Filters(splits=(series.split,) if series.split else (), steps=filters.steps)
+    values = sample_values(run, filters)
+    check_filters(values, filters)
+    known = set().union(*[v for s, v in values.steps.items() if not filters.splits or s in filters.splits])
+    return _Checked(series, filters.steps.select(known))

@@ -11,9 +11,10 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, stdout_console, use_storage_options
+from .filter_opts import SPLIT_OPTION
 
 SELECTORS_HINT = (
-    "choose others with --step N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
+    "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
     "--where 'reward < 0.2', --grep TEXT, --random N --seed S, --exceptions"
 )
 
@@ -27,8 +28,14 @@ class RenderFormat(str, Enum):
 
 def render_command(
     path: str = RUN_PATH,
-    step: str = typer.Option(None, "--step", help="Step N, range A:B, 'last' or 'all' (default: last, see below)."),
-    split: str = typer.Option(None, "--split", help="Split (default: train, or the only split)."),
+    step: str = typer.Option(
+        None,
+        "--steps",
+        metavar="STEPS",
+        help="Steps: N, A:B, A:, :B, a comma list (0,5,10:12), 'last' or 'all' (default: last, see below).",
+    ),
+    step_alias: str = typer.Option(None, "--step", hidden=True, help="Old spelling of --steps."),
+    split: str = SPLIT_OPTION,
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
     index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
     role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
@@ -56,7 +63,7 @@ def render_command(
     components, per role with KL), trajectory statistics and the exception traceback.
 
     With no selector: the best and the worst sample (by total reward) of the last step of the train split.
-    Without --step, the last step is searched, except with --sample-id, --where, --grep or --exceptions,
+    Without --steps, the last step is searched, except with --sample-id, --where, --grep or --exceptions,
     which search every step. Pickers (--best, --worst, --random, --index) combine; filters narrow.
 
     Model text is shown literally: escape sequences appear as \\x1b, markup is not interpreted, HTML is
@@ -68,7 +75,7 @@ def render_command(
 
       runlog render-trajectory sample_runs/debate_grpo
 
-      runlog render-trajectory sample_runs/debate_grpo --step 5 --worst 2 --role verifier
+      runlog render-trajectory sample_runs/debate_grpo --steps 5 --worst 2 --role verifier
 
       runlog render-trajectory sample_runs/flink_mixed --exceptions --format html -o failed.html
 
@@ -81,8 +88,10 @@ def render_command(
     with handle_errors():
         if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
             raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")
+        if step is not None and step_alias is not None:
+            raise UsageError("--steps and --step are the same option: give one")
         criteria = Criteria(
-            steps=step,
+            steps=step if step is not None else step_alias,
             split=split,
             sample_ids=tuple(sample_id or ()),
             index=index,

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options
+from .filter_opts import SPLIT_OPTION
 
 
 def report_command(
@@ -16,6 +17,7 @@ def report_command(
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     sets: list[str] = typer.Option(None, "--set", help="Override a doctor threshold: NAME=VALUE (repeatable)."),
     config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
+    split: str = SPLIT_OPTION,
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
@@ -38,7 +40,9 @@ def report_command(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig
+    from ..analysis.filters import Filters
     from ..plots.figures import mpl
     from ..report import STAGES, build_report
     from ..run import open_run
@@ -50,8 +54,12 @@ def report_command(
             raise UsageError(f"-o {output}: folder {output.parent} does not exist")
         mpl()
         cfg = DoctorConfig.from_sources(config, sets or ())
+        if split is not None:
+            cfg = cfg.replace({"split": split}, "--split")
         use_storage_options(storage_option)
         run = open_run(path, layout=layout)
+        if cfg.split:
+            check_filters(run, Filters(splits=(cfg.split,)))
         with Progress(
             TextColumn("[bold]report[/]"),
             BarColumn(),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
+from ..analysis.check import RunValues, check_roles, check_splits, check_steps, steps_per_split
+from ..analysis.filters import StepRange, item_contains
 from ..errors import UsageError
 from ..run import Run
 from .where import Condition, parse_where, role_reward, where_expr
@@ -28,7 +30,8 @@ _FAILED_COLUMNS = ("exception", "exception_info")
 
 @dataclass(frozen=True)
 class Criteria:
-    """The selectors of ``render-trajectory`` (see its help). ``steps``: ``N``, ``A:B``, ``last``, ``all``."""
+    """The selectors of ``render-trajectory`` (see its help). ``steps``: ``last``, ``all``, or the syntax of
+    ``--steps`` everywhere (``N``, ``A:B``, ``A:``, ``:B``, comma lists: ``analysis.filters.StepRange``)."""
 
     steps: str | None = None
     split: str | None = None
@@ -69,13 +72,12 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     files = [f for f in run.files if f.kind == "samples" and f.readable]
     if not files and not run.skipped:
         raise UsageError("this run has no per-sample data to render (only scalar metrics, or no readable sample file)")
-    split = _split(files, c)
+    split = _split(run, files, c)
     if split is not None:
         files = [f for f in files if f.split in (None, split)]
     steps = _steps(run, files, c, split)
     if steps is not None:
-        lo, hi = steps
-        files = [f for f in files if not f.all_steps() or any(lo <= s <= hi for s in f.all_steps())]
+        files = [f for f in files if not f.all_steps() or any(steps.contains(s) for s in f.all_steps())]
     if c.exceptions:
         files = [f for f in files if not _no_failures(f)]
     scope = _describe(split, steps)
@@ -119,26 +121,24 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
         return None
     text = c.steps if c.steps is not None else ("all" if c.searches else "last")
     steps = sorted({n.step for n in names if n.step is not None and (split is None or n.split in (None, split))})
-    lo = hi = None
+    wanted = StepRange()
     if text != "all":
         if not steps:
             return None
         if text == "last":
-            lo = hi = steps[-1]
+            wanted = StepRange(steps[-1], steps[-1])
         else:
-            a, sep, b = text.partition(":")
             try:
-                lo = int(a) if a.strip() else steps[0]
-                hi = (int(b) if b.strip() else steps[-1]) if sep else lo
-            except ValueError:
+                wanted = StepRange.parse(text)
+            except UsageError:
                 return None
-            if not any(lo <= s <= hi for s in steps):
-                return None
+            if not all(any(item_contains(item, s) for s in steps) for item in wanted.items):
+                return None  # a step that matches nothing: open everything, so the error lists every step
 
     def keep(file_split: str | None, file_step: int | None) -> bool:
         if split is not None and file_split is not None and file_split != split:
             return False
-        return lo is None or file_step is None or lo <= file_step <= hi
+        return file_step is None or wanted.contains(file_step)
 
     return keep
 
@@ -147,12 +147,12 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
 _NAMELESS_OK = frozenset({"runlog", "jaxarc", "areal"})
 
 
-def _split(files: list[Any], c: Criteria) -> str | None:
+def _split(run: Run, files: list[Any], c: Criteria) -> str | None:
     """``--split``, else ``train`` (or the only split); no default when looking samples up by id."""
     splits = sorted({f.split for f in files if f.split is not None})
     if c.split is not None:
-        if splits and c.split not in splits:
-            raise UsageError(f"--split {c.split!r}: this run has split(s) {', '.join(splits)}")
+        if c.split not in splits:  # the names and footers do not tell it: ask the data (split column only)
+            check_splits(RunValues(steps_per_split(run, files)), [c.split])
         return c.split
     if c.searches or not splits:  # a search (--sample-id, --where, --grep, --exceptions) spans every split
         return None
@@ -161,31 +161,26 @@ def _split(files: list[Any], c: Criteria) -> str | None:
     raise UsageError(f"this run has splits {', '.join(splits)} and no 'train': pick one with --split")
 
 
-def _steps(run: Run, files: list[Any], c: Criteria, split: str | None) -> tuple[int, int] | None:
-    """The inclusive step range to search, or None for every step."""
+def _steps(run: Run, files: list[Any], c: Criteria, split: str | None) -> StepRange | None:
+    """The steps to search (checked against the run's steps in ``split``), or None for every step."""
     text = c.steps if c.steps is not None else ("all" if c.searches else "last")
     if text == "all":
         return None
-    known = sorted({s for f in files for s in f.all_steps()})
-    if any(not f.all_steps() for f in files):  # a layout that does not tell steps without reading them
-        lf = Run(root=run.root, files=files, ctx=run.ctx).samples.select("step", "split")
-        if split is not None:
-            lf = lf.filter(pl.col("split") == split)
-        known = sorted(set(known) | set(lf.select(pl.col("step").drop_nulls().unique()).collect()["step"]))
-    where = f" in split {split}" if split else ""
+    if text != "last":
+        try:
+            wanted = StepRange.parse(text)
+        except UsageError:
+            raise UsageError(f"--steps {text!r}: expected N, A:B, A:, :B, a comma list of these, last or all") from None
+        if wanted.unbounded:
+            return None
+    values = RunValues(steps_per_split(run, files))
+    if text != "last":
+        check_steps(values, wanted, (split,) if split else ())
+        return wanted
+    known = sorted(set().union(*[v for s, v in values.steps.items() if split is None or s in (None, split)]))
     if not known:
-        raise UsageError(f"no steps{where} in this run")
-    if text == "last":
-        return known[-1], known[-1]
-    a, sep, b = text.partition(":")
-    try:
-        lo = int(a) if a.strip() else known[0]
-        hi = (int(b) if b.strip() else known[-1]) if sep else lo
-    except ValueError:
-        raise UsageError(f"--step {text!r}: expected N, A:B, last or all") from None
-    if not any(lo <= s <= hi for s in known):
-        raise UsageError(f"--step {text}: no such step{where} (steps {known[0]}..{known[-1]})")
-    return lo, hi
+        raise UsageError(f"no steps{f' in split {split}' if split else ''} in this run")
+    return StepRange(known[-1], known[-1])
 
 
 def _no_failures(f: Any) -> bool:
@@ -198,21 +193,21 @@ def _filters(
     lf: pl.LazyFrame,
     c: Criteria,
     split: str | None,
-    steps: tuple[int, int] | None,
+    steps: StepRange | None,
     conds: list[Condition],
 ) -> list[pl.Expr]:
     out: list[pl.Expr] = []
     if split is not None:
         out.append(pl.col("split") == split)
-    if steps is not None:
-        out.append(pl.col("step").is_between(*steps))
+    if steps is not None and (step_filter := steps.expr()) is not None:
+        out.append(step_filter)
     if c.sample_ids:
         out.append(pl.col("sample_id").is_in(list(c.sample_ids)))
     if c.exceptions:
         out.append(pl.col("exception").is_not_null())
     roles = run.role_names()
-    if c.role is not None and c.role not in roles:
-        raise UsageError(f"--role {c.role!r}: this run's roles are {', '.join(roles) or '(none recorded)'}")
+    if c.role is not None:
+        check_roles(RunValues(roles=roles), [c.role])
     if conds:
         schema = dict(lf.collect_schema())
         comps = run.component_names() if any(x.operand.startswith("component:") for x in conds) else []
@@ -300,10 +295,14 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [found[k] for r in chosen if (k := (r["source"], r["sample_id"])) in found]
 
 
-def _describe(split: str | None, steps: tuple[int, int] | None) -> str:
+def _describe(split: str | None, steps: StepRange | None) -> str:
     parts = [f"split {split}" if split else "every split"]
     if steps is None:
         parts.append("every step")
+    elif len(steps.items) == 1 and steps.first is not None and steps.first == steps.last:
+        parts.append(f"step {steps.first}")
+    elif len(steps.items) == 1 and steps.first is not None and steps.last is not None:
+        parts.append(f"steps {steps.first}..{steps.last}")
     else:
-        parts.append(f"step {steps[0]}" if steps[0] == steps[1] else f"steps {steps[0]}..{steps[1]}")
+        parts.append(f"steps {steps.text}")
     return ", ".join(parts)

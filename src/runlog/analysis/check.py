@@ -1,0 +1,267 @@
+"""Filter values checked against what a run has, in one place for every command.
+
+A ``--split``, ``--role``, ``--steps`` or ``--keys`` value that matches nothing in the run is a usage error
+(exit 2) whose message lists the values the run has, instead of an empty table and exit 0. What the run has
+is found without reading a text column: splits and steps from file names and footers (the ``step`` and
+``split`` columns only where a layout does not tell them), roles from ``Run.role_names`` (manifests,
+footers), scalar keys and steps from the scalar view.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._lazy import pl
+from ..errors import RunlogError, UsageError
+from .filters import Filters, StepRange, item_contains, item_text
+
+if TYPE_CHECKING:
+    from ..formats.base import FileInfo
+    from ..run import Run
+
+MAX_LISTED = 20  # scalar keys named in a message
+OPEN_THREADS = 16  # runs of a fleet opened at once to learn their values
+
+
+@dataclass
+class RunValues:
+    """What one run (or a fleet of runs, merged) has: steps per split (key None: rows without a split) and
+    role names. ``fleet``: the values are the union over the runs of a fleet (messages say so)."""
+
+    steps: dict[str | None, set[int]] = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)
+    fleet: bool = False
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(s for s in self.steps if s is not None)
+
+    def merge(self, other: RunValues) -> None:
+        for split, steps in other.steps.items():
+            self.steps.setdefault(split, set()).update(steps)
+        self.roles += [r for r in other.roles if r not in self.roles]
+
+
+def sample_values(run: Run, filters: Filters | None = None, files: list[FileInfo] | None = None) -> RunValues:
+    """The splits, steps and roles of the run's readable sample files (or of ``files``). With ``filters``,
+    only what they need is looked up (roles only for ``--role``, steps only for ``--split``/``--steps``)."""
+    need_steps = filters is None or bool(filters.splits) or not filters.steps.unbounded
+    need_roles = filters is None or bool(filters.roles)
+    return RunValues(steps_per_split(run, files) if need_steps else {}, _roles(run) if need_roles else [])
+
+
+def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str | None, set[int]]:
+    """The steps of each split in the run's readable sample files (or in ``files``), from names and footers;
+    the ``split`` and ``step`` columns are read only from files whose name and footer do not tell."""
+    from ..run import Run
+
+    files = [f for f in (run.files if files is None else files) if f.kind == "samples" and f.readable]
+    out: dict[str | None, set[int]] = {}
+    unknown = []
+    for f in files:
+        steps = f.all_steps()
+        if f.split is None or not steps:
+            unknown.append(f)  # the name and footer do not tell: read the step and split columns
+            continue
+        out.setdefault(f.split, set()).update(steps)
+    if unknown:
+        sub = Run(root=run.root, files=unknown, ctx=run.ctx)
+        [df] = sub.collect(lambda: [sub.samples.select("split", "step").unique()])
+        for split, step in df.iter_rows():
+            steps = out.setdefault(split, set())
+            if step is not None:
+                steps.add(step)
+    return out
+
+
+def _roles(run: Run) -> list[str]:
+    names = run.role_names()
+    if names or not any(f.kind == "samples" and f.readable for f in run.files):
+        return names
+    # No manifest or footer names them: the role names of the per-role data (numbers and names only).
+    [df] = run.collect(lambda: [run.roles.select(pl.col("role").drop_nulls().unique(maintain_order=True))])
+    return [str(r) for r in df["role"].to_list()]
+
+
+def check_filters(run: Run | RunValues, filters: Filters) -> None:
+    """``UsageError`` (exit 2) for the first ``--split``, ``--role`` or ``--steps`` value that matches nothing
+    in ``run``; its message lists what the run has."""
+    if not filters.active:
+        return
+    values = run if isinstance(run, RunValues) else sample_values(run, filters)
+    check_splits(values, filters.splits)
+    check_roles(values, filters.roles)
+    check_steps(values, filters.steps, filters.splits)
+
+
+def _has(values: RunValues) -> str:
+    return "the runs of the fleet have" if values.fleet else "this run has"
+
+
+def _nothing(values: RunValues) -> str:
+    return "no run of the fleet has per-sample data" if values.fleet else "this run has no per-sample data"
+
+
+def check_splits(values: RunValues, splits: Iterable[str]) -> None:
+    have = values.splits
+    for split in splits:
+        if split in have:
+            continue
+        if not values.steps:
+            raise UsageError(f"--split {split!r}: {_nothing(values)}")
+        if not have:
+            raise UsageError(f"--split {split!r}: {_has(values)} no split recorded (leave --split out)")
+        raise UsageError(f"--split {split!r}: {_has(values)} split(s) {', '.join(have)}")
+
+
+def check_roles(values: RunValues, roles: Iterable[str]) -> None:
+    for role in roles:
+        if role not in values.roles:
+            whose = "the fleet's roles are" if values.fleet else "this run's roles are"
+            raise UsageError(f"--role {role!r}: {whose} {', '.join(values.roles) or '(none recorded)'}")
+
+
+def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (), has: str | None = None) -> None:
+    """Each item of ``steps`` must select a step of the chosen splits (every split when none is chosen).
+    ``has``: who has the steps, in the message (default: this run, or the runs of the fleet)."""
+    if steps.unbounded:
+        return
+    if not values.steps and has is None:
+        raise UsageError(f"--steps {steps.text}: {_nothing(values)}")
+    has = has or _has(values)
+    chosen = {s: v for s, v in values.steps.items() if not splits or s in splits}
+    known = set().union(*chosen.values()) if chosen else set()
+    if not known:
+        where = f" in split {', '.join(splits)}" if splits else ""
+        raise UsageError(f"--steps {steps.text}: {has} no steps{where}")
+    for item in steps.items:
+        if not any(item_contains(item, s) for s in known):
+            which = "" if len(steps.items) == 1 else f"{item_text(item)} matches no step; "
+            raise UsageError(f"--steps {steps.text}: {which}{has} steps {describe_steps(chosen)}")
+
+
+def describe_steps(steps: dict[str | None, set[int]]) -> str:
+    """``0..31 (train), 0..20 every 10 (eval)``: train first, then the other splits by name."""
+    order = sorted(steps, key=lambda s: (s is None, s != "train", s or ""))
+    parts = []
+    for split in order:
+        span, count = _span(sorted(steps[split]))
+        if not span:
+            continue
+        labels = [x for x in (split, count) if x]
+        parts.append(f"{span} ({', '.join(labels)})" if labels else span)
+    return ", ".join(parts) or "(none)"
+
+
+def _span(steps: list[int]) -> tuple[str, str]:
+    """(``0..31`` or ``0..20 every 10``, and ``5 steps`` when the steps are irregular)."""
+    if not steps:
+        return "", ""
+    if len(steps) == 1:
+        return str(steps[0]), ""
+    gaps = {b - a for a, b in zip(steps, steps[1:], strict=False)}
+    if gaps == {1}:
+        return f"{steps[0]}..{steps[-1]}", ""
+    if len(gaps) == 1:
+        return f"{steps[0]}..{steps[-1]} every {gaps.pop()}", ""
+    return f"{steps[0]}..{steps[-1]}", f"{len(steps)} steps"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalars
+# ---------------------------------------------------------------------------------------------------------
+
+
+def scalar_values(run: Run, aliases: dict[str, str] | None = None) -> tuple[list[str], RunValues]:
+    """The scalar keys (``__count`` companions left out, ``aliases`` applied) and steps of the run."""
+    [df] = run.collect(lambda: [run.scalars.select("key", "step").unique()])
+    keys = sorted({(aliases or {}).get(k, k) for k in df["key"].to_list() if not k.endswith("__count")})
+    steps = {s for s in df["step"].to_list() if s is not None}
+    return keys, RunValues({None: steps} if steps else {})
+
+
+def check_key_globs(globs: Iterable[str], keys: Sequence[str]) -> None:
+    """Each ``--keys`` glob must match a scalar key; the message lists the keys (the first ``MAX_LISTED``)."""
+    for glob in globs:
+        if any(fnmatch.fnmatchcase(k, glob) for k in keys):
+            continue
+        if not keys:
+            raise UsageError(f"--keys {glob!r}: this run has no scalar metrics")
+        more = f", ... ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+        listed = ", ".join(keys[:MAX_LISTED])
+        raise UsageError(f"--keys {glob!r}: matches none of this run's {len(keys)} scalar key(s): {listed}{more}")
+
+
+def check_scalars(
+    run: Run, globs: Sequence[str] = (), steps: StepRange | None = None, aliases: dict[str, str] | None = None
+) -> None:
+    """``--keys`` globs and ``--steps`` of a scalar report, against the run's scalar keys and steps."""
+    if not globs and (steps is None or steps.unbounded):
+        return
+    keys, values = scalar_values(run, aliases)
+    check_key_globs(globs, keys)
+    if steps is not None:
+        check_steps(values, steps, has="this run's scalar metrics have")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fleets
+# ---------------------------------------------------------------------------------------------------------
+
+
+def fleet_values(
+    locations: Sequence[str], filters: Filters, *, layout: str | None, storage_options: dict[str, Any] | None
+) -> RunValues | None:
+    """The union of what the runs of a fleet have (runs that cannot be opened are left out: the fleet
+    reports them), or None when no run could be opened."""
+    from ..run import open_run
+
+    def one(loc: str) -> RunValues | None:
+        try:
+            return sample_values(open_run(loc, layout=layout, storage_options=storage_options), filters)
+        except (RunlogError, OSError, pl.exceptions.PolarsError):
+            return None
+
+    with ThreadPoolExecutor(min(OPEN_THREADS, max(1, len(locations)))) as pool:
+        found = [v for v in pool.map(one, locations) if v is not None]
+    if not found:
+        return None
+    out = RunValues(fleet=True)
+    for v in found:
+        out.merge(v)
+    return out
+
+
+def check_fleet(
+    locations: Sequence[str], filters: Filters, *, layout: str | None, storage_options: dict[str, Any] | None
+) -> None:
+    """A filter value that matches nothing in any run of the fleet is a usage error."""
+    if not filters.active:
+        return
+    values = fleet_values(locations, filters, layout=layout, storage_options=storage_options)
+    if values is not None:
+        check_filters(values, filters)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speakers (``metrics --text role:NAME``)
+# ---------------------------------------------------------------------------------------------------------
+
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+
+
+def check_text_role(run: Run, text: str, found: bool) -> None:
+    """``--text role:NAME`` that selected no message (``found`` false) is a usage error naming the speakers
+    the run may have: its roles and the chat roles. Checked after the fact: speakers are in the messages."""
+    if found or not text.startswith("role:"):
+        return
+    name = text.split(":", 1)[1]
+    roles = ", ".join(run.role_names()) or "(none recorded)"
+    raise UsageError(
+        f"--text role:{name}: no message of the selected samples is spoken by {name!r}; "
+        f"this run's roles are {roles} (chat roles: {', '.join(CHAT_ROLES)})"
+    )
