@@ -9,6 +9,7 @@ import typer
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
 from .fleet_opts import (
     ENGINE,
     RAY_ADDRESS,
@@ -35,9 +36,9 @@ def summarize_command(
         None, "--by", "-b", help="Group by: run, role, step, split, env, group (repeatable). Default: role."
     ),
     window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
-    split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
-    steps: str = typer.Option(None, "--steps", help="Only steps A:B (inclusive; A: and :B work too)."),
-    role: list[str] = typer.Option(None, "--role", help="Only these roles (repeatable)."),
+    split: list[str] = SPLITS_OPTION,
+    steps: str = STEPS_OPTION,
+    role: list[str] = ROLES_OPTION,
     scalars: bool = typer.Option(False, "--scalars", help="Summarise the scalar metrics (JSONL) instead."),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --scalars: only keys matching GLOB."),
     alias: list[str] = typer.Option(None, "--alias", help="With --scalars: treat key OLD as NEW (OLD=NEW)."),
@@ -82,6 +83,8 @@ def summarize_command(
       runlog summarize 's3://bucket/runs/*' --by run --engine ray --ray-address auto
     """
     from ..analysis import summarize as S
+    from ..analysis.check import check_filters, check_scalars
+    from ..analysis.filters import Filters
     from ..run import open_run
 
     with handle_errors():
@@ -97,16 +100,23 @@ def summarize_command(
                     locs, by or ["run", "role"], split, steps, role, fmt, output, layout, engine, ray_address
                 )
             )
+        filters = Filters.from_options(split, steps, role)
         run = open_run(locs[0], layout=layout)
-        filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
         if scalars:
+            if filters.splits or filters.roles:
+                raise UsageError("--split and --role do not apply to --scalars (scalar metrics have neither)")
             table = S.load_aliases(aliases, alias or ())
+            check_scalars(run, keys or (), filters.steps, table)
             df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
             emit_frame(df, fmt, output, keys=["key"])
+        elif keys or alias or aliases:
+            raise UsageError("--keys, --alias and --aliases go with --scalars")
         elif correlations:
+            check_filters(run, filters)
             df = S.correlations(run, filters=filters)
             emit_frame(df, fmt, output, keys=["x", "y"])
         else:
+            check_filters(run, filters)
             df = S.summarize(run, by or ["role"], filters=filters, window=window)
             group_keys = [c for c in df.columns if c in S.KEYS]
             comps = [c for c in df.columns if c.startswith("component/")]
@@ -139,11 +149,14 @@ def _summarize_fleet(
     ray_address: str | None,
 ) -> int:
     from ..analysis import summarize as S
+    from ..analysis.check import check_fleet
+    from ..analysis.filters import Filters
     from ..fleet import summarize_fleet
     from ..storage import _GLOBAL_OPTIONS
 
-    filters = S.Filters(splits=split or (), steps=S.StepRange.parse(steps), roles=role or ())
+    filters = Filters.from_options(split, steps, role)
     S.check_keys(by, ["run", *S.KEYS])
+    check_fleet(locs, filters, layout=layout, storage_options=dict(_GLOBAL_OPTIONS))
     eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:
