@@ -665,15 +665,15 @@ SINGLE_FILES = [
 def test_single_file_url(uploaded: Uploaded, name: str, rel: str) -> None:
     local = uploaded.local(name) / rel
     url = f"{uploaded.url(name)}/{rel}"
-    parent = url.rsplit("/", 1)[0]
+    folder = uploaded.url(name)  # the run of a single file is its run folder (flink_logs/ is the Flink run's own)
     cmds = [COMMANDS[0], COMMANDS[1], ("summarize", "--scalars", "--format", "csv")]
     for cmd in cmds:
         r, (code, out, err) = run_cli(cmd, url, *flags(uploaded.server)), local_result(cmd, local)
         assert r.exit_code == code and r.stderr.replace(url, str(local)) == err, (cmd, r.stderr)
         if cmd[0] == "inspect":
-            report = inspect_json(r.stdout, parent)  # the run of a single file is its folder, as locally
-            assert report == inspect_json(out, str(local.parent))
-            assert [f["path"] for f in report["files"]] == [local.name]
+            report = inspect_json(r.stdout, folder)
+            assert report == inspect_json(out, str(uploaded.local(name)))  # as locally
+            assert [f["path"] for f in report["files"]] == [rel]
         else:
             assert_same_csv(r.stdout, out)
 

@@ -29,6 +29,7 @@ from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
+MANIFEST = "run.json"  # the native layout's manifest: one per run
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
 
@@ -280,7 +281,7 @@ def _walk(root: Path) -> list[tuple[Path, str, int, str, tuple]]:
             except OSError:
                 continue
     # Manifests first: readers of other files in the same run may depend on them.
-    out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
+    out.sort(key=lambda t: (not (t[1] == MANIFEST or t[1].endswith(f"/{MANIFEST}")), t[1]))
     return out
 
 
@@ -296,19 +297,35 @@ class NameEntry:
 
 
 def _candidates(
-    path: str | os.PathLike[str] | ObjectPath, storage_options: dict[str, str] | None = None, prefetch: bool = True
+    path: str | os.PathLike[str] | ObjectPath,
+    storage_options: dict[str, str] | None = None,
+    prefetch: bool = True,
+    layout: str | None = None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
     """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``). Each
-    file is (path, run-relative path, size, path string, stamp: what changes when the file is rewritten)."""
+    file is (path, run-relative path, size, path string, stamp: what changes when the file is rewritten).
+    A run given as one file is rooted at its run folder (``_one_file``)."""
+    root, entries, _ = _listing(path, storage_options, prefetch, layout)
+    return root, entries
+
+
+def _listing(
+    path: str | os.PathLike[str] | ObjectPath,
+    storage_options: dict[str, str] | None,
+    prefetch: bool,
+    layout: str | None,
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
+    """``_candidates``, and whether the path named one file."""
     if storage.is_url(path):
         root = storage.location(path, storage_options)
         entries = storage.list_run(root)
-        if len(entries) == 1 and entries[0][0] == root:
-            root = root.parent
         if prefetch:
             # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
             storage.prefetch_small(entries)
-        return root, entries
+        if len(entries) == 1 and entries[0][0] == root:
+            abspath, _, size, path_str, stamp = entries[0]
+            return _one_file(path, ObjectPath(root.store, ""), abspath, root.key, size, path_str, stamp, layout)
+        return root, entries, False
     p = Path(path).expanduser()
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
@@ -317,10 +334,59 @@ def _candidates(
             st = p.stat()
         except OSError as exc:
             raise RunNotFoundError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        return p.parent, [(p, p.name, st.st_size, str(p), local_stamp(st))]
+        full = p.absolute()
+        top = Path(full.anchor)
+        root, entries, _ = _one_file(
+            path, top, full, full.relative_to(top).as_posix(), st.st_size, str(p), local_stamp(st), layout
+        )
+        depth = entries[0][1].count("/")
+        # The run folder as the user wrote the path (relative stays relative), where the path reaches that far.
+        return (p.parents[depth] if depth < len(p.parents) else root), entries, True
     if p.is_dir():
-        return p, _walk(p)
+        return p, _walk(p), False
     raise RunNotFoundError(f"{path}: not a regular file or directory")
+
+
+def _one_file(
+    path: Any, top: Any, abspath: Any, full: str, size: int, path_str: str, stamp: tuple | None, layout: str | None
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
+    """A run given as one file: rooted at the folder its layout would have as the run's (``Layout.run_folder``:
+    ``RUN`` for ``RUN/samples/train/step_8.p0.parquet``), so that its run-relative path, which may tell
+    split and step, reads as it would in that folder. ``full`` is its path below ``top`` (``/``, a bucket)."""
+    if abspath.name == MANIFEST:
+        raise UsageError(f"{path}: {MANIFEST} is a manifest, not a run: pass its folder")
+    cand = Candidate(top, abspath, size, full, path_str, stamp)
+    chosen = _choose(cand, get_layout(layout) if layout else None, layouts())
+    folder = chosen.run_folder(full) if chosen is not None else full.rpartition("/")[0]
+    rel = full[len(folder) + 1 :] if folder else full
+    return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
+
+
+def _one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
+    """Refuse a path that holds several runs, from the paths of the files a layout claimed (nothing is read).
+
+    Each file belongs to the run folder its layout puts it in (``Layout.run_folder``). A folder below another
+    one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
+    dumps), unless it holds a manifest of its own. Two or more folders left are several runs: their numbers
+    must not be added up (docs/format.md, "One run, or several")."""
+    folders = {lay.run_folder(rel) for rel, lay in claimed}
+    if len(folders) < 2:
+        return
+    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
+    runs = sorted(
+        f for f in folders if f in manifests or not any(f != g and (not g or f.startswith(g + "/")) for g in folders)
+    )
+    if len(runs) < 2:
+        return
+    where = str(path).rstrip("/") or str(path)
+    shown = [r or "." for r in runs]
+    names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
+    depths = {r.count("/") + 1 for r in runs}
+    if "" in runs or len(depths) != 1:
+        hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet"
+    else:
+        hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet"
+    raise UsageError(f"{where}: holds {len(runs)} runs ({names}): {hint}")
 
 
 def list_names(
@@ -333,10 +399,11 @@ def list_names(
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
     it to decide which files ``open_run(keep=...)`` needs at all."""
-    root, paths = _candidates(path, storage_options, prefetch)
+    root, paths = _candidates(path, storage_options, prefetch, layout)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
+    claimed: list[tuple[str, Layout]] = []
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES or cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
@@ -344,9 +411,11 @@ def list_names(
         chosen = _choose(cand, forced, registry)
         if chosen is None:
             continue
+        claimed.append((rel, chosen))
         keys = chosen.name_keys(cand)
         split, step = keys if keys is not None else (None, None)
         out.append(NameEntry(rel, chosen.name, split, step, keys is not None))
+    _one_run(path, claimed)
     return out
 
 
@@ -360,6 +429,10 @@ def open_run(
     cache: bool = True,
 ) -> Run:
     """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
+
+    A path that holds several runs (``_one_run``: two manifests, or run folders side by side) is a
+    ``UsageError``, decided from the listed paths before anything is probed. A single file is a run of
+    that file, rooted at its run folder (``_one_file``); ``run.json`` alone is a ``UsageError``.
 
     ``layout`` forces one layout for every data file instead of detecting it. ``keep(split, step)``, when
     given, is asked about every one-step sample file whose name tells its split and step; files it refuses
@@ -375,7 +448,7 @@ def open_run(
     ``cache``: reuse the probes of unchanged Parquet files from earlier commands (``runlog.probe_cache``;
     ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
-    root, paths = _candidates(path, storage_options, prefetch=only is None)
+    root, paths, single = _listing(path, storage_options, only is None, layout)
     if only is not None:
         wanted = set(only)
         paths = [t for t in paths if t[1] in wanted]
@@ -388,6 +461,7 @@ def open_run(
     skipped = 0
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
+    claimed: list[tuple[str, Layout]] = []
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES:
@@ -401,13 +475,16 @@ def open_run(
             unmatched.append(cand.rel)
             ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
+        claimed.append((cand.rel, chosen))
         if keep is not None:
             keys = chosen.name_keys(cand)
             if keys is not None and not keep(*keys):
                 skipped += 1
                 continue
         chosen_files.append((cand, chosen))
-    probes = ProbeCache.open(root) if cache else None
+    _one_run(path, claimed)
+    # One file alone is probed anew: its run's cache entries would be dropped as files no longer listed.
+    probes = ProbeCache.open(root) if cache and not single else None
     cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]
     hits: dict[int, Hit] = {}
     for i, (cand, chosen) in enumerate(chosen_files):
@@ -439,6 +516,8 @@ def open_run(
             )
         if not ctx.problems:
             raise UsageError(f"{path}: no files found")
+    if single and files and all(f.kind == "manifest" for f in files):
+        raise UsageError(f"{path}: a {files[0].layout} manifest, with no rows of its own: pass its folder")
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -173,9 +174,23 @@ class Layout:
     # Whether a probe of one of its Parquet files depends on that file alone, so that its result may be
     # kept between commands (``runlog.probe_cache``).
     cache_probes: ClassVar[bool] = False
+    # The sub-folders a run of this layout keeps its files in (a regex matched against the end of a file's
+    # folder, for example ``samples/[^/]+``): ``run_folder`` strips them to find the run's own folder.
+    own_folders: ClassVar[str | None] = None
 
     def detect(self, cand: Candidate) -> bool:
         raise NotImplementedError
+
+    def run_folder(self, rel: str) -> str:
+        """The folder of the run that the file ``rel`` (a posix path, '' for the top) belongs to, from its
+        path alone: the file's folder less the layout's own sub-folders (``own_folders``). Discovery uses
+        it to tell a run from a folder of runs, and to place a run given as one file."""
+        folder = rel.rpartition("/")[0]
+        if self.own_folders:
+            m = re.fullmatch(rf"(?:(.*)/)?(?:{self.own_folders})", folder)
+            if m:
+                folder = m.group(1) or ""
+        return folder
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         raise NotImplementedError

@@ -69,6 +69,7 @@ class FlinkLayout(Layout):
     description = "Flink debug data: flink_logs/batch_debug_data_{train|eval}_{step}[_suffix].parquet|csv (v0, v1)"
     priority = 20
     formats = (".parquet", ".csv")
+    own_folders = "flink_logs"
     cache_probes = True
 
     def detect(self, cand: Candidate) -> bool:

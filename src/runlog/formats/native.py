@@ -55,6 +55,7 @@ class NativeLayout(Layout):
     priority = 10
     formats = (".parquet", ".jsonl", ".json")
     cache_probes = True
+    own_folders = r"samples/[^/]+"
 
     def detect(self, cand: Candidate) -> bool:
         if cand.name == MANIFEST:

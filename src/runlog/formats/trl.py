@@ -63,6 +63,7 @@ class Trl(Layout):
     description = "TRL GRPOTrainer completion logs (completions/completions_{step:05d}.parquet)"
     priority = 30
     formats = (".parquet",)
+    own_folders = r"completions(?:/[^/]+)?"
 
     def detect(self, cand: Candidate) -> bool:
         if cand.suffix != ".parquet" or not _FILE.fullmatch(cand.name):

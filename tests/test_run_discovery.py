@@ -1,0 +1,305 @@
+"""What a path holds: one run, or several (refused, never added up); and a run given as a single file.
+
+The rule (docs/format.md, "One run, or several"): each file belongs to the run folder its layout puts it in;
+a folder below another one is that run's own, unless it holds a ``run.json`` of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from object_stores import s3_server  # noqa: F401
+from runlog import RunWriter
+from runlog.errors import UsageError
+from runlog.run import list_names, open_run
+from runlog.storage import Store
+
+from conftest import REALDATA, SAMPLE_RUNS, make_flink_run, make_native_run
+
+NATIVE_RUNS = {"alpha": (3, 4), "beta": (5, 6), "gamma": (2, 10)}  # name: (steps, samples per step)
+
+
+def write_native(root: Path, steps: int, n: int, seed: int) -> Path:
+    with RunWriter(root, name=root.name, roles=["solver", "judge"]) as w:
+        for step in range(steps):
+            w.log_samples(
+                step,
+                {
+                    "sample_id": [f"{root.name}-{step}-{i}" for i in range(n)],
+                    "group_id": [f"g{step}-{i // 2}" for i in range(n)],
+                    "reward": [((seed + step + i) % 5) / 4 for i in range(n)],
+                    "roles": [
+                        [
+                            {"role": "solver", "reward": float((seed + i) % 3), "kl": 0.01 * (i + 1)},
+                            {"role": "judge", "reward": float((seed + step) % 2), "kl": 0.02},
+                        ]
+                        for i in range(n)
+                    ],
+                },
+            )
+            w.log_scalars(step, {"train/loss": 1.0 / (step + 1 + seed)})
+    return root
+
+
+@pytest.fixture
+def folder_of_runs(tmp_path: Path) -> Path:
+    """``runs/``: three native runs written with ``RunWriter`` and a Flink run (``flink_logs/``)."""
+    base = tmp_path / "runs"
+    for seed, (name, (steps, n)) in enumerate(NATIVE_RUNS.items()):
+        write_native(base / name, steps, n, seed)
+    make_flink_run(base / "delta", steps=range(3))
+    return base
+
+
+def one_error_line(r: Any) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# -- a folder of runs is not one run ----------------------------------------------------------------------
+
+
+def test_a_folder_of_runs_is_refused_on_every_command(cli, folder_of_runs: Path) -> None:
+    expected = (
+        f"Error: {folder_of_runs}: holds 4 runs (alpha, beta, delta, gamma): "
+        f"pass one, or '{folder_of_runs}/*' --by run for a fleet"
+    )
+    for path in (folder_of_runs, f"{folder_of_runs}/"):
+        for cmd in (["inspect"], ["summarize"], ["summarize", "--format", "csv"], ["inspect", "--format", "json"]):
+            r = cli(*cmd, path)
+            assert r.exit_code == 2, (cmd, r.stdout, r.stderr)
+            assert one_error_line(r) == expected
+            assert r.stdout == ""
+    # The library entry raises it, so that every command (and every API user) gets it; so does list_names.
+    with pytest.raises(UsageError, match="holds 4 runs"):
+        open_run(folder_of_runs)
+    with pytest.raises(UsageError, match="holds 4 runs"):
+        list_names(folder_of_runs)
+
+
+def test_the_fleet_glob_gives_each_run_alone(cli, folder_of_runs: Path) -> None:
+    assert cli("summarize", folder_of_runs).exit_code == 2  # the folder itself: refused, never added up
+    r = cli("summarize", f"{folder_of_runs}/*", "--by", "run", "--by", "role", "--format", "csv")
+    assert r.exit_code == 0, r.stderr
+    rows = csv_rows(r.stdout)
+    assert sorted({row["run"] for row in rows}) == ["alpha", "beta", "delta", "gamma"]
+    for name in ("alpha", "beta", "delta", "gamma"):
+        alone = cli("summarize", folder_of_runs / name, "--by", "role", "--format", "csv")
+        assert alone.exit_code == 0, alone.stderr
+        expected = {row["role"]: row["reward_count"] for row in csv_rows(alone.stdout)}
+        got = {row["role"]: row["reward_count"] for row in rows if row["run"] == name}
+        assert got == expected, name
+    counts = {row["run"]: 0 for row in rows}
+    for row in rows:
+        if row["role"] == "solver":
+            counts[row["run"]] += int(row["reward_count"])
+    assert counts == {"alpha": 12, "beta": 30, "gamma": 20, "delta": 12}  # steps x samples, per run
+
+
+def test_sample_runs_folder_names_its_four_runs(cli) -> None:
+    r = cli("inspect", SAMPLE_RUNS)
+    assert r.exit_code == 2
+    assert one_error_line(r).endswith(
+        f"holds 4 runs (damaged, debate_grpo, flink_mixed, jaxarc): pass one, or '{SAMPLE_RUNS}/*' --by run for a fleet"
+    )
+
+
+def tree(base: Path, files: dict[str, str | bytes | Path]) -> Path:
+    for rel, content in files.items():
+        path = base / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copy(content, path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return base
+
+
+def verl_lines(step: int) -> str:
+    return "".join(json.dumps({"input": "q", "output": "a", "score": 1.0, "step": step}) + "\n" for _ in range(2))
+
+
+def test_what_is_one_run_and_what_is_several(tmp_path: Path) -> None:
+    flink_file = next((SAMPLE_RUNS / "flink_mixed" / "flink_logs").glob("batch_debug_data_train_*.parquet"))
+    # One run: a run's own sub-folders (samples/, flink_logs/ of a resumed run, verl's validation dumps), and
+    # files that no layout claims anywhere (a stray config.json, notes) are no run at all.
+    one = make_native_run(tmp_path / "one")
+    tree(one, {"flink_logs/batch_debug_data_train_9.parquet": flink_file, "notes/config.json": "{}"})
+    assert {f.layout for f in open_run(one).files} == {"runlog", "flink"}
+    verl = tree(tmp_path / "verl", {"rollout/3.jsonl": verl_lines(3), "val_generations/5.jsonl": verl_lines(5)})
+    assert sorted(f.split for f in open_run(verl).files) == ["train", "val"]
+    make_native_run(tmp_path / "lone" / "exp" / "run1")
+    tree(tmp_path / "lone", {"config.json": "{}", "README.md": "x"})
+    assert open_run(tmp_path / "lone").manifest is not None
+
+    def refused(path: Path) -> str:
+        with pytest.raises(UsageError) as exc:
+            open_run(path)
+        return str(exc.value)
+
+    # Several: two manifests, even nested; two verl runs side by side; runs two levels down (the glob says so).
+    nested = make_native_run(tmp_path / "nested")
+    make_native_run(nested / "eval_run")
+    assert refused(nested) == (
+        f"{nested}: holds 2 runs (., eval_run): pass each run's folder (or file) as its own PATH; "
+        "several PATHs make a fleet"
+    )
+    two_verl = tree(tmp_path / "two_verl", {"a/3.jsonl": verl_lines(3), "b/val/3.jsonl": verl_lines(3)})
+    assert "holds 2 runs (a, b)" in refused(two_verl)
+    deep = tmp_path / "deep"
+    for rel in ("exp1/s0", "exp1/s1", "exp2/s0"):
+        make_native_run(deep / rel)
+    assert (
+        refused(deep)
+        == f"{deep}: holds 3 runs (exp1/s0, exp1/s1, exp2/s0): pass one, or '{deep}/*/*' --by run for a fleet"
+    )
+    # A run whose folder has no manifest (Flink) beside a native one: two runs, named by their folders.
+    mixed = tmp_path / "mixed"
+    make_flink_run(mixed / "flink_run")
+    make_native_run(mixed / "native_run", scalars=False)
+    assert "holds 2 runs (flink_run, native_run)" in refused(mixed)
+    many = tmp_path / "many"
+    for i in range(10):
+        make_flink_run(many / f"r{i}", steps=range(1))
+    assert "holds 10 runs (r0, r1, r2, r3, r4, r5, r6, r7, ... (+2))" in refused(many)
+
+
+def test_loose_files_of_several_layouts_in_one_folder_are_one_run(cli) -> None:
+    """The real dumps folder (no manifest, files side by side): one run, each row keeping its layout."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"{REALDATA} not found (the shared/realdata checkout)")
+    r = cli("inspect", REALDATA, "--format", "json")
+    assert r.exit_code in (0, 1), r.stderr
+    layouts = {f["layout"] for f in json.loads(r.stdout)["files"]}
+    assert {"verifiers", "nemo_gym"} <= layouts
+    # Each file of it alone is a run too (the verifiers metadata alone has no rows: a one-line reason).
+    meta = REALDATA / "verifiers_math_python_gpt5nano_metadata.json"
+    r = cli("summarize", meta)
+    assert r.exit_code == 2 and "a verifiers manifest, with no rows of its own: pass its folder" in one_error_line(r)
+
+
+# -- a single file is a run -------------------------------------------------------------------------------
+
+
+def test_run_json_alone_is_a_usage_error(cli, tmp_path: Path) -> None:
+    run = make_native_run(tmp_path / "r")
+    for cmd in ("inspect", "summarize"):
+        r = cli(cmd, run / "run.json")
+        assert r.exit_code == 2
+        assert one_error_line(r) == f"Error: {run / 'run.json'}: run.json is a manifest, not a run: pass its folder"
+    with pytest.raises(UsageError, match="pass its folder"):
+        open_run(run / "run.json", layout="runlog")
+
+
+def single_files(tmp_path: Path) -> dict[str, tuple[Path, str, int]]:
+    """layout -> (one file, its path within its run, the rows it holds)."""
+    native = make_native_run(tmp_path / "native", steps=range(3), n=5)
+    flink = SAMPLE_RUNS / "flink_mixed" / "flink_logs"
+    out: dict[str, tuple[Path, str, int]] = {
+        "runlog samples": (
+            native / "samples/train/step_00000001.p0.parquet",
+            "samples/train/step_00000001.p0.parquet",
+            5,
+        ),
+        "runlog scalars": (native / "scalars.p0.jsonl", "scalars.p0.jsonl", 3),
+        "flink parquet": (
+            flink / "batch_debug_data_train_1.parquet",
+            "flink_logs/batch_debug_data_train_1.parquet",
+            16,
+        ),
+        "flink csv": (flink / "batch_debug_data_train_13.csv", "flink_logs/batch_debug_data_train_13.csv", 16),
+        "jaxarc": (SAMPLE_RUNS / "jaxarc/batch_metrics.jsonl", "batch_metrics.jsonl", 50),
+    }
+    trl = tmp_path / "trl" / "completions" / "completions_00005.parquet"
+    trl.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"step": [5, 5], "prompt": ["p", "p"], "completion": ["a", "b"], "r": [1.0, 0.0]}), trl)
+    out["trl"] = (trl, "completions/completions_00005.parquet", 2)
+    verl = tree(tmp_path / "verl", {"val_generations/5.jsonl": verl_lines(5)})
+    out["verl"] = (verl / "val_generations/5.jsonl", "val_generations/5.jsonl", 2)
+    areal = tree(tmp_path / "areal", {"stats.jsonl": "".join(f'{{"step": {i}, "loss": 0.5}}\n' for i in range(4))})
+    out["areal"] = (areal / "stats.jsonl", "stats.jsonl", 4)
+    for name, rows in (
+        ("verifiers_math_python_gpt5nano_results.jsonl", 15),
+        ("nemo_gym_tool_call_multireward_rollouts.jsonl", 5),
+    ):
+        if (REALDATA / name).is_file():
+            out[name.split("_")[0] if name.startswith("verifiers") else "nemo_gym"] = (REALDATA / name, name, rows)
+    return out
+
+
+def test_every_layouts_single_file_is_a_run_of_that_file(cli, tmp_path: Path) -> None:
+    files = single_files(tmp_path)
+    for what, (path, rel, rows) in files.items():
+        r = cli("inspect", path, "--format", "json")
+        assert r.exit_code in (0, 1), (what, r.stderr)
+        report = json.loads(r.stdout)
+        assert [f["path"] for f in report["files"]] == [rel], what
+        assert sum(f["rows"] or 0 for f in report["files"]) == rows, what
+        s = cli("summarize", path, "--format", "csv")
+        assert s.exit_code in (0, 1) and "Traceback" not in s.stderr, (what, s.stderr)
+    # The path inside the run tells what it tells in the run's folder: split and step of a native file,
+    # verl's validation split.
+    native = open_run(files["runlog samples"][0])
+    assert (native.files[0].split, native.files[0].step, native.name) == ("train", 1, "native")
+    assert native.samples.collect().height == 5
+    assert open_run(files["verl"][0]).samples.collect()["split"].to_list() == ["val", "val"]
+    # A file that no layout claims: the one-line reason it always had.
+    stray = tree(tmp_path / "stray", {"step_00000001.p0.parquet": files["runlog samples"][0]})
+    r = cli("summarize", stray / "step_00000001.p0.parquet")
+    assert r.exit_code == 2 and "match no known layout" in one_error_line(r)
+
+
+def test_single_native_file_relative_path_names_its_run_folder(cli, tmp_path: Path, monkeypatch) -> None:
+    make_native_run(tmp_path / "exp" / "run7", steps=range(2), n=3)
+    monkeypatch.chdir(tmp_path)
+    r = cli("inspect", "exp/run7/samples/train/step_00000000.p0.parquet", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["run"] == "exp/run7"
+
+
+# -- the same on an object store ----------------------------------------------------------------------------
+
+
+def test_object_store_folder_of_runs_and_single_file(cli, s3_server: Any, folder_of_runs: Path) -> None:  # noqa: F811
+    Store._cache.clear()
+    url = f"s3://{s3_server.fresh_bucket()}/runs"
+    s3_server.upload_dir(folder_of_runs, url)
+    opts: list[str] = []
+    for key, value in s3_server.storage_options.items():
+        opts += ["--storage-option", f"{key}={value}"]
+    try:
+        r = cli("summarize", url, *opts)
+        assert r.exit_code == 2
+        assert one_error_line(r) == (
+            f"Error: {url}: holds 4 runs (alpha, beta, delta, gamma): pass one, or '{url}/*' --by run for a fleet"
+        )
+        one = f"{url}/beta/samples/train/step_00000002.p0.parquet"
+        r = cli("inspect", one, "--format", "json", *opts)
+        assert r.exit_code == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["run"] == f"{url}/beta"
+        assert [(f["path"], f["rows"]) for f in report["files"]] == [("samples/train/step_00000002.p0.parquet", 6)]
+        r = cli("inspect", f"{url}/beta/run.json", *opts)
+        assert r.exit_code == 2 and "run.json is a manifest" in one_error_line(r)
+        r = cli("summarize", f"{url}/*", "--by", "run", "--format", "csv", *opts)
+        assert r.exit_code == 0, r.stderr
+        assert sorted({row["run"] for row in csv_rows(r.stdout)}) == ["alpha", "beta", "delta", "gamma"]
+    finally:
+        Store._cache.clear()
