@@ -10,8 +10,9 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stdout_console, use_storage_options
+from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
 from .filter_opts import SPLIT_OPTION
+from .output import print_out
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -71,14 +72,15 @@ def doctor_command(
                 {"findings": [f.as_dict() for f in result.findings], "notes": result.notes, "split": result.split}
             )
         else:
-            stdout_console().print(render_findings(run.name, result))
+            print_out(render_findings(run.name, result))
     raise typer.Exit(EXIT_PROBLEMS if result.failing else EXIT_OK)
 
 
 def render_findings(name: str, result: Any) -> Group:
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
+
+    from .output import Col, Sheet
 
     parts: list[Any] = []
     head = Text()
@@ -88,18 +90,24 @@ def render_findings(name: str, result: Any) -> Group:
         head.append(f"  split {visible(result.split, keep_newlines=False)}", style="dim")
     parts.append(head)
     if result.findings:
-        t = Table(title_justify="left", show_lines=False)
-        for col in ("severity", "kind", "role", "onset", "finding"):
-            t.add_column(col, overflow="fold", justify="right" if col == "onset" else "left")
-        for f in result.findings:
-            t.add_row(
+        columns = [
+            Col("severity", "left", key=True),
+            Col("kind", "left", key=True),
+            Col("role", "left", key=True),
+            Col("onset"),
+            Col("finding", "left", wrap=True),
+        ]
+        rows = [
+            [
                 Text(f.severity, style=SEVERITY_STYLE[f.severity]),
-                f.kind,
+                Text(f.kind),
                 Text(visible(f.role or "-", keep_newlines=False)),
-                "-" if f.onset_step is None else str(f.onset_step),
+                Text("-" if f.onset_step is None else str(f.onset_step)),
                 Text(visible(f.message, keep_newlines=False)),
-            )
-        parts.append(t)
+            ]
+            for f in result.findings
+        ]
+        parts.append(Sheet("", columns, rows))
     for note in result.notes:
         parts.append(Text(f"note: {visible(note, keep_newlines=False)}", style="dim"))
     if not result.findings:
