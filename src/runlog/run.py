@@ -357,7 +357,9 @@ def _one_file(
         raise UsageError(f"{path}: {MANIFEST} is a manifest, not a run: pass its folder")
     cand = Candidate(top, abspath, size, full, path_str, stamp)
     chosen = _choose(cand, get_layout(layout) if layout else None, layouts())
-    folder = chosen.run_folder(full) if chosen is not None else full.rpartition("/")[0]
+    folder = full.rpartition("/")[0]
+    if chosen is not None:
+        folder = chosen.run_folder(folder)
     rel = full[len(folder) + 1 :] if folder else full
     return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
 
@@ -369,13 +371,17 @@ def _one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
     dumps), unless it holds a manifest of its own. Two or more folders left are several runs: their numbers
     must not be added up (docs/format.md, "One run, or several")."""
-    folders = {lay.run_folder(rel) for rel, lay in claimed}
+    where_files = {(lay, rel.rpartition("/")[0]) for rel, lay in claimed}
+    folders = {lay.run_folder(folder) for lay, folder in where_files}
     if len(folders) < 2:
         return
     manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
-    runs = sorted(
-        f for f in folders if f in manifests or not any(f != g and (not g or f.startswith(g + "/")) for g in folders)
-    )
+
+    def inside_another(f: str) -> bool:
+        parts = f.split("/") if f else []
+        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
+
+    runs = sorted(f for f in folders if f in manifests or not inside_another(f))
     if len(runs) < 2:
         return
     where = str(path).rstrip("/") or str(path)

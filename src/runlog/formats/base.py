@@ -9,6 +9,7 @@ Commands never look at file names or extensions themselves.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -181,15 +182,14 @@ class Layout:
     def detect(self, cand: Candidate) -> bool:
         raise NotImplementedError
 
-    def run_folder(self, rel: str) -> str:
-        """The folder of the run that the file ``rel`` (a posix path, '' for the top) belongs to, from its
-        path alone: the file's folder less the layout's own sub-folders (``own_folders``). Discovery uses
-        it to tell a run from a folder of runs, and to place a run given as one file."""
-        folder = rel.rpartition("/")[0]
+    def run_folder(self, folder: str) -> str:
+        """The folder of the run that a file of this layout in ``folder`` (a posix path, '' for the top)
+        belongs to, from the path alone: ``folder`` less the layout's own sub-folders (``own_folders``).
+        Discovery uses it to tell a run from a folder of runs, and to place a run given as one file."""
         if self.own_folders:
-            m = re.fullmatch(rf"(?:(.*)/)?(?:{self.own_folders})", folder)
+            m = _own_folders_re(self.own_folders).fullmatch(folder)
             if m:
-                folder = m.group(1) or ""
+                return m.group(1) or ""
         return folder
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
@@ -255,6 +255,11 @@ class Layout:
         """True when every sample of these files has per-role columns in the wide view (``__has_roles`` is
         true on every row), so that summaries can skip the role-unknown case; known from footers."""
         return False
+
+
+@functools.cache
+def _own_folders_re(pattern: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:(.*)/)?(?:{pattern})")
 
 
 def component_value(name: str) -> pl.Expr:
