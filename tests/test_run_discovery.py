@@ -77,7 +77,7 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 def test_a_folder_of_runs_is_refused_on_every_command(cli, folder_of_runs: Path) -> None:
     expected = (
         f"Error: {folder_of_runs}: holds 4 runs (alpha, beta, delta, gamma): "
-        f"pass one, or '{folder_of_runs}/*' --by run for a fleet"
+        f"pass one, or '{folder_of_runs}/*' --by run for a fleet (summarize, metrics)"
     )
     for path in (folder_of_runs, f"{folder_of_runs}/"):
         for cmd in (["inspect"], ["summarize"], ["summarize", "--format", "csv"], ["inspect", "--format", "json"]):
@@ -115,7 +115,8 @@ def test_sample_runs_folder_names_its_four_runs(cli) -> None:
     r = cli("inspect", SAMPLE_RUNS)
     assert r.exit_code == 2
     assert one_error_line(r).endswith(
-        f"holds 4 runs (damaged, debate_grpo, flink_mixed, jaxarc): pass one, or '{SAMPLE_RUNS}/*' --by run for a fleet"
+        "holds 4 runs (damaged, debate_grpo, flink_mixed, jaxarc): "
+        f"pass one, or '{SAMPLE_RUNS}/*' --by run for a fleet (summarize, metrics)"
     )
 
 
@@ -159,7 +160,7 @@ def test_what_is_one_run_and_what_is_several(tmp_path: Path) -> None:
     make_native_run(nested / "eval_run")
     assert refused(nested) == (
         f"{nested}: holds 2 runs (., eval_run): pass each run's folder (or file) as its own PATH; "
-        "several PATHs make a fleet"
+        "several PATHs make a fleet (summarize, metrics)"
     )
     two_verl = tree(tmp_path / "two_verl", {"a/3.jsonl": verl_lines(3), "b/val/3.jsonl": verl_lines(3)})
     assert "holds 2 runs (a, b)" in refused(two_verl)
@@ -167,8 +168,8 @@ def test_what_is_one_run_and_what_is_several(tmp_path: Path) -> None:
     for rel in ("exp1/s0", "exp1/s1", "exp2/s0"):
         make_native_run(deep / rel)
     assert (
-        refused(deep)
-        == f"{deep}: holds 3 runs (exp1/s0, exp1/s1, exp2/s0): pass one, or '{deep}/*/*' --by run for a fleet"
+        refused(deep) == f"{deep}: holds 3 runs (exp1/s0, exp1/s1, exp2/s0): "
+        f"pass one, or '{deep}/*/*' --by run for a fleet (summarize, metrics)"
     )
     # A run whose folder has no manifest (Flink) beside a native one: two runs, named by their folders.
     mixed = tmp_path / "mixed"
@@ -288,7 +289,8 @@ def test_object_store_folder_of_runs_and_single_file(cli, s3_server: Any, folder
         r = cli("summarize", url, *opts)
         assert r.exit_code == 2
         assert one_error_line(r) == (
-            f"Error: {url}: holds 4 runs (alpha, beta, delta, gamma): pass one, or '{url}/*' --by run for a fleet"
+            f"Error: {url}: holds 4 runs (alpha, beta, delta, gamma): "
+            f"pass one, or '{url}/*' --by run for a fleet (summarize, metrics)"
         )
         one = f"{url}/beta/samples/train/step_00000002.p0.parquet"
         r = cli("inspect", one, "--format", "json", *opts)

@@ -389,9 +389,9 @@ def _one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
     depths = {r.count("/") + 1 for r in runs}
     if "" in runs or len(depths) != 1:
-        hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet"
+        hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet (summarize, metrics)"
     else:
-        hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet"
+        hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"
     raise UsageError(f"{where}: holds {len(runs)} runs ({names}): {hint}")
 
 
