@@ -163,7 +163,7 @@ def test_cli_on_real_logs(cli, name: str) -> None:
     assert "inspect_ai" in r.output
     r = cli("summarize", path, "--by", "role", "--format", "json")
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output[r.output.index("[") :].splitlines()[0])
+    rows = json.loads(r.stdout)
     assert [row["role"] for row in rows] == [None]  # single agent: one row with a null role
     _, samples = raw_log(path)
     assert rows[0]["reward_count"] + rows[0]["reward_null"] == len(samples)
@@ -342,7 +342,7 @@ def test_cli_renders_tool_calls(cli, agentic_log: Path) -> None:
         assert text in r.output
     r = cli("summarize", agentic_log, "--by", "role", "--format", "json")
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output[r.output.index("[") :].splitlines()[0])
+    rows = json.loads(r.stdout)
     assert [row["role"] for row in rows] == [None] and rows[0]["reward_count"] == 3
 
 
@@ -426,7 +426,7 @@ def test_newer_log_version_is_refused_naming_the_file(cli, tmp_path: Path, fmt: 
     assert run.samples.collect().height == 1
     r = cli("inspect", path, "--format", "json")
     assert r.exit_code == 1 and "Traceback" not in r.output
-    report = json.loads(r.output[r.output.index("{") :])
+    report = json.loads(r.stdout)
     assert [(p["path"], p["kind"]) for p in report["problems"]] == [(f"future.{fmt}", NEWER_VERSION)]
     assert "newer inspect_ai log schema version 99; upgrade runlog" in report["problems"][0]["message"]
 
@@ -438,7 +438,7 @@ def test_real_json_with_version_99(cli, tmp_path: Path) -> None:
     path.write_text(json.dumps(log, indent=2))
     r = cli("inspect", path, "--format", "json")
     assert r.exit_code == 1
-    report = json.loads(r.output[r.output.index("{") :])
+    report = json.loads(r.stdout)
     assert any(
         p["path"] == "security.json" and "newer inspect_ai log schema version 99" in p["message"]
         for p in report["problems"]
@@ -496,7 +496,7 @@ def test_forced_layout_on_a_json_that_is_no_log(cli, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"lr": 0.1, "samples": [1]}))
     r = cli("inspect", tmp_path, "--layout", "inspect_ai", "--format", "json")
     assert r.exit_code == 1
-    report = json.loads(r.output[r.output.index("{") :])
+    report = json.loads(r.stdout)
     assert [(p["path"], p["message"]) for p in report["problems"]] == [
         ("config.json", "no `eval` object: not an inspect_ai log")
     ]
