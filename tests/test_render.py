@@ -171,13 +171,17 @@ def flink_agents_run(tmp_path):
 
 
 def test_flink_trajectory_and_agent_trajectories(tmp_path):
-    """Flink rows: the structured transcript first; the per-agent JSON when there is none or on request."""
+    """Flink rows: the messages the reader builds from the agents' JSON, ordered by the transcript (which
+    leaves the tool call out); the transcript or the per-agent JSON as written on request."""
     run = open_run(flink_agents_run(tmp_path))
     rows = run.samples.collect().to_dicts()
     conv = conversation_from_row(rows[0])
-    assert conv.source == "trajectory" and [t.role for t in conv.turns] == ["user", "assistant"]
-    assert conv.turns[1].speaker == "solver"
-    agents = conversation_from_row(rows[1])  # no trajectory: the agents' JSON
+    assert conv.source == "messages"
+    assert [t.role for t in conv.turns] == ["user", "assistant", "tool", "assistant", "assistant"]
+    assert [t.speaker for t in conv.turns if t.role == "assistant"] == ["solver", "solver", "judge"]
+    transcript = conversation_from_row(rows[0], "trajectory")
+    assert [t.role for t in transcript.turns] == ["user", "assistant"] and transcript.turns[1].speaker == "solver"
+    agents = conversation_from_row(rows[1], "agent_trajectories")  # the agents' JSON, as written
     assert agents.source == "agent_trajectories"
     assert [t.speaker for t in agents.turns] == ["judge (agent_0)", "solver (agent_1)", "python", "solver (agent_1)"]
     assert agents.turns[2].result.call_id == "c7"

@@ -138,17 +138,25 @@ def from_trajectory_text(text: str) -> tuple[list[Turn], bool]:
     """A rendered transcript. ``<|role name=X id=Y|>`` headers (with ``[tool_call ID NAME ARGS]`` lines)
     and ChatML (``<|im_start|>role ... <|im_end|>``) are split into turns (known True); any other text is
     one ``transcript`` turn, shown as it is."""
+    msgs = transcript_messages(text)
+    if msgs is None:
+        return [Turn("transcript", content=text)], False
+    return _tool_responses(from_messages(msgs)), True
+
+
+def transcript_messages(text: str) -> list[dict[str, Any]] | None:
+    """A rendered transcript as canonical message dicts (``runlog.chat.message``), or None when it has
+    neither ``<|role ...|>`` headers nor ChatML blocks from its first non-blank character on."""
     headers = list(_HEADER.finditer(text))
     if headers and not text[: headers[0].start()].strip():
-        return _from_headers(text, headers), True
+        return _header_messages(text, headers)
     blocks = list(_CHATML.finditer(text))
     if blocks and not text[: blocks[0].start()].strip():
-        msgs = [chat.message(b["role"].strip() or "unknown", b["body"].strip("\n")) for b in blocks]
-        return _tool_responses(from_messages(msgs)), True
-    return [Turn("transcript", content=text)], False
+        return [chat.message(b["role"].strip() or "unknown", b["body"].strip("\n")) for b in blocks]
+    return None
 
 
-def _from_headers(text: str, headers: list[re.Match[str]]) -> list[Turn]:
+def _header_messages(text: str, headers: list[re.Match[str]]) -> list[dict[str, Any]]:
     msgs: list[dict[str, Any]] = []
     for i, h in enumerate(headers):
         end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
@@ -170,7 +178,7 @@ def _from_headers(text: str, headers: list[re.Match[str]]) -> list[Turn]:
                 tool_call_id=attrs.get("id"),
             )
         )
-    return from_messages(msgs)
+    return msgs
 
 
 def _tool_responses(turns: list[Turn]) -> list[Turn]:

@@ -1,0 +1,324 @@
+"""Flink conversations: ``agent_trajectories`` (and the rendered ``trajectory``) to canonical messages.
+
+Flink's ``BatchDebugData`` (seed 000) holds each trajectory twice: ``trajectory``, a rendered multi-turn
+string, and ``agent_trajectories``, JSON dumps of the agents' messages. The JSON is the faithful one (the
+rendered string may leave tool calls out), so it is read first, in any of the shapes Flink writes:
+
+- a JSON list of chat messages (OpenAI style: ``role, name, content, tool_calls, tool_call_id``; content a
+  string or a list of content parts; tool-call arguments a JSON string or an object);
+- a list of agents ``{agent_id, turns | messages: [...]}``, or a dict keyed by agent
+  (``{"agent_0": [...]}`` / ``{"solver": {"turns": [...]}}``); the agent's role comes from the agent's own
+  ``role`` field, ``role_assignments`` (``{"agent_0": "judge"}``), or its key when that is a role name;
+- any of these JSON-encoded once more (a JSON string inside the string).
+
+Each assistant message's ``name`` is its debate role (solver / verifier / judge): a name that is an agent
+id is mapped through ``role_assignments``; a message whose ``role`` is itself a debate role
+(``{"role": "solver"}``) becomes an assistant message with that name. Tool results are paired with the
+call they answer (``runlog.chat.from_openai_chat``).
+
+Per-agent JSON has no order across agents and usually no system or user message: the rendered string,
+when it parses, gives the order of the speakers and the prompt; without it the agents follow one another
+in the order written.
+
+When ``agent_trajectories`` is absent, empty, or not JSON of a known shape, the messages are parsed from
+the rendered ``trajectory`` (``<|role name=X id=Y|>`` headers with ``[tool_call ID NAME ARGS]`` lines, or
+ChatML): :func:`conversation` says which source it used and why, so that readers can count the fallbacks.
+Nothing here raises on odd data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import chat
+
+# Chat roles proper; any other role name in a message or a transcript header is a speaker (a debate role).
+CHAT_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "ipython"})
+_AGENT_LISTS = ("turns", "messages", "trajectory", "conversation", "history")
+_AGENT_IDS = ("agent_id", "agent", "agent_name", "id", "name")
+_MAX_NESTING = 3  # JSON inside a JSON string, at most this deep
+
+# Why the JSON was not used (``Conversation.fallback``).
+ABSENT = "absent"  # null, blank, or an empty list / object
+UNPARSEABLE = "unparseable"  # not JSON, or JSON of no known shape
+
+_INVALID = object()
+
+
+@dataclass
+class Conversation:
+    """The canonical view of one Flink sample's conversation."""
+
+    messages: list[dict[str, Any]] | None
+    prompt: str | None  # the first user message with text
+    completion: str | None  # the assistant turns of the first assistant speaker, joined with newlines
+    source: str | None  # "agent_trajectories", "trajectory", or None (no conversation)
+    fallback: str | None = None  # ABSENT / UNPARSEABLE when agent_trajectories was not used
+
+    @property
+    def prompt_key(self) -> str | None:
+        """A short stable digest of the prompt (the derived ``group_id`` holds it)."""
+        if self.prompt is None:
+            return None
+        return hashlib.sha1(self.prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any = None) -> Conversation:
+    """One sample's messages, prompt and completion, from ``agent_trajectories`` or else the rendered
+    ``trajectory``. Never raises: a shape that makes the JSON reader fail counts as unparseable."""
+    assign = _assignments(role_assignments)
+    transcript = transcript_messages(trajectory, assign)
+    try:
+        messages, fallback = agent_messages(agent_trajectories, assign, transcript)
+    except Exception:  # noqa: BLE001  (hostile JSON must cost this sample its JSON, never the read)
+        messages, fallback = None, UNPARSEABLE
+    source: str | None = "agent_trajectories"
+    if messages is None:
+        messages, source = transcript, ("trajectory" if transcript is not None else None)
+    if not messages:
+        return Conversation(None, None, None, None, fallback)
+    return Conversation(messages, first_prompt(messages), completion_text(messages), source, fallback)
+
+
+def first_prompt(messages: list[dict[str, Any]]) -> str | None:
+    """The first user message that has text."""
+    return next((m["content"] for m in messages if m.get("role") == "user" and m.get("content")), None)
+
+
+def completion_text(messages: list[dict[str, Any]]) -> str | None:
+    """The policy's generated text for the sample: the non-empty contents of the assistant messages of the
+    first assistant speaker (the agent that answers the prompt: the solver of a debate), joined with
+    newlines. Other speakers' turns stay in ``messages``."""
+    assistants = [m for m in messages if m.get("role") == "assistant"]
+    if not assistants:
+        return None
+    first = assistants[0].get("name")
+    texts = [m["content"] for m in assistants if m.get("name") == first and m.get("content")]
+    return "\n".join(texts) if texts else None
+
+
+# -- the rendered string ----------------------------------------------------------------------------------
+def transcript_messages(text: Any, assign: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
+    """Canonical messages of a rendered ``trajectory``, or None when it is not a structured transcript.
+    A header whose role is not a chat role (``<|solver|>``) is an assistant message named by it."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    from ..render.normalize import transcript_messages as parse  # (render imports the readers: import late)
+
+    msgs = parse(text)
+    if msgs is None:
+        return None
+    return [_speaker(m, assign or {}) for m in msgs]
+
+
+def _speaker(m: dict[str, Any], assign: dict[str, str]) -> dict[str, Any]:
+    """Assistant messages named by their debate role: a speaker role becomes ``assistant`` + name; an agent
+    id as name is replaced by the role ``role_assignments`` gives it."""
+    role, name = m.get("role"), m.get("name")
+    if isinstance(role, str) and role not in CHAT_ROLES and role != "unknown":
+        m = {**m, "role": "assistant", "name": name or role}
+    if m.get("role") == "assistant" and isinstance(m.get("name"), str) and m["name"] in assign:
+        m = {**m, "name": assign[m["name"]]}
+    return m
+
+
+# -- agent_trajectories -----------------------------------------------------------------------------------
+def agent_messages(
+    value: Any, assign: dict[str, str], transcript: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """(messages, None) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE)."""
+    obj = _loads(value)
+    if obj is None or obj == [] or obj == {} or (isinstance(obj, str) and not obj.strip()):
+        return None, ABSENT
+    if obj is _INVALID or isinstance(obj, str):
+        return None, UNPARSEABLE
+    agents = _agents(obj)
+    if agents is not None:
+        messages = _merge(agents, assign, transcript)
+    elif isinstance(obj, (dict, list)) and all(_is_message(m) for m in (obj if isinstance(obj, list) else [obj])):
+        messages = _chat(obj if isinstance(obj, list) else [obj], assign, None)
+    else:
+        return None, UNPARSEABLE
+    if not messages:
+        return None, ABSENT
+    if not any(m["role"] in ("system", "user", "developer") for m in messages):
+        messages = _transcript_prefix(transcript) + messages
+    return messages, None
+
+
+def _loads(value: Any) -> Any:
+    for _ in range(_MAX_NESTING):
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text or text[0] not in '[{"':
+            return value if not text else _INVALID
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return _INVALID
+    return value
+
+
+def _assignments(value: Any) -> dict[str, str]:
+    obj = _loads(value)
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): v for k, v in obj.items() if isinstance(v, str) and v}
+
+
+def _is_message(x: Any) -> bool:
+    return isinstance(x, dict) and isinstance(x.get("role"), str) and _agent_list(x) is None
+
+
+def _agent_list(x: Any) -> list[Any] | None:
+    """The message list of an agent container (``{agent_id, turns: [...]}``), else None."""
+    if not isinstance(x, dict):
+        return None
+    for key in _AGENT_LISTS:
+        v = _loads(x.get(key))
+        if isinstance(v, list):
+            return v
+    return None
+
+
+def _agents(obj: Any) -> list[tuple[str | None, str | None, list[Any]]] | None:
+    """(agent id, role, raw messages) of each agent when ``obj`` is per-agent JSON, else None."""
+    if isinstance(obj, dict) and "agents" in obj:
+        obj = _loads(obj["agents"])
+    if isinstance(obj, dict) and _agent_list(obj) is not None:
+        obj = [obj]  # one agent (or one trajectory) wrapped in an object
+    if isinstance(obj, list) and obj and all(_agent_list(a) is not None for a in obj):
+        return [(_agent_id(a), _own_role(a), _agent_list(a) or []) for a in obj]
+    if isinstance(obj, dict) and obj and not _is_message(obj):
+        out = []
+        for key, v in obj.items():
+            v = _loads(v)
+            msgs = v if isinstance(v, list) else _agent_list(v)
+            if msgs is not None:
+                out.append((str(key), _own_role(v), msgs))
+            elif isinstance(v, (dict, list)):
+                return None  # not an agent, not a scalar: an unknown shape
+        return out or None
+    return None
+
+
+def _agent_id(a: dict[str, Any]) -> str | None:
+    return next((str(a[k]) for k in _AGENT_IDS if isinstance(a.get(k), (str, int)) and a.get(k) != ""), None)
+
+
+def _own_role(a: Any) -> str | None:
+    """An agent container's own ``role`` field when it names a speaker (not a chat role)."""
+    role = a.get("role") if isinstance(a, dict) else None
+    return role if isinstance(role, str) and role and role not in CHAT_ROLES else None
+
+
+def _transcript_prefix(transcript: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The system / user messages of the rendered string before its first assistant turn."""
+    prefix: list[dict[str, Any]] = []
+    for m in transcript or []:
+        if m["role"] == "assistant":
+            break
+        if m["role"] != "tool":
+            prefix.append(m)
+    return prefix
+
+
+def _chat(raw: list[Any], assign: dict[str, str], default_name: str | None) -> list[dict[str, Any]]:
+    """Raw chat messages to canonical ones, with speakers as names (see the module docstring)."""
+    prepared = []
+    for m in raw:
+        if isinstance(m, dict):
+            m = dict(m)
+            role = m.get("role")
+            if isinstance(role, str) and role not in CHAT_ROLES:
+                m["role"], m["name"] = "assistant", m.get("name") or role
+            if m.get("name") is None:
+                m["name"] = next((m[k] for k in ("agent_id", "agent", "speaker") if isinstance(m.get(k), str)), None)
+            if m.get("role") == "assistant" and m.get("name") is None:
+                m["name"] = default_name
+        prepared.append(m)
+    return [_speaker(m, assign) for m in chat.from_openai_chat(prepared)]
+
+
+def _merge(
+    agents: list[tuple[str | None, str | None, list[Any]]],
+    assign: dict[str, str],
+    transcript: list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """One conversation from per-agent message lists: the shared system / user messages first, then each
+    assistant turn (with the tool results that follow it) in the order of the transcript's speakers, matched
+    by text where the transcript shows it; turns the transcript does not place follow, agent by agent."""
+    speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
+    per_agent: list[tuple[str, list[dict[str, Any]]]] = []
+    for agent_id, role, raw in agents:
+        role = role or assign.get(agent_id or "")
+        msgs = _chat(raw, assign, role)
+        if role is None:
+            role = _role_by_content(msgs, transcript) or agent_id or "agent"
+            for m in msgs:
+                if m["role"] == "assistant" and m.get("name") in (None, agent_id):
+                    m["name"] = role
+        per_agent.append((role, msgs))
+    prefix: list[dict[str, Any]] = []
+    queues: dict[str, list[list[dict[str, Any]]]] = {}
+    for role, msgs in per_agent:
+        i = 0
+        while i < len(msgs) and msgs[i]["role"] in ("system", "user", "developer"):
+            key = (msgs[i]["role"], msgs[i]["content"])
+            if key not in {(p["role"], p["content"]) for p in prefix}:
+                prefix.append(msgs[i])
+            i += 1
+        queues.setdefault(role, []).extend(_units(msgs[i:]))
+    out = list(prefix)
+    for said in speakers:
+        queue = queues.get(said.get("name") or "")
+        if queue:
+            # The unit with the text the transcript shows, and any turns of that agent before it (a string
+            # that leaves out a tool-calling turn); else the agent's next turn.
+            text = said.get("content") or ""
+            n = next((i + 1 for i, u in enumerate(queue) if _assistant_text(u) == text), 1)
+            for unit in queue[:n]:
+                out.extend(unit)
+            del queue[:n]
+    for role, _msgs in per_agent:
+        for unit in queues.pop(role, []):
+            out.extend(unit)
+    return out
+
+
+def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive turns of one agent: each assistant message with the non-assistant messages just before
+    it (context it was given) and the tool results after it."""
+    units: list[list[dict[str, Any]]] = []
+    pending: list[dict[str, Any]] = []
+    for m in msgs:
+        if m["role"] == "assistant":
+            units.append([*pending, m])
+            pending = []
+        elif m["role"] == "tool" and units and not pending:
+            units[-1].append(m)
+        else:
+            pending.append(m)
+    if pending:
+        units.append(pending)
+    return units
+
+
+def _assistant_text(unit: list[dict[str, Any]]) -> str:
+    return next((m.get("content") or "" for m in unit if m["role"] == "assistant"), "")
+
+
+def _role_by_content(msgs: list[dict[str, Any]], transcript: list[dict[str, Any]] | None) -> str | None:
+    """The transcript speaker whose assistant message has the text of this agent's first one (agents of v0
+    files have no ``role_assignments``)."""
+    first = next((m["content"] for m in msgs if m["role"] == "assistant" and m.get("content")), None)
+    if first is None:
+        return None
+    for m in transcript or []:
+        if m["role"] == "assistant" and m.get("content") == first and m.get("name"):
+            return str(m["name"])
+    return None
