@@ -52,6 +52,8 @@ def doctor_command(
       runlog doctor RUN --format json | jq '.findings[] | select(.severity == "error")'
 
       runlog doctor RUN --set kl_ratio=20 --set zero_adv=0.8 --config doctor.toml
+
+      runlog doctor sample_runs/debate_grpo --split eval
     """
     from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig, diagnose

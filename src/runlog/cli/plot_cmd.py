@@ -44,7 +44,8 @@ def plot_command(
 
     Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix.
 
-    Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, no such step).
+    Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
+    matches nothing in the run).
 
     Examples:
 

@@ -37,6 +37,8 @@ def report_command(
       runlog report sample_runs/debate_grpo -o report.html
 
       runlog report RUN -o RUN.html --set kl_ratio=20
+
+      runlog report sample_runs/debate_grpo --split eval -o eval.html
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
