@@ -739,10 +739,10 @@ def test_cli_metrics_format_by_run(cli, fleet):
     r = cli("metrics", "format", f"{fleet}/*", "--spec", "open-r1", "--by", "run", "--format", "csv")
     assert r.exit_code == 0, r.stderr
     df = _csv(r.stdout)
-    assert df.columns[:2] == ["run", "texts"]
-    assert df["run"].to_list() == FLEET_RUNS  # one row per run (--by run alone: no other key)
+    assert df.columns[:3] == ["run", "split", "texts"]  # two runs have eval rows: never pooled with train
+    assert df.unique("run", maintain_order=True)["run"].to_list() == FLEET_RUNS  # rows per run and split
     for name in FLEET_RUNS:
-        expected = M.format_frame(open_run(fleet / name), "open-r1", [])
+        expected = M.format_frame(open_run(fleet / name), "open-r1", ["split"], split_key=False)
         rows = df.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, rel=1e-12, what=name)
         extra = [c for c in rows.columns if c not in expected.columns]
@@ -763,18 +763,18 @@ def test_cli_metrics_diversity_by_run_and_step(cli, fleet):
     r = cli("metrics", "diversity", glob, "--by", "run", "--by", "step", "--format", "csv")
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("run,step,")
+    assert lines[0].startswith("run,split,step,")  # seed0 has eval rows: split is a key of the fleet
     got: dict[str, list[str]] = {}
     for line in lines[1:]:
         name, _, rest = line.partition(",")
         got.setdefault(name, []).append(rest)
     assert sorted(got) == FLEET_RUNS[:6]
     for name in got:
-        alone = cli("metrics", "diversity", fleet / name, "--by", "step", "--format", "csv")
+        alone = cli("metrics", "diversity", fleet / name, "--by", "split", "--by", "step", "--format", "csv")
         assert alone.exit_code == 0
         assert "run," + alone.stdout.splitlines()[0] == lines[0]
         assert_csv_close("\n".join(got[name]), "\n".join(alone.stdout.splitlines()[1:]))
-        assert len(got[name]) == M.diversity_frame(open_run(fleet / name), ["step"]).height
+        assert len(got[name]) == M.diversity_frame(open_run(fleet / name), ["split", "step"]).height
     # The API agrees, and the default keys of a fleet are run and step.
     api = M.diversity_frame(open_run(fleet / "seed2"), ["step"])
     default = cli("metrics", "diversity", fleet / "seed2", fleet / "seed3", "--format", "csv")

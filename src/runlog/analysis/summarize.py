@@ -291,7 +291,12 @@ def summarize(
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac"]
     if "role" in keys:
         others = [k for k in keys if k != "role"]
-        sample = _summarize_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+        if _shared_is_per_sample(run, filters):
+            # Every sample has every role's columns: the per-role pass computed these once per sample already.
+            sample = out.select(*others, *per_sample)
+            sample = sample.unique(others, keep="first", maintain_order=True) if others else sample.head(1)
+        else:
+            sample = _summarize_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
         sample = sample.select(*others, *[pl.col(c).alias(f"sample:{c}") for c in per_sample])
         out = out.drop(per_sample)
         out = out.join(sample, on=others, how="left", nulls_equal=True) if others else out.join(sample, how="cross")
@@ -312,6 +317,13 @@ def summarize(
         ]
         out = out.with_columns(ma)
     return out
+
+
+def _shared_is_per_sample(run: Run, filters: Filters) -> bool:
+    """Whether a per-role summary of ``run`` takes ``_summarize_wide_lean``'s route, whose columns that do not
+    depend on the role (exception rate, component means) are computed over the samples, each once."""
+    roles = [r for r in run.role_names() if not filters.roles or r in filters.roles]
+    return bool(roles) and run.wide_roles_everywhere() and run.numeric_wide({}, [], roles) is not None
 
 
 def _summarize_keys(
@@ -353,7 +365,12 @@ def summarize_partials(
     out = _partials_keys(run, keys, filters, components)
     if "role" in keys:
         others = [k for k in keys if k != "role"]
-        sample = _partials_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+        if _shared_is_per_sample(run, filters):
+            # The rows of one role carry the per-sample columns, computed once per sample (only those are used).
+            first = out["role"].drop_nulls().first() if out.height else None
+            sample = out.filter(pl.col("role") == first).drop("role")
+        else:
+            sample = _partials_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
         out = pl.concat(
             [out.with_columns(pl.lit("role").alias("level")), sample.with_columns(pl.lit("sample").alias("level"))],
             how="diagonal_relaxed",

@@ -271,11 +271,13 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         elif task.kind == "diversity":
             from ..metrics import api as M
 
-            frame = M.diversity_frame(run, task.keys, filters=filters, **task.options.get("kwargs", {}))
+            kwargs = {"split_key": False, **task.options.get("kwargs", {})}
+            frame = M.diversity_frame(run, task.keys, filters=filters, **kwargs)
         elif task.kind == "format":
             from ..metrics import api as M
 
-            frame = M.format_frame(run, task.options["spec"], task.keys, filters=filters, **task.options["kwargs"])
+            kwargs = {"split_key": False, **task.options["kwargs"]}
+            frame = M.format_frame(run, task.options["spec"], task.keys, filters=filters, **kwargs)
         else:  # pragma: no cover
             raise UsageError(f"unknown fleet task {task.kind!r}")
         frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
@@ -378,6 +380,12 @@ def metrics_fleet(
 ) -> FleetResult:
     """``metrics diversity|format`` per run (``--by run``): each run whole in one task, rows stacked."""
     keys = [k for k in by if k != "run"]
+    filters = options.get("filters")
+    # The same keys for every run: split is one whenever --split picks none, and is dropped again below when
+    # the whole fleet has one split (grouping by a constant changes no value).
+    auto_split = "split" not in keys and not (filters is not None and filters.splits)
+    if auto_split:
+        keys.insert(0, "split")
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, split_runs=False)
     task = Task(kind, keys, layout, dict(storage_options or {}), options)
     results, nbatches = map_units(task, units, engine, progress)
@@ -385,7 +393,10 @@ def metrics_fleet(
     frames = [r.frame for r in results if r.frame is not None]
     if not frames:
         raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
-    return FleetResult(pl.concat(frames, how="diagonal_relaxed"), results, failures, [], len(units), nbatches)
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    if auto_split and "split" in frame.columns and frame["split"].drop_nulls().n_unique() <= 1:
+        frame = frame.drop("split")
+    return FleetResult(frame, results, failures, [], len(units), nbatches)
 
 
 __all__ = [
