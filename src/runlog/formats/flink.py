@@ -485,7 +485,13 @@ class _Fallbacks:
             out.append(
                 {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
             )
-        return pl.Series(out, dtype=_conversation_dtype())
+        import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
+
+        text = pa.string()
+        arrow = pa.struct(
+            [("messages", pa.list_(S.ARROW_MESSAGE)), ("prompt", text), ("completion", text), ("prompt_key", text)]
+        )
+        return pl.Series(pa.array(out, type=arrow))
 
     def record(self, path: str, sample_id: Any, why: str, source: str | None) -> None:
         if why == UNPARSEABLE:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,14 +71,22 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
     """One sample's messages, prompt and completion, from ``agent_trajectories`` or else the rendered
     ``trajectory``. Never raises: a shape that makes the JSON reader fail counts as unparseable."""
     assign = _assignments(role_assignments)
-    transcript = transcript_messages(trajectory, assign)
+    parsed: list[Any] = []
+
+    def transcript() -> list[dict[str, Any]] | None:
+        """The rendered string's messages, parsed once and only when needed."""
+        if not parsed:
+            parsed.append(transcript_messages(trajectory, assign))
+        return parsed[0]
+
     try:
         messages, fallback = agent_messages(agent_trajectories, assign, transcript)
     except Exception:  # noqa: BLE001  (hostile JSON must cost this sample its JSON, never the read)
         messages, fallback = None, UNPARSEABLE
     source: str | None = "agent_trajectories"
     if messages is None:
-        messages, source = transcript, ("trajectory" if transcript is not None else None)
+        messages = transcript()
+        source = "trajectory" if messages is not None else None
     if not messages:
         return Conversation(None, None, None, None, fallback)
     return Conversation(messages, first_prompt(messages), completion_text(messages), source, fallback)
@@ -127,9 +136,10 @@ def _speaker(m: dict[str, Any], assign: dict[str, str]) -> dict[str, Any]:
 
 # -- agent_trajectories -----------------------------------------------------------------------------------
 def agent_messages(
-    value: Any, assign: dict[str, str], transcript: list[dict[str, Any]] | None = None
+    value: Any, assign: dict[str, str], transcript: Callable[[], list[dict[str, Any]] | None] = lambda: None
 ) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """(messages, None) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE)."""
+    """(messages, None) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE); ``transcript`` gives
+    the rendered string's messages (for the order and prompt of per-agent JSON)."""
     obj = _loads(value)
     if obj is None or obj == [] or obj == {} or (isinstance(obj, str) and not obj.strip()):
         return None, ABSENT
@@ -137,7 +147,7 @@ def agent_messages(
         return None, UNPARSEABLE
     agents = _agents(obj)
     if agents is not None:
-        messages = _merge(agents, assign, transcript)
+        messages = _merge(agents, assign, transcript())
     elif isinstance(obj, (dict, list)) and all(_is_message(m) for m in (obj if isinstance(obj, list) else [obj])):
         messages = _chat(obj if isinstance(obj, list) else [obj], assign, None)
     else:
@@ -145,7 +155,7 @@ def agent_messages(
     if not messages:
         return None, ABSENT
     if not any(m["role"] in ("system", "user", "developer") for m in messages):
-        messages = _transcript_prefix(transcript) + messages
+        messages = _transcript_prefix(transcript()) + messages
     return messages, None
 
 
@@ -175,11 +185,14 @@ def _is_message(x: Any) -> bool:
 
 
 def _agent_list(x: Any) -> list[Any] | None:
-    """The message list of an agent container (``{agent_id, turns: [...]}``), else None."""
+    """The message list of an agent container (``{agent_id, turns: [...]}``, the list possibly JSON-encoded),
+    else None."""
     if not isinstance(x, dict):
         return None
     for key in _AGENT_LISTS:
-        v = _loads(x.get(key))
+        v = x.get(key)
+        if isinstance(v, str) and v.lstrip()[:1] == "[":
+            v = _loads(v)
         if isinstance(v, list):
             return v
     return None
