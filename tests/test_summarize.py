@@ -236,7 +236,10 @@ def test_groups_from_prompt_text_when_there_is_no_group_id(tmp_path):
         {"input": "p2", "output": "d", "score": 1.0, "step": 3},
     ]
     (d / "3.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    df = open_run(d).summarize(["role"])
+    run = open_run(d)
+    # By default summarize reads no text: the groups are there to be found, and it says so.
+    assert run.summarize(["role"])["zero_adv_frac"][0] is None and S.prompt_groups_skipped(run)
+    df = run.summarize(["role"], prompt_groups=True)
     assert df["role"].to_list() == [None]
     assert df["zero_adv_frac"][0] == 0.5
     assert df["reward_mean"][0] == 0.75

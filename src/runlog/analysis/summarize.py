@@ -100,9 +100,10 @@ def _has_exception_expr(run: Run) -> pl.Expr:
     return pl.lit(False)
 
 
-def _group_key_expr(run: Run) -> pl.Expr | None:
-    """How prompt groups are known: ``group_id``; where some rows lack it, identical prompt text within a
-    step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then null).
+def _group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
+    """How prompt groups are known: ``group_id``; where some rows lack it and ``prompt_groups``, identical
+    prompt text within a step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then
+    null).
 
     Decided from footers and already-parsed JSONL frames, without scanning the data."""
     any_ids, all_ids = False, True
@@ -126,7 +127,7 @@ def _group_key_expr(run: Run) -> pl.Expr | None:
         all_ids &= complete
     if all_ids:
         return pl.col("group_id")
-    if any_prompt:
+    if any_prompt and prompt_groups:
         return pl.coalesce(pl.col("group_id"), pl.lit("prompt:") + pl.col("prompt").hash().cast(pl.String))
     return pl.col("group_id") if any_ids else None
 
@@ -261,6 +262,7 @@ def summarize(
     filters: Filters | None = None,
     window: int | None = None,
     split_key: bool = True,
+    prompt_groups: bool = False,
 ) -> pl.DataFrame:
     """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and component means.
 
@@ -274,7 +276,9 @@ def summarize(
       of its roles' KL, prompt groups by the sample reward.
 
     ``split`` is added to the keys when the run has more than one split and ``filters`` pick none
-    (``split_key=False`` pools them). Output columns: the keys, then ``REWARD_STATS``, ``KL_STATS``,
+    (``split_key=False`` pools them). Prompt groups come from ``group_id``; with ``prompt_groups``, samples
+    without one are grouped by identical prompt text within a split and step (this reads the prompt text,
+    which no other statistic needs). Output columns: the keys, then ``REWARD_STATS``, ``KL_STATS``,
     ``zero_adv_frac``, the per-sample columns; with ``window``, ``reward_mean_ma`` and ``kl_mean_ma``
     (moving averages over the last ``window`` steps of each group; ``step`` is added to the keys if missing).
     """
@@ -286,7 +290,7 @@ def summarize(
         if "step" not in keys:
             keys.append("step")
     components = run.component_names()
-    out = _summarize_keys(run, keys, filters, components)
+    out = _summarize_keys(run, keys, filters, components, prompt_groups=prompt_groups)
     per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac"]
     if "role" in keys:
@@ -296,7 +300,9 @@ def summarize(
             sample = out.select(*others, *per_sample)
             sample = sample.unique(others, keep="first", maintain_order=True) if others else sample.head(1)
         else:
-            sample = _summarize_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+            sample = _summarize_keys(
+                run, others, Filters(filters.splits, filters.steps), components, kl=False, prompt_groups=prompt_groups
+            )
         sample = sample.select(*others, *[pl.col(c).alias(f"sample:{c}") for c in per_sample])
         out = out.drop(per_sample)
         out = out.join(sample, on=others, how="left", nulls_equal=True) if others else out.join(sample, how="cross")
@@ -326,10 +332,28 @@ def _shared_is_per_sample(run: Run, filters: Filters) -> bool:
     return bool(roles) and run.wide_roles_everywhere() and run.numeric_wide({}, [], roles) is not None
 
 
+def prompt_groups_skipped(run: Run) -> bool:
+    """Whether some samples have no ``group_id`` but a prompt text their prompt groups could be found from
+    (``prompt_groups=True``: this reads the prompt text)."""
+    return _group_key_expr(run, True) is not None and not _same_expr(
+        _group_key_expr(run, True), _group_key_expr(run, False)
+    )
+
+
+def _same_expr(a: pl.Expr | None, b: pl.Expr | None) -> bool:
+    return (a is None) == (b is None) and (a is None or a.meta.eq(b))
+
+
+PROMPT_GROUPS_NOTE = (
+    "some samples have no group_id: their prompt groups can be found from the prompt text, which summarize does "
+    "not read unless asked: add --prompt-groups for zero_adv_frac there"
+)
+
+
 def _summarize_keys(
-    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True
+    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True, prompt_groups: bool = False
 ) -> pl.DataFrame:
-    group_key = _group_key_expr(run)
+    group_key = _group_key_expr(run, prompt_groups)
     parts = []
     for part in _step_batches(run, keys, filters):
         wide = _summarize_wide(part, keys, filters, group_key, components)
@@ -349,7 +373,12 @@ MEDIAN_NOTE = (
 
 
 def summarize_partials(
-    run: Run, by: Sequence[str] = ("role",), *, filters: Filters | None = None, components: list[str] | None = None
+    run: Run,
+    by: Sequence[str] = ("role",),
+    *,
+    filters: Filters | None = None,
+    components: list[str] | None = None,
+    prompt_groups: bool = False,
 ) -> pl.DataFrame:
     """Per-group partial statistics of ``run``: ``n, mean, M2`` of reward and KL, min, max, the median, NaN /
     null / exception counts, per-component ``n`` and mean, and ``zero_groups`` / ``groups`` (prompt groups
@@ -362,7 +391,7 @@ def summarize_partials(
     filters = filters or Filters()
     keys = summary_keys(run, by, filters, split_key=False)
     components = run.component_names() if components is None else components
-    out = _partials_keys(run, keys, filters, components)
+    out = _partials_keys(run, keys, filters, components, prompt_groups=prompt_groups)
     if "role" in keys:
         others = [k for k in keys if k != "role"]
         if _shared_is_per_sample(run, filters):
@@ -370,7 +399,9 @@ def summarize_partials(
             first = out["role"].drop_nulls().first() if out.height else None
             sample = out.filter(pl.col("role") == first).drop("role")
         else:
-            sample = _partials_keys(run, others, Filters(filters.splits, filters.steps), components, kl=False)
+            sample = _partials_keys(
+                run, others, Filters(filters.splits, filters.steps), components, kl=False, prompt_groups=prompt_groups
+            )
         out = pl.concat(
             [out.with_columns(pl.lit("role").alias("level")), sample.with_columns(pl.lit("sample").alias("level"))],
             how="diagonal_relaxed",
@@ -379,9 +410,9 @@ def summarize_partials(
 
 
 def _partials_keys(
-    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True
+    run: Run, keys: list[str], filters: Filters, components: list[str], *, kl: bool = True, prompt_groups: bool = False
 ) -> pl.DataFrame:
-    group_key = _group_key_expr(run)
+    group_key = _group_key_expr(run, prompt_groups)
     parts = []
     for part in _step_batches(run, keys, filters):
         wide = _summarize_wide(part, keys, filters, group_key, components, partial=True)

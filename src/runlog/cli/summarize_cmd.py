@@ -28,6 +28,47 @@ SECTIONS = [
     ("KL", [*KL_STATS, "kl_mean_ma"]),
     ("GRPO prompt groups and failed trajectories", ["zero_adv_frac", "exception_rate"]),
 ]
+PER_ROLE_TITLES = {
+    "Reward (NaN and null are counted apart and never enter the statistics)": (
+        "Reward per role (one value per sample and role; NaN and null are counted apart)"
+    ),
+    "KL": "KL per role",
+    "GRPO prompt groups and failed trajectories": "GRPO prompt groups per role (zero_adv_frac: the role's rewards)",
+}
+PER_SAMPLE_TITLE = "Per sample, all roles together (these columns are per sample in the data, not per role)"
+SAMPLE_TITLE = "Over samples (one value per sample: its reward, the mean KL of its roles)"
+
+
+def _emit_summary(df, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:  # noqa: ANN001
+    """Per role: the per-role sections, then the per-sample columns (``sample:...``) once per group of the
+    other keys (CSV/JSON keep them as labelled columns on every row). Without role: one set of sections
+    whose titles say every value is per sample."""
+    per_sample = [c for c in df.columns if c.startswith("sample:")]
+    strip = ("reward_", "kl_", "sample:component/", "sample:", "component/")
+    if not per_sample or fmt != OutputFormat.table:
+        comps = [c for c in df.columns if c.startswith("component/")]
+        sections = [*SECTIONS, ("Reward components (means over samples)", comps)]
+        if "role" not in group_keys and fmt == OutputFormat.table:
+            sections[0] = (SAMPLE_TITLE, sections[0][1])
+        emit_frame(df, fmt, output, sections=sections, keys=group_keys, strip=strip)
+        return
+    role_sections = [(PER_ROLE_TITLES.get(t, t), cols) for t, cols in SECTIONS]
+    others = [k for k in group_keys if k != "role"]
+    samples = df.select(*others, *per_sample).unique(maintain_order=True)
+    comps = [c for c in per_sample if c.startswith("sample:component/")]
+    sample_sections = [(PER_SAMPLE_TITLE, ["sample:exception_rate", *comps])]
+    if output is None:
+        emit_frame(df, fmt, None, sections=role_sections, keys=group_keys, strip=strip)
+        emit_frame(samples, fmt, None, sections=sample_sections, keys=others, strip=strip)
+        return
+    # One file: both parts, one after the other.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = [Path(tmp) / "a.txt", Path(tmp) / "b.txt"]
+        emit_frame(df, fmt, parts[0], sections=role_sections, keys=group_keys, strip=strip)
+        emit_frame(samples, fmt, parts[1], sections=sample_sections, keys=others, strip=strip)
+        Path(output).write_text(parts[0].read_text() + parts[1].read_text(), encoding="utf-8")
 
 
 def summarize_command(
@@ -45,6 +86,12 @@ def summarize_command(
     aliases: Path = typer.Option(None, "--aliases", help="With --scalars: a JSON file {old_key: canonical_key}."),
     correlations: bool = typer.Option(
         False, "--correlations", help="Pearson correlations between reward components and role rewards."
+    ),
+    prompt_groups: bool = typer.Option(
+        False,
+        "--prompt-groups",
+        help="Where samples have no group_id (Flink, verl), find GRPO prompt groups from identical prompt text "
+        "within a split and step, for zero_adv_frac. Reads the prompt text, which no other statistic needs.",
     ),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
@@ -97,7 +144,17 @@ def summarize_command(
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
             raise typer.Exit(
                 _summarize_fleet(
-                    locs, by or ["run", "role"], split, steps, role, fmt, output, layout, engine, ray_address
+                    locs,
+                    by or ["run", "role"],
+                    split,
+                    steps,
+                    role,
+                    fmt,
+                    output,
+                    layout,
+                    engine,
+                    ray_address,
+                    prompt_groups,
                 )
             )
         filters = Filters.from_options(split, steps, role)
@@ -117,17 +174,12 @@ def summarize_command(
             emit_frame(df, fmt, output, keys=["x", "y"])
         else:
             check_filters(run, filters)
-            df = S.summarize(run, by or ["role"], filters=filters, window=window)
-            group_keys = [c for c in df.columns if c in S.KEYS]
-            comps = [c for c in df.columns if c.startswith("component/")]
-            emit_frame(
-                df,
-                fmt,
-                output,
-                sections=[*SECTIONS, ("Reward components (means)", comps)],
-                keys=group_keys,
-                strip=("reward_", "kl_", "component/"),
-            )
+            df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
+            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
+            if "split" in df.columns and "split" not in (by or []):
+                report_problems([], notes=[S.SPLIT_NOTE.format(splits=", ".join(S.run_splits(run)))])
+            if not prompt_groups and S.prompt_groups_skipped(run):
+                report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
             if S.unknown_role_rows(df):
                 report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
             if df.is_empty() and not any(f.kind == "samples" and f.readable for f in run.files):
@@ -147,6 +199,7 @@ def _summarize_fleet(
     layout: str | None,
     engine: str,
     ray_address: str | None,
+    prompt_groups: bool = False,
 ) -> int:
     from ..analysis import summarize as S
     from ..analysis.check import check_fleet
@@ -168,20 +221,12 @@ def _summarize_fleet(
                 storage_options=dict(_GLOBAL_OPTIONS),
                 engine=eng,
                 progress=update,
+                prompt_groups=prompt_groups,
             )
     finally:
         eng.close()
     df = result.frame
-    group_keys = [c for c in df.columns if c == "run" or c in S.KEYS]
-    comps = [c for c in df.columns if c.startswith("component/")]
-    emit_frame(
-        df,
-        fmt,
-        output,
-        sections=[*SECTIONS, ("Reward components (means)", comps)],
-        keys=group_keys,
-        strip=("reward_", "kl_", "component/"),
-    )
+    _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if S.unknown_role_rows(df):
         report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
     errors = report_fleet(result)

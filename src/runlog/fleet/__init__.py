@@ -267,7 +267,9 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         filters: Filters = task.options.get("filters") or Filters()
         notes: list[str] = []
         if task.kind == "summarize":
-            frame = summarize_partials(run, task.keys, filters=filters)
+            frame = summarize_partials(
+                run, task.keys, filters=filters, prompt_groups=task.options.get("prompt_groups", False)
+            )
         elif task.kind == "diversity":
             from ..metrics import api as M
 
@@ -339,6 +341,7 @@ def summarize_fleet(
     engine: Engine | None = None,
     progress: Callable[[int, int], None] | None = None,
     task_bytes: int = TASK_BYTES,
+    prompt_groups: bool = False,
 ) -> FleetResult:
     """``summarize`` over many runs: one row per group of ``by`` (``run`` among the keys, or statistics pooled
     over runs), merged exactly from per-run partials."""
@@ -354,7 +357,8 @@ def summarize_fleet(
     if auto_split:
         inner.insert(0, "split")
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, task_bytes=task_bytes)
-    task = Task("summarize", inner, layout, dict(storage_options or {}), {"filters": filters})
+    options = {"filters": filters, "prompt_groups": prompt_groups}
+    task = Task("summarize", inner, layout, dict(storage_options or {}), options)
     results, nbatches = map_units(task, units, engine, progress)
     failures += [(r.name, r.error) for r in results if r.error]
     frames = [r.frame for r in results if r.frame is not None]

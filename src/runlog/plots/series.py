@@ -44,12 +44,12 @@ class RunSeries:
     def per_role(self) -> pl.DataFrame:
         """``summarize(by=[role, step])``: one row per (role, step); a null role holds the total reward of
         samples without per-role data."""
-        return summarize(self.run, ["role", "step"], filters=self.filters)
+        return summarize(self.run, ["role", "step"], filters=self.filters, prompt_groups=True)
 
     @cached_property
     def per_step(self) -> pl.DataFrame:
         """``summarize(by=[step])``: exception rate and reward components per step."""
-        return summarize(self.run, ["step"], filters=self.filters)
+        return summarize(self.run, ["step"], filters=self.filters, prompt_groups=True)
 
     @cached_property
     def total(self) -> pl.DataFrame:
