@@ -454,7 +454,9 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--exceptions", "--random", "1", "-f", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["exception"].startswith("Traceback")
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--worst", "1", "-f", "markdown", "--no-think")
-    assert r.exit_code == 0 and r.stdout.startswith("## sample ") and "<think>" not in r.stdout
+    assert r.exit_code == 0 and r.stdout.startswith("## sample ") and "<think>I need" not in r.stdout
+    # The system prompt's literal "<think></think>" is text, not the model's reasoning: kept as written.
+    assert "inside <think></think> and" in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -482,3 +484,13 @@ def test_cli_nothing_matched_exits_1(cli):
     assert r.exit_code == 1 and r.stderr.startswith("Error: no sample matches the selectors")
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--grep", "no such text anywhere")
     assert r.exit_code == 1
+
+
+def test_think_tags_are_reasoning_only_in_the_models_turns():
+    from runlog.render.model import Turn, turn_segments
+
+    prompt = "Reason inside <think></think>, answer inside <answer></answer>."
+    assert turn_segments(Turn(role="system", content=prompt)) == [(prompt, False)]
+    assert turn_segments(Turn(role="user", content="<think>not mine</think>")) == [("<think>not mine</think>", False)]
+    said = turn_segments(Turn(role="assistant", speaker="solver", content="<think>a</think><answer>1</answer>"))
+    assert said == [("<think>a</think>", True), ("<answer>1</answer>", False)]

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from html import escape
 
-from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, split_think
+from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "data", "transcript"})
@@ -89,7 +89,7 @@ def turn_html(turn: Turn, show_think: bool = True) -> str:
     reasoning = shown_reasoning(turn)
     if reasoning and show_think:
         out.append(f'<details class="think"><summary>reasoning</summary><pre>{e(reasoning)}</pre></details>')
-    for segment, thinking in split_think(turn.content or ""):
+    for segment, thinking in turn_segments(turn):
         if not thinking:
             out.append(f"<pre>{e(segment)}</pre>")
         elif show_think:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from html import escape
 
-from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, split_think
+from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:])")
@@ -68,7 +68,7 @@ def turn_md(turn: Turn, show_think: bool = True) -> str:
     reasoning = shown_reasoning(turn)
     if reasoning and show_think:
         out += ["", "*reasoning:*", "", fence(reasoning)]
-    for segment, thinking in split_think(turn.content or ""):
+    for segment, thinking in turn_segments(turn):
         if not thinking:
             out += ["", fence(segment)]
         elif show_think:

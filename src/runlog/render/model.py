@@ -254,6 +254,20 @@ def split_think(text: str) -> list[tuple[str, bool]]:
     return [(s, k) for s, k in out if s]
 
 
+MODEL_ROLES = frozenset({"assistant", "model", "agent"})
+
+
+def turn_segments(turn: Turn, content: str | None = None) -> list[tuple[str, bool]]:
+    """``split_think`` of a turn's content, for the model's own turns only: a ``<think>`` written in a system
+    prompt, a user message or a tool result is text, not reasoning."""
+    text = turn.content if content is None else content
+    if not text:
+        return []
+    if turn.role.lower() not in MODEL_ROLES:
+        return [(text, False)]
+    return split_think(text)
+
+
 def strip_think(text: str | None) -> str | None:
     if text is None:
         return None
@@ -271,8 +285,8 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
     """A copy with the display options applied (thinking removed, then each text truncated), so that every
     output format shows the same thing."""
 
-    def text(s: str | None) -> str | None:
-        return truncate(strip_think(s) if no_think else s, max_chars)
+    def text(s: str | None, model: bool = True) -> str | None:
+        return truncate(strip_think(s) if no_think and model else s, max_chars)
 
     turns = []
     for t in conv.turns:
@@ -283,7 +297,7 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
         turns.append(
             replace(
                 t,
-                content=text(t.content),
+                content=text(t.content, t.role.lower() in MODEL_ROLES),
                 reasoning=None if no_think else truncate(t.reasoning, max_chars),
                 tool_calls=calls,
                 result=result,

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, split_think
+from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
@@ -88,7 +88,7 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
     if reasoning and show_think:
         body.append(Text("reasoning: ", style="dim bold") + Text(safe(reasoning), style="dim italic"))
     if turn.content:
-        body.append(content_text(turn.content, show_think))
+        body.append(content_text(turn, show_think))
     for call in turn.tool_calls:
         body.append(call_text(call))
     result = turn.result
@@ -110,10 +110,10 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
     )
 
 
-def content_text(content: str, show_think: bool = True) -> Text:
-    """Content with ``<think>`` blocks dimmed (or left out)."""
+def content_text(turn: Turn, show_think: bool = True) -> Text:
+    """A turn's content with the model's ``<think>`` blocks dimmed (or left out)."""
     out = Text()
-    for segment, thinking in split_think(content):
+    for segment, thinking in turn_segments(turn):
         if thinking:
             if show_think:
                 out.append(safe(segment), style="dim italic")
