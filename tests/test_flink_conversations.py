@@ -153,12 +153,14 @@ def test_prompt_groups_give_zero_adv_frac_by_role(cli, tmp_path):
 
     gen = write_flink_run(tmp_path / "r", steps=6, prompts=3, group_size=4, hooks=[flat_judge])
     r = cli("summarize", gen.root, "--by", "role", "--format", "json")
+    assert r.exit_code == 0 and "add --prompt-groups" in r.stderr  # the groups are there to be found
+    r = cli("summarize", gen.root, "--by", "role", "--prompt-groups", "--format", "json")
     assert r.exit_code == 0, r.output
     got = {row["role"]: row["zero_adv_frac"] for row in json.loads(r.stdout)}
     for role in ("solver", "verifier", "judge"):
         assert got[role] == pytest.approx(_zero_adv_reference(gen, role))
     assert got["judge"] == pytest.approx(4 / 6)  # every group of steps 2..5, none of steps 0 and 1
-    r = cli("summarize", gen.root, "--by", "role", "--by", "step", "--format", "json")
+    r = cli("summarize", gen.root, "--by", "role", "--by", "step", "--prompt-groups", "--format", "json")
     judge = {row["step"]: row["zero_adv_frac"] for row in json.loads(r.stdout) if row["role"] == "judge"}
     assert all(judge[s] == 1.0 for s in range(2, 6)) and judge[0] == 0.0
 
@@ -171,7 +173,7 @@ def test_numeric_view_never_parses_agent_trajectories(tmp_path, monkeypatch):
 
     monkeypatch.setattr("runlog.formats.flink.conversation", boom)
     run = open_run(gen.root)
-    df = run.summarize(["role", "step"])
+    df = run.summarize(["role", "step"], prompt_groups=True)
     assert df["zero_adv_frac"].null_count() == 0
     with pytest.raises(Exception, match="parsed a conversation"):
         run.samples.select("prompt").collect()
@@ -217,7 +219,7 @@ def test_bundled_flink_mixed_still_works(cli):
     r = cli("metrics", "format", root, "--format", "json")
     rows = json.loads(r.stdout)
     assert r.exit_code == 0 and sorted(row["step"] for row in rows if row["split"] == "train") == list(range(20))
-    r = cli("summarize", root, "--by", "role", "--format", "json")
+    r = cli("summarize", root, "--by", "role", "--prompt-groups", "--format", "json")
     assert r.exit_code == 0 and all(row["zero_adv_frac"] is not None for row in json.loads(r.stdout))
     d = diagnose(open_run(root))
     assert not any("zero_advantage not checked" in n for n in d.notes)
