@@ -295,3 +295,34 @@ def test_short_options_mean_one_thing(cli, tmp_path):
     assert meaning["-w"] == {"--window"}
     out = tmp_path / "k.png"
     assert cli("plot", DEBATE, "--what", "kl", "-w", "3", "-o", out).exit_code == 0 and out.exists()
+
+
+def test_comma_list_exception_rate_is_exact_where_footers_give_it(cli, tmp_path):
+    """Flink v1 Parquet: the exception rate comes from footer null counts, file by file; a comma list must take
+    only the listed steps' files (not every file between the first and the last)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import flink_table
+
+    runs = []
+    for name in ("a", "b"):
+        logs = tmp_path / name / "flink_logs"
+        logs.mkdir(parents=True)
+        for step in range(6):
+            t = flink_table(step, n=4)
+            if step not in (0, 5):  # failures only at steps 0 and 5
+                t = t.set_column(t.column_names.index("exception_info"), "exception_info", pa.nulls(4, pa.string()))
+            pq.write_table(t, logs / f"batch_debug_data_train_{step}.parquet")
+        runs.append(tmp_path / name)
+    files = sorted(runs[0].glob("flink_logs/*.parquet"))
+    step_of = {p: int(p.stem.rsplit("_", 1)[1]) for p in files}
+    truth = pl.concat(
+        [pl.read_parquet(p).select(pl.lit(step_of[p]).alias("step"), "exception_info") for p in files]
+    ).filter(pl.col("step").is_in([0, 5]))
+    expected = truth["exception_info"].is_not_null().mean()
+    assert expected == 0.25
+    for args in ([runs[0]], [*runs, "--by", "run"]):
+        rows = _json(cli("summarize", *args, "--by", "role", "--steps", "0,5", "-f", "json"))
+        rates = {v for r in rows for k, v in r.items() if k.endswith("exception_rate")}
+        assert rates == {expected}, rows

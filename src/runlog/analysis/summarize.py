@@ -712,7 +712,7 @@ def _footer_exceptions(run: Run, others: list[str], filters: Filters) -> pl.Data
             return None
         if (filters.splits or "split" in others) and f.split is None:
             return None
-        if (first is not None and f.step < first) or (last is not None and f.step > last):
+        if f.step is not None and not filters.steps.contains(f.step):  # exact for a comma list of steps
             continue
         if filters.splits and f.split not in filters.splits:
             continue
