@@ -312,8 +312,8 @@ def collapse_run(tmp_path):
 def test_group_view_averages_per_prompt_group(collapse_run):
     """--over group: metrics per prompt group, then the mean over the step's groups."""
     run = open_run(collapse_run)
-    g = diversity_frame(run, ["step"], over="group")
-    s = diversity_frame(run, ["step"], over="set")
+    g = diversity_frame(run, ["step"], over="group", text="completion")
+    s = diversity_frame(run, ["step"], over="set", text="completion")
     assert g["groups"].to_list() == [4, 4]
     assert g["unique_frac"].to_list() == pytest.approx([1.0, 0.2])
     assert g["self_bleu_4"][1] == pytest.approx(1.0)

@@ -204,10 +204,10 @@ def format_run(tmp_path):
 
 def test_format_frames(format_run):
     run = open_run(format_run)
-    per = format_per_sample(run, "open-r1")
+    per = format_per_sample(run, "open-r1", text="completion")
     assert per["sample_id"].to_list() == ["s0-0", "s0-1", "s0-2", "s0-3", "s1-0", "s1-1", "s1-2", "s1-3"]
     assert per["passed"].to_list()[:4] == [True, True, False, False]
-    agg = format_frame(run, "think-answer-strict", ["step"])
+    agg = format_frame(run, "think-answer-strict", ["step"], text="completion")
     assert agg["adherence"].to_list() == [0.5, 0.5]
     assert agg["failed/order"].to_list() == [1, 1] and agg["failed/one_think"].to_list() == [1, 1]
     assert agg["reasoning_answer_ratio"].to_list() == pytest.approx([2.0, 2.0])
@@ -216,7 +216,8 @@ def test_format_frames(format_run):
 
 
 def test_cli_format(cli, format_run):
-    res = cli("metrics", "format", format_run, "--spec", "open-r1-tags", "--per-sample", "-f", "json")
+    args = ("--spec", "open-r1-tags", "--per-sample", "--text", "completion", "-f", "json")
+    res = cli("metrics", "format", format_run, *args)
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["score"] for r in rows[:4]] == [1.0, 1.0, 0.0, 0.25]  # CRLF: only "\n</answer>" counts

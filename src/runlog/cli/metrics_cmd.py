@@ -43,7 +43,11 @@ DIVERSITY_SECTIONS = [
     ("", ["compression_ratio", "compression_ratio_gzip"]),
 ]
 
-TEXT_HELP = "Texts: completion, trajectory, messages (every message; role = its speaker) or role:NAME."
+TEXT_HELP = (
+    "Which text: auto (the policy's generated text: its last assistant turn, else completion; with --by role each "
+    "role's own), assistant (every assistant turn), answer (inside <answer>), completion, trajectory, role:NAME, "
+    "messages (every message). See docs/metrics.md."
+)
 BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable). Default: step."
 
 
@@ -51,7 +55,7 @@ BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable). Defaul
 def diversity_command(
     paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP),
-    text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
+    text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
     over: str = typer.Option(
         "group", "--over", help="group: per prompt group, then averaged per row; set: all texts of a row at once."
     ),
@@ -124,7 +128,7 @@ def format_command(
     by: list[str] = typer.Option(
         None, "--by", "-b", help="Group by: run (fleets), step, role, split (repeatable). Default: step."
     ),
-    text: str = typer.Option("completion", "--text", "-t", help=TEXT_HELP),
+    text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
     per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),
     tools: str = typer.Option(None, "--tools", help="tool-call-json: comma-separated known tool names."),
     split: list[str] = SPLITS_OPTION,

@@ -1,10 +1,24 @@
 """``diversity_frame(run, ...)`` and ``format_frame(run, ...)``: metrics over a run as polars DataFrames.
 
-Texts come from one column of ``Run.samples`` (``completion``, ``trajectory``) or from the ``messages`` of
-one speaker (``role:<name>``: messages whose ``name`` or ``role`` is that name, one text per message), or
-from every message (``messages``: role = its ``name``, else its ``role``). Only the text column and the
-key columns are read (lazy projection). Prompt groups are found as ``summarize`` finds them: ``group_id``,
-else identical prompt text within a step.
+Which text a metric reads is one choice, shared by ``metrics``, ``plot``, ``doctor`` and ``report``
+(``--text``, docs/metrics.md "Which text"):
+
+- ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy role's last
+  assistant turn with content (the run's first role; a turn without a speaker counts as the policy's): the
+  message that holds its answer, which format rewards score (earlier turns, such as tool calls, lead up to
+  it); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
+  sample has no messages, its ``completion``.
+- ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
+  ``role`` among the keys).
+- ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``.
+- ``completion``, ``trajectory``: that column as written.
+- ``role:<name>``: that speaker's last assistant turn with content.
+- ``messages``: every message, one text each (role = its speaker), for message-level specs.
+
+Think tags only mean reasoning in assistant turns: the ``auto``, ``assistant`` and ``role:`` texts never
+include a system prompt or a user message. Only the text column(s) and the key columns are read (lazy
+projection). Prompt groups are found as ``summarize`` finds them: ``group_id``, else identical prompt text
+within a step.
 """
 
 from __future__ import annotations
@@ -24,7 +38,9 @@ from . import diversity as D
 from . import format as F
 
 KEYS = ("step", "role", "group", "split")
-TEXT_SOURCES = ("completion", "trajectory", "messages", "role:<name>")
+TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role:<name>", "messages")
+MODEL_ROLES = ("assistant", "model")
+_ANSWER = r"(?s)<answer>(.*)</answer>"
 NO_GROUPS_NOTE = "this run has no prompt groups (no group_id, no prompt): metrics are over each row's texts"
 
 
@@ -38,20 +54,85 @@ def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | No
 
 
 def texts_frame(
-    run: Run, text: str = "completion", *, filters: Filters | None = None, with_group: bool = True
+    run: Run,
+    text: str = "auto",
+    *,
+    filters: Filters | None = None,
+    with_group: bool = True,
+    per_role: bool = False,
 ) -> pl.DataFrame:
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
-    message index for message texts, else null; ``group`` null when the run has no prompt groups)."""
+    message index for ``messages`` texts, else null; ``group`` null when the run has no prompt groups).
+    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker)."""
     filters = filters or Filters()
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
-    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group)])[0]
+    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role)])[0]
 
 
-def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool) -> pl.LazyFrame:
+def policy_role(run: Run) -> str | None:
+    """The role whose turns are the policy's generated text by default: the run's first role, if it has any."""
+    roles = run.role_names()
+    return roles[0] if roles else None
+
+
+def _turn_texts(lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: str | None, per_role: bool):
+    """One row per sample (and speaker with ``per_role``): the last assistant turn with content (``policy`` or
+    ``speaker`` set) or every assistant turn joined by a newline (neither set), with ``completion`` where a
+    sample has no such turn. ``speaker``: only that speaker's turns; ``policy``: only the policy's turns
+    (and turns without a speaker)."""
+    rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, "messages", "completion")
+    turns = rows.select("__row", "messages").explode("messages").unnest("messages")
+    who = pl.coalesce(pl.col("name"), pl.col("role"))
+    content = pl.col("content")
+    keep = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & content.is_not_null() & (content != "")
+    if speaker is not None:
+        keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
+    elif policy and not per_role:
+        keep &= (pl.col("name") == policy) | pl.col("name").is_null()
+    last = speaker is not None or policy is not None
+    group = ["__row", "__speaker"] if per_role else ["__row"]
+    joined = (
+        turns.filter(keep)
+        .with_columns(who.cast(pl.String).alias("__speaker"))
+        .group_by(group, maintain_order=True)
+        .agg(
+            pl.col("content").cast(pl.String).last().alias("text")
+            if last
+            else pl.col("content").cast(pl.String).str.join("\n").alias("text")
+        )
+    )
+    out = rows.drop("messages").join(joined, on="__row", how="left", maintain_order="left")
+    role = pl.col("__speaker") if per_role else pl.lit(speaker, dtype=pl.String)
+    return out.sort("__row").select(
+        *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
+        role.alias("role"),
+        pl.lit(None, dtype=pl.Int64).alias("turn"),
+        pl.coalesce(pl.col("text"), pl.col("completion").cast(pl.String) if speaker is None else None).alias("text"),
+    )
+
+
+def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_role: bool = False) -> pl.LazyFrame:
     group_key = _group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
-    lf = run.samples
+    lf = apply_filters(run.samples, filters, roles_too=False)
+    if text in ("auto", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
+        speaker = text.split(":", 1)[1] if text.startswith("role:") else None
+        # "" (no role names): still the last turn, of any speaker.
+        policy = (policy_role(run) or "") if text in ("auto", "answer") else None
+        out = _turn_texts(lf, base, speaker, policy, per_role and speaker is None and text != "answer")
+        if text == "answer":
+            inner = pl.col("text").str.extract(_ANSWER, 1)
+            answer = pl.coalesce(inner.str.split("<answer>").list.last(), pl.col("text"))
+            # The text when it has an answer block, else completion (a trainer's extracted answer).
+            out = out.with_columns(
+                pl.when(inner.is_not_null()).then(answer).otherwise(pl.lit(None, dtype=pl.String)).alias("text")
+            )
+            completion = lf.select(pl.col("completion").cast(pl.String).alias("__c"))
+            out = pl.concat([out, completion], how="horizontal").with_columns(
+                pl.coalesce("text", "__c").alias("text")
+            ).drop("__c")
+        return out
     if text in ("completion", "trajectory"):
         lf = lf.select(
             *base,
@@ -59,10 +140,10 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool) -> pl.L
             pl.lit(None, dtype=pl.Int64).alias("turn"),
             pl.col(text).cast(pl.String).alias("text"),
         )
-    elif text == "messages" or text.startswith("role:"):
-        wanted = text.split(":", 1)[1] if text.startswith("role:") else None
-        if wanted == "":
+    elif text == "messages" or text == "role:":
+        if text == "role:":
             raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
+        wanted = None
         lf = (
             lf.select(*base, pl.col("messages"))
             .with_columns(pl.int_ranges(0, pl.col("messages").list.len().fill_null(0)).alias("turn"))
@@ -82,14 +163,14 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool) -> pl.L
         )
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
-    return apply_filters(lf, filters, roles_too=False)
+    return lf
 
 
 def diversity_frame(
     run: Run,
     by: Sequence[str] = ("step",),
     *,
-    text: str = "completion",
+    text: str = "auto",
     over: str = "group",
     filters: Filters | None = None,
     compression: bool = False,
@@ -107,7 +188,9 @@ def diversity_frame(
     keys = _check_keys(by, run if split_key else None, filters)
     if over not in ("group", "set"):
         raise UsageError(f"--over {over!r}: expected group or set")
-    frame = texts_frame(run, text, filters=filters, with_group=over == "group" or "group" in keys)
+    frame = texts_frame(
+        run, text, filters=filters, with_group=over == "group" or "group" in keys, per_role="role" in keys
+    )
     frame = frame.filter(pl.col("text").is_not_null())
     if over == "group" and frame["group"].null_count() == frame.height and frame.height:
         over = "set"
@@ -149,16 +232,17 @@ def format_per_sample(
     run: Run,
     spec: str | F.Spec = "think-answer-strict",
     *,
-    text: str = "completion",
+    text: str = "auto",
     filters: Filters | None = None,
     known_tools: Sequence[str] | None = None,
+    per_role: bool = False,
 ) -> pl.DataFrame:
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
     the think/answer token counts, and one boolean column per rule (``rule:<name>``)."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if spec.needs_messages and text in ("completion", "trajectory"):
         text = "messages"
-    frame = texts_frame(run, text, filters=filters, with_group=False)
+    frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role)
     if spec.roles is not None:
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     if spec.needs_messages:
@@ -198,7 +282,7 @@ def format_frame(
     spec: str | F.Spec = "think-answer-strict",
     by: Sequence[str] = ("step",),
     *,
-    text: str = "completion",
+    text: str = "auto",
     filters: Filters | None = None,
     known_tools: Sequence[str] | None = None,
     split_key: bool = True,
@@ -209,7 +293,7 @@ def format_frame(
     keys = _check_keys(by, run if split_key else None, filters)
     if "group" in keys:
         raise UsageError("--by group is not available for format adherence; use step, role or split")
-    per = format_per_sample(run, spec, text=text, filters=filters, known_tools=known_tools)
+    per = format_per_sample(run, spec, text=text, filters=filters, known_tools=known_tools, per_role="role" in keys)
     both = pl.col("think_tokens").is_not_null() & pl.col("answer_tokens").is_not_null()
     rules = [r for r in per["failed_rule"].unique().drop_nulls().sort().to_list()]
     agg = [

@@ -27,7 +27,7 @@ from .series import RunSeries
 WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
 SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 MAX_SCALAR_PANELS = 12
-NEVER_FOLLOWED = 0.02  # adherence below this at every step: the run does not use the format at all
+NEVER_FOLLOWED = 0.02  # adherence below this at every step: the rate is said in words instead of drawn
 
 Marks = dict[str, list[tuple[int, str]]]  # plot name -> [(onset step, label)]
 
@@ -194,7 +194,13 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         return fig
     if float(fmt["adherence"].max() or 0.0) < NEVER_FOLLOWED:
         fig, [ax] = F.new_figure(1, 1, f"{title}: spec {s.format_spec}", width=10, height=3.2)
-        F.say(ax, f"no completion follows format {s.format_spec}: this run does not use it\n(choose another spec)")
+        best = float(fmt["adherence"].max() or 0.0)
+        texts = int(fmt["texts"].sum())
+        F.say(
+            ax,
+            f"adherence to {s.format_spec} is at most {best:.1%} at every step ({texts:,} texts)\n"
+            "(a rate, measured on the policy's generated text: another --spec or --text may fit this run)",
+        )
         return fig
     fig, axes = F.new_figure(1, 2, f"{title}: spec {s.format_spec}", width=12, height=4.4)
     steps = fmt["step"].to_list()

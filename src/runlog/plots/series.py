@@ -85,7 +85,7 @@ class RunSeries:
         from ..metrics.api import diversity_frame
 
         try:
-            df = diversity_frame(self.run, ["step"], text="completion", filters=self.filters)
+            df = diversity_frame(self.run, ["step"], text="auto", filters=self.filters)
         except RunlogError as exc:
             self.notes.append(f"diversity not computed: {exc}")
             return None
@@ -101,7 +101,7 @@ class RunSeries:
 
         if self.diversity is None:
             return None
-        df = format_frame(self.run, self.format_spec, ["step"], text="completion", filters=self.filters)
+        df = format_frame(self.run, self.format_spec, ["step"], text="auto", filters=self.filters)
         return df if df.height else None
 
     @cached_property
