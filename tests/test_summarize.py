@@ -499,3 +499,13 @@ def test_large_runs_stream_and_small_ones_do_not(tmp_path, monkeypatch):
     assert S._engine(run, grouped=True, columns=8, group_key=text_key) == "streaming"  # never hold all prompts
     run.files[0].rows = None  # a file whose row count discovery could not tell
     assert S._engine(run, grouped=False, columns=1) == "streaming"
+
+
+def test_samples_without_a_prompt_are_in_no_prompt_group(tmp_path):
+    """Prompt groups from the prompt text: a sample with no prompt is in no group (hashing the nulls would
+    make one bogus group of all of them, whose equal rewards would read as zero advantage)."""
+    run = open_run(make_flink_run(tmp_path / "r", steps=[0, 1]))
+    [prompts] = run.collect(lambda: [run.samples.select(pl.col("prompt").null_count())])
+    assert prompts.item() == run.samples.select(pl.len()).collect().item()  # free-text trajectories: no prompt
+    df = run.summarize(["role"], prompt_groups=True)
+    assert df["zero_adv_frac"].null_count() == df.height

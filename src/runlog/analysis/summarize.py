@@ -128,7 +128,10 @@ def _group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
     if all_ids:
         return pl.col("group_id")
     if any_prompt and prompt_groups:
-        return pl.coalesce(pl.col("group_id"), pl.lit("prompt:") + pl.col("prompt").hash().cast(pl.String))
+        # A sample without a prompt is in no group (hashing a null would put all of them in one).
+        prompt = pl.col("prompt")
+        by_prompt = pl.when(prompt.is_not_null()).then(pl.lit("prompt:") + prompt.hash().cast(pl.String))
+        return pl.coalesce(pl.col("group_id"), by_prompt)
     return pl.col("group_id") if any_ids else None
 
 
@@ -594,14 +597,35 @@ def _summarize_long(
         return [main] if group_key is None else [main, _zero_adv(lf, keys, partial)]
 
     per_row = len(run.role_names()) if "role" in keys else 1
-    engine = _engine(run, bool(keys), 4 + len(components), group_key, per_row=per_row)
-    frames = run.collect(build, engine=engine)
+    engine = _engine(run, bool(keys), 4 + len(components), _id_groups(group_key), per_row=per_row)
+    frames = _collect_split(run, build, engine, group_key)
     if len(frames) == 1:
         return frames[0].with_columns(_no_zero_adv(partial))
     main_df, zero_df = frames
     if keys:
         return main_df.join(zero_df, on=keys, how="left", nulls_equal=True)
     return pl.concat([main_df, zero_df], how="horizontal")
+
+
+def _from_prompt(group_key: pl.Expr | None) -> bool:
+    return group_key is not None and "prompt" in group_key.meta.root_names()
+
+
+def _id_groups(group_key: pl.Expr | None) -> pl.Expr | None:
+    """The group key as ``_engine`` weighs it for the statistics query: prompt-text groups stream apart."""
+    return None if _from_prompt(group_key) else group_key
+
+
+def _collect_split(
+    run: Run, build: Callable[[], list[pl.LazyFrame]], engine: str, group_key: pl.Expr | None
+) -> list[pl.DataFrame]:
+    """The statistics query on ``engine``; where prompt groups come from the prompt text, the zero-advantage
+    query (the only one that holds text) streams on its own, so that the statistics keep their engine (and
+    their digits) and the text is never held whole in memory."""
+    if not _from_prompt(group_key):
+        return run.collect(build, engine=engine)
+    [main] = run.collect(lambda: build()[:1], engine=engine)
+    return [main, *run.collect(lambda: build()[1:], engine="streaming")]
 
 
 def _no_zero_adv(partial: bool, prefix: str = "") -> list[pl.Expr]:
@@ -685,7 +709,7 @@ def _collect_joined(
 ) -> pl.DataFrame:
     """Collect the statistics query and, when there is one (``group_key`` is not None), the zero-advantage
     query, side by side."""
-    frames = run.collect(build, engine=_engine(run, bool(others), columns, group_key))
+    frames = _collect_split(run, build, _engine(run, bool(others), columns, _id_groups(group_key)), group_key)
     if len(frames) == 1:
         return frames[0]
     if others:
