@@ -98,3 +98,16 @@ def test_cli_by_run_counts_samples_and_says_which_split(cli, known):
     assert [(x["split"], x["reward_count"]) for x in rows] == [("eval", 8), ("train", 24)]
     r = cli("summarize", run.root, "--by", "step", "--format", "json")
     assert "note: this run has the splits eval, train" in r.stderr
+
+
+def test_report_shows_per_sample_columns_once_and_the_train_split(known):
+    pytest.importorskip("matplotlib")
+    from runlog.report import build_report
+
+    run, _ = known
+    html = build_report(run)
+    assert "Split train" in html
+    summary = html.split("Per sample, all roles together", 1)
+    assert len(summary) == 2  # the failed rate and the components: once, not under every role
+    assert ">failed<" not in summary[0].rsplit("<table", 1)[-1]  # not a column of the per-role table
+    assert "0.125" in summary[1]  # 3 of the 24 train samples failed

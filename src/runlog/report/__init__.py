@@ -155,26 +155,33 @@ SUMMARY_COLUMNS = (
     ("kl_mean", "KL mean"),
     ("kl_max", "KL max"),
     ("zero_adv_frac", "zero-adv groups"),
-    ("exception_rate", "failed"),
 )
 
 
 def _summary(s: RunSeries) -> str:
-    df = summarize(s.run, ["role"], filters=s.filters)
+    df = summarize(s.run, ["role"], filters=s.filters, prompt_groups=True)
     cols = [(c, h) for c, h in SUMMARY_COLUMNS if c in df.columns and df[c].null_count() < df.height]
-    comps = [c for c in df.columns if c.startswith("component/")]
     rows = [
-        [e1(r["role"] if r["role"] is not None else "(role unknown)")]
-        + [num(r[c]) for c, _ in cols]
-        + [num(r[c]) for c in comps]
+        [e1(r["role"] if r["role"] is not None else "(role unknown)")] + [num(r[c]) for c, _ in cols]
         for r in df.iter_rows(named=True)
     ]
-    headers = ["role", *[h for _, h in cols], *[c.removeprefix("component/").removesuffix("_mean") for c in comps]]
+    headers = ["role", *[h for _, h in cols]]
+    out = table(headers, rows)
+    # What the data holds per sample (failures, reward components) is shown once, not under every role.
+    per_sample = [c for c in df.columns if c.startswith("sample:")]
+    if df.height and per_sample:
+        first = df.row(0, named=True)
+        names = [
+            "failed" if c == "sample:exception_rate" else c.removeprefix("sample:component/").removesuffix("_mean")
+            for c in per_sample
+        ]
+        out += '<p class="note">Per sample, all roles together (failed trajectories; reward component means):</p>'
+        out += table(names, [[num(first[c]) for c in per_sample]])
     last = s.per_role["step"].max() if s.per_role.height else None
     caption = f'<p class="note">Split {e1(s.split)}, all steps; per-step values are in the plots.'
     if last is not None:
         caption += f" Last step {last}."
-    return table(headers, rows) + caption + "</p>"
+    return out + caption + "</p>"
 
 
 def _plots(s: RunSeries, d: Diagnosis) -> str:
