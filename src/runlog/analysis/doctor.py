@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._lazy import pl
 from ..errors import UsageError
 from ..plots.series import RunSeries
 from ..run import Run
@@ -31,6 +32,7 @@ KINDS = (
     "zero_advantage",
     "diversity_collapse",
     "format_drift",
+    "component_shift",
     "reward_hacking",
     "nan_rewards",
     "exception_spike",
@@ -96,8 +98,10 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
         if not s.has_kl:
             s.notes.append("no KL values in this run: kl_blowup not checked")
         if not s.has_groups:
-            s.notes.append("no prompt groups (no group_id, no prompt): zero_advantage not checked")
-        findings += _text_findings(s, cfg)
+            s.notes.append(
+                "no prompt groups (no group_id, no prompt): zero_advantage judged on each step's rewards as a whole"
+            )
+        findings += _merge_format(_text_findings(s, cfg), _component_findings(s, cfg))
     order = {k: i for i, k in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (-order[f.severity], f.onset_step if f.onset_step is not None else -1, f.kind))
     return Diagnosis(findings, s.notes, s.split)
@@ -198,28 +202,68 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
 
 
 def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
-    if not s.has_groups:
-        return []
-    steps, frac = s.role_series(role, "zero_adv_frac")
-    i = first_sustained(_vals(frac), cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
+    """No learning signal for ``role``: from some step on, at least ``zero_adv`` of its prompt groups have
+    all-equal rewards (``zero_adv_frac``), or, in a run without prompt groups, the whole step's rewards are
+    all equal (no spread at all). The onset is ``first_sustained``'s: the first step from which ``persist``
+    of the remaining steps stay at or above the threshold."""
+    steps, mx = s.role_series(role, "reward_max")
+    _, mn = s.role_series(role, "reward_min")
+    lo, hi = _vals(mn), _vals(mx)
+    if s.has_groups:
+        _, frac = s.role_series(role, "zero_adv_frac")
+        rate, unit = _vals(frac), "prompt groups"
+    else:
+        _, count = s.role_series(role, "reward_count")
+        n = _vals(count)
+        rate = np.where(n >= 2, (lo == hi).astype(float), np.nan)
+        unit = "steps (no prompt groups: each step's rewards as a whole)"
+    i = first_sustained(rate, cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
     if i is None:
         return []
-    tail = _vals(frac)[i:]
-    _, mx = s.role_series(role, "reward_max")
-    _, mn = s.role_series(role, "reward_min")
-    solved = bool(np.nanmax(_vals(mn)[i:]) == np.nanmax(_vals(mx)) == np.nanmin(_vals(mn)[i:]))
-    what = "all at the run's best reward: solved prompts, no signal left" if solved else "no learning signal"
+    tail = rate[i:]
+    solved, ceiling = _solved(lo, hi, i)
+    what = (
+        f"all at the role's usual best reward {ceiling:.3g}: solved prompts, no signal left"
+        if solved
+        else "no learning signal"
+    )
+    flat = float(np.nanmin(lo[i:])) if np.nanmin(lo[i:]) == np.nanmax(hi[i:]) else None
+    level = f"; every reward is {flat:.3g}" if flat is not None else ""
+    evidence: dict[str, Any] = {
+        "zero_adv_frac_after": float(np.nanmean(tail)),
+        "zero_adv_frac_before": float(np.nanmean(rate[:i])) if i > 0 else None,
+        "threshold": cfg.zero_adv,
+        "groups": s.has_groups,
+        "flat_value": flat,
+        "solved": solved,
+    }
     return [
         Finding(
             "zero_advantage",
             "info" if solved else "warning",
-            f"{_who(role)}: from step {steps[i]} on, {np.nanmean(tail):.0%} of prompt groups have equal rewards "
-            f"for this role, so GRPO's advantage is zero ({what})",
+            f"{_who(role)}: from step {steps[i]} on, {np.nanmean(tail):.0%} of {unit} have equal rewards "
+            f"for this role{level}, so GRPO's advantage is zero ({what})",
             role,
             steps[i],
-            {"zero_adv_frac_after": float(np.nanmean(tail)), "threshold": cfg.zero_adv, "solved": solved},
+            evidence,
         )
     ]
+
+
+def _solved(lo: np.ndarray, hi: np.ndarray, i: int) -> tuple[bool, float]:
+    """Whether the equal rewards from index ``i`` on are all the role's usual best reward: the ceiling its
+    rewards reached (as the step maximum) in at least half of the steps before ``i``, as a solved 0/1
+    correctness reward does. A reward that goes flat at a value it never or seldom reached before (a judge
+    stuck at 1.0) is not solved. With no step before ``i``, the run's best reward counts."""
+    after_lo, after_hi = float(np.nanmin(lo[i:])), float(np.nanmax(hi[i:]))
+    if after_lo != after_hi:
+        return False, math.nan
+    before = hi[:i][np.isfinite(hi[:i])]
+    if len(before) == 0:
+        best = float(np.nanmax(hi))
+        return after_lo == best, best
+    ceiling = float(before.max())
+    return bool(after_lo == ceiling and np.mean(before == ceiling) >= 0.5), ceiling
 
 
 def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
@@ -228,24 +272,7 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
     if div is not None and cfg.diversity_metric not in div.columns:
         raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
-    if div is not None:
-        steps, y = div["step"].to_list(), _vals(div[cfg.diversity_metric].to_list())
-        shift = find_shift(y, direction="down", min_delta=0.0, **kw)
-        if shift is not None and shift.after <= (1 - cfg.diversity_drop) * shift.before:
-            onset = steps[shift.onset]
-            uniq = _vals(div["unique_frac"].to_list())
-            out.append(
-                Finding(
-                    "diversity_collapse",
-                    "warning",
-                    f"completions within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
-                    f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {np.nanmedian(uniq[: shift.split]):.0%}"
-                    f" -> {np.nanmedian(uniq[shift.split :]):.0%}",
-                    None,
-                    onset,
-                    {"metric": cfg.diversity_metric, "before": shift.before, "after": shift.after, "z": shift.z},
-                )
-            )
+    out += _diversity_findings(s, cfg)
     drift = None
     if fmt is not None:
         steps, y = fmt["step"].to_list(), _vals(fmt["adherence"].to_list())
@@ -266,6 +293,132 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         elif drift is not None:
             drift = None
     out += _hacking(s, cfg, drift)
+    return out
+
+
+def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """A sustained drop of ``diversity_metric`` within prompt groups, per role, each role judged on its own
+    texts (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's."""
+    div = s.role_diversity
+    if div is None:
+        return []
+    out = []
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    roles = [r for r in s.run.role_names() if r in set(div["role"].to_list())]
+    roles += sorted({r for r in div["role"].to_list() if r is not None} - set(roles))
+    if div["role"].null_count():
+        roles.append(None)
+    for role in roles:
+        part = div.filter(pl.col("role").is_null() if role is None else pl.col("role") == role).sort("step")
+        if part.height < cfg.min_steps:
+            continue
+        steps, y = part["step"].to_list(), _vals(part[cfg.diversity_metric].to_list())
+        shift = find_shift(y, direction="down", min_delta=0.0, **kw)
+        if shift is None or shift.after > (1 - cfg.diversity_drop) * shift.before:
+            continue
+        onset = steps[shift.onset]
+        uniq = _vals(part["unique_frac"].to_list())
+        u_before, u_after = float(np.nanmedian(uniq[: shift.split])), float(np.nanmedian(uniq[shift.split :]))
+        whose = f"{_who(role)}: its texts" if role is not None else "completions"
+        out.append(
+            Finding(
+                "diversity_collapse",
+                "warning",
+                f"{whose} within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
+                f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {u_before:.0%} -> {u_after:.0%}",
+                role,
+                onset,
+                {
+                    "metric": cfg.diversity_metric,
+                    "before": shift.before,
+                    "after": shift.after,
+                    "unique_frac_before": u_before,
+                    "unique_frac_after": u_after,
+                    "z": shift.z,
+                },
+            )
+        )
+    return out
+
+
+def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """Each reward component's mean per step: a sustained drop of at least ``component_drop`` of its
+    within-step SDs (``format_drift`` for a component whose name says format, else ``component_shift``), or
+    a sustained jump of at least ``component_jump`` SDs after a level that held (``component_shift``, info;
+    ``_is_jump``), so that a learning curve, which climbs from the start, is not a jump."""
+    comp = s.components_per_step
+    out: list[Finding] = []
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    for name in dict.fromkeys(comp["component"].to_list()):
+        part = comp.filter(pl.col("component") == name).sort("step")
+        steps, y = part["step"].to_list(), _vals(part["mean"].to_list())
+        scale = _scale(part["std"].to_list())
+        if np.isfinite(y).sum() < cfg.min_steps or scale == 0:
+            continue
+        is_format = "format" in name.lower()
+        drop = find_shift(y, direction="down", min_delta=cfg.component_drop * scale, **kw)
+        jump = None if drop is not None else find_shift(y, direction="up", min_delta=cfg.component_jump * scale, **kw)
+        if jump is not None and not _is_jump(y, jump, cfg):
+            jump = None
+        shift = drop or jump
+        if shift is None:
+            continue
+        onset = steps[shift.onset]
+        verb = "fell" if shift is drop else "jumped"
+        kind = "format_drift" if is_format and shift is drop else "component_shift"
+        out.append(
+            Finding(
+                kind,
+                "warning" if shift is drop else "info",
+                f"reward component {name!r} {verb} from {shift.before:.3g} to {shift.after:.3g} from step {onset} on "
+                f"({abs(shift.delta) / scale:.1f} within-step SDs)",
+                None,
+                onset,
+                {
+                    "component": name,
+                    "before": shift.before,
+                    "after": shift.after,
+                    "within_step_sd": scale,
+                    "z": shift.z,
+                },
+            )
+        )
+    return out
+
+
+def _is_jump(y: np.ndarray, shift: Any, cfg: DoctorConfig) -> bool:
+    """Whether an upward shift is a jump rather than a learning curve: the level before it held for at
+    least ``2 * min_segment`` steps, moving (linear fit over those steps) less than ``component_flat`` of the
+    shift, and at least ``component_abrupt`` of the shift happens between the ``min_segment`` steps before
+    its onset and the ``min_segment`` steps from it (medians)."""
+    i, w = shift.onset, cfg.min_segment
+    head = y[:i]
+    x = np.flatnonzero(np.isfinite(head))
+    if len(x) < 2 * w or shift.delta == 0:
+        return False
+    slope = float(np.polyfit(x.astype(float), head[x], 1)[0])
+    if abs(slope * (x[-1] - x[0])) >= cfg.component_flat * abs(shift.delta):
+        return False
+    before, after = y[i - w : i], y[i : i + w]
+    before, after = before[np.isfinite(before)], after[np.isfinite(after)]
+    if not len(before) or not len(after):
+        return False
+    return float((np.median(after) - np.median(before)) / shift.delta) >= cfg.component_abrupt
+
+
+def _merge_format(text: list[Finding], components: list[Finding]) -> list[Finding]:
+    """One ``format_drift`` when the format adherence of the texts and a format reward component both
+    fell: the texts' finding, with the component's numbers added and the earlier onset."""
+    text_drift = next((f for f in text if f.kind == "format_drift"), None)
+    out = list(text)
+    for f in components:
+        if f.kind != "format_drift" or text_drift is None:
+            out.append(f)
+            continue
+        text_drift.message += f"; {f.message}"
+        text_drift.evidence["component"] = dict(f.evidence)
+        if f.onset_step is not None and (text_drift.onset_step is None or f.onset_step < text_drift.onset_step):
+            text_drift.onset_step = f.onset_step
     return out
 
 

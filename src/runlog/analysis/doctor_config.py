@@ -36,6 +36,10 @@ class DoctorConfig:
     format_spec: str = "think-answer-strict"  # format spec for adherence (a built-in name or a TOML file)
     format_drop: float = 0.2  # drift: absolute drop of adherence
     format_min: float = 0.5  # drift is only judged when adherence was at least this before
+    component_drop: float = 0.5  # component drift: drop of a reward component's mean, in its within-step SDs
+    component_jump: float = 1.0  # component shift: rise of a reward component's mean, in its within-step SDs
+    component_abrupt: float = 0.5  # ... of which at least this share within min_segment steps of the onset
+    component_flat: float = 0.25  # ... after a level that moved less than this share of the jump (linear fit)
     hack_rise: float = 0.5  # hacking: rise of the total reward, in within-step reward SDs
     hack_length: float = 0.5  # hacking: relative change of the completion length
     nan_error: float = 0.05  # NaN rewards: share of rewards above which the finding is an error

@@ -95,6 +95,47 @@ class RunSeries:
         return df
 
     @cached_property
+    def role_diversity(self) -> pl.DataFrame | None:
+        """Diversity per (step, role) of each role's own texts (``diversity_frame(run, ["step", "role"])``,
+        text ``auto``: a role's last turn with content; samples without messages give their completion under a
+        null role), or None without texts."""
+        from ..metrics.api import diversity_frame
+
+        if self.diversity is None:
+            return None
+        df = diversity_frame(self.run, ["step", "role"], text="auto", filters=self.filters)
+        return df if df.height else None
+
+    @cached_property
+    def components_per_step(self) -> pl.DataFrame:
+        """One row per (step, reward component): ``mean``, ``std`` (ddof 1) and ``count`` of the samples'
+        valid (not null, not NaN) values of that component; empty when the run has no components."""
+        from ..analysis.views import sample_view
+
+        names = self.run.component_names()
+        schema = {"step": pl.Int64, "component": pl.String, "mean": pl.Float64, "std": pl.Float64, "count": pl.Int64}
+        if not names:
+            return pl.DataFrame(schema=schema)
+        lf = sample_view(self.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
+        if self.split:
+            lf = lf.filter(pl.col("split") == self.split)
+        aggs = []
+        for i, n in enumerate(names):
+            c = pl.col(f"component/{n}")
+            v = c.filter(c.is_not_null() & c.is_not_nan())
+            aggs += [v.mean().alias(f"{i}:mean"), v.std().alias(f"{i}:std"), v.len().cast(pl.Int64).alias(f"{i}:count")]
+        [wide] = self.run.collect(lambda: [lf.group_by("step").agg(aggs)])
+        parts = [
+            wide.select(
+                pl.col("step").cast(pl.Int64),
+                pl.lit(n, dtype=pl.String).alias("component"),
+                *[pl.col(f"{i}:{m}").alias(m) for m in ("mean", "std", "count")],
+            )
+            for i, n in enumerate(names)
+        ]
+        return pl.concat(parts).cast(schema).sort("component", "step")
+
+    @cached_property
     def format(self) -> pl.DataFrame | None:
         """Format adherence of the completions per step (``format_spec``), or None without texts."""
         from ..metrics.api import format_frame
