@@ -204,8 +204,12 @@ def test_verifiers_real_file_probe_and_scan() -> None:
     assert df["source"].unique().to_list() == [VERIFIERS_FILE.name]
     assert df["schema_version"].null_count() == 15
     assert df["sample_id"].to_list()[:4] == ["0:0", "0:1", "0:2", "1:0"]
-    assert df["group_id"].to_list()[:4] == ["0", "0", "0", "1"]
+    # this dump's `id` is not the example's (rows of one id have different prompts; the prompts cycle through
+    # the 5 examples): the prompt groups are the rows with the same prompt, said in a note
+    assert df["group_id"].to_list()[:6] == ["prompt-0", "prompt-1", "prompt-2", "prompt-3", "prompt-4", "prompt-0"]
     assert df["group_id"].n_unique() == 5
+    assert df.group_by("group_id").agg(pl.col("prompt").n_unique())["prompt"].to_list() == [1] * 5
+    assert any("`id` does not name the example" in n["message"] for n in ctx.fidelity)
     assert df["reward"].to_list() == [1.0] * 15
     assert df["env_name"].unique().to_list() == ["default"]
     assert df["reward_components"][0].to_list() == [

@@ -118,7 +118,11 @@ class JsonlSamples(Layout):
         if unmapped:
             names = ", ".join(sorted(unmapped)[:12]) + (" ..." if len(unmapped) > 12 else "")
             ctx.note(self.name, f"fields kept as JSON in the `extra` column: {names}")
-        return samples_frame(rows, info.path, self.name)
+        return self.finish(samples_frame(rows, info.path, self.name), state, info, ctx)
+
+    def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        """The file's frame once every line is mapped (a layout may fix what only the whole file tells)."""
+        return frame
 
     def extra(
         self,
@@ -196,6 +200,7 @@ class Verifiers(JsonlSamples):
     ) -> dict[str, Any]:
         ctx.note(self.name, "results.jsonl has no training step: rows get step 0 and split 'eval'")
         ex_id = rec.get("example_id", rec.get("id"))
+        state["by_id"] = state.get("by_id", False) or ("example_id" not in rec and ex_id is not None)
         if ex_id is None:
             group_id, sample_id = None, f"line{line}"
         else:
@@ -214,7 +219,7 @@ class Verifiers(JsonlSamples):
             k: v for k, v in rec.items() if k not in _NOT_METRICS and k not in self.mapped and number(v) is not None
         }
         task = rec.get("task")
-        return {
+        row = {
             "step": 0,
             "split": "eval",
             "sample_id": sample_id,
@@ -228,3 +233,26 @@ class Verifiers(JsonlSamples):
             "messages": prompt_msgs + completion_msgs,
             "extra": self.extra(rec, state, skip=metrics),
         }
+        # One entry per mapped row, in order (``finish`` lines them up with the frame).
+        state.setdefault("prompts", []).append((group_id, chat.compact_json(rec.get("prompt"))))
+        return row
+
+    def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        """Older vf-eval versions wrote an ``id`` that is not the example's (rows ``3k..3k+2`` get id ``k`` while
+        the prompts cycle through the dataset): where the rows of one ``id`` have different prompts, the prompt
+        groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance)."""
+        pairs: list[tuple[str | None, str]] = state.get("prompts", [])
+        seen: dict[str, set[str]] = {}
+        for group, prompt in pairs:
+            if group is not None:
+                seen.setdefault(group, set()).add(prompt)
+        if not state.get("by_id") or all(len(p) == 1 for p in seen.values()):
+            return frame
+        first: dict[str, int] = {}
+        groups = [None if g is None else f"prompt-{first.setdefault(p, len(first))}" for g, p in pairs]
+        ctx.note(
+            self.name,
+            f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
+            "prompt groups are the rows with the same prompt",
+        )
+        return frame.with_columns(pl.Series("group_id", groups, dtype=pl.String))
