@@ -111,3 +111,14 @@ def test_report_shows_per_sample_columns_once_and_the_train_split(known):
     assert len(summary) == 2  # the failed rate and the components: once, not under every role
     assert ">failed<" not in summary[0].rsplit("<table", 1)[-1]  # not a column of the per-role table
     assert "0.125" in summary[1]  # 3 of the 24 train samples failed
+
+
+def test_cli_metrics_say_which_keys_they_added(cli, known):
+    run, _ = known
+    for sub in ("diversity", "format"):
+        r = cli("metrics", sub, run.root, "--by", "step", "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        assert {row["split"] for row in json.loads(r.stdout)} == {"train", "eval"}
+        assert "note: this run has the splits eval, train" in r.stderr
+        r = cli("metrics", sub, run.root, "--by", "step", "--split", "train", "--format", "json")
+        assert "split" not in json.loads(r.stdout)[0] and "note: this run has the splits" not in r.stderr

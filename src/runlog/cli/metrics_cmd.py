@@ -28,8 +28,8 @@ metrics_app = typer.Typer(
         "Generation-quality metrics: diversity per prompt group / step / role, and format adherence "
         "(docs/metrics.md).\n\n"
         "Examples:\n\n"
-        "  runlog metrics diversity RUN --by step\n\n"
-        "  runlog metrics format RUN --spec open-r1 --by step"
+        "  runlog metrics diversity sample_runs/debate_grpo --by step\n"
+        "  runlog metrics format sample_runs/debate_grpo --spec open-r1 --by step"
     ),
     no_args_is_help=True,
 )
@@ -84,10 +84,8 @@ def diversity_command(
     Examples:
 
       runlog metrics diversity sample_runs/debate_grpo --by step
-
-      runlog metrics diversity RUN --by step --over set --format csv -o diversity.csv
-
-      runlog metrics diversity RUN --text role:solver --by step --by role
+      runlog metrics diversity sample_runs/debate_grpo --by step --over set --compression --format csv -o div.csv
+      runlog metrics diversity sample_runs/debate_grpo --text role:solver --by step --by role
     """
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
@@ -112,7 +110,7 @@ def diversity_command(
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
         emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys)
-        errors = report_problems(run.problems)
+        errors = report_problems(run.problems, notes=_split_note(run, df, by))
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
@@ -143,17 +141,15 @@ def format_command(
 ) -> None:
     """Format adherence: the rate of texts that follow a format spec, failures per rule, and the
     reasoning-to-answer length ratio. Built-in specs reproduce open-r1's and TRL's format rewards exactly,
-    quirks included (docs/metrics.md).
+    quirks included (docs/metrics.md). --spec also takes a TOML file of your own rules.
 
     Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error.
 
     Examples:
 
-      runlog metrics format RUN --spec open-r1 --by step
-
-      runlog metrics format RUN --spec think-answer-strict --per-sample --format csv -o fmt.csv
-
-      runlog metrics format RUN --spec my_format.toml --text role:solver
+      runlog metrics format sample_runs/debate_grpo --spec open-r1 --by step
+      runlog metrics format sample_runs/debate_grpo --by role
+      runlog metrics format sample_runs/debate_grpo --per-sample --format csv -o format.csv
     """
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
@@ -187,11 +183,20 @@ def format_command(
             keys = [c for c in df.columns if c in M.KEYS]
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
-        errors = report_problems(run.problems)
+        errors = report_problems(run.problems, notes=[] if per_sample else _split_note(run, df, by))
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
 FLEET_KEYS = ("run", "step", "role", "group", "split")
+
+
+def _split_note(run, df, by: list[str] | None) -> list[str]:  # noqa: ANN001
+    """The note that says ``split`` was added to the keys (the run has several and --split picked none)."""
+    from ..analysis.views import SPLIT_NOTE, run_splits
+
+    if "split" in df.columns and "split" not in (by or []):
+        return [SPLIT_NOTE.format(splits=", ".join(run_splits(run)))]
+    return []
 
 
 def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
