@@ -35,7 +35,7 @@ from runlog.render import (
     text_tool_calls,
     to_json,
 )
-from runlog.render.html_page import CSP, render_html
+from runlog.render.html_page import CSP, SCRIPT, render_html
 from runlog.render.markdown import fence, render_markdown
 from runlog.render.model import Conversation, Turn, split_think
 from runlog.render.terminal import render_all
@@ -332,9 +332,8 @@ def test_hostile_text_is_inert_in_the_terminal():
 
 def test_hostile_text_is_escaped_in_html():
     page = render_html([hostile_conversation()])
-    assert (
-        "<script" not in page and "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
-    )
+    assert page.count("<script") == 1 and f"<script>{SCRIPT}</script>" in page  # the page's own, constant
+    assert "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert not any(c in page for c in RAW_ESCAPES)
     assert f'content="{CSP}"' in page and "default-src 'none'" in CSP
@@ -450,7 +449,8 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
     assert r.exit_code == 0 and "exception" in r.stdout and "\x1b" not in r.stdout
     page = tmp_path / "p.html"
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--best", "2", "-f", "html", "-o", page)
-    assert r.exit_code == 0 and page.read_text().count('<section class="sample">') == 2
+    assert r.exit_code == 0 and page.read_text().count('<details class="sample" id="s-') == 2
+    assert r.stdout == f"{page}\n"  # where it wrote
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--exceptions", "--random", "1", "-f", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["exception"].startswith("Traceback")
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--worst", "1", "-f", "markdown", "--no-think")

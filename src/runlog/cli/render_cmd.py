@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -82,12 +83,15 @@ def render_command(
       runlog render-trajectory sample_runs/debate_grpo --where 'reward < 0.2' --grep python --format json
     """
     from ..render import Criteria, conversations
+    from ..render.html_page import PageInfo
     from ..render.select import plan_keep
     from ..run import list_names, open_run
 
     with handle_errors():
         if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
             raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")
+        if output is not None and not output.parent.is_dir():
+            raise UsageError(f"-o {output}: folder {output.parent} does not exist")
         if step is not None and step_alias is not None:
             raise UsageError("--steps and --step are the same option: give one")
         criteria = Criteria(
@@ -114,7 +118,8 @@ def render_command(
             unreadable = len(run.errors)
             extra = f"; {unreadable} file(s) could not be read (see runlog inspect)" if unreadable else ""
             raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
-        _emit(convs, fmt, output, show_think=not no_think)
+        info = PageInfo(run=path, scope=sel.scope, selectors=criteria.describe(), matched=sel.matched, notes=sel.notes)
+        _emit(convs, fmt, output, show_think=not no_think, info=info)
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")
         # Problems met while reading (a corrupt file, a bad line) are listed; the exit code stays about the
@@ -127,7 +132,7 @@ def render_command(
     raise typer.Exit(EXIT_OK)
 
 
-def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool) -> None:
+def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool, info: Any) -> None:
     from rich.console import Console
 
     from ..render import to_json
@@ -142,9 +147,10 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
             return
         with open(output, "w", encoding="utf-8") as fh:
             Console(file=fh, width=120, no_color=True, highlight=False).print(view)
+        sys.stdout.write(f"{output}\n")
         return
     if fmt == RenderFormat.html:
-        text = render_html(convs, show_think=show_think)
+        text = render_html(convs, show_think=show_think, info=info)
     elif fmt == RenderFormat.markdown:
         text = render_markdown(convs, show_think=show_think)
     else:
@@ -153,3 +159,4 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
         sys.stdout.write(text)
     else:
         Path(output).write_text(text, encoding="utf-8")
+        sys.stdout.write(f"{output}\n")  # where it wrote, as every command that takes -o

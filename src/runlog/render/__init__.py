@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,7 +57,13 @@ def conversations(
 def to_json(convs: Iterable[Conversation], *, indent: int | None = None) -> str:
     """A JSON array of conversations in the ``runlog.conversation/1`` form (``docs/render.md``)."""
     data: list[dict[str, Any]] = [_finite(c.to_dict()) for c in convs]
-    return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+    text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+    # A lone surrogate (invalid UTF-8 read with surrogateescape) can only be inside a JSON string, where its
+    # \uXXXX escape is valid JSON; written raw it could not be encoded at all.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _finite(v: Any) -> Any:

@@ -281,6 +281,32 @@ def truncate(text: str | None, limit: int | None) -> str | None:
     return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
 
 
+def result_names(turns: list[Turn]) -> dict[int, str]:
+    """Tool results that do not name their tool, named from the call they answer: the call with their
+    ``call_id``, else the oldest call not answered yet. ``{turn index: tool name}``."""
+    by_id: dict[str, str] = {}
+    pending: list[ToolCall] = []
+    out: dict[int, str] = {}
+    for i, t in enumerate(turns):
+        for c in t.tool_calls:
+            if c.id is not None and c.name:
+                by_id[c.id] = c.name
+            pending.append(c)
+        r = t.result
+        if r is None:
+            continue
+        call = next((c for c in pending if r.call_id is not None and c.id == r.call_id), None)
+        if call is None and r.call_id is None and pending:
+            call = pending[0]
+        if call is not None:
+            pending.remove(call)
+        if not r.name:
+            name = by_id.get(r.call_id) if r.call_id is not None else (call.name if call else None)
+            if name:
+                out[i] = name
+    return out
+
+
 def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool = False) -> Conversation:
     """A copy with the display options applied (thinking removed, then each text truncated), so that every
     output format shows the same thing."""
@@ -289,10 +315,11 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
         return truncate(strip_think(s) if no_think and model else s, max_chars)
 
     turns = []
-    for t in conv.turns:
+    names = result_names(conv.turns)
+    for i, t in enumerate(conv.turns):
         result = t.result
         if result is not None:
-            result = replace(result, content=truncate(result.content, max_chars))
+            result = replace(result, name=names.get(i, result.name), content=truncate(result.content, max_chars))
         calls = [replace(c, arguments=truncate(c.arguments, max_chars)) for c in t.tool_calls]
         turns.append(
             replace(

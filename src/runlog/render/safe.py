@@ -12,13 +12,16 @@ import re
 
 from ..textsafe import visible
 
-# Bidi embeddings/overrides/isolates, zero-width characters, the BOM and the line/paragraph separators.
-_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Bidi embeddings/overrides/isolates, zero-width characters, the BOM and the line/paragraph separators; and
+# lone surrogates (invalid UTF-8 decoded with ``surrogateescape``, or a JSON "\\udXXX" escape), which no
+# output encoding can write.
+_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def safe(text: str | None, *, keep_newlines: bool = True) -> str:
-    """``text`` with every control and invisible formatting character shown as an escape (``\\x1b``,
-    ``\\u202e``). The result still needs the output's own escaping (``rich.text.Text``, ``html.escape``)."""
+    """``text`` with every control and invisible formatting character, and every lone surrogate, shown as
+    an escape (``\\x1b``, ``\\u202e``, ``\\udcff``). The result still needs the output's own escaping
+    (``rich.text.Text``, ``html.escape``)."""
     if not text:
         return ""
     text = text.replace("\r\n", "\n")

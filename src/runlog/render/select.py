@@ -13,6 +13,7 @@ Three stages, so that a run of thousands of files is not scanned to show one sam
 from __future__ import annotations
 
 import random
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,28 @@ class Criteria:
     def searches(self) -> bool:
         """Selectors that look through the whole run rather than one step."""
         return bool(self.sample_ids or self.where or self.grep or self.exceptions)
+
+    def describe(self) -> str:
+        """The selectors as ``render-trajectory`` options (``--worst 2 --role verifier``), shell-quoted;
+        empty for the default selection. Values are the user's: callers escape them for their output."""
+        opts: list[tuple[str, Any]] = [
+            ("--steps", self.steps),
+            ("--split", self.split),
+            *[("--sample-id", s) for s in self.sample_ids],
+            ("--where", self.where),
+            ("--grep", self.grep),
+            ("--exceptions", True if self.exceptions else None),
+            ("--best", self.best),
+            ("--worst", self.worst),
+            ("--role", self.role),
+            ("--random", self.random),
+            ("--seed", self.seed if self.random is not None else None),
+            ("--index", self.index),
+        ]
+        parts = [f if v is True else f"{f} {shlex.quote(str(v))}" for f, v in opts if v is not None]
+        if not self.pickers and self.searches:
+            parts.append(f"--limit {self.limit}")
+        return " ".join(parts)
 
 
 @dataclass

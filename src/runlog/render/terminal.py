@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
+from .colours import reward_style, role_colour
+from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
-ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
 MAX_TREE_NODES = 400
+# Gap between the reward and the trajectory tables when they stand side by side.
+SUMMARY_GAP = 4
 
 
 @dataclass
@@ -64,21 +67,34 @@ def header(conv: Conversation) -> Group:
             t.append(one_line(str(value)), style="bold")
     if conv.reward is not None:
         t.append("  reward ")
-        t.append_text(fmt(conv.reward.total))
+        t.append_text(fmt(conv.reward.total, reward=True))
     parts: list[RenderableType] = [Rule(style="cyan"), t]
     if conv.file:
         parts.append(Text(f"{one_line(conv.file)}  (conversation from {one_line(conv.source)})", style="dim"))
     return Group(*parts)
 
 
+def turn_colour(turn: Turn) -> str:
+    """A model turn takes its speaker's colour (solver, verifier, judge...), any other turn its role's."""
+    if turn.speaker and turn.role.lower() in MODEL_ROLES:
+        return role_colour(turn.speaker)
+    return role_colour(turn.role)
+
+
 def turn_title(turn: Turn) -> Text:
-    title = Text(one_line(turn.role), style=f"bold {ROLE_STYLES.get(turn.role, 'white')}")
-    speaker = turn.speaker or (turn.result.name if turn.result else None)
-    if speaker:
+    """``role · speaker``; a tool result is titled with the tool's name (``python · result``)."""
+    result = turn.result
+    if result is not None:
+        title = Text(one_line(result.name or turn.speaker or "tool"), style=f"bold {role_colour('tool')}")
+        if result.is_error:
+            title.append(" · error", style="bold red")
+        else:
+            title.append(" · result", style="dim")
+        return title
+    title = Text(one_line(turn.role), style=f"bold {role_colour(turn.role)}")
+    if turn.speaker:
         title.append(" · ")
-        title.append(one_line(speaker), style="bold")
-    if turn.result is not None and turn.result.is_error:
-        title.append(" · error", style="bold red")
+        title.append(one_line(turn.speaker), style=f"bold {turn_colour(turn)}")
     return title
 
 
@@ -98,8 +114,8 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
         body.append(json_tree(turn.data))
     subtitle = None
     if result is not None and result.call_id:
-        subtitle = Text(one_line(f"call {result.call_id}"), style="dim")
-    border = "red" if result is not None and result.is_error else ROLE_STYLES.get(turn.role, "white")
+        subtitle = Text(one_line(result.call_id), style="dim")
+    border = "red" if result is not None and result.is_error else turn_colour(turn)
     return Panel(
         Group(*body) if body else Text("(empty)", style="dim"),
         title=turn_title(turn),
@@ -171,38 +187,63 @@ def json_tree(value: Any, label: str = "data (shape not recognised: shown as JSO
     return tree
 
 
-def summary(conv: Conversation) -> Table:
+@dataclass
+class Summary:
+    """The reward table beside the trajectory statistics, or under them when the width does not hold both
+    side by side: a label is never cut."""
+
+    conv: Conversation
+
+    def tables(self) -> tuple[Table, Table]:
+        return reward_table(self.conv), stats_table(self.conv)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        left, right = self.tables()
+        need = sum(Measurement.get(console, options, t).maximum for t in (left, right)) + SUMMARY_GAP
+        if need <= options.max_width:
+            grid = Table.grid(padding=(0, SUMMARY_GAP))
+            grid.add_column()
+            grid.add_column()
+            grid.add_row(left, right)
+            yield grid
+        else:
+            yield left
+            yield right
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        left, right = (Measurement.get(console, options, t) for t in self.tables())
+        return Measurement(max(left.minimum, right.minimum), left.maximum + right.maximum + SUMMARY_GAP)
+
+
+def summary(conv: Conversation) -> Summary:
     """Reward breakdown (total, components, per role with KL) beside the trajectory statistics."""
-    grid = Table.grid(padding=(0, 4))
-    grid.add_column()
-    grid.add_column()
-    grid.add_row(reward_table(conv), stats_table(conv))
-    return grid
+    return Summary(conv)
 
 
 def reward_table(conv: Conversation) -> Table:
     t = Table(title="reward", title_justify="left", show_header=False, box=None, padding=(0, 1))
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    t.add_column(justify="right")
+    t.add_column(style="bold", overflow="fold")
+    t.add_column(justify="right", overflow="fold")
+    t.add_column(justify="right", overflow="fold")
     r = conv.reward
     if r is None:
         t.add_row("(none)", "", "")
         return t
-    t.add_row("total", fmt(r.total), "")
+    t.add_row("total", fmt(r.total, reward=True), "")
     for name, value in r.components:
-        t.add_row(Text(one_line(name), style=""), fmt(value), "")
+        t.add_row(Text(one_line(name), style=""), fmt(value, reward=True), "")
     if r.roles:
         t.add_row(Text("role", style="dim"), Text("reward", style="dim"), Text("KL", style="dim"))
         for role in r.roles:
-            t.add_row(Text(one_line(role.role or "(unknown)"), style="magenta"), fmt(role.reward), fmt(role.kl))
+            label = Text(one_line(role.role or "(unknown)"), style=f"bold {role_colour(role.role)}")
+            t.add_row(label, fmt(role.reward, reward=True), fmt(role.kl))
     return t
 
 
 def stats_table(conv: Conversation) -> Table:
     st = conv.stats
     t = Table(title="trajectory", title_justify="left", show_header=False, box=None, padding=(0, 1))
-    t.add_column(style="bold")
+    t.add_column(style="bold", overflow="fold")
     t.add_column(justify="right", overflow="fold")
     t.add_row("turns", f"{st.turns:,}")
     t.add_row("assistant turns", f"{st.assistant_turns:,}")
@@ -214,11 +255,13 @@ def stats_table(conv: Conversation) -> Table:
     return t
 
 
-def fmt(v: float | None) -> Text:
+def fmt(v: float | None, *, reward: bool = False) -> Text:
+    """A number in 4 significant digits; a reward coloured by ``colours.reward_style`` (1 green, 0 red,
+    negative bold red)."""
     if v is None:
         return Text("null", style="dim")
     if math.isnan(v):
         return Text("NaN", style="red")
     if math.isinf(v):
         return Text("inf" if v > 0 else "-inf", style="red")
-    return Text(f"{v:.4g}")
+    return Text(f"{v:.4g}", style=reward_style(v) if reward else "")
