@@ -9,6 +9,7 @@ CSP violation the page produces (``Page.problems``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -65,7 +66,7 @@ class Page:
         os.close(from_chrome_w)
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             self.call(f"{domain}.enable", session=True)
         self.call(
             "Emulation.setDeviceMetricsOverride",
@@ -84,10 +85,8 @@ class Page:
             self._proc.kill()
         self._proc.wait(timeout=30)
         for fd in (self._to_chrome, self._from_chrome):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         shutil.rmtree(self._profile, ignore_errors=True)
 
     # -- protocol --------------------------------------------------------------------------------------------
@@ -130,9 +129,11 @@ class Page:
 
     # -- page ------------------------------------------------------------------------------------------------
     def open(self, path: Path, fragment: str = "") -> None:
-        self.events = [ev for ev in self.events if ev.get("method") != "Page.loadEventFired"]
-        self.call("Page.navigate", {"url": path.resolve().as_uri() + fragment}, session=True)
-        self.wait_for("Page.loadEventFired")
+        """Load ``path`` (``fragment``: ``#id``) as a new document, and wait for its load event."""
+        for url in ("about:blank", path.resolve().as_uri() + fragment):  # a new document, even for a new #id
+            self.events = [ev for ev in self.events if ev.get("method") != "Page.loadEventFired"]
+            self.call("Page.navigate", {"url": url}, session=True)
+            self.wait_for("Page.loadEventFired")
 
     def js(self, expression: str) -> Any:
         """The value of ``expression`` in the page (JSON-serialisable values only)."""
@@ -146,8 +147,9 @@ class Page:
     def click(self, selector: str) -> None:
         """A real mouse click at the middle of the element (scrolled into view first)."""
         box = self.js(
-            f"(() => {{ const el = document.querySelector({json.dumps(selector)}); el.scrollIntoView({{block: 'center'}});"
-            " const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         for kind in ("mousePressed", "mouseReleased"):
             self.call(
@@ -166,6 +168,10 @@ class Page:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", params, session=True)["data"]))
         return path
 
+    def requests(self) -> list[str]:
+        """Every URL the page asked for so far (the page itself included)."""
+        return [ev["params"]["request"]["url"] for ev in self.events if ev.get("method") == "Network.requestWillBeSent"]
+
     def problems(self) -> list[str]:
         """Console messages, uncaught exceptions and browser log entries (CSP violations are these) so far."""
         out = []
@@ -174,7 +180,8 @@ class Page:
             if method == "Runtime.consoleAPICalled":
                 out.append(f"console.{params['type']}: " + " ".join(str(a.get("value")) for a in params["args"]))
             elif method == "Runtime.exceptionThrown":
-                out.append("exception: " + json.dumps(params["exceptionDetails"])[:500])
+                details = params["exceptionDetails"]
+                out.append(f"exception: {details.get('text')} {details.get('exception', {}).get('description')}")
             elif method == "Log.entryAdded":
                 entry = params["entry"]
                 out.append(f"{entry['source']} {entry['level']}: {entry['text']}")

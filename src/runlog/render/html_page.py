@@ -147,8 +147,8 @@ SCRIPT = r"""
     if (!row) return;
     var id = row.getAttribute("data-target");
     if (ev.target.closest("a")) { openSample(id, false); return; }
-    if (location.hash === "#" + id) openSample(id, true);
-    else location.hash = id;
+    openSample(id, true);
+    if (location.hash !== "#" + id) history.pushState(null, "", "#" + id);
   });
   window.addEventListener("hashchange", function () { openSample(location.hash.slice(1), true); });
   document.getElementById("open-all").addEventListener("click", function () { setAll(true); });
@@ -225,8 +225,10 @@ def render_html(
 
 
 def header_html(convs: list[Conversation], info: PageInfo) -> str:
-    run = f"<h1>{label(info.run)}</h1>" if info.run else "<h1>trajectories</h1>"
-    how = [f"selection <code>{label(info.selectors)}</code>" if info.selectors else "default selection"]
+    name = (info.run or "").rstrip("/\\").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    run = f"<h1>{label(name or 'trajectories')}</h1>"
+    how = [f"run <code>{label(info.run)}</code>"] if info.run else []
+    how.append(f"selection <code>{label(info.selectors)}</code>" if info.selectors else "default selection")
     if info.scope:
         how.append(f"searched {label(info.scope)}")
     count = f"<b>{len(convs):,}</b>"
