@@ -69,7 +69,7 @@ def test_report_is_one_self_contained_file(cli, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     res = cli("report", ROOT / "debate_grpo", "-o", out)
     assert res.exit_code == 0, res.output
-    assert res.stdout.strip() == str(out)
+    assert res.stdout == "" and res.stderr.startswith(f"wrote {out} (")
     html = out.read_text(encoding="utf-8")
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
     assert "<script" not in html.lower()

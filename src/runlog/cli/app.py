@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -30,18 +31,129 @@ def _literal(text: str | None) -> str | None:
     return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
 
 
+def _paragraphs(text: str) -> list[str]:
+    """The help's paragraphs (blank-line separated), prose joined into one line each so that it wraps at the
+    terminal's width, not where the source broke it; an indented block (examples) keeps its lines."""
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.split("\n")
+        out.append(para if all(line[:1].isspace() for line in lines) else " ".join(x.strip() for x in lines))
+    return out
+
+
+def _shell_words(line: str) -> list[str]:
+    """``line`` cut at the spaces outside quotes, quotes kept: ``'.a[] | b'`` stays one word."""
+    words, word, quote = [], "", ""
+    for ch in line:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == " ":
+            if word:
+                words.append(word)
+            word = ""
+            continue
+        word += ch
+    return [*words, word] if word else words
+
+
+def _units(words: list[str]) -> list[str]:
+    """Words that stay on one line: an option with its value, a pipe with the command after it, a comment
+    (a shell ``\\`` inside it would be part of the comment)."""
+    units: list[str] = []
+    for w in words:
+        prev = units[-1] if units else ""
+        joins_option = prev.startswith("-") and " " not in prev and not w.startswith(("-", "|", "#"))
+        if units and (joins_option or prev == "|" or prev.startswith("#")):
+            units[-1] = f"{prev} {w}"
+        else:
+            units.append(w)
+    return units
+
+
+CONTINUATION = "    "  # what a continued example line is indented by, beyond the example's own indent
+
+
+def fit_example(line: str, width: int) -> list[str]:
+    """An example command line in lines of at most ``width`` columns, each but the last ending in `` \\``
+    (a shell continuation: the lines still paste into a shell as one command). Never cut inside a word
+    or a quoted argument; a word wider than the line is left whole on its own line."""
+    if len(line) <= width:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    lines: list[str] = []
+    current = ""
+    for unit in _units(_shell_words(line.strip())):
+        lead = indent + (CONTINUATION if lines else "")
+        if not current:
+            current = lead + unit
+        elif len(current) + 1 + len(unit) + (0 if unit.startswith("#") else 2) <= width:
+            current += " " + unit
+        else:
+            # A comment that does not fit goes on a line of its own (no `\\`: the command has ended).
+            lines.append(current if unit.startswith("#") else current + " \\")
+            current = indent + CONTINUATION + unit
+    return [*lines, current]
+
+
+def fit_help(text: str, width: int) -> str:
+    """``text`` (already paragraphed) with its example lines fitted to ``width`` columns."""
+    paras = []
+    for para in text.split("\n\n"):
+        lines = para.split("\n")
+        if all(line[:1].isspace() for line in lines):
+            para = "\n".join(out for line in lines for out in fit_example(line, width))
+        paras.append(para)
+    return "\n\n".join(paras[:1] + _keep_indent(paras[1:]))
+
+
+def _keep_indent(paras: list[str]) -> list[str]:
+    """typer dedents the paragraphs after the first with ``inspect.cleandoc``, which takes away the indent
+    common to every line but the first: where that is the examples' own (one prose line, then ``Examples:``),
+    they would lose it. An empty paragraph ahead makes ``Examples:`` a line that counts (cleandoc then drops
+    the blank lines it leads with, so nothing shows)."""
+    lines = "\n\n".join(paras).split("\n")
+    if any(x.strip() and not x[:1].isspace() for x in lines[1:]):
+        return paras
+    return ["", *paras]
+
+
+def _help_width() -> int:
+    """The columns of help text: typer's console width less its padding of one column either side."""
+    from rich.console import Console
+    from typer import rich_utils
+
+    return max(Console(width=rich_utils.MAX_WIDTH).width - 2, 20)
+
+
 class _LiteralHelp:
     """Help text is text, not Rich markup: ``'runlog[plot]'`` and ``(top level or [doctor])`` are shown as
     written. Escaped once here, for the command's own help, its options' and its epilog; a group lists its
-    commands with their (escaped) help."""
+    commands with their (escaped) help.
+
+    Prose paragraphs wrap at the terminal's width (a source line break is a space); indented blocks
+    (``Examples:``) keep one command a line, and a command wider than the terminal is continued on the
+    next line with a shell ``\\``, never cut inside a word."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._source_help = "\n\n".join(_paragraphs(self.help)) if self.help else self.help
         if typer.core.HAS_RICH and kwargs.get("rich_markup_mode") == "rich":
-            self.help, self.short_help, self.epilog = map(_literal, (self.help, self.short_help, self.epilog))
+            self.help, self.short_help, self.epilog = map(_literal, (self._source_help, self.short_help, self.epilog))
             for param in self.params:
                 if getattr(param, "help", None):
                     param.help = _literal(param.help)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if not (typer.core.HAS_RICH and self.rich_markup_mode == "rich" and self._source_help):
+            return super().format_help(ctx, formatter)
+        escaped = self.help
+        self.help = _literal(fit_help(self._source_help, _help_width()))
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            self.help = escaped
 
 
 class LiteralCommand(_LiteralHelp, TyperCommand):
@@ -62,9 +174,9 @@ app = typer.Typer(
     help=(
         "Post-hoc analysis of RL post-training runs from raw Parquet/JSONL.\n\n"
         "Examples:\n\n"
-        "  runlog inspect sample_runs/debate_grpo\n\n"
-        "  runlog inspect sample_runs/damaged --format json | jq .problems\n\n"
-        "  runlog summarize sample_runs/debate_grpo --by role"
+        "  runlog inspect sample_runs/debate_grpo\n"
+        "  runlog summarize sample_runs/debate_grpo --by role\n"
+        "  runlog report sample_runs/debate_grpo -o report.html"
     ),
     no_args_is_help=True,
     add_completion=False,

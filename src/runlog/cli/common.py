@@ -111,6 +111,27 @@ def report_problems(problems: list[Any], notes: list[str] = ()) -> int:
     return errors
 
 
+def human_bytes(n: int) -> str:
+    """``512 B``, ``1.2 KB``, ``3.4 MB`` (powers of 1024)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def wrote(path: str | os.PathLike[str]) -> None:
+    """Say where ``-o FILE`` went: one line on stderr (``wrote per_step.csv (1.2 KB)``), so that stdout stays
+    empty. Every command that writes a file the user named calls this once, after the file is complete."""
+    try:
+        size = f" ({human_bytes(os.stat(path).st_size)})"
+    except OSError:
+        size = ""
+    sys.stderr.write(f"wrote {visible(os.fspath(path), keep_newlines=False)}{size}\n")
+    sys.stderr.flush()
+
+
 def emit_json(data: Any) -> None:
     """Indented for a person at a terminal, compact for a pipe (``| jq`` indents it anyway)."""
     indent = 2 if sys.stdout.isatty() else None

@@ -47,13 +47,9 @@ def doctor_command(
 
     Examples:
 
-      runlog doctor sample_runs/debate_grpo
-
-      runlog doctor RUN --format json | jq '.findings[] | select(.severity == "error")'
-
-      runlog doctor RUN --set kl_ratio=20 --set zero_adv=0.8 --config doctor.toml
-
-      runlog doctor sample_runs/debate_grpo --split eval
+      runlog doctor sample_runs/debate_grpo  # exit 1: NaN rewards
+      runlog doctor sample_runs/debate_grpo --split eval --set kl_ratio=20 --set zero_adv=0.8
+      runlog doctor sample_runs/debate_grpo --format json | jq '.findings[] | select(.severity != "info")'
     """
     from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig, diagnose

@@ -10,6 +10,7 @@ import typer
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
+from .common import human_bytes as _bytes
 from .output import Col, Sheet, print_out
 
 if TYPE_CHECKING:
@@ -43,10 +44,8 @@ def inspect_command(
     Examples:
 
       runlog inspect sample_runs/debate_grpo
-
-      runlog inspect sample_runs/damaged --format json
-
-      runlog inspect runs/exp42 --layout flink --strict --deep
+      runlog inspect sample_runs/flink_mixed --deep
+      runlog inspect sample_runs/damaged --format json  # exit 1: damaged files
     """
     from ..analysis.inspect import inspect_run
     from ..run import open_run
@@ -68,15 +67,6 @@ def _t(s: Any) -> Text:
     from rich.text import Text
 
     return Text(visible(str(s), keep_newlines=False))
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _ranges(gaps: list[list[int]], limit: int = 6) -> str:

@@ -36,12 +36,15 @@ metrics_app = typer.Typer(
 
 DIVERSITY_SECTIONS = [
     ("Texts", ["groups", "texts", "unique_frac", "len_mean", "len_median"]),
-    ("Distinct n-grams (set / all n-grams; li2016: set / all tokens)", ["distinct_1", "distinct_2", "distinct_3"]),
-    ("", ["distinct_4", "distinct_li2016_1", "distinct_li2016_2", "distinct_li2016_3", "distinct_li2016_4"]),
-    ("Entropy and repetition", ["entropy_1", "entropy_2", "entropy_3", "entropy_4", "self_repetition"]),
-    ("Self-BLEU (nltk, method1) and compression", ["self_bleu_2", "self_bleu_3", "self_bleu_4"]),
-    ("", ["compression_ratio", "compression_ratio_gzip"]),
+    ("distinct_n: distinct / all n-grams", [f"distinct_{n}" for n in (1, 2, 3, 4)]),
+    ("distinct_li2016_n: distinct n-grams / tokens", [f"distinct_li2016_{n}" for n in (1, 2, 3, 4)]),
+    ("entropy_n (nats) and self_repetition", [*(f"entropy_{n}" for n in (1, 2, 3, 4)), "self_repetition"]),
+    ("self_bleu_n (nltk, method1)", ["self_bleu_2", "self_bleu_3", "self_bleu_4"]),
+    # Only with --compression: a section whose columns are absent is not drawn, title included.
+    ("compression_ratio: xz, gzip", ["compression_ratio", "compression_ratio_gzip"]),
 ]
+# Table headers under those titles: distinct_li2016_2 reads "2" (CSV and JSON keep the full names).
+DIVERSITY_STRIP = ("distinct_li2016_", "distinct_", "entropy_", "self_bleu_", "compression_ratio_")
 
 TEXT_HELP = (
     "Which text: auto (the policy's generated text: its last assistant turn, else completion; with --by role each "
@@ -100,7 +103,8 @@ def diversity_command(
             kwargs = {"text": text, "over": over, "compression": compression, "threads": threads}
             options = {"filters": filters, "kwargs": kwargs}
             df, code = _fleet("diversity", locs, by, options, layout, engine, ray_address)
-            emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=[c for c in df.columns if c in FLEET_KEYS])
+            keys = [c for c in df.columns if c in FLEET_KEYS]
+            emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout)
         check_filters(run, filters)
@@ -109,7 +113,7 @@ def diversity_command(
         )
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
-        emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys)
+        emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
         errors = report_problems(run.problems, notes=_split_note(run, df, by))
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 

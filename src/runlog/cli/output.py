@@ -1,6 +1,7 @@
 """One emitter for every command that prints a frame: ``--format table|csv|json|parquet`` and ``-o FILE``.
 
-Data goes to stdout (or ``-o``); notes go to stderr. JSON is a list of row objects with the frame's column
+Data goes to stdout (or ``-o``, and then one line on stderr says where: ``wrote FILE (SIZE)``); notes go to
+stderr. JSON is a list of row objects with the frame's column
 names; NaN and infinities become ``null`` there (JSON has no NaN), while CSV writes ``NaN``.
 """
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._lazy import pl
 from ..errors import UsageError
 from ..textsafe import visible
-from .common import stdout_console
+from .common import stdout_console, wrote
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -248,14 +249,16 @@ def fold_width(console: Console) -> int | None:
 
 
 def print_out(renderable: RenderableType, out: Path | None = None) -> None:
-    """Print to stdout (or to the file ``out``, without colour): folded to the terminal's width on a
-    terminal, at the content's own width in a pipe or a file, so that nothing is ever cropped."""
+    """Print to stdout (or to the file ``out``, without colour, and say so on stderr): folded to the
+    terminal's width on a terminal, at the content's own width in a pipe or a file, so that nothing is ever
+    cropped."""
     from rich.console import Console
 
     if out is not None:
         with open(out, "w", encoding="utf-8") as fh:
             console = Console(file=fh, no_color=True, highlight=False, soft_wrap=False)
             _print_at_width(console, renderable, None)
+        wrote(out)
         return
     console = stdout_console()
     _print_at_width(console, renderable, fold_width(console))
@@ -290,6 +293,7 @@ def emit_frame(
             sys.stdout.buffer.write(buf.getvalue())
             return
         df.write_parquet(out)
+        wrote(out)
         return
     if fmt == OutputFormat.csv:
         text = df.write_csv()
@@ -302,3 +306,4 @@ def emit_frame(
         sys.stdout.write(text)
     else:
         Path(out).write_text(text, encoding="utf-8")
+        wrote(out)

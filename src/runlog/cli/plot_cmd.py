@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -11,7 +10,7 @@ import typer
 
 from ..analysis.filters import Filters
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options, wrote
 from .filter_opts import SPLIT_OPTION
 
 if TYPE_CHECKING:
@@ -42,20 +41,17 @@ def plot_command(
     Rewards and KL per role: the moving average over the raw line, with a band of one standard deviation;
     KL in log scale when it spans decades. Histograms: per-role rewards at the --steps given.
 
-    Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix.
+    Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix; one line on stderr
+    says where it wrote.
 
     Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
     matches nothing in the run).
 
     Examples:
 
-      runlog plot sample_runs/debate_grpo --what reward -o reward.png
-
       runlog plot sample_runs/debate_grpo --what kl --window 5 -o kl.svg
-
       runlog plot sample_runs/debate_grpo --what hist --steps 0,16,31 -o hist.pdf
-
-      runlog plot sample_runs/debate_grpo --what scalars --keys 'train/*' -o scalars.png
+      runlog plot sample_runs/jaxarc --what scalars --keys '*loss' -o losses.png
     """
     from ..plots import make_figure, save_figure
     from ..run import open_run
@@ -75,7 +71,7 @@ def plot_command(
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
         written = save_figure(fig, output)
         report_problems([p for p in run.problems if not p.is_warning], notes=series.notes)
-        sys.stdout.write(f"{written}\n")
+        wrote(written)
     raise typer.Exit(EXIT_OK)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options, wrote
 from .filter_opts import SPLIT_OPTION
 
 
@@ -28,17 +28,15 @@ def report_command(
     format, histograms) and the best and worst trajectory per role. Images are embedded; the page loads
     nothing and runs no script, so it opens from disk and can be shared as one file.
 
-    Needs matplotlib (pip install 'runlog[plot]'). Prints the path of the file written.
+    Needs matplotlib (pip install 'runlog[plot]'). One line on stderr says where it wrote.
 
     Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error.
 
     Examples:
 
       runlog report sample_runs/debate_grpo -o report.html
-
-      runlog report RUN -o RUN.html --set kl_ratio=20
-
-      runlog report sample_runs/debate_grpo --split eval -o eval.html
+      runlog report sample_runs/debate_grpo --split eval --set kl_ratio=20 -o eval.html
+      runlog report sample_runs/flink_mixed -o flink.html
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -69,6 +67,7 @@ def report_command(
             TimeElapsedColumn(),
             console=stderr_console(),
             transient=True,
+            disable=not sys.stderr.isatty(),  # a pipe or a log gets no bar (and no blank line)
         ) as progress:
             task = progress.add_task(STAGES[0], total=len(STAGES))
 
@@ -78,5 +77,5 @@ def report_command(
 
             html = build_report(run, cfg, progress=tick)
         output.write_text(html, encoding="utf-8")
-        sys.stdout.write(f"{output}\n")
+        wrote(output)
     raise typer.Exit(EXIT_OK)

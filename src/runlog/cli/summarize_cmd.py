@@ -21,7 +21,7 @@ from .fleet_opts import (
     progress,
     report_fleet,
 )
-from .output import OutputFormat, emit_frame
+from .output import OutputFormat, emit_frame, print_out, render_tables
 
 SECTIONS = [
     ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
@@ -62,13 +62,10 @@ def _emit_summary(df, fmt: OutputFormat, output: Path | None, group_keys: list[s
         emit_frame(samples, fmt, None, sections=sample_sections, keys=others, strip=strip)
         return
     # One file: both parts, one after the other.
-    import tempfile
+    from rich.console import Group
 
-    with tempfile.TemporaryDirectory() as tmp:
-        parts = [Path(tmp) / "a.txt", Path(tmp) / "b.txt"]
-        emit_frame(df, fmt, parts[0], sections=role_sections, keys=group_keys, strip=strip)
-        emit_frame(samples, fmt, parts[1], sections=sample_sections, keys=others, strip=strip)
-        Path(output).write_text(parts[0].read_text() + parts[1].read_text(), encoding="utf-8")
+    roles = render_tables(df, role_sections, group_keys, strip)
+    print_out(Group(roles, render_tables(samples, sample_sections, others, strip)), output)
 
 
 def summarize_command(
@@ -106,9 +103,12 @@ def summarize_command(
     NaN and null rewards are counted in their own columns and never enter the statistics. zero_adv_frac
     is the fraction of prompt groups where every reward of that role is equal (no GRPO signal).
 
-    Fleets: several runs, a quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for
-    one row per run and group (without it, statistics are pooled over the runs; medians then stay empty).
-    --engine ray runs the same computation on a Ray cluster; the numbers agree to 1e-12.
+    Fleets: several runs (runlog summarize sample_runs/debate_grpo sample_runs/flink_mixed --by run), a
+    quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for one row per run and group
+    (without it, statistics are pooled over the runs; medians then stay empty). --engine ray runs the same
+    computation on a Ray cluster; the numbers agree to 1e-12.
+
+    Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
     2 usage error.
@@ -116,18 +116,8 @@ def summarize_command(
     Examples:
 
       runlog summarize sample_runs/debate_grpo --by role
-
       runlog summarize sample_runs/debate_grpo --by role --by step --window 5 --format csv -o per_step.csv
-
-      runlog summarize sample_runs/flink_mixed --by role --split train --steps 10:19 --format json
-
       runlog summarize sample_runs/debate_grpo --scalars --keys 'debate/*'
-
-      runlog summarize sample_runs/debate_grpo --correlations
-
-      runlog summarize 'sample_runs/*' --by run --by role
-
-      runlog summarize 's3://bucket/runs/*' --by run --engine ray --ray-address auto
     """
     from ..analysis import summarize as S
     from ..analysis.check import check_filters, check_scalars

@@ -59,10 +59,8 @@ def upload_command(
     Examples:
 
       runlog upload-wandb sample_runs/debate_grpo --project debate --dry-run
-
-      runlog upload-wandb sample_runs/debate_grpo --project debate --mode offline --wandb-dir /tmp/wb
-
-      runlog upload-wandb runs/exp42 --project grpo --entity my-team --max-samples-per-step 8 --tables-every 25
+      runlog upload-wandb sample_runs/flink_mixed --project grpo --max-samples-per-step 8 --tables-every 5 --dry-run
+      runlog upload-wandb sample_runs/debate_grpo --project debate --mode offline --wandb-dir wb --state wb/state.json
     """
     from ..run import open_run
     from ..sinks.plan import PlanOptions

@@ -4,7 +4,8 @@ compression ratios, unique fraction and lengths. Definitions and references: doc
 Each metric equals its reference implementation (tests/test_metrics_diversity.py checks them to 1e-9):
 
 - ``distinct_n``: distinct n-grams of the set / all n-grams of the set (DialoGPT ``cal_entropy`` "div");
-- ``distinct_li2016_n``: distinct n-grams of the set / all tokens of the set (Li et al. 2016);
+- ``distinct_li2016_n``: distinct n-grams of the set / all tokens of the set (Li et al. 2016); null, as
+  ``distinct_n``, where the set has no n-gram of that order;
 - ``entropy_n``: entropy (natural log) of the pooled n-gram distribution (DialoGPT ``cal_entropy``);
 - ``self_bleu_n``: Texygen's Self-BLEU with nltk ``sentence_bleu`` (method1 smoothing), each text against
   all the other texts of its set, averaged;
@@ -136,7 +137,9 @@ def diversity_by_set(
     for n in ORDERS:
         total = stats.total[n].astype(np.float64)
         cols[f"distinct_{n}"] = _ratio(stats.unique[n].astype(np.float64), total)
-        cols[f"distinct_li2016_{n}"] = _ratio(stats.unique[n].astype(np.float64), words)
+        # Null where the set has no n-gram of this order, as distinct_n (not 0 / tokens = 0, which reads as
+        # total collapse and, averaged over groups, would pull the mean down where distinct_n skips the group).
+        cols[f"distinct_li2016_{n}"] = np.where(total > 0, _ratio(stats.unique[n].astype(np.float64), words), np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             ent = np.log(total) - stats.clogc[n] / total
         cols[f"entropy_{n}"] = np.where(total > 0, np.maximum(ent, 0.0), np.nan)
@@ -185,7 +188,8 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
 
 
 def distinct_li2016_n(texts: Sequence[str], n: int) -> float | None:
-    """Distinct n-grams of the set / all tokens of the set (Li et al. 2016)."""
+    """Distinct n-grams of the set / all tokens of the set (Li et al. 2016); None where ``distinct_n`` is:
+    no n-gram of that order (texts all shorter than n, or no text)."""
     return _one(texts)[f"distinct_li2016_{n}"]
 
 
