@@ -9,7 +9,9 @@ import re
 # A Python-repr dict of string keys to numbers, as pandas writes a dict cell to CSV: {'a': 1.0, 'b': nan}
 _REPR_ITEM = re.compile(
     r"""\s*(?P<q>['"])(?P<key>(?:\\.|(?!(?P=q)).)*)(?P=q)\s*:\s*"""
-    r"""(?P<val>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity|NaN|None|null|True|False|true|false))\s*"""
+    # A sign belongs to a number (or nan / inf), never to None, null, True or False.
+    r"""(?P<val>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity|NaN)"""
+    r"""|None|null|True|False|true|false)\s*"""
     r"""(?:,|$)"""
 )
 

@@ -164,6 +164,14 @@ class FlinkLayout(Layout):
         if "prompt" not in df.columns and any(c in df.columns for c in _TEXT_SOURCES):
             df = df.with_columns(_prompt_expr(df.schema))  # summaries find prompt groups from the parsed frame
         ctx.warn(cand.rel, "CSV fallback file (Parquet writing failed during training); read from CSV")
+        if df.schema.get("reward_metrics") == pl.String:
+            bad = [t for t in df["reward_metrics"].drop_nulls().to_list() if parse_number_dict(t) is None]
+            if bad:
+                ctx.warn(
+                    cand.rel,
+                    f"{len(bad)} reward_metrics cell(s) are not a dict of numbers (first: {bad[0][:60]!r}); "
+                    "their reward components are left empty",
+                )
         info.rows = df.height
         info.columns = {c: str(t) for c, t in df.schema.items()}
         info.null_counts = {c: int(df[c].null_count()) for c in df.columns}
