@@ -1,0 +1,251 @@
+"""``runlog diff RUN_A RUN_B [RUN_C ...]``: runs side by side, per role, with bootstrap intervals."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..analysis.diff import DEFAULT_BOOT, DEFAULT_WINDOW
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options
+from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from ..analysis.diff import Diff
+
+
+class DiffFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+RUNS = typer.Argument(
+    ...,
+    help="The runs: the baseline first, then the runs compared with it (directories, files or URLs).",
+    show_default=False,
+    metavar="RUN_A RUN_B [RUN_C ...]",
+)
+STRIP: tuple[str, ...] = ()
+
+
+def diff_command(
+    paths: list[str] = RUNS,
+    name: list[str] = typer.Option(None, "--name", "-n", help="A label for each run, in order (repeatable)."),
+    window: int = typer.Option(
+        DEFAULT_WINDOW, "--window", "-w", help="Steps of the start, end and best windows (common steps)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap: the same seed prints the same intervals."),
+    boot: int = typer.Option(DEFAULT_BOOT, "--boot", help="Bootstrap resamples per interval."),
+    ci: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals (and of the onset's z)."),
+    split: list[str] = SPLITS_OPTION,
+    steps: str = STEPS_OPTION,
+    role: list[str] = ROLES_OPTION,
+    keys: list[str] = typer.Option(None, "--keys", "-k", help="Only scalar keys matching GLOB (repeatable)."),
+    text: bool = typer.Option(
+        False, "--text", help="Also diversity and format adherence at the start and the end (reads those texts)."
+    ),
+    findings: bool = typer.Option(
+        False, "--findings", help="Also the doctor's findings of each run, matched (reads every text of each run)."
+    ),
+    spec: str = typer.Option("think-answer-strict", "--spec", help="With --text/--findings: the format spec."),
+    fmt: DiffFormat = typer.Option(DiffFormat.table, "--format", "-f", help="Output format."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
+    layout: str = typer.Option(None, "--layout", help="Force a layout for every run instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
+) -> None:
+    """Compare runs with a baseline: did B beat A, for which role, from which step, and is it noise?
+
+    The first run is the baseline. Runs are aligned by split and step and compared on the steps both have
+    (a run logged every k steps is compared where both have data; a note says the overlap). Per role: the
+    reward and KL at the start, the end (the last --window common steps) and each run's best window, the
+    zero-advantage fraction, and the difference to the baseline with a bootstrap interval over samples
+    (seeded: --seed, --boot); where both runs have the same prompts at the same steps, a paired comparison
+    per prompt; the first step from which the run is stably ahead or behind (the doctor's onset rule).
+    Also the common scalar keys (--keys), and the differences of the recorded configs. --text and
+    --findings add diversity, format adherence and the doctor's findings, which read the texts.
+
+    Runs with no common split, step or role are said in a note on stderr, and what can still be compared
+    is. Exit codes: 0 ok; 1 a run had problems (listed on stderr; the good data was compared); 2 usage
+    error, or nothing at all in common.
+
+    Examples:
+
+      runlog diff runs/baseline runs/ablation --name base --name ablation
+      runlog diff runs/a runs/b runs/c --window 20 --split train --keys 'train/*'
+      runlog diff runs/a runs/b --format json | jq '.roles[] | select(.verdict != "tie")'
+    """
+    from ..analysis.diff import DiffOptions, diff_runs
+    from ..analysis.filters import Filters
+    from ..run import open_run
+
+    with handle_errors():
+        use_storage_options(storage_option)
+        if len(paths) < 2:
+            raise UsageError("diff needs at least two runs: the baseline first, then the runs to compare with it")
+        filters = Filters.from_options(split, steps, role)
+        options = DiffOptions(
+            window=window,
+            seed=seed,
+            boot=boot,
+            ci=ci,
+            splits=tuple(filters.splits),
+            roles=tuple(filters.roles),
+            steps=filters.steps,
+            keys=tuple(keys or ()),
+            text=text,
+            findings=findings,
+            format_spec=spec,
+        )
+        options.check()
+        runs = [open_run(p, layout=layout) for p in paths]
+        result = diff_runs(runs, name or None, options)
+        if not result.compared:
+            reason = result.notes[0] if result.notes else "nothing in common"
+            raise UsageError(f"nothing to compare: {reason}")
+        _emit(result, fmt, output)
+        report_problems([], notes=result.notes)
+        errors = 0
+        for label, run in zip(result.names, runs, strict=True):
+            errors += report_problems([_named(p, label) for p in run.problems])
+    raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _named(problem: Any, label: str) -> Any:
+    """A run's problem with the run's label before its path: several runs are reported together."""
+    import dataclasses
+
+    return dataclasses.replace(problem, path=f"{label}: {problem.path}")
+
+
+def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
+    if fmt == DiffFormat.json:
+        if output is None:
+            emit_json(d.as_dict())
+        else:
+            import json
+
+            output.write_text(json.dumps(d.as_dict(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+        return
+    if fmt == DiffFormat.csv:
+        from .._lazy import pl
+
+        parts = [df.select(pl.lit(name).alias("section"), pl.all()) for name, df in d.frames().items() if df.height]
+        text = pl.concat(parts, how="diagonal_relaxed").write_csv() if parts else "section\n"
+        if output is None:
+            import sys
+
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
+    from .output import print_out
+
+    print_out(render_diff(d), output)
+
+
+def render_diff(d: Diff) -> Group:
+    """The comparison as tables (never cropped: ``output.Sheet`` folds what does not fit)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from ..textsafe import visible
+    from .output import render_tables
+
+    opts = d.options
+    head = Text()
+    head.append("diff ", style="bold")
+    head.append("baseline ", style="dim")
+    head.append(visible(d.names[0], keep_newlines=False), style="bold cyan")
+    head.append("  against ", style="dim")
+    head.append(", ".join(visible(n, keep_newlines=False) for n in d.names[1:]), style="bold")
+    head.append(
+        f"  (windows of {opts.window} common steps; {opts.ci:.0%} bootstrap intervals, {opts.boot} resamples, "
+        f"seed {opts.seed})",
+        style="dim",
+    )
+    parts: list[Any] = [head]
+    sections = [
+        (
+            d.overlap,
+            "Runs, and the steps each shares with the baseline",
+            ["run", "split"],
+            ["layout", "steps", "common_steps", "common"],
+        ),
+        (
+            d.roles,
+            "Per role: reward over the end window against the baseline; stably ahead or behind from step",
+            ["split", "role", "run"],
+            [
+                "common_steps",
+                "reward_end_baseline",
+                "reward_end",
+                "diff",
+                "ci_low",
+                "ci_high",
+                "verdict",
+                "ahead_from",
+                "behind_from",
+                "paired_diff",
+                "paired_ci_low",
+                "paired_ci_high",
+                "prompts",
+            ],
+        ),
+        (
+            d.points,
+            "Reward, KL and zero_adv_frac at the start, the end and the best window (mean over samples; "
+            "zero_adv_frac over prompt groups)",
+            ["split", "role", "metric", "point", "run"],
+            ["baseline_steps", "steps", "baseline", "value", "diff", "ci_low", "ci_high", "verdict", "baseline_n", "n"],
+        ),
+        (
+            d.paired,
+            "Paired per prompt (same prompt, same step; end window): the run's mean reward minus the baseline's",
+            ["split", "role", "run"],
+            ["steps", "prompts", "wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "verdict"],
+        ),
+    ]
+    if d.text is not None:
+        sections.append(
+            (
+                d.text,
+                "Texts: diversity within prompt groups (per role) and format adherence, side by side",
+                ["split", "role", "metric", "point", "run"],
+                ["steps", "baseline", "value", "diff"],
+            )
+        )
+    if d.findings is not None:
+        sections.append(
+            (
+                d.findings,
+                "The doctor's findings, matched by kind and role",
+                ["kind", "role", "run"],
+                [
+                    "status",
+                    "severity_baseline",
+                    "severity_run",
+                    "onset_baseline",
+                    "onset_run",
+                    "message",
+                ],
+            )
+        )
+    sections += [
+        (
+            d.scalars,
+            "Scalars (mean of the per-step values; intervals over steps)",
+            ["key", "point", "run"],
+            ["steps", "baseline", "value", "diff", "ci_low", "ci_high", "verdict"],
+        ),
+        (d.config, "Config: the keys that differ", ["key", "run"], ["config_baseline", "config_run"]),
+    ]
+    for frame, title, keys, cols in sections:
+        if frame.height:
+            parts.append(render_tables(frame, [(title, cols)], keys, STRIP))
+    return Group(*parts)
