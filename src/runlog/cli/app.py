@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
+from .diff_cmd import diff_command
 from .doctor_cmd import doctor_command
 from .inspect_cmd import inspect_command
 from .metrics_cmd import metrics_app
@@ -206,6 +207,7 @@ app.command("upload-wandb")(upload_command)
 app.command("plot")(plot_command)
 app.command("doctor")(doctor_command)
 app.command("report")(report_command)
+app.command("diff")(diff_command)
 
 
 def _literal_help_everywhere(t: typer.Typer) -> None:
