@@ -60,13 +60,14 @@ def _shell_words(line: str) -> list[str]:
 
 
 def _units(words: list[str]) -> list[str]:
-    """Words that stay on one line: an option with its value, a pipe with the command after it, a comment
-    (a shell ``\\`` inside it would be part of the comment)."""
+    """Words that stay on one line: an option with its value, a pipe with the command after it (up to the
+    next pipe or comment), a comment (a shell ``\\`` inside it would be part of the comment)."""
     units: list[str] = []
     for w in words:
         prev = units[-1] if units else ""
         joins_option = prev.startswith("-") and " " not in prev and not w.startswith(("-", "|", "#"))
-        if units and (joins_option or prev == "|" or prev.startswith("#")):
+        joins_pipe = prev.startswith("|") and not w.startswith(("|", "#"))
+        if units and (joins_option or joins_pipe or prev.startswith("#")):
             units[-1] = f"{prev} {w}"
         else:
             units.append(w)

@@ -10,7 +10,7 @@ import typer
 
 from ..analysis.diff import DEFAULT_BOOT, DEFAULT_WINDOW
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options
+from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, wrote
 from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
             import json
 
             output.write_text(json.dumps(d.as_dict(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+            wrote(output)
         return
     if fmt == DiffFormat.csv:
         from .._lazy import pl
@@ -143,6 +144,7 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
             sys.stdout.write(text)
         else:
             output.write_text(text, encoding="utf-8")
+            wrote(output)
         return
     from .output import print_out
 

@@ -48,8 +48,8 @@ def doctor_command(
     Examples:
 
       runlog doctor sample_runs/debate_grpo  # exit 1: NaN rewards
+      runlog doctor sample_runs/debate_grpo --format json | jq -c '.findings[] | {kind, role, onset_step}'  # exit 1
       runlog doctor sample_runs/debate_grpo --split eval --set kl_ratio=20 --set zero_adv=0.8
-      runlog doctor sample_runs/debate_grpo --format json | jq '.findings[] | select(.severity != "info")'
     """
     from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig, diagnose

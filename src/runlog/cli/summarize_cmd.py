@@ -103,10 +103,9 @@ def summarize_command(
     NaN and null rewards are counted in their own columns and never enter the statistics. zero_adv_frac
     is the fraction of prompt groups where every reward of that role is equal (no GRPO signal).
 
-    Fleets: several runs (runlog summarize sample_runs/debate_grpo sample_runs/flink_mixed --by run), a
-    quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for one row per run and group
-    (without it, statistics are pooled over the runs; medians then stay empty). --engine ray runs the same
-    computation on a Ray cluster; the numbers agree to 1e-12.
+    Fleets: several paths, a quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for
+    one row per run and group (without it, statistics are pooled over the runs; medians then stay empty).
+    --engine ray runs the same computation on a Ray cluster; the numbers agree to 1e-12.
 
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 

@@ -1,0 +1,77 @@
+"""``-o FILE`` on every command that has it: the file holds the output, stdout stays empty, and one line on
+stderr says where it went and how big it is (``wrote per_step.csv (1.2 KB)``)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from runlog.cli.app import app
+from runlog.cli.common import human_bytes
+
+from conftest import SAMPLE_RUNS
+
+DEBATE = str(SAMPLE_RUNS / "debate_grpo")
+FLINK = str(SAMPLE_RUNS / "flink_mixed")
+
+# command -> (arguments before -o, file name): one or more runs of each command that has -o.
+RUNS = {
+    "summarize": [
+        ([DEBATE, "--by", "role"], "roles.txt"),  # per role: two tables (per role, per sample) in one file
+        ([DEBATE, "--by", "step", "--format", "csv"], "steps.csv"),
+        ([DEBATE, "--scalars", "--format", "json"], "scalars.json"),
+        ([DEBATE, FLINK, "--by", "run", "--format", "parquet"], "fleet.parquet"),
+    ],
+    "metrics diversity": [([DEBATE, "--steps", "0:3"], "div.txt"), ([DEBATE, "--format", "csv"], "div.csv")],
+    "metrics format": [([DEBATE, "--per-sample", "--format", "json"], "fmt.json")],
+    "plot": [([DEBATE, "--what", "reward"], "reward.svg")],
+    "report": [([DEBATE], "report.html")],
+    "diff": [([DEBATE, FLINK], "diff.txt"), ([DEBATE, FLINK, "--format", "json"], "diff.json")],
+}
+OWNED_ELSEWHERE = {"render-trajectory"}  # its -o message is its own engineer's (issue 21)
+CASES = [(name, args, out) for name, runs in RUNS.items() for args, out in runs]
+
+
+def _commands_with_output() -> set[str]:
+    found = set()
+
+    def walk(cmd, path):  # noqa: ANN001
+        if any("--output" in getattr(p, "opts", ()) for p in getattr(cmd, "params", ())):
+            found.add(" ".join(path))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(get_command(app), ())
+    return found
+
+
+def test_every_command_with_output_is_checked_here():
+    assert _commands_with_output() - OWNED_ELSEWHERE == set(RUNS)
+
+
+@pytest.mark.parametrize(("name", "args", "out"), CASES, ids=[f"{n} {o}" for n, _, o in CASES])
+def test_output_file_is_announced_on_stderr_and_stdout_stays_empty(name, args, out, tmp_path):
+    target = tmp_path / out
+    r = CliRunner().invoke(app, [*name.split(), *args, "-o", str(target)], env={"COLUMNS": "100", "NO_COLOR": "1"})
+    assert r.exit_code in (0, 1), r.output
+    assert target.is_file() and target.stat().st_size > 0
+    assert r.stdout == "", r.stdout[:300]
+    said = [line for line in r.stderr.splitlines() if line.startswith("wrote ")]
+    assert said == [f"wrote {target} ({human_bytes(target.stat().st_size)})"], r.stderr
+
+
+def test_summary_per_role_writes_both_parts_to_the_one_file(tmp_path):
+    target = tmp_path / "roles.txt"
+    r = CliRunner().invoke(app, ["summarize", DEBATE, "--by", "role", "-o", str(target)], env={"NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    text = target.read_text(encoding="utf-8")
+    assert "Reward per role" in text and "Per sample, all roles together" in text
+    assert not re.search(r"\x1b\[", text), "a file gets no colour"
+
+
+@pytest.mark.parametrize(("n", "shown"), [(0, "0 B"), (512, "512 B"), (1229, "1.2 KB"), (5 * 1024**2, "5.0 MB")])
+def test_sizes_read_as_people_write_them(n, shown):
+    assert human_bytes(n) == shown
