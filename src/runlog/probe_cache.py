@@ -10,8 +10,11 @@ file per run under the user's cache folder, and reused while the file is unchang
 "Unchanged" is decided the way ``git`` decides it for its index: by a stamp taken from the listing (size,
 modification and change time, inode for a local file; size, ETag and modification time for an object),
 which any rewrite changes. A file modified in the last few seconds is never cached, because a writer may
-still be at work on it within the same clock tick ("racy" entries). A new runlog version, or a file
-probed by another layout, starts afresh.
+still be at work on it within the same clock tick ("racy" entries). A change to the probing code (its
+source files' hash: ``code_key``), or a file probed by another layout, starts afresh.
+
+Commands that open parts of a run (a fleet's chunks of whole steps, possibly at the same time) share the
+cache: each save merges what is on disk then, so that no part evicts another's entries.
 
 The cache is an optimisation only: it never changes a result, and any trouble with it (an unreadable or
 corrupt cache file, a read-only home) is ignored and the footers are read as before. It holds JSON only.
@@ -23,17 +26,19 @@ turns it off.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .formats.base import Candidate, FileInfo, Layout, Problem, RunContext
 
-FORMAT = 1  # bump when the entry layout changes
+FORMAT = 2  # bump when the entry layout changes
 RACY_SECONDS = 3.0  # files changed this recently are not cached: they may still be being written
 DIR_VAR = "RUNLOG_CACHE_DIR"
 SWITCH_VAR = "RUNLOG_CACHE"
@@ -71,10 +76,28 @@ def cache_dir() -> Path | None:
     return base / "runlog"
 
 
-def _version() -> str:
+# What a probe depends on: the layouts (formats/), the schema and its migrations, cell parsing, this module.
+PROBING_CODE = ("formats", "schema.py", "textparse.py", "probe_cache.py")
+
+
+@functools.cache
+def code_key() -> str:
+    """A hash of the probing code's source files (and runlog's version): entries written by other code are
+    not used. Reading and hashing them costs well under a millisecond a command."""
     from . import __version__
 
-    return __version__
+    digest = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent
+    for name in PROBING_CODE:
+        path = package / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            digest.update(f.relative_to(package).as_posix().encode())
+            try:
+                digest.update(f.read_bytes())
+            except OSError:
+                digest.update(b"?")
+    return digest.hexdigest()[:32]
 
 
 @dataclass
@@ -119,24 +142,27 @@ class ProbeCache:
         return cache
 
     def _load(self) -> None:
+        self.old, self.schemas = self._read()
+
+    def _read(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """The entries and schemas on disk, if they were written for this run by this probing code."""
         try:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError, RecursionError):
-            return
+            return {}, []
         if not (
             isinstance(data, dict)
             and data.get("format") == FORMAT
-            and data.get("runlog") == _version()
+            and data.get("code") == code_key()
             and data.get("root") == self.root
             and isinstance(data.get("schemas"), list)
             and isinstance(data.get("files"), dict)
         ):
-            return
+            return {}, []
         schemas = data["schemas"]
         if not all(isinstance(s, dict) for s in schemas):
-            return
-        self.schemas = schemas
-        self.old = data["files"]
+            return {}, []
+        return data["files"], schemas
 
     # -- lookup ------------------------------------------------------------------------------------------
     def lookup(self, cand: Candidate, layout: Layout) -> Hit | None:
@@ -166,13 +192,15 @@ class ProbeCache:
         self._keep(cand.rel, entry, columns)
         return Hit(info, problems, notes)
 
-    def _schema(self, entry: Any) -> dict[str, str] | None:
-        """The column mapping an entry points to, or None if the entry does not point to one (a corrupt or
-        hand-edited cache: a negative or out-of-range index, not a number)."""
+    def _schema(self, entry: Any, schemas: list[dict[str, str]] | None = None) -> dict[str, str] | None:
+        """The column mapping an entry points to (in ``schemas``, by default the loaded ones), or None if the
+        entry does not point to one (a corrupt or hand-edited cache: a negative or out-of-range index, not a
+        number)."""
+        schemas = self.schemas if schemas is None else schemas
         index = entry.get("schema") if isinstance(entry, dict) else None
-        if type(index) is not int or not 0 <= index < len(self.schemas):
+        if type(index) is not int or not 0 <= index < len(schemas):
             return None
-        columns = self.schemas[index]
+        columns = schemas[index]
         return columns if isinstance(columns, dict) else None
 
     # -- filling -----------------------------------------------------------------------------------------
@@ -208,40 +236,68 @@ class ProbeCache:
         t = stamp[1] / 1e9 if isinstance(stamp[1], int) else stamp[2] if len(stamp) > 2 else None
         return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
 
-    def save(self, listed: set[str]) -> None:
-        """Write the cache if anything changed; atomically, best effort. Entries of files that are still
-        ``listed`` but were not looked up this time (left out by a step filter, say) are kept: they are
-        checked against their stamp when next used. Entries of files gone are dropped."""
-        for rel, entry in self.old.items():
+    def _carry_over(self, entries: dict[str, Any], schemas: list[dict[str, str]], listed: set[str]) -> None:
+        """Keep ``entries`` of files still ``listed`` that this command did not probe or look up."""
+        for rel, entry in entries.items():
             if rel in self.new or rel not in listed:
                 continue
-            columns = self._schema(entry)
+            columns = self._schema(entry, schemas)
             if columns is not None:
                 self._keep(rel, entry, columns)
+
+    def save(self, listed: set[str]) -> None:
+        """Write the cache if anything changed; atomically, best effort. ``listed``: every file of the run.
+        Entries of files that are still listed but were not looked up this time (left out by a step filter,
+        or opened by another chunk of a fleet) are kept: they are checked against their stamp when next used;
+        what another command saved since this one loaded the cache is merged in. Entries of files gone are
+        dropped."""
+        self._carry_over(self.old, self.schemas, listed)
         if not self.changed and set(self.new) == set(self.old):
             return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _locked(self.path.with_name(self.path.name + ".lock")):
+                self._carry_over(*self._read(), listed)
+                self._write()
+        except (OSError, ValueError, TypeError):
+            return  # a read-only or full disk, a value JSON cannot hold: just no cache
+
+    def _write(self) -> None:
         data = {
             "format": FORMAT,
-            "runlog": _version(),
+            "code": code_key(),
             "root": self.root,
             "schemas": self._new_schemas,
             "files": self.new,
         }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            import tempfile  # only when something changed: most commands on a seen run never write
+        import tempfile  # only when something changed: most commands on a seen run never write
 
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"), allow_nan=False)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except (OSError, ValueError, TypeError):
-            return  # a read-only or full disk, a value JSON cannot hold: just no cache
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, separators=(",", ":"), allow_nan=False)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` around a read-merge-write of the cache (POSIX; elsewhere none: the merge
+    still narrows the window in which two savers can lose an entry)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (Windows)
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 __all__ = ["Hit", "ProbeCache", "cache_dir"]

@@ -455,6 +455,7 @@ def open_run(
     ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
     root, paths, single = _listing(path, storage_options, only is None, layout)
+    listed = {t[1] for t in paths}  # every file of the run, also when only some are opened
     if only is not None:
         wanted = set(only)
         paths = [t for t in paths if t[1] in wanted]
@@ -513,7 +514,7 @@ def open_run(
             else:
                 files.append(_probe(cand, chosen, ctx))
     if probes is not None:
-        probes.save({t[1] for t in paths})
+        probes.save(listed)
     if not files and not skipped:
         if unmatched:
             raise UsageError(
