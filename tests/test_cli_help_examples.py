@@ -4,6 +4,7 @@ exit code it promises; help prose wraps cleanly at any width and an example is n
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -41,7 +42,9 @@ IDS = [" ".join(p) or "runlog" for p, _ in COMMANDS]
 
 
 def _paragraphs(cmd) -> list[str]:  # noqa: ANN001
-    return [p for p in cmd._source_help.split("\n\n") if p.strip()]
+    """The help's paragraphs as written (markup escapes taken back out)."""
+    text = inspect.cleandoc(cmd.help or "").replace("\\[", "[")
+    return [p for p in text.split("\n\n") if p.strip()]
 
 
 def _examples(cmd) -> list[str]:  # noqa: ANN001
