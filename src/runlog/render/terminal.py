@@ -83,15 +83,17 @@ def turn_colour(turn: Turn) -> str:
 
 def turn_title(turn: Turn) -> Text:
     """``role · speaker``; a tool result is titled with the tool's name (``python · result``)."""
+    # Each part carries its own style: a Panel lets a title's base style override the styles of its parts.
+    title = Text()
     result = turn.result
     if result is not None:
-        title = Text(one_line(result.name or turn.speaker or "tool"), style=f"bold {role_colour('tool')}")
+        title.append(one_line(result.name or turn.speaker or "tool"), style=f"bold {role_colour('tool')}")
         if result.is_error:
             title.append(" · error", style="bold red")
         else:
             title.append(" · result", style="dim")
         return title
-    title = Text(one_line(turn.role), style=f"bold {role_colour(turn.role)}")
+    title.append(one_line(turn.role), style=f"bold {role_colour(turn.role)}")
     if turn.speaker:
         title.append(" · ")
         title.append(one_line(turn.speaker), style=f"bold {turn_colour(turn)}")
@@ -208,6 +210,7 @@ class Summary:
             yield grid
         else:
             yield left
+            yield Text("")
             yield right
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
@@ -222,9 +225,9 @@ def summary(conv: Conversation) -> Summary:
 
 def reward_table(conv: Conversation) -> Table:
     t = Table(title="reward", title_justify="left", show_header=False, box=None, padding=(0, 1))
-    t.add_column(style="bold", overflow="fold")
-    t.add_column(justify="right", overflow="fold")
-    t.add_column(justify="right", overflow="fold")
+    t.add_column(style="bold", overflow="fold")  # a long component name folds; the numbers keep their width
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
     r = conv.reward
     if r is None:
         t.add_row("(none)", "", "")
