@@ -471,6 +471,7 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
         (["--role", "nobody"], "--role 'nobody'"),
         (["--split", "test"], "--split 'test'"),
         (["--source", "bogus"], "unknown conversation source"),
+        (["-f", "html", "-o", "/nonexistent-dir/p.html"], "-o /nonexistent-dir/p.html: folder /nonexistent-dir does"),
     ],
 )
 def test_cli_usage_errors_are_one_line(cli, args, message):
