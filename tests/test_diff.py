@@ -271,3 +271,28 @@ def test_bootstrap_means_and_step_z() -> None:
         np.array([4, 4]),
     )
     assert z[0] == pytest.approx(1 / np.sqrt(0.5)) and np.isinf(z[1])
+
+
+@pytest.mark.parametrize("layout", ["runlog", "flink"])
+def test_the_per_step_figures_are_summarize_s(tmp_path: Path, pair: tuple[Path, Path], layout: str) -> None:
+    """The lean per-step query gives summarize's numbers, in the long view (native) and the wide one (Flink v1)."""
+    from flink_gen import write_flink_run
+    from runlog.analysis.summarize import summarize
+
+    if layout == "flink":
+        path = tmp_path / "flink"
+        write_flink_run(path, steps=12, prompts=3, group_size=4, seed=5)
+    else:
+        path = pair[0]
+    run = open_run(path)
+    d = diff_runs([run, open_run(path)], ["A", "B"], DiffOptions(window=3))
+    mine = d.per_step[0]
+    theirs = (
+        summarize(run, ["split", "role", "step"]).select(mine.columns).sort("split", "role", "step", nulls_last=True)
+    )
+    assert mine.height == theirs.height > 0
+    for col in mine.columns:
+        if mine[col].dtype == pl.Float64:
+            assert np.allclose(mine[col].to_numpy(), theirs[col].to_numpy(), equal_nan=True, rtol=1e-12), col
+        else:
+            assert mine[col].to_list() == theirs[col].to_list(), col

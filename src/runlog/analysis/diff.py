@@ -54,8 +54,8 @@ from ..run import Run
 from .changepoint import first_sustained
 from .check import check_key_globs, describe_steps, steps_per_split
 from .doctor_config import DoctorConfig
-from .filters import Filters, StepRange
-from .summarize import DEFAULT_ALIASES, summarize, summarize_scalars
+from .filters import Filters, StepRange, apply_filters
+from .summarize import DEFAULT_ALIASES, summarize_scalars
 
 try:  # the prompt groups exactly as summarize finds them
     from .aggregate import group_key_expr
@@ -296,8 +296,11 @@ class _Side:
     run: Run
     steps: dict[Split, list[int]]
     per_step: pl.DataFrame | None = None
-    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl, group, pkey
-    wanted: dict[Split, set[int]] = field(default_factory=dict)
+    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl
+    text_rows: pl.DataFrame | None = None  # those of the start and end windows: split, step, role, reward, group, pkey
+    wanted: dict[Split, set[int]] = field(default_factory=dict)  # every window's steps
+    text_wanted: dict[Split, set[int]] = field(default_factory=dict)  # the start and end windows' steps
+    windows: set[tuple[Split, tuple[int, ...]]] = field(default_factory=set)
     boots: dict[tuple, dict[str, tuple[float | None, int, np.ndarray]]] = field(default_factory=dict)
 
 
@@ -331,14 +334,10 @@ def _steps_text(steps: Sequence[int]) -> str:
 
 
 def _load_rows(side: _Side) -> None:
-    """The samples of the steps the comparison looks at closely, one row per (sample, role): split, step, role,
-    reward, kl, ``group`` (the prompt group as summarize finds it, for zero_adv_frac) and ``pkey`` (the
-    prompt's identity across runs: its text's hash, else its group id, for pairing)."""
-    wanted = {s: v for s, v in side.wanted.items() if v}
-    if not wanted:
-        return
-    every = set().union(*wanted.values())
-    run = _only_steps(side.run, every)
+    """The samples of the steps the comparison looks at closely, one row per (sample, role): ``rows`` (split,
+    step, role, reward, kl) for every window, numbers only; ``text_rows`` for the start and end windows, with
+    ``group`` (the prompt group as summarize finds it, for zero_adv_frac) and ``pkey`` (the prompt's identity
+    across runs: its text's hash, else its group id, for pairing), which may read the prompt text."""
     group = group_key_expr(side.run, True)  # decided on the whole run: the windows' files alone may not tell
     group = pl.lit(None, dtype=pl.String) if group is None else group.cast(pl.String)
     prompt = pl.col("prompt")
@@ -346,57 +345,72 @@ def _load_rows(side: _Side) -> None:
         pl.when(prompt.is_not_null()).then(pl.lit("p:") + prompt.hash().cast(pl.String)),
         pl.lit("g:") + pl.col("group_id").cast(pl.String),
     )
-    carry = {"step": pl.col("step"), "split": pl.col("split"), "group": group, "pkey": pkey}
+    base = {"step": pl.col("step"), "split": pl.col("split")}
+    side.rows = _read_steps(side, side.wanted, base, ["split", "step", "role", "reward", "kl"])
+    side.text_rows = _read_steps(
+        side,
+        side.text_wanted,
+        {**base, "group": group, "pkey": pkey},
+        ["split", "step", "role", "reward", "group", "pkey"],
+    )
+
+
+def _read_steps(
+    side: _Side, wanted: dict[Split, set[int]], carry: dict[str, pl.Expr], cols: list[str]
+) -> pl.DataFrame | None:
+    wanted = {s: v for s, v in wanted.items() if v}
+    if not wanted:
+        return None
+    run = _only_steps(side.run, set().union(*wanted.values()))
     cond = None
     for split, steps in wanted.items():
         part = _split_eq(split) & pl.col("step").is_in(sorted(steps))
         cond = part if cond is None else cond | part
-    cols = ["split", "step", "role", "reward", "kl", "group", "pkey"]
-
-    def build() -> list[pl.LazyFrame]:
-        return [run.numeric(carry, []).filter(cond).select(cols)]
-
-    [side.rows] = run.collect(build)
+    [df] = run.collect(lambda: [run.numeric(carry, []).filter(cond).select(cols)])
+    return df
 
 
-def _window_values(
-    side: _Side, split: Split, steps: tuple[int, ...], opts: DiffOptions
-) -> dict[str, tuple[float | None, int, np.ndarray]]:
-    """Per ``role/metric``: (the mean of the valid values, their count, bootstrap replicates of the mean) over
-    the window's samples (reward, kl) and prompt groups (zero_adv_frac); cached per window. The roles' columns
-    of equal length share one resampling."""
-    key = (split, steps)
-    if key in side.boots:
-        return side.boots[key]
-    rows = side.rows if side.rows is not None else pl.DataFrame(schema={"split": STR, "step": INT, "role": STR})
-    part = rows.filter(_split_eq(split) & pl.col("step").is_in(list(steps)))
+def _window_columns(side: _Side, split: Split, steps: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per ``role/metric``: the window's values, one per sample (reward, kl) or prompt group (zero_adv_frac:
+    1 where the group's valid rewards of that role are all equal, as summarize counts it), NaN where invalid."""
     columns: dict[str, np.ndarray] = {}
-    for (role,), g in part.group_by(["role"], maintain_order=True):
-        for metric in ("reward", "kl"):
-            columns[f"{_role_key(role)}/{metric}"] = g[metric].fill_null(np.nan).to_numpy().astype(float)
-    if part.height and "group" in part.columns:
+    in_window = pl.col("step").is_in(list(steps))
+    if side.rows is not None:
+        part = side.rows.filter(_split_eq(split) & in_window)
+        for (role,), g in part.group_by(["role"], maintain_order=True):
+            for metric in ("reward", "kl"):
+                columns[f"{_role_key(role)}/{metric}"] = g[metric].fill_null(np.nan).to_numpy().astype(float)
+    texts = side.text_wanted.get(split, set())
+    if side.text_rows is not None and set(steps) <= texts:
         valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
         groups = (
-            part.filter(valid & pl.col("group").is_not_null())
+            side.text_rows.filter(_split_eq(split) & in_window & valid & pl.col("group").is_not_null())
             .group_by("step", "group", "role")
             .agg((pl.col("reward").min() == pl.col("reward").max()).cast(pl.Float64).alias("zero"))
             .sort("role", "step", "group", nulls_last=True)
         )
         for (role,), g in groups.group_by(["role"], maintain_order=True):
             columns[f"{_role_key(role)}/zero_adv_frac"] = g["zero"].to_numpy()
-    out: dict[str, tuple[float | None, int, np.ndarray]] = {}
-    by_len: dict[int, list[str]] = {}
-    for name, col in columns.items():
-        by_len.setdefault(len(col), []).append(name)
-    for n, names in sorted(by_len.items()):
-        matrix = np.column_stack([columns[c] for c in names])
-        rng = _rng(opts.seed, side.index, split, steps[0], steps[-1], len(steps), n)
-        reps = bootstrap_means(matrix, opts.boot, rng)
-        for j, c in enumerate(names):
-            col = columns[c]
-            out[c] = (_mean(col), int(np.isfinite(col).sum()), reps[:, j])
-    side.boots[key] = out
-    return out
+    return columns
+
+
+def _bootstrap_side(side: _Side, opts: DiffOptions) -> None:
+    """Every window's means and bootstrap replicates (``side.boots``). Columns of equal length, whatever their
+    window and role, share one resampling of the run (a count matrix per length): each column's replicates are
+    a bootstrap of its own values, and the comparisons are between runs, whose streams are independent."""
+    columns: dict[tuple, np.ndarray] = {}
+    for split, steps in sorted(side.windows, key=lambda w: (_split_order(w[0]), w[1])):
+        for name, col in _window_columns(side, split, steps).items():
+            columns[(split, steps, name)] = col
+        side.boots[(split, steps)] = {}
+    by_len: dict[int, list[tuple]] = {}
+    for key, col in columns.items():
+        by_len.setdefault(len(col), []).append(key)
+    for n, keys in sorted(by_len.items()):
+        reps = bootstrap_means(np.column_stack([columns[k] for k in keys]), opts.boot, _rng(opts.seed, side.index, n))
+        for j, (split, steps, name) in enumerate(keys):
+            col = columns[(split, steps, name)]
+            side.boots[(split, steps)][name] = (_mean(col), int(np.isfinite(col).sum()), reps[:, j])
 
 
 def _role_key(role: str | None) -> str:
@@ -464,14 +478,16 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
             _plan_windows(base, other, split, common, roles, opts)
     for s in sides:
         _load_rows(s)
+        _bootstrap_side(s, opts)
     role_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []
     for other, split, common, roles in plans:
+        pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts)
         for role in roles:
             pts, head = _compare_role(base, other, split, common, role, opts)
             point_rows += pts
-            pair = _paired(base, other, split, tuple(common[-opts.window :]), role, opts)
+            pair = pairs.get(role)
             if pair is not None:
                 paired_rows.append(pair)
                 head.update(
@@ -556,26 +572,70 @@ def _check_filters(sides: list[_Side], opts: DiffOptions) -> None:
         raise UsageError(f"--steps {opts.steps.text}: no run has a step there")
 
 
-PER_STEP_COLUMNS = (
-    "reward_mean",
-    "reward_std",
-    "reward_count",
-    "reward_nan",
-    "kl_mean",
-    "kl_std",
-    "kl_count",
-    "zero_adv_frac",
-)
+PER_STEP_COLUMNS = ("reward_mean", "reward_std", "reward_count", "reward_nan", "kl_mean", "kl_std", "kl_count")
+
+
+def _step_stats(reward: pl.Expr, kl: pl.Expr, prefix: str = "") -> list[pl.Expr]:
+    """``PER_STEP_COLUMNS`` of one role's values, as summarize computes them: NaN and null left out (NaN
+    counted), the standard deviation with ddof 1."""
+    r, k = reward.fill_nan(None), kl.fill_nan(None)
+    exprs = [
+        r.mean().alias("reward_mean"),
+        r.std(ddof=1).alias("reward_std"),
+        r.count().cast(pl.Int64).alias("reward_count"),
+        reward.is_nan().sum().cast(pl.Int64).alias("reward_nan"),
+        k.mean().alias("kl_mean"),
+        k.std(ddof=1).alias("kl_std"),
+        k.count().cast(pl.Int64).alias("kl_count"),
+    ]
+    return [e.alias(prefix + e.meta.output_name()) for e in exprs]
 
 
 def _per_step(side: _Side, opts: DiffOptions) -> pl.DataFrame | None:
-    """``summarize(run, ["split", "role", "step"])`` over the compared splits and steps: the one full pass."""
+    """Per split, role and step: the reward's and KL's mean, SD and count (``PER_STEP_COLUMNS``), the numbers
+    ``summarize(run, ["split", "role", "step"])`` reports for them, by a lean query (no medians, no extremes,
+    no components): the one pass over the whole run. Runs whose every sample has every role (Flink v1) are
+    read in the wide view, one column per role, as summarize reads them."""
     if not side.steps:
         return None
-    splits = tuple(s for s in side.steps if s is not None)
-    filters = Filters(splits=splits if None not in side.steps else (), steps=opts.steps, roles=opts.roles)
-    df = summarize(side.run, ["split", "role", "step"], filters=filters)
-    return df.select("split", "role", "step", *PER_STEP_COLUMNS)
+    run = side.run
+    filters = Filters(
+        splits=tuple(s for s in side.steps if s is not None) if None not in side.steps else (),
+        steps=opts.steps,
+        roles=opts.roles,
+    )
+    carry = {"split": pl.col("split"), "step": pl.col("step")}
+    roles = [r for r in run.role_names() if not opts.roles or r in opts.roles]
+    keys = ["split", "step"]
+    if roles and run.wide_roles_everywhere() and run.numeric_wide(carry, [], roles) is not None:
+
+        def wide() -> list[pl.LazyFrame]:
+            lf = apply_filters(run.numeric_wide(carry, [], roles), filters, roles_too=False)
+            stats = [
+                e
+                for i, r in enumerate(roles)
+                for e in _step_stats(pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), f"{i}:")
+            ]
+            return [lf.group_by(keys).agg(stats)]
+
+        [df] = run.collect(wide)
+        parts = [
+            df.select(
+                *keys,
+                pl.lit(r, dtype=pl.String).alias("role"),
+                *[pl.col(f"{i}:{c}").alias(c) for c in PER_STEP_COLUMNS],
+            )
+            for i, r in enumerate(roles)
+        ]
+        out = pl.concat(parts)
+    else:
+
+        def long() -> list[pl.LazyFrame]:
+            lf = apply_filters(run.numeric(carry, []), filters, roles_too=True)
+            return [lf.group_by([*keys, "role"]).agg(_step_stats(pl.col("reward"), pl.col("kl")))]
+
+        [out] = run.collect(long)
+    return out.select("split", "role", "step", *PER_STEP_COLUMNS).sort("split", "role", "step", nulls_last=True)
 
 
 def _overlap_row(side: _Side, split: Split, common: list[int] | None, base: _Side | None) -> dict[str, Any]:
@@ -662,9 +722,12 @@ def _plan_windows(
     base: _Side, other: _Side, split: Split, common: list[int], roles: list[str | None], opts: DiffOptions
 ) -> None:
     for role in roles:
-        for a, b in _windows(base, other, split, common, role, opts).values():
-            base.wanted.setdefault(split, set()).update(a)
-            other.wanted.setdefault(split, set()).update(b)
+        for point, (a, b) in _windows(base, other, split, common, role, opts).items():
+            for side, steps in ((base, a), (other, b)):
+                side.windows.add((split, steps))
+                side.wanted.setdefault(split, set()).update(steps)
+                if point != "best":  # zero_adv_frac and pairing: the start and the end
+                    side.text_wanted.setdefault(split, set()).update(steps)
 
 
 NOTHING: tuple[float | None, int, np.ndarray] = (None, 0, np.full(1, np.nan))
@@ -677,7 +740,7 @@ def _compare_role(
     rows = []
     rk = _role_key(role)
     for point, (wa, wb) in _windows(base, other, split, common, role, opts).items():
-        va, vb = _window_values(base, split, wa, opts), _window_values(other, split, wb, opts)
+        va, vb = base.boots[(split, wa)], other.boots[(split, wb)]
         for metric in ("reward", "kl", "zero_adv_frac"):
             if point == "best" and metric == "zero_adv_frac":
                 continue
@@ -764,43 +827,55 @@ def _onsets(
 
 
 def _paired(
-    base: _Side, other: _Side, split: Split, steps: tuple[int, ...], role: str | None, opts: DiffOptions
-) -> dict[str, Any] | None:
-    """The per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in each run,
-    the prompts both runs have paired; the mean of the differences with a bootstrap interval over prompts."""
+    base: _Side, other: _Side, split: Split, steps: tuple[int, ...], roles: list[str | None], opts: DiffOptions
+) -> dict[str | None, dict[str, Any]]:
+    """Per role, the per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in
+    each run, the prompts both runs have paired; the mean of the differences with a bootstrap interval over
+    prompts (the roles with as many prompts share one resampling)."""
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
 
     def per_prompt(side: _Side) -> pl.DataFrame:
-        rows = side.rows
+        rows = side.text_rows
         if rows is None or rows.height == 0:
-            return pl.DataFrame(schema={"step": INT, "pkey": STR, "m": FLT})
-        valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+            return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": STR, "m": FLT})
         return (
-            rows.filter(_split_eq(split) & _role_eq(role) & pl.col("step").is_in(list(steps)) & valid)
-            .filter(pl.col("pkey").is_not_null())
-            .group_by("step", "pkey")
+            rows.filter(_split_eq(split) & pl.col("step").is_in(list(steps)) & valid & pl.col("pkey").is_not_null())
+            .group_by("role", "step", "pkey")
             .agg(pl.col("reward").mean().alias("m"))
         )
 
-    joined = per_prompt(base).join(per_prompt(other), on=["step", "pkey"], suffix="_b").sort("step", "pkey")
-    if joined.height == 0:
-        return None
-    d = (joined["m_b"] - joined["m"]).to_numpy()
-    reps = bootstrap_means(d, opts.boot, _rng(opts.seed, other.index, "paired", split, role, steps[0], steps[-1]))
-    lo, hi = _interval(reps[:, 0], opts.ci)
-    return {
-        "split": split,
-        "role": role,
-        "run": other.name,
-        "steps": _steps_text(steps),
-        "prompts": len(d),
-        "wins": int((d > 0).sum()),
-        "losses": int((d < 0).sum()),
-        "ties": int((d == 0).sum()),
-        "mean_diff": float(d.mean()),
-        "ci_low": lo,
-        "ci_high": hi,
-        "verdict": _verdict(lo, hi),
-    }
+    on = ["role", "step", "pkey"]
+    joined = per_prompt(base).join(per_prompt(other), on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
+    diffs: dict[str | None, np.ndarray] = {}
+    for role in roles:
+        part = joined.filter(_role_eq(role))
+        if part.height:
+            diffs[role] = (part["m_b"] - part["m"]).to_numpy()
+    out: dict[str | None, dict[str, Any]] = {}
+    by_len: dict[int, list[str | None]] = {}
+    for role, d in diffs.items():
+        by_len.setdefault(len(d), []).append(role)
+    for n, group in by_len.items():
+        rng = _rng(opts.seed, other.index, "paired", split, steps[0], steps[-1], n)
+        reps = bootstrap_means(np.column_stack([diffs[r] for r in group]), opts.boot, rng)
+        for k, role in enumerate(group):
+            d = diffs[role]
+            lo, hi = _interval(reps[:, k], opts.ci)
+            out[role] = {
+                "split": split,
+                "role": role,
+                "run": other.name,
+                "steps": _steps_text(steps),
+                "prompts": len(d),
+                "wins": int((d > 0).sum()),
+                "losses": int((d < 0).sum()),
+                "ties": int((d == 0).sum()),
+                "mean_diff": float(d.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+                "verdict": _verdict(lo, hi),
+            }
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
