@@ -246,15 +246,17 @@ def bootstrap_means(values: np.ndarray, boot: int, rng: np.random.Generator) -> 
     if n == 0:
         return out
     valid = np.isfinite(x)
-    filled = np.where(valid, x, 0.0)
-    weights = valid.astype(float)
+    # One product gives each replicate's sums (first m columns) and valid counts (last m): float32 holds the
+    # counts exactly, and the sums to 7 digits, more than an interval's ends are shown with.
+    both = np.hstack([np.where(valid, x, 0.0), valid]).astype(np.float32)
     chunk = max(1, BOOT_CELLS // n)
+    offsets = np.arange(chunk, dtype=np.int64)[:, None] * n
     for b0 in range(0, boot, chunk):
         b = min(chunk, boot - b0)
-        idx = rng.integers(0, n, size=(b, n))
-        idx += (np.arange(b, dtype=np.int64) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
-        sums, hits = counts @ filled, counts @ weights
+        idx = rng.integers(0, n, size=(b, n)) + offsets[:b]
+        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
+        prod = (counts @ both).astype(float)
+        sums, hits = prod[:, :m], prod[:, m:]
         with np.errstate(invalid="ignore", divide="ignore"):
             out[b0 : b0 + b] = np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
     return out
