@@ -22,11 +22,14 @@ Issue 4 ("Speed and scale") asks three things of ``runlog summarize`` on a large
 The timed data is the one ``benchmarks/inspect_bench.py`` generates (2,000 files x 512 rows, 1-2 KB of unique
 text per row): its generator is imported, and the copy in ``benchmarks/_data/`` (git-ignored) is shared.
 
-The DuckDB twin reproduces runlog's conventions (``src/runlog/analysis/summarize.py``): NaN and null are
-counted in their own columns and never enter a statistic; ``*_std`` is the sample standard deviation; the
-median interpolates; ``exception_rate`` is the fraction of rows whose ``exception_info`` is not null;
-component means come from the ``reward_metrics`` struct fields; ``zero_adv_frac`` is null (Flink data has no
-prompt groups). It discovers the roles and components from the schema, as runlog does.
+The DuckDB twin reproduces runlog's conventions (``src/runlog/analysis/summarize.py``, docs/cli.md "What
+summarize counts"): NaN and null are counted in their own columns and never enter a statistic; ``*_std`` is
+the sample standard deviation; the median interpolates; ``zero_adv_frac`` is null (summarize reads no prompt
+text by default, and Flink writes no group id). The columns that are per sample in the data are given once
+per group of the keys other than the role, over the samples (every row once, not once per role):
+``sample:exception_rate``, the fraction of rows whose ``exception_info`` is not null, and
+``sample:component/<name>_mean`` from the ``reward_metrics`` struct fields. It discovers the roles and
+components from the schema, as runlog does.
 
 Usage::
 
@@ -99,27 +102,28 @@ def value(r, m):
 
 
 def branch(r):
-    return (
-        f"select '{r}' as role{step_col}, {value(r, 'reward')} as reward, {value(r, 'kl')} as kl, "
-        f"exception_info is not null as exc{comp_cols} from {src}"
-    )
+    return f"select '{r}' as role{step_col}, {value(r, 'reward')} as reward, {value(r, 'kl')} as kl from {src}"
 
 
 if form == "union":
     long = " union all ".join(branch(r) for r in roles)
 else:
     items = ", ".join(f"{{'role': '{r}', 'reward': {value(r, 'reward')}, 'kl': {value(r, 'kl')}}}" for r in roles)
-    long = (
-        f"select unnest([{items}], recursive := true){step_col}, "
-        f"exception_info is not null as exc{comp_cols} from {src}"
-    )
+    long = f"select unnest([{items}], recursive := true){step_col} from {src}"
 
 
 keys = "role, step" if step else "role"
+# The per-sample columns: over the rows (samples) once, per step when grouped by step.
 comp_aggs = "".join(
-    f', avg(c{i}) filter (where not isnan(c{i})) as {q("component/" + n + "_mean")}' for i, n in enumerate(comps)
+    f', avg(c{i}) filter (where not isnan(c{i})) as {q("sample:component/" + n + "_mean")}'
+    for i, n in enumerate(comps)
 )
+samples = f"select exception_info is not null as exc{comp_cols}{step_col} from {src}"
+per_sample = f'select {"step, " if step else ""}avg(exc::double) as "sample:exception_rate"{comp_aggs} from ({samples})'
+per_sample += " group by step" if step else ""
+join = "left join s using (step)" if step else "cross join s"
 sql = f'''
+with r as (
 select {keys},
   avg(reward) filter (where reward is not null and not isnan(reward)) as reward_mean,
   stddev_samp(reward) filter (where not isnan(reward)) as reward_std,
@@ -134,10 +138,11 @@ select {keys},
   min(kl) filter (where not isnan(kl)) as kl_min,
   max(kl) filter (where not isnan(kl)) as kl_max,
   count(kl) filter (where not isnan(kl)) as kl_count,
-  null::double as zero_adv_frac,
-  avg(exc::double) as exception_rate{comp_aggs}
+  null::double as zero_adv_frac
 from ({long})
-group by {keys} order by {keys}
+group by {keys}
+), s as ({per_sample})
+select r.*, s.*{" exclude (step)" if step else ""} from r {join} order by {keys}
 '''
 cur = con.execute(sql)
 cols = [d[0] for d in cur.description]

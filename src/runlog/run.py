@@ -13,17 +13,8 @@ from . import schema as S
 from . import storage
 from ._lazy import pl
 from .errors import DataError, RunNotFoundError, UsageError
-from .formats.base import (
-    UNREADABLE,
-    WARNING,
-    Candidate,
-    FileInfo,
-    Layout,
-    Problem,
-    RunContext,
-    get_layout,
-    layouts,
-)
+from .formats import get_layout, layouts
+from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
 from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
@@ -296,7 +287,7 @@ class NameEntry:
     keyed: bool  # the name gave (split, step): a ``keep`` predicate can decide about it unopened
 
 
-def _candidates(
+def list_files(
     path: str | os.PathLike[str] | ObjectPath,
     storage_options: dict[str, str] | None = None,
     prefetch: bool = True,
@@ -315,7 +306,7 @@ def _listing(
     prefetch: bool,
     layout: str | None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
-    """``_candidates``, and whether the path named one file."""
+    """``list_files``, and whether the path named one file."""
     if storage.is_url(path):
         root = storage.location(path, storage_options)
         entries = storage.list_run(root)
@@ -405,7 +396,7 @@ def list_names(
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
     it to decide which files ``open_run(keep=...)`` needs at all."""
-    root, paths = _candidates(path, storage_options, prefetch, layout)
+    root, paths = list_files(path, storage_options, prefetch, layout)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []

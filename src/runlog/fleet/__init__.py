@@ -68,9 +68,7 @@ class UnitResult:
     name: str
     frame: pl.DataFrame | None
     problems: list[tuple[str, str, str]]  # (path, kind, message)
-    notes: list[str]
     error: str | None = None
-    error_code: int = 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,12 +158,12 @@ def run_names(locations: Sequence[str]) -> list[str]:
 
 def _listing(location: str, options: dict[str, str] | None) -> list[tuple[str, int]]:
     from .. import storage
-    from ..run import _candidates
+    from ..run import list_files
 
     if storage.is_url(location):
         root = storage.location(location, options)
         return [(rel, size) for _, rel, size, *_ in storage.list_run(root)]
-    _, entries = _candidates(location, options, prefetch=False)
+    _, entries = list_files(location, options, prefetch=False)
     return [(rel, size) for _, rel, size, *_ in entries]
 
 
@@ -259,13 +257,12 @@ def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
 
 def _run_unit(task: Task, unit: Unit) -> UnitResult:
     from ..analysis.filters import Filters
-    from ..analysis.summarize import summarize_partials
+    from ..analysis.partials import summarize_partials
     from ..run import open_run
 
     try:
         run = open_run(unit.location, layout=task.layout, only=unit.files, storage_options=task.storage_options)
         filters: Filters = task.options.get("filters") or Filters()
-        notes: list[str] = []
         if task.kind == "summarize":
             frame = summarize_partials(
                 run, task.keys, filters=filters, prompt_groups=task.options.get("prompt_groups", False)
@@ -284,13 +281,13 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
             raise UsageError(f"unknown fleet task {task.kind!r}")
         frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
         problems = [(p.path, p.kind, p.message) for p in run.problems]
-        return UnitResult(unit.index, unit.name, frame, problems, notes)
+        return UnitResult(unit.index, unit.name, frame, problems)
     except RunlogError as exc:
-        return UnitResult(unit.index, unit.name, None, [], [], str(exc), exc.exit_code)
+        return UnitResult(unit.index, unit.name, None, [], str(exc))
     except OSError as exc:
         from ..storage import remote_reason
 
-        return UnitResult(unit.index, unit.name, None, [], [], f"{unit.location}: {remote_reason(exc)}")
+        return UnitResult(unit.index, unit.name, None, [], f"{unit.location}: {remote_reason(exc)}")
 
 
 @dataclass
@@ -345,7 +342,8 @@ def summarize_fleet(
 ) -> FleetResult:
     """``summarize`` over many runs: one row per group of ``by`` (``run`` among the keys, or statistics pooled
     over runs), merged exactly from per-run partials."""
-    from ..analysis.summarize import KEYS, check_keys, combine_partials
+    from ..analysis.partials import combine_partials
+    from ..analysis.summarize import KEYS, check_keys
 
     keys = check_keys(by, ["run", *KEYS])
     if filters is not None and filters.roles and "role" not in keys:

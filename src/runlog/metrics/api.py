@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from .._lazy import pl
+from ..analysis.aggregate import group_key_expr
 from ..analysis.filters import Filters, apply_filters
-from ..analysis.summarize import _group_key_expr, check_keys
+from ..analysis.summarize import check_keys
 from ..analysis.views import run_splits
 from ..errors import UsageError
 from ..run import Run
@@ -41,7 +42,6 @@ KEYS = ("step", "role", "group", "split")
 TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role:<name>", "messages")
 MODEL_ROLES = ("assistant", "model")
 _ANSWER = r"(?s)<answer>(.*)</answer>"
-NO_GROUPS_NOTE = "this run has no prompt groups (no group_id, no prompt): metrics are over each row's texts"
 
 
 def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | None = None) -> list[str]:
@@ -112,7 +112,7 @@ def _turn_texts(lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, poli
 
 
 def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_role: bool = False) -> pl.LazyFrame:
-    group_key = _group_key_expr(run) if with_group else None
+    group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
     lf = apply_filters(run.samples, filters, roles_too=False)

@@ -1,0 +1,408 @@
+"""One pass of a summary over (a part of) a run: which rows, which groups, one query of ``stats``' spec.
+
+Three shapes of the same query, picked from footers (``plan``), give the same statistics:
+
+- the long view (every layout): one row per (sample, role) when ``role`` is a key (``Run.numeric``), else one
+  row per sample (``views.sample_view``); grouped by the keys, role among them;
+- the wide view with masked roles (a layout with flat per-role columns where some samples lack them): one
+  *variant* per role, each aggregating its own columns over the rows that hold it, plus a null-role variant
+  for the samples without per-role data (their total reward);
+- the lean wide view (Flink v1: every sample has every role): each role aggregates its own columns over
+  every row, and what does not depend on the role (rows, exception rate, component means) is aggregated
+  once; the exception column is not read at all when footers tell how many samples failed.
+
+The wide shapes are grouped by the keys other than ``role`` and turned into one row per role afterwards:
+no row is duplicated per role, which makes summaries by step or split several times cheaper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._lazy import pl
+from ..run import Run
+from . import stats as T
+from .filters import Filters, apply_filters
+from .views import sample_view
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The rows of one role in a query: its reward and KL, and ``mask``, the rows that hold it (None: all).
+    ``role``: the role its rows are reported under (in the long view the role is a key instead)."""
+
+    role: str | None
+    reward: pl.Expr
+    kl: pl.Expr
+    mask: pl.Expr | None = None
+
+
+@dataclass
+class Query:
+    """A planned pass: ``rows`` builds the filtered view, grouped by ``group``; each variant aggregates the
+    reward and the KL (and, unless ``shared``, the exception flag and the components); ``long``: the role is
+    a group key, and the result needs no reshaping. ``cells`` / ``grouped`` / ``per_row`` weigh the engine."""
+
+    rows: Callable[[], pl.LazyFrame]
+    group: list[str]
+    variants: list[Variant]
+    components: list[str]
+    group_key: pl.Expr | None
+    long: bool
+    shared: bool
+    inline: bool  # aggregate expressions of the raw columns (else clean columns are added first)
+    cells: int
+    per_row: int = 1
+    footer: pl.DataFrame | None = None
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.group)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the rows carry
+# ---------------------------------------------------------------------------------------------------------
+def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
+    """How prompt groups are known: ``group_id``; where some rows lack it and ``prompt_groups``, identical
+    prompt text within a step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then
+    null).
+
+    Decided from footers and already-parsed JSONL frames, without scanning the data."""
+    any_ids, all_ids = False, True
+    any_prompt = False
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        if f.fmt == "parquet":
+            has_ids = "group_id" in f.columns and f.null_counts.get("group_id", f.rows) < (f.rows or 0)
+            complete = "group_id" in f.columns and f.null_counts.get("group_id", 1) == 0
+            any_prompt |= "prompt" in f.columns
+        else:
+            frame = f.payload if isinstance(f.payload, pl.DataFrame) else None
+            gid = frame.get_column("group_id") if frame is not None and "group_id" in frame.columns else None
+            has_ids = gid is not None and gid.null_count() < gid.len()
+            complete = gid is not None and gid.null_count() == 0
+            any_prompt |= (
+                frame is not None and "prompt" in frame.columns and frame["prompt"].null_count() < frame.height
+            )
+        any_ids |= has_ids
+        all_ids &= complete
+    if all_ids:
+        return pl.col("group_id")
+    if any_prompt and prompt_groups:
+        # A sample without a prompt is in no group (hashing a null would put all of them in one).
+        prompt = pl.col("prompt")
+        by_prompt = pl.when(prompt.is_not_null()).then(pl.lit("prompt:") + prompt.hash().cast(pl.String))
+        return pl.coalesce(pl.col("group_id"), by_prompt)
+    return pl.col("group_id") if any_ids else None
+
+
+def from_prompt(group_key: pl.Expr | None) -> bool:
+    """Whether prompt groups are found from the prompt text."""
+    return group_key is not None and "prompt" in group_key.meta.root_names()
+
+
+def _has_exception_expr(run: Run) -> pl.Expr:
+    """Footers first: when every sample file says its exception column is all null, no data is read."""
+    from ..formats.common import EXCEPTION_COLUMNS
+
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
+        if col is None:
+            continue
+        if f.fmt != "parquet" or col not in f.null_counts or f.null_counts[col] != f.rows:
+            return pl.col("exception").is_not_null()
+    return pl.lit(False)
+
+
+def _carry(run: Run, by: list[str], filters: Filters, group_key: pl.Expr | None) -> dict[str, pl.Expr]:
+    # Carry only what a key, a filter or the group statistics need: every carried column costs on 1M rows.
+    carry: dict[str, pl.Expr] = {}
+    if "step" in by or filters.steps.expr() is not None or group_key is not None:
+        carry["step"] = pl.col("step")
+    if "split" in by or filters.splits or group_key is not None:
+        carry["split"] = pl.col("split")
+    if "env" in by:
+        carry["env"] = pl.col("env_name")
+    if group_key is not None or "group" in by:
+        carry["group"] = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
+    carry["has_exception"] = _has_exception_expr(run)
+    return carry
+
+
+def footer_exceptions(run: Run, others: list[str], filters: Filters) -> pl.DataFrame | None:
+    """Per group of ``others`` (a subset of step and split): the rows and the samples with an exception, from
+    footer null counts of the exception column, so that the column is never read; None when a footer does
+    not tell (statistics missing, a file holding several steps, a CSV file) and the data must be read."""
+    from ..formats.common import EXCEPTION_COLUMNS
+
+    if any(k not in ("step", "split") for k in others):
+        return None
+    first, last = filters.steps.first, filters.steps.last
+    counts: dict[tuple, list[int]] = {}
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        if f.fmt != "parquet" or f.rows is None or f.steps:
+            return None
+        if (first is not None or last is not None or "step" in others) and f.step is None:
+            return None
+        if (filters.splits or "split" in others) and f.split is None:
+            return None
+        if f.step is not None and not filters.steps.contains(f.step):  # exact for a comma list of steps
+            continue
+        if filters.splits and f.split not in filters.splits:
+            continue
+        col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
+        if col is not None and col not in f.null_counts:
+            return None
+        failed = 0 if col is None else f.rows - f.null_counts[col]
+        key = tuple(f.step if k == "step" else f.split for k in others)
+        entry = counts.setdefault(key, [0, 0])
+        entry[0] += f.rows
+        entry[1] += failed
+    schema = {"step": pl.Int64, "split": pl.String}
+    cols: dict[str, list] = {k: [key[i] for key in counts] for i, k in enumerate(others)}
+    cols["exception_n"] = [v[0] for v in counts.values()]
+    cols["exception_sum"] = [float(v[1]) for v in counts.values()]
+    types = {**{k: schema[k] for k in others}, "exception_n": pl.Int64, "exception_sum": pl.Float64}
+    return pl.DataFrame(cols, schema=types)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------------
+def lean_roles(run: Run, filters: Filters) -> list[str] | None:
+    """The roles of a per-role summary that takes the lean wide view (every sample has every role), whose
+    role-independent columns are then computed over the samples, each once; None when it does not."""
+    roles = [r for r in run.role_names() if not filters.roles or r in filters.roles]
+    if roles and run.wide_roles_everywhere() and run.numeric_wide({}, [], roles) is not None:
+        return roles
+    return None
+
+
+def plan_wide(
+    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str]
+) -> Query | None:
+    """The query of a per-role summary (``role`` among ``keys``) on the wide view, where every layout of the
+    run offers one; else None (the long view, ``plan_long``)."""
+    if "role" not in keys:
+        return None  # statistics pooled over roles (a median over all of them) need the long view
+    roles = [r for r in run.role_names() if not filters.roles or r in filters.roles]
+    others = [k for k in keys if k != "role"]
+    carry = _carry(run, others, filters, group_key)
+    # A fleet's run without the roles asked for gives no row (the long view, filtered, is empty).
+    if not (roles or not filters.roles) or run.numeric_wide(carry, components, roles) is None:
+        return None
+    lean = bool(roles) and run.wide_roles_everywhere()
+    footer = footer_exceptions(run, others, filters) if lean else None
+    if footer is not None:
+        carry.pop("has_exception", None)
+
+    def wide() -> pl.LazyFrame:
+        return apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+
+    if lean:
+        variants = [Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl")) for r in roles]
+        cells = 2 * len(roles) + len(components) + 1
+        return Query(wide, others, variants, components, group_key, False, True, True, cells, footer=footer)
+    has_roles = pl.col("__has_roles")
+    variants = [Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), has_roles) for r in roles]
+    if not filters.roles:
+        # Samples without per-role data: one null-role group with the sample's total reward.
+        variants.append(Variant(None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), ~has_roles))
+    cells = 3 * len(variants) + len(components) + 2
+    return Query(wide, others, variants, components, group_key, False, False, False, cells)
+
+
+def plan_long(
+    run: Run, keys: list[str], filters: Filters, group_key: pl.Expr | None, components: list[str], *, kl: bool = True
+) -> Query:
+    """The query on the long view (every layout): one row per (sample, role) when ``role`` is a key, else one
+    per sample, counted once (``views.sample_view``; ``kl=False``: no KL column is read)."""
+    carry = _carry(run, keys, filters, group_key)
+
+    def long() -> pl.LazyFrame:
+        if "role" not in keys:
+            return apply_filters(sample_view(run, carry, components, kl=kl), filters, roles_too=False)
+        return apply_filters(run.numeric(carry, components), filters, roles_too=True)
+
+    per_row = len(run.role_names()) if "role" in keys else 1
+    variant = Variant(None, pl.col("reward"), pl.col("kl"))
+    return Query(long, keys, [variant], components, group_key, True, False, False, 4 + len(components), per_row)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The query
+# ---------------------------------------------------------------------------------------------------------
+def _prefix(q: Query, i: int) -> str:
+    return "" if q.long else f"{i}:"
+
+
+def _clean(q: Query, i: int, v: Variant) -> list[pl.Expr]:
+    """Per-row clean columns of variant ``i`` (``inline=False``): each value null where it must not count
+    (NaN, null, or a row outside the variant), so that every aggregation runs on plain columns."""
+    p, m = _prefix(q, i), (pl.lit(True) if v.mask is None else v.mask)
+    cols = [
+        pl.when(m & v.reward.is_not_nan()).then(v.reward).alias(f"{p}r"),
+        pl.when(m & v.kl.is_not_nan()).then(v.kl).alias(f"{p}k"),
+        (m & v.reward.is_nan()).alias(f"{p}r_nan"),
+        (m & v.reward.is_null()).alias(f"{p}r_null"),
+        pl.when(m).then(pl.col("has_exception").cast(pl.Float64)).alias(f"{p}exc"),
+        m.alias(f"{p}m"),
+    ]
+    for j, n in enumerate(q.components):
+        c = pl.col(f"component/{n}")
+        cols.append(pl.when(m & c.is_not_nan()).then(c).alias(f"{p}c{j}"))
+    return cols
+
+
+def _sources(q: Query, i: int, v: Variant) -> tuple[dict[str, T.Source], pl.Expr]:
+    """The measures of variant ``i`` (the shared ones too unless ``q.shared``) and its row count."""
+    if q.inline:
+        sources = {
+            "reward": T.Source(v.reward.fill_nan(None), v.reward.is_nan(), v.reward.is_null()),
+            "kl": T.Source(v.kl.fill_nan(None)),
+        }
+        return sources, pl.len()
+    p = _prefix(q, i)
+    sources = {
+        "reward": T.Source(pl.col(f"{p}r"), pl.col(f"{p}r_nan"), pl.col(f"{p}r_null")),
+        "kl": T.Source(pl.col(f"{p}k")),
+        "exception": T.Source(pl.col(f"{p}exc")),
+        **{f"component/{n}": T.Source(pl.col(f"{p}c{j}")) for j, n in enumerate(q.components)},
+    }
+    return sources, pl.col(f"{p}m").sum()
+
+
+def _shared_sources(q: Query) -> dict[str, T.Source]:
+    """The measures that do not depend on the role, aggregated once (``q.shared``)."""
+    out: dict[str, T.Source] = {}
+    if q.footer is None:
+        out["exception"] = T.Source(pl.col("has_exception").cast(pl.Float64))
+    for n in q.components:
+        out[f"component/{n}"] = T.Source(pl.col(f"component/{n}").fill_nan(None))
+    return out
+
+
+def _aggregations(q: Query, partial: bool) -> list[pl.Expr]:
+    spec = T.measures(q.components)
+    out: list[pl.Expr] = []
+    for i, v in enumerate(q.variants):
+        sources, rows = _sources(q, i, v)
+        for m, source in sources.items():
+            out += T.exprs(m, spec[m], source, partial=partial, prefix=_prefix(q, i))
+        if not q.shared:
+            out.append(rows.cast(pl.Int64).alias(f"{_prefix(q, i)}rows"))
+    if q.shared:
+        out.append(pl.len().cast(pl.Int64).alias("rows"))
+        for m, source in _shared_sources(q).items():
+            out += T.exprs(m, spec[m], source, partial=partial)
+    return out
+
+
+def _zero_adv(q: Query, lf: pl.LazyFrame, partial: bool) -> pl.LazyFrame:
+    """Per variant, among the prompt groups (a ``group`` within one split and step) of a result group, those
+    whose valid rewards are all equal (GRPO's advantage is zero for every sample of them): their fraction, or
+    (``partial``) how many, of how many. Groups with no valid reward are left out."""
+    group_cols = list(dict.fromkeys([*q.group, "split", "step", "group", *(["role"] if q.long else [])]))
+    valid = [
+        (pl.lit(True) if v.mask is None else v.mask) & v.reward.is_not_null() & v.reward.is_not_nan()
+        for v in q.variants
+    ]
+    zero = [
+        pl.when(ok.any()).then(v.reward.filter(ok).min() == v.reward.filter(ok).max()).alias(f"{_prefix(q, i)}zero")
+        for i, (v, ok) in enumerate(zip(q.variants, valid, strict=True))
+    ]
+    per_group = lf.filter(pl.col("group").is_not_null() & pl.any_horizontal(valid)).group_by(group_cols).agg(zero)
+    aggs: list[pl.Expr] = []
+    for i in range(len(q.variants)):
+        z, p = pl.col(f"{_prefix(q, i)}zero"), _prefix(q, i)
+        if partial:
+            aggs += [z.cast(pl.Int64).sum().alias(f"{p}zero_groups"), z.count().cast(pl.Int64).alias(f"{p}groups")]
+        else:
+            aggs.append(z.cast(pl.Float64).mean().alias(f"{p}zero_adv_frac"))
+    return per_group.group_by(q.group).agg(aggs) if q.group else per_group.select(aggs)
+
+
+def _no_zero_adv(partial: bool) -> list[pl.Expr]:
+    """The zero-advantage columns of a result without prompt groups."""
+    if partial:
+        return [pl.lit(None, dtype=pl.Int64).alias("zero_groups"), pl.lit(0, dtype=pl.Int64).alias("groups")]
+    return [pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac")]
+
+
+def _collect(run: Run, build: Callable[[], list[pl.LazyFrame]], engine: str, group_key: pl.Expr | None):
+    """The statistics query on ``engine``; where prompt groups come from the prompt text, the zero-advantage
+    query (the only one that holds text) streams on its own, so that the statistics keep their engine (and
+    their digits) and the text is never held whole in memory."""
+    if not from_prompt(group_key):
+        return run.collect(build, engine=engine)
+    [main] = run.collect(lambda: build()[:1], engine=engine)
+    return [main, *run.collect(lambda: build()[1:], engine="streaming")]
+
+
+def execute(run: Run, q: Query, engine: str, *, partial: bool = False) -> pl.DataFrame:
+    """Run the query on ``engine``: one row per group (and role), the final statistics or (``partial``)
+    their partials, with ``zero_adv_frac`` (partial: ``zero_groups`` / ``groups``) and, in partials, ``rows``."""
+
+    def build() -> list[pl.LazyFrame]:
+        lf = q.rows()
+        if not q.inline:
+            lf = lf.with_columns([e for i, v in enumerate(q.variants) for e in _clean(q, i, v)])
+        aggs = _aggregations(q, partial)
+        main = lf.group_by(q.group).agg(aggs) if q.group else lf.select(aggs)
+        # No prompt groups in this run: nothing to compute, and no second pass over the data.
+        return [main] if q.group_key is None else [main, _zero_adv(q, lf, partial)]
+
+    frames = _collect(run, build, engine, q.group_key)
+    out = frames[0]
+    if len(frames) > 1:
+        out = (
+            out.join(frames[1], on=q.group, how="left", nulls_equal=True)
+            if q.group
+            else pl.concat(frames, how="horizontal")
+        )
+    if q.footer is not None:
+        out = _with_footer(out, q.footer, q.group, partial)
+    if not q.long:
+        out = _rows_per_role(out, q)
+    if "zero_adv_frac" not in out.columns and "groups" not in out.columns:
+        out = out.with_columns(_no_zero_adv(partial))
+    return out if partial else out.drop("rows")
+
+
+def _with_footer(stats: pl.DataFrame, footer: pl.DataFrame, group: list[str], partial: bool) -> pl.DataFrame:
+    """The exception counts taken from footers beside the statistics (a rate, unless ``partial``)."""
+    if group:
+        stats = stats.join(footer, on=group, how="left", nulls_equal=True)
+    elif footer.height:
+        stats = pl.concat([stats, footer], how="horizontal")
+    else:
+        stats = stats.with_columns(pl.lit(0, dtype=pl.Int64).alias("exception_n"), pl.lit(0.0).alias("exception_sum"))
+    if partial:
+        return stats
+    rate = T.finish_exprs("exception", T.EXCEPTION)
+    return stats.with_columns(rate).drop("exception_sum", "exception_n")
+
+
+def _rows_per_role(stats: pl.DataFrame, q: Query) -> pl.DataFrame:
+    """One row per role and group from the wide result, whose columns of variant ``i`` are prefixed ``i:``;
+    the shared columns (the same for every role) are repeated on each role's rows; roles without rows in a
+    group are left out."""
+    shared = [c for c in stats.columns if ":" not in c and c not in q.group]
+    parts = []
+    for i, v in enumerate(q.variants):
+        cols = [c for c in stats.columns if c.startswith(f"{i}:")]
+        part = stats.select(
+            *q.group,
+            pl.lit(v.role, dtype=pl.String).alias("role"),
+            *[pl.col(c).alias(c.split(":", 1)[1]) for c in cols],
+            *shared,
+        )
+        parts.append(part.filter(pl.col("rows") > 0))
+    return pl.concat(parts, how="vertical_relaxed")

@@ -1,0 +1,50 @@
+"""Pearson correlations over samples between the total reward, each role's reward and each component."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import pl
+from .filters import Filters, apply_filters
+from .scalars import valid
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
+    """Pearson correlations, over samples, between every pair of: the total reward, each role's reward and
+    each reward component (seed 001: conflicting reward functions show as negative correlations). Each
+    pair uses the samples where both values are valid (not null, not NaN)."""
+    filters = filters or Filters()
+    components = run.component_names()
+    carry = {
+        "sample": pl.col("sample_id"),
+        "step": pl.col("step"),
+        "split": pl.col("split"),
+        "total": pl.col("reward"),
+    }
+    [long] = run.collect(lambda: [apply_filters(run.numeric(carry, components), filters, roles_too=False)])
+    index = ["sample", "step", "split"]
+    per_sample = long.group_by(index, maintain_order=True).agg(
+        pl.col("total").first().alias("reward"),
+        *[pl.col(f"component/{n}").first() for n in components],
+    )
+    roles = long.filter(pl.col("role").is_not_null())
+    if filters.roles:
+        roles = roles.filter(pl.col("role").is_in(list(filters.roles)))
+    if roles.height:
+        wide = roles.pivot(on="role", index=index, values="reward", aggregate_function="first")
+        wide = wide.rename({c: f"reward/{c}" for c in wide.columns if c not in index})
+        per_sample = per_sample.join(wide, on=index, how="left", nulls_equal=True)
+    variables = [c for c in per_sample.columns if c not in index]
+    rows = []
+    for i, x in enumerate(variables):
+        for y in variables[i + 1 :]:
+            pair = per_sample.select(x, y).filter(valid(x) & valid(y))
+            n = pair.height
+            r = pair.select(pl.corr(x, y)).item() if n > 1 else None
+            if r is not None and r != r:  # NaN: a constant column
+                r = None
+            rows.append({"x": x, "y": y, "pearson": r, "n": n})
+    return pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String, "pearson": pl.Float64, "n": pl.Int64})

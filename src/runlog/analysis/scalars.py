@@ -1,0 +1,111 @@
+"""Scalar metrics over steps (``summarize --scalars``): one row per metric key, aliases merged."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._lazy import pl
+from ..errors import UsageError
+from .filters import StepRange
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+# Metric keys that different trainer versions wrote for the same quantity (seed 000). Canonical name first.
+DEFAULT_ALIASES: dict[str, str] = {
+    "grad_global_norm": "grad/global_norm",
+    "update_global_norm": "update/global_norm",
+    "train-reward/mean": "train/reward/mean",
+    "timeperf/step": "time/step_s",
+}
+
+
+def valid(col: str) -> pl.Expr:
+    """Neither null nor NaN."""
+    return pl.col(col).is_not_null() & pl.col(col).is_not_nan()
+
+
+SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")
+
+
+def load_aliases(path: str | Path | None = None, pairs: Sequence[str] = ()) -> dict[str, str]:
+    """The alias table: defaults, then a JSON file ``{"old_key": "canonical_key"}``, then ``OLD=NEW`` pairs."""
+    table = dict(DEFAULT_ALIASES)
+    if path is not None:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--aliases {path}: cannot read a JSON object ({exc})") from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            raise UsageError(f"--aliases {path}: expected a JSON object of strings {{old: canonical}}")
+        table.update(data)
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise UsageError(f"--alias {pair!r}: expected OLD=NEW")
+        table[old] = new
+    return table
+
+
+def summarize_scalars(
+    run: Run,
+    *,
+    keys: Sequence[str] = (),
+    aliases: dict[str, str] | None = None,
+    steps: StepRange | None = None,
+) -> pl.DataFrame:
+    """Per metric key over steps: ``last, mean, min, max, count, nan, first_step, last_step``.
+
+    Shards (several processes, or several files) logging one key at one step are merged first: a weighted
+    mean when ``key__count`` companions give the weights (AReaL's convention), else a plain mean. The
+    companions themselves are hidden. Aliased keys are renamed to their canonical name before merging.
+    """
+    aliases = DEFAULT_ALIASES if aliases is None else aliases
+    lf = run.scalars.filter(pl.col("step").is_not_null())
+    step_filter = (steps or StepRange()).expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    lf = lf.with_columns(pl.col("key").replace(aliases))
+    is_count = pl.col("key").str.ends_with("__count")
+    values = lf.filter(~is_count)
+    counts = lf.filter(is_count).select(
+        "step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight")
+    )
+    counts = counts.group_by("step", "source", "key").agg(pl.col("weight").sum())
+    merged = (
+        values.join(counts, on=["step", "source", "key"], how="left")
+        .with_columns(pl.col("weight").fill_null(1.0))
+        .group_by("key", "step")
+        .agg(
+            pl.when(valid("value").any())
+            .then(
+                (pl.col("value") * pl.col("weight")).filter(valid("value")).sum()
+                / pl.col("weight").filter(valid("value")).sum()
+            )
+            .otherwise(pl.col("value").first())
+            .alias("value")
+        )
+    )
+    out = (
+        merged.sort("key", "step")
+        .group_by("key", maintain_order=True)
+        .agg(
+            pl.col("value").filter(valid("value")).last().alias("last"),
+            pl.col("value").filter(valid("value")).mean().alias("mean"),
+            pl.col("value").filter(valid("value")).min().alias("min"),
+            pl.col("value").filter(valid("value")).max().alias("max"),
+            valid("value").sum().cast(pl.Int64).alias("count"),
+            pl.col("value").is_nan().sum().cast(pl.Int64).alias("nan"),
+            pl.col("step").min().alias("first_step"),
+            pl.col("step").max().alias("last_step"),
+        )
+        .collect()
+    )
+    if keys:
+        names = [k for k in out["key"].to_list() if any(fnmatch.fnmatchcase(k, g) for g in keys)]
+        out = out.filter(pl.col("key").is_in(names))
+    return out.select(SCALAR_COLUMNS).sort("key")

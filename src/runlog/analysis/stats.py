@@ -1,0 +1,193 @@
+"""The statistics of a summary, declared once: what each measure reports, as final values or as partials.
+
+A *measure* is one quantity aggregated per group (the reward, the KL, the exception flag, a reward
+component). Each of its *statistics* says three things:
+
+- ``final``: the value over a group's values, computed in one pass (``summarize``);
+- ``partial``: the mergeable partial it is computed from when the data is summarised in parts (a run's
+  chunks, a fleet's runs): ``n, mean, M2`` for a mean and a variance (Chan et al.: they merge exactly,
+  unlike raw sums of squares), min, max, counts;
+- ``finish``: the final value from the merged partial (``runlog.analysis.partials.combine_partials``).
+
+The values a statistic sees are already clean (``Source.value``: NaN and null made null, rows outside the
+measure's rows null), so every aggregation skips nulls natively; NaN and null are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .._lazy import pl
+
+
+@dataclass(frozen=True)
+class Source:
+    """A measure's values in a query: ``value`` (NaN, null and rows outside the measure made null), and where
+    the measure counts them, whether the raw value was NaN (``nan``) or null (``null``), as booleans."""
+
+    value: pl.Expr
+    nan: pl.Expr | None = None
+    null: pl.Expr | None = None
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Partial columns of a measure ``m`` (``columns(source, m)``) and their merge over parts (``merge(m)``,
+    aggregations within a group of parts)."""
+
+    columns: Callable[[Source, str], list[pl.Expr]]
+    merge: Callable[[str], list[pl.Expr]]
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One reported statistic: the column ``<measure>_<suffix>``."""
+
+    suffix: str
+    final: Callable[[Source], pl.Expr]
+    partial: str  # a key of PARTIALS
+    finish: Callable[[str], pl.Expr]
+
+
+def _single() -> pl.Expr:
+    """The group of parts is one part: its values are kept as they are (the digits of a whole summary)."""
+    return pl.col("parts").sum() == 1
+
+
+def _weighted_mean(m: str) -> pl.Expr:
+    n, mean = pl.col(f"{m}_n"), pl.col(f"{m}_mean")
+    total = n.sum()
+    return pl.when(total > 0).then((n * mean.fill_null(0.0)).sum() / total)
+
+
+def _moments(s: Source, m: str) -> list[pl.Expr]:
+    n = s.value.count()
+    return [
+        n.cast(pl.Int64).alias(f"{m}_n"),
+        s.value.mean().alias(f"{m}_mean"),
+        (s.value.var(ddof=0) * n).alias(f"{m}_m2"),
+    ]
+
+
+def _merge_moments(m: str) -> list[pl.Expr]:
+    """Chan et al.: ``n = sum n_i``, ``mean = sum n_i mean_i / n``, ``M2 = sum M2_i + sum n_i (mean_i - mean)^2``."""
+    n, mean, m2 = pl.col(f"{m}_n"), pl.col(f"{m}_mean"), pl.col(f"{m}_m2")
+    merged_mean = _weighted_mean(m)
+    merged_m2 = m2.fill_null(0.0).sum() + (n * (mean.fill_null(0.0) - merged_mean) ** 2).sum()
+    return [
+        n.sum().alias(f"{m}_n"),
+        pl.when(_single()).then(mean.first()).otherwise(merged_mean).alias(f"{m}_mean"),
+        pl.when(_single()).then(m2.first()).otherwise(merged_m2).alias(f"{m}_m2"),
+    ]
+
+
+def _merge_median(m: str) -> list[pl.Expr]:
+    # Medians do not merge: kept only where one part holds every value of the group.
+    held = pl.col(f"{m}_n") > 0
+    return [
+        pl.when(held.sum() <= 1).then(pl.col(f"{m}_median").filter(held).first()).alias(f"{m}_median"),
+        (held.sum() > 1).alias(f"_{m}_median_lost"),
+    ]
+
+
+def _std(m: str) -> pl.Expr:
+    n, m2 = pl.col(f"{m}_n"), pl.col(f"{m}_m2")
+    return pl.when(n >= 2).then((m2 / (n - 1)).clip(lower_bound=0.0).sqrt())
+
+
+def _count(flag: Callable[[Source], pl.Expr | None]) -> Callable[[Source], pl.Expr]:
+    def final(s: Source) -> pl.Expr:
+        e = flag(s)
+        assert e is not None, "a NaN/null count needs the raw value's flags"
+        return e.sum().cast(pl.Int64)
+
+    return final
+
+
+PARTIALS: dict[str, Partial] = {
+    "moments": Partial(_moments, _merge_moments),
+    "min": Partial(lambda s, m: [s.value.min().alias(f"{m}_min")], lambda m: [pl.col(f"{m}_min").min()]),
+    "max": Partial(lambda s, m: [s.value.max().alias(f"{m}_max")], lambda m: [pl.col(f"{m}_max").max()]),
+    "median": Partial(lambda s, m: [s.value.median().alias(f"{m}_median")], _merge_median),
+    "nan": Partial(lambda s, m: [_count(lambda s: s.nan)(s).alias(f"{m}_nan")], lambda m: [pl.col(f"{m}_nan").sum()]),
+    "null": Partial(
+        lambda s, m: [_count(lambda s: s.null)(s).alias(f"{m}_null")], lambda m: [pl.col(f"{m}_null").sum()]
+    ),
+    # A rate: how many of the values are 1, of how many.
+    "sum": Partial(
+        lambda s, m: [s.value.sum().alias(f"{m}_sum"), s.value.count().cast(pl.Int64).alias(f"{m}_n")],
+        lambda m: [pl.col(f"{m}_sum").sum(), pl.col(f"{m}_n").sum()],
+    ),
+    # A mean without a spread.
+    "mean": Partial(
+        lambda s, m: [s.value.count().cast(pl.Int64).alias(f"{m}_n"), s.value.mean().alias(f"{m}_mean")],
+        lambda m: [pl.col(f"{m}_n").fill_null(0).sum(), _weighted_mean(m).alias(f"{m}_mean")],
+    ),
+}
+
+STATISTICS: dict[str, Statistic] = {
+    "mean": Statistic("mean", lambda s: s.value.mean(), "moments", lambda m: pl.col(f"{m}_mean")),
+    "std": Statistic("std", lambda s: s.value.std(ddof=1), "moments", _std),
+    "min": Statistic("min", lambda s: s.value.min(), "min", lambda m: pl.col(f"{m}_min")),
+    "max": Statistic("max", lambda s: s.value.max(), "max", lambda m: pl.col(f"{m}_max")),
+    "median": Statistic("median", lambda s: s.value.median(), "median", lambda m: pl.col(f"{m}_median")),
+    "count": Statistic("count", lambda s: s.value.count().cast(pl.Int64), "moments", lambda m: pl.col(f"{m}_n")),
+    "nan": Statistic("nan", _count(lambda s: s.nan), "nan", lambda m: pl.col(f"{m}_nan")),
+    "null": Statistic("null", _count(lambda s: s.null), "null", lambda m: pl.col(f"{m}_null")),
+    "rate": Statistic(
+        "rate",
+        lambda s: s.value.mean(),
+        "sum",
+        lambda m: pl.when(pl.col(f"{m}_n") > 0).then(pl.col(f"{m}_sum") / pl.col(f"{m}_n")),
+    ),
+    "average": Statistic("mean", lambda s: s.value.mean(), "mean", lambda m: pl.col(f"{m}_mean")),
+}
+
+# What each measure reports, in output order.
+REWARD = ("mean", "std", "min", "max", "median", "count", "nan", "null")
+KL = ("mean", "std", "min", "max", "count")
+EXCEPTION = ("rate",)
+COMPONENT = ("average",)
+
+
+def measures(components: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Every measure of a summary and its statistics, in output order."""
+    return {
+        "reward": REWARD,
+        "kl": KL,
+        "exception": EXCEPTION,
+        **{f"component/{n}": COMPONENT for n in components},
+    }
+
+
+def column(m: str, stat: str) -> str:
+    return f"{m}_{STATISTICS[stat].suffix}"
+
+
+REWARD_STATS = tuple(column("reward", s) for s in REWARD)
+KL_STATS = tuple(column("kl", s) for s in KL)
+
+
+def _partials_of(stats: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(STATISTICS[s].partial for s in stats))
+
+
+def exprs(m: str, stats: Sequence[str], source: Source, *, partial: bool, prefix: str = "") -> list[pl.Expr]:
+    """The aggregations of measure ``m`` over ``source``: its final statistics, or its partial columns; each
+    output column named ``prefix`` + its name."""
+    if partial:
+        out = [e for p in _partials_of(stats) for e in PARTIALS[p].columns(source, m)]
+    else:
+        out = [STATISTICS[s].final(source).alias(column(m, s)) for s in stats]
+    return [e.alias(prefix + e.meta.output_name()) for e in out] if prefix else out
+
+
+def merge_exprs(m: str, stats: Sequence[str]) -> list[pl.Expr]:
+    """Aggregations merging the partial columns of ``m`` over the parts of a group."""
+    return [e for p in _partials_of(stats) for e in PARTIALS[p].merge(m)]
+
+
+def finish_exprs(m: str, stats: Sequence[str]) -> list[pl.Expr]:
+    """The final statistics of ``m`` from its merged partial columns."""
+    return [STATISTICS[s].finish(m).alias(column(m, s)) for s in stats]
