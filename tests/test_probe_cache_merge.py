@@ -49,7 +49,8 @@ def test_concurrent_saves_merge(tmp_path, _probe_cache):
     assert first is not None and second is not None
     whole = open_run(root, cache=False)
     by_rel = {f.path: f for f in whole.files}
-    from runlog.formats.base import Candidate, get_layout
+    from runlog.formats import get_layout
+    from runlog.formats.base import Candidate
 
     for cache, chosen in ((first, files[:2]), (second, files[2:])):
         for rel in chosen:

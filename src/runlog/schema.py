@@ -25,11 +25,6 @@ CURRENT_VERSION = 2
 KNOWN_VERSIONS = (0, 1, 2)
 FORMAT_NAME = "runlog"
 
-VERSION_DESCRIPTIONS = {
-    0: "Flink BatchDebugData (no schema_version column, no per-role data)",
-    1: "Flink debate extension (schema_version=1, <role>_reward, <role>_kl, role_assignments)",
-    2: "runlog native (run.json manifest, nested roles/reward_components/messages)",
-}
 
 # ---------------------------------------------------------------------------------------------------------
 # Arrow types of the native (v2) sample files. Written down in docs/format.md; never change them in place:

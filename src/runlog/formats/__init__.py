@@ -1,27 +1,29 @@
-"""On-disk layouts. Each module registers one layout with ``@register``; see ``base.py``."""
+"""On-disk layouts. Each module registers one layout with ``@register`` (``base.py``); this package loads
+them on first use (``layouts``), so that a command that reads no run imports none of them."""
 
 from __future__ import annotations
 
 import importlib
 
-from .base import Candidate, FileInfo, Layout, Problem, RunContext, get_layout, layouts
+from ..errors import UnknownLayoutError
+from .base import Candidate, FileInfo, Layout, Problem, RunContext, registered
 
 _MODULES = ("native", "flink", "trl", "jaxarc", "nemo_gym", "verifiers", "verl", "areal", "inspect_ai")
-_loaded = False
 
 
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in _MODULES:
-            try:
-                importlib.import_module(f"{__name__}.{mod}")
-            except ModuleNotFoundError as exc:  # TEMP while layouts are being written
-                if exc.name != f"{__name__}.{mod}":
-                    raise
-        _loaded = True
+def layouts() -> list[Layout]:
+    """Registered layouts in detection order."""
+    for mod in _MODULES:
+        importlib.import_module(f"{__name__}.{mod}")  # once: then a lookup in sys.modules
+    return sorted(registered(), key=lambda lay: (lay.priority, lay.name))
 
 
-_load_all  # noqa: B018  (re-exported for base.layouts)
+def get_layout(name: str) -> Layout:
+    for lay in layouts():
+        if lay.name == name:
+            return lay
+    known = ", ".join(lay.name for lay in layouts())
+    raise UnknownLayoutError(f"unknown layout {name!r}; known layouts: {known}")
+
 
 __all__ = ["Candidate", "FileInfo", "Layout", "Problem", "RunContext", "get_layout", "layouts"]

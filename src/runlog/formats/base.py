@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._lazy import pl
-from ..errors import RunlogError, UnknownLayoutError
+from ..errors import RunlogError
 
 WARNING = "warning"
 
@@ -303,25 +302,6 @@ def register(cls: type[Layout]) -> type[Layout]:
     return cls
 
 
-def layouts() -> list[Layout]:
-    """Registered layouts in detection order."""
-    from . import _load_all
-
-    _load_all()
-
-    return sorted(_REGISTRY.values(), key=lambda lay: (lay.priority, lay.name))
-
-
-def get_layout(name: str) -> Layout:
-    for lay in layouts():
-        if lay.name == name:
-            return lay
-    known = ", ".join(lay.name for lay in layouts())
-    raise UnknownLayoutError(f"unknown layout {name!r}; known layouts: {known}")
-
-
-def file_size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+def registered() -> list[Layout]:
+    """The layouts registered so far (``runlog.formats.layouts`` loads them all first)."""
+    return list(_REGISTRY.values())

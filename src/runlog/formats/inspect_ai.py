@@ -32,7 +32,7 @@ from ..errors import RunlogError
 from ..storage import ObjectPath, read_bytes
 from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, RunContext, register
 from .common import coerce_step, gate_version
-from .verifiers import JsonlSamples, samples_frame
+from .jsonl_samples import JsonlSamples, samples_frame
 
 # inspect_ai's log schema versions this reader knows (``LOG_SCHEMA_VERSION`` in inspect_ai is 2; version 1
 # logs have the same sample shape, with a deprecated single ``score``).

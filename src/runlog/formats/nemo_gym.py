@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import chat
 from .base import Candidate, FileInfo, RunContext, register
-from .verifiers import JsonlSamples, components, number, text_of
+from .jsonl_samples import JsonlSamples, components, number, text_of
 
 
 def _dict(v: Any) -> dict[str, Any]:

@@ -1,5 +1,4 @@
-"""verifiers ``results.jsonl`` (``vf-eval`` output), and the JSONL sample-layout base the foreign JSONL
-layouts (verifiers, verl, NeMo Gym) share.
+"""verifiers ``results.jsonl`` (``vf-eval`` output), a JSONL sample layout (``jsonl_samples.JsonlSamples``).
 
 A verifiers line holds one rollout: ``prompt`` and ``completion`` as OpenAI chat messages (``tool_calls``
 entries JSON-encoded strings), ``reward``, one numeric column per reward function / metric, timings
@@ -10,146 +9,12 @@ is not claimed here.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import chat
-from .. import schema as S
 from .._lazy import pl
-from .base import UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext, register
-from .common import read_jsonl
-
-# Columns a JSONL layout fills; the rest of SAMPLE_COLUMNS is added as typed nulls by conform_samples.
-_ROW_COLUMNS = (
-    "step",
-    "split",
-    "sample_id",
-    "group_id",
-    "env_name",
-    "reward",
-    "reward_components",
-    "exception",
-    "prompt",
-    "completion",
-    "messages",
-)
-
-
-def number(v: Any) -> float | None:
-    """A JSON value as float when it is a number (bools count: they are pass/fail metrics)."""
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)):
-        return float(v)
-    return None
-
-
-def components(values: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """``{name: number}`` to canonical ``[{name, value}]``; non-numbers are left out (callers keep them)."""
-    out = [{"name": str(k), "value": f} for k, v in values.items() if (f := number(v)) is not None]
-    return out or None
-
-
-def text_of(v: Any) -> str | None:
-    """A prompt / completion / error value as text (strings kept, anything else as compact JSON)."""
-    if v is None or isinstance(v, str):
-        return v
-    return chat.compact_json(v)
-
-
-def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.DataFrame:
-    """Canonical-typed frame from row dicts (``_ROW_COLUMNS`` plus ``extra``), built column by column."""
-    data: dict[str, pl.Series] = {
-        "layout": pl.Series("layout", [layout] * len(rows), dtype=pl.String),
-        "source": pl.Series("source", [source] * len(rows), dtype=pl.String),
-    }
-    for col in _ROW_COLUMNS:
-        data[col] = pl.Series(col, [r.get(col) for r in rows], dtype=S.SAMPLE_COLUMNS[col])
-    data["extra"] = pl.Series("extra", [r.get("extra") for r in rows], dtype=pl.String)
-    return pl.DataFrame(data)
-
-
-class JsonlSamples(Layout):
-    """Base of the foreign JSONL sample layouts: parse once in ``probe`` (``common.read_jsonl`` reports bad
-    and torn lines), map each record with ``map_record``, keep the frame in ``info.payload``."""
-
-    formats: ClassVar[tuple[str, ...]] = (".jsonl",)
-    # Fields a layout maps; any other top-level field goes to ``extra`` and is named in a fidelity note.
-    mapped: ClassVar[frozenset[str]] = frozenset()
-
-    def file_meta(self, info: FileInfo) -> None:
-        """Set what the path tells (split, step) before the lines are read."""
-
-    def map_record(
-        self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
-    ) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
-        info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "samples", cand.size)
-        self.file_meta(info)
-        frame = self.parse(info, ctx)
-        info.payload = frame
-        info.rows = frame.height
-        steps = sorted(int(s) for s in frame.get_column("step").drop_nulls().unique())
-        if len(steps) == 1:
-            info.step = steps[0]
-        elif steps:
-            info.step = None
-            info.steps = steps
-        return info
-
-    def parse(self, info: FileInfo, ctx: RunContext) -> pl.DataFrame:
-        """Read and map every line of one file (also used by ``scan_samples`` when no payload is kept)."""
-        before = len(ctx.problems)
-        res = read_jsonl(info, ctx)
-        if any(p.kind == UNREADABLE and p.path == info.path for p in ctx.problems[before:]):
-            info.readable = False
-        rows: list[dict[str, Any]] = []
-        state: dict[str, Any] = {}
-        for rec, line in zip(res.records, res.line_numbers, strict=True):
-            try:
-                row = self.map_record(rec, line, info, ctx, state)
-            except Exception as exc:  # a shape no reader foresaw must cost one line, never the file
-                reason = f"{type(exc).__name__}: {exc}"[:200]
-                ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
-                continue
-            rows.append(row)
-        unmapped: set[str] = state.get("unmapped", set())
-        if unmapped:
-            names = ", ".join(sorted(unmapped)[:12]) + (" ..." if len(unmapped) > 12 else "")
-            ctx.note(self.name, f"fields kept as JSON in the `extra` column: {names}")
-        return self.finish(samples_frame(rows, info.path, self.name), state, info, ctx)
-
-    def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
-        """The file's frame once every line is mapped (a layout may fix what only the whole file tells)."""
-        return frame
-
-    def extra(
-        self,
-        rec: dict[str, Any],
-        state: dict[str, Any],
-        skip: Any = (),
-        also: dict[str, Any] | None = None,
-    ) -> str | None:
-        """Unmapped top-level fields of a record as one JSON string (None when there are none); their names
-        are collected in ``state`` for the file's fidelity note."""
-        rest = {k: v for k, v in rec.items() if k not in self.mapped and k not in skip}
-        state.setdefault("unmapped", set()).update(rest)
-        if also:
-            rest.update(also)
-        return chat.compact_json(rest) if rest else None
-
-    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
-        frames = []
-        for f in files:
-            if not f.readable or f.kind != "samples":
-                continue
-            frame = f.payload if isinstance(f.payload, pl.DataFrame) else self.parse(f, ctx)
-            frames.append(frame)
-        if not frames:
-            return None
-        return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
-
+from .base import Candidate, FileInfo, RunContext, register
+from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
 # Known non-reward fields of verifiers results (kept in `extra` when present, never used as components).

@@ -16,7 +16,7 @@ from typing import Any
 from .. import chat
 from .base import Candidate, FileInfo, RunContext, register
 from .common import coerce_step
-from .verifiers import JsonlSamples, components, number, text_of
+from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _STEP_FILE = re.compile(r"(\d+)\.jsonl")
 _BASE = frozenset({"input", "output", "gts", "score", "step"})

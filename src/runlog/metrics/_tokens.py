@@ -115,8 +115,3 @@ def tokenize(texts: pl.Series) -> Tokens:
     ids = enc.indices.to_numpy(zero_copy_only=False)
     ids = ids.view(np.uint32) if ids.dtype == np.int32 else ids.astype(np.uint32)  # indices are >= 0
     return Tokens(ids, lengths, len(enc.dictionary))
-
-
-def split_reference(texts: list[str]) -> list[list[str]]:
-    """The reference tokenisation (``str.split()``), for tests and small inputs."""
-    return [t.split() for t in texts]
