@@ -91,6 +91,11 @@ def set_storage_options(options: Mapping[str, str]) -> None:
     _GLOBAL_OPTIONS.update({k.lower(): str(v) for k, v in options.items()})
 
 
+def global_options() -> dict[str, str]:
+    """A copy of the options ``set_storage_options`` set (for work handed to other processes: fleet tasks)."""
+    return dict(_GLOBAL_OPTIONS)
+
+
 def split_url(url: str) -> tuple[str, str, str]:
     """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name."""
     scheme, sep, rest = url.partition("://")

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._lazy import pl
-from ..run import Run
 from . import stats as T
 from .filters import Filters, apply_filters
 from .views import sample_view
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 @dataclass(frozen=True)

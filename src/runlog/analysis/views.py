@@ -13,8 +13,12 @@ It never reads a text column unless a ``carry`` expression asks for one (prompt 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import pl
-from ..run import Run
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 def sample_view(run: Run, carry: dict[str, pl.Expr], components: list[str], *, kl: bool = True) -> pl.LazyFrame:

@@ -28,14 +28,14 @@ RAY_ADDRESS = typer.Option(
 def locations(paths: list[str] | None, runs_file: str | None) -> list[str]:
     """Run locations from the arguments and ``--runs``, globs expanded."""
     from ..fleet import read_runs_file, resolve_locations
-    from ..storage import _GLOBAL_OPTIONS
+    from ..storage import global_options
 
     items = list(paths or [])
     if runs_file:
         items += read_runs_file(runs_file)
     if not items:
         raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
-    return resolve_locations(items, dict(_GLOBAL_OPTIONS))
+    return resolve_locations(items, global_options())
 
 
 def is_fleet(

@@ -224,11 +224,11 @@ def _fleet(
     from ..analysis.check import check_fleet
     from ..fleet import metrics_fleet
     from ..metrics import api as M
-    from ..storage import _GLOBAL_OPTIONS
+    from ..storage import global_options
 
     keys = [k for k in (by or ["run", "step"]) if k != "run"]
     check_keys(keys, M.KEYS)
-    check_fleet(locs, options["filters"], layout=layout, storage_options=dict(_GLOBAL_OPTIONS))
+    check_fleet(locs, options["filters"], layout=layout, storage_options=global_options())
     eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:
@@ -238,7 +238,7 @@ def _fleet(
                 keys,
                 options=options,
                 layout=layout,
-                storage_options=dict(_GLOBAL_OPTIONS),
+                storage_options=global_options(),
                 engine=eng,
                 progress=update,
             )

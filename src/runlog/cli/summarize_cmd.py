@@ -194,11 +194,11 @@ def _summarize_fleet(
     from ..analysis.check import check_fleet
     from ..analysis.filters import Filters
     from ..fleet import summarize_fleet
-    from ..storage import _GLOBAL_OPTIONS
+    from ..storage import global_options
 
     filters = Filters.from_options(split, steps, role)
     S.check_keys(by, ["run", *S.KEYS])
-    check_fleet(locs, filters, layout=layout, storage_options=dict(_GLOBAL_OPTIONS))
+    check_fleet(locs, filters, layout=layout, storage_options=global_options())
     eng = get_engine(engine, ray_address, locs)
     try:
         with progress("runs") as update:
@@ -207,7 +207,7 @@ def _summarize_fleet(
                 by,
                 filters=filters,
                 layout=layout,
-                storage_options=dict(_GLOBAL_OPTIONS),
+                storage_options=global_options(),
                 engine=eng,
                 progress=update,
                 prompt_groups=prompt_groups,
