@@ -76,9 +76,9 @@ def diff_command(
 
     Examples:
 
-      runlog diff runs/baseline runs/ablation --name base --name ablation
-      runlog diff runs/a runs/b runs/c --window 20 --split train --keys 'train/*'
-      runlog diff runs/a runs/b --format json | jq '.roles[] | select(.verdict != "tie")'
+      runlog diff sample_runs/debate_grpo sample_runs/flink_mixed --name native --name flink
+      runlog diff sample_runs/debate_grpo sample_runs/flink_mixed --split train --window 5 --role solver
+      runlog diff sample_runs/debate_grpo sample_runs/flink_mixed -f json | jq '.roles[] | select(.verdict == "behind")'
     """
     from ..analysis.diff import DiffOptions, diff_runs
     from ..analysis.filters import Filters
