@@ -41,10 +41,16 @@ def make_figure(
     window: int | None = None,
     steps: Sequence[int] = (),
     marks: Marks | None = None,
+    title: str | None = None,
 ) -> Any:
     """The matplotlib Figure for ``what`` (one of ``WHATS``). ``by``: ``role`` (one line per role) or
     ``none`` (pooled); ``keys``: globs of scalar keys; ``window``: moving-average steps (default about a
-    tenth of the run); ``steps``: histogram steps; ``marks``: onsets to draw, per plot name."""
+    tenth of the run); ``steps``: histogram steps; ``marks``: onsets to draw, per plot name; ``title``: the
+    figure's title (default: the run's name and ``what``).
+
+    A split of one step (an eval dump, a single batch) has no trend to draw: ``reward``, ``kl`` and
+    ``components`` are then histograms of the samples' values at that step (one panel per role or
+    component), and ``diversity`` and ``format`` say their values in words."""
     if what not in WHATS:
         raise UsageError(f"--what {what!r}: expected one of {', '.join(WHATS)}")
     if by not in ("role", "none"):
@@ -53,13 +59,42 @@ def make_figure(
     s = source if isinstance(source, RunSeries) else RunSeries(source)
     marks = marks or {}
     split = f" ({s.split})" if s.split else ""
-    title = f"{s.run.name}: {what}{split}"
     if what == "scalars":
-        return _scalars(s, keys, window, f"{s.run.name}: scalars")
+        return _scalars(s, keys, window, title or f"{s.run.name}: scalars")
+    title = title or f"{s.run.name}: {what}{split}"
     if what == "hist":
         return _hist(s, steps, title)
+    if _steps_len(s) == 1 and what in ONE_STEP:
+        return ONE_STEP[what](s, title)
     builder = {"reward": _reward, "kl": _kl, "components": _components, "diversity": _diversity, "format": _format}
     return builder[what](s, by, window, title, marks.get(what, []))
+
+
+def missing(source: Run | RunSeries, what: str) -> str | None:
+    """Why the run gives ``what`` nothing to draw, and how a run gets it (one line); None when it has data.
+    The figures say the same in their panel; the report says it instead of showing an empty panel."""
+    s = source if isinstance(source, RunSeries) else RunSeries(source)
+    if what == "scalars":
+        return None if scalar_keys(s.run) else NO_SCALARS
+    if not s.per_step.height:
+        return NO_SAMPLES
+    if what in ("reward", "hist") and s.total["reward_mean"].null_count() == s.total.height:
+        valid = [v for r in s.roles for v in s.role_series(r, "reward_mean")[1] if v is not None]
+        return None if valid else "no valid rewards in this split (every reward is null or NaN)"
+    if what == "kl" and not s.has_kl:
+        return "no KL values: this layout records none (a `kl` per role in `roles`, or Flink's `<role>_kl`)"
+    if what == "components" and not s.components():
+        return "no reward components: the samples have no `reward_components` (named parts of the reward)"
+    if what in ("diversity", "format") and s.diversity is None:
+        return f"no completion texts: {what} cannot be measured (samples need `messages`, `completion` or `trajectory`)"
+    return None
+
+
+NO_SAMPLES = (
+    "no per-sample data in this run (only scalar metrics, or no readable sample file): rewards, KL, components "
+    "and texts come from samples (`samples/<split>/step_*.parquet`, or another layout's rollouts)"
+)
+NO_SCALARS = "no scalar metrics in this run (the trainer's logged metrics: `scalars.p{process}.jsonl`)"
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
@@ -124,7 +159,7 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
     w = _window(s, window)
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
     if not s.has_kl:
-        F.say(ax, "no KL values in this run (the layout does not record KL)")
+        F.say(ax, missing(s, "kl") or "no KL values")
         return fig
     lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
     log = F.maybe_log(ax, [v for *_, vals in lines for v in vals])
@@ -144,7 +179,7 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
     comps = s.components()
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
     if not comps:
-        F.say(ax, "no reward components in this run")
+        F.say(ax, missing(s, "components") or "no reward components")
         return fig
     steps = s.per_step["step"].to_list()
     for i, name in enumerate(comps):
@@ -225,13 +260,30 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     return fig
 
 
+def scalar_frame(run: Run) -> pl.DataFrame:
+    """The scalar metrics as (key, step, value), one mean value per key and step, ``__count`` companions
+    left out, sorted by key then step."""
+    lf = run.scalars.filter(~pl.col("key").str.ends_with("__count")).group_by("key", "step").agg(pl.col("value").mean())
+    return lf.collect().sort("key", "step")
+
+
+def scalar_keys(run: Run) -> list[str]:
+    """The run's scalar keys (``__count`` companions left out), sorted."""
+    return scalar_frame(run)["key"].unique(maintain_order=True).to_list()
+
+
+def scalar_namespaces(keys: Sequence[str]) -> dict[str, list[str]]:
+    """Keys grouped by namespace, the part before the first ``/`` (``train/``, ``debate/``); keys without a
+    ``/`` under ``""``. Namespaces in sorted order, the top level first."""
+    out: dict[str, list[str]] = {}
+    for k in keys:
+        ns = k.split("/", 1)[0] + "/" if "/" in k else ""
+        out.setdefault(ns, []).append(k)
+    return dict(sorted(out.items()))
+
+
 def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) -> Any:
-    df = (
-        s.run.scalars.filter(~pl.col("key").str.ends_with("__count"))
-        .group_by("key", "step")
-        .agg(pl.col("value").mean())
-    )
-    df = df.collect().sort("key", "step")
+    df = scalar_frame(s.run)
     names = df["key"].unique(maintain_order=True).to_list()
     if keys:
         names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in keys)]
@@ -296,4 +348,110 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
     return fig
 
 
-__all__ = ["WHATS", "RunSeries", "figure_png", "make_figure", "save_figure"]
+def _one_step(s: RunSeries) -> int:
+    return int(s.per_step["step"][0])
+
+
+def _role_values(s: RunSeries, column: str) -> list[tuple[str, str, list[Any]]]:
+    """(label, colour, values) per role of the samples' ``column`` (reward or kl) at the one step."""
+    lf = s.run.roles.filter(pl.col("step") == _one_step(s))
+    if s.split:
+        lf = lf.filter(pl.col("split") == s.split)
+    df = lf.select("role", column).collect()
+    colours = F.role_colours(s.roles)
+    out = []
+    for role in s.roles:
+        part = df.filter(pl.col("role").is_null() if role is None else pl.col("role") == role)[column]
+        label = f"{role}: {column}" if role is not None else f"{column} of samples without per-role data"
+        out.append((label, colours[role], part.to_list()))
+    return out
+
+
+def _dist_figure(title: str, panels: list[tuple[str, str, list[Any]]], xlabel: str) -> Any:
+    rows, cols = F.grid(len(panels), 3)
+    fig, axes = F.new_figure(rows, cols, title, width=max(4.6 * cols, 7.0), height=3.0 * rows + 0.6)
+    for ax, (label, colour, values) in zip(axes, panels, strict=False):
+        F.distribution(ax, values, colour)
+        ax.set_title(F.clean_label(label), fontsize=10)
+        ax.set_xlabel(xlabel)
+    F.finish(fig, axes, len(panels))
+    return fig
+
+
+def _reward_dist(s: RunSeries, title: str) -> Any:
+    panels = _role_values(s, "reward")
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per role", panels, "reward")
+
+
+def _kl_dist(s: RunSeries, title: str) -> Any:
+    if not s.has_kl:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, missing(s, "kl") or "no KL values")
+        return fig
+    panels = [p for p in _role_values(s, "kl") if any(v is not None for v in p[2])]
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per role", panels, "KL")
+
+
+def _components_dist(s: RunSeries, title: str) -> Any:
+    from ..analysis.views import sample_view
+
+    names = s.components()
+    if not names:
+        fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
+        F.say(ax, missing(s, "components") or "no reward components")
+        return fig
+    lf = sample_view(s.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
+    lf = lf.filter(pl.col("step") == _one_step(s))
+    if s.split:
+        lf = lf.filter(pl.col("split") == s.split)
+    df = lf.collect()
+    panels = [(n, F.PALETTE[i % len(F.PALETTE)], df[f"component/{n}"].to_list()) for i, n in enumerate(names)]
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per component", panels, "value")
+
+
+def one_step_words(s: RunSeries, what: str) -> str | None:
+    """``diversity`` or ``format`` of a split of one step, in words (one value each: nothing to draw)."""
+    if what == "diversity" and s.diversity is not None:
+        row = s.diversity.row(0, named=True)
+        return f"step {row['step']}: " + ", ".join(
+            f"{label.split(' (')[0]} {row[col]:.3g}" for col, label in DIVERSITY_PANELS if row.get(col) is not None
+        )
+    if what == "format" and s.format is not None:
+        row = s.format.row(0, named=True)
+        texts = int(row["texts"])
+        follow = round(float(row["adherence"]) * texts)
+        fails = sorted(((int(v or 0), c[7:]) for c, v in row.items() if c.startswith("failed/") and v), reverse=True)
+        rules = "; first failing rules: " + ", ".join(f"{n} ({k})" for k, n in fails) if fails else ""
+        return f"step {row['step']}: {follow:,} of {texts:,} texts follow {s.format_spec}{rules}"
+    return None
+
+
+def _words_figure(what: str) -> Any:
+    def build(s: RunSeries, title: str) -> Any:
+        fig, [ax] = F.new_figure(1, 1, f"{title}: one step", width=10, height=2.4)
+        F.say(ax, one_step_words(s, what) or missing(s, what) or f"no {what} values")
+        return fig
+
+    return build
+
+
+ONE_STEP = {
+    "reward": _reward_dist,
+    "kl": _kl_dist,
+    "components": _components_dist,
+    "diversity": _words_figure("diversity"),
+    "format": _words_figure("format"),
+}
+
+__all__ = [
+    "WHATS",
+    "RunSeries",
+    "figure_png",
+    "make_figure",
+    "missing",
+    "one_step_words",
+    "save_figure",
+    "scalar_frame",
+    "scalar_keys",
+    "scalar_namespaces",
+]

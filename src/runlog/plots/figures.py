@@ -19,9 +19,12 @@ from ..errors import UsageError
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 UNKNOWN_COLOUR = "#555555"
+# The doctor's onsets: near-black, dashed; no role has this colour (roles are never black, red or green).
+ONSET_COLOUR = "#111111"
 PANEL_W, PANEL_H = 6.4, 3.6
 DPI = 110
 LOG_SPAN = 100.0  # max/min of the positive values above which an axis is drawn in log scale
+DISCRETE_VALUES = 12  # at most this many distinct values: one bar per value instead of a histogram
 
 
 def clean_label(text: Any) -> str:
@@ -66,10 +69,21 @@ def style_axes(ax: Any) -> None:
 
 
 def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
+    """Each role's colour: the one it has in every output (``render.colours.role_hex``: solver, verifier and
+    judge fixed, other names by a stable hash; never red or green), or, where two roles of this run would
+    share one, the next colour of that palette that no role here uses."""
+    from rich.color import Color
+
+    from ..render.colours import PALETTE as ROLE_PALETTE
+    from ..render.colours import role_hex
+
+    spare = [Color.parse(c).get_truecolor().hex for c in ROLE_PALETTE]
     out: dict[str | None, str] = {}
-    named = [r for r in roles if r is not None]
-    for i, r in enumerate(named):
-        out[r] = PALETTE[i % len(PALETTE)]
+    for r in (r for r in roles if r is not None):
+        colour = role_hex(r)
+        if colour in out.values():
+            colour = next((c for c in spare if c not in out.values()), colour)
+        out[r] = colour
     out[None] = UNKNOWN_COLOUR
     return out
 
@@ -119,8 +133,11 @@ def draw_series(ax: Any, steps: Sequence[int], values: Sequence[Any], *, label: 
 
 
 def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
-    """Log scale when the positive values span at least LOG_SPAN (KL that blew up, lengths that exploded)."""
+    """Log scale when the positive values span at least LOG_SPAN (KL that blew up, lengths that exploded) and
+    none is negative."""
     v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    if (v[np.isfinite(v)] < 0).any():  # a log axis would hide the negative values (a loss, an advantage)
+        return False
     pos = v[np.isfinite(v) & (v > 0)]
     if len(pos) >= 2 and pos.max() / pos.min() >= LOG_SPAN:
         ax.set_yscale("log")
@@ -135,10 +152,35 @@ def say(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
+def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
+    """The distribution of ``values`` on ``ax``: a bar per value when there are few distinct values (0/1
+    rewards, small integers), else a 20-bin histogram; the count and mean in a corner. False (and a panel
+    that says so) when no value is finite."""
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        say(ax, "no valid values")
+        return False
+    distinct, counts = np.unique(v, return_counts=True)
+    if len(distinct) <= DISCRETE_VALUES:
+        gaps = np.diff(distinct)
+        width = 0.8 * (gaps.min() if len(gaps) else max(abs(distinct[0]), 1.0) * 0.5)
+        ax.bar(distinct, counts, width=width, color=colour, alpha=0.75)
+        ax.set_xticks(distinct, [f"{x:.4g}" for x in distinct])
+        if len(distinct) == 1:
+            ax.set_xlim(distinct[0] - width * 2, distinct[0] + width * 2)
+    else:
+        ax.hist(v, bins=20, color=colour, alpha=0.75)
+    note = f"n={len(v):,}, mean={v.mean():.4g}" + (f", all {distinct[0]:.4g}" if len(distinct) == 1 else "")
+    ax.text(0.98, 0.97, note, ha="right", va="top", transform=ax.transAxes, fontsize=8, color="#444444")
+    ax.set_ylabel("samples")
+    return True
+
+
 def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
     """Dashed vertical lines at the doctor's onsets, labelled at the top."""
     for step, label in marks:
-        ax.axvline(step, color="#b00020", linestyle="--", linewidth=1.1, alpha=0.8)
+        ax.axvline(step, color=ONSET_COLOUR, linestyle="--", linewidth=1.1, alpha=0.8)
         ax.annotate(
             clean_label(label),
             xy=(step, 1.0),
@@ -146,7 +188,7 @@ def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
             xytext=(3, -3),
             textcoords="offset points",
             fontsize=8,
-            color="#b00020",
+            color=ONSET_COLOUR,
             va="top",
         )
 

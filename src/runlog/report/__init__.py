@@ -14,7 +14,19 @@ from typing import Any
 from .. import __version__
 from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
 from ..analysis.summarize import summarize
-from ..plots import RunSeries, figure_png, make_figure
+from ..plots import (
+    MAX_SCALAR_PANELS,
+    NO_SAMPLES,
+    NO_SCALARS,
+    RunSeries,
+    figure_png,
+    make_figure,
+    missing,
+    one_step_words,
+    scalar_frame,
+    scalar_namespaces,
+)
+from ..render.html_page import turn_html
 from ..run import Run
 from .template import e, e1, image, num, page, table
 
@@ -48,24 +60,31 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
     cfg = config or DoctorConfig()
     series = RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
     overview = series.inspect
+    splits = _splits(run)
+    scalars = scalar_frame(run)
     tick("overview")
     result = diagnose(run, cfg, series)
     tick("doctor")
-    summary = _summary(series) if series.split is not None else ""
+    has_samples = series.split is not None and series.per_step.height > 0
+    summary = _summary(series) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
     tick("summary")
-    plots = _plots(series, result) if series.per_step.height else '<p class="note">No samples: nothing to plot.</p>'
+    plots = _plots(series, result) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
+    scalar_part = _scalars(series, scalars)
     tick("plots")
-    trajectories = _trajectories(series)
+    trajectories = _trajectories(series) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
     tick("trajectories")
     body = "\n".join(
         [
-            _cards(overview, result),
+            _cards(overview, series, splits, scalars, result),
+            _absent(series, splits, scalars, has_samples),
             '<h2 id="findings">Findings</h2>',
-            _findings(result),
+            _findings(result, has_samples),
             '<h2 id="summary">Per-role summary</h2>',
-            summary or '<p class="note">No samples in this run.</p>',
+            summary,
             '<h2 id="plots">Plots</h2>',
             plots,
+            '<h2 id="scalars">Scalar metrics</h2>',
+            scalar_part,
             '<h2 id="trajectories">Best and worst trajectories</h2>',
             trajectories,
             '<h2 id="data">Data</h2>',
@@ -73,11 +92,15 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
         ]
     )
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
+    others = [x for x in splits if x != series.split]
+    if series.split and others:
+        split += f" (not in this report: {e1(', '.join(others))})"
     header = f'<h1>{e1(run.name)}</h1><div class="sub">{e1(overview["run"])}{split}</div>'
     nav = [
         ("findings", "Findings"),
         ("summary", "Summary"),
         ("plots", "Plots"),
+        ("scalars", "Scalars"),
         ("trajectories", "Trajectories"),
         ("data", "Data"),
     ]
@@ -85,19 +108,52 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
     return page(f"runlog report: {run.name}", nav, header, body, footer)
 
 
-def _cards(r: dict[str, Any], d: Diagnosis) -> str:
-    steps = r["steps"]
-    span = ", ".join(f"{e1(s)} {a}–{b}" for s, (a, b) in steps.items()) or "-"
-    sev = {s: sum(f.severity == s for f in d.findings) for s in ("error", "warning", "info")}
+def _splits(run: Run) -> dict[str, tuple[int, int]]:
+    """Per split: (samples, failed trajectories)."""
+    from .._lazy import pl
+
+    df = (
+        run.samples.group_by("split")
+        .agg(pl.len().alias("n"), pl.col("exception").is_not_null().sum().alias("failed"))
+        .collect()
+        .sort("split", nulls_last=True)
+    )
+    return {str(r["split"]): (int(r["n"]), int(r["failed"])) for r in df.iter_rows(named=True)}
+
+
+def _span(a: int, b: int) -> str:
+    return f"{a}–{b}" if a != b else str(a)
+
+
+def _cards(r: dict[str, Any], s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, d: Diagnosis) -> str:
+    """The overview tiles, all about the split the report covers (the header names it)."""
+    sev = {x: sum(f.severity == x for f in d.findings) for x in ("error", "warning", "info")}
     worst = "bad" if sev["error"] else ("warn" if sev["warning"] else "good")
-    cards = [
-        ("", f"{r['rows_by_kind'].get('samples', 0):,}", "samples"),
-        ("", span, "steps"),
-        ("", e1(", ".join(r["roles"])) or "-", "roles"),
-        ("", e1(", ".join(r["layouts"])) or "-", "layout"),
-        ("warn" if r["exceptions"] else "", f"{r['exceptions']:,}", "failed trajectories"),
-        (worst, f"{sev['error']} / {sev['warning']} / {sev['info']}", "errors / warnings / info"),
-    ]
+    split = s.split
+    n, failed = splits.get(split, (0, 0)) if split else (0, 0)
+    all_n = sum(v[0] for v in splits.values())
+    steps = r["steps"].get(split) if split else None
+    sev_card = (worst, f"{sev['error']} / {sev['warning']} / {sev['info']}", "errors / warnings / info")
+    layout_card = ("", e1(", ".join(r["layouts"])) or "-", "layout")
+    if split is None:  # no samples: no steps, roles or failures to count
+        cards = [("", "0", "samples"), layout_card, sev_card]
+    else:
+        total = f" ({all_n:,} in all splits)" if all_n != n else ""
+        cards = [
+            ("", f"{n:,}", f"samples in {e1(split)}{total}"),
+            (
+                "",
+                _span(*steps) if steps else "-",
+                f"step{'s' if steps and steps[0] != steps[1] else ''} of {e1(split)}",
+            ),
+            ("", e1(", ".join(x for x in s.roles if x is not None)) or "-", "roles"),
+            layout_card,
+            ("warn" if failed else "", f"{failed:,}", f"failed trajectories in {e1(split)}"),
+            sev_card,
+        ]
+    if scalars.height:
+        keys = scalars["key"].n_unique()
+        cards.append(("", f"{keys:,}", f"scalar keys, steps {_span(scalars['step'].min(), scalars['step'].max())}"))
     return (
         '<div class="cards">'
         + "".join(
@@ -107,14 +163,49 @@ def _cards(r: dict[str, Any], d: Diagnosis) -> str:
     )
 
 
-def _findings(d: Diagnosis) -> str:
+def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_samples: bool) -> str:
+    """One line per part of a full report that this run cannot have, and why."""
+    out = []
+    if not has_samples:
+        out.append(
+            "Per-role summary, sample plots and trajectories: "
+            + NO_SAMPLES
+            + (". The scalar metrics are drawn below." if scalars.height else ".")
+        )
+    if not scalars.height:
+        out.append("Scalar metrics: " + NO_SCALARS + ".")
+    others = [x for x in splits if x != s.split]
+    if has_samples and others:
+        out.append(
+            f"Split{'s' if len(others) > 1 else ''} {', '.join(others)}: this report covers {s.split} only "
+            f"(runlog report --split {others[0]})."
+        )
+    if has_samples and s.per_step.height == 1:
+        out.append(
+            "Trends: this split has one step, so the plots show distributions at that step and the doctor's trend "
+            "checks are skipped."
+        )
+    if not out:
+        return ""
+    return (
+        '<div class="absent"><b>Not in this report:</b><ul>' + "".join(f"<li>{e(x)}</li>" for x in out) + "</ul></div>"
+    )
+
+
+def _findings(d: Diagnosis, has_samples: bool) -> str:
     parts = []
-    if not d.findings:
+    if not d.findings and has_samples and not d.notes:
         parts.append('<div class="healthy">Healthy: the doctor found nothing to report.</div>')
+    elif not d.findings:
+        # Not green: some checks could not run (no samples, too few steps); the notes say which.
+        parts.append('<div class="nofindings">No findings, but some checks could not run (see the notes).</div>')
     for f in d.findings:
         parts.append(_finding(f))
     parts += [f'<p class="note">note: {e(n)}</p>' for n in d.notes]
     return "\n".join(parts)
+
+
+SEVERITY_WORDS = ("error", "warning", "info")
 
 
 def _finding(f: Finding) -> str:
@@ -125,13 +216,38 @@ def _finding(f: Finding) -> str:
         links.append(f'<a href="#{_slug(f.role)}">{e1(f.role)}\'s trajectories</a>')
     if f.onset_step is not None:
         links.append(f"since step {f.onset_step}")
-    evidence = ", ".join(f"{e1(k)}={_short(v)}" for k, v in f.as_dict()["evidence"].items())
+    evidence = dict(f.as_dict()["evidence"])
+    message = f.message
+    what = e1(f.kind)
+    problems = ""
+    if f.kind == "data_problem":
+        # "warning: file: ..." under an INFO badge reads as a contradiction: the problem's kind goes to the
+        # title ("reader warning"), the message keeps the file and what happened.
+        kind = str(evidence.pop("problem_kind", "") or "")
+        if kind and message.startswith(kind + ": "):
+            message = message[len(kind) + 2 :]
+        if kind:
+            what += " · " + e1("reader warning" if kind == "warning" else kind)
+        listed = evidence.pop("problems", None) or []
+        if len(listed) > 1:
+            problems = "<ul>" + "".join(f"<li>{e(_problem_line(x))}</li>" for x in listed) + "</ul>"
+    else:
+        head, sep, rest = message.partition(": ")
+        if sep and head.lower() in SEVERITY_WORDS and head.lower() != f.severity:
+            message = rest
+    text = ", ".join(f"{e1(k)}={_short(v)}" for k, v in evidence.items())
     return (
         f'<div class="finding sev-{f.severity}"><span class="badge sev-{f.severity}">{f.severity}</span>'
-        f'<span class="what">{e1(f.kind)}</span>{" · " + e1(f.role) if f.role else ""}'
-        f"<div>{e(f.message)}</div>"
-        f'<div class="links">{" · ".join(links)}{" · " if links and evidence else ""}{evidence}</div></div>'
+        f'<span class="what">{what}</span>{" · " + e1(f.role) if f.role else ""}'
+        f"<div>{e(message)}</div>{problems}"
+        f'<div class="links">{" · ".join(links)}{" · " if links and text else ""}{text}</div></div>'
     )
+
+
+def _problem_line(p: Any) -> str:
+    if isinstance(p, dict):
+        return ": ".join(str(p[k]) for k in ("path", "message") if p.get(k) is not None) or str(p)
+    return str(p)
 
 
 def _short(v: Any) -> str:
@@ -167,16 +283,19 @@ def _summary(s: RunSeries) -> str:
     ]
     headers = ["role", *[h for _, h in cols]]
     out = table(headers, rows)
-    # What the data holds per sample (failures, reward components) is shown once, not under every role.
+    # What the data holds per sample (failures, reward components) is shown once, not under every role:
+    # one row per figure, so that any number of components fits the page.
     per_sample = [c for c in df.columns if c.startswith("sample:")]
     if df.height and per_sample:
         first = df.row(0, named=True)
         names = [
-            "failed" if c == "sample:exception_rate" else c.removeprefix("sample:component/").removesuffix("_mean")
+            "failed trajectories (share)"
+            if c == "sample:exception_rate"
+            else "component " + c.removeprefix("sample:component/").removesuffix("_mean") + " (mean)"
             for c in per_sample
         ]
-        out += '<p class="note">Per sample, all roles together (failed trajectories; reward component means):</p>'
-        out += table(names, [[num(first[c]) for c in per_sample]])
+        out += '<p class="note">Per sample, all roles together:</p>'
+        out += table(["per sample", "value"], [[e1(n), num(first[c])] for n, c in zip(names, per_sample, strict=True)])
     last = s.per_role["step"].max() if s.per_role.height else None
     caption = f'<p class="note">Split {e1(s.split)}, all steps; per-step values are in the plots.'
     if last is not None:
@@ -190,38 +309,192 @@ def _plots(s: RunSeries, d: Diagnosis) -> str:
         if f.kind in PLOT_OF and f.onset_step is not None:
             label = f.kind + (f" ({f.role})" if f.role else "")
             marks.setdefault(PLOT_OF[f.kind], []).append((f.onset_step, label))
+    one_step = s.per_step.height == 1
     out = []
     for what, caption in PLOTS:
+        # Nothing to draw: one line that says what is missing and how a run gets it, not an empty panel.
+        line = missing(s, what)
+        if line is None and one_step and what in ("diversity", "format"):
+            line = one_step_words(s, what)
+        if line is None and one_step and what == "hist":
+            line = "one step: the reward plot above is this distribution"
+        if line is not None:
+            out.append(f'<p class="missing" id="plot-{what}"><b>{e(caption)}</b>: {e(line)}.</p>')
+            continue
         fig = make_figure(s, what, marks=marks)
         text = e(caption) + (" — dashed lines: onsets of the findings above." if marks.get(what) else "")
+        if one_step and what in ("reward", "kl", "components"):
+            text += " — one step: the distribution of the samples' values."
         out.append(image(figure_png(fig), caption, f"plot-{what}", text))
     return "\n".join(out)
 
 
+def _scalars(s: RunSeries, frame: Any) -> str:
+    """The trainer's logged metrics, one figure per namespace (``train/``, ``debate/``), at most
+    ``MAX_SCALAR_PANELS`` panels a figure; a value table per namespace, folded."""
+    import glob
+
+    from .._lazy import pl
+
+    if not frame.height:
+        return f'<p class="missing">{e(NO_SCALARS)}.</p>'
+    groups = scalar_namespaces(frame["key"].unique(maintain_order=True).to_list())
+    one_step = frame["step"].n_unique() == 1
+    stats = frame.group_by("key").agg(
+        pl.col("step").n_unique().alias("steps"),
+        pl.col("value").first().alias("first"),
+        pl.col("value").last().alias("last"),
+        pl.col("value").min().alias("min"),
+        pl.col("value").max().alias("max"),
+    )
+    by_key = {r["key"]: r for r in stats.iter_rows(named=True)}
+    out = [
+        '<p class="note">Every logged key (not restricted to a split), grouped by namespace; the mean value per '
+        "step, raw line light, moving average bold.</p>"
+    ]
+    for i, (ns, keys) in enumerate(groups.items()):
+        name = ns or "top-level keys"
+        count = f"{len(keys)} key{'s' if len(keys) > 1 else ''}"
+        out.append(f'<h3 id="scalars-{i}">{e1(name)} <span class="note">{count}</span></h3>')
+        rows = [[e1(k), *[num(by_key[k][c]) for c in ("steps", "first", "last", "min", "max")]] for k in keys]
+        values = table(["key", "steps", "first", "last", "min", "max"], rows)
+        if one_step:
+            out.append(values)
+            continue
+        # Figures of at most MAX_SCALAR_PANELS panels, balanced (14 keys: 7 + 7, not 12 + 2).
+        figures = -(-len(keys) // MAX_SCALAR_PANELS)
+        size = -(-len(keys) // figures)
+        for j in range(0, len(keys), size):
+            chunk = keys[j : j + size]
+            part = f" ({j // size + 1} of {figures})" if figures > 1 else ""
+            title = f"{s.run.name}: {name}{part}"
+            fig = make_figure(s, "scalars", keys=[glob.escape(k) for k in chunk], title=title)
+            out.append(image(figure_png(fig), f"scalars {name}", f"scalars-{i}-{j}", e(f"{name}{part}")))
+        out.append(f"<details><summary>values of the {len(keys)} {e1(name)} keys</summary>{values}</details>")
+    return "\n".join(out)
+
+
 def _trajectories(s: RunSeries) -> str:
+    """The best and the worst sample at the last step by each role's reward (or the total): an index table
+    (one row per role, which anchors the findings' links), then each chosen sample once, titled with every
+    place it holds ("best by solver's reward (1)", "worst by judge's reward (0)"). Opening messages that are
+    the same in every card (a system prompt, a shared task) are shown once, folded."""
     from ..errors import RunlogError
     from ..render import Criteria, conversations
-    from ..render.html_page import conversation_html
 
-    if s.split is None:
-        return '<p class="note">No samples: no trajectories to show.</p>'
     roles = [r for r in s.roles if r is not None] or [None]
-    out = []
+    cards: dict[tuple[Any, Any], dict[str, Any]] = {}
+    index_rows: list[list[str]] = []
+    problems: list[str] = []
+    scope = ""
     for role in roles:
+        who = f"{role}'s reward" if role else "total reward"
         try:
             convs, sel = conversations(
                 s.run, Criteria(split=s.split, steps="last", best=1, worst=1, role=role), max_chars=MAX_CHARS
             )
         except RunlogError as exc:
-            out.append(f'<p class="note">{e1(role or "run")}: trajectories not available ({e(exc)})</p>')
+            problems.append(f'<p class="note">{e1(role or "run")}: trajectories not available ({e(exc)})</p>')
             continue
-        title = f"{role}: best and worst by {role}'s reward" if role else "best and worst by total reward"
-        out.append(f'<h3 id="{_slug(role)}">{e1(title)} ({e1(sel.scope)})</h3>')
+        scope = sel.scope
         if not convs:
-            out.append('<p class="note">No sample with a valid reward at the last step.</p>')
-        for c in convs:
-            out.append(f'<div class="traj">{conversation_html(c)}</div>')
+            index_rows.append([_role_cell(role), '<span class="note">no sample with a valid reward</span>', "", "", ""])
+            continue
+        # The selection lists the best, then the worst; one sample when they are the same one.
+        picks = [("best", convs[0]), ("worst", convs[-1])]
+        cells = []
+        for place, conv in picks:
+            key = (conv.file, conv.sample_id)
+            card = cards.setdefault(key, {"conv": conv, "titles": [], "n": len(cards) + 1})
+            value = _reward_of(conv, role)
+            card["titles"].append((place, who, value))
+            cells += [f'<a href="#card-{card["n"]}">{e1(conv.sample_id or "?")}</a>', num(value)]
+        if len(convs) == 1:
+            cards[(convs[0].file, convs[0].sample_id)]["same"] = sel.matched
+        index_rows.append([_role_cell(role), *cells])
+    out = problems
+    if not cards:
+        return "\n".join(out) or '<p class="note">No sample with a valid reward at the last step.</p>'
+    out.append(
+        f'<p class="note">{e1(scope)}: for each role, the sample its reward ranks best and the one it ranks '
+        "worst; a sample chosen for several roles is shown once, with all its titles.</p>"
+    )
+    out.append(table(["ranked by", "best sample", "its reward", "worst sample", "its reward"], index_rows))
+    convs = [c["conv"] for c in cards.values()]
+    shared = _shared_opening(convs) if len(convs) > 1 else 0
+    if shared:
+        kinds = ", ".join(t.role for t in convs[0].turns[:shared])
+        out.append(
+            f'<details class="shared"><summary>The first {shared} message{"s" if shared > 1 else ""} ({e1(kinds)}) '
+            f"{'are' if shared > 1 else 'is'} the same in all {len(convs)} trajectories below: shown once here"
+            "</summary>" + "\n".join(turn_html(t, fold_system=False) for t in convs[0].turns[:shared]) + "</details>"
+        )
+    for card in cards.values():
+        out.append(_card(card, shared))
     return "\n".join(out)
+
+
+def _role_cell(role: str | None) -> str:
+    name = f"{role}'s reward" if role else "total reward"
+    return f'<span id="{_slug(role)}">{e1(name)}</span>'
+
+
+def _reward_of(conv: Any, role: str | None) -> float | None:
+    if conv.reward is None:
+        return None
+    if role is None:
+        return conv.reward.total
+    return next((x.reward for x in conv.reward.roles if x.role == role), None)
+
+
+def _shared_opening(convs: list[Any]) -> int:
+    """How many leading turns every conversation has in common (a turn equal in role, text, calls, result)."""
+    n = 0
+    first = convs[0].turns
+    while n < len(first) - 1 and all(len(c.turns) > n + 1 and c.turns[n] == first[n] for c in convs[1:]):
+        n += 1
+    return n
+
+
+def _card(card: dict[str, Any], shared: int) -> str:
+    import dataclasses
+
+    from ..render.html_page import conversation_parts, meta_html, summary_html
+
+    conv = card["conv"]
+    titles = []
+    for place, who, value in card["titles"]:
+        both = "same" in card and place == "worst"
+        if both:
+            continue
+        label = "best and worst" if "same" in card else place
+        titles.append(f'<span class="place {place}">{label}</span> by {e1(who)} ({num(value)})')
+    why = ""
+    if "same" in card:
+        why = (
+            '<p class="note">The best and the worst are this one sample: '
+            + ("it is the only one with a valid reward." if card["same"] == 1 else "every sample ranks the same.")
+            + "</p>"
+        )
+    # The turns after the shared opening; the reward and trajectory tables of the whole sample.
+    *turns, _ = conversation_parts(dataclasses.replace(conv, turns=conv.turns[shared:]), fold_system=True)
+    kinds = ", ".join(t.role for t in conv.turns[:shared])
+    folded = (
+        f'<p class="note">Opening messages ({e1(kinds)}): shared by every card, folded above.</p>' if shared else ""
+    )
+    return "\n".join(
+        [
+            f'<section class="traj" id="card-{card["n"]}">',
+            f"<h3>sample {e1(conv.sample_id or '?')}</h3>",
+            '<div class="titles">' + "<br>".join(titles) + "</div>",
+            why,
+            meta_html(conv),
+            folded,
+            *turns,
+            summary_html(conv),
+            "</section>",
+        ]
+    )
 
 
 def _data(r: dict[str, Any]) -> str:

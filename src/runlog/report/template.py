@@ -10,6 +10,7 @@ import math
 from html import escape
 from typing import Any
 
+from ..render.colours import role_css
 from ..render.safe import one_line, safe
 
 CSS = """
@@ -39,21 +40,39 @@ border-radius:8px;padding:.6em 1em;margin:.5em 0}
 text-transform:uppercase;letter-spacing:.03em;color:#fff;background:var(--info);margin-right:.5em}
 .badge.sev-error{background:var(--err)}.badge.sev-warning{background:var(--warn)}
 .healthy{background:#ecfdf3;border:1px solid #abefc6;color:var(--ok);border-radius:8px;padding:.8em 1em;font-weight:600}
-table.data{border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:8px;
-font-variant-numeric:tabular-nums;margin:.4em 0;display:block;overflow-x:auto;max-width:100%}
-table.data th,table.data td{padding:.35em .8em;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-table.data th{background:#f9fafb;font-weight:600;color:#344054}
+table.data{border-collapse:collapse;background:var(--card);border:1px solid var(--line);
+font-variant-numeric:tabular-nums;margin:.4em 0;max-width:100%}
+table.data th,table.data td{padding:.35em .8em;border-bottom:1px solid var(--line);text-align:right;
+overflow-wrap:anywhere}
+table.data th{background:#f9fafb;font-weight:600;color:#344054;overflow-wrap:normal}
 table.data td:first-child,table.data th:first-child{text-align:left}
 figure{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:1em 0;padding:.6em}
 figure img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{color:var(--muted);font-size:.88em;padding:.3em .4em 0}
 .note{color:var(--muted);font-size:.9em}
-.traj{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.2em 1.2em 1em;margin:1em 0}
-.traj h2{font-size:1em;border:0;margin:.8em 0 .2em}
+.missing{background:var(--card);border:1px dashed #cbd5e1;border-radius:8px;padding:.45em 1em;margin:.6em 0;
+color:#475467;font-size:.92em;overflow-wrap:anywhere}
+.missing b{color:var(--fg)}
+.absent{background:#f8fafc;border:1px solid var(--line);border-radius:8px;padding:.6em 1em;margin:1em 0;
+font-size:.92em;color:#475467}
+.absent ul{margin:.3em 0 0;padding-left:1.4em}
+.nofindings{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8em 1em;font-weight:600;
+color:#475467}
+details.shared{background:#f8fafc;border:1px solid var(--line);border-radius:10px;padding:.5em 1em;margin:1em 0}
+details.shared>summary{cursor:pointer;font-weight:600;color:#344054}
+.traj{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.2em 1.2em 1em;margin:1em 0;
+overflow-wrap:anywhere}
+.traj h3{margin:.8em 0 .3em}
+.titles{margin:.2em 0 .4em;line-height:1.9}
+.place{display:inline-block;border-radius:4px;padding:0 .5em;font-size:.8em;font-weight:700;text-transform:uppercase;
+letter-spacing:.03em;border:1px solid #475467;color:#1d2433;background:#fff}
+.place.worst{background:#1d2433;color:#fff}
 .meta{color:#666;font-size:.9em}
 .turn{border:1px solid #ddd;border-left:5px solid #999;border-radius:4px;margin:.6em 0;padding:.3em .8em;
 background:#fff}
-.turn .title{font-weight:bold}
+.turn.rcc{border-left-color:var(--rc)}
+.turn .title,.turn>summary{font-weight:bold}
+.dot{color:var(--rc)}
 .role-system{border-left-color:#a5a}.role-user{border-left-color:#29b}.role-assistant{border-left-color:#3a7}
 .role-tool{border-left-color:#c90}.error{border-left-color:#d33;background:#fff4f4}
 pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font:12.5px/1.45 ui-monospace,Menlo,Consolas,monospace}
@@ -62,9 +81,12 @@ pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font:12.5px/1.45 ui
 .exception{border-left-color:#d33;background:#fff4f4}
 .traj table{border-collapse:collapse;margin:.5em 2em .5em 0;display:inline-table;vertical-align:top}
 .traj td,.traj th{padding:.1em .6em;text-align:right}.traj td:first-child,.traj th:first-child{text-align:left}
+.traj caption{color:var(--muted);font-size:.85em}
+.r-high{color:#1a7f37}.r-zero{color:#c62828}.r-neg{color:#c62828;font-weight:bold}.r-nan{color:#c62828}
+.r-none{color:#999}
 .bad{color:#d33}
 footer{color:var(--muted);font-size:.85em;text-align:center;padding:2em}
-""".strip()
+""".strip() + "\n" + role_css()
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 # No script, no fetch: only the one style sheet (by its hash) and images embedded as data: URIs.
 CSP = (
