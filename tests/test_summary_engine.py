@@ -69,3 +69,19 @@ def test_the_spec_names_every_reported_and_partial_column():
     ]
     names = [e.meta.output_name() for e in T.exprs("exception", T.EXCEPTION, probe, partial=True)]
     assert names == ["exception_sum", "exception_n"]
+
+
+def test_a_component_name_with_a_colon_is_kept(tmp_path):
+    """Column names of a role are prefixed ``i:`` inside the engine; a component named ``a:b`` is not one."""
+    import pyarrow.parquet as pq
+
+    from conftest import flink_table
+
+    root = make_flink_run(tmp_path / "r", steps=[0])
+    t = flink_table(1)
+    metrics = [{"correct": float(i % 2), "a:b": 0.25 * i} for i in range(t.num_rows)]
+    t = t.set_column(t.column_names.index("reward_metrics"), "reward_metrics", pl.Series(metrics).to_arrow())
+    pq.write_table(t, root / "flink_logs" / "batch_debug_data_train_1.parquet")
+    run = open_run(root)
+    df = summarize(run, ["role"], filters=Filters.from_options(steps="1"))
+    assert df["sample:component/a:b_mean"].to_list() == pytest.approx([0.375] * 3)

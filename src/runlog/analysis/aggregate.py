@@ -397,7 +397,8 @@ def _rows_per_role(stats: pl.DataFrame, q: Query) -> pl.DataFrame:
     """One row per role and group from the wide result, whose columns of variant ``i`` are prefixed ``i:``;
     the shared columns (the same for every role) are repeated on each role's rows; roles without rows in a
     group are left out."""
-    shared = [c for c in stats.columns if ":" not in c and c not in q.group]
+    prefixes = tuple(f"{i}:" for i in range(len(q.variants)))
+    shared = [c for c in stats.columns if not c.startswith(prefixes) and c not in q.group]
     parts = []
     for i, v in enumerate(q.variants):
         cols = [c for c in stats.columns if c.startswith(f"{i}:")]
