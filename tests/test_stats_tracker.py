@@ -61,16 +61,17 @@ def test_jax_summary_is_computed_on_device_and_fetched_once(monkeypatch):
 
     x = jax.numpy.arange(12.0).reshape(3, 4)
     mask = x % 2 == 0
-    calls = []
-    real = jax_utils.device_get
-    monkeypatch.setattr(jax_utils, "device_get", lambda tree: (calls.append(tree), real(tree))[1])
+    fetched = []
+    real = jax_utils.DeviceFetch.get
+    monkeypatch.setattr(jax_utils.DeviceFetch, "get", lambda self: (fetched.append(list(self.arrays)), real(self))[1])
+    monkeypatch.setattr(jax, "device_get", lambda tree: pytest.fail("a blocking device_get"))
     t = StatsTracker()
     t.summary("a", x)
     t.masked("b", x, mask)
-    assert calls == []  # recording does not move anything to host
+    assert fetched == []  # recording does not move anything to host
     out = t.export()
-    assert len(calls) == 1  # one transfer for every summary of the step
-    assert all(p.shape == (6,) for parts in calls[0].values() for p in parts)  # six numbers, not the array
+    assert len(fetched) == 1  # one batch of host copies for every summary of the step
+    assert [p.shape for p in fetched[0]] == [(6,), (6,)]  # six numbers each, not the array
     host = np.arange(12.0)
     assert out["a/mean"] == pytest.approx(host.mean()) and out["a/std"] == pytest.approx(host.std(), rel=1e-5)
     assert out["b/mean"] == pytest.approx(host[::2].mean()) and out["b/count"] == 6

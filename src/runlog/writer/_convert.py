@@ -2,11 +2,14 @@
 
 Two halves, on two threads:
 
-* ``snapshot`` runs on the caller's (training) thread and does only what must happen before the call returns:
-  JAX arrays are moved to host with one ``jax.device_get`` per call (a donated buffer may be gone after the
-  call), numpy columns are copied (trainers reuse buffers), containers are shallow-copied. No per-row work.
-* ``build_table`` runs on the writer's background thread and does the rest: folding flat per-role columns,
-  reward components and OpenAI-style messages into the canonical nested columns, typing, extra columns.
+* ``snapshot`` runs on the caller's (training) thread and does only what must happen before the call returns,
+  without waiting for the device: the JAX arrays among the columns (or among the values of the row dicts;
+  never a walk into lists of strings or messages) are copied on their device by one asynchronous dispatch (a
+  donated buffer may be gone after the call) and their host copies started (``jax_utils.DeviceFetch``);
+  numpy columns are copied (trainers reuse buffers), containers are shallow-copied.
+* ``resolve`` then ``build_table`` run on the writer's background thread: the host copies are completed
+  (the only wait for the device), then flat per-role columns, reward components and OpenAI-style messages
+  are folded into the canonical nested columns, typed, extra columns kept.
 
 What is accepted (documented in docs/writer.md):
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
@@ -57,38 +61,87 @@ def _is_numpy(x: Any) -> bool:
 
 
 def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
-    """A host-side copy of ``samples`` that the caller may reuse at once: (payload, rows, column names)."""
+    """A copy of ``samples`` that the caller may reuse or donate at once: (payload, rows, column names).
+
+    The payload is ``(data, fetch)``: ``fetch`` is None, or the places of the JAX arrays in ``data`` and their
+    ``DeviceFetch``; ``resolve`` puts the host arrays in place on the writer's thread.
+    """
     if isinstance(samples, pa.Table):
-        return samples, samples.num_rows, samples.column_names
+        return (samples, None), samples.num_rows, samples.column_names
     if _is_polars_frame(samples):
-        return samples, samples.height, list(samples.columns)
+        return (samples, None), samples.height, list(samples.columns)
+    places: list[tuple[Any, ...]] = []
+    arrays: list[Any] = []
     if isinstance(samples, Mapping):
         cols = dict(samples)
-        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for v in cols.values()):
-            cols = jax_utils.device_get(cols)
         for k, v in cols.items():
             if _is_numpy(v):
                 cols[k] = v.copy()
             elif isinstance(v, list):
                 cols[k] = list(v)
-            elif isinstance(v, Mapping):
-                cols[k] = {kk: (vv.copy() if _is_numpy(vv) else vv) for kk, vv in v.items()}
+            elif isinstance(v, Mapping):  # reward_components as {name: column}
+                sub = dict(v)
+                for kk, vv in sub.items():
+                    if _is_numpy(vv):
+                        sub[kk] = vv.copy()
+                    elif jax_utils.is_jax_array(vv):
+                        places.append((k, kk))
+                        arrays.append(vv)
+                cols[k] = sub
+            elif jax_utils.is_jax_array(v):
+                places.append((k,))
+                arrays.append(v)
         lengths = {len(v) for k, v in cols.items() if not isinstance(v, Mapping)}
         if len(lengths) > 1:
             raise SampleError(f"columns have different lengths: {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
-        return cols, n, list(cols)
+        return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
         rows = list(samples)
-        if rows and not isinstance(rows[0], Mapping):
-            raise SampleError(f"samples is a list of {type(rows[0]).__name__}; expected a list of dicts")
-        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for r in rows for v in r.values()):
-            rows = jax_utils.device_get(rows)
-        return rows, len(rows), list(rows[0]) if rows else []
+        for r in rows:
+            if type(r) is not dict and not isinstance(r, Mapping):
+                raise SampleError(f"samples is a list of {type(r).__name__}; expected a list of dicts")
+        # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
+        if jax_utils.any_jax_type(set(map(type, chain.from_iterable([r.values() for r in rows])))):
+            for i, r in enumerate(rows):
+                for k, v in r.items():
+                    if jax_utils.is_jax_array(v):
+                        places.append((i, k))
+                        arrays.append(v)
+        return (rows, _fetch(places, arrays)), len(rows), list(rows[0]) if rows else []
     raise SampleError(
         f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
         "a pyarrow.Table or a polars.DataFrame"
     )
+
+
+def _fetch(places: list[tuple[Any, ...]], arrays: list[Any]) -> tuple[list[tuple[Any, ...]], Any] | None:
+    return (places, jax_utils.DeviceFetch(arrays)) if arrays else None
+
+
+def resolve(payload: tuple[Any, Any]) -> Any:
+    """The snapshot's data with its JAX arrays replaced by their host copies (waits for them: writer thread).
+
+    Rows holding JAX values are copied before the replacement: the caller's dicts are never changed.
+    """
+    data, fetch = payload
+    if fetch is None:
+        return data
+    places, device = fetch
+    copied: set[int] = set()
+    for place, value in zip(places, device.get(), strict=True):
+        if isinstance(data, dict):
+            if len(place) == 1:
+                data[place[0]] = value
+            else:
+                data[place[0]][place[1]] = value  # our own copy of the sub-dict
+        else:
+            i, k = place
+            if i not in copied:
+                data[i] = dict(data[i])
+                copied.add(i)
+            data[i][k] = value
+    return data
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,7 +168,7 @@ def _pylist(col: Any) -> list[Any]:
     out = list(col)
     np = sys.modules.get("numpy")
     if np is not None and any(isinstance(v, (np.ndarray, np.generic)) for v in out):
-        # Rows moved to host by jax.device_get hold 0-d numpy arrays; Arrow wants Python scalars or lists.
+        # Rows whose JAX values were moved to host hold 0-d numpy arrays; Arrow wants Python scalars or lists.
         out = [v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for v in out]
     return out
 

@@ -1,9 +1,10 @@
 """``RunWriter``: the few lines a trainer adds to write runlog's native layout, off the training thread.
 
 The training thread converts only what must be converted before the call returns (``_convert.snapshot``) and
-enqueues; one background thread builds the Arrow tables and writes. Every file appears whole or not at all:
-Parquet under a hidden ``.*.tmp`` name then ``os.replace``; JSONL lines written with one ``write`` each; the
-manifest replaced atomically. docs/writer.md is the user's guide.
+enqueues, never waiting for the device: JAX arrays are copied on their device and their host copies started
+there, and completed on the one background thread, which also builds the Arrow tables and writes. Every file
+appears whole or not at all: Parquet under a hidden ``.*.tmp`` name then ``os.replace``; JSONL lines written
+with one ``write`` each; the manifest replaced atomically. docs/writer.md is the user's guide.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -102,11 +103,14 @@ class RunWriter:
     omitted, roles are inferred from the samples. ``process_index`` names this process's shard files
     (default: ``jax.process_index()`` when JAX is initialised, else 0); only process 0 writes ``run.json``.
 
-    ``max_queue`` bounds the number of calls waiting to be written; ``on_full="block"`` (default) makes the
-    caller wait when the queue is full (counted in ``stats()``), ``"raise"`` raises ``QueueFullError``:
-    nothing is ever dropped. ``durable=True`` fsyncs each file and its folder before and after the rename,
-    so that a power cut (not just a killed process) leaves whole files. ``clock`` gives the unix time used
-    for the manifest's ``created`` and each scalar line's ``time`` (inject one for reproducible files).
+    ``max_queue`` (default 32) bounds the calls in flight, i.e. queued and not yet taken by the background
+    thread (each holds its rows, and the copies of its JAX arrays); ``on_full="block"`` (default) makes the
+    caller wait until the background thread takes the oldest one (which, with JAX arrays, may wait for the
+    device to finish the step that computes them), counted in ``stats()``; ``"raise"`` raises
+    ``QueueFullError``: nothing is ever dropped. ``durable=True`` fsyncs each file and its folder before and
+    after the rename, so that a power cut (not just a killed process) leaves whole files. ``clock`` gives the
+    unix time used for the manifest's ``created`` and each scalar line's ``time`` (inject one for reproducible
+    files).
     """
 
     def __init__(
@@ -150,12 +154,14 @@ class RunWriter:
             "rows_queued": 0,
             "queue_waits": 0,
             "queue_wait_s": 0.0,
+            "max_depth": 0,
             "caller_s": 0.0,
             "files_written": 0,
             "rows_written": 0,
             "bytes_written": 0,
             "scalar_lines": 0,
             "background_s": 0.0,
+            "device_wait_s": 0.0,
         }
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_own_leftovers()
@@ -176,7 +182,9 @@ class RunWriter:
         Several calls for the same (split, step) are appended: the step is written as one file when a
         later step of that split is logged, on ``flush()`` or on ``close()``. Logging a step of a split
         that this writer has already written raises ``StepOrderError`` (a file on disk is always a whole
-        step). The writer takes the rows: do not mutate row dicts after the call (numpy columns are copied).
+        step). The writer takes the rows: do not mutate row dicts after the call (numpy columns are copied;
+        JAX arrays are copied on their device, so they may be donated or overwritten once the call returns).
+        Never waits for the device.
         """
         t0 = time.perf_counter()
         step = _step(step)
@@ -206,23 +214,40 @@ class RunWriter:
     def log_scalars(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Queue one line of ``scalars.p{process}.jsonl``: ``{"step", "time", **metrics}``.
 
-        Nested dicts are flattened with ``/``; values are numbers (numpy and JAX scalars included, moved to
-        host in one transfer). ``time`` is the clock at the call, not at the write.
+        Nested dicts are flattened with ``/``; values are numbers (numpy and JAX scalars included: JAX values
+        are copied on their device and moved to host by the background thread, so the call never waits for
+        the device). ``time`` is the clock at the call, not at the write.
         """
         t0 = time.perf_counter()
         step = _step(step)
-        flat = flatten_metrics(metrics)
-        if jax_utils.jax_loaded() and any(jax_utils.is_jax_array(v) for v in flat.values()):
-            flat = jax_utils.device_get(flat)
         record: dict[str, Any] = {"step": step, "time": self._clock()}
-        for k, v in flat.items():
+        keys: list[str] = []
+        arrays: list[Any] = []
+        for k, v in flatten_metrics(metrics).items():
             if k in ("step", "time"):
                 raise UsageError(f"scalar key {k!r} is reserved (the writer sets it)")
-            record[k] = _scalar_value(k, v)
+            if jax_utils.is_jax_array(v):
+                if v.size != 1:
+                    raise UsageError(f"scalar {k!r} is a JAX array of shape {tuple(v.shape)}; scalars are numbers")
+                keys.append(k)
+                arrays.append(v)
+                record[k] = None  # filled on the background thread, in this place of the line
+            else:
+                record[k] = _scalar_value(k, v)
+        fetch = (keys, jax_utils.DeviceFetch(arrays)) if arrays else None
         with self._lock:
             self._check()
-            self._put(("scalars", record))
+            self._put(("scalars", record, fetch))
             self._stats["caller_s"] += time.perf_counter() - t0
+
+    def _log_stats(self, step: int, compute: Callable[[], dict[str, float]], *, write: bool) -> PendingStats:
+        """Queue ``compute`` (a ``StatsTracker`` step: host copies, reduction, rendering) for the background
+        thread and, when ``write``, its result as one scalars line. The line's ``time`` is the clock now."""
+        pending = PendingStats(step)
+        with self._lock:
+            self._check()
+            self._put(("stats", step, self._clock(), compute, pending, write))
+        return pending
 
     def flush(self) -> None:
         """Write every pending step and wait until everything logged so far is on disk."""
@@ -256,8 +281,10 @@ class RunWriter:
             )
 
     def stats(self) -> dict[str, Any]:
-        """Counters: calls, rows, queue waits and their seconds, caller seconds, files, bytes, background
-        seconds. ``queue_waits > 0`` means the disk did not keep up and the trainer waited."""
+        """Counters: calls, rows, queue waits and their seconds, the deepest the queue has been
+        (``max_depth``), caller seconds, files, bytes, background seconds and, of those, the seconds spent
+        waiting for JAX arrays to reach the host (``device_wait_s``). ``queue_waits > 0`` means the background
+        thread (the disk, or the device it waits for) did not keep up and the trainer waited."""
         with self._lock, self._bg_lock:
             out = dict(self._stats)
         out["queue_size"] = self._queue.qsize()
@@ -294,6 +321,9 @@ class RunWriter:
     def _put(self, item: tuple[Any, ...], *, force_block: bool = False) -> None:
         try:
             self._queue.put_nowait(item)
+            depth = self._queue.qsize()
+            if depth > self._stats["max_depth"]:
+                self._stats["max_depth"] = depth
             return
         except queue.Full:
             pass
@@ -306,6 +336,7 @@ class RunWriter:
         self._queue.put(item)
         self._stats["queue_waits"] += 1
         self._stats["queue_wait_s"] += time.perf_counter() - t0
+        self._stats["max_depth"] = max(self._stats["max_depth"], self._queue.qsize())
 
     def _file(self, split: str, step: int) -> Path:
         return self.root / "samples" / split / f"step_{step:08d}.p{self.process_index}.parquet"
@@ -367,6 +398,8 @@ class RunWriter:
                 item[1].set()
                 continue
             if self._error is not None:
+                if kind == "stats":
+                    item[4].set_error(self._error)  # nobody waits forever for a step's stats
                 continue  # keep draining so that a blocked caller is released; the error is reported
             t0 = time.perf_counter()
             self._safely(self._handle, item)
@@ -384,8 +417,9 @@ class RunWriter:
         kind = item[0]
         if kind == "samples":
             _, split, step, offset, payload = item
+            data = self._timed_fetch(_convert.resolve, payload)
             table, found = _convert.build_table(
-                payload, step=step, split=split, process=self.process_index, offset=offset, roles=self.roles
+                data, step=step, split=split, process=self.process_index, offset=offset, roles=self.roles
             )
             self._note_roles(found)
             self._buffers.setdefault(split, (step, []))[1].append(table)
@@ -395,7 +429,29 @@ class RunWriter:
             if buffered is not None:
                 self._write_step(split, step, _convert.concat(buffered[1]))
         elif kind == "scalars":
-            self._write_scalars(item[1])
+            _, record, fetch = item
+            if fetch is not None:
+                keys, device = fetch
+                for k, v in zip(keys, self._timed_fetch(device.get), strict=True):
+                    record[k] = _scalar_value(k, v)
+            self._write_scalars(record)
+        elif kind == "stats":
+            _, step, t, compute, pending, write = item
+            try:
+                stats = compute()
+            except BaseException as exc:
+                pending.set_error(exc)
+                raise
+            pending.set_result(stats)
+            if write:
+                self._write_scalars({"step": step, "time": t, **{k: _scalar_value(k, v) for k, v in stats.items()}})
+
+    def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        with self._bg_lock:
+            self._stats["device_wait_s"] += time.perf_counter() - t0
+        return out
 
     def _write_step(self, split: str, step: int, table: pa.Table) -> None:
         path = self._file(split, step)
@@ -445,6 +501,58 @@ class RunWriter:
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
+
+
+class PendingStats(Mapping[str, float]):
+    """The stats of one ``StatsTracker.commit`` step, computed on the writer's background thread.
+
+    A read-only mapping: reading it (``stats["train/loss"]``, ``dict(stats)``, ``result()``) waits for the
+    background thread to compute the step, so a trainer that does not read it never waits. If computing it
+    failed, reading raises ``WriterError`` (and the writer's next call does too).
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self._done = threading.Event()
+        self._value: dict[str, float] | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: dict[str, float]) -> None:
+        self._value = value
+        self._done.set()
+
+    def set_error(self, exc: BaseException) -> None:
+        self._error = exc
+        self._done.set()
+
+    def ready(self) -> bool:
+        """Whether the numbers are there (reading them will not wait)."""
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> dict[str, float]:
+        """The step's ``{key: number}``, waiting up to ``timeout`` seconds (None: as long as it takes)."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"stats of step {self.step} not computed within {timeout} s")
+        if self._error is not None:
+            raise WriterError(
+                f"stats of step {self.step} failed: {type(self._error).__name__}: {self._error}"
+            ) from self._error
+        assert self._value is not None
+        return self._value
+
+    def __getitem__(self, key: str) -> float:
+        return self.result()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.result())
+
+    def __len__(self) -> int:
+        return len(self.result())
+
+    def __repr__(self) -> str:
+        if not self.ready():
+            return f"PendingStats(step={self.step}, pending)"
+        return f"PendingStats(step={self.step}, {self._value if self._error is None else self._error!r})"
 
 
 def _step(step: Any) -> int:

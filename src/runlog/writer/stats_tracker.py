@@ -3,8 +3,10 @@
 Why a tracker and not ``writer.log_scalars`` everywhere: components record where the numbers are (a reward
 function, the loss, a rollout worker) without knowing about steps, processes or sinks; the trainer commits
 once per step. Arrays are summarised where they live: for a JAX array the mean/std/min/max/count are
-computed on the device by one jitted reduction and stay there until ``export``, so recording does not
-synchronise the device, and the host receives six numbers, never the array.
+computed on the device by one jitted reduction and stay there; ``commit`` with a ``RunWriter`` starts their
+copies to host and hands the step to the writer's background thread, which completes them, reduces across
+processes and writes. Neither recording nor committing waits for the device, and the host receives six
+numbers per summary, never the array.
 
 Naming (seed 002): ``/`` separators; namespaces ``train/``, ``eval/``, ``time/``, ``throughput/``; summary
 suffixes ``mean, std, min, max, count``; ``k__count`` is the weight of ``k`` when shards are merged.
@@ -13,14 +15,17 @@ suffixes ``mean, std, min, max, count``; ``k__count`` is the weight of ``k`` whe
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, Literal
 
 from ..errors import UsageError
 from . import jax_utils
 from .errors import StepOrderError
+from .run_writer import RunWriter
 
 # Per summary key, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count.
 _N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
@@ -79,9 +84,12 @@ class StatsTracker:
     process exports the global values and ``commit`` writes them from process 0 only. ``reduce="local"``
     exports each process's own numbers, with ``__count`` weights, for per-process scalar shards that
     readers merge. ``gather`` replaces the JAX all-gather (tests, other frameworks): it takes a 1-D float64
-    vector and returns a ``[process_count, len]`` array. ``clock`` times ``record_timing`` (inject one for
-    reproducible timings). Not thread-safe: record from the training thread.
+    vector and returns a ``[process_count, len]`` array; with a ``RunWriter`` it is called on the writer's
+    background thread. ``clock`` times ``record_timing`` (inject one for reproducible timings). Not
+    thread-safe: record from the training thread.
     """
+
+    _instances = itertools.count()  # same order on every process (SPMD): names this tracker's gathers
 
     def __init__(
         self,
@@ -100,10 +108,12 @@ class StatsTracker:
         self._gather = gather
         self._clock = clock
         self._scope: list[str] = []
-        self._scalars: dict[str, list[float]] = {}  # key -> [sum, count]
+        self._scalars: dict[str, list[Any]] = {}  # key -> values in call order (floats, or device copies)
         self._summaries: dict[str, list[Any]] = {}  # key -> partial summaries (host arrays or device arrays)
         self._timings: dict[str, float] = {}
         self.last_step: int | None = None
+        self._id = next(StatsTracker._instances)
+        self._gathers = 0
 
     @property
     def process_count(self) -> int:
@@ -130,14 +140,23 @@ class StatsTracker:
             self._scope.pop()
 
     def scalar(self, **values: Any) -> None:
-        """Record host numbers; a key recorded several times in a step exports their mean (and ``__count``)."""
+        """Record numbers; a key recorded several times in a step exports their mean (and ``__count``). JAX
+        scalars are copied on their device (one dispatch per call; they may be donated afterwards) and stay
+        there until the step is committed: no wait for the device."""
+        recorded: dict[str, Any] = {}  # in the caller's order: it is the order of the keys in the scalars line
+        device: dict[str, Any] = {}
         for k, v in values.items():
             key = self._key(k)
             if jax_utils.is_jax_array(v):
-                v = jax_utils.device_get(v)
-            acc = self._scalars.setdefault(key, [0.0, 0.0])
-            acc[0] += float(v)
-            acc[1] += 1.0
+                if v.size != 1:
+                    raise UsageError(f"scalar {key!r} is a JAX array of shape {tuple(v.shape)}; use summary()")
+                device[key] = recorded[key] = v
+            else:
+                recorded[key] = float(v)
+        if device:
+            recorded.update(zip(device, jax_utils.device_copy(list(device.values())), strict=True))
+        for key, v in recorded.items():
+            self._scalars.setdefault(key, []).append(v)
 
     def summary(self, key: str, values: Any) -> None:
         """Record an array as ``key/mean, /std, /min, /max, /count``; NaN and inf are left out and counted
@@ -168,15 +187,11 @@ class StatsTracker:
 
     # -- export -------------------------------------------------------------------------------------------
     def export(self, *, reset: bool = True) -> dict[str, float]:
-        """Everything recorded since the last reset, as flat ``{key: number}`` with ``__count`` weights."""
-        summaries = self._host_summaries()
-        scalars = {k: (v[0], v[1]) for k, v in self._scalars.items()}
-        timings = dict(self._timings)
-        if self.reduce == "global" and self.process_count > 1:
-            scalars, summaries, timings = self._reduce_across_processes(scalars, summaries, timings)
-        if reset:
-            self.reset()
-        return _render(scalars, summaries, timings)
+        """Everything recorded since the last reset, as flat ``{key: number}`` with ``__count`` weights.
+
+        Waits for the device (it returns the numbers); ``commit`` with a ``RunWriter`` does not."""
+        recorded = self._take(reset)
+        return self._compute(recorded, jax_utils.DeviceFetch(_device_parts(recorded), copy=False), self._gatherer())
 
     def reset(self) -> None:
         """Forget everything recorded (``export`` does this by default)."""
@@ -191,9 +206,15 @@ class StatsTracker:
         *,
         table: bool = False,
         console: Any | None = None,
-    ) -> dict[str, float]:
-        """Export (and reset) and log the step's scalars with ``writer.log_scalars``; optionally print a
-        compact table. A step lower than the last commit raises ``StepOrderError`` before anything is reset.
+    ) -> Mapping[str, float]:
+        """Export (and reset) the step and log its scalars with ``writer``; optionally print a compact table.
+        A step lower than the last commit raises ``StepOrderError`` before anything is reset.
+
+        With a ``RunWriter`` the step is handed to the writer's background thread: the copies to host of its
+        device numbers are started here, and completed, reduced across processes and written there, in order
+        with the samples. The call never waits for the device; it returns a ``PendingStats`` mapping, which
+        waits for the numbers only when read (``table=True`` reads it). With any other writer (an object with
+        ``log_scalars``) or none, the numbers are computed here and returned as a dict.
 
         With global reduction on several processes every process must call ``commit`` (the reduction is
         collective); only process 0 writes.
@@ -204,31 +225,92 @@ class StatsTracker:
                 f"commit for step {step} after step {self.last_step}: steps must not go backwards "
                 "(a resumed run needs a new StatsTracker, or commit the step it resumed from)"
             )
-        stats = self.export(reset=True)
+        reserved = {"step", "time"} & (set(self._scalars) | set(self._timings))
+        if reserved:
+            raise UsageError(f"metric key {sorted(reserved)[0]!r} is reserved (the writer sets it)")
+        recorded = self._take(True)
         self.last_step = step
+        fetch = jax_utils.DeviceFetch(_device_parts(recorded), copy=False)
+        gather = self._gatherer()
         writes = self.reduce == "local" or self.process_count == 1 or self.process_index == 0
-        if writer is not None and writes:
-            writer.log_scalars(step, stats)
+        stats: Mapping[str, float]
+        if isinstance(writer, RunWriter) and gather is not jax_utils.allgather:
+            stats = writer._log_stats(step, partial(self._compute, recorded, fetch, gather), write=writes)
+        else:  # no background thread to hand it to, or a device collective that must stay on this thread
+            stats = self._compute(recorded, fetch, gather)
+            if writer is not None and writes:
+                writer.log_scalars(step, stats)
         if table and writes:
             print_table(step, stats, console=console)
         return stats
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _host_summaries(self) -> dict[str, Any]:
-        device = {k: [p for p in parts if jax_utils.is_jax_array(p)] for k, parts in self._summaries.items()}
-        fetched = jax_utils.device_get(device) if any(device.values()) else {}
-        np = _np() if self._summaries else None
-        out: dict[str, Any] = {}
-        for k, parts in self._summaries.items():
-            host = [p for p in parts if not jax_utils.is_jax_array(p)] + list(fetched.get(k, []))
-            acc = np.asarray(host[0], dtype=np.float64)
-            for p in host[1:]:
+    def _take(self, reset: bool) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]]:
+        recorded = (
+            {k: list(v) for k, v in self._scalars.items()},
+            {k: list(v) for k, v in self._summaries.items()},
+            dict(self._timings),
+        )
+        if reset:
+            self.reset()
+        return recorded
+
+    def _gatherer(self) -> Gather | None:
+        """What combines the processes' numbers: None (one process, or ``reduce="local"``), the ``gather``
+        given, a gather through ``jax.distributed``'s key-value store (any thread; named by this tracker and
+        its count of gathers, which every process advances in the same order), or the device all-gather."""
+        if self.reduce != "global" or self.process_count <= 1:
+            return None
+        if self._gather is not None:
+            return self._gather
+        if jax_utils.kv_client() is None:
+            return jax_utils.allgather
+        n = self._gathers
+        self._gathers += 1
+        base = f"runlog/stats/t{self._id}/g"
+        return partial(
+            jax_utils.kv_allgather,
+            key=f"{base}{n}",
+            process_index=self.process_index,
+            process_count=self.process_count,
+            forget=f"{base}{n - 2}" if n >= 2 else None,
+        )
+
+    def _compute(
+        self,
+        recorded: tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]],
+        fetch: Any,
+        gather: Gather | None,
+    ) -> dict[str, float]:
+        """The step's numbers from what ``_take`` returned: host copies completed (waits for the device),
+        partial summaries combined, processes reduced, keys rendered."""
+        scalars_in, summaries_in, timings = recorded
+        host = iter(fetch.get())
+        scalars: dict[str, tuple[float, float]] = {}
+        for k, values in scalars_in.items():
+            total = 0.0
+            for v in values:
+                total += v if isinstance(v, float) else float(next(host))
+            scalars[k] = (total, float(len(values)))
+        summaries: dict[str, Any] = {}
+        np = _np() if summaries_in else None
+        for k, parts in summaries_in.items():
+            device = [next(host) for p in parts if jax_utils.is_jax_array(p)]
+            ordered = [p for p in parts if not jax_utils.is_jax_array(p)] + device
+            acc = np.asarray(ordered[0], dtype=np.float64)
+            for p in ordered[1:]:
                 acc = _combine(acc, np.asarray(p, dtype=np.float64))
-            out[k] = acc
-        return out
+            summaries[k] = acc
+        if gather is not None:
+            scalars, summaries, timings = self._reduce_across_processes(scalars, summaries, timings, gather)
+        return _render(scalars, summaries, timings)
 
     def _reduce_across_processes(
-        self, scalars: dict[str, tuple[float, float]], summaries: dict[str, Any], timings: dict[str, float]
+        self,
+        scalars: dict[str, tuple[float, float]],
+        summaries: dict[str, Any],
+        timings: dict[str, float],
+        gather: Gather,
     ) -> tuple[dict[str, tuple[float, float]], dict[str, Any], dict[str, float]]:
         """One all-gather of ``[sums..., minima..., maxima..., key-layout hash]`` and a host reduction.
 
@@ -249,7 +331,7 @@ class StatsTracker:
         maxs = [summaries[k][_MAX] for k in m_keys] + [timings[k] for k in t_keys]
         layout = "\0".join(["s", *s_keys, "m", *m_keys, "t", *t_keys])
         local = np.array([*sums, *mins, *maxs, float(zlib.crc32(layout.encode()))], dtype=np.float64)
-        gathered = np.asarray((self._gather or jax_utils.allgather)(local), dtype=np.float64)
+        gathered = np.asarray(gather(local), dtype=np.float64)
         if gathered.ndim != 2 or gathered.shape[1] != local.size or len(set(gathered[:, -1].tolist())) != 1:
             raise UsageError(
                 "processes recorded different metric keys this step; every process must record the same keys "
@@ -268,6 +350,14 @@ class StatsTracker:
             out_m[k] = np.array([n, s, max(sq - n * mean * mean, 0.0), lo[i], hi[i], bad])
         out_t = {k: float(hi[len(m_keys) + i]) for i, k in enumerate(t_keys)}
         return out_s, out_m, out_t
+
+
+def _device_parts(recorded: tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]]) -> list[Any]:
+    """The device arrays of a step, in the order ``StatsTracker._compute`` takes their host copies."""
+    scalars, summaries, _ = recorded
+    out = [v for values in scalars.values() for v in values if not isinstance(v, float)]
+    out += [p for parts in summaries.values() for p in parts if jax_utils.is_jax_array(p)]
+    return out
 
 
 def _render(
