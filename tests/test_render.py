@@ -450,7 +450,7 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
     page = tmp_path / "p.html"
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--best", "2", "-f", "html", "-o", page)
     assert r.exit_code == 0 and page.read_text().count('<details class="sample" id="s-') == 2
-    assert r.stdout == f"{page}\n"  # where it wrote
+    assert r.stdout == "" and f"wrote {page} (" in r.stderr  # where it wrote
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--exceptions", "--random", "1", "-f", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["exception"].startswith("Traceback")
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--worst", "1", "-f", "markdown", "--no-think")

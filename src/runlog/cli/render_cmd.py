@@ -11,7 +11,16 @@ from typing import Any
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, stdout_console, use_storage_options
+from .common import (
+    RUN_PATH,
+    STORAGE_OPTION,
+    fail,
+    handle_errors,
+    report_problems,
+    stdout_console,
+    use_storage_options,
+    wrote,
+)
 from .filter_opts import SPLIT_OPTION
 
 SELECTORS_HINT = (
@@ -72,15 +81,16 @@ def render_command(
 
     Exit codes: 0 rendered; 1 no sample matches the selectors; 2 usage error.
 
-    Examples:
+    --format html writes a sample browser: a header with the selection and how many samples matched, a
+    table of the samples that sorts and filters, each row opening its conversation (docs/render.md).
 
-      runlog render-trajectory sample_runs/debate_grpo
+    Examples:
 
       runlog render-trajectory sample_runs/debate_grpo --steps 5 --worst 2 --role verifier
 
       runlog render-trajectory sample_runs/flink_mixed --exceptions --format html -o failed.html
 
-      runlog render-trajectory sample_runs/debate_grpo --where 'reward < 0.2' --grep python --format json
+      runlog render-trajectory sample_runs/debate_grpo --where 'reward < 0.2' --format json
     """
     from ..render import Criteria, conversations
     from ..render.html_page import PageInfo
@@ -147,7 +157,7 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
             return
         with open(output, "w", encoding="utf-8") as fh:
             Console(file=fh, width=120, no_color=True, highlight=False).print(view)
-        sys.stdout.write(f"{output}\n")
+        wrote(output)
         return
     if fmt == RenderFormat.html:
         text = render_html(convs, show_think=show_think, info=info)
@@ -159,4 +169,4 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
         sys.stdout.write(text)
     else:
         Path(output).write_text(text, encoding="utf-8")
-        sys.stdout.write(f"{output}\n")  # where it wrote, as every command that takes -o
+        wrote(output)
