@@ -13,7 +13,18 @@ per-role rewards and KL). The training step is simulated as 100 ms during which 
 Reported: caller time per call (median, p99), overhead on the 100 ms step, the writer's background
 throughput, and 20+ SIGKILL trials (tests/test_writer_crash.py's check). Needs ``pip install 'runlog[bench]'``.
 
-    WANDB_MODE=offline python benchmarks/writer_bench.py [--steps 40] [--trials 20]
+``--jax`` adds the phase of issue 17 (JAX on whatever device it finds; the CPU here): the same 512 rows as a
+dict of columns whose numbers (reward, three roles' reward and KL) are JAX arrays fresh from a jitted step
+that is still running when the call is made, and the text as lists. Per call on the caller's thread:
+
+* ``numpy``         the same columns as numpy arrays, ``log_samples`` (the host-only reference)
+* ``jax``           ``log_samples`` + ``StatsTracker.summary`` x2 + ``scalar`` + ``commit`` (runlog now)
+* ``jax-before``    the same with the caller doing what runlog did before: ``jax.device_get`` of the columns
+                    and of the summaries on the caller (waits for the step, walks every string)
+* ``plain-async``   the peer, the limit: ``copy_to_host_async()`` on each JAX leaf and a queue put on the
+                    caller; ``np.asarray`` and ``pq.write_table`` on a plain thread
+
+    WANDB_MODE=offline python benchmarks/writer_bench.py [--steps 40] [--trials 20] [--jax] [--jax-only]
 """
 
 from __future__ import annotations
@@ -180,6 +191,138 @@ def bench(steps: int) -> list[dict]:
     return results
 
 
+def jax_columns(rows: list[dict]) -> tuple[dict, dict]:
+    """The rows as a dict of columns: text as lists, numbers as numpy (host) and the numeric names."""
+    import numpy as np
+
+    roles = ["solver", "verifier", "judge"]
+    rng = np.random.default_rng(0)
+    host = {
+        "sample_id": [r["sample_id"] for r in rows],
+        "group_id": [r["group_id"] for r in rows],
+        "prompt": [r["prompt"] for r in rows],
+        "completion": [r["completion"] for r in rows],
+        "messages": [r["messages"] for r in rows],
+    }
+    numbers = {"reward": rng.random(ROWS, dtype=np.float32)}
+    for role in roles:
+        numbers[f"{role}_reward"] = rng.random(ROWS, dtype=np.float32)
+        numbers[f"{role}_kl"] = rng.random(ROWS, dtype=np.float32) * 0.05
+    return host, numbers
+
+
+def bench_jax(steps: int) -> list[dict]:
+    """Per-call cost on the caller's thread with JAX arrays still being computed, against numpy and the peer."""
+    import queue as queue_mod
+    import threading
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from runlog import StatsTracker
+
+    rng = random.Random(0)
+    text, numbers = jax_columns(make_rows(0, rng))
+    names = list(numbers)
+    stacked = jnp.asarray(np.stack([numbers[k] for k in names]))
+
+    @jax.jit
+    def step_fn(w, x):  # ~10 ms of CPU work, still running at the call; the step is padded to 100 ms
+        w = jnp.tanh(w @ w)
+        y = x * (1.0 + 0.0 * jnp.mean(w))
+        return w, {k: y[i] for i, k in enumerate(names)}, jnp.mean(w)  # the columns and a "loss"
+
+    w0 = jnp.eye(512, dtype=jnp.float32) * 0.5
+    jax.block_until_ready(step_fn(w0, stacked))
+    t0 = time.perf_counter()
+    jax.block_until_ready(step_fn(w0, stacked))
+    device_ms = (time.perf_counter() - t0) * 1e3
+
+    def run(mode: str, tmp: Path) -> dict:
+        calls: list[float] = []  # log_samples (or the peer's hand-off) alone
+        whole: list[float] = []  # with the tracker: summary x2, scalar, commit
+        w = w0
+        writer = RunWriter(tmp / mode, roles=["solver", "verifier", "judge"]) if mode != "plain-async" else None
+        tracker = StatsTracker()
+        q: queue_mod.Queue = queue_mod.Queue(maxsize=32)
+
+        def plain_worker() -> None:
+            while (item := q.get()) is not None:
+                s, leaves = item
+                table = pa.table({**{k: np.asarray(v) for k, v in leaves.items()}, **text})
+                pq.write_table(table, tmp / f"plain_{s}.parquet", compression="zstd")
+
+        worker = threading.Thread(target=plain_worker) if mode == "plain-async" else None
+        if worker:
+            worker.start()
+        for s in range(steps + 2):  # two warm-up steps (compiles), not timed
+            deadline = time.perf_counter() + STEP_S
+            w, cols, loss = step_fn(w, stacked)  # dispatched: the "device" is now computing this step
+            t0 = time.perf_counter()
+            if mode == "numpy":
+                writer.log_samples(s, {**text, **numbers})
+                t1 = time.perf_counter()
+                tracker.summary("train/reward", numbers["reward"])
+                tracker.summary("train/kl", numbers["solver_kl"])
+                tracker.scalar(loss=0.5)
+                tracker.commit(s, writer)
+            elif mode == "plain-async":
+                for v in cols.values():
+                    v.copy_to_host_async()
+                q.put((s, cols))
+                t1 = time.perf_counter()
+            elif mode == "jax":
+                writer.log_samples(s, {**text, **cols})
+                t1 = time.perf_counter()
+                tracker.summary("train/reward", cols["reward"])
+                tracker.summary("train/kl", cols["solver_kl"])
+                tracker.scalar(loss=loss)
+                tracker.commit(s, writer)
+            else:  # jax-before: what the caller's thread did before issue 17
+                writer.log_samples(s, jax.device_get({**text, **cols}))
+                t1 = time.perf_counter()
+                tracker.summary("train/reward", cols["reward"])
+                tracker.summary("train/kl", cols["solver_kl"])
+                tracker.scalar(loss=float(loss))
+                tracker.commit(s, writer).get("train/reward/mean")  # the old commit fetched on the caller
+            t2 = time.perf_counter()
+            if s >= 2:
+                calls.append(t1 - t0)
+                whole.append(t2 - t0)
+            jax.block_until_ready(w)  # the next step starts when this one is done, as in a real loop
+            while (left := deadline - time.perf_counter()) > 0:  # the rest of a 100 ms step (GIL released)
+                time.sleep(left)
+        if worker:
+            q.put(None)
+            worker.join()
+        extra = ""
+        if writer is not None:
+            writer.close()
+            st = writer.stats()
+            extra = f"queue waits {st['queue_waits']}, max depth {st['max_depth']}"
+        return {"mode": mode, "calls": calls, "whole": whole, "extra": extra}
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("numpy", "jax", "jax-before", "plain-async"):
+            results.append(run(mode, Path(tmp)))
+    print(
+        f"\nJAX {jax.__version__} on {jax.devices()[0].platform}: {steps} steps x {ROWS} rows, 7 numeric columns "
+        f"from a jitted step of {device_ms:.0f} ms still running at the call (step padded to {STEP_S * 1e3:.0f} ms), "
+        "text as lists (~2 KB per row)"
+    )
+    print("| mode | log_samples median (ms) | p99 (ms) | with StatsTracker, median (ms) | p99 (ms) | notes |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for r in results:
+        c, a = r["calls"], r["whole"]
+        print(
+            f"| {r['mode']} | {statistics.median(c) * 1e3:.3f} | {pct(c, 0.99) * 1e3:.3f} "
+            f"| {statistics.median(a) * 1e3:.3f} | {pct(a, 0.99) * 1e3:.3f} | {r['extra']} |"
+        )
+    return results
+
+
 def crash_trials(n: int) -> None:
     from test_writer_crash import check_run, kill_at_random
 
@@ -208,13 +351,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--jax", action="store_true", help="add the JAX phase (issue 17)")
+    parser.add_argument("--jax-only", action="store_true", help="only the JAX phase")
     args = parser.parse_args()
     print(
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"Python {platform.python_version()}, pyarrow {pa.__version__}"
     )
-    bench(args.steps)
-    crash_trials(args.trials)
+    if not args.jax_only:
+        bench(args.steps)
+    if args.jax or args.jax_only:
+        bench_jax(args.steps)
+    if not args.jax_only:
+        crash_trials(args.trials)
     return 0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from ._convert import SampleError
 from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
-from .run_writer import RunWriter
+from .run_writer import PendingStats, RunWriter
 from .stats_tracker import StatsTracker
 
 __all__ = [
+    "PendingStats",
     "QueueFullError",
     "RunWriter",
     "SampleError",
