@@ -36,8 +36,8 @@ SYSTEM = (
 LONG_ROLES = ["solver_with_a_rather_long_role_name", "verifier_with_an_even_longer_role_name_here", "judge"]
 COMPONENTS = [f"correct_answer_reward_function_number_{i}" for i in range(10)]
 
-# Layout facts, measured in the page: overflow of the document, elements whose content is wider or taller
-# than their box while their overflow is not visible (cut, or behind a scroll bar the reader may not see),
+# Layout facts, measured in the page: overflow of the document, elements whose content is wider than their box
+# (cut, behind a scroll bar the reader may not see, or spilling over the next box) or taller while cut,
 # sections and their content, the height of every "nothing to draw" line and of every figure.
 LAYOUT_JS = """
 (() => {
@@ -45,7 +45,8 @@ LAYOUT_JS = """
   for (const el of document.querySelectorAll('body *')) {
     const cs = getComputedStyle(el);
     if (cs.display === 'none' || el.closest('details:not([open]) > :not(summary)')) continue;
-    const cutX = cs.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1;
+    // Wider content than its box: cut (or behind a scroll bar), or spilling over its neighbours.
+    const cutX = el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1;
     const cutY = cs.overflowY !== 'visible' && el.tagName !== 'HTML' && el.tagName !== 'BODY'
       && el.scrollHeight > el.clientHeight + 1;
     if (cutX || cutY) clipped.push(el.tagName + '.' + el.className + ' ' + el.scrollWidth + '>' + el.clientWidth);

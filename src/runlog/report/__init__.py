@@ -146,7 +146,7 @@ def _cards(r: dict[str, Any], s: RunSeries, splits: dict[str, tuple[int, int]], 
                 _span(*steps) if steps else "-",
                 f"step{'s' if steps and steps[0] != steps[1] else ''} of {e1(split)}",
             ),
-            ("", e1(", ".join(x for x in s.roles if x is not None)) or "-", "roles"),
+            _roles_card([x for x in s.roles if x is not None]),
             layout_card,
             ("warn" if failed else "", f"{failed:,}", f"failed trajectories in {e1(split)}"),
             sev_card,
@@ -161,6 +161,13 @@ def _cards(r: dict[str, Any], s: RunSeries, splits: dict[str, tuple[int, int]], 
         )
         + "</div>"
     )
+
+
+def _roles_card(roles: list[str]) -> tuple[str, str, str]:
+    """The number of roles big, their names small (names can be long: they wrap under the number)."""
+    if not roles:
+        return ("", "-", "roles (no per-role data)")
+    return ("", str(len(roles)), f"role{'s' if len(roles) > 1 else ''}: {e1(', '.join(roles))}")
 
 
 def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_samples: bool) -> str:
@@ -419,7 +426,7 @@ def _trajectories(s: RunSeries) -> str:
         f'<p class="note">{e1(scope)}: for each role, the sample its reward ranks best and the one it ranks '
         "worst; a sample chosen for several roles is shown once, with all its titles.</p>"
     )
-    out.append(table(["ranked by", "best sample", "its reward", "worst sample", "its reward"], index_rows))
+    out.append(table(["ranked by", "best sample", "its reward", "worst sample", "its reward"], index_rows, text=(1, 3)))
     convs = [c["conv"] for c in cards.values()]
     shared = _shared_opening(convs) if len(convs) > 1 else 0
     if shared:
@@ -502,7 +509,7 @@ def _data(r: dict[str, Any]) -> str:
         [e1(lay), num(v["files"]), num(v["rows"]), e1(", ".join(f"v{k}: {n}" for k, n in v["by_version"].items()))]
         for lay, v in r["layouts"].items()
     ]
-    parts = [table(["layout", "files", "rows", "schema versions"], rows)]
+    parts = [table(["layout", "files", "rows", "schema versions"], rows, text=(3,))]
     gaps = {k: v for k, v in r["step_gaps"].items() if v}
     if gaps:
         parts.append(
@@ -514,7 +521,7 @@ def _data(r: dict[str, Any]) -> str:
         )
     if r["problems"]:
         rows = [[e1(p["kind"]), e1(p["path"]), e(p["message"])] for p in r["problems"][:50]]
-        parts.append(table(["problem", "file", "message"], rows))
+        parts.append(table(["problem", "file", "message"], rows, text=(1, 2)))
     else:
         parts.append('<p class="note">No problems reading the run.</p>')
     parts += [f'<p class="note">{e1(n["layout"])}: {e(n["message"])}</p>' for n in r["fidelity"]]

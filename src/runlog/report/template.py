@@ -13,7 +13,8 @@ from typing import Any
 from ..render.colours import role_css
 from ..render.safe import one_line, safe
 
-CSS = """
+CSS = (
+    """
 :root{--fg:#1d2433;--muted:#667085;--line:#e4e7ec;--bg:#f6f7f9;--card:#fff;--accent:#2563eb;
 --err:#c0262d;--warn:#b45309;--info:#0e7490;--ok:#15803d}
 *{box-sizing:border-box}
@@ -28,7 +29,8 @@ main{max-width:76em;margin:0 auto;padding:1em 2em 4em}
 h2{font-size:1.25em;margin:2em 0 .6em;padding-bottom:.3em;border-bottom:2px solid var(--line)}
 h3{font-size:1.05em;margin:1.4em 0 .4em}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(10em,1fr));gap:.8em;margin-top:1.2em}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.8em 1em}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.8em 1em;min-width:0;
+overflow-wrap:anywhere}
 .card .v{font-size:1.5em;font-weight:650}.card .k{color:var(--muted);font-size:.85em}
 .card.bad .v{color:var(--err)}.card.warn .v{color:var(--warn)}.card.good .v{color:var(--ok)}
 .finding{background:var(--card);border:1px solid var(--line);border-left:6px solid var(--info);
@@ -43,9 +45,10 @@ text-transform:uppercase;letter-spacing:.03em;color:#fff;background:var(--info);
 table.data{border-collapse:collapse;background:var(--card);border:1px solid var(--line);
 font-variant-numeric:tabular-nums;margin:.4em 0;max-width:100%}
 table.data th,table.data td{padding:.35em .8em;border-bottom:1px solid var(--line);text-align:right;
-overflow-wrap:anywhere}
-table.data th{background:#f9fafb;font-weight:600;color:#344054;overflow-wrap:normal}
-table.data td:first-child,table.data th:first-child{text-align:left}
+white-space:nowrap}
+table.data th{background:#f9fafb;font-weight:600;color:#344054;white-space:normal}
+table.data td:first-child,table.data th:first-child,table.data td.t{text-align:left;white-space:normal;
+overflow-wrap:anywhere;min-width:6em}
 figure{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:1em 0;padding:.6em}
 figure img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{color:var(--muted);font-size:.88em;padding:.3em .4em 0}
@@ -86,7 +89,10 @@ pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0;font:12.5px/1.45 ui
 .r-none{color:#999}
 .bad{color:#d33}
 footer{color:var(--muted);font-size:.85em;text-align:center;padding:2em}
-""".strip() + "\n" + role_css()
+""".strip()
+    + "\n"
+    + role_css()
+)
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 # No script, no fetch: only the one style sheet (by its hash) and images embedded as data: URIs.
 CSP = (
@@ -134,10 +140,14 @@ def page(title: str, nav: list[tuple[str, str]], header: str, body: str, footer:
     )
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A table whose cells are already HTML (escaped by the caller)."""
+def table(headers: list[str], rows: list[list[str]], text: tuple[int, ...] = ()) -> str:
+    """A table whose cells are already HTML (escaped by the caller). Cells stay on one line (numbers), except
+    the first column's and those of the ``text`` columns, which wrap (names, paths, messages)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="t">{c}</td>' if i in text else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
