@@ -102,7 +102,9 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             if type(r) is not dict and not isinstance(r, Mapping):
                 raise SampleError(f"samples is a list of {type(r).__name__}; expected a list of dicts")
         # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
-        if jax_utils.any_jax_type(set(map(type, chain.from_iterable([r.values() for r in rows])))):
+        if jax_utils.jax_loaded() and jax_utils.any_jax_type(
+            set(map(type, chain.from_iterable([r.values() for r in rows])))
+        ):
             for i, r in enumerate(rows):
                 for k, v in r.items():
                     if jax_utils.is_jax_array(v):
