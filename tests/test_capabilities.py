@@ -40,7 +40,7 @@ VOCABULARY = {
     "prompt groups": ("group_id", "prompt text", NONE),
     "conversations": ("yes", "no", NONE),
     "tool calls": ("yes", "no", NONE),
-    "text for metrics": ("first role's last turn", "last assistant turn", NONE),
+    "text for metrics": ("first role's last turn", "first speaker's last turn", NONE),
     "scalars": ("yes", "no"),
 }
 
@@ -258,12 +258,22 @@ def text_for_metrics(word: str, run: Run, path: Path, cli) -> None:
         [policy, *_] = run.role_names()
         keep = lambda m: m["name"] in (policy, None)  # noqa: E731
     else:
-        assert run.role_names() == []  # no role names: any speaker's turn
-        keep = lambda m: True  # noqa: E731
-    want = {
-        (r["split"], r["sample_id"]): _last_turn(r["messages"], keep) or r["completion"]
-        for r in df.iter_rows(named=True)
-    }
+        assert run.role_names() == []  # no role names: each sample's first named assistant speaker
+
+        def keep(m, first=None):
+            return m["name"] in (first, None)
+
+    def first_speaker(messages):
+        named = [m["name"] for m in messages or [] if m["role"] == "assistant" and m["name"]]
+        return named[0] if named else None
+
+    def text(r):
+        if word == "first role's last turn":
+            return _last_turn(r["messages"], keep)
+        first = first_speaker(r["messages"])
+        return _last_turn(r["messages"], lambda m: keep(m, first))
+
+    want = {(r["split"], r["sample_id"]): text(r) or r["completion"] for r in df.iter_rows(named=True)}
     got = texts_frame(run, "auto")
     assert {(r["split"], r["sample_id"]): r["text"] for r in got.iter_rows(named=True)} == want
     assert got["text"].null_count() < got.height

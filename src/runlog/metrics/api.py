@@ -4,7 +4,8 @@ Which text a metric reads is one choice, shared by ``metrics``, ``plot``, ``doct
 (``--text``, docs/metrics.md "Which text"):
 
 - ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy role's last
-  assistant turn with content (the run's first role; a turn without a speaker counts as the policy's): the
+  assistant turn with content (the run's first role, else each sample's first assistant speaker; a turn
+  without a speaker counts as the policy's): the
   message that holds its answer, which format rewards score (earlier turns, such as tool calls, lead up to
   it); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
   sample has no messages, its ``completion``.
@@ -79,7 +80,7 @@ def _turn_texts(lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, poli
     """One row per sample (and speaker with ``per_role``): the last assistant turn with content (``policy`` or
     ``speaker`` set) or every assistant turn joined by a newline (neither set), with ``completion`` where a
     sample has no such turn. ``speaker``: only that speaker's turns; ``policy``: only the policy's turns
-    (and turns without a speaker)."""
+    (and turns without a speaker); ``""``: the policy is each sample's first named assistant speaker."""
     rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, "messages", "completion")
     turns = rows.select("__row", "messages").explode("messages").unnest("messages")
     who = pl.coalesce(pl.col("name"), pl.col("role"))
@@ -89,6 +90,11 @@ def _turn_texts(lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, poli
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
     elif policy and not per_role:
         keep &= (pl.col("name") == policy) | pl.col("name").is_null()
+    elif policy == "" and not per_role:
+        # No role names in the run (Flink v0): the policy of a sample is its first named assistant speaker.
+        model = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & pl.col("name").is_not_null()
+        first = pl.col("name").filter(model).first().over("__row")
+        keep &= (pl.col("name") == first) | pl.col("name").is_null()
     last = speaker is not None or policy is not None
     group = ["__row", "__speaker"] if per_role else ["__row"]
     joined = (
