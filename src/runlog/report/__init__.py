@@ -66,12 +66,12 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
     result = diagnose(run, cfg, series)
     tick("doctor")
     has_samples = series.split is not None and series.per_step.height > 0
-    summary = _summary(series) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
+    summary = _summary(series) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     tick("summary")
-    plots = _plots(series, result) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
+    plots = _plots(series, result) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     scalar_part = _scalars(series, scalars)
     tick("plots")
-    trajectories = _trajectories(series) if has_samples else f'<p class="missing">{e(NO_SAMPLES)}.</p>'
+    trajectories = _trajectories(series) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     tick("trajectories")
     body = "\n".join(
         [
@@ -106,6 +106,13 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
     ]
     footer = f"runlog {e1(__version__)} report · self-contained: no scripts, no network"
     return page(f"runlog report: {run.name}", nav, header, body, footer)
+
+
+def _words(text: str) -> str:
+    """A sentence as HTML: escaped, then its `backquoted` names (column and file names) as ``<code>``."""
+    import re
+
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", e(text))
 
 
 def _splits(run: Run) -> dict[str, tuple[int, int]]:
@@ -194,9 +201,8 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
         )
     if not out:
         return ""
-    return (
-        '<div class="absent"><b>Not in this report:</b><ul>' + "".join(f"<li>{e(x)}</li>" for x in out) + "</ul></div>"
-    )
+    items = "".join(f"<li>{_words(x)}</li>" for x in out)
+    return f'<div class="absent"><b>Not in this report:</b><ul>{items}</ul></div>'
 
 
 def _findings(d: Diagnosis, has_samples: bool) -> str:
@@ -326,7 +332,7 @@ def _plots(s: RunSeries, d: Diagnosis) -> str:
         if line is None and one_step and what == "hist":
             line = "one step: the reward plot above is this distribution"
         if line is not None:
-            out.append(f'<p class="missing" id="plot-{what}"><b>{e(caption)}</b>: {e(line)}.</p>')
+            out.append(f'<p class="missing" id="plot-{what}"><b>{e(caption)}</b>: {_words(line)}.</p>')
             continue
         fig = make_figure(s, what, marks=marks)
         text = e(caption) + (" — dashed lines: onsets of the findings above." if marks.get(what) else "")
@@ -344,7 +350,7 @@ def _scalars(s: RunSeries, frame: Any) -> str:
     from .._lazy import pl
 
     if not frame.height:
-        return f'<p class="missing">{e(NO_SCALARS)}.</p>'
+        return f'<p class="missing">{_words(NO_SCALARS)}.</p>'
     groups = scalar_namespaces(frame["key"].unique(maintain_order=True).to_list())
     one_step = frame["step"].n_unique() == 1
     stats = frame.group_by("key").agg(

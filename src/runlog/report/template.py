@@ -56,6 +56,7 @@ figcaption{color:var(--muted);font-size:.88em;padding:.3em .4em 0}
 .missing{background:var(--card);border:1px dashed #cbd5e1;border-radius:8px;padding:.45em 1em;margin:.6em 0;
 color:#475467;font-size:.92em;overflow-wrap:anywhere}
 .missing b{color:var(--fg)}
+code{font:12.5px ui-monospace,Menlo,Consolas,monospace;background:#eef1f5;padding:0 .3em;border-radius:3px}
 .absent{background:#f8fafc;border:1px solid var(--line);border-radius:8px;padding:.6em 1em;margin:1em 0;
 font-size:.92em;color:#475467}
 .absent ul{margin:.3em 0 0;padding-left:1.4em}
