@@ -270,3 +270,18 @@ def test_inspect_tables_keep_every_count(cli, width):
     assert want <= got, (sorted(want - got), text)
     if width is not None:
         assert max(map(len, text.splitlines())) <= width
+
+
+def test_roles_have_their_render_colour_in_tables():
+    import polars as pl
+    from rich.console import Console
+
+    from runlog.cli.output import render_tables
+    from runlog.render.colours import role_colour
+
+    df = pl.DataFrame({"role": ["solver", "judge", None], "reward_mean": [0.5, 1.0, 0.0]})
+    console = Console(width=80, force_terminal=True, color_system="256", record=True)
+    console.print(render_tables(df, [("Reward", ["reward_mean"])], ["role"]))
+    styles = {seg.text.strip(): str(seg.style) for seg in console._record_buffer if seg.text.strip()}
+    assert role_colour("solver") in styles["solver"] and role_colour("judge") in styles["judge"]
+    assert role_colour("solver") != role_colour("judge")

@@ -212,7 +212,6 @@ def render_tables(
     (:class:`Sheet`). Headers drop the ``strip`` prefixes the title already says (``reward_mean`` under
     "Reward" reads ``mean``); CSV/JSON keep the full column names."""
     from rich.console import Group
-    from rich.text import Text
 
     sheets = []
     for title, cols in sections:
@@ -220,13 +219,7 @@ def render_tables(
         if not cols:
             continue
         names = (*keys, *cols)
-        rows = [
-            [
-                Text("(unknown)", style="italic") if name == "role" and v is None else fmt_cell(v)
-                for name, v in zip(names, row, strict=True)
-            ]
-            for row in df.select(*names).iter_rows()
-        ]
+        rows = [[_cell(name, v) for name, v in zip(names, row, strict=True)] for row in df.select(*names).iter_rows()]
         columns = [
             Col(
                 visible(c if c in keys else _label(c, strip), keep_newlines=False),
@@ -307,3 +300,18 @@ def emit_frame(
     else:
         Path(out).write_text(text, encoding="utf-8")
         wrote(out)
+
+
+def _cell(name: str, v: Any) -> Text:
+    """A table cell; a role name in the role's own colour (the palette render-trajectory uses too)."""
+    from rich.text import Text
+
+    if name == "role":
+        if v is None:
+            return Text("(unknown)", style="italic")
+        from ..render.colours import role_colour
+
+        cell = fmt_cell(v)
+        cell.stylize(role_colour(str(v)))
+        return cell
+    return fmt_cell(v)
