@@ -296,3 +296,16 @@ def test_the_per_step_figures_are_summarize_s(tmp_path: Path, pair: tuple[Path, 
             assert np.allclose(mine[col].to_numpy(), theirs[col].to_numpy(), equal_nan=True, rtol=1e-12), col
         else:
             assert mine[col].to_list() == theirs[col].to_list(), col
+
+
+def test_cli_defaults_agree_with_the_library_and_start_light():
+    import subprocess
+    import sys
+
+    from runlog.analysis import diff as D
+    from runlog.cli import diff_cmd
+
+    assert (diff_cmd.DEFAULT_WINDOW, diff_cmd.DEFAULT_BOOT) == (D.DEFAULT_WINDOW, D.DEFAULT_BOOT)
+    code = "import sys, runlog.cli.app; print('numpy' in sys.modules, 'runlog.analysis.diff' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..analysis.diff import DEFAULT_BOOT, DEFAULT_WINDOW
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, wrote
 from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
+
+# The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
+# tests/test_diff.py checks they agree.
+DEFAULT_WINDOW = 10
+DEFAULT_BOOT = 1000
 
 if TYPE_CHECKING:
     from rich.console import Group
