@@ -34,12 +34,17 @@ def plot_command(
     split: str = SPLIT_OPTION,
     spec: str = typer.Option("think-answer-strict", "--spec", help="With --what format: the format spec."),
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    diff: list[str] = typer.Option(
+        None, "--diff", metavar="RUN", help="Overlay RUN on this run, the baseline (repeatable; --what reward or kl)."
+    ),
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Plot rewards, KL, reward components, diversity, format adherence, scalars or reward histograms.
 
     Rewards and KL per role: the moving average over the raw line, with a band of one standard deviation;
     KL in log scale when it spans decades. Histograms: per-role rewards at the --steps given.
+    With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
+    each with the confidence band of its per-step mean, on the steps each shares with the baseline.
 
     Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix; one line on stderr
     says where it wrote.
@@ -65,6 +70,10 @@ def plot_command(
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
         use_storage_options(storage_option)
+        if diff:
+            written = _plot_diff([path, *diff], what, filters, layout, output)
+            wrote(written)
+            raise typer.Exit(EXIT_OK)
         run = open_run(path, layout=layout)
         hist_steps = _checked(run, filters, keys or (), spec)
         series = hist_steps.series
@@ -73,6 +82,23 @@ def plot_command(
         report_problems([p for p in run.problems if not p.is_warning], notes=series.notes)
         wrote(written)
     raise typer.Exit(EXIT_OK)
+
+
+def _plot_diff(paths: list[str], what: str, filters: Filters, layout: str | None, output: Path) -> Path:
+    """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split."""
+    from ..analysis.diff import DiffOptions, diff_runs
+    from ..plots import save_figure
+    from ..plots.diff import diff_figure
+    from ..run import open_run
+
+    if what not in ("reward", "kl"):
+        raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
+    runs = [open_run(p, layout=layout) for p in paths]
+    result = diff_runs(runs, options=DiffOptions(splits=filters.splits))
+    fig = diff_figure(result, what, filters.splits[0] if filters.splits else None)
+    written = save_figure(fig, output)
+    report_problems([p for r in runs for p in r.problems if not p.is_warning], notes=result.notes)
+    return written
 
 
 class _Checked(NamedTuple):

@@ -19,6 +19,9 @@ def report_command(
     config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
     split: str = SPLIT_OPTION,
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    against: str = typer.Option(
+        None, "--against", metavar="RUN", help="Add a comparison with RUN, the baseline (runlog diff RUN this-run)."
+    ),
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Write a self-contained HTML report of a run, to read and to share.
@@ -26,7 +29,8 @@ def report_command(
     It holds the run overview, the doctor's findings linked to the plots and
     trajectories they concern, per-role summaries, plots (rewards and KL per role, components, diversity,
     format, histograms) and the best and worst trajectory per role. Images are embedded; the page loads
-    nothing and runs no script, so it opens from disk and can be shared as one file.
+    nothing and runs no script, so it opens from disk and can be shared as one file. --against RUN adds
+    a comparison with that baseline: runlog diff's per-role table and the reward and KL overlays.
 
     Needs matplotlib (pip install 'runlog[plot]'). One line on stderr says where it wrote.
 
@@ -58,6 +62,7 @@ def report_command(
             cfg = cfg.replace({"split": split}, "--split")
         use_storage_options(storage_option)
         run = open_run(path, layout=layout)
+        baseline = open_run(against, layout=layout) if against else None
         if cfg.split:
             check_filters(run, Filters(splits=(cfg.split,)))
         with Progress(
@@ -75,7 +80,7 @@ def report_command(
                 nxt = STAGES.index(stage) + 1
                 progress.update(task, advance=1, description=STAGES[nxt] if nxt < len(STAGES) else "done")
 
-            html = build_report(run, cfg, progress=tick)
+            html = build_report(run, cfg, progress=tick, against=baseline)
         output.write_text(html, encoding="utf-8")
         wrote(output)
     raise typer.Exit(EXIT_OK)

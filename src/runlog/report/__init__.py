@@ -54,8 +54,16 @@ PLOT_OF = {
 MAX_CHARS = 3000  # per text in the rendered trajectories: a report is for reading, not for archiving
 
 
-def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Callable[[str], None] | None = None) -> str:
-    """The report page as a string. ``progress(stage)`` is called as each of ``STAGES`` completes."""
+def build_report(
+    run: Run,
+    config: DoctorConfig | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    against: Run | None = None,
+) -> str:
+    """The report page as a string. ``progress(stage)`` is called as each of ``STAGES`` completes. With
+    ``against`` (a baseline run), a comparison section: ``runlog diff AGAINST RUN``'s per-role table and the
+    overlay figures."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
     series = RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
@@ -91,12 +99,15 @@ def build_report(run: Run, config: DoctorConfig | None = None, *, progress: Call
             _data(overview),
         ]
     )
+    if against is not None:
+        body = body.replace('<h2 id="findings">', _comparison(against, run, cfg) + '\n<h2 id="findings">', 1)
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
     others = [x for x in splits if x != series.split]
     if series.split and others:
         split += f" (not in this report: {e1(', '.join(others))})"
     header = f'<h1>{e1(run.name)}</h1><div class="sub">{e1(overview["run"])}{split}</div>'
     nav = [
+        *([("comparison", "Comparison")] if against is not None else []),
         ("findings", "Findings"),
         ("summary", "Summary"),
         ("plots", "Plots"),
@@ -314,6 +325,55 @@ def _summary(s: RunSeries) -> str:
     if last is not None:
         caption += f" Last step {last}."
     return out + caption + "</p>"
+
+
+def _comparison(baseline: Run, run: Run, cfg: DoctorConfig) -> str:
+    """``diff BASELINE RUN``: the per-role table (end of the run, difference with its bootstrap interval, the
+    verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays."""
+    from ..analysis.diff import DiffOptions, diff_runs
+    from ..plots.diff import diff_figure
+
+    d = diff_runs([baseline, run], options=DiffOptions(splits=(cfg.split,) if cfg.split else ()))
+    base, name = d.names
+    out = [
+        '<h2 id="comparison">Comparison</h2>',
+        f"<p>This run, <b>{e1(name)}</b>, against the baseline <b>{e1(base)}</b> (<code>runlog diff</code>): "
+        f"per role, the mean reward over the last {d.options.window} common steps, the difference with a "
+        f"{d.options.ci:.0%} bootstrap interval, and the first step from which it is stably ahead or behind.</p>",
+    ]
+    out += [f'<p class="missing">{e(n)}</p>' for n in d.notes]
+    if d.roles.height:
+        headers = ["split", "role", "common steps", "baseline", "this run", "difference", "interval", "verdict"]
+        headers += ["ahead from", "behind from", "paired (prompts)"]
+        rows = []
+        for r in d.roles.iter_rows(named=True):
+            paired = "-"
+            if r["paired_diff"] is not None:
+                paired = (
+                    f"{num(r['paired_diff'])} [{num(r['paired_ci_low'])}, {num(r['paired_ci_high'])}] "
+                    f"({num(r['prompts'])})"
+                )
+            rows.append(
+                [
+                    e1(r["split"] or "-"),
+                    e1(r["role"] if r["role"] is not None else "(no role)"),
+                    num(r["common_steps"]),
+                    num(r["reward_end_baseline"]),
+                    num(r["reward_end"]),
+                    num(r["diff"]),
+                    f"[{num(r['ci_low'])}, {num(r['ci_high'])}]",
+                    f"<b>{e1(r['verdict'] or '-')}</b>",
+                    num(r["ahead_from"]),
+                    num(r["behind_from"]),
+                    paired,
+                ]
+            )
+        out.append(table(headers, rows))
+        for metric, caption in (("reward", "Mean reward per role"), ("kl", "Mean KL per role")):
+            fig = diff_figure(d, metric, cfg.split or None)
+            text = f"{e(caption)}: {e1(base)} (baseline, dashed) and {e1(name)}, with {d.options.ci:.0%} bands."
+            out.append(image(figure_png(fig), f"{caption}: {base} vs {name}", f"comparison-{metric}", text))
+    return "\n".join(out)
 
 
 def _plots(s: RunSeries, d: Diagnosis) -> str:

@@ -1,0 +1,78 @@
+"""``runlog plot RUN_A --diff RUN_B``: runs overlaid per role, from ``analysis.diff.diff_series``.
+
+One panel per role (of one split), one colour per run (the baseline first, dashed), each run's per-step mean
+with its confidence band (``mean +- z sd / sqrt(n)`` at the diff's ``ci``). Only the steps a run shares with
+the baseline are drawn, so the lines compare like with like.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from . import figures as F
+
+if TYPE_CHECKING:
+    from ..analysis.diff import Diff
+
+METRICS = {"reward": "Mean reward", "kl": "Mean KL"}
+
+
+def run_colours(names: list[str]) -> dict[str, str]:
+    """One colour per run, in order (the baseline first)."""
+    return {n: F.PALETTE[i % len(F.PALETTE)] for i, n in enumerate(names)}
+
+
+def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> Any:
+    """The overlay figure of ``d`` for ``metric`` (``reward`` or ``kl``) in ``split`` (default: the first
+    split with data). A figure that says why when nothing is in common."""
+    from ..analysis.diff import diff_series
+
+    if metric not in METRICS:
+        raise UsageError(f"--what {metric}: with --diff, expected reward or kl")
+    series = diff_series(d, metric)
+    splits = list(dict.fromkeys(series["split"].to_list()))
+    shown = split if split in splits else (splits[0] if splits else None)
+    part = series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
+    roles = list(dict.fromkeys(part["role"].to_list()))
+    where = f" ({shown})" if shown else ""
+    title = f"{METRICS[metric]} per role{where}: " + " vs ".join(d.names)
+    rows, cols = F.grid(len(roles) or 1)
+    fig, axes = F.new_figure(rows, cols, title)
+    if not roles:
+        F.say(axes[0], "; ".join(d.notes) or "nothing in common to compare")
+        F.finish(fig, axes, 1)
+        return fig
+    colours = run_colours(d.names)
+    for ax, role in zip(axes, roles, strict=False):
+        rows_of_role = part.filter(part["role"].is_null() if role is None else part["role"] == role)
+        for name in d.names:
+            own = rows_of_role.filter(rows_of_role["run"] == name).sort("step")
+            if own.height == 0:
+                continue
+            baseline = bool(own["baseline"][0])
+            steps = own["step"].to_numpy()
+            mean = own["mean"].to_numpy().astype(float)
+            lo = own["lo"].to_numpy().astype(float)
+            hi = own["hi"].to_numpy().astype(float)
+            colour = colours[name]
+            label = name + (" (baseline)" if baseline else "")
+            ax.fill_between(steps, lo, hi, color=colour, alpha=0.15, linewidth=0)
+            ax.plot(
+                steps,
+                mean,
+                color=colour,
+                linewidth=2.0,
+                linestyle="--" if baseline else "-",
+                label=F.clean_label(label),
+                marker="o" if len(steps) < 30 else None,
+                ms=3,
+            )
+        if metric == "kl":
+            F.maybe_log(ax, rows_of_role["mean"].to_list())
+        ax.set_title(F.clean_label(role if role is not None else "(no role)"), fontsize=11)
+        ax.set_xlabel("step")
+        ax.set_ylabel(METRICS[metric].lower())
+        F.legend(ax)
+    F.finish(fig, axes, len(roles))
+    return fig

@@ -1,0 +1,81 @@
+"""``runlog plot A --diff B`` and ``runlog report B --against A``: the overlay figure (one line per run per role
+panel, the baseline dashed, a band each) and the report's comparison section (both run names, the per-role
+verdicts, hostile names escaped)."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the plots need matplotlib: pip install 'runlog[plot]'")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from runlog import open_run  # noqa: E402
+from runlog.analysis.diff import DiffOptions, diff_runs  # noqa: E402
+from runlog.cli.app import app  # noqa: E402
+from runlog.plots.diff import diff_figure  # noqa: E402
+from test_diff import LIFT, write_run  # noqa: E402
+
+HOSTILE = 'B<img src=x onerror=alert(1)>"$x$'
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("diffplots")
+    a = write_run(root / "A", seed=1)
+    b = write_run(root / HOSTILE, seed=2, lift=LIFT)
+    c = write_run(root / "C", seed=3, stride=2)
+    return a, b, c
+
+
+def test_overlay_has_one_line_per_run_per_role_panel_and_the_baseline_dashed(runs) -> None:
+    a, b, c = runs
+    d = diff_runs([open_run(p) for p in runs], options=DiffOptions(boot=200))
+    fig = diff_figure(d, "reward")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in axes) == ["judge", "solver"]
+    for ax in axes:
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == {"A (baseline)", HOSTILE.replace("$", r"\$"), "C"}  # mathtext never parses a name
+        assert lines["A (baseline)"].get_linestyle() == "--"
+        assert all(ln.get_linestyle() == "-" for k, ln in lines.items() if k != "A (baseline)")
+        assert len({ln.get_color() for ln in lines.values()}) == 3  # one colour per run
+        assert len(ax.collections) == 3  # a confidence band per run
+        # C logged every other step: only the steps it shares with the baseline are drawn
+        assert list(lines["C"].get_xdata()) == list(range(0, 40, 2))
+    kl = diff_figure(d, "kl")
+    assert all(len(ax.get_lines()) == 3 for ax in kl.axes if ax.get_visible())
+
+
+def test_plot_diff_writes_a_png(runs, tmp_path: Path) -> None:
+    a, b, _ = runs
+    out = tmp_path / "diff.png"
+    res = CliRunner().invoke(app, ["plot", str(a), "--diff", str(b), "--what", "reward", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = CliRunner().invoke(app, ["plot", str(a), "--diff", str(b), "--what", "hist", "-o", str(out)])
+    assert res.exit_code == 2 and "--diff draws --what reward or kl" in res.output
+
+
+def test_report_against_has_the_comparison_section_escaped(runs, tmp_path: Path) -> None:
+    a, b, _ = runs
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["report", str(b), "--against", str(a), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "<img src=x" not in page
+    start = page.index('<h2 id="comparison">')
+    section = page[start : page.index('<h2 id="findings">')]
+    assert html.escape(HOSTILE, quote=True) in section and "<b>A</b>" in section
+    rows = {
+        re.sub("<[^>]+>", "", cells[1]): re.sub("<[^>]+>", "", cells[7])
+        for cells in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", section))
+        if cells
+    }
+    assert rows == {"solver": "ahead", "judge": "tie"}
+    assert 'id="comparison-reward"' in section and 'id="comparison-kl"' in section
+    assert 'href="#comparison"' in page
