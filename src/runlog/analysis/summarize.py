@@ -163,13 +163,7 @@ def summarize(
 def prompt_groups_skipped(run: Run) -> bool:
     """Whether some samples have no ``group_id`` but a prompt text their prompt groups could be found from
     (``prompt_groups=True``: this reads the prompt text)."""
-    return A.group_key_expr(run, True) is not None and not _same_expr(
-        A.group_key_expr(run, True), A.group_key_expr(run, False)
-    )
-
-
-def _same_expr(a: pl.Expr | None, b: pl.Expr | None) -> bool:
-    return (a is None) == (b is None) and (a is None or a.meta.eq(b))
+    return A.from_prompt(A.group_key_expr(run, True))
 
 
 def _summarize_wide(

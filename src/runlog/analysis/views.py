@@ -13,6 +13,7 @@ It never reads a text column unless a ``carry`` expression asks for one (prompt 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._lazy import pl
@@ -64,3 +65,11 @@ def run_splits(run: Run) -> list[str]:
 
 
 SPLIT_NOTE = "this run has the splits {splits}: `split` was added to the keys (use --split to pick one)"
+
+
+def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None) -> list[str]:
+    """``SPLIT_NOTE`` when ``split`` is a key of ``frame`` that the user did not ask for (the run has several
+    splits and --split picked none), else nothing."""
+    if "split" in frame.columns and "split" not in (by or ()):
+        return [SPLIT_NOTE.format(splits=", ".join(run_splits(run)))]
+    return []

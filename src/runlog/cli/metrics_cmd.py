@@ -92,6 +92,7 @@ def diversity_command(
     """
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
+    from ..analysis.views import split_notes
     from ..metrics import api as M
     from ..run import open_run
 
@@ -114,7 +115,7 @@ def diversity_command(
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
         emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
-        errors = report_problems(run.problems, notes=_split_note(run, df, by))
+        errors = report_problems(run.problems, notes=split_notes(run, df, by))
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
@@ -157,6 +158,7 @@ def format_command(
     """
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
+    from ..analysis.views import split_notes
     from ..metrics import api as M
     from ..run import open_run
 
@@ -187,20 +189,12 @@ def format_command(
             keys = [c for c in df.columns if c in M.KEYS]
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
-        errors = report_problems(run.problems, notes=[] if per_sample else _split_note(run, df, by))
+        errors = report_problems(run.problems, notes=[] if per_sample else split_notes(run, df, by))
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
 FLEET_KEYS = ("run", "step", "role", "group", "split")
 
-
-def _split_note(run, df, by: list[str] | None) -> list[str]:  # noqa: ANN001
-    """The note that says ``split`` was added to the keys (the run has several and --split picked none)."""
-    from ..analysis.views import SPLIT_NOTE, run_splits
-
-    if "split" in df.columns and "split" not in (by or []):
-        return [SPLIT_NOTE.format(splits=", ".join(run_splits(run)))]
-    return []
 
 
 def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:

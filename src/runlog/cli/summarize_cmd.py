@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,6 +24,9 @@ from .fleet_opts import (
 )
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
+if TYPE_CHECKING:
+    import polars as pl
+
 SECTIONS = [
     ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
     ("KL", [*KL_STATS, "kl_mean_ma"]),
@@ -39,7 +43,7 @@ PER_SAMPLE_TITLE = "Per sample, all roles together (these columns are per sample
 SAMPLE_TITLE = "Over samples (one value per sample: its reward, the mean KL of its roles)"
 
 
-def _emit_summary(df, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:  # noqa: ANN001
+def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:
     """Per role: the per-role sections, then the per-sample columns (``sample:...``) once per group of the
     other keys (CSV/JSON keep them as labelled columns on every row). Without role: one set of sections
     whose titles say every value is per sample."""
@@ -121,6 +125,7 @@ def summarize_command(
     from ..analysis import summarize as S
     from ..analysis.check import check_filters, check_scalars
     from ..analysis.filters import Filters
+    from ..analysis.views import split_notes
     from ..run import open_run
 
     with handle_errors():
@@ -165,8 +170,7 @@ def summarize_command(
             check_filters(run, filters)
             df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
             _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
-            if "split" in df.columns and "split" not in (by or []):
-                report_problems([], notes=[S.SPLIT_NOTE.format(splits=", ".join(S.run_splits(run)))])
+            report_problems([], notes=split_notes(run, df, by))
             if not prompt_groups and S.prompt_groups_skipped(run):
                 report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
             if S.unknown_role_rows(df):
