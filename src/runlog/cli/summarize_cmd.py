@@ -175,7 +175,7 @@ def summarize_command(
                 report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
             if S.unknown_role_rows(df):
                 report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
-            if df.is_empty() and not any(f.kind == "samples" and f.readable for f in run.files):
+            if df.is_empty() and not any(f.kind == "samples" for f in run.files):
                 report_problems([], notes=["this run has no per-sample data (only scalar metrics): try --scalars"])
         errors = report_problems(run.problems)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
