@@ -15,8 +15,8 @@ whole (``--reps`` repetitions, best kept):
 Printed: a markdown table of ms per step, overhead against ``none``, and the median / max time per call on
 the training thread. Needs JAX (CUDA build on a GPU), numpy, pyarrow; ``src`` on ``PYTHONPATH`` is enough:
 
-    PYTHONPATH=src python benchmarks/writer_gpu.py                  # GPU: 8192^2 x 16 and 4096^2 x 8
-    PYTHONPATH=src python benchmarks/writer_gpu.py --small          # CPU check: small sizes, few steps
+    PYTHONPATH=src python benchmarks/accelerator_writer_bench.py                  # GPU: 8192^2 x 16 and 4096^2 x 8
+    PYTHONPATH=src python benchmarks/accelerator_writer_bench.py --small          # CPU check: small sizes, few steps
 """
 
 from __future__ import annotations
