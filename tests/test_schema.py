@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from runlog import open_run
 from runlog import schema as S
-from runlog.errors import SchemaVersionError
+from runlog.formats.base import NEWER_VERSION, UNKNOWN_VERSION, FileInfo, RunContext
+from runlog.formats.common import gate_version
 from runlog.textparse import parse_number_dict
 
 from conftest import FIXTURES
@@ -25,14 +28,31 @@ def test_every_known_version_has_a_migration_path_and_a_fixture():
         assert (VERSIONS / f"v{v}").is_dir(), f"no fixture for v{v}"
 
 
+def _gated(version: int | None, **kw: Any) -> tuple[bool, FileInfo, RunContext]:
+    info = FileInfo("samples/train/step_00000001.p0.parquet", Path("f"), "native", "parquet", "samples", 1)
+    ctx = RunContext(root=Path("."))
+    return gate_version(info, ctx, version, **kw), info, ctx
+
+
 def test_newer_version_is_refused_naming_file_and_upgrade():
-    with pytest.raises(SchemaVersionError) as exc:
-        S.check_version(3, "runs/x/samples/train/step_00000001.p0.parquet")
-    msg = str(exc.value)
-    assert "step_00000001.p0.parquet" in msg and "v3" in msg and "pip install -U runlog" in msg
-    with pytest.raises(SchemaVersionError):
-        S.check_version(None, "f.parquet")
-    assert S.check_version(1, "f") == 1
+    """The one version gate (``formats.common.gate_version``): a newer file is a problem naming the file and
+    the upgrade, and is left unread; an unknown one likewise; a known one passes."""
+    ok, info, ctx = _gated(S.CURRENT_VERSION + 1)
+    [p] = ctx.problems
+    assert not ok and not info.readable and p.kind == NEWER_VERSION
+    assert p.path == "samples/train/step_00000001.p0.parquet"
+    assert f"v{S.CURRENT_VERSION + 1}" in p.message and "pip install -U runlog" in p.message
+    ok, info, ctx = _gated(-1)
+    assert not ok and not info.readable and [p.kind for p in ctx.problems] == [UNKNOWN_VERSION]
+    for v in S.KNOWN_VERSIONS:
+        ok, info, ctx = _gated(v)
+        assert ok and info.readable and not ctx.problems
+
+
+def test_another_tools_schema_is_gated_against_its_own_versions():
+    ok, info, ctx = _gated(3, foreign="inspect_ai log", newest=2, known=(1, 2))
+    assert not ok and "newer inspect_ai log schema version 3" in ctx.problems[0].message
+    assert _gated(2, foreign="inspect_ai log", newest=2, known=(1, 2))[0]
 
 
 def test_v0_fixture_reads_without_inventing_roles():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +17,7 @@ from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
 from .probe_cache import Hit, ProbeCache
-from .storage import ObjectPath
+from .storage import ObjectPath, StorageOptions
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 MANIFEST = "run.json"  # the native layout's manifest: one per run
@@ -289,7 +289,7 @@ class NameEntry:
 
 def list_files(
     path: str | os.PathLike[str] | ObjectPath,
-    storage_options: dict[str, str] | None = None,
+    storage_options: StorageOptions | Mapping[str, str] | None = None,
     prefetch: bool = True,
     layout: str | None = None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
@@ -302,7 +302,7 @@ def list_files(
 
 def _listing(
     path: str | os.PathLike[str] | ObjectPath,
-    storage_options: dict[str, str] | None,
+    storage_options: StorageOptions | Mapping[str, str] | None,
     prefetch: bool,
     layout: str | None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
@@ -390,7 +390,7 @@ def list_names(
     path: str | os.PathLike[str],
     *,
     layout: str | None = None,
-    storage_options: dict[str, str] | None = None,
+    storage_options: StorageOptions | Mapping[str, str] | None = None,
     prefetch: bool = True,
 ) -> list[NameEntry]:
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
@@ -421,7 +421,7 @@ def open_run(
     *,
     layout: str | None = None,
     keep: Callable[[str | None, int | None], bool] | None = None,
-    storage_options: dict[str, str] | None = None,
+    storage_options: StorageOptions | Mapping[str, str] | None = None,
     only: Collection[str] | None = None,
     cache: bool = True,
 ) -> Run:
@@ -436,8 +436,8 @@ def open_run(
     are not opened at all (``Run.skipped`` counts them). Files whose names tell nothing are always read.
 
     ``path`` may be an object-store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``);
-    ``storage_options`` then configure the store (else those set by ``storage.set_storage_options`` and the
-    standard environment). Footers of remote files are fetched concurrently before probing.
+    ``storage_options`` (a ``storage.StorageOptions`` or a mapping) then configure the store, with the standard
+    environment. Footers of remote files are fetched concurrently before probing.
 
     ``only``: run-relative paths; every other file is left out silently (a fleet task opening one chunk of
     a big run).

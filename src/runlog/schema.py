@@ -9,7 +9,8 @@ Versions:
     2  runlog native: canonical columns, nested ``roles`` / ``reward_components`` / ``messages``.
 
 Older versions are migrated on read by small ordered functions (``MIGRATIONS``), each taking a polars
-LazyFrame of version ``v`` to version ``v + 1``. A version newer than ``CURRENT_VERSION`` is refused.
+LazyFrame of version ``v`` to version ``v + 1``. A version newer than ``CURRENT_VERSION`` is refused, file by
+file, by the one version gate (``formats.common.gate_version``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ._lazy import pl
-from .errors import SchemaVersionError
 
 CURRENT_VERSION = 2
 KNOWN_VERSIONS = (0, 1, 2)
@@ -208,23 +208,8 @@ def conform_scalars(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Version gate and migrations
+# Migrations (the version gate itself is ``formats.common.gate_version``: it records a problem per file)
 # ---------------------------------------------------------------------------------------------------------
-def check_version(version: int | None, path: str) -> int:
-    """Return the version if this runlog reads it; raise ``SchemaVersionError`` naming the file if not."""
-    if version is None:
-        raise SchemaVersionError(path, "schema_version is missing or null")
-    if version > CURRENT_VERSION:
-        raise SchemaVersionError(
-            path,
-            f"written with runlog schema v{version}; this runlog reads up to v{CURRENT_VERSION}: "
-            "upgrade with `pip install -U runlog`",
-        )
-    if version not in KNOWN_VERSIONS:
-        raise SchemaVersionError(path, f"unknown schema version {version!r} (known: {list(KNOWN_VERSIONS)})")
-    return version
-
-
 Migration = Callable[["pl.LazyFrame"], "pl.LazyFrame"]
 MIGRATIONS: dict[int, Migration] = {}
 

@@ -63,7 +63,39 @@ TAIL_BYTES = 64 * 1024
 # Non-Parquet files (JSONL scalars, manifests, CSV) up to this size are fetched whole during discovery.
 WHOLE_BYTES = 32 * 1024 * 1024
 
-_GLOBAL_OPTIONS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Object-store options in ``object_store``'s names (``aws_region``, ``aws_endpoint_url``, ...), passed
+    explicitly to whatever opens a remote run (``open_run(..., storage_options=...)``); credentials also come
+    from the standard environment. Immutable and hashable: a store is opened once per bucket and options."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, options: StorageOptions | Mapping[str, str] | None) -> StorageOptions:
+        """``options`` as a ``StorageOptions`` (a mapping's keys lower-cased, as object_store spells them)."""
+        if isinstance(options, StorageOptions):
+            return options
+        return cls(tuple(sorted((str(k).lower(), str(v)) for k, v in (options or {}).items())))
+
+    @classmethod
+    def parse(cls, pairs: Iterable[str]) -> StorageOptions:
+        """``KEY=VALUE`` strings (``--storage-option``); a malformed one is a usage error."""
+        return cls.of(parse_storage_options(pairs))
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+# The options of the command being run, for the commands that do not pass theirs explicitly yet: set only by
+# the command line (``runlog.cli.common.use_storage_options``), never by a library call. Library callers pass
+# ``storage_options``; a library call that passes none gets none of these once every command passes its own.
+_command_line_options = StorageOptions()
 
 
 def is_url(path: object) -> bool:
@@ -85,15 +117,16 @@ def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def set_storage_options(options: Mapping[str, str]) -> None:
-    """Options used for every remote location opened without explicit ones (the CLI sets them once)."""
-    _GLOBAL_OPTIONS.clear()
-    _GLOBAL_OPTIONS.update({k.lower(): str(v) for k, v in options.items()})
+def set_storage_options(options: StorageOptions | Mapping[str, str]) -> None:
+    """The command line's ``--storage-option`` pairs, used where a command opens a location without passing
+    options (only the command line calls this; see ``_command_line_options``)."""
+    global _command_line_options
+    _command_line_options = StorageOptions.of(options)
 
 
 def global_options() -> dict[str, str]:
-    """A copy of the options ``set_storage_options`` set (for work handed to other processes: fleet tasks)."""
-    return dict(_GLOBAL_OPTIONS)
+    """The command line's options as a dict (for work a command hands to other processes: fleet tasks)."""
+    return _command_line_options.as_dict()
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -122,11 +155,11 @@ class Store:
     _cache: dict[tuple, Store] = {}
     _lock = threading.Lock()
 
-    def __init__(self, family: str, scheme: str, bucket: str, options: Mapping[str, str]):
+    def __init__(self, family: str, scheme: str, bucket: str, options: StorageOptions):
         self.family = family
         self.scheme = scheme
         self.bucket = bucket
-        self.options = dict(options)
+        self.options = options.as_dict()
         self.base = f"{scheme}://{bucket}"
         self._whole: dict[str, bytes] = {}
         self._tails: dict[str, bytes] = {}
@@ -142,11 +175,11 @@ class Store:
             raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
 
     @classmethod
-    def for_url(cls, url: str, options: Mapping[str, str] | None = None) -> Store:
+    def for_url(cls, url: str, options: StorageOptions | Mapping[str, str] | None = None) -> Store:
         scheme = url.partition("://")[0].lower()
         family, bucket, _ = split_url(url)
-        opts = dict(_GLOBAL_OPTIONS if options is None else options)
-        key = (scheme, bucket, tuple(sorted(opts.items())))
+        opts = _command_line_options if options is None else StorageOptions.of(options)
+        key = (scheme, bucket, opts)
         with cls._lock:
             store = cls._cache.get(key)
             if store is None:
@@ -337,7 +370,9 @@ class ObjectPath:
         return self.store.head(self.key) is not None
 
 
-def location(path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, str] | None = None) -> ObjectPath:
+def location(
+    path: str | os.PathLike[str] | ObjectPath, options: StorageOptions | Mapping[str, str] | None = None
+) -> ObjectPath:
     """The ``ObjectPath`` of a URL (its store opened once per bucket and options)."""
     if isinstance(path, ObjectPath):
         return path
@@ -520,6 +555,7 @@ def _remote_error(url: str, exc: BaseException) -> DataError | RunNotFoundError:
 
 __all__ = [
     "ObjectPath",
+    "StorageOptions",
     "Store",
     "is_url",
     "list_run",

@@ -1,8 +1,9 @@
-"""The ``runlog`` command line: thin typer commands over the library."""
+"""The ``runlog`` command line: thin typer commands over the library.
 
-import os
+Importing it is entering the command line: the process tweaks a library call never makes (one OpenBLAS
+thread, no Ray usage statistics, polars' footer read size, GC freezing during uploads) are enabled here,
+before numpy is imported; see ``runlog.process``."""
 
-# numpy (which pyarrow imports) starts an OpenBLAS thread pool on import, and its threads spin for a while
-# after: on a 2-core machine that took ~6 % of the CPU of a summarize that never multiplies a matrix. The
-# command line does no linear algebra, so one BLAS thread is enough; a user's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from ..process import enable_command_line_tweaks
+
+enable_command_line_tweaks()

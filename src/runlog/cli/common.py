@@ -17,6 +17,8 @@ from ..textsafe import visible
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..storage import StorageOptions
+
 INTERNAL_ERROR = 3
 
 RUN_PATH = typer.Argument(
@@ -31,11 +33,16 @@ STORAGE_OPTION = typer.Option(
 )
 
 
-def use_storage_options(pairs: list[str] | None) -> None:
-    """Apply ``--storage-option`` pairs to every remote location this command opens."""
-    from ..storage import parse_storage_options, set_storage_options
+def use_storage_options(pairs: list[str] | None) -> StorageOptions:
+    """The ``--storage-option`` pairs as the options object a command passes to ``open_run`` and the fleet
+    functions (``storage_options=``). Until every command passes it, they are also the command's default for
+    locations opened without options (``storage.set_storage_options``: the command line's, never a library
+    call's)."""
+    from ..storage import StorageOptions, set_storage_options
 
-    set_storage_options(parse_storage_options(pairs or []))
+    options = StorageOptions.parse(pairs or [])
+    set_storage_options(options)
+    return options
 
 
 def stdout_console() -> Console:
@@ -141,4 +148,7 @@ def emit_json(data: Any) -> None:
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
+    as_dict = getattr(obj, "as_dict", None)  # the library's result types (``RunInspection``) give their JSON form
+    if callable(as_dict):
+        return as_dict()
     return str(obj)

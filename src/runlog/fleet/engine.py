@@ -68,7 +68,6 @@ class RayEngine:
         self.ray = ray
         self._started = False
         if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
                 "log_to_driver": False,

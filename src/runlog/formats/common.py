@@ -14,6 +14,7 @@ from typing import Any
 from .. import schema as S
 from .._lazy import LazyModule, pl
 from ..errors import RunlogError
+from ..process import TWEAKS
 from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
     BAD_LINE,
@@ -288,8 +289,10 @@ def footer_read_size(files: list[FileInfo]) -> int | None:
 
 def _hint_footer_reads(files: list[FileInfo]) -> None:
     """Set polars' footer read size for these files: it is read when a scan starts, so the value only grows
-    within a process (no scan built earlier is left short). Never overrides the user's own setting."""
-    if _USER_FOOTER_READ_SIZE is not None:
+    within a process (no scan built earlier is left short). Only where the program opted in
+    (``runlog.process``: the command line does; a library call leaves the environment alone), and never over
+    the user's own setting."""
+    if _USER_FOOTER_READ_SIZE is not None or not TWEAKS.footer_read_size:
         return
     size = footer_read_size(files)
     if size is None:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import RunlogError, UsageError
+from ..process import TWEAKS
 from ..run import Run, open_run
 from . import plan as P
 from . import state as S
@@ -97,11 +98,14 @@ def upload_wandb(
     layout: str | None = None,
     on_step: Callable[[UploadResult, int], None] | None = None,
     on_start: Callable[[UploadResult, int], None] | None = None,
+    freeze_gc: bool | None = None,
 ) -> UploadResult:
     """Upload ``source`` to W&B (or, with ``dry_run``, only say what would be uploaded, without W&B).
 
     ``mode`` defaults to ``$WANDB_MODE``, else ``online``. ``on_start(result, steps_to_send)`` and
-    ``on_step(result, step)`` let a caller draw progress.
+    ``on_step(result, step)`` let a caller draw progress. ``freeze_gc``: keep the objects alive at the start
+    out of the cyclic GC's reach while uploading (``gc.freeze``, undone at the end); by default only where the
+    program opted in (``runlog.process``: the command line does), never behind a library caller's back.
     """
     run = source if isinstance(source, Run) else open_run(source, layout=layout)
     mode = (mode or os.environ.get("WANDB_MODE") or "online").lower()
@@ -137,7 +141,7 @@ def upload_wandb(
         return result
     # The plan (every step's values) and runlog's own modules live until the end: frozen, the cyclic GC
     # stops re-scanning them on each full collection during W&B's import and the per-step log calls.
-    with _gc_frozen():
+    with _gc_frozen(TWEAKS.freeze_gc if freeze_gc is None else freeze_gc):
         wandb = _import_wandb()
         if mode == "online":
             _check_credentials()
@@ -175,10 +179,10 @@ def upload_wandb(
 
 
 @contextlib.contextmanager
-def _gc_frozen() -> Iterator[None]:
+def _gc_frozen(enabled: bool) -> Iterator[None]:
     """Move every object alive now out of the cyclic GC's reach until the block ends (``gc.freeze``), unless
     the process froze objects itself; nothing is leaked: ``gc.unfreeze`` hands them back afterwards."""
-    if gc.get_freeze_count() or not gc.isenabled():
+    if not enabled or gc.get_freeze_count() or not gc.isenabled():
         yield
         return
     gc.freeze()

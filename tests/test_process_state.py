@@ -1,0 +1,92 @@
+"""Library calls change no process state: the environment, the garbage collector and the storage options are
+the program's. The command line opts in to its tweaks at its entry point (``runlog.process``); storage
+options travel as an explicit ``StorageOptions`` object.
+
+Each check runs in a fresh interpreter: in this one, another test may have imported ``runlog.cli`` already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runlog.storage import StorageOptions
+
+from conftest import SAMPLE_RUNS
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+LIBRARY_CALLS = """
+import gc, json, os, sys
+import polars  # it sets its allocator's variable (_RJEM_MALLOC_CONF) on import: polars' own, not runlog's
+before = dict(os.environ)
+import runlog
+from runlog.analysis.inspect import inspect_run
+from runlog.analysis.doctor import diagnose
+import runlog.storage
+run = runlog.open_run(sys.argv[1])
+run.summarize(["role", "step"])
+inspect_run(run, deep=True)
+diagnose(run)
+after = dict(os.environ)
+print(json.dumps({
+    "changed": sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)),
+    "frozen": gc.get_freeze_count(),
+    "cli_imported": "runlog.cli" in sys.modules,
+    "storage_default": runlog.storage.global_options(),
+}))
+"""
+
+
+def _python(code: str, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "RAY_USAGE_STATS_ENABLED")}
+    env.pop("POLARS_CLOUD_FOOTER_READ_SIZE", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["debate_grpo", "flink_mixed"])
+def test_library_calls_leave_environment_and_gc_alone(name: str) -> None:
+    """open_run, summarize, inspect and doctor on a Parquet run: os.environ unchanged (polars' footer read
+    size included), nothing frozen, no command-line module imported, no storage options left behind."""
+    r = _python(LIBRARY_CALLS, str(SAMPLE_RUNS / name))
+    assert r == {"changed": [], "frozen": 0, "cli_imported": False, "storage_default": {}}
+
+
+def test_the_command_line_opts_in_at_its_entry_point() -> None:
+    """Importing the command line enables the tweaks (a user's own setting wins); a run it opens then sets
+    polars' footer read size from the footers it saw."""
+    code = """
+import json, os, sys
+os.environ["RAY_USAGE_STATS_ENABLED"] = "1"
+import runlog.cli
+from runlog.process import TWEAKS
+import runlog
+runlog.open_run(sys.argv[1]).summarize(["role"])
+print(json.dumps({k: os.environ.get(k) for k in
+    ("OPENBLAS_NUM_THREADS", "RAY_USAGE_STATS_ENABLED", "POLARS_CLOUD_FOOTER_READ_SIZE")}
+    | {"freeze_gc": TWEAKS.freeze_gc}))
+"""
+    r = _python(code, str(SAMPLE_RUNS / "debate_grpo"))
+    assert r["OPENBLAS_NUM_THREADS"] == "1" and r["RAY_USAGE_STATS_ENABLED"] == "1" and r["freeze_gc"] is True
+    assert r["POLARS_CLOUD_FOOTER_READ_SIZE"] is not None and int(r["POLARS_CLOUD_FOOTER_READ_SIZE"]) >= 16 * 1024
+
+
+def test_storage_options_are_an_explicit_value() -> None:
+    a = StorageOptions.of({"AWS_Region": "eu-west-1", "aws_allow_http": "1"})
+    assert a == StorageOptions.parse(["aws_allow_http=1", "aws_region=eu-west-1"]) and hash(a) == hash(
+        StorageOptions.of(a.as_dict())
+    )
+    assert a.as_dict() == {"aws_allow_http": "1", "aws_region": "eu-west-1"} and StorageOptions.of(a) is a
+    assert not StorageOptions.of(None) and bool(a)
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        StorageOptions.parse(["aws_region"])
