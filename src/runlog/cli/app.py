@@ -19,6 +19,7 @@ from .render_cmd import render_command
 from .report_cmd import report_command
 from .summarize_cmd import summarize_command
 from .upload_cmd import upload_command
+from .watch_cmd import watch_command
 
 # What Rich reads as a markup tag (rich.markup.escape's pattern; importing rich.markup costs ~16 ms a command).
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -209,6 +210,7 @@ app.command("plot")(plot_command)
 app.command("doctor")(doctor_command)
 app.command("report")(report_command)
 app.command("diff")(diff_command)
+app.command("watch")(watch_command)
 
 
 def _literal_help_everywhere(t: typer.Typer) -> None:

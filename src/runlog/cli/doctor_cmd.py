@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
 from .filter_opts import SPLIT_OPTION
 from .output import print_out
+from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -25,6 +26,12 @@ class DoctorFormat(str, Enum):
     json = "json"
 
 
+class FailOn(str, Enum):
+    warning = "warning"
+    error = "error"
+    never = "never"
+
+
 def doctor_command(
     path: str = RUN_PATH,
     fmt: DoctorFormat = typer.Option(DoctorFormat.table, "--format", "-f", help="Output format."),
@@ -35,6 +42,19 @@ def doctor_command(
     split: str = SPLIT_OPTION,
     layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
     storage_option: list[str] = STORAGE_OPTION,
+    fail_on: FailOn = typer.Option(
+        FailOn.warning, "--fail-on", help="The least severity that makes the exit code 1 (never: always 0)."
+    ),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        help="Follow a run being written: print each finding as it appears; exit 1 at once on one of --fail-on's "
+        "severity, else 0 at --idle-exit or --timeout (docs/watch.md).",
+    ),
+    interval: float = INTERVAL_OPTION,
+    idle_exit: float = IDLE_EXIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    settle: float = SETTLE_OPTION,
 ) -> None:
     """Diagnose a run: what is going wrong, for which role, since which step.
 
@@ -43,13 +63,20 @@ def doctor_command(
     files. Each finding names the role, the first step of the sustained change (found by a noise-tolerant
     change-point search), a severity and the numbers behind it.
 
-    Exit codes: 0 no finding of severity warning or worse; 1 such findings; 2 usage error.
+    With --follow, the run is watched as it is written (for CI jobs and alerts): each new finding is printed
+    as one line (a JSON line with --format json), and the command exits 1 as soon as one of severity
+    --fail-on or worse appears; problems in files (unreadable, newer schema, gaps) count once they hold, so
+    that a file still being copied is not a failure.
+
+    Exit codes: 0 no finding of severity --fail-on (default warning) or worse; 1 such findings (with
+    --follow: the first one, or the run deleted); 2 usage error; 130 interrupted.
 
     Examples:
 
       runlog doctor sample_runs/debate_grpo  # exit 1: NaN rewards
       runlog doctor sample_runs/debate_grpo --format json | jq -c '.findings[] | {kind, role, onset_step}'  # exit 1
       runlog doctor sample_runs/debate_grpo --split eval --set kl_ratio=20 --set zero_adv=0.8
+      runlog doctor sample_runs/debate_grpo --follow --fail-on error --idle-exit 2
     """
     from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig, diagnose
@@ -60,7 +87,9 @@ def doctor_command(
         cfg = DoctorConfig.from_sources(config, sets or ())
         if split is not None:
             cfg = cfg.replace({"split": split}, "--split")
-        use_storage_options(storage_option)
+        options = use_storage_options(storage_option)
+        if follow:
+            raise typer.Exit(_follow(path, cfg, fmt, fail_on, layout, options, interval, idle_exit, timeout, settle))
         run = open_run(path, layout=layout)
         if cfg.split:
             check_filters(run, Filters(splits=(cfg.split,)))
@@ -71,7 +100,60 @@ def doctor_command(
             )
         else:
             print_out(render_findings(run.name, result))
-    raise typer.Exit(EXIT_PROBLEMS if result.failing else EXIT_OK)
+    raise typer.Exit(EXIT_PROBLEMS if _fails(result.findings, fail_on) else EXIT_OK)
+
+
+def _fails(findings: list[Any], fail_on: FailOn) -> bool:
+    from ..watch.findings import severity_rank
+
+    if fail_on == FailOn.never:
+        return False
+    return any(severity_rank(f.severity) >= severity_rank(fail_on.value) for f in findings)
+
+
+def _follow(
+    path: str,
+    cfg: Any,
+    fmt: DoctorFormat,
+    fail_on: FailOn,
+    layout: str | None,
+    options: Any,
+    interval: float,
+    idle_exit: float | None,
+    timeout: float | None,
+    settle: float | None,
+) -> int:
+    """``--follow``: findings as they appear (``watch.follow_findings``); the exit code."""
+    from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
+    from .watch_cmd import check_exists, emit_events, end_line
+
+    as_json = fmt == DoctorFormat.json
+    check_exists(path)
+    doctor = DoctorWatch(path, cfg, layout=layout, storage_options=options)
+    watcher = watcher_for(
+        path,
+        split=cfg.split or None,
+        layout=layout,
+        storage_options=options,
+        interval=interval,
+        idle_exit=idle_exit,
+        timeout=timeout,
+        doctor=doctor,
+        settle=settle,
+    )
+    try:
+        for event in follow_findings(watcher, None if fail_on == FailOn.never else fail_on.value):
+            if event.kind == "end":
+                end_line(as_json, event.data["reason"], None)
+                return EXIT_PROBLEMS if event.data["reason"] == "failing" else EXIT_OK
+            emit_events([event], as_json)
+    except RunGoneError as exc:
+        end_line(as_json, "deleted", str(exc))
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        end_line(as_json, "interrupted", None)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def render_findings(name: str, result: Any) -> Group:

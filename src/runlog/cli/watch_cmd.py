@@ -1,0 +1,293 @@
+"""``runlog watch RUN``: follow a run while it is written (a live screen, or one line per new step)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import sys
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from ..textsafe import visible
+from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
+from .filter_opts import ROLES_OPTION, SPLIT_OPTION
+
+if TYPE_CHECKING:
+    from ..watch import Event, Watcher
+
+INTERVAL_OPTION = typer.Option(2.0, "--interval", min=0.1, metavar="SECONDS", help="Seconds between two listings.")
+MAX_INTERVAL_OPTION = typer.Option(
+    None,
+    "--max-interval",
+    min=0.1,
+    metavar="SECONDS",
+    help="While nothing changes, wait ever longer between listings, up to this (default: no back-off for a "
+    "local folder; 15 x --interval, at most 60 s, for s3:// and gs://).",
+)
+IDLE_EXIT_OPTION = typer.Option(
+    None, "--idle-exit", min=0, metavar="SECONDS", help="Stop once no file has changed for this long (exit 0)."
+)
+SETTLE_OPTION = typer.Option(
+    None,
+    "--settle",
+    min=0,
+    metavar="SECONDS",
+    help="How long an unreadable file, a gap or a temporary file must last before it is a problem "
+    "(default: 3 x --interval, at least 5 s): a file being copied is not one.",
+)
+TIMEOUT_OPTION = typer.Option(None, "--timeout", min=0, metavar="SECONDS", help="Stop after this long in all (exit 0).")
+
+
+class WatchFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def watch_command(
+    path: str = RUN_PATH,
+    fmt: WatchFormat = typer.Option(
+        WatchFormat.table,
+        "--format",
+        "-f",
+        help="table: the live screen (off a terminal: a line per step); json: JSON lines.",
+    ),
+    interval: float = INTERVAL_OPTION,
+    max_interval: float = MAX_INTERVAL_OPTION,
+    once: bool = typer.Option(False, "--once", help="Show the run as it is now and stop."),
+    idle_exit: float = IDLE_EXIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    settle: float = SETTLE_OPTION,
+    split: str = SPLIT_OPTION,
+    role: list[str] = ROLES_OPTION,
+    no_doctor: bool = typer.Option(False, "--no-doctor", help="Do not run doctor's checks (they re-read the run)."),
+    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    storage_option: list[str] = STORAGE_OPTION,
+) -> None:
+    """Follow a run while it is written: steps as they arrive, per-role reward and KL, problems, findings.
+
+    On a terminal: a live screen with the latest step and rows per second; per role, the reward and KL of the
+    last steps as sparklines with their trend; problems (unreadable files, gaps, newer schema versions) and
+    doctor's findings as they appear, with their onset step; the best and worst sample of the latest step.
+    Off a terminal (a log, a script): one line per new step, problem and finding, or JSON lines with
+    --format json. Only new or changed files are read at each poll (doctor's checks re-read the run, at
+    most every few seconds). An object store (s3://, gs://) is listed with back-off while nothing changes.
+
+    A file that cannot be read right after it changed (still being copied) is retried, and reported only if it
+    stays so; a temporary file left unchanged (a writer killed mid-step) is a warning; a run folder deleted
+    ends the command with exit 1.
+
+    Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout); 1 the run was
+    deleted; 2 usage error; 130 interrupted (Ctrl-C).
+
+    Examples:
+
+      runlog watch sample_runs/debate_grpo --once
+      runlog watch sample_runs/debate_grpo --format json --idle-exit 0 | tail -n 1
+      runlog watch sample_runs/debate_grpo --role solver --interval 5
+    """
+    from ..analysis.doctor import DoctorConfig
+    from ..watch import DoctorWatch, RunGoneError, watcher_for
+
+    code = EXIT_OK
+    with handle_errors():
+        options = use_storage_options(storage_option)
+        live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
+        doctor = (
+            None
+            if no_doctor
+            else DoctorWatch(
+                path, DoctorConfig(split=split or ""), layout=layout, storage_options=options, background=True
+            )
+        )
+        watcher = watcher_for(
+            path,
+            split=split,
+            roles=tuple(dict.fromkeys(role or ())),
+            layout=layout,
+            storage_options=options,
+            interval=interval,
+            max_interval=max_interval,
+            idle_exit=0.0 if once else idle_exit,
+            timeout=timeout,
+            doctor=doctor,
+            settle=settle,
+        )
+        check_exists(path)
+        try:
+            if live_screen:
+                _live(watcher, interval, once)
+            else:
+                _lines(watcher, fmt == WatchFormat.json, once)
+        except RunGoneError as exc:
+            end_line(fmt == WatchFormat.json, "deleted", str(exc))
+            code = EXIT_PROBLEMS
+        except KeyboardInterrupt:
+            end_line(fmt == WatchFormat.json and not live_screen, "interrupted", None)
+            code = EXIT_INTERRUPTED
+        finally:
+            if doctor is not None:
+                doctor.close()
+    raise typer.Exit(code)
+
+
+def check_exists(path: str) -> None:
+    """A path that does not exist at the start is a usage error (a typo), not a run deleted."""
+    import os
+
+    from .. import storage
+
+    if not storage.is_url(path) and not os.path.exists(path):
+        raise fail(f"{path}: no such file or directory", EXIT_USAGE)
+
+
+# -- off a terminal: lines ------------------------------------------------------------------------------
+def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> None:
+    """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too)."""
+    first = True
+    while True:
+        events, delay = watcher.poll()
+        if first:
+            # The steps written before the command started: only the latest is shown.
+            steps = [e for e in events if e.kind == "step"]
+            events = [e for e in events if e.kind != "step"] + steps[-1:]
+            first = False
+        why = watcher.ended()
+        if why is not None and watcher.doctor is not None:
+            events += watcher.doctor.final()
+        emit_events(events, as_json)
+        if why is not None:
+            end_line(as_json, "once" if once else why, None)
+            return
+        until = watcher.until_end()
+        time.sleep(delay if until is None else min(delay, until + 0.01))
+
+
+def emit_events(events: list[Event], as_json: bool) -> None:
+    for e in events:
+        if as_json:
+            sys.stdout.write(json.dumps(e.as_dict(), allow_nan=False, default=str) + "\n")
+        elif e.kind == "note":
+            sys.stderr.write(f"note: {visible(str(e.data.get('message')), keep_newlines=False)}\n")
+        else:
+            sys.stdout.write(event_line(e) + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def event_line(e: Event) -> str:
+    """An event as one line of text (every value from the run escaped)."""
+    d = e.data
+
+    def v(x: Any) -> str:
+        return visible("-" if x is None else str(x), keep_newlines=False)
+
+    if e.kind == "step":
+        parts = [f"step {d['step']}", f"split {v(d.get('split'))}", f"rows {d['rows']}"]
+        for r in d["roles"]:
+            parts.append(f"{v(r['role'] or '(none)')} reward {_num(r['reward_mean'])} kl {_num(r['kl_mean'])}")
+        return ("update " if d.get("update") else "") + "  ".join(parts)
+    if e.kind in ("problem", "resolved"):
+        return f"{e.kind} {d['severity']} step {v(d['onset_step'])} {v(d['kind'])}: {v(d['path'])}: {v(d['message'])}"
+    if e.kind == "finding":
+        role = f" role {v(d['role'])}" if d.get("role") is not None else ""
+        return f"finding {d['severity']} {d['kind']}{role} step {v(d['onset_step'])}: {v(d['message'])}"
+    return f"{e.kind}: {v(d)}"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def end_line(as_json: bool, reason: str, message: str | None) -> None:
+    """The last line: why following stopped (JSON: an ``end`` event on stdout; text: a line on stderr)."""
+    if as_json:
+        sys.stdout.write(json.dumps({"event": "end", "reason": reason, "message": message}) + "\n")
+        sys.stdout.flush()
+    if message:
+        sys.stderr.write(f"Error: {visible(message, keep_newlines=False)}\n")
+    elif not as_json and reason not in ("interrupted",):
+        sys.stderr.write(f"stopped: {reason}\n")
+    sys.stderr.flush()
+
+
+# -- on a terminal: the live screen -----------------------------------------------------------------------
+@contextlib.contextmanager
+def _keys() -> Iterator[Callable[[float], str]]:
+    """A function that waits up to N seconds for a key and returns it ('' if none); the terminal is put in
+    cbreak mode (keys arrive unbuffered, Ctrl-C still interrupts) and restored on the way out."""
+    stdin = sys.stdin
+    if not stdin.isatty():
+
+        def wait_only(timeout: float) -> str:
+            time.sleep(timeout)
+            return ""
+
+        yield wait_only
+        return
+    import termios
+    import tty
+
+    fd = stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+
+        def wait_key(timeout: float) -> str:
+            ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+            if not ready:
+                return ""
+            import os
+
+            return os.read(fd, 32).decode("utf-8", "replace")
+
+        yield wait_key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _live(watcher: Watcher, interval: float, once: bool) -> None:
+    from rich.live import Live
+
+    from ..watch.screen import Screen, extremes
+
+    console = stdout_console()
+    samples_for: int | None = None
+    samples: list[Any] = []
+
+    def screen(status: str = "") -> Screen:
+        return Screen(watcher.live, watcher.doctor, samples, interval=interval, status=status)
+
+    if once:
+        watcher.poll()
+        if watcher.doctor is not None:
+            watcher.doctor.final()
+        samples = extremes(watcher.live)
+        console.print(screen())
+        return
+    with Live(screen("listing..."), console=console, auto_refresh=False, transient=False) as live, _keys() as key:
+        next_poll = 0.0
+        status = ""
+        while True:
+            now = time.monotonic()
+            if now >= next_poll:
+                events, delay = watcher.poll()
+                next_poll = time.monotonic() + delay
+                latest = watcher.live.latest
+                if latest is not None and latest.step != samples_for:
+                    samples, samples_for = extremes(watcher.live), latest.step
+                notes = [e for e in events if e.kind == "note"]
+                status = str(notes[-1].data.get("message")) if notes else status
+                why = watcher.ended()
+                if why is not None:
+                    live.update(screen(f"stopped: {why}"), refresh=True)
+                    return
+            live.update(screen(status), refresh=True)
+            pressed = key(min(1.0, max(0.0, next_poll - time.monotonic())))
+            if "q" in pressed.lower():
+                return

@@ -1,0 +1,178 @@
+"""Following a run while it is written: ``runlog watch`` and ``runlog doctor --follow`` (docs/watch.md).
+
+- ``poll``: the listing, what changed since the last one, and the back-off between polls;
+- ``live``: the state (steps, per-role figures, problems) kept up to date by opening only new or changed
+  files;
+- ``findings``: ``doctor``'s findings, re-checked when the run changed, throttled;
+- ``screen``: the live screen.
+
+``Watcher`` ties them together: each ``poll`` lists the run once, updates the state and returns what
+changed as events, and when to poll next; ``ended`` says whether ``--idle-exit`` or ``--timeout`` is due.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import RunlogError, RunNotFoundError
+from .findings import DoctorWatch
+from .live import Event, LiveRun, RunGoneError
+from .poll import Backoff, Lister, run_lister
+
+if TYPE_CHECKING:
+    from ..storage import StorageOptions
+
+__all__ = [
+    "Backoff",
+    "DoctorWatch",
+    "Event",
+    "LiveRun",
+    "RunGoneError",
+    "Watcher",
+    "follow_findings",
+    "run_lister",
+    "watcher_for",
+]
+
+
+class Watcher:
+    """One run followed: ``lister`` lists it, ``live`` keeps its state, ``doctor`` (optional) its findings.
+
+    A listing that fails for another reason than the run being gone (an object store unreachable for a while)
+    gives a note and a longer wait, never an end: the next poll tries again."""
+
+    def __init__(
+        self,
+        live: LiveRun,
+        lister: Lister,
+        backoff: Backoff,
+        *,
+        doctor: DoctorWatch | None = None,
+        idle_exit: float | None = None,
+        timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.live = live
+        self.lister = lister
+        self.backoff = backoff
+        self.doctor = doctor
+        self.idle_exit = idle_exit
+        self.timeout = timeout
+        self.clock = clock
+        self.started = clock()
+        self.last_change = self.started
+        self.failures = 0
+
+    def poll(self) -> tuple[list[Event], float]:
+        """List the run once and bring everything up to date: (events, seconds to wait before the next poll).
+        ``RunGoneError`` when the run folder (or every file of it) was deleted."""
+        try:
+            data, temp = self.lister()
+        except RunNotFoundError as exc:
+            raise RunGoneError(str(exc)) from None
+        except (RunlogError, OSError) as exc:
+            self.failures += 1
+            delay = self.backoff.next(False)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return [Event("note", {"message": f"listing failed ({reason}); trying again in {delay:.0f} s"})], delay
+        self.failures = 0
+        events = self.live.update(data, temp)
+        if self.live.changed:
+            self.last_change = self.clock()
+            if self.doctor is not None:
+                self.doctor.changed()
+        if self.doctor is not None:
+            events += self.doctor.poll()
+        return events, self.backoff.next(self.live.changed)
+
+    def ended(self) -> str | None:
+        """Why following should stop now (``idle`` or ``timeout``), or None."""
+        now = self.clock()
+        if self.timeout is not None and now - self.started >= self.timeout:
+            return "timeout"
+        if self.idle_exit is not None and now - self.last_change >= self.idle_exit:
+            return "idle"
+        return None
+
+    def until_end(self) -> float | None:
+        """Seconds until ``ended`` becomes true if nothing changes (None: never)."""
+        now = self.clock()
+        left = [
+            t
+            for t in (
+                None if self.timeout is None else self.started + self.timeout - now,
+                None if self.idle_exit is None else self.last_change + self.idle_exit - now,
+            )
+            if t is not None
+        ]
+        return max(0.0, min(left)) if left else None
+
+
+def watcher_for(
+    path: str,
+    *,
+    split: str | None = None,
+    roles: tuple[str, ...] = (),
+    layout: str | None = None,
+    storage_options: StorageOptions | None = None,
+    interval: float = 2.0,
+    max_interval: float | None = None,
+    idle_exit: float | None = None,
+    timeout: float | None = None,
+    doctor: DoctorWatch | None = None,
+    settle: float | None = None,
+) -> Watcher:
+    """A ``Watcher`` of ``path`` with the defaults of the commands: back-off up to ``max_interval`` (default:
+    none for a local folder, 15 times ``interval`` capped at a minute for an object store), and problems that
+    must hold for ``settle`` seconds (default: three polls, at least 5 s) before they are reported."""
+    from .. import storage
+
+    if max_interval is None:
+        max_interval = min(60.0, 15 * interval) if storage.is_url(path) else interval
+    live = LiveRun(
+        path,
+        split=split,
+        roles=roles,
+        layout=layout,
+        storage_options=storage_options,
+        settle=max(5.0, 3 * interval) if settle is None else settle,
+    )
+    lister = run_lister(path, layout=layout, storage_options=storage_options)
+    return Watcher(live, lister, Backoff(interval, max_interval), doctor=doctor, idle_exit=idle_exit, timeout=timeout)
+
+
+def follow_findings(
+    watcher: Watcher, fail_on: str | None, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[Event]:
+    """``runlog doctor --follow``: the findings of a run as they appear (``doctor``'s checks, and the live
+    problems as ``doctor`` words them: ``findings.issue_finding``), and notes; it ends with an ``end`` event
+    whose ``reason`` is ``failing`` as soon as a finding of severity ``fail_on`` or worse appears (None:
+    never), else ``idle`` or ``timeout`` once the watcher's limits are reached (after a last check)."""
+    from .findings import issue_finding, severity_rank
+    from .live import Issue
+
+    doctor = watcher.doctor
+    if doctor is None:
+        raise ValueError("follow_findings needs a Watcher with a DoctorWatch")
+    bar = severity_rank(fail_on) if fail_on is not None else None
+    while True:
+        events, delay = watcher.poll()
+        why = watcher.ended()
+        if why is not None:
+            events += doctor.final()
+        out = [e for e in events if e.kind in ("note", "finding")]
+        for e in events:
+            if e.kind == "problem":
+                issue = Issue(**{k: e.data[k] for k in ("kind", "path", "message", "onset_step", "severity")})
+                out += doctor.report([issue_finding(issue)])
+        yield from out
+        if bar is not None and any(e.kind == "finding" and severity_rank(e.data["severity"]) >= bar for e in out):
+            yield Event("end", {"reason": "failing"})
+            return
+        if why is not None:
+            yield Event("end", {"reason": why})
+            return
+        until = watcher.until_end()
+        sleep(delay if until is None else min(delay, until + 0.01))

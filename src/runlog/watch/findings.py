@@ -1,0 +1,148 @@
+"""Doctor findings of a run being written, as they appear.
+
+``doctor``'s checks look at whole series (a change point needs the steps before and after it), so each check
+runs ``diagnose`` on the run as it is then; it runs only after something changed, and no more often than
+``min_gap`` seconds or four times its own last duration, so that a large run is not re-read continuously.
+With ``background``, it runs on a worker thread and the caller (a live screen) never waits for it.
+
+Data problems (unreadable files, gaps) are left to ``runlog.watch.live``, which waits for a file still being
+written to settle before calling it a problem; ``diagnose`` would report it at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
+from .live import Event, Issue
+
+if TYPE_CHECKING:
+    from ..storage import StorageOptions
+
+DATA_KINDS = frozenset({"data_problem", "step_gaps"})
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+def issue_finding(issue: Issue) -> Finding:
+    """A live problem as the finding ``doctor`` makes of it: an unreadable or newer-version file is an error,
+    a warning stays one (``info`` in ``doctor``'s terms: nothing to fix in the data), a gap is a warning."""
+    if issue.kind == "step_gap":
+        return Finding("step_gaps", "warning", f"{issue.path}: {issue.message}", None, issue.onset_step)
+    severity = "info" if issue.severity == "warning" else "error"
+    evidence = {"problem_kind": issue.kind, "path": issue.path}
+    return Finding(
+        "data_problem", severity, f"{issue.kind}: {issue.path}: {issue.message}", None, issue.onset_step, evidence
+    )
+
+
+class DoctorWatch:
+    """Re-diagnoses ``path`` when it changed (see the module's docstring) and reports new findings, or
+    findings whose severity rose, as ``finding`` events."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: DoctorConfig,
+        *,
+        layout: str | None = None,
+        storage_options: StorageOptions | None = None,
+        min_gap: float = 2.0,
+        background: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.layout = layout
+        self.storage_options = storage_options
+        self.min_gap = min_gap
+        self.clock = clock
+        self.findings: list[Finding] = []
+        self.notes: list[str] = []
+        self.checked_at: float | None = None  # wall time of the last finished check
+        self.error: str | None = None
+        self._seen: dict[tuple[str, str | None], int] = {}
+        self._dirty = False
+        self._last_start = -float("inf")
+        self._last_cost = 0.0
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "runlog-doctor") if background else None
+        self._future: concurrent.futures.Future[Any] | None = None
+
+    def changed(self) -> None:
+        """The run changed: a check is due (once the throttle allows)."""
+        self._dirty = True
+
+    def poll(self) -> list[Event]:
+        """Collect a finished background check; start (or, in the foreground, run) a check when one is due."""
+        events = self._collect()
+        now = self.clock()
+        running = self._future is not None and not self._future.done()
+        if self._dirty and not running and now - self._last_start >= max(self.min_gap, 4 * self._last_cost):
+            self._dirty = False
+            self._last_start = now
+            if self._pool is None:
+                events += self._finish(self._check())
+            else:
+                self._future = self._pool.submit(self._check)
+        return events
+
+    def final(self) -> list[Event]:
+        """Wait for a running check, then check once more if anything changed since it began."""
+        events = self._collect(wait=True)
+        if self._dirty:
+            self._dirty = False
+            events += self._finish(self._check())
+        return events
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _collect(self, wait: bool = False) -> list[Event]:
+        if self._future is None or not (wait or self._future.done()):
+            return []
+        future, self._future = self._future, None
+        return self._finish(future.result())
+
+    def _check(self) -> tuple[list[Finding], list[str], str | None, float]:
+        """``diagnose`` on the run as it is now: (findings, notes, error message, seconds it took)."""
+        from ..analysis.doctor import diagnose
+        from ..errors import RunlogError
+        from ..run import open_run
+
+        t0 = self.clock()
+        try:
+            run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
+            result = diagnose(run, self.config)
+        except (RunlogError, OSError) as exc:  # a run changing under the check: say so, try again later
+            return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
+        return result.findings, result.notes, None, self.clock() - t0
+
+    def _finish(self, result: tuple[list[Finding], list[str], str | None, float]) -> list[Event]:
+        findings, notes, error, cost = result
+        self._last_cost = cost
+        self.error = error
+        if error is not None:
+            self._dirty = True
+            return [Event("note", {"message": f"doctor: {error}; retrying"})]
+        self.findings = [f for f in findings if f.kind not in DATA_KINDS]
+        self.notes = notes
+        self.checked_at = time.time()
+        return self.report(self.findings)
+
+    def report(self, findings: list[Finding]) -> list[Event]:
+        """``finding`` events for the findings not reported yet, or reported at a lower severity."""
+        events = []
+        for f in findings:
+            key = (f.kind, f.role)
+            rank = severity_rank(f.severity)
+            if self._seen.get(key, -1) < rank:
+                self._seen[key] = rank
+                events.append(Event("finding", f.as_dict()))
+        return events

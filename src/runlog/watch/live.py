@@ -1,0 +1,426 @@
+"""The live state of a run being written, kept up to date from what changed since the last poll.
+
+``LiveRun.update`` takes one listing (``runlog.watch.poll``) and opens only the files that are new or changed
+(plus the manifest, which readers need): each file's probe (steps, rows, problems) is kept per file version,
+and only the steps those files hold are summarised again (``summarize`` by step and role, so each step's
+figures equal a cold read's). What changed comes back as ``Event``s: a new (or updated) step, a problem that
+appeared or went away, a note.
+
+A file that cannot be read right after it changed may still be being written (a copy in progress): it is
+retried on every poll, and only reported as a problem once it has stayed unreadable and unchanged for
+``settle`` seconds. The same holds for a gap between steps (an object store may list a later upload first)
+and for a temporary file left behind (a writer killed mid-step).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..analysis.filters import Filters, StepRange
+from ..analysis.inspect import step_gaps
+from ..formats.base import UNREADABLE, WARNING, FileInfo
+from ..run import Run
+from .poll import Listing, Version, diff
+
+if TYPE_CHECKING:
+    from ..storage import StorageOptions
+
+RATE_WINDOW_S = 120.0
+_STEP_IN_NAME = re.compile(r"step_0*(\d+)")
+
+
+@dataclass
+class RoleStep:
+    """One role's figures at one step (``summarize``'s ``reward_mean``, ``kl_mean``, ``reward_count``)."""
+
+    reward_mean: float | None
+    kl_mean: float | None
+    count: int
+
+
+@dataclass
+class StepStats:
+    step: int
+    rows: int
+    roles: dict[str | None, RoleStep]
+    arrived: float  # unix time its newest file was written (local runs) or first listed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "rows": self.rows,
+            "roles": [
+                {"role": r, "reward_mean": _finite(v.reward_mean), "kl_mean": _finite(v.kl_mean), "count": v.count}
+                for r, v in self.roles.items()
+            ],
+        }
+
+
+@dataclass
+class FileRecord:
+    """What is known of one listed file: its version, when that version was first listed, and its probe."""
+
+    version: Version
+    listed_at: float
+    info: FileInfo | None = None
+    pending: bool = False  # unreadable right after a change: retried until it settles
+
+
+@dataclass
+class Issue:
+    """A problem as the live view shows it: a file problem, a gap, a leftover temporary file."""
+
+    kind: str
+    path: str
+    message: str
+    onset_step: int | None
+    severity: str  # error | warning
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "message": self.message,
+            "onset_step": self.onset_step,
+            "severity": self.severity,
+        }
+
+
+@dataclass
+class Event:
+    """Something that changed: ``step`` (new or ``update``), ``problem``, ``resolved``, ``note``, ``finding``,
+    ``end``."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.data}
+
+
+class RunGoneError(Exception):
+    """Every file of the run disappeared, or its folder did."""
+
+
+class LiveRun:
+    """The state of one run (one split) as it grows; see the module's docstring."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        split: str | None = None,
+        roles: Sequence[str] = (),
+        layout: str | None = None,
+        storage_options: StorageOptions | None = None,
+        settle: float = 6.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.split_option = split
+        self.split: str | None = split
+        self.role_filter = tuple(roles)
+        self.layout = layout
+        self.storage_options = storage_options
+        self.settle = settle
+        self.clock = clock
+        self.files: dict[str, FileRecord] = {}
+        self.temp: dict[str, FileRecord] = {}
+        self.steps: dict[int, StepStats] = {}
+        self.issues: dict[tuple[str, str], Issue] = {}
+        self._waiting: dict[tuple[str, str], tuple[float, Issue]] = {}  # seen, not yet settled
+        self.name: str = os.path.basename(str(path).rstrip("/")) or str(path)
+        self.role_order: list[str] = []
+        self.polls = 0
+        self.last_change: float | None = None
+        self.changed = False  # the last update's listing differed from the one before
+        self._last_run: Run | None = None
+
+    # -- the poll -------------------------------------------------------------------------------------
+    def update(self, listing: Listing, temp: Listing | None = None) -> list[Event]:
+        """Bring the state up to date with ``listing`` (and the temporary files ``temp``); the events."""
+        now = self.clock()
+        first = self.polls == 0
+        self.polls += 1
+        events: list[Event] = []
+        changes = diff({k: r.version for k, r in self.files.items()}, listing)
+        if self.files and listing == {} and changes.removed:
+            raise RunGoneError(f"{self.path}: every file of the run was deleted")
+        affected: set[int] = set()
+        for rel in changes.removed:
+            rec = self.files.pop(rel)
+            affected.update(self._steps_of(rec.info))
+            events += self._drop_issues(_of_path(rel))
+            events.append(Event("note", {"message": f"{rel}: removed"}))
+        for rel in (*changes.added, *changes.changed):
+            old = self.files.get(rel)
+            if old is not None:
+                affected.update(self._steps_of(old.info))
+            self.files[rel] = FileRecord(listing[rel], now)
+        to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
+        to_read = list(dict.fromkeys(to_read))
+        self.changed = bool(changes)
+        if changes:
+            self.last_change = now
+        if to_read:
+            run = self._open(None if first else to_read)
+            if run is not None:
+                self._last_run = run
+                if first and run.manifest and run.manifest.get("name"):
+                    self.name = str(run.manifest["name"])
+                if first:
+                    self.role_order = run.role_names()
+                events += self._take(run, to_read, now, affected)
+                events += self._choose_split(affected)
+                events += self._recompute(run, affected)
+        events += self._temporary(temp or {}, now)
+        events += self._gaps(now)
+        return events
+
+    def _open(self, only: list[str] | None) -> Run | None:
+        from ..run import open_run
+
+        if only is not None:
+            manifests = [r for r, rec in self.files.items() if rec.info is not None and rec.info.kind == "manifest"]
+            only = list(dict.fromkeys([*manifests, *only]))
+        return open_run(self.path, layout=self.layout, storage_options=self.storage_options, only=only)
+
+    def _take(self, run: Run, read: list[str], now: float, affected: set[int]) -> list[Event]:
+        """Record the probes of the files just read and their problems (the unreadable ones of a file that
+        just changed are held back: it may still be being written)."""
+        events: list[Event] = []
+        infos = {f.path: f for f in run.files}
+        by_path: dict[str, list[Any]] = {}
+        for p in run.problems:
+            by_path.setdefault(p.path, []).append(p)
+        for rel in read:
+            rec = self.files.get(rel)
+            if rec is None:
+                continue
+            info = infos.get(rel)
+            rec.info = info
+            affected.update(self._steps_of(info))
+            problems = by_path.pop(rel, [])
+            torn = info is not None and not info.readable and any(p.kind == UNREADABLE for p in problems)
+            young = now - _written(rec) < self.settle
+            if torn and young:
+                if not rec.pending:
+                    events.append(
+                        Event("note", {"message": f"{rel}: incomplete (still being written?); retrying", "path": rel})
+                    )
+                rec.pending = True
+                continue
+            if rec.pending and info is not None and info.readable:
+                events.append(Event("note", {"message": f"{rel}: complete now", "path": rel}))
+            rec.pending = False
+            events += self._set_file_issues(rel, info, problems)
+        for rel, problems in by_path.items():  # problems of files not opened (ignored, unmatched)
+            if rel in self.files:
+                events += self._set_file_issues(rel, infos.get(rel), problems)
+        return events
+
+    def _set_file_issues(self, rel: str, info: FileInfo | None, problems: list[Any]) -> list[Event]:
+        onset = info.step if info is not None else _step_in_name(rel)
+        current = {
+            (rel, p.kind): Issue(p.kind, rel, p.message, onset, "warning" if p.kind == WARNING else "error")
+            for p in problems
+        }
+        events = self._drop_issues(lambda key: key[0] == rel and key not in current)
+        for key, issue in current.items():
+            if key not in self.issues or self.issues[key].message != issue.message:
+                self.issues[key] = issue
+                events.append(Event("problem", issue.as_dict()))
+        return events
+
+    def _drop_issues(self, which: Callable[[tuple[str, str]], bool]) -> list[Event]:
+        gone = [k for k in self.issues if which(k)]
+        self._waiting = {k: v for k, v in self._waiting.items() if not which(k)}
+        return [Event("resolved", self.issues.pop(k).as_dict()) for k in gone]
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def _sample_infos(self) -> list[FileInfo]:
+        return [
+            r.info
+            for r in self.files.values()
+            if r.info is not None and r.info.kind == "samples" and r.info.readable and not r.pending
+        ]
+
+    def _steps_of(self, info: FileInfo | None) -> list[int]:
+        if info is None or info.kind != "samples" or (self.split and info.split not in (None, self.split)):
+            return []
+        return info.all_steps()
+
+    def _choose_split(self, affected: set[int]) -> list[Event]:
+        """The split shown: ``--split``, else ``train``, else the only (or first) one; when it changes, every
+        step is summarised again."""
+        if self.split_option is not None:
+            return []
+        splits = sorted({f.split for f in self._sample_infos() if f.split})
+        choice = ("train" if "train" in splits else splits[0]) if splits else None
+        if choice == self.split:
+            return []
+        self.split = choice
+        self.steps.clear()
+        affected.update(s for f in self._sample_infos() for s in self._steps_of(f))
+        return [Event("note", {"message": f"showing split {choice}"})] if choice else []
+
+    def _recompute(self, run: Run, affected: set[int]) -> list[Event]:
+        """Summarise the ``affected`` steps again from every file that holds them."""
+        from ..analysis.summarize import summarize
+
+        if not affected:
+            return []
+        files = [f for f in self._sample_infos() if set(self._steps_of(f)) & affected]
+        old = {s: self.steps.pop(s) for s in list(self.steps) if s in affected}
+        events: list[Event] = []
+        if files:
+            sub = Run(root=run.root, files=files, ctx=run.ctx)
+            steps = StepRange.parse(",".join(str(s) for s in sorted(affected))) if len(affected) < 500 else StepRange()
+            filters = Filters(splits=(self.split,) if self.split else (), steps=steps)
+            df = summarize(sub, ["step", "role"], filters=filters, split_key=False)
+            rows: dict[int, int] = {}
+            arrived: dict[int, float] = {}
+            for f in files:
+                for s in self._steps_of(f):
+                    rows[s] = rows.get(s, 0) + (f.rows or 0) // max(1, len(f.all_steps()))
+                    arrived[s] = max(arrived.get(s, 0.0), self._arrival(f.path))
+            for r in df.iter_rows(named=True):
+                s = int(r["step"])
+                st = self.steps.setdefault(s, StepStats(s, rows.get(s, 0), {}, arrived.get(s, self.clock())))
+                role = r["role"]
+                if role is not None and role not in self.role_order:
+                    self.role_order.append(role)
+                st.roles[role] = RoleStep(r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0))
+        order: dict[str | None, int] = {r: i for i, r in enumerate(self.role_order)}
+        for s in sorted(set(self.steps) & affected):
+            st = self.steps[s]
+            st.roles = dict(sorted(st.roles.items(), key=lambda kv: (kv[0] is None, order.get(kv[0], len(order)))))
+            before = old.get(s)
+            if before is None:
+                events.append(Event("step", {"split": self.split, **st.as_dict()}))
+            elif before.as_dict() != st.as_dict():
+                events.append(Event("step", {"split": self.split, **st.as_dict(), "update": True}))
+        return events
+
+    def _arrival(self, rel: str) -> float:
+        return _written(self.files[rel])
+
+    # -- problems that need time to tell ----------------------------------------------------------------
+    def _temporary(self, temp: Listing, now: float) -> list[Event]:
+        """A temporary file that stays unchanged for ``settle`` seconds was left by a writer that stopped
+        mid-file (killed?); it is a warning, which goes away with the file."""
+        events: list[Event] = []
+        for rel in list(self.temp):
+            if rel not in temp or self.temp[rel].version != temp[rel]:
+                del self.temp[rel]
+        for rel, version in temp.items():
+            self.temp.setdefault(rel, FileRecord(version, now))
+        events += self._drop_issues(lambda k: k[1] == "leftover_temporary" and k[0] not in self.temp)
+        for rel, rec in self.temp.items():
+            key = (rel, "leftover_temporary")
+            issue = Issue(
+                "leftover_temporary",
+                rel,
+                "temporary file unchanged since it was first seen: a writer stopped mid-file (killed?)",
+                _step_in_name(rel),
+                "warning",
+            )
+            events += self._after_settling(key, issue, now, _written(rec))
+        return events
+
+    def _gaps(self, now: float) -> list[Event]:
+        """Missing steps between the first and the last (``inspect``'s rule: the stride of the split's steps);
+        a gap is reported once it has lasted ``settle`` seconds, and resolved when its steps arrive."""
+        readable = sorted({s for f in self._sample_infos() for s in self._steps_of(f)})
+        known = sorted({s for r in self.files.values() for s in self._steps_of(r.info)})
+        stride, gaps = step_gaps(readable, known)
+        current = {(f"{self.split or ''}:{a}-{b}", "step_gap"): (a, b) for a, b in gaps}
+        events = self._drop_issues(lambda k: k[1] == "step_gap" and k not in current)
+        for key, (a, b) in current.items():
+            what = f"step {a}" if a == b else f"steps {a}-{b}"
+            issue = Issue("step_gap", f"split {self.split}", f"{what} missing", a, "warning")
+            after = self.steps.get(b + stride)
+            events += self._after_settling(key, issue, now, after.arrived if after is not None else now)
+        return events
+
+    def _after_settling(self, key: tuple[str, str], issue: Issue, now: float, since: float) -> list[Event]:
+        """Report ``issue`` once it has held for ``settle`` seconds since ``since`` (when its cause was written,
+        where known)."""
+        if key in self.issues:
+            return []
+        seen, _ = self._waiting.setdefault(key, (min(since, now), issue))
+        if now - seen < self.settle:
+            return []
+        del self._waiting[key]
+        self.issues[key] = issue
+        return [Event("problem", issue.as_dict())]
+
+    # -- what the view shows ----------------------------------------------------------------------------
+    @property
+    def latest(self) -> StepStats | None:
+        return self.steps[max(self.steps)] if self.steps else None
+
+    def roles(self) -> list[str | None]:
+        """Roles to show: ``--role`` if given, else every named role in order of appearance, then None (the
+        samples without per-role data) if there are such rows."""
+        present = {r for st in self.steps.values() for r in st.roles}
+        if self.role_filter:
+            return [r for r in self.role_filter if r in present]
+        named: list[str | None] = [r for r in self.role_order if r in present]
+        return named + ([None] if None in present else [])
+
+    def series(self, role: str | None, what: str, last: int) -> list[tuple[int, float | None]]:
+        """(step, value) of ``what`` (``reward_mean`` or ``kl_mean``) for ``role`` over the ``last`` steps."""
+        out: list[tuple[int, float | None]] = []
+        for s in sorted(self.steps)[-last:]:
+            v = self.steps[s].roles.get(role)
+            out.append((s, None if v is None else getattr(v, what)))
+        return out
+
+    def rows_per_second(self) -> float | None:
+        """Rows written per second over the last two minutes: the rows of the steps that arrived in that
+        window, after the first of them, over the time since that first one (so the rate falls when the
+        writer stalls). None with fewer than two steps in the window."""
+        now = self.clock()
+        recent = sorted((st.arrived, st.rows) for st in self.steps.values() if st.arrived >= now - RATE_WINDOW_S)
+        if len(recent) < 2 or now <= recent[0][0]:
+            return None
+        return sum(rows for _, rows in recent[1:]) / (now - recent[0][0])
+
+    def newest_arrival(self) -> float | None:
+        return max((st.arrived for st in self.steps.values()), default=None)
+
+    def latest_run(self) -> Run | None:
+        """The latest step's readable sample files as a ``Run`` (for its best and worst sample)."""
+        st, last = self.latest, self._last_run
+        if st is None or last is None:
+            return None
+        files = [f for f in self._sample_infos() if st.step in self._steps_of(f)]
+        return Run(root=last.root, files=files, ctx=last.ctx) if files else None
+
+
+def _of_path(rel: str) -> Callable[[tuple[str, str]], bool]:
+    return lambda key: key[0] == rel
+
+
+def _written(rec: FileRecord) -> float:
+    """When a file version was written: its modification time for a local file, else when it was first
+    listed (an object store's clock is not ours)."""
+    stamp = rec.version[1]
+    if stamp is not None and len(stamp) == 4 and isinstance(stamp[1], int):
+        return min(stamp[1] / 1e9, rec.listed_at)
+    return rec.listed_at
+
+
+def _step_in_name(rel: str) -> int | None:
+    m = _STEP_IN_NAME.search(rel.rpartition("/")[2])
+    return int(m.group(1)) if m else None
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or v != v or v in (float("inf"), float("-inf")) else float(v)

@@ -1,0 +1,98 @@
+"""Polling a run that is still being written: its listing, what changed since the last one, and when to look
+again (back-off while nothing changes, for object stores whose listings cost a request each).
+
+The listing is the only thing read on every poll; files are opened only when they are new or changed
+(``runlog.watch.live``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import storage
+from ..errors import RunNotFoundError
+
+if TYPE_CHECKING:
+    from ..storage import StorageOptions
+
+# What identifies one version of a file: (size, stamp); the stamp changes whenever the file is rewritten.
+Version = tuple[int, tuple | None]
+Listing = dict[str, Version]
+Lister = Callable[[], tuple[Listing, Listing]]
+
+TEMP_SUFFIXES = (".tmp", ".partial")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Run-relative paths added, rewritten (size or stamp changed) and removed between two listings."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def diff(before: Mapping[str, Version], after: Mapping[str, Version]) -> Changes:
+    """What changed from ``before`` to ``after`` (sorted paths)."""
+    added = tuple(sorted(p for p in after if p not in before))
+    changed = tuple(sorted(p for p, v in after.items() if p in before and before[p] != v))
+    removed = tuple(sorted(p for p in before if p not in after))
+    return Changes(added, changed, removed)
+
+
+@dataclass
+class Backoff:
+    """The wait before the next poll: ``interval`` after a poll that found something (or the first), then
+    ``factor`` times longer after each poll that found nothing, up to ``max_interval``. A listing that failed
+    (an object store unreachable for a while) counts as one that found nothing."""
+
+    interval: float
+    max_interval: float
+    factor: float = 2.0
+    current: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.max_interval = max(self.max_interval, self.interval)
+        self.current = self.interval
+
+    def next(self, found: bool) -> float:
+        """The delay before the next poll, after a poll that ``found`` something new or not."""
+        if found:
+            self.current = self.interval
+        else:
+            self.current = min(self.current * self.factor, self.max_interval)
+        return self.current
+
+
+def is_temporary(rel: str) -> bool:
+    """A file a writer has not finished: hidden (``.step_3.p0.parquet.tmp``, rsync's ``.name.XXXXXX``) or with
+    a temporary suffix. Never read as data; one that stays is a sign of a writer killed mid-file."""
+    name = rel.rpartition("/")[2]
+    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
+
+
+def run_lister(
+    path: str | os.PathLike[str], *, layout: str | None = None, storage_options: StorageOptions | None = None
+) -> Lister:
+    """A lister of the run at ``path`` (a local folder or an object-store URL): each call lists it once and
+    returns (data files, temporary files), each ``{run-relative path: (size, stamp)}``.
+    ``RunNotFoundError`` when the run is gone."""
+    from ..run import list_files
+
+    def list_once() -> tuple[Listing, Listing]:
+        if not storage.is_url(path) and not os.path.isdir(path):
+            raise RunNotFoundError(f"{path}: no such folder (deleted?)")
+        _, entries = list_files(path, storage_options, prefetch=False, layout=layout)
+        data: Listing = {}
+        temp: Listing = {}
+        for _, rel, size, _, stamp in entries:
+            (temp if is_temporary(rel) else data)[rel] = (size, stamp)
+        return data, temp
+
+    return list_once

@@ -1,0 +1,273 @@
+"""The live screen of ``runlog watch``: a rich renderable drawn from a ``LiveRun`` at any width.
+
+Every string from the run (its name, roles, paths, problem messages, sample ids and texts) is made inert
+(``render.safe.one_line``: control and invisible characters shown as escapes) and drawn as ``rich.text.Text``,
+which never reads markup; every line is cut to the screen's width.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..render.safe import one_line
+from .findings import DoctorWatch
+from .live import LiveRun
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.text import Text
+
+BARS = "▁▂▃▄▅▆▇█"
+MAX_LINES = 6  # problems, findings: the most recent ones beyond this are counted, not shown
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One bar per value, scaled between the values' minimum and maximum; a missing or NaN value is a space."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return " " * len(values)
+    lo, hi = min(finite), max(finite)
+    out = []
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(" ")
+        elif hi == lo:
+            out.append(BARS[3])
+        else:
+            out.append(BARS[min(len(BARS) - 1, int((v - lo) / (hi - lo) * len(BARS)))])
+    return "".join(out)
+
+
+def trend(values: Sequence[float | None]) -> float | None:
+    """The change over the window of a least-squares line through the values (None with fewer than 3)."""
+    pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx = sum(i for i, _ in pts) / n
+    my = sum(v for _, v in pts) / n
+    sxx = sum((i - mx) ** 2 for i, _ in pts)
+    slope = sum((i - mx) * (v - my) for i, v in pts) / sxx if sxx else 0.0
+    return slope * (pts[-1][0] - pts[0][0])
+
+
+def trend_text(values: Sequence[float | None]) -> str:
+    """``↑+0.12``, ``↓-0.3``, ``→+0.001`` (flat: within a quarter of the values' spread), or empty."""
+    change = trend(values)
+    if change is None:
+        return ""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    mean = sum(finite) / len(finite)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
+    arrow = "→" if abs(change) <= 0.25 * sd or change == 0 else ("↑" if change > 0 else "↓")
+    return f"{arrow}{change:+.2g}"
+
+
+def num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if not math.isfinite(v):
+        return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return f"{v:.3g}" if v == 0 or 1e-3 <= abs(v) < 1e5 else f"{v:.2e}"
+
+
+def ago(t: float | None, now: float) -> str:
+    if t is None:
+        return "-"
+    s = max(0.0, now - t)
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+
+@dataclass
+class SampleLine:
+    """The best or worst sample of a step, as one line: its reward, id and (the start of) its text."""
+
+    label: str
+    reward: float | None
+    sample_id: str | None
+    text: str
+
+
+def extremes(live: LiveRun) -> list[SampleLine]:
+    """The best and the worst sample of the latest step (by the sample reward, or by the one ``--role``'s
+    reward), reading that step's files only; empty when the step has no ranked sample."""
+    from ..errors import RunlogError
+    from ..render import Criteria, conversations
+
+    run = live.latest_run()
+    if run is None or live.latest is None:
+        return []
+    role = live.role_filter[0] if len(live.role_filter) == 1 else None
+    criteria = Criteria(steps=str(live.latest.step), split=live.split, best=1, worst=1, role=role)
+    try:
+        convs, _ = conversations(run, criteria)
+    except (RunlogError, OSError):
+        return []
+    out = []
+    for label, conv in zip(("best", "worst"), convs, strict=False):
+        reward = None
+        if conv.reward is not None:
+            reward = conv.reward.total
+            if role is not None:
+                reward = next((r.reward for r in conv.reward.roles if r.role == role), None)
+        out.append(SampleLine(label, reward, conv.sample_id, sample_text(conv)))
+    return out
+
+
+def sample_text(conv: Any) -> str:
+    """The sample's last assistant words (reasoning left out), else its last turn's text, on one line."""
+    from ..render.model import strip_think
+
+    turns = [t for t in conv.turns if t.content]
+    said = [t for t in turns if t.role == "assistant"] or turns
+    if not said:
+        return ""
+    return one_line(" ".join((strip_think(said[-1].content) or "").split()))
+
+
+class Screen:
+    """What ``runlog watch`` shows on a terminal (see the module's docstring)."""
+
+    def __init__(
+        self,
+        live: LiveRun,
+        doctor: DoctorWatch | None,
+        samples: list[SampleLine],
+        *,
+        interval: float,
+        status: str = "",
+    ) -> None:
+        self.live = live
+        self.doctor = doctor
+        self.samples = samples
+        self.interval = interval
+        self.status = status
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        for line in self.lines(width):
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+            line.truncate(width, overflow="ellipsis")
+            yield line
+
+    def lines(self, width: int) -> list[Text]:
+        from rich.text import Text
+
+        live, now = self.live, time.time()
+        out: list[Text] = []
+        head = Text()
+        head.append("runlog watch ", style="bold")
+        head.append(one_line(live.name), style="bold cyan")
+        if live.split:
+            head.append(f"  split {one_line(live.split)}", style="dim")
+        out.append(head)
+        st = live.latest
+        info = Text()
+        if st is None:
+            info.append("waiting for the first step...", style="dim")
+        else:
+            rate = live.rows_per_second()
+            info.append(f"step {st.step}", style="bold")
+            info.append(f"  {st.rows:,} rows/step  ")
+            info.append("-" if rate is None else f"{rate:,.1f}", style="bold")
+            info.append(" rows/s  ")
+            info.append(f"last step {ago(live.newest_arrival(), now)} ago", style="dim")
+        out.append(info)
+        out.append(Text(""))
+        out += self._roles(width)
+        out += self._problems()
+        out += self._findings(now)
+        out += self._samples(width)
+        footer = Text("q quits", style="dim")
+        if self.status:
+            footer.append(f"  {one_line(self.status)}", style="dim")
+        out.append(footer)
+        return out
+
+    def _roles(self, width: int) -> list[Text]:
+        from rich.text import Text
+
+        from ..render.colours import role_colour
+
+        roles = self.live.roles()
+        if not roles:
+            return []
+        name_w = min(max(len(one_line(r or "(none)")) for r in roles), 14)
+        fixed = name_w + 2 * (1 + 7 + 1 + 7 + 1) + 1  # name, then twice: space, value, space, trend, space
+        spark = max(4, min(40, (width - fixed) // 2))
+        out = [
+            Text(
+                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 16}} {'KL':<{spark + 16}}",
+                style="dim",
+            )
+        ]
+        for role in roles:
+            line = Text()
+            line.append(f"{one_line(role or '(none)')[:name_w]:<{name_w}}", style=f"bold {role_colour(role)}")
+            for what in ("reward_mean", "kl_mean"):
+                values = [v for _, v in self.live.series(role, what, spark)]
+                line.append(" ")
+                line.append(f"{sparkline(values):<{spark}}", style="green" if what == "reward_mean" else "magenta")
+                line.append(f" {num(values[-1] if values else None):>7} ")
+                line.append(f"{trend_text(values):<7}", style="dim")
+            out.append(line)
+        return out
+
+    def _problems(self) -> list[Text]:
+        from rich.text import Text
+
+        issues = list(self.live.issues.values())
+        if not issues:
+            return []
+        out = [Text(""), Text(f"problems ({len(issues)})", style="bold")]
+        for issue in issues[-MAX_LINES:]:
+            line = Text("  ")
+            line.append(f"{issue.severity:<7} ", style=SEVERITY_STYLE.get(issue.severity, ""))
+            line.append(f"step {issue.onset_step if issue.onset_step is not None else '-'}  ")
+            line.append(one_line(f"{issue.kind}: {issue.path}: {issue.message}"))
+            out.append(line)
+        return out
+
+    def _findings(self, now: float) -> list[Text]:
+        from rich.text import Text
+
+        doc = self.doctor
+        if doc is None:
+            return []
+        when = "not yet checked" if doc.checked_at is None else f"checked {ago(doc.checked_at, now)} ago"
+        out = [Text(""), Text(f"doctor ({when})", style="bold")]
+        if doc.error:
+            out.append(Text(f"  {one_line(doc.error)}", style="dim"))
+        if doc.checked_at is not None and not doc.findings:
+            out.append(Text("  no findings", style="green"))
+        for f in doc.findings[:MAX_LINES]:
+            line = Text("  ")
+            line.append(f"{f.severity:<7} ", style=SEVERITY_STYLE.get(f.severity, ""))
+            line.append(f"step {f.onset_step if f.onset_step is not None else '-'}  ")
+            line.append(one_line(f.message))
+            out.append(line)
+        if len(doc.findings) > MAX_LINES:
+            out.append(Text(f"  ... {len(doc.findings) - MAX_LINES} more (runlog doctor)", style="dim"))
+        return out
+
+    def _samples(self, width: int) -> list[Text]:
+        from rich.text import Text
+
+        if not self.samples:
+            return []
+        out = [Text("")]
+        for s in self.samples:
+            line = Text()
+            line.append(f"{s.label:<5} ", style="bold green" if s.label == "best" else "bold red")
+            line.append(f"{num(s.reward):>6}  ")
+            line.append(one_line(s.sample_id or "-")[:24], style="dim")
+            line.append("  ")
+            line.append(s.text[: max(0, width * 2)])
+            out.append(line)
+        return out
