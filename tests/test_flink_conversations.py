@@ -13,6 +13,7 @@ import pytest
 from flink_gen import SHAPES, write_flink_run
 from runlog import open_run
 from runlog.analysis.doctor import diagnose
+from runlog.analysis.summarize import summarize
 from runlog.render import conversation_from_row
 
 from conftest import SAMPLE_RUNS
@@ -173,7 +174,7 @@ def test_numeric_view_never_parses_agent_trajectories(tmp_path, monkeypatch):
 
     monkeypatch.setattr("runlog.formats.flink.conversation", boom)
     run = open_run(gen.root)
-    df = run.summarize(["role", "step"], prompt_groups=True)
+    df = summarize(run, ["role", "step"], prompt_groups=True)
     assert df["zero_adv_frac"].null_count() == 0
     with pytest.raises(Exception, match="parsed a conversation"):
         run.samples.select("prompt").collect()

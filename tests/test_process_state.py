@@ -30,7 +30,7 @@ from runlog.analysis.inspect import inspect_run
 from runlog.analysis.doctor import diagnose
 import runlog.storage
 run = runlog.open_run(sys.argv[1])
-run.summarize(["role", "step"])
+runlog.summarize(run, ["role", "step"])
 inspect_run(run, deep=True)
 diagnose(run)
 after = dict(os.environ)
@@ -71,7 +71,7 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "1"
 import runlog.cli
 from runlog.process import TWEAKS
 import runlog
-runlog.open_run(sys.argv[1]).summarize(["role"])
+runlog.summarize(runlog.open_run(sys.argv[1]), ["role"])
 print(json.dumps({k: os.environ.get(k) for k in
     ("OPENBLAS_NUM_THREADS", "RAY_USAGE_STATS_ENABLED", "POLARS_CLOUD_FOOTER_READ_SIZE")}
     | {"freeze_gc": TWEAKS.freeze_gc}))

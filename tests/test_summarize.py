@@ -87,7 +87,7 @@ def handmade(tmp_path):
 
 
 def test_by_role_exact(handmade):
-    df = handmade.summarize(["role"])
+    df = S.summarize(handmade, ["role"])
     assert df["role"].to_list() == ["judge", "solver", "verifier"]
     solver = df.row(1, named=True)
     valid = [1.0, 1.0, 1.0, 0.5, 0.0]
@@ -119,32 +119,32 @@ def test_by_role_exact(handmade):
 
 
 def test_single_sample_role_has_null_std(handmade):
-    df = handmade.summarize(["role", "step"], filters=S.Filters(roles=["judge"], steps=S.StepRange(1, 1)))
+    df = S.summarize(handmade, ["role", "step"], filters=S.Filters(roles=["judge"], steps=S.StepRange(1, 1)))
     assert df.height == 1
     assert df["reward_count"][0] == 2
-    df = handmade.summarize(["role", "group"], filters=S.Filters(roles=["solver"]))
+    df = S.summarize(handmade, ["role", "group"], filters=S.Filters(roles=["solver"]))
     g1 = df.filter(pl.col("group") == "g1").row(0, named=True)
     assert (g1["reward_count"], g1["reward_std"], g1["zero_adv_frac"]) == (1, None, 1.0)
 
 
 def test_by_step_and_split_and_window(handmade):
-    df = handmade.summarize(["role", "step"], window=2)
+    df = S.summarize(handmade, ["role", "step"], window=2)
     solver = df.filter(pl.col("role") == "solver")
     assert solver["step"].to_list() == [0, 1]
     m0, m1 = statistics.mean([1.0, 1.0, 1.0, 0.5]), 0.0
     assert solver["reward_mean"].to_list() == pytest.approx([m0, m1])
     assert solver["reward_mean_ma"].to_list() == pytest.approx([m0, (m0 + m1) / 2])
     # --window adds step to the keys when it is missing.
-    assert "step" in handmade.summarize(["role"], window=3).columns
+    assert "step" in S.summarize(handmade, ["role"], window=3).columns
     with pytest.raises(UsageError):
-        handmade.summarize(["role"], window=0)
+        S.summarize(handmade, ["role"], window=0)
 
 
 def test_without_role_each_sample_counts_once(handmade):
     """Without role among the keys, a statistic is over samples: the sample's reward, one value per sample
     (never the per-role values pooled, which would count a sample once per role)."""
     sample_rewards = [1.0, 1.0, 1.0, 0.5, None, 0.0]  # the samples' own reward (here: the solver's)
-    df = handmade.summarize([])
+    df = S.summarize(handmade, [])
     assert df.height == 1
     row = df.row(0, named=True)
     assert (row["reward_count"], row["reward_null"]) == (5, 1)
@@ -162,14 +162,14 @@ def test_without_role_each_sample_counts_once(handmade):
     assert row["kl_count"] == len(valid_kls)
     assert row["kl_mean"] == pytest.approx(statistics.mean(valid_kls), abs=1e-12)
     assert row["exception_rate"] == pytest.approx(1 / 6)
-    by_step = handmade.summarize(["step"])
+    by_step = S.summarize(handmade, ["step"])
     assert by_step["reward_count"].to_list() == [4, 1]  # valid sample rewards per step
     # zero-advantage over the sample reward: g0 (1,1,1) zero, g1 (size 1) zero; g2 (0.0 only valid) zero.
     assert by_step["zero_adv_frac"].to_list() == [1.0, 1.0]
 
 
 def test_role_filter_makes_role_a_key(handmade):
-    df = handmade.summarize(["step"], filters=S.Filters(roles=["verifier"]))
+    df = S.summarize(handmade, ["step"], filters=S.Filters(roles=["verifier"]))
     assert df.columns[:2] == ["role", "step"]
     assert df["reward_count"].to_list() == [3, 2]  # the verifier's valid rewards per step
 
@@ -213,7 +213,7 @@ def test_flink_wide_path_equals_long_path(tmp_path, monkeypatch, by):
 
 def test_flink_v0_rows_are_role_unknown_not_dropped(tmp_path):
     run = _flink_nan_run(tmp_path)
-    df = run.summarize(["role"], split_key=False)
+    df = S.summarize(run, ["role"], split_key=False)
     unknown = df.filter(pl.col("role").is_null()).row(0, named=True)
     assert unknown["reward_count"] == 8  # the 8 v0 samples, with their total reward
     assert unknown["kl_count"] == 0
@@ -238,8 +238,8 @@ def test_groups_from_prompt_text_when_there_is_no_group_id(tmp_path):
     (d / "3.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     run = open_run(d)
     # By default summarize reads no text: the groups are there to be found, and it says so.
-    assert run.summarize(["role"])["zero_adv_frac"][0] is None and S.prompt_groups_skipped(run)
-    df = run.summarize(["role"], prompt_groups=True)
+    assert S.summarize(run, ["role"])["zero_adv_frac"][0] is None and S.prompt_groups_skipped(run)
+    df = S.summarize(run, ["role"], prompt_groups=True)
     assert df["role"].to_list() == [None]
     assert df["zero_adv_frac"][0] == 0.5
     assert df["reward_mean"][0] == 0.75
@@ -251,7 +251,7 @@ def test_empty_step_gives_counts_not_errors(tmp_path):
         r["reward"] = None
         r["roles"] = [{"role": "solver", "reward": None, "kl": None}]
     write_native_samples(tmp_path / "r" / "samples" / "train" / "step_00000000.p0.parquet", rows)
-    df = open_run(tmp_path / "r").summarize(["role", "step"])
+    df = S.summarize(open_run(tmp_path / "r"), ["role", "step"])
     row = df.row(0, named=True)
     assert (row["reward_count"], row["reward_null"], row["reward_mean"], row["zero_adv_frac"]) == (0, 3, None, None)
 
@@ -259,7 +259,7 @@ def test_empty_step_gives_counts_not_errors(tmp_path):
 def test_sample_run_matches_a_direct_computation():
     """debate_grpo through summarize equals the same numbers computed straight from the Parquet files."""
     run = open_run(SAMPLE_RUNS / "debate_grpo")
-    df = run.summarize(["role"])
+    df = S.summarize(run, ["role"])
     assert df.columns[:2] == ["split", "role"]  # train and eval are never pooled silently
     raw = pl.read_parquet(SAMPLE_RUNS / "debate_grpo" / "samples" / "*" / "*.parquet")
     roles = raw.select("split", "roles").explode("roles").unnest("roles")
@@ -388,7 +388,7 @@ def test_flink_sample_run_matches_a_direct_computation():
     csv = pl.read_csv(root / "batch_debug_data_train_13.csv", null_values=["", "None", "null"])
     v1 = [f for f in frames if "solver_reward" in f.columns] + [csv]
     v0 = [f for f in frames if "solver_reward" not in f.columns]
-    df = open_run(SAMPLE_RUNS / "flink_mixed").summarize(["role"], split_key=False)
+    df = S.summarize(open_run(SAMPLE_RUNS / "flink_mixed"), ["role"], split_key=False)
     for role in ("solver", "verifier", "judge"):
         vals = pl.concat([f.select(pl.col(f"{role}_reward").cast(pl.Float64)) for f in v1]).to_series()
         valid = vals.drop_nulls().drop_nans()
@@ -423,7 +423,7 @@ def test_corrupt_data_page_behind_an_intact_footer_is_reported_and_skipped(cli, 
     bad.write_bytes(bytes(data))
     run = open_run(root)
     assert run.errors == []  # discovery reads footers only: it cannot see this
-    df = run.summarize(["role"])
+    df = S.summarize(run, ["role"])
     assert df.filter(pl.col("role") == "solver")["reward_count"][0] == 8  # steps 0 and 2, 4 rows each
     [p] = run.errors
     assert p.path.endswith("train_1.parquet") and p.kind == "unreadable" and "corrupt data" in p.message
@@ -507,5 +507,5 @@ def test_samples_without_a_prompt_are_in_no_prompt_group(tmp_path):
     run = open_run(make_flink_run(tmp_path / "r", steps=[0, 1]))
     [prompts] = run.collect(lambda: [run.samples.select(pl.col("prompt").null_count())])
     assert prompts.item() == run.samples.select(pl.len()).collect().item()  # free-text trajectories: no prompt
-    df = run.summarize(["role"], prompt_groups=True)
+    df = S.summarize(run, ["role"], prompt_groups=True)
     assert df["zero_adv_frac"].null_count() == df.height

@@ -10,6 +10,7 @@ import pytest
 
 from runlog import open_run
 from runlog.analysis.filters import Filters
+from runlog.analysis.summarize import summarize
 from runlog.metrics import api as M
 
 from conftest import SAMPLE_RUNS
@@ -53,7 +54,7 @@ def test_debate_format_adherence_agrees_with_its_format_component(debate):
     per = M.format_per_sample(debate, "think-answer-strict", filters=TRAIN)
     scored = debate.samples.filter(pl.col("exception").is_null()).select("sample_id").collect()
     adherence = per.join(scored, on="sample_id").group_by("step").agg(pl.col("passed").mean().alias("a"))
-    comp = debate.summarize(["step"], filters=TRAIN).select("step", "component/format_mean")
+    comp = summarize(debate, ["step"], filters=TRAIN).select("step", "component/format_mean")
     both = adherence.join(comp, on="step")
     assert both.height == 32 and both["a"].max() > 0.5
     assert (0.5 + 0.5 * both["a"] - both["component/format_mean"]).abs().max() < 1e-12

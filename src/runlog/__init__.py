@@ -1,7 +1,9 @@
 """runlog: post-hoc analysis of RL post-training runs from raw Parquet/JSONL.
 
-Supported public API: ``open_run`` and ``Run`` (lazy canonical frames), the on-disk format
-(docs/format.md), and the error classes. Everything else is internal.
+Supported public API: ``open_run`` and ``Run`` (lazy canonical frames), ``summarize(run, by)`` (the table of
+``runlog summarize``), the on-disk format (docs/format.md), and the error classes. Everything else is
+internal. ``Run`` is data and sits below the analysis that reads it: summarizing is a function of a run,
+not a method of it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 from .errors import DataError, RunlogError, SchemaVersionError, UsageError
 
 if TYPE_CHECKING:
+    from .analysis.summarize import summarize
     from .run import Run, open_run
 
 __version__ = "0.1.0"
@@ -25,12 +28,19 @@ __all__ = [
     "UsageError",
     "__version__",
     "open_run",
+    "summarize",
 ]
 
 # Imported on first use: the trainer-side writer, so that ``import runlog`` (and ``runlog inspect``) does
 # not pay for the writer's modules; and the reader, so that the command line can set up the process
 # (runlog.cli) before pyarrow and numpy load.
-_LAZY = {"RunWriter": "runlog.writer", "StatsTracker": "runlog.writer", "Run": "runlog.run", "open_run": "runlog.run"}
+_LAZY = {
+    "RunWriter": "runlog.writer",
+    "StatsTracker": "runlog.writer",
+    "Run": "runlog.run",
+    "open_run": "runlog.run",
+    "summarize": "runlog.analysis.summarize",
+}
 
 
 def __getattr__(name: str) -> object:

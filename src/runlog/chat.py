@@ -11,6 +11,7 @@ nothing is silently dropped.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MESSAGE_KEYS = ("role", "name", "content", "reasoning", "tool_calls", "tool_call_id")
@@ -306,3 +307,48 @@ def joined_text(messages: list[dict[str, Any]], role: str = "assistant") -> str 
     """Non-empty contents of all messages with this role, joined (the completion of a rollout)."""
     texts = [m["content"] for m in messages if m.get("role") == role and m.get("content")]
     return "\n".join(texts) if texts else None
+
+
+# -- rendered transcripts -------------------------------------------------------------------------------
+# The transcript format of runlog's sample runs and Flink workers: "<|role name=solver id=call_1|>" lines.
+_HEADER = re.compile(r"^<\|(?P<role>[A-Za-z_][\w-]*)(?P<attrs>(?: [\w-]+=[^\s|]*)*)\|>$", re.MULTILINE)
+_CALL_LINE = re.compile(r"^\[tool_call (?P<id>\S+) (?P<name>\S+) (?P<args>.*)\]$")
+# ChatML, what most chat templates render to.
+_CHATML = re.compile(r"<\|im_start\|>(?P<role>[^\n]*)\n(?P<body>.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL)
+
+
+def transcript_messages(text: str) -> list[dict[str, Any]] | None:
+    """A rendered transcript as canonical message dicts (``message``), or None when it has
+    neither ``<|role ...|>`` headers nor ChatML blocks from its first non-blank character on."""
+    headers = list(_HEADER.finditer(text))
+    if headers and not text[: headers[0].start()].strip():
+        return _header_messages(text, headers)
+    blocks = list(_CHATML.finditer(text))
+    if blocks and not text[: blocks[0].start()].strip():
+        return [message(b["role"].strip() or "unknown", b["body"].strip("\n")) for b in blocks]
+    return None
+
+
+def _header_messages(text: str, headers: list[re.Match[str]]) -> list[dict[str, Any]]:
+    msgs: list[dict[str, Any]] = []
+    for i, h in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        body = text[h.end() : end].strip("\n")
+        attrs = dict(kv.split("=", 1) for kv in h["attrs"].split())
+        calls, lines = [], []
+        for line in body.split("\n"):
+            cm = _CALL_LINE.match(line)
+            if cm:
+                calls.append({"id": cm["id"], "name": cm["name"], "arguments": cm["args"]})
+            else:
+                lines.append(line)
+        msgs.append(
+            message(
+                h["role"],
+                "\n".join(lines) if lines else None,
+                name=attrs.get("name"),
+                tool_calls=calls or None,
+                tool_call_id=attrs.get("id"),
+            )
+        )
+    return msgs

@@ -1,6 +1,6 @@
 """What only the program that owns the process may change: environment variables other libraries read, and
 the garbage collector. The command line opts in at its entry point (``enable_command_line_tweaks``); a
-library caller (a notebook, a trainer) who never does gets none of it: ``open_run(...).summarize()``,
+library caller (a notebook, a trainer) who never does gets none of it: ``summarize(open_run(...))``,
 ``inspect_run`` or ``upload_wandb`` leave ``os.environ`` and ``gc`` as they found them."""
 
 from __future__ import annotations

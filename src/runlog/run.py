@@ -164,12 +164,6 @@ class Run:
             seen = True
         return seen
 
-    def summarize(self, by: list[str] | tuple[str, ...] = ("role",), **kwargs: Any) -> pl.DataFrame:
-        """Per-group reward/KL statistics (``runlog.analysis.summarize.summarize``), as a DataFrame."""
-        from .analysis.summarize import summarize
-
-        return summarize(self, by, **kwargs)
-
     @cached_property
     def scalars(self) -> pl.LazyFrame:
         """Long view of scalar metrics: ``step, time, key, value, source``."""

@@ -19,10 +19,10 @@ import numpy as np
 
 from .._lazy import pl
 from ..errors import UsageError
-from ..plots.series import RunSeries
 from ..run import Run
 from .changepoint import find_shift, first_sustained
 from .doctor_config import DoctorConfig
+from .series import RunSeries
 
 SEVERITIES = ("info", "warning", "error")
 KINDS = (

@@ -115,9 +115,7 @@ def transcript_messages(text: Any, assign: dict[str, str] | None = None) -> list
     A header whose role is not a chat role (``<|solver|>``) is an assistant message named by it."""
     if not isinstance(text, str) or not text.strip():
         return None
-    from ..render.normalize import transcript_messages as parse  # (render imports the readers: import late)
-
-    msgs = parse(text)
+    msgs = chat.transcript_messages(text)
     if msgs is None:
         return None
     return [_speaker(m, assign or {}) for m in msgs]

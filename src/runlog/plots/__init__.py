@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .._lazy import pl
+from ..analysis.series import RunSeries
 from ..errors import UsageError
 from ..run import Run
 from . import figures as F
-from .series import RunSeries
 
 WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
 SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}

@@ -30,11 +30,6 @@ RESPONSES_TYPES = frozenset(
     }
 )
 _TEXT_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-# The transcript format of runlog's sample runs and Flink workers: "<|role name=solver id=call_1|>" lines.
-_HEADER = re.compile(r"^<\|(?P<role>[A-Za-z_][\w-]*)(?P<attrs>(?: [\w-]+=[^\s|]*)*)\|>$", re.MULTILINE)
-_CALL_LINE = re.compile(r"^\[tool_call (?P<id>\S+) (?P<name>\S+) (?P<args>.*)\]$")
-# ChatML, what most chat templates render to.
-_CHATML = re.compile(r"<\|im_start\|>(?P<role>[^\n]*)\n(?P<body>.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL)
 
 
 def text_tool_calls(content: str | None) -> tuple[str | None, list[ToolCall]]:
@@ -138,47 +133,10 @@ def from_trajectory_text(text: str) -> tuple[list[Turn], bool]:
     """A rendered transcript. ``<|role name=X id=Y|>`` headers (with ``[tool_call ID NAME ARGS]`` lines)
     and ChatML (``<|im_start|>role ... <|im_end|>``) are split into turns (known True); any other text is
     one ``transcript`` turn, shown as it is."""
-    msgs = transcript_messages(text)
+    msgs = chat.transcript_messages(text)
     if msgs is None:
         return [Turn("transcript", content=text)], False
     return _tool_responses(from_messages(msgs)), True
-
-
-def transcript_messages(text: str) -> list[dict[str, Any]] | None:
-    """A rendered transcript as canonical message dicts (``runlog.chat.message``), or None when it has
-    neither ``<|role ...|>`` headers nor ChatML blocks from its first non-blank character on."""
-    headers = list(_HEADER.finditer(text))
-    if headers and not text[: headers[0].start()].strip():
-        return _header_messages(text, headers)
-    blocks = list(_CHATML.finditer(text))
-    if blocks and not text[: blocks[0].start()].strip():
-        return [chat.message(b["role"].strip() or "unknown", b["body"].strip("\n")) for b in blocks]
-    return None
-
-
-def _header_messages(text: str, headers: list[re.Match[str]]) -> list[dict[str, Any]]:
-    msgs: list[dict[str, Any]] = []
-    for i, h in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        body = text[h.end() : end].strip("\n")
-        attrs = dict(kv.split("=", 1) for kv in h["attrs"].split())
-        calls, lines = [], []
-        for line in body.split("\n"):
-            cm = _CALL_LINE.match(line)
-            if cm:
-                calls.append({"id": cm["id"], "name": cm["name"], "arguments": cm["args"]})
-            else:
-                lines.append(line)
-        msgs.append(
-            chat.message(
-                h["role"],
-                "\n".join(lines) if lines else None,
-                name=attrs.get("name"),
-                tool_calls=calls or None,
-                tool_call_id=attrs.get("id"),
-            )
-        )
-    return msgs
 
 
 def _tool_responses(turns: list[Turn]) -> list[Turn]:

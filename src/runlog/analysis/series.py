@@ -12,10 +12,10 @@ from functools import cached_property
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.filters import Filters, StepRange
-from ..analysis.summarize import summarize
 from ..errors import RunlogError
 from ..run import Run
+from .filters import Filters, StepRange
+from .summarize import summarize
 
 
 class RunSeries:
@@ -110,7 +110,7 @@ class RunSeries:
     def components_per_step(self) -> pl.DataFrame:
         """One row per (step, reward component): ``mean``, ``std`` (ddof 1) and ``count`` of the samples'
         valid (not null, not NaN) values of that component; empty when the run has no components."""
-        from ..analysis.views import sample_view
+        from .views import sample_view
 
         names = self.run.component_names()
         schema = {"step": pl.Int64, "component": pl.String, "mean": pl.Float64, "std": pl.Float64, "count": pl.Int64}
@@ -147,7 +147,7 @@ class RunSeries:
 
     @cached_property
     def inspect(self) -> dict[str, Any]:
-        from ..analysis.inspect import inspect_run
+        from .inspect import inspect_run
 
         return inspect_run(self.run)
 
