@@ -31,10 +31,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .formats.base import Candidate, FileInfo, Layout, Problem, RunContext
 
@@ -80,15 +80,15 @@ def cache_dir() -> Path | None:
 PROBING_CODE = ("formats", "schema.py", "textparse.py", "probe_cache.py")
 
 
-@functools.cache
-def code_key() -> str:
-    """A hash of the probing code's source files (and runlog's version): entries written by other code are
-    not used. Reading and hashing them costs well under a millisecond a command."""
+def source_hash(names: tuple[str, ...]) -> str:
+    """A hash of runlog's version and the source files ``names`` (paths below the package: files or folders):
+    what a cached result depends on, so that entries written by other code are not used. Reading and
+    hashing them costs well under a millisecond a command."""
     from . import __version__
 
     digest = hashlib.sha256(__version__.encode())
     package = Path(__file__).resolve().parent
-    for name in PROBING_CODE:
+    for name in names:
         path = package / name
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
@@ -98,6 +98,27 @@ def code_key() -> str:
             except OSError:
                 digest.update(b"?")
     return digest.hexdigest()[:32]
+
+
+@functools.cache
+def code_key() -> str:
+    """A hash of the probing code's source files (and runlog's version) (``source_hash``)."""
+    return source_hash(PROBING_CODE)
+
+
+def run_digest(root: Any) -> tuple[str, str]:
+    """(name, digest) of the run at ``root`` (a local folder or an object-store location): the name cached
+    entries record, and the digest their file is named by."""
+    name = str(root) if not isinstance(root, Path) else str(root.resolve())
+    return name, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def is_racy(stamp: tuple) -> bool:
+    """Whether a file with this stamp changed too recently to be cached: a writer may still be at work on it
+    within the same clock tick. Local stamps: (size, mtime_ns, ctime_ns, inode); remote: (size, etag,
+    modified seconds)."""
+    t = stamp[1] / 1e9 if isinstance(stamp[1], int) else stamp[2] if len(stamp) > 2 else None
+    return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
 
 
 @dataclass
@@ -135,8 +156,7 @@ class ProbeCache:
         folder = cache_dir()
         if folder is None:
             return None
-        name = str(root) if not isinstance(root, Path) else str(root.resolve())
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        name, digest = run_digest(root)
         cache = cls(folder / "probes" / f"{digest}.json", name)
         cache._load()
         return cache
@@ -208,7 +228,7 @@ class ProbeCache:
         self, cand: Candidate, layout: Layout, info: FileInfo, problems: list[Problem], notes: list[dict[str, str]]
     ) -> None:
         """Remember a fresh probe of ``cand`` (unless the file changed too recently to be trusted)."""
-        if cand.stamp is None or self._racy(cand.stamp):
+        if cand.stamp is None or is_racy(cand.stamp):
             return
         if any(p.path != cand.rel for p in problems):
             return  # a probe that reported on another file depends on more than this file
@@ -230,12 +250,6 @@ class ProbeCache:
             self._schema_index[id(columns)] = index
         self.new[rel] = {**entry, "schema": index}
 
-    @staticmethod
-    def _racy(stamp: tuple) -> bool:
-        # Local stamps: (size, mtime_ns, ctime_ns, inode); remote: (size, etag, modified seconds).
-        t = stamp[1] / 1e9 if isinstance(stamp[1], int) else stamp[2] if len(stamp) > 2 else None
-        return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
-
     def _carry_over(self, entries: dict[str, Any], schemas: list[dict[str, str]], listed: set[str]) -> None:
         """Keep ``entries`` of files still ``listed`` that this command did not probe or look up."""
         for rel, entry in entries.items():
@@ -256,7 +270,7 @@ class ProbeCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _locked(self.path.with_name(self.path.name + ".lock")):
+            with locked(self.path.with_name(self.path.name + ".lock")):
                 self._carry_over(*self._read(), listed)
                 self._write()
         except (OSError, ValueError, TypeError):
@@ -270,21 +284,28 @@ class ProbeCache:
             "schemas": self._new_schemas,
             "files": self.new,
         }
-        import tempfile  # only when something changed: most commands on a seen run never write
+        atomic_write(self.path, lambda fh: fh.write(json.dumps(data, separators=(",", ":"), allow_nan=False).encode()))
 
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, separators=(",", ":"), allow_nan=False)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place: a
+    reader sees the old file or the new one, never a torn one. Errors propagate; the temporary file is
+    removed."""
+    import tempfile  # only when something changed: most commands on a seen run never write
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` around a read-merge-write of the cache (POSIX; elsewhere none: the merge
     still narrows the window in which two savers can lose an entry)."""
     try:
@@ -300,4 +321,4 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-__all__ = ["Hit", "ProbeCache", "cache_dir"]
+__all__ = ["Hit", "ProbeCache", "atomic_write", "cache_dir", "is_racy", "locked", "run_digest", "source_hash"]

@@ -292,19 +292,19 @@ def _shared_sources(q: Query) -> dict[str, T.Source]:
     return out
 
 
-def _aggregations(q: Query, partial: bool) -> list[pl.Expr]:
+def _aggregations(q: Query, partial: bool, exact: bool = False) -> list[pl.Expr]:
     spec = T.measures(q.components)
     out: list[pl.Expr] = []
     for i, v in enumerate(q.variants):
         sources, rows = _sources(q, i, v)
         for m, source in sources.items():
-            out += T.exprs(m, spec[m], source, partial=partial, prefix=_prefix(q, i))
+            out += T.exprs(m, spec[m], source, partial=partial, prefix=_prefix(q, i), exact=exact)
         if not q.shared:
             out.append(rows.cast(pl.Int64).alias(f"{_prefix(q, i)}rows"))
     if q.shared:
         out.append(pl.len().cast(pl.Int64).alias("rows"))
         for m, source in _shared_sources(q).items():
-            out += T.exprs(m, spec[m], source, partial=partial)
+            out += T.exprs(m, spec[m], source, partial=partial, exact=exact)
     return out
 
 
@@ -349,15 +349,16 @@ def _collect(run: Run, build: Callable[[], list[pl.LazyFrame]], engine: str, gro
     return [main, *run.collect(lambda: build()[1:], engine="streaming")]
 
 
-def execute(run: Run, q: Query, engine: str, *, partial: bool = False) -> pl.DataFrame:
+def execute(run: Run, q: Query, engine: str, *, partial: bool = False, exact: bool = False) -> pl.DataFrame:
     """Run the query on ``engine``: one row per group (and role), the final statistics or (``partial``)
-    their partials, with ``zero_adv_frac`` (partial: ``zero_groups`` / ``groups``) and, in partials, ``rows``."""
+    their partials (``exact``: the partials that merge without loss, ``stats.EXACT``), with ``zero_adv_frac``
+    (partial: ``zero_groups`` / ``groups``) and, in partials, ``rows``."""
 
     def build() -> list[pl.LazyFrame]:
         lf = q.rows()
         if not q.inline:
             lf = lf.with_columns([e for i, v in enumerate(q.variants) for e in _clean(q, i, v)])
-        aggs = _aggregations(q, partial)
+        aggs = _aggregations(q, partial, exact)
         main = lf.group_by(q.group).agg(aggs) if q.group else lf.select(aggs)
         # No prompt groups in this run: nothing to compute, and no second pass over the data.
         return [main] if q.group_key is None else [main, _zero_adv(q, lf, partial)]

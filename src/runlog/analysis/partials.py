@@ -35,9 +35,12 @@ def summarize_partials(
     filters: Filters | None = None,
     components: list[str] | None = None,
     prompt_groups: bool = False,
+    exact: bool = False,
 ) -> pl.DataFrame:
     """Per-group partial statistics of ``run`` (the module's docstring); ``combine_partials`` merges the
-    partials of any number of parts exactly.
+    partials of any number of parts exactly. ``exact``: statistics that do not merge (the median) keep their
+    values instead (``reward_values``, a list per group), so that they merge exactly too, at the cost of
+    holding every value (the partial cache, ``runlog.analysis.partial_cache``).
 
     The values aggregated are those of ``summarize`` (per role with ``role`` among the keys, else one per
     sample). With ``role``, a ``level`` column tells the per-role rows (``"role"``) from the rows of the
@@ -46,7 +49,7 @@ def summarize_partials(
     filters = filters or Filters()
     keys = summary_keys(run, by, filters, split_key=False)
     components = run.component_names() if components is None else components
-    out = summary_pass(run, keys, filters, components, partial=True, prompt_groups=prompt_groups)
+    out = summary_pass(run, keys, filters, components, partial=True, prompt_groups=prompt_groups, exact=exact)
     if "role" in keys:
         others = [k for k in keys if k != "role"]
         if lean_roles(run, filters) is not None:
@@ -62,7 +65,10 @@ def summarize_partials(
                 partial=True,
                 kl=False,
                 prompt_groups=prompt_groups,
+                exact=exact,
             )
+        # Only the per-sample columns of these rows are used (the exception rate, the components): no values.
+        sample = sample.drop([c for c in sample.columns if c.endswith("_values")])
         out = pl.concat(
             [out.with_columns(pl.lit("role").alias("level")), sample.with_columns(pl.lit("sample").alias("level"))],
             how="diagonal_relaxed",
@@ -98,7 +104,11 @@ def _combine(partials: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame,
     run summarised whole gives the numbers of ``summarize``. Returns the frame and notes."""
     keys = list(keys)
     spec = T.measures(_components(partials))
-    aggs = [e for m, stats in spec.items() for e in T.merge_exprs(m, stats)]
+    # Partials with their values (``exact``) merge the median exactly; where a level dropped them (the lean
+    # per-sample rows), that level's median is not reported.
+    aggs = [e for m, stats in spec.items() for e in T.merge_exprs(m, stats, f"{m}_values" in partials.columns)]
+    if "reward_values" not in partials.columns and "reward_median" not in partials.columns:
+        partials = partials.with_columns(pl.lit(None, dtype=pl.Float64).alias("reward_median"))
     aggs += [pl.col("zero_groups").sum(), pl.col("groups").sum(), pl.col("parts").sum()]
     merged = partials.group_by(keys, maintain_order=True).agg(aggs) if keys else partials.select(aggs)
     zero = pl.when(pl.col("groups") > 0).then(pl.col("zero_groups") / pl.col("groups")).alias("zero_adv_frac")

@@ -91,6 +91,11 @@ def _merge_median(m: str) -> list[pl.Expr]:
     ]
 
 
+def _merge_values(m: str) -> list[pl.Expr]:
+    values = pl.col(f"{m}_values").list.explode(keep_nulls=False, empty_as_null=False)
+    return [values.median().alias(f"{m}_median"), pl.lit(False).alias(f"_{m}_median_lost")]
+
+
 def _std(m: str) -> pl.Expr:
     n, m2 = pl.col(f"{m}_n"), pl.col(f"{m}_m2")
     return pl.when(n >= 2).then((m2 / (n - 1)).clip(lower_bound=0.0).sqrt())
@@ -110,6 +115,8 @@ PARTIALS: dict[str, Partial] = {
     "min": Partial(lambda s, m: [s.value.min().alias(f"{m}_min")], lambda m: [pl.col(f"{m}_min").min()]),
     "max": Partial(lambda s, m: [s.value.max().alias(f"{m}_max")], lambda m: [pl.col(f"{m}_max").max()]),
     "median": Partial(lambda s, m: [s.value.median().alias(f"{m}_median")], _merge_median),
+    # The median's exact partial: the clean values themselves (a list per group), merged by concatenation.
+    "values": Partial(lambda s, m: [s.value.drop_nulls().implode().alias(f"{m}_values")], _merge_values),
     "nan": Partial(lambda s, m: [_count(lambda s: s.nan)(s).alias(f"{m}_nan")], lambda m: [pl.col(f"{m}_nan").sum()]),
     "null": Partial(
         lambda s, m: [_count(lambda s: s.null)(s).alias(f"{m}_null")], lambda m: [pl.col(f"{m}_null").sum()]
@@ -169,23 +176,33 @@ REWARD_STATS = tuple(column("reward", s) for s in REWARD)
 KL_STATS = tuple(column("kl", s) for s in KL)
 
 
-def _partials_of(stats: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(STATISTICS[s].partial for s in stats))
+# Partials that do not merge, and the exact partial that replaces each where every value must be kept (the
+# partial cache, ``runlog.analysis.partial_cache``: a median over many parts, computed as a cold read would).
+EXACT = {"median": "values"}
 
 
-def exprs(m: str, stats: Sequence[str], source: Source, *, partial: bool, prefix: str = "") -> list[pl.Expr]:
-    """The aggregations of measure ``m`` over ``source``: its final statistics, or its partial columns; each
-    output column named ``prefix`` + its name."""
+def _partials_of(stats: Sequence[str], exact: bool = False) -> list[str]:
+    names = (STATISTICS[s].partial for s in stats)
+    return list(dict.fromkeys(EXACT.get(p, p) if exact else p for p in names))
+
+
+def exprs(
+    m: str, stats: Sequence[str], source: Source, *, partial: bool, prefix: str = "", exact: bool = False
+) -> list[pl.Expr]:
+    """The aggregations of measure ``m`` over ``source``: its final statistics, or its partial columns (with
+    ``exact``, those that merge without loss: ``EXACT``); each output column named
+    ``prefix`` + its name."""
     if partial:
-        out = [e for p in _partials_of(stats) for e in PARTIALS[p].columns(source, m)]
+        out = [e for p in _partials_of(stats, exact) for e in PARTIALS[p].columns(source, m)]
     else:
         out = [STATISTICS[s].final(source).alias(column(m, s)) for s in stats]
     return [e.alias(prefix + e.meta.output_name()) for e in out] if prefix else out
 
 
-def merge_exprs(m: str, stats: Sequence[str]) -> list[pl.Expr]:
-    """Aggregations merging the partial columns of ``m`` over the parts of a group."""
-    return [e for p in _partials_of(stats) for e in PARTIALS[p].merge(m)]
+def merge_exprs(m: str, stats: Sequence[str], exact: bool = False) -> list[pl.Expr]:
+    """Aggregations merging the partial columns of ``m`` over the parts of a group (``exact``: the partials
+    of ``EXACT``)."""
+    return [e for p in _partials_of(stats, exact) for e in PARTIALS[p].merge(m)]
 
 
 def finish_exprs(m: str, stats: Sequence[str]) -> list[pl.Expr]:

@@ -98,6 +98,7 @@ def summarize(
     window: int | None = None,
     split_key: bool = True,
     prompt_groups: bool = False,
+    cache: bool = True,
 ) -> pl.DataFrame:
     """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and component means.
 
@@ -116,6 +117,10 @@ def summarize(
     which no other statistic needs). Output columns: the keys, then ``REWARD_STATS``, ``KL_STATS``,
     ``zero_adv_frac``, the per-sample columns; with ``window``, ``reward_mean_ma`` and ``kl_mean_ma``
     (moving averages over the last ``window`` steps of each group; ``step`` is added to the keys if missing).
+
+    ``cache``: answer from the per-step partials kept from earlier summaries of this run, reading only the
+    steps not seen yet (``runlog.analysis.partial_cache``; ``RUNLOG_CACHE=off`` turns it off everywhere); the
+    numbers are a cold read's.
     """
     filters = filters or Filters()
     keys = summary_keys(run, by, filters, split_key=split_key)
@@ -124,6 +129,30 @@ def summarize(
             raise UsageError("--window must be a positive number of steps")
         if "step" not in keys:
             keys.append("step")
+    out: pl.DataFrame | None = None
+    if cache:
+        from .partial_cache import cached_summary
+
+        out = cached_summary(run, keys, filters, prompt_groups=prompt_groups)
+    if out is None:
+        out = _cold_summary(run, keys, filters, prompt_groups)
+    if keys:
+        out = out.sort(keys, nulls_last=True)
+    if window is not None:
+        others = [k for k in keys if k != "step"]
+        ma = [
+            pl.col(c)
+            .rolling_mean(window_size=window, min_samples=1)
+            .over(others or pl.lit(0), order_by="step")
+            .alias(f"{c}_ma")
+            for c in ("reward_mean", "kl_mean")
+        ]
+        out = out.with_columns(ma)
+    return out
+
+
+def _cold_summary(run: Run, keys: list[str], filters: Filters, prompt_groups: bool) -> pl.DataFrame:
+    """The summary read from the data (every file), in ``summarize``'s columns, unsorted."""
     components = run.component_names()
     out = summary_pass(run, keys, filters, components, prompt_groups=prompt_groups)
     per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
@@ -144,20 +173,7 @@ def summarize(
         ordered += [f"{PER_SAMPLE_PREFIX}{c}" for c in per_sample]
     else:
         ordered += per_sample
-    out = out.select(ordered)
-    if keys:
-        out = out.sort(keys, nulls_last=True)
-    if window is not None:
-        others = [k for k in keys if k != "step"]
-        ma = [
-            pl.col(c)
-            .rolling_mean(window_size=window, min_samples=1)
-            .over(others or pl.lit(0), order_by="step")
-            .alias(f"{c}_ma")
-            for c in ("reward_mean", "kl_mean")
-        ]
-        out = out.with_columns(ma)
-    return out
+    return out.select(ordered)
 
 
 def prompt_groups_skipped(run: Run) -> bool:
@@ -182,9 +198,11 @@ def summary_pass(
     partial: bool = False,
     kl: bool = True,
     prompt_groups: bool = False,
+    exact: bool = False,
 ) -> pl.DataFrame:
-    """The statistics (``partial``: their partials) of ``run`` grouped by ``keys``, one pass per batch of
-    steps (``_step_batches``), each on the engine its size calls for (``_engine``)."""
+    """The statistics (``partial``: their partials; ``exact``: those that merge without loss) of ``run``
+    grouped by ``keys``, one pass per batch of steps (``_step_batches``), each on the engine its size calls
+    for (``_engine``)."""
     group_key = A.group_key_expr(run, prompt_groups)
     # Prompt groups found from the text are computed by a query of their own (``aggregate._collect``): they do
     # not weigh on the statistics query's engine.
@@ -194,7 +212,7 @@ def summary_pass(
         query = _summarize_wide(part, keys, filters, group_key, components)
         query = query or A.plan_long(part, keys, filters, group_key, components, kl=kl)
         engine = _engine(part, query.grouped, query.cells, weighed, per_row=query.per_row)
-        parts.append(A.execute(part, query, engine, partial=partial))
+        parts.append(A.execute(part, query, engine, partial=partial, exact=exact))
     return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
 
 

@@ -1,0 +1,461 @@
+"""Summaries from cached partials: each step of a run is read once, and later questions cost what is new.
+
+Runs are append-only: a step's files do not change once written. So the mergeable partials of a summary
+(``runlog.analysis.partials``: ``n, mean, M2``, min, max, NaN / null counts, the exception and component
+sums, prompt groups; the median's values themselves, ``stats.EXACT``) are kept per *unit*, every sample file
+of one step, at the finest grain a summary can ask for: per split and step (and role, with the per-sample
+columns beside). A summary is then the merge of the units it selects (``--steps`` picks units, ``--split``
+and ``--role`` pick rows of them), the units not seen yet read in one pass and stored.
+
+A unit's entry is used only while its files are the same: the set of its files, each file's stamp (size,
+modification and change time, inode; an object's size, ETag and time), and the run's manifest. Entries
+written by other code (a hash of the aggregating code, ``code_key``) are ignored; files changed in the last
+seconds are not stored (a writer may be at work on them). The answers equal a cold read's (to rounding:
+1e-12 relative; tests/test_partial_cache.py checks it on randomised runs). A unit is a whole step, so that
+prompt groups (one group within one split and step) and the median merge exactly.
+
+Storage, beside the probe cache (``probe_cache.cache_dir()``: ``partials/<run digest>/``): an index
+(``index.json``: per entry its step, files identity and segment) and immutable Arrow IPC *segments*, one
+per command that computed something, written to a temporary name and renamed into place. The index is
+read-merged-written under a lock, so that concurrent commands keep each other's entries; segments no entry
+points to are deleted; many segments are compacted into one. A corrupt index or segment is reported once
+(a warning on the ``runlog`` logger) and rebuilt. ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
+
+Runs whose sample files do not each hold one known step (JSONL files of many steps), and summaries by
+``env`` or ``group``, are computed cold.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._lazy import pl
+from ..probe_cache import atomic_write, cache_dir, is_racy, locked, run_digest, source_hash
+from .filters import Filters
+from .stats import KL_STATS, REWARD_STATS
+
+if TYPE_CHECKING:
+    from ..formats.base import FileInfo
+    from ..run import Run
+
+FORMAT = 1  # bump when the index or the segments change shape
+MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment
+CACHEABLE_KEYS = frozenset({"role", "step", "split"})
+UNIT = "__unit"  # the entry id column of a segment
+# What partials depend on: the layouts and schema (what is read), the summary engine (what is computed).
+AGGREGATING_CODE = (
+    "formats",
+    "schema.py",
+    "textparse.py",
+    "analysis/stats.py",
+    "analysis/aggregate.py",
+    "analysis/partials.py",
+    "analysis/summarize.py",
+    "analysis/views.py",
+    "analysis/filters.py",
+    "analysis/partial_cache.py",
+)
+log = logging.getLogger("runlog")
+
+
+@functools.cache
+def code_key() -> str:
+    return source_hash(AGGREGATING_CODE)
+
+
+@dataclass
+class Unit:
+    """Every readable sample file of one step; ``files_id``: their identity (None: not to be stored)."""
+
+    step: int
+    files: list[FileInfo] = field(default_factory=list)
+    files_id: str | None = None
+
+
+def _stamp(f: FileInfo) -> tuple | None:
+    """What changes when ``f`` is rewritten: the listing's stamp where discovery kept it, else a local
+    file's ``stat`` (taken before its data is read, so that a rewrite after it is never stored as before)."""
+    stamp = getattr(f, "stamp", None)
+    if stamp is not None:
+        return tuple(stamp)
+    if isinstance(f.abspath, Path):
+        from ..run import local_stamp
+
+        try:
+            return local_stamp(os.stat(f.abspath))
+        except OSError:
+            return None
+    return None
+
+
+def units(run: Run) -> dict[int, Unit] | None:
+    """The run's sample files by step, with each step's identity; None when a readable sample file does not
+    hold exactly one known step (its partials could not be told apart by step)."""
+    samples = [f for f in run.files if f.kind == "samples" and f.readable]
+    if not samples or any(f.fmt != "parquet" or f.step is None or f.steps is not None for f in samples):
+        return None
+    manifests = sorted((f.path, _stamp(f)) for f in run.files if f.kind == "manifest")
+    if any(s is None for _, s in manifests):
+        manifests = [("?", None)]  # no identity: nothing is stored
+    out: dict[int, Unit] = {}
+    for f in samples:
+        assert f.step is not None
+        out.setdefault(f.step, Unit(f.step)).files.append(f)
+    for u in out.values():
+        stamps = sorted((f.path, _stamp(f)) for f in u.files)
+        if any(s is None or is_racy(s) for _, s in stamps) or manifests == [("?", None)]:
+            continue
+        text = json.dumps([u.step, stamps, manifests], default=str)
+        u.files_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return out
+
+
+def _variant(mode: str, prompt_groups: bool) -> str:
+    return f"{mode}/pg{int(prompt_groups)}"
+
+
+class PartialStore:
+    """The stored partials of one run: ``load`` the entries of some units, ``save`` new ones."""
+
+    def __init__(self, folder: Path, root: str):
+        self.folder = folder
+        self.root = root
+        self.index: dict[str, dict[str, Any]] = {}
+        self.reported = False
+
+    @classmethod
+    def open(cls, root: Any) -> PartialStore | None:
+        """The store of the run at ``root``, or None when the cache is turned off."""
+        base = cache_dir()
+        if base is None:
+            return None
+        name, digest = run_digest(root)
+        store = cls(base / "partials" / digest, name)
+        store.index = store._read_index()
+        return store
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / "index.json"
+
+    def _report(self, what: str, exc: BaseException) -> None:
+        if not self.reported:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            log.warning("runlog: the partial cache %s is unreadable (%s); rebuilding it", what, reason)
+            self.reported = True
+
+    def _read_index(self) -> dict[str, dict[str, Any]]:
+        try:
+            raw = self.index_path.read_bytes()
+        except OSError:
+            return {}
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, RecursionError) as exc:
+            self._report(str(self.index_path), exc)
+            return {}
+        if data.get("format") != FORMAT or data.get("code") != code_key() or data.get("root") != self.root:
+            return {}  # written by other code, or another run's: ignored, replaced on the next save
+        entries: Any = data.get("entries")  # checked just below
+        ok = isinstance(entries, dict) and all(
+            isinstance(e, dict)
+            and isinstance(e.get("files"), str)
+            and isinstance(e.get("seg"), str)
+            and type(e.get("step")) is int
+            and "/" not in e["seg"]
+            for e in entries.values()
+        )
+        if not ok:
+            self._report(str(self.index_path), ValueError("unexpected entries"))
+            return {}
+        return entries
+
+    def lookup(self, variant: str, unit: Unit) -> str | None:
+        """The entry id of ``unit``'s partials of ``variant``, if stored for these very files."""
+        eid = f"{variant}:{unit.step}"
+        e = self.index.get(eid)
+        return eid if e is not None and unit.files_id is not None and e["files"] == unit.files_id else None
+
+    def load(self, ids: Sequence[str]) -> tuple[pl.DataFrame | None, set[str]]:
+        """The stored rows of the entries ``ids`` and the ids found (a segment gone or unreadable: its
+        entries are missing, to be computed again)."""
+        by_seg: dict[str, list[str]] = {}
+        for eid in ids:
+            by_seg.setdefault(self.index[eid]["seg"], []).append(eid)
+        frames, found = [], set()
+        for seg, eids in by_seg.items():
+            path = self.folder / seg
+            try:
+                frame = pl.read_ipc(path)
+                if UNIT not in frame.columns:
+                    raise ValueError(f"no {UNIT} column")
+            except FileNotFoundError:
+                continue  # compacted away by another command since the index was read
+            except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+                self._report(str(path), exc)
+                for eid in list(self.index):
+                    if self.index[eid]["seg"] == seg:
+                        del self.index[eid]
+                continue
+            if len(eids) < len(self.index):
+                frame = frame.filter(pl.col(UNIT).is_in(eids))
+            found.update(eids)
+            frames.append(frame)
+        if not frames:
+            return None, found
+        return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")), found
+
+    def save(self, variant: str, stored: dict[str, Unit], rows: pl.DataFrame, live: dict[int, Unit]) -> None:
+        """Store ``rows`` (with the ``UNIT`` column) as the entries of the units ``stored``; ``live``: every
+        unit of the run now (entries of steps gone or changed are dropped). Best effort: a read-only or full
+        disk just means no cache."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            seg = f"seg-{uuid.uuid4().hex}.arrow"
+            atomic_write(self.folder / seg, rows.write_ipc)
+            new = {
+                f"{variant}:{u.step}": {"step": u.step, "files": u.files_id, "seg": seg}
+                for u in stored.values()
+                if u.files_id is not None
+            }
+            with locked(self.folder / "index.lock"):
+                self.index = self._merge(self._read_index(), new, live)
+                self._compact(live)
+                self._write_index()
+                self._collect_garbage()
+        except (OSError, ValueError, TypeError, pl.exceptions.PolarsError):
+            return
+
+    @staticmethod
+    def _merge(on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit]) -> dict[str, Any]:
+        def valid(e: dict[str, Any]) -> bool:
+            u = live.get(e["step"])
+            return u is not None and u.files_id == e["files"]
+
+        merged = {eid: e for eid, e in on_disk.items() if valid(e)}
+        merged.update(new)
+        return merged
+
+    def _compact(self, live: dict[int, Unit]) -> None:
+        """Rewrite the live entries into one segment when there are many segments."""
+        segs = {e["seg"] for e in self.index.values()}
+        if len(segs) <= MAX_SEGMENTS:
+            return
+        frame, found = self.load(list(self.index))
+        if frame is None:
+            return
+        seg = f"seg-{uuid.uuid4().hex}.arrow"
+        atomic_write(self.folder / seg, frame.write_ipc)
+        self.index = {eid: {**e, "seg": seg} for eid, e in self.index.items() if eid in found}
+
+    def _write_index(self) -> None:
+        data = {"format": FORMAT, "code": code_key(), "root": self.root, "entries": self.index}
+        atomic_write(self.index_path, lambda fh: fh.write(json.dumps(data, separators=(",", ":")).encode()))
+
+    def _collect_garbage(self) -> None:
+        used = {e["seg"] for e in self.index.values()}
+        for p in self.folder.glob("seg-*.arrow"):
+            if p.name not in used:
+                try:
+                    p.unlink()
+                except OSError:
+                    continue
+
+
+@dataclass
+class Partials:
+    """Per-step partials of a run (``run_partials``): ``frame`` holds one row per (split, step[, role]) of
+    the units chosen, ``computed`` / ``reused``: how many units were read from the data / the cache."""
+
+    frame: pl.DataFrame
+    mode: str
+    computed: int = 0
+    reused: int = 0
+
+
+def _chosen(all_units: dict[int, Unit], filters: Filters) -> list[Unit]:
+    chosen = [u for s, u in sorted(all_units.items()) if filters.steps.contains(s)]
+    if filters.splits:
+        wanted = set(filters.splits)
+        chosen = [u for u in chosen if any(f.split is None or f.split in wanted for f in u.files)]
+    return chosen
+
+
+def run_partials(
+    run: Run,
+    mode: str = "role",
+    *,
+    filters: Filters | None = None,
+    prompt_groups: bool = False,
+    store: PartialStore | None = None,
+    memo: dict[str, tuple[str, pl.DataFrame]] | None = None,
+    require_gain: bool = False,
+) -> Partials | None:
+    """The per-step partials (``partials.summarize_partials`` by split, step and, in ``mode="role"``, role;
+    ``mode="sample"``: per sample) of the steps ``filters`` select, from ``store`` (or ``memo``, an in-memory
+    map kept by a long-lived caller such as ``runlog watch``) where a step's files are unchanged, and from
+    the data for the others, which are then stored. None when the run's files do not each hold one step, and
+    (``require_gain``) when nothing is reused and nothing could be stored (files just written, an object store
+    whose listing stamps discovery did not keep): a cold read is then faster."""
+    from .partials import summarize_partials
+    from .summarize import _sub_run
+
+    filters = filters or Filters()
+    all_units = units(run)
+    if all_units is None:
+        return None
+    chosen = _chosen(all_units, filters)
+    if not chosen:
+        return None
+    variant = _variant(mode, prompt_groups)
+    frames: list[pl.DataFrame] = []
+    todo: list[Unit] = []
+    hits: dict[str, Unit] = {}
+    for u in chosen:
+        eid = f"{variant}:{u.step}"
+        held = memo.get(eid) if memo is not None else None
+        if held is not None and u.files_id is not None and held[0] == u.files_id:
+            frames.append(held[1])
+        elif store is not None and store.lookup(variant, u) is not None:
+            hits[eid] = u
+        else:
+            todo.append(u)
+    if hits and store is not None:
+        loaded, found = store.load(list(hits))
+        if loaded is not None:
+            frames.append(loaded)
+            if memo is not None:
+                for eid, part in loaded.partition_by(UNIT, as_dict=True).items():
+                    memo[str(eid[0])] = (hits[str(eid[0])].files_id or "", part)
+        todo += [u for eid, u in hits.items() if eid not in found]
+    reused = len(chosen) - len(todo)
+    if require_gain and not reused and all(u.files_id is None for u in todo):
+        return None
+    if todo:
+        keys = ["split", "step", "role"] if mode == "role" else ["split", "step"]
+        sub = _sub_run(run, [f for u in todo for f in u.files])
+        fresh = summarize_partials(sub, keys, components=sub.component_names(), prompt_groups=prompt_groups, exact=True)
+        fresh = fresh.with_columns((pl.lit(f"{variant}:") + pl.col("step").cast(pl.String)).alias(UNIT))
+        frames.append(fresh)
+        _keep(run, variant, todo, fresh, all_units, store, memo)
+    frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return Partials(frame, mode, computed=len(todo), reused=reused)
+
+
+def _keep(
+    run: Run,
+    variant: str,
+    todo: list[Unit],
+    fresh: pl.DataFrame,
+    all_units: dict[int, Unit],
+    store: PartialStore | None,
+    memo: dict[str, tuple[str, pl.DataFrame]] | None,
+) -> None:
+    """Store the fresh partials of the units whose files all read well, and whose rows all carry one of the
+    steps computed (a layout whose data contradicts the file's step is never cached)."""
+    steps = {u.step for u in todo}
+    if fresh.height and not set(fresh["step"].drop_nulls().to_list()) <= steps or fresh["step"].null_count():
+        return
+    stored = {f"{variant}:{u.step}": u for u in todo if u.files_id is not None and all(f.readable for f in u.files)}
+    if not stored:
+        return
+    rows = fresh.filter(pl.col(UNIT).is_in(list(stored)))
+    if memo is not None:
+        for eid, part in rows.partition_by(UNIT, as_dict=True).items():
+            memo[str(eid[0])] = (stored[str(eid[0])].files_id or "", part)
+    if store is not None:
+        store.save(variant, stored, rows, all_units)
+
+
+def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters: Filters) -> pl.DataFrame:
+    """The summary ``summarize`` gives for ``keys`` and ``filters`` (before moving averages), merged from
+    ``partials`` (``run_partials`` of the same filters' steps)."""
+    from .partials import combine_partials
+    from .summarize import PER_SAMPLE_PREFIX
+
+    rows = partials.frame
+    if filters.splits:
+        rows = rows.filter(pl.col("split").is_in(list(filters.splits)))
+    if filters.roles and "level" in rows.columns:
+        rows = rows.filter((pl.col("level") == "sample") | pl.col("role").is_in(list(filters.roles)))
+    # The same order every time (parts come from the cache, memory and a query in any order): sums of floats
+    # then give the same digits every time.
+    order = [c for c in ("split", "step", "role", "level") if c in rows.columns]
+    rows = rows.drop(UNIT).with_columns(pl.lit(1, dtype=pl.Int64).alias("parts")).sort(order, nulls_last=True)
+    out, _ = combine_partials(rows, keys)
+    components = run.component_names()
+    per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
+    if "role" in keys:
+        per_sample = [f"{PER_SAMPLE_PREFIX}{c}" for c in per_sample]
+    missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in per_sample if c not in out.columns]
+    ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", *per_sample]
+    return out.with_columns(missing).select(ordered)
+
+
+def cached_summary(
+    run: Run, keys: list[str], filters: Filters, *, prompt_groups: bool = False, cache: bool = True
+) -> pl.DataFrame | None:
+    """``summarize``'s frame (before moving averages) from the run's stored per-step partials and the steps
+    not seen yet, or None where the partials cannot answer (keys other than role, step and split; files of
+    several steps; the cache turned off), and the summary is computed cold."""
+    if not cache or not set(keys) <= CACHEABLE_KEYS:
+        return None
+    store = PartialStore.open(run.root)
+    if store is None:
+        return None
+    mode = "role" if "role" in keys else "sample"
+    parts = run_partials(run, mode, filters=filters, prompt_groups=prompt_groups, store=store, require_gain=True)
+    if parts is None or not parts.frame.height:
+        return None
+    return summary_from_partials(run, parts, keys, filters)
+
+
+@dataclass
+class IncrementalSummary:
+    """Summaries of a run that is still being written, for a long-lived caller (``runlog watch``): each
+    ``summarize(run)`` (a fresh ``open_run`` of the same run each time) reads only the steps whose files are
+    new or changed since the last call; the others come from memory, or from the cache on disk."""
+
+    memo: dict[str, tuple[str, pl.DataFrame]] = field(default_factory=dict)
+    last: Partials | None = None
+
+    def summarize(
+        self,
+        run: Run,
+        by: Sequence[str] = ("role",),
+        *,
+        filters: Filters | None = None,
+        prompt_groups: bool = False,
+        cache: bool = True,
+    ) -> pl.DataFrame:
+        """``summarize(run, by, filters=...)``, from partials (``cached_summary``), cold where they cannot
+        answer."""
+        from .summarize import summarize, summary_keys
+
+        filters = filters or Filters()
+        keys = summary_keys(run, by, filters)
+        if set(keys) <= CACHEABLE_KEYS:
+            store = PartialStore.open(run.root) if cache else None
+            mode = "role" if "role" in keys else "sample"
+            parts = run_partials(
+                run, mode, filters=filters, prompt_groups=prompt_groups, store=store, memo=self.memo
+            )
+            if parts is not None and parts.frame.height:
+                self.last = parts
+                out = summary_from_partials(run, parts, keys, filters)
+                return out.sort(keys, nulls_last=True) if keys else out
+        return summarize(run, by, filters=filters, prompt_groups=prompt_groups, cache=False)
+
+
+__all__ = ["IncrementalSummary", "PartialStore", "Partials", "cached_summary", "run_partials", "summary_from_partials"]

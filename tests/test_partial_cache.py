@@ -1,0 +1,282 @@
+"""Summaries from cached per-step partials (``runlog.analysis.partial_cache``) equal a cold read to 1e-12, on
+randomised runs (RunWriter-written and Flink-style), also after files are rewritten in place, deleted and
+added; only what changed is read again; a corrupt cache is reported once and rebuilt."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+from runlog import open_run
+from runlog.analysis import partial_cache as P
+from runlog.analysis.filters import Filters, StepRange
+from runlog.analysis.summarize import summarize, summary_keys
+from runlog.writer import RunWriter
+
+ROLES = ("solver", "verifier", "judge")
+OLD = 1_600_000_000  # files dated well in the past: not "just written" (those are never stored)
+QUESTIONS = [
+    (["role"], Filters()),
+    (["role", "step"], Filters()),
+    (["step"], Filters()),
+    ([], Filters()),
+    (["split"], Filters()),
+    (["role"], Filters(steps=StepRange.parse("2:5,9"))),
+    (["role", "step"], Filters(splits=("train",))),
+    ([], Filters(roles=("judge",))),
+    (["step"], Filters(splits=("eval",), steps=StepRange.parse(":6"))),
+]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch) -> Path:
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RUNLOG_CACHE_DIR", str(folder))
+    monkeypatch.delenv("RUNLOG_CACHE", raising=False)
+    return folder
+
+
+def _age(root: Path) -> None:
+    """Date the files not dated yet (touching the others would change their stamps: the change time)."""
+    for p in root.rglob("*"):
+        if p.is_file() and p.stat().st_mtime != OLD:
+            os.utime(p, (OLD, OLD))
+
+
+def _value(rng: random.Random) -> float | None:
+    u = rng.random()
+    return math.nan if u < 0.04 else None if u < 0.08 else round(rng.gauss(0.5, 0.3), rng.choice([2, 6, 12]))
+
+
+def _native_step(w: RunWriter, rng: random.Random, step: int, split: str) -> None:
+    rows = []
+    for i in range(rng.randint(1, 9)):
+        row: dict = {
+            "reward": _value(rng),
+            "group_id": f"{split}-{step}-g{i // 3}" if rng.random() < 0.8 else None,
+            "prompt": f"p{i // 3}",
+            "completion": f"c{i}",
+            "reward_components": {"fmt": _value(rng), **({"len": rng.random()} if step % 3 == 0 else {})},
+            "exception": "boom" if rng.random() < 0.1 else None,
+        }
+        for role in ROLES:
+            if rng.random() < 0.85:
+                row[f"{role}_reward"] = _value(rng)
+                row[f"{role}_kl"] = _value(rng)
+        rows.append(row)
+    w.log_samples(step, rows, split=split)
+
+
+def native_run(root: Path, seed: int, steps: range) -> Path:
+    rng = random.Random(seed)
+    for p in range(2):  # two processes: two files per step
+        with RunWriter(root, name="r", roles=ROLES, process_index=p, durable=False) as w:
+            for step in steps:
+                for split in ("train", "eval") if step % 4 == 0 else ("train",):
+                    _native_step(w, rng, step, split)
+    _age(root)
+    return root
+
+
+def flink_file(path: Path, rng: random.Random, roles: tuple[str, ...] = ROLES) -> None:
+    n = rng.randint(1, 12)
+    cols: dict = {
+        "env_name": ["math"] * n,
+        "trajectory": [f"t{i}" for i in range(n)],
+        "agent_trajectories": ["{}"] * n,
+        "exception_info": [("ValueError: x" if rng.random() < 0.1 else None) for _ in range(n)],
+        "reward": [_value(rng) for _ in range(n)],
+        "reward_metrics": [{"correct": _value(rng), "format": rng.random()} for _ in range(n)],
+        "reward_text_info": [None] * n,
+        "unique_sample_id": [f"s{i}" for i in range(n)],
+        "schema_version": [1] * n,
+        "role_assignments": [None] * n,
+    }
+    for r in roles:
+        cols[f"{r}_reward"] = pa.array([_value(rng) for _ in range(n)], pa.float64())
+        cols[f"{r}_kl"] = pa.array([_value(rng) for _ in range(n)], pa.float64())
+    pq.write_table(pa.table(cols), path)
+
+
+def flink_run(root: Path, seed: int, steps: range) -> Path:
+    rng = random.Random(seed)
+    logs = root / "flink_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        for split in ("train", "eval") if step % 3 == 0 else ("train",):
+            flink_file(logs / f"batch_debug_data_{split}_{step}.parquet", rng)
+    _age(root)
+    return root
+
+
+def _check(root: Path, questions=QUESTIONS) -> None:
+    run = open_run(root)
+    for by, filters in questions:
+        cold = summarize(run, by, filters=filters, cache=False)
+        warm = summarize(open_run(root), by, filters=filters)
+        assert_frame_equal(warm, cold, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+        # ... and the answer did come from the partials (the cache, now filled, answers alone)
+        keys = summary_keys(run, by, filters)
+        assert P.cached_summary(open_run(root), keys, filters) is not None
+
+
+def _computed(root: Path, mode: str = "role") -> tuple[int, int]:
+    run = open_run(root)
+    parts = P.run_partials(run, mode, store=P.PartialStore.open(run.root))
+    assert parts is not None
+    return parts.computed, parts.reused
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("make", [native_run, flink_run])
+def test_cached_answers_equal_a_cold_read_through_rewrites_deletions_and_additions(tmp_path, seed, make):
+    root = make(tmp_path / "run", seed, range(10))
+    _check(root)
+    assert _computed(root) == (0, 10)  # every step is cached now
+    rng = random.Random(seed + 100)
+    files = sorted(p for p in root.rglob("*.parquet"))
+    # Rewritten in place (same name and size class, other values), deleted, and new steps added.
+    target = files[rng.randrange(len(files))]
+    if make is flink_run:
+        flink_file(target, rng)
+    else:
+        table = pq.read_table(target)
+        reward = pa.array([_value(rng) for _ in range(table.num_rows)], pa.float64())
+        pq.write_table(table.set_column(table.schema.get_field_index("reward"), "reward", reward), target)
+    gone = next(p for p in files if p != target)
+    gone.unlink()
+    if make is flink_run:
+        flink_run(root, seed + 7, range(10, 13))
+    else:
+        native_run(tmp_path / "more", seed + 7, range(10, 13))
+        for p in (tmp_path / "more" / "samples").rglob("*.parquet"):
+            dest = root / p.relative_to(tmp_path / "more")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            p.rename(dest)
+    _age(root)
+    _check(root)
+    run = open_run(root)
+    assert len(P.units(run) or {}) == 13
+
+
+def test_only_new_and_changed_steps_are_read_again(tmp_path):
+    root = flink_run(tmp_path / "run", 5, range(8))
+    assert _computed(root) == (8, 0)
+    assert _computed(root) == (0, 8)
+    flink_run(root, 6, range(8, 11))  # three new steps
+    assert _computed(root) == (3, 8)
+    flink_file(root / "flink_logs" / "batch_debug_data_train_2.parquet", random.Random(9))  # step 2 rewritten
+    _age(root)
+    assert _computed(root) == (1, 10)
+    assert _computed(root, "sample") == (11, 0)  # another kind of summary: its own entries
+    assert _computed(root) == (0, 11)
+
+
+def test_files_just_written_are_not_stored(tmp_path):
+    root = flink_run(tmp_path / "run", 5, range(4))
+    os.utime(root / "flink_logs" / "batch_debug_data_train_1.parquet")  # now
+    assert _computed(root) == (4, 0)
+    assert _computed(root) == (1, 3)
+
+
+def test_a_corrupt_index_or_segment_is_reported_once_and_rebuilt(tmp_path, _cache, caplog):
+    root = flink_run(tmp_path / "run", 5, range(6))
+    _check(root, QUESTIONS[:1])
+    [folder] = (_cache / "partials").iterdir()
+    index = folder / "index.json"
+    index.write_text('{"format": 1, "entr')
+    with caplog.at_level(logging.WARNING, logger="runlog"):
+        _check(root, QUESTIONS[:2])
+    assert sum("partial cache" in r.getMessage() for r in caplog.records) == 1
+    assert _computed(root) == (0, 6)  # rebuilt
+    caplog.clear()
+    [seg] = folder.glob("seg-*.arrow")
+    seg.write_bytes(b"not arrow at all")
+    with caplog.at_level(logging.WARNING, logger="runlog"):
+        _check(root, QUESTIONS[:1])
+    assert sum("unreadable" in r.getMessage() for r in caplog.records) == 1
+    assert _computed(root) == (0, 6)
+    assert not any(p.name == seg.name for p in folder.iterdir())  # the corrupt segment is gone
+
+
+def test_entries_of_other_code_are_ignored(tmp_path, monkeypatch):
+    root = flink_run(tmp_path / "run", 5, range(3))
+    assert _computed(root) == (3, 0)
+    P.code_key.cache_clear()
+    monkeypatch.setattr(P, "source_hash", lambda names: "another version")
+    try:
+        assert _computed(root) == (3, 0)
+    finally:
+        P.code_key.cache_clear()
+
+
+def test_the_cache_can_be_turned_off(tmp_path, _cache, monkeypatch):
+    root = flink_run(tmp_path / "run", 5, range(3))
+    summarize(open_run(root), ["role"], cache=False)
+    assert not (_cache / "partials").exists()
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    summarize(open_run(root), ["role"])
+    assert not (_cache / "partials").exists()
+    monkeypatch.delenv("RUNLOG_CACHE")
+    summarize(open_run(root), ["role"])
+    assert (_cache / "partials").exists()
+
+
+def test_concurrent_saves_keep_each_others_entries(tmp_path):
+    root = flink_run(tmp_path / "run", 5, range(6))
+    first = open_run(root)
+    a, b = P.PartialStore.open(first.root), P.PartialStore.open(first.root)
+    assert a is not None and b is not None
+    P.run_partials(first, filters=Filters(steps=StepRange.parse("0:2")), store=a)
+    P.run_partials(first, filters=Filters(steps=StepRange.parse("3:5")), store=b)  # b loaded before a saved
+    assert _computed(root) == (0, 6)
+
+
+def test_many_segments_are_compacted(tmp_path, _cache):
+    root = flink_run(tmp_path / "run", 5, range(12))
+    for step in range(12):
+        one = Filters(steps=StepRange.parse(str(step)))
+        P.run_partials(open_run(root), filters=one, store=P.PartialStore.open(root))
+    [folder] = (_cache / "partials").iterdir()
+    assert len(list(folder.glob("seg-*.arrow"))) <= P.MAX_SEGMENTS
+    assert _computed(root) == (0, 12)
+
+
+def test_incremental_summary_reads_each_step_once(tmp_path, monkeypatch):
+    """A long-lived caller (``runlog watch``) keeps partials in memory between polls."""
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    root = flink_run(tmp_path / "run", 5, range(4))
+    inc = P.IncrementalSummary()
+    first = inc.summarize(open_run(root), ["role", "step"])
+    assert inc.last is not None and inc.last.computed == 4
+    flink_run(root, 8, range(4, 6))
+    later = inc.summarize(open_run(root), ["role", "step"])
+    assert inc.last.computed == 2 and inc.last.reused == 4
+    assert later.height > first.height
+    cold = summarize(open_run(root), ["role", "step"], cache=False)
+    assert_frame_equal(later, cold, rel_tol=1e-12, check_exact=False)
+
+
+def test_runs_of_multi_step_files_and_other_keys_are_computed_cold(tmp_path):
+    root = flink_run(tmp_path / "run", 5, range(3))
+    run = open_run(root)
+    assert P.cached_summary(run, ["env"], Filters()) is None
+    run.files[0].steps, run.files[0].step = [0, 1], None
+    assert P.units(run) is None
+
+
+def test_cli_repeat_gives_the_same_output(tmp_path, cli):
+    root = flink_run(tmp_path / "run", 5, range(6))
+    first = cli("summarize", root, "--by", "role", "--format", "json")
+    again = cli("summarize", root, "--by", "role", "--format", "json")
+    assert first.exit_code == again.exit_code == 0
+    assert pl.read_json(first.stdout.encode()).equals(pl.read_json(again.stdout.encode()))
