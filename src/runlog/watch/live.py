@@ -161,7 +161,7 @@ class LiveRun:
             old = self.files.get(rel)
             if old is not None:
                 affected.update(self._steps_of(old.info))
-            self.files[rel] = FileRecord(listing[rel], now)
+            self.files[rel] = FileRecord(listing[rel], now, pending=old is not None and old.pending)
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
         to_read = list(dict.fromkeys(to_read))
         self.changed = bool(changes)
@@ -264,10 +264,10 @@ class LiveRun:
         choice = ("train" if "train" in splits else splits[0]) if splits else None
         if choice == self.split:
             return []
-        self.split = choice
+        previous, self.split = self.split, choice
         self.steps.clear()
         affected.update(s for f in self._sample_infos() for s in self._steps_of(f))
-        return [Event("note", {"message": f"showing split {choice}"})] if choice else []
+        return [Event("note", {"message": f"showing split {choice} (was {previous})"})] if previous else []
 
     def _recompute(self, run: Run, affected: set[int]) -> list[Event]:
         """Summarise the ``affected`` steps again from every file that holds them."""

@@ -87,7 +87,7 @@ def run_lister(
 
     def list_once() -> tuple[Listing, Listing]:
         if not storage.is_url(path) and not os.path.isdir(path):
-            raise RunNotFoundError(f"{path}: no such folder (deleted?)")
+            raise RunNotFoundError(f"{path}: the run folder is gone (deleted?)")
         _, entries = list_files(path, storage_options, prefetch=False, layout=layout)
         data: Listing = {}
         temp: Listing = {}

@@ -1,0 +1,327 @@
+"""``runlog watch``: a run followed while another process writes it with RunWriter; each poll reads only new
+or changed files; a torn file completed later, a writer killed mid-step and a run folder deleted are each one
+line, never a traceback; the live screen draws hostile model text inert at 80 columns."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from rich.console import Console
+
+from runlog import open_run
+from runlog.analysis.filters import Filters
+from runlog.analysis.summarize import summarize
+from runlog.errors import DataError, RunNotFoundError
+from runlog.watch import Backoff, LiveRun, RunGoneError, Watcher
+from runlog.watch.poll import diff
+from runlog.watch.screen import Screen, extremes, sparkline, trend_text
+from watch_helpers import HOSTILE, Lines, Trainer, runlog
+
+from conftest import ROOT
+
+STEP_FILE = "samples/train/step_{:08d}.p0.parquet"
+
+
+# -- polling ------------------------------------------------------------------------------------------------
+def test_backoff_grows_while_nothing_changes_and_resets_when_something_does():
+    b = Backoff(1.0, 8.0)
+    assert [b.next(False) for _ in range(5)] == [2.0, 4.0, 8.0, 8.0, 8.0]
+    assert b.next(True) == 1.0
+    assert Backoff(2.0, 2.0).next(False) == 2.0  # a local folder: no back-off
+
+
+def test_diff_tells_added_rewritten_and_removed_files():
+    before = {"a": (1, (1,)), "b": (2, (2,)), "c": (3, (3,))}
+    after = {"a": (1, (1,)), "b": (2, (9,)), "d": (4, None)}
+    ch = diff(before, after)
+    assert (ch.added, ch.changed, ch.removed) == (("d",), ("b",), ("c",))
+    assert not diff(after, after)
+
+
+class FakeLister:
+    """An object store's listing, scripted: each call returns the next result (or raises it)."""
+
+    def __init__(self, results: list) -> None:
+        self.results = results
+        self.calls = 0
+
+    def __call__(self):
+        r = self.results[min(self.calls, len(self.results) - 1)]
+        self.calls += 1
+        if isinstance(r, Exception):
+            raise r
+        return r, {}
+
+
+def test_a_failed_listing_backs_off_and_the_next_poll_tries_again(tmp_path):
+    lister = FakeLister([{}, DataError("s3://b/run", "timed out"), DataError("s3://b/run", "timed out"), {}])
+    w = Watcher(LiveRun(tmp_path), lister, Backoff(1.0, 30.0))
+    assert w.poll() == ([], 2.0)  # nothing there yet: the wait grows
+    events, delay = w.poll()
+    assert delay == 4.0 and events[0].kind == "note" and "listing failed" in events[0].data["message"]
+    assert w.poll()[1] == 8.0
+    assert w.poll()[1] == 16.0 and lister.calls == 4
+
+
+def test_a_run_whose_listing_says_it_is_gone_ends_the_watch(tmp_path):
+    with pytest.raises(RunGoneError):
+        Watcher(LiveRun(tmp_path), FakeLister([RunNotFoundError("gone")]), Backoff(1, 1)).poll()
+
+
+def test_each_poll_opens_only_the_new_files_and_the_manifest(tmp_path, monkeypatch):
+    """The state after three polls equals a cold read of every step, and each poll opened only what was new."""
+    trainer = Trainer(tmp_path / "run")
+    try:
+        for _ in range(3):
+            trainer.step()
+        opened: list = []
+        import runlog.run as run_module
+
+        real = run_module.open_run
+
+        def spy(path, **kw):
+            opened.append(kw.get("only"))
+            return real(path, **kw)
+
+        monkeypatch.setattr(run_module, "open_run", spy)
+        from runlog.watch.poll import run_lister
+
+        live = LiveRun(tmp_path / "run")
+        lister = run_lister(tmp_path / "run")
+        events = live.update(*lister())
+        assert opened == [None]  # the first poll reads the run as it is
+        assert [e.data["step"] for e in events if e.kind == "step"] == [0, 1, 2]
+        trainer.step()
+        trainer.step()
+        events = live.update(*lister())
+        assert sorted(opened[1]) == sorted(["run.json", STEP_FILE.format(3), STEP_FILE.format(4)])
+        assert [e.data["step"] for e in events if e.kind == "step"] == [3, 4]
+        assert live.update(*lister()) == [] and len(opened) == 2  # nothing new: nothing opened
+    finally:
+        trainer.kill()
+    cold = summarize(open_run(tmp_path / "run"), ["step", "role"], filters=Filters(splits=("train",)))
+    for row in cold.iter_rows(named=True):
+        got = live.steps[row["step"]].roles[row["role"]]
+        assert got.reward_mean == row["reward_mean"] and got.kl_mean == row["kl_mean"]
+
+
+# -- the command, following a writer in another process ----------------------------------------------------
+def _json(line: str) -> dict:
+    return json.loads(line)
+
+
+def _event(event: str, **match):
+    def pred(line: str) -> bool:
+        e = _json(line)
+        return e["event"] == event and all(e.get(k) == v for k, v in match.items())
+
+    return pred
+
+
+def test_watch_json_gives_a_line_per_new_step_while_a_writer_writes(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    trainer.step()
+    trainer.step()
+    watch = runlog("watch", str(run), "--format", "json", "--interval", "0.2", "--idle-exit", "3", "--no-doctor")
+    try:
+        out = Lines(watch.stdout)
+        first = _json(out.wait(_event("step")))
+        assert first["step"] == 1  # of the steps already there, only the latest
+        for expected in (2, 3, 4):
+            assert trainer.step() == expected
+            e = _json(out.wait(_event("step")))
+            assert e["step"] == expected and e["rows"] == 8 and e["split"] == "train"
+            assert [r["role"] for r in e["roles"]] == ["solver", "judge"]
+        trainer.kill()  # the writer dies; watch goes on until it has been idle for 3 s
+        assert _json(out.wait(_event("end")))["reason"] == "idle"
+        assert watch.wait(timeout=15) == 0
+    finally:
+        trainer.kill()
+        watch.kill()
+    assert "Traceback" not in watch.stderr.read()
+
+
+def test_a_torn_file_completed_later_is_a_note_not_a_problem(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    for _ in range(4):
+        trainer.step()
+    trainer.kill()
+    torn = run / STEP_FILE.format(3)
+    whole = torn.read_bytes()
+    torn.unlink()
+    watch = runlog("watch", str(run), "--format", "json", "--interval", "0.2", "--settle", "30", "--no-doctor")
+    try:
+        out = Lines(watch.stdout)
+        out.wait(_event("step", step=2))
+        torn.write_bytes(whole[: len(whole) // 2])  # a copy in progress
+        assert "incomplete" in _json(out.wait(_event("note", path=STEP_FILE.format(3))))["message"]
+        with open(torn, "ab") as fh:  # the copy ends
+            fh.write(whole[len(whole) // 2 :])
+        assert "complete now" in _json(out.wait(_event("note", path=STEP_FILE.format(3))))["message"]
+        assert _json(out.wait(_event("step")))["step"] == 3
+    finally:
+        watch.kill()
+        watch.wait()
+    assert not any(_json(x)["event"] == "problem" for x in out.seen)
+
+
+def test_a_file_that_stays_unreadable_and_a_leftover_temp_file_become_problems(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    for _ in range(2):
+        trainer.step()
+    trainer.kill()
+    watch = runlog("watch", str(run), "--format", "json", "--interval", "0.2", "--settle", "1", "--no-doctor")
+    try:
+        out = Lines(watch.stdout)
+        out.wait(_event("step", step=1))
+        (run / STEP_FILE.format(2)).write_bytes(b"PAR1 not really")
+        (run / "samples/train/.step_00000003.p0.parquet.tmp").write_bytes(b"PAR1")  # a writer killed mid-file
+        p = _json(out.wait(_event("problem", kind="unreadable")))
+        assert p["path"] == STEP_FILE.format(2) and p["onset_step"] == 2 and p["severity"] == "error"
+        p = _json(out.wait(_event("problem", kind="leftover_temporary")))
+        assert p["onset_step"] == 3 and p["severity"] == "warning"
+        (run / "samples/train/.step_00000003.p0.parquet.tmp").unlink()
+        assert _json(out.wait(_event("resolved", kind="leftover_temporary")))["path"].endswith(".tmp")
+    finally:
+        watch.kill()
+        watch.wait()
+
+
+def test_a_run_folder_deleted_under_watch_is_one_line_and_exit_1(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    trainer.step()
+    trainer.kill()
+    watch = runlog("watch", str(run), "--interval", "0.2", "--no-doctor")  # off a terminal: lines
+    out = Lines(watch.stdout)
+    assert out.wait(lambda line: line.startswith("step 0")).startswith("step 0  split train  rows 8  solver reward")
+    shutil.rmtree(run)
+    assert watch.wait(timeout=15) == 1
+    err = watch.stderr.read()
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "deleted" in err and "Traceback" not in err
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path):
+    command = [sys.executable, "-m", "runlog", "watch", str(tmp_path / "nope"), "--once"]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("Error: ") and "Traceback" not in r.stderr
+
+
+# -- the live screen ----------------------------------------------------------------------------------------
+def test_sparkline_and_trend():
+    assert sparkline([0, 1, None, 0.5]) == "▁█ ▅"
+    assert sparkline([2, 2]) == "▄▄"
+    assert trend_text([0, 1, 2, 3]).startswith("↑+3")
+    assert trend_text([3, 2, 1, 0]).startswith("↓-3")
+    assert trend_text([1, 1]) == ""  # too few points
+
+
+def test_the_screen_fits_80_columns_and_draws_hostile_text_inert(tmp_path):
+    trainer = Trainer(tmp_path / "run")
+    try:
+        for _ in range(4):
+            trainer.step()
+    finally:
+        trainer.kill()
+    from runlog.watch.poll import run_lister
+
+    live = LiveRun(tmp_path / "run")
+    live.update(*run_lister(tmp_path / "run")())
+    samples = extremes(live)
+    assert [s.label for s in samples] == ["best", "worst"] and samples[0].sample_id == "s3-7"
+    buf = io.StringIO()
+    Console(file=buf, width=80, force_terminal=True, color_system="truecolor").print(
+        Screen(live, None, samples, interval=1)
+    )
+    text = buf.getvalue()
+    assert "\x1b]" not in text and "\x07" not in text and "\x1b[2J" not in text and "\u202e" not in text
+    plain = io.StringIO()
+    Console(file=plain, width=80, no_color=True).print(Screen(live, None, samples, interval=1))
+    lines = plain.getvalue().splitlines()
+    assert all(len(x) <= 80 for x in lines)
+    assert any(x.startswith("best ") and "\\x1b]0;pwned" in x for x in lines)
+    assert any(x.startswith("solver ") for x in lines) and "step 3" in plain.getvalue()
+    assert HOSTILE not in plain.getvalue()
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_live_screen_in_tmux_at_80_columns(tmp_path):
+    """The live screen in a real terminal (tmux, 80x30): it shows new steps as they arrive, the model text's
+    escape sequences never act on the terminal (the pane title stays), and q quits with exit code 0."""
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    trainer.step()
+    session = f"runlog-watch-{time.monotonic_ns()}"
+    rc_file = tmp_path / "rc"
+    from watch_helpers import child_env
+
+    env = child_env()
+    command = (
+        f"cd {shlex_quote(str(ROOT))} && PYTHONPATH={shlex_quote(env['PYTHONPATH'])} "
+        f"{shlex_quote(sys.executable)} -m runlog watch {shlex_quote(str(run))} --interval 0.2; "
+        f"echo $? > {shlex_quote(str(rc_file))}; sleep 30"
+    )
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "30", command)
+    try:
+        _tmux("set-option", "-t", session, "allow-rename", "on")
+
+        def screen_shows(text: str, timeout: float = 15) -> str:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                shown = _tmux("capture-pane", "-p", "-t", session)
+                if text in shown:
+                    return shown
+                time.sleep(0.1)
+            raise AssertionError(f"{text!r} not on screen:\n{shown}")
+
+        screen_shows("step 0")
+        for _ in range(3):
+            trainer.step()
+        shown = screen_shows("step 3")
+        shown = screen_shows("best ")
+        assert "q quits" in shown and "solver" in shown
+        assert all(len(line) <= 80 for line in shown.splitlines())
+        assert "\\x1b]0;pwned" in shown  # the escape shown as text ...
+        assert "pwned" not in _tmux("display-message", "-p", "-t", session, "#{pane_title}")  # ... not acted on
+        _tmux("send-keys", "-t", session, "q")
+        end = time.monotonic() + 15
+        while not rc_file.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert rc_file.read_text().strip() == "0"
+    finally:
+        trainer.kill()
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def shlex_quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def test_watch_once_on_the_sample_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "runlog", "watch", "sample_runs/debate_grpo", "--once", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [e["step"] for e in events if e["event"] == "step"] == [31]
+    assert events[-1] == {"event": "end", "reason": "once", "message": None}
+    assert any(e["event"] == "finding" and e["kind"] == "nan_rewards" for e in events)
