@@ -1,0 +1,117 @@
+"""``runlog doctor RUN --follow --fail-on error``: exits 1 as soon as an error-severity finding appears in a run
+another process is writing; ends with 0 at --idle-exit when none does; a file still being copied is not a
+failure; --fail-on sets the exit code without --follow too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+from watch_helpers import Lines, Trainer, runlog
+
+from conftest import ROOT
+
+
+def _events(line: str) -> dict:
+    return json.loads(line)
+
+
+def test_follow_exits_1_as_soon_as_an_error_appears(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    for _ in range(3):
+        trainer.step()
+    doctor = runlog(
+        "doctor",
+        str(run),
+        "--follow",
+        "--fail-on",
+        "error",
+        "--format",
+        "json",
+        "--interval",
+        "0.2",
+        "--idle-exit",
+        "60",
+    )
+    try:
+        out = Lines(doctor.stdout)
+        trainer.step("nan")  # every reward of step 3 NaN: 25% of the run's rewards, an error
+        t0 = time.monotonic()
+        finding = _events(out.wait(lambda line: _events(line)["event"] == "finding"))
+        assert finding["kind"] == "nan_rewards" and finding["severity"] == "error" and finding["onset_step"] == 3
+        assert _events(out.wait(lambda line: _events(line)["event"] == "end"))["reason"] == "failing"
+        assert doctor.wait(timeout=15) == 1
+        assert time.monotonic() - t0 < 15  # at once, not at --idle-exit
+    finally:
+        trainer.kill()
+        doctor.kill()
+    assert "Traceback" not in doctor.stderr.read()
+
+
+def test_follow_ends_with_0_when_the_run_stays_healthy(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    trainer.step()
+    doctor = runlog("doctor", str(run), "--follow", "--fail-on", "error", "--interval", "0.2", "--idle-exit", "2")
+    try:
+        trainer.step()
+        trainer.step()
+        trainer.kill()  # the writer dies mid-run: the run goes idle
+        assert doctor.wait(timeout=20) == 0
+    finally:
+        trainer.kill()
+        doctor.kill()
+    assert doctor.stdout.read() == ""  # no finding
+    assert doctor.stderr.read().strip() == "stopped: idle"
+
+
+def test_a_file_being_copied_does_not_fail_but_one_that_stays_corrupt_does(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    for _ in range(3):
+        trainer.step()
+    trainer.kill()
+    name = "samples/train/step_00000002.p0.parquet"
+    whole = (run / name).read_bytes()
+    (run / name).write_bytes(whole[:100])  # torn
+    follow = ["doctor", str(run), "--follow", "--fail-on", "error", "--format", "json", "--interval", "0.2"]
+    doctor = runlog(*follow, "--settle", "30", "--idle-exit", "1")
+    out = Lines(doctor.stdout)
+    out.wait(lambda line: "incomplete" in line)
+    (run / name).write_bytes(whole)  # the copy completes
+    assert doctor.wait(timeout=30) == 0
+    assert _events(out.wait(lambda line: _events(line)["event"] == "end"))["reason"] == "idle"
+    (run / name).write_bytes(whole[:100])  # and now it stays torn
+    doctor = runlog(*follow, "--settle", "0.5", "--idle-exit", "20")
+    out = Lines(doctor.stdout)
+    finding = _events(out.wait(lambda line: _events(line)["event"] == "finding"))
+    assert finding["kind"] == "data_problem" and finding["severity"] == "error" and finding["onset_step"] == 2
+    assert doctor.wait(timeout=15) == 1
+
+
+def test_follow_on_a_run_deleted_is_one_line_and_exit_1(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(run)
+    trainer.step("nan")
+    trainer.kill()
+    doctor = runlog("doctor", str(run), "--follow", "--fail-on", "never", "--interval", "0.2")
+    out = Lines(doctor.stdout)
+    assert out.wait(lambda line: line.startswith("finding error nan_rewards"))  # it is following now
+    shutil.rmtree(run)
+    assert doctor.wait(timeout=15) == 1
+    err = doctor.stderr.read()
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "gone" in err and "Traceback" not in err
+
+
+def test_fail_on_sets_the_exit_code_without_follow():
+    def code(*args: str) -> int:
+        cmd = [sys.executable, "-m", "runlog", "doctor", "sample_runs/debate_grpo", *args]
+        return subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=120).returncode
+
+    assert code() == 1  # a NaN-rewards warning
+    assert code("--fail-on", "error") == 0
+    assert code("--fail-on", "never") == 0
