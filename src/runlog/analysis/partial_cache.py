@@ -103,18 +103,18 @@ def units(run: Run) -> dict[int, Unit] | None:
     samples = [f for f in run.files if f.kind == "samples" and f.readable]
     if not samples or any(f.fmt != "parquet" or f.step is None or f.steps is not None for f in samples):
         return None
-    manifests = sorted((f.path, _stamp(f)) for f in run.files if f.kind == "manifest")
-    if any(s is None for _, s in manifests):
-        manifests = [("?", None)]  # no identity: nothing is stored
+    manifest_stamps = [(f.path, _stamp(f)) for f in run.files if f.kind == "manifest"]
+    # No identity for a manifest: nothing is stored.
+    manifests = None if any(s is None for _, s in manifest_stamps) else repr(sorted(manifest_stamps))
     out: dict[int, Unit] = {}
     for f in samples:
         assert f.step is not None
         out.setdefault(f.step, Unit(f.step)).files.append(f)
     for u in out.values():
         stamps = sorted((f.path, _stamp(f)) for f in u.files)
-        if any(s is None or is_racy(s) for _, s in stamps) or manifests == [("?", None)]:
+        if manifests is None or any(s is None or is_racy(s) for _, s in stamps):
             continue
-        text = json.dumps([u.step, stamps, manifests], default=str)
+        text = f"{u.step}\0{stamps!r}\0{manifests}"
         u.files_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return out
 

@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""Does a repeated ``runlog summarize --by role`` cost only what is new? (issue 18, "Incremental partials")
+
+On the 2,000-file Flink-v1 run of ``benchmarks/inspect_bench.py`` (1,024,000 samples, three roles), whole
+processes (``python -m runlog summarize RUN --by role --format json``), timed around ``subprocess.run``,
+against DuckDB's twin of the same aggregation (``summarize_bench.DUCKDB_CODE``, the faster ``unnest``
+formulation) in the same rounds:
+
+* **first**: the probe cache warm (footers known), no partials stored: every step is read and its partials
+  stored;
+* **repeat**: the same command again: every step's partials come from the cache;
+* **+100 files**: 1,900 steps summarised before (untimed), then 100 new files appear (neither probed nor
+  summarised yet): the command probes and reads those 100;
+* **cold**: ``RUNLOG_CACHE=off`` (no probe cache, no partials), for reference;
+* **DuckDB**: the twin over the 2,000 files;
+* **floor**: a process that only imports runlog's CLI and polars (what any command pays first).
+
+The run is a folder of symbolic links to the generated files (``_data/incremental_run``), so that files can
+be added and removed without copying 1.4 GB; each phase has its own cache folder. Phases are interleaved
+round-robin after an untimed warm-up round; medians are reported with the load average before and after.
+Before timing, runlog's JSON is checked against DuckDB's (every statistic within 1e-9 relative) for the
+first, repeat and +100 answers. ``--profile`` prints where the time of a repeat goes inside one process.
+
+Usage::
+
+    python benchmarks/incremental_bench.py --reps 7 --markdown
+    python benchmarks/incremental_bench.py --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import inspect_bench as ib  # noqa: E402
+import summarize_bench as sb  # noqa: E402
+
+FILES, ROWS, ADDED = 2000, 512, 100
+RUN = ib.DATA_ROOT / "incremental_run"
+
+
+def _link_run(source: Path, steps: range) -> None:
+    """``RUN/flink_logs`` holding links to the generated files of ``steps`` (and no other)."""
+    logs = RUN / "flink_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    want = {f"batch_debug_data_train_{s}.parquet" for s in steps}
+    for p in logs.iterdir():
+        if p.name not in want:
+            p.unlink()
+    for name in want:
+        link = logs / name
+        if not link.exists():
+            link.symlink_to(source / "flink_logs" / name)
+
+
+def _runlog(env: dict[str, str]) -> tuple[float, str]:
+    argv = [sys.executable, "-m", "runlog", "summarize", str(RUN), "--by", "role", "--format", "json"]
+    t, proc = ib.run_once(argv, env)
+    if proc.returncode != 0:
+        raise SystemExit(f"runlog failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return t, proc.stdout
+
+
+def _duckdb(env: dict[str, str], script: Path) -> tuple[float, str]:
+    t, proc = ib.run_once([sys.executable, str(script), str(RUN), "role", "unnest"], env)
+    if proc.returncode != 0:
+        raise SystemExit(f"DuckDB failed: {proc.stderr[-800:]}")
+    return t, proc.stdout
+
+
+def _check(label: str, mine: str, theirs: str) -> None:
+    check = sb.compare(label, json.loads(mine), json.loads(theirs), ("role",))
+    if check.problems:
+        raise SystemExit(f"{label}: runlog and DuckDB disagree: {check.problems[:5]}")
+    print(f"check {label}: {check.groups} groups, {check.values} values, max rel. difference {check.max_rel:.1e}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure(source: Path, reps: int) -> dict[str, list[float]]:
+    base = ib.child_env()
+    tmp = Path(tempfile.mkdtemp(prefix="runlog-incremental-"))
+    script = tmp / "duck.py"
+    script.write_text(sb.DUCKDB_CODE)
+    envs = {k: {**base, "RUNLOG_CACHE_DIR": str(tmp / k)} for k in ("first", "repeat", "added")}
+    cold_env = {**base, "RUNLOG_CACHE": "off"}
+    times: dict[str, list[float]] = {k: [] for k in ("first", "repeat", "added", "cold", "duckdb", "floor")}
+
+    def first() -> tuple[float, str]:
+        _link_run(source, range(FILES))
+        _runlog(envs["first"])  # untimed: the probe cache knows every footer
+        shutil.rmtree(tmp / "first" / "partials", ignore_errors=True)
+        return _runlog(envs["first"])
+
+    def repeat() -> tuple[float, str]:
+        _link_run(source, range(FILES))
+        _runlog(envs["repeat"])  # untimed: everything cached
+        return _runlog(envs["repeat"])
+
+    def added() -> tuple[float, str]:
+        _link_run(source, range(FILES - ADDED))
+        _runlog(envs["added"])  # untimed: 1,900 steps cached, the 100 others forgotten
+        _link_run(source, range(FILES))
+        return _runlog(envs["added"])
+
+    def cold() -> tuple[float, str]:
+        _link_run(source, range(FILES))
+        return _runlog(cold_env)
+
+    def duck() -> tuple[float, str]:
+        _link_run(source, range(FILES))
+        return _duckdb(base, script)
+
+    def floor() -> tuple[float, str]:
+        # What any runlog command pays before it looks at a run: the interpreter, runlog's CLI and polars.
+        t, _ = ib.run_once([sys.executable, "-c", "import runlog.cli.app, polars"], base)
+        return t, ""
+
+    phases = {"first": first, "repeat": repeat, "added": added, "cold": cold, "duckdb": duck, "floor": floor}
+    try:
+        outputs = {k: f()[1] for k, f in phases.items()}  # warm-up round, and the answers checked
+        for k in ("first", "repeat", "added", "cold"):
+            _check(k, outputs[k], outputs["duckdb"])
+        print(f"load before: {_load()}")
+        for r in range(reps):
+            for k, f in phases.items():
+                times[k].append(f()[0])
+            print(f"round {r + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+        print(f"load after: {_load()}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(RUN, ignore_errors=True)
+    return times
+
+
+def profile(source: Path) -> None:
+    """Where a repeat's time goes, inside one process (the imports measured by a process of their own)."""
+    env = ib.child_env()
+    with tempfile.TemporaryDirectory(prefix="runlog-incremental-") as cache:
+        os.environ["RUNLOG_CACHE_DIR"] = cache
+        _link_run(source, range(FILES))
+        try:
+            code = "import runlog.cli.app, polars, pyarrow"
+            bare = statistics.median(ib.run_once([sys.executable, "-c", "pass"], env)[0] for _ in range(5))
+            imports = statistics.median(ib.run_once([sys.executable, "-c", code], env)[0] for _ in range(5))
+            print(f"python start-up {bare:.3f} s; + imports (runlog CLI, polars, pyarrow) {imports - bare:.3f} s")
+            from runlog import open_run
+            from runlog.analysis import partial_cache as P
+            from runlog.analysis.filters import Filters
+            from runlog.analysis.summarize import summarize
+
+            summarize(open_run(RUN), ["role"])  # fill both caches
+            for _ in range(3):
+                t0 = time.perf_counter()
+                run = open_run(RUN)
+                t1 = time.perf_counter()
+                units = P.units(run)
+                t2 = time.perf_counter()
+                store = P.PartialStore.open(run.root)
+                t3 = time.perf_counter()
+                assert store is not None and units is not None
+                ids = [eid for u in units.values() if (eid := store.lookup("role/pg0", u))]
+                frame, _ = store.load(ids)
+                t4 = time.perf_counter()
+                assert frame is not None
+                parts = P.Partials(frame, "role")
+                P.summary_from_partials(run, parts, ["role"], Filters())
+                t5 = time.perf_counter()
+                summarize(run, ["role"])
+                t6 = time.perf_counter()
+                print(
+                    f"open_run (probe cache) {t1 - t0:.3f} s, stat {len(run.files)} files {t2 - t1:.3f} s, "
+                    f"index {t3 - t2:.3f} s, segments {t4 - t3:.3f} s ({frame.estimated_size() / 2**20:.0f} MiB), "
+                    f"merge + median {t5 - t4:.3f} s; summarize() in all {t6 - t5:.3f} s"
+                )
+        finally:
+            shutil.rmtree(RUN, ignore_errors=True)
+
+
+def markdown(times: dict[str, list[float]], info: dict[str, str]) -> str:
+    duck = statistics.median(times["duckdb"])
+    labels = {
+        "first": "first `summarize --by role` (probe cache warm, no partials)",
+        "repeat": "repeat (every step cached)",
+        "added": f"after {ADDED} new files",
+        "cold": "no caches (`RUNLOG_CACHE=off`)",
+        "duckdb": "DuckDB twin (`unnest`)",
+        "floor": "floor: `python -c 'import runlog.cli.app, polars'`",
+    }
+    targets = {"first": "≤ 1.0x", "repeat": "≤ 0.2x", "added": "≤ 0.3x"}
+    lines = ["| phase | median s | min–max s | vs DuckDB | target |", "| --- | ---: | ---: | ---: | :---: |"]
+    for k, label in labels.items():
+        v = times[k]
+        med = statistics.median(v)
+        lines.append(f"| {label} | {med:.2f} | {min(v):.2f}–{max(v):.2f} | {med / duck:.2f}x | {targets.get(k, '')} |")
+    lines.append("")
+    lines.append("Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--markdown", action="store_true", help="print the table for docs/benchmarks.md")
+    ap.add_argument("--profile", action="store_true", help="where a repeat's time goes, in one process")
+    args = ap.parse_args(argv)
+    source, _ = ib.ensure_data(FILES, ROWS, False)
+    if args.profile:
+        profile(source)
+        return 0
+    times = measure(source, args.reps)
+    info = {**ib.machine_info(), "duckdb": _duckdb_version()}
+    for k, v in times.items():
+        print(f"{k}: median {statistics.median(v):.3f} s ({', '.join(f'{x:.2f}' for x in v)})")
+    if args.markdown:
+        print(markdown(times, info))
+    return 0
+
+
+def _duckdb_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("duckdb")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
