@@ -4,7 +4,6 @@ added; only what changed is read again; a corrupt cache is reported once and reb
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import random
@@ -188,22 +187,20 @@ def test_files_just_written_are_not_stored(tmp_path):
     assert _computed(root) == (1, 3)
 
 
-def test_a_corrupt_index_or_segment_is_reported_once_and_rebuilt(tmp_path, _cache, caplog):
+def test_a_corrupt_index_or_segment_is_reported_once_and_rebuilt(tmp_path, _cache, capsys):
     root = flink_run(tmp_path / "run", 5, range(6))
     _check(root, QUESTIONS[:1])
     [folder] = (_cache / "partials").iterdir()
     index = folder / "index.json"
     index.write_text('{"format": 1, "entr')
-    with caplog.at_level(logging.WARNING, logger="runlog"):
-        _check(root, QUESTIONS[:2])
-    assert sum("partial cache" in r.getMessage() for r in caplog.records) == 1
+    capsys.readouterr()
+    _check(root, QUESTIONS[:2])
+    assert capsys.readouterr().err.count("partial cache") == 1
     assert _computed(root) == (0, 6)  # rebuilt
-    caplog.clear()
     [seg] = folder.glob("seg-*.arrow")
     seg.write_bytes(b"not arrow at all")
-    with caplog.at_level(logging.WARNING, logger="runlog"):
-        _check(root, QUESTIONS[:1])
-    assert sum("unreadable" in r.getMessage() for r in caplog.records) == 1
+    _check(root, QUESTIONS[:1])
+    assert capsys.readouterr().err.count("unreadable") == 1
     assert _computed(root) == (0, 6)
     assert not any(p.name == seg.name for p in folder.iterdir())  # the corrupt segment is gone
 
@@ -280,3 +277,14 @@ def test_cli_repeat_gives_the_same_output(tmp_path, cli):
     again = cli("summarize", root, "--by", "role", "--format", "json")
     assert first.exit_code == again.exit_code == 0
     assert pl.read_json(first.stdout.encode()).equals(pl.read_json(again.stdout.encode()))
+
+
+def test_cli_reports_a_corrupt_cache_once_on_stderr(tmp_path, cli, _cache):
+    root = flink_run(tmp_path / "run", 5, range(4))
+    assert cli("summarize", root, "--format", "json").exit_code == 0
+    [folder] = (_cache / "partials").iterdir()
+    (folder / "index.json").write_bytes(b"\x00garbage")
+    r = cli("summarize", root, "--format", "json")
+    assert r.exit_code == 0 and r.stderr.count("partial cache") == 1, r.stderr
+    again = cli("summarize", root, "--format", "json")
+    assert "partial cache" not in again.stderr and again.stdout == r.stdout

@@ -19,7 +19,7 @@ Storage, beside the probe cache (``probe_cache.cache_dir()``: ``partials/<run di
 per command that computed something, written to a temporary name and renamed into place. The index is
 read-merged-written under a lock, so that concurrent commands keep each other's entries; segments no entry
 points to are deleted; many segments are compacted into one. A corrupt index or segment is reported once
-(a warning on the ``runlog`` logger) and rebuilt. ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
+(a warning line on stderr) and rebuilt. ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
 
 Runs whose sample files do not each hold one known step (JSONL files of many steps), and summaries by
 ``env`` or ``group``, are computed cold.
@@ -30,8 +30,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,7 +64,6 @@ AGGREGATING_CODE = (
     "analysis/filters.py",
     "analysis/partial_cache.py",
 )
-log = logging.getLogger("runlog")
 
 
 @functools.cache
@@ -148,9 +147,13 @@ class PartialStore:
         return self.folder / "index.json"
 
     def _report(self, what: str, exc: BaseException) -> None:
+        """One line on stderr (the first trouble only): the entries are dropped, and rebuilt on save."""
         if not self.reported:
+            from ..textsafe import visible
+
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            log.warning("runlog: the partial cache %s is unreadable (%s); rebuilding it", what, reason)
+            line = f"warning: the partial cache {what} is unreadable ({reason}); rebuilding it"
+            sys.stderr.write(visible(line, keep_newlines=False) + "\n")
             self.reported = True
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
