@@ -279,10 +279,14 @@ class LiveRun:
         old = {s: self.steps.pop(s) for s in list(self.steps) if s in affected}
         events: list[Event] = []
         if files:
-            sub = Run(root=run.root, files=files, ctx=run.ctx)
-            steps = StepRange.parse(",".join(str(s) for s in sorted(affected))) if len(affected) < 500 else StepRange()
+            # The first read is of the whole run: it answers from the partial cache (steps summarised by earlier
+            # commands are not read again). Later ones hold only the files of the steps that changed, which
+            # that cache would not keep (just written), and their figures are kept here.
+            whole = self.polls == 1
+            sub = run if whole else Run(root=run.root, files=files, ctx=run.ctx)
+            steps = StepRange.parse(",".join(str(s) for s in sorted(affected))) if not whole else StepRange()
             filters = Filters(splits=(self.split,) if self.split else (), steps=steps)
-            df = summarize(sub, ["step", "role"], filters=filters, split_key=False)
+            df = summarize(sub, ["step", "role"], filters=filters, split_key=False, cache=whole)
             rows: dict[int, int] = {}
             arrived: dict[int, float] = {}
             for f in files:

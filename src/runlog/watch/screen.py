@@ -199,11 +199,11 @@ class Screen:
         if not roles:
             return []
         name_w = min(max(len(one_line(r or "(none)")) for r in roles), 14)
-        fixed = name_w + 2 * (1 + 7 + 1 + 7 + 1) + 1  # name, then twice: space, value, space, trend, space
+        fixed = name_w + 2 * (1 + 1 + 7 + 1 + 8)  # name, then twice: space, sparkline, space, value, space, trend
         spark = max(4, min(40, (width - fixed) // 2))
         out = [
             Text(
-                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 16}} {'KL':<{spark + 16}}",
+                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 17}} {'KL':<{spark + 16}}",
                 style="dim",
             )
         ]
@@ -215,7 +215,7 @@ class Screen:
                 line.append(" ")
                 line.append(f"{sparkline(values):<{spark}}", style="green" if what == "reward_mean" else "magenta")
                 line.append(f" {num(values[-1] if values else None):>7} ")
-                line.append(f"{trend_text(values):<7}", style="dim")
+                line.append(f"{trend_text(values):<8}", style="dim")
             out.append(line)
         return out
 
