@@ -57,7 +57,7 @@ def test_inspect_report_of_a_clean_native_run(tmp_path):
     assert r["exceptions"] == 0
     assert r["problems"] == [] and r["errors"] == 0
     assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
-    json.dumps(r, allow_nan=False)  # the report is plain JSON
+    json.dumps(r.as_dict(), allow_nan=False)  # the report is plain JSON
 
 
 def test_nan_and_null_rewards_are_counted_apart(tmp_path):

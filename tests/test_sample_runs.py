@@ -40,7 +40,7 @@ def normalise(report: dict) -> dict:
 @pytest.mark.parametrize("name", RUNS)
 @pytest.mark.parametrize("deep", [False, True], ids=["footers", "deep"])
 def test_inspect_golden(name, deep):
-    report = normalise(inspect_run(open_run(SAMPLE_RUNS / name), deep=deep))
+    report = normalise(inspect_run(open_run(SAMPLE_RUNS / name), deep=deep).as_dict())
     path = GOLDEN / f"inspect_{name}{'_deep' if deep else ''}.json"
     if os.environ.get("RUNLOG_UPDATE_GOLDEN"):
         path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

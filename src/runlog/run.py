@@ -521,9 +521,9 @@ def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:
         info = FileInfo(
             cand.rel, cand.abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
         )
-    if isinstance(info.payload, dict):
+    if info.footer is not None:
         # The footer object is only needed while probing; thousands of them would pin memory.
-        info.payload.pop("metadata", None)
+        info.footer.metadata = None
     if isinstance(cand.abspath, ObjectPath):
         cand.abspath.store.forget(cand.abspath.key)
     return info

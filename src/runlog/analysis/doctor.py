@@ -546,9 +546,9 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     """What ``inspect`` finds: missing steps (per split) and file problems, grouped by problem kind."""
     out = []
     report = s.inspect
-    for split, gaps in report["step_gaps"].items():
+    for split, gaps in report.step_gaps.items():
         if gaps:
-            missing = sum(b - a + 1 for a, b in gaps) // max(1, report["step_stride"].get(split, 1))
+            missing = sum(b - a + 1 for a, b in gaps) // max(1, report.step_stride.get(split, 1))
             ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:6])
             out.append(
                 Finding(
@@ -561,8 +561,8 @@ def _data_findings(s: RunSeries) -> list[Finding]:
                 )
             )
     by_kind: dict[str, list[dict[str, Any]]] = {}
-    for p in report["problems"]:
-        by_kind.setdefault(p["kind"], []).append(p)
+    for p in report.problems:
+        by_kind.setdefault(p.kind, []).append(p.as_dict())
     for kind, problems in by_kind.items():
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -4,12 +4,129 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
 from .._lazy import pl
+from ..formats.base import Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..run import Run
+
+
+@dataclass
+class Counts:
+    """Values, nulls and NaNs of one numeric column; ``nan`` is None where footers cannot tell (``--deep``)."""
+
+    count: int = 0
+    null: int = 0
+    nan: int | None = 0
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"count": self.count, "null": self.null, "nan": self.nan}
+
+
+@dataclass
+class LayoutFiles:
+    """The files of one layout: how many, their rows and bytes, and how many per schema version."""
+
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    by_version: dict[str, int] = field(default_factory=dict)  # version, "-" (none) or "unreadable" -> files
+    description: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"files": self.files, "rows": self.rows, "bytes": self.bytes}
+        out["by_version"] = dict(self.by_version)
+        if self.description is not None:
+            out["description"] = self.description
+        return out
+
+
+@dataclass
+class ScalarSummary:
+    """The scalar records: how many, distinct keys, their step range, stride and gaps (None: no steps)."""
+
+    records: int = 0
+    keys: int = 0
+    steps: list[int] | None = None
+    stride: int | None = None
+    step_gaps: list[list[int]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"records": self.records, "keys": self.keys, "steps": self.steps}
+        if self.steps is not None:
+            out["stride"], out["step_gaps"] = self.stride, self.step_gaps
+        return out
+
+
+@dataclass
+class RunInspection:
+    """What ``runlog inspect`` reports about a run (``as_dict``: its ``--format json`` output). Captured when
+    made: files read later (and found corrupt) do not change it."""
+
+    run: str
+    name: str
+    layouts: dict[str, LayoutFiles]
+    files: list[dict[str, Any]]  # ``FileInfo.as_dict()`` of every file, as found
+    schema_versions: dict[str, int]  # version -> files
+    rows: int
+    rows_by_kind: dict[str, int]
+    steps: dict[str, list[int]]  # split -> [first, last]
+    step_gaps: dict[str, list[list[int]]]  # split -> [[first_missing, last_missing], ...]
+    step_stride: dict[str, int]
+    roles: list[str]
+    numeric_source: str  # "footers" or "data" (``deep``)
+    numeric: dict[str, Counts]
+    exceptions: int
+    scalars: ScalarSummary
+    bytes: int
+    unmatched: list[str]
+    problems: list[Problem]
+    fidelity: list[dict[str, str]]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if not p.is_warning)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.is_warning)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, in the order of the JSON output."""
+        return {
+            "run": self.run,
+            "name": self.name,
+            "layouts": {k: v.as_dict() for k, v in self.layouts.items()},
+            "files": [dict(f) for f in self.files],
+            "schema_versions": dict(self.schema_versions),
+            "rows": self.rows,
+            "rows_by_kind": dict(self.rows_by_kind),
+            "steps": dict(self.steps),
+            "step_gaps": dict(self.step_gaps),
+            "step_stride": dict(self.step_stride),
+            "roles": list(self.roles),
+            "numeric_source": self.numeric_source,
+            "numeric": {k: v.as_dict() for k, v in self.numeric.items()},
+            "exceptions": self.exceptions,
+            "scalars": self.scalars.as_dict(),
+            "bytes": self.bytes,
+            "unmatched": list(self.unmatched),
+            "problems": [p.as_dict() for p in self.problems],
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "fidelity": [dict(f) for f in self.fidelity],
+        }
+
+    # ``report["errors"]``, ``report.get(...)``: the JSON form's values, for callers (``cli/inspect_cmd.py``)
+    # written against the dict this was; new code reads the fields.
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
@@ -30,21 +147,19 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     return stride, gaps
 
 
-def _numeric_stats(run: Run) -> dict[str, dict[str, int]]:
+def _numeric_stats(run: Run) -> dict[str, Counts]:
     """count / null / NaN of the canonical numeric columns: the sample reward and each role's reward and KL.
     Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
-    out: dict[str, dict[str, int]] = {}
+    out: dict[str, Counts] = {}
     [r_df, roles] = run.collect(lambda: [_reward_query(run), _roles_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
-        out["reward"] = {k: int(v or 0) for k, v in r.items()}
+        out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0))
     for row in roles.iter_rows(named=True):
         for metric in ("reward", "kl"):
-            out[f"{row['role']}/{metric}"] = {
-                "count": int(row["count"]),
-                "null": int(row[f"{metric}_null"]),
-                "nan": int(row[f"{metric}_nan"]),
-            }
+            out[f"{row['role']}/{metric}"] = Counts(
+                int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"])
+            )
     return out
 
 
@@ -82,7 +197,7 @@ def _exceptions(run: Run) -> int:
             continue
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
         if f.fmt != "parquet":
-            frame = f.payload if hasattr(f.payload, "get_column") else None
+            frame = f.frame
             if frame is not None and col is not None and col in frame.columns:
                 total += frame.height - frame.get_column(col).null_count()
         elif col is not None and col in f.null_counts and f.rows is not None:
@@ -105,44 +220,44 @@ def col_of(f: Any) -> str:
     return next(c for c in EXCEPTION_COLUMNS if c in f.columns)
 
 
-def _footer_numeric(run: Run) -> dict[str, dict[str, int]]:
+def _footer_numeric(run: Run) -> dict[str, Counts]:
     """values / null of every numeric sample column, from footer statistics (Parquet) or the parsed
     frame (JSONL, CSV). NaN is not in Parquet statistics: it is None here; ``--deep`` counts it."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Counts] = {}
     for f in run.files:
         if f.kind != "samples" or not f.readable or f.rows is None:
             continue
-        if f.fmt in ("jsonl", "csv") and f.payload is not None:
-            _add_frame_numeric(out, f.payload)
+        if f.fmt in ("jsonl", "csv") and f.frame is not None:
+            _add_frame_numeric(out, f.frame)
             continue
         for col, n_null in f.null_counts.items():
             if col in EXCEPTION_COLUMNS or col in ("schema_version", "step") or not _is_number_type(f.columns[col]):
                 continue
-            entry = out.setdefault(col, {"count": 0, "null": 0, "nan": None})
-            entry["count"] += f.rows
-            entry["null"] += n_null
+            entry = out.setdefault(col, Counts(nan=None))
+            entry.count += f.rows
+            entry.null += n_null
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != "reward", kv[0])))
 
 
-def _add_frame_numeric(out: dict[str, dict[str, Any]], frame: Any) -> None:
+def _add_frame_numeric(out: dict[str, Counts], frame: Any) -> None:
     """A JSONL/CSV file is parsed in memory already: its NaN counts cost nothing, so they are exact."""
     for col, dtype in frame.schema.items():
         if not dtype.is_numeric() or col in ("schema_version", "step"):
             continue
         s = frame.get_column(col)
-        entry = out.setdefault(col, {"count": 0, "null": 0, "nan": 0})
-        entry["count"] += s.len()
-        entry["null"] += s.null_count()
-        if entry["nan"] is not None:
-            entry["nan"] += int(s.is_nan().sum()) if dtype.is_float() else 0
+        entry = out.setdefault(col, Counts())
+        entry.count += s.len()
+        entry.null += s.null_count()
+        if entry.nan is not None:
+            entry.nan += int(s.is_nan().sum()) if dtype.is_float() else 0
 
 
 def _is_number_type(t: str) -> bool:
     return t in ("double", "float", "halffloat") or t.startswith(("int", "uint", "Float", "Int", "UInt"))
 
 
-def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
-    """The inspect report as plain data (the JSON output; the table is drawn from it).
+def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
+    """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
     By default it reads footers and JSONL lines only. ``deep`` also reads the numeric columns (never the
     text) to count NaN per role, which Parquet statistics do not record.
@@ -151,19 +266,18 @@ def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
     versions: Counter[str] = Counter(
         str(f.schema_version) for f in files if f.schema_version is not None and f.kind != "manifest"
     )
-    layouts: dict[str, dict[str, Any]] = {}
+    layouts: dict[str, LayoutFiles] = {}
     for f in files:
-        entry = layouts.setdefault(f.layout, {"files": 0, "rows": 0, "bytes": 0, "by_version": Counter()})
-        entry["files"] += 1
-        entry["bytes"] += f.bytes
-        entry["rows"] += (f.rows or 0) if f.readable else 0
+        entry = layouts.setdefault(f.layout, LayoutFiles())
+        entry.files += 1
+        entry.bytes += f.bytes
+        entry.rows += (f.rows or 0) if f.readable else 0
         if f.kind != "manifest":
             label = "unreadable" if not f.readable else (str(f.schema_version) if f.schema_version is not None else "-")
-            entry["by_version"][label] += 1
+            entry.by_version[label] = entry.by_version.get(label, 0) + 1
     for lay in run.layouts:
         if lay.name in layouts:
-            layouts[lay.name]["description"] = lay.description
-            layouts[lay.name]["by_version"] = dict(layouts[lay.name]["by_version"])
+            layouts[lay.name].description = lay.description
 
     steps_by_split: dict[str, set[int]] = {}
     named_by_split: dict[str, set[int]] = {}
@@ -190,40 +304,36 @@ def inspect_run(run: Run, *, deep: bool = False) -> dict[str, Any]:
         steps[split] = [min(s), max(s)]
         strides[split], gaps[split] = step_gaps(sorted(s), sorted(named_by_split.get(split, ())))
 
-    scalar_info: dict[str, Any] = {"records": rows_by_kind.get("scalars", 0), "keys": 0, "steps": None}
+    scalars = ScalarSummary(records=rows_by_kind.get("scalars", 0))
     if any(f.kind == "scalars" and f.readable for f in files):
-        keys = run.scalars.select(pl.col("key").n_unique()).collect().item()
-        scalar_info["keys"] = int(keys)
+        scalars.keys = int(run.scalars.select(pl.col("key").n_unique()).collect().item())
         if scalar_steps:
-            scalar_info["steps"] = [min(scalar_steps), max(scalar_steps)]
-            scalar_info["stride"], scalar_info["step_gaps"] = step_gaps(sorted(scalar_steps))
+            scalars.steps = [min(scalar_steps), max(scalar_steps)]
+            scalars.stride, scalars.step_gaps = step_gaps(sorted(scalar_steps))
 
     has_samples = any(f.kind == "samples" and f.readable for f in files)
     # Reading data (--deep, exception columns) can find corrupt files and mark them: do it before the report
     # captures the files and problems, so that the two agree.
     numeric = (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {}
     exceptions = _exceptions(run) if has_samples else 0
-    problems = [p.as_dict() for p in run.problems]
-    return {
-        "run": str(run.root),
-        "name": run.name,
-        "layouts": layouts,
-        "files": [f.as_dict() for f in files],
-        "schema_versions": dict(sorted(versions.items())),
-        "rows": sum(rows_by_kind.values()),
-        "rows_by_kind": dict(rows_by_kind),
-        "steps": steps,
-        "step_gaps": gaps,
-        "step_stride": strides,
-        "roles": run.role_names(),
-        "numeric_source": "data" if deep else "footers",
-        "numeric": numeric,
-        "exceptions": exceptions,
-        "scalars": scalar_info,
-        "bytes": sum(f.bytes for f in files),
-        "unmatched": list(run.unmatched),
-        "problems": problems,
-        "errors": sum(1 for p in run.problems if not p.is_warning),
-        "warnings": sum(1 for p in run.problems if p.is_warning),
-        "fidelity": list(run.fidelity),
-    }
+    return RunInspection(
+        run=str(run.root),
+        name=run.name,
+        layouts=layouts,
+        files=[f.as_dict() for f in files],
+        schema_versions=dict(sorted(versions.items())),
+        rows=sum(rows_by_kind.values()),
+        rows_by_kind=dict(rows_by_kind),
+        steps=steps,
+        step_gaps=gaps,
+        step_stride=strides,
+        roles=run.role_names(),
+        numeric_source="data" if deep else "footers",
+        numeric=numeric,
+        exceptions=exceptions,
+        scalars=scalars,
+        bytes=sum(f.bytes for f in files),
+        unmatched=list(run.unmatched),
+        problems=list(run.problems),
+        fidelity=[dict(n) for n in run.fidelity],
+    )

@@ -9,13 +9,16 @@ empty, and ``notes`` says why, so that callers can say so instead of failing.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._lazy import pl
 from ..errors import RunlogError
 from ..run import Run
 from .filters import Filters, StepRange
 from .summarize import summarize
+
+if TYPE_CHECKING:
+    from .inspect import RunInspection
 
 
 class RunSeries:
@@ -146,7 +149,7 @@ class RunSeries:
         return df if df.height else None
 
     @cached_property
-    def inspect(self) -> dict[str, Any]:
+    def inspect(self) -> RunInspection:
         from .inspect import inspect_run
 
         return inspect_run(self.run)

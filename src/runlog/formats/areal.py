@@ -34,5 +34,5 @@ class ArealStatsLayout(Layout):
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
-        frames = [f.payload for f in files if f.readable and f.payload is not None]
+        frames = [f.frame for f in files if f.readable and f.frame is not None]
         return pl.concat(frames).lazy() if frames else None

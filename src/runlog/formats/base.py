@@ -47,6 +47,17 @@ class Problem:
 
 
 @dataclass
+class ParquetFooter:
+    """What a Parquet probe keeps of a footer: its Arrow schema, the (min, max) statistics of the integer
+    columns (``schema_version``, ``step``), and, only while probing, the parsed ``pyarrow`` metadata (thousands
+    of them would pin memory: discovery drops it once the probe is done)."""
+
+    arrow_schema: Any  # pyarrow.Schema
+    ranges: dict[str, tuple[Any, Any]]
+    metadata: Any = None  # pyarrow.parquet.FileMetaData, or None once probed
+
+
+@dataclass
 class FileInfo:
     """What discovery learned about one file, cheaply (footers, first bytes, one pass over JSONL)."""
 
@@ -66,8 +77,16 @@ class FileInfo:
     null_counts: dict[str, int] = field(default_factory=dict)  # from footer statistics
     footer_bytes: int | None = None  # Parquet: the footer's length, with its 8-byte trailer
     readable: bool = True
-    # Layout-private payload (for example the parsed frame of a JSONL file, so it is parsed once).
-    payload: Any = field(default=None, repr=False)
+    # What a probe keeps so that nothing is read twice: the parsed frame of a file read whole (JSONL, CSV,
+    # JSON: every record mapped once), or a Parquet file's footer details.
+    frame: pl.DataFrame | None = field(default=None, repr=False)
+    footer: ParquetFooter | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> pl.DataFrame | ParquetFooter | None:
+        """``frame`` or ``footer``, for readers written against the single untyped field this was (new code
+        reads ``frame`` or ``footer``)."""
+        return self.frame if self.frame is not None else self.footer
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from .base import (
     UNREADABLE,
     Candidate,
     FileInfo,
+    ParquetFooter,
     RunContext,
 )
 
@@ -167,7 +168,7 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
     info.footer_bytes = md.serialized_size + 8
     info.columns = plan.columns
     info.null_counts, ranges = _footer_stats(md, plan.leaves)
-    info.payload = {"metadata": md, "arrow_schema": plan.arrow_schema, "ranges": ranges}
+    info.footer = ParquetFooter(plan.arrow_schema, ranges, md)
     return info
 
 
@@ -201,7 +202,7 @@ def _footer_stats(md: pq.FileMetaData, leaves: list[tuple[int, str]]) -> tuple[d
 
 def footer_int_range(info: FileInfo, column: str) -> tuple[int, int] | None:
     """(min, max) of an integer column (``schema_version``, ``step``) from footer statistics, or None."""
-    rng = (info.payload or {}).get("ranges", {}).get(column)
+    rng = info.footer.ranges.get(column) if info.footer is not None else None
     return None if rng is None else (int(rng[0]), int(rng[1]))
 
 

@@ -175,12 +175,13 @@ class FlinkLayout(Layout):
         info.rows = df.height
         info.columns = {c: str(t) for c, t in df.schema.items()}
         info.null_counts = {c: int(df[c].null_count()) for c in df.columns}
-        info.payload = df
+        info.frame = df
         return info
 
     @staticmethod
     def _csv_version(info: FileInfo) -> tuple[int, int] | None:
-        col = info.payload["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
+        assert info.frame is not None
+        col = info.frame["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
         return None if col.len() == 0 else (int(col.min()), int(col.max()))
 
     def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
@@ -239,7 +240,7 @@ class FlinkLayout(Layout):
         for group in group_by_signature(readable):
             if group[0].fmt == "csv":
                 lf = pl.concat(
-                    [f.payload.lazy().with_columns(pl.lit(str(f.abspath)).alias("source")) for f in group],
+                    [f.frame.lazy().with_columns(pl.lit(str(f.abspath)).alias("source")) for f in group],
                     how="diagonal_relaxed",
                 )
             else:

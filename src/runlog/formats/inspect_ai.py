@@ -389,7 +389,7 @@ class InspectAi(JsonlSamples):
         fmt = "eval" if cand.suffix == ".eval" else "json"
         info = FileInfo(cand.rel, cand.abspath, self.name, fmt, "samples", cand.size, split="eval")
         frame = self.parse(info, ctx)
-        info.payload = frame
+        info.frame = frame
         info.rows = frame.height
         info.columns = {c: str(t) for c, t in frame.schema.items()}
         info.null_counts = {c: frame.get_column(c).null_count() for c in frame.columns}

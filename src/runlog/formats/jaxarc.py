@@ -40,11 +40,11 @@ class JaxArcLayout(Layout):
             ctx.warn(cand.rel, f"{no_step} record(s) without an integer step; kept with a null step")
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")
-        info.payload = scalars_frame(rows, cand.rel, ctx, self.name)
+        info.frame = scalars_frame(rows, cand.rel, ctx, self.name)
         info.rows = len(parsed.records)
         info.steps = sorted({s for s, _, _ in rows if s is not None})
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
-        frames = [f.payload for f in files if f.readable and f.payload is not None]
+        frames = [f.frame for f in files if f.readable and f.frame is not None]
         return pl.concat(frames).lazy() if frames else None

@@ -63,7 +63,7 @@ def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.Da
 
 class JsonlSamples(Layout):
     """Base of the foreign JSONL sample layouts: parse once in ``probe`` (``common.read_jsonl`` reports bad
-    and torn lines), map each record with ``map_record``, keep the frame in ``info.payload``."""
+    and torn lines), map each record with ``map_record``, keep the frame in ``info.frame``."""
 
     formats: ClassVar[tuple[str, ...]] = (".jsonl",)
     # Fields a layout maps; any other top-level field goes to ``extra`` and is named in a fidelity note.
@@ -81,7 +81,7 @@ class JsonlSamples(Layout):
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "samples", cand.size)
         self.file_meta(info)
         frame = self.parse(info, ctx)
-        info.payload = frame
+        info.frame = frame
         info.rows = frame.height
         steps = sorted(int(s) for s in frame.get_column("step").drop_nulls().unique())
         if len(steps) == 1:
@@ -92,7 +92,7 @@ class JsonlSamples(Layout):
         return info
 
     def parse(self, info: FileInfo, ctx: RunContext) -> pl.DataFrame:
-        """Read and map every line of one file (also used by ``scan_samples`` when no payload is kept)."""
+        """Read and map every line of one file (also used by ``scan_samples`` when no frame is kept)."""
         before = len(ctx.problems)
         res = read_jsonl(info, ctx)
         if any(p.kind == UNREADABLE and p.path == info.path for p in ctx.problems[before:]):
@@ -137,7 +137,7 @@ class JsonlSamples(Layout):
         for f in files:
             if not f.readable or f.kind != "samples":
                 continue
-            frame = f.payload if isinstance(f.payload, pl.DataFrame) else self.parse(f, ctx)
+            frame = f.frame if f.frame is not None else self.parse(f, ctx)
             frames.append(frame)
         if not frames:
             return None

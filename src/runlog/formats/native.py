@@ -111,7 +111,7 @@ class NativeLayout(Layout):
             info.split, info.step, info.process = m["split"], int(m["step"]), int(m["proc"])
         if not info.readable:
             return info
-        meta = info.payload["metadata"].metadata or {}
+        meta = (info.footer.metadata.metadata if info.footer is not None else None) or {}
         version: int | None = None
         if META_VERSION_KEY in meta:
             try:
@@ -134,7 +134,8 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return info
-        arrow_schema = info.payload["arrow_schema"]
+        assert info.footer is not None  # a readable probed Parquet file has one
+        arrow_schema = info.footer.arrow_schema
         expected = _expected()
         bad = [
             f"{f.name} is {f.type}, expected {expected[f.name]}"
@@ -176,7 +177,7 @@ class NativeLayout(Layout):
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
-        frames = [f.payload for f in files if f.kind == "scalars" and f.readable and f.payload is not None]
+        frames = [f.frame for f in files if f.kind == "scalars" and f.readable and f.frame is not None]
         return pl.concat(frames).lazy() if frames else None
 
 

@@ -40,7 +40,7 @@ def record_rows(
 
 
 def probe_flat_scalars(cand: Candidate, ctx: RunContext, info: FileInfo, layout: str) -> None:
-    """Fill ``info`` (rows, steps, payload: the long scalar frame) from a flat scalar JSONL file.
+    """Fill ``info`` (rows, steps, frame: the long scalar frame) from a flat scalar JSONL file.
 
     A well-formed file of flat numeric records (the common case: what ``RunWriter`` and trainers write) is
     parsed by polars in one call, several times faster than line by line. Anything else (a bad or torn
@@ -48,11 +48,11 @@ def probe_flat_scalars(cand: Candidate, ctx: RunContext, info: FileInfo, layout:
     through the line-by-line reader, which reports each problem with its line number."""
     fast = _fast_flat_scalars(cand, info)
     if fast is not None:
-        info.payload, info.rows, info.steps = fast
+        info.frame, info.rows, info.steps = fast
         return
     parsed = read_jsonl(cand, ctx)
     rows = record_rows(parsed, cand.rel, ctx, layout)
-    info.payload = scalars_frame(rows, cand.rel, ctx, layout)
+    info.frame = scalars_frame(rows, cand.rel, ctx, layout)
     info.rows = len(parsed.records)
     info.steps = sorted({s for s, _, _ in rows if s is not None})
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
+from ..analysis.inspect import RunInspection
 from ..analysis.summarize import summarize
 from ..plots import (
     MAX_SCALAR_PANELS,
@@ -105,7 +106,7 @@ def build_report(
     others = [x for x in splits if x != series.split]
     if series.split and others:
         split += f" (not in this report: {e1(', '.join(others))})"
-    header = f'<h1>{e1(run.name)}</h1><div class="sub">{e1(overview["run"])}{split}</div>'
+    header = f'<h1>{e1(run.name)}</h1><div class="sub">{e1(overview.run)}{split}</div>'
     nav = [
         *([("comparison", "Comparison")] if against is not None else []),
         ("findings", "Findings"),
@@ -143,16 +144,16 @@ def _span(a: int, b: int) -> str:
     return f"{a}–{b}" if a != b else str(a)
 
 
-def _cards(r: dict[str, Any], s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, d: Diagnosis) -> str:
+def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, d: Diagnosis) -> str:
     """The overview tiles, all about the split the report covers (the header names it)."""
     sev = {x: sum(f.severity == x for f in d.findings) for x in ("error", "warning", "info")}
     worst = "bad" if sev["error"] else ("warn" if sev["warning"] else "good")
     split = s.split
     n, failed = splits.get(split, (0, 0)) if split else (0, 0)
     all_n = sum(v[0] for v in splits.values())
-    steps = r["steps"].get(split) if split else None
+    steps = r.steps.get(split) if split else None
     sev_card = (worst, f"{sev['error']} / {sev['warning']} / {sev['info']}", "errors / warnings / info")
-    layout_card = ("", e1(", ".join(r["layouts"])) or "-", "layout")
+    layout_card = ("", e1(", ".join(r.layouts)) or "-", "layout")
     if split is None:  # no samples: no steps, roles or failures to count
         cards = [("", "0", "samples"), layout_card, sev_card]
     else:
@@ -570,13 +571,13 @@ def _card(card: dict[str, Any], shared: int) -> str:
     )
 
 
-def _data(r: dict[str, Any]) -> str:
+def _data(r: RunInspection) -> str:
     rows = [
-        [e1(lay), num(v["files"]), num(v["rows"]), e1(", ".join(f"v{k}: {n}" for k, n in v["by_version"].items()))]
-        for lay, v in r["layouts"].items()
+        [e1(lay), num(v.files), num(v.rows), e1(", ".join(f"v{k}: {n}" for k, n in v.by_version.items()))]
+        for lay, v in r.layouts.items()
     ]
     parts = [table(["layout", "files", "rows", "schema versions"], rows, text=(3,))]
-    gaps = {k: v for k, v in r["step_gaps"].items() if v}
+    gaps = {k: v for k, v in r.step_gaps.items() if v}
     if gaps:
         parts.append(
             "<p>Missing steps: "
@@ -585,12 +586,12 @@ def _data(r: dict[str, Any]) -> str:
             )
             + "</p>"
         )
-    if r["problems"]:
-        rows = [[e1(p["kind"]), e1(p["path"]), e(p["message"])] for p in r["problems"][:50]]
+    if r.problems:
+        rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in r.problems[:50]]
         parts.append(table(["problem", "file", "message"], rows, text=(1, 2)))
     else:
         parts.append('<p class="note">No problems reading the run.</p>')
-    parts += [f'<p class="note">{e1(n["layout"])}: {e(n["message"])}</p>' for n in r["fidelity"]]
+    parts += [f'<p class="note">{e1(n["layout"])}: {e(n["message"])}</p>' for n in r.fidelity]
     return "\n".join(parts)
 
 
