@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from runlog.errors import UsageError
 from runlog.storage import StorageOptions
 
 from conftest import SAMPLE_RUNS
@@ -82,11 +83,13 @@ print(json.dumps({k: os.environ.get(k) for k in
 
 
 def test_storage_options_are_an_explicit_value() -> None:
+    """An immutable, hashable mapping: it keys the per-bucket store cache and goes where a dict went."""
     a = StorageOptions.of({"AWS_Region": "eu-west-1", "aws_allow_http": "1"})
-    assert a == StorageOptions.parse(["aws_allow_http=1", "aws_region=eu-west-1"]) and hash(a) == hash(
-        StorageOptions.of(a.as_dict())
-    )
-    assert a.as_dict() == {"aws_allow_http": "1", "aws_region": "eu-west-1"} and StorageOptions.of(a) is a
+    assert a == StorageOptions.parse(["aws_allow_http=1", "aws_region=eu-west-1"])
+    assert hash(a) == hash(StorageOptions.of(dict(a))) and StorageOptions.of(a) is a
+    assert dict(a) == a.as_dict() == {"aws_allow_http": "1", "aws_region": "eu-west-1"}
+    assert a["aws_region"] == "eu-west-1"
+    assert len(a) == 2 and "aws_allow_http" in a and "x" not in a and a.get("x") is None
     assert not StorageOptions.of(None) and bool(a)
-    with pytest.raises(Exception, match="KEY=VALUE"):
+    with pytest.raises(UsageError, match="KEY=VALUE"):
         StorageOptions.parse(["aws_region"])

@@ -291,7 +291,8 @@ def test_store_is_shared_per_bucket_and_options(s3: Any) -> None:
     a = runlog.storage.location(f"s3://{bucket}/a", opts)
     b = runlog.storage.location(f"s3://{bucket}/b/c", dict(opts))
     other = runlog.storage.location(f"s3://{bucket}/a", {**opts, "aws_region": "eu-west-1"})
-    assert a.store is b.store and a.store is not other.store
+    same = runlog.storage.location(f"s3://{bucket}/d", runlog.storage.StorageOptions.of(opts))
+    assert a.store is b.store is same.store and a.store is not other.store
     assert len(Store._cache) == 2
 
 

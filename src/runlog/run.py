@@ -17,7 +17,7 @@ from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
 from .probe_cache import Hit, ProbeCache
-from .storage import ObjectPath, StorageOptions
+from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 MANIFEST = "run.json"  # the native layout's manifest: one per run
@@ -283,7 +283,7 @@ class NameEntry:
 
 def list_files(
     path: str | os.PathLike[str] | ObjectPath,
-    storage_options: StorageOptions | Mapping[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     prefetch: bool = True,
     layout: str | None = None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
@@ -296,7 +296,7 @@ def list_files(
 
 def _listing(
     path: str | os.PathLike[str] | ObjectPath,
-    storage_options: StorageOptions | Mapping[str, str] | None,
+    storage_options: Mapping[str, str] | None,
     prefetch: bool,
     layout: str | None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
@@ -384,7 +384,7 @@ def list_names(
     path: str | os.PathLike[str],
     *,
     layout: str | None = None,
-    storage_options: StorageOptions | Mapping[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     prefetch: bool = True,
 ) -> list[NameEntry]:
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
@@ -415,7 +415,7 @@ def open_run(
     *,
     layout: str | None = None,
     keep: Callable[[str | None, int | None], bool] | None = None,
-    storage_options: StorageOptions | Mapping[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     only: Collection[str] | None = None,
     cache: bool = True,
 ) -> Run:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,30 +66,40 @@ WHOLE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class StorageOptions:
+class StorageOptions(Mapping[str, str]):
     """Object-store options in ``object_store``'s names (``aws_region``, ``aws_endpoint_url``, ...), passed
     explicitly to whatever opens a remote run (``open_run(..., storage_options=...)``); credentials also come
-    from the standard environment. Immutable and hashable: a store is opened once per bucket and options."""
+    from the standard environment. Immutable and hashable (a store is opened once per bucket and options),
+    and a read-only mapping, so that it goes wherever a dict of options went (a fleet task, polars)."""
 
-    items: tuple[tuple[str, str], ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, options: StorageOptions | Mapping[str, str] | None) -> StorageOptions:
+    def of(cls, options: Mapping[str, str] | None) -> StorageOptions:
         """``options`` as a ``StorageOptions`` (a mapping's keys lower-cased, as object_store spells them)."""
         if isinstance(options, StorageOptions):
             return options
-        return cls(tuple(sorted((str(k).lower(), str(v)) for k, v in (options or {}).items())))
+        return cls(tuple(sorted({str(k).lower(): str(v) for k, v in (options or {}).items()}.items())))
 
     @classmethod
     def parse(cls, pairs: Iterable[str]) -> StorageOptions:
         """``KEY=VALUE`` strings (``--storage-option``); a malformed one is a usage error."""
         return cls.of(parse_storage_options(pairs))
 
-    def as_dict(self) -> dict[str, str]:
-        return dict(self.items)
+    def __getitem__(self, key: str) -> str:
+        for k, v in self.pairs:
+            if k == key:
+                return v
+        raise KeyError(key)
 
-    def __bool__(self) -> bool:
-        return bool(self.items)
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.pairs)
 
 
 # The options of the command being run, for the commands that do not pass theirs explicitly yet: set only by
@@ -117,7 +127,7 @@ def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def set_storage_options(options: StorageOptions | Mapping[str, str]) -> None:
+def set_storage_options(options: Mapping[str, str]) -> None:
     """The command line's ``--storage-option`` pairs, used where a command opens a location without passing
     options (only the command line calls this; see ``_command_line_options``)."""
     global _command_line_options
@@ -175,7 +185,7 @@ class Store:
             raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
 
     @classmethod
-    def for_url(cls, url: str, options: StorageOptions | Mapping[str, str] | None = None) -> Store:
+    def for_url(cls, url: str, options: Mapping[str, str] | None = None) -> Store:
         scheme = url.partition("://")[0].lower()
         family, bucket, _ = split_url(url)
         opts = _command_line_options if options is None else StorageOptions.of(options)
@@ -371,7 +381,7 @@ class ObjectPath:
 
 
 def location(
-    path: str | os.PathLike[str] | ObjectPath, options: StorageOptions | Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, str] | None = None
 ) -> ObjectPath:
     """The ``ObjectPath`` of a URL (its store opened once per bucket and options)."""
     if isinstance(path, ObjectPath):
