@@ -110,7 +110,9 @@ def diff_command(
         runs = [open_run(p, layout=layout) for p in paths]
         result = diff_runs(runs, name or None, options)
         if not result.compared:
-            reason = result.notes[0] if result.notes else "nothing in common"
+            # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
+            reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
+            reason = "; ".join(reasons) or "nothing in common"
             raise UsageError(f"nothing to compare: {reason}")
         _emit(result, fmt, output)
         report_problems([], notes=result.notes)

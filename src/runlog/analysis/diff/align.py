@@ -1,0 +1,143 @@
+"""How the runs of a diff line up: labels, steps per split, the steps and roles two runs share, and the
+start, end and best windows of each role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..._lazy import pl
+from ...errors import UsageError
+from ...run import Run
+from ..check import steps_per_split
+from .model import DiffOptions, Split
+from .sides import Side, layouts_of, split_eq, steps_text
+
+
+def labels_of(runs: Sequence[Run], names: Sequence[str] | None) -> list[str]:
+    """``names`` for the first runs, each other run's name, made unique (``name#2``)."""
+    given = list(names or [])
+    if len(given) > len(runs):
+        raise UsageError(f"--name given {len(given)} times for {len(runs)} runs")
+    labels = given + [r.name for r in runs[len(given) :]]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+def steps_of(run: Run, opts: DiffOptions) -> dict[Split, list[int]]:
+    """The run's steps per split (names and footers), narrowed by ``--split`` and ``--steps``."""
+    out = {}
+    for split, steps in steps_per_split(run).items():
+        if opts.splits and split not in opts.splits:
+            continue
+        chosen = opts.steps.select(steps)
+        if chosen:
+            out[split] = chosen
+    return out
+
+
+def check_filters(sides: list[Side], opts: DiffOptions) -> None:
+    """A ``--split`` or ``--role`` that no run has is a usage error naming what the runs have."""
+    for split in opts.splits:
+        if not any(split in steps_per_split(s.run) for s in sides):
+            have = sorted({str(k) for s in sides for k in steps_per_split(s.run) if k is not None})
+            raise UsageError(f"--split {split!r}: the runs have split(s) {', '.join(have) or '(none)'}")
+    if opts.roles:
+        have = list(dict.fromkeys(r for s in sides for r in s.run.role_names()))
+        for role in opts.roles:
+            if role not in have:
+                raise UsageError(f"--role {role!r}: the runs' roles are {', '.join(have) or '(none recorded)'}")
+    if not opts.steps.unbounded and not any(s.steps for s in sides):
+        raise UsageError(f"--steps {opts.steps.text}: no run has a step there")
+
+
+def overlap_row(side: Side, split: Split, common: list[int] | None, base: Side | None) -> dict[str, Any]:
+    return {
+        "run": side.name,
+        "layout": ", ".join(layouts_of(side.run)),
+        "split": split,
+        "steps": steps_text(side.steps.get(split, [])),
+        "common_steps": None if common is None else len(common),
+        "common": "(baseline)" if base is None else steps_text(common or []),
+    }
+
+
+def _roles_of(side: Side, split: Split, steps: list[int]) -> list[str | None]:
+    """The roles with a value on some of ``steps``, in the run's order (the null role last)."""
+    if side.per_step is None or side.per_step.height == 0:
+        return []
+    has = (pl.col("reward_count") + pl.col("kl_count") + pl.col("reward_nan").fill_null(0)) > 0
+    part = side.per_step.filter(split_eq(split) & pl.col("step").is_in(steps) & has)
+    present = list(dict.fromkeys(part["role"].to_list()))
+    order = [r for r in side.run.role_names() if r in present]
+    return order + [r for r in present if r not in order]
+
+
+def common_roles(
+    base: Side, other: Side, split: Split, steps: list[int], notes: list[str], where: str
+) -> list[str | None]:
+    """The roles both runs have on ``steps``; a note for the roles only one has, or for none in common."""
+    a, b = _roles_of(base, split, steps), _roles_of(other, split, steps)
+    common = [r for r in a if r in b]
+
+    def show(roles: Iterable[str | None]) -> str:
+        return ", ".join("(unknown)" if r is None else r for r in roles)
+
+    if not common:
+        if a or b:
+            notes.append(
+                f"{base.name} and {other.name} have no role in common{where} ({base.name}: {show(a) or '-'}; "
+                f"{other.name}: {show(b) or '-'}): no per-role comparison there"
+            )
+        return []
+    for side, mine, theirs in ((base, a, b), (other, b, a)):
+        only = [r for r in mine if r not in theirs]
+        if only:
+            notes.append(f"role(s) {show(only)}{where} only in {side.name}: not compared")
+    return common
+
+
+def _best_window(side: Side, split: Split, role: str | None, common: list[int], window: int) -> tuple[int, ...]:
+    """The ``window`` consecutive common steps where the role's per-step mean reward is highest on average
+    (all of them when there are fewer); the first such window on ties."""
+    y = side.series(split, role, common, "reward_mean")
+    w = min(window, len(common))
+    if not np.isfinite(y).any():
+        return tuple(common[-w:])
+    filled = np.where(np.isfinite(y), y, 0.0)
+    ok = np.isfinite(y).astype(float)
+    sums = np.convolve(filled, np.ones(w), "valid")
+    cnt = np.convolve(ok, np.ones(w), "valid")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), -np.inf)
+    i = int(np.argmax(ma))
+    return tuple(common[i : i + w])
+
+
+def windows_of(
+    base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Per point: (the baseline's window, the other run's window)."""
+    w = opts.window
+    start, end = tuple(common[:w]), tuple(common[-w:])
+    best = (_best_window(base, split, role, common, w), _best_window(other, split, role, common, w))
+    return {"start": (start, start), "end": (end, end), "best": best}
+
+
+def plan_windows(
+    base: Side, other: Side, split: Split, common: list[int], roles: list[str | None], opts: DiffOptions
+) -> None:
+    """Record, on both sides, the windows whose samples are to be read and bootstrapped."""
+    for role in roles:
+        for point, (a, b) in windows_of(base, other, split, common, role, opts).items():
+            for side, steps in ((base, a), (other, b)):
+                side.windows.add((split, steps))
+                side.wanted.setdefault(split, set()).update(steps)
+                if point != "best":  # zero_adv_frac and pairing: the start and the end
+                    side.text_wanted.setdefault(split, set()).update(steps)

@@ -1,0 +1,141 @@
+"""The percentile bootstrap of a diff: seeded streams, replicates of column means, intervals, verdicts.
+
+A replicate resamples a column's units (samples, prompt groups, prompts, steps) with replacement, as many as
+there are, and takes the mean of the valid values drawn. Two exact routes to the same replicates:
+
+- **Few distinct values** (a 0/1 column such as zero_adv_frac, a binary reward): how often each distinct
+  value (and NaN) is drawn is multinomial with the values' frequencies, so a replicate is one multinomial
+  draw of a few counts instead of ``n`` draws of units.
+- **Otherwise**: a count matrix (how often each unit is drawn, per replicate), built in cache-sized chunks
+  and shared by every such column of the same length, times the values.
+
+Each column's replicates are a bootstrap of its own values; columns of one call may share draws (they are
+correlated), which no interval depends on: every interval is of a difference between runs, whose streams are
+independent (``rng``), or of one column.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+# Unit draws per chunk of the count matrix (int64 indices, then counts): a few MB, so that drawing and counting
+# stay in cache; much smaller chunks make the product slow (a BLAS call per few dozen replicates).
+CHUNK_CELLS = 1 << 20
+# A column with at most this many distinct finite values is resampled by value (multinomial), not by unit.
+DISCRETE_VALUES = 64
+# An interval needs at least this many valid units on each side.
+MIN_UNITS = 2
+
+
+def rng_for(seed: int, *parts: Any) -> np.random.Generator:
+    """A generator seeded by ``seed`` and ``parts`` (a run index, a split, a window): each resampling has its
+    own stream, so an interval does not depend on what else was computed, nor in which order."""
+    words = [int(seed) & 0xFFFFFFFF]
+    for p in parts:
+        words.append(p & 0xFFFFFFFF if isinstance(p, int) else zlib.crc32(repr(p).encode()))
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def bootstrap_means(values: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``boot`` bootstrap replicates of the mean of each column of ``values`` (rows: the units resampled, with
+    replacement; NaN: a unit without a valid value in that column, which a replicate leaves out, so each
+    column's replicate is the mean of its valid resampled values). Shape ``(boot, columns)``; NaN where a
+    replicate drew no valid value. Deterministic given ``rng``'s state (module docstring: the two routes)."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    n, m = x.shape
+    out = np.full((boot, m), np.nan)
+    if n == 0:
+        return out
+    by_unit = []
+    for j in range(m):
+        distinct = _distinct(x[:, j])
+        if distinct is None:
+            by_unit.append(j)
+        else:
+            out[:, j] = _by_value(x[:, j], distinct, boot, rng)
+    if by_unit:
+        out[:, by_unit] = _by_unit(x[:, by_unit], boot, rng)
+    return out
+
+
+def _distinct(col: np.ndarray) -> np.ndarray | None:
+    """The column's distinct finite values when there are at most ``DISCRETE_VALUES``, else None."""
+    finite = col[np.isfinite(col)]
+    if len(finite) == 0:
+        return np.empty(0)
+    # A cheap look first: a continuous column shows many values among its first few hundred.
+    if len(np.unique(finite[: 4 * DISCRETE_VALUES])) > DISCRETE_VALUES:
+        return None
+    distinct = np.unique(finite)
+    return distinct if len(distinct) <= DISCRETE_VALUES else None
+
+
+def _by_value(col: np.ndarray, distinct: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates of a column with few distinct values: the counts of each value (and of NaN, the last
+    category) in a resample of ``n`` units are multinomial with the values' frequencies."""
+    n = len(col)
+    finite = np.isfinite(col)
+    which = np.searchsorted(distinct, col[finite])
+    p = np.append(np.bincount(which, minlength=len(distinct)), n - len(which)) / n
+    draws = rng.multinomial(n, p, size=boot)[:, : len(distinct)].astype(float)
+    hits = draws.sum(axis=1)
+    sums = draws @ distinct
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
+
+
+def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates by a count matrix shared by the columns of ``x``, chunk by chunk."""
+    n, m = x.shape
+    valid = np.isfinite(x)
+    # One product gives each replicate's sums (first m columns) and valid counts (last m): float32 holds the
+    # counts exactly, and the sums to 7 digits, more than an interval's ends are shown with.
+    both = np.hstack([np.where(valid, x, 0.0), valid]).astype(np.float32)
+    out = np.empty((boot, m))
+    chunk = max(1, CHUNK_CELLS // n)
+    offsets = (np.arange(chunk, dtype=np.int64) * n)[:, None]  # int64: what bincount counts without a copy
+    for b0 in range(0, boot, chunk):
+        b = min(chunk, boot - b0)
+        idx = rng.integers(0, n, size=(b, n))
+        idx += offsets[:b]
+        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
+        prod = (counts @ both).astype(float)
+        sums, hits = prod[:, :m], prod[:, m:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[b0 : b0 + b] = np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
+    return out
+
+
+def interval(reps: np.ndarray, level: float, *units: int) -> tuple[float | None, float | None]:
+    """The percentile interval of ``reps`` at ``level``; None, None when no replicate is finite, or when a
+    side has fewer than ``MIN_UNITS`` valid units (``units``: each side's): resampling one value gives it back
+    every time, an interval of width 0 that would call any difference certain."""
+    if any(n < MIN_UNITS for n in units):
+        return None, None
+    reps = reps[np.isfinite(reps)]
+    if len(reps) == 0:
+        return None, None
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def verdict(lo: float | None, hi: float | None, up: str = "ahead", down: str = "behind") -> str | None:
+    """``up`` when the interval lies above 0, ``down`` below, else ``tie`` (None without an interval)."""
+    if lo is None or hi is None:
+        return None
+    if lo > 0:
+        return up
+    if hi < 0:
+        return down
+    return "tie"
+
+
+def finite_mean(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else None

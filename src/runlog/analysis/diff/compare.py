@@ -1,0 +1,295 @@
+"""``diff_runs``: the runs aligned, each role compared at its start, end and best windows, with onsets and the
+per-prompt pairing (the package docstring says what each figure is)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from ..._lazy import pl
+from ...errors import UsageError
+from ...run import Run
+from ..changepoint import first_sustained
+from ..doctor_config import DoctorConfig
+from .align import check_filters, common_roles, labels_of, overlap_row, plan_windows, steps_of, windows_of
+from .bootstrap import bootstrap_means, interval, rng_for, verdict
+from .extras import config_rows, finding_rows, run_config, scalar_rows, side_by_side, text_rows
+from .model import (
+    CONFIG_SCHEMA,
+    FINDINGS_SCHEMA,
+    FLT,
+    INT,
+    OVERLAP_SCHEMA,
+    PAIRED_SCHEMA,
+    POINTS_SCHEMA,
+    ROLES_SCHEMA,
+    SCALARS_SCHEMA,
+    STR,
+    TEXT_SCHEMA,
+    Diff,
+    DiffOptions,
+    Split,
+    frame,
+)
+from .sides import (
+    Boot,
+    Side,
+    bootstrap_side,
+    layouts_of,
+    load_rows,
+    per_step,
+    role_eq,
+    role_key,
+    split_eq,
+    split_order,
+    steps_text,
+)
+
+Plan = tuple[Side, Split, list[int], list[str | None]]  # a compared run, a split, its common steps, its roles
+
+
+def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: DiffOptions | None = None) -> Diff:
+    """Compare ``runs[1:]`` with the baseline ``runs[0]`` (package docstring). ``names`` label the runs
+    (default: each run's name, made unique). Runs with nothing in common give empty frames and a note saying
+    why; a ``--split``, ``--role`` or ``--keys`` value that matches no run is a ``UsageError``."""
+    opts = options or DiffOptions()
+    opts.check()
+    if len(runs) < 2:
+        raise UsageError("diff needs at least two runs: the baseline first, then the runs to compare with it")
+    labels = labels_of(runs, names)
+    sides = [Side(i, labels[i], run, steps_of(run, opts)) for i, run in enumerate(runs)]
+    notes: list[str] = []
+    check_filters(sides, opts)
+    layouts = [layouts_of(s.run) for s in sides]
+    for s, lay in zip(sides[1:], layouts[1:], strict=True):
+        if lay != layouts[0]:
+            notes.append(
+                f"layouts differ: {sides[0].name} is {', '.join(layouts[0]) or '-'}, {s.name} is "
+                f"{', '.join(lay) or '-'}: compared on what both have (per-role rewards and KL by step and split)"
+            )
+    for s in sides:
+        s.per_step = per_step(s, opts)
+    base = sides[0]
+    overlap_rows, plans = _align(sides, opts, notes)
+    for s in sides:
+        load_rows(s)
+        bootstrap_side(s, opts)
+    role_rows: list[dict[str, Any]] = []
+    point_rows: list[dict[str, Any]] = []
+    paired_rows: list[dict[str, Any]] = []
+    for other, split, common, roles in plans:
+        pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts)
+        for role in roles:
+            pts, head = _compare_role(base, other, split, common, role, opts)
+            point_rows += pts
+            pair = pairs.get(role)
+            if pair is not None:
+                paired_rows.append(pair)
+                head.update(
+                    paired_diff=pair["mean_diff"],
+                    paired_ci_low=pair["ci_low"],
+                    paired_ci_high=pair["ci_high"],
+                    prompts=pair["prompts"],
+                )
+            role_rows.append(head)
+        if roles and not any(r["run"] == other.name and r["split"] == split for r in paired_rows):
+            notes.append(
+                f"{other.name}{' in split ' + split if split is not None else ''}: no prompt in common with "
+                f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
+            )
+    scalars = scalar_rows(sides, opts, notes)
+    configs = config_rows(sides, notes)
+    out = Diff(
+        names=labels,
+        layouts=layouts,
+        overlap=frame(overlap_rows, OVERLAP_SCHEMA),
+        roles=frame(role_rows, ROLES_SCHEMA),
+        points=frame(point_rows, POINTS_SCHEMA),
+        paired=frame(paired_rows, PAIRED_SCHEMA),
+        scalars=frame(scalars, SCALARS_SCHEMA),
+        config=frame(configs, CONFIG_SCHEMA),
+        notes=notes,
+        per_step=[s.per_step if s.per_step is not None else pl.DataFrame() for s in sides],
+        options=opts,
+        common={(other.index, split): common for other, split, common, _ in plans},
+        configs_compared=run_config(runs[0]) is not None and any(run_config(r) is not None for r in runs[1:]),
+    )
+    if opts.text:
+        windows = [(other, split, common) for other, split, common, _ in plans]
+        out.text = frame(text_rows(base, windows, opts, notes), TEXT_SCHEMA)
+    if opts.findings:
+        out.findings = frame(finding_rows(sides, opts, notes), FINDINGS_SCHEMA)
+    return out
+
+
+def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list[dict[str, Any]], list[Plan]]:
+    """The overlap rows and, per compared run and split with common steps, what to compare; the windows to
+    read are recorded on the sides; a note for every split, step or role only one run has."""
+    base = sides[0]
+    overlap_rows = [overlap_row(base, split, None, None) for split in sorted(base.steps, key=split_order)]
+    plans: list[Plan] = []
+    for other in sides[1:]:
+        splits = [s for s in base.steps if s in other.steps]
+        empty = [s.name for s in (base, other) if not s.steps]
+        if empty:
+            where = " at the steps and splits chosen" if not opts.steps.unbounded or opts.splits else ""
+            has = "have" if len(empty) > 1 else "has"
+            notes.append(
+                f"{' and '.join(empty)} {has} no samples{where}: no per-role comparison of {other.name} "
+                f"with {base.name}"
+            )
+            continue
+        for only, who in ((set(base.steps) - set(other.steps), base), (set(other.steps) - set(base.steps), other)):
+            if only:
+                listed = ", ".join(sorted(str(s) for s in only))
+                notes.append(f"split(s) {listed} only in {who.name}: not compared")
+        if not splits:
+            notes.append(f"{base.name} and {other.name} have no split in common: nothing per step to compare")
+        for split in sorted(splits, key=split_order):
+            a, b = base.steps[split], other.steps[split]
+            common = sorted(set(a) & set(b))
+            overlap_rows.append(overlap_row(other, split, common, base))
+            where = f" in split {split}" if split is not None else ""
+            if not common:
+                notes.append(
+                    f"{base.name} and {other.name} have no common step{where} ({base.name}: {steps_text(a)}; "
+                    f"{other.name}: {steps_text(b)}): nothing per step to compare there"
+                )
+                continue
+            if len(common) < max(len(a), len(b)):
+                notes.append(
+                    f"{other.name}{where}: compared with {base.name} on the {len(common)} step(s) both have "
+                    f"({steps_text(common)}; {base.name} has {steps_text(a)}, {other.name} has {steps_text(b)})"
+                )
+            roles = common_roles(base, other, split, common, notes, where)
+            plans.append((other, split, common, roles))
+            plan_windows(base, other, split, common, roles, opts)
+    notes[:] = list(dict.fromkeys(notes))  # a baseline without samples is said once, not once per run
+    return overlap_rows, plans
+
+
+NOTHING: Boot = (None, 0, np.full(1, np.nan))
+METRIC_WORDS = {"reward": ("ahead", "behind"), "kl": ("higher", "lower"), "zero_adv_frac": ("higher", "lower")}
+
+
+def _compare_role(
+    base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rows = []
+    rk = role_key(role)
+    for point, (wa, wb) in windows_of(base, other, split, common, role, opts).items():
+        va, vb = base.boots[(split, wa)], other.boots[(split, wb)]
+        for metric in ("reward", "kl", "zero_adv_frac"):
+            if point == "best" and metric == "zero_adv_frac":
+                continue
+            a, b = va.get(f"{rk}/{metric}", NOTHING), vb.get(f"{rk}/{metric}", NOTHING)
+            if a[0] is None and b[0] is None:
+                continue  # neither run has the metric there (no KL logged, no prompt groups)
+            lo, hi = interval(b[2] - a[2], opts.ci, a[1], b[1])
+            row = side_by_side(split, role, metric, point, other.name, wb, a[0], b[0])
+            word = verdict(lo, hi, *METRIC_WORDS[metric]) if row["diff"] is not None else None
+            row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, verdict=word)
+            rows.append({**row, "baseline_n": a[1], "n": b[1]})
+    end = next((r for r in rows if r["metric"] == "reward" and r["point"] == "end"), None)
+    ahead, behind = _onsets(base, other, split, common, role, opts)
+    head = {
+        "split": split,
+        "role": role,
+        "run": other.name,
+        "common_steps": len(common),
+        "reward_end_baseline": end["baseline"] if end else None,
+        "reward_end": end["value"] if end else None,
+        **{k: end[k] if end else None for k in ("diff", "ci_low", "ci_high", "verdict")},
+        "ahead_from": ahead,
+        "behind_from": behind,
+        **dict.fromkeys(("paired_diff", "paired_ci_low", "paired_ci_high", "prompts")),
+    }
+    return rows, head
+
+
+def step_z(
+    mean_a: np.ndarray, sd_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndarray, sd_b: np.ndarray, n_b: np.ndarray
+) -> np.ndarray:
+    """Welch z of ``mean_b - mean_a`` per step (a step with no spread in either run: +-inf for a difference,
+    0 for none; NaN where a run has no value or a standard deviation is missing)."""
+    d = mean_b - mean_a
+    var = np.where(n_a > 0, np.nan_to_num(sd_a) ** 2 / np.maximum(n_a, 1), np.nan) + np.where(
+        n_b > 0, np.nan_to_num(sd_b) ** 2 / np.maximum(n_b, 1), np.nan
+    )
+    se = np.sqrt(var)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(se > 0, d / np.where(se > 0, se, 1.0), np.where(d == 0, 0.0, np.sign(d) * np.inf))
+    return np.where(np.isfinite(d) & np.isfinite(var), z, np.nan)
+
+
+def _onsets(
+    base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
+) -> tuple[int | None, int | None]:
+    """First common step from which B is stably ahead (behind): the doctor's ``first_sustained`` rule on the
+    per-step Welch z against the interval's normal quantile."""
+    cols = ("reward_mean", "reward_std", "reward_count")
+    a = [base.series(split, role, common, c) for c in cols]
+    b = [other.series(split, role, common, c) for c in cols]
+    z = step_z(a[0], a[1], np.nan_to_num(a[2]), b[0], b[1], np.nan_to_num(b[2]))
+    crit = NormalDist().inv_cdf(0.5 + opts.ci / 2)
+    cfg = DoctorConfig()
+    out = []
+    for sign in (1.0, -1.0):
+        i = first_sustained(sign * z, crit, persist=cfg.persist, min_run=cfg.min_segment)
+        out.append(None if i is None else common[i])
+    return out[0], out[1]
+
+
+def _paired(
+    base: Side, other: Side, split: Split, steps: tuple[int, ...], roles: list[str | None], opts: DiffOptions
+) -> dict[str | None, dict[str, Any]]:
+    """Per role, the per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in
+    each run, the prompts both runs have paired; the mean of the differences with a bootstrap interval over
+    prompts (the roles with as many prompts share one ``bootstrap_means`` call)."""
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+
+    def per_prompt(side: Side) -> pl.DataFrame:
+        rows = side.text_rows
+        if rows is None or rows.height == 0:
+            return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": STR, "m": FLT})
+        return (
+            rows.filter(split_eq(split) & pl.col("step").is_in(list(steps)) & valid & pl.col("pkey").is_not_null())
+            .group_by("role", "step", "pkey")
+            .agg(pl.col("reward").mean().alias("m"))
+        )
+
+    on = ["role", "step", "pkey"]
+    joined = per_prompt(base).join(per_prompt(other), on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
+    diffs: dict[str | None, np.ndarray] = {}
+    for role in roles:
+        part = joined.filter(role_eq(role))
+        if part.height:
+            diffs[role] = (part["m_b"] - part["m"]).to_numpy()
+    out: dict[str | None, dict[str, Any]] = {}
+    by_len: dict[int, list[str | None]] = {}
+    for role, d in diffs.items():
+        by_len.setdefault(len(d), []).append(role)
+    for n, group in by_len.items():
+        rng = rng_for(opts.seed, other.index, "paired", split, steps[0], steps[-1], n)
+        reps = bootstrap_means(np.column_stack([diffs[r] for r in group]), opts.boot, rng)
+        for k, role in enumerate(group):
+            d = diffs[role]
+            lo, hi = interval(reps[:, k], opts.ci, len(d))
+            out[role] = {
+                "split": split,
+                "role": role,
+                "run": other.name,
+                "steps": steps_text(steps),
+                "prompts": len(d),
+                "wins": int((d > 0).sum()),
+                "losses": int((d < 0).sum()),
+                "ties": int((d == 0).sum()),
+                "mean_diff": float(d.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+                "verdict": verdict(lo, hi),
+            }
+    return out

@@ -1,0 +1,270 @@
+"""What a diff compares beyond per-role rewards: scalars, recorded configs, texts and the doctor's findings."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..._lazy import pl
+from ...run import Run
+from ..check import check_key_globs
+from ..doctor_config import DoctorConfig
+from ..filters import Filters, StepRange
+from ..summarize import DEFAULT_ALIASES, summarize_scalars
+from .bootstrap import bootstrap_means, finite_mean, interval, rng_for, verdict
+from .model import DiffOptions, Split
+from .sides import Side, only_steps, steps_text
+
+
+def side_by_side(
+    split: Split, role: str | None, metric: str, point: str, run: str, steps: Sequence[int], a: Any, b: Any
+) -> dict[str, Any]:
+    """A row of values side by side: the baseline's ``a``, the run's ``b`` and their difference."""
+    diff = None if a is None or b is None else b - a
+    return {
+        "split": split,
+        "role": role,
+        "metric": metric,
+        "point": point,
+        "run": run,
+        "steps": steps_text(steps),
+        "baseline": a,
+        "value": b,
+        "diff": diff,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalars
+# ---------------------------------------------------------------------------------------------------------
+
+_SEP = "\x00"
+
+
+class _StepKeyed:
+    """A view of a run's scalars whose keys are ``<step>\\x00<key>``: ``summarize_scalars`` on it gives each
+    key's value *per step*, merged across shards (``__count`` weights) exactly as ``summarize --scalars``
+    merges them."""
+
+    def __init__(self, run: Run, aliases: dict[str, str]) -> None:
+        key = pl.col("key").replace(aliases)
+        self.scalars = run.scalars.filter(pl.col("step").is_not_null()).with_columns(
+            (pl.col("step").cast(pl.String) + _SEP + key).alias("key")
+        )
+
+
+def scalar_steps(run: Run, aliases: dict[str, str] | None = None) -> pl.DataFrame:
+    """``key, step, value``: each scalar key's merged value per step (``__count`` companions left out)."""
+    table = DEFAULT_ALIASES if aliases is None else aliases
+    df = summarize_scalars(_StepKeyed(run, table), aliases={})  # type: ignore[arg-type]
+    parts = pl.col("key").str.split_exact(_SEP, 1)
+    return df.select(
+        parts.struct.field("field_1").alias("key"),
+        parts.struct.field("field_0").cast(pl.Int64).alias("step"),
+        pl.col("mean").alias("value"),
+    ).sort("key", "step")
+
+
+def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[dict[str, Any]]:
+    """Per common scalar key (``--keys`` globs) and compared run: the start and end windows' means side by
+    side, the difference with a bootstrap interval over the window's steps."""
+    frames = [scalar_steps(s.run) for s in sides]
+    for i, f in enumerate(frames):
+        if not opts.steps.unbounded:
+            frames[i] = f.filter(opts.steps.expr())
+    base_keys = set(frames[0]["key"].to_list())
+    rows: list[dict[str, Any]] = []
+    for side, frame in zip(sides[1:], frames[1:], strict=True):
+        keys = sorted(base_keys & set(frame["key"].to_list()))
+        if opts.keys:
+            check_key_globs(opts.keys, keys)
+            keys = [k for k in keys if any(fnmatch.fnmatchcase(k, g) for g in opts.keys)]
+        if not keys:
+            if base_keys or frame.height:
+                notes.append(f"{sides[0].name} and {side.name} have no scalar key in common: no scalar comparison")
+            continue
+        a_by = {k: g for (k,), g in frames[0].filter(pl.col("key").is_in(keys)).group_by(["key"])}
+        b_by = {k: g for (k,), g in frame.filter(pl.col("key").is_in(keys)).group_by(["key"])}
+        for key in keys:
+            a, b = a_by[key], b_by[key]
+            common = sorted(set(a["step"].to_list()) & set(b["step"].to_list()))
+            if not common:
+                continue
+            va = dict(zip(a["step"].to_list(), a["value"].to_list(), strict=True))
+            vb = dict(zip(b["step"].to_list(), b["value"].to_list(), strict=True))
+            for point, steps in (("start", common[: opts.window]), ("end", common[-opts.window :])):
+                xa = np.array([np.nan if va[s] is None else va[s] for s in steps], dtype=float)
+                xb = np.array([np.nan if vb[s] is None else vb[s] for s in steps], dtype=float)
+                ra = bootstrap_means(xa, opts.boot, rng_for(opts.seed, 0, "scalar", key, point, side.index))
+                rb = bootstrap_means(xb, opts.boot, rng_for(opts.seed, side.index, "scalar", key, point))
+                lo, hi = interval(rb[:, 0] - ra[:, 0], opts.ci, int(np.isfinite(xa).sum()), int(np.isfinite(xb).sum()))
+                ma, mb = finite_mean(xa), finite_mean(xb)
+                diff = None if ma is None or mb is None else mb - ma
+                rows.append(
+                    {
+                        "key": key,
+                        "point": point,
+                        "run": side.name,
+                        "steps": steps_text(steps),
+                        "baseline": ma,
+                        "value": mb,
+                        "diff": diff,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "verdict": verdict(lo, hi, "higher", "lower") if diff is not None else None,
+                    }
+                )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A recorded config as ``{"a/b": value}``: nested dicts flattened; a W&B-style entry ``{"value": v,
+    "desc": ...}`` is its ``v``; W&B's own ``_wandb`` entry is left out."""
+    if not isinstance(config, dict):
+        return {prefix.rstrip("/"): config} if prefix else {}
+    if prefix and "value" in config and set(config) <= {"value", "desc"}:
+        return flat_config(config["value"], prefix)
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if not prefix and k == "_wandb":
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flat_config(v, name + "/"))
+        else:
+            out[name] = v
+    return out
+
+
+def run_config(run: Run) -> dict[str, Any] | None:
+    """The run's recorded config, flattened (``flat_config``), or None when it records none (or an empty one)."""
+    manifest = run.manifest or {}
+    config = manifest.get("config")
+    return (flat_config(config) or None) if isinstance(config, dict) else None
+
+
+_MISSING = object()
+
+
+def _show(v: Any) -> str:
+    if v is _MISSING:
+        return "(absent)"
+    return json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
+
+
+def config_rows(sides: list[Side], notes: list[str]) -> list[dict[str, Any]]:
+    """Per compared run with a recorded config: the flattened keys whose values differ from the baseline's."""
+    configs = [run_config(s.run) for s in sides]
+    base = configs[0]
+    rows: list[dict[str, Any]] = []
+    missing = [s.name for s, c in zip(sides, configs, strict=True) if c is None]
+    if missing and len(missing) < len(sides):
+        notes.append(f"no recorded config in {', '.join(missing)}: configs compared where both have one")
+    if base is None:
+        return rows
+    for side, conf in zip(sides[1:], configs[1:], strict=True):
+        if conf is None:
+            continue
+        for key in sorted(set(base) | set(conf)):
+            a, b = base.get(key, _MISSING), conf.get(key, _MISSING)
+            if a != b or (a is _MISSING) != (b is _MISSING):
+                rows.append({"key": key, "run": side.name, "config_baseline": _show(a), "config_run": _show(b)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text (diversity, format adherence) and the doctor's findings
+# ---------------------------------------------------------------------------------------------------------
+
+TEXT_METRICS = ("distinct_2", "unique_frac")
+
+
+def text_rows(
+    base: Side, compared: list[tuple[Side, Split, list[int]]], opts: DiffOptions, notes: list[str]
+) -> list[dict[str, Any]]:
+    """Diversity of each role's own texts within prompt groups (the doctor's metric, and the share of unique
+    texts) and format adherence of the policy's texts, at the start and the end windows, side by side, for
+    each (compared run, split, common steps) of ``compared``."""
+    from ...errors import RunlogError
+    from ...metrics.api import diversity_frame, format_frame
+
+    cache: dict[tuple[int, Split, tuple[int, ...]], dict[tuple[str | None, str], float | None]] = {}
+
+    def measure(side: Side, split: Split, steps: tuple[int, ...]) -> dict[tuple[str | None, str], float | None]:
+        key = (side.index, split, steps)
+        if key in cache:
+            return cache[key]
+        run = only_steps(side.run, set(steps))
+        only = StepRange(items=tuple((s, s) for s in steps))
+        filters = Filters(splits=(split,) if split is not None else (), steps=only)
+        out: dict[tuple[str | None, str], float | None] = {}
+        try:
+            div = diversity_frame(run, ["role"], filters=filters, split_key=False)
+            for row in div.iter_rows(named=True):
+                for m in TEXT_METRICS:
+                    out[(row["role"], m)] = row.get(m)
+            fmt = format_frame(run, opts.format_spec, [], filters=filters, split_key=False)
+            if fmt.height:
+                out[(None, "format_adherence")] = fmt["adherence"][0]
+        except RunlogError as exc:
+            notes.append(f"{side.name}: text metrics not computed: {exc}")
+        cache[key] = out
+        return out
+
+    rows = []
+    for other, split, common in compared:
+        for point, steps in (("start", tuple(common[: opts.window])), ("end", tuple(common[-opts.window :]))):
+            a, b = measure(base, split, steps), measure(other, split, steps)
+            for role, metric in [k for k in a if k in b]:
+                rows.append(
+                    side_by_side(split, role, metric, point, other.name, steps, a[(role, metric)], b[(role, metric)])
+                )
+    if not rows:
+        notes.append("no texts to compare (diversity and format adherence need completion texts or messages)")
+    return rows
+
+
+def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[dict[str, Any]]:
+    """The doctor's findings of each run (one split: ``--split`` when one is given, else the doctor's), matched
+    with the baseline's by (kind, role)."""
+    from ..doctor import diagnose
+
+    cfg = DoctorConfig(split=opts.splits[0] if len(opts.splits) == 1 else "", format_spec=opts.format_spec)
+    if len(opts.splits) > 1:
+        notes.append(f"findings: the doctor reads one split: {cfg.split or 'its default'}")
+    found = []
+    for s in sides:
+        d = diagnose(s.run, cfg)
+        by_key: dict[tuple[str, str | None], Any] = {}
+        for f in d.findings:
+            by_key.setdefault((f.kind, f.role), f)
+        found.append(by_key)
+    rows = []
+    base = found[0]
+    for side, mine in zip(sides[1:], found[1:], strict=True):
+        for key in list(dict.fromkeys([*base, *mine])):
+            a, b = base.get(key), mine.get(key)
+            status = "both" if a and b else ("appears" if b else "disappears")
+            rows.append(
+                {
+                    "kind": key[0],
+                    "role": key[1],
+                    "run": side.name,
+                    "status": status,
+                    "severity_baseline": a.severity if a else None,
+                    "severity_run": b.severity if b else None,
+                    "onset_baseline": a.onset_step if a else None,
+                    "onset_run": b.onset_step if b else None,
+                    "message": (b or a).message,
+                }
+            )
+    return rows

@@ -1,0 +1,296 @@
+"""One run's side of a diff: its per-step figures (the one pass over the whole run), the samples of the windows
+the comparison looks at closely, and their bootstrap replicates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..._lazy import pl
+from ...run import Run
+from ..aggregate import group_key_expr
+from ..check import describe_steps
+from ..filters import Filters, apply_filters
+from .bootstrap import bootstrap_means, finite_mean, rng_for
+from .model import DiffOptions, Split
+
+PER_STEP_COLUMNS = ("reward_mean", "reward_std", "reward_count", "reward_nan", "kl_mean", "kl_std", "kl_count")
+Boot = tuple[float | None, int, np.ndarray]  # a window column's mean, its number of valid values, its replicates
+
+
+@dataclass
+class Side:
+    index: int
+    name: str
+    run: Run
+    steps: dict[Split, list[int]]
+    per_step: pl.DataFrame | None = None
+    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl
+    text_rows: pl.DataFrame | None = None  # the start and end windows': split, step, role, reward, group, pkey
+    wanted: dict[Split, set[int]] = field(default_factory=dict)  # every window's steps
+    text_wanted: dict[Split, set[int]] = field(default_factory=dict)  # the start and end windows' steps
+    windows: set[tuple[Split, tuple[int, ...]]] = field(default_factory=set)
+    boots: dict[tuple[Split, tuple[int, ...]], dict[str, Boot]] = field(default_factory=dict)
+    _by_role: dict[tuple[Split, str | None], tuple[np.ndarray, dict[str, np.ndarray]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def series(self, split: Split, role: str | None, steps: Sequence[int], column: str) -> np.ndarray:
+        """One per-step column of one role, on ``steps`` (NaN where the run has no value)."""
+        key = (split, role)
+        if key not in self._by_role:
+            assert self.per_step is not None
+            part = self.per_step.filter(split_eq(split) & role_eq(role)).sort("step")
+            cols = {c: part[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in PER_STEP_COLUMNS}
+            self._by_role[key] = (part["step"].to_numpy(), cols)
+        at, cols = self._by_role[key]
+        want = np.asarray(steps, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(at, want), max(len(at) - 1, 0))
+        if not len(at):
+            return np.full(len(want), np.nan)
+        return np.where(at[pos] == want, cols[column][pos], np.nan)
+
+
+def layouts_of(run: Run) -> list[str]:
+    return sorted({f.layout for f in run.files if f.kind == "samples"} or {f.layout for f in run.files})
+
+
+def split_eq(split: Split) -> pl.Expr:
+    return pl.col("split").is_null() if split is None else pl.col("split") == split
+
+
+def role_eq(role: str | None) -> pl.Expr:
+    return pl.col("role").is_null() if role is None else pl.col("role") == role
+
+
+def role_key(role: str | None) -> str:
+    return "\x00" if role is None else role
+
+
+def steps_text(steps: Sequence[int]) -> str:
+    return describe_steps({None: set(steps)}) if steps else "-"
+
+
+def only_steps(run: Run, steps: set[int]) -> Run:
+    """``run`` without the sample files that hold none of ``steps`` (files whose names and footers do not tell
+    their steps are kept): only the windows' files are opened."""
+    keep = []
+    for f in run.files:
+        if f.kind == "samples" and f.readable:
+            have = f.all_steps()
+            if have and not steps.intersection(have):
+                continue
+        keep.append(f)
+    return Run(root=run.root, files=keep, ctx=run.ctx)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The one pass over the whole run
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _step_stats(reward: pl.Expr, kl: pl.Expr, prefix: str = "") -> list[pl.Expr]:
+    """``PER_STEP_COLUMNS`` of one role's values, as summarize computes them: NaN and null left out (NaN
+    counted), the standard deviation with ddof 1."""
+    r, k = reward.fill_nan(None), kl.fill_nan(None)
+    exprs = [
+        r.mean().alias("reward_mean"),
+        r.std(ddof=1).alias("reward_std"),
+        r.count().cast(pl.Int64).alias("reward_count"),
+        reward.is_nan().sum().cast(pl.Int64).alias("reward_nan"),
+        k.mean().alias("kl_mean"),
+        k.std(ddof=1).alias("kl_std"),
+        k.count().cast(pl.Int64).alias("kl_count"),
+    ]
+    return [e.alias(prefix + e.meta.output_name()) for e in exprs]
+
+
+def _from_cache(side: Side, filters: Filters) -> pl.DataFrame | None:
+    """``PER_STEP_COLUMNS`` from the per-step partials summarize keeps (``partial_cache``), when the cache
+    holds at least half of the steps compared (the others are read, and stored, as summarize would); None
+    otherwise. A partial is one step's (split, step, role): its mean, its count and its ``M2`` give the mean,
+    the SD (ddof 1) and the count exactly as summarize merges them."""
+    from ..partial_cache import PartialStore, _variant, run_partials
+
+    store = PartialStore.open(side.run.root)
+    if store is None or not store.index:
+        return None
+    variant = _variant("role", False)  # summarize --by role's partials, no prompt groups from the text
+    steps = set().union(*side.steps.values())
+    held = sum(1 for eid, e in store.index.items() if eid.startswith(f"{variant}:") and e["step"] in steps)
+    if 2 * held < len(steps):
+        return None
+    parts = run_partials(side.run, "role", filters=filters, store=store)
+    if parts is None:
+        return None
+    rows = parts.frame.filter(pl.col("level") == "role") if "level" in parts.frame.columns else parts.frame
+    if filters.splits:
+        rows = rows.filter(pl.col("split").is_in(list(filters.splits)))
+    if filters.roles:
+        rows = rows.filter(pl.col("role").is_in(list(filters.roles)))
+    if rows.select(pl.struct("split", "step", "role").n_unique()).item() != rows.height:
+        return None  # several partials of one step (not how the cache keeps them): summarize's query instead
+
+    def std(m: str) -> pl.Expr:
+        n, m2 = pl.col(f"{m}_n"), pl.col(f"{m}_m2")
+        return pl.when(n >= 2).then((m2 / (n - 1)).clip(lower_bound=0.0).sqrt()).alias(f"{m}_std")
+
+    return rows.select(
+        "split",
+        "role",
+        "step",
+        pl.col("reward_mean"),
+        std("reward"),
+        pl.col("reward_n").alias("reward_count"),
+        pl.col("reward_nan"),
+        pl.col("kl_mean"),
+        std("kl"),
+        pl.col("kl_n").alias("kl_count"),
+    ).sort("split", "role", "step", nulls_last=True)
+
+
+def per_step(side: Side, opts: DiffOptions) -> pl.DataFrame | None:
+    """Per split, role and step: the reward's and KL's mean, SD and count (``PER_STEP_COLUMNS``), the numbers
+    ``summarize(run, ["split", "role", "step"])`` reports for them: from summarize itself where the partial
+    cache holds most of the run's steps (``partial_cache``: then it reads only the steps it lacks), else by a
+    lean query (no medians, no extremes, no components, nothing stored): the one pass over the whole run.
+    Runs whose every sample has every role (Flink v1) are read in the wide view, one column per role, as
+    summarize reads them."""
+    if not side.steps:
+        return None
+    run = side.run
+    filters = Filters(
+        splits=tuple(s for s in side.steps if s is not None) if None not in side.steps else (),
+        steps=opts.steps,
+        roles=opts.roles,
+    )
+    cached = _from_cache(side, filters)
+    if cached is not None:
+        return cached
+    carry = {"split": pl.col("split"), "step": pl.col("step")}
+    roles = [r for r in run.role_names() if not opts.roles or r in opts.roles]
+    keys = ["split", "step"]
+    if roles and run.wide_roles_everywhere() and run.numeric_wide(carry, [], roles) is not None:
+
+        def wide() -> list[pl.LazyFrame]:
+            view = run.numeric_wide(carry, [], roles)
+            assert view is not None
+            lf = apply_filters(view, filters, roles_too=False)
+            stats = [
+                e
+                for i, r in enumerate(roles)
+                for e in _step_stats(pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), f"{i}:")
+            ]
+            return [lf.group_by(keys).agg(stats)]
+
+        [df] = run.collect(wide)
+        parts = [
+            df.select(
+                *keys,
+                pl.lit(r, dtype=pl.String).alias("role"),
+                *[pl.col(f"{i}:{c}").alias(c) for c in PER_STEP_COLUMNS],
+            )
+            for i, r in enumerate(roles)
+        ]
+        out = pl.concat(parts)
+    else:
+
+        def long() -> list[pl.LazyFrame]:
+            lf = apply_filters(run.numeric(carry, []), filters, roles_too=True)
+            return [lf.group_by([*keys, "role"]).agg(_step_stats(pl.col("reward"), pl.col("kl")))]
+
+        [out] = run.collect(long)
+    return out.select("split", "role", "step", *PER_STEP_COLUMNS).sort("split", "role", "step", nulls_last=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The windows' samples and their bootstrap
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_rows(side: Side) -> None:
+    """The samples of the steps the comparison looks at closely, one row per (sample, role), in at most two
+    reads of only the files that hold them: ``text_rows`` for the start and end windows (split, step, role,
+    reward, kl, with ``group``, the prompt group as summarize finds it, for zero_adv_frac, and ``pkey``, the
+    prompt's identity across runs: its text's hash, else its group id, for pairing; these may read the prompt
+    text), and the numbers alone of the best windows' other steps; ``rows`` (split, step, role, reward, kl) is
+    both together."""
+    group = group_key_expr(side.run, True)  # decided on the whole run: the windows' files alone may not tell
+    group = pl.lit(None, dtype=pl.String) if group is None else group.cast(pl.String)
+    prompt = pl.col("prompt")
+    pkey = pl.coalesce(
+        pl.when(prompt.is_not_null()).then(pl.lit("p:") + prompt.hash().cast(pl.String)),
+        pl.lit("g:") + pl.col("group_id").cast(pl.String),
+    )
+    base = {"step": pl.col("step"), "split": pl.col("split")}
+    numbers = ["split", "step", "role", "reward", "kl"]
+    texts = {**base, "group": group, "pkey": pkey}
+    side.text_rows = _read_steps(side, side.text_wanted, texts, [*numbers, "group", "pkey"])
+    rest = {s: v - side.text_wanted.get(s, set()) for s, v in side.wanted.items()}
+    more = _read_steps(side, rest, base, numbers)
+    parts = [df for df in (side.text_rows, more) if df is not None]
+    side.rows = pl.concat([df.select(numbers) for df in parts]) if parts else None
+
+
+def _read_steps(
+    side: Side, wanted: dict[Split, set[int]], carry: dict[str, pl.Expr], cols: list[str]
+) -> pl.DataFrame | None:
+    wanted = {s: v for s, v in wanted.items() if v}
+    if not wanted:
+        return None
+    run = only_steps(side.run, set().union(*wanted.values()))
+    cond = None
+    for split, steps in wanted.items():
+        part = split_eq(split) & pl.col("step").is_in(sorted(steps))
+        cond = part if cond is None else cond | part
+    [df] = run.collect(lambda: [run.numeric(carry, []).filter(cond).select(cols)])
+    return df
+
+
+def _window_columns(side: Side, split: Split, steps: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per ``role/metric``: the window's values, one per sample (reward, kl) or prompt group (zero_adv_frac:
+    1 where the group's valid rewards of that role are all equal, as summarize counts it), NaN where invalid."""
+    columns: dict[str, np.ndarray] = {}
+    in_window = pl.col("step").is_in(list(steps))
+    if side.rows is not None:
+        part = side.rows.filter(split_eq(split) & in_window).sort("step", maintain_order=True)
+        for (role,), g in part.group_by(["role"], maintain_order=True):
+            for metric in ("reward", "kl"):
+                columns[f"{role_key(role)}/{metric}"] = g[metric].fill_null(np.nan).to_numpy().astype(float)
+    texts = side.text_wanted.get(split, set())
+    if side.text_rows is not None and set(steps) <= texts:
+        valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+        groups = (
+            side.text_rows.filter(split_eq(split) & in_window & valid & pl.col("group").is_not_null())
+            .group_by("step", "group", "role")
+            .agg((pl.col("reward").min() == pl.col("reward").max()).cast(pl.Float64).alias("zero"))
+            .sort("role", "step", "group", nulls_last=True)
+        )
+        for (role,), g in groups.group_by(["role"], maintain_order=True):
+            columns[f"{role_key(role)}/zero_adv_frac"] = g["zero"].to_numpy()
+    return columns
+
+
+def bootstrap_side(side: Side, opts: DiffOptions) -> None:
+    """Every window's means and bootstrap replicates (``side.boots``). Columns of equal length, whatever their
+    window and role, go to one ``bootstrap_means`` call, from one stream of the run (per length)."""
+    columns: dict[tuple[Split, tuple[int, ...], str], np.ndarray] = {}
+    for split, steps in sorted(side.windows, key=lambda w: (split_order(w[0]), w[1])):
+        for name, col in _window_columns(side, split, steps).items():
+            columns[(split, steps, name)] = col
+        side.boots[(split, steps)] = {}
+    by_len: dict[int, list[tuple[Split, tuple[int, ...], str]]] = {}
+    for key, col in columns.items():
+        by_len.setdefault(len(col), []).append(key)
+    for n, keys in sorted(by_len.items()):
+        rng = rng_for(opts.seed, side.index, n)
+        reps = bootstrap_means(np.column_stack([columns[k] for k in keys]), opts.boot, rng)
+        for j, (split, steps, name) in enumerate(keys):
+            col = columns[(split, steps, name)]
+            side.boots[(split, steps)][name] = (finite_mean(col), int(np.isfinite(col).sum()), reps[:, j])
+
+
+def split_order(split: Split) -> tuple[bool, bool, str]:
+    return (split is None, split != "train", split or "")
