@@ -79,3 +79,32 @@ def test_report_against_has_the_comparison_section_escaped(runs, tmp_path: Path)
     assert rows == {"solver": "ahead", "judge": "tie"}
     assert 'id="comparison-reward"' in section and 'id="comparison-kl"' in section
     assert 'href="#comparison"' in page
+
+
+def test_plot_diff_names_label_the_runs_as_diff_does(runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--name`` labels the legend and the title, the baseline first; runs past the names keep theirs."""
+    import runlog.plots.diff as plots_diff
+
+    a, b, c = runs
+    drawn = []
+    real = plots_diff.diff_figure
+
+    def keep(d, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        fig = real(d, *args, **kwargs)
+        drawn.append(fig)
+        return fig
+
+    monkeypatch.setattr(plots_diff, "diff_figure", keep)
+    out = tmp_path / "named.png"
+    argv = ["plot", str(a), "--diff", str(b), "--diff", str(c), "--name", "base", "-n", "<b>lifted</b>", "-o", str(out)]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    [fig] = drawn
+    for ax in (ax for ax in fig.axes if ax.get_visible()):
+        assert [ln.get_label() for ln in ax.get_lines()] == ["base (baseline)", "<b>lifted</b>", "C"]
+    assert fig._suptitle.get_text().endswith("base vs <b>lifted</b> vs C")
+    # As diff --name: more names than runs, and --name without --diff, are usage errors (exit 2, one line).
+    res = CliRunner().invoke(app, ["plot", str(a), "--diff", str(b), "-n", "x", "-n", "y", "-n", "z", "-o", str(out)])
+    assert res.exit_code == 2 and "--name given 3 times for 2 runs" in res.output
+    res = CliRunner().invoke(app, ["plot", str(a), "--name", "x", "-o", str(out)])
+    assert res.exit_code == 2 and "--name labels the runs of --diff" in res.output

@@ -37,6 +37,9 @@ def plot_command(
     diff: list[str] = typer.Option(
         None, "--diff", metavar="RUN", help="Overlay RUN on this run, the baseline (repeatable; --what reward or kl)."
     ),
+    name: list[str] = typer.Option(
+        None, "--name", "-n", help="With --diff: a label for each run, this run first (repeatable), as diff --name."
+    ),
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Plot rewards, KL, reward components, diversity, format adherence, scalars or reward histograms.
@@ -44,7 +47,8 @@ def plot_command(
     Rewards and KL per role: the moving average over the raw line, with a band of one standard deviation;
     KL in log scale when it spans decades. Histograms: per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
-    each with the confidence band of its per-step mean, on the steps each shares with the baseline.
+    each with the confidence band of its per-step mean, on the steps each shares with the baseline;
+    --name labels the runs in the legend and the title (this run first), as runlog diff --name does.
 
     Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix; one line on stderr
     says where it wrote.
@@ -69,9 +73,11 @@ def plot_command(
             raise UsageError(f"--keys goes with --what scalars (not --what {what})")
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
+        if name and not diff:
+            raise UsageError("--name labels the runs of --diff (give --diff RUN too)")
         use_storage_options(storage_option)
         if diff:
-            written = _plot_diff([path, *diff], what, filters, layout, output)
+            written = _plot_diff([path, *diff], name or [], what, filters, layout, output)
             wrote(written)
             raise typer.Exit(EXIT_OK)
         run = open_run(path, layout=layout)
@@ -84,8 +90,11 @@ def plot_command(
     raise typer.Exit(EXIT_OK)
 
 
-def _plot_diff(paths: list[str], what: str, filters: Filters, layout: str | None, output: Path) -> Path:
-    """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split."""
+def _plot_diff(
+    paths: list[str], names: list[str], what: str, filters: Filters, layout: str | None, output: Path
+) -> Path:
+    """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split; ``names``
+    label the first runs (the others keep their names), as ``diff --name``."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure
@@ -94,7 +103,7 @@ def _plot_diff(paths: list[str], what: str, filters: Filters, layout: str | None
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
     runs = [open_run(p, layout=layout) for p in paths]
-    result = diff_runs(runs, options=DiffOptions(splits=filters.splits))
+    result = diff_runs(runs, names or None, options=DiffOptions(splits=filters.splits))
     fig = diff_figure(result, what, filters.splits[0] if filters.splits else None)
     written = save_figure(fig, output)
     report_problems([p for r in runs for p in r.problems if not p.is_warning], notes=result.notes)
