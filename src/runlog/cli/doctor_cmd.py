@@ -75,7 +75,6 @@ def doctor_command(
 
       runlog doctor sample_runs/debate_grpo  # exit 1: NaN rewards
       runlog doctor sample_runs/debate_grpo --format json | jq -c '.findings[] | {kind, role, onset_step}'  # exit 1
-      runlog doctor sample_runs/debate_grpo --split eval --set kl_ratio=20 --set zero_adv=0.8
       runlog doctor sample_runs/debate_grpo --follow --fail-on error --idle-exit 2
     """
     from ..analysis.check import check_filters

@@ -89,7 +89,7 @@ def watch_command(
 
       runlog watch sample_runs/debate_grpo --once
       runlog watch sample_runs/debate_grpo --format json --idle-exit 0 | tail -n 1
-      runlog watch sample_runs/debate_grpo --role solver --interval 5
+      runlog watch sample_runs/debate_grpo --role solver --interval 5 --timeout 3
     """
     from ..analysis.doctor import DoctorConfig
     from ..watch import DoctorWatch, RunGoneError, watcher_for

@@ -246,6 +246,7 @@ class Screen:
             out.append(Text(f"  {one_line(doc.error)}", style="dim"))
         if doc.checked_at is not None and not doc.findings:
             out.append(Text("  no findings", style="green"))
+            out += [Text(f"  note: {one_line(n)}", style="dim") for n in doc.notes[:2]]
         for f in doc.findings[:MAX_LINES]:
             line = Text("  ")
             line.append(f"{f.severity:<7} ", style=SEVERITY_STYLE.get(f.severity, ""))
