@@ -288,3 +288,16 @@ def test_cli_reports_a_corrupt_cache_once_on_stderr(tmp_path, cli, _cache):
     assert r.exit_code == 0 and r.stderr.count("partial cache") == 1, r.stderr
     again = cli("summarize", root, "--format", "json")
     assert "partial cache" not in again.stderr and again.stdout == r.stdout
+
+
+def test_a_run_opened_in_part_keeps_the_entries_of_the_steps_it_did_not_open(tmp_path):
+    root = flink_run(tmp_path / "run", 5, range(6))
+    assert _computed(root) == (6, 0)
+    part = open_run(root, keep=lambda split, step: step is None or step >= 3)
+    assert part.skipped
+    flink_file(root / "flink_logs" / "batch_debug_data_train_4.parquet", random.Random(3))
+    _age(root)
+    part = open_run(root, keep=lambda split, step: step is None or step >= 3)
+    parts = P.run_partials(part, store=P.PartialStore.open(part.root))
+    assert parts is not None and (parts.computed, parts.reused) == (1, 2)
+    assert _computed(root) == (0, 6)  # steps 0-2 (unopened) kept, step 4 stored anew

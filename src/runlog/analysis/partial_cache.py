@@ -219,10 +219,12 @@ class PartialStore:
             return None, found
         return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")), found
 
-    def save(self, variant: str, stored: dict[str, Unit], rows: pl.DataFrame, live: dict[int, Unit]) -> None:
-        """Store ``rows`` (with the ``UNIT`` column) as the entries of the units ``stored``; ``live``: every
-        unit of the run now (entries of steps gone or changed are dropped). Best effort: a read-only or full
-        disk just means no cache."""
+    def save(
+        self, variant: str, stored: dict[str, Unit], rows: pl.DataFrame, live: dict[int, Unit], complete: bool = True
+    ) -> None:
+        """Store ``rows`` (with the ``UNIT`` column) as the entries of the units ``stored``; ``live``: the
+        units of the run now: entries of changed steps are dropped, and (when ``complete``: every file of the
+        run was opened) those of steps gone. Best effort: a read-only or full disk just means no cache."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             seg = f"seg-{uuid.uuid4().hex}.arrow"
@@ -233,7 +235,7 @@ class PartialStore:
                 if u.files_id is not None
             }
             with locked(self.folder / "index.lock"):
-                self.index = self._merge(self._read_index(), new, live)
+                self.index = self._merge(self._read_index(), new, live, complete)
                 self._compact(live)
                 self._write_index()
                 self._collect_garbage()
@@ -241,10 +243,14 @@ class PartialStore:
             return
 
     @staticmethod
-    def _merge(on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit]) -> dict[str, Any]:
+    def _merge(
+        on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit], complete: bool
+    ) -> dict[str, Any]:
         def valid(e: dict[str, Any]) -> bool:
             u = live.get(e["step"])
-            return u is not None and u.files_id == e["files"]
+            if u is None:
+                return not complete  # a step not opened this time (``open_run(keep=...)``) may still exist
+            return u.files_id == e["files"]
 
         merged = {eid: e for eid, e in on_disk.items() if valid(e)}
         merged.update(new)
@@ -378,7 +384,7 @@ def _keep(
         for eid, part in rows.partition_by(UNIT, as_dict=True).items():
             memo[str(eid[0])] = (stored[str(eid[0])].files_id or "", part)
     if store is not None:
-        store.save(variant, stored, rows, all_units)
+        store.save(variant, stored, rows, all_units, complete=not run.skipped)
 
 
 def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters: Filters) -> pl.DataFrame:
