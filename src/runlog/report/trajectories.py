@@ -1,0 +1,145 @@
+"""The report's trajectories section: for each role, the best and the worst sample at the last step, each
+sample drawn once with every title it holds, and the opening messages all cards share folded once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..analysis.series import RunSeries
+from ..render.html_page import turn_html
+from .template import e, e1, num, table
+
+MAX_CHARS = 3000  # per text in the rendered trajectories: a report is for reading, not for archiving
+
+
+def trajectories(s: RunSeries) -> str:
+    """The best and the worst sample at the last step by each role's reward (or the total): an index table
+    (one row per role, which anchors the findings' links), then each chosen sample once, titled with every
+    place it holds ("best by solver's reward (1)", "worst by judge's reward (0)"). Opening messages that are
+    the same in every card (a system prompt, a shared task) are shown once, folded."""
+    from ..errors import RunlogError
+    from ..render import Criteria, conversations
+
+    roles = [r for r in s.roles if r is not None] or [None]
+    cards: dict[tuple[Any, Any], dict[str, Any]] = {}
+    index_rows: list[list[str]] = []
+    problems: list[str] = []
+    scope = ""
+    for role in roles:
+        who = f"{role}'s reward" if role else "total reward"
+        try:
+            convs, sel = conversations(
+                s.run, Criteria(split=s.split, steps="last", best=1, worst=1, role=role), max_chars=MAX_CHARS
+            )
+        except RunlogError as exc:
+            problems.append(f'<p class="note">{e1(role or "run")}: trajectories not available ({e(exc)})</p>')
+            continue
+        scope = sel.scope
+        if not convs:
+            index_rows.append([_role_cell(role), '<span class="note">no sample with a valid reward</span>', "", "", ""])
+            continue
+        # The selection lists the best, then the worst; one sample when they are the same one.
+        picks = [("best", convs[0]), ("worst", convs[-1])]
+        cells = []
+        for place, conv in picks:
+            key = (conv.file, conv.sample_id)
+            card = cards.setdefault(key, {"conv": conv, "titles": [], "n": len(cards) + 1})
+            value = _reward_of(conv, role)
+            card["titles"].append((place, who, value))
+            cells += [f'<a href="#card-{card["n"]}">{e1(conv.sample_id or "?")}</a>', num(value)]
+        if len(convs) == 1:
+            cards[(convs[0].file, convs[0].sample_id)]["same"] = sel.matched
+        index_rows.append([_role_cell(role), *cells])
+    out = problems
+    if not cards:
+        return "\n".join(out) or '<p class="note">No sample with a valid reward at the last step.</p>'
+    out.append(
+        f'<p class="note">{e1(scope)}: for each role, the sample its reward ranks best and the one it ranks '
+        "worst; a sample chosen for several roles is shown once, with all its titles.</p>"
+    )
+    out.append(table(["ranked by", "best sample", "its reward", "worst sample", "its reward"], index_rows, text=(1, 3)))
+    convs = [c["conv"] for c in cards.values()]
+    shared = _shared_opening(convs) if len(convs) > 1 else 0
+    if shared:
+        kinds = ", ".join(t.role for t in convs[0].turns[:shared])
+        out.append(
+            f'<details class="shared"><summary>The first {shared} message{"s" if shared > 1 else ""} ({e1(kinds)}) '
+            f"{'are' if shared > 1 else 'is'} the same in all {len(convs)} trajectories below: shown once here"
+            "</summary>" + "\n".join(turn_html(t, fold_system=False) for t in convs[0].turns[:shared]) + "</details>"
+        )
+    for card in cards.values():
+        out.append(_card(card, shared))
+    return "\n".join(out)
+
+
+def _role_cell(role: str | None) -> str:
+    name = f"{role}'s reward" if role else "total reward"
+    return f'<span id="{role_slug(role)}">{e1(name)}</span>'
+
+
+def _reward_of(conv: Any, role: str | None) -> float | None:
+    if conv.reward is None:
+        return None
+    if role is None:
+        return conv.reward.total
+    return next((x.reward for x in conv.reward.roles if x.role == role), None)
+
+
+def _shared_opening(convs: list[Any]) -> int:
+    """How many leading turns every conversation has in common (a turn equal in role, text, calls, result)."""
+    n = 0
+    first = convs[0].turns
+    while n < len(first) - 1 and all(len(c.turns) > n + 1 and c.turns[n] == first[n] for c in convs[1:]):
+        n += 1
+    return n
+
+
+def _card(card: dict[str, Any], shared: int) -> str:
+    import dataclasses
+
+    from ..render.html_page import conversation_parts, meta_html, summary_html
+
+    conv = card["conv"]
+    titles = []
+    for place, who, value in card["titles"]:
+        both = "same" in card and place == "worst"
+        if both:
+            continue
+        label = "best and worst" if "same" in card else place
+        titles.append(f'<span class="place {place}">{label}</span> by {e1(who)} ({num(value)})')
+    why = ""
+    if "same" in card:
+        why = (
+            '<p class="note">The best and the worst are this one sample: '
+            + ("it is the only one with a valid reward." if card["same"] == 1 else "every sample ranks the same.")
+            + "</p>"
+        )
+    # The turns after the shared opening; the reward and trajectory tables of the whole sample.
+    *turns, _ = conversation_parts(dataclasses.replace(conv, turns=conv.turns[shared:]), fold_system=True)
+    kinds = ", ".join(t.role for t in conv.turns[:shared])
+    folded = (
+        f'<p class="note">Opening messages ({e1(kinds)}): shared by every card, folded above.</p>' if shared else ""
+    )
+    return "\n".join(
+        [
+            f'<section class="traj" id="card-{card["n"]}">',
+            f"<h3>sample {e1(conv.sample_id or '?')}</h3>",
+            '<div class="titles">' + "<br>".join(titles) + "</div>",
+            why,
+            meta_html(conv),
+            folded,
+            *turns,
+            summary_html(conv),
+            "</section>",
+        ]
+    )
+
+
+def role_slug(role: str | None) -> str:
+    """An id from a role name: only [a-z0-9-], so that no data reaches an attribute unescaped."""
+    if role is None:
+        return "traj-run"
+    import hashlib
+
+    out = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in role.lower())
+    return f"traj-{out[:40]}-{hashlib.sha1(role.encode()).hexdigest()[:8]}"
