@@ -11,6 +11,7 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
 from .common import human_bytes as _bytes
+from .options import Format, Layout
 from .output import Col, Sheet, print_out
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class InspectFormat(str, Enum):
 
 def inspect_command(
     path: str = RUN_PATH,
-    fmt: InspectFormat = typer.Option(InspectFormat.table, "--format", "-f", help="Output format."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it (see docs/format.md)."),
+    fmt: Format[InspectFormat] = InspectFormat.table,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     deep: bool = typer.Option(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
-from .filter_opts import SPLITS_OPTION, STEPS_OPTION
 from .fleet_opts import (
     ENGINE,
     RAY_ADDRESS,
@@ -21,6 +18,7 @@ from .fleet_opts import (
     progress,
     report_fleet,
 )
+from .options import Format, Layout, Output, Splits, Steps
 from .output import OutputFormat, emit_frame
 
 metrics_app = typer.Typer(
@@ -65,12 +63,12 @@ def diversity_command(
     compression: bool = typer.Option(
         False, "--compression", help="Add xz and gzip compression ratios (slow: ~5 MB/s of text per core)."
     ),
-    split: list[str] = SPLITS_OPTION,
-    steps: str = STEPS_OPTION,
+    split: Splits = None,
+    steps: Steps = None,
     threads: int = typer.Option(2, "--threads", help="Threads for the compression ratios."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    fmt: Format[OutputFormat] = OutputFormat.table,
+    output: Output = None,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
@@ -134,11 +132,11 @@ def format_command(
     text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
     per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),
     tools: str = typer.Option(None, "--tools", help="tool-call-json: comma-separated known tool names."),
-    split: list[str] = SPLITS_OPTION,
-    steps: str = STEPS_OPTION,
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    split: Splits = None,
+    steps: Steps = None,
+    fmt: Format[OutputFormat] = OutputFormat.table,
+    output: Output = None,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,

@@ -21,7 +21,7 @@ from .common import (
     use_storage_options,
     wrote,
 )
-from .filter_opts import SPLIT_OPTION
+from .options import STEPS_SYNTAX, Format, Layout, Output, Split, steps_checked
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -38,14 +38,17 @@ class RenderFormat(str, Enum):
 
 def render_command(
     path: str = RUN_PATH,
-    step: str = typer.Option(
+    step: str | None = typer.Option(
         None,
         "--steps",
         metavar="STEPS",
-        help="Steps: N, A:B, A:, :B, a comma list (0,5,10:12), 'last' or 'all' (default: last, see below).",
+        help=f"Steps: {STEPS_SYNTAX}; or last, or all (default: last, see below).",
+        callback=steps_checked("last", "all"),
     ),
-    step_alias: str = typer.Option(None, "--step", hidden=True, help="Old spelling of --steps."),
-    split: str = SPLIT_OPTION,
+    step_alias: str | None = typer.Option(
+        None, "--step", hidden=True, help="Old spelling of --steps.", callback=steps_checked("last", "all")
+    ),
+    split: Split = None,
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
     index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
     role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
@@ -62,11 +65,11 @@ def render_command(
     source: str = typer.Option(
         "auto", "--source", help="Read the conversation from: auto, messages, trajectory, agent_trajectories, prompt."
     ),
-    fmt: RenderFormat = typer.Option(RenderFormat.terminal, "--format", "-f", help="Output format."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE (required for html at a terminal)."),
+    fmt: Format[RenderFormat] = RenderFormat.terminal,
+    output: Output = None,
     max_chars: int = typer.Option(None, "--max-chars", min=1, help="Cut each text after N characters (marked)."),
     no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Render whole conversations: every turn, tool call and tool result, the reward breakdown (total,
@@ -81,8 +84,9 @@ def render_command(
 
     Exit codes: 0 rendered; 1 no sample matches the selectors; 2 usage error.
 
-    --format html writes a sample browser: a header with the selection and how many samples matched, a
-    table of the samples that sorts and filters, each row opening its conversation (docs/render.md).
+    --format html writes a sample browser (at a terminal: give -o FILE): a header with the selection and how
+    many samples matched, a table of the samples that sorts and filters, each row opening its conversation
+    (docs/render.md).
 
     Examples:
 
@@ -100,8 +104,6 @@ def render_command(
     with handle_errors():
         if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
             raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")
-        if output is not None and not output.parent.is_dir():
-            raise UsageError(f"-o {output}: folder {output.parent} does not exist")
         if step is not None and step_alias is not None:
             raise UsageError("--steps and --step are the same option: give one")
         criteria = Criteria(

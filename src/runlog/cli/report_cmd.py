@@ -9,16 +9,16 @@ import typer
 
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options, wrote
-from .filter_opts import SPLIT_OPTION
+from .options import Layout, Split, output_file
 
 
 def report_command(
     path: str = RUN_PATH,
-    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    output: Path = output_file(Path("report.html"), "The HTML file to write (*.html)."),
     sets: list[str] = typer.Option(None, "--set", help="Override a doctor threshold: NAME=VALUE (repeatable)."),
     config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
-    split: str = SPLIT_OPTION,
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    split: Split = None,
+    layout: Layout = None,
     against: str = typer.Option(
         None, "--against", metavar="RUN", help="Add a comparison with RUN, the baseline (runlog diff RUN this-run)."
     ),
@@ -54,8 +54,6 @@ def report_command(
     with handle_errors():
         if output.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"-o {output}: the report is HTML; name it *.html")
-        if not output.parent.exists():
-            raise UsageError(f"-o {output}: folder {output.parent} does not exist")
         mpl()
         cfg = DoctorConfig.from_sources(config, sets or ())
         if split is not None:

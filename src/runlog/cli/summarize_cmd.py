@@ -10,7 +10,6 @@ import typer
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
-from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
 from .fleet_opts import (
     ENGINE,
     RAY_ADDRESS,
@@ -22,6 +21,7 @@ from .fleet_opts import (
     progress,
     report_fleet,
 )
+from .options import Format, Layout, Output, Roles, Splits, Steps
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
@@ -78,9 +78,9 @@ def summarize_command(
         None, "--by", "-b", help="Group by: run, role, step, split, env, group (repeatable). Default: role."
     ),
     window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
-    split: list[str] = SPLITS_OPTION,
-    steps: str = STEPS_OPTION,
-    role: list[str] = ROLES_OPTION,
+    split: Splits = None,
+    steps: Steps = None,
+    role: Roles = None,
     scalars: bool = typer.Option(False, "--scalars", help="Summarise the scalar metrics (JSONL) instead."),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --scalars: only keys matching GLOB."),
     alias: list[str] = typer.Option(None, "--alias", help="With --scalars: treat key OLD as NEW (OLD=NEW)."),
@@ -94,9 +94,9 @@ def summarize_command(
         help="Where samples have no group_id (Flink, verl), find GRPO prompt groups from identical prompt text "
         "within a split and step, for zero_adv_frac. Reads the prompt text, which no other statistic needs.",
     ),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    fmt: Format[OutputFormat] = OutputFormat.table,
+    output: Output = None,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,

@@ -20,6 +20,7 @@ from .common import (
     stderr_console,
     use_storage_options,
 )
+from .options import Format, Layout
 
 MAX_NOTES = 10
 
@@ -43,8 +44,8 @@ def upload_command(
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Diversity and format metrics, if available."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be logged; W&B is not touched."),
     state: Path = typer.Option(None, "--state", help="Upload state file (default: DIR/.runlog-wandb.json)."),
-    fmt: UploadFormat = typer.Option(UploadFormat.table, "--format", "-f", help="Report format on stdout."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    fmt: Format[UploadFormat] = UploadFormat.table,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Back-fill a W&B run: scalars, per-role aggregates, reward histograms and trajectory tables.

@@ -1,0 +1,86 @@
+"""The options several commands share, each declared once: one spelling, one help text, one behaviour.
+
+A command names them as annotations (``layout: Layout = None``); typer copies the declaration for each
+command. The value grammar behind them lives in the library: ``--steps`` is ``analysis.filters.StepRange``
+everywhere (``N``, ``A:B``, ``A:``, ``:B``, comma lists), ``--layout`` a name of ``runlog.formats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ..analysis.filters import STEPS_SYNTAX, StepRange
+from ..errors import UsageError
+from .common import fail
+
+# --layout ---------------------------------------------------------------------------------------------------
+
+LAYOUT_HELP = "Force a layout instead of detecting it (names: docs/format.md)."
+Layout = Annotated[str | None, typer.Option("--layout", metavar="LAYOUT", help=LAYOUT_HELP)]
+
+# --format ---------------------------------------------------------------------------------------------------
+
+# Each command lists the formats it writes (its own Enum), under the same spelling and help.
+FormatT = TypeVar("FormatT", bound=Enum)
+Format = Annotated[FormatT, typer.Option("--format", "-f", help="Output format.")]
+
+# --output ---------------------------------------------------------------------------------------------------
+
+
+def _output_folder(value: Path | None) -> Path | None:
+    """``-o FILE`` in a folder that does not exist is a usage error before any work, not a failure after."""
+    if value is not None and not value.parent.is_dir():
+        raise fail(f"-o {value}: folder {value.parent} does not exist")
+    return value
+
+
+OUTPUT_HELP = "Write to FILE instead of stdout."
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP, callback=_output_folder),
+]
+
+
+def output_file(default: Any, help: str) -> Any:
+    """``-o FILE`` of a command whose product is the file (a report, an image): the same spelling and check
+    as :data:`Output`, with the command's default (``...``: required) and what the file is."""
+    return typer.Option(
+        default, "--output", "-o", metavar="FILE", help=help, callback=_output_folder, show_default=default is not ...
+    )
+
+
+# Row filters (meaning: analysis/filters.py; checking a value against the run: analysis/check.py) -------------
+
+STEPS_HELP = f"Only these steps: {STEPS_SYNTAX}."
+
+
+def steps_checked(*words: str) -> Callable[[str | None], str | None]:
+    """A ``--steps`` callback: the text is parsed by ``StepRange`` (the grammar of every command) as the
+    command line is read, so that every command rejects the same texts with the same one-line error;
+    ``words`` are a command's own extra values (render-trajectory's ``last`` and ``all``)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in words:
+            try:
+                StepRange.parse(value)
+            except UsageError as exc:
+                also = f"; or {' or '.join(words)}" if words and "expected" in str(exc) else ""
+                raise fail(f"{exc}{also}", exc.exit_code) from None
+        return value
+
+    return check
+
+
+Steps = Annotated[str | None, typer.Option("--steps", metavar="STEPS", help=STEPS_HELP, callback=steps_checked())]
+
+SPLITS_HELP = "Only these splits (repeatable)."
+SPLIT_HELP = "The split (default: train, or the only split)."
+ROLES_HELP = "Only these roles (repeatable)."
+Splits = Annotated[list[str] | None, typer.Option("--split", metavar="SPLIT", help=SPLITS_HELP)]
+Split = Annotated[str | None, typer.Option("--split", metavar="SPLIT", help=SPLIT_HELP)]
+Roles = Annotated[list[str] | None, typer.Option("--role", metavar="ROLE", help=ROLES_HELP)]
