@@ -1,0 +1,232 @@
+"""The doctor's checks on what the model wrote: format adherence and reward components (``format_drift``,
+``component_shift``, merged when they tell the same story), diversity per role (``diversity_collapse``), and
+reward hacking (the reward climbing while the texts grow long or repetitive)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._lazy import pl
+from ..errors import UsageError
+from .changepoint import find_shift
+from .doctor_config import DoctorConfig
+from .findings import Finding, as_floats, spread_scale, who
+from .series import RunSeries
+
+
+def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """Every check on the texts and the reward components, format drift and component shifts merged."""
+    return _merge_format(_text_findings(s, cfg), _component_findings(s, cfg))
+
+
+def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    out: list[Finding] = []
+    div, fmt = s.diversity, s.format
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    if div is not None and cfg.diversity_metric not in div.columns:
+        raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
+    out += _diversity_findings(s, cfg)
+    drift = None
+    if fmt is not None:
+        steps, y = fmt["step"].to_list(), as_floats(fmt["adherence"].to_list())
+        drift = find_shift(y, direction="down", min_delta=cfg.format_drop, **kw)
+        if drift is not None and drift.before >= cfg.format_min:
+            onset = steps[drift.onset]
+            out.append(
+                Finding(
+                    "format_drift",
+                    "warning",
+                    f"format adherence ({cfg.format_spec}) fell from {drift.before:.0%} to {drift.after:.0%} "
+                    f"from step {onset} on",
+                    None,
+                    onset,
+                    {"spec": cfg.format_spec, "before": drift.before, "after": drift.after, "z": drift.z},
+                )
+            )
+        elif drift is not None:
+            drift = None
+    out += _hacking(s, cfg, drift)
+    return out
+
+
+def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """A sustained drop of ``diversity_metric`` within prompt groups, per role, each role judged on its own
+    texts (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's."""
+    div = s.role_diversity
+    if div is None:
+        return []
+    out = []
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    roles = [r for r in s.run.role_names() if r in set(div["role"].to_list())]
+    roles += sorted({r for r in div["role"].to_list() if r is not None} - set(roles))
+    if div["role"].null_count():
+        roles.append(None)
+    for role in roles:
+        part = div.filter(pl.col("role").is_null() if role is None else pl.col("role") == role).sort("step")
+        if part.height < cfg.min_steps:
+            continue
+        steps, y = part["step"].to_list(), as_floats(part[cfg.diversity_metric].to_list())
+        shift = find_shift(y, direction="down", min_delta=0.0, **kw)
+        if shift is None or shift.after > (1 - cfg.diversity_drop) * shift.before:
+            continue
+        onset = steps[shift.onset]
+        uniq = as_floats(part["unique_frac"].to_list())
+        u_before, u_after = float(np.nanmedian(uniq[: shift.split])), float(np.nanmedian(uniq[shift.split :]))
+        whose = f"{who(role)}: its texts" if role is not None else "completions"
+        out.append(
+            Finding(
+                "diversity_collapse",
+                "warning",
+                f"{whose} within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
+                f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {u_before:.0%} -> {u_after:.0%}",
+                role,
+                onset,
+                {
+                    "metric": cfg.diversity_metric,
+                    "before": shift.before,
+                    "after": shift.after,
+                    "unique_frac_before": u_before,
+                    "unique_frac_after": u_after,
+                    "z": shift.z,
+                },
+            )
+        )
+    return out
+
+
+def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """Each reward component's mean per step: a sustained drop of at least ``component_drop`` of its
+    within-step SDs (``format_drift`` for a component whose name says format, else ``component_shift``), or
+    a sustained jump of at least ``component_jump`` SDs after a level that held (``component_shift``, info;
+    ``_is_jump``), so that a learning curve, which climbs from the start, is not a jump."""
+    comp = s.components_per_step
+    out: list[Finding] = []
+    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    for name in dict.fromkeys(comp["component"].to_list()):
+        part = comp.filter(pl.col("component") == name).sort("step")
+        steps, y = part["step"].to_list(), as_floats(part["mean"].to_list())
+        scale = spread_scale(part["std"].to_list())
+        if np.isfinite(y).sum() < cfg.min_steps or scale == 0:
+            continue
+        is_format = "format" in name.lower()
+        drop = find_shift(y, direction="down", min_delta=cfg.component_drop * scale, **kw)
+        jump = None if drop is not None else find_shift(y, direction="up", min_delta=cfg.component_jump * scale, **kw)
+        if jump is not None and not _is_jump(y, jump, cfg):
+            jump = None
+        shift = drop or jump
+        if shift is None:
+            continue
+        onset = steps[shift.onset]
+        verb = "fell" if shift is drop else "jumped"
+        kind = "format_drift" if is_format and shift is drop else "component_shift"
+        out.append(
+            Finding(
+                kind,
+                "warning" if shift is drop else "info",
+                f"reward component {name!r} {verb} from {shift.before:.3g} to {shift.after:.3g} from step {onset} on "
+                f"({abs(shift.delta) / scale:.1f} within-step SDs)",
+                None,
+                onset,
+                {
+                    "component": name,
+                    "before": shift.before,
+                    "after": shift.after,
+                    "within_step_sd": scale,
+                    "z": shift.z,
+                },
+            )
+        )
+    return out
+
+
+def _is_jump(y: np.ndarray, shift: Any, cfg: DoctorConfig) -> bool:
+    """Whether an upward shift is a jump rather than a learning curve: the level before it held for at
+    least ``2 * min_segment`` steps, moving (linear fit over those steps) less than ``component_flat`` of the
+    shift, and at least ``component_abrupt`` of the shift happens between the ``min_segment`` steps before
+    its onset and the ``min_segment`` steps from it (medians)."""
+    i, w = shift.onset, cfg.min_segment
+    head = y[:i]
+    x = np.flatnonzero(np.isfinite(head))
+    if len(x) < 2 * w or shift.delta == 0:
+        return False
+    slope = float(np.polyfit(x.astype(float), head[x], 1)[0])
+    if abs(slope * (x[-1] - x[0])) >= cfg.component_flat * abs(shift.delta):
+        return False
+    before, after = y[i - w : i], y[i : i + w]
+    before, after = before[np.isfinite(before)], after[np.isfinite(after)]
+    if not len(before) or not len(after):
+        return False
+    return float((np.median(after) - np.median(before)) / shift.delta) >= cfg.component_abrupt
+
+
+def _merge_format(text: list[Finding], components: list[Finding]) -> list[Finding]:
+    """One ``format_drift`` when the format adherence of the texts and a format reward component both
+    fell: the texts' finding, with the component's numbers added and the earlier onset."""
+    text_drift = next((f for f in text if f.kind == "format_drift"), None)
+    out = list(text)
+    for f in components:
+        if f.kind != "format_drift" or text_drift is None:
+            out.append(f)
+            continue
+        text_drift.message += f"; {f.message}"
+        text_drift.evidence["component"] = dict(f.evidence)
+        if f.onset_step is not None and (text_drift.onset_step is None or f.onset_step < text_drift.onset_step):
+            text_drift.onset_step = f.onset_step
+    return out
+
+
+def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Any) -> list[Finding]:
+    """Reward rising while what it should reward degrades: adherence falls, or the completions' length
+    changes by more than ``hack_length`` (padding, or answers cut to game a length-blind grader). "Rising"
+    is judged across the degradation's onset, so a run whose reward drops with its format is not hacking."""
+    signs: list[str] = []
+    onsets: list[int] = []
+    evidence: dict[str, Any] = {}
+    if drift is not None:
+        signs.append(f"format adherence fell {drift.before:.0%} -> {drift.after:.0%}")
+        onsets.append(int(s.format["step"][drift.onset]))
+        evidence["adherence"] = [drift.before, drift.after]
+    div = s.diversity
+    if div is not None:
+        ln = np.log(np.maximum(as_floats(div["len_mean"].to_list()), 1e-9))
+        for direction in ("up", "down"):
+            sh = find_shift(
+                ln,
+                direction=direction,
+                min_delta=math.log1p(cfg.hack_length),
+                min_z=cfg.min_z,
+                min_segment=cfg.min_segment,
+                persist=cfg.persist,
+            )
+            if sh is not None:
+                b, a = math.exp(sh.before), math.exp(sh.after)
+                signs.append(f"completion length went {b:.0f} -> {a:.0f} tokens")
+                onsets.append(int(div["step"][sh.onset]))
+                evidence["length_tokens"] = [b, a]
+    if not signs:
+        return []
+    onset = min(onsets)
+    total = s.total
+    steps = np.array(total["step"].to_list())
+    y, scale = as_floats(total["reward_mean"].to_list()), spread_scale(total["reward_std"].to_list())
+    before, after = y[steps < onset], y[steps >= onset]
+    if scale == 0 or not np.isfinite(before).any() or not np.isfinite(after).any():
+        return []
+    rise = float(np.nanmedian(after) - np.nanmedian(before))
+    if rise < cfg.hack_rise * scale:
+        return []
+    evidence.update(reward_before=float(np.nanmedian(before)), reward_after=float(np.nanmedian(after)))
+    return [
+        Finding(
+            "reward_hacking",
+            "error",
+            f"total reward rose {float(np.nanmedian(before)):.3g} -> {float(np.nanmedian(after)):.3g} while "
+            f"{' and '.join(signs)} (from step {onset}): is the reward being gamed?",
+            None,
+            onset,
+            evidence,
+        )
+    ]

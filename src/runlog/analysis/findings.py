@@ -1,0 +1,93 @@
+"""What the doctor reports: ``Finding`` (one diagnosis, with the numbers behind it) and ``Diagnosis`` (all of
+them for one run), and the small numeric helpers its checks share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SEVERITIES = ("info", "warning", "error")
+KINDS = (
+    "kl_blowup",
+    "reward_collapse",
+    "reward_stuck",
+    "zero_advantage",
+    "diversity_collapse",
+    "format_drift",
+    "component_shift",
+    "reward_hacking",
+    "nan_rewards",
+    "exception_spike",
+    "step_gaps",
+    "data_problem",
+)
+
+
+@dataclass
+class Finding:
+    """One diagnosis. ``role`` is None for the whole run (or a run without per-role data); ``onset_step``
+    is the first step of the sustained change (None when it has no time); ``evidence`` the numbers."""
+
+    kind: str
+    severity: str
+    message: str
+    role: str | None = None
+    onset_step: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "role": self.role,
+            "onset_step": self.onset_step,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": plain(self.evidence),
+        }
+
+
+@dataclass
+class Diagnosis:
+    findings: list[Finding]
+    notes: list[str]
+    split: str | None
+
+    @property
+    def failing(self) -> bool:
+        """A finding of severity warning or worse: ``runlog doctor`` exits 1."""
+        return any(f.severity != "info" for f in self.findings)
+
+
+def who(role: str | None) -> str:
+    return f"role {role}" if role is not None else "the run"
+
+
+def as_floats(values: Sequence[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def spread_scale(values: Sequence[Any]) -> float:
+    """Typical within-step spread (median of the per-step SDs): effect sizes of reward means are in these
+    units, so thresholds hold for rewards in [0, 1] and in [-10, 10] alike."""
+    v = as_floats(values)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.median(v)) if len(v) else 0.0
+
+
+def plain(v: Any) -> Any:
+    """Evidence as plain JSON: numpy numbers as Python numbers, NaN and infinities as null."""
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
