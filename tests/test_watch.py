@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -21,7 +22,7 @@ from runlog.errors import DataError, RunNotFoundError
 from runlog.watch import Backoff, LiveRun, RunGoneError, Watcher
 from runlog.watch.poll import diff
 from runlog.watch.screen import Screen, extremes, sparkline, trend_text
-from watch_helpers import HOSTILE, Lines, Trainer, runlog
+from watch_helpers import HOSTILE, Lines, Trainer, child_env, runlog
 
 from conftest import ROOT
 
@@ -138,7 +139,7 @@ def test_watch_json_gives_a_line_per_new_step_while_a_writer_writes(tmp_path):
             assert trainer.step() == expected
             e = _json(out.wait(_event("step")))
             assert e["step"] == expected and e["rows"] == 8 and e["split"] == "train"
-            assert [r["role"] for r in e["roles"]] == ["solver", "judge"]
+            assert [r["role"] for r in e["roles"]] == ["solver", "judge"] and e["rows_per_s"] > 0
         trainer.kill()  # the writer dies; watch goes on until it has been idle for 3 s
         assert _json(out.wait(_event("end")))["reason"] == "idle"
         assert watch.wait(timeout=15) == 0
@@ -260,50 +261,64 @@ def _tmux(*args: str) -> str:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_the_live_screen_in_tmux_at_80_columns(tmp_path):
     """The live screen in a real terminal (tmux, 80x30): it shows new steps as they arrive, the model text's
-    escape sequences never act on the terminal (the pane title stays), and q quits with exit code 0."""
+    escape sequences never act on the terminal (the pane title stays), q quits with exit code 0 and Ctrl-C
+    with 130, without a traceback."""
     run = tmp_path / "run"
     trainer = Trainer(run)
     trainer.step()
-    session = f"runlog-watch-{time.monotonic_ns()}"
-    rc_file = tmp_path / "rc"
-    from watch_helpers import child_env
+    sessions: list[str] = []
 
-    env = child_env()
-    command = (
-        f"cd {shlex_quote(str(ROOT))} && PYTHONPATH={shlex_quote(env['PYTHONPATH'])} "
-        f"{shlex_quote(sys.executable)} -m runlog watch {shlex_quote(str(run))} --interval 0.2; "
-        f"echo $? > {shlex_quote(str(rc_file))}; sleep 30"
-    )
-    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "30", command)
-    try:
+    def start(rc_file: Path) -> str:
+        session = f"runlog-watch-{time.monotonic_ns()}"
+        env = child_env()
+        command = (
+            f"cd {shlex_quote(str(ROOT))} && PYTHONPATH={shlex_quote(env['PYTHONPATH'])} "
+            f"{shlex_quote(sys.executable)} -m runlog watch {shlex_quote(str(run))} --interval 0.2; "
+            f"echo $? > {shlex_quote(str(rc_file))}; sleep 30"
+        )
+        _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "30", command)
         _tmux("set-option", "-t", session, "allow-rename", "on")
+        sessions.append(session)
+        return session
 
-        def screen_shows(text: str, timeout: float = 15) -> str:
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                shown = _tmux("capture-pane", "-p", "-t", session)
-                if text in shown:
-                    return shown
-                time.sleep(0.1)
-            raise AssertionError(f"{text!r} not on screen:\n{shown}")
+    def screen_shows(session: str, text: str, timeout: float = 15) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            shown = _tmux("capture-pane", "-p", "-t", session)
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on screen:\n{shown}")
 
-        screen_shows("step 0")
+    try:
+        session = start(tmp_path / "rc_q")
+        screen_shows(session, "step 0")
         for _ in range(3):
             trainer.step()
-        shown = screen_shows("step 3")
-        shown = screen_shows("best ")
+        screen_shows(session, "step 3")
+        shown = screen_shows(session, "best ")
         assert "q quits" in shown and "solver" in shown
         assert all(len(line) <= 80 for line in shown.splitlines())
         assert "\\x1b]0;pwned" in shown  # the escape shown as text ...
         assert "pwned" not in _tmux("display-message", "-p", "-t", session, "#{pane_title}")  # ... not acted on
         _tmux("send-keys", "-t", session, "q")
-        end = time.monotonic() + 15
-        while not rc_file.exists() and time.monotonic() < end:
-            time.sleep(0.1)
-        assert rc_file.read_text().strip() == "0"
+        assert _wait_file(tmp_path / "rc_q") == "0"
+        session = start(tmp_path / "rc_c")
+        screen_shows(session, "q quits")
+        _tmux("send-keys", "-t", session, "C-c")
+        assert _wait_file(tmp_path / "rc_c") == "130"
+        assert "Traceback" not in _tmux("capture-pane", "-p", "-t", session)
     finally:
         trainer.kill()
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for session in sessions:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _wait_file(path: Path, timeout: float = 15) -> str:
+    end = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    return path.read_text().strip()
 
 
 def shlex_quote(s: str) -> str:

@@ -189,6 +189,8 @@ def event_line(e: Event) -> str:
 
     if e.kind == "step":
         parts = [f"step {d['step']}", f"split {v(d.get('split'))}", f"rows {d['rows']}"]
+        if d.get("rows_per_s") is not None:
+            parts.append(f"{d['rows_per_s']:,.1f} rows/s")
         for r in d["roles"]:
             parts.append(f"{v(r['role'] or '(none)')} reward {_num(r['reward_mean'])} kl {_num(r['kl_mean'])}")
         return ("update " if d.get("update") else "") + "  ".join(parts)

@@ -305,10 +305,12 @@ class LiveRun:
             st = self.steps[s]
             st.roles = dict(sorted(st.roles.items(), key=lambda kv: (kv[0] is None, order.get(kv[0], len(order)))))
             before = old.get(s)
+            rate = self.rows_per_second()
+            data = {"split": self.split, **st.as_dict(), "rows_per_s": None if rate is None else round(rate, 3)}
             if before is None:
-                events.append(Event("step", {"split": self.split, **st.as_dict()}))
+                events.append(Event("step", data))
             elif before.as_dict() != st.as_dict():
-                events.append(Event("step", {"split": self.split, **st.as_dict(), "update": True}))
+                events.append(Event("step", {**data, "update": True}))
         return events
 
     def _arrival(self, rel: str) -> float:
