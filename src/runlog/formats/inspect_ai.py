@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import zipfile
 from typing import Any
@@ -32,6 +31,8 @@ from ..errors import RunlogError
 from ..storage import ObjectPath, read_bytes
 from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, RunContext, register
 from .common import coerce_step, gate_version
+from .inspect_ai_messages import as_text, error_text, final_text, inspect_messages, map_scores, resolve_attachments
+from .inspect_ai_messages import score_float as score_float  # (part of this reader's interface: tests use it)
 from .jsonl_samples import JsonlSamples, samples_frame
 
 # inspect_ai's log schema versions this reader knows (``LOG_SCHEMA_VERSION`` in inspect_ai is 2; version 1
@@ -49,10 +50,6 @@ MAX_JSON_BYTES = 4 * 1024 * 1024 * 1024  # one JSON log, read whole
 _JSON_HEAD = re.compile(rb'^\s*\{\s*"version"\s*:\s*-?\d+\s*,\s*"status"\s*:\s*"')
 _SAMPLE_MEMBER = re.compile(r"samples/[^/]+\.json")
 _HEADERS = ("header.json", "_journal/start.json", "start.json")  # finished, running, and older .eval logs
-_ATTACHMENT = "attachment://"
-# inspect_ai's ``value_to_float``: the letter grades, then yes/no and true/false, then numeric strings.
-_GRADES = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}
-_WORDS = {"yes": 1.0, "true": 1.0, "no": 0.0, "false": 0.0}
 # Sample fields kept (as JSON) in the ``extra`` column; the others are mapped or named in a fidelity note.
 _EXTRA_FIELDS = (
     "target",
@@ -74,213 +71,6 @@ class _Unreadable(Exception):
 
 class _TooLarge(Exception):
     pass
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Scores
-# ---------------------------------------------------------------------------------------------------------
-
-
-def score_float(value: Any) -> float | None:
-    """A score value as inspect_ai's ``value_to_float`` reads it (C=1, P=0.5, I=N=0, yes/true=1, no/false=0,
-    numeric strings); None for null and for strings it cannot convert (inspect_ai would log a warning and
-    use 0: runlog keeps them unknown rather than invent a score)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    if value in _GRADES:
-        return _GRADES[value]
-    low = value.strip().lower()
-    if low in _WORDS:
-        return _WORDS[low]
-    try:
-        f = float(low)
-    except ValueError:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def map_scores(scores: Any) -> tuple[float | None, list[dict[str, Any]] | None, list[str]]:
-    """``(reward, components, unmapped scorer names)``. The reward is the first scorer's value; every scorer is
-    a component named after it (dict values give ``scorer/key``, lists ``scorer/index``)."""
-    if not isinstance(scores, dict) or not scores:
-        return None, None, []
-    comps: list[dict[str, Any]] = []
-    unmapped: list[str] = []
-    reward: float | None = None
-    for i, (scorer, score) in enumerate(scores.items()):
-        value = score.get("value") if isinstance(score, dict) else score
-        if isinstance(value, dict):
-            parts = [(f"{scorer}/{k}", v) for k, v in value.items()]
-        elif isinstance(value, list):
-            parts = [(f"{scorer}/{k}", v) for k, v in enumerate(value)]
-        else:
-            parts = [(str(scorer), value)]
-            if i == 0:
-                reward = score_float(value)
-        for name, v in parts:
-            f = score_float(v)
-            if f is None:
-                if v is not None:
-                    unmapped.append(name)
-                continue
-            comps.append({"name": name, "value": f})
-    return reward, comps or None, unmapped
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Messages
-# ---------------------------------------------------------------------------------------------------------
-
-
-def resolve_attachments(obj: Any, attachments: dict[str, Any]) -> Any:
-    """``obj`` with every ``attachment://<hash>`` string that ``attachments`` holds replaced by its content."""
-    if not attachments:
-        return obj
-    if isinstance(obj, str):
-        if obj.startswith(_ATTACHMENT):
-            hit = attachments.get(obj[len(_ATTACHMENT) :])
-            return hit if isinstance(hit, str) else obj
-        return obj
-    if isinstance(obj, list):
-        return [resolve_attachments(v, attachments) for v in obj]
-    if isinstance(obj, dict):
-        return {k: resolve_attachments(v, attachments) for k, v in obj.items()}
-    return obj
-
-
-def _text(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _args(v: Any) -> str | None:
-    return v if v is None or isinstance(v, str) else chat.compact_json(v)
-
-
-def inspect_tool_call(tc: Any) -> dict[str, str | None]:
-    """An inspect_ai ``ToolCall`` ``{id, function: name, arguments: {...}}``; other shapes go to ``chat``."""
-    if isinstance(tc, dict) and isinstance(tc.get("function"), str):
-        cid = tc.get("id")
-        return {
-            "id": None if cid is None else str(cid),
-            "name": tc["function"],
-            "arguments": _args(tc.get("arguments")),
-        }
-    return chat.tool_call(tc)
-
-
-def _content(content: Any, notes: set[str]) -> tuple[str | None, str | None, list[dict[str, Any]]]:
-    """Message content as ``(text, reasoning, server-side tool uses)``: text parts joined, reasoning parts
-    moved to ``reasoning`` (redacted ones give their summary, or nothing), other media as ``[type]``."""
-    if content is None or isinstance(content, str):
-        return content, None, []
-    parts = content if isinstance(content, list) else [content]
-    texts: list[str] = []
-    reasoning: list[str] = []
-    uses: list[dict[str, Any]] = []
-    for part in parts:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "reasoning":
-            text = _text(part.get("summary")) if part.get("redacted") else _text(part.get("reasoning"))
-            if text:
-                reasoning.append(text)
-            elif part.get("redacted"):
-                notes.add("redacted reasoning without a summary is not mapped")
-        elif kind == "tool_use":
-            uses.append(part)
-        else:
-            text = chat.content_text([part])
-            if text:
-                texts.append(text)
-    return ("\n".join(texts) if texts or not uses else None), ("\n".join(reasoning) or None), uses
-
-
-def _tool_result(content: str | None, error: Any) -> str | None:
-    """A tool message's text, with its ``error`` ({type, message}) written first so that it shows as one."""
-    if not isinstance(error, dict):
-        return content
-    head = f"error ({error.get('type') or 'unknown'}): {error.get('message') or ''}".rstrip()
-    return head if not content else f"{head}\n{content}"
-
-
-def inspect_messages(raw: Any, notes: set[str]) -> list[dict[str, Any]]:
-    """inspect_ai ``ChatMessage`` dicts to canonical messages. Tool results keep their ``tool_call_id`` and
-    get the called function's name (``function``, else the name of the call with that id); server-side tool
-    uses inside assistant content (``tool_use`` parts) become tool calls followed by their results."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        return chat.from_openai_chat(raw)
-    out: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-    for m in raw:
-        if not isinstance(m, dict):
-            out.append(chat.message("unknown", m if isinstance(m, str) else chat.compact_json(m)))
-            continue
-        role = m.get("role") if isinstance(m.get("role"), str) and m.get("role") else "unknown"
-        text, reasoning, uses = _content(m.get("content"), notes)
-        legacy = _text(m.get("reasoning"))  # logs from before reasoning became a content part
-        if legacy:
-            reasoning = legacy if reasoning is None else f"{legacy}\n{reasoning}"
-        if role == "tool":
-            cid = m.get("tool_call_id")
-            cid = None if cid is None else str(cid)
-            name = _text(m.get("function")) or names.get(cid or "")
-            out.append(chat.message("tool", _tool_result(text, m.get("error")), name=name, tool_call_id=cid))
-            continue
-        calls = [inspect_tool_call(tc) for tc in m.get("tool_calls") or [] if tc is not None] or None
-        used = [
-            {"id": _text(u.get("id")), "name": _text(u.get("name")), "arguments": _args(u.get("arguments"))}
-            for u in uses
-        ]
-        if used:
-            calls = (calls or []) + used
-        for c in calls or []:
-            if c["id"] is not None and c["name"] is not None:
-                names[c["id"]] = c["name"]
-        out.append(chat.message(role, text, reasoning=reasoning, tool_calls=calls))
-        for u in uses:
-            result = u.get("result")
-            result = result if result is None or isinstance(result, str) else chat.compact_json(result)
-            error = u.get("error")
-            error = {"type": "tool_use", "message": error} if isinstance(error, str) and error else None
-            out.append(
-                chat.message(
-                    "tool", _tool_result(result, error), name=_text(u.get("name")), tool_call_id=_text(u.get("id"))
-                )
-            )
-    return out
-
-
-def _final_text(output: Any, notes: set[str]) -> str | None:
-    """The text of the sample's final model output (``output.choices[0].message``, else ``completion``)."""
-    if not isinstance(output, dict):
-        return None
-    choices = output.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        message = choices[0].get("message")
-        if isinstance(message, dict):
-            text, _, _ = _content(message.get("content"), notes)
-            if text:
-                return text
-    return _text(output.get("completion")) or None
-
-
-def _error_text(error: Any) -> str | None:
-    """``EvalError`` ``{message, traceback}``: the traceback when there is one (it ends with the message)."""
-    if error is None:
-        return None
-    if isinstance(error, dict):
-        tb, msg = _text(error.get("traceback")), _text(error.get("message"))
-        if tb and msg and msg not in tb:
-            return f"{msg}\n{tb}"
-        return tb or msg or chat.compact_json(error)
-    return error if isinstance(error, str) else chat.compact_json(error)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -499,8 +289,8 @@ class InspectAi(JsonlSamples):
         self, header: dict[str, Any], samples: list[Any], info: FileInfo, ctx: RunContext
     ) -> list[dict[str, Any]]:
         spec = header.get("eval") if isinstance(header.get("eval"), dict) else {}
-        task = _text(spec.get("task")) or "task"
-        model = _text(spec.get("model"))
+        task = as_text(spec.get("task")) or "task"
+        model = as_text(spec.get("model"))
         meta = spec.get("metadata") if isinstance(spec.get("metadata"), dict) else {}
         step = coerce_step(meta.get("step"))
         if step is None:
@@ -561,7 +351,7 @@ class InspectAi(JsonlSamples):
         state["unmapped_scores"].update(unmapped)
         state["unscored"] += not scores
         state["dropped"].update(k for k, v in s.items() if k not in _MAPPED and k not in _EXTRA_FIELDS and v)
-        completion = _final_text(resolve_attachments(s.get("output"), attachments), notes)
+        completion = final_text(resolve_attachments(s.get("output"), attachments), notes)
         if completion is None:
             completion = next(
                 (m["content"] for m in reversed(messages) if m["role"] == "assistant" and m["content"]), None
@@ -578,7 +368,7 @@ class InspectAi(JsonlSamples):
             "env_name": task,
             "reward": reward,
             "reward_components": comps,
-            "exception": _error_text(s.get("error")),
+            "exception": error_text(s.get("error")),
             "prompt": chat.last_text(input_msgs, "user"),
             "completion": completion,
             "messages": messages,
