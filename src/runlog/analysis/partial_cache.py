@@ -73,11 +73,13 @@ def code_key() -> str:
 
 @dataclass
 class Unit:
-    """Every readable sample file of one step; ``files_id``: their identity (None: not to be stored)."""
+    """Every readable sample file of one step; ``files_id``: their identity (None: not to be stored, because a
+    file changed in the last seconds, ``racy``, or has no stamp at all)."""
 
     step: int
     files: list[FileInfo] = field(default_factory=list)
     files_id: str | None = None
+    racy: bool = False
 
 
 def _stamp(f: FileInfo) -> tuple | None:
@@ -111,7 +113,10 @@ def units(run: Run) -> dict[int, Unit] | None:
         out.setdefault(f.step, Unit(f.step)).files.append(f)
     for u in out.values():
         stamps = sorted((f.path, _stamp(f)) for f in u.files)
-        if manifests is None or any(s is None or is_racy(s) for _, s in stamps):
+        if manifests is None or any(s is None for _, s in stamps):
+            continue
+        if any(is_racy(s) for _, s in stamps if s is not None):
+            u.racy = True
             continue
         text = f"{u.step}\0{stamps!r}\0{manifests}"
         u.files_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -315,8 +320,9 @@ def run_partials(
     ``mode="sample"``: per sample) of the steps ``filters`` select, from ``store`` (or ``memo``, an in-memory
     map kept by a long-lived caller such as ``runlog watch``) where a step's files are unchanged, and from
     the data for the others, which are then stored. None when the run's files do not each hold one step, and
-    (``require_gain``) when nothing is reused and nothing could be stored (files just written, an object store
-    whose listing stamps discovery did not keep): a cold read is then faster."""
+    (``require_gain``) when no step could ever be stored (no stamps: an object store whose listing stamps
+    discovery did not keep): a cold read is then faster. Steps just written are read through partials all the
+    same, so that a command gives the same digits before and after they are stored."""
     from .partials import summarize_partials
     from .summarize import _sub_run
 
@@ -349,7 +355,7 @@ def run_partials(
                     memo[str(eid[0])] = (hits[str(eid[0])].files_id or "", part)
         todo += [u for eid, u in hits.items() if eid not in found]
     reused = len(chosen) - len(todo)
-    if require_gain and not reused and all(u.files_id is None for u in todo):
+    if require_gain and not reused and all(u.files_id is None and not u.racy for u in todo):
         return None
     if todo:
         keys = ["split", "step", "role"] if mode == "role" else ["split", "step"]
@@ -398,11 +404,19 @@ def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters
         rows = rows.filter(pl.col("split").is_in(list(filters.splits)))
     if filters.roles and "level" in rows.columns:
         rows = rows.filter((pl.col("level") == "sample") | pl.col("role").is_in(list(filters.roles)))
+    # The median from the values, apart: the rows are then sorted without moving the values (megabytes).
+    medians = _medians(rows, keys)
+    rows = rows.drop(UNIT, *[c for c in rows.columns if c.endswith("_values")])
     # The same order every time (parts come from the cache, memory and a query in any order): sums of floats
     # then give the same digits every time.
     order = [c for c in ("split", "step", "role", "level") if c in rows.columns]
-    rows = rows.drop(UNIT).with_columns(pl.lit(1, dtype=pl.Int64).alias("parts")).sort(order, nulls_last=True)
+    rows = rows.with_columns(pl.lit(1, dtype=pl.Int64).alias("parts")).sort(order, nulls_last=True)
     out, _ = combine_partials(rows, keys)
+    out = out.drop("reward_median")
+    if keys:
+        out = out.join(medians, on=keys, how="left", nulls_equal=True)
+    else:
+        out = pl.concat([out, medians], how="horizontal")
     components = run.component_names()
     per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
     if "role" in keys:
@@ -410,6 +424,15 @@ def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters
     missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in per_sample if c not in out.columns]
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac", *per_sample]
     return out.with_columns(missing).select(ordered)
+
+
+def _medians(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``reward_median`` per group of ``keys``, over the values the parts kept (the per-role rows only)."""
+    if "level" in rows.columns:
+        rows = rows.filter(pl.col("level") == "role")
+    median = pl.col("reward_values").list.explode(keep_nulls=False, empty_as_null=False).median()
+    median = median.alias("reward_median")
+    return rows.group_by(keys).agg(median) if keys else rows.select(median)
 
 
 def cached_summary(
