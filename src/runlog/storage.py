@@ -16,11 +16,19 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import DataError, RunNotFoundError, UsageError
+from .storage_config import (
+    StorageOptions,
+    command_line_options,
+    global_options,
+    obstore_options,
+    parse_storage_options,
+    set_storage_options,
+)
 
 # URL scheme -> object_store family. ``gcs`` and the Azure spellings are accepted as aliases.
 SCHEMES = {
@@ -33,27 +41,6 @@ SCHEMES = {
     "abfs": "az",
     "abfss": "az",
 }
-# Option names obstore takes as client options (polars takes them with or without the family prefix).
-CLIENT_KEYS = frozenset(
-    {
-        "allow_http",
-        "allow_invalid_certificates",
-        "connect_timeout",
-        "default_content_type",
-        "http1_only",
-        "http2_only",
-        "pool_idle_timeout",
-        "pool_max_idle_per_host",
-        "proxy_url",
-        "proxy_ca_certificate",
-        "proxy_excludes",
-        "timeout",
-        "user_agent",
-    }
-)
-BOOL_CLIENT_KEYS = frozenset({"allow_http", "allow_invalid_certificates", "http1_only", "http2_only"})
-PREFIXES = {"s3": "aws_", "gs": "google_", "az": "azure_"}
-
 # Reads issued at once. Object stores serve many parallel requests well; the bound keeps sockets and memory
 # in check on runs of tens of thousands of files. Override with RUNLOG_REMOTE_CONCURRENCY.
 DEFAULT_CONCURRENCY = 64
@@ -65,78 +52,12 @@ WHOLE_BYTES = 32 * 1024 * 1024
 
 
 
-@dataclass(frozen=True)
-class StorageOptions(Mapping[str, str]):
-    """Object-store options in ``object_store``'s names (``aws_region``, ``aws_endpoint_url``, ...), passed
-    explicitly to whatever opens a remote run (``open_run(..., storage_options=...)``); credentials also come
-    from the standard environment. Immutable and hashable (a store is opened once per bucket and options),
-    and a read-only mapping, so that it goes wherever a dict of options went (a fleet task, polars)."""
-
-    pairs: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, options: Mapping[str, str] | None) -> StorageOptions:
-        """``options`` as a ``StorageOptions`` (a mapping's keys lower-cased, as object_store spells them)."""
-        if isinstance(options, StorageOptions):
-            return options
-        return cls(tuple(sorted({str(k).lower(): str(v) for k, v in (options or {}).items()}.items())))
-
-    @classmethod
-    def parse(cls, pairs: Iterable[str]) -> StorageOptions:
-        """``KEY=VALUE`` strings (``--storage-option``); a malformed one is a usage error."""
-        return cls.of(parse_storage_options(pairs))
-
-    def __getitem__(self, key: str) -> str:
-        for k, v in self.pairs:
-            if k == key:
-                return v
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self.pairs)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(self.pairs)
-
-
-# The options of the command being run, for the commands that do not pass theirs explicitly yet: set only by
-# the command line (``runlog.cli.common.use_storage_options``), never by a library call. Library callers pass
-# ``storage_options``; a library call that passes none gets none of these once every command passes its own.
-_command_line_options = StorageOptions()
-
-
 def is_url(path: object) -> bool:
     """True for an object-store URL (``s3://...``); local paths, ``file://`` included, are False."""
     if not isinstance(path, str):
         return isinstance(path, ObjectPath)
     scheme, sep, _ = path.partition("://")
     return bool(sep) and scheme.lower() in SCHEMES
-
-
-def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings (``--storage-option``) to a dict; a malformed one is a usage error."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--storage-option {pair!r}: expected KEY=VALUE (for example aws_region=us-east-1)")
-        out[key.strip().lower()] = value
-    return out
-
-
-def set_storage_options(options: Mapping[str, str]) -> None:
-    """The command line's ``--storage-option`` pairs, used where a command opens a location without passing
-    options (only the command line calls this; see ``_command_line_options``)."""
-    global _command_line_options
-    _command_line_options = StorageOptions.of(options)
-
-
-def global_options() -> dict[str, str]:
-    """The command line's options as a dict (for work a command hands to other processes: fleet tasks)."""
-    return _command_line_options.as_dict()
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -178,7 +99,7 @@ class Store:
             import obstore.store
         except ImportError:  # pragma: no cover  (obstore is a core dependency)
             raise UsageError("reading object-store URLs needs obstore: pip install obstore") from None
-        config, client = _obstore_options(family, self.options)
+        config, client = obstore_options(family, self.options)
         try:
             self.store = obstore.store.from_url(self.base, config=config or None, client_options=client or None)
         except Exception as exc:  # noqa: BLE001  (bad option names or values: say which)
@@ -188,7 +109,7 @@ class Store:
     def for_url(cls, url: str, options: Mapping[str, str] | None = None) -> Store:
         scheme = url.partition("://")[0].lower()
         family, bucket, _ = split_url(url)
-        opts = _command_line_options if options is None else StorageOptions.of(options)
+        opts = command_line_options() if options is None else StorageOptions.of(options)
         key = (scheme, bucket, opts)
         with cls._lock:
             store = cls._cache.get(key)
@@ -491,21 +412,6 @@ def _run_async(coro: Any) -> Any:
     return result[0] if result else None
 
 
-def _obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """polars-style flat options -> (obstore config, obstore client options)."""
-    prefix = PREFIXES[family]
-    config: dict[str, Any] = {}
-    client: dict[str, Any] = {}
-    for k, v in options.items():
-        key = k.lower()
-        bare = key[len(prefix) :] if key.startswith(prefix) else key
-        if bare in CLIENT_KEYS:
-            client[bare] = str(v).strip().lower() in ("1", "true", "yes") if bare in BOOL_CLIENT_KEYS else v
-        else:
-            config[key if key.startswith(prefix) else prefix + key] = v
-    return config, client
-
-
 def _meta(m: Mapping[str, Any]) -> ObjectMeta:
     mod = m.get("last_modified")
     return ObjectMeta(
@@ -567,6 +473,7 @@ __all__ = [
     "ObjectPath",
     "StorageOptions",
     "Store",
+    "global_options",
     "is_url",
     "list_run",
     "object_stamp",
