@@ -11,11 +11,11 @@ written to settle before calling it a problem; ``diagnose`` would report it at o
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
 from .live import Event, Issue
@@ -71,8 +71,8 @@ class DoctorWatch:
         self._dirty = False
         self._last_start = -float("inf")
         self._last_cost = 0.0
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, "runlog-doctor") if background else None
-        self._future: concurrent.futures.Future[Any] | None = None
+        self.background = background
+        self._job: _Job | None = None
 
     def changed(self) -> None:
         """The run changed: a check is due (once the throttle allows)."""
@@ -82,14 +82,14 @@ class DoctorWatch:
         """Collect a finished background check; start (or, in the foreground, run) a check when one is due."""
         events = self._collect()
         now = self.clock()
-        running = self._future is not None and not self._future.done()
+        running = self._job is not None and not self._job.done.is_set()
         if self._dirty and not running and now - self._last_start >= max(self.min_gap, 4 * self._last_cost):
             self._dirty = False
             self._last_start = now
-            if self._pool is None:
+            if not self.background:
                 events += self._finish(self._check())
             else:
-                self._future = self._pool.submit(self._check)
+                self._job = _Job(self._check)
         return events
 
     def final(self) -> list[Event]:
@@ -101,14 +101,16 @@ class DoctorWatch:
         return events
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Forget a running check: it runs on a daemon thread, so quitting never waits for it."""
+        self._job = None
 
     def _collect(self, wait: bool = False) -> list[Event]:
-        if self._future is None or not (wait or self._future.done()):
+        job = self._job
+        if job is None or not (wait or job.done.is_set()):
             return []
-        future, self._future = self._future, None
-        return self._finish(future.result())
+        job.done.wait()
+        self._job = None
+        return self._finish(job.result)
 
     def _check(self) -> tuple[list[Finding], list[str], str | None, float]:
         """``diagnose`` on the run as it is now: (findings, notes, error message, seconds it took)."""
@@ -146,3 +148,21 @@ class DoctorWatch:
                 self._seen[key] = rank
                 events.append(Event("finding", f.as_dict()))
         return events
+
+
+class _Job:
+    """One check on a daemon thread (a pool's worker would keep the process alive after ``q``)."""
+
+    def __init__(self, fn: Callable[[], tuple[list[Finding], list[str], str | None, float]]) -> None:
+        self.done = threading.Event()
+        self.result: tuple[list[Finding], list[str], str | None, float] = ([], [], "not finished", 0.0)
+        self._fn = fn
+        threading.Thread(target=self._run, name="runlog-doctor", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._fn()
+        except Exception as exc:  # noqa: BLE001  (a bug in a check is reported on the screen, never a traceback)
+            self.result = ([], [], f"internal error: {type(exc).__name__}: {exc}", 0.0)
+        finally:
+            self.done.set()
