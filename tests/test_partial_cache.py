@@ -301,3 +301,25 @@ def test_a_run_opened_in_part_keeps_the_entries_of_the_steps_it_did_not_open(tmp
     parts = P.run_partials(part, store=P.PartialStore.open(part.root))
     assert parts is not None and (parts.computed, parts.reused) == (1, 2)
     assert _computed(root) == (0, 6)  # steps 0-2 (unopened) kept, step 4 stored anew
+
+
+def test_concurrent_processes_keep_each_others_entries(tmp_path, _cache):
+    """Two commands summarising different steps of one run at the same time: both sets of steps are kept."""
+    import subprocess
+    import sys
+
+    root = flink_run(tmp_path / "run", 5, range(8))
+    code = (
+        "import sys; from runlog import open_run; from runlog.analysis.filters import Filters, StepRange; "
+        "from runlog.analysis.summarize import summarize; "
+        "summarize(open_run(sys.argv[1]), ['role'], filters=Filters(steps=StepRange.parse(sys.argv[2])))"
+    )
+    env = {**os.environ, "RUNLOG_CACHE_DIR": str(_cache)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root), steps], env=env, stderr=subprocess.PIPE)
+        for steps in ("0:3", "4:7")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    assert _computed(root) == (0, 8)

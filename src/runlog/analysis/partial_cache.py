@@ -402,6 +402,9 @@ def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters
     rows = partials.frame
     if filters.splits:
         rows = rows.filter(pl.col("split").is_in(list(filters.splits)))
+    steps = filters.steps.expr()
+    if steps is not None:  # units were chosen by their files' step; the rows by their own, as a cold read
+        rows = rows.filter(steps)
     if filters.roles and "level" in rows.columns:
         rows = rows.filter((pl.col("level") == "sample") | pl.col("role").is_in(list(filters.roles)))
     # The median from the values, apart: the rows are then sorted without moving the values (megabytes).
