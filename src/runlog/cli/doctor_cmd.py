@@ -11,7 +11,7 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
-from .filter_opts import SPLIT_OPTION
+from .options import Format, Layout, Split
 from .output import print_out
 from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
 
@@ -34,13 +34,13 @@ class FailOn(str, Enum):
 
 def doctor_command(
     path: str = RUN_PATH,
-    fmt: DoctorFormat = typer.Option(DoctorFormat.table, "--format", "-f", help="Output format."),
+    fmt: Format[DoctorFormat] = DoctorFormat.table,
     sets: list[str] = typer.Option(
         None, "--set", help="Override a threshold: NAME=VALUE (repeatable; names in docs/doctor.md)."
     ),
     config: Path = typer.Option(None, "--config", help="A TOML file of thresholds (top level or [doctor])."),
-    split: str = SPLIT_OPTION,
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    split: Split = None,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     fail_on: FailOn = typer.Option(
         FailOn.warning, "--fail-on", help="The least severity that makes the exit code 1 (never: always 0)."

@@ -16,7 +16,7 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
-from .filter_opts import ROLES_OPTION, SPLIT_OPTION
+from .options import Format, Layout, Roles, Split
 
 if TYPE_CHECKING:
     from ..watch import Event, Watcher
@@ -51,22 +51,17 @@ class WatchFormat(str, Enum):
 
 def watch_command(
     path: str = RUN_PATH,
-    fmt: WatchFormat = typer.Option(
-        WatchFormat.table,
-        "--format",
-        "-f",
-        help="table: the live screen (off a terminal: a line per step); json: JSON lines.",
-    ),
+    fmt: Format[WatchFormat] = WatchFormat.table,
     interval: float = INTERVAL_OPTION,
     max_interval: float = MAX_INTERVAL_OPTION,
     once: bool = typer.Option(False, "--once", help="Show the run as it is now and stop."),
     idle_exit: float = IDLE_EXIT_OPTION,
     timeout: float = TIMEOUT_OPTION,
     settle: float = SETTLE_OPTION,
-    split: str = SPLIT_OPTION,
-    role: list[str] = ROLES_OPTION,
+    split: Split = None,
+    role: Roles = None,
     no_doctor: bool = typer.Option(False, "--no-doctor", help="Do not run doctor's checks (they re-read the run)."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
 ) -> None:
     """Follow a run while it is written: steps as they arrive, per-role reward and KL, problems, findings.
