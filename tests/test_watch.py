@@ -340,3 +340,15 @@ def test_watch_once_on_the_sample_run():
     assert [e["step"] for e in events if e["event"] == "step"] == [31]
     assert events[-1] == {"event": "end", "reason": "once", "message": None}
     assert any(e["event"] == "finding" and e["kind"] == "nan_rewards" for e in events)
+
+
+def test_role_and_split_options_are_checked_as_in_every_command(cli):
+    run = ROOT / "sample_runs" / "debate_grpo"
+    r = cli("watch", run, "--once", "--no-doctor", "--role", "solvr")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "Error: --role 'solvr': this run's roles are solver, verifier, judge"
+    r = cli("watch", run, "--once", "--no-doctor", "--split", "evall")  # a split may come later: a note, not an error
+    assert r.exit_code == 0 and "no step of split evall yet (this run has: eval, train)" in r.stderr
+    r = cli("watch", run, "--once", "--no-doctor", "--split", "eval", "--role", "judge", "--format", "json")
+    step = json.loads(r.stdout.splitlines()[0])
+    assert step["split"] == "eval" and step["step"] == 24 and [x["role"] for x in step["roles"]] == ["judge"]

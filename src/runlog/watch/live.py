@@ -178,6 +178,8 @@ class LiveRun:
                 events += self._take(run, to_read, now, affected)
                 events += self._choose_split(affected)
                 events += self._recompute(run, affected)
+                if first:
+                    events += self._check_options()
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
         return events
@@ -189,6 +191,19 @@ class LiveRun:
             manifests = [r for r, rec in self.files.items() if rec.info is not None and rec.info.kind == "manifest"]
             only = list(dict.fromkeys([*manifests, *only]))
         return open_run(self.path, layout=self.layout, storage_options=self.storage_options, only=only)
+
+    def _check_options(self) -> list[Event]:
+        """``--role`` must name a role of the run (a typo is a ``UsageError``, as in every command), once the
+        run names its roles; ``--split`` may name a split not written yet (eval steps come later): a note."""
+        from ..analysis.check import RunValues, check_roles
+
+        if self.role_filter and self.role_order:
+            check_roles(RunValues(roles=self.role_order), self.role_filter)
+        splits = sorted({f.split for f in self._sample_infos() if f.split})
+        if self.split_option is not None and splits and self.split_option not in splits:
+            have = ", ".join(splits)
+            return [Event("note", {"message": f"no step of split {self.split_option} yet (this run has: {have})"})]
+        return []
 
     def _take(self, run: Run, read: list[str], now: float, affected: set[int]) -> list[Event]:
         """Record the probes of the files just read and their problems (the unreadable ones of a file that
@@ -297,6 +312,8 @@ class LiveRun:
                 s = int(r["step"])
                 st = self.steps.setdefault(s, StepStats(s, rows.get(s, 0), {}, arrived.get(s, self.clock())))
                 role = r["role"]
+                if self.role_filter and role not in self.role_filter:
+                    continue
                 if role is not None and role not in self.role_order:
                     self.role_order.append(role)
                 st.roles[role] = RoleStep(r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0))
