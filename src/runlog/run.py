@@ -12,15 +12,15 @@ from typing import Any
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .errors import DataError, RunNotFoundError, UsageError
+from .errors import DataError, UsageError
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
+from .listing import choose_layout, list_files, listing, local_stamp, one_run
 from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
-MANIFEST = "run.json"  # the native layout's manifest: one per run
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
 
@@ -238,38 +238,6 @@ class Run:
         return [p for p in self.problems if p.is_warning]
 
 
-def local_stamp(st: os.stat_result) -> tuple:
-    """What identifies one version of a local file: size, modification and change times, inode."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
-def _walk(root: Path) -> list[tuple[Path, str, int, str, tuple]]:
-    """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
-    folders skipped."""
-    out: list[tuple[Path, str, int, str, tuple]] = []
-    stack = [(str(root), "")]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
-        except OSError:
-            continue
-        for e in entries:
-            erel = f"{rel}{e.name}"
-            try:
-                if e.is_dir(follow_symlinks=True):
-                    if not e.name.startswith(".") and e.name != "__pycache__":
-                        stack.append((e.path, erel + "/"))
-                elif e.is_file(follow_symlinks=True):
-                    st = e.stat()
-                    out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
-            except OSError:
-                continue
-    # Manifests first: readers of other files in the same run may depend on them.
-    out.sort(key=lambda t: (not (t[1] == MANIFEST or t[1].endswith(f"/{MANIFEST}")), t[1]))
-    return out
-
-
 @dataclass(frozen=True)
 class NameEntry:
     """What a file's path alone says: its layout and, for one-step sample files, split and step."""
@@ -279,105 +247,6 @@ class NameEntry:
     split: str | None
     step: int | None
     keyed: bool  # the name gave (split, step): a ``keep`` predicate can decide about it unopened
-
-
-def list_files(
-    path: str | os.PathLike[str] | ObjectPath,
-    storage_options: Mapping[str, str] | None = None,
-    prefetch: bool = True,
-    layout: str | None = None,
-) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
-    """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``). Each
-    file is (path, run-relative path, size, path string, stamp: what changes when the file is rewritten).
-    A run given as one file is rooted at its run folder (``_one_file``)."""
-    root, entries, _ = _listing(path, storage_options, prefetch, layout)
-    return root, entries
-
-
-def _listing(
-    path: str | os.PathLike[str] | ObjectPath,
-    storage_options: Mapping[str, str] | None,
-    prefetch: bool,
-    layout: str | None,
-) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
-    """``list_files``, and whether the path named one file."""
-    if storage.is_url(path):
-        root = storage.location(path, storage_options)
-        entries = storage.list_run(root)
-        if prefetch:
-            # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
-            storage.prefetch_small(entries)
-        if len(entries) == 1 and entries[0][0] == root:
-            abspath, _, size, path_str, stamp = entries[0]
-            return _one_file(path, ObjectPath(root.store, ""), abspath, root.key, size, path_str, stamp, layout)
-        return root, entries, False
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise RunNotFoundError(f"{path}: no such file or directory")
-    if p.is_file():
-        try:
-            st = p.stat()
-        except OSError as exc:
-            raise RunNotFoundError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        full = p.absolute()
-        top = Path(full.anchor)
-        root, entries, _ = _one_file(
-            path, top, full, full.relative_to(top).as_posix(), st.st_size, str(p), local_stamp(st), layout
-        )
-        depth = entries[0][1].count("/")
-        # The run folder as the user wrote the path (relative stays relative), where the path reaches that far.
-        return (p.parents[depth] if depth < len(p.parents) else root), entries, True
-    if p.is_dir():
-        return p, _walk(p), False
-    raise RunNotFoundError(f"{path}: not a regular file or directory")
-
-
-def _one_file(
-    path: Any, top: Any, abspath: Any, full: str, size: int, path_str: str, stamp: tuple | None, layout: str | None
-) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
-    """A run given as one file: rooted at the folder its layout would have as the run's (``Layout.run_folder``:
-    ``RUN`` for ``RUN/samples/train/step_8.p0.parquet``), so that its run-relative path, which may tell
-    split and step, reads as it would in that folder. ``full`` is its path below ``top`` (``/``, a bucket)."""
-    if abspath.name == MANIFEST:
-        raise UsageError(f"{path}: {MANIFEST} is a manifest, not a run: pass its folder")
-    cand = Candidate(top, abspath, size, full, path_str, stamp)
-    chosen = _choose(cand, get_layout(layout) if layout else None, layouts())
-    folder = full.rpartition("/")[0]
-    if chosen is not None:
-        folder = chosen.run_folder(folder)
-    rel = full[len(folder) + 1 :] if folder else full
-    return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
-
-
-def _one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
-    """Refuse a path that holds several runs, from the paths of the files a layout claimed (nothing is read).
-
-    Each file belongs to the run folder its layout puts it in (``Layout.run_folder``). A folder below another
-    one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
-    dumps), unless it holds a manifest of its own. Two or more folders left are several runs: their numbers
-    must not be added up (docs/format.md, "One run, or several")."""
-    where_files = {(lay, rel.rpartition("/")[0]) for rel, lay in claimed}
-    folders = {lay.run_folder(folder) for lay, folder in where_files}
-    if len(folders) < 2:
-        return
-    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
-
-    def inside_another(f: str) -> bool:
-        parts = f.split("/") if f else []
-        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
-
-    runs = sorted(f for f in folders if f in manifests or not inside_another(f))
-    if len(runs) < 2:
-        return
-    where = str(path).rstrip("/") or str(path)
-    shown = [r or "." for r in runs]
-    names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
-    depths = {r.count("/") + 1 for r in runs}
-    if "" in runs or len(depths) != 1:
-        hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet (summarize, metrics)"
-    else:
-        hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"
-    raise UsageError(f"{where}: holds {len(runs)} runs ({names}): {hint}")
 
 
 def list_names(
@@ -399,14 +268,14 @@ def list_names(
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES or cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
             continue
-        chosen = _choose(cand, forced, registry)
+        chosen = choose_layout(cand, forced, registry)
         if chosen is None:
             continue
         claimed.append((rel, chosen))
         keys = chosen.name_keys(cand)
         split, step = keys if keys is not None else (None, None)
         out.append(NameEntry(rel, chosen.name, split, step, keys is not None))
-    _one_run(path, claimed)
+    one_run(path, claimed)
     return out
 
 
@@ -421,9 +290,9 @@ def open_run(
 ) -> Run:
     """Discover and probe every file of a run (a directory, or a single file) and return a ``Run``.
 
-    A path that holds several runs (``_one_run``: two manifests, or run folders side by side) is a
+    A path that holds several runs (``listing.one_run``: two manifests, or run folders side by side) is a
     ``UsageError``, decided from the listed paths before anything is probed. A single file is a run of
-    that file, rooted at its run folder (``_one_file``); ``run.json`` alone is a ``UsageError``.
+    that file, rooted at its run folder (``one_file``); ``run.json`` alone is a ``UsageError``.
 
     ``layout`` forces one layout for every data file instead of detecting it. ``keep(split, step)``, when
     given, is asked about every one-step sample file whose name tells its split and step; files it refuses
@@ -439,7 +308,7 @@ def open_run(
     ``cache``: reuse the probes of unchanged Parquet files from earlier commands (``runlog.probe_cache``;
     ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
-    root, paths, single = _listing(path, storage_options, only is None, layout)
+    root, paths, single = listing(path, storage_options, only is None, layout)
     listed = {t[1] for t in paths}  # every file of the run, also when only some are opened
     if only is not None:
         wanted = set(only)
@@ -462,7 +331,7 @@ def open_run(
             if cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
             continue
-        chosen = _choose(cand, forced, registry)
+        chosen = choose_layout(cand, forced, registry)
         if chosen is None:
             unmatched.append(cand.rel)
             ctx.warn(cand.rel, "matches no known layout; ignored")
@@ -474,7 +343,7 @@ def open_run(
                 skipped += 1
                 continue
         chosen_files.append((cand, chosen))
-    _one_run(path, claimed)
+    one_run(path, claimed)
     # One file alone is probed anew: its run's cache entries would be dropped as files no longer listed.
     probes = ProbeCache.open(root) if cache and not single else None
     cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]
@@ -529,16 +398,4 @@ def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:
     return info
 
 
-def _choose(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:
-    if forced is not None:
-        return forced if (not forced.formats or cand.suffix in forced.formats) else None
-    for lay in registry:
-        try:
-            if lay.detect(cand):
-                return lay
-        except Exception:  # noqa: BLE001,S112  (a sniffing failure just means "not mine")
-            continue
-    return None
-
-
-__all__ = ["Run", "open_run", "WARNING"]
+__all__ = ["NameEntry", "Run", "WARNING", "list_files", "list_names", "local_stamp", "open_run"]

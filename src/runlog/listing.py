@@ -1,0 +1,161 @@
+"""Which files a run has: a local walk, an object-store listing, or a run given as one file (rooted at its
+run folder), and whether a path holds several runs. Names only: nothing is opened here but the head of a
+file a layout sniffs (``choose_layout``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import storage
+from .errors import RunNotFoundError, UsageError
+from .formats import get_layout, layouts
+from .formats.base import Candidate, Layout
+from .storage import ObjectPath
+
+MANIFEST = "run.json"  # the native layout's manifest: one per run
+
+
+def local_stamp(st: os.stat_result) -> tuple:
+    """What identifies one version of a local file: size, modification and change times, inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def walk(root: Path) -> list[tuple[Path, str, int, str, tuple]]:
+    """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
+    folders skipped."""
+    out: list[tuple[Path, str, int, str, tuple]] = []
+    stack = [(str(root), "")]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            erel = f"{rel}{e.name}"
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    if not e.name.startswith(".") and e.name != "__pycache__":
+                        stack.append((e.path, erel + "/"))
+                elif e.is_file(follow_symlinks=True):
+                    st = e.stat()
+                    out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
+            except OSError:
+                continue
+    # Manifests first: readers of other files in the same run may depend on them.
+    out.sort(key=lambda t: (not (t[1] == MANIFEST or t[1].endswith(f"/{MANIFEST}")), t[1]))
+    return out
+
+
+def list_files(
+    path: str | os.PathLike[str] | ObjectPath,
+    storage_options: Mapping[str, str] | None = None,
+    prefetch: bool = True,
+    layout: str | None = None,
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]]]:
+    """(root, files) of a run: a local directory or file, or an object-store URL (``runlog.storage``). Each
+    file is (path, run-relative path, size, path string, stamp: what changes when the file is rewritten).
+    A run given as one file is rooted at its run folder (``one_file``)."""
+    root, entries, _ = listing(path, storage_options, prefetch, layout)
+    return root, entries
+
+
+def listing(
+    path: str | os.PathLike[str] | ObjectPath,
+    storage_options: Mapping[str, str] | None,
+    prefetch: bool,
+    layout: str | None,
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
+    """``list_files``, and whether the path named one file."""
+    if storage.is_url(path):
+        root = storage.location(path, storage_options)
+        entries = storage.list_run(root)
+        if prefetch:
+            # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
+            storage.prefetch_small(entries)
+        if len(entries) == 1 and entries[0][0] == root:
+            abspath, _, size, path_str, stamp = entries[0]
+            return one_file(path, ObjectPath(root.store, ""), abspath, root.key, size, path_str, stamp, layout)
+        return root, entries, False
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise RunNotFoundError(f"{path}: no such file or directory")
+    if p.is_file():
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise RunNotFoundError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        full = p.absolute()
+        top = Path(full.anchor)
+        root, entries, _ = one_file(
+            path, top, full, full.relative_to(top).as_posix(), st.st_size, str(p), local_stamp(st), layout
+        )
+        depth = entries[0][1].count("/")
+        # The run folder as the user wrote the path (relative stays relative), where the path reaches that far.
+        return (p.parents[depth] if depth < len(p.parents) else root), entries, True
+    if p.is_dir():
+        return p, walk(p), False
+    raise RunNotFoundError(f"{path}: not a regular file or directory")
+
+
+def one_file(
+    path: Any, top: Any, abspath: Any, full: str, size: int, path_str: str, stamp: tuple | None, layout: str | None
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
+    """A run given as one file: rooted at the folder its layout would have as the run's (``Layout.run_folder``:
+    ``RUN`` for ``RUN/samples/train/step_8.p0.parquet``), so that its run-relative path, which may tell
+    split and step, reads as it would in that folder. ``full`` is its path below ``top`` (``/``, a bucket)."""
+    if abspath.name == MANIFEST:
+        raise UsageError(f"{path}: {MANIFEST} is a manifest, not a run: pass its folder")
+    cand = Candidate(top, abspath, size, full, path_str, stamp)
+    chosen = choose_layout(cand, get_layout(layout) if layout else None, layouts())
+    folder = full.rpartition("/")[0]
+    if chosen is not None:
+        folder = chosen.run_folder(folder)
+    rel = full[len(folder) + 1 :] if folder else full
+    return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
+
+
+def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
+    """Refuse a path that holds several runs, from the paths of the files a layout claimed (nothing is read).
+
+    Each file belongs to the run folder its layout puts it in (``Layout.run_folder``). A folder below another
+    one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
+    dumps), unless it holds a manifest of its own. Two or more folders left are several runs: their numbers
+    must not be added up (docs/format.md, "One run, or several")."""
+    where_files = {(lay, rel.rpartition("/")[0]) for rel, lay in claimed}
+    folders = {lay.run_folder(folder) for lay, folder in where_files}
+    if len(folders) < 2:
+        return
+    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
+
+    def inside_another(f: str) -> bool:
+        parts = f.split("/") if f else []
+        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
+
+    runs = sorted(f for f in folders if f in manifests or not inside_another(f))
+    if len(runs) < 2:
+        return
+    where = str(path).rstrip("/") or str(path)
+    shown = [r or "." for r in runs]
+    names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
+    depths = {r.count("/") + 1 for r in runs}
+    if "" in runs or len(depths) != 1:
+        hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet (summarize, metrics)"
+    else:
+        hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"
+    raise UsageError(f"{where}: holds {len(runs)} runs ({names}): {hint}")
+
+
+def choose_layout(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:
+    if forced is not None:
+        return forced if (not forced.formats or cand.suffix in forced.formats) else None
+    for lay in registry:
+        try:
+            if lay.detect(cand):
+                return lay
+        except Exception:  # noqa: BLE001,S112  (a sniffing failure just means "not mine")
+            continue
+    return None
