@@ -448,11 +448,11 @@ def test_ray_engine_splits_big_runs_like_the_local_engine(fleet, ray_engine):
 
 
 def test_ray_engine_metrics_fleet(fleet, ray_engine):
-    from runlog.fleet import metrics_fleet
+    from runlog.fleet import DiversityJob, metrics_fleet
 
-    opts = {"filters": S.Filters(), "kwargs": {"text": "completion"}}
-    local = metrics_fleet("diversity", _locs(fleet)[:3], ["step"], options=opts)
-    remote = metrics_fleet("diversity", _locs(fleet)[:3], ["step"], options=opts, engine=ray_engine)
+    job = DiversityJob(text="completion")
+    local = metrics_fleet(job, _locs(fleet)[:3], ["step"])
+    remote = metrics_fleet(job, _locs(fleet)[:3], ["step"], engine=ray_engine)
     assert_close(remote.frame, local.frame, rel=1e-12)
 
 

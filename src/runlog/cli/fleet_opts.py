@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import UsageError
 from .common import report_problems, stderr_console
+
+if TYPE_CHECKING:
+    from ..analysis.filters import Filters
+    from ..fleet import FleetResult
+    from ..fleet.engine import Engine
+
+    # What a fleet command computes, given the engine and the progress callback (None: no bar).
+    Compute = Callable[[Engine, Callable[[int, int], None] | None], FleetResult]
 
 RUN_PATHS = typer.Argument(
     None,
@@ -23,26 +31,6 @@ ENGINE = typer.Option("local", "--engine", help="Fleets: local (in-process polar
 RAY_ADDRESS = typer.Option(
     None, "--ray-address", help="--engine ray: the cluster to join (auto: this machine's; default: start one here)."
 )
-
-
-def locations(paths: list[str] | None, runs_file: str | None) -> list[str]:
-    """Run locations from the arguments and ``--runs``, globs expanded."""
-    from ..fleet import read_runs_file, resolve_locations
-    from ..storage import global_options
-
-    items = list(paths or [])
-    if runs_file:
-        items += read_runs_file(runs_file)
-    if not items:
-        raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
-    return resolve_locations(items, global_options())
-
-
-def is_fleet(
-    locs: list[str], by: list[str] | None, runs_file: str | None, engine: str, ray_address: str | None = None
-) -> bool:
-    """Whether to take the fleet path (which also validates --engine / --ray-address)."""
-    return len(locs) > 1 or "run" in (by or []) or bool(runs_file) or engine != "local" or bool(ray_address)
 
 
 @contextlib.contextmanager
@@ -64,7 +52,7 @@ def progress(label: str) -> Iterator[Any]:
         yield update
 
 
-def report_fleet(result: Any) -> int:
+def report_fleet(result: FleetResult) -> int:
     """Problems of every run (``error: RUN/PATH: message``), runs that could not be read, notes; returns the
     number of errors (warnings excluded)."""
     from ..formats.base import Problem
@@ -78,8 +66,29 @@ def report_fleet(result: Any) -> int:
     return report_problems(problems, notes=notes)
 
 
-def get_engine(engine: str, ray_address: str | None, locs: list[str] | None = None) -> Any:
-    from ..fleet.engine import get_engine as _get
-    from ..storage import is_url
+@dataclass(frozen=True)
+class Fleet:
+    """Where a fleet command's work runs: its runs, a forced layout, the storage options and the engine."""
 
-    return _get(engine, ray_address=ray_address, remote=any(is_url(loc) for loc in locs or []))
+    locations: list[str]
+    layout: str | None
+    storage_options: Mapping[str, str]
+    engine: str
+    ray_address: str | None
+
+    def run(self, compute: Compute, filters: Filters) -> FleetResult:
+        """The filters checked against the fleet, the engine started, ``compute(engine, progress)`` run with a
+        progress bar, the engine stopped (whatever happens)."""
+        from ..analysis.check import check_fleet
+        from ..fleet.engine import get_engine
+        from ..storage import is_url
+
+        opts = dict(self.storage_options)
+        check_fleet(self.locations, filters, layout=self.layout, storage_options=opts)
+        remote = any(is_url(loc) for loc in self.locations)
+        eng = get_engine(self.engine, ray_address=self.ray_address, remote=remote)
+        try:
+            with progress("runs") as update:
+                return compute(eng, update)
+        finally:
+            eng.close()

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
-from .fleet_opts import (
-    ENGINE,
-    RAY_ADDRESS,
-    RUN_PATHS,
-    RUNS_FILE,
-    get_engine,
-    is_fleet,
-    locations,
-    progress,
-    report_fleet,
-)
+from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
 from .options import Format, Layout, Output, Splits, Steps
 from .output import OutputFormat, emit_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..analysis.filters import Filters
+    from ..fleet import MetricJob
 
 metrics_app = typer.Typer(
     help=(
@@ -91,21 +89,21 @@ def diversity_command(
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
+    from ..fleet import DiversityJob, fleet_locations, is_fleet
     from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
-        use_storage_options(storage_option)
-        locs = locations(paths, runs)
+        storage = use_storage_options(storage_option)
+        locs = fleet_locations(paths or [], runs, storage)
         filters = Filters.from_options(split, steps)
-        if is_fleet(locs, by, runs, engine, ray_address):
-            kwargs = {"text": text, "over": over, "compression": compression, "threads": threads}
-            options = {"filters": filters, "kwargs": kwargs}
-            df, code = _fleet("diversity", locs, by, options, layout, engine, ray_address)
+        if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
+            job = DiversityJob(text=text, over=over, compression=compression, threads=threads)
+            df, code = _fleet(job, Fleet(locs, layout, storage, engine, ray_address), by, filters)
             keys = [c for c in df.columns if c in FLEET_KEYS]
             emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
             raise typer.Exit(code)
-        run = open_run(locs[0], layout=layout)
+        run = open_run(locs[0], layout=layout, storage_options=storage)
         check_filters(run, filters)
         df = M.diversity_frame(
             run, by or ["step"], text=text, over=over, filters=filters, compression=compression, threads=threads
@@ -157,25 +155,26 @@ def format_command(
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
+    from ..fleet import FormatJob, fleet_locations, is_fleet
     from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
-        use_storage_options(storage_option)
-        locs = locations(paths, runs)
+        storage = use_storage_options(storage_option)
+        locs = fleet_locations(paths or [], runs, storage)
         filters = Filters.from_options(split, steps)
-        known = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
-        if is_fleet(locs, by, runs, engine, ray_address):
+        known = tuple(t.strip() for t in tools.split(",") if t.strip()) if tools else None
+        if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
             if per_sample:
                 raise UsageError("--per-sample works on one run, not a fleet")
-            options = {"filters": filters, "spec": spec, "kwargs": {"text": text, "known_tools": known}}
-            df, code = _fleet("format", locs, by, options, layout, engine, ray_address)
+            job = FormatJob(spec=spec, text=text, known_tools=known)
+            df, code = _fleet(job, Fleet(locs, layout, storage, engine, ray_address), by, filters)
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(
                 df, fmt, output, sections=_format_sections(failed), keys=[c for c in df.columns if c in FLEET_KEYS]
             )
             raise typer.Exit(code)
-        run = open_run(locs[0], layout=layout)
+        run = open_run(locs[0], layout=layout, storage_options=storage)
         check_filters(run, filters)
         if per_sample:
             df = M.format_per_sample(run, spec, text=text, filters=filters, known_tools=known)
@@ -194,7 +193,6 @@ def format_command(
 FLEET_KEYS = ("run", "step", "role", "group", "split")
 
 
-
 def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
     return [
         ("Adherence", ["texts", "adherence", "score_mean"]),
@@ -203,38 +201,25 @@ def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _fleet(
-    kind: str,
-    locs: list[str],
-    by: list[str] | None,
-    options: dict,
-    layout: str | None,
-    engine: str,
-    ray_address: str | None,
-) -> tuple:
+def _fleet(job: MetricJob, fleet: Fleet, by: list[str] | None, filters: Filters) -> tuple[pl.DataFrame, int]:
     """Metrics per run of a fleet (they do not merge across runs: ``--by run`` is implied)."""
-    from ..analysis.check import check_fleet
     from ..fleet import metrics_fleet
     from ..metrics import api as M
-    from ..storage import global_options
 
     keys = [k for k in (by or ["run", "step"]) if k != "run"]
     check_keys(keys, M.KEYS)
-    check_fleet(locs, options["filters"], layout=layout, storage_options=global_options())
-    eng = get_engine(engine, ray_address, locs)
-    try:
-        with progress("runs") as update:
-            result = metrics_fleet(
-                kind,
-                locs,
-                keys,
-                options=options,
-                layout=layout,
-                storage_options=global_options(),
-                engine=eng,
-                progress=update,
-            )
-    finally:
-        eng.close()
+    result = fleet.run(
+        lambda engine, progress: metrics_fleet(
+            job,
+            fleet.locations,
+            keys,
+            filters=filters,
+            layout=fleet.layout,
+            storage_options=fleet.storage_options,
+            engine=engine,
+            progress=progress,
+        ),
+        filters,
+    )
     errors = report_fleet(result)
     return result.frame, EXIT_PROBLEMS if errors or result.failures else EXIT_OK

@@ -10,22 +10,14 @@ import typer
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
-from .fleet_opts import (
-    ENGINE,
-    RAY_ADDRESS,
-    RUN_PATHS,
-    RUNS_FILE,
-    get_engine,
-    is_fleet,
-    locations,
-    progress,
-    report_fleet,
-)
+from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
 from .options import Format, Layout, Output, Roles, Splits, Steps
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from ..analysis.filters import Filters
 
 SECTIONS = [
     ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
@@ -126,33 +118,21 @@ def summarize_command(
     from ..analysis.check import check_filters, check_scalars
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
+    from ..fleet import fleet_locations, is_fleet
     from ..run import open_run
 
     with handle_errors():
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
-        use_storage_options(storage_option)
-        locs = locations(paths, runs)
-        if is_fleet(locs, by, runs, engine, ray_address):
+        storage = use_storage_options(storage_option)
+        locs = fleet_locations(paths or [], runs, storage)
+        filters = Filters.from_options(split, steps, role)
+        if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
             if scalars or correlations or window is not None:
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
-            raise typer.Exit(
-                _summarize_fleet(
-                    locs,
-                    by or ["run", "role"],
-                    split,
-                    steps,
-                    role,
-                    fmt,
-                    output,
-                    layout,
-                    engine,
-                    ray_address,
-                    prompt_groups,
-                )
-            )
-        filters = Filters.from_options(split, steps, role)
-        run = open_run(locs[0], layout=layout)
+            fleet = Fleet(locs, layout, storage, engine, ray_address)
+            raise typer.Exit(_summarize_fleet(fleet, by or ["run", "role"], filters, fmt, output, prompt_groups))
+        run = open_run(locs[0], layout=layout, storage_options=storage)
         if scalars:
             if filters.splits or filters.roles:
                 raise UsageError("--split and --role do not apply to --scalars (scalar metrics have neither)")
@@ -182,42 +162,25 @@ def summarize_command(
 
 
 def _summarize_fleet(
-    locs: list[str],
-    by: list[str],
-    split: list[str] | None,
-    steps: str | None,
-    role: list[str] | None,
-    fmt: OutputFormat,
-    output: Path | None,
-    layout: str | None,
-    engine: str,
-    ray_address: str | None,
-    prompt_groups: bool = False,
+    fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:
     from ..analysis import summarize as S
-    from ..analysis.check import check_fleet
-    from ..analysis.filters import Filters
     from ..fleet import summarize_fleet
-    from ..storage import global_options
 
-    filters = Filters.from_options(split, steps, role)
     S.check_keys(by, ["run", *S.KEYS])
-    check_fleet(locs, filters, layout=layout, storage_options=global_options())
-    eng = get_engine(engine, ray_address, locs)
-    try:
-        with progress("runs") as update:
-            result = summarize_fleet(
-                locs,
-                by,
-                filters=filters,
-                layout=layout,
-                storage_options=global_options(),
-                engine=eng,
-                progress=update,
-                prompt_groups=prompt_groups,
-            )
-    finally:
-        eng.close()
+    result = fleet.run(
+        lambda engine, progress: summarize_fleet(
+            fleet.locations,
+            by,
+            filters=filters,
+            layout=fleet.layout,
+            storage_options=fleet.storage_options,
+            engine=engine,
+            progress=progress,
+            prompt_groups=prompt_groups,
+        ),
+        filters,
+    )
     df = result.frame
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if S.unknown_role_rows(df):

@@ -21,15 +21,16 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .._lazy import pl
+from ..analysis.filters import Filters
 from ..errors import RunlogError, UsageError
 from .engine import Engine, LocalEngine
+from .tasks import DiversityJob, FormatJob, Job, MetricJob, SummarizeJob, Task, Unit, UnitResult, run_batch
 
 # A run larger than this is split into chunks of whole steps (each a separate task).
 TASK_BYTES = 256 * 1024 * 1024
@@ -38,37 +39,6 @@ BATCHES_PER_FLEET = 64
 LIST_THREADS = 16
 # A glob matches run folders, and single files of these kinds (a README beside the runs is not a run).
 RUN_FILE_SUFFIXES = (".parquet", ".jsonl", ".csv")
-
-
-@dataclass
-class Unit:
-    """One run, or one chunk of whole steps of a big run: the files a task opens."""
-
-    index: int
-    name: str
-    location: str
-    files: list[str] | None  # run-relative paths; None: the whole run
-    bytes: int
-
-
-@dataclass
-class Task:
-    """What a task needs besides its units (picklable: it travels to Ray workers)."""
-
-    kind: str  # summarize | diversity | format
-    keys: list[str]
-    layout: str | None = None
-    storage_options: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class UnitResult:
-    index: int
-    name: str
-    frame: pl.DataFrame | None
-    problems: list[tuple[str, str, str]]  # (path, kind, message)
-    error: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -93,7 +63,7 @@ def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-def resolve_locations(patterns: Sequence[str], storage_options: dict[str, str] | None = None) -> list[str]:
+def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str] | None = None) -> list[str]:
     """Expand globs (``ROOT/*``; ``s3://bucket/runs/*`` matches folders in the store) into run locations,
     keeping order and dropping duplicates. A pattern that matches nothing is a usage error."""
     from .. import storage
@@ -118,7 +88,7 @@ def resolve_locations(patterns: Sequence[str], storage_options: dict[str, str] |
     return list(dict.fromkeys(out))
 
 
-def _remote_glob(pattern: str, options: dict[str, str] | None) -> list[str]:
+def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
     """Folders of an object store matching a pattern whose wildcards sit in whole path segments."""
     from .. import storage
 
@@ -130,7 +100,7 @@ def _remote_glob(pattern: str, options: dict[str, str] | None) -> list[str]:
         if not _has_magic(seg):
             prefixes = [f"{p}/{seg}" if p else seg for p in prefixes]
             continue
-        nxt = []
+        nxt: list[str] = []
         for p in prefixes:
             for d in store.list_dirs(p):
                 if fnmatch.fnmatchcase(d.rsplit("/", 1)[-1], seg):
@@ -151,12 +121,43 @@ def run_names(locations: Sequence[str]) -> list[str]:
     return names if len(set(names)) == len(names) else list(locations)
 
 
+def fleet_locations(
+    paths: Sequence[str],
+    runs_file: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The run locations a command was given: ``paths`` and those listed in ``runs_file`` (``--runs``), globs
+    expanded (:func:`resolve_locations`). None at all is a usage error."""
+    items = list(paths)
+    if runs_file:
+        items += read_runs_file(runs_file)
+    if not items:
+        raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
+    return resolve_locations(items, storage_options)
+
+
+def is_fleet(
+    locations: Sequence[str],
+    by: Sequence[str] = (),
+    *,
+    listed: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> bool:
+    """Whether runs are analysed as a fleet (a task per run or chunk on an engine, the results stacked or
+    merged) rather than as one run opened here. A fleet: several runs; one run grouped by ``run`` (its rows
+    name it); runs read from a list (``listed``: ``--runs FILE``, whose output keeps the fleet's shape
+    however many runs it lists); or an engine asked for (``engine`` other than ``local``, a ``ray_address``),
+    which only the fleet path starts, and checks."""
+    return len(locations) > 1 or "run" in by or listed or engine != "local" or bool(ray_address)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Planning
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _listing(location: str, options: dict[str, str] | None) -> list[tuple[str, int]]:
+def _listing(location: str, options: Mapping[str, str] | None) -> list[tuple[str, int]]:
     from .. import storage
     from ..run import list_files
 
@@ -171,7 +172,7 @@ def plan_units(
     locations: Sequence[str],
     *,
     layout: str | None = None,
-    storage_options: dict[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     split_runs: bool = True,
     task_bytes: int = TASK_BYTES,
 ) -> tuple[list[Unit], list[tuple[str, str]]]:
@@ -183,7 +184,7 @@ def plan_units(
     failures: list[tuple[str, str]] = []
     with ThreadPoolExecutor(LIST_THREADS) as pool:
         futures = [pool.submit(_listing, loc, storage_options) for loc in locations]
-        listings = []
+        listings: list[list[tuple[str, int]] | None] = []
         for loc, fut in zip(locations, futures, strict=True):
             try:
                 listings.append(fut.result())
@@ -201,16 +202,16 @@ def plan_units(
         # A big run: chunks of whole steps, from what the names tell (no file is opened here).
         entries = list_names(loc, layout=layout, storage_options=storage_options, prefetch=False)
         size_of = dict(files)
-        keyed = [e for e in entries if e.keyed and e.step is not None]
+        keyed = [(e.step, e.path) for e in entries if e.keyed and e.step is not None]
         if not keyed:
             units.append(Unit(len(units), name, loc, None, total))
             continue
-        keyed_paths = {e.path for e in keyed}
+        keyed_paths = {path for _, path in keyed}
         always = [rel for rel, _ in files if rel not in keyed_paths]
         manifests = [rel for rel in always if rel == "run.json" or rel.endswith("/run.json")]
         by_step: dict[int, list[str]] = {}
-        for e in keyed:
-            by_step.setdefault(e.step, []).append(e.path)
+        for step, path in keyed:
+            by_step.setdefault(step, []).append(path)
         chunk: list[str] = list(always)
         size = sum(size_of.get(r, 0) for r in chunk)
         for step in sorted(by_step):
@@ -242,52 +243,6 @@ def plan_batches(units: Sequence[Unit], task_bytes: int = TASK_BYTES) -> list[li
     if current:
         batches.append(current)
     return batches
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Tasks (run on the engine: in-process or on a Ray worker)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
-    """Open each unit's files and compute its result frame with runlog's own code."""
-    task, units = args
-    return [_run_unit(task, u) for u in units]
-
-
-def _run_unit(task: Task, unit: Unit) -> UnitResult:
-    from ..analysis.filters import Filters
-    from ..analysis.partials import summarize_partials
-    from ..run import open_run
-
-    try:
-        run = open_run(unit.location, layout=task.layout, only=unit.files, storage_options=task.storage_options)
-        filters: Filters = task.options.get("filters") or Filters()
-        if task.kind == "summarize":
-            frame = summarize_partials(
-                run, task.keys, filters=filters, prompt_groups=task.options.get("prompt_groups", False)
-            )
-        elif task.kind == "diversity":
-            from ..metrics import api as M
-
-            kwargs = {"split_key": False, **task.options.get("kwargs", {})}
-            frame = M.diversity_frame(run, task.keys, filters=filters, **kwargs)
-        elif task.kind == "format":
-            from ..metrics import api as M
-
-            kwargs = {"split_key": False, **task.options["kwargs"]}
-            frame = M.format_frame(run, task.options["spec"], task.keys, filters=filters, **kwargs)
-        else:  # pragma: no cover
-            raise UsageError(f"unknown fleet task {task.kind!r}")
-        frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
-        problems = [(p.path, p.kind, p.message) for p in run.problems]
-        return UnitResult(unit.index, unit.name, frame, problems)
-    except RunlogError as exc:
-        return UnitResult(unit.index, unit.name, None, [], str(exc))
-    except OSError as exc:
-        from ..storage import remote_reason
-
-        return UnitResult(unit.index, unit.name, None, [], f"{unit.location}: {remote_reason(exc)}")
 
 
 @dataclass
@@ -328,13 +283,30 @@ def map_units(
     return results, len(batches)
 
 
+def _stacked(
+    task: Task,
+    units: list[Unit],
+    failures: list[tuple[str, str]],
+    engine: Engine | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[pl.DataFrame, list[UnitResult], int]:
+    """The task's frames of every unit, stacked in plan order, its results and the number of batches; runs
+    that fail are added to ``failures``; none read is a usage error."""
+    results, nbatches = map_units(task, units, engine, progress)
+    failures += [(r.name, r.error) for r in results if r.error]
+    frames = [r.frame for r in results if r.frame is not None]
+    if not frames:
+        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
+    return pl.concat(frames, how="diagonal_relaxed"), results, nbatches
+
+
 def summarize_fleet(
     locations: Sequence[str],
     by: Sequence[str] = ("run", "role"),
     *,
-    filters: Any = None,
+    filters: Filters | None = None,
     layout: str | None = None,
-    storage_options: dict[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     engine: Engine | None = None,
     progress: Callable[[int, int], None] | None = None,
     task_bytes: int = TASK_BYTES,
@@ -345,24 +317,19 @@ def summarize_fleet(
     from ..analysis.partials import combine_partials
     from ..analysis.summarize import KEYS, check_keys
 
+    filters = filters or Filters()
     keys = check_keys(by, ["run", *KEYS])
-    if filters is not None and filters.roles and "role" not in keys:
+    if filters.roles and "role" not in keys:
         keys.insert(1 if "run" in keys else 0, "role")
     # Train and eval are never pooled silently: split is a key unless --split picks splits; dropped again
     # below when the whole fleet has one split.
-    auto_split = "split" not in keys and not (filters is not None and filters.splits)
+    auto_split = "split" not in keys and not filters.splits
     inner = [k for k in keys if k != "run"]
     if auto_split:
         inner.insert(0, "split")
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, task_bytes=task_bytes)
-    options = {"filters": filters, "prompt_groups": prompt_groups}
-    task = Task("summarize", inner, layout, dict(storage_options or {}), options)
-    results, nbatches = map_units(task, units, engine, progress)
-    failures += [(r.name, r.error) for r in results if r.error]
-    frames = [r.frame for r in results if r.frame is not None]
-    if not frames:
-        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
-    partials = pl.concat(frames, how="diagonal_relaxed")
+    task = Task.of(SummarizeJob(prompt_groups=prompt_groups), inner, filters, layout, storage_options)
+    partials, results, nbatches = _stacked(task, units, failures, engine, progress)
     if auto_split and partials["split"].drop_nulls().n_unique() > 1:
         keys.insert(1 if "run" in keys else 0, "split")
     frame, notes = combine_partials(partials, keys)
@@ -370,46 +337,51 @@ def summarize_fleet(
 
 
 def metrics_fleet(
-    kind: str,
+    job: MetricJob,
     locations: Sequence[str],
     by: Sequence[str],
     *,
-    options: dict[str, Any],
+    filters: Filters | None = None,
     layout: str | None = None,
-    storage_options: dict[str, str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
     engine: Engine | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FleetResult:
-    """``metrics diversity|format`` per run (``--by run``): each run whole in one task, rows stacked."""
+    """``metrics diversity|format`` (``job``: :class:`DiversityJob` or :class:`FormatJob`) per run (``--by
+    run``): each run whole in one task, rows stacked."""
+    filters = filters or Filters()
     keys = [k for k in by if k != "run"]
-    filters = options.get("filters")
     # The same keys for every run: split is one whenever --split picks none, and is dropped again below when
     # the whole fleet has one split (grouping by a constant changes no value).
-    auto_split = "split" not in keys and not (filters is not None and filters.splits)
+    auto_split = "split" not in keys and not filters.splits
     if auto_split:
         keys.insert(0, "split")
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, split_runs=False)
-    task = Task(kind, keys, layout, dict(storage_options or {}), options)
-    results, nbatches = map_units(task, units, engine, progress)
-    failures += [(r.name, r.error) for r in results if r.error]
-    frames = [r.frame for r in results if r.frame is not None]
-    if not frames:
-        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
-    frame = pl.concat(frames, how="diagonal_relaxed")
+    task = Task.of(job, keys, filters, layout, storage_options)
+    frame, results, nbatches = _stacked(task, units, failures, engine, progress)
     if auto_split and "split" in frame.columns and frame["split"].drop_nulls().n_unique() <= 1:
         frame = frame.drop("split")
     return FleetResult(frame, results, failures, [], len(units), nbatches)
 
 
 __all__ = [
+    "DiversityJob",
     "FleetResult",
+    "FormatJob",
+    "Job",
+    "MetricJob",
+    "SummarizeJob",
     "Task",
     "Unit",
+    "UnitResult",
+    "fleet_locations",
+    "is_fleet",
     "metrics_fleet",
     "plan_batches",
     "plan_units",
     "read_runs_file",
     "resolve_locations",
+    "run_batch",
     "run_names",
     "summarize_fleet",
 ]

@@ -1,0 +1,146 @@
+"""What a fleet task computes for each of its runs: one typed job per kind (``summarize``, ``diversity``,
+``format``), and the task that carries a job to an engine with the keys, filters, layout and storage options
+every kind needs. Everything here is picklable: a task travels to Ray workers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from .._lazy import pl
+from ..analysis.filters import Filters
+from ..errors import RunlogError
+from ..storage import StorageOptions
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@dataclass(frozen=True)
+class SummarizeJob:
+    """``summarize``'s mergeable partials of a run or of a chunk of its steps (``analysis.partials``)."""
+
+    kind: ClassVar[str] = "summarize"
+    prompt_groups: bool = False  # find GRPO groups from identical prompt text (reads the prompts)
+
+    def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
+        from ..analysis.partials import summarize_partials
+
+        return summarize_partials(run, keys, filters=filters, prompt_groups=self.prompt_groups)
+
+
+@dataclass(frozen=True)
+class DiversityJob:
+    """``metrics diversity`` of a whole run (``metrics.api.diversity_frame``'s options)."""
+
+    kind: ClassVar[str] = "diversity"
+    text: str = "auto"
+    over: str = "group"
+    compression: bool = False
+    threads: int = 2
+
+    def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
+        from ..metrics import api as M
+
+        return M.diversity_frame(
+            run,
+            keys,
+            text=self.text,
+            over=self.over,
+            filters=filters,
+            compression=self.compression,
+            threads=self.threads,
+            split_key=False,
+        )
+
+
+@dataclass(frozen=True)
+class FormatJob:
+    """``metrics format`` of a whole run (``metrics.api.format_frame``'s options)."""
+
+    kind: ClassVar[str] = "format"
+    spec: str = "think-answer-strict"
+    text: str = "auto"
+    known_tools: tuple[str, ...] | None = None  # tool-call-json: the tool names a call may use
+
+    def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
+        from ..metrics import api as M
+
+        return M.format_frame(
+            run, self.spec, keys, text=self.text, filters=filters, known_tools=self.known_tools, split_key=False
+        )
+
+
+MetricJob = DiversityJob | FormatJob
+Job = SummarizeJob | DiversityJob | FormatJob
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job with what every kind needs besides its units: the group keys (``run`` excluded: each frame gets
+    its run's name), the row filters, a forced layout and the storage options."""
+
+    job: Job
+    keys: list[str]
+    filters: Filters = field(default_factory=Filters)
+    layout: str | None = None
+    storage_options: StorageOptions = field(default_factory=StorageOptions)
+
+    @classmethod
+    def of(
+        cls,
+        job: Job,
+        keys: list[str],
+        filters: Filters | None,
+        layout: str | None,
+        storage_options: Mapping[str, str] | None,
+    ) -> Task:
+        return cls(job, keys, filters or Filters(), layout, StorageOptions.of(storage_options))
+
+    @property
+    def kind(self) -> str:
+        return self.job.kind
+
+
+@dataclass
+class Unit:
+    """One run, or one chunk of whole steps of a big run: the files a task opens."""
+
+    index: int
+    name: str
+    location: str
+    files: list[str] | None  # run-relative paths; None: the whole run
+    bytes: int
+
+
+@dataclass
+class UnitResult:
+    index: int
+    name: str
+    frame: pl.DataFrame | None
+    problems: list[tuple[str, str, str]]  # (path, kind, message)
+    error: str | None = None
+
+
+def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
+    """Open each unit's files and compute its result frame with runlog's own code."""
+    task, units = args
+    return [_run_unit(task, u) for u in units]
+
+
+def _run_unit(task: Task, unit: Unit) -> UnitResult:
+    from ..run import open_run
+
+    try:
+        run = open_run(unit.location, layout=task.layout, only=unit.files, storage_options=task.storage_options)
+        frame = task.job.frame(run, task.keys, task.filters)
+        frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
+        problems = [(p.path, p.kind, p.message) for p in run.problems]
+        return UnitResult(unit.index, unit.name, frame, problems)
+    except RunlogError as exc:
+        return UnitResult(unit.index, unit.name, None, [], str(exc))
+    except OSError as exc:
+        from ..storage import remote_reason
+
+        return UnitResult(unit.index, unit.name, None, [], f"{unit.location}: {remote_reason(exc)}")
