@@ -226,12 +226,15 @@ class Screen:
         if not issues:
             return []
         out = [Text(""), Text(f"problems ({len(issues)})", style="bold")]
-        for issue in issues[-MAX_LINES:]:
+        issues.sort(key=lambda i: (i.severity != "error", -1 if i.onset_step is None else i.onset_step))
+        for issue in issues[:MAX_LINES]:
             line = Text("  ")
             line.append(f"{issue.severity:<7} ", style=SEVERITY_STYLE.get(issue.severity, ""))
             line.append(f"step {issue.onset_step if issue.onset_step is not None else '-'}  ")
             line.append(one_line(f"{issue.kind}: {issue.path}: {issue.message}"))
             out.append(line)
+        if len(issues) > MAX_LINES:
+            out.append(Text(f"  ... {len(issues) - MAX_LINES} more (runlog inspect)", style="dim"))
         return out
 
     def _findings(self, now: float) -> list[Text]:
