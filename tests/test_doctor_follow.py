@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 from watch_helpers import Lines, Trainer, runlog
@@ -107,11 +105,8 @@ def test_follow_on_a_run_deleted_is_one_line_and_exit_1(tmp_path):
     assert err.count("\n") == 1 and err.startswith("Error: ") and "gone" in err and "Traceback" not in err
 
 
-def test_fail_on_sets_the_exit_code_without_follow():
-    def code(*args: str) -> int:
-        cmd = [sys.executable, "-m", "runlog", "doctor", "sample_runs/debate_grpo", *args]
-        return subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=120).returncode
-
-    assert code() == 1  # a NaN-rewards warning
-    assert code("--fail-on", "error") == 0
-    assert code("--fail-on", "never") == 0
+def test_fail_on_sets_the_exit_code_without_follow(cli):
+    run = ROOT / "sample_runs" / "debate_grpo"
+    assert cli("doctor", run).exit_code == 1  # a NaN-rewards warning
+    assert cli("doctor", run, "--fail-on", "error").exit_code == 0
+    assert cli("doctor", run, "--fail-on", "never").exit_code == 0
