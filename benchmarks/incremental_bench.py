@@ -148,46 +148,55 @@ def measure(source: Path, reps: int) -> dict[str, list[float]]:
     return times
 
 
+PROFILED = {  # (module file, function) -> label, for the +100 breakdown
+    ("run.py", "open_run"): "open_run (listing, probe cache, 100 new footers)",
+    ("partial_cache.py", "units"): "stat every file, step identities",
+    ("partial_cache.py", "load"): "read the stored segments",
+    ("partials.py", "summarize_partials"): "read the 100 new steps (one query)",
+    ("partial_cache.py", "save"): "store them (segment, index)",
+    ("partial_cache.py", "summary_from_partials"): "merge every step, the median",
+}
+
+
 def profile(source: Path) -> None:
-    """Where a repeat's time goes, inside one process (the imports measured by a process of their own)."""
+    """Where a repeat's and a +100's time goes, inside one process (imports measured by processes of their
+    own: a run whose footers are all cached never imports pyarrow; new footers do)."""
+    import cProfile
+    import pstats
+
     env = ib.child_env()
     with tempfile.TemporaryDirectory(prefix="runlog-incremental-") as cache:
         os.environ["RUNLOG_CACHE_DIR"] = cache
-        _link_run(source, range(FILES))
         try:
-            code = "import runlog.cli.app, polars"
             bare = statistics.median(ib.run_once([sys.executable, "-c", "pass"], env)[0] for _ in range(5))
-            imports = statistics.median(ib.run_once([sys.executable, "-c", code], env)[0] for _ in range(5))
-            print(f"python start-up {bare:.3f} s; + imports (runlog CLI, polars) {imports - bare:.3f} s")
+            for code in ("import runlog.cli.app, polars", "import pyarrow.parquet"):
+                t = statistics.median(ib.run_once([sys.executable, "-c", code], env)[0] for _ in range(5))
+                print(f"python start-up {bare:.3f} s; `{code}` {t - bare:.3f} s more")
             from runlog import open_run
-            from runlog.analysis import partial_cache as P
-            from runlog.analysis.filters import Filters
             from runlog.analysis.summarize import summarize
 
-            summarize(open_run(RUN), ["role"])  # fill both caches
-            for _ in range(3):
+            for label, setup in (("repeat", False), ("+100 files", True)):
+                _link_run(source, range(FILES - ADDED) if setup else range(FILES))
+                summarize(open_run(RUN), ["role"])  # fill both caches
+                if setup:
+                    for s in range(FILES - ADDED, FILES):
+                        name = f"batch_debug_data_train_{s}.parquet"
+                        shutil.copyfile(source / "flink_logs" / name, RUN / "flink_logs" / name)
+                        ago = time.time() - 60
+                        os.utime(RUN / "flink_logs" / name, (ago, ago))
+                prof = cProfile.Profile()
                 t0 = time.perf_counter()
-                run = open_run(RUN)
-                t1 = time.perf_counter()
-                units = P.units(run)
-                t2 = time.perf_counter()
-                store = P.PartialStore.open(run.root)
-                t3 = time.perf_counter()
-                assert store is not None and units is not None
-                ids = [eid for u in units.values() if (eid := store.lookup("role/pg0", u))]
-                frame, _ = store.load(ids)
-                t4 = time.perf_counter()
-                assert frame is not None
-                parts = P.Partials(frame, "role")
-                P.summary_from_partials(run, parts, ["role"], Filters())
-                t5 = time.perf_counter()
-                summarize(run, ["role"])
-                t6 = time.perf_counter()
-                print(
-                    f"open_run (probe cache) {t1 - t0:.3f} s, stat {len(run.files)} files {t2 - t1:.3f} s, "
-                    f"index {t3 - t2:.3f} s, segments {t4 - t3:.3f} s ({frame.estimated_size() / 2**20:.0f} MiB), "
-                    f"merge + median {t5 - t4:.3f} s; summarize() in all {t6 - t5:.3f} s"
-                )
+                prof.enable()
+                summarize(open_run(RUN), ["role"])
+                prof.disable()
+                total = time.perf_counter() - t0
+                stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+                parts = []
+                for (file, _, func), (_, _, _, cum, _) in stats.items():
+                    label_of = PROFILED.get((Path(file).name, func))
+                    if label_of is not None:
+                        parts.append(f"{label_of} {cum:.3f} s")
+                print(f"{label}: open_run + summarize {total:.3f} s (profiled): " + "; ".join(sorted(parts)))
         finally:
             shutil.rmtree(RUN, ignore_errors=True)
 
