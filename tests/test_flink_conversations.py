@@ -172,7 +172,7 @@ def test_numeric_view_never_parses_agent_trajectories(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the numeric view parsed a conversation")
 
-    monkeypatch.setattr("runlog.formats.flink.conversation", boom)
+    monkeypatch.setattr("runlog.formats.flink_text.conversation", boom)
     run = open_run(gen.root)
     df = summarize(run, ["role", "step"], prompt_groups=True)
     assert df["zero_adv_frac"].null_count() == 0

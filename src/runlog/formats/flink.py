@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
@@ -28,12 +27,10 @@ from ..textparse import parse_number_dict
 from .base import (
     MISSING_COLUMNS,
     UNREADABLE,
-    WARNING,
     WRONG_TYPE,
     Candidate,
     FileInfo,
     Layout,
-    Problem,
     RunContext,
     register,
 )
@@ -46,7 +43,7 @@ from .common import (
     scan_parquet,
     source_column,
 )
-from .flink_messages import ABSENT, UNPARSEABLE, conversation
+from .flink_text import GROUP_NOTE, TEXT_SOURCES, prompt_expr, with_conversations, with_prompt
 
 NAME_RE = re.compile(r"batch_debug_data_(?P<split>train|eval)_(?P<step>\d+)(?:_(?P<suffix>[^/]*))?\.(?:parquet|csv)$")
 V0_COLUMNS = (
@@ -78,23 +75,6 @@ NUMERIC_TYPES = (
     "i64",
     "i32",
 )
-
-
-# The first user block of a rendered trajectory: ``<|user ...|>`` header to the next header (the transcript
-# format runlog's render reads), or a ChatML ``<|im_start|>user`` block. Rust regex: no look-ahead.
-_HEADER_PROMPT = r"(?ms)^<\|user(?: [\w-]+=[^\s|]*)*\|>$(.*?)(?:^<\|[A-Za-z_][\w-]*(?: [\w-]+=[^\s|]*)*\|>$|\z)"
-_CHATML_PROMPT = r"(?s)<\|im_start\|>user[ \t]*\n(.*?)(?:<\|im_end\|>|<\|im_start\|>|\z)"
-GROUP_NOTE = (
-    "group_id is derived: the samples of one split and step with the same prompt (the first user message); "
-    "Flink writes no group id"
-)
-_TEXT_SOURCES = ("trajectory", "agent_trajectories")
-
-
-def _conversation_dtype() -> pl.DataType:
-    return pl.Struct(
-        {"messages": S.PL_MESSAGES, "prompt": pl.String, "completion": pl.String, "prompt_key": pl.String}
-    )
 
 
 def _is_numeric_type(t: str) -> bool:
@@ -144,8 +124,8 @@ class FlinkLayout(Layout):
         self._check_columns(info, ctx)
         if version == 0 and info.readable:
             ctx.note(self.name, "v0 files have no per-role data: their rows have no roles (role unknown)")
-        if info.readable and any(c in info.columns for c in _TEXT_SOURCES):
-            info.columns = _with_prompt(info.columns, ctx)
+        if info.readable and any(c in info.columns for c in TEXT_SOURCES):
+            info.columns = with_prompt(info.columns, ctx)
             ctx.note(self.name, GROUP_NOTE)
         return info
 
@@ -161,8 +141,8 @@ class FlinkLayout(Layout):
         # A NaN reward was written as "nan": keep it NaN (not null) so it is counted as NaN.
         if "reward" in df.columns and df.schema["reward"] == pl.String:
             df = df.with_columns(pl.col("reward").cast(pl.Float64, strict=False))
-        if "prompt" not in df.columns and any(c in df.columns for c in _TEXT_SOURCES):
-            df = df.with_columns(_prompt_expr(df.schema))  # summaries find prompt groups from the parsed frame
+        if "prompt" not in df.columns and any(c in df.columns for c in TEXT_SOURCES):
+            df = df.with_columns(prompt_expr(df.schema))  # summaries find prompt groups from the parsed frame
         ctx.warn(cand.rel, "CSV fallback file (Parquet writing failed during training); read from CSV")
         if df.schema.get("reward_metrics") == pl.String:
             bad = [t for t in df["reward_metrics"].drop_nulls().to_list() if parse_number_dict(t) is None]
@@ -263,7 +243,7 @@ class FlinkLayout(Layout):
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         frames = [
-            _with_conversations(S.conform_samples(self._canonical(group, lf)), ctx)
+            with_conversations(S.conform_samples(self._canonical(group, lf)), ctx)
             for group, lf in self._groups(files, ctx)
         ]
         if not frames:
@@ -301,7 +281,7 @@ class FlinkLayout(Layout):
                 else:
                     hidden.append(pl.col("reward_metrics").struct.field(n).cast(pl.Float64).alias(f"component/{n}"))
             if "prompt" not in schema:
-                hidden.append(_prompt_expr(schema))  # read only when a summary carries prompt groups
+                hidden.append(prompt_expr(schema))  # read only when a summary carries prompt groups
             roles = S.flink_role_names([c for c in schema.names() if c != "reward"])
             for r in roles:
                 for m in ("reward", "kl"):
@@ -395,133 +375,3 @@ def _metric_fields(lf: pl.LazyFrame) -> list[str]:
     return []
 
 
-def _with_prompt(columns: dict[str, str], ctx: RunContext) -> dict[str, str]:
-    """The file's column mapping with the derived ``prompt``; one mapping per distinct footer schema (files
-    of one schema keep sharing theirs)."""
-    memo = ctx.cache.setdefault("flink_prompt_columns", {})
-    hit = memo.get(id(columns))
-    if hit is not None and hit[0] is columns:
-        return hit[1]
-    out = {**columns, "prompt": "string"}
-    if len(memo) < 256:
-        memo[id(columns)] = (columns, out)
-    return out
-
-
-def _prompt_expr(schema: Any) -> pl.Expr:
-    """``prompt`` for the numeric view: the first user block of the rendered ``trajectory`` (native string
-    functions); only a file without that column has its ``agent_trajectories`` parsed for it."""
-    if "trajectory" in schema:
-        t = pl.col("trajectory").cast(pl.String)
-        text = pl.coalesce(t.str.extract(_HEADER_PROMPT, 1), t.str.extract(_CHATML_PROMPT, 1)).str.strip_chars("\n")
-        return pl.when(text != "").then(text).alias("prompt")
-    if "agent_trajectories" in schema:
-        assign = pl.col("role_assignments") if "role_assignments" in schema else pl.lit(None, dtype=pl.String)
-        return (
-            pl.struct(pl.col("agent_trajectories").alias("a"), assign.alias("r"))
-            .map_batches(_prompts, return_dtype=pl.String, is_elementwise=True)
-            .alias("prompt")
-        )
-    return pl.lit(None, dtype=pl.String).alias("prompt")
-
-
-def _prompts(s: pl.Series) -> pl.Series:
-    a, r = s.struct.field("a").to_list(), s.struct.field("r").to_list()
-    return pl.Series([conversation(x, None, y).prompt for x, y in zip(a, r, strict=True)], dtype=pl.String)
-
-
-def _with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
-    """``messages``, ``prompt``, ``completion`` and the derived ``group_id`` of canonical Flink rows, parsed
-    (``flink_messages.conversation``) only when one of them is selected, and only for the rows kept."""
-    schema = lf.collect_schema()
-
-    def col(name: str) -> pl.Expr:
-        return pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
-
-    tracker = _Fallbacks.of(ctx)
-    conv = (
-        pl.struct(
-            col("agent_trajectories").alias("a"),
-            pl.col("trajectory").alias("t"),
-            col("role_assignments").alias("r"),
-            pl.col("source").alias("f"),
-            pl.col("sample_id").alias("i"),
-        )
-        .map_batches(tracker.parse, return_dtype=_conversation_dtype(), is_elementwise=True)
-        .alias("__conversation")
-    )
-    field = pl.col("__conversation").struct.field
-    key = field("prompt_key")
-    derived = pl.when(key.is_not_null()).then(pl.format("{}:{}:{}", pl.col("split"), pl.col("step"), key))
-    return (
-        lf.with_columns(conv)
-        .with_columns(
-            pl.coalesce(pl.col("group_id"), derived).alias("group_id"),
-            field("prompt").alias("prompt"),
-            field("completion").alias("completion"),
-            field("messages").alias("messages"),
-        )
-        .drop("__conversation")
-    )
-
-
-class _Fallbacks:
-    """Counts the samples whose conversation could not come from ``agent_trajectories``, as they are parsed:
-    unparseable JSON is a warning naming its file, absent JSON one fidelity note for the run. Each sample is
-    counted once however often the samples are collected; the messages are updated in place."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.absent: set[tuple[str, Any]] = set()
-        self.bad: dict[str, set[Any]] = {}
-        self.problems: dict[str, Problem] = {}
-        self.note: dict[str, str] | None = None
-
-    @classmethod
-    def of(cls, ctx: RunContext) -> _Fallbacks:
-        tracker = ctx.cache.get("flink_fallbacks")
-        if not isinstance(tracker, cls):
-            tracker = ctx.cache["flink_fallbacks"] = cls(ctx)
-        return tracker
-
-    def parse(self, s: pl.Series) -> pl.Series:
-        cols = [s.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
-        out = []
-        for a, t, r, f, i in zip(*cols, strict=True):
-            c = conversation(a, t, r)
-            if c.fallback is not None:
-                self.record(str(f), i, c.fallback, c.source)
-            out.append(
-                {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
-            )
-        import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
-
-        text = pa.string()
-        arrow = pa.struct(
-            [("messages", pa.list_(S.ARROW_MESSAGE)), ("prompt", text), ("completion", text), ("prompt_key", text)]
-        )
-        return pl.Series(pa.array(out, type=arrow))
-
-    def record(self, path: str, sample_id: Any, why: str, source: str | None) -> None:
-        if why == UNPARSEABLE:
-            ids = self.bad.setdefault(path, set())
-            ids.add(sample_id)
-            problem = self.problems.get(path)
-            if problem is None:
-                problem = self.problems[path] = Problem(path, WARNING, "")
-                self.ctx.problems.append(problem)
-            problem.message = (
-                f"agent_trajectories of {len(ids)} sample(s) is not JSON of a known shape; "
-                "their conversations were read from the rendered trajectory"
-            )
-        elif why == ABSENT and source == "trajectory":
-            self.absent.add((path, sample_id))
-            files = len({p for p, _ in self.absent})
-            message = (
-                f"conversations of {len(self.absent)} sample(s) in {files} file(s) were read from the rendered "
-                "trajectory string: their agent_trajectories is absent or empty"
-            )
-            if self.note is None:
-                self.note = {"layout": "flink", "message": message}
-                self.ctx.fidelity.append(self.note)
-            self.note["message"] = message
