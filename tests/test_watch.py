@@ -217,6 +217,14 @@ def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("Error: ") and "Traceback" not in r.stderr
 
 
+def test_a_file_is_not_a_run_to_follow(cli):
+    one = ROOT / "sample_runs/debate_grpo/samples/train/step_00000001.p0.parquet"
+    r = cli("watch", one, "--once")
+    assert r.exit_code == 2 and r.stderr.strip().endswith("a file; following a run needs its folder")
+    r = cli("doctor", one, "--follow", "--idle-exit", "0")
+    assert r.exit_code == 2 and r.stderr.strip().endswith("a file; following a run needs its folder")
+
+
 # -- the live screen ----------------------------------------------------------------------------------------
 def test_sparkline_and_trend():
     assert sparkline([0, 1, None, 0.5]) == "▁█ ▅"

@@ -132,13 +132,18 @@ def watch_command(
 
 
 def check_exists(path: str) -> None:
-    """A path that does not exist at the start is a usage error (a typo), not a run deleted."""
+    """A path that does not exist at the start is a usage error (a typo), not a run deleted; so is a file (a
+    run being written is a folder of files)."""
     import os
 
     from .. import storage
 
-    if not storage.is_url(path) and not os.path.exists(path):
+    if storage.is_url(path):
+        return
+    if not os.path.exists(path):
         raise fail(f"{path}: no such file or directory", EXIT_USAGE)
+    if not os.path.isdir(path):
+        raise fail(f"{path}: a file; following a run needs its folder", EXIT_USAGE)
 
 
 # -- off a terminal: lines ------------------------------------------------------------------------------
