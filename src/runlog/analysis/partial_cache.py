@@ -89,12 +89,11 @@ def _stamp(f: FileInfo) -> tuple | None:
     if stamp is not None:
         return tuple(stamp)
     if isinstance(f.abspath, Path):
-        from ..run import local_stamp
-
         try:
-            return local_stamp(os.stat(f.abspath))
+            st = os.stat(f.abspath)
         except OSError:
             return None
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # ``run.local_stamp``
     return None
 
 
@@ -108,17 +107,23 @@ def units(run: Run) -> dict[int, Unit] | None:
     # No identity for a manifest: nothing is stored.
     manifests = None if any(s is None for _, s in manifest_stamps) else repr(sorted(manifest_stamps))
     out: dict[int, Unit] = {}
+    stamps: dict[int, list[tuple[str, tuple | None]]] = {}
     for f in samples:
         assert f.step is not None
-        out.setdefault(f.step, Unit(f.step)).files.append(f)
-    for u in out.values():
-        stamps = sorted((f.path, _stamp(f)) for f in u.files)
-        if manifests is None or any(s is None for _, s in stamps):
+        u = out.get(f.step)
+        if u is None:
+            u = out[f.step] = Unit(f.step)
+            stamps[f.step] = []
+        u.files.append(f)
+        stamps[f.step].append((f.path, _stamp(f)))
+    for step, u in out.items():
+        mine = sorted(stamps[step]) if len(stamps[step]) > 1 else stamps[step]
+        if manifests is None or any(s is None for _, s in mine):
             continue
-        if any(is_racy(s) for _, s in stamps if s is not None):
+        if any(is_racy(s) for _, s in mine if s is not None):
             u.racy = True
             continue
-        text = f"{u.step}\0{stamps!r}\0{manifests}"
+        text = f"{step}\0{mine!r}\0{manifests}"
         u.files_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return out
 
