@@ -44,6 +44,9 @@ SETTLE_OPTION = typer.Option(
 TIMEOUT_OPTION = typer.Option(None, "--timeout", min=0, metavar="SECONDS", help="Stop after this long in all (exit 0).")
 
 
+STATUS_S = 10.0  # how long a note stays on the live screen's last line
+
+
 class WatchFormat(str, Enum):
     table = "table"
     json = "json"
@@ -274,7 +277,7 @@ def _live(watcher: Watcher, interval: float, once: bool) -> None:
         return
     with Live(screen("listing..."), console=console, auto_refresh=False, transient=False) as live, _keys() as key:
         next_poll = 0.0
-        status = ""
+        status, status_at = "", 0.0
         while True:
             now = time.monotonic()
             if now >= next_poll:
@@ -284,12 +287,14 @@ def _live(watcher: Watcher, interval: float, once: bool) -> None:
                 if latest is not None and latest.step != samples_for:
                     samples, samples_for = extremes(watcher.live), latest.step
                 notes = [e for e in events if e.kind == "note"]
-                status = str(notes[-1].data.get("message")) if notes else status
+                if notes:
+                    status, status_at = str(notes[-1].data.get("message")), time.monotonic()
                 why = watcher.ended()
                 if why is not None:
                     live.update(screen(f"stopped: {why}"), refresh=True)
                     return
-            live.update(screen(status), refresh=True)
+            # A note stays on the last line for a while (the screen shows the state; notes are news).
+            live.update(screen(status if time.monotonic() - status_at < STATUS_S else ""), refresh=True)
             pressed = key(min(1.0, max(0.0, next_poll - time.monotonic())))
             if "q" in pressed.lower():
                 return
