@@ -8,7 +8,7 @@ import json
 import shutil
 import time
 
-from watch_helpers import Lines, Trainer, runlog
+from watch_helpers import Lines, Trainer, runlog, written_run
 
 from conftest import ROOT
 
@@ -69,10 +69,7 @@ def test_follow_ends_with_0_when_the_run_stays_healthy(tmp_path):
 
 def test_a_file_being_copied_does_not_fail_but_one_that_stays_corrupt_does(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(run)
-    for _ in range(3):
-        trainer.step()
-    trainer.kill()
+    written_run(run, 3)
     name = "samples/train/step_00000002.p0.parquet"
     whole = (run / name).read_bytes()
     (run / name).write_bytes(whole[:100])  # torn
@@ -93,9 +90,7 @@ def test_a_file_being_copied_does_not_fail_but_one_that_stays_corrupt_does(tmp_p
 
 def test_follow_on_a_run_deleted_is_one_line_and_exit_1(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(run)
-    trainer.step("nan")
-    trainer.kill()
+    written_run(run, 1, "nan")
     doctor = runlog("doctor", str(run), "--follow", "--fail-on", "never", "--interval", "0.2")
     out = Lines(doctor.stdout)
     assert out.wait(lambda line: line.startswith("finding error nan_rewards"))  # it is following now

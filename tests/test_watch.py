@@ -22,7 +22,7 @@ from runlog.errors import DataError, RunNotFoundError
 from runlog.watch import Backoff, LiveRun, RunGoneError, Watcher
 from runlog.watch.poll import diff
 from runlog.watch.screen import Screen, extremes, sparkline, trend_text
-from watch_helpers import HOSTILE, Lines, Trainer, child_env, runlog
+from watch_helpers import HOSTILE, Lines, Trainer, child_env, runlog, written_run
 
 from conftest import ROOT
 
@@ -151,10 +151,7 @@ def test_watch_json_gives_a_line_per_new_step_while_a_writer_writes(tmp_path):
 
 def test_a_torn_file_completed_later_is_a_note_not_a_problem(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(run)
-    for _ in range(4):
-        trainer.step()
-    trainer.kill()
+    written_run(run, 4)
     torn = run / STEP_FILE.format(3)
     whole = torn.read_bytes()
     torn.unlink()
@@ -176,10 +173,7 @@ def test_a_torn_file_completed_later_is_a_note_not_a_problem(tmp_path):
 
 def test_a_file_that_stays_unreadable_and_a_leftover_temp_file_become_problems(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(run)
-    for _ in range(2):
-        trainer.step()
-    trainer.kill()
+    written_run(run, 2)
     watch = runlog("watch", str(run), "--format", "json", "--interval", "0.2", "--settle", "1", "--no-doctor")
     try:
         out = Lines(watch.stdout)
@@ -199,9 +193,7 @@ def test_a_file_that_stays_unreadable_and_a_leftover_temp_file_become_problems(t
 
 def test_a_run_folder_deleted_under_watch_is_one_line_and_exit_1(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(run)
-    trainer.step()
-    trainer.kill()
+    written_run(run, 1)
     watch = runlog("watch", str(run), "--interval", "0.2", "--no-doctor")  # off a terminal: lines
     out = Lines(watch.stdout)
     assert out.wait(lambda line: line.startswith("step 0")).startswith("step 0  split train  rows 8  solver reward")
@@ -235,12 +227,7 @@ def test_sparkline_and_trend():
 
 
 def test_the_screen_fits_80_columns_and_draws_hostile_text_inert(tmp_path):
-    trainer = Trainer(tmp_path / "run")
-    try:
-        for _ in range(4):
-            trainer.step()
-    finally:
-        trainer.kill()
+    written_run(tmp_path / "run", 4)
     from runlog.watch.poll import run_lister
 
     live = LiveRun(tmp_path / "run")

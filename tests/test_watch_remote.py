@@ -14,7 +14,7 @@ import runlog.storage
 from object_stores import s3_server  # noqa: F401
 from runlog.storage import Store
 from runlog.watch import RunGoneError, watcher_for
-from watch_helpers import Trainer
+from watch_helpers import written_run
 
 STEP = "samples/train/step_{:08d}.p0.parquet"
 
@@ -29,13 +29,7 @@ def _fresh_stores() -> Any:
 
 
 def test_watch_polls_an_object_store_and_opens_only_new_objects(s3_server: Any, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
-    local = tmp_path / "run"
-    trainer = Trainer(local)
-    try:
-        for _ in range(4):
-            trainer.step()
-    finally:
-        trainer.kill()
+    local = written_run(tmp_path / "run", 4)
     bucket = s3_server.fresh_bucket()
     url = f"s3://{bucket}/runs/live"
     s3_server.put_bytes(f"{url}/run.json", (local / "run.json").read_bytes())

@@ -117,6 +117,17 @@ class Trainer:
         self.proc.wait(timeout=10)
 
 
+def written_run(run_dir: Path, steps: int, kind: str = "step") -> Path:
+    """A run of ``steps`` steps written by the child writer, which then exits (killed, as a crash would)."""
+    trainer = Trainer(run_dir)
+    try:
+        for _ in range(steps):
+            trainer.step(kind)
+    finally:
+        trainer.kill()
+    return run_dir
+
+
 def runlog(*args: str) -> subprocess.Popen[str]:
     """``runlog ARGS`` in another process, its stdout and stderr piped."""
     return subprocess.Popen(
