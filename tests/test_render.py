@@ -463,7 +463,10 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
     "args, message",
     [
         (["--step", "999"], "--steps 999: this run has steps 0..31 (train)"),
-        (["--step", "x"], "--steps 'x': expected N, A:B, A:, :B, a comma list of these, last or all"),
+        (
+            ["--step", "x"],
+            "--steps 'x': expected A:B (inclusive), A:, :B, N, or a comma list of these (0,5,10:12); or last or all",
+        ),
         (["--sample-id", "nope"], "unknown sample id 'nope'"),
         (["--where", "reward <"], "--where 'reward <': expected COLUMN OP NUMBER"),
         (["--where", "prompt > 1"], "'prompt' is text"),

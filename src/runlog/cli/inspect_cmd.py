@@ -52,8 +52,8 @@ def inspect_command(
     from ..run import open_run
 
     with handle_errors():
-        use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
+        storage = use_storage_options(storage_option)
+        run = open_run(path, layout=layout, storage_options=storage)
         report = inspect_run(run, deep=deep)
         if fmt == InspectFormat.json:
             emit_json(report)

@@ -122,9 +122,9 @@ def render_command(
             limit=limit,
         )
         # File names settle which split/step files can hold the selection: the others are never opened.
-        use_storage_options(storage_option)
-        keep = plan_keep(list_names(path, layout=layout), criteria)
-        run = open_run(path, layout=layout, keep=keep)
+        storage = use_storage_options(storage_option)
+        keep = plan_keep(list_names(path, layout=layout, storage_options=storage), criteria)
+        run = open_run(path, layout=layout, keep=keep, storage_options=storage)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
             unreadable = len(run.errors)

@@ -58,9 +58,9 @@ def report_command(
         cfg = DoctorConfig.from_sources(config, sets or ())
         if split is not None:
             cfg = cfg.replace({"split": split}, "--split")
-        use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
-        baseline = open_run(against, layout=layout) if against else None
+        storage = use_storage_options(storage_option)
+        run = open_run(path, layout=layout, storage_options=storage)
+        baseline = open_run(against, layout=layout, storage_options=storage) if against else None
         if cfg.split:
             check_filters(run, Filters(splits=(cfg.split,)))
         with Progress(

@@ -74,8 +74,8 @@ def upload_command(
             prefix=prefix, max_samples_per_step=max_samples, tables_every=tables_every, metrics=metrics
         )
         options.check()
-        use_storage_options(storage_option)
-        run = open_run(path, layout=layout)
+        storage = use_storage_options(storage_option)
+        run = open_run(path, layout=layout, storage_options=storage)
         bar = _Progress() if not dry_run and sys.stderr.isatty() else None
         try:
             result = upload_wandb(
