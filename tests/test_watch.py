@@ -347,3 +347,33 @@ def test_role_and_split_options_are_checked_as_in_every_command(cli):
     r = cli("watch", run, "--once", "--no-doctor", "--split", "eval", "--role", "judge", "--format", "json")
     step = json.loads(r.stdout.splitlines()[0])
     assert step["split"] == "eval" and step["step"] == 24 and [x["role"] for x in step["roles"]] == ["judge"]
+
+
+def test_a_writer_killed_mid_step_while_watched(tmp_path):
+    """A trainer writing as fast as it can is killed (SIGKILL) while watch follows it: watch reports every step
+    on disk, each with all its rows, and ends at --idle-exit with 0; no error, no traceback."""
+    import signal
+
+    from test_writer_crash import CHILD
+    from test_writer_crash import child_env as crash_env
+
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(run)], stdout=subprocess.PIPE, env=crash_env(), cwd=ROOT)
+    assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+    watch = runlog("watch", str(run), "--format", "json", "--interval", "0.2", "--idle-exit", "1", "--no-doctor")
+    try:
+        out = Lines(watch.stdout)
+        first = _json(out.wait(_event("step")))
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        assert _json(out.wait(_event("end")))["reason"] == "idle"
+        assert watch.wait(timeout=15) == 0
+    finally:
+        child.kill()
+        watch.kill()
+    events = [_json(x) for x in out.seen]
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(first["step"], first["step"] + len(steps)))
+    assert all(e["rows"] == 40 + e["step"] % 13 for e in steps)  # whole steps (the child's rows per step)
+    assert not [e for e in events if e["event"] == "problem" and e["severity"] == "error"]
+    assert "Traceback" not in watch.stderr.read()
