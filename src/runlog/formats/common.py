@@ -200,6 +200,13 @@ def _footer_stats(md: pq.FileMetaData, leaves: list[tuple[int, str]]) -> tuple[d
     return nulls, ranges
 
 
+def parquet_footer(info: FileInfo) -> ParquetFooter:
+    """The footer details ``probe_parquet`` kept for a readable Parquet file."""
+    if info.footer is None:  # pragma: no cover  (probe_parquet sets it on every file it could read)
+        raise RunlogError(f"{info.path}: Parquet file probed without its footer")
+    return info.footer
+
+
 def footer_int_range(info: FileInfo, column: str) -> tuple[int, int] | None:
     """(min, max) of an integer column (``schema_version``, ``step``) from footer statistics, or None."""
     rng = info.footer.ranges.get(column) if info.footer is not None else None

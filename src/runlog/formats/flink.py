@@ -22,6 +22,7 @@ import re
 
 from .. import schema as S
 from .._lazy import pl
+from ..errors import RunlogError
 from ..storage import is_url
 from ..textparse import parse_number_dict
 from .base import (
@@ -75,6 +76,13 @@ NUMERIC_TYPES = (
     "i64",
     "i32",
 )
+
+
+def _csv_frame(f: FileInfo) -> pl.DataFrame:
+    """The frame a readable CSV file's probe parsed (``_probe_csv`` keeps it: the CSV is read once)."""
+    if f.frame is None:  # pragma: no cover  (a readable probed CSV file always has one)
+        raise RunlogError(f"{f.path}: CSV file without its parsed frame")
+    return f.frame
 
 
 def _is_numeric_type(t: str) -> bool:
@@ -160,8 +168,7 @@ class FlinkLayout(Layout):
 
     @staticmethod
     def _csv_version(info: FileInfo) -> tuple[int, int] | None:
-        assert info.frame is not None
-        col = info.frame["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
+        col = _csv_frame(info)["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
         return None if col.len() == 0 else (int(col.min()), int(col.max()))
 
     def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
@@ -220,7 +227,7 @@ class FlinkLayout(Layout):
         for group in group_by_signature(readable):
             if group[0].fmt == "csv":
                 lf = pl.concat(
-                    [f.frame.lazy().with_columns(pl.lit(str(f.abspath)).alias("source")) for f in group],
+                    [_csv_frame(f).lazy().with_columns(pl.lit(str(f.abspath)).alias("source")) for f in group],
                     how="diagonal_relaxed",
                 )
             else:

@@ -27,6 +27,7 @@ from .base import (
 from .common import (
     gate_version,
     group_by_signature,
+    parquet_footer,
     probe_parquet,
     read_version_column,
     scan_parquet,
@@ -111,7 +112,7 @@ class NativeLayout(Layout):
             info.split, info.step, info.process = m["split"], int(m["step"]), int(m["proc"])
         if not info.readable:
             return info
-        meta = (info.footer.metadata.metadata if info.footer is not None else None) or {}
+        meta = parquet_footer(info).metadata.metadata or {}
         version: int | None = None
         if META_VERSION_KEY in meta:
             try:
@@ -134,8 +135,7 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return info
-        assert info.footer is not None  # a readable probed Parquet file has one
-        arrow_schema = info.footer.arrow_schema
+        arrow_schema = parquet_footer(info).arrow_schema
         expected = _expected()
         bad = [
             f"{f.name} is {f.type}, expected {expected[f.name]}"
