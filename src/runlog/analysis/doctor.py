@@ -208,8 +208,7 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         series.append((role, steps, as_floats(nan), as_floats(count)))
     if named:
         t = s.total
-        total_nan, total_rows = as_floats(t["reward_nan"].to_list()), as_floats(t["rows"].to_list())
-        series.append(("__total__", t["step"].to_list(), total_nan, total_rows))
+        series.append(("__total__", t["step"].to_list(), *(as_floats(t[c].to_list()) for c in ("reward_nan", "rows"))))
     hits = {}
     for role, steps, nan, count in series:
         if np.nansum(nan) > 0:
