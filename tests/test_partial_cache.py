@@ -263,10 +263,12 @@ def test_incremental_summary_reads_each_step_once(tmp_path, monkeypatch):
     assert_frame_equal(later, cold, rel_tol=1e-12, check_exact=False)
 
 
-def test_runs_of_multi_step_files_and_other_keys_are_computed_cold(tmp_path):
+def test_runs_of_multi_step_files_other_keys_and_huge_runs_are_computed_cold(tmp_path, monkeypatch):
     root = flink_run(tmp_path / "run", 5, range(3))
     run = open_run(root)
     assert P.cached_summary(run, ["env"], Filters()) is None
+    monkeypatch.setattr(P, "MAX_VALUES", 10)  # a run too big to keep every reward value: cold
+    assert P.cached_summary(run, ["role"], Filters()) is None
     run.files[0].steps, run.files[0].step = [0, 1], None
     assert P.units(run) is None
 

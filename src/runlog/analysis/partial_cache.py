@@ -21,8 +21,9 @@ read-merged-written under a lock, so that concurrent commands keep each other's 
 points to are deleted; many segments are compacted into one. A corrupt index or segment is reported once
 (a warning line on stderr) and rebuilt. ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
 
-Runs whose sample files do not each hold one known step (JSONL files of many steps), and summaries by
-``env`` or ``group``, are computed cold.
+Runs whose sample files do not each hold one known step (JSONL files of many steps), runs of more than
+``MAX_VALUES`` reward values (24 M: the median's values would make the cache hundreds of megabytes; those
+stream, memory bounded), and summaries by ``env`` or ``group``, are computed cold.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 
 FORMAT = 1  # bump when the index or the segments change shape
 MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment
+# The median's partial holds every reward value (8 bytes each, per role): runs with more values than this are
+# summarised cold (streaming, memory bounded) rather than with a cache of hundreds of megabytes.
+MAX_VALUES = 24_000_000
 CACHEABLE_KEYS = frozenset({"role", "step", "split"})
 UNIT = "__unit"  # the entry id column of a segment
 # What partials depend on: the layouts and schema (what is read), the summary engine (what is computed).
@@ -324,7 +328,8 @@ def run_partials(
     """The per-step partials (``partials.summarize_partials`` by split, step and, in ``mode="role"``, role;
     ``mode="sample"``: per sample) of the steps ``filters`` select, from ``store`` (or ``memo``, an in-memory
     map kept by a long-lived caller such as ``runlog watch``) where a step's files are unchanged, and from
-    the data for the others, which are then stored. None when the run's files do not each hold one step, and
+    the data for the others, which are then stored. None when the run's files do not each hold one step, when
+    they hold more than ``MAX_VALUES`` reward values, and
     (``require_gain``) when no step could ever be stored (no stamps: an object store whose listing stamps
     discovery did not keep): a cold read is then faster. Steps just written are read through partials all the
     same, so that a command gives the same digits before and after they are stored."""
@@ -337,6 +342,9 @@ def run_partials(
         return None
     chosen = _chosen(all_units, filters)
     if not chosen:
+        return None
+    per_row = max(1, len(run.role_names())) if mode == "role" else 1
+    if sum(f.rows or 0 for u in chosen for f in u.files) * per_row > MAX_VALUES:
         return None
     variant = _variant(mode, prompt_groups)
     frames: list[pl.DataFrame] = []
