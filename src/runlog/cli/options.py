@@ -54,6 +54,14 @@ def output_file(default: Any, help: str) -> Any:
     )
 
 
+# The doctor's thresholds (doctor, report, watch; names and defaults: docs/doctor.md) ----------------------------
+
+THRESHOLD_HELP = "Override a doctor threshold: NAME=VALUE (repeatable; names in docs/doctor.md)."
+THRESHOLDS_FILE_HELP = "A TOML file of doctor thresholds (top level or [doctor])."
+Thresholds = Annotated[list[str] | None, typer.Option("--set", metavar="NAME=VALUE", help=THRESHOLD_HELP)]
+ThresholdsFile = Annotated[Path | None, typer.Option("--config", metavar="FILE", help=THRESHOLDS_FILE_HELP)]
+
+
 # Row filters (meaning: analysis/filters.py; checking a value against the run: analysis/check.py) -------------
 
 STEPS_HELP = f"Only these steps: {STEPS_SYNTAX}."

@@ -9,14 +9,14 @@ import typer
 
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options, wrote
-from .options import Layout, Split, output_file
+from .options import Layout, Split, Thresholds, ThresholdsFile, output_file
 
 
 def report_command(
     path: str = RUN_PATH,
     output: Path = output_file(Path("report.html"), "The HTML file to write (*.html)."),
-    sets: list[str] = typer.Option(None, "--set", help="Override a doctor threshold: NAME=VALUE (repeatable)."),
-    config: Path = typer.Option(None, "--config", help="A TOML file of doctor thresholds."),
+    sets: Thresholds = None,
+    config: ThresholdsFile = None,
     split: Split = None,
     layout: Layout = None,
     against: str = typer.Option(
