@@ -44,9 +44,10 @@ print(json.dumps({
 """
 
 
-def _python(code: str, *args: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "RAY_USAGE_STATS_ENABLED")}
-    env.pop("POLARS_CLOUD_FOOTER_READ_SIZE", None)
+def _python(code: str, *args: str, extra_env: dict[str, str] | None = None) -> dict:
+    drop = ("OPENBLAS_NUM_THREADS", "RAY_USAGE_STATS_ENABLED", "POLARS_CLOUD_FOOTER_READ_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("WANDB_")}
+    env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -93,3 +94,34 @@ def test_storage_options_are_an_explicit_value() -> None:
     assert not StorageOptions.of(None) and bool(a)
     with pytest.raises(UsageError, match="KEY=VALUE"):
         StorageOptions.parse(["aws_region"])
+
+
+UPLOAD = """
+import gc, json, sys
+from runlog.sinks.wandb import upload_wandb
+frozen = []
+kw = dict(project="p", mode="offline", wandb_dir=sys.argv[2], on_step=lambda r, s: frozen.append(gc.get_freeze_count()))
+upload_wandb(sys.argv[1], state_path=sys.argv[2] + "/a.json", **kw)
+library = max(frozen)
+frozen.clear()
+upload_wandb(sys.argv[1], state_path=sys.argv[2] + "/b.json", run_id="opted-in", freeze_gc=True, **kw)
+print(json.dumps({"library": library, "opted_in": min(frozen), "after": gc.get_freeze_count()}))
+"""
+
+
+def test_a_library_upload_freezes_nothing_unless_asked(tmp_path: Path) -> None:
+    """``upload_wandb`` from Python leaves the GC alone while it logs; ``freeze_gc=True`` (what the command line
+    opts in to) freezes during the upload and unfreezes at the end."""
+    pytest.importorskip("wandb")
+    home = tmp_path / "home"
+    wandb = {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_DATA_DIR": str(home / "data"),
+        "WANDB_CACHE_DIR": str(home / "cache"),
+        "WANDB_CONFIG_DIR": str(home / "config"),
+    }
+    r = _python(UPLOAD, str(SAMPLE_RUNS / "debate_grpo"), str(tmp_path), extra_env=wandb)
+    assert r["library"] == 0 and r["opted_in"] > 0 and r["after"] == 0, r
