@@ -117,15 +117,15 @@ def flink_run(root: Path, seed: int, steps: range) -> Path:
     return root
 
 
-def _check(root: Path, questions=QUESTIONS) -> None:
+def _check(root: Path, questions=QUESTIONS, prompt_groups: bool = False) -> None:
     run = open_run(root)
     for by, filters in questions:
-        cold = summarize(run, by, filters=filters, cache=False)
-        warm = summarize(open_run(root), by, filters=filters)
+        cold = summarize(run, by, filters=filters, cache=False, prompt_groups=prompt_groups)
+        warm = summarize(open_run(root), by, filters=filters, prompt_groups=prompt_groups)
         assert_frame_equal(warm, cold, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
         # ... and the answer did come from the partials (the cache, now filled, answers alone)
         keys = summary_keys(run, by, filters)
-        assert P.cached_summary(open_run(root), keys, filters) is not None
+        assert P.cached_summary(open_run(root), keys, filters, prompt_groups=prompt_groups) is not None
 
 
 def _computed(root: Path, mode: str = "role") -> tuple[int, int]:
@@ -163,6 +163,7 @@ def test_cached_answers_equal_a_cold_read_through_rewrites_deletions_and_additio
             p.rename(dest)
     _age(root)
     _check(root)
+    _check(root, QUESTIONS[:4], prompt_groups=True)  # prompt groups from the text too (doctor, plot, report)
     run = open_run(root)
     assert len(P.units(run) or {}) == 13
 
