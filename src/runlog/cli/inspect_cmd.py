@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.text import Text
 
+    from ..analysis.inspect import RunInspection
+
 MAX_PROBLEMS_SHOWN = 40
 
 
@@ -56,10 +58,10 @@ def inspect_command(
         run = open_run(path, layout=layout, storage_options=storage)
         report = inspect_run(run, deep=deep)
         if fmt == InspectFormat.json:
-            emit_json(report)
+            emit_json(report.as_dict())
         else:
             print_out(render_report(report, strict=strict))
-    failing = report["errors"] + (report["warnings"] if strict else 0)
+    failing = report.errors + (report.warnings if strict else 0)
     raise typer.Exit(EXIT_PROBLEMS if failing else EXIT_OK)
 
 
@@ -77,7 +79,7 @@ def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
     return ", ".join(parts)
 
 
-def render_report(r: dict[str, Any], strict: bool = False) -> Group:
+def render_report(r: RunInspection, strict: bool = False) -> Group:
     """The report as text; its last line says whether the run passes (with ``strict``, warnings fail it)."""
     from rich.console import Group
     from rich.panel import Panel
@@ -86,17 +88,17 @@ def render_report(r: dict[str, Any], strict: bool = False) -> Group:
     parts: list[Any] = []
     head = Text()
     head.append("run ", style="bold")
-    head.append(visible(r["name"], keep_newlines=False), style="bold cyan")
-    head.append(f"  {visible(r['run'], keep_newlines=False)}\n", style="dim")
-    head.append(f"{len(r['files'])} files, {_bytes(r['bytes'])}, {r['rows']:,} readable rows")
-    kinds = r.get("rows_by_kind") or {}
+    head.append(visible(r.name, keep_newlines=False), style="bold cyan")
+    head.append(f"  {visible(r.run, keep_newlines=False)}\n", style="dim")
+    head.append(f"{len(r.files)} files, {_bytes(r.bytes)}, {r.rows:,} readable rows")
+    kinds = r.rows_by_kind
     if kinds:
         head.append(" (" + ", ".join(f"{v:,} {k}" for k, v in sorted(kinds.items())) + ")")
-    if r["roles"]:
+    if r.roles:
         head.append("\nroles: ")
-        head.append(", ".join(visible(x, keep_newlines=False) for x in r["roles"]), style="magenta")
-    if r["exceptions"]:
-        n = r["exceptions"]
+        head.append(", ".join(visible(x, keep_newlines=False) for x in r.roles), style="magenta")
+    if r.exceptions:
+        n = r.exceptions
         head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
     parts.append(Panel(head, expand=False))
 
@@ -110,7 +112,7 @@ def render_report(r: dict[str, Any], strict: bool = False) -> Group:
     ]
     rows = []
     groups: dict[tuple, list[int]] = {}
-    for f in r["files"]:
+    for f in r.files:
         version = "-" if f["schema_version"] is None else str(f["schema_version"])
         if not f["readable"]:
             version = "unreadable" if version == "-" else f"{version} (skipped)"
@@ -125,7 +127,7 @@ def render_report(r: dict[str, Any], strict: bool = False) -> Group:
         )
     parts.append(Sheet("Layouts and schema versions", columns, rows))
 
-    if r["steps"]:
+    if r.steps:
         columns = [
             Col("split", "left", key=True),
             Col("first step", "left"),
@@ -134,42 +136,42 @@ def render_report(r: dict[str, Any], strict: bool = False) -> Group:
             Col("gaps (missing steps)", "left", wrap=True),
         ]
         rows = []
-        for split, (first, last) in r["steps"].items():
-            gaps = r["step_gaps"].get(split, [])
+        for split, (first, last) in r.steps.items():
+            gaps = r.step_gaps.get(split, [])
             rows.append(
                 [
                     _t(split),
                     Text(str(first)),
                     Text(str(last)),
-                    Text(str(r["step_stride"].get(split, 1))),
+                    Text(str(r.step_stride.get(split, 1))),
                     Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
                 ]
             )
         parts.append(Sheet("Splits", columns, rows))
 
-    sc = r["scalars"]
-    if sc.get("records"):
-        line = Text(f"scalars: {sc['records']:,} records, {sc['keys']:,} keys")
-        if sc.get("steps"):
-            line.append(f", steps {sc['steps'][0]}..{sc['steps'][1]}")
-            if sc.get("step_gaps"):
-                line.append(f", gaps {_ranges(sc['step_gaps'])}", style="red")
+    sc = r.scalars
+    if sc.records:
+        line = Text(f"scalars: {sc.records:,} records, {sc.keys:,} keys")
+        if sc.steps:
+            line.append(f", steps {sc.steps[0]}..{sc.steps[1]}")
+            if sc.step_gaps:
+                line.append(f", gaps {_ranges(sc.step_gaps)}", style="red")
         parts.append(line)
 
-    if r["numeric"]:
-        deep = r.get("numeric_source") == "data"
+    if r.numeric:
+        deep = r.numeric_source == "data"
         title = "Numeric columns" + (" (read from data)" if deep else "")
         columns = [Col("column", "left", key=True), Col("values"), Col("null"), Col("NaN")]
         rows = []
         unknown_nan = False
-        for name, st in r["numeric"].items():
-            nan = st["nan"]
+        for name, st in r.numeric.items():
+            nan = st.nan
             unknown_nan |= nan is None
             rows.append(
                 [
                     _t(name),
-                    Text(f"{st['count']:,}"),
-                    Text(f"{st['null']:,}", style="yellow" if st["null"] else ""),
+                    Text(f"{st.count:,}"),
+                    Text(f"{st.null:,}", style="yellow" if st.null else ""),
                     Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
                 ]
             )
@@ -183,32 +185,32 @@ def render_report(r: dict[str, Any], strict: bool = False) -> Group:
                 )
             )
 
-    if r["fidelity"]:
+    if r.fidelity:
         notes = Text("Not mapped into the canonical model:\n", style="bold")
-        for n in r["fidelity"]:
-            notes.append(f"  {visible(n['layout'], keep_newlines=False)}: ", style="cyan")
-            notes.append(visible(n["message"], keep_newlines=False) + "\n")
+        for note in r.fidelity:
+            notes.append(f"  {visible(note['layout'], keep_newlines=False)}: ", style="cyan")
+            notes.append(visible(note["message"], keep_newlines=False) + "\n")
         parts.append(notes)
 
-    problems = r["problems"]
+    problems = r.problems
     if problems:
         columns = [Col("kind", "left", key=True), Col("path", "left", wrap=True), Col("message", "left", wrap=True)]
         rows = []
-        ordered = sorted(problems, key=lambda p: (p["kind"] == "warning", p["path"]))
+        ordered = sorted(problems, key=lambda p: (p.is_warning, p.path))
         for p in ordered[:MAX_PROBLEMS_SHOWN]:
-            style = "yellow" if p["kind"] == "warning" else "red"
-            rows.append([Text(p["kind"], style=style), _t(p["path"]), _t(p["message"])])
+            style = "yellow" if p.is_warning else "red"
+            rows.append([Text(p.kind, style=style), _t(p.path), _t(p.message)])
         if len(ordered) > MAX_PROBLEMS_SHOWN:
             rows.append([Text("..."), Text(f"{len(ordered) - MAX_PROBLEMS_SHOWN} more"), Text("see --format json")])
-        title = f"Problems ({r['errors']} errors, {r['warnings']} warnings)"
+        title = f"Problems ({r.errors} errors, {r.warnings} warnings)"
         parts.append(Sheet(title, columns, rows))
-    if r["errors"]:
-        parts.append(Text(f"{r['errors']} problem(s) found; the rest of the run was read.", style="bold red"))
-    elif r["warnings"] and strict:
-        n = r["warnings"]
+    if r.errors:
+        parts.append(Text(f"{r.errors} problem(s) found; the rest of the run was read.", style="bold red"))
+    elif r.warnings and strict:
+        n = r.warnings
         parts.append(Text(f"{n} warning(s), and --strict counts warnings as problems.", style="bold red"))
-    elif r["warnings"]:
-        parts.append(Text(f"valid, with {r['warnings']} warning(s).", style="bold yellow"))
+    elif r.warnings:
+        parts.append(Text(f"valid, with {r.warnings} warning(s).", style="bold yellow"))
     else:
         parts.append(Text("valid: no problems found.", style="bold green"))
     return Group(*parts)
