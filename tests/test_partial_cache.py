@@ -326,3 +326,18 @@ def test_concurrent_processes_keep_each_others_entries(tmp_path, _cache):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
     assert _computed(root) == (0, 8)
+
+
+@pytest.mark.parametrize("make", [native_run, flink_run])
+def test_compaction_keeps_per_sample_and_per_role_entries_apart(tmp_path, make):
+    """A run read step by step with per-sample and per-role questions in turn (``doctor``, ``watch``): past
+    ``MAX_SEGMENTS`` the entries are compacted, and every answer still equals a cold read (one segment for both
+    variants once gave per-sample entries a null ``level``: their summaries came back empty)."""
+    root = make(tmp_path / "run", 11, range(3 * P.MAX_SEGMENTS))
+    for step in range(3 * P.MAX_SEGMENTS):
+        upto = Filters(steps=StepRange.parse(f":{step}"))
+        for by in (["step"], ["role", "step"]):
+            cold = summarize(open_run(root), by, filters=upto, cache=False, prompt_groups=True)
+            warm = summarize(open_run(root), by, filters=upto, prompt_groups=True)
+            assert warm.height == cold.height, (step, by)
+            assert_frame_equal(warm, cold, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)

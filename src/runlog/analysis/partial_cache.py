@@ -271,16 +271,24 @@ class PartialStore:
         return merged
 
     def _compact(self, live: dict[int, Unit]) -> None:
-        """Rewrite the live entries into one segment when there are many segments."""
+        """Rewrite the live entries into one segment per variant when there are many segments. Never one
+        segment for two variants: their rows have other columns (per-role rows a ``level``), and a per-sample
+        entry read back with a null ``level`` would merge into nothing."""
         segs = {e["seg"] for e in self.index.values()}
         if len(segs) <= MAX_SEGMENTS:
             return
-        frame, found = self.load(list(self.index))
-        if frame is None:
-            return
-        seg = f"seg-{uuid.uuid4().hex}.arrow"
-        atomic_write(self.folder / seg, frame.write_ipc)
-        self.index = {eid: {**e, "seg": seg} for eid, e in self.index.items() if eid in found}
+        by_variant: dict[str, list[str]] = {}
+        for eid in self.index:
+            by_variant.setdefault(eid.rsplit(":", 1)[0], []).append(eid)
+        compacted: dict[str, dict[str, Any]] = {}
+        for eids in by_variant.values():
+            frame, found = self.load(eids)
+            if frame is None:
+                continue
+            seg = f"seg-{uuid.uuid4().hex}.arrow"
+            atomic_write(self.folder / seg, frame.write_ipc)
+            compacted.update({eid: {**self.index[eid], "seg": seg} for eid in eids if eid in found})
+        self.index = compacted
 
     def _write_index(self) -> None:
         data = {"format": FORMAT, "code": code_key(), "root": self.root, "entries": self.index}
