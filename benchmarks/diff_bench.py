@@ -13,25 +13,33 @@ Phases, each timed **in one Python process** (the imports done before the clock 
 its runs itself, so discovery counts; the probe cache is warm after the untimed warm-up round), interleaved
 round-robin so that drift in machine load hits all alike:
 
-* ``summarize A`` + ``summarize B`` by role (``runlog summarize DIR``, the default), and by role and step
-  (the per-step summary a comparison over steps needs), each pair summed;
+* ``summarize A`` + ``summarize B`` by role (``runlog summarize DIR``, the default: the issue's peer), and by
+  role and step (the per-step summary a comparison over steps needs), each pair summed;
 * ``diff A B``: ``diff_runs`` with the defaults of ``runlog diff`` (window 10, 1,000 resamples).
 
-The ratio is diff's median over the pair's median. ``--cli`` also times the whole commands as processes.
+Two regimes of summarize's partial cache (``runlog.analysis.partial_cache``), each measured on its own:
+``off`` (``RUNLOG_CACHE=off``: every phase reads the runs), and ``warm`` (a cache folder of the benchmark's
+own, filled by the warm-up round: summarize answers from the per-step partials, and so do the diff's
+per-step figures). The ratio is diff's median over the pair's median, in the same regime, of wall seconds and
+of the process's CPU seconds (all threads: what the work costs, which other jobs on a shared machine change
+much less than the wall clock). ``--cli`` also times the whole commands as processes.
 
 Usage::
 
-    python benchmarks/diff_bench.py                 # 5 interleaved repetitions
-    python benchmarks/diff_bench.py --reps 7 --markdown --cli
+    python benchmarks/diff_bench.py                 # 5 interleaved repetitions, both regimes
+    python benchmarks/diff_bench.py --reps 7 --markdown --cli --cache off
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,22 +82,24 @@ def ensure_twin(source: Path, files: int, rows: int, regenerate: bool) -> Path:
 
 
 def timed_phases(a: Path, b: Path) -> dict[str, float]:
-    """One repetition of every in-process phase (imports already done)."""
+    """One repetition of every in-process phase (imports already done): wall seconds, and ``cpu: `` the CPU
+    seconds of the process (all its threads), which other jobs on a shared machine disturb much less."""
     from runlog import open_run
     from runlog.analysis.diff import diff_runs
     from runlog.analysis.summarize import summarize
 
     out: dict[str, float] = {}
     for by, key in ((["role"], "summarize A + B by role"), (["role", "step"], "summarize A + B by role, step")):
-        total = 0.0
+        wall = cpu = 0.0
         for path in (a, b):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             summarize(open_run(path), by)
-            total += time.perf_counter() - t0
-        out[key] = total
-    t0 = time.perf_counter()
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+        out[key], out[f"cpu: {key}"] = wall, cpu
+    t0, c0 = time.perf_counter(), time.process_time()
     d = diff_runs([open_run(a), open_run(b)], ["A", "B"])
-    out["diff A B"] = time.perf_counter() - t0
+    out["diff A B"], out["cpu: diff A B"] = time.perf_counter() - t0, time.process_time() - c0
     solver = d.roles.filter(d.roles["role"] == "solver").to_dicts()[0]
     if solver["verdict"] != "ahead" or abs(solver["diff"] - LIFT) > 0.02:
         raise SystemExit(f"diff did not find the planted lift: {solver}")
@@ -117,52 +127,76 @@ def cli_phases(a: Path, b: Path, env: dict[str, str]) -> dict[str, float]:
     return out
 
 
+def measure(a: Path, b: Path, reps: int, cli: bool, env: dict[str, str]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for rep in range(reps + 1):
+        got = timed_phases(a, b)
+        if cli:
+            got |= cli_phases(a, b, env)
+        if rep == 0:
+            continue  # warm-up: page cache, probe cache, partial cache
+        for k, v in got.items():
+            times.setdefault(k, []).append(v)
+        shown = ", ".join(f"{k} {v:.2f}s" for k, v in got.items() if not k.startswith("cpu: "))
+        print(f"rep {rep}: {shown}", file=sys.stderr)
+    return times
+
+
+def table(times: dict[str, list[float]]) -> list[tuple[str, float, float, float, str]]:
+    """Per phase: median, min, max and, for the diff, its median over each pair's median (wall and CPU)."""
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = []
+    for k, v in times.items():
+        ratio = ""
+        if k.removeprefix("cpu: ") == "diff A B":
+            cpu = "cpu: " if k.startswith("cpu: ") else ""
+            ratio = " / ".join(
+                f"{med[k] / med[cpu + p]:.2f} ({p.removeprefix('summarize A + B ')})"
+                for p in ("summarize A + B by role", "summarize A + B by role, step")
+            )
+        elif k.startswith("runlog diff"):
+            ratio = f"{med[k] / med['runlog summarize A; runlog summarize B (processes)']:.2f}"
+        rows.append((k, med[k], min(v), max(v), ratio))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--cache", choices=["off", "warm", "both"], default="both")
     parser.add_argument("--cli", action="store_true", help="also time the commands as whole processes")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--regenerate", action="store_true")
     args = parser.parse_args(argv)
     a, _ = ib.ensure_data(args.files, args.rows, args.regenerate)
     b = ensure_twin(a, args.files, args.rows, args.regenerate)
-    env = ib.child_env()
-    times: dict[str, list[float]] = {}
-    for rep in range(args.reps + 1):
-        got = timed_phases(a, b)
-        if args.cli:
-            got |= cli_phases(a, b, env)
-        if rep == 0:
-            continue  # warm-up: page cache and probe cache
-        for k, v in got.items():
-            times.setdefault(k, []).append(v)
-        print(f"rep {rep}: " + ", ".join(f"{k} {v:.2f}s" for k, v in got.items()), file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    rows = []
-    for k, v in times.items():
-        ratio = ""
-        if k == "diff A B":
-            ratio = " / ".join(
-                f"{med[k] / med[p]:.2f} ({p.removeprefix('summarize A + B ')})"
-                for p in ("summarize A + B by role", "summarize A + B by role, step")
-            )
-        elif k.startswith("runlog diff"):
-            ratio = f"{med[k] / med['runlog summarize A; runlog summarize B (processes)']:.2f}"
-        rows.append((k, med[k], min(v), max(v), ratio))
+    load = [os.getloadavg()[0]]
+    for regime in ("off", "warm") if args.cache == "both" else (args.cache,):
+        if regime == "off":
+            os.environ["RUNLOG_CACHE"] = "off"
+        else:
+            os.environ.pop("RUNLOG_CACHE", None)
+            folder = Path(tempfile.mkdtemp(prefix="runlog-diff-bench-"))
+            os.environ["RUNLOG_CACHE_DIR"] = str(folder)  # a cache of its own, filled by the warm-up round
+        times = measure(a, b, args.reps, args.cli, ib.child_env())
+        load.append(os.getloadavg()[0])
+        print(f"\n### partial cache {regime}\n" if args.markdown else f"partial cache {regime}:")
+        if args.markdown:
+            print("| phase (wall, or cpu: CPU seconds) | median (s) | min (s) | max (s) | diff / the two summaries |")
+            print("| --- | ---: | ---: | ---: | --- |")
+        for k, m, lo, hi, ratio in table(times):
+            if args.markdown:
+                print(f"| {k} | {m:.3f} | {lo:.3f} | {hi:.3f} | {ratio} |")
+            else:
+                print(f"{k:55s} median {m:7.3f}s  min {lo:7.3f}s  max {hi:7.3f}s  {ratio}")
+        if regime == "warm":
+            shutil.rmtree(folder, ignore_errors=True)
     info = ib.machine_info()
-    if args.markdown:
-        print("| phase | median (s) | min (s) | max (s) | diff / the two summaries |")
-        print("| --- | ---: | ---: | ---: | --- |")
-        for k, m, lo, hi, ratio in rows:
-            print(f"| {k} | {m:.3f} | {lo:.3f} | {hi:.3f} | {ratio} |")
-        print()
-        print(", ".join(f"{k}: {v}" for k, v in info.items()))
-    else:
-        for k, m, lo, hi, ratio in rows:
-            print(f"{k:55s} median {m:7.3f}s  min {lo:7.3f}s  max {hi:7.3f}s  {ratio}")
-        print(info)
+    print()
+    loads = ", ".join(f"{x:.1f}" for x in load)
+    print(", ".join(f"{k}: {v}" for k, v in info.items()) + f"; 1-min load: {loads}")
     return 0
 
 

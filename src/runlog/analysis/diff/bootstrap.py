@@ -93,9 +93,13 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
     """Replicates by a count matrix shared by the columns of ``x``, chunk by chunk."""
     n, m = x.shape
     valid = np.isfinite(x)
-    # One product gives each replicate's sums (first m columns) and valid counts (last m): float32 holds the
+    # One product gives each replicate's sums (the first m columns) and its numbers of valid values drawn (one
+    # column per distinct pattern of invalid units; a column without any has n every time). float32 holds the
     # counts exactly, and the sums to 7 digits, more than an interval's ends are shown with.
-    both = np.hstack([np.where(valid, x, 0.0), valid]).astype(np.float32)
+    patterns, which = np.unique(valid[:, ~valid.all(axis=0)], axis=1, return_inverse=True)
+    hit_col = np.full(m, -1)
+    hit_col[~valid.all(axis=0)] = m + np.ravel(which)
+    both = np.hstack([np.where(valid, x, 0.0), patterns]).astype(np.float32)
     out = np.empty((boot, m))
     chunk = max(1, CHUNK_CELLS // n)
     offsets = (np.arange(chunk, dtype=np.int64) * n)[:, None]  # int64: what bincount counts without a copy
@@ -105,7 +109,8 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
         idx += offsets[:b]
         counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
         prod = (counts @ both).astype(float)
-        sums, hits = prod[:, :m], prod[:, m:]
+        sums = prod[:, :m]
+        hits = np.where(hit_col >= 0, prod[:, np.maximum(hit_col, 0)], float(n))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[b0 : b0 + b] = np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
     return out

@@ -249,27 +249,48 @@ def _read_steps(
     return df
 
 
-def _window_columns(side: Side, split: Split, steps: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Per ``role/metric``: the window's values, one per sample (reward, kl) or prompt group (zero_adv_frac:
-    1 where the group's valid rewards of that role are all equal, as summarize counts it), NaN where invalid."""
-    columns: dict[str, np.ndarray] = {}
-    in_window = pl.col("step").is_in(list(steps))
+WindowSource = dict[tuple[Split, str], tuple[np.ndarray, np.ndarray]]  # (split, role/metric): steps, values
+
+
+def _window_sources(side: Side) -> WindowSource:
+    """Per split and ``role/metric``: the step and the value of every unit the windows draw from, in one
+    pass over the rows read: one per sample (reward, kl; NaN where invalid) or prompt group (zero_adv_frac:
+    1 where the group's valid rewards of that role are all equal, as summarize counts it; start and end
+    windows only, where the prompt text was read)."""
+    out: WindowSource = {}
     if side.rows is not None:
-        part = side.rows.filter(split_eq(split) & in_window).sort("step", maintain_order=True)
-        for (role,), g in part.group_by(["role"], maintain_order=True):
+        rows = side.rows.sort("split", "role", "step", nulls_last=True, maintain_order=True)
+        for (split, role), g in rows.group_by(["split", "role"], maintain_order=True):
+            at = g["step"].to_numpy()
             for metric in ("reward", "kl"):
-                columns[f"{role_key(role)}/{metric}"] = g[metric].fill_null(np.nan).to_numpy().astype(float)
-    texts = side.text_wanted.get(split, set())
-    if side.text_rows is not None and set(steps) <= texts:
+                values = g[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                out[(split, f"{role_key(role)}/{metric}")] = (at, values)
+    if side.text_rows is not None:
         valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
         groups = (
-            side.text_rows.filter(split_eq(split) & in_window & valid & pl.col("group").is_not_null())
-            .group_by("step", "group", "role")
+            side.text_rows.filter(valid & pl.col("group").is_not_null())
+            .group_by("split", "step", "group", "role")
             .agg((pl.col("reward").min() == pl.col("reward").max()).cast(pl.Float64).alias("zero"))
-            .sort("role", "step", "group", nulls_last=True)
+            .sort("split", "role", "step", "group", nulls_last=True)
         )
-        for (role,), g in groups.group_by(["role"], maintain_order=True):
-            columns[f"{role_key(role)}/zero_adv_frac"] = g["zero"].to_numpy()
+        for (split, role), g in groups.group_by(["split", "role"], maintain_order=True):
+            out[(split, f"{role_key(role)}/zero_adv_frac")] = (g["step"].to_numpy(), g["zero"].to_numpy())
+    return out
+
+
+def _window_columns(
+    side: Side, sources: WindowSource, split: Split, steps: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Per ``role/metric``: the window's values (``_window_sources``); zero_adv_frac only for the windows
+    whose prompt text was read."""
+    texts = side.text_wanted.get(split, set())
+    columns: dict[str, np.ndarray] = {}
+    for (where, name), (at, values) in sources.items():
+        if where != split or (name.endswith("/zero_adv_frac") and not set(steps) <= texts):
+            continue
+        inside = np.isin(at, steps)
+        if inside.any():
+            columns[name] = values[inside]
     return columns
 
 
@@ -277,8 +298,9 @@ def bootstrap_side(side: Side, opts: DiffOptions) -> None:
     """Every window's means and bootstrap replicates (``side.boots``). Columns of equal length, whatever their
     window and role, go to one ``bootstrap_means`` call, from one stream of the run (per length)."""
     columns: dict[tuple[Split, tuple[int, ...], str], np.ndarray] = {}
+    sources = _window_sources(side)
     for split, steps in sorted(side.windows, key=lambda w: (split_order(w[0]), w[1])):
-        for name, col in _window_columns(side, split, steps).items():
+        for name, col in _window_columns(side, sources, split, steps).items():
             columns[(split, steps, name)] = col
         side.boots[(split, steps)] = {}
     by_len: dict[int, list[tuple[Split, tuple[int, ...], str]]] = {}
