@@ -2,13 +2,14 @@
 
 ``runlog inspect`` on a Parquet run reads footers with pyarrow alone, and importing polars costs about as
 much as reading 1,000 footers; so modules say ``from .._lazy import pl`` instead of ``import polars as pl``.
+Type checkers see the real module (``TYPE_CHECKING``), so ``pl.DataFrame`` and friends keep their types.
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class LazyModule(ModuleType):
@@ -28,4 +29,9 @@ class LazyModule(ModuleType):
         return getattr(self._load(), attr)
 
 
-pl: Any = LazyModule("polars")
+__all__ = ["LazyModule", "pl"]
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = LazyModule("polars")
