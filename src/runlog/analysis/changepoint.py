@@ -23,10 +23,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 MAD_TO_SD = 1.4826
+
+# A per-step series: a list, or a float array (NaN for a missing step).
+FloatSeries = Sequence[float] | np.ndarray
+
+
+class ShiftOptions(TypedDict, total=False):
+    """``find_shift``'s tuning, passed on as ``**options``."""
+
+    min_z: float
+    min_segment: int
+    persist: float
+    onset_frac: float
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ def robust_noise(*segments: np.ndarray) -> float:
 
 
 def find_shift(
-    values: Sequence[float],
+    values: FloatSeries,
     *,
     direction: str,
     min_delta: float,
@@ -116,7 +129,7 @@ def _onset(y: np.ndarray, threshold: float, persist: float, split: int) -> int:
     return int(hits[0]) if len(hits) else split
 
 
-def first_sustained(values: Sequence[float], threshold: float, *, persist: float = 0.8, min_run: int = 3) -> int | None:
+def first_sustained(values: FloatSeries, threshold: float, *, persist: float = 0.8, min_run: int = 3) -> int | None:
     """First index from which at least ``persist`` of the remaining finite values are >= ``threshold``, with
     at least ``min_run`` such values after it; None if there is none. For rates (NaN, zero-advantage)
     whose threshold is absolute rather than relative to an earlier level."""
