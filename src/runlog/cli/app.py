@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
 from .diff_cmd import diff_command
@@ -130,7 +130,17 @@ def _help_width() -> int:
     return max(Console(width=rich_utils.MAX_WIDTH).width - 2, 20)
 
 
-class _LiteralHelp:
+if TYPE_CHECKING:
+    from typer._click.core import Command
+    from typer.core import MarkupMode
+
+    # The mixin is only ever mixed into (typer's vendored) click commands: the checker sees it as one.
+    _CommandBase = Command
+else:
+    _CommandBase = object
+
+
+class _LiteralHelp(_CommandBase):
     """Help text is text, not Rich markup: ``'runlog[plot]'`` and ``(top level or [doctor])`` are shown as
     written. Escaped once here, for the command's own help, its options' and its epilog; a group lists its
     commands with their (escaped) help.
@@ -139,13 +149,15 @@ class _LiteralHelp:
     (``Examples:``) keep one command a line, and a command wider than the terminal is continued on the
     next line with a shell ``\\``, never cut inside a word."""
 
+    rich_markup_mode: MarkupMode  # set by TyperCommand / TyperGroup
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._source_help = "\n\n".join(_paragraphs(self.help)) if self.help else self.help
         if typer.core.HAS_RICH and kwargs.get("rich_markup_mode") == "rich":
             self.help, self.short_help, self.epilog = map(_literal, (self._source_help, self.short_help, self.epilog))
             for param in self.params:
-                if getattr(param, "help", None):
+                if isinstance(param, TyperOption | TyperArgument) and param.help:
                     param.help = _literal(param.help)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
