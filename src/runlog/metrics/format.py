@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from .._lazy import pl
 from ..errors import UsageError
 from ._tokens import TOKEN_PATTERN
 
-Rule = tuple[str, Any]  # (rule name, boolean polars expression: True where the rule holds)
+Rule = tuple[str, "pl.Expr"]  # (rule name, boolean polars expression: True where the rule holds)
+TextRule = Callable[[str], bool]  # a rule checked in Python, one text at a time
 
 
 @dataclass
@@ -32,11 +34,11 @@ class Spec:
 
     name: str
     description: str
-    rules: Callable[[Any], list[Rule]]
-    score: Callable[[Any, list[Any]], Any] | None = None
+    rules: Callable[[pl.Expr], list[Rule]]
+    score: Callable[[pl.Expr, list[pl.Expr]], pl.Expr] | None = None
     roles: Sequence[str] | None = None
     needs_messages: bool = False
-    python_rules: list[tuple[str, Callable[[str], bool]]] = field(default_factory=list)
+    python_rules: list[tuple[str, TextRule]] = field(default_factory=list)
 
     def rule_names(self) -> list[str]:
         probe = pl.col("__t")
@@ -74,23 +76,27 @@ def evaluate(texts: pl.Series, spec: Spec) -> pl.DataFrame:
 # re.match anchors at 0; with MULTILINE, "$" holds at the end or before any "\n": same as Rust's (?m:$).
 OPEN_R1_PATTERN = r"\A<think>\n(?s:.*?)\n</think>\n<answer>\n(?s:.*?)\n</answer>(?m:$)"
 # open-r1 tag_count_reward: 0.25 for each string that occurs exactly once (str.count: non-overlapping).
-OPEN_R1_TAGS = (("think_open", "<think>\n"), ("think_close", "\n</think>\n"), ("answer_open", "\n<answer>\n"))
-OPEN_R1_TAGS += (("answer_close", "\n</answer>"),)
+OPEN_R1_TAGS: tuple[tuple[str, str], ...] = (
+    ("think_open", "<think>\n"),
+    ("think_close", "\n</think>\n"),
+    ("answer_open", "\n<answer>\n"),
+    ("answer_close", "\n</answer>"),
+)
 
 
-def _open_r1(text: Any) -> list[Rule]:
+def _open_r1(text: pl.Expr) -> list[Rule]:
     return [("pattern", text.str.contains(OPEN_R1_PATTERN))]
 
 
-def _open_r1_tags(text: Any) -> list[Rule]:
+def _open_r1_tags(text: pl.Expr) -> list[Rule]:
     return [(name, text.str.count_matches(s, literal=True) == 1) for name, s in OPEN_R1_TAGS]
 
 
-def _tag_score(text: Any, oks: list[Any]) -> Any:
+def _tag_score(text: pl.Expr, oks: list[pl.Expr]) -> pl.Expr:
     return pl.sum_horizontal([o.cast(pl.Float64) * 0.25 for o in oks])
 
 
-def _trl_think(text: Any) -> list[Rule]:
+def _trl_think(text: pl.Expr) -> list[Rule]:
     # TRL trl/rewards/format_rewards.py think_format_reward, Apache-2.0:
     #   re.match(r"^<think>(?!.*<think>)(.*?)</think>.*$", text, re.DOTALL | re.MULTILINE)
     # i.e. starts with "<think>", no other "<think>" after it, and a "</think>" after it. Rust regex has
@@ -106,7 +112,7 @@ def _trl_think(text: Any) -> list[Rule]:
     ]
 
 
-def _strict(text: Any) -> list[Rule]:
+def _strict(text: pl.Expr) -> list[Rule]:
     """runlog's think-answer-strict: exactly one think block, then exactly one answer block, nothing else
     outside them but whitespace; non-empty bodies; <cite>...</cite> only inside the answer, balanced."""
     t = text.str.replace_all("\r\n", "\n", literal=True)
@@ -126,7 +132,7 @@ def _strict(text: Any) -> list[Rule]:
     ]
 
 
-def _all_or_nothing(text: Any, oks: list[Any]) -> Any:
+def _all_or_nothing(text: pl.Expr, oks: list[pl.Expr]) -> pl.Expr:
     return pl.all_horizontal(oks).cast(pl.Float64)
 
 
@@ -193,9 +199,9 @@ def check_tool_calls(
 # Custom specs (TOML)
 # ---------------------------------------------------------------------------------------------------------
 def _toml_load(path: Path) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # pragma: no cover
         import tomli as tomllib  # type: ignore[no-redef]
     try:
         with open(path, "rb") as fh:
@@ -215,14 +221,31 @@ def _compile(path: Path, pattern: Any, flags: int) -> re.Pattern[str]:
         raise UsageError(f"--spec {path}: bad regex {pattern!r} ({exc})") from None
 
 
-def _tag_rules(tags: list[str], flags: int) -> list[tuple[str, Callable[[str], bool]]]:
-    rules: list[tuple[str, Callable[[str], bool]]] = []
+def _once_each(open_: re.Pattern[str], close: re.Pattern[str]) -> TextRule:
+    return lambda s: len(open_.findall(s)) == 1 and len(close.findall(s)) == 1
+
+
+def _found(rx: re.Pattern[str], *, wanted: bool = True) -> TextRule:
+    """The rule that ``rx`` occurs somewhere (``wanted``) or nowhere (not ``wanted``)."""
+    return lambda s: (rx.search(s) is not None) == wanted
+
+
+def _whole(rx: re.Pattern[str]) -> TextRule:
+    return lambda s: rx.fullmatch(s) is not None
+
+
+def _prepared(prep: Callable[[str], str], rule: TextRule) -> TextRule:
+    return lambda s: rule(prep(s))
+
+
+def _tag_rules(tags: list[str], flags: int) -> list[tuple[str, TextRule]]:
+    rules: list[tuple[str, TextRule]] = []
     for tag in tags:
         open_, close = re.compile(f"<{re.escape(tag)}>", flags), re.compile(f"</{re.escape(tag)}>", flags)
-        rules.append((f"tag:{tag}", lambda s, o=open_, c=close: len(o.findall(s)) == 1 and len(c.findall(s)) == 1))
+        rules.append((f"tag:{tag}", _once_each(open_, close)))
     if len(tags) > 1:
         seq = re.compile(".*?".join(f"<{re.escape(t)}>.*?</{re.escape(t)}>" for t in tags), flags | re.DOTALL)
-        rules.append(("tag_order", lambda s, p=seq: p.search(s) is not None))
+        rules.append(("tag_order", _found(seq)))
     return rules
 
 
@@ -245,16 +268,16 @@ def load_spec(path: str | Path) -> Spec:
     rules = _tag_rules(tags, flags)
     for i, pat in enumerate(data.get("forbid", [])):
         rx = _compile(path, pat, flags | re.MULTILINE)
-        rules.append((f"forbid:{i}", lambda s, p=rx: p.search(s) is None))
+        rules.append((f"forbid:{i}", _found(rx, wanted=False)))
     for i, pat in enumerate(data.get("require", [])):
         rx = _compile(path, pat, flags | re.MULTILINE)
-        rules.append((f"require:{i}", lambda s, p=rx: p.search(s) is not None))
+        rules.append((f"require:{i}", _found(rx)))
     if "match" in data:
         rx = _compile(path, data["match"], flags | re.DOTALL)
-        rules.append(("match", lambda s, p=rx: p.fullmatch(s) is not None))
+        rules.append(("match", _whole(rx)))
     if not rules:
         raise UsageError(f"--spec {path}: no rules (give tags, forbid, require or match)")
-    wrapped = [(n, lambda s, f=f: f(prep(s))) for n, f in rules]
+    wrapped = [(n, _prepared(prep, f)) for n, f in rules]
     roles = data.get("roles")
     if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
         raise UsageError(f"--spec {path}: roles must be a list of role names")
@@ -280,6 +303,6 @@ def get_spec(name_or_path: str) -> Spec:
 
 
 # Reasoning-to-answer lengths: tokens (whitespace-separated) inside the first think and answer blocks.
-def section_tokens(text: Any, tag: str) -> Any:
+def section_tokens(text: pl.Expr, tag: str) -> pl.Expr:
     body = text.str.extract(f"<{tag}>((?s:.*?))</{tag}>", 1)
     return body.str.count_matches(TOKEN_PATTERN)
