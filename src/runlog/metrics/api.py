@@ -156,13 +156,13 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_rol
             .explode("messages", "turn")
             .unnest("messages")
         )
-        speaker = pl.coalesce(pl.col("name"), pl.col("role"))
+        who = pl.coalesce(pl.col("name"), pl.col("role"))
         if wanted is not None:
             lf = lf.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
-            speaker = pl.lit(wanted)
+            who = pl.lit(wanted)
         lf = lf.filter(pl.col("content").is_not_null() | pl.col("tool_calls").is_not_null()).select(
             *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
-            speaker.cast(pl.String).alias("role"),
+            who.cast(pl.String).alias("role"),
             pl.col("turn").cast(pl.Int64),
             pl.col("content").cast(pl.String).alias("text"),
             pl.col("tool_calls"),
