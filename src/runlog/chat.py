@@ -285,8 +285,8 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
             calls_msg = None
             cid = _opt_str(it.get("call_id"))
             output = it.get("output")
-            text = output if isinstance(output, str) else content_text(output)
-            out.append(message("tool", text, name=call_names.get(cid or ""), tool_call_id=cid))
+            result = output if isinstance(output, str) else content_text(output)
+            out.append(message("tool", result, name=call_names.get(cid or ""), tool_call_id=cid))
         else:
             flush_reasoning()
             calls_msg = None

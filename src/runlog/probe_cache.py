@@ -196,6 +196,8 @@ class ProbeCache:
                 return None
             fields = entry["info"]
             columns = self._schema(entry)
+            if columns is None:
+                return None
             info = FileInfo(
                 path=cand.rel,
                 abspath=cand.abspath,
@@ -207,7 +209,7 @@ class ProbeCache:
             notes = [(str(lay), str(message)) for lay, message in entry["notes"]]
         except (KeyError, TypeError, ValueError, IndexError):
             return None
-        if columns is None or (info.steps is not None and not isinstance(info.steps, list)):
+        if info.steps is not None and not isinstance(info.steps, list):
             return None
         self._keep(cand.rel, entry, columns)
         return Hit(info, problems, notes)

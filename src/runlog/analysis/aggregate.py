@@ -79,7 +79,8 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
         if f.kind != "samples" or not f.readable:
             continue
         if f.fmt == "parquet":
-            has_ids = "group_id" in f.columns and f.null_counts.get("group_id", f.rows) < (f.rows or 0)
+            rows = f.rows or 0
+            has_ids = "group_id" in f.columns and f.null_counts.get("group_id", rows) < rows
             complete = "group_id" in f.columns and f.null_counts.get("group_id", 1) == 0
             any_prompt |= "prompt" in f.columns
         else:
@@ -207,7 +208,9 @@ def plan_wide(
         carry.pop("has_exception", None)
 
     def wide() -> pl.LazyFrame:
-        return apply_filters(run.numeric_wide(carry, components, roles), filters, roles_too=False)
+        lf = run.numeric_wide(carry, components, roles)
+        assert lf is not None  # offered above: carry names columns, not which layouts offer the view
+        return apply_filters(lf, filters, roles_too=False)
 
     if lean:
         variants = [Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl")) for r in roles]

@@ -35,6 +35,7 @@ from .stats import KL_STATS, REWARD_STATS
 from .views import SPLIT_NOTE, run_splits
 
 if TYPE_CHECKING:
+    from ..formats.base import FileInfo
     from ..run import Run
 
 # --by names -> (numeric-view column, output column)
@@ -231,21 +232,22 @@ def _step_batches(run: Run, keys: list[str], filters: Filters) -> list[Run]:
         return [run]
     first, last = filters.steps.first, filters.steps.last
     chosen = [
-        f
+        (step, f)
         for f in samples
-        if (first is None or f.step >= first)
-        and (last is None or f.step <= last)
+        if (step := f.step) is not None  # every one, as checked above
+        and (first is None or step >= first)
+        and (last is None or step <= last)
         and (not filters.splits or f.split is None or f.split in filters.splits)
     ]
     if not chosen:
         return [run]
-    if sum(f.rows or 0 for f in chosen) <= BATCH_ROWS:
-        return [run] if len(chosen) == len(samples) else [_sub_run(run, chosen)]
-    by_step: dict[int, list] = {}
-    for f in chosen:
-        by_step.setdefault(f.step, []).append(f)
+    if sum(f.rows or 0 for _, f in chosen) <= BATCH_ROWS:
+        return [run] if len(chosen) == len(samples) else [_sub_run(run, [f for _, f in chosen])]
+    by_step: dict[int, list[FileInfo]] = {}
+    for step, f in chosen:
+        by_step.setdefault(step, []).append(f)
     batches: list[Run] = []
-    current: list = []
+    current: list[FileInfo] = []
     rows = 0
     for step in sorted(by_step):
         files = by_step[step]
@@ -260,7 +262,7 @@ def _step_batches(run: Run, keys: list[str], filters: Filters) -> list[Run]:
     return batches
 
 
-def _sub_run(run: Run, files: list) -> Run:
+def _sub_run(run: Run, files: list[FileInfo]) -> Run:
     """``run`` with only the sample files ``files`` (and every file of another kind)."""
     others = [f for f in run.files if f.kind != "samples"]
     return dataclasses.replace(run, files=others + files)

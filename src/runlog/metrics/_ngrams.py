@@ -23,6 +23,7 @@ n-grams that some text holds more than once can have a lone top holder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ def _engine(
     n_tok = ids.size
     # Indices of one width, so that mixed arithmetic stays in it; uint32 ORs into uint64 keys as it is,
     # int64 (never negative here) through a view.
-    ut = np.uint32 if max(n_tok, m, n_sets) < _NARROW else np.int64
+    ut: type[np.integer[Any]] = np.uint32 if max(n_tok, m, n_sets) < _NARROW else np.int64
     text_of_tok = np.repeat(np.arange(m, dtype=ut), lengths)
     text_start = np.zeros(m, dtype=np.int64)
     np.cumsum(lengths[:-1], out=text_start[1:])
@@ -268,7 +269,8 @@ def _per_text(
     run_of_dup = np.searchsorted(r_start, dup_at, side="right") - 1
     if clipped:
         held = np.bincount(tx, minlength=m)
-        deficit = np.zeros(m)
+        # Float: bincount with weights sums floats (numpy's stubs say integers).
+        deficit: np.ndarray = np.zeros(m)
         if dup_at.size:
             # Runs where some text holds the n-gram twice: the only ones that can have a lone top holder.
             multi = np.zeros(c.size, dtype=bool)

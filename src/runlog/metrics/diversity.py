@@ -145,9 +145,9 @@ def diversity_by_set(
         cols[f"entropy_{n}"] = np.where(total > 0, np.maximum(ent, 0.0), np.nan)
     for n in BLEU_ORDERS:
         cols[f"self_bleu_{n}"] = _set_mean(self_bleu_per_text(stats, n), set_of_text, n_sets)
-    cols["self_repetition"] = _ratio(
-        np.bincount(set_of_text, weights=np.log(stats.rep_sum + 1.0), minlength=n_sets), n_texts
-    )
+    rep_sum = stats.rep_sum
+    assert rep_sum is not None  # asked for with rep_n
+    cols["self_repetition"] = _ratio(np.bincount(set_of_text, weights=np.log(rep_sum + 1.0), minlength=n_sets), n_texts)
     frame = pl.DataFrame({"s": set_of_text, "t": texts, "len": lengths})
     basic = frame.group_by("s").agg(
         pl.len().alias("texts"),
