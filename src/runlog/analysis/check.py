@@ -72,9 +72,9 @@ def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str |
         sub = Run(root=run.root, files=unknown, ctx=run.ctx)
         [df] = sub.collect(lambda: [sub.samples.select("split", "step").unique()])
         for split, step in df.iter_rows():
-            steps = out.setdefault(split, set())
+            found = out.setdefault(split, set())
             if step is not None:
-                steps.add(step)
+                found.add(step)
     return out
 
 

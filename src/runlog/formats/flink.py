@@ -17,6 +17,7 @@ so that summaries know prompt groups exist without reading data.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 
@@ -282,7 +283,7 @@ class FlinkLayout(Layout):
                 elif schema["reward_metrics"] == pl.String:
                     hidden.append(
                         pl.col("reward_metrics")
-                        .map_elements(lambda t, n=n: (parse_number_dict(t) or {}).get(n), return_dtype=pl.Float64)
+                        .map_elements(functools.partial(_number_in, n), return_dtype=pl.Float64)
                         .alias(f"component/{n}")
                     )
                 else:
@@ -363,6 +364,11 @@ def _file_roles(f: FileInfo, ctx: RunContext) -> list[str]:
     if len(memo) < 256:
         memo[id(f.columns)] = (f.columns, roles)
     return roles
+
+
+def _number_in(name: str, text: str | None) -> float | None:
+    """The value of ``name`` in a ``reward_metrics`` string (``{'acc': 1.0}``), or None."""
+    return (parse_number_dict(text) or {}).get(name)
 
 
 def _metric_fields(lf: pl.LazyFrame) -> list[str]:

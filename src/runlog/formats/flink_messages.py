@@ -205,7 +205,7 @@ def _agents(obj: Any) -> list[tuple[str | None, str | None, list[Any]]] | None:
     if isinstance(obj, list) and obj and all(_agent_list(a) is not None for a in obj):
         return [(_agent_id(a), _own_role(a), _agent_list(a) or []) for a in obj]
     if isinstance(obj, dict) and obj and not _is_message(obj):
-        out = []
+        out: list[tuple[str | None, str | None, list[Any]]] = []
         for key, v in obj.items():
             v = _loads(v)
             msgs = v if isinstance(v, list) else _agent_list(v)

@@ -61,7 +61,9 @@ class NemoGym(JsonlSamples):
             prompt_msgs.insert(0, chat.message("system", instructions))
         output_msgs = chat.from_responses_items(response.get("output"))
         final = [m for m in output_msgs if m["role"] == "assistant" and m["content"]]
-        items = response.get("output") if isinstance(response.get("output"), list) else []
+        items = response.get("output")
+        if not isinstance(items, list):
+            items = []
         if any(_dict(it).get("type") == "reasoning" and not chat.reasoning_text(it) for it in items):
             ctx.note(self.name, "reasoning items without summary text (empty or encrypted) are not mapped")
 

@@ -114,8 +114,9 @@ def table_row(
         short = truncate(text, max_chars) or ""
         cut += short != text
         texts[name] = short
+    step = row.get("step")
     out: list[Any] = [
-        int(row.get("step") if row.get("step") is not None else -1),
+        int(step if step is not None else -1),
         str(row.get("sample_id") or ""),
         pick,
         texts["input"],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 
@@ -211,6 +211,14 @@ def flat_role_names(columns: Sequence[str], roles: Sequence[str] | None) -> list
     return S.flink_role_names(list(columns))
 
 
+class _RoleValues(TypedDict):
+    """One element of the canonical ``roles`` column."""
+
+    role: str
+    reward: float | None
+    kl: float | None
+
+
 def _fold_roles(cols: dict[str, Any], n: int, roles: Sequence[str] | None) -> tuple[list[Any] | None, list[str]]:
     flat = flat_role_names(list(cols), roles)
     if "roles" in cols:
@@ -229,7 +237,7 @@ def _fold_roles(cols: dict[str, Any], n: int, roles: Sequence[str] | None) -> tu
             else:
                 items = list(cell)
             structs = [
-                {"role": str(d["role"]), "reward": _num(d.get("reward")), "kl": _num(d.get("kl"))} for d in items
+                _RoleValues(role=str(d["role"]), reward=_num(d.get("reward")), kl=_num(d.get("kl"))) for d in items
             ]
             seen.extend(s["role"] for s in structs if s["role"] not in seen)
             out.append(structs)
@@ -259,7 +267,7 @@ def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
             by_name = {str(k): _pylist(v) for k, v in rc.items()}
             return [[{"name": k, "value": _num(v[i])} for k, v in by_name.items()] for i in range(n)]
         if isinstance(rc, (pa.Array, pa.ChunkedArray)) and rc.type == _CANONICAL["reward_components"]:
-            return rc  # type: ignore[return-value]
+            return rc
         return [_components_cell(c) for c in _pylist(rc)]
     if not flat:
         return None

@@ -286,7 +286,7 @@ class RunWriter:
         waiting for JAX arrays to reach the host (``device_wait_s``). ``queue_waits > 0`` means the background
         thread (the disk, or the device it waits for) did not keep up and the trainer waited."""
         with self._lock, self._bg_lock:
-            out = dict(self._stats)
+            out: dict[str, Any] = dict(self._stats)
         out["queue_size"] = self._queue.qsize()
         out["max_queue"] = self._queue.maxsize
         out["process_index"] = self.process_index

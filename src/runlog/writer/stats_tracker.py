@@ -293,8 +293,8 @@ class StatsTracker:
                 total += v if isinstance(v, float) else float(next(host))
             scalars[k] = (total, float(len(values)))
         summaries: dict[str, Any] = {}
-        np = _np() if summaries_in else None
         for k, parts in summaries_in.items():
+            np = _np()  # only with summaries to reduce
             device = [next(host) for p in parts if jax_utils.is_jax_array(p)]
             ordered = [p for p in parts if not jax_utils.is_jax_array(p)] + device
             acc = np.asarray(ordered[0], dtype=np.float64)
