@@ -116,7 +116,9 @@ class RunSeries:
         from .views import sample_view
 
         names = self.run.component_names()
-        schema = {"step": pl.Int64, "component": pl.String, "mean": pl.Float64, "std": pl.Float64, "count": pl.Int64}
+        schema = pl.Schema(
+            {"step": pl.Int64, "component": pl.String, "mean": pl.Float64, "std": pl.Float64, "count": pl.Int64}
+        )
         if not names:
             return pl.DataFrame(schema=schema)
         lf = sample_view(self.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)

@@ -79,6 +79,7 @@ class NativeLayout(Layout):
     # -- manifest ----------------------------------------------------------------------------------------
     def _probe_manifest(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "json", "manifest", cand.size, rows=None)
+        reason: str | None
         try:
             manifest = json.loads(cand.abspath.read_bytes())
         except UnicodeDecodeError as exc:

@@ -220,6 +220,12 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
     return fig
 
 
+def _float_max(col: pl.Series) -> float:
+    """The largest value of a float column; 0.0 when it has none."""
+    top = col.max()
+    return float(top) if isinstance(top, int | float) else 0.0
+
+
 def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
     w = _window(s, window)
     fmt = s.format
@@ -227,9 +233,9 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, "no completion texts in this run: format adherence cannot be measured")
         return fig
-    if float(fmt["adherence"].max() or 0.0) < NEVER_FOLLOWED:
+    best = _float_max(fmt["adherence"])
+    if best < NEVER_FOLLOWED:
         fig, [ax] = F.new_figure(1, 1, f"{title}: spec {s.format_spec}", width=10, height=3.2)
-        best = float(fmt["adherence"].max() or 0.0)
         texts = int(fmt["texts"].sum())
         F.say(
             ax,
@@ -243,10 +249,10 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     axes[0].set_ylim(-0.03, 1.03)
     axes[0].set_title("share of completions that follow the format", fontsize=10)
     failed = [c for c in fmt.columns if c.startswith("failed/")]
-    texts = fmt["texts"].to_numpy().astype(float)
+    texts_per_step = fmt["texts"].to_numpy().astype(float)
     bottom = None
     for i, col in enumerate(sorted(failed, key=lambda c: -float(fmt[c].sum()))[:6]):
-        share = fmt[col].fill_null(0).to_numpy() / texts
+        share = fmt[col].fill_null(0).to_numpy() / texts_per_step
         axes[1].bar(steps, share, bottom=bottom, color=F.PALETTE[(i + 4) % len(F.PALETTE)], label=col[7:], width=0.9)
         bottom = share if bottom is None else bottom + share
     if bottom is None:
