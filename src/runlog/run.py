@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import schema as S
 from . import storage
@@ -22,6 +22,10 @@ from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+
+
+# The polars engines ``Run.collect`` takes (``pl.collect_all``'s ``engine``).
+CollectEngine = Literal["auto", "in-memory", "streaming", "gpu"]
 
 
 @dataclass
@@ -176,7 +180,9 @@ class Run:
             return S.empty_scalars()
         return frames[0] if len(frames) == 1 else pl.concat(frames)
 
-    def collect(self, build: Callable[[], list[pl.LazyFrame]], *, engine: str = "auto") -> list[pl.DataFrame]:
+    def collect(
+        self, build: Callable[[], list[pl.LazyFrame]], *, engine: CollectEngine = "auto"
+    ) -> list[pl.DataFrame]:
         """Collect the frames ``build`` makes; if reading fails on data that discovery could not check (a
         corrupt data page behind an intact footer), find the files that fail, report each as a problem,
         leave them out and build again, so that the good data is still analysed."""

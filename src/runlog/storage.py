@@ -13,6 +13,7 @@ A file of a remote run is an ``ObjectPath``: it has the few ``pathlib`` members 
 
 from __future__ import annotations
 
+import builtins
 import os
 import struct
 import threading
@@ -100,8 +101,10 @@ class Store:
         except ImportError:  # pragma: no cover  (obstore is a core dependency)
             raise UsageError("reading object-store URLs needs obstore: pip install obstore") from None
         config, client = obstore_options(family, self.options)
+        # The user's options, checked by obstore itself: no one of its per-family config types fits them all.
+        store_args: dict[str, Any] = {"config": config or None, "client_options": client or None}
         try:
-            self.store = obstore.store.from_url(self.base, config=config or None, client_options=client or None)
+            self.store = obstore.store.from_url(self.base, **store_args)
         except Exception as exc:  # noqa: BLE001  (bad option names or values: say which)
             raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
 
@@ -125,12 +128,12 @@ class Store:
         return f"{self.base}/{key}"
 
     # -- listing ------------------------------------------------------------------------------------------
-    def list(self, prefix: str) -> list[ObjectMeta]:
+    def list(self, prefix: str) -> builtins.list[ObjectMeta]:
         """Every object below ``prefix`` (a folder: ``prefix/``), recursively."""
         import obstore
 
         pre = f"{prefix.strip('/')}/" if prefix.strip("/") else None
-        out: list[ObjectMeta] = []
+        out: builtins.list[ObjectMeta] = []
         try:
             for chunk in obstore.list(self.store, pre, chunk_size=1000):
                 for m in chunk:
@@ -141,7 +144,7 @@ class Store:
             raise _remote_error(self.url(prefix), exc) from None
         return out
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         """The immediate sub-folders of ``prefix`` (keys ending without '/')."""
         import obstore
 
@@ -206,7 +209,7 @@ class Store:
         if todo_whole or todo_tail:
             _run_async(self._prefetch(todo_whole, todo_tail))
 
-    async def _prefetch(self, whole: list[ObjectMeta], tails: list[ObjectMeta]) -> None:
+    async def _prefetch(self, whole: Sequence[ObjectMeta], tails: Sequence[ObjectMeta]) -> None:
         import asyncio
 
         import obstore

@@ -27,7 +27,7 @@ from .filters import Filters, apply_filters
 from .views import sample_view
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from ..run import CollectEngine, Run
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,9 @@ def _no_zero_adv(partial: bool) -> list[pl.Expr]:
     return [pl.lit(None, dtype=pl.Float64).alias("zero_adv_frac")]
 
 
-def _collect(run: Run, build: Callable[[], list[pl.LazyFrame]], engine: str, group_key: pl.Expr | None):
+def _collect(
+    run: Run, build: Callable[[], list[pl.LazyFrame]], engine: CollectEngine, group_key: pl.Expr | None
+) -> list[pl.DataFrame]:
     """The statistics query on ``engine``; where prompt groups come from the prompt text, the zero-advantage
     query (the only one that holds text) streams on its own, so that the statistics keep their engine (and
     their digits) and the text is never held whole in memory."""
@@ -352,7 +354,7 @@ def _collect(run: Run, build: Callable[[], list[pl.LazyFrame]], engine: str, gro
     return [main, *run.collect(lambda: build()[1:], engine="streaming")]
 
 
-def execute(run: Run, q: Query, engine: str, *, partial: bool = False, exact: bool = False) -> pl.DataFrame:
+def execute(run: Run, q: Query, engine: CollectEngine, *, partial: bool = False, exact: bool = False) -> pl.DataFrame:
     """Run the query on ``engine``: one row per group (and role), the final statistics or (``partial``)
     their partials (``exact``: the partials that merge without loss, ``stats.EXACT``), with ``zero_adv_frac``
     (partial: ``zero_groups`` / ``groups``) and, in partials, ``rows``."""

@@ -372,8 +372,8 @@ def run_partials(
         if loaded is not None:
             frames.append(loaded)
             if memo is not None:
-                for eid, part in loaded.partition_by(UNIT, as_dict=True).items():
-                    memo[str(eid[0])] = (hits[str(eid[0])].files_id or "", part)
+                for unit_key, part in loaded.partition_by(UNIT, as_dict=True).items():
+                    memo[str(unit_key[0])] = (hits[str(unit_key[0])].files_id or "", part)
         todo += [u for eid, u in hits.items() if eid not in found]
     reused = len(chosen) - len(todo)
     if require_gain and not reused and all(u.files_id is None and not u.racy for u in todo):

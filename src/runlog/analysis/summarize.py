@@ -36,7 +36,7 @@ from .views import SPLIT_NOTE, run_splits
 
 if TYPE_CHECKING:
     from ..formats.base import FileInfo
-    from ..run import Run
+    from ..run import CollectEngine, Run
 
 # --by names -> (numeric-view column, output column)
 KEYS: dict[str, str] = {"role": "role", "step": "step", "split": "split", "env": "env", "group": "group"}
@@ -62,7 +62,9 @@ SMALL_ROWS = 250_000
 IN_MEMORY_CELLS = 32_000_000
 
 
-def _engine(run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = None, per_row: int = 1) -> str:
+def _engine(
+    run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = None, per_row: int = 1
+) -> CollectEngine:
     """The polars engine for a summary of ``columns`` numeric columns over the run's sample rows (times
     ``per_row``: the long view has one row per sample and role), ``grouped`` by keys besides the role, with
     prompt groups from ``group_key``. Prompt groups found from the prompt text always stream: in memory, the

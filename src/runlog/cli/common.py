@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -17,6 +17,7 @@ from ..textsafe import visible
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..formats.base import Problem
     from ..storage import StorageOptions
 
 INTERNAL_ERROR = 3
@@ -102,7 +103,7 @@ def handle_errors() -> Iterator[None]:
 MAX_PROBLEM_LINES = 20
 
 
-def report_problems(problems: list[Any], notes: list[str] = ()) -> int:
+def report_problems(problems: Sequence[Problem], notes: Sequence[str] = ()) -> int:
     """One line per problem on stderr (``error: path: message`` / ``warning: ...``); returns the number of
     problems that are not warnings. Commands other than ``inspect`` use it: the data they print stays clean."""
     lines = [f"note: {n}" for n in notes]

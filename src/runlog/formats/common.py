@@ -448,7 +448,7 @@ def scalars_frame(
     for step, t, metrics in rows:
         for k, v in metrics.items():
             f = as_float(v)
-            if f == "":
+            if isinstance(f, str):  # the marker '' of a value that is no number
                 skipped[k] = skipped.get(k, 0) + 1
                 continue
             steps.append(step)
