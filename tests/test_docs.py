@@ -57,3 +57,4 @@ def test_readme_and_ci_agree_on_install_and_test_commands():
     assert "pip install -e '.[plot]' && runlog report sample_runs/" in README
     assert re.search(r"pip install (--quiet )?-e '\.\[test\]'", ci)
     assert "ruff check" in ci and "pytest" in ci and "-eq 5" in ci
+    assert re.search(r"^mypy$", ci, re.MULTILINE), "CI type-checks the package (settings in pyproject.toml)"
