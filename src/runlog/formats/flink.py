@@ -170,7 +170,8 @@ class FlinkLayout(Layout):
     @staticmethod
     def _csv_version(info: FileInfo) -> tuple[int, int] | None:
         col = _csv_frame(info)["schema_version"].cast(pl.Int64, strict=False).drop_nulls()
-        return None if col.len() == 0 else (int(col.min()), int(col.max()))
+        lo, hi = col.min(), col.max()
+        return (lo, hi) if isinstance(lo, int) and isinstance(hi, int) else None  # None: no version given
 
     def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
         missing, absent, bad = self._column_verdict(info, ctx)

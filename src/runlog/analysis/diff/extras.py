@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..summarize import DEFAULT_ALIASES, summarize_scalars
 from .bootstrap import bootstrap_means, finite_mean, interval, rng_for, verdict
 from .model import DiffOptions, Split
 from .sides import Side, only_steps, steps_text
+
+if TYPE_CHECKING:
+    from ..doctor import Finding
 
 
 def side_by_side(
@@ -73,9 +76,9 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
     """Per common scalar key (``--keys`` globs) and compared run: the start and end windows' means side by
     side, the difference with a bootstrap interval over the window's steps."""
     frames = [scalar_steps(s.run) for s in sides]
-    for i, f in enumerate(frames):
-        if not opts.steps.unbounded:
-            frames[i] = f.filter(opts.steps.expr())
+    step_filter = opts.steps.expr()
+    if step_filter is not None:
+        frames = [f.filter(step_filter) for f in frames]
     base_keys = set(frames[0]["key"].to_list())
     rows: list[dict[str, Any]] = []
     for side, frame in zip(sides[1:], frames[1:], strict=True):
@@ -244,7 +247,7 @@ def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list
     found = []
     for s in sides:
         d = diagnose(s.run, cfg)
-        by_key: dict[tuple[str, str | None], Any] = {}
+        by_key: dict[tuple[str, str | None], Finding] = {}
         for f in d.findings:
             by_key.setdefault((f.kind, f.role), f)
         found.append(by_key)
@@ -253,6 +256,8 @@ def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list
     for side, mine in zip(sides[1:], found[1:], strict=True):
         for key in list(dict.fromkeys([*base, *mine])):
             a, b = base.get(key), mine.get(key)
+            either = b or a
+            assert either is not None  # the key is the baseline's or the run's
             status = "both" if a and b else ("appears" if b else "disappears")
             rows.append(
                 {
@@ -264,7 +269,7 @@ def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list
                     "severity_run": b.severity if b else None,
                     "onset_baseline": a.onset_step if a else None,
                     "onset_run": b.onset_step if b else None,
-                    "message": (b or a).message,
+                    "message": either.message,
                 }
             )
     return rows

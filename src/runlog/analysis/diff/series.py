@@ -41,8 +41,8 @@ def diff_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
                 mb, sb, nb = b[s]
                 lo, hi = _band(mb, sb, nb, z)
                 diff = dlo = dhi = None
-                if s in a and a[s][0] is not None and mb is not None:
-                    ma, sa, na = a[s]
+                ma, sa, na = a.get(s, (None, None, 0))
+                if ma is not None and mb is not None:
                     diff = mb - ma
                     var = (sa or 0.0) ** 2 / max(na, 1) + (sb or 0.0) ** 2 / max(nb, 1)
                     dlo, dhi = diff - z * math.sqrt(var), diff + z * math.sqrt(var)

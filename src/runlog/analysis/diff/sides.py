@@ -3,6 +3,8 @@ the comparison looks at closely, and their bootstrap replicates."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -241,10 +243,8 @@ def _read_steps(
     if not wanted:
         return None
     run = only_steps(side.run, set().union(*wanted.values()))
-    cond = None
-    for split, steps in wanted.items():
-        part = split_eq(split) & pl.col("step").is_in(sorted(steps))
-        cond = part if cond is None else cond | part
+    parts = [split_eq(split) & pl.col("step").is_in(sorted(steps)) for split, steps in wanted.items()]
+    cond = functools.reduce(operator.or_, parts)
     [df] = run.collect(lambda: [run.numeric(carry, []).filter(cond).select(cols)])
     return df
 
