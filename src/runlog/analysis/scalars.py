@@ -6,14 +6,18 @@ import fnmatch
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .._lazy import pl
 from ..errors import UsageError
 from .filters import StepRange
 
-if TYPE_CHECKING:
-    from ..run import Run
+
+class HasScalars(Protocol):
+    """What ``summarize_scalars`` reads: a run, or a view of its scalars (diff's per-step keys)."""
+
+    @property
+    def scalars(self) -> pl.LazyFrame: ...
 
 # Metric keys that different trainer versions wrote for the same quantity (seed 000). Canonical name first.
 DEFAULT_ALIASES: dict[str, str] = {
@@ -52,7 +56,7 @@ def load_aliases(path: str | Path | None = None, pairs: Sequence[str] = ()) -> d
 
 
 def summarize_scalars(
-    run: Run,
+    run: HasScalars,
     *,
     keys: Sequence[str] = (),
     aliases: dict[str, str] | None = None,

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:  # ``runlog.render`` is imported where a table row is built: a run without samples never needs it
     from ..render.model import Conversation, Turn
@@ -77,11 +77,12 @@ def pick_samples(
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     if len(ids) <= n:
         return [(ids[i], "all") for i in order]
-    valid = [i for i in order if _finite(rewards[i])]
+    finite = {i: float(r) for i in order if _finite(r := rewards[i])}
+    valid = list(finite)
     k = max(1, n // 4)
-    best = sorted(valid, key=lambda i: (-float(rewards[i]), ids[i]))[:k]  # type: ignore[arg-type]
+    best = sorted(valid, key=lambda i: (-finite[i], ids[i]))[:k]
     chosen = set(best)
-    worst = [i for i in sorted(valid, key=lambda i: (float(rewards[i]), ids[i])) if i not in chosen][:k]  # type: ignore[arg-type]
+    worst = [i for i in sorted(valid, key=lambda i: (finite[i], ids[i])) if i not in chosen][:k]
     chosen.update(worst)
     rest = [i for i in order if i not in chosen]
     drawn = random.Random(f"runlog:{seed}:{key}").sample(rest, min(len(rest), n - len(chosen)))
@@ -199,7 +200,7 @@ def _first_user(turns: Sequence[Turn]) -> str | None:
     return next((t.content for t in turns if t.role == "user" and t.content), None)
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: object) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

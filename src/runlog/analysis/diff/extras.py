@@ -63,7 +63,7 @@ class _StepKeyed:
 def scalar_steps(run: Run, aliases: dict[str, str] | None = None) -> pl.DataFrame:
     """``key, step, value``: each scalar key's merged value per step (``__count`` companions left out)."""
     table = DEFAULT_ALIASES if aliases is None else aliases
-    df = summarize_scalars(_StepKeyed(run, table), aliases={})  # type: ignore[arg-type]
+    df = summarize_scalars(_StepKeyed(run, table), aliases={})
     parts = pl.col("key").str.split_exact(_SEP, 1)
     return df.select(
         parts.struct.field("field_1").alias("key"),
