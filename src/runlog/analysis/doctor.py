@@ -60,7 +60,7 @@ def _reward_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[
     y, scale = as_floats(mean), spread_scale(sd)
     if np.isfinite(y).sum() < cfg.min_steps or scale == 0:
         return []
-    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    kw = cfg.shift_options()
     shift = find_shift(y, direction="down", min_delta=cfg.reward_drop * scale, **kw)
     if shift is not None:
         onset = steps[shift.onset]
@@ -203,9 +203,9 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     named = any(r is not None for r in s.roles)
     series: list[tuple[str | None, list[int], np.ndarray, np.ndarray]] = []
     for role in s.roles:
-        steps, nan = s.role_series(role, "reward_nan")
-        _, count = s.role_series(role, "reward_count")
-        series.append((role, steps, as_floats(nan), as_floats(count)))
+        steps, nan_values = s.role_series(role, "reward_nan")
+        _, count_values = s.role_series(role, "reward_count")
+        series.append((role, steps, as_floats(nan_values), as_floats(count_values)))
     if named:
         t = s.total
         series.append(("__total__", t["step"].to_list(), *(as_floats(t[c].to_list()) for c in ("reward_nan", "rows"))))

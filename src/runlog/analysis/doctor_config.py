@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .changepoint import ShiftOptions
 
 
 @dataclass
@@ -45,6 +48,10 @@ class DoctorConfig:
     nan_error: float = 0.05  # NaN rewards: share of rewards above which the finding is an error
     exception_rate: float = 0.25  # exception spike: failed share of a step's trajectories
     exception_error: float = 0.5  # ... above which the finding is an error
+
+    def shift_options(self) -> ShiftOptions:
+        """The change-point tuning every check passes to ``find_shift``."""
+        return {"min_z": self.min_z, "min_segment": self.min_segment, "persist": self.persist}
 
     @classmethod
     def names(cls) -> list[str]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._lazy import pl
 from ..errors import UsageError
-from .changepoint import find_shift
+from .changepoint import Shift, find_shift
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, spread_scale, who
 from .series import RunSeries
@@ -25,7 +25,7 @@ def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
 def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     out: list[Finding] = []
     div, fmt = s.diversity, s.format
-    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    kw = cfg.shift_options()
     if div is not None and cfg.diversity_metric not in div.columns:
         raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
     out += _diversity_findings(s, cfg)
@@ -59,8 +59,8 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     if div is None:
         return []
     out = []
-    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
-    roles = [r for r in s.run.role_names() if r in set(div["role"].to_list())]
+    kw = cfg.shift_options()
+    roles: list[str | None] = [r for r in s.run.role_names() if r in set(div["role"].to_list())]
     roles += sorted({r for r in div["role"].to_list() if r is not None} - set(roles))
     if div["role"].null_count():
         roles.append(None)
@@ -104,7 +104,7 @@ def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     ``_is_jump``), so that a learning curve, which climbs from the start, is not a jump."""
     comp = s.components_per_step
     out: list[Finding] = []
-    kw = dict(min_z=cfg.min_z, min_segment=cfg.min_segment, persist=cfg.persist)
+    kw = cfg.shift_options()
     for name in dict.fromkeys(comp["component"].to_list()):
         part = comp.filter(pl.col("component") == name).sort("step")
         steps, y = part["step"].to_list(), as_floats(part["mean"].to_list())
@@ -178,16 +178,17 @@ def _merge_format(text: list[Finding], components: list[Finding]) -> list[Findin
     return out
 
 
-def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Any) -> list[Finding]:
+def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Shift | None) -> list[Finding]:
     """Reward rising while what it should reward degrades: adherence falls, or the completions' length
     changes by more than ``hack_length`` (padding, or answers cut to game a length-blind grader). "Rising"
     is judged across the degradation's onset, so a run whose reward drops with its format is not hacking."""
     signs: list[str] = []
     onsets: list[int] = []
     evidence: dict[str, Any] = {}
-    if drift is not None:
+    fmt = s.format
+    if drift is not None and fmt is not None:
         signs.append(f"format adherence fell {drift.before:.0%} -> {drift.after:.0%}")
-        onsets.append(int(s.format["step"][drift.onset]))
+        onsets.append(int(fmt["step"][drift.onset]))
         evidence["adherence"] = [drift.before, drift.after]
     div = s.diversity
     if div is not None:

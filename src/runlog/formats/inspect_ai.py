@@ -23,6 +23,7 @@ import io
 import json
 import re
 import zipfile
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import chat
@@ -124,7 +125,7 @@ class _EvalZip:
         self.budget = MAX_ARCHIVE_BYTES
         try:
             if isinstance(info.abspath, ObjectPath):
-                self.zf = zipfile.ZipFile(io.BytesIO(read_bytes(info.abspath)))
+                self.zf: zipfile.ZipFile = zipfile.ZipFile(io.BytesIO(read_bytes(info.abspath)))
             else:
                 self.zf = zipfile.ZipFile(info.abspath)
         except (*_ZIP_ERRORS, ValueError, RunlogError) as exc:
@@ -158,6 +159,16 @@ class _EvalZip:
         except (*_ZIP_ERRORS, ValueError, RecursionError) as exc:
             self.ctx.problem(self.info.path, UNREADABLE, f"{name}: {_member_reason(exc)}")
         return None
+
+
+@dataclass
+class _MapState:
+    """What mapping one log's samples gathered for its notes."""
+
+    notes: set[str] = field(default_factory=set)
+    unmapped_scores: set[str] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
+    unscored: int = 0
 
 
 @register
@@ -288,10 +299,15 @@ class InspectAi(JsonlSamples):
     def _map_all(
         self, header: dict[str, Any], samples: list[Any], info: FileInfo, ctx: RunContext
     ) -> list[dict[str, Any]]:
-        spec = header.get("eval") if isinstance(header.get("eval"), dict) else {}
+        spec, meta = header.get("eval"), None
+        if isinstance(spec, dict):
+            meta = spec.get("metadata")
+        else:
+            spec = {}
+        if not isinstance(meta, dict):
+            meta = {}
         task = as_text(spec.get("task")) or "task"
         model = as_text(spec.get("model"))
-        meta = spec.get("metadata") if isinstance(spec.get("metadata"), dict) else {}
         step = coerce_step(meta.get("step"))
         if step is None:
             step = 0
@@ -305,7 +321,7 @@ class InspectAi(JsonlSamples):
             ctx.warn(
                 info.path, f"inspect_ai log status is {status!r} (the evaluation did not finish); its samples are read"
             )
-        state: dict[str, Any] = {"notes": set(), "unmapped_scores": set(), "dropped": set(), "unscored": 0}
+        state = _MapState()
         rows: list[dict[str, Any]] = []
         for s in sorted(samples, key=_sort_key):
             try:
@@ -321,21 +337,25 @@ class InspectAi(JsonlSamples):
             "I=N=0); every scorer is also a reward component; sample id and epoch give sample_id "
             "'{task}/{id}:{epoch}', the epochs of one sample form one prompt group '{task}/{id}'",
         )
-        if state["unscored"]:
-            ctx.note(self.name, f"{info.path}: {state['unscored']} sample(s) without scores: their reward is null")
-        if state["unmapped_scores"]:
-            names = ", ".join(sorted(state["unmapped_scores"])[:8])
+        if state.unscored:
+            ctx.note(self.name, f"{info.path}: {state.unscored} sample(s) without scores: their reward is null")
+        if state.unmapped_scores:
+            names = ", ".join(sorted(state.unmapped_scores)[:8])
             ctx.note(self.name, f"{info.path}: score values that are not numbers nor grades (kept in `extra`): {names}")
-        if state["dropped"]:
-            names = ", ".join(sorted(state["dropped"])[:12])
+        if state.dropped:
+            names = ", ".join(sorted(state.dropped)[:12])
             ctx.note(self.name, f"sample fields not mapped (attachments are resolved into the messages): {names}")
-        for note in sorted(state["notes"]):
+        for note in sorted(state.notes):
             ctx.note(self.name, note)
         return rows
 
-    def _map_sample(self, s: dict[str, Any], task: str, model: str | None, step: int, state: dict[str, Any]) -> dict:
-        attachments = s.get("attachments") if isinstance(s.get("attachments"), dict) else {}
-        notes: set[str] = state["notes"]
+    def _map_sample(
+        self, s: dict[str, Any], task: str, model: str | None, step: int, state: _MapState
+    ) -> dict[str, Any]:
+        attachments = s.get("attachments")
+        if not isinstance(attachments, dict):
+            attachments = {}
+        notes = state.notes
         sid = s.get("id")
         epoch = coerce_step(s.get("epoch"))
         if epoch is None:
@@ -348,9 +368,9 @@ class InspectAi(JsonlSamples):
         if scores is None and "score" in s:  # log schema v1: one unnamed score
             scores = {"score": s["score"]}
         reward, comps, unmapped = map_scores(scores)
-        state["unmapped_scores"].update(unmapped)
-        state["unscored"] += not scores
-        state["dropped"].update(k for k, v in s.items() if k not in _MAPPED and k not in _EXTRA_FIELDS and v)
+        state.unmapped_scores.update(unmapped)
+        state.unscored += not scores
+        state.dropped.update(k for k, v in s.items() if k not in _MAPPED and k not in _EXTRA_FIELDS and v)
         completion = final_text(resolve_attachments(s.get("output"), attachments), notes)
         if completion is None:
             completion = next(

@@ -161,7 +161,9 @@ def inspect_messages(raw: Any, notes: set[str]) -> list[dict[str, Any]]:
         if not isinstance(m, dict):
             out.append(chat.message("unknown", m if isinstance(m, str) else chat.compact_json(m)))
             continue
-        role = m.get("role") if isinstance(m.get("role"), str) and m.get("role") else "unknown"
+        role = m.get("role")
+        if not (isinstance(role, str) and role):
+            role = "unknown"
         text, reasoning, uses = _content(m.get("content"), notes)
         legacy = as_text(m.get("reasoning"))  # logs from before reasoning became a content part
         if legacy:

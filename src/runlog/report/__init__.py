@@ -319,7 +319,8 @@ def _summary(s: RunSeries) -> str:
         ]
         out += '<p class="note">Per sample, all roles together:</p>'
         out += table(["per sample", "value"], [[e1(n), num(first[c])] for n, c in zip(names, per_sample, strict=True)])
-    last = s.per_role["step"].max() if s.per_role.height else None
+    last_step = s.per_role["step"].max()  # an integer column: an int, or None when empty
+    last = last_step if isinstance(last_step, int) else None
     caption = f'<p class="note">Split {e1(s.split)}, all steps; per-step values are in the plots.'
     if last is not None:
         caption += f" Last step {last}."

@@ -20,7 +20,7 @@ def trajectories(s: RunSeries) -> str:
     from ..errors import RunlogError
     from ..render import Criteria, conversations
 
-    roles = [r for r in s.roles if r is not None] or [None]
+    roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
     cards: dict[tuple[Any, Any], dict[str, Any]] = {}
     index_rows: list[list[str]] = []
     problems: list[str] = []
