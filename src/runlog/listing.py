@@ -23,10 +23,10 @@ def local_stamp(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def walk(root: Path) -> list[tuple[Path, str, int, str, tuple]]:
+def walk(root: Path) -> list[tuple[Path, str, int, str, tuple | None]]:
     """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
     folders skipped."""
-    out: list[tuple[Path, str, int, str, tuple]] = []
+    out: list[tuple[Path, str, int, str, tuple | None]] = []
     stack = [(str(root), "")]
     while stack:
         path, rel = stack.pop()
@@ -80,6 +80,7 @@ def listing(
             abspath, _, size, path_str, stamp = entries[0]
             return one_file(path, ObjectPath(root.store, ""), abspath, root.key, size, path_str, stamp, layout)
         return root, entries, False
+    assert not isinstance(path, ObjectPath)  # an object-store path: is_url above
     p = Path(path).expanduser()
     if not p.exists():
         raise RunNotFoundError(f"{path}: no such file or directory")
