@@ -70,7 +70,9 @@ class SetStats:
     rep_sum: np.ndarray | None = None
 
 
-def _set_major(ids: np.ndarray, lengths: np.ndarray, set_of_text: np.ndarray):
+def _set_major(
+    ids: np.ndarray, lengths: np.ndarray, set_of_text: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Texts reordered so that each set's texts are contiguous: (ids, lengths, set_of_text, perm), perm None
     when they already are."""
     m = lengths.size

@@ -76,7 +76,9 @@ def policy_role(run: Run) -> str | None:
     return roles[0] if roles else None
 
 
-def _turn_texts(lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: str | None, per_role: bool):
+def _turn_texts(
+    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: str | None, per_role: bool
+) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn with content (``policy`` or
     ``speaker`` set) or every assistant turn joined by a newline (neither set), with ``completion`` where a
     sample has no such turn. ``speaker``: only that speaker's turns; ``policy``: only the policy's turns
