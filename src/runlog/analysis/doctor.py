@@ -208,7 +208,8 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         series.append((role, steps, as_floats(nan_values), as_floats(count_values)))
     if named:
         t = s.total
-        series.append(("__total__", t["step"].to_list(), *(as_floats(t[c].to_list()) for c in ("reward_nan", "rows"))))
+        nan_of_total, rows_of_total = as_floats(t["reward_nan"].to_list()), as_floats(t["rows"].to_list())
+        series.append(("__total__", t["step"].to_list(), nan_of_total, rows_of_total))
     hits = {}
     for role, steps, nan, count in series:
         if np.nansum(nan) > 0:
