@@ -336,11 +336,11 @@ def run_partials(
     """The per-step partials (``partials.summarize_partials`` by split, step and, in ``mode="role"``, role;
     ``mode="sample"``: per sample) of the steps ``filters`` select, from ``store`` (or ``memo``, an in-memory
     map kept by a long-lived caller such as ``runlog watch``) where a step's files are unchanged, and from
-    the data for the others, which are then stored. None when the run's files do not each hold one step, when
-    they hold more than ``MAX_VALUES`` reward values, and
-    (``require_gain``) when no step could ever be stored (no stamps: an object store whose listing stamps
-    discovery did not keep): a cold read is then faster. Steps just written are read through partials all the
-    same, so that a command gives the same digits before and after they are stored."""
+    the data for the others, which are then stored. None when the run's files do not each hold one step,
+    when they hold more than ``MAX_VALUES`` reward values, and (``require_gain``) when no step could ever be
+    stored (no stamps: an object store whose listing stamps discovery did not keep): a cold read is then
+    faster. Steps just written are read through partials all the same, so that a command gives the same
+    digits before and after they are stored."""
     from .partials import summarize_partials
     from .summarize import _sub_run
 
