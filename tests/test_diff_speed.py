@@ -106,3 +106,15 @@ def test_chunks_do_not_change_the_replicates(monkeypatch: pytest.MonkeyPatch) ->
     small = bootstrap_means(x, 4000, np.random.default_rng(1))
     assert np.allclose(big.std(axis=0), small.std(axis=0), rtol=0.1)
     assert np.allclose(big.mean(axis=0), small.mean(axis=0), atol=0.01)
+
+
+def test_each_column_counts_its_own_valid_draws() -> None:
+    """Columns with different invalid units share the count matrix, each divided by its own valid draws: a
+    column whose valid values are all 1 (or 3) has replicates of exactly 1 (or 3), whatever the other's NaN."""
+    n = 200
+    one = np.where(np.arange(n) < 120, 1.0, np.nan)
+    three = np.where(np.arange(n) >= 50, 3.0, np.nan) + np.linspace(0, 1e-9, n)  # many values: by unit
+    rest = np.random.default_rng(2).normal(size=n)  # no invalid unit
+    reps = bootstrap_means(np.column_stack([one + np.linspace(0, 1e-9, n), three, rest]), 300, np.random.default_rng(4))
+    assert np.allclose(reps[:, 0], 1.0, atol=1e-8) and np.allclose(reps[:, 1], 3.0, atol=1e-8)
+    assert np.isfinite(reps).all() and reps[:, 2].std() > 0

@@ -96,9 +96,11 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
     # One product gives each replicate's sums (the first m columns) and its numbers of valid values drawn (one
     # column per distinct pattern of invalid units; a column without any has n every time). float32 holds the
     # counts exactly, and the sums to 7 digits, more than an interval's ends are shown with.
-    patterns, which = np.unique(valid[:, ~valid.all(axis=0)], axis=1, return_inverse=True)
     hit_col = np.full(m, -1)
-    hit_col[~valid.all(axis=0)] = m + np.ravel(which)
+    seen: dict[bytes, int] = {}
+    for j in np.flatnonzero(~valid.all(axis=0)):
+        hit_col[j] = m + seen.setdefault(np.packbits(valid[:, j]).tobytes(), len(seen))
+    patterns = valid[:, [int(np.flatnonzero(hit_col == m + k)[0]) for k in range(len(seen))]]
     both = np.hstack([np.where(valid, x, 0.0), patterns]).astype(np.float32)
     out = np.empty((boot, m))
     chunk = max(1, CHUNK_CELLS // n)
