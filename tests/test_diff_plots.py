@@ -108,3 +108,20 @@ def test_plot_diff_names_label_the_runs_as_diff_does(runs, tmp_path: Path, monke
     assert res.exit_code == 2 and "--name given 3 times for 2 runs" in res.output
     res = CliRunner().invoke(app, ["plot", str(a), "--name", "x", "-o", str(out)])
     assert res.exit_code == 2 and "--name labels the runs of --diff" in res.output
+
+
+def test_the_overlay_shows_a_split_where_runs_compare(tmp_path: Path) -> None:
+    """debate_grpo against flink_mixed: their eval splits share one step and no role, so the figure shows
+    train (both runs drawn in every panel); a run without samples gives one panel saying why, wrapped."""
+    from conftest import ROOT
+
+    runs = [open_run(ROOT / "sample_runs" / name) for name in ("debate_grpo", "flink_mixed")]
+    fig = diff_figure(diff_runs(runs, options=DiffOptions(boot=100)), "reward")
+    assert "(train)" in fig._suptitle.get_text()
+    for ax in (ax for ax in fig.axes if ax.get_visible()):
+        assert [ln.get_label() for ln in ax.get_lines()] == ["debate_grpo (baseline)", "flink_mixed"]
+    empty = [open_run(ROOT / "sample_runs" / name) for name in ("debate_grpo", "jaxarc")]
+    fig = diff_figure(diff_runs(empty, options=DiffOptions(boot=100)), "reward")
+    [text] = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "jaxarc has no samples" in text and "layouts differ" not in text
+    assert max(len(line) for line in text.splitlines()) <= 60

@@ -7,6 +7,7 @@ the baseline are drawn, so the lines compare like with like.
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -31,7 +32,9 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
     if metric not in METRICS:
         raise UsageError(f"--what {metric}: with --diff, expected reward or kl")
     series = diff_series(d, metric)
-    splits = list(dict.fromkeys(series["split"].to_list()))
+    # The splits where a compared run has values, train first (as diff orders them); the one asked if it is.
+    compared = series.filter(~series["baseline"])["split"].to_list()
+    splits = sorted(dict.fromkeys(compared), key=lambda s: (s is None, s != "train", s or ""))
     shown = split if split in splits else (splits[0] if splits else None)
     part = series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
     roles = list(dict.fromkeys(part["role"].to_list()))
@@ -40,7 +43,10 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
     rows, cols = F.grid(len(roles) or 1)
     fig, axes = F.new_figure(rows, cols, title)
     if not roles:
-        F.say(axes[0], "; ".join(d.notes) or "nothing in common to compare")
+        # Why (the notes; runs of different layouts still compare, so that note is no reason), wrapped to the
+        # panel: matplotlib wraps to the figure, which a single panel's centred text overflows.
+        reasons = [n for n in d.notes if not n.startswith("layouts differ")] or ["nothing in common to compare"]
+        F.say(axes[0], "\n".join(textwrap.fill(r, 60) for r in reasons))
         F.finish(fig, axes, 1)
         return fig
     colours = run_colours(d.names)

@@ -18,7 +18,7 @@ def diff_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
     """Per split, role, run and common step: the run's per-step mean of ``metric`` (``reward`` or ``kl``) with a
     normal confidence band (``mean +- z sd / sqrt(n)`` at ``options.ci``), and, for the compared runs, the
     difference to the baseline at that step with its band (Welch). The baseline's rows (``baseline`` true)
-    cover the steps it shares with any compared run. What ``plot --diff`` draws."""
+    cover the steps where a compared run has a value of that role. What ``plot --diff`` draws."""
     if metric not in ("reward", "kl"):
         raise UsageError(f"diff series: metric {metric!r}: expected reward or kl")
     z = NormalDist().inv_cdf(0.5 + d.options.ci / 2)
@@ -34,7 +34,7 @@ def diff_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
             b = _indexed(other, split, role, metric)
             if not a or not b:
                 continue
-            base_steps.setdefault((split, role), set()).update(s for s in common if s in a)
+            base_steps.setdefault((split, role), set()).update(s for s in common if s in a and s in b)
             for s in common:
                 if s not in b:
                     continue
