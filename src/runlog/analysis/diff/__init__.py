@@ -31,7 +31,8 @@ The first run is the baseline; every other run is compared with it, pair by pair
   run, matched by kind and role (``appears`` in the run, ``disappears`` from the baseline, ``both``).
 
 What it costs: one pass over each run (per split, role and step: the reward's and KL's mean, SD and count,
-numeric columns only, as lean as ``summarize``'s), then the samples of the few steps of the windows (two reads
+numeric columns only, as lean as ``summarize``'s; from summarize's partial cache where it holds most steps),
+then the samples of the few steps of the windows (two reads
 of only their files: the start and end windows with the prompt text, for groups and pairing; the best windows'
 other steps as numbers), and the bootstrap (``bootstrap``: by value for columns of few values, else one count
 matrix per run and column length); docs/benchmarks.md, "diff".
