@@ -373,6 +373,7 @@ def open_run(
                 files.append(info)
             else:
                 files.append(_probe(cand, chosen, ctx))
+            files[-1].stamp = cand.stamp
     if probes is not None:
         probes.save(listed)
     if not files and not skipped:

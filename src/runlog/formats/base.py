@@ -81,6 +81,9 @@ class FileInfo:
     # JSON: every record mapped once), or a Parquet file's footer details.
     frame: pl.DataFrame | None = field(default=None, repr=False)
     footer: ParquetFooter | None = field(default=None, repr=False)
+    # The listing's stamp of the file (``listing.local_stamp``; an object's size, ETag and time), set by
+    # ``open_run``: what the caches of derived results key on, without a second ``stat`` per file.
+    stamp: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def payload(self) -> pl.DataFrame | ParquetFooter | None:
