@@ -10,7 +10,7 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, wrote
-from .filter_opts import ROLES_OPTION, SPLITS_OPTION, STEPS_OPTION
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps
 
 # The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
 # tests/test_diff.py checks they agree.
@@ -47,9 +47,9 @@ def diff_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap: the same seed prints the same intervals."),
     boot: int = typer.Option(DEFAULT_BOOT, "--boot", help="Bootstrap resamples per interval."),
     ci: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals (and of the onset's z)."),
-    split: list[str] = SPLITS_OPTION,
-    steps: str = STEPS_OPTION,
-    role: list[str] = ROLES_OPTION,
+    split: Splits = None,
+    steps: Steps = None,
+    role: Roles = None,
     keys: list[str] = typer.Option(None, "--keys", "-k", help="Only scalar keys matching GLOB (repeatable)."),
     text: bool = typer.Option(
         False, "--text", help="Also diversity and format adherence at the start and the end (reads those texts)."
@@ -58,10 +58,11 @@ def diff_command(
         False, "--findings", help="Also the doctor's findings of each run, matched (reads every text of each run)."
     ),
     spec: str = typer.Option("think-answer-strict", "--spec", help="With --text/--findings: the format spec."),
-    fmt: DiffFormat = typer.Option(DiffFormat.table, "--format", "-f", help="Output format."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout for every run instead of detecting it."),
+    fmt: Format[DiffFormat] = DiffFormat.table,
+    output: Output = None,
+    layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Compare runs with a baseline: did B beat A, for which role, from which step, and is it noise?
 
@@ -89,7 +90,7 @@ def diff_command(
     from ..run import open_run
 
     with handle_errors():
-        use_storage_options(storage_option)
+        storage = use_storage_options(storage_option)
         if len(paths) < 2:
             raise UsageError("diff needs at least two runs: the baseline first, then the runs to compare with it")
         filters = Filters.from_options(split, steps, role)
@@ -107,7 +108,7 @@ def diff_command(
             format_spec=spec,
         )
         options.check()
-        runs = [open_run(p, layout=layout) for p in paths]
+        runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
         result = diff_runs(runs, name or None, options)
         if not result.compared:
             # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,7 +10,7 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
-from .options import Format, Layout, Split
+from .options import Format, Layout, NoCache, Split, Thresholds, ThresholdsFile
 from .output import print_out
 from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
 
@@ -35,13 +34,12 @@ class FailOn(str, Enum):
 def doctor_command(
     path: str = RUN_PATH,
     fmt: Format[DoctorFormat] = DoctorFormat.table,
-    sets: list[str] = typer.Option(
-        None, "--set", help="Override a threshold: NAME=VALUE (repeatable; names in docs/doctor.md)."
-    ),
-    config: Path = typer.Option(None, "--config", help="A TOML file of thresholds (top level or [doctor])."),
+    sets: Thresholds = None,
+    config: ThresholdsFile = None,
     split: Split = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
     fail_on: FailOn = typer.Option(
         FailOn.warning, "--fail-on", help="The least severity that makes the exit code 1 (never: always 0)."
     ),

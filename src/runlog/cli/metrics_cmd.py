@@ -10,7 +10,7 @@ from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, Output, Splits, Steps
+from .options import Format, Layout, NoCache, Output, Splits, Steps
 from .output import OutputFormat, emit_frame
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def diversity_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
@@ -136,6 +137,7 @@ def format_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,

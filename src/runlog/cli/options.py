@@ -7,6 +7,7 @@ everywhere (``N``, ``A:B``, ``A:``, ``:B``, comma lists), ``--layout`` a name of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -16,12 +17,29 @@ import typer
 
 from ..analysis.filters import STEPS_SYNTAX, StepRange
 from ..errors import UsageError
+from ..probe_cache import SWITCH_VAR
 from .common import fail
 
 # --layout ---------------------------------------------------------------------------------------------------
 
 LAYOUT_HELP = "Force a layout instead of detecting it (names: docs/format.md)."
 Layout = Annotated[str | None, typer.Option("--layout", metavar="LAYOUT", help=LAYOUT_HELP)]
+
+# --no-cache -------------------------------------------------------------------------------------------------
+
+NO_CACHE_HELP = (
+    "Read every file again: no probe cache, no stored partials (as RUNLOG_CACHE=off); nothing cached is written."
+)
+
+
+def _no_cache(value: bool) -> bool:
+    """The command line's switch for the whole process (the library reads ``RUNLOG_CACHE``; docs/index.md)."""
+    if value:
+        os.environ[SWITCH_VAR] = "off"
+    return value
+
+
+NoCache = Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP, callback=_no_cache)]
 
 # --format ---------------------------------------------------------------------------------------------------
 

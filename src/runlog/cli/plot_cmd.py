@@ -11,7 +11,7 @@ import typer
 from ..analysis.filters import Filters
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options, wrote
-from .filter_opts import SPLIT_OPTION
+from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_checked
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -22,18 +22,22 @@ WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
 def plot_command(
     path: str = RUN_PATH,
     what: str = typer.Option("reward", "--what", help=WHAT_HELP),
-    output: Path = typer.Option(..., "--output", "-o", help="Image file: .png, .svg or .pdf.", show_default=False),
+    output: Path = output_file(..., "Image file: .png, .svg or .pdf."),
     by: str = typer.Option("role", "--by", "-b", help="role: one line per role; none: pooled."),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --what scalars: only keys matching GLOB."),
     window: int = typer.Option(
         None, "--window", "-w", help="Moving average over N steps (default: a tenth of the run)."
     ),
-    steps: str = typer.Option(
-        None, "--steps", metavar="STEPS", help="With --what hist: the steps to show (10,100,200; A:B, A:, :B too)."
+    steps: str | None = typer.Option(
+        None,
+        "--steps",
+        metavar="STEPS",
+        help=f"With --what hist: the steps to show: {STEPS_SYNTAX}.",
+        callback=steps_checked(),
     ),
-    split: str = SPLIT_OPTION,
+    split: Split = None,
     spec: str = typer.Option("think-answer-strict", "--spec", help="With --what format: the format spec."),
-    layout: str = typer.Option(None, "--layout", help="Force a layout instead of detecting it."),
+    layout: Layout = None,
     diff: list[str] = typer.Option(
         None, "--diff", metavar="RUN", help="Overlay RUN on this run, the baseline (repeatable; --what reward or kl)."
     ),
@@ -41,6 +45,7 @@ def plot_command(
         None, "--name", "-n", help="With --diff: a label for each run, this run first (repeatable), as diff --name."
     ),
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Plot rewards, KL, reward components, diversity, format adherence, scalars or reward histograms.
 

@@ -21,7 +21,7 @@ from .common import (
     use_storage_options,
     wrote,
 )
-from .options import STEPS_SYNTAX, Format, Layout, Output, Split, steps_checked
+from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, steps_checked
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -71,6 +71,7 @@ def render_command(
     no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Render whole conversations: every turn, tool call and tool result, the reward breakdown (total,
     components, per role with KL), trajectory statistics and the exception traceback.

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import EXIT_OK, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options, wrote
-from .options import Layout, Split, Thresholds, ThresholdsFile, output_file
+from .options import Layout, NoCache, Split, Thresholds, ThresholdsFile, output_file
 
 
 def report_command(
@@ -23,6 +23,7 @@ def report_command(
         None, "--against", metavar="RUN", help="Add a comparison with RUN, the baseline (runlog diff RUN this-run)."
     ),
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Write a self-contained HTML report of a run, to read and to share.
 

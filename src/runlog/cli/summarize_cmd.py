@@ -11,7 +11,7 @@ from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, Output, Roles, Splits, Steps
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ def summarize_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,

@@ -20,7 +20,7 @@ from .common import (
     stderr_console,
     use_storage_options,
 )
-from .options import Format, Layout
+from .options import Format, Layout, NoCache
 
 MAX_NOTES = 10
 
@@ -47,6 +47,7 @@ def upload_command(
     fmt: Format[UploadFormat] = UploadFormat.table,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Back-fill a W&B run: scalars, per-role aggregates, reward histograms and trajectory tables.
 

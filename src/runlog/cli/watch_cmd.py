@@ -16,7 +16,7 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
-from .options import Format, Layout, Roles, Split
+from .options import Format, Layout, NoCache, Roles, Split
 
 if TYPE_CHECKING:
     from ..watch import Event, Watcher
@@ -66,6 +66,7 @@ def watch_command(
     no_doctor: bool = typer.Option(False, "--no-doctor", help="Do not run doctor's checks (they re-read the run)."),
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
+    no_cache: NoCache = False,
 ) -> None:
     """Follow a run while it is written: steps as they arrive, per-role reward and KL, problems, findings.
 
