@@ -239,6 +239,29 @@ def test_concurrent_saves_keep_each_others_entries(tmp_path):
     assert _computed(root) == (0, 6)
 
 
+def test_a_save_parses_the_index_again_only_when_another_command_changed_it(tmp_path, monkeypatch):
+    """The index as read needs no second parse under the lock; one rewritten since is merged, not lost."""
+    root = flink_run(tmp_path / "run", 5, range(6))
+    run = open_run(root)
+    reads: list[int] = []
+    real = P.PartialStore._read_index
+
+    def counted(self: P.PartialStore) -> dict:
+        reads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(P.PartialStore, "_read_index", counted)
+    P.run_partials(run, filters=Filters(steps=StepRange.parse("0:1")), store=P.PartialStore.open(run.root))
+    a, b = P.PartialStore.open(run.root), P.PartialStore.open(run.root)
+    assert a is not None and b is not None
+    reads.clear()
+    P.run_partials(run, filters=Filters(steps=StepRange.parse("2:3")), store=a)
+    assert reads == []  # the index is as ``a`` read it
+    P.run_partials(run, filters=Filters(steps=StepRange.parse("4:5")), store=b)
+    assert reads == [1]  # ``a`` saved since ``b`` read it: read again and merged
+    assert _computed(root) == (0, 6)
+
+
 def test_many_segments_are_compacted(tmp_path, _cache):
     root = flink_run(tmp_path / "run", 5, range(12))
     for step in range(12):

@@ -40,7 +40,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
-from ..probe_cache import atomic_write, cache_dir, is_racy, locked, run_digest, source_hash
+from ..probe_cache import (
+    atomic_write,
+    cache_dir,
+    file_version,
+    is_racy,
+    locked,
+    read_versioned,
+    run_digest,
+    source_hash,
+)
 from .filters import Filters
 from .stats import KL_STATS, REWARD_STATS
 
@@ -144,6 +153,7 @@ class PartialStore:
         self.root = root
         self.index: dict[str, dict[str, Any]] = {}
         self.reported = False
+        self.version: tuple[int, ...] | None = None  # of the index as read (``read_versioned``)
 
     @classmethod
     def open(cls, root: Any) -> PartialStore | None:
@@ -172,7 +182,7 @@ class PartialStore:
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
         try:
-            raw = self.index_path.read_bytes()
+            raw, self.version = read_versioned(self.index_path)
         except OSError:
             return {}
         try:
@@ -249,7 +259,9 @@ class PartialStore:
                 if u.files_id is not None
             }
             with locked(self.folder / "index.lock"):
-                self.index = self._merge(self._read_index(), new, live, complete)
+                # An index still as read holds nothing another command added: no second parse.
+                unchanged = self.version is not None and file_version(self.index_path) == self.version
+                self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
                 self._compact(live)
                 self._write_index()
                 self._collect_garbage()
