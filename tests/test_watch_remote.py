@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import runlog.run as run_module
-import runlog.storage
 from object_stores import s3_server  # noqa: F401
 from runlog.storage import Store
 from runlog.watch import RunGoneError, watcher_for
@@ -22,10 +21,8 @@ STEP = "samples/train/step_{:08d}.p0.parquet"
 @pytest.fixture(autouse=True)
 def _fresh_stores() -> Any:
     Store._cache.clear()
-    runlog.storage.set_storage_options({})
     yield
     Store._cache.clear()
-    runlog.storage.set_storage_options({})
 
 
 def test_watch_polls_an_object_store_and_opens_only_new_objects(s3_server: Any, tmp_path: Path, monkeypatch) -> None:  # noqa: F811

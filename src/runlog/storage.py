@@ -24,11 +24,8 @@ from typing import Any
 from .errors import DataError, RunNotFoundError, UsageError
 from .storage_config import (
     StorageOptions,
-    command_line_options,
-    global_options,
     obstore_options,
     parse_storage_options,
-    set_storage_options,
 )
 
 # URL scheme -> object_store family. ``gcs`` and the Azure spellings are accepted as aliases.
@@ -112,7 +109,7 @@ class Store:
     def for_url(cls, url: str, options: Mapping[str, str] | None = None) -> Store:
         scheme = url.partition("://")[0].lower()
         family, bucket, _ = split_url(url)
-        opts = command_line_options() if options is None else StorageOptions.of(options)
+        opts = StorageOptions.of(options or {})
         key = (scheme, bucket, opts)
         with cls._lock:
             store = cls._cache.get(key)
@@ -476,7 +473,6 @@ __all__ = [
     "ObjectPath",
     "StorageOptions",
     "Store",
-    "global_options",
     "is_url",
     "list_run",
     "object_stamp",
@@ -485,5 +481,4 @@ __all__ = [
     "polars_options",
     "read_bytes",
     "read_head",
-    "set_storage_options",
 ]

@@ -69,11 +69,6 @@ class StorageOptions(Mapping[str, str]):
         return dict(self.pairs)
 
 
-# The options of the command being run, for the commands that do not pass theirs explicitly yet: set only by
-# the command line (``runlog.cli.common.use_storage_options``), never by a library call. Library callers pass
-# ``storage_options``; a library call that passes none gets none of these once every command passes its own.
-command_line_default = StorageOptions()
-
 
 def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
     """``KEY=VALUE`` strings (``--storage-option``) to a dict; a malformed one is a usage error."""
@@ -86,16 +81,8 @@ def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def set_storage_options(options: Mapping[str, str]) -> None:
-    """The command line's ``--storage-option`` pairs, used where a command opens a location without passing
-    options (only the command line calls this; see ``command_line_default``)."""
-    global command_line_default
-    command_line_default = StorageOptions.of(options)
 
 
-def global_options() -> dict[str, str]:
-    """The command line's options as a dict (for work a command hands to other processes: fleet tasks)."""
-    return command_line_default.as_dict()
 
 
 def obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,7 +99,3 @@ def obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, 
             config[key if key.startswith(prefix) else prefix + key] = v
     return config, client
 
-
-def command_line_options() -> StorageOptions:
-    """The command line's options (``set_storage_options``), for a location opened without options."""
-    return command_line_default

@@ -36,14 +36,10 @@ STORAGE_OPTION = typer.Option(
 
 def use_storage_options(pairs: list[str] | None) -> StorageOptions:
     """The ``--storage-option`` pairs as the options object a command passes to ``open_run`` and the fleet
-    functions (``storage_options=``). Until every command passes it, they are also the command's default for
-    locations opened without options (``storage.set_storage_options``: the command line's, never a library
-    call's)."""
-    from ..storage import StorageOptions, set_storage_options
+    functions (``storage_options=``): explicit, never a process-wide default."""
+    from ..storage import StorageOptions
 
-    options = StorageOptions.parse(pairs or [])
-    set_storage_options(options)
-    return options
+    return StorageOptions.parse(pairs or [])
 
 
 def stdout_console() -> Console:

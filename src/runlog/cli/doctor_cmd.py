@@ -87,7 +87,7 @@ def doctor_command(
         options = use_storage_options(storage_option)
         if follow:
             raise typer.Exit(_follow(path, cfg, fmt, fail_on, layout, options, interval, idle_exit, timeout, settle))
-        run = open_run(path, layout=layout)
+        run = open_run(path, layout=layout, storage_options=options)
         if cfg.split:
             check_filters(run, Filters(splits=(cfg.split,)))
         result = diagnose(run, cfg)

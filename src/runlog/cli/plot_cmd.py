@@ -15,6 +15,7 @@ from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_ch
 
 if TYPE_CHECKING:
     from ..run import Run
+    from ..storage import StorageOptions
 
 WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
 
@@ -80,12 +81,12 @@ def plot_command(
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
         if name and not diff:
             raise UsageError("--name labels the runs of --diff (give --diff RUN too)")
-        use_storage_options(storage_option)
+        storage = use_storage_options(storage_option)
         if diff:
-            written = _plot_diff([path, *diff], name or [], what, filters, layout, output)
+            written = _plot_diff([path, *diff], name or [], what, filters, layout, storage, output)
             wrote(written)
             raise typer.Exit(EXIT_OK)
-        run = open_run(path, layout=layout)
+        run = open_run(path, layout=layout, storage_options=storage)
         hist_steps = _checked(run, filters, keys or (), spec)
         series = hist_steps.series
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
@@ -96,7 +97,13 @@ def plot_command(
 
 
 def _plot_diff(
-    paths: list[str], names: list[str], what: str, filters: Filters, layout: str | None, output: Path
+    paths: list[str],
+    names: list[str],
+    what: str,
+    filters: Filters,
+    layout: str | None,
+    storage: StorageOptions,
+    output: Path,
 ) -> Path:
     """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split; ``names``
     label the first runs (the others keep their names), as ``diff --name``."""
@@ -107,7 +114,7 @@ def _plot_diff(
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
-    runs = [open_run(p, layout=layout) for p in paths]
+    runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
     result = diff_runs(runs, names or None, options=DiffOptions(splits=tuple(filters.splits)))
     fig = diff_figure(result, what, filters.splits[0] if filters.splits else None)
     written = save_figure(fig, output)
