@@ -252,13 +252,15 @@ class PartialStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             seg = f"seg-{uuid.uuid4().hex}.arrow"
-            atomic_write(self.folder / seg, rows.write_ipc)
             new = {
                 f"{variant}:{u.step}": {"step": u.step, "files": u.files_id, "seg": seg}
                 for u in stored.values()
                 if u.files_id is not None
             }
             with locked(self.folder / "index.lock"):
+                # The segment is written under the lock: written before it, another command's garbage
+                # collection (segments no entry points to) could delete it before this index points to it.
+                atomic_write(self.folder / seg, rows.write_ipc)
                 # An index still as read holds nothing another command added: no second parse.
                 unchanged = self.version is not None and file_version(self.index_path) == self.version
                 self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
