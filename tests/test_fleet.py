@@ -786,3 +786,19 @@ def test_cli_metrics_diversity_by_run_and_step(cli, fleet):
     assert default.exit_code == 0 and default.stdout.startswith("run,step,")
     rows = _csv(default.stdout).filter(pl.col("run") == "seed2").drop("run")
     assert_close(rows.select(api.columns), api, rel=1e-12)
+
+
+def test_cli_a_folder_of_runs_by_run_is_the_fleet_of_its_runs(cli):
+    """``summarize ROOT --by run`` is ``summarize 'ROOT/*' --by run`` (each run a row, nothing added up); without
+    ``run`` among the keys the folder is still refused (exit 2) and its runs named."""
+    folder = cli("summarize", SAMPLE_RUNS, "--by", "run", "--by", "role", "--format", "csv")
+    glob_ = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "--by", "role", "--format", "csv")
+    assert folder.exit_code == glob_.exit_code == 1  # the damaged run's errors
+    assert folder.stdout == glob_.stdout
+    assert set(_csv(folder.stdout)["run"].to_list()) == {"damaged", "debate_grpo", "flink_mixed"}  # jaxarc: scalars
+    one = cli("summarize", SAMPLE_RUNS, "--by", "role")
+    assert one.exit_code == 2
+    assert "holds 4 runs (damaged, debate_grpo, flink_mixed, jaxarc)" in one.stderr
+    metrics = cli("metrics", "diversity", SAMPLE_RUNS, "--by", "run", "--format", "csv")
+    assert metrics.exit_code in (0, 1)
+    assert {"debate_grpo", "flink_mixed"} <= set(_csv(metrics.stdout)["run"].to_list())

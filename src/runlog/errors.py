@@ -27,6 +27,17 @@ class UsageError(RunlogError):
     exit_code = EXIT_USAGE
 
 
+class SeveralRunsError(UsageError):
+    """A path holds several runs (their numbers must not be added up); ``runs``: their folders, relative to
+    the path (a fleet grouped by run takes each as a run of its own)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, runs: list[str]):
+        super().__init__(message)
+        self.runs = runs
+
+
 class RunNotFoundError(UsageError):
     """The run location does not exist or is not a directory/file runlog can read."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
-from .errors import RunNotFoundError, UsageError
+from .errors import RunNotFoundError, SeveralRunsError, UsageError
 from .formats import get_layout, layouts
 from .formats.base import Candidate, Layout
 from .storage import ObjectPath
@@ -147,7 +147,7 @@ def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
         hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet (summarize, metrics)"
     else:
         hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"
-    raise UsageError(f"{where}: holds {len(runs)} runs ({names}): {hint}")
+    raise SeveralRunsError(f"{where}: holds {len(runs)} runs ({names}): {hint}", runs)
 
 
 def choose_layout(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -96,7 +96,7 @@ def diversity_command(
 
     with handle_errors():
         storage = use_storage_options(storage_option)
-        locs = fleet_locations(paths or [], runs, storage)
+        locs = fleet_locations(paths or [], runs, storage, by or [])
         filters = Filters.from_options(split, steps)
         if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
             job = DiversityJob(text=text, over=over, compression=compression, threads=threads)
@@ -163,7 +163,7 @@ def format_command(
 
     with handle_errors():
         storage = use_storage_options(storage_option)
-        locs = fleet_locations(paths or [], runs, storage)
+        locs = fleet_locations(paths or [], runs, storage, by or [])
         filters = Filters.from_options(split, steps)
         known = tuple(t.strip() for t in tools.split(",") if t.strip()) if tools else None
         if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):

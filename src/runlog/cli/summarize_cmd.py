@@ -126,7 +126,7 @@ def summarize_command(
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
         storage = use_storage_options(storage_option)
-        locs = fleet_locations(paths or [], runs, storage)
+        locs = fleet_locations(paths or [], runs, storage, by or [])
         filters = Filters.from_options(split, steps, role)
         if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
             if scalars or correlations or window is not None:

@@ -125,15 +125,46 @@ def fleet_locations(
     paths: Sequence[str],
     runs_file: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, str] | None = None,
+    by: Sequence[str] = (),
 ) -> list[str]:
     """The run locations a command was given: ``paths`` and those listed in ``runs_file`` (``--runs``), globs
-    expanded (:func:`resolve_locations`). None at all is a usage error."""
+    expanded (:func:`resolve_locations`). None at all is a usage error. Grouped ``by`` run, a PATH that holds
+    several runs side by side (``ROOT`` for ``ROOT/*``) stands for those runs, each a row of its own: nothing
+    is added up. Without ``run`` among the keys such a path stays one location, refused when it is opened."""
     items = list(paths)
     if runs_file:
         items += read_runs_file(runs_file)
     if not items:
         raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
+    if "run" in by and len(paths) <= MAX_FOLDERS_LOOKED_INTO:
+        given = set(paths)
+        items = [x for item in items for x in (_runs_in(item, storage_options) if item in given else [item])]
     return resolve_locations(items, storage_options)
+
+
+MAX_FOLDERS_LOOKED_INTO = 16  # a PATH's files are listed once more to tell; globs and --runs lists never are
+
+
+def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> list[str]:
+    """``location``'s runs when it holds several side by side, else ``[location]`` (errors are left to the
+    fleet's tasks, which report them run by run)."""
+    from .. import storage
+    from ..errors import SeveralRunsError
+    from ..run import list_names
+
+    if _has_magic(location):
+        return [location]
+    try:
+        list_names(location, storage_options=storage_options, prefetch=False)
+    except SeveralRunsError as exc:
+        if "" in exc.runs:
+            return [location]  # the path is a run itself, with runs inside: said when it is opened
+        base = location.rstrip("/")
+        join = (lambda r: f"{base}/{r}") if storage.is_url(location) else (lambda r: os.path.join(base, r))
+        return [join(r) for r in exc.runs]
+    except RunlogError:
+        pass
+    return [location]
 
 
 def is_fleet(
@@ -296,7 +327,8 @@ def _stacked(
     failures += [(r.name, r.error) for r in results if r.error]
     frames = [r.frame for r in results if r.frame is not None]
     if not frames:
-        raise UsageError("no run of the fleet could be read: " + "; ".join(f"{loc}: {why}" for loc, why in failures))
+        said = [why if why.startswith(f"{loc}: ") else f"{loc}: {why}" for loc, why in failures]  # named once
+        raise UsageError("no run of the fleet could be read: " + "; ".join(said))
     return pl.concat(frames, how="diagonal_relaxed"), results, nbatches
 
 
