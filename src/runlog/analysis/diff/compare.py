@@ -254,7 +254,7 @@ def _paired(
     def per_prompt(side: Side) -> pl.DataFrame:
         rows = side.text_rows
         if rows is None or rows.height == 0:
-            return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": STR, "m": FLT})
+            return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": pl.UInt64, "m": FLT})
         return (
             rows.filter(split_eq(split) & pl.col("step").is_in(list(steps)) & valid & pl.col("pkey").is_not_null())
             .group_by("role", "step", "pkey")

@@ -216,16 +216,15 @@ def load_rows(side: Side) -> None:
     """The samples of the steps the comparison looks at closely, one row per (sample, role), in at most two
     reads of only the files that hold them: ``text_rows`` for the start and end windows (split, step, role,
     reward, kl, with ``group``, the prompt group as summarize finds it, for zero_adv_frac, and ``pkey``, the
-    prompt's identity across runs: its text's hash, else its group id, for pairing; these may read the prompt
+    prompt's identity across runs: its text's hash, else its group id's, for pairing; these may read the prompt
     text), and the numbers alone of the best windows' other steps; ``rows`` (split, step, role, reward, kl) is
     both together."""
     group = group_key_expr(side.run, True)  # decided on the whole run: the windows' files alone may not tell
     group = pl.lit(None, dtype=pl.String) if group is None else group.cast(pl.String)
     prompt = pl.col("prompt")
-    pkey = pl.coalesce(
-        pl.when(prompt.is_not_null()).then(pl.lit("p:") + prompt.hash().cast(pl.String)),
-        pl.lit("g:") + pl.col("group_id").cast(pl.String),
-    )
+    # An integer, hashed as the rows are read (grouping and joining u64 is cheaper than strings); the group id
+    # is hashed with another seed, so that it cannot stand for a prompt's text.
+    pkey = pl.coalesce(prompt.hash(), pl.col("group_id").cast(pl.String).hash(seed=1))
     base = {"step": pl.col("step"), "split": pl.col("split")}
     numbers = ["split", "step", "role", "reward", "kl"]
     texts = {**base, "group": group, "pkey": pkey}
