@@ -25,11 +25,13 @@ Usage::
 
     python benchmarks/incremental_bench.py --reps 7 --markdown
     python benchmarks/incremental_bench.py --profile
+    git archive COMMIT src | tar -x -C /tmp/before && python benchmarks/incremental_bench.py --baseline /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -87,36 +89,44 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def measure(source: Path, reps: int) -> dict[str, list[float]]:
+CACHED = ("first", "repeat", "added")  # the phases that use the caches (timed for the baseline too)
+
+
+def measure(source: Path, reps: int, baseline: Path | None = None) -> dict[str, list[float]]:
+    """Times of every phase; ``baseline``: the ``src`` folder of another checkout (the code before a
+    change), whose cached phases are timed in the same rounds as ``before: <phase>``."""
     base = ib.child_env()
     tmp = Path(tempfile.mkdtemp(prefix="runlog-incremental-"))
     script = tmp / "duck.py"
     script.write_text(sb.DUCKDB_CODE)
-    envs = {k: {**base, "RUNLOG_CACHE_DIR": str(tmp / k)} for k in ("first", "repeat", "added")}
+    envs = {k: {**base, "RUNLOG_CACHE_DIR": str(tmp / k)} for k in CACHED}
+    if baseline is not None:
+        path = str(baseline.resolve()) + os.pathsep + base["PYTHONPATH"]
+        for k in CACHED:
+            envs[f"before: {k}"] = {**base, "PYTHONPATH": path, "RUNLOG_CACHE_DIR": str(tmp / f"b-{k}")}
     cold_env = {**base, "RUNLOG_CACHE": "off"}
-    times: dict[str, list[float]] = {k: [] for k in ("first", "repeat", "added", "cold", "duckdb", "floor")}
 
-    def first() -> tuple[float, str]:
+    def first(env: dict[str, str]) -> tuple[float, str]:
         _link_run(source, range(FILES))
-        _runlog(envs["first"])  # untimed: the probe cache knows every footer
-        shutil.rmtree(tmp / "first" / "partials", ignore_errors=True)
-        return _runlog(envs["first"])
+        _runlog(env)  # untimed: the probe cache knows every footer
+        shutil.rmtree(Path(env["RUNLOG_CACHE_DIR"]) / "partials", ignore_errors=True)
+        return _runlog(env)
 
-    def repeat() -> tuple[float, str]:
+    def repeat(env: dict[str, str]) -> tuple[float, str]:
         _link_run(source, range(FILES))
-        _runlog(envs["repeat"])  # untimed: everything cached
-        return _runlog(envs["repeat"])
+        _runlog(env)  # untimed: everything cached
+        return _runlog(env)
 
-    def added() -> tuple[float, str]:
+    def added(env: dict[str, str]) -> tuple[float, str]:
         _link_run(source, range(FILES - ADDED))
-        _runlog(envs["added"])  # untimed: 1,900 steps cached
+        _runlog(env)  # untimed: 1,900 steps cached
         # 100 new files: copies (new inodes and change times: nothing cached knows them), written a minute ago
         for s in range(FILES - ADDED, FILES):
             name = f"batch_debug_data_train_{s}.parquet"
             shutil.copyfile(source / "flink_logs" / name, RUN / "flink_logs" / name)
             ago = time.time() - 60
             os.utime(RUN / "flink_logs" / name, (ago, ago))
-        return _runlog(envs["added"])
+        return _runlog(env)
 
     def cold() -> tuple[float, str]:
         _link_run(source, range(FILES))
@@ -131,10 +141,13 @@ def measure(source: Path, reps: int) -> dict[str, list[float]]:
         t, _ = ib.run_once([sys.executable, "-c", "import runlog.cli.app, polars"], base)
         return t, ""
 
-    phases = {"first": first, "repeat": repeat, "added": added, "cold": cold, "duckdb": duck, "floor": floor}
+    kinds = {"first": first, "repeat": repeat, "added": added}
+    phases = {k: functools.partial(kinds[k.removeprefix("before: ")], env) for k, env in envs.items()}
+    phases.update({"cold": cold, "duckdb": duck, "floor": floor})
+    times: dict[str, list[float]] = {k: [] for k in phases}
     try:
         outputs = {k: f()[1] for k, f in phases.items()}  # warm-up round, and the answers checked
-        for k in ("first", "repeat", "added", "cold"):
+        for k in [*envs, "cold"]:
             _check(k, outputs[k], outputs["duckdb"])
         print(f"load before: {_load()}")
         for r in range(reps):
@@ -212,8 +225,11 @@ def markdown(times: dict[str, list[float]], info: dict[str, str]) -> str:
         "floor": "floor: `python -c 'import runlog.cli.app, polars'`",
     }
     targets = {"first": "≤ 1.0x", "repeat": "≤ 0.2x", "added": "≤ 0.3x"}
+    labels.update({f"before: {k}": f"before: {labels[k]}" for k in CACHED})
     lines = ["| phase | median s | min–max s | vs DuckDB | target |", "| --- | ---: | ---: | ---: | :---: |"]
     for k, label in labels.items():
+        if k not in times:
+            continue
         v = times[k]
         med = statistics.median(v)
         lines.append(f"| {label} | {med:.2f} | {min(v):.2f}–{max(v):.2f} | {med / duck:.2f}x | {targets.get(k, '')} |")
@@ -227,12 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--markdown", action="store_true", help="print the table for docs/benchmarks.md")
     ap.add_argument("--profile", action="store_true", help="where a repeat's time goes, in one process")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src/ folder of another checkout (say `git archive COMMIT src | tar -x -C DIR`): its cached "
+        "phases are timed in the same rounds, as 'before: ...'",
+    )
     args = ap.parse_args(argv)
     source, _ = ib.ensure_data(FILES, ROWS, False)
     if args.profile:
         profile(source)
         return 0
-    times = measure(source, args.reps)
+    times = measure(source, args.reps, args.baseline)
     info = {**ib.machine_info(), "duckdb": _duckdb_version()}
     for k, v in times.items():
         print(f"{k}: median {statistics.median(v):.3f} s ({', '.join(f'{x:.2f}' for x in v)})")
