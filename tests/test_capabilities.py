@@ -24,8 +24,8 @@ import pytest
 from flink_gen import write_flink_run
 from runlog import open_run
 from runlog.analysis.summarize import summarize
+from runlog.analysis.texts import texts_frame
 from runlog.formats import layouts
-from runlog.metrics.api import texts_frame
 from runlog.run import Run
 from test_inspect_ai import synthetic_samples, write_json_log
 from test_layouts_foreign import verl_record, write_lines, write_trl

@@ -11,7 +11,7 @@ import pytest
 
 from runlog import RunWriter, open_run
 from runlog.analysis import summarize as S
-from runlog.metrics import api as M
+from runlog.analysis import texts as M
 
 ROLES = ["solver", "verifier", "judge"]
 

@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 from runlog import open_run
 from runlog.analysis import summarize as S
+from runlog.analysis import texts as M
 from runlog.errors import UsageError
 from runlog.fleet import (
     plan_units,
@@ -26,7 +27,6 @@ from runlog.fleet import (
     summarize_fleet,
 )
 from runlog.fleet.engine import LocalEngine, get_engine
-from runlog.metrics import api as M
 from runlog.writer import RunWriter
 
 from conftest import REALDATA, SAMPLE_RUNS

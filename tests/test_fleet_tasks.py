@@ -8,6 +8,7 @@ import pickle
 import pytest
 from polars.testing import assert_frame_equal
 
+from runlog.analysis import texts as M
 from runlog.analysis.filters import Filters
 from runlog.analysis.partials import summarize_partials
 from runlog.errors import UsageError
@@ -22,7 +23,6 @@ from runlog.fleet import (
     metrics_fleet,
     run_batch,
 )
-from runlog.metrics import api as M
 from runlog.run import open_run
 from runlog.storage import StorageOptions
 

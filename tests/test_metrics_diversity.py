@@ -15,9 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from runlog import open_run
+from runlog import diversity_frame, open_run
 from runlog.metrics import diversity as D
-from runlog.metrics import diversity_frame
 from runlog.metrics._tokens import WHITESPACE, tokenize
 
 from conftest import native_rows, write_native_samples

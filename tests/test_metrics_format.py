@@ -10,9 +10,8 @@ import re
 import polars as pl
 import pytest
 
-from runlog import open_run
+from runlog import format_frame, format_per_sample, open_run
 from runlog.metrics import format as F
-from runlog.metrics import format_frame, format_per_sample
 
 from conftest import native_rows, write_native_samples
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from runlog import open_run
+from runlog.analysis import texts as M
 from runlog.analysis.filters import Filters
 from runlog.analysis.summarize import summarize
-from runlog.metrics import api as M
 
 from conftest import SAMPLE_RUNS
 

@@ -1,9 +1,9 @@
 """runlog: post-hoc analysis of RL post-training runs from raw Parquet/JSONL.
 
 Supported public API: ``open_run`` and ``Run`` (lazy canonical frames), ``summarize(run, by)`` (the table of
-``runlog summarize``), the on-disk format (docs/format.md), and the error classes. Everything else is
-internal. ``Run`` is data and sits below the analysis that reads it: summarizing is a function of a run,
-not a method of it.
+``runlog summarize``), ``diversity_frame``, ``format_frame`` and ``format_per_sample`` (``runlog metrics``),
+the on-disk format (docs/format.md), and the error classes. Everything else is internal. ``Run`` is data and
+sits below the analysis that reads it: summarizing is a function of a run, not a method of it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .errors import DataError, RunlogError, SchemaVersionError, UsageError
 
 if TYPE_CHECKING:
     from .analysis.summarize import summarize
+    from .analysis.texts import diversity_frame, format_frame, format_per_sample
     from .run import Run, open_run
 
 __version__ = "0.1.0"
@@ -27,6 +28,9 @@ __all__ = [
     "StatsTracker",
     "UsageError",
     "__version__",
+    "diversity_frame",
+    "format_frame",
+    "format_per_sample",
     "open_run",
     "summarize",
 ]
@@ -40,6 +44,9 @@ _LAZY = {
     "Run": "runlog.run",
     "open_run": "runlog.run",
     "summarize": "runlog.analysis.summarize",
+    "diversity_frame": "runlog.analysis.texts",
+    "format_frame": "runlog.analysis.texts",
+    "format_per_sample": "runlog.analysis.texts",
 }
 
 

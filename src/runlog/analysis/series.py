@@ -85,7 +85,7 @@ class RunSeries:
     @cached_property
     def diversity(self) -> pl.DataFrame | None:
         """Diversity of the completions per step (metrics per prompt group, averaged), or None without texts."""
-        from ..metrics.api import diversity_frame
+        from .texts import diversity_frame
 
         try:
             df = diversity_frame(self.run, ["step"], text="auto", filters=self.filters)
@@ -102,7 +102,7 @@ class RunSeries:
         """Diversity per (step, role) of each role's own texts (``diversity_frame(run, ["step", "role"])``,
         text ``auto``: a role's last turn with content; samples without messages give their completion under a
         null role), or None without texts."""
-        from ..metrics.api import diversity_frame
+        from .texts import diversity_frame
 
         if self.diversity is None:
             return None
@@ -143,7 +143,7 @@ class RunSeries:
     @cached_property
     def format(self) -> pl.DataFrame | None:
         """Format adherence of the completions per step (``format_spec``), or None without texts."""
-        from ..metrics.api import format_frame
+        from .texts import format_frame
 
         if self.diversity is None:
             return None

@@ -87,11 +87,11 @@ def diversity_command(
       runlog metrics diversity sample_runs/debate_grpo --by step --over set --compression --format csv -o div.csv
       runlog metrics diversity sample_runs/debate_grpo --text role:solver --by step --by role
     """
+    from ..analysis import texts as M
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
     from ..fleet import DiversityJob, fleet_locations, is_fleet
-    from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
@@ -154,11 +154,11 @@ def format_command(
       runlog metrics format sample_runs/debate_grpo --by role
       runlog metrics format sample_runs/debate_grpo --per-sample --format csv -o format.csv
     """
+    from ..analysis import texts as M
     from ..analysis.check import check_filters, check_text_role
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
     from ..fleet import FormatJob, fleet_locations, is_fleet
-    from ..metrics import api as M
     from ..run import open_run
 
     with handle_errors():
@@ -205,8 +205,8 @@ def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
 
 def _fleet(job: MetricJob, fleet: Fleet, by: list[str] | None, filters: Filters) -> tuple[pl.DataFrame, int]:
     """Metrics per run of a fleet (they do not merge across runs: ``--by run`` is implied)."""
+    from ..analysis import texts as M
     from ..fleet import metrics_fleet
-    from ..metrics import api as M
 
     keys = [k for k in (by or ["run", "step"]) if k != "run"]
     check_keys(keys, M.KEYS)

@@ -32,7 +32,7 @@ class SummarizeJob:
 
 @dataclass(frozen=True)
 class DiversityJob:
-    """``metrics diversity`` of a whole run (``metrics.api.diversity_frame``'s options)."""
+    """``metrics diversity`` of a whole run (``analysis.texts.diversity_frame``'s options)."""
 
     kind: ClassVar[str] = "diversity"
     text: str = "auto"
@@ -41,7 +41,7 @@ class DiversityJob:
     threads: int = 2
 
     def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
-        from ..metrics import api as M
+        from ..analysis import texts as M
 
         return M.diversity_frame(
             run,
@@ -57,7 +57,7 @@ class DiversityJob:
 
 @dataclass(frozen=True)
 class FormatJob:
-    """``metrics format`` of a whole run (``metrics.api.format_frame``'s options)."""
+    """``metrics format`` of a whole run (``analysis.texts.format_frame``'s options)."""
 
     kind: ClassVar[str] = "format"
     spec: str = "think-answer-strict"
@@ -65,7 +65,7 @@ class FormatJob:
     known_tools: tuple[str, ...] | None = None  # tool-call-json: the tool names a call may use
 
     def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
-        from ..metrics import api as M
+        from ..analysis import texts as M
 
         return M.format_frame(
             run, self.spec, keys, text=self.text, filters=filters, known_tools=self.known_tools, split_key=False

@@ -344,7 +344,7 @@ def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:
     """Diversity and format metrics per split and step from ``runlog.metrics``, when it can be imported and
     computed; otherwise a note, and the rest of the upload goes on."""
     try:
-        from ..metrics import diversity_frame, format_frame
+        from ..analysis.texts import diversity_frame, format_frame
     except Exception as exc:  # noqa: BLE001  (an optional module, possibly half-installed)
         return [f"diversity and format metrics skipped (runlog.metrics unavailable: {type(exc).__name__})"]
     notes = []

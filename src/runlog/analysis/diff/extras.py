@@ -198,7 +198,7 @@ def text_rows(
     texts) and format adherence of the policy's texts, at the start and the end windows, side by side, for
     each (compared run, split, common steps) of ``compared``."""
     from ...errors import RunlogError
-    from ...metrics.api import diversity_frame, format_frame
+    from ..texts import diversity_frame, format_frame
 
     cache: dict[tuple[int, Split, tuple[int, ...]], dict[tuple[str | None, str], float | None]] = {}
 

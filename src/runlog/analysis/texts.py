@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.aggregate import group_key_expr
-from ..analysis.filters import Filters, apply_filters
-from ..analysis.summarize import check_keys
-from ..analysis.views import run_splits
 from ..errors import UsageError
+from ..metrics import diversity as D
+from ..metrics import format as F
 from ..run import Run
-from . import diversity as D
-from . import format as F
+from .aggregate import group_key_expr
+from .filters import Filters, apply_filters
+from .summarize import check_keys
+from .views import run_splits
 
 KEYS = ("step", "role", "group", "split")
 TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role:<name>", "messages")
