@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 from runlog import open_run
 from runlog.analysis import partial_cache as P
+from runlog.analysis import partial_store as PS
 from runlog.analysis.filters import Filters, StepRange
 from runlog.analysis.summarize import summarize, summary_keys
 from runlog.writer import RunWriter
@@ -268,7 +269,7 @@ def test_many_segments_are_compacted(tmp_path, _cache):
         one = Filters(steps=StepRange.parse(str(step)))
         P.run_partials(open_run(root), filters=one, store=P.PartialStore.open(root))
     [folder] = (_cache / "partials").iterdir()
-    assert len(list(folder.glob("seg-*.arrow"))) <= P.MAX_SEGMENTS
+    assert len(list(folder.glob("seg-*.arrow"))) <= PS.MAX_SEGMENTS
     assert _computed(root) == (0, 12)
 
 
@@ -356,8 +357,8 @@ def test_compaction_keeps_per_sample_and_per_role_entries_apart(tmp_path, make):
     """A run read step by step with per-sample and per-role questions in turn (``doctor``, ``watch``): past
     ``MAX_SEGMENTS`` the entries are compacted, and every answer still equals a cold read (one segment for both
     variants once gave per-sample entries a null ``level``: their summaries came back empty)."""
-    root = make(tmp_path / "run", 11, range(3 * P.MAX_SEGMENTS))
-    for step in range(3 * P.MAX_SEGMENTS):
+    root = make(tmp_path / "run", 11, range(3 * PS.MAX_SEGMENTS))
+    for step in range(3 * PS.MAX_SEGMENTS):
         upto = Filters(steps=StepRange.parse(f":{step}"))
         for by in (["step"], ["role", "step"]):
             cold = summarize(open_run(root), by, filters=upto, cache=False, prompt_groups=True)

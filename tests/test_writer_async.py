@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 
 from runlog import RunWriter, StatsTracker, open_run
-from runlog.writer import WriterError
-from runlog.writer.run_writer import PendingStats
+from runlog.writer import PendingStats, WriterError
 
 from conftest import ROOT
 

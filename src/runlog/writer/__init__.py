@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ._convert import SampleError
 from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
-from .run_writer import PendingStats, RunWriter
+from .pending import PendingStats
+from .run_writer import RunWriter
 from .stats_tracker import StatsTracker
 
 __all__ = [

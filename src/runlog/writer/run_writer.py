@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,8 @@ from .. import schema as S
 from ..errors import UsageError
 from . import _convert, jax_utils
 from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
+from .files import atomic_write_bytes, fsync_dir
+from .pending import PendingStats
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
@@ -41,34 +43,6 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if durable:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename itself is only durable once the directory entry is; without this a power cut could keep a
-    # later step's rename and lose an earlier one (a gap). Not available on Windows: skipped there.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _scalar_value(key: str, v: Any) -> float | int | None:
@@ -465,7 +439,7 @@ class RunWriter:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         if self.durable:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         with self._bg_lock:
             self._stats["files_written"] += 1
             self._stats["rows_written"] += table.num_rows
@@ -501,58 +475,6 @@ class RunWriter:
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
-
-
-class PendingStats(Mapping[str, float]):
-    """The stats of one ``StatsTracker.commit`` step, computed on the writer's background thread.
-
-    A read-only mapping: reading it (``stats["train/loss"]``, ``dict(stats)``, ``result()``) waits for the
-    background thread to compute the step, so a trainer that does not read it never waits. If computing it
-    failed, reading raises ``WriterError`` (and the writer's next call does too).
-    """
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self._done = threading.Event()
-        self._value: dict[str, float] | None = None
-        self._error: BaseException | None = None
-
-    def set_result(self, value: dict[str, float]) -> None:
-        self._value = value
-        self._done.set()
-
-    def set_error(self, exc: BaseException) -> None:
-        self._error = exc
-        self._done.set()
-
-    def ready(self) -> bool:
-        """Whether the numbers are there (reading them will not wait)."""
-        return self._done.is_set()
-
-    def result(self, timeout: float | None = None) -> dict[str, float]:
-        """The step's ``{key: number}``, waiting up to ``timeout`` seconds (None: as long as it takes)."""
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"stats of step {self.step} not computed within {timeout} s")
-        if self._error is not None:
-            raise WriterError(
-                f"stats of step {self.step} failed: {type(self._error).__name__}: {self._error}"
-            ) from self._error
-        assert self._value is not None
-        return self._value
-
-    def __getitem__(self, key: str) -> float:
-        return self.result()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.result())
-
-    def __len__(self) -> int:
-        return len(self.result())
-
-    def __repr__(self) -> str:
-        if not self.ready():
-            return f"PendingStats(step={self.step}, pending)"
-        return f"PendingStats(step={self.step}, {self._value if self._error is None else self._error!r})"
 
 
 def _step(step: Any) -> int:

@@ -1,0 +1,201 @@
+"""The partial cache's storage (``analysis.partial_cache``): per run, an index of entries (``index.json``) and
+immutable Arrow IPC segments beside the probe cache, read-merged-written under a lock."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._lazy import pl
+from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_versioned, run_digest
+
+if TYPE_CHECKING:
+    from .partial_cache import Unit
+
+FORMAT = 1  # bump when the index or the segments change shape
+MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment per variant
+UNIT = "__unit"  # the entry id column of a segment
+
+
+def _code_key() -> str:
+    """The hash of the aggregating code (``partial_cache.code_key``): entries of other code are ignored."""
+    from . import partial_cache
+
+    return partial_cache.code_key()
+
+
+class PartialStore:
+    """The stored partials of one run: ``load`` the entries of some units, ``save`` new ones."""
+
+    def __init__(self, folder: Path, root: str):
+        self.folder = folder
+        self.root = root
+        self.index: dict[str, dict[str, Any]] = {}
+        self.reported = False
+        self.version: tuple[int, ...] | None = None  # of the index as read (``read_versioned``)
+
+    @classmethod
+    def open(cls, root: Any) -> PartialStore | None:
+        """The store of the run at ``root``, or None when the cache is turned off."""
+        base = cache_dir()
+        if base is None:
+            return None
+        name, digest = run_digest(root)
+        store = cls(base / "partials" / digest, name)
+        store.index = store._read_index()
+        return store
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / "index.json"
+
+    def _report(self, what: str, exc: BaseException) -> None:
+        """One line on stderr (the first trouble only): the entries are dropped, and rebuilt on save."""
+        if not self.reported:
+            from ..textsafe import visible
+
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            line = f"warning: the partial cache {what} is unreadable ({reason}); rebuilding it"
+            sys.stderr.write(visible(line, keep_newlines=False) + "\n")
+            self.reported = True
+
+    def _read_index(self) -> dict[str, dict[str, Any]]:
+        try:
+            raw, self.version = read_versioned(self.index_path)
+        except OSError:
+            return {}
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, RecursionError) as exc:
+            self._report(str(self.index_path), exc)
+            return {}
+        if data.get("format") != FORMAT or data.get("code") != _code_key() or data.get("root") != self.root:
+            return {}  # written by other code, or another run's: ignored, replaced on the next save
+        entries: Any = data.get("entries")  # checked just below
+        ok = isinstance(entries, dict) and all(
+            isinstance(e, dict)
+            and isinstance(e.get("files"), str)
+            and isinstance(e.get("seg"), str)
+            and type(e.get("step")) is int
+            and "/" not in e["seg"]
+            for e in entries.values()
+        )
+        if not ok:
+            self._report(str(self.index_path), ValueError("unexpected entries"))
+            return {}
+        return entries
+
+    def lookup(self, variant: str, unit: Unit) -> str | None:
+        """The entry id of ``unit``'s partials of ``variant``, if stored for these very files."""
+        eid = f"{variant}:{unit.step}"
+        e = self.index.get(eid)
+        return eid if e is not None and unit.files_id is not None and e["files"] == unit.files_id else None
+
+    def load(self, ids: Sequence[str]) -> tuple[pl.DataFrame | None, set[str]]:
+        """The stored rows of the entries ``ids`` and the ids found (a segment gone or unreadable: its
+        entries are missing, to be computed again)."""
+        by_seg: dict[str, list[str]] = {}
+        for eid in ids:
+            by_seg.setdefault(self.index[eid]["seg"], []).append(eid)
+        frames, found = [], set()
+        for seg, eids in by_seg.items():
+            path = self.folder / seg
+            try:
+                frame = pl.read_ipc(path)
+                if UNIT not in frame.columns:
+                    raise ValueError(f"no {UNIT} column")
+            except FileNotFoundError:
+                continue  # compacted away by another command since the index was read
+            except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+                self._report(str(path), exc)
+                for eid in list(self.index):
+                    if self.index[eid]["seg"] == seg:
+                        del self.index[eid]
+                continue
+            if len(eids) < len(self.index):
+                frame = frame.filter(pl.col(UNIT).is_in(eids))
+            found.update(eids)
+            frames.append(frame)
+        if not frames:
+            return None, found
+        return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")), found
+
+    def save(
+        self, variant: str, stored: dict[str, Unit], rows: pl.DataFrame, live: dict[int, Unit], complete: bool = True
+    ) -> None:
+        """Store ``rows`` (with the ``UNIT`` column) as the entries of the units ``stored``; ``live``: the
+        units of the run now: entries of changed steps are dropped, and (when ``complete``: every file of the
+        run was opened) those of steps gone. Best effort: a read-only or full disk just means no cache."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            seg = f"seg-{uuid.uuid4().hex}.arrow"
+            new = {
+                f"{variant}:{u.step}": {"step": u.step, "files": u.files_id, "seg": seg}
+                for u in stored.values()
+                if u.files_id is not None
+            }
+            with locked(self.folder / "index.lock"):
+                # The segment is written under the lock: written before it, another command's garbage
+                # collection (segments no entry points to) could delete it before this index points to it.
+                atomic_write(self.folder / seg, rows.write_ipc)
+                # An index still as read holds nothing another command added: no second parse.
+                unchanged = self.version is not None and file_version(self.index_path) == self.version
+                self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
+                self._compact(live)
+                self._write_index()
+                self._collect_garbage()
+        except (OSError, ValueError, TypeError, pl.exceptions.PolarsError):
+            return
+
+    @staticmethod
+    def _merge(
+        on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit], complete: bool
+    ) -> dict[str, Any]:
+        def valid(e: dict[str, Any]) -> bool:
+            u = live.get(e["step"])
+            if u is None:
+                return not complete  # a step not opened this time (``open_run(keep=...)``) may still exist
+            return u.files_id == e["files"]
+
+        merged = {eid: e for eid, e in on_disk.items() if valid(e)}
+        merged.update(new)
+        return merged
+
+    def _compact(self, live: dict[int, Unit]) -> None:
+        """Rewrite the live entries into one segment per variant when there are many segments. Never one
+        segment for two variants: their rows have other columns (per-role rows a ``level``), and a per-sample
+        entry read back with a null ``level`` would merge into nothing."""
+        segs = {e["seg"] for e in self.index.values()}
+        if len(segs) <= MAX_SEGMENTS:
+            return
+        by_variant: dict[str, list[str]] = {}
+        for eid in self.index:
+            by_variant.setdefault(eid.rsplit(":", 1)[0], []).append(eid)
+        compacted: dict[str, dict[str, Any]] = {}
+        for eids in by_variant.values():
+            frame, found = self.load(eids)
+            if frame is None:
+                continue
+            seg = f"seg-{uuid.uuid4().hex}.arrow"
+            atomic_write(self.folder / seg, frame.write_ipc)
+            compacted.update({eid: {**self.index[eid], "seg": seg} for eid in eids if eid in found})
+        self.index = compacted
+
+    def _write_index(self) -> None:
+        data = {"format": FORMAT, "code": _code_key(), "root": self.root, "entries": self.index}
+        atomic_write(self.index_path, lambda fh: fh.write(json.dumps(data, separators=(",", ":")).encode()))
+
+    def _collect_garbage(self) -> None:
+        used = {e["seg"] for e in self.index.values()}
+        for p in self.folder.glob("seg-*.arrow"):
+            if p.name not in used:
+                try:
+                    p.unlink()
+                except OSError:
+                    continue
