@@ -131,17 +131,17 @@ def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (),
     if steps.unbounded:
         return
     if not values.steps and has is None:
-        raise UsageError(f"--steps {steps.text}: {_nothing(values)}")
+        raise UsageError(f"--steps {steps.shown}: {_nothing(values)}")
     has = has or _has(values)
     chosen = {s: v for s, v in values.steps.items() if not splits or s in splits}
     known = set().union(*chosen.values()) if chosen else set()
     if not known:
         where = f" in split {', '.join(splits)}" if splits else ""
-        raise UsageError(f"--steps {steps.text}: {has} no steps{where}")
+        raise UsageError(f"--steps {steps.shown}: {has} no steps{where}")
     for item in steps.items:
         if not any(item_contains(item, s) for s in known):
             which = "" if len(steps.items) == 1 else f"{item_text(item)} matches no step; "
-            raise UsageError(f"--steps {steps.text}: {which}{has} steps {describe_steps(chosen)}")
+            raise UsageError(f"--steps {steps.shown}: {which}{has} steps {describe_steps(chosen)}")
 
 
 def describe_steps(steps: dict[str | None, set[int]]) -> str:

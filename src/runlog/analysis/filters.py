@@ -36,6 +36,11 @@ class StepRange:
         if not self.text and self.items:
             self.text = ",".join(item_text(i) for i in self.items)
 
+    @property
+    def shown(self) -> str:
+        """``text`` as a message quotes it before a colon: ``500:`` in quotes (``--steps '500:': ...``)."""
+        return repr(self.text) if self.text.endswith(":") else self.text
+
     @classmethod
     def parse(cls, text: str | None) -> StepRange:
         """``A:B`` (inclusive), ``A:``, ``:B``, ``N``, or a comma list of these (``0,5,10:12``)."""

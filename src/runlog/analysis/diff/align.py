@@ -54,7 +54,7 @@ def check_filters(sides: list[Side], opts: DiffOptions) -> None:
             if role not in have:
                 raise UsageError(f"--role {role!r}: the runs' roles are {', '.join(have) or '(none recorded)'}")
     if not opts.steps.unbounded and not any(s.steps for s in sides):
-        raise UsageError(f"--steps {opts.steps.text}: no run has a step there")
+        raise UsageError(f"--steps {opts.steps.shown}: no run has a step there")
 
 
 def overlap_row(side: Side, split: Split, common: list[int] | None, base: Side | None) -> dict[str, Any]:
