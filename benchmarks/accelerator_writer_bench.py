@@ -12,8 +12,14 @@ whole (``--reps`` repetitions, best kept):
 * ``runlog``      ``RunWriter.log_samples`` only
 * ``runlog+st``   ``log_samples`` + ``StatsTracker.summary`` x2 + ``scalar(loss=...)`` + ``commit``
 
-Printed: a markdown table of ms per step, overhead against ``none``, and the median / max time per call on
-the training thread. Needs JAX (CUDA build on a GPU), numpy, pyarrow; ``src`` on ``PYTHONPATH`` is enough:
+Printed: a markdown table of ms per step, overhead against ``none``, the median / max time per call on the
+training thread, the median time of the step's own call (dispatch), and the median time per call measured
+apart with the device idle (each step waited for before the call). In a loop the device bounds, the host runs
+ahead until JAX's queue of dispatched computations is full, and then whichever dispatch comes next waits for
+the device: a logging call that dispatches work (a copy, a reduction) can take over that wait from the
+step's call. The step dispatch column shows it moving; the idle column is the call's own cost.
+
+Needs JAX (CUDA build on a GPU), numpy, pyarrow; ``src`` on ``PYTHONPATH`` is enough:
 
     PYTHONPATH=src python benchmarks/accelerator_writer_bench.py                  # GPU: 8192^2 x 16 and 4096^2 x 8
     PYTHONPATH=src python benchmarks/accelerator_writer_bench.py --small          # CPU check: small sizes, few steps
@@ -45,6 +51,7 @@ from runlog import RunWriter, StatsTracker  # noqa: E402
 
 ROWS = 512
 ROLES = ["solver", "verifier", "judge"]
+ENCODE_THREADS = 2  # RunWriter's default; --encode-threads changes it
 NAMES = ["reward"] + [f"{r}_{k}" for r in ROLES for k in ("reward", "kl")]
 
 
@@ -73,10 +80,16 @@ def text_columns() -> dict:
     return {"sample_id": [f"s{i}" for i in range(ROWS)], "prompt": prompt, "completion": completion}
 
 
-def loop(mode: str, step, ws, steps: int, text: dict, tmp: Path):  # type: ignore[no-untyped-def]
-    """Run ``steps`` steps with ``mode``'s logging: the whole loop's seconds, the per-call seconds, the weights."""
+def loop(mode: str, step, ws, steps: int, text: dict, tmp: Path, idle: bool = False):  # type: ignore[no-untyped-def]
+    """Run ``steps`` steps with ``mode``'s logging: the whole loop's seconds, the per-call seconds, the per-step
+    dispatch seconds, the weights. ``idle``: wait for each step before the call (the call's own cost)."""
     calls: list[float] = []
-    writer = RunWriter(tmp / f"{mode}-{time.time_ns()}", roles=ROLES) if mode.startswith("runlog") else None
+    dispatches: list[float] = []
+    writer = (
+        RunWriter(tmp / f"{mode}-{time.time_ns()}", roles=ROLES, encode_threads=ENCODE_THREADS)
+        if mode.startswith("runlog")
+        else None
+    )
     tracker = StatsTracker() if mode == "runlog+st" else None
     q: queue.Queue = queue.Queue(maxsize=32)
     worker = None
@@ -94,8 +107,13 @@ def loop(mode: str, step, ws, steps: int, text: dict, tmp: Path):  # type: ignor
     jax.block_until_ready(ws)
     t_start = time.perf_counter()
     for s in range(steps):
+        t_step = time.perf_counter()
         ws, cols, loss = step(ws, jax.random.fold_in(key, s))
         t0 = time.perf_counter()
+        dispatches.append(t0 - t_step)
+        if idle:
+            jax.block_until_ready((ws, cols, loss))
+            t0 = time.perf_counter()
         if mode == "float":
             float(loss)
         elif mode == "plain":
@@ -117,7 +135,7 @@ def loop(mode: str, step, ws, steps: int, text: dict, tmp: Path):  # type: ignor
         worker.join()
     if writer is not None:
         writer.close()
-    return total, calls, ws
+    return total, calls, dispatches, ws
 
 
 def main() -> int:
@@ -125,14 +143,17 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="small sizes (CPU check)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--encode-threads", type=int, default=2, help="RunWriter's encode_threads (default 2)")
     args = parser.parse_args()
+    global ENCODE_THREADS
+    ENCODE_THREADS = args.encode_threads
     sizes = [(256, 4), (128, 2)] if args.small else [(8192, 16), (4096, 8)]
     steps = args.steps or (20 if args.small else 100)
     dev = jax.devices()[0]
     print(
         f"Machine: {getattr(dev, 'device_kind', dev.platform)} ({dev.platform}), {os.cpu_count()} CPU cores, "
         f"Python {platform.python_version()}, JAX {jax.__version__}, pyarrow {pa.__version__}; {steps} steps per "
-        f"loop, {ROWS} samples per step, best of {args.reps}"
+        f"loop, {ROWS} samples per step, best of {args.reps}, RunWriter(encode_threads={ENCODE_THREADS})"
     )
     text = text_columns()
     modes = ["none", "float", "plain", "runlog", "runlog+st"]
@@ -142,16 +163,20 @@ def main() -> int:
             step = make_step(dim, layers)
             ws = [jnp.eye(dim, dtype=jnp.bfloat16) for _ in range(layers)]
             for mode in modes:  # warm-up: compile everything, including the writer's copies
-                ws = loop(mode, step, ws, 3, text, Path(tmp))[2]
-            best: dict[str, tuple[float, list[float]]] = {}
+                ws = loop(mode, step, ws, 3, text, Path(tmp))[3]
+            best: dict[str, tuple[float, list[float], list[float]]] = {}
             for _ in range(args.reps):
                 for mode in modes:  # interleaved, so that a slow moment hits every mode
-                    total, calls, ws = loop(mode, step, ws, steps, text, Path(tmp))
+                    total, calls, dispatches, ws = loop(mode, step, ws, steps, text, Path(tmp))
                     if mode not in best or total < best[mode][0]:
-                        best[mode] = (total, calls)
+                        best[mode] = (total, calls, dispatches)
+            idle: dict[str, float] = {}
+            for mode in modes:
+                calls, ws = (lambda r: (r[1], r[3]))(loop(mode, step, ws, min(steps, 30), text, Path(tmp), idle=True))
+                idle[mode] = statistics.median(calls[1:]) * 1e3
             base = best["none"][0]
             for mode in modes:
-                total, calls = best[mode]
+                total, calls, dispatches = best[mode]
                 rows.append(
                     (
                         f"{dim}² x {layers}",
@@ -160,12 +185,17 @@ def main() -> int:
                         (total - base) / base * 100,
                         statistics.median(calls) * 1e3,
                         max(calls) * 1e3,
+                        statistics.median(dispatches) * 1e3,
+                        idle[mode],
                     )
                 )
-    print("\n| step | loop | ms per step | overhead vs none | median per call (ms) | max per call (ms) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for size, mode, ms, over, med, mx in rows:
-        print(f"| {size} | {mode} | {ms:.2f} | {over:+.1f} % | {med:.3f} | {mx:.3f} |")
+    print(
+        "\n| step | loop | ms per step | overhead vs none | median per call (ms) | max per call (ms) "
+        "| median step dispatch (ms) | per call, device idle (ms) |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size, mode, ms, over, med, mx, disp, idle_ms in rows:
+        print(f"| {size} | {mode} | {ms:.2f} | {over:+.1f} % | {med:.3f} | {mx:.3f} | {disp:.3f} | {idle_ms:.3f} |")
     return 0
 
 

@@ -216,3 +216,29 @@ def test_two_processes_reduce_through_jax_distributed(tmp_path):
     assert [x["step"] for x in lines] == [0, 1, 2, 3]
     assert [x["r/min"] for x in lines] == [0.0, 1.0, 2.0, 3.0] and [x["r/max"] for x in lines] == [13, 14, 15, 16]
     assert not (tmp_path / "scalars.p1.jsonl").exists()  # only process 0 writes the reduced numbers
+
+
+def test_device_fetch_packs_a_calls_arrays_and_gives_each_back_in_its_shape_and_values():
+    """One transfer per device and dtype; each array comes back as numpy with its shape and exact values,
+    bfloat16 as float32, even though the originals are donated right after the fetch starts."""
+    from runlog.writer import jax_utils
+
+    rng = np.random.default_rng(3)
+    host = {
+        "a": rng.standard_normal(5).astype(np.float32),
+        "b": rng.standard_normal((2, 3)).astype(np.float32),
+        "c": np.arange(4, dtype=np.int32),
+        "d": np.float32(2.5),
+        "e": rng.standard_normal(3).astype(np.float32),
+    }
+    arrays = [jnp.asarray(v) for v in host.values()] + [jnp.asarray([1.5, -2.0], jnp.bfloat16)]
+    fetch = jax_utils.DeviceFetch(arrays)
+    assert len(fetch.buffers) == 3  # float32 (a, b, d, e), int32 (c), bfloat16
+    for a in arrays[:2]:
+        _donate(a)
+        assert a.is_deleted()
+    out = fetch.get()
+    for got, want in zip(out, host.values(), strict=False):
+        assert got.shape == np.shape(want) and got.dtype == np.asarray(want).dtype
+        np.testing.assert_array_equal(got, want)
+    assert out[-1].dtype == np.float32 and out[-1].tolist() == [1.5, -2.0]

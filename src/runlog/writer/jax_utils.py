@@ -87,33 +87,80 @@ def device_copy(arrays: list[Any]) -> list[Any]:
     return out
 
 
+@functools.cache
+def _pack_fn() -> Any:
+    jax = require_jax()
+    jnp = jax.numpy
+    return jax.jit(lambda *xs: jnp.concatenate([jnp.ravel(x) for x in xs]))
+
+
 class DeviceFetch:
     """Host copies of one call's JAX arrays: started on the caller's thread, completed on the writer's.
 
-    On the caller: ``device_copy`` (unless ``copy=False``: arrays that nobody else holds, such as the outputs
-    of the tracker's own reductions), then ``copy_to_host_async()`` on each copy. Neither waits for the
-    device. On the writer's thread, ``get()`` runs ``np.asarray`` on each: the only place that waits.
+    On the caller, without waiting for the device: the arrays that live on one device are packed, per device
+    and dtype, into one new flat buffer by one jitted dispatch (a copy, so the caller may donate the originals
+    at once), and each buffer's copy to host is started: one transfer for a call's many small columns rather
+    than one each. Arrays sharded over several devices are copied with ``device_copy`` (unless ``copy=False``:
+    arrays that nobody else holds, such as the outputs of the tracker's own reductions). On the writer's
+    thread, ``get()`` waits for the transfers (the only place that waits) and gives each array back, as numpy,
+    in its shape.
     """
 
-    __slots__ = ("arrays",)
+    __slots__ = ("buffers", "layout")
 
     def __init__(self, arrays: list[Any], *, copy: bool = True) -> None:
-        self.arrays = device_copy(arrays) if copy and arrays else list(arrays)
-        for a in self.arrays:
-            a.copy_to_host_async()
+        groups: dict[Any, list[int]] = {}
+        spread: list[int] = []
+        for i, a in enumerate(arrays):
+            if not a.is_fully_addressable:
+                raise UsageError(
+                    f"a JAX array of shape {tuple(a.shape)} spans several processes; log this process's rows "
+                    "(its addressable shards) from each process"
+                )
+            devices = a.sharding.device_set
+            if len(devices) == 1:
+                groups.setdefault((next(iter(devices)), a.dtype), []).append(i)
+            else:
+                spread.append(i)
+        self.buffers: list[Any] = []
+        self.layout: list[tuple[int, int, int, tuple[int, ...]]] = [(0, 0, 0, ())] * len(arrays)
+        for idx in groups.values():
+            if len(idx) == 1 and not copy:
+                self._add(idx, [arrays[idx[0]]], packed=False, arrays=arrays)
+            else:
+                self._add(idx, [_pack_fn()(*[arrays[i] for i in idx])], packed=True, arrays=arrays)
+        if spread:
+            own = [arrays[i] for i in spread]
+            for i, c in zip(spread, device_copy(own) if copy else own, strict=True):
+                self._add([i], [c], packed=False, arrays=arrays)
+        for b in self.buffers:
+            b.copy_to_host_async()
+
+    def _add(self, idx: list[int], buffer: list[Any], *, packed: bool, arrays: list[Any]) -> None:
+        b = len(self.buffers)
+        self.buffers.extend(buffer)
+        start = 0
+        for i in idx:
+            size = int(arrays[i].size) if packed else -1
+            self.layout[i] = (b, start, start + size, tuple(arrays[i].shape))
+            start += max(size, 0)
 
     def __len__(self) -> int:
-        return len(self.arrays)
+        return len(self.layout)
 
     def get(self) -> list[Any]:
         import numpy as np
 
-        out = []
-        for a in self.arrays:
+        hosts = []
+        for a in self.buffers:
             h = np.asarray(a)
             if h.dtype.type.__module__.startswith("ml_dtypes"):
                 h = h.astype(np.float32)  # bfloat16 / float8: numpy and Arrow know float32
-            out.append(h)
+            hosts.append(h)
+        out = []
+        for b, start, stop, shape in self.layout:
+            h = hosts[b]
+            out.append(h if stop < 0 else h[start:stop].reshape(shape))
         return out
 
 
@@ -164,9 +211,7 @@ def kv_client() -> Any | None:
     return client if hasattr(client, "blocking_key_value_get_bytes") else None
 
 
-def kv_allgather(
-    vector: Any, *, key: str, process_index: int, process_count: int, forget: str | None = None
-) -> Any:
+def kv_allgather(vector: Any, *, key: str, process_index: int, process_count: int, forget: str | None = None) -> Any:
     """Gather a small float64 vector from every process through the coordinator's key-value store.
 
     No device and no collective: each process publishes ``{key}/p{index}`` and reads the others' (waiting for
@@ -182,8 +227,10 @@ def kv_allgather(
     client.key_value_set_bytes(f"{key}/p{process_index}", local.tobytes())
     rows = []
     for p in range(process_count):
-        raw = local.tobytes() if p == process_index else client.blocking_key_value_get_bytes(
-            f"{key}/p{p}", int(KV_TIMEOUT_S * 1000)
+        raw = (
+            local.tobytes()
+            if p == process_index
+            else client.blocking_key_value_get_bytes(f"{key}/p{p}", int(KV_TIMEOUT_S * 1000))
         )
         rows.append(np.frombuffer(raw, dtype=np.float64))
     if forget is not None:

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import schema as S
 from ..errors import UsageError
 from . import _convert, jax_utils
 from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
-from .files import atomic_write_bytes, fsync_dir
+from .files import atomic_write_bytes
 from .pending import PendingStats
+from .step_files import StepFiles
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
@@ -82,7 +82,9 @@ class RunWriter:
     caller wait until the background thread takes the oldest one (which, with JAX arrays, may wait for the
     device to finish the step that computes them), counted in ``stats()``; ``"raise"`` raises
     ``QueueFullError``: nothing is ever dropped. ``durable=True`` fsyncs each file and its folder before and
-    after the rename, so that a power cut (not just a killed process) leaves whole files. ``clock`` gives the
+    after the rename, so that a power cut (not just a killed process) leaves whole files. ``encode_threads``
+    (default 2) step files are encoded at once (pyarrow compresses without the GIL), and published in step
+    order: a trainer whose step is shorter than one encode still does not wait. ``clock`` gives the
     unix time used for the manifest's ``created`` and each scalar line's ``time`` (inject one for reproducible
     files).
     """
@@ -99,12 +101,15 @@ class RunWriter:
         max_queue: int = 32,
         on_full: Literal["block", "raise"] = "block",
         durable: bool = True,
+        encode_threads: int = 2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if on_full not in ("block", "raise"):
             raise UsageError(f"on_full must be 'block' or 'raise', not {on_full!r}")
         if max_queue < 1:
             raise UsageError(f"max_queue must be at least 1, not {max_queue}")
+        if encode_threads < 1:
+            raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
         self.root = Path(run_dir)
         self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
         if self.process_index < 0:
@@ -144,6 +149,7 @@ class RunWriter:
             atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=durable)
         self._scalars_fd: int | None = None
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
+        self._files = StepFiles(threads=encode_threads, durable=durable, on_written=self._written)
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
         self._thread.start()
         # A trainer that forgets close() (or dies of an exception) still gets its queued data written.
@@ -368,6 +374,8 @@ class RunWriter:
                 return
             if kind == "sync":
                 if self._error is None:
+                    self._safely(self._files.drain)
+                if self._error is None:
                     self._safely(self._sync_scalars)
                 item[1].set()
                 continue
@@ -401,7 +409,7 @@ class RunWriter:
             _, split, step = item
             buffered = self._buffers.pop(split, None)
             if buffered is not None:
-                self._write_step(split, step, _convert.concat(buffered[1]))
+                self._files.submit(self._file(split, step), _convert.concat(buffered[1]))
         elif kind == "scalars":
             _, record, fetch = item
             if fetch is not None:
@@ -427,22 +435,10 @@ class RunWriter:
             self._stats["device_wait_s"] += time.perf_counter() - t0
         return out
 
-    def _write_step(self, split: str, step: int, table: pa.Table) -> None:
-        path = self._file(split, step)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd", write_statistics=True)
-            size = f.tell()
-            if self.durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.durable:
-            fsync_dir(path.parent)
+    def _written(self, rows: int, size: int) -> None:
         with self._bg_lock:
             self._stats["files_written"] += 1
-            self._stats["rows_written"] += table.num_rows
+            self._stats["rows_written"] += rows
             self._stats["bytes_written"] += size
 
     def _write_scalars(self, record: dict[str, Any]) -> None:
@@ -470,6 +466,7 @@ class RunWriter:
             atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=self.durable)
 
     def _finish(self) -> None:
+        self._safely(self._files.close)
         if self._error is None:
             self._safely(self._sync_scalars)
         if self._scalars_fd is not None:

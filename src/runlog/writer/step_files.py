@@ -1,0 +1,100 @@
+"""``StepFiles``: the writer's Parquet step files, encoded on a few threads, published in the order given.
+
+Encoding a step (zstd over its text) is most of the background thread's work, and pyarrow does it without
+the GIL, so a small pool encodes several steps at once while the background thread builds the next table:
+the writer keeps up with a trainer whose steps are shorter than one encode. Each file is encoded under a
+hidden ``.*.tmp`` name (fsynced there when ``durable``) and renamed by the background thread in the order the
+steps were handed over, so a reader never sees a later step before an earlier one, nor a partial file.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .files import fsync_dir
+
+#: Columns that hold long, mostly unique text: dictionary encoding (tried first by default, then abandoned when
+#: the dictionary grows) only costs time on them. Prompts stay dictionary-encoded: GRPO repeats each one.
+UNIQUE_TEXT = frozenset({"completion", "trajectory", "messages", "exception"})
+
+
+def encode(table: pa.Table, path: Path, *, durable: bool) -> int:
+    """Write ``table`` as Parquet (zstd, statistics) to ``path``; fsync it when ``durable``. Returns the bytes."""
+    dictionary = [c for c in table.column_names if c not in UNIQUE_TEXT]
+    with open(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd", write_statistics=True, use_dictionary=dictionary)
+        size = f.tell()
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    return size
+
+
+class StepFiles:
+    """Parallel encoding, ordered publishing. Used by the background thread only (not thread-safe itself).
+
+    ``submit`` starts a file's encoding and publishes those already encoded, oldest first; with ``threads``
+    encodes running it waits for the oldest. ``drain`` waits for and publishes all. ``on_written(rows, bytes)``
+    is called for each published file. An encoding error is raised by the ``submit`` or ``drain`` that
+    reaches it; the files after it are not published (their temporary files are removed).
+    """
+
+    def __init__(self, *, threads: int, durable: bool, on_written: Callable[[int, int], None]) -> None:
+        self.threads = max(1, int(threads))
+        self.durable = durable
+        self._on_written = on_written
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: collections.deque[tuple[Future[int], Path, Path, int]] = collections.deque()
+
+    def submit(self, path: Path, table: pa.Table) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="runlog-encode")
+        self._inflight.append((self._pool.submit(encode, table, tmp, durable=self.durable), tmp, path, table.num_rows))
+        self._publish(wait=len(self._inflight) > self.threads)
+
+    def drain(self) -> None:
+        """Wait for every file being encoded and publish it."""
+        self._publish(wait=True, everything=True)
+
+    def close(self) -> None:
+        """Publish what is encoded, or (after an error) remove the unpublished temporary files; stop the pool."""
+        try:
+            self.drain()
+        finally:
+            self._abandon()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def _publish(self, *, wait: bool, everything: bool = False) -> None:
+        while self._inflight and (everything or wait or self._inflight[0][0].done()):
+            future, tmp, path, rows = self._inflight[0]
+            try:
+                size = future.result()
+            except BaseException:
+                self._abandon()
+                raise
+            self._inflight.popleft()
+            os.replace(tmp, path)
+            self._on_written(rows, size)
+            wait = False  # waited for the oldest; the others only if already done
+            if self.durable:
+                fsync_dir(path.parent)
+
+    def _abandon(self) -> None:
+        while self._inflight:
+            future, tmp, _, _ = self._inflight.popleft()
+            with contextlib.suppress(BaseException):  # the first error was raised already; this file is dropped
+                future.result()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
