@@ -51,7 +51,7 @@ from runlog import RunWriter, StatsTracker  # noqa: E402
 
 ROWS = 512
 ROLES = ["solver", "verifier", "judge"]
-ENCODE_THREADS = 2  # RunWriter's default; --encode-threads changes it
+ENCODE_THREADS = 4  # RunWriter's default; --encode-threads changes it
 NAMES = ["reward"] + [f"{r}_{k}" for r in ROLES for k in ("reward", "kl")]
 
 
@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="small sizes (CPU check)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--encode-threads", type=int, default=2, help="RunWriter's encode_threads (default 2)")
+    parser.add_argument("--encode-threads", type=int, default=4, help="RunWriter's encode_threads (default 4)")
     args = parser.parse_args()
     global ENCODE_THREADS
     ENCODE_THREADS = args.encode_threads

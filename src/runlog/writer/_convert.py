@@ -5,9 +5,9 @@ Two halves, on two threads:
 * ``snapshot`` runs on the caller's (training) thread and does only what must happen before the call returns,
   without waiting for the device: the JAX arrays among the columns (or among the values of the row dicts;
   never a walk into lists of strings or messages) are copied on their device by one asynchronous dispatch (a
-  donated buffer may be gone after the call) and their host copies started (``jax_utils.DeviceFetch``);
+  donated buffer may be gone after the call; ``jax_utils.DeviceFetch``);
   numpy columns are copied (trainers reuse buffers), containers are shallow-copied.
-* ``resolve`` then ``build_table`` run on the writer's background thread: the host copies are completed
+* ``resolve`` then ``build_table`` run on the writer's background thread: the copies are moved to host
   (the only wait for the device), then flat per-role columns, reward components and OpenAI-style messages
   are folded into the canonical nested columns, typed, extra columns kept.
 

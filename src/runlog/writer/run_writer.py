@@ -1,8 +1,8 @@
 """``RunWriter``: the few lines a trainer adds to write runlog's native layout, off the training thread.
 
 The training thread converts only what must be converted before the call returns (``_convert.snapshot``) and
-enqueues, never waiting for the device: JAX arrays are copied on their device and their host copies started
-there, and completed on the one background thread, which also builds the Arrow tables and writes. Every file
+enqueues, never waiting for the device: JAX arrays are copied on their device (one asynchronous dispatch),
+and moved to host on the one background thread, which also builds the Arrow tables and writes. Every file
 appears whole or not at all: Parquet under a hidden ``.*.tmp`` name then ``os.replace``; JSONL lines written
 with one ``write`` each; the manifest replaced atomically. docs/writer.md is the user's guide.
 """
@@ -83,7 +83,7 @@ class RunWriter:
     device to finish the step that computes them), counted in ``stats()``; ``"raise"`` raises
     ``QueueFullError``: nothing is ever dropped. ``durable=True`` fsyncs each file and its folder before and
     after the rename, so that a power cut (not just a killed process) leaves whole files. ``encode_threads``
-    (default 2) step files are encoded at once (pyarrow compresses without the GIL), and published in step
+    (default 4) step files are encoded at once (pyarrow compresses without the GIL), and published in step
     order: a trainer whose step is shorter than one encode still does not wait. ``clock`` gives the
     unix time used for the manifest's ``created`` and each scalar line's ``time`` (inject one for reproducible
     files).
@@ -101,7 +101,7 @@ class RunWriter:
         max_queue: int = 32,
         on_full: Literal["block", "raise"] = "block",
         durable: bool = True,
-        encode_threads: int = 2,
+        encode_threads: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if on_full not in ("block", "raise"):
