@@ -143,11 +143,14 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="small sizes (CPU check)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--sizes", default=None, help="steps as DIMxLAYERS,... (default 8192x16,4096x8)")
     parser.add_argument("--encode-threads", type=int, default=4, help="RunWriter's encode_threads (default 4)")
     args = parser.parse_args()
     global ENCODE_THREADS
     ENCODE_THREADS = args.encode_threads
     sizes = [(256, 4), (128, 2)] if args.small else [(8192, 16), (4096, 8)]
+    if args.sizes:
+        sizes = [(int(d), int(n)) for d, n in (part.split("x") for part in args.sizes.split(","))]
     steps = args.steps or (20 if args.small else 100)
     dev = jax.devices()[0]
     print(
