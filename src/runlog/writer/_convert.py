@@ -398,3 +398,30 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(_METADATA)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalars
+# ---------------------------------------------------------------------------------------------------------
+def scalar_value(key: str, v: Any) -> float | int | None:
+    if v is None or isinstance(v, (bool, int, float)):
+        return v
+    if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / host JAX scalar or 1-element array
+        v = v.item()
+        if isinstance(v, (bool, int, float)):
+            return v
+    raise UsageError(
+        f"scalar {key!r} is a {type(v).__name__}; scalars are numbers (use StatsTracker.summary for arrays)"
+    )
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts flattened with ``/`` (the format's key convention)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_metrics(v, key + "/"))
+        else:
+            out[key] = v
+    return out

@@ -45,30 +45,6 @@ def _version() -> str:
     return __version__
 
 
-def _scalar_value(key: str, v: Any) -> float | int | None:
-    if v is None or isinstance(v, (bool, int, float)):
-        return v
-    if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / host JAX scalar or 1-element array
-        v = v.item()
-        if isinstance(v, (bool, int, float)):
-            return v
-    raise UsageError(
-        f"scalar {key!r} is a {type(v).__name__}; scalars are numbers (use StatsTracker.summary for arrays)"
-    )
-
-
-def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts flattened with ``/`` (the format's key convention)."""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten_metrics(v, key + "/"))
-        else:
-            out[key] = v
-    return out
-
-
 class RunWriter:
     """Write samples and scalars of one training process in runlog's native layout (schema v2).
 
@@ -203,7 +179,7 @@ class RunWriter:
         record: dict[str, Any] = {"step": step, "time": self._clock()}
         keys: list[str] = []
         arrays: list[Any] = []
-        for k, v in flatten_metrics(metrics).items():
+        for k, v in _convert.flatten_metrics(metrics).items():
             if k in ("step", "time"):
                 raise UsageError(f"scalar key {k!r} is reserved (the writer sets it)")
             if jax_utils.is_jax_array(v):
@@ -213,7 +189,7 @@ class RunWriter:
                 arrays.append(v)
                 record[k] = None  # filled on the background thread, in this place of the line
             else:
-                record[k] = _scalar_value(k, v)
+                record[k] = _convert.scalar_value(k, v)
         fetch = (keys, jax_utils.DeviceFetch(arrays)) if arrays else None
         with self._lock:
             self._check()
@@ -367,7 +343,7 @@ class RunWriter:
     # -- background thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next()
             kind = item[0]
             if kind == "stop":
                 self._finish()
@@ -388,6 +364,15 @@ class RunWriter:
             dt = time.perf_counter() - t0
             with self._bg_lock:
                 self._stats["background_s"] += dt
+
+    def _next(self) -> tuple[Any, ...]:
+        """The next queued item; with nothing queued, first publish the step files being encoded."""
+        if self._files.busy() and self._error is None:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                self._safely(self._files.drain)
+        return self._queue.get()
 
     def _safely(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -415,7 +400,7 @@ class RunWriter:
             if fetch is not None:
                 keys, device = fetch
                 for k, v in zip(keys, self._timed_fetch(device.get), strict=True):
-                    record[k] = _scalar_value(k, v)
+                    record[k] = _convert.scalar_value(k, v)
             self._write_scalars(record)
         elif kind == "stats":
             _, step, t, compute, pending, write = item
@@ -426,7 +411,9 @@ class RunWriter:
                 raise
             pending.set_result(stats)
             if write:
-                self._write_scalars({"step": step, "time": t, **{k: _scalar_value(k, v) for k, v in stats.items()}})
+                self._write_scalars(
+                    {"step": step, "time": t, **{k: _convert.scalar_value(k, v) for k, v in stats.items()}}
+                )
 
     def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()

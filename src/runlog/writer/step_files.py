@@ -41,10 +41,12 @@ def encode(table: pa.Table, path: Path, *, durable: bool) -> int:
 class StepFiles:
     """Parallel encoding, ordered publishing. Used by the background thread only (not thread-safe itself).
 
-    ``submit`` starts a file's encoding and publishes those already encoded, oldest first; with ``threads``
-    encodes running it waits for the oldest. ``drain`` waits for and publishes all. ``on_written(rows, bytes)``
-    is called for each published file. An encoding error is raised by the ``submit`` or ``drain`` that
-    reaches it; the files after it are not published (their temporary files are removed).
+    ``submit`` publishes the files already encoded, oldest first (with ``threads`` under way it waits for the
+    oldest), then starts the new file's encoding. ``drain`` waits for and publishes all: the background
+    thread calls it whenever its queue is empty, so a file is published as soon as the trainer is quiet.
+    ``on_written(rows, bytes)`` is called for each published file. An encoding error is raised by the
+    ``submit`` or ``drain`` that reaches it; the files after it are not published (their temporary files are
+    removed).
     """
 
     def __init__(self, *, threads: int, durable: bool, on_written: Callable[[int, int], None]) -> None:
@@ -59,8 +61,12 @@ class StepFiles:
         tmp = path.with_name(f".{path.name}.tmp")
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="runlog-encode")
+        self._publish(wait=len(self._inflight) >= self.threads)  # at most ``threads`` files under way
         self._inflight.append((self._pool.submit(encode, table, tmp, durable=self.durable), tmp, path, table.num_rows))
-        self._publish(wait=len(self._inflight) > self.threads)
+
+    def busy(self) -> bool:
+        """Whether files are being encoded (or encoded and not yet published)."""
+        return bool(self._inflight)
 
     def drain(self) -> None:
         """Wait for every file being encoded and publish it."""
