@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
+import sys
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
-from .diff_cmd import diff_command
-from .doctor_cmd import doctor_command
-from .inspect_cmd import inspect_command
-from .metrics_cmd import metrics_app
-from .plot_cmd import plot_command
-from .render_cmd import render_command
-from .report_cmd import report_command
-from .summarize_cmd import summarize_command
-from .upload_cmd import upload_command
-from .watch_cmd import watch_command
 
 # What Rich reads as a markup tag (rich.markup.escape's pattern; importing rich.markup costs ~16 ms a command).
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -182,22 +175,21 @@ class LiteralGroup(_LiteralHelp, TyperGroup):
 # `-h` is `--help` everywhere (sub-commands inherit it from the root context).
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
-app = typer.Typer(
-    name="runlog",
-    cls=LiteralGroup,
-    context_settings=CONTEXT,
-    help=(
-        "Post-hoc analysis of RL post-training runs from raw Parquet/JSONL.\n\n"
-        "Examples:\n\n"
-        "  runlog inspect sample_runs/debate_grpo\n"
-        "  runlog summarize sample_runs/debate_grpo --by role\n"
-        "  runlog report sample_runs/debate_grpo -o report.html"
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode="rich",
-)
+#: The commands in the order ``--help`` lists them: (module, attribute) of each. A command's module is
+#: imported only when that command is built: ``runlog summarize ...`` imports and builds summarize alone
+#: (typer reads every parameter of every command it builds; all of them cost ~0.08 s a process).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("inspect_cmd", "inspect_command"),
+    "summarize": ("summarize_cmd", "summarize_command"),
+    "metrics": ("metrics_cmd", "metrics_app"),
+    "render-trajectory": ("render_cmd", "render_command"),
+    "upload-wandb": ("upload_cmd", "upload_command"),
+    "plot": ("plot_cmd", "plot_command"),
+    "doctor": ("doctor_cmd", "doctor_command"),
+    "report": ("report_cmd", "report_command"),
+    "diff": ("diff_cmd", "diff_command"),
+    "watch": ("watch_cmd", "watch_command"),
+}
 
 
 def _version(value: bool) -> None:
@@ -206,23 +198,42 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """runlog: what is in an RL run, is it valid, and how is each role doing."""
 
 
-app.command("inspect")(inspect_command)
-app.command("summarize")(summarize_command)
-app.add_typer(metrics_app, name="metrics", cls=LiteralGroup)
-app.command("render-trajectory")(render_command)
-app.command("upload-wandb")(upload_command)
-app.command("plot")(plot_command)
-app.command("doctor")(doctor_command)
-app.command("report")(report_command)
-app.command("diff")(diff_command)
-app.command("watch")(watch_command)
+def build_app(names: Collection[str] | None = None) -> typer.Typer:
+    """The typer application with every command, or only ``names`` (what ``main`` runs: the command asked
+    for). The help, the options and the behaviour of a command are the same either way."""
+    t = typer.Typer(
+        name="runlog",
+        cls=LiteralGroup,
+        context_settings=CONTEXT,
+        help=(
+            "Post-hoc analysis of RL post-training runs from raw Parquet/JSONL.\n\n"
+            "Examples:\n\n"
+            "  runlog inspect sample_runs/debate_grpo\n"
+            "  runlog summarize sample_runs/debate_grpo --by role\n"
+            "  runlog report sample_runs/debate_grpo -o report.html"
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+        rich_markup_mode="rich",
+    )
+    t.callback()(_root)
+    for name, (module, attr) in COMMANDS.items():
+        if names is not None and name not in names:
+            continue
+        target = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            t.add_typer(target, name=name, cls=LiteralGroup)
+        else:
+            t.command(name)(target)
+    _literal_help_everywhere(t)
+    return t
 
 
 def _literal_help_everywhere(t: typer.Typer) -> None:
@@ -235,8 +246,21 @@ def _literal_help_everywhere(t: typer.Typer) -> None:
             _literal_help_everywhere(group.typer_instance)
 
 
-_literal_help_everywhere(app)
+_FULL: list[typer.Typer] = []
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, the application with every command (built on first use: tests and ``--help`` need it)."""
+    if name == "app":
+        if not _FULL:
+            _FULL.append(build_app())
+        return _FULL[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app(prog_name="runlog")
+    """The command line: a known command is built alone; anything else (``--help``, ``--version``, a typo)
+    gets the whole application, whose help lists every command and whose errors suggest the right one."""
+    first = sys.argv[1] if len(sys.argv) > 1 else ""
+    application = build_app([first]) if first in COMMANDS else __getattr__("app")
+    application(prog_name="runlog")
