@@ -260,7 +260,12 @@ class FlinkLayout(Layout):
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
     def component_names(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
-        """From the footer's ``reward_metrics`` struct type: no data read (CSV: from the parsed cells)."""
+        """From the footer's ``reward_metrics`` struct type: no data read (CSV: from the parsed cells). The
+        probed column types answer without building a scan (a repeated summary needs no other); a type they
+        do not spell plainly is asked of polars."""
+        probed = probed_component_names([f for f in files if f.readable])
+        if probed is not None:
+            return probed
         names: list[str] = []
         for _group, lf in self._groups(files, ctx):
             for n in _metric_fields(lf):
@@ -370,6 +375,42 @@ def _file_roles(f: FileInfo, ctx: RunContext) -> list[str]:
 def _number_in(name: str, text: str | None) -> float | None:
     """The value of ``name`` in a ``reward_metrics`` string (``{'acc': 1.0}``), or None."""
     return (parse_number_dict(text) or {}).get(name)
+
+
+_STRUCT = re.compile(r"struct<(.*)>")
+_FIELD = re.compile(r"([A-Za-z0-9_./-]+): ([a-z0-9]+)")
+_NUMERIC_ARROW = re.compile(r"u?int(?:8|16|32|64)|halffloat|float|double|bool")
+
+
+def probed_component_names(files: list[FileInfo]) -> list[str] | None:
+    """The numeric field names of ``reward_metrics`` as polars would give them (``_metric_fields``), read from
+    the probed Arrow type strings (``struct<correct: double, format: double>``), in first-seen order; None
+    when a file is not Parquet or a type is anything but a flat struct of plainly named primitive fields (a
+    string of cells, a nested or non-nullable field, a decimal): the caller then asks polars."""
+    names: list[str] = []
+    seen: set[int] = set()
+    for f in files:
+        if f.fmt != "parquet":
+            return None
+        if id(f.columns) in seen:
+            continue
+        seen.add(id(f.columns))
+        dtype = f.columns.get("reward_metrics")
+        if dtype is None:
+            continue
+        struct = _STRUCT.fullmatch(dtype)
+        if struct is None:
+            return None
+        for part in struct.group(1).split(", ") if struct.group(1) else []:
+            field = _FIELD.fullmatch(part)
+            if field is None:
+                return None
+            name, typ = field.groups()
+            if _NUMERIC_ARROW.fullmatch(typ) and name not in names:
+                names.append(name)
+            elif typ not in ("string", "large_string", "null", "binary") and not _NUMERIC_ARROW.fullmatch(typ):
+                return None  # a type polars might count as numeric (a date is not, a decimal is): ask it
+    return names
 
 
 def _metric_fields(lf: pl.LazyFrame) -> list[str]:
