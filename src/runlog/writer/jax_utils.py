@@ -95,7 +95,8 @@ def _pack_fn() -> Any:
 
 
 class DeviceFetch:
-    """Host copies of one call's JAX arrays: started on the caller's thread, completed on the writer's.
+    """Host copies of one call's JAX arrays: packed on the device from the caller's thread, moved to host on
+    the writer's.
 
     On the caller, without waiting for the device: the arrays that live on one device are packed, per device
     and dtype, into one new flat buffer by one jitted dispatch (a copy, so the caller may donate the originals

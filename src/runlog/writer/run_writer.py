@@ -378,7 +378,8 @@ class RunWriter:
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - stored and raised on the caller's next call
-            self._error = exc
+            if self._error is None:  # the first failure is the one to report
+                self._error = exc
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
