@@ -24,10 +24,10 @@ def test_a_slow_early_step_is_published_before_the_quick_later_ones(tmp_path, mo
     published: list[str] = []
     seen_on_disk: list[list[str]] = []
 
-    def encode(table, path, *, durable):
+    def encode(table, path, durable):
         if table.column("step")[0].as_py() == 0:
             time.sleep(0.3)  # step 0 takes longest
-        return real(table, path, durable=durable)
+        return real(table, path, durable)
 
     def on_written(rows, size):
         seen_on_disk.append(sorted(p.name for p in tmp_path.glob("step_*.parquet")))
@@ -50,14 +50,14 @@ def test_never_more_files_under_way_than_threads(tmp_path, monkeypatch):
     lock = threading.Lock()
     running = [0, 0]  # now, most
 
-    def encode(table, path, *, durable):
+    def encode(table, path, durable):
         with lock:
             running[0] += 1
             running[1] = max(running)
         time.sleep(0.02)
         with lock:
             running[0] -= 1
-        return real(table, path, durable=durable)
+        return real(table, path, durable)
 
     monkeypatch.setattr(step_files, "encode", encode)
     files = StepFiles(threads=2, durable=False, on_written=lambda r, b: None)
@@ -72,12 +72,12 @@ def test_never_more_files_under_way_than_threads(tmp_path, monkeypatch):
 def test_an_encoding_error_surfaces_and_leaves_no_partial_or_later_file(tmp_path, monkeypatch):
     real = step_files.encode
 
-    def encode(table, path, *, durable):
+    def encode(table, path, durable):
         if table.column("step")[0].as_py() == 1:
             path.write_bytes(b"PAR1 half")
             raise OSError("No space left on device")
         time.sleep(0.05)
-        return real(table, path, durable=durable)
+        return real(table, path, durable)
 
     monkeypatch.setattr(step_files, "encode", encode)
     files = StepFiles(threads=4, durable=False, on_written=lambda r, b: None)
@@ -91,7 +91,7 @@ def test_an_encoding_error_surfaces_and_leaves_no_partial_or_later_file(tmp_path
 
 
 def test_the_writer_reports_an_encoding_error_on_the_next_call(tmp_path, monkeypatch):
-    def encode(table, path, *, durable):
+    def encode(table, path, durable):
         raise OSError("disk gone")
 
     monkeypatch.setattr(step_files, "encode", encode)
@@ -119,3 +119,22 @@ def test_a_sealed_step_is_published_while_the_trainer_is_quiet(tmp_path):
     assert pq.read_table(path).column("reward").to_pylist() == [1.0, 2.0]
     w.close()
     assert w.stats()["files_written"] == 2
+
+
+def test_a_writer_never_closed_still_writes_every_step_at_exit(tmp_path):
+    """The atexit hook closes a forgotten writer: its last steps are encoded then, after Python has shut
+    its standard thread pools (which would refuse them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from runlog import RunWriter\n"
+        f"w = RunWriter({str(tmp_path / 'run')!r})\n"
+        "for s in range(6):\n"
+        "    w.log_samples(s, {'reward': [float(s), 1.0]})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "failed" not in proc.stderr, proc.stderr
+    files = sorted((tmp_path / "run" / "samples" / "train").glob("step_*.parquet"))
+    assert [pq.read_table(f).column("reward").to_pylist()[0] for f in files] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert not list((tmp_path / "run").rglob("*.tmp"))

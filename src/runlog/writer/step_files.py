@@ -12,9 +12,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +29,7 @@ from .files import fsync_dir
 UNIQUE_TEXT = frozenset({"completion", "trajectory", "messages", "exception"})
 
 
-def encode(table: pa.Table, path: Path, *, durable: bool) -> int:
+def encode(table: pa.Table, path: Path, durable: bool) -> int:
     """Write ``table`` as Parquet (zstd, statistics) to ``path``; fsync it when ``durable``. Returns the bytes."""
     dictionary = [c for c in table.column_names if c not in UNIQUE_TEXT]
     with open(path, "wb") as f:
@@ -36,6 +39,42 @@ def encode(table: pa.Table, path: Path, *, durable: bool) -> int:
             f.flush()
             os.fsync(f.fileno())
     return size
+
+
+class _Encoders:
+    """A few daemon threads running encodes. Not a ``ThreadPoolExecutor``: at interpreter exit that refuses new
+    work before ``atexit`` handlers run, and the writer's handler (a trainer that never called ``close()``)
+    still has steps to encode then."""
+
+    def __init__(self, threads: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"runlog-encode-{i}", daemon=True) for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the future
+                future.set_exception(exc)
 
 
 class StepFiles:
@@ -53,16 +92,16 @@ class StepFiles:
         self.threads = max(1, int(threads))
         self.durable = durable
         self._on_written = on_written
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Encoders | None = None
         self._inflight: collections.deque[tuple[Future[int], Path, Path, int]] = collections.deque()
 
     def submit(self, path: Path, table: pa.Table) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="runlog-encode")
+            self._pool = _Encoders(self.threads)
         self._publish(wait=len(self._inflight) >= self.threads)  # at most ``threads`` files under way
-        self._inflight.append((self._pool.submit(encode, table, tmp, durable=self.durable), tmp, path, table.num_rows))
+        self._inflight.append((self._pool.submit(encode, table, tmp, self.durable), tmp, path, table.num_rows))
 
     def busy(self) -> bool:
         """Whether files are being encoded (or encoded and not yet published)."""
@@ -79,7 +118,7 @@ class StepFiles:
         finally:
             self._abandon()
             if self._pool is not None:
-                self._pool.shutdown(wait=True)
+                self._pool.shutdown()
                 self._pool = None
 
     def _publish(self, *, wait: bool, everything: bool = False) -> None:
