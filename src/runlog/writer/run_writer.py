@@ -366,12 +366,14 @@ class RunWriter:
                 self._stats["background_s"] += dt
 
     def _next(self) -> tuple[Any, ...]:
-        """The next queued item; with nothing queued, first publish the step files being encoded."""
-        if self._files.busy() and self._error is None:
+        """The next queued item. While step files are being encoded, those done are published every few
+        milliseconds in between (in step order), so a file appears soon after its encode even when the trainer
+        logs nothing more, without waiting for the encodes still running."""
+        while self._files.busy() and self._error is None:
             try:
-                return self._queue.get_nowait()
+                return self._queue.get(timeout=0.005)
             except queue.Empty:
-                self._safely(self._files.drain)
+                self._safely(self._files.publish_ready)
         return self._queue.get()
 
     def _safely(self, fn: Callable[..., None], *args: Any) -> None:

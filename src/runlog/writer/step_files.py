@@ -81,8 +81,9 @@ class StepFiles:
     """Parallel encoding, ordered publishing. Used by the background thread only (not thread-safe itself).
 
     ``submit`` publishes the files already encoded, oldest first (with ``threads`` under way it waits for the
-    oldest), then starts the new file's encoding. ``drain`` waits for and publishes all: the background
-    thread calls it whenever its queue is empty, so a file is published as soon as the trainer is quiet.
+    oldest), then starts the new file's encoding. ``publish_ready`` publishes those done without waiting (the
+    background thread calls it every few milliseconds while files are under way and nothing is queued);
+    ``drain`` waits for and publishes all.
     ``on_written(rows, bytes)`` is called for each published file. An encoding error is raised by the
     ``submit`` or ``drain`` that reaches it; the files after it are not published (their temporary files are
     removed).
@@ -106,6 +107,10 @@ class StepFiles:
     def busy(self) -> bool:
         """Whether files are being encoded (or encoded and not yet published)."""
         return bool(self._inflight)
+
+    def publish_ready(self) -> None:
+        """Publish the files encoded so far, oldest first, up to the first one still being encoded."""
+        self._publish(wait=False)
 
     def drain(self) -> None:
         """Wait for every file being encoded and publish it."""
