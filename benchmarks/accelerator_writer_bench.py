@@ -175,7 +175,7 @@ def main() -> int:
                         best[mode] = (total, calls, dispatches)
             idle: dict[str, float] = {}
             for mode in modes:
-                calls, ws = (lambda r: (r[1], r[3]))(loop(mode, step, ws, min(steps, 30), text, Path(tmp), idle=True))
+                _, calls, _, ws = loop(mode, step, ws, min(steps, 30), text, Path(tmp), idle=True)
                 idle[mode] = statistics.median(calls[1:]) * 1e3
             base = best["none"][0]
             for mode in modes:

@@ -249,12 +249,17 @@ def _literal_help_everywhere(t: typer.Typer) -> None:
 _FULL: list[typer.Typer] = []
 
 
+def full_app() -> typer.Typer:
+    """The application with every command, built once (``--help``, ``--version``, a typo, and tests)."""
+    if not _FULL:
+        _FULL.append(build_app())
+    return _FULL[0]
+
+
 def __getattr__(name: str) -> Any:
-    """``app``, the application with every command (built on first use: tests and ``--help`` need it)."""
+    """``app``: ``full_app()``, built on first use."""
     if name == "app":
-        if not _FULL:
-            _FULL.append(build_app())
-        return _FULL[0]
+        return full_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -262,5 +267,5 @@ def main() -> None:
     """The command line: a known command is built alone; anything else (``--help``, ``--version``, a typo)
     gets the whole application, whose help lists every command and whose errors suggest the right one."""
     first = sys.argv[1] if len(sys.argv) > 1 else ""
-    application = build_app([first]) if first in COMMANDS else __getattr__("app")
+    application = build_app([first]) if first in COMMANDS else full_app()
     application(prog_name="runlog")

@@ -406,9 +406,10 @@ def probed_component_names(files: list[FileInfo]) -> list[str] | None:
             if field is None:
                 return None
             name, typ = field.groups()
-            if _NUMERIC_ARROW.fullmatch(typ) and name not in names:
-                names.append(name)
-            elif typ not in ("string", "large_string", "null", "binary") and not _NUMERIC_ARROW.fullmatch(typ):
+            if _NUMERIC_ARROW.fullmatch(typ):
+                if name not in names:
+                    names.append(name)
+            elif typ not in ("string", "large_string", "null", "binary"):
                 return None  # a type polars might count as numeric (a date is not, a decimal is): ask it
     return names
 

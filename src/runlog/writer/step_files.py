@@ -84,8 +84,8 @@ class StepFiles:
     oldest), then starts the new file's encoding. ``publish_ready`` publishes those done without waiting (the
     background thread calls it every few milliseconds while files are under way and nothing is queued);
     ``drain`` waits for and publishes all.
-    ``on_written(rows, bytes)`` is called for each published file. An encoding error is raised by the
-    ``submit`` or ``drain`` that reaches it; the files after it are not published (their temporary files are
+    ``on_written(rows, bytes)`` is called for each published file. An encoding error is raised by whichever
+    of these reaches it; the files after it are not published (their temporary files are
     removed).
     """
 
@@ -136,10 +136,10 @@ class StepFiles:
                 raise
             self._inflight.popleft()
             os.replace(tmp, path)
-            self._on_written(rows, size)
-            wait = False  # waited for the oldest; the others only if already done
             if self.durable:
                 fsync_dir(path.parent)
+            self._on_written(rows, size)
+            wait = False  # waited for the oldest; the others only if already done
 
     def _abandon(self) -> None:
         while self._inflight:
