@@ -127,3 +127,30 @@ def test_every_command_reads_steps_with_one_grammar_as_the_line_is_read(cli, arg
 def test_render_trajectory_steps_take_last_and_all_besides_the_grammar(cli, steps):
     r = cli("render-trajectory", SAMPLE, "--steps", steps, "-f", "json")
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["summarize", SAMPLE],
+        ["metrics", "format", SAMPLE],
+        ["metrics", "diversity", SAMPLE],
+    ],
+    ids=["summarize", "metrics format", "metrics diversity"],
+)
+def test_by_takes_a_comma_list_as_the_repeated_option(cli, args):
+    """``--by role,step`` is ``--by role --by step``: the same output, digit for digit."""
+    comma = cli(*args, "--by", "role,step", "-f", "csv")
+    repeated = cli(*args, "--by", "role", "--by", "step", "-f", "csv")
+    assert comma.exit_code == repeated.exit_code == 0, comma.output
+    assert comma.stdout == repeated.stdout
+    assert comma.stdout.splitlines()[0].startswith(("role,step,", "split,role,step,"))
+
+
+def test_a_misspelt_by_key_is_refused_with_the_nearest_one(cli):
+    r = cli("summarize", SAMPLE, "--by", "role,stp")
+    assert r.exit_code == 2
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("Error: --by 'stp': expected one of ") and r.stderr.rstrip().endswith(
+        "(did you mean 'step'?)"
+    ), r.stderr

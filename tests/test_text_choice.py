@@ -48,6 +48,20 @@ def test_auto_is_the_policy_roles_last_turn_and_per_role_each_roles_own(debate):
     ]
 
 
+def test_per_role_texts_come_in_speaking_order_the_same_every_time(debate):
+    """Each sample's speakers in the order they first speak, on every call: the order of a join's matches is
+    not fixed, and a diversity sum over rows in another order changed the last digits from one call to the
+    next (``metrics diversity --by role,step`` printed other digits cold and warm)."""
+    raw = debate.samples.select("sample_id", "messages").collect()
+    want = []
+    for sid, messages in zip(raw["sample_id"].to_list(), raw["messages"].to_list(), strict=True):
+        spoken = [m["name"] or m["role"] for m in messages if m["role"] == "assistant" and m["content"]]
+        want += [(sid, who) for who in dict.fromkeys(spoken)]
+    frames = [M.texts_frame(debate, "auto", per_role=True) for _ in range(6)]
+    assert list(zip(frames[0]["sample_id"], frames[0]["role"], strict=True)) == want
+    assert all(f.equals(frames[0]) for f in frames[1:])
+
+
 def test_debate_format_adherence_agrees_with_its_format_component(debate):
     """The sample trainer scores format 1.0 for a tagged answer and 0.5 for a plain one, so per step the
     component's mean is 0.5 + 0.5 x adherence over the samples that were scored (no exception)."""

@@ -276,7 +276,11 @@ def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
     keys: list[str] = []
     for k in by:
         if k not in allowed:
-            raise UsageError(f"--by {k!r}: expected one of {', '.join(allowed)}")
+            import difflib
+
+            near = difflib.get_close_matches(k, allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UsageError(f"--by {k!r}: expected one of {', '.join(allowed)}{hint}")
         if k not in keys:
             keys.append(k)
     return keys

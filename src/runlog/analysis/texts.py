@@ -84,7 +84,12 @@ def _turn_texts(
     sample has no such turn. ``speaker``: only that speaker's turns; ``policy``: only the policy's turns
     (and turns without a speaker); ``""``: the policy is each sample's first named assistant speaker."""
     rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, "messages", "completion")
-    turns = rows.select("__row", "messages").explode("messages").unnest("messages")
+    turns = (
+        rows.select("__row", "messages")
+        .explode("messages")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("__turn"))  # run order, for the speakers
+        .unnest("messages")
+    )
     who = pl.coalesce(pl.col("name"), pl.col("role"))
     content = pl.col("content")
     keep = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & content.is_not_null() & (content != "")
@@ -106,12 +111,15 @@ def _turn_texts(
         .agg(
             pl.col("content").cast(pl.String).last().alias("text")
             if last
-            else pl.col("content").cast(pl.String).str.join("\n").alias("text")
+            else pl.col("content").cast(pl.String).str.join("\n").alias("text"),
+            pl.col("__turn").min(),
         )
     )
     out = rows.drop("messages").join(joined, on="__row", how="left", maintain_order="left")
     role = pl.col("__speaker") if per_role else pl.lit(speaker, dtype=pl.String)
-    return out.sort("__row").select(
+    # A sample's speakers in the order they first speak: the same rows in the same order every time (a join's
+    # matches come in any order), so that sums over them give the same digits every time.
+    return out.sort("__row", "__turn", nulls_last=True, maintain_order=True).select(
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         role.alias("role"),
         pl.lit(None, dtype=pl.Int64).alias("turn"),
@@ -222,7 +230,7 @@ def diversity_frame(
     else:
         means = [pl.col(c).mean() for c in cols if c != "texts"]
         agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
-        out = per_set.group_by(keys).agg(agg) if keys else per_set.select(agg)
+        out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
         out = out.select(*keys, "groups", *cols)
     return out.sort(keys, nulls_last=True) if keys else out
 

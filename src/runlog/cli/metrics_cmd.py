@@ -10,7 +10,7 @@ from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, NoCache, Output, Splits, Steps
+from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys
 from .output import OutputFormat, emit_frame
 
 if TYPE_CHECKING:
@@ -47,13 +47,13 @@ TEXT_HELP = (
     "role's own), assistant (every assistant turn), answer (inside <answer>), completion, trajectory, role:NAME, "
     "messages (every message). See docs/metrics.md."
 )
-BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable). Default: step."
+BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable, or a comma list). Default: step."
 
 
 @metrics_app.command("diversity")
 def diversity_command(
     paths: list[str] = RUN_PATHS,
-    by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP),
+    by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP, callback=by_keys),
     text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
     over: str = typer.Option(
         "group", "--over", help="group: per prompt group, then averaged per row; set: all texts of a row at once."
@@ -126,7 +126,11 @@ def format_command(
         help="open-r1, open-r1-tags, trl-think, think-answer-strict, tool-call-json, or a TOML file.",
     ),
     by: list[str] = typer.Option(
-        None, "--by", "-b", help="Group by: run (fleets), step, role, split (repeatable). Default: step."
+        None,
+        "--by",
+        "-b",
+        help="Group by: run (fleets), step, role, split (repeatable, or a comma list). Default: step.",
+        callback=by_keys,
     ),
     text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
     per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),

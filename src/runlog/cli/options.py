@@ -25,6 +25,17 @@ from .common import fail
 LAYOUT_HELP = "Force a layout instead of detecting it (names: docs/format.md)."
 Layout = Annotated[str | None, typer.Option("--layout", metavar="LAYOUT", help=LAYOUT_HELP)]
 
+# --by ---------------------------------------------------------------------------------------------------------
+
+
+def by_keys(value: list[str] | None) -> list[str] | None:
+    """``--by role,step`` as ``--by role --by step``: the keys are words of a fixed vocabulary, never with a
+    comma, and a comma list is what people type first."""
+    if not value:
+        return value
+    return [k.strip() for v in value for k in v.split(",") if k.strip()]
+
+
 # --no-cache -------------------------------------------------------------------------------------------------
 
 NO_CACHE_HELP = (

@@ -11,7 +11,7 @@ from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, by_keys
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, grou
 def summarize_command(
     paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(
-        None, "--by", "-b", help="Group by: run, role, step, split, env, group (repeatable). Default: role."
+        None,
+        "--by",
+        "-b",
+        help="Group by: run, role, step, split, env, group (repeatable, or a comma list). Default: role.",
+        callback=by_keys,
     ),
     window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
     split: Splits = None,
