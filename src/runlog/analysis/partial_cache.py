@@ -216,7 +216,7 @@ def run_partials(
         fresh = fresh.with_columns((pl.lit(f"{variant}:") + pl.col("step").cast(pl.String)).alias(UNIT))
         frames.append(fresh)
         _keep(run, variant, todo, fresh, all_units, store, memo)
-    frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    frame = pl.concat(frames, how="diagonal_relaxed", rechunk=True) if len(frames) > 1 else frames[0]
     return Partials(frame, mode, computed=len(todo), reused=reused)
 
 
