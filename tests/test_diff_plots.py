@@ -51,6 +51,21 @@ def test_overlay_has_one_line_per_run_per_role_panel_and_the_baseline_dashed(run
     assert all(len(ax.get_lines()) == 3 for ax in kl.axes if ax.get_visible())
 
 
+def test_the_series_only_diff_draws_what_the_whole_diff_draws(runs) -> None:
+    """``plot --diff`` skips the windows, the bootstrap and the scalars (``series_only``): the series it draws
+    and the notes on what is compared are those of the whole diff."""
+    from runlog.analysis.diff import diff_series
+
+    opened = [open_run(p) for p in runs]
+    whole = diff_runs(opened, options=DiffOptions(boot=200))
+    lean = diff_runs(opened, options=DiffOptions(boot=200, series_only=True))
+    for metric in ("reward", "kl"):
+        assert diff_series(lean, metric).equals(diff_series(whole, metric))
+    assert lean.overlap.equals(whole.overlap) and lean.common == whole.common
+    assert set(lean.notes) <= set(whole.notes) and lean.notes
+    assert lean.points.height == lean.roles.height == 0 < whole.points.height
+
+
 def test_plot_diff_writes_a_png(runs, tmp_path: Path) -> None:
     a, b, _ = runs
     out = tmp_path / "diff.png"

@@ -115,7 +115,7 @@ def _plot_diff(
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
     runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
-    result = diff_runs(runs, names or None, options=DiffOptions(splits=tuple(filters.splits)))
+    result = diff_runs(runs, names or None, options=DiffOptions(splits=tuple(filters.splits), series_only=True))
     fig = diff_figure(result, what, filters.splits[0] if filters.splits else None)
     written = save_figure(fig, output)
     report_problems([p for r in runs for p in r.problems if not p.is_warning], notes=result.notes)

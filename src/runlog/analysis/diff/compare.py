@@ -74,6 +74,24 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
         s.per_step = per_step(s, opts)
     base = sides[0]
     overlap_rows, plans = _align(sides, opts, notes)
+    commons = {(other.index, split): common for other, split, common, _ in plans}
+    per_steps = [s.per_step if s.per_step is not None else pl.DataFrame() for s in sides]
+    if opts.series_only:
+        empty = [frame([], schema) for schema in (ROLES_SCHEMA, POINTS_SCHEMA, PAIRED_SCHEMA, SCALARS_SCHEMA)]
+        return Diff(
+            names=labels,
+            layouts=layouts,
+            overlap=frame(overlap_rows, OVERLAP_SCHEMA),
+            roles=empty[0],
+            points=empty[1],
+            paired=empty[2],
+            scalars=empty[3],
+            config=frame([], CONFIG_SCHEMA),
+            notes=notes,
+            per_step=per_steps,
+            options=opts,
+            common=commons,
+        )
     for s in sides:
         load_rows(s)
         bootstrap_side(s, opts)
@@ -112,9 +130,9 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
         scalars=frame(scalars, SCALARS_SCHEMA),
         config=frame(configs, CONFIG_SCHEMA),
         notes=notes,
-        per_step=[s.per_step if s.per_step is not None else pl.DataFrame() for s in sides],
+        per_step=per_steps,
         options=opts,
-        common={(other.index, split): common for other, split, common, _ in plans},
+        common=commons,
         configs_compared=run_config(runs[0]) is not None and any(run_config(r) is not None for r in runs[1:]),
     )
     if opts.text:

@@ -32,6 +32,9 @@ class DiffOptions:
     text: bool = False  # diversity and format adherence (reads the texts of the windows)
     findings: bool = False  # the doctor's findings of each run (reads every text of the run)
     format_spec: str = "think-answer-strict"
+    # Only what ``diff_series`` needs (the per-step figures, the overlap, the notes on it): no windows read, no
+    # bootstrap, no scalars or configs (``plot --diff``).
+    series_only: bool = False
 
     def check(self) -> None:
         if self.window < 1:
