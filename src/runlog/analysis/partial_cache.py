@@ -131,7 +131,9 @@ def units(run: Run) -> dict[int, Unit] | None:
     return out
 
 
-def _variant(mode: str, prompt_groups: bool) -> str:
+def variant_name(mode: str, prompt_groups: bool) -> str:
+    """The name of the partials of ``mode`` (``role``: per role; ``sample``) and prompt groups found from the
+    text (``prompt_groups``): the first part of every entry id, ``<variant>:<step>``."""
     return f"{mode}/pg{int(prompt_groups)}"
 
 
@@ -185,7 +187,7 @@ def run_partials(
     per_row = max(1, len(run.role_names())) if mode == "role" else 1
     if sum(f.rows or 0 for u in chosen for f in u.files) * per_row > MAX_VALUES:
         return None
-    variant = _variant(mode, prompt_groups)
+    variant = variant_name(mode, prompt_groups)
     frames: list[pl.DataFrame] = []
     todo: list[Unit] = []
     hits: dict[str, Unit] = {}
@@ -310,9 +312,10 @@ def cached_summary(
 
 @dataclass
 class IncrementalSummary:
-    """Summaries of a run that is still being written, for a long-lived caller (``runlog watch``): each
-    ``summarize(run)`` (a fresh ``open_run`` of the same run each time) reads only the steps whose files are
-    new or changed since the last call; the others come from memory, or from the cache on disk."""
+    """Summaries of a run that is still being written, for a long-lived caller that polls it (a notebook, a
+    dashboard; ``runlog watch`` keeps per-step figures of its own, ``watch.live``): each ``summarize(run)`` (a
+    fresh ``open_run`` of the same run each time) reads only the steps whose files are new or changed since the
+    last call; the others come from memory, or from the cache on disk."""
 
     memo: dict[str, tuple[str, pl.DataFrame]] = field(default_factory=dict)
     last: Partials | None = None

@@ -114,12 +114,12 @@ def _from_cache(side: Side, filters: Filters) -> pl.DataFrame | None:
     holds at least half of the steps compared (the others are read, and stored, as summarize would); None
     otherwise. A partial is one step's (split, step, role): its mean, its count and its ``M2`` give the mean,
     the SD (ddof 1) and the count exactly as summarize merges them."""
-    from ..partial_cache import PartialStore, _variant, run_partials
+    from ..partial_cache import PartialStore, run_partials, variant_name
 
     store = PartialStore.open(side.run.root)
     if store is None or not store.index:
         return None
-    variant = _variant("role", False)  # summarize --by role's partials, no prompt groups from the text
+    variant = variant_name("role", False)  # summarize --by role's partials, no prompt groups from the text
     steps = set().union(*side.steps.values())
     held = sum(1 for eid, e in store.index.items() if eid.startswith(f"{variant}:") and e["step"] in steps)
     if 2 * held < len(steps):
