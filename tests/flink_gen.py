@@ -140,9 +140,7 @@ class Episode:
             check = f"<think>Checking {self.answer} (round {r + 1}).</think>VERIFY: {verdict}"
             msgs.append({"role": "assistant", "name": "verifier", "content": check})
         accept = self.correct == self.judge_agrees
-        msgs.append(
-            {"role": "assistant", "name": "judge", "content": f"Verdict: {'ACCEPT' if accept else 'REJECT'}"}
-        )
+        msgs.append({"role": "assistant", "name": "judge", "content": f"Verdict: {'ACCEPT' if accept else 'REJECT'}"})
         return msgs
 
 
@@ -258,7 +256,7 @@ def _draw(
         rounds=rounds,
     )
     if rng.random() < exception_rate:
-        ep.exception = "Traceback (most recent call last):\n  File \"rollout.py\", line 7\nTimeoutError: tool timed out"
+        ep.exception = 'Traceback (most recent call last):\n  File "rollout.py", line 7\nTimeoutError: tool timed out'
     ep.assignment = dict(zip(AGENTS, rng.sample(ROLES, 3), strict=True))
     return ep
 

@@ -72,7 +72,8 @@ def test_group_means_of_both_leave_out_the_same_groups(tmp_path):
 def _table(*extra: str) -> str:
     env = {"COLUMNS": "200", "NO_COLOR": "1"}
     r = CliRunner().invoke(
-        app, ["metrics", "diversity", str(SAMPLE_RUNS / "debate_grpo"), "--steps", "0:1", "--split", "train", *extra],
+        app,
+        ["metrics", "diversity", str(SAMPLE_RUNS / "debate_grpo"), "--steps", "0:1", "--split", "train", *extra],
         env=env,
     )
     assert r.exit_code == 0, r.output

@@ -176,7 +176,7 @@ def test_page_structure_and_csp(page: Path) -> None:
     shown_id = "id \\x1b[31mred\\x1b]0;title\\x07 [bold red]LOUD[/bold red] <script>window.pwned=1;"
     assert any(c.startswith(shown_id) for c in cells)
     assert any(c.startswith("huge-WWW") and c.endswith("…") and len(c) <= 120 for c in cells)  # huge cell cut
-    assert any(r[-1][1].startswith('\\x1b[31mred') and '</script> "><img src' in r[-1][1] for r in t.rows)
+    assert any(r[-1][1].startswith("\\x1b[31mred") and '</script> "><img src' in r[-1][1] for r in t.rows)
     assert "\x1b" not in html and "\x07" not in html and "\u202e" not in html
 
 

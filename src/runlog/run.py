@@ -180,9 +180,7 @@ class Run:
             return S.empty_scalars()
         return frames[0] if len(frames) == 1 else pl.concat(frames)
 
-    def collect(
-        self, build: Callable[[], list[pl.LazyFrame]], *, engine: CollectEngine = "auto"
-    ) -> list[pl.DataFrame]:
+    def collect(self, build: Callable[[], list[pl.LazyFrame]], *, engine: CollectEngine = "auto") -> list[pl.DataFrame]:
         """Collect the frames ``build`` makes; if reading fails on data that discovery could not check (a
         corrupt data page behind an intact footer), find the files that fail, report each as a problem,
         leave them out and build again, so that the good data is still analysed."""

@@ -49,7 +49,6 @@ TAIL_BYTES = 64 * 1024
 WHOLE_BYTES = 32 * 1024 * 1024
 
 
-
 def is_url(path: object) -> bool:
     """True for an object-store URL (``s3://...``); local paths, ``file://`` included, are False."""
     if not isinstance(path, str):
@@ -301,9 +300,7 @@ class ObjectPath:
         return self.store.head(self.key) is not None
 
 
-def location(
-    path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, str] | None = None
-) -> ObjectPath:
+def location(path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, str] | None = None) -> ObjectPath:
     """The ``ObjectPath`` of a URL (its store opened once per bucket and options)."""
     if isinstance(path, ObjectPath):
         return path

@@ -69,7 +69,6 @@ class StorageOptions(Mapping[str, str]):
         return dict(self.pairs)
 
 
-
 def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
     """``KEY=VALUE`` strings (``--storage-option``) to a dict; a malformed one is a usage error."""
     out: dict[str, str] = {}
@@ -79,10 +78,6 @@ def parse_storage_options(pairs: Iterable[str]) -> dict[str, str]:
             raise UsageError(f"--storage-option {pair!r}: expected KEY=VALUE (for example aws_region=us-east-1)")
         out[key.strip().lower()] = value
     return out
-
-
-
-
 
 
 def obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -98,4 +93,3 @@ def obstore_options(family: str, options: Mapping[str, str]) -> tuple[dict[str, 
         else:
             config[key if key.startswith(prefix) else prefix + key] = v
     return config, client
-

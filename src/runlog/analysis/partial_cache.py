@@ -338,9 +338,7 @@ class IncrementalSummary:
         if set(keys) <= CACHEABLE_KEYS:
             store = PartialStore.open(run.root) if cache else None
             mode = "role" if "role" in keys else "sample"
-            parts = run_partials(
-                run, mode, filters=filters, prompt_groups=prompt_groups, store=store, memo=self.memo
-            )
+            parts = run_partials(run, mode, filters=filters, prompt_groups=prompt_groups, store=store, memo=self.memo)
             if parts is not None and parts.frame.height:
                 self.last = parts
                 out = summary_from_partials(run, parts, keys, filters)

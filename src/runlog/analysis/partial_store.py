@@ -154,9 +154,7 @@ class PartialStore:
             return
 
     @staticmethod
-    def _merge(
-        on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit], complete: bool
-    ) -> dict[str, Any]:
+    def _merge(on_disk: dict[str, Any], new: dict[str, Any], live: dict[int, Unit], complete: bool) -> dict[str, Any]:
         def valid(e: dict[str, Any]) -> bool:
             u = live.get(e["step"])
             if u is None:

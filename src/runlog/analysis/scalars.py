@@ -19,6 +19,7 @@ class HasScalars(Protocol):
     @property
     def scalars(self) -> pl.LazyFrame: ...
 
+
 # Metric keys that different trainer versions wrote for the same quantity (seed 000). Canonical name first.
 DEFAULT_ALIASES: dict[str, str] = {
     "grad_global_norm": "grad/global_norm",

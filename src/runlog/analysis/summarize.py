@@ -62,9 +62,7 @@ SMALL_ROWS = 250_000
 IN_MEMORY_CELLS = 32_000_000
 
 
-def _engine(
-    run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = None, per_row: int = 1
-) -> CollectEngine:
+def _engine(run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = None, per_row: int = 1) -> CollectEngine:
     """The polars engine for a summary of ``columns`` numeric columns over the run's sample rows (times
     ``per_row``: the long view has one row per sample and role), ``grouped`` by keys besides the role, with
     prompt groups from ``group_key``. Prompt groups found from the prompt text always stream: in memory, the

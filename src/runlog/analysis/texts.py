@@ -145,9 +145,11 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_rol
                 pl.when(inner.is_not_null()).then(answer).otherwise(pl.lit(None, dtype=pl.String)).alias("text")
             )
             completion = lf.select(pl.col("completion").cast(pl.String).alias("__c"))
-            out = pl.concat([out, completion], how="horizontal").with_columns(
-                pl.coalesce("text", "__c").alias("text")
-            ).drop("__c")
+            out = (
+                pl.concat([out, completion], how="horizontal")
+                .with_columns(pl.coalesce("text", "__c").alias("text"))
+                .drop("__c")
+            )
         return out
     if text in ("completion", "trajectory"):
         lf = lf.select(

@@ -429,5 +429,3 @@ def _metric_fields(lf: pl.LazyFrame) -> list[str]:
                     names.append(n)
         return names
     return []
-
-

@@ -24,9 +24,7 @@ TEXT_SOURCES = ("trajectory", "agent_trajectories")
 
 
 def _conversation_dtype() -> pl.DataType:
-    return pl.Struct(
-        {"messages": S.PL_MESSAGES, "prompt": pl.String, "completion": pl.String, "prompt_key": pl.String}
-    )
+    return pl.Struct({"messages": S.PL_MESSAGES, "prompt": pl.String, "completion": pl.String, "prompt_key": pl.String})
 
 
 def with_prompt(columns: dict[str, str], ctx: RunContext) -> dict[str, str]:

@@ -53,6 +53,8 @@ PLOT_OF = {
     "nan_rewards": "reward",
     "exception_spike": "reward",
 }
+
+
 def build_report(
     run: Run,
     config: DoctorConfig | None = None,

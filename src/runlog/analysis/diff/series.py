@@ -76,4 +76,3 @@ def _band(mean: float | None, sd: float | None, n: int, z: float) -> tuple[float
 def _series_row(*values: Any) -> dict[str, Any]:
     """A row of ``SERIES_SCHEMA`` from its values in the schema's order."""
     return dict(zip(SERIES_SCHEMA, values, strict=True))
-

@@ -277,9 +277,7 @@ def _window_sources(side: Side) -> WindowSource:
     return out
 
 
-def _window_columns(
-    side: Side, sources: WindowSource, split: Split, steps: tuple[int, ...]
-) -> dict[str, np.ndarray]:
+def _window_columns(side: Side, sources: WindowSource, split: Split, steps: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Per ``role/metric``: the window's values (``_window_sources``); zero_adv_frac only for the windows
     whose prompt text was read."""
     texts = side.text_wanted.get(split, set())
