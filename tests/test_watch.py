@@ -140,6 +140,13 @@ def test_watch_json_gives_a_line_per_new_step_while_a_writer_writes(tmp_path):
             e = _json(out.wait(_event("step")))
             assert e["step"] == expected and e["rows"] == 8 and e["split"] == "train"
             assert [r["role"] for r in e["roles"]] == ["solver", "judge"] and e["rows_per_s"] > 0
+            # The figures against the trainer's own values (watch_helpers.CHILD): solver reward (i + s) / (8 + s)
+            # for i < 8, KL 0.01 (1 + i); judge 0.5 and 0.02; 8 valid values each.
+            solver, judge = e["roles"]
+            want = sum((i + expected) / (8 + expected) for i in range(8)) / 8
+            assert solver["reward_mean"] == pytest.approx(want, rel=1e-12) and solver["count"] == 8
+            assert solver["kl_mean"] == pytest.approx(0.045, rel=1e-12)
+            assert (judge["reward_mean"], judge["kl_mean"], judge["count"]) == (0.5, pytest.approx(0.02), 8)
         trainer.kill()  # the writer dies; watch goes on until it has been idle for 3 s
         assert _json(out.wait(_event("end")))["reason"] == "idle"
         assert watch.wait(timeout=15) == 0
