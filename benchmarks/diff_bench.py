@@ -22,7 +22,9 @@ Two regimes of summarize's partial cache (``runlog.analysis.partial_cache``), ea
 own, filled by the warm-up round: summarize answers from the per-step partials, and so do the diff's
 per-step figures). The ratio is diff's median over the pair's median, in the same regime, of wall seconds and
 of the process's CPU seconds (all threads: what the work costs, which other jobs on a shared machine change
-much less than the wall clock). ``--cli`` also times the whole commands as processes.
+much less than the wall clock). ``--cli`` also times the whole commands as processes, as a user runs them
+(``runlog diff A B`` against ``runlog summarize A`` then ``runlog summarize B``), wall and the children's CPU
+seconds.
 
 Usage::
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -116,14 +119,18 @@ def cli_phases(a: Path, b: Path, env: dict[str, str]) -> dict[str, float]:
         "runlog diff A B (process)": [[sys.executable, "-m", "runlog", "diff", str(a), str(b)]],
     }
     for key, argvs in commands.items():
-        total = 0.0
+        total = cpu = 0.0
         for argv in argvs:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
             total += time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if proc.returncode != 0:
                 raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
         out[key] = total
+        out[f"cpu: {key}"] = cpu  # the children's CPU seconds, all threads
     return out
 
 
@@ -154,8 +161,9 @@ def table(times: dict[str, list[float]]) -> list[tuple[str, float, float, float,
                 f"{med[k] / med[cpu + p]:.2f} ({p.removeprefix('summarize A + B ')})"
                 for p in ("summarize A + B by role", "summarize A + B by role, step")
             )
-        elif k.startswith("runlog diff"):
-            ratio = f"{med[k] / med['runlog summarize A; runlog summarize B (processes)']:.2f}"
+        elif k.removeprefix("cpu: ").startswith("runlog diff"):
+            cpu = "cpu: " if k.startswith("cpu: ") else ""
+            ratio = f"{med[k] / med[cpu + 'runlog summarize A; runlog summarize B (processes)']:.2f}"
         rows.append((k, med[k], min(v), max(v), ratio))
     return rows
 

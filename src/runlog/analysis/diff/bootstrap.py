@@ -104,13 +104,15 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
     both = np.hstack([np.where(valid, x, 0.0), patterns]).astype(np.float32)
     out = np.empty((boot, m))
     chunk = max(1, CHUNK_CELLS // n)
-    offsets = (np.arange(chunk, dtype=np.int64) * n)[:, None]  # int64: what bincount counts without a copy
+    counts = np.empty((min(chunk, boot), n), dtype=np.float32)
     for b0 in range(0, boot, chunk):
         b = min(chunk, boot - b0)
-        idx = rng.integers(0, n, size=(b, n))
-        idx += offsets[:b]
-        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
-        prod = (counts @ both).astype(float)
+        idx = rng.integers(0, n, size=(b, n))  # int64: what bincount counts without a copy
+        # One replicate's counts at a time: a row stays in cache, where one bincount over the whole chunk
+        # (indices offset by row) scattered over megabytes, 4x slower.
+        for r in range(b):
+            counts[r] = np.bincount(idx[r], minlength=n)
+        prod = (counts[:b] @ both).astype(float)
         sums = prod[:, :m]
         hits = np.where(hit_col >= 0, prod[:, np.maximum(hit_col, 0)], float(n))
         with np.errstate(invalid="ignore", divide="ignore"):
