@@ -11,7 +11,7 @@ from runlog import open_run
 from runlog.analysis.diff import diff_runs
 from runlog.analysis.diff.bootstrap import interval
 
-from conftest import ROOT
+from conftest import REALDATA, ROOT
 
 RUNS = ROOT / "sample_runs"
 
@@ -31,6 +31,17 @@ def test_runs_of_different_layouts_compare_what_both_have(cli) -> None:
     assert "note: layouts differ: debate_grpo is runlog, flink_mixed is flink" in r.stderr
     assert {row["role"] for row in out["roles"]} == {"solver", "verifier", "judge"}
     assert "no role in common in split eval" in r.stderr
+
+
+def test_runs_given_as_files_of_one_folder_are_named_by_their_files(cli) -> None:
+    """Two logs side by side in one folder: each is named by its file, not both by the folder (which read as
+    ``realdata`` and ``realdata#2``); a file deeper in its run folder keeps the run's name."""
+    a, b = REALDATA / "inspect_ai_popularity.eval", REALDATA / "inspect_ai_popularity_eval_log.json"
+    assert [open_run(p).name for p in (a, b)] == [a.name, b.name]
+    r = cli("diff", a, b)
+    assert f"{a.name} and {b.name} have no role in common" in r.stderr, r.stderr
+    step = next((RUNS / "flink_mixed" / "flink_logs").glob("batch_debug_data_train_*.parquet"))
+    assert open_run(step).name == "flink_mixed"
 
 
 def test_one_prompt_in_common_gives_no_paired_interval() -> None:
