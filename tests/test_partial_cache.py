@@ -365,3 +365,52 @@ def test_compaction_keeps_per_sample_and_per_role_entries_apart(tmp_path, make):
             warm = summarize(open_run(root), by, filters=upto, prompt_groups=True)
             assert warm.height == cold.height, (step, by)
             assert_frame_equal(warm, cold, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def _folder(root: Path) -> Path:
+    store = P.PartialStore.open(open_run(root).root)
+    assert store is not None
+    return store.folder
+
+
+def test_the_cache_keeps_to_its_budget_and_deletes_the_runs_used_least_recently(tmp_path, _cache, monkeypatch):
+    """``RUNLOG_CACHE_MAX_MB``: past it, a save deletes whole runs' partials, those read least recently first,
+    never the run being saved; a run deleted is summarised again, to the same answer."""
+    roots = [flink_run(tmp_path / f"r{i}", i, range(6)) for i in range(3)]
+    for root in roots[:2]:
+        assert _computed(root) == (6, 0)
+    folders = [_folder(root) for root in roots]
+    size = sum(f.stat().st_size for f in folders[0].iterdir())
+    # Run 0 read again after run 1 (its "used" stamp dated later): run 1 is now the least recent.
+    os.utime(folders[1] / PS.USED, (OLD, OLD))
+    os.utime(folders[0] / PS.USED, (OLD + 60, OLD + 60))
+    monkeypatch.setenv(PS.BUDGET_VAR, str(2.5 * size / (1 << 20)))  # room for about two runs
+    (_cache / PS.CHECKED).unlink(missing_ok=True)
+    cold = summarize(open_run(roots[2]), ["role"], cache=False)
+    assert_frame_equal(summarize(open_run(roots[2]), ["role"]), cold)  # saves run 2, then trims
+    assert [f.exists() for f in folders] == [True, False, True]
+    assert _computed(roots[0]) == (0, 6) and _computed(roots[1]) == (6, 0)  # run 1 is read again
+
+
+def test_the_budget_is_checked_once_a_minute_and_never_deletes_the_run_saved(tmp_path, _cache, monkeypatch):
+    monkeypatch.setenv(PS.BUDGET_VAR, "0.000001")  # smaller than any run: only the one being saved stays
+    a = flink_run(tmp_path / "a", 1, range(4))
+    b = flink_run(tmp_path / "b", 2, range(4))
+    assert _computed(a) == (4, 0)
+    assert _folder(a).exists()  # the run saved is kept, whatever the budget
+    assert _computed(b) == (4, 0)
+    assert _folder(a).exists()  # checked less than a minute ago: not checked again yet
+    os.utime(_cache / PS.CHECKED, (OLD, OLD))
+    assert _computed(b) == (0, 4)  # a load does not trim...
+    c = flink_run(tmp_path / "c", 3, range(4))
+    assert _computed(c) == (4, 0)  # ...a save does
+    assert [_folder(r).exists() for r in (a, b, c)] == [False, False, True]
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "0", "inf"])
+def test_a_budget_that_is_not_a_positive_number_is_said_once(value, monkeypatch, capsys):
+    monkeypatch.setenv(PS.BUDGET_VAR, value)
+    PS._warned.clear()
+    assert PS.budget_bytes() == PS.budget_bytes() == PS.DEFAULT_BUDGET_MB << 20
+    err = capsys.readouterr().err
+    assert err.count(f"warning: {PS.BUDGET_VAR}=") == 1 and "2048 MiB" in err

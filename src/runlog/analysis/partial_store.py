@@ -4,7 +4,10 @@ immutable Arrow IPC segments beside the probe cache, read-merged-written under a
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,87 @@ if TYPE_CHECKING:
 FORMAT = 1  # bump when the index or the segments change shape
 MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment per variant
 UNIT = "__unit"  # the entry id column of a segment
+# The partials of every run together are kept under this many MiB: past it, a save deletes the runs used least
+# recently (never the run being saved). The median keeps every reward value, about 2 % of a run's Parquet.
+BUDGET_VAR = "RUNLOG_CACHE_MAX_MB"
+DEFAULT_BUDGET_MB = 2048
+USED = "used"  # touched when a command reads a run's partials (at most once a minute): what "recently" means
+CHECKED = "partials.checked"  # beside partials/, touched at each check: a fleet's saves check once a minute
+EVERY_S = 60.0
+_warned: set[str] = set()
+
+
+def budget_bytes() -> int:
+    """``RUNLOG_CACHE_MAX_MB`` in bytes (default 2 GiB); a value that is not a positive number is said once on
+    stderr and the default kept."""
+    raw = os.environ.get(BUDGET_VAR, "").strip()
+    if raw:
+        try:
+            mb = float(raw)
+            if mb > 0 and mb != float("inf"):
+                return int(mb * (1 << 20))
+        except ValueError:
+            pass
+        if raw not in _warned:
+            _warned.add(raw)
+            sys.stderr.write(
+                f"warning: {BUDGET_VAR}={raw[:40]!r} is not a positive number of MiB; "
+                f"the partial cache keeps {DEFAULT_BUDGET_MB} MiB\n"
+            )
+    return DEFAULT_BUDGET_MB << 20
+
+
+def _touch_if_older(path: Path, seconds: float) -> bool:
+    """Set ``path``'s modification time to now (creating it) unless it is younger than ``seconds``; whether
+    it was touched. Best effort."""
+    try:
+        if time.time() - path.stat().st_mtime < seconds:
+            return False
+    except OSError:
+        pass
+    try:
+        path.touch()
+    except OSError:
+        return False
+    return True
+
+
+def trim(partials: Path, keep: Path, budget: int) -> list[Path]:
+    """Delete the run folders of ``partials`` used least recently (their ``USED`` file, else their index)
+    until all of them take at most ``budget`` bytes, never ``keep``; the folders deleted. A folder another
+    command is reading at that moment only costs that command a recomputation (a segment gone reads as an
+    entry not stored)."""
+    folders: list[tuple[float, int, Path]] = []
+    total = 0
+    try:
+        entries = list(os.scandir(partials))
+    except OSError:
+        return []
+    for d in entries:
+        try:
+            if not d.is_dir(follow_symlinks=False):
+                continue
+            size, stamps = 0, {}
+            for f in os.scandir(d.path):
+                if f.is_file(follow_symlinks=False):
+                    st = f.stat(follow_symlinks=False)
+                    size += st.st_size
+                    stamps[f.name] = st.st_mtime
+        except OSError:
+            continue
+        used = stamps.get(USED, stamps.get("index.json", 0.0))
+        folders.append((used, size, Path(d.path)))
+        total += size
+    removed: list[Path] = []
+    for _, size, path in sorted(folders, key=lambda t: t[0]):
+        if total <= budget:
+            break
+        if path == keep:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        total -= size
+    return removed
 
 
 def _code_key() -> str:
@@ -47,6 +131,8 @@ class PartialStore:
         name, digest = run_digest(root)
         store = cls(base / "partials" / digest, name)
         store.index = store._read_index()
+        if store.index:
+            _touch_if_older(store.folder / USED, EVERY_S)
         return store
 
     @property
@@ -150,6 +236,9 @@ class PartialStore:
                 self._compact(live)
                 self._write_index()
                 self._collect_garbage()
+            (self.folder / USED).touch()
+            if _touch_if_older(self.folder.parent.parent / CHECKED, EVERY_S):
+                trim(self.folder.parent, self.folder, budget_bytes())
         except (OSError, ValueError, TypeError, pl.exceptions.PolarsError):
             return
 
