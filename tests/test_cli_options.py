@@ -154,3 +154,9 @@ def test_a_misspelt_by_key_is_refused_with_the_nearest_one(cli):
     assert r.stderr.startswith("Error: --by 'stp': expected one of ") and r.stderr.rstrip().endswith(
         "(did you mean 'step'?)"
     ), r.stderr
+
+
+@pytest.mark.parametrize("value", [",", "", " , "])
+def test_a_by_without_any_key_is_refused(cli, value):
+    r = cli("summarize", SAMPLE, "--by", value)
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --by ") and "no key given" in r.stderr, r.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from pathlib import Path
 
 import polars as pl
@@ -368,9 +369,20 @@ def test_compaction_keeps_per_sample_and_per_role_entries_apart(tmp_path, make):
 
 
 def _folder(root: Path) -> Path:
-    store = P.PartialStore.open(open_run(root).root)
-    assert store is not None
-    return store.folder
+    """The run's partials folder, found without opening its store (opening one is a read: it stamps it)."""
+    from runlog.probe_cache import cache_dir, run_digest
+
+    base = cache_dir()
+    assert base is not None
+    return base / "partials" / run_digest(open_run(root).root)[1]
+
+
+def _date(folder: Path, used: float) -> None:
+    """A run's partials as if last written long ago, and last read at ``used``."""
+    for p in folder.iterdir():
+        os.utime(p, (OLD, OLD))
+    os.utime(folder / PS.USED, (used, used))
+    os.utime(folder, (OLD, OLD))
 
 
 def test_the_cache_keeps_to_its_budget_and_deletes_the_runs_used_least_recently(tmp_path, _cache, monkeypatch):
@@ -382,8 +394,8 @@ def test_the_cache_keeps_to_its_budget_and_deletes_the_runs_used_least_recently(
     folders = [_folder(root) for root in roots]
     size = sum(f.stat().st_size for f in folders[0].iterdir())
     # Run 0 read again after run 1 (its "used" stamp dated later): run 1 is now the least recent.
-    os.utime(folders[1] / PS.USED, (OLD, OLD))
-    os.utime(folders[0] / PS.USED, (OLD + 60, OLD + 60))
+    _date(folders[1], OLD)
+    _date(folders[0], OLD + 60)
     monkeypatch.setenv(PS.BUDGET_VAR, str(2.5 * size / (1 << 20)))  # room for about two runs
     (_cache / PS.CHECKED).unlink(missing_ok=True)
     cold = summarize(open_run(roots[2]), ["role"], cache=False)
@@ -398,13 +410,50 @@ def test_the_budget_is_checked_once_a_minute_and_never_deletes_the_run_saved(tmp
     b = flink_run(tmp_path / "b", 2, range(4))
     assert _computed(a) == (4, 0)
     assert _folder(a).exists()  # the run saved is kept, whatever the budget
+    _date(_folder(a), OLD)
     assert _computed(b) == (4, 0)
     assert _folder(a).exists()  # checked less than a minute ago: not checked again yet
     os.utime(_cache / PS.CHECKED, (OLD, OLD))
     assert _computed(b) == (0, 4)  # a load does not trim...
+    _date(_folder(b), OLD)
     c = flink_run(tmp_path / "c", 3, range(4))
     assert _computed(c) == (4, 0)  # ...a save does
     assert [_folder(r).exists() for r in (a, b, c)] == [False, False, True]
+
+
+def test_trim_spares_folders_in_use_and_anything_not_a_runs_partials(tmp_path):
+    """Never deleted: a folder written in the last minute (a save in progress, even before its index exists),
+    one whose index lock another command holds, the one kept, and anything not named as a run's folder;
+    leftovers of a deletion cut short are cleared; a stamp in the future counts as old."""
+    import fcntl
+
+    partials = tmp_path / "partials"
+    names = {k: f"{i:032x}" for i, k in enumerate(("old", "busy", "saving", "keep", "future"))}
+    for k, name in names.items():
+        (partials / name).mkdir(parents=True)
+        (partials / name / "seg-x.arrow").write_bytes(b"x" * 1000)
+        if k != "saving":
+            (partials / name / PS.USED).touch()
+            _date(partials / name, OLD + 10 * list(names).index(k))
+    (partials / names["saving"] / "seg-x.arrow").rename(partials / names["saving"] / ".seg-x.tmp")
+    future = time.time() + 3600
+    for p in (partials / names["future"]).iterdir():
+        os.utime(p, (future, future))
+    (partials / "notes").mkdir()
+    (partials / "notes" / "mine.txt").write_text("not a cache")
+    (partials / ".trash-0123").mkdir()
+    os.utime(partials / ".trash-0123", (OLD, OLD))
+    with open(partials / names["busy"] / "index.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        removed = PS.trim(partials, partials / names["keep"], budget=0)
+    assert sorted(p.name for p in removed) == sorted([names["old"], names["future"]])
+    left = sorted(p.name for p in partials.iterdir())
+    assert left == sorted([names["busy"], names["saving"], names["keep"], "notes"])
+    assert (partials / "notes" / "mine.txt").read_text() == "not a cache"
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    os.utime(stamp, (future, future))
+    assert PS._touch_if_older(stamp, 60)  # a time in the future is a skewed clock, not "just now"
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "0", "inf"])

@@ -41,7 +41,7 @@ class Run:
     ctx: RunContext
     unmatched: list[str] = field(default_factory=list)
     skipped: int = 0  # files left unopened by ``open_run(keep=...)``
-    single: str | None = None  # the file's name, for a run given as one file at its run folder's top
+    single: str | None = None  # ``folder/file``, for a run given as one file at its run folder's top
 
     @property
     def problems(self) -> list[Problem]:
@@ -57,8 +57,8 @@ class Run:
 
     @property
     def name(self) -> str:
-        """The manifest's name, else the file's for a run given as one file at the top of its run folder (an
-        inspect_ai log, a results JSONL: its folder may hold others), else the run folder's."""
+        """The manifest's name, else ``folder/file`` for a run given as one file at the top of its run folder
+        (an inspect_ai log, a results JSONL: the folder may hold others), else the run folder's."""
         m = self.manifest or {}
         return str(m.get("name") or self.single or self.root.name)
 
@@ -387,9 +387,12 @@ def open_run(
             raise UsageError(f"{path}: no files found")
     if single and files and all(f.kind == "manifest" for f in files):
         raise UsageError(f"{path}: a {files[0].layout} manifest, with no rows of its own: pass its folder")
-    # A file at its run folder's top (an inspect_ai log, a results JSONL) is named by itself: its folder may
-    # hold others. A file deeper down (RUN/samples/train/step_8.p0.parquet) keeps its run folder's name.
-    one = files[0].path if single and len(files) == 1 and "/" not in files[0].path else None
+    # A file at its run folder's top (an inspect_ai log, a results JSONL, one step of a verl run) is named
+    # ``folder/file``: the folder may hold other logs, and the file alone may be a step's number. A file
+    # deeper down (RUN/samples/train/step_8.p0.parquet) keeps its run folder's name.
+    one = None
+    if single and len(files) == 1 and "/" not in files[0].path:
+        one = f"{root.name}/{files[0].path}" if root.name else files[0].path
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
 
 

@@ -18,9 +18,10 @@ Storage, beside the probe cache (``probe_cache.cache_dir()``: ``partials/<run di
 (``index.json``: per entry its step, files identity and segment) and immutable Arrow IPC *segments*, one
 per command that computed something, written to a temporary name and renamed into place. The index is
 read-merged-written under a lock, so that concurrent commands keep each other's entries; segments no entry
-points to are deleted; many segments are compacted into one. All runs' partials together stay under
-``RUNLOG_CACHE_MAX_MB`` (``partial_store.trim``: the runs read least recently go first). A corrupt index or segment is reported once
-(a warning line on stderr) and rebuilt. ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
+points to are deleted; many segments are compacted into one. All runs' partials together are brought back
+under ``RUNLOG_CACHE_MAX_MB`` after a save, at most once a minute (``partial_store.trim``: the runs read least
+recently go first). A corrupt index or segment is reported once (a warning line on stderr) and rebuilt.
+``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
 
 Runs whose sample files do not each hold one known step (JSONL files of many steps), runs of more than
 ``MAX_VALUES`` reward values (24 M: the median's values would make the cache hundreds of megabytes; those

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -53,10 +54,10 @@ def budget_bytes() -> int:
 
 
 def _touch_if_older(path: Path, seconds: float) -> bool:
-    """Set ``path``'s modification time to now (creating it) unless it is younger than ``seconds``; whether
-    it was touched. Best effort."""
+    """Set ``path``'s modification time to now (creating it) unless it was set less than ``seconds`` ago
+    (a time in the future, a skewed clock, counts as long ago); whether it was touched. Best effort."""
     try:
-        if time.time() - path.stat().st_mtime < seconds:
+        if 0 <= time.time() - path.stat().st_mtime < seconds:
             return False
     except OSError:
         pass
@@ -67,20 +68,30 @@ def _touch_if_older(path: Path, seconds: float) -> bool:
     return True
 
 
+_DIGEST = re.compile(r"[0-9a-f]{32}")  # a run's folder (``probe_cache.run_digest``): nothing else is deleted
+
+
 def trim(partials: Path, keep: Path, budget: int) -> list[Path]:
-    """Delete the run folders of ``partials`` used least recently (their ``USED`` file, else their index)
-    until all of them take at most ``budget`` bytes, never ``keep``; the folders deleted. A folder another
-    command is reading at that moment only costs that command a recomputation (a segment gone reads as an
-    entry not stored)."""
+    """Bring the run folders of ``partials`` back under ``budget`` bytes: delete those read least recently
+    (their ``USED`` stamp, else their index, else the folder's own time), never ``keep``, nor a folder
+    written in the last ``EVERY_S`` seconds (another command may be saving into it), nor one whose index lock
+    another command holds; the folders deleted. A folder is renamed aside under its lock, then deleted, so
+    that no command can take a lock of a folder half gone. A command reading a folder as it goes only
+    recomputes (a segment gone reads as an entry not stored)."""
     folders: list[tuple[float, int, Path]] = []
     total = 0
+    now = time.time()
     try:
         entries = list(os.scandir(partials))
     except OSError:
         return []
     for d in entries:
         try:
-            if not d.is_dir(follow_symlinks=False):
+            if d.name.startswith(".trash-") and d.is_dir(follow_symlinks=False):
+                if not 0 <= now - d.stat(follow_symlinks=False).st_mtime < EVERY_S:
+                    shutil.rmtree(d.path, ignore_errors=True)  # left by a deletion cut short
+                continue
+            if not _DIGEST.fullmatch(d.name) or not d.is_dir(follow_symlinks=False):
                 continue
             size, stamps = 0, {}
             for f in os.scandir(d.path):
@@ -88,21 +99,43 @@ def trim(partials: Path, keep: Path, budget: int) -> list[Path]:
                     st = f.stat(follow_symlinks=False)
                     size += st.st_size
                     stamps[f.name] = st.st_mtime
+            own = d.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        used = stamps.get(USED, stamps.get("index.json", 0.0))
-        folders.append((used, size, Path(d.path)))
         total += size
+        latest = max([own, *stamps.values()])
+        if Path(d.path) == keep or 0 <= now - latest < EVERY_S:
+            continue  # counted, never deleted
+        folders.append((stamps.get(USED, stamps.get("index.json", own)), size, Path(d.path)))
     removed: list[Path] = []
     for _, size, path in sorted(folders, key=lambda t: t[0]):
         if total <= budget:
             break
-        if path == keep:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-        total -= size
+        if _delete(path):
+            removed.append(path)
+            total -= size
     return removed
+
+
+def _delete(folder: Path) -> bool:
+    """Delete a run's folder if no command holds its index lock: renamed aside while holding it (POSIX)."""
+    aside = folder.with_name(f".trash-{uuid.uuid4().hex}")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (Windows: no lock to honour)
+        fcntl = None  # type: ignore[assignment]
+    try:
+        with open(folder / "index.lock", "a") as fh:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return False  # a command is saving into it
+            os.rename(folder, aside)
+    except OSError:
+        return False
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def _code_key() -> str:

@@ -33,7 +33,10 @@ def by_keys(value: list[str] | None) -> list[str] | None:
     comma, and a comma list is what people type first."""
     if not value:
         return value
-    return [k.strip() for v in value for k in v.split(",") if k.strip()]
+    keys = [k.strip() for v in value for k in v.split(",") if k.strip()]
+    if not keys:
+        raise fail(f"--by {','.join(value)!r}: no key given (e.g. --by role,step)")
+    return keys
 
 
 # --no-cache -------------------------------------------------------------------------------------------------
