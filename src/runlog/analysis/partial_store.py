@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 FORMAT = 1  # bump when the index or the segments change shape
 MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment per variant
 UNIT = "__unit"  # the entry id column of a segment
-# The partials of every run together are kept under this many MiB: past it, a save deletes the runs used least
-# recently (never the run being saved). The median keeps every reward value, about 2 % of a run's Parquet.
+# The partials of every run together are brought back under this many MiB after a save, at most once a minute
+# (``trim``). The median keeps every reward value: about 2 % of a run's Parquet.
 BUDGET_VAR = "RUNLOG_CACHE_MAX_MB"
 DEFAULT_BUDGET_MB = 2048
 USED = "used"  # touched when a command reads a run's partials (at most once a minute): what "recently" means
