@@ -20,11 +20,14 @@ round-robin so that drift in machine load hits all alike:
 Two regimes of summarize's partial cache (``runlog.analysis.partial_cache``), each measured on its own:
 ``off`` (``RUNLOG_CACHE=off``: every phase reads the runs), and ``warm`` (a cache folder of the benchmark's
 own, filled by the warm-up round: summarize answers from the per-step partials, and so do the diff's
-per-step figures). The ratio is diff's median over the pair's median, in the same regime, of wall seconds and
-of the process's CPU seconds (all threads: what the work costs, which other jobs on a shared machine change
-much less than the wall clock). ``--cli`` also times the whole commands as processes, as a user runs them
-(``runlog diff A B`` against ``runlog summarize A`` then ``runlog summarize B``), wall and the children's CPU
-seconds.
+per-step figures; ``RUNLOG_ANSWERS=off``: the commands compute, as for a question not asked before). A third,
+``kept`` (with ``--cli``), leaves the commands' kept answers on (``runlog.cli.answers``): each command of a
+round asks what it asked in the round before, of unchanged runs, and prints the kept answer.
+
+The ratio is diff's median over the pair's median, in the same regime, of wall seconds and of the process's
+CPU seconds (all threads: what the work costs, which other jobs on a shared machine change much less than the
+wall clock). ``--cli`` also times the whole commands as processes, as a user runs them (``runlog diff A B``
+against ``runlog summarize A`` then ``runlog summarize B``), wall and the children's CPU seconds.
 
 Usage::
 
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cache", choices=["off", "warm", "both"], default="both")
+    parser.add_argument("--cache", choices=["off", "warm", "kept", "both", "all"], default="both")
     parser.add_argument("--cli", action="store_true", help="also time the commands as whole processes")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--regenerate", action="store_true")
@@ -181,13 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     a, _ = ib.ensure_data(args.files, args.rows, args.regenerate)
     b = ensure_twin(a, args.files, args.rows, args.regenerate)
     load = [os.getloadavg()[0]]
-    for regime in ("off", "warm") if args.cache == "both" else (args.cache,):
+    regimes = {"both": ("off", "warm"), "all": ("off", "warm", "kept")}.get(args.cache, (args.cache,))
+    if "kept" in regimes and not args.cli:
+        parser.error("--cache kept measures the commands: add --cli")
+    for regime in regimes:
         if regime == "off":
             os.environ["RUNLOG_CACHE"] = "off"
         else:
             os.environ.pop("RUNLOG_CACHE", None)
             folder = Path(tempfile.mkdtemp(prefix="runlog-diff-bench-"))
             os.environ["RUNLOG_CACHE_DIR"] = str(folder)  # a cache of its own, filled by the warm-up round
+        if regime == "kept":
+            os.environ["RUNLOG_ANSWERS"] = "on"
+        else:
+            os.environ["RUNLOG_ANSWERS"] = "off"
         times = measure(a, b, args.reps, args.cli, ib.child_env())
         load.append(os.getloadavg()[0])
         print(f"\n### partial cache {regime}\n" if args.markdown else f"partial cache {regime}:")
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {k} | {m:.3f} | {lo:.3f} | {hi:.3f} | {ratio} |")
             else:
                 print(f"{k:55s} median {m:7.3f}s  min {lo:7.3f}s  max {hi:7.3f}s  {ratio}")
-        if regime == "warm":
+        if regime != "off":
             shutil.rmtree(folder, ignore_errors=True)
     info = ib.machine_info()
     print()

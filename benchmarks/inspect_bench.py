@@ -260,12 +260,17 @@ class Phase:
 
 
 def child_env() -> dict[str, str]:
-    """The environment for the children: the checkout's ``src/`` goes first on PYTHONPATH.
+    """The environment for the children: the checkout's ``src/`` goes first on PYTHONPATH; no kept answers
+    (unless ``RUNLOG_ANSWERS`` is set).
 
     This way the benchmark measures the code in this tree even when runlog is not installed, or an older
     copy is installed.
     """
     env = dict(os.environ)
+    # A command asked again of an unchanged run prints its kept answer (``runlog.cli.answers``): benchmarks
+    # time the work unless they ask for the kept answers themselves (incremental_bench's repeat, diff_bench's
+    # ``kept``), by setting this after.
+    env.setdefault("RUNLOG_ANSWERS", "off")
     src = str(REPO_ROOT / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     compile_sources()

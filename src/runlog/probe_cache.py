@@ -61,6 +61,16 @@ FIELDS = (
 )
 
 
+# Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting): one-off, so that
+# an answer printed with one is not kept to be printed again (``cli.answers``).
+troubles = 0
+
+
+def said_trouble() -> None:
+    global troubles
+    troubles += 1
+
+
 def cache_dir() -> Path | None:
     """The cache folder, or None when the cache is turned off."""
     if os.environ.get(SWITCH_VAR, "").strip().lower() in OFF:
@@ -356,5 +366,6 @@ __all__ = [
     "locked",
     "read_versioned",
     "run_digest",
+    "said_trouble",
     "source_hash",
 ]

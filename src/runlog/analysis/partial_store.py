@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
-from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_versioned, run_digest
+from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_versioned, run_digest, said_trouble
 
 if TYPE_CHECKING:
     from .partial_cache import Unit
@@ -50,6 +50,7 @@ def budget_bytes() -> int:
                 f"warning: {BUDGET_VAR}={raw[:40]!r} is not a positive number of MiB; "
                 f"the partial cache keeps {DEFAULT_BUDGET_MB} MiB\n"
             )
+            said_trouble()
     return DEFAULT_BUDGET_MB << 20
 
 
@@ -181,6 +182,7 @@ class PartialStore:
             line = f"warning: the partial cache {what} is unreadable ({reason}); rebuilding it"
             sys.stderr.write(visible(line, keep_newlines=False) + "\n")
             self.reported = True
+            said_trouble()
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
         try:

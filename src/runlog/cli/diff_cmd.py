@@ -20,7 +20,8 @@ DEFAULT_BOOT = 1000
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from ..analysis.diff import Diff
+    from ..analysis.diff import Diff, DiffOptions
+    from ..storage import StorageOptions
 
 
 class DiffFormat(str, Enum):
@@ -85,42 +86,65 @@ def diff_command(
       runlog diff sample_runs/debate_grpo sample_runs/flink_mixed --split train --window 5 --role solver
       runlog diff sample_runs/debate_grpo sample_runs/flink_mixed -f json | jq '.roles[] | select(.verdict == "behind")'
     """
-    from ..analysis.diff import DiffOptions, diff_runs
+    asked = dict(locals())  # the question, as parsed: what a kept answer is looked up by (cli.answers)
     from ..analysis.filters import Filters
-    from ..run import open_run
+    from .answers import answer, question
 
     with handle_errors():
         storage = use_storage_options(storage_option)
         if len(paths) < 2:
             raise UsageError("diff needs at least two runs: the baseline first, then the runs to compare with it")
         filters = Filters.from_options(split, steps, role)
-        options = DiffOptions(
-            window=window,
-            seed=seed,
-            boot=boot,
-            ci=ci,
-            splits=tuple(filters.splits),
-            roles=tuple(filters.roles),
-            steps=filters.steps,
-            keys=tuple(keys or ()),
-            text=text,
-            findings=findings,
-            format_spec=spec,
-        )
-        options.check()
-        runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
-        result = diff_runs(runs, name or None, options)
-        if not result.compared:
-            # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
-            reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
-            reason = "; ".join(reasons) or "nothing in common"
-            raise UsageError(f"nothing to compare: {reason}")
-        _emit(result, fmt, output)
-        report_problems([], notes=result.notes)
-        errors = 0
-        for label, run in zip(result.names, runs, strict=True):
-            errors += report_problems([_named(p, label) for p in run.problems])
-    raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+        # A kept answer is printed as it was (cli.answers), before numpy and polars are imported; not for
+        # output to a file or runs on a store.
+        keep = output is None and not storage_option and not no_cache
+        with answer(question("diff", asked, paths) if keep else None):
+            from ..analysis.diff import DiffOptions
+
+            options = DiffOptions(
+                window=window,
+                seed=seed,
+                boot=boot,
+                ci=ci,
+                splits=tuple(filters.splits),
+                roles=tuple(filters.roles),
+                steps=filters.steps,
+                keys=tuple(keys or ()),
+                text=text,
+                findings=findings,
+                format_spec=spec,
+            )
+            options.check()
+            errors = _diff(paths, name, options, fmt, output, layout, storage)
+            raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _diff(
+    paths: list[str],
+    name: list[str] | None,
+    options: DiffOptions,
+    fmt: DiffFormat,
+    output: Path | None,
+    layout: str | None,
+    storage: StorageOptions,
+) -> int:
+    """The diff of the runs at ``paths``, printed; the number of error-severity problems reported."""
+    from ..analysis.diff import diff_runs
+    from ..run import open_run
+
+    runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
+    result = diff_runs(runs, name or None, options)
+    if not result.compared:
+        # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
+        reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
+        reason = "; ".join(reasons) or "nothing in common"
+        raise UsageError(f"nothing to compare: {reason}")
+    _emit(result, fmt, output)
+    report_problems([], notes=result.notes)
+    errors = 0
+    for label, run in zip(result.names, runs, strict=True):
+        errors += report_problems([_named(p, label) for p in run.problems])
+    return errors
 
 
 def _named(problem: Any, label: str) -> Any:

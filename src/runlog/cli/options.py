@@ -42,7 +42,8 @@ def by_keys(value: list[str] | None) -> list[str] | None:
 # --no-cache -------------------------------------------------------------------------------------------------
 
 NO_CACHE_HELP = (
-    "Read every file again: no probe cache, no stored partials (as RUNLOG_CACHE=off); nothing cached is written."
+    "Read every file again: no probe cache, no stored partials, no kept answer (as RUNLOG_CACHE=off); nothing "
+    "cached is written."
 )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..analysis.filters import Filters
+    from ..storage import StorageOptions
 
 SECTIONS = [
     ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
@@ -119,12 +120,10 @@ def summarize_command(
       runlog summarize sample_runs/debate_grpo --by role --by step --window 5 --format csv -o per_step.csv
       runlog summarize sample_runs/debate_grpo --scalars --keys 'debate/*'
     """
-    from ..analysis import summarize as S
-    from ..analysis.check import check_filters, check_scalars
+    asked = dict(locals())  # the question, as parsed: what a kept answer is looked up by (cli.answers)
     from ..analysis.filters import Filters
-    from ..analysis.views import split_notes
     from ..fleet import fleet_locations, is_fleet
-    from ..run import open_run
+    from .answers import answer, question
 
     with handle_errors():
         if sum([scalars, correlations]) > 1:
@@ -137,33 +136,77 @@ def summarize_command(
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
             fleet = Fleet(locs, layout, storage, engine, ray_address)
             raise typer.Exit(_summarize_fleet(fleet, by or ["run", "role"], filters, fmt, output, prompt_groups))
-        run = open_run(locs[0], layout=layout, storage_options=storage)
-        if scalars:
-            if filters.splits or filters.roles:
-                raise UsageError("--split and --role do not apply to --scalars (scalar metrics have neither)")
-            table = S.load_aliases(aliases, alias or ())
-            check_scalars(run, keys or (), filters.steps, table)
-            df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
-            emit_frame(df, fmt, output, keys=["key"])
-        elif keys or alias or aliases:
-            raise UsageError("--keys, --alias and --aliases go with --scalars")
-        elif correlations:
-            check_filters(run, filters)
-            df = S.correlations(run, filters=filters)
-            emit_frame(df, fmt, output, keys=["x", "y"])
-        else:
-            check_filters(run, filters)
-            df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
-            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
-            report_problems([], notes=split_notes(run, df, by))
-            if not prompt_groups and S.prompt_groups_skipped(run):
-                report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
-            if S.unknown_role_rows(df):
-                report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
-            if df.is_empty() and not any(f.kind == "samples" for f in run.files):
-                report_problems([], notes=["this run has no per-sample data (only scalar metrics): try --scalars"])
-        errors = report_problems(run.problems)
-    raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+        # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store,
+        # or an aliases file (which is not part of the run).
+        keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache and not aliases
+        with answer(question("summarize", asked, locs[:1]) if keep else None):
+            errors = _summarize_run(
+                locs[0],
+                by,
+                window,
+                filters,
+                fmt,
+                layout,
+                storage,
+                scalars,
+                keys,
+                alias,
+                aliases,
+                correlations,
+                prompt_groups,
+                output,
+            )
+            raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _summarize_run(
+    location: str,
+    by: list[str] | None,
+    window: int | None,
+    filters: Filters,
+    fmt: OutputFormat,
+    layout: str | None,
+    storage: StorageOptions,
+    scalars: bool,
+    keys: list[str] | None,
+    alias: list[str] | None,
+    aliases: Path | None,
+    correlations: bool,
+    prompt_groups: bool,
+    output: Path | None,
+) -> int:
+    """``summarize`` of one run; the number of error-severity problems reported."""
+    from ..analysis import summarize as S
+    from ..analysis.check import check_filters, check_scalars
+    from ..analysis.views import split_notes
+    from ..run import open_run
+
+    run = open_run(location, layout=layout, storage_options=storage)
+    if scalars:
+        if filters.splits or filters.roles:
+            raise UsageError("--split and --role do not apply to --scalars (scalar metrics have neither)")
+        table = S.load_aliases(aliases, alias or ())
+        check_scalars(run, keys or (), filters.steps, table)
+        df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
+        emit_frame(df, fmt, output, keys=["key"])
+    elif keys or alias or aliases:
+        raise UsageError("--keys, --alias and --aliases go with --scalars")
+    elif correlations:
+        check_filters(run, filters)
+        df = S.correlations(run, filters=filters)
+        emit_frame(df, fmt, output, keys=["x", "y"])
+    else:
+        check_filters(run, filters)
+        df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
+        _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
+        report_problems([], notes=split_notes(run, df, by))
+        if not prompt_groups and S.prompt_groups_skipped(run):
+            report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
+        if S.unknown_role_rows(df):
+            report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+        if df.is_empty() and not any(f.kind == "samples" for f in run.files):
+            report_problems([], notes=["this run has no per-sample data (only scalar metrics): try --scalars"])
+    return report_problems(run.problems)
 
 
 def _summarize_fleet(

@@ -25,6 +25,7 @@ from .base import (
     register,
 )
 from .common import (
+    footer_int_range,
     gate_version,
     group_by_signature,
     parquet_footer,
@@ -41,6 +42,21 @@ SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?
 SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
 MANIFEST = "run.json"
 META_VERSION_KEY = b"runlog.schema_version"
+
+
+def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
+    """A sample file's rows are read by their own ``step`` column: where the footer's statistics say they are
+    not all of the step its name tells (a file copied or renamed by hand), say so, and let the file stand for
+    its rows' step (or for no one step), so that whatever groups files by step (the stored partials, prompt
+    groups, gaps) sees what a read of the rows sees."""
+    assert info.step is not None
+    rng = footer_int_range(info, "step")
+    if rng is None or rng == (info.step, info.step) or not info.rows:
+        return
+    lo, hi = rng
+    rows = f"step {lo}" if lo == hi else f"steps {lo} to {hi}"
+    ctx.warn(info.path, f"named step {info.step} but its rows are of {rows}: they are counted at their own steps")
+    info.step = lo if lo == hi else None
 
 
 @functools.cache
@@ -146,6 +162,8 @@ class NativeLayout(Layout):
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
             info.readable = False
+        elif info.step is not None:
+            _check_named_step(info, ctx)
         return info
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

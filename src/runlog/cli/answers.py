@@ -1,0 +1,353 @@
+"""Answers kept for the same question asked again of an unchanged run.
+
+``runlog summarize RUN --by role`` asked a second time of a run in which no file changed prints what it
+printed the first time, byte for byte, with the same exit code, without reading the run: a command that
+finds its answer here costs the start of the command line and one listing of the run folder, whatever the
+run's size. Anything else is answered as before (from the partials of ``analysis.partial_cache``).
+
+An answer is used only when all of this is as it was when it was printed:
+
+* the question: the command and every option as parsed, the working folder;
+* the run: its listing as the run itself reads it (``listing.walk``: every file's run-relative path, size,
+  modification and change times, inode, through symbolic links); a file added, removed or rewritten, even
+  to the same size, makes the answer stale;
+* the code: every source file of runlog (size, modification time), its version, Python's, and the files of
+  the libraries that shape the numbers and their printing (polars, pyarrow, numpy, rich, typer);
+* the output: whether stdout and stderr are terminals, the terminal's size, and the environment variables
+  that steer runlog, polars or colours (``RUNLOG_*``, ``POLARS_*``, ``TERM``, ``NO_COLOR``, ...).
+
+Not kept: an answer with a line about a cache's own trouble (a corrupt partials index: said once, then
+rebuilt), or printed while a file of the run was changed in the last ``RACY_SECONDS`` (a writer
+may be at work: a live run is always read; a file changed while the command ran has another stamp by the
+next lookup, which then misses); exit codes
+other than 0 and 1; binary output; output written to a file (``-o``); answers over ``MAX_BYTES``; runs on an
+object store, or given as one file. At most ``KEEP`` answers are kept, the least recently used go first.
+
+They live in ``answers/`` of the cache folder (``runlog.probe_cache.cache_dir``), as JSON, written
+atomically. ``--no-cache`` and ``RUNLOG_CACHE=off`` turn them off with the other caches; ``RUNLOG_ANSWERS=off``
+alone. Any trouble with them (a corrupt entry, a read-only disk) just means the question is answered afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+
+FORMAT = 1  # bump when an entry's layout changes
+SWITCH_VAR = "RUNLOG_ANSWERS"
+KEEP = 256  # answers kept, all runs together
+MAX_BYTES = 8 << 20  # stdout and stderr of one answer, at most
+# Environment variables that change what a command prints, besides RUNLOG_* and POLARS_* (all kept).
+OUTPUT_VARS = (
+    "TERM",
+    "COLORTERM",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "COLUMNS",
+    "LINES",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "JUPYTER_COLUMNS",
+    "JUPYTER_LINES",
+    "PYTHONIOENCODING",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+)
+LIBRARIES = ("polars", "pyarrow", "numpy", "rich", "typer", "click")
+
+
+def folder() -> Path | None:
+    """Where answers are kept, or None when they are turned off."""
+    from ..probe_cache import OFF, cache_dir
+
+    if os.environ.get(SWITCH_VAR, "").strip().lower() in OFF:
+        return None
+    base = cache_dir()
+    return None if base is None else base / "answers"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` (a parsed option) as JSON can hold it."""
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _stat_key(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def code_stamp() -> str:
+    """runlog's source files (sizes, modification times), version, Python, and the libraries' packages."""
+    import importlib.util
+
+    from .. import __version__
+
+    digest = hashlib.sha256(f"{FORMAT}|{__version__}|{sys.version}|{sys.executable}".encode())
+    package = Path(__file__).resolve().parent.parent
+    stack = [str(package)]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir() and e.name != "__pycache__":
+                stack.append(e.path)
+            elif e.name.endswith(".py"):
+                digest.update(f"{e.path}|{_stat_key(e.path)}\n".encode("utf-8", "surrogatepass"))
+    for name in LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        digest.update(f"{name}|{origin}|{_stat_key(origin) if origin else None}\n".encode())
+    return digest.hexdigest()
+
+
+def output_stamp() -> dict[str, Any]:
+    """What shapes the printed form of an answer: terminals, their size, the environment's settings."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("RUNLOG_", "POLARS_")) or k in OUTPUT_VARS}
+    env.pop(SWITCH_VAR, None)
+    env.pop("POLARS_CLOUD_FOOTER_READ_SIZE", None)  # how much of a footer a scan reads (runlog sets it itself)
+    ttys = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            tty = bool(stream.isatty())
+        except (AttributeError, ValueError, OSError):
+            tty = False
+        size = None
+        if tty:
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                size = list(os.get_terminal_size(stream.fileno()))
+        ttys.append([tty, size, getattr(stream, "encoding", None)])
+    return {"env": sorted(env.items()), "streams": ttys}
+
+
+def run_listing(root: Path) -> tuple[str, bool]:
+    """(a digest of the run's listing, whether a file in it was modified in the last ``RACY_SECONDS``: too
+    recently to keep an answer, as for the probe cache's entries)."""
+    from ..listing import walk
+    from ..probe_cache import RACY_SECONDS
+
+    since = time.time_ns() - int(RACY_SECONDS * 1e9)
+    lines, racy = [], False
+    for _, rel, _, _, stamp in walk(root):
+        if stamp is None:  # pragma: no cover  (local files always have one)
+            lines.append(f"{rel}|?")
+            continue
+        size, mtime, ctime, inode = stamp
+        lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
+        racy = racy or mtime > since
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
+
+
+class _Tee:
+    """A text stream that passes everything to ``inner`` and records it in ``chunks``, shared by stdout's and
+    stderr's: ``[stream, text]`` for what was written, ``[stream, None]`` for a flush. A replay makes the same
+    writes and flushes in the same order, so that the two streams interleave as they did (in one pipe, say,
+    where stdout is block-buffered). ``broken`` once a write failed (a closed pipe: what was printed is not
+    the whole answer) or binary output was asked for."""
+
+    def __init__(self, inner: TextIO, stream: int, chunks: list[list[Any]]) -> None:
+        self.inner = inner
+        self.stream = stream
+        self.chunks = chunks
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        last = self.chunks[-1] if self.chunks else None
+        if last is not None and last[0] == self.stream and last[1] is not None:
+            last[1] += text
+        else:
+            self.chunks.append([self.stream, text])
+        try:
+            return self.inner.write(text)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def flush(self) -> None:
+        if not self.chunks or self.chunks[-1] != [self.stream, None]:
+            self.chunks.append([self.stream, None])
+        try:
+            self.inner.flush()
+        except BaseException:
+            self.broken = True
+            raise
+
+    @property
+    def buffer(self) -> Any:
+        self.broken = True  # binary output is not kept
+        return self.inner.buffer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Question:
+    """One command asked of local run folders, as ``answer`` keys it."""
+
+    def __init__(self, command: str, params: Mapping[str, Any], roots: list[Path], where: Path) -> None:
+        self.roots = roots
+        self.where = where
+        key = {
+            "command": command,
+            "params": _plain(dict(params)),
+            "roots": [str(r) for r in roots],
+            "cwd": os.getcwd(),
+            "code": code_stamp(),
+            "output": output_stamp(),
+        }
+        self.key = json.dumps(key, sort_keys=True, default=repr)
+        self.path = where / (hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json")
+
+    def listing(self) -> tuple[list[str], bool]:
+        digests, racy = [], False
+        for root in self.roots:
+            d, r = run_listing(root)
+            digests.append(d)
+            racy = racy or r
+        return digests, racy
+
+    def lookup(self, listing: list[str]) -> dict[str, Any] | None:
+        try:
+            entry = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("key") != self.key or entry.get("listing") != listing:
+            return None
+        chunks = entry.get("output")
+        if not isinstance(chunks, list) or not all(
+            isinstance(c, list) and len(c) == 2 and c[0] in (1, 2) and (c[1] is None or isinstance(c[1], str))
+            for c in chunks
+        ):
+            return None
+        if entry.get("code") not in (0, 1):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(self.path)  # recently used: kept longest
+        return entry
+
+    def store(self, listing: list[str], output: list[list[Any]], code: int) -> None:
+        from ..probe_cache import atomic_write
+
+        entry = {"key": self.key, "listing": listing, "output": output, "code": code}
+        data = json.dumps(entry, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        try:
+            self.where.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, lambda fh: fh.write(data))
+            trim(self.where)
+        except OSError:
+            return
+
+
+def trim(where: Path, keep: int = KEEP) -> None:
+    """Delete the least recently used answers beyond ``keep``."""
+    entries = []
+    with contextlib.suppress(OSError):
+        for e in os.scandir(where):
+            if e.name.endswith(".json") and not e.name.startswith("."):
+                with contextlib.suppress(OSError):
+                    entries.append((e.stat().st_mtime_ns, e.path))
+    if len(entries) <= keep:
+        return
+    entries.sort()
+    for _, path in entries[: len(entries) - keep]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def local_folder(location: Any) -> Path | None:
+    """``location`` as an absolute local folder, or None (an object-store URL, a file, nothing)."""
+    from .. import storage
+
+    if not isinstance(location, (str, os.PathLike)) or storage.is_url(location):
+        return None
+    path = Path(location).expanduser()
+    try:
+        return path.resolve() if path.is_dir() else None
+    except OSError:
+        return None
+
+
+def question(command: str, params: Mapping[str, Any], locations: list[Any]) -> Question | None:
+    """The question to look up, or None when answers are off or a location is not a local folder."""
+    where = folder()
+    if where is None or not locations:
+        return None
+    roots = [local_folder(loc) for loc in locations]
+    if any(r is None for r in roots):
+        return None
+    return Question(command, params, [r for r in roots if r is not None], where)
+
+
+@contextlib.contextmanager
+def answer(q: Question | None) -> Iterator[None]:
+    """Around a command's work: print the kept answer and exit with its code, if there is one; otherwise run
+    the work, keeping what it prints (stdout, stderr) and its exit code for next time."""
+    if q is None:
+        yield
+        return
+    before, racy = q.listing()
+    hit = q.lookup(before)
+    if hit is not None:
+        for stream, text in hit["output"]:
+            target = sys.stdout if stream == 1 else sys.stderr
+            if text is None:
+                target.flush()
+            else:
+                target.write(text)
+        raise typer.Exit(hit["code"])
+    from .. import probe_cache
+
+    troubles = probe_cache.troubles
+    chunks: list[list[Any]] = []
+    out, err = _Tee(sys.stdout, 1, chunks), _Tee(sys.stderr, 2, chunks)
+    sys.stdout, sys.stderr = out, err
+    code: int | None = None
+    try:
+        yield
+        code = 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+        raise
+    finally:
+        sys.stdout, sys.stderr = out.inner, err.inner
+        size = sum(len(text or "") for _, text in chunks)
+        whole = not out.broken and not err.broken and size <= MAX_BYTES and probe_cache.troubles == troubles
+        if code in (0, 1) and not racy and whole:
+            # Keyed by the listing taken before the work: a file changed while it ran has another stamp now,
+            # so the next lookup misses.
+            q.store(before, chunks, code if code is not None else 0)
+
+
+__all__ = ["Question", "answer", "folder", "question", "trim"]
