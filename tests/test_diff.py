@@ -275,9 +275,13 @@ def test_bootstrap_means_and_step_z() -> None:
 
 
 @pytest.mark.parametrize("layout", ["runlog", "flink"])
-def test_the_per_step_figures_are_summarize_s(tmp_path: Path, pair: tuple[Path, Path], layout: str) -> None:
+def test_the_per_step_figures_are_summarize_s(
+    tmp_path: Path, pair: tuple[Path, Path], layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The lean per-step query gives summarize's numbers, in the long view (native) and the wide one (Flink v1)."""
     from flink_gen import write_flink_run
+
+    monkeypatch.setenv("RUNLOG_CACHE", "off")  # the lean query (with the cache on, the partials: test_diff_speed)
     from runlog.analysis.summarize import summarize
 
     if layout == "flink":
