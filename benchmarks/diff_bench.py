@@ -22,7 +22,9 @@ Two regimes of summarize's partial cache (``runlog.analysis.partial_cache``), ea
 own, filled by the warm-up round: summarize answers from the per-step partials, and so do the diff's
 per-step figures; ``RUNLOG_ANSWERS=off``: the commands compute, as for a question not asked before). A third,
 ``kept`` (with ``--cli``), leaves the commands' kept answers on (``runlog.cli.answers``): each command of a
-round asks what it asked in the round before, of unchanged runs, and prints the kept answer.
+round asks what it asked in the round before, of unchanged runs, and prints the kept answer. And ``first``
+(``--cli`` only): each command starts with the probe cache warm and no partials, as the first question asked
+of finished runs (the diff reads and stores the partials as the two summaries do).
 
 The ratio is diff's median over the pair's median, in the same regime, of wall seconds and of the process's
 CPU seconds (all threads: what the work costs, which other jobs on a shared machine change much less than the
@@ -112,7 +114,8 @@ def timed_phases(a: Path, b: Path) -> dict[str, float]:
     return out
 
 
-def cli_phases(a: Path, b: Path, env: dict[str, str]) -> dict[str, float]:
+def cli_phases(a: Path, b: Path, env: dict[str, str], first: bool = False) -> dict[str, float]:
+    """The commands as processes; ``first``: each starts with no partials (the probe cache kept)."""
     out: dict[str, float] = {}
     commands = {
         "runlog summarize A; runlog summarize B (processes)": [
@@ -124,6 +127,9 @@ def cli_phases(a: Path, b: Path, env: dict[str, str]) -> dict[str, float]:
     for key, argvs in commands.items():
         total = cpu = 0.0
         for argv in argvs:
+            if first:
+                for kept in ("partials", "answers"):
+                    shutil.rmtree(Path(env["RUNLOG_CACHE_DIR"]) / kept, ignore_errors=True)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -137,12 +143,12 @@ def cli_phases(a: Path, b: Path, env: dict[str, str]) -> dict[str, float]:
     return out
 
 
-def measure(a: Path, b: Path, reps: int, cli: bool, env: dict[str, str]) -> dict[str, list[float]]:
+def measure(a: Path, b: Path, reps: int, cli: bool, env: dict[str, str], first: bool = False) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
     for rep in range(reps + 1):
-        got = timed_phases(a, b)
+        got = {} if first else timed_phases(a, b)
         if cli:
-            got |= cli_phases(a, b, env)
+            got |= cli_phases(a, b, env, first)
         if rep == 0:
             continue  # warm-up: page cache, probe cache, partial cache
         for k, v in got.items():
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cache", choices=["off", "warm", "kept", "both", "all"], default="both")
+    parser.add_argument("--cache", choices=["off", "warm", "first", "kept", "both", "all"], default="both")
     parser.add_argument("--cli", action="store_true", help="also time the commands as whole processes")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--regenerate", action="store_true")
@@ -184,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     a, _ = ib.ensure_data(args.files, args.rows, args.regenerate)
     b = ensure_twin(a, args.files, args.rows, args.regenerate)
     load = [os.getloadavg()[0]]
-    regimes = {"both": ("off", "warm"), "all": ("off", "warm", "kept")}.get(args.cache, (args.cache,))
-    if "kept" in regimes and not args.cli:
-        parser.error("--cache kept measures the commands: add --cli")
+    regimes = {"both": ("off", "warm"), "all": ("off", "warm", "first", "kept")}.get(args.cache, (args.cache,))
+    if {"first", "kept"} & set(regimes) and not args.cli:
+        parser.error("--cache first and --cache kept measure the commands: add --cli")
     for regime in regimes:
         if regime == "off":
             os.environ["RUNLOG_CACHE"] = "off"
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["RUNLOG_ANSWERS"] = "on"
         else:
             os.environ["RUNLOG_ANSWERS"] = "off"
-        times = measure(a, b, args.reps, args.cli, ib.child_env())
+        times = measure(a, b, args.reps, args.cli, ib.child_env(), first=regime == "first")
         load.append(os.getloadavg()[0])
         print(f"\n### partial cache {regime}\n" if args.markdown else f"partial cache {regime}:")
         if args.markdown:
