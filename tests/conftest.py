@@ -35,10 +35,13 @@ def cli() -> Cli:
 
 @pytest.fixture(autouse=True)
 def _probe_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own, empty probe cache (never the user's): tests stay independent."""
+    """Every test gets its own, empty probe cache (never the user's): tests stay independent. Kept answers
+    (``runlog.cli.answers``) are off, so that a command asked twice computes twice (the caches' routes are
+    what the tests check); tests/test_answers.py turns them on."""
     folder = tmp_path_factory.mktemp("runlog-cache")
     monkeypatch.setenv("RUNLOG_CACHE_DIR", str(folder))
     monkeypatch.delenv("RUNLOG_CACHE", raising=False)
+    monkeypatch.setenv("RUNLOG_ANSWERS", "off")
     return folder
 
 

@@ -56,6 +56,11 @@ def _same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[st
     assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
 
 
+@pytest.fixture(autouse=True)
+def _answers_on(monkeypatch):
+    monkeypatch.delenv("RUNLOG_ANSWERS", raising=False)  # conftest turns them off for every other test
+
+
 def test_a_repeat_prints_the_kept_answer_without_reading_the_run(tmp_path, cli, monkeypatch, _probe_cache):
     monkeypatch.setenv("RUNLOG_DEBUG", "1")  # an internal error raised as it is (RUNLOG_* are in the key)
     run = _copy(SAMPLE, tmp_path / "run")
@@ -227,22 +232,30 @@ def test_a_closed_pipe_is_not_kept(tmp_path):
         assert _printed(json.loads(entry.read_bytes()), 1) == full.stdout
 
 
-def test_a_file_named_for_one_step_holding_another_is_said_and_counted_at_its_rows_step(tmp_path):
+@pytest.mark.parametrize("statistics", [True, False])
+def test_a_file_named_for_one_step_holding_another_is_said_and_counted_at_its_rows_step(tmp_path, statistics):
     """A step file copied by hand under another step's name: its rows are read at their own step (as a
     read of the rows does), so the stored partials group it with that step's other files, and GRPO prompt
-    groups split across the two files are one group, as in a read with no cache at all."""
+    groups split across the two files are one group, as in a read with no cache at all. Without statistics
+    for ``step`` in the footer, the column itself tells."""
     run = _copy(SAMPLE, tmp_path / "run")
     cache = tmp_path / "cache"
     args = ["summarize", str(run), "--by", "role", "--by", "split", "-f", "json"]
     assert _runlog(args, cache).returncode == 0  # partials of every step stored
     first = run / "samples" / "train" / "step_00000000.p0.parquet"
     copy = first.with_name("step_00000999.p0.parquet")
-    shutil.copyfile(first, copy)
+    if statistics:
+        shutil.copyfile(first, copy)
+    else:
+        table = pq.read_table(first)
+        others = [c for c in table.column_names if c != "step"]
+        pq.write_table(table, copy, write_statistics=others)
+        assert pq.ParquetFile(copy).metadata.row_group(0).column(table.column_names.index("step")).statistics is None
     os.utime(copy, (PAST, PAST))
     cached = _runlog(args, cache)
     cold = _runlog(args, tmp_path / "c2", RUNLOG_CACHE="off")
     assert cached.returncode == cold.returncode == 0
-    said = "step_00000999.p0.parquet: named step 999 but its rows are of step 0"
+    said = "step_00000999.p0.parquet: named step 999 but its rows are of step 0: they count at their own steps"
     assert said in cached.stderr and said in cold.stderr
     for a, b in zip(json.loads(cached.stdout), json.loads(cold.stdout), strict=True):
         assert a.keys() == b.keys()
@@ -294,3 +307,76 @@ def test_an_answer_that_says_the_cache_was_corrupt_is_not_kept(tmp_path):
     assert again.stdout == said.stdout and "partial cache" not in again.stderr
     assert len(_kept(cache)) == 2
     _same(_runlog(by_step, cache), again)
+
+
+def test_a_file_of_several_steps_under_one_step_s_name_tells_its_steps(tmp_path):
+    run = _copy(SAMPLE, tmp_path / "run")
+    train = run / "samples" / "train"
+    tables = [pq.read_table(train / f"step_{s:08d}.p0.parquet") for s in (0, 1)]
+    (train / "step_00000001.p0.parquet").unlink()
+    pq.write_table(pa.concat_tables(tables), train / "step_00000000.p0.parquet")  # steps 0 and 1, named 0
+    _settle(run)
+    cache = tmp_path / "cache"
+    result = _runlog(["inspect", str(run), "--format", "json"], cache)
+    assert "named step 0 but its rows are of steps 0, 1" in result.stderr + result.stdout
+    info = json.loads(result.stdout)
+    gaps = json.dumps(info.get("gaps", info))
+    assert '"train"' not in gaps or "1" not in json.dumps(info.get("gaps", {}).get("train", []))
+    by_step = json.loads(
+        _runlog(["summarize", str(run), "--by", "step", "--split", "train", "-f", "json"], cache).stdout
+    )
+    cold = json.loads(
+        _runlog(
+            ["summarize", str(run), "--by", "step", "--split", "train", "-f", "json"],
+            tmp_path / "c",
+            RUNLOG_CACHE="off",
+        ).stdout
+    )
+    assert [r["step"] for r in by_step][:2] == [0, 1] and [r["reward_count"] for r in by_step] == [
+        r["reward_count"] for r in cold
+    ]
+
+
+def test_a_spec_file_is_part_of_the_question(tmp_path):
+    run = _copy(SAMPLE, tmp_path / "a")
+    cache = tmp_path / "cache"
+    spec = tmp_path / "mine.toml"
+    spec.write_text('name = "mine"\ntags = ["answer"]\n')
+    os.utime(spec, (PAST, PAST))
+    args = ["diff", str(run), str(run), "--text", "--spec", str(spec), "-f", "json", "--boot", "100"]
+    first = _runlog(args, cache)
+    assert first.returncode == 0, first.stderr
+    assert len(_kept(cache)) == 1
+    spec.write_text('name = "mine"\ntags = ["think"]\n')
+    os.utime(spec, (PAST, PAST))
+    again = _runlog(args, cache)
+    _same(again, _runlog(args, tmp_path / "c2", RUNLOG_ANSWERS="off"))
+    assert len(_kept(cache)) == 2
+
+
+def test_no_working_folder_means_no_answer_not_a_failure(tmp_path):
+    run = _copy(SAMPLE, tmp_path / "run")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNLOG_CACHE", "RUNLOG_ANSWERS")}
+    env["RUNLOG_CACHE_DIR"] = str(tmp_path / "cache")
+    code = (
+        f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+        f"sys.argv = ['runlog', 'summarize', {str(run)!r}]; from runlog.cli.app import main; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "reward" in proc.stdout.lower()
+
+
+def test_a_listing_that_changed_during_the_work_is_not_kept(tmp_path):
+    run = _copy(SAMPLE, tmp_path / "run")
+    q = answers.Question("summarize", {}, [str(run)], [run.resolve()], tmp_path / "answers", [])
+    before, racy = q.listing()
+    assert not racy and answers._unchanged(q, before)
+    extra = run / "samples" / "train" / "extra.parquet"
+    shutil.copyfile(sorted((run / "samples" / "train").glob("*.parquet"))[0], extra)
+    os.utime(extra, (PAST, PAST))
+    assert not answers._unchanged(q, before)
+    extra.unlink()
+    assert not answers._unchanged(q, before)  # gone again: its folder was modified

@@ -23,15 +23,18 @@ def local_stamp(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def walk(root: Path) -> list[tuple[Path, str, int, str, tuple | None]]:
+def walk(root: Path, folders: list[tuple[str, tuple]] | None = None) -> list[tuple[Path, str, int, str, tuple | None]]:
     """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
-    folders skipped."""
+    folders skipped. ``folders``, when given, receives (run-relative path, stamp) of every folder listed: a
+    folder's modification time changes when an entry is added or removed, even one gone again."""
     out: list[tuple[Path, str, int, str, tuple | None]] = []
     stack = [(str(root), "")]
     while stack:
         path, rel = stack.pop()
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
+            if folders is not None:
+                folders.append((rel, local_stamp(os.stat(path))))
         except OSError:
             continue
         for e in entries:

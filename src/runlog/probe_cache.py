@@ -61,8 +61,9 @@ FIELDS = (
 )
 
 
-# Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting): one-off, so that
-# an answer printed with one is not kept to be printed again (``cli.answers``).
+# Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting), and failures that
+# may not happen again (a file that could not be read while the run was read): an answer printed with one is
+# not kept to be printed again (``cli.answers``).
 troubles = 0
 
 

@@ -225,6 +225,9 @@ class Run:
         if bad:
             for name in ("samples", "roles", "layouts"):
                 self.__dict__.pop(name, None)
+            from .probe_cache import said_trouble
+
+            said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
 
     def role_names(self) -> list[str]:

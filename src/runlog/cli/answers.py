@@ -16,12 +16,18 @@ An answer is used only when all of this is as it was when it was printed:
 * the output: whether stdout and stderr are terminals, the terminal's size, and the environment variables
   that steer runlog, polars or colours (``RUNLOG_*``, ``POLARS_*``, ``TERM``, ``NO_COLOR``, ...).
 
-Not kept: an answer with a line about a cache's own trouble (a corrupt partials index: said once, then
-rebuilt), or printed while a file of the run was changed in the last ``RACY_SECONDS`` (a writer
-may be at work: a live run is always read; a file changed while the command ran has another stamp by the
-next lookup, which then misses); exit codes
-other than 0 and 1; binary output; output written to a file (``-o``); answers over ``MAX_BYTES``; runs on an
-object store, or given as one file. At most ``KEEP`` answers are kept, the least recently used go first.
+Not kept: an answer printed while a file of the run was modified in the last ``RACY_SECONDS`` (a writer may be
+at work: a live run is always read), or whose runs are not listed the same after the work as before it (a file
+that came and went while the command read: its folder's modification time tells); an answer with a line about
+a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that failed while the
+run was read (it may read next time); exit codes other than 0 and 1; binary output; output written to a file
+(``-o``); answers over ``MAX_CHARS``; runs on an object store, given as one file, or several as a fleet;
+``POLARS_VERBOSE`` (polars then writes to stderr itself). Files a command reads besides its runs (a format
+spec, an aliases file) are part of the question, by their stamps. At most ``KEEP`` answers are kept, the least
+recently used go first.
+
+Whoever can write the cache folder can set what these commands print: keep it yours (the default,
+``~/.cache/runlog``, is).
 
 They live in ``answers/`` of the cache folder (``runlog.probe_cache.cache_dir``), as JSON, written
 atomically. ``--no-cache`` and ``RUNLOG_CACHE=off`` turn them off with the other caches; ``RUNLOG_ANSWERS=off``
@@ -46,7 +52,8 @@ import typer
 FORMAT = 1  # bump when an entry's layout changes
 SWITCH_VAR = "RUNLOG_ANSWERS"
 KEEP = 256  # answers kept, all runs together
-MAX_BYTES = 8 << 20  # stdout and stderr of one answer, at most
+MAX_CHARS = 8 << 20  # stdout and stderr of one answer, at most
+STALE_TMP_S = 3600  # a temporary file of a write that never finished, deleted by ``trim`` after this
 # Environment variables that change what a command prints, besides RUNLOG_* and POLARS_* (all kept).
 OUTPUT_VARS = (
     "TERM",
@@ -62,12 +69,24 @@ OUTPUT_VARS = (
     "JUPYTER_COLUMNS",
     "JUPYTER_LINES",
     "PYTHONIOENCODING",
+    "PYTHONWARNINGS",
     "LANG",
     "LC_ALL",
     "LC_CTYPE",
     "TZ",
 )
-LIBRARIES = ("polars", "pyarrow", "numpy", "rich", "typer", "click")
+# Packages whose files are stamped (polars 2 keeps its compiled engine in a package of its own).
+LIBRARIES = (
+    "polars",
+    "_polars_runtime_32",
+    "_polars_runtime_64",
+    "_polars_runtime_compat",
+    "pyarrow",
+    "numpy",
+    "rich",
+    "typer",
+    "click",
+)
 
 
 def folder() -> Path | None:
@@ -134,7 +153,9 @@ def code_stamp() -> str:
 
 
 def output_stamp() -> dict[str, Any]:
-    """What shapes the printed form of an answer: terminals, their size, the environment's settings."""
+    """What shapes the printed form of an answer: whether stdout and stderr are terminals, the size of every
+    terminal among stdin, stdout and stderr (Rich folds to the first it finds, also for a pipe it is told to
+    treat as a terminal), the environment's settings, Python's warning options."""
     env = {k: v for k, v in os.environ.items() if k.startswith(("RUNLOG_", "POLARS_")) or k in OUTPUT_VARS}
     env.pop(SWITCH_VAR, None)
     env.pop("POLARS_CLOUD_FOOTER_READ_SIZE", None)  # how much of a footer a scan reads (runlog sets it itself)
@@ -144,29 +165,46 @@ def output_stamp() -> dict[str, Any]:
             tty = bool(stream.isatty())
         except (AttributeError, ValueError, OSError):
             tty = False
-        size = None
-        if tty:
-            with contextlib.suppress(AttributeError, ValueError, OSError):
-                size = list(os.get_terminal_size(stream.fileno()))
-        ttys.append([tty, size, getattr(stream, "encoding", None)])
-    return {"env": sorted(env.items()), "streams": ttys}
+        ttys.append([tty, getattr(stream, "encoding", None)])
+    sizes: list[list[int] | None] = []
+    for fd in (0, 1, 2):
+        try:
+            sizes.append(list(os.get_terminal_size(fd)))
+        except (ValueError, OSError):
+            sizes.append(None)
+    return {"env": sorted(env.items()), "streams": ttys, "sizes": sizes, "warnings": list(sys.warnoptions)}
+
+
+def input_stamp(paths: list[Path]) -> list[Any]:
+    """Files a question reads besides its runs (a format spec, an aliases file): each one's stamp."""
+    out: list[Any] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append([str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+        except OSError:
+            out.append([str(p), None])
+    return out
 
 
 def run_listing(root: Path) -> tuple[str, bool]:
-    """(a digest of the run's listing, whether a file in it was modified in the last ``RACY_SECONDS``: too
-    recently to keep an answer, as for the probe cache's entries)."""
+    """(a digest of the run's listing: its files' stamps and its folders' (which change when an entry is
+    added or removed, even one gone again), whether a file in it was modified in the last ``RACY_SECONDS``:
+    too recently to keep an answer, as for the probe cache's entries)."""
     from ..listing import walk
     from ..probe_cache import RACY_SECONDS
 
     since = time.time_ns() - int(RACY_SECONDS * 1e9)
+    folders: list[tuple[str, tuple]] = []
     lines, racy = [], False
-    for _, rel, _, _, stamp in walk(root):
+    for _, rel, _, _, stamp in walk(root, folders):
         if stamp is None:  # pragma: no cover  (local files always have one)
             lines.append(f"{rel}|?")
             continue
         size, mtime, ctime, inode = stamp
         lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
         racy = racy or mtime > since
+    lines.extend(f"{rel}/|{stamp[1]}|{stamp[2]}|{stamp[3]}" for rel, stamp in folders)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
 
 
@@ -216,7 +254,16 @@ class _Tee:
 class Question:
     """One command asked of local run folders, as ``answer`` keys it."""
 
-    def __init__(self, command: str, params: Mapping[str, Any], roots: list[Path], where: Path) -> None:
+    def __init__(
+        self,
+        command: str,
+        params: Mapping[str, Any],
+        locations: list[Any],
+        roots: list[Path],
+        where: Path,
+        inputs: list[Path],
+    ) -> None:
+        self.locations = locations
         self.roots = roots
         self.where = where
         key = {
@@ -226,13 +273,18 @@ class Question:
             "cwd": os.getcwd(),
             "code": code_stamp(),
             "output": output_stamp(),
+            "inputs": input_stamp(inputs),
         }
         self.key = json.dumps(key, sort_keys=True, default=repr)
         self.path = where / (hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json")
 
     def listing(self) -> tuple[list[str], bool]:
+        """The digest of each run's listing, and whether a file of one was modified too recently to keep an
+        answer; the locations resolved again (a symbolic link re-pointed, a folder swapped) count too."""
         digests, racy = [], False
-        for root in self.roots:
+        for loc, root in zip(self.locations, self.roots, strict=True):
+            if local_folder(loc) != root:
+                return ["moved"], True
             d, r = run_listing(root)
             digests.append(d)
             racy = racy or r
@@ -271,13 +323,17 @@ class Question:
 
 
 def trim(where: Path, keep: int = KEEP) -> None:
-    """Delete the least recently used answers beyond ``keep``."""
+    """Delete the least recently used answers beyond ``keep``, and temporary files of writes that never
+    finished (older than ``STALE_TMP_S``)."""
     entries = []
+    stale = time.time_ns() - int(STALE_TMP_S * 1e9)
     with contextlib.suppress(OSError):
         for e in os.scandir(where):
-            if e.name.endswith(".json") and not e.name.startswith("."):
-                with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):
+                if e.name.endswith(".json") and not e.name.startswith("."):
                     entries.append((e.stat().st_mtime_ns, e.path))
+                elif e.name.startswith(".") and e.name.endswith(".tmp") and e.stat().st_mtime_ns < stale:
+                    os.unlink(e.path)
     if len(entries) <= keep:
         return
     entries.sort()
@@ -299,15 +355,22 @@ def local_folder(location: Any) -> Path | None:
         return None
 
 
-def question(command: str, params: Mapping[str, Any], locations: list[Any]) -> Question | None:
-    """The question to look up, or None when answers are off or a location is not a local folder."""
+def question(
+    command: str, params: Mapping[str, Any], locations: list[Any], inputs: list[Path] | None = None
+) -> Question | None:
+    """The question to look up, or None when answers are off, a location is not a local folder, or the
+    question cannot be told (no working folder, say: the command then computes as if answers were off).
+    ``inputs``: other files the command reads (their stamps are part of the question)."""
     where = folder()
-    if where is None or not locations:
+    if where is None or not locations or os.environ.get("POLARS_VERBOSE", "0") not in ("", "0"):
+        return None  # POLARS_VERBOSE: polars writes to the process's stderr itself, which is not recorded
+    try:
+        roots = [local_folder(loc) for loc in locations]
+        if any(r is None for r in roots):
+            return None
+        return Question(command, params, locations, [r for r in roots if r is not None], where, inputs or [])
+    except (OSError, ValueError, RuntimeError):
         return None
-    roots = [local_folder(loc) for loc in locations]
-    if any(r is None for r in roots):
-        return None
-    return Question(command, params, [r for r in roots if r is not None], where)
 
 
 @contextlib.contextmanager
@@ -317,7 +380,11 @@ def answer(q: Question | None) -> Iterator[None]:
     if q is None:
         yield
         return
-    before, racy = q.listing()
+    try:
+        before, racy = q.listing()
+    except (OSError, ValueError, RuntimeError):
+        yield  # the run cannot be listed: the command says why
+        return
     hit = q.lookup(before)
     if hit is not None:
         for stream, text in hit["output"]:
@@ -343,11 +410,19 @@ def answer(q: Question | None) -> Iterator[None]:
     finally:
         sys.stdout, sys.stderr = out.inner, err.inner
         size = sum(len(text or "") for _, text in chunks)
-        whole = not out.broken and not err.broken and size <= MAX_BYTES and probe_cache.troubles == troubles
-        if code in (0, 1) and not racy and whole:
-            # Keyed by the listing taken before the work: a file changed while it ran has another stamp now,
-            # so the next lookup misses.
+        whole = not out.broken and not err.broken and size <= MAX_CHARS and probe_cache.troubles == troubles
+        if code in (0, 1) and not racy and whole and _unchanged(q, before):
             q.store(before, chunks, code if code is not None else 0)
+
+
+def _unchanged(q: Question, before: list[str]) -> bool:
+    """Whether the runs are listed now as before the work (and nothing in them is too recent): a file that
+    came and went while the command read, a folder swapped and swapped back, would otherwise leave an answer
+    that the listing before the work matches again."""
+    try:
+        return q.listing() == (before, False)
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 __all__ = ["Question", "answer", "folder", "question", "trim"]

@@ -98,7 +98,8 @@ def diff_command(
         # A kept answer is printed as it was (cli.answers), before numpy and polars are imported; not for
         # output to a file or runs on a store.
         keep = output is None and not storage_option and not no_cache
-        with answer(question("diff", asked, paths) if keep else None):
+        spec_file = [Path(spec)] if spec and Path(spec).exists() else []  # a custom spec: its stamp in the key
+        with answer(question("diff", asked, paths, spec_file) if keep else None):
             from ..analysis.diff import DiffOptions
 
             options = DiffOptions(

@@ -136,10 +136,10 @@ def summarize_command(
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
             fleet = Fleet(locs, layout, storage, engine, ray_address)
             raise typer.Exit(_summarize_fleet(fleet, by or ["run", "role"], filters, fmt, output, prompt_groups))
-        # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store,
-        # or an aliases file (which is not part of the run).
-        keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache and not aliases
-        with answer(question("summarize", asked, locs[:1]) if keep else None):
+        # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store.
+        # An aliases file is read besides the run: its stamp is part of the question.
+        keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache
+        with answer(question("summarize", asked, locs[:1], [aliases] if aliases else []) if keep else None):
             errors = _summarize_run(
                 locs[0],
                 by,

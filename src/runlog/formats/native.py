@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import LazyModule, pl
+from ..errors import RunlogError
 from .base import (
     BAD_MANIFEST,
     MISSING_COLUMNS,
@@ -30,6 +31,7 @@ from .common import (
     group_by_signature,
     parquet_footer,
     probe_parquet,
+    read_parquet_columns,
     read_version_column,
     scan_parquet,
     source_column,
@@ -45,18 +47,36 @@ META_VERSION_KEY = b"runlog.schema_version"
 
 
 def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
-    """A sample file's rows are read by their own ``step`` column: where the footer's statistics say they are
-    not all of the step its name tells (a file copied or renamed by hand), say so, and let the file stand for
-    its rows' step (or for no one step), so that whatever groups files by step (the stored partials, prompt
-    groups, gaps) sees what a read of the rows sees."""
+    """A sample file's rows are read by their own ``step`` column: where they are not all of the step its
+    name tells (a file copied or renamed by hand), say so, and let the file stand for its rows' step (or for
+    their several steps, or none), so that whatever groups files by step (the stored partials, prompt groups,
+    gaps) sees what a read of the rows sees. From the footer's statistics; where they do not say the name's
+    step (missing, or another), the file's ``step`` column itself is read (a few bytes a row)."""
     assert info.step is not None
-    rng = footer_int_range(info, "step")
-    if rng is None or rng == (info.step, info.step) or not info.rows:
+    if not info.rows or footer_int_range(info, "step") == (info.step, info.step):
         return
-    lo, hi = rng
-    rows = f"step {lo}" if lo == hi else f"steps {lo} to {hi}"
-    ctx.warn(info.path, f"named step {info.step} but its rows are of {rows}: they are counted at their own steps")
-    info.step = lo if lo == hi else None
+    import pyarrow.compute as pc
+
+    try:
+        column = read_parquet_columns(info, ["step"]).column(0)
+    except (OSError, pa.ArrowException, ValueError, RunlogError):
+        return  # the rows cannot be read either: reading the run will say so
+    steps = sorted(int(v) for v in pc.unique(column.drop_null()).to_pylist())
+    if steps == [info.step]:
+        return
+    if not steps:
+        rows = "no step"
+    elif len(steps) == 1:
+        rows = f"step {steps[0]}"
+    else:
+        rows = f"steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
+    ctx.warn(
+        info.path,
+        f"named step {info.step} but its rows are of {rows}: they count at their own steps "
+        "(--steps still picks this file by its name)",
+    )
+    info.step = steps[0] if len(steps) == 1 else None
+    info.steps = steps if len(steps) > 1 else None
 
 
 @functools.cache
