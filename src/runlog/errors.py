@@ -14,6 +14,17 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting), and failures that
+# may not happen again (a file that could not be read while the run was read): an answer printed with one is
+# not kept to be printed again (``cli.answers``). Here, at the bottom of the package, so that every layer can
+# say so.
+troubles = 0
+
+
+def said_trouble() -> None:
+    global troubles
+    troubles += 1
+
 
 class RunlogError(Exception):
     """Base class of every error runlog raises on purpose."""

@@ -61,17 +61,6 @@ FIELDS = (
 )
 
 
-# Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting), and failures that
-# may not happen again (a file that could not be read while the run was read): an answer printed with one is
-# not kept to be printed again (``cli.answers``).
-troubles = 0
-
-
-def said_trouble() -> None:
-    global troubles
-    troubles += 1
-
-
 def cache_dir() -> Path | None:
     """The cache folder, or None when the cache is turned off."""
     if os.environ.get(SWITCH_VAR, "").strip().lower() in OFF:
@@ -367,6 +356,5 @@ __all__ = [
     "locked",
     "read_versioned",
     "run_digest",
-    "said_trouble",
     "source_hash",
 ]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
@@ -225,8 +225,6 @@ class Run:
         if bad:
             for name in ("samples", "roles", "layouts"):
                 self.__dict__.pop(name, None)
-            from .probe_cache import said_trouble
-
             said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
 
@@ -404,6 +402,8 @@ def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:
         info = chosen.probe(cand, ctx)
     except Exception as exc:  # noqa: BLE001  (a reader bug must not hide the rest of the run)
         ctx.problem(cand.rel, UNREADABLE, f"could not be read as {chosen.name}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, OSError):
+            said_trouble()  # it may read next time: an answer saying so is not kept (``cli.answers``)
         info = FileInfo(
             cand.rel, cand.abspath, chosen.name, cand.suffix.lstrip("."), "samples", cand.size, readable=False
         )

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
-from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_versioned, run_digest, said_trouble
+from ..errors import said_trouble
+from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_versioned, run_digest
 
 if TYPE_CHECKING:
     from .partial_cache import Unit

@@ -19,12 +19,13 @@ An answer is used only when all of this is as it was when it was printed:
 Not kept: an answer printed while a file of the run was modified in the last ``RACY_SECONDS`` (a writer may be
 at work: a live run is always read), or whose runs are not listed the same after the work as before it (a file
 that came and went while the command read: its folder's modification time tells); an answer with a line about
-a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that failed while the
-run was read (it may read next time); exit codes other than 0 and 1; binary output; output written to a file
-(``-o``); answers over ``MAX_CHARS``; runs on an object store, given as one file, or several as a fleet;
-``POLARS_VERBOSE`` (polars then writes to stderr itself). Files a command reads besides its runs (a format
-spec, an aliases file) are part of the question, by their stamps. At most ``KEEP`` answers are kept, the least
-recently used go first.
+a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that could not be
+read (its rows, a JSONL or manifest file, a probe that failed on an I/O error: it may read next time; a
+Parquet footer that cannot be read is kept as the probe cache keeps it); exit codes other than 0 and 1; binary
+output; output written to a file (``-o``); answers over ``MAX_CHARS``; runs on an object store, given as one
+file, or several as a fleet; ``POLARS_VERBOSE`` (polars then writes to stderr itself). Files a command reads
+besides its runs (a format spec, an aliases file) are part of the question, by their stamps. At most ``KEEP``
+answers are kept, the least recently used go first.
 
 Whoever can write the cache folder can set what these commands print: keep it yours (the default,
 ``~/.cache/runlog``, is).
@@ -70,6 +71,7 @@ OUTPUT_VARS = (
     "JUPYTER_LINES",
     "PYTHONIOENCODING",
     "PYTHONWARNINGS",
+    "PYTHONDEVMODE",
     "LANG",
     "LC_ALL",
     "LC_CTYPE",
@@ -172,7 +174,8 @@ def output_stamp() -> dict[str, Any]:
             sizes.append(list(os.get_terminal_size(fd)))
         except (ValueError, OSError):
             sizes.append(None)
-    return {"env": sorted(env.items()), "streams": ttys, "sizes": sizes, "warnings": list(sys.warnoptions)}
+    warnings = [list(sys.warnoptions), bool(sys.flags.dev_mode)]
+    return {"env": sorted(env.items()), "streams": ttys, "sizes": sizes, "warnings": warnings}
 
 
 def input_stamp(paths: list[Path]) -> list[Any]:
@@ -215,13 +218,21 @@ class _Tee:
     where stdout is block-buffered). ``broken`` once a write failed (a closed pipe: what was printed is not
     the whole answer) or binary output was asked for."""
 
-    def __init__(self, inner: TextIO, stream: int, chunks: list[list[Any]]) -> None:
+    def __init__(self, inner: TextIO, stream: int, chunks: list[list[Any]], size: list[int]) -> None:
         self.inner = inner
         self.stream = stream
         self.chunks = chunks
+        self.size = size  # characters written to both streams, shared
         self.broken = False
 
     def write(self, text: str) -> int:
+        if self.broken:  # not kept any more: nothing more to record
+            return self.inner.write(text)
+        self.size[0] += len(text)
+        if self.size[0] > MAX_CHARS:
+            self.broken = True
+            self.chunks.clear()
+            return self.inner.write(text)
         last = self.chunks[-1] if self.chunks else None
         if last is not None and last[0] == self.stream and last[1] is not None:
             last[1] += text
@@ -293,7 +304,7 @@ class Question:
     def lookup(self, listing: list[str]) -> dict[str, Any] | None:
         try:
             entry = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(entry, dict) or entry.get("key") != self.key or entry.get("listing") != listing:
             return None
@@ -303,7 +314,7 @@ class Question:
             for c in chunks
         ):
             return None
-        if entry.get("code") not in (0, 1):
+        if type(entry.get("code")) is not int or entry["code"] not in (0, 1):
             return None
         with contextlib.suppress(OSError):
             os.utime(self.path)  # recently used: kept longest
@@ -383,6 +394,8 @@ def answer(q: Question | None) -> Iterator[None]:
     try:
         before, racy = q.listing()
     except (OSError, ValueError, RuntimeError):
+        before, racy = [], True
+    if not before:
         yield  # the run cannot be listed: the command says why
         return
     hit = q.lookup(before)
@@ -394,11 +407,12 @@ def answer(q: Question | None) -> Iterator[None]:
             else:
                 target.write(text)
         raise typer.Exit(hit["code"])
-    from .. import probe_cache
+    from .. import errors
 
-    troubles = probe_cache.troubles
+    troubles = errors.troubles
     chunks: list[list[Any]] = []
-    out, err = _Tee(sys.stdout, 1, chunks), _Tee(sys.stderr, 2, chunks)
+    size = [0]
+    out, err = _Tee(sys.stdout, 1, chunks, size), _Tee(sys.stderr, 2, chunks, size)
     sys.stdout, sys.stderr = out, err
     code: int | None = None
     try:
@@ -409,8 +423,7 @@ def answer(q: Question | None) -> Iterator[None]:
         raise
     finally:
         sys.stdout, sys.stderr = out.inner, err.inner
-        size = sum(len(text or "") for _, text in chunks)
-        whole = not out.broken and not err.broken and size <= MAX_CHARS and probe_cache.troubles == troubles
+        whole = not out.broken and not err.broken and size[0] <= MAX_CHARS and errors.troubles == troubles
         if code in (0, 1) and not racy and whole and _unchanged(q, before):
             q.store(before, chunks, code if code is not None else 0)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import LazyModule, pl
-from ..errors import RunlogError
+from ..errors import RunlogError, said_trouble
 from ..process import TWEAKS
 from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
@@ -367,6 +367,7 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
         data = read_bytes(path)
     except (OSError, RunlogError) as exc:
         ctx.problem(rel, UNREADABLE, f"cannot read file: {_short(exc)}")
+        said_trouble()  # it may read next time (EIO, a store's hiccup): an answer saying so is not kept
         return out
     lines = data.split(b"\n")
     torn = not data.endswith(b"\n") and bool(lines and lines[-1].strip())

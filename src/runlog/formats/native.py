@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import LazyModule, pl
-from ..errors import RunlogError
+from ..errors import RunlogError, said_trouble
+from ..storage import ObjectPath
 from .base import (
     BAD_MANIFEST,
     MISSING_COLUMNS,
@@ -49,19 +50,30 @@ META_VERSION_KEY = b"runlog.schema_version"
 def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     """A sample file's rows are read by their own ``step`` column: where they are not all of the step its
     name tells (a file copied or renamed by hand), say so, and let the file stand for its rows' step (or for
-    their several steps, or none), so that whatever groups files by step (the stored partials, prompt groups,
-    gaps) sees what a read of the rows sees. From the footer's statistics; where they do not say the name's
-    step (missing, or another), the file's ``step`` column itself is read (a few bytes a row)."""
+    their several steps), so that whatever groups files by step (the stored partials, prompt groups, gaps)
+    sees what a read of the rows sees. From the footer's statistics; where they are missing (or say several
+    steps), a local file's ``step`` column itself is read (a few bytes a row). Where the rows' steps cannot be
+    told (an object without statistics, a column that cannot be read, or with steps that are not integers),
+    the file stands for no one step: nothing is grouped by its name."""
     assert info.step is not None
-    if not info.rows or footer_int_range(info, "step") == (info.step, info.step):
+    if not info.rows:
         return
-    import pyarrow.compute as pc
-
-    try:
-        column = read_parquet_columns(info, ["step"]).column(0)
-    except (OSError, pa.ArrowException, ValueError, RunlogError):
-        return  # the rows cannot be read either: reading the run will say so
-    steps = sorted(int(v) for v in pc.unique(column.drop_null()).to_pylist())
+    rng = footer_int_range(info, "step")
+    if rng == (info.step, info.step):
+        return
+    steps: list[int] | None = None
+    if rng is not None and rng[0] == rng[1]:
+        steps = [rng[0]]
+    elif not isinstance(info.abspath, ObjectPath):  # an object would be fetched whole
+        steps = _step_values(info)
+    if steps is None:
+        if rng is not None:
+            ctx.warn(
+                info.path,
+                f"named step {info.step} but its rows are of steps {rng[0]} to {rng[1]}: they count at their own steps",
+            )
+        info.step = None
+        return
     if steps == [info.step]:
         return
     if not steps:
@@ -70,13 +82,23 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
         rows = f"step {steps[0]}"
     else:
         rows = f"steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
-    ctx.warn(
-        info.path,
-        f"named step {info.step} but its rows are of {rows}: they count at their own steps "
-        "(--steps still picks this file by its name)",
-    )
+    ctx.warn(info.path, f"named step {info.step} but its rows are of {rows}: they count at their own steps")
     info.step = steps[0] if len(steps) == 1 else None
     info.steps = steps if len(steps) > 1 else None
+
+
+def _step_values(info: FileInfo) -> list[int] | None:
+    """The distinct steps of a local file's rows (nulls left out), or None if they cannot be told."""
+    import pyarrow.compute as pc
+
+    try:
+        column = read_parquet_columns(info, ["step"]).column(0).drop_null()
+        values = pc.unique(column).to_pylist()
+    except (OSError, pa.ArrowException, ValueError, RunlogError):
+        return None
+    if any(not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()) for v in values):
+        return None  # NaN, 3.5: no step a file could stand for
+    return sorted({int(v) for v in values})
 
 
 @functools.cache
@@ -120,7 +142,10 @@ class NativeLayout(Layout):
             manifest = json.loads(cand.abspath.read_bytes())
         except UnicodeDecodeError as exc:
             manifest, reason = None, f"invalid UTF-8 at byte {exc.start}"
-        except (OSError, ValueError, RecursionError) as exc:
+        except OSError as exc:
+            manifest, reason = None, f"cannot read file ({str(exc).splitlines()[0][:200] if str(exc) else exc})"
+            said_trouble()  # it may read next time: an answer saying so is not kept
+        except (ValueError, RecursionError) as exc:
             manifest, reason = None, f"not valid JSON ({str(exc).splitlines()[0][:200]})"
         else:
             reason = None if isinstance(manifest, dict) else "not a JSON object"
