@@ -314,3 +314,44 @@ def test_cli_defaults_agree_with_the_library_and_start_light():
     code = "import sys, runlog.cli.app; print('numpy' in sys.modules, 'runlog.analysis.diff' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_best_window_is_the_one_whose_samples_score_highest(tmp_path: Path) -> None:
+    """Steps of few valid samples must not pull the best window their way: the window is chosen by the mean
+    over its samples, the figure it reports, and no window's mean over samples is higher (an independent
+    count over the written rewards). Step 2 has one valid sample at 1.0 among NaNs: by the mean of the
+    per-step means, the windows holding it would win."""
+    rewards: dict[int, list[float]] = {}
+    rng = random.Random(5)
+    for step in range(12):
+        if step == 2:
+            rewards[step] = [1.0] + [float("nan")] * 15
+        else:
+            rewards[step] = [min(1.0, max(0.0, 0.4 + 0.02 * step + rng.gauss(0, 0.05))) for _ in range(16)]
+    paths = []
+    for name in ("A", "B"):
+        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+            for step, values in rewards.items():
+                rows = [
+                    {"group_id": f"{step}-{i // 4}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
+                    for i, r in enumerate(values)
+                ]
+                w.log_samples(step, rows)
+        paths.append(tmp_path / name)
+    d = diff_runs([open_run(p) for p in paths], ["A", "B"], DiffOptions(window=3))
+    best = _row(d.points, role="solver", metric="reward", point="best")
+    end = _row(d.points, role="solver", metric="reward", point="end")
+
+    def window_mean(first: int) -> float:
+        vals = [v for s in range(first, first + 3) for v in rewards[s] if v == v]
+        return sum(vals) / len(vals)
+
+    means = {first: window_mean(first) for first in range(10)}
+    top = max(means, key=lambda k: means[k])
+    assert best["steps"] == f"{top}..{top + 2}"
+    assert best["value"] == pytest.approx(means[top], rel=1e-12)
+    assert best["value"] >= end["value"]
+    # The old rule (mean of per-step means) would have picked a window with step 2 in it.
+    by_step = {s: sum(v for v in vals if v == v) / sum(1 for v in vals if v == v) for s, vals in rewards.items()}
+    old = max(range(10), key=lambda k: sum(by_step[s] for s in range(k, k + 3)) / 3)
+    assert old in (0, 1, 2) and old != top

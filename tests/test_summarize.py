@@ -245,6 +245,36 @@ def test_groups_from_prompt_text_when_there_is_no_group_id(tmp_path):
     assert df["reward_mean"][0] == 0.75
 
 
+def test_by_group_keeps_the_groups_of_each_step_apart(tmp_path, cli):
+    """The same prompt at two steps, the same group id at two steps: four groups, not two (a prompt group is
+    one group id within a split and step), counted by hand; ``step`` is added to the keys and said."""
+    d = tmp_path / "rollouts"
+    d.mkdir()
+    for step, scores in ((3, [1.0, 0.0]), (4, [1.0, 1.0])):
+        lines = [{"input": p, "output": "x", "score": v, "step": step} for p in ("p1", "p2") for v in scores]
+        (d / f"{step}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = open_run(d)
+    df = S.summarize(run, ["group"], prompt_groups=True)
+    assert df.columns[:2] == ["step", "group"] and df.height == 4
+    assert sorted(zip(df["step"], df["reward_mean"], df["reward_count"], strict=True)) == [
+        (3, 0.5, 2),
+        (3, 0.5, 2),
+        (4, 1.0, 2),
+        (4, 1.0, 2),
+    ]
+    assert df.filter(pl.col("step") == 4)["zero_adv_frac"].to_list() == [1.0, 1.0]
+    native = tmp_path / "native" / "samples" / "train"
+    for step, rewards in ((0, (1.0, 0.0)), (1, (1.0, 1.0))):
+        rows = [_row(step, "g0", k, {"solver": r}, {"solver": 0.1}) for k, r in enumerate(rewards)]
+        write_native_samples(native / f"step_{step:08d}.p0.parquet", rows)
+    by_id = S.summarize(open_run(tmp_path / "native"), ["group"])
+    assert by_id["step"].to_list() == [0, 1] and by_id["group"].to_list() == ["g0", "g0"]
+    assert by_id["reward_mean"].to_list() == [0.5, 1.0] and by_id["zero_adv_frac"].to_list() == [0.0, 1.0]
+    result = cli("summarize", d, "--by", "group", "--prompt-groups")
+    assert result.exit_code == 0, result.output
+    assert "a prompt group is one group id within a step: `step` was added to the keys" in result.output
+
+
 def test_empty_step_gives_counts_not_errors(tmp_path):
     rows = native_rows(0, 3)
     for r in rows:

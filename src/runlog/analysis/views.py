@@ -67,9 +67,16 @@ def run_splits(run: Run) -> list[str]:
 SPLIT_NOTE = "this run has the splits {splits}: `split` was added to the keys (use --split to pick one)"
 
 
+GROUP_STEP_NOTE = "a prompt group is one group id within a step: `step` was added to the keys"
+
+
 def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None) -> list[str]:
     """``SPLIT_NOTE`` when ``split`` is a key of ``frame`` that the user did not ask for (the run has several
-    splits and --split picked none), else nothing."""
-    if "split" in frame.columns and "split" not in (by or ()):
-        return [SPLIT_NOTE.format(splits=", ".join(run_splits(run)))]
-    return []
+    splits and --split picked none); ``GROUP_STEP_NOTE`` when ``step`` was added beside ``group``."""
+    asked = by or ()
+    notes = []
+    if "split" in frame.columns and "split" not in asked:
+        notes.append(SPLIT_NOTE.format(splits=", ".join(run_splits(run))))
+    if "group" in asked and "step" not in asked and "step" in frame.columns:
+        notes.append(GROUP_STEP_NOTE)
+    return notes

@@ -104,16 +104,19 @@ def common_roles(
 
 
 def _best_window(side: Side, split: Split, role: str | None, common: list[int], window: int) -> tuple[int, ...]:
-    """The ``window`` consecutive common steps where the role's per-step mean reward is highest on average
-    (all of them when there are fewer); the first such window on ties."""
+    """The ``window`` consecutive common steps where the role's mean reward over the window's samples (the
+    figure the ``best`` point reports) is highest (all of them when there are fewer); the first such window
+    on ties. The windows' means come from the per-step means and counts of valid rewards: a step's mean
+    weighs as many samples as it has, so that a window of few samples at a high step mean is not preferred to
+    one the samples say is better."""
     y = side.series(split, role, common, "reward_mean")
+    n = np.nan_to_num(side.series(split, role, common, "reward_count"))
     w = min(window, len(common))
-    if not np.isfinite(y).any():
+    ok = np.isfinite(y) & (n > 0)
+    if not ok.any():
         return tuple(common[-w:])
-    filled = np.where(np.isfinite(y), y, 0.0)
-    ok = np.isfinite(y).astype(float)
-    sums = np.convolve(filled, np.ones(w), "valid")
-    cnt = np.convolve(ok, np.ones(w), "valid")
+    sums = np.convolve(np.where(ok, y * n, 0.0), np.ones(w), "valid")
+    cnt = np.convolve(np.where(ok, n, 0.0), np.ones(w), "valid")
     with np.errstate(invalid="ignore", divide="ignore"):
         ma = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), -np.inf)
     i = int(np.argmax(ma))

@@ -256,7 +256,7 @@ def _window_sources(side: Side) -> WindowSource:
     out: WindowSource = {}
     if side.rows is not None:
         rows = side.rows.sort("split", "role", "step", nulls_last=True, maintain_order=True)
-        for (split, role), g in rows.group_by(["split", "role"], maintain_order=True):
+        for (split, role), g in rows.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
             at = g["step"].to_numpy()
             for metric in ("reward", "kl"):
                 values = g[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -269,7 +269,7 @@ def _window_sources(side: Side) -> WindowSource:
             .agg((pl.col("reward").min() == pl.col("reward").max()).cast(pl.Float64).alias("zero"))
             .sort("split", "role", "step", "group", nulls_last=True)
         )
-        for (split, role), g in groups.group_by(["split", "role"], maintain_order=True):
+        for (split, role), g in groups.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
             out[(split, f"{role_key(role)}/zero_adv_frac")] = (g["step"].to_numpy(), g["zero"].to_numpy())
     return out
 
