@@ -229,7 +229,8 @@ class PartialStore:
         for seg, eids in by_seg.items():
             path = self.folder / seg
             try:
-                frame = pl.read_ipc(path)
+                with open(path, "rb") as fh:  # a handle, not a path: polars would read ``[`` in it as a glob
+                    frame = pl.read_ipc(fh)
                 if UNIT not in frame.columns:
                     raise ValueError(f"no {UNIT} column")
             except FileNotFoundError:

@@ -50,6 +50,15 @@ def _has_magic(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
+def _is_pattern(location: str) -> bool:
+    """A glob to expand: wildcards, and no local file or folder of that very name (``run[1]`` is a run)."""
+    from .. import storage
+
+    if not _has_magic(location):
+        return False
+    return storage.is_url(location) or not os.path.exists(os.path.expanduser(location))
+
+
 def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
     """Run locations, one per line (blank lines and ``#`` comments ignored)."""
     try:
@@ -70,7 +79,7 @@ def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str
 
     out: list[str] = []
     for pat in patterns:
-        if not _has_magic(pat):
+        if not _is_pattern(pat):
             out.append(pat)
             continue
         if storage.is_url(pat):
@@ -152,7 +161,7 @@ def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> list[s
     from ..errors import SeveralRunsError
     from ..run import list_names
 
-    if _has_magic(location):
+    if _is_pattern(location):
         return [location]
     try:
         list_names(location, storage_options=storage_options, prefetch=False)

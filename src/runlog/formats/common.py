@@ -311,10 +311,14 @@ def _hint_footer_reads(files: list[FileInfo]) -> None:
 
 
 def scan_parquet(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
-    """One lazy scan of these Parquet files (local paths or object-store URLs, with the store's options)."""
+    """One lazy scan of these Parquet files (local paths or object-store URLs, with the store's options); the
+    paths are taken as they are (``glob=False``: a run folder named ``run[1]`` is no pattern)."""
     _hint_footer_reads(files)
     return pl.scan_parquet(
-        [str(f.abspath) for f in files], storage_options=polars_options(f.abspath for f in files), **kwargs
+        [str(f.abspath) for f in files],
+        storage_options=polars_options(f.abspath for f in files),
+        glob=False,
+        **kwargs,
     )
 
 
