@@ -352,6 +352,35 @@ def test_correlations_match_numpy(handmade):
     assert pair["pearson"] == pytest.approx(np.corrcoef(solver, verifier)[0, 1], abs=1e-12)
 
 
+def test_correlations_keep_train_and_eval_apart(cli):
+    """A run with train and eval: one set of correlations per split, each equal to numpy's over that split's
+    samples alone (read from the files with pyarrow); --split picks one; --by is refused (its rows are pairs)."""
+    run = SAMPLE_RUNS / "debate_grpo"
+    r = cli("summarize", run, "--correlations", "--format", "json")
+    rows = json.loads(r.stdout)
+    assert {row["split"] for row in rows} == {"train", "eval"}
+    for split in ("train", "eval"):
+        table = pa.concat_tables(
+            [
+                pq.read_table(f, columns=["reward", "reward_components"])
+                for f in sorted((run / "samples" / split).glob("*.parquet"))
+            ]
+        )
+        total, correct = [], []
+        for reward, comps in zip(table["reward"].to_pylist(), table["reward_components"].to_pylist(), strict=True):
+            value = next((c["value"] for c in comps or [] if c["name"] == "correctness"), None)
+            if reward is not None and value is not None and reward == reward and value == value:
+                total.append(reward)
+                correct.append(value)
+        [row] = [x for x in rows if x["split"] == split and x["x"] == "reward" and x["y"] == "component/correctness"]
+        assert row["n"] == len(total)
+        assert row["pearson"] == pytest.approx(np.corrcoef(total, correct)[0, 1], abs=1e-12)
+    r = cli("summarize", run, "--correlations", "--by", "step")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --by does not apply to --correlations")
+    r = cli("summarize", run, "--scalars", "--by", "role")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --by does not apply to --scalars")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------
@@ -375,6 +404,9 @@ def test_cli_formats(cli, tmp_path, monkeypatch):
     r = cli("summarize", run, "--scalars", "--keys", "debate/*", "--format", "json")
     assert {x["key"] for x in json.loads(r.stdout)} >= {"debate/reward/solver"}
     r = cli("summarize", run, "--correlations", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)[0].keys() == {"split", "x", "y", "pearson", "n"}
+    assert "note: this run has the splits eval, train" in r.stderr
+    r = cli("summarize", run, "--correlations", "--split", "train", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)[0].keys() == {"x", "y", "pearson", "n"}
 
 

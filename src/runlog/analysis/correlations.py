@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
     """Pearson correlations, over samples, between every pair of: the total reward, each role's reward and
     each reward component (seed 001: conflicting reward functions show as negative correlations). Each
-    pair uses the samples where both values are valid (not null, not NaN)."""
+    pair uses the samples where both values are valid (not null, not NaN). Per split (a ``split`` column
+    first) when the run has several and ``filters`` pick none: train and eval are never pooled silently."""
+    from .views import run_splits
+
     filters = filters or Filters()
+    by_split = not filters.splits and len(run_splits(run)) > 1
     components = run.component_names()
     carry = {
         "sample": pl.col("sample_id"),
@@ -38,13 +42,23 @@ def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
         wide = wide.rename({c: f"reward/{c}" for c in wide.columns if c not in index})
         per_sample = per_sample.join(wide, on=index, how="left", nulls_equal=True)
     variables = [c for c in per_sample.columns if c not in index]
+    parts = (
+        sorted(
+            per_sample.partition_by("split", as_dict=True).items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "")
+        )
+        if by_split
+        else [((None,), per_sample)]
+    )
     rows = []
-    for i, x in enumerate(variables):
-        for y in variables[i + 1 :]:
-            pair = per_sample.select(x, y).filter(valid(x) & valid(y))
-            n = pair.height
-            r = pair.select(pl.corr(x, y)).item() if n > 1 else None
-            if r is not None and r != r:  # NaN: a constant column
-                r = None
-            rows.append({"x": x, "y": y, "pearson": r, "n": n})
-    return pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String, "pearson": pl.Float64, "n": pl.Int64})
+    for (split,), frame in parts:
+        for i, x in enumerate(variables):
+            for y in variables[i + 1 :]:
+                pair = frame.select(x, y).filter(valid(x) & valid(y))
+                n = pair.height
+                r = pair.select(pl.corr(x, y)).item() if n > 1 else None
+                if r is not None and r != r:  # NaN: a constant column
+                    r = None
+                rows.append({"split": split, "x": x, "y": y, "pearson": r, "n": n})
+    schema = {"split": pl.String, "x": pl.String, "y": pl.String, "pearson": pl.Float64, "n": pl.Int64}
+    out = pl.DataFrame(rows, schema=schema)
+    return out if by_split else out.drop("split")

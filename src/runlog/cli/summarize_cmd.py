@@ -136,6 +136,9 @@ def summarize_command(
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
             fleet = Fleet(locs, layout, storage, engine, ray_address)
             raise typer.Exit(_summarize_fleet(fleet, by or ["run", "role"], filters, fmt, output, prompt_groups))
+        if by and (scalars or correlations):
+            report = "--scalars" if scalars else "--correlations"
+            raise UsageError(f"--by does not apply to {report}: its rows are its own (one per key, or per pair)")
         # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store.
         # An aliases file is read besides the run: its stamp is part of the question.
         keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache
@@ -194,7 +197,8 @@ def _summarize_run(
     elif correlations:
         check_filters(run, filters)
         df = S.correlations(run, filters=filters)
-        emit_frame(df, fmt, output, keys=["x", "y"])
+        emit_frame(df, fmt, output, keys=[k for k in ("split", "x", "y") if k in df.columns])
+        report_problems([], notes=split_notes(run, df, None))
     else:
         check_filters(run, filters)
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
