@@ -117,6 +117,40 @@ def test_mixed_versions_in_one_run(tmp_path):
     assert df.height == 9 and run.errors == []
 
 
+@pytest.mark.parametrize("stats", [True, False])
+def test_a_native_file_of_several_versions_is_refused(tmp_path, stats):
+    """The ``schema_version`` column is checked against itself and the file's metadata (from statistics, else
+    read): a file holding v2 and v3 rows, or v3 rows under v2 metadata, is skipped with its reason (format.md);
+    the other files are read."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import SAMPLE_RUNS
+
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    rows = {}
+    for step, versions in ((3, lambda n: [2] * (n - 1) + [3]), (4, lambda n: [3] * n)):
+        path = run / "samples" / "train" / f"step_{step:08d}.p0.parquet"
+        table = pq.read_table(path)
+        field = table.schema.field("schema_version")
+        table = table.set_column(
+            table.schema.get_field_index("schema_version"), field, pa.array(versions(len(table)), field.type)
+        )
+        rows[step] = len(table)
+        others = [c for c in table.column_names if c != "schema_version"]
+        pq.write_table(table, path, write_statistics=True if stats else others)
+    opened = open_run(run, cache=False)
+    said = {p.path: p.message for p in opened.errors}
+    assert said == {
+        "samples/train/step_00000003.p0.parquet": "mixed schema versions 2..3 inside one file; file skipped",
+        "samples/train/step_00000004.p0.parquet": "its schema_version column says v3, its metadata v2; file skipped",
+    }
+    total = sum(pq.read_metadata(f).num_rows for f in (run / "samples").rglob("*.parquet"))
+    assert opened.samples.collect().height == total - rows[3] - rows[4]
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [

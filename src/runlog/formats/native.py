@@ -19,6 +19,7 @@ from ..storage import ObjectPath
 from .base import (
     BAD_MANIFEST,
     MISSING_COLUMNS,
+    UNREADABLE,
     WRONG_TYPE,
     Candidate,
     FileInfo,
@@ -181,9 +182,23 @@ class NativeLayout(Layout):
                 version = int(meta[META_VERSION_KEY])
             except ValueError:
                 version = None
-        if version is None and "schema_version" in info.columns:
-            rng = read_version_column(info)
-            if rng is not None:
+        if "schema_version" in info.columns:
+            # The column tells every row's version: from the footer's statistics, else (a local file, or one
+            # with no version in its metadata) the column itself, a few bytes a row.
+            rng = footer_int_range(info, "schema_version")
+            if rng is None and (version is None or not isinstance(info.abspath, ObjectPath)):
+                rng = read_version_column(info)
+            if rng is not None and rng[0] != rng[1]:
+                reason = f"mixed schema versions {rng[0]}..{rng[1]} inside one file; file skipped"
+            elif rng is not None and version is not None and version != rng[0]:
+                reason = f"its schema_version column says v{rng[0]}, its metadata v{version}; file skipped"
+            else:
+                reason = None
+            if reason is not None:
+                ctx.problem(cand.rel, UNREADABLE, reason)
+                info.readable = False
+                return info
+            if version is None and rng is not None:
                 version = rng[1]
         if version is None:
             ctx.problem(cand.rel, MISSING_COLUMNS, "no schema_version (column or file metadata); file skipped")
