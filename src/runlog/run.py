@@ -378,6 +378,7 @@ def open_run(
             files[-1].stamp = cand.stamp
     if probes is not None:
         probes.save(listed)
+    same_keys(files, ctx)
     if not files and not skipped:
         if unmatched:
             raise UsageError(
@@ -395,6 +396,31 @@ def open_run(
     if single and len(files) == 1 and "/" not in files[0].path:
         one = f"{root.name}/{files[0].path}" if root.name else files[0].path
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
+
+
+def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
+    """Say every readable sample file that is a second file of one split, step and process in a layout whose
+    format has one (``Layout.one_file_per_step``): a copy left beside the original (``backup/samples/...``,
+    ``samples/train2/`` of train rows, ``..._15_final.parquet``) is read too, and its rows count twice. Both
+    are read, as found: which one is right is the user's call. By the keys the rows count at (a file whose
+    rows are of another step or split than its name says is keyed by its rows)."""
+    from .formats import get_layout
+
+    seen: dict[tuple[str, str, int, int | None], str] = {}
+    for f in files:
+        if f.kind != "samples" or not f.readable or f.step is None or f.split is None:
+            continue
+        if not get_layout(f.layout).one_file_per_step:
+            continue
+        key = (f.layout, f.split, f.step, f.process)
+        first = seen.setdefault(key, f.path)
+        if first != f.path:
+            shard = f", process {f.process}" if f.process is not None else ""
+            ctx.warn(
+                f.path,
+                f"a second file of split {f.split!r}, step {f.step}{shard} (the first: {first}): both are read, "
+                "so if it is a copy its rows count twice",
+            )
 
 
 def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:

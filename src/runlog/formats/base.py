@@ -196,6 +196,9 @@ class Layout:
     # Whether a probe of one of its Parquet files depends on that file alone, so that its result may be
     # kept between commands (``runlog.probe_cache``).
     cache_probes: ClassVar[bool] = False
+    # Whether its format holds one sample file per split, step (and process): two readable files of one such
+    # key are the same rows twice, or a copy (discovery says so: ``run.same_keys``).
+    one_file_per_step: ClassVar[bool] = False
     # The sub-folders a run of this layout keeps its files in (a regex matched against the end of a file's
     # folder, for example ``samples/[^/]+``): ``run_folder`` strips them to find the run's own folder.
     own_folders: ClassVar[str | None] = None

@@ -98,6 +98,7 @@ class FlinkLayout(Layout):
     formats = (".parquet", ".csv")
     own_folders = "flink_logs"
     cache_probes = True
+    one_file_per_step = True
 
     def detect(self, cand: Candidate) -> bool:
         return cand.name.startswith("batch_debug_data_") and bool(NAME_RE.search(cand.name))

@@ -88,6 +88,58 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     info.steps = steps if len(steps) > 1 else None
 
 
+def _check_named_split(info: FileInfo, ctx: RunContext) -> None:
+    """As ``_check_named_step``, for the split its folder tells: rows are read by their own ``split`` column,
+    so a file under ``samples/train2/`` whose rows say ``train`` counts as train. Say so, and let the file
+    stand for its rows' split, so that inspect's splits and gaps are summarize's. From the footer's
+    statistics; without them, a local file's ``split`` column is read (an object's is left as it is)."""
+    if not info.rows or info.split is None:
+        return
+    splits = _split_stats(info)
+    if splits is None and not isinstance(info.abspath, ObjectPath):
+        splits = _split_values(info)
+    if not splits or splits == [info.split]:
+        return
+    folder = f"in the folder of split {info.split!r} but its rows are of"
+    if len(splits) == 1:
+        ctx.warn(info.path, f"{folder} split {splits[0]!r}: they count as {splits[0]!r}")
+        info.split = splits[0]
+        return
+    shown = ", ".join(repr(x) for x in splits[:5]) + (", ..." if len(splits) > 5 else "")
+    ctx.warn(info.path, f"{folder} splits {shown}: each counts as its own")
+
+
+def _split_stats(info: FileInfo) -> list[str] | None:
+    """The one split every row group's statistics say, as a list, or None where they do not tell one."""
+    md = parquet_footer(info).metadata
+    if md is None:
+        return None
+    index = next((i for i in range(md.num_columns) if md.schema.column(i).path == "split"), None)
+    if index is None:
+        return None
+    seen: set[Any] = set()
+    for rg in range(md.num_row_groups):
+        st = md.row_group(rg).column(index).statistics
+        if st is None or not st.has_min_max or st.min != st.max or (st.has_null_count and st.null_count):
+            return None
+        seen.add(st.min)
+    if len(seen) != 1:
+        return None
+    [value] = seen
+    return [value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)]
+
+
+def _split_values(info: FileInfo) -> list[str] | None:
+    """The distinct splits of a local file's rows (nulls left out), or None if they cannot be read."""
+    import pyarrow.compute as pc
+
+    try:
+        values = pc.unique(read_parquet_columns(info, ["split"]).column(0).drop_null()).to_pylist()
+    except (OSError, pa.ArrowException, ValueError, RunlogError):
+        return None
+    return sorted(str(v) for v in values)
+
+
 def _step_values(info: FileInfo) -> list[int] | None:
     """The distinct steps of a local file's rows (nulls left out), or None if they cannot be told."""
     import pyarrow.compute as pc
@@ -115,6 +167,7 @@ class NativeLayout(Layout):
     priority = 10
     formats = (".parquet", ".jsonl", ".json")
     cache_probes = True
+    one_file_per_step = True
     own_folders = r"samples/[^/]+"
 
     def detect(self, cand: Candidate) -> bool:
@@ -222,8 +275,10 @@ class NativeLayout(Layout):
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
             info.readable = False
-        elif info.step is not None:
-            _check_named_step(info, ctx)
+        else:
+            if info.step is not None:
+                _check_named_step(info, ctx)
+            _check_named_split(info, ctx)
         return info
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

@@ -1,0 +1,68 @@
+"""Rows that would count twice are said: a second file of one split, step and process (a copy left in the run,
+a step written twice), and a file whose rows are of another split than its folder tells (they count as their
+own split, in inspect as in summarize)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+
+from runlog import open_run
+
+from conftest import SAMPLE_RUNS
+
+
+def _rows(paths) -> int:
+    return sum(pq.read_metadata(p).num_rows for p in paths)
+
+
+def test_a_backup_copy_inside_the_run_is_said_for_every_file(tmp_path, cli):
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    shutil.copytree(run / "samples", run / "backup" / "samples")
+    opened = open_run(run, cache=False)
+    said = [p for p in opened.problems if "a second file of split" in p.message]
+    originals = sorted((run / "samples").rglob("*.parquet"))
+    assert len(said) == len(originals)  # one per copied file, none for the originals' first sight
+    first = said[0]
+    assert first.kind == "warning" and "both are read, so if it is a copy its rows count twice" in first.message
+    result = cli("summarize", run, "--by", "split", "-f", "json")
+    assert "a second file of split" in result.stderr
+    counted = sum(r["reward_count"] + r["reward_nan"] + r["reward_null"] for r in json.loads(result.stdout))
+    assert counted == 2 * _rows(originals)  # read as found: the copy counts, and that is said
+
+
+def test_a_folder_whose_rows_are_of_another_split_counts_as_its_rows(tmp_path, cli):
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    shutil.copytree(run / "samples" / "train", run / "samples" / "train2")
+    nostats = run / "samples" / "train2" / "step_00000005.p0.parquet"  # no statistics: its column is read
+    table = pq.read_table(nostats)
+    pq.write_table(table, nostats, write_statistics=[c for c in table.column_names if c != "split"])
+    result = cli("inspect", run, "--format", "json")
+    info = json.loads(result.stdout)
+    assert sorted(info["step_gaps"]) == ["eval", "train"]  # no split 'train2': its rows are train's
+    moved = {p["path"] for p in info["problems"] if "in the folder of split 'train2'" in p["message"]}
+    copied = sorted(run.joinpath("samples", "train2").glob("*.parquet"))
+    assert moved == {f"samples/train2/{f.name}" for f in copied}  # the file without statistics too
+    said = {p["message"] for p in info["problems"]}
+    assert "in the folder of split 'train2' but its rows are of split 'train': they count as 'train'" in said
+    assert any(m.startswith("a second file of split 'train', step 0, process 0") for m in said)
+    summary = cli("summarize", run, "--by", "split", "-f", "json")
+    assert sorted(r["split"] for r in json.loads(summary.stdout)) == ["eval", "train"]
+
+
+def test_a_flink_step_written_twice_is_said(tmp_path):
+    run = shutil.copytree(SAMPLE_RUNS / "flink_mixed", tmp_path / "run")
+    logs = run / "flink_logs"
+    shutil.copy(logs / "batch_debug_data_train_15.parquet", logs / "batch_debug_data_train_15_final.parquet")
+    opened = open_run(run, cache=False)
+    [p] = [p for p in opened.problems if "a second file" in p.message]
+    assert p.path == "flink_logs/batch_debug_data_train_15_final.parquet"
+    assert "split 'train', step 15 (the first: flink_logs/batch_debug_data_train_15.parquet)" in p.message
+
+
+def test_the_sample_runs_have_no_second_files():
+    for name in ("debate_grpo", "flink_mixed", "damaged"):
+        opened = open_run(SAMPLE_RUNS / name, cache=False)
+        assert not [p for p in opened.problems if "a second file" in p.message or "in the folder of split" in p.message]
