@@ -66,3 +66,28 @@ def test_the_sample_runs_have_no_second_files():
     for name in ("debate_grpo", "flink_mixed", "damaged"):
         opened = open_run(SAMPLE_RUNS / name, cache=False)
         assert not [p for p in opened.problems if "a second file" in p.message or "in the folder of split" in p.message]
+
+
+def test_a_file_without_a_column_the_others_have_is_said(tmp_path, cli):
+    """runlog's writer writes every column: a native file without ``roles`` (others have it) would put its rows
+    under no role unsaid. A column no file has is nobody's loss: nothing is said."""
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    damaged = run / "samples" / "train" / "step_00000003.p0.parquet"
+    pq.write_table(pq.read_table(damaged).drop(["roles", "messages"]), damaged)
+    for other in sorted((run / "samples").rglob("*.parquet")):
+        table = pq.read_table(other)
+        pq.write_table(table.drop(["env_name"]), other)  # gone everywhere: not said
+    opened = open_run(run, cache=False)
+    said = [(p.path, p.kind, p.message) for p in opened.problems if "missing optional" in p.message]
+    assert said == [
+        (
+            "samples/train/step_00000003.p0.parquet",
+            "warning",
+            "missing optional column(s) roles, messages that other files of the run have; read as null: its rows "
+            "have no per-role data",
+        )
+    ]
+    result = cli("summarize", run, "--split", "train", "--steps", "3", "-f", "json")
+    assert "missing optional column(s) roles, messages" in result.stderr
+    unknown = [r for r in json.loads(result.stdout) if r["role"] is None]
+    assert unknown and unknown[0]["reward_count"] + unknown[0]["reward_nan"] + unknown[0]["reward_null"] == 16

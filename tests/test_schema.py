@@ -174,3 +174,8 @@ def test_parse_number_dict_is_safe(text, expected):
             assert math.isnan(got[k])
         else:
             assert got[k] == v
+
+
+def test_the_native_column_names_are_the_schema_s():
+    assert tuple(f.name for f in S.NATIVE_SAMPLE_SCHEMA) == S.NATIVE_COLUMNS
+    assert set(S.NATIVE_REQUIRED) <= set(S.NATIVE_COLUMNS)

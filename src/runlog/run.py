@@ -379,6 +379,10 @@ def open_run(
     if probes is not None:
         probes.save(listed)
     same_keys(files, ctx)
+    for lay in registry:
+        mine = [f for f in files if f.layout == lay.name]
+        if mine:
+            lay.check_run(mine, ctx)
     if not files and not skipped:
         if unmatched:
             raise UsageError(

@@ -84,6 +84,23 @@ def _arrow_types() -> dict[str, Any]:
 
 # Columns a native sample file must have; the others are optional (null when absent).
 NATIVE_REQUIRED = ("schema_version", "step", "split", "sample_id", "reward")
+# Every column of ``NATIVE_SAMPLE_SCHEMA``, by name alone (known without importing pyarrow).
+NATIVE_COLUMNS = (
+    "schema_version",
+    "step",
+    "split",
+    "sample_id",
+    "group_id",
+    "env_name",
+    "reward",
+    "reward_components",
+    "roles",
+    "messages",
+    "prompt",
+    "completion",
+    "trajectory",
+    "exception",
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # The canonical in-memory model (polars). Every reader produces these columns (plus free extra columns).

@@ -229,6 +229,10 @@ class Layout:
         """Role names known without reading data (footers, manifest)."""
         return []
 
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        """What only the run's files together tell (after every file is probed; from what the probes kept,
+        no data read): problems are said on ``ctx``. Default: nothing."""
+
     def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
         """(split, step) of a one-step sample file, known from its path alone (either may be None), or None
         when the name does not tell. Lets ``open_run(keep=...)`` skip files without opening them."""

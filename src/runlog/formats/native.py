@@ -281,6 +281,24 @@ class NativeLayout(Layout):
             _check_named_split(info, ctx)
         return info
 
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        """A sample file without an optional column that other sample files of the run have (runlog's writer
+        writes every column, null where there is nothing): its rows read as null there, and a file without
+        ``roles`` has no per-role data (its rows count under no role). Said, as format.md's problem table has
+        it: a warning."""
+        samples = [f for f in files if f.kind == "samples" and f.readable and f.fmt == "parquet"]
+        optional = [c for c in S.NATIVE_COLUMNS if c not in S.NATIVE_REQUIRED]
+        have = {c for f in samples for c in f.columns if c in optional}
+        for f in samples:
+            lacking = [c for c in optional if c in have and c not in f.columns]
+            if lacking:
+                effect = ": its rows have no per-role data" if "roles" in lacking else ""
+                ctx.warn(
+                    f.path,
+                    f"missing optional column(s) {', '.join(lacking)} that other files of the run have; read as "
+                    f"null{effect}",
+                )
+
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         parquet = [f for f in files if f.kind == "samples" and f.readable]
         if not parquet:
