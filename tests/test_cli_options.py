@@ -93,6 +93,14 @@ def test_output_into_a_missing_folder_is_a_usage_error_before_any_work(cli, tmp_
     assert r.stdout == "" and not target.parent.exists()
 
 
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=[" ".join(a[:2]) for a in OUTPUT_COMMANDS])
+def test_output_into_a_folder_itself_is_a_usage_error_before_any_work(cli, tmp_path, args):
+    r = cli(*args, "-o", str(tmp_path))
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"Error: -o {tmp_path}: a folder; give a file name (for example {tmp_path / 'out.txt'})\n"
+    assert r.stdout == "" and list(tmp_path.iterdir()) == []
+
+
 NO_RUN = "/no/such/run"
 STEPS_COMMANDS = [
     ["summarize", NO_RUN],

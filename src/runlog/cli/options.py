@@ -69,6 +69,8 @@ def _output_folder(value: Path | None) -> Path | None:
     """``-o FILE`` in a folder that does not exist is a usage error before any work, not a failure after."""
     if value is not None and not value.parent.is_dir():
         raise fail(f"-o {value}: folder {value.parent} does not exist")
+    if value is not None and value.is_dir():
+        raise fail(f"-o {value}: a folder; give a file name (for example {value / 'out.txt'})")
     return value
 
 
