@@ -498,3 +498,22 @@ def test_think_tags_are_reasoning_only_in_the_models_turns():
     assert turn_segments(Turn(role="user", content="<think>not mine</think>")) == [("<think>not mine</think>", False)]
     said = turn_segments(Turn(role="assistant", speaker="solver", content="<think>a</think><answer>1</answer>"))
     assert said == [("<think>a</think>", True), ("<answer>1</answer>", False)]
+
+
+def test_a_step_without_any_valid_reward_renders_its_first_sample_and_says_why(tmp_path, cli):
+    """The default picks the best and worst by reward: with every reward null (unscored logs), the first
+    sample is shown with a note, not 'no sample matches'; --best asked outright is a usage error naming the
+    way out."""
+    from runlog import RunWriter
+
+    with RunWriter(tmp_path / "run", name="run", durable=False, clock=lambda: 1.7e9) as w:
+        rows = [{"prompt": f"q{i}", "completion": f"a{i}", "reward": None} for i in range(3)]
+        w.log_samples(0, rows)
+    r = cli("render-trajectory", tmp_path / "run", "--format", "markdown")
+    assert r.exit_code == 0, r.output
+    assert "q0" in r.stdout and "q1" not in r.stdout
+    assert "note: no sample here has a valid reward (all null or NaN) to pick the best and worst by" in r.stderr
+    assert "hint: showing the" not in r.stderr
+    r = cli("render-trajectory", tmp_path / "run", "--best", "2")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: 3 sample(s) match, but none has a valid reward (all null or NaN)")

@@ -85,7 +85,7 @@ class Selection:
     rows: list[dict[str, Any]]
     scope: str  # what was searched, for messages ("split train, step 31")
     matched: int  # rows that passed the filters, before picking
-    defaulted: bool = False  # the default (best and worst of the last step) was used
+    defaulted: bool = False  # the default (best and worst of the last step by reward) was used
     notes: list[str] = field(default_factory=list)
 
 
@@ -122,7 +122,8 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()))
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
-    return Selection(_rows(run, chosen), scope, keys.height, defaulted, notes)
+    ranked = defaulted and not any(n.startswith(UNRANKED) for n in notes)  # the default found rewards to rank
+    return Selection(_rows(run, chosen), scope, keys.height, ranked, notes)
 
 
 def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None], bool] | None:
@@ -270,6 +271,9 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str]) -> None:
         )
 
 
+UNRANKED = "no sample here has a valid"
+
+
 def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[str, Any]], list[str]]:
     """Apply ``--best/--worst/--random/--index`` (their union, in that order), or the default."""
     notes: list[str] = []
@@ -277,6 +281,20 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
     ranked = rows.filter(pl.col("__score").is_not_null() & pl.col("__score").is_not_nan())
     picked: list[pl.DataFrame] = []
     best, worst = (1, 1) if defaulted else (c.best, c.worst)
+    if (best or worst) and ranked.height == 0 and rows.height:
+        what = f"{c.role}'s reward" if c.role else "reward"
+        if defaulted:  # nothing to rank the default by: the first sample, said
+            notes.append(
+                f"{UNRANKED} {what} (all null or NaN) to pick the best and worst by: showing the first "
+                "(--index N or --random N for others)"
+            )
+            best = worst = 0
+            picked.append(rows.head(1))
+        else:
+            raise UsageError(
+                f"{rows.height} sample(s) match, but none has a valid {what} (all null or NaN) to rank by "
+                "--best/--worst: use --index N or --random N"
+            )
     if best:
         picked.append(ranked.sort(["__score", "sample_id"], descending=[True, False]).head(best))
     if worst:
