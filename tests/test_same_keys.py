@@ -65,7 +65,8 @@ def test_a_flink_step_written_twice_is_said(tmp_path):
 def test_the_sample_runs_have_no_second_files():
     for name in ("debate_grpo", "flink_mixed", "damaged"):
         opened = open_run(SAMPLE_RUNS / name, cache=False)
-        assert not [p for p in opened.problems if "a second file" in p.message or "in the folder of split" in p.message]
+        said = ("a second file", "in the folder of split", "missing:", "missing optional")
+        assert not [p for p in opened.problems if any(x in p.message for x in said)]
 
 
 def test_a_file_without_a_column_the_others_have_is_said(tmp_path, cli):
@@ -91,3 +92,22 @@ def test_a_file_without_a_column_the_others_have_is_said(tmp_path, cli):
     assert "missing optional column(s) roles, messages" in result.stderr
     unknown = [r for r in json.loads(result.stdout) if r["role"] is None]
     assert unknown and unknown[0]["reward_count"] + unknown[0]["reward_nan"] + unknown[0]["reward_null"] == 16
+
+
+def test_a_lost_shard_between_steps_is_said_and_the_last_steps_are_not(tmp_path):
+    """Process 1 wrote every train step but 6: step 6's samples are partial (its p0 is read), said under the
+    missing file's name. Process 1's files of the last two steps gone too: not said (fewer hosts after a
+    resume, or a run still being written)."""
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    train = run / "samples" / "train"
+    for step in (6, 30, 31):
+        (train / f"step_{step:08d}.p1.parquet").unlink()
+    opened = open_run(run, cache=False)
+    said = [(p.path, p.message) for p in opened.problems if p.message.startswith("missing:")]
+    assert said == [
+        (
+            "samples/train/step_00000006.p1.parquet",
+            "missing: process 1 wrote steps 0 to 29 of split 'train' but not step 6, whose other shards are read: "
+            "its samples are partial",
+        )
+    ]

@@ -88,6 +88,30 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     info.steps = steps if len(steps) > 1 else None
 
 
+def _missing_shards(files: list[FileInfo], ctx: RunContext) -> None:
+    """A step of a split without the file of a process that wrote that split's steps before and after it (a
+    shard lost in a copy, a host whose write failed): the step's samples are partial, which its other shards
+    cannot tell. Said once per missing file, under the name it would have. The steps after a process's last
+    file are not said (fewer hosts after a resume, or a run still being written)."""
+    by_split: dict[str, dict[int, set[int]]] = {}
+    named: dict[tuple[str, int], str] = {}  # a file of the step: the missing one is named after it
+    for f in files:
+        if f.split is not None and f.step is not None and f.process is not None:
+            by_split.setdefault(f.split, {}).setdefault(f.step, set()).add(f.process)
+            named.setdefault((f.split, f.step), f.path)
+    for split, steps in sorted(by_split.items()):
+        order = sorted(steps)
+        for proc in sorted(set().union(*steps.values())):
+            have = [s for s in order if proc in steps[s]]
+            for step in order:
+                if have[0] < step < have[-1] and proc not in steps[step]:
+                    ctx.warn(
+                        re.sub(r"\.p\d+\.parquet$", f".p{proc}.parquet", named[(split, step)]),
+                        f"missing: process {proc} wrote steps {have[0]} to {have[-1]} of split {split!r} but not "
+                        f"step {step}, whose other shards are read: its samples are partial",
+                    )
+
+
 def _check_named_split(info: FileInfo, ctx: RunContext) -> None:
     """As ``_check_named_step``, for the split its folder tells: rows are read by their own ``split`` column,
     so a file under ``samples/train2/`` whose rows say ``train`` counts as train. Say so, and let the file
@@ -298,6 +322,7 @@ class NativeLayout(Layout):
                     f"missing optional column(s) {', '.join(lacking)} that other files of the run have; read as "
                     f"null{effect}",
                 )
+        _missing_shards([f for f in files if f.kind == "samples" and f.fmt == "parquet"], ctx)
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         parquet = [f for f in files if f.kind == "samples" and f.readable]
