@@ -260,6 +260,32 @@ def test_verifiers_bad_line_and_torn_last_line(tmp_path: Path) -> None:
     assert df["reward_components"][0].to_list() == [{"name": "acc", "value": 1.0}]
 
 
+@pytest.mark.parametrize("layout,field", [(Verifiers(), "reward"), (Verl(), "score")])
+def test_a_reward_that_is_missing_or_not_a_number_is_said_once_per_file(tmp_path: Path, layout, field) -> None:
+    """Lines whose reward is a word, a list, or absent read as null, and the file says how many, with the
+    first; a good line says nothing."""
+    base = (
+        {"id": 1, "prompt": [{"role": "user", "content": "q"}], "completion": "a"}
+        if field == "reward"
+        else {"input": "q", "output": "a", "step": 1}
+    )
+    lines = [
+        json.dumps({**base, field: 0.5}),
+        json.dumps({**base, field: "high"}),
+        json.dumps({**base, field: [1, 2]}),
+        json.dumps(base),
+        json.dumps({**base, field: 1}),
+    ]
+    path = write_lines(tmp_path / ("results.jsonl" if field == "reward" else "1.jsonl"), lines)
+    (info,), df, ctx = probe_and_scan(layout, tmp_path, [path])
+    assert df["reward"].to_list() == [0.5, None, None, None, 1.0]
+    said = [p.message for p in ctx.problems if p.kind == WARNING]
+    assert said == [
+        f'2 line(s) with a {field} that is not a number (first: line 2, "high"): read as null',
+        f"1 line(s) without a {field} (first: line 4): read as null",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # NeMo Gym
 # ---------------------------------------------------------------------------------------------------------

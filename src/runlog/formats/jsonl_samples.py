@@ -68,6 +68,9 @@ class JsonlSamples(Layout):
     formats: ClassVar[tuple[str, ...]] = (".jsonl",)
     # Fields a layout maps; any other top-level field goes to ``extra`` and is named in a fidelity note.
     mapped: ClassVar[frozenset[str]] = frozenset()
+    # The record field the total reward is read from, where every record should have it as a number: lines
+    # without it, or with something else there ("high", a list), read as null and are said, once per file.
+    reward_field: ClassVar[str | None] = None
 
     def file_meta(self, info: FileInfo) -> None:
         """Set what the path tells (split, step) before the lines are read."""
@@ -107,11 +110,31 @@ class JsonlSamples(Layout):
                 ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
                 continue
             rows.append(row)
+            if self.reward_field is not None and row.get("reward") is None:
+                raw = rec.get(self.reward_field)
+                kind = "missing" if raw is None else "not_number"
+                state.setdefault(kind, []).append((line, raw))
+        self._say_rewards(info, ctx, state)
         unmapped: set[str] = state.get("unmapped", set())
         if unmapped:
             names = ", ".join(sorted(unmapped)[:12]) + (" ..." if len(unmapped) > 12 else "")
             ctx.note(self.name, f"fields kept as JSON in the `extra` column: {names}")
         return self.finish(samples_frame(rows, info.path, self.name), state, info, ctx)
+
+    def _say_rewards(self, info: FileInfo, ctx: RunContext, state: dict[str, Any]) -> None:
+        field = self.reward_field
+        bad: list[tuple[int, Any]] = state.get("not_number", [])
+        if bad:
+            line, raw = bad[0]
+            shown = chat.compact_json(raw)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            ctx.warn(
+                info.path,
+                f"{len(bad)} line(s) with a {field} that is not a number (first: line {line}, {shown}): read as null",
+            )
+        missing: list[tuple[int, Any]] = state.get("missing", [])
+        if missing:
+            ctx.warn(info.path, f"{len(missing)} line(s) without a {field} (first: line {missing[0][0]}): read as null")
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """The file's frame once every line is mapped (a layout may fix what only the whole file tells)."""

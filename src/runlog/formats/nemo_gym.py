@@ -25,6 +25,7 @@ class NemoGym(JsonlSamples):
     name = "nemo_gym"
     description = "NeMo Gym rollouts JSONL (OpenAI Responses items, reward_components, _ng_task_index)"
     priority = 40
+    reward_field = "reward"
     mapped = frozenset(
         {
             "responses_create_params",

@@ -26,6 +26,7 @@ class Verifiers(JsonlSamples):
     name = "verifiers"
     description = "verifiers vf-eval results.jsonl (chat prompt/completion, a column per reward function)"
     priority = 50
+    reward_field = "reward"
     mapped = frozenset({"id", "example_id", "prompt", "completion", "reward", "task", "error"})
 
     formats = (".jsonl", ".json")

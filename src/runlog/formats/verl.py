@@ -34,6 +34,7 @@ class Verl(JsonlSamples):
     description = "verl rollout/validation generation dumps ({step}.jsonl: input, output, gts, score, step)"
     priority = 60
     own_folders = r"(?i:[^/]*val[^/]*)"  # validation dumps (split_of), beside the rollout dumps
+    reward_field = "score"
     mapped = frozenset({"input", "output", "score", "step", "uid", "data_source"})
 
     def detect(self, cand: Candidate) -> bool:
