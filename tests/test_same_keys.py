@@ -111,3 +111,19 @@ def test_a_lost_shard_between_steps_is_said_and_the_last_steps_are_not(tmp_path)
             "its samples are partial",
         )
     ]
+
+
+def test_inspect_deep_counts_repeated_sample_ids(tmp_path, cli):
+    """A shard copied under another process's name repeats every id of it: ``inspect --deep`` reads the ids
+    and says how many (counted here from the file); the default inspect reads no data and cannot tell."""
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    train = run / "samples" / "train"
+    shutil.copy(train / "step_00000005.p0.parquet", train / "step_00000005.p2.parquet")
+    ids = pq.read_table(train / "step_00000005.p0.parquet", columns=["sample_id"])["sample_id"].to_pylist()
+    result = cli("inspect", run, "--deep", "--format", "json")
+    [said] = [p for p in json.loads(result.stdout)["problems"] if "occur more than once" in p["message"]]
+    assert said["kind"] == "warning"
+    assert said["message"].startswith(f"{len(set(ids))} sample id(s) occur more than once ({len(ids)} extra row(s);")
+    assert "samples/train/step_00000005.p0.parquet, samples/train/step_00000005.p2.parquet" in said["message"]
+    plain = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--deep", "--format", "json")
+    assert not [p for p in json.loads(plain.stdout)["problems"] if "occur more than once" in p["message"]]

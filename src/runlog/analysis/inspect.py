@@ -163,6 +163,36 @@ def _numeric_stats(run: Run) -> dict[str, Counts]:
     return out
 
 
+# Layouts whose sample ids are the writer's own, unique within a run (format.md): a repeated one is a row read
+# twice (a file copied under another shard's name, a step written twice).
+UNIQUE_ID_LAYOUTS = ("runlog", "flink")
+
+
+def _repeated_ids(run: Run) -> None:
+    """``--deep``: sample ids that occur more than once, in layouts whose ids are unique within a run, said
+    as one warning (how many, and the first with the files that hold it). Reads the id column only."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable and f.layout in UNIQUE_ID_LAYOUTS]
+    if not files:
+        return
+    sub = Run(root=run.root, files=files, ctx=run.ctx)
+
+    def query() -> list[pl.LazyFrame]:
+        ids = sub.samples.select("sample_id", "source").filter(pl.col("sample_id").is_not_null())
+        repeated = ids.group_by("sample_id").agg(pl.len().alias("n"), pl.col("source").unique().sort())
+        return [repeated.filter(pl.col("n") > 1).sort("sample_id")]
+
+    [rep] = sub.collect(query)
+    if rep.height:
+        first = rep.row(0, named=True)
+        where = ", ".join(first["source"][:3]) + (" ..." if len(first["source"]) > 3 else "")
+        extra = rep["n"].sum() - rep.height
+        run.ctx.warn(
+            first["source"][0],
+            f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
+            f"{first['n']} times, in {where}): rows read twice (a copied file?) are counted twice",
+        )
+
+
 def _reward_query(run: Run) -> pl.LazyFrame:
     return run.samples.select(
         pl.len().alias("count"),
@@ -315,6 +345,8 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     # Reading data (--deep, exception columns) can find corrupt files and mark them: do it before the report
     # captures the files and problems, so that the two agree.
     numeric = (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {}
+    if deep and has_samples:
+        _repeated_ids(run)
     exceptions = _exceptions(run) if has_samples else 0
     return RunInspection(
         run=str(run.root),
