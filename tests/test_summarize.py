@@ -438,6 +438,22 @@ def test_cli_flink_notes_unknown_roles(cli):
     assert "warning: flink_logs/batch_debug_data_train_13.csv" in r.stderr
 
 
+def test_an_empty_summary_says_why_instead_of_drawing_empty_tables(cli):
+    """Filters that match nothing together (step 3 of flink_mixed is v0: no roles), a run of scalars only, and
+    a fleet whose run of scalars only has no row: each said in a note; no empty table is drawn."""
+    r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver")
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "note: no sample matches (--split train --steps 3 --role solver together): nothing to summarise" in r.stderr
+    r = cli("summarize", SAMPLE_RUNS / "jaxarc")
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "note: this run has no per-sample data (only scalar metrics): try --scalars" in r.stderr
+    r = cli("summarize", SAMPLE_RUNS / "jaxarc", "-f", "json")
+    assert json.loads(r.stdout) == []
+    r = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "-f", "json")
+    assert "jaxarc" not in {row["run"] for row in json.loads(r.stdout)}
+    assert "note: run(s) with no sample at these filters, not in the table: jaxarc" in r.stderr
+
+
 def test_cli_scalars_and_correlations_together_is_a_usage_error(cli):
     r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--scalars", "--correlations")
     assert r.exit_code == 2 and r.stderr.startswith("Error: --scalars and --correlations")

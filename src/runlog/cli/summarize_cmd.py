@@ -202,8 +202,15 @@ def _summarize_run(
     else:
         check_filters(run, filters)
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
-        _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
+        if not df.is_empty() or fmt != OutputFormat.table:  # empty tables say nothing: the note below does
+            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
         report_problems([], notes=split_notes(run, df, by))
+        if df.is_empty() and any(f.kind == "samples" and f.readable for f in run.files):
+            parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
+            parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
+            parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
+            chosen = f" ({' '.join(parts)} together)" if parts else ""
+            report_problems([], notes=[f"no sample matches{chosen}: nothing to summarise"])
         if not prompt_groups and S.prompt_groups_skipped(run):
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):
@@ -237,5 +244,17 @@ def _summarize_fleet(
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if S.unknown_role_rows(df):
         report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+    failed = {loc for loc, _ in result.failures}
+    shown = set(df["run"].to_list()) if "run" in df.columns else set()
+    absent = sorted({r.name for r in result.results if r.error is None} - shown - failed)
+    if absent and "run" in df.columns:
+        report_problems(
+            [],
+            notes=[
+                f"run(s) with no sample at these filters, not in the table: {', '.join(absent[:10])}"
+                + (" ..." if len(absent) > 10 else "")
+                + " (a run of scalar metrics only: --scalars on it)"
+            ],
+        )
     errors = report_fleet(result)
     return EXIT_PROBLEMS if errors or result.failures else EXIT_OK
