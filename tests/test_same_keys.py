@@ -127,3 +127,19 @@ def test_inspect_deep_counts_repeated_sample_ids(tmp_path, cli):
     assert "samples/train/step_00000005.p0.parquet, samples/train/step_00000005.p2.parquet" in said["message"]
     plain = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--deep", "--format", "json")
     assert not [p for p in json.loads(plain.stdout)["problems"] if "occur more than once" in p["message"]]
+
+
+def test_a_forced_layout_that_fits_none_of_the_files_is_said_first(cli):
+    """--layout verifiers on a native run reads its JSONL as verifiers rows (as asked), saying first that every
+    file looks like runlog's; --layout flink, whose folders split the run in two, says it in the error."""
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--layout", "verifiers")
+    first = [line for line in r.stderr.splitlines() if line.startswith("warning:")][0]
+    assert first == (
+        "warning: .: --layout verifiers: no file here looks like verifiers data (2 of the first 2 look like "
+        "runlog's): read as verifiers, as asked; drop --layout to read them as runlog"
+    )
+    r = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--layout", "flink")
+    assert r.exit_code == 2
+    assert "(--layout flink: no file here looks like flink data" in r.stderr
+    r = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--layout", "runlog")  # the right one: nothing said
+    assert "no file here looks like" not in r.stdout + r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,7 +13,7 @@ from typing import Any, Literal
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .errors import DataError, UsageError, said_trouble
+from .errors import DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
@@ -351,7 +352,15 @@ def open_run(
                 skipped += 1
                 continue
         chosen_files.append((cand, chosen))
-    one_run(path, claimed)
+    mismatch = _forced_mismatch(forced, [c for c, _ in chosen_files], registry)
+    try:
+        one_run(path, claimed)
+    except SeveralRunsError as exc:
+        if mismatch is None:
+            raise
+        raise SeveralRunsError(f"{exc} ({mismatch})", exc.runs) from None
+    if mismatch is not None:
+        ctx.problems.insert(0, Problem(".", WARNING, mismatch))  # first: it explains the lines after it
     # One file alone is probed anew: its run's cache entries would be dropped as files no longer listed.
     probes = ProbeCache.open(root) if cache and not single else None
     cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]
@@ -400,6 +409,31 @@ def open_run(
     if single and len(files) == 1 and "/" not in files[0].path:
         one = f"{root.name}/{files[0].path}" if root.name else files[0].path
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
+
+
+def _forced_mismatch(forced: Layout | None, cands: list[Candidate], registry: list[Layout]) -> str | None:
+    """With ``--layout``: when no file it takes looks like that layout's data and another layout recognises
+    them, one line saying so (read as forced, as asked: forcing is also how a wrong detection is overridden,
+    so this is said, not refused)."""
+    if forced is None or not cands:
+        return None
+    others: Counter[str] = Counter()
+    for cand in cands[:64]:  # a sample of the files: enough to tell, cheap on thousands
+        try:
+            if forced.detect(cand):
+                return None
+        except Exception:  # noqa: BLE001,S112  (a sniffing failure just means "not mine")
+            pass
+        other = choose_layout(cand, None, registry)
+        if other is not None and other.name != forced.name:
+            others[other.name] += 1
+    if not others:
+        return None
+    name, n = others.most_common(1)[0]
+    return (
+        f"--layout {forced.name}: no file here looks like {forced.name} data ({n} of the first {min(len(cands), 64)} "
+        f"look like {name}'s): read as {forced.name}, as asked; drop --layout to read them as {name}"
+    )
 
 
 def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
