@@ -179,3 +179,28 @@ def test_parse_number_dict_is_safe(text, expected):
 def test_the_native_column_names_are_the_schema_s():
     assert tuple(f.name for f in S.NATIVE_SAMPLE_SCHEMA) == S.NATIVE_COLUMNS
     assert set(S.NATIVE_REQUIRED) <= set(S.NATIVE_COLUMNS)
+
+
+def test_a_native_file_that_says_v1_is_an_unknown_version(tmp_path):
+    """v0 and v1 are Flink's schemas: a native sample file that says v1 is refused, not migrated as Flink."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import SAMPLE_RUNS
+
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    path = run / "samples" / "train" / "step_00000002.p0.parquet"
+    table = pq.read_table(path)
+    field = table.schema.field("schema_version")
+    table = table.set_column(
+        table.schema.get_field_index("schema_version"), field, pa.array([1] * len(table), field.type)
+    ).replace_schema_metadata({"runlog.schema_version": "1"})
+    pq.write_table(table, path)
+    [p] = open_run(run, cache=False).errors
+    assert (p.path, p.kind, p.message) == (
+        "samples/train/step_00000002.p0.parquet",
+        UNKNOWN_VERSION,
+        "unknown schema version 1",
+    )

@@ -46,6 +46,8 @@ SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?
 SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
 MANIFEST = "run.json"
 META_VERSION_KEY = b"runlog.schema_version"
+# The native layout began at schema v2 (v0 and v1 are Flink's): a native file that says v0 or v1 is unknown.
+NATIVE_VERSIONS = tuple(v for v in S.KNOWN_VERSIONS if v >= 2)
 
 
 def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
@@ -237,7 +239,7 @@ class NativeLayout(Layout):
             info.readable = False
             return info
         info.schema_version = version
-        if not gate_version(info, ctx, version):
+        if not gate_version(info, ctx, version, known=NATIVE_VERSIONS):
             return info
         if manifest.get("format", S.FORMAT_NAME) != S.FORMAT_NAME:
             ctx.warn(cand.rel, f"manifest format is {manifest.get('format')!r}, expected {S.FORMAT_NAME!r}")
@@ -282,7 +284,7 @@ class NativeLayout(Layout):
             info.readable = False
             return info
         info.schema_version = version
-        if not gate_version(info, ctx, version):
+        if not gate_version(info, ctx, version, known=NATIVE_VERSIONS):
             return info
         missing = [c for c in S.NATIVE_REQUIRED if c not in info.columns]
         if missing:
