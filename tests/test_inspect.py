@@ -207,3 +207,29 @@ def test_list_names_and_keep_open_only_the_files_asked_for(tmp_path):
     assert [f.path for f in run.files] == ["flink_logs/batch_debug_data_train_4.parquet"]
     assert run.skipped == 6
     assert run.samples.collect()["step"].unique().to_list() == [4]
+
+
+def test_inspect_counts_the_scalar_keys_summarize_shows(cli):
+    """``keys`` are the metrics summarize --scalars has one row for; their ``__count`` weights apart."""
+    import json
+
+    from conftest import SAMPLE_RUNS
+
+    for name in ("debate_grpo", "damaged", "jaxarc"):
+        info = json.loads(cli("inspect", SAMPLE_RUNS / name, "--format", "json").stdout)
+        rows = json.loads(cli("summarize", SAMPLE_RUNS / name, "--scalars", "--format", "json").stdout)
+        assert info["scalars"]["keys"] == len(rows), name
+        assert info["scalars"]["weights"] == sum(1 for r in rows if f"{r['key']}__count" in _keys(SAMPLE_RUNS / name))
+
+
+def _keys(run):
+    import json
+
+    keys = set()
+    for f in run.glob("scalars*.jsonl"):
+        for line in f.read_text().splitlines():
+            try:
+                keys.update(json.loads(line))
+            except ValueError:
+                continue  # the damaged run's torn line
+    return keys

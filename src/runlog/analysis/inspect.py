@@ -49,13 +49,14 @@ class ScalarSummary:
     """The scalar records: how many, distinct keys, their step range, stride and gaps (None: no steps)."""
 
     records: int = 0
-    keys: int = 0
+    keys: int = 0  # the metrics' keys, as summarize --scalars, plots and the report show them
+    weights: int = 0  # ``<key>__count`` companions (the shards' weights of a mean), not metrics of their own
     steps: list[int] | None = None
     stride: int | None = None
     step_gaps: list[list[int]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"records": self.records, "keys": self.keys, "steps": self.steps}
+        out: dict[str, Any] = {"records": self.records, "keys": self.keys, "weights": self.weights, "steps": self.steps}
         if self.steps is not None:
             out["stride"], out["step_gaps"] = self.stride, self.step_gaps
         return out
@@ -336,7 +337,11 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
 
     scalars = ScalarSummary(records=rows_by_kind.get("scalars", 0))
     if any(f.kind == "scalars" and f.readable for f in files):
-        scalars.keys = int(run.scalars.select(pl.col("key").n_unique()).collect().item())
+        weight = pl.col("key").str.ends_with("__count")
+        counts = run.scalars.select(
+            pl.col("key").filter(~weight).n_unique().alias("keys"), pl.col("key").filter(weight).n_unique().alias("w")
+        ).collect()
+        scalars.keys, scalars.weights = int(counts["keys"][0]), int(counts["w"][0])
         if scalar_steps:
             scalars.steps = [min(scalar_steps), max(scalar_steps)]
             scalars.stride, scalars.step_gaps = step_gaps(sorted(scalar_steps))

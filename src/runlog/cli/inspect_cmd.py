@@ -152,7 +152,8 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
 
     sc = r.scalars
     if sc.records:
-        line = Text(f"scalars: {sc.records:,} records, {sc.keys:,} keys")
+        weights = f" (and {sc.weights:,} __count weights)" if sc.weights else ""
+        line = Text(f"scalars: {sc.records:,} records, {sc.keys:,} keys{weights}")
         if sc.steps:
             line.append(f", steps {sc.steps[0]}..{sc.steps[1]}")
             if sc.step_gaps:
