@@ -445,10 +445,14 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
     from .formats import get_layout
 
     seen: dict[tuple[str, str, int, int | None], str] = {}
+    keyed: dict[str, bool] = {}
     for f in files:
         if f.kind != "samples" or not f.readable or f.step is None or f.split is None:
             continue
-        if not get_layout(f.layout).one_file_per_step:
+        one = keyed.get(f.layout)
+        if one is None:
+            one = keyed[f.layout] = get_layout(f.layout).one_file_per_step
+        if not one:
             continue
         key = (f.layout, f.split, f.step, f.process)
         first = seen.setdefault(key, f.path)

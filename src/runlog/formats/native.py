@@ -314,9 +314,11 @@ class NativeLayout(Layout):
         it: a warning."""
         samples = [f for f in files if f.kind == "samples" and f.readable and f.fmt == "parquet"]
         optional = [c for c in S.NATIVE_COLUMNS if c not in S.NATIVE_REQUIRED]
-        have = {c for f in samples for c in f.columns if c in optional}
+        schemas = {id(f.columns): f.columns for f in samples}  # files of one schema share their mapping
+        have = {c for cols in schemas.values() for c in cols if c in optional}
+        lacks = {k: [c for c in optional if c in have and c not in cols] for k, cols in schemas.items()}
         for f in samples:
-            lacking = [c for c in optional if c in have and c not in f.columns]
+            lacking = lacks[id(f.columns)]
             if lacking:
                 effect = ": its rows have no per-role data" if "roles" in lacking else ""
                 ctx.warn(
