@@ -247,3 +247,25 @@ def test_cli_exit_codes_and_json(cli, runs: dict[str, Path], tmp_path: Path) -> 
     usage = cli("doctor", runs["healthy"], "--set", "bogus=1")
     assert usage.exit_code == 2 and "Error:" in usage.stderr and "bogus" in usage.stderr
     assert cli("doctor", tmp_path / "missing").exit_code == 2
+
+
+def test_the_nan_share_is_over_the_rewards_that_are_numbers(tmp_path: Path) -> None:
+    """6 NaN and 10 null total rewards among 96 samples (the one role's reward is the total): the share is
+    6 / (80 valid + 6 NaN), the null ones (failed trajectories) apart, and NaN rows are not counted twice;
+    at 5 % or more it is an error."""
+    with RunWriter(tmp_path / "run", name="run", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for step in range(4):
+            rows = []
+            for i in range(24):
+                r = 0.5
+                if step == 2 and i < 6:
+                    r = float("nan")
+                elif step == 3 and i < 10:
+                    r = None
+                rows.append(
+                    {"reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}, "group_id": f"{step}-{i // 4}"}
+                )
+            w.log_samples(step, rows)
+    [f] = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "nan_rewards"]
+    assert f.evidence["nan"] == 6 and f.evidence["share"] == 6 / 86
+    assert f.severity == "error" and f.message == "6 NaN total rewards (7.0%) in 1 step(s), first at step 2"

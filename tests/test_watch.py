@@ -384,3 +384,22 @@ def test_a_writer_killed_mid_step_while_watched(tmp_path):
     assert all(e["rows"] == 40 + e["step"] % 13 for e in steps)  # whole steps (the child's rows per step)
     assert not [e for e in events if e["event"] == "problem" and e["severity"] == "error"]
     assert "Traceback" not in watch.stderr.read()
+
+
+def test_findings_of_one_kind_and_role_are_each_reported():
+    """flink_mixed has two NaN findings without a role (the total reward, and the rows without per-role
+    data): watch reports every finding the doctor makes, none merged into another by kind and role."""
+    from runlog.analysis.doctor import diagnose
+
+    run = ROOT / "sample_runs" / "flink_mixed"
+    r = subprocess.run(
+        [sys.executable, "-m", "runlog", "watch", str(run), "--once", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    seen = sorted(e["message"] for e in events if e["event"] == "finding" and e["kind"] == "nan_rewards")
+    doctor = sorted(f.message for f in diagnose(open_run(run)).findings if f.kind == "nan_rewards")
+    assert len(doctor) == 3 and seen == doctor

@@ -208,8 +208,8 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         series.append((role, steps, as_floats(nan_values), as_floats(count_values)))
     if named:
         t = s.total
-        nan_of_total, rows_of_total = as_floats(t["reward_nan"].to_list()), as_floats(t["rows"].to_list())
-        series.append(("__total__", t["step"].to_list(), nan_of_total, rows_of_total))
+        nan_of_total, valid_of_total = as_floats(t["reward_nan"].to_list()), as_floats(t["reward_count"].to_list())
+        series.append(("__total__", t["step"].to_list(), nan_of_total, valid_of_total))
     hits = {}
     for role, steps, nan, count in series:
         if np.nansum(nan) > 0:
@@ -224,9 +224,11 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         if role not in ("__total__", None) and hit == total_sig:
             continue
         total_nan = int(np.nansum(nan))
+        # NaN among the rewards that are numbers (valid + NaN; null ones, failed trajectories, are apart)
         share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)
+        subject = None
         if role == "__total__":
-            role, what = None, "total rewards"
+            role, what, subject = None, "total rewards", "total"
         elif role is None:
             what = "rewards of samples without per-role data" if named else "rewards"
         else:
@@ -238,7 +240,7 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 f"{total_nan} NaN {what} ({share:.1%}) in {len(hit)} step(s), first at step {hit[0]}",
                 role,
                 hit[0],
-                {"nan": total_nan, "share": share, "steps": hit[:20]},
+                {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
             )
         )
     return out

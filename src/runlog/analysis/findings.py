@@ -39,6 +39,17 @@ class Finding:
     onset_step: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """What makes it the same finding at another time or in another run: its kind, its role and its
+        subject where one kind and role can have several (a component, a split, a data problem's kind, the
+        total reward apart from the rows without roles)."""
+        ev = self.evidence
+        subject = next(
+            (str(ev[k]) for k in ("subject", "component", "split", "problem_kind") if ev.get(k) is not None), None
+        )
+        return (self.kind, self.role, subject)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -56,7 +56,8 @@ class RunSeries:
 
     @cached_property
     def total(self) -> pl.DataFrame:
-        """The samples' total reward per step (``reward_mean`` over valid values, ``reward_nan``, ``rows``):
+        """The samples' total reward per step (``reward_mean`` over valid values, ``reward_nan``, the valid
+        ``reward_count``, ``rows``):
         per-role rewards are what ``summarize`` reports; this is the sum a single-reward trainer optimises."""
         lf = self.run.samples
         if self.split:
@@ -68,6 +69,7 @@ class RunSeries:
                     pl.col("reward").filter(valid).mean().alias("reward_mean"),
                     pl.col("reward").filter(valid).std().alias("reward_std"),
                     pl.col("reward").is_nan().sum().cast(pl.Int64).alias("reward_nan"),
+                    valid.sum().cast(pl.Int64).alias("reward_count"),
                     pl.len().cast(pl.Int64).alias("rows"),
                 )
             ]

@@ -67,7 +67,7 @@ class DoctorWatch:
         self.notes: list[str] = []
         self.checked_at: float | None = None  # wall time of the last finished check
         self.error: str | None = None
-        self._seen: dict[tuple[str, str | None], int] = {}
+        self._seen: dict[tuple[str, str | None, str | None], int] = {}
         self._dirty = False
         self._last_start = -float("inf")
         self._last_cost = 0.0
@@ -142,7 +142,7 @@ class DoctorWatch:
         """``finding`` events for the findings not reported yet, or reported at a lower severity."""
         events = []
         for f in findings:
-            key = (f.kind, f.role)
+            key = f.key
             rank = severity_rank(f.severity)
             if self._seen.get(key, -1) < rank:
                 self._seen[key] = rank

@@ -238,7 +238,7 @@ def text_rows(
 
 def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[dict[str, Any]]:
     """The doctor's findings of each run (one split: ``--split`` when one is given, else the doctor's), matched
-    with the baseline's by (kind, role)."""
+    with the baseline's by kind, role and subject (``Finding.key``)."""
     from ..doctor import diagnose
 
     cfg = DoctorConfig(split=opts.splits[0] if len(opts.splits) == 1 else "", format_spec=opts.format_spec)
@@ -247,9 +247,9 @@ def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list
     found = []
     for s in sides:
         d = diagnose(s.run, cfg)
-        by_key: dict[tuple[str, str | None], Finding] = {}
+        by_key: dict[tuple[str, str | None, str | None], Finding] = {}
         for f in d.findings:
-            by_key.setdefault((f.kind, f.role), f)
+            by_key.setdefault(f.key, f)
         found.append(by_key)
     rows = []
     base = found[0]
