@@ -259,3 +259,23 @@ def test_online_without_credentials_fails_fast_with_one_line(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: no W&B credentials") and "wandb login" in lines[0]
     assert not (tmp_path / "wb").exists(), "nothing started"
+
+
+def test_a_run_without_group_ids_logs_its_zero_advantage_fraction():
+    """Flink writes no group id: the plan's zero_adv_frac per role comes from the prompt groups, the numbers
+    summarize --prompt-groups (and the report) give."""
+    import polars as pl
+
+    from conftest import SAMPLE_RUNS
+
+    run = open_run(SAMPLE_RUNS / "flink_mixed")
+    plan = P.build_plan(run)
+    want = summarize(run, ["split", "step", "role"], prompt_groups=True).filter(pl.col("split") == "train")
+    checked = 0
+    for row in want.iter_rows(named=True):
+        if row["role"] is None or row["zero_adv_frac"] is None:
+            continue
+        got = plan.computed[row["step"]][f"debate/zero_adv_frac/{row['role']}"]
+        assert got == pytest.approx(row["zero_adv_frac"], abs=1e-12)
+        checked += 1
+    assert checked >= 30

@@ -277,8 +277,10 @@ def _put(out: dict[int, dict[str, float]], step: int | None, name: str, v: Any) 
 
 def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
     """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
-    so W&B shows the numbers ``runlog summarize --by split --by step --by role`` prints."""
-    df = summarize(run, ["split", "step", "role"])
+    so W&B shows the numbers ``runlog summarize --by split --by step --by role --prompt-groups`` prints
+    (prompt groups from the prompt text where samples have no group id, as the report and the doctor find
+    them: Flink and verl runs have a zero-advantage fraction too)."""
+    df = summarize(run, ["split", "step", "role"], prompt_groups=True)
     for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
         role = r["role"] or "unknown"
         _put(out, r["step"], key(r["split"], f"{prefix}/reward/{role}"), r["reward_mean"])
