@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import shutil
@@ -802,3 +803,32 @@ def test_cli_a_folder_of_runs_by_run_is_the_fleet_of_its_runs(cli):
     metrics = cli("metrics", "diversity", SAMPLE_RUNS, "--by", "run", "--format", "csv")
     assert metrics.exit_code in (0, 1)
     assert {"debate_grpo", "flink_mixed"} <= set(_csv(metrics.stdout)["run"].to_list())
+
+
+def test_a_fleet_by_group_keeps_each_step_s_groups_apart(tmp_path, cli):
+    """Group ids that come again at every step (g0, g1 each step): a fleet by run and group has one row per
+    run, step and group, the rows each run's own summary gives, and says that step was added."""
+    from runlog import RunWriter
+
+    for name, lift in (("a", 0.0), ("b", 0.25)):
+        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+            for step in range(3):
+                rows = [
+                    {"group_id": f"g{i % 2}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
+                    for i in range(4)
+                    for r in [0.1 * step + 0.1 * i + lift]
+                ]
+                w.log_samples(step, rows)
+    fleet = cli("summarize", f"{tmp_path}/*", "--by", "run", "--by", "group", "-f", "json")
+    assert fleet.exit_code == 0, fleet.output
+    assert "a prompt group is one group id within a step: `step` was added to the keys" in fleet.stderr
+    rows = json.loads(fleet.stdout)
+    assert len(rows) == 2 * 3 * 2
+    for name in ("a", "b"):
+        own = json.loads(cli("summarize", tmp_path / name, "--by", "group", "-f", "json").stdout)
+        mine = [{k: v for k, v in r.items() if k != "run"} for r in rows if r["run"] == name]
+        assert [(r["step"], r["group"], r["reward_count"]) for r in mine] == [
+            (r["step"], r["group"], r["reward_count"]) for r in own
+        ]
+        for x, y in zip(mine, own, strict=True):
+            assert x["reward_mean"] == pytest.approx(y["reward_mean"], abs=1e-12)

@@ -242,6 +242,10 @@ def _summarize_fleet(
     )
     df = result.frame
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
+    if "group" in by and "step" not in by and "step" in df.columns:
+        from ..analysis.views import GROUP_STEP_NOTE
+
+        report_problems([], notes=[GROUP_STEP_NOTE])
     if S.unknown_role_rows(df):
         report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
     failed = {loc for loc, _ in result.failures}

@@ -362,6 +362,8 @@ def summarize_fleet(
     keys = check_keys(by, ["run", *KEYS])
     if filters.roles and "role" not in keys:
         keys.insert(1 if "run" in keys else 0, "role")
+    if "group" in keys and "step" not in keys:  # a prompt group is one group id within a step (summary_keys)
+        keys.insert(keys.index("group"), "step")
     # Train and eval are never pooled silently: split is a key unless --split picks splits; dropped again
     # below when the whole fleet has one split.
     auto_split = "split" not in keys and not filters.splits
