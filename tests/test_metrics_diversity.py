@@ -334,3 +334,23 @@ def test_cli_diversity_and_format(cli, collapse_run):
     assert res.exit_code == 2 and "Error: --by 'nope'" in res.stderr
     res = cli("metrics", "diversity", collapse_run, "--text", "bogus")
     assert res.exit_code == 2 and "--text 'bogus'" in res.stderr
+
+
+def test_diversity_by_group_keeps_each_step_s_groups_apart(tmp_path, cli):
+    """Group ids that come again at every step: one row per step and group (each of one prompt group), as
+    summarize --by group has them, said in a note."""
+    import json
+
+    from runlog import RunWriter
+
+    with RunWriter(tmp_path / "run", name="run", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for step in range(3):
+            rows = [{"group_id": f"g{i % 2}", "completion": f"text {step} {i} a b c", "reward": 0.5} for i in range(4)]
+            w.log_samples(step, rows)
+    r = cli("metrics", "diversity", tmp_path / "run", "--by", "group", "-f", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [(x["step"], x["group"], x["groups"], x["texts"]) for x in rows] == [
+        (s, g, 1, 2) for s in range(3) for g in ("g0", "g1")
+    ]
+    assert "note: a prompt group is one group id within a step: `step` was added to the keys" in r.stderr

@@ -46,9 +46,12 @@ _ANSWER = r"(?s)<answer>(.*)</answer>"
 
 
 def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | None = None) -> list[str]:
-    """``by`` checked; with ``run``, ``split`` added first when the run has several splits and ``filters`` pick
-    none: eval texts are never pooled with training texts silently."""
+    """``by`` checked; ``step`` before ``group`` (a prompt group is one group id within a step: the same id at
+    another step is another group, as in summarize); with ``run``, ``split`` added first when the run has
+    several splits and ``filters`` pick none: eval texts are never pooled with training texts silently."""
     keys = check_keys(by, KEYS)
+    if "group" in keys and "step" not in keys:
+        keys.insert(keys.index("group"), "step")
     if run is not None and "split" not in keys and not (filters and filters.splits) and len(run_splits(run)) > 1:
         keys.insert(0, "split")
     return keys
