@@ -1,4 +1,4 @@
-"""Rows that would count twice are said: a second file of one split, step and process (a copy left in the run,
+"""Rows that would count twice are said: two files of one split, step and process (a copy left in the run,
 a step written twice), and a file whose rows are of another split than its folder tells (they count as their
 own split, in inspect as in summarize)."""
 
@@ -22,13 +22,13 @@ def test_a_backup_copy_inside_the_run_is_said_for_every_file(tmp_path, cli):
     run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
     shutil.copytree(run / "samples", run / "backup" / "samples")
     opened = open_run(run, cache=False)
-    said = [p for p in opened.problems if "a second file of split" in p.message]
+    said = [p for p in opened.problems if "both files are read" in p.message]
     originals = sorted((run / "samples").rglob("*.parquet"))
-    assert len(said) == len(originals)  # one per copied file, none for the originals' first sight
+    assert len(said) == len(originals)  # one per pair of files
     first = said[0]
-    assert first.kind == "warning" and "both are read, so if it is a copy its rows count twice" in first.message
+    assert first.kind == "warning" and "both files are read, so if one is a copy of the other" in first.message
     result = cli("summarize", run, "--by", "split", "-f", "json")
-    assert "a second file of split" in result.stderr
+    assert "both files are read" in result.stderr
     counted = sum(r["reward_count"] + r["reward_nan"] + r["reward_null"] for r in json.loads(result.stdout))
     assert counted == 2 * _rows(originals)  # read as found: the copy counts, and that is said
 
@@ -47,7 +47,7 @@ def test_a_folder_whose_rows_are_of_another_split_counts_as_its_rows(tmp_path, c
     assert moved == {f"samples/train2/{f.name}" for f in copied}  # the file without statistics too
     said = {p["message"] for p in info["problems"]}
     assert "in the folder of split 'train2' but its rows are of split 'train': they count as 'train'" in said
-    assert any(m.startswith("a second file of split 'train', step 0, process 0") for m in said)
+    assert any(m.startswith("the same split 'train', step 0, process 0 as samples/") for m in said)
     summary = cli("summarize", run, "--by", "split", "-f", "json")
     assert sorted(r["split"] for r in json.loads(summary.stdout)) == ["eval", "train"]
 
@@ -57,15 +57,18 @@ def test_a_flink_step_written_twice_is_said(tmp_path):
     logs = run / "flink_logs"
     shutil.copy(logs / "batch_debug_data_train_15.parquet", logs / "batch_debug_data_train_15_final.parquet")
     opened = open_run(run, cache=False)
-    [p] = [p for p in opened.problems if "a second file" in p.message]
-    assert p.path == "flink_logs/batch_debug_data_train_15_final.parquet"
-    assert "split 'train', step 15 (the first: flink_logs/batch_debug_data_train_15.parquet)" in p.message
+    [p] = [p for p in opened.problems if "both files are read" in p.message]
+    assert {p.path, p.message.split(" as ")[1].split(":")[0]} == {
+        "flink_logs/batch_debug_data_train_15_final.parquet",
+        "flink_logs/batch_debug_data_train_15.parquet",
+    }
+    assert p.message.startswith("the same split 'train', step 15 as ")
 
 
 def test_the_sample_runs_have_no_second_files():
     for name in ("debate_grpo", "flink_mixed", "damaged"):
         opened = open_run(SAMPLE_RUNS / name, cache=False)
-        said = ("a second file", "in the folder of split", "missing:", "missing optional")
+        said = ("both files are read", "in the folder of split", "no file for step", "missing optional")
         assert not [p for p in opened.problems if any(x in p.message for x in said)]
 
 
@@ -95,22 +98,24 @@ def test_a_file_without_a_column_the_others_have_is_said(tmp_path, cli):
 
 
 def test_a_lost_shard_between_steps_is_said_and_the_last_steps_are_not(tmp_path):
-    """Process 1 wrote every train step but 6: step 6's samples are partial (its p0 is read), said under the
-    missing file's name. Process 1's files of the last two steps gone too: not said (fewer hosts after a
-    resume, or a run still being written)."""
+    """Process 1 wrote every train step but 6 and 9: one warning for the split and process, naming both.
+    Process 1's files of the last two steps gone too: not said (fewer hosts after a resume, or a run still
+    being written). A file there but unreadable is said as unreadable, not as missing."""
     run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
     train = run / "samples" / "train"
-    for step in (6, 30, 31):
+    for step in (6, 9, 30, 31):
         (train / f"step_{step:08d}.p1.parquet").unlink()
+    (train / "step_00000012.p1.parquet").write_bytes(b"PAR1 torn")
     opened = open_run(run, cache=False)
-    said = [(p.path, p.message) for p in opened.problems if p.message.startswith("missing:")]
+    said = [(p.path, p.message) for p in opened.problems if "no file for step" in p.message]
     assert said == [
         (
-            "samples/train/step_00000006.p1.parquet",
-            "missing: process 1 wrote steps 0 to 29 of split 'train' but not step 6, whose other shards are read: "
-            "its samples are partial",
+            "samples/train",
+            "process 1 wrote steps 0 to 29 of split 'train' but no file for step(s) 6, 9: those steps hold none "
+            "of its samples (their other shards are read)",
         )
     ]
+    assert [p.path for p in opened.errors] == ["samples/train/step_00000012.p1.parquet"]
 
 
 def test_inspect_deep_counts_repeated_sample_ids(tmp_path, cli):

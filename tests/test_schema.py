@@ -204,3 +204,27 @@ def test_a_native_file_that_says_v1_is_an_unknown_version(tmp_path):
         UNKNOWN_VERSION,
         "unknown schema version 1",
     )
+
+
+@pytest.mark.parametrize("values", [["abc"], [float("nan")]])
+def test_a_schema_version_column_that_holds_no_integers_never_crashes_the_check(tmp_path, values):
+    """Text or NaN where the version belongs: the file is skipped, saying why. Never an internal error."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import SAMPLE_RUNS
+
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    path = run / "samples" / "train" / "step_00000002.p0.parquet"
+    table = pq.read_table(path)
+    column = pa.array(values * len(table))
+    table = table.set_column(table.schema.get_field_index("schema_version"), "schema_version", column)
+    pq.write_table(table.replace_schema_metadata({"runlog.schema_version": "2"}), path)
+    opened = open_run(run, cache=False)
+    assert not [p for p in opened.problems if "could not be read" in p.message]
+    [p] = opened.errors
+    assert (p.path, p.kind) == ("samples/train/step_00000002.p0.parquet", "unreadable"), p
+    assert p.message == "its schema_version column holds no integer version (null, NaN, text); file skipped"
+    assert opened.samples.collect().height == 1088 - pq.read_metadata(path).num_rows

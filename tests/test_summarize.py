@@ -443,7 +443,7 @@ def test_an_empty_summary_says_why_instead_of_drawing_empty_tables(cli):
     a fleet whose run of scalars only has no row: each said in a note; no empty table is drawn."""
     r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver")
     assert r.exit_code == 0 and r.stdout == ""
-    assert "note: no sample matches (--split train --steps 3 --role solver together): nothing to summarise" in r.stderr
+    assert "note: no sample matches --split train --steps 3 --role solver together: nothing to summarise" in r.stderr
     r = cli("summarize", SAMPLE_RUNS / "jaxarc")
     assert r.exit_code == 0 and r.stdout == ""
     assert "note: this run has no per-sample data (only scalar metrics): try --scalars" in r.stderr
@@ -451,7 +451,7 @@ def test_an_empty_summary_says_why_instead_of_drawing_empty_tables(cli):
     assert json.loads(r.stdout) == []
     r = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "-f", "json")
     assert "jaxarc" not in {row["run"] for row in json.loads(r.stdout)}
-    assert "note: run(s) with no sample at these filters, not in the table: jaxarc" in r.stderr
+    assert "note: run(s) with no row, not in the table: jaxarc (`runlog summarize RUN` on one says why" in r.stderr
 
 
 def test_cli_scalars_and_correlations_together_is_a_usage_error(cli):
@@ -587,3 +587,16 @@ def test_samples_without_a_prompt_are_in_no_prompt_group(tmp_path):
     assert prompts.item() == run.samples.select(pl.len()).collect().item()  # free-text trajectories: no prompt
     df = S.summarize(run, ["role"], prompt_groups=True)
     assert df["zero_adv_frac"].null_count() == df.height
+
+
+def test_an_empty_summary_to_a_file_still_writes_the_file(tmp_path, cli):
+    """-o FILE always (re)writes FILE, also with no row (a stale file would pass for this summary)."""
+    out = tmp_path / "out.txt"
+    out.write_text("STALE")
+    r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver", "-o", out)
+    assert r.exit_code == 0 and "STALE" not in out.read_text()
+    empty = tmp_path / "run" / "samples" / "train" / "step_00000000.p0.parquet"
+    write_native_samples(empty, [])
+    r = cli("summarize", tmp_path / "run")
+    assert "note: the run's sample files hold no rows: nothing to summarise" in r.stderr
+    assert "split" not in r.stderr  # no note about keys of a table not drawn

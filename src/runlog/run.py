@@ -437,7 +437,7 @@ def _forced_mismatch(forced: Layout | None, cands: list[Candidate], registry: li
 
 
 def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
-    """Say every readable sample file that is a second file of one split, step and process in a layout whose
+    """Say every readable sample file of the same split, step and process as another, in a layout whose
     format has one (``Layout.one_file_per_step``): a copy left beside the original (``backup/samples/...``,
     ``samples/train2/`` of train rows, ``..._15_final.parquet``) is read too, and its rows count twice. Both
     are read, as found: which one is right is the user's call. By the keys the rows count at (a file whose
@@ -460,8 +460,8 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
             shard = f", process {f.process}" if f.process is not None else ""
             ctx.warn(
                 f.path,
-                f"a second file of split {f.split!r}, step {f.step}{shard} (the first: {first}): both are read, "
-                "so if it is a copy its rows count twice",
+                f"the same split {f.split!r}, step {f.step}{shard} as {first}: both files are read, so if one is a "
+                "copy of the other its rows count twice",
             )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..analysis.filters import Filters
+    from ..run import Run
     from ..storage import StorageOptions
 
 SECTIONS = [
@@ -202,22 +203,34 @@ def _summarize_run(
     else:
         check_filters(run, filters)
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
-        if not df.is_empty() or fmt != OutputFormat.table:  # empty tables say nothing: the note below does
-            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])
+        if not df.is_empty() or fmt != OutputFormat.table or output is not None:
+            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])  # (empty tables: only to a file)
+        if df.is_empty():
+            report_problems([], notes=[_empty_reason(run, filters)])
+            return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by))
-        if df.is_empty() and any(f.kind == "samples" and f.readable for f in run.files):
-            parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
-            parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
-            parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
-            chosen = f" ({' '.join(parts)} together)" if parts else ""
-            report_problems([], notes=[f"no sample matches{chosen}: nothing to summarise"])
         if not prompt_groups and S.prompt_groups_skipped(run):
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):
             report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
-        if df.is_empty() and not any(f.kind == "samples" for f in run.files):
-            report_problems([], notes=["this run has no per-sample data (only scalar metrics): try --scalars"])
     return report_problems(run.problems)
+
+
+def _empty_reason(run: Run, filters: Filters) -> str:
+    """Why a summary has no row, by what was checked: no sample file, no readable one, files without rows, or
+    filters that match nothing together."""
+    samples = [f for f in run.files if f.kind == "samples"]
+    if not samples:
+        return "this run has no per-sample data (only scalar metrics): try --scalars"
+    readable = [f for f in samples if f.readable]
+    if not readable:
+        return "no sample file of this run could be read (see the errors): nothing to summarise"
+    parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
+    parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
+    parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
+    if parts:
+        return f"no sample matches {' '.join(parts)} together: nothing to summarise"
+    return "the run's sample files hold no rows: nothing to summarise"
 
 
 def _summarize_fleet(
@@ -255,9 +268,9 @@ def _summarize_fleet(
         report_problems(
             [],
             notes=[
-                f"run(s) with no sample at these filters, not in the table: {', '.join(absent[:10])}"
+                f"run(s) with no row, not in the table: {', '.join(absent[:10])}"
                 + (" ..." if len(absent) > 10 else "")
-                + " (a run of scalar metrics only: --scalars on it)"
+                + " (`runlog summarize RUN` on one says why: scalars only, no readable sample, none at the filters)"
             ],
         )
     errors = report_fleet(result)

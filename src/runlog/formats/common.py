@@ -207,10 +207,27 @@ def parquet_footer(info: FileInfo) -> ParquetFooter:
     return info.footer
 
 
+def _whole(value: Any) -> int | None:
+    """An integer value (a whole float too), or None for anything else (NaN, 3.5, text, None)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _int_range(lo: Any, hi: Any) -> tuple[int, int] | None:
+    a, b = _whole(lo), _whole(hi)
+    return None if a is None or b is None else (a, b)
+
+
 def footer_int_range(info: FileInfo, column: str) -> tuple[int, int] | None:
-    """(min, max) of an integer column (``schema_version``, ``step``) from footer statistics, or None."""
+    """(min, max) of an integer column (``schema_version``, ``step``) from footer statistics, or None (no
+    statistics, or values that are not integers: the column's type is another check's to report)."""
     rng = info.footer.ranges.get(column) if info.footer is not None else None
-    return None if rng is None else (int(rng[0]), int(rng[1]))
+    return None if rng is None else _int_range(rng[0], rng[1])
 
 
 def read_version_column(info: FileInfo, column: str = "schema_version") -> tuple[int, int] | None:
@@ -224,9 +241,11 @@ def read_version_column(info: FileInfo, column: str = "schema_version") -> tuple
         return None
     import pyarrow.compute as pc
 
-    mm = pc.min_max(tbl.column(0))
-    lo, hi = mm["min"].as_py(), mm["max"].as_py()
-    return None if lo is None or hi is None else (int(lo), int(hi))
+    try:
+        mm = pc.min_max(tbl.column(0))
+    except (pa.ArrowException, ValueError):
+        return None  # a type with no order (a list, a struct): the type check says so
+    return _int_range(mm["min"].as_py(), mm["max"].as_py())
 
 
 def gate_version(

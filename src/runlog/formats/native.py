@@ -91,27 +91,29 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
 
 
 def _missing_shards(files: list[FileInfo], ctx: RunContext) -> None:
-    """A step of a split without the file of a process that wrote that split's steps before and after it (a
-    shard lost in a copy, a host whose write failed): the step's samples are partial, which its other shards
-    cannot tell. Said once per missing file, under the name it would have. The steps after a process's last
-    file are not said (fewer hosts after a resume, or a run still being written)."""
-    by_split: dict[str, dict[int, set[int]]] = {}
-    named: dict[tuple[str, int], str] = {}  # a file of the step: the missing one is named after it
+    """Steps of a split without the file of a process that wrote that split's steps before and after them (a
+    shard lost in a copy, a host whose write failed, or fewer hosts for a while): those steps hold none of
+    that process's samples, which their other shards cannot tell. Said once per split and process, under
+    the split's folder, from the files' names (a file present but unreadable is said as such, not here). The
+    steps after a process's last file are not said (fewer hosts after a resume, or a run still written)."""
+    by_split: dict[tuple[str, str], dict[int, set[int]]] = {}
     for f in files:
-        if f.split is not None and f.step is not None and f.process is not None:
-            by_split.setdefault(f.split, {}).setdefault(f.step, set()).add(f.process)
-            named.setdefault((f.split, f.step), f.path)
-    for split, steps in sorted(by_split.items()):
+        m = SAMPLE_RE.search(f.path)
+        if m:
+            folder = f.path[: m.start() + (1 if f.path[m.start()] == "/" else 0)] + f"samples/{m['split']}"
+            by_split.setdefault((folder, m["split"]), {}).setdefault(int(m["step"]), set()).add(int(m["proc"]))
+    for (folder, split), steps in sorted(by_split.items()):
         order = sorted(steps)
         for proc in sorted(set().union(*steps.values())):
             have = [s for s in order if proc in steps[s]]
-            for step in order:
-                if have[0] < step < have[-1] and proc not in steps[step]:
-                    ctx.warn(
-                        re.sub(r"\.p\d+\.parquet$", f".p{proc}.parquet", named[(split, step)]),
-                        f"missing: process {proc} wrote steps {have[0]} to {have[-1]} of split {split!r} but not "
-                        f"step {step}, whose other shards are read: its samples are partial",
-                    )
+            holes = [s for s in order if have[0] < s < have[-1] and proc not in steps[s]]
+            if holes:
+                shown = ", ".join(map(str, holes[:8])) + (f", ... ({len(holes)} steps)" if len(holes) > 8 else "")
+                ctx.warn(
+                    folder,
+                    f"process {proc} wrote steps {have[0]} to {have[-1]} of split {split!r} but no file for step(s) "
+                    f"{shown}: those steps hold none of its samples (their other shards are read)",
+                )
 
 
 def _check_named_split(info: FileInfo, ctx: RunContext) -> None:
@@ -133,6 +135,7 @@ def _check_named_split(info: FileInfo, ctx: RunContext) -> None:
         return
     shown = ", ".join(repr(x) for x in splits[:5]) + (", ..." if len(splits) > 5 else "")
     ctx.warn(info.path, f"{folder} splits {shown}: each counts as its own")
+    info.split = None  # no one split: the run's splits are read from the rows (``views.run_splits``)
 
 
 def _split_stats(info: FileInfo) -> list[str] | None:
@@ -265,9 +268,12 @@ class NativeLayout(Layout):
             # The column tells every row's version: from the footer's statistics, else (a local file, or one
             # with no version in its metadata) the column itself, a few bytes a row.
             rng = footer_int_range(info, "schema_version")
-            if rng is None and (version is None or not isinstance(info.abspath, ObjectPath)):
+            read = rng is None and (version is None or not isinstance(info.abspath, ObjectPath))
+            if read:
                 rng = read_version_column(info)
-            if rng is not None and rng[0] != rng[1]:
+            if read and rng is None and info.rows:
+                reason = "its schema_version column holds no integer version (null, NaN, text); file skipped"
+            elif rng is not None and rng[0] != rng[1]:
                 reason = f"mixed schema versions {rng[0]}..{rng[1]} inside one file; file skipped"
             elif rng is not None and version is not None and version != rng[0]:
                 reason = f"its schema_version column says v{rng[0]}, its metadata v{version}; file skipped"
