@@ -148,3 +148,27 @@ def test_a_forced_layout_that_fits_none_of_the_files_is_said_first(cli):
     assert "(--layout flink: no file here looks like flink data" in r.stderr
     r = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--layout", "runlog")  # the right one: nothing said
     assert "no file here looks like" not in r.stdout + r.stderr
+
+
+def test_a_file_of_rows_of_two_splits_keeps_them_apart(tmp_path, cli):
+    """samples/train/step_4.p0 holds train and eval rows (the eval folder gone): said, and summarize keeps
+    the splits apart (split added as a key), as the rows say."""
+    import pyarrow as pa
+
+    run = shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "run")
+    shutil.rmtree(run / "samples" / "eval")
+    path = run / "samples" / "train" / "step_00000004.p0.parquet"
+    table = pq.read_table(path)
+    half = len(table) // 2
+    splits = pa.array(["train"] * half + ["eval"] * (len(table) - half))
+    table = table.set_column(table.schema.get_field_index("split"), table.schema.field("split"), splits)
+    pq.write_table(table, path)
+    result = cli("summarize", run, "--by", "role", "-f", "json")
+    assert "in the folder of split 'train' but its rows are of splits 'eval', 'train': each counts as its own" in (
+        result.stderr
+    )
+    assert "note: this run has the splits eval, train: `split` was added to the keys" in result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["split"] for r in rows} == {"eval", "train"}
+    solver = [r for r in rows if r["split"] == "eval" and r["role"] == "solver"][0]
+    assert solver["reward_count"] + solver["reward_nan"] + solver["reward_null"] == len(table) - half
