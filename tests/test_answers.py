@@ -397,3 +397,5 @@ def test_a_step_column_that_cannot_stand_for_a_step_leaves_the_file_to_none(tmp_
     opened = open_run(run, cache=False)
     info = next(f for f in opened.files if f.path == "samples/train/step_00000000.p0.parquet")
     assert info.readable and info.step is None
+    [said] = [p.message for p in opened.problems if p.path == info.path]
+    assert said.startswith("named step 0, but its step column holds values that are not whole steps (NaN, 3.5)")

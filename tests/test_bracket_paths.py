@@ -57,3 +57,11 @@ def test_a_pattern_that_is_no_path_still_expands(tmp_path, cli):
     result = cli("summarize", str(tmp_path / "a[12]"), "--by", "run", "-f", "json")
     assert result.exit_code == 0, result.output
     assert sorted({row["run"] for row in json.loads(result.stdout)}) == ["a1", "a2"]
+
+
+def test_a_glob_below_a_folder_named_like_a_pattern(tmp_path, cli):
+    for name in ("a", "b"):
+        shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / "exp[1]" / name)
+    result = cli("summarize", str(tmp_path / "exp[1]" / "*"), "--by", "run", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert sorted({row["run"] for row in json.loads(result.stdout)}) == ["a", "b"]

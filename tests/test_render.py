@@ -517,3 +517,6 @@ def test_a_step_without_any_valid_reward_renders_its_first_sample_and_says_why(t
     r = cli("render-trajectory", tmp_path / "run", "--best", "2")
     assert r.exit_code == 2
     assert r.stderr.startswith("Error: 3 sample(s) match, but none has a valid reward (all null or NaN)")
+    r = cli("render-trajectory", tmp_path / "run", "--best", "1", "--index", "2", "--format", "markdown")
+    assert r.exit_code == 0 and "q2" in r.stdout and "q0" not in r.stdout
+    assert "--best/--worst pick nothing here" in r.stderr

@@ -430,9 +430,11 @@ def _forced_mismatch(forced: Layout | None, cands: list[Candidate], registry: li
     if not others:
         return None
     name, n = others.most_common(1)[0]
+    looked = min(len(cands), 64)
+    files = f"none of the {looked} files" if looked == len(cands) else f"none of the first {looked} files"
     return (
-        f"--layout {forced.name}: no file here looks like {forced.name} data ({n} of the first {min(len(cands), 64)} "
-        f"look like {name}'s): read as {forced.name}, as asked; drop --layout to read them as {name}"
+        f"--layout {forced.name}: {files} looks like {forced.name} data ({n} look like {name}'s): read as "
+        f"{forced.name}, as asked; drop --layout to read them as {name}"
     )
 
 

@@ -87,7 +87,7 @@ def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str
         else:
             matches = sorted(
                 p
-                for p in glob.glob(os.path.expanduser(pat))
+                for p in glob.glob(_literal_prefix(os.path.expanduser(pat)))
                 if not os.path.basename(p).startswith(".")
                 and (os.path.isdir(p) or os.path.splitext(p)[1].lower() in RUN_FILE_SUFFIXES)
             )
@@ -95,6 +95,17 @@ def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str
             raise UsageError(f"{pat}: matches no run")
         out.extend(matches)
     return list(dict.fromkeys(out))
+
+
+def _literal_prefix(pattern: str) -> str:
+    """``pattern`` with its longest leading folders that exist as named escaped: ``runs/exp[1]/*`` globs the
+    folders of ``runs/exp[1]``, a folder whose name only looks like a pattern."""
+    parts = pattern.split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        head = os.sep.join(parts[:i])
+        if head and _has_magic(head) and os.path.isdir(head):
+            return os.sep.join([glob.escape(head), *parts[i:]])
+    return pattern
 
 
 def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:

@@ -75,6 +75,17 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
                 info.path,
                 f"named step {info.step} but its rows are of steps {rng[0]} to {rng[1]}: they count at their own steps",
             )
+        else:
+            why = (
+                "its footer has no statistics of the step column (an object is not read whole to tell)"
+                if isinstance(info.abspath, ObjectPath)
+                else "its step column holds values that are not whole steps (NaN, 3.5), or cannot be read"
+            )
+            ctx.warn(
+                info.path,
+                f"named step {info.step}, but {why}: it stands for no one step (its rows count at their own "
+                "steps; summaries of this run are not kept per step)",
+            )
         info.step = None
         return
     if steps == [info.step]:

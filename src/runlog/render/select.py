@@ -290,6 +290,9 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
             )
             best = worst = 0
             picked.append(rows.head(1))
+        elif c.random or c.index is not None:  # the other pickers answer: the union is theirs, said
+            notes.append(f"{UNRANKED} {what} (all null or NaN): --best/--worst pick nothing here")
+            best = worst = 0
         else:
             raise UsageError(
                 f"{rows.height} sample(s) match, but none has a valid {what} (all null or NaN) to rank by "
