@@ -269,3 +269,22 @@ def test_the_nan_share_is_over_the_rewards_that_are_numbers(tmp_path: Path) -> N
     [f] = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "nan_rewards"]
     assert f.evidence["nan"] == 6 and f.evidence["share"] == 6 / 86
     assert f.severity == "error" and f.message == "6 NaN total rewards (7.0%) in 1 step(s), first at step 2"
+
+
+def test_a_run_too_short_to_check_is_not_called_healthy(tmp_path: Path, cli) -> None:
+    """One step: the trend checks cannot run, so the doctor says so, as the report does, and not 'healthy'."""
+    with RunWriter(tmp_path / "run", name="run", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        w.log_samples(0, [{"reward": 0.5, "roles": {"solver": {"reward": 0.5, "kl": 0.0}}, "group_id": "g"}] * 4)
+    r = cli("doctor", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "no findings, but some checks could not run (see the notes)." in r.stdout
+    assert "healthy" not in r.stdout
+
+
+def test_a_level_of_minus_zero_reads_zero() -> None:
+    """A drop to 0 is found on the negated series: its level comes back as -0.0, shown '0', never '-0'."""
+    from runlog.analysis.changepoint import find_shift
+
+    y = [0.8, 0.75, 0.85] * 7 + [0.0] * 20
+    shift = find_shift(y, direction="down", min_delta=0.1)
+    assert shift is not None and f"{shift.after:.3g}" == "0" and f"{shift.before:.3g}" == "0.8"

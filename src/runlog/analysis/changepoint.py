@@ -115,7 +115,8 @@ def find_shift(
         return None
     onset = _onset(y, before + onset_frac * delta, persist, k)
     sign = 1.0 if direction == "up" else -1.0
-    return Shift(int(keep[onset]), int(keep[k]), sign * before, sign * after, noise, z)
+    # + 0.0: a level of -0.0 (a sign flipped over 0) reads 0, never "-0"
+    return Shift(int(keep[onset]), int(keep[k]), sign * before + 0.0, sign * after + 0.0, noise, z)
 
 
 def _onset(y: np.ndarray, threshold: float, persist: float, split: int) -> int:

@@ -187,7 +187,9 @@ def render_findings(name: str, result: Any) -> Group:
         parts.append(Sheet("", columns, rows))
     for note in result.notes:
         parts.append(Text(f"note: {visible(note, keep_newlines=False)}", style="dim"))
-    if not result.findings:
+    if not result.findings and result.notes:  # as the report: not healthy where checks could not run
+        parts.append(Text("no findings, but some checks could not run (see the notes).", style="bold yellow"))
+    elif not result.findings:
         parts.append(Text("healthy: no findings.", style="bold green"))
     elif not result.failing:
         parts.append(Text(f"{len(result.findings)} informational finding(s); nothing to fix.", style="bold cyan"))

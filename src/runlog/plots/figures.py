@@ -89,7 +89,8 @@ def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
 
 
 def rolling(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing moving average and standard deviation over the last ``window`` finite values (NaN skipped)."""
+    """Trailing moving average and standard deviation over the last ``window`` positions (steps), the NaN among
+    them skipped (a window of NaN only is NaN)."""
     n = len(y)
     mean = np.full(n, np.nan)
     sd = np.full(n, np.nan)

@@ -449,9 +449,15 @@ def _scalars(s: RunSeries, frame: Any) -> str:
     return "\n".join(out)
 
 
+def _version(label: str) -> str:
+    """A version label of inspect's ``by_version`` as the table shows it: ``v2``; ``unreadable`` and ``-`` (no
+    version) as they are."""
+    return label if label in ("unreadable", "-") else f"v{label}"
+
+
 def _data(r: RunInspection) -> str:
     rows = [
-        [e1(lay), num(v.files), num(v.rows), e1(", ".join(f"v{k}: {n}" for k, n in v.by_version.items()))]
+        [e1(lay), num(v.files), num(v.rows), e1(", ".join(f"{_version(k)}: {n}" for k, n in v.by_version.items()))]
         for lay, v in r.layouts.items()
     ]
     parts = [table(["layout", "files", "rows", "schema versions"], rows, text=(3,))]
