@@ -520,3 +520,24 @@ def test_a_step_without_any_valid_reward_renders_its_first_sample_and_says_why(t
     r = cli("render-trajectory", tmp_path / "run", "--best", "1", "--index", "2", "--format", "markdown")
     assert r.exit_code == 0 and "q2" in r.stdout and "q0" not in r.stdout
     assert "--best/--worst pick nothing here" in r.stderr
+
+
+def test_max_chars_cuts_texts_but_not_what_they_say(cli):
+    """--max-chars cuts what is shown; the arguments' validity, the reasoning shown once (it repeats the
+    <think> block) and the characters statistic are decided on the texts whole, as without it."""
+    run = SAMPLE_RUNS / "debate_grpo"
+    whole = json.loads(cli("render-trajectory", run, "--sample-id", "s0-e0-0", "-f", "json").stdout)[0]
+    assert whole["stats"]["chars"] == 828  # content 673 + reasoning 94 + arguments 61, counted from the file
+    for fmt in ("markdown", "terminal"):
+        cut = cli("render-trajectory", run, "--sample-id", "s0-e0-0", "--max-chars", "20", "-f", fmt)
+        assert cut.exit_code == 0, cut.output
+        assert "not valid JSON" not in cut.stdout
+        assert "[truncated" in cut.stdout
+        assert cut.stdout.count("I need to ans") == 1, cut.stdout
+    cut = json.loads(cli("render-trajectory", run, "--sample-id", "s0-e0-0", "--max-chars", "20", "-f", "json").stdout)
+    assert cut[0]["stats"] == whole["stats"]
+
+
+def test_an_empty_grep_is_a_usage_error(cli):
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--grep", "")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --grep: empty text")

@@ -107,6 +107,8 @@ def render_command(
             raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")
         if step is not None and step_alias is not None:
             raise UsageError("--steps and --step are the same option: give one")
+        if grep is not None and not grep.strip():
+            raise UsageError("--grep: empty text (every sample would match): give the text to look for")
         criteria = Criteria(
             steps=step if step is not None else step_alias,
             split=split,

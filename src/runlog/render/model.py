@@ -31,6 +31,9 @@ class ToolCall:
     id: str | None
     name: str | None
     arguments: str | None
+    # The arguments were valid JSON before ``--max-chars`` cut them (the cut text does not parse: that is not
+    # the model's doing, and is not said as if it were).
+    valid_before_cut: bool = False
 
     def parsed_arguments(self) -> tuple[bool, Any]:
         """(True, value) when the arguments are valid JSON, else (False, None): renderers then show the
@@ -69,6 +72,9 @@ class Turn:
     tool_calls: list[ToolCall] = field(default_factory=list)
     result: ToolResult | None = None
     data: Any = None
+    # Whether the reasoning repeats what the content holds (decided on the texts before any cut), or None
+    # (not decided: ``shown_reasoning`` looks at the texts as they are).
+    reasoning_in_content: bool | None = None
 
     def chars(self) -> int:
         n = len(self.content or "") + len(self.reasoning or "")
@@ -119,6 +125,7 @@ class Conversation:
     reward: Reward | None = None
     exception: str | None = None
     notes: list[str] = field(default_factory=list)
+    chars_before_cut: int | None = None  # the texts' length before ``--max-chars`` (the stats say the sample's)
 
     @property
     def stats(self) -> Stats:
@@ -127,7 +134,7 @@ class Conversation:
             assistant_turns=sum(t.role == "assistant" for t in self.turns),
             tool_calls=sum(len(t.tool_calls) for t in self.turns),
             tool_errors=sum(1 for t in self.turns if t.result is not None and t.result.is_error),
-            chars=sum(t.chars() for t in self.turns),
+            chars=self.chars_before_cut if self.chars_before_cut is not None else sum(t.chars() for t in self.turns),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,7 +200,7 @@ def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
     that do not parse are returned exactly as written."""
     ok, value = call.parsed_arguments()
     if not ok:
-        return False, call.arguments or ""
+        return call.valid_before_cut, call.arguments or ""
     if isinstance(value, dict) and any(isinstance(v, str) and "\n" in v for v in value.values()):
         lines = []
         for k, v in value.items():
@@ -210,7 +217,11 @@ def shown_reasoning(turn: Turn) -> str | None:
     """The reasoning to show beside the content: None when the content already holds it verbatim (writers
     often keep the ``<think>`` text in both places; showing it twice only adds noise)."""
     r = turn.reasoning
-    if not r or not r.strip() or (turn.content and r.strip() in turn.content):
+    if not r or not r.strip():
+        return None
+    if turn.reasoning_in_content is not None:  # decided before the texts were cut
+        return None if turn.reasoning_in_content else r
+    if turn.content and r.strip() in turn.content:
         return None
     return r
 
@@ -320,7 +331,12 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
         result = t.result
         if result is not None:
             result = replace(result, name=names.get(i, result.name), content=truncate(result.content, max_chars))
-        calls = [replace(c, arguments=truncate(c.arguments, max_chars)) for c in t.tool_calls]
+        # What the texts say is decided on them whole, before any cut: whether the arguments parse, whether
+        # the reasoning repeats the content.
+        calls = [
+            replace(c, arguments=truncate(c.arguments, max_chars), valid_before_cut=c.parsed_arguments()[0])
+            for c in t.tool_calls
+        ]
         turns.append(
             replace(
                 t,
@@ -328,6 +344,9 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
                 reasoning=None if no_think else truncate(t.reasoning, max_chars),
                 tool_calls=calls,
                 result=result,
+                reasoning_in_content=bool(t.reasoning) and shown_reasoning(t) is None,
             )
         )
-    return replace(conv, turns=turns, exception=truncate(conv.exception, max_chars))
+    cut = replace(conv, turns=turns, exception=truncate(conv.exception, max_chars))
+    cut.chars_before_cut = conv.stats.chars
+    return cut
