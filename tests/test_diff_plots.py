@@ -42,6 +42,10 @@ def test_overlay_has_one_line_per_run_per_role_panel_and_the_baseline_dashed(run
         lines = {ln.get_label(): ln for ln in ax.get_lines()}
         assert set(lines) == {"A (baseline)", HOSTILE.replace("$", r"\$"), "C"}  # mathtext never parses a name
         assert lines["A (baseline)"].get_linestyle() == "--"
+        # drawn over the others: where the runs agree, the dashed baseline still shows
+        assert all(
+            lines["A (baseline)"].get_zorder() > ln.get_zorder() for k, ln in lines.items() if k != "A (baseline)"
+        )
         assert all(ln.get_linestyle() == "-" for k, ln in lines.items() if k != "A (baseline)")
         assert len({ln.get_color() for ln in lines.values()}) == 3  # one colour per run
         assert len(ax.collections) == 3  # a confidence band per run

@@ -382,7 +382,8 @@ def test_fleet_pooled_by_role_matches_numpy(fleet):
             assert math.isclose(got["reward_median"], float(np.median(valid)), rel_tol=1e-12)
         else:
             assert got["reward_median"] is None
-    assert result.notes == [S.MEDIAN_NOTE]
+    pooled = f"statistics pooled over the {len(FLEET_RUNS)} runs: add --by run for one row per run"
+    assert result.notes == [pooled, S.MEDIAN_NOTE]
 
 
 def test_fleet_with_filters_equals_each_run_alone(fleet):
@@ -832,3 +833,10 @@ def test_a_fleet_by_group_keeps_each_step_s_groups_apart(tmp_path, cli):
         ]
         for x, y in zip(mine, own, strict=True):
             assert x["reward_mean"] == pytest.approx(y["reward_mean"], abs=1e-12)
+
+
+def test_a_fleet_without_by_run_says_it_pools_the_runs(cli):
+    pooled = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "role", "-f", "json")
+    assert "note: statistics pooled over the 4 runs: add --by run for one row per run" in pooled.stderr
+    per_run = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "--by", "role", "-f", "json")
+    assert "statistics pooled over" not in per_run.stderr

@@ -387,6 +387,9 @@ def summarize_fleet(
     if auto_split and partials["split"].drop_nulls().n_unique() > 1:
         keys.insert(1 if "run" in keys else 0, "split")
     frame, notes = combine_partials(partials, keys)
+    if "run" not in keys:
+        runs = len({r.name for r in results if r.error is None})
+        notes.insert(0, f"statistics pooled over the {runs} runs: add --by run for one row per run")
     return FleetResult(frame, results, failures, notes, len(units), nbatches)
 
 

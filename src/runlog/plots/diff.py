@@ -73,6 +73,8 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
                 label=F.clean_label(label),
                 marker="o" if len(steps) < 30 else None,
                 ms=3,
+                # The dashed baseline on top: where the runs agree, it still shows over the compared run's line.
+                zorder=3 if baseline else 2,
             )
         if metric == "kl":
             F.maybe_log(ax, rows_of_role["mean"].to_list())
