@@ -136,6 +136,23 @@ def test_dict_of_component_columns(tmp_path):
     assert df["reward_components"].to_list()[1] == [{"name": "correct", "value": 0.0}, {"name": "fmt", "value": 1.0}]
 
 
+def test_a_null_component_value_is_left_out_as_writer_md_says(tmp_path):
+    """{name: column} and flat component/<name> columns alike: a null value is no entry (a sample with none
+    has no components)."""
+    with RunWriter(tmp_path / "a") as w:
+        w.log_samples(
+            0, {"reward": [1.0, 2.0, 3.0], "reward_components": {"x": [None, 0.5, None], "y": [1.0, None, None]}}
+        )
+    with RunWriter(tmp_path / "b") as w:
+        w.log_samples(
+            0, {"reward": [1.0, 2.0, 3.0], "component/x": [None, 0.5, None], "component/y": [1.0, None, None]}
+        )
+    want = [[{"name": "y", "value": 1.0}], [{"name": "x", "value": 0.5}], None]
+    for name in ("a", "b"):
+        got = open_run(tmp_path / name).samples.collect()["reward_components"].to_list()
+        assert [sorted(c, key=lambda d: d["name"]) if c else None for c in got] == want, name
+
+
 def test_jax_inputs_move_to_host_and_round_trip(tmp_path):
     jnp = pytest.importorskip("jax.numpy")
     reward = jnp.linspace(0.0, 1.0, 6)

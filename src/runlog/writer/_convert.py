@@ -304,9 +304,12 @@ def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
         if flat:
             raise SampleError("both a 'reward_components' column and flat 'component/<name>' columns; give one")
         rc = cols.pop("reward_components")
-        if isinstance(rc, Mapping):  # dict of columns: {name: column}
+        if isinstance(rc, Mapping):  # dict of columns: {name: column}; a null value is left out (docs/writer.md)
             by_name = {str(k): _pylist(v) for k, v in rc.items()}
-            return [[{"name": k, "value": _num(v[i])} for k, v in by_name.items()] for i in range(n)]
+            return [
+                [{"name": k, "value": _num(v[i])} for k, v in by_name.items() if v[i] is not None] or None
+                for i in range(n)
+            ]
         if isinstance(rc, (pa.Array, pa.ChunkedArray)) and rc.type == _CANONICAL["reward_components"]:
             return rc
         return [_components_cell(c) for c in _pylist(rc)]
