@@ -444,8 +444,6 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
     ``samples/train2/`` of train rows, ``..._15_final.parquet``) is read too, and its rows count twice. Both
     are read, as found: which one is right is the user's call. By the keys the rows count at (a file whose
     rows are of another step or split than its name says is keyed by its rows)."""
-    from .formats import get_layout
-
     seen: dict[tuple[str, str, int, int | None], str] = {}
     keyed: dict[str, bool] = {}
     for f in files:

@@ -207,7 +207,7 @@ def parquet_footer(info: FileInfo) -> ParquetFooter:
     return info.footer
 
 
-def _whole(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
     """An integer value (a whole float too), or None for anything else (NaN, 3.5, text, None)."""
     if isinstance(value, bool) or value is None:
         return None
@@ -219,7 +219,7 @@ def _whole(value: Any) -> int | None:
 
 
 def _int_range(lo: Any, hi: Any) -> tuple[int, int] | None:
-    a, b = _whole(lo), _whole(hi)
+    a, b = whole_number(lo), whole_number(hi)
     return None if a is None or b is None else (a, b)
 
 

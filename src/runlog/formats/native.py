@@ -37,6 +37,7 @@ from .common import (
     read_version_column,
     scan_parquet,
     source_column,
+    whole_number,
 )
 from .scalars_jsonl import probe_flat_scalars
 
@@ -111,7 +112,7 @@ def _missing_shards(files: list[FileInfo], ctx: RunContext) -> None:
     for f in files:
         m = SAMPLE_RE.search(f.path)
         if m:
-            folder = f.path[: m.start() + (1 if f.path[m.start()] == "/" else 0)] + f"samples/{m['split']}"
+            folder = f.path[: m.end("split")]  # ``samples/train``, below any prefix
             by_split.setdefault((folder, m["split"]), {}).setdefault(int(m["step"]), set()).add(int(m["proc"]))
     for (folder, split), steps in sorted(by_split.items()):
         order = sorted(steps)
@@ -169,29 +170,28 @@ def _split_stats(info: FileInfo) -> list[str] | None:
     return [value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)]
 
 
-def _split_values(info: FileInfo) -> list[str] | None:
-    """The distinct splits of a local file's rows (nulls left out), or None if they cannot be read."""
+def _distinct(info: FileInfo, column: str) -> list[Any] | None:
+    """The distinct values of one column of a local file's rows (nulls left out), or None if it cannot be
+    read."""
     import pyarrow.compute as pc
 
     try:
-        values = pc.unique(read_parquet_columns(info, ["split"]).column(0).drop_null()).to_pylist()
+        return pc.unique(read_parquet_columns(info, [column]).column(0).drop_null()).to_pylist()
     except (OSError, pa.ArrowException, ValueError, RunlogError):
         return None
-    return sorted(str(v) for v in values)
+
+
+def _split_values(info: FileInfo) -> list[str] | None:
+    values = _distinct(info, "split")
+    return None if values is None else sorted(str(v) for v in values)
 
 
 def _step_values(info: FileInfo) -> list[int] | None:
-    """The distinct steps of a local file's rows (nulls left out), or None if they cannot be told."""
-    import pyarrow.compute as pc
-
-    try:
-        column = read_parquet_columns(info, ["step"]).column(0).drop_null()
-        values = pc.unique(column).to_pylist()
-    except (OSError, pa.ArrowException, ValueError, RunlogError):
-        return None
-    if any(not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()) for v in values):
-        return None  # NaN, 3.5: no step a file could stand for
-    return sorted({int(v) for v in values})
+    """The distinct steps of a local file's rows, or None if they cannot be told (unreadable; NaN, 3.5: no
+    step a file could stand for)."""
+    values = _distinct(info, "step")
+    steps = None if values is None else [whole_number(v) for v in values]
+    return None if steps is None or None in steps else sorted({s for s in steps if s is not None})
 
 
 @functools.cache
