@@ -122,3 +122,142 @@ def test_each_column_counts_its_own_valid_draws() -> None:
     reps = bootstrap_means(np.column_stack([one + np.linspace(0, 1e-9, n), three, rest]), 300, np.random.default_rng(4))
     assert np.allclose(reps[:, 0], 1.0, atol=1e-8) and np.allclose(reps[:, 1], 3.0, atol=1e-8)
     assert np.isfinite(reps).all() and reps[:, 2].std() > 0
+
+
+def _aged(path: Path, seconds: float = 3600) -> None:
+    """Files written seconds ago are not cached (a writer may be at work on them): date them back."""
+    past = time.time() - seconds
+    for f in path.rglob("*"):
+        os.utime(f, (past, past))
+
+
+def _same(a, b) -> None:  # noqa: ANN001
+    for name in ("roles", "points", "paired"):
+        assert a.frames()[name].equals(b.frames()[name]), name
+
+
+@pytest.fixture
+def flink_pair(tmp_path: Path) -> tuple[Path, Path]:
+    from flink_gen import write_flink_run
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_flink_run(a, steps=12, prompts=3, group_size=4, seed=5)
+    write_flink_run(b, steps=12, prompts=3, group_size=4, seed=5)  # the same prompts: pairs
+    _aged(a)
+    _aged(b)
+    return a, b
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each side's windows came from the cache (True) or were read (False)."""
+    from runlog.analysis.diff import window_cache
+
+    calls: list[bool] = []
+    real = window_cache.restore
+
+    def spy(side, path):  # noqa: ANN001, ANN202
+        out = real(side, path)
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(window_cache, "restore", spy)
+    return calls
+
+
+@pytest.mark.parametrize("layout", ["runlog", "flink"])
+def test_kept_windows_give_the_numbers_of_a_fresh_read(
+    tmp_path: Path, layout: str, flink_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_diff import LIFT, write_run
+
+    if layout == "flink":
+        a, b = flink_pair
+    else:
+        a, b = write_run(tmp_path / "rA", seed=1, steps=30), write_run(tmp_path / "rB", seed=2, steps=30, lift=LIFT)
+        _aged(a)
+        _aged(b)
+    opts = DiffOptions(window=3, seed=3)
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    cold = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    monkeypatch.delenv("RUNLOG_CACHE")
+    calls = _spy(monkeypatch)
+    first = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    again = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    assert calls == [False, False, True, True]
+    _same(first, cold)
+    _same(again, cold)
+    assert again.paired.height > 0 and again.points.height > 0
+    # Another seed, another stream: not the kept replicates (the ends of the intervals move).
+    other = diff_runs([open_run(a), open_run(b)], ["A", "B"], DiffOptions(window=3, seed=4))
+    assert calls[-2:] == [False, False]
+    assert not other.points["ci_low"].equals(cold.points["ci_low"])
+    # The runs swapped: each run's stream is its place's, so nothing kept is used for the other place.
+    diff_runs([open_run(b), open_run(a)], ["B", "A"], opts)
+    assert calls[-2:] == [False, False]
+
+
+def test_a_window_file_rewritten_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_diff import LIFT, write_run
+
+    a, b = write_run(tmp_path / "A", seed=1, steps=30), write_run(tmp_path / "B", seed=2, steps=30, lift=LIFT)
+    _aged(a)
+    _aged(b)
+    opts = DiffOptions(window=3, seed=3)
+    calls = _spy(monkeypatch)
+    diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    # B's last step rewritten in place with another run's rows (an end-window step): its entry no longer fits.
+    c = write_run(tmp_path / "C", seed=9, steps=30)
+    last = sorted((b / "samples").rglob("*.parquet"))[-1]
+    twin = c / last.relative_to(b)
+    last.write_bytes(twin.read_bytes())
+    _aged(b, 1800)
+    warm = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    assert calls[-2:] == [True, False]
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    cold = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    _same(warm, cold)
+
+
+def test_windows_of_files_just_written_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_diff import write_run
+
+    a, b = write_run(tmp_path / "A", seed=1, steps=12), write_run(tmp_path / "B", seed=2, steps=12)
+    calls = _spy(monkeypatch)
+    for _ in range(2):
+        diff_runs([open_run(a), open_run(b)], ["A", "B"], DiffOptions(window=3))
+    assert calls == [False, False, False, False]
+
+
+def test_an_unreadable_entry_is_said_once_and_computed_again(
+    flink_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runlog.analysis.diff import window_cache
+
+    a, b = flink_pair
+    opts = DiffOptions(window=3, seed=3)
+    first = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    entries = sorted(Path(os.environ["RUNLOG_CACHE_DIR"]).rglob("window-*.arrow"))
+    assert len(entries) == 2
+    for e in entries:
+        e.write_bytes(b"\x1b[31mnot arrow")
+    window_cache._reported.clear()
+    calls = _spy(monkeypatch)
+    again = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    assert calls == [False, False]
+    _same(again, first)
+    err = capsys.readouterr().err
+    assert err.count("the diff cache entry") == 2 and "\x1b" not in err
+    diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)  # rewritten whole by the run before
+    assert calls[-2:] == [True, True]
+    assert capsys.readouterr().err.count("the diff cache entry") == 0
+
+
+def test_at_most_keep_entries_per_run(flink_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from runlog.analysis.diff import window_cache
+
+    monkeypatch.setattr(window_cache, "KEEP", 3)
+    a, b = flink_pair
+    for seed in range(5):
+        diff_runs([open_run(a), open_run(b)], ["A", "B"], DiffOptions(window=3, seed=seed))
+    counts = [len(list(d.glob("window-*.arrow"))) for d in Path(os.environ["RUNLOG_CACHE_DIR"]).glob("partials/*")]
+    assert sorted(counts) == [3, 3]  # one folder per run, each with its 3 newest entries

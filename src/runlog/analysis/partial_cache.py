@@ -104,7 +104,17 @@ def _stamp(f: FileInfo) -> tuple | None:
 
 def units(run: Run) -> dict[int, Unit] | None:
     """The run's sample files by step, with each step's identity; None when a readable sample file does not
-    hold exactly one known step (its partials could not be told apart by step)."""
+    hold exactly one known step (its partials could not be told apart by step). Worked out once per list of
+    files (a diff asks for it four times: each run's partials and windows)."""
+    memo = run.ctx.cache.get("partial_units")
+    if memo is not None and memo[0] is run.files:
+        return memo[1]
+    out = _units(run)
+    run.ctx.cache["partial_units"] = (run.files, out)
+    return out
+
+
+def _units(run: Run) -> dict[int, Unit] | None:
     samples = [f for f in run.files if f.kind == "samples" and f.readable]
     if not samples or any(f.fmt != "parquet" or f.step is None or f.steps is not None for f in samples):
         return None

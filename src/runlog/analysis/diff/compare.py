@@ -14,6 +14,7 @@ from ...errors import UsageError
 from ...run import Run
 from ..changepoint import first_sustained
 from ..doctor_config import DoctorConfig
+from . import window_cache
 from .align import check_filters, common_roles, labels_of, overlap_row, plan_windows, steps_of, windows_of
 from .bootstrap import bootstrap_means, interval, rng_for, verdict
 from .extras import config_rows, finding_rows, run_config, scalar_rows, side_by_side, text_rows
@@ -93,8 +94,12 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
             common=commons,
         )
     for s in sides:
-        load_rows(s)
-        bootstrap_side(s, opts)
+        # A side's windows as stored by an earlier diff of the same files (``window_cache``), else read.
+        entry = window_cache.entry_path(s, opts)
+        if not window_cache.restore(s, entry):
+            load_rows(s)
+            bootstrap_side(s, opts)
+            window_cache.keep(s, entry)
     role_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []
@@ -267,17 +272,12 @@ def _paired(
     """Per role, the per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in
     each run, the prompts both runs have paired; the mean of the differences with a bootstrap interval over
     prompts (the roles with as many prompts share one ``bootstrap_means`` call)."""
-    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
 
     def per_prompt(side: Side) -> pl.DataFrame:
-        rows = side.text_rows
-        if rows is None or rows.height == 0:
+        means = side.prompt_means
+        if means is None or means.height == 0:
             return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": pl.UInt64, "m": FLT})
-        return (
-            rows.filter(split_eq(split) & pl.col("step").is_in(list(steps)) & valid & pl.col("pkey").is_not_null())
-            .group_by("role", "step", "pkey")
-            .agg(pl.col("reward").mean().alias("m"))
-        )
+        return means.filter(split_eq(split) & pl.col("step").is_in(list(steps))).select("role", "step", "pkey", "m")
 
     on = ["role", "step", "pkey"]
     joined = per_prompt(base).join(per_prompt(other), on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)

@@ -31,6 +31,8 @@ class Side:
     per_step: pl.DataFrame | None = None
     rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl
     text_rows: pl.DataFrame | None = None  # the start and end windows': split, step, role, reward, group, pkey
+    # Per (split, role, step, prompt key) of the start and end windows: the mean valid reward (the pairing's).
+    prompt_means: pl.DataFrame | None = None
     wanted: dict[Split, set[int]] = field(default_factory=dict)  # every window's steps
     text_wanted: dict[Split, set[int]] = field(default_factory=dict)  # the start and end windows' steps
     windows: set[tuple[Split, tuple[int, ...]]] = field(default_factory=set)
@@ -230,6 +232,17 @@ def load_rows(side: Side) -> None:
     more = _read_steps(side, rest, base, numbers)
     parts = [df for df in (side.text_rows, more) if df is not None]
     side.rows = pl.concat([df.select(numbers) for df in parts]) if parts else None
+    side.prompt_means = prompt_means(side.text_rows)
+
+
+def prompt_means(rows: pl.DataFrame | None) -> pl.DataFrame:
+    """Per (split, role, step, prompt key): the mean of the valid rewards of ``rows`` (``Side.text_rows``)."""
+    if rows is None or rows.height == 0:
+        return pl.DataFrame(
+            schema={"split": pl.String, "role": pl.String, "step": pl.Int64, "pkey": pl.UInt64, "m": pl.Float64}
+        )
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("pkey").is_not_null()
+    return rows.filter(valid).group_by("split", "role", "step", "pkey").agg(pl.col("reward").mean().alias("m"))
 
 
 def _read_steps(
