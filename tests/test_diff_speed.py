@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from runlog import open_run
@@ -155,8 +156,8 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     calls: list[bool] = []
     real = window_cache.restore
 
-    def spy(side, path):  # noqa: ANN001, ANN202
-        out = real(side, path)
+    def spy(side, path, opts):  # noqa: ANN001, ANN202
+        out = real(side, path, opts)
         calls.append(out)
         return out
 
@@ -250,6 +251,65 @@ def test_an_unreadable_entry_is_said_once_and_computed_again(
     diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)  # rewritten whole by the run before
     assert calls[-2:] == [True, True]
     assert capsys.readouterr().err.count("the diff cache entry") == 0
+    # Said once per entry, however often it is met (a watch loop, a report and a plot of one diff).
+    entries[0].write_bytes(b"torn")
+    window_cache._reported.clear()
+    side = type("S", (), {"windows": set()})()
+    assert not window_cache.restore(side, entries[0], opts) and not window_cache.restore(side, entries[0], opts)
+    assert capsys.readouterr().err.count("the diff cache entry") == 1
+
+
+def test_an_entry_with_other_windows_or_replicates_is_not_used(
+    flink_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry under the right name whose contents do not fit (a window missing, fewer replicates: a copy
+    from elsewhere, bit rot) is said and computed again, never used nor a traceback."""
+    a, b = flink_pair
+    opts = DiffOptions(window=3, seed=3)
+    first = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    [ea, eb] = sorted(Path(os.environ["RUNLOG_CACHE_DIR"]).rglob("window-*.arrow"), key=os.path.getmtime)
+    frame = pl.read_ipc(ea)
+    boots = frame.filter(pl.col("kind") == "boot")
+    pl.concat([boots.head(1), frame.filter(pl.col("kind") == "prompt")]).write_ipc(ea)  # windows missing
+    frame.with_columns(pl.col("reps").list.head(10)).write_ipc(eb)  # 10 replicates, not 1,000
+    calls = _spy(monkeypatch)
+    again = diff_runs([open_run(a), open_run(b)], ["A", "B"], opts)
+    assert calls == [False, False]
+    _same(again, first)
+    err = capsys.readouterr().err
+    assert "its windows are not the diff's" in err and "replicates other than the 1000" in err
+
+
+def test_windows_read_without_a_file_that_failed_are_not_kept_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:  # noqa: ANN001
+    """A window file whose text column is corrupt (the footer intact: discovery finds it readable) is left out
+    of the windows and said; what was computed without it is not kept under the name of the files as listed,
+    so every later diff says it again (and its exit code stays 1)."""
+    import pyarrow.parquet as pq
+
+    from flink_gen import write_flink_run
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_flink_run(a, steps=12, prompts=3, group_size=4, seed=5)
+    write_flink_run(b, steps=12, prompts=3, group_size=4, seed=5)
+    bad = sorted((b / "flink_logs").glob("*train_11*.parquet"))[0]
+    rg = pq.ParquetFile(bad).metadata.row_group(0)
+    col = next(rg.column(i) for i in range(rg.num_columns) if rg.column(i).path_in_schema == "trajectory")
+    start = col.dictionary_page_offset or col.data_page_offset
+    data = bytearray(bad.read_bytes())
+    for i in range(start + 20, start + col.total_compressed_size - 4):
+        data[i] ^= 0x5A
+    bad.write_bytes(bytes(data))
+    _aged(a)
+    _aged(b)
+    argv = ["diff", str(a), str(b), "--window", "3", "--format", "json"]
+    for _ in range(3):
+        r = cli(*argv)
+        assert r.exit_code == 1 and "corrupt data" in r.stderr, r.stderr
+    monkeypatch.setenv("RUNLOG_CACHE", "off")
+    cold = cli(*argv)
+    assert cold.exit_code == 1 and cold.stdout == r.stdout
 
 
 def test_at_most_keep_entries_per_run(flink_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,5 +319,10 @@ def test_at_most_keep_entries_per_run(flink_pair: tuple[Path, Path], monkeypatch
     a, b = flink_pair
     for seed in range(5):
         diff_runs([open_run(a), open_run(b)], ["A", "B"], DiffOptions(window=3, seed=seed))
+        time.sleep(0.01)  # distinct modification times: the oldest are the first seeds'
     counts = [len(list(d.glob("window-*.arrow"))) for d in Path(os.environ["RUNLOG_CACHE_DIR"]).glob("partials/*")]
     assert sorted(counts) == [3, 3]  # one folder per run, each with its 3 newest entries
+    calls = _spy(monkeypatch)
+    for seed in (4, 3, 2, 1):
+        diff_runs([open_run(a), open_run(b)], ["A", "B"], DiffOptions(window=3, seed=seed))
+    assert calls == [True, True, True, True, True, True, False, False]

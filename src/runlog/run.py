@@ -226,7 +226,6 @@ class Run:
         if bad:
             for name in ("samples", "roles", "layouts"):
                 self.__dict__.pop(name, None)
-            self.ctx.cache.pop("partial_units", None)  # the steps' files (``partial_cache.units``) changed
             said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
 

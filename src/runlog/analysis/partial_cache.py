@@ -58,6 +58,7 @@ CACHEABLE_KEYS = frozenset({"role", "step", "split"})
 # What partials depend on: the layouts and schema (what is read), the summary engine (what is computed).
 AGGREGATING_CODE = (
     "formats",
+    "run.py",
     "schema.py",
     "textparse.py",
     "analysis/stats.py",
@@ -105,12 +106,14 @@ def _stamp(f: FileInfo) -> tuple | None:
 def units(run: Run) -> dict[int, Unit] | None:
     """The run's sample files by step, with each step's identity; None when a readable sample file does not
     hold exactly one known step (its partials could not be told apart by step). Worked out once per list of
-    files (a diff asks for it four times: each run's partials and windows)."""
+    files and their readability and steps (a diff asks four times: each run's partials and windows)."""
+    # What the units depend on besides the stamps (fixed at discovery): which files, readable, of which step.
+    shape = tuple((f.readable, f.step, f.steps is None, f.kind) for f in run.files)
     memo = run.ctx.cache.get("partial_units")
-    if memo is not None and memo[0] is run.files:
-        return memo[1]
+    if memo is not None and memo[0] is run.files and memo[1] == shape:
+        return memo[2]
     out = _units(run)
-    run.ctx.cache["partial_units"] = (run.files, out)
+    run.ctx.cache["partial_units"] = (run.files, shape, out)
     return out
 
 

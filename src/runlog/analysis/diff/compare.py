@@ -96,10 +96,13 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
     for s in sides:
         # A side's windows as stored by an earlier diff of the same files (``window_cache``), else read.
         entry = window_cache.entry_path(s, opts)
-        if not window_cache.restore(s, entry):
+        if not window_cache.restore(s, entry, opts):
             load_rows(s)
             bootstrap_side(s, opts)
-            window_cache.keep(s, entry)
+            # Kept only if every file counted in the key was read: a file that failed (and was left out)
+            # changes the key, and what was computed without it must not stand for it.
+            if entry is not None and window_cache.entry_path(s, opts) == entry:
+                window_cache.keep(s, entry)
     role_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 FORMAT = 1  # bump when an entry's columns change
 KEEP = 16  # entries per run; more: the least recently written are deleted
-_CODE = ("analysis/diff", "analysis/aggregate.py", "analysis/partial_cache.py")
+_CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
 
 BOOT_SCHEMA: dict[str, Any] = {
@@ -111,15 +111,20 @@ def entry_path(side: Side, opts: DiffOptions) -> Path | None:
     return base / "partials" / run / f"window-{digest}.arrow"
 
 
-def restore(side: Side, path: Path | None) -> bool:
+def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
     """Fill ``side.boots`` and ``side.prompt_means`` from the entry at ``path``; whether it was there and
-    whole (a missing entry is not an error; an unreadable one is said once, and computed again)."""
+    whole (a missing entry is not an error; an unreadable one, or one that does not hold every window with
+    ``opts.boot`` replicates, is said once, and computed again)."""
     if path is None:
         return False
     try:
         with open(path, "rb") as fh:  # a handle: polars would read ``[`` in a path as a glob
             frame = pl.read_ipc(fh)
         boots, prompts = _split(frame)
+        if set(boots) != side.windows:
+            raise ValueError("its windows are not the diff's")
+        if any(len(reps) != opts.boot for cols in boots.values() for _, _, reps in cols.values()):
+            raise ValueError(f"replicates other than the {opts.boot} asked for")
     except FileNotFoundError:
         return False
     except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
