@@ -228,3 +228,65 @@ def test_cli_format(cli, format_run):
     assert res.exit_code == 2 and "no such file" in res.stderr
     res = cli("metrics", "--help")
     assert res.exit_code == 0 and "diversity" in res.stdout and "format" in res.stdout
+
+
+def _msg(role: str, content: str | None = None, name: str | None = None, calls: list | None = None) -> dict:
+    return {
+        "role": role,
+        "name": name,
+        "content": content,
+        "reasoning": None,
+        "tool_calls": calls,
+        "tool_call_id": None,
+    }
+
+
+def test_tool_call_json_reads_the_messages_whatever_the_text_and_only_the_model_s(tmp_path):
+    """The spec checks the calls of the model's messages, whichever ``--text`` is given (a turn's text alone
+    has no calls: the default text used to give 1.0 whatever the calls were), and never a tool result (whose
+    name is its tool's) nor a developer, system or user message. Counted independently from the rows."""
+    good = {"id": "a", "name": "python", "arguments": '{"code": "1"}'}
+    unknown = {"id": "b", "name": "shell", "arguments": '{"cmd": "ls"}'}
+    not_object = {"id": "c", "name": "python", "arguments": "[1, 2]"}
+    rows = []
+    for i, (solver_calls, judge_calls) in enumerate(
+        [([good], None), ([unknown, good], [not_object]), ([not_object], None), (None, [good])]
+    ):
+        r = native_rows(0, 1)[0]
+        r["sample_id"] = f"s{i}"
+        r["messages"] = [
+            _msg("developer", "<tool_call>{}</tool_call> is how you call"),  # a prompt: not checked
+            _msg("user", "go"),
+            _msg("assistant", "thinking", "solver", solver_calls),
+            _msg("tool", "<tool_call>echo</tool_call>", "python"),  # a tool's output, named after its tool
+            _msg("assistant", "verdict", "judge", judge_calls),
+        ]
+        rows.append(r)
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver", "judge"]}))
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    run = open_run(root)
+
+    def expected(speakers: tuple[str, ...]) -> list[float]:
+        out = []
+        for r in rows:
+            for m in r["messages"]:
+                if m["role"] != "assistant" or m["name"] not in speakers:
+                    continue
+                calls = m["tool_calls"] or []
+                ok = [c["name"] == "python" and c["arguments"].startswith("{") for c in calls]
+                out.append(sum(ok) / len(ok) if ok else 1.0)
+        return out
+
+    for text in ("auto", "assistant", "completion", "messages"):
+        per = format_per_sample(run, "tool-call-json", text=text, known_tools=["python"])
+        assert per["score"].to_list() == expected(("solver", "judge")), text
+        assert set(per["role"].to_list()) == {"solver", "judge"}, text
+    per = format_per_sample(run, "tool-call-json", text="role:judge", known_tools=["python"])
+    assert per["score"].to_list() == expected(("judge",))
+    agg = format_frame(run, "tool-call-json", ["step"], known_tools=["python"])
+    want = expected(("solver", "judge"))
+    assert agg["texts"].to_list() == [len(want)] and agg["adherence"].to_list() == [
+        sum(s == 1.0 for s in want) / len(want)
+    ]

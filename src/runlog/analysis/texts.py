@@ -42,6 +42,7 @@ from .views import run_splits
 KEYS = ("step", "role", "group", "split")
 TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role:<name>", "messages")
 MODEL_ROLES = ("assistant", "model")
+NOT_MODEL_ROLES = ("user", "system", "developer", "tool", "function", "ipython")  # prompt and tool-result messages
 _ANSWER = r"(?s)<answer>(.*)</answer>"
 
 
@@ -161,10 +162,11 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_rol
             pl.lit(None, dtype=pl.Int64).alias("turn"),
             pl.col(text).cast(pl.String).alias("text"),
         )
-    elif text == "messages" or text == "role:":
+    elif text == "messages" or text == "role:" or text.startswith("messages:"):
         if text == "role:":
             raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
-        wanted = None
+        # ``messages:NAME`` (internal: tool-call-json with ``--text role:NAME``): that speaker's messages only.
+        wanted = text.split(":", 1)[1] if text.startswith("messages:") else None
         lf = (
             lf.select(*base, pl.col("messages"))
             .with_columns(pl.int_ranges(0, pl.col("messages").list.len().fill_null(0)).alias("turn"))
@@ -181,6 +183,7 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_rol
             pl.col("turn").cast(pl.Int64),
             pl.col("content").cast(pl.String).alias("text"),
             pl.col("tool_calls"),
+            pl.col("role").cast(pl.String).alias("message_role"),  # the message's own role (a tool's: tool)
         )
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
@@ -261,14 +264,17 @@ def format_per_sample(
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
     the think/answer token counts, and one boolean column per rule (``rule:<name>``)."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
-    if spec.needs_messages and text in ("completion", "trajectory"):
-        text = "messages"
+    if spec.needs_messages:
+        # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that
+        # speaker's); a turn's text alone has no structured calls to check.
+        text = f"messages:{text.split(':', 1)[1]}" if text.startswith("role:") and text != "role:" else "messages"
     frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role)
     if spec.roles is not None:
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     if spec.needs_messages:
-        # Only the model speaks in tool calls: the prompt, system and tool-result messages are not checked.
-        frame = frame.filter(~pl.col("role").is_in(["user", "system", "tool"]).fill_null(False))
+        # Only the model speaks in tool calls: the prompt, system, developer and tool-result messages are not
+        # checked (by the message's own role: a tool result's name is its tool's, not a speaker's).
+        frame = frame.filter(~pl.col("message_role").str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False))
     res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
     t = pl.col("text").fill_null("")
     lengths = frame.select(
