@@ -515,3 +515,26 @@ def test_logs_in_an_object_store_read_as_local(s3_server, tmp_path: Path) -> Non
     ]
     cols = ["sample_id", "reward", "messages", "epoch"]
     assert there.samples.select(cols).collect().to_dicts() == here.samples.select(cols).collect().to_dicts()
+
+
+def test_logs_sharing_sample_ids_at_one_step_are_said(tmp_path: Path) -> None:
+    """Two evaluations of one task in one folder without ``--metadata step=N``: the same ids at step 0, their
+    rows pooled as one step and into the same prompt groups. Said once, naming an id and the logs; logs of
+    different steps (or tasks) are not."""
+    write_json_log(tmp_path / "same" / "a.json", synthetic_samples())
+    write_eval_log(tmp_path / "same" / "b.eval", synthetic_samples()[:2])
+    run = open_run(tmp_path / "same")
+    said = [p for p in run.problems if "more than one inspect_ai log" in p.message]
+    assert len(said) == 1 and "'agentic/1:1'" in said[0].message and "a.json" in said[0].message
+    assert said[0].message.startswith("2 sample id(s)")
+    write_json_log(tmp_path / "steps" / "a.json", synthetic_samples(), metadata={"step": 1})
+    write_eval_log(tmp_path / "steps" / "b.eval", synthetic_samples()[:2], metadata={"step": 2})
+    assert not [p for p in open_run(tmp_path / "steps").problems if "more than one" in p.message]
+
+
+def test_the_real_folder_of_logs_says_its_shared_ids() -> None:
+    real("inspect_ai_popularity.eval")
+    run = open_run(REALDATA)
+    said = [p for p in run.problems if "more than one inspect_ai log" in p.message]
+    assert len(said) == 1 and "'popularity/1:1'" in said[0].message
+    assert not [p for p in open_run(REALDATA / "inspect_ai_popularity.eval").problems if "more than one" in p.message]

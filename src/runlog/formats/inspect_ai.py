@@ -198,6 +198,36 @@ class InspectAi(JsonlSamples):
         info.step = steps[0] if len(steps) == 1 else info.step
         return info
 
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        """Logs of one folder whose samples share ids at one step (the same task evaluated twice, or two
+        checkpoints without ``--metadata step=N``): their rows are pooled as one step and their epochs into
+        the same prompt groups, and ``--sample-id`` finds several samples. Said once, naming the first
+        shared id and the logs that hold it."""
+        seen: dict[tuple[int | None, str], str] = {}
+        clash: dict[str, list[str]] = {}
+        first: str | None = None
+        for f in files:
+            frame = f.frame
+            if f.kind != "samples" or not f.readable or not isinstance(frame, pl.DataFrame) or not frame.height:
+                continue
+            for step, sid in frame.select("step", "sample_id").unique(maintain_order=True).iter_rows():
+                other = seen.setdefault((step, sid), f.path)
+                if other != f.path:
+                    logs = clash.setdefault(sid, [other])
+                    if f.path not in logs:
+                        logs.append(f.path)
+                    first = first or sid
+        if first is None:
+            return
+        logs = clash[first]
+        ctx.warn(
+            logs[-1],
+            f"{len(clash)} sample id(s) occur in more than one inspect_ai log at the same step (first: {first!r}, "
+            f"in {', '.join(logs[:3])}{' ...' if len(logs) > 3 else ''}): their rows are pooled as one step and "
+            "into the same prompt groups; give each evaluation its step (`inspect eval --metadata step=N`) or "
+            "point runlog at one log",
+        )
+
     # -- reading ----------------------------------------------------------------------------------------
     def parse(self, info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         rows: list[dict[str, Any]] = []
