@@ -354,3 +354,32 @@ def test_diversity_by_group_keeps_each_step_s_groups_apart(tmp_path, cli):
         (s, g, 1, 2) for s in range(3) for g in ("g0", "g1")
     ]
     assert "note: a prompt group is one group id within a step: `step` was added to the keys" in r.stderr
+
+
+def test_groups_of_one_text_fall_back_to_the_set_and_say_so(tmp_path, cli):
+    """Every prompt group holds one text (an eval of one epoch, a run without repeats): within-group figures
+    would be those of single texts (unique_frac 1, no Self-BLEU), blind to ten answers that are all "Yes".
+    The metrics are then over the row's texts, as with --over set, and the command says so."""
+    rows = []
+    for i in range(10):
+        r = native_rows(0, 1)[0]
+        r.update(sample_id=f"s{i}", group_id=f"g{i}", completion="Yes" if i % 2 else "No")
+        r["messages"] = None
+        rows.append(r)
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    run = open_run(root)
+    grouped = diversity_frame(run, ["step"])
+    whole = diversity_frame(run, ["step"], over="set")
+    assert grouped.equals(whole) and "groups" not in grouped.columns
+    assert grouped["unique_frac"].to_list() == [0.2]  # two distinct texts of ten, counted by hand
+    res = cli("metrics", "diversity", root)
+    assert res.exit_code == 0 and "no prompt group holds two texts" in res.stderr
+    res = cli("metrics", "diversity", root, "--over", "set")
+    assert "no prompt group" not in res.stderr
+    # One group of two among singletons: still per group (the singletons are groups of their own).
+    rows[1]["group_id"] = "g0"
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    assert "groups" in diversity_frame(open_run(root), ["step"]).columns

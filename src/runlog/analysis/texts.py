@@ -44,6 +44,10 @@ TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role
 MODEL_ROLES = ("assistant", "model")
 NOT_MODEL_ROLES = ("user", "system", "developer", "tool", "function", "ipython")  # prompt and tool-result messages
 _ANSWER = r"(?s)<answer>(.*)</answer>"
+OVER_SET_NOTE = (
+    "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
+    "(as --over set), not within groups"
+)
 
 
 def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | None = None) -> list[str]:
@@ -216,8 +220,8 @@ def diversity_frame(
         run, text, filters=filters, with_group=over == "group" or "group" in keys, per_role="role" in keys
     )
     frame = frame.filter(pl.col("text").is_not_null())
-    if over == "group" and frame["group"].null_count() == frame.height and frame.height:
-        over = "set"
+    if over == "group" and frame.height and _no_group_of_two(frame):
+        over = "set"  # no prompt groups, or none of two texts: within-group figures would be single texts'
     set_keys = keys + (["split", "step", "group"] if over == "group" else [])
     set_keys = list(dict.fromkeys(set_keys))
     cols = D.BASIC_COLUMNS + D.NGRAM_COLUMNS + (D.COMPRESSION_COLUMNS if compression else [])
@@ -241,6 +245,16 @@ def diversity_frame(
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
         out = out.select(*keys, "groups", *cols)
     return out.sort(keys, nulls_last=True) if keys else out
+
+
+def _no_group_of_two(frame: pl.DataFrame) -> bool:
+    """Whether no prompt group (a group id within a split and step) holds two texts or more."""
+    grouped = frame.filter(pl.col("group").is_not_null())
+    if not grouped.height:
+        return True
+    keys = [k for k in ("split", "step", "group", "role") if k in grouped.columns]
+    largest = grouped.group_by(keys).len()["len"].max()
+    return not isinstance(largest, int) or largest < 2
 
 
 def _metric_schema(cols: list[str], over: str) -> dict[str, Any]:

@@ -112,7 +112,10 @@ def diversity_command(
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
         emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
-        errors = report_problems(run.problems, notes=split_notes(run, df, by))
+        notes = split_notes(run, df, by)
+        if over == "group" and df.height and "groups" not in df.columns:
+            notes.append(M.OVER_SET_NOTE)
+        errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
