@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -78,3 +79,37 @@ def test_sizes_read_as_people_write_them(n, shown):
     from runlog.cli.common import human_bytes
 
     assert human_bytes(n) == shown
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "name", "check"),
+    [
+        (
+            "summarize",
+            [DEBATE],
+            "s.parquet",
+            lambda p: pq.read_table(p).num_rows == 6,
+        ),
+        ("summarize", [DEBATE, "--by", "step"], "s.csv", lambda p: p.read_text().startswith("split,step,")),
+        ("metrics diversity", [DEBATE], "d.json", lambda p: p.read_text().startswith("[{")),
+        ("metrics format", [DEBATE], "f.csv", lambda p: p.read_text().startswith("split,step,texts,")),
+        ("diff", [DEBATE, DEBATE], "d.json", lambda p: p.read_text().startswith("{")),
+        ("render-trajectory", [DEBATE], "r.html", lambda p: p.read_text().startswith("<!DOCTYPE html>")),
+        ("render-trajectory", [DEBATE], "r.md", lambda p: p.read_text().startswith("## sample")),
+    ],
+)
+def test_the_output_suffix_picks_the_format_unless_format_is_given(tmp_path: Path, command, args, name, check) -> None:
+    """``-o s.parquet`` without ``--format`` writes Parquet (it wrote a text table under that name); an
+    explicit ``--format`` wins over the suffix; an unknown suffix keeps the default."""
+    runner = CliRunner()
+    out = tmp_path / name
+    res = runner.invoke(app, [*command.split(), *args, "-o", str(out)], catch_exceptions=False)
+    assert res.exit_code in (0, 1), res.output
+    assert check(out), out.read_bytes()[:200]
+    if command in ("summarize", "metrics diversity", "metrics format", "diff"):
+        table = tmp_path / f"table-{name}"
+        res = runner.invoke(app, [*command.split(), *args, "-o", str(table), "--format", "table"])
+        assert not check(table) if not name.endswith(".parquet") else table.read_bytes()[:4] != b"PAR1"
+        other = tmp_path / "x.txt"
+        runner.invoke(app, [*command.split(), *args, "-o", str(other)])
+        assert not other.read_text().startswith(("{", "[{", "split,"))

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, wrote
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, format_from_output
 
 # The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
 # tests/test_diff.py checks they agree.
@@ -40,6 +40,7 @@ STRIP: tuple[str, ...] = ()
 
 
 def diff_command(
+    ctx: typer.Context,
     paths: list[str] = RUNS,
     name: list[str] = typer.Option(None, "--name", "-n", help="A label for each run, in order (repeatable)."),
     window: int = typer.Option(
@@ -86,10 +87,12 @@ def diff_command(
       runlog diff sample_runs/debate_grpo sample_runs/flink_mixed --split train --window 5 --role solver
       runlog diff sample_runs/debate_grpo sample_runs/flink_mixed -f json | jq '.roles[] | select(.verdict == "behind")'
     """
-    asked = dict(locals())  # the question, as parsed: what a kept answer is looked up by (cli.answers)
+    # The question, as parsed: what a kept answer is looked up by (cli.answers).
+    asked = {k: v for k, v in locals().items() if k != "ctx"}
     from ..analysis.filters import Filters
     from .answers import answer, question
 
+    fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         storage = use_storage_options(storage_option)
         if len(paths) < 2:

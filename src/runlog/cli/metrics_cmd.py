@@ -10,7 +10,7 @@ from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys
+from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable, or a co
 
 @metrics_app.command("diversity")
 def diversity_command(
+    ctx: typer.Context,
     paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(None, "--by", "-b", help=BY_HELP, callback=by_keys),
     text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
@@ -94,6 +95,7 @@ def diversity_command(
     from ..fleet import DiversityJob, fleet_locations, is_fleet
     from ..run import open_run
 
+    fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         storage = use_storage_options(storage_option)
         locs = fleet_locations(paths or [], runs, storage, by or [])
@@ -121,6 +123,7 @@ def diversity_command(
 
 @metrics_app.command("format")
 def format_command(
+    ctx: typer.Context,
     paths: list[str] = RUN_PATHS,
     spec: str = typer.Option(
         "think-answer-strict",
@@ -168,6 +171,7 @@ def format_command(
     from ..fleet import FormatJob, fleet_locations, is_fleet
     from ..run import open_run
 
+    fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         storage = use_storage_options(storage_option)
         locs = fleet_locations(paths or [], runs, storage, by or [])

@@ -74,7 +74,29 @@ def _output_folder(value: Path | None) -> Path | None:
     return value
 
 
-OUTPUT_HELP = "Write to FILE instead of stdout."
+OUTPUT_HELP = "Write to FILE instead of stdout (the format from its suffix when --format is not given)."
+_SUFFIX_FORMATS = {"md": "markdown", "htm": "html", "jsonl": "json"}
+
+
+def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, param: str = "fmt") -> FormatT:
+    """``-o FILE.csv`` (``.json``, ``.parquet``, ``.html``, ``.md``) without ``--format``: the format its suffix
+    names, where the command writes it (as ``plot`` picks PNG or SVG); a table written under a ``.parquet``
+    name is no Parquet file. An explicit ``--format`` is kept, and so is an unknown suffix."""
+    source = ctx.get_parameter_source(param)
+    if output is None or source is None or source.name != "DEFAULT":
+        return fmt
+    suffix = output.suffix.lower().lstrip(".")
+    try:
+        return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
+    except ValueError:
+        return fmt
+    suffix = output.suffix.lower().lstrip(".")
+    try:
+        return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
+    except ValueError:
+        return fmt
+
+
 Output = Annotated[
     Path | None,
     typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP, callback=_output_folder),

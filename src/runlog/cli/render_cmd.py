@@ -21,7 +21,7 @@ from .common import (
     use_storage_options,
     wrote,
 )
-from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, steps_checked
+from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, format_from_output, steps_checked
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -37,6 +37,7 @@ class RenderFormat(str, Enum):
 
 
 def render_command(
+    ctx: typer.Context,
     path: str = RUN_PATH,
     step: str | None = typer.Option(
         None,
@@ -102,6 +103,7 @@ def render_command(
     from ..render.select import plan_keep
     from ..run import list_names, open_run
 
+    fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         if fmt == RenderFormat.html and output is None and sys.stdout.isatty():
             raise UsageError("--format html writes a page: give -o FILE (or redirect stdout to a file)")

@@ -11,7 +11,7 @@ from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, by_keys
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, grou
 
 
 def summarize_command(
+    ctx: typer.Context,
     paths: list[str] = RUN_PATHS,
     by: list[str] = typer.Option(
         None,
@@ -121,11 +122,13 @@ def summarize_command(
       runlog summarize sample_runs/debate_grpo --by role --by step --window 5 --format csv -o per_step.csv
       runlog summarize sample_runs/debate_grpo --scalars --keys 'debate/*'
     """
-    asked = dict(locals())  # the question, as parsed: what a kept answer is looked up by (cli.answers)
+    # The question, as parsed: what a kept answer is looked up by (cli.answers).
+    asked = {k: v for k, v in locals().items() if k != "ctx"}
     from ..analysis.filters import Filters
     from ..fleet import fleet_locations, is_fleet
     from .answers import answer, question
 
+    fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
