@@ -45,8 +45,17 @@ def use_storage_options(pairs: list[str] | None) -> StorageOptions:
 def stdout_console() -> Console:
     from rich.console import Console
 
+    class _Stdout(Console):
+        def on_broken_pipe(self) -> None:
+            """``runlog ... | head``: rich's own exits 1 (the code of problems in the data); the reader going
+            away is no error of ours: ``handle_errors`` makes it exit 0."""
+            self.quiet = True
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise BrokenPipeError
+
     # Created per call so that tests (CliRunner swaps sys.stdout) and NO_COLOR are honoured.
-    return Console(file=sys.stdout, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=False)
+    return _Stdout(file=sys.stdout, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:
@@ -62,13 +71,28 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _flush_stdout() -> None:
+    """Flush stdout here, where a reader gone away (``runlog ... | head``) is exit 0: flushed at exit instead,
+    its broken pipe would be typer's, which exits 1 (the code of problems found in the data)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        raise typer.Exit(0) from None
+    except (OSError, ValueError):  # a closed stdout: nothing to flush
+        pass
+
+
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map library errors to one-line messages and documented exit codes; never show a traceback for
     expected failures (set RUNLOG_DEBUG=1 to see one for an internal error)."""
     try:
         yield
+        _flush_stdout()
     except (typer.Exit, typer.Abort, typer.BadParameter):
+        _flush_stdout()
         raise
     except RunlogError as exc:
         raise fail(str(exc), exc.exit_code) from None
