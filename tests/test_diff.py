@@ -355,3 +355,12 @@ def test_the_best_window_is_the_one_whose_samples_score_highest(tmp_path: Path) 
     by_step = {s: sum(v for v in vals if v == v) / sum(1 for v in vals if v == v) for s, vals in rewards.items()}
     old = max(range(10), key=lambda k: sum(by_step[s] for s in range(k, k + 3)) / 3)
     assert old in (0, 1, 2) and old != top
+
+
+def test_config_values_are_shown_inert(tmp_path: Path, pair, cli) -> None:
+    """A config value holding an escape sequence or a bidi override ("Trojan Source") is shown escaped in the
+    terminal table, as every other text from the data is."""
+    b = write_run(tmp_path / "B", seed=2, steps=4, config={"lr": "\x1b[31mred\u202eevil", "optimizer": "x"})
+    res = cli("diff", pair[0], b)
+    assert "\u202e" not in res.stdout and "\x1b" not in res.stdout
+    assert "\\u202e" in res.stdout and "\\x1b" in res.stdout

@@ -8,14 +8,7 @@ not show ``\\x0d`` on every line.
 
 from __future__ import annotations
 
-import re
-
 from ..textsafe import visible
-
-# Bidi embeddings/overrides/isolates, zero-width characters, the BOM and the line/paragraph separators; and
-# lone surrogates (invalid UTF-8 decoded with ``surrogateescape``, or a JSON "\\udXXX" escape), which no
-# output encoding can write.
-_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def safe(text: str | None, *, keep_newlines: bool = True) -> str:
@@ -25,8 +18,7 @@ def safe(text: str | None, *, keep_newlines: bool = True) -> str:
     if not text:
         return ""
     text = text.replace("\r\n", "\n")
-    out = visible(text, keep_newlines=keep_newlines)
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
+    return visible(text, keep_newlines=keep_newlines)
 
 
 def one_line(text: str | None) -> str:
