@@ -295,3 +295,24 @@ def test_resume_keeps_manifest_identity_and_removes_own_leftovers(tmp_path):
     m = json.loads((tmp_path / "run.json").read_text())
     assert (m["run_id"], m["created"], m["roles"]) == ("first", created, ["a", "b"])
     assert not leftover.exists() and other.exists()  # another process's temp file is not ours to remove
+
+
+def test_short_repeated_leaves_are_dictionary_encoded_and_long_text_is_not(tmp_path):
+    """Role and component names, a message's role and speaker, a tool's name repeat in every row: dictionary
+    encoded, nested or not (only top-level names used to reach pyarrow, so nested leaves were PLAIN); the
+    long unique text (completion, trajectory, a message's content and reasoning, a call's arguments) is not."""
+    from conftest import native_rows
+
+    with runlog.RunWriter(tmp_path / "run", roles=["solver", "verifier"], durable=False) as w:
+        w.log_samples(0, native_rows(0, 8))
+    [f] = (tmp_path / "run").rglob("*.parquet")
+    rg = pq.ParquetFile(f).metadata.row_group(0)
+    dictionary = {
+        rg.column(i).path_in_schema: "RLE_DICTIONARY" in rg.column(i).encodings for i in range(rg.num_columns)
+    }
+    for leaf in ("roles.list.element.role", "reward_components.list.element.name", "messages.list.element.role",
+                 "messages.list.element.tool_calls.list.element.name", "prompt", "split"):  # fmt: skip
+        assert dictionary[leaf], leaf
+    for leaf in ("completion", "trajectory", "messages.list.element.content",
+                 "messages.list.element.tool_calls.list.element.arguments"):  # fmt: skip
+        assert not dictionary[leaf], leaf

@@ -24,14 +24,36 @@ import pyarrow.parquet as pq
 
 from .files import fsync_dir
 
-#: Columns that hold long, mostly unique text: dictionary encoding (tried first by default, then abandoned when
-#: the dictionary grows) only costs time on them. Prompts stay dictionary-encoded: GRPO repeats each one.
-UNIQUE_TEXT = frozenset({"completion", "trajectory", "messages", "exception"})
+#: Columns (and, inside ``messages``, fields) that hold long, mostly unique text: dictionary encoding (tried
+#: first by default, then abandoned when the dictionary grows) only costs time on them. Prompts stay
+#: dictionary-encoded (GRPO repeats each one), and so do the short repeated leaves of nested columns (role and
+#: component names, a message's role and speaker, a tool's name).
+UNIQUE_TEXT = frozenset({"completion", "trajectory", "exception"})
+UNIQUE_TEXT_FIELDS = frozenset({"content", "reasoning", "arguments"})
+
+
+def _leaves(name: str, t: pa.DataType) -> list[str]:
+    """The Parquet column paths of a field (``roles.list.element.role``), as pyarrow names them."""
+    if pa.types.is_struct(t):
+        return [p for i in range(t.num_fields) for p in _leaves(f"{name}.{t.field(i).name}", t.field(i).type)]
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _leaves(f"{name}.list.element", t.value_type)
+    return [name]
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The leaves to dictionary-encode: all but the long unique text (``UNIQUE_TEXT``, ``UNIQUE_TEXT_FIELDS``)."""
+    out = []
+    for field in schema:
+        if field.name in UNIQUE_TEXT:
+            continue
+        out += [p for p in _leaves(field.name, field.type) if p.rsplit(".", 1)[-1] not in UNIQUE_TEXT_FIELDS]
+    return out
 
 
 def encode(table: pa.Table, path: Path, durable: bool) -> int:
     """Write ``table`` as Parquet (zstd, statistics) to ``path``; fsync it when ``durable``. Returns the bytes."""
-    dictionary = [c for c in table.column_names if c not in UNIQUE_TEXT]
+    dictionary = dictionary_columns(table.schema)
     with open(path, "wb") as f:
         pq.write_table(table, f, compression="zstd", write_statistics=True, use_dictionary=dictionary)
         size = f.tell()
