@@ -128,3 +128,16 @@ def test_a_reader_gone_away_is_exit_0(args: list[str]) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-500:]
     assert b"Traceback" not in err
+
+
+def test_text_metrics_and_plots_of_a_scalars_only_run_say_why_they_are_empty(tmp_path, cli) -> None:
+    """sample_runs/jaxarc holds scalars only: the text metrics printed empty tables, the plot an empty panel,
+    and neither said why nor what to try."""
+    run = SAMPLE_RUNS / "jaxarc"
+    for args in (["metrics", "diversity", run], ["metrics", "format", run]):
+        res = cli(*args)
+        assert res.exit_code == 0 and "no per-sample data (only scalar metrics)" in res.stderr, res.stderr
+    res = cli("plot", run, "-o", tmp_path / "r.png")
+    assert res.exit_code == 0 and "try --what scalars" in res.stderr
+    res = cli("plot", run, "--what", "scalars", "-o", tmp_path / "s.png")
+    assert "try --what scalars" not in res.stderr

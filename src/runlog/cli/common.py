@@ -173,3 +173,17 @@ def _json_default(obj: Any) -> Any:
     if callable(as_dict):
         return as_dict()
     return str(obj)
+
+
+def no_text_reason(run: Any, text: str) -> str:
+    """Why a text metric (``metrics diversity``/``format``) has no row: the run has no per-sample data, no
+    readable sample file, or no sample with the text chosen."""
+    samples = [f for f in run.files if f.kind == "samples"]
+    if not samples:
+        return (
+            "this run has no per-sample data (only scalar metrics): no text to measure "
+            "(try runlog summarize --scalars, or runlog plot --what scalars)"
+        )
+    if not any(f.readable for f in samples):
+        return "no sample file of this run could be read (see the errors): no text to measure"
+    return f"no sample has a text for --text {text} (at the steps and splits chosen): nothing to measure"

@@ -8,7 +8,7 @@ import typer
 
 from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
+from .common import STORAGE_OPTION, handle_errors, no_text_reason, report_problems, use_storage_options
 from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
 from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame
@@ -117,6 +117,8 @@ def diversity_command(
         notes = split_notes(run, df, by)
         if over == "group" and df.height and "groups" not in df.columns:
             notes.append(M.OVER_SET_NOTE)
+        if not df.height:
+            notes.append(no_text_reason(run, text))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
@@ -199,7 +201,10 @@ def format_command(
             keys = [c for c in df.columns if c in M.KEYS]
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
-        errors = report_problems(run.problems, notes=[] if per_sample else split_notes(run, df, by))
+        notes = [] if per_sample else split_notes(run, df, by)
+        if not df.height:
+            notes.append(no_text_reason(run, text))
+        errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 

@@ -91,7 +91,10 @@ def plot_command(
         series = hist_steps.series
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
         written = save_figure(fig, output)
-        report_problems([p for p in run.problems if not p.is_warning], notes=series.notes)
+        notes = list(series.notes)
+        if what != "scalars" and not any(f.kind == "samples" for f in run.files):
+            notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
+        report_problems([p for p in run.problems if not p.is_warning], notes=notes)
         wrote(written)
     raise typer.Exit(EXIT_OK)
 
