@@ -364,3 +364,16 @@ def test_config_values_are_shown_inert(tmp_path: Path, pair, cli) -> None:
     res = cli("diff", pair[0], b)
     assert "\u202e" not in res.stdout and "\x1b" not in res.stdout
     assert "\\u202e" in res.stdout and "\\x1b" in res.stdout
+
+
+def test_findings_of_the_total_and_of_samples_without_roles_are_told_apart(cli) -> None:
+    """flink_mixed has NaN total rewards and NaN rewards of samples without per-role data: two findings of one
+    kind without a role, shown with their subject, and their role as "-" (not "(unknown)")."""
+    from conftest import SAMPLE_RUNS
+
+    res = cli("diff", SAMPLE_RUNS / "debate_grpo", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--findings",
+              "-f", "json")  # fmt: skip
+    rows = [r for r in json.loads(res.stdout)["findings"] if r["kind"] == "nan_rewards" and r["role"] is None]
+    assert sorted(str(r["subject"]) for r in rows) == ["None", "total"]
+    table = cli("diff", SAMPLE_RUNS / "debate_grpo", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--findings")
+    assert "(unknown)" not in table.stdout.split("The doctor's findings")[1]

@@ -191,6 +191,7 @@ def render_diff(d: Diff) -> Group:
     from rich.console import Group
     from rich.text import Text
 
+    from .._lazy import pl
     from ..textsafe import visible
     from .output import render_tables
 
@@ -251,8 +252,9 @@ def render_diff(d: Diff) -> Group:
     if d.text is not None:
         sections.append(
             (
-                d.text,
-                "Texts: diversity within prompt groups (per role) and format adherence, side by side",
+                d.text.with_columns(pl.col("role").fill_null("-")),
+                "Texts: diversity within prompt groups (per role; -: the samples' texts) and format adherence, "
+                "side by side",
                 ["split", "role", "metric", "point", "run"],
                 ["steps", "baseline", "value", "diff"],
             )
@@ -260,9 +262,9 @@ def render_diff(d: Diff) -> Group:
     if d.findings is not None:
         sections.append(
             (
-                d.findings,
-                "The doctor's findings, matched by kind and role",
-                ["kind", "role", "run"],
+                d.findings.with_columns(pl.col("role").fill_null("-")),
+                "The doctor's findings, matched by kind, role and subject (role -: not of one role)",
+                ["kind", "role", "subject", "run"],
                 [
                     "status",
                     "severity_baseline",

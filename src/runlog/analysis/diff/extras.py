@@ -263,6 +263,7 @@ def finding_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list
                 {
                     "kind": key[0],
                     "role": key[1],
+                    "subject": key[2],  # what tells two findings of one kind and role apart (the total reward)
                     "run": side.name,
                     "status": status,
                     "severity_baseline": a.severity if a else None,

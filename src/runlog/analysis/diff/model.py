@@ -146,7 +146,7 @@ SCALARS_SCHEMA = {**_cols("key point run", STR), **SIDE_BY_SIDE, **INTERVAL}
 CONFIG_SCHEMA = _cols("key run config_baseline config_run", STR)
 TEXT_SCHEMA = {**_cols("split role metric point run", STR), **SIDE_BY_SIDE}
 FINDINGS_SCHEMA = {
-    **_cols("kind role run status severity_baseline severity_run", STR),
+    **_cols("kind role subject run status severity_baseline severity_run", STR),
     **_cols("onset_baseline onset_run", INT),
     "message": STR,
 }
