@@ -49,11 +49,11 @@ def test_inspect_report_of_a_clean_native_run(tmp_path):
     assert r["roles"] == ["solver", "verifier"]
     # Footers give values and nulls; NaN is unknown (None) until --deep reads the numeric columns.
     assert r["numeric_source"] == "footers"
-    assert r["numeric"]["reward"] == {"count": 32, "null": 0, "nan": None}
+    assert r["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": None, "valid": None}
     deep = inspect_run(run, deep=True)
     assert deep["numeric_source"] == "data"
-    assert deep["numeric"]["reward"] == {"count": 32, "null": 0, "nan": 0}
-    assert deep["numeric"]["solver/kl"] == {"count": 32, "null": 0, "nan": 0}
+    assert deep["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": 0, "valid": 32}
+    assert deep["numeric"]["solver/kl"] == {"rows": 32, "null": 0, "nan": 0, "valid": 32}
     assert r["exceptions"] == 0
     assert r["problems"] == [] and r["errors"] == 0
     assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
@@ -69,11 +69,11 @@ def test_nan_and_null_rewards_are_counted_apart(tmp_path):
     rows[3]["exception"] = "Traceback: boom"
     write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
     r = inspect_run(open_run(root), deep=True)
-    assert r["numeric"]["reward"] == {"count": 8, "null": 1, "nan": 1}
+    assert r["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": 1, "valid": 6}
     assert r["numeric"]["solver/kl"]["nan"] == 1
     assert r["exceptions"] == 1
     shallow = inspect_run(open_run(root))
-    assert shallow["numeric"]["reward"] == {"count": 8, "null": 1, "nan": None}
+    assert shallow["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": None, "valid": None}
     assert shallow["exceptions"] == 1  # from footer null counts
 
 
@@ -182,7 +182,7 @@ def test_default_inspect_reads_no_data_pages(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl.LazyFrame, "collect", boom)
     r = inspect_run(open_run(root))
-    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"count": 12, "null": 0, "nan": None}
+    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"rows": 12, "null": 0, "nan": None, "valid": None}
 
 
 def test_numeric_questions_read_no_text_column(tmp_path):

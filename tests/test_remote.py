@@ -595,7 +595,7 @@ def test_corrupt_data_page_inspect_deep(server: Any, small_run: Path) -> None:
     (r,) = compare(url, small_run, server, [("inspect", "--deep", "--format", "json")])
     report = json.loads(r.stdout)
     assert r.exit_code == 1 and report["errors"] == 1
-    assert report["numeric"]["reward"]["count"] == 24  # 3 of 4 steps read; the damaged file left out
+    assert report["numeric"]["reward"]["rows"] == 24  # 3 of 4 steps read; the damaged file left out
 
 
 def test_corrupt_data_page_inspect_deep_names_the_file(s3: Any, small_run: Path) -> None:

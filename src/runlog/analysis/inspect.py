@@ -16,14 +16,19 @@ from ..run import Run
 
 @dataclass
 class Counts:
-    """Values, nulls and NaNs of one numeric column; ``nan`` is None where footers cannot tell (``--deep``)."""
+    """Rows, nulls and NaNs of one numeric column, and its valid values (neither: what summarize counts as
+    ``reward_count``); ``nan`` and ``valid`` are None where footers cannot tell (``--deep``)."""
 
-    count: int = 0
+    count: int = 0  # rows, nulls and NaN included
     null: int = 0
     nan: int | None = 0
 
+    @property
+    def valid(self) -> int | None:
+        return None if self.nan is None else self.count - self.null - self.nan
+
     def as_dict(self) -> dict[str, int | None]:
-        return {"count": self.count, "null": self.null, "nan": self.nan}
+        return {"rows": self.count, "null": self.null, "nan": self.nan, "valid": self.valid}
 
 
 @dataclass

@@ -163,7 +163,7 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
     if r.numeric:
         deep = r.numeric_source == "data"
         title = "Numeric columns" + (" (read from data)" if deep else "")
-        columns = [Col("column", "left", key=True), Col("values"), Col("null"), Col("NaN")]
+        columns = [Col("column", "left", key=True), Col("rows"), Col("null"), Col("NaN"), Col("valid")]
         rows = []
         unknown_nan = False
         for name, st in r.numeric.items():
@@ -175,14 +175,15 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
                     Text(f"{st.count:,}"),
                     Text(f"{st.null:,}", style="yellow" if st.null else ""),
                     Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
+                    Text("-" if st.valid is None else f"{st.valid:,}", style="dim" if st.valid is None else ""),
                 ]
             )
         parts.append(Sheet(title, columns, rows))
         if unknown_nan:
             parts.append(
                 Text(
-                    "NaN is not in Parquet statistics: add --deep to count it and the per-role columns "
-                    "(reads numeric columns only).",
+                    "NaN (and so the valid values) is not in Parquet statistics: add --deep to count it and the "
+                    "per-role columns (reads numeric columns only).",
                     style="dim",
                 )
             )
