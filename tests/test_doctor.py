@@ -234,7 +234,11 @@ def test_damaged_run_reports_inspect_problems_and_gaps() -> None:
 def test_cli_exit_codes_and_json(cli, runs: dict[str, Path], tmp_path: Path) -> None:
     ok = cli("doctor", runs["healthy"], "--format", "json")
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.stdout) == {"findings": [], "notes": [], "split": "train"}
+    assert json.loads(ok.stdout) == {
+        "findings": [],
+        "notes": ["split train read; the run also has eval, not read here (--split eval for it)"],
+        "split": "train",
+    }
     bad = cli("doctor", runs["kl_blowup"], "--format", "json")
     assert bad.exit_code == 1
     data = json.loads(bad.stdout)

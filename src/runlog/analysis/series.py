@@ -27,17 +27,25 @@ class RunSeries:
     def __init__(self, run: Run, *, split: str | None = None, format_spec: str = "think-answer-strict") -> None:
         self.run = run
         self.format_spec = format_spec
-        self.split = split if split is not None else self._default_split()
         self.notes: list[str] = []
+        self.split = split if split is not None else self._default_split()
 
     def _default_split(self) -> str | None:
+        """train, else the first split; the others said in a note (their samples are not read)."""
         splits = sorted({f.split for f in self.run.files if f.kind == "samples" and f.readable and f.split})
         if not splits:
             frame = self.run.samples.select(pl.col("split").drop_nulls().unique()).collect()
             splits = sorted(frame["split"].to_list())
         if not splits:
             return None
-        return "train" if "train" in splits else splits[0]
+        chosen = "train" if "train" in splits else splits[0]
+        others = [s for s in splits if s != chosen]
+        if others:
+            self.notes.append(
+                f"split {chosen} read; the run also has {', '.join(others)}, not read here "
+                f"(--split {others[0]} for {'it' if len(others) == 1 else 'another'})"
+            )
+        return chosen
 
     @property
     def filters(self) -> Filters:
