@@ -193,7 +193,10 @@ def test_loose_files_of_several_layouts_in_one_folder_are_one_run(cli) -> None:
     # Each file of it alone is a run too (the verifiers metadata alone has no rows: a one-line reason).
     meta = REALDATA / "verifiers_math_python_gpt5nano_metadata.json"
     r = cli("summarize", meta)
-    assert r.exit_code == 2 and "a verifiers manifest, with no rows of its own: pass its folder" in one_error_line(r)
+    assert r.exit_code == 2 and (
+        "a verifiers manifest, with no rows of its own: pass the file of its rows "
+        "(verifiers_math_python_gpt5nano_results.jsonl) or its folder" in one_error_line(r)
+    )
 
 
 # -- a single file is a run -------------------------------------------------------------------------------

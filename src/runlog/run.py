@@ -401,7 +401,9 @@ def open_run(
         if not ctx.problems:
             raise UsageError(f"{path}: no files found")
     if single and files and all(f.kind == "manifest" for f in files):
-        raise UsageError(f"{path}: a {files[0].layout} manifest, with no rows of its own: pass its folder")
+        raise UsageError(
+            f"{path}: a {files[0].layout} manifest, with no rows of its own: pass {_rows_beside(path)}its folder"
+        )
     # A file at its run folder's top (an inspect_ai log, a results JSONL, one step of a verl run) is named
     # ``folder/file``: the folder may hold other logs, and the file alone may be a step's number. A file
     # deeper down (RUN/samples/train/step_8.p0.parquet) keeps its run folder's name.
@@ -463,6 +465,18 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
                 f"the same split {f.split!r}, step {f.step}{shard} as {first}: both files are read, so if one is a "
                 "copy of the other its rows count twice",
             )
+
+
+def _rows_beside(path: Any) -> str:
+    """``the file of its rows (NAME) or `` when a file beside a local manifest shares its name's stem
+    (verifiers: ``x_metadata.json`` beside ``x_results.jsonl``): the folder may hold other runs' files."""
+    p = Path(str(path))
+    stem = p.name.split(".")[0].removesuffix("_metadata").removesuffix("metadata").rstrip("_-.")
+    try:
+        near = sorted(q.name for q in p.parent.iterdir() if q != p and stem and q.name.startswith(stem))
+    except OSError:
+        return ""
+    return f"the file of its rows ({near[0]}) or " if len(near) == 1 else ""
 
 
 def _probe(cand: Candidate, chosen: Layout, ctx: RunContext) -> FileInfo:
