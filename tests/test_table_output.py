@@ -264,7 +264,7 @@ def test_inspect_tables_keep_every_count(cli, width):
     want = {"layout", "version", "kind", "files", "rows", "bytes", "split", "first", "last", "stride", "gaps"}
     want |= {f"{n:,}" for n in data["rows_by_kind"].values()} | set(data["rows_by_kind"])
     for name, st in data["numeric"].items():
-        want |= {name, f"{st['count']:,}", f"{st['null']:,}"}
+        want |= {name, f"{st['rows']:,}", f"{st['null']:,}"}
     for split, (first, last) in data["steps"].items():
         want |= {split, str(first), str(last), str(data["step_stride"][split])}
     assert want <= got, (sorted(want - got), text)
