@@ -90,11 +90,6 @@ def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, pa
         return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
     except ValueError:
         return fmt
-    suffix = output.suffix.lower().lstrip(".")
-    try:
-        return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
-    except ValueError:
-        return fmt
 
 
 Output = Annotated[
