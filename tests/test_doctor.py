@@ -239,6 +239,15 @@ def test_cli_exit_codes_and_json(cli, runs: dict[str, Path], tmp_path: Path) -> 
         "notes": ["split train read; the run also has eval, not read here (--split eval for it)"],
         "split": "train",
     }
+    # The other split is named, and it does not make the run "not healthy" (no check was skipped): the
+    # text and the report say healthy.
+    text = cli("doctor", runs["healthy"])
+    assert "healthy: no findings." in text.stdout and "could not run" not in text.stdout
+    assert "the run also has eval" in text.stdout
+    from runlog.report import build_report
+
+    page = build_report(open_run(runs["healthy"]))
+    assert 'class="healthy"' in page and 'class="nofindings"' not in page and "the run also has eval" in page
     bad = cli("doctor", runs["kl_blowup"], "--format", "json")
     assert bad.exit_code == 1
     data = json.loads(bad.stdout)

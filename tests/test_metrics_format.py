@@ -290,3 +290,65 @@ def test_tool_call_json_reads_the_messages_whatever_the_text_and_only_the_model_
     assert agg["texts"].to_list() == [len(want)] and agg["adherence"].to_list() == [
         sum(s == 1.0 for s in want) / len(want)
     ]
+
+
+def test_tool_call_json_counts_samples_without_messages_by_their_completion(tmp_path):
+    """A sample whose ``messages`` are null or empty (a plain prompt/completion trainer, a rollout that raised
+    before any turn) is checked on its completion, where a ``<tool_call>`` in plain text is a failed call; the
+    other samples' messages are still checked. It used to fail the whole command (an explode length error)."""
+    good = {"id": "a", "name": "python", "arguments": '{"code": "1"}'}
+    rows = native_rows(0, 6)
+    for r in rows:
+        r["messages"] = [_msg("user", "go"), _msg("assistant", "ok", "solver", [good])]
+        r["completion"] = "plain"
+    rows[1]["messages"] = None
+    rows[1]["completion"] = 'I call <tool_call>{"name": "python"}</tool_call>'
+    rows[2]["messages"] = []
+    rows[2]["completion"] = "no call at all"
+    rows[4]["messages"] = None
+    rows[4]["completion"] = None  # nothing to check: not counted
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    run = open_run(root)
+    per = format_per_sample(run, "tool-call-json", known_tools=["python"])
+    # Counted by hand: s0, s3, s5 one assistant message each (passed); s1 its completion (failed); s2 its
+    # completion (passed); s4 nothing. In run order.
+    assert per["sample_id"].to_list() == ["s0-0", "s0-1", "s0-2", "s0-3", "s0-5"]
+    assert per["passed"].to_list() == [True, False, True, True, True]
+    assert per["turn"].to_list() == [1, None, None, 1, 1]
+    agg = format_frame(run, "tool-call-json", ["step"], known_tools=["python"])
+    assert agg["texts"].to_list() == [5] and agg["adherence"].to_list() == [0.8]
+    # A speaker's messages only: the samples without messages have none.
+    assert format_per_sample(run, "tool-call-json", text="role:solver")["sample_id"].to_list() == [
+        "s0-0",
+        "s0-3",
+        "s0-5",
+    ]
+    # The messages text itself (diversity) skips them without failing.
+    from runlog.analysis.texts import texts_frame
+
+    assert texts_frame(run, "messages")["sample_id"].to_list() == [
+        "s0-0",
+        "s0-0",
+        "s0-3",
+        "s0-3",
+        "s0-5",
+        "s0-5",
+    ]
+
+
+@pytest.mark.parametrize("text", ["bogus", "role:", "messages:solver"])
+def test_tool_call_json_rejects_a_text_it_does_not_know(tmp_path, text):
+    from runlog.errors import UsageError
+
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", native_rows(0, 4))
+    run = open_run(root)
+    with pytest.raises(UsageError, match="--text"):
+        format_per_sample(run, "tool-call-json", text=text)
+    with pytest.raises(UsageError, match="--text"):
+        format_per_sample(run, "think-answer-strict", text=text)

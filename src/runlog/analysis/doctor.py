@@ -31,7 +31,7 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
     findings += _data_findings(s)
     if s.per_role.height == 0:
         s.notes.append("no samples in this run: only data problems are checked")
-        return Diagnosis(findings, s.notes, s.split)
+        return Diagnosis(findings, s.notes, s.split, s.scope_notes)
     steps = s.per_step["step"].to_list()
     findings += _nan_findings(s, cfg)
     findings += _exception_findings(s, cfg)
@@ -51,7 +51,7 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
         findings += text_findings(s, cfg)
     order = {k: i for i, k in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (-order[f.severity], f.onset_step if f.onset_step is not None else -1, f.kind))
-    return Diagnosis(findings, s.notes, s.split)
+    return Diagnosis(findings, s.notes, s.split, s.scope_notes)
 
 
 def _reward_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:

@@ -64,8 +64,13 @@ class Finding:
 @dataclass
 class Diagnosis:
     findings: list[Finding]
-    notes: list[str]
+    notes: list[str]  # checks that could not run: the run is not called healthy
     split: str | None
+    scope: list[str] = field(default_factory=list)  # what was read (the splits left out): no bearing on health
+
+    @property
+    def all_notes(self) -> list[str]:
+        return [*self.scope, *self.notes]
 
     @property
     def failing(self) -> bool:

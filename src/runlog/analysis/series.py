@@ -27,7 +27,8 @@ class RunSeries:
     def __init__(self, run: Run, *, split: str | None = None, format_spec: str = "think-answer-strict") -> None:
         self.run = run
         self.format_spec = format_spec
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # checks or plots that could not run, and why
+        self.scope_notes: list[str] = []  # what was read and what was not (a run's other splits)
         self.split = split if split is not None else self._default_split()
 
     def _default_split(self) -> str | None:
@@ -41,7 +42,7 @@ class RunSeries:
         chosen = "train" if "train" in splits else splits[0]
         others = [s for s in splits if s != chosen]
         if others:
-            self.notes.append(
+            self.scope_notes.append(
                 f"split {chosen} read; the run also has {', '.join(others)}, not read here "
                 f"(--split {others[0]} for {'it' if len(others) == 1 else 'another'})"
             )

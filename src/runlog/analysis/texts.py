@@ -69,13 +69,17 @@ def texts_frame(
     filters: Filters | None = None,
     with_group: bool = True,
     per_role: bool = False,
+    calls: bool = False,
 ) -> pl.DataFrame:
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
     message index for ``messages`` texts, else null; ``group`` null when the run has no prompt groups).
-    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker)."""
+    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker).
+    ``calls`` (tool-call checks): the messages whatever ``text`` is, with their ``tool_calls`` and
+    ``message_role``; ``role:NAME`` keeps that speaker's messages; a sample without messages gives its
+    ``completion`` (``trajectory`` with that text), where a ``<tool_call>`` in plain text is the only call."""
     filters = filters or Filters()
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
-    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role)])[0]
+    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls)])[0]
 
 
 def policy_role(run: Run) -> str | None:
@@ -135,11 +139,22 @@ def _turn_texts(
     )
 
 
-def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_role: bool = False) -> pl.LazyFrame:
+def _texts_lazy(
+    run: Run, text: str, filters: Filters, with_group: bool, per_role: bool = False, calls: bool = False
+) -> pl.LazyFrame:
     group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
     lf = apply_filters(run.samples, filters, roles_too=False)
+    if text == "role:":
+        raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
+    if calls:
+        if text.startswith("role:"):
+            return _message_texts(lf, base, text.split(":", 1)[1])
+        if text not in TEXT_SOURCES:
+            raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
+        # A sample without messages: its completion (or with --text trajectory its transcript as written).
+        return _message_texts(lf, base, None, fallback="trajectory" if text == "trajectory" else "completion")
     if text in ("auto", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
         speaker = text.split(":", 1)[1] if text.startswith("role:") else None
         # "" (no role names): still the last turn, of any speaker.
@@ -166,32 +181,50 @@ def _texts_lazy(run: Run, text: str, filters: Filters, with_group: bool, per_rol
             pl.lit(None, dtype=pl.Int64).alias("turn"),
             pl.col(text).cast(pl.String).alias("text"),
         )
-    elif text == "messages" or text == "role:" or text.startswith("messages:"):
-        if text == "role:":
-            raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
-        # ``messages:NAME`` (internal: tool-call-json with ``--text role:NAME``): that speaker's messages only.
-        wanted = text.split(":", 1)[1] if text.startswith("messages:") else None
-        lf = (
-            lf.select(*base, pl.col("messages"))
-            .with_columns(pl.int_ranges(0, pl.col("messages").list.len().fill_null(0)).alias("turn"))
-            .explode("messages", "turn")
-            .unnest("messages")
-        )
-        who = pl.coalesce(pl.col("name"), pl.col("role"))
-        if wanted is not None:
-            lf = lf.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
-            who = pl.lit(wanted)
-        lf = lf.filter(pl.col("content").is_not_null() | pl.col("tool_calls").is_not_null()).select(
-            *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
-            who.cast(pl.String).alias("role"),
-            pl.col("turn").cast(pl.Int64),
-            pl.col("content").cast(pl.String).alias("text"),
-            pl.col("tool_calls"),
-            pl.col("role").cast(pl.String).alias("message_role"),  # the message's own role (a tool's: tool)
-        )
+    elif text == "messages":
+        lf = _message_texts(lf, base, None)
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
     return lf
+
+
+def _message_texts(
+    lf: pl.LazyFrame, base: list[pl.Expr], wanted: str | None, *, fallback: str | None = None
+) -> pl.LazyFrame:
+    """One row per message with content or tool calls, in run order: ``role`` the speaker (``wanted``: that
+    speaker's messages only), ``turn`` the message index, ``tool_calls`` and ``message_role`` (the message's
+    own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
+    or empty) gives one row with that text instead, so that it is still counted."""
+    cols = ["messages", fallback] if fallback else ["messages"]
+    rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, *cols)
+    keys = [pl.col(c) for c in ("__row", "step", "split", "sample_id", "group")]
+    # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none.
+    msgs = (
+        rows.with_columns(pl.int_ranges(0, pl.col("messages").list.len()).alias("turn"))
+        .explode("messages", "turn")
+        .unnest("messages")
+    )
+    who = pl.coalesce(pl.col("name"), pl.col("role"))
+    if wanted is not None:
+        msgs = msgs.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
+        who = pl.lit(wanted)
+    out = msgs.filter(pl.col("content").is_not_null() | pl.col("tool_calls").is_not_null()).select(
+        *keys,
+        who.cast(pl.String).alias("role"),
+        pl.col("turn").cast(pl.Int64),
+        pl.col("content").cast(pl.String).alias("text"),
+        pl.col("tool_calls"),
+        pl.col("role").cast(pl.String).alias("message_role"),
+    )
+    if fallback:
+        bare = rows.filter((pl.col("messages").list.len().fill_null(0) == 0) & pl.col(fallback).is_not_null()).select(
+            *keys,
+            pl.lit(None, dtype=pl.String).alias("role"),
+            pl.lit(None, dtype=pl.Int64).alias("turn"),
+            pl.col(fallback).cast(pl.String).alias("text"),
+        )
+        out = pl.concat([out, bare], how="diagonal_relaxed").sort("__row", "turn", nulls_last=True)
+    return out.drop("__row")
 
 
 def diversity_frame(
@@ -278,11 +311,9 @@ def format_per_sample(
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
     the think/answer token counts, and one boolean column per rule (``rule:<name>``)."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
-    if spec.needs_messages:
-        # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that
-        # speaker's); a turn's text alone has no structured calls to check.
-        text = f"messages:{text.split(':', 1)[1]}" if text.startswith("role:") and text != "role:" else "messages"
-    frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role)
+    # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that speaker's); a
+    # turn's text alone has no structured calls to check.
+    frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, calls=spec.needs_messages)
     if spec.roles is not None:
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     if spec.needs_messages:

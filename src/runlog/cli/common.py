@@ -175,9 +175,10 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def no_text_reason(run: Any, text: str) -> str:
+def no_text_reason(run: Any, text: str, calls: bool = False) -> str:
     """Why a text metric (``metrics diversity``/``format``) has no row: the run has no per-sample data, no
-    readable sample file, or no sample with the text chosen."""
+    readable sample file, or no sample with the text chosen (``calls``: a tool-call spec, which reads the
+    messages)."""
     samples = [f for f in run.files if f.kind == "samples"]
     if not samples:
         return (
@@ -186,4 +187,11 @@ def no_text_reason(run: Any, text: str) -> str:
         )
     if not any(f.readable for f in samples):
         return "no sample file of this run could be read (see the errors): no text to measure"
+    if calls:
+        fallback = "transcript" if text == "trajectory" else "completion"
+        return (
+            f"no sample has messages or a {fallback} (at the steps and splits chosen): no tool call to check "
+            "(a tool-call spec reads the messages whatever --text is; --text trajectory checks the transcript "
+            "of a sample without messages)"
+        )
     return f"no sample has a text for --text {text} (at the steps and splits chosen): nothing to measure"

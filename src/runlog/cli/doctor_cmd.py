@@ -93,7 +93,7 @@ def doctor_command(
         result = diagnose(run, cfg)
         if fmt == DoctorFormat.json:
             emit_json(
-                {"findings": [f.as_dict() for f in result.findings], "notes": result.notes, "split": result.split}
+                {"findings": [f.as_dict() for f in result.findings], "notes": result.all_notes, "split": result.split}
             )
         else:
             print_out(render_findings(run.name, result))
@@ -185,7 +185,7 @@ def render_findings(name: str, result: Any) -> Group:
             for f in result.findings
         ]
         parts.append(Sheet("", columns, rows))
-    for note in result.notes:
+    for note in result.all_notes:
         parts.append(Text(f"note: {visible(note, keep_newlines=False)}", style="dim"))
     if not result.findings and result.notes:  # as the report: not healthy where checks could not run
         parts.append(Text("no findings, but some checks could not run (see the notes).", style="bold yellow"))

@@ -171,6 +171,7 @@ def format_command(
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
     from ..fleet import FormatJob, fleet_locations, is_fleet
+    from ..metrics import format as F
     from ..run import open_run
 
     fmt = format_from_output(ctx, fmt, output)
@@ -203,7 +204,7 @@ def format_command(
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         notes = [] if per_sample else split_notes(run, df, by)
         if not df.height:
-            notes.append(no_text_reason(run, text))
+            notes.append(no_text_reason(run, text, calls=F.get_spec(spec).needs_messages))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 

@@ -91,7 +91,7 @@ def plot_command(
         series = hist_steps.series
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
         written = save_figure(fig, output)
-        notes = list(series.notes)
+        notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
         if what != "scalars" and not any(f.kind == "samples" for f in run.files):
             notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
         report_problems([p for p in run.problems if not p.is_warning], notes=notes)

@@ -226,7 +226,7 @@ def _findings(d: Diagnosis, has_samples: bool) -> str:
         parts.append('<div class="nofindings">No findings, but some checks could not run (see the notes).</div>')
     for f in d.findings:
         parts.append(_finding(f))
-    parts += [f'<p class="note">note: {e(n)}</p>' for n in d.notes]
+    parts += [f'<p class="note">note: {e(n)}</p>' for n in d.all_notes]
     return "\n".join(parts)
 
 

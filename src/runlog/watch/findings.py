@@ -124,7 +124,7 @@ class DoctorWatch:
             result = diagnose(run, self.config)
         except (RunlogError, OSError) as exc:  # a run changing under the check: say so, try again later
             return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
-        return result.findings, result.notes, None, self.clock() - t0
+        return result.findings, [*result.notes, *result.scope], None, self.clock() - t0
 
     def _finish(self, result: tuple[list[Finding], list[str], str | None, float]) -> list[Event]:
         findings, notes, error, cost = result
