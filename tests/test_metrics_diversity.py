@@ -383,3 +383,36 @@ def test_groups_of_one_text_fall_back_to_the_set_and_say_so(tmp_path, cli):
     rows[1]["group_id"] = "g0"
     write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
     assert "groups" in diversity_frame(open_run(root), ["step"]).columns
+
+
+def test_the_fall_back_to_the_set_is_decided_per_row(tmp_path, cli):
+    """Train groups of four beside an eval whose groups hold one sample each: the train rows stay within
+    groups, the eval rows are over their texts (groups empty), each equal to the split alone (counted by
+    hand for eval: 3 distinct of 6), and the note names the eval rows."""
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    for step in (0, 1):
+        train = native_rows(step, 8)
+        for i, r in enumerate(train):
+            r.update(completion=f"answer {i % 3} to {r['group_id']}", messages=None)
+        write_native_samples(root / f"samples/train/step_{step:08d}.p0.parquet", train)
+        ev = native_rows(step, 6, split="eval")
+        for i, r in enumerate(ev):
+            r.update(sample_id=f"e{step}-{i}", group_id=f"e{step}-{i}", completion=("Yes", "No", "Maybe")[i % 3])
+            r["messages"] = None
+        write_native_samples(root / f"samples/eval/step_{step:08d}.p0.parquet", ev)
+    run = open_run(root)
+    both = diversity_frame(run, ["step"])
+    assert both["split"].to_list() == ["eval", "eval", "train", "train"]
+    assert both["groups"].to_list() == [None, None, 2, 2]
+    ev_rows = both.filter(pl.col("split") == "eval").drop("split", "groups")
+    from runlog.analysis.filters import Filters
+
+    alone = diversity_frame(run, ["step"], filters=Filters(splits=("eval",)), over="set")
+    assert ev_rows.equals(alone) and alone["unique_frac"].to_list() == [0.5, 0.5]
+    tr_rows = both.filter(pl.col("split") == "train").drop("split")
+    assert tr_rows.equals(diversity_frame(run, ["step"], filters=Filters(splits=("train",))))
+    res = cli("metrics", "diversity", root)
+    assert res.exit_code == 0, res.output
+    assert "rows with no groups (split eval; step 0, 1)" in res.stderr

@@ -44,6 +44,10 @@ TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role
 MODEL_ROLES = ("assistant", "model")
 NOT_MODEL_ROLES = ("user", "system", "developer", "tool", "function", "ipython")  # prompt and tool-result messages
 _ANSWER = r"(?s)<answer>(.*)</answer>"
+OVER_SET_ROWS_NOTE = (
+    "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "
+    "the row (as --over set), not within groups"
+)
 OVER_SET_NOTE = (
     "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
     "(as --over set), not within groups"
@@ -253,10 +257,22 @@ def diversity_frame(
         run, text, filters=filters, with_group=over == "group" or "group" in keys, per_role="role" in keys
     )
     frame = frame.filter(pl.col("text").is_not_null())
-    if over == "group" and frame.height and _no_group_of_two(frame):
-        over = "set"  # no prompt groups, or none of two texts: within-group figures would be single texts'
-    set_keys = keys + (["split", "step", "group"] if over == "group" else [])
-    set_keys = list(dict.fromkeys(set_keys))
+    set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
+    whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
+    if over == "group" and frame.height:
+        whole = _rows_without_a_group_of_two(frame, keys, set_keys)
+        if whole.height == (frame.select(keys).unique().height if keys else 1):
+            over, whole = "set", None  # no row has a group of two: within-group figures would be single texts'
+            set_keys = list(keys)
+        elif whole.height:
+            # Those rows' sets are the rows themselves: the group keys past the row's own are cleared.
+            inner = [k for k in set_keys if k not in keys]
+            mark = whole.with_columns(pl.lit(True).alias("__whole"))
+            frame = frame.join(mark, on=keys, how="left", nulls_equal=True, maintain_order="left").with_columns(
+                [pl.when(pl.col("__whole")).then(None).otherwise(pl.col(k)).alias(k) for k in inner]
+            )
+        else:
+            whole = None
     cols = D.BASIC_COLUMNS + D.NGRAM_COLUMNS + (D.COMPRESSION_COLUMNS if compression else [])
     if frame.height == 0:
         return pl.DataFrame(schema={**{k: frame.schema[k] for k in keys}, **_metric_schema(cols, over)})
@@ -277,17 +293,38 @@ def diversity_frame(
         agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
         out = out.select(*keys, "groups", *cols)
+        if whole is not None:  # no groups there: ``groups`` null (the figures are over the row's texts)
+            out = (
+                out.join(whole.with_columns(pl.lit(True).alias("__whole")), on=keys, how="left", nulls_equal=True)
+                .with_columns(pl.when(pl.col("__whole")).then(None).otherwise(pl.col("groups")).alias("groups"))
+                .drop("__whole")
+            )
     return out.sort(keys, nulls_last=True) if keys else out
 
 
-def _no_group_of_two(frame: pl.DataFrame) -> bool:
-    """Whether no prompt group (a group id within a split and step) holds two texts or more."""
+def describe_rows(rows: pl.DataFrame, keys: Sequence[str], most: int = 3) -> str:
+    """The key values of ``rows`` in a few words: ``split eval; step 0, 1, 2 (+5 more)``."""
+    parts = []
+    for k in keys:
+        values = [str(v) for v in rows[k].unique(maintain_order=True).to_list()]
+        more = f" (+{len(values) - most} more)" if len(values) > most else ""
+        parts.append(f"{k} {', '.join(values[:most])}{more}")
+    return "; ".join(parts) or f"{rows.height} row(s)"
+
+
+def _rows_without_a_group_of_two(frame: pl.DataFrame, keys: list[str], set_keys: list[str]) -> pl.DataFrame:
+    """The rows (values of ``keys``) where no prompt group (a set of ``set_keys`` with a group id) holds two
+    texts or more: within-group figures there would be single texts'. Decided per row, so that a split whose
+    groups are single samples (an eval) falls back while the train groups beside it do not."""
+    rows = frame.select(keys).unique(maintain_order=True) if keys else pl.DataFrame({"__all": [True]})
     grouped = frame.filter(pl.col("group").is_not_null())
     if not grouped.height:
-        return True
-    keys = [k for k in ("split", "step", "group", "role") if k in grouped.columns]
-    largest = grouped.group_by(keys).len()["len"].max()
-    return not isinstance(largest, int) or largest < 2
+        return rows
+    sizes = grouped.group_by(set_keys).len()
+    if not keys:
+        return rows.head(0) if sizes.filter(pl.col("len") >= 2).height else rows
+    big = sizes.filter(pl.col("len") >= 2).select(keys).unique()
+    return rows.join(big, on=keys, how="anti", nulls_equal=True)
 
 
 def _metric_schema(cols: list[str], over: str) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def diversity_command(
         notes = split_notes(run, df, by)
         if over == "group" and df.height and "groups" not in df.columns:
             notes.append(M.OVER_SET_NOTE)
+        elif over == "group" and df.height and df["groups"].null_count():
+            whole = df.filter(df["groups"].is_null())
+            notes.append(M.OVER_SET_ROWS_NOTE.format(rows=M.describe_rows(whole, keys)))
         if not df.height:
             notes.append(no_text_reason(run, text))
         errors = report_problems(run.problems, notes=notes)
