@@ -108,26 +108,32 @@ def test_python_dash_m_runlog_works(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "code", "stderr"),
     [
-        ["summarize", "debate_grpo", "--by", "role", "--by", "step"],
-        ["metrics", "diversity", "debate_grpo"],
-        ["render-trajectory", "debate_grpo"],
+        (["summarize", "debate_grpo", "--by", "role", "--by", "step"], 0, b"note: this run has the splits"),
+        (["summarize", "debate_grpo", "--by", "step", "-f", "json"], 0, b"note: this run has the splits"),
+        (["metrics", "diversity", "debate_grpo"], 0, b""),
+        (["render-trajectory", "debate_grpo"], 0, b""),
+        (["doctor", "debate_grpo"], 1, b""),  # a finding of severity warning: a gate still sees it
+        (["inspect", "damaged"], 1, b""),
     ],
 )
-def test_a_reader_gone_away_is_exit_0(args: list[str]) -> None:
+def test_a_reader_gone_away_keeps_the_command_s_exit_code(args: list[str], code: int, stderr: bytes) -> None:
     """``runlog ... | head``: the reader closes the pipe before the output is written. rich's own handling
-    exited 1 (the code of problems found in the data), which a ``set -o pipefail`` script reads as bad data."""
+    exited 1 (the code of problems found in the data), which a ``set -o pipefail`` script reads as bad data;
+    then every such command exited 0, so that ``doctor RUN | head`` passed a gate whatever it found. Now the
+    command ends as it would have: its exit code, and its notes on stderr."""
     import os
 
-    argv = [sys.executable, "-m", "runlog", *[str(SAMPLE_RUNS / a) if a.endswith("_grpo") else a for a in args]]
+    runs = ("debate_grpo", "damaged")
+    argv = [sys.executable, "-m", "runlog", *[str(SAMPLE_RUNS / a) if a in runs else a for a in args]]
     env = {**os.environ, "RUNLOG_CACHE": "off"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     proc.stdout.close()  # gone before the first line
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()[-500:]
-    assert b"Traceback" not in err
+    assert proc.returncode == code, err.decode()[-500:]
+    assert b"Traceback" not in err and b"Exception ignored" not in err and stderr in err
 
 
 def test_text_metrics_and_plots_of_a_scalars_only_run_say_why_they_are_empty(tmp_path, cli) -> None:

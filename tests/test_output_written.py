@@ -3,9 +3,11 @@ stderr says where it went and how big it is (``wrote per_step.csv (1.2 KB)``).""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from typer.main import get_command
@@ -113,3 +115,46 @@ def test_the_output_suffix_picks_the_format_unless_format_is_given(tmp_path: Pat
         other = tmp_path / "x.txt"
         runner.invoke(app, [*command.split(), *args, "-o", str(other)])
         assert not other.read_text().startswith(("{", "[{", "split,"))
+
+
+def _json_lines(p: Path, n: int) -> bool:
+    lines = p.read_text().splitlines()
+    return len(lines) == n and all(isinstance(json.loads(x), dict) for x in lines)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "check"),
+    [
+        ("summarize", [DEBATE, "--by", "role"], lambda p: _json_lines(p, 6)),  # 2 splits x 3 roles
+        ("render-trajectory", [DEBATE, "--random", "3"], lambda p: _json_lines(p, 3)),
+        ("diff", [DEBATE, DEBATE], lambda p: _json_lines(p, 1)),  # one record: the diff
+    ],
+)
+def test_a_jsonl_output_is_json_lines(tmp_path: Path, command, args, check) -> None:
+    """``-o x.jsonl`` writes one record per line (it wrote one JSON array, which JSON Lines readers reject)."""
+    out = tmp_path / "x.jsonl"
+    res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out)], catch_exceptions=False)
+    assert res.exit_code in (0, 1), res.output
+    assert check(out), out.read_text()[:300]
+    assert pl.read_ndjson(out).height == len(out.read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "name"),
+    [
+        ("diff", [DEBATE, DEBATE], "d.parquet"),
+        ("render-trajectory", [DEBATE], "r.csv"),
+        ("summarize", [DEBATE], "s.html"),
+        ("metrics format", [DEBATE], "f.md"),
+    ],
+)
+def test_a_data_suffix_the_command_cannot_write_is_a_usage_error(tmp_path: Path, command, args, name) -> None:
+    """``diff -o d.parquet`` wrote a text table under a Parquet name; now exit 2 before any work, nothing
+    written, the formats it writes named. With an explicit --format the name is the user's choice."""
+    out = tmp_path / name
+    res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out)])
+    assert res.exit_code == 2 and not out.exists()
+    assert f"-o {name}: this command does not write" in res.stderr and "Traceback" not in res.output
+    fmt = "terminal" if command == "render-trajectory" else "table"
+    res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out), "--format", fmt])
+    assert res.exit_code in (0, 1) and out.exists()

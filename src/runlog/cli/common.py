@@ -48,14 +48,34 @@ def stdout_console() -> Console:
     class _Stdout(Console):
         def on_broken_pipe(self) -> None:
             """``runlog ... | head``: rich's own exits 1 (the code of problems in the data); the reader going
-            away is no error of ours: ``handle_errors`` makes it exit 0."""
+            away is no error of ours: the rest is not printed and the command goes on to its own exit code."""
             self.quiet = True
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise BrokenPipeError
+            stdout_gone()
 
     # Created per call so that tests (CliRunner swaps sys.stdout) and NO_COLOR are honoured.
     return _Stdout(file=sys.stdout, no_color="NO_COLOR" in os.environ or None, highlight=False, soft_wrap=False)
+
+
+def stdout_gone() -> None:
+    """The reader of stdout went away (``runlog ... | head``): what is still written there goes to /dev/null,
+    so that the command ends as it would have (its notes on stderr, its exit code: ``doctor | head`` still
+    exits 1 on findings), and nothing fails when Python flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with contextlib.suppress(OSError):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+
+
+def write_stdout(data: str | bytes) -> None:
+    """Write the command's data to stdout; a reader gone away is no error (:func:`stdout_gone`)."""
+    try:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_gone()
 
 
 def stderr_console() -> Console:
@@ -72,14 +92,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _flush_stdout() -> None:
-    """Flush stdout here, where a reader gone away (``runlog ... | head``) is exit 0: flushed at exit instead,
-    its broken pipe would be typer's, which exits 1 (the code of problems found in the data)."""
+    """Flush stdout here, where a reader gone away (``runlog ... | head``) keeps the command's exit code:
+    flushed at exit instead, its broken pipe would be typer's, which exits 1 (the code of problems found in
+    the data)."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        with contextlib.suppress(Exception):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        raise typer.Exit(0) from None
+        stdout_gone()
     except (OSError, ValueError):  # a closed stdout: nothing to flush
         pass
 
@@ -99,9 +118,8 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
     except BrokenPipeError:
-        # `runlog ... | head`: the reader went away; that is not an error of ours.
-        with contextlib.suppress(Exception):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        # A stream of lines (`runlog watch ... | head`) stops when its reader goes away: not an error of ours.
+        stdout_gone()
         raise typer.Exit(0) from None
     except OSError as exc:
         # Reading failed below us (an object store that went away mid-query, a disk error): one line.
@@ -163,7 +181,7 @@ def wrote(path: str | os.PathLike[str]) -> None:
 def emit_json(data: Any) -> None:
     """Indented for a person at a terminal, compact for a pipe (``| jq`` indents it anyway)."""
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(data, indent=indent, default=_json_default, allow_nan=False) + "\n")
+    write_stdout(json.dumps(data, indent=indent, default=_json_default, allow_nan=False) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

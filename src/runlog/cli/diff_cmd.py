@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, wrote
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, format_from_output
+from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, write_stdout, wrote
+from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, format_from_output, json_lines
 
 # The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
 # tests/test_diff.py checks they agree.
@@ -165,7 +165,10 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
         else:
             import json
 
-            output.write_text(json.dumps(d.as_dict(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+            indent = None if json_lines(output) else 2  # a .jsonl file: the diff is its one line
+            output.write_text(
+                json.dumps(d.as_dict(), indent=indent, allow_nan=False, default=str) + "\n", encoding="utf-8"
+            )
             wrote(output)
         return
     if fmt == DiffFormat.csv:
@@ -174,9 +177,7 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
         parts = [df.select(pl.lit(name).alias("section"), pl.all()) for name, df in d.frames().items() if df.height]
         text = pl.concat(parts, how="diagonal_relaxed").write_csv() if parts else "section\n"
         if output is None:
-            import sys
-
-            sys.stdout.write(text)
+            write_stdout(text)
         else:
             output.write_text(text, encoding="utf-8")
             wrote(output)

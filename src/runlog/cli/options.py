@@ -75,13 +75,23 @@ def _output_folder(value: Path | None) -> Path | None:
 
 
 OUTPUT_HELP = "Write to FILE instead of stdout (the format from its suffix when --format is not given)."
-_SUFFIX_FORMATS = {"md": "markdown", "htm": "html", "jsonl": "json"}
+_SUFFIX_FORMATS = {"md": "markdown", "htm": "html", "jsonl": "json", "ndjson": "json"}
+# Suffixes that name a data format: a command that cannot write it is told so, rather than writing its table
+# under that name (a "d.parquet" that is no Parquet file). Other suffixes (.txt, .log, none) keep the default.
+_DATA_SUFFIXES = {"csv", "json", "jsonl", "ndjson", "parquet", "html", "htm", "md", "markdown"}
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def json_lines(output: Path | None) -> bool:
+    """``-o FILE.jsonl`` (``.ndjson``) with JSON: one record per line, not one array."""
+    return output is not None and output.suffix.lower() in JSON_LINES_SUFFIXES
 
 
 def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, param: str = "fmt") -> FormatT:
-    """``-o FILE.csv`` (``.json``, ``.parquet``, ``.html``, ``.md``) without ``--format``: the format its suffix
-    names, where the command writes it (as ``plot`` picks PNG or SVG); a table written under a ``.parquet``
-    name is no Parquet file. An explicit ``--format`` is kept, and so is an unknown suffix."""
+    """``-o FILE.csv`` (``.json``, ``.jsonl``, ``.parquet``, ``.html``, ``.md``) without ``--format``: the format its
+    suffix names, where the command writes it (as ``plot`` picks PNG or SVG); a data suffix the command cannot
+    write is a usage error (a table written under a ``.parquet`` name is no Parquet file). An explicit
+    ``--format`` is kept, and so is a suffix that names no format (``.txt``)."""
     source = ctx.get_parameter_source(param)
     if output is None or source is None or source.name != "DEFAULT":
         return fmt
@@ -89,6 +99,12 @@ def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, pa
     try:
         return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
     except ValueError:
+        if suffix in _DATA_SUFFIXES:
+            names = ", ".join(f.value for f in type(fmt))
+            raise fail(
+                f"-o {output.name}: this command does not write .{suffix} (it writes {names}); "
+                f"give --format to write one of those under that name"
+            ) from None
         return fmt
 
 

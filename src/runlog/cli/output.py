@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._lazy import pl
 from ..errors import UsageError
 from ..textsafe import visible
-from .common import stdout_console, wrote
+from .common import stdout_console, write_stdout, wrote
+from .options import json_lines
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -42,8 +43,11 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def frame_to_json(df: pl.DataFrame) -> str:
+def frame_to_json(df: pl.DataFrame, *, lines: bool = False) -> str:
+    """One JSON array of the rows; ``lines``: one row per line (JSON Lines)."""
     rows = [{k: _json_value(v) for k, v in row.items()} for row in df.to_dicts()]
+    if lines:
+        return "\n".join(json.dumps(r, allow_nan=False, default=str) for r in rows)
     return json.dumps(rows, indent=2 if sys.stdout.isatty() else None, allow_nan=False, default=str)
 
 
@@ -283,7 +287,7 @@ def emit_frame(
                 raise UsageError("--format parquet writes binary: give -o FILE or pipe stdout to a file")
             buf = io.BytesIO()
             df.write_parquet(buf)
-            sys.stdout.buffer.write(buf.getvalue())
+            write_stdout(buf.getvalue())
             return
         df.write_parquet(out)
         wrote(out)
@@ -291,12 +295,12 @@ def emit_frame(
     if fmt == OutputFormat.csv:
         text = df.write_csv()
     elif fmt == OutputFormat.json:
-        text = frame_to_json(df) + "\n"
+        text = frame_to_json(df, lines=json_lines(out)) + "\n"
     else:
         print_out(render_tables(df, sections or [("", [c for c in df.columns if c not in keys])], keys, strip), out)
         return
     if out is None:
-        sys.stdout.write(text)
+        write_stdout(text)
     else:
         Path(out).write_text(text, encoding="utf-8")
         wrote(out)

@@ -19,9 +19,10 @@ from .common import (
     report_problems,
     stdout_console,
     use_storage_options,
+    write_stdout,
     wrote,
 )
-from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, format_from_output, steps_checked
+from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, format_from_output, json_lines, steps_checked
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -171,9 +172,10 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
     elif fmt == RenderFormat.markdown:
         text = render_markdown(convs, show_think=show_think)
     else:
-        text = to_json(convs, indent=2 if output is None and sys.stdout.isatty() else None) + "\n"
+        indent = 2 if output is None and sys.stdout.isatty() else None
+        text = to_json(convs, indent=indent, lines=json_lines(output)) + "\n"
     if output is None:
-        sys.stdout.write(text)
+        write_stdout(text)
     else:
         Path(output).write_text(text, encoding="utf-8")
         wrote(output)

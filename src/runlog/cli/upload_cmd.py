@@ -19,6 +19,7 @@ from .common import (
     report_problems,
     stderr_console,
     use_storage_options,
+    write_stdout,
 )
 from .options import Format, Layout, NoCache
 
@@ -138,7 +139,7 @@ class _Progress:
 
 def _print(r: Any) -> None:
     def line(text: str) -> None:
-        sys.stdout.write(visible(text, keep_newlines=False) + "\n")
+        write_stdout(visible(text, keep_newlines=False) + "\n")
 
     where = f"{r.entity + '/' if r.entity else ''}{r.project}/{r.run_id} ({r.mode})"
     if r.up_to_date:

@@ -54,10 +54,14 @@ def conversations(
     return convs, sel
 
 
-def to_json(convs: Iterable[Conversation], *, indent: int | None = None) -> str:
-    """A JSON array of conversations in the ``runlog.conversation/1`` form (``docs/render.md``)."""
+def to_json(convs: Iterable[Conversation], *, indent: int | None = None, lines: bool = False) -> str:
+    """A JSON array of conversations in the ``runlog.conversation/1`` form (``docs/render.md``); ``lines``:
+    one conversation per line (JSON Lines)."""
     data: list[dict[str, Any]] = [_finite(c.to_dict()) for c in convs]
-    text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+    if lines:
+        text = "\n".join(json.dumps(d, ensure_ascii=False, allow_nan=False, default=str) for d in data)
+    else:
+        text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
     # A lone surrogate (invalid UTF-8 read with surrogateescape) can only be inside a JSON string, where its
     # \uXXXX escape is valid JSON; written raw it could not be encoded at all.
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
