@@ -416,3 +416,36 @@ def test_the_fall_back_to_the_set_is_decided_per_row(tmp_path, cli):
     res = cli("metrics", "diversity", root)
     assert res.exit_code == 0, res.output
     assert "rows with no groups (split eval; step 0, 1)" in res.stderr
+
+
+def test_groups_of_one_text_are_left_out_of_the_means_beside_larger_groups(tmp_path, cli):
+    """Four collapsed groups of eight (one answer each) and four groups of one text: the singletons, each
+    unique_frac 1 on its own, read the step as half varied (0.56); they are left out of the means, so the
+    collapse reads 1/8, and a note counts them. --over set still counts every text."""
+    rows = []
+    for g in range(8):
+        size = 8 if g < 4 else 1
+        for i in range(size):
+            r = native_rows(0, 1)[0]
+            r.update(sample_id=f"g{g}-{i}", group_id=f"g{g}", completion=f"the same answer {g}")
+            r["messages"] = None
+            rows.append(r)
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    run = open_run(root)
+    notes: list[str] = []
+    df = diversity_frame(run, ["step"], notes=notes)
+    assert df["groups"].to_list() == [4] and df["texts"].to_list() == [32]
+    assert df["unique_frac"].to_list() == [1 / 8]
+    assert notes == [
+        "4 prompt group(s) of one text left out of the means over groups (a single text has no "
+        "within-group diversity; --over set counts every text)"
+    ]
+    assert diversity_frame(run, ["step"], over="set")["texts"].to_list() == [36]
+    # One row per group: each singleton is its own row, measured over its one text.
+    by_group = diversity_frame(run, ["group"])
+    assert by_group.height == 8 and by_group["texts"].to_list() == [8, 8, 8, 8, 1, 1, 1, 1]
+    res = cli("metrics", "diversity", root)
+    assert res.exit_code == 0 and "4 prompt group(s) of one text left out" in res.stderr

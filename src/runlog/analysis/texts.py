@@ -48,6 +48,10 @@ OVER_SET_ROWS_NOTE = (
     "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "
     "the row (as --over set), not within groups"
 )
+SINGLETONS_NOTE = (
+    "{n} prompt group(s) of one text left out of the means over groups (a single text has no within-group "
+    "diversity; --over set counts every text)"
+)
 OVER_SET_NOTE = (
     "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
     "(as --over set), not within groups"
@@ -241,8 +245,9 @@ def diversity_frame(
     compression: bool = False,
     threads: int = 2,
     split_key: bool = True,
+    notes: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Diversity metrics per row of ``by`` keys.
+    """Diversity metrics per row of ``by`` keys (``notes``: what the figures leave out is said there).
 
     ``over="group"`` (the mode-collapse view): metrics per prompt group, then the mean over the row's
     groups (``groups`` counts them), so a collapse inside groups shows even when the step as a whole looks
@@ -289,6 +294,17 @@ def diversity_frame(
     if over == "set":
         out = per_set.select(*keys, *cols)
     else:
+        # A group of one text has no within-group diversity (unique_frac 1, no Self-BLEU): beside groups of two
+        # or more it would pull the row's means towards "varied" (four collapsed groups of eight and four
+        # singletons read unique_frac 0.56, not 0.125). Left out, and counted in a note.
+        lone = (pl.col("texts") < 2) & pl.col("group").is_not_null()
+        if whole is not None:
+            lone &= pl.struct(keys).is_in(whole.select(pl.struct(keys)).to_series().implode()).not_()
+        n_lone = per_set.select(lone.sum()).item()
+        if n_lone:
+            per_set = per_set.filter(~lone)
+            if notes is not None:
+                notes.append(SINGLETONS_NOTE.format(n=n_lone))
         means = [pl.col(c).mean() for c in cols if c != "texts"]
         agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)

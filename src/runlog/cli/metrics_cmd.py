@@ -108,13 +108,21 @@ def diversity_command(
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
         check_filters(run, filters)
+        notes: list[str] = []
         df = M.diversity_frame(
-            run, by or ["step"], text=text, over=over, filters=filters, compression=compression, threads=threads
+            run,
+            by or ["step"],
+            text=text,
+            over=over,
+            filters=filters,
+            compression=compression,
+            threads=threads,
+            notes=notes,
         )
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
         emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
-        notes = split_notes(run, df, by)
+        notes = split_notes(run, df, by) + notes
         if over == "group" and df.height and "groups" not in df.columns:
             notes.append(M.OVER_SET_NOTE)
         elif over == "group" and df.height and df["groups"].null_count():
