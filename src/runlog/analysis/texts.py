@@ -204,35 +204,31 @@ def _message_texts(
     own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
     or empty) gives one row with that text instead, so that it is still counted."""
     cols = ["messages", fallback] if fallback else ["messages"]
-    rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, *cols)
-    keys = [pl.col(c) for c in ("__row", "step", "split", "sample_id", "group")]
-    # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none.
+    messages = pl.col("messages")
+    # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none: an empty list
+    # is made null, so that a sample without messages keeps one row, in its place (its ``turn`` null).
     msgs = (
-        rows.with_columns(pl.int_ranges(0, pl.col("messages").list.len()).alias("turn"))
+        lf.select(*base, *cols)
+        .with_columns(pl.when(messages.list.len() > 0).then(messages).alias("messages"))
+        .with_columns(pl.int_ranges(0, messages.list.len()).alias("turn"))
         .explode("messages", "turn")
         .unnest("messages")
     )
     who = pl.coalesce(pl.col("name"), pl.col("role"))
+    text = pl.col("content").cast(pl.String)
+    if fallback:
+        text = pl.when(pl.col("turn").is_null()).then(pl.col(fallback).cast(pl.String)).otherwise(text)
     if wanted is not None:
         msgs = msgs.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
         who = pl.lit(wanted)
-    out = msgs.filter(pl.col("content").is_not_null() | pl.col("tool_calls").is_not_null()).select(
-        *keys,
+    return msgs.filter(text.is_not_null() | pl.col("tool_calls").is_not_null()).select(
+        *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         who.cast(pl.String).alias("role"),
         pl.col("turn").cast(pl.Int64),
-        pl.col("content").cast(pl.String).alias("text"),
+        text.alias("text"),
         pl.col("tool_calls"),
         pl.col("role").cast(pl.String).alias("message_role"),
     )
-    if fallback:
-        bare = rows.filter((pl.col("messages").list.len().fill_null(0) == 0) & pl.col(fallback).is_not_null()).select(
-            *keys,
-            pl.lit(None, dtype=pl.String).alias("role"),
-            pl.lit(None, dtype=pl.Int64).alias("turn"),
-            pl.col(fallback).cast(pl.String).alias("text"),
-        )
-        out = pl.concat([out, bare], how="diagonal_relaxed").sort("__row", "turn", nulls_last=True)
-    return out.drop("__row")
 
 
 def diversity_frame(
