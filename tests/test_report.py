@@ -128,3 +128,27 @@ def test_report_usage_errors(cli, tmp_path: Path) -> None:
     assert cli("report", ROOT / "debate_grpo", "-o", tmp_path / "nope" / "r.html").exit_code == 2
     res = cli("report", ROOT / "debate_grpo", "-o", tmp_path / "r.html", "--set", "x=1")
     assert res.exit_code == 2 and "unknown threshold" in res.stderr
+
+
+def test_the_steps_tile_counts_the_steps_read(tmp_path: Path) -> None:
+    """The tile showed the range of step numbers ("0–24 steps of eval" for 4 eval steps; "0 step of eval" for
+    one step 0; "0–5" for a damaged run whose readable steps are 0, 2 and 5): it is now the count of steps
+    with samples read, counted here from the files, and the range beside it."""
+    from runlog import open_run
+    from runlog.analysis.doctor_config import DoctorConfig
+    from runlog.report import build_report
+
+    root = ROOT
+    cases = [
+        (root / "debate_grpo", "eval", "4", "steps of eval (0–24)"),
+        (root / "debate_grpo", "train", "32", "steps of train (0–31)"),
+        (root / "damaged", None, "3", "steps of train (0–5)"),
+    ]
+    for path, split, count, label in cases:
+        if split == "eval":
+            eval_steps = {p.name.split("_")[1].split(".")[0] for p in (path / "samples" / "eval").glob("*.parquet")}
+            assert len(eval_steps) == int(count)
+        cfg = DoctorConfig().replace({"split": split}, "--split") if split else None
+        page = build_report(open_run(path), cfg)
+        tile = re.search(r'<div class="v">([^<]*)</div><div class="k">(step[^<]*)</div>', page)
+        assert tile is not None and tile.groups() == (count, label), (path, split, tile and tile.groups())

@@ -151,7 +151,6 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
     split = s.split
     n, failed = splits.get(split, (0, 0)) if split else (0, 0)
     all_n = sum(v[0] for v in splits.values())
-    steps = r.steps.get(split) if split else None
     sev_card = (worst, f"{sev['error']} / {sev['warning']} / {sev['info']}", "errors / warnings / info")
     layout_card = ("", e1(", ".join(r.layouts)) or "-", "layout")
     if split is None:  # no samples: no steps, roles or failures to count
@@ -160,11 +159,7 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
         total = f" ({all_n:,} in all splits)" if all_n != n else ""
         cards = [
             ("", f"{n:,}", f"samples in {e1(split)}{total}"),
-            (
-                "",
-                _span(*steps) if steps else "-",
-                f"step{'s' if steps and steps[0] != steps[1] else ''} of {e1(split)}",
-            ),
+            _steps_card(s, split),
             _roles_card([x for x in s.roles if x is not None]),
             layout_card,
             ("warn" if failed else "", f"{failed:,}", f"failed trajectories in {e1(split)}"),
@@ -180,6 +175,16 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
         )
         + "</div>"
     )
+
+
+def _steps_card(s: RunSeries, split: str) -> tuple[str, str, str]:
+    """How many steps of the split have samples read (a count: "0–24" read as 25 steps where there are 4),
+    and which."""
+    steps = s.per_step["step"].drop_nulls().unique().sort().to_list() if "step" in s.per_step.columns else []
+    if not steps:
+        return ("", "0", f"steps of {e1(split)}")
+    which = f"step {steps[0]}" if len(steps) == 1 else f"{_span(steps[0], steps[-1])}"
+    return ("", f"{len(steps):,}", f"step{'s' if len(steps) != 1 else ''} of {e1(split)} ({which})")
 
 
 def _roles_card(roles: list[str]) -> tuple[str, str, str]:
