@@ -191,3 +191,53 @@ def test_markdown_shows_every_tool_call_and_score(cli, name: str, reader) -> Non
         assert re.findall(r"→ tool call \*\*(.+?)\*\*", text) == [c[0] for c in exp.calls], exp.key
         for score, value in exp.scores.items():
             assert re.search(rf"(?m)^\| {re.escape(score)} \| {value:g} \|", text), (exp.key, score)
+
+
+def _poke_first_string(obj: Any) -> bool:
+    """Append a lone surrogate to the first message content found (as ``json.dumps`` writes it: ``\\udcff``)."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get("content"), str) and obj["content"]:
+            obj["content"] += " \udcff"
+            return True
+        return any(_poke_first_string(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_poke_first_string(v) for v in obj)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("name", "samples"),
+    [
+        ("verifiers_math_python_gpt5nano_results.jsonl", 15),
+        ("nemo_gym_tool_call_multireward_rollouts.jsonl", 5),
+        ("inspect_ai_popularity_eval_log.json", 3),
+    ],
+)
+def test_a_lone_surrogate_escape_loses_nothing_but_that_character(cli, tmp_path: Path, name: str, samples: int) -> None:
+    """``"\\udcff"`` is valid JSON but no character, and Arrow cannot store it: one such string made the whole
+    file unreadable ("no per-sample data to render"). It is now read as U+FFFD, with a warning counting the
+    strings, and every sample is still there."""
+    src = real(name)
+    out = tmp_path / name
+    if name.endswith(".jsonl"):
+        lines = src.read_text(encoding="utf-8").splitlines()
+        first = json.loads(lines[0])
+        assert _poke_first_string(first)
+        lines[0] = json.dumps(first)
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        log = json.loads(src.read_text(encoding="utf-8"))
+        assert _poke_first_string(log["samples"][0])
+        out.write_text(json.dumps(log), encoding="utf-8")
+    assert b"\\udcff" in out.read_bytes()
+    if name.startswith("verifiers"):  # its metadata beside it
+        (tmp_path / "verifiers_math_python_gpt5nano_metadata.json").write_bytes(
+            real("verifiers_math_python_gpt5nano_metadata.json").read_bytes()
+        )
+    res = cli("inspect", out, "--format", "json")
+    data = json.loads(res.stdout)
+    assert sum(f.get("rows") or 0 for f in data["files"] if f.get("kind") == "samples") == samples, res.stdout[:500]
+    assert any("lone surrogate" in p["message"] and p["kind"] == "warning" for p in data["problems"])
+    res = cli("render-trajectory", out, "--index", "0", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert "\ufffd" in res.stdout or "\\ufffd" in res.stdout

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -373,6 +374,38 @@ def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.E
 # ---------------------------------------------------------------------------------------------------------
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+SURROGATE_NOTE = (
+    "{n} string(s) hold a \\udXXX escape that is no character (a lone surrogate, which Arrow cannot store): "
+    "each is read as U+FFFD"
+)
+
+
+def without_lone_surrogates(obj: Any, raw: bytes) -> tuple[Any, int]:
+    """``obj`` parsed from the JSON ``raw`` with every lone surrogate (a ``\\udcff`` escape: valid JSON, no
+    character) in its strings and keys replaced by U+FFFD, and how many strings held one. Only walked when
+    ``raw`` holds such an escape (a surrogate pair decodes to one character, which is kept)."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return obj, 0
+    count = 0
+
+    def fix(v: Any) -> Any:
+        nonlocal count
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                count += 1
+                return _SURROGATE.sub("\ufffd", v)
+            return v
+        if isinstance(v, dict):
+            return {fix(k): fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    return fix(obj), count
+
+
 @dataclass
 class JsonlResult:
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -397,13 +430,15 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
     if data.endswith(b"\n"):
         lines = lines[:-1]
     reported = 0
+    surrogates = 0
     last = len(lines)
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         reason = None
         try:
-            obj = json.loads(raw)
+            obj, fixed = without_lone_surrogates(json.loads(raw), raw)
+            surrogates += fixed
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8 at byte {exc.start}"
         except (ValueError, RecursionError) as exc:
@@ -424,6 +459,8 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
         reported += 1
     if reported > max_reported:
         ctx.problem(rel, BAD_LINE, f"{reported - max_reported} more bad lines skipped")
+    if surrogates:
+        ctx.warn(rel, SURROGATE_NOTE.format(n=surrogates))
     return out
 
 

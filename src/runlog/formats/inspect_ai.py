@@ -31,7 +31,7 @@ from .._lazy import pl
 from ..errors import RunlogError
 from ..storage import ObjectPath, read_bytes
 from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, RunContext, register
-from .common import coerce_step, gate_version
+from .common import SURROGATE_NOTE, coerce_step, gate_version, without_lone_surrogates
 from .inspect_ai_messages import as_text, error_text, final_text, inspect_messages, map_scores, resolve_attachments
 from .inspect_ai_messages import score_float as score_float  # (part of this reader's interface: tests use it)
 from .jsonl_samples import JsonlSamples, samples_frame
@@ -144,7 +144,10 @@ class _EvalZip:
         try:
             data = _bounded(self.zf, member, limit)
             self.budget -= len(data)
-            return json.loads(data)
+            obj, fixed = without_lone_surrogates(json.loads(data), data)
+            if fixed:
+                self.ctx.warn(self.info.path, f"{name}: {SURROGATE_NOTE.format(n=fixed)}")
+            return obj
         except _TooLarge as exc:
             if limit < MAX_MEMBER_BYTES and member.file_size <= MAX_MEMBER_BYTES:
                 self.budget = 0
@@ -248,7 +251,10 @@ class InspectAi(JsonlSamples):
         if info.bytes > MAX_JSON_BYTES:
             raise _Unreadable(f"a JSON log of {info.bytes} bytes is larger than runlog reads whole; not read")
         try:
-            log = json.loads(read_bytes(info.abspath))
+            data = read_bytes(info.abspath)
+            log, fixed = without_lone_surrogates(json.loads(data), data)
+            if fixed:
+                ctx.warn(info.path, SURROGATE_NOTE.format(n=fixed))
         except (OSError, RunlogError) as exc:
             raise _Unreadable(f"cannot read file: {str(exc)[:200]}") from exc
         except UnicodeDecodeError as exc:
