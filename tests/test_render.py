@@ -541,3 +541,42 @@ def test_max_chars_cuts_texts_but_not_what_they_say(cli):
 def test_an_empty_grep_is_a_usage_error(cli):
     r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--grep", "")
     assert r.exit_code == 2 and r.stderr.startswith("Error: --grep: empty text")
+
+
+@pytest.mark.parametrize(
+    ("block", "arguments"),
+    [
+        # As written: 1.10 stays 1.10, 1E5 and 1e400 (Infinity once parsed) as written, a repeated key kept.
+        (
+            '{"name": "calc", "arguments": {"n": 1.10, "e": 1E5, "f": 1e400, "dup": 1, "dup": 2}}',
+            '{"n": 1.10, "e": 1E5, "f": 1e400, "dup": 1, "dup": 2}',
+        ),
+        ('{ "arguments" : [1,  2] , "name": "b" }', "[1,  2]"),
+        ('{"name": "p", "parameters": {"q": "x\\u00e9"}}', '{"q": "x\\u00e9"}'),
+        ('{"name": "s", "arguments": "{\\"q\\": 1}"}', '{"q": 1}'),  # a JSON string: its text
+        ('{"name": "a", "arguments": {"x": 1}, "arguments": {"x": 2}}', '{"x": 2}'),  # the last, as json.loads
+    ],
+)
+def test_a_tool_call_written_in_the_text_keeps_its_arguments_as_written(block: str, arguments: str) -> None:
+    """docs/render.md: a call's arguments are "the JSON text as the model wrote it". Calls written in the text
+    (``<tool_call>``) were parsed and re-serialised: 1.10 became 1.1, 1e400 the invalid JSON Infinity, and
+    a repeated key was dropped without a word."""
+    from runlog.render.normalize import text_tool_calls
+
+    rest, calls = text_tool_calls(f"before <tool_call>{block}</tool_call>")
+    assert rest == "before " and len(calls) == 1
+    assert calls[0].arguments == arguments
+
+
+def test_hostile_text_is_escaped_in_json_and_round_trips():
+    """JSON shown at a terminal carried raw C1 controls (U+009B, a CSI) and bidi overrides from model text:
+    they are now \\uXXXX escapes (the same JSON value), as ESC already was; the text reads back unchanged."""
+    from runlog.render import to_json
+
+    conv = hostile_conversation()
+    for lines in (False, True):
+        text = to_json([conv], lines=lines)
+        assert not re.search("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]", text)
+        assert "\\u009b" in text
+        back = json.loads(text.splitlines()[0]) if lines else json.loads(text)[0]
+        assert back == json.loads(json.dumps(conv.to_dict(), default=str))

@@ -62,12 +62,14 @@ def to_json(convs: Iterable[Conversation], *, indent: int | None = None, lines: 
         text = "\n".join(json.dumps(d, ensure_ascii=False, allow_nan=False, default=str) for d in data)
     else:
         text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
-    # A lone surrogate (invalid UTF-8 read with surrogateescape) can only be inside a JSON string, where its
-    # \uXXXX escape is valid JSON; written raw it could not be encoded at all.
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # These characters can only be inside a JSON string, where their \uXXXX escape is valid JSON and the same
+    # value: a lone surrogate (invalid UTF-8 read with surrogateescape), which could not be encoded at all, and
+    # DEL, the C1 controls (CSI, OSC) and bidi / zero-width characters, which would act on a terminal that shows
+    # the JSON (json escapes the C0 controls itself).
+    return _ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def _finite(v: Any) -> Any:

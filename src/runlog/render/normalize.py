@@ -47,12 +47,46 @@ def text_tool_calls(content: str | None) -> tuple[str | None, list[ToolCall]]:
             return m.group(0)
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return m.group(0)
-        args = obj.get("arguments", obj.get("parameters"))
-        calls.append(ToolCall(_str(obj.get("id")), obj["name"], args if isinstance(args, str) else _json(args)))
+        key = "arguments" if "arguments" in obj else "parameters"
+        args = obj.get(key)
+        if not isinstance(args, str) and args is not None:
+            # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
+            args = _raw_member(m.group(1), key) or _json(args)
+        calls.append(ToolCall(_str(obj.get("id")), obj["name"], args))
         return ""
 
     rest = _TEXT_CALL.sub(take, content)
     return (rest.strip("\n") if calls else content), calls
+
+
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _raw_member(text: str, key: str) -> str | None:
+    """The text of the last top-level member ``key`` of the JSON object ``text``, exactly as written (None when
+    ``text`` is not such an object): each value is skipped by the standard decoder, which tells where it ends."""
+    try:
+        i = _WS.match(text, 0).end()  # type: ignore[union-attr]
+        if text[i : i + 1] != "{":
+            return None
+        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        found = None
+        while i < len(text) and text[i] != "}":
+            name, i = _DECODER.raw_decode(text, i)
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if text[i : i + 1] != ":":
+                return None
+            start = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            _, end = _DECODER.raw_decode(text, start)
+            if name == key:
+                found = text[start:end]
+            i = _WS.match(text, end).end()  # type: ignore[union-attr]
+            if text[i : i + 1] == ",":
+                i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        return found
+    except (ValueError, RecursionError, IndexError):
+        return None
 
 
 def from_messages(messages: Any) -> list[Turn]:
