@@ -580,3 +580,17 @@ def test_hostile_text_is_escaped_in_json_and_round_trips():
         assert "\\u009b" in text
         back = json.loads(text.splitlines()[0]) if lines else json.loads(text)[0]
         assert back == json.loads(json.dumps(conv.to_dict(), default=str))
+
+
+def test_text_parts_of_one_message_are_joined_as_written():
+    """A message whose content is several text parts (Responses ``output_text`` parts, chat ``text`` parts)
+    read with a newline between them, a character the model never wrote ("sunny.\\n PART2"). They are joined
+    as the OpenAI SDK's ``output_text`` does; a non-text part is a marker on its own line."""
+    from runlog.chat import content_text
+
+    assert content_text([{"type": "output_text", "text": "sunny."}, {"type": "output_text", "text": " PART2"}]) == (
+        "sunny. PART2"
+    )
+    assert content_text([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}, "b"]) == (
+        "a\n[image_url]\nb"
+    )

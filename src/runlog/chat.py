@@ -66,22 +66,32 @@ def content_text(content: Any) -> str | None:
     if isinstance(content, dict):
         content = [content]
     if isinstance(content, (list, tuple)):
-        texts: list[str] = []
+        # Text parts are one text cut in pieces: joined as they are (the OpenAI SDK's ``output_text`` joins
+        # them with ""; a newline would add a character the model never wrote). A marker stands on its own line.
+        out = ""
+        previous_text = True
         for part in content:
+            piece, is_text = None, True
             if isinstance(part, str):
-                texts.append(part)
+                piece = part
             elif isinstance(part, dict):
                 ptype = part.get("type")
                 text = part.get("text")
                 if isinstance(text, str):
-                    texts.append(text)
+                    piece = text
                 elif isinstance(part.get("refusal"), str):
-                    texts.append(part["refusal"])
+                    piece = part["refusal"]
                 else:
-                    texts.append(f"[{ptype}]" if isinstance(ptype, str) else compact_json(part))
+                    piece, is_text = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), False
             elif part is not None:
-                texts.append(_opt_str(part) or "")
-        return "\n".join(texts)
+                piece, is_text = _opt_str(part) or "", False
+            if piece is None:
+                continue
+            if out and not (is_text and previous_text):
+                out += "\n"
+            out += piece
+            previous_text = is_text
+        return out
     return _opt_str(content)
 
 
