@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -308,3 +310,60 @@ def test_object_store_folder_of_runs_and_single_file(cli, s3_server: Any, folder
         assert sorted({row["run"] for row in csv_rows(r.stdout)}) == ["alpha", "beta", "delta", "gamma"]
     finally:
         Store._cache.clear()
+
+
+def test_links_never_count_a_file_twice_and_broken_ones_are_named(tmp_path: Path) -> None:
+    """``sub -> .`` beside a verifiers dump counted each of its 15 rows 41 times (the walk followed the loop 40
+    deep); ``samples/up -> ..`` made a native run "hold 41 runs"; a shard replaced by a link to itself was only
+    a step gap. Each folder and file is now listed once, the extra links said in a warning, and a broken
+    link named as an unreadable file."""
+    import os
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for name in ("verifiers_math_python_gpt5nano_results.jsonl", "verifiers_math_python_gpt5nano_metadata.json"):
+        shutil.copyfile(REALDATA / name, loose / name)
+    os.symlink(".", loose / "sub")
+    os.symlink("verifiers_math_python_gpt5nano_results.jsonl", loose / "again_results.jsonl")
+    run = open_run(loose)
+    assert run.samples.select(pl.len()).collect().item() == 15
+    said = {(p.path, p.kind) for p in run.problems}
+    assert ("sub", "warning") in said
+    assert [p.message for p in run.problems if "the same file as" in p.message] == [
+        "the same file as again_results.jsonl (a link): read once"
+    ]
+
+    native = tmp_path / "native"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", native)
+    os.symlink("..", native / "samples" / "up")
+    shard = native / "samples" / "train" / "step_00000014.p0.parquet"
+    lost = pq.read_metadata(shard).num_rows
+    shard.unlink()
+    os.symlink(shard.name, shard)  # a link to itself
+    run = open_run(native)
+    rows = {s: n for s, n in run.samples.group_by("split").len().collect().iter_rows()}
+    assert rows == {"train": 1024 - lost, "eval": 64}  # that shard's rows gone, nothing counted twice
+    errors = {p.path: p.message for p in run.problems if not p.is_warning}
+    assert "Too many levels of symbolic links" in errors["samples/train/step_00000014.p0.parquet"]
+    assert any(p.path == "samples/up" and p.is_warning for p in run.problems)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_split(tmp_path: Path, monkeypatch) -> None:
+    """``chmod 000 samples/train`` dropped the train split without a word (exit 0, eval alone summarised).
+    (The tests run as root, for whom mode 000 still lists: the refusal is made by ``os.scandir``.)"""
+    import runlog.listing as L
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run_dir)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("samples/train"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(L.os, "scandir", scandir)
+    run = open_run(run_dir)
+    errors = {p.path: p.message for p in run.problems if not p.is_warning}
+    assert errors["samples/train"] == "cannot list this folder (Permission denied): its files are not read"
+    assert run.samples.select(pl.len()).collect().item() == 64  # eval only, and said

@@ -23,11 +23,29 @@ def local_stamp(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def walk(root: Path, folders: list[tuple[str, tuple]] | None = None) -> list[tuple[Path, str, int, str, tuple | None]]:
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
+
+
+def walk(
+    root: Path,
+    folders: list[tuple[str, tuple]] | None = None,
+    issues: list[tuple[str, str, bool]] | None = None,
+) -> list[tuple[Path, str, int, str, tuple | None]]:
     """(absolute path, run-relative posix path, size, path string, stamp) of every file below root, hidden
     folders skipped. ``folders``, when given, receives (run-relative path, stamp) of every folder listed: a
-    folder's modification time changes when an entry is added or removed, even one gone again."""
+    folder's modification time changes when an entry is added or removed, even one gone again.
+
+    Links are followed, but a folder or file is listed once: a link to a folder listed already (``sub -> .``,
+    a loop) or to a file listed already would count its rows again. ``issues`` receives (run-relative path,
+    message, is_error) for what is not listed: such links, broken links, folders that cannot be listed."""
     out: list[tuple[Path, str, int, str, tuple | None]] = []
+    issues = issues if issues is not None else []
+    seen: dict[tuple[int, int], str] = {}
+    try:
+        st = os.stat(root)
+        seen[(st.st_dev, st.st_ino)] = "."
+    except OSError:
+        pass
     stack = [(str(root), "")]
     while stack:
         path, rel = stack.pop()
@@ -35,22 +53,44 @@ def walk(root: Path, folders: list[tuple[str, tuple]] | None = None) -> list[tup
             entries = sorted(os.scandir(path), key=lambda e: e.name)
             if folders is not None:
                 folders.append((rel, local_stamp(os.stat(path))))
-        except OSError:
+        except OSError as exc:
+            issues.append(
+                (rel.rstrip("/") or ".", f"cannot list this folder ({_reason(exc)}): its files are not read", True)
+            )
             continue
         for e in entries:
             erel = f"{rel}{e.name}"
             try:
                 if e.is_dir(follow_symlinks=True):
-                    if not e.name.startswith(".") and e.name != "__pycache__":
-                        stack.append((e.path, erel + "/"))
+                    if e.name.startswith(".") or e.name == "__pycache__":
+                        continue
+                    st = e.stat()
+                    first = seen.setdefault((st.st_dev, st.st_ino), erel)
+                    if first != erel:
+                        said = f"a link to the folder {first or '.'}, listed already: not followed"
+                        issues.append((erel, f"{said} (its files count once)", False))
+                        continue
+                    stack.append((e.path, erel + "/"))
                 elif e.is_file(follow_symlinks=True):
                     st = e.stat()
+                    first = seen.setdefault((st.st_dev, st.st_ino), erel)
+                    if first != erel:
+                        issues.append((erel, f"the same file as {first} (a link): read once", False))
+                        continue
                     out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
-            except OSError:
+                elif e.is_symlink():
+                    data = e.name.endswith(DATA_SUFFIXES)
+                    issues.append((erel, "a broken or looping symbolic link: not read", data))
+            except OSError as exc:
+                issues.append((erel, f"cannot read ({_reason(exc)}): not read", e.name.endswith(DATA_SUFFIXES)))
                 continue
     # Manifests first: readers of other files in the same run may depend on them.
     out.sort(key=lambda t: (not (t[1] == MANIFEST or t[1].endswith(f"/{MANIFEST}")), t[1]))
     return out
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def list_files(
@@ -71,8 +111,9 @@ def listing(
     storage_options: Mapping[str, str] | None,
     prefetch: bool,
     layout: str | None,
+    issues: list[tuple[str, str, bool]] | None = None,
 ) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
-    """``list_files``, and whether the path named one file."""
+    """``list_files``, and whether the path named one file (``issues``: as :func:`walk`'s)."""
     if storage.is_url(path):
         root = storage.location(path, storage_options)
         entries = storage.list_run(root)
@@ -101,7 +142,7 @@ def listing(
         # The run folder as the user wrote the path (relative stays relative), where the path reaches that far.
         return (p.parents[depth] if depth < len(p.parents) else root), entries, True
     if p.is_dir():
-        return p, walk(p), False
+        return p, walk(p, issues=issues), False
     raise RunNotFoundError(f"{path}: not a regular file or directory")
 
 

@@ -317,7 +317,8 @@ def open_run(
     ``cache``: reuse the probes of unchanged Parquet files from earlier commands (``runlog.probe_cache``;
     ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
-    root, paths, single = listing(path, storage_options, only is None, layout)
+    issues: list[tuple[str, str, bool]] = []
+    root, paths, single = listing(path, storage_options, only is None, layout, issues)
     listed = {t[1] for t in paths}  # every file of the run, also when only some are opened
     if only is not None:
         wanted = set(only)
@@ -326,6 +327,13 @@ def open_run(
             storage.prefetch_small(paths)
     forced = get_layout(layout) if layout else None
     ctx = RunContext(root=root)
+    for rel, message, error in issues:  # what the listing could not list, or listed once only
+        if only is not None and rel not in only:
+            continue
+        if error:
+            ctx.problem(rel, UNREADABLE, message)
+        else:
+            ctx.warn(rel, message)
     files: list[FileInfo] = []
     unmatched: list[str] = []
     skipped = 0
