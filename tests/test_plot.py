@@ -90,3 +90,34 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
     res = cli("plot", run, "--what", "reward", "--by", "group", "-o", tmp_path / "x.png")
     assert res.exit_code == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_infinite_rewards_are_counted_not_drawn_and_nothing_fails(tmp_path: Path, cli) -> None:
+    """An inf reward made the histogram's range infinite: ``plot --what hist`` and ``report`` failed with an
+    internal error (exit 3), and ``diff`` printed numpy's raw RuntimeWarning. The finite values are drawn,
+    the infinite ones counted in the title (-inf at 4 steps, +inf at 2: 6), and diff is quiet."""
+    from runlog import RunWriter
+
+    with RunWriter(tmp_path / "run", roles=["solver"], durable=False) as w:
+        for step in range(4):
+            rewards = [float("inf") if step % 2 == 0 else 0.9, -float("inf")] + [0.1 * i for i in range(6)]
+            w.log_samples(
+                step,
+                [
+                    {"reward": r, "group_id": f"g{i // 4}", "roles": {"solver": {"reward": r, "kl": 0.01}}}
+                    for i, r in enumerate(rewards)
+                ],
+            )
+    fig = make_figure(RunSeries(open_run(tmp_path / "run")), "hist", steps=[0, 1, 2, 3])
+    assert "(6 infinite reward(s) not drawn)" in fig._suptitle.get_text()
+    res = cli("plot", tmp_path / "run", "--what", "hist", "-o", tmp_path / "h.png")
+    assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
+    res = cli("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    assert res.exit_code in (0, 1) and "internal error" not in res.stderr, res.stderr
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = cli("diff", tmp_path / "run", tmp_path / "run")
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert res.exit_code == 0 and "Traceback" not in res.output

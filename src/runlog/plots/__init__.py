@@ -329,10 +329,13 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
     lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
     if s.split:
         lf = lf.filter(pl.col("split") == s.split)
-    df = lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()).collect()
+    valid = lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()).collect()
+    df = valid.filter(pl.col("reward").is_finite())  # +-inf has no place on an axis: counted in the title
+    infinite = valid.height - df.height
+    said = f" ({infinite} infinite reward(s) not drawn)" if infinite else ""
     rows, cols = F.grid(len(steps), 3)
     fig, axes = F.new_figure(
-        rows, cols, title + ": reward distribution per role", width=4.6 * cols, height=3.2 * rows + 0.6
+        rows, cols, title + ": reward distribution per role" + said, width=4.6 * cols, height=3.2 * rows + 0.6
     )
     colours = F.role_colours(s.roles)
     lo, hi = (df["reward"].min(), df["reward"].max()) if df.height else (0.0, 1.0)

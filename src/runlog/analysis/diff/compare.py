@@ -241,12 +241,14 @@ def step_z(
 ) -> np.ndarray:
     """Welch z of ``mean_b - mean_a`` per step (a step with no spread in either run: +-inf for a difference,
     0 for none; NaN where a run has no value or a standard deviation is missing)."""
-    d = mean_b - mean_a
-    var = np.where(n_a > 0, np.nan_to_num(sd_a) ** 2 / np.maximum(n_a, 1), np.nan) + np.where(
-        n_b > 0, np.nan_to_num(sd_b) ** 2 / np.maximum(n_b, 1), np.nan
-    )
-    se = np.sqrt(var)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # An infinite mean (an inf reward) makes inf - inf and inf ** 2: NaN where it does, said by numpy on stderr
+    # otherwise (a raw RuntimeWarning); such a step has no z.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d = mean_b - mean_a
+        var = np.where(n_a > 0, np.nan_to_num(sd_a) ** 2 / np.maximum(n_a, 1), np.nan) + np.where(
+            n_b > 0, np.nan_to_num(sd_b) ** 2 / np.maximum(n_b, 1), np.nan
+        )
+        se = np.sqrt(var)
         z = np.where(se > 0, d / np.where(se > 0, se, 1.0), np.where(d == 0, 0.0, np.sign(d) * np.inf))
     return np.where(np.isfinite(d) & np.isfinite(var), z, np.nan)
 
