@@ -367,3 +367,47 @@ def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_split(tmp_path
     errors = {p.path: p.message for p in run.problems if not p.is_warning}
     assert errors["samples/train"] == "cannot list this folder (Permission denied): its files are not read"
     assert run.samples.select(pl.len()).collect().item() == 64  # eval only, and said
+
+
+def _invalid_utf8(run_dir: Path, rel: str, column: str) -> int:
+    """Append a 0xFF byte to the first value of a string ``column`` of one file (pyarrow writes it unchecked);
+    the file's row count."""
+    f = run_dir / rel
+    t = pq.read_table(f)
+    values = [v.encode() for v in t.column(column).to_pylist()]
+    values[0] += b"\xff"
+    raw = pa.array(values, pa.binary())
+    broken = pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+    pq.write_table(t.set_column(t.column_names.index(column), t.schema.field(column), broken), f)
+    return t.num_rows
+
+
+def test_invalid_utf8_in_a_string_cell_skips_that_file_and_names_it(tmp_path: Path, cli) -> None:
+    """pyarrow reads such a file; polars refuses it, so every command failed with "reading the run failed"
+    (no file named, no data printed) or an internal error (render-trajectory). The file is now named and
+    left out, and the rest analysed: counted here from the other files."""
+    import json as _json
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run_dir)
+    bad = "samples/train/step_00000030.p1.parquet"
+    lost = _invalid_utf8(run_dir, bad, "group_id")
+    res = cli("summarize", run_dir, "--split", "train", "--by", "step", "--format", "json")
+    assert res.exit_code == 1, res.output
+    assert f"error: {bad}: corrupt data" in res.stderr and "invalid UTF-8" in res.stderr
+    rows = {r["step"]: r["reward_count"] + r["reward_nan"] + r["reward_null"] for r in _json.loads(res.stdout)}
+    expected = {}
+    for f in sorted((run_dir / "samples" / "train").glob("*.parquet")):
+        if f.relative_to(run_dir).as_posix() != bad:
+            step = int(f.name.split("_")[1].split(".")[0])
+            expected[step] = expected.get(step, 0) + pq.read_metadata(f).num_rows
+    assert rows == expected and sum(expected.values()) == 1024 - lost
+
+    run_dir2 = tmp_path / "run2"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run_dir2)
+    bad2 = "samples/train/step_00000031.p0.parquet"
+    _invalid_utf8(run_dir2, bad2, "completion")
+    res = cli("render-trajectory", run_dir2, "--format", "json")
+    assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
+    assert f"error: {bad2}: corrupt data" in res.stderr
+    assert _json.loads(res.stdout) and all(c["step"] == 31 for c in _json.loads(res.stdout))

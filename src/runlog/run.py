@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
@@ -214,6 +215,8 @@ class Run:
                 continue
             try:
                 read_parquet_whole(f)
+                # pyarrow does not check that strings are UTF-8; polars, which failed, does.
+                pl.read_parquet(io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 if isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower():

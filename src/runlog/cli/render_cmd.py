@@ -133,8 +133,9 @@ def render_command(
         run = open_run(path, layout=layout, keep=keep, storage_options=storage)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
+            report_problems([p for p in run.problems if not p.is_warning])  # which files, and why
             unreadable = len(run.errors)
-            extra = f"; {unreadable} file(s) could not be read (see runlog inspect)" if unreadable else ""
+            extra = f"; {unreadable} file(s) could not be read (listed above)" if unreadable else ""
             raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
         info = PageInfo(run=path, scope=sel.scope, selectors=criteria.describe(), matched=sel.matched, notes=sel.notes)
         _emit(convs, fmt, output, show_think=not no_think, info=info)

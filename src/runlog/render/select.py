@@ -122,8 +122,16 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()))
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
+    rows = _rows(run, chosen)
+    if len(rows) < len(chosen) and any(not f.readable for f in files):
+        # A chosen sample's file failed to read its texts (reported and left out): choose again without it, so
+        # that the best and worst (or the N-th...) are those of the samples that can be shown.
+        sub = Run(root=run.root, files=[f for f in files if f.readable], ctx=run.ctx)
+        keys = sub.collect(build)[0]
+        chosen, notes = _pick(keys, c, defaulted)
+        rows = _rows(run, chosen)
     ranked = defaulted and not any(n.startswith(UNRANKED) for n in notes)  # the default found rewards to rank
-    return Selection(_rows(run, chosen), scope, keys.height, ranked, notes)
+    return Selection(rows, scope, keys.height, ranked, notes)
 
 
 def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None], bool] | None:
@@ -331,10 +339,13 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sources = {r["source"] for r in chosen}
     files = [f for f in run.files if f.path in sources and f.kind == "samples" and f.readable]
     ids = sorted({r["sample_id"] for r in chosen if r["sample_id"] is not None})
-    lf = Run(root=run.root, files=files, ctx=run.ctx).samples
-    lf = lf.filter(pl.col("sample_id").is_in(ids) & pl.col("source").is_in(sorted(sources)))
+    sub = Run(root=run.root, files=files, ctx=run.ctx)
+    wanted = pl.col("sample_id").is_in(ids) & pl.col("source").is_in(sorted(sources))
+    # Through Run.collect: a file whose text cannot be decoded (invalid UTF-8 in a string cell) is reported and
+    # left out, and the samples of the other files are still shown.
+    rows = sub.collect(lambda: [sub.samples.filter(wanted)])[0]
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in lf.collect().iter_rows(named=True):
+    for r in rows.iter_rows(named=True):
         found.setdefault((r["source"], r["sample_id"]), r)
     return [found[k] for r in chosen if (k := (r["source"], r["sample_id"])) in found]
 
