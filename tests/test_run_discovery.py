@@ -411,3 +411,45 @@ def test_invalid_utf8_in_a_string_cell_skips_that_file_and_names_it(tmp_path: Pa
     assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
     assert f"error: {bad2}: corrupt data" in res.stderr
     assert _json.loads(res.stdout) and all(c["step"] == 31 for c in _json.loads(res.stdout))
+
+
+def test_a_data_file_that_cannot_be_read_is_an_error_not_an_unknown_layout(tmp_path: Path, monkeypatch) -> None:
+    """A verifiers dump without read permission was "matches no known layout; ignored" (a warning, exit 0):
+    its 15 rows vanished. Its layout cannot be told because it cannot be read: that is said, as an error."""
+    import runlog.storage as storage
+
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    for name in ("verifiers_math_python_gpt5nano_results.jsonl", "nemo_gym_tool_call_multireward_rollouts.jsonl"):
+        shutil.copyfile(REALDATA / name, folder / name)
+    real_head = storage.read_head
+
+    def read_head(path, n):
+        if "verifiers" in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_head(path, n)
+
+    monkeypatch.setattr(storage, "read_head", read_head)
+    run = open_run(folder)
+    errors = {p.path: p.message for p in run.problems if not p.is_warning}
+    assert errors == {"verifiers_math_python_gpt5nano_results.jsonl": "cannot read file (Permission denied); not read"}
+    assert run.samples.select(pl.len()).collect().item() == 5  # the NeMo Gym rollouts, read
+
+
+def test_empty_files_and_folders_named_like_data_are_said(tmp_path: Path) -> None:
+    """A 0-byte scalars file and a folder in place of one read as "valid: no problems found" with no scalars;
+    a shard with no rows gave no word, and a misleading note that some samples had no group_id."""
+    from runlog.analysis.aggregate import group_key_expr
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run_dir)
+    (run_dir / "scalars.p0.jsonl").write_bytes(b"")
+    shard = run_dir / "samples" / "train" / "step_00000011.p0.parquet"
+    pq.write_table(pq.read_table(shard).slice(0, 0), shard)
+    (run_dir / "samples" / "eval" / "step_00000099.p0.parquet").mkdir()
+    run = open_run(run_dir)
+    warned = {p.path: p.message for p in run.problems if p.is_warning}
+    assert warned["scalars.p0.jsonl"].startswith("an empty file (0 bytes")
+    assert warned["samples/train/step_00000011.p0.parquet"].startswith("a file with no rows")
+    assert warned["samples/eval/step_00000099.p0.parquet"] == "an empty folder named like a data file: nothing to read"
+    assert str(group_key_expr(run)) == str(pl.col("group_id"))  # every sample has a group id

@@ -58,6 +58,8 @@ def walk(
                 (rel.rstrip("/") or ".", f"cannot list this folder ({_reason(exc)}): its files are not read", True)
             )
             continue
+        if not entries and rel and rel.rstrip("/").endswith(DATA_SUFFIXES):
+            issues.append((rel.rstrip("/"), "an empty folder named like a data file: nothing to read", False))
         for e in entries:
             erel = f"{rel}{e.name}"
             try:

@@ -18,7 +18,7 @@ from .errors import DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
-from .listing import choose_layout, list_files, listing, local_stamp, one_run
+from .listing import DATA_SUFFIXES, choose_layout, list_files, listing, local_stamp, one_run
 from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
@@ -354,7 +354,11 @@ def open_run(
         chosen = choose_layout(cand, forced, registry)
         if chosen is None:
             unmatched.append(cand.rel)
-            ctx.warn(cand.rel, "matches no known layout; ignored")
+            if cand.head_error is not None and cand.suffix in DATA_SUFFIXES:
+                # Not "no known layout": its layout could not be told because it could not be read at all.
+                ctx.problem(cand.rel, UNREADABLE, f"cannot read file ({cand.head_error}); not read")
+            else:
+                ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
         claimed.append((cand.rel, chosen))
         if keep is not None:
@@ -399,6 +403,11 @@ def open_run(
     if probes is not None:
         probes.save(listed)
     same_keys(files, ctx)
+    for f in files:
+        if f.kind in ("samples", "scalars") and f.readable and f.rows == 0 and (f.bytes or 0) == 0:
+            ctx.warn(f.path, "an empty file (0 bytes; a writer that stopped before its first row?): nothing read")
+        elif f.kind == "samples" and f.readable and f.rows == 0:
+            ctx.warn(f.path, "a file with no rows (a writer that stopped before its first row?)")
     for lay in registry:
         mine = [f for f in files if f.layout == lay.name]
         if mine:

@@ -80,6 +80,8 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
             continue
         if f.fmt == "parquet":
             rows = f.rows or 0
+            if rows == 0:
+                continue  # no sample, so none without a group id (its footer may have no null counts)
             has_ids = "group_id" in f.columns and f.null_counts.get("group_id", rows) < rows
             complete = "group_id" in f.columns and f.null_counts.get("group_id", 1) == 0
             any_prompt |= "prompt" in f.columns

@@ -137,6 +137,7 @@ class Candidate:
         # or the exception opening it raised, once ``footer_ready`` (a future) is done.
         self.footer: Any = None
         self.footer_ready: Any = None
+        self.head_error: str | None = None  # why the head could not be read (then no layout can sniff it)
 
     @cached_property
     def head(self) -> bytes:
@@ -144,7 +145,11 @@ class Candidate:
 
         try:
             return read_head(self.abspath, self.HEAD_BYTES)
-        except (OSError, RunlogError):
+        except (OSError, RunlogError) as exc:
+            text = str(exc).strip()
+            self.head_error = (
+                getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+            )[:200]
             return b""
 
     @cached_property
