@@ -594,3 +594,16 @@ def test_text_parts_of_one_message_are_joined_as_written():
     assert content_text([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}, "b"]) == (
         "a\n[image_url]\nb"
     )
+
+
+def test_a_sample_id_outside_the_split_given_is_no_match_not_unknown(cli):
+    """``--sample-id s31-p0-0 --split eval``: only the eval files are opened, so the id was called unknown
+    (exit 2) though the run holds it. It is now "no sample matches" (exit 1); an id in no file is still a
+    usage error; with the right split it renders."""
+    run = SAMPLE_RUNS / "debate_grpo"
+    res = cli("render-trajectory", run, "--sample-id", "s31-p0-0", "--split", "eval")
+    assert res.exit_code == 1 and "no sample matches the selectors (split eval" in res.stderr
+    assert "unknown sample id" not in res.stderr
+    assert cli("render-trajectory", run, "--sample-id", "nope").exit_code == 2
+    ok = cli("render-trajectory", run, "--sample-id", "s31-p0-0", "--split", "train", "--format", "json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)[0]["sample_id"] == "s31-p0-0"

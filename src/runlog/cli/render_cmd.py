@@ -22,7 +22,7 @@ from .common import (
     write_stdout,
     wrote,
 )
-from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, Split, format_from_output, json_lines, steps_checked
+from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, format_from_output, json_lines, steps_checked
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -50,7 +50,13 @@ def render_command(
     step_alias: str | None = typer.Option(
         None, "--step", hidden=True, help="Old spelling of --steps.", callback=steps_checked("last", "all")
     ),
-    split: Split = None,
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        metavar="SPLIT",
+        help="The split (default: train, or the only split; --sample-id, --where, --grep and --exceptions search "
+        "every split unless it is given).",
+    ),
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
     index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
     role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
@@ -80,7 +86,8 @@ def render_command(
 
     With no selector: the best and the worst sample (by total reward) of the last step of the train split.
     Without --steps, the last step is searched, except with --sample-id, --where, --grep or --exceptions,
-    which search every step. Pickers (--best, --worst, --random, --index) combine; filters narrow.
+    which search every step (and every split, without --split). Pickers (--best, --worst, --random,
+    --index) combine; filters narrow.
 
     Model text is shown literally: escape sequences appear as \\x1b, markup is not interpreted, HTML is
     escaped.

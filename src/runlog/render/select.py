@@ -119,7 +119,7 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
     keys = sub.collect(build)[0]
     if c.sample_ids:
-        _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()))
+        _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()), scope if split or steps else None)
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
     rows = _rows(run, chosen)
@@ -264,8 +264,10 @@ def _grep(lf: pl.LazyFrame, needle: str) -> pl.Expr:
     return pl.any_horizontal([p.fill_null(False) for p in parts])
 
 
-def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str]) -> None:
-    """An id that is in no file of the run is a usage error; one the other selectors excluded is not."""
+def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str], scope: str | None = None) -> None:
+    """An id that is in no file of the run is a usage error; one the other selectors excluded is not.
+    ``scope``: the split or steps given, of which only the files are open: an id not there may be in another
+    split or step, so it is not called unknown (no sample matches: exit 1)."""
     missing = [s for s in wanted if s not in found]
     if not missing:
         return
@@ -273,10 +275,9 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str]) -> None:
         run.samples.filter(pl.col("sample_id").is_in(missing)).select("sample_id").collect()["sample_id"].to_list()
     )
     unknown = [s for s in missing if s not in exists]
-    if unknown:
-        raise UsageError(
-            f"unknown sample id {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if unknown[1:] else "")
-        )
+    if unknown and scope is None:
+        more = f" (and {len(unknown) - 1} more)" if unknown[1:] else ""
+        raise UsageError(f"unknown sample id {unknown[0]!r}{more}")
 
 
 UNRANKED = "no sample here has a valid"
