@@ -22,7 +22,17 @@ from .common import (
     write_stdout,
     wrote,
 )
-from .options import STEPS_SYNTAX, Format, Layout, NoCache, Output, format_from_output, json_lines, steps_checked
+from .options import (
+    STEPS_SYNTAX,
+    Format,
+    Layout,
+    NoCache,
+    Output,
+    Split,
+    format_from_output,
+    json_lines,
+    steps_checked,
+)
 
 SELECTORS_HINT = (
     "choose others with --steps N|A:B|all, --split, --sample-id ID, --index N, --best/--worst N, --role NAME, "
@@ -50,13 +60,7 @@ def render_command(
     step_alias: str | None = typer.Option(
         None, "--step", hidden=True, help="Old spelling of --steps.", callback=steps_checked("last", "all")
     ),
-    split: str | None = typer.Option(
-        None,
-        "--split",
-        metavar="SPLIT",
-        help="The split (default: train, or the only split; --sample-id, --where, --grep and --exceptions search "
-        "every split unless it is given).",
-    ),
+    split: Split = None,
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
     index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
     role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
