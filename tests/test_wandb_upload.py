@@ -226,3 +226,48 @@ def test_killed_upload_resumes_without_duplicates_or_gaps(tmp_path):
     drop = {"_runtime", "_wandb.runtime"}
     for a, b in zip(resumed[::499], reference[::499], strict=True):
         assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+def test_resuming_a_killed_first_upload_does_not_call_its_files_new(tmp_path):
+    """A first upload killed at step 12 leaves last_step 12 and no fingerprint (only a finished session takes
+    one). The resume said every file of steps 0-12 was "new for already-uploaded step ...; not sent", though
+    they were there from the start and sent. Nothing is compared without a fingerprint of its own step."""
+    from runlog.sinks import plan as P
+    from runlog.sinks import state as S
+    from runlog.sinks.wandb import upload_wandb
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(DEBATE, run_dir)
+    wdir = str((tmp_path / "wb").resolve())
+    rid = P.derive_run_id(open_run(run_dir))
+    state = S.StateFile(tmp_path / "state.json")
+    killed = S.Entry(rid, "p", None, "offline", wdir, last_step=12, complete=False, session_after=None)
+    state.put(S.destination("offline", None, "p", rid, wdir), killed)
+    res = upload_wandb(
+        run_dir, project="p", mode="offline", wandb_dir=wdir, dry_run=True, state_path=tmp_path / "state.json"
+    )
+    assert not [n for n in res.notes if "new file for already-uploaded" in n], res.notes
+    assert res.after == 12
+
+
+def test_a_changed_file_with_no_new_step_starts_no_session(tmp_path):
+    """After a complete upload, a scalars line rewritten in place and a shard touched: the changes are said
+    (W&B keeps a step's first row, so they are not re-sent), and no W&B session is started (it left an empty
+    offline run to sync); said once: the next upload is up to date."""
+    run_dir, home = tmp_path / "run", tmp_path / "home"
+    shutil.copytree(DEBATE, run_dir)
+    upload(run_dir, home, "--no-metrics")
+    scalars = run_dir / "scalars.p0.jsonl"
+    lines = scalars.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["train/loss"] = 123.0
+    lines[0] = json.dumps(first)
+    scalars.write_text("\n".join(lines) + "\n")
+    shard = run_dir / "samples" / "train" / "step_00000003.p0.parquet"
+    os.utime(shard, (time.time() - 30, time.time() - 30))
+    res = upload(run_dir, home, "--no-metrics")
+    said = res.stdout + res.stderr
+    assert "rewritten, not appended" in said and "step 3 was uploaded and the file changed since" in said
+    assert len(sessions(home)) == 1, "no second W&B session"
+    again = upload(run_dir, home, "--no-metrics")
+    assert again.stdout.startswith("up to date") and "rewritten" not in again.stdout + again.stderr

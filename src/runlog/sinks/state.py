@@ -40,7 +40,8 @@ class Entry:
     wandb_dir: str | None = None
     last_step: int | None = None  # the last step whose run.log call returned
     complete: bool = False  # the session that wrote last_step finished (run.finish) cleanly
-    fingerprint: dict[str, list[Any]] = field(default_factory=dict)
+    fingerprint: dict[str, list[Any]] = field(default_factory=dict)  # the files as the last complete session saw them
+    fingerprint_step: int | None = None  # the last step sent when that fingerprint was taken
     session_file: str | None = None  # the offline .wandb file of the latest session
     session_after: int | None = None  # last_step when that session began
     updated: float = 0.0

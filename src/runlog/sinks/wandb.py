@@ -127,9 +127,28 @@ def upload_wandb(
         result.up_to_date, result.after = True, entry.last_step
         return result
     if entry is not None:
-        result.notes += S.changed_history(run, entry.fingerprint, entry.last_step)
+        # The fingerprint is of the files as the last complete session saw them, up to the step it reached
+        # (after a killed session, last_step is further on: the files of those steps are not "new").
+        covered = entry.fingerprint_step
+        if covered is None and entry.complete:  # a state written before fingerprint_step was kept
+            covered = entry.last_step
+        if entry.fingerprint and covered is not None:
+            result.notes += S.changed_history(run, entry.fingerprint, covered)
     plan = P.build_plan(run, options)
     result.steps_total = len(plan.steps)
+    if (
+        not dry_run
+        and entry is not None
+        and entry.complete
+        and not any(entry.last_step is None or s > entry.last_step for s in plan.steps)
+    ):
+        # Files changed but no step is new: nothing W&B would keep (it keeps a step's first row), so no
+        # session (an empty offline run to sync); the changes are in the notes, said once.
+        entry.fingerprint, entry.fingerprint_step = fp, entry.last_step
+        state.put(dest, entry)
+        result.after = entry.last_step
+        result.notes += _plan_notes(plan)
+        return result
     if dry_run:
         result.after = entry.last_step if entry else None
         keys: set[str] = set()
@@ -172,7 +191,7 @@ def upload_wandb(
             _finish(wb, exit_code=1)
             raise
         _finish(wb, exit_code=0)
-        entry.complete, entry.fingerprint = True, fp
+        entry.complete, entry.fingerprint, entry.fingerprint_step = True, fp, entry.last_step
         state.put(dest, entry)
         result.notes += _plan_notes(plan)
         return result
