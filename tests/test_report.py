@@ -152,3 +152,11 @@ def test_the_steps_tile_counts_the_steps_read(tmp_path: Path) -> None:
         page = build_report(open_run(path), cfg)
         tile = re.search(r'<div class="v">([^<]*)</div><div class="k">(step[^<]*)</div>', page)
         assert tile is not None and tile.groups() == (count, label), (path, split, tile and tile.groups())
+
+
+def test_the_report_names_the_files_it_could_not_read_on_stderr(cli, tmp_path: Path) -> None:
+    """The unreadable files of a damaged run were only in the page: stderr said nothing (docs/cli.md)."""
+    res = cli("report", ROOT / "damaged", "-o", tmp_path / "r.html")
+    assert res.exit_code == 0, res.output
+    assert "error: samples/train/step_00000001.p0.parquet: unreadable Parquet" in res.stderr
+    assert "error: samples/train/step_00000004.p0.parquet: written with runlog schema v3" in res.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, stderr_console, use_storage_options, wrote
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, stderr_console, use_storage_options, wrote
 from .options import Layout, NoCache, Split, Thresholds, ThresholdsFile, output_file
 
 
@@ -81,5 +81,7 @@ def report_command(
 
             html = build_report(run, cfg, progress=tick, against=baseline)
         output.write_text(html, encoding="utf-8")
+        # The files that could not be read are in the page's Data section; said here too, as other commands do.
+        report_problems([p for r in (run, baseline) if r is not None for p in r.problems if not p.is_warning])
         wrote(output)
     raise typer.Exit(EXIT_OK)
