@@ -538,3 +538,24 @@ def test_the_real_folder_of_logs_says_its_shared_ids() -> None:
     said = [p for p in run.problems if "more than one inspect_ai log" in p.message]
     assert len(said) == 1 and "'popularity/1:1'" in said[0].message
     assert not [p for p in open_run(REALDATA / "inspect_ai_popularity.eval").problems if "more than one" in p.message]
+
+
+def test_a_corrupt_sample_member_is_named_and_the_others_are_read(tmp_path: Path) -> None:
+    """40 bytes flipped inside one deflated sample member of a real .eval: zlib's error was not among the
+    member errors caught, so the whole log was dropped ("could not be read as inspect_ai"), its 10 samples
+    with it. The member is named and skipped; the other 9 are read."""
+    src = REALDATA / "inspect_ai_popularity.eval"
+    if not src.exists():
+        pytest.skip("shared/realdata is not beside the project")
+    dst = tmp_path / "run" / src.name
+    dst.parent.mkdir()
+    info = zipfile.ZipFile(src).getinfo("samples/5_epoch_1.json")
+    data = bytearray(src.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 20
+    for k in range(40):
+        data[start + k] ^= 0x5A
+    dst.write_bytes(bytes(data))
+    run = open_run(dst.parent)
+    assert run.samples.select(pl.len()).collect().item() == 9
+    [p] = [p for p in run.problems if not p.is_warning]
+    assert p.kind == UNREADABLE and p.message.startswith("samples/5_epoch_1.json: unreadable")
