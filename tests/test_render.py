@@ -607,3 +607,18 @@ def test_a_sample_id_outside_the_split_given_is_no_match_not_unknown(cli):
     assert cli("render-trajectory", run, "--sample-id", "nope").exit_code == 2
     ok = cli("render-trajectory", run, "--sample-id", "s31-p0-0", "--split", "train", "--format", "json")
     assert ok.exit_code == 0 and json.loads(ok.stdout)[0]["sample_id"] == "s31-p0-0"
+
+
+@pytest.mark.parametrize("width", [20, 24, 30])
+def test_a_narrow_terminal_cuts_no_reward_label_and_no_number(width):
+    """At 20 columns rich gave the reward table's label column no width: the values stood without their
+    names (total, correct, solver...). Too narrow for the table, the rewards are one per line."""
+    [conv] = conversations(open_run(SAMPLE_RUNS / "flink_mixed"), Criteria(steps="16", index=0))[0]
+    out = terminal([conv], width=width)
+    words = re.sub(r"\s+", " ", out)
+    r = conv.reward
+    for name, _value in [("total", r.total), *r.components]:
+        assert re.search(rf"\b{name}\b", words), (name, out)
+    for role in r.roles:
+        assert re.search(rf"\b{role.role}\b", words)
+        assert f"{role.kl:.4g}" in out and f"{role.reward:.4g}" in out

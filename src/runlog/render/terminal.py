@@ -209,7 +209,10 @@ class Summary:
             grid.add_row(left, right)
             yield grid
         else:
-            yield left
+            # Too narrow even for the reward table alone: one value per line, so that neither a label nor a
+            # number is cut (rich would give the label column no width, or crop the numbers).
+            natural = Measurement.get(console, options.update(max_width=1_000_000), left).maximum
+            yield left if natural <= options.max_width else reward_records(self.conv)
             yield Text("")
             yield right
 
@@ -240,6 +243,26 @@ def reward_table(conv: Conversation) -> Table:
         for role in r.roles:
             label = Text(one_line(role.role or "(unknown)"), style=f"bold {role_colour(role.role)}")
             t.add_row(label, fmt(role.reward, reward=True), fmt(role.kl))
+    return t
+
+
+def reward_records(conv: Conversation) -> Table:
+    """The reward table as (label, value) lines, a role's reward and KL on lines of their own."""
+    t = Table(title="reward", title_justify="left", show_header=False, box=None, padding=(0, 1))
+    t.add_column(style="bold", overflow="fold")
+    t.add_column(justify="right", no_wrap=True)
+    r = conv.reward
+    if r is None:
+        t.add_row("(none)", "")
+        return t
+    t.add_row("total", fmt(r.total, reward=True))
+    for name, value in r.components:
+        t.add_row(Text(one_line(name), style=""), fmt(value, reward=True))
+    for role in r.roles:
+        name = one_line(role.role or "(unknown)")
+        style = f"bold {role_colour(role.role)}"
+        t.add_row(Text(f"{name} reward", style=style), fmt(role.reward, reward=True))
+        t.add_row(Text(f"{name} KL", style=style), fmt(role.kl))
     return t
 
 
