@@ -230,9 +230,11 @@ def test_summarize_steps_select_exactly_those_steps(cli, run_dir, text, steps):
 def test_metrics_steps_select_exactly_those_steps(cli, run_dir, text, steps):
     truth = _files(run_dir, "train").filter(pl.col("step").is_in(steps))
     expected = dict(truth.group_by("step").agg(pl.len()).iter_rows())
-    rows = _json(cli("metrics", "diversity", run_dir, "--split", "train", "--steps", text, "-f", "json"))
+    # --over set: every text of the step counts (within groups, a group of one text is left out of the figures).
+    div = ("metrics", "diversity", run_dir, "--split", "train", "--over", "set")
+    rows = _json(cli(*div, "--steps", text, "-f", "json"))
     assert {r["step"]: r["texts"] for r in rows} == expected
-    single = _json(cli("metrics", "diversity", run_dir, "--split", "train", "--steps", steps[1], "-f", "json"))
+    single = _json(cli(*div, "--steps", steps[1], "-f", "json"))
     assert [(r["step"], r["texts"]) for r in single] == [(steps[1], expected[steps[1]])]
     rows = _json(cli("metrics", "format", run_dir, "--split", "train", "--steps", text, "--per-sample", "-f", "json"))
     assert len(rows) == truth.height and sorted({r["step"] for r in rows}) == steps
