@@ -158,3 +158,10 @@ def test_a_data_suffix_the_command_cannot_write_is_a_usage_error(tmp_path: Path,
     fmt = "terminal" if command == "render-trajectory" else "table"
     res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out), "--format", fmt])
     assert res.exit_code in (0, 1) and out.exists()
+
+
+def test_an_empty_result_in_jsonl_is_an_empty_file(tmp_path: Path) -> None:
+    """No rows (a scalars-only run's text metrics) wrote a lone newline, which JSON Lines readers reject."""
+    out = tmp_path / "e.jsonl"
+    res = CliRunner().invoke(app, ["metrics", "diversity", str(SAMPLE_RUNS / "jaxarc"), "-o", str(out)])
+    assert res.exit_code == 0 and out.read_bytes() == b""

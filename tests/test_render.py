@@ -594,6 +594,10 @@ def test_text_parts_of_one_message_are_joined_as_written():
     assert content_text([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}, "b"]) == (
         "a\n[image_url]\nb"
     )
+    # Chat text parts are separate texts (vLLM joins them with a newline): words never glued together.
+    assert content_text([{"type": "text", "text": "You are a grader."}, {"type": "text", "text": "Reply."}]) == (
+        "You are a grader.\nReply."
+    )
 
 
 def test_a_sample_id_outside_the_split_given_is_no_match_not_unknown(cli):

@@ -329,9 +329,10 @@ def test_links_never_count_a_file_twice_and_broken_ones_are_named(tmp_path: Path
     assert run.samples.select(pl.len()).collect().item() == 15
     said = {(p.path, p.kind) for p in run.problems}
     assert ("sub", "warning") in said
-    assert [p.message for p in run.problems if "the same file as" in p.message] == [
-        "the same file as again_results.jsonl (a link): read once"
-    ]
+    # The real file is read and the link said (whatever their order: "again" sorts first).
+    assert {p.path: p.message for p in run.problems if "listed already: read once" in p.message} == {
+        "again_results.jsonl": "a link to verifiers_math_python_gpt5nano_results.jsonl, listed already: read once"
+    }
 
     native = tmp_path / "native"
     shutil.copytree(SAMPLE_RUNS / "debate_grpo", native)
@@ -346,6 +347,20 @@ def test_links_never_count_a_file_twice_and_broken_ones_are_named(tmp_path: Path
     errors = {p.path: p.message for p in run.problems if not p.is_warning}
     assert "Too many levels of symbolic links" in errors["samples/train/step_00000014.p0.parquet"]
     assert any(p.path == "samples/up" and p.is_warning for p in run.problems)
+
+    # A link met before the real folder or file ("a_latest" sorts before "samples"): the real paths are read,
+    # which the layout knows; the links are said (they took the real files' place, and train vanished).
+    linked = tmp_path / "linked"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", linked)
+    os.symlink("samples/train", linked / "a_latest")
+    os.symlink("step_00000031.p0.parquet", linked / "samples" / "train" / "latest.parquet")
+    run = open_run(linked)
+    rows = {s: n for s, n in run.samples.group_by("split").len().collect().iter_rows()}
+    assert rows == {"train": 1024, "eval": 64}
+    said = {p.path: p.message for p in run.problems}
+    assert said["a_latest"].startswith("a link to the folder samples/train, listed already")
+    assert said["samples/train/latest.parquet"].startswith("a link to samples/train/step_00000031.p0.parquet")
+    assert not [p for p in run.problems if "no known layout" in p.message]
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_split(tmp_path: Path, monkeypatch) -> None:

@@ -66,31 +66,32 @@ def content_text(content: Any) -> str | None:
     if isinstance(content, dict):
         content = [content]
     if isinstance(content, (list, tuple)):
-        # Text parts are one text cut in pieces: joined as they are (the OpenAI SDK's ``output_text`` joins
-        # them with ""; a newline would add a character the model never wrote). A marker stands on its own line.
+        # A Responses message's ``output_text`` parts are one text cut in pieces: joined as they are (the OpenAI
+        # SDK's ``output_text`` joins them with ""; a newline would add a character the model never wrote).
+        # Other parts (chat ``text`` parts, markers) are separate: a newline between them, as vLLM joins them.
         out = ""
-        previous_text = True
+        previous = None
         for part in content:
-            piece, is_text = None, True
+            piece, kind = None, "text"
             if isinstance(part, str):
                 piece = part
             elif isinstance(part, dict):
                 ptype = part.get("type")
                 text = part.get("text")
                 if isinstance(text, str):
-                    piece = text
+                    piece, kind = text, ("output_text" if ptype == "output_text" else "text")
                 elif isinstance(part.get("refusal"), str):
                     piece = part["refusal"]
                 else:
-                    piece, is_text = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), False
+                    piece, kind = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), "marker"
             elif part is not None:
-                piece, is_text = _opt_str(part) or "", False
+                piece, kind = _opt_str(part) or "", "marker"
             if piece is None:
                 continue
-            if out and not (is_text and previous_text):
+            if previous is not None and not (kind == previous == "output_text"):
                 out += "\n"
             out += piece
-            previous_text = is_text
+            previous = kind
         return out
     return _opt_str(content)
 

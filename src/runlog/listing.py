@@ -5,6 +5,7 @@ file a layout sniffs (``choose_layout``)."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,55 +41,88 @@ def walk(
     message, is_error) for what is not listed: such links, broken links, folders that cannot be listed."""
     out: list[tuple[Path, str, int, str, tuple | None]] = []
     issues = issues if issues is not None else []
-    seen: dict[tuple[int, int], str] = {}
+    seen: dict[tuple[int, int], str] = {}  # (device, inode) of each folder and file listed: its path
     try:
         st = os.stat(root)
         seen[(st.st_dev, st.st_ino)] = "."
     except OSError:
         pass
-    stack = [(str(root), "")]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
-            if folders is not None:
-                folders.append((rel, local_stamp(os.stat(path))))
-        except OSError as exc:
-            issues.append(
-                (rel.rstrip("/") or ".", f"cannot list this folder ({_reason(exc)}): its files are not read", True)
-            )
-            continue
-        if not entries and rel and rel.rstrip("/").endswith(DATA_SUFFIXES):
-            issues.append((rel.rstrip("/"), "an empty folder named like a data file: nothing to read", False))
-        for e in entries:
-            erel = f"{rel}{e.name}"
+    # Links are followed after every real folder and file is listed, so that what is listed is the real path
+    # (``latest -> samples/train`` must not list train's files under ``latest``, where no layout knows them).
+    link_folders: list[tuple[str, str]] = []
+    link_files: list[tuple[str, str, os.stat_result]] = []
+
+    def scan(path: str, rel: str) -> None:
+        stack = [(path, rel)]
+        while stack:
+            path, rel = stack.pop()
             try:
-                if e.is_dir(follow_symlinks=True):
-                    if e.name.startswith(".") or e.name == "__pycache__":
-                        continue
-                    st = e.stat()
-                    first = seen.setdefault((st.st_dev, st.st_ino), erel)
-                    if first != erel:
-                        said = f"a link to the folder {first or '.'}, listed already: not followed"
-                        issues.append((erel, f"{said} (its files count once)", False))
-                        continue
-                    stack.append((e.path, erel + "/"))
-                elif e.is_file(follow_symlinks=True):
-                    st = e.stat()
-                    first = seen.setdefault((st.st_dev, st.st_ino), erel)
-                    if first != erel:
-                        issues.append((erel, f"the same file as {first} (a link): read once", False))
-                        continue
-                    out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
-                elif e.is_symlink():
-                    data = e.name.endswith(DATA_SUFFIXES)
-                    issues.append((erel, "a broken or looping symbolic link: not read", data))
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+                if folders is not None:
+                    folders.append((rel, local_stamp(os.stat(path))))
             except OSError as exc:
-                issues.append((erel, f"cannot read ({_reason(exc)}): not read", e.name.endswith(DATA_SUFFIXES)))
+                said = f"cannot list this folder ({_reason(exc)}): its files are not read"
+                issues.append((rel.rstrip("/") or ".", said, True))
                 continue
+            if not entries and rel and rel.rstrip("/").endswith(DATA_SUFFIXES):
+                issues.append((rel.rstrip("/"), "an empty folder named like a data file: nothing to read", False))
+            for e in entries:
+                erel = f"{rel}{e.name}"
+                try:
+                    if e.is_dir(follow_symlinks=True):
+                        if e.name.startswith(".") or e.name in ("__pycache__", "lost+found"):
+                            continue
+                        if e.is_symlink():
+                            link_folders.append((e.path, erel))
+                            continue
+                        st = e.stat()
+                        if not _first(seen, st, erel, issues):
+                            continue
+                        stack.append((e.path, erel + "/"))
+                    elif e.is_file(follow_symlinks=True):
+                        st = e.stat()
+                        if e.is_symlink():
+                            link_files.append((e.path, erel, st))
+                        elif _first(seen, st, erel, issues):
+                            out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
+                    elif e.is_symlink():
+                        data = e.name.endswith(DATA_SUFFIXES)
+                        issues.append((erel, "a broken or looping symbolic link: not read", data))
+                except OSError as exc:
+                    said = f"cannot read ({_reason(exc)}): not read"
+                    issues.append((erel, said, e.name.endswith(DATA_SUFFIXES)))
+
+    scan(str(root), "")
+    while link_folders:
+        link_folders.sort(reverse=True)
+        path, rel = link_folders.pop()
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            issues.append((rel, f"cannot read ({_reason(exc)}): not read", False))
+            continue
+        if _first(seen, st, rel, issues):
+            scan(path, rel + "/")
+    for path, rel, st in sorted(link_files, key=lambda t: t[1]):
+        if _first(seen, st, rel, issues):
+            out.append((Path(path), rel, st.st_size, path, local_stamp(st)))
     # Manifests first: readers of other files in the same run may depend on them.
     out.sort(key=lambda t: (not (t[1] == MANIFEST or t[1].endswith(f"/{MANIFEST}")), t[1]))
     return out
+
+
+def _first(seen: dict[tuple[int, int], str], st: os.stat_result, rel: str, issues: list[tuple[str, str, bool]]) -> bool:
+    """Whether the folder or file ``st`` is met here first (else it is said, and not listed again)."""
+    first = seen.setdefault((st.st_dev, st.st_ino), rel)
+    if first == rel:
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        issues.append(
+            (rel, f"a link to the folder {first}, listed already: not followed (its files count once)", False)
+        )
+    else:
+        issues.append((rel, f"a link to {first}, listed already: read once", False))
+    return False
 
 
 def _reason(exc: OSError) -> str:

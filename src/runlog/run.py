@@ -207,15 +207,13 @@ class Run:
     def _quarantine_unreadable(self) -> list[FileInfo]:
         """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since
         discovery), and forget the lazy frames built from the old file list. Only runs on the error path."""
-        from .formats.common import read_parquet_whole
 
         bad = []
         for f in self.files:
             if f.fmt != "parquet" or not f.readable or f.kind != "samples":
                 continue
             try:
-                read_parquet_whole(f)
-                # pyarrow does not check that strings are UTF-8; polars, which failed, does.
+                # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
                 pl.read_parquet(io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

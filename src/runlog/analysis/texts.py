@@ -52,6 +52,10 @@ SINGLETONS_NOTE = (
     "{n} prompt group(s) of one text left out of the means over groups (a single text has no within-group "
     "diversity; --over set counts every text)"
 )
+SINGLETONS_RULE_NOTE = (
+    "where a row has prompt groups of two texts or more, its groups of one text are left out of the means over "
+    "groups (a single text has no within-group diversity; --over set counts every text)"
+)
 OVER_SET_NOTE = (
     "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
     "(as --over set), not within groups"

@@ -105,6 +105,11 @@ def diversity_command(
             df, code = _fleet(job, Fleet(locs, layout, storage, engine, ray_address), by, filters)
             keys = [c for c in df.columns if c in FLEET_KEYS]
             emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
+            if over == "group" and "groups" in df.columns and df["groups"].null_count():
+                whole = df.filter(df["groups"].is_null())
+                report_problems([], notes=[M.OVER_SET_ROWS_NOTE.format(rows=M.describe_rows(whole, keys))])
+            if over == "group":  # per run, the count is not carried back from the tasks: the rule is said
+                report_problems([], notes=[M.SINGLETONS_RULE_NOTE])
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
         check_filters(run, filters)

@@ -295,7 +295,8 @@ def emit_frame(
     if fmt == OutputFormat.csv:
         text = df.write_csv()
     elif fmt == OutputFormat.json:
-        text = frame_to_json(df, lines=json_lines(out)) + "\n"
+        lines = json_lines(out)
+        text = frame_to_json(df, lines=lines) + ("\n" if df.height or not lines else "")  # no rows: an empty file
     else:
         print_out(render_tables(df, sections or [("", [c for c in df.columns if c not in keys])], keys, strip), out)
         return
