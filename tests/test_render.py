@@ -626,3 +626,12 @@ def test_a_narrow_terminal_cuts_no_reward_label_and_no_number(width):
     for role in r.roles:
         assert re.search(rf"\b{role.role}\b", words)
         assert f"{role.kl:.4g}" in out and f"{role.reward:.4g}" in out
+
+
+def test_a_step_whose_only_file_is_unreadable_is_no_match_with_the_reason(cli):
+    """``--steps 1`` of the damaged run, whose step-1 file is truncated: "this run has no per-sample data"
+    (exit 2), as if it were a scalars-only run. Now the file and its reason, and no match (exit 1)."""
+    res = cli("render-trajectory", SAMPLE_RUNS / "damaged", "--steps", "1")
+    assert res.exit_code == 1, res.output
+    assert "error: samples/train/step_00000001.p0.parquet: unreadable Parquet" in res.stderr
+    assert "no sample matches the selectors" in res.stderr and "no per-sample data" not in res.stderr

@@ -93,6 +93,10 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     """The rows ``c`` selects, in display order (``UsageError`` for a bad selector)."""
     conds = parse_where(c.where) if c.where else []
     files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if not files and any(f.kind == "samples" for f in run.files):
+        # Sample files, none readable (``--steps 1`` where step 1's file is corrupt): no match, and why.
+        where = f"split {c.split}" if c.split else "every split"
+        return Selection([], f"{where}, steps {c.steps or 'last'}", 0)
     if not files and not run.skipped:
         raise UsageError("this run has no per-sample data to render (only scalar metrics, or no readable sample file)")
     split = _split(run, files, c)
