@@ -635,3 +635,11 @@ def test_a_step_whose_only_file_is_unreadable_is_no_match_with_the_reason(cli):
     assert res.exit_code == 1, res.output
     assert "error: samples/train/step_00000001.p0.parquet: unreadable Parquet" in res.stderr
     assert "no sample matches the selectors" in res.stderr and "no per-sample data" not in res.stderr
+
+
+def test_a_repeated_index_shows_each_sample_once(cli):
+    """``--index 3 --index 5`` rendered sample 5 alone (the last option won, without a word)."""
+    res = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--index", "3", "--index", "5", "--index", "3",
+              "--format", "json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert [c["sample_id"] for c in json.loads(res.stdout)] == ["s31-p0-3", "s31-p0-5"]

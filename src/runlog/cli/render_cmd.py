@@ -62,7 +62,9 @@ def render_command(
     ),
     split: Split = None,
     sample_id: list[str] = typer.Option(None, "--sample-id", help="These samples (repeatable); every step and split."),
-    index: int = typer.Option(None, "--index", help="The N-th selected sample in file order (0-based; -1 = last)."),
+    index: list[int] = typer.Option(
+        None, "--index", help="The N-th selected sample in file order (0-based; -1 = last; repeatable)."
+    ),
     role: str = typer.Option(None, "--role", help="Rank --best/--worst by this role's reward instead of the total."),
     best: int = typer.Option(None, "--best", min=1, help="The N samples with the highest reward."),
     worst: int = typer.Option(None, "--worst", min=1, help="The N samples with the lowest reward."),
@@ -127,7 +129,7 @@ def render_command(
             steps=step if step is not None else step_alias,
             split=split,
             sample_ids=tuple(sample_id or ()),
-            index=index,
+            index=tuple(index) if index else None,
             role=role,
             best=best,
             worst=worst,

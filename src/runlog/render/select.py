@@ -37,7 +37,7 @@ class Criteria:
     steps: str | None = None
     split: str | None = None
     sample_ids: tuple[str, ...] = ()
-    index: int | None = None
+    index: int | tuple[int, ...] | None = None  # one or several (--index repeated)
     role: str | None = None
     best: int | None = None
     worst: int | None = None
@@ -49,8 +49,14 @@ class Criteria:
     limit: int = 20
 
     @property
+    def indexes(self) -> tuple[int, ...]:
+        if self.index is None:
+            return ()
+        return (self.index,) if isinstance(self.index, int) else tuple(self.index)
+
+    @property
     def pickers(self) -> bool:
-        return any(v is not None for v in (self.index, self.best, self.worst, self.random))
+        return bool(self.indexes) or any(v is not None for v in (self.best, self.worst, self.random))
 
     @property
     def searches(self) -> bool:
@@ -72,7 +78,7 @@ class Criteria:
             ("--role", self.role),
             ("--random", self.random),
             ("--seed", self.seed if self.random is not None else None),
-            ("--index", self.index),
+            *[("--index", i) for i in self.indexes],
         ]
         parts = [f if v is True else f"{f} {shlex.quote(str(v))}" for f, v in opts if v is not None]
         if not self.pickers and self.searches:
@@ -303,7 +309,7 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
             )
             best = worst = 0
             picked.append(rows.head(1))
-        elif c.random or c.index is not None:  # the other pickers answer: the union is theirs, said
+        elif c.random or c.indexes:  # the other pickers answer: the union is theirs, said
             notes.append(f"{UNRANKED} {what} (all null or NaN): --best/--worst pick nothing here")
             best = worst = 0
         else:
@@ -319,10 +325,10 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
         n = min(c.random, rows.height)
         positions = sorted(random.Random(c.seed).sample(range(rows.height), n))
         picked.append(rows[positions])
-    if c.index is not None:
-        if not -rows.height <= c.index < rows.height:
-            raise UsageError(f"--index {c.index}: only {rows.height} sample(s) selected (0..{rows.height - 1})")
-        picked.append(rows[[c.index % rows.height]])
+    for index in c.indexes:
+        if not -rows.height <= index < rows.height:
+            raise UsageError(f"--index {index}: only {rows.height} sample(s) selected (0..{rows.height - 1})")
+        picked.append(rows[[index % rows.height]])
     if not picked:  # filters only: every match, up to the limit
         if rows.height > c.limit:
             notes.append(f"showing {c.limit} of {rows.height} matching samples (--limit to change)")
