@@ -96,6 +96,20 @@ def write_native_samples(path: Path, rows: list[dict], version: int = 2) -> Path
     return path
 
 
+def native_run_of(root: Path, rows: list[dict], roles=("solver",)) -> Path:
+    """A native run of these rows: its manifest, and one file per split and step (``samples/SPLIT/
+    step_N.p0.parquet``), the rows in their order."""
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": "runlog", "schema_version": 2, "roles": list(roles)}
+    (root / "run.json").write_text(json.dumps(manifest))
+    parts: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        parts.setdefault((r["split"], r["step"]), []).append(r)
+    for (split, step), part in parts.items():
+        write_native_samples(root / "samples" / split / f"step_{step:08d}.p0.parquet", part)
+    return root
+
+
 def make_native_run(
     root: Path,
     steps: range | list[int] = range(4),

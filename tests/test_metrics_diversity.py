@@ -19,7 +19,7 @@ from runlog import diversity_frame, open_run
 from runlog.metrics import diversity as D
 from runlog.metrics._tokens import WHITESPACE, tokenize
 
-from conftest import native_rows, write_native_samples
+from conftest import native_rows, native_run_of, write_native_samples
 
 nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
 TOL = 1e-9
@@ -299,13 +299,7 @@ def collapse_run(tmp_path):
                 text = " ".join(words) if step == 0 else f"group {g} always says the same thing"
                 r.update(sample_id=f"s{step}-{g}-{k}", group_id=f"g{step}-{g}", completion=text)
                 rows.append(r)
-    root = tmp_path / "run"
-    (root).mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    for step in (0, 1):
-        part = [r for r in rows if r["step"] == step]
-        write_native_samples(root / "samples" / "train" / f"step_{step:08d}.p0.parquet", part)
-    return root
+    return native_run_of(tmp_path / "run", rows)
 
 
 def test_group_view_averages_per_prompt_group(collapse_run):
@@ -366,10 +360,7 @@ def test_groups_of_one_text_fall_back_to_the_set_and_say_so(tmp_path, cli):
         r.update(sample_id=f"s{i}", group_id=f"g{i}", completion="Yes" if i % 2 else "No")
         r["messages"] = None
         rows.append(r)
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    root = native_run_of(tmp_path / "run", rows)
     run = open_run(root)
     grouped = diversity_frame(run, ["step"])
     whole = diversity_frame(run, ["step"], over="set")
@@ -389,19 +380,17 @@ def test_the_fall_back_to_the_set_is_decided_per_row(tmp_path, cli):
     """Train groups of four beside an eval whose groups hold one sample each: the train rows stay within
     groups, the eval rows are over their texts (groups empty), each equal to the split alone (counted by
     hand for eval: 3 distinct of 6), and the note names the eval rows."""
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
+    rows = []
     for step in (0, 1):
         train = native_rows(step, 8)
         for i, r in enumerate(train):
             r.update(completion=f"answer {i % 3} to {r['group_id']}", messages=None)
-        write_native_samples(root / f"samples/train/step_{step:08d}.p0.parquet", train)
         ev = native_rows(step, 6, split="eval")
         for i, r in enumerate(ev):
             r.update(sample_id=f"e{step}-{i}", group_id=f"e{step}-{i}", completion=("Yes", "No", "Maybe")[i % 3])
             r["messages"] = None
-        write_native_samples(root / f"samples/eval/step_{step:08d}.p0.parquet", ev)
+        rows += train + ev
+    root = native_run_of(tmp_path / "run", rows)
     run = open_run(root)
     both = diversity_frame(run, ["step"])
     assert both["split"].to_list() == ["eval", "eval", "train", "train"]
@@ -430,10 +419,7 @@ def test_groups_of_one_text_are_left_out_of_the_means_beside_larger_groups(tmp_p
             r.update(sample_id=f"g{g}-{i}", group_id=f"g{g}", completion=f"the same answer {g}")
             r["messages"] = None
             rows.append(r)
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    root = native_run_of(tmp_path / "run", rows)
     run = open_run(root)
     notes: list[str] = []
     df = diversity_frame(run, ["step"], notes=notes)

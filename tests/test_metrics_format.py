@@ -13,7 +13,7 @@ import pytest
 from runlog import format_frame, format_per_sample, open_run
 from runlog.metrics import format as F
 
-from conftest import native_rows, write_native_samples
+from conftest import native_rows, native_run_of
 
 
 # ---- reference functions, copied verbatim -------------------------------------------------------------
@@ -191,14 +191,7 @@ def format_run(tmp_path):
             r = native_rows(step, 1)[0]
             r.update(sample_id=f"s{step}-{k}", completion=text)
             rows.append(r)
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    for step in (0, 1):
-        write_native_samples(
-            root / "samples" / "train" / f"step_{step:08d}.p0.parquet", [r for r in rows if r["step"] == step]
-        )
-    return root
+    return native_run_of(tmp_path / "run", rows)
 
 
 def test_format_frames(format_run):
@@ -262,11 +255,7 @@ def test_tool_call_json_reads_the_messages_whatever_the_text_and_only_the_model_
             _msg("assistant", "verdict", "judge", judge_calls),
         ]
         rows.append(r)
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver", "judge"]}))
-    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
-    run = open_run(root)
+    run = open_run(native_run_of(tmp_path / "run", rows, roles=("solver", "judge")))
 
     def expected(speakers: tuple[str, ...]) -> list[float]:
         out = []
@@ -307,10 +296,7 @@ def test_tool_call_json_counts_samples_without_messages_by_their_completion(tmp_
     rows[2]["completion"] = "no call at all"
     rows[4]["messages"] = None
     rows[4]["completion"] = None  # nothing to check: not counted
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    root = native_run_of(tmp_path / "run", rows)
     run = open_run(root)
     per = format_per_sample(run, "tool-call-json", known_tools=["python"])
     # Counted by hand: s0, s3, s5 one assistant message each (passed); s1 its completion (failed); s2 its
@@ -343,11 +329,7 @@ def test_tool_call_json_counts_samples_without_messages_by_their_completion(tmp_
 def test_tool_call_json_rejects_a_text_it_does_not_know(tmp_path, text):
     from runlog.errors import UsageError
 
-    root = tmp_path / "run"
-    root.mkdir()
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "roles": ["solver"]}))
-    write_native_samples(root / "samples" / "train" / "step_00000000.p0.parquet", native_rows(0, 4))
-    run = open_run(root)
+    run = open_run(native_run_of(tmp_path / "run", native_rows(0, 4)))
     with pytest.raises(UsageError, match="--text"):
         format_per_sample(run, "tool-call-json", text=text)
     with pytest.raises(UsageError, match="--text"):

@@ -207,7 +207,6 @@ class Run:
     def _quarantine_unreadable(self) -> list[FileInfo]:
         """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since
         discovery), and forget the lazy frames built from the old file list. Only runs on the error path."""
-
         bad = []
         for f in self.files:
             if f.fmt != "parquet" or not f.readable or f.kind != "samples":

@@ -48,13 +48,11 @@ OVER_SET_ROWS_NOTE = (
     "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "
     "the row (as --over set), not within groups"
 )
-SINGLETONS_NOTE = (
-    "{n} prompt group(s) of one text left out of the means over groups (a single text has no within-group "
-    "diversity; --over set counts every text)"
-)
+_SINGLETONS_WHY = "(a single text has no within-group diversity; --over set counts every text)"
+SINGLETONS_NOTE = "{n} prompt group(s) of one text left out of the means over groups " + _SINGLETONS_WHY
 SINGLETONS_RULE_NOTE = (
     "where a row has prompt groups of two texts or more, its groups of one text are left out of the means over "
-    "groups (a single text has no within-group diversity; --over set counts every text)"
+    "groups " + _SINGLETONS_WHY
 )
 OVER_SET_NOTE = (
     "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
@@ -265,15 +263,14 @@ def diversity_frame(
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
     if over == "group" and frame.height:
-        whole = _rows_without_a_group_of_two(frame, keys, set_keys)
-        if whole.height == (frame.select(keys).unique().height if keys else 1):
+        whole, every_row = _rows_without_a_group_of_two(frame, keys, set_keys)
+        if every_row:
             over, whole = "set", None  # no row has a group of two: within-group figures would be single texts'
             set_keys = list(keys)
         elif whole.height:
             # Those rows' sets are the rows themselves: the group keys past the row's own are cleared.
             inner = [k for k in set_keys if k not in keys]
-            mark = whole.with_columns(pl.lit(True).alias("__whole"))
-            frame = frame.join(mark, on=keys, how="left", nulls_equal=True, maintain_order="left").with_columns(
+            frame = _marked(frame, whole, keys).with_columns(
                 [pl.when(pl.col("__whole")).then(None).otherwise(pl.col(k)).alias(k) for k in inner]
             )
         else:
@@ -299,7 +296,8 @@ def diversity_frame(
         # singletons read unique_frac 0.56, not 0.125). Left out, and counted in a note.
         lone = (pl.col("texts") < 2) & pl.col("group").is_not_null()
         if whole is not None:
-            lone &= pl.struct(keys).is_in(whole.select(pl.struct(keys)).to_series().implode()).not_()
+            per_set = _marked(per_set, whole, keys)
+            lone &= ~pl.col("__whole")
         n_lone = per_set.select(lone.sum()).item()
         if n_lone:
             per_set = per_set.filter(~lone)
@@ -310,11 +308,8 @@ def diversity_frame(
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
         out = out.select(*keys, "groups", *cols)
         if whole is not None:  # no groups there: ``groups`` null (the figures are over the row's texts)
-            out = (
-                out.join(whole.with_columns(pl.lit(True).alias("__whole")), on=keys, how="left", nulls_equal=True)
-                .with_columns(pl.when(pl.col("__whole")).then(None).otherwise(pl.col("groups")).alias("groups"))
-                .drop("__whole")
-            )
+            groups = pl.when(pl.col("__whole")).then(None).otherwise(pl.col("groups")).alias("groups")
+            out = _marked(out, whole, keys).with_columns(groups).drop("__whole")
     return out.sort(keys, nulls_last=True) if keys else out
 
 
@@ -328,19 +323,27 @@ def describe_rows(rows: pl.DataFrame, keys: Sequence[str], most: int = 3) -> str
     return "; ".join(parts) or f"{rows.height} row(s)"
 
 
-def _rows_without_a_group_of_two(frame: pl.DataFrame, keys: list[str], set_keys: list[str]) -> pl.DataFrame:
+def _rows_without_a_group_of_two(
+    frame: pl.DataFrame, keys: list[str], set_keys: list[str]
+) -> tuple[pl.DataFrame, bool]:
     """The rows (values of ``keys``) where no prompt group (a set of ``set_keys`` with a group id) holds two
-    texts or more: within-group figures there would be single texts'. Decided per row, so that a split whose
-    groups are single samples (an eval) falls back while the train groups beside it do not."""
+    texts or more: within-group figures there would be single texts'; and whether that is every row. Decided
+    per row, so that a split whose groups are single samples (an eval) falls back while the train groups
+    beside it do not."""
     rows = frame.select(keys).unique(maintain_order=True) if keys else pl.DataFrame({"__all": [True]})
-    grouped = frame.filter(pl.col("group").is_not_null())
-    if not grouped.height:
-        return rows
-    sizes = grouped.group_by(set_keys).len()
+    big = frame.filter(pl.col("group").is_not_null()).group_by(set_keys).len().filter(pl.col("len") >= 2)
     if not keys:
-        return rows.head(0) if sizes.filter(pl.col("len") >= 2).height else rows
-    big = sizes.filter(pl.col("len") >= 2).select(keys).unique()
-    return rows.join(big, on=keys, how="anti", nulls_equal=True)
+        whole = rows.head(0) if big.height else rows
+    else:
+        whole = rows.join(big.select(keys).unique(), on=keys, how="anti", nulls_equal=True)
+    return whole, whole.height == rows.height
+
+
+def _marked(df: pl.DataFrame, whole: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``df`` with ``__whole``: whether its row (``keys``) is one of ``whole``'s."""
+    mark = whole.with_columns(pl.lit(True).alias("__whole"))
+    joined = df.join(mark, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return joined.with_columns(pl.col("__whole").fill_null(False))
 
 
 def _metric_schema(cols: list[str], over: str) -> dict[str, Any]:

@@ -105,11 +105,8 @@ def diversity_command(
             df, code = _fleet(job, Fleet(locs, layout, storage, engine, ray_address), by, filters)
             keys = [c for c in df.columns if c in FLEET_KEYS]
             emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
-            if over == "group" and "groups" in df.columns and df["groups"].null_count():
-                whole = df.filter(df["groups"].is_null())
-                report_problems([], notes=[M.OVER_SET_ROWS_NOTE.format(rows=M.describe_rows(whole, keys))])
             if over == "group":  # per run, the count is not carried back from the tasks: the rule is said
-                report_problems([], notes=[M.SINGLETONS_RULE_NOTE])
+                report_problems([], notes=[*_whole_rows_notes(df, keys), M.SINGLETONS_RULE_NOTE])
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
         check_filters(run, filters)
@@ -130,9 +127,8 @@ def diversity_command(
         notes = split_notes(run, df, by) + notes
         if over == "group" and df.height and "groups" not in df.columns:
             notes.append(M.OVER_SET_NOTE)
-        elif over == "group" and df.height and df["groups"].null_count():
-            whole = df.filter(df["groups"].is_null())
-            notes.append(M.OVER_SET_ROWS_NOTE.format(rows=M.describe_rows(whole, keys)))
+        elif over == "group":
+            notes += _whole_rows_notes(df, keys)
         if not df.height:
             notes.append(no_text_reason(run, text))
         errors = report_problems(run.problems, notes=notes)
@@ -223,6 +219,15 @@ def format_command(
             notes.append(no_text_reason(run, text, calls=F.get_spec(spec).needs_messages))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _whole_rows_notes(df: pl.DataFrame, keys: list[str]) -> list[str]:
+    """The rows measured over all their texts (``groups`` empty: no prompt group of two texts there), named."""
+    from ..analysis import texts as M
+
+    if "groups" not in df.columns or not df["groups"].null_count():
+        return []
+    return [M.OVER_SET_ROWS_NOTE.format(rows=M.describe_rows(df.filter(df["groups"].is_null()), keys))]
 
 
 FLEET_KEYS = ("run", "step", "role", "group", "split")

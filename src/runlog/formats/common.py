@@ -349,12 +349,6 @@ def read_parquet_columns(info: FileInfo, columns: list[str]) -> pa.Table:
     return pq.read_table(info.abspath, columns=columns)
 
 
-def read_parquet_whole(info: FileInfo) -> pa.Table:
-    if isinstance(info.abspath, ObjectPath):
-        return pq.ParquetFile(pa.BufferReader(info.abspath.read_bytes())).read()
-    return pq.ParquetFile(info.abspath).read()
-
-
 def source_column(files: list[FileInfo]) -> pl.Expr:
     """Replace the path from ``include_file_paths`` (as scanned) with the run-relative path."""
     mapping = {str(f.abspath): f.path for f in files}
