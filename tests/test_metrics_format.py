@@ -9,8 +9,10 @@ import re
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from runlog import format_frame, format_per_sample, open_run
+from runlog.cli.app import app
 from runlog.metrics import format as F
 
 from conftest import native_rows, native_run_of
@@ -334,3 +336,26 @@ def test_tool_call_json_rejects_a_text_it_does_not_know(tmp_path, text):
         format_per_sample(run, "tool-call-json", text=text)
     with pytest.raises(UsageError, match="--text"):
         format_per_sample(run, "think-answer-strict", text=text)
+
+
+def test_a_sample_without_the_text_asked_for_is_left_out_not_failed(tmp_path):
+    """A rollout that crashed before the policy's first turn (no assistant message, no completion), or a
+    sample where the speaker asked for never speaks, has nothing to check: it is not a failed format. It
+    used to be scored on an empty text (adherence 0.75 for three good samples and one crash), and a misspelt
+    ``--text role:NAME`` exited 0 with adherence 0 instead of naming the speakers."""
+    good = "<think>ok</think><answer>1</answer>"
+    rows = native_rows(0, 4, roles=("solver",))
+    for r in rows[:3]:
+        r["messages"] = [_msg("user", "q"), _msg("assistant", good, "solver")]
+        r["completion"] = good
+    rows[3]["messages"] = [_msg("user", "q")]
+    rows[3]["completion"] = None
+    run = open_run(native_run_of(tmp_path / "run", rows))
+    for text in ("auto", "completion", "assistant", "role:solver"):
+        per = format_per_sample(run, "think-answer-strict", text=text)
+        assert per["sample_id"].to_list() == ["s0-0", "s0-1", "s0-2"], text
+        agg = format_frame(run, "think-answer-strict", ["step"], text=text)
+        assert agg["texts"].to_list() == [3] and agg["adherence"].to_list() == [1.0], text
+    res = CliRunner().invoke(app, ["metrics", "format", str(tmp_path / "run"), "--text", "role:solvr"])
+    assert res.exit_code == 2
+    assert "no message of the selected samples is spoken by 'solvr'" in res.output

@@ -600,3 +600,21 @@ def test_an_empty_summary_to_a_file_still_writes_the_file(tmp_path, cli):
     r = cli("summarize", tmp_path / "run")
     assert "note: the run's sample files hold no rows: nothing to summarise" in r.stderr
     assert "split" not in r.stderr  # no note about keys of a table not drawn
+
+
+def test_a_sample_with_an_empty_roles_list_is_in_the_unknown_role_row(tmp_path):
+    """``roles = []`` (a sample the trainer wrote without per-role data) is summarised under the unknown role
+    with its sample reward, as a null ``roles`` is: polars explodes an empty list to no row, and the sample
+    was lost from ``--by role`` (3 of 4 samples counted; ``--by split`` counted 4)."""
+    from conftest import native_run_of
+
+    rows = native_rows(0, 4, roles=("solver",))
+    rows[1]["roles"], rows[1]["reward"] = None, 7.0
+    rows[2]["roles"], rows[2]["reward"] = [], 5.0
+    run = open_run(native_run_of(tmp_path / "run", rows))
+    out = S.summarize(run, ["role"], cache=False)
+    counts = dict(zip(out["role"].to_list(), out["reward_count"].to_list(), strict=True))
+    assert counts == {"solver": 2, None: 2}
+    unknown = out.filter(pl.col("role").is_null())
+    assert unknown["reward_mean"].to_list() == [6.0]
+    assert S.summarize(run, ["split"], cache=False)["reward_count"].to_list() == [4]

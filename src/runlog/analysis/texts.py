@@ -370,6 +370,12 @@ def format_per_sample(
     # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that speaker's); a
     # turn's text alone has no structured calls to check.
     frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, calls=spec.needs_messages)
+    # A sample with no text of the kind asked for (a rollout that failed before the policy spoke, a speaker
+    # absent from it) has nothing to check: it is left out, not counted as a failure (as diversity does).
+    present = pl.col("text").is_not_null()
+    if "tool_calls" in frame.columns:
+        present = present | pl.col("tool_calls").is_not_null()
+    frame = frame.filter(present)
     if spec.roles is not None:
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     if spec.needs_messages:

@@ -312,9 +312,10 @@ def numeric_from_samples(lf: pl.LazyFrame, carry: dict[str, pl.Expr], components
             *[e.alias(k) for k, e in carry.items()],
             *[component_value(n) for n in components],
             pl.col("reward").alias("_sample_reward"),
-            pl.col("roles").alias("_roles"),
+            # An empty list is made null: a null list explodes to one null entry (that sample's row, role
+            # null), an empty one to no row at all (polars 1.x and later): the sample would be lost.
+            pl.when(pl.col("roles").list.len() > 0).then(pl.col("roles")).alias("_roles"),
         )
-        # A null or empty list explodes to one null entry: that sample's row gets a null role.
         .explode("_roles")
         .with_columns(
             roles.struct.field("role").alias("role"),
