@@ -105,3 +105,21 @@ def test_fail_on_sets_the_exit_code_without_follow(cli):
     assert cli("doctor", run).exit_code == 1  # a NaN-rewards warning
     assert cli("doctor", run, "--fail-on", "error").exit_code == 0
     assert cli("doctor", run, "--fail-on", "never").exit_code == 0
+
+
+def test_each_gap_and_each_unreadable_file_is_its_own_finding():
+    """Two gaps (or two corrupt files) are two findings: ``--follow`` reported only the first of each kind,
+    the second taken for the first seen again (every gap had the key (step_gaps, None, None))."""
+    from runlog.analysis.doctor import DoctorConfig
+    from runlog.watch.findings import DoctorWatch, issue_finding
+    from runlog.watch.live import Issue
+
+    watch = DoctorWatch("unused", DoctorConfig())
+    gap3 = Issue("step_gap", "split train", "step 3 missing", 3, "warning")
+    gap9 = Issue("step_gap", "split train", "step 9 missing", 9, "warning")
+    bad3 = Issue("unreadable", "samples/train/step_3.parquet", "truncated", 3, "error")
+    bad7 = Issue("unreadable", "samples/train/step_7.parquet", "truncated", 7, "error")
+    first = watch.report([issue_finding(gap3), issue_finding(bad3)])
+    later = watch.report([issue_finding(i) for i in (gap3, gap9, bad3, bad7)])
+    assert [e.data["onset_step"] for e in first] == [3, 3]
+    assert [(e.data["kind"], e.data["onset_step"]) for e in later] == [("step_gaps", 9), ("data_problem", 7)]

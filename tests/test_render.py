@@ -432,7 +432,7 @@ def test_where_never_reads_text(tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "collect_all", spy_all)
     monkeypatch.setattr(runlog_lazy.pl, "collect_all", spy_all)  # runlog's lazy proxy keeps its own reference
     select_samples(run, Criteria(where="reward > 1 and role:judge > 0", best=1, steps="all"))
-    assert seen[0] == {"source", "step", "split", "sample_id", "__score"}
+    assert seen[0] == {"source", "step", "split", "sample_id", "__occurrence", "__score"}
 
 
 # -- CLI ---------------------------------------------------------------------------------------------------
@@ -643,3 +643,21 @@ def test_a_repeated_index_shows_each_sample_once(cli):
               "--format", "json")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert [c["sample_id"] for c in json.loads(res.stdout)] == ["s31-p0-3", "s31-p0-5"]
+
+
+def test_best_and_worst_with_a_sample_id_shared_by_a_prompt_group(tmp_path):
+    """A trainer that writes the prompt's id as every sample's id (GRPO groups): the best sample of p0 (0.9)
+    is shown with its own text, not the first row of that id (0.1); a sample without an id is shown too."""
+    from conftest import native_run_of
+
+    rows = native_rows(0, 5, roles=("solver",))
+    for r, (sid, reward) in zip(rows, [("p0", 0.1), ("p0", 0.9), ("p1", 0.5), ("p1", 0.6), (None, 0.95)], strict=True):
+        r["sample_id"], r["reward"], r["completion"] = sid, reward, f"{sid} reward {reward}"
+    run = open_run(native_run_of(tmp_path / "run", rows))
+    sel = select_samples(run, Criteria(best=2, worst=1))
+    assert [(r["sample_id"], r["reward"], r["completion"]) for r in sel.rows] == [
+        (None, 0.95, "None reward 0.95"),
+        ("p0", 0.9, "p0 reward 0.9"),
+        ("p0", 0.1, "p0 reward 0.1"),
+    ]
+    assert all("__occurrence" not in r for r in sel.rows)

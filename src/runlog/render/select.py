@@ -121,10 +121,10 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     score = role_reward(c.role) if c.role else pl.col("reward").cast(pl.Float64)
 
     def build() -> list[pl.LazyFrame]:
-        lf = sub.samples
+        lf = sub.samples.with_columns(OCCURRENCE)
         for e in _filters(run, lf, c, split, steps, conds):
             lf = lf.filter(e)
-        return [lf.select("source", "step", "split", "sample_id", score.alias("__score"))]
+        return [lf.select("source", "step", "split", "sample_id", OCCURRENCE_COLUMN, score.alias("__score"))]
 
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
     keys = sub.collect(build)[0]
@@ -351,14 +351,26 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     files = [f for f in run.files if f.path in sources and f.kind == "samples" and f.readable]
     ids = sorted({r["sample_id"] for r in chosen if r["sample_id"] is not None})
     sub = Run(root=run.root, files=files, ctx=run.ctx)
-    wanted = pl.col("sample_id").is_in(ids) & pl.col("source").is_in(sorted(sources))
+    wanted = pl.col("sample_id").is_in(ids)
+    if any(r["sample_id"] is None for r in chosen):
+        wanted = wanted | pl.col("sample_id").is_null()
+    wanted = wanted & pl.col("source").is_in(sorted(sources))
     # Through Run.collect: a file whose text cannot be decoded (invalid UTF-8 in a string cell) is reported and
     # left out, and the samples of the other files are still shown.
-    rows = sub.collect(lambda: [sub.samples.filter(wanted)])[0]
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in rows.iter_rows(named=True):
-        found.setdefault((r["source"], r["sample_id"]), r)
-    return [found[k] for r in chosen if (k := (r["source"], r["sample_id"])) in found]
+    rows = sub.collect(lambda: [sub.samples.with_columns(OCCURRENCE).filter(wanted)])[0]
+    found = {_identity(r): r for r in rows.iter_rows(named=True)}
+    shown = [found[i] for r in chosen if (i := _identity(r)) in found]
+    return [{k: v for k, v in r.items() if k != OCCURRENCE_COLUMN} for r in shown]
+
+
+# A sample is its file, its id and which row of that id in that file it is: ids repeat where a trainer uses the
+# prompt's id for every sample of its group (GRPO), and the best of a group is not its first row.
+OCCURRENCE_COLUMN = "__occurrence"
+OCCURRENCE = pl.int_range(pl.len(), dtype=pl.Int64).over("source", "sample_id").alias(OCCURRENCE_COLUMN)
+
+
+def _identity(r: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return r["source"], r["sample_id"], r[OCCURRENCE_COLUMN]
 
 
 def _describe(split: str | None, steps: StepRange | None) -> str:

@@ -33,10 +33,13 @@ def severity_rank(severity: str) -> int:
 def issue_finding(issue: Issue) -> Finding:
     """A live problem as the finding ``doctor`` makes of it: an unreadable or newer-version file is an error,
     a warning stays one (``info`` in ``doctor``'s terms: nothing to fix in the data), a gap is a warning."""
+    # Each live problem is its own finding (its ``subject``): a second gap or a second unreadable file is
+    # reported too, not taken for the first one seen again.
     if issue.kind == "step_gap":
-        return Finding("step_gaps", "warning", f"{issue.path}: {issue.message}", None, issue.onset_step)
+        subject = f"{issue.path}: {issue.message}"
+        return Finding("step_gaps", "warning", subject, None, issue.onset_step, {"subject": subject})
     severity = "info" if issue.severity == "warning" else "error"
-    evidence = {"problem_kind": issue.kind, "path": issue.path}
+    evidence = {"problem_kind": issue.kind, "path": issue.path, "subject": f"{issue.kind}: {issue.path}"}
     return Finding(
         "data_problem", severity, f"{issue.kind}: {issue.path}: {issue.message}", None, issue.onset_step, evidence
     )
