@@ -208,6 +208,28 @@ def test_a_corrupt_index_or_segment_is_reported_once_and_rebuilt(tmp_path, _cach
     assert not any(p.name == seg.name for p in folder.iterdir())  # the corrupt segment is gone
 
 
+def test_a_segment_of_the_wrong_shape_is_not_trusted(tmp_path, _cache, capsys):
+    """A segment polars can read but that lacks a step's rows, or the statistics' columns: the step missing
+    is computed again (it was left out of the summary, without a word), and a segment without the columns is
+    reported once and rebuilt (it was an internal error on every later command)."""
+    root = flink_run(tmp_path / "run", 5, range(6))
+    _check(root, QUESTIONS[:1])
+    [folder] = (_cache / "partials").iterdir()
+    [seg] = folder.glob("seg-*.arrow")
+    frame = pl.read_ipc(seg.read_bytes())
+    gone = frame[PS.UNIT].unique().sort()[2]
+    frame.filter(pl.col(PS.UNIT) != gone).write_ipc(seg)
+    assert _computed(root) == (1, 5)  # that step read again, the others reused
+    _check(root, QUESTIONS[:2])
+    segs = list(folder.glob("seg-*.arrow"))
+    for seg in segs:
+        pl.read_ipc(seg.read_bytes()).select(PS.UNIT).write_ipc(seg)
+    capsys.readouterr()
+    _check(root, QUESTIONS[:2])
+    assert capsys.readouterr().err.count("unreadable") == 1  # said once
+    assert _computed(root) == (0, 6)  # rebuilt
+
+
 def test_entries_of_other_code_are_ignored(tmp_path, monkeypatch):
     root = flink_run(tmp_path / "run", 5, range(3))
     assert _computed(root) == (3, 0)

@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 FORMAT = 1  # bump when the index or the segments change shape
 MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment per variant
 UNIT = "__unit"  # the entry id column of a segment
+# The columns every segment holds (more: the components'; per role, ``role`` and ``level`` too): a segment
+# without them was not written by this code, and is treated as unreadable.
+SEGMENT_COLUMNS = (UNIT, "split", "step", "reward_n", "reward_mean", "reward_m2", "reward_values", "rows", "parts")
+
+
+def _missing_columns(frame: pl.DataFrame, eids: Sequence[str]) -> list[str]:
+    wanted = [*SEGMENT_COLUMNS, *(("role", "level") if any(e.startswith("role/") for e in eids) else ())]
+    return [c for c in wanted if c not in frame.columns]
 # The partials of every run together are brought back under this many MiB after a save, at most once a minute
 # (``trim``). The median keeps every reward value: about 2 % of a run's Parquet.
 BUDGET_VAR = "RUNLOG_CACHE_MAX_MB"
@@ -231,8 +239,9 @@ class PartialStore:
             try:
                 with open(path, "rb") as fh:  # a handle, not a path: polars would read ``[`` in it as a glob
                     frame = pl.read_ipc(fh)
-                if UNIT not in frame.columns:
-                    raise ValueError(f"no {UNIT} column")
+                missing = _missing_columns(frame, eids)
+                if missing:
+                    raise ValueError(f"no {', '.join(missing)} column")
             except FileNotFoundError:
                 continue  # compacted away by another command since the index was read
             except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -243,7 +252,9 @@ class PartialStore:
                 continue
             if len(eids) < len(self.index):
                 frame = frame.filter(pl.col(UNIT).is_in(eids))
-            found.update(eids)
+            # Only the entries the segment holds rows of are found: one it lacks is computed again, never
+            # taken for a step without rows.
+            found.update(frame[UNIT].unique().to_list())
             frames.append(frame)
         if not frames:
             return None, found
