@@ -92,6 +92,24 @@ def test_a_corrupt_cache_is_ignored_and_replaced(tmp_path, _probe_cache):
         assert _facts(open_run(root)) == expected
 
 
+def test_an_entry_with_a_field_of_the_wrong_type_is_probed_again(tmp_path, _probe_cache):
+    """Valid JSON of the right shape, one field of another type: the file is probed again. It used to be
+    taken as it was, and every command failed later with an internal error (``"16" + 1``, ``[0].get``)."""
+    root = make_flink_run(tmp_path / "run", steps=range(3))
+    _age(root)
+    expected = _facts(open_run(root))
+    summary = summarize(open_run(root), ["role"], cache=False)
+    (cache_file,) = _cache_files(_probe_cache)
+    good = cache_file.read_text()
+    for field, value in (("rows", "16"), ("null_counts", [0]), ("steps", "1"), ("readable", 1), ("bytes", 1.5)):
+        data = json.loads(good)
+        for e in data["files"].values():
+            e["info"][field] = value
+        cache_file.write_text(json.dumps(data))
+        assert _facts(open_run(root)) == expected, field
+        assert summarize(open_run(root), ["role"], cache=False).equals(summary), field
+
+
 def test_cache_can_be_turned_off(tmp_path, monkeypatch, _probe_cache):
     root = make_flink_run(tmp_path / "run", steps=range(3))
     _age(root)

@@ -121,6 +121,42 @@ def is_racy(stamp: tuple) -> bool:
     return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
 
 
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+# The type of each cached ``FileInfo`` field: an entry with another is not used (it would fail far from here).
+_FIELD_TYPES: dict[str, Callable[[Any], bool]] = {
+    "fmt": _is_str,
+    "kind": _is_str,
+    "bytes": _is_int,
+    "schema_version": _optional(_is_int),
+    "rows": _optional(_is_int),
+    "split": _optional(_is_str),
+    "step": _optional(_is_int),
+    "steps": _optional(lambda v: type(v) is list and all(map(_is_int, v))),
+    "process": _optional(_is_int),
+    "null_counts": lambda v: type(v) is dict and all(_is_str(k) and _is_int(n) for k, n in v.items()),
+    "footer_bytes": _optional(_is_int),
+    "readable": lambda v: type(v) is bool,
+}
+
+
+def _well_typed(info: FileInfo) -> bool:
+    columns = info.columns
+    if not all(_is_str(k) and _is_str(t) for k, t in columns.items()):
+        return False
+    return all(check(getattr(info, name)) for name, check in _FIELD_TYPES.items())
+
+
 @dataclass
 class Hit:
     """A cached probe: the file's ``FileInfo`` and what its probe reported."""
@@ -211,7 +247,7 @@ class ProbeCache:
             notes = [(str(lay), str(message)) for lay, message in entry["notes"]]
         except (KeyError, TypeError, ValueError, IndexError):
             return None
-        if info.steps is not None and not isinstance(info.steps, list):
+        if not _well_typed(info):  # a hand-edited or damaged entry: probed again, as if absent
             return None
         self._keep(cand.rel, entry, columns)
         return Hit(info, problems, notes)

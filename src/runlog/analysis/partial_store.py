@@ -32,6 +32,8 @@ SEGMENT_COLUMNS = (UNIT, "split", "step", "reward_n", "reward_mean", "reward_m2"
 def _missing_columns(frame: pl.DataFrame, eids: Sequence[str]) -> list[str]:
     wanted = [*SEGMENT_COLUMNS, *(("role", "level") if any(e.startswith("role/") for e in eids) else ())]
     return [c for c in wanted if c not in frame.columns]
+
+
 # The partials of every run together are brought back under this many MiB after a save, at most once a minute
 # (``trim``). The median keeps every reward value: about 2 % of a run's Parquet.
 BUDGET_VAR = "RUNLOG_CACHE_MAX_MB"
