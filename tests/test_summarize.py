@@ -329,9 +329,26 @@ def test_scalars_weighted_merge_aliases_and_globs(tmp_path):
     grad = df.filter(pl.col("key") == "grad/global_norm").row(0, named=True)
     assert grad["mean"] == 3.0 and grad["count"] == 1  # two trainer versions' keys, one step, plain mean
     loss = df.filter(pl.col("key") == "loss").row(0, named=True)
-    assert (loss["count"], loss["nan"], loss["last"]) == (0, 1, None)
+    assert (loss["count"], loss["nan"]) == (0, 1) and math.isnan(loss["last"])  # the run ended on NaN
     only = S.summarize_scalars(run, keys=["train/*"], aliases=S.load_aliases(pairs=["loss=train/loss"]))
     assert only["key"].to_list() == ["train/loss", "train/reward"]
+
+
+def test_scalars_a_shard_that_logged_nan_makes_its_step_nan(tmp_path):
+    """Process 1's loss diverged at step 2: the step is NaN (counted in ``nan``), not process 0's value
+    alone; ``last`` is what the run ended on (NaN), not the last finite value beside ``last_step``."""
+    root = tmp_path / "r"
+    root.mkdir()
+    p0 = [{"step": s, "loss": float(s + 1), "grad/norm": 0.5} for s in range(4)]
+    p1 = [{"step": s, "loss": NAN if s == 2 else float(s + 1)} for s in range(4)]
+    p0[3]["grad/norm"] = NAN
+    (root / "scalars.p0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in p0))
+    (root / "scalars.p1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in p1))
+    df = S.summarize_scalars(open_run(root))
+    loss = df.filter(pl.col("key") == "loss").row(0, named=True)
+    assert (loss["count"], loss["nan"], loss["mean"], loss["last"]) == (3, 1, pytest.approx(7 / 3), 4.0)
+    grad = df.filter(pl.col("key") == "grad/norm").row(0, named=True)
+    assert (grad["count"], grad["nan"], grad["last_step"]) == (3, 1, 3) and math.isnan(grad["last"])
 
 
 def test_alias_file_errors(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -403,3 +404,81 @@ def test_findings_of_one_kind_and_role_are_each_reported():
     seen = sorted(e["message"] for e in events if e["event"] == "finding" and e["kind"] == "nan_rewards")
     doctor = sorted(f.message for f in diagnose(open_run(run)).findings if f.kind == "nan_rewards")
     assert len(doctor) == 3 and seen == doctor
+
+
+def test_an_object_store_prefix_with_nothing_uploaded_yet_is_waited_for(tmp_path):
+    """An object store has no folders: before the trainer's first upload the prefix is not there at all. The
+    watch waits (one note), as for an empty local folder; it used to end at once, exit 1, "deleted". Once
+    something was listed, the run's disappearance still ends it."""
+    gone = RunNotFoundError("s3://b/run: no such object or prefix")
+    w = Watcher(LiveRun("s3://b/run"), FakeLister([gone, gone, {}]), Backoff(1.0, 30.0), remote=True)
+    events, _ = w.poll()
+    assert [e.kind for e in events] == ["note"] and "waiting for the first object" in events[0].data["message"]
+    assert w.poll()[0] == []  # said once
+    w.poll()
+    with pytest.raises(RunGoneError):
+        Watcher(LiveRun(tmp_path), FakeLister([gone]), Backoff(1, 1), remote=False).poll()
+
+
+def test_a_file_of_several_steps_counts_each_steps_rows(tmp_path):
+    """A verl-style ``generations.jsonl`` growing a step at a time (3, 9, 2 rows): each step's rows are its
+    own (they were the file's rows split evenly: 4, 4, 4... and every append re-sent the earlier steps)."""
+    from runlog.watch.poll import run_lister
+
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "generations.jsonl"
+    live = LiveRun(run)
+    lister = run_lister(run)
+    sent: list[dict] = []
+    for step, n in enumerate([3, 9, 2]):
+        with path.open("a") as f:
+            for i in range(n):
+                f.write(json.dumps({"step": step, "input": f"q{i}", "output": f"a{i}", "score": float(i)}) + "\n")
+        sent += [e.data for e in live.update(*lister()) if e.kind == "step"]
+    assert [(d["step"], d["rows"], d.get("update", False)) for d in sent] == [
+        (0, 3, False),
+        (1, 9, False),
+        (2, 2, False),
+    ]
+
+
+def test_a_misspelt_role_is_a_usage_error_when_the_first_files_come_after_the_watch_began(tmp_path):
+    from runlog.errors import UsageError
+    from runlog.watch.poll import run_lister
+
+    live = LiveRun(tmp_path / "run", roles=("solvr",))
+    (tmp_path / "run").mkdir()
+    assert live.update(*run_lister(tmp_path / "run")()) == []
+    written_run(tmp_path / "run", 2)
+    with pytest.raises(UsageError, match="solvr"):
+        live.update(*run_lister(tmp_path / "run")())
+
+
+def test_objects_there_before_the_watch_began_are_not_a_rate():
+    """A finished run on an object store: its objects were not seen arriving. They are dated by the store's
+    modification time (or unknown), not by the first listing, which read as thousands of rows a second."""
+    from runlog.watch.live import FileRecord, _written
+
+    now = time.time()
+    initial = FileRecord((10, (10, "etag", now - 3600.0)), now, initial=True)
+    assert _written(initial) == now - 3600.0
+    assert _written(FileRecord((10, (10, "etag", None)), now, initial=True)) == float("-inf")
+    assert _written(FileRecord((10, (10, "etag", now - 3600.0)), now)) == now  # seen arriving: when listed
+
+
+def test_the_trend_and_value_columns_hold_their_widest_figures(tmp_path):
+    """A KL of 5.76e-05 rising by 4.3e-05 is drawn whole at 80 columns: the trend was cut to ``↑+4.3e…``
+    (read as +4.3), the value column was 7 wide for 9-character figures."""
+    from runlog.watch.live import RoleStep, StepStats
+
+    live = LiveRun(tmp_path / "run")
+    live.role_order = ["solver"]
+    for s in range(20):
+        kl = 1e-5 + 2.5e-6 * s if s < 19 else 5.76e-05
+        live.steps[s] = StepStats(s, 6, {"solver": RoleStep(-0.00123 * s, kl, 6)}, time.time())
+    plain = io.StringIO()
+    Console(file=plain, width=80, no_color=True).print(Screen(live, None, [], interval=1))
+    [line] = [x for x in plain.getvalue().splitlines() if x.startswith("solver ")]
+    assert "-0.0234" in line and "5.76e-05" in line and "…" not in line
+    assert re.search(r" ↑\+\d\.\de-05$", line.rstrip())

@@ -86,7 +86,10 @@ def summarize_scalars(
         .with_columns(pl.col("weight").fill_null(1.0))
         .group_by("key", "step")
         .agg(
-            pl.when(valid("value").any())
+            # A shard that logged NaN makes the step NaN: a process whose loss diverged is not averaged away.
+            pl.when(pl.col("value").is_nan().any())
+            .then(pl.lit(float("nan")))
+            .when(valid("value").any())
             .then(
                 (pl.col("value") * pl.col("weight")).filter(valid("value")).sum()
                 / pl.col("weight").filter(valid("value")).sum()
@@ -99,7 +102,8 @@ def summarize_scalars(
         merged.sort("key", "step")
         .group_by("key", maintain_order=True)
         .agg(
-            pl.col("value").filter(valid("value")).last().alias("last"),
+            # What the run ended on: the value at the last step logged (NaN if it was), not the last finite one.
+            pl.col("value").filter(pl.col("value").is_not_null()).last().alias("last"),
             pl.col("value").filter(valid("value")).mean().alias("mean"),
             pl.col("value").filter(valid("value")).min().alias("min"),
             pl.col("value").filter(valid("value")).max().alias("max"),

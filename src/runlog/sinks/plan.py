@@ -262,7 +262,9 @@ def _merge(df: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.col("w").fill_null(1.0))
         .group_by("step", "key")
         .agg(
-            pl.when(valid.any())
+            pl.when(pl.col("value").is_nan().any())  # one shard's NaN makes the step NaN (as summarize does)
+            .then(pl.lit(float("nan")))
+            .when(valid.any())
             .then((pl.col("value") * pl.col("w")).filter(valid).sum() / pl.col("w").filter(valid).sum())
             .otherwise(pl.col("value").first())
             .alias("value")

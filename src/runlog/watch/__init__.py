@@ -53,6 +53,7 @@ class Watcher:
         idle_exit: float | None = None,
         timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        remote: bool = False,
     ) -> None:
         self.live = live
         self.lister = lister
@@ -64,6 +65,9 @@ class Watcher:
         self.started = clock()
         self.last_change = self.started
         self.failures = 0
+        self.remote = remote  # an object store: a prefix with no object yet is waited for
+        self.seen = False  # some file of the run was listed
+        self.waiting = False
 
     def poll(self) -> tuple[list[Event], float]:
         """List the run once and bring everything up to date: (events, seconds to wait before the next poll).
@@ -71,13 +75,20 @@ class Watcher:
         try:
             data, temp = self.lister()
         except RunNotFoundError as exc:
-            raise RunGoneError(str(exc)) from None
+            if not self.remote or self.seen:
+                raise RunGoneError(str(exc)) from None
+            # An object store has no folders: a prefix nothing was uploaded to yet is not there at all. A watch
+            # started beside the training job waits for the first object (said once), as for an empty folder.
+            events = [] if self.waiting else [Event("note", {"message": f"{exc}; waiting for the first object"})]
+            self.waiting = True
+            return events, self.backoff.next(False)
         except (RunlogError, OSError) as exc:
             self.failures += 1
             delay = self.backoff.next(False)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return [Event("note", {"message": f"listing failed ({reason}); trying again in {delay:.0f} s"})], delay
         self.failures = 0
+        self.seen = self.seen or bool(data)
         events = self.live.update(data, temp)
         if self.live.changed:
             self.last_change = self.clock()
@@ -140,7 +151,15 @@ def watcher_for(
         settle=max(5.0, 3 * interval) if settle is None else settle,
     )
     lister = run_lister(path, layout=layout, storage_options=storage_options)
-    return Watcher(live, lister, Backoff(interval, max_interval), doctor=doctor, idle_exit=idle_exit, timeout=timeout)
+    return Watcher(
+        live,
+        lister,
+        Backoff(interval, max_interval),
+        doctor=doctor,
+        idle_exit=idle_exit,
+        timeout=timeout,
+        remote=storage.is_url(path),
+    )
 
 
 def follow_findings(

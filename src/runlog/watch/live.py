@@ -14,6 +14,7 @@ and for a temporary file left behind (a writer killed mid-step).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import step_gaps
 from ..formats.base import UNREADABLE, WARNING, FileInfo
@@ -69,6 +71,7 @@ class FileRecord:
     listed_at: float
     info: FileInfo | None = None
     pending: bool = False  # unreadable right after a change: retried until it settles
+    initial: bool = False  # there at the first listing: written before the watch began, when is not seen
 
 
 @dataclass
@@ -136,6 +139,7 @@ class LiveRun:
         self._waiting: dict[tuple[str, str], tuple[float, Issue]] = {}  # seen, not yet settled
         self.name: str = os.path.basename(str(path).rstrip("/")) or str(path)
         self.role_order: list[str] = []
+        self._primed = False  # some file of the run has been read
         self.polls = 0
         self.last_change: float | None = None
         self.changed = False  # the last update's listing differed from the one before
@@ -161,7 +165,7 @@ class LiveRun:
             old = self.files.get(rel)
             if old is not None:
                 affected.update(self._steps_of(old.info))
-            self.files[rel] = FileRecord(listing[rel], now, pending=old is not None and old.pending)
+            self.files[rel] = FileRecord(listing[rel], now, pending=old is not None and old.pending, initial=first)
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
         to_read = list(dict.fromkeys(to_read))
         self.changed = bool(changes)
@@ -171,14 +175,17 @@ class LiveRun:
             run = self._open(None if first else to_read)
             if run is not None:
                 self._last_run = run
-                if first and run.manifest and run.manifest.get("name"):
+                # The first files read (at the first poll, or later when the watch began before the run had
+                # any): the run's name and roles, and the options checked against them (a misspelt --role).
+                primed, self._primed = self._primed, True
+                if not primed and run.manifest and run.manifest.get("name"):
                     self.name = str(run.manifest["name"])
-                if first:
+                if not primed:
                     self.role_order = run.role_names()
                 events += self._take(run, to_read, now, affected)
                 events += self._choose_split(affected)
                 events += self._recompute(run, affected)
-                if first:
+                if not primed:
                     events += self._check_options()
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
@@ -302,12 +309,16 @@ class LiveRun:
             steps = StepRange.parse(",".join(str(s) for s in sorted(affected))) if not whole else StepRange()
             filters = Filters(splits=(self.split,) if self.split else (), steps=steps)
             df = summarize(sub, ["step", "role"], filters=filters, split_key=False, cache=whole)
-            rows: dict[int, int] = {}
+            rows = _rows_per_step(sub, files, affected, self.split)
             arrived: dict[int, float] = {}
             for f in files:
                 for s in self._steps_of(f):
-                    rows[s] = rows.get(s, 0) + (f.rows or 0) // max(1, len(f.all_steps()))
-                    arrived[s] = max(arrived.get(s, 0.0), self._arrival(f.path))
+                    arrived[s] = max(arrived.get(s, -math.inf), self._arrival(f.path))
+            for s, seen in old.items():
+                if any(len(f.all_steps()) > 1 for f in files if s in self._steps_of(f)):
+                    # A file of many steps (a growing JSONL) is rewritten at each step: a step seen before
+                    # arrived then, not at the file's last write.
+                    arrived[s] = seen.arrived
             for r in df.iter_rows(named=True):
                 s = int(r["step"])
                 st = self.steps.setdefault(s, StepStats(s, rows.get(s, 0), {}, arrived.get(s, self.clock())))
@@ -416,7 +427,8 @@ class LiveRun:
         return sum(rows for _, rows in recent[1:]) / (now - recent[0][0])
 
     def newest_arrival(self) -> float | None:
-        return max((st.arrived for st in self.steps.values()), default=None)
+        newest = max((st.arrived for st in self.steps.values()), default=None)
+        return None if newest is None or math.isinf(newest) else newest
 
     def latest_run(self) -> Run | None:
         """The latest step's readable sample files as a ``Run`` (for its best and worst sample)."""
@@ -427,16 +439,42 @@ class LiveRun:
         return Run(root=last.root, files=files, ctx=last.ctx) if files else None
 
 
+def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str | None) -> dict[int, int]:
+    """Rows per step of ``files``: a one-step file's row count from its probe, a file of several steps (or
+    splits) counted per step (its rows are not spread evenly over its steps)."""
+    rows: dict[int, int] = {}
+    multi = [f for f in files if len(f.all_steps()) > 1 or (split is not None and f.split is None)]
+    for f in files:
+        if f not in multi and f.all_steps():
+            s = f.all_steps()[0]
+            rows[s] = rows.get(s, 0) + (f.rows or 0)
+    if multi:
+        part = Run(root=run.root, files=multi, ctx=run.ctx)
+        keep = pl.col("step").is_in(sorted(steps))
+        if split is not None:
+            keep &= pl.col("split") == split
+        [counts] = part.collect(lambda: [part.samples.filter(keep).group_by("step").agg(pl.len())])
+        for s, n in counts.iter_rows():
+            if s is not None:
+                rows[int(s)] = rows.get(int(s), 0) + int(n)
+    return rows
+
+
 def _of_path(rel: str) -> Callable[[tuple[str, str]], bool]:
     return lambda key: key[0] == rel
 
 
 def _written(rec: FileRecord) -> float:
     """When a file version was written: its modification time for a local file, else when it was first
-    listed (an object store's clock is not ours)."""
+    listed (an object store's clock is not ours). An object already there at the watch's first listing was
+    not seen arriving: the store's modification time, or minus infinity (unknown: no rate, no "ago") when the
+    store gives none; taken as the first listing, a finished run read as thousands of rows a second."""
     stamp = rec.version[1]
     if stamp is not None and len(stamp) == 4 and isinstance(stamp[1], int):
         return min(stamp[1] / 1e9, rec.listed_at)
+    if rec.initial:
+        modified = stamp[2] if stamp is not None and len(stamp) == 3 else None
+        return min(float(modified), rec.listed_at) if isinstance(modified, (int, float)) else -math.inf
     return rec.listed_at
 
 

@@ -199,11 +199,12 @@ class Screen:
         if not roles:
             return []
         name_w = min(max(len(one_line(r or "(none)")) for r in roles), 14)
-        fixed = name_w + 2 * (1 + 1 + 7 + 1 + 8)  # name, then twice: space, sparkline, space, value, space, trend
+        # name, then twice: space, sparkline, space, value, space, trend (``-1.23e-05``, ``↑+4.3e-05``: 9 wide)
+        fixed = name_w + 2 * (1 + 1 + 9 + 1 + 9)
         spark = max(4, min(40, (width - fixed) // 2))
         out = [
             Text(
-                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 17}} {'KL':<{spark + 16}}",
+                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 20}} {'KL':<{spark + 19}}",
                 style="dim",
             )
         ]
@@ -214,8 +215,8 @@ class Screen:
                 values = [v for _, v in self.live.series(role, what, spark)]
                 line.append(" ")
                 line.append(f"{sparkline(values):<{spark}}", style="green" if what == "reward_mean" else "magenta")
-                line.append(f" {num(values[-1] if values else None):>7} ")
-                line.append(f"{trend_text(values):<8}", style="dim")
+                line.append(f" {num(values[-1] if values else None):>9} ")
+                line.append(f"{trend_text(values):<9}", style="dim")
             out.append(line)
         return out
 
