@@ -77,7 +77,16 @@ def cache_dir() -> Path | None:
 
 
 # What a probe depends on: the layouts (formats/), the schema and its migrations, cell parsing, this module.
-PROBING_CODE = ("formats", "schema.py", "textparse.py", "probe_cache.py")
+PROBING_CODE = (
+    "formats",
+    "schema.py",
+    "textparse.py",
+    "probe_cache.py",
+    "listing.py",
+    "storage.py",
+    "chat.py",
+    "run.py",
+)
 
 
 def source_hash(names: tuple[str, ...]) -> str:

@@ -59,6 +59,9 @@ CACHEABLE_KEYS = frozenset({"role", "step", "split"})
 AGGREGATING_CODE = (
     "formats",
     "run.py",
+    "listing.py",
+    "storage.py",
+    "chat.py",
     "schema.py",
     "textparse.py",
     "analysis/stats.py",
