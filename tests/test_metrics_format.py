@@ -359,3 +359,15 @@ def test_a_sample_without_the_text_asked_for_is_left_out_not_failed(tmp_path):
     res = CliRunner().invoke(app, ["metrics", "format", str(tmp_path / "run"), "--text", "role:solvr"])
     assert res.exit_code == 2
     assert "no message of the selected samples is spoken by 'solvr'" in res.output
+
+
+def test_messages_with_empty_content_are_not_texts(tmp_path):
+    """``--text messages`` is each message with content or tool calls: an empty tool result (``""``) has
+    neither, and was scored as a failed format."""
+    good = "<think>ok</think><answer>1</answer>"
+    rows = native_rows(0, 2, roles=("solver",))
+    for r in rows:
+        r["messages"] = [_msg("assistant", good, "solver"), _msg("tool", ""), _msg("assistant", good, "solver")]
+    run = open_run(native_run_of(tmp_path / "run", rows))
+    per = format_per_sample(run, "think-answer-strict", text="messages")
+    assert per["turn"].to_list() == [0, 2, 0, 2] and per["passed"].all()

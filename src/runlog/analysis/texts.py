@@ -223,7 +223,10 @@ def _message_texts(
     if wanted is not None:
         msgs = msgs.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
         who = pl.lit(wanted)
-    return msgs.filter(text.is_not_null() | pl.col("tool_calls").is_not_null()).select(
+    # A message with content (an empty string is none: an empty tool result) or tool calls; a sample's
+    # fallback text counts as it is (an empty completion is the model's answer).
+    has_text = text.is_not_null() & ((pl.col("content").cast(pl.String) != "") | pl.col("turn").is_null())
+    return msgs.filter(has_text | pl.col("tool_calls").is_not_null()).select(
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         who.cast(pl.String).alias("role"),
         pl.col("turn").cast(pl.Int64),
