@@ -482,3 +482,30 @@ def test_the_trend_and_value_columns_hold_their_widest_figures(tmp_path):
     [line] = [x for x in plain.getvalue().splitlines() if x.startswith("solver ")]
     assert "-0.0234" in line and "5.76e-05" in line and "…" not in line
     assert re.search(r" ↑\+\d\.\de-05$", line.rstrip())
+
+
+def test_a_jsonl_line_being_appended_is_said_only_if_it_stays_torn(tmp_path):
+    """A results file grown a line at a time, each line first written half: no problem while the line is
+    young (it was a problem and 'resolved' at every line); one that stays torn past ``settle`` is reported,
+    and resolved when completed."""
+    from runlog.watch.poll import run_lister
+
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "generations.jsonl"
+    clock = [time.time()]
+    live = LiveRun(run, settle=5.0, clock=lambda: clock[0])
+    lister = run_lister(run)
+    line = json.dumps({"step": 0, "input": "q", "output": "a", "score": 1.0}) + "\n"
+    path.write_text(line + line[:20])
+    kinds = [e.kind for e in live.update(*lister())]
+    assert "problem" not in kinds and "step" in kinds
+    clock[0] += 1.0
+    assert [e.kind for e in live.update(*lister())] == []  # still young: nothing said
+    clock[0] += 10.0
+    events = live.update(*lister())
+    assert [e.kind for e in events] == ["problem"] and "torn last line" in events[0].data["message"]
+    with path.open("a") as f:
+        f.write(line[20:])
+    done = live.update(*lister())
+    assert [e.kind for e in done] == ["resolved", "step"] and done[1].data["rows"] == 2  # the line now counted

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ..storage import StorageOptions
 
 RATE_WINDOW_S = 120.0
+TORN_LAST_LINE = "torn last line"  # in the warning of ``formats.common.read_jsonl`` for a line being written
+TORN = "torn_line"  # the issue key of a torn last line (beside the file's other problems)
 _STEP_IN_NAME = re.compile(r"step_0*(\d+)")
 
 
@@ -137,6 +139,7 @@ class LiveRun:
         self.steps: dict[int, StepStats] = {}
         self.issues: dict[tuple[str, str], Issue] = {}
         self._waiting: dict[tuple[str, str], tuple[float, Issue]] = {}  # seen, not yet settled
+        self._torn: dict[str, Issue] = {}  # files whose last line is still being written, by path
         self.name: str = os.path.basename(str(path).rstrip("/")) or str(path)
         self.role_order: list[str] = []
         self._primed = False  # some file of the run has been read
@@ -187,6 +190,7 @@ class LiveRun:
                 events += self._recompute(run, affected)
                 if not primed:
                     events += self._check_options()
+        events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
         return events
@@ -240,7 +244,14 @@ class LiveRun:
             if rec.pending and info is not None and info.readable:
                 events.append(Event("note", {"message": f"{rel}: complete now", "path": rel}))
             rec.pending = False
-            events += self._set_file_issues(rel, info, problems)
+            # A JSONL line still being appended (the rest of the file is read): said only if it stays torn for
+            # ``settle`` seconds, as an unreadable file is; it was a problem and "resolved" at every line.
+            line = [p for p in problems if p.kind == WARNING and TORN_LAST_LINE in p.message]
+            events += self._set_file_issues(rel, info, [p for p in problems if p not in line])
+            self._torn.pop(rel, None)
+            if line:
+                onset = info.step if info is not None else _step_in_name(rel)
+                self._torn[rel] = Issue(WARNING, rel, line[0].message, onset, "warning")
         for rel, problems in by_path.items():  # problems of files not opened (ignored, unmatched)
             if rel in self.files:
                 events += self._set_file_issues(rel, infos.get(rel), problems)
@@ -380,6 +391,17 @@ class LiveRun:
             issue = Issue("step_gap", f"split {self.split}", f"{what} missing", a, "warning")
             after = self.steps.get(b + stride)
             events += self._after_settling(key, issue, now, after.arrived if after is not None else now)
+        return events
+
+    def _torn_lines(self, now: float) -> list[Event]:
+        """The torn last lines that held for ``settle`` seconds since their file was written."""
+        events: list[Event] = []
+        for rel, issue in list(self._torn.items()):
+            rec = self.files.get(rel)
+            if rec is None:
+                del self._torn[rel]
+                continue
+            events += self._after_settling((rel, TORN), issue, now, _written(rec))
         return events
 
     def _after_settling(self, key: tuple[str, str], issue: Issue, now: float, since: float) -> list[Event]:
