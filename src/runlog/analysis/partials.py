@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 MEDIAN_NOTE = (
     "reward_median is left empty for groups whose rows were summarised in more than one part (medians do not "
-    "merge); group by run (or by step) to get them"
+    "merge); add --by run to get them (and --by step where one run was read in several parts)"
 )
 
 
