@@ -509,3 +509,27 @@ def test_a_jsonl_line_being_appended_is_said_only_if_it_stays_torn(tmp_path):
         f.write(line[20:])
     done = live.update(*lister())
     assert [e.kind for e in done] == ["resolved", "step"] and done[1].data["rows"] == 2  # the line now counted
+
+
+def test_a_first_half_line_is_held_back_silently_until_it_settles(tmp_path):
+    """A new results file whose only line is half written matches no layout yet: nothing is said while it is
+    young (it was 'matches no known layout', then 'resolved'); a file that stays so is reported."""
+    from runlog.watch.poll import run_lister
+
+    run = tmp_path / "run"
+    run.mkdir()
+    clock = [time.time()]
+    live = LiveRun(run, settle=5.0, clock=lambda: clock[0])
+    lister = run_lister(run)
+    line = json.dumps({"step": 0, "input": "q", "output": "a", "score": 1.0}) + "\n"
+    (run / "generations_0.jsonl").write_text(line)
+    assert [e.kind for e in live.update(*lister())] == ["step"]
+    later = run / "generations_1.jsonl"
+    later.write_text(line.replace('"step": 0', '"step": 1')[:20])
+    assert live.update(*lister()) == []
+    later.write_text(line.replace('"step": 0', '"step": 1'))
+    assert [e.kind for e in live.update(*lister())] == ["step"]  # no note, no problem, no 'complete now'
+    (run / "stray.jsonl").write_text("not json at all")
+    assert live.update(*lister()) == []
+    clock[0] += 10.0
+    assert [e.kind for e in live.update(*lister())] == ["problem"]

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import step_gaps
-from ..formats.base import UNREADABLE, WARNING, FileInfo
+from ..errors import UsageError
+from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..run import Run
 from .poll import Listing, Version, diff
 
@@ -74,6 +75,7 @@ class FileRecord:
     info: FileInfo | None = None
     pending: bool = False  # unreadable right after a change: retried until it settles
     initial: bool = False  # there at the first listing: written before the watch began, when is not seen
+    noted: bool = False  # "incomplete; retrying" was said of it
 
 
 @dataclass
@@ -168,14 +170,28 @@ class LiveRun:
             old = self.files.get(rel)
             if old is not None:
                 affected.update(self._steps_of(old.info))
-            self.files[rel] = FileRecord(listing[rel], now, pending=old is not None and old.pending, initial=first)
+            self.files[rel] = FileRecord(
+                listing[rel],
+                now,
+                pending=old is not None and old.pending,
+                initial=first,
+                noted=old is not None and old.noted,
+            )
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
         to_read = list(dict.fromkeys(to_read))
         self.changed = bool(changes)
         if changes:
             self.last_change = now
         if to_read:
-            run = self._open(None if first else to_read)
+            try:
+                run = self._open(None if first else to_read)
+            except UsageError:
+                if first:
+                    raise
+                # The new files alone match no layout (half a first line of a run without a manifest): held
+                # while young, then said, as when they are read beside others; never the end of the watch.
+                events += self._unmatched(to_read, now)
+                run = None
             if run is not None:
                 self._last_run = run
                 # The first files read (at the first poll, or later when the watch began before the run had
@@ -202,6 +218,18 @@ class LiveRun:
             manifests = [r for r, rec in self.files.items() if rec.info is not None and rec.info.kind == "manifest"]
             only = list(dict.fromkeys([*manifests, *only]))
         return open_run(self.path, layout=self.layout, storage_options=self.storage_options, only=only)
+
+    def _unmatched(self, rels: list[str], now: float) -> list[Event]:
+        events: list[Event] = []
+        for rel in rels:
+            rec = self.files.get(rel)
+            if rec is None:
+                continue
+            rec.info = None
+            rec.pending = now - _written(rec) < self.settle
+            if not rec.pending:
+                events += self._set_file_issues(rel, None, [Problem(rel, WARNING, "matches no known layout; ignored")])
+        return events
 
     def _check_options(self) -> list[Event]:
         """``--role`` must name a role of the run (a typo is a ``UsageError``, as in every command), once the
@@ -234,16 +262,19 @@ class LiveRun:
             problems = by_path.pop(rel, [])
             torn = info is not None and not info.readable and any(p.kind == UNREADABLE for p in problems)
             young = now - _written(rec) < self.settle
-            if torn and young:
-                if not rec.pending:
+            # A file whose first bytes do not tell its layout yet (half a first line) is held back too, silently.
+            unknown = info is None and bool(problems)
+            if (torn or unknown) and young:
+                if torn and not rec.noted:
                     events.append(
                         Event("note", {"message": f"{rel}: incomplete (still being written?); retrying", "path": rel})
                     )
+                    rec.noted = True
                 rec.pending = True
                 continue
-            if rec.pending and info is not None and info.readable:
+            if rec.pending and rec.noted and info is not None and info.readable:
                 events.append(Event("note", {"message": f"{rel}: complete now", "path": rel}))
-            rec.pending = False
+            rec.pending = rec.noted = False
             # A JSONL line still being appended (the rest of the file is read): said only if it stays torn for
             # ``settle`` seconds, as an unreadable file is; it was a problem and "resolved" at every line.
             line = [p for p in problems if p.kind == WARNING and TORN_LAST_LINE in p.message]
