@@ -34,6 +34,23 @@ def valid(col: str) -> pl.Expr:
     return pl.col(col).is_not_null() & pl.col(col).is_not_nan()
 
 
+def merged_value(weight: str) -> pl.Expr:
+    """The aggregation merging one key's values logged at one step by several shards (``value``, weighted by
+    the column ``weight``): the weighted mean of the valid values, NaN if any shard logged NaN (a process
+    whose loss diverged is not averaged away), else the first (null) value."""
+    return (
+        pl.when(pl.col("value").is_nan().any())
+        .then(pl.lit(float("nan")))
+        .when(valid("value").any())
+        .then(
+            (pl.col("value") * pl.col(weight)).filter(valid("value")).sum()
+            / pl.col(weight).filter(valid("value")).sum()
+        )
+        .otherwise(pl.col("value").first())
+        .alias("value")
+    )
+
+
 SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")
 
 
@@ -85,18 +102,7 @@ def summarize_scalars(
         values.join(counts, on=["step", "source", "key"], how="left")
         .with_columns(pl.col("weight").fill_null(1.0))
         .group_by("key", "step")
-        .agg(
-            # A shard that logged NaN makes the step NaN: a process whose loss diverged is not averaged away.
-            pl.when(pl.col("value").is_nan().any())
-            .then(pl.lit(float("nan")))
-            .when(valid("value").any())
-            .then(
-                (pl.col("value") * pl.col("weight")).filter(valid("value")).sum()
-                / pl.col("weight").filter(valid("value")).sum()
-            )
-            .otherwise(pl.col("value").first())
-            .alias("value")
-        )
+        .agg(merged_value("weight"))
     )
     out = (
         merged.sort("key", "step")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
+from ..analysis.scalars import merged_value
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
@@ -246,7 +247,7 @@ def _counted(df: pl.DataFrame) -> list[str]:
 
 
 def _merge(df: pl.DataFrame) -> pl.DataFrame:
-    """Values logged more than once for a step, or with weights: the weighted mean of the valid values."""
+    """Values logged more than once for a step, or with weights, merged (``analysis.scalars.merged_value``)."""
     is_count = pl.col("key").str.ends_with("__count")
     counted = _counted(df)
     todo = df.filter(~is_count & ((pl.len().over("step", "key") > 1) | pl.col("key").is_in(counted)))
@@ -256,19 +257,11 @@ def _merge(df: pl.DataFrame) -> pl.DataFrame:
         .group_by("step", "source", "key")
         .agg(pl.col("w").sum())
     )
-    valid = pl.col("value").is_not_null() & pl.col("value").is_not_nan()
     return (
         todo.join(counts, on=["step", "source", "key"], how="left")
         .with_columns(pl.col("w").fill_null(1.0))
         .group_by("step", "key")
-        .agg(
-            pl.when(pl.col("value").is_nan().any())  # one shard's NaN makes the step NaN (as summarize does)
-            .then(pl.lit(float("nan")))
-            .when(valid.any())
-            .then((pl.col("value") * pl.col("w")).filter(valid).sum() / pl.col("w").filter(valid).sum())
-            .otherwise(pl.col("value").first())
-            .alias("value")
-        )
+        .agg(merged_value("w"))  # exactly as ``summarize --scalars`` merges
     )
 
 
