@@ -108,6 +108,13 @@ def test_an_entry_with_a_field_of_the_wrong_type_is_probed_again(tmp_path, _prob
         cache_file.write_text(json.dumps(data))
         assert _facts(open_run(root)) == expected, field
         assert summarize(open_run(root), ["role"], cache=False).equals(summary), field
+    # a schema (shared by the entries pointing to it) that maps a column to something other than its type
+    for bad in ({"reward": 1.0}, {"reward": None}, ["reward"]):
+        data = json.loads(good)
+        data["schemas"] = [{**s, **bad} if isinstance(bad, dict) else bad for s in data["schemas"]]
+        cache_file.write_text(json.dumps(data))
+        assert _facts(open_run(root)) == expected, bad
+        assert summarize(open_run(root), ["role"], cache=False).equals(summary), bad
 
 
 def test_cache_can_be_turned_off(tmp_path, monkeypatch, _probe_cache):

@@ -160,9 +160,7 @@ _FIELD_TYPES: dict[str, Callable[[Any], bool]] = {
 
 
 def _well_typed(info: FileInfo) -> bool:
-    columns = info.columns
-    if not all(_is_str(k) and _is_str(t) for k, t in columns.items()):
-        return False
+    """Whether each cached field has its type (the columns are checked once per schema, by ``_schema``)."""
     return all(check(getattr(info, name)) for name, check in _FIELD_TYPES.items())
 
 
@@ -192,6 +190,7 @@ class ProbeCache:
         self.new: dict[str, Any] = {}
         self._new_schemas: list[dict[str, str]] = []
         self._schema_index: dict[int, int] = {}  # id(columns) -> index in _new_schemas
+        self._typed: dict[int, Any] = {}  # id -> schema found to map names to type strings (kept: ids stay theirs)
         self.changed = False
         self.version: tuple[int, ...] | None = None  # of the file as loaded (``read_versioned``)
 
@@ -270,7 +269,11 @@ class ProbeCache:
         if type(index) is not int or not 0 <= index < len(schemas):
             return None
         columns = schemas[index]
-        return columns if isinstance(columns, dict) else None
+        if self._typed.get(id(columns)) is not columns:  # each schema checked once, not once per file
+            if not isinstance(columns, dict) or not all(_is_str(k) and _is_str(t) for k, t in columns.items()):
+                return None
+            self._typed[id(columns)] = columns
+        return columns
 
     # -- filling -----------------------------------------------------------------------------------------
     def store(
