@@ -72,6 +72,7 @@ PLANTS = (
     "format_drift",
     "reward_hacking",
     "nan_rewards",
+    "nan_kl",
     "exception_spike",
 )
 
@@ -122,6 +123,8 @@ def make_run(root: Path, plant: str = "healthy", seed: int = 0, hostile: str | N
                         kl = 0.06 * math.sqrt(step / STEPS) * math.exp(rng.gauss(0, 0.25))
                         if plant == "kl_blowup" and r == "verifier" and late:
                             kl = 2.5 * math.exp(rng.gauss(0, 0.3))
+                        if plant == "nan_kl" and r == "solver" and late:
+                            kl = float("nan")  # diverged log-probabilities: the KL statistics skip them
                         roles[r] = {"reward": reward, "kl": kl}
                     total = sum(v["reward"] for v in roles.values() if not math.isnan(v["reward"])) / len(ROLES)
                     if not tags:
@@ -160,6 +163,7 @@ EXPECTED_ROLE = {
     "format_drift": None,
     "reward_hacking": None,
     "nan_rewards": "verifier",
+    "nan_kl": "solver",
     "exception_spike": None,
 }
 # Other kinds a plant may bring along, because they are true of it too.

@@ -263,6 +263,8 @@ def _partial_row(group: str, values: np.ndarray, kl: np.ndarray) -> dict:
         "reward_nan": 1,
         "reward_null": 0,
         **moments("kl", kl),
+        "kl_nan": 2,
+        "kl_null": 1,
         "exception_sum": 0.0,
         "exception_n": len(values),
         "rows": len(values) + 1,
@@ -306,6 +308,7 @@ def test_chan_merge_matches_numpy_on_many_small_parts():
         assert row["reward_median"] is None
         assert math.isclose(row["component/c_mean"], v.mean(), rel_tol=1e-12)
         assert row["reward_nan"] == sum(r["role"] == g for r in rows)
+        assert row["kl_nan"] == 2 * row["reward_nan"] and row["kl_null"] == row["reward_nan"]
         assert row["zero_adv_frac"] == 0.5
     d = out.filter(pl.col("role") == "d").row(0, named=True)
     assert d["reward_count"] == 0 and d["reward_mean"] is None and d["reward_std"] is None

@@ -486,3 +486,60 @@ def test_a_budget_that_is_not_a_positive_number_is_said_once(value, monkeypatch,
     assert PS.budget_bytes() == PS.budget_bytes() == PS.DEFAULT_BUDGET_MB << 20
     err = capsys.readouterr().err
     assert err.count(f"warning: {PS.BUDGET_VAR}=") == 1 and "2048 MiB" in err
+
+
+def _raw_kl(root: Path) -> list[tuple[str, dict[str, float | None]]]:
+    """(split, {role: KL}) per sample, read straight from the files with pyarrow (roles a sample lacks are
+    absent from its mapping)."""
+    out: list[tuple[str, dict[str, float | None]]] = []
+    for path in sorted(root.rglob("*.parquet")):
+        table = pq.read_table(path).to_pylist()
+        if path.parent.name == "flink_logs":
+            split = path.name.split("_")[3]
+            out += [(split, {r: row[f"{r}_kl"] for r in ROLES}) for row in table]
+        else:
+            out += [(row["split"], {x["role"]: x["kl"] for x in row["roles"] or []}) for row in table]
+    return out
+
+
+@pytest.mark.parametrize("make", [native_run, flink_run])
+def test_kl_nan_and_null_equal_an_independent_count(tmp_path, make):
+    """A KL that went NaN (diverged log-probabilities) is counted in ``kl_nan``, beside ``kl_count``, per
+    role and per sample (a sample's KL, the mean of its roles', is NaN when one is): the statistics used to
+    skip it without a word. Cold, from the partials, and in a fleet of two copies alike."""
+    root = make(tmp_path / "r", seed=7, steps=range(9))
+    raw = _raw_kl(root)
+
+    def counts(values: list[float | None]) -> tuple[int, int, int]:
+        nan = sum(v is not None and math.isnan(v) for v in values)
+        null = sum(v is None for v in values)
+        return len(values) - nan - null, nan, null
+
+    per_role = {
+        (s, r): counts([kl[r] for sp, kl in raw if sp == s and r in kl]) for s in ("train", "eval") for r in ROLES
+    }
+    per_sample: dict[str, list[float | None]] = {"train": [], "eval": []}
+    for split, kl in raw:
+        known = [v for v in kl.values() if v is not None]
+        per_sample[split].append(None if not known else math.nan if any(map(math.isnan, known)) else 0.0)
+    assert sum(n for _, n, _ in per_role.values()) > 0  # the run has NaN KL to count
+    for attempt in ("cold", "partials"):
+        run = open_run(root)
+        by_role = summarize(run, ["role"], cache=attempt == "partials")
+        for row in by_role.filter(pl.col("role").is_not_null()).iter_rows(named=True):
+            assert (row["kl_count"], row["kl_nan"], row["kl_null"]) == per_role[(row["split"], row["role"])], row
+        by_split = summarize(run, ["split"], cache=attempt == "partials")
+        for row in by_split.iter_rows(named=True):
+            assert (row["kl_count"], row["kl_nan"], row["kl_null"]) == counts(per_sample[row["split"]]), row
+    import shutil
+
+    fleet = tmp_path / "fleet"
+    for name in ("a", "b"):
+        shutil.copytree(root, fleet / name, symlinks=True)
+    from runlog.fleet import summarize_fleet
+
+    pooled = summarize_fleet([str(fleet / "a"), str(fleet / "b")], ["role"]).frame
+    assert pooled.height
+    for row in pooled.filter(pl.col("role").is_not_null()).iter_rows(named=True):
+        one = per_role[(row["split"], row["role"])]
+        assert (row["kl_count"], row["kl_nan"], row["kl_null"]) == tuple(2 * x for x in one), row

@@ -54,7 +54,7 @@ def test_the_spec_names_every_reported_and_partial_column():
         "reward_nan",
         "reward_null",
     )
-    assert T.KL_STATS == ("kl_mean", "kl_std", "kl_min", "kl_max", "kl_count")
+    assert T.KL_STATS == ("kl_mean", "kl_std", "kl_min", "kl_max", "kl_count", "kl_nan", "kl_null")
     probe = T.Source(pl.col("x"), pl.col("x").is_nan(), pl.col("x").is_null())
     names = [e.meta.output_name() for e in T.exprs("reward", T.REWARD, probe, partial=True)]
     assert names == [

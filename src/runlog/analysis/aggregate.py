@@ -260,6 +260,8 @@ def _clean(q: Query, i: int, v: Variant) -> list[pl.Expr]:
         pl.when(m & v.kl.is_not_nan()).then(v.kl).alias(f"{p}k"),
         (m & v.reward.is_nan()).alias(f"{p}r_nan"),
         (m & v.reward.is_null()).alias(f"{p}r_null"),
+        (m & v.kl.is_nan()).alias(f"{p}k_nan"),
+        (m & v.kl.is_null()).alias(f"{p}k_null"),
         pl.when(m).then(pl.col("has_exception").cast(pl.Float64)).alias(f"{p}exc"),
         m.alias(f"{p}m"),
     ]
@@ -274,13 +276,13 @@ def _sources(q: Query, i: int, v: Variant) -> tuple[dict[str, T.Source], pl.Expr
     if q.inline:
         sources = {
             "reward": T.Source(v.reward.fill_nan(None), v.reward.is_nan(), v.reward.is_null()),
-            "kl": T.Source(v.kl.fill_nan(None)),
+            "kl": T.Source(v.kl.fill_nan(None), v.kl.is_nan(), v.kl.is_null()),
         }
         return sources, pl.len()
     p = _prefix(q, i)
     sources = {
         "reward": T.Source(pl.col(f"{p}r"), pl.col(f"{p}r_nan"), pl.col(f"{p}r_null")),
-        "kl": T.Source(pl.col(f"{p}k")),
+        "kl": T.Source(pl.col(f"{p}k"), pl.col(f"{p}k_nan"), pl.col(f"{p}k_null")),
         "exception": T.Source(pl.col(f"{p}exc")),
         **{f"component/{n}": T.Source(pl.col(f"{p}c{j}")) for j, n in enumerate(q.components)},
     }

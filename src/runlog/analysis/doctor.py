@@ -34,6 +34,7 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
         return Diagnosis(findings, s.notes, s.split, s.scope_notes)
     steps = s.per_step["step"].to_list()
     findings += _nan_findings(s, cfg)
+    findings += _nan_kl_findings(s, cfg)
     findings += _exception_findings(s, cfg)
     if len(steps) < cfg.min_steps:
         s.notes.append(f"only {len(steps)} step(s) (< min_steps={cfg.min_steps}): trend checks skipped")
@@ -241,6 +242,33 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 role,
                 hit[0],
                 {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
+            )
+        )
+    return out
+
+
+def _nan_kl_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """NaN KL values per role: a policy or reference whose log-probabilities diverged. The KL statistics skip
+    them (``kl_nan``), so that a KL gone NaN would otherwise read as a KL that merely stopped being logged."""
+    out = []
+    for role in s.roles:
+        steps, nan_values = s.role_series(role, "kl_nan")
+        _, count_values = s.role_series(role, "kl_count")
+        nan, count = as_floats(nan_values), as_floats(count_values)
+        hit = [st for st, n in zip(steps, nan, strict=True) if n > 0]
+        if not hit:
+            continue
+        total_nan = int(np.nansum(nan))
+        share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)  # of the KL values that are numbers
+        what = "KL values" if role is None else f"KL values of role {role}"
+        out.append(
+            Finding(
+                "nan_kl",
+                "error" if share >= cfg.nan_error else "warning",
+                f"{total_nan} NaN {what} ({share:.1%}) in {len(hit)} step(s), first at step {hit[0]}",
+                role,
+                hit[0],
+                {"nan": total_nan, "share": share, "steps": hit[:20]},
             )
         )
     return out

@@ -45,7 +45,7 @@ class DoctorConfig:
     component_flat: float = 0.25  # ... after a level that moved less than this share of the jump (linear fit)
     hack_rise: float = 0.5  # hacking: rise of the total reward, in within-step reward SDs
     hack_length: float = 0.5  # hacking: relative change of the completion length
-    nan_error: float = 0.05  # NaN rewards: share of rewards above which the finding is an error
+    nan_error: float = 0.05  # NaN rewards (KL): share of the values above which the finding is an error
     exception_rate: float = 0.25  # exception spike: failed share of a step's trajectories
     exception_error: float = 0.5  # ... above which the finding is an error
 

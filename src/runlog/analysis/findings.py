@@ -21,6 +21,7 @@ KINDS = (
     "component_shift",
     "reward_hacking",
     "nan_rewards",
+    "nan_kl",
     "exception_spike",
     "step_gaps",
     "data_problem",

@@ -153,7 +153,7 @@ STATISTICS: dict[str, Statistic] = {
 
 # What each measure reports, in output order.
 REWARD = ("mean", "std", "min", "max", "median", "count", "nan", "null")
-KL = ("mean", "std", "min", "max", "count")
+KL = ("mean", "std", "min", "max", "count", "nan", "null")
 EXCEPTION = ("rate",)
 COMPONENT = ("average",)
 

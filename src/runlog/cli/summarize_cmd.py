@@ -23,18 +23,18 @@ if TYPE_CHECKING:
 
 SECTIONS = [
     ("Reward (NaN and null are counted apart and never enter the statistics)", [*REWARD_STATS, "reward_mean_ma"]),
-    ("KL", [*KL_STATS, "kl_mean_ma"]),
+    ("KL (NaN and null counted apart)", [*KL_STATS, "kl_mean_ma"]),
     ("GRPO prompt groups and failed trajectories", ["zero_adv_frac", "exception_rate"]),
 ]
 PER_ROLE_TITLES = {
     "Reward (NaN and null are counted apart and never enter the statistics)": (
         "Reward per role (one value per sample and role; NaN and null are counted apart)"
     ),
-    "KL": "KL per role",
+    "KL (NaN and null counted apart)": "KL per role (NaN and null counted apart)",
     "GRPO prompt groups and failed trajectories": "GRPO prompt groups per role (zero_adv_frac: the role's rewards)",
 }
 PER_SAMPLE_TITLE = "Per sample, all roles together (these columns are per sample in the data, not per role)"
-SAMPLE_TITLE = "Over samples (one value per sample: its reward, the mean KL of its roles)"
+SAMPLE_TITLE = "Over samples (one value per sample: its reward, the mean KL of its roles, NaN if one is NaN)"
 
 
 def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:

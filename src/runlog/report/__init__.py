@@ -51,6 +51,7 @@ PLOT_OF = {
     "format_drift": "format",
     "reward_hacking": "format",
     "nan_rewards": "reward",
+    "nan_kl": "kl",
     "exception_spike": "reward",
 }
 
@@ -297,9 +298,10 @@ SUMMARY_COLUMNS = (
     ("reward_min", "min"),
     ("reward_max", "max"),
     ("reward_count", "rewards"),
-    ("reward_nan", "NaN"),
+    ("reward_nan", "reward NaN"),
     ("kl_mean", "KL mean"),
     ("kl_max", "KL max"),
+    ("kl_nan", "KL NaN"),
     ("zero_adv_frac", "zero-adv groups"),
 )
 
@@ -307,6 +309,8 @@ SUMMARY_COLUMNS = (
 def _summary(s: RunSeries) -> str:
     df = summarize(s.run, ["role"], filters=s.filters, prompt_groups=True)
     cols = [(c, h) for c, h in SUMMARY_COLUMNS if c in df.columns and df[c].null_count() < df.height]
+    if "kl_count" in df.columns and not int(df["kl_count"].sum() or 0) + int(df["kl_nan"].sum() or 0):
+        cols = [(c, h) for c, h in cols if c != "kl_nan"]  # a run without KL: no KL column to count NaN in
     rows = [
         [e1(r["role"] if r["role"] is not None else "(role unknown)")] + [num(r[c]) for c, _ in cols]
         for r in df.iter_rows(named=True)
