@@ -533,3 +533,40 @@ def test_a_first_half_line_is_held_back_silently_until_it_settles(tmp_path):
     assert live.update(*lister()) == []
     clock[0] += 10.0
     assert [e.kind for e in live.update(*lister())] == ["problem"]
+
+
+def test_a_background_check_that_panics_is_reported_and_a_running_one_is_said_at_close(tmp_path, monkeypatch):
+    """A check on the doctor's thread that dies of a BaseException (polars' PanicException is one: it used to
+    print 'Exception in thread runlog-doctor' and a traceback after the screen on Ctrl-C, the interpreter
+    tearing down under it) becomes an internal-error note; ``close`` says whether a check still runs, so that
+    ``runlog watch`` ends its process without meeting it."""
+    import threading
+
+    from runlog.analysis.doctor import DoctorConfig
+    from runlog.watch.findings import DoctorWatch, _Job
+
+    class Panic(BaseException):  # what pyo3 raises for a Rust panic
+        pass
+
+    printed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: printed.append(args))
+
+    def panics():
+        raise Panic("a panic inside polars")
+
+    job = _Job(panics)
+    assert job.done.wait(5)
+    assert job.result[2] == "internal error: Panic: a panic inside polars" and printed == []
+
+    release = threading.Event()
+    watch = DoctorWatch(str(tmp_path), DoctorConfig(), background=True)
+    monkeypatch.setattr(watch, "_check", lambda: (release.wait(5), ([], [], None, 0.0))[1])
+    watch.changed()
+    watch.poll()  # the check starts, and blocks
+    assert watch.close() is True
+    release.set()
+    watch.changed()
+    watch._last_start = -float("inf")
+    watch.poll()
+    assert watch._job is not None and watch._job.done.wait(5)
+    assert watch.close() is False

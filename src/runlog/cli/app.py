@@ -266,6 +266,9 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """The command line: a known command is built alone; anything else (``--help``, ``--version``, a typo)
     gets the whole application, whose help lists every command and whose errors suggest the right one."""
+    from .common import OWNS_PROCESS
+
+    OWNS_PROCESS[0] = True
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     application = build_app([first]) if first in COMMANDS else full_app()
     application(prog_name="runlog")

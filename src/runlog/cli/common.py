@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ..storage import StorageOptions
 
 INTERNAL_ERROR = 3
+# Whether the command line owns its process (``app.main``: ``runlog ...``, ``python -m runlog``), rather than
+# running inside another program (a test's runner, a notebook): only then may a command end the process itself.
+OWNS_PROCESS = [False]
 
 RUN_PATH = typer.Argument(
     ..., help="Run directory, a single file, or a URL (s3://, gs://, az://).", show_default=False, metavar="PATH"

@@ -15,7 +15,7 @@ import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from ..textsafe import visible
-from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
+from .common import OWNS_PROCESS, RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
 from .options import Format, Layout, NoCache, Roles, Split
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def watch_command(
     from ..analysis.doctor import DoctorConfig
     from ..watch import DoctorWatch, RunGoneError, watcher_for
 
-    code = EXIT_OK
+    code, busy = EXIT_OK, False
     with handle_errors():
         options = use_storage_options(storage_option)
         live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
@@ -130,8 +130,17 @@ def watch_command(
             end_line(fmt == WatchFormat.json and not live_screen, "interrupted", None)
             code = EXIT_INTERRUPTED
         finally:
-            if doctor is not None:
-                doctor.close()
+            busy = doctor is not None and doctor.close()
+    if busy and OWNS_PROCESS[0]:
+        # A doctor check still runs on its daemon thread, inside polars: the interpreter's teardown would meet it
+        # there (a panic's traceback after the screen, once a hang on Ctrl-C). Nothing is left to write (caches
+        # are written atomically), so the process ends here, its output flushed.
+        import os
+
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
     raise typer.Exit(code)
 
 

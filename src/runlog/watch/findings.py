@@ -103,9 +103,12 @@ class DoctorWatch:
             events += self._finish(self._check())
         return events
 
-    def close(self) -> None:
-        """Forget a running check: it runs on a daemon thread, so quitting never waits for it."""
-        self._job = None
+    def close(self) -> bool:
+        """Forget a running check: it runs on a daemon thread, so quitting never waits for it. Returns whether
+        one was still running (the caller then ends its process without the interpreter's teardown, which a
+        thread inside polars does not survive quietly: ``watch_cmd``)."""
+        job, self._job = self._job, None
+        return job is not None and not job.done.is_set()
 
     def _collect(self, wait: bool = False) -> list[Event]:
         job = self._job
@@ -165,7 +168,8 @@ class _Job:
     def _run(self) -> None:
         try:
             self.result = self._fn()
-        except Exception as exc:  # noqa: BLE001  (a bug in a check is reported on the screen, never a traceback)
+        except BaseException as exc:  # noqa: BLE001  (a bug in a check, a panic in polars (a BaseException):
+            # reported on the screen, never a traceback)
             self.result = ([], [], f"internal error: {type(exc).__name__}: {exc}", 0.0)
         finally:
             self.done.set()
