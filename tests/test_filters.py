@@ -143,6 +143,8 @@ PLOT_TYPOS = [
     (["--what", "scalars", "--keys", "nope/*"], KEYS_MSG),
     (["--what", "reward", "--steps", "5"], "--steps goes with --what hist"),
     (["--what", "reward", "--keys", "train/*"], "--keys goes with --what scalars"),
+    # it was checked, then ignored: every key drawn under --split eval
+    (["--what", "scalars", "--split", "eval"], "--split does not apply to --what scalars"),
 ]
 
 

@@ -121,3 +121,31 @@ def test_infinite_rewards_are_counted_not_drawn_and_nothing_fails(tmp_path: Path
         res = cli("diff", tmp_path / "run", tmp_path / "run")
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert res.exit_code == 0 and "Traceback" not in res.output
+
+
+def test_plotted_scalars_merge_process_shards_as_summarize_does(tmp_path: Path) -> None:
+    """Two processes log ``train/reward/mean`` at each step, one over 30 samples (1.0), one over 10 (0.0):
+    the plot and the report drew 0.5, a plain mean, where ``summarize --scalars`` says 0.75 (the
+    ``__count`` weights, seed 002's convention); a shard's NaN made no NaN either."""
+    import json
+    import math
+
+    from runlog.analysis.scalars import summarize_scalars
+    from runlog.plots import scalar_frame
+
+    root = tmp_path / "run"
+    root.mkdir()
+    for p, (value, count, loss) in enumerate([(1.0, 30, 1.0), (0.0, 10, float("nan"))]):
+        lines = [
+            {"step": s, "time": 1.0 + s, "train/reward/mean": value, "train/reward/mean__count": count, "loss2": loss}
+            for s in range(3)
+        ]
+        (root / f"scalars.p{p}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = open_run(root)
+    frame = scalar_frame(run)
+    assert frame["key"].unique().sort().to_list() == ["loss2", "train/reward/mean"]  # companions left out
+    reward = frame.filter(frame["key"] == "train/reward/mean")["value"].to_list()
+    assert reward == [0.75, 0.75, 0.75] == [(1.0 * 30 + 0.0 * 10) / 40] * 3
+    assert all(math.isnan(v) for v in frame.filter(frame["key"] == "loss2")["value"].to_list())
+    summary = summarize_scalars(run, aliases={})
+    assert summary.filter(summary["key"] == "train/reward/mean")["mean"].to_list() == [0.75]

@@ -471,6 +471,8 @@ def test_cli_no_color_and_formats(cli, tmp_path, monkeypatch):
         (["--where", "reward <"], "--where 'reward <': expected COLUMN OP NUMBER"),
         (["--where", "prompt > 1"], "'prompt' is text"),
         (["--where", "role:nobody > 1"], "unknown role 'nobody'"),
+        # the selection's internal occurrence column was offered and accepted
+        (["--where", "__occurrence < 1"], "use one of step, reward, num_turns, role:NAME or component:NAME"),
         (["--role", "nobody"], "--role 'nobody'"),
         (["--split", "test"], "--split 'test'"),
         (["--source", "bogus"], "unknown conversation source"),
@@ -660,4 +662,5 @@ def test_best_and_worst_with_a_sample_id_shared_by_a_prompt_group(tmp_path):
         ("p0", 0.9, "p0 reward 0.9"),
         ("p0", 0.1, "p0 reward 0.1"),
     ]
-    assert all("__occurrence" not in r for r in sel.rows)
+    # which row of its id each is: the conversation keeps it (the report's cards tell samples apart by it)
+    assert [r["__occurrence"] for r in sel.rows] == [0, 1, 0]

@@ -160,3 +160,72 @@ def test_the_report_names_the_files_it_could_not_read_on_stderr(cli, tmp_path: P
     assert res.exit_code == 0, res.output
     assert "error: samples/train/step_00000001.p0.parquet: unreadable Parquet" in res.stderr
     assert "error: samples/train/step_00000004.p0.parquet: written with runlog schema v3" in res.stderr
+
+
+def _corrupt_column_page(path: Path, column: str) -> None:
+    """Overwrite the data page of one column and keep the footer intact: discovery cannot tell, and a query
+    finds it only when it reads that column."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    chunk = next(
+        md.row_group(0).column(i)
+        for i in range(md.row_group(0).num_columns)
+        if md.row_group(0).column(i).path_in_schema == column
+    )
+    data = bytearray(path.read_bytes())
+    for j in range(chunk.data_page_offset + 8, chunk.data_page_offset + chunk.total_compressed_size - 2):
+        data[j] = 0xAB
+    path.write_bytes(bytes(data))
+
+
+def test_a_file_found_corrupt_while_the_report_is_built_is_left_out_everywhere_and_listed(cli, tmp_path: Path):
+    """A corrupt ``reward`` page behind an intact footer is found only when rewards are read, after the page's
+    first parts were built: with the partials cache the report failed ("reading the run failed", exit 1, no
+    page); without it the page said "No problems reading the run" and counted the file's 32 samples in its
+    tile (1,024 where the tables held 1,008)."""
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "debate_grpo", run)
+    bad = run / "samples" / "train" / "step_00000031.p0.parquet"
+    _corrupt_column_page(bad, "reward")
+    good = sum(pq.ParquetFile(p).metadata.num_rows for p in (run / "samples" / "train").glob("*.parquet") if p != bad)
+    for extra in ((), ("--no-cache",)):
+        page = tmp_path / f"r{len(extra)}.html"
+        res = cli("report", run, "-o", page, *extra)
+        assert res.exit_code == 0, res.output
+        assert "step_00000031.p0.parquet: corrupt data" in res.stderr
+        html = page.read_text()
+        assert "No problems reading the run" not in html and "step_00000031.p0.parquet" in html
+        tile = re.search(r'<div class="v">([^<]*)</div><div class="k">samples in train', html)
+        assert tile is not None and tile.group(1) == f"{good:,}"
+
+
+def test_best_and_worst_cards_with_a_sample_id_shared_by_a_prompt_group(tmp_path: Path) -> None:
+    """A GRPO trainer that writes the prompt's id for every sample of its group: the report keyed its cards by
+    (file, id), so the three samples of step 2 became one card (the first row) titled "best by judge's reward
+    (1)" over a table showing judge 0. Each card is now its own sample."""
+    from runlog import open_run
+    from runlog.report import build_report
+
+    from conftest import native_rows, native_run_of
+
+    rows = []
+    for step in range(3):
+        part = native_rows(step, 3, roles=("solver", "judge"))
+        for k, (rs, rj) in enumerate([(1.0, 0.0), (0.5, 1.0), (0.0, 0.5)]):
+            part[k]["sample_id"] = "prompt-7"
+            part[k]["roles"] = [{"role": "solver", "reward": rs, "kl": 0.1}, {"role": "judge", "reward": rj, "kl": 0.2}]
+            part[k]["messages"][1]["content"] = part[k]["completion"] = f"COMPLETION_{step}_{k}"
+        rows += part
+    html = build_report(open_run(native_run_of(tmp_path / "run", rows, roles=("solver", "judge"))))
+    cards = re.findall(r'<section class="traj".*?</section>', html, re.S)
+    assert len(cards) == 3
+    import html as html_lib
+
+    shown = {re.search(r"COMPLETION_2_\d", c).group(0): html_lib.unescape(re.sub("<[^>]+>", " ", c)) for c in cards}  # type: ignore[union-attr]
+    assert set(shown) == {"COMPLETION_2_0", "COMPLETION_2_1", "COMPLETION_2_2"}
+    assert "best" in shown["COMPLETION_2_0"] and "solver's reward (1)" in shown["COMPLETION_2_0"]
+    assert "worst" in shown["COMPLETION_2_0"] and "judge's reward (0)" in shown["COMPLETION_2_0"]
+    assert "judge's reward (1)" in shown["COMPLETION_2_1"] and "solver's reward (0)" in shown["COMPLETION_2_2"]

@@ -195,7 +195,7 @@ class Run:
             # OSError: an object deleted (or a local file removed) after discovery.
             first_error = exc
         bad = self._quarantine_unreadable()
-        if not bad:
+        if not bad and not self._marked_elsewhere():
             msg = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
             raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
         try:
@@ -203,6 +203,17 @@ class Run:
         except (pl.exceptions.PolarsError, OSError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+
+    def _marked_elsewhere(self) -> bool:
+        """Whether a file of this run's frames was found unreadable through another ``Run`` sharing its file
+        records (a summary's sub-run, ``summarize._sub_run``) after the frames were built: they are then built
+        again without it (the problem was reported where it was found)."""
+        built = self.__dict__.get("samples") is not None or self.__dict__.get("layouts") is not None
+        if not built or not any(not f.readable and f.kind == "samples" for f in self.files):
+            return False
+        for name in ("samples", "roles", "layouts"):
+            self.__dict__.pop(name, None)
+        return True
 
     def _quarantine_unreadable(self) -> list[FileInfo]:
         """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since

@@ -73,6 +73,32 @@ def load_aliases(path: str | Path | None = None, pairs: Sequence[str] = ()) -> d
     return table
 
 
+def merged_steps(
+    run: HasScalars, *, aliases: dict[str, str] | None = None, steps: StepRange | None = None
+) -> pl.LazyFrame:
+    """One value per key and step (``key, step, value``): the shards that logged a key at a step merged by
+    ``merged_value`` (weighted by their ``key__count`` companions, AReaL's convention, else a plain mean; NaN
+    if one logged NaN); the companions hidden; ``aliases`` renamed first (none by default)."""
+    lf = run.scalars.filter(pl.col("step").is_not_null())
+    step_filter = (steps or StepRange()).expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    if aliases:
+        lf = lf.with_columns(pl.col("key").replace(aliases))
+    is_count = pl.col("key").str.ends_with("__count")
+    values = lf.filter(~is_count)
+    counts = lf.filter(is_count).select(
+        "step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight")
+    )
+    counts = counts.group_by("step", "source", "key").agg(pl.col("weight").sum())
+    return (
+        values.join(counts, on=["step", "source", "key"], how="left")
+        .with_columns(pl.col("weight").fill_null(1.0))
+        .group_by("key", "step")
+        .agg(merged_value("weight"))
+    )
+
+
 def summarize_scalars(
     run: HasScalars,
     *,
@@ -87,25 +113,9 @@ def summarize_scalars(
     companions themselves are hidden. Aliased keys are renamed to their canonical name before merging.
     """
     aliases = DEFAULT_ALIASES if aliases is None else aliases
-    lf = run.scalars.filter(pl.col("step").is_not_null())
-    step_filter = (steps or StepRange()).expr()
-    if step_filter is not None:
-        lf = lf.filter(step_filter)
-    lf = lf.with_columns(pl.col("key").replace(aliases))
-    is_count = pl.col("key").str.ends_with("__count")
-    values = lf.filter(~is_count)
-    counts = lf.filter(is_count).select(
-        "step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight")
-    )
-    counts = counts.group_by("step", "source", "key").agg(pl.col("weight").sum())
-    merged = (
-        values.join(counts, on=["step", "source", "key"], how="left")
-        .with_columns(pl.col("weight").fill_null(1.0))
-        .group_by("key", "step")
-        .agg(merged_value("weight"))
-    )
     out = (
-        merged.sort("key", "step")
+        merged_steps(run, aliases=aliases, steps=steps)
+        .sort("key", "step")
         .group_by("key", maintain_order=True)
         .agg(
             # What the run ended on: the value at the last step logged (NaN if it was), not the last finite one.

@@ -68,12 +68,13 @@ class RunSeries:
         """The samples' total reward per step (``reward_mean`` over valid values, ``reward_nan``, the valid
         ``reward_count``, ``rows``):
         per-role rewards are what ``summarize`` reports; this is the sum a single-reward trainer optimises."""
-        lf = self.run.samples
-        if self.split:
-            lf = lf.filter(pl.col("split") == self.split)
         valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
-        [df] = self.run.collect(
-            lambda: [
+
+        def build() -> list[pl.LazyFrame]:  # the frame built inside: a file found unreadable is then left out
+            lf = self.run.samples
+            if self.split:
+                lf = lf.filter(pl.col("split") == self.split)
+            return [
                 lf.group_by("step").agg(
                     pl.col("reward").filter(valid).mean().alias("reward_mean"),
                     pl.col("reward").filter(valid).std().alias("reward_std"),
@@ -82,7 +83,8 @@ class RunSeries:
                     pl.len().cast(pl.Int64).alias("rows"),
                 )
             ]
-        )
+
+        [df] = self.run.collect(build)
         return df.sort("step")
 
     @cached_property
@@ -132,15 +134,19 @@ class RunSeries:
         )
         if not names:
             return pl.DataFrame(schema=schema)
-        lf = sample_view(self.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
-        if self.split:
-            lf = lf.filter(pl.col("split") == self.split)
         aggs = []
         for i, n in enumerate(names):
             c = pl.col(f"component/{n}")
             v = c.filter(c.is_not_null() & c.is_not_nan())
             aggs += [v.mean().alias(f"{i}:mean"), v.std().alias(f"{i}:std"), v.len().cast(pl.Int64).alias(f"{i}:count")]
-        [wide] = self.run.collect(lambda: [lf.group_by("step").agg(aggs)])
+
+        def build() -> list[pl.LazyFrame]:  # the view built inside: a file found unreadable is then left out
+            lf = sample_view(self.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
+            if self.split:
+                lf = lf.filter(pl.col("split") == self.split)
+            return [lf.group_by("step").agg(aggs)]
+
+        [wide] = self.run.collect(build)
         parts = [
             wide.select(
                 pl.col("step").cast(pl.Int64),

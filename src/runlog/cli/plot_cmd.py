@@ -75,6 +75,13 @@ def plot_command(
         filters = Filters.from_options(split, steps)
         if not filters.steps.unbounded and what != "hist":
             raise UsageError(f"--steps goes with --what hist (--what {what} shows every step)")
+        if filters.splits and what == "scalars":
+            # Scalar metrics have no split (a split is in their names): drawing every key under --split eval said
+            # nothing of the option it had checked.
+            raise UsageError(
+                "--split does not apply to --what scalars (scalar metrics have no split): "
+                "pick keys by name, e.g. --keys 'eval/*'"
+            )
         if keys and what != "scalars":
             raise UsageError(f"--keys goes with --what scalars (not --what {what})")
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):

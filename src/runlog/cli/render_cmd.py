@@ -146,7 +146,7 @@ def render_command(
         run = open_run(path, layout=layout, keep=keep, storage_options=storage)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
-            report_problems([p for p in run.problems if not p.is_warning])  # which files, and why
+            report_problems(_problems(run))  # which files, and why
             unreadable = len(run.errors)
             extra = f"; {unreadable} file(s) could not be read (listed above)" if unreadable else ""
             raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
@@ -156,7 +156,7 @@ def render_command(
             sys.stderr.write(f"note: {note}\n")
         # Problems met while reading (a corrupt file, a bad line) are listed; the exit code stays about the
         # selection (0 rendered, 1 nothing matched), as documented.
-        report_problems([p for p in run.problems if not p.is_warning])
+        report_problems(_problems(run))
         if sel.defaulted:
             what = "sample" if len(convs) == 1 else "best and worst samples"
             by = f"{role}'s reward" if role else "reward"
@@ -193,3 +193,11 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
     else:
         Path(output).write_text(text, encoding="utf-8")
         wrote(output)
+
+
+def _problems(run: Any) -> list[Any]:
+    """The problems to list: every error, and the warnings about files that hold samples (a torn last line of
+    a results file skipped a sample that is then never shown: it is said); warnings about scalar or unknown
+    files do not concern conversations."""
+    samples = {f.path for f in run.files if f.kind == "samples"}
+    return [p for p in run.problems if not p.is_warning or p.path in samples]

@@ -267,10 +267,12 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
 
 
 def scalar_frame(run: Run) -> pl.DataFrame:
-    """The scalar metrics as (key, step, value), one mean value per key and step, ``__count`` companions
-    left out, sorted by key then step."""
-    lf = run.scalars.filter(~pl.col("key").str.ends_with("__count")).group_by("key", "step").agg(pl.col("value").mean())
-    return lf.collect().sort("key", "step")
+    """The scalar metrics as (key, step, value), one value per key and step: process shards merged as
+    ``summarize --scalars`` merges them (weighted by their ``key__count`` companions, NaN if one logged NaN;
+    ``analysis.scalars.merged_steps``), the companions left out, sorted by key then step."""
+    from ..analysis.scalars import merged_steps
+
+    return merged_steps(run).collect().sort("key", "step")
 
 
 def scalar_keys(run: Run) -> list[str]:

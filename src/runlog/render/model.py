@@ -126,6 +126,9 @@ class Conversation:
     exception: str | None = None
     notes: list[str] = field(default_factory=list)
     chars_before_cut: int | None = None  # the texts' length before ``--max-chars`` (the stats say the sample's)
+    # Which row of its id in its file the sample is (``select.OCCURRENCE``): ids recur where a trainer writes the
+    # prompt's id for every sample of a group. With ``file`` and ``sample_id``, what tells one sample from another.
+    occurrence: int | None = None
 
     @property
     def stats(self) -> Stats:

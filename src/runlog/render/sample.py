@@ -45,6 +45,7 @@ def conversation_from_row(row: dict[str, Any], source: str = "auto") -> Conversa
         reward=reward_of(row),
         exception=row.get("exception"),
         notes=notes,
+        occurrence=row.get("__occurrence"),  # select.OCCURRENCE_COLUMN, where the row was chosen by select
     )
 
 

@@ -251,7 +251,7 @@ def _filters(
     if c.role is not None:
         check_roles(RunValues(roles=roles), [c.role])
     if conds:
-        schema = dict(lf.collect_schema())
+        schema = {k: v for k, v in lf.collect_schema().items() if k != OCCURRENCE_COLUMN}  # internal: not offered
         comps = run.component_names() if any(x.operand.startswith("component:") for x in conds) else []
         out.append(where_expr(conds, schema, roles, comps).fill_null(False))
     if c.grep:
@@ -359,8 +359,7 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # left out, and the samples of the other files are still shown.
     rows = sub.collect(lambda: [sub.samples.with_columns(OCCURRENCE).filter(wanted)])[0]
     found = {_identity(r): r for r in rows.iter_rows(named=True)}
-    shown = [found[i] for r in chosen if (i := _identity(r)) in found]
-    return [{k: v for k, v in r.items() if k != OCCURRENCE_COLUMN} for r in shown]
+    return [found[i] for r in chosen if (i := _identity(r)) in found]  # each with its occurrence (Conversation)
 
 
 # A sample is its file, its id and which row of that id in that file it is: ids repeat where a trainer uses the

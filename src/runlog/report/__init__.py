@@ -15,6 +15,7 @@ from .. import __version__
 from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
 from ..analysis.inspect import RunInspection
 from ..analysis.summarize import summarize
+from ..formats.base import UNREADABLE
 from ..plots import (
     MAX_SCALAR_PANELS,
     NO_SAMPLES,
@@ -68,6 +69,17 @@ def build_report(
     overlay figures."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
+    known = len(run.problems)
+    html = _build(run, cfg, tick, against)
+    if len(run.problems) > known and any(p.kind == UNREADABLE for p in run.problems[known:]):
+        # A file found unreadable while the page was being built (a corrupt data page behind an intact footer is
+        # only found by reading that column): the parts built before had counted it, and the data section said
+        # nothing. Built again, every part reads the run without it and the problem is listed.
+        html = _build(run, cfg, lambda _stage: None, against)
+    return html
+
+
+def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Run | None) -> str:
     series = RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
     overview = series.inspect
     splits = _splits(run)

@@ -21,7 +21,7 @@ def trajectories(s: RunSeries) -> str:
     from ..render import Criteria, conversations
 
     roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
-    cards: dict[tuple[Any, Any], dict[str, Any]] = {}
+    cards: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     index_rows: list[list[str]] = []
     problems: list[str] = []
     scope = ""
@@ -42,13 +42,13 @@ def trajectories(s: RunSeries) -> str:
         picks = [("best", convs[0]), ("worst", convs[-1])]
         cells = []
         for place, conv in picks:
-            key = (conv.file, conv.sample_id)
+            key = (conv.file, conv.sample_id, conv.occurrence)  # an id shared by a prompt group is not one sample
             card = cards.setdefault(key, {"conv": conv, "titles": [], "n": len(cards) + 1})
             value = _reward_of(conv, role)
             card["titles"].append((place, who, value))
             cells += [f'<a href="#card-{card["n"]}">{e1(conv.sample_id or "?")}</a>', num(value)]
         if len(convs) == 1:
-            cards[(convs[0].file, convs[0].sample_id)]["same"] = sel.matched
+            cards[(convs[0].file, convs[0].sample_id, convs[0].occurrence)]["same"] = sel.matched
         index_rows.append([_role_cell(role), *cells])
     out = problems
     if not cards:
