@@ -279,3 +279,162 @@ def test_a_run_without_group_ids_logs_its_zero_advantage_fraction():
         assert got == pytest.approx(row["zero_adv_frac"], abs=1e-12)
         checked += 1
     assert checked >= 30
+
+
+def _answer_rows(step: int, n: int, ids: list[str], rewards: list[float], split: str = "train") -> list[dict]:
+    rows = native_rows(step, n, split=split, roles=("solver",))
+    for r, sid, rw in zip(rows, ids, rewards, strict=True):
+        r["sample_id"], r["reward"] = sid, rw
+        r["roles"] = [{"role": "solver", "reward": rw, "kl": 0.0}]
+        r["messages"][1]["content"] = f"answer {rw!r}"
+    return rows
+
+
+def test_recurring_sample_ids_show_each_sample_exactly_once(tmp_path):
+    """Ids that recur at every step (a dataset index) and within a step (GRPO: the prompt's id for every sample
+    of its group): every step gets its own rows, and each picked row is exactly that sample (its reward, its
+    text), so the best and worst are the true best and worst and no row repeats."""
+    from conftest import native_run_of
+
+    rows, n = [], 20
+    for step in range(3):
+        rewards = [round(step + 0.05 * i, 2) for i in range(n)]
+        rows += _answer_rows(step, n, [f"q{i // 4}" for i in range(n)], rewards)
+    plan = P.build_plan(open_run(native_run_of(tmp_path / "r", rows)), P.PlanOptions(metrics=False))
+    payloads = list(plan.payloads())
+    assert [p.step for p in payloads] == [0, 1, 2]
+    for p in payloads:
+        t = p.tables["full_trajectories"]
+        got = [dict(zip(t.columns, r, strict=True)) for r in t.rows]
+        assert len(got) == 16 and {g["step"] for g in got} == {p.step}
+        assert len({g["full_trajectory"] for g in got}) == 16, "no sample shown twice"
+        for g in got:
+            assert f"answer {g['total_reward']!r}" in g["full_trajectory"], "a row is its own sample"
+            assert g["sample"] == f"q{round((g['total_reward'] - p.step) / 0.05) // 4}"
+        truth = sorted(round(p.step + 0.05 * i, 2) for i in range(n))
+        assert sorted(g["total_reward"] for g in got if g["pick"] == "best") == truth[-4:]
+        assert sorted(g["total_reward"] for g in got if g["pick"] == "worst") == truth[:4]
+
+
+def test_histogram_counts_are_numpy_histogram_of_the_edges_sent(tmp_path):
+    """Counts equal ``numpy.histogram(values, bins=edges)`` with the very edges sent, values on an edge
+    included (each bin is half-open, the last one closed: the maximum is in the last bin)."""
+    np = pytest.importorskip("numpy")
+    from conftest import native_run_of
+
+    rng = random.Random(3)
+    lo, hi, nb = 0.1, 0.7, 64
+    edges = [lo + (hi - lo) * i / nb for i in range(nb + 1)]  # the values that sit exactly on the edges
+    values = edges + [rng.uniform(lo, hi) for _ in range(200)] + [hi] * 3 + [lo] * 2
+    rows = _answer_rows(0, len(values), [f"s{i}" for i in range(len(values))], values)
+    for bins in (nb, 7, 512):
+        plan = P.build_plan(
+            open_run(native_run_of(tmp_path / f"r{bins}", rows)), P.PlanOptions(hist_bins=bins, metrics=False)
+        )
+        h = plan.hists[0]["debate/reward_hist/solver"]
+        assert len(h.counts) == min(bins, len(values)) and h.edges[0] == lo and h.edges[-1] == hi
+        counts, _ = np.histogram(np.array(values), bins=np.array(h.edges))
+        assert h.counts == counts.tolist()
+        assert sum(h.counts) == len(values) and h.counts[-1] >= values.count(hi)
+
+
+def test_split_tables_share_the_byte_budget_fairly(tmp_path, monkeypatch):
+    """Train and eval at one step over the shared budget: random picks of every split are dropped before any
+    best or worst pick, so neither table is emptied while the other keeps random rows."""
+    from conftest import native_run_of
+
+    rows = []
+    for split in ("train", "eval"):
+        rws = [float(i) for i in range(40)]
+        part = _answer_rows(0, 40, [f"{split}-{i}" for i in range(40)], rws, split=split)
+        for r in part:
+            r["messages"][1]["content"] += " " + "x" * 2000
+        rows += part
+    run = open_run(native_run_of(tmp_path / "r", rows))
+    full = next(P.build_plan(run, P.PlanOptions(max_samples_per_step=16, metrics=False)).payloads()).tables
+    one = full["full_trajectories"].nbytes()
+    monkeypatch.setattr(T, "TABLE_BYTES_BUDGET", one)  # room for about half of the two tables
+    plan = P.build_plan(run, P.PlanOptions(max_samples_per_step=16, metrics=False))
+    tables = next(plan.payloads()).tables
+    train, ev = tables["full_trajectories"], tables["eval/full_trajectories"]
+    assert train.nbytes() + ev.nbytes() <= one
+    for t in (train, ev):
+        picks = [r[t.columns.index("pick")] for r in t.rows]
+        assert picks.count("best") == 4 and picks.count("worst") == 4, picks
+        assert t.dropped_rows >= 4
+    assert abs(len(train.rows) - len(ev.rows)) <= 1
+    assert any("step 0 train" in n for n in plan.notes) and any("step 0 eval" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"format":"runlog-wandb-state","version":1,"destinations":[]}', "destinations is a list"),
+        ('{"format":"runlog-wandb-state","version":"x","destinations":{}}', "version 'x'"),
+        (
+            '{"format":"runlog-wandb-state","version":1,"destinations":{"d":{"run_id":"r","project":"p",'
+            '"entity":null,"mode":"offline","last_step":"7"}}}',
+            "last_step is '7'",
+        ),  # fmt: skip
+        (
+            '{"format":"runlog-wandb-state","version":1,"destinations":{"d":{"run_id":"r","project":"p",'
+            '"entity":null,"mode":"offline","fingerprint":{"a.jsonl":[1]}}}}',
+            "fingerprint of 'a.jsonl'",
+        ),  # fmt: skip
+    ],
+)
+def test_a_wrongly_shaped_state_file_is_a_usage_error(tmp_path, text, says):
+    from runlog.errors import UsageError
+    from runlog.sinks import state as S
+
+    path = tmp_path / "f.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=str(path)) as exc:
+        S.StateFile(path).get("d")
+    assert says in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_wrongly_shaped_state_file_exits_2_with_one_line(tmp_path):
+    run = make_native_run(tmp_path / "r", steps=[0], n=4)
+    state = tmp_path / "f.json"
+    state.write_text('{"format":"runlog-wandb-state","version":1,"destinations":[]}')
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runlog",
+            "upload-wandb",
+            str(run),
+            "--project",
+            "p",
+            "--mode",
+            "offline",
+            "--wandb-dir",
+            str(tmp_path / "wb"),
+            "--state",
+            str(state),
+            "--dry-run",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and str(state) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_lines_appended_for_uploaded_steps_are_reported(tmp_path):
+    """A lagging shard appends lines for steps already uploaded: W&B keeps a step's first row, so they are not
+    sent, and a note names the file and the steps; lines for new steps are no news."""
+    from runlog.sinks import state as S
+
+    root = make_native_run(tmp_path / "r", steps=range(6), n=4)
+    shard = root / "scalars.p1.jsonl"
+    shard.write_text("".join(json.dumps({"step": s, "train/loss": 2.0}) + "\n" for s in range(3)))
+    old = S.fingerprint(open_run(root))
+    with open(shard, "a") as fh:
+        fh.write("".join(json.dumps({"step": s, "train/loss": 2.0}) + "\n" for s in (3, 4, 5, 6, 7)))
+    notes = S.changed_history(open_run(root), old, last_step=5)
+    assert len(notes) == 1 and "scalars.p1.jsonl" in notes[0] and "step(s) 3, 4, 5 " in notes[0], notes
+    assert S.changed_history(open_run(root), S.fingerprint(open_run(root)), last_step=7) == []

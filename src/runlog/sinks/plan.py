@@ -28,6 +28,15 @@ TABLE_KEY = "full_trajectories"
 MAX_HIST_BINS = 512  # W&B's limit
 TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
 _RUN_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+OCCURRENCE_COLUMN = "__occurrence"
+# A sample is its file, its id and which row of that id in that file it is (as ``render-trajectory`` finds it):
+# ids recur at every step (a dataset index) or within a step (GRPO trainers writing the prompt's id for every
+# sample of its group), and the best of a group is not its first row.
+Ident = tuple[str, str, int]  # (source file, sample_id, occurrence)
+
+
+def _occurrence() -> pl.Expr:
+    return pl.int_range(pl.len(), dtype=pl.Int64).over("source", "sample_id").alias(OCCURRENCE_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ class Plan:
     times: dict[int, float]
     computed: dict[int, dict[str, float]]
     hists: dict[int, dict[str, Hist]]
-    table_picks: dict[int, dict[str, list[tuple[str, str]]]]  # step -> split -> [(sample_id, pick)]
+    table_picks: dict[int, dict[str, list[tuple[Ident, str]]]]  # step -> split -> [(sample identity, pick)]
     columns: tuple[list[str], list[str]]
     notes: list[str] = field(default_factory=list)
     shadowed: set[str] = field(default_factory=set)
@@ -126,30 +135,37 @@ class Plan:
         return p
 
     def _tables(self, steps: list[int]) -> dict[int, dict[str, T.TableData]]:
-        wanted = {
-            (sp, sid): pick for s in steps for sp, picks in self.table_picks.get(s, {}).items() for sid, pick in picks
-        }
+        wanted = {ident for s in steps for picks in self.table_picks.get(s, {}).values() for ident, _ in picks}
         if not wanted:
             return {}
         sub = _sub_run(self.run, set(steps))
-        ids = list({sid for _, sid in wanted})
-        [rows] = sub.collect(lambda: [sub.samples.filter(pl.col("step").is_in(steps) & pl.col("sample_id").is_in(ids))])
+        ids = sorted({sid for _, sid, _ in wanted})
+        sources = sorted({src for src, _, _ in wanted})
+        [rows] = sub.collect(
+            lambda: [
+                sub.samples.with_columns(_occurrence()).filter(
+                    pl.col("step").is_in(steps) & pl.col("sample_id").is_in(ids) & pl.col("source").is_in(sources)
+                )
+            ]
+        )
         comps, roles = self.run.component_names(), self.run.role_names()
-        by_key = {(r["split"], r["sample_id"]): r for r in rows.iter_rows(named=True)}
+        by_ident = {(r["source"], r["sample_id"], r[OCCURRENCE_COLUMN]): r for r in rows.iter_rows(named=True)}
         out: dict[int, dict[str, T.TableData]] = {}
         cols, types = self.columns
         for s in steps:
-            budget = T.TABLE_BYTES_BUDGET
+            split_tables: dict[str, T.TableData] = {}
             for split, picks in self.table_picks.get(s, {}).items():
                 table = T.TableData(list(cols), list(types))
-                for sid, pick in picks:
-                    row = by_key.get((split, sid))
+                for ident, pick in picks:
+                    row = by_ident.get(ident)
                     if row is not None and row.get("step") == s:
+                        row = {k: v for k, v in row.items() if k != OCCURRENCE_COLUMN}
                         cells, cut = T.table_row(row, pick, comps, roles, self.options.max_cell_chars)
                         table.rows.append(cells)
                         table.cut_cells += cut
-                table = T.fit_budget(table, budget)
-                budget = max(0, budget - table.nbytes())
+                split_tables[split] = table
+            T.fit_step_budget(list(split_tables.values()), T.TABLE_BYTES_BUDGET)
+            for split, table in split_tables.items():
                 if table.dropped_rows:
                     self.notes.append(f"step {s} {split}: {table.dropped_rows} table row(s) left out (size limits)")
                 out.setdefault(s, {})[table_key(split)] = table
@@ -173,7 +189,7 @@ def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
     has_samples = any(f.kind == "samples" and f.readable for f in run.files)
     computed: dict[int, dict[str, float]] = {}
     hists: dict[int, dict[str, Hist]] = {}
-    picks: dict[int, dict[str, list[tuple[str, str]]]] = {}
+    picks: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
     notes: list[str] = []
     if has_samples:
         _role_aggregates(run, opts.prefix, computed)
@@ -307,33 +323,28 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
 def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
     """Per split, step and role, a histogram of the valid rewards: equal-width bins over [min, max] (a
     constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
-    values. Binned in one polars pass over every group."""
+    values. The counts are ``numpy.histogram`` of the values with exactly the edges sent (each bin half-open,
+    the last one closed), so a value on an edge is counted in the bin that edge starts."""
+    import numpy as np
+
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("reward").is_finite()
     g = ["split", "step", "role"]
-    lf = run.roles.filter(valid).with_columns(pl.col("role").fill_null("unknown"))
-    lf = lf.with_columns(
-        pl.col("reward").min().over(g).alias("lo"),
-        pl.col("reward").max().over(g).alias("hi"),
-        pl.min_horizontal(pl.len().over(g), pl.lit(bins)).alias("nb"),
-    )
-    width = pl.col("hi") - pl.col("lo")
-    idx = (
-        pl.when(width > 0)
-        .then(((pl.col("reward") - pl.col("lo")) / width * pl.col("nb")).floor().clip(0, pl.col("nb") - 1))
-        .otherwise(0)
-        .cast(pl.Int64)
-    )
-    lf = lf.with_columns(idx.alias("b"), pl.when(width > 0).then(pl.col("nb")).otherwise(1).alias("nb"))
-    [df] = run.collect(lambda: [lf.group_by(*g, "lo", "hi", "nb", "b").agg(pl.len().alias("n"))])
-    acc: dict[tuple[Any, ...], list[int]] = {}
-    for split, step, role, lo, hi, nb, b, n in df.iter_rows():
-        acc.setdefault((split, step, role, lo, hi, nb), [0] * nb)[b] += n
+    lf = run.roles.filter(valid & pl.col("step").is_not_null()).with_columns(pl.col("role").fill_null("unknown"))
+    lf = lf.group_by(*g).agg(pl.col("reward").cast(pl.Float64))
+    [df] = run.collect(lambda: [lf])
     out: dict[int, dict[str, Hist]] = {}
-    for (split, step, role, lo, hi, nb), counts in acc.items():
+    for (split, step, role), values in zip(df.select(g).iter_rows(), df["reward"], strict=True):
+        x = values.to_numpy()
+        if not len(x):
+            continue
+        lo, hi = float(x.min()), float(x.max())
+        nb = min(len(x), bins) if hi > lo else 1
         lo_, hi_ = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
         edges = [lo_ + (hi_ - lo_) * i / nb for i in range(nb + 1)]
         edges[-1] = hi_
-        out.setdefault(int(step), {})[key(split, f"{prefix}/reward_hist/{role}")] = Hist(counts, edges)
+        edges = np.maximum.accumulate(np.array(edges)).tolist()  # never decreasing, as numpy requires
+        counts, _ = np.histogram(x, bins=np.array(edges))
+        out.setdefault(int(step), {})[key(split, f"{prefix}/reward_hist/{role}")] = Hist(counts.tolist(), edges)
     return out
 
 
@@ -362,24 +373,25 @@ def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:
     return notes
 
 
-def _table_picks(run: Run, opts: PlanOptions) -> dict[int, dict[str, list[tuple[str, str]]]]:
-    """Which samples each table shows: read only ``split, step, sample_id, reward``."""
+def _table_picks(run: Run, opts: PlanOptions) -> dict[int, dict[str, list[tuple[Ident, str]]]]:
+    """Which samples each table shows: read only ``source, split, step, sample_id, reward``; each pick is a
+    sample's identity (file, id, occurrence), so an id that recurs never stands for another sample's row."""
     every = opts.tables_every
     [df] = run.collect(
         lambda: [
-            run.samples.select("split", "step", "sample_id", "reward")
-            .filter(pl.col("step").is_not_null() & (pl.col("step") % every == 0))
+            run.samples.with_columns(_occurrence())
+            .select("source", "split", "step", "sample_id", OCCURRENCE_COLUMN, "reward")
+            .filter(pl.col("step").is_not_null() & (pl.col("step") % every == 0) & pl.col("sample_id").is_not_null())
             .group_by("split", "step")
-            .agg(pl.col("sample_id"), pl.col("reward"))
+            .agg("source", "sample_id", OCCURRENCE_COLUMN, "reward")
         ]
     )
-    out: dict[int, dict[str, list[tuple[str, str]]]] = {}
-    for split, step, ids, rewards in df.sort("step", "split").iter_rows():
-        keep = [(i, r) for i, r in zip(ids, rewards, strict=True) if i is not None]
-        picked = T.pick_samples(
-            [i for i, _ in keep], [r for _, r in keep], opts.max_samples_per_step, seed=opts.seed, key=f"{split}:{step}"
-        )
-        out.setdefault(int(step), {})[split] = picked
+    out: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
+    for split, step, sources, ids, occs, rewards in df.sort("step", "split").iter_rows():
+        idents: list[Ident] = list(zip(sources, ids, occs, strict=True))
+        order = [(sid, src, occ) for src, sid, occ in idents]  # by sample id first, as ever
+        picked = T.pick_indices(order, rewards, opts.max_samples_per_step, seed=opts.seed, key=f"{split}:{step}")
+        out.setdefault(int(step), {})[split] = [(idents[i], pick) for i, pick in picked]
     return out
 
 

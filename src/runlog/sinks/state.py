@@ -47,6 +47,35 @@ class Entry:
     updated: float = 0.0
 
 
+_REMOVE = "remove it to upload from scratch, or pass another --state FILE"
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "project": (str,),
+    "entity": (str, type(None)),
+    "mode": (str,),
+    "wandb_dir": (str, type(None)),
+    "last_step": (int, type(None)),
+    "complete": (bool,),
+    "fingerprint": (dict,),
+    "fingerprint_step": (int, type(None)),
+    "session_file": (str, type(None)),
+    "session_after": (int, type(None)),
+    "updated": (int, float),
+}
+
+
+def _bad_field(entry: Entry) -> str | None:
+    """Why an entry read from the file cannot be used (a field of the wrong type), or None."""
+    for name, types in _FIELD_TYPES.items():
+        v = getattr(entry, name)
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            return f"{name} is {v!r}"
+    for path, fp in entry.fingerprint.items():
+        if not isinstance(fp, list) or len(fp) != 3:
+            return f"fingerprint of {path!r} is {fp!r}"
+    return None
+
+
 def destination(mode: str, entity: str | None, project: str, run_id: str, wandb_dir: str | None) -> str:
     """The key of an entry: an offline upload into one directory is not an upload to the server."""
     where = f"offline:{wandb_dir}" if mode == "offline" else mode
@@ -66,9 +95,15 @@ class StateFile:
                 raise UsageError(f"{path}: unreadable upload state ({exc}); remove it to upload from scratch") from None
             if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
                 raise UsageError(f"{path}: not a runlog upload state file; pass another --state FILE")
-            if int(data.get("version", 0)) > STATE_VERSION:
+            version = data.get("version", 0)
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise UsageError(f"{path}: damaged upload state (version {version!r} is not a number); {_REMOVE}")
+            if version > STATE_VERSION:
                 raise UsageError(f"{path}: written by a newer runlog; upgrade with pip install -U runlog")
             data.setdefault("destinations", {})
+            if not isinstance(data["destinations"], dict):
+                kind = type(data["destinations"]).__name__
+                raise UsageError(f"{path}: damaged upload state (destinations is a {kind}, not an object); {_REMOVE}")
             self.data = data
 
     def get(self, dest: str) -> Entry | None:
@@ -77,9 +112,13 @@ class StateFile:
             return None
         known = {k: v for k, v in raw.items() if k in Entry.__dataclass_fields__}
         try:
-            return Entry(**known)
+            entry = Entry(**known)
         except TypeError:
             return None
+        bad = _bad_field(entry)
+        if bad:
+            raise UsageError(f"{self.path}: damaged upload state ({dest!r}: {bad}); {_REMOVE}")
+        return entry
 
     def put(self, dest: str, entry: Entry) -> None:
         entry.updated = time.time()
@@ -171,6 +210,14 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
         if f.fmt in HEAD_HASHED:
             if digest is not None and _head_sha(f.abspath, size) != digest:
                 notes.append(f"{path}: rewritten, not appended, since the last upload; earlier steps are not re-sent")
+            elif f.fmt == "jsonl":
+                late = _appended_steps(f.abspath, size, last_step)
+                if late:
+                    shown = ", ".join(map(str, late[:10])) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
+                    notes.append(
+                        f"{path}: lines appended for already-uploaded step(s) {shown} (a lagging shard?); not sent "
+                        "(W&B keeps a step's first row; upload with another --run-id to include them)"
+                    )
         elif f.step is not None and f.step <= last_step:
             with contextlib.suppress(OSError):
                 if list(_stat(f.abspath)) != [size, mtime]:
@@ -181,6 +228,33 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                 f"{path}: new file for already-uploaded step {f.step}; not sent (W&B keeps a step's first row)"
             )
     return notes
+
+
+def _appended_steps(path: Any, old_size: int, last_step: int) -> list[int]:
+    """The steps up to ``last_step`` named by JSON lines appended to ``path`` after its first ``old_size``
+    bytes (a shard that lagged behind the upload), ascending."""
+    try:
+        size, _ = _stat(path)
+        if size <= old_size:
+            return []
+        if isinstance(path, ObjectPath):
+            tail = path.read_head(size)[old_size:]
+        else:
+            with open(path, "rb") as fh:
+                fh.seek(old_size)
+                tail = fh.read(size - old_size)
+    except OSError:
+        return []
+    steps: set[int] = set()
+    for line in tail.splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        step = d.get("step") if isinstance(d, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool) and step <= last_step:
+            steps.add(step)
+    return sorted(steps)
 
 
 def last_logged_step(wandb_file: str | None) -> int | None:

@@ -54,11 +54,7 @@ class TableData:
 
     def nbytes(self) -> int:
         """An estimate of the serialised size (UTF-8 text plus JSON overhead per cell)."""
-        n = 0
-        for row in self.rows:
-            for v in row:
-                n += len(v.encode("utf-8", "replace")) + 8 if isinstance(v, str) else 24
-        return n
+        return sum(_row_nbytes(row) for row in self.rows)
 
 
 def table_columns(components: Sequence[str], roles: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -73,10 +69,19 @@ def pick_samples(
 ) -> list[tuple[str, str]]:
     """Up to ``n`` (sample_id, pick) pairs: the best quarter and the worst quarter by reward, the rest drawn at
     random with a seed derived from ``seed`` and ``key`` (split and step). Deterministic: the same inputs,
-    in any order, give the same picks, so a resumed upload logs what an uninterrupted one would have."""
+    in any order, give the same picks, so a resumed upload logs what an uninterrupted one would have.
+    With ids that repeat, use ``pick_indices`` with a unique identity per sample."""
+    return [(ids[i], pick) for i, pick in pick_indices(ids, rewards, n, seed=seed, key=key)]
+
+
+def pick_indices(
+    ids: Sequence[Any], rewards: Sequence[float | None], n: int, *, seed: int, key: str
+) -> list[tuple[int, str]]:
+    """``pick_samples`` as (index, pick) pairs; ``ids`` are sortable identities (a sample id, or a tuple that
+    starts with it), unique for a deterministic choice."""
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     if len(ids) <= n:
-        return [(ids[i], "all") for i in order]
+        return [(i, "all") for i in order]
     finite = {i: float(r) for i in order if _finite(r := rewards[i])}
     valid = list(finite)
     k = max(1, n // 4)
@@ -86,7 +91,7 @@ def pick_samples(
     chosen.update(worst)
     rest = [i for i in order if i not in chosen]
     drawn = random.Random(f"runlog:{seed}:{key}").sample(rest, min(len(rest), n - len(chosen)))
-    return [(ids[i], "best") for i in best] + [(ids[i], "worst") for i in worst] + [(ids[i], "random") for i in drawn]
+    return [(i, "best") for i in best] + [(i, "worst") for i in worst] + [(i, "random") for i in drawn]
 
 
 def table_row(
@@ -138,10 +143,48 @@ def table_row(
 def fit_budget(table: TableData, budget: int) -> TableData:
     """Drop rows from the end (random picks first, then worst, best last) until the table fits ``budget``
     bytes and W&B's row limit; the dropped count is kept for the report."""
-    while table.rows and (table.nbytes() > budget or len(table.rows) > MAX_TABLE_ROWS):
-        table.rows.pop()
-        table.dropped_rows += 1
+    fit_step_budget([table], budget)
     return table
+
+
+# Which rows go first when a step's tables are over budget: random picks (and ``all``), then worst, best last.
+_DROP_ORDER = {"random": 0, "all": 0, "worst": 1, "best": 2}
+
+
+def fit_step_budget(tables: Sequence[TableData], budget: int) -> None:
+    """Fit the tables of one step (one per split) into one shared ``budget`` of bytes, and each into W&B's
+    row limit, by dropping rows from the ends of the tables: every split's random picks go before any
+    split's worst, and every worst before any best; within a kind, the largest table gives first. So no
+    split is emptied while another keeps rows of a kind that would have been dropped sooner."""
+    sizes = [[_row_nbytes(r) for r in t.rows] for t in tables]
+    for t, sz in zip(tables, sizes, strict=True):
+        while len(t.rows) > MAX_TABLE_ROWS:
+            t.rows.pop()
+            sz.pop()
+            t.dropped_rows += 1
+    totals = [sum(sz) for sz in sizes]
+    total = sum(totals)
+    pick_col = [t.columns.index("pick") if "pick" in t.columns else None for t in tables]
+
+    def rank(i: int) -> tuple[int, int]:
+        c = pick_col[i]
+        kind = tables[i].rows[-1][c] if c is not None else "random"
+        return _DROP_ORDER.get(kind, 0), -totals[i]
+
+    while total > budget:
+        live = [i for i, t in enumerate(tables) if t.rows]
+        if not live:
+            break
+        i = min(live, key=rank)
+        tables[i].rows.pop()
+        n = sizes[i].pop()
+        totals[i] -= n
+        total -= n
+        tables[i].dropped_rows += 1
+
+
+def _row_nbytes(row: Sequence[Any]) -> int:
+    return sum(len(v.encode("utf-8", "replace")) + 8 if isinstance(v, str) else 24 for v in row)
 
 
 def plain_turns(turns: Sequence[Turn]) -> str:
