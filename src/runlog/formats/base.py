@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -112,9 +113,14 @@ class FileInfo:
 
 
 class Candidate:
-    """A file offered to the layouts. The head bytes and first JSON line are read at most once."""
+    """A file offered to the layouts. The head bytes and the first JSON lines are read at most once."""
 
     HEAD_BYTES = 64 * 1024
+    # A JSONL layout recognises a file by its first few non-empty lines (one damaged line must not hide the
+    # layout: the reader reports it with its number and skips it), each read whole however long it is, up to
+    # this much of the file's start; never the whole file.
+    SNIFF_LINES = 5
+    MAX_SNIFF_BYTES = 16 * 1024 * 1024
 
     def __init__(
         self,
@@ -138,6 +144,12 @@ class Candidate:
         self.footer: Any = None
         self.footer_ready: Any = None
         self.head_error: str | None = None  # why the head could not be read (then no layout can sniff it)
+        # What ``json_lines`` has read and parsed so far.
+        self._sniff_buf: bytes | None = None
+        self._sniff_pos = 0
+        self._sniff_eof = False
+        self._sniff_done = False
+        self._sniffed: list[Any] = []
 
     @cached_property
     def head(self) -> bytes:
@@ -152,16 +164,74 @@ class Candidate:
             )[:200]
             return b""
 
-    @cached_property
+    @property
     def first_json(self) -> Any:
         """The first non-empty line parsed as JSON, or None (for sniffing JSONL layouts)."""
-        for line in self.head.split(b"\n"):
+        return next(self.json_lines(), None)
+
+    def json_lines(self) -> Iterator[Any]:
+        """The first ``SNIFF_LINES`` non-empty lines, each parsed as JSON (None for a line that is not JSON),
+        read from the start of the file only as far as a caller iterates (a layout stops at the first line it
+        recognises). Each line is read whole, past ``HEAD_BYTES``, up to ``MAX_SNIFF_BYTES`` from the start: a
+        first line longer than that is said in ``head_error``."""
+        i = 0
+        while i < self.SNIFF_LINES:
+            if i == len(self._sniffed) and not self._sniff_next():
+                return
+            yield self._sniffed[i]
+            i += 1
+
+    def _sniff_next(self) -> bool:
+        """Parse the next non-empty line into ``_sniffed``; False when there is none (end of file, or of what
+        sniffing reads)."""
+        from ..storage import read_head
+
+        if self._sniff_done:
+            return False
+        if self._sniff_buf is None:
+            self._sniff_buf = self.head
+            self._sniff_eof = self.head_error is not None or len(self._sniff_buf) < self.HEAD_BYTES
+        while True:
+            buf = self._sniff_buf
+            nl = buf.find(b"\n", self._sniff_pos)
+            if nl < 0 and not self._sniff_eof:
+                if len(buf) >= self.MAX_SNIFF_BYTES:
+                    self._sniff_done = True
+                    if not self._sniffed and not buf[: self._sniff_pos].strip():
+                        self.head_error = (
+                            f"its first line is longer than the {self.MAX_SNIFF_BYTES // (1024 * 1024)} MiB runlog "
+                            "reads to tell a file's layout; force one with --layout"
+                        )
+                    return False
+                n = min(self.MAX_SNIFF_BYTES, max(4 * len(buf), self.HEAD_BYTES))
+                try:
+                    data = read_head(self.abspath, n)
+                except (OSError, RunlogError):
+                    self._sniff_done = True
+                    return False
+                self._sniff_eof = len(data) < n
+                if len(data) <= len(buf):  # the file shrank: what was read is all there is
+                    self._sniff_eof = True
+                else:
+                    self._sniff_buf = data
+                continue
+            end = len(buf) if nl < 0 else nl
+            line = buf[self._sniff_pos : end]
+            self._sniff_pos = end + 1
+            if nl < 0:
+                self._sniff_done = True
+                self._sniff_buf = b""
             if line.strip():
                 try:
-                    return json.loads(line)
+                    self._sniffed.append(json.loads(line))
                 except (ValueError, RecursionError):
-                    return None
-        return None
+                    self._sniffed.append(None)
+                if len(self._sniffed) >= self.SNIFF_LINES:
+                    self._sniff_done = True
+                    self._sniff_buf = b""
+                return True
+            if nl < 0:
+                return False
 
 
 @dataclass

@@ -49,7 +49,12 @@ MAX_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024  # all members of one .eval together
 MAX_JSON_BYTES = 4 * 1024 * 1024 * 1024  # one JSON log, read whole
 
 # The JSON log starts with its ``version`` then ``status`` (inspect_ai writes the fields in a fixed order).
-_JSON_HEAD = re.compile(rb'^\s*\{\s*"version"\s*:\s*-?\d+\s*,\s*"status"\s*:\s*"')
+# Any JSON scalar is taken as the version here: one that is not an integer ("2", 2.5, null) is then said by
+# the reader (``unknown_schema_version``), not taken for a file of no known layout.
+_JSON_HEAD = re.compile(
+    rb'^\s*\{\s*"version"\s*:\s*(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|"(?:[^"\\]|\\.){0,64}"|null|true|false)'
+    rb'\s*,\s*"status"\s*:\s*"'
+)
 _SAMPLE_MEMBER = re.compile(r"samples/[^/]+\.json")
 _HEADERS = ("header.json", "_journal/start.json", "start.json")  # finished, running, and older .eval logs
 # Sample fields kept (as JSON) in the ``extra`` column; the others are mapped or named in a fidelity note.

@@ -155,13 +155,46 @@ class JsonlSamples(Layout):
             rest.update(also)
         return chat.compact_json(rest) if rest else None
 
+    def file_frames(self, files: list[FileInfo], ctx: RunContext) -> list[tuple[FileInfo, pl.DataFrame]]:
+        """The mapped frame of each readable sample file (kept by its probe, or parsed again)."""
+        return [
+            (f, f.frame if f.frame is not None else self.parse(f, ctx))
+            for f in files
+            if f.readable and f.kind == "samples"
+        ]
+
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
-        frames = []
-        for f in files:
-            if not f.readable or f.kind != "samples":
-                continue
-            frame = f.frame if f.frame is not None else self.parse(f, ctx)
-            frames.append(frame)
+        frames = [frame for _, frame in self.file_frames(files, ctx)]
         if not frames:
             return None
         return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
+
+    def warn_pooled(self, files: list[FileInfo], ctx: RunContext, advice: str) -> None:
+        """For ``check_run``: files of this layout whose samples share ids at one split and step (a copy of a
+        results file, or the results of two checkpoints in one folder, neither of which has a step): their rows
+        are all counted and pooled into the same step and prompt groups. Said once, naming the first shared id
+        and the files that hold it (from the frames the probes kept; nothing read)."""
+        seen: dict[tuple[str | None, int | None, str], str] = {}
+        clash: dict[str, list[str]] = {}
+        first: str | None = None
+        for f in files:
+            frame = f.frame
+            if f.kind != "samples" or not f.readable or not isinstance(frame, pl.DataFrame) or not frame.height:
+                continue
+            keys = frame.select("split", "step", "sample_id").drop_nulls("sample_id").unique(maintain_order=True)
+            for split, step, sid in keys.iter_rows():
+                other = seen.setdefault((split, step, sid), f.path)
+                if other != f.path:
+                    holders = clash.setdefault(sid, [other])
+                    if f.path not in holders:
+                        holders.append(f.path)
+                    first = first or sid
+        if first is None:
+            return
+        holders = clash[first]
+        ctx.warn(
+            holders[-1],
+            f"{len(clash)} sample id(s) occur in more than one {self.name} file at the same step (first: {first!r}, "
+            f"in {', '.join(holders[:3])}{' ...' if len(holders) > 3 else ''}): each file's rows are counted, as "
+            f"one step and in the same prompt groups; {advice}",
+        )

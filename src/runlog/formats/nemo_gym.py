@@ -38,13 +38,16 @@ class NemoGym(JsonlSamples):
     )
 
     def detect(self, cand: Candidate) -> bool:
-        obj = cand.first_json
-        return (
-            cand.suffix == ".jsonl"
-            and isinstance(obj, dict)
-            and isinstance(obj.get("responses_create_params"), dict)
-            and "response" in obj
+        if cand.suffix != ".jsonl":
+            return False
+        # Any of the first lines: a damaged first line is reported and skipped by the reader.
+        return any(
+            isinstance(obj, dict) and isinstance(obj.get("responses_create_params"), dict) and "response" in obj
+            for obj in cand.json_lines()
         )
+
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        self.warn_pooled(files, ctx, "point runlog at one rollouts file, or keep each collection in its own folder")
 
     def file_meta(self, info: FileInfo) -> None:
         info.split = "train"

@@ -12,13 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 from .. import chat
+from .. import schema as S
 from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
+# ``ctx.cache`` key: {file path: its prompts, in the order of its ``prompt-N`` groups} (``Verifiers.finish``).
+_PROMPT_GROUPS = "verifiers_prompt_groups"
 # Known non-reward fields of verifiers results (kept in `extra` when present, never used as components).
 _NOT_METRICS = frozenset({"id", "example_id", "reward", "is_truncated", "is_completed"}) | _TIMINGS
+
+
+def _is_rollout(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and "reward" in obj
+        and isinstance(obj.get("prompt"), (list, str))
+        and isinstance(obj.get("completion"), (list, str))
+    )
 
 
 @register
@@ -36,10 +48,9 @@ class Verifiers(JsonlSamples):
             return self._is_metadata(cand)
         if cand.suffix != ".jsonl":
             return False
-        obj = cand.first_json
-        if not isinstance(obj, dict) or "reward" not in obj:
-            return False
-        return isinstance(obj.get("prompt"), (list, str)) and isinstance(obj.get("completion"), (list, str))
+        # Any of the first lines: a damaged first line (not JSON, no ``reward``) is reported and skipped by the
+        # reader, not a reason to ignore the file.
+        return any(_is_rollout(obj) for obj in cand.json_lines())
 
     @staticmethod
     def _is_metadata(cand: Candidate) -> bool:
@@ -106,7 +117,8 @@ class Verifiers(JsonlSamples):
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """Older vf-eval versions wrote an ``id`` that is not the example's (rows ``3k..3k+2`` get id ``k`` while
         the prompts cycle through the dataset): where the rows of one ``id`` have different prompts, the prompt
-        groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance)."""
+        groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance; across
+        the files of a run by ``scan_samples``, so that one group never holds two prompts)."""
         pairs: list[tuple[str | None, str]] = state.get("prompts", [])
         seen: dict[str, set[str]] = {}
         for group, prompt in pairs:
@@ -116,9 +128,34 @@ class Verifiers(JsonlSamples):
             return frame
         first: dict[str, int] = {}
         groups = [None if g is None else f"prompt-{first.setdefault(p, len(first))}" for g, p in pairs]
+        # The file's prompts in the order of their numbers, for ``scan_samples`` to number them run-wide.
+        ctx.cache.setdefault(_PROMPT_GROUPS, {})[info.path] = list(first)
         ctx.note(
             self.name,
             f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
             "prompt groups are the rows with the same prompt",
         )
         return frame.with_columns(pl.Series("group_id", groups, dtype=pl.String))
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        """As ``JsonlSamples.scan_samples``; the ``prompt-N`` groups of several files (numbered per file by
+        ``finish``) are numbered again over all of them, so that ``prompt-N`` is one prompt in the whole run."""
+        pairs = self.file_frames(files, ctx)
+        if not pairs:
+            return None
+        memo: dict[str, list[str]] = ctx.cache.get(_PROMPT_GROUPS, {})
+        frames = [frame for _, frame in pairs]
+        if sum(f.path in memo for f, _ in pairs) > 1:
+            number_of: dict[str, int] = {}
+            for i, (f, frame) in enumerate(pairs):
+                prompts = memo.get(f.path)
+                if prompts is None:
+                    continue
+                mapping = {
+                    f"prompt-{n}": f"prompt-{number_of.setdefault(p, len(number_of))}" for n, p in enumerate(prompts)
+                }
+                frames[i] = frame.with_columns(pl.col("group_id").replace(mapping))
+        return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
+
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        self.warn_pooled(files, ctx, "point runlog at one results file, or keep each evaluation in its own folder")

@@ -38,12 +38,14 @@ class Verl(JsonlSamples):
     mapped = frozenset({"input", "output", "score", "step", "uid", "data_source"})
 
     def detect(self, cand: Candidate) -> bool:
-        obj = cand.first_json
-        if cand.suffix != ".jsonl" or not isinstance(obj, dict):
+        if cand.suffix != ".jsonl":
             return False
-        if not {"input", "output", "score"} <= obj.keys():
-            return False
-        return bool(_STEP_FILE.fullmatch(cand.name)) or "step" in obj
+        named = bool(_STEP_FILE.fullmatch(cand.name))
+        # Any of the first lines: a damaged first line is reported and skipped by the reader.
+        return any(
+            isinstance(obj, dict) and {"input", "output", "score"} <= obj.keys() and (named or "step" in obj)
+            for obj in cand.json_lines()
+        )
 
     def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
         m = _STEP_FILE.fullmatch(cand.name)
