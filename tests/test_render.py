@@ -664,3 +664,15 @@ def test_best_and_worst_with_a_sample_id_shared_by_a_prompt_group(tmp_path):
     ]
     # which row of its id each is: the conversation keeps it (the report's cards tell samples apart by it)
     assert [r["__occurrence"] for r in sel.rows] == [0, 1, 0]
+
+
+def test_tool_arguments_that_would_not_survive_reformatting_are_shown_as_written():
+    """``{"path": "/tmp/safe.txt", "path": "/etc/passwd"}`` was shown as ``"path": "/etc/passwd"`` alone (the
+    parser keeps the last key), and numbers were rewritten (``2.50`` as 2.5, ``1e3`` as 1000.0): what a
+    reviewer reads must be what the model wrote. JSON that reformats faithfully is still indented."""
+    from runlog.render.model import ToolCall, pretty_arguments
+
+    for raw in ('{"path": "/tmp/safe.txt", "path": "/etc/passwd"}', '{"x": 2.50, "n": 1e3}', '{"a": {"b": 1, "b": 2}}'):
+        assert pretty_arguments(ToolCall("c", "f", raw)) == (True, raw)
+    ok, shown = pretty_arguments(ToolCall("c", "f", '{"x": 2.5, "n": 1000, "s": "a"}'))
+    assert ok and shown == '{\n  "x": 2.5,\n  "n": 1000,\n  "s": "a"\n}'

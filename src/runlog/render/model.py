@@ -204,6 +204,10 @@ def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
     ok, value = call.parsed_arguments()
     if not ok:
         return call.valid_before_cut, call.arguments or ""
+    if not _reserialises_faithfully(call.arguments or ""):
+        # A key given twice (``{"path": "/tmp/a", "path": "/etc/passwd"}``: parsers keep the last) or a number
+        # JSON would write otherwise (``2.50``, ``1e3``): shown exactly as the model wrote it.
+        return True, call.arguments or ""
     if isinstance(value, dict) and any(isinstance(v, str) and "\n" in v for v in value.values()):
         lines = []
         for k, v in value.items():
@@ -214,6 +218,30 @@ def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
                 lines.append(f"{k}: {json.dumps(v, ensure_ascii=False)}")
         return True, "\n".join(lines)
     return True, json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _reserialises_faithfully(text: str) -> bool:
+    """Whether valid JSON ``text`` loses nothing when parsed and written again: no object repeats a key, and
+    every number is written as Python writes the value it parses to."""
+    faithful = [True]
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            faithful[0] = False
+        return out
+
+    def number(token: str) -> float:
+        value = float(token)
+        if json.dumps(value) != token:
+            faithful[0] = False
+        return value
+
+    try:
+        json.loads(text, object_pairs_hook=pairs, parse_float=number)
+    except (ValueError, RecursionError):
+        return False
+    return faithful[0]
 
 
 def shown_reasoning(turn: Turn) -> str | None:
