@@ -468,3 +468,21 @@ def test_empty_files_and_folders_named_like_data_are_said(tmp_path: Path) -> Non
     assert warned["samples/train/step_00000011.p0.parquet"].startswith("a file with no rows")
     assert warned["samples/eval/step_00000099.p0.parquet"] == "an empty folder named like a data file: nothing to read"
     assert str(group_key_expr(run)) == str(pl.col("group_id"))  # every sample has a group id
+
+
+def test_an_empty_results_file_is_said_to_be_empty(cli, tmp_path):
+    """A 0-byte ``results.jsonl`` or ``.eval`` was "1 file(s) match no known layout": no layout can be told
+    from nothing, and the reason is that the file is empty. Beside a good file it is a warning saying so."""
+    for name in ("results.jsonl", "log.eval"):
+        (tmp_path / name).write_bytes(b"")
+        res = cli("summarize", tmp_path / name)
+        assert res.exit_code == 2 and "no run files found (1 empty file(s), 0 bytes)" in res.stderr, res.stderr
+        (tmp_path / name).unlink()
+    real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "verifiers_math_python_gpt5nano_results.jsonl"
+    if not real.exists():
+        pytest.skip("shared/realdata is not beside the project")
+    shutil.copy(real, tmp_path / "results.jsonl")
+    (tmp_path / "a.jsonl").write_bytes(b"")
+    res = cli("summarize", tmp_path)
+    assert res.exit_code == 0, res.stderr
+    assert "warning: a.jsonl: an empty file (0 bytes" in res.stderr and "no known layout" not in res.stderr

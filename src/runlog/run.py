@@ -347,6 +347,7 @@ def open_run(
             ctx.warn(rel, message)
     files: list[FileInfo] = []
     unmatched: list[str] = []
+    empty: list[str] = []  # unmatched because empty
     skipped = 0
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
@@ -365,6 +366,9 @@ def open_run(
             if cand.head_error is not None and cand.suffix in DATA_SUFFIXES:
                 # Not "no known layout": its layout could not be told because it could not be read at all.
                 ctx.problem(cand.rel, UNREADABLE, f"cannot read file ({cand.head_error}); not read")
+            elif cand.size == 0 and cand.suffix in DATA_SUFFIXES:
+                empty.append(cand.rel)  # no layout can be told from nothing: said as what it is
+                ctx.warn(cand.rel, "an empty file (0 bytes; a writer that stopped before its first row?): ignored")
             else:
                 ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
@@ -421,6 +425,8 @@ def open_run(
         if mine:
             lay.check_run(mine, ctx)
     if not files and not skipped:
+        if unmatched and len(empty) == len(unmatched):
+            raise UsageError(f"{path}: no run files found ({len(empty)} empty file(s), 0 bytes)")
         if unmatched:
             raise UsageError(
                 f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
