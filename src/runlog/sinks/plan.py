@@ -303,16 +303,20 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
     """Per split and step, over samples (not per role): the mean total reward, the sample count and each
     reward component's mean; NaN and null never enter a mean."""
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
-    totals = run.samples.group_by("split", "step").agg(pl.col("reward").filter(valid).mean().alias("m"), pl.len())
-    comps = (
-        run.samples.select("split", "step", pl.col("reward_components").alias("c"))
-        .explode("c")
-        .unnest("c")
-        .filter(pl.col("name").is_not_null() & pl.col("value").is_not_null() & pl.col("value").is_not_nan())
-        .group_by("split", "step", "name")
-        .agg(pl.col("value").mean())
-    )
-    t, c = run.collect(lambda: [totals, comps])
+
+    def build() -> list[pl.LazyFrame]:  # the frames built inside: a file found corrupt is then left out
+        totals = run.samples.group_by("split", "step").agg(pl.col("reward").filter(valid).mean().alias("m"), pl.len())
+        comps = (
+            run.samples.select("split", "step", pl.col("reward_components").alias("c"))
+            .explode("c")
+            .unnest("c")
+            .filter(pl.col("name").is_not_null() & pl.col("value").is_not_null() & pl.col("value").is_not_nan())
+            .group_by("split", "step", "name")
+            .agg(pl.col("value").mean())
+        )
+        return [totals, comps]
+
+    t, c = run.collect(build)
     for split, step, mean, n in t.iter_rows():
         _put(out, step, key(split, f"{prefix}/reward_total"), mean)
         _put(out, step, key(split, f"{prefix}/samples"), n)
@@ -329,9 +333,12 @@ def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
 
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("reward").is_finite()
     g = ["split", "step", "role"]
-    lf = run.roles.filter(valid & pl.col("step").is_not_null()).with_columns(pl.col("role").fill_null("unknown"))
-    lf = lf.group_by(*g).agg(pl.col("reward").cast(pl.Float64))
-    [df] = run.collect(lambda: [lf])
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
+        lf = run.roles.filter(valid & pl.col("step").is_not_null()).with_columns(pl.col("role").fill_null("unknown"))
+        return [lf.group_by(*g).agg(pl.col("reward").cast(pl.Float64))]
+
+    [df] = run.collect(build)
     out: dict[int, dict[str, Hist]] = {}
     for (split, step, role), values in zip(df.select(g).iter_rows(), df["reward"], strict=True):
         x = values.to_numpy()
