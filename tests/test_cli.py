@@ -147,3 +147,26 @@ def test_text_metrics_and_plots_of_a_scalars_only_run_say_why_they_are_empty(tmp
     assert res.exit_code == 0 and "try --what scalars" in res.stderr
     res = cli("plot", run, "--what", "scalars", "-o", tmp_path / "s.png")
     assert "try --what scalars" not in res.stderr
+
+
+def test_ctrl_c_during_the_interpreters_teardown_is_exit_130_without_a_traceback(tmp_path):
+    """A Ctrl-C after the command's work, while exit hooks run (W&B's, threads joining), printed "Exception
+    ignored in atexit callback" and a KeyboardInterrupt traceback, then went on: it now ends the process at
+    once with 130, what was printed kept."""
+    from watch_helpers import child_env
+
+    script = tmp_path / "teardown.py"
+    script.write_text(
+        "import atexit, os, signal, sys, time\n"
+        "from runlog.cli.app import main\n"
+        "def late():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "    print('not interrupted', file=sys.stderr)\n"
+        "atexit.register(late)\n"
+        "sys.argv = ['runlog', '--version']\n"
+        "main()\n"
+    )
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert p.returncode == 130 and p.stdout.startswith("runlog "), (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and "not interrupted" not in p.stderr, p.stderr

@@ -271,4 +271,24 @@ def main() -> None:
     OWNS_PROCESS[0] = True
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     application = build_app([first]) if first in COMMANDS else full_app()
-    application(prog_name="runlog")
+    try:
+        application(prog_name="runlog")
+    finally:
+        _quiet_teardown()
+
+
+def _quiet_teardown() -> None:
+    """After the command: a Ctrl-C while the interpreter tears down (W&B's exit hooks, threads joining) ends
+    the process at once with 130, what was printed flushed, instead of a traceback from inside a hook."""
+    import contextlib
+    import os
+    import signal
+
+    def interrupted(_signum: int, _frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+                stream.flush()
+        os._exit(130)
+
+    with contextlib.suppress(ValueError):  # not the main thread: the handler is left alone
+        signal.signal(signal.SIGINT, interrupted)
