@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 
 import numpy as np
 import polars as pl
@@ -316,3 +317,101 @@ def test_short_repeated_leaves_are_dictionary_encoded_and_long_text_is_not(tmp_p
     for leaf in ("completion", "trajectory", "messages.list.element.content",
                  "messages.list.element.tool_calls.list.element.arguments"):  # fmt: skip
         assert not dictionary[leaf], leaf
+
+
+def test_an_empty_step_is_a_step_with_no_rows_whatever_its_form(tmp_path):
+    """``[]`` (every rollout filtered out) is ``{"reward": []}``: a step with no rows, and the writer lives on."""
+    for name, empty in (
+        ("list", []),
+        ("dict", {"reward": []}),
+        ("nodict", {}),
+        ("table", pa.table({"x": pa.array([], pa.int64())})),
+    ):
+        with RunWriter(tmp_path / name) as w:
+            w.log_samples(0, empty)
+            w.log_samples(1, [{"reward": 1.0}])
+            w.log_samples(1, empty)  # appended to step 1: nothing added, ids unchanged
+            w.log_samples(2, {"reward": [2.0]})
+        files = sorted(p.name for p in (tmp_path / name / "samples" / "train").iterdir())
+        assert files == [f"step_{s:08d}.p0.parquet" for s in range(3)], name
+        assert [pq.read_table(tmp_path / name / "samples" / "train" / f).num_rows for f in files] == [0, 1, 1], name
+        df = open_run(tmp_path / name).samples.collect()
+        assert df["reward"].to_list() == [1.0, 2.0] and df["sample_id"].to_list() == ["train-s1-p0-0", "train-s2-p0-0"]
+        assert inspect_run(open_run(tmp_path / name)).as_dict()
+
+
+def test_component_columns_are_length_checked_at_the_call(tmp_path):
+    with RunWriter(tmp_path) as w:
+        for bad in ([10.0, 20.0, 30.0, 40.0], [10.0], np.ones(2)):
+            with pytest.raises(SampleError, match=r"columns have different lengths.*reward_components\['x'\]: "):
+                w.log_samples(0, {"reward": [1.0, 2.0, 3.0], "reward_components": {"x": bad}})
+        with pytest.raises(SampleError, match="not a column"):
+            w.log_samples(0, {"reward": [1.0, 2.0, 3.0], "reward_components": {"x": 1.0}})
+        with pytest.raises(SampleError, match="reward"):  # component columns count as rows: reward is required
+            w.log_samples(0, {"reward_components": {"x": [1.0]}})
+        w.log_samples(0, {"reward": [1.0, 2.0, 3.0], "reward_components": {"x": [10.0, 20.0, 30.0]}})
+    assert w.stats()["error"] is None
+    got = open_run(tmp_path).samples.collect()["reward_components"].to_list()
+    assert got == [[{"name": "x", "value": v}] for v in (10.0, 20.0, 30.0)]
+
+
+def test_a_call_refused_by_a_full_queue_leaves_no_trace(tmp_path, monkeypatch):
+    """on_full="raise": retrying a refused call writes every row once, with the ids of an unrefused run."""
+    gate = threading.Event()
+    w = RunWriter(tmp_path, max_queue=1, on_full="raise")
+    real = w._handle
+    monkeypatch.setattr(w, "_handle", lambda item: (gate.wait(), real(item)))
+    safety = threading.Timer(10, gate.set)  # a regression that blocks instead of raising fails, not hangs
+    safety.start()
+    try:
+        w.log_samples(0, [{"reward": 0.0}])  # taken by the thread, which waits on the gate
+        while w.stats()["queue_size"]:
+            time.sleep(0.001)
+        w.log_samples(0, [{"reward": 1.0}])  # fills the queue
+        for _ in range(3):
+            with pytest.raises(QueueFullError):
+                w.log_samples(0, [{"reward": 2.0}, {"reward": 3.0}])
+            with pytest.raises(QueueFullError):  # a new step: the old one is not sealed by a refused call
+                w.log_samples(1, [{"reward": 9.0}])
+        assert w.stats()["calls"] == 2 and w.stats()["rows_queued"] == 2
+    finally:
+        gate.set()
+        safety.cancel()
+    while True:
+        try:
+            w.log_samples(0, [{"reward": 2.0}, {"reward": 3.0}])
+            break
+        except QueueFullError:
+            time.sleep(0.001)
+    w.close()
+    df = open_run(tmp_path).samples.collect()
+    assert df["reward"].to_list() == [0.0, 1.0, 2.0, 3.0]
+    assert df["sample_id"].to_list() == [f"train-s0-p0-{i}" for i in range(4)]
+
+
+def test_a_step_is_an_integer_never_truncated_or_parsed(tmp_path):
+    with RunWriter(tmp_path) as w:
+        for s in (
+            1.5,
+            np.float64(1.5),
+            np.float32(2.5),
+            np.array(2.5),
+            "3",
+            b"3",
+            True,
+            np.bool_(False),
+            None,
+            math.nan,
+        ):
+            with pytest.raises(runlog.UsageError, match="step must be a non-negative integer"):
+                w.log_samples(s, [{"reward": 0.0}])
+            with pytest.raises(runlog.UsageError, match="step must be a non-negative integer"):
+                w.log_scalars(s, {"x": 0.0})
+        for i, s in enumerate(
+            (0, np.int64(1), np.uint8(2), np.array(3), np.int32(4), 5.0, np.float32(6.0), np.array(7.0))
+        ):
+            w.log_samples(s, [{"reward": float(i)}])
+            w.log_scalars(s, {"x": i})
+    assert sorted(open_run(tmp_path).samples.collect()["step"].to_list()) == list(range(8))
+    lines = [json.loads(x) for x in (tmp_path / "scalars.p0.jsonl").read_text().splitlines()]
+    assert [(d["step"], type(d["step"])) for d in lines] == [(i, int) for i in range(8)]

@@ -92,9 +92,20 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             elif jax_utils.is_jax_array(v):
                 places.append((k,))
                 arrays.append(v)
-        lengths = {len(v) for k, v in cols.items() if not isinstance(v, Mapping)}
+        # Every column, and every column of a {name: column} dict, has one value per row.
+        sizes = {
+            **{k: _length(k, v) for k, v in cols.items() if not isinstance(v, Mapping)},
+            **{
+                f"{k}[{kk!r}]": _length(f"{k}[{kk!r}]", vv)
+                for k, v in cols.items()
+                if isinstance(v, Mapping)
+                for kk, vv in v.items()
+            },
+        }
+        lengths = set(sizes.values())
         if len(lengths) > 1:
-            raise SampleError(f"columns have different lengths: {sorted(lengths)}")
+            detail = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+            raise SampleError(f"columns have different lengths: {sorted(lengths)} ({detail})")
         n = lengths.pop() if lengths else 0
         return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
@@ -116,6 +127,15 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
         "a pyarrow.Table or a polars.DataFrame"
     )
+
+
+def _length(name: str, col: Any) -> int:
+    try:
+        return len(col)
+    except TypeError:
+        raise SampleError(
+            f"column {name} is a {type(col).__name__}, not a column (a dict of columns holds one value per row)"
+        ) from None
 
 
 def _fetch(places: list[tuple[Any, ...]], arrays: list[Any]) -> tuple[list[tuple[Any, ...]], Any] | None:

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import json
 import math
+import operator
 import os
 import queue
 import re
@@ -140,29 +141,36 @@ class RunWriter:
         that this writer has already written raises ``StepOrderError`` (a file on disk is always a whole
         step). The writer takes the rows: do not mutate row dicts after the call (numpy columns are copied;
         JAX arrays are copied on their device, so they may be donated or overwritten once the call returns).
-        Never waits for the device.
+        No rows (``[]``) is the same as ``{"reward": []}``: a step with no rows. A call refused with
+        ``QueueFullError`` leaves no trace. Never waits for the device.
         """
         t0 = time.perf_counter()
         step = _step(step)
         if not isinstance(split, str) or not SPLIT_RE.match(split):
             raise UsageError(f"split {split!r} is not a valid folder name (letters, digits, '_', '-', '.')")
         payload, n, columns = _convert.snapshot(samples)
-        if n and "reward" not in columns:
-            raise _convert.SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
+        if "reward" not in columns:
+            if n:
+                raise _convert.SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
+            # No rows (``[]``, ``{}``, an empty table): the same as ``{"reward": []}``, a step with no rows.
+            payload = ({"reward": []}, None)
         with self._lock:
             self._check()
             pending = self._pending.get(split)
-            if pending is not None and pending[0] != step:
-                self._seal(split)
-                pending = None
+            # The previous step of this split is sealed by the same queue item as these rows, and this
+            # writer's bookkeeping changes only once the item is queued: a call refused (QueueFullError,
+            # StepOrderError) leaves no trace, and a retry gets the same offsets and sample ids.
+            seal = pending[0] if pending is not None and pending[0] != step else None
             if step in self._sealed.get(split, ()):
                 raise StepOrderError(
                     f"samples for {split} step {step} were already written by this writer "
                     f"({self._file(split, step)}); log each step's rows before moving to the next step"
                 )
-            offset = pending[1] if pending else 0
+            offset = pending[1] if pending is not None and seal is None else 0
+            self._put(("samples", split, step, offset, payload, seal))
+            if seal is not None:
+                self._sealed.setdefault(split, set()).add(seal)
             self._pending[split] = (step, offset + n)
-            self._put(("samples", split, step, offset, payload))
             self._stats["calls"] += 1
             self._stats["rows_queued"] += n
             self._stats["caller_s"] += time.perf_counter() - t0
@@ -386,7 +394,9 @@ class RunWriter:
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         if kind == "samples":
-            _, split, step, offset, payload = item
+            _, split, step, offset, payload, seal = item
+            if seal is not None:
+                self._submit(split, seal)
             data = self._timed_fetch(_convert.resolve, payload)
             table, found = _convert.build_table(
                 data, step=step, split=split, process=self.process_index, offset=offset, roles=self.roles
@@ -395,9 +405,7 @@ class RunWriter:
             self._buffers.setdefault(split, (step, []))[1].append(table)
         elif kind == "seal":
             _, split, step = item
-            buffered = self._buffers.pop(split, None)
-            if buffered is not None:
-                self._files.submit(self._file(split, step), _convert.concat(buffered[1]))
+            self._submit(split, step)
         elif kind == "scalars":
             _, record, fetch = item
             if fetch is not None:
@@ -417,6 +425,12 @@ class RunWriter:
                 self._write_scalars(
                     {"step": step, "time": t, **{k: _convert.scalar_value(k, v) for k, v in stats.items()}}
                 )
+
+    def _submit(self, split: str, step: int) -> None:
+        """Hand the buffered rows of a sealed step to the encoders."""
+        buffered = self._buffers.pop(split, None)
+        if buffered is not None:
+            self._files.submit(self._file(split, step), _convert.concat(buffered[1]))
 
     def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -465,13 +479,41 @@ class RunWriter:
 
 
 def _step(step: Any) -> int:
-    try:
-        value = int(step.item() if hasattr(step, "item") else step)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"step must be an integer, not {step!r}") from exc
-    if value < 0 or (isinstance(step, float) and not step.is_integer()):
+    """The step as an int: a Python int, a numpy integer, a 0-d integer numpy or JAX array, or a float of
+    integral value (``2.0``, ``np.float32(2.0)``). Anything else (``2.5``, ``"3"``, ``True``) is refused: a
+    step is never truncated or parsed. A JAX array is read on the host (``operator.index`` / ``.item()``), which
+    waits for the value: trainers keep their step counter on the host."""
+    value = _integral(step)
+    if value is None or value < 0:
         raise UsageError(f"step must be a non-negative integer, not {step!r}")
     return value
+
+
+def _integral(step: Any) -> int | None:
+    if isinstance(step, (bool, str, bytes)) or getattr(getattr(step, "dtype", None), "kind", None) == "b":
+        return None
+    if isinstance(step, int):
+        return int(step)
+    try:
+        return operator.index(step)  # numpy integer scalars, 0-d integer numpy and JAX arrays
+    except TypeError:
+        pass
+    if isinstance(step, float):  # Python floats and np.float64
+        value: Any = step
+    elif hasattr(step, "item") and getattr(step, "size", None) == 1:  # other numpy / JAX scalars
+        try:
+            value = step.item()
+        except (TypeError, ValueError):
+            return None
+    else:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _iso(t: float) -> str:
