@@ -415,3 +415,18 @@ def test_a_step_is_an_integer_never_truncated_or_parsed(tmp_path):
     assert sorted(open_run(tmp_path).samples.collect()["step"].to_list()) == list(range(8))
     lines = [json.loads(x) for x in (tmp_path / "scalars.p0.jsonl").read_text().splitlines()]
     assert [(d["step"], type(d["step"])) for d in lines] == [(i, int) for i in range(8)]
+
+
+def test_jax_steps_are_integers_too(tmp_path):
+    """A JAX step (a traced counter's value, ``jnp.int32``, a whole float array) is read as its integer; a
+    fractional, boolean or many-valued one is refused at the call, as numpy's are."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    with RunWriter(tmp_path / "run", name="j", roles=("solver",), durable=False) as w:
+        for s in (jnp.int32(0), jnp.array(1), jnp.asarray(2.0), jax.jit(lambda x: x + 1)(jnp.int32(2))):
+            w.log_samples(s, {"reward": jnp.arange(2, dtype=jnp.float32)})
+        for bad in (jnp.float32(4.5), jnp.array([5, 6]), jnp.bool_(True)):
+            with pytest.raises(runlog.UsageError, match="step must be a non-negative integer"):
+                w.log_samples(bad, {"reward": [1.0]})
+    steps = sorted(int(p.name.split("_")[1].split(".")[0]) for p in (tmp_path / "run").rglob("step_*.parquet"))
+    assert steps == [0, 1, 2, 3]
