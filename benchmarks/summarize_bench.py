@@ -138,6 +138,8 @@ select {keys},
   min(kl) filter (where not isnan(kl)) as kl_min,
   max(kl) filter (where not isnan(kl)) as kl_max,
   count(kl) filter (where not isnan(kl)) as kl_count,
+  count(*) filter (where isnan(kl)) as kl_nan,
+  count(*) filter (where kl is null) as kl_null,
   null::double as zero_adv_frac
 from ({long})
 group by {keys}
