@@ -305,3 +305,24 @@ def test_a_level_of_minus_zero_reads_zero() -> None:
     y = [0.8, 0.75, 0.85] * 7 + [0.0] * 20
     shift = find_shift(y, direction="down", min_delta=0.1)
     assert shift is not None and f"{shift.after:.3g}" == "0" and f"{shift.before:.3g}" == "0.8"
+
+
+def test_infinite_rewards_are_an_error_with_their_onset_and_summarize_says_so(tmp_path: Path, cli) -> None:
+    """A solver reward of +inf and one of -inf per step from step 7: ``summarize`` showed mean and std NaN beside
+    ``nan`` 0 without a word, and doctor found nothing (exit 0)."""
+    from conftest import native_rows, native_run_of
+
+    rows = []
+    for step in range(12):
+        part = native_rows(step, 8, roles=("solver", "verifier"))
+        if step >= 7:
+            part[0]["roles"][0]["reward"], part[1]["roles"][0]["reward"] = math.inf, -math.inf
+        rows += part
+    root = native_run_of(tmp_path / "run", rows, roles=("solver", "verifier"))
+    [f] = [f for f in diagnose(open_run(root)).findings if f.kind.startswith("inf_")]
+    assert (f.kind, f.role, f.onset_step, f.severity) == ("inf_rewards", "solver", 7, "error")
+    assert f.evidence["steps"] == [7, 8, 9, 10, 11]
+    res = cli("summarize", root, "--by", "role")
+    assert res.exit_code == 0 and "note: some rewards are infinite" in res.stderr, res.stderr
+    res = cli("summarize", make_run(tmp_path, "healthy"), "--by", "role")
+    assert "infinite" not in res.stderr

@@ -35,6 +35,7 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
     steps = s.per_step["step"].to_list()
     findings += _nan_findings(s, cfg)
     findings += _nan_kl_findings(s, cfg)
+    findings += _inf_findings(s)
     findings += _exception_findings(s, cfg)
     if len(steps) < cfg.min_steps:
         s.notes.append(f"only {len(steps)} step(s) (< min_steps={cfg.min_steps}): trend checks skipped")
@@ -271,6 +272,37 @@ def _nan_kl_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 {"nan": total_nan, "share": share, "steps": hit[:20]},
             )
         )
+    return out
+
+
+def _inf_findings(s: RunSeries) -> list[Finding]:
+    """Infinite rewards or KL values per role (a step's min is -inf or its max inf): they count as values, so
+    the statistics of those steps are infinite or NaN while no NaN is counted, and GRPO's group normalisation
+    turns them into NaN advantages. Always an error."""
+    out = []
+    for measure, kind in (("reward", "inf_rewards"), ("kl", "inf_kl")):
+        for role in s.roles:
+            steps, lo = s.role_series(role, f"{measure}_min")
+            _, hi = s.role_series(role, f"{measure}_max")
+            hit = [
+                st
+                for st, a, b in zip(steps, as_floats(lo), as_floats(hi), strict=True)
+                if math.isinf(a) or math.isinf(b)
+            ]
+            if not hit:
+                continue
+            what = ("rewards" if measure == "reward" else "KL values") + (f" of role {role}" if role else "")
+            out.append(
+                Finding(
+                    kind,
+                    "error",
+                    f"infinite {what} in {len(hit)} step(s), first at step {hit[0]}: the step's mean and std are "
+                    "not finite",
+                    role,
+                    hit[0],
+                    {"steps": hit[:20]},
+                )
+            )
     return out
 
 

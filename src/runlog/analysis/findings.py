@@ -22,6 +22,8 @@ KINDS = (
     "reward_hacking",
     "nan_rewards",
     "nan_kl",
+    "inf_rewards",
+    "inf_kl",
     "exception_spike",
     "step_gaps",
     "data_problem",

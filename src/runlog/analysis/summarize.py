@@ -288,6 +288,22 @@ def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
     return keys
 
 
+def infinite_note(frame: pl.DataFrame) -> str | None:
+    """A note when a group's rewards or KL hold an infinite value (its min or max is): ±inf count as values (they
+    are numbers, not NaN), so those groups' mean and std are infinite or NaN while ``reward_nan`` says 0."""
+    hit = []
+    for m in ("reward", "kl"):
+        lo, hi = f"{m}_min", f"{m}_max"
+        if lo in frame.columns and frame.select(pl.col(lo).is_infinite().any() | pl.col(hi).is_infinite().any()).item():
+            hit.append("rewards" if m == "reward" else "KL values")
+    if not hit:
+        return None
+    return (
+        f"some {' and '.join(hit)} are infinite (min -inf or max inf): they count as values, so those groups' "
+        "mean and std are not finite (runlog doctor reports where they start)"
+    )
+
+
 def unknown_role_rows(frame: pl.DataFrame) -> bool:
     return "role" in frame.columns and frame["role"].null_count() > 0
 
@@ -310,6 +326,7 @@ __all__ = [
     "SCALAR_COLUMNS",
     "SPLIT_NOTE",
     "UNKNOWN_ROLE_NOTE",
+    "infinite_note",
     "Filters",
     "StepRange",
     "apply_filters",

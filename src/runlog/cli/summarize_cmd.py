@@ -216,6 +216,8 @@ def _summarize_run(
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):
             report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+        if (infinite := S.infinite_note(df)) is not None:
+            report_problems([], notes=[infinite])
     return report_problems(run.problems)
 
 

@@ -53,6 +53,8 @@ PLOT_OF = {
     "reward_hacking": "format",
     "nan_rewards": "reward",
     "nan_kl": "kl",
+    "inf_rewards": "reward",
+    "inf_kl": "kl",
     "exception_spike": "reward",
 }
 
