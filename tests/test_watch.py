@@ -570,3 +570,29 @@ def test_a_background_check_that_panics_is_reported_and_a_running_one_is_said_at
     watch.poll()
     assert watch._job is not None and watch._job.done.wait(5)
     assert watch.close() is False
+
+
+def test_a_ctrl_c_that_a_library_turns_into_its_own_error_still_exits_130(tmp_path, cli, monkeypatch):
+    """A read cancelled by the signal surfaces as the library's error (a DataError here), not as
+    KeyboardInterrupt: the watch ended with exit 1 as if the run had failed (once in CI, where the test
+    expected 130). The interrupt is remembered, and the exit is 130."""
+    import os
+    import signal
+
+    from runlog.errors import DataError
+
+    run = written_run(tmp_path / "run", 2)
+    before = signal.getsignal(signal.SIGINT)
+
+    def poll(self):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise DataError(str(run), "read cancelled (received signal 2)") from None
+        raise AssertionError("no interrupt")
+
+    monkeypatch.setattr(Watcher, "poll", poll)
+    r = cli("watch", run, "--no-doctor", "--format", "json")
+    assert r.exit_code == 130, (r.exit_code, r.stdout, r.stderr)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import select
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -93,44 +94,57 @@ def watch_command(
     from ..analysis.doctor import DoctorConfig
     from ..watch import DoctorWatch, RunGoneError, watcher_for
 
-    code, busy = EXIT_OK, False
-    with handle_errors():
-        options = use_storage_options(storage_option)
-        live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
-        doctor = (
-            None
-            if no_doctor
-            else DoctorWatch(
-                path, DoctorConfig(split=split or ""), layout=layout, storage_options=options, background=True
+    # A Ctrl-C is remembered: a library that turns the interrupt into an error of its own (a read cancelled by
+    # the signal) must not make the watch end as if the run had failed (exit 1 once in CI, for 130).
+    interrupted, previous = _remember_sigint()
+    try:
+        code, busy = EXIT_OK, False
+        with handle_errors():
+            options = use_storage_options(storage_option)
+            live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
+            doctor = (
+                None
+                if no_doctor
+                else DoctorWatch(
+                    path, DoctorConfig(split=split or ""), layout=layout, storage_options=options, background=True
+                )
             )
-        )
-        watcher = watcher_for(
-            path,
-            split=split,
-            roles=tuple(dict.fromkeys(role or ())),
-            layout=layout,
-            storage_options=options,
-            interval=interval,
-            max_interval=max_interval,
-            idle_exit=0.0 if once else idle_exit,
-            timeout=timeout,
-            doctor=doctor,
-            settle=settle,
-        )
-        check_exists(path)
-        try:
-            if live_screen:
-                _live(watcher, interval, once)
-            else:
-                _lines(watcher, fmt == WatchFormat.json, once)
-        except RunGoneError as exc:
-            end_line(fmt == WatchFormat.json, "deleted", str(exc))
-            code = EXIT_PROBLEMS
-        except KeyboardInterrupt:
-            end_line(fmt == WatchFormat.json and not live_screen, "interrupted", None)
-            code = EXIT_INTERRUPTED
-        finally:
-            busy = doctor is not None and doctor.close()
+            watcher = watcher_for(
+                path,
+                split=split,
+                roles=tuple(dict.fromkeys(role or ())),
+                layout=layout,
+                storage_options=options,
+                interval=interval,
+                max_interval=max_interval,
+                idle_exit=0.0 if once else idle_exit,
+                timeout=timeout,
+                doctor=doctor,
+                settle=settle,
+            )
+            check_exists(path)
+            try:
+                if live_screen:
+                    _live(watcher, interval, once)
+                else:
+                    _lines(watcher, fmt == WatchFormat.json, once)
+            except RunGoneError as exc:
+                end_line(fmt == WatchFormat.json, "deleted", str(exc))
+                code = EXIT_PROBLEMS
+            except KeyboardInterrupt:
+                end_line(fmt == WatchFormat.json and not live_screen, "interrupted", None)
+                code = EXIT_INTERRUPTED
+            finally:
+                busy = doctor is not None and doctor.close()
+    except typer.Exit as exc:
+        if interrupted[0] and exc.exit_code != EXIT_INTERRUPTED:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted[0]:
+        code = EXIT_INTERRUPTED
     if busy and OWNS_PROCESS[0]:
         # A doctor check still runs on its daemon thread, inside polars: the interpreter's teardown would meet it
         # there (a panic's traceback after the screen, once a hang on Ctrl-C). Nothing is left to write (caches
@@ -142,6 +156,21 @@ def watch_command(
                 stream.flush()
         os._exit(code)
     raise typer.Exit(code)
+
+
+def _remember_sigint() -> tuple[list[bool], Any]:
+    """Install a SIGINT handler that records the interrupt, then raises ``KeyboardInterrupt`` as Python's own
+    does; returns the record and the handler to restore (None off the main thread, where none is installed)."""
+    interrupted = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupted[0] = True
+        raise KeyboardInterrupt
+
+    try:
+        return interrupted, signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        return interrupted, None
 
 
 def check_exists(path: str) -> None:
