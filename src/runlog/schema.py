@@ -354,3 +354,14 @@ def migrate(lf: pl.LazyFrame, from_version: int) -> pl.LazyFrame:
     for v in range(from_version, CURRENT_VERSION):
         lf = MIGRATIONS[v](lf)
     return lf
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer value (a whole float too), or None for anything else (NaN, 3.5, text, a bool, None)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None

@@ -208,15 +208,7 @@ def parquet_footer(info: FileInfo) -> ParquetFooter:
     return info.footer
 
 
-def whole_number(value: Any) -> int | None:
-    """An integer value (a whole float too), or None for anything else (NaN, 3.5, text, None)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+whole_number = S.whole_number  # shared with the writer, which reads steps the same way
 
 
 def _int_range(lo: Any, hi: Any) -> tuple[int, int] | None:
@@ -534,3 +526,24 @@ def coerce_step(v: Any) -> int | None:
     if isinstance(v, str) and v.strip().lstrip("-").isdigit():
         return int(v)
     return None
+
+
+def shared_ids(files: list[FileInfo], keys: list[str]) -> tuple[int, str, list[str]] | None:
+    """Sample ids that occur in more than one of ``files`` at the same ``keys`` (split and step, or step), from
+    the frames the probes kept (nothing read): (how many ids, the first, the files that hold it), or None."""
+    seen: dict[tuple[Any, ...], str] = {}
+    clash: dict[str, list[str]] = {}
+    first: str | None = None
+    for f in files:
+        frame = f.frame
+        if f.kind != "samples" or not f.readable or not isinstance(frame, pl.DataFrame) or not frame.height:
+            continue
+        rows = frame.select(*keys, "sample_id").drop_nulls("sample_id").unique(maintain_order=True)
+        for *at, sid in rows.iter_rows():
+            other = seen.setdefault((*at, sid), f.path)
+            if other != f.path:
+                holders = clash.setdefault(sid, [other])
+                if f.path not in holders:
+                    holders.append(f.path)
+                first = first or sid
+    return None if first is None else (len(clash), first, clash[first])

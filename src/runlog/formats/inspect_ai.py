@@ -32,7 +32,7 @@ from .._lazy import pl
 from ..errors import RunlogError
 from ..storage import ObjectPath, read_bytes
 from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, RunContext, register
-from .common import SURROGATE_NOTE, coerce_step, gate_version, without_lone_surrogates
+from .common import SURROGATE_NOTE, coerce_step, gate_version, shared_ids, without_lone_surrogates
 from .inspect_ai_messages import as_text, error_text, final_text, inspect_messages, map_scores, resolve_attachments
 from .inspect_ai_messages import score_float as score_float  # (part of this reader's interface: tests use it)
 from .jsonl_samples import JsonlSamples, samples_frame
@@ -220,26 +220,13 @@ class InspectAi(JsonlSamples):
         checkpoints without ``--metadata step=N``): their rows are pooled as one step and their epochs into
         the same prompt groups, and ``--sample-id`` finds several samples. Said once, naming the first
         shared id and the logs that hold it."""
-        seen: dict[tuple[int | None, str], str] = {}
-        clash: dict[str, list[str]] = {}
-        first: str | None = None
-        for f in files:
-            frame = f.frame
-            if f.kind != "samples" or not f.readable or not isinstance(frame, pl.DataFrame) or not frame.height:
-                continue
-            for step, sid in frame.select("step", "sample_id").unique(maintain_order=True).iter_rows():
-                other = seen.setdefault((step, sid), f.path)
-                if other != f.path:
-                    logs = clash.setdefault(sid, [other])
-                    if f.path not in logs:
-                        logs.append(f.path)
-                    first = first or sid
-        if first is None:
+        found = shared_ids(files, ["step"])
+        if found is None:
             return
-        logs = clash[first]
+        count, first, logs = found
         ctx.warn(
             logs[-1],
-            f"{len(clash)} sample id(s) occur in more than one inspect_ai log at the same step (first: {first!r}, "
+            f"{count} sample id(s) occur in more than one inspect_ai log at the same step (first: {first!r}, "
             f"in {', '.join(logs[:3])}{' ...' if len(logs) > 3 else ''}): their rows are pooled as one step and "
             "into the same prompt groups; give each evaluation its step (`inspect eval --metadata step=N`) or "
             "point runlog at one log",

@@ -9,7 +9,7 @@ from .. import chat
 from .. import schema as S
 from .._lazy import pl
 from .base import UNREADABLE, WRONG_TYPE, Candidate, FileInfo, Layout, RunContext
-from .common import read_jsonl
+from .common import read_jsonl, shared_ids
 
 # Columns a JSONL layout fills; the rest of SAMPLE_COLUMNS is added as typed nulls by conform_samples.
 _ROW_COLUMNS = (
@@ -174,27 +174,13 @@ class JsonlSamples(Layout):
         results file, or the results of two checkpoints in one folder, neither of which has a step): their rows
         are all counted and pooled into the same step and prompt groups. Said once, naming the first shared id
         and the files that hold it (from the frames the probes kept; nothing read)."""
-        seen: dict[tuple[str | None, int | None, str], str] = {}
-        clash: dict[str, list[str]] = {}
-        first: str | None = None
-        for f in files:
-            frame = f.frame
-            if f.kind != "samples" or not f.readable or not isinstance(frame, pl.DataFrame) or not frame.height:
-                continue
-            keys = frame.select("split", "step", "sample_id").drop_nulls("sample_id").unique(maintain_order=True)
-            for split, step, sid in keys.iter_rows():
-                other = seen.setdefault((split, step, sid), f.path)
-                if other != f.path:
-                    holders = clash.setdefault(sid, [other])
-                    if f.path not in holders:
-                        holders.append(f.path)
-                    first = first or sid
-        if first is None:
+        found = shared_ids(files, ["split", "step"])
+        if found is None:
             return
-        holders = clash[first]
+        count, first, holders = found
         ctx.warn(
             holders[-1],
-            f"{len(clash)} sample id(s) occur in more than one {self.name} file at the same step (first: {first!r}, "
+            f"{count} sample id(s) occur in more than one {self.name} file at the same step (first: {first!r}, "
             f"in {', '.join(holders[:3])}{' ...' if len(holders) > 3 else ''}): each file's rows are counted, as "
             f"one step and in the same prompt groups; {advice}",
         )

@@ -507,13 +507,7 @@ def _integral(step: Any) -> int | None:
             return None
     else:
         return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+    return S.whole_number(value)
 
 
 def _iso(t: float) -> str:
