@@ -229,3 +229,18 @@ def test_best_and_worst_cards_with_a_sample_id_shared_by_a_prompt_group(tmp_path
     assert "best" in shown["COMPLETION_2_0"] and "solver's reward (1)" in shown["COMPLETION_2_0"]
     assert "worst" in shown["COMPLETION_2_0"] and "judge's reward (0)" in shown["COMPLETION_2_0"]
     assert "judge's reward (1)" in shown["COMPLETION_2_1"] and "solver's reward (0)" in shown["COMPLETION_2_2"]
+
+
+def test_a_shard_copied_under_another_process_is_said_in_the_report(tmp_path: Path) -> None:
+    """A step's file copied as ``.p7``: every figure counts its 32 samples twice (1,056 in train), and only
+    ``inspect --deep`` said so; the report now checks the ids as well (the id column only)."""
+    from runlog import open_run
+    from runlog.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "debate_grpo", run)
+    assert "occur more than once" not in build_report(open_run(run))
+    shard = run / "samples" / "train" / "step_00000005.p0.parquet"
+    shutil.copy(shard, shard.with_name("step_00000005.p7.parquet"))
+    html = build_report(open_run(run))
+    assert "sample id(s) occur more than once" in html and "counted twice" in html

@@ -174,7 +174,7 @@ def _numeric_stats(run: Run) -> dict[str, Counts]:
 UNIQUE_ID_LAYOUTS = ("runlog", "flink")
 
 
-def _repeated_ids(run: Run) -> None:
+def repeated_ids(run: Run) -> None:
     """``--deep``: sample ids that occur more than once, in layouts whose ids are unique within a run, said
     as one warning (how many, and the first with the files that hold it). Reads the id column only."""
     files = [f for f in run.files if f.kind == "samples" and f.readable and f.layout in UNIQUE_ID_LAYOUTS]
@@ -356,7 +356,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     # captures the files and problems, so that the two agree.
     numeric = (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {}
     if deep and has_samples:
-        _repeated_ids(run)
+        repeated_ids(run)
     exceptions = _exceptions(run) if has_samples else 0
     return RunInspection(
         run=str(run.root),

@@ -71,6 +71,11 @@ def build_report(
     overlay figures."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
+    from ..analysis.inspect import repeated_ids
+
+    # What ``inspect --deep`` checks and a report must say: sample ids read twice (a shard copied under another
+    # process's name is counted twice in every figure). The id column only.
+    repeated_ids(run)
     known = len(run.problems)
     html = _build(run, cfg, tick, against)
     if len(run.problems) > known and any(p.kind == UNREADABLE for p in run.problems[known:]):
