@@ -309,7 +309,8 @@ def test_the_live_screen_in_tmux_at_80_columns(tmp_path):
         session = start(tmp_path / "rc_c")
         screen_shows(session, "q quits")
         _tmux("send-keys", "-t", session, "C-c")
-        assert _wait_file(tmp_path / "rc_c") == "130"
+        rc = _wait_file(tmp_path / "rc_c")
+        assert rc == "130", _tmux("capture-pane", "-p", "-S", "-", "-t", session)
         assert "Traceback" not in _tmux("capture-pane", "-p", "-t", session)
     finally:
         trainer.kill()

@@ -140,15 +140,23 @@ def watch_command(
         if interrupted[0] and exc.exit_code != EXIT_INTERRUPTED:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         raise
+    except BaseException:
+        # The KeyboardInterrupt raised inside a callback that polars makes from Rust becomes a panic there
+        # (pyo3's PanicException, a BaseException): an interrupt all the same, not a failure (exit 1 and a
+        # traceback in the tmux test under load).
+        if not interrupted[0]:
+            raise
+        code = EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if interrupted[0]:
         code = EXIT_INTERRUPTED
-    if busy and OWNS_PROCESS[0]:
-        # A doctor check still runs on its daemon thread, inside polars: the interpreter's teardown would meet it
-        # there (a panic's traceback after the screen, once a hang on Ctrl-C). Nothing is left to write (caches
-        # are written atomically), so the process ends here, its output flushed.
+    if (busy or interrupted[0]) and OWNS_PROCESS[0]:
+        # A doctor check still runs on its daemon thread, inside polars, or a Ctrl-C cut a read short (its native
+        # worker threads may still run): the interpreter's teardown would meet them there (a panic's traceback
+        # after the screen; "terminate called without an active exception" and exit 134 in the tmux test). Nothing
+        # is left to write (caches are written atomically), so the process ends here, its output flushed.
         import os
 
         for stream in (sys.stdout, sys.stderr):
