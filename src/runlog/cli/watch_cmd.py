@@ -136,14 +136,11 @@ def watch_command(
                 code = EXIT_INTERRUPTED
             finally:
                 busy = doctor is not None and doctor.close()
-    except typer.Exit as exc:
-        if interrupted[0] and exc.exit_code != EXIT_INTERRUPTED:
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        raise
     except BaseException:
-        # The KeyboardInterrupt raised inside a callback that polars makes from Rust becomes a panic there
-        # (pyo3's PanicException, a BaseException): an interrupt all the same, not a failure (exit 1 and a
-        # traceback in the tmux test under load).
+        # After a Ctrl-C, whatever ends the command is the interrupt: an error a library made of it (a cancelled
+        # read), or the panic a KeyboardInterrupt becomes inside a callback polars makes from Rust (pyo3's
+        # PanicException, a BaseException: exit 1 and a traceback in the tmux test under load). It ends below,
+        # as an interrupt, without the interpreter's teardown.
         if not interrupted[0]:
             raise
         code = EXIT_INTERRUPTED
