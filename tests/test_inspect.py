@@ -49,11 +49,11 @@ def test_inspect_report_of_a_clean_native_run(tmp_path):
     assert r["roles"] == ["solver", "verifier"]
     # Footers give values and nulls; NaN is unknown (None) until --deep reads the numeric columns.
     assert r["numeric_source"] == "footers"
-    assert r["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": None, "valid": None}
+    assert r["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": None, "inf": None, "valid": None}
     deep = inspect_run(run, deep=True)
     assert deep["numeric_source"] == "data"
-    assert deep["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": 0, "valid": 32}
-    assert deep["numeric"]["solver/kl"] == {"rows": 32, "null": 0, "nan": 0, "valid": 32}
+    assert deep["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": 0, "inf": 0, "valid": 32}
+    assert deep["numeric"]["solver/kl"] == {"rows": 32, "null": 0, "nan": 0, "inf": 0, "valid": 32}
     assert r["exceptions"] == 0
     assert r["problems"] == [] and r["errors"] == 0
     assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
@@ -69,12 +69,33 @@ def test_nan_and_null_rewards_are_counted_apart(tmp_path):
     rows[3]["exception"] = "Traceback: boom"
     write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
     r = inspect_run(open_run(root), deep=True)
-    assert r["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": 1, "valid": 6}
+    assert r["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": 1, "inf": 0, "valid": 6}
     assert r["numeric"]["solver/kl"]["nan"] == 1
     assert r["exceptions"] == 1
     shallow = inspect_run(open_run(root))
-    assert shallow["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": None, "valid": None}
+    assert shallow["numeric"]["reward"] == {"rows": 8, "null": 1, "nan": None, "inf": None, "valid": None}
     assert shallow["exceptions"] == 1  # from footer null counts
+
+
+def test_infinite_values_are_counted_and_said(tmp_path, cli):
+    """+inf and -inf are valid numbers (summarize counts them): --deep counts them apart, against an
+    independent count of the written file, and the table says what they do to a mean."""
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)
+    rows = native_rows(1, 6)
+    rows[0]["reward"] = float("inf")
+    rows[1]["reward"] = float("-inf")
+    rows[2]["reward"] = float("nan")
+    rows[3]["roles"][0]["kl"] = float("-inf")
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
+    rewards = pl.read_parquet(root / "samples" / "train" / "*.parquet")["reward"]
+    assert rewards.is_infinite().sum() == 2  # the independent count
+    r = inspect_run(open_run(root), deep=True)
+    assert r["numeric"]["reward"] == {"rows": 10, "null": 0, "nan": 1, "inf": 2, "valid": 9}
+    assert r["numeric"]["solver/kl"]["inf"] == 1 and r["numeric"]["solver/reward"]["inf"] == 0
+    assert inspect_run(open_run(root))["numeric"]["reward"]["inf"] is None  # footers cannot tell
+    res = cli("inspect", root, "--deep")
+    assert res.exit_code == 0, res.output
+    assert "reward, solver/kl: some values are +inf or -inf" in " ".join(res.output.split())
 
 
 def test_truncated_parquet_is_reported_and_the_rest_is_read(tmp_path):
@@ -182,7 +203,7 @@ def test_default_inspect_reads_no_data_pages(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl.LazyFrame, "collect", boom)
     r = inspect_run(open_run(root))
-    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"rows": 12, "null": 0, "nan": None, "valid": None}
+    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"rows": 12, "null": 0, "nan": None, "inf": None, "valid": None}
 
 
 def test_numeric_questions_read_no_text_column(tmp_path):

@@ -57,7 +57,7 @@ def test_debate_run_facts():
     assert r["step_gaps"] == {"eval": [], "train": []}
     assert r["rows_by_kind"]["samples"] == 32 * 32 + 4 * 16
     assert r["exceptions"] == 15
-    assert r["numeric"]["reward"] == {"rows": 1088, "null": 15, "nan": 4, "valid": 1069}
+    assert r["numeric"]["reward"] == {"rows": 1088, "null": 15, "nan": 4, "inf": 0, "valid": 1069}
     assert r["problems"] == []
     # Written by the example trainer through RunWriter: two process shards per train step, and it learned.
     run = open_run(SAMPLE_RUNS / "debate_grpo")

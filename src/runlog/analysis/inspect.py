@@ -16,19 +16,22 @@ from ..run import Run
 
 @dataclass
 class Counts:
-    """Rows, nulls and NaNs of one numeric column, and its valid values (neither: what summarize counts as
-    ``reward_count``); ``nan`` and ``valid`` are None where footers cannot tell (``--deep``)."""
+    """Rows, nulls and NaNs of one numeric column, and its valid values (neither null nor NaN: what summarize
+    counts as ``reward_count``); ``inf``: how many of the valid values are +inf or -inf (summarize counts them
+    as values, so a mean over them is not finite). ``nan``, ``inf`` and ``valid`` are None where footers cannot
+    tell (``--deep``)."""
 
     count: int = 0  # rows, nulls and NaN included
     null: int = 0
     nan: int | None = 0
+    inf: int | None = 0
 
     @property
     def valid(self) -> int | None:
         return None if self.nan is None else self.count - self.null - self.nan
 
     def as_dict(self) -> dict[str, int | None]:
-        return {"rows": self.count, "null": self.null, "nan": self.nan, "valid": self.valid}
+        return {"rows": self.count, "null": self.null, "nan": self.nan, "inf": self.inf, "valid": self.valid}
 
 
 @dataclass
@@ -160,11 +163,11 @@ def _numeric_stats(run: Run) -> dict[str, Counts]:
     [r_df, roles] = run.collect(lambda: [_reward_query(run), _roles_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
-        out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0))
+        out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
     for row in roles.iter_rows(named=True):
         for metric in ("reward", "kl"):
             out[f"{row['role']}/{metric}"] = Counts(
-                int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"])
+                int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"]), int(row[f"{metric}_inf"])
             )
     return out
 
@@ -204,6 +207,7 @@ def _reward_query(run: Run) -> pl.LazyFrame:
         pl.len().alias("count"),
         pl.col("reward").is_null().sum().alias("null"),
         pl.col("reward").is_nan().sum().alias("nan"),
+        pl.col("reward").is_infinite().sum().alias("inf"),
     )
 
 
@@ -217,8 +221,10 @@ def _roles_query(run: Run) -> pl.LazyFrame:
             pl.len().alias("count"),
             pl.col("reward").is_null().sum().alias("reward_null"),
             pl.col("reward").is_nan().sum().alias("reward_nan"),
+            pl.col("reward").is_infinite().sum().alias("reward_inf"),
             pl.col("kl").is_null().sum().alias("kl_null"),
             pl.col("kl").is_nan().sum().alias("kl_nan"),
+            pl.col("kl").is_infinite().sum().alias("kl_inf"),
         )
     )
 
@@ -269,7 +275,7 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
         for col, n_null in f.null_counts.items():
             if col in EXCEPTION_COLUMNS or col in ("schema_version", "step") or not _is_number_type(f.columns[col]):
                 continue
-            entry = out.setdefault(col, Counts(nan=None))
+            entry = out.setdefault(col, Counts(nan=None, inf=None))
             entry.count += f.rows
             entry.null += n_null
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != "reward", kv[0])))
@@ -286,6 +292,8 @@ def _add_frame_numeric(out: dict[str, Counts], frame: Any) -> None:
         entry.null += s.null_count()
         if entry.nan is not None:
             entry.nan += int(s.is_nan().sum()) if dtype.is_float() else 0
+        if entry.inf is not None:
+            entry.inf += int(s.is_infinite().sum()) if dtype.is_float() else 0
 
 
 def _is_number_type(t: str) -> bool:

@@ -163,27 +163,40 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
     if r.numeric:
         deep = r.numeric_source == "data"
         title = "Numeric columns" + (" (read from data)" if deep else "")
-        columns = [Col("column", "left", key=True), Col("rows"), Col("null"), Col("NaN"), Col("valid")]
+        columns = [Col("column", "left", key=True), Col("rows"), Col("null"), Col("NaN"), Col("±inf"), Col("valid")]
         rows = []
         unknown_nan = False
+        infinite = []
         for name, st in r.numeric.items():
             nan = st.nan
             unknown_nan |= nan is None
+            if st.inf:
+                infinite.append(name)
             rows.append(
                 [
                     _t(name),
                     Text(f"{st.count:,}"),
                     Text(f"{st.null:,}", style="yellow" if st.null else ""),
                     Text("-" if nan is None else f"{nan:,}", style="red" if nan else "dim"),
+                    Text("-" if st.inf is None else f"{st.inf:,}", style="red" if st.inf else "dim"),
                     Text("-" if st.valid is None else f"{st.valid:,}", style="dim" if st.valid is None else ""),
                 ]
             )
         parts.append(Sheet(title, columns, rows))
+        if infinite:
+            parts.append(
+                Text(
+                    f"{', '.join(visible(n, keep_newlines=False) for n in infinite)}: some values are +inf or -inf. "
+                    "They are valid numbers (summarize counts them), so a mean or std over them is not finite: "
+                    "runlog doctor says from which step.",
+                    style="red",
+                )
+            )
         if unknown_nan:
             parts.append(
                 Text(
-                    "NaN (and so the valid values) is not in Parquet statistics: add --deep to count it and the "
-                    "per-role columns (reads numeric columns only).",
+                    "NaN and ±inf (and so the valid values) are not in Parquet statistics: add --deep to count them "
+                    "and the per-role columns (reads numeric columns only).",
                     style="dim",
                 )
             )
