@@ -203,7 +203,8 @@ def test_default_inspect_reads_no_data_pages(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl.LazyFrame, "collect", boom)
     r = inspect_run(open_run(root))
-    assert r["exceptions"] == 3 and r["numeric"]["solver_reward"] == {"rows": 12, "null": 0, "nan": None, "inf": None, "valid": None}
+    assert r["exceptions"] == 3
+    assert r["numeric"]["solver_reward"] == {"rows": 12, "null": 0, "nan": None, "inf": None, "valid": None}
 
 
 def test_numeric_questions_read_no_text_column(tmp_path):
