@@ -336,6 +336,57 @@ def test_nemo_gym_bad_line_reported(tmp_path: Path) -> None:
     assert df["sample_id"].to_list() == ["1:0", "0:0"]
 
 
+def test_rollouts_without_a_completion_are_said_once_per_file(tmp_path: Path) -> None:
+    """A verifiers rollout whose completion is empty (``[]``, ``""``, an assistant message with no text) is
+    kept and said once, with its count and first line; one with an error, a tool call or text is not."""
+    q = [{"role": "user", "content": "q"}]
+    lines = [
+        {"id": 1, "prompt": q, "completion": "answer", "reward": 1.0},
+        {"id": 1, "prompt": q, "completion": [], "reward": 0.0},
+        {"id": 2, "prompt": q, "completion": "", "reward": 0.0},
+        {"id": 2, "prompt": q, "completion": [{"role": "assistant", "content": ""}], "reward": 0.0},
+        {"id": 3, "prompt": q, "completion": [], "reward": 0.0, "error": "timeout"},
+        {
+            "id": 3,
+            "prompt": q,
+            "completion": [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                }
+            ],
+            "reward": 0.0,
+        },
+    ]
+    path = write_lines(tmp_path / "results.jsonl", [json.dumps(x) for x in lines])
+    (info,), df, ctx = probe_and_scan(Verifiers(), tmp_path, [path])
+    assert info.rows == 6
+    empty = sum(
+        1
+        for m in df["messages"].to_list()
+        if not any(x["role"] == "assistant" and (x["content"] or x["tool_calls"]) for x in m)
+    )
+    assert empty == 4  # lines 2, 3, 4 and the failed line 5 (independent count)
+    said = [p.message for p in ctx.problems if p.kind == WARNING]
+    assert said == [
+        "3 rollout(s) without a completion (no assistant message with text or a tool call, and no error; "
+        "first: line 2): kept, with an empty completion"
+    ]
+
+
+def test_nemo_gym_rollout_without_output_is_said(tmp_path: Path) -> None:
+    _need(NEMO_FILE)
+    lines = NEMO_FILE.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[0])
+    rec["response"]["output"] = []
+    path = write_lines(tmp_path / "rollouts.jsonl", [lines[1], json.dumps(rec)])
+    (info,), df, ctx = probe_and_scan(NemoGym(), tmp_path, [path])
+    assert info.rows == 2 and df["completion"].to_list()[1] is None
+    said = [p.message for p in ctx.problems if p.kind == WARNING]
+    assert len(said) == 1 and said[0].startswith("1 rollout(s) without a completion") and "first: line 2" in said[0]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # verl
 # ---------------------------------------------------------------------------------------------------------

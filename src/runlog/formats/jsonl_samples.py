@@ -49,6 +49,14 @@ def text_of(v: Any) -> str | None:
     return chat.compact_json(v)
 
 
+def _answered(messages: Any) -> bool:
+    """Whether a mapped rollout's messages hold an assistant turn with text, reasoning or a tool call."""
+    return isinstance(messages, list) and any(
+        m.get("role") == "assistant" and (m.get("content") or m.get("reasoning") or m.get("tool_calls"))
+        for m in messages
+    )
+
+
 def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.DataFrame:
     """Canonical-typed frame from row dicts (``_ROW_COLUMNS`` plus ``extra``), built column by column."""
     data: dict[str, pl.Series] = {
@@ -71,6 +79,9 @@ class JsonlSamples(Layout):
     # The record field the total reward is read from, where every record should have it as a number: lines
     # without it, or with something else there ("high", a list), read as null and are said, once per file.
     reward_field: ClassVar[str | None] = None
+    # Rollout layouts (one model answer per record): records whose messages hold no assistant turn (nothing the
+    # model said, and no error that explains it) are counted and said once per file.
+    says_empty_completion: ClassVar[bool] = False
 
     def file_meta(self, info: FileInfo) -> None:
         """Set what the path tells (split, step) before the lines are read."""
@@ -110,6 +121,8 @@ class JsonlSamples(Layout):
                 ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
                 continue
             rows.append(row)
+            if self.says_empty_completion and row.get("exception") is None and not _answered(row.get("messages")):
+                state.setdefault("no_completion", []).append(line)
             if self.reward_field is not None and row.get("reward") is None:
                 raw = rec.get(self.reward_field)
                 kind = "missing" if raw is None else "not_number"
@@ -135,6 +148,13 @@ class JsonlSamples(Layout):
         missing: list[tuple[int, Any]] = state.get("missing", [])
         if missing:
             ctx.warn(info.path, f"{len(missing)} line(s) without a {field} (first: line {missing[0][0]}): read as null")
+        empty: list[int] = state.get("no_completion", [])
+        if empty:
+            ctx.warn(
+                info.path,
+                f"{len(empty)} rollout(s) without a completion (no assistant message with text or a tool call, and "
+                f"no error; first: line {empty[0]}): kept, with an empty completion",
+            )
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """The file's frame once every line is mapped (a layout may fix what only the whole file tells)."""

@@ -26,6 +26,7 @@ class NemoGym(JsonlSamples):
     description = "NeMo Gym rollouts JSONL (OpenAI Responses items, reward_components, _ng_task_index)"
     priority = 40
     reward_field = "reward"
+    says_empty_completion = True
     mapped = frozenset(
         {
             "responses_create_params",

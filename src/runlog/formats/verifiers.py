@@ -39,6 +39,7 @@ class Verifiers(JsonlSamples):
     description = "verifiers vf-eval results.jsonl (chat prompt/completion, a column per reward function)"
     priority = 50
     reward_field = "reward"
+    says_empty_completion = True
     mapped = frozenset({"id", "example_id", "prompt", "completion", "reward", "task", "error"})
 
     formats = (".jsonl", ".json")
