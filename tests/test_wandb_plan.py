@@ -438,3 +438,24 @@ def test_lines_appended_for_uploaded_steps_are_reported(tmp_path):
     notes = S.changed_history(open_run(root), old, last_step=5)
     assert len(notes) == 1 and "scalars.p1.jsonl" in notes[0] and "step(s) 3, 4, 5 " in notes[0], notes
     assert S.changed_history(open_run(root), S.fingerprint(open_run(root)), last_step=7) == []
+
+
+def test_rows_appended_to_a_csv_step_already_uploaded_are_reported(tmp_path):
+    """A Flink CSV step file that grows after its step was uploaded (rows appended: its head unchanged) is
+    said, as lines appended to a scalar shard are; a CSV of a step not uploaded yet is no news."""
+    from runlog.sinks import state as S
+
+    logs = tmp_path / "r" / "flink_logs"
+    logs.mkdir(parents=True)
+    header = "env_name,reward,unique_sample_id,schema_version\n"
+    for step in (0, 1, 2):
+        (logs / f"batch_debug_data_train_{step}.csv").write_text(
+            header + "".join(f"math,{i / 4},s{step}-{i},1\n" for i in range(4))
+        )
+    old = S.fingerprint(open_run(tmp_path / "r"))
+    for step in (1, 2):
+        with open(logs / f"batch_debug_data_train_{step}.csv", "a") as fh:
+            fh.write(f"math,0.5,s{step}-9,1\n")
+    notes = S.changed_history(open_run(tmp_path / "r"), old, last_step=1)
+    assert len(notes) == 1, notes
+    assert "batch_debug_data_train_1.csv" in notes[0] and "rows appended since step 1 was uploaded" in notes[0]

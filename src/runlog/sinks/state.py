@@ -218,6 +218,12 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                         f"{path}: lines appended for already-uploaded step(s) {shown} (a lagging shard?); not sent "
                         "(W&B keeps a step's first row; upload with another --run-id to include them)"
                     )
+            elif f.step is not None and f.step <= last_step and f.bytes > size:
+                # A file of one step (a Flink CSV) that grew: rows appended to a step W&B has already.
+                notes.append(
+                    f"{path}: rows appended since step {f.step} was uploaded; not sent "
+                    "(W&B keeps a step's first row; upload with another --run-id to include them)"
+                )
         elif f.step is not None and f.step <= last_step:
             with contextlib.suppress(OSError):
                 if list(_stat(f.abspath)) != [size, mtime]:
