@@ -676,3 +676,14 @@ def test_tool_arguments_that_would_not_survive_reformatting_are_shown_as_written
         assert pretty_arguments(ToolCall("c", "f", raw)) == (True, raw)
     ok, shown = pretty_arguments(ToolCall("c", "f", '{"x": 2.5, "n": 1000, "s": "a"}'))
     assert ok and shown == '{\n  "x": 2.5,\n  "n": 1000,\n  "s": "a"\n}'
+
+
+def test_blank_lines_at_the_end_of_a_code_argument_are_shown():
+    """A multi-line argument's trailing blank lines were dropped: they are the model's own text, shown under
+    ``|+``; a value ending with one newline or none stays ``|``."""
+    from runlog.render.model import ToolCall, pretty_arguments
+
+    _, shown = pretty_arguments(ToolCall("c", "f", json.dumps({"code": "x = 1\nprint(x)\n\n\n", "n": 2})))
+    assert shown == "code: |+\n  x = 1\n  print(x)\n\n\nn: 2"
+    _, shown = pretty_arguments(ToolCall("c", "f", json.dumps({"code": "x = 1\nprint(x)\n"})))
+    assert shown == "code: |\n  x = 1\n  print(x)"

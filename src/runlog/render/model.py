@@ -212,8 +212,13 @@ def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
         lines = []
         for k, v in value.items():
             if isinstance(v, str) and "\n" in v:
-                lines.append(f"{k}: |")
-                lines.extend("  " + line for line in v.rstrip("\n").split("\n"))
+                # Blank lines at the end of the value are shown, under YAML's ``|+`` (keep them); a value that
+                # ends with one newline or none is ``|``.
+                body = v.rstrip("\n")
+                ends = len(v) - len(body)
+                lines.append(f"{k}: |{'+' if ends > 1 else ''}")
+                lines.extend("  " + line for line in body.split("\n"))
+                lines.extend("" for _ in range(ends - 1))
             else:
                 lines.append(f"{k}: {json.dumps(v, ensure_ascii=False)}")
         return True, "\n".join(lines)
