@@ -151,9 +151,10 @@ _FIELD_TYPES: dict[str, Callable[[Any], bool]] = {
     "rows": _optional(_is_int),
     "split": _optional(_is_str),
     "step": _optional(_is_int),
-    "steps": _optional(lambda v: type(v) is list and all(map(_is_int, v))),
+    "steps": _optional(lambda v: type(v) is list and set(map(type, v)) <= {int}),
     "process": _optional(_is_int),
-    "null_counts": lambda v: type(v) is dict and all(_is_str(k) and _is_int(n) for k, n in v.items()),
+    # ``set(map(type, ...))``: the types of a dict's keys and values at C speed (a repeat checks 2,000 files)
+    "null_counts": lambda v: type(v) is dict and set(map(type, v)) <= {str} and set(map(type, v.values())) <= {int},
     "footer_bytes": _optional(_is_int),
     "readable": lambda v: type(v) is bool,
 }
