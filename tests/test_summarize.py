@@ -334,6 +334,58 @@ def test_scalars_weighted_merge_aliases_and_globs(tmp_path):
     assert only["key"].to_list() == ["train/loss", "train/reward"]
 
 
+def test_scalars_of_local_statstracker_shards_merge_as_the_statistics_they_are(tmp_path):
+    """``StatsTracker(reduce="local")``: each process writes the mean, std, min, max and count of its own
+    values. Merged, they equal the statistics of all the values (numpy on the raw values), not a mean of each
+    shard's min, max, count and std; a process with no values (count 0, its mean NaN) is no value at all."""
+    import runlog
+
+    values = {0: [0.0, 1.0], 1: [10.0, 20.0, 30.0, 40.0], 2: []}
+    for p, vals in values.items():
+        writer = runlog.RunWriter(tmp_path / "r", name="r", process_index=p, run_id="r", durable=False)
+        tracker = runlog.StatsTracker(reduce="local", process_index=p)
+        with tracker.scope("train"):
+            tracker.summary("reward", np.array(vals))
+        tracker.commit(0, writer)
+        writer.close()
+    every = np.array(values[0] + values[1])
+    df = S.summarize_scalars(open_run(tmp_path / "r"))
+    got = dict(zip(df["key"].to_list(), df["last"].to_list(), strict=True))
+    assert got["train/reward/mean"] == pytest.approx(every.mean(), rel=1e-12)
+    assert got["train/reward/std"] == pytest.approx(every.std(), rel=1e-12)  # the tracker's std: ddof 0
+    assert (got["train/reward/min"], got["train/reward/max"], got["train/reward/count"]) == (0.0, 40.0, 6.0)
+    assert df["nan"].sum() == 0
+
+
+def test_scalars_weights_follow_their_record_and_their_key(tmp_path):
+    """A step logged twice by one shard (``commit`` of the same step again) weighs each value by its own
+    record's ``__count``; a renamed key (an alias) keeps its weights; a value of weight 0 is no value (its
+    step has none), not NaN."""
+    root = tmp_path / "r"
+    root.mkdir()
+    p0 = [
+        {"step": 0, "x": 2.0, "old/loss": 1.0, "old/loss__count": 3, "e": 1.0, "e__count": 0},
+        {"step": 0, "x": 10.0, "x__count": 3},
+        {"step": 1, "e": 3.0, "e__count": 2},
+    ]
+    p1 = [
+        {"step": 0, "x": 4.0, "x__count": 4, "new/loss": 5.0, "new/loss__count": 1, "e": 2.0, "e__count": 0},
+        {"step": 1, "e": 5.0, "e__count": 2},
+    ]
+    (root / "scalars.p0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in p0))
+    (root / "scalars.p1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in p1))
+    run = open_run(root)
+    df = S.summarize_scalars(run, aliases=S.load_aliases(pairs=["old/loss=new/loss"]))
+    rows = {r["key"]: r for r in df.iter_rows(named=True)}
+    assert rows["x"]["last"] == pytest.approx(np.mean([2.0] + [10.0] * 3 + [4.0] * 4))  # 6.0
+    assert rows["new/loss"]["last"] == pytest.approx((1.0 * 3 + 5.0) / 4)  # 2.0
+    assert (rows["e"]["count"], rows["e"]["nan"], rows["e"]["last"]) == (1, 0, 4.0)
+    from runlog.analysis.scalars import merged_steps
+
+    steps = merged_steps(run).collect().filter(pl.col("key") == "e").sort("step")
+    assert steps["value"].to_list() == [None, 4.0]
+
+
 def test_scalars_a_shard_that_logged_nan_makes_its_step_nan(tmp_path):
     """Process 1's loss diverged at step 2: the step is NaN (counted in ``nan``), not process 0's value
     alone; ``last`` is what the run ended on (NaN), not the last finite value beside ``last_step``."""
@@ -635,3 +687,31 @@ def test_a_sample_with_an_empty_roles_list_is_in_the_unknown_role_row(tmp_path):
     unknown = out.filter(pl.col("role").is_null())
     assert unknown["reward_mean"].to_list() == [6.0]
     assert S.summarize(run, ["split"], cache=False)["reward_count"].to_list() == [4]
+
+
+def test_every_reader_of_scalars_merges_them_as_summarize_does(tmp_path):
+    """The plot (and the report's figures), upload-wandb and diff read per-step scalars: each gives the
+    values ``summarize --scalars`` merges (default aliases applied, a summary family as its statistics)."""
+    import runlog
+    from runlog.analysis.diff import scalar_steps
+    from runlog.analysis.scalars import DEFAULT_ALIASES, merged_steps
+    from runlog.plots import scalar_frame
+    from runlog.sinks.plan import step_scalars
+
+    for p, vals in {0: [0.0, 1.0], 1: [10.0, 20.0, 30.0, 40.0]}.items():
+        writer = runlog.RunWriter(tmp_path / "r", name="r", process_index=p, run_id="r", durable=False)
+        tracker = runlog.StatsTracker(reduce="local", process_index=p)
+        with tracker.scope("train"):
+            tracker.summary("reward", np.array(vals))
+        tracker.scalar(**{"grad_global_norm" if p else "grad/global_norm": 2.0 + 2 * p})
+        tracker.commit(0, writer)
+        writer.close()
+    run = open_run(tmp_path / "r")
+    want = {k: v for k, _, v in merged_steps(run, aliases=DEFAULT_ALIASES).collect().iter_rows()}
+    assert want["train/reward/max"] == 40.0 and want["grad/global_norm"] == 3.0
+    plotted = {k: v for k, _, v in scalar_frame(run).iter_rows()}
+    assert plotted == want
+    uploaded, _ = step_scalars(run, DEFAULT_ALIASES)
+    assert uploaded[0] == want
+    compared = {k: v for k, _, v in scalar_steps(run).iter_rows()}
+    assert compared == want

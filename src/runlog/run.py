@@ -175,7 +175,8 @@ class Run:
 
     @cached_property
     def scalars(self) -> pl.LazyFrame:
-        """Long view of scalar metrics: ``step, time, key, value, source``."""
+        """Long view of scalar metrics: ``step, time, key, value, source, record`` (the record: its index in
+        its file)."""
         frames = [
             S.conform_scalars(lf)
             for lay in self.layouts

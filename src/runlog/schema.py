@@ -180,6 +180,9 @@ def _polars_types() -> dict[str, Any]:
             "key": pl.String(),
             "value": pl.Float64(),
             "source": pl.String(),
+            # The record's index in its file (a JSONL line among the records read): pairs a value with the
+            # ``<key>__count`` weight of its own record when one file logs a step twice.
+            "record": pl.Int64(),
         },
     }
 

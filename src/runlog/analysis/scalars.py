@@ -34,21 +34,99 @@ def valid(col: str) -> pl.Expr:
     return pl.col(col).is_not_null() & pl.col(col).is_not_nan()
 
 
+# A ``StatsTracker.summary`` family (``k/mean, k/std, k/min, k/max, k/count``, ``k/nonfinite``; ``k/mean__count``
+# the shard's number of values) merges across shards as the statistics they are: the least minimum, the greatest
+# maximum, the summed counts, the pooled standard deviation. A key is a member where its shard's record also
+# holds ``k/mean``; any other key is merged by ``merged_value``.
+FAMILY_STATS = ("std", "min", "max", "count", "nonfinite")
+_SUMMED = ("count", "nonfinite")
+
+
 def merged_value(weight: str) -> pl.Expr:
     """The aggregation merging one key's values logged at one step by several shards (``value``, weighted by
     the column ``weight``): the weighted mean of the valid values, NaN if any shard logged NaN (a process
-    whose loss diverged is not averaged away), else the first (null) value."""
+    whose loss diverged is not averaged away), else null. A shard of weight 0 (``__count`` 0: a mean of no
+    values, often NaN) is no value at all."""
+    live = pl.col(weight) != 0
+    good = live & valid("value")
     return (
-        pl.when(pl.col("value").is_nan().any())
+        pl.when(pl.col("value").filter(live).is_nan().any())
         .then(pl.lit(float("nan")))
-        .when(valid("value").any())
-        .then(
-            (pl.col("value") * pl.col(weight)).filter(valid("value")).sum()
-            / pl.col(weight).filter(valid("value")).sum()
-        )
-        .otherwise(pl.col("value").first())
+        .when(good.any())
+        .then((pl.col("value") * pl.col(weight)).filter(good).sum() / pl.col(weight).filter(good).sum())
+        .otherwise(pl.lit(None, dtype=pl.Float64))
         .alias("value")
     )
+
+
+def _family_value() -> pl.Expr:
+    """``merged_value`` for plain keys; a summary family's members (``stat``) as their statistic: shards with no
+    values (``n`` 0) left out, NaN if a shard with values logged NaN."""
+    stat = pl.col("stat").first()
+    summed = stat.is_in(_SUMMED)
+    live = (pl.col("n") != 0) | summed
+    good = live & valid("value")
+    v, n, m = (pl.col(c).filter(good) for c in ("value", "n", "family_mean"))
+    mean = (m * n).sum() / n.sum()
+    pooled = (((v**2 + (m - mean) ** 2) * n).sum() / n.sum()).sqrt()  # within-shard plus between-shard variance
+    return (
+        pl.when(stat.is_null())
+        .then(merged_value("weight"))
+        .when(pl.col("value").filter(live).is_nan().any())
+        .then(pl.lit(float("nan")))
+        .when(good.any())
+        .then(
+            pl.when(stat == "min")
+            .then(v.min())
+            .when(stat == "max")
+            .then(v.max())
+            .when(summed)
+            .then(v.sum())
+            .otherwise(pooled)
+        )
+        .otherwise(pl.lit(None, dtype=pl.Float64))
+        .alias("value")
+    )
+
+
+def aliased_key(aliases: dict[str, str] | None) -> pl.Expr:
+    """``key`` renamed by ``aliases``; a ``<key>__count`` weight follows its key (``old__count`` becomes
+    ``new__count``), so that a renamed key keeps its weights."""
+    if not aliases:
+        return pl.col("key")
+    is_weight = pl.col("key").str.ends_with("__count")
+    base = pl.col("key").str.strip_suffix("__count").replace(aliases)
+    return pl.when(is_weight).then(base + "__count").otherwise(base).alias("key")
+
+
+def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """One value per key and step (``key, step, value``) from scalar rows (``step, key, value, source,
+    record``; keys already aliased): each value weighted by the ``key__count`` companion of its own record
+    (AReaL's convention; 1 without one), the shards that logged a key at a step merged by ``merged_value``,
+    a summary family's members as their statistic (``FAMILY_STATS``); the companions hidden."""
+    on = ["step", "source", "record", "key"]
+    is_weight = pl.col("key").str.ends_with("__count")
+    weights = (
+        lf.filter(is_weight)
+        .select("step", "source", "record", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight"))
+        .group_by(on)
+        .agg(pl.col("weight").sum())
+    )
+    rows = (
+        lf.filter(~is_weight)
+        .select(on[:3] + ["key", "value"])
+        .join(weights, on=on, how="left", nulls_equal=True)
+        .with_columns(pl.col("weight").fill_null(1.0))
+    )
+    parts = pl.col("key").str.extract_groups(r"^(?<family>.+)/(?<stat>[^/]+)$")
+    rows = rows.with_columns(parts.struct.field("family"), parts.struct.field("stat"))
+    means = rows.filter(pl.col("stat") == "mean").select(
+        *on[:3], "family", pl.col("value").alias("family_mean"), pl.col("weight").alias("n")
+    )
+    rows = rows.join(means, on=[*on[:3], "family"], how="left", nulls_equal=True).with_columns(
+        pl.when(pl.col("stat").is_in(FAMILY_STATS) & pl.col("n").is_not_null()).then(pl.col("stat")).alias("stat")
+    )
+    return rows.group_by("key", "step").agg(_family_value())
 
 
 SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")
@@ -76,27 +154,13 @@ def load_aliases(path: str | Path | None = None, pairs: Sequence[str] = ()) -> d
 def merged_steps(
     run: HasScalars, *, aliases: dict[str, str] | None = None, steps: StepRange | None = None
 ) -> pl.LazyFrame:
-    """One value per key and step (``key, step, value``): the shards that logged a key at a step merged by
-    ``merged_value`` (weighted by their ``key__count`` companions, AReaL's convention, else a plain mean; NaN
-    if one logged NaN); the companions hidden; ``aliases`` renamed first (none by default)."""
+    """One value per key and step (``key, step, value``): the run's scalars, ``aliases`` renamed first (none by
+    default), merged across shards by ``merge_shards``."""
     lf = run.scalars.filter(pl.col("step").is_not_null())
     step_filter = (steps or StepRange()).expr()
     if step_filter is not None:
         lf = lf.filter(step_filter)
-    if aliases:
-        lf = lf.with_columns(pl.col("key").replace(aliases))
-    is_count = pl.col("key").str.ends_with("__count")
-    values = lf.filter(~is_count)
-    counts = lf.filter(is_count).select(
-        "step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight")
-    )
-    counts = counts.group_by("step", "source", "key").agg(pl.col("weight").sum())
-    return (
-        values.join(counts, on=["step", "source", "key"], how="left")
-        .with_columns(pl.col("weight").fill_null(1.0))
-        .group_by("key", "step")
-        .agg(merged_value("weight"))
-    )
+    return merge_shards(lf.with_columns(aliased_key(aliases)))
 
 
 def summarize_scalars(
@@ -108,9 +172,11 @@ def summarize_scalars(
 ) -> pl.DataFrame:
     """Per metric key over steps: ``last, mean, min, max, count, nan, first_step, last_step``.
 
-    Shards (several processes, or several files) logging one key at one step are merged first: a weighted
-    mean when ``key__count`` companions give the weights (AReaL's convention), else a plain mean. The
-    companions themselves are hidden. Aliased keys are renamed to their canonical name before merging.
+    Shards (several processes, or several files) logging one key at one step are merged first
+    (``merge_shards``): a weighted mean when ``key__count`` companions give the weights (AReaL's convention),
+    else a plain mean; a summary family's min, max, count and std as those statistics. The companions
+    themselves are hidden. Aliased keys (and their companions) are renamed to their canonical name before
+    merging.
     """
     aliases = DEFAULT_ALIASES if aliases is None else aliases
     out = (

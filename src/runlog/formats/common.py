@@ -483,7 +483,7 @@ def scalars_frame(
     ctx: RunContext,
     layout: str,
 ) -> pl.DataFrame:
-    """Long scalar frame ``step, time, key, value, source`` from (step, time, flat metrics) rows.
+    """Long scalar frame ``step, time, key, value, source, record`` from (step, time, flat metrics) rows.
 
     Non-numeric values are not silently dropped: they are counted and named in a fidelity note.
     """
@@ -491,13 +491,15 @@ def scalars_frame(
     times: list[float | None] = []
     keys: list[str] = []
     values: list[float | None] = []
+    records: list[int] = []
     skipped: dict[str, int] = {}
-    for step, t, metrics in rows:
+    for record, (step, t, metrics) in enumerate(rows):
         for k, v in metrics.items():
             f = as_float(v)
             if isinstance(f, str):  # the marker '' of a value that is no number
                 skipped[k] = skipped.get(k, 0) + 1
                 continue
+            records.append(record)
             steps.append(step)
             times.append(t)
             keys.append(k)
@@ -512,6 +514,7 @@ def scalars_frame(
             "key": pl.Series(keys, dtype=pl.String),
             "value": pl.Series(values, dtype=pl.Float64),
             "source": pl.Series([source] * len(keys), dtype=pl.String),
+            "record": pl.Series(records, dtype=pl.Int64),
         }
     )
 

@@ -77,16 +77,17 @@ def _fast_flat_scalars(cand: Candidate, info: FileInfo) -> tuple[pl.DataFrame, i
         return None
     if time_key is not None and not (df.schema[time_key].is_numeric() or df.schema[time_key] == pl.Null):
         return None
-    base = df.select(
+    base = df.with_row_index("record").select(
+        pl.col("record").cast(pl.Int64),
         pl.col(step).cast(pl.Int64).alias("step"),
         (pl.col(time_key).cast(pl.Float64) if time_key else pl.lit(None, dtype=pl.Float64)).alias("time"),
         *[pl.col(c).cast(pl.Float64) for c in metrics],
     )
     long = (
-        base.unpivot(index=["step", "time"], on=metrics, variable_name="key", value_name="value")
+        base.unpivot(index=["record", "step", "time"], on=metrics, variable_name="key", value_name="value")
         .filter(pl.col("value").is_not_null())
         .with_columns(pl.lit(cand.rel).alias("source"))
-        .select("step", "time", "key", "value", "source")
+        .select("step", "time", "key", "value", "source", "record")
     )
     steps = sorted(base["step"].unique().to_list())
     return long, df.height, steps

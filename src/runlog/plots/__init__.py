@@ -269,10 +269,11 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
 def scalar_frame(run: Run) -> pl.DataFrame:
     """The scalar metrics as (key, step, value), one value per key and step: process shards merged as
     ``summarize --scalars`` merges them (weighted by their ``key__count`` companions, NaN if one logged NaN;
-    ``analysis.scalars.merged_steps``), the companions left out, sorted by key then step."""
-    from ..analysis.scalars import merged_steps
+    ``analysis.scalars.merged_steps``) and the keys that trainer versions renamed under their one name (the
+    default aliases, as summarize's), the companions left out, sorted by key then step."""
+    from ..analysis.scalars import DEFAULT_ALIASES, merged_steps
 
-    return merged_steps(run).collect().sort("key", "step")
+    return merged_steps(run, aliases=DEFAULT_ALIASES).collect().sort("key", "step")
 
 
 def scalar_keys(run: Run) -> list[str]:

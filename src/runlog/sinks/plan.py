@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.scalars import merged_value
+from ..analysis.scalars import aliased_key, merge_shards
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
@@ -214,11 +214,11 @@ def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[s
 
     The merge only runs over the (step, key) pairs logged more than once: on the usual one-shard run it
     costs nothing, which matters at 10,000 steps x 50 keys."""
-    lf = run.scalars.filter(pl.col("step").is_not_null()).with_columns(pl.col("key").replace(dict(aliases)))
+    lf = run.scalars.filter(pl.col("step").is_not_null()).with_columns(aliased_key(dict(aliases)))
     lf = lf.filter(~pl.col("key").str.starts_with("_"))  # W&B reserves _step, _timestamp, ...
     times = run.scalars.filter(pl.col("step").is_not_null() & pl.col("time").is_not_null())
     times = times.group_by("step").agg(pl.col("time").max())
-    df, t = run.collect(lambda: [lf.select("step", "key", "value", "source"), times])
+    df, t = run.collect(lambda: [lf.select("step", "key", "value", "source", "record"), times])
     step_times = {s: float(x) for s, x in t.iter_rows() if x is not None and math.isfinite(x)}
     values = _unique_step_scalars(df)
     if values is not None:
@@ -263,22 +263,11 @@ def _counted(df: pl.DataFrame) -> list[str]:
 
 
 def _merge(df: pl.DataFrame) -> pl.DataFrame:
-    """Values logged more than once for a step, or with weights, merged (``analysis.scalars.merged_value``)."""
+    """Values logged more than once for a step, or with weights, merged (``analysis.scalars.merge_shards``,
+    exactly as ``summarize --scalars`` merges them), with the weights they need."""
     is_count = pl.col("key").str.ends_with("__count")
-    counted = _counted(df)
-    todo = df.filter(~is_count & ((pl.len().over("step", "key") > 1) | pl.col("key").is_in(counted)))
-    counts = (
-        df.filter(is_count)
-        .select("step", "source", pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("w"))
-        .group_by("step", "source", "key")
-        .agg(pl.col("w").sum())
-    )
-    return (
-        todo.join(counts, on=["step", "source", "key"], how="left")
-        .with_columns(pl.col("w").fill_null(1.0))
-        .group_by("step", "key")
-        .agg(merged_value("w"))  # exactly as ``summarize --scalars`` merges
-    )
+    todo = (pl.len().over("step", "key") > 1) | pl.col("key").is_in(_counted(df))
+    return merge_shards(df.filter(is_count | todo).lazy()).select("step", "key", "value").collect()
 
 
 def _put(out: dict[int, dict[str, float]], step: int | None, name: str, v: Any) -> None:

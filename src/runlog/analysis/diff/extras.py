@@ -14,7 +14,7 @@ from ...run import Run
 from ..check import check_key_globs
 from ..doctor_config import DoctorConfig
 from ..filters import Filters, StepRange
-from ..summarize import DEFAULT_ALIASES, summarize_scalars
+from ..scalars import DEFAULT_ALIASES, merged_steps, valid
 from .bootstrap import bootstrap_means, finite_mean, interval, rng_for, verdict
 from .model import DiffOptions, Split
 from .sides import Side, only_steps, steps_text
@@ -45,31 +45,15 @@ def side_by_side(
 # Scalars
 # ---------------------------------------------------------------------------------------------------------
 
-_SEP = "\x00"
-
-
-class _StepKeyed:
-    """A view of a run's scalars whose keys are ``<step>\\x00<key>``: ``summarize_scalars`` on it gives each
-    key's value *per step*, merged across shards (``__count`` weights) exactly as ``summarize --scalars``
-    merges them."""
-
-    def __init__(self, run: Run, aliases: dict[str, str]) -> None:
-        key = pl.col("key").replace(aliases)
-        self.scalars = run.scalars.filter(pl.col("step").is_not_null()).with_columns(
-            (pl.col("step").cast(pl.String) + _SEP + key).alias("key")
-        )
-
 
 def scalar_steps(run: Run, aliases: dict[str, str] | None = None) -> pl.DataFrame:
-    """``key, step, value``: each scalar key's merged value per step (``__count`` companions left out)."""
+    """``key, step, value``: each scalar key's merged value per step, exactly as ``summarize --scalars`` merges
+    the shards (``analysis.scalars.merged_steps``); a step whose merged value is NaN is null here, as a mean
+    of no valid values (``__count`` companions left out)."""
     table = DEFAULT_ALIASES if aliases is None else aliases
-    df = summarize_scalars(_StepKeyed(run, table), aliases={})
-    parts = pl.col("key").str.split_exact(_SEP, 1)
-    return df.select(
-        parts.struct.field("field_1").alias("key"),
-        parts.struct.field("field_0").cast(pl.Int64).alias("step"),
-        pl.col("mean").alias("value"),
-    ).sort("key", "step")
+    df = merged_steps(run, aliases=table).collect()
+    value = pl.when(valid("value")).then(pl.col("value")).alias("value")
+    return df.select("key", "step", value).sort("key", "step")
 
 
 def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[dict[str, Any]]:
