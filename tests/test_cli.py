@@ -170,3 +170,26 @@ def test_ctrl_c_during_the_interpreters_teardown_is_exit_130_without_a_traceback
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=child_env(), timeout=60)
     assert p.returncode == 130 and p.stdout.startswith("runlog "), (p.returncode, p.stdout, p.stderr)
     assert "Traceback" not in p.stderr and "not interrupted" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (["summarize", "RUN", "--wher", "x"], "Error: runlog summarize: No such option: --wher"),
+        (["summarize", "RUN", "--window", "abc"], "Error: runlog summarize: Invalid value for '--window'"),
+        (["inspect"], "Error: runlog inspect: Missing argument 'PATH'."),
+        (["nosuch"], "Error: runlog: No such command 'nosuch'."),
+    ],
+)
+def test_command_line_errors_are_one_line_exit_2(args, said):
+    """An unknown option or command, a bad value or a missing argument is one line naming the command (with
+    where to find help), exit 2: not click's block of a usage line, a hint and a box."""
+    from watch_helpers import child_env
+
+    argv = [str(SAMPLE_RUNS / "debate_grpo") if a == "RUN" else a for a in args]
+    p = subprocess.run(
+        [sys.executable, "-m", "runlog", *argv], capture_output=True, text=True, env=child_env(), timeout=60
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(said) and lines[0].endswith("-h')"), p.stderr

@@ -715,3 +715,12 @@ def test_every_reader_of_scalars_merges_them_as_summarize_does(tmp_path):
     assert uploaded[0] == want
     compared = {k: v for k, _, v in scalar_steps(run).iter_rows()}
     assert compared == want
+
+
+@pytest.mark.parametrize(
+    "extra", [["--scalars", "--window", "3"], ["--correlations", "--window", "3"], ["--scalars", "--prompt-groups"]]
+)
+def test_options_of_the_role_summary_are_refused_with_scalars_and_correlations(cli, extra):
+    """``--window`` with ``--scalars`` was ignored without a word (exit 0, no moving average)."""
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", *extra)
+    assert r.exit_code == 2 and "does not apply to" in r.stderr, r.stderr

@@ -271,10 +271,47 @@ def main() -> None:
     OWNS_PROCESS[0] = True
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     application = build_app([first]) if first in COMMANDS else full_app()
+    errors = _click_exceptions()
     try:
-        application(prog_name="runlog")
+        code = application(prog_name="runlog", standalone_mode=False)
+    except errors.ClickException as exc:
+        sys.exit(_command_line_error(exc, errors))
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(1)
     finally:
         _quiet_teardown()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> Any:
+    """The exceptions module of the click that typer runs on (vendored as ``typer._click`` since 0.22)."""
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    return (vendored if vendored is not None else importlib.import_module("click")).exceptions
+
+
+def _command_line_error(exc: Any, errors: Any) -> int:
+    """An error of the command line itself (an unknown option or command, a missing argument, a bad value), as
+    one line, ``Error: <command>: <reason> (see '<command> -h')``, instead of click's block in a box; a group
+    called with nothing (``runlog metrics``) shows its help, as before. The exit code is click's (2)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        try:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)
+        except ImportError:  # pragma: no cover  (typer without rich)
+            exc.show()
+        return int(exc.exit_code)
+    from ..textsafe import visible
+
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "runlog"
+    reason = visible(" ".join(exc.format_message().split()), keep_newlines=False)
+    hint = f" (see '{where} -h')" if isinstance(exc, errors.UsageError) else ""
+    print(f"Error: {where}: {reason}{hint}", file=sys.stderr)
+    return int(exc.exit_code)
 
 
 def _quiet_teardown() -> None:

@@ -73,7 +73,8 @@ def summarize_command(
         None,
         "--by",
         "-b",
-        help="Group by: run, role, step, split, env, group (repeatable, or a comma list). Default: role.",
+        help="Group by: run, role, step, split, env, group (repeatable, or a comma list). Default: role (a fleet: "
+        "run, role).",
         callback=by_keys,
     ),
     window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
@@ -108,7 +109,8 @@ def summarize_command(
     is the fraction of prompt groups where every reward of that role is equal (no GRPO signal).
 
     Fleets: several paths, a quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for
-    one row per run and group (without it, statistics are pooled over the runs; medians then stay empty).
+    one row per run and group (the default for a fleet: --by run --by role); a --by without run pools the
+    statistics over the runs (medians then stay empty).
     --engine ray runs the same computation on a Ray cluster; the numbers agree to 1e-12.
 
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
@@ -143,6 +145,10 @@ def summarize_command(
         if by and (scalars or correlations):
             report = "--scalars" if scalars else "--correlations"
             raise UsageError(f"--by does not apply to {report}: its rows are its own (one per key, or per pair)")
+        if (window is not None or prompt_groups) and (scalars or correlations):
+            report = "--scalars" if scalars else "--correlations"
+            option = "--window" if window is not None else "--prompt-groups"
+            raise UsageError(f"{option} does not apply to {report} (it goes with the per-role summary)")
         # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store.
         # An aliases file is read besides the run: its stamp is part of the question.
         keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache
@@ -233,8 +239,10 @@ def _empty_reason(run: Run, filters: Filters) -> str:
     parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
     parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
     parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
-    if parts:
+    if len(parts) > 1:
         return f"no sample matches {' '.join(parts)} together: nothing to summarise"
+    if parts:
+        return f"no sample matches {parts[0]}: nothing to summarise"
     return "the run's sample files hold no rows: nothing to summarise"
 
 
