@@ -597,3 +597,28 @@ def test_a_ctrl_c_that_a_library_turns_into_its_own_error_still_exits_130(tmp_pa
     r = cli("watch", run, "--no-doctor", "--format", "json")
     assert r.exit_code == 130, (r.exit_code, r.stdout, r.stderr)
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
+def test_a_step_with_no_rows_is_a_step_and_no_problem(tmp_path):
+    """RunWriter writes a step whose rollouts were all filtered out as a file with no rows (writer.md): the
+    watch gave no step event for it, and a warning "a writer that stopped before its first row?"."""
+    import runlog
+    from runlog.watch.poll import run_lister
+
+    def rows(step: int) -> list[dict]:
+        return [{"reward": 0.5, "solver_reward": 0.5, "solver_kl": 0.1} for _ in range(4)]
+
+    with runlog.RunWriter(tmp_path / "run", name="r", roles=["solver"]) as w:
+        w.log_samples(0, rows(0))
+        w.log_samples(1, [])
+        w.flush()
+        live = LiveRun(tmp_path / "run")
+        lister = run_lister(tmp_path / "run")
+        events = live.update(*lister())
+        assert [(e.data["step"], e.data["rows"]) for e in events if e.kind == "step"] == [(0, 4), (1, 0)]
+        assert [e for e in events if e.kind == "problem"] == []
+        w.log_samples(2, [])
+        w.log_samples(3, rows(3))
+    events = live.update(*lister())
+    assert [(e.data["step"], e.data["rows"]) for e in events if e.kind == "step"] == [(2, 0), (3, 4)]
+    assert [p for p in open_run(tmp_path / "run").problems if p.is_warning] == []

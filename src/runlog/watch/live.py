@@ -370,6 +370,12 @@ class LiveRun:
                 if role is not None and role not in self.role_order:
                     self.role_order.append(role)
                 st.roles[role] = RoleStep(r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0))
+            # A step whose files hold no row (the writer's empty step: every rollout filtered out) is a step
+            # all the same, with 0 rows: the summary has no row to say so.
+            for f in files:
+                for s in self._steps_of(f):
+                    if s in affected and s not in self.steps:
+                        self.steps[s] = StepStats(s, rows.get(s, 0), {}, arrived.get(s, self.clock()))
         order: dict[str | None, int] = {r: i for i, r in enumerate(self.role_order)}
         for s in sorted(set(self.steps) & affected):
             st = self.steps[s]
