@@ -718,7 +718,14 @@ def test_cli_unreadable_locations_are_skipped(cli, fleet, tmp_path):
     assert len(skipped) == 2, r.stderr
     assert any("missing" in line and "no such file" in line for line in skipped)
     assert any("empty" in line for line in skipped)
-    assert "2 run(s) skipped" in r.stderr
+    assert "2 run(s) skipped: " in r.stderr
+    # A run skipped is said before, not behind, the capped lines of another run's damaged files.
+    for i in range(30):
+        (fleet / "seed0" / f"junk_{i:02d}.parquet").write_text("junk")
+    r = cli("summarize", "--runs", runs, "--format", "csv")
+    lines = r.stderr.splitlines()
+    assert "more: see `runlog inspect`" in r.stderr, r.stderr
+    assert sum("run skipped" in line for line in lines) == 2, r.stderr
     # Nothing readable at all: a usage error.
     runs.write_text(f"{tmp_path / 'missing'}\n{empty}\n")
     r = cli("summarize", "--runs", runs)

@@ -57,11 +57,14 @@ def report_fleet(result: FleetResult) -> int:
     number of errors (warnings excluded)."""
     from ..formats.base import Problem
 
-    problems = [Problem(f"{run}/{path}", kind, msg) for run, path, kind, msg in result.problems()]
-    problems += [Problem(loc, "unreadable", f"run skipped: {why}") for loc, why in result.failures]
+    # Runs skipped first: a run left out must not hide behind the cap on problem lines of the others' files.
+    problems = [Problem(loc, "unreadable", f"run skipped: {why}") for loc, why in result.failures]
+    problems += [Problem(f"{run}/{path}", kind, msg) for run, path, kind, msg in result.problems()]
     notes = list(result.notes)
+    skipped = [loc for loc, _ in result.failures]
+    named = f": {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}" if skipped else ""
     notes.append(
-        f"{len(result.results)} run part(s) in {result.batches} batch(es); {len(result.failures)} run(s) skipped"
+        f"{len(result.results)} run part(s) in {result.batches} batch(es); {len(skipped)} run(s) skipped{named}"
     )
     return report_problems(problems, notes=notes)
 
