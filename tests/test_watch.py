@@ -234,6 +234,19 @@ def test_sparkline_and_trend():
     assert trend_text([1, 1]) == ""  # too few points
 
 
+def test_the_trend_arrow_is_rare_on_noise_and_shown_on_a_trend():
+    """The arrow showed on 66-79 % of pure-noise series (a quarter of the SD as threshold); it is now a t test
+    of the least-squares slope at the 5 % level: about 5 % of noise series, and a real trend."""
+    import random
+
+    rng = random.Random(7)
+    for n in (6, 14, 32):
+        arrows = sum(trend_text([rng.gauss(0.5, 0.1) for _ in range(n)])[0] != "→" for _ in range(2000))
+        assert arrows / 2000 < 0.08, (n, arrows)
+    rising = [0.5 + 0.01 * i + rng.gauss(0, 0.02) for i in range(20)]
+    assert trend_text(rising).startswith("↑") and trend_text(rising[::-1]).startswith("↓")
+
+
 def test_the_screen_fits_80_columns_and_draws_hostile_text_inert(tmp_path):
     written_run(tmp_path / "run", 4)
     from runlog.watch.poll import run_lister

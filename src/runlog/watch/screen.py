@@ -43,8 +43,9 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(out)
 
 
-def trend(values: Sequence[float | None]) -> float | None:
-    """The change over the window of a least-squares line through the values (None with fewer than 3)."""
+def _fit(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """(change over the window, its t statistic) of a least-squares line through the finite values (None with
+    fewer than 3). The t statistic is the slope over its standard error (infinite for a perfect line)."""
     pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if len(pts) < 3:
         return None
@@ -53,18 +54,33 @@ def trend(values: Sequence[float | None]) -> float | None:
     my = sum(v for _, v in pts) / n
     sxx = sum((i - mx) ** 2 for i, _ in pts)
     slope = sum((i - mx) * (v - my) for i, v in pts) / sxx if sxx else 0.0
-    return slope * (pts[-1][0] - pts[0][0])
+    residual = sum((v - my - slope * (i - mx)) ** 2 for i, v in pts)
+    se = math.sqrt(residual / (n - 2) / sxx) if sxx else 0.0
+    t = slope / se if se else (math.inf if slope else 0.0)
+    return slope * (pts[-1][0] - pts[0][0]), t
+
+
+def trend(values: Sequence[float | None]) -> float | None:
+    """The change over the window of a least-squares line through the values (None with fewer than 3)."""
+    fit = _fit(values)
+    return None if fit is None else fit[0]
+
+
+# Student's t at 0.975 by degrees of freedom (n - 2): a slope this many standard errors from 0 is a trend at
+# the 5 % level (two-sided); above 30 degrees of freedom, 2.0.
+_T975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10)
 
 
 def trend_text(values: Sequence[float | None]) -> str:
-    """``↑+0.12``, ``↓-0.3``, ``→+0.001`` (flat: within a quarter of the values' spread), or empty."""
-    change = trend(values)
-    if change is None:
+    """``↑+0.12``, ``↓-0.3``, or ``→+0.001`` (flat: the slope is not distinguishable from noise at the 5 % level,
+    a t test of the least-squares slope), or empty with fewer than 3 values."""
+    fit = _fit(values)
+    if fit is None:
         return ""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    mean = sum(finite) / len(finite)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
-    arrow = "→" if abs(change) <= 0.25 * sd or change == 0 else ("↑" if change > 0 else "↓")
+    change, t = fit
+    df = sum(1 for v in values if v is not None and math.isfinite(v)) - 2
+    critical = _T975[df - 1] if df <= len(_T975) else 2.09 if df < 20 else 2.06 if df < 25 else 2.0
+    arrow = "→" if change == 0 or abs(t) < critical else ("↑" if change > 0 else "↓")
     return f"{arrow}{change:+.2g}"
 
 
