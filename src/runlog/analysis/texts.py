@@ -1,16 +1,17 @@
 """``diversity_frame(run, ...)`` and ``format_frame(run, ...)``: metrics over a run as polars DataFrames.
 
-Which text a metric reads is one choice, shared by ``metrics``, ``plot``, ``doctor`` and ``report``
-(``--text``, docs/metrics.md "Which text"):
+Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; ``plot``, ``doctor``,
+``report`` and ``diff`` always read ``auto``; docs/metrics.md "Which text"):
 
 - ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy role's last
   assistant turn with content (the run's first role, else each sample's first assistant speaker; a turn
   without a speaker counts as the policy's): the
   message that holds its answer, which format rewards score (earlier turns, such as tool calls, lead up to
   it); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
-  sample has no messages, its ``completion``.
+  sample has no messages (null or empty), its ``completion``; a sample with messages but no such turn has
+  no text.
 - ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
-  ``role`` among the keys).
+  ``role`` among the keys); ``completion`` only where the sample has no messages, as ``auto``.
 - ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``.
 - ``completion``, ``trajectory``: that column as written.
 - ``role:<name>``: that speaker's last assistant turn with content.
@@ -63,7 +64,8 @@ OVER_SET_NOTE = (
 def _check_keys(by: Sequence[str], run: Run | None = None, filters: Filters | None = None) -> list[str]:
     """``by`` checked; ``step`` before ``group`` (a prompt group is one group id within a step: the same id at
     another step is another group, as in summarize); with ``run``, ``split`` added first when the run has
-    several splits and ``filters`` pick none: eval texts are never pooled with training texts silently."""
+    several splits and ``filters`` pick none: eval texts are never pooled with training texts silently
+    (naming several splits pools them on purpose, as in every command: docs/cli.md)."""
     keys = check_keys(by, KEYS)
     if "group" in keys and "step" not in keys:
         keys.insert(keys.index("group"), "step")
@@ -103,9 +105,19 @@ def _turn_texts(
 ) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn with content (``policy`` or
     ``speaker`` set) or every assistant turn joined by a newline (neither set), with ``completion`` where a
-    sample has no such turn. ``speaker``: only that speaker's turns; ``policy``: only the policy's turns
-    (and turns without a speaker); ``""``: the policy is each sample's first named assistant speaker."""
-    rows = lf.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"), *base, "messages", "completion")
+    sample has no messages (null or empty; not with ``speaker``). ``speaker``: only that speaker's turns;
+    ``policy``: only the policy's turns (and turns without a speaker); ``""``: the policy is each sample's
+    first named assistant speaker. A sample that has messages but no such turn (its only policy turn a tool
+    call without content) has no text (null): its ``completion`` may hold the prompt too, or another speaker's
+    text, so it is not read in the turn's place."""
+    messages = pl.col("messages")
+    rows = lf.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
+        *base,
+        messages,
+        (messages.list.len().fill_null(0) == 0).alias("__no_messages"),
+        "completion",
+    )
     turns = (
         rows.select("__row", "messages")
         .explode("messages")
@@ -145,7 +157,10 @@ def _turn_texts(
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         role.alias("role"),
         pl.lit(None, dtype=pl.Int64).alias("turn"),
-        pl.coalesce(pl.col("text"), pl.col("completion").cast(pl.String) if speaker is None else None).alias("text"),
+        pl.coalesce(
+            pl.col("text"),
+            pl.when(pl.col("__no_messages")).then(pl.col("completion").cast(pl.String)) if speaker is None else None,
+        ).alias("text"),
     )
 
 
@@ -368,8 +383,18 @@ def format_per_sample(
     per_role: bool = False,
 ) -> pl.DataFrame:
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
-    the think/answer token counts, and one boolean column per rule (``rule:<name>``)."""
+    the think/answer token counts, and one boolean column per rule (``rule:<name>``).
+
+    A spec with ``roles`` reads, under ``auto`` and ``assistant``, each role's own text (as ``per_role``: under
+    ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
+    if spec.roles is not None and not spec.needs_messages:
+        if text in ("answer", "completion", "trajectory"):
+            raise UsageError(
+                f"--spec {spec.name} keeps the texts of the roles {', '.join(spec.roles)}; --text {text} has no "
+                "speaker: use --text auto, assistant, role:NAME or messages"
+            )
+        per_role = per_role or text in ("auto", "assistant")
     # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that speaker's); a
     # turn's text alone has no structured calls to check.
     frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, calls=spec.needs_messages)
@@ -398,18 +423,20 @@ def format_per_sample(
 
 def _tool_calls(frame: pl.DataFrame, known: Sequence[str] | None) -> pl.DataFrame:
     """tool-call-json per message; messages of other speakers than the assistant/a named agent count too
-    only when they carry tool calls or a ``<tool_call>`` in their text."""
+    only when they carry tool calls or a ``<tool_call>`` in their text. ``failed_rule`` is the first rule a
+    call breaks; ``rule:<name>`` (one per ``F.TOOL_CALL_RULES``) holds where no call of the message breaks it."""
     calls = frame["tool_calls"].to_list() if "tool_calls" in frame.columns else [None] * frame.height
     scores, failed = [], []
     for c, content in zip(calls, frame["text"].to_list(), strict=True):
-        s, f = F.check_tool_calls(c, content, known)
+        s, f = F.tool_call_failures(c, content, known)
         scores.append(s)
         failed.append(f)
     return pl.DataFrame(
         {
             "score": pl.Series(scores, dtype=pl.Float64),
-            "passed": pl.Series([f is None for f in failed], dtype=pl.Boolean),
-            "failed_rule": pl.Series(failed, dtype=pl.String),
+            "passed": pl.Series([not f for f in failed], dtype=pl.Boolean),
+            "failed_rule": pl.Series([f[0] if f else None for f in failed], dtype=pl.String),
+            **{f"rule:{r}": pl.Series([r not in f for f in failed], dtype=pl.Boolean) for r in F.TOOL_CALL_RULES},
         }
     )
 

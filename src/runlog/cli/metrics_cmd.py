@@ -43,9 +43,9 @@ DIVERSITY_SECTIONS = [
 DIVERSITY_STRIP = ("distinct_li2016_", "distinct_", "entropy_", "self_bleu_", "compression_ratio_")
 
 TEXT_HELP = (
-    "Which text: auto (the policy's generated text: its last assistant turn, else completion; with --by role each "
-    "role's own), assistant (every assistant turn), answer (inside <answer>), completion, trajectory, role:NAME, "
-    "messages (every message). See docs/metrics.md."
+    "Which text: auto (the policy's generated text: its last assistant turn with content; completion only for a "
+    "sample without messages; with --by role each role's own), assistant (every assistant turn), answer (inside "
+    "<answer>), completion, trajectory, role:NAME, messages (every message). See docs/metrics.md."
 )
 BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable, or a comma list). Default: step."
 

@@ -26,8 +26,14 @@ NON_ASCII_WHITESPACE = (
 )
 WHITESPACE = ASCII_WHITESPACE + NON_ASCII_WHITESPACE
 _NON_ASCII_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in NON_ASCII_WHITESPACE) + "]"
-# Rust-regex class of one non-whitespace character, for counting tokens inside polars expressions.
-TOKEN_PATTERN = "[^" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]+"
+_CLASS_BODY = "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE)
+# Rust-regex classes of one whitespace / non-whitespace character as ``str.isspace()`` defines it, for polars
+# expressions. Rust's ``\s`` is Unicode White_Space, which lacks the separators ``\x1c-\x1f``: runlog's own
+# rules use these classes, so that "only whitespace" means what the tokeniser (and docs/metrics.md) mean.
+SPACE_CLASS = "[" + _CLASS_BODY + "]"
+NON_SPACE_CLASS = "[^" + _CLASS_BODY + "]"
+# One token (a run of non-whitespace), for counting tokens inside polars expressions.
+TOKEN_PATTERN = NON_SPACE_CLASS + "+"
 
 _LUT = np.zeros(256, dtype=bool)
 for _c in ASCII_WHITESPACE:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._lazy import pl
 from ..errors import UsageError
-from ._tokens import TOKEN_PATTERN
+from ._tokens import NON_SPACE_CLASS, SPACE_CLASS, TOKEN_PATTERN
 
 Rule = tuple[str, "pl.Expr"]  # (rule name, boolean polars expression: True where the rule holds)
 TextRule = Callable[[str], bool]  # a rule checked in Python, one text at a time
@@ -29,7 +29,8 @@ class Spec:
     """A format spec: named boolean rules checked in order; ``score`` is the spec's own value.
 
     ``score`` defaults to the fraction of rules that hold; ``failed_rule`` is the first rule that does not.
-    ``roles`` limits a custom spec to texts of those roles (None: every text).
+    ``roles`` limits a custom spec to texts of those roles (None: every text). ``message_rules``: the rules of a
+    spec checked on messages rather than on a text (``tool-call-json``), named for ``rule:<name>`` columns.
     """
 
     name: str
@@ -39,10 +40,11 @@ class Spec:
     roles: Sequence[str] | None = None
     needs_messages: bool = False
     python_rules: list[tuple[str, TextRule]] = field(default_factory=list)
+    message_rules: tuple[str, ...] = ()
 
     def rule_names(self) -> list[str]:
         probe = pl.col("__t")
-        return [n for n, _ in self.rules(probe)] + [n for n, _ in self.python_rules]
+        return [n for n, _ in self.rules(probe)] + [n for n, _ in self.python_rules] + list(self.message_rules)
 
 
 def evaluate(texts: pl.Series, spec: Spec) -> pl.DataFrame:
@@ -114,21 +116,28 @@ def _trl_think(text: pl.Expr) -> list[Rule]:
 
 def _strict(text: pl.Expr) -> list[Rule]:
     """runlog's think-answer-strict: exactly one think block, then exactly one answer block, nothing else
-    outside them but whitespace; non-empty bodies; <cite>...</cite> only inside the answer, balanced."""
+    outside them but whitespace; non-empty bodies; <cite>...</cite> only inside the answer, balanced.
+
+    Whitespace is ``str.isspace()``'s (``SPACE_CLASS``), as docs/metrics.md defines it and the token counts
+    use: Rust's ``\\s`` misses ``\\x1c-\\x1f``, so a think body of one ``\\x1c`` read as non-empty while it held
+    no token. Citations are checked on the sequence of cite tags of the answer alone, which must be
+    ``<cite></cite>`` pairs one after another: none nested, none left open, none closed unopened (removing
+    ``<cite>.*?</cite>`` pairs instead would leave no trace of an open tag before a pair)."""
     t = text.str.replace_all("\r\n", "\n", literal=True)
     think = t.str.extract(r"<think>((?s:.*))</think>", 1)
     answer = t.str.extract(r"<answer>((?s:.*))</answer>", 1)
     one = lambda s: t.str.count_matches(s, literal=True) == 1  # noqa: E731
-    layout = t.str.contains(r"\A\s*<think>(?s:.*)</think>\s*<answer>(?s:.*)</answer>\s*\z")
-    cites_left = answer.str.replace_all(r"<cite>(?s:.*?)</cite>", "")
+    ws = SPACE_CLASS
+    layout = t.str.contains(rf"\A{ws}*<think>(?s:.*)</think>{ws}*<answer>(?s:.*)</answer>{ws}*\z")
+    cite_tags = answer.str.extract_all("</?cite>").list.join("")
     return [
         ("one_think", one("<think>") & one("</think>")),
         ("one_answer", one("<answer>") & one("</answer>")),
         ("order", layout.fill_null(False)),
-        ("think_not_empty", think.str.contains(r"\S").fill_null(False)),
-        ("answer_not_empty", answer.str.contains(r"\S").fill_null(False)),
+        ("think_not_empty", think.str.contains(NON_SPACE_CLASS).fill_null(False)),
+        ("answer_not_empty", answer.str.contains(NON_SPACE_CLASS).fill_null(False)),
         ("cite_outside_answer", ~think.str.contains("<cite>|</cite>").fill_null(False)),
-        ("cite_unbalanced", ~cites_left.str.contains("<cite>|</cite>").fill_null(False)),
+        ("cite_unbalanced", cite_tags.str.contains(r"\A(?:<cite></cite>)*\z").fill_null(True)),
     ]
 
 
@@ -137,6 +146,8 @@ def _all_or_nothing(text: pl.Expr, oks: list[pl.Expr]) -> pl.Expr:
 
 
 TOOL_CALL_TEXT = r"<tool_call>"
+# tool-call-json's rules, in the order they are checked on each call (a ``<tool_call>`` in the text last).
+TOOL_CALL_RULES = ("missing_name", "unknown_tool", "arguments_not_json_object", "tool_call_in_text")
 
 
 BUILTIN: dict[str, Spec] = {
@@ -156,43 +167,61 @@ BUILTIN: dict[str, Spec] = {
         "structured tool calls with JSON-object arguments and a known name; tool calls written as text fail",
         lambda text: [],
         needs_messages=True,
+        message_rules=TOOL_CALL_RULES,
     ),
 }
 
 
-def check_tool_calls(
+def _not_json(constant: str) -> Any:
+    """``json.loads``' ``parse_constant``: Python reads ``NaN``, ``Infinity`` and ``-Infinity``, which are not
+    JSON (RFC 8259 has no such literals; a strict parser on the tool's side rejects them)."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def tool_call_failures(
     calls: list[dict[str, Any]] | None, content: str | None, known: Sequence[str] | None
-) -> tuple[float, str | None]:
-    """Score one assistant message (or sample): the fraction of its tool calls that are well-formed.
+) -> tuple[float, list[str]]:
+    """Score one assistant message (or sample): the fraction of its tool calls that are well-formed, and the
+    rules (``TOOL_CALL_RULES``) its calls break, each once, in the order the calls first break them.
 
     A structured call counts when its name is non-empty (and in ``known`` when given) and its arguments
-    parse as a JSON object; each ``<tool_call>`` written in the plain content counts as a failed call.
-    No call at all scores 1.0."""
-    failed: str | None = None
+    parse as a JSON object (RFC 8259: ``NaN`` and ``Infinity`` are refused); each ``<tool_call>`` written in
+    the plain content counts as a failed call. No call at all scores 1.0."""
+    failed: list[str] = []
     good = total = 0
     for call in calls or []:
         total += 1
         name = (call or {}).get("name")
         args = (call or {}).get("arguments")
+        rule = None
         if not name:
-            failed = failed or "missing_name"
-            continue
-        if known is not None and name not in known:
-            failed = failed or "unknown_tool"
-            continue
-        try:
-            parsed = json.loads(args) if isinstance(args, str) else args
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            failed = failed or "arguments_not_json_object"
-            continue
-        good += 1
+            rule = "missing_name"
+        elif known is not None and name not in known:
+            rule = "unknown_tool"
+        else:
+            try:
+                parsed = json.loads(args, parse_constant=_not_json) if isinstance(args, str) else args
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                rule = "arguments_not_json_object"
+        if rule is None:
+            good += 1
+        elif rule not in failed:
+            failed.append(rule)
     text_calls = (content or "").count(TOOL_CALL_TEXT)
     if text_calls:
         total += text_calls
-        failed = failed or "tool_call_in_text"
+        failed.append("tool_call_in_text")
     return (good / total if total else 1.0), failed
+
+
+def check_tool_calls(
+    calls: list[dict[str, Any]] | None, content: str | None, known: Sequence[str] | None
+) -> tuple[float, str | None]:
+    """``tool_call_failures`` with only the first rule broken (``failed_rule``), None when every call is good."""
+    score, failed = tool_call_failures(calls, content, known)
+    return score, (failed[0] if failed else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,13 +241,11 @@ def _toml_load(path: Path) -> dict[str, Any]:
         raise UsageError(f"--spec {path}: not valid TOML ({exc})") from None
 
 
-def _compile(path: Path, pattern: Any, flags: int) -> re.Pattern[str]:
-    if not isinstance(pattern, str):
-        raise UsageError(f"--spec {path}: patterns must be strings, got {pattern!r}")
+def _compile(path: Path, key: str, pattern: str, flags: int) -> re.Pattern[str]:
     try:
         return re.compile(pattern, flags)
     except re.error as exc:
-        raise UsageError(f"--spec {path}: bad regex {pattern!r} ({exc})") from None
+        raise UsageError(f"--spec {path}: {key}: bad regex {pattern!r} ({exc})") from None
 
 
 def _once_each(open_: re.Pattern[str], close: re.Pattern[str]) -> TextRule:
@@ -249,43 +276,66 @@ def _tag_rules(tags: list[str], flags: int) -> list[tuple[str, TextRule]]:
     return rules
 
 
+def _strings(*, empty: bool) -> Callable[[Any], bool]:
+    """The check of a TOML array of strings (``empty``: the strings may be empty)."""
+    return lambda v: isinstance(v, list) and all(isinstance(x, str) and (empty or x) for x in v)
+
+
+# Each key of a custom spec: what its value must be, in words, and the check. TOML has types, so a wrong one is
+# refused rather than coerced: ``forbid = "ab"`` iterated as two patterns, ``ignore_case = "no"`` was truthy.
+SPEC_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "description": ("a string", lambda v: isinstance(v, str)),
+    "tags": ("a list of tag names", _strings(empty=False)),
+    "forbid": ("a list of regex strings", _strings(empty=True)),
+    "require": ("a list of regex strings", _strings(empty=True)),
+    "match": ("a regex string", lambda v: isinstance(v, str)),
+    "roles": ("a non-empty list of role names", lambda v: bool(v) and _strings(empty=False)(v)),
+    "ignore_case": ("true or false", lambda v: isinstance(v, bool)),
+    "crlf": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def _shown(value: Any, most: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def load_spec(path: str | Path) -> Spec:
     """A custom spec from TOML (format in docs/metrics.md): ordered required ``tags``, ``forbid`` and
     ``require`` regexes (Python ``re``, searched), an optional ``match`` regex for the whole text,
-    ``roles`` it applies to, ``ignore_case`` and ``crlf`` (normalise CRLF first, default true)."""
+    ``roles`` it applies to, ``ignore_case`` and ``crlf`` (normalise CRLF first, default true). Every key's
+    value has its type (``SPEC_KEYS``): a wrong one is a usage error naming the file and the key."""
     path = Path(path)
     data = _toml_load(path)
-    known = {"name", "description", "tags", "forbid", "require", "match", "roles", "ignore_case", "crlf"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
-        raise UsageError(f"--spec {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-    flags = re.IGNORECASE if data.get("ignore_case") else 0
+        raise UsageError(f"--spec {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(SPEC_KEYS))}")
+    for key, value in data.items():
+        want, ok = SPEC_KEYS[key]
+        if not ok(value):
+            raise UsageError(f"--spec {path}: {key} must be {want}, got {_shown(value)}")
+    flags = re.IGNORECASE if data.get("ignore_case", False) else 0
     crlf = data.get("crlf", True)
     prep: Callable[[str], str] = (lambda s: s.replace("\r\n", "\n")) if crlf else (lambda s: s)
-    tags = data.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-        raise UsageError(f"--spec {path}: tags must be a list of tag names")
-    rules = _tag_rules(tags, flags)
+    rules = _tag_rules(data.get("tags", []), flags)
     for i, pat in enumerate(data.get("forbid", [])):
-        rx = _compile(path, pat, flags | re.MULTILINE)
+        rx = _compile(path, "forbid", pat, flags | re.MULTILINE)
         rules.append((f"forbid:{i}", _found(rx, wanted=False)))
     for i, pat in enumerate(data.get("require", [])):
-        rx = _compile(path, pat, flags | re.MULTILINE)
+        rx = _compile(path, "require", pat, flags | re.MULTILINE)
         rules.append((f"require:{i}", _found(rx)))
     if "match" in data:
-        rx = _compile(path, data["match"], flags | re.DOTALL)
+        rx = _compile(path, "match", data["match"], flags | re.DOTALL)
         rules.append(("match", _whole(rx)))
     if not rules:
         raise UsageError(f"--spec {path}: no rules (give tags, forbid, require or match)")
     wrapped = [(n, _prepared(prep, f)) for n, f in rules]
-    roles = data.get("roles")
-    if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
-        raise UsageError(f"--spec {path}: roles must be a list of role names")
     return Spec(
-        str(data.get("name") or path.stem),
-        str(data.get("description") or f"custom spec {path.name}"),
+        data.get("name") or path.stem,
+        data.get("description") or f"custom spec {path.name}",
         lambda text: [],
-        roles=roles,
+        roles=data.get("roles"),
         python_rules=wrapped,
     )
 
