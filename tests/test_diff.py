@@ -176,8 +176,10 @@ def test_no_common_step_is_one_line_and_the_configs_are_still_compared(tmp_path:
     r = cli("diff", pair[0], late, "--format", "json")
     assert r.exit_code == 0, r.output
     lines = r.stderr.strip().splitlines()
-    assert [ln for ln in lines if "no common step" in ln] == [lines[0]] and len(lines) == 1, lines
+    assert [ln for ln in lines if "no common step" in ln] == [lines[0]] and len(lines) == 2, lines
     assert "A: 0..39" in lines[0] and "late: 100..109" in lines[0]
+    # The scalars, logged at those steps too, are said apart: keys in common, no step of them in common.
+    assert "both log scalar key(s) train/loss, train/lr, but they have no step of them in common" in lines[1]
     out = json.loads(r.stdout)
     assert out["points"] == [] and out["roles"] == []
     assert {c["key"] for c in out["config"]} == {"lr", "optimizer/beta2", "optimizer/name"}

@@ -131,11 +131,15 @@ def _onset(y: np.ndarray, threshold: float, persist: float, split: int) -> int:
 
 
 def first_sustained(values: FloatSeries, threshold: float, *, persist: float = 0.8, min_run: int = 3) -> int | None:
-    """First index from which at least ``persist`` of the remaining finite values are >= ``threshold``, with
-    at least ``min_run`` such values after it; None if there is none. For rates (NaN, zero-advantage)
-    whose threshold is absolute rather than relative to an earlier level."""
+    """First index from which at least ``persist`` of the remaining values are >= ``threshold``, with at
+    least ``min_run`` such values after it; None if there is none. For rates (NaN, zero-advantage) and z
+    scores whose threshold is absolute rather than relative to an earlier level.
+
+    NaN is a missing value, left out (indices of the result refer to the series as given). An infinite value
+    is not missing but decisive: +inf is at or above any finite threshold and -inf below it, as they compare
+    (a z of a difference with no spread on either side, ``diff.step_z``, is infinite)."""
     raw = np.asarray(values, dtype=float)
-    keep = np.flatnonzero(np.isfinite(raw))
+    keep = np.flatnonzero(~np.isnan(raw))
     y = raw[keep]
     beyond = y >= threshold
     if beyond.sum() < min_run:

@@ -21,7 +21,8 @@ The first run is the baseline; every other run is compared with it, pair by pair
 - **Onset.** Per common step, the Welch z of the difference of the role's mean rewards
   (``(mean_B - mean_A) / sqrt(sd_A^2 / n_A + sd_B^2 / n_B)``); B is ahead from the first step from which
   the z stays at or above the interval's normal quantile (1.96 for 95 %) stably: the doctor's onset rule
-  (``changepoint.first_sustained`` with the doctor's ``persist`` and ``min_segment``). Behind likewise.
+  (``changepoint.first_sustained`` with the doctor's ``persist`` and ``min_segment``). Behind likewise. A
+  step where neither run has spread and the means differ has an infinite z: beyond any quantile, not missing.
 - **Scalars.** Common scalar keys (``--keys`` globs), per-step values merged as ``summarize --scalars``
   merges them, at the start and the end, with a bootstrap interval over the window's steps.
 - **Configs.** The recorded configs (``run.json`` ``config``; W&B-style ``{"value": ...}`` entries

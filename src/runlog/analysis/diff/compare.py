@@ -17,7 +17,7 @@ from ..doctor_config import DoctorConfig
 from . import window_cache
 from .align import check_filters, common_roles, labels_of, overlap_row, plan_windows, steps_of, windows_of
 from .bootstrap import bootstrap_means, interval, rng_for, verdict
-from .extras import config_rows, finding_rows, run_config, scalar_rows, side_by_side, text_rows
+from .extras import config_rows, finding_rows, scalar_rows, side_by_side, text_rows
 from .model import (
     CONFIG_SCHEMA,
     FINDINGS_SCHEMA,
@@ -141,7 +141,6 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
         per_step=per_steps,
         options=opts,
         common=commons,
-        configs_compared=run_config(runs[0]) is not None and any(run_config(r) is not None for r in runs[1:]),
     )
     if opts.text:
         windows = [(other, split, common) for other, split, common, _ in plans]
@@ -257,7 +256,8 @@ def _onsets(
     base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
 ) -> tuple[int | None, int | None]:
     """First common step from which B is stably ahead (behind): the doctor's ``first_sustained`` rule on the
-    per-step Welch z against the interval's normal quantile."""
+    per-step Welch z against the interval's normal quantile. A z of +-inf (no spread, a difference) counts
+    there as beyond the quantile on its side; a NaN z (a run without a value) is a step left out."""
     cols = ("reward_mean", "reward_std", "reward_count")
     a = [base.series(split, role, common, c) for c in cols]
     b = [other.series(split, role, common, c) for c in cols]

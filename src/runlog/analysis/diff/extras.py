@@ -58,25 +58,35 @@ def scalar_steps(run: Run, aliases: dict[str, str] | None = None) -> pl.DataFram
 
 def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[dict[str, Any]]:
     """Per common scalar key (``--keys`` globs) and compared run: the start and end windows' means side by
-    side, the difference with a bootstrap interval over the window's steps."""
-    frames = [scalar_steps(s.run) for s in sides]
+    side, the difference with a bootstrap interval over the window's steps.
+
+    The keys in common are those both runs log at all, whatever ``--steps``: a key that a run logs, but not
+    at the steps chosen, is a key in common with no common step, and said so in a note (not as "no scalar
+    key in common", which would be false)."""
+    logged = [scalar_steps(s.run) for s in sides]
     step_filter = opts.steps.expr()
-    if step_filter is not None:
-        frames = [f.filter(step_filter) for f in frames]
-    base_keys = set(frames[0]["key"].to_list())
+    frames = logged if step_filter is None else [f.filter(step_filter) for f in logged]
+    base_keys = set(logged[0]["key"].to_list())
     rows: list[dict[str, Any]] = []
-    for side, frame in zip(sides[1:], frames[1:], strict=True):
-        keys = sorted(base_keys & set(frame["key"].to_list()))
+    for side, all_steps, frame in zip(sides[1:], logged[1:], frames[1:], strict=True):
+        keys = sorted(base_keys & set(all_steps["key"].to_list()))
         if opts.keys:
             check_key_globs(opts.keys, keys)
             keys = [k for k in keys if any(fnmatch.fnmatchcase(k, g) for g in opts.keys)]
         if not keys:
-            if base_keys or frame.height:
+            if base_keys or all_steps.height:
                 notes.append(f"{sides[0].name} and {side.name} have no scalar key in common: no scalar comparison")
             continue
         a_by = {k: g for (k,), g in frames[0].filter(pl.col("key").is_in(keys)).group_by(["key"])}
         b_by = {k: g for (k,), g in frame.filter(pl.col("key").is_in(keys)).group_by(["key"])}
+        if not any(
+            set(a_by[k]["step"].to_list()) & set(b_by[k]["step"].to_list()) for k in keys if k in a_by and k in b_by
+        ):
+            notes.append(_no_common_scalar_step(sides[0], side, keys, a_by, b_by, opts))
+            continue
         for key in keys:
+            if key not in a_by or key not in b_by:
+                continue  # a run has no value of the key at the steps chosen
             a, b = a_by[key], b_by[key]
             common = sorted(set(a["step"].to_list()) & set(b["step"].to_list()))
             if not common:
@@ -106,6 +116,33 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                     }
                 )
     return rows
+
+
+MAX_KEYS_SAID = 5  # scalar keys named in a note, at most
+
+
+def _no_common_scalar_step(
+    base: Side,
+    side: Side,
+    keys: list[str],
+    a_by: dict[Any, pl.DataFrame],
+    b_by: dict[Any, pl.DataFrame],
+    opts: DiffOptions,
+) -> str:
+    """The note for runs that log scalar keys in common but none of them at a common step (of ``--steps``):
+    the keys (the first few), which run has no step of them at the steps chosen, else that their steps do
+    not meet, and the steps each run has there."""
+    listed = ", ".join(keys[:MAX_KEYS_SAID]) + (f", ... ({len(keys)} keys)" if len(keys) > MAX_KEYS_SAID else "")
+    have = [sorted({s for g in by.values() for s in g["step"].to_list()}) for by in (a_by, b_by)]
+    names = (base.name, side.name)
+    where = "" if opts.steps.unbounded else f" in --steps {opts.steps.shown}"
+    missing = [n for n, steps in zip(names, have, strict=True) if not steps]
+    if missing:
+        what = f"{' and '.join(missing)} {'have' if len(missing) > 1 else 'has'} no step of them{where}"
+    else:
+        what = f"they have no step of them in common{where}"
+    shown = "; ".join(f"{n}: {steps_text(steps) if steps else 'none'}" for n, steps in zip(names, have, strict=True))
+    return f"{base.name} and {side.name} both log scalar key(s) {listed}, but {what} ({shown}): no scalar comparison"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -64,13 +64,14 @@ class Diff:
     per_step: list[pl.DataFrame] = field(default_factory=list, repr=False)  # summarize per run (for series)
     options: DiffOptions = field(default_factory=DiffOptions, repr=False)
     common: dict[tuple[int, Split], list[int]] = field(default_factory=dict, repr=False)
-    configs_compared: bool = False  # the baseline and a compared run both record a config
 
     @property
     def compared(self) -> bool:
-        """Whether anything at all was compared (a per-role point, a scalar, the configs, a finding)."""
-        findings = self.findings is not None and self.findings.height > 0
-        return bool(self.points.height or self.scalars.height or self.configs_compared or findings)
+        """Whether the diff has anything to show: a per-role point, a scalar, a config key that differs, a text
+        measure or a finding. Configs that are identical alone are not a comparison: every table would be
+        empty (``runlog diff`` then stops with the notes as its error)."""
+        extra = [df is not None and df.height > 0 for df in (self.text, self.findings)]
+        return bool(self.points.height or self.scalars.height or self.config.height or any(extra))
 
     def frames(self) -> dict[str, pl.DataFrame]:
         out = {
