@@ -56,14 +56,9 @@ def _strict(texts: list[str]) -> pl.DataFrame:
 
 
 def _msg(role: str, content: str | None = None, name: str | None = None, calls: list | None = None) -> dict:
-    return {
-        "role": role,
-        "name": name,
-        "content": content,
-        "reasoning": None,
-        "tool_calls": calls,
-        "tool_call_id": None,
-    }
+    from runlog import chat
+
+    return chat.message(role, content, name=name, tool_calls=calls)
 
 
 # ---- 1. think-answer-strict: a <cite> left open ---------------------------------------------------------
