@@ -222,7 +222,7 @@ def test_a_run_of_one_step_gets_distributions(reports: dict[str, Path]) -> None:
     plots = page.split('id="plots"')[1].split("<h2")[0]
     assert re.search(r'<p class="missing" id="plot-kl"><b>Mean KL per role</b>: no KL values', plots)
     assert re.search(r'<figure id="plot-reward">.*one step', plots)
-    assert re.search(r'<p class="missing" id="plot-diversity">.*step 0: unique completions', plots)
+    assert re.search(r'<p class="missing" id="plot-diversity">.*step 0: unique texts', plots)
     for path in (VERIFIERS, NEMO):
         series = RunSeries(open_run(path))
         for what in ("reward", "components"):

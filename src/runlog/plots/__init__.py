@@ -193,10 +193,10 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
 
 
 DIVERSITY_PANELS = (
-    ("unique_frac", "unique completions per group (share)"),
+    ("unique_frac", "unique texts per group (share)"),
     ("distinct_2", "distinct-2 within groups"),
     ("self_bleu_4", "Self-BLEU-4 within groups (higher = more alike)"),
-    ("len_mean", "completion length (tokens)"),
+    ("len_mean", "text length (tokens)"),
 )
 
 
@@ -207,7 +207,7 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, "no completion texts in this run: diversity cannot be measured")
         return fig
-    fig, axes = F.new_figure(2, 2, title + " (completions, per prompt group)", width=11, height=7)
+    fig, axes = F.new_figure(2, 2, title + " (the policy's generated text, per prompt group)", width=11, height=7)
     steps = div["step"].to_list()
     for ax, (col, label) in zip(axes, DIVERSITY_PANELS, strict=True):
         if F.draw_series(ax, steps, div[col].to_list(), label=col, colour=F.PALETTE[3], window=w):
@@ -247,7 +247,7 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     steps = fmt["step"].to_list()
     F.draw_series(axes[0], steps, fmt["adherence"].to_list(), label="adherence", colour=F.PALETTE[2], window=w)
     axes[0].set_ylim(-0.03, 1.03)
-    axes[0].set_title("share of completions that follow the format", fontsize=10)
+    axes[0].set_title("share of texts that follow the format", fontsize=10)
     failed = [c for c in fmt.columns if c.startswith("failed/")]
     texts_per_step = fmt["texts"].to_numpy().astype(float)
     bottom = None
@@ -256,9 +256,9 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         axes[1].bar(steps, share, bottom=bottom, color=F.PALETTE[(i + 4) % len(F.PALETTE)], label=col[7:], width=0.9)
         bottom = share if bottom is None else bottom + share
     if bottom is None:
-        F.say(axes[1], "every completion follows the format")
+        F.say(axes[1], "every text follows the format")
     else:
-        axes[1].set_title("first failing rule (share of completions)", fontsize=10)
+        axes[1].set_title("first failing rule (share of texts)", fontsize=10)
         F.legend(axes[1])
     for ax in axes:
         ax.set_xlabel("step")
