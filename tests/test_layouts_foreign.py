@@ -370,7 +370,7 @@ def test_rollouts_without_a_completion_are_said_once_per_file(tmp_path: Path) ->
     assert empty == 4  # lines 2, 3, 4 and the failed line 5 (independent count)
     said = [p.message for p in ctx.problems if p.kind == WARNING]
     assert said == [
-        "3 rollout(s) without a completion (no assistant message with text or a tool call, and no error; "
+        "3 rollout(s) without a completion (no assistant message with text, reasoning or a tool call, and no error; "
         "first: line 2): kept, with an empty completion"
     ]
 

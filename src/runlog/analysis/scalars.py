@@ -37,26 +37,9 @@ def valid(col: str) -> pl.Expr:
 # A ``StatsTracker.summary`` family (``k/mean, k/std, k/min, k/max, k/count``, ``k/nonfinite``; ``k/mean__count``
 # the shard's number of values) merges across shards as the statistics they are: the least minimum, the greatest
 # maximum, the summed counts, the pooled standard deviation. A key is a member where its shard's record also
-# holds ``k/mean``; any other key is merged by ``merged_value``.
+# holds ``k/mean``; any other key is merged as a weighted mean (``merge_shards``).
 FAMILY_STATS = ("std", "min", "max", "count", "nonfinite")
 _SUMMED = ("count", "nonfinite")
-
-
-def merged_value(weight: str) -> pl.Expr:
-    """The aggregation merging one key's values logged at one step by several shards (``value``, weighted by
-    the column ``weight``): the weighted mean of the valid values, NaN if any shard logged NaN (a process
-    whose loss diverged is not averaged away), else null. A shard of weight 0 (``__count`` 0: a mean of no
-    values, often NaN) is no value at all."""
-    live = pl.col(weight) != 0
-    good = live & valid("value")
-    return (
-        pl.when(pl.col("value").filter(live).is_nan().any())
-        .then(pl.lit(float("nan")))
-        .when(good.any())
-        .then((pl.col("value") * pl.col(weight)).filter(good).sum() / pl.col(weight).filter(good).sum())
-        .otherwise(pl.lit(None, dtype=pl.Float64))
-        .alias("value")
-    )
 
 
 def aliased_key(aliases: dict[str, str] | None) -> pl.Expr:
@@ -72,9 +55,10 @@ def aliased_key(aliases: dict[str, str] | None) -> pl.Expr:
 def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     """One value per key and step (``key, step, value``) from scalar rows (``step, key, value, source,
     record``; keys already aliased): each value weighted by the ``key__count`` companion of its own record
-    (AReaL's convention; 1 without one), the shards that logged a key at a step merged as ``merged_value``
-    does, a summary family's members as their statistic (``FAMILY_STATS``: shards with no values left out);
-    the companions hidden.
+    (AReaL's convention; 1 without one); the shards that logged a key at a step merged as the weighted mean of
+    their valid values, NaN if one logged NaN (a process whose loss diverged is not averaged away), null if
+    none has a value (a shard of weight 0, ``__count`` 0, is a mean of nothing: no value); a summary family's
+    members as their statistic (``FAMILY_STATS``: shards with no values left out); the companions hidden.
 
     The scalars are in memory already (parsed JSONL): their few distinct keys are classified in Python, so
     that the weights and families cost a join only where a run has them, and every aggregation is a plain
@@ -84,17 +68,17 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     df = lf.select(*on, "value").collect()
     names = set(df["key"].unique().to_list())
     is_weight = pl.col("key").str.ends_with("__count")
-    rows = df.filter(~is_weight) if any(k.endswith("__count") for k in names) else df
-    if rows.height < df.height:
+    if any(k.endswith("__count") for k in names):
         weights = (
             df.filter(is_weight)
             .select(*on[:3], pl.col("key").str.strip_suffix("__count"), pl.col("value").alias("weight"))
             .group_by(on)
             .agg(pl.col("weight").sum())
         )
-        rows = rows.join(weights, on=on, how="left", nulls_equal=True).with_columns(pl.col("weight").fill_null(1.0))
+        rows = df.filter(~is_weight).join(weights, on=on, how="left", nulls_equal=True)
+        rows = rows.with_columns(pl.col("weight").fill_null(1.0))
     else:
-        rows = rows.with_columns(pl.lit(1.0).alias("weight"))
+        rows = df.with_columns(pl.lit(1.0).alias("weight"))
     family: dict[str, str] = {}  # a member's key (and its family's mean key) -> the family
     stat_of: dict[str, str] = {}
     for k in names:
@@ -134,7 +118,6 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("v").min().alias("least"),
         pl.col("v").max().alias("most"),
     )
-    pooled = None
     if family:
         # The pooled std: within-shard variance plus the spread of the shards' means around their weighted mean.
         spread = rows.filter(pl.col("stat") == "std").with_columns(
@@ -167,7 +150,7 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.col("most"))
         .when(stat.is_in(_SUMMED))
         .then(pl.col("total"))
-        .otherwise(pl.col("pooled") if pooled is not None else pl.lit(None, dtype=pl.Float64))
+        .otherwise(pl.col("pooled") if family else pl.lit(None, dtype=pl.Float64))
     )
     return out.lazy().select("key", "step", value.alias("value"))
 

@@ -142,13 +142,13 @@ def summarize_command(
                 raise UsageError("--scalars, --correlations and --window work on one run, not a fleet")
             fleet = Fleet(locs, layout, storage, engine, ray_address)
             raise typer.Exit(_summarize_fleet(fleet, by or ["run", "role"], filters, fmt, output, prompt_groups))
-        if by and (scalars or correlations):
+        if scalars or correlations:
             report = "--scalars" if scalars else "--correlations"
-            raise UsageError(f"--by does not apply to {report}: its rows are its own (one per key, or per pair)")
-        if (window is not None or prompt_groups) and (scalars or correlations):
-            report = "--scalars" if scalars else "--correlations"
-            option = "--window" if window is not None else "--prompt-groups"
-            raise UsageError(f"{option} does not apply to {report} (it goes with the per-role summary)")
+            if by:
+                raise UsageError(f"--by does not apply to {report}: its rows are its own (one per key, or per pair)")
+            if window is not None or prompt_groups:
+                option = "--window" if window is not None else "--prompt-groups"
+                raise UsageError(f"{option} does not apply to {report} (it goes with the per-role summary)")
         # A kept answer is printed as it was (cli.answers); not for output to a file, binary output, a store.
         # An aliases file is read besides the run: its stamp is part of the question.
         keep = output is None and fmt != OutputFormat.parquet and not storage_option and not no_cache

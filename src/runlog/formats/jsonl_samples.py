@@ -152,8 +152,8 @@ class JsonlSamples(Layout):
         if empty:
             ctx.warn(
                 info.path,
-                f"{len(empty)} rollout(s) without a completion (no assistant message with text or a tool call, and "
-                f"no error; first: line {empty[0]}): kept, with an empty completion",
+                f"{len(empty)} rollout(s) without a completion (no assistant message with text, reasoning or a tool "
+                f"call, and no error; first: line {empty[0]}): kept, with an empty completion",
             )
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:

@@ -43,9 +43,10 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(out)
 
 
-def _fit(values: Sequence[float | None]) -> tuple[float, float] | None:
-    """(change over the window, its t statistic) of a least-squares line through the finite values (None with
-    fewer than 3). The t statistic is the slope over its standard error (infinite for a perfect line)."""
+def _fit(values: Sequence[float | None]) -> tuple[float, float, int] | None:
+    """(change over the window, its t statistic, the number of finite values) of a least-squares line through
+    the finite values (None with fewer than 3). The t statistic is the slope over its standard error (infinite
+    for a perfect line)."""
     pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if len(pts) < 3:
         return None
@@ -57,7 +58,7 @@ def _fit(values: Sequence[float | None]) -> tuple[float, float] | None:
     residual = sum((v - my - slope * (i - mx)) ** 2 for i, v in pts)
     se = math.sqrt(residual / (n - 2) / sxx) if sxx else 0.0
     t = slope / se if se else (math.inf if slope else 0.0)
-    return slope * (pts[-1][0] - pts[0][0]), t
+    return slope * (pts[-1][0] - pts[0][0]), t, n
 
 
 def trend(values: Sequence[float | None]) -> float | None:
@@ -66,9 +67,12 @@ def trend(values: Sequence[float | None]) -> float | None:
     return None if fit is None else fit[0]
 
 
-# Student's t at 0.975 by degrees of freedom (n - 2): a slope this many standard errors from 0 is a trend at
-# the 5 % level (two-sided); above 30 degrees of freedom, 2.0.
-_T975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10)
+# Student's t at 0.975 by degrees of freedom (n - 2), 1 to 30: a slope this many standard errors from 0 is a
+# trend at the 5 % level (two-sided); above 30 degrees of freedom, 2.0 (2.02 at 40, 1.96 in the limit).
+_T975 = (
+    *(12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13),
+    *(2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04),
+)
 
 
 def trend_text(values: Sequence[float | None]) -> str:
@@ -77,9 +81,8 @@ def trend_text(values: Sequence[float | None]) -> str:
     fit = _fit(values)
     if fit is None:
         return ""
-    change, t = fit
-    df = sum(1 for v in values if v is not None and math.isfinite(v)) - 2
-    critical = _T975[df - 1] if df <= len(_T975) else 2.09 if df < 20 else 2.06 if df < 25 else 2.0
+    change, t, n = fit
+    critical = _T975[n - 3] if n - 2 <= len(_T975) else 2.0
     arrow = "→" if change == 0 or abs(t) < critical else ("↑" if change > 0 else "↓")
     return f"{arrow}{change:+.2g}"
 
