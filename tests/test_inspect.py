@@ -98,6 +98,25 @@ def test_infinite_values_are_counted_and_said(tmp_path, cli):
     assert "reward, solver/kl: some values are +inf or -inf" in " ".join(res.output.split())
 
 
+def test_deep_counts_every_numeric_column_plain_inspect_lists(tmp_path):
+    """--deep read only the canonical columns: a trainer's own numeric column (listed by plain inspect) left
+    the table, its NaN and ±inf never counted. Rows and nulls count the files that hold it, as the footers
+    do; NaN and ±inf against an independent count of the written values."""
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)  # step 0 has no extra columns
+    path = write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", native_rows(1, 5))
+    table = pq.read_table(path)
+    table = table.append_column("num_turns", pa.array([1.0, float("nan"), float("inf"), None, 2.0]))
+    pq.write_table(table.append_column("seconds", pa.array([3, 4, None, 5, 6])), path)
+    written = pl.read_parquet(path)
+    assert written["num_turns"].is_nan().sum() == 1 and written["num_turns"].is_infinite().sum() == 1
+    plain = inspect_run(open_run(root))["numeric"]
+    deep = inspect_run(open_run(root), deep=True)["numeric"]
+    assert set(plain) <= set(deep)
+    assert deep["num_turns"] == {"rows": 5, "null": 1, "nan": 1, "inf": 1, "valid": 3}
+    assert deep["seconds"] == {"rows": 5, "null": 1, "nan": 0, "inf": 0, "valid": 4}
+    assert (plain["num_turns"]["rows"], plain["num_turns"]["null"]) == (5, 1)
+
+
 def test_truncated_parquet_is_reported_and_the_rest_is_read(tmp_path):
     root = make_native_run(tmp_path / "r", steps=range(3), n=4)
     f = root / "samples" / "train" / "step_00000001.p0.parquet"

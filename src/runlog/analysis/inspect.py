@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
+from .. import schema as S
 from .._lazy import pl
 from ..formats.base import Problem
 from ..formats.common import EXCEPTION_COLUMNS
@@ -157,10 +158,13 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
 
 
 def _numeric_stats(run: Run) -> dict[str, Counts]:
-    """count / null / NaN of the canonical numeric columns: the sample reward and each role's reward and KL.
-    Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
+    """count / null / NaN / ±inf of the sample reward, each role's reward and KL, and every other numeric
+    sample column the footers list (``num_turns``, a trainer's own figures: what plain ``inspect`` shows, so
+    that ``--deep`` is never a smaller table). Reads those columns' data (projection pushdown), never text:
+    this is ``inspect --deep``."""
     out: dict[str, Counts] = {}
-    [r_df, roles] = run.collect(lambda: [_reward_query(run), _roles_query(run)])
+    extras = _extra_numeric(run)
+    [r_df, roles] = run.collect(lambda: [_reward_query(run, list(extras)), _roles_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
         out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
@@ -169,7 +173,24 @@ def _numeric_stats(run: Run) -> dict[str, Counts]:
             out[f"{row['role']}/{metric}"] = Counts(
                 int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"]), int(row[f"{metric}_inf"])
             )
+    for i, (name, footer) in enumerate(extras.items()):
+        # Rows and nulls as the footers (or parsed lines) count them: only the files that hold the column (the
+        # scan fills it with nulls elsewhere); NaN and ±inf from the data, where only a value can be either.
+        out[name] = Counts(footer.count, footer.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0))
     return out
+
+
+def _extra_numeric(run: Run) -> dict[str, Counts]:
+    """The numeric sample columns besides the canonical ones that the samples scan carries (under the name
+    the files give them), with their footer counts. A layout's own per-role columns (Flink's
+    ``solver_reward``) are not in the scan: ``--deep`` counts them as ``solver/reward``."""
+    scan = run.samples.collect_schema()
+    canonical = set(S.SAMPLE_COLUMNS) | {"schema_version", "step"}
+    return {
+        name: counts
+        for name, counts in _footer_numeric(run).items()
+        if name not in canonical and name in scan and scan[name].is_numeric()
+    }
 
 
 # Layouts whose sample ids are the writer's own, unique within a run (format.md): a repeated one is a row read
@@ -202,12 +223,19 @@ def repeated_ids(run: Run) -> None:
         )
 
 
-def _reward_query(run: Run) -> pl.LazyFrame:
+def _reward_query(run: Run, extras: list[str]) -> pl.LazyFrame:
+    """The reward's counts, and the NaN and ±inf of each of ``extras`` (``x0_nan``, ``x0_inf``, ...; 0 for an
+    integer column)."""
+    counts = []
+    for i, name in enumerate(extras):
+        as_float = pl.col(name).cast(pl.Float64)
+        counts += [as_float.is_nan().sum().alias(f"x{i}_nan"), as_float.is_infinite().sum().alias(f"x{i}_inf")]
     return run.samples.select(
         pl.len().alias("count"),
         pl.col("reward").is_null().sum().alias("null"),
         pl.col("reward").is_nan().sum().alias("nan"),
         pl.col("reward").is_infinite().sum().alias("inf"),
+        *counts,
     )
 
 
