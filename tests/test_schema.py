@@ -228,3 +228,66 @@ def test_a_schema_version_column_that_holds_no_integers_never_crashes_the_check(
     assert (p.path, p.kind) == ("samples/train/step_00000002.p0.parquet", "unreadable"), p
     assert p.message == "its schema_version column holds no integer version (null, NaN, text); file skipped"
     assert opened.samples.collect().height == 1088 - pq.read_metadata(path).num_rows
+
+
+def test_a_flink_file_says_only_flink_versions(tmp_path):
+    """Flink files are v0 or v1: one that says v2 (runlog's native version, nested columns) was read as a
+    "Flink v2" file and counted as one; it is an unknown version, skipped, and the rest of the run read.
+    A v3 one stays newer (upgrade)."""
+    import pyarrow.parquet as pq
+
+    from runlog.analysis.inspect import inspect_run
+
+    from conftest import flink_table, make_flink_run
+
+    root = make_flink_run(tmp_path / "r", steps=range(3))
+    logs = root / "flink_logs"
+    pq.write_table(flink_table(3, version=2), logs / "batch_debug_data_train_3.parquet")
+    pq.write_table(flink_table(4, version=3), logs / "batch_debug_data_train_4.parquet")
+    run = open_run(root)
+    kinds = {p.path.rsplit("_", 1)[-1]: p.kind for p in run.errors}
+    assert kinds == {"3.parquet": UNKNOWN_VERSION, "4.parquet": NEWER_VERSION}
+    assert "Flink files are v0 or v1" in run.errors[0].message or "Flink files are v0 or v1" in run.errors[1].message
+    assert run.samples.collect().height == 12
+    r = inspect_run(run)
+    assert r.layouts["flink"].by_version == {"1": 3, "2 (skipped)": 1, "3 (skipped)": 1}
+    assert sum(r.layouts["flink"].by_version.values()) == r.layouts["flink"].files
+
+
+def test_a_flink_v1_file_of_no_rows_is_a_step_of_no_rows(tmp_path):
+    """A v1 file with no rows has no version value to read: it was 'schema_version column is empty', an
+    error and a gap, where the same v0 file is a warning. Its column says v1; it is a file of no rows."""
+    import pyarrow.parquet as pq
+
+    from runlog.analysis.inspect import inspect_run
+
+    from conftest import flink_table, make_flink_run
+
+    root = make_flink_run(tmp_path / "r", steps=[0, 2])
+    for version, step in ((1, 1), (0, 3)):
+        empty = flink_table(step, version=version).slice(0, 0)
+        pq.write_table(empty, root / "flink_logs" / f"batch_debug_data_train_{step}.parquet")
+    run = open_run(root)
+    assert run.errors == []
+    no_rows = "a file with no rows (a writer that stopped before its first row?)"
+    assert [p.message for p in run.warnings] == [no_rows] * 2
+    r = inspect_run(run)
+    assert r.step_gaps == {"train": []}, r.step_gaps
+    assert r.layouts["flink"].by_version == {"1": 3, "0": 1}
+
+
+def test_by_version_adds_up_to_the_files_and_matches_the_table(tmp_path):
+    """A layout's ``by_version`` (JSON) left the manifest out and called version-skipped files
+    'unreadable': its counts did not add up to ``files``, and disagreed with the table."""
+    from runlog.analysis.inspect import inspect_run
+
+    from conftest import make_native_run, native_rows, write_native_samples
+
+    root = make_native_run(tmp_path / "r", steps=range(2), n=2)
+    write_native_samples(root / "samples" / "train" / "step_00000002.p0.parquet", native_rows(2, 2), version=3)
+    (root / "samples" / "train" / "step_00000003.p0.parquet").write_bytes(b"PAR1 not parquet")
+    r = inspect_run(open_run(root))
+    by = r.layouts["runlog"].by_version
+    assert sum(by.values()) == r.layouts["runlog"].files
+    assert by["3 (skipped)"] == 1 and by["unreadable"] == 1
+    assert r.schema_versions["3"] == 1

@@ -42,7 +42,7 @@ class LayoutFiles:
     files: int = 0
     rows: int = 0
     bytes: int = 0
-    by_version: dict[str, int] = field(default_factory=dict)  # version, "-" (none) or "unreadable" -> files
+    by_version: Counter[str] = field(default_factory=Counter)  # ``version_label`` -> files
     description: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -328,6 +328,16 @@ def _is_number_type(t: str) -> bool:
     return t in ("double", "float", "halffloat") or t.startswith(("int", "uint", "Float", "Int", "UInt"))
 
 
+def version_label(version: int | None, readable: bool) -> str:
+    """A file's entry in ``by_version``, as the table's version column shows it: its version (``2``; a
+    manifest's too, so that the counts add up to ``files``), ``2 (skipped)`` for a file of a known version
+    that was not read (a newer or unknown version, a column missing), ``unreadable`` where no version could be
+    read, ``-`` for a layout without versions."""
+    if version is None:
+        return "-" if readable else "unreadable"
+    return str(version) if readable else f"{version} (skipped)"
+
+
 def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
@@ -344,9 +354,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         entry.files += 1
         entry.bytes += f.bytes
         entry.rows += (f.rows or 0) if f.readable else 0
-        if f.kind != "manifest":
-            label = "unreadable" if not f.readable else (str(f.schema_version) if f.schema_version is not None else "-")
-            entry.by_version[label] = entry.by_version.get(label, 0) + 1
+        entry.by_version[version_label(f.schema_version, f.readable)] += 1
     for lay in run.layouts:
         if lay.name in layouts:
             layouts[lay.name].description = lay.description

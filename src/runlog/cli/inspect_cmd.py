@@ -111,13 +111,13 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
         Col("rows"),
         Col("bytes"),
     ]
+    from ..analysis.inspect import version_label
+
     rows = []
     groups: dict[tuple, list[int]] = {}
     for f in r.files:
-        version = "-" if f["schema_version"] is None else str(f["schema_version"])
-        if not f["readable"]:
-            version = "unreadable" if version == "-" else f"{version} (skipped)"
-        g = groups.setdefault((f["layout"], str(version), f["kind"]), [0, 0, 0])
+        version = version_label(f["schema_version"], f["readable"])
+        g = groups.setdefault((f["layout"], version, f["kind"]), [0, 0, 0])
         g[0] += 1
         g[1] += (f["rows"] or 0) if f["readable"] else 0
         g[2] += f["bytes"]

@@ -28,6 +28,7 @@ from ..storage import is_url
 from ..textparse import parse_number_dict
 from .base import (
     MISSING_COLUMNS,
+    UNKNOWN_VERSION,
     UNREADABLE,
     WRONG_TYPE,
     Candidate,
@@ -59,6 +60,7 @@ V0_COLUMNS = (
     "unique_sample_id",
 )
 REQUIRED = ("reward", "unique_sample_id")
+FLINK_VERSIONS = (0, 1)  # the versions a Flink file can say (docs/format.md, "Schema versions")
 NUMERIC_TYPES = (
     "double",
     "float",
@@ -116,7 +118,9 @@ class FlinkLayout(Layout):
         if not info.readable:
             return info
         version = 0
-        if "schema_version" in info.columns:
+        if "schema_version" in info.columns and info.rows == 0:
+            version = 1  # no value to read: the column itself is v1's (v0 has none); a file of no rows, said below
+        elif "schema_version" in info.columns:
             rng = self._csv_version(info) if info.fmt == "csv" else read_version_column(info)
             if rng is None:
                 ctx.problem(cand.rel, MISSING_COLUMNS, "schema_version column is empty; file skipped")
@@ -129,6 +133,16 @@ class FlinkLayout(Layout):
                 return info
             version = hi
         info.schema_version = version
+        if version not in FLINK_VERSIONS and version <= S.CURRENT_VERSION:
+            # v2 is runlog's native layout, not a Flink schema: read as Flink, its columns would be guessed.
+            ctx.problem(
+                cand.rel,
+                UNKNOWN_VERSION,
+                f"unknown schema version {version} for a Flink file (Flink files are v0 or v1; v2 is runlog's "
+                "native layout); file skipped",
+            )
+            info.readable = False
+            return info
         if not gate_version(info, ctx, version):
             return info
         self._check_columns(info, ctx)

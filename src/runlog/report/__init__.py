@@ -478,9 +478,9 @@ def _scalars(s: RunSeries, frame: Any) -> str:
 
 
 def _version(label: str) -> str:
-    """A version label of inspect's ``by_version`` as the table shows it: ``v2``; ``unreadable`` and ``-`` (no
-    version) as they are."""
-    return label if label in ("unreadable", "-") else f"v{label}"
+    """A version label of inspect's ``by_version`` as the table shows it: ``v2``, ``v3 (skipped)``;
+    ``unreadable`` and ``-`` (no version) as they are."""
+    return f"v{label}" if label[:1].isdigit() else label
 
 
 def _data(r: RunInspection) -> str:
