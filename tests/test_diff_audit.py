@@ -198,3 +198,35 @@ def _steps(text: str):
     from runlog.analysis.filters import StepRange
 
     return StepRange.parse(text)
+
+
+def test_keys_a_third_run_lacks_is_a_note_for_that_pair(a_and_c: tuple[Path, Path], tmp_path: Path, cli) -> None:
+    """``--keys`` was checked pair by pair: a third run without the key stopped the whole diff (exit 2,
+    "this run has no scalar metrics", naming no run), though A and C compare. Now that pair gets a note; only
+    a glob no run's key matches is a usage error."""
+    third = tmp_path / "B"
+    with RunWriter(third, name="B", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(10):
+            w.log_samples(s, {"reward": np.linspace(0.0, 1.0, N), "solver_reward": np.linspace(0.0, 1.0, N)})
+            w.log_scalars(s, {"other": float(s)})
+    r = cli("diff", *a_and_c, third, "--keys", "loss", "-f", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {(row["key"], row["run"]) for row in out["scalars"]} == {("loss", "C")}
+    assert "A and B have no scalar key in common: no scalar comparison" in out["notes"]
+    r = cli("diff", *a_and_c, third, "--keys", "nope*")
+    assert r.exit_code == 2
+    assert "--keys 'nope*': matches none of the 2 scalar key(s) of the runs compared: loss, other" in r.stderr
+
+
+def test_keys_that_match_no_key_a_pair_shares_is_said_for_that_pair(a_and_c, tmp_path: Path, cli) -> None:
+    """B logs ``loss`` and ``other``; A and C log ``loss``: ``--keys other`` matches B's key, but no key either
+    pair shares. Each pair is said, and no scalar is compared."""
+    third = tmp_path / "B"
+    with RunWriter(third, name="B", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(10):
+            w.log_samples(s, {"reward": np.linspace(0.0, 1.0, N), "solver_reward": np.linspace(0.0, 1.0, N)})
+            w.log_scalars(s, {"loss": 1.0, "other": float(s)})
+    d = diff_runs([open_run(p) for p in (a_and_c[0], third)], ["A", "B"], DiffOptions(keys=("other",)))
+    assert "A and B: --keys 'other' matches none of the 1 scalar key(s) they have in common" in " ".join(d.notes)
+    assert d.scalars.height == 0

@@ -101,7 +101,7 @@ def test_describe_steps_names_each_split():
 SPLIT_MSG = "--split 'trian': this run has split(s) eval, train"
 ROLE_MSG = "--role 'solvr': this run's roles are solver, verifier, judge"
 STEPS_MSG = "--steps 900:999: this run has steps 0..31 (train), 0..24 every 8 (eval)"
-KEYS_MSG = "--keys 'nope/*': matches none of this run's 34 scalar key(s): debate/kl/judge, "
+KEYS_MSG = "--keys 'nope/*': matches none of the 34 scalar key(s) of this run: debate/kl/judge, "
 
 TYPOS = [
     (["summarize"], ["--split", "trian"], SPLIT_MSG),

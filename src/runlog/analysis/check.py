@@ -184,16 +184,17 @@ def scalar_values(run: Run, aliases: dict[str, str] | None = None) -> tuple[list
     return keys, RunValues({None: steps} if steps else {})
 
 
-def check_key_globs(globs: Iterable[str], keys: Sequence[str]) -> None:
-    """Each ``--keys`` glob must match a scalar key; the message lists the keys (the first ``MAX_LISTED``)."""
+def check_key_globs(globs: Iterable[str], keys: Sequence[str], *, of: str = "this run") -> None:
+    """Each ``--keys`` glob must match a scalar key (of ``of``: the run, or the runs a diff compares); the
+    message lists the keys (the first ``MAX_LISTED``)."""
     for glob in globs:
         if any(fnmatch.fnmatchcase(k, glob) for k in keys):
             continue
         if not keys:
-            raise UsageError(f"--keys {glob!r}: this run has no scalar metrics")
+            raise UsageError(f"--keys {glob!r}: {of} {'has' if of == 'this run' else 'have'} no scalar metrics")
         more = f", ... ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
         listed = ", ".join(keys[:MAX_LISTED])
-        raise UsageError(f"--keys {glob!r}: matches none of this run's {len(keys)} scalar key(s): {listed}{more}")
+        raise UsageError(f"--keys {glob!r}: matches none of the {len(keys)} scalar key(s) of {of}: {listed}{more}")
 
 
 def check_scalars(

@@ -72,7 +72,7 @@ def doctor_command(
     Examples:
 
       runlog doctor sample_runs/debate_grpo  # exit 1: NaN rewards
-      runlog doctor sample_runs/debate_grpo --format json | jq -c '.findings[] | {kind, role, onset_step}'  # exit 1
+      runlog doctor sample_runs/debate_grpo --format json | jq -c '.findings[] | {kind, onset_step}' # exit 1 (pipefail)
       runlog doctor sample_runs/debate_grpo --follow --fail-on error --idle-exit 2
     """
     from ..analysis.check import check_filters

@@ -67,12 +67,21 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
     step_filter = opts.steps.expr()
     frames = logged if step_filter is None else [f.filter(step_filter) for f in logged]
     base_keys = set(logged[0]["key"].to_list())
+    if opts.keys:  # a glob no run's key matches is a usage error; one that a pair of runs lacks, a note
+        check_key_globs(opts.keys, sorted(set().union(*(f["key"].to_list() for f in logged))), of="the runs compared")
     rows: list[dict[str, Any]] = []
     for side, all_steps, frame in zip(sides[1:], logged[1:], frames[1:], strict=True):
         keys = sorted(base_keys & set(all_steps["key"].to_list()))
-        if opts.keys:
-            check_key_globs(opts.keys, keys)
-            keys = [k for k in keys if any(fnmatch.fnmatchcase(k, g) for g in opts.keys)]
+        if opts.keys and keys:
+            chosen = [k for k in keys if any(fnmatch.fnmatchcase(k, g) for g in opts.keys)]
+            if not chosen:
+                globs = ", ".join(repr(g) for g in opts.keys)
+                notes.append(
+                    f"{sides[0].name} and {side.name}: --keys {globs} matches none of the {len(keys)} scalar key(s) "
+                    "they have in common: no scalar comparison"
+                )
+                continue
+            keys = chosen
         if not keys:
             if base_keys or all_steps.height:
                 notes.append(f"{sides[0].name} and {side.name} have no scalar key in common: no scalar comparison")
