@@ -117,6 +117,26 @@ def test_deep_counts_every_numeric_column_plain_inspect_lists(tmp_path):
     assert (plain["num_turns"]["rows"], plain["num_turns"]["null"]) == (5, 1)
 
 
+def test_deep_counts_each_reward_components_nan(tmp_path):
+    """A component's NaN is left out of its mean (summarize): --deep counts it, per component, against an
+    independent count of the written values."""
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)
+    rows = native_rows(1, 5)
+    rows[0]["reward_components"] = [{"name": "correct", "value": float("nan")}, {"name": "format", "value": None}]
+    rows[1]["reward_components"] = [{"name": "correct", "value": float("-inf")}]
+    rows[2]["reward_components"] = []
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
+    written = pl.read_parquet(root / "samples" / "train" / "*.parquet")
+    parts = written["reward_components"].explode().struct.unnest()
+    correct = parts.filter(pl.col("name") == "correct")["value"].drop_nulls()
+    n = written.height  # rows: every sample; null: the samples without a value (absent or null)
+    want = {"rows": n, "null": n - correct.len(), "nan": int(correct.is_nan().sum()), "inf": 1}
+    want["valid"] = want["rows"] - want["null"] - want["nan"]
+    deep = inspect_run(open_run(root), deep=True)["numeric"]
+    assert deep["component/correct"] == want and (n, want["null"], want["nan"]) == (9, 1, 1)
+    assert deep["component/format"] == {"rows": 9, "null": 3, "nan": 0, "inf": 0, "valid": 6}
+
+
 def test_truncated_parquet_is_reported_and_the_rest_is_read(tmp_path):
     root = make_native_run(tmp_path / "r", steps=range(3), n=4)
     f = root / "samples" / "train" / "step_00000001.p0.parquet"
@@ -274,3 +294,22 @@ def _keys(run):
             except ValueError:
                 continue  # the damaged run's torn line
     return keys
+
+
+def test_deep_counts_flink_components_from_the_wide_view(tmp_path):
+    """A Flink run's components come from its ``reward_metrics`` struct (the wide view): the same counts,
+    against the written struct."""
+    root = make_flink_run(tmp_path / "r", steps=range(2))
+    table = flink_table(2)
+    metrics = [{"correct": float("nan"), "format": 0.5}, None, {"correct": float("inf"), "format": None}, {}]
+    metrics[3] = {"correct": 1.0, "format": 0.5}
+    table = table.set_column(table.schema.get_field_index("reward_metrics"), "reward_metrics", pa.array(metrics))
+    pq.write_table(table, root / "flink_logs" / "batch_debug_data_train_2.parquet")
+    struct = pl.read_parquet(root / "flink_logs" / "*.parquet")["reward_metrics"].struct.unnest()
+    deep = inspect_run(open_run(root), deep=True)["numeric"]
+    for name in ("correct", "format"):
+        col = struct[name]
+        nan, inf = int(col.is_nan().sum()), int(col.is_infinite().sum())
+        want = {"rows": 12, "null": col.null_count(), "nan": nan, "inf": inf, "valid": 12 - col.null_count() - nan}
+        assert deep[f"component/{name}"] == want
+    assert deep["component/correct"]["nan"] == 1 and deep["component/format"]["null"] == 2

@@ -158,13 +158,16 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
 
 
 def _numeric_stats(run: Run) -> dict[str, Counts]:
-    """count / null / NaN / ±inf of the sample reward, each role's reward and KL, and every other numeric
-    sample column the footers list (``num_turns``, a trainer's own figures: what plain ``inspect`` shows, so
-    that ``--deep`` is never a smaller table). Reads those columns' data (projection pushdown), never text:
-    this is ``inspect --deep``."""
+    """count / null / NaN / ±inf of the sample reward, each role's reward and KL, each reward component
+    (``component/<name>``: over every sample, ``null`` those without a value), and every other numeric
+    sample column the footers list (``num_turns``, a trainer's own figures: what plain ``inspect`` shows,
+    so that ``--deep`` is never a smaller table). Reads those columns' data (projection pushdown), never
+    text: this is ``inspect --deep``."""
     out: dict[str, Counts] = {}
     extras = _extra_numeric(run)
-    [r_df, roles] = run.collect(lambda: [_reward_query(run, list(extras)), _roles_query(run)])
+    [r_df, roles, parts] = run.collect(
+        lambda: [_reward_query(run, list(extras)), _roles_query(run), _components_query(run)]
+    )
     r = r_df.row(0, named=True)
     if r["count"]:
         out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
@@ -173,6 +176,8 @@ def _numeric_stats(run: Run) -> dict[str, Counts]:
             out[f"{row['role']}/{metric}"] = Counts(
                 int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"]), int(row[f"{metric}_inf"])
             )
+    for row in parts.iter_rows(named=True):  # a component's NaN is left out of its mean: count it here
+        out[f"component/{row['name']}"] = Counts(int(row["count"]), int(row["null"]), int(row["nan"]), int(row["inf"]))
     for i, (name, footer) in enumerate(extras.items()):
         # Rows and nulls as the footers (or parsed lines) count them: only the files that hold the column (the
         # scan fills it with nulls elsewhere); NaN and ±inf from the data, where only a value can be either.
@@ -236,6 +241,46 @@ def _reward_query(run: Run, extras: list[str]) -> pl.LazyFrame:
         pl.col("reward").is_nan().sum().alias("nan"),
         pl.col("reward").is_infinite().sum().alias("inf"),
         *counts,
+    )
+
+
+def _components_query(run: Run) -> pl.LazyFrame:
+    """Per reward component (``name``): the samples, and of them those without a value (the component
+    absent or null), NaN and ±inf. From the layouts' wide view (one column per component) where every
+    layout has one, else from the samples' component lists."""
+    names = run.component_names()
+    wide = run.numeric_wide({}, names, []) if names else None
+    if wide is not None:
+        return pl.concat(
+            [
+                wide.select(
+                    pl.lit(name).alias("name"),
+                    pl.len().cast(pl.Int64).alias("count"),
+                    (v := pl.col(f"component/{name}")).is_null().sum().cast(pl.Int64).alias("null"),
+                    v.is_nan().sum().cast(pl.Int64).alias("nan"),
+                    v.is_infinite().sum().cast(pl.Int64).alias("inf"),
+                )
+                for name in names
+            ]
+        )
+    samples = run.samples.select(pl.len().cast(pl.Int64).alias("count"))
+    value = pl.col("value")
+    per_name = (
+        run.samples.select(pl.col("reward_components").explode())
+        .filter(pl.col("reward_components").is_not_null())
+        .unnest("reward_components")
+        .filter(pl.col("name").is_not_null())
+        .group_by("name")
+        .agg(
+            value.is_not_null().sum().cast(pl.Int64).alias("values"),
+            value.is_nan().sum().cast(pl.Int64).alias("nan"),
+            value.is_infinite().sum().cast(pl.Int64).alias("inf"),
+        )
+    )
+    return (
+        per_name.join(samples, how="cross")
+        .select("name", "count", (pl.col("count") - pl.col("values")).alias("null"), "nan", "inf")
+        .sort("name")
     )
 
 
