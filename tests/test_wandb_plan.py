@@ -106,6 +106,44 @@ def test_histogram_bins_capped(tmp_path):
         P.PlanOptions(hist_bins=513).check()
 
 
+def test_infinite_rewards_are_said_not_binned(tmp_path):
+    """+-inf rewards are valid (in the means) but no bin holds them: the histogram counts the finite values
+    (an independent count of the written file) and a note says how many were left out, and where first."""
+    import polars as pl
+
+    from conftest import write_native_samples
+
+    root = make_native_run(tmp_path / "r", steps=[0], n=4)
+    rows = native_rows(1, 6)
+    rows[0]["roles"][0]["reward"] = float("inf")
+    rows[1]["roles"][0]["reward"] = float("-inf")
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
+    roles = pl.read_parquet(root / "samples" / "train" / "step_00000001.p0.parquet")["roles"].explode().struct.unnest()
+    solver = roles.filter(pl.col("role") == "solver")["reward"]
+    finite = int(solver.is_finite().sum())
+    plan = P.build_plan(open_run(root), P.PlanOptions(metrics=False))
+    assert sum(plan.hists[1]["debate/reward_hist/solver"].counts) == finite == 4
+    [note] = [n for n in plan.notes if "infinite" in n]
+    assert note.startswith("2 infinite reward(s)") and "(first: step 1, solver)" in note
+
+
+def test_a_key_the_trainer_logs_is_its_series_alone(tmp_path):
+    """The trainer logs debate/reward/solver at steps 0 and 2 but not 1 (its line lost): step 1 had runlog's
+    recomputation, a series of two sources under one name. Now it is left empty there, and a note says so."""
+    root = make_native_run(tmp_path / "r", steps=range(3), n=4, scalars=False)
+    lines = [{"step": s, "time": 1.0 + s, "debate/reward/solver": 0.25 * s} for s in (0, 2)]
+    (root / "scalars.p0.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    plan = P.build_plan(open_run(root), P.PlanOptions(metrics=False))
+    by_step = {p.step: p.values for p in plan.payloads()}
+    assert by_step[0]["debate/reward/solver"] == 0.0 and by_step[2]["debate/reward/solver"] == 0.5
+    assert "debate/reward/solver" not in by_step[1]
+    assert "debate/reward/verifier" in by_step[1]  # a key the trainer does not log is still computed
+    assert plan.unfilled == {"debate/reward/solver": [1]}
+    from runlog.sinks.wandb import _plan_notes
+
+    assert any("have no value of the run's own at 1 step(s) (first: step 1" in n for n in _plan_notes(plan))
+
+
 def test_tables_have_one_type_per_column(debate_payloads):
     tables = [t for p in debate_payloads for t in p.tables.values()]
     assert len(tables) == 36  # 32 train steps + 4 eval steps

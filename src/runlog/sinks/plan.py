@@ -8,6 +8,7 @@ aggregates, reward-component means, zero-advantage fractions, diversity and form
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -107,6 +108,14 @@ class Plan:
     columns: tuple[list[str], list[str]]
     notes: list[str] = field(default_factory=list)
     shadowed: set[str] = field(default_factory=set)
+    # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
+    # empty, so that the key's series is the trainer's alone (``_payload``).
+    unfilled: dict[str, list[int]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def own_keys(self) -> frozenset[str]:
+        """Every scalar key the run logs, at any step."""
+        return frozenset(k for values in self.scalars.values() for k in values)
 
     def payloads(self, after: int | None = None) -> Iterator[StepPayload]:
         """The payloads of the steps after ``after`` (all with None), ascending."""
@@ -121,9 +130,17 @@ class Plan:
         own = self.scalars.get(step, {})
         computed = self.computed.get(step)
         if computed:
-            values = dict(computed)
-            self.shadowed.update(k for k in own if k in values)
-            values.update(own)  # the trainer's own number wins over runlog's recomputation of it
+            # The trainer's own number wins over runlog's recomputation of it, and a key the trainer logs is
+            # its series alone: at a step where its line is missing (torn, corrupt), nothing is logged rather
+            # than runlog's figure, which may round or count differently.
+            mine = self.own_keys
+            values = {k: v for k, v in computed.items() if k not in mine}
+            for k in computed:
+                if k in mine:
+                    self.shadowed.add(k)
+                    if k not in own:
+                        self.unfilled.setdefault(k, []).append(step)
+            values.update(own)
         else:
             values = own.copy()
         values[STEP_KEY] = step
@@ -194,7 +211,13 @@ def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
     if has_samples:
         _role_aggregates(run, opts.prefix, computed)
         _component_means(run, opts.prefix, computed)
-        hists = _histograms(run, opts.prefix, opts.hist_bins)
+        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins)
+        if infinite:
+            n, (step, role) = sum(infinite.values()), min(infinite)
+            notes.append(
+                f"{n} infinite reward(s) (+inf or -inf; valid values, in the means) at {len(infinite)} step and "
+                f"role(s) (first: step {step}, {role}) are not in the reward histograms: no bin holds them"
+            )
         if opts.metrics:
             notes += _metrics(run, computed)
         if opts.tables_every and opts.max_samples_per_step:
@@ -313,14 +336,15 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
         _put(out, step, key(split, f"{prefix}/component/{name}"), v)
 
 
-def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
-    """Per split, step and role, a histogram of the valid rewards: equal-width bins over [min, max] (a
-    constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
+def _histograms(run: Run, prefix: str, bins: int) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
+    """Per split, step and role, a histogram of the finite valid rewards: equal-width bins over [min, max]
+    (a constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
     values. The counts are ``numpy.histogram`` of the values with exactly the edges sent (each bin half-open,
-    the last one closed), so a value on an edge is counted in the bin that edge starts."""
+    the last one closed), so a value on an edge is counted in the bin that edge starts. Also: per (step,
+    role), how many valid rewards were +-inf, which no bin holds (said in a note)."""
     import numpy as np
 
-    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("reward").is_finite()
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
     g = ["split", "step", "role"]
 
     def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
@@ -329,8 +353,13 @@ def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
 
     [df] = run.collect(build)
     out: dict[int, dict[str, Hist]] = {}
+    infinite: dict[tuple[int, str], int] = {}
     for (split, step, role), values in zip(df.select(g).iter_rows(), df["reward"], strict=True):
         x = values.to_numpy()
+        finite = np.isfinite(x)
+        if not finite.all():
+            infinite[(int(step), str(role))] = infinite.get((int(step), str(role)), 0) + int((~finite).sum())
+            x = x[finite]
         if not len(x):
             continue
         lo, hi = float(x.min()), float(x.max())
@@ -341,7 +370,7 @@ def _histograms(run: Run, prefix: str, bins: int) -> dict[int, dict[str, Hist]]:
         edges = np.maximum.accumulate(np.array(edges)).tolist()  # never decreasing, as numpy requires
         counts, _ = np.histogram(x, bins=np.array(edges))
         out.setdefault(int(step), {})[key(split, f"{prefix}/reward_hist/{role}")] = Hist(counts.tolist(), edges)
-    return out
+    return out, infinite
 
 
 def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:

@@ -352,4 +352,12 @@ def _plan_notes(plan: P.Plan) -> list[str]:
             f"{len(plan.shadowed)} computed key(s) are also the run's own scalars ({some}...): "
             "the run's values are logged"
         )
+    if plan.unfilled:
+        steps = sorted({s for v in plan.unfilled.values() for s in v})
+        some = ", ".join(sorted(plan.unfilled)[:4])
+        notes.append(
+            f"{len(plan.unfilled)} of them ({some}) have no value of the run's own at {len(steps)} step(s) "
+            f"(first: step {steps[0]}; a scalars line missing or unreadable): left empty there, not filled with "
+            "runlog's computation"
+        )
     return notes
