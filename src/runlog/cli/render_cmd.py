@@ -145,6 +145,11 @@ def render_command(
         keep = plan_keep(list_names(path, layout=layout, storage_options=storage), criteria)
         run = open_run(path, layout=layout, keep=keep, storage_options=storage)
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
+        if not convs and keep is not None and run.errors and criteria.steps in (None, "last") and not criteria.searches:
+            # The last step's files could not be read, and only they were opened: open the run whole, so that the
+            # selection falls back to the last step that can be read (and says so).
+            run = open_run(path, layout=layout, storage_options=storage)
+            convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
             report_problems(_problems(run))  # which files, and why
             unreadable = len(run.errors)

@@ -48,6 +48,7 @@ def report_command(
     from ..analysis.check import check_filters
     from ..analysis.doctor import DoctorConfig
     from ..analysis.filters import Filters
+    from ..formats.base import Problem
     from ..plots.figures import mpl
     from ..report import STAGES, build_report
     from ..run import open_run
@@ -79,9 +80,10 @@ def report_command(
                 nxt = STAGES.index(stage) + 1
                 progress.update(task, advance=1, description=STAGES[nxt] if nxt < len(STAGES) else "done")
 
-            html = build_report(run, cfg, progress=tick, against=baseline)
+            texts: list[Problem] = []  # files whose text alone could not be read (their numbers are counted)
+            html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts)
         output.write_text(html, encoding="utf-8")
         # The files that could not be read are in the page's Data section; said here too, as other commands do.
-        report_problems([p for r in (run, baseline) if r is not None for p in r.problems if not p.is_warning])
+        report_problems([p for r in (run, baseline) if r is not None for p in r.problems if not p.is_warning] + texts)
         wrote(output)
     raise typer.Exit(EXIT_OK)

@@ -27,12 +27,28 @@ LOG_SPAN = 100.0  # max/min of the positive values above which an axis is drawn 
 DISCRETE_VALUES = 12  # at most this many distinct values: one bar per value instead of a histogram
 
 
+LEGEND_CHARS = 48  # a legend entry longer than this is cut in its middle (a 6.4-inch panel holds about 75)
+TITLE_CHARS_PER_INCH = 7.5  # a figure title (13 pt bold) longer than its figure is cut in its middle
+
+
 def clean_label(text: Any) -> str:
     """Data (run names, roles, keys) as a matplotlib label: control characters visible, one line, and ``$``
     escaped so that mathtext never parses it."""
     from ..render.safe import one_line
 
     return one_line(str(text)).replace("$", r"\$")
+
+
+def shorten(label: str, limit: int) -> str:
+    """A ``clean_label`` of at most ``limit`` characters (as shown): cut in the middle with ``…``, so that names
+    that differ only at their end (``…/format_a``, ``…/format_b``) stay apart. A label wider than its panel
+    would leave the panel no room (constrained layout collapses it)."""
+    shown = label.replace(r"\$", "$")
+    if len(shown) <= limit:
+        return label
+    head = (limit - 1) * 2 // 3
+    tail = limit - 1 - head
+    return (shown[:head] + "…" + shown[len(shown) - tail :]).replace("$", r"\$")
 
 
 def mpl() -> Any:
@@ -54,7 +70,7 @@ def new_figure(rows: int, cols: int, title: str, *, width: float | None = None, 
     h = height or PANEL_H * rows + 0.5
     fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
-    fig.suptitle(clean_label(title), fontsize=13, fontweight="bold")
+    fig.suptitle(shorten(clean_label(title), max(40, int(w * TITLE_CHARS_PER_INCH))), fontsize=13, fontweight="bold")
     for ax in axes:
         style_axes(ax)
     return fig, axes
@@ -197,7 +213,7 @@ def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
 def legend(ax: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(frameon=False, fontsize=9, loc="best")
+        ax.legend(handles, [shorten(x, LEGEND_CHARS) for x in labels], frameon=False, fontsize=9, loc="best")
 
 
 def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
@@ -210,7 +226,7 @@ def save(fig: Any, path: str, fmt: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, format=fmt, metadata=_metadata(fmt))
+    _savefig(fig, path, fmt)
 
 
 def to_bytes(fig: Any, fmt: str = "png") -> bytes:
@@ -220,8 +236,19 @@ def to_bytes(fig: Any, fmt: str = "png") -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, metadata=_metadata(fmt))
+    _savefig(fig, buf, fmt)
     return buf.getvalue()
+
+
+def _savefig(fig: Any, target: Any, fmt: str | None) -> None:
+    """``fig.savefig``; where constrained layout still finds no room (labels shortened, but a panel crowded by
+    other decorations), matplotlib draws the figure without it and warns with its own source line on stderr:
+    the figure is kept, and the warning, which is about the layout and not about the data, is not printed."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
+        fig.savefig(target, format=fmt, metadata=_metadata(fmt))
 
 
 def _metadata(fmt: str | None) -> dict[str, Any] | None:

@@ -108,14 +108,30 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     split = _split(run, files, c)
     if split is not None:
         files = [f for f in files if f.split in (None, split)]
+    in_split = files
     steps = _steps(run, files, c, split)
-    if steps is not None:
-        files = [f for f in files if not f.all_steps() or any(steps.contains(s) for s in f.all_steps())]
-    if c.exceptions:
-        files = [f for f in files if not _no_failures(f)]
-    scope = _describe(split, steps)
+    last = (c.steps if c.steps is not None else ("all" if c.searches else "last")) == "last"
+    # The last step named by any sample file of the split, readable or not (names and footers only): when its
+    # files cannot be read, the last step that can be is shown, and the step it fell back from is said.
+    named = [
+        s
+        for f in run.files
+        if f.kind == "samples" and (split is None or f.split in (None, split))
+        for s in f.all_steps()
+    ]
+    wanted_last = max(named) if last and named else None
+
+    def prune(candidates: list[Any], steps: StepRange | None) -> list[Any]:
+        out = candidates
+        if steps is not None:
+            out = [f for f in out if not f.all_steps() or any(steps.contains(s) for s in f.all_steps())]
+        if c.exceptions:
+            out = [f for f in out if not _no_failures(f)]
+        return out
+
+    files = prune(files, steps)
     if not files:
-        return Selection([], scope, 0)
+        return Selection([], _describe(split, steps), 0)
 
     sub = Run(root=run.root, files=files, ctx=run.ctx)
     score = role_reward(c.role) if c.role else pl.col("reward").cast(pl.Float64)
@@ -129,10 +145,25 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
     keys = sub.collect(build)[0]
     if c.sample_ids:
+        scope = _describe(split, steps)
         _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()), scope if split or steps else None)
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
     rows = _rows(run, chosen)
+    while last and not rows and any(not f.readable for f in files):
+        # The last step's files failed to read (reported and left out): the last step that can be read.
+        left = [f for f in in_split if f.readable]
+        if not left:
+            break
+        try:
+            steps = _steps(run, left, c, split)
+        except UsageError:
+            break
+        files = prune(left, steps)
+        sub = Run(root=run.root, files=files, ctx=run.ctx)
+        keys = sub.collect(build)[0]
+        chosen, notes = _pick(keys, c, defaulted)
+        rows = _rows(run, chosen)
     if len(rows) < len(chosen) and any(not f.readable for f in files):
         # A chosen sample's file failed to read its texts (reported and left out): choose again without it, so
         # that the best and worst (or the N-th...) are those of the samples that can be shown.
@@ -140,6 +171,13 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         keys = sub.collect(build)[0]
         chosen, notes = _pick(keys, c, defaulted)
         rows = _rows(run, chosen)
+    scope = _describe(split, steps)
+    if wanted_last is not None and steps is not None and steps.first is not None and steps.first < wanted_last:
+        notes.insert(
+            0,
+            f"{FELL_BACK}{wanted_last}, could not be read (its files' problems are listed): showing step "
+            f"{steps.first}, the last step that can be read",
+        )
     ranked = defaulted and not any(n.startswith(UNRANKED) for n in notes)  # the default found rewards to rank
     return Selection(rows, scope, keys.height, ranked, notes)
 
@@ -291,6 +329,7 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str], scope: str | 
 
 
 UNRANKED = "no sample here has a valid"
+FELL_BACK = "the last step, "  # how the note on a last step that could not be read begins
 
 
 def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[str, Any]], list[str]]:

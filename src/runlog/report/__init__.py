@@ -8,14 +8,16 @@ The page loads nothing, runs no script and says so in its Content-Security-Polic
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from .. import __version__
 from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
 from ..analysis.inspect import RunInspection
 from ..analysis.summarize import summarize
-from ..formats.base import UNREADABLE
+from ..formats.base import UNREADABLE, Problem
 from ..plots import (
     MAX_SCALAR_PANELS,
     NO_SAMPLES,
@@ -38,7 +40,7 @@ PLOTS = (
     ("reward", "Mean reward per role"),
     ("kl", "Mean KL per role"),
     ("components", "Reward components"),
-    ("diversity", "Diversity of completions within prompt groups"),
+    ("diversity", "Diversity of texts within prompt groups"),
     ("format", "Format adherence"),
     ("hist", "Reward distribution per role"),
 )
@@ -65,10 +67,12 @@ def build_report(
     *,
     progress: Callable[[str], None] | None = None,
     against: Run | None = None,
+    text_problems: list[Problem] | None = None,
 ) -> str:
     """The report page as a string. ``progress(stage)`` is called as each of ``STAGES`` completes. With
     ``against`` (a baseline run), a comparison section: ``runlog diff AGAINST RUN``'s per-role table and the
-    overlay figures."""
+    overlay figures. ``text_problems``, when given, receives the files whose text could not be read (their
+    numbers are in the report, as in ``summarize``; ``run.problems`` does not hold them)."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
     from ..analysis.inspect import repeated_ids
@@ -77,17 +81,96 @@ def build_report(
     # process's name is counted twice in every figure). The id column only.
     repeated_ids(run)
     known = len(run.problems)
-    html = _build(run, cfg, tick, against)
+    texts: list[Problem] = []
+    html = _build(run, cfg, tick, against, texts)
     if len(run.problems) > known and any(p.kind == UNREADABLE for p in run.problems[known:]):
         # A file found unreadable while the page was being built (a corrupt data page behind an intact footer is
         # only found by reading that column): the parts built before had counted it, and the data section said
         # nothing. Built again, every part reads the run without it and the problem is listed.
-        html = _build(run, cfg, lambda _stage: None, against)
+        texts.clear()
+        html = _build(run, cfg, lambda _stage: None, against, texts)
+    if text_problems is not None:
+        text_problems.extend(texts)
     return html
 
 
-def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Run | None) -> str:
-    series = RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
+class ReportSeries(RunSeries):
+    """``RunSeries`` whose text series (diversity, format) and trajectories read a twin of the run.
+
+    A file whose numeric columns read but whose text does not (a corrupt data page in its ``completion``
+    column) is found only when the text is read, and ``Run`` then leaves the whole file out of every later
+    read. Read through the run itself, the report's text parts would take it out of the numbers too, which
+    ``summarize`` and ``doctor`` (which read no text) count. Through the twin, the file is left out of the text
+    parts only, and said there (``text_problems``)."""
+
+    def __init__(self, run: Run, *, split: str | None = None, format_spec: str = "think-answer-strict") -> None:
+        super().__init__(run, split=split, format_spec=format_spec)
+        self._twin: Run | None = None
+        self._twin_known = 0
+
+    @property
+    def text_run(self) -> Run:
+        """The twin: the run's file records and problems copied when first asked (after the numbers are read,
+        so that a file they found unreadable stays out), its own from then on."""
+        if self._twin is None:
+            ctx = dataclasses.replace(
+                self.run.ctx,
+                problems=list(self.run.ctx.problems),
+                fidelity=list(self.run.ctx.fidelity),
+                note_log=list(self.run.ctx.note_log),
+            )
+            files = [dataclasses.replace(f) for f in self.run.files]
+            self._twin = Run(
+                root=self.run.root,
+                files=files,
+                ctx=ctx,
+                unmatched=self.run.unmatched,
+                skipped=self.run.skipped,
+                single=self.run.single,
+            )
+            self._twin_known = len(ctx.problems)
+        return self._twin
+
+    def text_problems(self) -> list[Problem]:
+        """The files the text reads found unreadable, each once, with what it costs."""
+        if self._twin is None:
+            return []
+        out: list[Problem] = []
+        for p in self._twin.problems[self._twin_known :]:
+            if p.kind != UNREADABLE or any(q.path == p.path for q in out):
+                continue
+            reason = p.message.removesuffix("; file skipped")
+            out.append(
+                Problem(
+                    p.path,
+                    UNREADABLE,
+                    f"its text could not be read ({reason}): left out of the report's diversity, format and "
+                    "trajectories; its numbers are in the other parts",
+                )
+            )
+        return out
+
+    @cached_property
+    def _text_series(self) -> RunSeries:
+        t = RunSeries(self.text_run, split=self.split, format_spec=self.format_spec)
+        t.notes = self.notes  # one list of notes: the doctor's and the report's
+        return t
+
+    @cached_property
+    def diversity(self) -> Any:
+        return self._text_series.diversity
+
+    @cached_property
+    def role_diversity(self) -> Any:
+        return self._text_series.role_diversity
+
+    @cached_property
+    def format(self) -> Any:
+        return self._text_series.format
+
+
+def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Run | None, texts: list[Problem]) -> str:
+    series = ReportSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
     overview = series.inspect
     splits = _splits(run)
     scalars = scalar_frame(run)
@@ -100,8 +183,13 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
     plots = _plots(series, result) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     scalar_part = _scalars(series, scalars)
     tick("plots")
-    trajectories = trajectories_section(series) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
+    if has_samples:
+        trajectories = trajectories_section(series, series.text_run)
+        trajectories = _text_note(series.text_problems(), "the cards") + trajectories
+    else:
+        trajectories = f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     tick("trajectories")
+    texts.extend(series.text_problems())
     body = "\n".join(
         [
             _cards(overview, series, splits, scalars, result),
@@ -117,7 +205,7 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
             '<h2 id="trajectories">Best and worst trajectories</h2>',
             trajectories,
             '<h2 id="data">Data</h2>',
-            _data(overview),
+            _data(overview, texts),
         ]
     )
     if against is not None:
@@ -138,6 +226,20 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
     ]
     footer = f"runlog {e1(__version__)} report · self-contained: no scripts, no network"
     return page(f"runlog report: {run.name}", nav, header, body, footer)
+
+
+def _text_note(problems: list[Problem], where: str) -> str:
+    """What the text reads could not read, said where it is missing (one line; the files in the Data section)."""
+    if not problems:
+        return ""
+    files = ", ".join(p.path for p in problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+    n = len(problems)
+    return (
+        f'<p class="missing">The text of {n} file{"s" if n > 1 else ""} ({e1(files)}) could not be read: '
+        f"{'they are' if n > 1 else 'it is'} left out of {e1(where)}; "
+        f"{'their' if n > 1 else 'its'} numbers are in the summary and the other plots "
+        '(<a href="#data">Data</a>).</p>'
+    )
 
 
 def _words(text: str) -> str:
@@ -417,19 +519,64 @@ def _plots(s: RunSeries, d: Diagnosis) -> str:
     for what, caption in PLOTS:
         # Nothing to draw: one line that says what is missing and how a run gets it, not an empty panel.
         line = missing(s, what)
-        if line is None and one_step and what in ("diversity", "format"):
+        over_all = ""  # diversity: which steps are measured over all their texts (no prompt group of two there)
+        if line is None and what == "diversity":
+            over_all = _over_all_texts(s)
+            if over_all:
+                caption = "Diversity of texts" + (
+                    " (within prompt groups where a group holds two)"
+                    if s.diversity is not None and "groups" in s.diversity.columns
+                    else ""
+                )
+        if line is None and one_step and what == "diversity":
+            line = _one_step_diversity(s, bool(over_all))
+        elif line is None and one_step and what == "format":
             line = one_step_words(s, what)
         if line is None and one_step and what == "hist":
             line = "one step: the reward plot above is this distribution"
         if line is not None:
+            if over_all:
+                line += "; " + over_all
             out.append(f'<p class="missing" id="plot-{what}"><b>{e(caption)}</b>: {_words(line)}.</p>')
             continue
         fig = make_figure(s, what, marks=marks)
         text = e(caption) + (" — dashed lines: onsets of the findings above." if marks.get(what) else "")
+        if over_all:
+            text += " — " + e(over_all) + "."
         if one_step and what in ("reward", "kl", "components"):
             text += " — one step: the distribution of the samples' values."
         out.append(image(figure_png(fig), caption, f"plot-{what}", text))
+    if isinstance(s, ReportSeries):
+        # After the two text plots: which files' texts they could not read (the twin found them).
+        at = next((i + 1 for i, x in enumerate(out) if 'id="plot-format"' in x), len(out))
+        out.insert(at, _text_note(s.text_problems(), "the diversity and format above"))
     return "\n".join(out)
+
+
+def _over_all_texts(s: RunSeries) -> str:
+    """What ``metrics diversity`` notes when prompt groups do not hold two texts: the figures of those steps
+    (every step, or the steps named) are over all their texts, not within groups. Empty when every step has a
+    group of two texts or more."""
+    from ..analysis.texts import OVER_SET_NOTE, OVER_SET_ROWS_NOTE, describe_rows
+
+    div = s.diversity
+    if div is None or not div.height:
+        return ""
+    if "groups" not in div.columns:
+        return OVER_SET_NOTE
+    whole = div.filter(div["groups"].is_null())
+    if not whole.height:
+        return ""
+    return OVER_SET_ROWS_NOTE.format(rows=describe_rows(whole, ["step"]))
+
+
+def _one_step_diversity(s: RunSeries, over_all: bool) -> str | None:
+    """``one_step_words`` for diversity, its labels without "per group" / "within groups" where the figures
+    are over all the step's texts."""
+    line = one_step_words(s, "diversity")
+    if line is not None and over_all:
+        line = line.replace(" per group", "").replace(" within groups", "")
+    return line
 
 
 def _scalars(s: RunSeries, frame: Any) -> str:
@@ -483,7 +630,7 @@ def _version(label: str) -> str:
     return f"v{label}" if label[:1].isdigit() else label
 
 
-def _data(r: RunInspection) -> str:
+def _data(r: RunInspection, texts: list[Problem] | None = None) -> str:
     rows = [
         [e1(lay), num(v.files), num(v.rows), e1(", ".join(f"{_version(k)}: {n}" for k, n in v.by_version.items()))]
         for lay, v in r.layouts.items()
@@ -498,8 +645,9 @@ def _data(r: RunInspection) -> str:
             )
             + "</p>"
         )
-    if r.problems:
-        rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in r.problems[:50]]
+    problems = [*r.problems, *[Problem(p.path, "unreadable text", p.message) for p in texts or []]]
+    if problems:
+        rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in problems[:50]]
         parts.append(table(["problem", "file", "message"], rows, text=(1, 2)))
     else:
         parts.append('<p class="note">No problems reading the run.</p>')

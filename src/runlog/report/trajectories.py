@@ -7,50 +7,57 @@ from typing import Any
 
 from ..analysis.series import RunSeries
 from ..render.html_page import turn_html
+from ..run import Run
 from .template import e, e1, num, table
 
 MAX_CHARS = 3000  # per text in the rendered trajectories: a report is for reading, not for archiving
 
 
-def trajectories(s: RunSeries) -> str:
+def trajectories(s: RunSeries, run: Run | None = None) -> str:
     """The best and the worst sample at the last step by each role's reward (or the total): an index table
     (one row per role, which anchors the findings' links), then each chosen sample once, titled with every
     place it holds ("best by solver's reward (1)", "worst by judge's reward (0)"). Opening messages that are
-    the same in every card (a system prompt, a shared task) are shown once, folded."""
+    the same in every card (a system prompt, a shared task) are shown once, folded. ``run``: the run to read
+    the samples from (the report's text twin of ``s.run``), else ``s.run``."""
     from ..errors import RunlogError
     from ..render import Criteria, conversations
+    from ..render.select import FELL_BACK
 
     roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
     cards: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     index_rows: list[list[str]] = []
     problems: list[str] = []
+    notes: list[str] = []  # the selection's fallback from an unreadable last step, said once
     scope = ""
     for role in roles:
         who = f"{role}'s reward" if role else "total reward"
         try:
             convs, sel = conversations(
-                s.run, Criteria(split=s.split, steps="last", best=1, worst=1, role=role), max_chars=MAX_CHARS
+                run or s.run, Criteria(split=s.split, steps="last", best=1, worst=1, role=role), max_chars=MAX_CHARS
             )
         except RunlogError as exc:
             problems.append(f'<p class="note">{e1(role or "run")}: trajectories not available ({e(exc)})</p>')
             continue
         scope = sel.scope
+        notes += [n for n in sel.notes if n.startswith(FELL_BACK) and n not in notes]
         if not convs:
             index_rows.append([_role_cell(role), '<span class="note">no sample with a valid reward</span>', "", "", ""])
             continue
-        # The selection lists the best, then the worst; one sample when they are the same one.
+        # The selection lists the best, then the worst; one sample when they are the same one. "The same one" is
+        # a fact about this role's ranking, so it goes with this role's title, not with the card (the card's
+        # sample may hold other places, for other roles).
+        same = sel.matched if len(convs) == 1 else None
         picks = [("best", convs[0]), ("worst", convs[-1])]
         cells = []
         for place, conv in picks:
             key = (conv.file, conv.sample_id, conv.occurrence)  # an id shared by a prompt group is not one sample
             card = cards.setdefault(key, {"conv": conv, "titles": [], "n": len(cards) + 1})
             value = _reward_of(conv, role)
-            card["titles"].append((place, who, value))
+            if same is None or place == "best":
+                card["titles"].append(("both" if same is not None else place, who, value, same))
             cells += [f'<a href="#card-{card["n"]}">{e1(conv.sample_id or "?")}</a>', num(value)]
-        if len(convs) == 1:
-            cards[(convs[0].file, convs[0].sample_id, convs[0].occurrence)]["same"] = sel.matched
         index_rows.append([_role_cell(role), *cells])
-    out = problems
+    out = problems + [f'<p class="missing">{e(n[:1].upper() + n[1:])}.</p>' for n in notes]
     if not cards:
         return "\n".join(out) or '<p class="note">No sample with a valid reward at the last step.</p>'
     out.append(
@@ -101,19 +108,18 @@ def _card(card: dict[str, Any], shared: int) -> str:
 
     conv = card["conv"]
     titles = []
-    for place, who, value in card["titles"]:
-        both = "same" in card and place == "worst"
-        if both:
-            continue
-        label = "best and worst" if "same" in card else place
-        titles.append(f'<span class="place {place}">{label}</span> by {e1(who)} ({num(value)})')
-    why = ""
-    if "same" in card:
-        why = (
-            '<p class="note">The best and the worst are this one sample: '
-            + ("it is the only one with a valid reward." if card["same"] == 1 else "every sample ranks the same.")
-            + "</p>"
-        )
+    whys: dict[str, list[str]] = {}  # why, for each role whose best and worst are this sample
+    for place, who, value, same in card["titles"]:
+        label = "best and worst" if place == "both" else place
+        css = "best" if place == "both" else place
+        titles.append(f'<span class="place {css}">{label}</span> by {e1(who)} ({num(value)})')
+        if same is not None:
+            reason = "it is the only one with a valid reward" if same == 1 else "every sample ranks the same"
+            whys.setdefault(reason, []).append(e1(who))
+    why = "".join(
+        f'<p class="note">By {" and ".join(whos)}, the best and the worst are this one sample: {reason}.</p>'
+        for reason, whos in whys.items()
+    )
     # The turns after the shared opening; the reward and trajectory tables of the whole sample.
     *turns, _ = conversation_parts(dataclasses.replace(conv, turns=conv.turns[shared:]), fold_system=True)
     kinds = ", ".join(t.role for t in conv.turns[:shared])
