@@ -149,3 +149,54 @@ def test_plotted_scalars_merge_process_shards_as_summarize_does(tmp_path: Path) 
     assert all(math.isnan(v) for v in frame.filter(frame["key"] == "loss2")["value"].to_list())
     summary = summarize_scalars(run, aliases={})
     assert summary.filter(summary["key"] == "train/reward/mean")["mean"].to_list() == [0.75]
+
+
+def test_line_plots_say_what_they_cannot_draw_and_average_as_summarize(tmp_path: Path) -> None:
+    """A role's mean reward is +inf at step 2: the line plots dropped it without a word, and the moving
+    average drew the mean of the finite steps where ``summarize --window`` prints inf. Now the average has
+    a gap wherever summarize's is not finite, equals it elsewhere, and the panel says what was not drawn."""
+    import json
+    import math
+
+    from runlog import RunWriter
+    from runlog.analysis.summarize import summarize
+
+    with RunWriter(tmp_path / "run", roles=["solver"], durable=False) as w:
+        for step in range(6):
+            rewards = [float("inf") if step == 2 else 0.5, 0.1 * step, 0.2]
+            w.log_samples(step, {"reward": rewards, "solver_reward": rewards, "solver_kl": [0.01] * 3})
+            w.log_scalars(step, {"loss": float("nan") if step == 4 else 1.0 / (1 + step)})
+    run = open_run(tmp_path / "run")
+    want = summarize(run, ["step", "role"], window=3)["reward_mean_ma"].to_list()
+    assert math.isinf(want[2]) and math.isinf(want[4]) and math.isfinite(want[5])
+    fig = make_figure(run, "reward", window=3)
+    [ax] = fig.axes
+    [avg] = [line for line in ax.get_lines() if line.get_label() == "solver"]
+    for got, expect in zip(avg.get_ydata(), want, strict=True):
+        assert (math.isnan(got) and not math.isfinite(expect)) or got == pytest.approx(expect, rel=1e-12)
+    assert [t.get_text() for t in ax.texts] == ["not drawn: 1 value(s) +inf (first: step 2)"]
+    fig = make_figure(run, "scalars", window=1)
+    assert "not drawn: 1 value(s) NaN (first: step 4)" in [t.get_text() for a in fig.axes for t in a.texts]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "scalars.p0.jsonl").read_text().splitlines()]
+    assert sum(1 for x in lines if isinstance(x.get("loss"), float) and math.isnan(x["loss"])) == 1
+
+
+def test_diversity_panels_say_over_all_texts_when_no_group_holds_two(tmp_path: Path) -> None:
+    """Each sample its own prompt group: the figure said "per group" / "within groups" where the figures are
+    over all texts of a step (what ``metrics diversity`` notes)."""
+    from runlog import RunWriter
+    from runlog.analysis.texts import diversity_frame
+
+    with RunWriter(tmp_path / "run", roles=["solver"], durable=False) as w:
+        for step in range(3):
+            texts = [f"answer {step} {i}" if i else "same words" for i in range(4)]
+            w.log_samples(
+                step, {"reward": [0.5] * 4, "completion": texts, "group_id": [f"g{step}-{i}" for i in range(4)]}
+            )
+    run = open_run(tmp_path / "run")
+    div = diversity_frame(run)
+    assert "groups" not in div.columns or div["groups"].is_null().all()  # what metrics' note is said from
+    fig = make_figure(run, "diversity", window=1)
+    titles = [a.get_title() for a in fig.axes]
+    assert "(all texts of a step: no group of two)" in fig._suptitle.get_text()
+    assert not any("group" in t for t in titles), titles

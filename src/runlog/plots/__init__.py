@@ -138,16 +138,21 @@ def _per_role_lines(s: RunSeries, column: str, by: str) -> list[tuple[str, str, 
     return out
 
 
+def _said(lines: Sequence[tuple[Any, ...]]) -> str:
+    """``figures.not_drawn`` of ``(label, colour?, steps, values)`` lines, as a clause for an empty panel."""
+    text = F.not_drawn([(x[0], x[-2], x[-1]) for x in lines])
+    return f"\n({text})" if text else ""
+
+
 def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
     w = _window(s, window)
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
-    drawn = [
-        F.draw_series(ax, st, v, label=lab, colour=c, window=w)
-        for lab, c, st, v in _per_role_lines(s, "reward_mean", by)
-    ]
+    lines = _per_role_lines(s, "reward_mean", by)
+    drawn = [F.draw_series(ax, st, v, label=lab, colour=c, window=w) for lab, c, st, v in lines]
     if not any(drawn):
-        F.say(ax, "no valid rewards in this run")
+        F.say(ax, "no valid rewards in this run" + _said(lines))
         return fig
+    F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward" + (f" (moving average over {w} steps)" if w > 1 else ""))
     F.mark_onsets(ax, marks)
@@ -162,6 +167,7 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
         F.say(ax, missing(s, "kl") or "no KL values")
         return fig
     lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
+    F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     log = F.maybe_log(ax, [v for *_, vals in lines for v in vals])
     for lab, c, st, v in lines:
         if log:
@@ -182,9 +188,10 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
         F.say(ax, missing(s, "components") or "no reward components")
         return fig
     steps = s.per_step["step"].to_list()
-    for i, name in enumerate(comps):
-        colour = F.PALETTE[i % len(F.PALETTE)]
-        F.draw_series(ax, steps, s.per_step[f"component/{name}_mean"].to_list(), label=name, colour=colour, window=w)
+    lines = [(name, steps, s.per_step[f"component/{name}_mean"].to_list()) for name in comps]
+    for i, (name, _, values) in enumerate(lines):
+        F.draw_series(ax, steps, values, label=name, colour=F.PALETTE[i % len(F.PALETTE)], window=w)
+    F.say_not_drawn(ax, lines)
     ax.set_xlabel("step")
     ax.set_ylabel("mean component value")
     F.mark_onsets(ax, marks)
@@ -198,6 +205,12 @@ DIVERSITY_PANELS = (
     ("self_bleu_4", "Self-BLEU-4 within groups (higher = more alike)"),
     ("len_mean", "text length (tokens)"),
 )
+OVER_ALL_PANELS = (
+    ("unique_frac", "unique texts (share)"),
+    ("distinct_2", "distinct-2"),
+    ("self_bleu_4", "Self-BLEU-4 (higher = more alike)"),
+    ("len_mean", "text length (tokens)"),
+)
 
 
 def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
@@ -207,9 +220,17 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, "no completion texts in this run: diversity cannot be measured")
         return fig
-    fig, axes = F.new_figure(2, 2, title + " (the policy's generated text, per prompt group)", width=11, height=7)
+    # No prompt group of two texts at any step (single rollouts, no group ids): the figures are over all the
+    # step's texts (``metrics diversity`` says the same), and the panels must not say "per group".
+    grouped = "groups" in div.columns and div["groups"].is_not_null().any()
+    over = "the policy's generated text, per prompt group" if grouped else "all texts of a step: no group of two"
+    fig, axes = F.new_figure(2, 2, title + f" ({over})", width=11, height=7)
     steps = div["step"].to_list()
-    for ax, (col, label) in zip(axes, DIVERSITY_PANELS, strict=True):
+    panels = DIVERSITY_PANELS if grouped else OVER_ALL_PANELS
+    if grouped and div["groups"].is_null().any():
+        whole = div.filter(pl.col("groups").is_null())["step"].to_list()
+        fig.text(0.01, 0.005, f"over all texts (no group of two) at {len(whole)} step(s), first {whole[0]}", fontsize=8)
+    for ax, (col, label) in zip(axes, panels, strict=True):
         if F.draw_series(ax, steps, div[col].to_list(), label=col, colour=F.PALETTE[3], window=w):
             F.maybe_log(ax, div[col].to_list()) if col == "len_mean" else None
         else:
@@ -306,7 +327,11 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
     w = window or F.auto_window(df["step"].n_unique())
     for ax, key in zip(axes, shown, strict=False):
         part = df.filter(pl.col("key") == key)
-        F.draw_series(ax, part["step"].to_list(), part["value"].to_list(), label=key, colour=F.PALETTE[0], window=w)
+        line = (key, part["step"].to_list(), part["value"].to_list())
+        if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w):
+            F.say(ax, "no finite value" + _said([line]))
+        else:
+            F.say_not_drawn(ax, [line])
         F.maybe_log(ax, part["value"].to_list())
         ax.set_title(F.clean_label(key), fontsize=10)
         ax.set_xlabel("step")
@@ -425,8 +450,9 @@ def one_step_words(s: RunSeries, what: str) -> str | None:
     """``diversity`` or ``format`` of a split of one step, in words (one value each: nothing to draw)."""
     if what == "diversity" and s.diversity is not None:
         row = s.diversity.row(0, named=True)
+        panels = DIVERSITY_PANELS if row.get("groups") is not None else OVER_ALL_PANELS
         return f"step {row['step']}: " + ", ".join(
-            f"{label.split(' (')[0]} {row[col]:.3g}" for col, label in DIVERSITY_PANELS if row.get(col) is not None
+            f"{label.split(' (')[0]} {row[col]:.3g}" for col, label in panels if row.get(col) is not None
         )
     if what == "format" and s.format is not None:
         row = s.format.row(0, named=True)

@@ -104,19 +104,48 @@ def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
     return out
 
 
-def rolling(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing moving average and standard deviation over the last ``window`` positions (steps), the NaN among
-    them skipped (a window of NaN only is NaN)."""
+def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing moving average and standard deviation over the last ``window`` positions (steps), as
+    ``summarize --window`` computes it (polars' ``rolling_mean``): the missing values (``present`` False: a
+    step without a value) skipped, a window of missing values only is NaN, and a NaN or +-inf value among
+    them makes the average NaN or +-inf (not drawn, and said: ``not_drawn``), never a mean of the others."""
     n = len(y)
+    keep = np.ones(n, dtype=bool) if present is None else present
     mean = np.full(n, np.nan)
     sd = np.full(n, np.nan)
-    for i in range(n):
-        w = y[max(0, i - window + 1) : i + 1]
-        w = w[np.isfinite(w)]
-        if len(w):
-            mean[i] = w.mean()
-            sd[i] = w.std(ddof=1) if len(w) > 1 else 0.0
+    with np.errstate(invalid="ignore"):
+        for i in range(n):
+            lo = max(0, i - window + 1)
+            w = y[lo : i + 1][keep[lo : i + 1]]
+            if len(w):
+                mean[i] = w.mean()
+                sd[i] = w.std(ddof=1) if len(w) > 1 else 0.0
     return mean, sd
+
+
+def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
+    """What a line plot cannot draw, in one line: the values of ``(label, steps, values)`` that are NaN or
+    +-inf (no place on an axis; ``summarize`` prints them), how many and the first; None when every value
+    is finite or missing."""
+    bad = [
+        (int(step), label, float(v))
+        for label, steps, values in lines
+        for step, v in zip(steps, values, strict=True)
+        if v is not None and not math.isfinite(float(v))
+    ]
+    if not bad:
+        return None
+    step, label, v = min(bad, key=lambda b: b[0])
+    kinds = sorted({"NaN" if math.isnan(x) else "+inf" if x > 0 else "-inf" for *_, x in bad})
+    where = f"{clean_label(label)}, " if len(lines) > 1 else ""
+    return f"not drawn: {len(bad)} value(s) {'/'.join(kinds)} (first: {where}step {step})"
+
+
+def say_not_drawn(ax: Any, lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> None:
+    """``not_drawn``'s line in the panel's lower left corner, where there is one."""
+    text = not_drawn(lines)
+    if text is not None:
+        ax.text(0.01, 0.01, text, transform=ax.transAxes, fontsize=8, color="#a33a3a", ha="left", va="bottom")
 
 
 def auto_window(n: int) -> int:
@@ -128,6 +157,7 @@ def draw_series(ax: Any, steps: Sequence[int], values: Sequence[Any], *, label: 
     """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite."""
     x = np.asarray(steps, dtype=float)
     y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    present = np.array([v is not None for v in values], dtype=bool)
     ok = np.isfinite(y)
     if not ok.any():
         return False
@@ -142,7 +172,9 @@ def draw_series(ax: Any, steps: Sequence[int], values: Sequence[Any], *, label: 
             ms=3,
         )
         return True
-    mean, sd = rolling(y, window)
+    mean, sd = rolling(y, window, present)
+    mean[~np.isfinite(mean)] = np.nan  # an average over a NaN or +-inf value: a gap in the line
+    sd[~np.isfinite(sd)] = np.nan
     ax.plot(x[ok], y[ok], color=colour, alpha=0.3, linewidth=1.0)
     ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.12, linewidth=0)
     ax.plot(x, mean, color=colour, linewidth=2.2, label=clean_label(label))
