@@ -35,7 +35,7 @@ from .base import UNKNOWN_VERSION, UNREADABLE, WRONG_TYPE, Candidate, FileInfo, 
 from .common import SURROGATE_NOTE, coerce_step, gate_version, shared_ids, without_lone_surrogates
 from .inspect_ai_messages import as_text, error_text, final_text, inspect_messages, map_scores, resolve_attachments
 from .inspect_ai_messages import score_float as score_float  # (part of this reader's interface: tests use it)
-from .jsonl_samples import JsonlSamples, samples_frame
+from .jsonl_samples import BAD_ARGUMENTS, ORPHAN_RESULTS, JsonlSamples, samples_frame, tool_call_faults
 
 # inspect_ai's log schema versions this reader knows (``LOG_SCHEMA_VERSION`` in inspect_ai is 2; version 1
 # logs have the same sample shape, with a deprecated single ``score``).
@@ -70,6 +70,36 @@ _EXTRA_FIELDS = (
     "uuid",
 )
 _MAPPED = frozenset({"id", "epoch", "input", "messages", "output", "scores", "score", "error", "attachments"})
+# The fields of inspect_ai's ``EvalLog`` (the JSON log, and the ``.eval``'s ``header.json``): those not mapped
+# (``plan``, ``results``, ``stats``, ...) are what the samples tell again; any other top-level field is named
+# in a fidelity note.
+_LOG_FIELDS = frozenset(
+    {
+        "version",
+        "status",
+        "eval",
+        "plan",
+        "results",
+        "stats",
+        "error",
+        "invalidated",
+        "log_updates",
+        "tags",
+        "metadata",
+        "samples",
+        "reductions",
+        "location",
+        "etag",
+    }
+)
+# A sample without an ``id`` is given one from its place in the log (1-based): ``{task}/no-id-{N}:{epoch}``.
+NO_ID = "no-id-{n}"
+
+
+_FROM_SUMMARIES = "\x00runlog: rows from summaries"  # marks a header whose samples are sample summaries
+
+_NO_ID = "{n} sample(s) without an id (first: {first}): given the id 'no-id-N' from their place N in the log"
+_NO_MESSAGES = "{n} sample(s) without messages (first: {first}): the conversation is the input and the output's message"
 
 
 class _Unreadable(Exception):
@@ -186,6 +216,12 @@ class _MapState:
     unmapped_scores: set[str] = field(default_factory=set)
     dropped: set[str] = field(default_factory=set)
     unscored: int = 0
+    # problems said once per log: message (``{n}``, ``{first}``) -> the samples (first one first)
+    tallies: dict[str, list[str]] = field(default_factory=dict)
+    summaries: bool = False  # rows read from the sample summaries (no messages by design)
+
+    def tally(self, message: str, where: str) -> None:
+        self.tallies.setdefault(message, []).append(where)
 
 
 @register
@@ -298,6 +334,8 @@ class InspectAi(JsonlSamples):
             samples = [s for s in samples if isinstance(s, dict)]
             if not names:
                 samples = self._summaries(z, info, ctx)
+                if samples:
+                    header = {**header, _FROM_SUMMARIES: True}
             return header, samples
         finally:
             z.close()
@@ -358,16 +396,29 @@ class InspectAi(JsonlSamples):
             ctx.warn(
                 info.path, f"inspect_ai log status is {status!r} (the evaluation did not finish); its samples are read"
             )
-        state = _MapState()
+        state = _MapState(summaries=bool(header.get(_FROM_SUMMARIES)))
+        unknown = sorted(k for k in header if k not in _LOG_FIELDS and k != _FROM_SUMMARIES)
+        if unknown:
+            names = ", ".join(unknown[:12]) + (" ..." if len(unknown) > 12 else "")
+            ctx.note(self.name, f"{info.path}: log fields not mapped: {names}")
+        # A sample without an id gets one from its place in the log (the order it was read in: the JSON log's
+        # ``samples`` list, the ``.eval``'s members by name), before the samples are put in inspect_ai's order.
+        ided: list[tuple[Any, dict[str, Any]]] = []
+        for n, s in enumerate(samples, 1):
+            sid = s.get("id")
+            if sid is None:
+                sid = NO_ID.format(n=n)
+                state.tally(_NO_ID, f"sample {n} of the log, epoch {s.get('epoch')!r}")
+            ided.append((sid, s))
         rows: list[dict[str, Any]] = []
-        for s in sorted(samples, key=_sort_key):
+        for sid, s in sorted(ided, key=lambda p: _sort_key({**p[1], "id": p[0]})):
             try:
-                rows.append(self._map_sample(s, task, model, step, state))
+                rows.append(self._map_sample(s, sid, task, model, step, state))
             except Exception as exc:  # a shape no reader foresaw must cost one sample, never the file
                 reason = f"{type(exc).__name__}: {exc}"[:200]
-                ctx.problem(
-                    info.path, WRONG_TYPE, f"sample {s.get('id')!r} epoch {s.get('epoch')!r} not mapped ({reason})"
-                )
+                ctx.problem(info.path, WRONG_TYPE, f"sample {sid!r} epoch {s.get('epoch')!r} not mapped ({reason})")
+        for message, cases in state.tallies.items():
+            ctx.warn(info.path, message.format(n=len(cases), first=cases[0]))
         ctx.note(
             self.name,
             "reward is the first scorer's value (letter grades as inspect_ai's value_to_float: C=1, P=0.5, "
@@ -387,20 +438,30 @@ class InspectAi(JsonlSamples):
         return rows
 
     def _map_sample(
-        self, s: dict[str, Any], task: str, model: str | None, step: int, state: _MapState
+        self, s: dict[str, Any], sid: Any, task: str, model: str | None, step: int, state: _MapState
     ) -> dict[str, Any]:
         attachments = s.get("attachments")
         if not isinstance(attachments, dict):
             attachments = {}
         notes = state.notes
-        sid = s.get("id")
         epoch = coerce_step(s.get("epoch"))
         if epoch is None:
             epoch = 1
+        where = f"sample {sid!r} epoch {epoch}"
         input_msgs = inspect_messages(_as_messages(resolve_attachments(s.get("input"), attachments)), notes)
         messages = inspect_messages(resolve_attachments(s.get("messages"), attachments), notes)
         if not messages:
-            messages = input_msgs
+            # No conversation (a sample summary has none by design): the input, then the output's message.
+            messages = input_msgs + inspect_messages(
+                _output_message(resolve_attachments(s.get("output"), attachments)), notes
+            )
+            if not state.summaries:
+                state.tally(_NO_MESSAGES, where)
+        bad_args, orphans = tool_call_faults(messages)
+        for name in bad_args:
+            state.tally(BAD_ARGUMENTS, f"{where}, {name}")
+        for cid in orphans:
+            state.tally(ORPHAN_RESULTS, f"{where}, call id {cid!r}")
         scores = s.get("scores")
         if scores is None and "score" in s:  # log schema v1: one unnamed score
             scores = {"score": s["score"]}
@@ -432,6 +493,16 @@ class InspectAi(JsonlSamples):
             "epoch": epoch,
             "extra": chat.compact_json(extra) if extra else None,
         }
+
+
+def _output_message(output: Any) -> list[Any]:
+    """The final output's message (``output.choices[0].message``), as a message list (empty when there is none)."""
+    choices = output.get("choices") if isinstance(output, dict) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message")
+        if isinstance(message, dict):
+            return [message]
+    return []
 
 
 def _as_messages(value: Any) -> Any:

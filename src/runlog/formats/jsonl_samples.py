@@ -3,6 +3,7 @@ at probe time, map each record to canonical columns, keep the frame; and the hel
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from .. import chat
@@ -55,6 +56,44 @@ def _answered(messages: Any) -> bool:
         m.get("role") == "assistant" and (m.get("content") or m.get("reasoning") or m.get("tool_calls"))
         for m in messages
     )
+
+
+def _valid_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def tool_call_faults(messages: Any) -> tuple[list[str], list[str]]:
+    """``(calls whose arguments are not valid JSON, tool results whose call id answers no call)`` in mapped
+    messages, each named by its tool (or id). Empty arguments (a call without any) are not a fault."""
+    if not isinstance(messages, list):
+        return [], []
+    bad_args: list[str] = []
+    call_ids: set[str] = set()
+    for m in messages:
+        for c in m.get("tool_calls") or ():
+            args = c.get("arguments")
+            if isinstance(args, str) and args.strip() and not _valid_json(args):
+                bad_args.append(str(c.get("name") or "(unnamed tool)"))
+            if c.get("id") is not None:
+                call_ids.add(c["id"])
+    orphans = [
+        str(m.get("tool_call_id"))
+        for m in messages
+        if m.get("role") == "tool" and m.get("tool_call_id") is not None and m["tool_call_id"] not in call_ids
+    ]
+    return bad_args, orphans
+
+
+# Said once per file by ``JsonlSamples.tally`` / ``say_tallies``: ``{n}`` is the count, ``{first}`` the first case.
+BAD_ARGUMENTS = "{n} tool call(s) whose arguments are not valid JSON (first: {first}): kept as written"
+ORPHAN_RESULTS = (
+    "{n} tool result(s) whose call id answers no tool call of their rollout (first: {first}): kept, without "
+    "the tool's name"
+)
 
 
 def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.DataFrame:
@@ -121,6 +160,7 @@ class JsonlSamples(Layout):
                 ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
                 continue
             rows.append(row)
+            self.check_tool_calls(row.get("messages"), f"line {line}", state)
             if self.says_empty_completion and row.get("exception") is None and not _answered(row.get("messages")):
                 state.setdefault("no_completion", []).append(line)
             if self.reward_field is not None and row.get("reward") is None:
@@ -128,6 +168,7 @@ class JsonlSamples(Layout):
                 kind = "missing" if raw is None else "not_number"
                 state.setdefault(kind, []).append((line, raw))
         self._say_rewards(info, ctx, state)
+        self.say_tallies(info, ctx, state)
         unmapped: set[str] = state.get("unmapped", set())
         if unmapped:
             names = ", ".join(sorted(unmapped)[:12]) + (" ..." if len(unmapped) > 12 else "")
@@ -155,6 +196,26 @@ class JsonlSamples(Layout):
                 f"{len(empty)} rollout(s) without a completion (no assistant message with text, reasoning or a tool "
                 f"call, and no error; first: line {empty[0]}): kept, with an empty completion",
             )
+
+    @staticmethod
+    def tally(state: dict[str, Any], message: str, where: str) -> None:
+        """Count one case of a problem said once per file (``message`` with ``{n}`` and ``{first}``; ``where``
+        is the first case, e.g. ``line 3, format: "bad"``)."""
+        state.setdefault("tallies", {}).setdefault(message, []).append(where)
+
+    @staticmethod
+    def say_tallies(info: FileInfo, ctx: RunContext, state: dict[str, Any]) -> None:
+        """One warning per tallied message, with its count and first case."""
+        for message, cases in state.pop("tallies", {}).items():
+            ctx.warn(info.path, message.format(n=len(cases), first=cases[0]))
+
+    def check_tool_calls(self, messages: Any, where: str, state: dict[str, Any]) -> None:
+        """Tally the mapped rollout's tool calls whose arguments are not JSON and its unanswerable results."""
+        bad_args, orphans = tool_call_faults(messages)
+        for name in bad_args:
+            self.tally(state, BAD_ARGUMENTS, f"{where}, {name}")
+        for cid in orphans:
+            self.tally(state, ORPHAN_RESULTS, f"{where}, call id {cid!r}")
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """The file's frame once every line is mapped (a layout may fix what only the whole file tells)."""

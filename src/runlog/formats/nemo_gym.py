@@ -15,9 +15,27 @@ from .. import chat
 from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
 
+_COMP_NOT_NUMBER = (
+    "{n} reward component value(s) that are not numbers (first: {first}): left out of `reward_components`, "
+    "kept in `extra` as `reward_components.<name>`"
+)
+_COMPS_NOT_OBJECT = (
+    "{n} line(s) whose reward_components is not an object (first: {first}): no components read, the field "
+    "kept in `extra`"
+)
+
 
 def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
+
+
+def _json_kind(v: Any) -> str:
+    return {str: "string", list: "list", bool: "boolean", int: "number", float: "number"}.get(type(v), "value")
+
+
+def _shown(v: Any) -> str:
+    text = chat.compact_json(v)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 @register
@@ -74,12 +92,27 @@ class NemoGym(JsonlSamples):
 
         task, rollout = rec.get("_ng_task_index"), rec.get("_ng_rollout_index")
         sample_id = f"{task}:{rollout}" if task is not None and rollout is not None else f"line{line}"
-        comp_dict = _dict(rec.get("reward_components"))
-        # Servers also write each component as a top-level field: those copies are mapped, not extra.
-        skip = {k for k, v in comp_dict.items() if k in rec and rec[k] == v}
+        raw_comps = rec.get("reward_components")
+        comp_dict = _dict(raw_comps)
+        mapped_comps = {k: v for k, v in comp_dict.items() if number(v) is not None}
+        # Servers also write each component as a top-level field: the copies of mapped ones are mapped, not extra.
+        skip = {k for k, v in mapped_comps.items() if k in rec and rec[k] == v}
         also = {f"response.{k}": response[k] for k in ("model", "usage") if response.get(k) is not None}
         if also:
             ctx.note(self.name, "the response model and token usage are kept in `extra`")
+        # What is not mapped of ``reward_components`` is kept in `extra`: a value that is not a number under
+        # ``reward_components.<name>``, a field that is not an object under ``reward_components``.
+        kept: dict[str, Any] = {}
+        if raw_comps is not None and not isinstance(raw_comps, dict):
+            kept["reward_components"] = raw_comps
+            self.tally(state, _COMPS_NOT_OBJECT, f"line {line}, a JSON {_json_kind(raw_comps)}")
+        for k, v in comp_dict.items():
+            if k not in mapped_comps:
+                kept[f"reward_components.{k}"] = v
+                self.tally(state, _COMP_NOT_NUMBER, f"line {line}, {k}: {_shown(v)}")
+        if kept:
+            state.setdefault("unmapped", set()).update(kept)
+            also.update(kept)
         ctx.note(
             self.name,
             "request settings (tools, sampling parameters) and response ids/status are not mapped",
@@ -91,7 +124,7 @@ class NemoGym(JsonlSamples):
             "sample_id": sample_id,
             "group_id": None if task is None else str(task),
             "reward": number(rec.get("reward")),
-            "reward_components": components(comp_dict),
+            "reward_components": components(mapped_comps),
             "exception": None if error is None else text_of(error),
             "prompt": chat.last_text(prompt_msgs, "user"),
             "completion": final[-1]["content"] if final else None,

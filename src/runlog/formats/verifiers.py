@@ -9,6 +9,8 @@ is not claimed here.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from .. import chat
@@ -22,6 +24,63 @@ _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
 _PROMPT_GROUPS = "verifiers_prompt_groups"
 # Known non-reward fields of verifiers results (kept in `extra` when present, never used as components).
 _NOT_METRICS = frozenset({"id", "example_id", "reward", "is_truncated", "is_completed"}) | _TIMINGS
+
+
+_CUT_CALL = (
+    "{n} tool call(s) whose JSON text is cut short or invalid (first: {first}): kept with the id, name and "
+    "arguments that could be read from it"
+)
+_NO_PROMPT = (
+    "{n} line(s) without a prompt (first: {first}): kept, with no prompt; where prompt groups are told by "
+    "the prompt they have none"
+)
+# Marks the place of a row without a prompt in a file's ``prompt-N`` numbering (``Verifiers.finish``).
+_NO_PROMPT_SLOT = "\x00no prompt\x00"
+
+
+def _json_field(text: str, key: str) -> str | None:
+    """The string value of ``"key": "..."`` in JSON text that does not parse (cut short): the first one found,
+    unescaped; a value cut short itself is read up to where the text ends."""
+    m = re.search(rf'"{re.escape(key)}"\s*:\s*"((?:[^"\\]|\\.)*)(")?', text)
+    if m is None:
+        return None
+    raw = m.group(1)
+    if m.group(2) is None:
+        raw = raw.rstrip("\\")
+    try:
+        value = json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+    return value if isinstance(value, str) else None
+
+
+def _recover_calls(messages: Any) -> tuple[Any, int]:
+    """Chat messages with each ``tool_calls`` entry that is JSON text which does not parse (cut short) replaced
+    by the call read from what is there (``{id, function: {name, arguments}}``); and how many were."""
+    if not isinstance(messages, list):
+        return messages, 0
+    out: list[Any] = []
+    fixed = 0
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if isinstance(calls, list) and any(isinstance(c, str) for c in calls):
+            new: list[Any] = []
+            for c in calls:
+                if isinstance(c, str):
+                    try:
+                        json.loads(c)
+                    except (ValueError, RecursionError):
+                        fixed += 1
+                        found = {k: _json_field(c, k) for k in ("id", "name", "arguments")}
+                        if found["id"] is not None or found["name"] is not None:
+                            c = {
+                                "id": found["id"],
+                                "function": {"name": found["name"], "arguments": found["arguments"] or c},
+                            }
+                new.append(c)
+            m = {**m, "tool_calls": new}
+        out.append(m)
+    return out, fixed
 
 
 def _is_rollout(obj: Any) -> bool:
@@ -87,12 +146,19 @@ class Verifiers(JsonlSamples):
             k = counts.get(group_id, 0)
             counts[group_id] = k + 1
             sample_id = f"{group_id}:{k}"
-        prompt_msgs = chat.from_openai_chat(rec.get("prompt"))
+        raw_prompt, cut = _recover_calls(rec.get("prompt"))
+        if raw_prompt is None:
+            self.tally(state, _NO_PROMPT, f"line {line}")
+        prompt_msgs = chat.from_openai_chat(raw_prompt)
         raw_completion = rec.get("completion")
         if isinstance(raw_completion, str):
             completion_msgs = [chat.message("assistant", raw_completion)]
         else:
+            raw_completion, more = _recover_calls(raw_completion)
+            cut += more
             completion_msgs = chat.from_openai_chat(raw_completion)
+        for _ in range(cut):
+            self.tally(state, _CUT_CALL, f"line {line}")
         metrics = {
             k: v for k, v in rec.items() if k not in _NOT_METRICS and k not in self.mapped and number(v) is not None
         }
@@ -112,23 +178,31 @@ class Verifiers(JsonlSamples):
             "extra": self.extra(rec, state, skip=metrics),
         }
         # One entry per mapped row, in order (``finish`` lines them up with the frame).
-        state.setdefault("prompts", []).append((group_id, chat.compact_json(rec.get("prompt"))))
+        # (A row without a prompt holds its place in the ``prompt-N`` numbering, under no group: see ``finish``.)
+        prompt_key = f"{_NO_PROMPT_SLOT}{info.path}:{line}" if raw_prompt is None else chat.compact_json(raw_prompt)
+        state.setdefault("prompts", []).append((group_id, prompt_key))
         return row
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """Older vf-eval versions wrote an ``id`` that is not the example's (rows ``3k..3k+2`` get id ``k`` while
         the prompts cycle through the dataset): where the rows of one ``id`` have different prompts, the prompt
         groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance; across
-        the files of a run by ``scan_samples``, so that one group never holds two prompts)."""
+        the files of a run by ``scan_samples``, so that one group never holds two prompts). A row without a
+        prompt tells nothing about its ``id``'s prompts and joins no prompt group; it keeps its place in the
+        numbering (a number no group has), so that the prompts seen after it keep the numbers they have when
+        it has its prompt."""
         pairs: list[tuple[str | None, str]] = state.get("prompts", [])
         seen: dict[str, set[str]] = {}
         for group, prompt in pairs:
-            if group is not None:
+            if group is not None and not prompt.startswith(_NO_PROMPT_SLOT):
                 seen.setdefault(group, set()).add(prompt)
         if not state.get("by_id") or all(len(p) == 1 for p in seen.values()):
             return frame
         first: dict[str, int] = {}
-        groups = [None if g is None else f"prompt-{first.setdefault(p, len(first))}" for g, p in pairs]
+        groups: list[str | None] = []
+        for g, p in pairs:
+            n = None if g is None else first.setdefault(p, len(first))  # a row without a prompt: a number of its own
+            groups.append(None if n is None or p.startswith(_NO_PROMPT_SLOT) else f"prompt-{n}")
         # The file's prompts in the order of their numbers, for ``scan_samples`` to number them run-wide.
         ctx.cache.setdefault(_PROMPT_GROUPS, {})[info.path] = list(first)
         ctx.note(
