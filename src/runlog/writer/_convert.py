@@ -26,9 +26,10 @@ What is accepted (documented in docs/writer.md):
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, TypedDict
 
 import pyarrow as pa
@@ -43,6 +44,7 @@ _CANONICAL = {f.name: f.type for f in S.NATIVE_SAMPLE_SCHEMA}
 _STRING_COLUMNS = ("sample_id", "group_id", "env_name", "prompt", "completion", "trajectory", "exception")
 _STR_OR_NONE = {str, type(None)}
 _METADATA = {b"runlog.schema_version": str(S.CURRENT_VERSION).encode()}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SampleError(UsageError):
@@ -61,6 +63,12 @@ def _is_numpy(x: Any) -> bool:
     return np is not None and isinstance(x, np.ndarray)
 
 
+def _host_copy(a: Any) -> Any:
+    """A numpy column's copy; bfloat16 / float8 / int4 (``ml_dtypes``, what ``np.asarray`` of a JAX array gives)
+    as float32 / int8, which Arrow knows (one vectorised cast, done as the copy)."""
+    return jax_utils.plain_dtype(a) if a.dtype.kind == "V" else a.copy()
+
+
 def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
     """A copy of ``samples`` that the caller may reuse or donate at once: (payload, rows, column names).
 
@@ -77,14 +85,14 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         cols = dict(samples)
         for k, v in cols.items():
             if _is_numpy(v):
-                cols[k] = v.copy()
+                cols[k] = _host_copy(v)
             elif isinstance(v, list):
                 cols[k] = list(v)
             elif isinstance(v, Mapping):  # reward_components as {name: column}
                 sub = dict(v)
                 for kk, vv in sub.items():
                     if _is_numpy(vv):
-                        sub[kk] = vv.copy()
+                        sub[kk] = _host_copy(vv)
                     elif jax_utils.is_jax_array(vv):
                         places.append((k, kk))
                         arrays.append(vv)
@@ -107,12 +115,16 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             detail = ", ".join(f"{k}: {v}" for k, v in sizes.items())
             raise SampleError(f"columns have different lengths: {sorted(lengths)} ({detail})")
         n = lengths.pop() if lengths else 0
+        check_names(cols, "column", SampleError)
         return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
         rows = list(samples)
-        for r in rows:
-            if type(r) is not dict and not isinstance(r, Mapping):
-                raise SampleError(f"samples is a list of {type(r).__name__}; expected a list of dicts")
+        try:  # one pass in C: every row a dict holding 'reward' (the only required key)
+            whole = all(map(dict.__contains__, rows, repeat("reward")))
+        except TypeError:  # a row that is not a dict: say which
+            whole = False
+        if not whole:
+            _check_rows(rows)
         # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
         if jax_utils.jax_loaded() and jax_utils.any_jax_type(
             set(map(type, chain.from_iterable([r.values() for r in rows])))
@@ -122,6 +134,8 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
                     if jax_utils.is_jax_array(v):
                         places.append((i, k))
                         arrays.append(v)
+        if rows:
+            check_names(rows[0], "column", SampleError)  # the other rows' new keys are made safe on the writer's thread
         return (rows, _fetch(places, arrays)), len(rows), list(rows[0]) if rows else []
     raise SampleError(
         f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
@@ -129,7 +143,54 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
     )
 
 
+def check_names(names: Any, what: str, error: type[UsageError] = UsageError) -> None:
+    """Refuse a name that is not a str, or that holds a lone surrogate (it cannot be written as UTF-8, and
+    would come back as another name). One join and one encode in C for all the names."""
+    try:
+        "".join(names).encode()
+        return
+    except (TypeError, UnicodeEncodeError):
+        pass
+    for k in names:
+        if not isinstance(k, str):
+            raise error(f"{what} name {k!r} is a {type(k).__name__}; names are str")
+        if _SURROGATE.search(k):
+            raise error(f"{what} name {k!r} holds a lone surrogate, which UTF-8 cannot hold")
+
+
+def without_surrogates(v: Any) -> Any:
+    """``v`` with every lone surrogate of its strings (and of the keys of its dicts, in lists and dicts) replaced
+    by U+FFFD; a valid pair written as two surrogates becomes its character. Used only when Arrow refused a
+    column's text, so text without surrogates never pays for it."""
+    if isinstance(v, str):
+        return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if _SURROGATE.search(v) else v
+    if isinstance(v, Mapping):
+        return {without_surrogates(k): without_surrogates(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [without_surrogates(x) for x in v]
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(v, np.ndarray) and v.dtype.kind in "UO":
+        return without_surrogates(v.tolist())
+    return v
+
+
+def _check_rows(rows: list[Any]) -> None:
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise SampleError(f"samples is a list of {type(r).__name__}; expected a list of dicts")
+        if "reward" not in r:
+            raise SampleError(
+                f"row {i} has no 'reward' (every row needs one: None where the trajectory failed); its keys: "
+                f"{sorted(map(str, r))}"
+            )
+
+
 def _length(name: str, col: Any) -> int:
+    if isinstance(col, (str, bytes)):
+        raise SampleError(
+            f"column {name} is a {type(col).__name__}, not a column: a dict of columns holds one value per row "
+            "(a constant is not broadcast: give [value] * rows)"
+        )
     try:
         return len(col)
     except TypeError:
@@ -203,8 +264,9 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def _typed(col: Any, typ: pa.DataType, name: str) -> pa.Array | pa.ChunkedArray:
-    """A column as the given Arrow type: Arrow input cast when it can be, everything else built by pyarrow."""
+def _typed(col: Any, typ: pa.DataType, name: str, *, clean: bool = False) -> pa.Array | pa.ChunkedArray:
+    """A column as the given Arrow type: Arrow input cast when it can be, everything else built by pyarrow.
+    Text with lone surrogates (which UTF-8 cannot hold) is written with U+FFFD in their place."""
     if isinstance(col, (pa.Array, pa.ChunkedArray)):
         if col.type == typ:
             return col
@@ -221,6 +283,10 @@ def _typed(col: Any, typ: pa.DataType, name: str) -> pa.Array | pa.ChunkedArray:
                 return pa.array(values, type=typ)
             return pa.array([None if v is None else str(v) for v in values], type=typ)
         return pa.array(_pylist(col), type=typ)
+    except UnicodeError as exc:
+        if clean:
+            raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
+        return _typed(without_surrogates(_pylist(col)), typ, name, clean=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
 
@@ -396,6 +462,8 @@ def build_table(
     fields = [pa.field(k, _CANONICAL[k]) for k in _CANONICAL]
     for name, col in cols.items():
         arr = _extra(col, name)
+        if type(name) is not str or not name.isascii():  # keys of later rows, not checked at the call
+            name = without_surrogates(str(name))
         arrays[name] = arr
         fields.append(pa.field(name, arr.type))
     for name, arr in arrays.items():
@@ -409,9 +477,12 @@ def _extra(col: Any, name: str) -> pa.Array | pa.ChunkedArray:
     if isinstance(col, (pa.Array, pa.ChunkedArray)):
         return col
     try:
-        if _is_numpy(col):
-            return pa.array(col) if col.ndim == 1 else pa.array(list(col))
-        return pa.array(_pylist(col))
+        try:
+            if _is_numpy(col):
+                return pa.array(col) if col.ndim == 1 else pa.array(list(col))
+            return pa.array(_pylist(col))
+        except UnicodeError:  # lone surrogates: written as U+FFFD
+            return pa.array(without_surrogates(_pylist(col)))
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
 
@@ -426,8 +497,8 @@ def concat(tables: list[pa.Table]) -> pa.Table:
 # ---------------------------------------------------------------------------------------------------------
 # Scalars
 # ---------------------------------------------------------------------------------------------------------
-def scalar_value(key: str, v: Any) -> float | int | None:
-    if v is None or isinstance(v, (bool, int, float)):
+def scalar_value(key: str, v: Any) -> float | int:
+    if isinstance(v, (bool, int, float)):
         return v
     if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / host JAX scalar or 1-element array
         v = v.item()
@@ -439,12 +510,19 @@ def scalar_value(key: str, v: Any) -> float | int | None:
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts flattened with ``/`` (the format's key convention)."""
+    """Nested dicts flattened with ``/`` (the format's key convention). Two values for one key
+    (``{"a": {"b": 1}, "a/b": 2}``) are refused, naming the key, rather than one silently kept."""
     out: dict[str, Any] = {}
+    _flatten_into(out, metrics, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], metrics: Mapping[str, Any], prefix: str) -> None:
     for k, v in metrics.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(flatten_metrics(v, key + "/"))
+            _flatten_into(out, v, key + "/")
+        elif key in out:
+            raise UsageError(f"scalar key {key!r} is given twice (nested dicts are flattened with '/')")
         else:
             out[key] = v
-    return out

@@ -159,14 +159,30 @@ class DeviceFetch:
         hosts = []
         for a in self.buffers:
             h = np.asarray(a)
-            if h.dtype.type.__module__.startswith("ml_dtypes"):
-                h = h.astype(np.float32)  # bfloat16 / float8: numpy and Arrow know float32
+            if h.dtype.kind == "V":
+                h = plain_dtype(h)  # bfloat16 / float8 / int4: numpy and Arrow know float32 / int8
             hosts.append(h)
         out = []
         for b, start, stop, shape in self.layout:
             h = hosts[b]
             out.append(h if stop < 0 else h[start:stop].reshape(shape))
         return out
+
+
+def plain_dtype(h: Any) -> Any:
+    """A numpy array of an ``ml_dtypes`` type (bfloat16, float8, float4/6, and the narrow ints int4, uint2...),
+    which is what ``np.asarray`` gives for such a JAX array, cast to one Arrow knows: the narrow ints to int8 /
+    uint8 (values kept exactly), the floats to float32 (exact for all of them). Any other array: a copy."""
+    import numpy as np
+
+    if not h.dtype.type.__module__.startswith("ml_dtypes"):
+        return h.copy()
+    name = h.dtype.name
+    if name.startswith("uint"):
+        return h.astype(np.uint8)
+    if name.startswith("int"):
+        return h.astype(np.int8)
+    return h.astype(np.float32)
 
 
 def backend_initialised() -> bool:

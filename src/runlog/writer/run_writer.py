@@ -38,6 +38,7 @@ from .step_files import StepFiles
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
+_LINE_STEP = re.compile(rb'^\{"step": (\d+)[,}]')  # how this writer begins each scalars line
 
 
 def _version() -> str:
@@ -92,6 +93,7 @@ class RunWriter:
         if self.process_index < 0:
             raise UsageError(f"process_index must be >= 0, not {self.process_index}")
         self.roles: list[str] | None = None if roles is None else [str(r) for r in roles]
+        _convert.check_names(self.roles or [], "role")
         self.durable = durable
         self.on_full = on_full
         self._clock = clock
@@ -125,6 +127,11 @@ class RunWriter:
         if self.process_index == 0:
             atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=durable)
         self._scalars_fd: int | None = None
+        # What a resumed writer found in its scalars shard: the bytes it holds and the highest step among them
+        # (-1: nothing, the file of a fresh run). A line for a step up to that one drops the old lines of that
+        # step and later (see ``_replace_old_scalars``): the only extra cost of a normal call is one compare.
+        self._old_scalars_bytes = 0
+        self._old_scalars_max = -1
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
         self._files = StepFiles(threads=encode_threads, durable=durable, on_written=self._written)
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
@@ -187,7 +194,9 @@ class RunWriter:
         record: dict[str, Any] = {"step": step, "time": self._clock()}
         keys: list[str] = []
         arrays: list[Any] = []
-        for k, v in _convert.flatten_metrics(metrics).items():
+        flat = _convert.flatten_metrics(metrics)
+        _convert.check_names(flat, "scalar key")
+        for k, v in flat.items():
             if k in ("step", "time"):
                 raise UsageError(f"scalar key {k!r} is reserved (the writer sets it)")
             if jax_utils.is_jax_array(v):
@@ -260,8 +269,16 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.close()
+            return
+        # The trainer's exception propagates; a failure of the writer's own is added to it, not put in its place.
+        try:
+            self.close()
+        except WriterError as err:
+            exc.add_note(f"runlog: {self!r} also failed while closing: {err}")
+            print(f"runlog: RunWriter({self.root}) failed while closing: {err}", file=sys.stderr)
 
     def __repr__(self) -> str:
         return f"RunWriter({str(self.root)!r}, process_index={self.process_index}, closed={self._closed})"
@@ -336,6 +353,7 @@ class RunWriter:
         samples = self.root / "samples"
         pattern = f".step_*.p{self.process_index}.parquet.tmp"
         leftovers = list(samples.glob(f"*/{pattern}")) if samples.is_dir() else []
+        leftovers += list(self.root.glob(f".{self._scalars_path().name}.tmp"))
         if self.process_index == 0:
             leftovers += list(self.root.glob(f".{MANIFEST}.tmp"))
         for p in leftovers:
@@ -445,17 +463,53 @@ class RunWriter:
             self._stats["rows_written"] += rows
             self._stats["bytes_written"] += size
 
+    def _scalars_path(self) -> Path:
+        return self.root / f"scalars.p{self.process_index}.jsonl"
+
     def _write_scalars(self, record: dict[str, Any]) -> None:
         if self._scalars_fd is None:
-            path = self.root / f"scalars.p{self.process_index}.jsonl"
-            self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._open_scalars()
+        if record["step"] <= self._old_scalars_max:  # only a resumed writer replaying steps already written
+            self._replace_old_scalars(record["step"])
         # One write per line on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
         # last line after a power cut, which readers report as a warning).
         line = (json.dumps(record, allow_nan=True, separators=(", ", ": ")) + "\n").encode()
+        assert self._scalars_fd is not None
         os.write(self._scalars_fd, line)
         with self._bg_lock:
             self._stats["scalar_lines"] += 1
             self._stats["bytes_written"] += len(line)
+
+    def _open_scalars(self) -> None:
+        """Open this process's scalars shard for appending. A shard left by an earlier writer (a resumed run)
+        is read once: its steps are noted, and a torn last line (a power cut) is cut off, as it is never whole
+        and the next line would be glued to it."""
+        path = self._scalars_path()
+        data = path.read_bytes() if path.exists() else b""
+        if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+            os.truncate(path, len(data))
+        self._old_scalars_bytes = len(data)
+        self._old_scalars_max = max((s for s in map(_line_step, data.splitlines()) if s is not None), default=-1)
+        self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _replace_old_scalars(self, step: int) -> None:
+        """A resumed writer logs ``step`` again: rewrite the shard without the earlier writer's lines of
+        ``step`` and later (this writer's own lines kept), as replayed sample files replace the old ones.
+        Atomic (temporary file, fsync when durable, ``os.replace``, folder fsync); normally done once."""
+        path = self._scalars_path()
+        assert self._scalars_fd is not None
+        data = path.read_bytes()
+        old, new = data[: self._old_scalars_bytes], data[self._old_scalars_bytes :]
+        lines = old.splitlines(keepends=True)
+        kept_steps = [(line, s) for line, s in zip(lines, map(_line_step, lines), strict=True) if s is None or s < step]
+        kept = [line for line, _ in kept_steps]
+        steps = [s for _, s in kept_steps if s is not None]
+        atomic_write_bytes(path, b"".join(kept) + new, durable=self.durable)
+        os.close(self._scalars_fd)
+        self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._old_scalars_bytes = sum(map(len, kept))
+        self._old_scalars_max = max(steps, default=-1)
 
     def _sync_scalars(self) -> None:
         if self._scalars_fd is not None and self.durable:
@@ -508,6 +562,18 @@ def _integral(step: Any) -> int | None:
     else:
         return None
     return S.whole_number(value)
+
+
+def _line_step(line: bytes) -> int | None:
+    """The step of one scalars line (None when it has none: kept as it is)."""
+    m = _LINE_STEP.match(line)
+    if m is not None:
+        return int(m.group(1))
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _iso(t: float) -> str:

@@ -23,9 +23,9 @@ from functools import partial
 from typing import Any, Literal
 
 from ..errors import UsageError
-from . import jax_utils
+from . import _convert, jax_utils
 from .errors import StepOrderError
-from .run_writer import RunWriter
+from .run_writer import RunWriter, _step
 
 # Per summary key, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count.
 _N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
@@ -41,10 +41,15 @@ def _np() -> Any:
     return np
 
 
-def _host_summary(values: Any, mask: Any | None) -> Any:
+def _host_summary(key: str, values: Any, mask: Any | None) -> Any:
     np = _np()
-    x = np.asarray(values, dtype=np.float64).ravel()
-    m = np.ones(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).ravel()
+    if values is None or isinstance(values, (str, bytes, Mapping)):
+        raise UsageError(f"summary {key!r}: values are a {type(values).__name__}, not an array of numbers")
+    try:
+        x = np.asarray(values, dtype=np.float64).ravel()
+        m = np.ones(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).ravel()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"summary {key!r}: values and mask must be arrays of numbers ({exc})") from None
     if m.shape != x.shape:
         raise UsageError(f"mask has {m.size} elements, values have {x.size}")
     finite = np.isfinite(x)
@@ -80,7 +85,8 @@ class StatsTracker:
     """Collect scalars, array summaries and timings during a step; ``export`` or ``commit`` them once.
 
     ``reduce="global"`` (default) combines every process's numbers when ``jax.process_count() > 1`` with one
-    small all-gather of sums, counts, sums of squares, minima and maxima (never the arrays), so that every
+    small all-gather of counts, sums, centred sums of squares, minima and maxima (never the arrays; combined
+    with Chan et al.'s formula), so that every
     process exports the global values and ``commit`` writes them from process 0 only. ``reduce="local"``
     exports each process's own numbers, with ``__count`` weights, for per-process scalar shards that
     readers merge. ``gather`` replaces the JAX all-gather (tests, other frameworks): it takes a 1-D float64
@@ -125,8 +131,10 @@ class StatsTracker:
 
     # -- recording ----------------------------------------------------------------------------------------
     def _key(self, key: str) -> str:
-        if not key or key.startswith("/") or key.endswith("/"):
+        if not isinstance(key, str) or not key or key.startswith("/") or key.endswith("/"):
             raise UsageError(f"metric key {key!r}: use non-empty names separated by '/'")
+        if not key.isascii():
+            _convert.check_names([key], "metric key")
         return "/".join([*self._scope, key])
 
     @contextlib.contextmanager
@@ -152,7 +160,7 @@ class StatsTracker:
                     raise UsageError(f"scalar {key!r} is a JAX array of shape {tuple(v.shape)}; use summary()")
                 device[key] = recorded[key] = v
             else:
-                recorded[key] = float(v)
+                recorded[key] = float(_convert.scalar_value(key, v))  # a number, never parsed from text
         if device:
             recorded.update(zip(device, jax_utils.device_copy(list(device.values())), strict=True))
         for key, v in recorded.items():
@@ -170,9 +178,10 @@ class StatsTracker:
     def _add_summary(self, key: str, values: Any, mask: Any | None) -> None:
         full = self._key(key)
         if jax_utils.is_jax_array(values) or jax_utils.is_jax_array(mask):
+            _check_device_shapes(full, values, mask)
             part = jax_utils.device_summary(values, mask)  # stays on the device: no sync here
         else:
-            part = _host_summary(values, mask)
+            part = _host_summary(full, values, mask)
         self._summaries.setdefault(full, []).append(part)
 
     @contextlib.contextmanager
@@ -190,6 +199,7 @@ class StatsTracker:
         """Everything recorded since the last reset, as flat ``{key: number}`` with ``__count`` weights.
 
         Waits for the device (it returns the numbers); ``commit`` with a ``RunWriter`` does not."""
+        self._check_keys()
         recorded = self._take(reset)
         return self._compute(recorded, jax_utils.DeviceFetch(_device_parts(recorded), copy=False), self._gatherer())
 
@@ -219,7 +229,7 @@ class StatsTracker:
         With global reduction on several processes every process must call ``commit`` (the reduction is
         collective); only process 0 writes.
         """
-        step = int(step)
+        step = _step(step)
         if self.last_step is not None and step < self.last_step:
             raise StepOrderError(
                 f"commit for step {step} after step {self.last_step}: steps must not go backwards "
@@ -228,6 +238,7 @@ class StatsTracker:
         reserved = {"step", "time"} & (set(self._scalars) | set(self._timings))
         if reserved:
             raise UsageError(f"metric key {sorted(reserved)[0]!r} is reserved (the writer sets it)")
+        self._check_keys()
         recorded = self._take(True)
         self.last_step = step
         fetch = jax_utils.DeviceFetch(_device_parts(recorded), copy=False)
@@ -245,6 +256,28 @@ class StatsTracker:
         return stats
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _check_keys(self) -> None:
+        """Refuse a step whose exported keys collide (``scalar(**{"x/mean": 1})`` and ``summary("x", ...)``):
+        one value would silently replace the other. Checked on the key names, before anything is reset."""
+        seen: dict[str, str] = {}
+
+        def add(name: str, source: str) -> None:
+            if name in seen:
+                raise UsageError(
+                    f"metric key {name!r} would be exported twice, by {seen[name]} and by {source}; rename one"
+                )
+            seen[name] = source
+
+        for k, values in self._scalars.items():
+            add(k, f"scalar {k!r}")
+            if len(values) > 1:
+                add(f"{k}__count", f"scalar {k!r} (its weight)")
+        for k in self._summaries:
+            for suffix in _SUMMARY_SUFFIXES:
+                add(f"{k}/{suffix}", f"summary {k!r}")
+        for k in self._timings:
+            add(k, f"timing {k!r}")
+
     def _take(self, reset: bool) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]]:
         recorded = (
             {k: list(v) for k, v in self._scalars.items()},
@@ -314,8 +347,9 @@ class StatsTracker:
     ) -> tuple[dict[str, tuple[float, float]], dict[str, Any], dict[str, float]]:
         """One all-gather of ``[sums..., minima..., maxima..., key-layout hash]`` and a host reduction.
 
-        Summaries travel as sum and sum of squares (float64), the form that adds across processes. Every
-        process must record the same keys (the SPMD rule); the hash turns a violation into an error
+        Summaries travel as count, sum and centred sum of squares (float64), combined with Chan et al.'s
+        formula as the local path does: a raw sum of squares would lose the variance of values far from zero.
+        Every process must record the same keys (the SPMD rule); the hash turns a violation into an error
         instead of numbers silently mixed up.
         """
         np = _np()
@@ -325,8 +359,7 @@ class StatsTracker:
             sums += list(scalars[k])
         for k in m_keys:
             a = summaries[k]
-            mean = a[_SUM] / a[_N] if a[_N] else 0.0
-            sums += [a[_N], a[_SUM], a[_M2] + a[_N] * mean * mean, a[_BAD]]
+            sums += [a[_N], a[_SUM], a[_M2], a[_BAD]]
         mins = [summaries[k][_MIN] for k in m_keys]
         maxs = [summaries[k][_MAX] for k in m_keys] + [timings[k] for k in t_keys]
         layout = "\0".join(["s", *s_keys, "m", *m_keys, "t", *t_keys])
@@ -344,12 +377,42 @@ class StatsTracker:
         out_s = {k: (float(total[2 * i]), float(total[2 * i + 1])) for i, k in enumerate(s_keys)}
         base = 2 * len(s_keys)
         out_m: dict[str, Any] = {}
-        for i, k in enumerate(m_keys):
-            n, s, sq, bad = total[base + 4 * i : base + 4 * i + 4]
-            mean = s / n if n else 0.0
-            out_m[k] = np.array([n, s, max(sq - n * mean * mean, 0.0), lo[i], hi[i], bad])
+        if m_keys:
+            parts = gathered[:, base:ns].reshape(gathered.shape[0], len(m_keys), 4)  # [process, key, (n, s, m2, bad)]
+            n_p, s_p, m2_p = parts[..., 0], parts[..., 1], parts[..., 2]
+            n_all, s_all = n_p.sum(axis=0), s_p.sum(axis=0)
+            mean_all = np.divide(s_all, n_all, out=np.zeros_like(s_all), where=n_all > 0)
+            mean_p = np.divide(s_p, n_p, out=np.zeros_like(s_p), where=n_p > 0)
+            # Chan et al.: M2 = sum of the processes' M2 + sum of n_p (mean_p - mean)^2 (0 for empty processes).
+            m2_all = m2_p.sum(axis=0) + (n_p * (mean_p - mean_all) ** 2).sum(axis=0)
+            bad_all = parts[..., 3].sum(axis=0)
+            for i, k in enumerate(m_keys):
+                out_m[k] = np.array([n_all[i], s_all[i], m2_all[i], lo[i], hi[i], bad_all[i]])
         out_t = {k: float(hi[len(m_keys) + i]) for i, k in enumerate(t_keys)}
         return out_s, out_m, out_t
+
+
+_SUMMARY_SUFFIXES = ("mean", "std", "min", "max", "count", "mean__count", "nonfinite")
+
+
+def _check_device_shapes(key: str, values: Any, mask: Any | None) -> None:
+    """The element counts of a JAX summary's values and mask, compared from their shapes (no device sync)."""
+    size = getattr(values, "size", None)
+    if size is None:
+        try:
+            size = _np().size(values)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"summary {key!r}: values must be an array of numbers ({exc})") from None
+    if mask is None:
+        return
+    msize = getattr(mask, "size", None)
+    if msize is None:
+        try:
+            msize = _np().size(mask)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"summary {key!r}: mask must be an array of booleans ({exc})") from None
+    if int(msize) != int(size):
+        raise UsageError(f"mask has {msize} elements, values have {size}")
 
 
 def _device_parts(recorded: tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]]) -> list[Any]:
