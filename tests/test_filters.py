@@ -330,3 +330,20 @@ def test_comma_list_exception_rate_is_exact_where_footers_give_it(cli, tmp_path)
         rows = _json(cli("summarize", *args, "--by", "role", "--steps", "0,5", "-f", "json"))
         rates = {v for r in rows for k, v in r.items() if k.endswith("exception_rate")}
         assert rates == {expected}, rows
+
+
+def test_a_role_only_another_process_wrote_is_not_a_typo(tmp_path, cli):
+    """Process 0 writes the manifest (roles: solver); process 1 logs critic_reward. ``--role critic`` was
+    refused ("this run's roles are solver") though summarize --by role prints a critic row."""
+    from runlog import RunWriter
+
+    for p, role in ((0, "solver"), (1, "critic")):
+        with RunWriter(tmp_path / "r", process_index=p, durable=False) as w:
+            for s in range(2):
+                w.log_samples(s, {"reward": [1.0, 2.0], f"{role}_reward": [1.0 + p, 3.0]})
+    r = cli("summarize", tmp_path / "r", "--role", "critic", "-f", "json")
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert row["role"] == "critic" and row["reward_count"] == 4 and row["reward_mean"] == 2.5
+    r = cli("summarize", tmp_path / "r", "--role", "critc")
+    assert r.exit_code == 2 and "this run's roles are solver, critic" in r.stderr

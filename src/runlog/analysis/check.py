@@ -51,7 +51,8 @@ def sample_values(run: Run, filters: Filters | None = None, files: list[FileInfo
     only what they need is looked up (roles only for ``--role``, steps only for ``--split``/``--steps``)."""
     need_steps = filters is None or bool(filters.splits) or not filters.steps.unbounded
     need_roles = filters is None or bool(filters.roles)
-    return RunValues(steps_per_split(run, files) if need_steps else {}, _roles(run) if need_roles else [])
+    wanted = filters.roles if filters is not None else ()
+    return RunValues(steps_per_split(run, files) if need_steps else {}, _roles(run, wanted) if need_roles else [])
 
 
 def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str | None, set[int]]:
@@ -78,13 +79,16 @@ def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str |
     return out
 
 
-def _roles(run: Run) -> list[str]:
+def _roles(run: Run, wanted: Iterable[str] = ()) -> list[str]:
+    """The run's role names: the manifest's and footers'; the data's too when those name none, or lack a
+    ``wanted`` one (a role only a process other than 0 wrote is in the data, not in the manifest process 0
+    wrote: ``--role`` of it must not be refused as a typo)."""
     names = run.role_names()
-    if names or not any(f.kind == "samples" and f.readable for f in run.files):
+    if (names and all(r in names for r in wanted)) or not any(f.kind == "samples" and f.readable for f in run.files):
         return names
-    # No manifest or footer names them: the role names of the per-role data (numbers and names only).
+    # The role names of the per-role data (numbers and names only).
     [df] = run.collect(lambda: [run.roles.select(pl.col("role").drop_nulls().unique(maintain_order=True))])
-    return [str(r) for r in df["role"].to_list()]
+    return [*names, *(str(r) for r in df["role"].to_list() if str(r) not in names)]
 
 
 def check_filters(run: Run | RunValues, filters: Filters) -> None:
