@@ -46,6 +46,7 @@ from ..probe_cache import (
 from .filters import Filters
 from .partial_store import UNIT, PartialStore
 from .stats import KL_STATS, REWARD_STATS
+from .stats import median as stats_median
 
 if TYPE_CHECKING:
     from ..formats.base import FileInfo
@@ -305,7 +306,7 @@ def _medians(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """``reward_median`` per group of ``keys``, over the values the parts kept (the per-role rows only)."""
     if "level" in rows.columns:
         rows = rows.filter(pl.col("level") == "role")
-    median = pl.col("reward_values").list.explode(keep_nulls=False, empty_as_null=False).median()
+    median = stats_median(pl.col("reward_values").list.explode(keep_nulls=False, empty_as_null=False))
     median = median.alias("reward_median")
     return rows.group_by(keys).agg(median) if keys else rows.select(median)
 

@@ -82,6 +82,27 @@ def _merge_moments(m: str) -> list[pl.Expr]:
     ]
 
 
+def median(x: pl.Expr) -> pl.Expr:
+    """The median of ``x`` (null and NaN-free values), as numpy gives it where infinities are among the two
+    middle values: polars takes ``lo + (hi - lo) / 2``, NaN for ``[-inf, 1]`` and ``[-inf, -inf]`` where
+    ``(lo + hi) / 2`` is -inf. Where polars' is NaN, the two middle values are found from the counts of -inf
+    and +inf (two sums: no sort)."""
+    m = x.median()
+    n = x.count()
+    lower_neg = (x == float("-inf")).sum() > (n - 1) // 2  # the lower middle value is -inf
+    upper_pos = (x == float("inf")).sum() > n - 1 - n // 2  # the upper middle value is +inf
+    exact = (
+        pl.when(lower_neg & upper_pos)
+        .then(float("nan"))
+        .when(lower_neg)
+        .then(float("-inf"))
+        .when(upper_pos)
+        .then(float("inf"))
+        .otherwise(m)
+    )
+    return pl.when(m.is_nan()).then(exact).otherwise(m)
+
+
 def _merge_median(m: str) -> list[pl.Expr]:
     # Medians do not merge: kept only where one part holds every value of the group.
     held = pl.col(f"{m}_n") > 0
@@ -93,7 +114,7 @@ def _merge_median(m: str) -> list[pl.Expr]:
 
 def _merge_values(m: str) -> list[pl.Expr]:
     values = pl.col(f"{m}_values").list.explode(keep_nulls=False, empty_as_null=False)
-    return [values.median().alias(f"{m}_median"), pl.lit(False).alias(f"_{m}_median_lost")]
+    return [median(values).alias(f"{m}_median"), pl.lit(False).alias(f"_{m}_median_lost")]
 
 
 def _std(m: str) -> pl.Expr:
@@ -114,7 +135,7 @@ PARTIALS: dict[str, Partial] = {
     "moments": Partial(_moments, _merge_moments),
     "min": Partial(lambda s, m: [s.value.min().alias(f"{m}_min")], lambda m: [pl.col(f"{m}_min").min()]),
     "max": Partial(lambda s, m: [s.value.max().alias(f"{m}_max")], lambda m: [pl.col(f"{m}_max").max()]),
-    "median": Partial(lambda s, m: [s.value.median().alias(f"{m}_median")], _merge_median),
+    "median": Partial(lambda s, m: [median(s.value).alias(f"{m}_median")], _merge_median),
     # The median's exact partial: the clean values themselves (a list per group), merged by concatenation.
     "values": Partial(lambda s, m: [s.value.drop_nulls().implode().alias(f"{m}_values")], _merge_values),
     "nan": Partial(lambda s, m: [_count(lambda s: s.nan)(s).alias(f"{m}_nan")], lambda m: [pl.col(f"{m}_nan").sum()]),
@@ -138,7 +159,7 @@ STATISTICS: dict[str, Statistic] = {
     "std": Statistic("std", lambda s: s.value.std(ddof=1), "moments", _std),
     "min": Statistic("min", lambda s: s.value.min(), "min", lambda m: pl.col(f"{m}_min")),
     "max": Statistic("max", lambda s: s.value.max(), "max", lambda m: pl.col(f"{m}_max")),
-    "median": Statistic("median", lambda s: s.value.median(), "median", lambda m: pl.col(f"{m}_median")),
+    "median": Statistic("median", lambda s: median(s.value), "median", lambda m: pl.col(f"{m}_median")),
     "count": Statistic("count", lambda s: s.value.count().cast(pl.Int64), "moments", lambda m: pl.col(f"{m}_n")),
     "nan": Statistic("nan", _count(lambda s: s.nan), "nan", lambda m: pl.col(f"{m}_nan")),
     "null": Statistic("null", _count(lambda s: s.null), "null", lambda m: pl.col(f"{m}_null")),

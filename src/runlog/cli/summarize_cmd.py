@@ -246,6 +246,12 @@ def _empty_reason(run: Run, filters: Filters) -> str:
     return "the run's sample files hold no rows: nothing to summarise"
 
 
+FLEET_SPLIT_NOTE = (
+    "runs of this fleet have the splits {splits}: `split` was added to the keys, train and eval are never pooled "
+    "(use --split to pick one)"
+)
+
+
 def _summarize_fleet(
     fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:
@@ -268,6 +274,9 @@ def _summarize_fleet(
     )
     df = result.frame
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
+    if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
+        splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})
+        report_problems([], notes=[FLEET_SPLIT_NOTE.format(splits=", ".join(splits))])
     if "group" in by and "step" not in by and "step" in df.columns:
         from ..analysis.views import GROUP_STEP_NOTE
 
