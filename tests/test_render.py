@@ -37,7 +37,7 @@ from runlog.render import (
 )
 from runlog.render.html_page import CSP, SCRIPT, render_html
 from runlog.render.markdown import fence, render_markdown
-from runlog.render.model import Conversation, Turn, split_think
+from runlog.render.model import Conversation, Turn, shown, split_think
 from runlog.render.terminal import render_all
 
 from conftest import (
@@ -627,7 +627,7 @@ def test_a_narrow_terminal_cuts_no_reward_label_and_no_number(width):
         assert re.search(rf"\b{name}\b", words), (name, out)
     for role in r.roles:
         assert re.search(rf"\b{role.role}\b", words)
-        assert f"{role.kl:.4g}" in out and f"{role.reward:.4g}" in out
+        assert shown(role.kl) in out and shown(role.reward) in out  # whole: 10 significant digits
 
 
 def test_a_step_whose_only_file_is_unreadable_is_no_match_with_the_reason(cli):
@@ -687,3 +687,64 @@ def test_blank_lines_at_the_end_of_a_code_argument_are_shown():
     assert shown == "code: |+\n  x = 1\n  print(x)\n\n\nn: 2"
     _, shown = pretty_arguments(ToolCall("c", "f", json.dumps({"code": "x = 1\nprint(x)\n"})))
     assert shown == "code: |\n  x = 1\n  print(x)"
+
+
+def test_ties_in_rank_go_by_sample_id_then_file_order(tmp_path, cli):
+    """Every sample of a prompt group shares one id (GRPO style): polars' sort did not keep the order of equal
+    rows, so --best 6 showed rows 10, 1, 2, 0, 15, 14 of the ones that tie. Now ties go by id, then as written."""
+    import numpy as np
+
+    from runlog import RunWriter
+
+    n = 5000
+    reward = np.random.default_rng(0).integers(0, 2, n).astype(float)
+    with RunWriter(tmp_path / "r", durable=False) as w:
+        ids = [f"q{i // 16:06d}" for i in range(n)]
+        w.log_samples(0, {"sample_id": ids, "reward": reward, "completion": [f"ROW{i}" for i in range(n)]})
+    best = [i for i in range(n) if reward[i] == 1.0][:6]  # the independent ranking: id, then row order
+    worst = [i for i in range(n) if reward[i] == 0.0][:3]
+    res = cli("render-trajectory", tmp_path / "r", "--best", "6", "--worst", "3", "-f", "json")
+    assert res.exit_code == 0, res.output
+    shown = [s["turns"][-1]["content"] for s in json.loads(res.stdout)]
+    assert shown == [f"ROW{i}" for i in best + worst]
+
+
+def test_grep_finds_text_in_tool_calls(tmp_path):
+    """--grep did not look into tool calls: the sample whose code held a token was not found. Now a call's
+    id, tool name and arguments (as written) and a result's call id are searched, against the written rows."""
+    root = make_native_run(tmp_path / "r", steps=[0], n=1)
+    rows = native_rows(1, 3)
+    for i, row in enumerate(rows):
+        for m in row["messages"]:
+            if m.get("tool_calls"):
+                m["tool_calls"] = [{"id": f"call_{i}", "name": "python", "arguments": f'{{"code": "TOKEN_{i}  x"}}'}]
+            if m.get("role") == "tool":
+                m["tool_call_id"] = f"call_{i}"
+    write_native_samples(root / "samples" / "train" / "step_00000001.p0.parquet", rows)
+    run = open_run(root)
+    ids = lambda c: [r["sample_id"] for r in select_samples(run, c).rows]  # noqa: E731
+    written = pl.read_parquet(root / "samples" / "train" / "step_00000001.p0.parquet")
+    holds = [
+        sid
+        for sid, ms in zip(written["sample_id"], written["messages"].to_list(), strict=True)
+        if any("token_2  x" in (c["arguments"] or "").lower() for m in ms for c in (m["tool_calls"] or []))
+    ]
+    assert ids(Criteria(grep="token_2  X")) == holds == [rows[2]["sample_id"]]
+    assert ids(Criteria(grep="call_1")) == [rows[1]["sample_id"]]
+
+
+def test_rewards_are_shown_so_that_different_values_never_read_alike(tmp_path, cli):
+    """Rendered rewards were rounded to 4 significant digits: 0.99999 read '1', 0.123456789 and 0.1234549
+    both '0.1235'. A conversation export shows 10 (summary tables keep their 4)."""
+    from runlog import RunWriter
+
+    values = [0.99999, 0.123456789, 0.1234549, 123456.789]
+    with RunWriter(tmp_path / "r", durable=False) as w:
+        w.log_samples(0, {"reward": values, "completion": ["a", "b", "c", "d"]})
+    for fmt in ("terminal", "markdown", "html"):
+        picks = [x for i in range(4) for x in ("--index", str(i))]
+        out = tmp_path / f"out.{fmt}"
+        res = cli("render-trajectory", tmp_path / "r", *picks, "-f", fmt, "-o", out)
+        assert res.exit_code == 0, res.output
+        for text in ("0.99999", "0.123456789", "0.1234549", "123456.789"):
+            assert text in out.read_text(), (fmt, text)

@@ -71,7 +71,9 @@ def render_command(
     where: str = typer.Option(
         None, "--where", help="Numeric filter: 'reward < 0.2 and role:judge >= 0.5' (also component:NAME)."
     ),
-    grep: str = typer.Option(None, "--grep", help="Samples whose messages contain TEXT (literal, any case)."),
+    grep: str = typer.Option(
+        None, "--grep", help="Samples whose messages (text, reasoning, tool calls) contain TEXT (literal, any case)."
+    ),
     random_n: int = typer.Option(None, "--random", min=1, help="N samples drawn at random (reproducible, --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random."),
     exceptions: bool = typer.Option(False, "--exceptions", help="Only failed trajectories (with an exception)."),

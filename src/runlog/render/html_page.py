@@ -26,7 +26,7 @@ from html import escape
 
 from .colours import reward_kind, role_css
 from .colours import role_class as colour_class
-from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
+from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "data", "transcript"})
@@ -296,7 +296,7 @@ def _num_cell(v: float | int | None, *, reward: bool = False) -> str:
     cls = f' class="r-{reward_kind(v)}"' if reward else ""
     if isinstance(v, float) and not math.isfinite(v):
         return f'<td class="r-nan" data-v="">{"NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")}</td>'
-    return f'<td{cls} data-v="{v!r}">{v:.4g}</td>' if isinstance(v, float) else f'<td data-v="{v}">{v:,}</td>'
+    return f'<td{cls} data-v="{v!r}">{shown(v)}</td>' if isinstance(v, float) else f'<td data-v="{v}">{v:,}</td>'
 
 
 def _index_row(conv: Conversation, i: int, roles: list[str | None]) -> str:
@@ -331,7 +331,7 @@ def sample_details(conv: Conversation, i: int, show_think: bool = True) -> str:
     """One sample as a closed ``<details id="s-N">``: a summary line, then its conversation."""
     total = conv.reward.total if conv.reward else None
     kind = reward_kind(total)
-    shown_total = "–" if total is None else ("NaN" if kind == "nan" and math.isnan(total) else f"{total:.4g}")
+    shown_total = "–" if total is None else ("NaN" if kind == "nan" and math.isnan(total) else shown(total))
     bits = [f"#{i + 1} sample {label(conv.sample_id or '?', CELL_CHARS)}"]
     if conv.step is not None:
         bits.append(f"step {conv.step}")
@@ -461,9 +461,9 @@ def summary_html(conv: Conversation) -> str:
 
 
 def num(v: float | None, *, reward: bool = False) -> str:
-    """A number in 4 significant digits; a reward in its colour class (``colours.reward_kind``)."""
+    """A number in 10 significant digits (``model.shown``); a reward in its colour class (``colours.reward_kind``)."""
     if v is None:
         return '<span class="meta">null</span>'
     if not math.isfinite(v):
         return f'<span class="bad">{"NaN" if math.isnan(v) else v}</span>'
-    return f'<span class="r-{reward_kind(v)}">{v:.4g}</span>' if reward else f"{v:.4g}"
+    return f'<span class="r-{reward_kind(v)}">{shown(v)}</span>' if reward else shown(v)

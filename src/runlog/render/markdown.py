@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from html import escape
 
-from .model import Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
+from .model import Conversation, ToolCall, Turn, pretty_arguments, shown, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:])")
@@ -116,4 +116,4 @@ def num(v: float | None) -> str:
         return "null"
     if math.isnan(v):
         return "NaN"
-    return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return shown(v) if math.isfinite(v) else str(v)

@@ -174,6 +174,13 @@ class Conversation:
         }
 
 
+def shown(v: float) -> str:
+    """A reward or other figure of one sample as the renderers show it: 10 significant digits, so that two
+    different values never read alike (0.99999 is not 1, 0.1234549 not 0.1235), where summary tables round
+    to 4; a float's noise past 10 digits (0.30000000000000004) is not shown."""
+    return f"{v:.10g}"
+
+
 def _num(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
 

@@ -298,15 +298,25 @@ def _filters(
 
 
 def _grep(lf: pl.LazyFrame, needle: str) -> pl.Expr:
-    """A literal, case-insensitive substring in any message content, reasoning or conversation text."""
+    """A literal, case-insensitive substring in any message's content, reasoning, tool calls (id, tool name,
+    arguments as written) or answered call id, or in the conversation text columns."""
     low = needle.lower()
 
     def has(e: pl.Expr) -> pl.Expr:
         return e.str.to_lowercase().str.contains(low, literal=True)
 
     msg = pl.element().struct
+    call = pl.element().struct
+    calls = (
+        msg.field("tool_calls")
+        .list.eval(
+            pl.concat_str([call.field(f) for f in ("id", "name", "arguments")], separator="\n", ignore_nulls=True)
+        )
+        .list.join("\n")
+    )
+    in_message = has(msg.field("content")) | has(msg.field("reasoning")) | has(calls) | has(msg.field("tool_call_id"))
     parts = [
-        pl.col("messages").list.eval(has(msg.field("content")) | has(msg.field("reasoning"))).list.any(),
+        pl.col("messages").list.eval(in_message).list.any(),
         *[has(pl.col(col)) for col in TEXT_SEARCH_COLUMNS if col in lf.collect_schema()],
     ]
     return pl.any_horizontal([p.fill_null(False) for p in parts])
@@ -357,9 +367,10 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
                 "--best/--worst: use --index N or --random N"
             )
     if best:
-        picked.append(ranked.sort(["__score", "sample_id"], descending=[True, False]).head(best))
+        order = ranked.sort(["__score", "sample_id", "__pos"], descending=[True, False, False], maintain_order=True)
+        picked.append(order.head(best))
     if worst:
-        picked.append(ranked.sort(["__score", "sample_id"]).head(worst))
+        picked.append(ranked.sort(["__score", "sample_id", "__pos"], maintain_order=True).head(worst))
     if c.random:
         n = min(c.random, rows.height)
         positions = sorted(random.Random(c.seed).sample(range(rows.height), n))

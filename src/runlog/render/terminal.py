@@ -22,7 +22,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .colours import reward_style, role_colour
-from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown_reasoning, turn_segments
+from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown, shown_reasoning, turn_segments
 from .safe import one_line, safe
 
 MAX_TREE_NODES = 400
@@ -290,4 +290,4 @@ def fmt(v: float | None, *, reward: bool = False) -> Text:
         return Text("NaN", style="red")
     if math.isinf(v):
         return Text("inf" if v > 0 else "-inf", style="red")
-    return Text(f"{v:.4g}", style=reward_style(v) if reward else "")
+    return Text(shown(v), style=reward_style(v) if reward else "")
