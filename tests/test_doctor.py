@@ -326,3 +326,15 @@ def test_infinite_rewards_are_an_error_with_their_onset_and_summarize_says_so(tm
     assert res.exit_code == 0 and "note: some rewards are infinite" in res.stderr, res.stderr
     res = cli("summarize", make_run(tmp_path, "healthy"), "--by", "role")
     assert "infinite" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("share", "decimals", "text"),
+    [(0.996, 0, "99.6%"), (4.17e-6, 1, "0.0004%"), (0.005, 0, "0.5%"), (0.2578, 0, "26%"), (1.0, 0, "100%"),
+     (0.0, 1, "0.0%"), (6 / 86, 1, "7.0%"), (0.9999999, 0, "99.99999%")],
+)  # fmt: skip
+def test_a_percentage_never_reads_as_another(share, decimals, text):
+    """996 of 1,000 failed read "worst 100%", 4e-6 of the rewards "0.0%", a 0.005 threshold ">= 0%"."""
+    from runlog.analysis.findings import percent
+
+    assert percent(share, decimals) == text

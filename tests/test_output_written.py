@@ -76,7 +76,11 @@ def _size(path: Path) -> str:
     return human_bytes(path.stat().st_size)
 
 
-@pytest.mark.parametrize(("n", "shown"), [(0, "0 B"), (512, "512 B"), (1229, "1.2 KB"), (5 * 1024**2, "5.0 MB")])
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [(0, "0 B"), (512, "512 B"), (1229, "1.2 KB"), (5 * 1000**2, "5.0 MB"), (9_437_188, "9.4 MB"),
+     (999_999, "1.0 MB"), (999, "999 B"), (10**12, "1.0 TB")],
+)  # fmt: skip
 def test_sizes_read_as_people_write_them(n, shown):
     from runlog.cli.common import human_bytes
 

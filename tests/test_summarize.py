@@ -724,3 +724,24 @@ def test_options_of_the_role_summary_are_refused_with_scalars_and_correlations(c
     """``--window`` with ``--scalars`` was ignored without a word (exit 0, no moving average)."""
     r = cli("summarize", SAMPLE_RUNS / "debate_grpo", *extra)
     assert r.exit_code == 2 and "does not apply to" in r.stderr, r.stderr
+
+
+def test_correlations_of_constants_are_undefined_and_scale_never_matters(tmp_path):
+    """Two constant columns printed r = -1 (and 1.04e-16 against the reward): rounding noise (np.corrcoef
+    makes the same), where r is not defined; x * 1e300 gave 0 and x * 1e-300 nothing, for a perfect
+    correlation."""
+    import numpy as np
+
+    from runlog import RunWriter
+    from runlog.analysis.summarize import correlations
+
+    x = np.random.default_rng(1).random(100)
+    cols = {"reward": x, "a_reward": np.full(100, 0.1), "b_reward": np.full(100, 0.7)}
+    cols |= {"c_reward": x * 1e300, "d_reward": x * 1e-300}
+    with RunWriter(tmp_path / "r", durable=False) as w:
+        w.log_samples(0, cols)
+    got = {(r["x"], r["y"]): r["pearson"] for r in correlations(open_run(tmp_path / "r")).to_dicts()}
+    assert cols["a_reward"].min() == cols["a_reward"].max()  # no spread: r is undefined (np.corrcoef's -1 is noise)
+    assert got[("reward/a", "reward/b")] is None and got[("reward", "reward/a")] is None
+    for other in ("reward/c", "reward/d"):
+        assert got[("reward", other)] == pytest.approx(np.corrcoef(x, x)[0, 1], abs=1e-12)

@@ -285,3 +285,15 @@ def test_roles_have_their_render_colour_in_tables():
     styles = {seg.text.strip(): str(seg.style) for seg in console._record_buffer if seg.text.strip()}
     assert role_colour("solver") in styles["solver"] and role_colour("judge") in styles["judge"]
     assert role_colour("solver") != role_colour("judge")
+
+
+def test_a_step_is_shown_without_thousands_separators(tmp_path, cli):
+    """``12,345`` pasted into --steps is steps 12 and 345: a step is a name, not an amount (inspect shows
+    12345 too); counts keep their separators."""
+    from runlog import RunWriter
+
+    with RunWriter(tmp_path / "r", durable=False) as w:
+        w.log_samples(12345, {"reward": [1.0] * 1200})
+    res = cli("summarize", tmp_path / "r", "--by", "step")
+    assert res.exit_code == 0, res.output
+    assert "12345" in res.stdout and "12,345" not in res.stdout and "1,200" in res.stdout

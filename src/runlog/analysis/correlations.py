@@ -55,10 +55,27 @@ def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
             for y in variables[i + 1 :]:
                 pair = frame.select(x, y).filter(valid(x) & valid(y))
                 n = pair.height
-                r = pair.select(pl.corr(x, y)).item() if n > 1 else None
-                if r is not None and r != r:  # NaN: a constant column
-                    r = None
-                rows.append({"split": split, "x": x, "y": y, "pearson": r, "n": n})
+                rows.append(
+                    {"split": split, "x": x, "y": y, "pearson": _pearson(pair, x, y) if n > 1 else None, "n": n}
+                )
     schema = {"split": pl.String, "x": pl.String, "y": pl.String, "pearson": pl.Float64, "n": pl.Int64}
     out = pl.DataFrame(rows, schema=schema)
     return out if by_split else out.drop("split")
+
+
+def _pearson(pair: pl.DataFrame, x: str, y: str) -> float | None:
+    """Pearson's r of two columns of valid values; None where it is not defined: a column without spread
+    (rounding noise made pl.corr print -1 or 1e-16 for two constants) or holding +-inf. Each column is
+    scaled by its largest magnitude first (r does not change): values near 1e300 or 1e-300 would otherwise
+    overflow or underflow in the sums of squares (r printed 0, or nothing, for a perfect correlation)."""
+    scaled = []
+    for c in (x, y):
+        col = pair[c].cast(pl.Float64)
+        lo, hi = col.min(), col.max()
+        if not isinstance(lo, float) or not isinstance(hi, float) or lo == hi:
+            return None
+        if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
+            return None
+        scaled.append(col / max(abs(lo), abs(hi)))
+    r = pl.DataFrame({"x": scaled[0], "y": scaled[1]}).select(pl.corr("x", "y")).item()
+    return None if r is None or r != r else max(-1.0, min(1.0, float(r)))

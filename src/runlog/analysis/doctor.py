@@ -19,7 +19,7 @@ from ..run import Run
 from .changepoint import find_shift, first_sustained
 from .doctor_config import DoctorConfig
 from .doctor_text import text_findings
-from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, spread_scale, who
+from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
 
 
@@ -174,7 +174,7 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
         Finding(
             "zero_advantage",
             "info" if solved else "warning",
-            f"{who(role)}: from step {steps[i]} on, {np.nanmean(tail):.0%} of {unit} have equal rewards "
+            f"{who(role)}: from step {steps[i]} on, {percent(float(np.nanmean(tail)))} of {unit} have equal rewards "
             f"for this role{level}, so GRPO's advantage is zero ({what})",
             role,
             steps[i],
@@ -239,7 +239,7 @@ def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
             Finding(
                 "nan_rewards",
                 "error" if share >= cfg.nan_error else "warning",
-                f"{total_nan} NaN {what} ({share:.1%}) in {len(hit)} step(s), first at step {hit[0]}",
+                f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
                 role,
                 hit[0],
                 {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
@@ -266,7 +266,7 @@ def _nan_kl_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
             Finding(
                 "nan_kl",
                 "error" if share >= cfg.nan_error else "warning",
-                f"{total_nan} NaN {what} ({share:.1%}) in {len(hit)} step(s), first at step {hit[0]}",
+                f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
                 role,
                 hit[0],
                 {"nan": total_nan, "share": share, "steps": hit[:20]},
@@ -317,8 +317,8 @@ def _exception_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         Finding(
             "exception_spike",
             "error" if worst >= cfg.exception_error or sustained is not None else "warning",
-            f"{len(hit)} step(s) with >= {cfg.exception_rate:.0%} failed trajectories, first at step "
-            f"{steps[hit[0]]} (worst {worst:.0%}; median over the run {float(np.nanmedian(rate)):.0%})",
+            f"{len(hit)} step(s) with >= {percent(cfg.exception_rate)} failed trajectories, first at step "
+            f"{steps[hit[0]]} (worst {percent(worst)}; median over the run {percent(float(np.nanmedian(rate)))})",
             None,
             steps[hit[0]],
             {"steps": [steps[i] for i in hit][:20], "worst_rate": worst, "median_rate": float(np.nanmedian(rate))},

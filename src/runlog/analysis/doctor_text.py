@@ -13,7 +13,7 @@ from .._lazy import pl
 from ..errors import UsageError
 from .changepoint import Shift, find_shift
 from .doctor_config import DoctorConfig
-from .findings import Finding, as_floats, spread_scale, who
+from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
 
 
@@ -39,7 +39,7 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 Finding(
                     "format_drift",
                     "warning",
-                    f"format adherence ({cfg.format_spec}) fell from {drift.before:.0%} to {drift.after:.0%} "
+                    f"format adherence ({cfg.format_spec}) fell from {percent(drift.before)} to {percent(drift.after)} "
                     f"from step {onset} on",
                     None,
                     onset,
@@ -81,7 +81,7 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 "diversity_collapse",
                 "warning",
                 f"{whose} within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
-                f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {u_before:.0%} -> {u_after:.0%}",
+                f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {percent(u_before)} -> {percent(u_after)}",
                 role,
                 onset,
                 {
@@ -187,7 +187,7 @@ def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Shift | None) -> list[Findi
     evidence: dict[str, Any] = {}
     fmt = s.format
     if drift is not None and fmt is not None:
-        signs.append(f"format adherence fell {drift.before:.0%} -> {drift.after:.0%}")
+        signs.append(f"format adherence fell {percent(drift.before)} -> {percent(drift.after)}")
         onsets.append(int(fmt["step"][drift.onset]))
         evidence["adherence"] = [drift.before, drift.after]
     div = s.diversity

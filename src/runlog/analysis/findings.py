@@ -110,3 +110,19 @@ def plain(v: Any) -> Any:
     if isinstance(v, np.bool_):
         return bool(v)
     return v
+
+
+def percent(share: float, decimals: int = 0) -> str:
+    """A share as a percentage that never reads as another: whole percents where that is true to the value,
+    more decimals where rounding would say 0% or 100% of what is neither (99.6% of groups is not "100%",
+    4e-6 of the rewards not "0.0%"); at least ``decimals`` decimals."""
+    if share != share:
+        return "NaN%"
+    p = share * 100
+    if p in (0.0, 100.0) or abs(p) == float("inf"):
+        return f"{p:.{decimals}f}%"
+    for more in range(decimals, decimals + 7):
+        text = f"{p:.{more}f}"
+        if float(text) not in (0.0, 100.0):
+            return f"{text}%"
+    return f"{p:.2g}%"

@@ -161,12 +161,14 @@ def report_problems(problems: Sequence[Problem], notes: Sequence[str] = ()) -> i
 
 
 def human_bytes(n: int) -> str:
-    """``512 B``, ``1.2 KB``, ``3.4 MB`` (powers of 1024)."""
+    """``512 B``, ``1.2 KB``, ``3.4 MB``: SI units (powers of 1000, as the labels say; 9,437,188 B is 9.4 MB,
+    not the 9.0 "MB" of powers of 1024), never ``1000.0 KB`` (rounded up, the next unit)."""
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        shown = f"{size:.0f}" if unit == "B" else f"{size:.1f}"
+        if float(shown) < 1000 or unit == "TB":
+            return f"{shown} {unit}"
+        size /= 1000
     return f"{n} B"
 
 

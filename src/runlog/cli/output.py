@@ -319,4 +319,7 @@ def _cell(name: str, v: Any) -> Text:
         cell = fmt_cell(v)
         cell.stylize(role_colour(str(v)))
         return cell
+    if name in ("step", "first step", "last step") and isinstance(v, int) and not isinstance(v, bool):
+        # A step is a name, not an amount: "12,345" pasted into --steps would be steps 12 and 345.
+        return Text(str(v))
     return fmt_cell(v)
