@@ -494,7 +494,7 @@ def test_the_trend_and_value_columns_hold_their_widest_figures(tmp_path):
     plain = io.StringIO()
     Console(file=plain, width=80, no_color=True).print(Screen(live, None, [], interval=1))
     [line] = [x for x in plain.getvalue().splitlines() if x.startswith("solver ")]
-    assert "-0.0234" in line and "5.76e-05" in line and "…" not in line
+    assert "-0.02337" in line and "5.76e-05" in line and "…" not in line
     assert re.search(r" ↑\+\d\.\de-05$", line.rstrip())
 
 

@@ -26,15 +26,26 @@ MAX_LINES = 6  # problems, findings: the most recent ones beyond this are counte
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def _scaled(values: Sequence[float | None]) -> tuple[list[float | None], int]:
+    """The finite values divided by a power of two that brings the largest into [0.5, 1) (exactly: the bits of
+    each value are kept), the others None; and that power. Sums and squares of the scaled values cannot
+    overflow, whatever the values' size (a reward of 1e200 squared was an ``OverflowError``)."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    e = math.frexp(max(finite))[1] if finite and max(finite) > 0 else 0
+    return [math.ldexp(v, -e) if v is not None and math.isfinite(v) else None for v in values], e
+
+
 def sparkline(values: Sequence[float | None]) -> str:
-    """One bar per value, scaled between the values' minimum and maximum; a missing or NaN value is a space."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+    """One bar per value, scaled between the values' minimum and maximum; a missing, NaN or infinite value is a
+    space."""
+    scaled, _ = _scaled(values)
+    finite = [v for v in scaled if v is not None]
     if not finite:
         return " " * len(values)
     lo, hi = min(finite), max(finite)
     out = []
-    for v in values:
-        if v is None or not math.isfinite(v):
+    for v in scaled:
+        if v is None:
             out.append(" ")
         elif hi == lo:
             out.append(BARS[3])
@@ -45,9 +56,12 @@ def sparkline(values: Sequence[float | None]) -> str:
 
 def _fit(values: Sequence[float | None]) -> tuple[float, float, int] | None:
     """(change over the window, its t statistic, the number of finite values) of a least-squares line through
-    the finite values (None with fewer than 3). The t statistic is the slope over its standard error (infinite
-    for a perfect line)."""
-    pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    the finite values (None with fewer than 3, or when the change is beyond a float's range). The t statistic
+    is the slope over its standard error (infinite for a perfect line). The fit is done on the values scaled
+    by a power of two (``_scaled``), so that no size of value overflows; the t statistic does not depend on
+    the scale."""
+    scaled, e = _scaled(values)
+    pts = [(i, v) for i, v in enumerate(scaled) if v is not None]
     if len(pts) < 3:
         return None
     n = len(pts)
@@ -58,7 +72,11 @@ def _fit(values: Sequence[float | None]) -> tuple[float, float, int] | None:
     residual = sum((v - my - slope * (i - mx)) ** 2 for i, v in pts)
     se = math.sqrt(residual / (n - 2) / sxx) if sxx else 0.0
     t = slope / se if se else (math.inf if slope else 0.0)
-    return slope * (pts[-1][0] - pts[0][0]), t, n
+    try:
+        change = math.ldexp(slope * (pts[-1][0] - pts[0][0]), e)
+    except OverflowError:  # a change beyond the largest float: no trend to show
+        return None
+    return (change, t, n) if math.isfinite(change) else None
 
 
 def trend(values: Sequence[float | None]) -> float | None:
@@ -87,12 +105,36 @@ def trend_text(values: Sequence[float | None]) -> str:
     return f"{arrow}{change:+.2g}"
 
 
-def num(v: float | None) -> str:
+def num(v: float | None, digits: int = 4, *, zeros: bool = False) -> str:
+    """A figure in 4 significant digits (``summarize``'s tables' and the step lines' ``.4g``), or ``digits``;
+    ``zeros`` keeps trailing zeros (``0.050000``), so that figures shown to more digits read as such."""
     if v is None:
         return "-"
     if not math.isfinite(v):
         return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return f"{v:.3g}" if v == 0 or 1e-3 <= abs(v) < 1e5 else f"{v:.2e}"
+    return f"{v:{'#' if zeros else ''}.{digits}g}"
+
+
+def nums_apart(values: Sequence[float | None]) -> list[str]:
+    """``num`` of each value, with as many more significant digits (trailing zeros kept) as it takes for
+    different values to read differently: a best sample of 0.0500005 and a worst of 0.0499995 read ``0.05``
+    in 4 digits, ``0.050001`` and ``0.050000`` in 6; 17 digits tell any two floats apart."""
+    distinct = {v for v in values if v is not None and math.isfinite(v)}
+    if len({num(v) for v in distinct}) == len(distinct):
+        return [num(v) for v in values]
+    digits = next(d for d in range(5, 18) if len({num(v, d, zeros=True) for v in distinct}) == len(distinct))
+    return [num(v, digits, zeros=True) for v in values]
+
+
+def cut_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis in the middle, keeping its start and its end (long
+    role names often share a prefix, ``verifier_math``, ``verifier_code``)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def ago(t: float | None, now: float) -> str:
@@ -217,25 +259,45 @@ class Screen:
         roles = self.live.roles()
         if not roles:
             return []
-        name_w = min(max(len(one_line(r or "(none)")) for r in roles), 14)
-        # name, then twice: space, sparkline, space, value, space, trend (``-1.23e-05``, ``↑+4.3e-05``: 9 wide)
-        fixed = name_w + 2 * (1 + 1 + 9 + 1 + 9)
-        spark = max(4, min(40, (width - fixed) // 2))
+        names = [one_line(r or "(none)") for r in roles]
+        columns = {
+            (role, what): [v for _, v in self.live.series(role, what, 40)]
+            for role in roles
+            for what in ("reward_mean", "kl_mean")
+        }
+        # the value and trend columns hold their widest figures (``-1.235e-05``, ``↑+4.3e-05``: 9 or more wide);
+        # the trends are those of the sparklines' window, whose width depends on theirs: widen until they fit
+        value_w = max([9] + [len(num(v[-1] if v else None)) for v in columns.values()])
+        longest = max(len(n) for n in names)
+        trend_w = 9
+        while True:
+            per_column = 1 + 1 + value_w + 1 + trend_w  # space, sparkline, space, value, space, trend
+            # names up to 14 wide, wider (up to what leaves 4-bar sparklines) where cut names would read alike
+            widest = max(14, width - 2 * (per_column + 4))
+            name_w = max(4, min(longest, 14))
+            while name_w < min(longest, widest) and len({cut_middle(n, name_w) for n in names}) < len(set(names)):
+                name_w += 1
+            spark = max(4, min(40, (width - name_w - 2 * per_column) // 2))
+            needed = max([9] + [len(trend_text(v[-spark:])) for v in columns.values()])
+            if needed <= trend_w:
+                break
+            trend_w = needed
         out = [
             Text(
-                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{spark + 20}} {'KL':<{spark + 19}}",
+                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{per_column + spark - 1}} "
+                f"{'KL':<{per_column + spark - 2}}",
                 style="dim",
             )
         ]
-        for role in roles:
+        for role, name in zip(roles, names, strict=True):
             line = Text()
-            line.append(f"{one_line(role or '(none)')[:name_w]:<{name_w}}", style=f"bold {role_colour(role)}")
+            line.append(f"{cut_middle(name, name_w):<{name_w}}", style=f"bold {role_colour(role)}")
             for what in ("reward_mean", "kl_mean"):
-                values = [v for _, v in self.live.series(role, what, spark)]
+                values = columns[(role, what)][-spark:]
                 line.append(" ")
                 line.append(f"{sparkline(values):<{spark}}", style="green" if what == "reward_mean" else "magenta")
-                line.append(f" {num(values[-1] if values else None):>9} ")
-                line.append(f"{trend_text(values):<9}", style="dim")
+                line.append(f" {num(values[-1] if values else None):>{value_w}} ")
+                line.append(f"{trend_text(values):<{trend_w}}", style="dim")
             out.append(line)
         return out
 
@@ -286,10 +348,12 @@ class Screen:
         if not self.samples:
             return []
         out = [Text("")]
-        for s in self.samples:
+        rewards = nums_apart([s.reward for s in self.samples])
+        reward_w = max(6, *(len(r) for r in rewards))
+        for s, reward in zip(self.samples, rewards, strict=True):
             line = Text()
             line.append(f"{s.label:<5} ", style="bold green" if s.label == "best" else "bold red")
-            line.append(f"{num(s.reward):>6}  ")
+            line.append(f"{reward:>{reward_w}}  ")
             line.append(one_line(s.sample_id or "-")[:24], style="dim")
             line.append("  ")
             line.append(s.text[: max(0, width * 2)])
