@@ -144,3 +144,29 @@ def test_the_overlay_shows_a_split_where_runs_compare(tmp_path: Path) -> None:
     [text] = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "jaxarc has no samples" in text and "layouts differ" not in text
     assert max(len(line) for line in text.splitlines()) <= 60
+
+
+def test_report_against_compares_the_reports_split_only(tmp_path: Path) -> None:
+    """The report covers one split (train by default), but its comparison listed eval's rows too."""
+    from runlog import RunWriter
+
+    for name, lift in (("base", 0.0), ("cand", 0.1)):
+        with RunWriter(tmp_path / name, roles=["solver"], durable=False) as w:
+            for s in range(12):
+                r = [0.2 + lift + 0.01 * i for i in range(8)]
+                w.log_samples(s, {"reward": r, "solver_reward": r}, split="train")
+                if s % 4 == 0:
+                    w.log_samples(s, {"reward": r, "solver_reward": r}, split="eval")
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(
+        app, ["report", str(tmp_path / "cand"), "--against", str(tmp_path / "base"), "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    section = page[page.index('<h2 id="comparison">') : page.index('<h2 id="findings">')]
+    splits = {
+        re.sub("<[^>]+>", "", cells[0])
+        for cells in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", section))
+        if cells
+    }
+    assert splits == {"train"}

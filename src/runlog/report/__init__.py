@@ -209,7 +209,9 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
         ]
     )
     if against is not None:
-        body = body.replace('<h2 id="findings">', _comparison(against, run, cfg) + '\n<h2 id="findings">', 1)
+        # The comparison covers the report's split (train by default, as every other part), not every split.
+        split = cfg.split or series.split
+        body = body.replace('<h2 id="findings">', _comparison(against, run, split) + '\n<h2 id="findings">', 1)
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
     others = [x for x in splits if x != series.split]
     if series.split and others:
@@ -459,13 +461,13 @@ def _summary(s: RunSeries) -> str:
     return out + caption + "</p>"
 
 
-def _comparison(baseline: Run, run: Run, cfg: DoctorConfig) -> str:
-    """``diff BASELINE RUN``: the per-role table (end of the run, difference with its bootstrap interval, the
-    verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays."""
+def _comparison(baseline: Run, run: Run, split: str | None) -> str:
+    """``diff BASELINE RUN --split SPLIT``: the per-role table (end of the run, difference with its bootstrap
+    interval, the verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots.diff import diff_figure
 
-    d = diff_runs([baseline, run], options=DiffOptions(splits=(cfg.split,) if cfg.split else ()))
+    d = diff_runs([baseline, run], options=DiffOptions(splits=(split,) if split else ()))
     base, name = d.names
     out = [
         '<h2 id="comparison">Comparison</h2>',
@@ -502,7 +504,7 @@ def _comparison(baseline: Run, run: Run, cfg: DoctorConfig) -> str:
             )
         out.append(table(headers, rows))
         for metric, caption in (("reward", "Mean reward per role"), ("kl", "Mean KL per role")):
-            fig = diff_figure(d, metric, cfg.split or None)
+            fig = diff_figure(d, metric, split)
             text = f"{e(caption)}: {e1(base)} (baseline, dashed) and {e1(name)}, with {d.options.ci:.0%} bands."
             out.append(image(figure_png(fig), f"{caption}: {base} vs {name}", f"comparison-{metric}", text))
     return "\n".join(out)
