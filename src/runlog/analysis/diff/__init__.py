@@ -8,7 +8,9 @@ The first run is the baseline; every other run is compared with it, pair by pair
 - **Points.** Per split and role: the role's reward and KL at the *start* (the first ``window`` common
   steps), the *end* (the last ``window``) and the *best* point (each run's ``window`` consecutive common steps
   with the highest mean reward of that role), each the mean of the valid values over the samples of those
-  steps (the numbers of ``summarize --by role --steps ...``), and the zero-advantage fraction of the role's
+  steps (the numbers of ``summarize --by role --steps ...``: ±inf are values, so a mean over them is infinite
+  or NaN, with no interval; rounding is no difference: ``bootstrap.valid_mean``), and the zero-advantage
+  fraction of the role's
   prompt groups there (groups as ``summarize --prompt-groups`` finds them). The difference to the baseline
   has a percentile bootstrap confidence interval: the samples (for ``zero_adv_frac``: the prompt groups) of
   each run are resampled with replacement, independently, ``boot`` times, from a seeded generator, so that

@@ -9,6 +9,10 @@ there are, and takes the mean of the valid values drawn. Two exact routes to the
 - **Otherwise**: a count matrix (how often each unit is drawn, per replicate), built in cache-sized chunks
   and shared by every such column of the same length, times the values.
 
+Rounding is no difference: a replicate is computed relative to a reference (by value: the least value; by
+count matrix: the column's mean, in units of its spread), so that a constant column gives its value back
+exactly and a column far from 0 keeps its spread in float32 sums (``valid_mean`` takes the point likewise).
+
 Each column's replicates are a bootstrap of its own values; columns of one call may share draws (they are
 correlated), which no interval depends on: every interval is of a difference between runs, whose streams are
 independent (``rng``), or of one column.
@@ -86,9 +90,14 @@ def _by_value(col: np.ndarray, distinct: np.ndarray, boot: int, rng: np.random.G
     p = np.append(np.bincount(which, minlength=len(distinct)), n - len(which)) / n
     draws = rng.multinomial(n, p, size=boot)[:, : len(distinct)].astype(float)
     hits = draws.sum(axis=1)
-    sums = draws @ distinct
+    if len(distinct) == 0:
+        return np.full(boot, np.nan)
+    # Relative to the least value: a constant column gives that value back exactly (as ``valid_mean`` does),
+    # not ``hits * v / hits``, whose rounding would be a difference between two runs of the same values.
+    ref = distinct[0]
+    sums = draws @ (distinct - ref)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
+        return np.where(hits > 0, ref + sums / np.where(hits > 0, hits, 1.0), np.nan)
 
 
 def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +112,11 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
     for j in np.flatnonzero(~valid.all(axis=0)):
         hit_col[j] = m + seen.setdefault(np.packbits(valid[:, j]).tobytes(), len(seen))
     patterns = valid[:, [int(np.flatnonzero(hit_col == m + k)[0]) for k in range(len(seen))]]
-    both = np.hstack([np.where(valid, x, 0.0), patterns]).astype(np.float32)
+    # float32 values centred on each column's mean and scaled by its spread: a replicate is then exact to 7
+    # digits of the spread (not of the magnitude: 12345678.9 + noise keeps its noise; 1e300 does not overflow).
+    ref, scale = _centre_and_scale(x, valid)
+    scaled = np.where(valid, (np.where(valid, x, 0.0) - ref) / scale, 0.0)
+    both = np.hstack([scaled, patterns]).astype(np.float32)
     out = np.empty((boot, m))
     chunk = max(1, CHUNK_CELLS // n)
     counts = np.empty((min(chunk, boot), n), dtype=np.float32)
@@ -123,8 +136,27 @@ def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
         sums = prod[:, :m]
         hits = np.where(hit_col >= 0, prod[:, np.maximum(hit_col, 0)], float(n))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[b0 : b0 + b] = np.where(hits > 0, sums / np.where(hits > 0, hits, 1.0), np.nan)
+            out[b0 : b0 + b] = np.where(hits > 0, ref + scale * (sums / np.where(hits > 0, hits, 1.0)), np.nan)
     return out
+
+
+def _centre_and_scale(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the mean of its valid values and the largest distance of one from it (1 where none)."""
+    m = x.shape[1]
+    ref, scale = np.zeros(m), np.ones(m)
+    for j in range(m):
+        v = x[valid[:, j], j]
+        if len(v):
+            c = valid_mean(v)
+            ref[j] = c if c is not None and np.isfinite(c) else 0.0
+            with np.errstate(over="ignore"):
+                spread = float(np.max(np.abs(v - ref[j])))
+            if spread > 0 and np.isfinite(spread):
+                scale[j] = spread
+            elif spread > 0:  # a range wider than the floats: halves, exactly
+                ref[j] = 0.0
+                scale[j] = float(np.max(np.abs(v)))
+    return ref, scale
 
 
 def interval(reps: np.ndarray, level: float, *units: int) -> tuple[float | None, float | None]:
@@ -152,6 +184,31 @@ def verdict(lo: float | None, hi: float | None, up: str = "ahead", down: str = "
     return "tie"
 
 
-def finite_mean(x: np.ndarray) -> float | None:
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if len(x) else None
+def valid_count(x: np.ndarray) -> int:
+    """The column's valid values: not NaN (±inf are values, as ``summarize``'s ``reward_count`` counts them)."""
+    return int(np.count_nonzero(~np.isnan(x)))
+
+
+def valid_mean(x: np.ndarray) -> float | None:
+    """The mean of the column's valid values (``valid_count``), as ``summarize`` takes it: ±inf are values, so
+    the mean of a column holding them is +inf, -inf, or NaN where it holds both; None without a valid value.
+
+    Computed so that rounding is no difference: relative to the least value (a constant column gives that
+    value back exactly, whatever the number of values: 1e300 + 0.001 stays 1e300, and identical KL values in
+    runs of different sizes have a difference of exactly 0), the sum of the distances pairwise (numpy), the
+    result within the values' range. Equal data in the same order gives the same mean, bit for bit."""
+    v = x[~np.isnan(x)]
+    if not len(v):
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        with np.errstate(invalid="ignore"):
+            return float(lo + hi)  # -inf + (finite or -inf), (finite or inf) + inf, or both signs: NaN
+    if lo == hi:
+        return lo
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(v - lo))
+        if not np.isfinite(total):  # distances beyond the floats' range: the values scaled down, exactly
+            k = 2.0**-64
+            return float(min(max(float(np.sum(v * k) / len(v)) / k, lo), hi))
+    return float(min(max(lo + total / len(v), lo), hi))

@@ -3,6 +3,7 @@ per-prompt pairing (the package docstring says what each figure is)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
@@ -16,7 +17,7 @@ from ..changepoint import first_sustained
 from ..doctor_config import DoctorConfig
 from . import window_cache
 from .align import check_filters, common_roles, labels_of, overlap_row, plan_windows, steps_of, windows_of
-from .bootstrap import bootstrap_means, interval, rng_for, verdict
+from .bootstrap import bootstrap_means, interval, rng_for, valid_mean, verdict
 from .extras import config_rows, finding_rows, scalar_rows, side_by_side, text_rows
 from .model import (
     CONFIG_SCHEMA,
@@ -107,9 +108,9 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []
     for other, split, common, roles in plans:
-        pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts)
+        pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts, notes)
         for role in roles:
-            pts, head = _compare_role(base, other, split, common, role, opts)
+            pts, head = _compare_role(base, other, split, common, role, opts, notes)
             point_rows += pts
             pair = pairs.get(role)
             if pair is not None:
@@ -200,11 +201,24 @@ NOTHING: Boot = (None, 0, np.full(1, np.nan))
 METRIC_WORDS = {"reward": ("ahead", "behind"), "kl": ("higher", "lower"), "zero_adv_frac": ("higher", "lower")}
 
 
+def _where(split: Split) -> str:
+    return f" in split {split}" if split is not None else ""
+
+
+def _shown(x: float | None) -> str:
+    return "NaN" if x is None or math.isnan(x) else f"{x:g}"
+
+
+def _role_name(role: str | None) -> str:
+    return "(unknown)" if role is None else role
+
+
 def _compare_role(
-    base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
+    base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions, notes: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = []
     rk = role_key(role)
+    infinite: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for point, (wa, wb) in windows_of(base, other, split, common, role, opts).items():
         va, vb = base.boots[(split, wa)], other.boots[(split, wb)]
         for metric in ("reward", "kl", "zero_adv_frac"):
@@ -214,10 +228,22 @@ def _compare_role(
             if a[0] is None and b[0] is None:
                 continue  # neither run has the metric there (no KL logged, no prompt groups)
             lo, hi = interval(b[2] - a[2], opts.ci, a[1], b[1])
+            sides = ((base.name, a[0]), (other.name, b[0]))
+            unbounded = [who for who, m in sides if m is not None and not math.isfinite(m)]
+            if unbounded:
+                # ±inf among the values: the mean is infinite or NaN (summarize's), a bootstrap of it no interval.
+                lo = hi = None
+                infinite.setdefault((metric, tuple(unbounded)), []).append(point)
             row = side_by_side(split, role, metric, point, other.name, wb, a[0], b[0])
             word = verdict(lo, hi, *METRIC_WORDS[metric]) if row["diff"] is not None else None
             row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, verdict=word)
             rows.append({**row, "baseline_n": a[1], "n": b[1]})
+    for (metric, who), points in infinite.items():
+        notes.append(
+            f"{other.name}{_where(split)}, role {_role_name(role)}: the {metric} values of {' and '.join(who)} in "
+            f"the {', '.join(points)} window(s) include ±inf, values as summarize counts them, so the mean is "
+            f"infinite or NaN (null in JSON): no interval, no verdict there"
+        )
     end = next((r for r in rows if r["metric"] == "reward" and r["point"] == "end"), None)
     ahead, behind = _onsets(base, other, split, common, role, opts)
     head = {
@@ -272,11 +298,22 @@ def _onsets(
 
 
 def _paired(
-    base: Side, other: Side, split: Split, steps: tuple[int, ...], roles: list[str | None], opts: DiffOptions
+    base: Side,
+    other: Side,
+    split: Split,
+    steps: tuple[int, ...],
+    roles: list[str | None],
+    opts: DiffOptions,
+    notes: list[str],
 ) -> dict[str | None, dict[str, Any]]:
     """Per role, the per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in
     each run, the prompts both runs have paired; the mean of the differences with a bootstrap interval over
-    prompts (the roles with as many prompts share one ``bootstrap_means`` call)."""
+    prompts (the roles with as many prompts share one ``bootstrap_means`` call).
+
+    A prompt whose rewards include ±inf has an infinite mean (NaN with both signs), and its difference is
+    infinite or NaN: an infinite one is a win or a loss, a NaN one none of wins, losses and ties; the mean of
+    the differences is then infinite or NaN (what they give), with no interval (a bootstrap of it has none),
+    and a note says how many prompts are of each kind."""
 
     def per_prompt(side: Side) -> pl.DataFrame:
         means = side.prompt_means
@@ -301,6 +338,21 @@ def _paired(
         for k, role in enumerate(group):
             d = diffs[role]
             lo, hi = interval(reps[:, k], opts.ci, len(d))
+            undefined = int(np.isnan(d).sum())
+            infinite = int(np.isinf(d).sum())
+            if undefined or infinite:
+                lo = hi = None
+                mean = math.nan if undefined else valid_mean(d)
+                parts = [f"{infinite} infinite (counted as wins or losses)"] if infinite else []
+                if undefined:
+                    parts.append(f"{undefined} NaN (counted in none of wins, losses and ties)")
+                notes.append(
+                    f"{other.name}{_where(split)}, role {_role_name(role)}: {infinite + undefined} of the {len(d)} "
+                    f"paired prompts have ±inf among their rewards, so their mean difference is not finite: "
+                    f"{' and '.join(parts)}; the mean of the differences is {_shown(mean)}: no interval, no verdict"
+                )
+            else:
+                mean = valid_mean(d)
             out[role] = {
                 "split": split,
                 "role": role,
@@ -310,7 +362,7 @@ def _paired(
                 "wins": int((d > 0).sum()),
                 "losses": int((d < 0).sum()),
                 "ties": int((d == 0).sum()),
-                "mean_diff": float(d.mean()),
+                "mean_diff": mean,
                 "ci_low": lo,
                 "ci_high": hi,
                 "verdict": verdict(lo, hi),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from ..check import check_key_globs
 from ..doctor_config import DoctorConfig
 from ..filters import Filters, StepRange
 from ..scalars import DEFAULT_ALIASES, merged_steps, valid
-from .bootstrap import bootstrap_means, finite_mean, interval, rng_for, verdict
+from .bootstrap import bootstrap_means, interval, rng_for, valid_count, valid_mean, verdict
 from .model import DiffOptions, Split
 from .sides import Side, only_steps, steps_text
 
@@ -70,6 +71,7 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
     if opts.keys:  # a glob no run's key matches is a usage error; one that a pair of runs lacks, a note
         check_key_globs(opts.keys, sorted(set().union(*(f["key"].to_list() for f in logged))), of="the runs compared")
     rows: list[dict[str, Any]] = []
+    infinite: dict[tuple[str, str], list[str]] = {}  # (run, point): keys with an infinite or NaN mean
     for side, all_steps, frame in zip(sides[1:], logged[1:], frames[1:], strict=True):
         keys = sorted(base_keys & set(all_steps["key"].to_list()))
         if opts.keys and keys:
@@ -107,8 +109,14 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                 xb = np.array([np.nan if vb[s] is None else vb[s] for s in steps], dtype=float)
                 ra = bootstrap_means(xa, opts.boot, rng_for(opts.seed, 0, "scalar", key, point, side.index))
                 rb = bootstrap_means(xb, opts.boot, rng_for(opts.seed, side.index, "scalar", key, point))
-                lo, hi = interval(rb[:, 0] - ra[:, 0], opts.ci, int(np.isfinite(xa).sum()), int(np.isfinite(xb).sum()))
-                ma, mb = finite_mean(xa), finite_mean(xb)
+                lo, hi = interval(rb[:, 0] - ra[:, 0], opts.ci, valid_count(xa), valid_count(xb))
+                # ±inf are values, as summarize --scalars counts them: the mean is then infinite (or NaN), the
+                # difference what the means give (inf - inf: NaN), and there is no interval.
+                ma, mb = valid_mean(xa), valid_mean(xb)
+                unbounded = [m for m in (ma, mb) if m is not None and not math.isfinite(m)]
+                if unbounded:
+                    lo = hi = None
+                    infinite.setdefault((side.name, point), []).append(key)
                 diff = None if ma is None or mb is None else mb - ma
                 rows.append(
                     {
@@ -124,6 +132,15 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                         "verdict": verdict(lo, hi, "higher", "lower") if diff is not None else None,
                     }
                 )
+    by_keys: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (run, point), inf_keys in infinite.items():
+        by_keys.setdefault((run, tuple(inf_keys)), []).append(point)
+    for (run, said), points in by_keys.items():
+        listed = ", ".join(said[:MAX_KEYS_SAID]) + (f", ... ({len(said)} keys)" if len(said) > MAX_KEYS_SAID else "")
+        notes.append(
+            f"{sides[0].name} and {run}: scalar key(s) {listed} have ±inf values at the {' and '.join(points)}: "
+            "their mean is infinite or NaN, as summarize --scalars shows it (null in JSON): no interval, no verdict"
+        )
     return rows
 
 

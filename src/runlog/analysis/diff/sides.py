@@ -15,11 +15,13 @@ from ...run import Run
 from ..aggregate import group_key_expr
 from ..check import describe_steps
 from ..filters import Filters, apply_filters
-from .bootstrap import bootstrap_means, finite_mean, rng_for
+from .bootstrap import bootstrap_means, rng_for, valid_count, valid_mean
 from .model import DiffOptions, Split
 
 PER_STEP_COLUMNS = ("reward_mean", "reward_std", "reward_count", "reward_nan", "kl_mean", "kl_std", "kl_count")
-Boot = tuple[float | None, int, np.ndarray]  # a window column's mean, its number of valid values, its replicates
+# A window column's mean and number of valid values (not NaN: ±inf are values, as summarize counts them; the
+# mean is then infinite or NaN), and its bootstrap replicates (of its finite values).
+Boot = tuple[float | None, int, np.ndarray]
 
 
 @dataclass
@@ -318,7 +320,7 @@ def bootstrap_side(side: Side, opts: DiffOptions) -> None:
         reps = bootstrap_means(np.column_stack([columns[k] for k in keys]), opts.boot, rng)
         for j, (split, steps, name) in enumerate(keys):
             col = columns[(split, steps, name)]
-            side.boots[(split, steps)][name] = (finite_mean(col), int(np.isfinite(col).sum()), reps[:, j])
+            side.boots[(split, steps)][name] = (valid_mean(col), valid_count(col), reps[:, j])
 
 
 def split_order(split: Split) -> tuple[bool, bool, str]:
