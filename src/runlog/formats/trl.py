@@ -21,6 +21,28 @@ from .common import group_by_signature, per_file_value, probe_parquet, scan_parq
 _FILE = re.compile(r"completions_(\d+)\.parquet")
 _KNOWN = frozenset({"step", "prompt", "completion", "advantage", "mode", "source"})
 _IMAGES = frozenset({"image", "images"})
+# Numeric columns that are no reward function (TRL's own ``advantage``, and what forks log beside it: token
+# counts, lengths, counters, ids, timings): kept in ``extra``, never summed into the reward.
+_NOT_REWARD = re.compile(
+    r"(?i)advantages?|(?:num|n)_\w+|\w*tokens?|(?:\w+_)?(?:len|lens|length|lengths|count|counts|id|idx|index)"
+    r"|\w+_(?:time|secs?|seconds|ms)|global_step|epoch|split|mode"
+)
+
+
+def _reward_name(name: str) -> bool:
+    return name not in _KNOWN and name not in _IMAGES and not _NOT_REWARD.fullmatch(name)
+
+
+def _files(group: list[FileInfo]) -> str:
+    """The files a note is about: the one, or the first and how many more."""
+    first = group[0].path
+    return first if len(group) == 1 else f"{first} and {len(group) - 1} more file(s)"
+
+
+def _folder(info: FileInfo) -> str:
+    """The folder under ``completions/`` a file sits in ('' at the top): ``train``, ``eval``."""
+    parent = info.abspath.parent.name
+    return "" if parent == "completions" else parent
 
 
 def _side(value: Any, role: str) -> list[dict[str, Any]]:
@@ -98,12 +120,32 @@ class Trl(Layout):
             "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
         )
         ctx.note(self.name, "TRL logs no group id: group_id is null (summaries group by identical prompts)")
-        frames = [self._scan_group(group, ctx) for group in group_by_signature(readable)]
+        groups = group_by_signature(readable)
+        scans = [scan_parquet(group, include_file_paths="source") for group in groups]
+        schemas = [lf.collect_schema() for lf in scans]
+        # A reward function is a column that is numeric in at least one file of the run: where another file
+        # holds it as text it is read from that text (said), so that no file's sum silently lacks it.
+        rewards = {c for sch in schemas for c, dt in sch.items() if _reward_name(c) and _number_type(dt)}
+        # Sample ids are `{step}:{row}`, the step from the file name; where the run's files sit in several
+        # folders under completions/ (train/, eval/: the same step in each), `{folder}/{step}:{row}`.
+        several = len({_folder(f) for f in readable}) > 1
+        frames = [
+            self._scan_group(group, lf, schema, rewards, several, ctx)
+            for group, lf, schema in zip(groups, scans, schemas, strict=True)
+        ]
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
-    def _scan_group(self, group: list[FileInfo], ctx: RunContext) -> pl.LazyFrame:
-        lf = scan_parquet(group, include_file_paths="source")  # made run-relative in the select below
-        schema = lf.collect_schema()
+    def _scan_group(
+        self,
+        group: list[FileInfo],
+        lf: pl.LazyFrame,
+        schema: pl.Schema,
+        rewards: set[str],
+        several: bool,
+        ctx: RunContext,
+    ) -> pl.LazyFrame:
+        # lf is scanned with include_file_paths="source", made run-relative in the select below
+        where = _files(group)
 
         file_step = per_file_value(group, "step", pl.Int64())
         step = file_step
@@ -113,13 +155,13 @@ class Trl(Layout):
         if "mode" in schema and schema["mode"] == pl.String:
             split = pl.coalesce(pl.col("mode"), split)
 
-        reward_cols = [
-            c
-            for c, dt in schema.items()
-            if c not in _KNOWN and c not in _IMAGES and (dt.is_numeric() or dt == pl.Boolean)
-        ]
-        values = [pl.col(c).cast(pl.Float64, strict=False).fill_nan(None) for c in reward_cols]
+        reward_cols = [c for c in schema.names() if c in rewards]
+        values = [self._reward_value(c, schema[c], group, lf, ctx) for c in reward_cols]
         if values:
+            ctx.note(
+                self.name,
+                f"{where}: reward is the sum of the reward-function column(s) {', '.join(reward_cols)}",
+            )
             all_null = pl.all_horizontal([v.is_null() for v in values])
             reward = pl.when(all_null).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
             items = [
@@ -132,7 +174,7 @@ class Trl(Layout):
                 .otherwise(pl.concat_list(items).list.eval(present))
             )
         else:
-            ctx.note(self.name, "no reward-function columns found: reward is null")
+            ctx.note(self.name, f"{where}: no reward-function columns found: reward is null")
             reward = pl.lit(None, dtype=pl.Float64)
             comps = pl.lit(None, dtype=S.PL_REWARD_COMPONENTS)
 
@@ -154,7 +196,7 @@ class Trl(Layout):
             source_column(group).alias("source"),
             step.alias("step"),
             split.alias("split"),
-            pl.format("{}:{}", step, pl.int_range(pl.len()).over("source")).alias("sample_id"),
+            self._sample_id(group, several, file_step).alias("sample_id"),
             reward.alias("reward"),
             comps.alias("reward_components"),
             prompt.alias("prompt"),
@@ -166,11 +208,56 @@ class Trl(Layout):
         others = [c for c in schema.names() if c not in _KNOWN and c not in reward_cols]
         dropped = [c for c in others if c in _IMAGES or schema[c] == pl.Binary]
         if dropped:
-            ctx.note(self.name, f"image/binary columns not mapped: {', '.join(dropped)}")
+            ctx.note(self.name, f"{where}: image/binary columns not mapped: {', '.join(dropped)}")
         kept = [c for c in others if c not in dropped]
         if kept:
-            ctx.note(self.name, f"columns kept as JSON in the `extra` column: {', '.join(kept)}")
+            ctx.note(self.name, f"{where}: columns kept as JSON in the `extra` column: {', '.join(kept)}")
             exprs.append(pl.struct(kept).struct.json_encode().alias("extra"))
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias("extra"))
         return S.conform_samples(lf.select(exprs))
+
+    @staticmethod
+    def _sample_id(group: list[FileInfo], several: bool, file_step: pl.Expr) -> pl.Expr:
+        row = pl.int_range(pl.len()).over("source")
+        if not several:
+            return pl.format("{}:{}", file_step, row)
+        folders = {str(f.abspath): f"{_folder(f)}/" if _folder(f) else "" for f in group}
+        prefix = pl.col("source").replace_strict(folders, default="", return_dtype=pl.String)
+        return pl.format("{}{}:{}", prefix, file_step, row)
+
+    def _reward_value(
+        self, col: str, dtype: pl.DataType, group: list[FileInfo], lf: pl.LazyFrame, ctx: RunContext
+    ) -> pl.Expr:
+        """One reward-function column as float (NaN, TRL's None, as null). Where these files hold it as text
+        (numbers in other files), numeric text is read as numbers and the rest as null, said per file; any
+        other type is read as null, said per file (the values stay in no column: the warning names them)."""
+        if _number_type(dtype):
+            return pl.col(col).cast(pl.Float64, strict=False).fill_nan(None)
+        if dtype == pl.String:
+            parsed = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False).fill_nan(None)
+            bad = (
+                lf.select("source", pl.col(col), parsed.alias("_parsed"))
+                .filter(pl.col(col).is_not_null() & pl.col("_parsed").is_null())
+                .group_by("source", maintain_order=True)
+                .agg(pl.len().alias("n"), pl.col(col).first().alias("first"))
+                .collect()
+            )
+            counts = {r["source"]: (r["n"], r["first"]) for r in bad.iter_rows(named=True)}
+            for f in group:
+                n, first = counts.get(str(f.abspath), (0, None))
+                rest = f"; {n} value(s) that are not numbers read as null (first: {first!r})" if n else ""
+                ctx.warn(
+                    f.path,
+                    f"reward-function column {col!r} holds text here (numbers in other files): numeric text read "
+                    f"as numbers{rest}",
+                )
+            return parsed
+        for f in group:
+            ctx.warn(f.path, f"reward-function column {col!r} is {dtype} here, not a number: read as null")
+        return pl.lit(None, dtype=pl.Float64)
+
+
+def _number_type(dtype: pl.DataType) -> bool:
+    """Numbers, booleans (pass/fail) and all-null columns read as float."""
+    return dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)

@@ -20,12 +20,16 @@ from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _STEP_FILE = re.compile(r"(\d+)\.jsonl")
 _BASE = frozenset({"input", "output", "gts", "score", "step"})
+# A folder of validation dumps: one whose name is, or has as a word (split at `_`, `-`, `.`), one of these
+# (`val`, `val_generations`, `eval-dumps`); `retrieval_rollouts` or `interval` are no such folder.
+_VAL_WORDS = r"val|valid|validation|eval|evaluation|test"
+_VAL_FOLDER = re.compile(rf"(?i:(?:[^/]*[_.-])?(?:{_VAL_WORDS})(?:[_.-][^/]*)?)")
 
 
 def split_of(rel: str) -> str:
     """'val' when a folder inside the run names validation dumps (validation_data_dir), else 'train'."""
     folders = PurePosixPath(rel).parts[:-1]
-    return "val" if any("val" in f.lower() for f in folders) else "train"
+    return "val" if any(_VAL_FOLDER.fullmatch(f) for f in folders) else "train"
 
 
 @register
@@ -33,7 +37,7 @@ class Verl(JsonlSamples):
     name = "verl"
     description = "verl rollout/validation generation dumps ({step}.jsonl: input, output, gts, score, step)"
     priority = 60
-    own_folders = r"(?i:[^/]*val[^/]*)"  # validation dumps (split_of), beside the rollout dumps
+    own_folders = _VAL_FOLDER.pattern  # validation dumps (split_of), beside the rollout dumps
     reward_field = "score"
     mapped = frozenset({"input", "output", "score", "step", "uid", "data_source"})
 
