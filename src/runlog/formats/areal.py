@@ -1,11 +1,41 @@
 """AReaL-style stats JSONL (seed 002): one flat dict of metrics per step; ``key__count`` companions
-carry the weight of ``key`` for merging shards (kept as ordinary keys; summaries use them)."""
+carry the weight of ``key`` for merging shards (kept as ordinary keys; summaries use them).
+
+``StatsLogger.commit(epoch, step, global_step, data)`` counts ``step`` within the epoch: where records carry
+``global_step`` it is the step and the per-epoch ``step`` a counter (noted, not a metric). Several records of
+one step in one file are merged as shards are, and said."""
 
 from __future__ import annotations
 
 from .._lazy import pl
 from .base import Candidate, FileInfo, Layout, RunContext, register
 from .scalars_jsonl import STEP_KEYS, probe_flat_scalars
+
+# ``global_step`` first: beside it AReaL's ``step`` restarts every epoch.
+AREAL_STEP_KEYS = ("global_step", *(k for k in STEP_KEYS if k != "global_step"))
+# Fields of a sample (a prompt, its completion, a conversation): a record holding one is a rollout or a
+# completion log, never a line of metrics, however many numbers it carries besides.
+TEXT_KEYS = frozenset(
+    {
+        "prompt",
+        "prompts",
+        "completion",
+        "completions",
+        "messages",
+        "response",
+        "responses",
+        "conversation",
+        "conversations",
+        "trajectory",
+        "question",
+        "answer",
+        "input",
+        "output",
+        "text",
+        "chosen",
+        "rejected",
+    }
+)
 
 
 @register
@@ -21,6 +51,8 @@ class ArealStatsLayout(Layout):
         first = cand.first_json
         if not isinstance(first, dict) or not any(k in first for k in STEP_KEYS):
             return False
+        if any(k in TEXT_KEYS for k in first):
+            return False
         values = [v for k, v in first.items() if k not in STEP_KEYS]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         # Mostly numbers, nothing nested: a metrics line, not a rollout record.
@@ -30,7 +62,7 @@ class ArealStatsLayout(Layout):
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
-        probe_flat_scalars(cand, ctx, info, self.name)
+        probe_flat_scalars(cand, ctx, info, self.name, step_keys=AREAL_STEP_KEYS, counters=True, say_repeats=True)
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

@@ -1,6 +1,12 @@
-"""JaxARC batched metrics (seed 003): ``batch_metrics.jsonl`` lines ``{"timestamp", "step", "metrics": {...}}``."""
+"""JaxARC batched metrics (seed 003): ``batch_metrics.jsonl`` lines ``{"timestamp", "step", "metrics": {...}}``.
+
+One record per logged step. A step logged again later in the file (a resumed run appending to it replays
+from its checkpoint) is the resumed run's: the later record replaces the earlier, said in a warning. A record
+whose ``metrics`` is not an object holds no metrics: said in a warning (count, first line)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from .._lazy import pl
 from .base import Candidate, FileInfo, Layout, RunContext, register
@@ -25,19 +31,45 @@ class JaxArcLayout(Layout):
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
         parsed = read_jsonl(cand, ctx)
-        rows = []
+        rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
         other: set[str] = set()
         no_step = 0
-        for rec in parsed.records:
+        no_metrics: list[int] = []  # lines
+        last: dict[int, int] = {}  # step -> index in rows of its latest record
+        again: dict[int, int] = {}  # step logged again -> the first line that logs it again
+        for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
             step = coerce_step(rec.get("step"))
             no_step += step is None
             t = rec.get("timestamp")
             t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
             metrics = rec.get("metrics")
-            rows.append((step, t, flatten(metrics) if isinstance(metrics, dict) else {}))
             other.update(k for k in rec if k not in ("step", "timestamp", "metrics"))
+            if not isinstance(metrics, dict):
+                no_metrics.append(line)
+                rows.append((step, t, {}))
+                continue
+            if step is not None:
+                if step in last:
+                    again.setdefault(step, line)
+                    rows[last[step]] = (step, rows[last[step]][1], {})  # replaced by this record
+                last[step] = len(rows)
+            rows.append((step, t, flatten(metrics)))
         if no_step:
             ctx.warn(cand.rel, f"{no_step} record(s) without an integer step; kept with a null step")
+        if no_metrics:
+            ctx.warn(
+                cand.rel,
+                f"{len(no_metrics)} record(s) whose 'metrics' is not an object (null or another value; first: "
+                f"line {no_metrics[0]}): no metrics read from them",
+            )
+        if again:
+            steps = sorted(again)
+            listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
+            ctx.warn(
+                cand.rel,
+                f"{len(steps)} step(s) logged again (a resumed run appending to this file?; first: line "
+                f"{min(again.values())}): {listed}; the later record of each replaces the earlier",
+            )
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")
         info.frame = scalars_frame(rows, cand.rel, ctx, self.name)
