@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 import runlog
+from test_realdata_render import NEMO, VERIFIERS, real
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-VERIFIERS = "verifiers_math_python_gpt5nano_results.jsonl"
-NEMO = "nemo_gym_tool_call_multireward_rollouts.jsonl"
 INSPECT_JSON = "inspect_ai_popularity_eval_log.json"
 INSPECT_EVAL = "inspect_ai_popularity.eval"
 ALL = (
@@ -30,13 +28,6 @@ ALL = (
     INSPECT_EVAL,
     "inspect_ai_log_formats.eval",
 )
-
-
-def real(name: str) -> Path:
-    path = REALDATA / name
-    if not path.exists():
-        pytest.skip(f"real data file {name} not found in {REALDATA} (the shared/realdata checkout)")
-    return path
 
 
 def lines_of(name: str) -> list[dict[str, Any]]:

@@ -395,22 +395,23 @@ class StatsTracker:
 _SUMMARY_SUFFIXES = ("mean", "std", "min", "max", "count", "mean__count", "nonfinite")
 
 
-def _check_device_shapes(key: str, values: Any, mask: Any | None) -> None:
-    """The element counts of a JAX summary's values and mask, compared from their shapes (no device sync)."""
-    size = getattr(values, "size", None)
+def _element_count(key: str, x: Any, what: str) -> int:
+    """The number of elements of an array (its ``size``: no device sync), or a usage error saying ``what``."""
+    size = getattr(x, "size", None)
     if size is None:
         try:
-            size = _np().size(values)
+            size = _np().size(x)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"summary {key!r}: values must be an array of numbers ({exc})") from None
+            raise UsageError(f"summary {key!r}: {what} ({exc})") from None
+    return int(size)
+
+
+def _check_device_shapes(key: str, values: Any, mask: Any | None) -> None:
+    """The element counts of a JAX summary's values and mask, compared from their shapes (no device sync)."""
+    size = _element_count(key, values, "values must be an array of numbers")
     if mask is None:
         return
-    msize = getattr(mask, "size", None)
-    if msize is None:
-        try:
-            msize = _np().size(mask)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"summary {key!r}: mask must be an array of booleans ({exc})") from None
+    msize = _element_count(key, mask, "mask must be an array of booleans")
     if int(msize) != int(size):
         raise UsageError(f"mask has {msize} elements, values have {size}")
 
