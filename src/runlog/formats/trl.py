@@ -125,7 +125,8 @@ class Trl(Layout):
         schemas = [lf.collect_schema() for lf in scans]
         # A reward function is a column that is numeric in at least one file of the run: where another file
         # holds it as text it is read from that text (said), so that no file's sum silently lacks it.
-        rewards = {c for sch in schemas for c, dt in sch.items() if _reward_name(c) and _number_type(dt)}
+        # (An all-null column is no evidence: a column null in every file is no reward function.)
+        rewards = {c for sch in schemas for c, dt in sch.items() if _reward_name(c) and _number_type(dt, null=False)}
         # Sample ids are `{step}:{row}`, the step from the file name; where the run's files sit in several
         # folders under completions/ (train/, eval/: the same step in each), `{folder}/{step}:{row}`.
         several = len({_folder(f) for f in readable}) > 1
@@ -258,6 +259,6 @@ class Trl(Layout):
         return pl.lit(None, dtype=pl.Float64)
 
 
-def _number_type(dtype: pl.DataType) -> bool:
-    """Numbers, booleans (pass/fail) and all-null columns read as float."""
-    return dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)
+def _number_type(dtype: pl.DataType, *, null: bool = True) -> bool:
+    """Numbers, booleans (pass/fail) and (``null``) all-null columns: read as float."""
+    return dtype.is_numeric() or dtype == pl.Boolean or (null and dtype == pl.Null)
