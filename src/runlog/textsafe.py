@@ -22,3 +22,15 @@ def visible(text: str, *, keep_newlines: bool = True) -> str:
     if not keep_newlines:
         out = out.replace("\n", "\\n").replace("\t", "\\t")
     return out
+
+
+def cut_middle(text: str, width: int, head: float = 0.5) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis in the middle, keeping its start (``head`` of what
+    is kept) and its end: names that share a prefix (``verifier_math``, ``verifier_code``) or differ only at
+    their end (``.../format_a``, ``.../format_b``) stay apart."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    first = int((width - 1) * head)
+    return text[:first] + "…" + text[len(text) - (width - 1 - first) :]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..textsafe import cut_middle
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 UNKNOWN_COLOUR = "#555555"
@@ -44,11 +45,7 @@ def shorten(label: str, limit: int) -> str:
     that differ only at their end (``…/format_a``, ``…/format_b``) stay apart. A label wider than its panel
     would leave the panel no room (constrained layout collapses it)."""
     shown = label.replace(r"\$", "$")
-    if len(shown) <= limit:
-        return label
-    head = (limit - 1) * 2 // 3
-    tail = limit - 1 - head
-    return (shown[:head] + "…" + shown[len(shown) - tail :]).replace("$", r"\$")
+    return label if len(shown) <= limit else cut_middle(shown, limit, head=2 / 3).replace("$", r"\$")
 
 
 def mpl() -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..render.safe import one_line
+from ..textsafe import cut_middle
 from .findings import DoctorWatch
 from .live import LiveRun
 
@@ -124,17 +125,6 @@ def nums_apart(values: Sequence[float | None]) -> list[str]:
         return [num(v) for v in values]
     digits = next(d for d in range(5, 18) if len({num(v, d, zeros=True) for v in distinct}) == len(distinct))
     return [num(v, digits, zeros=True) for v in values]
-
-
-def cut_middle(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis in the middle, keeping its start and its end (long
-    role names often share a prefix, ``verifier_math``, ``verifier_code``)."""
-    if len(text) <= width:
-        return text
-    if width <= 1:
-        return "…"[:width]
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def ago(t: float | None, now: float) -> str:
