@@ -136,7 +136,7 @@ def corrupt_pages(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def three_role_run(root: Path, steps: int = 6, n: int = 8) -> Path:
+def three_role_run(root: Path, steps: int = 6, n: int = 8, group_ids: bool = True) -> Path:
     with RunWriter(root, name="d2", roles=["solver", "verifier", "judge"]) as w:
         for step in range(steps):
             rows = []
@@ -146,7 +146,7 @@ def three_role_run(root: Path, steps: int = 6, n: int = 8) -> Path:
                     {
                         "reward": r,
                         "sample_id": f"s{step}-{i}",
-                        "group_id": f"s{step}-p{i // 4}",
+                        "group_id": f"s{step}-p{i // 4}" if group_ids else None,
                         "prompt": f"task {i // 4} " + "words " * 40,
                         "completion": f"answer {i} at step {step} " + "more text " * 60,
                         "solver_reward": r,

@@ -424,7 +424,8 @@ def test_invalid_utf8_in_a_string_cell_skips_that_file_and_names_it(tmp_path: Pa
     _invalid_utf8(run_dir2, bad2, "completion")
     res = cli("render-trajectory", run_dir2, "--format", "json")
     assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
-    assert f"error: {bad2}: corrupt data" in res.stderr
+    # Only its text is unreadable: its numbers still count (tests/test_text_quarantine.py); no conversation.
+    assert f"error: {bad2}: its text could not be read (completion: corrupt data" in res.stderr
     assert _json.loads(res.stdout) and all(c["step"] == 31 for c in _json.loads(res.stdout))
 
 

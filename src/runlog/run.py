@@ -23,6 +23,11 @@ from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
+# Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
+# other columns read keeps its numbers when these cannot be (``Run._quarantine_unreadable``). ``prompt`` only
+# where every sample has a ``group_id`` (else prompt groups come from it); never ``exception`` (the exception
+# rate counts it).
+TEXT_ONLY = ("messages", "completion", "trajectory")
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
 
@@ -75,10 +80,24 @@ class Run:
     @cached_property
     def samples(self) -> pl.LazyFrame:
         """One row per trajectory, canonical columns first (``schema.SAMPLE_COLUMNS``), extras after."""
-        frames = [lf for lay in self.layouts if (lf := lay.scan_samples(self.files_of(lay.name), self.ctx)) is not None]
+        frames = []
+        for lay in self.layouts:
+            files = self.files_of(lay.name)
+            whole = [f for f in files if not f.unread]
+            if (lf := lay.scan_samples(whole if len(whole) < len(files) else files, self.ctx)) is not None:
+                frames.append(lf)
+            # A file whose text columns could not be read (``_quarantine_unreadable``): its rows, texts null.
+            for f in files:
+                if f.unread and f.readable and (lf := lay.scan_samples([f], self.ctx)) is not None:
+                    schema = lf.collect_schema()
+                    frames.append(lf.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in f.unread))
+        self._unread_seen = self._unread_now()
         if not frames:
             return S.empty_samples()
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def _unread_now(self) -> frozenset[str]:
+        return frozenset(f.path for f in self.files if f.unread)
 
     @cached_property
     def roles(self) -> pl.LazyFrame:
@@ -210,7 +229,8 @@ class Run:
         records (a summary's sub-run, ``summarize._sub_run``) after the frames were built: they are then built
         again without it (the problem was reported where it was found)."""
         built = self.__dict__.get("samples") is not None or self.__dict__.get("layouts") is not None
-        if not built or not any(not f.readable and f.kind == "samples" for f in self.files):
+        newly_unread = self._unread_now() != getattr(self, "_unread_seen", frozenset())
+        if not built or not (newly_unread or any(not f.readable and f.kind == "samples" for f in self.files)):
             return False
         for name in ("samples", "roles", "layouts"):
             self.__dict__.pop(name, None)
@@ -218,28 +238,76 @@ class Run:
 
     def _quarantine_unreadable(self) -> list[FileInfo]:
         """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since
-        discovery), and forget the lazy frames built from the old file list. Only runs on the error path."""
+        discovery), and forget the lazy frames built from the old file list. Only runs on the error path.
+
+        A file whose numbers read but whose text does not (a corrupt data page in ``completion``) keeps its
+        numbers: its text columns are marked ``FileInfo.unread`` (null in ``samples``, so that the text
+        metrics, trajectories and tables leave its samples out) and said once; every other failure leaves the
+        whole file out."""
         bad = []
         for f in self.files:
-            if f.fmt != "parquet" or not f.readable or f.kind != "samples":
+            if f.fmt != "parquet" or not f.readable or f.kind != "samples" or f.unread:
                 continue
             try:
                 # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
                 pl.read_parquet(io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                if isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower():
-                    what = f"gone since the run was listed: {reason}"
+                gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
+                failing = None if gone else self._failing_columns(f)
+                if failing and self._texts_only(f, failing):
+                    lf = get_layout(f.layout).scan_samples([f], self.ctx)
+                    present = lf.collect_schema().names() if lf is not None else []
+                    prompt = ("prompt",) if "prompt" in failing else ()
+                    f.unread = tuple(c for c in TEXT_ONLY if c in present) + prompt
+                    self.ctx.problem(
+                        f.path,
+                        UNREADABLE,
+                        f"its text could not be read ({', '.join(failing)}: corrupt data, the footer is intact: "
+                        f"{reason}): left out of diversity, format and trajectories; its numbers are counted",
+                    )
                 else:
-                    what = f"corrupt data (the footer is intact): {reason}"
-                self.ctx.problem(f.path, UNREADABLE, f"{what}; file skipped")
-                f.readable = False
+                    where = f" in {', '.join(failing)}" if failing else ""
+                    what = "gone since the run was listed" if gone else f"corrupt data{where} (the footer is intact)"
+                    self.ctx.problem(f.path, UNREADABLE, f"{what}: {reason}; file skipped")
+                    f.readable = False
                 bad.append(f)
         if bad:
             for name in ("samples", "roles", "layouts"):
                 self.__dict__.pop(name, None)
             said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
+
+    def _texts_only(self, f: FileInfo, failing: list[str]) -> bool:
+        """Whether the columns of ``f`` that cannot be read are texts that no number depends on: ``TEXT_ONLY``,
+        and ``prompt`` where every sample of the file has its ``group_id`` (else the prompt makes the groups)."""
+        if not set(failing) <= {*TEXT_ONLY, "prompt"}:
+            return False
+        if "prompt" not in failing:
+            return True
+        try:
+            lf = get_layout(f.layout).scan_samples([f], self.ctx)
+            if lf is None or "group_id" not in lf.collect_schema().names():
+                return False
+            return lf.select(pl.col("group_id").null_count()).collect().item() == 0
+        except Exception:  # noqa: BLE001  (then the whole file is left out)
+            return False
+
+    def _failing_columns(self, f: FileInfo) -> list[str] | None:
+        """The canonical columns of ``f`` that cannot be read, each read on its own through its layout; None
+        when its layout cannot build its frame, or every column reads on its own."""
+        try:
+            lf = get_layout(f.layout).scan_samples([f], self.ctx)
+            names = lf.collect_schema().names() if lf is not None else []
+        except Exception:  # noqa: BLE001  (the file is then left out whole)
+            return None
+        failing = []
+        for c in names:
+            try:
+                lf.select(c).collect()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001
+                failing.append(c)
+        return failing or None
 
     def role_names(self) -> list[str]:
         """Role names known from manifests and footers, without reading data."""

@@ -28,10 +28,9 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
     cfg = config or DoctorConfig()
     s = series or RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
     findings: list[Finding] = []
-    findings += _data_findings(s)
     if s.per_role.height == 0:
         s.notes.append("no samples in this run: only data problems are checked")
-        return Diagnosis(findings, s.notes, s.split, s.scope_notes)
+        return Diagnosis(_data_findings(s), s.notes, s.split, s.scope_notes)
     steps = s.per_step["step"].to_list()
     findings += _nan_findings(s, cfg)
     findings += _nan_kl_findings(s, cfg)
@@ -51,6 +50,9 @@ def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | N
                 "no prompt groups (no group_id, no prompt): zero_advantage judged on each step's rewards as a whole"
             )
         findings += text_findings(s, cfg)
+    # After the checks, so that a problem found while reading (a text column that could not be read, a file
+    # gone since it was listed) is said too.
+    findings += _data_findings(s)
     order = {k: i for i, k in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (-order[f.severity], f.onset_step if f.onset_step is not None else -1, f.kind))
     return Diagnosis(findings, s.notes, s.split, s.scope_notes)
@@ -345,7 +347,8 @@ def _data_findings(s: RunSeries) -> list[Finding]:
                 )
             )
     by_kind: dict[str, list[dict[str, Any]]] = {}
-    for p in report.problems:
+    # The run's problems: discovery's (inspect's) and those found while the checks read the data.
+    for p in s.run.problems:
         by_kind.setdefault(p.kind, []).append(p.as_dict())
     for kind, problems in by_kind.items():
         first = problems[0]

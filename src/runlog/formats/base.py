@@ -78,6 +78,9 @@ class FileInfo:
     null_counts: dict[str, int] = field(default_factory=dict)  # from footer statistics
     footer_bytes: int | None = None  # Parquet: the footer's length, with its 8-byte trailer
     readable: bool = True
+    # Canonical text columns that could not be read (a corrupt data page behind an intact footer, found when
+    # read): null in ``Run.samples``; its numbers are read. Set by ``Run._quarantine_unreadable``.
+    unread: tuple[str, ...] = ()
     # What a probe keeps so that nothing is read twice: the parsed frame of a file read whole (JSONL, CSV,
     # JSON: every record mapped once), or a Parquet file's footer details.
     frame: pl.DataFrame | None = field(default=None, repr=False)
@@ -85,6 +88,11 @@ class FileInfo:
     # The listing's stamp of the file (``listing.local_stamp``; an object's size, ETag and time), set by
     # ``open_run``: what the caches of derived results key on, without a second ``stat`` per file.
     stamp: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def text_readable(self) -> bool:
+        """Whether its texts can be shown: readable, and no text column found unreadable (``unread``)."""
+        return self.readable and not self.unread
 
     @property
     def payload(self) -> pl.DataFrame | ParquetFooter | None:

@@ -98,7 +98,7 @@ class Selection:
 def select_samples(run: Run, c: Criteria) -> Selection:
     """The rows ``c`` selects, in display order (``UsageError`` for a bad selector)."""
     conds = parse_where(c.where) if c.where else []
-    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    files = [f for f in run.files if f.kind == "samples" and f.text_readable]
     if not files and any(f.kind == "samples" for f in run.files):
         # Sample files, none readable (``--steps 1`` where step 1's file is corrupt): no match, and why.
         where = f"split {c.split}" if c.split else "every split"
@@ -150,9 +150,9 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
     rows = _rows(run, chosen)
-    while last and not rows and any(not f.readable for f in files):
+    while last and not rows and any(not f.text_readable for f in files):
         # The last step's files failed to read (reported and left out): the last step that can be read.
-        left = [f for f in in_split if f.readable]
+        left = [f for f in in_split if f.text_readable]
         if not left:
             break
         try:
@@ -164,10 +164,10 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         keys = sub.collect(build)[0]
         chosen, notes = _pick(keys, c, defaulted)
         rows = _rows(run, chosen)
-    if len(rows) < len(chosen) and any(not f.readable for f in files):
+    if len(rows) < len(chosen) and any(not f.text_readable for f in files):
         # A chosen sample's file failed to read its texts (reported and left out): choose again without it, so
         # that the best and worst (or the N-th...) are those of the samples that can be shown.
-        sub = Run(root=run.root, files=[f for f in files if f.readable], ctx=run.ctx)
+        sub = Run(root=run.root, files=[f for f in files if f.text_readable], ctx=run.ctx)
         keys = sub.collect(build)[0]
         chosen, notes = _pick(keys, c, defaulted)
         rows = _rows(run, chosen)
@@ -398,7 +398,7 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not chosen:
         return []
     sources = {r["source"] for r in chosen}
-    files = [f for f in run.files if f.path in sources and f.kind == "samples" and f.readable]
+    files = [f for f in run.files if f.path in sources and f.kind == "samples" and f.text_readable]
     ids = sorted({r["sample_id"] for r in chosen if r["sample_id"] is not None})
     sub = Run(root=run.root, files=files, ctx=run.ctx)
     wanted = pl.col("sample_id").is_in(ids)
@@ -408,7 +408,10 @@ def _rows(run: Run, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # Through Run.collect: a file whose text cannot be decoded (invalid UTF-8 in a string cell) is reported and
     # left out, and the samples of the other files are still shown.
     rows = sub.collect(lambda: [sub.samples.with_columns(OCCURRENCE).filter(wanted)])[0]
-    found = {_identity(r): r for r in rows.iter_rows(named=True)}
+    # A file whose texts could not be read (found just now; said as a problem) keeps its numbers, which chose
+    # these samples, but has no conversation to show: its samples are left out, and chosen again without it.
+    unread = {f.path for f in files if f.unread}
+    found = {_identity(r): r for r in rows.iter_rows(named=True) if r["source"] not in unread}
     return [found[i] for r in chosen if (i := _identity(r)) in found]  # each with its occurrence (Conversation)
 
 

@@ -139,6 +139,9 @@ class ReportSeries(RunSeries):
         for p in self._twin.problems[self._twin_known :]:
             if p.kind != UNREADABLE or any(q.path == p.path for q in out):
                 continue
+            if p.message.startswith("its text could not be read"):  # ``Run``'s own words: its numbers kept
+                out.append(p)
+                continue
             reason = p.message.removesuffix("; file skipped")
             out.append(
                 Problem(

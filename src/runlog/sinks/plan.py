@@ -166,7 +166,13 @@ class Plan:
             ]
         )
         comps, roles = self.run.component_names(), self.run.role_names()
-        by_ident = {(r["source"], r["sample_id"], r[OCCURRENCE_COLUMN]): r for r in rows.iter_rows(named=True)}
+        # A file whose texts could not be read (said as a problem) keeps its numbers, not its table rows.
+        unread = {f.path for f in sub.files if f.unread}
+        by_ident = {
+            (r["source"], r["sample_id"], r[OCCURRENCE_COLUMN]): r
+            for r in rows.iter_rows(named=True)
+            if r["source"] not in unread
+        }
         out: dict[int, dict[str, T.TableData]] = {}
         cols, types = self.columns
         for s in steps:

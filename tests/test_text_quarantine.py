@@ -1,0 +1,113 @@
+"""A sample file whose text cannot be read but whose numbers can (a corrupt data page in ``completion`` behind an
+intact footer) keeps its numbers in every command, whichever reads first, and its texts are said to be left out
+(``Run._quarantine_unreadable``: the text columns of that file only). Counts are checked against pyarrow reading
+the numeric columns of the files directly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from runlog import open_run
+from runlog.analysis.doctor import DoctorConfig, diagnose
+from runlog.analysis.series import RunSeries
+from runlog.analysis.summarize import summarize
+from runlog.analysis.texts import diversity_frame
+from runlog.render import Criteria, conversations
+from runlog.sinks import plan as P
+from test_report_audit2 import corrupt_column, three_role_run
+
+BAD = "samples/train/step_00000005.p0.parquet"
+
+
+def independent_counts(root: Path) -> dict[str, int]:
+    """Valid rewards per role over every sample file, read with pyarrow (numbers only)."""
+    counts: dict[str, int] = {}
+    for f in sorted((root / "samples" / "train").glob("*.parquet")):
+        for cell in pq.read_table(f, columns=["roles"]).column("roles").to_pylist():
+            for x in cell:
+                if x["reward"] is not None and not math.isnan(x["reward"]):
+                    counts[x["role"]] = counts.get(x["role"], 0) + 1
+    return counts
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    root = three_role_run(tmp_path / "run", steps=12)
+    corrupt_column(root / BAD, "completion")
+    with pytest.raises(Exception):  # noqa: B017, PT011  (pyarrow's own error: the text cannot be read)
+        pq.read_table(root / BAD, columns=["completion"])
+    return root
+
+
+def test_numbers_read_after_the_text_still_count_the_file(damaged: Path) -> None:
+    expected = independent_counts(damaged)
+    assert expected == {"solver": 96, "verifier": 96, "judge": 96}
+    run = open_run(damaged)
+    div = diversity_frame(run, ["step"], text="auto")  # the text first: step 5's texts cannot be read
+    assert 5 not in div["step"].to_list() and div.height == 11
+    df = summarize(run, ["role"])  # then the numbers, in the same Run
+    assert dict(zip(df["role"], df["reward_count"], strict=True)) == expected
+    [p] = run.problems
+    assert p.path == BAD and p.message.startswith("its text could not be read (completion: corrupt data")
+    assert p.message.endswith("left out of diversity, format and trajectories; its numbers are counted")
+    [f] = [f for f in run.files if f.path == BAD]
+    assert f.readable and not f.text_readable and f.unread == ("messages", "completion", "trajectory")
+
+
+def test_doctor_says_the_file_found_while_reading_texts_and_counts_its_numbers(damaged: Path, cli) -> None:
+    run = open_run(damaged)
+    s = RunSeries(run)
+    result = diagnose(run, DoctorConfig(), series=s)
+    [f] = [f for f in result.findings if f.kind == "data_problem"]
+    assert f.severity == "error" and BAD in f.message and "its text could not be read" in f.message
+    assert s.diversity is not None and 5 not in s.diversity["step"].to_list()
+    # The per-step totals (read after the texts: the reward-hacking check) still hold step 5.
+    total = s.total
+    assert total.filter(total["step"] == 5)["rows"].to_list() == [8]
+    r = cli("doctor", damaged, "--format", "json")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    kinds = [f["kind"] for f in json.loads(r.stdout)["findings"]]
+    assert "data_problem" in kinds
+
+
+def test_render_and_tables_leave_out_the_samples_without_text(damaged: Path) -> None:
+    # The best of step 5 by the judge's reward is in the damaged file: the best shown is one that has a text.
+    convs, _ = conversations(open_run(damaged), Criteria(steps="5", best=1))
+    assert convs == []
+    convs, _ = conversations(open_run(damaged), Criteria(steps="4:5", best=2, worst=2))
+    assert convs and all(c.step == 4 and c.turns for c in convs)
+    plan = P.build_plan(open_run(damaged), P.PlanOptions(metrics=False))
+    payloads = {p.step: p for p in plan.payloads()}
+    # Step 5's aggregates are there (the file's numbers), its table holds no row of a sample without text.
+    assert payloads[5].values["debate/samples"] == 8
+    step5 = summarize(open_run(damaged), ["step", "role"]).filter(pl.col("step") == 5)
+    for role, mean in zip(step5["role"], step5["reward_mean"], strict=True):
+        assert payloads[5].values[f"debate/reward/{role}"] == pytest.approx(mean)
+    rows5 = [r for t in payloads[5].tables.values() for r in t.rows]
+    rows4 = [r for t in payloads[4].tables.values() for r in t.rows]
+    assert rows4 and rows5 == []
+    assert any(p.path == BAD and "its text could not be read" in p.message for p in plan.run.problems)
+
+
+@pytest.mark.parametrize("groups", [True, False])
+def test_a_corrupt_prompt_keeps_the_numbers_only_where_groups_do_not_need_it(tmp_path: Path, groups: bool) -> None:
+    """``prompt`` makes the prompt groups of samples without ``group_id``: a file whose prompt cannot be read
+    keeps its numbers only where every sample has its ``group_id``; else it is left out whole, and said."""
+    root = three_role_run(tmp_path / "run", steps=12, group_ids=groups)
+    corrupt_column(root / BAD, "prompt")
+    run = open_run(root)
+    run.collect(lambda: [run.samples])  # every column, the prompt too
+    df = summarize(run, ["role"])
+    assert set(df["reward_count"].to_list()) == ({96} if groups else {88})
+    [p] = run.problems
+    assert p.path == BAD and "prompt" in p.message
+    if groups:
+        assert p.message.startswith("its text could not be read (prompt: corrupt data")
+    else:
+        assert p.message.endswith("file skipped") and "corrupt data" in p.message
