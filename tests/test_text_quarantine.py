@@ -20,6 +20,7 @@ from runlog.analysis.summarize import summarize
 from runlog.analysis.texts import diversity_frame
 from runlog.render import Criteria, conversations
 from runlog.sinks import plan as P
+from runlog.writer import RunWriter
 from test_report_audit2 import corrupt_column, three_role_run
 
 BAD = "samples/train/step_00000005.p0.parquet"
@@ -111,3 +112,41 @@ def test_a_corrupt_prompt_keeps_the_numbers_only_where_groups_do_not_need_it(tmp
         assert p.message.startswith("its text could not be read (prompt: corrupt data")
     else:
         assert p.message.endswith("file skipped") and "corrupt data" in p.message
+
+
+def nan_at_step5_run(root: Path) -> Path:
+    """Twelve steps; four of step 5's solver rewards NaN (doctor: ``nan_rewards`` at step 5)."""
+    with RunWriter(root, name="n", roles=["solver", "judge"]) as w:
+        for step in range(12):
+            rows = [
+                {
+                    "reward": i / 8,
+                    "sample_id": f"s{step}-{i}",
+                    "group_id": f"s{step}-p{i // 4}",
+                    "completion": f"answer {i} at step {step}",
+                    "solver_reward": float("nan") if step == 5 and i < 4 else i / 8,
+                    "judge_reward": (step + i) % 3 / 3,
+                }
+                for i in range(8)
+            ]
+            w.log_samples(step, rows)
+    return root
+
+
+@pytest.mark.parametrize("column", ["sample_id", "group_id"])
+def test_every_part_of_a_command_leaves_out_a_file_one_part_found_unreadable(tmp_path: Path, column: str) -> None:
+    """A corrupt id column: the file is left out whole. The parts read before it was found had counted it (a
+    NaN finding at step 5 beside "step 5 missing"); doctor and the upload plan now read every part again."""
+    root = nan_at_step5_run(tmp_path / "run")
+    clean = diagnose(open_run(root))
+    assert [(f.kind, f.onset_step) for f in clean.findings] == [("nan_rewards", 5)]
+    corrupt_column(root / BAD, column)
+    run = open_run(root)
+    result = diagnose(run)
+    kinds = sorted((f.kind, f.onset_step) for f in result.findings)
+    assert kinds == [("data_problem", None), ("step_gaps", 5)], kinds
+    [p] = [f for f in result.findings if f.kind == "data_problem"]
+    assert f"corrupt data in {column}" in p.message and BAD in p.message
+
+    plan = P.build_plan(open_run(root), P.PlanOptions(metrics=False))
+    assert 5 not in {p.step for p in plan.payloads()}  # no part holds step 5: aggregates, histograms, tables

@@ -309,6 +309,12 @@ class Run:
                 failing.append(c)
         return failing or None
 
+    def left_out(self) -> int:
+        """How many sample files are left out whole (unreadable). A command that reads the run in several parts
+        compares it before and after them: a part that found a file unreadable (a corrupt data page behind an
+        intact footer) leaves it out of the parts after it, not of those before, so the parts are read again."""
+        return sum(1 for f in self.files if f.kind == "samples" and not f.readable)
+
     def role_names(self) -> list[str]:
         """Role names known from manifests and footers, without reading data."""
         names: list[str] = []

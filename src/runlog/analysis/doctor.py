@@ -24,9 +24,20 @@ from .series import RunSeries
 
 
 def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | None = None) -> Diagnosis:
-    """Run every check on ``run`` (or on an already computed ``series``, which the report shares)."""
+    """Run every check on ``run`` (or on an already computed ``series``, which the report shares). When a check
+    finds a file unreadable, every check runs again without it (``Run.left_out``): the checks before had read it,
+    and a step would hold a finding and be missing at once."""
     cfg = config or DoctorConfig()
-    s = series or RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
+    while True:
+        left = run.left_out()
+        s = series or RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
+        result = _diagnose(s, cfg)
+        if run.left_out() == left:
+            return result
+        series = None
+
+
+def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
     findings: list[Finding] = []
     if s.per_role.height == 0:
         s.notes.append("no samples in this run: only data problems are checked")

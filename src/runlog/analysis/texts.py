@@ -3,11 +3,12 @@
 Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; ``plot``, ``doctor``,
 ``report`` and ``diff`` always read ``auto``; docs/metrics.md "Which text"):
 
-- ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy role's last
-  assistant turn with content (the run's first role, else each sample's first assistant speaker; a turn
-  without a speaker counts as the policy's): the
-  message that holds its answer, which format rewards score (earlier turns, such as tool calls, lead up to
-  it); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
+- ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy's last
+  assistant turn, the policy being the sample's first assistant speaker (the agent that answers the prompt:
+  the solver of a debate, whatever order the run lists its roles in; a turn without a speaker counts as the
+  policy's): the message that holds its answer, which format rewards score (earlier turns, such as tool
+  calls without words, lead up to it; a final turn without content, cut off while reasoning, is the empty
+  text); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
   sample has no messages (null or empty), its ``completion``; a sample with messages but no such turn has
   no text.
 - ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
@@ -55,6 +56,10 @@ SINGLETONS_RULE_NOTE = (
     "where a row has prompt groups of two texts or more, its groups of one text are left out of the means over "
     "groups " + _SINGLETONS_WHY
 )
+NO_GROUP_NOTE = (
+    "{n} text(s) without a prompt group (no group_id, no prompt) left out of the means over groups: they are in no "
+    "group (--over set counts every text)"
+)
 OVER_SET_NOTE = (
     "no prompt group holds two texts (or the run has no prompt groups): diversity is over all texts of each row "
     "(as --over set), not within groups"
@@ -94,22 +99,17 @@ def texts_frame(
     return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls)])[0]
 
 
-def policy_role(run: Run) -> str | None:
-    """The role whose turns are the policy's generated text by default: the run's first role, if it has any."""
-    roles = run.role_names()
-    return roles[0] if roles else None
-
-
 def _turn_texts(
-    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: str | None, per_role: bool
+    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: bool, per_role: bool
 ) -> pl.LazyFrame:
-    """One row per sample (and speaker with ``per_role``): the last assistant turn with content (``policy`` or
-    ``speaker`` set) or every assistant turn joined by a newline (neither set), with ``completion`` where a
+    """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker``
+    set) or every assistant turn with content joined by a newline (neither set), with ``completion`` where a
     sample has no messages (null or empty; not with ``speaker``). ``speaker``: only that speaker's turns;
-    ``policy``: only the policy's turns (and turns without a speaker); ``""``: the policy is each sample's
-    first named assistant speaker. A sample that has messages but no such turn (its only policy turn a tool
-    call without content) has no text (null): its ``completion`` may hold the prompt too, or another speaker's
-    text, so it is not read in the turn's place."""
+    ``policy``: only the policy's turns, the policy being each sample's first named assistant speaker (and turns
+    without a speaker). The last turn is the final one, its content even empty (a generation cut off while
+    reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
+    but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
+    prompt too, or another speaker's text, so it is not read in the turn's place."""
     messages = pl.col("messages")
     rows = lf.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
@@ -126,24 +126,28 @@ def _turn_texts(
     )
     who = pl.coalesce(pl.col("name"), pl.col("role"))
     content = pl.col("content")
-    keep = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & content.is_not_null() & (content != "")
+    said = content.is_not_null() & (content != "")
+    last = speaker is not None or policy
+    model = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES)
+    # The last turn: a speaker's final word, even empty (a generation cut off while reasoning is the empty text,
+    # which fails a format, never an earlier turn's); a turn that is a tool call without words leads up to the
+    # answer and is passed over. Every turn joined: the turns with words.
+    keep = model & (said | pl.col("tool_calls").list.len().fill_null(0).eq(0)) if last else model & said
     if speaker is not None:
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
     elif policy and not per_role:
-        keep &= (pl.col("name") == policy) | pl.col("name").is_null()
-    elif policy == "" and not per_role:
-        # No role names in the run (Flink v0): the policy of a sample is its first named assistant speaker.
-        model = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & pl.col("name").is_not_null()
-        first = pl.col("name").filter(model).first().over("__row")
+        # The policy of a sample is its first named assistant speaker (the agent that answers the prompt: the
+        # solver of a debate), as the Flink reader's ``completion``; a turn without a speaker counts as its.
+        named = model & pl.col("name").is_not_null()
+        first = pl.col("name").filter(named).first().over("__row")
         keep &= (pl.col("name") == first) | pl.col("name").is_null()
-    last = speaker is not None or policy is not None
     group = ["__row", "__speaker"] if per_role else ["__row"]
     joined = (
         turns.filter(keep)
         .with_columns(who.cast(pl.String).alias("__speaker"))
         .group_by(group, maintain_order=True)
         .agg(
-            pl.col("content").cast(pl.String).last().alias("text")
+            pl.col("content").cast(pl.String).fill_null("").last().alias("text")
             if last
             else pl.col("content").cast(pl.String).str.join("\n").alias("text"),
             pl.col("__turn").min(),
@@ -182,8 +186,7 @@ def _texts_lazy(
         return _message_texts(lf, base, None, fallback="trajectory" if text == "trajectory" else "completion")
     if text in ("auto", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
         speaker = text.split(":", 1)[1] if text.startswith("role:") else None
-        # "" (no role names): still the last turn, of any speaker.
-        policy = (policy_role(run) or "") if text in ("auto", "answer") else None
+        policy = text in ("auto", "answer")
         out = _turn_texts(lf, base, speaker, policy, per_role and speaker is None and text != "answer")
         if text == "answer":
             inner = pl.col("text").str.extract(_ANSWER, 1)
@@ -293,6 +296,17 @@ def diversity_frame(
             )
         else:
             whole = None
+    if over == "group":
+        # A text without a prompt group (no group_id, no prompt) is in no group: all of a step's such texts
+        # together are not one more group (four unrelated texts beside a collapsed group read as varied).
+        orphan = pl.col("group").is_null()
+        if whole is not None:
+            orphan &= ~pl.col("__whole")
+        n_orphan = frame.select(orphan.sum()).item()
+        if n_orphan:
+            frame = frame.filter(~orphan)
+            if notes is not None:
+                notes.append(NO_GROUP_NOTE.format(n=n_orphan))
     cols = D.BASIC_COLUMNS + D.NGRAM_COLUMNS + (D.COMPRESSION_COLUMNS if compression else [])
     if frame.height == 0:
         return pl.DataFrame(schema={**{k: frame.schema[k] for k in keys}, **_metric_schema(cols, over)})

@@ -205,9 +205,18 @@ def table_key(split: str | None) -> str:
 
 
 def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
-    """Read the run's numbers (never its text, except the sampled table rows later) into a ``Plan``."""
+    """Read the run's numbers (never its text, except the sampled table rows later) into a ``Plan``; again
+    when a part found a file unreadable (``Run.left_out``), so that every part leaves it out."""
     opts = options or PlanOptions()
     opts.check()
+    while True:
+        left = run.left_out()
+        plan = _build_plan(run, opts)
+        if run.left_out() == left:
+            return plan
+
+
+def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     scalars, times = step_scalars(run, DEFAULT_ALIASES if opts.aliases is None else opts.aliases)
     has_samples = any(f.kind == "samples" and f.readable for f in run.files)
     computed: dict[int, dict[str, float]] = {}
