@@ -150,3 +150,13 @@ def test_every_part_of_a_command_leaves_out_a_file_one_part_found_unreadable(tmp
 
     plan = P.build_plan(open_run(root), P.PlanOptions(metrics=False))
     assert 5 not in {p.step for p in plan.payloads()}  # no part holds step 5: aggregates, histograms, tables
+
+
+def test_a_sample_id_in_a_file_whose_ids_cannot_be_read_is_not_called_unknown(tmp_path: Path, cli) -> None:
+    root = three_role_run(tmp_path / "run", steps=12)
+    corrupt_column(root / BAD, "sample_id")
+    r = cli("render-trajectory", root, "--sample-id", "s5-3")
+    assert r.exit_code == 1 and "unknown sample id" not in r.stderr, r.stderr
+    assert f"error: {BAD}: corrupt data in sample_id" in r.stderr and "1 file(s) could not be read" in r.stderr
+    r = cli("render-trajectory", root, "--sample-id", "s4-3", "--format", "json")
+    assert r.exit_code == 0 and [c["sample_id"] for c in json.loads(r.stdout)] == ["s4-3"]

@@ -329,11 +329,10 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str], scope: str | 
     missing = [s for s in wanted if s not in found]
     if not missing:
         return
-    exists = set(
-        run.samples.filter(pl.col("sample_id").is_in(missing)).select("sample_id").collect()["sample_id"].to_list()
-    )
-    unknown = [s for s in missing if s not in exists]
-    if unknown and scope is None:
+    [df] = run.collect(lambda: [run.samples.filter(pl.col("sample_id").is_in(missing)).select("sample_id")])
+    unknown = [s for s in missing if s not in set(df["sample_id"].to_list())]
+    # An id may be in a file that could not be read (its problem is listed): not called unknown, no match (exit 1).
+    if unknown and scope is None and not run.left_out():
         more = f" (and {len(unknown) - 1} more)" if unknown[1:] else ""
         raise UsageError(f"unknown sample id {unknown[0]!r}{more}")
 
