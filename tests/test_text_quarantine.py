@@ -160,3 +160,28 @@ def test_a_sample_id_in_a_file_whose_ids_cannot_be_read_is_not_called_unknown(tm
     assert f"error: {BAD}: corrupt data in sample_id" in r.stderr and "1 file(s) could not be read" in r.stderr
     r = cli("render-trajectory", root, "--sample-id", "s4-3", "--format", "json")
     assert r.exit_code == 0 and [c["sample_id"] for c in json.loads(r.stdout)] == ["s4-3"]
+
+
+@pytest.mark.parametrize("column", ["completion", "group_id"])
+def test_follow_and_watch_say_a_file_only_reading_finds_unreadable(damaged_root_factory, cli, column: str) -> None:
+    """Its footer is intact, so the live view's probes see nothing: the check that read it says it."""
+    root = damaged_root_factory(column)
+    follow = ["--format", "json", "--interval", "0.2", "--settle", "0", "--idle-exit", "1"]
+    r = cli("doctor", root, "--follow", "--fail-on", "error", *follow)
+    assert r.exit_code == 1, r.output
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    [problem] = [e for e in events if e["event"] == "finding" and e["kind"] == "data_problem"]
+    assert BAD in problem["message"] and problem["severity"] == "error" and problem["onset_step"] == 5
+    r = cli("watch", root, *follow)
+    assert r.exit_code == 0 and "Traceback" not in r.stderr
+    assert any(BAD in e.get("message", "") for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "finding")
+
+
+@pytest.fixture
+def damaged_root_factory(tmp_path: Path):
+    def make(column: str) -> Path:
+        root = three_role_run(tmp_path / column, steps=12)
+        corrupt_column(root / BAD, column)
+        return root
+
+    return make

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
+from ..formats.base import UNREADABLE
 from .live import Event, Issue
 
 if TYPE_CHECKING:
@@ -127,10 +128,19 @@ class DoctorWatch:
         t0 = self.clock()
         try:
             run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
+            known = len(run.problems)
             result = diagnose(run, self.config)
         except (RunlogError, OSError) as exc:  # a run changing under the check: say so, try again later
             return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
-        return result.findings, [*result.notes, *result.scope], None, self.clock() - t0
+        # What only reading the data finds (a corrupt data page behind an intact footer: the file is complete, so
+        # nothing to wait for): ``live`` probes footers and never sees it, so it is reported from here.
+        steps = {f.path: f.step for f in run.files}
+        found = [
+            issue_finding(Issue(p.kind, p.path, p.message, steps.get(p.path), "error"))
+            for p in run.problems[known:]
+            if p.kind == UNREADABLE
+        ]
+        return [*result.findings, *found], [*result.notes, *result.scope], None, self.clock() - t0
 
     def _finish(self, result: tuple[list[Finding], list[str], str | None, float]) -> list[Event]:
         findings, notes, error, cost = result
@@ -139,7 +149,7 @@ class DoctorWatch:
         if error is not None:
             self._dirty = True
             return [Event("note", {"message": f"doctor: {error}; retrying"})]
-        self.findings = [f for f in findings if f.kind not in DATA_KINDS]
+        self.findings = [f for f in findings if f.kind not in DATA_KINDS or "path" in f.evidence]
         self.notes = notes
         self.checked_at = time.time()
         return self.report(self.findings)
