@@ -109,7 +109,14 @@ def tool_call(tc: Any) -> dict[str, str | None]:
         try:
             parsed = json.loads(tc)
         except (ValueError, RecursionError):
-            return {"id": None, "name": None, "arguments": tc}
+            # Cut short (a log line truncated inside the arguments): the text is kept as the arguments, and the
+            # call's id and name are read from it where they came before the cut, so that the tool's result still
+            # answers its call.
+            return {
+                "id": _salvaged(tc, "id") or _salvaged(tc, "call_id"),
+                "name": _salvaged(tc, "name"),
+                "arguments": tc,
+            }
         tc = parsed
     if not isinstance(tc, dict):
         return {"id": None, "name": None, "arguments": compact_json(tc)}
@@ -121,6 +128,19 @@ def tool_call(tc: Any) -> dict[str, str | None]:
         "name": _opt_str(fn.get("name")),
         "arguments": _arguments(fn.get("arguments", fn.get("input"))),
     }
+
+
+def _salvaged(text: str, key: str) -> str | None:
+    """The first top-level-looking ``"key": "value"`` of a JSON text that does not parse (an escaped ``\"key\"``
+    inside a string value does not match), decoded; None if there is none."""
+    m = re.search(rf'(?:^|[{{,]\s*)"{key}"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
+    if m is None:
+        return None
+    try:
+        value = json.loads(f'"{m.group(1)}"')
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _tool_calls(v: Any) -> list[dict[str, str | None]] | None:
