@@ -358,8 +358,9 @@ def test_scalars_of_local_statstracker_shards_merge_as_the_statistics_they_are(t
 
 
 def test_scalars_weights_follow_their_record_and_their_key(tmp_path):
-    """A step logged twice by one shard (``commit`` of the same step again) weighs each value by its own
-    record's ``__count``; a renamed key (an alias) keeps its weights; a value of weight 0 is no value (its
+    """A key logged twice at a step by one shard keeps its later value, weighed by that record's own
+    ``__count`` (one process logs a key once per step: the earlier line is a replay, not a share; it was
+    averaged in, giving 6.0); a renamed key (an alias) keeps its weights; a value of weight 0 is no value (its
     step has none), not NaN."""
     root = tmp_path / "r"
     root.mkdir()
@@ -377,7 +378,7 @@ def test_scalars_weights_follow_their_record_and_their_key(tmp_path):
     run = open_run(root)
     df = S.summarize_scalars(run, aliases=S.load_aliases(pairs=["old/loss=new/loss"]))
     rows = {r["key"]: r for r in df.iter_rows(named=True)}
-    assert rows["x"]["last"] == pytest.approx(np.mean([2.0] + [10.0] * 3 + [4.0] * 4))  # 6.0
+    assert rows["x"]["last"] == pytest.approx(np.mean([10.0] * 3 + [4.0] * 4))  # 46/7; p0's 2.0 replaced
     assert rows["new/loss"]["last"] == pytest.approx((1.0 * 3 + 5.0) / 4)  # 2.0
     assert (rows["e"]["count"], rows["e"]["nan"], rows["e"]["last"]) == (1, 0, 4.0)
     from runlog.analysis.scalars import merged_steps

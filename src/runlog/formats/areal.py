@@ -62,7 +62,7 @@ class ArealStatsLayout(Layout):
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
-        probe_flat_scalars(cand, ctx, info, self.name, step_keys=AREAL_STEP_KEYS, counters=True, say_repeats=True)
+        probe_flat_scalars(cand, ctx, info, self.name, repeats="merge", step_keys=AREAL_STEP_KEYS, counters=True)
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:

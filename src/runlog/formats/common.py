@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -450,30 +449,37 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
     return out
 
 
-def flatten(obj: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
-    """Nested dicts to ``a/b/c`` keys (JaxARC ``metrics``, nested trainer dicts)."""
+def flatten(obj: dict[str, Any], prefix: str = "", sep: str = "/", clashes: list[str] | None = None) -> dict[str, Any]:
+    """Nested dicts to ``a/b/c`` keys (JaxARC ``metrics``, nested trainer dicts). A key given twice, flat and
+    nested (``{"a/b": 1, "a": {"b": 2}}``), keeps the later of the two in the record; with ``clashes`` each
+    such key is added to it, so that the reader can say which value was dropped."""
     out: dict[str, Any] = {}
     for k, v in obj.items():
         key = f"{prefix}{sep}{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(flatten(v, key, sep))
-        else:
-            out[key] = v
+        for name, value in flatten(v, key, sep, clashes).items() if isinstance(v, dict) else [(key, v)]:
+            if clashes is not None and name in out:
+                clashes.append(name)
+            out[name] = value
     return out
 
 
+# A number written as text: what Python's ``json`` writes for a float (NaN and infinities included), in ASCII
+# digits only (``float`` would also take ``"1_000"`` and other scripts' digits, which no JSON writer emits).
+_NUMERIC_TEXT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+
+
 def as_float(v: Any) -> float | None | str:
-    """A metric value as float; None for null; the marker '' for values that are not numbers."""
+    """A metric value as float; None for null; the marker '' for values that are not numbers. A number
+    written as text (``"0.5"``, ``"nan"``, ``"-inf"``) is that number, as TRL's reward columns held as text
+    are read: reading ``"nan"`` but not ``"0.5"`` made a key of numbers look as if it went NaN."""
     if v is None:
         return None
     if isinstance(v, bool):
         return float(v)
     if isinstance(v, (int, float)):
         return float(v)
-    if isinstance(v, str):
-        low = v.strip().lower()
-        if low in ("nan", "inf", "-inf", "infinity", "-infinity"):
-            return float(low.replace("infinity", "inf"))
+    if isinstance(v, str) and _NUMERIC_TEXT.fullmatch(text := v.strip()):
+        return float(text)
     return ""
 
 
@@ -482,10 +488,14 @@ def scalars_frame(
     source: str,
     ctx: RunContext,
     layout: str,
+    lines: list[int],
 ) -> pl.DataFrame:
-    """Long scalar frame ``step, time, key, value, source, record`` from (step, time, flat metrics) rows.
+    """Long scalar frame ``step, time, key, value, source, record`` from (step, time, flat metrics) rows, the
+    record ``i`` read from line ``lines[i]`` of the file.
 
-    Non-numeric values are not silently dropped: they are counted and named in a fidelity note.
+    Non-numeric values are not silently dropped: they are counted and named in a fidelity note. Numbers
+    written as text are read, and said in a warning (the count, the keys, the first line): a trainer that
+    writes its metrics as text is worth knowing about.
     """
     steps: list[int | None] = []
     times: list[float | None] = []
@@ -493,20 +503,32 @@ def scalars_frame(
     values: list[float | None] = []
     records: list[int] = []
     skipped: dict[str, int] = {}
+    text: dict[str, int] = {}
+    first_text: tuple[int, str, str] | None = None
     for record, (step, t, metrics) in enumerate(rows):
         for k, v in metrics.items():
             f = as_float(v)
             if isinstance(f, str):  # the marker '' of a value that is no number
                 skipped[k] = skipped.get(k, 0) + 1
                 continue
+            if isinstance(v, str):
+                text[k] = text.get(k, 0) + 1
+                first_text = first_text or (lines[record], k, v)
             records.append(record)
             steps.append(step)
             times.append(t)
             keys.append(k)
             values.append(f)
     if skipped:
-        names = ", ".join(sorted(skipped)[:8]) + (" ..." if len(skipped) > 8 else "")
-        ctx.note(layout, f"{source}: {sum(skipped.values())} non-numeric metric values not mapped (keys: {names})")
+        n = sum(skipped.values())
+        ctx.note(layout, f"{source}: {n} non-numeric metric values not mapped (keys: {_names(skipped)})")
+    if first_text is not None:
+        line, key, raw = first_text
+        ctx.warn(
+            source,
+            f"{sum(text.values())} metric value(s) written as text read as numbers (keys: {_names(text)}; first: "
+            f"line {line}, {key!r}: {raw!r})",
+        )
     return pl.DataFrame(
         {
             "step": pl.Series(steps, dtype=pl.Int64),
@@ -519,16 +541,71 @@ def scalars_frame(
     )
 
 
+def _names(counts: dict[str, int], limit: int = 8) -> str:
+    return ", ".join(sorted(counts)[:limit]) + (" ..." if len(counts) > limit else "")
+
+
+STEP_RANGE = (-(2**63), 2**63 - 1)  # the step column is Int64
+_STEP_TEXT = re.compile(r"-?\d+", re.ASCII)
+
+
 def coerce_step(v: Any) -> int | None:
+    """A record's step as int: an integer, a float that is one (``3.0``) or its decimal text (``"6"``), within
+    the step column's 64-bit range; None for anything else (``3.5``, ``true``, ``2**63``)."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and math.isfinite(v) and v == int(v):
-        return int(v)
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v)
-    return None
+    whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+    step = int(v) if whole or (isinstance(v, str) and _STEP_TEXT.fullmatch(v.strip())) else None
+    return step if step is not None and STEP_RANGE[0] <= step <= STEP_RANGE[1] else None
+
+
+def say_stepless(source: str, ctx: RunContext, stepless: list[tuple[int, str]], limit: int = 5) -> None:
+    """Records without a step runlog can use (``coerce_step``): said with their lines and what they hold
+    there, and that they are in no figure. Every command drops null steps (a summary, a plot, a diff and an
+    upload are per step); only ``Run.scalars`` keeps them."""
+    if not stepless:
+        return
+    shown = "; ".join(f"line {line}: {what}" for line, what in stepless[:limit])
+    more = f"; {len(stepless) - limit} more" if len(stepless) > limit else ""
+    ctx.warn(
+        source,
+        f"{len(stepless)} record(s) without an integer step ({shown}{more}): left out of every summary, plot, "
+        "diff and upload (Run.scalars keeps them with a null step)",
+    )
+
+
+def stepless_reason(key: str, value: Any) -> str:
+    """What a record holds in place of a step, for ``say_stepless``."""
+    if not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        return f"{key} {int(value)} is beyond a 64-bit integer"
+    shown = json.dumps(value, ensure_ascii=True, default=str)
+    return f"{key} {shown if len(shown) <= 40 else shown[:40] + '...'}"
+
+
+def say_clashes(source: str, ctx: RunContext, clashed: list[tuple[int, str]]) -> None:
+    """Records that hold a key twice, flat and nested (``flatten``: the later of the two kept), said with their
+    count and the first line and key: the other value is in no figure."""
+    if clashed:
+        line, key = clashed[0]
+        ctx.warn(
+            source,
+            f"{len(clashed)} record(s) hold a key twice, flat and nested (first: line {line}, {key!r}): the later "
+            "of the two in the record kept",
+        )
+
+
+def say_orphan_weights(frame: pl.DataFrame, source: str, ctx: RunContext, layout: str) -> None:
+    """``k__count`` keys of a file that holds no value of ``k``: the weights are hidden with the companions and
+    there is nothing for them to weigh, so their numbers are shown nowhere. Said in a fidelity note (as values
+    that are not mapped are), not a warning: a key whose every value is null leaves its weights so too."""
+    names = set(frame["key"].unique().to_list())
+    orphans = sorted(k for k in names if k.endswith("__count") and k.removesuffix("__count") not in names)
+    if orphans:
+        ctx.note(
+            layout,
+            f"{source}: {len(orphans)} weight key(s) ('k__count', the weight of 'k') without a value of their key "
+            f"in the file, shown nowhere: {_names(dict.fromkeys(orphans, 0))}",
+        )
 
 
 def shared_ids(files: list[FileInfo], keys: list[str]) -> tuple[int, str, list[str]] | None:

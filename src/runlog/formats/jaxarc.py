@@ -10,7 +10,16 @@ from typing import Any
 
 from .._lazy import pl
 from .base import Candidate, FileInfo, Layout, RunContext, register
-from .common import coerce_step, flatten, read_jsonl, scalars_frame
+from .common import (
+    coerce_step,
+    flatten,
+    read_jsonl,
+    say_clashes,
+    say_orphan_weights,
+    say_stepless,
+    scalars_frame,
+    stepless_reason,
+)
 
 
 @register
@@ -33,13 +42,15 @@ class JaxArcLayout(Layout):
         parsed = read_jsonl(cand, ctx)
         rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
         other: set[str] = set()
-        no_step = 0
+        stepless: list[tuple[int, str]] = []  # (line, what it holds instead)
+        clashed: list[tuple[int, str]] = []  # (line, the first key held twice)
         no_metrics: list[int] = []  # lines
         last: dict[int, int] = {}  # step -> index in rows of its latest record
         again: dict[int, int] = {}  # step logged again -> the first line that logs it again
         for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
             step = coerce_step(rec.get("step"))
-            no_step += step is None
+            if step is None:
+                stepless.append((line, stepless_reason("step", rec["step"]) if "step" in rec else "no step"))
             t = rec.get("timestamp")
             t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
             metrics = rec.get("metrics")
@@ -53,9 +64,12 @@ class JaxArcLayout(Layout):
                     again.setdefault(step, line)
                     rows[last[step]] = (step, rows[last[step]][1], {})  # replaced by this record
                 last[step] = len(rows)
-            rows.append((step, t, flatten(metrics)))
-        if no_step:
-            ctx.warn(cand.rel, f"{no_step} record(s) without an integer step; kept with a null step")
+            clashes: list[str] = []
+            rows.append((step, t, flatten(metrics, clashes=clashes)))
+            if clashes:
+                clashed.append((line, clashes[0]))
+        say_stepless(cand.rel, ctx, stepless)
+        say_clashes(cand.rel, ctx, clashed)
         if no_metrics:
             ctx.warn(
                 cand.rel,
@@ -72,7 +86,8 @@ class JaxArcLayout(Layout):
             )
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")
-        info.frame = scalars_frame(rows, cand.rel, ctx, self.name)
+        info.frame = scalars_frame(rows, cand.rel, ctx, self.name, parsed.line_numbers)
+        say_orphan_weights(info.frame, cand.rel, ctx, self.name)
         info.rows = len(parsed.records)
         info.steps = sorted({s for s, _, _ in rows if s is not None})
         return info

@@ -370,7 +370,7 @@ class NativeLayout(Layout):
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
         m = SCALARS_RE.search(cand.rel)
         info.process = int(m["proc"]) if m else None
-        probe_flat_scalars(cand, ctx, info, self.name)
+        probe_flat_scalars(cand, ctx, info, self.name, repeats="replace")
         info.schema_version = (ctx.manifest or {}).get("schema_version", S.CURRENT_VERSION)
         return info
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext
-from .common import JsonlResult, coerce_step, flatten, read_jsonl, scalars_frame
+from .common import (
+    JsonlResult,
+    coerce_step,
+    flatten,
+    read_jsonl,
+    say_clashes,
+    say_orphan_weights,
+    say_stepless,
+    scalars_frame,
+    stepless_reason,
+)
 
 STEP_KEYS = ("step", "global_step", "_step", "trainer/step")
 TIME_KEYS = ("time", "timestamp", "_timestamp", "wall_time")
@@ -21,20 +31,27 @@ def record_rows(
     step_keys: tuple[str, ...] = STEP_KEYS,
     counters: bool = False,
 ) -> list[tuple[int | None, float | None, dict[str, Any]]]:
-    """(step, time, flat metrics) per record. A record with no usable step is reported, not guessed.
+    """(step, time, flat metrics) per record. A record with no usable step is reported with its line, not
+    guessed.
 
     The first of ``step_keys`` a record holds is its step. With ``counters`` the other step keys it holds
     (AReaL's per-epoch ``step`` beside ``global_step``) are counters, not metrics: said in a note. A null
     value is no value (no row), as in the fast path."""
     rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
-    no_step = 0
+    stepless: list[tuple[int, str]] = []
+    clashed: list[tuple[int, str]] = []
     aside: set[tuple[str, str]] = set()
-    for rec in parsed.records:
-        flat = flatten(rec)
+    for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
+        clashes: list[str] = []
+        flat = flatten(rec, clashes=clashes)
+        if clashes:
+            clashed.append((line, clashes[0]))
         step = None
+        held: tuple[str, Any] | None = None  # the step key and what it holds
         for k in step_keys:
             if k in flat:
-                step = coerce_step(flat.pop(k))
+                held = (k, flat.pop(k))
+                step = coerce_step(held[1])
                 if counters:
                     for other in step_keys:
                         if other in flat:
@@ -48,10 +65,10 @@ def record_rows(
                 t = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
                 break
         if step is None:
-            no_step += 1
+            stepless.append((line, "no step" if held is None else stepless_reason(*held)))
         rows.append((step, t, {k: v for k, v in flat.items() if v is not None}))
-    if no_step:
-        ctx.warn(source, f"{no_step} record(s) without an integer step; kept with a null step")
+    say_stepless(source, ctx, stepless)
+    say_clashes(source, ctx, clashed)
     if aside:
         ctx.note(layout, _counters_note(source, sorted(aside)))
     return rows
@@ -84,15 +101,66 @@ def _say_repeats(source: str, ctx: RunContext, steps: list[int | None], lines: l
         )
 
 
+def _relogged(rows: list[tuple[int | None, float | None, dict[str, Any]]]) -> list[int]:
+    """The steps at which two records of ``rows`` hold a value of one key (``k__count`` weights aside)."""
+    seen: dict[int, set[str]] = {}
+    out: set[int] = set()
+    for step, _, metrics in rows:
+        if step is None:
+            continue
+        keys = {k for k in metrics if not k.endswith("__count")}
+        held = seen.setdefault(step, set())
+        if held & keys:
+            out.add(step)
+        held |= keys
+    return sorted(out)
+
+
+def _keep_later(
+    frame: pl.DataFrame, relogged: list[int], lines: list[int], source: str, ctx: RunContext
+) -> pl.DataFrame:
+    """At the ``relogged`` steps, each key keeps the value of the last record that logs it, with that record's
+    ``k__count`` weight (an earlier record's weight goes with its value), said with the steps and lines. One
+    process writes one value per key and step: a second one is a replay (a trainer restarted from a checkpoint
+    appending to its shard, a copied shard), not another shard's share, and averaging it with the first gave
+    values no line holds. Records of one step with other keys (train, then eval metrics) are kept whole."""
+    if not relogged:
+        return frame
+    weight = pl.col("key").str.ends_with("__count")
+    part = frame.filter(pl.col("step").is_in(relogged))
+    spans = (
+        part.filter(~weight)
+        .group_by("step", "key")
+        .agg(pl.col("record").min().alias("first"), pl.col("record").max().alias("last"))
+        .filter(pl.col("first") != pl.col("last"))
+        .group_by("step")
+        .agg(pl.col("first").min(), pl.col("last").max())
+        .sort("step")
+    )
+    if not spans.height:  # the values logged twice were not numbers (not mapped): nothing replaced
+        return frame
+    said = [(s, f"at line {lines[last]} (first at line {lines[first]})") for s, first, last in spans.iter_rows()]
+    if len(said) == 1:
+        head = f"step {said[0][0]} logged again {said[0][1]}"
+    else:
+        shown = ", ".join(f"step {s} {where}" for s, where in said[:5])
+        head = f"{len(said)} steps logged again: {shown}" + (f", {len(said) - 5} more" if len(said) > 5 else "")
+    ctx.warn(source, f"{head}: the later values kept (a resumed run appending to this file?)")
+    # The record a key's value is kept from, for the key and its weight; null for a weight without a value.
+    kept = pl.when(~weight).then(pl.col("record")).max().over("step", pl.col("key").str.strip_suffix("__count"))
+    stale = part.filter(pl.col("record") != kept).select("record", "key")
+    return frame.join(stale, on=["record", "key"], how="anti", maintain_order="left")
+
+
 def probe_flat_scalars(
     cand: Candidate,
     ctx: RunContext,
     info: FileInfo,
     layout: str,
     *,
+    repeats: Literal["merge", "replace"],
     step_keys: tuple[str, ...] = STEP_KEYS,
     counters: bool = False,
-    say_repeats: bool = False,
 ) -> None:
     """Fill ``info`` (rows, steps, frame: the long scalar frame) from a flat scalar JSONL file.
 
@@ -102,29 +170,37 @@ def probe_flat_scalars(
     through the line-by-line reader, which reports each problem with its line number. Both give the same
     frame: a null value is no value (no row).
 
-    ``step_keys`` and ``counters`` as in ``record_rows``; ``say_repeats`` warns of several records of one step
-    (with the count and the first line)."""
+    A key logged again at a step of the file: ``repeats="replace"`` keeps the later value (``_keep_later``:
+    runlog's own shards, one process each); ``"merge"`` merges the records as shards are, said (AReaL's
+    stats). ``step_keys`` and ``counters`` as in ``record_rows``."""
     fast = _fast_flat_scalars(cand, step_keys, counters)
     if fast is not None:
-        info.frame, info.rows, info.steps, record_steps, aside = fast
+        frame, info.rows, info.steps, record_steps, aside, relogged = fast
         if aside:
             ctx.note(layout, _counters_note(cand.rel, aside))
-        if say_repeats:  # the fast path reads no file with a blank line: record i is line i
-            _say_repeats(cand.rel, ctx, record_steps, list(range(1, len(record_steps) + 1)))
-        return
-    parsed = read_jsonl(cand, ctx)
-    rows = record_rows(parsed, cand.rel, ctx, layout, step_keys=step_keys, counters=counters)
-    if say_repeats:
-        _say_repeats(cand.rel, ctx, [s for s, _, _ in rows], parsed.line_numbers)
-    info.frame = scalars_frame(rows, cand.rel, ctx, layout)
-    info.rows = len(parsed.records)
-    info.steps = sorted({s for s, _, _ in rows if s is not None})
+        lines = list(range(1, len(record_steps) + 1))  # the fast path reads no file with a blank line
+    else:
+        parsed = read_jsonl(cand, ctx)
+        rows = record_rows(parsed, cand.rel, ctx, layout, step_keys=step_keys, counters=counters)
+        lines = parsed.line_numbers
+        frame = scalars_frame(rows, cand.rel, ctx, layout, lines)
+        record_steps = [s for s, _, _ in rows]
+        relogged = _relogged(rows)
+        info.rows = len(parsed.records)
+        info.steps = sorted({s for s in record_steps if s is not None})
+    if repeats == "replace":
+        frame = _keep_later(frame, relogged, lines, cand.rel, ctx)
+    else:
+        _say_repeats(cand.rel, ctx, record_steps, lines)
+    say_orphan_weights(frame, cand.rel, ctx, layout)
+    info.frame = frame
 
 
 def _fast_flat_scalars(
     cand: Candidate, step_keys: tuple[str, ...], counters: bool
-) -> tuple[pl.DataFrame, int, list[int], list[int | None], list[tuple[str, str]]] | None:
-    """(long frame, records, steps, the step of each record, (step, counter) keys set aside) or None."""
+) -> tuple[pl.DataFrame, int, list[int], list[int | None], list[tuple[str, str]], list[int]] | None:
+    """(long frame, records, steps, the step of each record, (step, counter) keys set aside, the steps at which
+    two records hold a value of one key: ``_relogged``) or None."""
     try:
         data = cand.abspath.read_bytes()
     except OSError:
@@ -138,7 +214,8 @@ def _fast_flat_scalars(
     if data.count(b"\n") != df.height:  # a blank line polars skipped: record i would not be line i
         return None
     step = next((k for k in step_keys if k in df.columns), None)
-    if step is None or not df.schema[step].is_integer() or df[step].null_count():
+    # A null step, or one beyond Int64 (polars reads 2**63 as Int128): the careful reader says which line.
+    if step is None or not df.schema[step].is_integer() or df[step].cast(pl.Int64, strict=False).null_count():
         return None
     time_key = next((k for k in TIME_KEYS if k in df.columns), None)
     aside = [(step, k) for k in step_keys if k != step and k in df.columns] if counters else []
@@ -160,4 +237,10 @@ def _fast_flat_scalars(
         .select("step", "time", "key", "value", "source", "record")
     )
     record_steps = base["step"].to_list()
-    return long, df.height, sorted(set(record_steps)), record_steps, aside
+    steps = sorted(set(record_steps))
+    values = [c for c in metrics if not c.endswith("__count")]
+    relogged: list[int] = []
+    if len(steps) < len(record_steps) and values:  # records of one step: do two hold one key? (counted wide)
+        held = base.filter(pl.col("step").is_duplicated()).group_by("step").agg(pl.col(values).count())
+        relogged = sorted(held.filter(pl.max_horizontal(values) > 1)["step"].to_list())
+    return long, df.height, steps, record_steps, aside, relogged

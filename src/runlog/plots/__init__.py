@@ -45,8 +45,9 @@ def make_figure(
 ) -> Any:
     """The matplotlib Figure for ``what`` (one of ``WHATS``). ``by``: ``role`` (one line per role) or
     ``none`` (pooled); ``keys``: globs of scalar keys; ``window``: moving-average steps (default about a
-    tenth of the run); ``steps``: histogram steps; ``marks``: onsets to draw, per plot name; ``title``: the
-    figure's title (default: the run's name and ``what``).
+    tenth of the run; for ``scalars``, the steps at which each key was logged, a tenth of them by default);
+    ``steps``: histogram steps; ``marks``: onsets to draw, per plot name; ``title``: the figure's title
+    (default: the run's name and ``what``).
 
     A split of one step (an eval dump, a single batch) has no trend to draw: ``reward``, ``kl`` and
     ``components`` are then histograms of the samples' values at that step (one panel per role or
@@ -313,6 +314,8 @@ def scalar_namespaces(keys: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) -> Any:
+    if window is not None and window < 1:
+        raise UsageError(f"--window {window}: expected a positive number of steps")
     df = scalar_frame(s.run)
     names = df["key"].unique(maintain_order=True).to_list()
     if keys:
@@ -324,14 +327,19 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
     shown = names[:MAX_SCALAR_PANELS]
     rows, cols = F.grid(len(shown), 3)
     fig, axes = F.new_figure(rows, cols, title, width=4.6 * cols, height=3.0 * rows + 0.6)
-    w = window or F.auto_window(df["step"].n_unique())
     for ax, key in zip(axes, shown, strict=False):
         part = df.filter(pl.col("key") == key)
         line = (key, part["step"].to_list(), part["value"].to_list())
+        # The window counts the steps at which this key was logged, as summarize's and diff's windows do; the
+        # default is a tenth of them. A tenth of all keys' steps averaged a key logged every 10 steps over its
+        # whole run.
+        w = window or F.auto_window(part.height)
         if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w):
             F.say(ax, "no finite value" + _said([line]))
         else:
             F.say_not_drawn(ax, [line])
+            if w > 1:
+                ax.set_ylabel(f"moving average over {w} logged steps", fontsize=8)
         F.maybe_log(ax, part["value"].to_list())
         ax.set_title(F.clean_label(key), fontsize=10)
         ax.set_xlabel("step")

@@ -113,6 +113,8 @@ def e1(text: Any) -> str:
 
 
 def num(v: Any, fmt: str = ".4g") -> str:
+    """A number cell: ``-`` for null; NaN, ``inf`` and ``-inf`` marked, as ``summarize`` prints them (the sign
+    kept: a key that fell to -inf is not one that rose to inf); other numbers in ``fmt``."""
     if v is None:
         return '<span class="note">-</span>'
     if isinstance(v, bool):
@@ -123,7 +125,7 @@ def num(v: Any, fmt: str = ".4g") -> str:
         if math.isnan(v):
             return '<span class="bad">NaN</span>'
         if math.isinf(v):
-            return '<span class="bad">inf</span>'
+            return f'<span class="bad">{"" if v > 0 else "-"}inf</span>'
         return format(v, fmt)
     return e1(v)
 
