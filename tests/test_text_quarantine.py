@@ -185,3 +185,18 @@ def damaged_root_factory(tmp_path: Path):
         return root
 
     return make
+
+
+@pytest.mark.parametrize("column", ["group_id", "sample_id"])
+def test_plots_leave_out_a_file_found_unreadable_in_every_panel(damaged_root_factory, column: str) -> None:
+    pytest.importorskip("matplotlib")
+    from runlog.plots import make_figure
+
+    root = damaged_root_factory(column)
+    fig = make_figure(RunSeries(open_run(root)), "hist", steps=[4, 5, 6])  # was: "no such step", or exit 3
+    said = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in fig.axes}
+    assert any("could not be read" in t for t in said["step 5"]) and not said["step 4"]
+    fig = make_figure(RunSeries(open_run(root)), "reward")
+    lines = [list(line.get_xdata()) for ax in fig.axes for line in ax.lines if len(line.get_xdata()) > 2]
+    # Every line agrees: the reward panels read no sample id (step 5 counted), but read the prompt groups.
+    assert lines and all((5 in x) == (column == "sample_id") and 4 in x and 6 in x for x in lines)

@@ -48,6 +48,15 @@ class RunSeries:
             )
         return chosen
 
+    def forget(self) -> None:
+        """Drop every frame computed so far, and the notes said while computing them, so that they are read
+        again (a file found unreadable since: ``Run.left_out``)."""
+        for klass in type(self).__mro__:
+            for name, attr in vars(klass).items():
+                if isinstance(attr, cached_property):
+                    self.__dict__.pop(name, None)
+        self.notes.clear()
+
     @property
     def filters(self) -> Filters:
         return Filters(splits=(self.split,) if self.split else (), steps=StepRange())

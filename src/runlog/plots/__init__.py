@@ -58,7 +58,26 @@ def make_figure(
         raise UsageError(f"--by {by!r}: expected role or none")
     F.mpl()
     s = source if isinstance(source, RunSeries) else RunSeries(source)
-    marks = marks or {}
+    while True:
+        # A panel that finds a file unreadable (a corrupt data page behind an intact footer) leaves it out of
+        # the panels after it, not of those before: drawn again, every panel leaves it out.
+        left = s.run.left_out()
+        fig = _figure(s, what, by, keys, window, steps, marks or {}, title)
+        if s.run.left_out() == left:
+            return fig
+        s.forget()
+
+
+def _figure(
+    s: RunSeries,
+    what: str,
+    by: str,
+    keys: Sequence[str],
+    window: int | None,
+    steps: Sequence[int],
+    marks: Marks,
+    title: str | None,
+) -> Any:
     split = f" ({s.split})" if s.split else ""
     if what == "scalars":
         return _scalars(s, keys, window, title or f"{s.run.name}: scalars")
@@ -357,15 +376,21 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         return fig
     if not steps:
         steps = sorted({available[0], available[len(available) // 2], available[-1]})
-    missing = [x for x in steps if x not in available]
+    # A step whose files could not be read is in the run (its problem is listed): a panel says so.
+    unread = {x for f in s.run.files if f.kind == "samples" and not f.readable for x in f.all_steps()}
+    missing = [x for x in steps if x not in available and x not in unread]
     if missing:
         raise UsageError(
             f"--steps {missing[0]}: no such step in split {s.split} (steps {available[0]}..{available[-1]})"
         )
-    lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
-    if s.split:
-        lf = lf.filter(pl.col("split") == s.split)
-    valid = lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()).collect()
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        return [lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan())]
+
+    [valid] = s.run.collect(build)
     df = valid.filter(pl.col("reward").is_finite())  # +-inf has no place on an axis: counted in the title
     infinite = valid.height - df.height
     said = f" ({infinite} infinite reward(s) not drawn)" if infinite else ""
@@ -385,6 +410,8 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
                 kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=colours[role], label=label)
                 ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
                 ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, **kw)
+        if step not in available or not part.height and step in unread:
+            F.say(ax, "its sample file(s) could not be read (the problem is listed)")
         ax.set_title(f"step {step}", fontsize=10)
         ax.set_xlabel("reward")
         ax.set_ylabel("samples")
