@@ -35,12 +35,13 @@ def test_runs_of_different_layouts_compare_what_both_have(cli) -> None:
 
 def test_runs_given_as_files_of_one_folder_are_named_by_their_files(cli) -> None:
     """Two logs side by side in one folder: each is named ``folder/file``, not both by the folder (which read
-    as ``realdata`` and ``realdata#2``); a file deeper in its run folder keeps the run's name."""
+    as ``realdata`` and ``realdata#2``); a file deeper in its run folder keeps the run's name. ``diff`` labels
+    them by their paths relative to the folder they share, as ``summarize`` of a fleet does."""
     a, b = REALDATA / "inspect_ai_popularity.eval", REALDATA / "inspect_ai_popularity_eval_log.json"
     names = [f"realdata/{a.name}", f"realdata/{b.name}"]
     assert [open_run(p).name for p in (a, b)] == names
     r = cli("diff", a, b)
-    assert f"{names[0]} and {names[1]} have no role in common" in r.stderr, r.stderr
+    assert f"{a.name} and {b.name} have no role in common" in r.stderr, r.stderr
     step = next((RUNS / "flink_mixed" / "flink_logs").glob("batch_debug_data_train_*.parquet"))
     assert open_run(step).name == "flink_mixed"
 

@@ -724,7 +724,8 @@ def test_cli_unreadable_locations_are_skipped(cli, fleet, tmp_path):
         (fleet / "seed0" / f"junk_{i:02d}.parquet").write_text("junk")
     r = cli("summarize", "--runs", runs, "--format", "csv")
     lines = r.stderr.splitlines()
-    assert "more: see `runlog inspect`" in r.stderr, r.stderr
+    # The hint names the run cut and a command that takes it (``inspect`` takes one run, not the fleet).
+    assert f"more, of {names[0]} (" in r.stderr and f"see `runlog inspect {fleet / 'seed0'}`" in r.stderr, r.stderr
     assert sum("run skipped" in line for line in lines) == 2, r.stderr
     # Nothing readable at all: a usage error.
     runs.write_text(f"{tmp_path / 'missing'}\n{empty}\n")

@@ -17,6 +17,8 @@ from .formats.base import Candidate, Layout
 from .storage import ObjectPath
 
 MANIFEST = "run.json"  # the native layout's manifest: one per run
+NATIVE = "runlog"  # the native layout, whose samples/ tree is at its run's root only
+NESTED_RUN = "nested_run"  # the kind of problem of a native samples/ tree below the run's folder (nested_trees)
 
 
 def local_stamp(st: os.stat_result) -> tuple:
@@ -228,6 +230,29 @@ def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     else:
         hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"
     raise SeveralRunsError(f"{where}: holds {len(runs)} runs ({names}): {hint}", runs)
+
+
+def nested_trees(claimed: list[tuple[str, Layout]]) -> list[str]:
+    """The folders below the run's own that hold a native ``samples/`` tree and no manifest of their own, from
+    the paths of the files a layout claimed (``one_run`` has passed: one run). A native run keeps its samples in
+    ``samples/`` at its root only, so such a folder is another run's tree, or a copy (``backup/samples``) that
+    the folder rule counts into this run (docs/format.md, "One run, or several"): discovery says so, as an
+    error, not a warning per file (which says nothing when the steps do not overlap). Other layouts' own
+    folders (``flink_logs/``, verl's validation dumps) are part of the run wherever they sit."""
+    folders = {lay.run_folder(rel.rpartition("/")[0]) for rel, lay in claimed}
+    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
+    trees = set()
+    for rel, lay in claimed:
+        folder = rel.rpartition("/")[0]
+        root = lay.run_folder(folder)
+        if lay.name == NATIVE and root != folder and root and root not in manifests:
+            trees.add(root)
+
+    def inside_another(f: str) -> bool:
+        parts = f.split("/")
+        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
+
+    return sorted(f for f in trees if inside_another(f))
 
 
 def choose_layout(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -18,7 +18,17 @@ from .errors import DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
 from .formats.common import local_footers
-from .listing import DATA_SUFFIXES, choose_layout, list_files, listing, local_stamp, one_run
+from .listing import (
+    DATA_SUFFIXES,
+    MANIFEST,
+    NESTED_RUN,
+    choose_layout,
+    list_files,
+    listing,
+    local_stamp,
+    nested_trees,
+    one_run,
+)
 from .probe_cache import Hit, ProbeCache
 from .storage import ObjectPath
 
@@ -350,11 +360,13 @@ def list_names(
     layout: str | None = None,
     storage_options: Mapping[str, str] | None = None,
     prefetch: bool = True,
+    issues: list[tuple[str, str, bool]] | None = None,
 ) -> list[NameEntry]:
     """Every file a run has, with its layout and the split/step its name tells, opening no Parquet file
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
-    it to decide which files ``open_run(keep=...)`` needs at all."""
-    root, paths = list_files(path, storage_options, prefetch, layout)
+    it to decide which files ``open_run(keep=...)`` needs at all. ``issues``: as ``listing.walk``'s (what the
+    listing left out: a link to a folder listed already)."""
+    root, paths, _ = listing(path, storage_options, prefetch, layout, issues)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
@@ -463,6 +475,14 @@ def open_run(
         raise SeveralRunsError(f"{exc} ({mismatch})", exc.runs) from None
     if mismatch is not None:
         ctx.problems.insert(0, Problem(".", WARNING, mismatch))  # first: it explains the lines after it
+    for folder in nested_trees(claimed):
+        ctx.problem(
+            f"{folder}/samples",
+            NESTED_RUN,
+            f"a second samples/ tree below the run's folder, without a {MANIFEST} (a native run has samples/ at "
+            f"its root only): another run's, or a copy, read into this run, its rows counted with the run's: move "
+            f"{folder} out of the run, or pass it as a run of its own",
+        )
     # One file alone is probed anew: its run's cache entries would be dropped as files no longer listed.
     probes = ProbeCache.open(root) if cache and not single else None
     cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]

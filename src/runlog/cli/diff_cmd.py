@@ -42,7 +42,12 @@ STRIP: tuple[str, ...] = ()
 def diff_command(
     ctx: typer.Context,
     paths: list[str] = RUNS,
-    name: list[str] = typer.Option(None, "--name", "-n", help="A label for each run, in order (repeatable)."),
+    name: list[str] = typer.Option(
+        None,
+        "--name",
+        "-n",
+        help="A label for each run, in order (repeatable; default: its path relative to the folder the runs share).",
+    ),
     window: int = typer.Option(
         DEFAULT_WINDOW, "--window", "-w", help="Steps of the start, end and best windows (common steps)."
     ),
@@ -136,8 +141,10 @@ def _diff(
     from ..analysis.diff import diff_runs
     from ..run import open_run
 
+    labels, said = run_labels(paths, name or [], storage)
     runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
-    result = diff_runs(runs, name or None, options)
+    result = diff_runs(runs, labels, options, locations=paths)
+    result.notes[:0] = said
     if not result.compared:
         # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
         reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
@@ -147,11 +154,27 @@ def _diff(
     report_problems([], notes=result.notes)
     errors = 0
     for label, run in zip(result.names, runs, strict=True):
-        errors += report_problems([_named(p, label) for p in run.problems])
+        errors += report_problems([named(p, label) for p in run.problems])
     return errors
 
 
-def _named(problem: Any, label: str) -> Any:
+def run_labels(paths: list[str], names: list[str], storage: StorageOptions) -> tuple[list[str], list[str]]:
+    """Each run's label, and notes. A run is labelled by the ``--name`` given, else by its location relative to
+    the folder the runs share, as ``summarize`` of a fleet names it (``fleet.run_names``): manifest names
+    repeat across the seeds of one config (``same``, ``same#2`` said nothing of which folder is which). A run
+    given twice (a link to it, another spelling, one of its files) is said: it is compared with itself."""
+    from ..fleet import distinct_runs, run_names
+
+    labels = [*names, *run_names(paths)[len(names) :]]
+    _, same = distinct_runs(paths, storage)
+    notes = [
+        f"{a} {how} {b}: the same run, compared with {'itself' if how == 'is' else 'a part of itself'}"
+        for a, b, how in same
+    ]
+    return labels, notes
+
+
+def named(problem: Any, label: str) -> Any:
     """A run's problem with the run's label before its path: several runs are reported together."""
     import dataclasses
 

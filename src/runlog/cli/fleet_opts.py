@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .common import report_problems, stderr_console
+from ..textsafe import visible
+from .common import MAX_PROBLEM_LINES, report_problems, stderr_console
 
 if TYPE_CHECKING:
     from ..analysis.filters import Filters
     from ..fleet import FleetResult
     from ..fleet.engine import Engine
+    from ..formats.base import Problem
 
     # What a fleet command computes, given the engine and the progress callback (None: no bar).
     Compute = Callable[[Engine, Callable[[int, int], None] | None], FleetResult]
@@ -54,19 +57,85 @@ def progress(label: str) -> Iterator[Any]:
 
 def report_fleet(result: FleetResult) -> int:
     """Problems of every run (``error: RUN/PATH: message``), runs that could not be read, notes; returns the
-    number of errors (warnings excluded)."""
+    number of errors (warnings excluded).
+
+    Runs skipped come first, each on its line. Past ``MAX_PROBLEM_LINES`` lines, every run with problems
+    still has one (a cap over the whole fleet cut the last runs' problems out: a run that lost data read as
+    clean): a run whose lines do not all fit says its counts and its first problem, more of its lines as the
+    cap allows, and the hint names the runs cut and the command that lists one run's problems."""
     from ..formats.base import Problem
 
-    # Runs skipped first: a run left out must not hide behind the cap on problem lines of the others' files.
-    problems = [Problem(loc, "unreadable", f"run skipped: {why}") for loc, why in result.failures]
-    problems += [Problem(f"{run}/{path}", kind, msg) for run, path, kind, msg in result.problems()]
+    skipped = [Problem(loc, "unreadable", f"run skipped: {why}") for loc, why in result.failures]
+    by_run: dict[str, list[Problem]] = {}
+    for run, path, kind, msg in result.problems():
+        by_run.setdefault(run, []).append(Problem(f"{run}/{path}", kind, msg))
     notes = list(result.notes)
-    skipped = [loc for loc, _ in result.failures]
-    named = f": {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}" if skipped else ""
+    failed = [loc for loc, _ in result.failures]
+    named = f": {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else ""
     notes.append(
-        f"{len(result.results)} run part(s) in {result.batches} batch(es); {len(skipped)} run(s) skipped{named}"
+        f"{len(result.results)} run part(s) in {result.batches} batch(es); {len(failed)} run(s) skipped{named}"
     )
-    return report_problems(problems, notes=notes)
+    report_problems([], notes=notes)  # apart: notes take no problem's line
+    lines = sum(len(ps) for ps in by_run.values())
+    if len(skipped) + lines <= MAX_PROBLEM_LINES:
+        return report_problems([*skipped, *(p for ps in by_run.values() for p in ps)])
+    quota = _quotas({run: len(ps) for run, ps in by_run.items()}, MAX_PROBLEM_LINES - len(skipped))
+    shown = list(skipped)
+    cut: dict[str, int] = {}
+    for run, ps in by_run.items():
+        if quota[run] >= len(ps):
+            shown += ps
+            continue
+        first = (_errors(ps) or ps)[0]  # an error before any warning
+        said = f"{_counts(ps)}; first: {first.path.removeprefix(f'{run}/')}: {first.message}"
+        shown.append(Problem(run, first.kind, said))
+        shown += [p for p in ps if p is not first][: quota[run] - 1]
+        cut[run] = len(ps) - quota[run]
+    for p in shown:
+        line = f"{'warning' if p.is_warning else 'error'}: {p.path}: {p.message}"
+        sys.stderr.write(visible(line, keep_newlines=False) + "\n")
+    if cut:  # (with more runs than lines, each run may be whole on its one line)
+        runs = ", ".join(f"{run} ({n})" for run, n in cut.items())
+        first_cut = next(iter(cut))
+        where = shlex.quote(result.locations.get(first_cut, first_cut))
+        each = ", one run at a time" if len(cut) > 1 else ""
+        hint = f"... {sum(cut.values())} more, of {runs}: see `runlog inspect {where}`{each}"
+        sys.stderr.write(visible(hint, keep_newlines=False) + "\n")
+    return len(skipped) + sum(len(_errors(ps)) for ps in by_run.values())
+
+
+def _errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if not p.is_warning]
+
+
+def _counts(problems: list[Problem]) -> str:
+    """``3 errors in 2 files, 1 warning``: what a run's problems come to."""
+    errors = _errors(problems)
+    warnings = len(problems) - len(errors)
+    parts = []
+    if errors:
+        files = len({p.path for p in errors})
+        parts.append(f"{_n(len(errors), 'error')} in {_n(files, 'file')}")
+    if warnings:
+        parts.append(_n(warnings, "warning"))
+    return ", ".join(parts)
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _quotas(counts: dict[str, int], budget: int) -> dict[str, int]:
+    """Lines per run within ``budget``: one for every run whatever the budget, then one more each in turn, in
+    the runs' order, until the budget or the runs' lines run out."""
+    quota = dict.fromkeys(counts, 1)
+    left = budget - len(quota)
+    while left > 0 and any(quota[r] < n for r, n in counts.items()):
+        for run, n in counts.items():
+            if left > 0 and quota[run] < n:
+                quota[run] += 1
+                left -= 1
+    return quota
 
 
 @dataclass(frozen=True)
@@ -83,6 +152,7 @@ class Fleet:
         """The filters checked against the fleet, the engine started, ``compute(engine, progress)`` run with a
         progress bar, the engine stopped (whatever happens)."""
         from ..analysis.check import check_fleet
+        from ..fleet import Locations
         from ..fleet.engine import get_engine
         from ..storage import is_url
 
@@ -92,6 +162,9 @@ class Fleet:
         eng = get_engine(self.engine, ray_address=self.ray_address, remote=remote)
         try:
             with progress("runs") as update:
-                return compute(eng, update)
+                result = compute(eng, update)
         finally:
             eng.close()
+        if isinstance(self.locations, Locations):  # what resolving the locations said (a run given twice)
+            result.notes[:0] = self.locations.notes
+        return result

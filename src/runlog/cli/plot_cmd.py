@@ -54,13 +54,14 @@ def plot_command(
     KL in log scale when it spans decades. Histograms: per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline;
-    --name labels the runs in the legend and the title (this run first), as runlog diff --name does.
+    --name labels the runs in the legend and the title (this run first), as runlog diff --name does (runs
+    without one: by their paths relative to the folder they share).
 
     Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix; one line on stderr
     says where it wrote.
 
     Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
-    matches nothing in the run).
+    matches nothing in the run; with --diff, nothing to draw: no compared run has values in the split).
 
     Examples:
 
@@ -116,19 +117,29 @@ def _plot_diff(
     output: Path,
 ) -> Path:
     """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split; ``names``
-    label the first runs (the others keep their names), as ``diff --name``."""
+    label the first runs (the others their locations), as ``diff --name``. Nothing to draw (no compared run
+    has values in the split) is a usage error, as ``diff`` with nothing in common: an image of the notes alone
+    read as a plot of the data."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
-    from ..plots.diff import diff_figure
+    from ..plots.diff import diff_figure, drawn
     from ..run import open_run
+    from .diff_cmd import named, run_labels
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
+    labels, said = run_labels(paths, names, storage)
     runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
-    result = diff_runs(runs, names or None, options=DiffOptions(splits=tuple(filters.splits), series_only=True))
-    fig = diff_figure(result, what, filters.splits[0] if filters.splits else None)
-    written = save_figure(fig, output)
-    report_problems([p for r in runs for p in r.problems if not p.is_warning], notes=result.notes)
+    options = DiffOptions(splits=tuple(filters.splits), series_only=True)
+    result = diff_runs(runs, labels, options=options, locations=paths)
+    result.notes[:0] = said
+    split = filters.splits[0] if filters.splits else None
+    if drawn(result, what, split)[1].height == 0:
+        reasons = [n for n in result.notes if not n.startswith("layouts differ")] or ["nothing in common"]
+        raise UsageError(f"nothing to draw: {'; '.join(reasons)}")
+    written = save_figure(diff_figure(result, what, split), output)
+    problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
+    report_problems([p for p in problems if not p.is_warning], notes=result.notes)
     return written
 
 

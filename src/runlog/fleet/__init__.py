@@ -23,7 +23,7 @@ import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._lazy import pl
@@ -129,6 +129,94 @@ def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
     return [f"{scheme}://{bucket}/{p}" for p in prefixes]
 
 
+def _resolved(location: str) -> tuple[str, ...]:
+    """Where a location points, whatever its spelling: a local path's real path (links, ``./``, a trailing
+    ``/``, relative or absolute), an object store's family, bucket and key (``s3a://b/k/`` is ``s3://b/k``)."""
+    from .. import storage
+
+    if storage.is_url(location):
+        try:
+            return ("url", *storage.split_url(location))
+        except UsageError:
+            return ("url", location)  # refused when it is opened
+    return ("path", os.path.realpath(os.path.expanduser(location)))
+
+
+def _folders_above(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The resolved folders that hold the resolved location ``key``, nearest first."""
+    if key[0] == "path":
+        parents = list(Path(key[1]).parents)
+        return [("path", str(p)) for p in parents]
+    if len(key) < 4:
+        return []
+    parts = key[3].split("/") if key[3] else []
+    return [(*key[:3], "/".join(parts[:i])) for i in range(len(parts) - 1, -1, -1)]
+
+
+def _run_folder_of_file(location: str, storage_options: Mapping[str, str] | None) -> tuple[str, ...] | None:
+    """The resolved run folder of a location naming one file (the folder it is read as a run of:
+    ``listing.one_file``), else None."""
+    from .. import storage
+    from ..listing import listing
+
+    if not storage.is_url(location) and not os.path.isfile(os.path.expanduser(location)):
+        return None
+    try:
+        root, _, single = listing(location, storage_options, False, None)
+    except (RunlogError, OSError):
+        return None  # said when it is opened
+    return _resolved(str(root)) if single else None
+
+
+# (location dropped, the location kept, how they are one run: "is" or "is a file of")
+SameRun = tuple[str, str, str]
+
+
+def distinct_runs(
+    locations: Sequence[str], storage_options: Mapping[str, str] | None = None
+) -> tuple[list[str], list[SameRun]]:
+    """``locations`` with each run once, and the locations left out. A run reached by two spellings (a link,
+    ``./``, a trailing ``/``, a relative and an absolute path, a glob and ``--runs``) would count twice: the
+    first spelling is kept. A file of a run given as a folder too is that run's (its rows are the run's): the
+    folder is kept. Files are looked at only where they lie inside another location given."""
+    keys = [_resolved(loc) for loc in locations]
+    first: dict[tuple[str, ...], str] = {}
+    same: list[SameRun] = []
+    for loc, key in zip(locations, keys, strict=True):
+        if key in first:
+            same.append((loc, first[key], "is"))
+        else:
+            first[key] = loc
+    out: list[str] = []
+    for key, loc in first.items():
+        outer = [o for o in _folders_above(key) if o in first]
+        folder = _run_folder_of_file(loc, storage_options) if outer else None
+        if folder is not None and folder in outer:
+            same.append((loc, first[folder], "is a file of"))
+        else:
+            out.append(loc)
+    return out, same
+
+
+def same_run_note(same: Sequence[SameRun]) -> str:
+    """One note naming the spellings of every run given twice (``distinct_runs``)."""
+    said = [f"{a} {how} {b}" for a, b, how in same]
+    more = f"; ... (+{len(said) - 5})" if len(said) > 5 else ""
+    return f"the same run given twice, counted once: {'; '.join(said[:5])}{more}"
+
+
+class Locations(list[str]):
+    """Run locations as ``fleet_locations`` resolves them, with what resolving them said (``notes``: a run
+    given twice, a link to a run among a folder's runs) and whether they were given as a fleet (``fleet``:
+    several PATHs or a glob, however many runs are left: the output keeps a fleet's shape, its ``run``
+    column, as with ``--runs``)."""
+
+    def __init__(self, items: Sequence[str] = (), notes: Sequence[str] = (), fleet: bool = False) -> None:
+        super().__init__(items)
+        self.notes = list(notes)
+        self.fleet = fleet
+
+
 def run_names(locations: Sequence[str]) -> list[str]:
     """Short unique names: each location relative to the folder all of them share."""
     parts = [loc.rstrip("/").split("/") for loc in locations]
@@ -146,45 +234,75 @@ def fleet_locations(
     runs_file: str | os.PathLike[str] | None = None,
     storage_options: Mapping[str, str] | None = None,
     by: Sequence[str] = (),
-) -> list[str]:
+) -> Locations:
     """The run locations a command was given: ``paths`` and those listed in ``runs_file`` (``--runs``), globs
-    expanded (:func:`resolve_locations`). None at all is a usage error. Grouped ``by`` run, a PATH that holds
-    several runs side by side (``ROOT`` for ``ROOT/*``) stands for those runs, each a row of its own: nothing
-    is added up. Without ``run`` among the keys such a path stays one location, refused when it is opened."""
+    expanded (:func:`resolve_locations`), each run once (:func:`distinct_runs`, said in a note). None at all
+    is a usage error. Grouped ``by`` run, a PATH that holds several runs side by side (``ROOT`` for
+    ``ROOT/*``) stands for those runs, each a row of its own: nothing is added up. Without ``run`` among the
+    keys such a path stays one location, refused when it is opened."""
     items = list(paths)
     if runs_file:
         items += read_runs_file(runs_file)
     if not items:
         raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
+    same: list[SameRun] = []
     if "run" in by and len(paths) <= MAX_FOLDERS_LOOKED_INTO:
         given = set(paths)
-        items = [x for item in items for x in (_runs_in(item, storage_options) if item in given else [item])]
-    return resolve_locations(items, storage_options)
+        out: list[str] = []
+        for item in items:
+            runs, links = _runs_in(item, storage_options) if item in given else ([item], [])
+            out += runs
+            same += links
+        items = out
+    kept, twice = distinct_runs(resolve_locations(items, storage_options), storage_options)
+    same += twice
+    fleet = len(paths) > 1 or any(_is_pattern(p) for p in paths)
+    return Locations(kept, [same_run_note(same)] if same else [], fleet)
 
 
 MAX_FOLDERS_LOOKED_INTO = 16  # a PATH's files are listed once more to tell; globs and --runs lists never are
 
 
-def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> list[str]:
+def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> tuple[list[str], list[SameRun]]:
     """``location``'s runs when it holds several side by side, else ``[location]`` (errors are left to the
-    fleet's tasks, which report them run by run)."""
+    fleet's tasks, which report them run by run); and the links among its folders to a run listed already
+    (``runs/latest -> exp-123``: discovery lists a folder once), said as the same run given twice."""
     from .. import storage
     from ..errors import SeveralRunsError
     from ..run import list_names
 
     if _is_pattern(location):
-        return [location]
+        return [location], []
+    issues: list[tuple[str, str, bool]] = []
     try:
-        list_names(location, storage_options=storage_options, prefetch=False)
+        list_names(location, storage_options=storage_options, prefetch=False, issues=issues)
     except SeveralRunsError as exc:
         if "" in exc.runs:
-            return [location]  # the path is a run itself, with runs inside: said when it is opened
+            return [location], []  # the path is a run itself, with runs inside: said when it is opened
         base = location.rstrip("/")
-        join = (lambda r: f"{base}/{r}") if storage.is_url(location) else (lambda r: os.path.join(base, r))
-        return [join(r) for r in exc.runs]
+        if storage.is_url(location):
+            return [f"{base}/{r}" for r in exc.runs], []
+        runs = [os.path.join(base, r) for r in exc.runs]
+        return runs, _links_to_runs(base, exc.runs, issues)
     except RunlogError:
         pass
-    return [location]
+    return [location], []
+
+
+def _links_to_runs(base: str, runs: Sequence[str], issues: Sequence[tuple[str, str, bool]]) -> list[SameRun]:
+    """The links to folders that discovery left unfollowed (listed already) outside every run of ``base``:
+    each a spelling of a run (or of a folder of runs) counted once, under its own path."""
+    top = os.path.realpath(base)
+    out: list[SameRun] = []
+    for rel, _, _ in issues:
+        link = os.path.join(base, rel)
+        inside = any(rel == r or rel.startswith(f"{r}/") for r in runs)
+        if inside or not (os.path.islink(link) and os.path.isdir(link)):
+            continue
+        target = os.path.realpath(link)
+        shown = os.path.join(base, os.path.relpath(target, top)) if target.startswith(top + os.sep) else target
+        out.append((link, shown, "is"))
+    return out
 
 
 def is_fleet(
@@ -199,8 +317,10 @@ def is_fleet(
     merged) rather than as one run opened here. A fleet: several runs; one run grouped by ``run`` (its rows
     name it); runs read from a list (``listed``: ``--runs FILE``, whose output keeps the fleet's shape
     however many runs it lists); or an engine asked for (``engine`` other than ``local``, a ``ray_address``),
-    which only the fleet path starts, and checks."""
-    return len(locations) > 1 or "run" in by or listed or engine != "local" or bool(ray_address)
+    which only the fleet path starts, and checks; or locations given as a fleet (``Locations.fleet``: a glob
+    that matched one run keeps a fleet's output, its ``run`` column)."""
+    as_fleet = isinstance(locations, Locations) and locations.fleet
+    return len(locations) > 1 or as_fleet or "run" in by or listed or engine != "local" or bool(ray_address)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -304,6 +424,7 @@ class FleetResult:
     notes: list[str]
     units: int
     batches: int
+    locations: dict[str, str] = field(default_factory=dict)  # each run's name: its location
 
     def problems(self) -> list[tuple[str, str, str, str]]:
         """(run, path, kind, message) of every problem, each once (chunks of one run share manifests)."""
@@ -389,8 +510,9 @@ def summarize_fleet(
     frame, notes = combine_partials(partials, keys)
     if "run" not in keys:
         runs = len({r.name for r in results if r.error is None})
-        notes.insert(0, f"statistics pooled over the {runs} runs: add --by run for one row per run")
-    return FleetResult(frame, results, failures, notes, len(units), nbatches)
+        pooled = f"{runs} run{'' if runs == 1 else 's'}"
+        notes.insert(0, f"statistics pooled over the {pooled}: add --by run for one row per run")
+    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
 
 
 def metrics_fleet(
@@ -418,7 +540,12 @@ def metrics_fleet(
     frame, results, nbatches = _stacked(task, units, failures, engine, progress)
     if auto_split and "split" in frame.columns and frame["split"].drop_nulls().n_unique() <= 1:
         frame = frame.drop("split")
-    return FleetResult(frame, results, failures, [], len(units), nbatches)
+    return FleetResult(frame, results, failures, [], len(units), nbatches, _where(locations))
+
+
+def _where(locations: Sequence[str]) -> dict[str, str]:
+    """Each run's name (``run_names``): its location, for what a command tells of one run."""
+    return dict(zip(run_names(locations), locations, strict=True))
 
 
 __all__ = [
@@ -426,11 +553,13 @@ __all__ = [
     "FleetResult",
     "FormatJob",
     "Job",
+    "Locations",
     "MetricJob",
     "SummarizeJob",
     "Task",
     "Unit",
     "UnitResult",
+    "distinct_runs",
     "fleet_locations",
     "is_fleet",
     "metrics_fleet",
@@ -440,5 +569,6 @@ __all__ = [
     "resolve_locations",
     "run_batch",
     "run_names",
+    "same_run_note",
     "summarize_fleet",
 ]

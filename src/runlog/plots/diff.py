@@ -14,6 +14,8 @@ from ..errors import UsageError
 from . import figures as F
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from ..analysis.diff import Diff
 
 METRICS = {"reward": "Mean reward", "kl": "Mean KL"}
@@ -24,19 +26,24 @@ def run_colours(names: list[str]) -> dict[str, str]:
     return {n: F.PALETTE[i % len(F.PALETTE)] for i, n in enumerate(names)}
 
 
-def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> Any:
-    """The overlay figure of ``d`` for ``metric`` (``reward`` or ``kl``) in ``split`` (default: the first
-    split with data). A figure that says why when nothing is in common."""
+def drawn(d: Diff, metric: str = "reward", split: str | None = None) -> tuple[str | None, pl.DataFrame]:
+    """The split the overlay shows and its rows of ``diff_series``: ``split`` where a compared run has values
+    there, else the first split where one has (train first, as diff orders them); no rows when none has."""
     from ..analysis.diff import diff_series
 
     if metric not in METRICS:
         raise UsageError(f"--what {metric}: with --diff, expected reward or kl")
     series = diff_series(d, metric)
-    # The splits where a compared run has values, train first (as diff orders them); the one asked if it is.
     compared = series.filter(~series["baseline"])["split"].to_list()
     splits = sorted(dict.fromkeys(compared), key=lambda s: (s is None, s != "train", s or ""))
     shown = split if split in splits else (splits[0] if splits else None)
-    part = series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
+    return shown, series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
+
+
+def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> Any:
+    """The overlay figure of ``d`` for ``metric`` (``reward`` or ``kl``) in ``split`` (default: the first
+    split with data). A figure that says why when nothing is in common."""
+    shown, part = drawn(d, metric, split)
     roles = list(dict.fromkeys(part["role"].to_list()))
     where = f" ({shown})" if shown else ""
     title = f"{METRICS[metric]} per role{where}: " + " vs ".join(d.names)

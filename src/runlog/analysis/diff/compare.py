@@ -53,9 +53,15 @@ from .sides import (
 Plan = tuple[Side, Split, list[int], list[str | None]]  # a compared run, a split, its common steps, its roles
 
 
-def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: DiffOptions | None = None) -> Diff:
+def diff_runs(
+    runs: Sequence[Run],
+    names: Sequence[str] | None = None,
+    options: DiffOptions | None = None,
+    locations: Sequence[str] | None = None,
+) -> Diff:
     """Compare ``runs[1:]`` with the baseline ``runs[0]`` (package docstring). ``names`` label the runs
-    (default: each run's name, made unique). Runs with nothing in common give empty frames and a note saying
+    (default: each run's name, made unique); ``locations``, where each run was given, go with them
+    (``Diff.locations``: the JSON's ``path``). Runs with nothing in common give empty frames and a note saying
     why; a ``--split``, ``--role`` or ``--keys`` value that matches no run is a ``UsageError``."""
     opts = options or DiffOptions()
     opts.check()
@@ -82,6 +88,7 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
         empty = [frame([], schema) for schema in (ROLES_SCHEMA, POINTS_SCHEMA, PAIRED_SCHEMA, SCALARS_SCHEMA)]
         return Diff(
             names=labels,
+            locations=list(locations or []),
             layouts=layouts,
             overlap=frame(overlap_rows, OVERLAP_SCHEMA),
             roles=empty[0],
@@ -131,6 +138,7 @@ def diff_runs(runs: Sequence[Run], names: Sequence[str] | None = None, options: 
     configs = config_rows(sides, notes)
     out = Diff(
         names=labels,
+        locations=list(locations or []),
         layouts=layouts,
         overlap=frame(overlap_rows, OVERLAP_SCHEMA),
         roles=frame(role_rows, ROLES_SCHEMA),

@@ -61,6 +61,7 @@ class Diff:
     text: pl.DataFrame | None = None  # with options.text
     findings: pl.DataFrame | None = None  # with options.findings
     notes: list[str] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)  # where each run was given, in ``names``' order
     per_step: list[pl.DataFrame] = field(default_factory=list, repr=False)  # summarize per run (for series)
     options: DiffOptions = field(default_factory=DiffOptions, repr=False)
     common: dict[tuple[int, Split], list[int]] = field(default_factory=dict, repr=False)
@@ -89,10 +90,12 @@ class Diff:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON: every frame as a list of row objects (NaN as null), the runs and the notes."""
+        """Plain JSON: every frame as a list of row objects (NaN as null), the runs (each with the path it was
+        given as, null where unknown: a label alone does not lead back to a folder) and the notes."""
+        paths: list[str | None] = [*self.locations] or [None] * len(self.names)
         runs = [
-            {"name": n, "layouts": lay, "baseline": i == 0}
-            for i, (n, lay) in enumerate(zip(self.names, self.layouts, strict=True))
+            {"name": n, "path": path, "layouts": lay, "baseline": i == 0}
+            for i, (n, path, lay) in enumerate(zip(self.names, paths, self.layouts, strict=True))
         ]
         body = {
             name: [{k: _plain(v) for k, v in row.items()} for row in df.to_dicts()]
