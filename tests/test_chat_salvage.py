@@ -27,3 +27,16 @@ def test_a_cut_short_call_keeps_its_id_and_the_result_answers_it() -> None:
     assert [(c["id"], c["name"]) for c in calls] == [("call_1", "python"), ("call_2", None)]
     assert calls[0]["arguments"] == cut and calls[1]["arguments"] == with_json_inside
     assert [(m["tool_call_id"], m["name"]) for m in msgs[2:]] == [("call_1", "python"), ("call_2", None)]
+
+
+def test_the_salvage_reads_the_calls_own_keys_only() -> None:
+    from runlog.chat import tool_call
+
+    # A key inside the arguments object is not the call's; a cut inside a key or after a colon keeps what came
+    # before it; half a surrogate pair is no id.
+    nested = '{"function": {"arguments": {"user": {"id": "user-42", "name": "x'
+    assert (tool_call(nested)["id"], tool_call(nested)["name"]) == (None, None)
+    assert tool_call('{"id": "c1", "func')["id"] == "c1"
+    cut = '{"id": "c1", "function": {"name": "py", "arguments":'
+    assert (tool_call(cut)["id"], tool_call(cut)["name"], tool_call(cut)["arguments"]) == ("c1", "py", cut)
+    assert tool_call('{"id": "c\\ud83d')["id"] is None

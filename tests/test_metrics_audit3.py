@@ -116,3 +116,17 @@ def test_texts_without_a_prompt_group_are_in_no_group(tmp_path: Path) -> None:
     # The one prompt group: four copies of one text.
     assert (row["groups"], row["texts"], row["unique_frac"]) == (1, 4, 0.25)
     assert any(n.startswith("4 text(s) without a prompt group") for n in notes)
+
+
+def test_a_sample_where_the_policy_does_not_speak_has_no_text(tmp_path: Path) -> None:
+    """The policy is the speaker that speaks first in most samples: a sample whose solver turn is missing has
+    no text, not the verifier's (which speaks first there)."""
+    rows = debate_rows(0, solver_formats=True, solver_distinct=True)
+    for r in rows[6:]:
+        r["messages"] = [m for m in r["messages"] if m.get("name") != "solver"]
+    with RunWriter(tmp_path / "run", roles=["verifier", "solver"]) as w:
+        w.log_samples(0, rows)
+    run = open_run(tmp_path / "run")
+    assert texts_frame(run, "auto")["text"].to_list() == [GOOD.format(i=i) for i in range(6)] + [None, None]
+    [row] = format_frame(run, "think-answer-strict", ["step"]).iter_rows(named=True)
+    assert (row["texts"], row["adherence"]) == (6, 1.0)

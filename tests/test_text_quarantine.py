@@ -97,21 +97,23 @@ def test_render_and_tables_leave_out_the_samples_without_text(damaged: Path) -> 
 
 
 @pytest.mark.parametrize("groups", [True, False])
-def test_a_corrupt_prompt_keeps_the_numbers_only_where_groups_do_not_need_it(tmp_path: Path, groups: bool) -> None:
-    """``prompt`` makes the prompt groups of samples without ``group_id``: a file whose prompt cannot be read
-    keeps its numbers only where every sample has its ``group_id``; else it is left out whole, and said."""
+def test_a_corrupt_prompt_leaves_the_whole_file_out(tmp_path: Path, groups: bool, cli) -> None:
+    """``prompt`` is read by numbers too (prompt groups; ``diff`` pairs prompts across runs) from the raw file,
+    where it cannot be nulled: a file whose prompt cannot be read is left out whole, and every command still
+    gives its answer."""
     root = three_role_run(tmp_path / "run", steps=12, group_ids=groups)
     corrupt_column(root / BAD, "prompt")
     run = open_run(root)
     run.collect(lambda: [run.samples])  # every column, the prompt too
     df = summarize(run, ["role"])
-    assert set(df["reward_count"].to_list()) == ({96} if groups else {88})
+    assert set(df["reward_count"].to_list()) == {88}
     [p] = run.problems
-    assert p.path == BAD and "prompt" in p.message
-    if groups:
-        assert p.message.startswith("its text could not be read (prompt: corrupt data")
-    else:
-        assert p.message.endswith("file skipped") and "corrupt data" in p.message
+    assert p.path == BAD and p.message.startswith("corrupt data in prompt (the footer is intact)")
+    assert p.message.endswith("file skipped")
+    other = three_role_run(tmp_path / "other", steps=12, group_ids=groups)
+    r = cli("diff", other, root, "--format", "json")
+    assert r.exit_code == 1 and "reading the run failed" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert f"{BAD}: corrupt data in prompt" in r.stderr and json.loads(r.stdout)
 
 
 def nan_at_step5_run(root: Path) -> Path:

@@ -112,11 +112,11 @@ def tool_call(tc: Any) -> dict[str, str | None]:
             # Cut short (a log line truncated inside the arguments): the text is kept as the arguments, and the
             # call's id and name are read from it where they came before the cut, so that the tool's result still
             # answers its call.
-            return {
-                "id": _salvaged(tc, "id") or _salvaged(tc, "call_id"),
-                "name": _salvaged(tc, "name"),
-                "arguments": tc,
-            }
+            closed = _closed(tc)
+            if closed is None:
+                return {"id": None, "name": None, "arguments": tc}
+            call = tool_call(closed)
+            return {"id": _clean(call["id"]), "name": _clean(call["name"]), "arguments": tc}
         tc = parsed
     if not isinstance(tc, dict):
         return {"id": None, "name": None, "arguments": compact_json(tc)}
@@ -130,17 +130,51 @@ def tool_call(tc: Any) -> dict[str, str | None]:
     }
 
 
-def _salvaged(text: str, key: str) -> str | None:
-    """The first top-level-looking ``"key": "value"`` of a JSON text that does not parse (an escaped ``\"key\"``
-    inside a string value does not match), decoded; None if there is none."""
-    m = re.search(rf'(?:^|[{{,]\s*)"{key}"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
-    if m is None:
+def _closed(text: str) -> dict[str, Any] | None:
+    """A JSON object cut short, closed where it was cut (the open string ended, the open objects and lists
+    closed) and parsed; cut inside a key or after a colon, closed at the last complete member instead. None
+    when neither parses."""
+    stack: list[str] = []
+    in_string = escaped = False
+    last_member: tuple[int, str] | None = None  # where the last complete member ends, and the closers there
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+        elif ch == ",":
+            last_member = (i, "".join(reversed(stack)))
+    tails = [(text[:-1] if escaped else text) + ('"' if in_string else "") + "".join(reversed(stack))]
+    if last_member is not None:
+        tails.append(text[: last_member[0]] + last_member[1])
+    for tail in tails:
+        try:
+            parsed = json.loads(tail)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+    return None
+
+
+def _clean(value: str | None) -> str | None:
+    """``value`` unless a cut left half of a surrogate pair in it (it cannot be written as UTF-8)."""
+    if value is None:
         return None
     try:
-        value = json.loads(f'"{m.group(1)}"')
-    except ValueError:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
         return None
-    return value if isinstance(value, str) else None
+    return value
 
 
 def _tool_calls(v: Any) -> list[dict[str, str | None]] | None:

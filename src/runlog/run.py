@@ -34,10 +34,11 @@ from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
-# other columns read keeps its numbers when these cannot be (``Run._quarantine_unreadable``). ``prompt`` only
-# where every sample has a ``group_id`` (else prompt groups come from it); never ``exception`` (the exception
-# rate counts it).
+# other columns read keeps its numbers when these cannot be (``Run._quarantine_unreadable``). Not ``prompt``:
+# the numeric view reads it from the raw file (prompt groups, diff's prompt pairs), where it cannot be nulled;
+# nor ``exception`` (the exception rate counts it).
 TEXT_ONLY = ("messages", "completion", "trajectory")
+GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
 
@@ -265,11 +266,10 @@ class Run:
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
                 failing = None if gone else self._failing_columns(f)
-                if failing and self._texts_only(f, failing):
+                if failing and set(failing) <= set(TEXT_ONLY):
                     lf = get_layout(f.layout).scan_samples([f], self.ctx)
                     present = lf.collect_schema().names() if lf is not None else []
-                    prompt = ("prompt",) if "prompt" in failing else ()
-                    f.unread = tuple(c for c in TEXT_ONLY if c in present) + prompt
+                    f.unread = tuple(c for c in TEXT_ONLY if c in present)
                     self.ctx.problem(
                         f.path,
                         UNREADABLE,
@@ -277,8 +277,9 @@ class Run:
                         f"{reason}): left out of diversity, format and trajectories; its numbers are counted",
                     )
                 else:
-                    where = f" in {', '.join(failing)}" if failing else ""
-                    what = "gone since the run was listed" if gone else f"corrupt data{where} (the footer is intact)"
+                    named = [c for c in failing or () if c in f.columns]  # the file's own (not derived) columns
+                    where = f" in {', '.join(named)}" if named and len(named) < len(f.columns) else ""
+                    what = GONE if gone else f"corrupt data{where} (the footer is intact)"
                     self.ctx.problem(f.path, UNREADABLE, f"{what}: {reason}; file skipped")
                     f.readable = False
                 bad.append(f)
@@ -287,21 +288,6 @@ class Run:
                 self.__dict__.pop(name, None)
             said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
-
-    def _texts_only(self, f: FileInfo, failing: list[str]) -> bool:
-        """Whether the columns of ``f`` that cannot be read are texts that no number depends on: ``TEXT_ONLY``,
-        and ``prompt`` where every sample of the file has its ``group_id`` (else the prompt makes the groups)."""
-        if not set(failing) <= {*TEXT_ONLY, "prompt"}:
-            return False
-        if "prompt" not in failing:
-            return True
-        try:
-            lf = get_layout(f.layout).scan_samples([f], self.ctx)
-            if lf is None or "group_id" not in lf.collect_schema().names():
-                return False
-            return lf.select(pl.col("group_id").null_count()).collect().item() == 0
-        except Exception:  # noqa: BLE001  (then the whole file is left out)
-            return False
 
     def _failing_columns(self, f: FileInfo) -> list[str] | None:
         """The canonical columns of ``f`` that cannot be read, each read on its own through its layout; None

@@ -4,13 +4,13 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
 ``report`` and ``diff`` always read ``auto``; docs/metrics.md "Which text"):
 
 - ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy's last
-  assistant turn, the policy being the sample's first assistant speaker (the agent that answers the prompt:
-  the solver of a debate, whatever order the run lists its roles in; a turn without a speaker counts as the
-  policy's): the message that holds its answer, which format rewards score (earlier turns, such as tool
-  calls without words, lead up to it; a final turn without content, cut off while reasoning, is the empty
-  text); with ``role`` among the keys, each role's own last turn (one text per sample and role). Where a
-  sample has no messages (null or empty), its ``completion``; a sample with messages but no such turn has
-  no text.
+  assistant turn, the policy being the assistant speaker that speaks first in most samples (the agent that
+  answers the prompt: the solver of a debate, whatever order the run lists its roles in; a turn without a
+  speaker counts as the policy's): the message that holds its answer, which format rewards score (earlier
+  turns, such as tool calls without words, lead up to it; a final turn without content, cut off while
+  reasoning, is the empty text); with ``role`` among the keys, each role's own last turn (one text per sample
+  and role). Where a sample has no messages (null or empty), its ``completion``; a sample with messages but no
+  such turn has no text.
 - ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
   ``role`` among the keys); ``completion`` only where the sample has no messages, as ``auto``.
 - ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``.
@@ -102,11 +102,11 @@ def texts_frame(
 def _turn_texts(
     lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: bool, per_role: bool
 ) -> pl.LazyFrame:
-    """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker``
-    set) or every assistant turn with content joined by a newline (neither set), with ``completion`` where a
-    sample has no messages (null or empty; not with ``speaker``). ``speaker``: only that speaker's turns;
-    ``policy``: only the policy's turns, the policy being each sample's first named assistant speaker (and turns
-    without a speaker). The last turn is the final one, its content even empty (a generation cut off while
+    """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker`` set)
+    or every assistant turn with content joined by a newline (neither set), with ``completion`` where a sample
+    has no messages (null or empty; not with ``speaker``). ``speaker``: only that speaker's turns; ``policy``:
+    only the policy's turns, the policy being the named assistant speaker that speaks first in most samples (and
+    turns without a speaker). The last turn is the final one, its content even empty (a generation cut off while
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
     prompt too, or another speaker's text, so it is not read in the turn's place."""
@@ -136,11 +136,14 @@ def _turn_texts(
     if speaker is not None:
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
     elif policy and not per_role:
-        # The policy of a sample is its first named assistant speaker (the agent that answers the prompt: the
-        # solver of a debate), as the Flink reader's ``completion``; a turn without a speaker counts as its.
+        # The policy: the assistant speaker that speaks first in most samples (the agent that answers the prompt:
+        # the solver of a debate), whatever order the run lists its roles in; a sample where it does not speak
+        # has no text (not another speaker's). A turn without a speaker counts as the policy's.
         named = model & pl.col("name").is_not_null()
-        first = pl.col("name").filter(named).first().over("__row")
-        keep &= (pl.col("name") == first) | pl.col("name").is_null()
+        firsts = turns.filter(named).group_by("__row").agg(pl.col("name").sort_by("__turn").first().alias("__f"))
+        chosen = firsts.select(pl.col("__f").mode().sort().first().alias("__policy"))
+        turns = turns.join(chosen, how="cross")
+        keep &= (pl.col("name") == pl.col("__policy")) | pl.col("name").is_null()
     group = ["__row", "__speaker"] if per_role else ["__row"]
     joined = (
         turns.filter(keep)

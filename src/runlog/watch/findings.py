@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
 from ..formats.base import UNREADABLE
+from ..run import GONE
 from .live import Event, Issue
 
 if TYPE_CHECKING:
@@ -133,12 +134,13 @@ class DoctorWatch:
         except (RunlogError, OSError) as exc:  # a run changing under the check: say so, try again later
             return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
         # What only reading the data finds (a corrupt data page behind an intact footer: the file is complete, so
-        # nothing to wait for): ``live`` probes footers and never sees it, so it is reported from here.
+        # nothing to wait for): ``live`` probes footers and never sees it, so it is reported from here. A file gone
+        # since the listing is ``live``'s to tell (it settles: a dump rotated, an object replaced).
         steps = {f.path: f.step for f in run.files}
         found = [
             issue_finding(Issue(p.kind, p.path, p.message, steps.get(p.path), "error"))
             for p in run.problems[known:]
-            if p.kind == UNREADABLE
+            if p.kind == UNREADABLE and not p.message.startswith(GONE)
         ]
         return [*result.findings, *found], [*result.notes, *result.scope], None, self.clock() - t0
 
