@@ -202,3 +202,15 @@ def test_plots_leave_out_a_file_found_unreadable_in_every_panel(damaged_root_fac
     lines = [list(line.get_xdata()) for ax in fig.axes for line in ax.lines if len(line.get_xdata()) > 2]
     # Every line agrees: the reward panels read no sample id (step 5 counted), but read the prompt groups.
     assert lines and all((5 in x) == (column == "sample_id") and 4 in x and 6 in x for x in lines)
+
+
+def test_report_of_a_run_whose_exception_column_cannot_be_read(damaged_root_factory, cli, tmp_path: Path) -> None:
+    """The report's sample counts read ``exception`` outside ``Run.collect``: an internal error (exit 3)."""
+    pytest.importorskip("matplotlib")
+    root = damaged_root_factory("exception")
+    r = cli("report", root, "-o", tmp_path / "r.html")
+    assert r.exit_code == 0 and "internal error" not in r.stderr, r.stderr
+    assert f"error: {BAD}: corrupt data in exception" in r.stderr
+    from test_report_audit2 import text_of
+
+    assert "88 samples in train" in text_of((tmp_path / "r.html").read_text())

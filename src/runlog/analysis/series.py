@@ -35,7 +35,7 @@ class RunSeries:
         """train, else the first split; the others said in a note (their samples are not read)."""
         splits = sorted({f.split for f in self.run.files if f.kind == "samples" and f.readable and f.split})
         if not splits:
-            frame = self.run.samples.select(pl.col("split").drop_nulls().unique()).collect()
+            [frame] = self.run.collect(lambda: [self.run.samples.select(pl.col("split").drop_nulls().unique())])
             splits = sorted(frame["split"].to_list())
         if not splits:
             return None

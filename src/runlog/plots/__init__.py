@@ -426,10 +426,15 @@ def _one_step(s: RunSeries) -> int:
 
 def _role_values(s: RunSeries, column: str) -> list[tuple[str, str, list[Any]]]:
     """(label, colour, values) per role of the samples' ``column`` (reward or kl) at the one step."""
-    lf = s.run.roles.filter(pl.col("step") == _one_step(s))
-    if s.split:
-        lf = lf.filter(pl.col("split") == s.split)
-    df = lf.select("role", column).collect()
+    step = _one_step(s)
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = s.run.roles.filter(pl.col("step") == step)
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        return [lf.select("role", column)]
+
+    [df] = s.run.collect(build)
     colours = F.role_colours(s.roles)
     out = []
     for role in s.roles:
@@ -472,11 +477,16 @@ def _components_dist(s: RunSeries, title: str) -> Any:
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, missing(s, "components") or "no reward components")
         return fig
-    lf = sample_view(s.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
-    lf = lf.filter(pl.col("step") == _one_step(s))
-    if s.split:
-        lf = lf.filter(pl.col("split") == s.split)
-    df = lf.collect()
+    step = _one_step(s)
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = sample_view(s.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
+        lf = lf.filter(pl.col("step") == step)
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        return [lf]
+
+    [df] = s.run.collect(build)
     panels = [(n, F.PALETTE[i % len(F.PALETTE)], df[f"component/{n}"].to_list()) for i, n in enumerate(names)]
     return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per component", panels, "value")
 

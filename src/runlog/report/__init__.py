@@ -258,12 +258,15 @@ def _splits(run: Run) -> dict[str, tuple[int, int]]:
     """Per split: (samples, failed trajectories)."""
     from .._lazy import pl
 
-    df = (
-        run.samples.group_by("split")
-        .agg(pl.len().alias("n"), pl.col("exception").is_not_null().sum().alias("failed"))
-        .collect()
-        .sort("split", nulls_last=True)
+    # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
+    [df] = run.collect(
+        lambda: [
+            run.samples.group_by("split").agg(
+                pl.len().alias("n"), pl.col("exception").is_not_null().sum().alias("failed")
+            )
+        ]
     )
+    df = df.sort("split", nulls_last=True)
     return {str(r["split"]): (int(r["n"]), int(r["failed"])) for r in df.iter_rows(named=True)}
 
 
