@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -182,11 +183,6 @@ def _calls(messages: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [c for m in messages or [] for c in m["tool_calls"] or []]
 
 
-def _last_turn(messages: list[dict[str, Any]] | None, keep: Callable[[dict[str, Any]], bool]) -> str | None:
-    said = [m["content"] for m in messages or [] if m["role"] == "assistant" and m["content"] and keep(m)]
-    return said[-1] if said else None
-
-
 def _render(cli, path: Path, *args: Any) -> dict[str, Any]:
     r = cli("render-trajectory", path, "--steps", "all", *args, "--format", "json")
     assert r.exit_code == 0, r.output
@@ -253,27 +249,29 @@ def tool_calls(word: str, run: Run, path: Path, cli) -> None:
 
 
 def text_for_metrics(word: str, run: Run, path: Path, cli) -> None:
+    assert word.startswith("first speaker's last turn"), word
     df = _samples(run)
-    if word == "first role's last turn":
-        [policy, *_] = run.role_names()
-        keep = lambda m: m["name"] in (policy, None)  # noqa: E731
-    else:
-        assert run.role_names() == []  # no role names: each sample's first named assistant speaker
-
-        def keep(m, first=None):
-            return m["name"] in (first, None)
 
     def first_speaker(messages):
         named = [m["name"] for m in messages or [] if m["role"] == "assistant" and m["name"]]
         return named[0] if named else None
 
-    def text(r):
-        if word == "first role's last turn":
-            return _last_turn(r["messages"], keep)
-        first = first_speaker(r["messages"])
-        return _last_turn(r["messages"], lambda m: keep(m, first))
+    # The policy: the speaker that speaks first in most samples (ties: the first name in sorted order).
+    firsts = Counter(f for f in map(first_speaker, df["messages"].to_list()) if f is not None)
+    top = max(firsts.values(), default=0)
+    policy = min((n for n, c in firsts.items() if c == top), default=None)
 
-    want = {(r["split"], r["sample_id"]): text(r) or r["completion"] for r in df.iter_rows(named=True)}
+    def text(r):
+        if not r["messages"]:
+            return r["completion"]
+        turns = [
+            m
+            for m in r["messages"]
+            if m["role"] == "assistant" and m["name"] in (policy, None) and (m["content"] or not m["tool_calls"])
+        ]
+        return (turns[-1]["content"] or "") if turns else None
+
+    want = {(r["split"], r["sample_id"]): text(r) for r in df.iter_rows(named=True)}
     got = texts_frame(run, "auto")
     assert {(r["split"], r["sample_id"]): r["text"] for r in got.iter_rows(named=True)} == want
     assert got["text"].null_count() < got.height
