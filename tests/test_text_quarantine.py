@@ -214,3 +214,14 @@ def test_report_of_a_run_whose_exception_column_cannot_be_read(damaged_root_fact
     from test_report_audit2 import text_of
 
     assert "88 samples in train" in text_of((tmp_path / "r.html").read_text())
+
+
+def test_upload_says_a_file_only_the_table_rows_found_unreadable(damaged_root_factory, cli) -> None:
+    """``env_name`` is read by the table rows only, after the numbers were planned: those numbers hold the file,
+    which is said (the file's problem says "file skipped")."""
+    root = damaged_root_factory("env_name")
+    r = cli("upload-wandb", root, "--project", "p", "--dry-run")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"error: {BAD}: corrupt data in env_name" in r.stderr
+    assert "1 sample file(s) found unreadable while the table rows were read" in r.stderr
+    assert "the numbers of step(s) 5 include them" in r.stderr

@@ -135,6 +135,7 @@ def upload_wandb(
         if entry.fingerprint and covered is not None:
             result.notes += S.changed_history(run, entry.fingerprint, covered)
     plan = P.build_plan(run, options)
+    plan_left = {f.path for f in run.files if not f.readable}  # the files the plan's numbers leave out
     result.steps_total = len(plan.steps)
     if (
         not dry_run
@@ -147,7 +148,7 @@ def upload_wandb(
         entry.fingerprint, entry.fingerprint_step = fp, entry.last_step
         state.put(dest, entry)
         result.after = entry.last_step
-        result.notes += _plan_notes(plan)
+        result.notes += _plan_notes(plan, plan_left)
         return result
     if dry_run:
         result.after = entry.last_step if entry else None
@@ -156,7 +157,7 @@ def upload_wandb(
             result.count(p)
             keys.update(p.values, p.hists, p.tables)
         result.keys = sorted(keys)
-        result.notes += _plan_notes(plan)
+        result.notes += _plan_notes(plan, plan_left)
         return result
     # The plan (every step's values) and runlog's own modules live until the end: frozen, the cyclic GC
     # stops re-scanning them on each full collection during W&B's import and the per-step log calls.
@@ -193,7 +194,7 @@ def upload_wandb(
         _finish(wb, exit_code=0)
         entry.complete, entry.fingerprint, entry.fingerprint_step = True, fp, entry.last_step
         state.put(dest, entry)
-        result.notes += _plan_notes(plan)
+        result.notes += _plan_notes(plan, plan_left)
         return result
 
 
@@ -344,8 +345,22 @@ def _check_credentials() -> None:
     )
 
 
-def _plan_notes(plan: P.Plan) -> list[str]:
+def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None) -> list[str]:
     notes = list(plan.notes)
+    # A file found unreadable by the table rows' read (a column only the rows read: the text, env_name), after
+    # the numbers were planned (and perhaps logged): said, with the steps whose numbers hold it.
+    late = [
+        f
+        for f in (plan.run.files if plan_left is not None else [])
+        if f.kind == "samples" and not f.readable and f.path not in (plan_left or set())
+    ]
+    if late:
+        steps = sorted({s for f in late for s in f.all_steps()})
+        notes.append(
+            f"{len(late)} sample file(s) found unreadable while the table rows were read (listed below): the numbers "
+            f"of step(s) {', '.join(map(str, steps[:6]))}{' ...' if len(steps) > 6 else ''} include them; their "
+            "samples are in no table"
+        )
     if plan.shadowed:
         some = ", ".join(sorted(plan.shadowed)[:4])
         notes.append(
