@@ -1,17 +1,21 @@
 """Which files a run has: a local walk, an object-store listing, or a run given as one file (rooted at its
-run folder), and whether a path holds several runs. Names only: nothing is opened here but the head of a
-file a layout sniffs (``choose_layout``)."""
+run folder), whether a path holds several runs, and what a glob matches (``glob_matches``: the runs of a
+fleet; a command of one run given one says so, ``refuse_glob``). Names only: nothing is opened here but the
+head of a file a layout sniffs (``choose_layout``)."""
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
+import shlex
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import storage
-from .errors import RunNotFoundError, SeveralRunsError, UsageError
+from .errors import RunlogError, RunNotFoundError, SeveralRunsError, UsageError
 from .formats import get_layout, layouts
 from .formats.base import Candidate, Layout
 from .storage import ObjectPath
@@ -27,6 +31,8 @@ def local_stamp(st: os.stat_result) -> tuple:
 
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
+# A glob matches run folders, and single files of these kinds (a README beside the runs is not a run).
+RUN_FILE_SUFFIXES = (".parquet", ".jsonl", ".csv")
 
 
 def walk(
@@ -154,7 +160,11 @@ def listing(
     """``list_files``, and whether the path named one file (``issues``: as :func:`walk`'s)."""
     if storage.is_url(path):
         root = storage.location(path, storage_options)
-        entries = storage.list_run(root)
+        try:
+            entries = storage.list_run(root)
+        except RunNotFoundError:
+            refuse_glob(str(path), storage_options)
+            raise
         if prefetch:
             # JSONL, JSON and CSV files are read whole by discovery anyway: fetch them all at once.
             storage.prefetch_small(entries)
@@ -165,6 +175,7 @@ def listing(
     assert not isinstance(path, ObjectPath)  # an object-store path: is_url above
     p = Path(path).expanduser()
     if not p.exists():
+        refuse_glob(str(path), storage_options)
         raise RunNotFoundError(f"{path}: no such file or directory")
     if p.is_file():
         try:
@@ -182,6 +193,107 @@ def listing(
     if p.is_dir():
         return p, walk(p, issues=issues), False
     raise RunNotFoundError(f"{path}: not a regular file or directory")
+
+
+def _has_magic(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def is_pattern(location: str) -> bool:
+    """A glob to expand: wildcards, and no local file or folder of that very name (``run[1]`` is a run)."""
+    if not _has_magic(location):
+        return False
+    return storage.is_url(location) or not os.path.exists(os.path.expanduser(location))
+
+
+def glob_matches(pattern: str, storage_options: Mapping[str, str] | None = None) -> list[str]:
+    """What a glob matches, sorted: run folders, and single files of a run's kinds (``RUN_FILE_SUFFIXES``),
+    on disk or in an object store (``s3://b/runs/*``), none hidden; ``[]`` when nothing matches."""
+    if storage.is_url(pattern):
+        return _remote_glob(pattern, storage_options)
+    return sorted(
+        p
+        for p in glob.glob(_literal_prefix(os.path.expanduser(pattern)))
+        if not os.path.basename(p).startswith(".")
+        and (os.path.isdir(p) or os.path.splitext(p)[1].lower() in RUN_FILE_SUFFIXES)
+    )
+
+
+def _literal_prefix(pattern: str) -> str:
+    """``pattern`` with its longest leading folders that exist as named escaped: ``runs/exp[1]/*`` globs the
+    folders of ``runs/exp[1]``, a folder whose name only looks like a pattern."""
+    parts = pattern.split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        head = os.sep.join(parts[:i])
+        if head and _has_magic(head) and os.path.isdir(head):
+            return os.sep.join([glob.escape(head), *parts[i:]])
+    return pattern
+
+
+def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
+    """What a pattern whose wildcards sit in whole path segments matches in an object store, as a local glob
+    matches on disk: folders, and in its last segment also single objects of the kinds a run can be
+    (``RUN_FILE_SUFFIXES``: ``s3://b/run/samples/train/*`` is a run per step file). Segments are listed level
+    by level (one request per 1,000 entries), from the last folder before a wildcard; a segment after a
+    wildcard, wildcards or not, matches only what is there. A wildcard does not match a leading ``.`` (hidden
+    folders and files), and nothing hidden is a match, as on disk."""
+    scheme, _, rest = pattern.partition("://")
+    bucket, _, key = rest.partition("/")
+    store = storage.Store.for_url(pattern, options)
+    segments = [s for s in key.split("/") if s]
+    prefixes = [""]
+    listed = False  # a segment was matched against a listing: what follows must be listed too
+    for i, seg in enumerate(segments):
+        if not listed and not _has_magic(seg):
+            prefixes = [f"{p}/{seg}" if p else seg for p in prefixes]
+            continue
+        listed = True
+        last = i == len(segments) - 1
+        nxt: list[str] = []
+        for p in prefixes:
+            dirs, objects = store.list_level(p)
+            names = (dirs + [o for o in objects if o.lower().endswith(RUN_FILE_SUFFIXES)]) if last else dirs
+            for found in names:
+                name = found.rsplit("/", 1)[-1]
+                hidden = name.startswith(".") and (last or not seg.startswith("."))
+                if not hidden and fnmatch.fnmatchcase(name, seg):
+                    nxt.append(found)
+        prefixes = nxt
+    return sorted(f"{scheme}://{bucket}/{p}" for p in prefixes)
+
+
+class GlobGivenError(RunNotFoundError):
+    """A glob (``'runs/*'``) given where one run is read: the path does not exist, and the glob matches
+    ``matches``. Only ``summarize``, ``metrics`` and ``diff`` expand globs; a command of one run says that it
+    takes one (``said``), rather than that the path does not exist."""
+
+    def __init__(self, pattern: str, matches: list[str]):
+        self.pattern = pattern
+        self.matches = matches
+        super().__init__(self.said(None))
+
+    def said(self, command: str | None) -> str:
+        """The message, naming the command that takes one run (``runlog inspect``) when it is known."""
+        who = f"{command} takes one run" if command else "one run is read here"
+        n = len(self.matches)
+        shown = ", ".join(self.matches[:5]) + (f", ... (+{n - 5})" if n > 5 else "")
+        which = f"matches {n} ({shown}): pass one of them" if n > 1 else f"matches one ({shown}): pass it"
+        return f"{who}, not a glob: {shlex.quote(self.pattern)} {which} (summarize, metrics and diff take globs)"
+
+
+def refuse_glob(path: str, storage_options: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`GlobGivenError` when ``path``, which names no file or folder, is a glob that matches
+    something (the command reads one run; a quoted ``'runs/*'`` reached it unexpanded). A path with
+    wildcards that names a file or folder (``run[1]``) is that one; a glob that matches nothing is left to
+    say that the path does not exist."""
+    if not is_pattern(path):
+        return
+    try:
+        matches = glob_matches(path, storage_options)
+    except (RunlogError, OSError):
+        return  # the path is reported as not found
+    if matches:
+        raise GlobGivenError(path, matches)
 
 
 def one_file(

@@ -142,6 +142,11 @@ class Store:
 
     def list_dirs(self, prefix: str) -> builtins.list[str]:
         """The immediate sub-folders of ``prefix`` (keys ending without '/')."""
+        return self.list_level(prefix)[0]
+
+    def list_level(self, prefix: str) -> tuple[builtins.list[str], builtins.list[str]]:
+        """The immediate sub-folders and the objects directly in ``prefix`` (keys without a trailing '/'; a
+        folder's marker object, ``prefix/``, is no object of it), each sorted: one listing request per 1,000."""
         import obstore
 
         pre = f"{prefix.strip('/')}/" if prefix.strip("/") else None
@@ -149,7 +154,9 @@ class Store:
             res = obstore.list_with_delimiter(self.store, pre)
         except Exception as exc:  # noqa: BLE001
             raise _remote_error(self.url(prefix), exc) from None
-        return sorted(p.rstrip("/") for p in res["common_prefixes"])
+        dirs = sorted(p.rstrip("/") for p in res["common_prefixes"])
+        objects = sorted(str(m["path"]) for m in res["objects"] if not str(m["path"]).endswith("/"))
+        return dirs, [k for k in objects if k != (pre or "").rstrip("/")]
 
     def head(self, key: str) -> ObjectMeta | None:
         import obstore

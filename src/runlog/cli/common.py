@@ -117,7 +117,7 @@ def handle_errors() -> Iterator[None]:
         _flush_stdout()
         raise
     except RunlogError as exc:
-        raise fail(str(exc), exc.exit_code) from None
+        raise fail(_said(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
     except BrokenPipeError:
@@ -139,6 +139,32 @@ def handle_errors() -> Iterator[None]:
             "(set RUNLOG_DEBUG=1 for a traceback, and please report it)",
             INTERNAL_ERROR,
         ) from None
+
+
+def _said(exc: RunlogError) -> str:
+    """An error's one line; a glob given to a command of one run (``listing.GlobGivenError``) names the command."""
+    from ..listing import GlobGivenError
+
+    if isinstance(exc, GlobGivenError):
+        return exc.said(command_name())
+    return str(exc)
+
+
+def command_name() -> str | None:
+    """``runlog inspect``: the command running (its click context's name), or None where that cannot be told
+    (outside a command; a typer whose click keeps its context elsewhere)."""
+    import importlib
+
+    for module in ("typer._click.globals", "click"):  # typer 0.2x vendors click
+        try:
+            get = getattr(importlib.import_module(module), "get_current_context", None)
+        except ImportError:
+            continue
+        ctx = get(silent=True) if callable(get) else None
+        name = getattr(ctx, "info_name", None)
+        if name:
+            return f"runlog {name}"
+    return None
 
 
 MAX_PROBLEM_LINES = 20

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,8 @@ class DiffFormat(str, Enum):
 
 RUNS = typer.Argument(
     ...,
-    help="The runs: the baseline first, then the runs compared with it (directories, files or URLs).",
+    help="The runs: the baseline first, then the runs compared with it (directories, files or URLs; a quoted "
+    "glob such as 'runs/*' stands for the runs it matches, sorted).",
     show_default=False,
     metavar="RUN_A RUN_B [RUN_C ...]",
 )
@@ -82,6 +85,9 @@ def diff_command(
     Also the common scalar keys (--keys), and the differences of the recorded configs. --text and
     --findings add diversity, format adherence and the doctor's findings, which read the texts.
 
+    A quoted glob is expanded in place: runlog diff runs/base 'runs/*' compares the baseline with every other
+    run it matches (a match that is no run is left out, with an error).
+
     Runs with no common split, step or role are said in a note on stderr, and what can still be compared
     is. Exit codes: 0 ok; 1 a run had problems (listed on stderr; the good data was compared); 2 usage
     error, or nothing at all in common.
@@ -100,14 +106,15 @@ def diff_command(
     fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         storage = use_storage_options(storage_option)
-        if len(paths) < 2:
-            raise UsageError("diff needs at least two runs: the baseline first, then the runs to compare with it")
+        runs = expand_runs(paths, storage)
+        if len(runs.paths) < 2:
+            raise UsageError(f"{TWO_RUNS}{runs.gave()}")
         filters = Filters.from_options(split, steps, role)
         # A kept answer is printed as it was (cli.answers), before numpy and polars are imported; not for
         # output to a file or runs on a store.
         keep = output is None and not storage_option and not no_cache
         spec_file = [Path(spec)] if spec and Path(spec).exists() else []  # a custom spec: its stamp in the key
-        with answer(question("diff", asked, paths, spec_file) if keep else None):
+        with answer(question("diff", asked, runs.paths, spec_file) if keep else None):
             from ..analysis.diff import DiffOptions
 
             options = DiffOptions(
@@ -124,12 +131,12 @@ def diff_command(
                 format_spec=spec,
             )
             options.check()
-            errors = _diff(paths, name, options, fmt, output, layout, storage)
+            errors = _diff(runs, name, options, fmt, output, layout, storage)
             raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
 def _diff(
-    paths: list[str],
+    given: Runs,
     name: list[str] | None,
     options: DiffOptions,
     fmt: DiffFormat,
@@ -137,14 +144,30 @@ def _diff(
     layout: str | None,
     storage: StorageOptions,
 ) -> int:
-    """The diff of the runs at ``paths``, printed; the number of error-severity problems reported."""
+    """The diff of the runs given (globs expanded), printed; the number of error-severity problems reported.
+    A run a glob matched that is no run (an empty folder, a folder of runs) is left out and said, as a fleet
+    skips it (``summarize 'runs/*'``); a path given as such that cannot be opened is a usage error."""
     from ..analysis.diff import diff_runs
+    from ..formats.base import Problem
     from ..run import open_run
 
-    labels, said = run_labels(paths, name or [], storage)
-    runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
+    runs = []
+    skipped: list[Problem] = []
+    for p in given.paths:
+        try:
+            runs.append(open_run(p, layout=layout, storage_options=storage))
+        except UsageError as exc:
+            if p not in given.matched:
+                raise
+            skipped.append(Problem(p, "unreadable", f"run skipped: {str(exc).removeprefix(f'{p}: ')}"))
+    skipped_paths = {x.path for x in skipped}
+    paths = [p for p in given.paths if p not in skipped_paths]
+    if len(paths) < 2:
+        said = "; ".join(f"{x.path}: {x.message}" for x in skipped)
+        raise UsageError(f"{TWO_RUNS}{given.gave(paths)}: {said}")
+    labels, said_twice = run_labels(paths, name or [], storage)
     result = diff_runs(runs, labels, options, locations=paths)
-    result.notes[:0] = said
+    result.notes[:0] = [*given.notes(paths), *said_twice]
     if not result.compared:
         # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
         reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
@@ -152,10 +175,58 @@ def _diff(
         raise UsageError(f"nothing to compare: {reason}")
     _emit(result, fmt, output)
     report_problems([], notes=result.notes)
-    errors = 0
+    errors = report_problems(skipped)
     for label, run in zip(result.names, runs, strict=True):
         errors += report_problems([named(p, label) for p in run.problems])
     return errors
+
+
+TWO_RUNS = "diff needs at least two runs: the baseline first, then the runs to compare with it"
+
+
+@dataclass
+class Runs:
+    """The runs a command that compares runs was given, quoted globs expanded (:func:`expand_runs`)."""
+
+    given: list[str]  # as given
+    paths: list[str]  # the runs, each glob replaced by its matches
+    matched: dict[str, str] = field(default_factory=dict)  # a run a glob gave: that glob
+    twice: list[tuple[str, str, str]] = field(default_factory=list)  # matches left out: fleet.SameRun
+
+    def gave(self, paths: list[str] | None = None) -> str:
+        """`` ('runs/a*' gives runs/a1)``: what the globs came to, where there are globs ('' otherwise)."""
+        if not self.matched:
+            return ""
+        paths = self.paths if paths is None else paths
+        return f" ({' '.join(shlex.quote(p) for p in self.given)} gives {', '.join(paths) or 'no run'})"
+
+    def notes(self, paths: list[str] | None = None) -> list[str]:
+        """What the globs decided: the baseline a glob chose (the first of ``paths``, the runs compared), the
+        runs a glob reached twice (a link to a run matched or given already)."""
+        paths = self.paths if paths is None else paths
+        out = []
+        if paths and paths[0] in self.matched:
+            out.append(
+                f"the baseline is {paths[0]}, the first run {shlex.quote(self.matched[paths[0]])} matches "
+                "(give the baseline first, then the glob, to choose it)"
+            )
+        if self.twice:
+            said = [f"{a} is {b}" for a, b, _ in self.twice]
+            more = f"; ... (+{len(said) - 5})" if len(said) > 5 else ""
+            out.append(f"the same run matched twice, compared once: {'; '.join(said[:5])}{more}")
+        return out
+
+
+def expand_runs(paths: list[str], storage: StorageOptions) -> Runs:
+    """The runs to compare: ``paths`` with each quoted glob among them (``'runs/*'``) replaced by the runs it
+    matches, in place and sorted (``fleet.expand_globs``: a run given by a path of its own, the baseline
+    before ``'runs/*'``, is not matched again). Without a wildcard in any path, nothing is looked up."""
+    if not any(ch in p for p in paths for ch in "*?["):
+        return Runs(list(paths), list(paths))
+    from ..fleet import expand_globs
+
+    runs, matched, twice = expand_globs(paths, storage)
+    return Runs(list(paths), runs, matched, twice)
 
 
 def run_labels(paths: list[str], names: list[str], storage: StorageOptions) -> tuple[list[str], list[str]]:

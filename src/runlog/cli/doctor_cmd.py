@@ -121,10 +121,12 @@ def _follow(
     settle: float | None,
 ) -> int:
     """``--follow``: findings as they appear (``watch.follow_findings``); the exit code."""
+    from ..listing import refuse_glob
     from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
     from .watch_cmd import check_exists, emit_events, end_line
 
     as_json = fmt == DoctorFormat.json
+    refuse_glob(path, options)  # a quoted 'runs/*' is said as a glob, not as a path that does not exist
     check_exists(path)
     doctor = DoctorWatch(path, cfg, layout=layout, storage_options=options)
     watcher = watcher_for(

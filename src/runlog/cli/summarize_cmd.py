@@ -77,16 +77,22 @@ def summarize_command(
         "run, role).",
         callback=by_keys,
     ),
-    window: int = typer.Option(None, "--window", "-w", help="Add moving averages over the last N steps."),
+    window: int = typer.Option(
+        None, "--window", "-w", help="Add moving averages over the last N steps (one run; not for a fleet)."
+    ),
     split: Splits = None,
     steps: Steps = None,
     role: Roles = None,
-    scalars: bool = typer.Option(False, "--scalars", help="Summarise the scalar metrics (JSONL) instead."),
+    scalars: bool = typer.Option(
+        False, "--scalars", help="Summarise the scalar metrics (JSONL) instead (one run; not for a fleet)."
+    ),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --scalars: only keys matching GLOB."),
     alias: list[str] = typer.Option(None, "--alias", help="With --scalars: treat key OLD as NEW (OLD=NEW)."),
     aliases: Path = typer.Option(None, "--aliases", help="With --scalars: a JSON file {old_key: canonical_key}."),
     correlations: bool = typer.Option(
-        False, "--correlations", help="Pearson correlations between reward components and role rewards."
+        False,
+        "--correlations",
+        help="Pearson correlations between reward components and role rewards (one run; not for a fleet).",
     ),
     prompt_groups: bool = typer.Option(
         False,
@@ -110,19 +116,22 @@ def summarize_command(
 
     Fleets: several paths, a quoted glob ('ROOT/*', 's3://bucket/runs/*') or --runs FILE, with --by run for
     one row per run and group (the default for a fleet: --by run --by role); a --by without run pools the
-    statistics over the runs (medians then stay empty).
+    statistics over the runs (medians then stay empty). A run's rows in a fleet equal summarize of that run
+    alone to 1e-12 relative (merged partials may differ in the last digit). --window, --scalars and
+    --correlations take one run: with a fleet they are a usage error.
     --engine ray runs the same computation on a Ray cluster; the numbers agree to 1e-12.
 
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error.
+    2 usage error. Problems are only on stderr, for a fleet too (each line names its run): --format json
+    and csv hold the table alone, and the exit code says whether any run had problems.
 
     Examples:
 
-      runlog summarize sample_runs/debate_grpo --by role
       runlog summarize sample_runs/debate_grpo --by role --by step --window 5 --format csv -o per_step.csv
       runlog summarize sample_runs/debate_grpo --scalars --keys 'debate/*'
+      runlog summarize 'sample_runs/*' --by run --by role --format csv  # exit 1: sample_runs/damaged has bad files
     """
     # The question, as parsed: what a kept answer is looked up by (cli.answers).
     asked = {k: v for k, v in locals().items() if k != "ctx"}

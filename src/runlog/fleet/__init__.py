@@ -18,8 +18,6 @@ runs of the same command can differ by an ulp); tests and the benchmark hold eng
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,26 +35,11 @@ TASK_BYTES = 256 * 1024 * 1024
 # Batches aim at about this share of the fleet, so that a cluster has work for every worker.
 BATCHES_PER_FLEET = 64
 LIST_THREADS = 16
-# A glob matches run folders, and single files of these kinds (a README beside the runs is not a run).
-RUN_FILE_SUFFIXES = (".parquet", ".jsonl", ".csv")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Locations
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _has_magic(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
-def _is_pattern(location: str) -> bool:
-    """A glob to expand: wildcards, and no local file or folder of that very name (``run[1]`` is a run)."""
-    from .. import storage
-
-    if not _has_magic(location):
-        return False
-    return storage.is_url(location) or not os.path.exists(os.path.expanduser(location))
 
 
 def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
@@ -75,58 +58,18 @@ def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
 def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str] | None = None) -> list[str]:
     """Expand globs (``ROOT/*``; ``s3://bucket/runs/*`` matches folders in the store) into run locations,
     keeping order and dropping duplicates. A pattern that matches nothing is a usage error."""
-    from .. import storage
+    from ..listing import glob_matches, is_pattern
 
     out: list[str] = []
     for pat in patterns:
-        if not _is_pattern(pat):
+        if not is_pattern(pat):
             out.append(pat)
             continue
-        if storage.is_url(pat):
-            matches = _remote_glob(pat, storage_options)
-        else:
-            matches = sorted(
-                p
-                for p in glob.glob(_literal_prefix(os.path.expanduser(pat)))
-                if not os.path.basename(p).startswith(".")
-                and (os.path.isdir(p) or os.path.splitext(p)[1].lower() in RUN_FILE_SUFFIXES)
-            )
+        matches = glob_matches(pat, storage_options)
         if not matches:
             raise UsageError(f"{pat}: matches no run")
         out.extend(matches)
     return list(dict.fromkeys(out))
-
-
-def _literal_prefix(pattern: str) -> str:
-    """``pattern`` with its longest leading folders that exist as named escaped: ``runs/exp[1]/*`` globs the
-    folders of ``runs/exp[1]``, a folder whose name only looks like a pattern."""
-    parts = pattern.split(os.sep)
-    for i in range(len(parts) - 1, 0, -1):
-        head = os.sep.join(parts[:i])
-        if head and _has_magic(head) and os.path.isdir(head):
-            return os.sep.join([glob.escape(head), *parts[i:]])
-    return pattern
-
-
-def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
-    """Folders of an object store matching a pattern whose wildcards sit in whole path segments."""
-    from .. import storage
-
-    scheme, _, rest = pattern.partition("://")
-    bucket, _, key = rest.partition("/")
-    store = storage.Store.for_url(pattern, options)
-    prefixes = [""]
-    for seg in [s for s in key.split("/") if s]:
-        if not _has_magic(seg):
-            prefixes = [f"{p}/{seg}" if p else seg for p in prefixes]
-            continue
-        nxt: list[str] = []
-        for p in prefixes:
-            for d in store.list_dirs(p):
-                if fnmatch.fnmatchcase(d.rsplit("/", 1)[-1], seg):
-                    nxt.append(d)
-        prefixes = nxt
-    return [f"{scheme}://{bucket}/{p}" for p in prefixes]
 
 
 def _resolved(location: str) -> tuple[str, ...]:
@@ -205,6 +148,41 @@ def same_run_note(same: Sequence[SameRun]) -> str:
     return f"the same run given twice, counted once: {'; '.join(said[:5])}{more}"
 
 
+def expand_globs(
+    paths: Sequence[str], storage_options: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str], list[SameRun]]:
+    """``paths`` with each glob replaced, in place, by what it matches (:func:`glob_matches`, sorted), for a
+    command that takes several runs one by one (``diff``: the baseline first). A match that is a run given
+    otherwise, by a path of its own (``diff runs/base 'runs/*'``: the baseline against the others) or by an
+    earlier match (a link to it), is left out: a run is not compared with itself for having been matched; the
+    ones spelled otherwise are returned, as :func:`distinct_runs` does. Paths given as such are kept as given.
+    Returns the runs, the glob each match came from, and the matches left out. A glob that matches nothing is
+    a usage error."""
+    from ..listing import glob_matches, is_pattern
+
+    seen = {_resolved(p): p for p in reversed(paths) if not is_pattern(p)}  # (the first spelling wins)
+    out: list[str] = []
+    origin: dict[str, str] = {}
+    same: list[SameRun] = []
+    for pat in paths:
+        if not is_pattern(pat):
+            out.append(pat)
+            continue
+        matches = glob_matches(pat, storage_options)
+        if not matches:
+            raise UsageError(f"{pat}: matches no run")
+        for m in matches:
+            key = _resolved(m)
+            if key in seen:
+                if seen[key] != m:
+                    same.append((m, seen[key], "is"))
+                continue
+            seen[key] = m
+            origin[m] = pat
+            out.append(m)
+    return out, origin, same
+
+
 class Locations(list[str]):
     """Run locations as ``fleet_locations`` resolves them, with what resolving them said (``notes``: a run
     given twice, a link to a run among a folder's runs) and whether they were given as a fleet (``fleet``:
@@ -240,6 +218,8 @@ def fleet_locations(
     is a usage error. Grouped ``by`` run, a PATH that holds several runs side by side (``ROOT`` for
     ``ROOT/*``) stands for those runs, each a row of its own: nothing is added up. Without ``run`` among the
     keys such a path stays one location, refused when it is opened."""
+    from ..listing import is_pattern
+
     items = list(paths)
     if runs_file:
         items += read_runs_file(runs_file)
@@ -256,7 +236,7 @@ def fleet_locations(
         items = out
     kept, twice = distinct_runs(resolve_locations(items, storage_options), storage_options)
     same += twice
-    fleet = len(paths) > 1 or any(_is_pattern(p) for p in paths)
+    fleet = len(paths) > 1 or any(is_pattern(p) for p in paths)
     return Locations(kept, [same_run_note(same)] if same else [], fleet)
 
 
@@ -269,9 +249,10 @@ def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> tuple[
     (``runs/latest -> exp-123``: discovery lists a folder once), said as the same run given twice."""
     from .. import storage
     from ..errors import SeveralRunsError
+    from ..listing import is_pattern
     from ..run import list_names
 
-    if _is_pattern(location):
+    if is_pattern(location):
         return [location], []
     issues: list[tuple[str, str, bool]] = []
     try:
@@ -560,6 +541,7 @@ __all__ = [
     "Unit",
     "UnitResult",
     "distinct_runs",
+    "expand_globs",
     "fleet_locations",
     "is_fleet",
     "metrics_fleet",
