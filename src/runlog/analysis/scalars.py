@@ -217,8 +217,11 @@ def summarize_scalars(
             pl.col("value").filter(valid("value")).max().alias("max"),
             valid("value").sum().cast(pl.Int64).alias("count"),
             pl.col("value").is_nan().sum().cast(pl.Int64).alias("nan"),
-            pl.col("step").min().alias("first_step"),
-            pl.col("step").max().alias("last_step"),
+            # The steps that hold a value of the key (NaN included): a step whose weights are all 0 holds none,
+            # so that ``last`` is the value at ``last_step`` (a final step of weight 0 was its last_step, its
+            # value the step before's).
+            pl.col("step").filter(pl.col("value").is_not_null()).min().alias("first_step"),
+            pl.col("step").filter(pl.col("value").is_not_null()).max().alias("last_step"),
         )
         .collect()
     )

@@ -48,17 +48,13 @@ class ArealStatsLayout(Layout):
     def detect(self, cand: Candidate) -> bool:
         if cand.suffix != ".jsonl":
             return False
-        first = cand.first_json
-        if not isinstance(first, dict) or not any(k in first for k in STEP_KEYS):
+        # Any of the first lines: a damaged first line (torn, not UTF-8, numbers written as text) or a first
+        # record with nothing measured yet (every metric null) is reported or read by the reader, not a reason
+        # to ignore the file. A record holding a text field among them makes the file samples, never metrics.
+        records = [obj for obj in cand.json_lines() if isinstance(obj, dict)]
+        if any(k in TEXT_KEYS for obj in records for k in obj):
             return False
-        if any(k in TEXT_KEYS for k in first):
-            return False
-        values = [v for k, v in first.items() if k not in STEP_KEYS]
-        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        # Mostly numbers, nothing nested: a metrics line, not a rollout record.
-        return (
-            bool(numbers) and len(numbers) >= 0.8 * len(values) and not any(isinstance(v, (list, dict)) for v in values)
-        )
+        return any(_is_metrics_line(obj) for obj in records)
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
@@ -68,3 +64,13 @@ class ArealStatsLayout(Layout):
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         frames = [f.frame for f in files if f.readable and f.frame is not None]
         return pl.concat(frames).lazy() if frames else None
+
+
+def _is_metrics_line(obj: dict) -> bool:
+    """A flat record of numbers with a step key: mostly numbers (null values, no value yet, aside), nothing
+    nested (a rollout record nests its turns)."""
+    if not any(k in obj for k in STEP_KEYS):
+        return False
+    values = [v for k, v in obj.items() if k not in STEP_KEYS and v is not None]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return bool(numbers) and len(numbers) >= 0.8 * len(values) and not any(isinstance(v, (list, dict)) for v in values)

@@ -302,10 +302,12 @@ def _counted(df: pl.DataFrame) -> list[str]:
 
 def _merge(df: pl.DataFrame) -> pl.DataFrame:
     """Values logged more than once for a step, or with weights, merged (``analysis.scalars.merge_shards``,
-    exactly as ``summarize --scalars`` merges them), with the weights they need."""
+    exactly as ``summarize --scalars`` merges them), with the weights they need. A step whose weights are all
+    0 has no value of the key (merge_shards' null): the key is left out of that step's row, never sent as null."""
     is_count = pl.col("key").str.ends_with("__count")
     todo = (pl.len().over("step", "key") > 1) | pl.col("key").is_in(_counted(df))
-    return merge_shards(df.filter(is_count | todo).lazy()).select("step", "key", "value").collect()
+    merged = merge_shards(df.filter(is_count | todo).lazy()).select("step", "key", "value").collect()
+    return merged.filter(pl.col("value").is_not_null())
 
 
 def _put(out: dict[int, dict[str, float]], step: int | None, name: str, v: Any) -> None:

@@ -149,6 +149,7 @@ class LiveRun:
         self.last_change: float | None = None
         self.changed = False  # the last update's listing differed from the one before
         self._last_run: Run | None = None
+        self._said_scalars_only = False
 
     # -- the poll -------------------------------------------------------------------------------------
     def update(self, listing: Listing, temp: Listing | None = None) -> list[Event]:
@@ -206,6 +207,10 @@ class LiveRun:
                 events += self._recompute(run, affected)
                 if not primed:
                     events += self._check_options()
+                said = None if self._said_scalars_only else self.scalars_only_note()
+                if said is not None:
+                    self._said_scalars_only = True
+                    events.append(Event("note", {"message": said}))
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
@@ -313,6 +318,26 @@ class LiveRun:
             for r in self.files.values()
             if r.info is not None and r.info.kind == "samples" and r.info.readable and not r.pending
         ]
+
+    def scalars_only(self) -> list[str]:
+        """The scalar files of a run that holds scalar metrics and no sample (a JaxARC or AReaL run, a native
+        run before its first step's samples), which watch does not follow: its steps are the samples' (reward,
+        KL). Empty for any other run. Without a word such a run showed nothing, as if it were idle."""
+        infos = [r.info for r in self.files.values() if r.info is not None and not r.pending]
+        if any(r.pending for r in self.files.values()) or any(i.kind == "samples" for i in infos):
+            return []
+        return sorted(i.path for i in infos if i.kind == "scalars" and i.readable)
+
+    def scalars_only_note(self) -> str | None:
+        """``scalars_only`` said in one line, or None."""
+        files = self.scalars_only()
+        if not files:
+            return None
+        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+        return (
+            f"no sample file, only scalar metrics ({files[0]}{more}), which watch does not follow (it follows "
+            "the samples' reward and KL): runlog summarize --scalars shows them"
+        )
 
     def _steps_of(self, info: FileInfo | None) -> list[int]:
         if info is None or info.kind != "samples" or (self.split and info.split not in (None, self.split)):

@@ -220,7 +220,13 @@ class Screen:
         out.append(head)
         st = live.latest
         info = Text()
-        if st is None:
+        scalars = live.scalars_only() if st is None else []
+        if scalars:
+            more = f" and {len(scalars) - 1} more" if len(scalars) > 1 else ""
+            info.append(f"no sample file, only scalar metrics ({one_line(scalars[0])}{more})", style="dim")
+            out.append(info)
+            info = Text("watch follows samples, not scalars: runlog summarize --scalars shows them", style="dim")
+        elif st is None:
             info.append("waiting for the first step...", style="dim")
         else:
             rate = live.rows_per_second()

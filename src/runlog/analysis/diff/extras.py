@@ -50,9 +50,10 @@ def side_by_side(
 def scalar_steps(run: Run, aliases: dict[str, str] | None = None) -> pl.DataFrame:
     """``key, step, value``: each scalar key's merged value per step, exactly as ``summarize --scalars`` merges
     the shards (``analysis.scalars.merged_steps``); a step whose merged value is NaN is null here, as a mean
-    of no valid values (``__count`` companions left out)."""
+    of no valid values (``__count`` companions left out). A step where the key has no value (its weights all
+    0: a mean of nothing) is no step of the key: no row (it would count in a window it holds nothing of)."""
     table = DEFAULT_ALIASES if aliases is None else aliases
-    df = merged_steps(run, aliases=table).collect()
+    df = merged_steps(run, aliases=table).collect().filter(pl.col("value").is_not_null())
     value = pl.when(valid("value")).then(pl.col("value")).alias("value")
     return df.select("key", "step", value).sort("key", "step")
 
@@ -72,6 +73,8 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
         check_key_globs(opts.keys, sorted(set().union(*(f["key"].to_list() for f in logged))), of="the runs compared")
     rows: list[dict[str, Any]] = []
     infinite: dict[tuple[str, str], list[str]] = {}  # (run, point): keys with an infinite or NaN mean
+    # compared run -> (key, point, the run whose value is NaN, its NaN steps in that window)
+    nan_steps: dict[str, list[tuple[str, str, str, list[int]]]] = {}
     for side, all_steps, frame in zip(sides[1:], logged[1:], frames[1:], strict=True):
         keys = sorted(base_keys & set(all_steps["key"].to_list()))
         if opts.keys and keys:
@@ -107,6 +110,12 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
             for point, steps in (("start", common[: opts.window]), ("end", common[-opts.window :])):
                 xa = np.array([np.nan if va[s] is None else va[s] for s in steps], dtype=float)
                 xb = np.array([np.nan if vb[s] is None else vb[s] for s in steps], dtype=float)
+                # A step whose value is NaN counts in the window (its steps) but not in its mean, as summarize
+                # --scalars leaves it out of its mean: said, so that a key that went NaN is not read as fine.
+                for name, held in ((sides[0].name, va), (side.name, vb)):
+                    nan_at = [s for s in steps if held[s] is None]
+                    if nan_at:
+                        nan_steps.setdefault(side.name, []).append((key, point, name, nan_at))
                 ra = bootstrap_means(xa, opts.boot, rng_for(opts.seed, 0, "scalar", key, point, side.index))
                 rb = bootstrap_means(xb, opts.boot, rng_for(opts.seed, side.index, "scalar", key, point))
                 lo, hi = interval(rb[:, 0] - ra[:, 0], opts.ci, valid_count(xa), valid_count(xb))
@@ -140,6 +149,17 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
         notes.append(
             f"{sides[0].name} and {run}: scalar key(s) {listed} have ±inf values at the {' and '.join(points)}: "
             "their mean is infinite or NaN, as summarize --scalars shows it (null in JSON): no interval, no verdict"
+        )
+    for run, said_nan in nan_steps.items():
+        shown = "; ".join(
+            f"{key} {point} window: {name} step{'s' if len(at) > 1 else ''} {steps_text(at)}"
+            for key, point, name, at in said_nan[:MAX_KEYS_SAID]
+        )
+        more = f"; {len(said_nan) - MAX_KEYS_SAID} more" if len(said_nan) > MAX_KEYS_SAID else ""
+        notes.append(
+            f"{sides[0].name} and {run}: scalar values NaN ({shown}{more}): counted in the window's steps, left "
+            "out of its mean (summarize --scalars counts them in nan, not in its mean; a window of NaN only has "
+            "no mean)"
         )
     return rows
 
