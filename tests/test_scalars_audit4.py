@@ -249,3 +249,14 @@ def test_upload_never_sends_null_for_a_step_of_weight_0(tmp_path: Path, layout: 
     held = {s: pairs for s, pairs in plain_values(path, "x").items() if sum(w for _, w in pairs) > 0}
     assert {s for s, values in rows.items() if "x" in values} == set(held) == {0, 1}
     assert rows[2]["y"] == json.loads(path.read_text().splitlines()[2])["y"]
+
+
+def test_summarize_scalars_of_a_run_without_scalars_says_so(tmp_path: Path, cli) -> None:
+    from runlog.writer import RunWriter
+
+    with RunWriter(tmp_path / "run", name="noscal") as w:
+        w.log_samples(0, [{"reward": 1.0, "completion": "a"}])
+    r = cli("summarize", tmp_path / "run", "--scalars", "--format", "csv")
+    header = "key,last,mean,min,max,count,nan,first_step,last_step"
+    assert r.exit_code == 0 and r.stdout.strip().splitlines() == [header]
+    assert "note: noscal holds no scalar metrics" in r.stderr

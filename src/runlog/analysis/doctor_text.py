@@ -15,11 +15,17 @@ from .changepoint import Shift, find_shift
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
+from .texts import series_format_note, series_text_note
 
 
 def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
-    """Every check on the texts and the reward components, format drift and component shifts merged."""
-    return _merge_format(_text_findings(s, cfg), _component_findings(s, cfg))
+    """Every check on the texts and the reward components, format drift and component shifts merged. Where the
+    texts cannot be measured, or the format spec's think tags are in the messages' ``reasoning`` field instead
+    of the texts, ``s.notes`` says why and what reads them (``runlog metrics ... --text``)."""
+    found = _merge_format(_text_findings(s, cfg), _component_findings(s, cfg))
+    series_text_note(s)
+    series_format_note(s)
+    return found
 
 
 def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
@@ -101,14 +107,19 @@ def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """Each reward component's mean per step: a sustained drop of at least ``component_drop`` of its
     within-step SDs (``format_drift`` for a component whose name says format, else ``component_shift``), or
     a sustained jump of at least ``component_jump`` SDs after a level that held (``component_shift``, info;
-    ``_is_jump``), so that a learning curve, which climbs from the start, is not a jump."""
+    ``_is_jump``), so that a learning curve, which climbs from the start, is not a jump. A component with no
+    spread within any step (the same value for every sample of a step, or one sample a step) has no SD to
+    measure in: its range over the steps is the unit instead (a format check that goes from 1.0 for every
+    sample to 0.0 for every sample was skipped as no change)."""
     comp = s.components_per_step
     out: list[Finding] = []
     kw = cfg.shift_options()
     for name in dict.fromkeys(comp["component"].to_list()):
         part = comp.filter(pl.col("component") == name).sort("step")
         steps, y = part["step"].to_list(), as_floats(part["mean"].to_list())
-        scale = spread_scale(part["std"].to_list())
+        spread = scale = spread_scale(part["std"].to_list())
+        if spread == 0 and np.isfinite(y).any():
+            scale = float(np.nanmax(y) - np.nanmin(y))
         if np.isfinite(y).sum() < cfg.min_steps or scale == 0:
             continue
         is_format = "format" in name.lower()
@@ -127,14 +138,19 @@ def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 kind,
                 "warning" if shift is drop else "info",
                 f"reward component {name!r} {verb} from {shift.before:.3g} to {shift.after:.3g} from step {onset} on "
-                f"({abs(shift.delta) / scale:.1f} within-step SDs)",
+                + (
+                    f"({abs(shift.delta) / scale:.1f} within-step SDs)"
+                    if spread
+                    else f"({abs(shift.delta) / scale:.0%} of its range over the steps: no spread within any step)"
+                ),
                 None,
                 onset,
                 {
                     "component": name,
                     "before": shift.before,
                     "after": shift.after,
-                    "within_step_sd": scale,
+                    "within_step_sd": spread,
+                    **({} if spread else {"range": scale}),
                     "z": shift.z,
                 },
             )

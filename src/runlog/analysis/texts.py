@@ -13,9 +13,15 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   such turn has no text.
 - ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
   ``role`` among the keys); ``completion`` only where the sample has no messages, as ``auto``.
-- ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``.
+- ``auto+reasoning``: the ``auto`` text with its turn's ``reasoning`` field put back in front of the content as
+  ``<think>REASONING</think>`` (no ``</think>`` where the turn has no content: cut off while reasoning), as the
+  model wrote it before a server's reasoning parser cut it at the tags; a text that has a ``<think>`` of its own,
+  or a turn without reasoning, is the ``auto`` text as it is.
+- ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``; a sample
+  that ``auto`` skips (messages, but no policy turn) has none.
 - ``completion``, ``trajectory``: that column as written.
-- ``role:<name>``: that speaker's last assistant turn with content.
+- ``role:<name>``: that speaker's last assistant turn with content (its ``name``, or its ``role`` field where
+  that names a speaker rather than a chat role: ``{"role": "agent_0"}``).
 - ``messages``: every message, one text each (role = its speaker), for message-level specs.
 
 Think tags only mean reasoning in assistant turns: the ``auto``, ``assistant`` and ``role:`` texts never
@@ -27,7 +33,7 @@ within a step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,8 +47,22 @@ from .filters import Filters, apply_filters
 from .summarize import check_keys
 from .views import run_splits
 
+if TYPE_CHECKING:
+    from .series import RunSeries
+
 KEYS = ("step", "role", "group", "split")
-TEXT_SOURCES = ("auto", "assistant", "answer", "completion", "trajectory", "role:<name>", "messages")
+TEXT_SOURCES = (
+    "auto",
+    "auto+reasoning",
+    "assistant",
+    "answer",
+    "completion",
+    "trajectory",
+    "role:<name>",
+    "messages",
+)
+# The text kinds without a speaker: with ``--by role`` all their texts are in one row, its role empty.
+NO_SPEAKER_TEXTS = ("answer", "completion", "trajectory")
 MODEL_ROLES = ("assistant", "model")
 NOT_MODEL_ROLES = ("user", "system", "developer", "tool", "function", "ipython")  # prompt and tool-result messages
 _ANSWER = r"(?s)<answer>(.*)</answer>"
@@ -87,20 +107,23 @@ def texts_frame(
     with_group: bool = True,
     per_role: bool = False,
     calls: bool = False,
+    reasoning: bool = False,
 ) -> pl.DataFrame:
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
     message index for ``messages`` texts, else null; ``group`` null when the run has no prompt groups).
     ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker).
     ``calls`` (tool-call checks): the messages whatever ``text`` is, with their ``tool_calls`` and
     ``message_role``; ``role:NAME`` keeps that speaker's messages; a sample without messages gives its
-    ``completion`` (``trajectory`` with that text), where a ``<tool_call>`` in plain text is the only call."""
+    ``completion`` (``trajectory`` with that text), where a ``<tool_call>`` in plain text is the only call.
+    ``reasoning``: a ``reasoning`` column too, the ``reasoning`` field of the turn(s) each text was read from
+    (null for a text read from a column)."""
     filters = filters or Filters()
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
-    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls)])[0]
+    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls, reasoning)])[0]
 
 
 def _turn_texts(
-    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: bool, per_role: bool
+    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: bool, per_role: bool, reasoning: bool = False
 ) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker`` set)
     or every assistant turn with content joined by a newline (neither set), with ``completion`` where a sample
@@ -109,7 +132,9 @@ def _turn_texts(
     turns without a speaker). The last turn is the final one, its content even empty (a generation cut off while
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
-    prompt too, or another speaker's text, so it is not read in the turn's place."""
+    prompt too, or another speaker's text, so it is not read in the turn's place. ``speaker`` also names a turn
+    whose ``role`` field is that speaker rather than a chat role (``{"role": "agent_0"}``). ``reasoning``: a
+    ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts)."""
     messages = pl.col("messages")
     rows = lf.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
@@ -129,6 +154,10 @@ def _turn_texts(
     said = content.is_not_null() & (content != "")
     last = speaker is not None or policy
     model = pl.col("role").str.to_lowercase().is_in(MODEL_ROLES)
+    if speaker is not None:
+        # A speaker written in the role field (``{"role": "agent_0"}``) is that speaker's turn; a chat role of the
+        # prompt or a tool result never is (``role:user`` reads no user message).
+        model |= (pl.col("role") == speaker) & ~pl.col("role").str.to_lowercase().is_in(NOT_MODEL_ROLES)
     # The last turn: a speaker's final word, even empty (a generation cut off while reasoning is the empty text,
     # which fails a format, never an earlier turn's); a turn that is a tool call without words leads up to the
     # answer and is passed over. Every turn joined: the turns with words.
@@ -154,6 +183,15 @@ def _turn_texts(
             if last
             else pl.col("content").cast(pl.String).str.join("\n").alias("text"),
             pl.col("__turn").min(),
+            *(
+                [
+                    pl.col("reasoning").cast(pl.String).last().alias("__reasoning")
+                    if last
+                    else pl.col("reasoning").cast(pl.String).str.join("\n").alias("__reasoning")
+                ]
+                if reasoning
+                else []
+            ),
         )
     )
     out = rows.drop("messages").join(joined, on="__row", how="left", maintain_order="left")
@@ -168,11 +206,18 @@ def _turn_texts(
             pl.col("text"),
             pl.when(pl.col("__no_messages")).then(pl.col("completion").cast(pl.String)) if speaker is None else None,
         ).alias("text"),
+        *([pl.col("__reasoning").alias("reasoning")] if reasoning else []),
     )
 
 
 def _texts_lazy(
-    run: Run, text: str, filters: Filters, with_group: bool, per_role: bool = False, calls: bool = False
+    run: Run,
+    text: str,
+    filters: Filters,
+    with_group: bool,
+    per_role: bool = False,
+    calls: bool = False,
+    reasoning: bool = False,
 ) -> pl.LazyFrame:
     group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
@@ -182,28 +227,35 @@ def _texts_lazy(
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
     if calls:
         if text.startswith("role:"):
-            return _message_texts(lf, base, text.split(":", 1)[1])
+            return _message_texts(lf, base, text.split(":", 1)[1], reasoning=reasoning)
         if text not in TEXT_SOURCES:
             raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
         # A sample without messages: its completion (or with --text trajectory its transcript as written).
-        return _message_texts(lf, base, None, fallback="trajectory" if text == "trajectory" else "completion")
-    if text in ("auto", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
+        fallback = "trajectory" if text == "trajectory" else "completion"
+        return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning)
+    if text in ("auto", "auto+reasoning", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
         speaker = text.split(":", 1)[1] if text.startswith("role:") else None
-        policy = text in ("auto", "answer")
-        out = _turn_texts(lf, base, speaker, policy, per_role and speaker is None and text != "answer")
+        policy = text in ("auto", "auto+reasoning", "answer")
+        with_reasoning = reasoning or text == "auto+reasoning"
+        out = _turn_texts(lf, base, speaker, policy, per_role and speaker is None and text != "answer", with_reasoning)
+        if text == "auto+reasoning":
+            out = out.with_columns(_with_reasoning(pl.col("text"), pl.col("reasoning")).alias("text"))
+            out = out if reasoning else out.drop("reasoning")
         if text == "answer":
             inner = pl.col("text").str.extract(_ANSWER, 1)
-            answer = pl.coalesce(inner.str.split("<answer>").list.last(), pl.col("text"))
-            # The text when it has an answer block, else completion (a trainer's extracted answer).
-            out = out.with_columns(
-                pl.when(inner.is_not_null()).then(answer).otherwise(pl.lit(None, dtype=pl.String)).alias("text")
-            )
+            # The text's answer block when it has one, else completion (a trainer's extracted answer); a sample
+            # that ``auto`` skips (messages, but no policy turn) has no answer either: its completion may hold the
+            # prompt, or another speaker's words (what ``auto`` does not read in the turn's place).
             completion = lf.select(pl.col("completion").cast(pl.String).alias("__c"))
-            out = (
-                pl.concat([out, completion], how="horizontal")
-                .with_columns(pl.coalesce("text", "__c").alias("text"))
-                .drop("__c")
+            out = pl.concat([out, completion], how="horizontal").with_columns(
+                pl.when(pl.col("text").is_null())
+                .then(pl.lit(None, dtype=pl.String))
+                .when(inner.is_not_null())
+                .then(inner.str.split("<answer>").list.last())
+                .otherwise(pl.col("__c"))
+                .alias("text")
             )
+            out = out.drop("__c")
         return out
     if text in ("completion", "trajectory"):
         lf = lf.select(
@@ -211,21 +263,45 @@ def _texts_lazy(
             pl.lit(None, dtype=pl.String).alias("role"),
             pl.lit(None, dtype=pl.Int64).alias("turn"),
             pl.col(text).cast(pl.String).alias("text"),
+            *([pl.lit(None, dtype=pl.String).alias("reasoning")] if reasoning else []),
         )
     elif text == "messages":
-        lf = _message_texts(lf, base, None)
+        lf = _message_texts(lf, base, None, reasoning=reasoning)
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
     return lf
 
 
+def _with_reasoning(text: pl.Expr, reasoning: pl.Expr) -> pl.Expr:
+    """``--text auto+reasoning``: the turn's ``reasoning`` put back in front of its content as the model wrote it
+    (``<think>REASONING</think>CONTENT``: vLLM's reasoning parsers cut the generation at the tags and keep both
+    parts as written); without content (cut off while reasoning: the parser saw no ``</think>``) no close tag.
+    A text with a ``<think>`` of its own, or without reasoning, is left as it is."""
+    back = text.is_not_null() & reasoning.is_not_null() & (reasoning != "")
+    back &= ~text.str.contains("<think>", literal=True)
+    closed = pl.concat_str([pl.lit("<think>"), reasoning, pl.lit("</think>"), text])
+    return (
+        pl.when(back & (text != ""))
+        .then(closed)
+        .when(back)
+        .then(pl.concat_str([pl.lit("<think>"), reasoning]))
+        .otherwise(text)
+    )
+
+
 def _message_texts(
-    lf: pl.LazyFrame, base: list[pl.Expr], wanted: str | None, *, fallback: str | None = None
+    lf: pl.LazyFrame,
+    base: list[pl.Expr],
+    wanted: str | None,
+    *,
+    fallback: str | None = None,
+    reasoning: bool = False,
 ) -> pl.LazyFrame:
     """One row per message with content or tool calls, in run order: ``role`` the speaker (``wanted``: that
     speaker's messages only), ``turn`` the message index, ``tool_calls`` and ``message_role`` (the message's
     own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
-    or empty) gives one row with that text instead, so that it is still counted."""
+    or empty) gives one row with that text instead, so that it is still counted. ``reasoning``: the message's
+    ``reasoning`` field too."""
     cols = ["messages", fallback] if fallback else ["messages"]
     messages = pl.col("messages")
     # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none: an empty list
@@ -254,6 +330,7 @@ def _message_texts(
         text.alias("text"),
         pl.col("tool_calls"),
         pl.col("role").cast(pl.String).alias("message_role"),
+        *([pl.col("reasoning").cast(pl.String)] if reasoning else []),
     )
 
 
@@ -406,12 +483,12 @@ def format_per_sample(
     ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if spec.roles is not None and not spec.needs_messages:
-        if text in ("answer", "completion", "trajectory"):
+        if text in NO_SPEAKER_TEXTS:
             raise UsageError(
                 f"--spec {spec.name} keeps the texts of the roles {', '.join(spec.roles)}; --text {text} has no "
-                "speaker: use --text auto, assistant, role:NAME or messages"
+                "speaker: use --text auto, auto+reasoning, assistant, role:NAME or messages"
             )
-        per_role = per_role or text in ("auto", "assistant")
+        per_role = per_role or text in ("auto", "auto+reasoning", "assistant")
     # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that speaker's); a
     # turn's text alone has no structured calls to check.
     frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, calls=spec.needs_messages)
@@ -496,3 +573,166 @@ def format_frame(
         .alias("reasoning_answer_ratio")
     )
     return out.sort(keys, nulls_last=True) if keys else out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the figures cannot show by themselves: said in notes (``runlog metrics``, and doctor, plot and report)
+# ---------------------------------------------------------------------------------------------------------
+THINK_FEW = 0.02  # think tags in at most this share of the texts: "(almost) none"
+# The texts read from turns, whose turns have a ``reasoning`` field to look at.
+TURN_TEXTS = ("auto", "assistant", "messages")
+
+
+def reasoning_note(
+    run: Run,
+    spec: str | F.Spec = "think-answer-strict",
+    *,
+    text: str = "auto",
+    filters: Filters | None = None,
+    command: str | None = None,
+    measured: pl.DataFrame | None = None,
+) -> str | None:
+    """Why a spec that looks for ``<think>`` tags fails (almost) every text, when that is why: the tags are in at
+    most ``THINK_FEW`` of the texts, while more than that many of the texts' turns hold their reasoning in the
+    ``reasoning`` field (a server's reasoning parser moved it out of the content). None otherwise, and for the
+    texts not read from turns. ``command``: the command to suggest (doctor, plot and report have no ``--text``),
+    else ``--text auto+reasoning``. ``measured``: the spec's ``format_frame`` or ``format_per_sample`` of these
+    texts, when at hand: where more than ``THINK_FEW`` of them pass, they have think tags, and the texts are not
+    read again."""
+    named = spec if isinstance(spec, str) else spec.name  # as given: a custom spec's file
+    spec = F.get_spec(spec) if isinstance(spec, str) else spec
+    if not spec.think or spec.needs_messages or not (text in TURN_TEXTS or text.startswith("role:")):
+        return None
+    if measured is not None and passed_share(measured) > THINK_FEW:
+        return None
+    per_role = spec.roles is not None and text in ("auto", "assistant")
+    frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, reasoning=True)
+    frame = frame.filter(pl.col("text").is_not_null())
+    if spec.roles is not None:
+        frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
+    n = frame.height
+    tagged = int(frame.select(pl.col("text").str.contains("(?i)<think>").sum()).item() or 0)
+    held = int(frame.select(pl.col("reasoning").str.contains(F.NON_SPACE_CLASS).fill_null(False).sum()).item() or 0)
+    if not n or tagged > THINK_FEW * n or held <= THINK_FEW * n:
+        return None
+    fix = f"{command} --spec {named} --text auto+reasoning" if command else "--text auto+reasoning"
+    return (
+        f"{spec.name} looks for <think> tags: {tagged:,} of {n:,} texts have one, while {held:,} of them hold their "
+        "reasoning in the turn's `reasoning` field instead (a server's reasoning parser, such as vLLM's "
+        "--reasoning-parser, moves it out of the content): the adherence and think_tokens_mean measured are the "
+        f"content's alone. {fix} puts the reasoning back before the content as <think>…</think>; a spec without "
+        "think tags checks the content as it is"
+    )
+
+
+def passed_share(measured: pl.DataFrame) -> float:
+    """The share of texts that pass, over every row of a ``format_frame`` (its ``adherence`` weighted by its
+    ``texts``) or a ``format_per_sample`` (its ``passed``); 0 without texts."""
+    if "passed" in measured.columns:
+        passed, texts = measured["passed"].cast(pl.Float64), pl.Series([measured.height], dtype=pl.Float64)
+    else:
+        passed, texts = measured["adherence"].fill_null(0) * measured["texts"], measured["texts"].cast(pl.Float64)
+    total = float(texts.sum())
+    return float(passed.sum()) / total if total else 0.0
+
+
+def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command: str | None = None) -> str | None:
+    """Why no sample has a text of a kind read from assistant turns (``auto``, ``auto+reasoning``, ``assistant``,
+    ``answer``) when samples have messages: none of their messages is an assistant turn (role ``assistant`` or
+    ``model``); their speakers named (a speaker in the role field, ``{"role": "agent_0"}``), with what reads
+    them (``--text role:NAME``, ``--text completion``). None when that is not why. ``command``: the command to
+    suggest (doctor, plot and report have no ``--text``)."""
+    if text not in ("auto", "auto+reasoning", "assistant", "answer"):
+        return None
+    lf = apply_filters(run.samples, filters or Filters(), roles_too=False)
+    chat = pl.col("role").cast(pl.String).str.to_lowercase()
+
+    def build() -> list[pl.LazyFrame]:
+        turns = lf.select("messages").filter(pl.col("messages").list.len() > 0).explode("messages").unnest("messages")
+        return [
+            lf.select(
+                (pl.col("messages").list.len().fill_null(0) > 0).sum().alias("with"),
+                (pl.col("completion").cast(pl.String).fill_null("") != "").sum().alias("completions"),
+            ),
+            turns.select(chat.is_in(MODEL_ROLES).sum().alias("model")),
+            turns.filter(~chat.is_in(MODEL_ROLES) & ~chat.is_in(NOT_MODEL_ROLES) & pl.col("role").is_not_null())
+            .group_by(pl.col("role").cast(pl.String))
+            .agg(pl.len().alias("__n")),
+        ]
+
+    counts, model, speakers = run.collect(build)
+    with_messages, completions = int(counts["with"][0] or 0), int(counts["completions"][0] or 0)
+    if not with_messages or int(model["model"][0] or 0):
+        return None
+    names = speakers.sort(["__n", "role"], descending=[True, False])["role"].to_list()
+    roles = run.role_names()
+    told = (
+        f"their speakers are {', '.join(names[:6])}{' …' if len(names) > 6 else ''}, written in the messages' role "
+        "field" + (f" (the run's roles are {', '.join(roles)})" if roles and not set(names) & set(roles) else "")
+        if names
+        else "they hold only prompt, system and tool messages"
+    )
+    ways = [f"--text role:{names[0]} (that speaker's turns)"] if names else []
+    if completions:
+        ways.append("--text completion (the completion column as written)")
+    how = ""
+    if ways and command:
+        how = f"; {command} {' or '.join(ways)} reads them"
+    elif ways:
+        how = f"; try {' or '.join(ways)}"
+    what = "the policy's text (metrics' --text auto) to measure" if command else f"a text for --text {text}"
+    return (
+        f"no sample has {what}: the {with_messages:,} sample(s) with messages have no assistant turn (a "
+        f"message whose role is assistant or model), the only turns it reads; {told}{how}"
+    )
+
+
+def answer_note(run: Run, *, filters: Filters | None = None) -> str | None:
+    """``--text answer``: how many of its texts are the ``completion`` column as written, the policy's text
+    having no ``<answer>`` block (they are then mixed with the answers taken from a block). None when none is."""
+    auto, answer = (texts_frame(run, t, filters=filters, with_group=False) for t in ("auto", "answer"))
+    both = pl.DataFrame({"auto": auto["text"], "answer": answer["text"]})
+    taken = both.filter(pl.col("answer").is_not_null())
+    fell = taken.select((~pl.col("auto").str.contains(_ANSWER)).sum()).item() or 0
+    if not fell:
+        return None
+    return (
+        f"--text answer: {fell:,} of {taken.height:,} texts are the completion column as written (the policy's text "
+        "has no <answer> block), beside the answers taken from a block; --text auto reads the policy's whole text"
+    )
+
+
+def by_role_note(text: str) -> str | None:
+    """``--by role`` with a text kind that has no speaker: its texts are in one row whose role is empty."""
+    if text not in NO_SPEAKER_TEXTS:
+        return None
+    return (
+        f"--by role: --text {text} has no speaker, so its texts are in one row whose role is empty; --text auto, "
+        "auto+reasoning, assistant, role:NAME or messages give each speaker its own rows"
+    )
+
+
+def series_text_note(s: RunSeries) -> str | None:
+    """``no_text_note`` for the text series of doctor, plot and report (``auto``, one split), added to ``s.notes``
+    once: why they found no text, when the samples' messages tell why. None when they have texts."""
+    if s.diversity is not None:
+        return None
+    run = getattr(s, "text_run", s.run)  # the report's twin (report.ReportSeries): its text reads
+    return _said_once(s, no_text_note(run, "auto", filters=s.filters, command="runlog metrics diversity|format RUN"))
+
+
+def series_format_note(s: RunSeries) -> str | None:
+    """``reasoning_note`` for the format series of doctor, plot and report (``format_spec`` over ``auto``, one
+    split), added to ``s.notes`` once; looked for only where at most ``THINK_FEW`` of the texts pass."""
+    fmt = s.format
+    if fmt is None:
+        return None
+    run = getattr(s, "text_run", s.run)
+    command = "runlog metrics format RUN"
+    return _said_once(s, reasoning_note(run, s.format_spec, filters=s.filters, command=command, measured=fmt))
+
+
+def _said_once(s: RunSeries, note: str | None) -> str | None:
+    if note is not None and note not in s.notes:
+        s.notes.append(note)
+    return note

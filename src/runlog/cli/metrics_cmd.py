@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -43,9 +43,10 @@ DIVERSITY_SECTIONS = [
 DIVERSITY_STRIP = ("distinct_li2016_", "distinct_", "entropy_", "self_bleu_", "compression_ratio_")
 
 TEXT_HELP = (
-    "Which text: auto (the policy's generated text: its last assistant turn with content; completion only for a "
-    "sample without messages; with --by role each role's own), assistant (every assistant turn), answer (inside "
-    "<answer>), completion, trajectory, role:NAME, messages (every message). See docs/metrics.md."
+    "Which text: auto (the policy's generated text: its final assistant turn; completion only for a sample "
+    "without messages; with --by role each role's own), auto+reasoning (auto with its turn's reasoning field put "
+    "back as <think>...</think>), assistant (every assistant turn), answer (inside <answer>), completion, "
+    "trajectory, role:NAME, messages (every message). See docs/metrics.md."
 )
 BY_HELP = "Group by: run (fleets), step, role, group, split (repeatable, or a comma list). Default: step."
 
@@ -129,8 +130,9 @@ def diversity_command(
             notes.append(M.OVER_SET_NOTE)
         elif over == "group":
             notes += _whole_rows_notes(df, keys)
+        notes += _text_notes(run, text, by, filters, df.height > 0)
         if not df.height:
-            notes.append(no_text_reason(run, text))
+            notes.append(M.no_text_note(run, text, filters=filters) or no_text_reason(run, text))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
@@ -215,10 +217,28 @@ def format_command(
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         notes = [] if per_sample else split_notes(run, df, by)
-        if not df.height:
-            notes.append(no_text_reason(run, text, calls=F.get_spec(spec).needs_messages))
+        notes += _text_notes(run, text, None if per_sample else by, filters, df.height > 0)
+        calls = F.get_spec(spec).needs_messages
+        if df.height:
+            notes += [x for x in [M.reasoning_note(run, spec, text=text, filters=filters, measured=df)] if x]
+        else:
+            said = None if calls else M.no_text_note(run, text, filters=filters)
+            notes.append(said or no_text_reason(run, text, calls))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+def _text_notes(run: Any, text: str, by: list[str] | None, filters: Filters, found: bool) -> list[str]:
+    """What the text kind chosen does to the rows: ``--by role`` with a kind that has no speaker (one row, its
+    role empty); ``--text answer``'s texts that are the completion column as written."""
+    from ..analysis import texts as M
+
+    if not found:
+        return []
+    notes = [x for x in [M.by_role_note(text)] if x and "role" in (by or [])]
+    if text == "answer":
+        notes += [x for x in [M.answer_note(run, filters=filters)] if x]
+    return notes
 
 
 def _whole_rows_notes(df: pl.DataFrame, keys: list[str]) -> list[str]:

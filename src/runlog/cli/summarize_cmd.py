@@ -210,6 +210,11 @@ def _summarize_run(
         table = S.load_aliases(aliases, alias or ())
         check_scalars(run, keys or (), filters.steps, table)
         df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
+        if df.is_empty() and not any(f.kind == "scalars" for f in run.files):
+            report_problems(
+                [],
+                notes=[f"{run.name} holds no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch file)"],
+            )
         emit_frame(df, fmt, output, keys=["key"])
     elif keys or alias or aliases:
         raise UsageError("--keys, --alias and --aliases go with --scalars")

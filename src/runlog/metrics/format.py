@@ -31,6 +31,8 @@ class Spec:
     ``score`` defaults to the fraction of rules that hold; ``failed_rule`` is the first rule that does not.
     ``roles`` limits a custom spec to texts of those roles (None: every text). ``message_rules``: the rules of a
     spec checked on messages rather than on a text (``tool-call-json``), named for ``rule:<name>`` columns.
+    ``think``: the spec looks for ``<think>`` tags (a text without them fails it), so that a run whose reasoning
+    is in the messages' ``reasoning`` field, not in their content, can be said (``analysis.texts.reasoning_note``).
     """
 
     name: str
@@ -41,6 +43,7 @@ class Spec:
     needs_messages: bool = False
     python_rules: list[tuple[str, TextRule]] = field(default_factory=list)
     message_rules: tuple[str, ...] = ()
+    think: bool = False
 
     def rule_names(self) -> list[str]:
         probe = pl.col("__t")
@@ -151,16 +154,21 @@ TOOL_CALL_RULES = ("missing_name", "unknown_tool", "arguments_not_json_object", 
 
 
 BUILTIN: dict[str, Spec] = {
-    "open-r1": Spec("open-r1", "open-r1 format_reward: the think/answer regex, 1 or 0", _open_r1),
+    "open-r1": Spec("open-r1", "open-r1 format_reward: the think/answer regex, 1 or 0", _open_r1, think=True),
     "open-r1-tags": Spec(
-        "open-r1-tags", "open-r1 tag_count_reward: 0.25 per tag string present exactly once", _open_r1_tags, _tag_score
+        "open-r1-tags",
+        "open-r1 tag_count_reward: 0.25 per tag string present exactly once",
+        _open_r1_tags,
+        _tag_score,
+        think=True,
     ),
-    "trl-think": Spec("trl-think", "TRL think_format_reward: one leading think block, 1 or 0", _trl_think),
+    "trl-think": Spec("trl-think", "TRL think_format_reward: one leading think block, 1 or 0", _trl_think, think=True),
     "think-answer-strict": Spec(
         "think-answer-strict",
         "runlog: exactly one think then one answer block, nothing after, cite only inside the answer",
         _strict,
         _all_or_nothing,
+        think=True,
     ),
     "tool-call-json": Spec(
         "tool-call-json",
@@ -331,12 +339,16 @@ def load_spec(path: str | Path) -> Spec:
     if not rules:
         raise UsageError(f"--spec {path}: no rules (give tags, forbid, require or match)")
     wrapped = [(n, _prepared(prep, f)) for n, f in rules]
+    # A think block it asks for: a tag named think, or a required or whole-text pattern that spells one.
+    spelled = [*data.get("require", []), data.get("match", "")]
+    think = any(t.lower() == "think" for t in data.get("tags", [])) or any("<think" in p.lower() for p in spelled)
     return Spec(
         data.get("name") or path.stem,
         data.get("description") or f"custom spec {path.name}",
         lambda text: [],
         roles=data.get("roles"),
         python_rules=wrapped,
+        think=think,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._lazy import pl
 from ..analysis.series import RunSeries
+from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
 from ..run import Run
 from . import figures as F
@@ -28,6 +29,11 @@ WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
 SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 MAX_SCALAR_PANELS = 12
 NEVER_FOLLOWED = 0.02  # adherence below this at every step: the rate is said in words instead of drawn
+# The format spec's think tags are in the messages' reasoning field (``analysis.texts.reasoning_note``), in short.
+REASONING_WORDS = (
+    "the texts have no <think> tags: their reasoning is in the messages' `reasoning` field "
+    "(runlog metrics format RUN --text auto+reasoning puts it back)"
+)
 
 Marks = dict[str, list[tuple[int, str]]]  # plot name -> [(onset step, label)]
 
@@ -106,7 +112,10 @@ def missing(source: Run | RunSeries, what: str) -> str | None:
     if what == "components" and not s.components():
         return "no reward components: the samples have no `reward_components` (named parts of the reward)"
     if what in ("diversity", "format") and s.diversity is None:
-        return f"no completion texts: {what} cannot be measured (samples need `messages`, `completion` or `trajectory`)"
+        # Messages without an assistant turn (speakers in the role field) say so, and what reads them.
+        return series_text_note(s) or (
+            f"no completion texts: {what} cannot be measured (samples need `messages`, `completion` or `trajectory`)"
+        )
     return None
 
 
@@ -233,31 +242,62 @@ OVER_ALL_PANELS = (
 )
 
 
+def diversity_drawn(s: RunSeries, by: str = "role") -> tuple[pl.DataFrame | None, list[str | None] | None]:
+    """What the diversity plot draws: with ``by='role'``, where the texts have two speakers or more, each role's
+    own texts (``RunSeries.role_diversity``: what the doctor's ``diversity_collapse`` judges, per role) and the
+    roles in order; else the policy's generated text (``RunSeries.diversity``) and None."""
+    div = s.diversity
+    if by == "role" and div is not None:
+        per = s.role_diversity
+        if per is not None and per["role"].n_unique() > 1:
+            present = set(per["role"].to_list())
+            roles: list[str | None] = [r for r in s.run.role_names() if r in present]
+            roles += sorted(r for r in present if r is not None and r not in roles)
+            return per, roles + ([None] if None in present else [])
+    return div, None
+
+
 def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
     w = _window(s, window)
-    div = s.diversity
+    div, roles = diversity_drawn(s, by)
     if div is None:
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
-        F.say(ax, "no completion texts in this run: diversity cannot be measured")
+        F.say(ax, missing(s, "diversity") or "no completion texts in this run: diversity cannot be measured")
         return fig
     # No prompt group of two texts at any step (single rollouts, no group ids): the figures are over all the
     # step's texts (``metrics diversity`` says the same), and the panels must not say "per group".
     grouped = "groups" in div.columns and div["groups"].is_not_null().any()
-    over = "the policy's generated text, per prompt group" if grouped else "all texts of a step: no group of two"
+    whose = "each role's own texts, " if roles else "the policy's generated text, " if grouped else ""
+    over = whose + ("per prompt group" if grouped else "all texts of a step: no group of two")
     fig, axes = F.new_figure(2, 2, title + f" ({over})", width=11, height=7)
-    steps = div["step"].to_list()
     panels = DIVERSITY_PANELS if grouped else OVER_ALL_PANELS
     if grouped and div["groups"].is_null().any():
-        whole = div.filter(pl.col("groups").is_null())["step"].to_list()
+        whole = div.filter(pl.col("groups").is_null())["step"].unique(maintain_order=True).sort().to_list()
         fig.text(0.01, 0.005, f"over all texts (no group of two) at {len(whole)} step(s), first {whole[0]}", fontsize=8)
+    # One line per role (its colour in every plot), or the policy's text alone.
+    colours = F.role_colours(roles) if roles else {}
+    lines: list[tuple[str | None, str, pl.DataFrame]] = [
+        (
+            r if r is not None else "completions (no speaker)",  # draw_series cleans its label
+            colours[r],
+            div.filter(pl.col("role").is_null() if r is None else pl.col("role") == r).sort("step"),
+        )
+        for r in roles or []
+    ] or [(None, F.PALETTE[3], div)]
     for ax, (col, label) in zip(axes, panels, strict=True):
-        if F.draw_series(ax, steps, div[col].to_list(), label=col, colour=F.PALETTE[3], window=w):
-            F.maybe_log(ax, div[col].to_list()) if col == "len_mean" else None
+        drawn = [
+            F.draw_series(ax, part["step"].to_list(), part[col].to_list(), label=name or col, colour=c, window=w)
+            for name, c, part in lines
+        ]
+        if any(drawn):
+            F.maybe_log(ax, [v for *_, part in lines for v in part[col].to_list()]) if col == "len_mean" else None
         else:
             F.say(ax, f"{col}: no values")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         F.mark_onsets(ax, marks)
+    if roles:
+        F.legend(axes[0])
     return fig
 
 
@@ -272,17 +312,19 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     fmt = s.format
     if fmt is None:
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
-        F.say(ax, "no completion texts in this run: format adherence cannot be measured")
+        F.say(ax, missing(s, "format") or "no completion texts in this run: format adherence cannot be measured")
         return fig
     best = _float_max(fmt["adherence"])
     if best < NEVER_FOLLOWED:
         fig, [ax] = F.new_figure(1, 1, f"{title}: spec {s.format_spec}", width=10, height=3.2)
         texts = int(fmt["texts"].sum())
-        F.say(
-            ax,
-            f"adherence to {s.format_spec} is at most {best:.1%} at every step ({texts:,} texts)\n"
-            "(a rate, measured on the policy's generated text: another --spec or --text may fit this run)",
+        # The spec's think tags in the messages' reasoning field: said here, and in the notes (with the command).
+        why = (
+            "\n" + REASONING_WORDS.replace(" (", "\n(")
+            if series_format_note(s)
+            else "\n(a rate, measured on the policy's generated text: another --spec or --text may fit this run)"
         )
+        F.say(ax, f"adherence to {s.format_spec} is at most {best:.1%} at every step ({texts:,} texts){why}")
         return fig
     fig, axes = F.new_figure(1, 2, f"{title}: spec {s.format_spec}", width=12, height=4.4)
     steps = fmt["step"].to_list()
@@ -505,7 +547,8 @@ def one_step_words(s: RunSeries, what: str) -> str | None:
         follow = round(float(row["adherence"]) * texts)
         fails = sorted(((int(v or 0), c[7:]) for c, v in row.items() if c.startswith("failed/") and v), reverse=True)
         rules = "; first failing rules: " + ", ".join(f"{n} ({k})" for k, n in fails) if fails else ""
-        return f"step {row['step']}: {follow:,} of {texts:,} texts follow {s.format_spec}{rules}"
+        why = f"; {REASONING_WORDS}" if series_format_note(s) else ""
+        return f"step {row['step']}: {follow:,} of {texts:,} texts follow {s.format_spec}{rules}{why}"
     return None
 
 
@@ -529,6 +572,7 @@ ONE_STEP = {
 __all__ = [
     "WHATS",
     "RunSeries",
+    "diversity_drawn",
     "figure_png",
     "make_figure",
     "missing",

@@ -17,12 +17,15 @@ from .. import __version__
 from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
 from ..analysis.inspect import RunInspection
 from ..analysis.summarize import summarize
+from ..analysis.texts import series_format_note
 from ..formats.base import UNREADABLE, Problem
 from ..plots import (
     MAX_SCALAR_PANELS,
     NO_SAMPLES,
     NO_SCALARS,
+    REASONING_WORDS,
     RunSeries,
+    diversity_drawn,
     figure_png,
     make_figure,
     missing,
@@ -549,6 +552,10 @@ def _plots(s: RunSeries, d: Diagnosis) -> str:
             continue
         fig = make_figure(s, what, marks=marks)
         text = e(caption) + (" — dashed lines: onsets of the findings above." if marks.get(what) else "")
+        if what == "diversity" and diversity_drawn(s)[1]:
+            text += " — " + e("one line per role, each role's own texts (what diversity_collapse judges)") + "."
+        if what == "format" and series_format_note(s):
+            text += " — " + e(REASONING_WORDS) + "."
         if over_all:
             text += " — " + e(over_all) + "."
         if one_step and what in ("reward", "kl", "components"):
@@ -567,7 +574,7 @@ def _over_all_texts(s: RunSeries) -> str:
     group of two texts or more."""
     from ..analysis.texts import OVER_SET_NOTE, OVER_SET_ROWS_NOTE, describe_rows
 
-    div = s.diversity
+    div, roles = diversity_drawn(s)  # what the plot draws: each role's own texts, or the policy's
     if div is None or not div.height:
         return ""
     if "groups" not in div.columns:
@@ -575,7 +582,7 @@ def _over_all_texts(s: RunSeries) -> str:
     whole = div.filter(div["groups"].is_null())
     if not whole.height:
         return ""
-    return OVER_SET_ROWS_NOTE.format(rows=describe_rows(whole, ["step"]))
+    return OVER_SET_ROWS_NOTE.format(rows=describe_rows(whole, ["step", "role"] if roles else ["step"]))
 
 
 def _one_step_diversity(s: RunSeries, over_all: bool) -> str | None:
