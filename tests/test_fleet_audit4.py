@@ -149,7 +149,7 @@ def test_a_command_of_one_run_says_a_glob_takes_one_run_and_what_it_matches(cli,
     pattern = f"'{fleet}/*'"
     want = (
         f"Error: runlog {args[0]} takes one run, not a glob: {pattern} matches 2 ({fleet}/a, {fleet}/b): "
-        "pass one of them (summarize, metrics and diff take globs)\n"
+        "pass one of them (summarize, metrics, diff and plot --diff take globs)\n"
     )
     assert said == want
 
@@ -300,3 +300,18 @@ def test_a_run_in_a_fleet_gives_its_own_numbers_to_1e_12_as_the_docs_say(cli, fl
         solver = mine.filter(pl.col("role") == "solver").row(0, named=True)
         assert (solver["reward_count"], solver["reward_mean"]) == (count, pytest.approx(mean, rel=1e-12))
         assert solver["reward_std"] == pytest.approx(std, rel=1e-9)
+
+
+def test_watch_refuses_a_glob_and_plot_diff_expands_one(tmp_path: Path, cli) -> None:
+    pytest.importorskip("matplotlib")
+    from conftest import make_native_run
+
+    for name in ("a", "b"):
+        make_native_run(tmp_path / "runs" / name)
+    r = cli("watch", str(tmp_path / "runs" / "*"), "--once")
+    assert r.exit_code == 2 and "takes one run, not a glob" in r.stderr and "matches 2" in r.stderr, r.stderr
+    out = tmp_path / "d.png"
+    r = cli("plot", tmp_path / "runs" / "a", "--diff", str(tmp_path / "runs" / "*"), "-o", out)
+    assert r.exit_code == 0 and out.exists(), r.stderr
+    r = cli("plot", tmp_path / "runs" / "a", "--diff", str(tmp_path / "runs" / "a*"), "-o", out)
+    assert r.exit_code == 2 and "--diff needs at least two runs" in r.stderr, r.stderr

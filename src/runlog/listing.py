@@ -278,7 +278,8 @@ class GlobGivenError(RunNotFoundError):
         n = len(self.matches)
         shown = ", ".join(self.matches[:5]) + (f", ... (+{n - 5})" if n > 5 else "")
         which = f"matches {n} ({shown}): pass one of them" if n > 1 else f"matches one ({shown}): pass it"
-        return f"{who}, not a glob: {shlex.quote(self.pattern)} {which} (summarize, metrics and diff take globs)"
+        takes = "(summarize, metrics, diff and plot --diff take globs)"
+        return f"{who}, not a glob: {shlex.quote(self.pattern)} {which} {takes}"
 
 
 def refuse_glob(path: str, storage_options: Mapping[str, str] | None = None) -> None:

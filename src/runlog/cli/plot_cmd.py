@@ -124,11 +124,16 @@ def _plot_diff(
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn
     from ..run import open_run
-    from .diff_cmd import named, run_labels
+    from .diff_cmd import expand_runs, named, run_labels
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
+    given = expand_runs(paths, storage)  # a quoted glob gives its runs, as for ``diff``
+    paths = given.paths
+    if len(paths) < 2:
+        raise UsageError(f"--diff needs at least two runs{given.gave()}")
     labels, said = run_labels(paths, names, storage)
+    said = [*given.notes(), *said]
     runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
     options = DiffOptions(splits=tuple(filters.splits), series_only=True)
     result = diff_runs(runs, labels, options=options, locations=paths)

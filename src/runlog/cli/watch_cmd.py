@@ -184,10 +184,12 @@ def check_exists(path: str) -> None:
     import os
 
     from .. import storage
+    from ..listing import refuse_glob
 
     if storage.is_url(path):
         return
     if not os.path.exists(path):
+        refuse_glob(path)  # a quoted 'runs/*' is said as a glob (one run, and what it matched), not as no such file
         raise fail(f"{path}: no such file or directory", EXIT_USAGE)
     if not os.path.isdir(path):
         raise fail(f"{path}: a file; following a run needs its folder", EXIT_USAGE)
