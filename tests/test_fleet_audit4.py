@@ -315,3 +315,29 @@ def test_watch_refuses_a_glob_and_plot_diff_expands_one(tmp_path: Path, cli) -> 
     assert r.exit_code == 0 and out.exists(), r.stderr
     r = cli("plot", tmp_path / "runs" / "a", "--diff", str(tmp_path / "runs" / "a*"), "-o", out)
     assert r.exit_code == 2 and "--diff needs at least two runs" in r.stderr, r.stderr
+
+
+def test_plot_diff_of_a_glob_skips_a_match_that_is_no_run(tmp_path: Path, cli) -> None:
+    pytest.importorskip("matplotlib")
+    from conftest import make_native_run
+
+    for name in ("a", "b"):
+        make_native_run(tmp_path / "runs" / name)
+    (tmp_path / "runs" / "c_empty").mkdir()
+    out = tmp_path / "d.png"
+    r = cli("plot", str(tmp_path / "runs" / "*"), "--diff", str(tmp_path / "runs" / "*"), "-o", out)
+    assert r.exit_code == 0 and out.exists(), r.stderr
+    assert f"{tmp_path / 'runs' / 'c_empty'}: run skipped" in r.stderr
+
+
+def test_a_link_that_sorts_first_leaves_the_run_its_own_name(tmp_path: Path, cli) -> None:
+    from conftest import make_native_run
+
+    make_native_run(tmp_path / "fleet" / "r1")
+    make_native_run(tmp_path / "fleet" / "r2")
+    (tmp_path / "fleet" / "latest").symlink_to(tmp_path / "fleet" / "r2")
+    r = cli("summarize", str(tmp_path / "fleet" / "*"), "--by", "run", "--format", "csv")
+    assert r.exit_code == 0, r.stderr
+    runs = {line.split(",")[0] for line in r.stdout.strip().splitlines()[1:]}
+    assert runs == {"r1", "r2"}, runs  # was {"latest", "r1"}: the link's name kept, the folder's dropped
+    assert f"{tmp_path / 'fleet' / 'latest'} is {tmp_path / 'fleet' / 'r2'}" in r.stderr

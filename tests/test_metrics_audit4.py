@@ -339,3 +339,12 @@ def test_format_component_without_spread_drifts(tmp_path: Path) -> None:
     assert [(f.kind, f.onset_step, f.evidence["component"]) for f in found] == [("format_drift", 8, "format")]
     assert found[0].evidence["before"] == 1.0 and found[0].evidence["after"] == 0.0
     assert "of its range over the steps" in found[0].message
+
+
+def test_the_suggested_role_text_is_quoted_for_the_shell(tmp_path: Path, cli) -> None:
+    with RunWriter(tmp_path / "run", roles=["solver"], durable=False) as w:
+        msgs = [{"role": "user", "content": "Q"}, {"role": "agent [0]", "content": "A"}]
+        w.log_samples(0, [{"reward": 1.0, "sample_id": "s", "messages": msgs}])
+    r = cli("metrics", "format", tmp_path / "run")
+    [note] = note_lines(r.stderr)
+    assert "--text 'role:agent [0]'" in note, note

@@ -260,3 +260,13 @@ def test_summarize_scalars_of_a_run_without_scalars_says_so(tmp_path: Path, cli)
     header = "key,last,mean,min,max,count,nan,first_step,last_step"
     assert r.exit_code == 0 and r.stdout.strip().splitlines() == [header]
     assert "note: noscal holds no scalar metrics" in r.stderr
+
+
+def test_a_huge_step_is_said_in_a_few_digits(tmp_path: Path) -> None:
+    from runlog import open_run
+
+    (tmp_path / "run").mkdir()
+    lines = [json.dumps({"step": 0, "a": 1.0}), '{"step": 1e300, "a": 7}']
+    (tmp_path / "run" / "scalars.p0.jsonl").write_text("\n".join(lines) + "\n")
+    [p] = [p for p in open_run(tmp_path / "run").problems if "64-bit" in p.message]
+    assert "(301 digits) is beyond a 64-bit integer" in p.message and len(p.message) < 300, p.message

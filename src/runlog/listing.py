@@ -230,6 +230,9 @@ def _literal_prefix(pattern: str) -> str:
     return pattern
 
 
+GLOB_THREADS = 16  # listings in flight at once for a glob's segment after a wildcard (as a fleet lists its runs)
+
+
 def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
     """What a pattern whose wildcards sit in whole path segments matches in an object store, as a local glob
     matches on disk: folders, and in its last segment also single objects of the kinds a run can be
@@ -250,8 +253,14 @@ def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
         listed = True
         last = i == len(segments) - 1
         nxt: list[str] = []
-        for p in prefixes:
-            dirs, objects = store.list_level(p)
+        if len(prefixes) > 1:  # one request per prefix, many in flight (300 matches listed one by one: 2 s)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(GLOB_THREADS, len(prefixes))) as pool:
+                levels = list(pool.map(store.list_level, prefixes))
+        else:
+            levels = [store.list_level(p) for p in prefixes]
+        for dirs, objects in levels:
             names = (dirs + [o for o in objects if o.lower().endswith(RUN_FILE_SUFFIXES)]) if last else dirs
             for found in names:
                 name = found.rsplit("/", 1)[-1]

@@ -32,6 +32,7 @@ within a step.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -672,7 +673,7 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
         if names
         else "they hold only prompt, system and tool messages"
     )
-    ways = [f"--text role:{names[0]} (that speaker's turns)"] if names else []
+    ways = [f"--text {shlex.quote('role:' + names[0])} (that speaker's turns)"] if names else []
     if completions:
         ways.append("--text completion (the completion column as written)")
     how = ""

@@ -148,23 +148,8 @@ def _diff(
     A run a glob matched that is no run (an empty folder, a folder of runs) is left out and said, as a fleet
     skips it (``summarize 'runs/*'``); a path given as such that cannot be opened is a usage error."""
     from ..analysis.diff import diff_runs
-    from ..formats.base import Problem
-    from ..run import open_run
 
-    runs = []
-    skipped: list[Problem] = []
-    for p in given.paths:
-        try:
-            runs.append(open_run(p, layout=layout, storage_options=storage))
-        except UsageError as exc:
-            if p not in given.matched:
-                raise
-            skipped.append(Problem(p, "unreadable", f"run skipped: {str(exc).removeprefix(f'{p}: ')}"))
-    skipped_paths = {x.path for x in skipped}
-    paths = [p for p in given.paths if p not in skipped_paths]
-    if len(paths) < 2:
-        said = "; ".join(f"{x.path}: {x.message}" for x in skipped)
-        raise UsageError(f"{TWO_RUNS}{given.gave(paths)}: {said}")
+    runs, paths, skipped = open_runs(given, layout, storage, TWO_RUNS)
     labels, said_twice = run_labels(paths, name or [], storage)
     result = diff_runs(runs, labels, options, locations=paths)
     result.notes[:0] = [*given.notes(paths), *said_twice]
@@ -182,6 +167,33 @@ def _diff(
 
 
 TWO_RUNS = "diff needs at least two runs: the baseline first, then the runs to compare with it"
+
+
+def open_runs(
+    given: Runs, layout: str | None, storage: StorageOptions, two: str
+) -> tuple[list[Any], list[str], list[Any]]:
+    """The runs of ``given`` opened: (runs, their paths, the problems of the matches skipped). A run a glob
+    matched that is no run (an empty folder, a folder of runs) is left out and said, as a fleet skips it
+    (``summarize 'runs/*'``); a path given as such that cannot be opened is a usage error, and so are fewer
+    than two runs (``two``: what the command needs)."""
+    from ..formats.base import Problem
+    from ..run import open_run
+
+    runs = []
+    skipped: list[Problem] = []
+    for p in given.paths:
+        try:
+            runs.append(open_run(p, layout=layout, storage_options=storage))
+        except UsageError as exc:
+            if p not in given.matched:
+                raise
+            skipped.append(Problem(p, "unreadable", f"run skipped: {str(exc).removeprefix(f'{p}: ')}"))
+    skipped_paths = {x.path for x in skipped}
+    paths = [p for p in given.paths if p not in skipped_paths]
+    if len(paths) < 2:
+        said = "; ".join(f"{x.path}: {x.message}" for x in skipped)
+        raise UsageError(f"{two}{given.gave(paths)}" + (f": {said}" if said else ""))
+    return runs, paths, skipped
 
 
 @dataclass

@@ -123,18 +123,14 @@ def _plot_diff(
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn
-    from ..run import open_run
-    from .diff_cmd import expand_runs, named, run_labels
+    from .diff_cmd import expand_runs, named, open_runs, run_labels
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
     given = expand_runs(paths, storage)  # a quoted glob gives its runs, as for ``diff``
-    paths = given.paths
-    if len(paths) < 2:
-        raise UsageError(f"--diff needs at least two runs{given.gave()}")
+    runs, paths, skipped = open_runs(given, layout, storage, "--diff needs at least two runs")
     labels, said = run_labels(paths, names, storage)
-    said = [*given.notes(), *said]
-    runs = [open_run(p, layout=layout, storage_options=storage) for p in paths]
+    said = [*given.notes(paths), *said]
     options = DiffOptions(splits=tuple(filters.splits), series_only=True)
     result = diff_runs(runs, labels, options=options, locations=paths)
     result.notes[:0] = said
@@ -144,7 +140,7 @@ def _plot_diff(
         raise UsageError(f"nothing to draw: {'; '.join(reasons)}")
     written = save_figure(diff_figure(result, what, split), output)
     problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
-    report_problems([p for p in problems if not p.is_warning], notes=result.notes)
+    report_problems([*skipped, *(p for p in problems if not p.is_warning)], notes=result.notes)
     return written
 
 

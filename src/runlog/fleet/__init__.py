@@ -126,10 +126,14 @@ def distinct_runs(
     first: dict[tuple[str, ...], str] = {}
     same: list[SameRun] = []
     for loc, key in zip(locations, keys, strict=True):
-        if key in first:
-            same.append((loc, first[key], "is"))
-        else:
+        if key not in first:
             first[key] = loc
+        elif _is_link(first[key]) and not _is_link(loc):
+            # The folder itself, not a link to it (``runs/latest -> r1`` sorts first): the run keeps its name.
+            same.append((first[key], loc, "is"))
+            first[key] = loc
+        else:
+            same.append((loc, first[key], "is"))
     out: list[str] = []
     for key, loc in first.items():
         outer = [o for o in _folders_above(key) if o in first]
@@ -139,6 +143,13 @@ def distinct_runs(
         else:
             out.append(loc)
     return out, same
+
+
+def _is_link(location: str) -> bool:
+    """Whether a local location is a symbolic link (an object store has none)."""
+    from .. import storage
+
+    return not storage.is_url(location) and os.path.islink(location.rstrip("/\\") or location)
 
 
 def same_run_note(same: Sequence[SameRun]) -> str:

@@ -577,7 +577,9 @@ def say_stepless(source: str, ctx: RunContext, stepless: list[tuple[int, str]], 
 def stepless_reason(key: str, value: Any) -> str:
     """What a record holds in place of a step, for ``say_stepless``."""
     if not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-        return f"{key} {int(value)} is beyond a 64-bit integer"
+        digits = str(int(value))
+        shown = digits if len(digits) <= 40 else f"{digits[:20]}... ({len(digits)} digits)"
+        return f"{key} {shown} is beyond a 64-bit integer"
     shown = json.dumps(value, ensure_ascii=True, default=str)
     return f"{key} {shown if len(shown) <= 40 else shown[:40] + '...'}"
 
