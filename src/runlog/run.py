@@ -290,19 +290,26 @@ class Run:
         return bad
 
     def _failing_columns(self, f: FileInfo) -> list[str] | None:
-        """The canonical columns of ``f`` that cannot be read, each read on its own through its layout; None
-        when its layout cannot build its frame, or every column reads on its own."""
+        """The canonical columns of ``f`` that cannot be read, read through its layout; None when its layout
+        cannot build its frame, or every column reads on its own. The columns other than ``TEXT_ONLY`` are read
+        together first: where they read (the usual damage, a text page), only the text columns are read one by
+        one, not each of the file's columns (16 reads a file, 1,000 damaged files: seconds)."""
         try:
             lf = get_layout(f.layout).scan_samples([f], self.ctx)
             names = lf.collect_schema().names() if lf is not None else []
         except Exception:  # noqa: BLE001  (the file is then left out whole)
             return None
-        failing = []
-        for c in names:
+
+        def fails(columns: list[str]) -> bool:
             try:
-                lf.select(c).collect()  # type: ignore[union-attr]
+                lf.select(columns).collect()  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001
-                failing.append(c)
+                return True
+            return False
+
+        others = [c for c in names if c not in TEXT_ONLY]
+        suspects = [c for c in names if c in TEXT_ONLY] if others and not fails(others) else names
+        failing = [c for c in suspects if fails([c])]
         return failing or None
 
     def left_out(self) -> int:
