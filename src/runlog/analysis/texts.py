@@ -383,11 +383,7 @@ def diversity_frame(
         orphan = pl.col("group").is_null()
         if whole is not None:
             orphan &= ~pl.col("__whole")
-        n_orphan = frame.select(orphan.sum()).item()
-        if n_orphan:
-            frame = frame.filter(~orphan)
-            if notes is not None:
-                notes.append(NO_GROUP_NOTE.format(n=n_orphan))
+        frame = _left_out(frame, orphan, NO_GROUP_NOTE, notes)
     cols = D.BASIC_COLUMNS + D.NGRAM_COLUMNS + (D.COMPRESSION_COLUMNS if compression else [])
     if frame.height == 0:
         return pl.DataFrame(schema={**{k: frame.schema[k] for k in keys}, **_metric_schema(cols, over)})
@@ -411,11 +407,7 @@ def diversity_frame(
         if whole is not None:
             per_set = _marked(per_set, whole, keys)
             lone &= ~pl.col("__whole")
-        n_lone = per_set.select(lone.sum()).item()
-        if n_lone:
-            per_set = per_set.filter(~lone)
-            if notes is not None:
-                notes.append(SINGLETONS_NOTE.format(n=n_lone))
+        per_set = _left_out(per_set, lone, SINGLETONS_NOTE, notes)
         means = [pl.col(c).mean() for c in cols if c != "texts"]
         agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
@@ -424,6 +416,16 @@ def diversity_frame(
             groups = pl.when(pl.col("__whole")).then(None).otherwise(pl.col("groups")).alias("groups")
             out = _marked(out, whole, keys).with_columns(groups).drop("__whole")
     return out.sort(keys, nulls_last=True) if keys else out
+
+
+def _left_out(df: pl.DataFrame, rows: pl.Expr, note: str, notes: list[str] | None) -> pl.DataFrame:
+    """``df`` without the ``rows``, their count said in ``note`` (``{n}``) where there are any."""
+    n = df.select(rows.sum()).item()
+    if not n:
+        return df
+    if notes is not None:
+        notes.append(note.format(n=n))
+    return df.filter(~rows)
 
 
 def describe_rows(rows: pl.DataFrame, keys: Sequence[str], most: int = 3) -> str:
