@@ -265,10 +265,8 @@ class Run:
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
-                failing = None if gone else self._failing_columns(f)
+                failing, present = ([], []) if gone else self._failing_columns(f)
                 if failing and set(failing) <= set(TEXT_ONLY):
-                    lf = get_layout(f.layout).scan_samples([f], self.ctx)
-                    present = lf.collect_schema().names() if lf is not None else []
                     f.unread = tuple(c for c in TEXT_ONLY if c in present)
                     self.ctx.problem(
                         f.path,
@@ -277,7 +275,7 @@ class Run:
                         f"{reason}): left out of diversity, format and trajectories; its numbers are counted",
                     )
                 else:
-                    named = [c for c in failing or () if c in f.columns]  # the file's own (not derived) columns
+                    named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
                     where = f" in {', '.join(named)}" if named and len(named) < len(f.columns) else ""
                     what = GONE if gone else f"corrupt data{where} (the footer is intact)"
                     self.ctx.problem(f.path, UNREADABLE, f"{what}: {reason}; file skipped")
@@ -289,16 +287,17 @@ class Run:
             said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
 
-    def _failing_columns(self, f: FileInfo) -> list[str] | None:
-        """The canonical columns of ``f`` that cannot be read, read through its layout; None when its layout
-        cannot build its frame, or every column reads on its own. The columns other than ``TEXT_ONLY`` are read
-        together first: where they read (the usual damage, a text page), only the text columns are read one by
-        one, not each of the file's columns (16 reads a file, 1,000 damaged files: seconds)."""
+    def _failing_columns(self, f: FileInfo) -> tuple[list[str], list[str]]:
+        """The canonical columns of ``f`` that cannot be read, read through its layout, and all its canonical
+        columns; none failing when its layout cannot build its frame, or every column reads on its own. The
+        columns other than ``TEXT_ONLY`` are read together first: where they read (the usual damage, a text page),
+        only the text columns are read one by one, not each of the file's columns (16 reads a file, 1,000
+        damaged files: seconds)."""
         try:
             lf = get_layout(f.layout).scan_samples([f], self.ctx)
             names = lf.collect_schema().names() if lf is not None else []
         except Exception:  # noqa: BLE001  (the file is then left out whole)
-            return None
+            return [], []
 
         def fails(columns: list[str]) -> bool:
             try:
@@ -309,8 +308,7 @@ class Run:
 
         others = [c for c in names if c not in TEXT_ONLY]
         suspects = [c for c in names if c in TEXT_ONLY] if others and not fails(others) else names
-        failing = [c for c in suspects if fails([c])]
-        return failing or None
+        return [c for c in suspects if fails([c])], names
 
     def left_out(self) -> int:
         """How many sample files are left out whole (unreadable). A command that reads the run in several parts
