@@ -197,6 +197,45 @@ def _role(v: Any, default: str = "unknown") -> str:
     return v if isinstance(v, str) and v else default
 
 
+# ShareGPT's speakers (``{"from": ..., "value": ...}``, as LLaMA-Factory, FastChat and Axolotl write them) and the
+# chat role each is; any other speaker (``judge``) is kept as its own role.
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
+    "observation": "tool",
+    "tool": "tool",
+    "function_response": "tool",
+    "function_call": "assistant",
+}
+
+
+def is_sharegpt(m: Any) -> bool:
+    """A ShareGPT turn: ``from`` and ``value`` keys and no chat ``role``."""
+    return isinstance(m, dict) and "role" not in m and "from" in m and "value" in m
+
+
+def _from_sharegpt(m: dict[str, Any]) -> dict[str, Any]:
+    """A ShareGPT turn as the OpenAI chat message it stands for: ``gpt`` -> assistant, ``human`` -> user,
+    ``observation`` -> tool; a ``function_call`` turn (its value the call as JSON) -> an assistant tool call."""
+    speaker = m.get("from")
+    value = m.get("value")
+    role = _SHAREGPT_ROLES.get(speaker.lower(), speaker) if isinstance(speaker, str) else None
+    out = {k: v for k, v in m.items() if k not in ("from", "value")}
+    out["role"] = role
+    if speaker == "function_call":
+        out["content"] = None
+        out["tool_calls"] = [value]
+    else:
+        out["content"] = value
+    return out
+
+
 def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     """OpenAI chat messages to canonical messages.
 
@@ -204,7 +243,8 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     may be a string, None or a list of content parts; ``reasoning_content`` / ``reasoning`` become
     ``reasoning``; the legacy ``function_call`` field becomes one tool call. A ``tool`` message without
     ``tool_call_id`` (verifiers writes none) is paired with the next unanswered call of the preceding
-    assistant message, in order, and its ``name`` is filled from the call it answers.
+    assistant message, in order, and its ``name`` is filled from the call it answers. ShareGPT turns
+    (``{"from": "gpt", "value": ...}``) are read as the chat messages they stand for (``_from_sharegpt``).
     """
     if messages is None:
         return []
@@ -216,11 +256,13 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         return [message("unknown", compact_json(messages))]
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # call id -> function name
-    unanswered: list[str] = []  # call ids of the last assistant message not yet answered by a tool message
+    unanswered: list[dict[str, str | None]] = []  # calls of the last assistant message not yet answered
     for m in messages:
         if not isinstance(m, dict):
             out.append(message("unknown", m if isinstance(m, str) else compact_json(m)))
             continue
+        if is_sharegpt(m):
+            m = _from_sharegpt(m)
         reasoning = m.get("reasoning_content")
         if reasoning is None:
             reasoning = m.get("reasoning")
@@ -232,13 +274,17 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         name = _opt_str(m.get("name"))
         call_id = _opt_str(m.get("tool_call_id"))
         if calls:
-            unanswered = [c["id"] for c in calls if c["id"] is not None]
+            unanswered = list(calls)
             names.update({c["id"]: c["name"] for c in calls if c["id"] is not None and c["name"] is not None})
         elif role == "tool":
+            answered = next((c for c in unanswered if c["id"] == call_id), None) if call_id is not None else None
             if call_id is None and unanswered:
-                call_id = unanswered[0]
-            if call_id in unanswered:
-                unanswered.remove(call_id)
+                answered = unanswered[0]  # no id (verifiers, ShareGPT): the next call in order
+                call_id = answered["id"]
+            if answered is not None:
+                unanswered.remove(answered)
+                if name is None:
+                    name = answered["name"]
             if name is None and call_id is not None:
                 name = names.get(call_id)
         else:

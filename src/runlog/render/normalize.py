@@ -166,7 +166,14 @@ def from_agent_trajectories(value: Any, role_assignments: Any = None) -> tuple[l
 def from_trajectory_text(text: str) -> tuple[list[Turn], bool]:
     """A rendered transcript. ``<|role name=X id=Y|>`` headers (with ``[tool_call ID NAME ARGS]`` lines)
     and ChatML (``<|im_start|>role ... <|im_end|>``) are split into turns (known True); any other text is
-    one ``transcript`` turn, shown as it is."""
+    one ``transcript`` turn, shown as it is. A JSON list of chat messages (OpenAI chat, Responses items,
+    ShareGPT: a trainer that wrote ``json.dumps(messages)`` here) is read as that list (known True)."""
+    if text.lstrip()[:1] == "[":
+        obj = _loads(text)
+        if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+            shape = _sniff_list(obj)
+            if shape is not None:
+                return shape(obj), True
     msgs = chat.transcript_messages(text)
     if msgs is None:
         return [Turn("transcript", content=text)], False
@@ -207,8 +214,8 @@ def _sniff_list(items: list[dict[str, Any]]) -> Any:
         x.get("type") == "message" for x in items
     ):
         return from_responses
-    if all("role" in x for x in items):
-        return from_openai_chat  # also reads canonical messages: flat {id, name, arguments} calls
+    if all("role" in x or chat.is_sharegpt(x) for x in items):
+        return from_openai_chat  # also reads canonical messages (flat {id, name, arguments} calls) and ShareGPT
     return None
 
 
