@@ -122,7 +122,7 @@ def _plot_diff(
     read as a plot of the data."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
-    from ..plots.diff import diff_figure, drawn
+    from ..plots.diff import diff_figure, drawn, why_empty
     from .diff_cmd import expand_runs, named, open_runs, run_labels
 
     if what not in ("reward", "kl"):
@@ -136,8 +136,8 @@ def _plot_diff(
     result.notes[:0] = said
     split = filters.splits[0] if filters.splits else None
     if drawn(result, what, split)[1].height == 0:
-        reasons = [n for n in result.notes if not n.startswith("layouts differ")] or ["nothing in common"]
-        raise UsageError(f"nothing to draw: {'; '.join(reasons)}")
+        # Why: runs without KL said as such (not "nothing in common": they may share every step and role).
+        raise UsageError(f"nothing to draw: {'; '.join(why_empty(result, what, split))}")
     written = save_figure(diff_figure(result, what, split), output)
     problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
     report_problems([*skipped, *(p for p in problems if not p.is_warning)], notes=result.notes)
@@ -152,11 +152,13 @@ class _Checked(NamedTuple):
 def _checked(run: Run, filters: Filters, keys: Sequence[str], spec: str) -> _Checked:
     """Check ``--split``, ``--steps`` and ``--keys`` against the run. Returns the series of the split shown
     (the split given, or the default one) and the steps ``--steps`` selects in it, for the histograms."""
-    from ..analysis.check import check_filters, check_key_globs, sample_values, scalar_values
-    from ..plots import RunSeries
+    from ..analysis.check import check_filters, sample_values
+    from ..plots import RunSeries, check_scalar_keys
 
     if keys:
-        check_key_globs(keys, scalar_values(run)[0])
+        # The names the figure draws (aliases resolved: grad/global_norm, as diff and upload-wandb name it) or
+        # the names a trainer logged them under (grad_global_norm): checked as the figure selects them.
+        check_scalar_keys(run, keys)
     if filters.splits:
         check_filters(run, Filters(splits=filters.splits))
     series = RunSeries(run, split=filters.splits[0] if filters.splits else None, format_spec=spec)

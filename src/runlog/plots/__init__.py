@@ -364,6 +364,36 @@ def scalar_keys(run: Run) -> list[str]:
     return scalar_frame(run)["key"].unique(maintain_order=True).to_list()
 
 
+def matching_keys(names: Sequence[str], globs: Sequence[str]) -> list[str]:
+    """The ``names`` (``scalar_keys``: aliases resolved, as the figure, ``diff``, ``summarize --scalars`` and
+    W&B show them) that a glob of ``globs`` matches, by that name or by a name a trainer logged it under that
+    the default aliases rename to it (``grad_global_norm`` selects ``grad/global_norm``): the same key either
+    way, so never ambiguous."""
+    from ..analysis.scalars import DEFAULT_ALIASES
+
+    raw: dict[str, list[str]] = {}
+    for old, new in DEFAULT_ALIASES.items():
+        raw.setdefault(new, []).append(old)
+    return [n for n in names if any(fnmatch.fnmatchcase(k, g) for k in (n, *raw.get(n, ())) for g in globs)]
+
+
+def check_scalar_keys(run: Run, globs: Sequence[str]) -> list[str]:
+    """The run's scalar keys that ``globs`` select (``matching_keys``): what ``--what scalars --keys`` draws.
+    A glob that matches none is a usage error that lists the keys the run has, by the names the figure shows."""
+    from ..analysis.check import MAX_LISTED
+
+    names = scalar_keys(run)
+    for glob in globs:
+        if matching_keys(names, [glob]):
+            continue
+        if not names:
+            raise UsageError(f"--keys {glob!r}: this run has no scalar metrics")
+        more = f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
+        listed = ", ".join(sorted(names)[:MAX_LISTED])
+        raise UsageError(f"--keys {glob!r}: matches none of the {len(names)} scalar key(s) of this run: {listed}{more}")
+    return matching_keys(names, globs)
+
+
 def scalar_namespaces(keys: Sequence[str]) -> dict[str, list[str]]:
     """Keys grouped by namespace, the part before the first ``/`` (``train/``, ``debate/``); keys without a
     ``/`` under ``""``. Namespaces in sorted order, the top level first."""
@@ -380,7 +410,7 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
     df = scalar_frame(s.run)
     names = df["key"].unique(maintain_order=True).to_list()
     if keys:
-        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in keys)]
+        names = matching_keys(names, keys)
     if not names:
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, "no scalar metrics" + (f" match {', '.join(keys)}" if keys else " in this run"))
@@ -578,6 +608,8 @@ __all__ = [
     "missing",
     "one_step_words",
     "save_figure",
+    "check_scalar_keys",
+    "matching_keys",
     "scalar_frame",
     "scalar_keys",
     "scalar_namespaces",

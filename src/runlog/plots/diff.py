@@ -40,6 +40,32 @@ def drawn(d: Diff, metric: str = "reward", split: str | None = None) -> tuple[st
     return shown, series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
 
 
+def why_empty(d: Diff, metric: str = "reward", split: str | None = None) -> list[str]:
+    """Why the overlay of ``metric`` has nothing to draw, one reason a line: runs without any value of the
+    metric (KL, which many layouts do not record) are named first, then the diff's notes (what the runs do not
+    share); runs of different layouts still compare, so that note is no reason."""
+    reasons = []
+    if metric == "kl":
+        where = f" in split {split!r}" if split else ""
+        without = [name for name, frame in zip(d.names, d.per_step, strict=False) if not _has_kl(frame, split)]
+        if len(without) == len(d.names):
+            both = "neither run has" if len(without) == 2 else "none of the runs has"
+            reasons.append(f"{both} KL values{where} (their layouts record none: a `kl` per role in `roles`)")
+        elif without:
+            has = "has" if len(without) == 1 else "have"
+            reasons.append(f"{', '.join(without)} {has} no KL values{where}: nothing to compare the KL of")
+    reasons += [n for n in d.notes if not n.startswith("layouts differ")]
+    return reasons or ["nothing in common to compare"]
+
+
+def _has_kl(frame: pl.DataFrame, split: str | None) -> bool:
+    if frame.height == 0 or "kl_count" not in frame.columns:
+        return False
+    if split is not None and "split" in frame.columns:
+        frame = frame.filter(frame["split"] == split)
+    return bool(frame["kl_count"].fill_null(0).sum())
+
+
 def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> Any:
     """The overlay figure of ``d`` for ``metric`` (``reward`` or ``kl``) in ``split`` (default: the first
     split with data). A figure that says why when nothing is in common."""
@@ -52,8 +78,7 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
     if not roles:
         # Why (the notes; runs of different layouts still compare, so that note is no reason), wrapped to the
         # panel: matplotlib wraps to the figure, which a single panel's centred text overflows.
-        reasons = [n for n in d.notes if not n.startswith("layouts differ")] or ["nothing in common to compare"]
-        F.say(axes[0], "\n".join(textwrap.fill(r, 60) for r in reasons))
+        F.say(axes[0], "\n".join(textwrap.fill(r, 60) for r in why_empty(d, metric, split)))
         F.finish(fig, axes, 1)
         return fig
     colours = run_colours(d.names)

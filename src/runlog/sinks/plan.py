@@ -29,6 +29,8 @@ TABLE_KEY = "full_trajectories"
 MAX_HIST_BINS = 512  # W&B's limit
 TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
 _RUN_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+UNKNOWN_ROLE = "unknown"  # the role name of samples without per-role data in the keys (``P/reward/unknown``)
+NO_ROLE = "no_role"  # their keys' part when a role of the run is literally named ``unknown`` (``P/no_role/reward``)
 OCCURRENCE_COLUMN = "__occurrence"
 # A sample is its file, its id and which row of that id in that file it is (as ``render-trajectory`` finds it):
 # ids recur at every step (a dataset index) or within a step (GRPO trainers writing the prompt's id for every
@@ -106,11 +108,42 @@ class Plan:
     hists: dict[int, dict[str, Hist]]
     table_picks: dict[int, dict[str, list[tuple[Ident, str]]]]  # step -> split -> [(sample identity, pick)]
     columns: tuple[list[str], list[str]]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # over the whole run (``session_notes`` for some steps)
+    # Per (step, role): how many valid rewards were +-inf (in no histogram bin); the steps whose samples without
+    # per-role data are logged under ``P/no_role/...`` (a role of the run is named ``unknown``); how many
+    # negative steps were left out. ``session_notes`` says them for the steps an upload sends.
+    infinite: dict[tuple[int, str], int] = field(default_factory=dict)
+    no_role_steps: list[int] = field(default_factory=list)
+    negative_steps: int = 0
     shadowed: set[str] = field(default_factory=set)
     # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
     # empty, so that the key's series is the trainer's alone (``_payload``).
     unfilled: dict[str, list[int]] = field(default_factory=dict)
+
+    def session_notes(self, after: int | None = None) -> list[str]:
+        """The notes about particular steps, for the steps after ``after`` alone (an upload that resumes after
+        ``after`` does not say again what an earlier session said about its steps); with None, the whole run's,
+        which ``build_plan`` puts in ``notes``."""
+        out = []
+        infinite = {k: n for k, n in self.infinite.items() if after is None or k[0] > after}
+        if infinite:
+            n, (step, role) = sum(infinite.values()), min(infinite)
+            out.append(
+                f"{n} infinite reward(s) (+inf or -inf; valid values, in the means) at {len(infinite)} step and "
+                f"role(s) (first: step {step}, {role}) are not in the reward histograms: no bin holds them"
+            )
+        steps = [s for s in self.no_role_steps if after is None or s > after]
+        if steps:
+            p = self.options.prefix
+            out.append(
+                f"a role of this run is named {UNKNOWN_ROLE!r}: the samples without per-role data ({len(steps)} "
+                f"step(s), first: step {steps[0]}) are logged as {p}/{NO_ROLE}/reward, {p}/{NO_ROLE}/kl, "
+                f"{p}/{NO_ROLE}/zero_adv_frac and {p}/{NO_ROLE}/reward_hist, not under {p}/reward/{UNKNOWN_ROLE} "
+                "(the role's)"
+            )
+        if self.negative_steps and after is None:
+            out.append(f"{self.negative_steps} negative step(s) left out (W&B steps start at 0)")
+        return out
 
     @functools.cached_property
     def own_keys(self) -> frozenset[str]:
@@ -223,27 +256,24 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     hists: dict[int, dict[str, Hist]] = {}
     picks: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
     notes: list[str] = []
+    infinite: dict[tuple[int, str], int] = {}
+    no_role_steps: list[int] = []
     if has_samples:
-        _role_aggregates(run, opts.prefix, computed)
+        no_role_steps = _role_aggregates(run, opts.prefix, computed)
         _component_means(run, opts.prefix, computed)
-        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins)
-        if infinite:
-            n, (step, role) = sum(infinite.values()), min(infinite)
-            notes.append(
-                f"{n} infinite reward(s) (+inf or -inf; valid values, in the means) at {len(infinite)} step and "
-                f"role(s) (first: step {step}, {role}) are not in the reward histograms: no bin holds them"
-            )
+        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps))
         if opts.metrics:
             notes += _metrics(run, computed)
         if opts.tables_every and opts.max_samples_per_step:
             picks = _table_picks(run, opts)
     steps = sorted(set(scalars) | set(computed) | set(hists) | set(picks))
     bad = [s for s in steps if s < 0]
-    if bad:
-        notes.append(f"{len(bad)} negative step(s) left out (W&B steps start at 0)")
-        steps = [s for s in steps if s >= 0]
+    steps = [s for s in steps if s >= 0]
     cols = T.table_columns(run.component_names(), run.role_names()) if picks else ([], [])
-    return Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
+    plan = Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
+    plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
+    plan.notes[:0] = plan.session_notes()
+    return plan
 
 
 def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[str, float]], dict[int, float]]:
@@ -315,17 +345,34 @@ def _put(out: dict[int, dict[str, float]], step: int | None, name: str, v: Any) 
         out.setdefault(int(step), {})[name] = float(v)
 
 
-def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
+def role_key(prefix: str, what: str, role: str | None, no_role: bool = False) -> str:
+    """``P/<what>/<role>``; samples without per-role data (role None) are role ``unknown``, or, with
+    ``no_role`` (a role of the run is literally named ``unknown``), ``P/no_role/<what>``: never the role's key."""
+    if role is None and no_role:
+        return f"{prefix}/{NO_ROLE}/{what}"
+    return f"{prefix}/{what}/{UNKNOWN_ROLE if role is None else role}"
+
+
+def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> list[int]:
     """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
     so W&B shows the numbers ``runlog summarize --by split --by step --by role --prompt-groups`` prints
     (prompt groups from the prompt text where samples have no group id, as the report and the doctor find
-    them: Flink and verl runs have a zero-advantage fraction too)."""
+    them: Flink and verl runs have a zero-advantage fraction too).
+
+    Samples without per-role data are role ``unknown`` in the keys, unless a role of the run is named
+    ``unknown``: then theirs are ``P/no_role/...`` and the steps they are at are returned (for a note), so
+    that one key never mixes two populations."""
     df = summarize(run, ["split", "step", "role"], prompt_groups=True)
+    roles = set(df["role"].to_list())
+    no_role = None in roles and UNKNOWN_ROLE in roles
     for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
-        role = r["role"] or "unknown"
-        _put(out, r["step"], key(r["split"], f"{prefix}/reward/{role}"), r["reward_mean"])
-        _put(out, r["step"], key(r["split"], f"{prefix}/kl/{role}"), r["kl_mean"])
-        _put(out, r["step"], key(r["split"], f"{prefix}/zero_adv_frac/{role}"), r["zero_adv_frac"])
+        role = r["role"]
+        _put(out, r["step"], key(r["split"], role_key(prefix, "reward", role, no_role)), r["reward_mean"])
+        _put(out, r["step"], key(r["split"], role_key(prefix, "kl", role, no_role)), r["kl_mean"])
+        _put(out, r["step"], key(r["split"], role_key(prefix, "zero_adv_frac", role, no_role)), r["zero_adv_frac"])
+    if not no_role:
+        return []
+    return sorted({int(s) for s in df.filter(pl.col("role").is_null())["step"].drop_nulls().to_list() if s >= 0})
 
 
 def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
@@ -353,19 +400,22 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
         _put(out, step, key(split, f"{prefix}/component/{name}"), v)
 
 
-def _histograms(run: Run, prefix: str, bins: int) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
+def _histograms(
+    run: Run, prefix: str, bins: int, *, no_role: bool = False
+) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
     """Per split, step and role, a histogram of the finite valid rewards: equal-width bins over [min, max]
     (a constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
     values. The counts are ``numpy.histogram`` of the values with exactly the edges sent (each bin half-open,
     the last one closed), so a value on an edge is counted in the bin that edge starts. Also: per (step,
-    role), how many valid rewards were +-inf, which no bin holds (said in a note)."""
+    role), how many valid rewards were +-inf, which no bin holds (said in a note). Samples without per-role
+    data are keyed as ``role_key`` keys them (``no_role``: a role of the run is named ``unknown``)."""
     import numpy as np
 
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
     g = ["split", "step", "role"]
 
     def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
-        lf = run.roles.filter(valid & pl.col("step").is_not_null()).with_columns(pl.col("role").fill_null("unknown"))
+        lf = run.roles.filter(valid & pl.col("step").is_not_null())  # a null role is its own group
         return [lf.group_by(*g).agg(pl.col("reward").cast(pl.Float64))]
 
     [df] = run.collect(build)
@@ -375,18 +425,24 @@ def _histograms(run: Run, prefix: str, bins: int) -> tuple[dict[int, dict[str, H
         x = values.to_numpy()
         finite = np.isfinite(x)
         if not finite.all():
-            infinite[(int(step), str(role))] = infinite.get((int(step), str(role)), 0) + int((~finite).sum())
+            said = (int(step), str(role) if role is not None else NO_ROLE if no_role else UNKNOWN_ROLE)
+            infinite[said] = infinite.get(said, 0) + int((~finite).sum())
             x = x[finite]
         if not len(x):
             continue
         lo, hi = float(x.min()), float(x.max())
         nb = min(len(x), bins) if hi > lo else 1
         lo_, hi_ = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
-        edges = [lo_ + (hi_ - lo_) * i / nb for i in range(nb + 1)]
+        if math.isfinite((hi_ - lo_) * nb):
+            edges = [lo_ + (hi_ - lo_) * i / nb for i in range(nb + 1)]
+        else:  # a span near or beyond the float range (-1e308 to 1e308): the product overflows, each weighted end
+            # does not; the edges stay finite, from lo to hi, and every value is in a bin
+            edges = [lo_ * ((nb - i) / nb) + hi_ * (i / nb) for i in range(nb + 1)]
         edges[-1] = hi_
         edges = np.maximum.accumulate(np.array(edges)).tolist()  # never decreasing, as numpy requires
         counts, _ = np.histogram(x, bins=np.array(edges))
-        out.setdefault(int(step), {})[key(split, f"{prefix}/reward_hist/{role}")] = Hist(counts.tolist(), edges)
+        name = key(split, role_key(prefix, "reward_hist", role, no_role))
+        out.setdefault(int(step), {})[name] = Hist(counts.tolist(), edges)
     return out, infinite
 
 

@@ -213,9 +213,9 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
             elif f.fmt == "jsonl":
                 late = _appended_steps(f.abspath, size, last_step)
                 if late:
-                    shown = ", ".join(map(str, late[:10])) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
                     notes.append(
-                        f"{path}: lines appended for already-uploaded step(s) {shown} (a lagging shard?); not sent "
+                        f"{path}: lines appended for already-uploaded step(s) {_steps_text(late)} (a lagging shard?); "
+                        "not sent "
                         "(W&B keeps a step's first row; upload with another --run-id to include them)"
                     )
             elif f.step is not None and f.step <= last_step and f.bytes > size:
@@ -229,11 +229,45 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                 if list(_stat(f.abspath)) != [size, mtime]:
                     notes.append(f"{path}: step {f.step} was uploaded and the file changed since; not re-sent")
     for path, f in by_path.items():
-        if path not in old and f.step is not None and f.step <= last_step and f.kind == "samples":
+        if path in old or f.kind not in ("samples", "scalars"):
+            continue
+        if f.kind == "samples" and f.step is not None:
+            if f.step <= last_step:
+                notes.append(
+                    f"{path}: new file for already-uploaded step {f.step}; not sent (W&B keeps a step's first row)"
+                )
+            continue
+        # A file of several steps (a scalars shard of a process that lagged behind, a rollouts file): every
+        # step it holds that W&B has already is named.
+        late = [s for s in _file_steps(run, f) if s <= last_step]
+        if late:
+            what = "lines" if f.fmt in HEAD_HASHED else "rows"
             notes.append(
-                f"{path}: new file for already-uploaded step {f.step}; not sent (W&B keeps a step's first row)"
+                f"{path}: new file with {what} for already-uploaded step(s) {_steps_text(late)} (a lagging shard?); "
+                "not sent (W&B keeps a step's first row; upload with another --run-id to include them)"
             )
     return notes
+
+
+def _steps_text(steps: list[int]) -> str:
+    return ", ".join(map(str, steps[:10])) + (f" and {len(steps) - 10} more" if len(steps) > 10 else "")
+
+
+def _file_steps(run: Run, f: Any) -> list[int]:
+    """The steps a file holds, ascending: from discovery where it counted them, else from the run's frame of
+    the file's kind (its ``source`` column)."""
+    if f.steps is not None or f.step is not None:
+        return sorted(f.all_steps())
+    if not f.readable:
+        return []
+    from .._lazy import pl
+
+    frame = run.scalars if f.kind == "scalars" else run.samples
+    try:
+        [df] = run.collect(lambda: [frame.filter(pl.col("source") == f.path).select("step").unique()])
+    except Exception:  # noqa: BLE001  (a file that cannot be read now is said as a problem by the upload itself)
+        return []
+    return sorted(int(s) for s in df["step"].drop_nulls().to_list())
 
 
 def _appended_steps(path: Any, old_size: int, last_step: int) -> list[int]:

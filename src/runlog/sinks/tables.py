@@ -78,16 +78,20 @@ def pick_indices(
     ids: Sequence[Any], rewards: Sequence[float | None], n: int, *, seed: int, key: str
 ) -> list[tuple[int, str]]:
     """``pick_samples`` as (index, pick) pairs; ``ids`` are sortable identities (a sample id, or a tuple that
-    starts with it), unique for a deterministic choice."""
+    starts with it), unique for a deterministic choice. Never more than ``n`` pairs: with ``n`` 0 none, with
+    ``n`` 1 the best sample alone (the one a shrinking budget keeps longest, ``fit_step_budget``), with 2 the best
+    and the worst, from 3 on at least one of each and the rest at random."""
+    if n <= 0:
+        return []
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     if len(ids) <= n:
         return [(i, "all") for i in order]
     finite = {i: float(r) for i in order if _finite(r := rewards[i])}
     valid = list(finite)
     k = max(1, n // 4)
-    best = sorted(valid, key=lambda i: (-finite[i], ids[i]))[:k]
+    best = sorted(valid, key=lambda i: (-finite[i], ids[i]))[: min(k, n)]
     chosen = set(best)
-    worst = [i for i in sorted(valid, key=lambda i: (finite[i], ids[i])) if i not in chosen][:k]
+    worst = [i for i in sorted(valid, key=lambda i: (finite[i], ids[i])) if i not in chosen][: min(k, n - len(best))]
     chosen.update(worst)
     rest = [i for i in order if i not in chosen]
     drawn = random.Random(f"runlog:{seed}:{key}").sample(rest, min(len(rest), n - len(chosen)))

@@ -148,7 +148,7 @@ def upload_wandb(
         entry.fingerprint, entry.fingerprint_step = fp, entry.last_step
         state.put(dest, entry)
         result.after = entry.last_step
-        result.notes += _plan_notes(plan, plan_left)
+        result.notes += _plan_notes(plan, plan_left, result.after)
         return result
     if dry_run:
         result.after = entry.last_step if entry else None
@@ -157,7 +157,7 @@ def upload_wandb(
             result.count(p)
             keys.update(p.values, p.hists, p.tables)
         result.keys = sorted(keys)
-        result.notes += _plan_notes(plan, plan_left)
+        result.notes += _plan_notes(plan, plan_left, result.after)
         return result
     # The plan (every step's values) and runlog's own modules live until the end: frozen, the cyclic GC
     # stops re-scanning them on each full collection during W&B's import and the per-step log calls.
@@ -194,7 +194,7 @@ def upload_wandb(
         _finish(wb, exit_code=0)
         entry.complete, entry.fingerprint, entry.fingerprint_step = True, fp, entry.last_step
         state.put(dest, entry)
-        result.notes += _plan_notes(plan, plan_left)
+        result.notes += _plan_notes(plan, plan_left, result.after)
         return result
 
 
@@ -345,8 +345,12 @@ def _check_credentials() -> None:
     )
 
 
-def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None) -> list[str]:
-    notes = list(plan.notes)
+def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None, after: int | None = None) -> list[str]:
+    """The plan's notes for an upload of the steps after ``after``: the notes about particular steps (infinite
+    rewards, samples without per-role data) only for those steps, so that a resumed upload does not say again
+    what an earlier session said about its own steps."""
+    whole = set(plan.session_notes())
+    notes = plan.session_notes(after) + [n for n in plan.notes if n not in whole]
     # A file found unreadable by the table rows' read (a column only the rows read: the text, env_name), after
     # the numbers were planned (and perhaps logged): said, with the steps whose numbers hold it.
     late = [
