@@ -52,7 +52,7 @@ def sample_values(run: Run, filters: Filters | None = None, files: list[FileInfo
     need_steps = filters is None or bool(filters.splits) or not filters.steps.unbounded
     need_roles = filters is None or bool(filters.roles)
     wanted = filters.roles if filters is not None else ()
-    return RunValues(steps_per_split(run, files) if need_steps else {}, _roles(run, wanted) if need_roles else [])
+    return RunValues(steps_per_split(run, files) if need_steps else {}, known_roles(run, wanted) if need_roles else [])
 
 
 def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str | None, set[int]]:
@@ -79,7 +79,7 @@ def steps_per_split(run: Run, files: list[FileInfo] | None = None) -> dict[str |
     return out
 
 
-def _roles(run: Run, wanted: Iterable[str] = ()) -> list[str]:
+def known_roles(run: Run, wanted: Iterable[str] = ()) -> list[str]:
     """The run's role names: the manifest's and footers'; the data's too when those name none, or lack a
     ``wanted`` one (a role only a process other than 0 wrote is in the data, not in the manifest process 0
     wrote: ``--role`` of it must not be refused as a typo)."""

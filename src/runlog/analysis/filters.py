@@ -44,8 +44,10 @@ class StepRange:
     @classmethod
     def parse(cls, text: str | None) -> StepRange:
         """``A:B`` (inclusive), ``A:``, ``:B``, ``N``, or a comma list of these (``0,5,10:12``)."""
-        if text is None or not text.strip():
+        if text is None:
             return cls()
+        if not text.strip():  # `--steps ''` (an unset shell variable): refused, not read as every step
+            raise UsageError(f"--steps {text!r}: empty; expected {STEPS_SYNTAX}")
         items: list[Item] = []
         for part in text.split(","):
             a, sep, b = part.strip().partition(":")

@@ -65,7 +65,7 @@ def diversity_command(
     ),
     split: Splits = None,
     steps: Steps = None,
-    threads: int = typer.Option(2, "--threads", help="Threads for the compression ratios."),
+    threads: int = typer.Option(2, "--threads", min=1, help="Threads for the compression ratios."),
     fmt: Format[OutputFormat] = OutputFormat.table,
     output: Output = None,
     layout: Layout = None,

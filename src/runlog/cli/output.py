@@ -69,7 +69,9 @@ def fmt_cell(v: Any) -> Text:
         if v == 0:
             return Text("0")
         a = abs(v)
-        return Text(f"{v:.4g}" if 1e-4 <= a < 1e6 else f"{v:.3e}")
+        if 1e3 <= a < 1e6:  # whole units, with separators: 123,457 (`.4g` would write 1.235e+05)
+            return Text(f"{v:,.0f}")
+        return Text(f"{v:.4g}" if 1e-4 <= a < 1e3 else f"{v:.3e}")
     return Text(visible(str(v), keep_newlines=False))
 
 

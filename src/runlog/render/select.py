@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.check import RunValues, check_roles, check_splits, check_steps, steps_per_split
+from ..analysis.check import RunValues, check_roles, check_splits, check_steps, known_roles, steps_per_split
 from ..analysis.filters import StepRange, item_contains
 from ..errors import UsageError
 from ..run import Run
@@ -97,7 +97,7 @@ class Selection:
 
 def select_samples(run: Run, c: Criteria) -> Selection:
     """The rows ``c`` selects, in display order (``UsageError`` for a bad selector)."""
-    conds = parse_where(c.where) if c.where else []
+    conds = parse_where(c.where) if c.where is not None else []  # an empty --where is refused, not ignored
     files = [f for f in run.files if f.kind == "samples" and f.text_readable]
     if not files and any(f.kind == "samples" for f in run.files):
         # Sample files, none readable (``--steps 1`` where step 1's file is corrupt): no match, and why.
@@ -285,7 +285,11 @@ def _filters(
         out.append(pl.col("sample_id").is_in(list(c.sample_ids)))
     if c.exceptions:
         out.append(pl.col("exception").is_not_null())
-    roles = run.role_names()
+    # A role only a process other than 0 wrote is in the data, not in the manifest: looked up there before
+    # `--role` or `--where role:NAME` of it is refused as a typo (as summarize does).
+    wanted = [c.role] if c.role is not None else []
+    wanted += [x.operand.partition(":")[2] for x in conds if x.operand.startswith("role:")]
+    roles = known_roles(run, wanted)
     if c.role is not None:
         check_roles(RunValues(roles=roles), [c.role])
     if conds:

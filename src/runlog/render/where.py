@@ -69,8 +69,10 @@ def parse_where(text: str) -> list[Condition]:
         i += 3
         if i == len(tokens):
             return conds
-        if tokens[i] != ("name", "and") or i + 1 == len(tokens):
+        if tokens[i] != ("name", "and"):
             raise UsageError(f"--where {text!r}: conditions are joined by 'and' only; {_HELP}")
+        if i + 1 == len(tokens):
+            raise UsageError(f"--where {text!r}: no condition after the last 'and'; {_HELP}")
         i += 1
 
 
