@@ -426,6 +426,7 @@ def open_run(
     files: list[FileInfo] = []
     unmatched: list[str] = []
     empty: list[str] = []  # unmatched because empty
+    damaged: dict[str, str] = {}  # unmatched because no line that sniffing read is JSON: what it found
     skipped = 0
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
@@ -447,6 +448,13 @@ def open_run(
             elif cand.size == 0 and cand.suffix in DATA_SUFFIXES:
                 empty.append(cand.rel)  # no layout can be told from nothing: said as what it is
                 ctx.warn(cand.rel, "an empty file (0 bytes; a writer that stopped before its first row?): ignored")
+            elif cand.suffix == ".jsonl" and cand.damaged_lines and not cand.sniffed_json:
+                # Its layout cannot be told because its head is damaged, not because it is of no known layout.
+                # (JSON lines only: a ``.json`` document written over several lines has lines that are no JSON.)
+                damaged[cand.rel] = _damaged_head(cand)
+                ctx.warn(cand.rel, f"{damaged[cand.rel]}: its layout cannot be told; ignored ({_FORCE_HINT})")
+            elif cand.suffix == ".jsonl" and cand.damaged_lines:
+                ctx.warn(cand.rel, f"matches no known layout ({_damaged_head(cand)}); ignored")
             else:
                 ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
@@ -504,8 +512,9 @@ def open_run(
     for f in files:
         if f.kind in ("samples", "scalars") and f.readable and f.rows == 0 and (f.bytes or 0) == 0:
             ctx.warn(f.path, "an empty file (0 bytes; a writer that stopped before its first row?): nothing read")
-        elif f.kind == "samples" and f.readable and f.rows == 0 and f.layout != "runlog":
-            # runlog's writer writes a step with no rows on purpose (every rollout filtered out: writer.md).
+        elif f.kind == "samples" and f.readable and f.rows == 0 and f.layout != "runlog" and not _faulted(f, ctx):
+            # runlog's writer writes a step with no rows on purpose (every rollout filtered out: writer.md). A file
+            # whose rows were there and could not be read (its problems say which) is not one a writer stopped.
             ctx.warn(f.path, "a file with no rows (a writer that stopped before its first row?)")
     for lay in registry:
         mine = [f for f in files if f.layout == lay.name]
@@ -514,6 +523,14 @@ def open_run(
     if not files and not skipped:
         if unmatched and len(empty) == len(unmatched):
             raise UsageError(f"{path}: no run files found ({len(empty)} empty file(s), 0 bytes)")
+        if damaged:
+            rel, what = next(iter(damaged.items()))
+            others = len(unmatched) - len(damaged)
+            rest = f"; {others} other file(s) match no known layout" if others else ""
+            many = (
+                f"{len(damaged)} file(s) whose first lines are not valid JSON, the first " if len(damaged) > 1 else ""
+            )
+            raise UsageError(f"{path}: no run files found ({many}{rel}: {what}{rest}; {_FORCE_HINT})")
         if unmatched:
             raise UsageError(
                 f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
@@ -532,6 +549,25 @@ def open_run(
     if single and len(files) == 1 and "/" not in files[0].path:
         one = f"{root.name}/{files[0].path}" if root.name else files[0].path
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
+
+
+_FORCE_HINT = "force one with --layout NAME to read the lines that are intact"
+
+
+def _damaged_head(cand: Candidate) -> str:
+    """What sniffing found of a damaged head: ``its first 5 line(s) are not valid JSON (lines 1-5)``."""
+    lines = cand.damaged_lines
+    if not cand.sniffed_json:
+        where = f"line {lines[0]}" if len(lines) == 1 else f"lines {lines[0]}-{lines[-1]}"
+        some = "its first line is" if len(lines) == 1 else f"its first {len(lines)} non-empty lines are"
+        return f"{some} not valid JSON ({where}; damaged, or cut short?)"
+    shown = ", ".join(map(str, lines[:5])) + (" ..." if len(lines) > 5 else "")
+    return f"{len(lines)} of its first lines are not valid JSON (line(s) {shown})"
+
+
+def _faulted(f: FileInfo, ctx: RunContext) -> bool:
+    """Whether an error (not a warning) was said about this file: why it has no rows is told there."""
+    return any(p.path == f.path and not p.is_warning for p in ctx.problems)
 
 
 def _forced_mismatch(forced: Layout | None, cands: list[Candidate], registry: list[Layout]) -> str | None:

@@ -124,10 +124,12 @@ class Candidate:
     """A file offered to the layouts. The head bytes and the first JSON lines are read at most once."""
 
     HEAD_BYTES = 64 * 1024
-    # A JSONL layout recognises a file by its first few non-empty lines (one damaged line must not hide the
-    # layout: the reader reports it with its number and skips it), each read whole however long it is, up to
-    # this much of the file's start; never the whole file.
+    # A JSONL layout recognises a file by its first few lines that are JSON, looking past up to
+    # ``SNIFF_DAMAGED`` non-empty lines that are not (damaged lines must not hide the layout: the reader reports
+    # each with its number and skips it), each read whole however long it is, up to this much of the file's
+    # start; never the whole file.
     SNIFF_LINES = 5
+    SNIFF_DAMAGED = 20
     MAX_SNIFF_BYTES = 16 * 1024 * 1024
 
     def __init__(
@@ -158,6 +160,9 @@ class Candidate:
         self._sniff_eof = False
         self._sniff_done = False
         self._sniffed: list[Any] = []
+        self._sniff_line = 0  # lines (empty ones too) passed so far
+        # The numbers (1-based) of the non-empty lines sniffing found not to be JSON (discovery says them).
+        self.damaged_lines: list[int] = []
 
     @cached_property
     def head(self) -> bytes:
@@ -174,14 +179,20 @@ class Candidate:
 
     @property
     def first_json(self) -> Any:
-        """The first non-empty line parsed as JSON, or None (for sniffing JSONL layouts)."""
+        """The first line that is JSON, parsed, or None (for sniffing JSONL layouts)."""
         return next(self.json_lines(), None)
 
+    @property
+    def sniffed_json(self) -> bool:
+        """Whether sniffing found a line that is JSON (False also when nothing was sniffed)."""
+        return bool(self._sniffed)
+
     def json_lines(self) -> Iterator[Any]:
-        """The first ``SNIFF_LINES`` non-empty lines, each parsed as JSON (None for a line that is not JSON),
-        read from the start of the file only as far as a caller iterates (a layout stops at the first line it
-        recognises). Each line is read whole, past ``HEAD_BYTES``, up to ``MAX_SNIFF_BYTES`` from the start: a
-        first line longer than that is said in ``head_error``."""
+        """The first ``SNIFF_LINES`` lines that are JSON, each parsed, read from the start of the file only as far
+        as a caller iterates (a layout stops at the first line it recognises). Up to ``SNIFF_DAMAGED`` non-empty
+        lines that are not JSON (a damaged head) are passed over and their numbers kept in ``damaged_lines``.
+        Each line is read whole, past ``HEAD_BYTES``, up to ``MAX_SNIFF_BYTES`` from the start: a first line
+        longer than that is said in ``head_error``."""
         i = 0
         while i < self.SNIFF_LINES:
             if i == len(self._sniffed) and not self._sniff_next():
@@ -226,6 +237,7 @@ class Candidate:
             end = len(buf) if nl < 0 else nl
             line = buf[self._sniff_pos : end]
             self._sniff_pos = end + 1
+            self._sniff_line += 1
             if nl < 0:
                 self._sniff_done = True
                 self._sniff_buf = b""
@@ -233,7 +245,14 @@ class Candidate:
                 try:
                     self._sniffed.append(json.loads(line))
                 except (ValueError, RecursionError):
-                    self._sniffed.append(None)
+                    self.damaged_lines.append(self._sniff_line)
+                    if len(self.damaged_lines) >= self.SNIFF_DAMAGED:
+                        self._sniff_done = True
+                        self._sniff_buf = b""
+                        return False
+                    if nl < 0:
+                        return False
+                    continue
                 if len(self._sniffed) >= self.SNIFF_LINES:
                     self._sniff_done = True
                     self._sniff_buf = b""

@@ -100,6 +100,14 @@ _FROM_SUMMARIES = "\x00runlog: rows from summaries"  # marks a header whose samp
 
 _NO_ID = "{n} sample(s) without an id (first: {first}): given the id 'no-id-N' from their place N in the log"
 _NO_MESSAGES = "{n} sample(s) without messages (first: {first}): the conversation is the input and the output's message"
+_NO_REWARD_SCORE = (
+    "{n} sample(s) without a score of the task's first scorer {scorer} (first: {first}): their reward is null "
+    "(their other scores are reward components)"
+)
+_NO_HEADER = (
+    "no header.json (inspect_ai writes it when the evaluation ends): the evaluation is still running, or it crashed "
+    "or was stopped before it finished; read from {source}, with the {n} sample(s) written so far"
+)
 
 
 class _Unreadable(Exception):
@@ -121,6 +129,38 @@ def _sort_key(sample: dict[str, Any]) -> tuple[int, str]:
     sid = sample.get("id")
     key = str(sid).zfill(20) if isinstance(sid, int) and not isinstance(sid, bool) else str(sid)
     return (epoch if epoch is not None else 0, key)
+
+
+def _id_key(sid: Any) -> str:
+    """A sample id as a key that tells ``5`` from ``"5"`` (as the log's JSON does)."""
+    try:
+        return json.dumps(sid, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(sid)
+
+
+def _scorer_names(header: dict[str, Any]) -> list[str]:
+    """The task's scorers in order: ``eval.scorers`` (the task's own list), then ``results.scores`` (the scores
+    the log reports, in the scorers' order), by the names they have as keys of a sample's ``scores``."""
+    spec, results = header.get("eval"), header.get("results")
+    names: list[str] = []
+    for entries in (
+        spec.get("scorers") if isinstance(spec, dict) else None,
+        results.get("scores") if isinstance(results, dict) else None,
+    ):
+        for entry in entries if isinstance(entries, list) else ():
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return names
+
+
+def _scores_of(s: dict[str, Any]) -> Any:
+    """A sample's ``scores`` (log schema v1: its one unnamed ``score``, as ``{"score": ...}``)."""
+    scores = s.get("scores")
+    if scores is None and "score" in s:
+        scores = {"score": s["score"]}
+    return scores
 
 
 def _bounded(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
@@ -219,6 +259,8 @@ class _MapState:
     # problems said once per log: message (``{n}``, ``{first}``) -> the samples (first one first)
     tallies: dict[str, list[str]] = field(default_factory=dict)
     summaries: bool = False  # rows read from the sample summaries (no messages by design)
+    # The scorer whose value is the reward (the task's first, from the header); None: each sample's first score.
+    reward_key: str | None = None
 
     def tally(self, message: str, where: str) -> None:
         self.tallies.setdefault(message, []).append(where)
@@ -321,7 +363,12 @@ class InspectAi(JsonlSamples):
             if not present:
                 raise _Unreadable("no header.json or _journal/start.json: not an inspect_ai .eval log")
             # The first header that reads as an object (a corrupt header.json falls back to the journal's).
-            header = next((h for h in map(z.json, present) if isinstance(h, dict)), None)
+            header, source = None, ""
+            for name in present:
+                obj = z.json(name)
+                if isinstance(obj, dict):
+                    header, source = obj, name
+                    break
             if header is None:
                 raise _Unreadable(f"no readable header ({', '.join(present)}); the log is not read")
             if not self._gate(header, info, ctx):
@@ -336,22 +383,83 @@ class InspectAi(JsonlSamples):
                 samples = self._summaries(z, info, ctx)
                 if samples:
                     header = {**header, _FROM_SUMMARIES: True}
+            else:
+                self._check_members(z, header, samples, len(names), info, ctx)
+                if not samples:
+                    # Every sample member was unreadable (each said above, by name): no row of the log could be
+                    # read, which is not a log without samples.
+                    info.readable = False
+            if "header.json" not in z.members:
+                ctx.warn(info.path, _NO_HEADER.format(source=source, n=len(samples)))
             return header, samples
         finally:
             z.close()
 
-    def _summaries(self, z: _EvalZip, info: FileInfo, ctx: RunContext) -> list[Any]:
-        """A log without sample members (``log_samples`` off) still has the sample summaries: ids, input,
-        target and scores, without the conversation."""
-        journal = sorted(n for n in z.members if re.fullmatch(r"_journal/summaries/\d+\.json", n))
-        out: list[Any] = []
-        for names in (["summaries.json"], journal):  # the final summaries, else those of a running eval
+    @staticmethod
+    def _summary_list(z: _EvalZip) -> tuple[list[dict[str, Any]], str]:
+        """The sample summaries and the member(s) they were read from: ``summaries.json`` (written when the
+        evaluation ends), else the journal's (``_journal/summaries/N.json``, one per flush of a running eval)."""
+        journal = sorted(
+            (n for n in z.members if re.fullmatch(r"_journal/summaries/\d+\.json", n)),
+            key=lambda n: int(n.rsplit("/", 1)[1].split(".")[0]),
+        )
+        for names, where in ((["summaries.json"], "summaries.json"), (journal, "_journal/summaries")):
+            out: list[dict[str, Any]] = []
             for n in names:
                 part = z.json(n) if n in z.members else None
                 if isinstance(part, list):
                     out.extend(s for s in part if isinstance(s, dict))
             if out:
-                break
+                return out, where
+        return [], ""
+
+    def _check_members(
+        self,
+        z: _EvalZip,
+        header: dict[str, Any],
+        samples: list[dict[str, Any]],
+        members: int,
+        info: FileInfo,
+        ctx: RunContext,
+    ) -> None:
+        """Samples the log lists (its sample summaries; without them, the header's ``completed_samples``) that
+        have no sample member: said with their count and ids (a member that is there but unreadable is said by
+        ``_EvalZip.json``, by name). They are left out: a summary holds no conversation."""
+        listed, where = self._summary_list(z)
+        if not listed:
+            results = header.get("results")
+            done = results.get("completed_samples") if isinstance(results, dict) else None
+            if isinstance(done, int) and not isinstance(done, bool) and done > members:
+                ctx.warn(
+                    info.path,
+                    f"the header counts {done} completed sample(s) and the log holds {members} sample member(s): "
+                    f"{done - members} sample(s) are not in the log (left out; the log was cut short or edited?)",
+                )
+            return
+        read = {(_id_key(s.get("id")), coerce_step(s.get("epoch"))) for s in samples}
+        seen: set[tuple[str, int | None]] = set()
+        missing: list[str] = []
+        for s in listed:
+            sid, epoch = s.get("id"), s.get("epoch")
+            key = (_id_key(sid), coerce_step(epoch))
+            if key in seen:  # a sample logged again (a retry): the journal keeps both, the last one counts
+                continue
+            seen.add(key)
+            if f"samples/{sid}_epoch_{epoch}.json" in z.members or key in read:
+                continue
+            missing.append(f"{sid!r} epoch {epoch}")
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            ctx.warn(
+                info.path,
+                f"{len(missing)} of the {len(seen)} sample(s) listed in {where} have no sample member ({shown}): "
+                "left out (the log was cut short or edited?)",
+            )
+
+    def _summaries(self, z: _EvalZip, info: FileInfo, ctx: RunContext) -> list[Any]:
+        """A log without sample members (``log_samples`` off) still has the sample summaries: ids, input,
+        target and scores, without the conversation."""
+        out, _ = self._summary_list(z)
         if out:
             ctx.note(self.name, f"{info.path}: no sample members; rows read from the sample summaries (no messages)")
         else:
@@ -397,6 +505,7 @@ class InspectAi(JsonlSamples):
                 info.path, f"inspect_ai log status is {status!r} (the evaluation did not finish); its samples are read"
             )
         state = _MapState(summaries=bool(header.get(_FROM_SUMMARIES)))
+        self._reward_scorer(header, samples, state, info, ctx)
         unknown = sorted(k for k in header if k not in _LOG_FIELDS and k != _FROM_SUMMARIES)
         if unknown:
             names = ", ".join(unknown[:12]) + (" ..." if len(unknown) > 12 else "")
@@ -421,9 +530,10 @@ class InspectAi(JsonlSamples):
             ctx.warn(info.path, message.format(n=len(cases), first=cases[0]))
         ctx.note(
             self.name,
-            "reward is the first scorer's value (letter grades as inspect_ai's value_to_float: C=1, P=0.5, "
-            "I=N=0); every scorer is also a reward component; sample id and epoch give sample_id "
-            "'{task}/{id}:{epoch}', the epochs of one sample form one prompt group '{task}/{id}'",
+            "reward is the value of the task's first scorer (`eval.scorers`, else `results.scores`; letter grades "
+            "as inspect_ai's value_to_float: C=1, P=0.5, I=N=0); every scorer is also a reward component; sample "
+            "id and epoch give sample_id '{task}/{id}:{epoch}', the epochs of one sample form one prompt group "
+            "'{task}/{id}'",
         )
         if state.unscored:
             ctx.note(self.name, f"{info.path}: {state.unscored} sample(s) without scores: their reward is null")
@@ -436,6 +546,31 @@ class InspectAi(JsonlSamples):
         for note in sorted(state.notes):
             ctx.note(self.name, note)
         return rows
+
+    def _reward_scorer(
+        self, header: dict[str, Any], samples: list[Any], state: _MapState, info: FileInfo, ctx: RunContext
+    ) -> None:
+        """The scorer whose value is the reward: the task's first (``_scorer_names``) that any sample was scored
+        by. A log that names none of its samples' scorers gives each sample's first score as its reward, said
+        in a note where a sample has several scores (with one, there is no choice to make)."""
+        keys: list[str] = []
+        several = False
+        for s in samples:
+            scores = _scores_of(s)
+            if isinstance(scores, dict):
+                several = several or len(scores) > 1
+                keys.extend(k for k in scores if k not in keys)
+        if not keys:
+            return
+        names = _scorer_names(header)
+        state.reward_key = next((n for n in names if n in keys), None)
+        if state.reward_key is None and several:
+            why = (
+                f"none of the scorers it names ({', '.join(names[:6])}) is among its samples' scores"
+                if names
+                else "the log names no scorers (`eval.scorers`, `results.scores`)"
+            )
+            ctx.note(self.name, f"{info.path}: {why}: each sample's reward is its first score")
 
     def _map_sample(
         self, s: dict[str, Any], sid: Any, task: str, model: str | None, step: int, state: _MapState
@@ -462,10 +597,12 @@ class InspectAi(JsonlSamples):
             state.tally(BAD_ARGUMENTS, f"{where}, {name}")
         for cid in orphans:
             state.tally(ORPHAN_RESULTS, f"{where}, call id {cid!r}")
-        scores = s.get("scores")
-        if scores is None and "score" in s:  # log schema v1: one unnamed score
-            scores = {"score": s["score"]}
-        reward, comps, unmapped = map_scores(scores)
+        scores = _scores_of(s)
+        reward, comps, unmapped = map_scores(scores, state.reward_key)
+        key = state.reward_key
+        if key is not None and isinstance(scores, dict) and scores and key not in scores:
+            shown = repr(key).replace("{", "{{").replace("}", "}}")
+            state.tally(_NO_REWARD_SCORE.replace("{scorer}", shown), where)
         state.unmapped_scores.update(unmapped)
         state.unscored += not scores
         state.dropped.update(k for k, v in s.items() if k not in _MAPPED and k not in _EXTRA_FIELDS and v)

@@ -44,15 +44,21 @@ def score_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def map_scores(scores: Any) -> tuple[float | None, list[dict[str, Any]] | None, list[str]]:
-    """``(reward, components, unmapped scorer names)``. The reward is the first scorer's value; every scorer is
-    a component named after it (dict values give ``scorer/key``, lists ``scorer/index``)."""
+def map_scores(
+    scores: Any, reward_key: str | None = None
+) -> tuple[float | None, list[dict[str, Any]] | None, list[str]]:
+    """``(reward, components, unmapped scorer names)``. The reward is the value of the scorer ``reward_key`` (the
+    task's first scorer, from the log's header), or of the sample's first score when it is None (a log that
+    names no scorers); every scorer is a component named after it (dict values give ``scorer/key``, lists
+    ``scorer/index``)."""
     if not isinstance(scores, dict) or not scores:
         return None, None, []
+    if reward_key is None:
+        reward_key = next(iter(scores))
     comps: list[dict[str, Any]] = []
     unmapped: list[str] = []
     reward: float | None = None
-    for i, (scorer, score) in enumerate(scores.items()):
+    for scorer, score in scores.items():
         value = score.get("value") if isinstance(score, dict) else score
         if isinstance(value, dict):
             parts = [(f"{scorer}/{k}", v) for k, v in value.items()]
@@ -60,7 +66,7 @@ def map_scores(scores: Any) -> tuple[float | None, list[dict[str, Any]] | None, 
             parts = [(f"{scorer}/{k}", v) for k, v in enumerate(value)]
         else:
             parts = [(str(scorer), value)]
-            if i == 0:
+            if scorer == reward_key:
                 reward = score_float(value)
         for name, v in parts:
             f = score_float(v)

@@ -91,8 +91,8 @@ def tool_call_faults(messages: Any) -> tuple[list[str], list[str]]:
 # Said once per file by ``JsonlSamples.tally`` / ``say_tallies``: ``{n}`` is the count, ``{first}`` the first case.
 BAD_ARGUMENTS = "{n} tool call(s) whose arguments are not valid JSON (first: {first}): kept as written"
 ORPHAN_RESULTS = (
-    "{n} tool result(s) whose call id answers no tool call of their rollout (first: {first}): kept, without "
-    "the tool's name"
+    "{n} tool result(s) whose call id answers no tool call of their rollout (first: {first}): kept unpaired, "
+    "named only by the tool name the result itself carries (if any)"
 )
 
 

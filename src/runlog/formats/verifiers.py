@@ -159,9 +159,18 @@ class Verifiers(JsonlSamples):
             completion_msgs = chat.from_openai_chat(raw_completion)
         for _ in range(cut):
             self.tally(state, _CUT_CALL, f"line {line}")
-        metrics = {
-            k: v for k, v in rec.items() if k not in _NOT_METRICS and k not in self.mapped and number(v) is not None
-        }
+        metrics: dict[str, Any] = {}
+        odd: dict[str, list[Any]] = state.setdefault("not_numbers", {})  # key -> [count, first line, first value]
+        for field, v in rec.items():
+            if field in _NOT_METRICS or field in self.mapped:
+                continue
+            if number(v) is not None:
+                metrics[field] = v
+            elif field in odd:
+                odd[field][0] += 1
+            else:
+                odd[field] = [1, line, v]
+        state.setdefault("numeric", set()).update(metrics)
         task = rec.get("task")
         row = {
             "step": 0,
@@ -191,6 +200,7 @@ class Verifiers(JsonlSamples):
         prompt tells nothing about its ``id``'s prompts and joins no prompt group; it keeps its place in the
         numbering (a number no group has), so that the prompts seen after it keep the numbers they have when
         it has its prompt."""
+        self._say_odd_components(state, info, ctx)
         pairs: list[tuple[str | None, str]] = state.get("prompts", [])
         seen: dict[str, set[str]] = {}
         for group, prompt in pairs:
@@ -211,6 +221,27 @@ class Verifiers(JsonlSamples):
             "prompt groups are the rows with the same prompt",
         )
         return frame.with_columns(pl.Series("group_id", groups, dtype=pl.String))
+
+    @staticmethod
+    def _say_odd_components(state: dict[str, Any], info: FileInfo, ctx: RunContext) -> None:
+        """Values of a reward-function column (a field that is a number on some line of the file) that are not
+        numbers on others (``"0.5"``, ``null``, ``"high"``): left out of that line's ``reward_components`` (the
+        component's mean is over the other lines) and kept in ``extra``, as a ``reward`` that is not a number
+        is read as null. Said once per file: the count, the columns, the first line."""
+        numeric: set[str] = state.get("numeric", set())
+        bad = {k: v for k, v in state.get("not_numbers", {}).items() if k in numeric}
+        if not bad:
+            return
+        key, (_, line, raw) = min(bad.items(), key=lambda kv: kv[1][1])
+        shown = chat.compact_json(raw)
+        shown = shown if len(shown) <= 40 else shown[:40] + "..."
+        names = ", ".join(sorted(bad)[:8]) + (" ..." if len(bad) > 8 else "")
+        ctx.warn(
+            info.path,
+            f"{sum(v[0] for v in bad.values())} reward-function value(s) that are not numbers (columns: {names}; "
+            f"first: line {line}, {key} {shown}): left out of reward_components (kept in `extra`), so each "
+            "component's mean is over the lines where it is a number",
+        )
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         """As ``JsonlSamples.scan_samples``; the ``prompt-N`` groups of several files (numbered per file by
