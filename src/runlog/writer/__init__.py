@@ -8,7 +8,7 @@ imported JAX itself.
 from __future__ import annotations
 
 from ._convert import SampleError
-from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
+from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError, WriterWarning
 from .pending import PendingStats
 from .run_writer import RunWriter
 from .stats_tracker import StatsTracker
@@ -22,4 +22,5 @@ __all__ = [
     "StepOrderError",
     "WriterClosedError",
     "WriterError",
+    "WriterWarning",
 ]

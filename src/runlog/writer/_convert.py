@@ -26,10 +26,12 @@ What is accepted (documented in docs/writer.md):
 
 from __future__ import annotations
 
+import json
+import operator
 import re
 import sys
-from collections.abc import Mapping, Sequence
-from itertools import chain, repeat
+from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from typing import Any, TypedDict
 
 import pyarrow as pa
@@ -45,6 +47,10 @@ _STRING_COLUMNS = ("sample_id", "group_id", "env_name", "prompt", "completion", 
 _STR_OR_NONE = {str, type(None)}
 _METADATA = {b"runlog.schema_version": str(S.CURRENT_VERSION).encode()}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_GET_REWARD = operator.itemgetter("reward")
+_NUMBER_TYPES = {int, float, bool, type(None)}  # and numpy numbers, JAX arrays: see ``_number_type``
+_NUMBER_KINDS = frozenset("fiub")  # numpy dtype kinds that are numbers (bool included)
+Warn = Callable[[str], None]
 
 
 class SampleError(UsageError):
@@ -76,8 +82,14 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
     ``DeviceFetch``; ``resolve`` puts the host arrays in place on the writer's thread.
     """
     if isinstance(samples, pa.Table):
+        if "reward" in samples.column_names:
+            _check_reward_column(samples.column("reward"))
         return (samples, None), samples.num_rows, samples.column_names
     if _is_polars_frame(samples):
+        if "reward" in samples.columns:
+            dtype = samples.schema["reward"]
+            if not (dtype.is_numeric() or str(dtype) in ("Boolean", "Null")):
+                raise SampleError(f"reward is a column of {dtype}; rewards are numbers (text is never parsed)")
         return (samples, None), samples.height, list(samples.columns)
     places: list[tuple[Any, ...]] = []
     arrays: list[Any] = []
@@ -116,15 +128,18 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             raise SampleError(f"columns have different lengths: {sorted(lengths)} ({detail})")
         n = lengths.pop() if lengths else 0
         check_names(cols, "column", SampleError)
+        if "reward" in cols:
+            _check_reward_column(cols["reward"])
         return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
         rows = list(samples)
-        try:  # one pass in C: every row a dict holding 'reward' (the only required key)
-            whole = all(map(dict.__contains__, rows, repeat("reward")))
-        except TypeError:  # a row that is not a dict: say which
-            whole = False
-        if not whole:
+        try:  # one pass in C: every row a dict holding 'reward' (the only required key), and the rewards' types
+            reward_types = set(map(type, map(_GET_REWARD, rows)))
+        except (KeyError, TypeError, IndexError):  # a row that is not a dict, or has no reward: say which
             _check_rows(rows)
+            reward_types = {type(r["reward"]) for r in rows}
+        if not reward_types <= _NUMBER_TYPES:
+            _check_reward_values([r["reward"] for r in rows], reward_types, "row")
         # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
         if jax_utils.jax_loaded() and jax_utils.any_jax_type(
             set(map(type, chain.from_iterable([r.values() for r in rows])))
@@ -141,6 +156,153 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
         "a pyarrow.Table or a polars.DataFrame"
     )
+
+
+_KNOWN_NUMBER_TYPES: dict[type, bool] = {}
+
+
+def _number_type(t: type) -> bool:
+    """Whether values of type ``t`` are numbers Arrow writes as a float64 ``reward`` (cached per type)."""
+    hit = _KNOWN_NUMBER_TYPES.get(t)
+    if hit is None:
+        np = sys.modules.get("numpy")
+        hit = t in _NUMBER_TYPES or jax_utils.any_jax_type([t])
+        if not hit and np is not None:
+            hit = issubclass(t, (np.number, np.bool_)) and not issubclass(t, np.complexfloating)
+        _KNOWN_NUMBER_TYPES[t] = hit
+    return hit
+
+
+def _check_reward_values(values: list[Any], types: set[type], what: str) -> None:
+    """Refuse a reward that is not a number (None, NaN and inf are numbers here): text is never parsed, a dict
+    or a list is not a reward. ``values`` are the rewards (a list, numbering the rows in the message)."""
+    np = sys.modules.get("numpy")
+    if all(_number_type(t) for t in types):
+        return
+    for i, v in enumerate(values):
+        t = type(v)
+        if _number_type(t):
+            continue
+        if np is not None and isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in _NUMBER_KINDS:
+            continue  # a 0-d array (what a JAX scalar becomes on the host)
+        raise SampleError(
+            f"reward of {what} {i} is a {t.__name__} ({v!r:.40}); rewards are numbers (None where a trajectory "
+            "failed; text is never parsed)"
+        )
+
+
+def _check_reward_column(col: Any) -> None:
+    """The ``reward`` column of a dict of columns or an Arrow table: numbers, checked from the dtype where there
+    is one, else from the values' types (one pass in C)."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        t = col.type
+        if not any(
+            f(t)
+            for f in (
+                pa.types.is_integer,
+                pa.types.is_floating,
+                pa.types.is_boolean,
+                pa.types.is_null,
+                pa.types.is_decimal,
+            )
+        ):
+            raise SampleError(f"reward is a column of {t}; rewards are numbers (text is never parsed)")
+        return
+    if jax_utils.is_jax_array(col):
+        return  # JAX arrays hold numbers
+    if _is_numpy(col) and col.dtype.kind != "O":
+        if col.dtype.kind not in _NUMBER_KINDS:
+            raise SampleError(f"reward is a numpy column of {col.dtype}; rewards are numbers (text is never parsed)")
+        return
+    values = list(col)
+    _check_reward_values(values, set(map(type, values)), "row")
+
+
+def check_call(data: Any, columns: list[str], *, step: int, split: str, roles: Sequence[str] | None) -> None:
+    """What ``build_table`` would refuse on the writer's thread, checked on the caller's, so that a bad call fails
+    at the call and never stops the writer: both forms of roles or of reward components, a ``step``, ``split``
+    or ``schema_version`` column that differs from the call, a ``roles`` or ``reward_components`` cell of
+    another shape (their values are read on the writer's thread). Column names are those of the call (for a
+    list of row dicts, the first row's keys: a key that only later rows have is checked on the writer's
+    thread). Values held by JAX arrays are not read here (that would wait for the device)."""
+    names = list(columns)
+    flat = flat_role_names(names, roles)
+    if "roles" in names and flat:
+        raise SampleError(
+            f"both a 'roles' column and flat per-role columns ({', '.join(f'{r}_reward/_kl' for r in flat)}); "
+            "give one of the two"
+        )
+    components = [c for c in names if c.startswith(COMPONENT_PREFIX)]
+    if "reward_components" in names and components:
+        raise SampleError(
+            f"both a 'reward_components' column and flat columns ({', '.join(components)}); give one of the two"
+        )
+    for name, expected in (("schema_version", S.CURRENT_VERSION), ("step", step), ("split", split)):
+        if name in names:
+            values = _host_values(data, name)
+            if values is not None:
+                _check_constant_values(name, values, expected)
+    if "roles" in names:
+        cells = _host_values(data, "roles", canonical=_CANONICAL["roles"])
+        if cells is not None:
+            _check_role_cells(cells)
+    if "reward_components" in names:
+        cells = _host_values(data, "reward_components", canonical=_CANONICAL["reward_components"])
+        if cells is not None and not isinstance(cells, Mapping):  # a {name: column} dict: checked by snapshot
+            _check_component_cells(cells)
+
+
+def _host_values(data: Any, name: str, canonical: pa.DataType | None = None) -> Any:
+    """The values of column ``name`` as a list (or a ``{name: column}`` dict), or None when they need not or
+    cannot be read here: an Arrow column of the canonical type, or a JAX array (on the device)."""
+    if _is_polars_frame(data):
+        data = data.select(name).to_arrow()
+    if isinstance(data, pa.Table):
+        col = data.column(name)
+        return None if canonical is not None and col.type == canonical else col.to_pylist()
+    if isinstance(data, dict):
+        col = data[name]
+        if jax_utils.is_jax_array(col):
+            return None
+        if isinstance(col, (pa.Array, pa.ChunkedArray)):
+            return None if canonical is not None and col.type == canonical else col.to_pylist()
+        if isinstance(col, Mapping):
+            return col
+        return _pylist(col)
+    return [r.get(name) for r in data]
+
+
+def _check_constant_values(name: str, values: list[Any], expected: Any) -> None:
+    try:
+        found = {v for v in values if v is not None and not jax_utils.is_jax_array(v)}
+    except TypeError:
+        raise SampleError(f"the rows' {name} column holds values that are not {type(expected).__name__}") from None
+    if found and found != {expected}:
+        raise SampleError(
+            f"the rows' {name} column holds {sorted(map(str, found))}, but the call is for {name} {expected!r}"
+        )
+
+
+def _check_role_cells(cells: list[Any]) -> None:
+    """The shape of each ``roles`` cell (its values are read on the writer's thread)."""
+    _check_cells(cells, "roles", "role", "a list of {role, reward, kl} or a {role: {reward, kl}} dict")
+
+
+def _check_component_cells(cells: list[Any]) -> None:
+    """The shape of each ``reward_components`` cell (its values are read on the writer's thread)."""
+    _check_cells(cells, "reward_components", "name", "a {name: value} dict or a list of {name, value}")
+
+
+def _check_cells(cells: list[Any], column: str, key: str, expected: str) -> None:
+    """Each cell of a nested column is None, a dict, or a list of dicts that each have ``key``."""
+    for i, cell in enumerate(cells):
+        if cell is None or isinstance(cell, Mapping):
+            continue
+        if isinstance(cell, (str, bytes)) or not hasattr(cell, "__iter__"):
+            raise SampleError(f"{column} of row {i} is a {type(cell).__name__}; expected {expected}")
+        for d in cell:
+            if not isinstance(d, Mapping) or key not in d:
+                raise SampleError(f"{column} of row {i}: an entry without a {key!r} key ({d!r:.50}); each is a dict")
 
 
 def check_names(names: Any, what: str, error: type[UsageError] = UsageError) -> None:
@@ -329,6 +491,8 @@ def _fold_roles(
                 items = [{"role": r, **(v if isinstance(v, Mapping) else {"reward": v})} for r, v in cell.items()]
             else:
                 items = list(cell)
+            if not all(isinstance(d, Mapping) and "role" in d for d in items):
+                raise SampleError(f"a 'roles' entry without a 'role' key: {items!r:.80}; each is {{role, reward, kl}}")
             structs = [
                 _RoleValues(role=str(d["role"]), reward=_num(d.get("reward")), kl=_num(d.get("kl"))) for d in items
             ]
@@ -377,11 +541,15 @@ def _fold_roles_columnar(cols: dict[str, Any], n: int, flat: list[str]) -> pa.Ar
 
 
 def _components_cell(cell: Any) -> list[dict[str, Any]] | None:
+    """One row's components; a null value is left out, and a row left with none is null, as in the
+    ``{name: column}`` and flat ``component/<name>`` forms (docs/writer.md)."""
     if cell is None:
         return None
     if isinstance(cell, Mapping):
-        return [{"name": str(k), "value": _num(v)} for k, v in cell.items()]
-    return [{"name": str(d["name"]), "value": _num(d.get("value"))} for d in cell]
+        return [{"name": str(k), "value": _num(v)} for k, v in cell.items() if v is not None] or None
+    if not all(isinstance(d, Mapping) and "name" in d for d in cell):
+        raise SampleError(f"a 'reward_components' entry without a 'name' key: {cell!r:.80}; each is {{name, value}}")
+    return [{"name": str(d["name"]), "value": _num(d["value"])} for d in cell if d.get("value") is not None] or None
 
 
 def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
@@ -429,8 +597,10 @@ def build_table(
     process: int,
     offset: int,
     roles: Sequence[str] | None,
+    warn: Warn | None = None,
 ) -> tuple[pa.Table, list[str]]:
-    """One Arrow table of the native schema (plus extras) and the role names found in it."""
+    """One Arrow table of the native schema (plus extras) and the role names found in it. An extra column
+    whose values no one Arrow type holds (``3`` and ``"three"``) is written as text, said with ``warn``."""
     cols = _columns(payload)
     n = len(next(iter(v for v in cols.values() if not isinstance(v, Mapping)), []))
     if "reward" not in cols:
@@ -461,7 +631,7 @@ def build_table(
         arrays[name] = pa.nulls(n, typ) if value is None else _typed(value, typ, name)
     fields = [pa.field(k, _CANONICAL[k]) for k in _CANONICAL]
     for name, col in cols.items():
-        arr = _extra(col, name)
+        arr = _extra(col, name, f"{split} step {step}", warn)
         if type(name) is not str or not name.isascii():  # keys of later rows, not checked at the call
             name = without_surrogates(str(name))
         arrays[name] = arr
@@ -473,7 +643,7 @@ def build_table(
     return table, role_names
 
 
-def _extra(col: Any, name: str) -> pa.Array | pa.ChunkedArray:
+def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa.Array | pa.ChunkedArray:
     if isinstance(col, (pa.Array, pa.ChunkedArray)):
         return col
     try:
@@ -483,15 +653,92 @@ def _extra(col: Any, name: str) -> pa.Array | pa.ChunkedArray:
             return pa.array(_pylist(col))
         except UnicodeError:  # lone surrogates: written as U+FFFD
             return pa.array(without_surrogates(_pylist(col)))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-        raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
+        # Plain values of several types (free-form metadata: 3 in one row, "three" in another): kept, as text.
+        # Anything else (an object Arrow does not know) stays an error: its text would be a repr.
+        values = _pylist(col)
+        if not all(map(_plain, values)):
+            raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
+        types = sorted({type(v).__name__ for v in values if v is not None})
+        try:
+            text = _text_array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
+        if warn is not None:
+            warn(
+                f"extra column {name!r} of {where} holds values of types {' and '.join(types)}, which no one Parquet "
+                "column type holds: written as text for that step (JSON for numbers, lists and dicts)"
+            )
+        return text
 
 
-def concat(tables: list[pa.Table]) -> pa.Table:
-    """The chunks of one step as one table (extra columns may differ between chunks: missing ones are null)."""
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(v: Any) -> bool:
+    """A JSON-like value: text, a number, a bool, None, or lists and str-keyed dicts of them."""
+    if isinstance(v, _PLAIN):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(map(_plain, v))
+    if isinstance(v, Mapping):
+        return all(isinstance(k, str) for k in v) and all(map(_plain, v.values()))
+    return False
+
+
+def _as_text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, allow_nan=True)
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    text = [_as_text(v) for v in values]
+    try:
+        return pa.array(text, pa.string())
+    except UnicodeError:
+        return pa.array(without_surrogates(text), pa.string())
+
+
+def concat(tables: list[pa.Table], *, where: str = "", warn: Warn | None = None) -> pa.Table:
+    """The chunks of one step as one table (extra columns may differ between chunks: missing ones are null). An
+    extra column with types no one type holds (``int64`` in one call, ``string`` in the next) is written as
+    text in every chunk, said with ``warn``."""
     if len(tables) == 1:
         return tables[0]
-    return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(_METADATA)
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(_METADATA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        error = exc
+    types: dict[str, list[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            if f.type not in types.setdefault(f.name, []):
+                types[f.name].append(f.type)
+    clash = []
+    for name, ts in types.items():
+        if len(ts) > 1:
+            try:
+                pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in ts], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                clash.append(name)
+    if not clash or any(name in _CANONICAL for name in clash):
+        raise SampleError(f"the calls of {where} cannot be written as one table: {error}") from error
+    fixed = []
+    for t in tables:
+        for name in clash:
+            if name in t.column_names and not pa.types.is_string(t.schema.field(name).type):
+                i = t.column_names.index(name)
+                t = t.set_column(i, pa.field(name, pa.string()), _text_array(t.column(i).to_pylist()))
+        fixed.append(t)
+    if warn is not None:
+        for name in clash:
+            shown = " and ".join(str(t) for t in types[name] if not pa.types.is_null(t))
+            warn(
+                f"extra column {name!r} of {where} is {shown} in different calls, which no one Parquet column "
+                "type holds: written as text for that step (JSON for numbers, lists and dicts)"
+            )
+    return pa.concat_tables(fixed, promote_options="permissive").replace_schema_metadata(_METADATA)
 
 
 # ---------------------------------------------------------------------------------------------------------

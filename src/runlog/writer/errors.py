@@ -21,3 +21,9 @@ class QueueFullError(WriterError):
 class StepOrderError(UsageError):
     """A step went backwards: ``StatsTracker.commit`` with a step lower than the last one, or samples for a
     (split, step) that this writer has already written. Raised instead of silently dropping or overwriting."""
+
+
+class WriterWarning(UserWarning):
+    """Something the writer did that the trainer should know of, without failing: a resumed writer removing what
+    the earlier run wrote for the steps it replays, an extra column written as text because its values have
+    more than one type. Also kept in ``RunWriter.stats()["warnings"]``."""

@@ -274,12 +274,23 @@ def allgather(vector: Any) -> Any:
     return np.asarray(multihost_utils.process_allgather(np.asarray(vector, dtype=np.float64)))
 
 
+#: The most elements one device reduction counts: its counts are int32 sums (JAX's default integer), exact up
+#: to 2**31 - 1; a larger array is summarised in slices of this many elements, combined on the host.
+SUMMARY_CHUNK = 2**30
+#: The most elements whose counts a float32 holds exactly (2**24): a larger array's counts travel as two halves.
+EXACT_FLOAT32_COUNT = 2**24
+_HALF = 2**16
+
+
 @functools.cache
-def _summary_fn() -> Any:
+def _summary_fn(halves: bool) -> Any:
     """A jitted reduction ``(values, mask) -> [count, sum, m2, min, max, nonfinite]`` that runs on the device.
 
     Centred second moment (``m2``) rather than a raw sum of squares: in float32 (JAX's default) the raw form
-    loses the variance of values far from zero.
+    loses the variance of values far from zero. The counts are integer sums put in the float vector: exact for
+    an array of at most 2**24 elements. For a larger one (``halves``) each count is carried as two halves
+    (``n = hi * 2**16 + lo``, each below 2**16, so exact in float32), in an eight-number vector ``[count_hi,
+    count_lo, sum, m2, min, max, bad_hi, bad_lo]``: one float32 would round it. ``host_summary`` reads either.
     """
     jax = require_jax()
     jnp = jax.numpy
@@ -290,19 +301,43 @@ def _summary_fn() -> Any:
         m = jnp.ones(x.shape, dtype=bool) if mask is None else jnp.ravel(mask).astype(bool)
         finite = jnp.isfinite(x)
         ok = m & finite
-        n = jnp.sum(ok)
+        n = jnp.sum(ok, dtype=jnp.int32)
         s = jnp.sum(jnp.where(ok, x, 0.0))
-        mean = s / jnp.maximum(n, 1)
+        mean = s / jnp.maximum(n, 1).astype(x.dtype)
         m2 = jnp.sum(jnp.where(ok, (x - mean) ** 2, 0.0))
         lo = jnp.min(jnp.where(ok, x, jnp.inf))
         hi = jnp.max(jnp.where(ok, x, -jnp.inf))
-        bad = jnp.sum(m & ~finite)
-        return jnp.stack([n.astype(x.dtype), s, m2, lo, hi, bad.astype(x.dtype)])
+        bad = jnp.sum(m & ~finite, dtype=jnp.int32)
+        if not halves:
+            return jnp.stack([n.astype(x.dtype), s, m2, lo, hi, bad.astype(x.dtype)])
+        n_hi, n_lo, bad_hi, bad_lo = (h.astype(x.dtype) for h in (n // _HALF, n % _HALF, bad // _HALF, bad % _HALF))
+        return jnp.stack([n_hi, n_lo, s, m2, lo, hi, bad_hi, bad_lo])
 
     return summarise
 
 
-def device_summary(values: Any, mask: Any | None = None) -> Any:
-    """Six numbers about a JAX array, computed where it lives by one asynchronous dispatch; the result stays on
-    the device (no sync) and is a new buffer, so donating ``values`` afterwards does not affect it."""
-    return _summary_fn()(values, mask)
+def device_summary(values: Any, mask: Any | None = None) -> list[Any]:
+    """Summaries of a JAX array, computed where it lives by asynchronous dispatches; each stays on the device
+    (no sync) and is a new buffer, so donating ``values`` afterwards does not affect it. One summary per slice
+    of ``SUMMARY_CHUNK`` elements (one for any array below a billion elements), so that the counts are exact;
+    ``host_summary`` reads each one on the host."""
+    size = getattr(values, "size", None)
+    if not isinstance(size, int) or size <= SUMMARY_CHUNK:
+        return [_summary_fn(isinstance(size, int) and size > EXACT_FLOAT32_COUNT)(values, mask)]
+    flat = values.reshape(-1)
+    flat_mask = None if mask is None else mask.reshape(-1)
+    return [
+        _summary_fn(True)(flat[i : i + SUMMARY_CHUNK], None if flat_mask is None else flat_mask[i : i + SUMMARY_CHUNK])
+        for i in range(0, size, SUMMARY_CHUNK)
+    ]
+
+
+def host_summary(h: Any) -> Any:
+    """A device summary's host copy (six numbers, or eight with the counts in halves) as ``[count, sum, m2, min,
+    max, nonfinite]`` in float64, the counts exact."""
+    import numpy as np
+
+    v = np.asarray(h, dtype=np.float64)
+    if v.size == 6:
+        return v
+    return np.array([v[0] * _HALF + v[1], v[2], v[3], v[4], v[5], v[6] * _HALF + v[7]])

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import enum
+import errno
 import json
 import math
 import operator
@@ -21,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,13 +35,16 @@ import pyarrow as pa
 from .. import schema as S
 from ..errors import UsageError
 from . import _convert, jax_utils
-from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError
-from .files import atomic_write_bytes
+from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError, WriterWarning
+from .files import atomic_write_bytes, fsync_dir
 from .pending import PendingStats
 from .step_files import StepFiles
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
+STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
+_SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
+_MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
 _LINE_STEP = re.compile(rb'^\{"step": (\d+)[,}]')  # how this writer begins each scalars line
 
 
@@ -89,6 +96,9 @@ class RunWriter:
         if encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
         self.root = Path(run_dir)
+        # Checked (and converted to JSON values) before anything is created: a config that cannot be written
+        # is a UsageError at the call, never a half-made run folder.
+        config_json = None if config is None else _json_config(config)
         self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
         if self.process_index < 0:
             raise UsageError(f"process_index must be >= 0, not {self.process_index}")
@@ -109,7 +119,11 @@ class RunWriter:
         self._error_reported = False
         self._stats = {
             "calls": 0,
+            "sample_calls": 0,
+            "scalar_calls": 0,
+            "commit_calls": 0,
             "rows_queued": 0,
+            "queue_full": 0,
             "queue_waits": 0,
             "queue_wait_s": 0.0,
             "max_depth": 0,
@@ -121,17 +135,25 @@ class RunWriter:
             "background_s": 0.0,
             "device_wait_s": 0.0,
         }
+        self._warnings: list[str] = []
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_own_leftovers()
-        self.manifest = self._initial_manifest(name, config, run_id)
-        if self.process_index == 0:
-            atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=durable)
+        self.manifest = self._initial_manifest(name, config_json, run_id)
+        self._write_manifest()
         self._scalars_fd: int | None = None
-        # What a resumed writer found in its scalars shard: the bytes it holds and the highest step among them
-        # (-1: nothing, the file of a fresh run). A line for a step up to that one drops the old lines of that
-        # step and later (see ``_replace_old_scalars``): the only extra cost of a normal call is one compare.
+        # What a resumed writer found of an earlier writer of this process, read once on the background thread
+        # before its first item (``_scan_old``): its scalars shard (the bytes it holds, the highest step among
+        # them) and its sample files by split. An item for a step up to the highest old step drops the old
+        # lines and files of that step and later (``_drop_old``): the only extra cost of a normal item is one
+        # compare. -1: nothing old (a fresh run).
+        self._scanned = False
         self._old_scalars_bytes = 0
         self._old_scalars_max = -1
+        self._dropped_scalar_steps: list[int] = []
+        self._superseded: Path | None = None  # where a resume moves the earlier run's data (_superseded_dir)
+        self._old_samples: dict[str, set[int]] = {}
+        self._old_max = -1
+        self._own_files: set[tuple[str, int]] = set()  # (split, step) files this writer has handed to encoding
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
         self._files = StepFiles(threads=encode_threads, durable=durable, on_written=self._written)
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
@@ -161,6 +183,9 @@ class RunWriter:
                 raise _convert.SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
             # No rows (``[]``, ``{}``, an empty table): the same as ``{"reward": []}``, a step with no rows.
             payload = ({"reward": []}, None)
+        else:
+            # What would fail on the writer's thread, checked here (docs/writer.md, Errors).
+            _convert.check_call(payload[0], columns, step=step, split=split, roles=self.roles)
         with self._lock:
             self._check()
             pending = self._pending.get(split)
@@ -179,6 +204,7 @@ class RunWriter:
                 self._sealed.setdefault(split, set()).add(seal)
             self._pending[split] = (step, offset + n)
             self._stats["calls"] += 1
+            self._stats["sample_calls"] += 1
             self._stats["rows_queued"] += n
             self._stats["caller_s"] += time.perf_counter() - t0
 
@@ -211,6 +237,8 @@ class RunWriter:
         with self._lock:
             self._check()
             self._put(("scalars", record, fetch))
+            self._stats["calls"] += 1
+            self._stats["scalar_calls"] += 1
             self._stats["caller_s"] += time.perf_counter() - t0
 
     def _log_stats(self, step: int, compute: Callable[[], dict[str, float]], *, write: bool) -> PendingStats:
@@ -220,6 +248,8 @@ class RunWriter:
         with self._lock:
             self._check()
             self._put(("stats", step, self._clock(), compute, pending, write))
+            self._stats["calls"] += 1
+            self._stats["commit_calls"] += 1
         return pending
 
     def flush(self) -> None:
@@ -247,6 +277,11 @@ class RunWriter:
             self._put(("stop",), force_block=True)
         self._thread.join()
         atexit.unregister(self._close_at_exit)
+        if self.process_index != 0 and not (self.root / MANIFEST).exists():
+            self._warn(
+                f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
+                f"{self.process_index}) wrote here without it; readers see no roles, name or config for this run"
+            )
         if self._error is not None and not self._error_reported:
             self._error_reported = True
             raise WriterError(f"background writer failed: {type(self._error).__name__}: {self._error}") from (
@@ -254,12 +289,16 @@ class RunWriter:
             )
 
     def stats(self) -> dict[str, Any]:
-        """Counters: calls, rows, queue waits and their seconds, the deepest the queue has been
-        (``max_depth``), caller seconds, files, bytes, background seconds and, of those, the seconds spent
-        waiting for JAX arrays to reach the host (``device_wait_s``). ``queue_waits > 0`` means the background
-        thread (the disk, or the device it waits for) did not keep up and the trainer waited."""
+        """Counters: accepted calls (``calls``: every ``log_samples``, ``log_scalars`` and ``commit``; and each
+        kind: ``sample_calls``, ``scalar_calls``, ``commit_calls``), rows, calls refused with ``QueueFullError``
+        (``queue_full``), queue waits and their seconds, the deepest the queue has been (``max_depth``), caller
+        seconds, files, bytes, background seconds and, of those, the seconds spent waiting for JAX arrays to
+        reach the host (``device_wait_s``); ``warnings``: what the writer warned about (``WriterWarning``).
+        ``queue_waits > 0`` or ``queue_full > 0`` means the background thread (the disk, or the device it waits
+        for) did not keep up."""
         with self._lock, self._bg_lock:
             out: dict[str, Any] = dict(self._stats)
+            out["warnings"] = list(self._warnings)
         out["queue_size"] = self._queue.qsize()
         out["max_queue"] = self._queue.maxsize
         out["process_index"] = self.process_index
@@ -288,8 +327,8 @@ class RunWriter:
         if self._error is not None:
             self._error_reported = True
             raise WriterError(
-                f"background writer failed: {type(self._error).__name__}: {self._error}; "
-                "nothing after that point was written"
+                f"background writer failed: {type(self._error).__name__}: {self._error}; the writer has stopped: "
+                "nothing more is written (what was written before the failure was found stays: see stats())"
             ) from self._error
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
@@ -309,6 +348,7 @@ class RunWriter:
         except queue.Full:
             pass
         if self.on_full == "raise" and not force_block:
+            self._stats["queue_full"] += 1
             raise QueueFullError(
                 f"write queue full ({self._queue.maxsize} calls waiting); the disk is slower than the trainer "
                 "logs: raise max_queue, log less, or use on_full='block'"
@@ -322,9 +362,7 @@ class RunWriter:
     def _file(self, split: str, step: int) -> Path:
         return self.root / "samples" / split / f"step_{step:08d}.p{self.process_index}.parquet"
 
-    def _initial_manifest(
-        self, name: str | None, config: Mapping[str, Any] | None, run_id: str | None
-    ) -> dict[str, Any]:
+    def _initial_manifest(self, name: str | None, config: dict[str, Any] | None, run_id: str | None) -> dict[str, Any]:
         old: dict[str, Any] = {}
         path = self.root / MANIFEST
         if path.exists():  # a resumed run keeps its id, creation time and roles
@@ -337,16 +375,26 @@ class RunWriter:
         for r in self.roles or []:
             if r not in roles:
                 roles.append(r)
+        old_config = old.get("config")
+        if config is None:  # an old manifest may hold a bare NaN (written before NaN was "NaN"): converted likewise
+            config = _json_config(old_config) if isinstance(old_config, dict) else {}
         return {
             "format": S.FORMAT_NAME,
             "schema_version": S.CURRENT_VERSION,
-            "run_id": run_id or old.get("run_id") or uuid.uuid4().hex,
-            "name": name if name is not None else old.get("name", self.root.resolve().name),
+            "run_id": str(run_id or old.get("run_id") or uuid.uuid4().hex),
+            "name": str(name) if name is not None else old.get("name", self.root.resolve().name),
             "created": old.get("created") or _iso(self._clock()),
-            "config": dict(config) if config is not None else old.get("config", {}),
+            "config": config,
             "roles": roles,
             "writer": {"name": "runlog", "version": _version()},
         }
+
+    def _write_manifest(self) -> None:
+        """Only process 0 writes ``run.json`` (atomically, replacing it): tests/test_writer.py holds that a
+        process of another index never writes it. A run folder that only such a process writes (process 0
+        crashed, or writes elsewhere) is said at ``close()`` with a ``WriterWarning``."""
+        if self.process_index == 0:
+            atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=self.durable)
 
     def _remove_own_leftovers(self) -> None:
         """Temporary files of this process from an earlier, interrupted run (they are never whole)."""
@@ -413,12 +461,23 @@ class RunWriter:
         kind = item[0]
         if kind == "samples":
             _, split, step, offset, payload, seal = item
+            self._resume(step)
             if seal is not None:
                 self._submit(split, seal)
             data = self._timed_fetch(_convert.resolve, payload)
-            table, found = _convert.build_table(
-                data, step=step, split=split, process=self.process_index, offset=offset, roles=self.roles
-            )
+            try:
+                table, found = _convert.build_table(
+                    data,
+                    step=step,
+                    split=split,
+                    process=self.process_index,
+                    offset=offset,
+                    roles=self.roles,
+                    warn=self._warn,
+                )
+            except Exception as exc:  # noqa: BLE001 - said with the split and step it belongs to
+                detail = str(exc) if isinstance(exc, _convert.SampleError) else f"{type(exc).__name__}: {exc}"
+                raise _convert.SampleError(f"samples of {split} step {step}: {detail}") from exc
             self._note_roles(found)
             self._buffers.setdefault(split, (step, []))[1].append(table)
         elif kind == "seal":
@@ -448,7 +507,9 @@ class RunWriter:
         """Hand the buffered rows of a sealed step to the encoders."""
         buffered = self._buffers.pop(split, None)
         if buffered is not None:
-            self._files.submit(self._file(split, step), _convert.concat(buffered[1]))
+            table = _convert.concat(buffered[1], where=f"{split} step {step}", warn=self._warn)
+            self._own_files.add((split, step))
+            self._files.submit(self._file(split, step), table)
 
     def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -467,23 +528,60 @@ class RunWriter:
         return self.root / f"scalars.p{self.process_index}.jsonl"
 
     def _write_scalars(self, record: dict[str, Any]) -> None:
+        self._resume(record["step"])
         if self._scalars_fd is None:
-            self._open_scalars()
-        if record["step"] <= self._old_scalars_max:  # only a resumed writer replaying steps already written
-            self._replace_old_scalars(record["step"])
-        # One write per line on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
+            self._scalars_fd = os.open(self._scalars_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # One line per record on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
         # last line after a power cut, which readers report as a warning).
         line = (json.dumps(record, allow_nan=True, separators=(", ", ": ")) + "\n").encode()
-        assert self._scalars_fd is not None
-        os.write(self._scalars_fd, line)
+        self._append_line(line, record["step"])
         with self._bg_lock:
             self._stats["scalar_lines"] += 1
             self._stats["bytes_written"] += len(line)
 
-    def _open_scalars(self) -> None:
-        """Open this process's scalars shard for appending. A shard left by an earlier writer (a resumed run)
-        is read once: its steps are noted, and a torn last line (a power cut) is cut off, as it is never whole
-        and the next line would be glued to it."""
+    def _append_line(self, line: bytes, step: int) -> None:
+        """Write the whole line, or raise. ``os.write`` may write part of it (a full disk writes what fits,
+        and says so only in its count): the rest is written by further calls, and when one fails the part
+        already written is cut off again, so that the file ends with a whole line and no later line is glued
+        onto a torn one. The failure is the writer's error (``flush``/``close`` raise it)."""
+        fd = self._scalars_fd
+        assert fd is not None
+        done = 0
+        try:
+            done = os.write(fd, line)
+            while done < len(line):
+                more = os.write(fd, line[done:])
+                if more <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += more
+        except OSError as exc:
+            if not done:
+                raise
+            cut = "cut off"
+            try:
+                os.ftruncate(fd, os.fstat(fd).st_size - done)
+            except OSError as trunc:  # the next writer of this process cuts it when it opens the shard
+                cut = f"left as a torn last line ({type(trunc).__name__}: {trunc})"
+            raise OSError(
+                exc.errno,
+                f"{exc.strerror or exc}: the scalars line of step {step} was written in part ({done} of "
+                f"{len(line)} bytes), and that part was {cut}",
+                str(self._scalars_path()),
+            ) from exc
+
+    # -- resuming: what an earlier writer of this process left -------------------------------------------
+    def _resume(self, step: int) -> None:
+        """Before the first item, note what an earlier writer of this process left; an item for a step it had
+        reached replaces that step and every later one (``_drop_old``). One compare per item otherwise."""
+        if not self._scanned:
+            self._scan_old()
+        if step <= self._old_max:
+            self._drop_old(step)
+
+    def _scan_old(self) -> None:
+        """Read this process's scalars shard (a torn last line, left by a power cut, is cut off: it is never
+        whole and the next line would be glued to it) and list its sample files, once."""
+        self._scanned = True
         path = self._scalars_path()
         data = path.read_bytes() if path.exists() else b""
         if data and not data.endswith(b"\n"):
@@ -491,25 +589,99 @@ class RunWriter:
             os.truncate(path, len(data))
         self._old_scalars_bytes = len(data)
         self._old_scalars_max = max((s for s in map(_line_step, data.splitlines()) if s is not None), default=-1)
-        self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        samples = self.root / "samples"
+        if samples.is_dir():
+            for folder in samples.iterdir():
+                if not SPLIT_RE.match(folder.name) or not folder.is_dir():
+                    continue
+                for f in folder.iterdir():
+                    m = _SAMPLE_FILE.match(f.name)
+                    if m is not None and int(m.group(2)) == self.process_index:
+                        self._old_samples.setdefault(folder.name, set()).add(int(m.group(1)))
+        self._old_max = max([self._old_scalars_max, *(max(v) for v in self._old_samples.values() if v)])
+
+    def _drop_old(self, step: int) -> None:
+        """A resumed writer logs ``step``, which the earlier writer had reached: the earlier writer's scalar
+        lines and sample files (every split) of ``step`` and later are removed, so that each of those steps is
+        read back from the resumed run only, never mixed with the abandoned one (docs/writer.md, Resuming).
+        This writer's own lines and files are kept. Nothing is deleted: what is taken out of the run is moved
+        to the hidden folder ``_superseded_dir()`` (readers never look into hidden folders), from where a user can
+        restore it. Said with a ``WriterWarning`` naming the steps and the folder."""
+        lines: list[int] = []
+        if step <= self._old_scalars_max:
+            self._replace_old_scalars(step)
+            lines = self._dropped_scalar_steps
+        removed: dict[str, list[int]] = {}
+        for split, steps in sorted(self._old_samples.items()):
+            later = sorted(s for s in steps if s >= step)
+            steps.difference_update(later)
+            for s in later:
+                if (split, s) in self._own_files:
+                    continue  # rewritten by this writer already
+                old = self._file(split, s)
+                if not old.exists():
+                    continue
+                kept = self._superseded_dir() / "samples" / split
+                kept.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(old, kept / old.name)
+                removed.setdefault(split, []).append(s)
+            if removed.get(split) and self.durable:
+                fsync_dir(self.root / "samples" / split)
+                fsync_dir(self._superseded_dir() / "samples" / split)
+        remaining = [max(v) for v in self._old_samples.values() if v]
+        self._old_max = max([self._old_scalars_max, *remaining])
+        if not lines and not removed:
+            return
+        parts = [f"samples/{split} step{'s' if len(v) > 1 else ''} {_steps_text(v)}" for split, v in removed.items()]
+        if lines:
+            parts.append(f"{len(lines)} scalar lines of steps {_steps_text(sorted(set(lines)))}")
+        self._warn(
+            f"resumed writer of process {self.process_index} logs step {step} again: took out what the earlier "
+            f"run wrote for step {step} and later, so that those steps are read back from this run only: "
+            + "; ".join(parts)
+            + f" (moved to {self._superseded_dir()}, which runlog does not read)"
+        )
+
+    def _superseded_dir(self) -> Path:
+        """Where a resumed writer moves what it takes out of the run: ``<run>/.superseded/<time>-p<process>``,
+        one folder per writer (hidden: discovery never lists it)."""
+        if self._superseded is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            self._superseded = self.root / ".superseded" / f"{stamp}-p{self.process_index}-{os.getpid()}"
+        return self._superseded
 
     def _replace_old_scalars(self, step: int) -> None:
-        """A resumed writer logs ``step`` again: rewrite the shard without the earlier writer's lines of
-        ``step`` and later (this writer's own lines kept), as replayed sample files replace the old ones.
-        Atomic (temporary file, fsync when durable, ``os.replace``, folder fsync); normally done once."""
+        """Rewrite the shard without the earlier writer's lines of ``step`` and later (this writer's own lines
+        kept). Atomic (temporary file, fsync when durable, ``os.replace``, folder fsync); normally done once.
+        The steps of the lines dropped are left in ``_dropped_scalar_steps``."""
         path = self._scalars_path()
-        assert self._scalars_fd is not None
-        data = path.read_bytes()
+        data = path.read_bytes() if path.exists() else b""
         old, new = data[: self._old_scalars_bytes], data[self._old_scalars_bytes :]
         lines = old.splitlines(keepends=True)
-        kept_steps = [(line, s) for line, s in zip(lines, map(_line_step, lines), strict=True) if s is None or s < step]
-        kept = [line for line, _ in kept_steps]
-        steps = [s for _, s in kept_steps if s is not None]
+        stepped = list(zip(lines, map(_line_step, lines), strict=True))
+        kept = [line for line, s in stepped if s is None or s < step]
+        dropped = [s for _, s in stepped if s is not None and s >= step]
+        steps = [s for _, s in stepped if s is not None and s < step]
+        if dropped:  # kept beside the moved sample files, never deleted
+            folder = self._superseded_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            taken = b"".join(line for line, s in stepped if s is not None and s >= step)
+            atomic_write_bytes(folder / path.name, taken, durable=self.durable)
         atomic_write_bytes(path, b"".join(kept) + new, durable=self.durable)
-        os.close(self._scalars_fd)
-        self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if self._scalars_fd is not None:
+            os.close(self._scalars_fd)
+            self._scalars_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._old_scalars_bytes = sum(map(len, kept))
         self._old_scalars_max = max(steps, default=-1)
+        self._dropped_scalar_steps = dropped
+
+    def _warn(self, message: str) -> None:
+        """A ``WriterWarning`` (from whichever thread finds it), kept for ``stats()["warnings"]``."""
+        with self._bg_lock:
+            if len(self._warnings) < _MAX_WARNINGS:
+                self._warnings.append(message)
+        warnings.warn(f"runlog: {message}", WriterWarning, stacklevel=2)
 
     def _sync_scalars(self) -> None:
         if self._scalars_fd is not None and self.durable:
@@ -540,6 +712,8 @@ def _step(step: Any) -> int:
     value = _integral(step)
     if value is None or value < 0:
         raise UsageError(f"step must be a non-negative integer, not {step!r}")
+    if value > STEP_MAX:
+        raise UsageError(f"step {step!r} is beyond a 64-bit integer (at most 2**63 - 1): steps are int64 in the format")
     return value
 
 
@@ -583,4 +757,73 @@ def _iso(t: float) -> str:
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    return (json.dumps(manifest, indent=2) + "\n").encode()
+    return (json.dumps(manifest, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _steps_text(steps: Sequence[int]) -> str:
+    """``[3, 4, 5, 8]`` as ``3-5, 8``."""
+    runs: list[list[int]] = []
+    for s in steps:
+        if runs and runs[-1][1] == s - 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+_JSON_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _json_config(config: Any) -> dict[str, Any]:
+    """The config as JSON values, or a ``UsageError`` naming the first value that has none (at the call, before
+    the run folder is created). Converted: numpy (and JAX) scalars to numbers, arrays to lists, ``os.PathLike``
+    to its path, dataclasses to dicts of their fields, enums to their values, tuples and sets to lists, dates
+    to ISO text; NaN and infinities to the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (strict JSON has
+    no such numbers). Keys must be str, int, float, bool or None (JSON makes them text)."""
+    if not isinstance(config, Mapping) and not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        raise UsageError(f"config is a {type(config).__name__}; expected a mapping (or a dataclass) of settings")
+    out = _json_value(config, "config")
+    assert isinstance(out, dict)
+    return out
+
+
+def _json_value(v: Any, where: str) -> Any:
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)  # an IntEnum or bool-like subclass as a plain int
+    if isinstance(v, float):
+        return float(v) if math.isfinite(v) else "NaN" if v != v else _JSON_FLOATS[v]
+    if isinstance(v, Mapping):
+        out: dict[Any, Any] = {}
+        for k, x in v.items():
+            if not (k is None or isinstance(k, (str, int, float, bool))):
+                raise UsageError(f"{where} has a key {k!r} of type {type(k).__name__}; config keys are str")
+            out[k] = _json_value(x, f"{where}[{k!r}]")
+        return out
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _json_value(getattr(v, f.name), f"{where}.{f.name}") for f in dataclasses.fields(v)}
+    if isinstance(v, enum.Enum):
+        return _json_value(v.value, where)
+    if isinstance(v, os.PathLike):
+        return _json_value(os.fspath(v), where)
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if isinstance(v, (set, frozenset)):
+        items = [_json_value(x, f"{where} item") for x in v]
+        with contextlib.suppress(TypeError):
+            items.sort()
+        return items
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if hasattr(v, "tolist") and hasattr(v, "dtype"):  # numpy (and JAX) scalars and arrays
+        try:
+            return _json_value(v.tolist(), where)
+        except UsageError:
+            raise
+        except Exception:  # noqa: BLE001 - said below, with the key
+            pass
+    raise UsageError(
+        f"{where} is a {type(v).__name__} ({v!r:.60}), which JSON cannot hold; config values are numbers, text, "
+        "bools, None, lists and dicts (numpy scalars, paths, dataclasses and enums are converted)"
+    )

@@ -179,10 +179,10 @@ class StatsTracker:
         full = self._key(key)
         if jax_utils.is_jax_array(values) or jax_utils.is_jax_array(mask):
             _check_device_shapes(full, values, mask)
-            part = jax_utils.device_summary(values, mask)  # stays on the device: no sync here
+            parts = jax_utils.device_summary(values, mask)  # stays on the device: no sync here
         else:
-            part = _host_summary(full, values, mask)
-        self._summaries.setdefault(full, []).append(part)
+            parts = [_host_summary(full, values, mask)]
+        self._summaries.setdefault(full, []).extend(parts)
 
     @contextlib.contextmanager
     def record_timing(self, key: str) -> Iterator[None]:
@@ -239,18 +239,27 @@ class StatsTracker:
         if reserved:
             raise UsageError(f"metric key {sorted(reserved)[0]!r} is reserved (the writer sets it)")
         self._check_keys()
-        recorded = self._take(True)
+        # Nothing is reset (and ``last_step`` is not moved) until the step is handed over: a commit refused by
+        # the writer (``QueueFullError``, ``WriterError``, ``WriterClosedError``) leaves the tracker as it was,
+        # so that the retry writes the step's values (docs/writer.md, the queue).
+        recorded = self._take(False)
+        gathers = self._gathers
+        try:
+            fetch = jax_utils.DeviceFetch(_device_parts(recorded), copy=False)
+            gather = self._gatherer()
+            writes = self.reduce == "local" or self.process_count == 1 or self.process_index == 0
+            stats: Mapping[str, float]
+            if isinstance(writer, RunWriter) and gather is not jax_utils.allgather:
+                stats = writer._log_stats(step, partial(self._compute, recorded, fetch, gather), write=writes)
+            else:  # no background thread to hand it to, or a device collective that must stay on this thread
+                stats = self._compute(recorded, fetch, gather)
+                if writer is not None and writes:
+                    writer.log_scalars(step, stats)
+        except BaseException:
+            self._gathers = gathers  # the retry takes this gather's name, as the other processes do
+            raise
+        self.reset()
         self.last_step = step
-        fetch = jax_utils.DeviceFetch(_device_parts(recorded), copy=False)
-        gather = self._gatherer()
-        writes = self.reduce == "local" or self.process_count == 1 or self.process_index == 0
-        stats: Mapping[str, float]
-        if isinstance(writer, RunWriter) and gather is not jax_utils.allgather:
-            stats = writer._log_stats(step, partial(self._compute, recorded, fetch, gather), write=writes)
-        else:  # no background thread to hand it to, or a device collective that must stay on this thread
-            stats = self._compute(recorded, fetch, gather)
-            if writer is not None and writes:
-                writer.log_scalars(step, stats)
         if table and writes:
             print_table(step, stats, console=console)
         return stats
@@ -328,7 +337,7 @@ class StatsTracker:
         summaries: dict[str, Any] = {}
         for k, parts in summaries_in.items():
             np = _np()  # only with summaries to reduce
-            device = [next(host) for p in parts if jax_utils.is_jax_array(p)]
+            device = [jax_utils.host_summary(next(host)) for p in parts if jax_utils.is_jax_array(p)]
             ordered = [p for p in parts if not jax_utils.is_jax_array(p)] + device
             acc = np.asarray(ordered[0], dtype=np.float64)
             for p in ordered[1:]:
