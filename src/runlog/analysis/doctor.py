@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from .._lazy import pl
 from ..run import Run
-from .changepoint import find_shift, first_sustained
+from .changepoint import find_shift, first_sustained, robust_noise
 from .doctor_config import DoctorConfig
 from .doctor_text import text_findings
 from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, percent, spread_scale, who
@@ -127,13 +128,17 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
     )
     if shift is None:
         return []
-    before = y[: shift.split][np.isfinite(y[: shift.split])]
+    i = _kl_onset(logy, shift.onset, cfg)
+    # The earlier level: the KL before the onset (not the least-squares segment, which holds the start of a
+    # ramp); the new level: the segment after the split.
+    head = y[:i] if i >= cfg.min_segment else y[: shift.split]
+    before = head[np.isfinite(head)]
     after = y[shift.split :][np.isfinite(y[shift.split :])]
     high_before = max(float(np.percentile(before, 90)), cfg.kl_floor)
     level_after = float(np.median(after))
     if level_after < cfg.kl_ratio * high_before:
         return []  # a steady climb, not a blow-up: the new level is within reach of the old one's top
-    onset = steps[shift.onset]
+    onset = steps[i]
     return [
         Finding(
             "kl_blowup",
@@ -145,6 +150,24 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
             {"kl_before_p90": high_before, "kl_after_median": level_after, "ratio": level_after / high_before},
         )
     ]
+
+
+def _kl_onset(logy: np.ndarray, onset: int, cfg: DoctorConfig) -> int:
+    """Where a rise of log10 KL leaves the noise: the first index from which it is more than ``min_z`` robust
+    noise units (``changepoint.robust_noise``) above the median of the points before ``find_shift``'s onset,
+    and from which at least ``persist`` of the remaining points are too (never after that onset). For a step
+    this is the step; for a ramp (KL growing by a factor each step) it is where the ramp starts, whereas the
+    30 % rule, on a log scale, waits for a rise of several times."""
+    head = logy[:onset][np.isfinite(logy[:onset])]
+    if len(head) < cfg.min_segment:
+        return onset
+    threshold = float(np.median(head)) + cfg.min_z * robust_noise(head)
+    keep = np.flatnonzero(np.isfinite(logy))
+    beyond = logy[keep] > threshold
+    tail = np.cumsum(beyond[::-1])[::-1]
+    ok = beyond & (tail >= cfg.persist * np.arange(len(keep), 0, -1)) & (keep <= onset)
+    hits = np.flatnonzero(ok)
+    return int(keep[hits[0]]) if len(hits) else onset
 
 
 def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
@@ -197,10 +220,10 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
 
 
 def _solved(lo: np.ndarray, hi: np.ndarray, i: int) -> tuple[bool, float]:
-    """Whether the equal rewards from index ``i`` on are all the role's usual best reward: the ceiling its
-    rewards reached (as the step maximum) in at least half of the steps before ``i``, as a solved 0/1
-    correctness reward does. A reward that goes flat at a value it never or seldom reached before (a judge
-    stuck at 1.0) is not solved. With no step before ``i``, the run's best reward counts."""
+    """Whether the equal rewards from index ``i`` on are all the role's usual best reward: the largest value
+    that is the step maximum in at least half of the steps before ``i``, as a solved 0/1 correctness reward's
+    1.0 is. A reward that goes flat at a value it never or seldom reached before (a judge stuck at 1.0) is not
+    solved. With no step before ``i``, the run's best reward counts."""
     after_lo, after_hi = float(np.nanmin(lo[i:])), float(np.nanmax(hi[i:]))
     if after_lo != after_hi:
         return False, math.nan
@@ -208,56 +231,122 @@ def _solved(lo: np.ndarray, hi: np.ndarray, i: int) -> tuple[bool, float]:
     if len(before) == 0:
         best = float(np.nanmax(hi))
         return after_lo == best, best
-    ceiling = float(before.max())
-    return bool(after_lo == ceiling and np.mean(before == ceiling) >= 0.5), ceiling
+    # The largest value that is the step maximum in at least half of the steps before: one outlier above the
+    # usual best (a sample that once got 1.2 of a 0/1 reward) does not move it.
+    values, counts = np.unique(before, return_counts=True)
+    usual = values[counts >= 0.5 * len(before)]
+    if len(usual) == 0:
+        return False, float(before.max())
+    ceiling = float(usual.max())
+    return bool(after_lo == ceiling), ceiling
 
 
 def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
-    """NaN rewards per role, and in the samples' total reward; roles whose NaN fall on exactly the same
-    steps as the total's (one failed reward computation) are reported once, as the total's."""
+    """NaN rewards per role, and in the samples' total reward. A role whose NaN are in exactly the samples whose
+    total reward is NaN (one failed reward computation), with a share of the same severity, is reported once, as
+    the total's; so are the NaN of samples without per-role data (their reward is their total) when they are all
+    of the total's. Any other role is reported with its own count and share, and its message says how many of
+    its NaN samples have a NaN total too, so that the findings never read as additive."""
     named = any(r is not None for r in s.roles)
-    series: list[tuple[str | None, list[int], np.ndarray, np.ndarray]] = []
+    hits: dict[str | None, tuple[list[int], np.ndarray, np.ndarray]] = {}
     for role in s.roles:
         steps, nan_values = s.role_series(role, "reward_nan")
         _, count_values = s.role_series(role, "reward_count")
-        series.append((role, steps, as_floats(nan_values), as_floats(count_values)))
+        nan = as_floats(nan_values)
+        if np.nansum(nan) > 0:
+            hits[role] = (steps, nan, as_floats(count_values))
+    total: tuple[list[int], np.ndarray, np.ndarray] | None = None
     if named:
         t = s.total
-        nan_of_total, valid_of_total = as_floats(t["reward_nan"].to_list()), as_floats(t["reward_count"].to_list())
-        series.append(("__total__", t["step"].to_list(), nan_of_total, valid_of_total))
-    hits = {}
-    for role, steps, nan, count in series:
+        nan = as_floats(t["reward_nan"].to_list())
         if np.nansum(nan) > 0:
-            hits[role] = (steps, nan, count)
-    total_sig = None
-    if "__total__" in hits:
-        steps, nan, _ = hits["__total__"]
-        total_sig = [st for st, n in zip(steps, nan, strict=True) if n > 0]
-    out = []
+            total = (t["step"].to_list(), nan, as_floats(t["reward_count"].to_list()))
+    total_by_step = _by_step(total[0], total[1]) if total is not None else {}
+    # NaN of each role whose sample's total reward is NaN too, per step: the null role's reward is the total
+    overlap: dict[str | None, dict[int, int]] = {}
+    if total is not None:
+        if None in hits:
+            overlap[None] = _by_step(hits[None][0], hits[None][1])
+        named_hits = [r for r in hits if r is not None]
+        if named_hits:
+            overlap.update(_nan_overlap(s, named_hits))
+    out: list[Finding] = []
+    merged: list[str | None] = []
+    total_finding = None
+    if total is not None:
+        total_finding = _nan_finding(cfg, None, "total rewards", *total, subject="total")
+        out.append(total_finding)
     for role, (steps, nan, count) in hits.items():
-        hit = [st for st, n in zip(steps, nan, strict=True) if n > 0]
-        if role not in ("__total__", None) and hit == total_sig:
-            continue
-        total_nan = int(np.nansum(nan))
-        # NaN among the rewards that are numbers (valid + NaN; null ones, failed trajectories, are apart)
-        share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)
-        subject = None
-        if role == "__total__":
-            role, what, subject = None, "total rewards", "total"
-        elif role is None:
-            what = "rewards of samples without per-role data" if named else "rewards"
-        else:
-            what = f"rewards of role {role}"
-        out.append(
-            Finding(
-                "nan_rewards",
-                "error" if share >= cfg.nan_error else "warning",
-                f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
-                role,
-                hit[0],
-                {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
+        what = f"rewards of role {role}" if role is not None else "rewards of samples without per-role data"
+        if not named:
+            what = "rewards"
+        f = _nan_finding(cfg, role, what, steps, nan, count)
+        both = overlap.get(role, {})
+        n_both = sum(both.values())
+        if total_finding is not None and n_both:
+            own = _by_step(steps, nan)
+            same = own == both == total_by_step
+            if same and f.severity == total_finding.severity:
+                merged.append(role)
+                continue
+            of_total = f"{total_finding.evidence['nan']} NaN total rewards"
+            f.message += (
+                f"; their reward is their total: these are {n_both} of the {of_total}"
+                if role is None
+                else f"; {n_both} of them in samples whose total reward is NaN too (among the {of_total})"
             )
-        )
+            f.evidence["nan_total_too"] = n_both
+        out.append(f)
+    if total_finding is not None and merged:
+        total_finding.evidence["same_samples"] = ["(no per-role data)" if r is None else r for r in merged]
+    return out
+
+
+def _nan_finding(
+    cfg: DoctorConfig,
+    role: str | None,
+    what: str,
+    steps: list[int],
+    nan: np.ndarray,
+    count: np.ndarray,
+    subject: str | None = None,
+) -> Finding:
+    """One ``nan_rewards`` finding; share = NaN among the rewards that are numbers (valid + NaN; null ones,
+    failed trajectories, are apart)."""
+    hit = [st for st, n in zip(steps, nan, strict=True) if n > 0]
+    total_nan = int(np.nansum(nan))
+    share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)
+    return Finding(
+        "nan_rewards",
+        "error" if share >= cfg.nan_error else "warning",
+        f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
+        role,
+        hit[0],
+        {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
+    )
+
+
+def _by_step(steps: list[int], counts: np.ndarray) -> dict[int, int]:
+    """The steps with a count above 0, and the count."""
+    return {int(st): int(n) for st, n in zip(steps, counts, strict=True) if n > 0}
+
+
+def _nan_overlap(s: RunSeries, roles: list[str]) -> dict[str | None, dict[int, int]]:
+    """Per role and step, the NaN rewards of ``roles`` whose sample's total reward is NaN too. Reads the
+    numeric view (no text), and only when a role and the total both have NaN."""
+    carry = {"step": pl.col("step"), "split": pl.col("split"), "__total": pl.col("reward").cast(pl.Float64)}
+    both = pl.col("reward").cast(pl.Float64).is_nan() & pl.col("__total").is_nan()
+
+    def build() -> list[pl.LazyFrame]:
+        lf = s.run.numeric(carry, [])
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        return [lf.filter(pl.col("role").is_in(roles) & both).group_by("role", "step").agg(pl.len().alias("n"))]
+
+    [df] = s.run.collect(build)
+    out: dict[str | None, dict[int, int]] = {r: {} for r in roles}
+    for role, step, n in df.iter_rows():
+        out[role][int(step)] = int(n)
     return out
 
 
@@ -291,8 +380,11 @@ def _nan_kl_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
 def _inf_findings(s: RunSeries) -> list[Finding]:
     """Infinite rewards or KL values per role (a step's min is -inf or its max inf): they count as values, so
     the statistics of those steps are infinite or NaN while no NaN is counted, and GRPO's group normalisation
-    turns them into NaN advantages. Always an error."""
+    turns them into NaN advantages. The samples' total reward too (its mean over a step's values that are
+    numbers is then not finite), unless every step where it is infinite is one where a role's reward is (that
+    role's finding tells it). Always an error."""
     out = []
+    role_steps: set[int] = set()
     for measure, kind in (("reward", "inf_rewards"), ("kl", "inf_kl")):
         for role in s.roles:
             steps, lo = s.role_series(role, f"{measure}_min")
@@ -304,6 +396,8 @@ def _inf_findings(s: RunSeries) -> list[Finding]:
             ]
             if not hit:
                 continue
+            if measure == "reward":
+                role_steps.update(hit)
             what = ("rewards" if measure == "reward" else "KL values") + (f" of role {role}" if role else "")
             out.append(
                 Finding(
@@ -314,6 +408,26 @@ def _inf_findings(s: RunSeries) -> list[Finding]:
                     role,
                     hit[0],
                     {"steps": hit[:20]},
+                )
+            )
+    if any(r is not None for r in s.roles):  # else the null role's reward is the total, checked above
+        t = s.total
+        mean, valid = as_floats(t["reward_mean"].to_list()), as_floats(t["reward_count"].to_list())
+        # NaN is left out of the mean: a mean over values that are numbers is not finite only where one is
+        # infinite (inf and -inf together give NaN)
+        hit = [
+            int(st) for st, m, n in zip(t["step"].to_list(), mean, valid, strict=True) if n > 0 and not math.isfinite(m)
+        ]
+        if hit and not set(hit) <= role_steps:
+            out.append(
+                Finding(
+                    "inf_rewards",
+                    "error",
+                    f"infinite total rewards in {len(hit)} step(s), first at step {hit[0]}: the step's mean reward "
+                    "is not finite",
+                    None,
+                    hit[0],
+                    {"steps": hit[:20], "subject": "total"},
                 )
             )
     return out
@@ -340,23 +454,29 @@ def _exception_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
 
 
 def _data_findings(s: RunSeries) -> list[Finding]:
-    """What ``inspect`` finds: missing steps (per split) and file problems, grouped by problem kind."""
+    """What ``inspect`` finds: missing steps of the split diagnosed (a split ``inspect`` cannot tell, ``?``,
+    too), sample ids read more than once within a step (``_repeated_id_findings``) and file problems, grouped
+    by problem kind (run-wide: a file's problem is not one split's)."""
     out = []
     report = s.inspect
     for split, gaps in report.step_gaps.items():
-        if gaps:
-            missing = sum(b - a + 1 for a, b in gaps) // max(1, report.step_stride.get(split, 1))
-            ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:6])
-            out.append(
-                Finding(
-                    "step_gaps",
-                    "warning",
-                    f"split {split}: {missing} step(s) missing ({ranges}{', ...' if len(gaps) > 6 else ''})",
-                    None,
-                    gaps[0][0],
-                    {"split": split, "gaps": gaps[:50]},
-                )
+        if not gaps or (s.split is not None and split not in (s.split, "?")):
+            continue
+        stride = max(1, report.step_stride.get(split, 1))
+        missing = sum((b - a) // stride + 1 for a, b in gaps)
+        every = f" every {stride}" if stride > 1 else ""
+        ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in gaps[:6])
+        out.append(
+            Finding(
+                "step_gaps",
+                "warning",
+                f"split {split}: {missing} step(s) missing ({ranges}{', ...' if len(gaps) > 6 else ''})",
+                None,
+                gaps[0][0],
+                {"split": split, "gaps": gaps[:50], "stride": stride, "missing": missing},
             )
+        )
+    out += _repeated_id_findings(s)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     # The run's problems: discovery's (inspect's) and those found while the checks read the data.
     for p in s.run.problems:
@@ -375,6 +495,65 @@ def _data_findings(s: RunSeries) -> list[Finding]:
             )
         )
     return out
+
+
+def _repeated_id_findings(s: RunSeries) -> list[Finding]:
+    """Sample ids that occur more than once within one step of the split diagnosed, in layouts whose ids are
+    unique within a run (``inspect.UNIQUE_ID_LAYOUTS``, as ``inspect --deep``'s check): rows read twice (a shard
+    copied under another shard's name) count twice in every statistic of that step. A warning naming the
+    steps, the files and how many. Cheap: only the files that share a step with another file are read, and
+    only their ``step``, ``split`` and ``sample_id`` columns."""
+    from collections import Counter
+
+    from .inspect import UNIQUE_ID_LAYOUTS
+
+    files = [
+        f
+        for f in s.run.files
+        if f.kind == "samples"
+        and f.readable
+        and f.layout in UNIQUE_ID_LAYOUTS
+        and (s.split is None or f.split is None or f.split == s.split)
+    ]
+    per_step = Counter(st for f in files for st in set(f.all_steps()))
+    shared = [f for f in files if not f.all_steps() or any(per_step[st] > 1 for st in f.all_steps())]
+    if len(shared) < 2:
+        return []
+    sub = Run(root=s.run.root, files=shared, ctx=s.run.ctx)
+
+    def build() -> list[pl.LazyFrame]:
+        lf = sub.samples.select("step", "split", "sample_id", "source").filter(pl.col("sample_id").is_not_null())
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        repeated = lf.group_by("step", "sample_id").agg(pl.len().alias("n"), pl.col("source").unique().sort())
+        return [repeated.filter(pl.col("n") > 1).sort("step", "sample_id")]
+
+    [rep] = sub.collect(build)
+    if rep.height == 0:
+        return []
+    steps = sorted({int(x) for x in rep["step"].to_list()})
+    sources = sorted({src for row in rep["source"].to_list() for src in row})
+    extra = int(rep["n"].sum()) - rep.height
+    where = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
+    at = f"step {steps[0]}" if len(steps) == 1 else f"{len(steps)} steps, first at step {steps[0]}"
+    return [
+        Finding(
+            "data_problem",
+            "warning",
+            f"repeated_sample_ids: {rep.height} sample id(s) occur more than once within their step ({extra} extra "
+            f"row(s); {at}; in {where}): rows read twice (a copied file?) count twice in every statistic",
+            None,
+            steps[0],
+            {
+                "problem_kind": "repeated_sample_ids",
+                "count": rep.height,
+                "extra_rows": extra,
+                "steps": steps[:20],
+                "files": sources[:20],
+                "path": sources[-1],
+            },
+        )
+    ]
 
 
 __all__ = ["KINDS", "SEVERITIES", "Diagnosis", "DoctorConfig", "Finding", "diagnose"]

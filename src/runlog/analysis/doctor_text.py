@@ -5,37 +5,64 @@ reward hacking (the reward climbing while the texts grow long or repetitive)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._lazy import pl
 from ..errors import UsageError
-from .changepoint import Shift, find_shift
+from .changepoint import find_shift, robust_noise
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
 from .texts import series_format_note, series_text_note
 
 
+@dataclass(frozen=True)
+class Degradation:
+    """What ``reward_hacking`` looks at: something that got worse from a step on (format adherence, a format
+    component, the completions' length), how it reads, and its numbers for the evidence."""
+
+    sign: str
+    onset_step: int
+    key: str
+    values: list[float]
+
+
 def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """Every check on the texts and the reward components, format drift and component shifts merged. Where the
     texts cannot be measured, or the format spec's think tags are in the messages' ``reasoning`` field instead
     of the texts, ``s.notes`` says why and what reads them (``runlog metrics ... --text``)."""
-    found = _merge_format(_text_findings(s, cfg), _component_findings(s, cfg))
+    text, degradations = _text_findings(s, cfg)
+    components = _component_findings(s, cfg)
+    for f in components:
+        if f.kind == "format_drift" and f.onset_step is not None:  # a format component fell: a degradation too
+            ev = f.evidence
+            degradations.append(
+                Degradation(
+                    f"reward component {ev['component']!r} fell {ev['before']:.3g} -> {ev['after']:.3g}",
+                    f.onset_step,
+                    "component",
+                    [ev["before"], ev["after"]],
+                )
+            )
+    found = _merge_format(text, components)
+    found += _hacking(s, cfg, degradations)
     series_text_note(s)
     series_format_note(s)
     return found
 
 
-def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list[Degradation]]:
+    """Diversity and format adherence findings, and the degradations ``_hacking`` then looks at."""
     out: list[Finding] = []
+    degradations: list[Degradation] = []
     div, fmt = s.diversity, s.format
     kw = cfg.shift_options()
     if div is not None and cfg.diversity_metric not in div.columns:
         raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
     out += _diversity_findings(s, cfg)
-    drift = None
     if fmt is not None:
         steps, y = fmt["step"].to_list(), as_floats(fmt["adherence"].to_list())
         drift = find_shift(y, direction="down", min_delta=cfg.format_drop, **kw)
@@ -52,10 +79,16 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                     {"spec": cfg.format_spec, "before": drift.before, "after": drift.after, "z": drift.z},
                 )
             )
-        elif drift is not None:
-            drift = None
-    out += _hacking(s, cfg, drift)
-    return out
+            degradations.append(
+                Degradation(
+                    f"format adherence fell {percent(drift.before)} -> {percent(drift.after)}",
+                    onset,
+                    "adherence",
+                    [drift.before, drift.after],
+                )
+            )
+    degradations += _length_changes(s, cfg)
+    return out, degradations
 
 
 def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
@@ -194,56 +227,98 @@ def _merge_format(text: list[Finding], components: list[Finding]) -> list[Findin
     return out
 
 
-def _hacking(s: RunSeries, cfg: DoctorConfig, drift: Shift | None) -> list[Finding]:
-    """Reward rising while what it should reward degrades: adherence falls, or the completions' length
-    changes by more than ``hack_length`` (padding, or answers cut to game a length-blind grader). "Rising"
-    is judged across the degradation's onset, so a run whose reward drops with its format is not hacking."""
-    signs: list[str] = []
-    onsets: list[int] = []
-    evidence: dict[str, Any] = {}
-    fmt = s.format
-    if drift is not None and fmt is not None:
-        signs.append(f"format adherence fell {percent(drift.before)} -> {percent(drift.after)}")
-        onsets.append(int(fmt["step"][drift.onset]))
-        evidence["adherence"] = [drift.before, drift.after]
+def _length_changes(s: RunSeries, cfg: DoctorConfig) -> list[Degradation]:
+    """A sustained change of the completions' mean length by a factor ``1 + hack_length`` either way (padding,
+    or answers cut to game a length-blind grader)."""
     div = s.diversity
-    if div is not None:
-        ln = np.log(np.maximum(as_floats(div["len_mean"].to_list()), 1e-9))
-        for direction in ("up", "down"):
-            sh = find_shift(
-                ln,
-                direction=direction,
-                min_delta=math.log1p(cfg.hack_length),
-                min_z=cfg.min_z,
-                min_segment=cfg.min_segment,
-                persist=cfg.persist,
-            )
-            if sh is not None:
-                b, a = math.exp(sh.before), math.exp(sh.after)
-                signs.append(f"completion length went {b:.0f} -> {a:.0f} tokens")
-                onsets.append(int(div["step"][sh.onset]))
-                evidence["length_tokens"] = [b, a]
-    if not signs:
+    if div is None:
         return []
-    onset = min(onsets)
-    total = s.total
-    steps = np.array(total["step"].to_list())
-    y, scale = as_floats(total["reward_mean"].to_list()), spread_scale(total["reward_std"].to_list())
-    before, after = y[steps < onset], y[steps >= onset]
-    if scale == 0 or not np.isfinite(before).any() or not np.isfinite(after).any():
-        return []
-    rise = float(np.nanmedian(after) - np.nanmedian(before))
-    if rise < cfg.hack_rise * scale:
-        return []
-    evidence.update(reward_before=float(np.nanmedian(before)), reward_after=float(np.nanmedian(after)))
-    return [
-        Finding(
-            "reward_hacking",
-            "error",
-            f"total reward rose {float(np.nanmedian(before)):.3g} -> {float(np.nanmedian(after)):.3g} while "
-            f"{' and '.join(signs)} (from step {onset}): is the reward being gamed?",
-            None,
-            onset,
-            evidence,
+    out = []
+    ln = np.log(np.maximum(as_floats(div["len_mean"].to_list()), 1e-9))
+    for direction in ("up", "down"):
+        sh = find_shift(
+            ln,
+            direction=direction,
+            min_delta=math.log1p(cfg.hack_length),
+            min_z=cfg.min_z,
+            min_segment=cfg.min_segment,
+            persist=cfg.persist,
         )
-    ]
+        if sh is not None:
+            b, a = math.exp(sh.before), math.exp(sh.after)
+            out.append(
+                Degradation(
+                    f"completion length went {b:.0f} -> {a:.0f} tokens",
+                    int(div["step"][sh.onset]),
+                    "length_tokens",
+                    [b, a],
+                )
+            )
+    return out
+
+
+def _hacking(s: RunSeries, cfg: DoctorConfig, degradations: list[Degradation]) -> list[Finding]:
+    """Reward rising *because of* a degradation: at the degradation's onset the total reward steps up above
+    the trend it was on (``_level_jump``), by at least ``hack_rise`` within-step SDs and ``min_z`` robust noise
+    units. A learning curve that keeps rising across the onset, or a reward that drops with the format, is not
+    hacking. Each distinct onset is judged; the finding has the earliest that qualifies and the degradations
+    that start there."""
+    if not degradations:
+        return []
+    total = s.total
+    x = np.array(total["step"].to_list(), dtype=float)
+    y, scale = as_floats(total["reward_mean"].to_list()), spread_scale(total["reward_std"].to_list())
+    if scale == 0:
+        return []
+    for onset in sorted({d.onset_step for d in degradations}):
+        jump = _level_jump(x, y, onset, cfg)
+        if jump is None:
+            continue
+        rise, level, slope, noise = jump
+        z = rise / noise if noise > 0 else math.inf
+        if rise < cfg.hack_rise * scale or z < cfg.min_z:
+            continue
+        signs = [d for d in degradations if d.onset_step == onset]
+        evidence: dict[str, Any] = {d.key: d.values for d in signs}
+        evidence.update(
+            reward_before=level,
+            reward_after=level + rise,
+            jump=rise,
+            within_step_sd=scale,
+            trend_per_step=slope,
+            z=z,
+        )
+        return [
+            Finding(
+                "reward_hacking",
+                "error",
+                f"total reward stepped up {level:.3g} -> {level + rise:.3g} at step {onset}, {rise / scale:.1f} "
+                f"within-step SDs above the trend it was on, while {' and '.join(d.sign for d in signs)}: is the "
+                "reward being gamed?",
+                None,
+                onset,
+                evidence,
+            )
+        ]
+    return []
+
+
+def _level_jump(
+    x: np.ndarray, y: np.ndarray, onset: int, cfg: DoctorConfig
+) -> tuple[float, float, float, float] | None:
+    """The change of level of the per-step series ``y`` (at steps ``x``) at step ``onset``, beyond its trend:
+    a least-squares fit of ``y = a + b (x - onset) + c [x >= onset]`` (one slope, a step at the onset) to the
+    ``4 * min_segment`` steps with a value before the onset and as many from it. Returns ``(c, a, b, noise)``,
+    noise the robust SD of the fit's residuals (1.4826 x their median absolute deviation); None with fewer than
+    ``min_segment`` steps on either side."""
+    w = 4 * cfg.min_segment
+    ok = np.flatnonzero(np.isfinite(y))
+    before, after = ok[x[ok] < onset][-w:], ok[x[ok] >= onset][:w]
+    if len(before) < cfg.min_segment or len(after) < cfg.min_segment:
+        return None
+    idx = np.concatenate([before, after])
+    design = np.column_stack([np.ones(len(idx)), x[idx] - onset, (x[idx] >= onset).astype(float)])
+    coef, *_ = np.linalg.lstsq(design, y[idx], rcond=None)
+    residuals = y[idx] - design @ coef
+    a, b, c = (float(v) for v in coef)
+    return c, a, b, robust_noise(residuals)

@@ -96,7 +96,7 @@ def doctor_command(
                 {"findings": [f.as_dict() for f in result.findings], "notes": result.all_notes, "split": result.split}
             )
         else:
-            print_out(render_findings(run.name, result))
+            print_out(render_findings(run.name, result, fail_on.value))
     raise typer.Exit(EXIT_PROBLEMS if _fails(result.findings, fail_on) else EXIT_OK)
 
 
@@ -155,7 +155,8 @@ def _follow(
     return EXIT_OK
 
 
-def render_findings(name: str, result: Any) -> Group:
+def render_findings(name: str, result: Any, fail_on: str = "warning") -> Group:
+    """The findings' table, the notes and a last line that says what ``--fail-on`` (``fail_on``) makes of them."""
     from rich.console import Group
     from rich.text import Text
 
@@ -196,8 +197,26 @@ def render_findings(name: str, result: Any) -> Group:
     elif not result.failing:
         parts.append(Text(f"{len(result.findings)} informational finding(s); nothing to fix.", style="bold cyan"))
     else:
-        n = sum(f.severity != "info" for f in result.findings)
-        parts.append(
-            Text(f"{n} finding(s) of severity warning or worse (--format json for the evidence).", style="bold red")
-        )
+        parts.append(_summary_line(result.findings, fail_on))
     return Group(*parts)
+
+
+def _summary_line(findings: list[Any], fail_on: str) -> Any:
+    """The last line where some finding is a warning or worse, in the terms of the threshold asked: what makes
+    the exit code 1, or why it is 0."""
+    from rich.text import Text
+
+    hint = "--format json for the evidence"
+    errors = sum(f.severity == "error" for f in findings)
+    n = sum(f.severity != "info" for f in findings)
+    if fail_on == FailOn.error.value:
+        if errors:
+            return Text(f"{errors} finding(s) of severity error ({hint}).", style="bold red")
+        return Text(
+            f"no finding of severity error (--fail-on error: exit 0); {n} warning(s) ({hint}).", style="bold yellow"
+        )
+    if fail_on == FailOn.never.value:
+        return Text(
+            f"{n} finding(s) of severity warning or worse (--fail-on never: exit 0; {hint}).", style="bold yellow"
+        )
+    return Text(f"{n} finding(s) of severity warning or worse ({hint}).", style="bold red")
