@@ -44,6 +44,7 @@ def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
         s.notes.append("no samples in this run: only data problems are checked")
         return Diagnosis(_data_findings(s), s.notes, s.split, s.scope_notes)
     steps = s.per_step["step"].to_list()
+    findings += _no_reward_findings(s)
     findings += _nan_findings(s, cfg)
     findings += _nan_kl_findings(s, cfg)
     findings += _inf_findings(s)
@@ -495,6 +496,29 @@ def _data_findings(s: RunSeries) -> list[Finding]:
             )
         )
     return out
+
+
+def _no_reward_findings(s: RunSeries) -> list[Finding]:
+    """Samples, and not one reward among them (every value null: an evaluation that was never scored, a trainer
+    that logged no reward): every reward check would find nothing, which must not read as healthy."""
+    t = s.total
+    if t.height == 0 or int(t["reward_count"].sum()) > 0 or int(t["reward_nan"].sum()) > 0:
+        return []
+    if s.per_role.filter(pl.col("role").is_not_null())["reward_count"].sum() > 0:
+        return []  # per-role rewards only (no total logged): checked per role
+    rows = int(t["rows"].sum())
+    where = f" of split {s.split}" if s.split else ""
+    return [
+        Finding(
+            "data_problem",
+            "warning",
+            f"no_rewards: none of the {rows:,} sample(s){where} has a reward (every value is null: never scored, "
+            "or not logged?); the reward checks had nothing to check",
+            None,
+            int(t["step"].to_list()[0]),
+            {"problem_kind": "no_rewards", "rows": rows},
+        )
+    ]
 
 
 def _repeated_id_findings(s: RunSeries) -> list[Finding]:
