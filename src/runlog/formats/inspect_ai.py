@@ -185,6 +185,19 @@ _ZIP_ERRORS = (
 )
 
 
+def _loads(data: bytes) -> tuple[Any, str | None]:
+    """``data`` parsed as JSON, and what was repaired to parse it, or None. A log is one JSON document: an
+    invalid UTF-8 byte (a model's output cut inside a character) would cost every sample of it, so such bytes
+    are read as U+FFFD, and said (where the log is still valid JSON after that; otherwise the error stands)."""
+    try:
+        return json.loads(data), None
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        obj = json.loads(text)  # not JSON either: that error is the one said
+        n = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+        return obj, f"{n} invalid UTF-8 byte sequence(s) (the first at byte {exc.start}) read as U+FFFD"
+
+
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.4g} MiB"
 
@@ -228,7 +241,10 @@ class _EvalZip:
         try:
             data = _bounded(self.zf, member, limit)
             self.budget -= len(data)
-            obj, fixed = without_lone_surrogates(json.loads(data), data)
+            parsed, repaired = _loads(data)
+            if repaired:
+                self.ctx.warn(self.info.path, f"{name}: {repaired}")
+            obj, fixed = without_lone_surrogates(parsed, data)
             if fixed:
                 self.ctx.warn(self.info.path, f"{name}: {SURROGATE_NOTE.format(n=fixed)}")
             return obj
@@ -331,7 +347,10 @@ class InspectAi(JsonlSamples):
             raise _Unreadable(f"a JSON log of {info.bytes} bytes is larger than runlog reads whole; not read")
         try:
             data = read_bytes(info.abspath)
-            log, fixed = without_lone_surrogates(json.loads(data), data)
+            parsed, repaired = _loads(data)
+            if repaired:
+                ctx.warn(info.path, repaired)
+            log, fixed = without_lone_surrogates(parsed, data)
             if fixed:
                 ctx.warn(info.path, SURROGATE_NOTE.format(n=fixed))
         except (OSError, RunlogError) as exc:
