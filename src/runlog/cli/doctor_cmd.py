@@ -47,7 +47,7 @@ def doctor_command(
         False,
         "--follow",
         help="Follow a run being written: print each finding as it appears; exit 1 at once on one of --fail-on's "
-        "severity, else 0 at --idle-exit or --timeout (docs/watch.md).",
+        "severity, else 0 at --idle-exit or --timeout (1 if the run could not be listed; docs/watch.md).",
     ),
     interval: float = INTERVAL_OPTION,
     idle_exit: float = IDLE_EXIT_OPTION,
@@ -67,7 +67,8 @@ def doctor_command(
     that a file still being copied is not a failure.
 
     Exit codes: 0 no finding of severity --fail-on (default warning) or worse; 1 such findings (with
-    --follow: the first one, or the run deleted); 2 usage error; 130 interrupted.
+    --follow: the first one, the run deleted, or the run could not be listed when --idle-exit or --timeout
+    came); 2 usage error; 130 interrupted.
 
     Examples:
 
@@ -143,8 +144,9 @@ def _follow(
     try:
         for event in follow_findings(watcher, None if fail_on == FailOn.never else fail_on.value):
             if event.kind == "end":
-                end_line(as_json, event.data["reason"], None)
-                return EXIT_PROBLEMS if event.data["reason"] == "failing" else EXIT_OK
+                # ``unreachable``: no listing of the run succeeded (no credentials): an error, not a healthy run
+                end_line(as_json, event.data["reason"], event.data.get("message"))
+                return EXIT_PROBLEMS if event.data["reason"] in ("failing", "unreachable") else EXIT_OK
             emit_events([event], as_json)
     except RunGoneError as exc:
         end_line(as_json, "deleted", str(exc))

@@ -83,7 +83,8 @@ def watch_command(
     ends the command with exit 1.
 
     Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout); 1 the run was
-    deleted; 2 usage error; 130 interrupted (Ctrl-C).
+    deleted, or could not be listed up to --idle-exit or --timeout (no credentials); 2 usage error; 130
+    interrupted (Ctrl-C); 143 and 129 stopped by SIGTERM and SIGHUP (the terminal restored).
 
     Examples:
 
@@ -95,8 +96,10 @@ def watch_command(
     from ..watch import DoctorWatch, RunGoneError, watcher_for
 
     # A Ctrl-C is remembered: a library that turns the interrupt into an error of its own (a read cancelled by
-    # the signal) must not make the watch end as if the run had failed (exit 1 once in CI, for 130).
-    interrupted, previous = _remember_sigint()
+    # the signal) must not make the watch end as if the run had failed (exit 1 once in CI, for 130). SIGTERM
+    # and SIGHUP (``timeout``, a stopped tmux pane or service) end it the same way, so that the terminal is
+    # restored (echo, line mode, cursor) as after Ctrl-C, with exit 128 + the signal's number.
+    interrupted, previous = _remember_signals()
     try:
         code, busy = EXIT_OK, False
         with handle_errors():
@@ -125,9 +128,13 @@ def watch_command(
             check_exists(path)
             try:
                 if live_screen:
-                    _live(watcher, interval, once)
+                    why = _live(watcher, interval, once)
+                    if why == "unreachable":
+                        end_line(False, why, watcher.unreachable_message())
                 else:
-                    _lines(watcher, fmt == WatchFormat.json, once)
+                    why = _lines(watcher, fmt == WatchFormat.json, once)
+                if why == "unreachable":
+                    code = EXIT_PROBLEMS
             except RunGoneError as exc:
                 end_line(fmt == WatchFormat.json, "deleted", str(exc))
                 code = EXIT_PROBLEMS
@@ -143,12 +150,12 @@ def watch_command(
         # as an interrupt, without the interpreter's teardown.
         if not interrupted[0]:
             raise
-        code = EXIT_INTERRUPTED
+        code = 128 + interrupted[0]
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if interrupted[0]:
-        code = EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED if interrupted[0] == signal.SIGINT else 128 + interrupted[0]
     if (busy or interrupted[0]) and OWNS_PROCESS[0]:
         # A doctor check still runs on its daemon thread, inside polars, or a Ctrl-C cut a read short (its native
         # worker threads may still run): the interpreter's teardown would meet them there (a panic's traceback
@@ -163,19 +170,36 @@ def watch_command(
     raise typer.Exit(code)
 
 
-def _remember_sigint() -> tuple[list[bool], Any]:
-    """Install a SIGINT handler that records the interrupt, then raises ``KeyboardInterrupt`` as Python's own
-    does; returns the record and the handler to restore (None off the main thread, where none is installed)."""
-    interrupted = [False]
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the watch ends as after Ctrl-C (the terminal restored on the way out)."""
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _remember_signals() -> tuple[list[int], dict[int, Any]]:
+    """Install handlers of SIGINT, SIGTERM and SIGHUP that record the signal's number, then raise
+    ``KeyboardInterrupt`` as Python's own SIGINT handler does (``Terminated`` for the others), so that every
+    ``finally`` runs: the terminal's mode and cursor are restored. Returns the record (0: none yet) and the
+    handlers to restore (none off the main thread, where none is installed)."""
+    interrupted = [0]
 
     def handler(signum: int, frame: Any) -> None:
-        interrupted[0] = True
-        raise KeyboardInterrupt
+        first = not interrupted[0]
+        interrupted[0] = interrupted[0] or signum
+        if first:  # a second signal while the first unwinds must not cut the restoring short
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
-    try:
-        return interrupted, signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        return interrupted, None
+    previous: dict[int, Any] = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None:  # no SIGHUP on Windows
+            continue
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            break
+    return interrupted, previous
 
 
 def check_exists(path: str) -> None:
@@ -196,8 +220,9 @@ def check_exists(path: str) -> None:
 
 
 # -- off a terminal: lines ------------------------------------------------------------------------------
-def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> None:
-    """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too)."""
+def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> str:
+    """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too). Returns
+    why it ended (``Watcher.ended``)."""
     first = True
     while True:
         events, delay = watcher.poll()
@@ -210,9 +235,12 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> None:
         if why is not None and watcher.doctor is not None:
             events += watcher.doctor.final()
         emit_events(events, as_json)
+        if why == "unreachable":
+            end_line(as_json, why, watcher.unreachable_message())
+            return why
         if why is not None:
             end_line(as_json, "once" if once else why, None)
-            return
+            return why
         until = watcher.until_end()
         time.sleep(delay if until is None else min(delay, until + 0.01))
 
@@ -243,11 +271,14 @@ def event_line(e: Event) -> str:
         for r in d["roles"]:
             parts.append(f"{v(r['role'] or '(none)')} reward {_num(r['reward_mean'])} kl {_num(r['kl_mean'])}")
         return ("update " if d.get("update") else "") + "  ".join(parts)
+    if e.kind == "removed":
+        return f"removed  split {v(d.get('split'))}  steps {', '.join(str(s) for s in d['steps'])}"
     if e.kind in ("problem", "resolved"):
         return f"{e.kind} {d['severity']} step {v(d['onset_step'])} {v(d['kind'])}: {v(d['path'])}: {v(d['message'])}"
     if e.kind == "finding":
         role = f" role {v(d['role'])}" if d.get("role") is not None else ""
-        return f"finding {d['severity']} {d['kind']}{role} step {v(d['onset_step'])}: {v(d['message'])}"
+        update = "update " if d.get("update") else ""
+        return f"finding {update}{d['severity']} {d['kind']}{role} step {v(d['onset_step'])}: {v(d['message'])}"
     return f"{e.kind}: {v(d)}"
 
 
@@ -302,13 +333,16 @@ def _keys() -> Iterator[Callable[[float], str]]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _live(watcher: Watcher, interval: float, once: bool) -> None:
+def _live(watcher: Watcher, interval: float, once: bool) -> str | None:
+    """The live screen until ``q`` (None) or ``Watcher.ended`` (its reason)."""
     from rich.live import Live
 
     from ..watch.screen import Screen, extremes
 
     console = stdout_console()
-    samples_for: int | None = None
+    # The latest step's figures the best and worst sample were read for: a step summarised again (a late
+    # shard, a file rewritten, a step replayed) is a new ``StepStats``, and its samples are read again.
+    samples_for: Any = None
     samples: list[Any] = []
 
     def screen(status: str = "") -> Screen:
@@ -320,7 +354,7 @@ def _live(watcher: Watcher, interval: float, once: bool) -> None:
             watcher.doctor.final()
         samples = extremes(watcher.live)
         console.print(screen())
-        return
+        return watcher.ended() or "once"
     with Live(screen("listing..."), console=console, auto_refresh=False, transient=False) as live, _keys() as key:
         next_poll = 0.0
         status, status_at = "", 0.0
@@ -330,17 +364,17 @@ def _live(watcher: Watcher, interval: float, once: bool) -> None:
                 events, delay = watcher.poll()
                 next_poll = time.monotonic() + delay
                 latest = watcher.live.latest
-                if latest is not None and latest.step != samples_for:
-                    samples, samples_for = extremes(watcher.live), latest.step
+                if latest is not samples_for:
+                    samples, samples_for = extremes(watcher.live), latest
                 notes = [e for e in events if e.kind == "note"]
                 if notes:
                     status, status_at = str(notes[-1].data.get("message")), time.monotonic()
                 why = watcher.ended()
                 if why is not None:
                     live.update(screen(f"stopped: {why}"), refresh=True)
-                    return
+                    return why
             # A note stays on the last line for a while (the screen shows the state; notes are news).
             live.update(screen(status if time.monotonic() - status_at < STATUS_S else ""), refresh=True)
             pressed = key(min(1.0, max(0.0, next_poll - time.monotonic())))
             if "q" in pressed.lower():
-                return
+                return None

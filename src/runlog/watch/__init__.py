@@ -7,7 +7,9 @@
 - ``screen``: the live screen.
 
 ``Watcher`` ties them together: each ``poll`` lists the run once, updates the state and returns what
-changed as events, and when to poll next; ``ended`` says whether ``--idle-exit`` or ``--timeout`` is due.
+changed as events, and when to poll next; ``ended`` says whether ``--idle-exit`` or ``--timeout`` is due, and
+whether the run ends ``unreachable`` (never listed, or not listed since the idle window began: an error, not a
+run seen idle).
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ class Watcher:
     """One run followed: ``lister`` lists it, ``live`` keeps its state, ``doctor`` (optional) its findings.
 
     A listing that fails for another reason than the run being gone (an object store unreachable for a while)
-    gives a note and a longer wait, never an end: the next poll tries again."""
+    gives a note and a longer wait, never an end by itself: the next poll tries again. But a run that could not
+    be listed is not a run seen idle: when ``--idle-exit`` or ``--timeout`` comes while the listings fail and
+    none succeeded at all (no credentials) or within the last ``idle_exit`` seconds, ``ended`` says
+    ``unreachable`` (an error: exit 1), with ``unreachable_message``."""
 
     def __init__(
         self,
@@ -64,7 +69,9 @@ class Watcher:
         self.clock = clock
         self.started = clock()
         self.last_change = self.started
-        self.failures = 0
+        self.failures = 0  # listings failed in a row
+        self.last_listed: float | None = None  # when a listing last succeeded
+        self.last_error: str | None = None  # why the last listing failed
         self.remote = remote  # an object store: a prefix with no object yet is waited for
         self.seen = False  # some file of the run was listed
         self.waiting = False
@@ -75,6 +82,7 @@ class Watcher:
         try:
             data, temp = self.lister()
         except RunNotFoundError as exc:
+            self.failures, self.last_listed = 0, self.clock()
             if not self.remote or self.seen:
                 raise RunGoneError(str(exc)) from None
             # An object store has no folders: a prefix nothing was uploaded to yet is not there at all. A watch
@@ -86,8 +94,9 @@ class Watcher:
             self.failures += 1
             delay = self.backoff.next(False)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.last_error = reason
             return [Event("note", {"message": f"listing failed ({reason}); trying again in {delay:.0f} s"})], delay
-        self.failures = 0
+        self.failures, self.last_listed = 0, self.clock()
         self.seen = self.seen or bool(data)
         events = self.live.update(data, temp)
         if self.live.changed:
@@ -99,13 +108,30 @@ class Watcher:
         return events, self.backoff.next(self.live.changed)
 
     def ended(self) -> str | None:
-        """Why following should stop now (``idle`` or ``timeout``), or None."""
+        """Why following should stop now (``idle`` or ``timeout``; ``unreachable`` when that comes while the
+        listings fail and none succeeded at all, or within the last ``idle_exit`` seconds), or None."""
         now = self.clock()
+        why = None
         if self.timeout is not None and now - self.started >= self.timeout:
-            return "timeout"
-        if self.idle_exit is not None and now - self.last_change >= self.idle_exit:
-            return "idle"
-        return None
+            why = "timeout"
+        elif self.idle_exit is not None and now - self.last_change >= self.idle_exit:
+            why = "idle"
+        if (
+            why is not None
+            and self.failures
+            and (self.last_listed is None or (self.idle_exit is not None and now - self.last_listed >= self.idle_exit))
+        ):
+            return "unreachable"
+        return why
+
+    def unreachable_message(self) -> str:
+        """What an ``unreachable`` end says: the run, how many listings failed, the last error."""
+        last = self.last_listed
+        when = "at all" if last is None else f"for {self.clock() - last:.0f} s"
+        return (
+            f"{self.live.path}: the run could not be listed {when} ({self.failures} listing(s) failed in a row; "
+            f"last: {self.last_error})"
+        )
 
     def until_end(self) -> float | None:
         """Seconds until ``ended`` becomes true if nothing changes (None: never)."""
@@ -168,7 +194,8 @@ def follow_findings(
     """``runlog doctor --follow``: the findings of a run as they appear (``doctor``'s checks, and the live
     problems as ``doctor`` words them: ``findings.issue_finding``), and notes; it ends with an ``end`` event
     whose ``reason`` is ``failing`` as soon as a finding of severity ``fail_on`` or worse appears (None:
-    never), else ``idle`` or ``timeout`` once the watcher's limits are reached (after a last check)."""
+    never), else ``idle`` or ``timeout`` once the watcher's limits are reached (after a last check), or
+    ``unreachable`` (with a ``message``) when the run could not be listed (``Watcher.ended``)."""
     from .findings import issue_finding, severity_rank
     from .live import Issue
 
@@ -189,6 +216,9 @@ def follow_findings(
         yield from out
         if bar is not None and any(e.kind == "finding" and severity_rank(e.data["severity"]) >= bar for e in out):
             yield Event("end", {"reason": "failing"})
+            return
+        if why == "unreachable":
+            yield Event("end", {"reason": why, "message": watcher.unreachable_message()})
             return
         if why is not None:
             yield Event("end", {"reason": why})

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
 from ..formats.base import UNREADABLE
@@ -26,21 +26,29 @@ if TYPE_CHECKING:
     from ..storage import StorageOptions
 
 DATA_KINDS = frozenset({"data_problem", "step_gaps"})
+COUNTED_KINDS = frozenset({"nan_rewards"})  # reported again (``update: true``) when their ``nan`` count changes
 
 
 def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+# Watch's own problem kinds that are warnings in ``doctor``'s terms too (``--fail-on warning`` fails on them):
+# a temporary file a writer left (killed mid-step: the run stopped there).
+WARNING_KINDS = frozenset({"leftover_temporary"})
+
+
 def issue_finding(issue: Issue) -> Finding:
-    """A live problem as the finding ``doctor`` makes of it: an unreadable or newer-version file is an error,
-    a warning stays one (``info`` in ``doctor``'s terms: nothing to fix in the data), a gap is a warning."""
+    """A live problem as the finding ``doctor`` makes of it (docs/doctor.md, ``data_problem``): a problem of
+    an error kind (an unreadable file, a newer schema version, a bad line...) is an error; ``inspect``'s
+    warnings (a torn last line, a file no layout matches) are ``info``; a gap is a ``step_gaps`` warning; a
+    leftover temporary file is a warning (``WARNING_KINDS``: a writer killed mid-step is not "nothing to fix")."""
     # Each live problem is its own finding (its ``subject``): a second gap or a second unreadable file is
     # reported too, not taken for the first one seen again.
     if issue.kind == "step_gap":
         subject = f"{issue.path}: {issue.message}"
         return Finding("step_gaps", "warning", subject, None, issue.onset_step, {"subject": subject})
-    severity = "info" if issue.severity == "warning" else "error"
+    severity = "error" if issue.severity != "warning" else "warning" if issue.kind in WARNING_KINDS else "info"
     evidence = {"problem_kind": issue.kind, "path": issue.path, "subject": f"{issue.kind}: {issue.path}"}
     return Finding(
         "data_problem", severity, f"{issue.kind}: {issue.path}: {issue.message}", None, issue.onset_step, evidence
@@ -73,6 +81,7 @@ class DoctorWatch:
         self.checked_at: float | None = None  # wall time of the last finished check
         self.error: str | None = None
         self._seen: dict[tuple[str, str | None, str | None], int] = {}
+        self._counts: dict[tuple[str, str | None, str | None], Any] = {}  # a count that, grown, is an update
         self._dirty = False
         self._last_start = -float("inf")
         self._last_cost = 0.0
@@ -157,14 +166,20 @@ class DoctorWatch:
         return self.report(self.findings)
 
     def report(self, findings: list[Finding]) -> list[Event]:
-        """``finding`` events for the findings not reported yet, or reported at a lower severity."""
+        """``finding`` events for the findings not reported yet, or reported at a lower severity; and, with
+        ``update: true``, a ``nan_rewards`` finding whose count of NaN rewards changed (more NaN steps came)."""
         events = []
         for f in findings:
             key = f.key
             rank = severity_rank(f.severity)
+            count = f.evidence.get("nan") if f.kind in COUNTED_KINDS else None
             if self._seen.get(key, -1) < rank:
                 self._seen[key] = rank
+                self._counts[key] = count
                 events.append(Event("finding", f.as_dict()))
+            elif count is not None and self._counts.get(key) != count:
+                self._counts[key] = count
+                events.append(Event("finding", {**f.as_dict(), "update": True}))
         return events
 
 

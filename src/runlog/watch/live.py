@@ -41,11 +41,13 @@ _STEP_IN_NAME = re.compile(r"step_0*(\d+)")
 
 @dataclass
 class RoleStep:
-    """One role's figures at one step (``summarize``'s ``reward_mean``, ``kl_mean``, ``reward_count``)."""
+    """One role's figures at one step (``summarize``'s ``reward_mean``, ``kl_mean``, ``reward_count``,
+    ``reward_nan``): the mean and the count leave NaN rewards out, ``nan`` counts them."""
 
     reward_mean: float | None
     kl_mean: float | None
     count: int
+    nan: int = 0
 
 
 @dataclass
@@ -60,7 +62,13 @@ class StepStats:
             "step": self.step,
             "rows": self.rows,
             "roles": [
-                {"role": r, "reward_mean": _finite(v.reward_mean), "kl_mean": _finite(v.kl_mean), "count": v.count}
+                {
+                    "role": r,
+                    "reward_mean": _finite(v.reward_mean),
+                    "kl_mean": _finite(v.kl_mean),
+                    "count": v.count,
+                    "reward_nan": v.nan,
+                }
                 for r, v in self.roles.items()
             ],
         }
@@ -139,6 +147,10 @@ class LiveRun:
         self.files: dict[str, FileRecord] = {}
         self.temp: dict[str, FileRecord] = {}
         self.steps: dict[int, StepStats] = {}
+        # What the ``step`` events said of each step (so that a step summarised again, or back after it was
+        # withdrawn, is an ``update``), and the steps a ``removed`` event withdrew.
+        self._shown: dict[int, dict[str, Any]] = {}
+        self._withdrawn: set[int] = set()
         self.issues: dict[tuple[str, str], Issue] = {}
         self._waiting: dict[tuple[str, str], tuple[float, Issue]] = {}  # seen, not yet settled
         self._torn: dict[str, Issue] = {}  # files whose last line is still being written, by path
@@ -183,6 +195,7 @@ class LiveRun:
         self.changed = bool(changes)
         if changes:
             self.last_change = now
+        recomputed = False
         if to_read:
             try:
                 run = self._open(None if first else to_read)
@@ -205,12 +218,17 @@ class LiveRun:
                 events += self._take(run, to_read, now, affected)
                 events += self._choose_split(affected)
                 events += self._recompute(run, affected)
+                recomputed = True
                 if not primed:
                     events += self._check_options()
                 said = None if self._said_scalars_only else self.scalars_only_note()
                 if said is not None:
                     self._said_scalars_only = True
                     events.append(Event("note", {"message": said}))
+        if affected and not recomputed and self._last_run is not None:
+            # Files removed (a resumed writer took them out of the run, a file deleted by hand) and nothing new
+            # read: the steps they held are summarised again from the files left, or withdrawn.
+            events += self._recompute(self._last_run, affected)
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
@@ -355,6 +373,8 @@ class LiveRun:
             return []
         previous, self.split = self.split, choice
         self.steps.clear()
+        self._shown.clear()
+        self._withdrawn.clear()
         affected.update(s for f in self._sample_infos() for s in self._steps_of(f))
         return [Event("note", {"message": f"showing split {choice} (was {previous})"})] if previous else []
 
@@ -394,7 +414,9 @@ class LiveRun:
                     continue
                 if role is not None and role not in self.role_order:
                     self.role_order.append(role)
-                st.roles[role] = RoleStep(r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0))
+                st.roles[role] = RoleStep(
+                    r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0), int(r.get("reward_nan") or 0)
+                )
             # A step whose files hold no row (the writer's empty step: every rollout filtered out) is a step
             # all the same, with 0 rows: the summary has no row to say so.
             for f in files:
@@ -405,13 +427,25 @@ class LiveRun:
         for s in sorted(set(self.steps) & affected):
             st = self.steps[s]
             st.roles = dict(sorted(st.roles.items(), key=lambda kv: (kv[0] is None, order.get(kv[0], len(order)))))
-            before = old.get(s)
+            before, now_shown = self._shown.get(s), st.as_dict()
             rate = self.rows_per_second()
-            data = {"split": self.split, **st.as_dict(), "rows_per_s": None if rate is None else round(rate, 3)}
+            data = {"split": self.split, **now_shown, "rows_per_s": None if rate is None else round(rate, 3)}
             if before is None:
                 events.append(Event("step", data))
-            elif before.as_dict() != st.as_dict():
+            elif s in self._withdrawn or before != now_shown:
+                # Shown before: a late shard, a file rewritten, or a step a resumed writer wrote again (after a
+                # ``removed`` event); its figures replace the earlier ones, never a second new step.
                 events.append(Event("step", {**data, "update": True}))
+            self._shown[s] = now_shown
+            self._withdrawn.discard(s)
+        # Steps shown before that no listed file holds any more (a resumed writer moved the files of the steps
+        # it replays out of the run; a file deleted by hand): withdrawn, said in one event. A step whose file
+        # is there but unreadable for now (being rewritten) is not withdrawn: its problem or note says it.
+        held = {s for r in self.files.values() for s in self._steps_of(r.info)}
+        gone = sorted(s for s in affected - held - self._withdrawn if s not in self.steps and s in self._shown)
+        if gone:
+            self._withdrawn.update(gone)
+            events.append(Event("removed", {"split": self.split, "steps": gone}))
         return events
 
     def _arrival(self, rel: str) -> float:
@@ -446,6 +480,9 @@ class LiveRun:
         readable = sorted({s for f in self._sample_infos() for s in self._steps_of(f)})
         known = sorted({s for r in self.files.values() for s in self._steps_of(r.info)})
         stride, gaps = step_gaps(readable, known)
+        # A step whose file is there but unreadable (or still being written) is that file's problem (or note),
+        # not also a gap: only the steps no file names are missing.
+        gaps = _without(gaps, known, stride)
         current = {(f"{self.split or ''}:{a}-{b}", "step_gap"): (a, b) for a, b in gaps}
         events = self._drop_issues(lambda k: k[1] == "step_gap" and k not in current)
         for key, (a, b) in current.items():
@@ -542,6 +579,24 @@ def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str 
             if s is not None:
                 rows[int(s)] = rows.get(int(s), 0) + int(n)
     return rows
+
+
+def _without(gaps: list[list[int]], known: list[int], stride: int) -> list[list[int]]:
+    """``gaps`` (``[first, last]`` runs of steps every ``stride``) less the ``known`` steps (sorted)."""
+    from bisect import bisect_left, bisect_right
+
+    out: list[list[int]] = []
+    for a, b in gaps:
+        start = a
+        for h in known[bisect_left(known, a) : bisect_right(known, b)]:
+            if (h - a) % stride:
+                continue
+            if h > start:
+                out.append([start, h - stride])
+            start = h + stride
+        if start <= b:
+            out.append([start, b])
+    return out
 
 
 def _of_path(rel: str) -> Callable[[tuple[str, str]], bool]:

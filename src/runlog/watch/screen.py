@@ -278,10 +278,12 @@ class Screen:
             if needed <= trend_w:
                 break
             trend_w = needed
+        # the number of steps the sparklines show (the window, or fewer while the run has fewer steps)
+        shown = min(spark, len(self.live.steps))
+        steps = f"reward, last {shown} step{'' if shown == 1 else 's'}"
         out = [
             Text(
-                f"{'role':<{name_w}} {'reward, last ' + str(spark) + ' steps':<{per_column + spark - 1}} "
-                f"{'KL':<{per_column + spark - 2}}",
+                f"{'role':<{name_w}} {steps:<{per_column + spark - 1}} {'KL':<{per_column + spark - 2}}",
                 style="dim",
             )
         ]
