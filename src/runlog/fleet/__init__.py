@@ -58,18 +58,22 @@ def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
 def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str] | None = None) -> list[str]:
     """Expand globs (``ROOT/*``; ``s3://bucket/runs/*`` matches folders in the store) into run locations,
     keeping order and dropping duplicates. A pattern that matches nothing is a usage error."""
-    from ..listing import glob_matches, is_pattern
+    from ..listing import is_pattern
 
     out: list[str] = []
     for pat in patterns:
-        if not is_pattern(pat):
-            out.append(pat)
-            continue
-        matches = glob_matches(pat, storage_options)
-        if not matches:
-            raise UsageError(f"{pat}: matches no run")
-        out.extend(matches)
+        out.extend(_matches(pat, storage_options) if is_pattern(pat) else [pat])
     return list(dict.fromkeys(out))
+
+
+def _matches(pattern: str, storage_options: Mapping[str, str] | None) -> list[str]:
+    """What a glob matches (:func:`glob_matches`); matching nothing is a usage error."""
+    from ..listing import glob_matches
+
+    matches = glob_matches(pattern, storage_options)
+    if not matches:
+        raise UsageError(f"{pattern}: matches no run")
+    return matches
 
 
 def _resolved(location: str) -> tuple[str, ...]:
@@ -169,7 +173,7 @@ def expand_globs(
     ones spelled otherwise are returned, as :func:`distinct_runs` does. Paths given as such are kept as given.
     Returns the runs, the glob each match came from, and the matches left out. A glob that matches nothing is
     a usage error."""
-    from ..listing import glob_matches, is_pattern
+    from ..listing import is_pattern
 
     seen = {_resolved(p): p for p in reversed(paths) if not is_pattern(p)}  # (the first spelling wins)
     out: list[str] = []
@@ -179,10 +183,7 @@ def expand_globs(
         if not is_pattern(pat):
             out.append(pat)
             continue
-        matches = glob_matches(pat, storage_options)
-        if not matches:
-            raise UsageError(f"{pat}: matches no run")
-        for m in matches:
+        for m in _matches(pat, storage_options):
             key = _resolved(m)
             if key in seen:
                 if seen[key] != m:
