@@ -543,3 +543,39 @@ def test_kl_nan_and_null_equal_an_independent_count(tmp_path, make):
     for row in pooled.filter(pl.col("role").is_not_null()).iter_rows(named=True):
         one = per_role[(row["split"], row["role"])]
         assert (row["kl_count"], row["kl_nan"], row["kl_null"]) == tuple(2 * x for x in one), row
+
+
+def test_medians_merged_from_partials_take_infinities_as_numpy(tmp_path):
+    """The merged median takes polars' own first and the exact one only for groups whose middle value is an
+    infinity: both kinds in one run, against numpy over every step's values."""
+    import numpy as np
+
+    rewards = {  # per role, over the steps: the middle values of solver are -inf and 1, of judge inf and inf
+        "solver": [[-math.inf, 1.0], [-math.inf, 2.0, -math.inf], [3.0]],
+        "judge": [[math.inf, math.inf], [math.inf, 1.0], []],
+        "verifier": [[0.5, 1.5], [2.5, math.inf], [-1.0, 0.25]],
+    }
+    logs = tmp_path / "run" / "flink_logs"
+    logs.mkdir(parents=True)
+    for step in range(3):
+        n = 3
+        cols: dict = {
+            "reward": [0.0] * n,
+            "unique_sample_id": [f"s{step}-{i}" for i in range(n)],
+            "schema_version": [1] * n,
+        }
+        for role, per_step in rewards.items():
+            vals = per_step[step] + [None] * (n - len(per_step[step]))
+            cols[f"{role}_reward"] = pa.array(vals, pa.float64())
+            cols[f"{role}_kl"] = pa.array([0.0] * n, pa.float64())
+        pq.write_table(pa.table(cols), logs / f"batch_debug_data_train_{step}.parquet")
+    _age(tmp_path / "run")
+    with np.errstate(invalid="ignore"):
+        truth = {r: float(np.median([v for s in per_step for v in s])) for r, per_step in rewards.items()}
+    assert truth == {"solver": -math.inf, "judge": math.inf, "verifier": 1.0}  # polars' own: NaN, NaN, 1.0
+    for attempt in ("cold", "store", "partials"):
+        out = summarize(open_run(tmp_path / "run"), ["role"], cache=attempt != "cold")
+        got = dict(zip(out["role"].to_list(), out["reward_median"].to_list(), strict=True))
+        for role, want in truth.items():
+            assert got[role] == want or (math.isnan(got[role]) and math.isnan(want)), (attempt, role, got, truth)
+    assert P.cached_summary(open_run(tmp_path / "run"), ["role"], Filters()) is not None
