@@ -109,6 +109,7 @@ TYPOS = [
     (["summarize"], ["--steps", "900:999"], STEPS_MSG),
     (["summarize"], ["--steps", "0,900"], "--steps 0,900: 900 matches no step; this run has steps 0..31 (train)"),
     (["summarize"], ["--split", "eval", "--steps", "5"], "--steps 5: this run has steps 0..24 every 8 (eval)"),
+    (["summarize"], ["--steps=-1"], "--steps -1: steps are numbered from 0 and none is negative; this run has"),
     (["summarize"], ["--by", "step", "--role", "solvr"], ROLE_MSG),
     (["summarize"], ["--correlations", "--split", "trian"], SPLIT_MSG),
     (["summarize"], ["--correlations", "--steps", "900:999"], STEPS_MSG),

@@ -232,6 +232,10 @@ def test_bad_calls_fail_in_the_caller(tmp_path):
             w.log_samples(0, {"reward": [1.0]}, split="../x")
         with pytest.raises(runlog.UsageError, match="numbers"):
             w.log_scalars(0, {"x": "text"})
+        for bad in ({"": 1.0}, {"loss/": 1.0}, {"/loss": 1.0}, {"a//b": 1.0}, {"a": {"": 1.0}}):
+            with pytest.raises(runlog.UsageError, match="empty name"):
+                w.log_scalars(0, bad)
+        w.log_scalars(0, {"a": {"b": 1.0}, "c/d": 2.0})  # nested and written paths are fine
         with pytest.raises(runlog.UsageError, match="non-negative"):
             w.log_samples(-1, {"reward": [1.0]})
     with pytest.raises(WriterClosedError):

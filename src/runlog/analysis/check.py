@@ -145,6 +145,8 @@ def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (),
     for item in steps.items:
         if not any(item_contains(item, s) for s in known):
             which = "" if len(steps.items) == 1 else f"{item_text(item)} matches no step; "
+            if item[1] is not None and item[1] < 0:  # `--steps -1` meant as Python's last: not a step number
+                which += "steps are numbered from 0 and none is negative; "
             raise UsageError(f"--steps {steps.shown}: {which}{has} steps {describe_steps(chosen)}")
 
 

@@ -225,6 +225,9 @@ class RunWriter:
         for k, v in flat.items():
             if k in ("step", "time"):
                 raise UsageError(f"scalar key {k!r} is reserved (the writer sets it)")
+            if not k or k[0] == "/" or k[-1] == "/" or "//" in k:
+                # '' and 'loss/' name no metric: readers, plots and W&B panels would show an empty name
+                raise UsageError(f"scalar key {k!r} has an empty name or '/'-separated part")
             if jax_utils.is_jax_array(v):
                 if v.size != 1:
                     raise UsageError(f"scalar {k!r} is a JAX array of shape {tuple(v.shape)}; scalars are numbers")
