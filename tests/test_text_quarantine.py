@@ -96,26 +96,6 @@ def test_render_and_tables_leave_out_the_samples_without_text(damaged: Path) -> 
     assert any(p.path == BAD and "its text could not be read" in p.message for p in plan.run.problems)
 
 
-@pytest.mark.parametrize("groups", [True, False])
-def test_a_corrupt_prompt_leaves_the_whole_file_out(tmp_path: Path, groups: bool, cli) -> None:
-    """``prompt`` is read by numbers too (prompt groups; ``diff`` pairs prompts across runs) from the raw file,
-    where it cannot be nulled: a file whose prompt cannot be read is left out whole, and every command still
-    gives its answer."""
-    root = three_role_run(tmp_path / "run", steps=12, group_ids=groups)
-    corrupt_column(root / BAD, "prompt")
-    run = open_run(root)
-    run.collect(lambda: [run.samples])  # every column, the prompt too
-    df = summarize(run, ["role"])
-    assert set(df["reward_count"].to_list()) == {88}
-    [p] = run.problems
-    assert p.path == BAD and p.message.startswith("corrupt data in prompt (the footer is intact)")
-    assert p.message.endswith("file skipped")
-    other = three_role_run(tmp_path / "other", steps=12, group_ids=groups)
-    r = cli("diff", other, root, "--format", "json")
-    assert r.exit_code == 1 and "reading the run failed" not in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert f"{BAD}: corrupt data in prompt" in r.stderr and json.loads(r.stdout)
-
-
 def nan_at_step5_run(root: Path) -> Path:
     """Twelve steps; four of step 5's solver rewards NaN (doctor: ``nan_rewards`` at step 5)."""
     with RunWriter(root, name="n", roles=["solver", "judge"]) as w:
@@ -225,3 +205,43 @@ def test_upload_says_a_file_only_the_table_rows_found_unreadable(damaged_root_fa
     assert f"error: {BAD}: corrupt data in env_name" in r.stderr
     assert "1 sample file(s) found unreadable while the table rows were read" in r.stderr
     assert "the numbers of step(s) 5 include them" in r.stderr
+
+
+@pytest.mark.parametrize("group_ids", [True, False])
+def test_an_unreadable_prompt_keeps_the_files_numbers_everywhere(tmp_path: Path, cli, group_ids: bool) -> None:
+    """A corrupt page in ``prompt`` alone: summarize, doctor and the report count the file's rewards (pyarrow's
+    count), and where groups come from the prompt text its samples are in no group (not a failed read)."""
+    root = three_role_run(tmp_path / "run", steps=12, group_ids=group_ids)
+    corrupt_column(root / BAD, "prompt")
+    with pytest.raises(Exception):  # noqa: B017, PT011  (pyarrow's own error: the prompt cannot be read)
+        pq.read_table(root / BAD, columns=["prompt"])
+    expected = independent_counts(root)
+    assert expected == {"solver": 96, "verifier": 96, "judge": 96}
+    run = open_run(root)
+    run.collect(lambda: [run.samples])  # every column, the prompt too: the file is found first by a text read
+    s = RunSeries(run)
+    diagnose(run, DoctorConfig(), series=s)
+    per_role = s.per_role.group_by("role").agg(pl.col("reward_count").sum())
+    assert dict(zip(per_role["role"], per_role["reward_count"], strict=True)) == expected
+    [p] = run.problems
+    assert p.message.startswith("its text could not be read (prompt: corrupt data")
+    assert p.message.endswith("trajectories (and of prompt groups); its numbers are counted")
+    [f] = [f for f in run.files if f.path == BAD]
+    assert f.readable and "prompt" in f.unread
+    df = summarize(open_run(root), ["role"], prompt_groups=True)
+    assert dict(zip(df["role"], df["reward_count"], strict=True)) == expected
+    if not group_ids:  # prompt groups from the text: step 5's 8 samples are in none; each other step has 2
+        by_step = summarize(open_run(root), ["step"], prompt_groups=True)
+        zero = dict(zip(by_step["step"], by_step["zero_adv_frac"], strict=True))
+        assert zero[5] is None or math.isnan(zero[5])
+        assert all(zero[s] is not None and not math.isnan(zero[s]) for s in range(12) if s != 5)
+    other = three_role_run(tmp_path / "other", steps=12, group_ids=group_ids)  # diff pairs prompts across runs
+    r = cli("diff", other, root, "--format", "json")
+    assert r.exit_code == 1 and "reading the run failed" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert f"{BAD}: its text could not be read (prompt" in r.stderr and json.loads(r.stdout)
+    r = cli("report", root, "-o", tmp_path / "r.html")
+    assert r.exit_code == 0, r.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "file skipped" not in page
+    # Where groups are the group ids, nothing the report reads holds the prompt: it has nothing to say of it.
+    assert ("its text could not be read" in page) == (not group_ids)

@@ -51,10 +51,13 @@ def _rows(step: int, n: int = 4, nan: int = 0) -> dict:
     }
 
 
-def _write(run: Path, steps: range, **kw) -> None:
+def _write(run: Path, steps: range, *, closed: bool = True, **kw) -> None:
     with RunWriter(run, name="r", roles=["solver"]) as w:
         for s in steps:
             w.log_samples(s, _rows(s, **kw))
+    if not closed:  # a run still being written: no end marker (a closed run ends the watch: "finished")
+        for marker in run.glob(".end.p*.json"):
+            marker.unlink()
 
 
 def _env() -> dict[str, str]:
@@ -255,7 +258,7 @@ class Pty:
 
 def test_the_best_sample_follows_a_late_shard_of_the_latest_step(tmp_path):
     run = tmp_path / "run"
-    _write(run, range(3))
+    _write(run, range(3), closed=False)
     term = Pty(str(run), "--interval", "0.2", "--no-doctor")
     try:
         term.wait_for(b"s2-3")  # the best of step 2
@@ -276,7 +279,7 @@ def test_the_best_sample_follows_a_late_shard_of_the_latest_step(tmp_path):
 
 def test_sigterm_on_the_live_screen_restores_the_terminal_and_exits_143(tmp_path):
     run = tmp_path / "run"
-    _write(run, range(2))
+    _write(run, range(2), closed=False)
     term = Pty(str(run), "--interval", "0.2", "--no-doctor")
     try:
         term.wait_for(b"step 1")  # the first poll done: the keys are read (cbreak)

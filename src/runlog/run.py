@@ -14,9 +14,10 @@ from typing import Any, Literal
 from . import schema as S
 from . import storage
 from ._lazy import pl
+from .ends import END_RE, EndState, end_state
 from .errors import DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
-from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext
+from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
 from .formats.common import local_footers
 from .listing import (
     DATA_SUFFIXES,
@@ -34,10 +35,11 @@ from .storage import ObjectPath
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
-# other columns read keeps its numbers when these cannot be (``Run._quarantine_unreadable``). Not ``prompt``:
-# the numeric view reads it from the raw file (prompt groups, diff's prompt pairs), where it cannot be nulled;
-# nor ``exception`` (the exception rate counts it).
-TEXT_ONLY = ("messages", "completion", "trajectory")
+# other columns read keeps its numbers when these cannot be (``Run._quarantine_unreadable``). ``prompt`` too: the
+# numeric view reads it where prompt groups come from the text (``Run.numeric`` reads such a file's prompt as
+# null, as ``samples`` does: none of its samples is then in a prompt group). Not ``exception`` (the exception
+# rate counts it).
+TEXT_ONLY = ("messages", "completion", "trajectory", "prompt")
 GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
@@ -79,6 +81,12 @@ class Run:
         (an inspect_ai log, a results JSONL: the folder may hold others), else the run folder's."""
         m = self.manifest or {}
         return str(m.get("name") or self.single or self.root.name)
+
+    @cached_property
+    def end_state(self) -> EndState:
+        """Whether each process that wrote this run closed its writer (``runlog.ends``; reads the markers)."""
+        procs = {f.process for f in self.files if f.process is not None and f.kind in ("samples", "scalars")}
+        return end_state(self.manifest, self.ctx.end_markers, procs)
 
     def files_of(self, layout: str) -> list[FileInfo]:
         return [f for f in self.files if f.layout == layout]
@@ -164,19 +172,31 @@ class Run:
         ``role, reward, kl`` and ``component/<name>`` floats; built per layout by its fastest route, and
         never reading a text column unless a ``carry`` expression asks for one."""
         comps = self.component_names() if components is None else components
-        frames = [
-            lf
-            for lay in self.layouts
-            if (lf := lay.scan_numeric(self.files_of(lay.name), self.ctx, carry, comps)) is not None
-        ]
+        texts = {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+        frames = []
+        for lay in self.layouts:
+            files = self.files_of(lay.name)
+            # A file whose text is unreadable (``FileInfo.unread``), where ``carry`` reads that text: its rows
+            # from its canonical samples with the text null (the layout's own route would read the raw text).
+            odd = [f for f in files if texts & set(f.unread)] if texts else []
+            if odd:
+                files = [f for f in files if f not in odd]
+            if files and (lf := lay.scan_numeric(files, self.ctx, carry, comps)) is not None:
+                frames.append(lf)
+            for f in odd:
+                if (raw := lay.scan_samples([f], self.ctx)) is not None:
+                    schema = raw.collect_schema()
+                    nulled = raw.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in f.unread)
+                    frames.append(numeric_from_samples(nulled, carry, comps))
         if not frames:
-            from .formats.base import numeric_from_samples
-
             return numeric_from_samples(S.empty_samples(), carry, comps)
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     def numeric_wide(self, carry: dict[str, pl.Expr], components: list[str], roles: list[str]) -> pl.LazyFrame | None:
         """The wide numeric view (``Layout.scan_numeric_wide``), or None unless every layout offers it."""
+        texts = {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+        if texts and any(texts & set(f.unread) for f in self.files):
+            return None  # such a file's text is read as null by the long view (``numeric``) only
         frames = []
         for lay in self.layouts:
             files = [f for f in self.files_of(lay.name) if f.kind == "samples" and f.readable]
@@ -267,12 +287,15 @@ class Run:
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
                 failing, present = ([], []) if gone else self._failing_columns(f)
                 if failing and set(failing) <= set(TEXT_ONLY):
-                    f.unread = tuple(c for c in TEXT_ONLY if c in present)
+                    # The texts go together (a sample's messages without its completion would mislead), but a
+                    # readable prompt stays: it is what puts the file's samples in their prompt groups.
+                    f.unread = tuple(c for c in TEXT_ONLY if c in present and (c != "prompt" or c in failing))
                     self.ctx.problem(
                         f.path,
                         UNREADABLE,
                         f"its text could not be read ({', '.join(failing)}: corrupt data, the footer is intact: "
-                        f"{reason}): left out of diversity, format and trajectories; its numbers are counted",
+                        f"{reason}): left out of diversity, format and trajectories"
+                        f"{' (and of prompt groups)' if 'prompt' in failing else ''}; its numbers are counted",
                     )
                 else:
                     named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
@@ -436,7 +459,9 @@ def open_run(
         if cand.name in IGNORED_NAMES:
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
-            if cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
+            if (end := END_RE.match(cand.name)) is not None and "/" not in cand.rel:
+                ctx.end_markers[int(end.group(1))] = (cand.rel, cand.abspath)
+            elif cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
             continue
         chosen = choose_layout(cand, forced, registry)

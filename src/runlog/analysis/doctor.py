@@ -478,6 +478,7 @@ def _data_findings(s: RunSeries) -> list[Finding]:
             )
         )
     out += _repeated_id_findings(s)
+    out += _end_findings(s.run)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     # The run's problems: discovery's (inspect's) and those found while the checks read the data.
     for p in s.run.problems:
@@ -495,6 +496,85 @@ def _data_findings(s: RunSeries) -> list[Finding]:
                 {"problem_kind": kind, "count": len(problems), "problems": problems[:10]},
             )
         )
+    return out
+
+
+END_GRACE_S = 120.0  # a process behind the others is "killed" only this long after the last of them closed
+
+
+def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
+    """What the writers' end markers say (``runlog.ends``; only runs whose writer writes them): a writer that
+    failed (error: what it had not written is lost), a training that ended with an exception (warning), a
+    process that left no marker while others closed theirs (warning once it is behind them on steps and they
+    closed ``END_GRACE_S`` ago: killed; info before that, or when it is not behind), and no process closed yet
+    (info: still being written, or every process killed; runlog cannot tell which)."""
+    import time
+    from datetime import datetime, timezone
+
+    state = run.end_state
+    if not state.known:
+        return []
+    out: list[Finding] = []
+
+    def finding(kind: str, severity: str, message: str, **evidence: Any) -> Finding:
+        # One finding per process (``Finding.key``: a process's own subject), so that two do not merge in watch.
+        subject = f"{kind} p{evidence['process']}" if "process" in evidence else None
+        ev = {"problem_kind": kind, "subject": subject, **evidence}
+        return Finding("data_problem", severity, f"{kind}: {message}", None, None, ev)
+
+    for e in state.ends.values():
+        if e.problem is not None:
+            out.append(finding("writer_end_unreadable", "warning", e.describe(), process=e.process, path=e.path))
+        elif e.error:
+            message = f"process {e.process}'s writer failed ({e.error}): what it had not written is lost"
+            out.append(finding("writer_failed", "error", message, process=e.process, path=e.path))
+        elif e.exception:
+            message = f"process {e.process}'s training ended with an exception ({e.exception}); {e.describe()}"
+            out.append(finding("training_exception", "warning", message, process=e.process, path=e.path))
+    missing = state.missing
+    if not missing:
+        return out
+    if not state.ends:
+        out.append(
+            finding(
+                "writer_not_closed",
+                "info",
+                f"no process has closed its writer (process {', '.join(map(str, missing))}): the run is still being "
+                "written, or was killed",
+                processes=missing,
+            )
+        )
+        return out
+    last: dict[str, int] = {}
+    for e in state.ends.values():
+        for split, step in e.last_step.items():
+            last[split] = max(step, last.get(split, step))
+    times = []
+    for e in state.ends.values():
+        try:
+            ended = datetime.strptime(e.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            times.append(ended.timestamp())
+        except ValueError:
+            pass
+    settled = bool(times) and (now if now is not None else time.time()) - max(times) >= END_GRACE_S
+    for p in missing:
+        mine: dict[str, int] = {}
+        for f in run.files:
+            if f.process == p and f.kind == "samples" and f.readable and f.split is not None:
+                for step in f.all_steps():
+                    mine[f.split] = max(step, mine.get(f.split, step))
+        behind = {sp: (mine.get(sp), st) for sp, st in last.items() if mine.get(sp, -1) < st}
+        where = "; ".join(
+            f"{sp}: its last step {'none' if a is None else a}, theirs {b}" for sp, (a, b) in behind.items()
+        )
+        closed = ", ".join(map(str, sorted(state.ends)))
+        if behind and settled:
+            message = f"process {p} did not close its writer and stopped behind process {closed} ({where}): killed?"
+            severity = "warning"
+        else:
+            message = f"process {p} has not closed its writer yet (process {closed} did): still writing, or killed"
+            severity = "info"
+        out.append(finding("writer_not_closed", severity, message, process=p, behind=where or None))
     return out
 
 

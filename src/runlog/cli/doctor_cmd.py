@@ -47,7 +47,8 @@ def doctor_command(
         False,
         "--follow",
         help="Follow a run being written: print each finding as it appears; exit 1 at once on one of --fail-on's "
-        "severity, else 0 at --idle-exit or --timeout (1 if the run could not be listed; docs/watch.md).",
+        "severity, else 0 when every writer closed (finished), at --idle-exit or at --timeout (1 if the run could not "
+        "be listed; docs/watch.md).",
     ),
     interval: float = INTERVAL_OPTION,
     idle_exit: float = IDLE_EXIT_OPTION,

@@ -80,9 +80,10 @@ def watch_command(
 
     A file that cannot be read right after it changed (still being copied) is retried, and reported only if it
     stays so; a temporary file left unchanged (a writer killed mid-step) is a warning; a run folder deleted
-    ends the command with exit 1.
+    ends the command with exit 1. A run whose every writer closed (RunWriter's end markers) ends it:
+    "finished".
 
-    Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout); 1 the run was
+    Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout, finished); 1 the run was
     deleted, or could not be listed up to --idle-exit or --timeout (no credentials); 2 usage error; 130
     interrupted (Ctrl-C); 143 and 129 stopped by SIGTERM and SIGHUP (the terminal restored).
 
@@ -229,11 +230,11 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> str:
         if first:
             # The steps written before the command started: only the latest is shown.
             steps = [e for e in events if e.kind == "step"]
-            events = [e for e in events if e.kind != "step"] + steps[-1:]
+            ended = [e for e in events if e.kind == "ended"]  # said after the steps, as when it comes later
+            events = [e for e in events if e.kind not in ("step", "ended")] + steps[-1:] + ended
             first = False
         why = watcher.ended()
-        if why is not None and watcher.doctor is not None:
-            events += watcher.doctor.final()
+        events += watcher.final_events(why)
         emit_events(events, as_json)
         if why == "unreachable":
             end_line(as_json, why, watcher.unreachable_message())
@@ -271,6 +272,8 @@ def event_line(e: Event) -> str:
         for r in d["roles"]:
             parts.append(f"{v(r['role'] or '(none)')} reward {_num(r['reward_mean'])} kl {_num(r['kl_mean'])}")
         return ("update " if d.get("update") else "") + "  ".join(parts)
+    if e.kind == "ended":
+        return f"writer {'finished' if d['finished'] else 'ended'}: {v(d['message'])}"
     if e.kind == "removed":
         return f"removed  split {v(d.get('split'))}  steps {', '.join(str(s) for s in d['steps'])}"
     if e.kind in ("problem", "resolved"):
@@ -371,6 +374,7 @@ def _live(watcher: Watcher, interval: float, once: bool) -> str | None:
                     status, status_at = str(notes[-1].data.get("message")), time.monotonic()
                 why = watcher.ended()
                 if why is not None:
+                    watcher.final_events(why)  # the screen shows what they found
                     live.update(screen(f"stopped: {why}"), refresh=True)
                     return why
             # A note stays on the last line for a while (the screen shows the state; notes are news).

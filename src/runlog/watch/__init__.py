@@ -108,10 +108,13 @@ class Watcher:
         return events, self.backoff.next(self.live.changed)
 
     def ended(self) -> str | None:
-        """Why following should stop now (``idle`` or ``timeout``; ``unreachable`` when that comes while the
-        listings fail and none succeeded at all, or within the last ``idle_exit`` seconds), or None."""
+        """Why following should stop now (``finished``: every process that wrote the run closed its writer and
+        every file was read; ``idle`` or ``timeout``; ``unreachable`` when that comes while the listings fail and
+        none succeeded at all, or within the last ``idle_exit`` seconds), or None."""
         now = self.clock()
         why = None
+        if self.live.finished and not self.failures:
+            return "finished"
         if self.timeout is not None and now - self.started >= self.timeout:
             why = "timeout"
         elif self.idle_exit is not None and now - self.last_change >= self.idle_exit:
@@ -123,6 +126,14 @@ class Watcher:
         ):
             return "unreachable"
         return why
+
+    def final_events(self, why: str | None) -> list[Event]:
+        """What to say before stopping for ``why``: on ``finished``, the problems still settling (nothing more
+        will be written); then doctor's last check."""
+        if why is None:
+            return []
+        events = self.live.settle_all() if why == "finished" else []
+        return events + (self.doctor.final() if self.doctor is not None else [])
 
     def unreachable_message(self) -> str:
         """What an ``unreachable`` end says: the run, how many listings failed, the last error."""
@@ -206,9 +217,8 @@ def follow_findings(
     while True:
         events, delay = watcher.poll()
         why = watcher.ended()
-        if why is not None:
-            events += doctor.final()
-        out = [e for e in events if e.kind in ("note", "finding")]
+        events += watcher.final_events(why)
+        out = [e for e in events if e.kind in ("note", "finding", "ended")]
         for e in events:
             if e.kind == "problem":
                 issue = Issue(**{k: e.data[k] for k in ("kind", "path", "message", "onset_step", "severity")})

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import step_gaps
-from ..errors import UsageError
+from ..ends import EndState, end_state
+from ..errors import RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..run import Run
-from .poll import Listing, Version, diff
+from .poll import Listing, Version, diff, is_end_marker
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -162,6 +163,13 @@ class LiveRun:
         self.changed = False  # the last update's listing differed from the one before
         self._last_run: Run | None = None
         self._said_scalars_only = False
+        # Writer end markers (``runlog.ends``): their listed versions, what they say, and whether the state
+        # they give was said already (an ``ended`` event).
+        self._end_versions: Listing = {}
+        self._end_markers: dict[int, tuple[str, Any]] = {}
+        self._end_manifest: dict[str, Any] | None = None
+        self.end_state: EndState | None = None
+        self._ended_said: tuple[Any, ...] | None = None
 
     # -- the poll -------------------------------------------------------------------------------------
     def update(self, listing: Listing, temp: Listing | None = None) -> list[Event]:
@@ -170,6 +178,13 @@ class LiveRun:
         first = self.polls == 0
         self.polls += 1
         events: list[Event] = []
+        # End markers are neither data nor temporary files: what they say is kept apart (``_ends``).
+        ends = {rel: v for rel, v in listing.items() if is_end_marker(rel)}
+        if ends:
+            listing = {rel: v for rel, v in listing.items() if rel not in ends}
+        if temp:
+            ends.update({rel: v for rel, v in temp.items() if is_end_marker(rel)})
+            temp = {rel: v for rel, v in temp.items() if not is_end_marker(rel)}
         changes = diff({k: r.version for k, r in self.files.items()}, listing)
         if self.files and listing == {} and changes.removed:
             raise RunGoneError(f"{self.path}: every file of the run was deleted")
@@ -232,7 +247,47 @@ class LiveRun:
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
+        events += self._ends(ends)
         return events
+
+    def _ends(self, ends: Listing) -> list[Event]:
+        """Read the end markers that are new or changed (a resumed writer removes its own), and say each
+        process that closed its writer, and once every process that wrote files has: an ``ended`` event, which
+        ends ``watch`` and ``doctor --follow`` (``finished``) once no file is pending."""
+        if ends != self._end_versions:
+            changed = [rel for rel, v in ends.items() if self._end_versions.get(rel) != v]
+            self._end_versions = dict(ends)
+            self._end_markers = {p: m for p, m in self._end_markers.items() if m[0] in ends}
+            if changed:
+                try:
+                    run = self._open(changed)
+                except (RunlogError, OSError):  # read again at the next change; the data files are what counts
+                    run = None
+                if run is not None:
+                    self._end_markers.update(run.ctx.end_markers)
+                    self._end_manifest = run.manifest or self._end_manifest
+        if self._end_manifest is None and self._last_run is not None:
+            self._end_manifest = self._last_run.manifest
+        procs = {
+            r.info.process
+            for r in self.files.values()
+            if r.info is not None and r.info.process is not None and r.info.kind in ("samples", "scalars")
+        }
+        state = end_state(self._end_manifest, self._end_markers, procs)
+        self.end_state = state if state.known else None
+        said = (state.finished, tuple(sorted((p, e.ended, e.how) for p, e in state.ends.items())))
+        if not state.ends or said == self._ended_said:
+            return []
+        self._ended_said = said
+        data = {"finished": state.finished, "missing": state.missing, "message": state.summary()}
+        return [Event("ended", {**data, "processes": [e.__dict__ for e in state.ends.values()]})]
+
+    @property
+    def finished(self) -> bool:
+        """Every process that wrote the run closed its writer, and every file listed has been read."""
+        return (
+            self.end_state is not None and self.end_state.finished and not any(r.pending for r in self.files.values())
+        )
 
     def _open(self, only: list[str] | None) -> Run | None:
         from ..run import open_run
@@ -514,6 +569,16 @@ class LiveRun:
         del self._waiting[key]
         self.issues[key] = issue
         return [Event("problem", issue.as_dict())]
+
+    def settle_all(self) -> list[Event]:
+        """Every problem still settling, reported now: the run finished (each writer closed), so a temporary
+        file, a gap or a torn line that is there now stays."""
+        events = []
+        for key, (_, issue) in sorted(self._waiting.items()):
+            self.issues[key] = issue
+            events.append(Event("problem", issue.as_dict()))
+        self._waiting.clear()
+        return events
 
     # -- what the view shows ----------------------------------------------------------------------------
     @property

@@ -42,6 +42,7 @@ from .step_files import StepFiles
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
+END_MARKER = ".end.p{process}.json"  # written by each process when its writer closes (docs/format.md, End markers)
 STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
 _SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
 _MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
@@ -149,6 +150,7 @@ class RunWriter:
         self._scanned = False
         self._old_scalars_bytes = 0
         self._old_scalars_max = -1
+        self._last_scalar_step = -1
         self._dropped_scalar_steps: list[int] = []
         self._superseded: Path | None = None  # where a resume moves the earlier run's data (_superseded_dir)
         self._old_samples: dict[str, set[int]] = {}
@@ -268,8 +270,12 @@ class RunWriter:
             self._check()
 
     def close(self) -> None:
-        """Write everything pending and stop the background thread. Idempotent; raises a background error
-        that no earlier call has reported."""
+        """Write everything pending and stop the background thread, then write this process's end marker
+        (``.end.p{process}.json``: readers tell a finished run from a killed one). Idempotent; raises a
+        background error that no earlier call has reported."""
+        self._close("close")
+
+    def _close(self, how: str, exception: BaseException | None = None) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -280,6 +286,7 @@ class RunWriter:
             self._put(("stop",), force_block=True)
         self._thread.join()
         atexit.unregister(self._close_at_exit)
+        self._write_end_marker(how, exception)
         if self.process_index != 0 and not (self.root / MANIFEST).exists():
             self._warn(
                 f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
@@ -317,7 +324,7 @@ class RunWriter:
             return
         # The trainer's exception propagates; a failure of the writer's own is added to it, not put in its place.
         try:
-            self.close()
+            self._close("exception", exc)
         except WriterError as err:
             exc.add_note(f"runlog: {self!r} also failed while closing: {err}")
             print(f"runlog: RunWriter({self.root}) failed while closing: {err}", file=sys.stderr)
@@ -389,7 +396,7 @@ class RunWriter:
             "created": old.get("created") or _iso(self._clock()),
             "config": config,
             "roles": roles,
-            "writer": {"name": "runlog", "version": _version()},
+            "writer": {"name": "runlog", "version": _version(), "end_markers": True},
         }
 
     def _write_manifest(self) -> None:
@@ -407,13 +414,46 @@ class RunWriter:
         leftovers += list(self.root.glob(f".{self._scalars_path().name}.tmp"))
         if self.process_index == 0:
             leftovers += list(self.root.glob(f".{MANIFEST}.tmp"))
+        # This process writes the run again: its end marker of an earlier attempt no longer holds.
+        end = self.root / END_MARKER.format(process=self.process_index)
+        leftovers += [end, end.with_name(f".{end.name}.tmp")]
         for p in leftovers:
             with contextlib.suppress(OSError):
                 p.unlink()
 
+    def _write_end_marker(self, how: str, exception: BaseException | None) -> None:
+        """``.end.p{process}.json``: that this process's writer ended, how (``close``: called; ``exception``: the
+        ``with`` block raised; ``exit``: the program ended without calling it), the last step of each split it
+        has on disk, what it wrote, and the writer's own failure if any. A process killed before it leaves none.
+        A marker that cannot be written is a warning, never an error of ``close``."""
+        if not self._scanned and self._error is None:  # nothing logged: what an earlier writer left is still there
+            with contextlib.suppress(OSError):
+                self._scan_old()
+        steps: dict[str, int] = {}
+        for split, step in [*self._own_files, *((sp, s) for sp, v in self._old_samples.items() for s in v)]:
+            steps[split] = max(step, steps.get(split, step))
+        last_scalar = max(self._old_scalars_max, self._last_scalar_step)
+        with self._bg_lock:
+            written = {k: self._stats[k] for k in ("files_written", "rows_written", "scalar_lines")}
+        marker = {
+            "process": self.process_index,
+            "ended": _iso(self._clock()),
+            "how": how,
+            "exception": None if exception is None else f"{type(exception).__name__}: {exception}"[:2000],
+            "error": None if self._error is None else f"{type(self._error).__name__}: {self._error}"[:2000],
+            "last_step": dict(sorted(steps.items())),
+            "last_scalar_step": last_scalar if last_scalar >= 0 else None,
+            **written,
+        }
+        path = self.root / END_MARKER.format(process=self.process_index)
+        try:
+            atomic_write_bytes(path, _manifest_bytes(marker), durable=self.durable)
+        except OSError as exc:
+            self._warn(f"{path}: the end marker could not be written ({exc}); readers see this process as not ended")
+
     def _close_at_exit(self) -> None:
         try:
-            self.close()
+            self._close("exit")
         except Exception as exc:  # noqa: BLE001 - at exit there is no caller left to raise to
             print(f"runlog: RunWriter({self.root}) failed at exit: {exc}", file=sys.stderr)
 
@@ -538,6 +578,7 @@ class RunWriter:
         # last line after a power cut, which readers report as a warning).
         line = (json.dumps(record, allow_nan=True, separators=(", ", ": ")) + "\n").encode()
         self._append_line(line, record["step"])
+        self._last_scalar_step = max(self._last_scalar_step, record["step"])
         with self._bg_lock:
             self._stats["scalar_lines"] += 1
             self._stats["bytes_written"] += len(line)
