@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
 from . import stats as T
@@ -72,7 +72,9 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
     prompt text within a step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then
     null).
 
-    Decided from footers and already-parsed JSONL frames, without scanning the data."""
+    Decided from footers and already-parsed JSONL frames; a Parquet file written without statistics has its
+    ``group_id`` column read (``_count_missing_ids``): an unknown count is not a count of missing ids."""
+    _count_missing_ids(run)
     any_ids, all_ids = False, True
     any_prompt = False
     for f in run.files:
@@ -103,6 +105,38 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
         by_prompt = pl.when(prompt.is_not_null()).then(pl.lit("prompt:") + prompt.hash().cast(pl.String))
         return pl.coalesce(pl.col("group_id"), by_prompt)
     return pl.col("group_id") if any_ids else None
+
+
+def _count_missing_ids(run: Run) -> None:
+    """``null_counts["group_id"]`` of the readable Parquet sample files whose footers do not tell it (written
+    without statistics), from their ``group_id`` column alone; left unknown where that cannot be read."""
+    unknown = [
+        f
+        for f in run.files
+        if f.kind == "samples"
+        and f.readable
+        and f.fmt == "parquet"
+        and f.rows
+        and "group_id" in f.columns
+        and "group_id" not in f.null_counts
+    ]
+    by_layout: dict[str, list[Any]] = {}
+    for f in unknown:
+        by_layout.setdefault(f.layout, []).append(f)
+    for name, files in by_layout.items():
+        from ..formats import get_layout
+
+        try:
+            lf = get_layout(name).scan_samples(files, run.ctx)
+            if lf is None:
+                continue
+            counts = lf.group_by("source").agg(pl.col("group_id").null_count().alias("n")).collect()
+        except (pl.exceptions.PolarsError, OSError):
+            continue  # a file that cannot be read is another check's to report; its count stays unknown
+        found = dict(zip(counts["source"].to_list(), counts["n"].to_list(), strict=True))
+        for f in files:
+            if f.path in found:
+                f.null_counts = {**f.null_counts, "group_id": int(found[f.path])}
 
 
 def from_prompt(group_key: pl.Expr | None) -> bool:
