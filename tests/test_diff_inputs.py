@@ -11,7 +11,7 @@ from runlog import open_run
 from runlog.analysis.diff import diff_runs
 from runlog.analysis.diff.bootstrap import interval
 
-from conftest import REALDATA, ROOT
+from conftest import REALDATA, ROOT, need_realdata
 
 RUNS = ROOT / "sample_runs"
 
@@ -37,6 +37,7 @@ def test_runs_given_as_files_of_one_folder_are_named_by_their_files(cli) -> None
     """Two logs side by side in one folder: each is named ``folder/file``, not both by the folder (which read
     as ``realdata`` and ``realdata#2``); a file deeper in its run folder keeps the run's name. ``diff`` labels
     them by their paths relative to the folder they share, as ``summarize`` of a fleet does."""
+    need_realdata("inspect_ai_popularity.eval", "inspect_ai_popularity_eval_log.json")
     a, b = REALDATA / "inspect_ai_popularity.eval", REALDATA / "inspect_ai_popularity_eval_log.json"
     names = [f"realdata/{a.name}", f"realdata/{b.name}"]
     assert [open_run(p).name for p in (a, b)] == names

@@ -25,7 +25,7 @@ from runlog.errors import UsageError
 from runlog.run import list_names, open_run
 from runlog.storage import Store
 
-from conftest import REALDATA, SAMPLE_RUNS, make_flink_run, make_native_run
+from conftest import REALDATA, SAMPLE_RUNS, make_flink_run, make_native_run, need_realdata
 
 NATIVE_RUNS = {"alpha": (3, 4), "beta": (5, 6), "gamma": (2, 10)}  # name: (steps, samples per step)
 
@@ -319,6 +319,7 @@ def test_links_never_count_a_file_twice_and_broken_ones_are_named(tmp_path: Path
     link named as an unreadable file."""
     import os
 
+    need_realdata("verifiers_math_python_gpt5nano_results.jsonl")
     loose = tmp_path / "loose"
     loose.mkdir()
     for name in ("verifiers_math_python_gpt5nano_results.jsonl", "verifiers_math_python_gpt5nano_metadata.json"):
@@ -434,6 +435,7 @@ def test_a_data_file_that_cannot_be_read_is_an_error_not_an_unknown_layout(tmp_p
     its 15 rows vanished. Its layout cannot be told because it cannot be read: that is said, as an error."""
     import runlog.storage as storage
 
+    need_realdata("verifiers_math_python_gpt5nano_results.jsonl", "nemo_gym_tool_call_multireward_rollouts.jsonl")
     folder = tmp_path / "dumps"
     folder.mkdir()
     for name in ("verifiers_math_python_gpt5nano_results.jsonl", "nemo_gym_tool_call_multireward_rollouts.jsonl"):
