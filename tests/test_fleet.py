@@ -848,6 +848,8 @@ def test_a_fleet_by_group_keeps_each_step_s_groups_apart(tmp_path, cli):
 
 def test_a_fleet_without_by_run_says_it_pools_the_runs(cli):
     pooled = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "role", "-f", "json")
-    assert "note: statistics pooled over the 4 runs: add --by run for one row per run" in pooled.stderr
+    # jaxarc holds scalars only: it gives no row, and is named, not counted among the pooled runs
+    assert "note: statistics pooled over the 3 runs with rows: add --by run for one row per run" in pooled.stderr
+    assert "run(s) with no row, not in the pooled statistics: jaxarc" in pooled.stderr
     per_run = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "--by", "role", "-f", "json")
     assert "statistics pooled over" not in per_run.stderr

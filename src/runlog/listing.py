@@ -323,6 +323,27 @@ def one_file(
     return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
 
 
+def run_folders(claimed: list[tuple[str, Layout]]) -> list[str]:
+    """The run folders of a listing, sorted, from the paths of the files a layout claimed (nothing is read):
+    one (``""``: the listed folder itself, ``"x/y"``: a run below it) where the listing is one run, two or
+    more where it holds several (:func:`one_run` refuses those), none where no file was claimed.
+
+    Each file belongs to the run folder its layout puts it in (``Layout.run_folder``). A folder below another
+    one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
+    dumps), unless it holds a manifest of its own."""
+    where_files = {(lay, rel.rpartition("/")[0]) for rel, lay in claimed}
+    folders = {lay.run_folder(folder) for lay, folder in where_files}
+    if len(folders) < 2:
+        return sorted(folders)
+    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
+
+    def inside_another(f: str) -> bool:
+        parts = f.split("/") if f else []
+        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
+
+    return sorted(f for f in folders if f in manifests or not inside_another(f))
+
+
 def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     """Refuse a path that holds several runs, from the paths of the files a layout claimed (nothing is read).
 
@@ -330,17 +351,7 @@ def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     one is part of that run (its own sub-folders: ``flink_logs/`` beside ``samples/``, verl's validation
     dumps), unless it holds a manifest of its own. Two or more folders left are several runs: their numbers
     must not be added up (docs/format.md, "One run, or several")."""
-    where_files = {(lay, rel.rpartition("/")[0]) for rel, lay in claimed}
-    folders = {lay.run_folder(folder) for lay, folder in where_files}
-    if len(folders) < 2:
-        return
-    manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
-
-    def inside_another(f: str) -> bool:
-        parts = f.split("/") if f else []
-        return any("/".join(parts[:i]) in folders for i in range(len(parts)))
-
-    runs = sorted(f for f in folders if f in manifests or not inside_another(f))
+    runs = run_folders(claimed)
     if len(runs) < 2:
         return
     where = str(path).rstrip("/") or str(path)

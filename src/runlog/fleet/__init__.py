@@ -58,12 +58,18 @@ def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
 def resolve_locations(patterns: Sequence[str], storage_options: Mapping[str, str] | None = None) -> list[str]:
     """Expand globs (``ROOT/*``; ``s3://bucket/runs/*`` matches folders in the store) into run locations,
     keeping order and dropping duplicates. A pattern that matches nothing is a usage error."""
+    return list(dict.fromkeys(_expanded(patterns, storage_options)))
+
+
+def _expanded(patterns: Sequence[str], storage_options: Mapping[str, str] | None) -> list[str]:
+    """``patterns`` with each glob replaced by what it matches, in order, repeats kept (:func:`distinct_runs`
+    drops them, and says so)."""
     from ..listing import is_pattern
 
     out: list[str] = []
     for pat in patterns:
         out.extend(_matches(pat, storage_options) if is_pattern(pat) else [pat])
-    return list(dict.fromkeys(out))
+    return out
 
 
 def _matches(pattern: str, storage_options: Mapping[str, str] | None) -> list[str]:
@@ -76,7 +82,10 @@ def _matches(pattern: str, storage_options: Mapping[str, str] | None) -> list[st
     return matches
 
 
-def _resolved(location: str) -> tuple[str, ...]:
+Key = tuple[str, ...]
+
+
+def _resolved(location: str) -> Key:
     """Where a location points, whatever its spelling: a local path's real path (links, ``./``, a trailing
     ``/``, relative or absolute), an object store's family, bucket and key (``s3a://b/k/`` is ``s3://b/k``)."""
     from .. import storage
@@ -89,7 +98,7 @@ def _resolved(location: str) -> tuple[str, ...]:
     return ("path", os.path.realpath(os.path.expanduser(location)))
 
 
-def _folders_above(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+def _folders_above(key: Key) -> list[Key]:
     """The resolved folders that hold the resolved location ``key``, nearest first."""
     if key[0] == "path":
         parents = list(Path(key[1]).parents)
@@ -100,22 +109,122 @@ def _folders_above(key: tuple[str, ...]) -> list[tuple[str, ...]]:
     return [(*key[:3], "/".join(parts[:i])) for i in range(len(parts) - 1, -1, -1)]
 
 
-def _run_folder_of_file(location: str, storage_options: Mapping[str, str] | None) -> tuple[str, ...] | None:
-    """The resolved run folder of a location naming one file (the folder it is read as a run of:
-    ``listing.one_file``), else None."""
-    from .. import storage
-    from ..listing import listing
-
-    if not storage.is_url(location) and not os.path.isfile(os.path.expanduser(location)):
+def _below(key: Key, folder: Key) -> tuple[str, ...] | None:
+    """The names leading from ``folder`` down to ``key`` (``()``: the same), or None when ``key`` is not
+    at or below it."""
+    if key == folder:
+        return ()
+    if key[0] == "path" and folder[0] == "path":
+        try:
+            return Path(key[1]).relative_to(folder[1]).parts
+        except ValueError:
+            return None
+    if len(key) < 4 or len(folder) < 4 or key[:3] != folder[:3]:
         return None
+    inner, outer = key[3], folder[3]
+    if outer and not inner.startswith(f"{outer}/"):
+        return None
+    return tuple(inner[len(outer) :].strip("/").split("/"))
+
+
+def _read_with(names: Sequence[str]) -> bool:
+    """Whether a run's listing reaches a folder down these names: hidden folders and caches are never
+    listed (``listing.walk``), so what lies there is no part of the run's rows."""
+    return not any(n.startswith(".") or n in ("__pycache__", "lost+found") for n in names)
+
+
+def _run_root(location: str, storage_options: Mapping[str, str] | None) -> Key | None:
+    """The resolved folder that a folder location is read as the run of, as discovery decides it
+    (``listing.run_folders``: ``g1`` holding the one run ``g1/same`` is read as ``g1/same``); None where
+    it is not one run (a folder of runs, an empty one, one that cannot be listed: said when it is opened)."""
+    from .. import storage
+    from ..formats import get_layout
+    from ..listing import run_folders
+    from ..run import list_names
+
     try:
-        root, _, single = listing(location, storage_options, False, None)
+        entries = list_names(location, storage_options=storage_options, prefetch=False)
+        folders = run_folders([(e.path, get_layout(e.layout)) for e in entries])
     except (RunlogError, OSError):
-        return None  # said when it is opened
-    return _resolved(str(root)) if single else None
+        return None
+    if len(folders) != 1:
+        return None
+    if not folders[0]:
+        return _resolved(location)
+    if storage.is_url(location):
+        return _resolved(f"{location.rstrip('/')}/{folders[0]}")
+    return _resolved(os.path.join(os.path.expanduser(location), folders[0]))
 
 
-# (location dropped, the location kept, how they are one run: "is" or "is a file of")
+def _is_file(location: str) -> bool:
+    """Whether a location names one file (an object store's, from its name: nothing is listed here)."""
+    from .. import storage
+    from ..listing import DATA_SUFFIXES
+
+    if storage.is_url(location):
+        return location.rstrip("/").lower().endswith(DATA_SUFFIXES)
+    return os.path.isfile(os.path.expanduser(location))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Which run a location is read as (``run``: its resolved run folder, or the location's own resolved key
+    where that is not known) and how: the run itself (``is``), a folder inside it (``is a part of``) or one of
+    its files (``is a file of``); ``rank``: which spelling of a run is kept (the lowest, then the first)."""
+
+    run: Key
+    how: str
+    rank: int
+
+
+def _runs_of(locations: Sequence[str], storage_options: Mapping[str, str] | None) -> list[_Run]:
+    """The run each location is read as. Two locations can be one run only where one lies inside the other
+    (``fleet/g1`` and ``fleet/g1/same``; a run and one of its files), or where they resolve to one place (a
+    link, ``./``, a trailing ``/``): only such locations are listed (names only), to find the folder each is
+    read as the run of (:func:`_run_root`). A location inside the run another is read as is a part of that
+    run (its rows are the run's), unless it lies where the run's listing does not reach (a hidden folder)."""
+    keys = [_resolved(loc) for loc in locations]
+    known = set(keys)
+    above = {k: [a for a in _folders_above(k) if a in known] for k in known}  # the other locations holding k
+    outer = {a for held in above.values() for a in held}
+    inner = {k for k, held in above.items() if held}
+    roots: dict[Key, Key] = {}
+    tried: set[Key] = set()
+
+    def find(loc: str, key: Key) -> None:
+        tried.add(key)
+        if (root := _run_root(loc, storage_options)) is not None:
+            roots[key] = root
+
+    for loc, key in zip(locations, keys, strict=True):
+        if key in outer and key not in tried and not _is_file(loc):
+            find(loc, key)
+    # A location inside another that holds the other's run (``fleet/f_deep/x`` beside ``fleet/f_deep``, read
+    # as ``fleet/f_deep/x/y``): its own run folder tells whether it is that run.
+    changed = True
+    while changed:
+        changed = False
+        found = set(roots.values())
+        for loc, key in zip(locations, keys, strict=True):
+            if key in inner and key not in tried and any(key in _folders_above(r) for r in found):
+                find(loc, key)
+                changed = True
+    found = set(roots.values())
+    out: list[_Run] = []
+    for loc, key in zip(locations, keys, strict=True):
+        holding = [r for r in found if (names := _below(key, r)) is not None and _read_with(names)]
+        own = roots.get(key, key)
+        run = min(holding, key=lambda r: len(_folders_above(r))) if holding else own  # the outermost run
+        if run in (key, own):
+            out.append(_Run(run, "is", 1 if _is_link(loc) else 0))
+        elif _is_file(loc):
+            out.append(_Run(run, "is a file of", 3))
+        else:
+            out.append(_Run(run, "is a part of", 2))
+    return out
+
+
+# (location dropped, the location kept, how they are one run: "is", "is a part of" or "is a file of")
 SameRun = tuple[str, str, str]
 
 
@@ -123,29 +232,22 @@ def distinct_runs(
     locations: Sequence[str], storage_options: Mapping[str, str] | None = None
 ) -> tuple[list[str], list[SameRun]]:
     """``locations`` with each run once, and the locations left out. A run reached by two spellings (a link,
-    ``./``, a trailing ``/``, a relative and an absolute path, a glob and ``--runs``) would count twice: the
-    first spelling is kept. A file of a run given as a folder too is that run's (its rows are the run's): the
-    folder is kept. Files are looked at only where they lie inside another location given."""
-    keys = [_resolved(loc) for loc in locations]
-    first: dict[tuple[str, ...], str] = {}
-    same: list[SameRun] = []
-    for loc, key in zip(locations, keys, strict=True):
-        if key not in first:
-            first[key] = loc
-        elif _is_link(first[key]) and not _is_link(loc):
-            # The folder itself, not a link to it (``runs/latest -> r1`` sorts first): the run keeps its name.
-            same.append((first[key], loc, "is"))
-            first[key] = loc
-        else:
-            same.append((loc, first[key], "is"))
-    out: list[str] = []
-    for key, loc in first.items():
-        outer = [o for o in _folders_above(key) if o in first]
-        folder = _run_folder_of_file(loc, storage_options) if outer else None
-        if folder is not None and folder in outer:
-            same.append((loc, first[folder], "is a file of"))
-        else:
-            out.append(loc)
+    ``./``, a trailing ``/``, a relative and an absolute path, a glob and ``--runs``, the very same path
+    twice, the folder that holds it and its own path) would count twice: the first spelling is kept, except
+    that the run's own folder is kept before a link to it, and a run before a folder or a file of it (its
+    rows are the run's). Locations are listed only where one lies inside another (:func:`_runs_of`)."""
+    runs = _runs_of(locations, storage_options)
+    kept: dict[Key, int] = {}
+    for i, r in enumerate(runs):
+        if r.run not in kept or r.rank < runs[kept[r.run]].rank:
+            kept[r.run] = i
+    chosen = set(kept.values())
+    out = [loc for i, loc in enumerate(locations) if i in chosen]
+    same = [
+        (loc, locations[kept[r.run]], r.how)
+        for i, (loc, r) in enumerate(zip(locations, runs, strict=True))
+        if i not in chosen
+    ]
     return out, same
 
 
@@ -157,8 +259,10 @@ def _is_link(location: str) -> bool:
 
 
 def same_run_note(same: Sequence[SameRun]) -> str:
-    """One note naming the spellings of every run given twice (``distinct_runs``)."""
-    said = [f"{a} {how} {b}" for a, b, how in same]
+    """One note naming the spellings of every run given twice (``distinct_runs``); a run given twice by the
+    very same spelling is named once."""
+    said = [a if a == b else f"{a} {how} {b}" for a, b, how in same]
+    said = list(dict.fromkeys(said))
     more = f"; ... (+{len(said) - 5})" if len(said) > 5 else ""
     return f"the same run given twice, counted once: {'; '.join(said[:5])}{more}"
 
@@ -168,30 +272,35 @@ def expand_globs(
 ) -> tuple[list[str], dict[str, str], list[SameRun]]:
     """``paths`` with each glob replaced, in place, by what it matches (:func:`glob_matches`, sorted), for a
     command that takes several runs one by one (``diff``: the baseline first). A match that is a run given
-    otherwise, by a path of its own (``diff runs/base 'runs/*'``: the baseline against the others) or by an
-    earlier match (a link to it), is left out: a run is not compared with itself for having been matched; the
-    ones spelled otherwise are returned, as :func:`distinct_runs` does. Paths given as such are kept as given.
-    Returns the runs, the glob each match came from, and the matches left out. A glob that matches nothing is
-    a usage error."""
+    otherwise, by a path of its own (``diff runs/base 'runs/*'``: the baseline against the others; the folder
+    that holds it), or by an earlier match (a link to it), is left out: a run is not compared with itself for
+    having been matched; the ones spelled otherwise are returned, as :func:`distinct_runs` does (which run a
+    location is: :func:`_runs_of`). Paths given as such are kept as given. Returns the runs, the glob each
+    match came from, and the matches left out. A glob that matches nothing is a usage error."""
     from ..listing import is_pattern
 
-    seen = {_resolved(p): p for p in reversed(paths) if not is_pattern(p)}  # (the first spelling wins)
+    given: list[tuple[str, str | None]] = []  # (location, the glob it matched)
+    for path in paths:
+        given += [(m, path) for m in _matches(path, storage_options)] if is_pattern(path) else [(path, None)]
+    runs = _runs_of([loc for loc, _ in given], storage_options)
+    seen: dict[Key, str] = {}
+    for (loc, glob), r in zip(given, runs, strict=True):
+        if glob is None:
+            seen.setdefault(r.run, loc)  # (the first spelling wins)
     out: list[str] = []
     origin: dict[str, str] = {}
     same: list[SameRun] = []
-    for pat in paths:
-        if not is_pattern(pat):
-            out.append(pat)
+    for (loc, glob), r in zip(given, runs, strict=True):
+        if glob is None:
+            out.append(loc)
             continue
-        for m in _matches(pat, storage_options):
-            key = _resolved(m)
-            if key in seen:
-                if seen[key] != m:
-                    same.append((m, seen[key], "is"))
-                continue
-            seen[key] = m
-            origin[m] = pat
-            out.append(m)
+        if r.run in seen:
+            if seen[r.run] != loc:
+                same.append((loc, seen[r.run], r.how))
+            continue
+        seen[r.run] = loc
+        origin[loc] = glob
+        out.append(loc)
     return out, origin, same
 
 
@@ -246,7 +355,7 @@ def fleet_locations(
             out += runs
             same += links
         items = out
-    kept, twice = distinct_runs(resolve_locations(items, storage_options), storage_options)
+    kept, twice = distinct_runs(_expanded(items, storage_options), storage_options)
     same += twice
     fleet = len(paths) > 1 or any(is_pattern(p) for p in paths)
     return Locations(kept, [same_run_note(same)] if same else [], fleet)
@@ -502,10 +611,30 @@ def summarize_fleet(
         keys.insert(1 if "run" in keys else 0, "split")
     frame, notes = combine_partials(partials, keys)
     if "run" not in keys:
-        runs = len({r.name for r in results if r.error is None})
-        pooled = f"{runs} run{'' if runs == 1 else 's'}"
-        notes.insert(0, f"statistics pooled over the {pooled}: add --by run for one row per run")
+        notes[:0] = _pooled_notes(results, partials)
     return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
+
+
+def _pooled_notes(results: Sequence[UnitResult], partials: pl.DataFrame) -> list[str]:
+    """What statistics pooled over the runs were pooled over: the runs whose rows are in them, and the runs
+    read that gave none (no readable sample, none at the filters), which ``--by run`` names as absent."""
+    read = list(dict.fromkeys(r.name for r in results if r.error is None))
+    # The rows of the table: per role where there are roles (the per-sample rows do not heed --role), and a
+    # partial of no key is one row however many samples it had (``rows`` counts them).
+    held = partials.filter(pl.col("level") == "role") if "level" in partials.columns else partials
+    held = held.filter(pl.col("rows") > 0) if "rows" in held.columns else held
+    with_rows = set(held["run"].unique().to_list()) if "run" in held.columns else set(read)
+    absent = [name for name in read if name not in with_rows]
+    runs = len(read) - len(absent)
+    pooled = f"{runs} run{'' if runs == 1 else 's'}{' with rows' if absent else ''}"
+    notes = [f"statistics pooled over the {pooled}: add --by run for one row per run"]
+    if absent:
+        notes.append(
+            f"run(s) with no row, not in the pooled statistics: {', '.join(absent[:10])}"
+            + (" ..." if len(absent) > 10 else "")
+            + " (`runlog summarize RUN` on one says why: scalars only, no readable sample, none at the filters)"
+        )
+    return notes
 
 
 def metrics_fleet(
