@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from runlog import open_run
 from runlog.analysis.aggregate import group_key_expr
@@ -27,3 +31,53 @@ def test_a_file_written_without_statistics_is_not_said_to_lack_group_ids(tmp_pat
     assert "no group_id" not in r.stderr
     key = group_key_expr(open_run(run), True)
     assert key is not None and key.meta.root_names() == ["group_id"]
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["report", "--split", "train", "--split", "eval", "-o", "r.html"], "--split"),
+        (["doctor", "--split", "train", "--split", "eval"], "--split"),
+        (["summarize", "--by", "step", "--window", "3", "--window", "5"], "--window"),
+        (["summarize", "--format", "csv", "--format", "json"], "--format"),
+    ],
+)
+def test_an_option_that_takes_one_value_given_twice_is_refused(cli, tmp_path, monkeypatch, args, name):
+    """click keeps the last of them silently: ``report --split train --split eval`` was a report of eval alone."""
+    monkeypatch.chdir(tmp_path)
+    r = cli(args[0], ROOT / "sample_runs" / "debate_grpo", *args[1:])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert f"{name} is given 2 times; it takes one value" in r.stderr, r.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_refusal_is_one_line_from_the_command_line(tmp_path):
+    run = ROOT / "sample_runs" / "debate_grpo"
+    argv = [sys.executable, "-m", "runlog", "report", str(run), "--split", "train", "--split", "eval", "-o", "r.html"]
+    r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == "" and not (tmp_path / "r.html").exists()
+    assert r.stderr == ("Error: runlog report: --split is given 2 times; it takes one value (see 'runlog report -h')\n")
+
+
+def test_options_that_can_be_repeated_still_can(cli):
+    r = cli("summarize", ROOT / "sample_runs" / "debate_grpo", "--by", "role", "--by", "step", "--role", "solver",
+            "--role", "judge", "--split", "train", "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert {row["role"] for row in json.loads(r.stdout)} == {"solver", "judge"}
+    assert cli("inspect", ROOT / "sample_runs" / "debate_grpo", "--deep", "--deep").exit_code == 0  # a flag twice
+
+
+def test_the_sample_browser_says_the_files_it_could_not_read(cli, tmp_path):
+    """Whoever gets only the page must see that samples may be missing from it (it said only 'N of N matched')."""
+    page = tmp_path / "d.html"
+    r = cli("render-trajectory", ROOT / "sample_runs" / "damaged", "--steps", "all", "--format", "html", "-o", page)
+    assert r.exit_code == 0, r.stderr
+    text = page.read_text()
+    assert "2 sample file(s) could not be read in full: samples may be missing from this page" in text
+    for path in ("samples/train/step_00000001.p0.parquet", "samples/train/step_00000004.p0.parquet"):
+        assert f"<code>{path}</code>" in text and f"error: samples/train/{path.rsplit('/', 1)[1]}" in r.stderr
+    clean = tmp_path / "c.html"
+    assert (
+        cli("render-trajectory", ROOT / "sample_runs" / "debate_grpo", "--format", "html", "-o", clean).exit_code == 0
+    )
+    assert "could not be read" not in clean.read_text() and "problems met" not in clean.read_text()

@@ -165,7 +165,31 @@ class _LiteralHelp(_CommandBase):
 
 
 class LiteralCommand(_LiteralHelp, TyperCommand):
-    pass
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _refuse_repeated(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+def _refuse_repeated(cmd: Any, ctx: Any, args: list[str]) -> None:
+    """An option that takes one value, given twice (``--split train --split eval``), is a usage error: click
+    keeps the last silently, and a report of ``eval`` alone would pass for both. Options that can be repeated
+    say so in their help (``--role``, ``--by``); flags given twice are harmless."""
+    if ctx.resilient_parsing or not args:
+        return
+    errors = _click_exceptions()
+    try:
+        _, _, order = cmd.make_parser(ctx).parse_args(args=list(args))
+    except errors.ClickException:
+        return  # the parse proper reports it
+    counts: dict[int, int] = {}
+    for p in order:
+        counts[id(p)] = counts.get(id(p), 0) + 1
+    for p in cmd.get_params(ctx):
+        n = counts.get(id(p), 0)
+        single = getattr(p, "param_type_name", "") == "option" and not (p.multiple or p.is_flag or p.count)
+        if n > 1 and single:
+            name = max(p.opts, key=len)
+            raise errors.UsageError(f"{name} is given {n} times; it takes one value", ctx)
 
 
 class LiteralGroup(_LiteralHelp, TyperGroup):

@@ -157,7 +157,18 @@ def render_command(
             unreadable = len(run.errors)
             extra = f"; {unreadable} file(s) could not be read (listed above)" if unreadable else ""
             raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
-        info = PageInfo(run=path, scope=sel.scope, selectors=criteria.describe(), matched=sel.matched, notes=sel.notes)
+        problems = [(p.path, p.message, not p.is_warning) for p in _problems(run)]
+        sample_files = {f.path for f in run.files if f.kind == "samples"}
+        unread = len({path for path, _, error in problems if error and path in sample_files})
+        info = PageInfo(
+            run=path,
+            scope=sel.scope,
+            selectors=criteria.describe(),
+            matched=sel.matched,
+            notes=sel.notes,
+            problems=problems,
+            unread_samples=unread,
+        )
         _emit(convs, fmt, output, show_think=not no_think, info=info)
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")

@@ -191,6 +191,10 @@ class PageInfo:
     selectors: str = ""  # the options as given ("--where 'reward < 0.2'"); empty for the default
     matched: int | None = None  # samples that passed the filters, before picking
     notes: list[str] = field(default_factory=list)
+    # Problems met while searching: ``(path, reason, is_error)``, and how many sample files could not be read
+    # (in full). Said on the page itself: whoever gets only the page must see that samples may be missing.
+    problems: list[tuple[str, str, bool]] = field(default_factory=list)
+    unread_samples: int = 0
 
 
 def render_html(
@@ -237,6 +241,19 @@ def header_html(convs: list[Conversation], info: PageInfo) -> str:
     else:
         count += " shown"
     notes = "".join(f'<p class="meta">note: {label(n)}</p>' for n in info.notes)
+    if info.problems:
+        n = info.unread_samples
+        head = (
+            f"{n} sample file(s) could not be read in full: samples may be missing from this page"
+            if n
+            else "problems met while reading"
+        )
+        items = "".join(
+            f"<li>{'error' if error else 'warning'}: <code>{label(path)}</code>: {label(reason)}</li>"
+            for path, reason, error in info.problems[:50]
+        )
+        more = f"<li>... and {len(info.problems) - 50} more</li>" if len(info.problems) > 50 else ""
+        notes += f'<p class="meta problems"><b>{head}</b></p><ul class="meta problems">{items}{more}</ul>'
     return (
         f'<header>\n{run}\n<p class="meta">render-trajectory · {" · ".join(how)}</p>\n'
         f'<p id="matched">{count}</p>{notes}\n</header>'
