@@ -431,9 +431,11 @@ SUMMARY_COLUMNS = (
     ("reward_max", "max"),
     ("reward_count", "rewards"),
     ("reward_nan", "reward NaN"),
+    ("reward_null", "reward null"),
     ("kl_mean", "KL mean"),
     ("kl_max", "KL max"),
     ("kl_nan", "KL NaN"),
+    ("kl_null", "KL null"),
     ("zero_adv_frac", "zero-adv groups"),
 )
 
@@ -442,7 +444,7 @@ def _summary(s: RunSeries) -> str:
     df = summarize(s.run, ["role"], filters=s.filters, prompt_groups=True)
     cols = [(c, h) for c, h in SUMMARY_COLUMNS if c in df.columns and df[c].null_count() < df.height]
     if "kl_count" in df.columns and not int(df["kl_count"].sum() or 0) + int(df["kl_nan"].sum() or 0):
-        cols = [(c, h) for c, h in cols if c != "kl_nan"]  # a run without KL: no KL column to count NaN in
+        cols = [(c, h) for c, h in cols if c not in ("kl_nan", "kl_null")]  # a run without KL: nothing to count
     rows = [
         [e1(r["role"] if r["role"] is not None else "(role unknown)")] + [num(r[c]) for c, _ in cols]
         for r in df.iter_rows(named=True)
