@@ -199,3 +199,15 @@ def test_a_killed_run_is_not_finished_for_watch(tmp_path, cli):
     assert json.loads(r.stdout.splitlines()[-1])["reason"] == "idle"
     assert not [x for x in r.stdout.splitlines() if '"ended"' in x]
     assert os.listdir(run) and not (run / ".end.p0.json").exists()
+
+
+def test_a_process_is_behind_only_on_the_splits_it_writes(tmp_path):
+    """Process 1 writes no eval (eval on process 0 alone, as in the sample run): with its marker missing and
+    its train as far as process 0's, it is not 'behind on eval' (info, not the killed warning)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_runs" / "debate_grpo", run)
+    (run / ".end.p1.json").unlink()
+    [f] = _end_findings(open_run(run))  # process 0 closed long ago (2026-02-04): only being behind is missing
+    assert f.severity == "info" and "process 1 has not closed its writer yet" in f.message

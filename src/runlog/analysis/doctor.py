@@ -563,10 +563,9 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
             if f.process == p and f.kind == "samples" and f.readable and f.split is not None:
                 for step in f.all_steps():
                     mine[f.split] = max(step, mine.get(f.split, step))
-        behind = {sp: (mine.get(sp), st) for sp, st in last.items() if mine.get(sp, -1) < st}
-        where = "; ".join(
-            f"{sp}: its last step {'none' if a is None else a}, theirs {b}" for sp, (a, b) in behind.items()
-        )
+        # Only the splits it wrote: a process that writes no eval (eval on process 0 alone) is not behind on it.
+        behind = {sp: (mine[sp], st) for sp, st in last.items() if sp in mine and mine[sp] < st}
+        where = "; ".join(f"{sp}: its last step {a}, theirs {b}" for sp, (a, b) in behind.items())
         closed = ", ".join(map(str, sorted(state.ends)))
         if behind and settled:
             message = f"process {p} did not close its writer and stopped behind process {closed} ({where}): killed?"
