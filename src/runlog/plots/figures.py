@@ -254,6 +254,10 @@ def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
 def save(fig: Any, path: str, fmt: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    if (fmt or path.rpartition(".")[2].lower()) == "png":
+        with open(path, "wb") as f:
+            f.write(_png(fig))
+        return
     FigureCanvasAgg(fig)
     _savefig(fig, path, fmt)
 
@@ -263,16 +267,43 @@ def to_bytes(fig: Any, fmt: str = "png") -> bytes:
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    if fmt == "png":
+        return _png(fig)
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     _savefig(fig, buf, fmt)
     return buf.getvalue()
 
 
+def _png(fig: Any) -> bytes:
+    """The figure as PNG, drawn once: its layout runs in that draw (``savefig`` draws a figure with a layout
+    engine twice, the first time only to place it). Written as ``savefig`` writes it (the figure's size and
+    dpi, no date or software name: the same run gives the same bytes), in RGB where every pixel is opaque (the
+    figure's white ground: the same picture, a smaller file written faster)."""
+    import io
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(fig)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
+        canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    img = Image.fromarray(rgba)
+    if int(rgba[..., 3].min()) == 255:
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="png", dpi=(fig.dpi, fig.dpi))
+    return buf.getvalue()
+
+
 def _savefig(fig: Any, target: Any, fmt: str | None) -> None:
-    """``fig.savefig``; where constrained layout still finds no room (labels shortened, but a panel crowded by
-    other decorations), matplotlib draws the figure without it and warns with its own source line on stderr:
-    the figure is kept, and the warning, which is about the layout and not about the data, is not printed."""
+    """``fig.savefig``; where a layout finds no room (labels shortened, but a panel crowded by other
+    decorations), matplotlib's constrained layout draws the figure without it and warns with its own source line
+    on stderr: the figure is kept, and the warning, which is about the layout and not about the data, is not
+    printed."""
     import warnings
 
     with warnings.catch_warnings():
