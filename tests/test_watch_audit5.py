@@ -56,7 +56,7 @@ def _write(run: Path, steps: range, *, closed: bool = True, **kw) -> None:
         for s in steps:
             w.log_samples(s, _rows(s, **kw))
     if not closed:  # a run still being written: no end marker (a closed run ends the watch: "finished")
-        for marker in run.glob(".end.p*.json"):
+        for marker in run.glob(".writer.p*.json"):
             marker.unlink()
 
 

@@ -68,7 +68,7 @@ def test_numpy_columns_round_trip_through_open_run(tmp_path):
     run = open_run(tmp_path)
     assert run.problems == []
     assert run.manifest["roles"] == ROLES and run.manifest["config"] == {"lr": 1e-6}
-    assert run.manifest["writer"] == {"name": "runlog", "version": runlog.__version__, "end_markers": True}
+    assert run.manifest["writer"] == {"name": "runlog", "version": runlog.__version__, "state_files": True}
     df = run.samples.sort("step", "sample_id").collect()
     assert df.height == 24
     got = df.filter(pl.col("step") == 2).sort("sample_id")
@@ -105,8 +105,8 @@ def test_files_follow_the_format(tmp_path):
     assert (tmp_path / "scalars.p3.jsonl").exists()
     assert not (tmp_path / "run.json").exists()  # only process 0 writes the manifest
     # no temporary file left; the one hidden file is this process's end marker (docs/format.md, End markers)
-    assert [p.name for p in tmp_path.rglob(".*")] == [".end.p3.json"]
-    end = json.loads((tmp_path / ".end.p3.json").read_text())
+    assert [p.name for p in tmp_path.rglob(".*")] == [".writer.p3.json"]
+    end = json.loads((tmp_path / ".writer.p3.json").read_text())
     assert (end["process"], end["how"], end["error"], end["last_step"]) == (3, "close", None, {"eval": 7})
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .ends import END_RE, EndState, end_state
+from .ends import STATE_RE, EndState, end_state, holdings_of
 from .errors import DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
@@ -84,9 +84,9 @@ class Run:
 
     @cached_property
     def end_state(self) -> EndState:
-        """Whether each process that wrote this run closed its writer (``runlog.ends``; reads the markers)."""
-        procs = {f.process for f in self.files if f.process is not None and f.kind in ("samples", "scalars")}
-        return end_state(self.manifest, self.ctx.end_markers, procs)
+        """Whether each process that writes this run closed its writer, and whether its files hold what it wrote
+        (``runlog.ends``; reads the writer state files)."""
+        return end_state(self.manifest, self.ctx.end_markers, holdings_of(self.files))
 
     def files_of(self, layout: str) -> list[FileInfo]:
         return [f for f in self.files if f.layout == layout]
@@ -459,8 +459,8 @@ def open_run(
         if cand.name in IGNORED_NAMES:
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
-            if (end := END_RE.match(cand.name)) is not None and "/" not in cand.rel:
-                ctx.end_markers[int(end.group(1))] = (cand.rel, cand.abspath)
+            if (state := STATE_RE.match(cand.name)) is not None and "/" not in cand.rel:
+                ctx.end_markers[int(state.group(1))] = (cand.rel, cand.abspath, cand.stamp)
             elif cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
             continue

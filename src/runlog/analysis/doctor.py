@@ -503,11 +503,13 @@ END_GRACE_S = 120.0  # a process behind the others is "killed" only this long af
 
 
 def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
-    """What the writers' end markers say (``runlog.ends``; only runs whose writer writes them): a writer that
-    failed (error: what it had not written is lost), a training that ended with an exception (warning), a
-    process that left no marker while others closed theirs (warning once it is behind them on steps and they
-    closed ``END_GRACE_S`` ago: killed; info before that, or when it is not behind), and no process closed yet
-    (info: still being written, or every process killed; runlog cannot tell which)."""
+    """What the writers' state files say (``runlog.ends``; only runs whose writer writes them): a writer that
+    failed (error: what it had not written is lost); a training that ended with an exception (warning); a closed
+    process whose files here end before what it wrote (warning: copied in part, or files deleted); a process
+    that has not closed while others have (warning once it is behind them, on the splits it writes or on its
+    scalars, and they closed ``END_GRACE_S`` ago by the files' own times: killed; info before that, or when it
+    is not behind); and no process closed yet (info: still being written, or every process killed)."""
+    import contextlib
     import time
     from datetime import datetime, timezone
 
@@ -516,64 +518,75 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
         return []
     out: list[Finding] = []
 
-    def finding(kind: str, severity: str, message: str, **evidence: Any) -> Finding:
-        # One finding per process (``Finding.key``: a process's own subject), so that two do not merge in watch.
+    def finding(kind: str, severity: str, message: str, path: str | None, **evidence: Any) -> Finding:
+        # One finding per process (``Finding.key``: a process's own subject), so that two do not merge in watch;
+        # ``path``: what ``doctor --follow`` keeps a data problem by.
         subject = f"{kind} p{evidence['process']}" if "process" in evidence else None
-        ev = {"problem_kind": kind, "subject": subject, **evidence}
+        ev = {"problem_kind": kind, "subject": subject, **({"path": path} if path is not None else {}), **evidence}
         return Finding("data_problem", severity, f"{kind}: {message}", None, None, ev)
 
-    for e in state.ends.values():
-        if e.problem is not None:
-            out.append(finding("writer_end_unreadable", "warning", e.describe(), process=e.process, path=e.path))
-        elif e.error:
-            message = f"process {e.process}'s writer failed ({e.error}): what it had not written is lost"
-            out.append(finding("writer_failed", "error", message, process=e.process, path=e.path))
-        elif e.exception:
-            message = f"process {e.process}'s training ended with an exception ({e.exception}); {e.describe()}"
-            out.append(finding("training_exception", "warning", message, process=e.process, path=e.path))
+    for st in state.states.values():
+        if st.problem is not None:
+            out.append(finding("writer_state_unreadable", "warning", st.describe(), st.path, process=st.process))
+        elif st.error:
+            message = f"process {st.process}'s writer failed ({st.error[:300]}): what it had not written is lost"
+            out.append(finding("writer_failed", "error", message, st.path, process=st.process))
+        elif st.exception and st.closed:
+            steps = ", ".join(f"{v} {k}" for k, v in st.last_step.items()) or "none"
+            message = (
+                f"process {st.process}'s training ended with an exception ({st.exception[:300]}); last step {steps}"
+            )
+            out.append(finding("training_exception", "warning", message, st.path, process=st.process))
+    for p, what, have, upto in state.incomplete:
+        held = "none" if have is None else f"step {have}"
+        message = (
+            f"process {p} closed its writer having written {what} up to step {upto}, but its files here hold "
+            f"{held}: copied in part, or files deleted"
+        )
+        out.append(finding("writer_incomplete", "warning", message, state.states[p].path, process=p, split=what))
     missing = state.missing
     if not missing:
         return out
-    if not state.ends:
-        out.append(
-            finding(
-                "writer_not_closed",
-                "info",
-                f"no process has closed its writer (process {', '.join(map(str, missing))}): the run is still being "
-                "written, or was killed",
-                processes=missing,
-            )
-        )
+    closed = {p: st for p, st in state.states.items() if st.closed}
+    if not closed:
+        procs = ", ".join(map(str, missing))
+        message = f"no process has closed its writer (process {procs}): the run is still being written, or was killed"
+        # No path: ``doctor --follow`` keeps no such finding (a run it follows is being written: nothing to say).
+        out.append(finding("writer_not_closed", "info", message, None, processes=missing))
         return out
     last: dict[str, int] = {}
-    for e in state.ends.values():
-        for split, step in e.last_step.items():
+    for st in closed.values():
+        for split, step in st.last_step.items():
             last[split] = max(step, last.get(split, step))
+    last_scalar = max((st.last_scalar_step for st in closed.values() if st.last_scalar_step is not None), default=None)
     times = []
-    for e in state.ends.values():
-        try:
-            ended = datetime.strptime(e.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    for st in closed.values():
+        if st.mtime is not None:  # the storage's clock: a writer's own (``clock=``) may be any time
+            times.append(st.mtime)
+            continue
+        with contextlib.suppress(ValueError):
+            ended = datetime.strptime(st.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
             times.append(ended.timestamp())
-        except ValueError:
-            pass
     settled = bool(times) and (now if now is not None else time.time()) - max(times) >= END_GRACE_S
+    names = ", ".join(map(str, sorted(closed)))
     for p in missing:
-        mine: dict[str, int] = {}
-        for f in run.files:
-            if f.process == p and f.kind == "samples" and f.readable and f.split is not None:
-                for step in f.all_steps():
-                    mine[f.split] = max(step, mine.get(f.split, step))
-        # Only the splits it wrote: a process that writes no eval (eval on process 0 alone) is not behind on it.
-        behind = {sp: (mine[sp], st) for sp, st in last.items() if sp in mine and mine[sp] < st}
-        where = "; ".join(f"{sp}: its last step {a}, theirs {b}" for sp, (a, b) in behind.items())
-        closed = ", ".join(map(str, sorted(state.ends)))
+        mine = state.holdings.samples.get(p, {})
+        # Only the splits it writes: a process that writes no eval (eval on process 0 alone) is not behind on it.
+        behind = [
+            f"{sp}: its last step {mine[sp]}, theirs {st}" for sp, st in last.items() if sp in mine and mine[sp] < st
+        ]
+        scalars = state.holdings.scalars.get(p)
+        if last_scalar is not None and scalars is not None and scalars < last_scalar:
+            behind.append(f"scalars: its last step {scalars}, theirs {last_scalar}")
+        where = "; ".join(behind)
+        path = (state.states[p].path if p in state.states else None) if behind and settled else None
         if behind and settled:
-            message = f"process {p} did not close its writer and stopped behind process {closed} ({where}): killed?"
+            message = f"process {p} did not close its writer and stopped behind process {names} ({where}): killed?"
             severity = "warning"
         else:
-            message = f"process {p} has not closed its writer yet (process {closed} did): still writing, or killed"
+            message = f"process {p} has not closed its writer yet (process {names} did): still writing, or killed"
             severity = "info"
-        out.append(finding("writer_not_closed", severity, message, process=p, behind=where or None))
+        out.append(finding("writer_not_closed", severity, message, path, process=p, behind=where or None))
     return out
 
 

@@ -80,8 +80,8 @@ def watch_command(
 
     A file that cannot be read right after it changed (still being copied) is retried, and reported only if it
     stays so; a temporary file left unchanged (a writer killed mid-step) is a warning; a run folder deleted
-    ends the command with exit 1. A run whose every writer closed (RunWriter's end markers) ends it:
-    "finished".
+    ends the command with exit 1. A run whose every writer closed (RunWriter's state files), with its files all
+    there, ends it: "finished".
 
     Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout, finished); 1 the run was
     deleted, or could not be listed up to --idle-exit or --timeout (no credentials); 2 usage error; 130

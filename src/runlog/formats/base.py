@@ -272,8 +272,8 @@ class RunContext:
     # Per-discovery memo for readers (for example the footer plan of each distinct Parquet schema).
     cache: dict[str, Any] = field(default_factory=dict)
     note_log: list[dict[str, str]] = field(default_factory=list)  # every ``note`` call, repeats included
-    # Writer end markers listed at the root (``runlog.ends``): process -> (run-relative path, path).
-    end_markers: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    # Writer state files listed at the root (``runlog.ends``): process -> (run-relative path, path, stamp).
+    end_markers: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
 
     def problem(self, path: str, kind: str, message: str) -> None:
         self.problems.append(Problem(path, kind, message))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import step_gaps
-from ..ends import EndState, end_state
+from ..ends import EndState, Holdings, WriterState, end_state, holdings_of
 from ..errors import RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..run import Run
@@ -163,10 +163,10 @@ class LiveRun:
         self.changed = False  # the last update's listing differed from the one before
         self._last_run: Run | None = None
         self._said_scalars_only = False
-        # Writer end markers (``runlog.ends``): their listed versions, what they say, and whether the state
+        # Writer state files (``runlog.ends``): their listed versions, what they say, and whether the state
         # they give was said already (an ``ended`` event).
         self._end_versions: Listing = {}
-        self._end_markers: dict[int, tuple[str, Any]] = {}
+        self._states: dict[int, WriterState] = {}
         self._end_manifest: dict[str, Any] | None = None
         self.end_state: EndState | None = None
         self._ended_said: tuple[Any, ...] | None = None
@@ -178,7 +178,7 @@ class LiveRun:
         first = self.polls == 0
         self.polls += 1
         events: list[Event] = []
-        # End markers are neither data nor temporary files: what they say is kept apart (``_ends``).
+        # Writer state files are neither data nor temporary files: what they say is kept apart (``_ends``).
         ends = {rel: v for rel, v in listing.items() if is_end_marker(rel)}
         if ends:
             listing = {rel: v for rel, v in listing.items() if rel not in ends}
@@ -211,9 +211,12 @@ class LiveRun:
         if changes:
             self.last_change = now
         recomputed = False
+        # State files new or changed are read by the same opening as the data (``_ends``).
+        changed_ends = [rel for rel, v in ends.items() if self._end_versions.get(rel) != v]
+        opened: Run | None = None
         if to_read:
             try:
-                run = self._open(None if first else to_read)
+                run = opened = self._open(None if first else [*to_read, *changed_ends])
             except UsageError:
                 if first:
                     raise
@@ -247,40 +250,46 @@ class LiveRun:
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
-        events += self._ends(ends)
+        events += self._ends(ends, opened)
         return events
 
-    def _ends(self, ends: Listing) -> list[Event]:
-        """Read the end markers that are new or changed (a resumed writer removes its own), and say each
-        process that closed its writer, and once every process that wrote files has: an ``ended`` event, which
-        ends ``watch`` and ``doctor --follow`` (``finished``) once no file is pending."""
+    def _ends(self, ends: Listing, opened: Run | None = None) -> list[Event]:
+        """Read the writer state files that are new or changed (each is read once a version), and say each
+        process that closed its writer: an ``ended`` event, ``finished`` once every process known closed and
+        its files here hold what it wrote, which ends ``watch`` and ``doctor --follow`` once no file is pending."""
         if ends != self._end_versions:
             changed = [rel for rel, v in ends.items() if self._end_versions.get(rel) != v]
             self._end_versions = dict(ends)
-            self._end_markers = {p: m for p, m in self._end_markers.items() if m[0] in ends}
+            self._states = {p: s for p, s in self._states.items() if s.path in ends and s.path not in changed}
             if changed:
+                run = (
+                    opened
+                    if opened is not None and set(changed) <= {m[0] for m in opened.ctx.end_markers.values()}
+                    else None
+                )
                 try:
-                    run = self._open(changed)
+                    run = run or self._open(changed)
                 except (RunlogError, OSError):  # read again at the next change; the data files are what counts
                     run = None
                 if run is not None:
-                    self._end_markers.update(run.ctx.end_markers)
+                    self._states.update(end_state(run.manifest, run.ctx.end_markers, Holdings()).states)
                     self._end_manifest = run.manifest or self._end_manifest
+                else:
+                    self._end_versions = {r: v for r, v in self._end_versions.items() if r not in changed}
         if self._end_manifest is None and self._last_run is not None:
             self._end_manifest = self._last_run.manifest
-        procs = {
-            r.info.process
-            for r in self.files.values()
-            if r.info is not None and r.info.process is not None and r.info.kind in ("samples", "scalars")
-        }
-        state = end_state(self._end_manifest, self._end_markers, procs)
+        holdings = holdings_of(r.info for r in self.files.values() if not r.pending)
+        writer = (self._end_manifest or {}).get("writer")
+        expected = isinstance(writer, dict) and writer.get("state_files") is True
+        state = EndState(expected, dict(self._states), holdings)
         self.end_state = state if state.known else None
-        said = (state.finished, tuple(sorted((p, e.ended, e.how) for p, e in state.ends.items())))
-        if not state.ends or said == self._ended_said:
+        closed = tuple(sorted((p, s.ended, s.how) for p, s in state.states.items() if s.closed))
+        said = (state.finished, closed)
+        if not closed or said == self._ended_said:
             return []
         self._ended_said = said
         data = {"finished": state.finished, "missing": state.missing, "message": state.summary()}
-        return [Event("ended", {**data, "processes": [e.__dict__ for e in state.ends.values()]})]
+        return [Event("ended", {**data, "processes": [s.as_json() for s in state.states.values() if s.closed]})]
 
     @property
     def finished(self) -> bool:

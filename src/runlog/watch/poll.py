@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import storage
-from ..ends import END_RE
+from ..ends import STATE_RE
 from ..errors import RunNotFoundError
 
 if TYPE_CHECKING:
@@ -74,14 +74,14 @@ class Backoff:
 def is_temporary(rel: str) -> bool:
     """A file a writer has not finished: hidden (``.step_3.p0.parquet.tmp``, rsync's ``.name.XXXXXX``) or with
     a temporary suffix. Never read as data; one that stays is a sign of a writer killed mid-file. A writer's
-    end marker (``.end.p0.json`` at the root) is hidden and whole: not one."""
+    state file (``.writer.p0.json`` at the root) is hidden and whole: not one."""
     name = rel.rpartition("/")[2]
     return (name.startswith(".") or name.endswith(TEMP_SUFFIXES)) and not is_end_marker(rel)
 
 
 def is_end_marker(rel: str) -> bool:
-    """``.end.p{process}.json`` at the run's root (``runlog.ends``)."""
-    return "/" not in rel and END_RE.match(rel) is not None
+    """``.writer.p{process}.json`` at the run's root (``runlog.ends``)."""
+    return "/" not in rel and STATE_RE.match(rel) is not None
 
 
 def run_lister(

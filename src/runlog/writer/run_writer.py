@@ -42,7 +42,8 @@ from .step_files import StepFiles
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
-END_MARKER = ".end.p{process}.json"  # written by each process when its writer closes (docs/format.md, End markers)
+# Each process's state: "open" when its writer opens, "closed" when it closes (docs/format.md, Writer state files).
+STATE_FILE = ".writer.p{process}.json"
 STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
 _SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
 _MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
@@ -141,6 +142,7 @@ class RunWriter:
         self._remove_own_leftovers()
         self.manifest = self._initial_manifest(name, config_json, run_id)
         self._write_manifest()
+        self._write_state()  # "open": this process writes the run, from now on
         self._scalars_fd: int | None = None
         # What a resumed writer found of an earlier writer of this process, read once on the background thread
         # before its first item (``_scan_old``): its scalars shard (the bytes it holds, the highest step among
@@ -162,6 +164,13 @@ class RunWriter:
         self._thread.start()
         # A trainer that forgets close() (or dies of an exception) still gets its queued data written.
         atexit.register(self._close_at_exit)
+        # A multiprocessing child (fork, forkserver) ends with ``os._exit``: no atexit hook runs there, but
+        # multiprocessing's own finalizers do.
+        self._finalizer: Any = None
+        if "multiprocessing" in sys.modules:
+            import multiprocessing.util
+
+            self._finalizer = multiprocessing.util.Finalize(None, self._close_at_exit, exitpriority=100)
 
     # -- public API ---------------------------------------------------------------------------------------
     def log_samples(self, step: int, samples: Any, split: str = "train") -> None:
@@ -270,8 +279,8 @@ class RunWriter:
             self._check()
 
     def close(self) -> None:
-        """Write everything pending and stop the background thread, then write this process's end marker
-        (``.end.p{process}.json``: readers tell a finished run from a killed one). Idempotent; raises a
+        """Write everything pending and stop the background thread, then mark this process's state file
+        (``.writer.p{process}.json``) closed: readers tell a finished run from a killed one. Idempotent; raises a
         background error that no earlier call has reported."""
         self._close("close")
 
@@ -286,7 +295,9 @@ class RunWriter:
             self._put(("stop",), force_block=True)
         self._thread.join()
         atexit.unregister(self._close_at_exit)
-        self._write_end_marker(how, exception)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
+        self._write_state(how, exception)
         if self.process_index != 0 and not (self.root / MANIFEST).exists():
             self._warn(
                 f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
@@ -320,6 +331,10 @@ class RunWriter:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if exc is None:
+            self.close()
+            return
+        # ``sys.exit(0)`` in the block ends the program normally: the writer closed as by ``close()``.
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
             self.close()
             return
         # The trainer's exception propagates; a failure of the writer's own is added to it, not put in its place.
@@ -396,7 +411,7 @@ class RunWriter:
             "created": old.get("created") or _iso(self._clock()),
             "config": config,
             "roles": roles,
-            "writer": {"name": "runlog", "version": _version(), "end_markers": True},
+            "writer": {"name": "runlog", "version": _version(), "state_files": True},
         }
 
     def _write_manifest(self) -> None:
@@ -414,18 +429,23 @@ class RunWriter:
         leftovers += list(self.root.glob(f".{self._scalars_path().name}.tmp"))
         if self.process_index == 0:
             leftovers += list(self.root.glob(f".{MANIFEST}.tmp"))
-        # This process writes the run again: its end marker of an earlier attempt no longer holds.
-        end = self.root / END_MARKER.format(process=self.process_index)
-        leftovers += [end, end.with_name(f".{end.name}.tmp")]
+        state = self.root / STATE_FILE.format(process=self.process_index)
+        leftovers.append(state.with_name(f".{state.name}.tmp"))
         for p in leftovers:
             with contextlib.suppress(OSError):
                 p.unlink()
 
-    def _write_end_marker(self, how: str, exception: BaseException | None) -> None:
-        """``.end.p{process}.json``: that this process's writer ended, how (``close``: called; ``exception``: the
+    def _write_state(self, how: str | None = None, exception: BaseException | None = None) -> None:
+        """``.writer.p{process}.json``: ``open`` (``how`` None: at the start, so that readers know this process
+        writes the run before its first file), then ``closed``: how (``close``: called; ``exception``: the
         ``with`` block raised; ``exit``: the program ended without calling it), the last step of each split it
-        has on disk, what it wrote, and the writer's own failure if any. A process killed before it leaves none.
-        A marker that cannot be written is a warning, never an error of ``close``."""
+        has on disk, what it wrote, and the writer's own failure if any. A process killed leaves it ``open``. A
+        state that cannot be written is a warning (and no temporary file is left), never an error of ``close``."""
+        path = self.root / STATE_FILE.format(process=self.process_index)
+        if how is None:  # (no time: a call of the writer's clock here would move every later one)
+            opened = {"process": self.process_index, "state": "open"}
+            self._put_state(path, opened)
+            return
         if not self._scanned and self._error is None:  # nothing logged: what an earlier writer left is still there
             with contextlib.suppress(OSError):
                 self._scan_old()
@@ -435,21 +455,26 @@ class RunWriter:
         last_scalar = max(self._old_scalars_max, self._last_scalar_step)
         with self._bg_lock:
             written = {k: self._stats[k] for k in ("files_written", "rows_written", "scalar_lines")}
-        marker = {
+        closed = {
             "process": self.process_index,
+            "state": "closed",
             "ended": _iso(self._clock()),
             "how": how,
-            "exception": None if exception is None else f"{type(exception).__name__}: {exception}"[:2000],
-            "error": None if self._error is None else f"{type(self._error).__name__}: {self._error}"[:2000],
+            "exception": None if exception is None else _exception_text(exception),
+            "error": None if self._error is None else _exception_text(self._error),
             "last_step": dict(sorted(steps.items())),
             "last_scalar_step": last_scalar if last_scalar >= 0 else None,
             **written,
         }
-        path = self.root / END_MARKER.format(process=self.process_index)
+        self._put_state(path, closed)
+
+    def _put_state(self, path: Path, state: dict[str, Any]) -> None:
         try:
-            atomic_write_bytes(path, _manifest_bytes(marker), durable=self.durable)
+            atomic_write_bytes(path, _manifest_bytes(state), durable=self.durable)
         except OSError as exc:
-            self._warn(f"{path}: the end marker could not be written ({exc}); readers see this process as not ended")
+            with contextlib.suppress(OSError):
+                path.with_name(f".{path.name}.tmp").unlink()
+            self._warn(f"{path}: the writer's state could not be written ({exc}); readers may see it as killed")
 
     def _close_at_exit(self) -> None:
         try:
@@ -798,6 +823,13 @@ def _iso(t: float) -> str:
     if not math.isfinite(t):
         raise UsageError(f"clock returned {t!r}")
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``ValueError: boom``, or ``KeyboardInterrupt`` (no colon after a name with no message), at most 2,000
+    characters."""
+    message = str(exc)
+    return (f"{type(exc).__name__}: {message}" if message else type(exc).__name__)[:2000]
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
