@@ -127,26 +127,34 @@ def test_a_state_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monke
 
 
 def test_a_multiprocessing_child_that_forgets_close_still_writes_and_closes(tmp_path):
-    """A fork child ends with ``os._exit``: no atexit hook; multiprocessing's finalizers close the writer."""
-    import multiprocessing as mp
-
+    """A fork child ends with ``os._exit``: no atexit hook; multiprocessing's finalizers close the writer. (In a
+    process of its own: forking this one, whose polars has started threads, could deadlock.)"""
     run = tmp_path / "run"
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_child_forgets_close, args=(str(run), p)) for p in range(2)]
+    code = f"""
+import sys
+sys.path[:0] = {sys.path!r}
+import multiprocessing as mp
+from runlog.writer import RunWriter
+
+def child(process):
+    w = RunWriter({str(run)!r}, process_index=process, clock=lambda: {T0})
+    for s in range(3):
+        w.log_samples(s, {{"reward": [1.0, 2.0], "group_id": ["g", "g"]}})
+
+if __name__ == "__main__":
+    procs = [mp.get_context("fork").Process(target=child, args=(p,)) for p in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
-        assert p.exitcode == 0
+    sys.exit(max(p.exitcode for p in procs))
+"""
+    script = tmp_path / "forked.py"
+    script.write_text(code)
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
     state = open_run(run).end_state
     assert state.finished and [_state(run, p)["how"] for p in (0, 1)] == ["exit", "exit"]
     assert sum(1 for _ in (run / "samples" / "train").glob("*.parquet")) == 6
-
-
-def _child_forgets_close(run: str, process: int) -> None:
-    w = RunWriter(run, process_index=process, clock=lambda: T0)
-    for s in range(3):
-        w.log_samples(s, _rows(s))
 
 
 # -- reading: inspect and doctor ----------------------------------------------------------------------------
