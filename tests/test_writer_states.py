@@ -352,3 +352,26 @@ def test_a_killed_run_is_not_finished_for_watch_and_doctor_follow_says_so(tmp_pa
     assert [f["severity"] for f in found] == ["warning"] and found[0]["evidence"]["path"] == ".writer.p1.json"
     assert r.exit_code == 1 and json.loads(r.stdout.splitlines()[-1])["reason"] == "failing", r.stdout
     assert os.listdir(run) and _state(run, 1)["state"] == "open"
+
+
+def test_the_live_screen_says_which_writers_are_open(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from runlog.watch.screen import Screen
+
+    run = tmp_path / "run"
+    late = RunWriter(run, process_index=1, clock=lambda: T0)
+    _write(run, range(3), process=0)
+    live = LiveRun(run)
+
+    def screen() -> str:
+        live.update(*run_lister(run)())
+        buf = io.StringIO()
+        Console(file=buf, width=80, no_color=True).print(Screen(live, None, [], interval=1))
+        return buf.getvalue()
+
+    assert "writers: open 1  closed 0" in screen()
+    late.close()
+    assert "writers: all closed (0, 1): the run is finished" in screen()

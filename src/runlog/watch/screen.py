@@ -236,6 +236,21 @@ class Screen:
             info.append(" rows/s  ")
             info.append(f"last step {ago(live.newest_arrival(), now)} ago", style="dim")
         out.append(info)
+        ends = live.end_state
+        if ends is not None and ends.processes:  # the writers' state files (``runlog.ends``)
+            missing = ends.missing
+            closed = [p for p in ends.processes if p not in missing]
+            writers = Text("writers: ", style="dim")
+            if ends.finished:
+                writers.append(f"all closed ({', '.join(map(str, closed))}): the run is finished", style="green")
+            else:
+                if missing:
+                    writers.append(f"open {', '.join(map(str, missing))}")
+                if closed:
+                    writers.append(("  " if missing else "") + f"closed {', '.join(map(str, closed))}", style="dim")
+                if ends.incomplete:
+                    writers.append("  (files still missing: being copied?)", style="yellow")
+            out.append(writers)
         out.append(Text(""))
         out += self._roles(width)
         out += self._problems()
