@@ -167,7 +167,7 @@ def test_a_killed_process_is_told_from_a_finished_run(tmp_path, cli):
     r = cli("inspect", run)
     assert r.exit_code == 0, r.stderr  # not a file problem: inspect says it in its header
     assert "writer: not closed by process 1 (still writing, or killed); closed by process 0" in r.stdout
-    js = json.loads(cli("inspect", run, "--format", "json").stdout)["writer_end"]
+    js = json.loads(cli("inspect", run, "--format", "json").stdout)["writers"]
     assert (js["finished"], js["missing"], js["states"][0]["last_step"]) == (False, [1], {"train": 9})
     # behind the others, which closed long ago by the files' own times (the writers' clock said 2023) -> warning
     [f] = _end_findings(open_run(run), now=time.time() + END_GRACE_S + 1)
@@ -259,7 +259,7 @@ def test_no_process_closed_is_info_and_runs_of_other_writers_claim_nothing(tmp_p
     (run / ".writer.p0.json").unlink()
     assert not open_run(run).end_state.known and not _end_findings(open_run(run))
     assert "writer:" not in cli("inspect", run).stdout
-    assert json.loads(cli("inspect", run, "--format", "json").stdout)["writer_end"] is None
+    assert json.loads(cli("inspect", run, "--format", "json").stdout)["writers"] is None
 
 
 def test_a_process_is_behind_only_on_the_splits_it_writes(tmp_path):

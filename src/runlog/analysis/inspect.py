@@ -95,7 +95,7 @@ class RunInspection:
     unmatched: list[str]
     problems: list[Problem]
     fidelity: list[dict[str, str]]
-    writer_end: dict[str, Any] | None = None  # ``EndState.as_json()`` and its ``summary``; None: nothing to tell
+    writers: dict[str, Any] | None = None  # ``EndState.as_json()`` and its ``summary``; None: nothing to tell
 
     @property
     def errors(self) -> int:
@@ -129,7 +129,7 @@ class RunInspection:
             "errors": self.errors,
             "warnings": self.warnings,
             "fidelity": [dict(f) for f in self.fidelity],
-            "writer_end": self.writer_end,
+            "writers": self.writers,
         }
 
     # ``report["errors"]``, ``report.get(...)``: the JSON form's values, for callers (``cli/inspect_cmd.py``)
@@ -469,5 +469,5 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         unmatched=list(run.unmatched),
         problems=list(run.problems),
         fidelity=[dict(n) for n in run.fidelity],
-        writer_end={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
+        writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

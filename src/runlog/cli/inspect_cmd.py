@@ -101,10 +101,10 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
     if r.exceptions:
         n = r.exceptions
         head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
-    if r.writer_end is not None:
+    if r.writers is not None:
         head.append("\nwriter: ")
-        style = None if r.writer_end["finished"] else "yellow"
-        head.append(visible(r.writer_end["summary"], keep_newlines=False), style=style)
+        style = None if r.writers["finished"] else "yellow"
+        head.append(visible(r.writers["summary"], keep_newlines=False), style=style)
     parts.append(Panel(head, expand=False))
 
     columns = [
