@@ -253,6 +253,9 @@ def test_no_process_closed_is_info_and_runs_of_other_writers_claim_nothing(tmp_p
     _write(run, range(4), process=0, close="kill")
     [f] = _end_findings(open_run(run))
     assert f.severity == "info" and "no process has closed its writer" in f.message
+    newest = max(p.stat().st_mtime for p in run.rglob("*") if p.is_file() and not p.name.startswith("."))
+    [f] = _end_findings(open_run(run), now=newest + 3 * 3600)  # the age says which, to whoever knows the run
+    assert f.severity == "info" and f.message.endswith("(its newest file was written 3.0 h ago)")
     manifest = json.loads((run / "run.json").read_text())
     del manifest["writer"]["state_files"]  # an older runlog, or another writer of the format
     (run / "run.json").write_text(json.dumps(manifest))

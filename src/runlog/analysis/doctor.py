@@ -513,6 +513,8 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
     import time
     from datetime import datetime, timezone
 
+    from ..ends import mtime_of
+
     state = run.end_state
     if not state.known:
         return []
@@ -548,9 +550,13 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
     if not missing:
         return out
     closed = {p: st for p, st in state.states.items() if st.closed}
+    clock = now if now is not None else time.time()
     if not closed:
         procs = ", ".join(map(str, missing))
         message = f"no process has closed its writer (process {procs}): the run is still being written, or was killed"
+        newest = max((t for f in run.files if (t := mtime_of(f.stamp)) is not None), default=None)
+        if newest is not None:  # the age says which, to whoever knows how long a step takes
+            message += f" (its newest file was written {_age(clock - newest)} ago)"
         # No path: ``doctor --follow`` keeps no such finding (a run it follows is being written: nothing to say).
         out.append(finding("writer_not_closed", "info", message, None, processes=missing))
         return out
@@ -567,7 +573,7 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
         with contextlib.suppress(ValueError):
             ended = datetime.strptime(st.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
             times.append(ended.timestamp())
-    settled = bool(times) and (now if now is not None else time.time()) - max(times) >= END_GRACE_S
+    settled = bool(times) and clock - max(times) >= END_GRACE_S
     names = ", ".join(map(str, sorted(closed)))
     for p in missing:
         mine = state.holdings.samples.get(p, {})
@@ -588,6 +594,16 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
             severity = "info"
         out.append(finding("writer_not_closed", severity, message, path, process=p, behind=where or None))
     return out
+
+
+def _age(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``, ``2.0 days``."""
+    s = max(0.0, seconds)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h" if s < 48 * 3600 else f"{s / 86400:.1f} days"
 
 
 def _no_reward_findings(s: RunSeries) -> list[Finding]:
