@@ -208,14 +208,20 @@ def mtime_of(stamp: Any) -> float | None:
     return None
 
 
-def end_state(
-    manifest: dict[str, Any] | None, markers: dict[int, tuple[str, Any, Any]], holdings: Holdings
-) -> EndState:
-    """``markers``: process -> (run-relative path, path, listing stamp) of each state file listed."""
+def expects_states(manifest: dict[str, Any] | None) -> bool:
+    """Whether the run's manifest says its writer writes state files (``"writer": {"state_files": true}``)."""
     writer = (manifest or {}).get("writer")
-    expected = isinstance(writer, dict) and writer.get("state_files") is True
-    states = {p: read_state(p, rel, path, mtime_of(stamp)) for p, (rel, path, stamp) in sorted(markers.items())}
-    return EndState(expected, states, holdings)
+    return isinstance(writer, dict) and writer.get("state_files") is True
+
+
+def read_states(files: dict[int, tuple[str, Any, Any]]) -> dict[int, WriterState]:
+    """``files``: process -> (run-relative path, path, listing stamp) of each state file listed."""
+    return {p: read_state(p, rel, path, mtime_of(stamp)) for p, (rel, path, stamp) in sorted(files.items())}
+
+
+def end_state(manifest: dict[str, Any] | None, files: dict[int, tuple[str, Any, Any]], holdings: Holdings) -> EndState:
+    """What the state files ``files`` (as ``read_states`` takes them) say against ``holdings``."""
+    return EndState(expects_states(manifest), read_states(files), holdings)
 
 
 def holdings_of(infos: Any) -> Holdings:
@@ -238,4 +244,14 @@ def holdings_of(infos: Any) -> Holdings:
     return Holdings(samples, scalars)
 
 
-__all__ = ["STATE_RE", "EndState", "Holdings", "WriterState", "end_state", "holdings_of", "read_state"]
+__all__ = [
+    "STATE_RE",
+    "EndState",
+    "Holdings",
+    "WriterState",
+    "end_state",
+    "expects_states",
+    "holdings_of",
+    "read_state",
+    "read_states",
+]

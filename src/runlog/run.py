@@ -44,6 +44,11 @@ GONE = "gone since the run was listed"  # how the problem of a file deleted afte
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
 
 
+def _texts_read(carry: dict[str, pl.Expr]) -> set[str]:
+    """The ``TEXT_ONLY`` columns that the ``carry`` expressions of a numeric view read."""
+    return {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+
+
 # The polars engines ``Run.collect`` takes (``pl.collect_all``'s ``engine``).
 CollectEngine = Literal["auto", "in-memory", "streaming", "gpu"]
 
@@ -86,7 +91,7 @@ class Run:
     def end_state(self) -> EndState:
         """Whether each process that writes this run closed its writer, and whether its files hold what it wrote
         (``runlog.ends``; reads the writer state files)."""
-        return end_state(self.manifest, self.ctx.end_markers, holdings_of(self.files))
+        return end_state(self.manifest, self.ctx.state_files, holdings_of(self.files))
 
     def files_of(self, layout: str) -> list[FileInfo]:
         return [f for f in self.files if f.layout == layout]
@@ -172,7 +177,7 @@ class Run:
         ``role, reward, kl`` and ``component/<name>`` floats; built per layout by its fastest route, and
         never reading a text column unless a ``carry`` expression asks for one."""
         comps = self.component_names() if components is None else components
-        texts = {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+        texts = _texts_read(carry)
         frames = []
         for lay in self.layouts:
             files = self.files_of(lay.name)
@@ -194,7 +199,7 @@ class Run:
 
     def numeric_wide(self, carry: dict[str, pl.Expr], components: list[str], roles: list[str]) -> pl.LazyFrame | None:
         """The wide numeric view (``Layout.scan_numeric_wide``), or None unless every layout offers it."""
-        texts = {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+        texts = _texts_read(carry)
         if texts and any(texts & set(f.unread) for f in self.files):
             return None  # such a file's text is read as null by the long view (``numeric``) only
         frames = []
@@ -460,7 +465,7 @@ def open_run(
             continue
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
             if (state := STATE_RE.match(cand.name)) is not None and "/" not in cand.rel:
-                ctx.end_markers[int(state.group(1))] = (cand.rel, cand.abspath, cand.stamp)
+                ctx.state_files[int(state.group(1))] = (cand.rel, cand.abspath, cand.stamp)
             elif cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
             continue

@@ -120,12 +120,12 @@ def _count_missing_ids(run: Run) -> None:
         and "group_id" in f.columns
         and "group_id" not in f.null_counts
     ]
+    from ..formats import get_layout
+
     by_layout: dict[str, list[Any]] = {}
     for f in unknown:
         by_layout.setdefault(f.layout, []).append(f)
     for name, files in by_layout.items():
-        from ..formats import get_layout
-
         try:
             lf = get_layout(name).scan_samples(files, run.ctx)
             if lf is None:

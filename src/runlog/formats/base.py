@@ -273,7 +273,7 @@ class RunContext:
     cache: dict[str, Any] = field(default_factory=dict)
     note_log: list[dict[str, str]] = field(default_factory=list)  # every ``note`` call, repeats included
     # Writer state files listed at the root (``runlog.ends``): process -> (run-relative path, path, stamp).
-    end_markers: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
+    state_files: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
 
     def problem(self, path: str, kind: str, message: str) -> None:
         self.problems.append(Problem(path, kind, message))

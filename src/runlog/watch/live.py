@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import step_gaps
-from ..ends import EndState, Holdings, WriterState, end_state, holdings_of
+from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
 from ..errors import RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..run import Run
-from .poll import Listing, Version, diff, is_end_marker
+from .poll import Listing, Version, diff, is_state_file
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -179,12 +179,12 @@ class LiveRun:
         self.polls += 1
         events: list[Event] = []
         # Writer state files are neither data nor temporary files: what they say is kept apart (``_ends``).
-        ends = {rel: v for rel, v in listing.items() if is_end_marker(rel)}
+        ends = {rel: v for rel, v in listing.items() if is_state_file(rel)}
         if ends:
             listing = {rel: v for rel, v in listing.items() if rel not in ends}
         if temp:
-            ends.update({rel: v for rel, v in temp.items() if is_end_marker(rel)})
-            temp = {rel: v for rel, v in temp.items() if not is_end_marker(rel)}
+            ends.update({rel: v for rel, v in temp.items() if is_state_file(rel)})
+            temp = {rel: v for rel, v in temp.items() if not is_state_file(rel)}
         changes = diff({k: r.version for k, r in self.files.items()}, listing)
         if self.files and listing == {} and changes.removed:
             raise RunGoneError(f"{self.path}: every file of the run was deleted")
@@ -264,7 +264,7 @@ class LiveRun:
             if changed:
                 run = (
                     opened
-                    if opened is not None and set(changed) <= {m[0] for m in opened.ctx.end_markers.values()}
+                    if opened is not None and set(changed) <= {m[0] for m in opened.ctx.state_files.values()}
                     else None
                 )
                 try:
@@ -272,16 +272,14 @@ class LiveRun:
                 except (RunlogError, OSError):  # read again at the next change; the data files are what counts
                     run = None
                 if run is not None:
-                    self._states.update(end_state(run.manifest, run.ctx.end_markers, Holdings()).states)
+                    self._states.update(read_states(run.ctx.state_files))
                     self._end_manifest = run.manifest or self._end_manifest
                 else:
                     self._end_versions = {r: v for r, v in self._end_versions.items() if r not in changed}
         if self._end_manifest is None and self._last_run is not None:
             self._end_manifest = self._last_run.manifest
         holdings = holdings_of(r.info for r in self.files.values() if not r.pending)
-        writer = (self._end_manifest or {}).get("writer")
-        expected = isinstance(writer, dict) and writer.get("state_files") is True
-        state = EndState(expected, dict(self._states), holdings)
+        state = EndState(expects_states(self._end_manifest), dict(self._states), holdings)
         self.end_state = state if state.known else None
         closed = tuple(sorted((p, s.ended, s.how) for p, s in state.states.items() if s.closed))
         said = (state.finished, closed)

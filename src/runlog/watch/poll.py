@@ -76,10 +76,10 @@ def is_temporary(rel: str) -> bool:
     a temporary suffix. Never read as data; one that stays is a sign of a writer killed mid-file. A writer's
     state file (``.writer.p0.json`` at the root) is hidden and whole: not one."""
     name = rel.rpartition("/")[2]
-    return (name.startswith(".") or name.endswith(TEMP_SUFFIXES)) and not is_end_marker(rel)
+    return (name.startswith(".") or name.endswith(TEMP_SUFFIXES)) and not is_state_file(rel)
 
 
-def is_end_marker(rel: str) -> bool:
+def is_state_file(rel: str) -> bool:
     """``.writer.p{process}.json`` at the run's root (``runlog.ends``)."""
     return "/" not in rel and STATE_RE.match(rel) is not None
 
