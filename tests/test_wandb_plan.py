@@ -416,9 +416,20 @@ def test_split_tables_share_the_byte_budget_fairly(tmp_path, monkeypatch):
         ),  # fmt: skip
         (
             '{"format":"runlog-wandb-state","version":1,"destinations":{"d":{"run_id":"r","project":"p",'
-            '"entity":null,"mode":"offline","fingerprint":{"a.jsonl":[1]}}}}',
+            '"entity":null,"mode":"offline","last_step":3,"fingerprint":{"a.jsonl":[1]}}}}',
             "fingerprint of 'a.jsonl'",
         ),  # fmt: skip
+        (  # a missing field: read as absent, the entry would send every step again
+            '{"format":"runlog-wandb-state","version":1,"destinations":{"d":{"run_id":"r","project":"p",'
+            '"entity":null,"last_step":9,"complete":true}}}',
+            "'d' has no mode",
+        ),  # fmt: skip
+        (
+            '{"format":"runlog-wandb-state","version":1,"destinations":{"d":{"run_id":"r","project":"p",'
+            '"entity":null,"mode":"offline"}}}',
+            "'d' has no last_step",
+        ),  # fmt: skip
+        ('{"format":"runlog-wandb-state","version":1,"destinations":{"d":[1]}}', "'d' is a list"),
     ],
 )
 def test_a_wrongly_shaped_state_file_is_a_usage_error(tmp_path, text, says):

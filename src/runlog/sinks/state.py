@@ -64,6 +64,10 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# The fields without a default, and last_step: an entry without it would send every step again.
+_REQUIRED = ("run_id", "project", "entity", "mode", "last_step")
+
+
 def _bad_field(entry: Entry) -> str | None:
     """Why an entry read from the file cannot be used (a field of the wrong type), or None."""
     for name, types in _FIELD_TYPES.items():
@@ -107,14 +111,17 @@ class StateFile:
             self.data = data
 
     def get(self, dest: str) -> Entry | None:
+        """The entry of ``dest``, None if there is none; a damaged one stops the upload (treating it as absent
+        would send every step again)."""
         raw = self.data["destinations"].get(dest)
+        if raw is None:
+            return None
         if not isinstance(raw, dict):
-            return None
-        known = {k: v for k, v in raw.items() if k in Entry.__dataclass_fields__}
-        try:
-            entry = Entry(**known)
-        except TypeError:
-            return None
+            raise UsageError(f"{self.path}: damaged upload state ({dest!r} is a {type(raw).__name__}); {_REMOVE}")
+        missing = [k for k in _REQUIRED if k not in raw]
+        if missing:
+            raise UsageError(f"{self.path}: damaged upload state ({dest!r} has no {', '.join(missing)}); {_REMOVE}")
+        entry = Entry(**{k: v for k, v in raw.items() if k in Entry.__dataclass_fields__})
         bad = _bad_field(entry)
         if bad:
             raise UsageError(f"{self.path}: damaged upload state ({dest!r}: {bad}); {_REMOVE}")
