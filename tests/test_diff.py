@@ -359,6 +359,38 @@ def test_the_best_window_is_the_one_whose_samples_score_highest(tmp_path: Path) 
     assert old in (0, 1, 2) and old != top
 
 
+@pytest.mark.parametrize("bad", [float("-inf"), float("inf")])
+def test_the_best_window_counts_an_infinite_reward_as_a_value(tmp_path: Path, bad: float) -> None:
+    """±inf is a value, as in summarize: a window holding a -inf reward has a mean of -inf and is not the best
+    (the finite steps alone once chose it, and the point then reported -inf, with no interval); one holding
+    +inf is the best, and its figure is +inf. The best window and its figure agree with an independent count."""
+    rng = random.Random(9)
+    rewards = {s: [min(1.0, max(0.0, 0.3 + 0.03 * s + rng.gauss(0, 0.05))) for _ in range(8)] for s in range(12)}
+    rewards[9][0] = bad  # step 9: the highest finite rewards, and one infinite value
+    paths = []
+    for name in ("A", "B"):
+        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+            for step, values in rewards.items():
+                rows = [
+                    {"group_id": f"{step}-{i // 4}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
+                    for i, r in enumerate(values)
+                ]
+                w.log_samples(step, rows)
+        paths.append(tmp_path / name)
+    d = diff_runs([open_run(p) for p in paths], ["A", "B"], DiffOptions(window=3))
+    best = _row(d.points, role="solver", metric="reward", point="best")
+    means = {}
+    for first in range(10):
+        vals = [v for s in range(first, first + 3) for v in rewards[s]]
+        means[first] = float(np.mean(vals))
+    top = max(means, key=lambda k: means[k])  # the first on ties
+    assert best["steps"] == f"{top}..{top + 2}"
+    if bad > 0:
+        assert top == 7 and best["value"] == float("inf")
+    else:
+        assert 9 not in range(top, top + 3) and best["value"] == pytest.approx(means[top], rel=1e-12)
+
+
 def test_config_values_are_shown_inert(tmp_path: Path, pair, cli) -> None:
     """A config value holding an escape sequence or a bidi override ("Trojan Source") is shown escaped in the
     terminal table, as every other text from the data is."""

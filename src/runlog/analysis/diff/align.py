@@ -108,17 +108,27 @@ def _best_window(side: Side, split: Split, role: str | None, common: list[int], 
     figure the ``best`` point reports) is highest (all of them when there are fewer); the first such window
     on ties. The windows' means come from the per-step means and counts of valid rewards: a step's mean
     weighs as many samples as it has, so that a window of few samples at a high step mean is not preferred to
-    one the samples say is better."""
+    one the samples say is better; a window without samples, or without a mean, is chosen last."""
     y = side.series(split, role, common, "reward_mean")
     n = np.nan_to_num(side.series(split, role, common, "reward_count"))
     w = min(window, len(common))
-    ok = np.isfinite(y) & (n > 0)
-    if not ok.any():
+    has = n > 0
+    if not has.any():
         return tuple(common[-w:])
-    sums = np.convolve(np.where(ok, y * n, 0.0), np.ones(w), "valid")
-    cnt = np.convolve(np.where(ok, n, 0.0), np.ones(w), "valid")
+    # ±inf is a value (as in summarize): a window holding a -inf step has a mean of -inf, one holding +inf has
+    # +inf, and one holding both (or a step whose mean is NaN: +inf and -inf in one step) has no mean; choosing
+    # by the finite steps alone would pick a window whose reported figure is -inf or NaN.
+    ok = np.isfinite(y) & has
+    ones = np.ones(w)
+    sums = np.convolve(np.where(ok, y * n, 0.0), ones, "valid")
+    cnt = np.convolve(np.where(ok, n, 0.0), ones, "valid")
+    pos = np.convolve((has & (y == np.inf)).astype(float), ones, "valid") > 0
+    neg = np.convolve((has & (y == -np.inf)).astype(float), ones, "valid") > 0
+    undefined = (np.convolve((has & np.isnan(y)).astype(float), ones, "valid") > 0) | (pos & neg)
     with np.errstate(invalid="ignore", divide="ignore"):
         ma = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), -np.inf)
+    ma = np.where(pos, np.inf, np.where(neg, -np.inf, ma))
+    ma = np.where(undefined, -np.inf, ma)  # no mean: chosen only where no window has one
     i = int(np.argmax(ma))
     return tuple(common[i : i + w])
 
