@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from runlog import RunWriter, open_run
 from runlog.analysis.doctor import DoctorConfig, diagnose
@@ -432,3 +434,34 @@ def test_the_summary_line_follows_the_fail_on_threshold(tmp_path: Path, cli) -> 
     assert "no finding of severity error (--fail-on error: exit 0); 1 warning(s)" in error.stdout
     never = cli("doctor", tmp_path / "run", "--fail-on", "never")
     assert never.exit_code == 0 and "--fail-on never: exit 0" in never.stdout
+
+
+def test_samples_without_roles_are_not_called_the_run_without_learning_signal(tmp_path: Path) -> None:
+    """A few samples without per-role data, in prompt groups whose other samples have roles: split off, each
+    is a group of its own (equal rewards, trivially), so doctor once said "the run: from step 0 on, 100% of
+    prompt groups have equal rewards" while the run's groups are one third zero-advantage (the independent
+    count below). They are not judged for zero_advantage (a note says so and how many), and nothing about
+    them is worded as the run."""
+    rng = random.Random(3)
+    roleless = {0, 6, 12, 18}
+    zero = 0
+    groups = 0
+    with RunWriter(tmp_path / "r", roles=["a", "b"], durable=False, clock=lambda: 1.7e9) as w:
+        for step in range(24):
+            rows = []
+            for g in range(3):
+                flat = g == 0  # one group in three: every reward equal
+                values = [0.5 if flat else rng.random() for _ in range(3)]
+                zero += flat
+                groups += 1
+                for i, r in enumerate(values):
+                    row: dict = {"group_id": f"{step}-{g}", "reward": r}
+                    if not (step in roleless and g == 1 and i == 0):
+                        row["roles"] = {"a": {"reward": r, "kl": 0.01}, "b": {"reward": r, "kl": 0.01}}
+                    rows.append(row)
+            w.log_samples(step, rows)
+    d = diagnose(open_run(tmp_path / "r"))
+    assert zero / groups == pytest.approx(1 / 3)
+    assert not [f for f in d.findings if f.kind == "zero_advantage"], [f.message for f in d.findings]
+    assert not [f for f in d.findings if "the run:" in f.message]
+    assert any("4 sample(s) without per-role data (at 4 of 24 steps)" in n for n in d.notes), d.notes

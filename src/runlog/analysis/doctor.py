@@ -55,6 +55,9 @@ def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
         for role in s.roles:
             findings += _reward_findings(s, cfg, role)
             findings += _kl_findings(s, cfg, role)
+            if role is None and s.mixed_roles and s.has_groups:
+                s.notes.append(_no_zero_adv_for_unroled(s))
+                continue
             findings += _zero_adv_findings(s, cfg, role)
         if not s.has_kl:
             s.notes.append("no KL values in this run: kl_blowup not checked")
@@ -85,7 +88,8 @@ def _reward_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[
             Finding(
                 "reward_collapse",
                 "error",
-                f"{who(role)}: mean reward fell from {shift.before:.3g} to {shift.after:.3g} from step {onset} "
+                f"{who(role, s.mixed_roles)}: mean reward fell from {shift.before:.3g} to {shift.after:.3g} "
+                f"from step {onset} "
                 f"on ({(shift.before - shift.after) / scale:.1f} within-step SDs)",
                 role,
                 onset,
@@ -99,7 +103,8 @@ def _reward_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[
             Finding(
                 "reward_stuck",
                 "warning",
-                f"{who(role)}: mean reward has not moved over {len(y)} steps ({first:.3g} in the first third, "
+                f"{who(role, s.mixed_roles)}: mean reward has not moved over {len(y)} steps "
+                f"({first:.3g} in the first third, "
                 f"{last:.3g} in the last): no learning?",
                 role,
                 steps[0],
@@ -144,7 +149,7 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
         Finding(
             "kl_blowup",
             "error",
-            f"{who(role)}: KL jumped to {level_after:.3g} from step {onset} on, "
+            f"{who(role, s.mixed_roles)}: KL jumped to {level_after:.3g} from step {onset} on, "
             f"{level_after / high_before:.0f}x its earlier level ({high_before:.3g})",
             role,
             onset,
@@ -169,6 +174,20 @@ def _kl_onset(logy: np.ndarray, onset: int, cfg: DoctorConfig) -> int:
     ok = beyond & (tail >= cfg.persist * np.arange(len(keep), 0, -1)) & (keep <= onset)
     hits = np.flatnonzero(ok)
     return int(keep[hits[0]]) if len(hits) else onset
+
+
+def _no_zero_adv_for_unroled(s: RunSeries) -> str:
+    """Why zero_advantage is not judged for the samples without per-role data in a run whose others have
+    roles: split off from their prompt groups' other samples, each is mostly a group of its own, whose rewards
+    are trivially equal (it would read as a run without learning signal)."""
+    steps, count = s.role_series(None, "reward_count")
+    _, nan = s.role_series(None, "reward_nan")
+    _, null = s.role_series(None, "reward_null")
+    n = int(sum(sum(int(v or 0) for v in col) for col in (count, nan, null)))
+    return (
+        f"{n} sample(s) without per-role data (at {len(steps)} of {s.per_step.height} steps): zero_advantage not "
+        "judged for them (their prompt groups' other samples are counted under their roles)"
+    )
 
 
 def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Finding]:
@@ -211,7 +230,8 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
         Finding(
             "zero_advantage",
             "info" if solved else "warning",
-            f"{who(role)}: from step {steps[i]} on, {percent(float(np.nanmean(tail)))} of {unit} have equal rewards "
+            f"{who(role, s.mixed_roles)}: from step {steps[i]} on, {percent(float(np.nanmean(tail)))} of {unit} "
+            "have equal rewards "
             f"for this role{level}, so GRPO's advantage is zero ({what})",
             role,
             steps[i],

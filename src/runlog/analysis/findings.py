@@ -81,8 +81,12 @@ class Diagnosis:
         return any(f.severity != "info" for f in self.findings)
 
 
-def who(role: str | None) -> str:
-    return f"role {role}" if role is not None else "the run"
+def who(role: str | None, named: bool = False) -> str:
+    """Whom a finding is about; the null role is the run's samples, or, in a run whose other samples have
+    roles (``named``), only the samples without per-role data."""
+    if role is not None:
+        return f"role {role}"
+    return "the samples without per-role data" if named else "the run"
 
 
 def as_floats(values: Sequence[Any]) -> np.ndarray:

@@ -190,6 +190,12 @@ class RunSeries:
         return df["step"].to_list(), df[column].to_list()
 
     @property
+    def mixed_roles(self) -> bool:
+        """Whether some samples have per-role data and others have not (the null role is then a part of the
+        run, not the run)."""
+        return None in self.roles and len(self.roles) > 1
+
+    @property
     def has_kl(self) -> bool:
         return "kl_count" in self.per_role.columns and int(self.per_role["kl_count"].fill_null(0).sum()) > 0
 
