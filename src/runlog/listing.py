@@ -10,9 +10,9 @@ import glob
 import os
 import shlex
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import storage
 from .errors import RunlogError, RunNotFoundError, SeveralRunsError, UsageError
@@ -28,6 +28,16 @@ NESTED_RUN = "nested_run"  # the kind of problem of a native samples/ tree below
 def local_stamp(st: os.stat_result) -> tuple:
     """What identifies one version of a local file: size, modification and change times, inode."""
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class Placement(Protocol):
+    """Where a claimed file's run is: its layout's name and run folder (a ``Layout``, or one whose run folder the
+    file's content told: ``run._Placed``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run_folder(self, folder: str) -> str: ...
 
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
@@ -323,7 +333,7 @@ def one_file(
     return (top / folder if folder else top), [(abspath, rel, size, path_str, stamp)], True
 
 
-def run_folders(claimed: list[tuple[str, Layout]]) -> list[str]:
+def run_folders(claimed: Sequence[tuple[str, Placement]]) -> list[str]:
     """The run folders of a listing, sorted, from the paths of the files a layout claimed (nothing is read):
     one (``""``: the listed folder itself, ``"x/y"``: a run below it) where the listing is one run, two or
     more where it holds several (:func:`one_run` refuses those), none where no file was claimed.
@@ -344,7 +354,7 @@ def run_folders(claimed: list[tuple[str, Layout]]) -> list[str]:
     return sorted(f for f in folders if f in manifests or not inside_another(f))
 
 
-def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
+def one_run(path: Any, claimed: Sequence[tuple[str, Placement]]) -> None:
     """Refuse a path that holds several runs, from the paths of the files a layout claimed (nothing is read).
 
     Each file belongs to the run folder its layout puts it in (``Layout.run_folder``). A folder below another
@@ -365,7 +375,7 @@ def one_run(path: Any, claimed: list[tuple[str, Layout]]) -> None:
     raise SeveralRunsError(f"{where}: holds {len(runs)} runs ({names}): {hint}", runs)
 
 
-def nested_trees(claimed: list[tuple[str, Layout]]) -> list[str]:
+def nested_trees(claimed: Sequence[tuple[str, Placement]]) -> list[str]:
     """The folders below the run's own that hold a native ``samples/`` tree and no manifest of their own, from
     the paths of the files a layout claimed (``one_run`` has passed: one run). A native run keeps its samples in
     ``samples/`` at its root only, so such a folder is another run's tree, or a copy (``backup/samples``) that

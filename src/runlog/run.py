@@ -23,6 +23,7 @@ from .listing import (
     DATA_SUFFIXES,
     MANIFEST,
     NESTED_RUN,
+    Placement,
     choose_layout,
     list_files,
     listing,
@@ -389,7 +390,7 @@ def list_names(
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
-    claimed: list[tuple[str, Layout]] = []
+    claimed: list[tuple[str, Placement]] = []
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES or cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
@@ -397,7 +398,7 @@ def list_names(
         chosen = choose_layout(cand, forced, registry)
         if chosen is None:
             continue
-        claimed.append((rel, chosen))
+        claimed.append((rel, _placed(cand, chosen)))
         keys = chosen.name_keys(cand)
         split, step = keys if keys is not None else (None, None)
         out.append(NameEntry(rel, chosen.name, split, step, keys is not None))
@@ -456,9 +457,11 @@ def open_run(
     empty: list[str] = []  # unmatched because empty
     damaged: dict[str, str] = {}  # unmatched because no line that sniffing read is JSON: what it found
     skipped = 0
+    unmatched_cands: list[Candidate] = []
+    near_misses: dict[str, str] = {}  # unmatched files a layout nearly took: why it did not
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
-    claimed: list[tuple[str, Layout]] = []
+    claimed: list[tuple[str, Placement]] = []
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES:
@@ -472,6 +475,8 @@ def open_run(
         chosen = choose_layout(cand, forced, registry)
         if chosen is None:
             unmatched.append(cand.rel)
+            unmatched_cands.append(cand)
+            near = None if forced is not None else _near_miss(cand, registry)
             if cand.head_error is not None and cand.suffix in DATA_SUFFIXES:
                 # Not "no known layout": its layout could not be told because it could not be read at all.
                 ctx.problem(cand.rel, UNREADABLE, f"cannot read file ({cand.head_error}); not read")
@@ -485,10 +490,15 @@ def open_run(
                 ctx.warn(cand.rel, f"{damaged[cand.rel]}: its layout cannot be told; ignored ({_FORCE_HINT})")
             elif cand.suffix == ".jsonl" and cand.damaged_lines:
                 ctx.warn(cand.rel, f"matches no known layout ({_damaged_head(cand)}); ignored")
+            elif near is not None:
+                near_misses[cand.rel] = near
+                ctx.warn(cand.rel, f"matches no known layout ({near}); ignored")
+            elif forced is not None:
+                ctx.warn(cand.rel, f"not a {forced.name} file ({_suffixes(forced)}); ignored")
             else:
                 ctx.warn(cand.rel, "matches no known layout; ignored")
             continue
-        claimed.append((cand.rel, chosen))
+        claimed.append((cand.rel, _placed(cand, chosen)))
         if keep is not None:
             keys = chosen.name_keys(cand)
             if keys is not None and not keep(*keys):
@@ -561,6 +571,13 @@ def open_run(
                 f"{len(damaged)} file(s) whose first lines are not valid JSON, the first " if len(damaged) > 1 else ""
             )
             raise UsageError(f"{path}: no run files found ({many}{rel}: {what}{rest}; {_FORCE_HINT})")
+        if unmatched and forced is not None:
+            raise UsageError(f"{path}: no run files found ({_forced_none(forced, unmatched_cands, registry)})")
+        if near_misses:
+            rel, why = next(iter(near_misses.items()))
+            others = len(unmatched) - 1
+            rest = f"; {others} other file(s) match no known layout" if others else ""
+            raise UsageError(f"{path}: no run files found ({rel}: {why}{rest}; see docs/format.md)")
         if unmatched:
             raise UsageError(
                 f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
@@ -593,6 +610,62 @@ def _damaged_head(cand: Candidate) -> str:
         return f"{some} not valid JSON ({where}; damaged, or cut short?)"
     shown = ", ".join(map(str, lines[:5])) + (" ..." if len(lines) > 5 else "")
     return f"{len(lines)} of its first lines are not valid JSON (line(s) {shown})"
+
+
+class _Placed:
+    """A claimed file's layout, for ``listing.one_run``, with the run folder its content tells
+    (``Layout.content_run_folder``) in place of the one its path tells."""
+
+    def __init__(self, layout: Layout, folder: str):
+        self.name = layout.name
+        self._folder = folder
+
+    def run_folder(self, folder: str) -> str:
+        return self._folder
+
+
+def _placed(cand: Candidate, chosen: Layout) -> Placement:
+    try:
+        folder = chosen.content_run_folder(cand)
+    except Exception:  # noqa: BLE001  (a sniffing failure: the path decides)
+        folder = None
+    return chosen if folder is None else _Placed(chosen, folder)
+
+
+def _near_miss(cand: Candidate, registry: list[Layout]) -> str | None:
+    """Why a layout nearly took a file that matches none (``Layout.near_miss``), or None."""
+    for lay in registry:
+        try:
+            why = lay.near_miss(cand)
+        except Exception:  # noqa: BLE001,S112  (a sniffing failure just means "not near")
+            continue
+        if why is not None:
+            return why
+    return None
+
+
+def _suffixes(forced: Layout) -> str:
+    return f"{forced.name} reads {', '.join(forced.formats)} files" if forced.formats else "not its kind of file"
+
+
+def _forced_none(forced: Layout, cands: list[Candidate], registry: list[Layout]) -> str:
+    """With ``--layout``, when it takes none of the files: what they are instead (one line)."""
+    others: Counter[str] = Counter()
+    for cand in cands[:64]:
+        other = choose_layout(cand, None, registry)
+        if other is not None and other.name != forced.name:
+            others[other.name] += 1
+    n = len(cands)
+    head = f"--layout {forced.name}: none of the {n} file(s) is a {forced.name} file ({_suffixes(forced)})"
+    if not others:
+        return f"{head}; they match no other known layout either: see docs/format.md"
+    names = [name for name, _ in others.most_common()]
+    looked = min(n, 64)
+    count = others[names[0]]
+    first = "the" if looked == n else "the first"
+    some = "they look like" if count == looked else f"{count} of {first} {looked} look like"
+    more = f" (others: {', '.join(names[1:])})" if len(names) > 1 else ""
+    return f"{head}: {some} {names[0]}'s{more}; drop --layout to read them as {names[0]}"
 
 
 def _faulted(f: FileInfo, ctx: RunContext) -> bool:

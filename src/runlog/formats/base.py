@@ -320,6 +320,16 @@ class Layout:
                 return m.group(1) or ""
         return folder
 
+    def near_miss(self, cand: Candidate) -> str | None:
+        """For a file no layout detects: why this layout did not take a file that looks like its data (one
+        clause, for the "matches no known layout" warning and error), or None. Sniffed lines only."""
+        return None
+
+    def content_run_folder(self, cand: Candidate) -> str | None:
+        """The run folder of a file where its first lines tell it better than its path (verl: a folder of
+        validation dumps is a folder of its run, whatever its name), else None: ``run_folder`` decides."""
+        return None
+
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         raise NotImplementedError
 

@@ -30,17 +30,20 @@ def record_rows(
     *,
     step_keys: tuple[str, ...] = STEP_KEYS,
     counters: bool = False,
+    no_step_key: str | None = None,
 ) -> list[tuple[int | None, float | None, dict[str, Any]]]:
     """(step, time, flat metrics) per record. A record with no usable step is reported with its line, not
     guessed.
 
     The first of ``step_keys`` a record holds is its step. With ``counters`` the other step keys it holds
     (AReaL's per-epoch ``step`` beside ``global_step``) are counters, not metrics: said in a note. A null
-    value is no value (no row), as in the fast path."""
+    value is no value (no row), as in the fast path. ``no_step_key``: what to say, in one warning, when no
+    record holds any of ``step_keys`` (else each such line is "no step")."""
     rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
     stepless: list[tuple[int, str]] = []
     clashed: list[tuple[int, str]] = []
     aside: set[tuple[str, str]] = set()
+    any_key = False  # whether any record holds a step key
     for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
         clashes: list[str] = []
         flat = flatten(rec, clashes=clashes)
@@ -50,6 +53,7 @@ def record_rows(
         held: tuple[str, Any] | None = None  # the step key and what it holds
         for k in step_keys:
             if k in flat:
+                any_key = True
                 held = (k, flat.pop(k))
                 step = coerce_step(held[1])
                 if counters:
@@ -67,7 +71,14 @@ def record_rows(
         if step is None:
             stepless.append((line, "no step" if held is None else stepless_reason(*held)))
         rows.append((step, t, {k: v for k, v in flat.items() if v is not None}))
-    say_stepless(source, ctx, stepless)
+    if no_step_key is not None and rows and not any_key:
+        ctx.warn(
+            source,
+            f"{no_step_key}: all {len(rows)} record(s) left out of every summary, plot, diff and upload (Run.scalars "
+            "keeps them with a null step)",
+        )
+    else:
+        say_stepless(source, ctx, stepless)
     say_clashes(source, ctx, clashed)
     if aside:
         ctx.note(layout, _counters_note(source, sorted(aside)))
@@ -161,6 +172,7 @@ def probe_flat_scalars(
     repeats: Literal["merge", "replace"],
     step_keys: tuple[str, ...] = STEP_KEYS,
     counters: bool = False,
+    no_step_key: str | None = None,
 ) -> None:
     """Fill ``info`` (rows, steps, frame: the long scalar frame) from a flat scalar JSONL file.
 
@@ -172,7 +184,7 @@ def probe_flat_scalars(
 
     A key logged again at a step of the file: ``repeats="replace"`` keeps the later value (``_keep_later``:
     runlog's own shards, one process each); ``"merge"`` merges the records as shards are, said (AReaL's
-    stats). ``step_keys`` and ``counters`` as in ``record_rows``."""
+    stats). ``step_keys``, ``counters`` and ``no_step_key`` as in ``record_rows``."""
     fast = _fast_flat_scalars(cand, step_keys, counters)
     if fast is not None:
         frame, info.rows, info.steps, record_steps, aside, relogged = fast
@@ -181,7 +193,9 @@ def probe_flat_scalars(
         lines = list(range(1, len(record_steps) + 1))  # the fast path reads no file with a blank line
     else:
         parsed = read_jsonl(cand, ctx)
-        rows = record_rows(parsed, cand.rel, ctx, layout, step_keys=step_keys, counters=counters)
+        rows = record_rows(
+            parsed, cand.rel, ctx, layout, step_keys=step_keys, counters=counters, no_step_key=no_step_key
+        )
         lines = parsed.line_numbers
         frame = scalars_frame(rows, cand.rel, ctx, layout, lines)
         record_steps = [s for s, _, _ in rows]

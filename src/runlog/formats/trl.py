@@ -10,6 +10,7 @@ TRL does not log a group id or the reward weights.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .. import chat
@@ -31,6 +32,36 @@ _NOT_REWARD = re.compile(
 
 def _reward_name(name: str) -> bool:
     return name not in _KNOWN and name not in _IMAGES and not _NOT_REWARD.fullmatch(name)
+
+
+# Footer (Arrow) types, as ``FileInfo.columns`` holds them, that polars reads as numbers, booleans, text, bytes.
+_ARROW_NUMBER = re.compile(r"u?int(?:8|16|32|64)|halffloat|float|double|bool|decimal(?:32|64|128|256)?\(.*\)")
+_ARROW_TEXT = frozenset({"string", "large_string", "string_view"})
+_ARROW_BINARY = re.compile(r"binary|large_binary|binary_view|fixed_size_binary\[\d+\]")
+
+
+def _reward_columns(files: list[FileInfo]) -> set[str]:
+    """The run's reward-function columns, from the footers: numeric (or boolean) in at least one file. (An
+    all-null column is no evidence: a column null in every file is no reward function.)"""
+    return {c for f in files for c, t in f.columns.items() if _reward_name(c) and _ARROW_NUMBER.fullmatch(t)}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the files of one footer schema map, known from the footer alone (what the notes say)."""
+
+    reward_cols: list[str]
+    text: bool  # prompt and completion are text
+    dropped: list[str]  # image / binary columns, not mapped
+    kept: list[str]  # other columns, kept in ``extra``
+
+
+def _plan(columns: dict[str, str], rewards: set[str]) -> _Plan:
+    reward_cols = [c for c in columns if c in rewards]
+    others = [c for c in columns if c not in _KNOWN and c not in reward_cols]
+    dropped = [c for c in others if c in _IMAGES or _ARROW_BINARY.fullmatch(columns[c])]
+    text = columns.get("prompt") in _ARROW_TEXT and columns.get("completion") in _ARROW_TEXT
+    return _Plan(reward_cols, text, dropped, [c for c in others if c not in dropped])
 
 
 def _files(group: list[FileInfo]) -> str:
@@ -110,23 +141,51 @@ class Trl(Layout):
             info.readable = False
         return info
 
-    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        # What the reader will not map, said from the footers, so that plain `inspect` shows it (no data read).
         readable = [f for f in files if f.readable]
-        if not readable:
-            return None
+        if readable:
+            self._say_plan(readable, _reward_columns(readable), ctx)
+
+    def _say_plan(self, readable: list[FileInfo], rewards: set[str], ctx: RunContext) -> None:
+        """The fidelity notes of these files (the same words from ``check_run`` and ``scan_samples``)."""
         ctx.note(
             self.name,
             "reward is the sum of the reward-function columns with weight 1.0 (TRL's default "
             "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
         )
-        ctx.note(self.name, "TRL logs no group id: group_id is null (summaries group by identical prompts)")
+        ctx.note(
+            self.name,
+            "TRL logs no group id: group_id is null (prompt groups are the samples of one split and step with the "
+            "same prompt: summarize finds them only with --prompt-groups)",
+        )
+        for group in group_by_signature(readable):
+            plan, where = _plan(group[0].columns, rewards), _files(group)
+            if plan.reward_cols:
+                ctx.note(
+                    self.name,
+                    f"{where}: reward is the sum of the reward-function column(s) {', '.join(plan.reward_cols)}",
+                )
+            else:
+                ctx.note(self.name, f"{where}: no reward-function columns found: reward is null")
+            if plan.text:
+                ctx.note(self.name, "prompt is TRL's logged prompt text (chat template applied for chat data)")
+            if plan.dropped:
+                ctx.note(self.name, f"{where}: image/binary columns not mapped: {', '.join(plan.dropped)}")
+            if plan.kept:
+                ctx.note(self.name, f"{where}: columns kept as JSON in the `extra` column: {', '.join(plan.kept)}")
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        readable = [f for f in files if f.readable]
+        if not readable:
+            return None
+        # A reward function is a column that is numeric in at least one file of the run: where another file
+        # holds it as text it is read from that text (said), so that no file's sum silently lacks it.
+        rewards = _reward_columns(readable)
+        self._say_plan(readable, rewards, ctx)
         groups = group_by_signature(readable)
         scans = [scan_parquet(group, include_file_paths="source") for group in groups]
         schemas = [lf.collect_schema() for lf in scans]
-        # A reward function is a column that is numeric in at least one file of the run: where another file
-        # holds it as text it is read from that text (said), so that no file's sum silently lacks it.
-        # (An all-null column is no evidence: a column null in every file is no reward function.)
-        rewards = {c for sch in schemas for c, dt in sch.items() if _reward_name(c) and _number_type(dt, null=False)}
         # Sample ids are `{step}:{row}`, the step from the file name; where the run's files sit in several
         # folders under completions/ (train/, eval/: the same step in each), `{folder}/{step}:{row}`.
         several = len({_folder(f) for f in readable}) > 1
@@ -146,7 +205,6 @@ class Trl(Layout):
         ctx: RunContext,
     ) -> pl.LazyFrame:
         # lf is scanned with include_file_paths="source", made run-relative in the select below
-        where = _files(group)
 
         file_step = per_file_value(group, "step", pl.Int64())
         step = file_step
@@ -156,13 +214,10 @@ class Trl(Layout):
         if "mode" in schema and schema["mode"] == pl.String:
             split = pl.coalesce(pl.col("mode"), split)
 
-        reward_cols = [c for c in schema.names() if c in rewards]
+        plan = _plan(group[0].columns, rewards)
+        reward_cols = plan.reward_cols
         values = [self._reward_value(c, schema[c], group, lf, ctx) for c in reward_cols]
         if values:
-            ctx.note(
-                self.name,
-                f"{where}: reward is the sum of the reward-function column(s) {', '.join(reward_cols)}",
-            )
             all_null = pl.all_horizontal([v.is_null() for v in values])
             reward = pl.when(all_null).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
             items = [
@@ -175,7 +230,6 @@ class Trl(Layout):
                 .otherwise(pl.concat_list(items).list.eval(present))
             )
         else:
-            ctx.note(self.name, f"{where}: no reward-function columns found: reward is null")
             reward = pl.lit(None, dtype=pl.Float64)
             comps = pl.lit(None, dtype=S.PL_REWARD_COMPONENTS)
 
@@ -185,7 +239,6 @@ class Trl(Layout):
             messages = pl.concat_list(
                 [_text_message("user", pl.col("prompt")), _text_message("assistant", pl.col("completion"))]
             )
-            ctx.note(self.name, "prompt is TRL's logged prompt text (chat template applied for chat data)")
         else:
             both = pl.struct("prompt", "completion")
             messages = both.map_elements(_messages, return_dtype=S.PL_MESSAGES)
@@ -206,13 +259,8 @@ class Trl(Layout):
         ]
         if "advantage" in schema:
             exprs.append(pl.col("advantage").cast(pl.Float64, strict=False).alias("advantage"))
-        others = [c for c in schema.names() if c not in _KNOWN and c not in reward_cols]
-        dropped = [c for c in others if c in _IMAGES or schema[c] == pl.Binary]
-        if dropped:
-            ctx.note(self.name, f"{where}: image/binary columns not mapped: {', '.join(dropped)}")
-        kept = [c for c in others if c not in dropped]
+        kept = plan.kept
         if kept:
-            ctx.note(self.name, f"{where}: columns kept as JSON in the `extra` column: {', '.join(kept)}")
             exprs.append(pl.struct(kept).struct.json_encode().alias("extra"))
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias("extra"))

@@ -4,7 +4,11 @@ Written by ``RayPPOTrainer._dump_generations`` (verl/trainer/ppo/ray_trainer.py)
 ``input`` (the decoded prompt, chat template applied, special tokens skipped), ``output`` (the decoded
 response), ``gts`` (the ground truth, newer versions), ``score`` (the sequence score, the sum of the
 token-level scores), ``step`` (the global step), plus every ``reward_extra_infos_dict`` entry whose length
-matches the batch (``acc``, ``pred``, ...; validation dumps also repeat the score as ``reward``).
+matches the batch (``acc``, ``pred``, ...). Validation dumps (``_validate``) also repeat the score as
+``reward`` (``reward_extra_infos_dict["reward"]``, in every verl that writes these dumps); training dumps
+(``_log_rollout_data``) have no ``reward``: that is what tells a dump's split (``dump_split``), the folder's
+name only where the lines do not settle it. A folder of validation dumps is a folder of its run
+(``content_run_folder``): ``rollout/`` and ``valgen/`` side by side are one run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .. import chat
+from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
 from .common import coerce_step
 from .jsonl_samples import JsonlSamples, components, number, text_of
@@ -24,12 +29,40 @@ _BASE = frozenset({"input", "output", "gts", "score", "step"})
 # (`val`, `val_generations`, `eval-dumps`); `retrieval_rollouts` or `interval` are no such folder.
 _VAL_WORDS = r"val|valid|validation|eval|evaluation|test"
 _VAL_FOLDER = re.compile(rf"(?i:(?:[^/]*[_.-])?(?:{_VAL_WORDS})(?:[_.-][^/]*)?)")
+# The words that name validation against the lines' own word: `test` also names trial runs (`test_rollouts`).
+_STRONG_VAL_FOLDER = re.compile(r"(?i:(?:[^/]*[_.-])?(?:val|valid|validation|eval|evaluation)(?:[_.-][^/]*)?)")
 
 
-def split_of(rel: str) -> str:
+def split_of(rel: str, words: re.Pattern[str] = _VAL_FOLDER) -> str:
     """'val' when a folder inside the run names validation dumps (validation_data_dir), else 'train'."""
     folders = PurePosixPath(rel).parts[:-1]
-    return "val" if any(_VAL_FOLDER.fullmatch(f) for f in folders) else "train"
+    return "val" if any(words.fullmatch(f) for f in folders) else "train"
+
+
+def marks_validation(rec: Any) -> bool:
+    """Whether a dump line carries verl's validation marker: a ``reward`` that is its ``score`` again."""
+    if not isinstance(rec, dict) or "reward" not in rec:
+        return False
+    r, s = number(rec.get("reward")), number(rec.get("score"))
+    return r == s or (r is not None and s is not None and r != r and s != s)  # NaN written for both
+
+
+def dump_split(rel: str, marked: int, lines: int) -> tuple[str, str | None]:
+    """(split, why the folder's name decided it, or None where the lines did) of a dump of ``lines`` records,
+    ``marked`` of them with the validation marker (``marks_validation``).
+
+    Every line marked: val. No line marked: train, unless the folder is named as validation by a word other
+    than `test` (dumps from a writer other than verl's, which marks every validation dump). Some lines marked,
+    or none read: the folder's name."""
+    if lines and marked >= lines:
+        return "val", None
+    if lines and not marked:
+        if split_of(rel, _STRONG_VAL_FOLDER) == "val":
+            return "val", "no line carries `reward`, but the folder is named as validation"
+        return "train", None
+    if lines:
+        return split_of(rel), f"{marked} of {lines} lines carry `reward`"
+    return split_of(rel), "no line read"
 
 
 @register
@@ -52,17 +85,51 @@ class Verl(JsonlSamples):
         )
 
     def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
-        m = _STEP_FILE.fullmatch(cand.name)
-        return (split_of(cand.rel), int(m.group(1))) if m else None
+        # The split is told by the lines (``dump_split``), not the name: the name tells the step only.
+        return None
+
+    def content_run_folder(self, cand: Candidate) -> str | None:
+        """A dump whose first lines carry the validation marker sits in the run's validation_data_dir: the run
+        is the folder above (``rollout/`` beside ``valgen/``), whatever that folder is named."""
+        folder = cand.rel.rpartition("/")[0]
+        if not folder:
+            return None
+        lines = [obj for obj in cand.json_lines() if isinstance(obj, dict)]
+        if lines and all(marks_validation(obj) for obj in lines):
+            return self.run_folder(folder.rpartition("/")[0])
+        return None
 
     def file_meta(self, info: FileInfo) -> None:
         info.split = split_of(info.path)
         m = _STEP_FILE.fullmatch(info.abspath.name)
         info.step = int(m.group(1)) if m else None
 
+    def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        marked, lines = state.get("marked", 0), frame.height
+        split, why = dump_split(info.path, marked, lines)
+        folder = info.path.rpartition("/")[0] or "."
+        if why is not None:
+            ctx.note(self.name, f"{folder}/: split {split} from the folder's name ({why})")
+        else:
+            ctx.note(
+                self.name,
+                "split from each dump's lines: verl's validation dumps carry `reward` (the score again) on every "
+                "line, its training dumps none",
+            )
+            if split == "train" and split_of(info.path) == "val":
+                ctx.note(
+                    self.name,
+                    f"{folder}/: split train from its dumps' lines (no `reward`), although the folder's name "
+                    "reads as validation",
+                )
+        info.split = split
+        return frame.with_columns(pl.lit(split, dtype=pl.String).alias("split")) if lines else frame
+
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
     ) -> dict[str, Any]:
+        if marks_validation(rec):
+            state["marked"] = state.get("marked", 0) + 1
         step = coerce_step(rec.get("step"))
         if step is None:
             step = info.step
