@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, RunlogError
+from ..errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, RunlogError, UsageError
 from ..textsafe import visible
 
 if TYPE_CHECKING:
@@ -139,6 +139,53 @@ def handle_errors() -> Iterator[None]:
             "(set RUNLOG_DEBUG=1 for a traceback, and please report it)",
             INTERNAL_ERROR,
         ) from None
+
+
+class OutputError(UsageError):
+    """``-o FILE`` could not be written (a folder that takes no new files, no permission, a full disk): one line
+    that names the file and the system's reason, exit 2 (the usage/IO code; docs/cli.md, "Exit codes"), never
+    the exit 1 of problems in the data."""
+
+    def __init__(self, path: str | os.PathLike[str], exc: OSError) -> None:
+        super().__init__(f"cannot write {os.fspath(path)}: {write_reason(path, exc)}")
+        self.path = os.fspath(path)
+
+
+def write_reason(path: str | os.PathLike[str], exc: OSError) -> str:
+    """Why ``path`` could not be written, in words: the system's reason (``Permission denied``, ``No space left
+    on device``), without the errno and the path the caller names already; a file that cannot be created in a
+    folder that exists (``/proc``) said as such, where the system's "No such file or directory" would send the
+    reader looking for the folder."""
+    import errno
+    import re
+
+    code = exc.errno
+    text = str(exc)
+    if code is None:  # polars and other Rust writers: "No such file or directory (os error 2): /proc/x"
+        found = re.search(r"\(os error (\d+)\)", text)
+        code = int(found.group(1)) if found else None
+    reason = os.strerror(code) if code is not None else (exc.strerror or text or type(exc).__name__)
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if code == errno.ENOENT:
+        if os.path.isdir(folder):
+            return f"the folder {folder} does not take new files ({reason})"
+        return f"the folder {folder} does not exist"
+    if code == errno.EISDIR:
+        return "it is a folder; give a file name"
+    return reason
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Write the command's ``-o FILE`` inside this: an ``OSError`` becomes :class:`OutputError` (one line
+    ``cannot write FILE: reason``, exit 2). Every command's output goes through it (``output.emit_frame``,
+    ``output.print_out``, ``plot``, ``report``, ``render-trajectory``, ``diff``)."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(path, exc) from None
 
 
 def _said(exc: RunlogError) -> str:

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from .common import STORAGE_OPTION, emit_json, handle_errors, report_problems, use_storage_options, write_stdout, wrote
+from .common import (
+    STORAGE_OPTION,
+    emit_json,
+    handle_errors,
+    report_problems,
+    use_storage_options,
+    write_stdout,
+    writing,
+    wrote,
+)
 from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, format_from_output, json_lines
 
 # The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
@@ -272,9 +281,10 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
             import json
 
             indent = None if json_lines(output) else 2  # a .jsonl file: the diff is its one line
-            output.write_text(
-                json.dumps(d.as_dict(), indent=indent, allow_nan=False, default=str) + "\n", encoding="utf-8"
-            )
+            with writing(output):
+                output.write_text(
+                    json.dumps(d.as_dict(), indent=indent, allow_nan=False, default=str) + "\n", encoding="utf-8"
+                )
             wrote(output)
         return
     if fmt == DiffFormat.csv:
@@ -285,7 +295,8 @@ def _emit(d: Diff, fmt: DiffFormat, output: Path | None) -> None:
         if output is None:
             write_stdout(text)
         else:
-            output.write_text(text, encoding="utf-8")
+            with writing(output):
+                output.write_text(text, encoding="utf-8")
             wrote(output)
         return
     from .output import print_out

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._lazy import pl
 from ..errors import UsageError
 from ..textsafe import visible
-from .common import stdout_console, write_stdout, wrote
+from .common import stdout_console, write_stdout, writing, wrote
 from .options import json_lines
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def print_out(renderable: RenderableType, out: Path | None = None) -> None:
     from rich.console import Console
 
     if out is not None:
-        with open(out, "w", encoding="utf-8") as fh:
+        with writing(out), open(out, "w", encoding="utf-8") as fh:
             console = Console(file=fh, no_color=True, highlight=False, soft_wrap=False)
             _print_at_width(console, renderable, None)
         wrote(out)
@@ -291,7 +291,12 @@ def emit_frame(
             df.write_parquet(buf)
             write_stdout(buf.getvalue())
             return
-        df.write_parquet(out)
+        # Into memory first (a summary is small): a write that fails is then the system's error (a full disk:
+        # "No space left on device"), not the Parquet writer's ("Invalid thrift: transport error").
+        buf = io.BytesIO()
+        df.write_parquet(buf)
+        with writing(out):
+            Path(out).write_bytes(buf.getvalue())
         wrote(out)
         return
     if fmt == OutputFormat.csv:
@@ -305,7 +310,8 @@ def emit_frame(
     if out is None:
         write_stdout(text)
     else:
-        Path(out).write_text(text, encoding="utf-8")
+        with writing(out):
+            Path(out).write_text(text, encoding="utf-8")
         wrote(out)
 
 

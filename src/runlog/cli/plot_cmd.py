@@ -10,7 +10,7 @@ import typer
 
 from ..analysis.filters import Filters
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options, wrote
+from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options, writing, wrote
 from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_checked
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ def plot_command(
     says where it wrote.
 
     Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
-    matches nothing in the run; with --diff, nothing to draw: no compared run has values in the split).
+    matches nothing in the run; with --diff, nothing to draw: no compared run has values in the split; -o FILE
+    cannot be written: its folder does not exist or takes no new files, no permission).
 
     Examples:
 
@@ -98,7 +99,8 @@ def plot_command(
         hist_steps = _checked(run, filters, keys or (), spec)
         series = hist_steps.series
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
-        written = save_figure(fig, output)
+        with writing(output):
+            written = save_figure(fig, output)
         notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
         if what != "scalars" and not any(f.kind == "samples" for f in run.files):
             notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
@@ -138,7 +140,9 @@ def _plot_diff(
     if drawn(result, what, split)[1].height == 0:
         # Why: runs without KL said as such (not "nothing in common": they may share every step and role).
         raise UsageError(f"nothing to draw: {'; '.join(why_empty(result, what, split))}")
-    written = save_figure(diff_figure(result, what, split), output)
+    figure = diff_figure(result, what, split)
+    with writing(output):
+        written = save_figure(figure, output)
     problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
     report_problems([*skipped, *(p for p in problems if not p.is_warning)], notes=result.notes)
     return written

@@ -20,6 +20,7 @@ from .common import (
     stdout_console,
     use_storage_options,
     write_stdout,
+    writing,
     wrote,
 )
 from .options import (
@@ -195,7 +196,7 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
         if output is None:
             stdout_console().print(view)
             return
-        with open(output, "w", encoding="utf-8") as fh:
+        with writing(output), open(output, "w", encoding="utf-8") as fh:
             Console(file=fh, width=120, no_color=True, highlight=False).print(view)
         wrote(output)
         return
@@ -209,7 +210,8 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
     if output is None:
         write_stdout(text)
     else:
-        Path(output).write_text(text, encoding="utf-8")
+        with writing(output):
+            Path(output).write_text(text, encoding="utf-8")
         wrote(output)
 
 

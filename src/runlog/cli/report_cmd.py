@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, stderr_console, use_storage_options, wrote
+from .common import (
+    RUN_PATH,
+    STORAGE_OPTION,
+    handle_errors,
+    report_problems,
+    stderr_console,
+    use_storage_options,
+    writing,
+    wrote,
+)
 from .options import Layout, NoCache, Split, Thresholds, ThresholdsFile, output_file
 
 
@@ -82,7 +91,8 @@ def report_command(
 
             texts: list[Problem] = []  # files whose text alone could not be read (their numbers are counted)
             html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts)
-        output.write_text(html, encoding="utf-8")
+        with writing(output):
+            output.write_text(html, encoding="utf-8")
         # The files that could not be read are in the page's Data section; said here too, as other commands do.
         report_problems([p for r in (run, baseline) if r is not None for p in r.problems if not p.is_warning] + texts)
         wrote(output)

@@ -86,8 +86,8 @@ def _figure(
 ) -> Any:
     split = f" ({s.split})" if s.split else ""
     if what == "scalars":
-        return _scalars(s, keys, window, title or f"{s.run.name}: scalars")
-    title = title or f"{s.run.name}: {what}{split}"
+        return _scalars(s, keys, window, title or f"{F.short_name(s.run.name)}: scalars")
+    title = title or f"{F.short_name(s.run.name)}: {what}{split}"
     if what == "hist":
         return _hist(s, steps, title)
     if _steps_len(s) == 1 and what in ONE_STEP:
@@ -432,7 +432,7 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
             if w > 1:
                 ax.set_ylabel(f"moving average over {w} logged steps", fontsize=8)
         F.maybe_log(ax, part["value"].to_list())
-        ax.set_title(F.clean_label(key), fontsize=10)
+        F.panel_title(ax, key)
         ax.set_xlabel("step")
     F.finish(fig, axes, len(shown))
     if len(names) > len(shown):
@@ -521,7 +521,7 @@ def _dist_figure(title: str, panels: list[tuple[str, str, list[Any]]], xlabel: s
     fig, axes = F.new_figure(rows, cols, title, width=max(4.6 * cols, 7.0), height=3.0 * rows + 0.6)
     for ax, (label, colour, values) in zip(axes, panels, strict=False):
         F.distribution(ax, values, colour)
-        ax.set_title(F.clean_label(label), fontsize=10)
+        F.panel_title(ax, label)
         ax.set_xlabel(xlabel)
     F.finish(fig, axes, len(panels))
     return fig

@@ -72,7 +72,7 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
     shown, part = drawn(d, metric, split)
     roles = list(dict.fromkeys(part["role"].to_list()))
     where = f" ({shown})" if shown else ""
-    title = f"{METRICS[metric]} per role{where}: " + " vs ".join(d.names)
+    title = f"{METRICS[metric]} per role{where}: " + " vs ".join(F.short_name(n) for n in d.names)
     rows, cols = F.grid(len(roles) or 1)
     fig, axes = F.new_figure(rows, cols, title)
     if not roles:
@@ -110,7 +110,7 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
             )
         if metric == "kl":
             F.maybe_log(ax, rows_of_role["mean"].to_list())
-        ax.set_title(F.clean_label(role if role is not None else "(no role)"), fontsize=11)
+        F.panel_title(ax, role if role is not None else "(no role)", fontsize=11)
         ax.set_xlabel("step")
         ax.set_ylabel(METRICS[metric].lower())
         F.legend(ax)

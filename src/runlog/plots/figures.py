@@ -28,8 +28,15 @@ LOG_SPAN = 100.0  # max/min of the positive values above which an axis is drawn 
 DISCRETE_VALUES = 12  # at most this many distinct values: one bar per value instead of a histogram
 
 
-LEGEND_CHARS = 48  # a legend entry longer than this is cut in its middle (a 6.4-inch panel holds about 75)
+LABEL_CHARS = 48  # a name from the data (panel title, legend entry) longer than this is cut in its middle
+LEGEND_CHARS = LABEL_CHARS  # (a 6.4-inch panel holds about 75 characters of 9 pt)
 TITLE_CHARS_PER_INCH = 7.5  # a figure title (13 pt bold) longer than its figure is cut in its middle
+# The share of a panel's column of the grid a name from the data may take: a panel title, centred over its
+# panel, then stays clear of its neighbours' titles (and constrained layout does not squeeze the panel); a
+# legend entry leaves room for its handle; an onset's label, which starts at its step, for the rest.
+TITLE_SHARE, LEGEND_SHARE, MARK_SHARE = 0.8, 0.6, 0.45
+NAME_IN_TITLE_CHARS = 32  # a run's name in a figure's title, which also says what the figure shows
+NOTE_CHARS = 24  # a name inside a panel's note (``not drawn: ... (first: NAME, step 3)``)
 
 
 def clean_label(text: Any) -> str:
@@ -46,6 +53,53 @@ def shorten(label: str, limit: int) -> str:
     would leave the panel no room (constrained layout collapses it)."""
     shown = label.replace(r"\$", "$")
     return label if len(shown) <= limit else cut_middle(shown, limit, head=2 / 3).replace("$", r"\$")
+
+
+def short_name(text: Any, limit: int = NAME_IN_TITLE_CHARS) -> str:
+    """A name from the data (a run's) inside a longer text that is cleaned as a whole later (a figure's title,
+    by ``new_figure``): shown visibly on one line and cut in its middle to ``limit`` characters, so that the
+    rest of the text (what the figure shows) is not cut away for it."""
+    from ..render.safe import one_line
+
+    return cut_middle(one_line(str(text)), limit, head=2 / 3)
+
+
+def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
+    """How wide ``text`` (as shown: no mathtext) is drawn in the default font, in points."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=fontsize, weight=weight), False)
+    return float(width)
+
+
+def fit(text: Any, width: float, fontsize: float, *, limit: int = LABEL_CHARS, weight: str = "normal") -> str:
+    """A name from the data (a key, a role, a run, a component) as a label: ``clean_label``, cut in its middle
+    (``shorten``) to at most ``limit`` characters and to at most ``width`` points at ``fontsize``: wide letters
+    (``WWW…``) take more room than the count says, and a label wider than its room runs over its neighbours."""
+    label = shorten(clean_label(text), limit)
+    shown = label.replace(r"\$", "$")
+    if text_width(shown, fontsize, weight) <= width:
+        return label
+    lo, hi = 1, len(shown) - 1  # the longest cut that fits: at least the ellipsis alone
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text_width(cut_middle(shown, mid, head=2 / 3), fontsize, weight) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut_middle(shown, lo, head=2 / 3).replace("$", r"\$")
+
+
+def column_width(ax: Any) -> float:
+    """The width of ``ax``'s column of its figure's grid, in points: what its title and legend may share."""
+    ncols = ax.get_subplotspec().get_gridspec().ncols if ax.get_subplotspec() is not None else 1
+    return float(ax.get_figure().get_figwidth()) * 72.0 / max(1, ncols)
+
+
+def panel_title(ax: Any, text: Any, fontsize: float = 10) -> None:
+    """Set a panel's title from the data (a key, a role, a component): cleaned and cut to fit its panel."""
+    ax.set_title(fit(text, TITLE_SHARE * column_width(ax), fontsize), fontsize=fontsize)
 
 
 def mpl() -> Any:
@@ -67,7 +121,8 @@ def new_figure(rows: int, cols: int, title: str, *, width: float | None = None, 
     h = height or PANEL_H * rows + 0.5
     fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
-    fig.suptitle(shorten(clean_label(title), max(40, int(w * TITLE_CHARS_PER_INCH))), fontsize=13, fontweight="bold")
+    shown = fit(title, 0.95 * w * 72, 13, limit=max(40, int(w * TITLE_CHARS_PER_INCH)), weight="bold")
+    fig.suptitle(shown, fontsize=13, fontweight="bold")
     for ax in axes:
         style_axes(ax)
     return fig, axes
@@ -134,7 +189,7 @@ def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str 
         return None
     step, label, v = min(bad, key=lambda b: b[0])
     kinds = sorted({"NaN" if math.isnan(x) else "+inf" if x > 0 else "-inf" for *_, x in bad})
-    where = f"{clean_label(label)}, " if len(lines) > 1 else ""
+    where = f"{shorten(clean_label(label), NOTE_CHARS)}, " if len(lines) > 1 else ""
     return f"not drawn: {len(bad)} value(s) {'/'.join(kinds)} (first: {where}step {step})"
 
 
@@ -228,7 +283,7 @@ def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
     for step, label in marks:
         ax.axvline(step, color=ONSET_COLOUR, linestyle="--", linewidth=1.1, alpha=0.8)
         ax.annotate(
-            clean_label(label),
+            fit(label, MARK_SHARE * column_width(ax), 8),
             xy=(step, 1.0),
             xycoords=("data", "axes fraction"),
             xytext=(3, -3),
@@ -242,7 +297,11 @@ def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
 def legend(ax: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles, [shorten(x, LEGEND_CHARS) for x in labels], frameon=False, fontsize=9, loc="best")
+        # The labels were cleaned where they were set (``draw_series``; ``clean_label`` of a clean label would
+        # escape its ``\$`` again): cut here to the count and to the panel.
+        room = LEGEND_SHARE * column_width(ax)
+        shown = [fit(x.replace(r"\$", "$"), room, 9, limit=LEGEND_CHARS) for x in labels]
+        ax.legend(handles, shown, frameon=False, fontsize=9, loc="best")
 
 
 def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
