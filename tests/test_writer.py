@@ -222,7 +222,7 @@ def test_background_error_surfaces_on_next_call_and_close(tmp_path):
     w.close()
 
     w2 = RunWriter(tmp_path / "b")
-    w2.log_samples(0, {"reward": [1.0], "sample_id": [1], "roles": [[{"role": "a", "reward": "x"}]]})
+    w2.log_samples(0, {"reward": [1.0], "sample_id": [1], "bad": [object()]})  # fails in the background
     with pytest.raises(WriterError):  # never reported before: close raises it
         w2.close()
 

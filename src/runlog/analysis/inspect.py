@@ -385,6 +385,27 @@ def version_label(version: int | None, readable: bool) -> str:
     return str(version) if readable else f"{version} (skipped)"
 
 
+WRITER_FAILED = "writer_failed"
+
+
+def writer_failures(run: Run) -> list[Problem]:
+    """A problem (an error) per writer state file that says the writer failed (``error``, docs/format.md, Writer
+    state files): what that writer had not written when it failed is lost, so the run is not valid (doctor's
+    ``writer_failed``). The header's ``writer:`` line says it too."""
+    end = run.end_state
+    if not end.known:
+        return []
+    return [
+        Problem(
+            s.path,
+            WRITER_FAILED,
+            f"the writer of process {s.process} failed: {s.error}; what it had not written when it failed is lost",
+        )
+        for _, s in sorted(end.states.items())
+        if s.error
+    ]
+
+
 def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
@@ -467,7 +488,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         scalars=scalars,
         bytes=sum(f.bytes for f in files),
         unmatched=list(run.unmatched),
-        problems=list(run.problems),
+        problems=[*run.problems, *writer_failures(run)],
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

@@ -83,7 +83,7 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
     """
     if isinstance(samples, pa.Table):
         if "reward" in samples.column_names:
-            _check_reward_column(samples.column("reward"))
+            _check_number_column(samples.column("reward"), "reward")
         return (samples, None), samples.num_rows, samples.column_names
     if _is_polars_frame(samples):
         if "reward" in samples.columns:
@@ -99,7 +99,15 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             if _is_numpy(v):
                 cols[k] = _host_copy(v)
             elif isinstance(v, list):
-                cols[k] = list(v)
+                cols[k] = v = list(v)
+                # One JAX array per row (ragged per-token values, or 0-d values): each is fetched like a column.
+                # Told by the first value (a walk of every list would cost the text columns ~10 us per 512
+                # values); a JAX value after other values is moved to host on the writer's thread (``_pylist``).
+                if v and jax_utils.is_jax_array(v[0]):
+                    for i, x in enumerate(v):
+                        if jax_utils.is_jax_array(x):
+                            places.append((k, i))
+                            arrays.append(x)
             elif isinstance(v, Mapping):  # reward_components as {name: column}
                 sub = dict(v)
                 for kk, vv in sub.items():
@@ -129,7 +137,7 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         n = lengths.pop() if lengths else 0
         check_names(cols, "column", SampleError)
         if "reward" in cols:
-            _check_reward_column(cols["reward"])
+            _check_number_column(cols["reward"], "reward")
         return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
         rows = list(samples)
@@ -139,7 +147,7 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
             _check_rows(rows)
             reward_types = {type(r["reward"]) for r in rows}
         if not reward_types <= _NUMBER_TYPES:
-            _check_reward_values([r["reward"] for r in rows], reward_types, "row")
+            _check_number_values([r["reward"] for r in rows], reward_types, "reward")
         # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
         if jax_utils.jax_loaded() and jax_utils.any_jax_type(
             set(map(type, chain.from_iterable([r.values() for r in rows])))
@@ -149,9 +157,10 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
                     if jax_utils.is_jax_array(v):
                         places.append((i, k))
                         arrays.append(v)
-        if rows:
-            check_names(rows[0], "column", SampleError)  # the other rows' new keys are made safe on the writer's thread
-        return (rows, _fetch(places, arrays)), len(rows), list(rows[0]) if rows else []
+        # Every row's keys (one pass in C): a key that only a later row has is checked like the first row's.
+        names = list(dict.fromkeys(chain.from_iterable(rows))) if len(rows) > 1 else list(rows[0]) if rows else []
+        check_names(names, "column", SampleError)
+        return (rows, _fetch(places, arrays)), len(rows), names
     raise SampleError(
         f"samples is a {type(samples).__name__}; expected a list of dicts, a dict of columns, "
         "a pyarrow.Table or a polars.DataFrame"
@@ -173,58 +182,92 @@ def _number_type(t: type) -> bool:
     return hit
 
 
-def _check_reward_values(values: list[Any], types: set[type], what: str) -> None:
-    """Refuse a reward that is not a number (None, NaN and inf are numbers here): text is never parsed, a dict
-    or a list is not a reward. ``values`` are the rewards (a list, numbering the rows in the message)."""
-    np = sys.modules.get("numpy")
-    if all(_number_type(t) for t in types):
+_NDIM = operator.attrgetter("ndim")
+_DTYPE_KIND = operator.attrgetter("dtype.kind")
+_JAX_NUMBER_KINDS = frozenset("fiubV")  # "V": bfloat16, float8, int4 (ml_dtypes), all numbers
+
+
+def _numbers(name: str) -> str:
+    if name == "reward":
+        return "rewards are numbers (None where a trajectory failed; text is never parsed)"
+    return "rewards, KL values and reward components are numbers (None where there is none; text is never parsed)"
+
+
+def _check_number_values(values: list[Any], types: set[type], name: str, *, rows: bool = True) -> None:
+    """Refuse a value of column ``name`` that is not a number (None, NaN and inf are numbers here): text is never
+    parsed, a dict or a list is not a number, and a JAX or numpy array is one only when it is 0-d and real
+    (its shape and dtype are known without a transfer). ``values``: one per row (numbering the rows in the
+    message); ``types``: their types."""
+    if types <= _NUMBER_TYPES:
         return
+    if all(_number_type(t) for t in types):
+        jax_types = {t for t in types if jax_utils.any_jax_type([t])}
+        if not jax_types:
+            return
+        if jax_types == types and set(map(_NDIM, values)) == {0} and set(map(_DTYPE_KIND, values)) <= _JAX_NUMBER_KINDS:
+            return  # every value a 0-d real JAX array (rows built by indexing a batch), checked in C
+    np = sys.modules.get("numpy")
     for i, v in enumerate(values):
         t = type(v)
+        where = f"{name} of row {i}" if rows else name
+        is_jax = jax_utils.is_jax_array(v)
+        if is_jax or (np is not None and isinstance(v, np.ndarray)):
+            kinds = _JAX_NUMBER_KINDS if is_jax else _NUMBER_KINDS
+            if v.ndim == 0 and v.dtype.kind in kinds:
+                continue  # a 0-d array (what a JAX scalar becomes on the host)
+            what = "JAX" if is_jax else "numpy"
+            raise SampleError(
+                f"{where} is a {what} array of {v.dtype} and shape {tuple(v.shape)}; {_numbers(name)}: "
+                "one real number per row (a 0-d array), or give the column as one array of shape (rows,)"
+            )
         if _number_type(t):
             continue
-        if np is not None and isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in _NUMBER_KINDS:
-            continue  # a 0-d array (what a JAX scalar becomes on the host)
-        raise SampleError(
-            f"reward of {what} {i} is a {t.__name__} ({v!r:.40}); rewards are numbers (None where a trajectory "
-            "failed; text is never parsed)"
-        )
+        raise SampleError(f"{where} is a {t.__name__} ({v!r:.40}); {_numbers(name)}")
 
 
-def _check_reward_column(col: Any) -> None:
-    """The ``reward`` column of a dict of columns or an Arrow table: numbers, checked from the dtype where there
-    is one, else from the values' types (one pass in C)."""
+_ARROW_NUMBER_TESTS = (
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_boolean,
+    pa.types.is_null,
+    pa.types.is_decimal,
+)
+
+
+def _check_number_column(col: Any, name: str) -> None:
+    """A column of numbers (``reward``, a per-role reward or KL, a reward component): checked from the dtype and
+    shape where there are some (a JAX array's are known without a transfer: its values are never read here),
+    else from the values' types (one pass in C). A column of shape ``(rows, 1)`` (a reward model's output) is
+    taken as ``(rows,)``."""
     if isinstance(col, (pa.Array, pa.ChunkedArray)):
         t = col.type
-        if not any(
-            f(t)
-            for f in (
-                pa.types.is_integer,
-                pa.types.is_floating,
-                pa.types.is_boolean,
-                pa.types.is_null,
-                pa.types.is_decimal,
-            )
-        ):
-            raise SampleError(f"reward is a column of {t}; rewards are numbers (text is never parsed)")
+        if not any(f(t) for f in _ARROW_NUMBER_TESTS):
+            raise SampleError(f"{name} is a column of {t}; {_numbers(name)}")
         return
-    if jax_utils.is_jax_array(col):
-        return  # JAX arrays hold numbers
-    if _is_numpy(col) and col.dtype.kind != "O":
-        if col.dtype.kind not in _NUMBER_KINDS:
-            raise SampleError(f"reward is a numpy column of {col.dtype}; rewards are numbers (text is never parsed)")
+    is_jax = jax_utils.is_jax_array(col)
+    if is_jax or (_is_numpy(col) and col.dtype.kind != "O"):
+        what = "JAX" if is_jax else "numpy"
+        if col.dtype.kind not in (_JAX_NUMBER_KINDS if is_jax else _NUMBER_KINDS):
+            raise SampleError(f"{name} is a {what} column of {col.dtype}; {_numbers(name)}")
+        if col.ndim != 1 and tuple(col.shape[1:]) != (1,):
+            rows = col.shape[0] if col.ndim else "rows"
+            raise SampleError(
+                f"{name} is a {what} array of shape {tuple(col.shape)}; expected one number per row: shape "
+                f"({rows},) (or ({rows}, 1), taken as ({rows},))"
+            )
         return
     values = list(col)
-    _check_reward_values(values, set(map(type, values)), "row")
+    _check_number_values(values, set(map(type, values)), name)
 
 
 def check_call(data: Any, columns: list[str], *, step: int, split: str, roles: Sequence[str] | None) -> None:
     """What ``build_table`` would refuse on the writer's thread, checked on the caller's, so that a bad call fails
     at the call and never stops the writer: both forms of roles or of reward components, a ``step``, ``split``
     or ``schema_version`` column that differs from the call, a ``roles`` or ``reward_components`` cell of
-    another shape (their values are read on the writer's thread). Column names are those of the call (for a
-    list of row dicts, the first row's keys: a key that only later rows have is checked on the writer's
-    thread). Values held by JAX arrays are not read here (that would wait for the device)."""
+    another shape, a per-role reward or KL or a reward component that is not a number (text is never parsed; a
+    JAX array's shape and dtype are looked at, never its values), a role the constructor's ``roles`` did not
+    declare. Column names are those of the call (for a list of row dicts, the keys of every row). Values held
+    by JAX arrays are not read here (that would wait for the device)."""
     names = list(columns)
     flat = flat_role_names(names, roles)
     if "roles" in names and flat:
@@ -242,18 +285,32 @@ def check_call(data: Any, columns: list[str], *, step: int, split: str, roles: S
             values = _host_values(data, name)
             if values is not None:
                 _check_constant_values(name, values, expected)
-    if isinstance(data, list):  # row dicts: their cells are dicts or None in one pass, as a rule
-        nested = [c for c in ("roles", "reward_components") if c in names]
-        if nested and {type(r.get(c)) for r in data for c in nested} <= {dict, type(None)}:
-            names = [n for n in names if n not in nested]
+    for name in [*(f"{r}_{k}" for r in flat for k in ("reward", "kl")), *components]:
+        if name in names:
+            _check_number_column(_column_as_given(data, name), name)
     if "roles" in names:
         cells = _host_values(data, "roles", canonical=_CANONICAL["roles"])
         if cells is not None:
-            _check_role_cells(cells)
+            _check_role_cells(cells, roles)
     if "reward_components" in names:
         cells = _host_values(data, "reward_components", canonical=_CANONICAL["reward_components"])
-        if cells is not None and not isinstance(cells, Mapping):  # a {name: column} dict: checked by snapshot
+        if isinstance(cells, Mapping):  # {name: column}
+            for k, col in cells.items():
+                _check_number_column(col, f"reward_components[{k!r}]")
+        elif cells is not None:
             _check_component_cells(cells)
+
+
+def _column_as_given(data: Any, name: str) -> Any:
+    """Column ``name`` as the call gave it (a JAX or numpy array, an Arrow column, a list; for row dicts the
+    rows' values), for ``_check_number_column``."""
+    if _is_polars_frame(data):
+        data = data.select(name).to_arrow()
+    if isinstance(data, pa.Table):
+        return data.column(name)
+    if isinstance(data, dict):
+        return data[name]
+    return [r.get(name) for r in data]
 
 
 def _host_values(data: Any, name: str, canonical: pa.DataType | None = None) -> Any:
@@ -287,14 +344,67 @@ def _check_constant_values(name: str, values: list[Any], expected: Any) -> None:
         )
 
 
-def _check_role_cells(cells: list[Any]) -> None:
-    """The shape of each ``roles`` cell (its values are read on the writer's thread)."""
+_GET_ROLE = operator.itemgetter("role")
+_GET_ROLE_REWARD = operator.methodcaller("get", "reward")
+_GET_KL = operator.methodcaller("get", "kl")
+_GET_VALUE = operator.methodcaller("get", "value")
+_NONE = type(None)
+
+
+def _check_role_cells(cells: list[Any], roles: Sequence[str] | None) -> None:
+    """Each ``roles`` cell: its shape, its role names (str; one of ``roles`` when the constructor declared them)
+    and its values (numbers). The common forms are checked in a few passes in C."""
     _check_cells(cells, "roles", "role", "a list of {role, reward, kl} or a {role: {reward, kl}} dict")
+    types = set(map(type, cells))
+    if types <= {dict, _NONE}:  # {role: {reward, kl}} or {role: reward}
+        full = [c for c in cells if c] if _NONE in types else cells
+        names = set(chain.from_iterable(full))
+        inner = list(chain.from_iterable(map(dict.values, full)))
+        if set(map(type, inner)) <= {dict}:
+            values = [*map(_GET_ROLE_REWARD, inner), *map(_GET_KL, inner)]
+        else:
+            values = [x for v in inner for x in ((v.get("reward"), v.get("kl")) if isinstance(v, Mapping) else (v,))]
+    else:  # lists of {role, reward, kl} (or other mappings): the slow way
+        given: list[Any] = []
+        values = []
+        for cell in cells:
+            if cell is None:
+                continue
+            entries = (
+                [{"role": r, **(v if isinstance(v, Mapping) else {"reward": v})} for r, v in cell.items()]
+                if isinstance(cell, Mapping)
+                else list(cell)
+            )
+            given += map(_GET_ROLE, entries)
+            values += [*map(_GET_ROLE_REWARD, entries), *map(_GET_KL, entries)]
+        check_names(given, "role", SampleError)
+        names = set(given)
+    check_names(names, "role", SampleError)
+    if roles is not None:
+        undeclared = sorted(set(names).difference(roles))
+        if undeclared:
+            raise SampleError(
+                f"role{'s' if len(undeclared) > 1 else ''} {', '.join(map(repr, undeclared))} in the 'roles' column "
+                f"{'are' if len(undeclared) > 1 else 'is'} not among the roles this writer was given ({roles!r}): "
+                "RunWriter(roles=...) is the run's list of roles"
+            )
+    _check_number_values(values, set(map(type, values)), "a role's reward or kl in the 'roles' column", rows=False)
 
 
 def _check_component_cells(cells: list[Any]) -> None:
-    """The shape of each ``reward_components`` cell (its values are read on the writer's thread)."""
+    """Each ``reward_components`` cell: its shape and its values (numbers)."""
     _check_cells(cells, "reward_components", "name", "a {name: value} dict or a list of {name, value}")
+    types = set(map(type, cells))
+    if types <= {dict, _NONE}:
+        full = [c for c in cells if c] if _NONE in types else cells
+        values = list(chain.from_iterable(map(dict.values, full)))
+    else:
+        values = []
+        for cell in cells:
+            if cell is None:
+                continue
+            values += list(cell.values()) if isinstance(cell, Mapping) else list(map(_GET_VALUE, cell))
+    _check_number_values(values, set(map(type, values)), "a value in the 'reward_components' column", rows=False)
 
 
 def _check_cells(cells: list[Any], column: str, key: str, expected: str) -> None:
@@ -420,15 +530,25 @@ def _pylist(col: Any) -> list[Any]:
     out = list(col)
     np = sys.modules.get("numpy")
     # The values' types collected in C (a per-value Python check costs ~1 ms per 1,000 values).
-    if np is not None and any(issubclass(t, (np.ndarray, np.generic)) for t in set(map(type, out))):
+    types = set(map(type, out))
+    if np is not None and jax_utils.any_jax_type(types):
+        # JAX values the call did not copy (a list whose first value is not one): moved to host here, on the
+        # writer's thread (bfloat16 and other ml_dtypes as float32 / int8, as everywhere).
+        out = [jax_utils.plain_dtype(np.asarray(v)) if jax_utils.is_jax_array(v) else v for v in out]
+        types = set(map(type, out))
+    if np is not None and any(issubclass(t, (np.ndarray, np.generic)) for t in types):
         # Rows whose JAX values were moved to host hold 0-d numpy arrays; Arrow wants Python scalars or lists.
         out = [v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for v in out]
     return out
 
 
 def _num(v: Any) -> float | None:
+    """A reward, KL or component value as a float. Text is never parsed (the call refuses it; this is the
+    writer thread's own guard)."""
     if v is None:
         return None
+    if isinstance(v, (str, bytes)):
+        raise SampleError(f"{v!r:.40} is a {type(v).__name__}; {_numbers('')}")
     return float(v)
 
 
@@ -559,7 +679,7 @@ def _components_cell(cell: Any) -> list[dict[str, Any]] | None:
 
 
 def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
-    flat = [c for c in cols if c.startswith(COMPONENT_PREFIX)]
+    flat = [c for c in cols if isinstance(c, str) and c.startswith(COMPONENT_PREFIX)]
     if "reward_components" in cols:
         if flat:
             raise SampleError("both a 'reward_components' column and flat 'component/<name>' columns; give one")
@@ -608,6 +728,8 @@ def build_table(
     """One Arrow table of the native schema (plus extras) and the role names found in it. An extra column
     whose values no one Arrow type holds (``3`` and ``"three"``) is written as text, said with ``warn``."""
     cols = _columns(payload)
+    if isinstance(payload, dict):
+        _squeeze_number_columns(cols, roles)
     n = len(next(iter(v for v in cols.values() if not isinstance(v, Mapping)), []))
     if "reward" not in cols:
         raise SampleError("samples have no 'reward' column (required; null where a trajectory failed)")
@@ -647,6 +769,24 @@ def build_table(
             raise SampleError(f"column {name!r} has {len(arr)} values, expected {n}")
     table = pa.Table.from_arrays(list(arrays.values()), schema=pa.schema(fields, metadata=_METADATA))
     return table, role_names
+
+
+def _squeeze_number_columns(cols: dict[str, Any], roles: Sequence[str] | None) -> None:
+    """The number columns of a dict of columns given as ``(rows, 1)`` arrays (a reward model's output; the call
+    refused any other 2-D shape), now on the host, as ``(rows,)``."""
+    names = [n for n in cols if isinstance(n, str)]
+    flat = flat_role_names(names, roles)
+    numbers = ["reward", *(f"{r}_{k}" for r in flat for k in ("reward", "kl"))]
+    numbers += [n for n in names if n.startswith(COMPONENT_PREFIX)]
+    for name in numbers:
+        col: Any = cols.get(name)
+        if _is_numpy(col) and col.ndim == 2:
+            cols[name] = col.reshape(-1)
+    rc = cols.get("reward_components")
+    if isinstance(rc, dict):
+        for k, col in rc.items():
+            if _is_numpy(col) and col.ndim == 2:
+                rc[k] = col.reshape(-1)
 
 
 def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa.Array | pa.ChunkedArray:
@@ -771,6 +911,7 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, A
 
 
 def _flatten_into(out: dict[str, Any], metrics: Mapping[str, Any], prefix: str) -> None:
+    check_names(metrics, "scalar key")  # a bytes, tuple or None key would be written as its repr
     for k, v in metrics.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):

@@ -8,6 +8,8 @@ in trainers that do not use it.
 from __future__ import annotations
 
 import functools
+import math
+import operator
 import sys
 from typing import Any
 
@@ -94,6 +96,27 @@ def _pack_fn() -> Any:
     return jax.jit(lambda *xs: jnp.concatenate([jnp.ravel(x) for x in xs]))
 
 
+_MANY = 16  # from this many arrays in one call, the one-device fast path of ``DeviceFetch``
+_BUCKET_FROM = 8  # a pack of more arrays than this, all of one shape, is padded to a bucket size (``_bucket``)
+_DTYPE = operator.attrgetter("dtype")
+_SHAPE = operator.attrgetter("shape")
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to a multiple of a quarter of the power of two below it (at most 25% more): four sizes per
+    power of two, so row counts of 990, 1000 and 1017 share one compiled pack (1,024 arguments)."""
+    if n <= _BUCKET_FROM:
+        return n
+    step = 1 << max(0, n.bit_length() - 3)
+    return -(-n // step) * step
+
+
+def _one_device() -> bool:
+    """Whether this process is alone and has one device (then every array is on that device, addressable)."""
+    jax = sys.modules["jax"]
+    return bool(jax.process_count() == 1 and jax.local_device_count() == 1)
+
+
 class DeviceFetch:
     """Host copies of one call's JAX arrays: packed on the device from the caller's thread, moved to host on
     the writer's.
@@ -116,7 +139,15 @@ class DeviceFetch:
     def __init__(self, arrays: list[Any], *, copy: bool = True) -> None:
         groups: dict[Any, list[int]] = {}
         spread: list[int] = []
-        for i, a in enumerate(arrays):
+        if len(arrays) >= _MANY and _one_device():
+            # Many arrays (row dicts of JAX scalars) in a process of one device: every array is on it, so only the
+            # dtypes group them (read in C); no per-array sharding checks (about 3 us each).
+            for i, d in enumerate(map(_DTYPE, arrays)):
+                groups.setdefault(d, []).append(i)
+            arrays_list: Any = ()
+        else:
+            arrays_list = arrays
+        for i, a in enumerate(arrays_list):
             if not a.is_fully_addressable:
                 raise UsageError(
                     f"a JAX array of shape {tuple(a.shape)} spans several processes; log this process's rows "
@@ -132,8 +163,22 @@ class DeviceFetch:
         for idx in groups.values():
             if len(idx) == 1 and not copy:
                 self._add(idx, [arrays[idx[0]]], packed=False, arrays=arrays)
+                continue
+            group = [arrays[i] for i in idx]
+            shapes = set(map(_SHAPE, group)) if len(group) > _BUCKET_FROM else None
+            if shapes is not None and len(shapes) == 1:
+                # Arrays of one shape (row dicts of scalars): their count is padded (with the first one again) to
+                # one of a few sizes per power of two, so that a row count that changes from step to step does
+                # not compile the pack function each time; the padding is never read back.
+                shape = tuple(next(iter(shapes)))
+                size = math.prod(shape)
+                padded = group + [group[0]] * (_bucket(len(group)) - len(group))
+                b = len(self.buffers)
+                self.buffers.append(_pack_fn()(*padded))
+                for j, i in enumerate(idx):
+                    self.layout[i] = (b, j * size, (j + 1) * size, shape)
             else:
-                self._add(idx, [_pack_fn()(*[arrays[i] for i in idx])], packed=True, arrays=arrays)
+                self._add(idx, [_pack_fn()(*group)], packed=True, arrays=arrays)
         if spread:
             own = [arrays[i] for i in spread]
             for i, c in zip(spread, device_copy(own) if copy else own, strict=True):

@@ -159,6 +159,7 @@ class RunWriter:
         self._old_max = -1
         self._own_files: set[tuple[str, int]] = set()  # (split, step) files this writer has handed to encoding
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
+        self._finishing = False  # set by ``_finish``: a failure from then on salvages nothing more
         self._files = StepFiles(threads=encode_threads, durable=durable, on_written=self._written)
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
         self._thread.start()
@@ -242,6 +243,8 @@ class RunWriter:
             if jax_utils.is_jax_array(v):
                 if v.size != 1:
                     raise UsageError(f"scalar {k!r} is a JAX array of shape {tuple(v.shape)}; scalars are numbers")
+                if v.dtype.kind not in "fiubV":  # complex (its dtype is known without a transfer)
+                    raise UsageError(f"scalar {k!r} is a JAX array of {v.dtype}; scalars are real numbers")
                 keys.append(k)
                 arrays.append(v)
                 record[k] = None  # filled on the background thread, in this place of the line
@@ -524,6 +527,8 @@ class RunWriter:
         except BaseException as exc:  # noqa: BLE001 - stored and raised on the caller's next call
             if self._error is None:  # the first failure is the one to report
                 self._error = exc
+                if not self._finishing:
+                    self._salvage()
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -570,6 +575,17 @@ class RunWriter:
                 self._write_scalars(
                     {"step": step, "time": t, **{k: _convert.scalar_value(k, v) for k, v in stats.items()}}
                 )
+
+    def _salvage(self) -> None:
+        """After the first failure: the rows that earlier calls logged (and that no later step has sealed yet,
+        in any split) are still written, each as its step's file, and every file being encoded is published:
+        a failure loses only what was logged from the failing call on, never what came before it. Errors here
+        are not reported (the first failure is)."""
+        for split in list(self._buffers):
+            with contextlib.suppress(Exception):
+                self._submit(split, self._buffers[split][0])
+        with contextlib.suppress(Exception):
+            self._files.drain()
 
     def _submit(self, split: str, step: int) -> None:
         """Hand the buffered rows of a sealed step to the encoders."""
@@ -765,6 +781,7 @@ class RunWriter:
             atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=self.durable)
 
     def _finish(self) -> None:
+        self._finishing = True
         self._safely(self._files.close)
         if self._error is None:
             self._safely(self._sync_scalars)
@@ -788,6 +805,8 @@ def _step(step: Any) -> int:
 
 def _integral(step: Any) -> int | None:
     if isinstance(step, (bool, str, bytes)) or getattr(getattr(step, "dtype", None), "kind", None) == "b":
+        return None
+    if getattr(step, "ndim", 0) != 0:  # an array of one element (``np.array([4])``) is not a step: only 0-d ones
         return None
     if isinstance(step, int):
         return int(step)
