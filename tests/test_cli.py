@@ -138,11 +138,13 @@ def test_a_reader_gone_away_keeps_the_command_s_exit_code(args: list[str], code:
 
 def test_text_metrics_and_plots_of_a_scalars_only_run_say_why_they_are_empty(tmp_path, cli) -> None:
     """sample_runs/jaxarc holds scalars only: the text metrics printed empty tables, the plot an empty panel,
-    and neither said why nor what to try."""
+    and neither said why nor what to try. The text metrics now refuse it in one line, as render-trajectory
+    does (exit 2: nothing to measure), with no table."""
     run = SAMPLE_RUNS / "jaxarc"
     for args in (["metrics", "diversity", run], ["metrics", "format", run]):
         res = cli(*args)
-        assert res.exit_code == 0 and "no per-sample data (only scalar metrics)" in res.stderr, res.stderr
+        assert res.exit_code == 2 and "no per-sample data (only scalar metrics)" in res.stderr, res.stderr
+        assert res.stdout.strip() == "" and "Error:" in res.stderr
     res = cli("plot", run, "-o", tmp_path / "r.png")
     assert res.exit_code == 0 and "try --what scalars" in res.stderr
     res = cli("plot", run, "--what", "scalars", "-o", tmp_path / "s.png")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,7 +125,13 @@ def texts_frame(
 
 
 def _turn_texts(
-    lf: pl.LazyFrame, base: list[pl.Expr], speaker: str | None, policy: bool, per_role: bool, reasoning: bool = False
+    lf: pl.LazyFrame,
+    base: list[pl.Expr],
+    speaker: str | None,
+    policy: bool,
+    per_role: bool,
+    reasoning: bool = False,
+    flags: bool = False,
 ) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker`` set)
     or every assistant turn with content joined by a newline (neither set), with ``completion`` where a sample
@@ -135,7 +142,9 @@ def _turn_texts(
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
     prompt too, or another speaker's text, so it is not read in the turn's place. ``speaker`` also names a turn
     whose ``role`` field is that speaker rather than a chat role (``{"role": "agent_0"}``). ``reasoning``: a
-    ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts)."""
+    ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts).
+    ``flags``: ``__unread`` (from ``base``) and ``__bare`` (no messages, and no ``completion`` where that is read
+    in their place) too, for ``_texts_counted``."""
     messages = pl.col("messages")
     rows = lf.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
@@ -208,7 +217,24 @@ def _turn_texts(
             pl.when(pl.col("__no_messages")).then(pl.col("completion").cast(pl.String)) if speaker is None else None,
         ).alias("text"),
         *([pl.col("__reasoning").alias("reasoning")] if reasoning else []),
+        *_flag_columns(
+            (pl.col("__no_messages") & pl.col("completion").is_null()) if speaker is None else pl.col("__no_messages"),
+            flags,
+        ),
     )
+
+
+def _flag_columns(bare: pl.Expr, flags: bool) -> list[pl.Expr]:
+    """``__unread`` (put in the frame by ``_texts_lazy``'s ``base``) and ``bare`` as ``__bare``, with ``flags``."""
+    return [pl.col("__unread"), bare.alias("__bare")] if flags else []
+
+
+def _unread(run: Run) -> pl.Expr:
+    """Whether a row's file is one whose text could not be read (``FileInfo.unread``: its texts are null). Known
+    when the query is built: ``Run.collect`` builds it again after it found such a file. Reads ``source`` only
+    where the run has such a file."""
+    paths = {p for f in run.files if f.kind == "samples" and f.readable and f.unread for p in (f.path, str(f.abspath))}
+    return pl.col("source").is_in(sorted(paths)) if paths else pl.lit(False)
 
 
 def _texts_lazy(
@@ -219,26 +245,34 @@ def _texts_lazy(
     per_role: bool = False,
     calls: bool = False,
     reasoning: bool = False,
+    flags: bool = False,
 ) -> pl.LazyFrame:
+    """``texts_frame``'s query. ``flags`` (``_texts_counted``): two more columns, ``__unread`` (the row's file is
+    one whose text could not be read) and ``__bare`` (the sample has no messages, and no text in their place:
+    ``completion``, or the fallback of message-level texts), and for message-level texts (``messages``,
+    ``calls``) one row, flagged ``__bare``, for each sample without messages that has no row otherwise."""
     group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
+    if flags:
+        base.append(_unread(run).alias("__unread"))
     lf = apply_filters(run.samples, filters, roles_too=False)
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
     if calls:
         if text.startswith("role:"):
-            return _message_texts(lf, base, text.split(":", 1)[1], reasoning=reasoning)
+            return _message_texts(lf, base, text.split(":", 1)[1], reasoning=reasoning, flags=flags)
         if text not in TEXT_SOURCES:
             raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
         # A sample without messages: its completion (or with --text trajectory its transcript as written).
         fallback = "trajectory" if text == "trajectory" else "completion"
-        return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning)
+        return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning, flags=flags)
     if text in ("auto", "auto+reasoning", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
         speaker = text.split(":", 1)[1] if text.startswith("role:") else None
         policy = text in ("auto", "auto+reasoning", "answer")
         with_reasoning = reasoning or text == "auto+reasoning"
-        out = _turn_texts(lf, base, speaker, policy, per_role and speaker is None and text != "answer", with_reasoning)
+        by_speaker = per_role and speaker is None and text != "answer"
+        out = _turn_texts(lf, base, speaker, policy, by_speaker, with_reasoning, flags)
         if text == "auto+reasoning":
             out = out.with_columns(_with_reasoning(pl.col("text"), pl.col("reasoning")).alias("text"))
             out = out if reasoning else out.drop("reasoning")
@@ -265,9 +299,10 @@ def _texts_lazy(
             pl.lit(None, dtype=pl.Int64).alias("turn"),
             pl.col(text).cast(pl.String).alias("text"),
             *([pl.lit(None, dtype=pl.String).alias("reasoning")] if reasoning else []),
+            *([pl.lit(False).alias("__bare")] if flags else []),  # ``__unread`` is in ``base``
         )
     elif text == "messages":
-        lf = _message_texts(lf, base, None, reasoning=reasoning)
+        lf = _message_texts(lf, base, None, reasoning=reasoning, flags=flags)
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
     return lf
@@ -297,12 +332,14 @@ def _message_texts(
     *,
     fallback: str | None = None,
     reasoning: bool = False,
+    flags: bool = False,
 ) -> pl.LazyFrame:
     """One row per message with content or tool calls, in run order: ``role`` the speaker (``wanted``: that
     speaker's messages only), ``turn`` the message index, ``tool_calls`` and ``message_role`` (the message's
     own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
     or empty) gives one row with that text instead, so that it is still counted. ``reasoning``: the message's
-    ``reasoning`` field too."""
+    ``reasoning`` field too. ``flags``: a sample with no messages and no ``fallback`` text keeps one row (its
+    text and role null), flagged ``__bare``, beside ``__unread``."""
     cols = ["messages", fallback] if fallback else ["messages"]
     messages = pl.col("messages")
     # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none: an empty list
@@ -318,13 +355,17 @@ def _message_texts(
     text = pl.col("content").cast(pl.String)
     if fallback:
         text = pl.when(pl.col("turn").is_null()).then(pl.col(fallback).cast(pl.String)).otherwise(text)
+    # The row of a sample without messages (``turn`` null) that has no text in their place either.
+    bare = pl.col("turn").is_null() & text.is_null()
     if wanted is not None:
-        msgs = msgs.filter((pl.col("name") == wanted) | (pl.col("role") == wanted))
-        who = pl.lit(wanted)
+        mine = (pl.col("name") == wanted) | (pl.col("role") == wanted)
+        msgs = msgs.filter(mine | bare if flags else mine)
+        who = pl.when(bare).then(None).otherwise(pl.lit(wanted)) if flags else pl.lit(wanted)
     # A message with content (an empty string is none: an empty tool result) or tool calls; a sample's
     # fallback text counts as it is (an empty completion is the model's answer).
     has_text = text.is_not_null() & ((pl.col("content").cast(pl.String) != "") | pl.col("turn").is_null())
-    return msgs.filter(has_text | pl.col("tool_calls").is_not_null()).select(
+    kept = has_text | pl.col("tool_calls").is_not_null()
+    return msgs.filter(kept | bare if flags else kept).select(
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         who.cast(pl.String).alias("role"),
         pl.col("turn").cast(pl.Int64),
@@ -332,7 +373,72 @@ def _message_texts(
         pl.col("tool_calls"),
         pl.col("role").cast(pl.String).alias("message_role"),
         *([pl.col("reasoning").cast(pl.String)] if reasoning else []),
+        *_flag_columns(bare, flags),
     )
+
+
+@dataclass
+class SkippedTexts:
+    """The samples that have no text of the kind read (a null text in ``texts_frame``), which the metrics skip:
+    filled by ``diversity_frame``, ``format_frame`` and ``format_per_sample`` given ``skipped=SkippedTexts()``,
+    counted in the same read as the texts. ``counts``: the samples (``n``) per row (the function's keys:
+    ``step, split, role`` for ``format_per_sample``) and reason (``why``): ``unread``, their file's text could
+    not be read; ``bare``, no messages and no text in their place (``completion``, where that is read); ``rest``,
+    the others (messages without a turn of the speaker read, a null column, no ``<answer>`` block and a null
+    completion). For message-level texts (``messages``, tool-call specs) only the samples without messages."""
+
+    counts: pl.DataFrame | None = None
+
+    def per_row(self, keys: Sequence[str]) -> pl.DataFrame:
+        """The samples skipped per row of ``keys`` (a subset of the keys counted), as ``no_text``; only the rows
+        where some are."""
+        if self.counts is None:
+            return pl.DataFrame(schema={"no_text": pl.Int64})
+        n = pl.col("n").sum().cast(pl.Int64).alias("no_text")
+        out = self.counts.group_by(list(keys), maintain_order=True).agg(n) if keys else self.counts.select(n)
+        return out.filter(pl.col("no_text") > 0)
+
+    def by_reason(self) -> dict[str, int]:
+        """The samples skipped per reason: ``unread``, ``bare``, ``rest``, in that order."""
+        counts = self.counts
+        got = {} if counts is None else dict(counts.group_by("why").agg(pl.col("n").sum()).iter_rows())
+        return {k: int(got.get(k) or 0) for k in ("unread", "bare", "rest")}
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason().values())
+
+
+def _texts_counted(
+    run: Run,
+    text: str,
+    filters: Filters | None,
+    keys: Sequence[str],
+    skipped: SkippedTexts | None,
+    *,
+    with_group: bool,
+    per_role: bool = False,
+    calls: bool = False,
+) -> pl.DataFrame:
+    """``texts_frame``; with ``skipped``, the samples without a text counted in it per ``keys`` and reason, from
+    the same read (flags of columns the query reads anyway; a file's ``source`` only where some file's text could
+    not be read). The frame is ``texts_frame``'s: its rows with a null text kept (the caller drops them)."""
+    if skipped is None:
+        return texts_frame(run, text, filters=filters, with_group=with_group, per_role=per_role, calls=calls)
+    filters = filters or Filters()
+    frame = run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls, flags=True)])[0]
+    message_level = calls or text == "messages"
+    none = pl.col("__bare") if message_level else pl.col("text").is_null()
+    why = pl.when(pl.col("__unread")).then(pl.lit("unread")).when(pl.col("__bare")).then(pl.lit("bare"))
+    skipped.counts = (
+        frame.filter(none)
+        .with_columns(why.otherwise(pl.lit("rest")).alias("why"))
+        .group_by([*keys, "why"], maintain_order=True)
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+    )
+    if message_level:  # the samples' own rows, there only to be counted
+        frame = frame.filter(~none)
+    return frame.drop("__unread", "__bare")
 
 
 def diversity_frame(
@@ -346,8 +452,10 @@ def diversity_frame(
     threads: int = 2,
     split_key: bool = True,
     notes: list[str] | None = None,
+    skipped: SkippedTexts | None = None,
 ) -> pl.DataFrame:
-    """Diversity metrics per row of ``by`` keys (``notes``: what the figures leave out is said there).
+    """Diversity metrics per row of ``by`` keys (``notes``: what the figures leave out is said there;
+    ``skipped``: filled with the samples that have no text, per row, from the same read).
 
     ``over="group"`` (the mode-collapse view): metrics per prompt group, then the mean over the row's
     groups (``groups`` counts them), so a collapse inside groups shows even when the step as a whole looks
@@ -358,9 +466,8 @@ def diversity_frame(
     keys = _check_keys(by, run if split_key else None, filters)
     if over not in ("group", "set"):
         raise UsageError(f"--over {over!r}: expected group or set")
-    frame = texts_frame(
-        run, text, filters=filters, with_group=over == "group" or "group" in keys, per_role="role" in keys
-    )
+    with_group = over == "group" or "group" in keys
+    frame = _texts_counted(run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys)
     frame = frame.filter(pl.col("text").is_not_null())
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
@@ -478,9 +585,11 @@ def format_per_sample(
     filters: Filters | None = None,
     known_tools: Sequence[str] | None = None,
     per_role: bool = False,
+    skipped: SkippedTexts | None = None,
 ) -> pl.DataFrame:
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
-    the think/answer token counts, and one boolean column per rule (``rule:<name>``).
+    the think/answer token counts, and one boolean column per rule (``rule:<name>``). ``skipped``: filled with
+    the samples that have no text, per ``step, split, role``, from the same read.
 
     A spec with ``roles`` reads, under ``auto`` and ``assistant``, each role's own text (as ``per_role``: under
     ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
@@ -494,7 +603,9 @@ def format_per_sample(
         per_role = per_role or text in ("auto", "auto+reasoning", "assistant")
     # Tool calls are parts of messages: every text choice reads the messages (``role:NAME``: that speaker's); a
     # turn's text alone has no structured calls to check.
-    frame = texts_frame(run, text, filters=filters, with_group=False, per_role=per_role, calls=spec.needs_messages)
+    keys = ["step", "split", "role"]
+    calls = spec.needs_messages
+    frame = _texts_counted(run, text, filters, keys, skipped, with_group=False, per_role=per_role, calls=calls)
     # A sample with no text of the kind asked for (a rollout that failed before the policy spoke, a speaker
     # absent from it) has nothing to check: it is left out, not counted as a failure (as diversity does).
     present = pl.col("text").is_not_null()
@@ -547,14 +658,18 @@ def format_frame(
     filters: Filters | None = None,
     known_tools: Sequence[str] | None = None,
     split_key: bool = True,
+    skipped: SkippedTexts | None = None,
 ) -> pl.DataFrame:
     """Per row of ``by`` keys: ``texts, adherence`` (fraction passed), ``score_mean``, ``failed/<rule>``
     (texts whose first failing rule it is), ``think_tokens_mean, answer_tokens_mean`` and
-    ``reasoning_answer_ratio`` (think tokens / answer tokens, summed over texts that have both blocks)."""
+    ``reasoning_answer_ratio`` (think tokens / answer tokens, summed over texts that have both blocks).
+    ``skipped``: filled with the samples that have no text (``SkippedTexts.per_row(keys)`` gives them per row)."""
     keys = _check_keys(by, run if split_key else None, filters)
     if "group" in keys:
         raise UsageError("--by group is not available for format adherence; use step, role or split")
-    per = format_per_sample(run, spec, text=text, filters=filters, known_tools=known_tools, per_role="role" in keys)
+    per = format_per_sample(
+        run, spec, text=text, filters=filters, known_tools=known_tools, per_role="role" in keys, skipped=skipped
+    )
     both = pl.col("think_tokens").is_not_null() & pl.col("answer_tokens").is_not_null()
     rules = [r for r in per["failed_rule"].unique().drop_nulls().sort().to_list()]
     agg = [

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..analysis.filters import Filters
+    from ..analysis.texts import SkippedTexts
     from ..fleet import MetricJob
 
 metrics_app = typer.Typer(
@@ -31,7 +32,7 @@ metrics_app = typer.Typer(
 )
 
 DIVERSITY_SECTIONS = [
-    ("Texts", ["groups", "texts", "unique_frac", "len_mean", "len_median"]),
+    ("Texts", ["groups", "texts", "no_text", "unique_frac", "len_mean", "len_median"]),
     ("distinct_n: distinct / all n-grams", [f"distinct_{n}" for n in (1, 2, 3, 4)]),
     ("distinct_li2016_n: distinct n-grams / tokens", [f"distinct_li2016_{n}" for n in (1, 2, 3, 4)]),
     ("entropy_n (nats) and self_repetition", [*(f"entropy_{n}" for n in (1, 2, 3, 4)), "self_repetition"]),
@@ -81,7 +82,8 @@ def diversity_command(
     metrics are computed per prompt group and averaged per row, so a group that collapsed to one answer
     shows even when the step as a whole still looks varied. Definitions: docs/metrics.md.
 
-    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error.
+    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, or a run with no per-sample
+    data (scalars only).
 
     Examples:
 
@@ -110,8 +112,10 @@ def diversity_command(
                 report_problems([], notes=[*_whole_rows_notes(df, keys), M.SINGLETONS_RULE_NOTE])
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
+        _check_has_samples(run)
         check_filters(run, filters)
         notes: list[str] = []
+        none = M.SkippedTexts()
         df = M.diversity_frame(
             run,
             by or ["step"],
@@ -121,18 +125,20 @@ def diversity_command(
             compression=compression,
             threads=threads,
             notes=notes,
+            skipped=none,
         )
         keys = [c for c in df.columns if c in M.KEYS]
         check_text_role(run, text, df.height > 0)
-        emit_frame(df, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
+        skipped = _no_text(none, text, per_role="role" in keys)
+        shown = _with_no_text(df, none.per_row(keys), keys)
+        emit_frame(shown, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
         notes = split_notes(run, df, by) + notes
         if over == "group" and df.height and "groups" not in df.columns:
             notes.append(M.OVER_SET_NOTE)
         elif over == "group":
             notes += _whole_rows_notes(df, keys)
         notes += _text_notes(run, text, by, filters, df.height > 0)
-        if not df.height:
-            notes.append(M.no_text_note(run, text, filters=filters) or no_text_reason(run, text))
+        notes += _skip_notes(run, text, filters, skipped, df.height > 0)
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
@@ -155,7 +161,11 @@ def format_command(
         callback=by_keys,
     ),
     text: str = typer.Option("auto", "--text", "-t", help=TEXT_HELP),
-    per_sample: bool = typer.Option(False, "--per-sample", help="One row per text, in run order."),
+    per_sample: bool = typer.Option(
+        False,
+        "--per-sample",
+        help="One row per text, in run order (--by role: each role's own texts, role filled).",
+    ),
     tools: str = typer.Option(None, "--tools", help="tool-call-json: comma-separated known tool names."),
     split: Splits = None,
     steps: Steps = None,
@@ -172,7 +182,8 @@ def format_command(
     reasoning-to-answer length ratio. Built-in specs reproduce open-r1's and TRL's format rewards exactly,
     quirks included (docs/metrics.md). --spec also takes a TOML file of your own rules.
 
-    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error.
+    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, or a run with no per-sample
+    data (scalars only).
 
     Examples:
 
@@ -205,27 +216,135 @@ def format_command(
             )
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
+        _check_has_samples(run)
         check_filters(run, filters)
+        the_spec = F.get_spec(spec)
+        calls = the_spec.needs_messages
+        # Each role's own texts where the rows are per role, or the spec keeps some roles' texts (as
+        # format_per_sample does by itself).
+        roles_read = the_spec.roles is not None and text in ("auto", "auto+reasoning", "assistant") and not calls
+        none = M.SkippedTexts()
         if per_sample:
-            df = M.format_per_sample(run, spec, text=text, filters=filters, known_tools=known)
+            per_role = _per_sample_keys(by)
+            df = M.format_per_sample(
+                run, spec, text=text, filters=filters, known_tools=known, per_role=per_role, skipped=none
+            )
             check_text_role(run, text, df.height > 0)
-            emit_frame(df, fmt, output, keys=["step", "sample_id"])
+            skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls)
+            emit_frame(df, fmt, output, keys=["step", "sample_id", *(["role"] if per_role else [])])
         else:
-            df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known)
+            df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known, skipped=none)
             check_text_role(run, text, df.height > 0)
             keys = [c for c in df.columns if c in M.KEYS]
+            skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls)
+            shown = _with_no_text(df, none.per_row(keys), keys)
             failed = [c for c in df.columns if c.startswith("failed/")]
-            emit_frame(df, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
+            emit_frame(shown, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         notes = [] if per_sample else split_notes(run, df, by)
-        notes += _text_notes(run, text, None if per_sample else by, filters, df.height > 0)
-        calls = F.get_spec(spec).needs_messages
+        notes += _text_notes(run, text, by, filters, df.height > 0)
+        notes += _skip_notes(run, text, filters, skipped, df.height > 0, calls)
         if df.height:
             notes += [x for x in [M.reasoning_note(run, spec, text=text, filters=filters, measured=df)] if x]
-        else:
-            said = None if calls else M.no_text_note(run, text, filters=filters)
-            notes.append(said or no_text_reason(run, text, calls))
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
+
+
+NO_SAMPLES = (
+    "this run has no per-sample data (only scalar metrics): no text to measure "
+    "(try runlog summarize --scalars, or runlog plot --what scalars)"
+)
+NO_TEXT_NOTE = "{n:,} sample(s) have no text for --text {text} and are skipped (not in texts): {why}"
+
+
+def _check_has_samples(run: Any) -> None:
+    """A run of scalars only (no sample file at all) has nothing to measure: a usage error (exit 2), as
+    ``runlog render-trajectory`` says of it, not empty tables. Sample files that could not be read are the
+    run's problems (exit 1), said where the texts are found missing."""
+    if not any(f.kind == "samples" for f in run.files) and not run.skipped:
+        raise UsageError(NO_SAMPLES)
+
+
+def _per_sample_keys(by: list[str] | None) -> bool:
+    """``--per-sample`` with ``--by``: every row has its step and split already; ``role`` reads each role's own
+    texts (one row per sample and role, ``role`` filled), as the rows per role do; ``group`` has no per-sample
+    meaning for format adherence and is refused. Returns whether the texts are per role."""
+    from ..analysis import texts as M
+
+    keys = check_keys(by or [], M.KEYS)
+    if "group" in keys:
+        raise UsageError(
+            "--per-sample takes --by step, role or split (its rows have their step and split; --by role gives "
+            "each role's own texts), not --by group: format adherence has no rows per prompt group"
+        )
+    return "role" in keys
+
+
+def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = False) -> dict[str, str]:
+    """One note per reason for the samples that have no text of the kind chosen, which the metrics skip (counted
+    by the library in the same read as the texts: ``SkippedTexts``): ``unread`` (a file whose text could not be
+    read), ``bare`` (no messages, and no completion where that is read), ``rest`` (messages but no turn of the
+    speaker read; the column null)."""
+    message_level = calls or text == "messages"
+    fallback = "trajectory" if text == "trajectory" else "completion"
+    speaker = text.split(":", 1)[1] if text.startswith("role:") else None
+    if message_level:  # a speaker's tool calls have no text in place of the messages
+        bare_why = f"no messages and a null {fallback}" if calls and speaker is None else "no messages"
+    elif speaker is not None:
+        bare_why = "no messages"
+    else:
+        bare_why = "no messages and a null completion"
+    if text in ("completion", "trajectory"):
+        rest_why = f"their {text} is null"
+    elif speaker is not None:
+        rest_why = f"{speaker} has no turn in them"
+    elif per_role or text == "assistant":
+        rest_why = "their messages have no assistant turn with text (only tool calls without content, say)"
+    else:
+        rest_why = (
+            "their messages have no turn of the policy with text (its only turn a tool call without content, or "
+            "the policy does not speak in them)"
+        )
+        if text == "answer":
+            rest_why += ", or the text has no <answer> block and the completion is null"
+    whys = {"unread": "the text of their file could not be read (see the errors)", "bare": bare_why, "rest": rest_why}
+    return {k: NO_TEXT_NOTE.format(n=n, text=text, why=whys[k]) for k, n in none.by_reason().items() if n > 0}
+
+
+def _with_no_text(df: pl.DataFrame, missing: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``df`` with ``no_text`` after ``texts`` where some sample has no text: the samples of each row skipped for
+    that; a row whose samples all have none is added (``texts`` 0, its figures null), so that no sample goes
+    uncounted."""
+    from .._lazy import pl
+
+    if not missing.height:  # as the failed/<rule> columns: only where there is something to count
+        return df
+    if not keys:
+        out = df.with_columns(pl.lit(int(missing["no_text"].sum() or 0), dtype=pl.Int64).alias("no_text"))
+    else:
+        missing = missing.with_columns(pl.col(k).cast(df.schema[k]) for k in keys)
+        out = df.join(missing, on=keys, how="full", coalesce=True, nulls_equal=True, maintain_order="left")
+        out = out.with_columns(pl.col("texts").fill_null(0), pl.col("no_text").fill_null(0))
+        out = out.sort(keys, nulls_last=True, maintain_order=True)
+    cols = [c for c in df.columns if c != "texts"]
+    at = df.columns.index("texts")
+    return out.select(*cols[:at], "texts", "no_text", *cols[at:])
+
+
+def _skip_notes(
+    run: Any, text: str, filters: Filters, skipped: dict[str, str], found: bool, calls: bool = False
+) -> list[str]:
+    """The notes of the samples skipped for having no text, and, where no text was found at all, why: the
+    messages' speakers where that is why (the note then stands for the samples whose turns hold no text); none
+    more where the skipped samples' notes say why (a file whose text could not be read among them); else the
+    general reason."""
+    from ..analysis import texts as M
+
+    if found:
+        return list(skipped.values())
+    said = None if calls else M.no_text_note(run, text, filters=filters)
+    if said:
+        return [note for k, note in skipped.items() if k != "rest"] + [said]
+    return list(skipped.values()) or [no_text_reason(run, text, calls)]
 
 
 def _text_notes(run: Any, text: str, by: list[str] | None, filters: Filters, found: bool) -> list[str]:
@@ -255,7 +374,7 @@ FLEET_KEYS = ("run", "step", "role", "group", "split")
 
 def _format_sections(failed: list[str]) -> list[tuple[str, list[str]]]:
     return [
-        ("Adherence", ["texts", "adherence", "score_mean"]),
+        ("Adherence", ["texts", "no_text", "adherence", "score_mean"]),
         ("Reasoning vs answer (tokens)", ["think_tokens_mean", "answer_tokens_mean", "reasoning_answer_ratio"]),
         ("Failures by first failing rule", failed),
     ]
