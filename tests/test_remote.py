@@ -636,6 +636,39 @@ def test_object_gone_after_discovery_names_it(s3: Any, small_run: Path, monkeypa
     assert steps == ["0", "1", "3"]  # the rest of the run was analysed
 
 
+def test_a_store_gone_mid_command_is_one_error_at_once(
+    s3: Any, small_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server going away after discovery: the query fails, and looking for the files that fail read each of
+    them, each waiting out the client's retries (report on the sample run: still running at 150 s). Now one
+    line for the run, exit 1, and at most one file is tried on its own."""
+    url = upload_copy(s3, small_run)
+    real_open_run = runlog.run.open_run
+    tried: list[str] = []
+
+    def open_then_lose_the_server(*args: Any, **kwargs: Any) -> Any:
+        run = real_open_run(*args, **kwargs)
+        store = run.root.store
+        monkeypatch.setattr(
+            type(store),
+            "polars_options",
+            property(lambda self: {**self.options, "aws_endpoint_url": "http://127.0.0.1:1"}),
+        )
+
+        def gone(self: Any, key: str) -> bytes:
+            tried.append(key)
+            raise runlog.storage.UnreachableError(runlog.storage.UNREACHABLE)
+
+        monkeypatch.setattr(type(store), "read", gone)
+        return run
+
+    monkeypatch.setattr(runlog.run, "open_run", open_then_lose_the_server)
+    r = run_cli(("summarize", "--by", "step", "--format", "csv"), url, *flags(s3), "--no-cache")
+    assert r.exit_code == 1, r.stderr
+    assert one_line(r.stderr) == f"Error: {url}: reading the run failed: {runlog.storage.UNREACHABLE}"
+    assert len(tried) <= 1, tried  # the first file's failure says it: no other is tried
+
+
 def test_truncated_jsonl_line_in_scalars(server: Any, small_run: Path) -> None:
     path = small_run / "scalars.p0.jsonl"
     lines = path.read_text().splitlines(keepends=True)

@@ -32,7 +32,7 @@ from .listing import (
     one_run,
 )
 from .probe_cache import Hit, ProbeCache
-from .storage import ObjectPath
+from .storage import UNREACHABLE, ObjectPath, unreachable
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
@@ -251,6 +251,7 @@ class Run:
         except (pl.exceptions.PolarsError, OSError) as exc:
             # OSError: an object deleted (or a local file removed) after discovery.
             first_error = exc
+        self._check_reachable(first_error)
         bad = self._quarantine_unreadable()
         if not bad and not self._marked_elsewhere():
             msg = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
@@ -260,6 +261,12 @@ class Run:
         except (pl.exceptions.PolarsError, OSError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+
+    def _check_reachable(self, exc: BaseException) -> None:
+        """A remote run whose store cannot be reached (the server gone mid-command): one error for the run at
+        once; looking for the files that fail would try each of them, each waiting out the client's retries."""
+        if isinstance(self.root, ObjectPath) and unreachable(exc):
+            raise DataError(str(self.root), f"reading the run failed: {UNREACHABLE}") from None
 
     def _marked_elsewhere(self) -> bool:
         """Whether a file of this run's frames was found unreadable through another ``Run`` sharing its file
@@ -289,6 +296,7 @@ class Run:
                 # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
                 pl.read_parquet(io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
+                self._check_reachable(exc)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
                 failing, present = ([], []) if gone else self._failing_columns(f)

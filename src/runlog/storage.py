@@ -184,7 +184,7 @@ class Store:
         try:
             return bytes(obstore.get(self.store, key).bytes())
         except Exception as exc:  # noqa: BLE001
-            raise OSError(remote_reason(exc)) from None
+            raise _read_error(exc) from None
 
     def head_bytes(self, key: str, n: int) -> bytes:
         data = self._whole.get(key)
@@ -198,7 +198,7 @@ class Store:
         try:
             return bytes(obstore.get_range(self.store, key, start=0, end=n if size is None else min(n, size)))
         except Exception as exc:  # noqa: BLE001
-            raise OSError(remote_reason(exc)) from None
+            raise _read_error(exc) from None
 
     def tail(self, key: str) -> bytes | None:
         """The prefetched footer bytes of a Parquet object (``prefetch``), or None."""
@@ -431,6 +431,26 @@ def _short(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+UNREACHABLE = "cannot reach the object store (connection failed; check the endpoint and network)"
+
+
+class UnreachableError(OSError):
+    """The object store could not be reached (the connection failed, after the client's own retries): a
+    failure of the store, not of one object, so a reader does not go on to try every other file (each would
+    wait out the retries again: minutes on a run of a hundred files)."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (obstore's, polars' or :class:`UnreachableError`) says that the store cannot be reached."""
+    return isinstance(exc, UnreachableError) or remote_reason(exc) == UNREACHABLE
+
+
+def _read_error(exc: BaseException) -> OSError:
+    """The ``OSError`` a failed read of one object raises: :class:`UnreachableError` when the store is gone."""
+    reason = remote_reason(exc)
+    return UnreachableError(reason) if reason == UNREACHABLE else OSError(reason)
+
+
 def remote_reason(exc: BaseException) -> str:
     """A short reason for an object-store failure: the service's error code where it gives one (NoSuchBucket,
     AccessDenied, ...), else what went wrong in a few words."""
@@ -448,7 +468,7 @@ def remote_reason(exc: BaseException) -> str:
     if "credential" in low or "token" in low and "error" in low:
         return "no usable credentials (set AWS_* / GOOGLE_APPLICATION_CREDENTIALS / AZURE_*, or --storage-option)"
     if "connection refused" in low or "error sending request" in low or "dns error" in low or "connect" in low:
-        return "cannot reach the object store (connection failed; check the endpoint and network)"
+        return UNREACHABLE
     if "404" in text or "not found" in low:
         return "not found"
     if "403" in text or "401" in text or "denied" in low or "forbidden" in low:
