@@ -746,3 +746,45 @@ def test_correlations_of_constants_are_undefined_and_scale_never_matters(tmp_pat
     assert got[("reward/a", "reward/b")] is None and got[("reward", "reward/a")] is None
     for other in ("reward/c", "reward/d"):
         assert got[("reward", other)] == pytest.approx(np.corrcoef(x, x)[0, 1], abs=1e-12)
+
+
+def test_zero_advantage_is_trls_zero_std(tmp_path):
+    """A group whose rewards differ by float round-off only (a std of 1e-10) gives no learning signal: TRL counts
+    it in frac_reward_zero_std (torch.isclose(std, 0): std <= 1e-8, the sample std), and so does zero_adv_frac now
+    (it once asked for exact equality, and doctor missed a collapse the trainer's own metric showed). A group
+    whose std is just above 1e-8 is signal, as in TRL. The independent count below is TRL's rule in numpy."""
+    groups = {
+        "round-off": [0.5, 0.5 + 1e-10, 0.5 - 1e-10, 0.5],
+        "equal": [1.0, 1.0, 1.0, 1.0],
+        "signal": [0.0, 1.0, 0.0, 1.0],
+        "just-above": [0.3, 0.3 + 3e-8, 0.3, 0.3 + 3e-8],
+    }
+    rows = [
+        _row(0, gid, k, {"solver": r}, {"solver": 0.0}) for gid, values in groups.items() for k, r in enumerate(values)
+    ]
+    run_dir = tmp_path / "r"
+    write_native_samples(run_dir / "samples" / "train" / "step_00000000.p0.parquet", rows)
+    df = S.summarize(open_run(run_dir), ["role"])
+    trl = [float(np.std(v, ddof=1)) <= 1e-8 for v in groups.values()]
+    assert trl == [True, True, False, False]
+    assert df.row(by_predicate=pl.col("role") == "solver", named=True)["zero_adv_frac"] == pytest.approx(sum(trl) / 4)
+
+
+def test_by_group_with_pooled_splits_keeps_each_splits_groups_apart(tmp_path):
+    """Two --split pool the splits, but a prompt group is one split's: eval reuses train's ids at the same
+    step, and a row once held both groups (a reward_std that is no real group's). split is now a key."""
+    root = tmp_path / "r"
+    for split, values in (("train", [0.0, 1.0, 0.0, 1.0]), ("eval", [0.5, 0.5, 0.5, 0.5])):
+        rows = [_row(0, "p0", k, {"solver": r}, {"solver": 0.0}) for k, r in enumerate(values)]
+        for r in rows:
+            r["split"] = split
+            r["sample_id"] = f"{split}-{r['sample_id']}"
+        write_native_samples(root / "samples" / split / "step_00000000.p0.parquet", rows)
+    from runlog.analysis.filters import Filters, StepRange
+
+    filters = Filters(splits=("train", "eval"), steps=StepRange())
+    df = S.summarize(open_run(root), ["group"], filters=filters)
+    assert "split" in df.columns
+    by = {r["split"]: r for r in df.iter_rows(named=True)}
+    assert by["train"]["reward_std"] == pytest.approx(float(np.std([0, 1, 0, 1], ddof=1)))
+    assert (by["eval"]["reward_std"], by["eval"]["zero_adv_frac"], by["train"]["zero_adv_frac"]) == (0.0, 1.0, 0.0)

@@ -351,7 +351,7 @@ def _aggregations(q: Query, partial: bool, exact: bool = False) -> list[pl.Expr]
 
 def _zero_adv(q: Query, lf: pl.LazyFrame, partial: bool) -> pl.LazyFrame:
     """Per variant, among the prompt groups (a ``group`` within one split and step) of a result group, those
-    whose valid rewards are all equal (GRPO's advantage is zero for every sample of them): their fraction, or
+    whose valid rewards are all equal (``stats.flat``: GRPO's advantage is zero for every sample): their fraction, or
     (``partial``) how many, of how many. Groups with no valid reward are left out."""
     group_cols = list(dict.fromkeys([*q.group, "split", "step", "group", *(["role"] if q.long else [])]))
     valid = [
@@ -359,7 +359,7 @@ def _zero_adv(q: Query, lf: pl.LazyFrame, partial: bool) -> pl.LazyFrame:
         for v in q.variants
     ]
     zero = [
-        pl.when(ok.any()).then(v.reward.filter(ok).min() == v.reward.filter(ok).max()).alias(f"{_prefix(q, i)}zero")
+        pl.when(ok.any()).then(T.flat(v.reward.filter(ok))).alias(f"{_prefix(q, i)}zero")
         for i, (v, ok) in enumerate(zip(q.variants, valid, strict=True))
     ]
     per_group = lf.filter(pl.col("group").is_not_null() & pl.any_horizontal(valid)).group_by(group_cols).agg(zero)

@@ -50,6 +50,18 @@ class Statistic:
     finish: Callable[[str], pl.Expr]
 
 
+# A prompt group's rewards are "all equal" (zero advantage) when equal, or when their sample standard deviation
+# is at most this: TRL's test for its frac_reward_zero_std (``torch.isclose(std, 0)``, atol 1e-8), so that rewards
+# that differ by float round-off only (a std of 1e-10: advantages of about 1e-6) are no learning signal either.
+ZERO_STD = 1e-8
+
+
+def flat(values: pl.Expr) -> pl.Expr:
+    """Whether ``values`` (one prompt group's valid rewards, in an aggregation) are all equal for GRPO: equal
+    (one value, or ±inf alike), or a sample standard deviation of at most ``ZERO_STD``."""
+    return (values.min() == values.max()) | (values.std() <= ZERO_STD).fill_null(False)
+
+
 def _single() -> pl.Expr:
     """The group of parts is one part: its values are kept as they are (the digits of a whole summary)."""
     return pl.col("parts").sum() == 1

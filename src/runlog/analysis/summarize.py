@@ -82,7 +82,8 @@ def _engine(run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = N
 def summary_keys(run: Run, by: Sequence[str], filters: Filters, *, split_key: bool = True) -> list[str]:
     """The group keys a summary really uses: ``by``; ``role`` first when ``--role`` filters roles (a role's
     values are per role); ``step`` before ``group`` (a prompt group is one group id within a split and step:
-    ids that come again at other steps, or the prompt text a derived group is named by, are other groups);
+    ids that come again at other steps, or the prompt text a derived group is named by, are other groups; with
+    splits pooled, ``split`` first too: an id of another split is another group);
     and ``split`` first when the run has more than one split and ``--split`` does not pick one (train and
     eval are never pooled silently)."""
     keys = check_keys(by)
@@ -91,6 +92,9 @@ def summary_keys(run: Run, by: Sequence[str], filters: Filters, *, split_key: bo
     if "group" in keys and "step" not in keys:
         keys.insert(keys.index("group"), "step")
     if split_key and "split" not in keys and not filters.splits and len(run_splits(run)) > 1:
+        keys.insert(0, "split")
+    if "group" in keys and "split" not in keys and len(filters.splits) > 1:
+        # Splits pooled on purpose (two --split): a prompt group is still one split's (eval reuses train's ids).
         keys.insert(0, "split")
     return keys
 

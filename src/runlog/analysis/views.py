@@ -70,13 +70,21 @@ SPLIT_NOTE = "this run has the splits {splits}: `split` was added to the keys (u
 GROUP_STEP_NOTE = "a prompt group is one group id within a step: `step` was added to the keys"
 
 
-def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None) -> list[str]:
+GROUP_SPLIT_NOTE = (
+    "a prompt group is one group id within a split: `split` was added to the keys (the splits are pooled in rows "
+    "without --by group)"
+)
+
+
+def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None, pooled: bool = False) -> list[str]:
     """``SPLIT_NOTE`` when ``split`` is a key of ``frame`` that the user did not ask for (the run has several
-    splits and --split picked none); ``GROUP_STEP_NOTE`` when ``step`` was added beside ``group``."""
+    splits and --split picked none; ``GROUP_SPLIT_NOTE`` where ``pooled`` splits were asked for with ``group``);
+    ``GROUP_STEP_NOTE`` when ``step`` was added beside ``group``."""
     asked = by or ()
     notes = []
     if "split" in frame.columns and "split" not in asked:
-        notes.append(SPLIT_NOTE.format(splits=", ".join(run_splits(run))))
+        split_note = SPLIT_NOTE.format(splits=", ".join(run_splits(run)))
+        notes.append(GROUP_SPLIT_NOTE if pooled and "group" in asked else split_note)
     if "group" in asked and "step" not in asked and "step" in frame.columns:
         notes.append(GROUP_STEP_NOTE)
     return notes

@@ -231,7 +231,7 @@ def _summarize_run(
         if df.is_empty():
             report_problems([], notes=[_empty_reason(run, filters)])
             return report_problems(run.problems)
-        report_problems([], notes=split_notes(run, df, by))
+        report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
         if not prompt_groups and S.prompt_groups_skipped(run):
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):

@@ -15,6 +15,7 @@ from ...run import Run
 from ..aggregate import group_key_expr
 from ..check import describe_steps
 from ..filters import Filters, apply_filters
+from ..stats import flat
 from .bootstrap import bootstrap_means, rng_for, valid_count, valid_mean
 from .model import DiffOptions, Split
 
@@ -281,7 +282,7 @@ def _window_sources(side: Side) -> WindowSource:
         groups = (
             side.text_rows.filter(valid & pl.col("group").is_not_null())
             .group_by("split", "step", "group", "role")
-            .agg((pl.col("reward").min() == pl.col("reward").max()).cast(pl.Float64).alias("zero"))
+            .agg(flat(pl.col("reward")).cast(pl.Float64).alias("zero"))
             .sort("split", "role", "step", "group", nulls_last=True)
         )
         for (split, role), g in groups.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
