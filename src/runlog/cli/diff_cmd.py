@@ -99,7 +99,7 @@ def diff_command(
 
     Runs with no common split, step or role are said in a note on stderr, and what can still be compared
     is. Exit codes: 0 ok; 1 a run had problems (listed on stderr; the good data was compared); 2 usage
-    error, or nothing at all in common.
+    error, nothing at all in common, or -o FILE cannot be written.
 
     Examples:
 

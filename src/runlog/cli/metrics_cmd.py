@@ -82,8 +82,8 @@ def diversity_command(
     metrics are computed per prompt group and averaged per row, so a group that collapsed to one answer
     shows even when the step as a whole still looks varied. Definitions: docs/metrics.md.
 
-    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, or a run with no per-sample
-    data (scalars only).
+    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, a run with no per-sample
+    data (scalars only), or -o FILE cannot be written.
 
     Examples:
 
@@ -182,8 +182,8 @@ def format_command(
     reasoning-to-answer length ratio. Built-in specs reproduce open-r1's and TRL's format rewards exactly,
     quirks included (docs/metrics.md). --spec also takes a TOML file of your own rules.
 
-    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, or a run with no per-sample
-    data (scalars only).
+    Exit codes: 0 ok; 1 the run had problems (listed on stderr); 2 usage error, a run with no per-sample
+    data (scalars only), or -o FILE cannot be written.
 
     Examples:
 

@@ -101,7 +101,8 @@ def render_command(
     Model text is shown literally: escape sequences appear as \\x1b, markup is not interpreted, HTML is
     escaped.
 
-    Exit codes: 0 rendered; 1 no sample matches the selectors; 2 usage error.
+    Exit codes: 0 rendered; 1 no sample matches the selectors; 2 usage error, or -o FILE cannot be
+    written.
 
     --format html writes a sample browser (at a terminal: give -o FILE): a header with the selection and how
     many samples matched, a table of the samples that sorts and filters, each row opening its conversation

@@ -44,7 +44,8 @@ def report_command(
 
     Needs matplotlib (pip install 'runlog[plot]'). One line on stderr says where it wrote.
 
-    Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error.
+    Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error, or
+    -o FILE cannot be written.
 
     Examples:
 

@@ -124,8 +124,9 @@ def summarize_command(
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error. Problems are only on stderr, for a fleet too (each line names its run): --format json
-    and csv hold the table alone, and the exit code says whether any run had problems.
+    2 usage error, or -o FILE cannot be written. Problems are only on stderr, for a fleet too (each line
+    names its run): --format json and csv hold the table alone, and the exit code says whether any run had
+    problems.
 
     Examples:
 
