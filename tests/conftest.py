@@ -184,3 +184,21 @@ def make_flink_run(root: Path, steps=range(4), version: int = 1, split: str = "t
     for step in steps:
         pq.write_table(flink_table(step, version=version), logs / f"batch_debug_data_{split}_{step}.parquet")
     return root
+
+
+def commands_with_output() -> set[str]:
+    """The CLI's commands (``"metrics format"``) that take ``--output``: tests of -o check that they cover all."""
+    from typer.main import get_command
+
+    from runlog.cli.app import app
+
+    found = set()
+
+    def walk(cmd, path):  # noqa: ANN001
+        if any("--output" in getattr(p, "opts", ()) for p in getattr(cmd, "params", ())):
+            found.add(" ".join(path))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(get_command(app), ())
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -318,6 +319,21 @@ def test_cli_defaults_agree_with_the_library_and_start_light():
     assert out.split() == ["False", "False"]
 
 
+def _diff_twins(tmp_path: Path, rewards: dict[int, list[float]]) -> Any:
+    """``diff`` (window 3) of two runs A and B of one solver with these rewards per step, in groups of four."""
+    paths = []
+    for name in ("A", "B"):
+        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+            for step, values in rewards.items():
+                rows = [
+                    {"group_id": f"{step}-{i // 4}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
+                    for i, r in enumerate(values)
+                ]
+                w.log_samples(step, rows)
+        paths.append(tmp_path / name)
+    return diff_runs([open_run(p) for p in paths], ["A", "B"], DiffOptions(window=3))
+
+
 def test_the_best_window_is_the_one_whose_samples_score_highest(tmp_path: Path) -> None:
     """Steps of few valid samples must not pull the best window their way: the window is chosen by the mean
     over its samples, the figure it reports, and no window's mean over samples is higher (an independent
@@ -330,17 +346,7 @@ def test_the_best_window_is_the_one_whose_samples_score_highest(tmp_path: Path) 
             rewards[step] = [1.0] + [float("nan")] * 15
         else:
             rewards[step] = [min(1.0, max(0.0, 0.4 + 0.02 * step + rng.gauss(0, 0.05))) for _ in range(16)]
-    paths = []
-    for name in ("A", "B"):
-        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
-            for step, values in rewards.items():
-                rows = [
-                    {"group_id": f"{step}-{i // 4}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
-                    for i, r in enumerate(values)
-                ]
-                w.log_samples(step, rows)
-        paths.append(tmp_path / name)
-    d = diff_runs([open_run(p) for p in paths], ["A", "B"], DiffOptions(window=3))
+    d = _diff_twins(tmp_path, rewards)
     best = _row(d.points, role="solver", metric="reward", point="best")
     end = _row(d.points, role="solver", metric="reward", point="end")
 
@@ -367,17 +373,7 @@ def test_the_best_window_counts_an_infinite_reward_as_a_value(tmp_path: Path, ba
     rng = random.Random(9)
     rewards = {s: [min(1.0, max(0.0, 0.3 + 0.03 * s + rng.gauss(0, 0.05))) for _ in range(8)] for s in range(12)}
     rewards[9][0] = bad  # step 9: the highest finite rewards, and one infinite value
-    paths = []
-    for name in ("A", "B"):
-        with RunWriter(tmp_path / name, name=name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
-            for step, values in rewards.items():
-                rows = [
-                    {"group_id": f"{step}-{i // 4}", "reward": r, "roles": {"solver": {"reward": r, "kl": 0.0}}}
-                    for i, r in enumerate(values)
-                ]
-                w.log_samples(step, rows)
-        paths.append(tmp_path / name)
-    d = diff_runs([open_run(p) for p in paths], ["A", "B"], DiffOptions(window=3))
+    d = _diff_twins(tmp_path, rewards)
     best = _row(d.points, role="solver", metric="reward", point="best")
     means = {}
     for first in range(10):

@@ -10,12 +10,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from typer.main import get_command
 from typer.testing import CliRunner
 
 from runlog.cli.app import app
 
-from conftest import SAMPLE_RUNS
+from conftest import SAMPLE_RUNS, commands_with_output
 
 DEBATE = str(SAMPLE_RUNS / "debate_grpo")
 FLINK = str(SAMPLE_RUNS / "flink_mixed")
@@ -38,21 +37,8 @@ OWNED_ELSEWHERE = {"render-trajectory"}  # its -o message is its own engineer's 
 CASES = [(name, args, out) for name, runs in RUNS.items() for args, out in runs]
 
 
-def _commands_with_output() -> set[str]:
-    found = set()
-
-    def walk(cmd, path):  # noqa: ANN001
-        if any("--output" in getattr(p, "opts", ()) for p in getattr(cmd, "params", ())):
-            found.add(" ".join(path))
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, (*path, name))
-
-    walk(get_command(app), ())
-    return found
-
-
 def test_every_command_with_output_is_checked_here():
-    assert _commands_with_output() - OWNED_ELSEWHERE == set(RUNS)
+    assert commands_with_output() - OWNED_ELSEWHERE == set(RUNS)
 
 
 @pytest.mark.parametrize(("name", "args", "out"), CASES, ids=[f"{n} {o}" for n, _, o in CASES])

@@ -20,7 +20,6 @@ pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'ru
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
-from typer.main import get_command  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import runlog  # noqa: E402
@@ -30,7 +29,7 @@ from runlog.cli.app import app  # noqa: E402
 from runlog.plots import RunSeries, make_figure  # noqa: E402
 from runlog.plots.diff import diff_figure  # noqa: E402
 
-from conftest import SAMPLE_RUNS  # noqa: E402
+from conftest import SAMPLE_RUNS, commands_with_output  # noqa: E402
 
 # Names as long as a name can be, of narrow and of wide letters (a count of characters alone lets "WWW…" run
 # over), beside ordinary ones and ones with markup, an escape and a "$" (mathtext).
@@ -203,21 +202,8 @@ CASES = [(n, a, s) for n, (a, s) in COMMANDS.items()] + EXTRA
 IDS = [f"{n} {' '.join(x for x in a if x != DEBATE)}{s}".strip() for n, a, s in CASES]
 
 
-def _commands_with_output() -> set[str]:
-    found = set()
-
-    def walk(cmd, path):  # noqa: ANN001
-        if any("--output" in getattr(p, "opts", ()) for p in getattr(cmd, "params", ())):
-            found.add(" ".join(path))
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, (*path, name))
-
-    walk(get_command(app), ())
-    return found
-
-
 def test_every_command_with_output_is_checked_here():
-    assert _commands_with_output() == set(COMMANDS)
+    assert commands_with_output() == set(COMMANDS)
 
 
 def _run(name: str, args: list[str], target: str):
