@@ -129,11 +129,11 @@ def watch_command(
             check_exists(path)
             try:
                 if live_screen:
-                    why = _live(watcher, interval, once)
+                    why = _live(watcher, interval, once, interrupted)
                     if why == "unreachable":
                         end_line(False, why, watcher.unreachable_message())
                 else:
-                    why = _lines(watcher, fmt == WatchFormat.json, once)
+                    why = _lines(watcher, fmt == WatchFormat.json, once, interrupted)
                 if why == "unreachable":
                     code = EXIT_PROBLEMS
             except RunGoneError as exc:
@@ -221,11 +221,12 @@ def check_exists(path: str) -> None:
 
 
 # -- off a terminal: lines ------------------------------------------------------------------------------
-def _lines(watcher: Watcher, as_json: bool, once: bool = False) -> str:
+def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] | None = None) -> str:
     """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too). Returns
     why it ended (``Watcher.ended``)."""
     first = True
     while True:
+        stopped(stop)
         events, delay = watcher.poll()
         if first:
             # The steps written before the command started: only the latest is shown.
@@ -336,7 +337,16 @@ def _keys() -> Iterator[Callable[[float], str]]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _live(watcher: Watcher, interval: float, once: bool) -> str | None:
+def stopped(stop: list[int] | None) -> None:
+    """Raise ``KeyboardInterrupt`` if a stop signal came (``_remember_signals``' record) but the interrupt its
+    handler raised was swallowed on the way: a handler runs between any two bytecodes, and one raised inside a
+    ``__del__``, a weakref callback or a library's ``except BaseException`` never reaches the loop (the watch
+    went on after Ctrl-C once in CI, and the handler raises only once)."""
+    if stop and stop[0]:
+        raise KeyboardInterrupt
+
+
+def _live(watcher: Watcher, interval: float, once: bool, stop: list[int] | None = None) -> str | None:
     """The live screen until ``q`` (None) or ``Watcher.ended`` (its reason)."""
     from rich.live import Live
 
@@ -362,6 +372,7 @@ def _live(watcher: Watcher, interval: float, once: bool) -> str | None:
         next_poll = 0.0
         status, status_at = "", 0.0
         while True:
+            stopped(stop)
             now = time.monotonic()
             if now >= next_poll:
                 events, delay = watcher.poll()
