@@ -124,8 +124,9 @@ def test_damaged_first_line_costs_that_line_only(tmp_path: Path, damage: str, in
         assert p.kind == WARNING and f"first: line {index + 1}" in p.message
     else:
         assert run.files[0].rows == 14
-        (p,) = run.problems
+        p, renamed = run.problems  # the rollouts after the skipped line are named by their line
         assert p.kind == BAD_LINE and f"line {index + 1}:" in p.message
+        assert renamed.kind == WARNING and renamed.message.startswith(f"{14 - index} rollout(s) after a line")
 
 
 def test_damaged_first_line_nemo_gym(tmp_path: Path) -> None:

@@ -252,9 +252,10 @@ def test_verifiers_bad_line_and_torn_last_line(tmp_path: Path) -> None:
     assert info.rows == 2 and info.readable
     bad = [p for p in ctx.problems if p.kind == BAD_LINE]
     assert len(bad) == 1 and bad[0].message.startswith("line 2:")
-    torn = [p for p in ctx.problems if p.kind == WARNING]
-    assert len(torn) == 1 and "line 4" in torn[0].message and "torn" in torn[0].message
-    assert df["sample_id"].to_list() == ["3:0", "3:1"]
+    torn, renamed = [p for p in ctx.problems if p.kind == WARNING]
+    assert "line 4" in torn.message and "torn" in torn.message
+    assert renamed.message.startswith("1 rollout(s) after a line that could not be read are named by their line")
+    assert df["sample_id"].to_list() == ["3:0", "3:line3"]  # after the broken line 2, by line
     assert df["completion"].to_list() == ["plain answer", "plain answer"]
     assert df["prompt"].to_list() == ["q", "q"]
     assert df["reward_components"][0].to_list() == [{"name": "acc", "value": 1.0}]
@@ -372,6 +373,42 @@ def test_rollouts_without_a_completion_are_said_once_per_file(tmp_path: Path) ->
     assert said == [
         "3 rollout(s) without a completion (no assistant message with text, reasoning or a tool call, and no error; "
         "first: line 2): kept, with an empty completion"
+    ]
+
+
+@pytest.mark.parametrize("damage", ["utf8", "torn_json", "not_object"])
+def test_verifiers_ids_after_a_skipped_line_never_name_another_rollout(tmp_path: Path, damage: str) -> None:
+    """``ID:K`` is the rollout's place among its example's rollouts: a skipped line (whose example is not known)
+    would make the next rollout of that example take its number, and ``1:0`` name another rollout than in a
+    clean copy. The rollouts after a skipped line are named by their line instead, said once."""
+
+    def rec(i: int) -> dict[str, Any]:
+        return {
+            "id": i // 3,
+            "prompt": [msg("user", f"Q{i // 3}")],
+            "completion": [msg("assistant", f"A{i}")],
+            "reward": 1.0,
+        }
+
+    lines = [json.dumps(rec(i)) for i in range(6)]
+    clean = write_lines(tmp_path / "clean" / "results.jsonl", lines)
+    bad = {"utf8": lines[3][:20] + "\udcff" + lines[3][20:], "torn_json": lines[3][:30], "not_object": "[1, 2]"}[damage]
+    lines[3] = bad
+    damaged = tmp_path / "bad" / "results.jsonl"
+    damaged.parent.mkdir()
+    damaged.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+    _, want, _ = probe_and_scan(Verifiers(), clean.parent, [clean])
+    _, got, ctx = probe_and_scan(Verifiers(), damaged.parent, [damaged])
+    text = dict(zip(want["sample_id"], want["completion"], strict=True))
+    assert want["sample_id"].to_list() == ["0:0", "0:1", "0:2", "1:0", "1:1", "1:2"]
+    assert got["sample_id"].to_list() == ["0:0", "0:1", "0:2", "1:line5", "1:line6"]
+    for sid, completion in zip(got["sample_id"], got["completion"], strict=True):
+        assert sid not in text or text[sid] == completion  # an id the clean copy has names the same rollout
+    said = [p.message for p in ctx.problems if p.kind == WARNING and "named by their line" in p.message]
+    assert said == [
+        "2 rollout(s) after a line that could not be read are named by their line (first: line 5, 1:line5), not by "
+        "their number among their example's rollouts: the skipped line's example is not known, so that number is "
+        "not either"
     ]
 
 

@@ -324,3 +324,28 @@ def test_bundled_run_in_chromium(tmp_path: Path) -> None:
         first = p.js("document.querySelector('#samples tbody td[data-v]').getAttribute('data-v')")
         assert not math.isnan(float(first))
         assert p.problems() == []
+
+
+@needs_chromium
+def test_the_filter_finds_numbers_as_typed_and_never_across_cells(tmp_path: Path) -> None:
+    """The index shows 1,000 and up with separators: typing 1201 (the turns) or 1234 (the step) finds the row;
+    a term never spans two cells ("0train" is in no cell of a row at step 1,000 of split train)."""
+    convs = [
+        Conversation(
+            [Turn("user", content="q")] * (1201 if step == 999 else 2),
+            "messages",
+            sample_id=f"id-{step}",
+            step=step,
+            split="train",
+        )
+        for step in (999, 1000, 1234)
+    ]
+    page = tmp_path / "p.html"
+    page.write_text(render_html(convs), encoding="utf-8")
+    with Page() as p:
+        p.open(page)
+        for term, want in [("1201", ["id-999"]), ("1234", ["id-1234"]), ("1,000", ["id-1000"]), ("0train", [])]:
+            p.js("document.getElementById('filter').value = ''")
+            p.type("#filter", term)
+            assert visible_ids(p) == want, term
+        assert not p.problems()

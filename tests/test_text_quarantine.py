@@ -96,6 +96,49 @@ def test_render_and_tables_leave_out_the_samples_without_text(damaged: Path) -> 
     assert any(p.path == BAD and "its text could not be read" in p.message for p in plan.run.problems)
 
 
+def test_render_counts_matches_whose_text_cannot_be_read_and_names_their_file(damaged: Path, cli) -> None:
+    """Step 5's 8 samples match (their numbers read) but cannot be shown: ``--index 0`` on step 5 is not a
+    usage error ("only 0 sample(s) selected (0..-1)", the file never named) but exit 1 with the file's problem
+    and the count of matches; where others can be shown, the page's "N of M matched" counts all M, and a note
+    says how many are not shown."""
+    for picker in (["--index", "0"], ["--best", "1"], []):
+        r = cli("render-trajectory", damaged, "--steps", "5", *picker, "--no-cache")
+        assert r.exit_code == 1, (picker, r.stderr)
+        assert f"error: {BAD}: its text could not be read" in r.stderr
+        assert "8 sample(s) match the selectors (split train, step 5), but none whose text can be read" in r.stderr
+    # Independent count: judge rewards >= 0.8 over every step, read with pyarrow.
+    want = [
+        (step, sid)
+        for step in range(12)
+        for sid, roles in zip(
+            *pq.read_table(damaged / f"samples/train/step_{step:08d}.p0.parquet", columns=["sample_id", "roles"])
+            .to_pydict()
+            .values(),
+            strict=True,
+        )
+        if next(x["reward"] for x in roles if x["role"] == "judge") >= 0.8
+    ]
+    hidden = sum(step == 5 for step, _ in want)
+    assert hidden and len(want) > hidden
+    r = cli(
+        "render-trajectory",
+        damaged,
+        "--steps",
+        "all",
+        "--where",
+        "role:judge >= 0.8",
+        "--limit",
+        "500",
+        "-f",
+        "html",
+        "--no-cache",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert f"{len(want) - hidden}</b> of <b>{len(want)}</b> matched" in r.stdout
+    note = f"{hidden} of the {len(want)} matching samples are in files whose text could not be read"
+    assert note in r.stdout and note in r.stderr
+
+
 def nan_at_step5_run(root: Path) -> Path:
     """Twelve steps; four of step 5's solver rewards NaN (doctor: ``nan_rewards`` at step 5)."""
     with RunWriter(root, name="n", roles=["solver", "judge"]) as w:

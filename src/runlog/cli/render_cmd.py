@@ -158,6 +158,12 @@ def render_command(
             report_problems(_problems(run))  # which files, and why
             unreadable = len(run.errors)
             extra = f"; {unreadable} file(s) could not be read (listed above)" if unreadable else ""
+            if sel.unshowable:
+                raise fail(
+                    f"{sel.unshowable:,} sample(s) match the selectors ({sel.scope}), but none whose text can be read"
+                    f"{extra}",
+                    EXIT_PROBLEMS,
+                )
             raise fail(f"no sample matches the selectors ({sel.scope}){extra}", EXIT_PROBLEMS)
         problems = [(p.path, p.message, not p.is_warning) for p in _problems(run)]
         sample_files = {f.path for f in run.files if f.kind == "samples"}

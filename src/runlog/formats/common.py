@@ -396,6 +396,7 @@ class JsonlResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     line_numbers: list[int] = field(default_factory=list)  # 1-based line of each record
     bad: int = 0
+    skipped: list[int] = field(default_factory=list)  # 1-based lines skipped as bad (a torn last line included)
 
 
 def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int = 5) -> JsonlResult:
@@ -436,6 +437,7 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
             out.line_numbers.append(i)
             continue
         out.bad += 1
+        out.skipped.append(i)
         if torn and i == last:
             ctx.warn(rel, f"line {i}: torn last line (file still being written?), skipped: {reason}")
             continue

@@ -151,7 +151,7 @@ class JsonlSamples(Layout):
         if any(p.kind == UNREADABLE and p.path == info.path for p in ctx.problems[before:]):
             info.readable = False
         rows: list[dict[str, Any]] = []
-        state: dict[str, Any] = {}
+        state: dict[str, Any] = {"skipped_lines": res.skipped}
         for rec, line in zip(res.records, res.line_numbers, strict=True):
             try:
                 row = self.map_record(rec, line, info, ctx, state)

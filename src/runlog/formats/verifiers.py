@@ -34,6 +34,10 @@ _NO_PROMPT = (
     "{n} line(s) without a prompt (first: {first}): kept, with no prompt; where prompt groups are told by "
     "the prompt they have none"
 )
+_RENAMED_AFTER_SKIP = (
+    "{n} rollout(s) after a line that could not be read are named by their line (first: {first}), not by their "
+    "number among their example's rollouts: the skipped line's example is not known, so that number is not either"
+)
 # Marks the place of a row without a prompt in a file's ``prompt-N`` numbering (``Verifiers.finish``).
 _NO_PROMPT_SLOT = "\x00no prompt\x00"
 
@@ -146,6 +150,13 @@ class Verifiers(JsonlSamples):
             k = counts.get(group_id, 0)
             counts[group_id] = k + 1
             sample_id = f"{group_id}:{k}"
+            # A rollout's number is its place among its example's rollouts in the file: after a skipped line
+            # (whose example is not known) it may be one less than a clean copy's, and ``1:0`` would name another
+            # rollout than in that copy or in another run. Those rollouts are named by their line instead.
+            skipped = state.get("skipped_lines") or ()
+            if skipped and skipped[0] < line:
+                sample_id = f"{group_id}:line{line}"
+                self.tally(state, _RENAMED_AFTER_SKIP, f"line {line}, {sample_id}")
         raw_prompt, cut = _recover_calls(rec.get("prompt"))
         if raw_prompt is None:
             self.tally(state, _NO_PROMPT, f"line {line}")

@@ -111,11 +111,18 @@ SCRIPT = r"""
     });
     rows.forEach(function (r) { tbody.appendChild(r); });
   }
+  function rowText(r) {
+    // Cell by cell (a term never spans two cells), a number also as written in data-v (1201, not only 1,201).
+    return Array.prototype.map.call(r.cells, function (c) {
+      var v = c.getAttribute("data-v");
+      return c.textContent + (v ? " " + v : "");
+    }).join("\n").toLowerCase();
+  }
   function applyFilter() {
     var terms = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     var n = 0;
     rows.forEach(function (r) {
-      var text = r.textContent.toLowerCase();
+      var text = rowText(r);
       var ok = terms.every(function (t) { return text.indexOf(t) >= 0; });
       var sample = document.getElementById(r.getAttribute("data-target"));
       r.hidden = !ok;

@@ -93,6 +93,9 @@ class Selection:
     matched: int  # rows that passed the filters, before picking
     defaulted: bool = False  # the default (best and worst of the last step by reward) was used
     notes: list[str] = field(default_factory=list)
+    # Of ``matched``, the rows in files whose numbers read but whose texts did not (a corrupt data page behind an
+    # intact footer): counted as matches, never shown, and the pickers choose among the others.
+    unshowable: int = 0
 
 
 def select_samples(run: Run, c: Criteria) -> Selection:
@@ -164,13 +167,28 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         keys = sub.collect(build)[0]
         chosen, notes = _pick(keys, c, defaulted)
         rows = _rows(run, chosen)
+    matched, unshowable = keys.height, 0
     if len(rows) < len(chosen) and any(not f.text_readable for f in files):
         # A chosen sample's file failed to read its texts (reported and left out): choose again without it, so
-        # that the best and worst (or the N-th...) are those of the samples that can be shown.
+        # that the best and worst (or the N-th...) are those of the samples that can be shown. They still
+        # matched: counted (``unshowable``), and when none is left to choose from, nothing is shown and the
+        # command says why (their files' problems), rather than a selector's usage error ("--index 0: only 0
+        # sample(s)").
         sub = Run(root=run.root, files=[f for f in files if f.text_readable], ctx=run.ctx)
         keys = sub.collect(build)[0]
-        chosen, notes = _pick(keys, c, defaulted)
+        unshowable = matched - keys.height
+        try:
+            chosen, notes = _pick(keys, c, defaulted)
+        except UsageError:
+            if keys.height:
+                raise
+            chosen, notes = [], []
         rows = _rows(run, chosen)
+        if unshowable and rows:
+            notes.append(
+                f"{unshowable:,} of the {matched:,} matching samples are in files whose text could not be read "
+                "(listed): not shown, and not chosen from"
+            )
     scope = _describe(split, steps)
     if wanted_last is not None and steps is not None and steps.first is not None and steps.first < wanted_last:
         notes.insert(
@@ -179,7 +197,7 @@ def select_samples(run: Run, c: Criteria) -> Selection:
             f"{steps.first}, the last step that can be read",
         )
     ranked = defaulted and not any(n.startswith(UNRANKED) for n in notes)  # the default found rewards to rank
-    return Selection(rows, scope, keys.height, ranked, notes)
+    return Selection(rows, scope, matched, ranked, notes, unshowable)
 
 
 def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None], bool] | None:
