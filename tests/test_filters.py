@@ -98,8 +98,8 @@ def test_describe_steps_names_each_split():
 # A value that matches nothing: exit 2 and what the run has, on every command
 # ---------------------------------------------------------------------------------------------------------
 
-SPLIT_MSG = "--split 'trian': this run has split(s) eval, train"
-ROLE_MSG = "--role 'solvr': this run's roles are solver, verifier, judge"
+SPLIT_MSG = "--split 'trian': this run has split(s) eval, train (did you mean 'train'?)"
+ROLE_MSG = "--role 'solvr': this run's roles are solver, verifier, judge (did you mean 'solver'?)"
 STEPS_MSG = "--steps 900:999: this run has steps 0..31 (train), 0..24 every 8 (eval)"
 KEYS_MSG = "--keys 'nope/*': matches none of the 34 scalar key(s) of this run: debate/kl/judge, "
 

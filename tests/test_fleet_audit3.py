@@ -201,7 +201,8 @@ def test_a_nested_native_samples_tree_is_an_error_naming_it(cli, tmp_path):
     count, _ = role_stats(parent, tmp_path / "other")  # read as found, and said
     assert _csv(r.stdout).filter(pl.col("role") == "solver")["reward_count"].to_list() == [count]
     info = json.loads(cli("inspect", parent, "--format", "json").stdout)
-    assert [(p["kind"], p["path"]) for p in info["problems"]] == [("nested_run", "other_exp/samples")]
+    assert [(p["kind"], p["path"]) for p in info["problems"]] == [("nested_run", "other_exp/samples"), ("warning", ".")]
+    assert info["problems"][1]["message"] == "split 'train': 97 step(s) missing (3-99): no file holds them"
     # With a manifest of its own it is a run: the folder is refused, as before.
     shutil.copy(tmp_path / "other" / "run.json", parent / "other_exp" / "run.json")
     r = cli("summarize", parent)

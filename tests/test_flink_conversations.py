@@ -119,7 +119,10 @@ def test_unparseable_agent_trajectories_are_warned_per_file_and_read_from_the_st
     assert all("of 3 sample(s)" in p.message for p in run.problems if p.is_warning)
     r = cli("metrics", "diversity", gen.root)
     assert r.exit_code == 0
-    assert "warning: flink_logs/batch_debug_data_train_0.parquet: agent_trajectories of 3" in r.stderr
+    # One line for the two files' same message (each file is in ``run.problems`` above, and in inspect).
+    assert (
+        "warning: flink_logs/batch_debug_data_train_0.parquet and 1 more file(s): agent_trajectories of 3" in r.stderr
+    )
 
 
 # -- metrics and summaries that need texts or groups -------------------------------------------------------

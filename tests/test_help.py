@@ -68,10 +68,10 @@ def test_help_shows_bracketed_text_literally():
 
 
 def test_the_reported_brackets():
-    assert "pip install 'runlog[plot]'" in _flat(_help(["plot", "--help"]))
-    assert "pip install 'runlog[plot]'" in _flat(_help(["report", "--help"]))
+    assert "pip install -e '.[plot]'" in _flat(_help(["plot", "--help"]))
+    assert "pip install -e '.[plot]'" in _flat(_help(["report", "--help"]))
     assert "(top level or [doctor])" in _flat(_help(["doctor", "--help"]))
-    assert "(runlog[ray])" in _flat(_help(["summarize", "--help"]))
+    assert "pip install -e '.[ray]'" in _flat(_help(["summarize", "--help"]))
 
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=[" ".join(p) or "runlog" for p, _ in COMMANDS])

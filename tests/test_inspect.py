@@ -41,7 +41,7 @@ def test_native_run_shards_are_merged(tmp_path):
 def test_inspect_report_of_a_clean_native_run(tmp_path):
     run = open_run(make_native_run(tmp_path / "r", steps=[0, 1, 2, 4], n=8))
     r = inspect_run(run)
-    assert r["schema_versions"] == {"2": 5}  # 4 sample files + scalars
+    assert r["schema_versions"] == {"2": 4}  # the 4 sample files (a scalars file states no version)
     assert r["rows_by_kind"] == {"samples": 32, "scalars": 4}
     assert r["rows"] == 36
     assert r["steps"] == {"train": [0, 4]}
@@ -55,7 +55,9 @@ def test_inspect_report_of_a_clean_native_run(tmp_path):
     assert deep["numeric"]["reward"] == {"rows": 32, "null": 0, "nan": 0, "inf": 0, "valid": 32}
     assert deep["numeric"]["solver/kl"] == {"rows": 32, "null": 0, "nan": 0, "inf": 0, "valid": 32}
     assert r["exceptions"] == 0
-    assert r["problems"] == [] and r["errors"] == 0
+    # Step 3's gap is a warning (``--strict`` fails on it), the run's only problem.
+    assert [p["message"] for p in r["problems"]] == ["split 'train': 1 step(s) missing (3): no file holds them"]
+    assert r["errors"] == 0 and r["warnings"] == 1
     assert {f["path"] for f in r["files"]} >= {"run.json", "scalars.p0.jsonl"}
     json.dumps(r.as_dict(), allow_nan=False)  # the report is plain JSON
 

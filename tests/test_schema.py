@@ -41,7 +41,11 @@ def test_newer_version_is_refused_naming_file_and_upgrade():
     [p] = ctx.problems
     assert not ok and not info.readable and p.kind == NEWER_VERSION
     assert p.path == "samples/train/step_00000001.p0.parquet"
-    assert f"v{S.CURRENT_VERSION + 1}" in p.message and "pip install -U runlog" in p.message
+    assert (
+        f"v{S.CURRENT_VERSION + 1}" in p.message
+        and "git pull && pip install -e ." in p.message
+        and "pip install -U runlog" not in p.message
+    )
     ok, info, ctx = _gated(-1)
     assert not ok and not info.readable and [p.kind for p in ctx.problems] == [UNKNOWN_VERSION]
     for v in S.KNOWN_VERSIONS:

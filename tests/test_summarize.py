@@ -514,11 +514,13 @@ def test_an_empty_summary_says_why_instead_of_drawing_empty_tables(cli):
     r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver")
     assert r.exit_code == 0 and r.stdout == ""
     assert "note: no sample matches --split train --steps 3 --role solver together: nothing to summarise" in r.stderr
-    r = cli("summarize", SAMPLE_RUNS / "jaxarc")
-    assert r.exit_code == 0 and r.stdout == ""
-    assert "note: this run has no per-sample data (only scalar metrics): try --scalars" in r.stderr
-    r = cli("summarize", SAMPLE_RUNS / "jaxarc", "-f", "json")
-    assert json.loads(r.stdout) == []
+    # A run of scalars only: not an empty answer (exit 0, `[]` to a script) but a usage error, as metrics says.
+    for fmt in ("table", "json", "csv"):
+        r = cli("summarize", SAMPLE_RUNS / "jaxarc", "-f", fmt)
+        assert r.exit_code == 2 and r.stdout == ""
+        assert r.stderr == (
+            f"Error: {SAMPLE_RUNS / 'jaxarc'}: this run has no per-sample data (only scalar metrics): try --scalars\n"
+        )
     r = cli("summarize", f"{SAMPLE_RUNS}/*", "--by", "run", "-f", "json")
     assert "jaxarc" not in {row["run"] for row in json.loads(r.stdout)}
     assert "note: run(s) with no row, not in the table: jaxarc (`runlog summarize RUN` on one says why" in r.stderr
@@ -600,7 +602,7 @@ def test_step_batches_give_the_same_numbers(monkeypatch, run_name):
 
 def test_cli_scalar_only_run_says_to_use_scalars(cli):
     r = cli("summarize", SAMPLE_RUNS / "jaxarc")
-    assert r.exit_code == 0 and "no per-sample data (only scalar metrics): try --scalars" in r.stderr
+    assert r.exit_code == 2 and "no per-sample data (only scalar metrics): try --scalars" in r.stderr
     r = cli("render-trajectory", SAMPLE_RUNS / "jaxarc")
     assert r.exit_code == 2 and r.stderr.startswith("Error: this run has no per-sample data to render")
 

@@ -281,7 +281,7 @@ def test_missing_wandb_says_how_to_install(tmp_path):
     res = _python(code)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "Error: uploading to W&B needs the wandb package: pip install 'runlog[wandb]'"
+        "Error: uploading to W&B needs the wandb package: in runlog's folder, pip install -e '.[wandb]'"
     ]
 
 

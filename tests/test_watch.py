@@ -364,7 +364,10 @@ def test_role_and_split_options_are_checked_as_in_every_command(cli):
     run = ROOT / "sample_runs" / "debate_grpo"
     r = cli("watch", run, "--once", "--no-doctor", "--role", "solvr")
     assert r.exit_code == 2
-    assert r.stderr.strip() == "Error: --role 'solvr': this run's roles are solver, verifier, judge"
+    assert (
+        r.stderr.strip()
+        == "Error: --role 'solvr': this run's roles are solver, verifier, judge (did you mean 'solver'?)"
+    )
     r = cli("watch", run, "--once", "--no-doctor", "--split", "evall")  # a split may come later: a note, not an error
     assert r.exit_code == 0 and "no step of split evall yet (this run has: eval, train)" in r.stderr
     r = cli("watch", run, "--once", "--no-doctor", "--split", "eval", "--role", "judge", "--format", "json")

@@ -14,6 +14,16 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# runlog is installed from its repository (README.md): on the package index the name ``runlog`` is another,
+# unrelated project, so a hint never says ``pip install runlog`` (it would replace this one).
+UPGRADE_HINT = "upgrade runlog (in its folder: git pull && pip install -e .)"
+
+
+def install_hint(extra: str) -> str:
+    """How to add an optional part: ``pip install -e '.[plot]'`` in runlog's folder."""
+    return f"in runlog's folder, pip install -e '.[{extra}]'"
+
+
 # Lines said on stderr about a cache's own trouble (a corrupt partials index, a bad setting), and failures that
 # may not happen again (a file that could not be read while the run was read): an answer printed with one is
 # not kept to be printed again (``cli.answers``). Here, at the bottom of the package, so that every layer can

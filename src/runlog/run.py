@@ -709,13 +709,29 @@ def _forced_mismatch(forced: Layout | None, cands: list[Candidate], registry: li
 
 
 def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
-    """Say every readable sample file of the same split, step and process as another, in a layout whose
+    """Say every readable scalars shard of the same process as another (native ``scalars.pN.jsonl``), and every
+    readable sample file of the same split, step and process as another, in a layout whose
     format has one (``Layout.one_file_per_step``): a copy left beside the original (``backup/samples/...``,
     ``samples/train2/`` of train rows, ``..._15_final.parquet``) is read too, and its rows count twice. Both
     are read, as found: which one is right is the user's call. By the keys the rows count at (a file whose
     rows are of another step or split than its name says is keyed by its rows)."""
     seen: dict[tuple[str, str, int, int | None], str] = {}
     keyed: dict[str, bool] = {}
+    shards: dict[tuple[str, int], list[str]] = {}
+    for f in files:
+        if f.kind == "scalars" and f.readable and f.process is not None:
+            shards.setdefault((f.layout, f.process), []).append(f.path)
+    for (_, process), paths in shards.items():
+        # Two scalar shards of one process (``old/scalars.p0.jsonl`` beside ``scalars.p0.jsonl``): both are read as
+        # the run's, and a key both log at a step is averaged with the copy's value. The one nearest the run's
+        # root is taken for the run's own; the others are said.
+        first, *others = sorted(paths, key=lambda p: (p.count("/"), p))
+        for path in others:
+            ctx.warn(
+                path,
+                f"scalars of the same process {process} as {first}: both files are read, so a key both log at a step "
+                "is averaged over the two (a copy, or another run's file?)",
+            )
     for f in files:
         if f.kind != "samples" or not f.readable or f.step is None or f.split is None:
             continue

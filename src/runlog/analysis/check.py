@@ -119,14 +119,27 @@ def check_splits(values: RunValues, splits: Iterable[str]) -> None:
             raise UsageError(f"--split {split!r}: {_nothing(values)}")
         if not have:
             raise UsageError(f"--split {split!r}: {_has(values)} no split recorded (leave --split out)")
-        raise UsageError(f"--split {split!r}: {_has(values)} split(s) {', '.join(have)}")
+        raise UsageError(f"--split {split!r}: {_has(values)} split(s) {', '.join(have)}{did_you_mean(split, have)}")
 
 
 def check_roles(values: RunValues, roles: Iterable[str]) -> None:
     for role in roles:
         if role not in values.roles:
             whose = "the fleet's roles are" if values.fleet else "this run's roles are"
-            raise UsageError(f"--role {role!r}: {whose} {', '.join(values.roles) or '(none recorded)'}")
+            names = ", ".join(values.roles) or "(none recorded)"
+            raise UsageError(f"--role {role!r}: {whose} {names}{did_you_mean(role, values.roles)}")
+
+
+def did_you_mean(given: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'solver'?)`` for a near miss (``solvr``, ``Solver``, ``trian``); empty otherwise."""
+    import difflib
+
+    names = [n for n in names if isinstance(n, str)]
+    folded = {n.casefold(): n for n in names}
+    if given.casefold() in folded:
+        return f" (did you mean {folded[given.casefold()]!r}?)"
+    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (), has: str | None = None) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
-from ..formats.base import Problem
+from ..formats.base import UNREADABLE, WARNING, Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..run import Run
 
@@ -87,6 +89,9 @@ class RunInspection:
     step_gaps: dict[str, list[list[int]]]  # split -> [[first_missing, last_missing], ...]
     step_stride: dict[str, int]
     roles: list[str]
+    # Whether ``roles`` are all the roles the data hold: False where the data may hold others (plain inspect of
+    # files with a nested ``roles`` column, whose names footers do not carry: ``--deep`` reads them).
+    roles_complete: bool
     numeric_source: str  # "footers" or "data" (``deep``)
     numeric: dict[str, Counts]
     exceptions: int
@@ -119,6 +124,7 @@ class RunInspection:
             "step_gaps": dict(self.step_gaps),
             "step_stride": dict(self.step_stride),
             "roles": list(self.roles),
+            "roles_complete": self.roles_complete,
             "numeric_source": self.numeric_source,
             "numeric": {k: v.as_dict() for k, v in self.numeric.items()},
             "exceptions": self.exceptions,
@@ -142,49 +148,64 @@ class RunInspection:
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
-    """The stride of a split's steps (gcd of the differences: runs that log every N steps are not gappy)
-    and the runs of missing steps between its first and last, as ``[[first_missing, last_missing], ...]``.
+    """The stride of a split's steps and the runs of missing steps between its first and last, as
+    ``[[first_missing, last_missing], ...]``.
+
+    The stride is the gcd of the differences between the steps (runs that log every N steps are not gappy),
+    leaving out the last step where every other step lies on a stride of at least two differences and the
+    last does not: a schedule of every N steps plus the final one (eval at 0, 8, 16 and 20) has stride 8 and
+    no gaps, not stride 4 with gaps at 4 and 12. A missing step is one of the stride's steps (counted from
+    the first) before the last step that no step holds.
 
     ``known`` are all steps named by files, readable or not: they set the stride, so that an unreadable
-    file leaves a gap rather than doubling the stride."""
+    file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule."""
     uniq = sorted(set(steps))
     if len(uniq) < 2:
         return 1, []
     every = sorted(set(uniq) | set(known or []))
-    stride = reduce(math.gcd, (b - a for a, b in zip(every, every[1:], strict=False))) or 1
+    diffs = [b - a for a, b in zip(every, every[1:], strict=False)]
+    stride = reduce(math.gcd, diffs) or 1
+    if len(diffs) >= 3:
+        head = reduce(math.gcd, diffs[:-1]) or 1
+        if head > stride:  # the last step is off the stride the others keep: a final step, not the stride
+            stride = head
     gaps: list[list[int]] = []
     for a, b in zip(uniq, uniq[1:], strict=False):
-        if b - a > stride:
-            gaps.append([a + stride, b - stride])
+        last_missing = a + stride * ((b - a - 1) // stride)  # the stride's last step before ``b``
+        if last_missing > a:
+            gaps.append([a + stride, last_missing])
     return stride, gaps
 
 
-def _numeric_stats(run: Run) -> dict[str, Counts]:
+def _numeric_stats(run: Run) -> tuple[dict[str, Counts], list[str]]:
     """count / null / NaN / ±inf of the sample reward, each role's reward and KL, each reward component
     (``component/<name>``: over every sample, ``null`` those without a value), and every other numeric
     sample column the footers list (``num_turns``, a trainer's own figures: what plain ``inspect`` shows,
-    so that ``--deep`` is never a smaller table). Reads those columns' data (projection pushdown), never
-    text: this is ``inspect --deep``."""
+    so that ``--deep`` is never a smaller table); and the role names the data hold, in order of first sight.
+    Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
     out: dict[str, Counts] = {}
-    extras = _extra_numeric(run)
-    [r_df, roles, parts] = run.collect(
-        lambda: [_reward_query(run, list(extras)), _roles_query(run), _components_query(run)]
-    )
+    extras = list(_extra_numeric(run))
+    [r_df, roles, parts] = run.collect(lambda: [_reward_query(run, extras), _roles_query(run), _components_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
         out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
+    seen: list[str] = []
     for row in roles.iter_rows(named=True):
+        seen.append(str(row["role"]))
         for metric in ("reward", "kl"):
             out[f"{row['role']}/{metric}"] = Counts(
                 int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"]), int(row[f"{metric}_inf"])
             )
     for row in parts.iter_rows(named=True):  # a component's NaN is left out of its mean: count it here
         out[f"component/{row['name']}"] = Counts(int(row["count"]), int(row["null"]), int(row["nan"]), int(row["inf"]))
-    for i, (name, footer) in enumerate(extras.items()):
-        # Rows and nulls as the footers (or parsed lines) count them: only the files that hold the column (the
-        # scan fills it with nulls elsewhere); NaN and ±inf from the data, where only a value can be either.
-        out[name] = Counts(footer.count, footer.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0))
-    return out
+    # Rows and nulls as ``_footer_numeric`` counts them: only the files that hold the column (the scan fills it
+    # with nulls elsewhere); NaN and ±inf from the data, where only a value can be either. Counted after the
+    # data were read, so that a file found unreadable there is left out here too.
+    footer = _footer_numeric(run)
+    for i, name in enumerate(extras):
+        counts = footer.get(name, Counts())
+        out[name] = Counts(counts.count, counts.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0))
+    return out, seen
 
 
 def _extra_numeric(run: Run) -> dict[str, Counts]:
@@ -339,7 +360,9 @@ def col_of(f: Any) -> str:
 
 def _footer_numeric(run: Run) -> dict[str, Counts]:
     """values / null of every numeric sample column, from footer statistics (Parquet) or the parsed
-    frame (JSONL, CSV). NaN is not in Parquet statistics: it is None here; ``--deep`` counts it."""
+    frame (JSONL, CSV). NaN is not in Parquet statistics: it is None here; ``--deep`` counts it. A Parquet
+    file whose footer has no statistics for a numeric column (a writer that writes none) has that column
+    read (numbers only, a few bytes a row), so that its rows are counted like any other file's."""
     out: dict[str, Counts] = {}
     for f in run.files:
         if f.kind != "samples" or not f.readable or f.rows is None:
@@ -347,13 +370,45 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
         if f.fmt in ("jsonl", "csv") and f.frame is not None:
             _add_frame_numeric(out, f.frame)
             continue
-        for col, n_null in f.null_counts.items():
-            if col in EXCEPTION_COLUMNS or col in ("schema_version", "step") or not _is_number_type(f.columns[col]):
+        nulls = dict(f.null_counts)
+        if f.fmt == "parquet":
+            unknown = [c for c, t in f.columns.items() if c not in nulls and _counted(c, t)]
+            if unknown:
+                read = _read_null_counts(run, f, unknown)
+                if read is None:
+                    continue  # found unreadable: left out, as everywhere in the report
+                nulls.update(read)
+        for col, n_null in nulls.items():
+            if col not in f.columns or not _counted(col, f.columns[col]):
                 continue
             entry = out.setdefault(col, Counts(nan=None, inf=None))
             entry.count += f.rows
             entry.null += n_null
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != "reward", kv[0])))
+
+
+def _counted(col: str, type_name: str) -> bool:
+    """Whether the numeric table counts a footer column: a number, not the step, version or exception."""
+    return col not in EXCEPTION_COLUMNS and col not in ("schema_version", "step") and _is_number_type(type_name)
+
+
+def _read_null_counts(run: Run, f: Any, columns: list[str]) -> dict[str, int] | None:
+    """The null counts of some numeric columns of one Parquet file, read from its data; None where they cannot
+    be read (corrupt data behind an intact footer): the file is then said unreadable and left out."""
+    from ..formats.common import read_parquet_columns
+
+    try:
+        table = read_parquet_columns(f, columns)
+    except Exception as exc:  # noqa: BLE001  (a corrupt column is a problem of that file)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        run.ctx.problem(
+            f.path,
+            UNREADABLE,
+            f"corrupt data in {', '.join(columns)} (the footer is intact, without statistics): {reason}; file skipped",
+        )
+        f.readable = False
+        return None
+    return {name: table.column(name).null_count for name in columns}
 
 
 def _add_frame_numeric(out: dict[str, Counts], frame: Any) -> None:
@@ -406,12 +461,77 @@ def writer_failures(run: Run) -> list[Problem]:
     ]
 
 
+def gaps_without(gaps: list[list[int]], stride: int, steps: Iterable[int]) -> list[list[int]]:
+    """The ``gaps`` (``[first, last]`` runs of the stride's steps) less ``steps``, as ranges again; by the steps
+    inside each range, never step by step (a gap may span millions of steps). Also ``watch``'s."""
+    order = sorted(steps)
+    out = []
+    for a, b in gaps:
+        start = a
+        inside = order[bisect.bisect_left(order, a) : bisect.bisect_right(order, b)]
+        for x in (x for x in inside if (x - a) % stride == 0):
+            if x > start:
+                out.append([start, x - stride])
+            start = x + stride
+        if start <= b:
+            out.append([start, b])
+    return out
+
+
+def _verdict_warnings(
+    run: Run, gaps: dict[str, list[list[int]]], strides: dict[str, int], named: dict[str, set[int]]
+) -> list[Problem]:
+    """What the report's tables show that the verdict must count too (a warning each, so that ``--strict``
+    fails on them, as ``doctor`` does): a split's missing steps that no file names (lost steps, files deleted:
+    a step whose file is unreadable is that file's error already), and a closed writer whose files here end
+    before what it wrote (``writers.incomplete``)."""
+    out = []
+    for split, ranges in gaps.items():
+        stride = max(1, strides.get(split, 1))
+        runs = gaps_without(ranges, stride, named.get(split, set()))
+        if not runs:
+            continue
+        lost = sum((b - a) // stride + 1 for a, b in runs)
+        every = f" every {stride}" if stride > 1 else ""
+        shown = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in runs[:6])
+        more = ", ..." if len(runs) > 6 else ""
+        out.append(
+            Problem(".", WARNING, f"split {split!r}: {lost} step(s) missing ({shown}{more}): no file holds them")
+        )
+    end = run.end_state
+    for p, what, have, last in end.incomplete if end.known else []:
+        held = "none" if have is None else f"step {have}"
+        out.append(
+            Problem(
+                end.states[p].path,
+                WARNING,
+                f"process {p} closed its writer having written {what} up to step {last}, but its files here hold "
+                f"{held}: copied in part, or files deleted",
+            )
+        )
+    return out
+
+
 def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
-    By default it reads footers and JSONL lines only. ``deep`` also reads the numeric columns (never the
-    text) to count NaN per role, which Parquet statistics do not record.
+    By default it reads footers and JSONL lines only (and the numeric columns of a Parquet file whose footer
+    has no statistics of them). ``deep`` also reads the numeric columns (never the text) to count NaN per
+    role, which Parquet statistics do not record.
     """
+    # Reading data (--deep, columns without statistics, exception columns) can find corrupt files and mark them
+    # unreadable: do it first, so that every figure below (rows, versions, layouts, steps and gaps) and the
+    # files and problems leave out the same files.
+    has_samples = any(f.kind == "samples" and f.readable for f in run.files)
+    numeric: dict[str, Counts] = {}
+    data_roles: list[str] = []
+    if has_samples and deep:
+        numeric, data_roles = _numeric_stats(run)
+        repeated_ids(run)
+    elif has_samples:
+        numeric = _footer_numeric(run)
+    exceptions = _exceptions(run) if has_samples else 0
+
     files = run.files
     versions: Counter[str] = Counter(
         str(f.schema_version) for f in files if f.schema_version is not None and f.kind != "manifest"
@@ -463,13 +583,8 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
             scalars.steps = [min(scalar_steps), max(scalar_steps)]
             scalars.stride, scalars.step_gaps = step_gaps(sorted(scalar_steps))
 
-    has_samples = any(f.kind == "samples" and f.readable for f in files)
-    # Reading data (--deep, exception columns) can find corrupt files and mark them: do it before the report
-    # captures the files and problems, so that the two agree.
-    numeric = (_numeric_stats(run) if deep else _footer_numeric(run)) if has_samples else {}
-    if deep and has_samples:
-        repeated_ids(run)
-    exceptions = _exceptions(run) if has_samples else 0
+    roles = run.role_names()
+    roles += [r for r in data_roles if r not in roles]
     return RunInspection(
         run=str(run.root),
         name=run.name,
@@ -481,14 +596,17 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         steps=steps,
         step_gaps=gaps,
         step_stride=strides,
-        roles=run.role_names(),
+        roles=roles,
+        # Footers carry no role names (a native file's roles are in its data): plain inspect knows only the
+        # manifest's where any file has a ``roles`` column.
+        roles_complete=deep or not any(f.kind == "samples" and f.readable and "roles" in f.columns for f in files),
         numeric_source="data" if deep else "footers",
         numeric=numeric,
         exceptions=exceptions,
         scalars=scalars,
         bytes=sum(f.bytes for f in files),
         unmatched=list(run.unmatched),
-        problems=[*run.problems, *writer_failures(run)],
+        problems=[*run.problems, *writer_failures(run), *_verdict_warnings(run, gaps, strides, named_by_split)],
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

@@ -70,11 +70,16 @@ def stdout_gone() -> None:
 
 
 def write_stdout(data: str | bytes) -> None:
-    """Write the command's data to stdout; a reader gone away is no error (:func:`stdout_gone`)."""
+    """Write the command's data to stdout; a reader gone away is no error (:func:`stdout_gone`). Text for a
+    terminal (CSV, JSON, Markdown) has the data's control and invisible characters shown as ``\\xNN`` /
+    ``\\uNNNN`` (``textsafe.visible``): a role or run named with an OSC sequence must not retitle the window.
+    A pipe or a file gets the data as it is."""
     try:
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
         else:
+            if sys.stdout.isatty():
+                data = visible(data, keep_newlines=True)
             sys.stdout.write(data)
         sys.stdout.flush()
     except BrokenPipeError:
@@ -221,10 +226,16 @@ def report_problems(problems: Sequence[Problem], notes: Sequence[str] = ()) -> i
     """One line per problem on stderr (``error: path: message`` / ``warning: ...``); returns the number of
     problems that are not warnings. Commands other than ``inspect`` use it: the data they print stays clean."""
     lines = [f"note: {n}" for n in notes]
-    errors = 0
+    errors = sum(not p.is_warning for p in problems)
+    # One line per message: the same message of many files (a column every file lacks) is one line naming the
+    # first and counting the others, so that it cannot push the one line that explains a figure (a step read
+    # twice) past the cap. Errors first.
+    same: dict[tuple[bool, str], list[str]] = {}
     for p in problems:
-        errors += not p.is_warning
-        lines.append(f"{'warning' if p.is_warning else 'error'}: {p.path}: {p.message}")
+        same.setdefault((p.is_warning, p.message), []).append(p.path)
+    for (warning, message), paths in sorted(same.items(), key=lambda kv: kv[0][0]):
+        more = f" and {len(paths) - 1:,} more file(s)" if len(paths) > 1 else ""
+        lines.append(f"{'warning' if warning else 'error'}: {paths[0]}{more}: {message}")
     shown = lines[:MAX_PROBLEM_LINES]
     if len(lines) > MAX_PROBLEM_LINES:
         shown.append(f"... {len(lines) - MAX_PROBLEM_LINES} more: see `runlog inspect`")

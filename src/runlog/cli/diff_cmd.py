@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, SeveralRunsError, UsageError
 from .common import (
     STORAGE_OPTION,
     emit_json,
@@ -112,6 +113,8 @@ def diff_command(
     from ..analysis.filters import Filters
     from .answers import answer, question
 
+    with handle_errors():
+        _no_image(output, paths)
     fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
         storage = use_storage_options(storage_option)
@@ -158,7 +161,7 @@ def _diff(
     skips it (``summarize 'runs/*'``); a path given as such that cannot be opened is a usage error."""
     from ..analysis.diff import diff_runs
 
-    runs, paths, skipped = open_runs(given, layout, storage, TWO_RUNS)
+    runs, paths, skipped = open_runs(given, layout, storage, TWO_RUNS, fleet_hint)
     labels, said_twice = run_labels(paths, name or [], storage)
     result = diff_runs(runs, labels, options, locations=paths)
     result.notes[:0] = [*given.notes(paths), *said_twice]
@@ -176,15 +179,64 @@ def _diff(
 
 
 TWO_RUNS = "diff needs at least two runs: the baseline first, then the runs to compare with it"
+# What matplotlib writes: diff writes tables, and a table under an image's name is no image (the overlays are
+# ``plot --diff``'s).
+IMAGE_SUFFIXES = {"png", "svg", "svgz", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "gif"}
+
+
+def _no_image(output: Path | None, paths: list[str]) -> None:
+    """``-o d.png``: a usage error naming the command that draws the runs over each other (a table written under
+    that name, exit 0, read as an image written)."""
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if output is None or suffix not in IMAGE_SUFFIXES:
+        return
+    runs = [shlex.quote(p) for p in paths] or ["RUN_A", "RUN_B"]
+    drawn = " ".join([runs[0], *(f"--diff {r}" for r in runs[1:] or ["RUN_B"])])
+    raise UsageError(
+        f"-o {output.name}: diff writes tables (table, json, csv), not images; the runs drawn over each other: "
+        f"runlog plot {drawn} -o {shlex.quote(str(output))}"
+    )
+
+
+def plot_fleet_hint(given: list[str], path: str, runs: list[str]) -> str:
+    """``fleet_hint`` for ``plot --diff``: the baseline, then ``--diff`` and the quoted glob."""
+    return fleet_hint(given, path, runs, command="plot --diff")
+
+
+def fleet_hint(given: list[str], path: str, runs: list[str], command: str = "diff") -> str:
+    """The fix for a path that holds several runs, given to diff (``SeveralRunsError``): each run is a RUN of
+    its own, a quoted glob gives them (``runlog diff runs/A 'runs/*'``); the generic hint (``'runs/*' --by
+    run``) is summarize's."""
+    where = path.rstrip("/") or path
+    depths = {r.count("/") + 1 for r in runs}
+    if "" in runs or len(depths) != 1:
+        return "give each run's folder as a RUN of its own, the baseline first"
+    glob = where + "/*" * depths.pop()
+    first = given.index(path) == 0 if path in given else False
+    others = [p for p in given if p != path]
+    baseline = f"{where}/{runs[0]}" if first or not others else others[0]
+    if command == "diff":
+        example = f"runlog diff {shlex.quote(baseline)} {shlex.quote(glob)}"
+    else:
+        example = f"runlog plot {shlex.quote(baseline)} --diff {shlex.quote(glob)}"
+    return (
+        f"{command} takes each run as a RUN of its own: the baseline, then a quoted glob of the runs to compare "
+        f"with it ({example})"
+    )
 
 
 def open_runs(
-    given: Runs, layout: str | None, storage: StorageOptions, two: str
+    given: Runs,
+    layout: str | None,
+    storage: StorageOptions,
+    two: str,
+    fleet: Callable[[list[str], str, list[str]], str] | None = None,
 ) -> tuple[list[Any], list[str], list[Any]]:
     """The runs of ``given`` opened: (runs, their paths, the problems of the matches skipped). A run a glob
     matched that is no run (an empty folder, a folder of runs) is left out and said, as a fleet skips it
     (``summarize 'runs/*'``); a path given as such that cannot be opened is a usage error, and so are fewer
-    than two runs (``two``: what the command needs)."""
+    than two runs (``two``: what the command needs). ``fleet`` words the fix for a path given that holds
+    several runs (``fleet_hint``: what the command takes), in place of summarize's ``--by run``."""
     from ..formats.base import Problem
     from ..run import open_run
 
@@ -195,6 +247,12 @@ def open_runs(
             runs.append(open_run(p, layout=layout, storage_options=storage))
         except UsageError as exc:
             if p not in given.matched:
+                if fleet is not None and isinstance(exc, SeveralRunsError):
+                    shown = [r or "." for r in exc.runs]
+                    names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
+                    where = p.rstrip("/") or p
+                    hint = fleet(given.given, p, exc.runs)
+                    raise UsageError(f"{where}: holds {len(exc.runs)} runs ({names}): {hint}") from None
                 raise
             skipped.append(Problem(p, "unreadable", f"run skipped: {str(exc).removeprefix(f'{p}: ')}"))
     skipped_paths = {x.path for x in skipped}

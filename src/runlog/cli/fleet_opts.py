@@ -30,7 +30,9 @@ RUN_PATHS = typer.Argument(
     metavar="PATH...",
 )
 RUNS_FILE = typer.Option(None, "--runs", metavar="FILE", help="A file listing run locations, one per line.")
-ENGINE = typer.Option("local", "--engine", help="Fleets: local (in-process polars) or ray (runlog[ray]).")
+ENGINE = typer.Option(
+    "local", "--engine", help="Fleets: local (in-process polars) or ray (the ray extra: pip install -e '.[ray]')."
+)
 RAY_ADDRESS = typer.Option(
     None, "--ray-address", help="--engine ray: the cluster to join (auto: this machine's; default: start one here)."
 )

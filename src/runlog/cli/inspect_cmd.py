@@ -98,6 +98,10 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
     if r.roles:
         head.append("\nroles: ")
         head.append(", ".join(visible(x, keep_newlines=False) for x in r.roles), style="magenta")
+        if not r.roles_complete:
+            head.append(" (from run.json; the data may hold others: --deep reads them)", style="dim")
+    elif not r.roles_complete:
+        head.append("\nroles: not known from footers (run.json lists none): --deep reads them", style="dim")
     if r.exceptions:
         n = r.exceptions
         head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
@@ -222,7 +226,8 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
             rows.append([Text(p.kind, style=style), _t(p.path), _t(p.message)])
         if len(ordered) > MAX_PROBLEMS_SHOWN:
             rows.append([Text("..."), Text(f"{len(ordered) - MAX_PROBLEMS_SHOWN} more"), Text("see --format json")])
-        title = f"Problems ({r.errors} errors, {r.warnings} warnings)"
+        errs, warns = ("error" if r.errors == 1 else "errors"), ("warning" if r.warnings == 1 else "warnings")
+        title = f"Problems ({r.errors} {errs}, {r.warnings} {warns})"
         parts.append(Sheet(title, columns, rows))
     if r.errors:
         parts.append(Text(f"{r.errors} problem(s) found; the rest of the run was read.", style="bold red"))

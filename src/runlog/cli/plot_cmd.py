@@ -57,8 +57,8 @@ def plot_command(
     --name labels the runs in the legend and the title (this run first), as runlog diff --name does (runs
     without one: by their paths relative to the folder they share).
 
-    Needs matplotlib (pip install 'runlog[plot]'). The image type follows the -o suffix; one line on stderr
-    says where it wrote.
+    Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). The image type follows the -o suffix; one
+    line on stderr says where it wrote.
 
     Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
     matches nothing in the run; with --diff, nothing to draw: no compared run has values in the split; -o FILE
@@ -125,12 +125,12 @@ def _plot_diff(
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn, why_empty
-    from .diff_cmd import expand_runs, named, open_runs, run_labels
+    from .diff_cmd import expand_runs, named, open_runs, plot_fleet_hint, run_labels
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
     given = expand_runs(paths, storage)  # a quoted glob gives its runs, as for ``diff``
-    runs, paths, skipped = open_runs(given, layout, storage, "--diff needs at least two runs")
+    runs, paths, skipped = open_runs(given, layout, storage, "--diff needs at least two runs", plot_fleet_hint)
     labels, said = run_labels(paths, names, storage)
     said = [*given.notes(paths), *said]
     options = DiffOptions(splits=tuple(filters.splits), series_only=True)

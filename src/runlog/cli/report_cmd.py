@@ -42,7 +42,7 @@ def report_command(
     nothing and runs no script, so it opens from disk and can be shared as one file. --against RUN adds
     a comparison with that baseline: runlog diff's per-role table and the reward and KL overlays.
 
-    Needs matplotlib (pip install 'runlog[plot]'). One line on stderr says where it wrote.
+    Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). One line on stderr says where it wrote.
 
     Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error, or
     -o FILE cannot be written.

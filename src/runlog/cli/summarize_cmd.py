@@ -124,9 +124,9 @@ def summarize_command(
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error, or -o FILE cannot be written. Problems are only on stderr, for a fleet too (each line
-    names its run): --format json and csv hold the table alone, and the exit code says whether any run had
-    problems.
+    2 usage error (a run of scalars only without --scalars too), or -o FILE cannot be written. Problems are
+    only on stderr, for a fleet too (each line names its run): --format json and csv hold the table alone,
+    and the exit code says whether any run had problems.
 
     Examples:
 
@@ -226,6 +226,11 @@ def _summarize_run(
         report_problems([], notes=split_notes(run, df, None))
     else:
         check_filters(run, filters)
+        if not any(f.kind == "samples" for f in run.files) and run.files:
+            # Nothing to summarise by role (as metrics and render-trajectory say): an empty table and exit 0 read
+            # as an answer to a script. The problems met (a scalars file's bad line) are said first.
+            report_problems(run.problems)
+            raise UsageError(f"{location}: this run has no per-sample data (only scalar metrics): try --scalars")
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
         if not df.is_empty() or fmt != OutputFormat.table or output is not None:
             _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])  # (empty tables: only to a file)

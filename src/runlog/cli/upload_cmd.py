@@ -63,7 +63,7 @@ def upload_command(
 
       runlog upload-wandb sample_runs/debate_grpo --project debate --dry-run
       runlog upload-wandb sample_runs/flink_mixed --project grpo --max-samples-per-step 8 --tables-every 5 --dry-run
-      runlog upload-wandb sample_runs/debate_grpo --project debate --mode offline --state wb.json  # needs runlog[wandb]
+      runlog upload-wandb sample_runs/debate_grpo --project debate --mode offline --state wb.json  # wandb extra
     """
     from ..run import open_run
     from ..sinks.plan import PlanOptions

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from ..errors import UsageError
+from ..errors import UsageError, install_hint
 
 ENGINES = ("local", "ray")
 
@@ -64,7 +64,7 @@ class RayEngine:
         try:
             import ray
         except ImportError:
-            raise UsageError("--engine ray needs Ray: pip install 'runlog[ray]'") from None
+            raise UsageError(f"--engine ray needs Ray: {install_hint('ray')}") from None
         self.ray = ray
         self._started = False
         if not ray.is_initialized():

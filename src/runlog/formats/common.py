@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import LazyModule, pl
-from ..errors import RunlogError, said_trouble
+from ..errors import UPGRADE_HINT, RunlogError, said_trouble
 from ..process import TWEAKS
 from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
@@ -257,10 +257,7 @@ def gate_version(
         return True
     if version > newest:
         if foreign is None:
-            message = (
-                f"written with runlog schema v{version}; this runlog reads up to v{newest}: "
-                "upgrade with `pip install -U runlog`"
-            )
+            message = f"written with runlog schema v{version}; this runlog reads up to v{newest}: {UPGRADE_HINT}"
         else:
             message = (
                 f"newer {foreign} schema version {version}; upgrade runlog "

@@ -274,7 +274,9 @@ class NativeLayout(Layout):
             try:
                 version = int(meta[META_VERSION_KEY])
             except ValueError:
-                version = None
+                # Said, not dropped without a word: the column (if any) tells the version instead.
+                shown = meta[META_VERSION_KEY][:40].decode("utf-8", "replace")
+                ctx.warn(cand.rel, f"its {META_VERSION_KEY.decode()} metadata is {shown!r}, not a number: ignored")
         if "schema_version" in info.columns:
             # The column tells every row's version: from the footer's statistics, else (a local file, or one
             # with no version in its metadata) the column itself, a few bytes a row.
@@ -296,6 +298,13 @@ class NativeLayout(Layout):
                 return info
             if version is None and rng is not None:
                 version = rng[1]
+            nulls = info.null_counts.get("schema_version", 0)
+            if nulls and rng is not None and info.rows and nulls < info.rows:
+                ctx.warn(
+                    cand.rel,
+                    f"{nulls:,} of its {info.rows:,} rows have no schema_version (null): read as v{version}, the "
+                    "version of its other rows",
+                )
         if version is None:
             ctx.problem(cand.rel, MISSING_COLUMNS, "no schema_version (column or file metadata); file skipped")
             info.readable = False
@@ -311,9 +320,10 @@ class NativeLayout(Layout):
         arrow_schema = parquet_footer(info).arrow_schema
         expected = _expected()
         bad = [
-            f"{f.name} is {f.type}, expected {expected[f.name]}"
+            why
             for f in arrow_schema
-            if f.name in expected and not _compatible(f.type, expected[f.name])
+            if f.name in expected
+            and (why := _mismatch(f.type, expected[f.name], f.name, REQUIRED_FIELDS.get(f.name, ())))
         ]
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
@@ -371,7 +381,8 @@ class NativeLayout(Layout):
         m = SCALARS_RE.search(cand.rel)
         info.process = int(m["proc"]) if m else None
         probe_flat_scalars(cand, ctx, info, self.name, repeats="replace")
-        info.schema_version = (ctx.manifest or {}).get("schema_version", S.CURRENT_VERSION)
+        # A scalars file states no version of its own (its lines hold none): left without one, so that
+        # ``schema_versions`` counts only the files that state theirs.
         return info
 
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
@@ -379,18 +390,43 @@ class NativeLayout(Layout):
         return pl.concat(frames).lazy() if frames else None
 
 
-def _compatible(found: pa.DataType, expected: pa.DataType) -> bool:
-    """Same kind of column (widths, large/view variants and dictionary encoding allowed); nested columns
-    need the same outer shape: their struct fields are conformed on read."""
+# Struct fields every element of these nested columns must have (format.md's types): without one, its values
+# would be read as null without a word (a ``roles`` struct whose fields are named ``name, score``). The
+# fields of ``messages`` may be left out (read as null: a conversation without ``reasoning`` is common).
+REQUIRED_FIELDS = {"roles": ("role", "reward", "kl"), "reward_components": ("name", "value")}
+
+
+def _mismatch(found: pa.DataType, expected: pa.DataType, where: str, required: tuple[str, ...] = ()) -> str | None:
+    """Why a column (or a field ``where`` inside one) is not of the expected kind, or None where it is: same
+    kind of column (widths, large/view variants and dictionary encoding allowed), and, inside nested columns,
+    the same for each field the format names (extra fields are ignored; ``required`` ones must be there), so
+    that reading the file cannot fail on a field of another kind (a struct where a number belongs) for the
+    whole run, found here from the footer instead."""
     t = pa.types
     if found == expected or t.is_null(found):
-        return True
+        return None
     if t.is_dictionary(found):
         found = found.value_type
+    wrong = f"{where} is {found}, expected {expected}"
     if t.is_integer(expected) or t.is_floating(expected):
-        return t.is_integer(found) or t.is_floating(found) or t.is_boolean(found)
+        return None if t.is_integer(found) or t.is_floating(found) or t.is_boolean(found) else wrong
     if t.is_string(expected):
-        return t.is_string(found) or t.is_large_string(found) or t.is_string_view(found)
+        return None if t.is_string(found) or t.is_large_string(found) or t.is_string_view(found) else wrong
     if t.is_list(expected):
-        return t.is_list(found) or t.is_large_list(found) or t.is_list_view(found) or t.is_large_list_view(found)
-    return False
+        lists = (t.is_list, t.is_large_list, t.is_list_view, t.is_large_list_view)
+        if not any(is_list(found) for is_list in lists):
+            return wrong
+        return _mismatch(found.value_type, expected.value_type, f"{where}[]", required)
+    if t.is_struct(expected):
+        if not t.is_struct(found):
+            return wrong
+        have = {found.field(i).name: found.field(i).type for i in range(found.num_fields)}
+        absent = [name for name in required if name not in have]
+        if absent:
+            return f"{where} has no field {', '.join(absent)} (its fields: {', '.join(have) or 'none'})"
+        for i in range(expected.num_fields):
+            field = expected.field(i)
+            if field.name in have and (why := _mismatch(have[field.name], field.type, f"{where}.{field.name}")):
+                return why
+        return None
+    return wrong

@@ -227,16 +227,19 @@ def _fast_flat_scalars(
         return None
     if data.count(b"\n") != df.height:  # a blank line polars skipped: record i would not be line i
         return None
+    # Looked up once: ``DataFrame.schema`` builds a new mapping of every column on each access, and one record
+    # with thousands of keys (per-layer gradient norms) made this check quadratic (4,000 keys: 52 s).
+    schema = df.schema
     step = next((k for k in step_keys if k in df.columns), None)
     # A null step, or one beyond Int64 (polars reads 2**63 as Int128): the careful reader says which line.
-    if step is None or not df.schema[step].is_integer() or df[step].cast(pl.Int64, strict=False).null_count():
+    if step is None or not schema[step].is_integer() or df[step].cast(pl.Int64, strict=False).null_count():
         return None
     time_key = next((k for k in TIME_KEYS if k in df.columns), None)
     aside = [(step, k) for k in step_keys if k != step and k in df.columns] if counters else []
     metrics = [c for c in df.columns if c not in (step, time_key) and (step, c) not in aside]
-    if any(not (df.schema[c].is_numeric() or df.schema[c] in (pl.Boolean, pl.Null)) for c in metrics):
+    if any(not (schema[c].is_numeric() or schema[c] in (pl.Boolean, pl.Null)) for c in metrics):
         return None
-    if time_key is not None and not (df.schema[time_key].is_numeric() or df.schema[time_key] == pl.Null):
+    if time_key is not None and not (schema[time_key].is_numeric() or schema[time_key] == pl.Null):
         return None
     base = df.with_row_index("record").select(
         pl.col("record").cast(pl.Int64),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, install_hint
 from ..textsafe import cut_middle
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
@@ -108,7 +108,7 @@ def mpl() -> Any:
         import matplotlib
         from matplotlib.figure import Figure  # noqa: F401  (checks the whole stack imports)
     except ImportError:
-        raise UsageError("plots need matplotlib: pip install 'runlog[plot]'") from None
+        raise UsageError(f"plots need matplotlib: {install_hint('plot')}") from None
     return matplotlib
 
 

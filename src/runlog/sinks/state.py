@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UPGRADE_HINT, UsageError
 from ..run import Run
 from ..storage import ObjectPath, is_url
 
@@ -103,7 +103,7 @@ class StateFile:
             if not isinstance(version, int) or isinstance(version, bool):
                 raise UsageError(f"{path}: damaged upload state (version {version!r} is not a number); {_REMOVE}")
             if version > STATE_VERSION:
-                raise UsageError(f"{path}: written by a newer runlog; upgrade with pip install -U runlog")
+                raise UsageError(f"{path}: written by a newer runlog; {UPGRADE_HINT}")
             data.setdefault("destinations", {})
             if not isinstance(data["destinations"], dict):
                 kind = type(data["destinations"]).__name__

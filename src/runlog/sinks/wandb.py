@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import RunlogError, UsageError
+from ..errors import RunlogError, UsageError, install_hint
 from ..process import TWEAKS
 from ..run import Run, open_run
 from . import plan as P
@@ -32,7 +32,7 @@ from . import state as S
 
 MODES = ("online", "offline")
 SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always at the end)
-INSTALL_HINT = "pip install 'runlog[wandb]'"
+INSTALL_HINT = install_hint("wandb")
 _USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
-from ..analysis.inspect import step_gaps
+from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
 from ..errors import RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
@@ -544,7 +544,7 @@ class LiveRun:
         stride, gaps = step_gaps(readable, known)
         # A step whose file is there but unreadable (or still being written) is that file's problem (or note),
         # not also a gap: only the steps no file names are missing.
-        gaps = _without(gaps, known, stride)
+        gaps = gaps_without(gaps, stride, known)
         current = {(f"{self.split or ''}:{a}-{b}", "step_gap"): (a, b) for a, b in gaps}
         events = self._drop_issues(lambda k: k[1] == "step_gap" and k not in current)
         for key, (a, b) in current.items():
@@ -651,24 +651,6 @@ def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str 
             if s is not None:
                 rows[int(s)] = rows.get(int(s), 0) + int(n)
     return rows
-
-
-def _without(gaps: list[list[int]], known: list[int], stride: int) -> list[list[int]]:
-    """``gaps`` (``[first, last]`` runs of steps every ``stride``) less the ``known`` steps (sorted)."""
-    from bisect import bisect_left, bisect_right
-
-    out: list[list[int]] = []
-    for a, b in gaps:
-        start = a
-        for h in known[bisect_left(known, a) : bisect_right(known, b)]:
-            if (h - a) % stride:
-                continue
-            if h > start:
-                out.append([start, h - stride])
-            start = h + stride
-        if start <= b:
-            out.append([start, b])
-    return out
 
 
 def _of_path(rel: str) -> Callable[[tuple[str, str]], bool]:

@@ -8,6 +8,7 @@ The listing is the only thing read on every poll; files are opened only when the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ Listing = dict[str, Version]
 Lister = Callable[[], tuple[Listing, Listing]]
 
 TEMP_SUFFIXES = (".tmp", ".partial")
+UPLOAD_STATE = ".runlog-wandb.json"  # ``sinks.state.STATE_NAME`` (not imported: watch needs no W&B code)
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,22 @@ class Backoff:
         return self.current
 
 
+# A hidden name that is a data file's on its way in: ``.step_3.p0.parquet.tmp`` (the writer's), rsync's
+# ``.scalars.p0.jsonl.Ab12Cd``, a copier's ``.results.jsonl``. Other hidden files are not a writer's: the
+# operating system's (``.DS_Store``), version control's (``.gitkeep``), runlog's own upload state.
+_HIDDEN_PARTIAL = re.compile(r"^\..+\.(?:parquet|jsonl|json|csv|eval|zip)(?:\.[^.]+)?$", re.IGNORECASE)
+
+
 def is_temporary(rel: str) -> bool:
-    """A file a writer has not finished: hidden (``.step_3.p0.parquet.tmp``, rsync's ``.name.XXXXXX``) or with
-    a temporary suffix. Never read as data; one that stays is a sign of a writer killed mid-file. A writer's
-    state file (``.writer.p0.json`` at the root) is hidden and whole: not one."""
+    """A file a writer has not finished: a hidden data file name (``.step_3.p0.parquet.tmp``, rsync's
+    ``.name.XXXXXX``) or a temporary suffix. Never read as data; one that stays is a sign of a writer killed
+    mid-file. A writer's state file (``.writer.p0.json`` at the root) and upload-wandb's state
+    (``.runlog-wandb.json``) are hidden and whole, and ``.DS_Store``-like files are no writer's: not ones (each
+    made ``doctor --follow`` fail a finished run with "a writer stopped mid-file")."""
     name = rel.rpartition("/")[2]
-    return (name.startswith(".") or name.endswith(TEMP_SUFFIXES)) and not is_state_file(rel)
+    if is_state_file(rel) or name == UPLOAD_STATE:
+        return False
+    return name.endswith(TEMP_SUFFIXES) or (name.startswith(".") and _HIDDEN_PARTIAL.match(name) is not None)
 
 
 def is_state_file(rel: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-INSTALL_HINT = "JAX is not installed: pip install 'runlog[jax]' (or pip install jax)"
+INSTALL_HINT = "JAX is not installed: pip install jax (or, in runlog's folder, pip install -e '.[jax]')"
 
 
 def jax_loaded() -> bool:

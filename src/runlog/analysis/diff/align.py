@@ -108,7 +108,12 @@ def _best_window(side: Side, split: Split, role: str | None, common: list[int], 
     figure the ``best`` point reports) is highest (all of them when there are fewer); the first such window
     on ties. The windows' means come from the per-step means and counts of valid rewards: a step's mean
     weighs as many samples as it has, so that a window of few samples at a high step mean is not preferred to
-    one the samples say is better; a window without samples, or without a mean, is chosen last."""
+    one the samples say is better; a window without a mean is chosen last.
+
+    Only windows of which at least half the steps (``held_needed``) hold rewards of the role compete (where
+    none does, those holding any): the common steps are those of the split, and a role that was logged at
+    some of them only (a role that begins late, a Flink v0 file without roles) would otherwise have its
+    "best" made by the one step of a window that holds a value (a spike, a window of 1 step of 10)."""
     y = side.series(split, role, common, "reward_mean")
     n = np.nan_to_num(side.series(split, role, common, "reward_count"))
     w = min(window, len(common))
@@ -129,8 +134,18 @@ def _best_window(side: Side, split: Split, role: str | None, common: list[int], 
         ma = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), -np.inf)
     ma = np.where(pos, np.inf, np.where(neg, -np.inf, ma))
     ma = np.where(undefined, -np.inf, ma)  # no mean: chosen only where no window has one
-    i = int(np.argmax(ma))
+    held = np.convolve(has.astype(float), ones, "valid")
+    competing = np.flatnonzero(held >= held_needed(w))
+    if not len(competing):
+        competing = np.flatnonzero(held > 0)
+    i = int(competing[np.argmax(ma[competing])])
     return tuple(common[i : i + w])
+
+
+def held_needed(window: int) -> int:
+    """How many of a window's steps must hold rewards of a role for the window to compete as its best: half,
+    rounded up."""
+    return (window + 1) // 2
 
 
 def windows_of(
@@ -154,3 +169,36 @@ def plan_windows(
                 side.wanted.setdefault(split, set()).update(steps)
                 if point != "best":  # zero_adv_frac and pairing: the start and the end
                     side.text_wanted.setdefault(split, set()).update(steps)
+
+
+def sparse_window_notes(
+    base: Side, other: Side, split: Split, common: list[int], roles: list[str | None], opts: DiffOptions
+) -> list[str]:
+    """A note per run and split for the roles whose start, end or best window has steps without a reward of
+    the role: a window's figures are of the steps that hold values, and ``16..25`` does not say that only
+    step 25 does (a role that begins late, a Flink v0 file without roles). Roles with the same counts share
+    one note."""
+    found: dict[tuple[int, str], list[str | None]] = {}
+    for role in roles:
+        said: dict[int, dict[tuple[tuple[int, ...], int], list[str]]] = {}  # run: (window, held): its points
+        for point, (wa, wb) in windows_of(base, other, split, common, role, opts).items():
+            for side, steps in ((base, wa), (other, wb)):
+                held = int((np.nan_to_num(side.series(split, role, steps, "reward_count")) > 0).sum())
+                if held < len(steps):
+                    said.setdefault(side.index, {}).setdefault((steps, held), []).append(point)
+        for index, windows in said.items():
+            parts = "; ".join(
+                f"{', '.join(points)} {steps_text(steps)}: {held} of {len(steps)}"
+                for (steps, held), points in windows.items()
+            )
+            found.setdefault((index, parts), []).append(role)
+    where = f" in split {split}" if split is not None else ""
+    out = []
+    for (index, parts), found_roles in found.items():
+        side = base if index == base.index else other
+        shown = ", ".join("(unknown)" if r is None else r for r in found_roles)
+        out.append(
+            f"{side.name}{where}, role{'s' if len(found_roles) > 1 else ''} {shown}: steps holding rewards of the "
+            f"role: {parts} (a window's figures are of those steps; with none, it has no value)"
+        )
+    return out

@@ -16,7 +16,16 @@ from ...run import Run
 from ..changepoint import first_sustained
 from ..doctor_config import DoctorConfig
 from . import window_cache
-from .align import check_filters, common_roles, labels_of, overlap_row, plan_windows, steps_of, windows_of
+from .align import (
+    check_filters,
+    common_roles,
+    labels_of,
+    overlap_row,
+    plan_windows,
+    sparse_window_notes,
+    steps_of,
+    windows_of,
+)
 from .bootstrap import bootstrap_means, interval, rng_for, valid_mean, verdict
 from .extras import config_rows, finding_rows, scalar_rows, side_by_side, text_rows
 from .model import (
@@ -115,6 +124,7 @@ def diff_runs(
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []
     for other, split, common, roles in plans:
+        notes += sparse_window_notes(base, other, split, common, roles, opts)
         pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts, notes)
         for role in roles:
             pts, head = _compare_role(base, other, split, common, role, opts, notes)
@@ -134,6 +144,7 @@ def diff_runs(
                 f"{other.name}{' in split ' + split if split is not None else ''}: no prompt in common with "
                 f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
             )
+    notes[:] = list(dict.fromkeys(notes))  # the baseline's windows, said once when they are the same windows
     scalars = scalar_rows(sides, opts, notes)
     configs = config_rows(sides, notes)
     out = Diff(
@@ -273,13 +284,18 @@ def step_z(
     mean_a: np.ndarray, sd_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndarray, sd_b: np.ndarray, n_b: np.ndarray
 ) -> np.ndarray:
     """Welch z of ``mean_b - mean_a`` per step (a step with no spread in either run: +-inf for a difference,
-    0 for none; NaN where a run has no value or a standard deviation is missing)."""
+    0 for none; NaN where a run has no value or a standard deviation is missing).
+
+    A side needs two valid values for its sample SD (ddof=1): with one, the SD is undefined (NaN), not 0, and
+    the step has no z. Taking it as 0 made every one-sample step infinite ("no spread"), so that any late run
+    of same-sign differences in pure noise passed as a stable onset; and, with one side of one sample, it left
+    the SE to the other side's alone, a z too large."""
     # An infinite mean (an inf reward) makes inf - inf and inf ** 2: NaN where it does, said by numpy on stderr
     # otherwise (a raw RuntimeWarning); such a step has no z.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         d = mean_b - mean_a
-        var = np.where(n_a > 0, np.nan_to_num(sd_a) ** 2 / np.maximum(n_a, 1), np.nan) + np.where(
-            n_b > 0, np.nan_to_num(sd_b) ** 2 / np.maximum(n_b, 1), np.nan
+        var = np.where(n_a >= 2, sd_a**2 / np.maximum(n_a, 1), np.nan) + np.where(
+            n_b >= 2, sd_b**2 / np.maximum(n_b, 1), np.nan
         )
         se = np.sqrt(var)
         z = np.where(se > 0, d / np.where(se > 0, se, 1.0), np.where(d == 0, 0.0, np.sign(d) * np.inf))
@@ -290,8 +306,9 @@ def _onsets(
     base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
 ) -> tuple[int | None, int | None]:
     """First common step from which B is stably ahead (behind): the doctor's ``first_sustained`` rule on the
-    per-step Welch z against the interval's normal quantile. A z of +-inf (no spread, a difference) counts
-    there as beyond the quantile on its side; a NaN z (a run without a value) is a step left out."""
+    per-step Welch z against the interval's normal quantile. A z of +-inf (no spread in two or more values on
+    each side, a difference) counts there as beyond the quantile on its side; a NaN z (a run without a value,
+    or with one: no SD) is a step left out."""
     cols = ("reward_mean", "reward_std", "reward_count")
     a = [base.series(split, role, common, c) for c in cols]
     b = [other.series(split, role, common, c) for c in cols]

@@ -1,0 +1,177 @@
+"""Audit findings of 2026-12-06 (afternoon) fixed outside the commands' own test files: a scalars record with
+thousands of keys, and a second scalars shard of one process left in a sub-folder.
+
+Expected figures are worked out from the lines each test writes (plain ``json``), never from runlog's reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from runlog import open_run
+from runlog.analysis.scalars import summarize_scalars
+
+
+def write(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_a_record_with_thousands_of_keys_is_read_whole(tmp_path: Path) -> None:
+    """Per-layer gradient norms: one record of 3,000 keys (the fast reader looked each column's type up through
+    a schema rebuilt per column: 4,000 keys took 52 s in discovery, for every command; now about a second)."""
+    keys = {f"layer{i}/grad_norm": i / 7 for i in range(3000)}
+    write(tmp_path / "r" / "scalars.p0.jsonl", [{"step": 0, "loss": 1.0}, {"step": 1, **keys}])
+    table = summarize_scalars(open_run(tmp_path / "r"))
+    assert table.height == 3001
+    got = dict(zip(table["key"], table["last"], strict=True))
+    assert all(got[k] == pytest.approx(v) for k, v in keys.items()) and got["loss"] == 1.0
+
+
+@pytest.mark.parametrize("copy", ["old/scalars.p0.jsonl", "backup/scalars.p0.jsonl"])
+def test_a_second_scalars_shard_of_one_process_is_said(tmp_path: Path, copy: str) -> None:
+    """A shard left in a sub-folder (a copy, an old attempt) claims the run's process 0: both are read, and a key
+    both log at a step is averaged over the two (train/loss last 50.125 where the run's own is 0.25). Inspect said
+    nothing (exit 0); now a warning names the copy and the run's own shard."""
+    run = tmp_path / "r"
+    own = [{"step": s, "train/loss": 1.0 / (s + 1)} for s in range(4)]
+    write(run / "scalars.p0.jsonl", own)
+    write(run / copy, [{"step": s, "train/loss": 100.0} for s in range(4)])
+    r = open_run(run)
+    said = [(p.path, p.message) for p in r.warnings]
+    assert said == [
+        (
+            copy,
+            "scalars of the same process 0 as scalars.p0.jsonl: both files are read, so a key both log at a step is "
+            "averaged over the two (a copy, or another run's file?)",
+        )
+    ]
+    last = summarize_scalars(r).filter(pl.col("key") == "train/loss")["last"].item()
+    assert last == pytest.approx((100.0 + own[-1]["train/loss"]) / 2)  # what the warning says: averaged
+    write(run / copy, [])
+    (run / copy).unlink()
+    assert not open_run(run).warnings  # the run alone: nothing to say
+
+
+def test_inspect_strict_fails_on_the_second_shard(tmp_path: Path, cli) -> None:
+    run = tmp_path / "r"
+    write(run / "scalars.p0.jsonl", [{"step": 0, "loss": 1.0}])
+    write(run / "old" / "scalars.p0.jsonl", [{"step": 0, "loss": 3.0}])
+    r = cli("inspect", run, "--strict", "--format", "json")
+    assert r.exit_code == 1
+    [p] = json.loads(r.stdout)["problems"]
+    assert p["path"] == "old/scalars.p0.jsonl" and p["message"].startswith("scalars of the same process 0")
+
+
+def _on_a_terminal(args: list[str]) -> bytes:
+    """The command's stdout when it is a terminal (a pty), read whole."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from watch_helpers import child_env
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlog", *args], stdout=follower, stderr=subprocess.DEVNULL, env=child_env()
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(60) == 0
+    return out
+
+
+HOSTILE_KEY = "loss\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_csv_and_json_on_a_terminal_never_carry_the_datas_escapes(tmp_path: Path, fmt: str, cli) -> None:
+    """``summarize -f csv`` (and diff's) wrote a key holding an OSC title sequence to the terminal as it was:
+    the window was retitled. On a terminal the data's control characters are shown (``\\x1b``); a pipe gets the
+    data as it is."""
+    run = tmp_path / "r"
+    write(run / "scalars.p0.jsonl", [{"step": s, HOSTILE_KEY: s / 2} for s in range(3)])
+    shown = _on_a_terminal(["summarize", str(run), "--scalars", "-f", fmt]).decode()
+    assert "\x1b]" not in shown and "\x07" not in shown and "\x1b[2J" not in shown and "\u202e" not in shown
+    if fmt == "csv":
+        assert "\\x1b]0;pwned\\x07" in shown
+    else:  # JSON's own escapes, which read back as the key
+        assert [r["key"] for r in json.loads(shown)] == [HOSTILE_KEY]
+    piped = cli("summarize", run, "--scalars", "-f", fmt).stdout
+    if fmt == "csv":
+        assert HOSTILE_KEY in piped  # the data as it is
+    else:
+        assert [r["key"] for r in json.loads(piped)] == [HOSTILE_KEY]
+
+
+def test_one_message_of_many_files_is_one_line_and_cannot_hide_the_one_that_explains_a_figure(capsys) -> None:
+    """40 files each missing an optional column filled the 40-line cap, and the warning that a step was read twice
+    (the reason a run looked ahead) was one of the lines cut. The same message of many files is now one line
+    naming the first and counting the others; errors come first."""
+    from runlog.cli.common import MAX_PROBLEM_LINES, report_problems
+    from runlog.formats.base import WARNING, Problem
+
+    missing = [Problem(f"step_{i:02d}.parquet", WARNING, "missing column reward_metrics") for i in range(45)]
+    twice = Problem("step_15_crashed.parquet", WARNING, "the same split 'train', step 15 as step_15.parquet")
+    error = Problem("step_30.parquet", "unreadable", "truncated")
+    assert report_problems([*missing, twice, error]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) <= MAX_PROBLEM_LINES
+    assert lines == [
+        "error: step_30.parquet: truncated",
+        "warning: step_00.parquet and 44 more file(s): missing column reward_metrics",
+        "warning: step_15_crashed.parquet: the same split 'train', step 15 as step_15.parquet",
+    ]
+
+
+def test_hidden_files_that_are_no_writers_never_fail_a_finished_run(tmp_path: Path, cli) -> None:
+    """upload-wandb's own state file (``.runlog-wandb.json``, written in the run by docs/wandb.md's command) and a
+    ``.DS_Store`` were taken for a writer's temporary file: ``doctor --follow`` failed a finished run (exit 1, "a
+    writer stopped mid-file (killed?)"). A writer's leftover ``.step_*.tmp`` still does."""
+    from runlog.sinks.state import STATE_NAME
+    from runlog.watch.poll import UPLOAD_STATE, is_temporary
+    from runlog.writer import RunWriter
+
+    assert UPLOAD_STATE == STATE_NAME
+    run = tmp_path / "r"
+    with RunWriter(run, name="r") as w:
+        for step in range(3):
+            w.log_samples(step, [{"reward": i / 4, "completion": f"a{i}"} for i in range(4)])
+    (run / STATE_NAME).write_text('{"runs": {}}')
+    (run / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert not is_temporary(STATE_NAME) and not is_temporary(".DS_Store")
+    follow = ["doctor", run, "--follow", "--format", "json", "--interval", "0.2", "--settle", "0.3", "--idle-exit", "2"]
+    r = cli(*follow)
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert "leftover_temporary" not in r.stdout
+    (run / "samples" / "train" / ".step_00000003.p0.parquet.tmp").write_bytes(b"PAR1")
+    r = cli(*follow)
+    assert r.exit_code == 1 and "leftover_temporary" in r.stdout
+
+
+def test_plot_diff_of_a_fleet_folder_says_how_plot_takes_it(tmp_path: Path, cli) -> None:
+    """``plot A --diff runs`` said summarize's fix (``'runs/*' --by run``), an option plot --diff lacks."""
+    import shutil
+
+    from conftest import SAMPLE_RUNS
+
+    pytest.importorskip("matplotlib")
+    for name in ("a", "b"):
+        shutil.copytree(SAMPLE_RUNS / "jaxarc", tmp_path / "runs" / name)
+    r = cli("plot", SAMPLE_RUNS / "debate_grpo", "--diff", tmp_path / "runs", "-o", tmp_path / "d.png")
+    assert r.exit_code == 2 and "--by run" not in r.stderr
+    assert f"(runlog plot {SAMPLE_RUNS / 'debate_grpo'} --diff '{tmp_path / 'runs'}/*')" in r.stderr
