@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,34 @@ def commands_with_output() -> set[str]:
 
     walk(get_command(app), ())
     return found
+
+
+@contextlib.contextmanager
+def own_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """What ``_probe_cache`` gives a test, for a module- or session-scoped fixture (which is set up before any
+    test's own fixtures, so outside ``_probe_cache``): a fresh, empty probe cache and no kept answers while the
+    fixture builds what its tests share."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("runlog-cache")
+        mp.setenv("RUNLOG_CACHE_DIR", str(folder))
+        mp.delenv("RUNLOG_CACHE", raising=False)
+        mp.setenv("RUNLOG_ANSWERS", "off")
+        yield folder
+
+
+@pytest.fixture
+def figures_not_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's figures are built from the data as always (every read they make, and every file such a read
+    finds unreadable, happens), but not drawn to pixels: each is embedded as a 1x1 PNG. Drawing reads nothing
+    and is most of a report's time (about nine tenths: thirteen figures on debate_grpo); for tests of what the
+    page says, not of its images."""
+    import io
+
+    from PIL import Image
+
+    import runlog.report
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1), "white").save(buf, format="png")
+    png = buf.getvalue()
+    monkeypatch.setattr(runlog.report, "figure_png", lambda fig: png)

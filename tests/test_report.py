@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +54,29 @@ def chromium(page: Path, shot: Path, profile: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Any]]:
+    """``runlog report RUN -o FILE`` of a sample run, built once for the tests that only read it (a report of
+    debate_grpo takes seconds, its figures most of them): ``(FILE, the CLI's result)``. Its figures are drawn,
+    whichever test asks first (one with ``figures_not_drawn`` too)."""
+    import runlog.plots
+    import runlog.report
+
+    from conftest import Cli, own_probe_cache
+
+    built: dict[str, tuple[Path, Any]] = {}
+
+    def report(run: str) -> tuple[Path, Any]:
+        if run not in built:
+            out = tmp_path_factory.mktemp("sample-report") / f"{run}.html"
+            with own_probe_cache(tmp_path_factory), pytest.MonkeyPatch.context() as mp:
+                mp.setattr(runlog.report, "figure_png", runlog.plots.figure_png)
+                built[run] = (out, Cli()("report", ROOT / run, "-o", out))
+        return built[run]
+
+    return report
+
+
+@pytest.fixture(scope="module")
 def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from typer.testing import CliRunner
 
@@ -65,9 +90,8 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_report_is_one_self_contained_file(cli, tmp_path: Path) -> None:
-    out = tmp_path / "report.html"
-    res = cli("report", ROOT / "debate_grpo", "-o", out)
+def test_report_is_one_self_contained_file(sample_report) -> None:
+    out, res = sample_report("debate_grpo")
     assert res.exit_code == 0, res.output
     assert res.stdout == "" and res.stderr.startswith(f"wrote {out} (")
     html = out.read_text(encoding="utf-8")
@@ -82,9 +106,9 @@ def test_report_is_one_self_contained_file(cli, tmp_path: Path) -> None:
 
 
 @needs_chromium
-def test_report_opens_in_headless_chromium_without_console_errors(cli, tmp_path: Path) -> None:
-    out = tmp_path / "report.html"
-    assert cli("report", ROOT / "debate_grpo", "-o", out).exit_code == 0
+def test_report_opens_in_headless_chromium_without_console_errors(sample_report, tmp_path: Path) -> None:
+    out, res = sample_report("debate_grpo")
+    assert res.exit_code == 0, res.output
     # A control page proves that console errors would be seen.
     control = tmp_path / "control.html"
     control.write_text("<!DOCTYPE html><html><body><script>undefinedFunction()</script></body></html>")
@@ -115,9 +139,8 @@ def test_hostile_text_never_executes(hostile_report: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("run", ["flink_mixed", "jaxarc", "damaged"])
-def test_every_layout_gives_a_report(cli, tmp_path: Path, run: str) -> None:
-    out = tmp_path / f"{run}.html"
-    res = cli("report", ROOT / run, "-o", out)
+def test_every_layout_gives_a_report(sample_report, run: str) -> None:
+    out, res = sample_report(run)
     assert res.exit_code == 0, res.output
     html = out.read_text(encoding="utf-8")
     assert "Findings" in html and "</html>" in html
@@ -130,10 +153,11 @@ def test_report_usage_errors(cli, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown threshold" in res.stderr
 
 
-def test_the_steps_tile_counts_the_steps_read(tmp_path: Path) -> None:
+def test_the_steps_tile_counts_the_steps_read(sample_report, figures_not_drawn) -> None:
     """The tile showed the range of step numbers ("0–24 steps of eval" for 4 eval steps; "0 step of eval" for
     one step 0; "0–5" for a damaged run whose readable steps are 0, 2 and 5): it is now the count of steps
-    with samples read, counted here from the files, and the range beside it."""
+    with samples read, counted here from the files, and the range beside it. The train split is the default
+    one: its page, and the damaged run's, are the shared reports (the tile names the split)."""
     from runlog import open_run
     from runlog.analysis.doctor_config import DoctorConfig
     from runlog.report import build_report
@@ -141,22 +165,24 @@ def test_the_steps_tile_counts_the_steps_read(tmp_path: Path) -> None:
     root = ROOT
     cases = [
         (root / "debate_grpo", "eval", "4", "steps of eval (0–24)"),
-        (root / "debate_grpo", "train", "32", "steps of train (0–31)"),
+        (root / "debate_grpo", None, "32", "steps of train (0–31)"),
         (root / "damaged", None, "3", "steps of train (0–5)"),
     ]
     for path, split, count, label in cases:
         if split == "eval":
             eval_steps = {p.name.split("_")[1].split(".")[0] for p in (path / "samples" / "eval").glob("*.parquet")}
             assert len(eval_steps) == int(count)
-        cfg = DoctorConfig().replace({"split": split}, "--split") if split else None
-        page = build_report(open_run(path), cfg)
+            cfg = DoctorConfig().replace({"split": split}, "--split")
+            page = build_report(open_run(path), cfg)
+        else:
+            page = sample_report(path.name)[0].read_text(encoding="utf-8")
         tile = re.search(r'<div class="v">([^<]*)</div><div class="k">(step[^<]*)</div>', page)
         assert tile is not None and tile.groups() == (count, label), (path, split, tile and tile.groups())
 
 
-def test_the_report_names_the_files_it_could_not_read_on_stderr(cli, tmp_path: Path) -> None:
+def test_the_report_names_the_files_it_could_not_read_on_stderr(sample_report) -> None:
     """The unreadable files of a damaged run were only in the page: stderr said nothing (docs/cli.md)."""
-    res = cli("report", ROOT / "damaged", "-o", tmp_path / "r.html")
+    _, res = sample_report("damaged")
     assert res.exit_code == 0, res.output
     assert "error: samples/train/step_00000001.p0.parquet: unreadable Parquet" in res.stderr
     assert "error: samples/train/step_00000004.p0.parquet: written with runlog schema v3" in res.stderr
@@ -179,11 +205,14 @@ def _corrupt_column_page(path: Path, column: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_file_found_corrupt_while_the_report_is_built_is_left_out_everywhere_and_listed(cli, tmp_path: Path):
+def test_a_file_found_corrupt_while_the_report_is_built_is_left_out_everywhere_and_listed(
+    cli, tmp_path: Path, figures_not_drawn
+):
     """A corrupt ``reward`` page behind an intact footer is found only when rewards are read, after the page's
     first parts were built: with the partials cache the report failed ("reading the run failed", exit 1, no
     page); without it the page said "No problems reading the run" and counted the file's 32 samples in its
-    tile (1,024 where the tables held 1,008)."""
+    tile (1,024 where the tables held 1,008). Four pages are built (two runs, each building its page again
+    once the file is found): their figures are not drawn, the page's words and numbers are checked."""
     import pyarrow.parquet as pq
 
     run = tmp_path / "run"
@@ -231,15 +260,18 @@ def test_best_and_worst_cards_with_a_sample_id_shared_by_a_prompt_group(tmp_path
     assert "judge's reward (1)" in shown["COMPLETION_2_1"] and "solver's reward (0)" in shown["COMPLETION_2_2"]
 
 
-def test_a_shard_copied_under_another_process_is_said_in_the_report(tmp_path: Path) -> None:
+def test_a_shard_copied_under_another_process_is_said_in_the_report(
+    sample_report, tmp_path: Path, figures_not_drawn
+) -> None:
     """A step's file copied as ``.p7``: every figure counts its 32 samples twice (1,056 in train), and only
-    ``inspect --deep`` said so; the report now checks the ids as well (the id column only)."""
+    ``inspect --deep`` said so; the report now checks the ids as well (the id column only). The run as it is
+    says nothing of it (the shared report)."""
     from runlog import open_run
     from runlog.report import build_report
 
+    assert "occur more than once" not in sample_report("debate_grpo")[0].read_text(encoding="utf-8")
     run = tmp_path / "run"
     shutil.copytree(ROOT / "debate_grpo", run)
-    assert "occur more than once" not in build_report(open_run(run))
     shard = run / "samples" / "train" / "step_00000005.p0.parquet"
     shutil.copy(shard, shard.with_name("step_00000005.p7.parquet"))
     html = build_report(open_run(run))

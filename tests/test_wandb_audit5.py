@@ -23,7 +23,7 @@ import pytest
 
 import runlog
 from runlog.sinks import tables as T
-from test_wandb_upload import history, sessions, table, wandb_env
+from test_wandb_upload import histories, sessions, table, wandb_env
 
 pytest.importorskip("wandb")
 
@@ -49,7 +49,8 @@ def upload(run_dir: Path, home: Path, *extra: str) -> dict[str, Any]:
 
 def items_of(home: Path, run_id: str) -> list[tuple[Path, dict[str, Any]]]:
     e = env(home)
-    return [(s, item) for s in sessions(home, run_id) for item in history(s, e)]
+    found = sessions(home, run_id)
+    return [(s, item) for s, items in zip(found, histories([(s, e) for s in found]), strict=True) for item in items]
 
 
 def clock():
@@ -171,9 +172,9 @@ def test_a_late_new_scalars_shard_is_noted(tmp_path):
     assert len(late) == 1, up["notes"]
     assert "already-uploaded step(s) 0, 2 " in late[0] and "not sent" in late[0]
     assert late[0] in up["stderr"]
-    steps = [item["_step"] for _, item in items_of(home, "audit5-cap")]
-    assert steps == [0, 1, 2, 3]
-    last = [item for _, item in items_of(home, "audit5-cap") if item["_step"] == 3]
+    logged = [item for _, item in items_of(home, "audit5-cap")]
+    assert [item["_step"] for item in logged] == [0, 1, 2, 3]
+    last = [item for item in logged if item["_step"] == 3]
     assert last[0]["train/loss"] == 70.0
 
 

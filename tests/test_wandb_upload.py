@@ -71,9 +71,18 @@ def history(session: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     return [r["history"]["item"] for r in records if r["type"] == "history"]
 
 
+def histories(sessions: list[tuple[Path, dict[str, str]]]) -> list[list[dict[str, Any]]]:
+    """``history`` of each (session, env), read at once: each reader is a process that spends most of its time
+    starting (W&B's CLI), so reading them side by side takes the time of about one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(sessions))) as pool:
+        return list(pool.map(lambda s: history(*s), sessions))
+
+
 def all_history(home: Path, run_id: str = RUN_ID) -> list[dict[str, Any]]:
     env = wandb_env(home)
-    return [item for s in sessions(home, run_id) for item in history(s, env)]
+    return [item for items in histories([(s, env) for s in sessions(home, run_id)]) for item in items]
 
 
 def table(session: Path, item: dict[str, Any], key: str) -> dict[str, Any]:
@@ -172,29 +181,36 @@ def test_grown_run_uploads_only_new_steps(tmp_path):
     assert "logged 2 of 34 step(s)" in res.stdout and "after step 31" in res.stdout
     first, second = sessions(home)
     env = wandb_env(home)
-    assert [i["_step"] for i in history(first, env)] == list(range(32))
-    new = history(second, env)
+    old, new = histories([(first, env), (second, env)])
+    assert [i["_step"] for i in old] == list(range(32))
     assert [i["_step"] for i in new] == [32, 33]
     assert new[1]["train/loss"] == pytest.approx(33.5) and new[1]["_timestamp"] == pytest.approx(1.9e9)
     assert table(second, new[0], "full_trajectories")["data"][0][0] == 32
     assert upload(run_dir, home, "--no-metrics").stdout.startswith("up to date")
 
 
-def make_long_run(root: Path, steps: int) -> Path:
-    """A scalars-only run long enough to be killed part-way (RunWriter, like a trainer)."""
+def make_long_run(root: Path, steps: int, keys: int = 2) -> Path:
+    """A scalars-only run long enough to be killed part-way (RunWriter, like a trainer). Its length is in steps
+    (the state is saved per step); few keys a step keep each step, and the test, quick."""
     from runlog import RunWriter
 
     with RunWriter(root, process_index=0, run_id="long-run", durable=False, clock=lambda: 1_800_000_000.0) as w:
         for s in range(steps):
-            w.log_scalars(s, {f"k/{j}": s * 0.001 + j for j in range(20)})
+            w.log_scalars(s, {f"k/{j}": s * 0.001 + j for j in range(keys)})
     return root
 
 
 def test_killed_upload_resumes_without_duplicates_or_gaps(tmp_path):
-    steps = 6000
+    # Thousands of steps: the upload is killed once the state says step 200 is sent (it is saved every
+    # SAVE_EVERY_S), long before its last step, even on a fast machine.
+    steps = 4000
     run_dir = make_long_run(tmp_path / "run", steps)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    upload(run_dir, whole, "--state", str(tmp_path / "whole.json"))
+    # The reference, uploaded whole, beside the upload that is killed (a W&B folder and a state file each).
+    reference_cmd = upload_cmd(run_dir, whole, "--state", str(tmp_path / "whole.json"))
+    reference_proc = subprocess.Popen(
+        reference_cmd, env=wandb_env(whole), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
     state = tmp_path / "broken.json"
     cmd = upload_cmd(run_dir, broken, "--state", str(state))
@@ -217,9 +233,11 @@ def test_killed_upload_resumes_without_duplicates_or_gaps(tmp_path):
     res = upload(run_dir, broken, "--state", str(state))
     assert "logged" in res.stdout and "after step" in res.stdout
     assert len(sessions(broken, "long-run")) == 2
+    assert reference_proc.wait(timeout=120) == 0, reference_proc.stderr.read()  # type: ignore[union-attr]
 
-    resumed = all_history(broken, "long-run")
-    reference = all_history(whole, "long-run")
+    reads = [(s, wandb_env(home)) for home in (broken, whole) for s in sessions(home, "long-run")]
+    *parts, reference = histories(reads)
+    resumed = [item for part in parts for item in part]
     got = [i["_step"] for i in resumed]
     assert got == sorted(got) and len(got) == len(set(got)), "no step logged twice"
     assert got == [i["_step"] for i in reference] == list(range(steps)), "no gap"

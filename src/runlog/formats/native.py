@@ -391,9 +391,10 @@ class NativeLayout(Layout):
 
 
 # Struct fields every element of these nested columns must have (format.md's types): without one, its values
-# would be read as null without a word (a ``roles`` struct whose fields are named ``name, score``). The
-# fields of ``messages`` may be left out (read as null: a conversation without ``reasoning`` is common).
-REQUIRED_FIELDS = {"roles": ("role", "reward", "kl"), "reward_components": ("name", "value")}
+# would be read as null without a word (a ``roles`` struct whose fields are named ``name, score``). A role's
+# ``kl`` may be left out (a trainer without a reference model: read as null), and so may the fields of
+# ``messages`` (a conversation without ``reasoning`` is common).
+REQUIRED_FIELDS = {"roles": ("role", "reward"), "reward_components": ("name", "value")}
 
 
 def _mismatch(found: pa.DataType, expected: pa.DataType, where: str, required: tuple[str, ...] = ()) -> str | None:
