@@ -175,3 +175,53 @@ def test_plot_diff_of_a_fleet_folder_says_how_plot_takes_it(tmp_path: Path, cli)
     r = cli("plot", SAMPLE_RUNS / "debate_grpo", "--diff", tmp_path / "runs", "-o", tmp_path / "d.png")
     assert r.exit_code == 2 and "--by run" not in r.stderr
     assert f"(runlog plot {SAMPLE_RUNS / 'debate_grpo'} --diff '{tmp_path / 'runs'}/*')" in r.stderr
+
+
+@pytest.mark.parametrize("inside", ["samples", "samples/train"])
+def test_a_folder_inside_a_native_run_says_to_pass_the_runs_folder(cli, inside: str) -> None:
+    """``inspect RUN/samples`` said its 68 step files "match no known layout" (they are runlog's own)."""
+    from conftest import SAMPLE_RUNS
+
+    path = SAMPLE_RUNS / "debate_grpo" / inside
+    n = sum(1 for _ in path.rglob("step_*.parquet"))
+    r = cli("inspect", path)
+    assert r.exit_code == 2 and "match no known layout" not in r.stderr
+    assert "a runlog step file, whose split is the folder it is in under samples/: pass the run's folder" in r.stderr
+    assert f"; {n - 1} other file(s) alike;" in r.stderr
+
+
+def test_options_that_would_be_ignored_are_refused_or_said(cli) -> None:
+    """``plot --what kl --spec open-r1`` drew KL without a word about the spec; ``summarize --window 3`` made the
+    table per step without a note (``--by group`` says so)."""
+    from conftest import SAMPLE_RUNS
+
+    run = SAMPLE_RUNS / "debate_grpo"
+    r = cli("plot", run, "--what", "kl", "--spec", "open-r1", "-o", "x.png")
+    assert r.exit_code == 2 and r.stderr.strip() == "Error: --spec goes with --what format (not --what kl)"
+    r = cli("summarize", run, "--window", "3", "--split", "train", "-f", "csv")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("role,step,")
+    assert "note: --window 3 averages over steps: the table is per step (step added)" in r.stderr
+
+
+def test_render_json_tells_a_nan_reward_from_a_null_one(cli) -> None:
+    """JSON has no NaN: a failed grade (NaN) and a reward never given (null) were both ``null``, with nothing
+    to tell them apart. ``not_finite`` names each non-finite value by its path (pyarrow's reading of the file
+    is the truth here)."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    from conftest import SAMPLE_RUNS
+
+    run = SAMPLE_RUNS / "debate_grpo"
+    raw = {}
+    for f in sorted((run / "samples" / "train").glob("step_00000000.p*.parquet")):
+        for row in pq.read_table(f, columns=["sample_id", "reward"]).to_pylist():
+            raw[row["sample_id"]] = row["reward"]
+    nan = next(s for s, r in raw.items() if r is not None and math.isnan(r))
+    r = cli("render-trajectory", run, "--sample-id", nan, "--split", "train", "-f", "json")
+    [conv] = json.loads(r.stdout)
+    assert conv["reward"]["total"] is None and conv["not_finite"]["reward.total"] == "NaN"
+    fine = next(s for s, r in raw.items() if r is not None and math.isfinite(r))
+    [conv] = json.loads(cli("render-trajectory", run, "--sample-id", fine, "--split", "train", "-f", "json").stdout)
+    assert conv["reward"]["total"] == raw[fine] and conv["not_finite"] == {}

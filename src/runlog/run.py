@@ -583,8 +583,10 @@ def open_run(
             raise UsageError(f"{path}: no run files found ({_forced_none(forced, unmatched_cands, registry)})")
         if near_misses:
             rel, why = next(iter(near_misses.items()))
-            others = len(unmatched) - 1
-            rest = f"; {others} other file(s) match no known layout" if others else ""
+            alike = sum(w == why for w in near_misses.values()) - 1
+            others = len(unmatched) - 1 - alike
+            rest = f"; {alike} other file(s) alike" if alike else ""
+            rest += f"; {others} other file(s) match no known layout" if others else ""
             raise UsageError(f"{path}: no run files found ({rel}: {why}{rest}; see docs/format.md)")
         if unmatched:
             raise UsageError(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..storage import StorageOptions
 
 WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
+DEFAULT_SPEC = "think-answer-strict"
 
 
 def plot_command(
@@ -37,7 +38,7 @@ def plot_command(
         callback=steps_checked(),
     ),
     split: Split = None,
-    spec: str = typer.Option("think-answer-strict", "--spec", help="With --what format: the format spec."),
+    spec: str = typer.Option(DEFAULT_SPEC, "--spec", help="With --what format: the format spec."),
     layout: Layout = None,
     diff: list[str] = typer.Option(
         None, "--diff", metavar="RUN", help="Overlay RUN on this run, the baseline (repeatable; --what reward or kl)."
@@ -86,6 +87,8 @@ def plot_command(
             )
         if keys and what != "scalars":
             raise UsageError(f"--keys goes with --what scalars (not --what {what})")
+        if spec != DEFAULT_SPEC and what != "format":
+            raise UsageError(f"--spec goes with --what format (not --what {what})")
         if output.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
         if name and not diff:

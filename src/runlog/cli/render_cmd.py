@@ -55,7 +55,10 @@ def render_command(
         None,
         "--steps",
         metavar="STEPS",
-        help=f"Steps: {STEPS_SYNTAX}; or last, or all (default: last, see below).",
+        help=(
+            f"Steps: {STEPS_SYNTAX}; or last, or all (default: last; all with --where, --grep, --exceptions or "
+            "--sample-id)."
+        ),
         callback=steps_checked("last", "all"),
     ),
     step_alias: str | None = typer.Option(

@@ -238,6 +238,8 @@ def _summarize_run(
             report_problems([], notes=[_empty_reason(run, filters)])
             return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
+        if window is not None and "step" not in (by or []):
+            report_problems([], notes=[f"--window {window} averages over steps: the table is per step (step added)"])
         if not prompt_groups and S.prompt_groups_skipped(run):
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):

@@ -45,6 +45,7 @@ pa: Any = LazyModule("pyarrow")  # imported on first use (a cached run needs non
 
 SAMPLE_RE = re.compile(r"(?:^|/)samples/(?P<split>[^/]+)/step_(?P<step>\d+)\.p(?P<proc>\d+)\.parquet$")
 SCALARS_RE = re.compile(r"(?:^|/)scalars\.p(?P<proc>\d+)\.jsonl$")
+STEP_NAME_RE = re.compile(r"step_\d+\.p\d+\.parquet$")
 MANIFEST = "run.json"
 META_VERSION_KEY = b"runlog.schema_version"
 # The native layout began at schema v2 (v0 and v1 are Flink's): a native file that says v0 or v1 is unknown.
@@ -216,6 +217,16 @@ class NativeLayout(Layout):
         if cand.suffix == ".parquet":
             return cand.name.startswith("step_") and bool(SAMPLE_RE.search(cand.rel))
         return cand.name.startswith("scalars.") and bool(SCALARS_RE.search(cand.rel))
+
+    def near_miss(self, cand: Candidate) -> str | None:
+        """A step file of a native run given by a folder inside the run (``RUN/samples``, ``RUN/samples/train``):
+        the split is the name of the folder under ``samples/``, so the path given must be the run's own."""
+        if cand.suffix == ".parquet" and STEP_NAME_RE.match(cand.name) and not SAMPLE_RE.search(cand.rel):
+            return (
+                "a runlog step file, whose split is the folder it is in under samples/: pass the run's folder "
+                "(the one holding samples/ and run.json)"
+            )
+        return None
 
     def name_keys(self, cand: Candidate) -> tuple[str | None, int | None] | None:
         m = SAMPLE_RE.search(cand.rel) if cand.suffix == ".parquet" else None

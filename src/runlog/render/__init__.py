@@ -57,7 +57,13 @@ def conversations(
 def to_json(convs: Iterable[Conversation], *, indent: int | None = None, lines: bool = False) -> str:
     """A JSON array of conversations in the ``runlog.conversation/1`` form (``docs/render.md``); ``lines``:
     one conversation per line (JSON Lines)."""
-    data: list[dict[str, Any]] = [_finite(c.to_dict()) for c in convs]
+    data: list[dict[str, Any]] = []
+    for c in convs:
+        d = c.to_dict()
+        gone: dict[str, str] = {}
+        d = _finite(d, "", gone)
+        d["not_finite"] = gone  # JSON has no NaN: the null of a failed grade is told from a null here
+        data.append(d)
     if lines:
         text = "\n".join(json.dumps(d, ensure_ascii=False, allow_nan=False, default=str) for d in data)
     else:
@@ -72,14 +78,18 @@ def to_json(convs: Iterable[Conversation], *, indent: int | None = None, lines: 
 _ESCAPED = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
-def _finite(v: Any) -> Any:
-    """NaN and infinities (possible inside unknown-shape ``data``) as null: JSON has no NaN."""
+def _finite(v: Any, where: str = "", gone: dict[str, str] | None = None) -> Any:
+    """NaN and infinities (a reward, a value inside unknown-shape ``data``) as null: JSON has no NaN. Each one
+    is recorded in ``gone`` by its path (``reward.total``, ``reward.roles.0.reward``) as ``NaN``, ``inf`` or
+    ``-inf``."""
     if isinstance(v, float) and not math.isfinite(v):
+        if gone is not None:
+            gone[where] = "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
         return None
     if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
+        return {k: _finite(x, f"{where}.{k}" if where else str(k), gone) for k, x in v.items()}
     if isinstance(v, list):
-        return [_finite(x) for x in v]
+        return [_finite(x, f"{where}.{i}" if where else str(i), gone) for i, x in enumerate(v)]
     return v
 
 

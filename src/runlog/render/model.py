@@ -8,7 +8,6 @@ and versioned by ``JSON_SCHEMA``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -146,9 +145,9 @@ class Conversation:
         reward = None
         if self.reward is not None:
             reward = {
-                "total": _num(self.reward.total),
-                "components": [{"name": n, "value": _num(v)} for n, v in self.reward.components],
-                "roles": [{"role": r.role, "reward": _num(r.reward), "kl": _num(r.kl)} for r in self.reward.roles],
+                "total": self.reward.total,
+                "components": [{"name": n, "value": v} for n, v in self.reward.components],
+                "roles": [{"role": r.role, "reward": r.reward, "kl": r.kl} for r in self.reward.roles],
             }
         return {
             "schema": JSON_SCHEMA,
@@ -179,10 +178,6 @@ def shown(v: float) -> str:
     different values never read alike (0.99999 is not 1, 0.1234549 not 0.1235), where summary tables round
     to 4; a float's noise past 10 digits (0.30000000000000004) is not shown."""
     return f"{v:.10g}"
-
-
-def _num(v: float | None) -> float | None:
-    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
 
 
 def _turn_dict(t: Turn) -> dict[str, Any]:
