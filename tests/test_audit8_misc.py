@@ -186,7 +186,7 @@ def test_a_folder_inside_a_native_run_says_to_pass_the_runs_folder(cli, inside: 
     n = sum(1 for _ in path.rglob("step_*.parquet"))
     r = cli("inspect", path)
     assert r.exit_code == 2 and "match no known layout" not in r.stderr
-    assert "a runlog step file, whose split is the folder it is in under samples/: pass the run's folder" in r.stderr
+    assert "a runlog step file outside a samples/SPLIT/ folder (its split is that folder's name): pass the" in r.stderr
     assert f"; {n - 1} other file(s) alike;" in r.stderr
 
 

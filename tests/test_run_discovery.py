@@ -259,6 +259,9 @@ def test_every_layouts_single_file_is_a_run_of_that_file(cli, tmp_path: Path) ->
         assert [f["path"] for f in report["files"]] == [rel], what
         assert sum(f["rows"] or 0 for f in report["files"]) == rows, what
         s = cli("summarize", path, "--format", "csv")
+        if not any(f["kind"] == "samples" for f in report["files"]):  # scalars: summarize says to ask for them
+            assert s.exit_code == 2 and s.stderr.endswith("no per-sample data (only scalar metrics): try --scalars\n")
+            s = cli("summarize", path, "--scalars", "--format", "csv")
         assert s.exit_code in (0, 1) and "Traceback" not in s.stderr, (what, s.stderr)
     # The path inside the run tells what it tells in the run's folder: split and step of a native file,
     # verl's validation split.
@@ -266,10 +269,10 @@ def test_every_layouts_single_file_is_a_run_of_that_file(cli, tmp_path: Path) ->
     assert (native.files[0].split, native.files[0].step, native.name) == ("train", 1, "native")
     assert native.samples.collect().height == 5
     assert open_run(files["verl"][0]).samples.collect()["split"].to_list() == ["val", "val"]
-    # A file that no layout claims: the one-line reason it always had.
+    # A step file that no layout claims (not under samples/SPLIT/): one line saying where it belongs.
     stray = tree(tmp_path / "stray", {"step_00000001.p0.parquet": files["runlog samples"][0]})
     r = cli("summarize", stray / "step_00000001.p0.parquet")
-    assert r.exit_code == 2 and "match no known layout" in one_error_line(r)
+    assert r.exit_code == 2 and "a runlog step file outside a samples/SPLIT/ folder" in one_error_line(r)
 
 
 def test_single_native_file_relative_path_names_its_run_folder(cli, tmp_path: Path, monkeypatch) -> None:

@@ -223,8 +223,8 @@ class NativeLayout(Layout):
         the split is the name of the folder under ``samples/``, so the path given must be the run's own."""
         if cand.suffix == ".parquet" and STEP_NAME_RE.match(cand.name) and not SAMPLE_RE.search(cand.rel):
             return (
-                "a runlog step file, whose split is the folder it is in under samples/: pass the run's folder "
-                "(the one holding samples/ and run.json)"
+                "a runlog step file outside a samples/SPLIT/ folder (its split is that folder's name): pass the "
+                "folder of its run, the one holding samples/ and run.json"
             )
         return None
 
