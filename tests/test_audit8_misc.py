@@ -225,3 +225,21 @@ def test_render_json_tells_a_nan_reward_from_a_null_one(cli) -> None:
     fine = next(s for s, r in raw.items() if r is not None and math.isfinite(r))
     [conv] = json.loads(cli("render-trajectory", run, "--sample-id", fine, "--split", "train", "-f", "json").stdout)
     assert conv["reward"]["total"] == raw[fine] and conv["not_finite"] == {}
+
+
+def test_a_huge_text_is_cut_on_the_terminal_and_whole_elsewhere(tmp_path: Path, cli) -> None:
+    """A 1 MB completion in the default terminal view (27 s to draw one such sample 12 times): cut at 20,000
+    characters, marked, with a note; --format json and --max-chars keep their own rule."""
+    from runlog.writer import RunWriter
+
+    big = "A" * 300_000
+    with RunWriter(tmp_path / "r", name="r") as w:
+        w.log_samples(0, [{"reward": 1.0, "completion": big, "sample_id": "big"}])
+    r = cli("render-trajectory", tmp_path / "r")
+    assert r.exit_code == 0 and 20_000 <= r.stdout.count("A") < 20_100  # wrapped in lines: counted
+    assert "truncated" in r.stdout
+    assert "note: texts longer than 20,000 characters are cut on the terminal" in r.stderr
+    [conv] = json.loads(cli("render-trajectory", tmp_path / "r", "-f", "json").stdout)
+    assert any(t["content"] == big for t in conv["turns"])
+    r = cli("render-trajectory", tmp_path / "r", "--max-chars", "500000")
+    assert r.stdout.count("A") >= 300_000 and "cut on the terminal" not in r.stderr

@@ -87,7 +87,12 @@ def render_command(
     ),
     fmt: Format[RenderFormat] = RenderFormat.terminal,
     output: Output = None,
-    max_chars: int = typer.Option(None, "--max-chars", min=1, help="Cut each text after N characters (marked)."),
+    max_chars: int = typer.Option(
+        None,
+        "--max-chars",
+        min=1,
+        help="Cut each text after N characters (marked). Default: whole, but at 20,000 on a terminal.",
+    ),
     no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
@@ -151,6 +156,10 @@ def render_command(
         storage = use_storage_options(storage_option)
         keep = plan_keep(list_names(path, layout=layout, storage_options=storage), criteria)
         run = open_run(path, layout=layout, keep=keep, storage_options=storage)
+        # On a terminal a text is cut at TERMINAL_MAX_CHARS unless --max-chars says otherwise: a 1 MB tool output
+        # took 27 s to draw and scrolled everything else away. Files and the other formats keep texts whole.
+        on_screen = fmt == RenderFormat.terminal and output is None and max_chars is None
+        max_chars = TERMINAL_MAX_CHARS if on_screen else max_chars
         convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs and keep is not None and run.errors and criteria.steps in (None, "last") and not criteria.searches:
             # The last step's files could not be read, and only they were opened: open the run whole, so that the
@@ -181,6 +190,11 @@ def render_command(
             unread_samples=unread,
         )
         _emit(convs, fmt, output, show_think=not no_think, info=info)
+        if on_screen and any(_was_cut(c) for c in convs):
+            sel.notes.append(
+                f"texts longer than {TERMINAL_MAX_CHARS:,} characters are cut on the terminal (marked): --max-chars N "
+                "to change, or -o FILE / --format json for them whole"
+            )
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")
         # Problems met while reading (a corrupt file, a bad line) are listed; the exit code stays about the
@@ -191,6 +205,15 @@ def render_command(
             by = f"{role}'s reward" if role else "reward"
             sys.stderr.write(f"hint: showing the {what} by {by} of {sel.scope}; {SELECTORS_HINT}\n")
     raise typer.Exit(EXIT_OK)
+
+
+TERMINAL_MAX_CHARS = 20_000
+
+
+def _was_cut(conv: Any) -> bool:
+    """Whether ``--max-chars`` cut a text of ``conv`` (its texts now hold fewer characters than before)."""
+    before = conv.chars_before_cut
+    return before is not None and sum(t.chars() for t in conv.turns) < before
 
 
 def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool, info: Any) -> None:
