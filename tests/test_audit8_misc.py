@@ -243,3 +243,33 @@ def test_a_huge_text_is_cut_on_the_terminal_and_whole_elsewhere(tmp_path: Path, 
     assert any(t["content"] == big for t in conv["turns"])
     r = cli("render-trajectory", tmp_path / "r", "--max-chars", "500000")
     assert r.stdout.count("A") >= 300_000 and "cut on the terminal" not in r.stderr
+
+
+def _roles_run(root: Path, verifier_until: int | None) -> Path:
+    import numpy as np
+
+    from runlog.writer import RunWriter
+
+    rng = np.random.default_rng(3)
+    with RunWriter(root, name="r", roles=["solver", "verifier"]) as w:
+        for step in range(40):
+            rows = []
+            for i in range(16):
+                row = {"reward": float(rng.uniform()), "solver_reward": float(rng.uniform()), "solver_kl": 0.01}
+                if verifier_until is None or step < verifier_until:
+                    row |= {"verifier_reward": float(rng.uniform()), "verifier_kl": 0.02}
+                rows.append(row | {"completion": f"a{i} {step}"})
+            w.log_samples(step, rows)
+    return root
+
+
+def test_a_role_that_stops_mid_run_is_a_finding_and_its_clean_twin_is_not(tmp_path: Path, cli) -> None:
+    """The verifier's rows stop at step 24 of 40: doctor said "healthy" (exit 0) and the report "Healthy", each
+    check of the role having seen only the steps it had."""
+    r = cli("doctor", _roles_run(tmp_path / "gone", 24), "--format", "json")
+    assert r.exit_code == 1
+    [f] = [f for f in json.loads(r.stdout)["findings"] if f["evidence"].get("problem_kind") == "role_gone"]
+    assert (f["role"], f["onset_step"], f["severity"]) == ("verifier", 24, "warning")
+    assert f["evidence"]["last_step"] == 23 and f["evidence"]["steps_without"] == 16
+    r = cli("doctor", _roles_run(tmp_path / "clean", None), "--format", "json")
+    assert not [f for f in json.loads(r.stdout)["findings"] if f["evidence"].get("problem_kind") == "role_gone"]

@@ -59,6 +59,7 @@ def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
                 s.notes.append(_no_zero_adv_for_unroled(s))
                 continue
             findings += _zero_adv_findings(s, cfg, role)
+        findings += _role_gone_findings(s, cfg)
         if not s.has_kl:
             s.notes.append("no KL values in this run: kl_blowup not checked")
         if not s.has_groups:
@@ -624,6 +625,42 @@ def _age(seconds: float) -> str:
     if s < 7200:
         return f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h" if s < 48 * 3600 else f"{s / 86400:.1f} days"
+
+
+def _role_gone_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
+    """A named role with rewards or KL at ``min_segment`` steps or more that has none over the run's last
+    ``min_segment`` steps or more (a crashed worker, a changed config): each check of that role sees only the
+    steps it had, so the run read as healthy while the role was gone (the report said "Healthy")."""
+    steps = sorted(int(x) for x in s.per_step["step"].to_list())
+    if not steps:
+        return []
+    held = s.per_role.filter(
+        pl.col("role").is_not_null()
+        & ((pl.col("reward_count") + pl.col("reward_nan") + pl.col("kl_count") + pl.col("kl_nan")) > 0)
+    )
+    out: list[Finding] = []
+    for role in s.roles:
+        if role is None:
+            continue
+        mine = sorted(int(x) for x in held.filter(pl.col("role") == role)["step"].to_list())
+        if len(mine) < cfg.min_segment:
+            continue
+        after = [x for x in steps if x > mine[-1]]
+        if len(after) < cfg.min_segment:
+            continue
+        out.append(
+            Finding(
+                "data_problem",
+                "warning",
+                f"role_gone: {role} has no reward or KL from step {after[0]} on (its last at step {mine[-1]}; the run "
+                f"goes on to step {steps[-1]}, {len(after):,} step(s)): a role that stopped (a crashed worker, a "
+                "changed config?); its checks saw only the steps it had",
+                role,
+                after[0],
+                {"problem_kind": "role_gone", "last_step": mine[-1], "steps_without": len(after)},
+            )
+        )
+    return out
 
 
 def _no_reward_findings(s: RunSeries) -> list[Finding]:
