@@ -273,3 +273,87 @@ def test_a_role_that_stops_mid_run_is_a_finding_and_its_clean_twin_is_not(tmp_pa
     assert f["evidence"]["last_step"] == 23 and f["evidence"]["steps_without"] == 16
     r = cli("doctor", _roles_run(tmp_path / "clean", None), "--format", "json")
     assert not [f for f in json.loads(r.stdout)["findings"] if f["evidence"].get("problem_kind") == "role_gone"]
+
+
+def _vf_results(path: Path, errors: list[object]) -> Path:
+    recs = []
+    for i, err in enumerate(errors):
+        rec = {"id": i // 2, "prompt": [{"role": "user", "content": f"q{i // 2}"}], "task": "default"}
+        rec |= {"completion": [{"role": "assistant", "content": f"a{i}"}], "reward": float(i % 2)}
+        if err is not ...:
+            rec["error"] = err
+        recs.append(rec)
+    return write(path, recs)
+
+
+def test_failed_rollouts_of_jsonl_layouts_are_counted(tmp_path: Path, cli) -> None:
+    """verifiers and NeMo Gym files list no columns (their records are mapped): the exception rate read 0.0
+    whatever the data said (1 of 4 failed here), and doctor missed a failure spike. Some vf-eval versions write
+    the text "None" on every rollout that did not fail: each was a failure."""
+    path = _vf_results(tmp_path / "vf" / "results.jsonl", [..., "Traceback: boom", None, "None"])
+    truth = sum(1 for line in path.read_text().splitlines() if json.loads(line).get("error") not in (None, "None"))
+    assert truth == 1
+    [row] = json.loads(cli("summarize", path.parent, "-f", "json").stdout)
+    assert row["sample:exception_rate"] == pytest.approx(truth / 4)
+    assert json.loads(cli("inspect", path.parent, "-f", "json").stdout)["exceptions"] == truth
+    convs = json.loads(cli("render-trajectory", path.parent, "--exceptions", "-f", "json").stdout)
+    assert [c["sample_id"] for c in convs] == ["0:1"]
+
+
+def test_current_verifiers_metadata_with_env_id_is_claimed(tmp_path: Path, cli) -> None:
+    """Current vf-eval writes ``env_id`` (older: ``env``): its metadata.json "matched no known layout"."""
+    _vf_results(tmp_path / "r" / "results.jsonl", [..., ...])
+    (tmp_path / "r" / "metadata.json").write_text(json.dumps({"env_id": "math", "model": "m", "num_examples": 1}))
+    r = json.loads(cli("inspect", tmp_path / "r", "-f", "json").stdout)
+    assert not r["problems"] and {f["path"]: f["layout"] for f in r["files"]}["metadata.json"] == "verifiers"
+
+
+def test_a_trl_reward_column_of_text_is_said_once(tmp_path: Path, cli) -> None:
+    """The warning was said once per build of the frame: "and 3 more file(s)" for one file, 9 in doctor."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "r" / "completions"
+    d.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"step": [10] * 2, "prompt": ["p"] * 2, "completion": ["a", "b"], "r1": [1.0, 0.0]}),
+        d / "completions_00010.parquet",
+    )
+    pq.write_table(
+        pa.table({"step": [11] * 2, "prompt": ["p"] * 2, "completion": ["a", "b"], "r1": ["1.0", "x"]}),
+        d / "completions_00011.parquet",
+    )
+    for args in (["summarize", "--by", "step"], ["doctor"], ["inspect", "--deep", "-f", "json"]):
+        r = cli(args[0], tmp_path / "r", *args[1:])
+        said = r.stdout + r.stderr
+        assert said.count("reward-function column 'r1' holds text") == 1, (args, said)
+        assert "more file(s)" not in said
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e9])
+def test_a_std_on_a_large_offset_keeps_its_digits(tmp_path: Path, cli, offset: float) -> None:
+    """Rewards of 1e9 + U(0, 1): polars' one-pass group variance gave a std 2.4e-8 off (relative) where the
+    exact one (fractions) is known; computed about the group's mean it is exact to 1e-12."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from runlog.writer import RunWriter
+
+    rng = np.random.default_rng(5)
+    values = offset + rng.uniform(size=(6, 16))
+    with RunWriter(tmp_path / "r", name="r") as w:
+        for step, row in enumerate(values):
+            w.log_samples(step, [{"reward": float(v), "completion": "x"} for v in row])
+    exact = [Fraction(float(v)) for v in values.ravel()]
+    mean = sum(exact) / len(exact)
+    want = float(sum((x - mean) ** 2 for x in exact) / (len(exact) - 1)) ** 0.5
+    [row] = json.loads(cli("summarize", tmp_path / "r", "--no-cache", "-f", "json").stdout)
+    assert row["reward_std"] == pytest.approx(want, rel=1e-12)
+    steps = json.loads(cli("summarize", tmp_path / "r", "--by", "step", "--no-cache", "-f", "json").stdout)
+    for got, step_values in zip(steps, values, strict=True):
+        fr = [Fraction(float(v)) for v in step_values]
+        m = sum(fr) / len(fr)
+        assert got["reward_std"] == pytest.approx(
+            float(sum((x - m) ** 2 for x in fr) / (len(fr) - 1)) ** 0.5, rel=1e-12
+        )

@@ -151,10 +151,14 @@ def _has_exception_expr(run: Run) -> pl.Expr:
     for f in run.files:
         if f.kind != "samples" or not f.readable:
             continue
+        if f.fmt != "parquet":
+            # A JSONL or JSON layout maps its records into the canonical columns (its file lists none): its
+            # ``exception`` may hold failures whatever ``f.columns`` says (verifiers' and NeMo Gym's rates read 0).
+            return pl.col("exception").is_not_null()
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
         if col is None:
             continue
-        if f.fmt != "parquet" or col not in f.null_counts or f.null_counts[col] != f.rows:
+        if col not in f.null_counts or f.null_counts[col] != f.rows:
             return pl.col("exception").is_not_null()
     return pl.lit(False)
 

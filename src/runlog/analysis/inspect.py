@@ -335,9 +335,12 @@ def _exceptions(run: Run) -> int:
             continue
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
         if f.fmt != "parquet":
+            # The parsed frame: a layout's mapped rows hold the canonical ``exception`` (its file lists no
+            # columns), a CSV's its own.
             frame = f.frame
-            if frame is not None and col is not None and col in frame.columns:
-                total += frame.height - frame.get_column(col).null_count()
+            name = col if frame is not None and col in frame.columns else "exception"
+            if frame is not None and name in frame.columns:
+                total += frame.height - frame.get_column(name).null_count()
         elif col is not None and col in f.null_counts and f.rows is not None:
             total += f.rows - f.null_counts[col]
         elif col is not None:

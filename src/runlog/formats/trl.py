@@ -296,15 +296,25 @@ class Trl(Layout):
             for f in group:
                 n, first = counts.get(str(f.abspath), (0, None))
                 rest = f"; {n} value(s) that are not numbers read as null (first: {first!r})" if n else ""
-                ctx.warn(
+                _warn_once(
+                    ctx,
                     f.path,
                     f"reward-function column {col!r} holds text here (numbers in other files): numeric text read "
                     f"as numbers{rest}",
                 )
             return parsed
         for f in group:
-            ctx.warn(f.path, f"reward-function column {col!r} is {dtype} here, not a number: read as null")
+            _warn_once(ctx, f.path, f"reward-function column {col!r} is {dtype} here, not a number: read as null")
         return pl.lit(None, dtype=pl.Float64)
+
+
+def _warn_once(ctx: RunContext, path: str, message: str) -> None:
+    """A warning said once per run read: the frame is built again for each question of one command (summarize
+    by step, the doctor's checks), and each build said it again ("and 3 more file(s)" for one file)."""
+    said: set[tuple[str, str]] = ctx.cache.setdefault("trl_said", set())
+    if (path, message) not in said:
+        said.add((path, message))
+        ctx.warn(path, message)
 
 
 def _number_type(dtype: pl.DataType, *, null: bool = True) -> bool:

@@ -42,6 +42,13 @@ _RENAMED_AFTER_SKIP = (
 _NO_PROMPT_SLOT = "\x00no prompt\x00"
 
 
+def _error_text(value: Any) -> str | None:
+    """A rollout's ``error`` as a failure's text, or None: some vf-eval versions write ``str(None)``, the text
+    ``"None"``, on every rollout that did not fail (each was counted as a failed trajectory)."""
+    text = text_of(value)
+    return None if not text or text.strip() in ("None", "null") else text
+
+
 def _json_field(text: str, key: str) -> str | None:
     """The string value of ``"key": "..."`` in JSON text that does not parse (cut short): the first one found,
     unescaped; a value cut short itself is read up to where the text ends."""
@@ -122,7 +129,10 @@ class Verifiers(JsonlSamples):
         if not cand.name.endswith("metadata.json") or cand.size > 1_000_000:
             return False
         obj = cand.first_json
-        return isinstance(obj, dict) and {"env", "model", "num_examples"} <= obj.keys()
+        # ``env`` in older vf-eval versions, ``env_id`` in current ones.
+        return (
+            isinstance(obj, dict) and {"model", "num_examples"} <= obj.keys() and bool({"env", "env_id"} & obj.keys())
+        )
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         if cand.suffix == ".json":
@@ -191,7 +201,7 @@ class Verifiers(JsonlSamples):
             "env_name": task if isinstance(task, str) else None,
             "reward": number(rec.get("reward")),
             "reward_components": components(metrics),
-            "exception": text_of(rec.get("error")) or None,
+            "exception": _error_text(rec.get("error")),
             "prompt": chat.last_text(prompt_msgs, "user"),
             "completion": chat.joined_text(completion_msgs, "assistant"),
             "messages": prompt_msgs + completion_msgs,
