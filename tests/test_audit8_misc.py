@@ -357,3 +357,47 @@ def test_a_std_on_a_large_offset_keeps_its_digits(tmp_path: Path, cli, offset: f
         assert got["reward_std"] == pytest.approx(
             float(sum((x - m) ** 2 for x in fr) / (len(fr) - 1)) ** 0.5, rel=1e-12
         )
+
+
+def test_a_run_with_its_manifest_only_is_not_called_scalars_only(tmp_path: Path, cli) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "name": "r"}))
+    r = cli("summarize", run)
+    assert r.exit_code == 0 and "only scalar metrics" not in r.stderr and "no data yet" in r.stderr
+
+
+def test_a_fleets_lines_each_name_their_run(tmp_path: Path, cli) -> None:
+    """Problems of one message were grouped into one line per message: in a fleet (and diff's skipped runs)
+    "error: A/... and 2 more file(s)" hid which runs had them."""
+    import shutil
+
+    from conftest import SAMPLE_RUNS
+
+    for name in "ABC":
+        shutil.copytree(SAMPLE_RUNS / "debate_grpo", tmp_path / name)
+        bad = tmp_path / name / "samples" / "train" / "step_00000003.p0.parquet"
+        bad.write_bytes(bad.read_bytes()[:100])
+    r = cli("summarize", f"{tmp_path}/*", "--by", "run", "-f", "csv")
+    for name in "ABC":
+        assert f"error: {name}/samples/train/step_00000003.p0.parquet: unreadable Parquet" in r.stderr
+    assert "more file(s)" not in r.stderr
+
+
+def test_a_role_that_scores_every_fourth_step_is_not_gone(tmp_path: Path, cli) -> None:
+    import numpy as np
+
+    from runlog.writer import RunWriter
+
+    rng = np.random.default_rng(4)
+    with RunWriter(tmp_path / "r", name="r", roles=["solver", "judge"]) as w:
+        for step in range(40):
+            rows = []
+            for _ in range(8):
+                row = {"reward": float(rng.uniform()), "solver_reward": float(rng.uniform()), "completion": "x"}
+                if step % 4 == 0:
+                    row["judge_reward"] = float(rng.uniform())
+                rows.append(row)
+            w.log_samples(step, rows)
+    findings = json.loads(cli("doctor", tmp_path / "r", "--format", "json").stdout)["findings"]
+    assert not [f for f in findings if f["evidence"].get("problem_kind") == "role_gone"]

@@ -112,7 +112,7 @@ def test_a_file_deep_finds_unreadable_is_left_out_of_every_count(tmp_path, cli):
 ROLE_VARIANTS = {
     "reward is a struct": [{"role": "solver", "reward": {"v": 0.9}, "kl": 0.1}],
     "fields renamed": [{"name": "solver", "score": 0.9, "kl_div": 0.1}],
-    "role is a number": [{"role": 7, "reward": 0.9, "kl": 0.1}],
+    "reward is text": [{"role": "solver", "reward": "0.9", "kl": 0.1}],  # (a whole-number role id reads as text)
 }
 
 

@@ -6,9 +6,11 @@ O(n) with cumulative sums), accepted only when
 
 1. the shift between the segments' medians goes the asked direction and is at least ``min_delta`` (an
    effect size in the series' own units, so that a tiny but statistically clear wiggle is not a finding);
-2. it is at least ``min_z`` robust noise units: the noise is the median absolute deviation of each point
-   from its own segment's median (scaled by 1.4826 to estimate a standard deviation), so outliers and the
-   shift itself do not inflate it;
+2. it is at least ``min_z`` robust noise units: the noise is the median absolute residual of each point
+   from its own segment's least-squares line (``trend_noise``, scaled by 1.4826 to estimate a standard
+   deviation), so outliers, the shift itself and a steady trend within a segment do not inflate it (measured
+   from each segment's median instead, a reward that rose 0.005 a step and then fell 1.5 within-step SDs at
+   once scored under ``min_z``: its rise counted as noise);
 3. it persists: at least ``persist`` of the points after the split lie beyond the midpoint between the two
    levels, and so does the last point (a spike that came back is not a level change).
 
@@ -50,7 +52,7 @@ class Shift:
     split: int
     before: float  # median of the segment before the split
     after: float  # median of the segment after it
-    noise: float  # robust standard deviation within segments
+    noise: float  # robust standard deviation within segments, around each one's trend line
     z: float  # |after - before| / noise (inf when the segments are noiseless)
 
     @property
@@ -77,6 +79,23 @@ def robust_noise(*segments: np.ndarray) -> float:
     """Pooled median absolute deviation of each point from its own segment's median, as a standard deviation."""
     dev = np.concatenate([np.abs(s - np.median(s)) for s in segments if len(s)])
     return float(MAD_TO_SD * np.median(dev)) if len(dev) else 0.0
+
+
+def trend_noise(*segments: np.ndarray) -> float:
+    """Pooled median absolute residual of each point from its own segment's least-squares line, as a standard
+    deviation: like ``robust_noise``, but a steady trend inside a segment (a learning curve before a collapse)
+    is not counted as noise. Each segment's residuals are scaled by ``sqrt(n / (n - 2))``, since a fitted
+    line takes up two of its ``n`` degrees of freedom (the median, which ``robust_noise`` measures from, takes
+    about one); a segment of two points or fewer has no residual to measure and adds none."""
+    parts = []
+    for s in segments:
+        n = len(s)
+        if n < 3:
+            continue
+        x = np.arange(n, dtype=float)
+        slope, icept = np.polyfit(x, s, 1)
+        parts.append(np.abs(s - (icept + slope * x)) * math.sqrt(n / (n - 2)))
+    return float(MAD_TO_SD * np.median(np.concatenate(parts))) if parts else 0.0
 
 
 def find_shift(
@@ -106,7 +125,7 @@ def find_shift(
     delta = after - before
     if delta < min_delta:
         return None
-    noise = robust_noise(left, right)
+    noise = trend_noise(left, right)
     z = delta / noise if noise > 0 else math.inf
     if z < min_z:
         return None

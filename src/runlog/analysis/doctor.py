@@ -629,8 +629,9 @@ def _age(seconds: float) -> str:
 
 def _role_gone_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """A named role with rewards or KL at ``min_segment`` steps or more that has none over the run's last
-    ``min_segment`` steps or more (a crashed worker, a changed config): each check of that role sees only the
-    steps it had, so the run read as healthy while the role was gone (the report said "Healthy")."""
+    ``min_segment`` steps or more, and over more than twice its longest absence before (a role that logs every
+    4th step is not gone): a crashed worker, a changed config. Each check of that role sees only the steps it
+    had, so the run read as healthy while the role was gone (the report said "Healthy")."""
     steps = sorted(int(x) for x in s.per_step["step"].to_list())
     if not steps:
         return []
@@ -646,7 +647,11 @@ def _role_gone_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         if len(mine) < cfg.min_segment:
             continue
         after = [x for x in steps if x > mine[-1]]
-        if len(after) < cfg.min_segment:
+        # Longer than twice its own longest absence before: a judge that scores every 4th step (or at random
+        # steps) is not gone for the 3 steps after its last.
+        index = {x: i for i, x in enumerate(steps)}
+        longest = max((index[b] - index[a] for a, b in zip(mine, mine[1:], strict=False)), default=1)
+        if len(after) < max(cfg.min_segment, 2 * longest):
             continue
         out.append(
             Finding(

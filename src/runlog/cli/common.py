@@ -222,7 +222,7 @@ def command_name() -> str | None:
 MAX_PROBLEM_LINES = 20
 
 
-def report_problems(problems: Sequence[Problem], notes: Sequence[str] = ()) -> int:
+def report_problems(problems: Sequence[Problem], notes: Sequence[str] = (), *, group: bool = True) -> int:
     """One line per problem on stderr (``error: path: message`` / ``warning: ...``); returns the number of
     problems that are not warnings. Commands other than ``inspect`` use it: the data they print stays clean."""
     lines = [f"note: {n}" for n in notes]
@@ -230,12 +230,14 @@ def report_problems(problems: Sequence[Problem], notes: Sequence[str] = ()) -> i
     # One line per message: the same message of many files (a column every file lacks) is one line naming the
     # first and counting the others, so that it cannot push the one line that explains a figure (a step read
     # twice) past the cap. Errors first.
-    same: dict[tuple[bool, str], list[str]] = {}
-    for p in problems:
-        same.setdefault((p.is_warning, p.message), []).append(p.path)
-    for (warning, message), paths in sorted(same.items(), key=lambda kv: kv[0][0]):
+    # ``group=False``: problems of several runs (a fleet, diff's skipped runs), whose every line must name its
+    # run, as it did.
+    same: dict[tuple[bool, str, int], list[str]] = {}
+    for i, p in enumerate(problems):
+        same.setdefault((p.is_warning, p.message, -1 if group else i), []).append(p.path)
+    for (warning, message, _), paths in sorted(same.items(), key=lambda kv: kv[0][0]):
         more = f" and {len(paths) - 1:,} more file(s)" if len(paths) > 1 else ""
-        lines.append(f"{'warning' if warning else 'error'}: {paths[0]}{more}: {message}")
+        lines.append(f"{'warning' if warning else 'error'}: {min(paths)}{more}: {message}")  # the first by name
     shown = lines[:MAX_PROBLEM_LINES]
     if len(lines) > MAX_PROBLEM_LINES:
         shown.append(f"... {len(lines) - MAX_PROBLEM_LINES} more: see `runlog inspect`")

@@ -172,7 +172,7 @@ def _diff(
         raise UsageError(f"nothing to compare: {reason}")
     _emit(result, fmt, output)
     report_problems([], notes=result.notes)
-    errors = report_problems(skipped)
+    errors = report_problems(skipped, group=False)  # each skipped run named on its line
     for label, run in zip(result.names, runs, strict=True):
         errors += report_problems([named(p, label) for p in run.problems])
     return errors

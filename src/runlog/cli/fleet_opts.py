@@ -80,7 +80,7 @@ def report_fleet(result: FleetResult) -> int:
     report_problems([], notes=notes)  # apart: notes take no problem's line
     lines = sum(len(ps) for ps in by_run.values())
     if len(skipped) + lines <= MAX_PROBLEM_LINES:
-        return report_problems([*skipped, *(p for ps in by_run.values() for p in ps)])
+        return report_problems([*skipped, *(p for ps in by_run.values() for p in ps)], group=False)
     quota = _quotas({run: len(ps) for run, ps in by_run.items()}, MAX_PROBLEM_LINES - len(skipped))
     shown = list(skipped)
     cut: dict[str, int] = {}

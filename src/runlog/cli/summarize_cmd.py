@@ -226,9 +226,10 @@ def _summarize_run(
         report_problems([], notes=split_notes(run, df, None))
     else:
         check_filters(run, filters)
-        if not any(f.kind == "samples" for f in run.files) and run.files:
+        if not any(f.kind == "samples" for f in run.files) and any(f.kind == "scalars" for f in run.files):
             # Nothing to summarise by role (as metrics and render-trajectory say): an empty table and exit 0 read
-            # as an answer to a script. The problems met (a scalars file's bad line) are said first.
+            # as an answer to a script. The problems met (a scalars file's bad line) are said first. (A run with
+            # neither yet, its manifest alone, gets the empty summary's note below.)
             report_problems(run.problems)
             raise UsageError(f"{location}: this run has no per-sample data (only scalar metrics): try --scalars")
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
@@ -253,6 +254,8 @@ def _empty_reason(run: Run, filters: Filters) -> str:
     """Why a summary has no row, by what was checked: no sample file, no readable one, files without rows, or
     filters that match nothing together."""
     samples = [f for f in run.files if f.kind == "samples"]
+    if not samples and not any(f.kind == "scalars" for f in run.files):
+        return "this run has no data yet (no sample or scalars file; its manifest only?): nothing to summarise"
     if not samples:
         return "this run has no per-sample data (only scalar metrics): try --scalars"
     readable = [f for f in samples if f.readable]

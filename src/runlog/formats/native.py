@@ -334,7 +334,7 @@ class NativeLayout(Layout):
             why
             for f in arrow_schema
             if f.name in expected
-            and (why := _mismatch(f.type, expected[f.name], f.name, REQUIRED_FIELDS.get(f.name, ())))
+            and (why := _mismatch(f.type, expected[f.name], f.name, REQUIRED_FIELDS.get(f.name, ()), f.name in NESTED))
         ]
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
@@ -406,9 +406,15 @@ class NativeLayout(Layout):
 # ``kl`` may be left out (a trainer without a reference model: read as null), and so may the fields of
 # ``messages`` (a conversation without ``reasoning`` is common).
 REQUIRED_FIELDS = {"roles": ("role", "reward"), "reward_components": ("name", "value")}
+# The nested columns whose fields are checked (their numbers are read by every summary). ``messages`` is not:
+# other writers' conversations hold content parts, struct arguments..., which reading conforms or renders, and a
+# file must not be skipped, rewards and all, over the shape of a text.
+NESTED = frozenset(REQUIRED_FIELDS)
 
 
-def _mismatch(found: pa.DataType, expected: pa.DataType, where: str, required: tuple[str, ...] = ()) -> str | None:
+def _mismatch(
+    found: pa.DataType, expected: pa.DataType, where: str, required: tuple[str, ...] = (), nested: bool = True
+) -> str | None:
     """Why a column (or a field ``where`` inside one) is not of the expected kind, or None where it is: same
     kind of column (widths, large/view variants and dictionary encoding allowed), and, inside nested columns,
     the same for each field the format names (extra fields are ignored; ``required`` ones must be there), so
@@ -423,12 +429,15 @@ def _mismatch(found: pa.DataType, expected: pa.DataType, where: str, required: t
     if t.is_integer(expected) or t.is_floating(expected):
         return None if t.is_integer(found) or t.is_floating(found) or t.is_boolean(found) else wrong
     if t.is_string(expected):
-        return None if t.is_string(found) or t.is_large_string(found) or t.is_string_view(found) else wrong
+        if t.is_string(found) or t.is_large_string(found) or t.is_string_view(found):
+            return None
+        # Inside a nested column, whole numbers read as their text (role ids 0, 1, 2 were read so before).
+        return None if "." in where and t.is_integer(found) else wrong
     if t.is_list(expected):
         lists = (t.is_list, t.is_large_list, t.is_list_view, t.is_large_list_view)
         if not any(is_list(found) for is_list in lists):
             return wrong
-        return _mismatch(found.value_type, expected.value_type, f"{where}[]", required)
+        return _mismatch(found.value_type, expected.value_type, f"{where}[]", required) if nested else None
     if t.is_struct(expected):
         if not t.is_struct(found):
             return wrong

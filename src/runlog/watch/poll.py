@@ -86,7 +86,7 @@ def is_temporary(rel: str) -> bool:
     (``.runlog-wandb.json``) are hidden and whole, and ``.DS_Store``-like files are no writer's: not ones (each
     made ``doctor --follow`` fail a finished run with "a writer stopped mid-file")."""
     name = rel.rpartition("/")[2]
-    if is_state_file(rel) or name == UPLOAD_STATE:
+    if is_state_file(rel) or name.startswith(UPLOAD_STATE):  # its own temporary (.new) too: no writer's
         return False
     return name.endswith(TEMP_SUFFIXES) or (name.startswith(".") and _HIDDEN_PARTIAL.match(name) is not None)
 
