@@ -401,3 +401,23 @@ def test_a_role_that_scores_every_fourth_step_is_not_gone(tmp_path: Path, cli) -
             w.log_samples(step, rows)
     findings = json.loads(cli("doctor", tmp_path / "r", "--format", "json").stdout)["findings"]
     assert not [f for f in findings if f["evidence"].get("problem_kind") == "role_gone"]
+
+
+def test_diffs_note_on_a_run_without_roles_names_no_role(tmp_path: Path, cli) -> None:
+    """A step whose samples all failed, in runs without roles: the note said "role (unknown)"."""
+    import random
+
+    from runlog.writer import RunWriter
+
+    runs = []
+    for name, seed in (("a", 1), ("b", 2)):
+        rng = random.Random(seed)
+        with RunWriter(tmp_path / name, name=name) as w:
+            for s in range(20):
+                failed = s == 18
+                rows = [{"reward": None if failed else rng.random(), "exception": "boom" if failed else None}] * 8
+                w.log_samples(s, rows)
+        runs.append(tmp_path / name)
+    r = cli("diff", *runs)
+    notes = [line for line in r.stderr.splitlines() if "end 10..19: 9 of 10" in line]
+    assert notes and all("steps holding a valid reward" in n for n in notes) and "(unknown)" not in r.stderr

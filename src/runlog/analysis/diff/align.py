@@ -196,9 +196,13 @@ def sparse_window_notes(
     out = []
     for (index, parts), found_roles in found.items():
         side = base if index == base.index else other
-        shown = ", ".join("(unknown)" if r is None else r for r in found_roles)
+        named = [r for r in found_roles if r is not None]
+        if named:
+            shown = ", ".join(named + ["the samples without per-role data"] * (None in found_roles))
+            whose = f"role{'s' if len(found_roles) > 1 else ''} {shown}: steps holding rewards of the role"
+        else:  # no role: the samples' own rewards (a step whose samples all failed holds none)
+            whose = "steps holding a valid reward"
         out.append(
-            f"{side.name}{where}, role{'s' if len(found_roles) > 1 else ''} {shown}: steps holding rewards of the "
-            f"role: {parts} (a window's figures are of those steps; with none, it has no value)"
+            f"{side.name}{where}, {whose}: {parts} (a window's figures are of those steps; with none, it has no value)"
         )
     return out
