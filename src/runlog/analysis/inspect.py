@@ -400,6 +400,12 @@ def _read_null_counts(run: Run, f: Any, columns: list[str]) -> dict[str, int] | 
     be read (corrupt data behind an intact footer): the file is then said unreadable and left out."""
     from ..formats.common import read_parquet_columns
 
+    # Kept for the run read: the report counts the footers' columns more than once (the table, --deep's extras),
+    # and a file without statistics must not be read again each time (on an object store, the whole object).
+    kept: dict[tuple[str, tuple[str, ...]], dict[str, int]] = run.ctx.cache.setdefault("inspect_null_counts", {})
+    key = (f.path, tuple(columns))
+    if key in kept:
+        return kept[key]
     try:
         table = read_parquet_columns(f, columns)
     except Exception as exc:  # noqa: BLE001  (a corrupt column is a problem of that file)
@@ -411,7 +417,8 @@ def _read_null_counts(run: Run, f: Any, columns: list[str]) -> dict[str, int] | 
         )
         f.readable = False
         return None
-    return {name: table.column(name).null_count for name in columns}
+    kept[key] = {name: table.column(name).null_count for name in columns}
+    return kept[key]
 
 
 def _add_frame_numeric(out: dict[str, Counts], frame: Any) -> None:
