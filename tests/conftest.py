@@ -54,6 +54,10 @@ def _probe_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("RUNLOG_CACHE_DIR", str(folder))
     monkeypatch.delenv("RUNLOG_CACHE", raising=False)
     monkeypatch.setenv("RUNLOG_ANSWERS", "off")
+    # A terminal's width exported by the user's shell (or left by another test in the same worker) would fold
+    # the tables that tests read: every test starts without one, and sets its own where the width matters.
+    for name in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
     return folder
 
 
@@ -216,6 +220,8 @@ def own_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("RUNLOG_CACHE_DIR", str(folder))
         mp.delenv("RUNLOG_CACHE", raising=False)
         mp.setenv("RUNLOG_ANSWERS", "off")
+        for name in ("COLUMNS", "LINES"):
+            mp.delenv(name, raising=False)
         yield folder
 
 
