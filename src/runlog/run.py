@@ -294,7 +294,9 @@ class Run:
                 continue
             try:
                 # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
-                pl.read_parquet(io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath)
+                # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern (every file "failed").
+                src = io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath
+                pl.read_parquet(src, glob=False)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 self._check_reachable(exc)
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

@@ -125,15 +125,26 @@ def _count_missing_ids(run: Run) -> None:
     by_layout: dict[str, list[Any]] = {}
     for f in unknown:
         by_layout.setdefault(f.layout, []).append(f)
-    for name, files in by_layout.items():
+
+    def counted(files: list[Any], layout: str) -> dict[str, int] | None:
         try:
-            lf = get_layout(name).scan_samples(files, run.ctx)
+            lf = get_layout(layout).scan_samples(files, run.ctx)
             if lf is None:
-                continue
+                return {}
             counts = lf.group_by("source").agg(pl.col("group_id").null_count().alias("n")).collect()
         except (pl.exceptions.PolarsError, OSError):
-            continue  # a file that cannot be read is another check's to report; its count stays unknown
-        found = dict(zip(counts["source"].to_list(), counts["n"].to_list(), strict=True))
+            return None
+        return dict(zip(counts["source"].to_list(), counts["n"].to_list(), strict=True))
+
+    for name, files in by_layout.items():
+        found = counted(files, name)
+        if found is None:
+            # One file that cannot be read failed them all (its ids then unknown, so were every file's: the run
+            # had no prompt groups). Each file alone: a failing one keeps an unknown count, and is another
+            # check's to report (the summary's own read of it fails, and names it).
+            found = {}
+            for f in files:
+                found.update(counted([f], name) or {})
         for f in files:
             if f.path in found:
                 f.null_counts = {**f.null_counts, "group_id": int(found[f.path])}

@@ -171,7 +171,10 @@ def _turn_texts(
     # The last turn: a speaker's final word, even empty (a generation cut off while reasoning is the empty text,
     # which fails a format, never an earlier turn's); a turn that is a tool call without words leads up to the
     # answer and is passed over. Every turn joined: the turns with words.
-    keep = model & (said | pl.col("tool_calls").list.len().fill_null(0).eq(0)) if last else model & said
+    # Words: a character that is not white space (a tool call's content is often "\n\n", as the hermes and
+    # Qwen tool parsers leave it: no words, passed over as an empty one is).
+    words = content.str.contains(F.NON_SPACE_CLASS).fill_null(False)
+    keep = model & (words | pl.col("tool_calls").list.len().fill_null(0).eq(0)) if last else model & said
     if speaker is not None:
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
     elif policy and not per_role:

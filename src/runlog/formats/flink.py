@@ -157,7 +157,8 @@ class FlinkLayout(Layout):
         info = FileInfo(cand.rel, cand.abspath, self.name, "csv", "samples", cand.size)
         try:
             src = io.BytesIO(cand.abspath.read_bytes()) if is_url(cand.abspath) else cand.abspath
-            df = pl.read_csv(src, infer_schema_length=10_000, null_values=["", "None", "null"])
+            # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern.
+            df = pl.read_csv(src, infer_schema_length=10_000, null_values=["", "None", "null"], glob=False)
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             ctx.problem(cand.rel, UNREADABLE, f"unreadable CSV: {str(exc).splitlines()[0][:300]}")
             info.readable = False
