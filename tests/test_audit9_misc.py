@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -122,3 +123,38 @@ def test_a_tool_call_whose_content_is_white_space_is_passed_over(tmp_path: Path,
     assert [(row["passed"], row["think_tokens"], row["answer_tokens"]) for row in rows] == [("true", "3", "1")] * 3, (
         r.stdout + r.stderr
     )
+
+
+def test_an_output_under_a_file_says_the_file_is_not_a_folder(tmp_path: Path, cli) -> None:
+    """``-o e.png/x.png`` where e.png is a file said "folder e.png does not exist"."""
+    (tmp_path / "e.png").write_bytes(b"x")
+    r = cli("plot", SAMPLE_RUNS / "debate_grpo", "-o", tmp_path / "e.png" / "x.png")
+    assert r.exit_code == 2
+    assert "e.png is a file, not a folder" in r.stderr and "does not exist" not in r.stderr, r.stderr
+
+
+def test_the_stride_of_a_gap_counts_the_steps_of_unreadable_files() -> None:
+    """sample_runs/damaged logs steps 0..5 of train: 1 and 4 unreadable, 3 missing. Its readable steps 0, 2, 5
+    made the stride 2: the line joined 0 and 2 across step 1, and the note said "steps 4 missing"."""
+    import pyarrow.parquet as pq
+
+    from runlog import open_run
+    from runlog.plots import make_figure
+    from runlog.plots.figures import note_text
+
+    root = SAMPLE_RUNS / "damaged"
+    drawn = set()
+    for path in (root / "samples" / "train").glob("*.parquet"):
+        try:
+            table = pq.read_table(path, columns=["step", "schema_version"])
+        except Exception:  # noqa: BLE001  (an unreadable file: its step is not drawn)
+            continue
+        if max(table.column("schema_version").to_pylist()) <= 2:  # a newer schema's file is left out
+            drawn.update(table.column("step").to_pylist())
+    assert sorted(drawn) == [0, 2, 5]
+    ax = make_figure(open_run(root), "reward", window=1).axes[0]
+    assert "gaps: steps 1, 3..4 missing" in note_text(ax), note_text(ax)
+    for line in ax.lines:
+        xy = line.get_xydata()
+        if len(xy) > 1:  # a break (NaN) after every drawn step but the last: no segment joins two of them
+            assert all(np.isnan(y) for y in xy[1::2, 1]), xy

@@ -95,7 +95,8 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
 def test_infinite_rewards_are_counted_not_drawn_and_nothing_fails(tmp_path: Path, cli) -> None:
     """An inf reward made the histogram's range infinite: ``plot --what hist`` and ``report`` failed with an
     internal error (exit 3), and ``diff`` printed numpy's raw RuntimeWarning. The finite values are drawn,
-    the infinite ones counted in the title (-inf at 4 steps, +inf at 2: 6), and diff is quiet."""
+    the infinite ones counted in each step's panel (-inf at 4 steps, +inf at 2: 6; in the panels since a title
+    is cut to its figure), and diff is quiet."""
     from runlog import RunWriter
 
     with RunWriter(tmp_path / "run", roles=["solver"], durable=False) as w:
@@ -109,7 +110,8 @@ def test_infinite_rewards_are_counted_not_drawn_and_nothing_fails(tmp_path: Path
                 ],
             )
     fig = make_figure(RunSeries(open_run(tmp_path / "run")), "hist", steps=[0, 1, 2, 3])
-    assert "(6 infinite reward(s) not drawn)" in fig._suptitle.get_text()
+    notes = [t.get_text() for ax in fig.axes[:4] for t in ax.texts if t.get_gid() == "runlog-note"]
+    assert notes == ["not drawn: 1 +inf, 1 -inf reward(s)", "not drawn: 1 -inf reward(s)"] * 2
     res = cli("plot", tmp_path / "run", "--what", "hist", "-o", tmp_path / "h.png")
     assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
     res = cli("report", tmp_path / "run", "-o", tmp_path / "r.html")

@@ -68,6 +68,8 @@ Format = Annotated[FormatT, typer.Option("--format", "-f", help="Output format."
 def _output_folder(value: Path | None) -> Path | None:
     """``-o FILE`` in a folder that does not exist is a usage error before any work, not a failure after."""
     if value is not None and not value.parent.is_dir():
+        if value.parent.exists():
+            raise fail(f"-o {value}: {value.parent} is a file, not a folder")
         raise fail(f"-o {value}: folder {value.parent} does not exist")
     if value is not None and value.is_dir():
         raise fail(f"-o {value}: a folder; give a file name (for example {value / 'out.txt'})")

@@ -25,10 +25,16 @@ def plot_command(
     path: str = RUN_PATH,
     what: str = typer.Option("reward", "--what", help=WHAT_HELP),
     output: Path = output_file(..., "Image file: .png, .svg or .pdf."),
-    by: str = typer.Option("role", "--by", "-b", help="role: one line per role; none: pooled."),
+    by: str = typer.Option(
+        "role", "--by", "-b", help="role: one line per role; none: pooled (--what reward, kl or diversity)."
+    ),
     keys: list[str] = typer.Option(None, "--keys", "-k", help="With --what scalars: only keys matching GLOB."),
     window: int = typer.Option(
-        None, "--window", "-w", help="Moving average over N steps (default: a tenth of the run)."
+        None,
+        "--window",
+        "-w",
+        help="Moving average over the last N logged steps, as summarize --window (default: a tenth of the run's "
+        "steps, at most 25).",
     ),
     steps: str | None = typer.Option(
         None,
@@ -51,8 +57,11 @@ def plot_command(
 ) -> None:
     """Plot rewards, KL, reward components, diversity, format adherence, scalars or reward histograms.
 
-    Rewards and KL per role: the moving average over the raw line, with a band of one standard deviation;
-    KL in log scale when it spans decades. Histograms: per-role rewards at the --steps given.
+    Rewards and KL per role: the moving average over the raw line, with a band of plus or minus the standard
+    deviation of the per-step means in the same window (not the samples' SD; no band where the window holds
+    one step); KL in log scale when it spans decades (a value <= 0 is in the average, its point is not drawn,
+    and the panel says how many). A line breaks where steps are missing, and the panel names the gap.
+    Values not drawn (NaN, +-inf) are counted in the panel. Histograms: per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline;
     --name labels the runs in the legend and the title (this run first), as runlog diff --name does (runs
@@ -173,6 +182,11 @@ def _checked(run: Run, filters: Filters, keys: Sequence[str], spec: str) -> _Che
         return _Checked(series, [])
     filters = Filters(splits=(series.split,) if series.split else (), steps=filters.steps)
     values = sample_values(run, filters)
+    # A step whose sample file is unreadable is in the run: its panel names the file (the problem is listed
+    # too), where "this run has steps 0..29" read as if the step were never logged.
+    for f in run.files:
+        if f.kind == "samples" and not f.readable and f.split is not None:
+            values.steps.setdefault(f.split, set()).update(f.all_steps())
     check_filters(values, filters)
     known = set().union(*[v for s, v in values.steps.items() if not filters.splits or s in filters.splits])
     return _Checked(series, filters.steps.select(known))

@@ -57,7 +57,8 @@ def upload_command(
     stopped. The state is kept in DIR/.runlog-wandb.json (or --state).
 
     Exit codes: 0 uploaded (or nothing to do); 1 the run had problems (listed on stderr; the good data
-    was uploaded) or W&B failed; 2 usage error (missing wandb package, no credentials online).
+    was uploaded) or W&B failed; 2 usage error (a bad option or $WANDB_MODE, a project name W&B refuses,
+    a missing or broken wandb package, no credentials online).
 
     Examples:
 

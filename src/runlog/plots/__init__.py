@@ -14,9 +14,12 @@ what the run does not have (no KL, no texts, no prompt groups), instead of faili
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .._lazy import pl
 from ..analysis.series import RunSeries
@@ -26,8 +29,10 @@ from ..run import Run
 from . import figures as F
 
 WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
+BY_WHATS = ("reward", "kl", "diversity")  # the figures that --by none pools
 SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 MAX_SCALAR_PANELS = 12
+FAILED_BARS = 6  # format's rules drawn one bar each; the others in one "other (N rules)" bar
 NEVER_FOLLOWED = 0.02  # adherence below this at every step: the rate is said in words instead of drawn
 # The format spec's think tags are in the messages' reasoning field (``analysis.texts.reasoning_note``), in short.
 REASONING_WORDS = (
@@ -50,9 +55,10 @@ def make_figure(
     title: str | None = None,
 ) -> Any:
     """The matplotlib Figure for ``what`` (one of ``WHATS``). ``by``: ``role`` (one line per role) or
-    ``none`` (pooled); ``keys``: globs of scalar keys; ``window``: moving-average steps (default about a
-    tenth of the run; for ``scalars``, the steps at which each key was logged, a tenth of them by default);
-    ``steps``: histogram steps; ``marks``: onsets to draw, per plot name; ``title``: the figure's title
+    ``none`` (pooled; for ``BY_WHATS`` only); ``keys``: globs of scalar keys; ``window``: moving-average
+    logged steps (default about a tenth of the run, at most 25; for ``scalars``, the steps at which each key
+    was logged, a tenth of them by default); ``steps``: histogram steps; ``marks``: onsets to draw, per plot
+    name; ``title``: the figure's title
     (default: the run's name and ``what``).
 
     A split of one step (an eval dump, a single batch) has no trend to draw: ``reward``, ``kl`` and
@@ -62,6 +68,10 @@ def make_figure(
         raise UsageError(f"--what {what!r}: expected one of {', '.join(WHATS)}")
     if by not in ("role", "none"):
         raise UsageError(f"--by {by!r}: expected role or none")
+    if by == "none" and what not in BY_WHATS:
+        # As the other options that do not apply: drawing one histogram per role under --by none said nothing
+        # of the option it was given.
+        raise UsageError(f"--by none goes with --what {', '.join(BY_WHATS)} (--what {what} has no pooled form)")
     F.mpl()
     s = source if isinstance(source, RunSeries) else RunSeries(source)
     while True:
@@ -134,6 +144,8 @@ def save_figure(fig: Any, path: str | Path) -> Path:
         raise UsageError(f"-o {p}: unknown image type {p.suffix or '(none)'!r}; use .png, .svg or .pdf")
     if p.parent and not p.parent.exists():
         raise UsageError(f"-o {p}: folder {p.parent} does not exist")
+    if p.parent and not p.parent.is_dir():
+        raise UsageError(f"-o {p}: {p.parent} is a file, not a folder")
     F.save(fig, str(p), fmt)
     return p
 
@@ -144,6 +156,23 @@ def figure_png(fig: Any) -> bytes:
 
 def _steps_len(s: RunSeries) -> int:
     return s.per_step.height
+
+
+def _every(s: RunSeries) -> int:
+    """The split's stride (``figures.stride``): its steps further apart than this are a gap in its lines. From
+    the steps of every sample file of the split, unreadable ones too (a run whose steps 1 and 4 could not be
+    read, of 0..5, has a stride of 1, not the 2 its readable steps 0, 2, 5 suggest), and the steps drawn."""
+    steps = set(s.per_step["step"].to_list())
+    for f in s.run.files:
+        if f.kind == "samples" and (f.split is None or s.split is None or f.split == s.split):
+            steps.update(f.all_steps())
+    return F.stride(sorted(steps))
+
+
+def _ma_words(w: int) -> str:
+    """What the moving average is over, as ``summarize --window`` says it: the last logged steps (a gap in the
+    steps is not in the count: the average then reaches across it)."""
+    return f"moving average over {w} logged steps" if w > 1 else ""
 
 
 def _window(s: RunSeries, window: int | None) -> int:
@@ -173,17 +202,51 @@ def _said(lines: Sequence[tuple[Any, ...]]) -> str:
     return f"\n({text})" if text else ""
 
 
+def _nan_rewards(s: RunSeries, by: str) -> list[str]:
+    """What the reward lines leave out, in words: the NaN rewards (no place in a mean: the step means are over
+    the valid values, as ``summarize``'s) and the roles that have no valid reward at any step (no line)."""
+    parts: list[tuple[str | None, pl.DataFrame]]
+    if by == "none":
+        parts = [(None, s.total)]
+    else:
+        per = s.per_role
+        parts = [(r, per.filter(pl.col("role").is_null() if r is None else pl.col("role") == r)) for r in s.roles]
+    out = []
+    left: list[tuple[int, str | None, int]] = []
+    for role, part in parts:
+        nan = int(part["reward_nan"].fill_null(0).sum()) if "reward_nan" in part.columns else 0
+        if part.height and part["reward_mean"].null_count() == part.height:
+            name = F.note_name(role) if role is not None else "(role unknown)"
+            null = int(part["reward_null"].fill_null(0).sum()) if "reward_null" in part.columns else 0
+            counts = ", ".join(f"{n} {k}" for n, k in ((nan, "NaN"), (null, "null")) if n)
+            out.append(f"{name}: no valid reward at any step" + (f" ({counts})" if counts else ""))
+        elif nan:
+            first = int(part.filter(pl.col("reward_nan") > 0)["step"].min())  # type: ignore[arg-type]
+            left.append((nan, role, first))
+    if left:
+        total = sum(n for n, *_ in left)
+        first_step, first_role = min((st, r) for _, r, st in left)
+        where = f"{F.note_name(first_role)}, " if by != "none" and first_role is not None else ""
+        out.insert(0, f"{total} NaN reward(s) left out of the step means (first: {where}step {first_step})")
+    return out
+
+
 def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
     w = _window(s, window)
+    every = _every(s)
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
     lines = _per_role_lines(s, "reward_mean", by)
-    drawn = [F.draw_series(ax, st, v, label=lab, colour=c, window=w) for lab, c, st, v in lines]
+    drawn = [F.draw_series(ax, st, v, label=lab, colour=c, window=w, every=every) for lab, c, st, v in lines]
+    nan = _nan_rewards(s, by)
     if not any(drawn):
-        F.say(ax, "no valid rewards in this run" + _said(lines))
+        F.say(ax, "no valid rewards in this run" + _said(lines) + "".join(f"\n({x})" for x in nan))
         return fig
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
+    for text in nan:
+        F.panel_note(ax, text)
+    F.say_gaps(ax, s.per_step["step"].to_list(), every)
     ax.set_xlabel("step")
-    ax.set_ylabel("mean reward" + (f" (moving average over {w} steps)" if w > 1 else ""))
+    ax.set_ylabel("mean reward" + (f" ({_ma_words(w)})" if w > 1 else ""))
     F.mark_onsets(ax, marks)
     F.legend(ax)
     return fig
@@ -195,15 +258,19 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
     if not s.has_kl:
         F.say(ax, missing(s, "kl") or "no KL values")
         return fig
+    every = _every(s)
     lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     log = F.maybe_log(ax, [v for *_, vals in lines for v in vals])
     for lab, c, st, v in lines:
-        if log:
-            v = [x if x is not None and x > 0 else None for x in v]
-        F.draw_series(ax, st, v, label=lab, colour=c, window=w)
+        # The average is over the real values, zeros included (a policy equal to its reference at the start);
+        # on a log axis only the points <= 0 are left out of the drawing, and said.
+        F.draw_series(ax, st, v, label=lab, colour=c, window=w, every=every, log=log)
+    if log:
+        F.say_not_positive(ax, [(lab, st, v) for lab, _, st, v in lines])
+    F.say_gaps(ax, s.per_step["step"].to_list(), every)
     ax.set_xlabel("step")
-    ax.set_ylabel("mean KL" + (" (log scale)" if log else "") + (f", moving average over {w} steps" if w > 1 else ""))
+    ax.set_ylabel("mean KL" + (" (log scale)" if log else "") + (f", {_ma_words(w)}" if w > 1 else ""))
     F.mark_onsets(ax, marks)
     F.legend(ax)
     return fig
@@ -217,12 +284,14 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
         F.say(ax, missing(s, "components") or "no reward components")
         return fig
     steps = s.per_step["step"].to_list()
+    every = _every(s)
     lines = [(name, steps, s.per_step[f"component/{name}_mean"].to_list()) for name in comps]
     for i, (name, _, values) in enumerate(lines):
-        F.draw_series(ax, steps, values, label=name, colour=F.PALETTE[i % len(F.PALETTE)], window=w)
+        F.draw_series(ax, steps, values, label=name, colour=F.PALETTE[i % len(F.PALETTE)], window=w, every=every)
     F.say_not_drawn(ax, lines)
+    F.say_gaps(ax, steps, every)
     ax.set_xlabel("step")
-    ax.set_ylabel("mean component value")
+    ax.set_ylabel("mean component value" + (f"\n({_ma_words(w)})" if w > 1 else ""))
     F.mark_onsets(ax, marks)
     F.legend(ax)
     return fig
@@ -284,18 +353,22 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         )
         for r in roles or []
     ] or [(None, F.PALETTE[3], div)]
+    every = _every(s)
     for ax, (col, label) in zip(axes, panels, strict=True):
-        drawn = [
-            F.draw_series(ax, part["step"].to_list(), part[col].to_list(), label=name or col, colour=c, window=w)
-            for name, c, part in lines
-        ]
-        if any(drawn):
-            F.maybe_log(ax, [v for *_, part in lines for v in part[col].to_list()]) if col == "len_mean" else None
-        else:
+        values = [v for *_, part in lines for v in part[col].to_list()]
+        # Lengths that exploded: a log axis, chosen before drawing, so that a length of 0 is in the average
+        # and only its point is left out (said), as KL's.
+        log = col == "len_mean" and any(v is not None for v in values) and F.maybe_log(ax, values)
+        series = [(name or col, c, part["step"].to_list(), part[col].to_list()) for name, c, part in lines]
+        drawn = [F.draw_series(ax, st, v, label=n, colour=c, window=w, every=every, log=log) for n, c, st, v in series]
+        if not any(drawn):
             F.say(ax, f"{col}: no values")
+        elif log:
+            F.say_not_positive(ax, [(n, st, v) for n, _, st, v in series])
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         F.mark_onsets(ax, marks)
+    F.say_gaps(axes[0], div["step"].unique().to_list(), every)
     if roles:
         F.legend(axes[0])
     return fig
@@ -328,15 +401,30 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         return fig
     fig, axes = F.new_figure(1, 2, f"{title}: spec {s.format_spec}", width=12, height=4.4)
     steps = fmt["step"].to_list()
-    F.draw_series(axes[0], steps, fmt["adherence"].to_list(), label="adherence", colour=F.PALETTE[2], window=w)
+    every = _every(s)
+    F.draw_series(
+        axes[0], steps, fmt["adherence"].to_list(), label="adherence", colour=F.PALETTE[2], window=w, every=every
+    )
+    F.say_gaps(axes[0], steps, every)
     axes[0].set_ylim(-0.03, 1.03)
     axes[0].set_title("share of texts that follow the format", fontsize=10)
     failed = [c for c in fmt.columns if c.startswith("failed/")]
     texts_per_step = fmt["texts"].to_numpy().astype(float)
     bottom = None
-    for i, col in enumerate(sorted(failed, key=lambda c: -float(fmt[c].sum()))[:6]):
-        share = fmt[col].fill_null(0).to_numpy() / texts_per_step
-        axes[1].bar(steps, share, bottom=bottom, color=F.PALETTE[(i + 4) % len(F.PALETTE)], label=col[7:], width=0.9)
+    # The rules that fail most, one bar each; the others in one "other" bar, so that the bars total the share
+    # of texts that fail (1 - adherence), as the left panel says (a spec of more rules under-counted them).
+    ranked = [c for c in sorted(failed, key=lambda c: -float(fmt[c].sum())) if float(fmt[c].fill_null(0).sum())]
+    shown, rest = ranked[:FAILED_BARS], ranked[FAILED_BARS:]
+    if len(rest) == 1:
+        shown, rest = ranked, []
+    bars = [(col[7:], fmt[col].fill_null(0).to_numpy().astype(float)) for col in shown]
+    if rest:
+        other = np.sum([fmt[c].fill_null(0).to_numpy().astype(float) for c in rest], axis=0)
+        bars.append((f"other ({len(rest)} rules)", other))
+    for i, (name, count) in enumerate(bars):
+        share = count / texts_per_step
+        colour = F.UNKNOWN_COLOUR if rest and i == len(bars) - 1 else F.PALETTE[(i + 4) % len(F.PALETTE)]
+        axes[1].bar(steps, share, bottom=bottom, color=colour, label=F.clean_label(name), width=0.9)
         bottom = share if bottom is None else bottom + share
     if bottom is None:
         F.say(axes[1], "every text follows the format")
@@ -425,13 +513,18 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # default is a tenth of them. A tenth of all keys' steps averaged a key logged every 10 steps over its
         # whole run.
         w = window or F.auto_window(part.height)
-        if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w):
+        # The log axis chosen before drawing, as KL's: a value of 0 (a learning-rate warm-up) is in the
+        # average, and only its point is left out, and said.
+        log = any(v is not None and math.isfinite(v) for v in line[2]) and F.maybe_log(ax, line[2])
+        if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, log=log):
             F.say(ax, "no finite value" + _said([line]))
         else:
             F.say_not_drawn(ax, [line])
+            if log:
+                F.say_not_positive(ax, [line])
+            F.say_gaps(ax, line[1])
             if w > 1:
-                ax.set_ylabel(f"moving average over {w} logged steps", fontsize=8)
-        F.maybe_log(ax, part["value"].to_list())
+                ax.set_ylabel(_ma_words(w), fontsize=8)
         F.panel_title(ax, key)
         ax.set_xlabel("step")
     F.finish(fig, axes, len(shown))
@@ -448,8 +541,13 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         return fig
     if not steps:
         steps = sorted({available[0], available[len(available) // 2], available[-1]})
-    # A step whose files could not be read is in the run (its problem is listed): a panel says so.
-    unread = {x for f in s.run.files if f.kind == "samples" and not f.readable for x in f.all_steps()}
+    # A step whose files could not be read is in the run (its problem is listed): a panel says so, and which.
+    unread_files: dict[int, list[str]] = {}
+    for f in s.run.files:
+        if f.kind == "samples" and not f.readable:
+            for x in f.all_steps():
+                unread_files.setdefault(x, []).append(f.path)
+    unread = set(unread_files)
     missing = [x for x in steps if x not in available and x not in unread]
     if missing:
         raise UsageError(
@@ -460,15 +558,14 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
         if s.split:
             lf = lf.filter(pl.col("split") == s.split)
-        return [lf.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan())]
+        return [lf.filter(pl.col("reward").is_not_null())]
 
     [valid] = s.run.collect(build)
-    df = valid.filter(pl.col("reward").is_finite())  # +-inf has no place on an axis: counted in the title
-    infinite = valid.height - df.height
-    said = f" ({infinite} infinite reward(s) not drawn)" if infinite else ""
+    # NaN and +-inf have no place on an axis: counted in each step's panel (a title is cut to its figure).
+    df = valid.filter(pl.col("reward").is_finite())
     rows, cols = F.grid(len(steps), 3)
     fig, axes = F.new_figure(
-        rows, cols, title + ": reward distribution per role" + said, width=4.6 * cols, height=3.2 * rows + 0.6
+        rows, cols, title + ": reward distribution per role", width=max(4.6 * cols, 7.0), height=3.2 * rows + 0.6
     )
     colours = F.role_colours(s.roles)
     lo, hi = (df["reward"].min(), df["reward"].max()) if df.height else (0.0, 1.0)
@@ -483,13 +580,28 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
                 ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
                 ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, **kw)
         if step not in available or not part.height and step in unread:
-            F.say(ax, "its sample file(s) could not be read (the problem is listed)")
+            names = ", ".join(unread_files.get(step, []))
+            F.say(ax, f"its sample file(s) could not be read: {names} (the problem is listed)")
+        else:
+            _say_dropped(ax, valid.filter(pl.col("step") == step)["reward"])
         ax.set_title(f"step {step}", fontsize=10)
         ax.set_xlabel("reward")
         ax.set_ylabel("samples")
         F.legend(ax)
     F.finish(fig, axes, len(steps))
     return fig
+
+
+def _say_dropped(ax: Any, rewards: pl.Series) -> None:
+    """How many of a histogram's rewards are NaN or +-inf (not drawn), in its panel's note."""
+    counts = (
+        (int(rewards.is_nan().sum()), "NaN"),
+        (int((rewards == math.inf).sum()), "+inf"),
+        (int((rewards == -math.inf).sum()), "-inf"),
+    )
+    said = ", ".join(f"{n} {kind}" for n, kind in counts if n)
+    if said:
+        F.panel_note(ax, f"not drawn: {said} reward(s)")
 
 
 def _one_step(s: RunSeries) -> int:
@@ -529,7 +641,7 @@ def _dist_figure(title: str, panels: list[tuple[str, str, list[Any]]], xlabel: s
 
 def _reward_dist(s: RunSeries, title: str) -> Any:
     panels = _role_values(s, "reward")
-    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per role", panels, "reward")
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), per role", panels, "reward")
 
 
 def _kl_dist(s: RunSeries, title: str) -> Any:
@@ -538,7 +650,7 @@ def _kl_dist(s: RunSeries, title: str) -> Any:
         F.say(ax, missing(s, "kl") or "no KL values")
         return fig
     panels = [p for p in _role_values(s, "kl") if any(v is not None for v in p[2])]
-    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per role", panels, "KL")
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), per role", panels, "KL")
 
 
 def _components_dist(s: RunSeries, title: str) -> Any:
@@ -560,7 +672,7 @@ def _components_dist(s: RunSeries, title: str) -> Any:
 
     [df] = s.run.collect(build)
     panels = [(n, F.PALETTE[i % len(F.PALETTE)], df[f"component/{n}"].to_list()) for i, n in enumerate(names)]
-    return _dist_figure(f"{title}: one step ({_one_step(s)}), distribution per component", panels, "value")
+    return _dist_figure(f"{title}: one step ({_one_step(s)}), per component", panels, "value")
 
 
 def one_step_words(s: RunSeries, what: str) -> str | None:

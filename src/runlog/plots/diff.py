@@ -84,6 +84,9 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
     colours = run_colours(d.names)
     for ax, role in zip(axes, roles, strict=False):
         rows_of_role = part.filter(part["role"].is_null() if role is None else part["role"] == role)
+        means = []  # (run, steps, means): a mean of +-inf has no place on the axis, and is said as in ``plot``
+        # KL that spans decades: a log axis, where a mean <= 0 has no point (left out, and said).
+        log = metric == "kl" and F.maybe_log(ax, rows_of_role["mean"].to_list())
         for name in d.names:
             own = rows_of_role.filter(rows_of_role["run"] == name).sort("step")
             if own.height == 0:
@@ -93,8 +96,11 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
             mean = own["mean"].to_numpy().astype(float)
             lo = own["lo"].to_numpy().astype(float)
             hi = own["hi"].to_numpy().astype(float)
+            if log:
+                mean[~(mean > 0)] = float("nan")
             colour = colours[name]
             label = name + (" (baseline)" if baseline else "")
+            means.append((label, steps.tolist(), own["mean"].to_list()))
             ax.fill_between(steps, lo, hi, color=colour, alpha=0.15, linewidth=0)
             ax.plot(
                 steps,
@@ -108,8 +114,9 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
                 # The dashed baseline on top: where the runs agree, it still shows over the compared run's line.
                 zorder=3 if baseline else 2,
             )
-        if metric == "kl":
-            F.maybe_log(ax, rows_of_role["mean"].to_list())
+        F.say_not_drawn(ax, means)
+        if log:
+            F.say_not_positive(ax, means)
         F.panel_title(ax, role if role is not None else "(no role)", fontsize=11)
         ax.set_xlabel("step")
         ax.set_ylabel(METRICS[metric].lower())

@@ -47,6 +47,24 @@ def clean_label(text: Any) -> str:
     return one_line(str(text)).replace("$", r"\$")
 
 
+def clean_text(text: Any) -> str:
+    """Text that carries data (a note naming speakers, a ``--spec``, a run's name) as a matplotlib text of one
+    or more lines: control characters visible, its own newlines kept, and ``$`` escaped so that mathtext never
+    parses it (a speaker ``$x^{$`` failed the drawing; ``$\\frac{a}{b}$`` was typeset)."""
+    from ..render.safe import safe
+
+    return safe(str(text)).replace("$", r"\$")
+
+
+def wrapped(text: str, width: float, fontsize: float) -> str:
+    """``text`` (as shown, not yet escaped) wrapped to about ``width`` points at ``fontsize``, line by line:
+    matplotlib's own wrapping measures the figure, which a panel's centred note overflows."""
+    import textwrap
+
+    chars = max(20, int(width / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) if line else line for line in text.split("\n"))
+
+
 def shorten(label: str, limit: int) -> str:
     """A ``clean_label`` of at most ``limit`` characters (as shown): cut in the middle with ``…``, so that names
     that differ only at their end (``…/format_a``, ``…/format_b``) stay apart. A label wider than its panel
@@ -160,7 +178,8 @@ def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tu
     """Trailing moving average and standard deviation over the last ``window`` positions (steps), as
     ``summarize --window`` computes it (polars' ``rolling_mean``): the missing values (``present`` False: a
     step without a value) skipped, a window of missing values only is NaN, and a NaN or +-inf value among
-    them makes the average NaN or +-inf (not drawn, and said: ``not_drawn``), never a mean of the others."""
+    them makes the average NaN or +-inf (not drawn, and said: ``not_drawn``), never a mean of the others. The
+    standard deviation is that of the same window's values (the per-step means), NaN where it holds one."""
     n = len(y)
     keep = np.ones(n, dtype=bool) if present is None else present
     mean = np.full(n, np.nan)
@@ -171,8 +190,14 @@ def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tu
             w = y[lo : i + 1][keep[lo : i + 1]]
             if len(w):
                 mean[i] = w.mean()
-                sd[i] = w.std(ddof=1) if len(w) > 1 else 0.0
+                # One value has no spread to show: no band there (a band of width 0 read as certainty).
+                sd[i] = w.std(ddof=1) if len(w) > 1 else np.nan
     return mean, sd
+
+
+def note_name(label: Any) -> str:
+    """A name from the data inside a panel's note, as shown (the note is escaped as a whole: ``clean_text``)."""
+    return shorten(clean_label(label), NOTE_CHARS).replace(r"\$", "$")
 
 
 def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
@@ -189,7 +214,7 @@ def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str 
         return None
     step, label, v = min(bad, key=lambda b: b[0])
     kinds = sorted({"NaN" if math.isnan(x) else "+inf" if x > 0 else "-inf" for *_, x in bad})
-    where = f"{shorten(clean_label(label), NOTE_CHARS)}, " if len(lines) > 1 else ""
+    where = f"{note_name(label)}, " if len(lines) > 1 else ""
     return f"not drawn: {len(bad)} value(s) {'/'.join(kinds)} (first: {where}step {step})"
 
 
@@ -197,40 +222,172 @@ def say_not_drawn(ax: Any, lines: Sequence[tuple[str, Sequence[int], Sequence[An
     """``not_drawn``'s line in the panel's lower left corner, where there is one."""
     text = not_drawn(lines)
     if text is not None:
-        ax.text(0.01, 0.01, text, transform=ax.transAxes, fontsize=8, color="#a33a3a", ha="left", va="bottom")
+        panel_note(ax, text)
+
+
+NOTE_GID = "runlog-note"
+
+
+def panel_note(ax: Any, text: str) -> None:
+    """A line of the panel's note, in its lower left corner: what the panel does not draw or draws apart
+    (values that have no place on its axis, gaps in the steps). Lines said of one panel stack in one text, so
+    that they never overlap; the text is the data's as shown (``clean_text`` escapes it), wrapped to the panel."""
+    shown = wrapped(text, 0.9 * column_width(ax), 8)
+    for t in ax.texts:
+        if t.get_gid() == NOTE_GID:
+            t.set_text(t.get_text() + "\n" + clean_text(shown))
+            return
+    ax.text(
+        0.01,
+        0.01,
+        clean_text(shown),
+        transform=ax.transAxes,
+        fontsize=8,
+        color="#a33a3a",
+        ha="left",
+        va="bottom",
+        gid=NOTE_GID,
+        # Over the lines it may cross: readable on a light ground.
+        bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5},
+    )
+
+
+def note_text(ax: Any) -> str:
+    """The panel's note as shown (``$`` unescaped), "" where it has none."""
+    return next((t.get_text().replace(r"\$", "$") for t in ax.texts if t.get_gid() == NOTE_GID), "")
+
+
+def stride(steps: Sequence[int]) -> int:
+    """The most common difference between consecutive steps (1 for a run logged every step, 8 for an eval
+    split every 8 steps): a larger difference is a gap."""
+    d = np.diff(np.unique(np.asarray(steps, dtype=np.int64)))
+    if not len(d):
+        return 1
+    values, counts = np.unique(d, return_counts=True)
+    return int(values[counts == counts.max()].min())
+
+
+def gaps(steps: Sequence[int], every: int | None = None) -> list[tuple[int, int]]:
+    """The consecutive steps ``(a, b)`` between which steps are missing: ``b - a`` larger than ``every``
+    (default: the steps' own ``stride``)."""
+    s = np.unique(np.asarray(steps, dtype=np.int64))
+    every = every or stride(s.tolist())
+    return [(int(a), int(b)) for a, b in zip(s[:-1], s[1:], strict=True) if b - a > every]
+
+
+def gap_words(steps: Sequence[int], every: int | None = None, listed: int = 3) -> str | None:
+    """The gaps of ``steps`` in words (``gap: steps 10..19 missing``), None without one."""
+    every = every or stride(steps)
+    found = gaps(steps, every)
+    if not found:
+        return None
+    spans = [f"{a + every}..{b - every}" if b - a > 2 * every else f"{a + every}" for a, b in found[:listed]]
+    more = f" and {len(found) - listed} more" if len(found) > listed else ""
+    one = len(found) == 1 and ".." not in spans[0]
+    head = f"{'gap' if len(found) == 1 else 'gaps'}: step{'' if one else 's'}"
+    return f"{head} {', '.join(spans)}{more} missing (the line breaks there)"
+
+
+def say_gaps(ax: Any, steps: Sequence[int], every: int | None = None) -> None:
+    """``gap_words`` in the panel's note, where the steps have a gap."""
+    text = gap_words(steps, every)
+    if text is not None:
+        panel_note(ax, text)
+
+
+def not_positive(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
+    """What a log axis cannot draw, in one line: the finite values <= 0 of ``(label, steps, values)``, how
+    many and the first; None when there is none. Those values are in the moving average (it is over the real
+    values); only their points are not drawn."""
+    bad = [
+        (int(step), label)
+        for label, steps, values in lines
+        for step, v in zip(steps, values, strict=True)
+        if v is not None and math.isfinite(float(v)) and float(v) <= 0
+    ]
+    if not bad:
+        return None
+    step, label = min(bad, key=lambda b: b[0])
+    where = f"{note_name(label)}, " if len(lines) > 1 else ""
+    return f"log axis: {len(bad)} step value(s) <= 0 not drawn (first: {where}step {step})"
+
+
+def say_not_positive(ax: Any, lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> None:
+    """``not_positive``'s line in the panel's note, where there is one."""
+    text = not_positive(lines)
+    if text is not None:
+        panel_note(ax, text)
 
 
 def auto_window(n: int) -> int:
-    """About a tenth of the run, at least 1 and at most 25 steps."""
+    """About a tenth of the run, at least 1 and at most 25 steps (``plot --help`` says the cap)."""
     return max(1, min(25, round(n / 10)))
 
 
-def draw_series(ax: Any, steps: Sequence[int], values: Sequence[Any], *, label: str, colour: str, window: int) -> bool:
-    """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite."""
+def draw_series(
+    ax: Any,
+    steps: Sequence[int],
+    values: Sequence[Any],
+    *,
+    label: str,
+    colour: str,
+    window: int,
+    every: int | None = None,
+    log: bool = False,
+) -> bool:
+    """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite.
+
+    The lines break at a gap in the steps (consecutive steps further apart than ``every``, the split's
+    ``stride``; default: these steps' own): a line across ten missing steps reads as data there. The moving
+    average is over the last ``window`` logged steps, as ``summarize --window``'s, and over the real values:
+    on a ``log`` axis, the values <= 0 are in it, and only their points are not drawn (``say_not_positive``)."""
     x = np.asarray(steps, dtype=float)
     y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
     present = np.array([v is not None for v in values], dtype=bool)
     ok = np.isfinite(y)
     if not ok.any():
         return False
+    breaks = gaps([int(v) for v in steps], every) if len(steps) > 1 else []
+    shown = ok & (y > 0) if log else ok
     if window <= 1:
-        ax.plot(
-            x[ok],
-            y[ok],
-            color=colour,
-            linewidth=2.0,
-            label=clean_label(label),
-            marker="o" if ok.sum() < 30 else None,
-            ms=3,
-        )
+        if shown.any():
+            bx, [by] = _broken(x[shown], [y[shown]], breaks)
+            ax.plot(
+                bx,
+                by,
+                color=colour,
+                linewidth=2.0,
+                label=clean_label(label),
+                marker="o" if shown.sum() < 30 else None,
+                ms=3,
+            )
         return True
     mean, sd = rolling(y, window, present)
     mean[~np.isfinite(mean)] = np.nan  # an average over a NaN or +-inf value: a gap in the line
     sd[~np.isfinite(sd)] = np.nan
-    ax.plot(x[ok], y[ok], color=colour, alpha=0.3, linewidth=1.0)
-    ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.12, linewidth=0)
-    ax.plot(x, mean, color=colour, linewidth=2.2, label=clean_label(label))
+    if log:
+        mean[~(mean > 0)] = np.nan
+    if shown.any():
+        rx, [ry] = _broken(x[shown], [y[shown]], breaks)
+        ax.plot(rx, ry, color=colour, alpha=0.3, linewidth=1.0)
+    bx, [bm, bs] = _broken(x, [mean, sd], breaks)
+    ax.fill_between(bx, bm - bs, bm + bs, color=colour, alpha=0.12, linewidth=0)
+    ax.plot(bx, bm, color=colour, linewidth=2.2, label=clean_label(label))
     return True
+
+
+def _broken(x: np.ndarray, ys: list[np.ndarray], breaks: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
+    """``x`` and ``ys`` with a NaN point inserted between two consecutive points
+    that a gap ``(a, b)`` of ``breaks`` lies between: matplotlib breaks a line, and a band, at a NaN."""
+    if not breaks or len(x) < 2:
+        return x, ys
+    cut = [k for k in range(len(x) - 1) if any(x[k] <= a and b <= x[k + 1] for a, b in breaks)]
+    if not cut:
+        return x, ys
+    at = np.asarray(cut) + 1
+    # At the step before the gap: no x of a step that is not in the data (a reader of the line's points finds
+    # the steps it has, and a NaN after the last before each gap).
+    return np.insert(x, at, x[at - 1]), [np.insert(y, at, np.nan) for y in ys]
 
 
 def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
@@ -247,20 +404,29 @@ def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
 
 
 def say(ax: Any, text: str) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#666666", wrap=True)
+    """An empty panel that says why it is empty. ``text`` is as shown: it may carry data (speakers' names, a
+    ``--spec``, run names), so it is ``clean_text``-ed, and wrapped to the panel."""
+    shown = clean_text(wrapped(text, 0.9 * column_width(ax), 10))
+    ax.text(0.5, 0.5, shown, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#666666")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
     """The distribution of ``values`` on ``ax``: a bar per value when there are few distinct values (0/1
-    rewards, small integers), else a 20-bin histogram; the count and mean in a corner. False (and a panel
-    that says so) when no value is finite."""
-    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
-    v = v[np.isfinite(v)]
+    rewards, small integers), else a 20-bin histogram; the count and mean in a corner, and how many values are
+    NaN or +-inf (not drawn, not counted). False (and a panel that says so) when no value is finite."""
+    raw = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    v = raw[np.isfinite(raw)]
+    # NaN and +-inf have no place on the axis: counted in the note (None is no value, not a dropped one).
+    nan = sum(1 for x in values if x is not None and math.isnan(float(x)))
+    dropped = ", ".join(
+        f"{n} {kind}"
+        for n, kind in ((nan, "NaN"), (int((raw == np.inf).sum()), "+inf"), (int((raw == -np.inf).sum()), "-inf"))
+        if n
+    )
     if not len(v):
-        say(ax, "no valid values")
+        say(ax, "no valid values" + (f" (not drawn: {dropped})" if dropped else ""))
         return False
     distinct, counts = np.unique(v, return_counts=True)
     if len(distinct) <= DISCRETE_VALUES:
@@ -273,6 +439,7 @@ def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
     else:
         ax.hist(v, bins=20, color=colour, alpha=0.75)
     note = f"n={len(v):,}, mean={v.mean():.4g}" + (f", all {distinct[0]:.4g}" if len(distinct) == 1 else "")
+    note += f"\nnot drawn: {dropped}" if dropped else ""
     ax.text(0.98, 0.97, note, ha="right", va="top", transform=ax.transAxes, fontsize=8, color="#444444")
     ax.set_ylabel("samples")
     return True

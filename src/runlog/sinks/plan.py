@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +22,11 @@ from ..analysis.scalars import aliased_key, merge_shards
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
+from ..textsafe import visible
 from . import tables as T
 
 STEP_KEY = "trainer/step"
+RENAMED_STEP_KEY = "runlog/step"  # the step's key when the run logs a trainer/step of its own (``Plan.step_key``)
 TABLE_KEY = "full_trajectories"
 MAX_HIST_BINS = 512  # W&B's limit
 TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
@@ -150,9 +152,23 @@ class Plan:
         """Every scalar key the run logs, at any step."""
         return frozenset(k for values in self.scalars.values() for k in values)
 
-    def payloads(self, after: int | None = None) -> Iterator[StepPayload]:
-        """The payloads of the steps after ``after`` (all with None), ascending."""
-        todo = [s for s in self.steps if after is None or s > after]
+    @functools.cached_property
+    def step_key(self) -> str:
+        """The key of the training step, every chart's x axis: ``trainer/step``, unless the run logs a
+        ``trainer/step`` of its own with other values than the step: then that is the run's series, kept, and
+        the step goes to ``runlog/step`` (a note says so), never over the run's values."""
+        own = [(s, v[STEP_KEY]) for s, v in self.scalars.items() if STEP_KEY in v]
+        if all(v == s for s, v in own):  # none, or the trainer's own step: the same numbers, one series
+            return STEP_KEY
+        name, n = RENAMED_STEP_KEY, 2
+        while name in self.own_keys:
+            name, n = f"{RENAMED_STEP_KEY}_{n}", n + 1
+        return name
+
+    def payloads(self, after: int | None = None, before: int | None = None) -> Iterator[StepPayload]:
+        """The payloads of the steps after ``after`` (all with None) and before ``before`` (held back: see
+        ``upload_wandb``), ascending."""
+        todo = [s for s in self.steps if (after is None or s > after) and (before is None or s < before)]
         for i in range(0, len(todo), TABLE_CHUNK_STEPS):
             chunk = todo[i : i + TABLE_CHUNK_STEPS]
             tables = self._tables(chunk)
@@ -162,27 +178,81 @@ class Plan:
     def _payload(self, step: int, tables: dict[str, T.TableData]) -> StepPayload:
         own = self.scalars.get(step, {})
         computed = self.computed.get(step)
+        mine = self.own_keys
         if computed:
             # The trainer's own number wins over runlog's recomputation of it, and a key the trainer logs is
             # its series alone: at a step where its line is missing (torn, corrupt), nothing is logged rather
             # than runlog's figure, which may round or count differently.
-            mine = self.own_keys
             values = {k: v for k, v in computed.items() if k not in mine}
             for k in computed:
                 if k in mine:
-                    self.shadowed.add(k)
-                    if k not in own:
-                        self.unfilled.setdefault(k, []).append(step)
+                    self._shadow(k, step, own)
             values.update(own)
         else:
             values = own.copy()
-        values[STEP_KEY] = step
-        hists = self.hists.get(step)
-        p = StepPayload(step, values, self.times.get(step), dict(hists) if hists else {}, tables)
+        values[self.step_key] = step
+        hists = dict(self.hists.get(step) or {})
+        # A histogram or a table under one of the run's own scalar keys: the same rule (W&B keeps one type per
+        # key; the run's numbers are its series), so the computed one is left out, and said.
+        for computed_keys in (hists, tables):
+            for k in [k for k in computed_keys if k in mine]:
+                del computed_keys[k]
+                self._shadow(k, step, own)
+        p = StepPayload(step, values, self.times.get(step), hists, tables)
+        if self._escapes:
+            p.values, p.hists, p.tables = self._shown(p.values), self._shown(p.hists), self._shown(p.tables)
         if p.row_bytes() > T.ROW_BYTES_BUDGET:
             p.hists.clear()
             self.notes.append(f"step {step}: histograms left out to keep the history row under W&B's 10 MB")
         return p
+
+    def _shadow(self, k: str, step: int, own: Mapping[str, float]) -> None:
+        self.shadowed.add(k)
+        if k not in own:
+            self.unfilled.setdefault(k, []).append(step)
+
+    @functools.cached_property
+    def _escapes(self) -> dict[str, str]:
+        """Key names that hold control or invisible characters (from role, component or scalar names), with the
+        name W&B gets: those characters shown as escapes (``\\x1b``, ``\\u202e``), as every runlog output
+        shows them; a bidi control would reorder W&B's chart titles. A name whose escaped form is itself a
+        key of the run keeps its raw form (no two series under one name)."""
+        names = set(self.own_keys)
+        for per_step in (self.computed, self.hists):
+            for d in per_step.values():
+                names.update(d)
+        if self.table_picks:  # the tables' column names (``tables.table_columns`` escapes them)
+            names.update(f"component/{c}" for c in self.run.component_names())
+            names.update(f"role/{r}" for r in self.run.role_names())
+        out = {}
+        for k in names:
+            if not k.isprintable():
+                shown = visible(k, keep_newlines=False)
+                if shown != k and shown not in names:
+                    out[k] = shown
+        return out
+
+    def _shown(self, d: dict[str, Any]) -> dict[str, Any]:
+        esc = self._escapes
+        return {esc.get(k, k): v for k, v in d.items()} if any(k in esc for k in d) else d
+
+    def key_notes(self) -> list[str]:
+        """The notes about key names: computed keys that are the run's own scalars (said by ``_plan_notes``), a
+        renamed step key, and names sent with their control characters escaped."""
+        out = []
+        if self.step_key != STEP_KEY:
+            out.append(
+                f"the run logs its own {STEP_KEY} (not equal to the step): logged as it is; the charts' x axis is "
+                f"{self.step_key} (the training step)"
+            )
+        esc = self._escapes
+        if esc:
+            first = min(esc.values())
+            out.append(
+                f"{len(esc)} key or column name(s) hold control or invisible characters: sent with them shown as "
+                f"escapes (first: {first})"
+            )
+        return out
 
     def _tables(self, steps: list[int]) -> dict[int, dict[str, T.TableData]]:
         wanted = {ident for s in steps for picks in self.table_picks.get(s, {}).values() for ident, _ in picks}
@@ -224,7 +294,8 @@ class Plan:
             for split, table in split_tables.items():
                 if table.dropped_rows:
                     self.notes.append(f"step {s} {split}: {table.dropped_rows} table row(s) left out (size limits)")
-                out.setdefault(s, {})[table_key(split)] = table
+                if table.rows:  # no rows (every picked sample's text unreadable): no empty table in W&B
+                    out.setdefault(s, {})[table_key(split)] = table
         return out
 
 
@@ -381,7 +452,7 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
 
     def build() -> list[pl.LazyFrame]:  # the frames built inside: a file found corrupt is then left out
-        totals = run.samples.group_by("split", "step").agg(pl.col("reward").filter(valid).mean().alias("m"), pl.len())
+        totals = run.samples.group_by("split", "step").agg(_mean(pl.col("reward").filter(valid)).alias("m"), pl.len())
         comps = (
             run.samples.select("split", "step", pl.col("reward_components").alias("c"))
             .explode("c")
@@ -398,6 +469,15 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
         _put(out, step, key(split, f"{prefix}/samples"), n)
     for split, step, name, v in c.iter_rows():
         _put(out, step, key(split, f"{prefix}/component/{name}"), v)
+
+
+def _mean(x: pl.Expr) -> pl.Expr:
+    """The mean of ``x``, also where the sum overflows (finite values near the float range, whose plain mean is
+    inf): then the mean of ``x`` scaled by its largest magnitude, scaled back. An infinite value keeps its
+    mean infinite (or NaN for +inf with -inf), as the plain mean has it."""
+    scale = x.abs().max()
+    scaled = (x / scale).mean() * scale
+    return pl.when(x.mean().is_finite() | ~scale.is_finite() | (scale == 0)).then(x.mean()).otherwise(scaled)
 
 
 def _histograms(
@@ -505,15 +585,50 @@ def _sub_run(run: Run, steps: set[int]) -> Run:
 
 def derive_run_id(run: Run) -> str:
     """A W&B run id that is the same every time for the same run: the manifest's ``run_id`` (characters W&B
-    refuses replaced, a hash added when anything was changed), else a hash of the run's absolute path and
-    its first files' names (names, not sizes: a growing run keeps its id)."""
+    refuses replaced, a hash added when anything was changed), else ``path_run_id`` (from the run's path and
+    the name of its earliest file). ``upload_wandb`` prefers an id the upload state already records for the
+    run (``state.recorded_run_id``), so that an id once used is kept whatever the files become."""
+    return manifest_run_id(run) or path_run_id(run)
+
+
+def manifest_run_id(run: Run) -> str | None:
+    """The manifest's ``run_id`` as a W&B id (characters W&B refuses replaced, plus a hash of the original when
+    anything was replaced), or None when the manifest has none."""
     manifest = run.manifest or {}
     rid = manifest.get("run_id")
-    if isinstance(rid, str) and rid.strip():
-        clean = _RUN_ID_BAD.sub("-", rid.strip())[:48]
-        if clean != rid:
-            clean += "-" + hashlib.sha256(rid.encode()).hexdigest()[:8]
-        return clean
-    names = sorted(f.path for f in run.files)[:3]
-    digest = hashlib.sha256(json.dumps([str(run.root.resolve()), names]).encode()).hexdigest()
+    if not isinstance(rid, str) or not rid.strip():
+        return None
+    clean = _RUN_ID_BAD.sub("-", rid.strip())[:48]
+    if clean != rid:
+        clean += "-" + hashlib.sha256(rid.encode()).hexdigest()[:8]
+    return clean
+
+
+def first_file(run: Run) -> str | None:
+    """The name of the run's earliest data file, which stays the earliest as the run grows: among the files of
+    its lowest step, the train split's (or a split-less file) before an eval file, the lowest process's before
+    another's, then by name. New steps come after it, an eval of step 0 written after the train step sorts
+    after it, and so does a later process's shard of the same step; a file that tells no step sorts last. (The
+    names' plain sorted order was not stable: ``train_10`` sorts before ``train_2``, ``eval_0`` before both.)"""
+
+    def rank(f: Any) -> tuple[float, int, int, str]:
+        steps = f.all_steps()
+        low = float(min(steps)) if steps else math.inf
+        return low, int(f.split not in (None, "train")), f.process if f.process is not None else 0, f.path
+
+    data = [f for f in run.files if f.kind != "manifest"]
+    return min(data, key=rank).path if data else None
+
+
+def path_run_id(run: Run) -> str:
+    """``runlog-<hash>`` of the run's absolute path and its ``first_file`` (a name, not a size or a content: a
+    growing run keeps its id)."""
+    digest = hashlib.sha256(json.dumps([str(run.root.resolve()), "first", first_file(run)]).encode()).hexdigest()
     return f"runlog-{digest[:16]}"
+
+
+def legacy_run_id(root: str, paths: Iterable[str]) -> str:
+    """The id runlog derived before ``path_run_id``: a hash of the root and the three smallest file names, in
+    plain sorted order (which changed as a run grew). Only to recognise an upload state written then."""
+    names = sorted(paths)[:3]
+    return f"runlog-{hashlib.sha256(json.dumps([root, names]).encode()).hexdigest()[:16]}"

@@ -45,6 +45,12 @@ class Entry:
     session_file: str | None = None  # the offline .wandb file of the latest session
     session_after: int | None = None  # last_step when that session began
     updated: float = 0.0
+    # The run's absolute path, where the run id was derived from it (no manifest run_id, no --run-id): a later
+    # upload of the run keeps this id whatever files the run has gained since (``recorded_run_id``).
+    source: str | None = None
+    # Scalars files whose last line was incomplete, with their size, when the steps from that line's on were held
+    # back (``torn_scalars``): the next upload sends them, without the line if it is still the same.
+    held: dict[str, int] = field(default_factory=dict)
 
 
 _REMOVE = "remove it to upload from scratch, or pass another --state FILE"
@@ -61,7 +67,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "session_file": (str, type(None)),
     "session_after": (int, type(None)),
     "updated": (int, float),
+    "source": (str, type(None)),
+    "held": (dict,),
 }
+# Steps are never negative (W&B's start at 0): a negative one is a hand-edited or damaged field.
+_STEP_FIELDS = ("last_step", "fingerprint_step", "session_after")
 
 
 # The fields without a default, and last_step: an entry without it would send every step again.
@@ -74,9 +84,16 @@ def _bad_field(entry: Entry) -> str | None:
         v = getattr(entry, name)
         if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
             return f"{name} is {v!r}"
+    for name in _STEP_FIELDS:
+        v = getattr(entry, name)
+        if v is not None and v < 0:
+            return f"{name} is {v!r} (steps start at 0)"
     for path, fp in entry.fingerprint.items():
         if not isinstance(fp, list) or len(fp) != 3:
             return f"fingerprint of {path!r} is {fp!r}"
+    for path, size in entry.held.items():
+        if not isinstance(size, int) or isinstance(size, bool):
+            return f"held size of {path!r} is {size!r}"
     return None
 
 
@@ -127,10 +144,57 @@ class StateFile:
             raise UsageError(f"{self.path}: damaged upload state ({dest!r}: {bad}); {_REMOVE}")
         return entry
 
+    def recorded_run_id(
+        self, source: str, paths: list[str], mode: str, entity: str | None, project: str, wandb_dir: str | None
+    ) -> tuple[str, bool] | None:
+        """The derived run id this state already uses for the run at ``source`` in this destination (mode,
+        entity, project, W&B directory), and whether it was recognised by the id an earlier runlog derived
+        (``plan.legacy_run_id``: from the files named in its fingerprint, or those of now) rather than by its
+        recorded ``source``; None when there is none. The most recently updated one wins."""
+        from .plan import legacy_run_id
+
+        found: list[tuple[float, str, bool]] = []
+        for raw in self.data["destinations"].values():
+            if not isinstance(raw, dict):
+                continue
+            rid = raw.get("run_id")
+            if not isinstance(rid, str) or not rid.startswith("runlog-"):
+                continue
+            if (raw.get("mode"), raw.get("entity"), raw.get("project")) != (mode, entity, project):
+                continue
+            if raw.get("wandb_dir") != wandb_dir:
+                continue
+            updated = raw.get("updated")
+            when = float(updated) if isinstance(updated, (int, float)) else 0.0
+            if raw.get("source") == source:
+                found.append((when, rid, False))
+            elif raw.get("source") is None:
+                fp = raw.get("fingerprint")
+                before = list(fp) if isinstance(fp, dict) else []
+                if rid in {legacy_run_id(source, before), legacy_run_id(source, paths)}:
+                    found.append((when, rid, True))
+        if not found:
+            return None
+        _, rid, legacy = max(found)
+        return rid, legacy
+
     def put(self, dest: str, entry: Entry) -> None:
         entry.updated = time.time()
         self.data["destinations"][dest] = asdict(entry)
         self.save()
+
+    def check_writable(self) -> None:
+        """Fail now, as ``save`` would, if the state cannot be written: before W&B starts a session that the state
+        could then never name (an empty offline run left behind). Writes and removes the ``.new`` file that
+        ``save`` renames, so no state file appears before there is something in it."""
+        tmp = self.path.with_name(self.path.name + ".new")
+        try:
+            tmp.write_text("", encoding="utf-8")
+            tmp.unlink()
+        except OSError as exc:
+            raise UsageError(
+                f"{self.path}: cannot write the upload state ({exc.strerror}); pass --state FILE"
+            ) from None
 
     def save(self) -> None:
         # ``.new``, not ``.tmp``: runlog's discovery warns about leftover ``*.tmp`` files in a run directory.
@@ -241,7 +305,8 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
         if f.kind == "samples" and f.step is not None:
             if f.step <= last_step:
                 notes.append(
-                    f"{path}: new file for already-uploaded step {f.step}; not sent (W&B keeps a step's first row)"
+                    f"{path}: new file for step {f.step}, at or before the last uploaded step {last_step}; not sent "
+                    "(W&B keeps a step's first row and drops a step lower than its last)"
                 )
             continue
         # A file of several steps (a scalars shard of a process that lagged behind, a rollouts file): every
@@ -279,17 +344,22 @@ def _file_steps(run: Run, f: Any) -> list[int]:
 
 def _appended_steps(path: Any, old_size: int, last_step: int) -> list[int]:
     """The steps up to ``last_step`` named by JSON lines appended to ``path`` after its first ``old_size``
-    bytes (a shard that lagged behind the upload), ascending."""
+    bytes (a shard that lagged behind the upload), ascending. The line that holds byte ``old_size`` is read
+    whole, from its start: when the last upload found it torn (half-written), its completion is what was
+    appended, and the step it names must be said too."""
     try:
         size, _ = _stat(path)
         if size <= old_size:
             return []
         if isinstance(path, ObjectPath):
-            tail = path.read_head(size)[old_size:]
+            data = path.read_head(size)
+            start = data.rfind(b"\n", 0, old_size) + 1
+            tail = data[start:size]
         else:
             with open(path, "rb") as fh:
-                fh.seek(old_size)
-                tail = fh.read(size - old_size)
+                start = _line_start(fh, old_size)
+                fh.seek(start)
+                tail = fh.read(size - start)
     except OSError:
         return []
     steps: set[int] = set()
@@ -302,6 +372,51 @@ def _appended_steps(path: Any, old_size: int, last_step: int) -> list[int]:
         if isinstance(step, int) and not isinstance(step, bool) and step <= last_step:
             steps.add(step)
     return sorted(steps)
+
+
+def _line_start(fh: Any, pos: int, block: int = 1 << 16) -> int:
+    """The offset where the line holding byte ``pos`` starts (just after the newline before ``pos``), read
+    backwards a block at a time."""
+    end = pos
+    while end > 0:
+        begin = max(0, end - block)
+        fh.seek(begin)
+        nl = fh.read(end - begin).rfind(b"\n")
+        if nl >= 0:
+            return begin + nl + 1
+        end = begin
+    return 0
+
+
+# ``"step": 12,`` in a half-written line: the step of a torn line, when its writer got that far.
+_TORN_STEP = re.compile(rb'"step"\s*:\s*(\d+)\s*[,}]')
+
+
+def torn_scalars(run: Run) -> dict[str, tuple[int, int | None]]:
+    """Per scalars JSONL file whose last line is incomplete (no newline at the end, and not a JSON object: a
+    writer still writing it), its size and that line's step where the written part tells it."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for f in run.files:
+        if f.kind != "scalars" or f.fmt != "jsonl" or not f.readable or isinstance(f.abspath, ObjectPath):
+            continue
+        try:
+            size, _ = _stat(f.abspath)
+            with open(f.abspath, "rb") as fh:
+                start = _line_start(fh, size)
+                fh.seek(start)
+                last = fh.read(size - start)
+        except OSError:
+            continue
+        if not last.strip():
+            continue
+        try:
+            whole = isinstance(json.loads(last), dict)
+        except ValueError:
+            whole = False
+        if not whole:
+            m = _TORN_STEP.search(last)
+            out[f.path] = (size, int(m.group(1)) if m else None)
+    return out
 
 
 def last_logged_step(wandb_file: str | None) -> int | None:

@@ -58,8 +58,12 @@ class TableData:
 
 
 def table_columns(components: Sequence[str], roles: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Column names and types: the base columns, one per reward component, one per role's reward."""
-    cols = [c for c, _ in BASE_COLUMNS] + [f"component/{c}" for c in components] + [f"role/{r}" for r in roles]
+    """Column names and types: the base columns, one per reward component, one per role's reward. Control and
+    invisible characters of a component's or role's name are shown as escapes, as in the cells."""
+    from ..textsafe import visible
+
+    names = [f"component/{c}" for c in components] + [f"role/{r}" for r in roles]
+    cols = [c for c, _ in BASE_COLUMNS] + [visible(n, keep_newlines=False) for n in names]
     types = [t for _, t in BASE_COLUMNS] + ["float"] * (len(components) + len(roles))
     return cols, types
 

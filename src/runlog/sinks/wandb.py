@@ -27,11 +27,12 @@ from urllib.parse import urlparse
 from ..errors import RunlogError, UsageError, install_hint
 from ..process import TWEAKS
 from ..run import Run, open_run
+from ..textsafe import visible
 from . import plan as P
 from . import state as S
 
 MODES = ("online", "offline")
-SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always at the end)
+SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always at the end); docs/wandb.md says it
 INSTALL_HINT = install_hint("wandb")
 _USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -108,22 +109,25 @@ def upload_wandb(
     program opted in (``runlog.process``: the command line does), never behind a library caller's back.
     """
     run = source if isinstance(source, Run) else open_run(source, layout=layout)
-    mode = (mode or os.environ.get("WANDB_MODE") or "online").lower()
-    if mode not in MODES:
-        raise UsageError(f"--mode {mode!r}: expected online or offline")
-    if not project or "/" in project:
-        raise UsageError(f"--project {project!r}: a W&B project name (use --entity for the team)")
+    mode, disabled = _mode(mode)
+    dry_run = dry_run or disabled
+    _check_project(project)
     if run_id is not None and not _USER_ID_OK.match(run_id):
         raise UsageError(f"--run-id {run_id!r}: W&B run ids are 1-64 letters, digits, '-', '_' or '.'")
-    rid = run_id or P.derive_run_id(run)
     wdir = str(Path(wandb_dir or os.environ.get("WANDB_DIR") or ".").resolve())
     spath = Path(state_path) if state_path else S.default_state_path(run)
     state = S.StateFile(spath)
+    entry_dir = wdir if mode == "offline" else None
+    rid, source_path, id_notes = _run_id(run, run_id, state, spath, mode, entity, project, entry_dir)
     dest = S.destination(mode, entity, project, rid, wdir)
     entry = state.get(dest)
-    result = UploadResult(rid, project, entity, mode, str(spath), dry_run=dry_run)
+    result = UploadResult(rid, project, entity, "disabled" if disabled else mode, str(spath), dry_run=dry_run)
+    if disabled:
+        result.notes.append("WANDB_MODE=disabled in the environment: W&B is off, so this is a dry run (pass --mode)")
+    result.notes += id_notes
     fp = S.fingerprint(run)
-    if entry is not None and entry.complete and entry.fingerprint == fp:
+    torn = S.torn_scalars(run)
+    if entry is not None and entry.complete and entry.fingerprint == fp and not entry.held:
         result.up_to_date, result.after = True, entry.last_step
         return result
     if entry is not None:
@@ -137,23 +141,26 @@ def upload_wandb(
     plan = P.build_plan(run, options)
     plan_left = {f.path for f in run.files if not f.readable}  # the files the plan's numbers leave out
     result.steps_total = len(plan.steps)
+    hold, held, hold_notes = _hold_torn(plan, torn, entry)
+    result.notes += hold_notes
+    last = entry.last_step if entry is not None else None
     if (
         not dry_run
-        and entry is not None
-        and entry.complete
-        and not any(entry.last_step is None or s > entry.last_step for s in plan.steps)
+        and (entry.complete if entry is not None else hold is not None)
+        and not any((last is None or s > last) and (hold is None or s < hold) for s in plan.steps)
     ):
-        # Files changed but no step is new: nothing W&B would keep (it keeps a step's first row), so no
-        # session (an empty offline run to sync); the changes are in the notes, said once.
-        entry.fingerprint, entry.fingerprint_step = fp, entry.last_step
+        # Files changed but no step is new (or the new ones are held back): nothing W&B would keep (it keeps a
+        # step's first row), so no session (an empty offline run to sync); the changes are in the notes, said once.
+        entry = entry or S.Entry(rid, project, entity, mode, entry_dir, source=source_path)
+        entry.complete, entry.fingerprint, entry.fingerprint_step, entry.held = True, fp, last, held
         state.put(dest, entry)
-        result.after = entry.last_step
+        result.after = last
         result.notes += _plan_notes(plan, plan_left, result.after)
         return result
     if dry_run:
-        result.after = entry.last_step if entry else None
+        result.after = last
         keys: set[str] = set()
-        for p in plan.payloads(result.after):
+        for p in plan.payloads(result.after, hold):
             result.count(p)
             keys.update(p.values, p.hists, p.tables)
         result.keys = sorted(keys)
@@ -165,7 +172,10 @@ def upload_wandb(
         wandb = _import_wandb()
         if mode == "online":
             _check_credentials()
-        entry = entry or S.Entry(rid, project, entity, mode, wdir if mode == "offline" else None)
+        _check_wandb_dir(wdir, wandb_dir)
+        entry = entry or S.Entry(rid, project, entity, mode, entry_dir)
+        entry.source = entry.source or source_path
+        state.check_writable()  # before W&B starts: a state that cannot be written leaves no session behind
         wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
         try:
             after = _resume_point(wb, entry, mode)
@@ -180,22 +190,155 @@ def upload_wandb(
                 False,
             )
             state.put(dest, entry)
-            wb.define_metric(P.STEP_KEY)
-            wb.define_metric("*", step_metric=P.STEP_KEY)
+            wb.define_metric(plan.step_key)
+            wb.define_metric("*", step_metric=plan.step_key)
             if on_start is not None:
-                on_start(result, sum(1 for s in plan.steps if after is None or s > after))
-            _log_steps(wandb, wb, plan.payloads(after), result, state, dest, entry, on_step)
+                on_start(
+                    result, sum(1 for s in plan.steps if (after is None or s > after) and (hold is None or s < hold))
+                )
+            _log_steps(wandb, wb, plan.payloads(after, hold), result, state, dest, entry, on_step)
         except BaseException:
             # Ctrl-C or a W&B failure: what was logged is recorded (the state only names returned steps), and
             # the session is closed so that its log is whole; the next upload resumes after entry.last_step.
-            state.put(dest, entry)
-            _finish(wb, exit_code=1)
+            # The session is closed even when the state cannot be written now (its own error is raised).
+            try:
+                state.put(dest, entry)
+            finally:
+                _finish(wb, exit_code=1)
             raise
         _finish(wb, exit_code=0)
         entry.complete, entry.fingerprint, entry.fingerprint_step = True, fp, entry.last_step
+        entry.held = held
         state.put(dest, entry)
         result.notes += _plan_notes(plan, plan_left, result.after)
         return result
+
+
+def _mode(mode: str | None) -> tuple[str, bool]:
+    """The W&B mode: ``--mode`` (online or offline), else ``$WANDB_MODE`` (also W&B's older spellings: ``dryrun``
+    is offline, ``run`` online), else online; and whether ``$WANDB_MODE`` is ``disabled`` (as W&B itself does
+    then, nothing is sent: the upload is a dry run)."""
+    if mode is not None:
+        if mode.lower() not in MODES:
+            raise UsageError(f"--mode {mode!r}: expected online or offline")
+        return mode.lower(), False
+    env = os.environ.get("WANDB_MODE")
+    if not env:
+        return "online", False
+    value = env.strip().lower()
+    if value == "disabled":
+        return "offline", True
+    value = {"dryrun": "offline", "run": "online"}.get(value, value)
+    if value not in MODES:
+        raise UsageError(
+            f"WANDB_MODE={visible(env)!r} in the environment: expected online or offline (or disabled); "
+            "unset it or pass --mode"
+        )
+    return value, False
+
+
+# The characters W&B refuses in a project name (its own check, run only once a session is starting), and its
+# longest project name.
+_PROJECT_BAD = "/\\#?%:"
+_PROJECT_MAX = 128
+
+
+def _check_project(project: str) -> None:
+    """W&B's rules for a project name, checked before anything starts (a usage error, not a W&B failure)."""
+    shown = visible(project if len(project) <= 60 else project[:60] + "...", keep_newlines=False)
+    if not project or "/" in project:
+        raise UsageError(f"--project {shown!r}: a W&B project name (use --entity for the team)")
+    bad = sorted({c for c in project if c in _PROJECT_BAD})
+    if bad:
+        raise UsageError(f"--project {shown!r}: W&B refuses {' '.join(bad)} in a project name")
+    if len(project) > _PROJECT_MAX:
+        raise UsageError(f"--project {shown!r}: {len(project)} characters; W&B allows at most {_PROJECT_MAX}")
+
+
+def _check_wandb_dir(wdir: str, given: Any) -> None:
+    """The W&B directory exists (made here) and is a directory; otherwise one line naming where it came from."""
+    what = "--wandb-dir" if given else "WANDB_DIR" if os.environ.get("WANDB_DIR") else "the W&B directory"
+    path = Path(wdir)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {wdir}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{what} {wdir}: cannot create it ({exc.strerror})") from None
+
+
+def _run_id(
+    run: Run,
+    given: str | None,
+    state: S.StateFile,
+    spath: Path,
+    mode: str,
+    entity: str | None,
+    project: str,
+    entry_dir: str | None,
+) -> tuple[str, str | None, list[str]]:
+    """The W&B run id, the run's path where the id is derived from it (recorded in the state), and a note.
+
+    ``--run-id``, else the manifest's ``run_id``, else the derived id this state file already records for this
+    run and destination (``StateFile.recorded_run_id``: a run keeps its W&B run whatever files it gains, and a
+    run uploaded by an earlier runlog, which derived ids differently, goes on into the same W&B run), else
+    ``plan.path_run_id``."""
+    if given is not None:
+        return given, None, []
+    manifest = P.manifest_run_id(run)
+    if manifest is not None:
+        return manifest, None, []
+    source = str(run.root.resolve())
+    derived = P.path_run_id(run)
+    recorded = state.recorded_run_id(source, [f.path for f in run.files], mode, entity, project, entry_dir)
+    if recorded is None:
+        return derived, source, []
+    rid, legacy = recorded
+    notes = []
+    if legacy and rid != derived:
+        notes.append(
+            f"run id {rid} kept from {spath}: an earlier runlog derived this run's id from other file names "
+            "(so a growing run could change W&B run); it stays this run's id here"
+        )
+    return rid, source, notes
+
+
+def _hold_torn(
+    plan: P.Plan, torn: dict[str, tuple[int, int | None]], entry: S.Entry | None
+) -> tuple[int | None, dict[str, int], list[str]]:
+    """The first step held back, the files to record as holding it, and the notes.
+
+    A scalars file whose last line is incomplete is a writer still writing it: the step it is for is held
+    back with every later one (W&B drops a step lower than one it has, so its scalars would never get in),
+    and the next upload sends them. If that upload finds the same line still incomplete (the file unchanged:
+    the writer stopped), it sends them without it. The line's step is read from its written part, else it is
+    taken to be the run's last step; a line for a step already uploaded holds nothing (its completion is said
+    by ``state.changed_history``)."""
+    if not torn or not plan.steps:
+        return None, {}, []
+    before = entry.held if entry is not None else {}
+    hold: int | None = None
+    held: dict[str, int] = {}
+    notes = []
+    done = entry.last_step if entry is not None else None
+    for path, (size, step) in sorted(torn.items()):
+        at = step if step is not None else plan.steps[-1]
+        if done is not None and at <= done:  # W&B is past it already: holding would only stop the new steps
+            continue
+        if before.get(path) == size:
+            notes.append(
+                f"{path}: its last line is still incomplete, as at the last upload (the writer stopped?): "
+                f"step {at} and later are sent without it"
+            )
+            continue
+        held[path] = size
+        hold = at if hold is None else min(hold, at)
+    if hold is not None:
+        notes.append(
+            f"{', '.join(sorted(held))}: last line incomplete (still being written?): step(s) from {hold} on are "
+            "held back for the next upload (sent then, without the line if it is still incomplete)"
+        )
+    return hold, held, notes
 
 
 @contextlib.contextmanager
@@ -271,7 +414,6 @@ def _init(
     manifest = run.manifest or {}
     config = dict(manifest.get("config") or {}) if isinstance(manifest.get("config"), dict) else {}
     config["runlog"] = {"source": str(run.root.resolve()), "run_id": manifest.get("run_id"), "roles": run.role_names()}
-    Path(wdir).mkdir(parents=True, exist_ok=True)
     settings = wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True, x_disable_meta=True)
     try:
         return wandb.init(
@@ -325,6 +467,12 @@ def _import_wandb() -> Any:
         import wandb
     except ImportError:
         raise UsageError(f"uploading to W&B needs the wandb package: {INSTALL_HINT}") from None
+    except Exception as exc:  # noqa: BLE001  (a broken install: a protobuf mismatch raises TypeError, ...)
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UsageError(
+            f"the wandb package is installed but cannot be imported ({type(exc).__name__}: {visible(text)}); "
+            f"reinstall it: {INSTALL_HINT}"
+        ) from None
     return wandb
 
 
@@ -350,7 +498,7 @@ def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None, after: int | No
     rewards, samples without per-role data) only for those steps, so that a resumed upload does not say again
     what an earlier session said about its own steps."""
     whole = set(plan.session_notes())
-    notes = plan.session_notes(after) + [n for n in plan.notes if n not in whole]
+    notes = plan.session_notes(after) + [n for n in plan.notes if n not in whole] + plan.key_notes()
     # A file found unreadable by the table rows' read (a column only the rows read: the text, env_name), after
     # the numbers were planned (and perhaps logged): said, with the steps whose numbers hold it.
     late = [
@@ -368,8 +516,8 @@ def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None, after: int | No
     if plan.shadowed:
         some = ", ".join(sorted(plan.shadowed)[:4])
         notes.append(
-            f"{len(plan.shadowed)} computed key(s) are also the run's own scalars ({some}...): "
-            "the run's values are logged"
+            f"{len(plan.shadowed)} computed key(s) are also the run's own scalars ({visible(some)}...): "
+            "the run's values are logged, not runlog's aggregates, histograms or tables under those keys"
         )
     if plan.unfilled:
         steps = sorted({s for v in plan.unfilled.values() for s in v})

@@ -17,8 +17,9 @@ Point = tuple[float | None, float | None, int]  # a step's mean, standard deviat
 def diff_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
     """Per split, role, run and common step: the run's per-step mean of ``metric`` (``reward`` or ``kl``) with a
     normal confidence band (``mean +- z sd / sqrt(n)`` at ``options.ci``), and, for the compared runs, the
-    difference to the baseline at that step with its band (Welch). The baseline's rows (``baseline`` true)
-    cover the steps where a compared run has a value of that role. What ``plot --diff`` draws."""
+    difference to the baseline at that step with its band (Welch). Both runs' rows cover the steps they
+    share where each has a value of that role (the baseline's rows, ``baseline`` true, those of any compared
+    run). What ``plot --diff`` draws."""
     if metric not in ("reward", "kl"):
         raise UsageError(f"diff series: metric {metric!r}: expected reward or kl")
     z = NormalDist().inv_cdf(0.5 + d.options.ci / 2)
@@ -36,7 +37,9 @@ def diff_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
                 continue
             base_steps.setdefault((split, role), set()).update(s for s in common if s in a and s in b)
             for s in common:
-                if s not in b:
+                # A compared run is drawn on the steps where the baseline has a value of this role too
+                # (docs/diff.md: "on the steps each run shares with the baseline"), never beside no baseline.
+                if s not in b or s not in a:
                     continue
                 mb, sb, nb = b[s]
                 lo, hi = _band(mb, sb, nb, z)
