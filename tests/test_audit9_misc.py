@@ -158,3 +158,27 @@ def test_the_stride_of_a_gap_counts_the_steps_of_unreadable_files() -> None:
         xy = line.get_xydata()
         if len(xy) > 1:  # a break (NaN) after every drawn step but the last: no segment joins two of them
             assert all(np.isnan(y) for y in xy[1::2, 1]), xy
+
+
+def test_a_fleets_metrics_say_each_runs_notes(tmp_path: Path, cli) -> None:
+    """A fleet's diversity gave each run's figures but not the notes its run alone gives: texts left out of the
+    means over groups (no prompt group), and `split` added where runs have train and eval."""
+    from runlog.writer import RunWriter
+
+    with RunWriter(tmp_path / "fleet" / "a") as w:  # 3 texts without group_id or prompt: in no group
+        rows = [{"sample_id": f"s{i}", "reward": 1.0, "completion": f"t {i}"} for i in range(5)]
+        for row in rows[:2]:  # two texts in one group, three in none
+            row["group_id"] = "g"
+        w.log_samples(0, rows)
+    with RunWriter(tmp_path / "fleet" / "b") as w:
+        for split in ("train", "eval"):
+            rows = [
+                {"sample_id": f"{split}{i}", "group_id": "g", "reward": 1.0, "completion": f"x {i}"} for i in range(2)
+            ]
+            w.log_samples(0, rows, split=split)
+    alone = cli("metrics", "diversity", tmp_path / "fleet" / "a").stderr
+    assert "3 text(s) without a prompt group" in alone, alone
+    r = cli("metrics", "diversity", str(tmp_path / "fleet" / "*"), "--by", "run", "--format", "csv")
+    assert "a: 3 text(s) without a prompt group" in r.stderr, r.stderr
+    assert "runs of this fleet have the splits eval, train: `split` was added" in r.stderr, r.stderr
+    assert {row["split"] for row in _csv_rows(r.stdout) if row["run"] == "b"} == {"train", "eval"}

@@ -271,17 +271,13 @@ def _empty_reason(run: Run, filters: Filters) -> str:
     return "the run's sample files hold no rows: nothing to summarise"
 
 
-FLEET_SPLIT_NOTE = (
-    "runs of this fleet have the splits {splits}: `split` was added to the keys, train and eval are never pooled "
-    "(use --split to pick one)"
-)
 
 
 def _summarize_fleet(
     fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:
     from ..analysis import summarize as S
-    from ..fleet import summarize_fleet
+    from ..fleet import FLEET_SPLIT_NOTE, summarize_fleet
 
     S.check_keys(by, ["run", *S.KEYS])
     result = fleet.run(

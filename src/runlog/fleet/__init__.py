@@ -660,9 +660,22 @@ def metrics_fleet(
     units, failures = plan_units(locations, layout=layout, storage_options=storage_options, split_runs=False)
     task = Task.of(job, keys, filters, layout, storage_options)
     frame, results, nbatches = _stacked(task, units, failures, engine, progress)
-    if auto_split and "split" in frame.columns and frame["split"].drop_nulls().n_unique() <= 1:
-        frame = frame.drop("split")
-    return FleetResult(frame, results, failures, [], len(units), nbatches, _where(locations))
+    notes: list[str] = []
+    if auto_split and "split" in frame.columns:
+        splits = sorted(frame["split"].drop_nulls().unique().to_list())
+        if len(splits) <= 1:
+            frame = frame.drop("split")
+        else:
+            notes.append(FLEET_SPLIT_NOTE.format(splits=", ".join(splits)))
+    # Each run's notes (``tasks.job_notes``: texts in no prompt group, left out of the means), under its name.
+    notes += list(dict.fromkeys(f"{r.name}: {n}" for r in sorted(results, key=lambda r: r.index) for n in r.notes))
+    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
+
+
+FLEET_SPLIT_NOTE = (
+    "runs of this fleet have the splits {splits}: `split` was added to the keys, train and eval are never pooled "
+    "(use --split to pick one)"
+)
 
 
 def _where(locations: Sequence[str]) -> dict[str, str]:
@@ -671,6 +684,7 @@ def _where(locations: Sequence[str]) -> dict[str, str]:
 
 
 __all__ = [
+    "FLEET_SPLIT_NOTE",
     "DiversityJob",
     "FleetResult",
     "FormatJob",

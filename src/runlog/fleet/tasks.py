@@ -52,7 +52,16 @@ class DiversityJob:
             compression=self.compression,
             threads=self.threads,
             split_key=False,
+            notes=job_notes(run),
         )
+
+
+def job_notes(run: Run) -> list[str]:
+    """The list a job's notes of ``run`` go in (what its figures leave out: texts in no prompt group), which
+    ``_run_unit`` hands back with the run's frame: a fleet says them of that run, as ``metrics`` says them of
+    one run."""
+    notes: list[str] = run.ctx.cache.setdefault("job_notes", [])
+    return notes
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class UnitResult:
     frame: pl.DataFrame | None
     problems: list[tuple[str, str, str]]  # (path, kind, message)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # ``job_notes``
 
 
 def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
@@ -137,7 +147,7 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         frame = task.job.frame(run, task.keys, task.filters)
         frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
         problems = [(p.path, p.kind, p.message) for p in run.problems]
-        return UnitResult(unit.index, unit.name, frame, problems)
+        return UnitResult(unit.index, unit.name, frame, problems, notes=list(job_notes(run)))
     except RunlogError as exc:
         return UnitResult(unit.index, unit.name, None, [], str(exc))
     except OSError as exc:
