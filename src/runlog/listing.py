@@ -209,11 +209,14 @@ def _has_magic(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-def is_pattern(location: str) -> bool:
-    """A glob to expand: wildcards, and no local file or folder of that very name (``run[1]`` is a run)."""
+def is_pattern(location: str, storage_options: Mapping[str, str] | None = None) -> bool:
+    """A glob to expand: wildcards, and no file or folder of that very name (``run[1]`` is a run), on disk or
+    in an object store (``s3://b/exp[1]``, where ``exp[1]/`` holds objects: asked of the store)."""
     if not _has_magic(location):
         return False
-    return storage.is_url(location) or not os.path.exists(os.path.expanduser(location))
+    if storage.is_url(location):
+        return not storage.names_something(location, storage_options)
+    return not os.path.exists(os.path.expanduser(location))
 
 
 def glob_matches(pattern: str, storage_options: Mapping[str, str] | None = None) -> list[str]:
@@ -260,8 +263,15 @@ def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
         if not listed and not _has_magic(seg):
             prefixes = [f"{p}/{seg}" if p else seg for p in prefixes]
             continue
-        listed = True
         last = i == len(segments) - 1
+        if not listed and not last:
+            # A folder named like a pattern (``exp[1]`` in ``s3://b/exp[1]/*``) is that folder, as on disk
+            # (``_literal_prefix``): its own name wins over what its wildcards would match.
+            here = f"{prefixes[0]}/{seg}" if prefixes[0] else seg
+            if here in store.list_level(prefixes[0])[0]:
+                prefixes = [here]
+                continue
+        listed = True
         nxt: list[str] = []
         if len(prefixes) > 1:  # one request per prefix, many in flight (300 matches listed one by one: 2 s)
             from concurrent.futures import ThreadPoolExecutor
@@ -306,9 +316,9 @@ def refuse_glob(path: str, storage_options: Mapping[str, str] | None = None) -> 
     something (the command reads one run; a quoted ``'runs/*'`` reached it unexpanded). A path with
     wildcards that names a file or folder (``run[1]``) is that one; a glob that matches nothing is left to
     say that the path does not exist."""
-    if not is_pattern(path):
-        return
     try:
+        if not is_pattern(path, storage_options):
+            return
         matches = glob_matches(path, storage_options)
     except (RunlogError, OSError):
         return  # the path is reported as not found

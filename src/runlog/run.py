@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
@@ -32,7 +31,7 @@ from .listing import (
     one_run,
 )
 from .probe_cache import Hit, ProbeCache
-from .storage import UNREACHABLE, ObjectPath, unreachable
+from .storage import UNREACHABLE, ObjectPath, remote_reason, unreachable
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
@@ -43,6 +42,12 @@ TEMP_SUFFIXES = (".tmp", ".partial")
 TEXT_ONLY = ("messages", "completion", "trajectory", "prompt")
 GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (polars adds a page of hints below it), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _texts_read(carry: dict[str, pl.Expr]) -> set[str]:
@@ -167,11 +172,18 @@ class Run:
 
         try:
             return build()
-        except (pl.exceptions.PolarsError, OSError):
-            # A layout that reads the components column hit a corrupt file: find it, report it, go on.
-            if not self._quarantine_unreadable():
-                raise
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            # A layout that reads the components column hit a corrupt file (or an object whose content never
+            # arrives whole): find it, report it, go on, as ``collect`` does. The first read of a run's data may
+            # be this one.
+            first_error = exc
+        self._check_reachable(first_error)
+        if not self._quarantine_unreadable():
+            raise DataError(str(self.root), f"reading the run failed: {_first_line(first_error)}") from None
+        try:
             return build()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(str(self.root), f"reading the run failed: {_first_line(exc)}") from None
 
     def numeric(self, carry: dict[str, pl.Expr], components: list[str] | None = None) -> pl.LazyFrame:
         """The numeric view summaries work on: one row per (sample, role) with the ``carry`` expressions,
@@ -254,13 +266,11 @@ class Run:
         self._check_reachable(first_error)
         bad = self._quarantine_unreadable()
         if not bad and not self._marked_elsewhere():
-            msg = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
-            raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+            raise DataError(str(self.root), f"reading the run failed: {_first_line(first_error)}") from None
         try:
             return pl.collect_all(build(), engine=engine)
         except (pl.exceptions.PolarsError, OSError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(str(self.root), f"reading the run failed: {msg[:300]}") from None
+            raise DataError(str(self.root), f"reading the run failed: {_first_line(exc)}") from None
 
     def _check_reachable(self, exc: BaseException) -> None:
         """A remote run whose store cannot be reached (the server gone mid-command): one error for the run at
@@ -292,15 +302,31 @@ class Run:
         for f in self.files:
             if f.fmt != "parquet" or not f.readable or f.kind != "samples" or f.unread:
                 continue
+            src = f.abspath
+            remote = isinstance(src, ObjectPath)
             try:
                 # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
                 # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern (every file "failed").
-                src = io.BytesIO(f.abspath.read_bytes()) if isinstance(f.abspath, ObjectPath) else f.abspath
-                pl.read_parquet(src, glob=False)
+                # An object is read as the query read it, by polars' reader: one whose content always arrives
+                # cut short fails there (obstore's reads resume where a body broke off, and would pass it).
+                if isinstance(src, ObjectPath):
+                    pl.read_parquet(str(src), storage_options=src.store.polars_options, glob=False)
+                else:
+                    pl.read_parquet(src, glob=False)
             except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
                 self._check_reachable(exc)
-                reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                reason = _first_line(exc)
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
+                # A remote read that failed (not a decoding error: polars says those otherwise): said as the
+                # store's reason, and no column is tried on its own (each try would wait out the retries).
+                unread = remote and isinstance(exc, OSError) and not gone
+                if unread:
+                    self.ctx.problem(
+                        f.path, UNREADABLE, f"cannot be read from the store: {remote_reason(exc)}; file skipped"
+                    )
+                    f.readable = False
+                    bad.append(f)
+                    continue
                 failing, present = ([], []) if gone else self._failing_columns(f)
                 if failing and set(failing) <= set(TEXT_ONLY):
                     # The texts go together (a sample's messages without its completion would mislead), but a

@@ -27,6 +27,9 @@ from .storage_config import (
     obstore_options,
     parse_storage_options,
 )
+from .storage_config import (
+    polars_options as _polars_options,
+)
 
 # URL scheme -> object_store family. ``gcs`` and the Azure spellings are accepted as aliases.
 SCHEMES = {
@@ -96,12 +99,18 @@ class Store:
             import obstore.store
         except ImportError:  # pragma: no cover  (obstore is a core dependency)
             raise UsageError("reading object-store URLs needs obstore: pip install obstore") from None
-        config, client = obstore_options(family, self.options)
+        config, client, retry = obstore_options(family, self.options)
         # The user's options, checked by obstore itself: no one of its per-family config types fits them all.
-        store_args: dict[str, Any] = {"config": config or None, "client_options": client or None}
+        store_args: dict[str, Any] = {"config": config or None, "client_options": client or None, "retry_config": retry}
         try:
             self.store = obstore.store.from_url(self.base, **store_args)
         except Exception as exc:  # noqa: BLE001  (bad option names or values: say which)
+            raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
+        except BaseException as exc:
+            # obstore panics on some option it was not meant to get (a client key passed as config): pyo3's
+            # PanicException, a BaseException. KeyboardInterrupt and SystemExit go on.
+            if not is_panic(exc):
+                raise
             raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
 
     @classmethod
@@ -117,8 +126,10 @@ class Store:
         return store
 
     @property
-    def polars_options(self) -> dict[str, str]:
-        return dict(self.options)
+    def polars_options(self) -> dict[str, Any]:
+        """The options of polars' reader: the user's, with bounds on a store that never answers
+        (``storage_config.polars_options``)."""
+        return _polars_options(self.family, self.options)
 
     def url(self, key: str) -> str:
         return f"{self.base}/{key}"
@@ -139,6 +150,18 @@ class Store:
         except Exception as exc:  # noqa: BLE001  (obstore's errors are mapped to one line below)
             raise _remote_error(self.url(prefix), exc) from None
         return out
+
+    def has_below(self, prefix: str) -> bool:
+        """Whether any object lies below ``prefix`` (a folder: ``prefix/``): one listing request of one key."""
+        import obstore
+
+        try:
+            for chunk in obstore.list(self.store, f"{prefix.strip('/')}/", chunk_size=1):
+                if chunk:
+                    return True
+        except Exception as exc:  # noqa: BLE001
+            raise _remote_error(self.url(prefix), exc) from None
+        return False
 
     def list_dirs(self, prefix: str) -> builtins.list[str]:
         """The immediate sub-folders of ``prefix`` (keys ending without '/')."""
@@ -316,6 +339,22 @@ def location(path: str | os.PathLike[str] | ObjectPath, options: Mapping[str, st
     return ObjectPath(Store.for_url(url, options), key)
 
 
+def names_something(url: str, options: Mapping[str, str] | None = None) -> bool:
+    """Whether ``url`` names an object, or a prefix with objects below it, read literally (``exp[1]`` as those
+    five characters): then it is that run, not a pattern, as a local path is. A missing bucket names nothing;
+    other failures (the store out of reach, access denied) are raised, as reading it would."""
+    try:
+        root = location(url, options)
+    except RunNotFoundError:
+        return False
+    if not root.key:
+        return False
+    try:
+        return root.store.has_below(root.key) or root.store.head(root.key) is not None
+    except RunNotFoundError:
+        return False
+
+
 def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str, tuple | None]]:
     """(file, run-relative posix path, size, URL, stamp) of every object below a remote run folder (hidden
     folders skipped), or of the single object ``root`` names. Missing: ``RunNotFoundError``. The stamp
@@ -324,9 +363,10 @@ def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str, tuple | 
     metas = root.store.list(root.key)
     out: list[tuple[ObjectPath, str, int, str, tuple | None]] = []
     pre = f"{root.key}/" if root.key else ""
+    markers = folder_markers(metas)
     for m in metas:
         rel = m.key[len(pre) :]
-        if not rel or rel.endswith("/"):
+        if not rel or rel.endswith("/") or m.key in markers:
             continue
         parts = rel.split("/")
         if any(p.startswith(".") or p == "__pycache__" for p in parts[:-1]):
@@ -341,6 +381,21 @@ def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str, tuple | 
         raise RunNotFoundError(f"{root}: no such object or prefix")
     out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
     return out
+
+
+def folder_markers(metas: Sequence[ObjectMeta]) -> set[str]:
+    """The keys of "folder" marker objects: what the S3 console's "Create folder" and sync tools write, a
+    zero-byte ``prefix/``, which obstore lists without its ``/``. Such a key is no file (an empty folder on
+    disk is none): one of size 0 that other keys lie below, or whose name has no suffix (no run file lacks one)."""
+    import bisect
+
+    keys = sorted(m.key for m in metas)
+
+    def has_below(key: str) -> bool:
+        i = bisect.bisect_left(keys, f"{key}/")
+        return i < len(keys) and keys[i].startswith(f"{key}/")
+
+    return {m.key for m in metas if m.size == 0 and ("." not in m.key.rsplit("/", 1)[-1] or has_below(m.key))}
 
 
 def object_stamp(meta: ObjectMeta) -> tuple | None:
@@ -370,7 +425,7 @@ def prefetch_footers(paths: Sequence[tuple[Any, int]]) -> None:
         store.prefetch(footers=metas)
 
 
-def polars_options(paths: Iterable[Any]) -> dict[str, str] | None:
+def polars_options(paths: Iterable[Any]) -> dict[str, Any] | None:
     """``storage_options`` for polars readers of these files (None for local files)."""
     for p in paths:
         if isinstance(p, ObjectPath):
@@ -426,12 +481,30 @@ def _meta(m: Mapping[str, Any]) -> ObjectMeta:
     )
 
 
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic raised through pyo3 (``pyo3_runtime.PanicException``, a BaseException)."""
+    return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 UNREACHABLE = "cannot reach the object store (connection failed; check the endpoint and network)"
+# What object_store / reqwest say when no answer came: refused, reset or timed-out connections, DNS. Not any text
+# with "connect" in it: "error reading a body from connection" is one object's read that broke off.
+UNREACHABLE_SIGNS = (
+    "connection refused",
+    "error sending request",
+    "dns error",
+    "failed to lookup address",
+    "tcp connect error",
+    "error trying to connect",
+    "operation timed out",
+)
+BODY_BROKEN = ("error reading a body", "response body error", "end of file before message length")
+BODY_CUT = "the object's content arrived cut short"
 
 
 class UnreachableError(OSError):
@@ -467,7 +540,12 @@ def remote_reason(exc: BaseException) -> str:
     low = text.lower()
     if "credential" in low or "token" in low and "error" in low:
         return "no usable credentials (set AWS_* / GOOGLE_APPLICATION_CREDENTIALS / AZURE_*, or --storage-option)"
-    if "connection refused" in low or "error sending request" in low or "dns error" in low or "connect" in low:
+    if any(sign in low for sign in BODY_BROKEN):
+        # The answer began and broke off (a body cut short): a failed read of that object, not a store out of reach.
+        lines = [line.strip().lstrip("0123456789: ") for line in text.splitlines() if line.strip()]
+        cause = lines[-1] if len(lines) > 1 and "body" not in lines[-1].lower() else ""
+        return f"{BODY_CUT}{f' ({cause})' if cause else ''}"
+    if any(sign in low for sign in UNREACHABLE_SIGNS):
         return UNREACHABLE
     if "404" in text or "not found" in low:
         return "not found"

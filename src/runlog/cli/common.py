@@ -131,9 +131,13 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(0) from None
     except OSError as exc:
         # Reading failed below us (an object store that went away mid-query, a disk error): one line.
+        import re
+
         from ..storage import remote_reason
 
-        name = getattr(exc, "filename", None)
+        # polars names the object in its text, not in ``filename``: "... (path: s3://b/run/x.parquet)".
+        named = re.search(r"\(path: ([^)\s]+)\)", str(exc))
+        name = getattr(exc, "filename", None) or (named.group(1) if named else None)
         raise fail(f"{name}: {remote_reason(exc)}" if name else remote_reason(exc), EXIT_PROBLEMS) from None
     except Exception as exc:
         # typer's own usage exceptions (it vendors click) are typer's to print, with exit code 2.

@@ -271,8 +271,6 @@ def _empty_reason(run: Run, filters: Filters) -> str:
     return "the run's sample files hold no rows: nothing to summarise"
 
 
-
-
 def _summarize_fleet(
     fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:

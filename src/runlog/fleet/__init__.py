@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .._lazy import pl
 from ..analysis.filters import Filters
-from ..errors import RunlogError, UsageError
+from ..errors import RunlogError, RunNotFoundError, UsageError
 from .engine import Engine, LocalEngine
 from .tasks import DiversityJob, FormatJob, Job, MetricJob, SummarizeJob, Task, Unit, UnitResult, run_batch
 
@@ -68,7 +68,7 @@ def _expanded(patterns: Sequence[str], storage_options: Mapping[str, str] | None
 
     out: list[str] = []
     for pat in patterns:
-        out.extend(_matches(pat, storage_options) if is_pattern(pat) else [pat])
+        out.extend(_matches(pat, storage_options) if is_pattern(pat, storage_options) else [pat])
     return out
 
 
@@ -76,10 +76,21 @@ def _matches(pattern: str, storage_options: Mapping[str, str] | None) -> list[st
     """What a glob matches (:func:`glob_matches`); matching nothing is a usage error."""
     from ..listing import glob_matches
 
-    matches = glob_matches(pattern, storage_options)
+    try:
+        matches = glob_matches(pattern, storage_options)
+    except RunNotFoundError as exc:
+        # A missing bucket (or container): said for the pattern given, not for the prefix listed.
+        raise RunNotFoundError(f"{pattern}: {_reason_of(exc)}") from None
     if not matches:
         raise UsageError(f"{pattern}: matches no run")
     return matches
+
+
+def _reason_of(exc: RunNotFoundError) -> str:
+    """An error's message without the location it begins with (``s3://b/: NoSuchBucket ...``)."""
+    text = str(exc)
+    head, sep, rest = text.partition(": ")
+    return rest if sep and ("://" in head or os.sep in head) else text
 
 
 Key = tuple[str, ...]
@@ -281,7 +292,8 @@ def expand_globs(
 
     given: list[tuple[str, str | None]] = []  # (location, the glob it matched)
     for path in paths:
-        given += [(m, path) for m in _matches(path, storage_options)] if is_pattern(path) else [(path, None)]
+        expand = is_pattern(path, storage_options)
+        given += [(m, path) for m in _matches(path, storage_options)] if expand else [(path, None)]
     runs = _runs_of([loc for loc, _ in given], storage_options)
     seen: dict[Key, str] = {}
     for (loc, glob), r in zip(given, runs, strict=True):
@@ -357,7 +369,7 @@ def fleet_locations(
         items = out
     kept, twice = distinct_runs(_expanded(items, storage_options), storage_options)
     same += twice
-    fleet = len(paths) > 1 or any(is_pattern(p) for p in paths)
+    fleet = len(paths) > 1 or any(is_pattern(p, storage_options) for p in paths)
     return Locations(kept, [same_run_note(same)] if same else [], fleet)
 
 
@@ -373,7 +385,7 @@ def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> tuple[
     from ..listing import is_pattern
     from ..run import list_names
 
-    if is_pattern(location):
+    if is_pattern(location, storage_options):
         return [location], []
     issues: list[tuple[str, str, bool]] = []
     try:
@@ -458,11 +470,12 @@ def plan_units(
     with ThreadPoolExecutor(LIST_THREADS) as pool:
         futures = [pool.submit(_listing, loc, storage_options) for loc in locations]
         listings: list[list[tuple[str, int]] | None] = []
-        for loc, fut in zip(locations, futures, strict=True):
+        for name, fut in zip(names, futures, strict=True):
             try:
                 listings.append(fut.result())
             except RunlogError as exc:
-                failures.append((loc, str(exc)))
+                # Under the run's name, as a run that fails when read is: the message names its location.
+                failures.append((name, str(exc)))
                 listings.append(None)
     units: list[Unit] = []
     for name, loc, files in zip(names, locations, listings, strict=True):
