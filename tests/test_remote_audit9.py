@@ -410,3 +410,31 @@ def test_a_skipped_remote_run_is_named_once(s3: Any, tmp_path: Path) -> None:
     line = next(line for line in r.stderr.splitlines() if "run skipped" in line)
     assert line.count(f"{base}/gone") == 1, line
     assert line.startswith("error: gone: run skipped: ")
+
+
+# -- 7a. an object the store will not give ---------------------------------------------------------------------
+
+
+def test_an_object_the_store_refuses_is_not_called_corrupt(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 403 on one object's footer read was said "unreadable Parquet (truncated or corrupt?): AccessDenied"; the
+    store's refusal is said as such, and the other files are summarised."""
+    import runlog.formats.common as common
+
+    bad = "step_00000002.p0.parquet"
+    local = make_native_run(tmp_path / "run", steps=range(4))
+    url = f"s3://{s3.fresh_bucket()}/run"
+    s3.upload_dir(local, url)
+    real = common._open_footer
+
+    def refusing(cand: Any) -> Any:
+        if cand.rel.endswith(bad):
+            raise PermissionError("Generic S3 error: <Code>AccessDenied</Code><Message>Access Denied</Message>")
+        return real(cand)
+
+    monkeypatch.setattr(common, "_open_footer", refusing)
+    r = run_cli("summarize", url, "--by", "role", "--format", "json", "--no-cache", *flags(s3))
+    assert f"error: samples/train/{bad}: cannot be read from the store: AccessDenied: Access Denied" in r.stderr
+    assert "truncated or corrupt" not in r.stderr
+    assert_figures(role_figures(r.stdout), role_truth(local, skip=(bad,)))

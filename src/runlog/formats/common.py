@@ -162,7 +162,13 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
         plan = _plan_for(md, reader, ctx)
     except (OSError, pa.ArrowException, ValueError, RunlogError) as exc:
         info.readable = False
-        ctx.problem(cand.rel, UNREADABLE, f"unreadable Parquet (truncated or corrupt?): {_short(exc)}")
+        if isinstance(cand.abspath, ObjectPath) and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            # The store would not give the object (access denied, gone): not a file that is truncated or corrupt.
+            from ..storage import remote_reason
+
+            ctx.problem(cand.rel, UNREADABLE, f"cannot be read from the store: {remote_reason(exc)}")
+        else:
+            ctx.problem(cand.rel, UNREADABLE, f"unreadable Parquet (truncated or corrupt?): {_short(exc)}")
         return info
     info.rows = md.num_rows
     info.footer_bytes = md.serialized_size + 8
