@@ -565,7 +565,7 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
     df = valid.filter(pl.col("reward").is_finite())
     rows, cols = F.grid(len(steps), 3)
     fig, axes = F.new_figure(
-        rows, cols, title + ": reward distribution per role", width=max(4.6 * cols, 7.0), height=3.2 * rows + 0.6
+        rows, cols, title + ": rewards per role", width=max(4.6 * cols, 7.0), height=3.2 * rows + 0.6
     )
     colours = F.role_colours(s.roles)
     lo, hi = (df["reward"].min(), df["reward"].max()) if df.height else (0.0, 1.0)
