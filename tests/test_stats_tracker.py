@@ -71,7 +71,7 @@ def test_jax_summary_is_computed_on_device_and_fetched_once(monkeypatch):
     assert fetched == []  # recording does not move anything to host
     out = t.export()
     assert len(fetched) == 1  # one batch of host copies for every summary of the step
-    assert [p.shape for p in fetched[0]] == [(12,)]  # six numbers each, not the array, in one transfer
+    assert [p.shape for p in fetched[0]] == [(14,)]  # seven numbers each, not the array, in one transfer
     host = np.arange(12.0)
     assert out["a/mean"] == pytest.approx(host.mean()) and out["a/std"] == pytest.approx(host.std(), rel=1e-5)
     assert out["b/mean"] == pytest.approx(host[::2].mean()) and out["b/count"] == 6

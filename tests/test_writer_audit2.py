@@ -84,12 +84,15 @@ def test_a_normal_run_and_a_resume_without_replay_never_rewrite(tmp_path, monkey
             w.log_scalars(s, {"other": 1.0})
     assert calls == []
     assert _scalar_values(tmp_path, "m") == [(s, float(s)) for s in range(8)]
-    with RunWriter(tmp_path, durable=False) as w:  # replays from step 5 (step 3 too, out of order)
+    with RunWriter(tmp_path, durable=False) as w:  # replays from step 5 (its first item), then logs step 3 again
         w.log_scalars(5, {"m": 55.0})
         w.log_scalars(6, {"m": 66.0})
         w.log_scalars(3, {"m": 33.0})
-    assert calls == [5, 3]
-    assert _scalar_values(tmp_path, "m") == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 33.0), (5, 55.0), (6, 66.0)]
+    # The first item decides where the resumed run starts: step 3, logged after it, is an ordinary log of step 3
+    # (its line appended, read back as the later value of the step) and takes nothing out (docs/writer.md).
+    assert calls == [5]
+    expected = [(0, 0.0), (1, 1.0), (2, 2.0), (3, 33.0), (4, 4.0), (5, 55.0), (6, 66.0)]
+    assert _scalar_values(tmp_path, "m") == expected
 
 
 def test_a_torn_last_line_is_cut_before_appending(tmp_path):

@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DataError",
     "Run",
+    "RunLockedError",
     "RunWriter",
     "RunlogError",
     "SchemaVersionError",
@@ -39,6 +40,7 @@ __all__ = [
 # not pay for the writer's modules; and the reader, so that the command line can set up the process
 # (runlog.cli) before pyarrow and numpy load.
 _LAZY = {
+    "RunLockedError": "runlog.writer",
     "RunWriter": "runlog.writer",
     "StatsTracker": "runlog.writer",
     "Run": "runlog.run",

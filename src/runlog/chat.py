@@ -11,6 +11,7 @@ nothing is silently dropped.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -96,11 +97,41 @@ def content_text(content: Any) -> str | None:
     return _opt_str(content)
 
 
+_NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _json_safe(v: Any, depth: int = 0) -> Any:
+    """``v`` as values strict JSON holds: numpy and JAX scalars as numbers and arrays as lists (``tolist``), NaN
+    and infinities as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (as the writer's ``config``), tuples
+    as lists; anything else left for ``default=str``."""
+    if depth > 100:
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else "NaN" if v != v else _NONFINITE[v]
+    if v is None or isinstance(v, (str, int)):
+        return v
+    if isinstance(v, dict):
+        return {k: _json_safe(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x, depth + 1) for x in v]
+    if hasattr(v, "tolist") and hasattr(v, "dtype"):  # numpy (and JAX) scalars and arrays
+        try:
+            return _json_safe(v.tolist(), depth + 1)
+        except Exception:  # noqa: BLE001 - written with ``str`` as before
+            return v
+    return v
+
+
 def _arguments(v: Any) -> str | None:
-    """Tool-call arguments as a JSON string (a dict is encoded; a string is kept as it was written)."""
+    """Tool-call arguments as a JSON string (a dict is encoded; a string is kept as it was written). Strict
+    JSON: numpy and JAX numbers and arrays given in a dict are written as JSON numbers and lists, and NaN and
+    infinities as ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (bare ``NaN`` is not JSON)."""
     if v is None or isinstance(v, str):
         return v
-    return compact_json(v)
+    try:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return compact_json(_json_safe(v))
 
 
 def tool_call(tc: Any) -> dict[str, str | None]:
@@ -240,10 +271,13 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     """OpenAI chat messages to canonical messages.
 
     ``tool_calls`` entries may be dicts or JSON-encoded strings (verifiers writes the latter); ``content``
-    may be a string, None or a list of content parts; ``reasoning_content`` / ``reasoning`` become
-    ``reasoning``; the legacy ``function_call`` field becomes one tool call. A ``tool`` message without
-    ``tool_call_id`` (verifiers writes none) is paired with the next unanswered call of the preceding
-    assistant message, in order, and its ``name`` is filled from the call it answers. ShareGPT turns
+    may be a string, None or a list of content parts; a ``refusal`` (OpenAI's field for a refused answer) is
+    content: the content when there is none, else after it on a line of its own (as a refusal content part
+    is); ``reasoning_content`` / ``reasoning`` become ``reasoning`` (both, one per line, when a message has two
+    different ones; vLLM sends the same text in both); the legacy ``function_call`` field becomes one tool
+    call. A ``tool`` message without ``tool_call_id`` (verifiers writes none) is paired with the next
+    unanswered call of the preceding assistant message, in order, and its ``name`` is filled from the call
+    it answers. ShareGPT turns
     (``{"from": "gpt", "value": ...}``) are read as the chat messages they stand for (``_from_sharegpt``).
     """
     if messages is None:
@@ -263,9 +297,14 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
             continue
         if is_sharegpt(m):
             m = _from_sharegpt(m)
-        reasoning = m.get("reasoning_content")
-        if reasoning is None:
-            reasoning = m.get("reasoning")
+        reasoning = content_text(m.get("reasoning_content"))
+        other = content_text(m.get("reasoning"))
+        if reasoning is None or (other and other != reasoning):
+            reasoning = other if not reasoning else f"{reasoning}\n{other}"
+        content = content_text(m.get("content"))
+        refusal = m.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            content = refusal if not content else f"{content}\n{refusal}"
         calls = _tool_calls(m.get("tool_calls"))
         legacy = m.get("function_call")
         if legacy is not None:
@@ -292,9 +331,9 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         out.append(
             message(
                 role,
-                content_text(m.get("content")),
+                content,
                 name=name,
-                reasoning=content_text(reasoning),
+                reasoning=reasoning,
                 tool_calls=calls,
                 tool_call_id=call_id,
             )

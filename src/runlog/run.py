@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import schema as S
 from . import storage
@@ -41,7 +41,17 @@ TEMP_SUFFIXES = (".tmp", ".partial")
 # rate counts it).
 TEXT_ONLY = ("messages", "completion", "trajectory", "prompt")
 GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
+# How the problem of a file that failed to read and is no longer the version listed begins: rewritten while read.
+CHANGED = "changed while it was read (still being written?)"
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+
+
+def read_failures(*also: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """What a polars read of data files raises when a file is bad or changes while read: its errors, an
+    ``OSError`` (a file removed), and a Rust panic (``PanicException``, a ``BaseException``: a file that shrank
+    between the footer read and the data read fails an assertion inside polars). Not ``BaseException``: a
+    Ctrl-C must go on. ``also``: more to catch alike."""
+    return (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException, *also)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -54,6 +64,10 @@ def _texts_read(carry: dict[str, pl.Expr]) -> set[str]:
     """The ``TEXT_ONLY`` columns that the ``carry`` expressions of a numeric view read."""
     return {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
 
+
+# How many times ``Run.collect`` reads again when no file fails but some changed since they were listed.
+CHANGED_RETRIES = 2
+_T = TypeVar("_T")
 
 # The polars engines ``Run.collect`` takes (``pl.collect_all``'s ``engine``).
 CollectEngine = Literal["auto", "in-memory", "streaming", "gpu"]
@@ -170,20 +184,10 @@ class Run:
                         names.append(n)
             return names
 
-        try:
-            return build()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            # A layout that reads the components column hit a corrupt file (or an object whose content never
-            # arrives whole): find it, report it, go on, as ``collect`` does. The first read of a run's data may
-            # be this one.
-            first_error = exc
-        self._check_reachable(first_error)
-        if not self._quarantine_unreadable():
-            raise DataError(str(self.root), f"reading the run failed: {_first_line(first_error)}") from None
-        try:
-            return build()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise DataError(str(self.root), f"reading the run failed: {_first_line(exc)}") from None
+        # A layout that reads the components column may hit a corrupt file (or an object whose content never
+        # arrives whole, or a file rewritten while read): found, reported, and read again, as ``collect`` does.
+        # The first read of a run's data may be this one.
+        return self._recovering(build, others=False)
 
     def numeric(self, carry: dict[str, pl.Expr], components: list[str] | None = None) -> pl.LazyFrame:
         """The numeric view summaries work on: one row per (sample, role) with the ``carry`` expressions,
@@ -258,19 +262,46 @@ class Run:
         """Collect the frames ``build`` makes; if reading fails on data that discovery could not check (a
         corrupt data page behind an intact footer), find the files that fail, report each as a problem,
         leave them out and build again, so that the good data is still analysed."""
-        try:
-            return pl.collect_all(build(), engine=engine)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            # OSError: an object deleted (or a local file removed) after discovery.
-            first_error = exc
-        self._check_reachable(first_error)
-        bad = self._quarantine_unreadable()
-        if not bad and not self._marked_elsewhere():
-            raise DataError(str(self.root), f"reading the run failed: {_first_line(first_error)}") from None
-        try:
-            return pl.collect_all(build(), engine=engine)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise DataError(str(self.root), f"reading the run failed: {_first_line(exc)}") from None
+        return self._recovering(lambda: pl.collect_all(build(), engine=engine), others=True)
+
+    def _recovering(self, read: Callable[[], _T], *, others: bool) -> _T:
+        """``read()``; when it fails on the data, the files that fail are left out (``_quarantine_unreadable``;
+        with ``others``, also those found unreadable through another ``Run``: ``_marked_elsewhere``) and it is
+        read again. When no file fails any more but some local file changed since it was listed (rewritten
+        while it was read: polars then fails on a page, or panics on a file that shrank), it is read again, up
+        to ``CHANGED_RETRIES`` times: the new version is whole. Else ``DataError``, never a panic's traceback."""
+        retries = CHANGED_RETRIES
+        for _ in range(len(self.files) + CHANGED_RETRIES + 1):  # each pass leaves a file out, or uses a retry
+            try:
+                return read()
+            except read_failures() as exc:
+                # OSError: an object deleted (or a local file removed) after discovery. A panic: polars read a
+                # file that changed under it (``read_failures``).
+                error = exc
+            self._check_reachable(error)
+            if self._quarantine_unreadable() or (others and self._marked_elsewhere()):
+                continue
+            if retries and self._changed_since_listed():
+                # Built again: a scan keeps the footer it first read, and read the new bytes at its old offsets.
+                retries -= 1
+                for name in ("samples", "roles", "layouts"):
+                    self.__dict__.pop(name, None)
+                continue
+            break
+        raise DataError(str(self.root), f"reading the run failed: {_first_line(error)}") from None
+
+    def _changed_since_listed(self, files: list[FileInfo] | None = None) -> bool:
+        """Whether a local file of the run (of ``files``) is no longer the version listed (rewritten, replaced
+        or removed since): a read that failed on it may succeed on what is there now."""
+        for f in self.files if files is None else files:
+            if f.stamp is None or isinstance(f.abspath, ObjectPath):
+                continue
+            try:
+                if local_stamp(os.stat(f.abspath)) != f.stamp:
+                    return True
+            except OSError:
+                return True
+        return False
 
     def _check_reachable(self, exc: BaseException) -> None:
         """A remote run whose store cannot be reached (the server gone mid-command): one error for the run at
@@ -313,7 +344,8 @@ class Run:
                     pl.read_parquet(str(src), storage_options=src.store.polars_options, glob=False)
                 else:
                     pl.read_parquet(src, glob=False)
-            except Exception as exc:  # noqa: BLE001  (any failure to decode means the file is unusable)
+            except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (any failure to decode
+                # means the file is unusable; a panic, that it changed while read: unreadable at that moment)
                 self._check_reachable(exc)
                 reason = _first_line(exc)
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
@@ -342,7 +374,13 @@ class Run:
                 else:
                     named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
                     where = f" in {', '.join(named)}" if named and len(named) < len(f.columns) else ""
-                    what = GONE if gone else f"corrupt data{where} (the footer is intact)"
+                    what = (
+                        GONE
+                        if gone
+                        else CHANGED
+                        if self._changed_since_listed([f])
+                        else f"corrupt data{where} (the footer is intact)"
+                    )
                     self.ctx.problem(f.path, UNREADABLE, f"{what}: {reason}; file skipped")
                     f.readable = False
                 bad.append(f)
@@ -361,13 +399,13 @@ class Run:
         try:
             lf = get_layout(f.layout).scan_samples([f], self.ctx)
             names = lf.collect_schema().names() if lf is not None else []
-        except Exception:  # noqa: BLE001  (the file is then left out whole)
+        except (Exception, pl.exceptions.PanicException):  # noqa: BLE001  (the file is then left out whole)
             return [], []
 
         def fails(columns: list[str]) -> bool:
             try:
                 lf.select(columns).collect()  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001
+            except (Exception, pl.exceptions.PanicException):  # noqa: BLE001
                 return True
             return False
 

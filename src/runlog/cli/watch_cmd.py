@@ -233,7 +233,9 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] 
             steps = [e for e in events if e.kind == "step"]
             ended = [e for e in events if e.kind == "ended"]  # said after the steps, as when it comes later
             events = [e for e in events if e.kind not in ("step", "ended")] + steps[-1:] + ended
-            first = False
+            # A first read that failed (a file rewritten while read) is done again at the next poll: its steps
+            # are still the ones written before the command started.
+            first = watcher.live.retrying and not steps
         why = watcher.ended()
         events += watcher.final_events(why)
         emit_events(events, as_json)

@@ -133,7 +133,7 @@ class Watcher:
         if why is None:
             return []
         events = self.live.settle_all() if why == "finished" else []
-        return events + (self.doctor.final() if self.doctor is not None else [])
+        return events + (self.doctor.final(settle_all=why == "finished") if self.doctor is not None else [])
 
     def unreachable_message(self) -> str:
         """What an ``unreachable`` end says: the run, how many listings failed, the last error."""
@@ -187,6 +187,8 @@ def watcher_for(
         storage_options=storage_options,
         settle=max(5.0, 3 * interval) if settle is None else settle,
     )
+    if doctor is not None and doctor.settle is None:
+        doctor.settle = live.settle  # a file doctor finds unreadable settles as the watch's own problems do
     lister = run_lister(path, layout=layout, storage_options=storage_options)
     return Watcher(
         live,

@@ -6,7 +6,9 @@ runs ``diagnose`` on the run as it is then; it runs only after something changed
 With ``background``, it runs on a worker thread and the caller (a live screen) never waits for it.
 
 Data problems (unreadable files, gaps) are left to ``runlog.watch.live``, which waits for a file still being
-written to settle before calling it a problem; ``diagnose`` would report it at once.
+written to settle before calling it a problem; ``diagnose`` would report it at once. What only reading the data
+finds (a page that does not decode) is reported from here, under the same rule: once the file has stayed bad,
+the same version, for ``settle`` seconds (a file rewritten in place reads as corrupt while it is rewritten).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
 from ..formats.base import UNREADABLE
-from ..run import GONE
+from ..run import GONE, read_failures
 from .live import Event, Issue
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class DoctorWatch:
         min_gap: float = 2.0,
         background: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        settle: float | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -87,6 +90,11 @@ class DoctorWatch:
         self._last_cost = 0.0
         self.background = background
         self._job: _Job | None = None
+        # How long a file found unreadable by reading its data must stay so (the same version) before it is a
+        # finding (None: at once; ``watcher_for`` gives the watch's ``--settle``), and since when each one is.
+        self.settle = settle
+        self._bad: dict[str, tuple[tuple | None, float]] = {}
+        self._settle_all = False
 
     def changed(self) -> None:
         """The run changed: a check is due (once the throttle allows)."""
@@ -106,9 +114,12 @@ class DoctorWatch:
                 self._job = _Job(self._check)
         return events
 
-    def final(self) -> list[Event]:
-        """Wait for a running check, then check once more if anything changed since it began."""
+    def final(self, settle_all: bool = False) -> list[Event]:
+        """Wait for a running check, then check once more if anything changed since it began (or a problem is
+        still settling); with ``settle_all`` (the run finished: nothing more will be written), a file still
+        unreadable then counts at once."""
         events = self._collect(wait=True)
+        self._settle_all = settle_all
         if self._dirty:
             self._dirty = False
             events += self._finish(self._check())
@@ -140,18 +151,38 @@ class DoctorWatch:
             run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
             known = len(run.problems)
             result = diagnose(run, self.config)
-        except (RunlogError, OSError) as exc:  # a run changing under the check: say so, try again later
+        except read_failures(RunlogError) as exc:  # a run changing under the check: said, tried again later
             return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
-        # What only reading the data finds (a corrupt data page behind an intact footer: the file is complete, so
-        # nothing to wait for): ``live`` probes footers and never sees it, so it is reported from here. A file gone
-        # since the listing is ``live``'s to tell (it settles: a dump rotated, an object replaced).
-        steps = {f.path: f.step for f in run.files}
+        # What only reading the data finds (a corrupt data page behind an intact footer): ``live`` probes footers
+        # and never sees it, so it is reported from here, once settled (``_settled``). A file gone since the
+        # listing is ``live``'s to tell (it settles: a dump rotated, an object replaced).
+        files = {f.path: f for f in run.files}
+        bad = [p for p in run.problems[known:] if p.kind == UNREADABLE and not p.message.startswith(GONE)]
         found = [
-            issue_finding(Issue(p.kind, p.path, p.message, steps.get(p.path), "error"))
-            for p in run.problems[known:]
-            if p.kind == UNREADABLE and not p.message.startswith(GONE)
+            issue_finding(Issue(p.kind, p.path, p.message, getattr(files.get(p.path), "step", None), "error"))
+            for p in self._settled(bad, files)
         ]
         return [*result.findings, *found], [*result.notes, *result.scope], None, self.clock() - t0
+
+    def _settled(self, problems: list[Any], files: dict[str, Any]) -> list[Any]:
+        """The ``problems`` whose file has been bad, the same version (its listing stamp), for ``settle``
+        seconds since it was written (its modification time; for an object, since first found bad). A problem
+        still settling makes another check due, so that it is reported once it has lasted."""
+        now = time.time()
+        bad: dict[str, tuple[tuple | None, float]] = {}
+        out = []
+        for p in problems:
+            stamp = getattr(files.get(p.path), "stamp", None)
+            seen = self._bad.get(p.path)
+            if seen is None or seen[0] != stamp:
+                seen = (stamp, min(now, _modified(stamp, now)))
+            bad[p.path] = seen
+            if self.settle is None or self._settle_all or now - seen[1] >= self.settle:
+                out.append(p)
+            else:
+                self._dirty = True
+        self._bad = bad
+        return out
 
     def _finish(self, result: tuple[list[Finding], list[str], str | None, float]) -> list[Event]:
         findings, notes, error, cost = result
@@ -181,6 +212,13 @@ class DoctorWatch:
                 self._counts[key] = count
                 events.append(Event("finding", {**f.as_dict(), "update": True}))
         return events
+
+
+def _modified(stamp: tuple | None, default: float) -> float:
+    """A local file's modification time from its listing stamp (``listing.local_stamp``), else ``default``."""
+    if stamp is not None and len(stamp) == 4 and isinstance(stamp[1], int):
+        return stamp[1] / 1e9
+    return default
 
 
 class _Job:

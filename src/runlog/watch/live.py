@@ -26,9 +26,9 @@ from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
-from ..errors import RunlogError, UsageError
+from ..errors import DataError, RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
-from ..run import Run
+from ..run import Run, read_failures
 from .poll import Listing, Version, diff, is_state_file
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ RATE_WINDOW_S = 120.0
 TORN_LAST_LINE = "torn last line"  # in the warning of ``formats.common.read_jsonl`` for a line being written
 TORN = "torn_line"  # the issue key of a torn last line (beside the file's other problems)
 _STEP_IN_NAME = re.compile(r"step_0*(\d+)")
+_PLAIN_NAME = re.compile(r"[\w.-]+", re.ASCII)
 
 
 @dataclass
@@ -163,6 +164,10 @@ class LiveRun:
         self.changed = False  # the last update's listing differed from the one before
         self._last_run: Run | None = None
         self._said_scalars_only = False
+        # Steps whose read failed (a file rewritten while it was read): summarised again at the next poll; and
+        # the last such failure said (a note, once).
+        self._retry: set[int] = set()
+        self._said_failure: str | None = None
         # Writer state files (``runlog.ends``): their listed versions, what they say, and whether the state
         # they give was said already (an ``ended`` event).
         self._end_versions: Listing = {}
@@ -188,7 +193,7 @@ class LiveRun:
         changes = diff({k: r.version for k, r in self.files.items()}, listing)
         if self.files and listing == {} and changes.removed:
             raise RunGoneError(f"{self.path}: every file of the run was deleted")
-        affected: set[int] = set()
+        affected, self._retry = set(self._retry), set()
         for rel in changes.removed:
             rec = self.files.pop(rel)
             affected.update(self._steps_of(rec.info))
@@ -224,6 +229,14 @@ class LiveRun:
                 # while young, then said, as when they are read beside others; never the end of the watch.
                 events += self._unmatched(to_read, now)
                 run = None
+            except read_failures() as exc:
+                # A file changed under the probe (a panic in a reader): every file of this poll is read again
+                # at the next one.
+                for rel in to_read:
+                    if rel in self.files:
+                        self.files[rel].pending = True
+                events += self._failed(exc)
+                run = None
             if run is not None:
                 self._last_run = run
                 # The first files read (at the first poll, or later when the watch began before the run had
@@ -235,7 +248,7 @@ class LiveRun:
                     self.role_order = run.role_names()
                 events += self._take(run, to_read, now, affected)
                 events += self._choose_split(affected)
-                events += self._recompute(run, affected)
+                events += self._summarised(run, affected, now)
                 recomputed = True
                 if not primed:
                     events += self._check_options()
@@ -246,7 +259,7 @@ class LiveRun:
         if affected and not recomputed and self._last_run is not None:
             # Files removed (a resumed writer took them out of the run, a file deleted by hand) and nothing new
             # read: the steps they held are summarised again from the files left, or withdrawn.
-            events += self._recompute(self._last_run, affected)
+            events += self._summarised(self._last_run, affected, now)
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
@@ -269,7 +282,7 @@ class LiveRun:
                 )
                 try:
                     run = run or self._open(changed)
-                except (RunlogError, OSError):  # read again at the next change; the data files are what counts
+                except read_failures(RunlogError):  # read again at the next change; the data files count
                     run = None
                 if run is not None:
                     self._states.update(read_states(run.ctx.state_files))
@@ -293,8 +306,16 @@ class LiveRun:
     def finished(self) -> bool:
         """Every process that wrote the run closed its writer, and every file listed has been read."""
         return (
-            self.end_state is not None and self.end_state.finished and not any(r.pending for r in self.files.values())
+            self.end_state is not None
+            and self.end_state.finished
+            and not any(r.pending for r in self.files.values())
+            and not self._retry
         )
+
+    @property
+    def retrying(self) -> bool:
+        """Some steps' read failed at the last poll (a file rewritten while read): the next poll reads them."""
+        return bool(self._retry)
 
     def _open(self, only: list[str] | None) -> Run | None:
         from ..run import open_run
@@ -429,9 +450,14 @@ class LiveRun:
         step is summarised again."""
         if self.split_option is not None:
             return []
-        splits = sorted({f.split for f in self._sample_infos() if f.split})
+        # A file being written (``pending``: torn, rewritten in place) keeps its split in the choice: while a
+        # run's only sample file is rewritten, the split shown stays (it went to None and back, and the steps
+        # shown were forgotten: step 0 was said again as a new step).
+        being_written = [r.info for r in self.files.values() if r.pending and r.info is not None]
+        infos = [*self._sample_infos(), *(i for i in being_written if i.kind == "samples")]
+        splits = sorted({f.split for f in infos if f.split})
         choice = ("train" if "train" in splits else splits[0]) if splits else None
-        if choice == self.split:
+        if choice == self.split or (choice is None and any(r.pending for r in self.files.values())):
             return []
         previous, self.split = self.split, choice
         self.steps.clear()
@@ -439,6 +465,57 @@ class LiveRun:
         self._withdrawn.clear()
         affected.update(s for f in self._sample_infos() for s in self._steps_of(f))
         return [Event("note", {"message": f"showing split {choice} (was {previous})"})] if previous else []
+
+    def _summarised(self, run: Run, affected: set[int], now: float) -> list[Event]:
+        """``_recompute``, all or nothing: when the read fails (a file rewritten while it was read: polars
+        panics on a file that shrank, or fails on a page of the old version), or leaves out a file written less
+        than ``settle`` seconds ago (torn while read: ``Run.collect`` skips it), what was shown stays, the steps
+        are summarised again at the next poll, and such a file is read again then (``pending``). A failed read
+        is a note (said once), never the end of the watch."""
+        readable = {id(f) for f in self._sample_infos()}
+        before = (dict(self.steps), dict(self._shown), set(self._withdrawn))
+        failure: BaseException | None = None
+        try:
+            events = self._recompute(run, affected)
+        except read_failures(DataError) as exc:
+            events, failure = [], exc
+        torn = [
+            rel
+            for rel, rec in self.files.items()
+            if rec.info is not None
+            and id(rec.info) in readable
+            and not rec.info.readable
+            and now - _written(rec) < self.settle
+        ]
+        if failure is None and not torn:
+            self._said_failure = None
+            return events
+        self.steps, self._shown, self._withdrawn = before
+        self._retry.update(affected)
+        events = []
+        for rel in torn:
+            rec = self.files[rel]
+            rec.pending = True
+            if not rec.noted:
+                events.append(
+                    Event("note", {"message": f"{rel}: incomplete (still being written?); retrying", "path": rel})
+                )
+                rec.noted = True
+        if failure is not None:
+            events += self._failed(failure)
+        return events
+
+    def _failed(self, exc: BaseException) -> list[Event]:
+        """The note of a read that failed (retried at the next poll); said once while it fails alike."""
+        text = exc.reason if isinstance(exc, DataError) else str(exc).strip()
+        reason = text.splitlines()[0][:300] if text else type(exc).__name__
+        if not reason.startswith("reading the run failed"):
+            reason = f"reading the run failed: {reason}"
+        message = f"{reason}; retrying at the next poll"
+        if message == self._said_failure:
+            return []
+        self._said_failure = message
+        return [Event("note", {"message": message})]
 
     def _recompute(self, run: Run, affected: set[int]) -> list[Event]:
         """Summarise the ``affected`` steps again from every file that holds them."""
@@ -672,8 +749,11 @@ def _written(rec: FileRecord) -> float:
 
 
 def _step_in_name(rel: str) -> int | None:
-    m = _STEP_IN_NAME.search(rel.rpartition("/")[2])
-    return int(m.group(1)) if m else None
+    """The step a file's name tells (``.step_00000012.p0.parquet.tmp``: 12); None for a name with other than
+    letters, digits, ``_``, ``.`` and ``-`` (a stray file named like a step, escape codes and all, is no step's)."""
+    name = rel.rpartition("/")[2]
+    m = _STEP_IN_NAME.search(name)
+    return int(m.group(1)) if m and _PLAIN_NAME.fullmatch(name) else None
 
 
 def _finite(v: float | None) -> float | None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
+GAP = "·"  # a sparkline's mark of steps missing between two bars
 MAX_LINES = 6  # problems, findings: the most recent ones beyond this are counted, not shown
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -36,16 +37,41 @@ def _scaled(values: Sequence[float | None]) -> tuple[list[float | None], int]:
     return [math.ldexp(v, -e) if v is not None and math.isfinite(v) else None for v in values], e
 
 
-def sparkline(values: Sequence[float | None]) -> str:
+def stride(steps: Sequence[int]) -> int | None:
+    """The smallest difference between two consecutive steps (an eval split's every 5 steps is no gap), or None."""
+    return min((b - a for a, b in zip(steps, steps[1:], strict=False) if b > a), default=None)
+
+
+def window(steps: Sequence[int], width: int, every: int | None = None) -> int:
+    """How many of the last ``steps`` a sparkline of ``width`` characters shows: one bar a step, and a ``GAP``
+    mark between two shown steps farther apart than ``every`` (default the steps' ``stride``)."""
+    every = stride(steps) if every is None else every
+    used = n = 0
+    for i in range(len(steps) - 1, -1, -1):
+        mark = int(n > 0 and every is not None and steps[i + 1] - steps[i] > every)
+        if used + 1 + mark > width:
+            break
+        used, n = used + 1 + mark, n + 1
+    return n
+
+
+def sparkline(values: Sequence[float | None], steps: Sequence[int] | None = None, every: int | None = None) -> str:
     """One bar per value, scaled between the values' minimum and maximum; a missing, NaN or infinite value is a
-    space."""
+    space. With ``steps`` (each value's step), a ``GAP`` mark between two steps farther apart than ``every``
+    (default the steps' ``stride``): steps are missing there, and the bars on either side are not neighbours."""
     scaled, _ = _scaled(values)
+    every = stride(steps) if steps is not None and every is None else every
+    marks = [
+        GAP if steps is not None and every is not None and i and steps[i] - steps[i - 1] > every else ""
+        for i in range(len(values))
+    ]
     finite = [v for v in scaled if v is not None]
     if not finite:
-        return " " * len(values)
+        return "".join(m + " " for m in marks)
     lo, hi = min(finite), max(finite)
     out = []
-    for v in scaled:
+    for v, mark in zip(scaled, marks, strict=True):
+        out.append(mark)
         if v is None:
             out.append(" ")
         elif hi == lo:
@@ -55,14 +81,16 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(out)
 
 
-def _fit(values: Sequence[float | None]) -> tuple[float, float, int] | None:
+def _fit(values: Sequence[float | None], steps: Sequence[int] | None = None) -> tuple[float, float, int] | None:
     """(change over the window, its t statistic, the number of finite values) of a least-squares line through
-    the finite values (None with fewer than 3, or when the change is beyond a float's range). The t statistic
-    is the slope over its standard error (infinite for a perfect line). The fit is done on the values scaled
-    by a power of two (``_scaled``), so that no size of value overflows; the t statistic does not depend on
-    the scale."""
+    the finite values (None with fewer than 3, or when the change is beyond a float's range), against their
+    ``steps`` (default: evenly spaced; steps missing in the window are a longer run, not one step). The t
+    statistic is the slope over its standard error (infinite for a perfect line). The fit is done on the
+    values scaled by a power of two (``_scaled``), so that no size of value overflows; the t statistic does not
+    depend on the scale."""
     scaled, e = _scaled(values)
-    pts = [(i, v) for i, v in enumerate(scaled) if v is not None]
+    xs = range(len(values)) if steps is None else steps
+    pts = [(x, v) for x, v in zip(xs, scaled, strict=True) if v is not None]
     if len(pts) < 3:
         return None
     n = len(pts)
@@ -80,9 +108,10 @@ def _fit(values: Sequence[float | None]) -> tuple[float, float, int] | None:
     return (change, t, n) if math.isfinite(change) else None
 
 
-def trend(values: Sequence[float | None]) -> float | None:
-    """The change over the window of a least-squares line through the values (None with fewer than 3)."""
-    fit = _fit(values)
+def trend(values: Sequence[float | None], steps: Sequence[int] | None = None) -> float | None:
+    """The change over the window of a least-squares line through the values at their ``steps`` (None with
+    fewer than 3)."""
+    fit = _fit(values, steps)
     return None if fit is None else fit[0]
 
 
@@ -94,10 +123,10 @@ _T975 = (
 )
 
 
-def trend_text(values: Sequence[float | None]) -> str:
+def trend_text(values: Sequence[float | None], steps: Sequence[int] | None = None) -> str:
     """``↑+0.12``, ``↓-0.3``, or ``→+0.001`` (flat: the slope is not distinguishable from noise at the 5 % level,
-    a t test of the least-squares slope), or empty with fewer than 3 values."""
-    fit = _fit(values)
+    a t test of the least-squares slope against the ``steps``), or empty with fewer than 3 values."""
+    fit = _fit(values, steps)
     if fit is None:
         return ""
     change, t, n = fit
@@ -149,6 +178,7 @@ def extremes(live: LiveRun) -> list[SampleLine]:
     reward), reading that step's files only; empty when the step has no ranked sample."""
     from ..errors import RunlogError
     from ..render import Criteria, conversations
+    from ..run import read_failures
 
     run = live.latest_run()
     if run is None or live.latest is None:
@@ -157,7 +187,7 @@ def extremes(live: LiveRun) -> list[SampleLine]:
     criteria = Criteria(steps=str(live.latest.step), split=live.split, best=1, worst=1, role=role)
     try:
         convs, _ = conversations(run, criteria)
-    except (RunlogError, OSError):
+    except read_failures(RunlogError):  # a file rewritten while read (a panic in polars): none this time
         return []
     out = []
     for label, conv in zip(("best", "worst"), convs, strict=False):
@@ -276,6 +306,10 @@ class Screen:
             for role in roles
             for what in ("reward_mean", "kl_mean")
         }
+        # the steps of those values (every role's series has the run's last steps), and the split's stride: a
+        # step missing is marked in the sparklines, and the trends are fitted against the steps themselves
+        every = stride(sorted(self.live.steps))
+        at = sorted(self.live.steps)[-40:]
         # the value and trend columns hold their widest figures (``-1.235e-05``, ``↑+4.3e-05``: 9 or more wide);
         # the trends are those of the sparklines' window, whose width depends on theirs: widen until they fit
         value_w = max([9] + [len(num(v[-1] if v else None)) for v in columns.values()])
@@ -289,12 +323,12 @@ class Screen:
             while name_w < min(longest, widest) and len({cut_middle(n, name_w) for n in names}) < len(set(names)):
                 name_w += 1
             spark = max(4, min(40, (width - name_w - 2 * per_column) // 2))
-            needed = max([9] + [len(trend_text(v[-spark:])) for v in columns.values()])
+            shown = window(at, spark, every)
+            needed = max([9] + [len(trend_text(v[-shown:], at[-shown:])) for v in columns.values()])
             if needed <= trend_w:
                 break
             trend_w = needed
         # the number of steps the sparklines show (the window, or fewer while the run has fewer steps)
-        shown = min(spark, len(self.live.steps))
         steps = f"reward, last {shown} step{'' if shown == 1 else 's'}"
         out = [
             Text(
@@ -306,11 +340,12 @@ class Screen:
             line = Text()
             line.append(f"{cut_middle(name, name_w):<{name_w}}", style=f"bold {role_colour(role)}")
             for what in ("reward_mean", "kl_mean"):
-                values = columns[(role, what)][-spark:]
+                values, where = columns[(role, what)][-shown:] if shown else [], at[-shown:] if shown else []
                 line.append(" ")
-                line.append(f"{sparkline(values):<{spark}}", style="green" if what == "reward_mean" else "magenta")
+                bars = sparkline(values, where, every)
+                line.append(f"{bars:<{spark}}", style="green" if what == "reward_mean" else "magenta")
                 line.append(f" {num(values[-1] if values else None):>{value_w}} ")
-                line.append(f"{trend_text(values):<{trend_w}}", style="dim")
+                line.append(f"{trend_text(values, where):<{trend_w}}", style="dim")
             out.append(line)
         return out
 

@@ -8,7 +8,7 @@ imported JAX itself.
 from __future__ import annotations
 
 from ._convert import SampleError
-from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError, WriterWarning
+from .errors import QueueFullError, RunLockedError, StepOrderError, WriterClosedError, WriterError, WriterWarning
 from .pending import PendingStats
 from .run_writer import RunWriter
 from .stats_tracker import StatsTracker
@@ -16,6 +16,7 @@ from .stats_tracker import StatsTracker
 __all__ = [
     "PendingStats",
     "QueueFullError",
+    "RunLockedError",
     "RunWriter",
     "SampleError",
     "StatsTracker",

@@ -6,7 +6,8 @@ Two halves, on two threads:
   without waiting for the device: the JAX arrays among the columns (or among the values of the row dicts;
   never a walk into lists of strings or messages) are copied on their device by one asynchronous dispatch (a
   donated buffer may be gone after the call; ``jax_utils.DeviceFetch``);
-  numpy columns are copied (trainers reuse buffers), containers are shallow-copied.
+  numpy columns, and the numpy arrays of a column given as a list of them, are copied (trainers reuse
+  buffers), containers are shallow-copied.
 * ``resolve`` then ``build_table`` run on the writer's background thread: the copies are moved to host
   (the only wait for the device), then flat per-role columns, reward components and OpenAI-style messages
   are folded into the canonical nested columns, typed, extra columns kept.
@@ -35,6 +36,7 @@ from itertools import chain
 from typing import Any, TypedDict
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import schema as S
 from ..chat import from_openai_chat
@@ -108,6 +110,10 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
                         if jax_utils.is_jax_array(x):
                             places.append((k, i))
                             arrays.append(x)
+                elif v and _is_numpy(v[0]):
+                    # One numpy array per row (per-sample views of a batch buffer the trainer reuses): each copied,
+                    # as a numpy column is.
+                    cols[k] = [_host_copy(x) if _is_numpy(x) else x for x in v]
             elif isinstance(v, Mapping):  # reward_components as {name: column}
                 sub = dict(v)
                 for kk, vv in sub.items():
@@ -146,7 +152,7 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         except (KeyError, TypeError, IndexError):  # a row that is not a dict, or has no reward: say which
             _check_rows(rows)
             reward_types = {type(r["reward"]) for r in rows}
-        if not reward_types <= _NUMBER_TYPES:
+        if not reward_types <= _NUMBER_TYPES or int in reward_types:
             _check_number_values([r["reward"] for r in rows], reward_types, "reward")
         # The types of the rows' values, collected in C: a per-value Python check would cost more than the call.
         if jax_utils.jax_loaded() and jax_utils.any_jax_type(
@@ -197,7 +203,10 @@ def _check_number_values(values: list[Any], types: set[type], name: str, *, rows
     """Refuse a value of column ``name`` that is not a number (None, NaN and inf are numbers here): text is never
     parsed, a dict or a list is not a number, and a JAX or numpy array is one only when it is 0-d and real
     (its shape and dtype are known without a transfer). ``values``: one per row (numbering the rows in the
-    message); ``types``: their types."""
+    message); ``types``: their types. A Python int beyond the float64 range (which no double holds) is refused
+    too: the writer writes these as float64."""
+    if int in types:
+        _check_float_range(values, types, name, rows=rows)
     if types <= _NUMBER_TYPES:
         return
     if all(_number_type(t) for t in types):
@@ -223,6 +232,27 @@ def _check_number_values(values: list[Any], types: set[type], name: str, *, rows
         if _number_type(t):
             continue
         raise SampleError(f"{where} is a {t.__name__} ({v!r:.40}); {_numbers(name)}")
+
+
+_FLOAT_RANGE = 2**1023  # above this, ``float()`` of a Python int may overflow: checked one by one
+
+
+def _check_float_range(values: list[Any], types: set[type], name: str, *, rows: bool = True) -> None:
+    """Refuse a Python int that float64 cannot hold (``float()`` overflows): the writer would fail on it. An int
+    beyond 2**53 is fine: written as ``float()`` rounds it. One pass in C unless some int is that large."""
+    ints = values if types == {int} else [v for v in values if type(v) is int]
+    if not ints or (max(ints) <= _FLOAT_RANGE and min(ints) >= -_FLOAT_RANGE):
+        return
+    for i, v in enumerate(values):
+        if type(v) is int:
+            try:
+                float(v)
+            except OverflowError:
+                where = f"{name} of row {i}" if rows else name
+                raise SampleError(
+                    f"{where} is an int of {v.bit_length()} bits, beyond the float64 range (about 1.8e308): "
+                    "rewards, KL values and reward components are written as float64"
+                ) from None
 
 
 _ARROW_NUMBER_TESTS = (
@@ -295,6 +325,7 @@ def check_call(data: Any, columns: list[str], *, step: int, split: str, roles: S
     if "reward_components" in names:
         cells = _host_values(data, "reward_components", canonical=_CANONICAL["reward_components"])
         if isinstance(cells, Mapping):  # {name: column}
+            check_names([k for k in cells if isinstance(k, str)], "reward component", SampleError)
             for k, col in cells.items():
                 _check_number_column(col, f"reward_components[{k!r}]")
         elif cells is not None:
@@ -398,12 +429,16 @@ def _check_component_cells(cells: list[Any]) -> None:
     if types <= {dict, _NONE}:
         full = [c for c in cells if c] if _NONE in types else cells
         values = list(chain.from_iterable(map(dict.values, full)))
+        names = list(chain.from_iterable(full))
     else:
-        values = []
+        values, names = [], []
         for cell in cells:
             if cell is None:
                 continue
             values += list(cell.values()) if isinstance(cell, Mapping) else list(map(_GET_VALUE, cell))
+            names += list(cell) if isinstance(cell, Mapping) else [d["name"] for d in cell]
+    # A name with a lone surrogate is refused, as a role name is (it would be written as U+FFFD: another name).
+    check_names([n for n in names if isinstance(n, str)], "reward component", SampleError)
     _check_number_values(values, set(map(type, values)), "a value in the 'reward_components' column", rows=False)
 
 
@@ -559,24 +594,40 @@ def _typed(col: Any, typ: pa.DataType, name: str, *, clean: bool = False) -> pa.
         if col.type == typ:
             return col
         if not pa.types.is_nested(typ):
-            return col.cast(typ)
+            return _cast(col, typ)
         col = col.to_pylist()
     try:
         if _is_numpy(col) and col.ndim == 1:
             arr = pa.array(col)
-            return arr if arr.type == typ else arr.cast(typ)
+            return arr if arr.type == typ else _cast(arr, typ)
         if pa.types.is_string(typ):
             values = _pylist(col)
             if set(map(type, values)) <= _STR_OR_NONE:  # already text: no per-value conversion
                 return pa.array(values, type=typ)
             return pa.array([None if v is None else str(v) for v in values], type=typ)
-        return pa.array(_pylist(col), type=typ)
+        values = _pylist(col)
+        try:
+            return pa.array(values, type=typ)
+        except (OverflowError, pa.ArrowInvalid):
+            if not pa.types.is_floating(typ):
+                raise
+            # Python ints beyond int64 (which Arrow refuses as a double): as ``float()`` rounds them; the call
+            # refused those beyond the float64 range (``_check_float_range``).
+            return pa.array([v if v is None or isinstance(v, float) else float(v) for v in values], type=typ)
     except UnicodeError as exc:
         if clean:
             raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
         return _typed(without_surrogates(_pylist(col)), typ, name, clean=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
+
+
+def _cast(arr: Any, typ: pa.DataType) -> Any:
+    """An Arrow column as ``typ``; integers as floats rounded to the nearest (an int64 above 2**53 as numpy's
+    ``astype(float)`` and ``float()`` round it: Arrow's checked cast refuses it)."""
+    if pa.types.is_floating(typ) and pa.types.is_integer(arr.type):
+        return arr.cast(typ, safe=False)
+    return arr.cast(typ)
 
 
 def flat_role_names(columns: Sequence[str], roles: Sequence[str] | None) -> list[str]:
@@ -799,7 +850,19 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
             return pa.array(_pylist(col))
         except UnicodeError:  # lone surrogates: written as U+FFFD
             return pa.array(without_surrogates(_pylist(col)))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
+        except OverflowError:  # Python ints beyond int64 (a 64-bit hash, ``xxh64(...).intdigest()``)
+            unsigned = _unsigned(_pylist(col))
+            if unsigned is None:
+                raise
+            return unsigned
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        TypeError,
+        ValueError,
+        OverflowError,
+    ) as exc:
         # Plain values of several types (free-form metadata: 3 in one row, "three" in another): kept, as text.
         # Anything else (an object Arrow does not know) stays an error: its text would be a repr.
         values = _pylist(col)
@@ -811,14 +874,31 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
             raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
         if warn is not None:
+            what = (
+                "integers beyond 64 bits"
+                if isinstance(exc, OverflowError)
+                else f"values of types {' and '.join(types)}"
+            )
             warn(
-                f"extra column {name!r} of {where} holds values of types {' and '.join(types)}, which no one Parquet "
-                "column type holds: written as text for that step (JSON for numbers, lists and dicts)"
+                f"extra column {name!r} of {where} holds {what}, which no one Parquet column type holds: written as "
+                "text for that step (JSON for numbers, lists and dicts)"
             )
         return text
 
 
 _PLAIN = (str, int, float, bool, type(None))
+_UINT64_MAX = 2**64 - 1
+
+
+def _unsigned(values: list[Any]) -> pa.Array | None:
+    """Python ints (and None) of which some are beyond int64 but all in 0..2**64-1 (unsigned 64-bit hashes), as a
+    ``uint64`` column, exactly; None for anything else (written as text by the caller)."""
+    if not set(map(type, values)) <= {int, type(None)}:
+        return None
+    ints = [v for v in values if v is not None]
+    if not ints or min(ints) < 0 or max(ints) > _UINT64_MAX:
+        return None
+    return pa.array(values, pa.uint64())
 
 
 def _plain(v: Any) -> bool:
@@ -865,7 +945,14 @@ def concat(tables: list[pa.Table], *, where: str = "", warn: Warn | None = None)
     for name, ts in types.items():
         if len(ts) > 1:
             try:
-                pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in ts], promote_options="permissive")
+                unified = pa.unify_schemas(
+                    [pa.schema([pa.field(name, t)]) for t in ts], promote_options="permissive"
+                ).field(name)
+                # The types unify, but the values may not fit the unified type (an int64 above 2**53 as a double,
+                # a uint64 above 2**63 as an int64): the same as types that do not unify, written as text.
+                for t in tables:
+                    if name in t.column_names:
+                        t.column(name).cast(unified.type)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
                 clash.append(name)
     if not clash or any(name in _CANONICAL for name in clash):
@@ -885,6 +972,16 @@ def concat(tables: list[pa.Table], *, where: str = "", warn: Warn | None = None)
                 "type holds: written as text for that step (JSON for numbers, lists and dicts)"
             )
     return pa.concat_tables(fixed, promote_options="permissive").replace_schema_metadata(_METADATA)
+
+
+def duplicate_ids(table: pa.Table, shown: int = 3) -> list[str]:
+    """The first few ``sample_id`` values that more than one row of a step holds (none, almost always: one
+    distinct count in C decides)."""
+    ids = table.column("sample_id")
+    if pc.count_distinct(ids, mode="only_valid").as_py() == len(ids) - ids.null_count:
+        return []
+    counts = pc.value_counts(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+    return [v["values"] for v in counts.to_pylist() if v["counts"] > 1 and v["values"] is not None][:shown]
 
 
 # ---------------------------------------------------------------------------------------------------------

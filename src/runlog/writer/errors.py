@@ -10,6 +10,11 @@ class WriterError(RunlogError):
     or on ``close()``, chained to the original exception, so that a failure is never lost."""
 
 
+class RunLockedError(UsageError):
+    """Another ``RunWriter`` of the same process index is writing the same run folder (a trainer launched twice,
+    an eval job pointed at the training run): the second is refused when it opens, before it touches anything."""
+
+
 class WriterClosedError(UsageError):
     """A call on a ``RunWriter`` after ``close()``."""
 

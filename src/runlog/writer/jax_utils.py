@@ -329,13 +329,17 @@ _HALF = 2**16
 
 @functools.cache
 def _summary_fn(halves: bool) -> Any:
-    """A jitted reduction ``(values, mask) -> [count, sum, m2, min, max, nonfinite]`` that runs on the device.
+    """A jitted reduction ``(values, mask) -> [count, pivot, shifted sum, m2, min, max, nonfinite]`` on the device.
 
-    Centred second moment (``m2``) rather than a raw sum of squares: in float32 (JAX's default) the raw form
-    loses the variance of values far from zero. The counts are integer sums put in the float vector: exact for
-    an array of at most 2**24 elements. For a larger one (``halves``) each count is carried as two halves
-    (``n = hi * 2**16 + lo``, each below 2**16, so exact in float32), in an eight-number vector ``[count_hi,
-    count_lo, sum, m2, min, max, bad_hi, bad_lo]``: one float32 would round it. ``host_summary`` reads either.
+    Shifted by a pivot (the first value counted) and centred (``m2``), rather than a raw sum and sum of squares:
+    in float32 (JAX's default) a sum of values far from zero rounds away their spread (``1e4 + N(0, 0.01)``: the
+    mean off by more than the std, so the std of two calls combined was 1 % off). The values minus the pivot are
+    exact (Sterbenz) and small, so the shifted sum and the centred squares keep the spread; the host adds the
+    pivot back in float64 (``host_summary``). An empty array (a step whose rollouts were all filtered out) gives
+    count 0, as the numpy path does. The counts are integer sums put in the float vector: exact for an array of
+    at most 2**24 elements. For a larger one (``halves``) each count is carried as two halves (``n = hi * 2**16 +
+    lo``, each below 2**16, so exact in float32), in a nine-number vector ``[count_hi, count_lo, pivot, shifted
+    sum, m2, min, max, bad_hi, bad_lo]``: one float32 would round it. ``host_summary`` reads either.
     """
     jax = require_jax()
     jnp = jax.numpy
@@ -344,19 +348,28 @@ def _summary_fn(halves: bool) -> Any:
     def summarise(values: Any, mask: Any) -> Any:
         x = jnp.ravel(values).astype(jnp.result_type(float))
         m = jnp.ones(x.shape, dtype=bool) if mask is None else jnp.ravel(mask).astype(bool)
-        finite = jnp.isfinite(x)
-        ok = m & finite
-        n = jnp.sum(ok, dtype=jnp.int32)
-        s = jnp.sum(jnp.where(ok, x, 0.0))
-        mean = s / jnp.maximum(n, 1).astype(x.dtype)
-        m2 = jnp.sum(jnp.where(ok, (x - mean) ** 2, 0.0))
-        lo = jnp.min(jnp.where(ok, x, jnp.inf))
-        hi = jnp.max(jnp.where(ok, x, -jnp.inf))
-        bad = jnp.sum(m & ~finite, dtype=jnp.int32)
+        if x.size == 0:  # static: the shape is known when tracing
+            zero = jnp.zeros((), x.dtype)
+            n = bad = jnp.zeros((), jnp.int32)
+            pivot = d_sum = m2 = zero
+            lo, hi = jnp.full((), jnp.inf, x.dtype), jnp.full((), -jnp.inf, x.dtype)
+        else:
+            finite = jnp.isfinite(x)
+            ok = m & finite
+            n = jnp.sum(ok, dtype=jnp.int32)
+            first = jnp.argmax(ok)  # the first value counted (0 when none is, then unused)
+            pivot = jnp.where(ok[first], x[first], 0.0).astype(x.dtype)
+            d = jnp.where(ok, x - pivot, 0.0)
+            d_sum = jnp.sum(d)
+            d_mean = d_sum / jnp.maximum(n, 1).astype(x.dtype)
+            m2 = jnp.sum(jnp.where(ok, (d - d_mean) ** 2, 0.0))
+            lo = jnp.min(jnp.where(ok, x, jnp.inf))
+            hi = jnp.max(jnp.where(ok, x, -jnp.inf))
+            bad = jnp.sum(m & ~finite, dtype=jnp.int32)
         if not halves:
-            return jnp.stack([n.astype(x.dtype), s, m2, lo, hi, bad.astype(x.dtype)])
+            return jnp.stack([n.astype(x.dtype), pivot, d_sum, m2, lo, hi, bad.astype(x.dtype)])
         n_hi, n_lo, bad_hi, bad_lo = (h.astype(x.dtype) for h in (n // _HALF, n % _HALF, bad // _HALF, bad % _HALF))
-        return jnp.stack([n_hi, n_lo, s, m2, lo, hi, bad_hi, bad_lo])
+        return jnp.stack([n_hi, n_lo, pivot, d_sum, m2, lo, hi, bad_hi, bad_lo])
 
     return summarise
 
@@ -378,11 +391,13 @@ def device_summary(values: Any, mask: Any | None = None) -> list[Any]:
 
 
 def host_summary(h: Any) -> Any:
-    """A device summary's host copy (six numbers, or eight with the counts in halves) as ``[count, sum, m2, min,
-    max, nonfinite]`` in float64, the counts exact."""
+    """A device summary's host copy (seven numbers, or nine with the counts in halves) as ``[count, sum, m2, min,
+    max, nonfinite]`` in float64, the counts exact; the sum is ``count * pivot + shifted sum``, in float64."""
     import numpy as np
 
     v = np.asarray(h, dtype=np.float64)
-    if v.size == 6:
-        return v
-    return np.array([v[0] * _HALF + v[1], v[2], v[3], v[4], v[5], v[6] * _HALF + v[7]])
+    if v.size == 7:
+        n, pivot, d_sum, m2, lo, hi, bad = v
+    else:
+        n, pivot, d_sum, m2, lo, hi, bad = v[0] * _HALF + v[1], v[2], v[3], v[4], v[5], v[6], v[7] * _HALF + v[8]
+    return np.array([n, n * pivot + d_sum, m2, lo, hi, bad])

@@ -37,6 +37,7 @@ from ..errors import UsageError
 from . import _convert, jax_utils
 from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError, WriterWarning
 from .files import atomic_write_bytes, fsync_dir
+from .lock import ProcessLock
 from .pending import PendingStats
 from .step_files import StepFiles
 
@@ -109,6 +110,7 @@ class RunWriter:
         self.durable = durable
         self.on_full = on_full
         self._clock = clock
+        self._pid = os.getpid()
         # The caller's lock may be held while blocking on a full queue, so the background thread never takes
         # it: its counters have their own lock.
         self._lock = threading.Lock()
@@ -139,17 +141,27 @@ class RunWriter:
         }
         self._warnings: list[str] = []
         self.root.mkdir(parents=True, exist_ok=True)
-        self._remove_own_leftovers()
-        self.manifest = self._initial_manifest(name, config_json, run_id)
-        self._write_manifest()
-        self._write_state()  # "open": this process writes the run, from now on
+        # Before anything is touched: a second writer of this process on this folder is refused (``lock``), so that
+        # it never takes the live writer's files for an abandoned run's.
+        self._run_lock = ProcessLock.acquire(self.root, self.process_index)
+        if self._run_lock.reason is not None and sys.platform != "win32":
+            self._warn(f"no lock against a second writer of process {self.process_index}: {self._run_lock.reason}")
+        try:
+            self._remove_own_leftovers()
+            self.manifest = self._initial_manifest(name, config_json, run_id)
+            self._write_manifest()
+            self._write_state()  # "open": this process writes the run, from now on
+        except BaseException:
+            self._run_lock.release()
+            raise
         self._scalars_fd: int | None = None
         # What a resumed writer found of an earlier writer of this process, read once on the background thread
         # before its first item (``_scan_old``): its scalars shard (the bytes it holds, the highest step among
-        # them) and its sample files by split. An item for a step up to the highest old step drops the old
-        # lines and files of that step and later (``_drop_old``): the only extra cost of a normal item is one
-        # compare. -1: nothing old (a fresh run).
+        # them) and its sample files by split. The first item decides where the resumed run starts: when its
+        # step is up to the highest old step, the old lines and files of that step and later are taken out
+        # (``_drop_old``); later items never take anything out (docs/writer.md, Resuming). -1: nothing old.
         self._scanned = False
+        self._resume_decided = False
         self._old_scalars_bytes = 0
         self._old_scalars_max = -1
         self._last_scalar_step = -1
@@ -158,9 +170,12 @@ class RunWriter:
         self._old_samples: dict[str, set[int]] = {}
         self._old_max = -1
         self._own_files: set[tuple[str, int]] = set()  # (split, step) files this writer has handed to encoding
+        self._published: set[tuple[str, int]] = set()  # (split, step) files this writer has on disk (renamed)
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
         self._finishing = False  # set by ``_finish``: a failure from then on salvages nothing more
-        self._files = StepFiles(threads=encode_threads, durable=durable, on_written=self._written)
+        self._files = StepFiles(
+            threads=encode_threads, durable=durable, on_written=self._written, on_published=self._on_published
+        )
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
         self._thread.start()
         # A trainer that forgets close() (or dies of an exception) still gets its queued data written.
@@ -300,7 +315,10 @@ class RunWriter:
         atexit.unregister(self._close_at_exit)
         if self._finalizer is not None:
             self._finalizer.cancel()
-        self._write_state(how, exception)
+        try:
+            self._write_state(how, exception)
+        finally:
+            self._run_lock.release()  # the folder may be written by another writer of this process from now on
         if self.process_index != 0 and not (self.root / MANIFEST).exists():
             self._warn(
                 f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
@@ -453,7 +471,9 @@ class RunWriter:
             with contextlib.suppress(OSError):
                 self._scan_old()
         steps: dict[str, int] = {}
-        for split, step in [*self._own_files, *((sp, s) for sp, v in self._old_samples.items() for s in v)]:
+        with self._bg_lock:
+            published = list(self._published)
+        for split, step in [*published, *((sp, s) for sp, v in self._old_samples.items() for s in v)]:
             steps[split] = max(step, steps.get(split, step))
         last_scalar = max(self._old_scalars_max, self._last_scalar_step)
         with self._bg_lock:
@@ -480,6 +500,10 @@ class RunWriter:
             self._warn(f"{path}: the writer's state could not be written ({exc}); readers may see it as killed")
 
     def _close_at_exit(self) -> None:
+        if os.getpid() != self._pid:
+            # A child forked from the trainer (``os.fork``, then a normal exit) has the writer's object but not its
+            # thread nor its lock: closing it there would mark the parent's live writer closed.
+            return
         try:
             self._close("exit")
         except Exception as exc:  # noqa: BLE001 - at exit there is no caller left to raise to
@@ -592,8 +616,17 @@ class RunWriter:
         buffered = self._buffers.pop(split, None)
         if buffered is not None:
             table = _convert.concat(buffered[1], where=f"{split} step {step}", warn=self._warn)
+            dup = _convert.duplicate_ids(table)
+            if dup:
+                self._warn(
+                    f"samples of {split} step {step} hold the sample_id {', '.join(map(repr, dup))} more than once: "
+                    "readers take sample ids as unique within the run (written as given)"
+                )
+            old = self._old_samples.get(split)
+            if old and step in old:
+                self._keep_replaced(split, step)
             self._own_files.add((split, step))
-            self._files.submit(self._file(split, step), table)
+            self._files.submit(self._file(split, step), table, tag=(split, step))
 
     def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -601,6 +634,12 @@ class RunWriter:
         with self._bg_lock:
             self._stats["device_wait_s"] += time.perf_counter() - t0
         return out
+
+    def _on_published(self, tag: tuple[str, int]) -> None:
+        """A step file renamed into place: its step is one this writer has on disk (the state file's ``last_step``;
+        a step whose encode or rename failed is not one)."""
+        with self._bg_lock:
+            self._published.add(tag)
 
     def _written(self, rows: int, size: int) -> None:
         with self._bg_lock:
@@ -656,8 +695,15 @@ class RunWriter:
 
     # -- resuming: what an earlier writer of this process left -------------------------------------------
     def _resume(self, step: int) -> None:
-        """Before the first item, note what an earlier writer of this process left; an item for a step it had
-        reached replaces that step and every later one (``_drop_old``). One compare per item otherwise."""
+        """At the first item, note what an earlier writer of this process left; when the item's step is one it
+        had reached, the resumed run replays from there: that step and every later one are taken out
+        (``_drop_old``). Decided once, at the first item only: a later item for an earlier step (a baseline
+        evaluation logged after the resume step) is an ordinary log of that step and takes nothing out (an
+        old sample file of the same split and step is replaced, and kept aside: ``_keep_replaced``). One
+        compare per item otherwise."""
+        if self._resume_decided:
+            return
+        self._resume_decided = True
         if not self._scanned:
             self._scan_old()
         if step <= self._old_max:
@@ -726,6 +772,32 @@ class RunWriter:
             f"run wrote for step {step} and later, so that those steps are read back from this run only: "
             + "; ".join(parts)
             + f" (moved to {self._superseded_dir()}, which runlog does not read)"
+        )
+
+    def _keep_replaced(self, split: str, step: int) -> None:
+        """This writer is about to write ``split`` step ``step``, of which the earlier writer of its process left
+        a file (logged after the resume decided, so not taken out then): that file is linked into
+        ``_superseded_dir()`` now, and replaced in place when the new one is published (readers see the old file,
+        then the new one, never neither). Said with a ``WriterWarning``."""
+        self._old_samples[split].discard(step)
+        old = self._file(split, step)
+        if not old.exists():
+            return
+        kept = self._superseded_dir() / "samples" / split
+        kept.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(old, kept / old.name)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a copy
+            import shutil
+
+            shutil.copy2(old, kept / old.name)
+        if self.durable:
+            fsync_dir(kept)
+        self._warn(
+            f"resumed writer of process {self.process_index} writes {split} step {step} again, which the earlier "
+            f"run had written: its file is replaced (the earlier one kept in {kept}, which runlog does not read)"
         )
 
     def _superseded_dir(self) -> Path:

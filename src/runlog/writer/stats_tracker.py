@@ -5,7 +5,7 @@ function, the loss, a rollout worker) without knowing about steps, processes or 
 once per step. Arrays are summarised where they live: for a JAX array the mean/std/min/max/count are
 computed on the device by one jitted reduction and stay there; ``commit`` with a ``RunWriter`` starts their
 copies to host and hands the step to the writer's background thread, which completes them, reduces across
-processes and writes. Neither recording nor committing waits for the device, and the host receives six
+processes and writes. Neither recording nor committing waits for the device, and the host receives seven
 numbers per summary, never the array.
 
 Naming (seed 002): ``/`` separators; namespaces ``train/``, ``eval/``, ``time/``, ``throughput/``; summary
@@ -27,7 +27,8 @@ from . import _convert, jax_utils
 from .errors import StepOrderError
 from .run_writer import RunWriter, _step
 
-# Per summary key, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count.
+# Per summary key on the host, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count
+# (a device summary carries seven, with a pivot: ``jax_utils.host_summary`` turns it into these six).
 _N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
 
 Gather = Callable[[Any], Any]

@@ -54,12 +54,19 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
 def encode(table: pa.Table, path: Path, durable: bool) -> int:
     """Write ``table`` as Parquet (zstd, statistics) to ``path``; fsync it when ``durable``. Returns the bytes."""
     dictionary = dictionary_columns(table.schema)
-    with open(path, "wb") as f:
-        pq.write_table(table, f, compression="zstd", write_statistics=True, use_dictionary=dictionary)
-        size = f.tell()
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            pq.write_table(table, f, compression="zstd", write_statistics=True, use_dictionary=dictionary)
+            size = f.tell()
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # A full disk found while writing through the file object names no file: said with the step's file.
+        final = path.with_name(path.name[1:].removesuffix(".tmp"))
+        raise OSError(exc.errno, f"{exc.strerror or exc} (writing {final})", str(path)) from exc
     return size
 
 
@@ -106,25 +113,35 @@ class StepFiles:
     oldest), then starts the new file's encoding. ``publish_ready`` publishes those done without waiting (the
     background thread calls it every few milliseconds while files are under way and nothing is queued);
     ``drain`` waits for and publishes all.
-    ``on_written(rows, bytes)`` is called for each published file. An encoding error is raised by whichever
-    of these reaches it; the files after it are not published (their temporary files are
-    removed).
+    ``on_written(rows, bytes)`` is called for each published file, and ``on_published(tag)`` with the ``tag``
+    that ``submit`` was given (so that the caller knows which files are on disk, not just handed over). An
+    encoding error is raised by whichever of these reaches it; the files after it are not published (their
+    temporary files are removed).
     """
 
-    def __init__(self, *, threads: int, durable: bool, on_written: Callable[[int, int], None]) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int,
+        durable: bool,
+        on_written: Callable[[int, int], None],
+        on_published: Callable[[Any], None] | None = None,
+    ) -> None:
         self.threads = max(1, int(threads))
         self.durable = durable
         self._on_written = on_written
+        self._on_published = on_published
         self._pool: _Encoders | None = None
-        self._inflight: collections.deque[tuple[Future[int], Path, Path, int]] = collections.deque()
+        self._inflight: collections.deque[tuple[Future[int], Path, Path, int, Any]] = collections.deque()
 
-    def submit(self, path: Path, table: pa.Table) -> None:
+    def submit(self, path: Path, table: pa.Table, *, tag: Any = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         if self._pool is None:
             self._pool = _Encoders(self.threads)
         self._publish(wait=len(self._inflight) >= self.threads)  # at most ``threads`` files under way
-        self._inflight.append((self._pool.submit(encode, table, tmp, self.durable), tmp, path, table.num_rows))
+        future = self._pool.submit(encode, table, tmp, self.durable)
+        self._inflight.append((future, tmp, path, table.num_rows, tag))
 
     def busy(self) -> bool:
         """Whether files are being encoded (or encoded and not yet published)."""
@@ -150,7 +167,7 @@ class StepFiles:
 
     def _publish(self, *, wait: bool, everything: bool = False) -> None:
         while self._inflight and (everything or wait or self._inflight[0][0].done()):
-            future, tmp, path, rows = self._inflight[0]
+            future, tmp, path, rows, tag = self._inflight[0]
             try:
                 size = future.result()
             except BaseException:
@@ -161,11 +178,13 @@ class StepFiles:
             if self.durable:
                 fsync_dir(path.parent)
             self._on_written(rows, size)
+            if self._on_published is not None:
+                self._on_published(tag)
             wait = False  # waited for the oldest; the others only if already done
 
     def _abandon(self) -> None:
         while self._inflight:
-            future, tmp, _, _ = self._inflight.popleft()
+            future, tmp, *_ = self._inflight.popleft()
             with contextlib.suppress(BaseException):  # the first error was raised already; this file is dropped
                 future.result()
             with contextlib.suppress(OSError):
