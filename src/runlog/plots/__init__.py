@@ -587,6 +587,7 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         ax.set_title(f"step {step}", fontsize=10)
         ax.set_xlabel("reward")
         ax.set_ylabel("samples")
+        F.whole_counts(ax)
         F.legend(ax)
     F.finish(fig, axes, len(steps))
     return fig

@@ -442,7 +442,15 @@ def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
     note += f"\nnot drawn: {dropped}" if dropped else ""
     ax.text(0.98, 0.97, note, ha="right", va="top", transform=ax.transAxes, fontsize=8, color="#444444")
     ax.set_ylabel("samples")
+    whole_counts(ax)
     return True
+
+
+def whole_counts(ax: Any) -> None:
+    """Ticks of a count axis at whole numbers: a histogram of 3 samples is not ticked at 0.5, 1.5, 2.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
