@@ -274,14 +274,43 @@ def check_fleet(
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
-def check_text_role(run: Run, text: str, found: bool) -> None:
+def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = None) -> None:
     """``--text role:NAME`` that selected no message (``found`` false) is a usage error naming the speakers
-    the run may have: its roles and the chat roles. Checked after the fact: speakers are in the messages."""
+    the run's selected samples have (their messages' names and roles: read only on this error), its roles and
+    the chat roles. Checked after the fact: speakers are in the messages."""
     if found or not text.startswith("role:"):
         return
     name = text.split(":", 1)[1]
-    roles = ", ".join(run.role_names()) or "(none recorded)"
+    spoken = message_speakers(run, filters or Filters())
+    roles = [r for r in run.role_names() if r not in spoken]
+    said = f"the selected samples' messages are spoken by {', '.join(spoken)}" if spoken else "no message has a speaker"
+    if roles:
+        said += f"; this run's roles are {', '.join(roles)}"
     raise UsageError(
-        f"--text role:{name}: no message of the selected samples is spoken by {name!r}; "
-        f"this run's roles are {roles} (chat roles: {', '.join(CHAT_ROLES)})"
+        f"--text role:{name}: no message of the selected samples is spoken by {name!r}"
+        f"{did_you_mean(name, [*spoken, *roles])}; {said} (chat roles: {', '.join(CHAT_ROLES)})"
     )
+
+
+MAX_SPEAKERS = 30  # speakers named in a message
+
+
+def message_speakers(run: Run, filters: Filters) -> list[str]:
+    """The distinct speakers (a message's ``name``, else its ``role``) of the selected samples' messages, in
+    order of first appearance, at most ``MAX_SPEAKERS``; empty when the run has no messages or they cannot
+    be read (the command that failed to find the speaker has said what it could not read)."""
+    from .filters import apply_filters
+
+    try:
+        lf = apply_filters(run.samples, filters, roles_too=False)
+        if "messages" not in lf.collect_schema().names():
+            return []
+        fields = {f.name for f in lf.collect_schema()["messages"].inner.fields}  # type: ignore[attr-defined]
+        msg = pl.col("messages").list.eval(
+            pl.coalesce(*(pl.element().struct.field(f) for f in ("name", "role") if f in fields))
+        )
+        [df] = run.collect(lambda: [lf.select(msg.explode().drop_nulls().unique(maintain_order=True).alias("who"))])
+    except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
+        return []
+    names = [str(x) for x in df["who"].to_list() if str(x).strip()]
+    return names[:MAX_SPEAKERS] + (["..."] if len(names) > MAX_SPEAKERS else [])

@@ -128,7 +128,7 @@ def diversity_command(
             skipped=none,
         )
         keys = [c for c in df.columns if c in M.KEYS]
-        check_text_role(run, text, df.height > 0)
+        check_text_role(run, text, df.height > 0, filters)
         skipped = _no_text(none, text, per_role="role" in keys)
         shown = _with_no_text(df, none.per_row(keys), keys)
         emit_frame(shown, fmt, output, sections=DIVERSITY_SECTIONS, keys=keys, strip=DIVERSITY_STRIP)
@@ -229,12 +229,12 @@ def format_command(
             df = M.format_per_sample(
                 run, spec, text=text, filters=filters, known_tools=known, per_role=per_role, skipped=none
             )
-            check_text_role(run, text, df.height > 0)
+            check_text_role(run, text, df.height > 0, filters)
             skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls)
             emit_frame(df, fmt, output, keys=["step", "sample_id", *(["role"] if per_role else [])])
         else:
             df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known, skipped=none)
-            check_text_role(run, text, df.height > 0)
+            check_text_role(run, text, df.height > 0, filters)
             keys = [c for c in df.columns if c in M.KEYS]
             skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls)
             shown = _with_no_text(df, none.per_row(keys), keys)
