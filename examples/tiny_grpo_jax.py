@@ -42,7 +42,7 @@ try:
     import jax
     import jax.numpy as jnp
 except ImportError:  # pragma: no cover
-    sys.exit("this example needs JAX: pip install 'runlog[jax]'")
+    sys.exit("this example needs JAX: pip install -e '.[jax]' (in runlog's repository)")
 import numpy as np
 
 try:

@@ -531,7 +531,7 @@ DEBATE_CONFIG: dict[str, Any] = {
 def make_debate_grpo(root: Path) -> None:
     """Run the real example trainer (examples/tiny_grpo_jax.py: JAX, RunWriter, StatsTracker) on a fixed seed
     with its simulated clock, so that the sample data comes from the real writer and reruns are identical.
-    Needs JAX (pip install 'runlog[jax]'); the other three runs do not."""
+    Needs JAX (pip install -e '.[jax]' in the repository); the other three runs do not."""
     spec = importlib.util.spec_from_file_location("tiny_grpo_jax", REPO_ROOT / "examples" / "tiny_grpo_jax.py")
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
