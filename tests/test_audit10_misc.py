@@ -71,3 +71,78 @@ def test_an_unknown_speaker_lists_the_speakers_of_the_messages(tmp_path, cli):
     assert "none recorded" not in res.output
     ok = cli("metrics", "diversity", root, "--text", "role:prover", "--format", "json")
     assert ok.exit_code == 0, ok.output
+
+
+# ---- a new user's mistakes and fleets (the tenth new-user walk) -------------------------------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from conftest import SAMPLE_RUNS  # noqa: E402
+
+
+@pytest.fixture
+def fleet(tmp_path):  # noqa: ANN001, ANN201
+    root = tmp_path / "fleet"
+    for name in ("debate_grpo", "jaxarc"):
+        shutil.copytree(SAMPLE_RUNS / name, root / name)
+    return root
+
+
+@pytest.mark.parametrize("which", ["diversity", "format"])
+def test_metrics_of_a_fleet_names_the_run_that_has_no_row(cli, fleet, which):
+    """jaxarc (scalars only) was left out of a fleet's metrics without a word, exit 0."""
+    r = cli("metrics", which, f"{fleet}/*", "--by", "step", "--format", "json")
+    assert r.exit_code == 0, r.output
+    runs = {row["run"] for row in json.loads(r.stdout)}
+    assert runs == {"debate_grpo"}
+    assert "run(s) with no row, not in the table: jaxarc (`runlog metrics " in r.stderr
+
+
+@pytest.mark.parametrize("command", [["summarize"], ["metrics", "diversity"], ["metrics", "format"]])
+def test_a_fleet_where_no_run_has_a_row_is_a_usage_error(cli, fleet, command):
+    """Header-only tables with exit 0 (one such run alone is exit 2)."""
+    r = cli(*command, f"{fleet}/jax*", "--by", "run", "--format", "csv")
+    assert r.exit_code == 2, r.output
+    assert r.stdout == ""
+    assert "no run of the fleet has a row: jaxarc" in r.stderr
+
+
+def test_dash_output_is_stdout_and_a_table_is_no_pdf(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = SAMPLE_RUNS / "debate_grpo"
+    r = cli("summarize", run, "--by", "role", "-o", "-", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("split,role,reward_mean")
+    assert not (tmp_path / "-").exists()
+    r = cli("summarize", run, "-o", "t.pdf")
+    assert r.exit_code == 2 and "-o t.pdf: this command does not write .pdf" in r.stderr
+    assert not (tmp_path / "t.pdf").exists()
+    r = cli("report", run, "-o", "-")
+    assert r.exit_code == 2 and "-o -: this command writes a file" in r.stderr
+
+
+def test_diff_suggests_the_role_and_lists_each_runs_steps(cli):
+    a, b = SAMPLE_RUNS / "debate_grpo", SAMPLE_RUNS / "flink_mixed"
+    r = cli("diff", a, a, "--role", "solverr")
+    assert r.exit_code == 2 and "(did you mean 'solver'?)" in r.stderr
+    r = cli("diff", a, b, "--steps", "900:1000", "--split", "eval")
+    assert r.exit_code == 2
+    eval_a = sorted({pq.read_table(f, columns=["step"])["step"][0].as_py() for f in (a / "samples" / "eval").iterdir()})
+    assert f"debate_grpo: {eval_a[0]}..{eval_a[-1]} every 8 (eval)" in r.stderr, r.stderr
+
+
+def test_an_unknown_layout_names_its_option_and_the_near_miss(cli):
+    r = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--layout", "flnk")
+    assert r.exit_code == 2
+    assert "--layout: unknown layout 'flnk'" in r.stderr and "(did you mean 'flink'?)" in r.stderr
+
+
+def test_a_runs_file_line_that_matches_nothing_is_named_with_its_line(cli, tmp_path):
+    listing = tmp_path / "runs.txt"
+    listing.write_text(f"{SAMPLE_RUNS / 'debate_grpo'}\n\n# a comment\nno*such*\n")
+    r = cli("summarize", "--runs", listing, "--by", "run")
+    assert r.exit_code == 2
+    assert f"--runs {listing}: line 4: no*such*: matches no run" in r.stderr

@@ -57,6 +57,38 @@ def progress(label: str) -> Iterator[Any]:
         yield update
 
 
+def runs_without_rows(result: FleetResult, df: Any) -> list[str]:
+    """The runs read without error that have no row in ``df`` (its ``run`` column): scalars only, no
+    readable sample, none at the filters. Runs that failed are said apart (``report_fleet``)."""
+    failed = {loc for loc, _ in result.failures}
+    shown = set(df["run"].to_list()) if "run" in df.columns else set()
+    return sorted({r.name for r in result.results if r.error is None} - shown - failed)
+
+
+WHY_NO_ROW = "(`runlog {command} RUN` on one says why: scalars only, no readable sample, none at the filters)"
+
+
+def no_rows_at_all(result: FleetResult, df: Any, command: str) -> None:
+    """A fleet where no run has a row is a usage error (exit 2, as for one run), said after the runs'
+    problems: a table of headers only and exit 0 read as success. Runs that failed keep their exit 1."""
+    from ..errors import UsageError
+
+    absent = runs_without_rows(result, df)
+    if df.height == 0 and absent and not result.failures:
+        report_fleet(result)
+        names = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
+        raise UsageError(f"{command}: no run of the fleet has a row: {names} {WHY_NO_ROW.format(command=command)}")
+
+
+def say_runs_without_rows(result: FleetResult, df: Any, command: str) -> None:
+    """A note naming the runs of the fleet that have no row in the table."""
+    absent = runs_without_rows(result, df)
+    if absent:
+        names = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
+        why = WHY_NO_ROW.format(command=command)
+        report_problems([], notes=[f"run(s) with no row, not in the table: {names} {why}"])
+
+
 def report_fleet(result: FleetResult) -> int:
     """Problems of every run (``error: RUN/PATH: message``), runs that could not be read, notes; returns the
     number of errors (warnings excluded).

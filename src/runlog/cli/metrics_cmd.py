@@ -9,7 +9,16 @@ import typer
 from ..analysis.summarize import check_keys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, no_text_reason, report_problems, use_storage_options
-from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
+from .fleet_opts import (
+    ENGINE,
+    RAY_ADDRESS,
+    RUN_PATHS,
+    RUNS_FILE,
+    Fleet,
+    no_rows_at_all,
+    report_fleet,
+    say_runs_without_rows,
+)
 from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame
 
@@ -400,5 +409,10 @@ def _fleet(job: MetricJob, fleet: Fleet, by: list[str] | None, filters: Filters)
         ),
         filters,
     )
+    from ..fleet.tasks import DiversityJob
+
+    command = "metrics diversity" if isinstance(job, DiversityJob) else "metrics format"
+    no_rows_at_all(result, result.frame, command)
+    say_runs_without_rows(result, result.frame, command)
     errors = report_fleet(result)
     return result.frame, EXIT_PROBLEMS if errors or result.failures else EXIT_OK

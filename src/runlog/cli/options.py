@@ -66,7 +66,22 @@ Format = Annotated[FormatT, typer.Option("--format", "-f", help="Output format."
 
 
 def _output_folder(value: Path | None) -> Path | None:
-    """``-o FILE`` in a folder that does not exist is a usage error before any work, not a failure after."""
+    """``-o FILE`` in a folder that does not exist is a usage error before any work, not a failure after.
+    ``-o -`` is stdout, as for most command-line tools (it wrote a file named ``-``)."""
+    if value is not None and str(value) == "-":
+        return None
+    return _checked_file(value)
+
+
+def _product_file(value: Path | None) -> Path | None:
+    """``-o FILE`` of a command whose product is a file (a report, an image): checked as ``_output_folder``;
+    ``-o -`` is refused (it wrote a file named ``-``)."""
+    if value is not None and str(value) == "-":
+        raise fail("-o -: this command writes a file, not to stdout; give the file's name")
+    return _checked_file(value)
+
+
+def _checked_file(value: Path | None) -> Path | None:
     if value is not None and not value.parent.is_dir():
         if value.parent.exists():
             raise fail(f"-o {value}: {value.parent} is a file, not a folder")
@@ -81,6 +96,7 @@ _SUFFIX_FORMATS = {"md": "markdown", "htm": "html", "jsonl": "json", "ndjson": "
 # Suffixes that name a data format: a command that cannot write it is told so, rather than writing its table
 # under that name (a "d.parquet" that is no Parquet file). Other suffixes (.txt, .log, none) keep the default.
 _DATA_SUFFIXES = {"csv", "json", "jsonl", "ndjson", "parquet", "html", "htm", "md", "markdown"}
+_DATA_SUFFIXES |= {"pdf", "png", "svg", "jpg", "jpeg", "xlsx", "xls", "tsv", "arrow", "feather", "ipc"}
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -120,7 +136,7 @@ def output_file(default: Any, help: str) -> Any:
     """``-o FILE`` of a command whose product is the file (a report, an image): the same spelling and check
     as :data:`Output`, with the command's default (``...``: required) and what the file is."""
     return typer.Option(
-        default, "--output", "-o", metavar="FILE", help=help, callback=_output_folder, show_default=default is not ...
+        default, "--output", "-o", metavar="FILE", help=help, callback=_product_file, show_default=default is not ...
     )
 
 

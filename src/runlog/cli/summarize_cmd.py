@@ -10,7 +10,16 @@ import typer
 from ..analysis.summarize import KL_STATS, REWARD_STATS
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
-from .fleet_opts import ENGINE, RAY_ADDRESS, RUN_PATHS, RUNS_FILE, Fleet, report_fleet
+from .fleet_opts import (
+    ENGINE,
+    RAY_ADDRESS,
+    RUN_PATHS,
+    RUNS_FILE,
+    Fleet,
+    no_rows_at_all,
+    report_fleet,
+    say_runs_without_rows,
+)
 from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
@@ -292,6 +301,8 @@ def _summarize_fleet(
         filters,
     )
     df = result.frame
+    if "run" in df.columns:
+        no_rows_at_all(result, df, "summarize")
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
         splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})
@@ -302,17 +313,7 @@ def _summarize_fleet(
         report_problems([], notes=[GROUP_STEP_NOTE])
     if S.unknown_role_rows(df):
         report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
-    failed = {loc for loc, _ in result.failures}
-    shown = set(df["run"].to_list()) if "run" in df.columns else set()
-    absent = sorted({r.name for r in result.results if r.error is None} - shown - failed)
-    if absent and "run" in df.columns:
-        report_problems(
-            [],
-            notes=[
-                f"run(s) with no row, not in the table: {', '.join(absent[:10])}"
-                + (" ..." if len(absent) > 10 else "")
-                + " (`runlog summarize RUN` on one says why: scalars only, no readable sample, none at the filters)"
-            ],
-        )
+    if "run" in df.columns:
+        say_runs_without_rows(result, df, "summarize")
     errors = report_fleet(result)
     return EXIT_PROBLEMS if errors or result.failures else EXIT_OK

@@ -44,12 +44,17 @@ LIST_THREADS = 16
 
 def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
     """Run locations, one per line (blank lines and ``#`` comments ignored)."""
+    return [line for _, line in runs_file_lines(path)]
+
+
+def runs_file_lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """(line number, location) of each run a ``--runs`` file lists."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--runs {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    out = [line.strip() for line in text.splitlines()]
-    out = [line for line in out if line and not line.startswith("#")]
+    out = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+    out = [(n, line) for n, line in out if line and not line.startswith("#")]
     if not out:
         raise UsageError(f"--runs {path}: lists no run")
     return out
@@ -354,8 +359,11 @@ def fleet_locations(
     from ..listing import is_pattern
 
     items = list(paths)
+    lines: dict[str, int] = {}  # a --runs line's number, for what is said of it
     if runs_file:
-        items += read_runs_file(runs_file)
+        for n, line in runs_file_lines(runs_file):
+            items.append(line)
+            lines.setdefault(line, n)
     if not items:
         raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
     same: list[SameRun] = []
@@ -367,7 +375,15 @@ def fleet_locations(
             out += runs
             same += links
         items = out
-    kept, twice = distinct_runs(_expanded(items, storage_options), storage_options)
+    expanded: list[str] = []
+    for item in items:
+        try:
+            expanded += _expanded([item], storage_options)
+        except UsageError as exc:
+            if item not in lines or item in paths:
+                raise
+            raise type(exc)(f"--runs {runs_file}: line {lines[item]}: {exc}") from None
+    kept, twice = distinct_runs(expanded, storage_options)
     same += twice
     fleet = len(paths) > 1 or any(is_pattern(p, storage_options) for p in paths)
     return Locations(kept, [same_run_note(same)] if same else [], fleet)

@@ -22,8 +22,12 @@ def get_layout(name: str) -> Layout:
     for lay in layouts():
         if lay.name == name:
             return lay
-    known = ", ".join(lay.name for lay in layouts())
-    raise UnknownLayoutError(f"unknown layout {name!r}; known layouts: {known}")
+    from ..analysis.check import did_you_mean  # at the error only: analysis imports this package
+
+    names = [lay.name for lay in layouts()]
+    raise UnknownLayoutError(
+        f"--layout: unknown layout {name!r}; known layouts: {', '.join(names)}{did_you_mean(name, names)}"
+    )
 
 
 __all__ = ["Candidate", "FileInfo", "Layout", "Problem", "RunContext", "get_layout", "layouts"]

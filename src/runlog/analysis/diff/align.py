@@ -11,7 +11,7 @@ import numpy as np
 from ..._lazy import pl
 from ...errors import UsageError
 from ...run import Run
-from ..check import steps_per_split
+from ..check import describe_steps, did_you_mean, known_roles, steps_per_split
 from .model import DiffOptions, Split
 from .sides import Side, layouts_of, split_eq, steps_text
 
@@ -44,17 +44,25 @@ def steps_of(run: Run, opts: DiffOptions) -> dict[Split, list[int]]:
 
 def check_filters(sides: list[Side], opts: DiffOptions) -> None:
     """A ``--split`` or ``--role`` that no run has is a usage error naming what the runs have."""
+    per_run = [steps_per_split(s.run) for s in sides]
     for split in opts.splits:
-        if not any(split in steps_per_split(s.run) for s in sides):
-            have = sorted({str(k) for s in sides for k in steps_per_split(s.run) if k is not None})
-            raise UsageError(f"--split {split!r}: the runs have split(s) {', '.join(have) or '(none)'}")
+        if not any(split in steps for steps in per_run):
+            have = sorted({str(k) for steps in per_run for k in steps if k is not None})
+            raise UsageError(
+                f"--split {split!r}: the runs have split(s) {', '.join(have) or '(none)'}{did_you_mean(split, have)}"
+            )
     if opts.roles:
-        have = list(dict.fromkeys(r for s in sides for r in s.run.role_names()))
+        have = list(dict.fromkeys(r for s in sides for r in known_roles(s.run, opts.roles)))
         for role in opts.roles:
             if role not in have:
-                raise UsageError(f"--role {role!r}: the runs' roles are {', '.join(have) or '(none recorded)'}")
+                raise UsageError(
+                    f"--role {role!r}: the runs' roles are {', '.join(have) or '(none recorded)'}"
+                    f"{did_you_mean(role, have)}"
+                )
     if not opts.steps.unbounded and not any(s.steps for s in sides):
-        raise UsageError(f"--steps {opts.steps.shown}: no run has a step there")
+        chosen = [{k: v for k, v in steps.items() if not opts.splits or k in opts.splits} for steps in per_run]
+        runs = "; ".join(f"{s.name}: {describe_steps(c) or 'no steps'}" for s, c in zip(sides, chosen, strict=True))
+        raise UsageError(f"--steps {opts.steps.shown}: no run has a step there ({runs})")
 
 
 def overlap_row(side: Side, split: Split, common: list[int] | None, base: Side | None) -> dict[str, Any]:
