@@ -146,3 +146,28 @@ def test_a_runs_file_line_that_matches_nothing_is_named_with_its_line(cli, tmp_p
     r = cli("summarize", "--runs", listing, "--by", "run")
     assert r.exit_code == 2
     assert f"--runs {listing}: line 4: no*such*: matches no run" in r.stderr
+
+
+def test_a_probe_cache_entry_that_drops_a_file_without_a_word_is_probed_again(cli, tmp_path, _probe_cache):
+    """An entry edited (or damaged) to say a good file is unreadable, with no problem: its 32 rows were left out
+    of every figure, exit 0, nothing said."""
+    import os
+    import time
+
+    run = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run)
+    hour_ago = time.time() - 3600
+    for p in run.rglob("*"):
+        os.utime(p, (hour_ago, hour_ago))
+    files = sorted((run / "samples" / "train").glob("*.parquet"))
+    values = [v for f in files for v in pq.read_table(f, columns=["reward"])["reward"].to_pylist()]
+    truth = sum(1 for v in values if v is not None and v == v)  # valid: neither null nor NaN
+    assert cli("summarize", run, "--by", "split").exit_code == 0
+    [probes] = list((_probe_cache / "probes").glob("*.json"))
+    entry = json.loads(probes.read_text())
+    entry["files"][files[3].relative_to(run).as_posix()]["info"]["readable"] = False
+    probes.write_text(json.dumps(entry))
+    r = cli("summarize", run, "--by", "split", "--format", "json")
+    assert r.exit_code == 0, r.output
+    [train] = [row for row in json.loads(r.stdout) if row["split"] == "train"]
+    assert train["reward_count"] == truth

@@ -258,6 +258,10 @@ class ProbeCache:
             return None
         if not _well_typed(info):  # a hand-edited or damaged entry: probed again, as if absent
             return None
+        if not info.readable and not problems:
+            # A probe that found a file unreadable always said why: an entry that leaves it out without a word
+            # (hand-edited, damaged) would drop its rows silently. Probed again.
+            return None
         self._keep(cand.rel, entry, columns)
         return Hit(info, problems, notes)
 
