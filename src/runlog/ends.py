@@ -13,15 +13,17 @@ incomplete (a copy in progress, files deleted). docs/format.md, "Writer state fi
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .storage import read_bytes
+from .storage import ObjectPath, read_bytes
 
 STATE_RE = re.compile(r"^\.writer\.p(\d+)\.json$")
 HOWS = ("close", "exception", "exit")
 SHOWN = 200  # characters of an exception's or an error's text in one-line summaries
+END_GRACE_S = 120.0  # a process behind the others is "killed" only this long after the last of them closed
 
 
 def _cut(text: str | None) -> str | None:
@@ -31,7 +33,9 @@ def _cut(text: str | None) -> str | None:
 @dataclass(frozen=True)
 class WriterState:
     """One process's state file, or why it could not be read (``problem``). ``mtime``: when the file was last
-    written, by the storage's clock (None where the listing does not tell)."""
+    written, by the storage's clock (None where the listing does not tell). ``newer``: the file read is not the
+    version the run's listing saw (rewritten since: a writer that closed while the run was read), so what it
+    says cannot be compared with the files listed before it."""
 
     process: int
     path: str
@@ -45,6 +49,7 @@ class WriterState:
     rows_written: int | None = None
     problem: str | None = None
     mtime: float | None = None
+    newer: bool = False
 
     @property
     def closed(self) -> bool:
@@ -65,17 +70,41 @@ class WriterState:
         return text
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "mtime"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("mtime", "newer")}
 
 
-def read_state(process: int, rel: str, path: Any, mtime: float | None = None) -> WriterState:
-    """The state file at ``path`` (a local path or an object-store path); never raises."""
+def _local_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """As ``listing.local_stamp`` (not imported: the listing imports the layouts, which must not import this)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_local(path: Any, stamp: Any) -> tuple[bytes, float, bool]:
+    """A local state file's bytes, its modification time, and whether it is not the version ``stamp`` (the
+    listing's) names. Read through one descriptor: the writer replaces the file whole (``os.replace``), so the
+    bytes and the times are of one version."""
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        data = fh.read()
+    newer = isinstance(stamp, tuple) and len(stamp) == 4 and _local_stamp(st) != stamp
+    return data, st.st_mtime_ns / 1e9, newer
+
+
+def read_state(process: int, rel: str, path: Any, mtime: float | None = None, stamp: Any = None) -> WriterState:
+    """The state file at ``path`` (a local path or an object-store path); never raises. ``stamp``: the
+    listing's stamp of it: a local file no longer that version is read as it is now, marked ``newer``
+    (its modification time then the new version's)."""
+    newer = False
     try:
-        data = json.loads(read_bytes(path))
+        if stamp is not None and not isinstance(path, ObjectPath):
+            raw, now, newer = _read_local(path, stamp)
+            mtime = now if newer else mtime
+        else:
+            raw = read_bytes(path)
+        data = json.loads(raw)
     except (OSError, ValueError) as exc:
-        return WriterState(process, rel, problem=f"{type(exc).__name__}: {str(exc)[:200]}", mtime=mtime)
+        return WriterState(process, rel, problem=f"{type(exc).__name__}: {str(exc)[:200]}", mtime=mtime, newer=newer)
     if not isinstance(data, dict):
-        return WriterState(process, rel, problem="not a JSON object", mtime=mtime)
+        return WriterState(process, rel, problem="not a JSON object", mtime=mtime, newer=newer)
     steps = data.get("last_step")
     last = {str(k): v for k, v in steps.items() if type(v) is int} if isinstance(steps, dict) else {}
 
@@ -101,6 +130,7 @@ def read_state(process: int, rel: str, path: Any, mtime: float | None = None) ->
         rows_written=integer("rows_written"),
         problem=None if state in ("open", "closed") else f"no state 'open' or 'closed' ({state!r})",
         mtime=mtime,
+        newer=newer,
     )
 
 
@@ -125,6 +155,9 @@ class EndState:
     expected: bool
     states: dict[int, WriterState]
     holdings: Holdings
+    # (files, bytes) below ``RUN/.superseded/``: what resumed writers took out of the run and put aside (never
+    # read); None where it was not looked for (an object store, a live view) or there is none.
+    superseded: tuple[int, int] | None = None
 
     @property
     def known(self) -> bool:
@@ -144,10 +177,12 @@ class EndState:
     @property
     def incomplete(self) -> list[tuple[int, str, int | None, int]]:
         """(process, split or ``scalars``, its last step in the files or None, the last step its state says) of
-        each closed process whose files end before what it wrote: a copy in progress, files deleted."""
+        each closed process whose files end before what it wrote: a copy in progress, files deleted. Not of a
+        state rewritten since the run was listed (``WriterState.newer``): the files its writer published before
+        it closed may be newer than the listing too (a writer that closed while the run was read)."""
         out: list[tuple[int, str, int | None, int]] = []
         for p, s in sorted(self.states.items()):
-            if not s.closed:
+            if not s.closed or s.newer:
                 continue
             have = self.holdings.samples.get(p, {})
             for split, last in s.last_step.items():
@@ -161,8 +196,71 @@ class EndState:
 
     @property
     def finished(self) -> bool:
-        """Every process known closed its writer (at least one did), and its files hold what it wrote."""
-        return self.known and bool(self.states) and not self.missing and not self.incomplete
+        """Every process known closed its writer (at least one did), and its files hold what it wrote (not
+        known of a state rewritten since the listing: read again, it is)."""
+        newer = any(s.newer for s in self.states.values())
+        return self.known and bool(self.states) and not self.missing and not self.incomplete and not newer
+
+    def behind(self) -> dict[int, str]:
+        """Each process that has not closed while others have, and where it stopped behind them: on the splits it
+        writes (a process that writes no eval is not behind on eval) or on its scalars (``train: its last step
+        5, theirs 11``; empty where it is not behind)."""
+        closed = {p: st for p, st in self.states.items() if st.closed}
+        if not closed:
+            return {}
+        last: dict[str, int] = {}
+        for st in closed.values():
+            for split, step in st.last_step.items():
+                last[split] = max(step, last.get(split, step))
+        last_scalar = max(
+            (st.last_scalar_step for st in closed.values() if st.last_scalar_step is not None), default=None
+        )
+        out = {}
+        for p in self.missing:
+            mine = self.holdings.samples.get(p, {})
+            where = [
+                f"{sp}: its last step {mine[sp]}, theirs {st}"
+                for sp, st in last.items()
+                if sp in mine and mine[sp] < st
+            ]
+            scalars = self.holdings.scalars.get(p)
+            if last_scalar is not None and scalars is not None and scalars < last_scalar:
+                where.append(f"scalars: its last step {scalars}, theirs {last_scalar}")
+            out[p] = "; ".join(where)
+        return out
+
+    def settled(self, now: float) -> bool:
+        """Whether the processes that closed did so ``END_GRACE_S`` or more before ``now``, by the state files'
+        modification times (the storage's clock; a writer's own ``clock=`` may be any time), else by the time
+        they say they closed."""
+        from datetime import datetime, timezone
+
+        times = []
+        for st in self.states.values():
+            if not st.closed:
+                continue
+            if st.mtime is not None:
+                times.append(st.mtime)
+                continue
+            try:
+                ended = datetime.strptime(st.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+            times.append(ended.timestamp())
+        return bool(times) and now - max(times) >= END_GRACE_S
+
+    def stopped_behind(self, now: float) -> dict[int, str]:
+        """``behind``'s processes that are behind, once the others closed ``END_GRACE_S`` ago (``settled``):
+        killed, their samples of the later steps never written. What doctor's ``writer_not_closed`` warns of and
+        inspect's verdict counts (``stopped_message``)."""
+        if not self.settled(now):
+            return {}
+        return {p: where for p, where in self.behind().items() if where}
+
+    def stopped_message(self, process: int, where: str) -> str:
+        """``process 1 did not close its writer and stopped behind process 0 (train: ...): killed?``."""
+        names = ", ".join(str(p) for p, st in sorted(self.states.items()) if st.closed)
+        return f"process {process} did not close its writer and stopped behind process {names} ({where}): killed?"
 
     def summary(self) -> str:
         """One line for ``inspect``: ``closed by every process (0, 1)`` or what is missing."""
@@ -181,11 +279,23 @@ class EndState:
         for p, what, have, last in self.incomplete[:4]:
             held = "none" if have is None else f"step {have}"
             parts.append(f"process {p} wrote {what} up to step {last}, its files here hold {held} (copied in part?)")
+        late = [p for p, s in sorted(self.states.items()) if s.closed and s.newer]
+        if late:
+            parts.append(
+                f"process {', '.join(map(str, late))} closed while the run was read (its files were not checked "
+                "against what it wrote: inspect again)"
+            )
         odd = [s for s in self.states.values() if s.closed and (s.how != "close" or s.error)]
         for s in odd[:4]:
             extra = f"; the trainer raised {_cut(s.exception)}" if s.exception else ""
             extra += f"; the writer had failed: {_cut(s.error)}" if s.error else ""
             parts.append(s.describe() + extra)
+        if self.superseded is not None:
+            files, size = self.superseded
+            parts.append(
+                f"a resume put aside {files:,} file(s), {size:,} bytes, in .superseded/ (not read; not in the bytes "
+                "above)"
+            )
         return "; ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
@@ -198,6 +308,9 @@ class EndState:
                 {"process": p, "what": w, "files_last_step": h, "last_step": last} for p, w, h, last in self.incomplete
             ],
             "states": [s.as_json() for s in sorted(self.states.values(), key=lambda s: s.process)],
+            "superseded": None
+            if self.superseded is None
+            else dict(zip(("files", "bytes"), self.superseded, strict=True)),
         }
 
 
@@ -215,13 +328,19 @@ def expects_states(manifest: dict[str, Any] | None) -> bool:
 
 
 def read_states(files: dict[int, tuple[str, Any, Any]]) -> dict[int, WriterState]:
-    """``files``: process -> (run-relative path, path, listing stamp) of each state file listed."""
-    return {p: read_state(p, rel, path, mtime_of(stamp)) for p, (rel, path, stamp) in sorted(files.items())}
+    """``files``: process -> (run-relative path, path, listing stamp) of each state file listed. A local one
+    rewritten since it was listed is read as it is now, marked ``newer``."""
+    return {p: read_state(p, rel, path, mtime_of(stamp), stamp) for p, (rel, path, stamp) in sorted(files.items())}
 
 
-def end_state(manifest: dict[str, Any] | None, files: dict[int, tuple[str, Any, Any]], holdings: Holdings) -> EndState:
+def end_state(
+    manifest: dict[str, Any] | None,
+    files: dict[int, tuple[str, Any, Any]],
+    holdings: Holdings,
+    superseded: tuple[int, int] | None = None,
+) -> EndState:
     """What the state files ``files`` (as ``read_states`` takes them) say against ``holdings``."""
-    return EndState(expects_states(manifest), read_states(files), holdings)
+    return EndState(expects_states(manifest), read_states(files), holdings, superseded)
 
 
 def holdings_of(infos: Any) -> Holdings:
@@ -245,6 +364,7 @@ def holdings_of(infos: Any) -> Holdings:
 
 
 __all__ = [
+    "END_GRACE_S",
     "STATE_RE",
     "EndState",
     "Holdings",

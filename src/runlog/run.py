@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class Run:
     def end_state(self) -> EndState:
         """Whether each process that writes this run closed its writer, and whether its files hold what it wrote
         (``runlog.ends``; reads the writer state files)."""
-        return end_state(self.manifest, self.ctx.state_files, holdings_of(self.files))
+        return end_state(self.manifest, self.ctx.state_files, holdings_of(self.files), superseded(self.root))
 
     def files_of(self, layout: str) -> list[FileInfo]:
         return [f for f in self.files if f.layout == layout]
@@ -536,6 +537,7 @@ def open_run(
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
     claimed: list[tuple[str, Placement]] = []
+    live: dict[int, bool] = {}  # process -> whether its writer holds its lock now (``_in_flight``)
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES:
@@ -543,7 +545,9 @@ def open_run(
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
             if (state := STATE_RE.match(cand.name)) is not None and "/" not in cand.rel:
                 ctx.state_files[int(state.group(1))] = (cand.rel, cand.abspath, cand.stamp)
-            elif cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES):
+            elif (cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES)) and not _in_flight(
+                root, cand.rel, live
+            ):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
             continue
         chosen = choose_layout(cand, forced, registry)
@@ -675,6 +679,53 @@ def open_run(
 
 
 _FORCE_HINT = "force one with --layout NAME to read the lines that are intact"
+
+# The temporary files of runlog's writer (docs/format.md, Files a writer leaves) and the process that writes each:
+# ``samples/<split>/.step_*.p<i>.parquet.tmp``, ``.scalars.p<i>.jsonl.tmp``, ``..writer.p<i>.json.tmp`` and
+# process 0's ``.run.json.tmp``.
+_WRITER_TEMP = re.compile(
+    r"^(?:samples/[^/]+/\.step_\d+\.p(?P<step>\d+)\.parquet|\.scalars\.p(?P<scalars>\d+)\.jsonl"
+    r"|\.\.writer\.p(?P<state>\d+)\.json|(?P<manifest>\.run\.json))\.tmp$"
+)
+
+
+def _in_flight(root: Any, rel: str, live: dict[int, bool]) -> bool:
+    """Whether the temporary file ``rel`` of a local run is one that runlog's writer of a process is writing now:
+    that writer holds its lock (``writer.lock.held_now``; asked once per process, ``live``), so the file is in
+    flight, renamed into place or removed by it, not an interrupted writer's leftover. Never on an object store
+    (no lock there: a copy's ``.tmp`` files are leftovers)."""
+    m = _WRITER_TEMP.match(rel)
+    if m is None or isinstance(root, ObjectPath):
+        return False
+    process = int(next((g for g in (m["step"], m["scalars"], m["state"]) if g is not None), "0"))
+    if process not in live:
+        from .writer.lock import held_now
+
+        live[process] = held_now(Path(root), process)
+    return live[process]
+
+
+SUPERSEDED = ".superseded"  # where a resumed RunWriter puts aside what it took out of the run (never read)
+
+
+def superseded(root: Any) -> tuple[int, int] | None:
+    """(files, bytes) below a local run's ``.superseded/`` folder, which discovery never lists (a hidden folder):
+    the data resumed writers took out of the run (docs/writer.md, Resuming). None where there is none, or on an
+    object store (not looked for: one more listing)."""
+    if isinstance(root, ObjectPath):
+        return None
+    top = Path(root) / SUPERSEDED
+    if not top.is_dir():
+        return None
+    files = size = 0
+    for folder, _, names in os.walk(top):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+            files += 1
+    return (files, size) if files else None
 
 
 def _damaged_head(cand: Candidate) -> str:

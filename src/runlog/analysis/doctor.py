@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._lazy import pl
+from ..ends import END_GRACE_S  # noqa: F401  (re-exported: tests use it from here)
 from ..run import Run
 from .changepoint import find_shift, first_sustained, robust_noise
 from .doctor_config import DoctorConfig
@@ -520,19 +521,15 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     return out
 
 
-END_GRACE_S = 120.0  # a process behind the others is "killed" only this long after the last of them closed
-
-
 def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
     """What the writers' state files say (``runlog.ends``; only runs whose writer writes them): a writer that
     failed (error: what it had not written is lost); a training that ended with an exception (warning); a closed
     process whose files here end before what it wrote (warning: copied in part, or files deleted); a process
     that has not closed while others have (warning once it is behind them, on the splits it writes or on its
-    scalars, and they closed ``END_GRACE_S`` ago by the files' own times: killed; info before that, or when it
-    is not behind); and no process closed yet (info: still being written, or every process killed)."""
-    import contextlib
+    scalars, and they closed ``END_GRACE_S`` ago by the files' own times: killed, as inspect's verdict counts it
+    (``EndState.stopped_behind``); info before that, or when it is not behind); and no process closed yet (info:
+    still being written, or every process killed)."""
     import time
-    from datetime import datetime, timezone
 
     from ..ends import mtime_of
 
@@ -570,7 +567,7 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
     missing = state.missing
     if not missing:
         return out
-    closed = {p: st for p, st in state.states.items() if st.closed}
+    closed = sorted(p for p, st in state.states.items() if st.closed)
     clock = now if now is not None else time.time()
     if not closed:
         procs = ", ".join(map(str, missing))
@@ -581,39 +578,19 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
         # No path: ``doctor --follow`` keeps no such finding (a run it follows is being written: nothing to say).
         out.append(finding("writer_not_closed", "info", message, None, processes=missing))
         return out
-    last: dict[str, int] = {}
-    for st in closed.values():
-        for split, step in st.last_step.items():
-            last[split] = max(step, last.get(split, step))
-    last_scalar = max((st.last_scalar_step for st in closed.values() if st.last_scalar_step is not None), default=None)
-    times = []
-    for st in closed.values():
-        if st.mtime is not None:  # the storage's clock: a writer's own (``clock=``) may be any time
-            times.append(st.mtime)
-            continue
-        with contextlib.suppress(ValueError):
-            ended = datetime.strptime(st.ended or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-            times.append(ended.timestamp())
-    settled = bool(times) and clock - max(times) >= END_GRACE_S
-    names = ", ".join(map(str, sorted(closed)))
+    behind = state.behind()
+    stopped = state.stopped_behind(clock)
+    names = ", ".join(map(str, closed))
     for p in missing:
-        mine = state.holdings.samples.get(p, {})
-        # Only the splits it writes: a process that writes no eval (eval on process 0 alone) is not behind on it.
-        behind = [
-            f"{sp}: its last step {mine[sp]}, theirs {st}" for sp, st in last.items() if sp in mine and mine[sp] < st
-        ]
-        scalars = state.holdings.scalars.get(p)
-        if last_scalar is not None and scalars is not None and scalars < last_scalar:
-            behind.append(f"scalars: its last step {scalars}, theirs {last_scalar}")
-        where = "; ".join(behind)
-        path = (state.states[p].path if p in state.states else None) if behind and settled else None
-        if behind and settled:
-            message = f"process {p} did not close its writer and stopped behind process {names} ({where}): killed?"
-            severity = "warning"
+        where = behind.get(p, "")
+        if p in stopped:
+            path = state.states[p].path if p in state.states else None
+            out.append(
+                finding("writer_not_closed", "warning", state.stopped_message(p, where), path, process=p, behind=where)
+            )
         else:
             message = f"process {p} has not closed its writer yet (process {names} did): still writing, or killed"
-            severity = "info"
-        out.append(finding("writer_not_closed", severity, message, path, process=p, behind=where or None))
+            out.append(finding("writer_not_closed", "info", message, None, process=p, behind=where or None))
     return out
 
 
@@ -694,11 +671,10 @@ def _no_reward_findings(s: RunSeries) -> list[Finding]:
 def _repeated_id_findings(s: RunSeries) -> list[Finding]:
     """Sample ids that occur more than once within one step of the split diagnosed, in layouts whose ids are
     unique within a run (``inspect.UNIQUE_ID_LAYOUTS``, as ``inspect --deep``'s check): rows read twice (a shard
-    copied under another shard's name) count twice in every statistic of that step. A warning naming the
-    steps, the files and how many. Cheap: only the files that share a step with another file are read, and
-    only their ``step``, ``split`` and ``sample_id`` columns."""
-    from collections import Counter
-
+    copied under another shard's name) count twice in every statistic of that step, and distinct samples given
+    one id (a trainer whose ids leave out the sample's index, which the writer warns of) cannot be told apart.
+    A warning naming the steps, the files and how many. Every file is read, as one file may hold an id twice,
+    but only its ``step``, ``split`` and ``sample_id`` columns."""
     from .inspect import UNIQUE_ID_LAYOUTS
 
     files = [
@@ -709,11 +685,9 @@ def _repeated_id_findings(s: RunSeries) -> list[Finding]:
         and f.layout in UNIQUE_ID_LAYOUTS
         and (s.split is None or f.split is None or f.split == s.split)
     ]
-    per_step = Counter(st for f in files for st in set(f.all_steps()))
-    shared = [f for f in files if not f.all_steps() or any(per_step[st] > 1 for st in f.all_steps())]
-    if len(shared) < 2:
+    if not files:
         return []
-    sub = Run(root=s.run.root, files=shared, ctx=s.run.ctx)
+    sub = Run(root=s.run.root, files=files, ctx=s.run.ctx)
 
     def build() -> list[pl.LazyFrame]:
         lf = sub.samples.select("step", "split", "sample_id", "source").filter(pl.col("sample_id").is_not_null())
@@ -735,7 +709,8 @@ def _repeated_id_findings(s: RunSeries) -> list[Finding]:
             "data_problem",
             "warning",
             f"repeated_sample_ids: {rep.height} sample id(s) occur more than once within their step ({extra} extra "
-            f"row(s); {at}; in {where}): rows read twice (a copied file?) count twice in every statistic",
+            f"row(s); {at}; in {where}): rows read twice (a copied file?), which count twice in every statistic, or "
+            "distinct samples given one id",
             None,
             steps[0],
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -185,6 +186,7 @@ def _numeric_stats(run: Run) -> tuple[dict[str, Counts], list[str]]:
     Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
     out: dict[str, Counts] = {}
     extras = list(_extra_numeric(run))
+    mixed = list(_extra_numeric(run, mixed=True))
     [r_df, roles, parts] = run.collect(lambda: [_reward_query(run, extras), _roles_query(run), _components_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
@@ -205,20 +207,45 @@ def _numeric_stats(run: Run) -> tuple[dict[str, Counts], list[str]]:
     for i, name in enumerate(extras):
         counts = footer.get(name, Counts())
         out[name] = Counts(counts.count, counts.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0))
+    for name in mixed:
+        counts = footer.get(name, Counts())
+        nan, inf = _mixed_nan_inf(run, name)
+        out[name] = Counts(counts.count, counts.null, nan, inf)
     return out, seen
 
 
-def _extra_numeric(run: Run) -> dict[str, Counts]:
+def _extra_numeric(run: Run, *, mixed: bool = False) -> dict[str, Counts]:
     """The numeric sample columns besides the canonical ones that the samples scan carries (under the name
     the files give them), with their footer counts. A layout's own per-role columns (Flink's
-    ``solver_reward``) are not in the scan: ``--deep`` counts them as ``solver/reward``."""
+    ``solver_reward``) are not in the scan: ``--deep`` counts them as ``solver/reward``. ``mixed``: instead,
+    those that the footers count as numbers and the scan reads as another type (a step that wrote the column as
+    text: the scan's type is then text), which plain inspect lists over the files where they are numbers."""
     scan = run.samples.collect_schema()
     canonical = set(S.SAMPLE_COLUMNS) | {"schema_version", "step"}
     return {
         name: counts
         for name, counts in _footer_numeric(run).items()
-        if name not in canonical and name in scan and scan[name].is_numeric()
+        if name not in canonical and name in scan and scan[name].is_numeric() != mixed
     }
+
+
+def _mixed_nan_inf(run: Run, name: str) -> tuple[int, int]:
+    """NaN and ±inf of an extra column over the files where it is a number (``_extra_numeric(mixed=True)``):
+    none where those are all integers; else read from those files alone (a text ``"nan"`` elsewhere is no NaN)."""
+    files = [
+        f
+        for f in run.files
+        if f.kind == "samples" and f.readable and name in f.columns and _is_number_type(f.columns[name])
+    ]
+    floats = [f for f in files if not f.columns[name].startswith(("int", "uint", "Int", "UInt"))]
+    if not floats:
+        return 0, 0
+    sub = Run(root=run.root, files=floats, ctx=run.ctx)
+    value = pl.col(name).cast(pl.Float64)
+    [df] = sub.collect(
+        lambda: [sub.samples.select(value.is_nan().sum().alias("nan"), value.is_infinite().sum().alias("inf"))]
+    )
+    return int(df["nan"][0] or 0), int(df["inf"][0] or 0)
 
 
 # Layouts whose sample ids are the writer's own, unique within a run (format.md): a repeated one is a row read
@@ -247,7 +274,8 @@ def repeated_ids(run: Run) -> None:
         run.ctx.warn(
             first["source"][0],
             f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
-            f"{first['n']} times, in {where}): rows read twice (a copied file?) are counted twice",
+            f"{first['n']} times, in {where}): rows read twice (a copied file?), which are "
+            "counted twice, or distinct samples given one id (ids are meant to be unique within a run)",
         )
 
 
@@ -367,12 +395,19 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
     file whose footer has no statistics for a numeric column (a writer that writes none) has that column
     read (numbers only, a few bytes a row), so that its rows are counted like any other file's."""
     out: dict[str, Counts] = {}
+    # Rows of columns of the ``null`` type (every value null: an extra column no row of a step had a number for,
+    # which pyarrow writes with that type): the file holds the column, every row null. Counted where the column
+    # is a number in another file, so that a text column null in one file does not show as numeric.
+    empty: Counter[str] = Counter()
     for f in run.files:
         if f.kind != "samples" or not f.readable or f.rows is None:
             continue
         if f.fmt in ("jsonl", "csv") and f.frame is not None:
-            _add_frame_numeric(out, f.frame)
+            _add_frame_numeric(out, f.frame, empty)
             continue
+        for col, t in f.columns.items():
+            if t == "null" and col not in ("schema_version", "step") and col not in EXCEPTION_COLUMNS:
+                empty[col] += f.rows
         nulls = dict(f.null_counts)
         if f.fmt == "parquet":
             unknown = [c for c, t in f.columns.items() if c not in nulls and _counted(c, t)]
@@ -387,6 +422,10 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
             entry = out.setdefault(col, Counts(nan=None, inf=None))
             entry.count += f.rows
             entry.null += n_null
+    for col, rows in empty.items():
+        if col in out:
+            out[col].count += rows
+            out[col].null += rows
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != "reward", kv[0])))
 
 
@@ -421,10 +460,16 @@ def _read_null_counts(run: Run, f: Any, columns: list[str]) -> dict[str, int] | 
     return kept[key]
 
 
-def _add_frame_numeric(out: dict[str, Counts], frame: Any) -> None:
-    """A JSONL/CSV file is parsed in memory already: its NaN counts cost nothing, so they are exact."""
+def _add_frame_numeric(out: dict[str, Counts], frame: Any, empty: Counter[str]) -> None:
+    """A JSONL/CSV file is parsed in memory already: its NaN counts cost nothing, so they are exact. A column of
+    the ``Null`` type (every value null) goes to ``empty``: counted where another file has it as a number."""
     for col, dtype in frame.schema.items():
-        if not dtype.is_numeric() or col in ("schema_version", "step"):
+        if col in ("schema_version", "step"):
+            continue
+        if dtype == pl.Null:
+            empty[col] += frame.height
+            continue
+        if not dtype.is_numeric():
             continue
         s = frame.get_column(col)
         entry = out.setdefault(col, Counts())
@@ -522,6 +567,12 @@ def _verdict_warnings(
                 f"{held}: copied in part, or files deleted",
             )
         )
+    # A process that did not close, behind others that closed a while ago: killed, the later steps hold only the
+    # others' rows (doctor's ``writer_not_closed`` warning, in its words). Steps after a process's last file are
+    # no gap of the split, and ``_missing_shards`` says only the steps between its own.
+    for p, where in end.stopped_behind(time.time()).items() if end.known else []:
+        path = end.states[p].path if p in end.states else "."
+        out.append(Problem(path, WARNING, end.stopped_message(p, where)))
     return out
 
 

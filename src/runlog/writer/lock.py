@@ -10,6 +10,10 @@ next writer takes it over); a writer that closes removes the file, so a finished
 child does not keep its parent's lock (its copy of the descriptor is closed after the fork). Where there is no
 ``flock`` (Windows, and some network or object-store file systems that refuse it) the writer runs without the
 lock: docs/writer.md, Several processes.
+
+Readers ask whether a process's writer is open now (``held_now``: a live writer's hidden ``.tmp`` files are in
+flight, not an interrupted writer's leftovers) by taking a shared lock for an instant; a writer that opens in
+that instant tries again for a moment (``RETRY_S``) before it refuses, so that a reader never refuses it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ import contextlib
 import errno
 import os
 import socket
+import time
 from pathlib import Path
 
 from .errors import RunLockedError
 
 LOCK_FILE = ".writer.p{process}.lock"
+# How long a writer that finds the lock taken tries again before it refuses: a reader's probe (``held_now``) holds
+# it for microseconds; another writer holds it until it closes.
+RETRY_S = 0.25
 
 # The lock descriptors this process holds: closed in a forked child (without unlocking: the lock belongs to the
 # open file, which the parent still holds), so that the child neither keeps the lock after its parent dies nor
@@ -57,7 +65,7 @@ class ProcessLock:
         holds it."""
         path = root / LOCK_FILE.format(process=process)
         try:
-            import fcntl
+            import fcntl  # noqa: F401  (whether there is flock: ``_lock_soon`` uses it)
         except ImportError:  # Windows
             return cls(None, path, "this platform has no flock")
         for _ in range(100):
@@ -66,9 +74,9 @@ class ProcessLock:
             except OSError as exc:
                 return cls(None, path, f"{path} cannot be opened ({exc.strerror or exc})")
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_soon(fd)
             except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if exc.errno in _BUSY:
                     holder = _holder(fd)
                     os.close(fd)
                     raise RunLockedError(
@@ -106,6 +114,47 @@ class ProcessLock:
                 self.path.unlink()
         with contextlib.suppress(OSError):
             os.close(fd)  # the last descriptor of the open file: the lock goes with it
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def _lock_soon(fd: int) -> None:
+    """``flock(LOCK_EX | LOCK_NB)``, tried again for ``RETRY_S`` while another holds it (a reader's probe lets go
+    at once); raises the last ``OSError``."""
+    import fcntl
+
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in _BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
+def held_now(root: Path, process: int) -> bool:
+    """Whether a writer of ``process`` holds its lock on the run folder ``root`` right now (it is open: its
+    hidden ``.tmp`` files are being written). Asked by taking a shared lock without waiting and letting it go at
+    once; the lock file is never created. False where there is no lock file (no writer open, or one that ran
+    without a lock), no ``flock``, or the file system refuses it: then nothing is known."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    try:
+        fd = os.open(root / LOCK_FILE.format(process=process), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in _BUSY
+    finally:
+        os.close(fd)  # the shared lock, if taken, goes with it
+    return False
 
 
 def _same_file(fd: int, path: Path) -> bool:

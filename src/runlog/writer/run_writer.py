@@ -737,34 +737,46 @@ class RunWriter:
         read back from the resumed run only, never mixed with the abandoned one (docs/writer.md, Resuming).
         This writer's own lines and files are kept. Nothing is deleted: what is taken out of the run is moved
         to the hidden folder ``_superseded_dir()`` (readers never look into hidden folders), from where a user can
-        restore it. Said with a ``WriterWarning`` naming the steps and the folder."""
+        restore it. Said with a ``WriterWarning`` naming the steps and the folder.
+
+        In an order that a kill at any moment leaves whole (docs/writer.md, Crash safety): the sample files latest
+        step first, across every split, so that what is left is each split's steps up to some step, contiguous
+        from 0 (in step order, a kill left a hole: 10-16 moved, 17-29 kept); and the scalars last, so that they
+        are never cut below the samples the abandoned run still has there. A killed take-out is finished by the
+        next resume from the same step."""
+        moves = sorted(
+            ((s, split) for split, steps in self._old_samples.items() for s in steps if s >= step),
+            key=lambda t: (-t[0], t[1]),
+        )
+        removed: dict[str, list[int]] = {}
+        for s, split in moves:
+            self._old_samples[split].discard(s)
+            if (split, s) in self._own_files:
+                continue  # rewritten by this writer already
+            old = self._file(split, s)
+            if not old.exists():
+                continue
+            kept = self._superseded_dir() / "samples" / split
+            kept.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(old, kept / old.name)
+            removed.setdefault(split, []).append(s)
+        if self.durable:
+            for split in removed:
+                fsync_dir(self.root / "samples" / split)
+                fsync_dir(self._superseded_dir() / "samples" / split)
         lines: list[int] = []
         if step <= self._old_scalars_max:
             self._replace_old_scalars(step)
             lines = self._dropped_scalar_steps
-        removed: dict[str, list[int]] = {}
-        for split, steps in sorted(self._old_samples.items()):
-            later = sorted(s for s in steps if s >= step)
-            steps.difference_update(later)
-            for s in later:
-                if (split, s) in self._own_files:
-                    continue  # rewritten by this writer already
-                old = self._file(split, s)
-                if not old.exists():
-                    continue
-                kept = self._superseded_dir() / "samples" / split
-                kept.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(old, kept / old.name)
-                removed.setdefault(split, []).append(s)
-            if removed.get(split) and self.durable:
-                fsync_dir(self.root / "samples" / split)
-                fsync_dir(self._superseded_dir() / "samples" / split)
         remaining = [max(v) for v in self._old_samples.values() if v]
         self._old_max = max([self._old_scalars_max, *remaining])
         if not lines and not removed:
             return
-        parts = [f"samples/{split} step{'s' if len(v) > 1 else ''} {_steps_text(v)}" for split, v in removed.items()]
+        parts = [
+            f"samples/{split} step{'s' if len(v) > 1 else ''} {_steps_text(sorted(v))}"
+            for split, v in sorted(removed.items())
+        ]
         if lines:
             parts.append(f"{len(lines)} scalar lines of steps {_steps_text(sorted(set(lines)))}")
         self._warn(
