@@ -60,41 +60,91 @@ def content_text(content: Any) -> str | None:
     """Message content as text: strings as they are, content-part lists joined, anything else as JSON.
 
     Non-text parts (images, audio, files) become a short ``[type]`` marker: their payload (often base64)
-    is not conversation text.
+    is not conversation text. For a caller with no place for reasoning, the text of reasoning parts
+    (``content_and_reasoning``) is kept in line, where it was, rather than lost; the chat readers here put it
+    in the message's ``reasoning``.
     """
+    text, _ = _parts(content, keep_reasoning_inline=True)
+    return text
+
+
+def content_and_reasoning(content: Any) -> tuple[str | None, str | None]:
+    """Message content as ``(text, reasoning)``: ``content_text``, except that the text of reasoning parts
+    (Anthropic's and Magistral's ``{"type": "thinking", "thinking": ...}``, ``{"type": "reasoning", ...}`` as
+    inspect_ai writes it, ``reasoning_text``) is the reasoning, one part per line. A redacted part (encrypted:
+    ``redacted_thinking``, a redacted ``reasoning`` without a summary) has no text to give and stays a
+    ``[type]`` marker in the text."""
+    return _parts(content, keep_reasoning_inline=False)
+
+
+# Content parts whose text is the model's reasoning, and the keys that may hold it (first found).
+_REASONING_PARTS = frozenset({"thinking", "reasoning", "reasoning_text"})
+_REASONING_KEYS = ("thinking", "reasoning", "text", "summary", "content")
+
+
+def _reasoning_part(part: dict[str, Any]) -> str | None:
+    """A reasoning part's text (a string, or a list of text parts: Magistral's ``thinking`` chunks), or None
+    when it has none (redacted)."""
+    if part.get("redacted") is True:  # inspect_ai: the reasoning is encrypted; its summary, if any, is readable
+        keys: tuple[str, ...] = ("summary",)
+    else:
+        keys = _REASONING_KEYS
+    for key in keys:
+        value = part.get(key)
+        if isinstance(value, (list, tuple, dict)):
+            value = content_text(value)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, str | None]:
     if content is None or isinstance(content, str):
-        return content
+        return content, None
     if isinstance(content, dict):
         content = [content]
-    if isinstance(content, (list, tuple)):
-        # A Responses message's ``output_text`` parts are one text cut in pieces: joined as they are (the OpenAI
-        # SDK's ``output_text`` joins them with ""; a newline would add a character the model never wrote).
-        # Other parts (chat ``text`` parts, markers) are separate: a newline between them, as vLLM joins them.
-        out = ""
-        previous = None
-        for part in content:
-            piece, kind = None, "text"
-            if isinstance(part, str):
-                piece = part
-            elif isinstance(part, dict):
-                ptype = part.get("type")
-                text = part.get("text")
-                if isinstance(text, str):
-                    piece, kind = text, ("output_text" if ptype == "output_text" else "text")
-                elif isinstance(part.get("refusal"), str):
-                    piece = part["refusal"]
-                else:
-                    piece, kind = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), "marker"
-            elif part is not None:
-                piece, kind = _opt_str(part) or "", "marker"
-            if piece is None:
-                continue
-            if previous is not None and not (kind == previous == "output_text"):
-                out += "\n"
-            out += piece
-            previous = kind
-        return out
-    return _opt_str(content)
+    if not isinstance(content, (list, tuple)):
+        return _opt_str(content), None
+    # A Responses message's ``output_text`` parts are one text cut in pieces: joined as they are (the OpenAI
+    # SDK's ``output_text`` joins them with ""; a newline would add a character the model never wrote).
+    # Other parts (chat ``text`` parts, markers) are separate: a newline between them, as vLLM joins them.
+    out = ""
+    previous = None
+    reasoning: list[str] = []
+    for part in content:
+        piece, kind = None, "text"
+        if isinstance(part, str):
+            piece = part
+        elif isinstance(part, dict):
+            ptype = part.get("type")
+            text = part.get("text")
+            thought = _reasoning_part(part) if ptype in _REASONING_PARTS else None
+            if thought is not None:
+                if not keep_reasoning_inline:
+                    reasoning.append(thought)
+                    continue
+                piece = thought
+            elif ptype in _REASONING_PARTS:
+                if part.get("redacted") is not True:
+                    continue  # an empty thought: nothing to show
+                piece, kind = f"[{ptype} (redacted)]", "marker"
+            elif isinstance(text, str):
+                piece, kind = text, ("output_text" if ptype == "output_text" else "text")
+            elif isinstance(part.get("refusal"), str):
+                piece = part["refusal"]
+            else:
+                piece, kind = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), "marker"
+        elif part is not None:
+            piece, kind = _opt_str(part) or "", "marker"
+        if piece is None:
+            continue
+        if previous is not None and not (kind == previous == "output_text"):
+            out += "\n"
+        out += piece
+        previous = kind
+    # Content made only of reasoning parts has no text: None, as a message without content.
+    text = out if previous is not None or not reasoning else None
+    return text, ("\n".join(reasoning) if reasoning else None)
 
 
 _NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -135,7 +185,11 @@ def _arguments(v: Any) -> str | None:
 
 
 def tool_call(tc: Any) -> dict[str, str | None]:
-    """One tool call: an OpenAI dict ``{id, type, function: {name, arguments}}`` or its JSON encoding."""
+    """One tool call: an OpenAI dict ``{id, type, function: {name, arguments}}`` or its JSON encoding; an
+    OpenAI custom tool's call ``{id, type: "custom", custom: {name, input}}`` (its input, free text, is kept as
+    the arguments as written); flat ``{id, name, arguments}`` / ``{call_id, name, input}``. A call in a shape
+    none of these reads (no name and no arguments found, but other keys) keeps the whole item as compact JSON
+    in its arguments: nothing is dropped."""
     if isinstance(tc, str):
         try:
             parsed = json.loads(tc)
@@ -153,12 +207,32 @@ def tool_call(tc: Any) -> dict[str, str | None]:
         return {"id": None, "name": None, "arguments": compact_json(tc)}
     fn = tc.get("function")
     if not isinstance(fn, dict):
+        fn = tc.get("custom")  # OpenAI custom tools: {type: "custom", custom: {name, input}}
+    if not isinstance(fn, dict):
         fn = tc  # flat shapes: {id, name, arguments} or Responses {call_id, name, arguments}
-    return {
-        "id": _opt_str(tc.get("id") if tc.get("id") is not None else tc.get("call_id")),
-        "name": _opt_str(fn.get("name")),
-        "arguments": _arguments(fn.get("arguments", fn.get("input"))),
-    }
+    call_id = _opt_str(tc.get("id") if tc.get("id") is not None else tc.get("call_id"))
+    name = _opt_str(fn.get("name"))
+    arguments = _arguments(fn.get("arguments", fn.get("input")))
+    if name is None and arguments is None and _unread(tc):
+        arguments = compact_json(tc)
+    return {"id": call_id, "name": name, "arguments": arguments}
+
+
+# Keys of a tool call that say nothing of what was called (its id, its kind, its place in a stream).
+_CALL_BOOKKEEPING = frozenset({"id", "call_id", "type", "index"})
+
+
+def _unread(tc: Any, depth: int = 0) -> bool:
+    """Whether a tool call in which no name and no arguments were found holds anything else (a shape not
+    known): then it is kept whole rather than shown as an empty, unnamed call. Nulls, empty strings, lists
+    and objects, and the bookkeeping keys hold nothing."""
+    if tc is None or tc == "" or depth > 50:
+        return False
+    if isinstance(tc, dict):
+        return any(_unread(v, depth + 1) for k, v in tc.items() if k not in _CALL_BOOKKEEPING)
+    if isinstance(tc, (list, tuple)):
+        return any(_unread(v, depth + 1) for v in tc)
+    return True
 
 
 def _closed(text: str) -> dict[str, Any] | None:
@@ -297,11 +371,12 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
             continue
         if is_sharegpt(m):
             m = _from_sharegpt(m)
-        reasoning = content_text(m.get("reasoning_content"))
-        other = content_text(m.get("reasoning"))
+        reasoning = _reasoning_field(m.get("reasoning_content"))
+        other = _reasoning_field(m.get("reasoning"))
         if reasoning is None or (other and other != reasoning):
             reasoning = other if not reasoning else f"{reasoning}\n{other}"
-        content = content_text(m.get("content"))
+        content, in_parts = content_and_reasoning(m.get("content"))  # thinking parts are reasoning too
+        reasoning = _join_new(reasoning, in_parts)
         refusal = m.get("refusal")
         if isinstance(refusal, str) and refusal:
             content = refusal if not content else f"{content}\n{refusal}"
@@ -339,6 +414,23 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def _reasoning_field(value: Any) -> str | None:
+    """A message's ``reasoning`` / ``reasoning_content`` as text: reasoning parts and text parts alike are
+    its text (the field holds nothing else)."""
+    if value is None or isinstance(value, str):
+        return value
+    text, thought = content_and_reasoning(value)
+    return _join_new(thought, text)
+
+
+def _join_new(first: str | None, second: str | None) -> str | None:
+    """``first`` and ``second`` one per line, or only one of them when the other is empty or the same text
+    (vLLM sends the same reasoning in ``reasoning_content`` and ``reasoning``)."""
+    if not second or second == first:
+        return first if first or not second else second
+    return second if not first else f"{first}\n{second}"
 
 
 def reasoning_text(item: dict[str, Any]) -> str:
@@ -410,7 +502,8 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
             role = _role(it.get("role"))
             calls_msg = None
             if role == "assistant":
-                out.append(message(role, content_text(it.get("content")), reasoning=take_reasoning()))
+                text, thought = content_and_reasoning(it.get("content"))
+                out.append(message(role, text, reasoning=_join_new(take_reasoning(), thought)))
             else:
                 flush_reasoning()
                 out.append(message(role, content_text(it.get("content")), name=_opt_str(it.get("name"))))

@@ -6,19 +6,32 @@ import re
 
 # C0 controls except tab and newline, DEL, and C1 controls (0x80-0x9f, which include CSI and OSC).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Bidi embeddings/overrides/isolates, zero-width characters, the BOM and the line/paragraph separators; and
-# lone surrogates (invalid UTF-8 decoded with ``surrogateescape``, or a JSON "\\udXXX" escape), which no
-# output encoding can write.
-_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+# Invisible formatting characters: Unicode's Bidi_Control set (U+061C, U+200E-F, U+202A-E, U+2066-9), zero-width
+# characters, the soft hyphen, the Mongolian vowel separator, the BOM, the line/paragraph separators, the
+# interlinear annotation controls (U+FFF9-B) and the tag characters (U+E0000-E007F: invisible text, used to
+# smuggle instructions past a reader); and lone surrogates (invalid UTF-8 decoded with ``surrogateescape``, or
+# a JSON "\\udXXX" escape), which no output encoding can write. Variation selectors are left alone: emoji use
+# them, and they change how the character before them is drawn, never the text's order.
+INVISIBLE_CHARS = (
+    "\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f"
+)
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
+
+
+def _escape(ch: str) -> str:
+    """``\\uNNNN``, or ``\\UNNNNNNNN`` beyond the BMP (``\\ue0041`` would read as U+E004 and a "1")."""
+    n = ord(ch)
+    return f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
 
 
 def visible(text: str, *, keep_newlines: bool = True) -> str:
     """Replace control characters (ESC, BEL, CR, C1...) by a visible ``\\xNN`` so that no terminal sequence
-    from the data can act on the terminal, and invisible formatting characters (bidi overrides, zero-width
-    characters; "Trojan Source") and lone surrogates by ``\\uNNNN``. Rich markup must still be escaped by
-    the caller (or shown as ``rich.text.Text``, which never interprets markup)."""
+    from the data can act on the terminal, and invisible formatting characters (bidi controls, zero-width and
+    tag characters, ``_INVISIBLE``; "Trojan Source", "ASCII smuggling") and lone surrogates by ``\\uNNNN``
+    (``\\UNNNNNNNN`` beyond the BMP). Rich markup must still be escaped by the caller (or shown as
+    ``rich.text.Text``, which never interprets markup)."""
     out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    out = _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
+    out = _INVISIBLE.sub(lambda m: _escape(m.group()), out)
     if not keep_newlines:
         out = out.replace("\n", "\\n").replace("\t", "\\t")
     return out

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..run import Run
+from ..textsafe import INVISIBLE_CHARS
 from .model import (
     JSON_SCHEMA,
     Conversation,
@@ -70,12 +71,24 @@ def to_json(convs: Iterable[Conversation], *, indent: int | None = None, lines: 
         text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
     # These characters can only be inside a JSON string, where their \uXXXX escape is valid JSON and the same
     # value: a lone surrogate (invalid UTF-8 read with surrogateescape), which could not be encoded at all, and
-    # DEL, the C1 controls (CSI, OSC) and bidi / zero-width characters, which would act on a terminal that shows
-    # the JSON (json escapes the C0 controls itself).
-    return _ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # DEL, the C1 controls (CSI, OSC) and bidi / zero-width / tag characters, which would act on (or hide in) a
+    # terminal that shows the JSON (json escapes the C0 controls itself).
+    return _ESCAPED.sub(lambda m: _json_escape(m.group()), text)
 
 
-_ESCAPED = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+# DEL, the C1 controls, and what ``textsafe.visible`` shows as escapes (bidi controls, zero-width and tag
+# characters, lone surrogates).
+_ESCAPED = re.compile(f"[\x7f-\x9f{INVISIBLE_CHARS}]")
+
+
+def _json_escape(ch: str) -> str:
+    """``ch`` as a JSON escape: ``\\uXXXX``, or the UTF-16 surrogate pair beyond the BMP (JSON has no longer
+    escape), which parses back to the same character."""
+    n = ord(ch)
+    if n <= 0xFFFF:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 def _finite(v: Any, where: str = "", gone: dict[str, str] | None = None) -> Any:

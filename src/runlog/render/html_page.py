@@ -30,7 +30,8 @@ from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, 
 from .safe import one_line, safe
 
 KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "data", "transcript"})
-# Longest text of an index-table cell (sample id, role name, exception line); the sample shows it whole.
+# Longest text of an index-table cell (sample id, role name, exception line) and of a sample's summary line; the
+# sample's conversation shows it whole.
 CELL_CHARS = 120
 
 CSS = (
@@ -38,6 +39,7 @@ CSS = (
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:86em;padding:0 1em;color:#222}
 h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;border-bottom:2px solid #3a7;padding-bottom:.2em;margin-top:2.5em}
 .meta{color:#666;font-size:.9em}
+.whole{overflow-wrap:anywhere}
 header{border-bottom:2px solid #3a7;padding-bottom:.6em;margin-bottom:1em}
 header p{margin:.2em 0}header code{background:#f3f3f3;padding:0 .3em;border-radius:3px;overflow-wrap:anywhere}
 .controls{display:flex;gap:.8em;align-items:center;flex-wrap:wrap;margin:.5em 0}
@@ -362,9 +364,15 @@ def sample_details(conv: Conversation, i: int, show_think: bool = True) -> str:
     bits.append(f'reward <span class="r-{kind}">{label(shown_total)}</span>')
     if conv.exception:
         bits.append('<span class="bad">exception</span>')
+    # An id the summary cut (CELL_CHARS, as in the index) is written whole here, to be copied into --sample-id.
+    whole = one_line(conv.sample_id)
+    full_id = (
+        f'<p class="meta whole">sample id <b>{escape(whole, quote=True)}</b></p>' if len(whole) > CELL_CHARS else ""
+    )
     parts = [
         f'<details class="sample" id="s-{i}">',
         f"<summary>{' · '.join(bits)}</summary>",
+        *([full_id] if full_id else []),
         meta_html(conv),
         *conversation_parts(conv, show_think, fold_system=True),
         '<p class="meta"><a href="#index">back to the index</a></p>',

@@ -18,6 +18,9 @@ JSON_SCHEMA = "runlog.conversation/1"
 TRUNCATION_MARKER = "… [truncated {n} chars]"
 
 _THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
+# A key ``pretty_arguments`` writes bare in its block view: letters, digits, ``_ . -`` (no space, no newline, no
+# control or formatting character, nothing that could be read as the start of another line); others are quoted.
+_PLAIN_KEY = re.compile(r"\w[\w.\-]*")
 # Tool output that reports a failure. A heuristic (tools do not flag errors in any standard way): the text
 # starts like an error, holds a Python traceback, or is a JSON object with a non-empty "error".
 _ERROR_START = re.compile(r"^\s*(error|exception|traceback|\w+error\b|\w+exception\b)", re.IGNORECASE)
@@ -174,10 +177,25 @@ class Conversation:
 
 
 def shown(v: float) -> str:
-    """A reward or other figure of one sample as the renderers show it: 10 significant digits, so that two
-    different values never read alike (0.99999 is not 1, 0.1234549 not 0.1235), where summary tables round
-    to 4; a float's noise past 10 digits (0.30000000000000004) is not shown."""
-    return f"{v:.10g}"
+    """A reward or other figure of one sample as the renderers show it: 10 significant digits where they give
+    the value back exactly (0.99999 is not 1, 0.1234549 not 0.1235, where summary tables round to 4), else the
+    shortest text that does (``repr``): 0.3 and 0.30000000001 differ past the 10th digit, and two different
+    values never read alike. A value that is a float32 (a column written as float32, read as float64) is
+    written as the float32 it is (0.3, not 0.30000001192092896): the shortest text that gives that float32 back."""
+    text = f"{v:.10g}"
+    try:
+        if float(text) == v:
+            return text
+    except (ValueError, OverflowError):  # nan, inf: written as Python writes them
+        return text
+    if isinstance(v, int):
+        return str(v)
+    import numpy as np
+
+    single = np.float32(v)
+    if float(single) == v:
+        return repr(float(np.format_float_positional(single, unique=True, trim="-")))
+    return repr(float(v))
 
 
 def _turn_dict(t: Turn) -> dict[str, Any]:
@@ -201,8 +219,10 @@ def _turn_dict(t: Turn) -> dict[str, Any]:
 
 def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
     """(valid JSON?, display text). Objects are indented JSON, except that a multi-line string value (code,
-    usually) is shown as a block under its key, because escaped ``\\n`` make code unreadable. Arguments
-    that do not parse are returned exactly as written."""
+    usually) is shown as a block under its key, because escaped ``\\n`` make code unreadable. That view writes
+    a plain key bare (``_PLAIN_KEY``) and any other as a JSON string: a key holding a newline written bare
+    wrote lines of its own (``→ rm_everything  call_fake``, read as a second call). Arguments that do not
+    parse are returned exactly as written."""
     ok, value = call.parsed_arguments()
     if not ok:
         return call.valid_before_cut, call.arguments or ""
@@ -212,7 +232,8 @@ def pretty_arguments(call: ToolCall) -> tuple[bool, str]:
         return True, call.arguments or ""
     if isinstance(value, dict) and any(isinstance(v, str) and "\n" in v for v in value.values()):
         lines = []
-        for k, v in value.items():
+        for key, v in value.items():
+            k = key if _PLAIN_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
             if isinstance(v, str) and "\n" in v:
                 # Blank lines at the end of the value are shown, under YAML's ``|+`` (keep them); a value that
                 # ends with one newline or none is ``|``.
@@ -252,16 +273,30 @@ def _reserialises_faithfully(text: str) -> bool:
 
 
 def shown_reasoning(turn: Turn) -> str | None:
-    """The reasoning to show beside the content: None when the content already holds it verbatim (writers
-    often keep the ``<think>`` text in both places; showing it twice only adds noise)."""
+    """The reasoning to show beside the content: None when the content already shows it, that is when the
+    content is the reasoning or holds it as a thinking block (``<think>REASONING</think>``; writers often
+    keep the ``<think>`` text in both places, and showing it twice only adds noise). Anything less is shown:
+    a reasoning that is only a piece of the answer ("4" in "The answer is 4") is still the model's reasoning,
+    and hiding it would lose it from every format but JSON."""
     r = turn.reasoning
     if not r or not r.strip():
         return None
     if turn.reasoning_in_content is not None:  # decided before the texts were cut
         return None if turn.reasoning_in_content else r
-    if turn.content and r.strip() in turn.content:
-        return None
-    return r
+    return None if reasoning_repeats_content(r, turn.content) else r
+
+
+def reasoning_repeats_content(reasoning: str, content: str | None) -> bool:
+    """Whether ``content`` is ``reasoning`` (but for surrounding white space) or holds it as one of its
+    thinking blocks (``split_think``: ``<think>...</think>``, an unclosed ``<think>`` at the end, or the text
+    before a lone ``</think>``), or as all of them one after another."""
+    if not content:
+        return False
+    want = reasoning.strip()
+    if content.strip() == want:
+        return True
+    blocks = [_THINK_TAG.sub("", s).strip() for s, thinking in split_think(content) if thinking]
+    return want in blocks or (len(blocks) > 1 and "\n".join(blocks) == want)
 
 
 def looks_like_error(text: str | None) -> bool:
@@ -330,6 +365,58 @@ def truncate(text: str | None, limit: int | None) -> str | None:
     return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
 
 
+def truncate_ends(text: str | None, limit: int | None) -> str | None:
+    """``text`` cut to ``limit`` characters kept at both ends, the marker between them on a line of its own:
+    for a traceback, whose last line says what failed (``ValueError: ...``) and whose first where it began; a
+    cut that kept only the head lost the error itself."""
+    if text is None or limit is None or len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    marker = TRUNCATION_MARKER.format(n=len(text) - limit)
+    return text[:head] + "\n" + marker + " …\n" + (text[len(text) - tail :] if tail else "")
+
+
+# The longest label (a sample id, a tool name, a call id, a role...) the terminal and the report show: a
+# 2 MB sample id was printed whole. JSON and the HTML browser keep labels whole.
+LABEL_CHARS = 300
+
+
+def cut_labels(conv: Conversation, limit: int = LABEL_CHARS) -> Conversation:
+    """A copy of ``conv`` with each label (sample id, split, group, env, file, roles, speakers, tool names
+    and call ids, reward component and role names, notes) cut at ``limit`` characters (``truncate``), for the
+    outputs that are read rather than kept: the terminal and the report."""
+
+    def cut(s: str | None) -> str | None:
+        return truncate(s, limit)
+
+    turns = []
+    for t in conv.turns:
+        result = t.result
+        if result is not None:
+            result = replace(result, call_id=cut(result.call_id), name=cut(result.name))
+        calls = [replace(c, id=cut(c.id), name=cut(c.name)) for c in t.tool_calls]
+        turns.append(replace(t, role=cut(t.role) or "", speaker=cut(t.speaker), tool_calls=calls, result=result))
+    reward = conv.reward
+    if reward is not None:
+        reward = replace(
+            reward,
+            components=[(cut(n) or "", v) for n, v in reward.components],
+            roles=[replace(r, role=cut(r.role)) for r in reward.roles],
+        )
+    return replace(
+        conv,
+        turns=turns,
+        sample_id=cut(conv.sample_id),
+        split=cut(conv.split),
+        group_id=cut(conv.group_id),
+        env_name=cut(conv.env_name),
+        file=cut(conv.file),
+        reward=reward,
+        notes=[cut(n) or "" for n in conv.notes],
+    )
+
+
 def result_names(turns: list[Turn]) -> dict[int, str]:
     """Tool results that do not name their tool, named from the call they answer: the call with their
     ``call_id``, else the oldest call not answered yet. ``{turn index: tool name}``."""
@@ -368,7 +455,9 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
     for i, t in enumerate(conv.turns):
         result = t.result
         if result is not None:
-            result = replace(result, name=names.get(i, result.name), content=truncate(result.content, max_chars))
+            # An error's output (a traceback, usually) keeps its end too: the line that says what failed.
+            cut_result = truncate_ends if result.is_error else truncate
+            result = replace(result, name=names.get(i, result.name), content=cut_result(result.content, max_chars))
         # What the texts say is decided on them whole, before any cut: whether the arguments parse, whether
         # the reasoning repeats the content.
         calls = [
@@ -385,6 +474,6 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
                 reasoning_in_content=bool(t.reasoning) and shown_reasoning(t) is None,
             )
         )
-    cut = replace(conv, turns=turns, exception=truncate(conv.exception, max_chars))
+    cut = replace(conv, turns=turns, exception=truncate_ends(conv.exception, max_chars))
     cut.chars_before_cut = conv.stats.chars
     return cut

@@ -396,7 +396,7 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
         n = min(c.random, rows.height)
         positions = sorted(random.Random(c.seed).sample(range(rows.height), n))
         picked.append(rows[positions])
-    for index in c.indexes:
+    for index in c.indexes if rows.height else ():  # nothing matched: "no sample matches" (exit 1), not a bad index
         if not -rows.height <= index < rows.height:
             raise UsageError(f"--index {index}: only {rows.height} sample(s) selected (0..{rows.height - 1})")
         picked.append(rows[[index % rows.height]])

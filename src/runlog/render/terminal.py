@@ -22,7 +22,17 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .colours import reward_style, role_colour
-from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown, shown_reasoning, turn_segments
+from .model import (
+    MODEL_ROLES,
+    Conversation,
+    ToolCall,
+    Turn,
+    cut_labels,
+    pretty_arguments,
+    shown,
+    shown_reasoning,
+    turn_segments,
+)
 from .safe import one_line, safe
 
 MAX_TREE_NODES = 400
@@ -38,12 +48,14 @@ class ConversationView:
     show_think: bool = True
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield header(self.conv)
-        for turn in self.conv.turns:
+        # Labels cut at LABEL_CHARS (a 2 MB sample id was printed whole); --format json keeps them whole.
+        conv = cut_labels(self.conv)
+        yield header(conv)
+        for turn in conv.turns:
             yield turn_panel(turn, self.show_think)
-        if self.conv.exception:
-            yield Panel(Text(safe(self.conv.exception)), title=Text("exception", style="bold red"), border_style="red")
-        yield summary(self.conv)
+        if conv.exception:
+            yield Panel(Text(safe(conv.exception)), title=Text("exception", style="bold red"), border_style="red")
+        yield summary(conv)
 
 
 def render_all(convs: Iterable[Conversation], *, show_think: bool = True) -> Group:
@@ -282,7 +294,7 @@ def stats_table(conv: Conversation) -> Table:
 
 
 def fmt(v: float | None, *, reward: bool = False) -> Text:
-    """A number in 4 significant digits; a reward coloured by ``colours.reward_style`` (1 green, 0 red,
+    """A number as ``model.shown`` writes it; a reward coloured by ``colours.reward_style`` (1 green, 0 red,
     negative bold red)."""
     if v is None:
         return Text("null", style="dim")

@@ -21,6 +21,7 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
     the samples from (the report's text twin of ``s.run``), else ``s.run``."""
     from ..errors import RunlogError
     from ..render import Criteria, conversations
+    from ..render.model import cut_labels
     from ..render.select import FELL_BACK
 
     roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
@@ -51,11 +52,13 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
         cells = []
         for place, conv in picks:
             key = (conv.file, conv.sample_id, conv.occurrence)  # an id shared by a prompt group is not one sample
-            card = cards.setdefault(key, {"conv": conv, "titles": [], "n": len(cards) + 1})
+            # Labels (sample id, tool names...) cut at LABEL_CHARS once the sample is known: a 2 MB id was
+            # written whole twice. The key above is the whole id, so that two ids cut alike stay two cards.
+            card = cards.setdefault(key, {"conv": cut_labels(conv), "titles": [], "n": len(cards) + 1})
             value = _reward_of(conv, role)
             if same is None or place == "best":
                 card["titles"].append(("both" if same is not None else place, who, value, same))
-            cells += [f'<a href="#card-{card["n"]}">{e1(conv.sample_id or "?")}</a>', num(value)]
+            cells += [f'<a href="#card-{card["n"]}">{e1(card["conv"].sample_id or "?")}</a>', num(value)]
         index_rows.append([_role_cell(role), *cells])
     out = problems + [f'<p class="missing">{e(n[:1].upper() + n[1:])}.</p>' for n in notes]
     if not cards:
