@@ -171,3 +171,31 @@ def test_a_probe_cache_entry_that_drops_a_file_without_a_word_is_probed_again(cl
     assert r.exit_code == 0, r.output
     [train] = [row for row in json.loads(r.stdout) if row["split"] == "train"]
     assert train["reward_count"] == truth
+
+
+def test_render_role_on_steps_without_per_role_data_is_no_match_not_no_roles(cli):
+    """flink_mixed's steps 0..9 are Flink v0 (no per-role data); 10..19 have solver, verifier, judge: the error
+    said 'this run's roles are (none recorded)'."""
+    run = SAMPLE_RUNS / "flink_mixed"
+    r = cli("render-trajectory", run, "--role", "solver", "--split", "train", "--steps", "0:9")
+    assert r.exit_code == 1, r.output
+    assert "no sample matches the selectors" in r.stderr and "none recorded" not in r.stderr
+    r = cli("render-trajectory", run, "--role", "solvr", "--split", "train", "--steps", "15")
+    assert r.exit_code == 2 and "(did you mean 'solver'?)" in r.stderr
+    r = cli("render-trajectory", SAMPLE_RUNS / "debate_grpo", "--sample-id", "nosuch")
+    assert r.exit_code == 2 and "--sample-id: unknown sample id 'nosuch'" in r.stderr
+
+
+def test_doctor_says_whose_infinite_rewards_are_those_of_samples_without_roles(tmp_path):
+    """Samples without per-role data beside roles: 'infinite rewards in 1 step(s)' said nothing of whose."""
+    from runlog.analysis.doctor import diagnose
+
+    with runlog.RunWriter(tmp_path / "r", name="r", roles=["solver"], durable=False) as w:
+        for step in range(3):
+            rows = [{"reward": 0.5, "roles": {"solver": {"reward": 0.5}}} for _ in range(4)]
+            rows.append({"reward": float("inf") if step == 1 else 0.2})  # no per-role data
+            w.log_samples(step, rows)
+    findings = [f for f in diagnose(open_run(tmp_path / "r")).findings if f.kind == "inf_rewards"]
+    [mine] = [f for f in findings if f.role is None and f.evidence.get("subject") != "total"]
+    assert mine.onset_step == 1
+    assert "infinite rewards of samples without per-role data (their total reward) in 1 step(s)" in mine.message

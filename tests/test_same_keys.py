@@ -145,7 +145,11 @@ def test_a_forced_layout_that_fits_none_of_the_files_is_said_first(cli):
     )
     r = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--layout", "flink")
     assert r.exit_code == 2
-    assert "(--layout flink: none of the first 64 files looks like flink data" in r.stderr
+    # The forced layout is said first, with the way out; the runs it makes of the files after it.
+    assert (
+        f"Error: {SAMPLE_RUNS / 'debate_grpo'}: --layout flink: none of the first 64 files looks like flink" in r.stderr
+    )
+    assert "drop --layout to read them as runlog (read as flink, its files make 2 runs:" in r.stderr
     r = cli("inspect", SAMPLE_RUNS / "debate_grpo", "--layout", "runlog")  # the right one: nothing said
     assert "looks like" not in r.stdout + r.stderr
 

@@ -587,9 +587,16 @@ def open_run(
     try:
         one_run(path, claimed)
     except SeveralRunsError as exc:
-        if mismatch is None:
+        if mismatch is None or forced is None:
             raise
-        raise SeveralRunsError(f"{exc} ({mismatch})", exc.runs) from None
+        # The forced layout is the likely mistake: said first (the runs it makes of the files, and the advice to
+        # pass one of them, came first and led nowhere: samples/train is not a run).
+        lead = mismatch.replace(f": read as {forced.name}, as asked; ", ": ")
+        runs = ", ".join(r or "." for r in exc.runs[:8]) + (" ..." if len(exc.runs) > 8 else "")
+        where = str(path).rstrip("/") or str(path)
+        raise SeveralRunsError(
+            f"{where}: {lead} (read as {forced.name}, its files make {len(exc.runs)} runs: {runs})", exc.runs
+        ) from None
     if mismatch is not None:
         ctx.problems.insert(0, Problem(".", WARNING, mismatch))  # first: it explains the lines after it
     for folder in nested_trees(claimed):

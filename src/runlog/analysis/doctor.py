@@ -422,6 +422,10 @@ def _inf_findings(s: RunSeries) -> list[Finding]:
             if measure == "reward":
                 role_steps.update(hit)
             what = ("rewards" if measure == "reward" else "KL values") + (f" of role {role}" if role else "")
+            if role is None and any(r is not None for r in s.roles):
+                # Beside named roles, the null role is the samples without per-role data, whose reward is their
+                # total (the total's finding may name the same steps): said whose, as the NaN finding does.
+                what += " of samples without per-role data" + (" (their total reward)" if measure == "reward" else "")
             out.append(
                 Finding(
                     kind,

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.check import RunValues, check_roles, check_splits, check_steps, known_roles, steps_per_split
+from ..analysis.check import (
+    RunValues,
+    check_roles,
+    check_splits,
+    check_steps,
+    did_you_mean,
+    known_roles,
+    steps_per_split,
+)
 from ..analysis.filters import StepRange, item_contains
 from ..errors import UsageError
 from ..run import Run
@@ -308,7 +316,13 @@ def _filters(
     wanted = [c.role] if c.role is not None else []
     wanted += [x.operand.partition(":")[2] for x in conds if x.operand.startswith("role:")]
     roles = known_roles(run, wanted)
-    if c.role is not None:
+    partial = run.skipped and not run.role_names()  # files left unopened, and no manifest naming the roles
+    if c.role is not None and c.role not in roles and partial and not did_you_mean(c.role, roles):
+        # Only the files of the selected split and steps are open: a role they do not hold may be the run's all
+        # the same (flink_mixed's v0 steps have no per-role data): no sample matches (exit 1), not "the run's
+        # roles are (none recorded)".
+        out.append(pl.lit(False))
+    elif c.role is not None:
         check_roles(RunValues(roles=roles), [c.role])
     if conds:
         schema = {k: v for k, v in lf.collect_schema().items() if k != OCCURRENCE_COLUMN}  # internal: not offered
@@ -356,7 +370,7 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str], scope: str | 
     # An id may be in a file that could not be read (its problem is listed): not called unknown, no match (exit 1).
     if unknown and scope is None and not run.left_out():
         more = f" (and {len(unknown) - 1} more)" if unknown[1:] else ""
-        raise UsageError(f"unknown sample id {unknown[0]!r}{more}")
+        raise UsageError(f"--sample-id: unknown sample id {unknown[0]!r}{more}")
 
 
 UNRANKED = "no sample here has a valid"
