@@ -199,3 +199,44 @@ def test_doctor_says_whose_infinite_rewards_are_those_of_samples_without_roles(t
     [mine] = [f for f in findings if f.role is None and f.evidence.get("subject") != "total"]
     assert mine.onset_step == 1
     assert "infinite rewards of samples without per-role data (their total reward) in 1 step(s)" in mine.message
+
+
+def test_a_file_of_two_splits_holds_its_steps_in_inspect_doctor_and_watch(tmp_path, cli):
+    """A train file with 3 eval rows (each split counts as its own, docs/format.md): inspect filed its steps under
+    a split '?', called train step 4 missing ('no file holds them'), doctor too; watch --split eval said the run
+    had no eval split while showing its step."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from runlog.analysis.doctor import diagnose
+
+    run = tmp_path / "run"
+    shutil.copytree(SAMPLE_RUNS / "debate_grpo", run)
+    shutil.rmtree(run / "samples" / "eval")
+    path = run / "samples" / "train" / "step_00000004.p0.parquet"
+    table = pq.read_table(path)
+    splits = table["split"].to_pylist()
+    splits[-3:] = ["eval"] * 3
+    table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits, table["split"].type))
+    pq.write_table(table.replace_schema_metadata(pq.read_metadata(path).metadata), path)
+    truth: dict[str, set[int]] = {}
+    for f in (run / "samples" / "train").glob("*.parquet"):
+        for row in pq.read_table(f, columns=["split", "step"]).to_pylist():
+            truth.setdefault(row["split"], set()).add(row["step"])
+    assert truth["eval"] == {4} and truth["train"] == set(range(32))
+    r = cli("inspect", run, "--format", "json")
+    report = json.loads(r.stdout)
+    assert report["steps"] == {"eval": [4, 4], "train": [0, 31]}
+    assert report["step_gaps"] == {"eval": [], "train": []}
+    assert not [f for f in diagnose(open_run(run)).findings if f.kind == "step_gaps"]
+    w = subprocess.run(
+        [sys.executable, "-m", "runlog", "watch", str(run), "--once", "--split", "eval", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in w.stdout.splitlines()]
+    assert not [e for e in events if e["event"] == "note" and "no step of split eval" in e["message"]]
+    assert [(e["step"], e["rows"]) for e in events if e["event"] == "step"] == [(4, 3)]

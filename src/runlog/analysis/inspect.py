@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
-from ..formats.base import UNREADABLE, WARNING, Problem
+from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..run import Run
 
@@ -615,16 +615,28 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     named_by_split: dict[str, set[int]] = {}
     scalar_steps: set[int] = set()
     rows_by_kind: Counter[str] = Counter()
+    mixed: list[FileInfo] = []  # readable sample files whose name and footer tell no one split (or no step)
     for f in files:
-        if f.kind == "samples":
+        if f.kind == "samples" and (f.split is not None or not f.readable):
             named_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
         if not f.readable or f.kind == "manifest":
             continue
         rows_by_kind[f.kind] += f.rows or 0
-        if f.kind == "samples":
-            steps_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
+        if f.kind == "samples" and f.split is not None and f.all_steps():
+            steps_by_split.setdefault(f.split, set()).update(f.all_steps())
+        elif f.kind == "samples":
+            mixed.append(f)
         elif f.kind == "scalars":
             scalar_steps.update(f.all_steps())
+    if mixed:
+        # A file of rows of two splits (a train file with eval rows: each split counts as its own, docs/format.md):
+        # its splits and steps read from its split and step columns, as every other command counts them (they
+        # were filed under a split "?", and the folder's split called its step missing).
+        from .check import steps_per_split
+
+        for split, found in steps_per_split(run, mixed).items():
+            steps_by_split.setdefault(split or "?", set()).update(found)
+            named_by_split.setdefault(split or "?", set()).update(found)
 
     steps: dict[str, list[int]] = {}
     gaps: dict[str, list[list[int]]] = {}
