@@ -78,6 +78,7 @@ def test_an_unknown_speaker_lists_the_speakers_of_the_messages(tmp_path, cli):
 import json  # noqa: E402
 import shutil  # noqa: E402
 
+import polars as pl  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from conftest import SAMPLE_RUNS  # noqa: E402
@@ -240,3 +241,43 @@ def test_a_file_of_two_splits_holds_its_steps_in_inspect_doctor_and_watch(tmp_pa
     events = [json.loads(line) for line in w.stdout.splitlines()]
     assert not [e for e in events if e["event"] == "note" and "no step of split eval" in e["message"]]
     assert [(e["step"], e["rows"]) for e in events if e["event"] == "step"] == [(4, 3)]
+
+
+def test_doctor_parses_each_flink_conversation_once(monkeypatch):
+    """doctor asks for the texts four ways (diversity per group and per role, format, reasoning): each parsed
+    every Flink conversation once or twice (100 us a sample in Python: 11 parses of each sample, 20+ minutes on
+    a million rows). Kept parsed for the run's later questions, with the same findings."""
+    import runlog.formats.flink_text as ft
+    from runlog.analysis.doctor import diagnose
+
+    run = SAMPLE_RUNS / "flink_mixed"
+    before = [(f.kind, f.role, f.message) for f in diagnose(open_run(run)).findings]
+    calls = []
+    real = ft.conversation
+    monkeypatch.setattr(ft, "conversation", lambda *a: calls.append(a) or real(*a))
+    after = [(f.kind, f.role, f.message) for f in diagnose(open_run(run)).findings]
+    assert after == before
+    files = [f for f in (run / "flink_logs").glob("*.parquet") if "agent" in str(pq.read_schema(f))]
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    assert 0 < len(calls) <= rows, (len(calls), rows)
+
+
+def test_two_flink_samples_of_one_id_keep_their_own_conversations(tmp_path):
+    """The parsed conversations are kept by file, id and the texts' hashes: two samples given one id are two."""
+    import pyarrow as pa
+
+    from runlog.analysis.texts import texts_frame
+
+    src = SAMPLE_RUNS / "flink_mixed" / "flink_logs" / "batch_debug_data_train_15.parquet"
+    (tmp_path / "run" / "flink_logs").mkdir(parents=True)
+    table = pq.read_table(src)
+    ids = table["unique_sample_id"].to_pylist()
+    ids[1] = ids[0]
+    table = table.set_column(table.schema.get_field_index("unique_sample_id"), "unique_sample_id", pa.array(ids))
+    pq.write_table(table, tmp_path / "run" / "flink_logs" / src.name)
+    run = open_run(tmp_path / "run")
+    first = texts_frame(run, "completion")
+    again = texts_frame(run, "completion")  # from the kept parses
+    assert first["text"].to_list() == again["text"].to_list()
+    texts = first.filter(pl.col("sample_id") == ids[0])["text"].to_list()
+    assert len(texts) == 2 and texts[0] != texts[1]

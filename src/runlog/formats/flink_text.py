@@ -123,6 +123,10 @@ def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
     )
 
 
+# Conversations kept parsed for a run's later questions (about 4 KB each: at most ~400 MB).
+MEMO_ROWS = 100_000
+
+
 class _Fallbacks:
     """Counts the samples whose conversation could not come from ``agent_trajectories``, as they are parsed:
     unparseable JSON is a warning naming its file, absent JSON one fidelity note for the run. Each sample is
@@ -134,6 +138,7 @@ class _Fallbacks:
         self.bad: dict[str, set[Any]] = {}
         self.problems: dict[str, Problem] = {}
         self.note: dict[str, str] | None = None
+        self.memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     @classmethod
     def of(cls, ctx: RunContext) -> _Fallbacks:
@@ -145,13 +150,26 @@ class _Fallbacks:
     def parse(self, s: pl.Series) -> pl.Series:
         cols = [s.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
         out = []
+        memo = self.memo
         for a, t, r, f, i in zip(*cols, strict=True):
-            c = conversation(a, t, r)
-            if c.fallback is not None:
-                self.record(str(f), i, c.fallback, c.source)
-            out.append(
-                {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
-            )
+            # The same sample parsed again by another question of the same run (doctor and report ask for the
+            # texts four ways, each parsing every conversation once or twice: 100 us a sample): kept, within
+            # MEMO_ROWS samples. Keyed by the file, the id and the texts' hashes: two samples of one id differ.
+            key = (f, i, hash(a), hash(t), hash(r))
+            row = memo.get(key)
+            if row is None:
+                c = conversation(a, t, r)
+                if c.fallback is not None:
+                    self.record(str(f), i, c.fallback, c.source)
+                row = {
+                    "messages": c.messages,
+                    "prompt": c.prompt,
+                    "completion": c.completion,
+                    "prompt_key": c.prompt_key,
+                }
+                if len(memo) < MEMO_ROWS:
+                    memo[key] = row
+            out.append(row)
         import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
 
         text = pa.string()
