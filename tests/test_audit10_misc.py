@@ -281,3 +281,14 @@ def test_two_flink_samples_of_one_id_keep_their_own_conversations(tmp_path):
     assert first["text"].to_list() == again["text"].to_list()
     texts = first.filter(pl.col("sample_id") == ids[0])["text"].to_list()
     assert len(texts) == 2 and texts[0] != texts[1]
+
+
+def test_a_cut_exception_alone_is_said_on_the_terminal(cli, tmp_path):
+    """A 40,000-character traceback is cut (its head and tail kept); with texts short, nothing said it was."""
+    trace = "Traceback (most recent call last)\n" + "  frame\n" * 5000 + "ValueError: THE-REAL-ERROR"
+    with runlog.RunWriter(tmp_path / "r", name="r", roles=["solver"], durable=False) as w:
+        w.log_samples(0, [{"reward": 1.0, "completion": "short", "exception": trace}])
+    r = cli("render-trajectory", tmp_path / "r", "--step", "0")
+    assert r.exit_code == 0, r.output
+    assert "THE-REAL-ERROR" in r.stdout and r.stdout.count("frame") < 5000
+    assert "texts longer than 20,000 characters are cut on the terminal" in r.stderr

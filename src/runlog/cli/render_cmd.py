@@ -211,9 +211,10 @@ TERMINAL_MAX_CHARS = 20_000
 
 
 def _was_cut(conv: Any) -> bool:
-    """Whether ``--max-chars`` cut a text of ``conv`` (its texts now hold fewer characters than before)."""
+    """Whether ``--max-chars`` cut a text of ``conv`` (its texts now hold fewer characters than before, or its
+    exception was cut)."""
     before = conv.chars_before_cut
-    return before is not None and sum(t.chars() for t in conv.turns) < before
+    return conv.exception_cut or (before is not None and sum(t.chars() for t in conv.turns) < before)
 
 
 def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool, info: Any) -> None:

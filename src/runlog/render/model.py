@@ -128,6 +128,7 @@ class Conversation:
     exception: str | None = None
     notes: list[str] = field(default_factory=list)
     chars_before_cut: int | None = None  # the texts' length before ``--max-chars`` (the stats say the sample's)
+    exception_cut: bool = False  # ``--max-chars`` cut the exception (its head and tail kept)
     # Which row of its id in its file the sample is (``select.OCCURRENCE``): ids recur where a trainer writes the
     # prompt's id for every sample of a group. With ``file`` and ``sample_id``, what tells one sample from another.
     occurrence: int | None = None
@@ -476,4 +477,5 @@ def prepared(conv: Conversation, *, max_chars: int | None = None, no_think: bool
         )
     cut = replace(conv, turns=turns, exception=truncate_ends(conv.exception, max_chars))
     cut.chars_before_cut = conv.stats.chars
+    cut.exception_cut = cut.exception != conv.exception
     return cut
