@@ -123,8 +123,10 @@ def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
     )
 
 
-# Conversations kept parsed for a run's later questions (about 4 KB each: at most ~400 MB).
-MEMO_ROWS = 100_000
+# Conversations kept parsed for a run's later questions: at most this many characters of their JSON and
+# transcript (parsed, a conversation takes about 1.4 bytes a character of them, measured: ~400 MB; 100,000
+# samples of the benchmarks' Flink run).
+MEMO_CHARS = 300_000_000
 
 
 class _Fallbacks:
@@ -139,6 +141,7 @@ class _Fallbacks:
         self.problems: dict[str, Problem] = {}
         self.note: dict[str, str] | None = None
         self.memo: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.memo_chars = 0
 
     @classmethod
     def of(cls, ctx: RunContext) -> _Fallbacks:
@@ -154,7 +157,7 @@ class _Fallbacks:
         for a, t, r, f, i in zip(*cols, strict=True):
             # The same sample parsed again by another question of the same run (doctor and report ask for the
             # texts four ways, each parsing every conversation once or twice: 100 us a sample): kept, within
-            # MEMO_ROWS samples. Keyed by the file, the id and the texts' hashes: two samples of one id differ.
+            # MEMO_CHARS. Keyed by the file, the id and the texts' hashes: two samples of one id differ.
             key = (f, i, hash(a), hash(t), hash(r))
             row = memo.get(key)
             if row is None:
@@ -167,8 +170,10 @@ class _Fallbacks:
                     "completion": c.completion,
                     "prompt_key": c.prompt_key,
                 }
-                if len(memo) < MEMO_ROWS:
+                size = (len(a) if isinstance(a, str) else 0) + (len(t) if isinstance(t, str) else 0)
+                if self.memo_chars + size <= MEMO_CHARS:
                     memo[key] = row
+                    self.memo_chars += size
             out.append(row)
         import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
 
