@@ -105,10 +105,11 @@ def test_metrics_of_a_fleet_names_the_run_that_has_no_row(cli, fleet, which):
 @pytest.mark.parametrize("command", [["summarize"], ["metrics", "diversity"], ["metrics", "format"]])
 def test_a_fleet_where_no_run_has_a_row_is_a_usage_error(cli, fleet, command):
     """Header-only tables with exit 0 (one such run alone is exit 2)."""
-    r = cli(*command, f"{fleet}/jax*", "--by", "run", "--format", "csv")
-    assert r.exit_code == 2, r.output
-    assert r.stdout == ""
-    assert "no run of the fleet has a row: jaxarc" in r.stderr
+    for by in (["--by", "run"], ["--by", "role"] if command == ["summarize"] else []):
+        r = cli(*command, f"{fleet}/jax*", *by, "--format", "csv")
+        assert r.exit_code == 2, (by, r.output)
+        assert r.stdout == ""
+        assert "no run of the fleet has a row: jaxarc" in r.stderr
 
 
 def test_dash_output_is_stdout_and_a_table_is_no_pdf(cli, tmp_path, monkeypatch):
@@ -308,3 +309,66 @@ def test_the_kept_flink_conversations_stay_within_their_cap(monkeypatch):
     assert texts_frame(capped).equals(whole)
     tracker = capped.ctx.cache["flink_fallbacks"]
     assert 0 < tracker.memo_chars <= 5_000 and len(tracker.memo) > 0
+
+
+def test_a_process_behind_whose_writer_is_open_is_not_called_killed(tmp_path, cli):
+    """Process 0 closed minutes ago; process 1's writer is open (its lock held) at an earlier step: not in
+    lockstep, still writing. inspect --strict called it 'stopped behind ... killed?' and exited 1."""
+    import os
+    import time
+
+    run = tmp_path / "run"
+    w0 = runlog.RunWriter(run, name="ab", process_index=0, durable=False)
+    w1 = runlog.RunWriter(run, name="ab", process_index=1, durable=False)
+    try:
+        for s in range(12):
+            w0.log_samples(s, {"reward": [1.0]})
+            if s <= 5:
+                w1.log_samples(s, {"reward": [1.0]})
+        w0.close()
+        w1.flush()
+        old = time.time() - 300
+        os.utime(run / ".writer.p0.json", (old, old))
+        r = cli("inspect", run, "--strict")
+        assert r.exit_code == 0, r.output
+        assert "killed?" not in r.output
+    finally:
+        w1.close()
+    # Killed (no lock held): the warning stands.
+    (run / ".writer.p1.json").write_text((run / ".writer.p1.json").read_text().replace('"closed"', '"open"'))
+    os.utime(run / ".writer.p0.json", (old, old))
+    r = cli("inspect", run, "--strict")
+    assert r.exit_code == 1 and "process 1 did not close its writer and stopped behind process 0" in r.output
+
+
+def test_flink_role_assignments_written_as_a_struct_render(tmp_path, cli):
+    """role_assignments as a Parquet struct (pyarrow's type for a dict): the kept-parse key hashed it and every
+    command that reads texts stopped with 'internal error: TypeError: unhashable type' (exit 3)."""
+    import pyarrow as pa
+
+    (tmp_path / "r" / "flink_logs").mkdir(parents=True)
+    rows = []
+    for i in range(4):
+        turns = [{"role": "user", "content": f"Q{i % 2}"}, {"role": "assistant", "content": f"A{i}"}]
+        rows.append(
+            {
+                "schema_version": 1,
+                "env_name": "e",
+                "trajectory": f"<|user|>\nQ{i % 2}\n<|assistant|>\nA{i}\n",
+                "agent_trajectories": json.dumps([{"agent_id": "agent_0", "turns": turns}]),
+                "role_assignments": {"agent_0": "solver"},
+                "exception_info": None,
+                "reward": float(i),
+                "reward_metrics": None,
+                "reward_text_info": "",
+                "unique_sample_id": f"s{i}",
+                "solver_reward": float(i),
+                "solver_kl": 0.1,
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "r" / "flink_logs" / "batch_debug_data_train_1.parquet")
+    r = cli("render-trajectory", tmp_path / "r", "--step", "1", "--format", "json")
+    assert r.exit_code == 0, r.output
+    shown = {c["sample_id"]: c for c in json.loads(r.stdout)}
+    said = [(t["speaker"], t["content"]) for t in shown["s3"]["turns"] if t["role"] == "assistant"]
+    assert said == [("solver", "A3")]

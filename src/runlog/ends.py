@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,9 @@ class EndState:
     # (files, bytes) below ``RUN/.superseded/``: what resumed writers took out of the run and put aside (never
     # read); None where it was not looked for (an object store, a live view) or there is none.
     superseded: tuple[int, int] | None = None
+    # Processes whose writer holds its lock right now (a local run: ``writer.lock.held_now``): open, so not killed
+    # however far behind the others they are (a process not in lockstep with the others, still writing).
+    alive: frozenset[int] = frozenset()
 
     @property
     def known(self) -> bool:
@@ -255,7 +259,7 @@ class EndState:
         inspect's verdict counts (``stopped_message``)."""
         if not self.settled(now):
             return {}
-        return {p: where for p, where in self.behind().items() if where}
+        return {p: where for p, where in self.behind().items() if where and p not in self.alive}
 
     def stopped_message(self, process: int, where: str) -> str:
         """``process 1 did not close its writer and stopped behind process 0 (train: ...): killed?``."""
@@ -338,9 +342,13 @@ def end_state(
     files: dict[int, tuple[str, Any, Any]],
     holdings: Holdings,
     superseded: tuple[int, int] | None = None,
+    alive: Callable[[int], bool] | None = None,
 ) -> EndState:
-    """What the state files ``files`` (as ``read_states`` takes them) say against ``holdings``."""
-    return EndState(expects_states(manifest), read_states(files), holdings, superseded)
+    """What the state files ``files`` (as ``read_states`` takes them) say against ``holdings``. ``alive``: asked
+    of each process that has not closed, whether its writer is open now (holds its lock)."""
+    states = read_states(files)
+    open_now = frozenset(p for p, st in states.items() if not st.closed and alive is not None and alive(p))
+    return EndState(expects_states(manifest), states, holdings, superseded, open_now)
 
 
 def holdings_of(infos: Any) -> Holdings:

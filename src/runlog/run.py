@@ -112,7 +112,17 @@ class Run:
     def end_state(self) -> EndState:
         """Whether each process that writes this run closed its writer, and whether its files hold what it wrote
         (``runlog.ends``; reads the writer state files)."""
-        return end_state(self.manifest, self.ctx.state_files, holdings_of(self.files), superseded(self.root))
+        return end_state(
+            self.manifest, self.ctx.state_files, holdings_of(self.files), superseded(self.root), self._writer_open
+        )
+
+    def _writer_open(self, process: int) -> bool:
+        """Whether the writer of ``process`` holds its lock on this local run now (never on an object store)."""
+        if isinstance(self.root, ObjectPath):
+            return False
+        from .writer.lock import held_now
+
+        return held_now(Path(self.root), process)
 
     def files_of(self, layout: str) -> list[FileInfo]:
         return [f for f in self.files if f.layout == layout]

@@ -61,6 +61,8 @@ def runs_without_rows(result: FleetResult, df: Any) -> list[str]:
     """The runs read without error that have no row in ``df`` (its ``run`` column): scalars only, no
     readable sample, none at the filters. Runs that failed are said apart (``report_fleet``)."""
     failed = {loc for loc, _ in result.failures}
+    if "run" not in df.columns and df.height:
+        return []  # statistics pooled over the runs: which runs gave none is said with them (fleet notes)
     shown = set(df["run"].to_list()) if "run" in df.columns else set()
     return sorted({r.name for r in result.results if r.error is None} - shown - failed)
 

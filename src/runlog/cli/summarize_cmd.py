@@ -301,8 +301,7 @@ def _summarize_fleet(
         filters,
     )
     df = result.frame
-    if "run" in df.columns:
-        no_rows_at_all(result, df, "summarize")
+    no_rows_at_all(result, df, "summarize")
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
         splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})

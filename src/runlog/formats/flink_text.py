@@ -123,6 +123,16 @@ def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
     )
 
 
+def _hash(value: Any) -> int:
+    """A hash of a cell: a string's own; a list or struct (a trainer that wrote ``agent_trajectories`` or
+    ``role_assignments`` as nested values, read as Python lists and dicts) its ``repr``'s."""
+    return hash(value) if value is None or isinstance(value, (str, bytes, int, float)) else hash(repr(value))
+
+
+def _chars(value: Any) -> int:
+    return 0 if value is None else len(value) if isinstance(value, str) else len(repr(value))
+
+
 # Conversations kept parsed for a run's later questions: at most this many characters of their JSON and
 # transcript (parsed, a conversation takes about 1.4 bytes a character of them, measured: ~400 MB; 100,000
 # samples of the benchmarks' Flink run).
@@ -158,7 +168,7 @@ class _Fallbacks:
             # The same sample parsed again by another question of the same run (doctor and report ask for the
             # texts four ways, each parsing every conversation once or twice: 100 us a sample): kept, within
             # MEMO_CHARS. Keyed by the file, the id and the texts' hashes: two samples of one id differ.
-            key = (f, i, hash(a), hash(t), hash(r))
+            key = (f, i, _hash(a), _hash(t), _hash(r))
             row = memo.get(key)
             if row is None:
                 c = conversation(a, t, r)
@@ -170,7 +180,7 @@ class _Fallbacks:
                     "completion": c.completion,
                     "prompt_key": c.prompt_key,
                 }
-                size = (len(a) if isinstance(a, str) else 0) + (len(t) if isinstance(t, str) else 0)
+                size = _chars(a) + _chars(t)
                 if self.memo_chars + size <= MEMO_CHARS:
                     memo[key] = row
                     self.memo_chars += size

@@ -181,22 +181,15 @@ def shown(v: float) -> str:
     """A reward or other figure of one sample as the renderers show it: 10 significant digits where they give
     the value back exactly (0.99999 is not 1, 0.1234549 not 0.1235, where summary tables round to 4), else the
     shortest text that does (``repr``): 0.3 and 0.30000000001 differ past the 10th digit, and two different
-    values never read alike. A value that is a float32 (a column written as float32, read as float64) is
-    written as the float32 it is (0.3, not 0.30000001192092896): the shortest text that gives that float32 back."""
+    values never read alike. A float32 value read as float64 is shown as that float64 (0.30000001192092896):
+    0.3 written as a float64 elsewhere in the run is another value, and must read as one."""
     text = f"{v:.10g}"
     try:
         if float(text) == v:
             return text
     except (ValueError, OverflowError):  # nan, inf: written as Python writes them
         return text
-    if isinstance(v, int):
-        return str(v)
-    import numpy as np
-
-    single = np.float32(v)
-    if float(single) == v:
-        return repr(float(np.format_float_positional(single, unique=True, trim="-")))
-    return repr(float(v))
+    return str(v) if isinstance(v, int) else repr(float(v))
 
 
 def _turn_dict(t: Turn) -> dict[str, Any]:
