@@ -134,9 +134,9 @@ def _chars(value: Any) -> int:
 
 
 # Conversations kept parsed for a run's later questions: at most this many characters of their JSON and
-# transcript (parsed, a conversation takes about 1.4 bytes a character of them, measured: ~400 MB; 100,000
-# samples of the benchmarks' Flink run).
-MEMO_CHARS = 300_000_000
+# transcript (parsed, a conversation takes 1.4 to 2 bytes a character of them, measured: at most ~400 MB;
+# about 70,000 samples of the benchmarks' Flink run).
+MEMO_CHARS = 200_000_000
 
 
 class _Fallbacks:
