@@ -320,3 +320,27 @@ def test_a_float32_reward_and_a_float64_one_never_read_alike(tmp_path: Path, cli
     out = cli("render-trajectory", run, "--sample-id", "a").stdout
     [value] = re.findall(r"reward (\S+)$", out, re.MULTILINE)
     assert float(value) == stored and value != "0.3"
+
+
+def test_two_long_ids_sharing_their_start_read_apart_when_cut(tmp_path: Path, cli) -> None:
+    """Labels are cut at 300 characters: two ids sharing their first 300 read alike (only the head was kept)."""
+    prefix = "exp-" + "x" * 400
+    rows = [{"sample_id": prefix + "-alpha", "reward": 0.1}, {"sample_id": prefix + "-beta", "reward": 0.9}]
+    run = write_run(tmp_path / "run", rows)
+    out = cli("render-trajectory", run, "--where", "reward > 0").stdout
+    assert "-alpha  step 0" in out and "-beta  step 0" in out  # each id's own end, after the cut
+    assert "[truncated 110 chars]" in out and "[truncated 109 chars]" in out
+    assert prefix not in out.replace("\n", "")
+
+
+def test_tool_call_arguments_under_other_apis_keys_are_kept(tmp_path: Path) -> None:
+    """Llama's ``parameters``, Gemini's ``args``, and keys not known at all: the call was shown with no
+    arguments (a named call's other keys were dropped); a Responses function_call answers by its call_id."""
+    from runlog.chat import tool_call
+
+    assert tool_call({"name": "f", "parameters": {"x": 1}}) == {"id": None, "name": "f", "arguments": '{"x":1}'}
+    assert tool_call({"name": "g", "args": {"q": "a"}})["arguments"] == '{"q":"a"}'
+    assert tool_call({"type": "function", "function": {"name": "h", "parameters": {"z": 2}}})["arguments"] == '{"z":2}'
+    assert tool_call({"name": "m", "weird": {"v": 3}})["arguments"] == '{"weird":{"v":3}}'
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}"}
+    assert tool_call(item)["id"] == "call_1"

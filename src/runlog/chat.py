@@ -210,12 +210,26 @@ def tool_call(tc: Any) -> dict[str, str | None]:
         fn = tc.get("custom")  # OpenAI custom tools: {type: "custom", custom: {name, input}}
     if not isinstance(fn, dict):
         fn = tc  # flat shapes: {id, name, arguments} or Responses {call_id, name, arguments}
-    call_id = _opt_str(tc.get("id") if tc.get("id") is not None else tc.get("call_id"))
+    # A Responses ``function_call`` item has both: ``id`` is the item's (fc_...), ``call_id`` the one its
+    # ``function_call_output`` answers; chat tool calls have ``id`` only.
+    call_id = _opt_str(tc.get("call_id") if tc.get("call_id") is not None else tc.get("id"))
     name = _opt_str(fn.get("name"))
-    arguments = _arguments(fn.get("arguments", fn.get("input")))
-    if name is None and arguments is None and _unread(tc):
-        arguments = compact_json(tc)
+    given = next((k for k in _ARGUMENT_KEYS if k in fn), None)
+    arguments = _arguments(fn[given]) if given is not None else None
+    if arguments is None:
+        # Arguments under a key not read here (a shape of another API): kept as JSON, never dropped; a call in
+        # which nothing was read at all is kept whole.
+        rest = {k: v for k, v in fn.items() if k not in _CALL_BOOKKEEPING and k not in ("name", given)}
+        if name is None and _unread(tc):
+            arguments = compact_json(tc)
+        elif _unread(rest):
+            arguments = compact_json(rest)
     return {"id": call_id, "name": name, "arguments": arguments}
+
+
+# Where a tool call's arguments are, first found: OpenAI chat and Responses, custom tools and Anthropic's
+# ``input``, Llama's ``parameters``, Gemini's ``args``.
+_ARGUMENT_KEYS = ("arguments", "input", "parameters", "args")
 
 
 # Keys of a tool call that say nothing of what was called (its id, its kind, its place in a stream).

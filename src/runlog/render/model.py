@@ -378,11 +378,16 @@ LABEL_CHARS = 300
 
 def cut_labels(conv: Conversation, limit: int = LABEL_CHARS) -> Conversation:
     """A copy of ``conv`` with each label (sample id, split, group, env, file, roles, speakers, tool names
-    and call ids, reward component and role names, notes) cut at ``limit`` characters (``truncate``), for the
+    and call ids, reward component and role names, notes) cut to ``limit`` characters kept at both ends, for the
     outputs that are read rather than kept: the terminal and the report."""
 
     def cut(s: str | None) -> str | None:
-        return truncate(s, limit)
+        # Both ends kept, the marker between them on the same line: ids that share a long prefix (a run name,
+        # a path) differ at their end, and must still read apart.
+        if s is None or len(s) <= limit:
+            return s
+        head = limit // 2
+        return s[:head] + " " + TRUNCATION_MARKER.format(n=len(s) - limit) + " " + s[len(s) - (limit - head) :]
 
     turns = []
     for t in conv.turns:
