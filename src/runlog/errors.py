@@ -9,6 +9,8 @@ Exit codes (documented in docs/cli.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -78,3 +80,16 @@ class DataError(RunlogError):
 
 class SchemaVersionError(DataError):
     """A file was written by a newer runlog schema than this runlog reads."""
+
+
+def did_you_mean(given: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'solver'?)`` for a near miss (``solvr``, ``Solver``, ``trian``); empty otherwise. Here, at
+    the bottom of the package graph, so that any layer's usage error can offer it."""
+    import difflib
+
+    names = [n for n in names if isinstance(n, str)]
+    folded = {n.casefold(): n for n in names}
+    if given.casefold() in folded:
+        return f" (did you mean {folded[given.casefold()]!r}?)"
+    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

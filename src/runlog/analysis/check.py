@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
-from ..errors import RunlogError, UsageError
+from ..errors import RunlogError, UsageError, did_you_mean
 from .filters import Filters, StepRange, item_contains, item_text
 
 if TYPE_CHECKING:
@@ -128,18 +128,6 @@ def check_roles(values: RunValues, roles: Iterable[str]) -> None:
             whose = "the fleet's roles are" if values.fleet else "this run's roles are"
             names = ", ".join(values.roles) or "(none recorded)"
             raise UsageError(f"--role {role!r}: {whose} {names}{did_you_mean(role, values.roles)}")
-
-
-def did_you_mean(given: str, names: Iterable[str]) -> str:
-    """`` (did you mean 'solver'?)`` for a near miss (``solvr``, ``Solver``, ``trian``); empty otherwise."""
-    import difflib
-
-    names = [n for n in names if isinstance(n, str)]
-    folded = {n.casefold(): n for n in names}
-    if given.casefold() in folded:
-        return f" (did you mean {folded[given.casefold()]!r}?)"
-    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (), has: str | None = None) -> None:

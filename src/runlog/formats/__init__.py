@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import UnknownLayoutError
+from ..errors import UnknownLayoutError, did_you_mean
 from .base import Candidate, FileInfo, Layout, Problem, RunContext, registered
 
 _MODULES = ("native", "flink", "trl", "jaxarc", "nemo_gym", "verifiers", "verl", "areal", "inspect_ai")
@@ -22,8 +22,6 @@ def get_layout(name: str) -> Layout:
     for lay in layouts():
         if lay.name == name:
             return lay
-    from ..analysis.check import did_you_mean  # at the error only: analysis imports this package
-
     names = [lay.name for lay in layouts()]
     raise UnknownLayoutError(
         f"--layout: unknown layout {name!r}; known layouts: {', '.join(names)}{did_you_mean(name, names)}"
