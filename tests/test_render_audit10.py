@@ -120,7 +120,8 @@ def test_thinking_content_parts_are_the_messages_reasoning(tmp_path: Path) -> No
         tmp_path / "run",
         [
             {"role": "user", "content": "q"},
-            # Anthropic's shape, with a redacted block (no text to give: a mark).
+            # Anthropic's shape, with a redacted block (no text to give: a mark, in the reasoning, not in the text
+            # that format specs read).
             {
                 "role": "assistant",
                 "content": [
@@ -147,7 +148,7 @@ def test_thinking_content_parts_are_the_messages_reasoning(tmp_path: Path) -> No
     )
     raw = raw_messages(run)
     assert [(m["content"], m["reasoning"]) for m in raw[1:]] == [
-        ("[redacted_thinking]\nANS", "THINKING-PART-TEXT"),
+        ("ANS", "THINKING-PART-TEXT\n[redacted_thinking]"),
         ("ANS2", "FIELD\nMAGISTRAL-THOUGHT"),
         ("A3", "R-PART"),
     ]

@@ -72,8 +72,8 @@ def content_and_reasoning(content: Any) -> tuple[str | None, str | None]:
     """Message content as ``(text, reasoning)``: ``content_text``, except that the text of reasoning parts
     (Anthropic's and Magistral's ``{"type": "thinking", "thinking": ...}``, ``{"type": "reasoning", ...}`` as
     inspect_ai writes it, ``reasoning_text``) is the reasoning, one part per line. A redacted part (encrypted:
-    ``redacted_thinking``, a redacted ``reasoning`` without a summary) has no text to give and stays a
-    ``[type]`` marker in the text."""
+    ``redacted_thinking``, a redacted ``reasoning`` without a summary) has no text to give: a ``[type]`` marker
+    in the reasoning says it was there (not in the text, which format specs read)."""
     return _parts(content, keep_reasoning_inline=False)
 
 
@@ -124,10 +124,16 @@ def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, st
                     reasoning.append(thought)
                     continue
                 piece = thought
-            elif ptype in _REASONING_PARTS:
-                if part.get("redacted") is not True:
+            elif ptype in _REASONING_PARTS or ptype == "redacted_thinking":
+                if ptype != "redacted_thinking" and part.get("redacted") is not True:
                     continue  # an empty thought: nothing to show
-                piece, kind = f"[{ptype} (redacted)]", "marker"
+                marker = "[redacted_thinking]" if ptype == "redacted_thinking" else f"[{ptype} (redacted)]"
+                if not keep_reasoning_inline:
+                    # Said where the reasoning is, not in the text: a marker at the head of the answer was read by
+                    # the format specs (an answer-only spec failed a message whose own text passes it).
+                    reasoning.append(marker)
+                    continue
+                piece, kind = marker, "marker"
             elif isinstance(text, str):
                 piece, kind = text, ("output_text" if ptype == "output_text" else "text")
             elif isinstance(part.get("refusal"), str):
