@@ -332,6 +332,7 @@ def test_a_process_behind_whose_writer_is_open_is_not_called_killed(tmp_path, cl
         r = cli("inspect", run, "--strict")
         assert r.exit_code == 0, r.output
         assert "killed?" not in r.output
+        assert "writer: process 1 still writing (its writer is open); closed by process 0" in r.output
     finally:
         w1.close()
     # Killed (no lock held): the warning stands.

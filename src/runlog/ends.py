@@ -276,7 +276,16 @@ class EndState:
         missing = self.missing
         closed = [p for p in self.processes if p not in missing]
         if missing:
-            text = f"not closed by process {', '.join(map(str, missing))} (still writing, or killed)"
+            # A process whose writer holds its lock now is writing; of the others it cannot be told (a lock is
+            # only known on a local run).
+            writing = [p for p in missing if p in self.alive]
+            unknown = [p for p in missing if p not in self.alive]
+            said = []
+            if writing:
+                said.append(f"process {', '.join(map(str, writing))} still writing (its writer is open)")
+            if unknown:
+                said.append(f"not closed by process {', '.join(map(str, unknown))} (still writing, or killed)")
+            text = "; ".join(said)
             parts.append(text + (f"; closed by process {', '.join(map(str, closed))}" if closed else ""))
         else:
             parts.append(f"closed by every process ({', '.join(map(str, closed))})")
