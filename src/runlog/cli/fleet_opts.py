@@ -78,17 +78,22 @@ def no_rows_at_all(result: FleetResult, df: Any, command: str) -> None:
     absent = runs_without_rows(result, df)
     if df.height == 0 and absent and not result.failures:
         report_fleet(result)
-        names = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
-        raise UsageError(f"{command}: no run of the fleet has a row: {names} {WHY_NO_ROW.format(command=command)}")
+        raise UsageError(
+            f"{command}: no run of the fleet has a row: {_few(absent)} {WHY_NO_ROW.format(command=command)}"
+        )
 
 
 def say_runs_without_rows(result: FleetResult, df: Any, command: str) -> None:
     """A note naming the runs of the fleet that have no row in the table."""
     absent = runs_without_rows(result, df)
     if absent:
-        names = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
         why = WHY_NO_ROW.format(command=command)
-        report_problems([], notes=[f"run(s) with no row, not in the table: {names} {why}"])
+        report_problems([], notes=[f"run(s) with no row, not in the table: {_few(absent)} {why}"])
+
+
+def _few(names: list[str]) -> str:
+    """The first 10 names, `` ...`` when there are more."""
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
 
 def report_fleet(result: FleetResult) -> int:

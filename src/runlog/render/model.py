@@ -359,16 +359,17 @@ def truncate(text: str | None, limit: int | None) -> str | None:
     return text[:limit] + TRUNCATION_MARKER.format(n=len(text) - limit)
 
 
-def truncate_ends(text: str | None, limit: int | None) -> str | None:
-    """``text`` cut to ``limit`` characters kept at both ends, the marker between them on a line of its own:
-    for a traceback, whose last line says what failed (``ValueError: ...``) and whose first where it began; a
-    cut that kept only the head lost the error itself."""
+def truncate_ends(text: str | None, limit: int | None, sep: str = "\n") -> str | None:
+    """``text`` cut to ``limit`` characters kept at both ends, the marker between them, on a line of its own
+    (``sep``): for a traceback, whose last line says what failed (``ValueError: ...``) and whose first where it
+    began, a cut that kept only the head lost the error itself; for a label (``sep=" "``), ids that share a long
+    prefix (a run name, a path) differ at their end, and must still read apart."""
     if text is None or limit is None or len(text) <= limit:
         return text
     head = limit // 2
     tail = limit - head
     marker = TRUNCATION_MARKER.format(n=len(text) - limit)
-    return text[:head] + "\n" + marker + " …\n" + (text[len(text) - tail :] if tail else "")
+    return text[:head] + sep + marker + " …" + sep + (text[len(text) - tail :] if tail else "")
 
 
 # The longest label (a sample id, a tool name, a call id, a role...) the terminal and the report show: a
@@ -382,12 +383,7 @@ def cut_labels(conv: Conversation, limit: int = LABEL_CHARS) -> Conversation:
     outputs that are read rather than kept: the terminal and the report."""
 
     def cut(s: str | None) -> str | None:
-        # Both ends kept, the marker between them on the same line: ids that share a long prefix (a run name,
-        # a path) differ at their end, and must still read apart.
-        if s is None or len(s) <= limit:
-            return s
-        head = limit // 2
-        return s[:head] + " " + TRUNCATION_MARKER.format(n=len(s) - limit) + " " + s[len(s) - (limit - head) :]
+        return truncate_ends(s, limit, sep=" ")
 
     turns = []
     for t in conv.turns:

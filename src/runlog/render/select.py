@@ -19,17 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.check import (
-    RunValues,
-    check_roles,
-    check_splits,
-    check_steps,
-    did_you_mean,
-    known_roles,
-    steps_per_split,
-)
+from ..analysis.check import RunValues, check_roles, check_splits, check_steps, known_roles, steps_per_split
 from ..analysis.filters import StepRange, item_contains
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 from ..run import Run
 from .where import Condition, parse_where, role_reward, where_expr
 

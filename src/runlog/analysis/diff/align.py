@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..._lazy import pl
-from ...errors import UsageError
+from ...errors import UsageError, did_you_mean
 from ...run import Run
-from ..check import describe_steps, did_you_mean, known_roles, steps_per_split
+from ..check import describe_steps, known_roles, steps_per_split
 from .model import DiffOptions, Split
 from .sides import Side, layouts_of, split_eq, steps_text
 
