@@ -296,19 +296,19 @@ def test_a_cut_exception_alone_is_said_on_the_terminal(cli, tmp_path):
 
 
 def test_the_kept_flink_conversations_stay_within_their_cap(monkeypatch):
-    """Past MEMO_CHARS characters, conversations are parsed again rather than kept (memory stays bounded), and
+    """Past MEMO_BYTES bytes, conversations are parsed again rather than kept (memory stays bounded), and
     the texts are the same."""
     import runlog.formats.flink_text as ft
     from runlog.analysis.texts import texts_frame
 
     run = SAMPLE_RUNS / "flink_mixed"
     whole = texts_frame(open_run(run))
-    monkeypatch.setattr(ft, "MEMO_CHARS", 5_000)
+    monkeypatch.setattr(ft, "MEMO_BYTES", 20_000)
     capped = open_run(run)
     assert texts_frame(capped).equals(whole)
     assert texts_frame(capped).equals(whole)
     tracker = capped.ctx.cache["flink_fallbacks"]
-    assert 0 < tracker.memo_chars <= 5_000 and len(tracker.memo) > 0
+    assert 0 < tracker.memo_bytes <= 20_000 and len(tracker.memo) > 0
 
 
 def test_a_process_behind_whose_writer_is_open_is_not_called_killed(tmp_path, cli):

@@ -152,7 +152,7 @@ def _turn_texts(
         messages,
         (messages.list.len().fill_null(0) == 0).alias("__no_messages"),
         "completion",
-    )
+    ).cache()
     turns = (
         rows.select("__row", "messages")
         .explode("messages")

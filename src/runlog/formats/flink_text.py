@@ -123,26 +123,29 @@ def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
     )
 
 
-def _hash(value: Any) -> int:
-    """A hash of a cell: a string's own; a list or struct (a trainer that wrote ``agent_trajectories`` or
-    ``role_assignments`` as nested values, read as Python lists and dicts) its ``repr``'s."""
-    return hash(value) if value is None or isinstance(value, (str, bytes, int, float)) else hash(repr(value))
+def _arrow_type() -> Any:
+    import pyarrow as pa
+
+    text = pa.string()
+    return pa.struct(
+        [("messages", pa.list_(S.ARROW_MESSAGE)), ("prompt", text), ("completion", text), ("prompt_key", text)]
+    )
 
 
-def _chars(value: Any) -> int:
-    return 0 if value is None else len(value) if isinstance(value, str) else len(repr(value))
-
-
-# Conversations kept parsed for a run's later questions: at most this many characters of their JSON and
-# transcript (parsed, a conversation takes 1.4 to 2 bytes a character of them, measured: at most ~400 MB;
-# about 70,000 samples of the benchmarks' Flink run).
-MEMO_CHARS = 200_000_000
+# Conversations kept parsed for a run's later questions (doctor and report ask for the texts four ways: 100 us a
+# sample in Python each time), as the Arrow arrays they are returned in: at most this many bytes of them (a
+# parsed conversation takes about the bytes of its JSON and transcript: ~140,000 samples of the benchmarks'
+# Flink run).
+MEMO_BYTES = 400_000_000
 
 
 class _Fallbacks:
     """Counts the samples whose conversation could not come from ``agent_trajectories``, as they are parsed:
     unparseable JSON is a warning naming its file, absent JSON one fidelity note for the run. Each sample is
-    counted once however often the samples are collected; the messages are updated in place."""
+    counted once however often the samples are collected; the messages are updated in place.
+
+    It also keeps the parsed conversations (``memo``: a sample's key to its row in one of ``chunks``, the Arrow
+    arrays of earlier batches), within ``MEMO_BYTES``: a sample asked for again is taken from there."""
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -150,8 +153,9 @@ class _Fallbacks:
         self.bad: dict[str, set[Any]] = {}
         self.problems: dict[str, Problem] = {}
         self.note: dict[str, str] | None = None
-        self.memo: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self.memo_chars = 0
+        self.memo: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.chunks: list[Any] = []
+        self.memo_bytes = 0
 
     @classmethod
     def of(cls, ctx: RunContext) -> _Fallbacks:
@@ -161,37 +165,52 @@ class _Fallbacks:
         return tracker
 
     def parse(self, s: pl.Series) -> pl.Series:
-        cols = [s.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
-        out = []
+        import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
+
+        # A sample is known by its file, its id and its texts' hashes (two samples of one id differ), hashed
+        # by polars: the texts of a sample kept are not copied into Python again.
+        field = s.struct.field
+        hashes = [field(k).hash(0).to_list() for k in "atr"]
+        keys = list(zip(field("f").to_list(), field("i").to_list(), *hashes, strict=True))
         memo = self.memo
-        for a, t, r, f, i in zip(*cols, strict=True):
-            # The same sample parsed again by another question of the same run (doctor and report ask for the
-            # texts four ways, each parsing every conversation once or twice: 100 us a sample): kept, within
-            # MEMO_CHARS. Keyed by the file, the id and the texts' hashes: two samples of one id differ.
-            key = (f, i, _hash(a), _hash(t), _hash(r))
-            row = memo.get(key)
-            if row is None:
+        found = [memo.get(k) for k in keys]
+        miss = [j for j, at in enumerate(found) if at is None]
+        fresh = None
+        if miss:
+            part = s if len(miss) == len(s) else s.gather(miss)
+            rows = []
+            cols = [part.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
+            for a, t, r, f, i in zip(*cols, strict=True):
                 c = conversation(a, t, r)
                 if c.fallback is not None:
                     self.record(str(f), i, c.fallback, c.source)
-                row = {
-                    "messages": c.messages,
-                    "prompt": c.prompt,
-                    "completion": c.completion,
-                    "prompt_key": c.prompt_key,
-                }
-                size = _chars(a) + _chars(t)
-                if self.memo_chars + size <= MEMO_CHARS:
-                    memo[key] = row
-                    self.memo_chars += size
-            out.append(row)
-        import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
-
-        text = pa.string()
-        arrow = pa.struct(
-            [("messages", pa.list_(S.ARROW_MESSAGE)), ("prompt", text), ("completion", text), ("prompt_key", text)]
-        )
-        return pl.Series(pa.array(out, type=arrow))
+                rows.append(
+                    {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
+                )
+            fresh = pa.array(rows, type=_arrow_type())
+            if self.memo_bytes + fresh.nbytes <= MEMO_BYTES:
+                chunk = len(self.chunks)
+                self.chunks.append(fresh)
+                self.memo_bytes += fresh.nbytes
+                for k, j in enumerate(miss):
+                    memo[keys[j]] = (chunk, k)
+            if len(miss) == len(s):
+                return pl.Series(fresh)
+        # The batch from the chunks its kept samples are in, and the fresh ones, in the batch's order.
+        chunks = sorted({at[0] for at in found if at is not None})
+        start, offset = {}, 0
+        for c in chunks:
+            start[c] = offset
+            offset += len(self.chunks[c])
+        pieces = [self.chunks[c] for c in chunks] + ([fresh] if fresh is not None else [])
+        index = [0] * len(s)
+        for j, at in enumerate(found):
+            if at is not None:
+                index[j] = start[at[0]] + at[1]
+        for k, j in enumerate(miss):
+            index[j] = offset + k
+        whole = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+        return pl.Series(whole.take(pa.array(index, type=pa.int64())))
 
     def record(self, path: str, sample_id: Any, why: str, source: str | None) -> None:
         if why == UNPARSEABLE:
