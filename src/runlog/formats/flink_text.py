@@ -198,11 +198,12 @@ class _Fallbacks:
                 return pl.Series(fresh)
         # The batch from the chunks its kept samples are in, and the fresh ones, in the batch's order.
         chunks = sorted({at[0] for at in found if at is not None})
-        start, offset = {}, 0
-        for c in chunks:
-            start[c] = offset
-            offset += len(self.chunks[c])
-        pieces = [self.chunks[c] for c in chunks] + ([fresh] if fresh is not None else [])
+        start: dict[int, int] = {}
+        offset = 0
+        for n in chunks:
+            start[n] = offset
+            offset += len(self.chunks[n])
+        pieces = [self.chunks[n] for n in chunks] + ([fresh] if fresh is not None else [])
         index = [0] * len(s)
         for j, at in enumerate(found):
             if at is not None:
