@@ -11,6 +11,7 @@ persistence, never a single bad step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,23 +25,34 @@ from .doctor_text import text_findings
 from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
 
+# What ``diagnose`` tells its ``progress`` callback, in order (``runlog doctor`` shows them at a terminal: the
+# texts of a large run take minutes).
+STAGES = ("rewards and KL per role", "the texts: diversity and format", "files and sample ids")
 
-def diagnose(run: Run, config: DoctorConfig | None = None, series: RunSeries | None = None) -> Diagnosis:
+
+def diagnose(
+    run: Run,
+    config: DoctorConfig | None = None,
+    series: RunSeries | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Diagnosis:
     """Run every check on ``run`` (or on an already computed ``series``, which the report shares). When a check
     finds a file unreadable, every check runs again without it (``Run.left_out``): the checks before had read it,
-    and a step would hold a finding and be missing at once."""
+    and a step would hold a finding and be missing at once. ``progress`` is called with each of ``STAGES`` as it
+    begins."""
     cfg = config or DoctorConfig()
     while True:
         left = run.left_out()
         s = series or RunSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
-        result = _diagnose(s, cfg)
+        result = _diagnose(s, cfg, progress or (lambda stage: None))
         if run.left_out() == left:
             return result
         series = None
 
 
-def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
+def _diagnose(s: RunSeries, cfg: DoctorConfig, stage: Callable[[str], None]) -> Diagnosis:
     findings: list[Finding] = []
+    stage(STAGES[0])
     if s.per_role.height == 0:
         s.notes.append("no samples in this run: only data problems are checked")
         return Diagnosis(_data_findings(s), s.notes, s.split, s.scope_notes)
@@ -67,7 +79,9 @@ def _diagnose(s: RunSeries, cfg: DoctorConfig) -> Diagnosis:
             s.notes.append(
                 "no prompt groups (no group_id, no prompt): zero_advantage judged on each step's rewards as a whole"
             )
+        stage(STAGES[1])
         findings += text_findings(s, cfg)
+    stage(STAGES[2])
     # After the checks, so that a problem found while reading (a text column that could not be read, a file
     # gone since it was listed) is said too.
     findings += _data_findings(s)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +12,7 @@ import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
+from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stderr_console, use_storage_options
 from .options import Format, Layout, NoCache, Split, Thresholds, ThresholdsFile
 from .output import print_out
 from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
@@ -92,7 +95,8 @@ def doctor_command(
         run = open_run(path, layout=layout, storage_options=options)
         if cfg.split:
             check_filters(run, Filters(splits=(cfg.split,)))
-        result = diagnose(run, cfg)
+        with _stages() as stage:
+            result = diagnose(run, cfg, progress=stage)
         if fmt == DoctorFormat.json:
             emit_json(
                 {"findings": [f.as_dict() for f in result.findings], "notes": result.all_notes, "split": result.split}
@@ -100,6 +104,27 @@ def doctor_command(
         else:
             print_out(render_findings(run.name, result, fail_on.value))
     raise typer.Exit(EXIT_PROBLEMS if _fails(result.findings, fail_on) else EXIT_OK)
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str], None]]:
+    """What doctor is checking, with a spinner and the time taken, on stderr at a terminal (the texts of a large
+    run take minutes); gone when done. A pipe or a log gets nothing."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..analysis.doctor import STAGES
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]doctor[/]"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task(f"checking {STAGES[0]}", total=None)
+        yield lambda stage: progress.update(task, description=f"checking {stage}")
 
 
 def _fails(findings: list[Any], fail_on: FailOn) -> bool:
