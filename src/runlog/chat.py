@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 MESSAGE_KEYS = ("role", "name", "content", "reasoning", "tool_calls", "tool_call_id")
@@ -79,6 +80,9 @@ def content_and_reasoning(content: Any) -> tuple[str | None, str | None]:
 
 # Content parts whose text is the model's reasoning, and the keys that may hold it (first found).
 _REASONING_PARTS = frozenset({"thinking", "reasoning", "reasoning_text"})
+# The marks a redacted (encrypted) reasoning part leaves in the reasoning, one a line: runlog's words, not the
+# model's (``texts.reasoning_written`` leaves them out of the reasoning it counts or puts back in think tags).
+REDACTED_MARKS = ("[redacted_thinking]", *sorted(f"[{p} (redacted)]" for p in _REASONING_PARTS))
 _REASONING_KEYS = ("thinking", "reasoning", "text", "summary", "content")
 
 
@@ -127,13 +131,17 @@ def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, st
             elif ptype in _REASONING_PARTS or ptype == "redacted_thinking":
                 if ptype != "redacted_thinking" and part.get("redacted") is not True:
                     continue  # an empty thought: nothing to show
-                marker = "[redacted_thinking]" if ptype == "redacted_thinking" else f"[{ptype} (redacted)]"
+                marker = REDACTED_MARKS[0] if ptype == "redacted_thinking" else f"[{ptype} (redacted)]"
                 if not keep_reasoning_inline:
                     # Said where the reasoning is, not in the text: a marker at the head of the answer was read by
                     # the format specs (an answer-only spec failed a message whose own text passes it).
                     reasoning.append(marker)
                     continue
                 piece, kind = marker, "marker"
+            elif ptype in _TOOL_PARTS:
+                # A tool call or result where no reader takes it as one (``_anthropic_parts``): kept whole, as
+                # JSON, since its name, id and input are conversation, not a payload a marker may stand for.
+                piece, kind = compact_json(part), "marker"
             elif isinstance(text, str):
                 piece, kind = text, ("output_text" if ptype == "output_text" else "text")
             elif isinstance(part.get("refusal"), str):
@@ -219,18 +227,39 @@ def tool_call(tc: Any) -> dict[str, str | None]:
     # A Responses ``function_call`` item has both: ``id`` is the item's (fc_...), ``call_id`` the one its
     # ``function_call_output`` answers; chat tool calls have ``id`` only.
     call_id = _opt_str(tc.get("call_id") if tc.get("call_id") is not None else tc.get("id"))
+    # The call's own fields, then those written beside ``function`` (``{function: {name}, arguments}``): a
+    # field the nested object lacks is read where it was written rather than dropped.
+    outer = {} if fn is tc else {k: v for k, v in tc.items() if k not in ("function", "custom")}
     name = _opt_str(fn.get("name"))
-    given = next((k for k in _ARGUMENT_KEYS if k in fn), None)
-    arguments = _arguments(fn[given]) if given is not None else None
+    named_by = "name"
+    if name is None and fn is not tc:
+        name = _opt_str(outer.get("name"))
+    elif name is None and isinstance(tc.get("function"), str) and tc["function"]:
+        # inspect_ai's ``ToolCall`` names the function in ``function`` itself: {id, function: "search", arguments}
+        name, named_by = tc["function"], "function"
+    given = next(((s, k) for s in (fn, outer) for k in _ARGUMENT_KEYS if s.get(k) is not None), None)
+    arguments = _arguments(given[0][given[1]]) if given is not None else None
     if arguments is None:
-        # Arguments under a key not read here (a shape of another API): kept as JSON, never dropped; a call in
-        # which nothing was read at all is kept whole.
-        rest = {k: v for k, v in fn.items() if k not in _CALL_BOOKKEEPING and k not in ("name", given)}
+        # Arguments under a key not read here (a shape of another API): never dropped. One such key holding
+        # JSON text or a list is the arguments as written (``{"name": "python", "kwargs": "{\"code\": ..."}``),
+        # checked as they are (cut-short JSON fails, as it would under ``arguments``); named fields written
+        # inline (``{"name": "search", "query": "cats"}``) are the arguments as an object. A call in which
+        # nothing was read at all is kept whole.
+        rest = {k: v for k, v in {**outer, **fn}.items() if k not in _CALL_BOOKKEEPING and k not in ("name", named_by)}
+        held = [v for v in rest.values() if _unread(v)]
         if name is None and _unread(tc):
             arguments = compact_json(tc)
-        elif _unread(rest):
+        elif len(held) == 1 and _written_arguments(held[0]):
+            arguments = _arguments(held[0])
+        elif held:
             arguments = compact_json(rest)
     return {"id": call_id, "name": name, "arguments": arguments}
+
+
+def _written_arguments(v: Any) -> bool:
+    """Whether a value under a key not known is a whole argument list rather than one named field: JSON text
+    (an object or a list, whole or cut short) or a list."""
+    return isinstance(v, (list, tuple)) or (isinstance(v, str) and v.lstrip()[:1] in ("{", "["))
 
 
 # Where a tool call's arguments are, first found: OpenAI chat and Responses, custom tools and Anthropic's
@@ -369,10 +398,11 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     content: the content when there is none, else after it on a line of its own (as a refusal content part
     is); ``reasoning_content`` / ``reasoning`` become ``reasoning`` (both, one per line, when a message has two
     different ones; vLLM sends the same text in both); the legacy ``function_call`` field becomes one tool
-    call. A ``tool`` message without ``tool_call_id`` (verifiers writes none) is paired with the next
-    unanswered call of the preceding assistant message, in order, and its ``name`` is filled from the call
-    it answers. ShareGPT turns
-    (``{"from": "gpt", "value": ...}``) are read as the chat messages they stand for (``_from_sharegpt``).
+    call. A ``tool`` message names its call with ``tool_call_id`` (or ``call_id``, as Responses items do);
+    one without either (verifiers writes none) is paired with the next unanswered call of the preceding
+    assistant message, in order, and its ``name`` is filled from the call it answers. ShareGPT turns
+    (``{"from": "gpt", "value": ...}``) and Anthropic messages with ``tool_use`` / ``tool_result`` parts
+    (``_anthropic_parts``) are read as the chat messages they stand for.
     """
     if messages is None:
         return []
@@ -385,12 +415,10 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # call id -> function name
     unanswered: list[dict[str, str | None]] = []  # calls of the last assistant message not yet answered
-    for m in messages:
+    for m, uses in _expanded(messages):
         if not isinstance(m, dict):
             out.append(message("unknown", m if isinstance(m, str) else compact_json(m)))
             continue
-        if is_sharegpt(m):
-            m = _from_sharegpt(m)
         reasoning = _reasoning_field(m.get("reasoning_content"))
         other = _reasoning_field(m.get("reasoning"))
         if reasoning is None or (other and other != reasoning):
@@ -404,9 +432,13 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         legacy = m.get("function_call")
         if legacy is not None:
             calls = (calls or []) + [tool_call(legacy)]
+        if uses:
+            calls = (calls or []) + [tool_call(u) for u in uses]
         role = _role(m.get("role"))
         name = _opt_str(m.get("name"))
         call_id = _opt_str(m.get("tool_call_id"))
+        if call_id is None and role == "tool":
+            call_id = _opt_str(m.get("call_id"))  # the Responses name for it, met in chat-shaped tool messages
         if calls:
             unanswered = list(calls)
             names.update({c["id"]: c["name"] for c in calls if c["id"] is not None and c["name"] is not None})
@@ -434,6 +466,82 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def _expanded(messages: Any) -> Iterator[tuple[Any, list[Any]]]:
+    """The messages as chat messages, each with the Anthropic ``tool_use`` parts that are its tool calls
+    (``_anthropic_parts``); ShareGPT turns as the chat messages they stand for."""
+    for m in messages:
+        if is_sharegpt(m):
+            m = _from_sharegpt(m)
+        if isinstance(m, dict):
+            yield from _anthropic_parts(m)
+        else:
+            yield m, []
+
+
+def _part_type(part: Any) -> Any:
+    return part.get("type") if isinstance(part, dict) else None
+
+
+def _anthropic_parts(m: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]]:
+    """An Anthropic Messages API message as the chat messages it stands for. ``tool_use`` parts (``{id, name,
+    input}``) are the message's tool calls and its other parts its content; each ``tool_result`` part
+    (``{tool_use_id, content, is_error}``) is a ``tool`` message of its own, where it was written, and the
+    parts around it stay messages of the role they came in (the text after a user's results is a user
+    message after them). The message's other fields go with its first part that is not a result; when every
+    part is one, its reasoning, refusal or calls are a message of their own after the results (a speaker's
+    ``name`` alone is not: results are the tools' words, not the speaker's). A message without such parts is
+    returned as it is."""
+    content = m.get("content")
+    parts = [content] if isinstance(content, dict) else content
+    if not isinstance(parts, (list, tuple)) or not any(_part_type(p) in _TOOL_PARTS for p in parts):
+        return [(m, [])]
+    out: list[tuple[dict[str, Any], list[Any]]] = []
+    fields_given = False
+    seg: list[Any] = []
+    uses: list[Any] = []
+
+    def close() -> None:
+        nonlocal fields_given, seg, uses
+        if not seg and not uses:
+            return
+        head = {"role": m.get("role"), "name": m.get("name")} if fields_given else m
+        out.append(({**head, "content": seg or None}, uses))
+        fields_given, seg, uses = True, [], []
+
+    for part in parts:
+        kind = _part_type(part)
+        if kind == "tool_use":
+            uses.append(part)
+        elif kind == "tool_result":
+            close()
+            # A tool message holding result parts keeps its own id (where the part has none) and name.
+            result = {**(m if m.get("role") == "tool" else {}), "role": "tool", "content": _result(part)}
+            if part.get("tool_use_id") is not None:
+                result["tool_call_id"] = part["tool_use_id"]
+            out.append((result, []))
+        else:
+            seg.append(part)
+    close()
+    if not fields_given and _unread([m.get(k) for k in _MESSAGE_FIELDS]):
+        out.append(({**m, "content": None}, []))
+    return out
+
+
+_TOOL_PARTS = frozenset({"tool_use", "tool_result"})
+# What a message says besides its content and its speaker's name (read by ``from_openai_chat``).
+_MESSAGE_FIELDS = ("reasoning_content", "reasoning", "refusal", "tool_calls", "function_call")
+
+
+def _result(part: dict[str, Any]) -> str | None:
+    """A ``tool_result`` part's text (its ``content`` a string or a list of text and image parts); a result
+    marked ``is_error`` says so on a first line of its own, as the canonical message has no field for it
+    (``error (is_error)``, read as an error where results are shown)."""
+    text = content_text(part.get("content"))
+    if part.get("is_error") is not True:
+        return text
+    return "error (is_error)" if not text else f"error (is_error)\n{text}"
 
 
 def _reasoning_field(value: Any) -> str | None:
@@ -492,8 +600,10 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
     call_names: dict[str, str] = {}
     for it in items:
         if isinstance(it, dict) and it.get("type") in ("function_call", "custom_tool_call"):
-            cid, name = it.get("call_id"), it.get("name")
-            if isinstance(cid, str) and isinstance(name, str):
+            # Registered by the id the call is written with (its ``call_id``, else its ``id``), which its output
+            # names as its ``call_id``.
+            cid, name = _opt_str(it.get("call_id") if it.get("call_id") is not None else it.get("id")), it.get("name")
+            if cid is not None and isinstance(name, str):
                 call_names[cid] = name
 
     out: list[dict[str, Any]] = []
