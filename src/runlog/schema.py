@@ -164,6 +164,11 @@ def _polars_types() -> dict[str, Any]:
             "completion": pl.String(),
             "trajectory": pl.String(),
             "messages": messages,
+            # How many leading ``messages`` are the prompt (the request as sent: system, few-shot examples, the
+            # question), the rest being what the rollout generated; null where a layout cannot tell (the texts
+            # are then read from every turn). The text metrics read the policy's turns and tool calls from the
+            # generated ones only: a few-shot assistant turn of the prompt is not the policy's.
+            "prompt_turns": pl.Int32(),
         },
         "ROLE_COLUMNS": {
             "step": pl.Int64(),

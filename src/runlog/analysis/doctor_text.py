@@ -16,7 +16,7 @@ from .changepoint import find_shift, robust_noise
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
-from .texts import series_format_note, series_text_note
+from .texts import drift_reasoning, series_format_note, series_text_note
 
 
 @dataclass(frozen=True)
@@ -68,17 +68,23 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
         drift = find_shift(y, direction="down", min_delta=cfg.format_drop, **kw)
         if drift is not None and drift.before >= cfg.format_min:
             onset = steps[drift.onset]
-            out.append(
-                Finding(
-                    "format_drift",
-                    "warning",
-                    f"format adherence ({cfg.format_spec}) fell from {percent(drift.before)} to {percent(drift.after)} "
-                    f"from step {onset} on",
-                    None,
-                    onset,
-                    {"spec": cfg.format_spec, "before": drift.before, "after": drift.after, "z": drift.z},
-                )
+            evidence: dict[str, Any] = {
+                "spec": cfg.format_spec,
+                "before": drift.before,
+                "after": drift.after,
+                "z": drift.z,
+            }
+            message = (
+                f"format adherence ({cfg.format_spec}) fell from {percent(drift.before)} to {percent(drift.after)} "
+                f"from step {onset} on"
             )
+            # The think tags gone from the content because the reasoning moved to the turns' field from the onset
+            # on (the whole split's note misses it: the steps before have their tags): said in the finding.
+            moved = drift_reasoning(s, onset)
+            if moved is not None:
+                message += f"; {moved[0]}"
+                evidence["reasoning_field"] = moved[1]
+            out.append(Finding("format_drift", "warning", message, None, onset, evidence))
             degradations.append(
                 Degradation(
                     f"format adherence fell {percent(drift.before)} -> {percent(drift.after)}",

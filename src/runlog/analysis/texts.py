@@ -11,8 +11,9 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   reasoning, is the empty text); with ``role`` among the keys, each role's own last turn (one text per sample
   and role). Where a sample has no messages (null or empty), its ``completion``; a sample with messages but no
   such turn has no text.
-- ``assistant``: every assistant turn of the sample, all speakers, joined by a newline (per speaker with
-  ``role`` among the keys); ``completion`` only where the sample has no messages, as ``auto``.
+- ``assistant``: every assistant turn of the sample with content, all speakers, joined by a newline (per speaker
+  with ``role`` among the keys), passing over tool calls without words as ``auto`` does; ``completion`` only
+  where the sample has no messages, as ``auto``.
 - ``auto+reasoning``: the ``auto`` text with its turn's ``reasoning`` field put back in front of the content as
   ``<think>REASONING</think>`` (no ``</think>`` where the turn has no content: cut off while reasoning), as the
   model wrote it before a server's reasoning parser cut it at the tags; a text that has a ``<think>`` of its own,
@@ -25,9 +26,11 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
 - ``messages``: every message, one text each (role = its speaker), for message-level specs.
 
 Think tags only mean reasoning in assistant turns: the ``auto``, ``assistant`` and ``role:`` texts never
-include a system prompt or a user message. Only the text column(s) and the key columns are read (lazy
-projection). Prompt groups are found as ``summarize`` finds them: ``group_id``, else identical prompt text
-within a step.
+include a system prompt or a user message. Where a layout tells where the generation starts (``prompt_turns``:
+verifiers, NeMo Gym), those texts and the tool calls checked are read from the generated turns only: an
+assistant turn of the prompt (a few-shot example) is not the policy's. Only the text column(s) and the key
+columns are read (lazy projection). Prompt groups are found as ``summarize`` finds them: ``group_id``, else
+identical prompt text within a step.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._lazy import pl
+from ..chat import REDACTED_MARKS
 from ..errors import UsageError
 from ..metrics import diversity as D
 from ..metrics import format as F
 from ..run import Run
 from .aggregate import group_key_expr
-from .filters import Filters, apply_filters
+from .filters import Filters, StepRange, apply_filters
 from .summarize import check_keys
 from .views import run_splits
 
@@ -134,8 +138,9 @@ def _turn_texts(
     flags: bool = False,
 ) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker`` set)
-    or every assistant turn with content joined by a newline (neither set), with ``completion`` where a sample
-    has no messages (null or empty; not with ``speaker``). ``speaker``: only that speaker's turns; ``policy``:
+    or every assistant turn with content joined by a newline (neither set; a tool call without words passed over
+    as in the last-turn case), with ``completion`` where a sample has no messages (null or empty; not with
+    ``speaker``). ``speaker``: only that speaker's turns; ``policy``:
     only the policy's turns, the policy being the named assistant speaker that speaks first in most samples (and
     turns without a speaker). The last turn is the final one, its content even empty (a generation cut off while
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
@@ -144,7 +149,8 @@ def _turn_texts(
     whose ``role`` field is that speaker rather than a chat role (``{"role": "agent_0"}``). ``reasoning``: a
     ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts).
     ``flags``: ``__unread`` (from ``base``) and ``__bare`` (no messages, and no ``completion`` where that is read
-    in their place) too, for ``_texts_counted``."""
+    in their place) too, for ``_texts_counted``. Where ``prompt_turns`` is known, only the turns after the prompt
+    are read (``_generated``)."""
     messages = pl.col("messages")
     rows = lf.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
@@ -152,10 +158,12 @@ def _turn_texts(
         messages,
         (messages.list.len().fill_null(0) == 0).alias("__no_messages"),
         "completion",
+        "prompt_turns",
     ).cache()
     turns = (
-        rows.select("__row", "messages")
-        .explode("messages")
+        rows.select("__row", "messages", "prompt_turns")
+        .with_columns(pl.int_ranges(0, messages.list.len()).alias("__index"))  # the message's place in its sample
+        .explode("messages", "__index")
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("__turn"))  # run order, for the speakers
         .unnest("messages")
     )
@@ -168,13 +176,19 @@ def _turn_texts(
         # A speaker written in the role field (``{"role": "agent_0"}``) is that speaker's turn; a chat role of the
         # prompt or a tool result never is (``role:user`` reads no user message).
         model |= (pl.col("role") == speaker) & ~pl.col("role").str.to_lowercase().is_in(NOT_MODEL_ROLES)
+    # Only the turns the rollout generated: an assistant turn of the prompt (a few-shot example) was not written
+    # by the policy, and is neither its text nor where its speaker is found.
+    model &= _generated(pl.col("__index"))
     # The last turn: a speaker's final word, even empty (a generation cut off while reasoning is the empty text,
     # which fails a format, never an earlier turn's); a turn that is a tool call without words leads up to the
     # answer and is passed over. Every turn joined: the turns with words.
     # Words: a character that is not white space (a tool call's content is often "\n\n", as the hermes and
     # Qwen tool parsers leave it: no words, passed over as an empty one is).
     words = content.str.contains(F.NON_SPACE_CLASS).fill_null(False)
-    keep = model & (words | pl.col("tool_calls").list.len().fill_null(0).eq(0)) if last else model & said
+    # The same turns passed over whether the last turn is read or every turn joined: a tool call without words.
+    keep = model & (words | pl.col("tool_calls").list.len().fill_null(0).eq(0))
+    if not last:
+        keep &= said
     if speaker is not None:
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
     elif policy and not per_role:
@@ -227,6 +241,13 @@ def _turn_texts(
     )
 
 
+def _generated(index: pl.Expr) -> pl.Expr:
+    """Whether the message at ``index`` (its place in its sample's ``messages``) is one the rollout generated:
+    past the sample's ``prompt_turns`` (the prompt as sent, few-shot examples included), or any message where a
+    layout cannot tell (null: every turn is read, as written). Null for a null ``index`` (no message)."""
+    return index >= pl.col("prompt_turns").fill_null(0)
+
+
 def _flag_columns(bare: pl.Expr, flags: bool) -> list[pl.Expr]:
     """``__unread`` (put in the frame by ``_texts_lazy``'s ``base``) and ``bare`` as ``__bare``, with ``flags``."""
     return [pl.col("__unread"), bare.alias("__bare")] if flags else []
@@ -263,13 +284,16 @@ def _texts_lazy(
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
     if calls:
+        # The calls the rollout made: a call in a few-shot example of the prompt is not the policy's.
         if text.startswith("role:"):
-            return _message_texts(lf, base, text.split(":", 1)[1], reasoning=reasoning, flags=flags)
+            return _message_texts(
+                lf, base, text.split(":", 1)[1], reasoning=reasoning, flags=flags, generated_only=True
+            )
         if text not in TEXT_SOURCES:
             raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
         # A sample without messages: its completion (or with --text trajectory its transcript as written).
         fallback = "trajectory" if text == "trajectory" else "completion"
-        return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning, flags=flags)
+        return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning, flags=flags, generated_only=True)
     if text in ("auto", "auto+reasoning", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
         speaker = text.split(":", 1)[1] if text.startswith("role:") else None
         policy = text in ("auto", "auto+reasoning", "answer")
@@ -311,11 +335,21 @@ def _texts_lazy(
     return lf
 
 
+def reasoning_written(reasoning: pl.Expr) -> pl.Expr:
+    """A ``reasoning`` field without the lines that are runlog's marks of encrypted reasoning
+    (``REDACTED_MARKS``): the reasoning the model wrote, empty where all of it is encrypted (no text to count
+    tokens of, or to put back in think tags)."""
+    lines = reasoning.str.split("\n").list.eval(pl.element().filter(~pl.element().is_in(list(REDACTED_MARKS))))
+    return lines.list.join("\n")
+
+
 def _with_reasoning(text: pl.Expr, reasoning: pl.Expr) -> pl.Expr:
     """``--text auto+reasoning``: the turn's ``reasoning`` put back in front of its content as the model wrote it
     (``<think>REASONING</think>CONTENT``: vLLM's reasoning parsers cut the generation at the tags and keep both
     parts as written); without content (cut off while reasoning: the parser saw no ``</think>``) no close tag.
-    A text with a ``<think>`` of its own, or without reasoning, is left as it is."""
+    A text with a ``<think>`` of its own, or without reasoning, is left as it is; an encrypted reasoning
+    (runlog's ``[redacted_thinking]`` mark, ``reasoning_written``) is none: it has no words to put back."""
+    reasoning = reasoning_written(reasoning)
     back = text.is_not_null() & reasoning.is_not_null() & (reasoning != "")
     back &= ~text.str.contains("<think>", literal=True)
     closed = pl.concat_str([pl.lit("<think>"), reasoning, pl.lit("</think>"), text])
@@ -336,14 +370,18 @@ def _message_texts(
     fallback: str | None = None,
     reasoning: bool = False,
     flags: bool = False,
+    generated_only: bool = False,
 ) -> pl.LazyFrame:
     """One row per message with content or tool calls, in run order: ``role`` the speaker (``wanted``: that
     speaker's messages only), ``turn`` the message index, ``tool_calls`` and ``message_role`` (the message's
     own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
     or empty) gives one row with that text instead, so that it is still counted. ``reasoning``: the message's
     ``reasoning`` field too. ``flags``: a sample with no messages and no ``fallback`` text keeps one row (its
-    text and role null), flagged ``__bare``, beside ``__unread``."""
+    text and role null), flagged ``__bare``, beside ``__unread``. ``generated_only`` (tool calls): only the
+    messages after the prompt, where the sample's ``prompt_turns`` tells (``_generated``)."""
     cols = ["messages", fallback] if fallback else ["messages"]
+    if generated_only:
+        cols.append("prompt_turns")
     messages = pl.col("messages")
     # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none: an empty list
     # is made null, so that a sample without messages keeps one row, in its place (its ``turn`` null).
@@ -368,6 +406,8 @@ def _message_texts(
     # fallback text counts as it is (an empty completion is the model's answer).
     has_text = text.is_not_null() & ((pl.col("content").cast(pl.String) != "") | pl.col("turn").is_null())
     kept = has_text | pl.col("tool_calls").is_not_null()
+    if generated_only:
+        kept &= pl.col("turn").is_null() | _generated(pl.col("turn"))  # (a sample's fallback row has no turn)
     return msgs.filter(kept | bare if flags else kept).select(
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         who.cast(pl.String).alias("role"),
@@ -719,8 +759,46 @@ def reasoning_note(
     texts not read from turns. ``command``: the command to suggest (doctor, plot and report have no ``--text``),
     else ``--text auto+reasoning``. ``measured``: the spec's ``format_frame`` or ``format_per_sample`` of these
     texts, when at hand: where more than ``THINK_FEW`` of them pass, they have think tags, and the texts are not
-    read again."""
+    read again. The fix is offered only where it reads the same texts (``auto``: ``auto+reasoning`` is the same
+    turn with its reasoning); for the other texts the note says what ``auto+reasoning`` would read instead."""
+    counts = reasoning_counts(run, spec, text=text, filters=filters, measured=measured)
+    if counts is None:
+        return None
+    n, tagged, held = counts
     named = spec if isinstance(spec, str) else spec.name  # as given: a custom spec's file
+    name = F.get_spec(spec).name if isinstance(spec, str) else spec.name
+    said = (
+        f"{name} looks for <think> tags: {tagged:,} of {n:,} texts have one, while {held:,} of them hold their "
+        "reasoning in the turn's `reasoning` field instead (a server's reasoning parser, such as vLLM's "
+        "--reasoning-parser, moves it out of the content): the adherence and think_tokens_mean measured are the "
+        "content's alone. "
+    )
+    if text != "auto":
+        # No text kind puts the reasoning back into these texts: auto+reasoning reads another turn (the policy's
+        # last), which would measure other texts than the ones asked for.
+        return said + (
+            f"No --text puts it back into the texts of --text {text}: --text auto+reasoning does so only for the "
+            "policy's last turn (the --text auto text), not for the texts read here; a spec without think tags "
+            "checks the content as it is"
+        )
+    fix = f"{command} --spec {named} --text auto+reasoning" if command else "--text auto+reasoning"
+    return said + (
+        f"{fix} puts the reasoning back before the content as <think>…</think>; a spec without think tags checks "
+        "the content as it is"
+    )
+
+
+def reasoning_counts(
+    run: Run,
+    spec: str | F.Spec,
+    *,
+    text: str = "auto",
+    filters: Filters | None = None,
+    measured: pl.DataFrame | None = None,
+) -> tuple[int, int, int] | None:
+    """``(texts, with a <think> tag, with reasoning in the field)`` where ``reasoning_note`` is due (see there),
+    else None. Reasoning that is all encrypted (runlog's ``[redacted_thinking]`` mark) has no words: not
+    counted as reasoning held in the field."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if not spec.think or spec.needs_messages or not (text in TURN_TEXTS or text.startswith("role:")):
         return None
@@ -733,17 +811,11 @@ def reasoning_note(
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     n = frame.height
     tagged = int(frame.select(pl.col("text").str.contains("(?i)<think>").sum()).item() or 0)
-    held = int(frame.select(pl.col("reasoning").str.contains(F.NON_SPACE_CLASS).fill_null(False).sum()).item() or 0)
+    words = reasoning_written(pl.col("reasoning")).str.contains(F.NON_SPACE_CLASS).fill_null(False)
+    held = int(frame.select(words.sum()).item() or 0)
     if not n or tagged > THINK_FEW * n or held <= THINK_FEW * n:
         return None
-    fix = f"{command} --spec {named} --text auto+reasoning" if command else "--text auto+reasoning"
-    return (
-        f"{spec.name} looks for <think> tags: {tagged:,} of {n:,} texts have one, while {held:,} of them hold their "
-        "reasoning in the turn's `reasoning` field instead (a server's reasoning parser, such as vLLM's "
-        "--reasoning-parser, moves it out of the content): the adherence and think_tokens_mean measured are the "
-        f"content's alone. {fix} puts the reasoning back before the content as <think>…</think>; a spec without "
-        "think tags checks the content as it is"
-    )
+    return n, tagged, held
 
 
 def passed_share(measured: pl.DataFrame) -> float:
@@ -769,7 +841,14 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
     chat = pl.col("role").cast(pl.String).str.to_lowercase()
 
     def build() -> list[pl.LazyFrame]:
-        turns = lf.select("messages").filter(pl.col("messages").list.len() > 0).explode("messages").unnest("messages")
+        turns = (
+            lf.select("messages", "prompt_turns")
+            .filter(pl.col("messages").list.len() > 0)
+            .with_columns(pl.int_ranges(0, pl.col("messages").list.len()).alias("__index"))
+            .explode("messages", "__index")
+            .filter(_generated(pl.col("__index")))  # the turns the texts are read from
+            .unnest("messages")
+        )
         return [
             lf.select(
                 (pl.col("messages").list.len().fill_null(0) > 0).sum().alias("with"),
@@ -851,6 +930,29 @@ def series_format_note(s: RunSeries) -> str | None:
     run = getattr(s, "text_run", s.run)
     command = "runlog metrics format RUN"
     return _said_once(s, reasoning_note(run, s.format_spec, filters=s.filters, command=command, measured=fmt))
+
+
+def drift_reasoning(s: RunSeries, onset: int) -> tuple[str, dict[str, int]] | None:
+    """For a format drift the doctor found from step ``onset`` on (``format_spec`` over ``auto``): whether, over
+    the steps from the onset on, the texts lost their think tags because the reasoning moved to the turns'
+    ``reasoning`` field (``reasoning_counts``, as ``series_format_note`` checks the whole split): the message
+    shape changed (a reasoning parser turned on, the logger writing thinking parts), which the model's format may
+    not have. Returns the words for the finding, with the command that reads the reasoning back, and the counts
+    for its evidence; None when that is not why."""
+    fmt = s.format
+    run = getattr(s, "text_run", s.run)
+    after = Filters(splits=s.filters.splits, steps=StepRange(onset, None), roles=s.filters.roles)
+    measured = fmt.filter(pl.col("step") >= onset) if fmt is not None else None
+    counts = reasoning_counts(run, s.format_spec, filters=after, measured=measured)
+    if counts is None:
+        return None
+    n, tagged, held = counts
+    words = (
+        f"from then on {tagged:,} of {n:,} texts have a <think> tag and {held:,} hold their reasoning in the turn's "
+        "`reasoning` field: the message shape changed (a reasoning parser, thinking parts), maybe not the format "
+        f"(runlog metrics format RUN --spec {s.format_spec} --text auto+reasoning --by step puts it back)"
+    )
+    return words, {"from_step": onset, "texts": n, "think_tagged": tagged, "reasoning_in_field": held}
 
 
 def _said_once(s: RunSeries, note: str | None) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import chat
+from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
 
@@ -36,6 +37,15 @@ def _json_kind(v: Any) -> str:
 def _shown(v: Any) -> str:
     text = chat.compact_json(v)
     return text if len(text) <= 40 else text[:40] + "..."
+
+
+def with_prompt_turns(frame: pl.DataFrame, state: dict[str, Any]) -> pl.DataFrame:
+    """``frame`` with ``prompt_turns``, how many leading ``messages`` of each row are the prompt, from the counts
+    ``map_record`` put in ``state`` (one per mapped row, in order: appended last, once the row is mapped)."""
+    counts: list[int | None] = state.get("prompt_turns", [])
+    if len(counts) != frame.height:  # never expected: unknown (every turn read), rather than misplaced
+        counts = [None] * frame.height
+    return frame.with_columns(pl.Series("prompt_turns", counts, dtype=pl.Int32))
 
 
 @register
@@ -71,6 +81,11 @@ class NemoGym(JsonlSamples):
     def file_meta(self, info: FileInfo) -> None:
         info.split = "train"
         info.step = 0
+
+    def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        """``prompt_turns``: how many leading messages of each row are the request (its ``instructions`` and
+        ``input`` items), the rest being the response's ``output``."""
+        return with_prompt_turns(frame, state)
 
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
@@ -118,7 +133,7 @@ class NemoGym(JsonlSamples):
             "request settings (tools, sampling parameters) and response ids/status are not mapped",
         )
         error = response.get("error")
-        return {
+        row = {
             "step": 0,
             "split": "train",
             "sample_id": sample_id,
@@ -131,3 +146,7 @@ class NemoGym(JsonlSamples):
             "messages": prompt_msgs + output_msgs,
             "extra": self.extra(rec, state, skip=skip, also=also),
         }
+        # Where the response starts in ``messages``: an assistant example in the request ``input`` is not the
+        # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
+        state.setdefault("prompt_turns", []).append(len(prompt_msgs))
+        return row

@@ -18,6 +18,7 @@ from .. import schema as S
 from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
+from .nemo_gym import with_prompt_turns
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
 # ``ctx.cache`` key: {file path: its prompts, in the order of its ``prompt-N`` groups} (``Verifiers.finish``).
@@ -211,6 +212,9 @@ class Verifiers(JsonlSamples):
         # (A row without a prompt holds its place in the ``prompt-N`` numbering, under no group: see ``finish``.)
         prompt_key = f"{_NO_PROMPT_SLOT}{info.path}:{line}" if raw_prompt is None else chat.compact_json(raw_prompt)
         state.setdefault("prompts", []).append((group_id, prompt_key))
+        # Where the generation starts in ``messages``: a few-shot assistant turn of the prompt is not the
+        # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
+        state.setdefault("prompt_turns", []).append(len(prompt_msgs))
         return row
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
@@ -220,8 +224,9 @@ class Verifiers(JsonlSamples):
         the files of a run by ``scan_samples``, so that one group never holds two prompts). A row without a
         prompt tells nothing about its ``id``'s prompts and joins no prompt group; it keeps its place in the
         numbering (a number no group has), so that the prompts seen after it keep the numbers they have when
-        it has its prompt."""
+        it has its prompt. ``prompt_turns``: how many leading messages of each row are its ``prompt``."""
         self._say_odd_components(state, info, ctx)
+        frame = with_prompt_turns(frame, state)
         pairs: list[tuple[str | None, str]] = state.get("prompts", [])
         seen: dict[str, set[str]] = {}
         for group, prompt in pairs:

@@ -29,7 +29,9 @@ _TOKEN = re.compile(
     r"|(?P<name>(?:role|component):[^\s<>=!]+|[A-Za-z_][\w./-]*))"
 )
 # Columns that are keys or bookkeeping, not values one filters on.
-_NOT_VALUES = frozenset({"schema_version"})
+# Numbers that are bookkeeping, not a measure of the sample (``prompt_turns``: where the generation starts in its
+# messages, read with the texts).
+_NOT_VALUES = frozenset({"schema_version", "prompt_turns"})
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,13 @@ def operand_expr(name: str, schema: dict[str, pl.DataType], roles: Sequence[str]
         return component(arg)
     numeric = numeric_columns(schema)
     if name not in numeric:
-        why = "is text" if name in TEXT_COLUMNS else "is not a numeric column of this run"
+        why = (
+            "is text"
+            if name in TEXT_COLUMNS
+            else "is bookkeeping, not a value of the sample"
+            if name in _NOT_VALUES
+            else "is not a numeric column of this run"
+        )
         raise UsageError(f"--where: {name!r} {why}; use one of {', '.join(numeric)}, role:NAME or component:NAME")
     return pl.col(name).cast(pl.Float64)
 
