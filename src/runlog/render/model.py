@@ -333,6 +333,18 @@ def split_think(text: str) -> list[tuple[str, bool]]:
 
 
 MODEL_ROLES = frozenset({"assistant", "model", "agent"})
+# What the model is given rather than what it says: the prompt's messages and tool output. With runlog's own
+# kinds of turn whose speaker is not known (a JSON value of unknown shape, a transcript not split into turns).
+INPUT_ROLES = frozenset({"system", "developer", "user", "human", "tool", "function", "ipython"})
+UNKNOWN_ROLES = frozenset({"data", "transcript", "unknown"})
+
+
+def is_model_turn(turn: Turn) -> bool:
+    """Whether the model said ``turn``: a model role (``MODEL_ROLES``), or a role that names a speaker
+    (``<|solver|>``, ``<|judge|>`` in a transcript: a multi-agent run's speakers, whose turns are the model's),
+    that is any role but the input's (``INPUT_ROLES``) and runlog's unknown kinds (``UNKNOWN_ROLES``)."""
+    role = turn.role.lower()
+    return role in MODEL_ROLES or (turn.result is None and role not in INPUT_ROLES | UNKNOWN_ROLES)
 
 
 def turn_segments(turn: Turn, content: str | None = None) -> list[tuple[str, bool]]:
@@ -413,26 +425,37 @@ def cut_labels(conv: Conversation, limit: int = LABEL_CHARS) -> Conversation:
 
 
 def result_names(turns: list[Turn]) -> dict[int, str]:
-    """Tool results that do not name their tool, named from the call they answer: the call with their
-    ``call_id``, else the oldest call not answered yet. ``{turn index: tool name}``."""
+    """Tool results that do not name their tool, named from the call they answer. ``{turn index: tool name}``.
+
+    The pairing is ``chat.from_openai_chat``'s, so that a conversation read from a chat file and one read from
+    canonical messages name their results alike: the calls a result can answer are those of the last turn that
+    made calls, while only tool results have followed it (any other turn leaves them unanswered for good); a
+    result with a ``call_id`` answers the call with that id (named from any call of the conversation with it),
+    one without answers the first of them not answered yet. A result the rule pairs with no call stays
+    unnamed: a call the conversation had left (the model asked again, the user changed the task) is not what
+    it answers."""
     by_id: dict[str, str] = {}
-    pending: list[ToolCall] = []
+    open_calls: list[ToolCall] = []
     out: dict[int, str] = {}
     for i, t in enumerate(turns):
-        for c in t.tool_calls:
-            if c.id is not None and c.name:
-                by_id[c.id] = c.name
-            pending.append(c)
         r = t.result
-        if r is None:
+        if t.tool_calls:
+            open_calls = list(t.tool_calls)
+            by_id.update({c.id: c.name for c in t.tool_calls if c.id is not None and c.name})
             continue
-        call = next((c for c in pending if r.call_id is not None and c.id == r.call_id), None)
-        if call is None and r.call_id is None and pending:
-            call = pending[0]
+        if r is None:
+            open_calls = []
+            continue
+        if r.call_id is not None:
+            call = next((c for c in open_calls if c.id == r.call_id), None)
+        else:
+            call = open_calls[0] if open_calls else None
         if call is not None:
-            pending.remove(call)
+            open_calls.remove(call)
         if not r.name:
-            name = by_id.get(r.call_id) if r.call_id is not None else (call.name if call else None)
+            name = (call.name if call is not None else None) or (
+                by_id.get(r.call_id) if r.call_id is not None else None
+            )
             if name:
                 out[i] = name
     return out

@@ -116,7 +116,7 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
     body: list[RenderableType] = []
     reasoning = shown_reasoning(turn)
     if reasoning and show_think:
-        body.append(Text("reasoning: ", style="dim bold") + Text(safe(reasoning), style="dim italic"))
+        body.append(ReasoningView(safe(reasoning)))
     if turn.content:
         body.append(content_text(turn, show_think))
     for call in turn.tool_calls:
@@ -138,6 +138,32 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
         subtitle_align="right",
         border_style=border,
     )
+
+
+@dataclass
+class ReasoningView:
+    """A turn's reasoning, ``reasoning: TEXT`` when it is one line at the width given, else in a box of its
+    own titled ``reasoning``: in plain text (``-o FILE``, a pipe) only the dim style told wrapped or multi-line
+    reasoning from the answer under it, and the box's border marks every line of it and where it ends."""
+
+    text: str  # already ``safe``
+
+    def renderable(self, width: int) -> RenderableType:
+        line = Text("reasoning: ", style="dim bold") + Text(self.text, style="dim italic")
+        if "\n" not in self.text and "\t" not in self.text and line.cell_len <= width:
+            return line
+        return Panel(
+            Text(self.text, style="dim italic"),
+            title=Text("reasoning", style="dim bold"),
+            title_align="left",
+            border_style="dim",
+        )
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.renderable(options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable(options.max_width))
 
 
 def content_text(turn: Turn, show_think: bool = True) -> Text:

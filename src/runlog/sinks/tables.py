@@ -106,12 +106,13 @@ def table_row(
     row: dict[str, Any], pick: str, components: Sequence[str], roles: Sequence[str], max_chars: int
 ) -> tuple[list[Any], int]:
     """One table row from a ``Run.samples`` row, built from the render model (the same conversation that
-    ``render-trajectory`` shows) as plain text; returns the row and how many cells were cut."""
-    from ..render.model import truncate
-    from ..render.safe import safe
+    ``render-trajectory`` shows, ``model.prepared``: its tool results named as there) as plain text; returns the
+    row and how many cells were cut."""
+    from ..render.model import prepared, truncate
+    from ..render.safe import one_line, safe
     from ..render.sample import conversation_from_row
 
-    conv = conversation_from_row(row)
+    conv = prepared(conversation_from_row(row))
     reward = conv.reward
     comps = dict(reward.components) if reward else {}
     role_rewards = {r.role: r.reward for r in reward.roles} if reward else {}
@@ -131,7 +132,7 @@ def table_row(
     step = row.get("step")
     out: list[Any] = [
         int(step if step is not None else -1),
-        str(row.get("sample_id") or ""),
+        one_line(str(row.get("sample_id") or "")),  # a label: escapes as the column names, newlines too
         pick,
         texts["input"],
         texts["prompt"],
@@ -196,36 +197,48 @@ def _row_nbytes(row: Sequence[Any]) -> int:
 
 
 def plain_turns(turns: Sequence[Turn]) -> str:
-    """A conversation as plain text: one block per turn, ``[role · speaker]`` then its text, tool calls
-    and tool results. Control and invisible characters are shown as escapes (``render.safe``)."""
+    """A conversation as plain text: one block per turn, ``[role · speaker]`` then its text, tool calls and
+    tool results. Give it the turns of ``model.prepared``, whose tool results are named as ``render-trajectory``
+    names them. Each reasoning line is marked ``(reasoning)``: the text has no other way to say where the
+    reasoning ends and the answer begins. Calls and results carry their call ids (``-> tool call search
+    [call_A]: {...}``, ``[tool · search] [call_A]``), so two results of one tool answered out of order are told
+    apart. Control and invisible characters are shown as escapes (``render.safe``), and newlines in a label."""
+    from ..chat import compact_json
     from ..render.model import pretty_arguments, shown_reasoning
-    from ..render.safe import safe
+    from ..render.safe import one_line, safe
 
     blocks = []
     for t in turns:
-        speaker = t.speaker or (t.result.name if t.result else None)
-        head = f"[{t.role}" + (f" · {speaker}" if speaker else "") + "]"
-        if t.result is not None and t.result.is_error:
+        result = t.result
+        speaker = (result.name or t.speaker) if result is not None else t.speaker
+        head = f"[{one_line(t.role)}" + (f" · {one_line(speaker)}" if speaker else "") + "]"
+        if result is not None and result.call_id is not None:
+            head += f" [{one_line(result.call_id)}]"
+        if result is not None and result.is_error:
             head += " (error)"
         lines = [head]
         reasoning = shown_reasoning(t)
         if reasoning:
-            lines.append(f"(reasoning) {reasoning}")
+            lines += [f"(reasoning) {line}".rstrip(" ") for line in safe(reasoning).split("\n")]
         if t.content:
             lines.append(t.content)
         for c in t.tool_calls:
             ok, args = pretty_arguments(c)
-            lines.append(f"-> tool call {c.name or '(unnamed tool)'}: {args if ok else (c.arguments or '')}")
-        if t.result is not None:
-            lines.append(t.result.content or "")
+            ident = f" [{one_line(c.id)}]" if c.id is not None else ""
+            lines.append(f"-> tool call {one_line(c.name or '(unnamed tool)')}{ident}: {args}")
+            if not ok and c.arguments:
+                lines.append("(arguments are not valid JSON)")
+        if result is not None:
+            lines.append(result.content or "")
         if t.data is not None:
-            lines.append(f"(data) {t.data!r}")
+            lines.append(f"(data) {compact_json(t.data)}")
         blocks.append("\n".join(lines))
     return safe("\n\n".join(blocks))
 
 
 def reward_text(conv: Conversation) -> str:
-    """``total 0.3 | correctness 0 | format 1 | solver 0.3 (kl 0.039) | ...``."""
+    """``total 0.3 | correctness 0 | format 1 | solver 0.3 (kl 0.039) | ...``: each figure as ``render-trajectory``
+    writes it (``model.shown``: exact, 0.99999 is not 1), NaN as ``NaN``."""
     from ..render.safe import safe
 
     r = conv.reward
@@ -238,10 +251,14 @@ def reward_text(conv: Conversation) -> str:
 
 
 def _prompt_turns(turns: Sequence[Turn]) -> list[Turn]:
-    """The turns before the model's first answer: the system and user messages it was given."""
+    """The turns before the model's first answer: the system and user messages it was given. The first turn
+    the model said (``model.is_model_turn``: an assistant, or a speaker's role such as ``solver``) ends them, and
+    so does a turn of unknown shape (a transcript not split into turns holds the answers too)."""
+    from ..render.model import UNKNOWN_ROLES, is_model_turn
+
     out = []
     for t in turns:
-        if t.role == "assistant":
+        if is_model_turn(t) or t.role.lower() in UNKNOWN_ROLES:
             break
         out.append(t)
     return out
@@ -263,6 +280,13 @@ def _num(v: Any) -> float | None:
 
 
 def _fmt(v: float | None) -> str:
+    """A figure as the terminal writes it (``render.terminal.fmt``), in plain text."""
+    from ..render.model import shown
+
     if v is None:
         return "null"
-    return f"{v:.4g}"
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return shown(v)
