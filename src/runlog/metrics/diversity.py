@@ -116,6 +116,12 @@ def compression_sizes(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, th
     return sizes
 
 
+# Texts measured in one pass of the n-gram engine at most: past it, the sets are measured in slices of whole
+# sets (each set's figures are its own texts'), so that memory stays bounded (the engine's arrays take about
+# 3 KB a text of 500 characters: the per-role texts of a million-sample run would take 10 GB at once).
+CHUNK_TEXTS = 200_000
+
+
 def diversity_by_set(
     texts: pl.Series,
     set_of_text: np.ndarray,
@@ -126,8 +132,35 @@ def diversity_by_set(
 ) -> pl.DataFrame:
     """Every diversity metric for ``n_sets`` sets at once; row s describes the texts with
     ``set_of_text == s``. Metrics that are undefined for a set (no n-grams, a set of one text for
-    Self-BLEU, no text at all) are null."""
+    Self-BLEU, no text at all) are null. More than ``CHUNK_TEXTS`` texts are measured in slices of whole sets
+    (``_sliced``)."""
     set_of_text = np.asarray(set_of_text, dtype=np.int64)
+    if len(set_of_text) > CHUNK_TEXTS:
+        return _sliced(texts, set_of_text, n_sets, compression, threads)
+    return _by_set(texts, set_of_text, n_sets, compression, threads)
+
+
+def _sliced(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, compression: bool, threads: int) -> pl.DataFrame:
+    """``_by_set`` over runs of consecutive set numbers holding at most ``CHUNK_TEXTS`` texts (a set larger than
+    that alone), each set's texts in their order: the same figures, within rounding (a set's sums may add its
+    n-grams in another order)."""
+    sizes = np.bincount(set_of_text, minlength=n_sets)
+    order = np.argsort(set_of_text, kind="stable")  # the texts of each set together, in their order
+    ends = np.cumsum(sizes)
+    parts = []
+    first = 0
+    while first < n_sets:
+        last = int(np.searchsorted(ends, ends[first] - sizes[first] + CHUNK_TEXTS, side="right"))
+        last = max(last, first + 1)  # a set larger than a slice is a slice of its own
+        lo, hi = int(ends[first] - sizes[first]), int(ends[last - 1])
+        rows = order[lo:hi]
+        part = _by_set(texts.gather(rows), set_of_text[rows] - first, last - first, compression, threads)
+        parts.append(part.with_columns(pl.col("s") + first))
+        first = last
+    return pl.concat(parts)
+
+
+def _by_set(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, compression: bool, threads: int) -> pl.DataFrame:
     tokens = tokenize(texts)
     stats = ngram_stats(tokens, set_of_text, n_sets, max_n=4, clipped=True, rep_n=4)
     lengths = tokens.lengths
