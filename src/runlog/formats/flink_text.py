@@ -132,11 +132,22 @@ def _arrow_type() -> Any:
     )
 
 
+def _memo_budget() -> int:
+    """An eighth of the machine's memory, at most 4 GB (400 MB where it cannot be told)."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 400_000_000
+    return int(min(4_000_000_000, memory // 8))
+
+
 # Conversations kept parsed for a run's later questions (doctor and report ask for the texts four ways: 100 us a
 # sample in Python each time), as the Arrow arrays they are returned in: at most this many bytes of them (a
-# parsed conversation takes about the bytes of its JSON and transcript: ~140,000 samples of the benchmarks'
-# Flink run).
-MEMO_BYTES = 400_000_000
+# parsed conversation takes about the bytes of its JSON and transcript, 3 KB a sample of the benchmarks' Flink
+# run: 3 GB, an eighth of a 24 GB machine, keeps its million samples).
+MEMO_BYTES = _memo_budget()
 
 
 class _Fallbacks:
