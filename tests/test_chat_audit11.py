@@ -132,38 +132,33 @@ def test_a_turn_of_tool_use_only_is_passed_over_by_diversity(tmp_path: Path, cli
 
 
 # -- 2. arguments under a key not known ----------------------------------------------------------------------
-def test_one_unknown_key_of_json_text_or_a_list_is_the_arguments_as_written() -> None:
-    cut = {"id": "c1", "type": "function", "name": "python", "kwargs": '{"code": "print(1)"'}
-    listed = {"id": "c2", "type": "function", "name": "shell", "argv": ["ls", "-la"]}
-    inline = {"id": "c3", "type": "function", "name": "search", "query": "cats", "lang": "en"}
-    one_field = {"id": "c4", "type": "function", "name": "search", "query": "cats"}
-    assert chat.tool_call(cut)["arguments"] == cut["kwargs"]
-    assert json.loads(chat.tool_call(listed)["arguments"]) == listed["argv"]
-    assert json.loads(chat.tool_call(inline)["arguments"]) == {"query": "cats", "lang": "en"}
-    assert json.loads(chat.tool_call(one_field)["arguments"]) == {"query": "cats"}  # a named field, wrapped
-
-
-def test_tool_call_json_fails_cut_json_and_lists_under_unknown_keys(tmp_path: Path, cli) -> None:
-    calls = [
+def test_keys_not_known_are_kept_as_an_object_with_their_names() -> None:
+    """Arguments under keys not read here keep their names, whatever their values look like: a flat call's one
+    parameter holding a list or text that starts with a bracket is a named field, not the whole arguments (a
+    review found ``{"name": "sum", "numbers": [1, 2, 3]}`` stored as ``[1, 2, 3]``, the name lost)."""
+    cases = [
         {"id": "c1", "type": "function", "name": "python", "kwargs": '{"code": "print(1)"'},
-        {"id": "c2", "type": "function", "name": "shell", "argv": ["ls", "-la"]},
+        {"id": "c2", "type": "function", "name": "sum", "numbers": [1, 2, 3]},
+        {"id": "c3", "type": "function", "name": "python", "code": "[x * x for x in range(3)]"},
+        {"id": "c4", "type": "function", "name": "search", "query": "cats", "lang": "en"},
+    ]
+    for call in cases:
+        fields = {k: v for k, v in call.items() if k not in ("id", "type", "name")}
+        assert json.loads(chat.tool_call(call)["arguments"]) == fields
+
+
+def test_tool_call_json_scores_calls_with_named_fields_as_objects(tmp_path: Path, cli) -> None:
+    calls = [
+        {"id": "c2", "type": "function", "name": "sum", "numbers": [1, 2, 3]},
         {"id": "c3", "type": "function", "function": {"name": "python", "arguments": '{"code": "print(1)"'}},
     ]
     msgs = [PROMPT, {"role": "assistant", "content": None, "tool_calls": calls}]
     with RunWriter(tmp_path / "run", durable=False) as w:
         w.log_samples(0, [{"reward": 1.0, "sample_id": "s", "messages": msgs}])
-
-    def is_object(text: Any) -> bool:
-        try:
-            return isinstance(json.loads(text), dict)
-        except ValueError:
-            return False
-
-    written = [c.get("kwargs", c.get("argv", c.get("function", {}).get("arguments"))) for c in calls]
-    good = sum(1 for a in written if isinstance(a, str) and is_object(a))
     res = cli("metrics", "format", tmp_path / "run", "--spec", "tool-call-json", "--per-sample", "--format", "json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)[0]["score"] == good / len(calls)  # 0.0 (was 0.667)
+    # The named fields are an object; the cut-short JSON under ``arguments`` is not.
+    assert json.loads(res.stdout)[0]["score"] == 1 / 2
 
 
 # -- 3. Responses function_call with an id only ---------------------------------------------------------------

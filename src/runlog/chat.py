@@ -240,26 +240,17 @@ def tool_call(tc: Any) -> dict[str, str | None]:
     given = next(((s, k) for s in (fn, outer) for k in _ARGUMENT_KEYS if s.get(k) is not None), None)
     arguments = _arguments(given[0][given[1]]) if given is not None else None
     if arguments is None:
-        # Arguments under a key not read here (a shape of another API): never dropped. One such key holding
-        # JSON text or a list is the arguments as written (``{"name": "python", "kwargs": "{\"code\": ..."}``),
-        # checked as they are (cut-short JSON fails, as it would under ``arguments``); named fields written
-        # inline (``{"name": "search", "query": "cats"}``) are the arguments as an object. A call in which
-        # nothing was read at all is kept whole.
+        # Arguments under a key not read here (a shape of another API): never dropped, kept as one JSON object of
+        # those keys, their names with them (``{"name": "search", "query": "cats"}``; ``{"name": "sum",
+        # "numbers": [1, 2]}``). A value there is not checked as JSON text itself: a key of its own may hold text
+        # that starts with a bracket (``{"code": "[x for x in y]"}``). A call in which nothing was read at all
+        # is kept whole.
         rest = {k: v for k, v in {**outer, **fn}.items() if k not in _CALL_BOOKKEEPING and k not in ("name", named_by)}
-        held = [v for v in rest.values() if _unread(v)]
         if name is None and _unread(tc):
             arguments = compact_json(tc)
-        elif len(held) == 1 and _written_arguments(held[0]):
-            arguments = _arguments(held[0])
-        elif held:
+        elif _unread(rest):
             arguments = compact_json(rest)
     return {"id": call_id, "name": name, "arguments": arguments}
-
-
-def _written_arguments(v: Any) -> bool:
-    """Whether a value under a key not known is a whole argument list rather than one named field: JSON text
-    (an object or a list, whole or cut short) or a list."""
-    return isinstance(v, (list, tuple)) or (isinstance(v, str) and v.lstrip()[:1] in ("{", "["))
 
 
 # Where a tool call's arguments are, first found: OpenAI chat and Responses, custom tools and Anthropic's
