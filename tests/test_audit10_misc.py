@@ -333,6 +333,11 @@ def test_a_process_behind_whose_writer_is_open_is_not_called_killed(tmp_path, cl
         assert r.exit_code == 0, r.output
         assert "killed?" not in r.output
         assert "writer: process 1 still writing (its writer is open); closed by process 0" in r.output
+        # doctor says it in the same words (it said 'still writing, or killed')
+        d = cli("doctor", run, "--format", "json")
+        found = json.loads(d.stdout)["findings"]
+        said = [f["message"] for f in found if f["evidence"].get("problem_kind") == "writer_not_closed"]
+        assert said and all("still writing (its writer is open)" in m for m in said), said
     finally:
         w1.close()
     # Killed (no lock held): the warning stands.

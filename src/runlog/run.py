@@ -547,7 +547,7 @@ def open_run(
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
     claimed: list[tuple[str, Placement]] = []
-    live: dict[int, bool] = {}  # process -> whether its writer holds its lock now (``_in_flight``)
+    live: dict[int, bool] = {}  # process -> whether its writer holds its lock now (``in_flight``)
     for abspath, rel, size, path_str, stamp in paths:
         cand = Candidate(root, abspath, size, rel, path_str, stamp)
         if cand.name in IGNORED_NAMES:
@@ -555,7 +555,7 @@ def open_run(
         if cand.name.startswith(".") or cand.suffix in TEMP_SUFFIXES:
             if (state := STATE_RE.match(cand.name)) is not None and "/" not in cand.rel:
                 ctx.state_files[int(state.group(1))] = (cand.rel, cand.abspath, cand.stamp)
-            elif (cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES)) and not _in_flight(
+            elif (cand.suffix in TEMP_SUFFIXES or cand.name.endswith(TEMP_SUFFIXES)) and not in_flight(
                 root, cand.rel, live
             ):
                 ctx.warn(cand.rel, "leftover temporary file (a writer was interrupted?); ignored")
@@ -706,7 +706,7 @@ _WRITER_TEMP = re.compile(
 )
 
 
-def _in_flight(root: Any, rel: str, live: dict[int, bool]) -> bool:
+def in_flight(root: Any, rel: str, live: dict[int, bool]) -> bool:
     """Whether the temporary file ``rel`` of a local run is one that runlog's writer of a process is writing now:
     that writer holds its lock (``writer.lock.held_now``; asked once per process, ``live``), so the file is in
     flight, renamed into place or removed by it, not an interrupted writer's leftover. Never on an object store

@@ -607,7 +607,9 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
                 finding("writer_not_closed", "warning", state.stopped_message(p, where), path, process=p, behind=where)
             )
         else:
-            message = f"process {p} has not closed its writer yet (process {names} did): still writing, or killed"
+            # A writer that holds its lock is open: still writing, as inspect and watch say it.
+            how = "still writing (its writer is open)" if p in state.alive else "still writing, or killed"
+            message = f"process {p} has not closed its writer yet (process {names} did): {how}"
             out.append(finding("writer_not_closed", "info", message, None, process=p, behind=where or None))
     return out
 

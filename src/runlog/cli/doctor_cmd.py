@@ -72,7 +72,8 @@ def doctor_command(
 
     Exit codes: 0 no finding of severity --fail-on (default warning) or worse; 1 such findings (with
     --follow: the first one, the run deleted, or the run could not be listed when --idle-exit or --timeout
-    came); 2 usage error; 130 interrupted.
+    came); 2 usage error; 130 interrupted (Ctrl-C); with --follow, 143 and 129 stopped by SIGTERM and SIGHUP
+    (after an "end" line, as Ctrl-C).
 
     Examples:
 
@@ -147,10 +148,15 @@ def _follow(
     timeout: float | None,
     settle: float | None,
 ) -> int:
-    """``--follow``: findings as they appear (``watch.follow_findings``); the exit code."""
+    """``--follow``: findings as they appear (``watch.follow_findings``); the exit code. SIGTERM and SIGHUP
+    (``timeout 600 runlog doctor RUN --follow`` in CI, a service stopped) end it as Ctrl-C does, with the
+    ``end`` line (``interrupted``) and exit 128 + the signal's number, as in ``watch``
+    (``watch_cmd.remember_signals``); they used to kill it, with no last line."""
+    import signal
+
     from ..listing import refuse_glob
     from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
-    from .watch_cmd import check_exists, emit_events, end_line
+    from .watch_cmd import check_exists, emit_events, end_line, leave, remember_signals, stopped
 
     as_json = fmt == DoctorFormat.json
     refuse_glob(path, options)  # a quoted 'runs/*' is said as a glob, not as a path that does not exist
@@ -167,20 +173,39 @@ def _follow(
         doctor=doctor,
         settle=settle,
     )
+    interrupted, previous = remember_signals()
+    said_end = False
+    code = EXIT_OK
     try:
-        for event in follow_findings(watcher, None if fail_on == FailOn.never else fail_on.value):
-            if event.kind == "end":
-                # ``unreachable``: no listing of the run succeeded (no credentials): an error, not a healthy run
-                end_line(as_json, event.data["reason"], event.data.get("message"))
-                return EXIT_PROBLEMS if event.data["reason"] in ("failing", "unreachable") else EXIT_OK
-            emit_events([event], as_json)
-    except RunGoneError as exc:
-        end_line(as_json, "deleted", str(exc))
-        return EXIT_PROBLEMS
-    except KeyboardInterrupt:
-        end_line(as_json, "interrupted", None)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+        try:
+            bar = None if fail_on == FailOn.never else fail_on.value
+            for event in follow_findings(watcher, bar, stop=lambda: stopped(interrupted)):
+                if event.kind == "end":
+                    # ``unreachable``: no listing of the run succeeded (no credentials): an error, not a healthy run
+                    said_end = True
+                    end_line(as_json, event.data["reason"], event.data.get("message"))
+                    code = EXIT_PROBLEMS if event.data["reason"] in ("failing", "unreachable") else EXIT_OK
+                    break
+                emit_events([event], as_json)
+        except RunGoneError as exc:
+            said_end = True
+            end_line(as_json, "deleted", str(exc))
+            code = EXIT_PROBLEMS
+        except KeyboardInterrupt:
+            said_end = True
+            end_line(as_json, "interrupted", None)
+            code = EXIT_INTERRUPTED
+    except BaseException:
+        # After a stop signal, whatever ends the command is the interrupt (an error a library made of it, a panic
+        # inside polars): said as one (``watch_command``).
+        if not interrupted[0]:
+            raise
+        if not said_end:
+            end_line(as_json, "interrupted", None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return leave(code, interrupted)
 
 
 def render_findings(name: str, result: Any, fail_on: str = "warning") -> Group:

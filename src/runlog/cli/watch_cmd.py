@@ -100,7 +100,7 @@ def watch_command(
     # the signal) must not make the watch end as if the run had failed (exit 1 once in CI, for 130). SIGTERM
     # and SIGHUP (``timeout``, a stopped tmux pane or service) end it the same way, so that the terminal is
     # restored (echo, line mode, cursor) as after Ctrl-C, with exit 128 + the signal's number.
-    interrupted, previous = _remember_signals()
+    interrupted, previous = remember_signals()
     try:
         code, busy = EXIT_OK, False
         with handle_errors():
@@ -155,6 +155,13 @@ def watch_command(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    raise typer.Exit(leave(code, interrupted, busy))
+
+
+def leave(code: int, interrupted: list[int], busy: bool = False) -> int:
+    """The exit code once following stopped: ``code``, or after a stop signal (``remember_signals``' record) 130
+    for Ctrl-C and 128 + the signal's number for the others. After a signal, or with a check still running
+    (``busy``), the process ends here when it is runlog's own (``OWNS_PROCESS``)."""
     if interrupted[0]:
         code = EXIT_INTERRUPTED if interrupted[0] == signal.SIGINT else 128 + interrupted[0]
     if (busy or interrupted[0]) and OWNS_PROCESS[0]:
@@ -168,7 +175,7 @@ def watch_command(
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
-    raise typer.Exit(code)
+    return code
 
 
 class Terminated(KeyboardInterrupt):
@@ -178,7 +185,7 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
-def _remember_signals() -> tuple[list[int], dict[int, Any]]:
+def remember_signals() -> tuple[list[int], dict[int, Any]]:
     """Install handlers of SIGINT, SIGTERM and SIGHUP that record the signal's number, then raise
     ``KeyboardInterrupt`` as Python's own SIGINT handler does (``Terminated`` for the others), so that every
     ``finally`` runs: the terminal's mode and cursor are restored. Returns the record (0: none yet) and the
@@ -223,22 +230,25 @@ def check_exists(path: str) -> None:
 # -- off a terminal: lines ------------------------------------------------------------------------------
 def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] | None = None) -> str:
     """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too). Returns
-    why it ended (``Watcher.ended``)."""
+    why it ended (``Watcher.ended``). What a poll found is printed before the last checks of the end run
+    (``Watcher.final_events``: doctor's last check takes a while on a large run)."""
     first = True
     while True:
         stopped(stop)
         events, delay = watcher.poll()
         if first:
-            # The steps written before the command started: only the latest is shown.
+            # The steps written before the command started: only the latest is shown, and the others are not
+            # (a step of them a resumed writer writes again is a new step, and never "removed").
             steps = [e for e in events if e.kind == "step"]
+            watcher.live.unshown(e.data["step"] for e in steps[:-1])
             ended = [e for e in events if e.kind == "ended"]  # said after the steps, as when it comes later
             events = [e for e in events if e.kind not in ("step", "ended")] + steps[-1:] + ended
             # A first read that failed (a file rewritten while read) is done again at the next poll: its steps
             # are still the ones written before the command started.
             first = watcher.live.retrying and not steps
         why = watcher.ended()
-        events += watcher.final_events(why)
         emit_events(events, as_json)
+        emit_events(watcher.final_events(why), as_json)
         if why == "unreachable":
             end_line(as_json, why, watcher.unreachable_message())
             return why
@@ -340,7 +350,7 @@ def _keys() -> Iterator[Callable[[float], str]]:
 
 
 def stopped(stop: list[int] | None) -> None:
-    """Raise ``KeyboardInterrupt`` if a stop signal came (``_remember_signals``' record) but the interrupt its
+    """Raise ``KeyboardInterrupt`` if a stop signal came (``remember_signals``' record) but the interrupt its
     handler raised was swallowed on the way: a handler runs between any two bytecodes, and one raised inside a
     ``__del__``, a weakref callback or a library's ``except BaseException`` never reaches the loop (the watch
     went on after Ctrl-C once in CI, and the handler raises only once)."""

@@ -9,7 +9,9 @@
 ``Watcher`` ties them together: each ``poll`` lists the run once, updates the state and returns what
 changed as events, and when to poll next; ``ended`` says whether ``--idle-exit`` or ``--timeout`` is due, and
 whether the run ends ``unreachable`` (never listed, or not listed since the idle window began: an error, not a
-run seen idle).
+run seen idle). Idle is what a listing saw: the run is idle once a listing begun ``idle_exit`` seconds or more
+after the last change found none, never because time passed while something else ran (``doctor --follow`` runs
+its check in the foreground, for longer than ``--idle-exit`` on a large run: the run was written meanwhile).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Watcher:
         self.last_change = self.started
         self.failures = 0  # listings failed in a row
         self.last_listed: float | None = None  # when a listing last succeeded
+        self.quiet_since: float | None = None  # when the last successful listing began (it saw what was there then)
         self.last_error: str | None = None  # why the last listing failed
         self.remote = remote  # an object store: a prefix with no object yet is waited for
         self.seen = False  # some file of the run was listed
@@ -79,6 +82,7 @@ class Watcher:
     def poll(self) -> tuple[list[Event], float]:
         """List the run once and bring everything up to date: (events, seconds to wait before the next poll).
         ``RunGoneError`` when the run folder (or every file of it) was deleted."""
+        began = self.clock()
         try:
             data, temp = self.lister()
         except RunNotFoundError as exc:
@@ -99,9 +103,13 @@ class Watcher:
         self.failures, self.last_listed = 0, self.clock()
         self.seen = self.seen or bool(data)
         events = self.live.update(data, temp)
+        self.quiet_since = began
         if self.live.changed:
-            self.last_change = self.clock()
-            if self.doctor is not None:
+            # The change is dated by the listing that found it (it was made before that listing began).
+            self.last_change = began
+            # A run with no data file yet (a writer's state file only) has nothing for doctor to read: its check
+            # would only say "no files found". The first data file makes it due.
+            if self.doctor is not None and self.live.files:
                 self.doctor.changed()
         if self.doctor is not None:
             events += self.doctor.poll()
@@ -110,14 +118,18 @@ class Watcher:
     def ended(self) -> str | None:
         """Why following should stop now (``finished``: every process that wrote the run closed its writer and
         every file was read; ``idle`` or ``timeout``; ``unreachable`` when that comes while the listings fail and
-        none succeeded at all, or within the last ``idle_exit`` seconds), or None."""
+        none succeeded at all, or within the last ``idle_exit`` seconds), or None. ``idle``: the last listing, begun
+        ``idle_exit`` seconds or more after the last change, found none; time that passed since that listing (a
+        check in the foreground) is not idle time: the next listing tells (``until_end`` asks for it at once)."""
         now = self.clock()
         why = None
         if self.live.finished and not self.failures:
             return "finished"
+        # While the listings fail nothing is seen: the time passed counts, and the end is ``unreachable`` (below).
+        quiet = now if self.failures or self.quiet_since is None else self.quiet_since
         if self.timeout is not None and now - self.started >= self.timeout:
             why = "timeout"
-        elif self.idle_exit is not None and now - self.last_change >= self.idle_exit:
+        elif self.idle_exit is not None and quiet - self.last_change >= self.idle_exit:
             why = "idle"
         if (
             why is not None
@@ -202,31 +214,41 @@ def watcher_for(
 
 
 def follow_findings(
-    watcher: Watcher, fail_on: str | None, sleep: Callable[[float], None] = time.sleep
+    watcher: Watcher,
+    fail_on: str | None,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], None] | None = None,
 ) -> Iterator[Event]:
     """``runlog doctor --follow``: the findings of a run as they appear (``doctor``'s checks, and the live
     problems as ``doctor`` words them: ``findings.issue_finding``), and notes; it ends with an ``end`` event
     whose ``reason`` is ``failing`` as soon as a finding of severity ``fail_on`` or worse appears (None:
     never), else ``idle`` or ``timeout`` once the watcher's limits are reached (after a last check), or
-    ``unreachable`` (with a ``message``) when the run could not be listed (``Watcher.ended``)."""
-    from .findings import issue_finding, severity_rank
-    from .live import Issue
+    ``unreachable`` (with a ``message``) when the run could not be listed (``Watcher.ended``). What a poll found
+    is given before the last check runs (it may take a while on a large run). ``stop``: called before each
+    poll, to raise when a stop signal came whose interrupt was swallowed on the way (``watch_cmd.stopped``)."""
+    from .findings import severity_rank
 
     doctor = watcher.doctor
     if doctor is None:
         raise ValueError("follow_findings needs a Watcher with a DoctorWatch")
     bar = severity_rank(fail_on) if fail_on is not None else None
+
+    def failing(out: list[Event]) -> bool:
+        return bar is not None and any(e.kind == "finding" and severity_rank(e.data["severity"]) >= bar for e in out)
+
     while True:
+        if stop is not None:
+            stop()
         events, delay = watcher.poll()
         why = watcher.ended()
-        events += watcher.final_events(why)
-        out = [e for e in events if e.kind in ("note", "finding", "ended")]
-        for e in events:
-            if e.kind == "problem":
-                issue = Issue(**{k: e.data[k] for k in ("kind", "path", "message", "onset_step", "severity")})
-                out += doctor.report([issue_finding(issue)])
+        out = _as_findings(doctor, events)
         yield from out
-        if bar is not None and any(e.kind == "finding" and severity_rank(e.data["severity"]) >= bar for e in out):
+        if failing(out):
+            yield Event("end", {"reason": "failing"})
+            return
+        out = _as_findings(doctor, watcher.final_events(why))
+        yield from out
+        if failing(out):
             yield Event("end", {"reason": "failing"})
             return
         if why == "unreachable":
@@ -237,3 +259,17 @@ def follow_findings(
             return
         until = watcher.until_end()
         sleep(delay if until is None else min(delay, until + 0.01))
+
+
+def _as_findings(doctor: DoctorWatch, events: list[Event]) -> list[Event]:
+    """What ``doctor --follow`` says of ``events``: notes, findings and ``ended``, and each live problem as the
+    finding ``doctor`` makes of it (reported once, as doctor's own)."""
+    from .findings import issue_finding
+    from .live import Issue
+
+    out = [e for e in events if e.kind in ("note", "finding", "ended")]
+    for e in events:
+        if e.kind == "problem":
+            issue = Issue(**{k: e.data[k] for k in ("kind", "path", "message", "onset_step", "severity")})
+            out += doctor.report([issue_finding(issue)])
+    return out

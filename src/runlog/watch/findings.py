@@ -9,6 +9,9 @@ Data problems (unreadable files, gaps) are left to ``runlog.watch.live``, which 
 written to settle before calling it a problem; ``diagnose`` would report it at once. What only reading the data
 finds (a page that does not decode) is reported from here, under the same rule: once the file has stayed bad,
 the same version, for ``settle`` seconds (a file rewritten in place reads as corrupt while it is rewritten).
+So is a closed writer whose files here end before what it wrote (``writer_incomplete``): a copy that brought
+the state files first is still bringing the rest; it counts once the run has not changed for ``settle`` seconds
+while it holds (a copy stopped, files deleted), or at once when the run finished.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ if TYPE_CHECKING:
 
 DATA_KINDS = frozenset({"data_problem", "step_gaps"})
 COUNTED_KINDS = frozenset({"nan_rewards"})  # reported again (``update: true``) when their ``nan`` count changes
+# ``data_problem`` findings of the writers' state files that a copy in progress makes, and its end unmakes:
+# they count once they have held, the run unchanged, for ``settle`` seconds (``DoctorWatch._held``).
+COPY_KINDS = frozenset({"writer_incomplete"})
 
 
 def severity_rank(severity: str) -> int:
@@ -95,10 +101,14 @@ class DoctorWatch:
         self.settle = settle
         self._bad: dict[str, tuple[tuple | None, float]] = {}
         self._settle_all = False
+        # When the run last changed (``changed``), and since when each ``COPY_KINDS`` finding has been found.
+        self._changed_at = clock()
+        self._held_since: dict[tuple[str, str | None, str | None], float] = {}
 
     def changed(self) -> None:
         """The run changed: a check is due (once the throttle allows)."""
         self._dirty = True
+        self._changed_at = self.clock()
 
     def poll(self) -> list[Event]:
         """Collect a finished background check; start (or, in the foreground, run) a check when one is due."""
@@ -122,6 +132,7 @@ class DoctorWatch:
         self._settle_all = settle_all
         if self._dirty:
             self._dirty = False
+            self._last_start = self.clock()
             events += self._finish(self._check())
         return events
 
@@ -191,10 +202,33 @@ class DoctorWatch:
         if error is not None:
             self._dirty = True
             return [Event("note", {"message": f"doctor: {error}; retrying"})]
-        self.findings = [f for f in findings if f.kind not in DATA_KINDS or "path" in f.evidence]
+        self.findings = self._held([f for f in findings if f.kind not in DATA_KINDS or "path" in f.evidence])
         self.notes = notes
         self.checked_at = time.time()
         return self.report(self.findings)
+
+    def _held(self, findings: list[Finding]) -> list[Finding]:
+        """``findings`` less those of ``COPY_KINDS`` that have not yet held for ``settle`` seconds since they were
+        first found and since the run last changed (files still arriving: a copy that brought the state files
+        first); one still waiting makes another check due. At once with ``settle`` None, or once the run
+        finished (``final(settle_all=True)``). Timed from when the check began (what it read was the run then:
+        a check of a large run takes longer than ``settle``, while files went on arriving)."""
+        now = self._last_start if self._last_start > -float("inf") else self.clock()
+        since: dict[tuple[str, str | None, str | None], float] = {}
+        out = []
+        for f in findings:
+            if f.evidence.get("problem_kind") not in COPY_KINDS:
+                out.append(f)
+                continue
+            since[f.key] = self._held_since.get(f.key, now)
+            said = self._seen.get(f.key, -1) >= severity_rank(f.severity)  # reported: it stays on the screen
+            held = now - max(since[f.key], self._changed_at)
+            if said or self.settle is None or self._settle_all or held >= self.settle:
+                out.append(f)
+            else:
+                self._dirty = True
+        self._held_since = since
+        return out
 
     def report(self, findings: list[Finding]) -> list[Event]:
         """``finding`` events for the findings not reported yet, or reported at a lower severity; and, with

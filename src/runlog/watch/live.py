@@ -14,12 +14,14 @@ and for a temporary file left behind (a writer killed mid-step).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
@@ -28,7 +30,7 @@ from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
 from ..errors import DataError, RunlogError, UsageError
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
-from ..run import Run, read_failures
+from ..run import Run, in_flight, read_failures
 from .poll import Listing, Version, diff, is_state_file
 
 if TYPE_CHECKING:
@@ -159,6 +161,8 @@ class LiveRun:
         self.name: str = os.path.basename(str(path).rstrip("/")) or str(path)
         self.role_order: list[str] = []
         self._primed = False  # some file of the run has been read
+        # ``--split`` was checked against the splits of the run's sample files (there were some to check it by).
+        self._split_checked = split is None
         self.polls = 0
         self.last_change: float | None = None
         self.changed = False  # the last update's listing differed from the one before
@@ -171,6 +175,7 @@ class LiveRun:
         # Writer state files (``runlog.ends``): their listed versions, what they say, and whether the state
         # they give was said already (an ``ended`` event).
         self._end_versions: Listing = {}
+        self._ends_listed: Listing = {}  # the state files of the last listing (one that changed is a change)
         self._states: dict[int, WriterState] = {}
         self._end_manifest: dict[str, Any] | None = None
         self.end_state: EndState | None = None
@@ -212,8 +217,10 @@ class LiveRun:
             )
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
         to_read = list(dict.fromkeys(to_read))
-        self.changed = bool(changes)
-        if changes:
+        # A state file written (a writer opened or closed) is a change of the run too: doctor checks it again.
+        self.changed = bool(changes) or ends != self._ends_listed
+        self._ends_listed = dict(ends)
+        if self.changed:
             self.last_change = now
         recomputed = False
         # State files new or changed are read by the same opening as the data (``_ends``).
@@ -251,7 +258,8 @@ class LiveRun:
                 events += self._summarised(run, affected, now)
                 recomputed = True
                 if not primed:
-                    events += self._check_options()
+                    self._check_role()
+                events += self._check_split()
                 said = None if self._said_scalars_only else self.scalars_only_note()
                 if said is not None:
                     self._said_scalars_only = True
@@ -293,6 +301,10 @@ class LiveRun:
             self._end_manifest = self._last_run.manifest
         holdings = holdings_of(r.info for r in self.files.values() if not r.pending)
         state = EndState(expects_states(self._end_manifest), dict(self._states), holdings)
+        if state.known and state.missing:
+            # A process whose writer holds its lock is writing, not killed: said as inspect says it.
+            alive = frozenset(p for p in state.missing if self._writer_open(p))
+            state = dataclasses.replace(state, alive=alive)
         self.end_state = state if state.known else None
         closed = tuple(sorted((p, s.ended, s.how) for p, s in state.states.items() if s.closed))
         said = (state.finished, closed)
@@ -301,6 +313,33 @@ class LiveRun:
         self._ended_said = said
         data = {"finished": state.finished, "missing": state.missing, "message": state.summary()}
         return [Event("ended", {**data, "processes": [s.as_json() for s in state.states.values() if s.closed]})]
+
+    def _writer_open(self, process: int) -> bool:
+        """Whether the writer of ``process`` holds its lock on this local run now (``Run._writer_open``; never
+        known on an object store)."""
+        from .. import storage
+        from ..writer.lock import held_now
+
+        return not storage.is_url(str(self.path)) and held_now(Path(self.path), process)
+
+    def _in_flight(self, temp: Listing) -> set[str]:
+        """The temporary files of ``temp`` that a live writer is writing (``run.in_flight``, as inspect decides:
+        a file named as runlog's writer names its own, whose writer holds its lock now): in flight, no leftover.
+        A large step holds back the small ones behind it, their ``.tmp`` files whole and unchanged meanwhile."""
+        from .. import storage
+
+        if not temp or storage.is_url(str(self.path)):
+            return set()
+        live: dict[int, bool] = {}
+        return {rel for rel in temp if in_flight(Path(self.path), rel, live)}
+
+    def unshown(self, steps: Iterable[int]) -> None:
+        """Steps whose ``step`` events were not passed on (off a terminal, of the steps already there at the first
+        poll only the latest is printed): not shown, so a later event of one is a new step (no ``update``), and
+        no ``removed`` event names it."""
+        for s in steps:
+            self._shown.pop(s, None)
+            self._withdrawn.discard(s)
 
     @property
     def finished(self) -> bool:
@@ -337,18 +376,28 @@ class LiveRun:
                 events += self._set_file_issues(rel, None, [Problem(rel, WARNING, "matches no known layout; ignored")])
         return events
 
-    def _check_options(self) -> list[Event]:
+    def _check_role(self) -> None:
         """``--role`` must name a role of the run (a typo is a ``UsageError``, as in every command), once the
-        run names its roles; ``--split`` may name a split not written yet (eval steps come later): a note."""
+        run names its roles."""
         from ..analysis.check import RunValues, check_roles
 
         if self.role_filter and self.role_order:
             check_roles(RunValues(roles=self.role_order), self.role_filter)
+
+    def _check_split(self) -> list[Event]:
+        """``--split`` may name a split not written yet (eval steps come later): a note, once the run has sample
+        files to tell (a watch begun before the first one checks at each poll until then: it said nothing, and a
+        misspelt split ended "finished" having shown no step)."""
+        if self._split_checked:
+            return []
         infos = self._sample_infos()
         splits = sorted({f.split for f in infos if f.split})
         # A file of rows of several splits (its split None) may hold the one asked for: nothing is said then.
         mixed = any(f.split is None and f.readable for f in infos)
-        if self.split_option is not None and splits and self.split_option not in splits and not mixed:
+        if not splits and not mixed:
+            return []
+        self._split_checked = True
+        if self.split_option not in splits and not mixed:
             have = ", ".join(splits)
             return [Event("note", {"message": f"no step of split {self.split_option} yet (this run has: {have})"})]
         return []
@@ -596,8 +645,11 @@ class LiveRun:
     # -- problems that need time to tell ----------------------------------------------------------------
     def _temporary(self, temp: Listing, now: float) -> list[Event]:
         """A temporary file that stays unchanged for ``settle`` seconds was left by a writer that stopped
-        mid-file (killed?); it is a warning, which goes away with the file."""
+        mid-file (killed?); it is a warning, which goes away with the file. One its live writer is writing
+        (``_in_flight``) is none, however long it waits."""
         events: list[Event] = []
+        flying = self._in_flight(temp)
+        temp = {rel: v for rel, v in temp.items() if rel not in flying}
         for rel in list(self.temp):
             if rel not in temp or self.temp[rel].version != temp[rel]:
                 del self.temp[rel]

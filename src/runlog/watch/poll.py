@@ -27,6 +27,8 @@ Lister = Callable[[], tuple[Listing, Listing]]
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 UPLOAD_STATE = ".runlog-wandb.json"  # ``sinks.state.STATE_NAME`` (not imported: watch needs no W&B code)
+# A writer's lock (``writer.lock.LOCK_FILE``): made when it opens, removed when it closes; no file of the run's data.
+_LOCK = re.compile(r"^\.writer\.p\d+\.lock$")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,13 @@ def is_temporary(rel: str) -> bool:
     return name.endswith(TEMP_SUFFIXES) or (name.startswith(".") and _HIDDEN_PARTIAL.match(name) is not None)
 
 
+def is_lock_file(rel: str) -> bool:
+    """``.writer.p{process}.lock`` at the run's root: the lock a ``RunWriter`` holds while it is open. Not listed
+    as a file of the run: its going away when the writer closes is no news (it was a note "removed" at every
+    end), and its coming is no data for doctor to read ("no files found")."""
+    return "/" not in rel and _LOCK.match(rel) is not None
+
+
 def is_state_file(rel: str) -> bool:
     """``.writer.p{process}.json`` at the run's root (``runlog.ends``)."""
     return "/" not in rel and STATE_RE.match(rel) is not None
@@ -111,7 +120,8 @@ def run_lister(
         data: Listing = {}
         temp: Listing = {}
         for _, rel, size, _, stamp in entries:
-            (temp if is_temporary(rel) else data)[rel] = (size, stamp)
+            if not is_lock_file(rel):
+                (temp if is_temporary(rel) else data)[rel] = (size, stamp)
         return data, temp
 
     return list_once
