@@ -107,6 +107,9 @@ NATIVE_COLUMNS = (
 # ---------------------------------------------------------------------------------------------------------
 # Columns that hold model text: numeric questions never select them (lazy projection keeps them unread).
 TEXT_COLUMNS = frozenset({"prompt", "completion", "trajectory", "messages", "exception"})
+# Numbers that are bookkeeping, not a measure of the sample (``prompt_turns``: where the generation starts in its
+# messages, read with the texts): ``--where`` does not offer them, ``inspect`` does not count them as values.
+NOT_VALUES = frozenset({"schema_version", "prompt_turns"})
 
 # The polars types are built on first use (``runlog._lazy``): ``schema.SAMPLE_COLUMNS`` etc. still work as
 # module attributes through ``__getattr__`` below.

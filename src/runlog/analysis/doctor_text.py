@@ -80,7 +80,7 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
             )
             # The think tags gone from the content because the reasoning moved to the turns' field from the onset
             # on (the whole split's note misses it: the steps before have their tags): said in the finding.
-            moved = drift_reasoning(s, onset)
+            moved = drift_reasoning(s, onset, drift.before, cfg.format_drop)
             if moved is not None:
                 message += f"; {moved[0]}"
                 evidence["reasoning_field"] = moved[1]

@@ -17,6 +17,11 @@ from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..run import Run
 
+# Columns the numeric table leaves out: the step (a key), and the numbers that are bookkeeping, not a value of the
+# sample (``schema_version``; ``prompt_turns``, where the generation starts in the messages), as ``--where``
+# refuses them.
+NOT_COUNTED = frozenset({"step"}) | S.NOT_VALUES
+
 
 @dataclass
 class Counts:
@@ -221,7 +226,7 @@ def _extra_numeric(run: Run, *, mixed: bool = False) -> dict[str, Counts]:
     those that the footers count as numbers and the scan reads as another type (a step that wrote the column as
     text: the scan's type is then text), which plain inspect lists over the files where they are numbers."""
     scan = run.samples.collect_schema()
-    canonical = set(S.SAMPLE_COLUMNS) | {"schema_version", "step"}
+    canonical = set(S.SAMPLE_COLUMNS) | NOT_COUNTED
     return {
         name: counts
         for name, counts in _footer_numeric(run).items()
@@ -406,7 +411,7 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
             _add_frame_numeric(out, f.frame, empty)
             continue
         for col, t in f.columns.items():
-            if t == "null" and col not in ("schema_version", "step") and col not in EXCEPTION_COLUMNS:
+            if t == "null" and col not in NOT_COUNTED and col not in EXCEPTION_COLUMNS:
                 empty[col] += f.rows
         nulls = dict(f.null_counts)
         if f.fmt == "parquet":
@@ -430,8 +435,9 @@ def _footer_numeric(run: Run) -> dict[str, Counts]:
 
 
 def _counted(col: str, type_name: str) -> bool:
-    """Whether the numeric table counts a footer column: a number, not the step, version or exception."""
-    return col not in EXCEPTION_COLUMNS and col not in ("schema_version", "step") and _is_number_type(type_name)
+    """Whether the numeric table counts a footer column: a number, not the step, the bookkeeping (``NOT_COUNTED``)
+    or the exception."""
+    return col not in EXCEPTION_COLUMNS and col not in NOT_COUNTED and _is_number_type(type_name)
 
 
 def _read_null_counts(run: Run, f: Any, columns: list[str]) -> dict[str, int] | None:
@@ -464,7 +470,7 @@ def _add_frame_numeric(out: dict[str, Counts], frame: Any, empty: Counter[str]) 
     """A JSONL/CSV file is parsed in memory already: its NaN counts cost nothing, so they are exact. A column of
     the ``Null`` type (every value null) goes to ``empty``: counted where another file has it as a number."""
     for col, dtype in frame.schema.items():
-        if col in ("schema_version", "step"):
+        if col in NOT_COUNTED:
             continue
         if dtype == pl.Null:
             empty[col] += frame.height

@@ -38,7 +38,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -377,16 +377,20 @@ def _message_texts(
     own role: a tool result's name is its tool's). ``fallback`` (a text column): a sample with no messages (null
     or empty) gives one row with that text instead, so that it is still counted. ``reasoning``: the message's
     ``reasoning`` field too. ``flags``: a sample with no messages and no ``fallback`` text keeps one row (its
-    text and role null), flagged ``__bare``, beside ``__unread``. ``generated_only`` (tool calls): only the
+    text and role null), flagged ``__bare``, beside ``__unread``; a sample with messages none of which is kept
+    (each one the prompt's, the speaker silent, none with content or calls) keeps one row too (its text, calls and
+    role null), flagged ``__none``, so that it is counted as skipped, never left out unseen; ``__sample`` numbers
+    the samples (``_texts_counted`` tells by it whose a row is). ``generated_only`` (tool calls): only the
     messages after the prompt, where the sample's ``prompt_turns`` tells (``_generated``)."""
     cols = ["messages", fallback] if fallback else ["messages"]
     if generated_only:
         cols.append("prompt_turns")
     messages = pl.col("messages")
+    number = [pl.int_range(pl.len(), dtype=pl.Int64).alias("__sample")] if flags else []
     # A null list explodes to one null row (as its null ``turn`` does) and an empty one to none: an empty list
     # is made null, so that a sample without messages keeps one row, in its place (its ``turn`` null).
     msgs = (
-        lf.select(*base, *cols)
+        lf.select(*base, *cols, *number)
         .with_columns(pl.when(messages.list.len() > 0).then(messages).alias("messages"))
         .with_columns(pl.int_ranges(0, messages.list.len()).alias("turn"))
         .explode("messages", "turn")
@@ -398,26 +402,44 @@ def _message_texts(
         text = pl.when(pl.col("turn").is_null()).then(pl.col(fallback).cast(pl.String)).otherwise(text)
     # The row of a sample without messages (``turn`` null) that has no text in their place either.
     bare = pl.col("turn").is_null() & text.is_null()
-    if wanted is not None:
-        mine = (pl.col("name") == wanted) | (pl.col("role") == wanted)
-        msgs = msgs.filter(mine | bare if flags else mine)
-        who = pl.when(bare).then(None).otherwise(pl.lit(wanted)) if flags else pl.lit(wanted)
     # A message with content (an empty string is none: an empty tool result) or tool calls; a sample's
     # fallback text counts as it is (an empty completion is the model's answer).
     has_text = text.is_not_null() & ((pl.col("content").cast(pl.String) != "") | pl.col("turn").is_null())
     kept = has_text | pl.col("tool_calls").is_not_null()
+    if wanted is not None:
+        kept &= (pl.col("name") == wanted) | (pl.col("role") == wanted)
+        who = pl.lit(wanted)
     if generated_only:
         kept &= pl.col("turn").is_null() | _generated(pl.col("turn"))  # (a sample's fallback row has no turn)
-    return msgs.filter(kept | bare if flags else kept).select(
+    kept = kept.fill_null(False)
+    if not flags:
+        return msgs.filter(kept).select(*_message_columns(who, text, reasoning))
+    # A sample with messages of which none is kept: its first row stands for it (``__none``), emptied.
+    none = ~bare & ~kept.any().over("__sample") & pl.col("__sample").is_first_distinct()
+    return msgs.filter(kept | bare | none).select(
+        *_message_columns(pl.when(kept).then(who), pl.when(~none).then(text), reasoning, none),
+        *_flag_columns(bare, flags),
+        none.alias("__none"),
+        pl.col("__sample"),
+    )
+
+
+def _message_columns(who: pl.Expr, text: pl.Expr, reasoning: bool, empty: pl.Expr | None = None) -> list[pl.Expr]:
+    """``_message_texts``'s columns; ``empty``: the rows that stand for a sample of which no message is read
+    (their turn, calls and message role null)."""
+
+    def unless(e: pl.Expr) -> pl.Expr:
+        return e if empty is None else pl.when(~empty).then(e)
+
+    return [
         *[pl.col(c) for c in ("step", "split", "sample_id", "group")],
         who.cast(pl.String).alias("role"),
-        pl.col("turn").cast(pl.Int64),
+        unless(pl.col("turn").cast(pl.Int64)).alias("turn"),
         text.alias("text"),
-        pl.col("tool_calls"),
-        pl.col("role").cast(pl.String).alias("message_role"),
-        *([pl.col("reasoning").cast(pl.String)] if reasoning else []),
-        *_flag_columns(bare, flags),
-    )
+        unless(pl.col("tool_calls")).alias("tool_calls"),
+        unless(pl.col("role").cast(pl.String)).alias("message_role"),
+        *([unless(pl.col("reasoning").cast(pl.String)).alias("reasoning")] if reasoning else []),
+    ]
 
 
 @dataclass
@@ -428,7 +450,8 @@ class SkippedTexts:
     ``step, split, role`` for ``format_per_sample``) and reason (``why``): ``unread``, their file's text could
     not be read; ``bare``, no messages and no text in their place (``completion``, where that is read); ``rest``,
     the others (messages without a turn of the speaker read, a null column, no ``<answer>`` block and a null
-    completion). For message-level texts (``messages``, tool-call specs) only the samples without messages."""
+    completion; for message-level texts, ``messages`` and tool-call specs, the samples with messages none of which
+    is measured: every one the prompt's, a user message alone, none with content)."""
 
     counts: pl.DataFrame | None = None
 
@@ -462,26 +485,42 @@ def _texts_counted(
     with_group: bool,
     per_role: bool = False,
     calls: bool = False,
+    checked: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """``texts_frame``; with ``skipped``, the samples without a text counted in it per ``keys`` and reason, from
     the same read (flags of columns the query reads anyway; a file's ``source`` only where some file's text could
-    not be read). The frame is ``texts_frame``'s: its rows with a null text kept (the caller drops them)."""
+    not be read). The frame is ``texts_frame``'s: its rows with a null text kept (the caller drops them).
+    Message-level texts (``messages``, ``calls``): a sample is skipped when none of its rows is measured, those
+    the caller keeps being ``checked`` (a tool-call spec checks no prompt, system or tool message: a sample
+    whose only message is the user's has nothing checked), its role then null (the sample's, not a message's)."""
     if skipped is None:
         return texts_frame(run, text, filters=filters, with_group=with_group, per_role=per_role, calls=calls)
     filters = filters or Filters()
     frame = run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls, flags=True)])[0]
     message_level = calls or text == "messages"
-    none = pl.col("__bare") if message_level else pl.col("text").is_null()
     why = pl.when(pl.col("__unread")).then(pl.lit("unread")).when(pl.col("__bare")).then(pl.lit("bare"))
+    if message_level:
+        read = ~pl.col("__bare") & ~pl.col("__none")
+        if checked is not None:
+            read &= checked.fill_null(False)
+        # One count per sample none of whose rows is measured (its first row stands for it).
+        none = ~read.any().over("__sample") & pl.col("__sample").is_first_distinct()
+        found = frame.filter(none).with_columns(pl.lit(None, dtype=pl.String).alias("role"))
+    else:
+        found = frame.filter(pl.col("text").is_null())
     skipped.counts = (
-        frame.filter(none)
-        .with_columns(why.otherwise(pl.lit("rest")).alias("why"))
+        found.with_columns(why.otherwise(pl.lit("rest")).alias("why"))
         .group_by([*keys, "why"], maintain_order=True)
         .agg(pl.len().cast(pl.Int64).alias("n"))
     )
     if message_level:  # the samples' own rows, there only to be counted
-        frame = frame.filter(~none)
+        frame = frame.filter(~pl.col("__bare") & ~pl.col("__none")).drop("__none", "__sample")
     return frame.drop("__unread", "__bare")
+
+
+def _has_text() -> pl.Expr:
+    """The rows of a ``texts_frame`` that have a text (the others are skipped, and counted)."""
+    return pl.col("text").is_not_null()
 
 
 def diversity_frame(
@@ -510,8 +549,10 @@ def diversity_frame(
     if over not in ("group", "set"):
         raise UsageError(f"--over {over!r}: expected group or set")
     with_group = over == "group" or "group" in keys
-    frame = _texts_counted(run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys)
-    frame = frame.filter(pl.col("text").is_not_null())
+    frame = _texts_counted(
+        run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys, checked=_has_text()
+    )
+    frame = frame.filter(_has_text())
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
     if over == "group" and frame.height:
@@ -648,19 +689,21 @@ def format_per_sample(
     # turn's text alone has no structured calls to check.
     keys = ["step", "split", "role"]
     calls = spec.needs_messages
-    frame = _texts_counted(run, text, filters, keys, skipped, with_group=False, per_role=per_role, calls=calls)
     # A sample with no text of the kind asked for (a rollout that failed before the policy spoke, a speaker
     # absent from it) has nothing to check: it is left out, not counted as a failure (as diversity does).
-    present = pl.col("text").is_not_null()
-    if "tool_calls" in frame.columns:
-        present = present | pl.col("tool_calls").is_not_null()
-    frame = frame.filter(present)
+    checked = _has_text()
+    if calls or text == "messages":  # message rows: a message of tool calls without words is checked too
+        checked |= pl.col("tool_calls").is_not_null()
     if spec.roles is not None:
-        frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
-    if spec.needs_messages:
+        checked &= pl.col("role").is_in(list(spec.roles))
+    if calls:
         # Only the model speaks in tool calls: the prompt, system, developer and tool-result messages are not
         # checked (by the message's own role: a tool result's name is its tool's, not a speaker's).
-        frame = frame.filter(~pl.col("message_role").str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False))
+        checked &= ~pl.col("message_role").str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False)
+    frame = _texts_counted(
+        run, text, filters, keys, skipped, with_group=False, per_role=per_role, calls=calls, checked=checked
+    )
+    frame = frame.filter(checked)
     res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
     t = pl.col("text").fill_null("")
     lengths = frame.select(
@@ -764,7 +807,7 @@ def reasoning_note(
     counts = reasoning_counts(run, spec, text=text, filters=filters, measured=measured)
     if counts is None:
         return None
-    n, tagged, held = counts
+    n, tagged, held = counts.texts, counts.tagged, counts.held
     named = spec if isinstance(spec, str) else spec.name  # as given: a custom spec's file
     name = F.get_spec(spec).name if isinstance(spec, str) else spec.name
     said = (
@@ -788,6 +831,16 @@ def reasoning_note(
     )
 
 
+class ReasoningCounts(NamedTuple):
+    """``reasoning_counts``: the texts, those with a ``<think>`` tag, those whose turn holds reasoning in the
+    ``reasoning`` field, and those with either (a text may have both)."""
+
+    texts: int
+    tagged: int
+    held: int
+    either: int
+
+
 def reasoning_counts(
     run: Run,
     spec: str | F.Spec,
@@ -795,10 +848,10 @@ def reasoning_counts(
     text: str = "auto",
     filters: Filters | None = None,
     measured: pl.DataFrame | None = None,
-) -> tuple[int, int, int] | None:
-    """``(texts, with a <think> tag, with reasoning in the field)`` where ``reasoning_note`` is due (see there),
-    else None. Reasoning that is all encrypted (runlog's ``[redacted_thinking]`` mark) has no words: not
-    counted as reasoning held in the field."""
+) -> ReasoningCounts | None:
+    """The texts, with a <think> tag, with reasoning in the field (and with either) where ``reasoning_note`` is
+    due (see there), else None. Reasoning that is all encrypted (runlog's ``[redacted_thinking]`` mark) has no
+    words: not counted as reasoning held in the field."""
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if not spec.think or spec.needs_messages or not (text in TURN_TEXTS or text.startswith("role:")):
         return None
@@ -810,12 +863,15 @@ def reasoning_counts(
     if spec.roles is not None:
         frame = frame.filter(pl.col("role").is_in(list(spec.roles)))
     n = frame.height
-    tagged = int(frame.select(pl.col("text").str.contains("(?i)<think>").sum()).item() or 0)
+    tag = pl.col("text").str.contains("(?i)<think>")
     words = reasoning_written(pl.col("reasoning")).str.contains(F.NON_SPACE_CLASS).fill_null(False)
-    held = int(frame.select(words.sum()).item() or 0)
+    tagged, held, either = (
+        int(v or 0)
+        for v in frame.select(tag.sum().alias("t"), words.sum().alias("h"), (tag | words).sum().alias("e")).row(0)
+    )
     if not n or tagged > THINK_FEW * n or held <= THINK_FEW * n:
         return None
-    return n, tagged, held
+    return ReasoningCounts(n, tagged, held, either)
 
 
 def passed_share(measured: pl.DataFrame) -> float:
@@ -841,29 +897,38 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
     chat = pl.col("role").cast(pl.String).str.to_lowercase()
 
     def build() -> list[pl.LazyFrame]:
-        turns = (
+        every = (
             lf.select("messages", "prompt_turns")
             .filter(pl.col("messages").list.len() > 0)
-            .with_columns(pl.int_ranges(0, pl.col("messages").list.len()).alias("__index"))
+            .with_columns(
+                pl.int_range(pl.len(), dtype=pl.Int64).alias("__sample"),
+                pl.int_ranges(0, pl.col("messages").list.len()).alias("__index"),
+            )
             .explode("messages", "__index")
-            .filter(_generated(pl.col("__index")))  # the turns the texts are read from
+            .with_columns(_generated(pl.col("__index")).alias("__generated"))
             .unnest("messages")
         )
+        turns = every.filter(pl.col("__generated"))  # the turns the texts are read from
         return [
             lf.select(
                 (pl.col("messages").list.len().fill_null(0) > 0).sum().alias("with"),
                 (pl.col("completion").cast(pl.String).fill_null("") != "").sum().alias("completions"),
             ),
             turns.select(chat.is_in(MODEL_ROLES).sum().alias("model")),
+            # The samples whose assistant turns are all the prompt's (a few-shot example): not read.
+            every.filter(~pl.col("__generated") & chat.is_in(MODEL_ROLES)).select(
+                pl.col("__sample").n_unique().alias("prompt")
+            ),
             turns.filter(~chat.is_in(MODEL_ROLES) & ~chat.is_in(NOT_MODEL_ROLES) & pl.col("role").is_not_null())
             .group_by(pl.col("role").cast(pl.String))
             .agg(pl.len().alias("__n")),
         ]
 
-    counts, model, speakers = run.collect(build)
+    counts, model, prompt, speakers = run.collect(build)
     with_messages, completions = int(counts["with"][0] or 0), int(counts["completions"][0] or 0)
     if not with_messages or int(model["model"][0] or 0):
         return None
+    in_prompt = int(prompt["prompt"][0] or 0)
     names = speakers.sort(["__n", "role"], descending=[True, False])["role"].to_list()
     roles = run.role_names()
     told = (
@@ -871,7 +936,18 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
         "field" + (f" (the run's roles are {', '.join(roles)})" if roles and not set(names) & set(roles) else "")
         if names
         else "they hold only prompt, system and tool messages"
+        if not in_prompt
+        else "their other messages are prompt, system and tool messages"
     )
+    if in_prompt:
+        # The assistant turns are there, but in the prompt (``prompt_turns``): not "no assistant turn".
+        told = (
+            f"the assistant turns of {in_prompt:,} of them are their prompt's (the first prompt_turns messages, "
+            f"such as a few-shot example), which the policy did not generate and which are not read; {told}"
+        )
+        where = " after their prompt"
+    else:
+        where = ""
     ways = [f"--text {shlex.quote('role:' + names[0])} (that speaker's turns)"] if names else []
     if completions:
         ways.append("--text completion (the completion column as written)")
@@ -882,7 +958,7 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
         how = f"; try {' or '.join(ways)}"
     what = "the policy's text (metrics' --text auto) to measure" if command else f"a text for --text {text}"
     return (
-        f"no sample has {what}: the {with_messages:,} sample(s) with messages have no assistant turn (a "
+        f"no sample has {what}: the {with_messages:,} sample(s) with messages have no assistant turn{where} (a "
         f"message whose role is assistant or model), the only turns it reads; {told}{how}"
     )
 
@@ -932,13 +1008,17 @@ def series_format_note(s: RunSeries) -> str | None:
     return _said_once(s, reasoning_note(run, s.format_spec, filters=s.filters, command=command, measured=fmt))
 
 
-def drift_reasoning(s: RunSeries, onset: int) -> tuple[str, dict[str, int]] | None:
-    """For a format drift the doctor found from step ``onset`` on (``format_spec`` over ``auto``): whether, over
-    the steps from the onset on, the texts lost their think tags because the reasoning moved to the turns'
-    ``reasoning`` field (``reasoning_counts``, as ``series_format_note`` checks the whole split): the message
-    shape changed (a reasoning parser turned on, the logger writing thinking parts), which the model's format may
-    not have. Returns the words for the finding, with the command that reads the reasoning back, and the counts
-    for its evidence; None when that is not why."""
+def drift_reasoning(s: RunSeries, onset: int, before: float, drop: float) -> tuple[str, dict[str, int]] | None:
+    """For a format drift the doctor found from step ``onset`` on (``format_spec`` over ``auto``, adherence
+    ``before`` it): whether, over the steps from the onset on, the texts lost their think tags because the
+    reasoning moved to the turns' ``reasoning`` field (``reasoning_counts``, as ``series_format_note`` checks the
+    whole split): the message shape changed (a reasoning parser turned on, the logger writing thinking parts),
+    which the model's format may not have. That is said to explain the fall only where it can: where the texts
+    with a tag or reasoning in the field are about as many as passed before (short of it by less than ``drop``,
+    the fall that makes a finding); else the words give the counts (the shape changed for N of M texts, the others
+    have no reasoning at all), as putting the reasoning back would still leave a fall. Returns the words for the
+    finding, with the command that reads the reasoning back, and the counts for its evidence; None when that is
+    not why."""
     fmt = s.format
     run = getattr(s, "text_run", s.run)
     after = Filters(splits=s.filters.splits, steps=StepRange(onset, None), roles=s.filters.roles)
@@ -946,12 +1026,20 @@ def drift_reasoning(s: RunSeries, onset: int) -> tuple[str, dict[str, int]] | No
     counts = reasoning_counts(run, s.format_spec, filters=after, measured=measured)
     if counts is None:
         return None
-    n, tagged, held = counts
-    words = (
-        f"from then on {tagged:,} of {n:,} texts have a <think> tag and {held:,} hold their reasoning in the turn's "
-        "`reasoning` field: the message shape changed (a reasoning parser, thinking parts), maybe not the format "
-        f"(runlog metrics format RUN --spec {s.format_spec} --text auto+reasoning --by step puts it back)"
-    )
+    n, tagged, held, either = counts
+    back = f"runlog metrics format RUN --spec {s.format_spec} --text auto+reasoning --by step puts it back"
+    said = f"from then on {tagged:,} of {n:,} texts have a <think> tag and {held:,} hold their reasoning in the turn's "
+    if before - either / n < drop:
+        words = said + (
+            f"`reasoning` field: the message shape changed (a reasoning parser, thinking parts), maybe not the format "
+            f"({back})"
+        )
+    else:
+        words = said + (
+            f"`reasoning` field: the message shape changed for those {held:,} of {n:,} (a reasoning parser, thinking "
+            f"parts), which does not explain the whole fall: the other {n - either:,} have no reasoning, in a tag or "
+            f"in the field ({back} for those {held:,})"
+        )
     return words, {"from_step": onset, "texts": n, "think_tagged": tagged, "reasoning_in_field": held}
 
 

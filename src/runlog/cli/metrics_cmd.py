@@ -292,7 +292,7 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
     """One note per reason for the samples that have no text of the kind chosen, which the metrics skip (counted
     by the library in the same read as the texts: ``SkippedTexts``): ``unread`` (a file whose text could not be
     read), ``bare`` (no messages, and no completion where that is read), ``rest`` (messages but no turn of the
-    speaker read; the column null)."""
+    speaker read, or, for message-level texts, no message read; the column null)."""
     message_level = calls or text == "messages"
     fallback = "trajectory" if text == "trajectory" else "completion"
     speaker = text.split(":", 1)[1] if text.startswith("role:") else None
@@ -302,7 +302,18 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
         bare_why = "no messages"
     else:
         bare_why = "no messages and a null completion"
-    if text in ("completion", "trajectory"):
+    if calls:
+        # Messages, but none checked: every one the prompt's (a response without output), the user's, or empty.
+        whose = (
+            f"a message of {speaker}" if speaker is not None else "a model's message (not a user, system or tool one)"
+        )
+        rest_why = (
+            f"none of their messages is one a tool-call spec checks: {whose} with content or a tool call, after "
+            "the prompt where the layout tells where it ends (prompt_turns; a response with no output has none)"
+        )
+    elif text == "messages":
+        rest_why = "none of their messages has content (or is of the roles the spec keeps)"
+    elif text in ("completion", "trajectory"):
         rest_why = f"their {text} is null"
     elif speaker is not None:
         rest_why = f"{speaker} has no turn in them"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .._lazy import pl
 from ..errors import UsageError
-from ..schema import TEXT_COLUMNS
+from ..schema import NOT_VALUES, TEXT_COLUMNS
 
 OPS: dict[str, Callable[[pl.Expr, float], pl.Expr]] = {
     "<=": lambda a, b: a <= b,
@@ -29,9 +29,6 @@ _TOKEN = re.compile(
     r"|(?P<name>(?:role|component):[^\s<>=!]+|[A-Za-z_][\w./-]*))"
 )
 # Columns that are keys or bookkeeping, not values one filters on.
-# Numbers that are bookkeeping, not a measure of the sample (``prompt_turns``: where the generation starts in its
-# messages, read with the texts).
-_NOT_VALUES = frozenset({"schema_version", "prompt_turns"})
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,7 @@ def operand_expr(name: str, schema: dict[str, pl.DataType], roles: Sequence[str]
             "is text"
             if name in TEXT_COLUMNS
             else "is bookkeeping, not a value of the sample"
-            if name in _NOT_VALUES
+            if name in NOT_VALUES
             else "is not a numeric column of this run"
         )
         raise UsageError(f"--where: {name!r} {why}; use one of {', '.join(numeric)}, role:NAME or component:NAME")
@@ -137,4 +134,4 @@ def operand_expr(name: str, schema: dict[str, pl.DataType], roles: Sequence[str]
 
 
 def numeric_columns(schema: dict[str, pl.DataType]) -> list[str]:
-    return [c for c, t in schema.items() if t.is_numeric() and c not in TEXT_COLUMNS and c not in _NOT_VALUES]
+    return [c for c, t in schema.items() if t.is_numeric() and c not in TEXT_COLUMNS and c not in NOT_VALUES]

@@ -120,7 +120,9 @@ def table_row(
     cut = 0
     texts = {
         "input": safe(row.get("prompt") if isinstance(row.get("prompt"), str) else _first_user(conv.turns)),
-        "prompt": plain_turns(_prompt_turns(conv.turns)),
+        "prompt": plain_turns(
+            _prompt_turns(conv.turns, row.get("prompt_turns") if conv.source == "messages" else None)
+        ),
         "full_trajectory": plain_turns(conv.turns),
         "rewards": reward_text(conv),
         "exception": safe(conv.exception),
@@ -250,12 +252,17 @@ def reward_text(conv: Conversation) -> str:
     return " | ".join(parts)
 
 
-def _prompt_turns(turns: Sequence[Turn]) -> list[Turn]:
-    """The turns before the model's first answer: the system and user messages it was given. The first turn
-    the model said (``model.is_model_turn``: an assistant, or a speaker's role such as ``solver``) ends them, and
-    so does a turn of unknown shape (a transcript not split into turns holds the answers too)."""
+def _prompt_turns(turns: Sequence[Turn], known: Any = None) -> list[Turn]:
+    """The turns the model was given. ``known``: the row's ``prompt_turns`` (how many leading messages are the
+    prompt: verifiers, NeMo Gym), given where the turns are its ``messages``, one turn each: those turns, a
+    few-shot example's assistant turns and the question after them included. Else the turns before the model's
+    first answer: the first turn the model said (``model.is_model_turn``: an assistant, or a speaker's role such
+    as ``solver``) ends them, and so does a turn of unknown shape (a transcript not split into turns holds the
+    answers too)."""
     from ..render.model import UNKNOWN_ROLES, is_model_turn
 
+    if isinstance(known, int) and not isinstance(known, bool) and 0 <= known <= len(turns):
+        return list(turns[:known])
     out = []
     for t in turns:
         if is_model_turn(t) or t.role.lower() in UNKNOWN_ROLES:
