@@ -217,12 +217,27 @@ def conform_samples(lf: pl.LazyFrame) -> pl.LazyFrame:
     exprs = []
     columns = _polars_types()["SAMPLE_COLUMNS"]
     for name, dtype in columns.items():
-        if name in present:
+        if name == "prompt_turns" and name in present:
+            exprs.append(_prompt_turns(present[name]))
+        elif name in present:
             exprs.append(pl.col(name) if present[name] == dtype else pl.col(name).cast(dtype, strict=False))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
     extras = [pl.col(c) for c in present.names() if c not in columns]
     return lf.select(exprs + extras)
+
+
+def _prompt_turns(dtype: pl.DataType) -> pl.Expr:
+    """``prompt_turns`` as written (a native file's own column may hold anything): a whole number of messages,
+    0 or more; any other value (2.5, a negative count, true, text) reads as null, every turn then read."""
+    c = pl.col("prompt_turns")
+    if dtype.is_integer():
+        whole = c
+    elif dtype.is_float():
+        whole = pl.when(c.is_finite() & (c == c.floor())).then(c)
+    else:
+        whole = pl.lit(None, dtype=pl.Int64)
+    return pl.when(whole >= 0).then(whole).cast(pl.Int32, strict=False).alias("prompt_turns")
 
 
 def conform_scalars(lf: pl.LazyFrame) -> pl.LazyFrame:

@@ -270,6 +270,13 @@ def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = 
         return
     name = text.split(":", 1)[1]
     spoken = message_speakers(run, filters or Filters())
+    if name in message_speakers(run, filters or Filters(), prompt=True) and name not in spoken:
+        # Its turns are all the prompt's (a few-shot example): the texts are read from the generated turns.
+        raise UsageError(
+            f"--text role:{name}: {name!r} speaks only in the selected samples' prompts (their first prompt_turns "
+            "messages, such as a few-shot example), which the texts are not read from; the generated turns are "
+            f"spoken by {', '.join(spoken) or 'no one'}"
+        )
     roles = [r for r in run.role_names() if r not in spoken]
     said = f"the selected samples' messages are spoken by {', '.join(spoken)}" if spoken else "no message has a speaker"
     if roles:
@@ -283,10 +290,12 @@ def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = 
 MAX_SPEAKERS = 30  # speakers named in a message
 
 
-def message_speakers(run: Run, filters: Filters) -> list[str]:
-    """The distinct speakers (a message's ``name``, else its ``role``) of the selected samples' messages, in
-    order of first appearance, at most ``MAX_SPEAKERS``; empty when the run has no messages or they cannot
-    be read (the command that failed to find the speaker has said what it could not read)."""
+def message_speakers(run: Run, filters: Filters, *, prompt: bool = False) -> list[str]:
+    """The distinct speakers (a message's ``name``, else its ``role``) of the selected samples' generated
+    messages (past their ``prompt_turns``, where a layout tells: the texts are read from those), in order of
+    first appearance, at most ``MAX_SPEAKERS``; with ``prompt``, of their prompt's messages instead. Empty when
+    the run has no messages or they cannot be read (the command that failed to find the speaker has said what it
+    could not read)."""
     from .filters import apply_filters
 
     try:
@@ -294,9 +303,10 @@ def message_speakers(run: Run, filters: Filters) -> list[str]:
         if "messages" not in lf.collect_schema().names():
             return []
         fields = {f.name for f in lf.collect_schema()["messages"].inner.fields}  # type: ignore[attr-defined]
-        msg = pl.col("messages").list.eval(
-            pl.coalesce(*(pl.element().struct.field(f) for f in ("name", "role") if f in fields))
-        )
+        head = pl.col("prompt_turns").fill_null(0).cast(pl.Int64)
+        messages = pl.col("messages")
+        part = messages.list.head(head) if prompt else messages.list.slice(head)
+        msg = part.list.eval(pl.coalesce(*(pl.element().struct.field(f) for f in ("name", "role") if f in fields)))
         [df] = run.collect(lambda: [lf.select(msg.explode().drop_nulls().unique(maintain_order=True).alias("who"))])
     except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
         return []

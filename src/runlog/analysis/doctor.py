@@ -589,7 +589,12 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
     clock = now if now is not None else time.time()
     if not closed:
         procs = ", ".join(map(str, missing))
-        message = f"no process has closed its writer (process {procs}): the run is still being written, or was killed"
+        if all(p in state.alive for p in missing):  # every writer holds its lock: open, as inspect says it
+            message = f"no process has closed its writer (process {procs}): still writing (its writer is open)"
+        else:
+            message = (
+                f"no process has closed its writer (process {procs}): the run is still being written, or was killed"
+            )
         newest = max((t for f in run.files if (t := mtime_of(f.stamp)) is not None), default=None)
         if newest is not None:  # the age says which, to whoever knows how long a step takes
             message += f" (its newest file was written {_age(clock - newest)} ago)"

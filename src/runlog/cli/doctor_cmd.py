@@ -73,7 +73,7 @@ def doctor_command(
     Exit codes: 0 no finding of severity --fail-on (default warning) or worse; 1 such findings (with
     --follow: the first one, the run deleted, or the run could not be listed when --idle-exit or --timeout
     came); 2 usage error; 130 interrupted (Ctrl-C); with --follow, 143 and 129 stopped by SIGTERM and SIGHUP
-    (after an "end" line, as Ctrl-C).
+    (as Ctrl-C: with --format json after an "end" event, interrupted).
 
     Examples:
 
