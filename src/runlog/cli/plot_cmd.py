@@ -63,9 +63,9 @@ def plot_command(
     and the panel says how many). A line breaks where steps are missing, and the panel names the gap.
     Values not drawn (NaN, +-inf) are counted in the panel. Histograms: per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
-    each with the confidence band of its per-step mean, on the steps each shares with the baseline;
-    --name labels the runs in the legend and the title (this run first), as runlog diff --name does (runs
-    without one: by their paths relative to the folder they share).
+    each with the confidence band of its per-step mean, on the steps each shares with the baseline (--by and
+    --window do not apply: an error); --name labels the runs in the legend and the title (this run first), as
+    runlog diff --name does (runs without one: by their paths relative to the folder they share).
 
     Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). The image type follows the -o suffix; one
     line on stderr says where it wrote.
@@ -102,6 +102,15 @@ def plot_command(
             raise UsageError(f"-o {output}: unknown image type {output.suffix or '(none)'!r}; use .png, .svg or .pdf")
         if name and not diff:
             raise UsageError("--name labels the runs of --diff (give --diff RUN too)")
+        if diff and by != "role":
+            # The overlay is per role by design: an image drawn per role for --by none read as the pooled one.
+            raise UsageError(f"--by {by} does not apply with --diff (the overlay draws one panel per role)")
+        if diff and window is not None:
+            # The overlay draws per-step means with their confidence bands; a smoothed one was asked for.
+            raise UsageError(
+                f"--window {window} does not apply with --diff (the overlay draws per-step means with their "
+                "confidence bands, not a moving average)"
+            )
         storage = use_storage_options(storage_option)
         if diff:
             written = _plot_diff([path, *diff], name or [], what, filters, layout, storage, output)

@@ -13,7 +13,7 @@ from ...errors import UsageError, did_you_mean
 from ...run import Run
 from ..check import describe_steps, known_roles, steps_per_split
 from .model import DiffOptions, Split
-from .sides import Side, layouts_of, split_eq, steps_text
+from .sides import Side, layouts_of, split_eq, steps_listed, steps_text
 
 
 def labels_of(runs: Sequence[Run], names: Sequence[str] | None) -> list[str]:
@@ -57,12 +57,27 @@ def check_filters(sides: list[Side], opts: DiffOptions) -> None:
             if role not in have:
                 raise UsageError(
                     f"--role {role!r}: the runs' roles are {', '.join(have) or '(none recorded)'}"
-                    f"{did_you_mean(role, have)}"
+                    f"{did_you_mean(role, have)}{_null_role_hint(role)}"
                 )
     if not opts.steps.unbounded and not any(s.steps for s in sides):
         chosen = [{k: v for k, v in steps.items() if not opts.splits or k in opts.splits} for steps in per_run]
         runs = "; ".join(f"{s.name}: {describe_steps(c) or 'no steps'}" for s, c in zip(sides, chosen, strict=True))
         raise UsageError(f"--steps {opts.steps.shown}: no run has a step there ({runs})")
+
+
+NULL_ROLE_LABEL = "(unknown)"  # how diff shows the null role: the samples without per-role data
+
+
+def _null_role_hint(role: str) -> str:
+    """For a ``--role`` that asks for the label the null role is shown with (``(unknown)``, or a spelling of
+    it): that those samples are no role, so no ``--role`` picks them (as in summarize, whose ``--role`` selects
+    named roles only). The list of roles alone read as if the rows just shown had vanished."""
+    if role.strip("() ").lower() not in ("unknown", "role unknown", "no role", "none", "null"):
+        return ""
+    return (
+        f"; the samples without per-role data (Flink v0 files, single-agent layouts), shown as {NULL_ROLE_LABEL}, "
+        "are not a role and cannot be picked by --role: run without --role to compare them"
+    )
 
 
 def overlap_row(side: Side, split: Split, common: list[int] | None, base: Side | None) -> dict[str, Any]:
@@ -74,6 +89,56 @@ def overlap_row(side: Side, split: Split, common: list[int] | None, base: Side |
         "common_steps": None if common is None else len(common),
         "common": "(baseline)" if base is None else steps_text(common or []),
     }
+
+
+def only_steps_said(base: Side, a: Sequence[int], other: Side, b: Sequence[int]) -> str:
+    """``; step(s) only in A: 7; only in B: 15, 20, 21``: the steps of a split that one run has and the other
+    lacks, named (the first few, with a count), per run; empty when each has every step of the other. The
+    ranges alone (``0..19 (18 steps)``) do not say which steps are left out of the comparison, nor whose."""
+    parts = []
+    for side, mine, theirs in ((base, a, b), (other, b, a)):
+        only = sorted(set(mine) - set(theirs))
+        if only:
+            parts.append(f"only in {side.name}: {steps_listed(only)}")
+    return f"; step(s) {'; '.join(parts)}" if parts else ""
+
+
+def window_gap_note(
+    base: Side,
+    other: Side,
+    split: Split,
+    steps: tuple[Sequence[int], Sequence[int]],
+    common: list[int],
+    roles: list[str | None],
+    opts: DiffOptions,
+) -> str | None:
+    """A note naming, per window (start, end, each role's best) whose steps are not evenly spaced, the steps
+    inside its range that it leaves out because one run lacks them, and whose they are: ``14..19 (5 steps)``
+    does not say that step 15 is left out, nor which run lacks it. Windows evenly spaced (``0..18 every 2``)
+    say what they hold. None when no window leaves a step out."""
+    a, b = set(steps[0]), set(steps[1])
+    found: dict[tuple[int, ...], list[str]] = {}
+    for role in roles:
+        for point, pair in windows_of(base, other, split, common, role, opts).items():
+            for window in pair:
+                if len({y - x for x, y in zip(window, window[1:], strict=False)}) > 1:
+                    said = found.setdefault(window, [])
+                    if point not in said:
+                        said.append(point)
+    parts = []
+    for window, points in found.items():
+        inside = [s for s in sorted(a ^ b) if window[0] <= s <= window[-1]]
+        whose = [
+            f"{steps_listed([s for s in inside if s in mine])} (only in {side.name})"
+            for side, mine in ((base, a), (other, b))
+            if any(s in mine for s in inside)
+        ]
+        if whose:
+            parts.append(f"{', '.join(points)} {steps_text(window)} leaves out {' and '.join(whose)}")
+    if not parts:
+        return None
+    where = f" in split {split}" if split is not None else ""
+    return f"{other.name}{where}: windows hold the steps both runs have: {'; '.join(parts)}"
 
 
 def _roles_of(side: Side, split: Split, steps: list[int]) -> list[str | None]:

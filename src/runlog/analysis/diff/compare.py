@@ -20,10 +20,12 @@ from .align import (
     check_filters,
     common_roles,
     labels_of,
+    only_steps_said,
     overlap_row,
     plan_windows,
     sparse_window_notes,
     steps_of,
+    window_gap_note,
     windows_of,
 )
 from .bootstrap import bootstrap_means, interval, rng_for, valid_mean, verdict
@@ -125,6 +127,8 @@ def diff_runs(
     paired_rows: list[dict[str, Any]] = []
     for other, split, common, roles in plans:
         notes += sparse_window_notes(base, other, split, common, roles, opts)
+        gaps = window_gap_note(base, other, split, (base.steps[split], other.steps[split]), common, roles, opts)
+        notes += [gaps] if gaps else []
         pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts, notes)
         for role in roles:
             pts, head = _compare_role(base, other, split, common, role, opts, notes)
@@ -187,10 +191,17 @@ def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list
                 f"with {base.name}"
             )
             continue
-        for only, who in ((set(base.steps) - set(other.steps), base), (set(other.steps) - set(base.steps), other)):
+        # Said of this pair: with three runs or more, "eval only in base" read as if no run's eval were compared.
+        for only, who, lacks in (
+            (set(base.steps) - set(other.steps), base, other),
+            (set(other.steps) - set(base.steps), other, base),
+        ):
             if only:
                 listed = ", ".join(sorted(str(s) for s in only))
-                notes.append(f"split(s) {listed} only in {who.name}: not compared")
+                notes.append(
+                    f"split(s) {listed} in {who.name}, not in {lacks.name}: {other.name} not compared with "
+                    f"{base.name} there"
+                )
         if not splits:
             notes.append(f"{base.name} and {other.name} have no split in common: nothing per step to compare")
         for split in sorted(splits, key=split_order):
@@ -208,6 +219,7 @@ def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list
                 notes.append(
                     f"{other.name}{where}: compared with {base.name} on the {len(common)} step(s) both have "
                     f"({steps_text(common)}; {base.name} has {steps_text(a)}, {other.name} has {steps_text(b)})"
+                    f"{only_steps_said(base, a, other, b)}"
                 )
             roles = common_roles(base, other, split, common, notes, where)
             plans.append((other, split, common, roles))
@@ -347,12 +359,17 @@ def _paired(
         return means.filter(split_eq(split) & pl.col("step").is_in(list(steps))).select("role", "step", "pkey", "m")
 
     on = ["role", "step", "pkey"]
-    joined = per_prompt(base).join(per_prompt(other), on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
+    mine, theirs = per_prompt(base), per_prompt(other)
+    joined = mine.join(theirs, on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
     diffs: dict[str | None, np.ndarray] = {}
+    coverage: dict[tuple[int, int, int], list[str | None]] = {}  # (paired, baseline's, run's): roles
     for role in roles:
         part = joined.filter(role_eq(role))
         if part.height:
             diffs[role] = (part["m_b"] - part["m"]).to_numpy()
+            had = (part.height, mine.filter(role_eq(role)).height, theirs.filter(role_eq(role)).height)
+            coverage.setdefault(had, []).append(role)
+    notes += _coverage_notes(base, other, split, steps, coverage)
     out: dict[str | None, dict[str, Any]] = {}
     by_len: dict[int, list[str | None]] = {}
     for role, d in diffs.items():
@@ -392,4 +409,40 @@ def _paired(
                 "ci_high": hi,
                 "verdict": verdict(lo, hi),
             }
+    return out
+
+
+def few_pairs(paired: int, baseline: int, run: int) -> bool:
+    """Whether a paired comparison rests on few of the prompts: fewer than half of those of the run with
+    fewer (step, prompt) pairs in the window. Its ``paired_diff`` is then of a few prompts that happen to
+    coincide (one of 18 and 85), not an estimate for the runs."""
+    return 2 * paired < min(baseline, run)
+
+
+def _coverage_notes(
+    base: Side,
+    other: Side,
+    split: Split,
+    steps: tuple[int, ...],
+    coverage: dict[tuple[int, int, int], list[str | None]],
+) -> list[str]:
+    """A note per count, for the roles whose pairs leave out prompts of a run: how many (step, prompt) pairs
+    were paired of how many each run has in the end window, flagged when few (``few_pairs``). The ``prompts``
+    column alone does not say that they were 1 of 18."""
+    out = []
+    for (paired, a, b), roles in coverage.items():
+        if paired >= max(a, b):
+            continue  # every prompt of both runs paired
+        shown = ", ".join(_role_name(r) for r in roles)
+        which = f"role{'s' if len(roles) > 1 else ''} {shown}"
+        what = (
+            f"few (under half of those of the run with fewer): paired_diff speaks for these {paired} alone, "
+            "not for the runs"
+            if few_pairs(paired, a, b)
+            else "the others have no counterpart and are left out of it"
+        )
+        out.append(
+            f"{other.name}{_where(split)}, {which}: the paired comparison (end window {steps_text(steps)}) pairs "
+            f"{paired} (step, prompt) pair(s), of {a} in {base.name} and {b} in {other.name}: {what}"
+        )
     return out

@@ -80,6 +80,17 @@ def steps_text(steps: Sequence[int]) -> str:
     return describe_steps({None: set(steps)}) if steps else "-"
 
 
+STEPS_NAMED = 5  # steps named one by one in a note, at most
+
+
+def steps_listed(steps: Sequence[int]) -> str:
+    """``6`` or ``1, 3, 5, 7, 9, ... (20 steps)``: the first few steps by number, with the count when there
+    are more. A range (``steps_text``) does not say which steps inside it are missing; this does."""
+    shown = sorted(steps)
+    more = f", ... ({len(shown)} steps)" if len(shown) > STEPS_NAMED else ""
+    return ", ".join(str(s) for s in shown[:STEPS_NAMED]) + more
+
+
 def only_steps(run: Run, steps: set[int]) -> Run:
     """``run`` without the sample files that hold none of ``steps`` (files whose names and footers do not tell
     their steps are kept): only the windows' files are opened."""
