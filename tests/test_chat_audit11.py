@@ -137,7 +137,6 @@ def test_keys_not_known_are_kept_as_an_object_with_their_names() -> None:
     parameter holding a list or text that starts with a bracket is a named field, not the whole arguments (a
     review found ``{"name": "sum", "numbers": [1, 2, 3]}`` stored as ``[1, 2, 3]``, the name lost)."""
     cases = [
-        {"id": "c1", "type": "function", "name": "python", "kwargs": '{"code": "print(1)"'},
         {"id": "c2", "type": "function", "name": "sum", "numbers": [1, 2, 3]},
         {"id": "c3", "type": "function", "name": "python", "code": "[x * x for x in range(3)]"},
         {"id": "c4", "type": "function", "name": "search", "query": "cats", "lang": "en"},
@@ -145,6 +144,19 @@ def test_keys_not_known_are_kept_as_an_object_with_their_names() -> None:
     for call in cases:
         fields = {k: v for k, v in call.items() if k not in ("id", "type", "name")}
         assert json.loads(chat.tool_call(call)["arguments"]) == fields
+
+
+def test_one_key_named_for_arguments_is_the_arguments_as_written() -> None:
+    """``kwargs``, ``tool_input``, ``function_args``, ``params``: a key whose name says it holds the arguments
+    holds them as written, so cut-short JSON text is checked as it is (wrapped under its key, it passed
+    tool-call-json as an object)."""
+    cut = '{"code": "print(1)'
+    assert chat.tool_call({"name": "python", "kwargs": cut})["arguments"] == cut
+    assert json.loads(chat.tool_call({"name": "t", "tool_input": {"q": 1}})["arguments"]) == {"q": 1}
+    assert json.loads(chat.tool_call({"name": "t", "function_args": '{"a": 1}'})["arguments"]) == {"a": 1}
+    # Two keys are named fields, whatever their names.
+    both = {"name": "t", "params": "x", "query": "y"}
+    assert json.loads(chat.tool_call(both)["arguments"]) == {"params": "x", "query": "y"}
 
 
 def test_tool_call_json_scores_calls_with_named_fields_as_objects(tmp_path: Path, cli) -> None:

@@ -188,3 +188,41 @@ def test_a_full_pairing_has_no_coverage_note(tmp_path: Path) -> None:
     assert _prompts_of(a, end) == _prompts_of(b, end)
     d = diff_runs([open_run(a), open_run(b)], options=DiffOptions(window=3, boot=100))
     assert not any("paired comparison" in n for n in d.notes), d.notes
+
+
+def test_samples_without_prompt_text_are_paired_by_their_group_id(tmp_path: Path, cli) -> None:
+    """The prompt only in the messages (the ``prompt`` column null): a null prompt hashed to one constant, so
+    every sample of a step was one 'prompt' (10 pairs) where the group ids pair 40 (step, group) means."""
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        with runlog.RunWriter(tmp_path / name, durable=False) as w:
+            for step in range(10):
+                rows = [
+                    {
+                        "sample_id": f"{step}-{i}",
+                        "group_id": f"p{i % 4}",
+                        "reward": float(rng.random()),
+                        "messages": [
+                            {"role": "user", "content": f"prompt {i % 4}"},
+                            {"role": "assistant", "content": "x"},
+                        ],
+                    }
+                    for i in range(8)
+                ]
+                w.log_samples(step, rows)
+    means = {}
+    for name in ("a", "b"):
+        t = pq.read_table(sorted((tmp_path / name / "samples" / "train").glob("*.parquet"))).to_pylist()
+        by: dict[tuple[int, str], list[float]] = {}
+        for r in t:
+            by.setdefault((r["step"], r["group_id"]), []).append(r["reward"])
+        means[name] = {k: float(np.mean(v)) for k, v in by.items()}
+    res = cli("diff", tmp_path / "a", tmp_path / "b", "--format", "json")
+    assert res.exit_code in (0, 1), res.stderr
+    [paired] = json.loads(res.stdout.splitlines()[0])["paired"]
+    lo, hi = (int(x) for x in paired["steps"].split(" ")[0].split(".."))
+    keys = [k for k in means["a"] if lo <= k[0] <= hi and k in means["b"]]
+    diffs = [means["b"][k] - means["a"][k] for k in keys]
+    assert paired["prompts"] == len(keys) == 4 * (hi - lo + 1)
+    assert (paired["wins"], paired["losses"]) == (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
+    assert abs(paired["mean_diff"] - float(np.mean(diffs))) < 1e-12

@@ -240,19 +240,25 @@ def tool_call(tc: Any) -> dict[str, str | None]:
     given = next(((s, k) for s in (fn, outer) for k in _ARGUMENT_KEYS if s.get(k) is not None), None)
     arguments = _arguments(given[0][given[1]]) if given is not None else None
     if arguments is None:
-        # Arguments under a key not read here (a shape of another API): never dropped, kept as one JSON object of
-        # those keys, their names with them (``{"name": "search", "query": "cats"}``; ``{"name": "sum",
-        # "numbers": [1, 2]}``). A value there is not checked as JSON text itself: a key of its own may hold text
-        # that starts with a bracket (``{"code": "[x for x in y]"}``). A call in which nothing was read at all
-        # is kept whole.
+        # Arguments under a key not read here (a shape of another API): never dropped. One such key whose name
+        # says it holds the arguments (``kwargs``, ``tool_input``, ``function_args``, ``params``: ``_ARGUMENTS_NAMED``)
+        # is the arguments as written, checked as they are (cut-short JSON text fails, as under ``arguments``);
+        # other keys are named fields, kept as one JSON object with their names (``{"name": "search", "query":
+        # "cats"}``; ``{"name": "sum", "numbers": [1, 2]}``; ``{"code": "[x for x in y]"}``). A call in which
+        # nothing was read at all is kept whole.
         rest = {k: v for k, v in {**outer, **fn}.items() if k not in _CALL_BOOKKEEPING and k not in ("name", named_by)}
+        held = {k: v for k, v in rest.items() if _unread(v)}
         if name is None and _unread(tc):
             arguments = compact_json(tc)
-        elif _unread(rest):
+        elif len(held) == 1 and _ARGUMENTS_NAMED.search(next(iter(held))):
+            arguments = _arguments(next(iter(held.values())))
+        elif held:
             arguments = compact_json(rest)
     return {"id": call_id, "name": name, "arguments": arguments}
 
 
+# A key not read as arguments whose name says it holds them (``kwargs``, ``tool_input``, ``function_args``, ``params``).
+_ARGUMENTS_NAMED = re.compile(r"(?i)arg|input|param")
 # Where a tool call's arguments are, first found: OpenAI chat and Responses, custom tools and Anthropic's
 # ``input``, Llama's ``parameters``, Gemini's ``args``.
 _ARGUMENT_KEYS = ("arguments", "input", "parameters", "args")

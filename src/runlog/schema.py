@@ -229,7 +229,8 @@ def conform_samples(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def _prompt_turns(dtype: pl.DataType) -> pl.Expr:
     """``prompt_turns`` as written (a native file's own column may hold anything): a whole number of messages,
-    0 or more; any other value (2.5, a negative count, true, text) reads as null, every turn then read."""
+    0 or more (past 2**31 - 1, that: every message); any other value (2.5, a negative count, true, text) reads
+    as null, every turn then read."""
     c = pl.col("prompt_turns")
     if dtype.is_integer():
         whole = c
@@ -237,7 +238,8 @@ def _prompt_turns(dtype: pl.DataType) -> pl.Expr:
         whole = pl.when(c.is_finite() & (c == c.floor())).then(c)
     else:
         whole = pl.lit(None, dtype=pl.Int64)
-    return pl.when(whole >= 0).then(whole).cast(pl.Int32, strict=False).alias("prompt_turns")
+    # A count past Int32 is every message (no sample holds 2**31 of them): the prompt's whole.
+    return pl.when(whole >= 0).then(whole.clip(upper_bound=2**31 - 1)).cast(pl.Int32).alias("prompt_turns")
 
 
 def conform_scalars(lf: pl.LazyFrame) -> pl.LazyFrame:

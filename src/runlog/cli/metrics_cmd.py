@@ -312,7 +312,7 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
             "the prompt where the layout tells where it ends (prompt_turns; a response with no output has none)"
         )
     elif text == "messages":
-        rest_why = "none of their messages has content (or is of the roles the spec keeps)"
+        rest_why = "none of their messages has content (with a format spec that keeps some roles: none of theirs)"
     elif text in ("completion", "trajectory"):
         rest_why = f"their {text} is null"
     elif speaker is not None:

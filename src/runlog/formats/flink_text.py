@@ -133,13 +133,22 @@ def _arrow_type() -> Any:
 
 
 def _memo_budget() -> int:
-    """An eighth of the machine's memory, at most 4 GB (400 MB where it cannot be told)."""
+    """An eighth of the memory this process may use, at most 4 GB (400 MB where it cannot be told): the
+    machine's, or a container's limit where that is less (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``)."""
     import os
 
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
         return 400_000_000
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit, encoding="ascii") as f:
+                value = f.read().strip()
+        except OSError:
+            continue
+        if value.isdigit():  # "max": no limit
+            memory = min(memory, int(value))
     return int(min(4_000_000_000, memory // 8))
 
 

@@ -237,7 +237,12 @@ def load_rows(side: Side) -> None:
     prompt = pl.col("prompt")
     # An integer, hashed as the rows are read (grouping and joining u64 is cheaper than strings); the group id
     # is hashed with another seed, so that it cannot stand for a prompt's text.
-    pkey = pl.coalesce(prompt.hash(), pl.col("group_id").cast(pl.String).hash(seed=1))
+    # A null hashes to a constant: a sample without prompt text would be paired as one prompt with every other such
+    # sample of its step; hashed only where there is a value (neither: no key, not paired).
+    gid = pl.col("group_id").cast(pl.String)
+    pkey = pl.coalesce(
+        pl.when(prompt.is_not_null()).then(prompt.hash()), pl.when(gid.is_not_null()).then(gid.hash(seed=1))
+    )
     base = {"step": pl.col("step"), "split": pl.col("split")}
     numbers = ["split", "step", "role", "reward", "kl"]
     texts = {**base, "group": group, "pkey": pkey}
