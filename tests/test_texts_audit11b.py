@@ -261,3 +261,31 @@ def test_inspect_does_not_list_prompt_turns_as_a_numeric_column(tmp_path: Path, 
     assert "prompt_turns" not in json.loads(res.stdout)["numeric"]
     deep = cli("inspect", tmp_path / "run", "--deep", "--format", "json")
     assert "prompt_turns" not in json.loads(deep.stdout)["numeric"]
+
+
+def test_a_spec_of_one_role_counts_the_samples_where_it_does_not_speak(tmp_path, cli):
+    """A spec keeping the verifier's texts, ``--text auto``: the samples where the verifier does not speak were
+    left out without a word (texts 4, no no_text), while ``--text role:verifier`` counted them."""
+    from runlog import RunWriter
+
+    def turn(name, content):
+        return {"role": "assistant", "name": name, "content": content}
+
+    q = {"role": "user", "content": "question"}
+    samples = [
+        [q, turn("solver", "<answer>0</answer>")],
+        [q, turn("solver", "<answer>1</answer>"), turn("verifier", "<answer>ok</answer>")],
+        [q, turn("solver", "<answer>2</answer>"), turn("verifier", "looks fine")],
+        [q, turn("solver", "<answer>3</answer>")],
+        [q, turn("solver", "<answer>4</answer>"), turn("verifier", "<answer>ok</answer>")],
+    ]
+    with RunWriter(tmp_path / "run", roles=["solver", "verifier"], durable=False) as w:
+        w.log_samples(0, [{"reward": 1.0, "sample_id": f"s{i}", "messages": m} for i, m in enumerate(samples)])
+    spec = tmp_path / "ver.toml"
+    spec.write_text('name = "ver"\ntags = ["answer"]\nroles = ["verifier"]\n')
+    spoken = [any(m.get("name") == "verifier" and m["content"] for m in s) for s in samples]
+    for text in ("auto", "role:verifier"):
+        r = cli("metrics", "format", tmp_path / "run", "--spec", spec, "--text", text, "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        [row] = json.loads(r.stdout)
+        assert (row["texts"], row.get("no_text")) == (sum(spoken), len(samples) - sum(spoken)), (text, row)

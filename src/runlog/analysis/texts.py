@@ -238,6 +238,7 @@ def _turn_texts(
             (pl.col("__no_messages") & pl.col("completion").is_null()) if speaker is None else pl.col("__no_messages"),
             flags,
         ),
+        *([pl.col("__row").alias("__sample")] if flags else []),  # whose a row is (``_texts_counted``)
     )
 
 
@@ -506,6 +507,12 @@ def _texts_counted(
         # One count per sample none of whose rows is measured (its first row stands for it).
         none = ~read.any().over("__sample") & pl.col("__sample").is_first_distinct()
         found = frame.filter(none).with_columns(pl.lit(None, dtype=pl.String).alias("role"))
+    elif per_role and checked is not None and "__sample" in frame.columns:
+        # One row per sample and speaker: a sample is skipped when no row of it is measured (a spec keeping the
+        # verifier's texts, in a sample where only the solver speaks), counted once, its role null (the sample's).
+        read = pl.col("text").is_not_null() & checked.fill_null(False)
+        none = ~read.any().over("__sample") & pl.col("__sample").is_first_distinct()
+        found = frame.filter(none).with_columns(pl.lit(None, dtype=pl.String).alias("role"))
     else:
         found = frame.filter(pl.col("text").is_null())
     skipped.counts = (
@@ -514,8 +521,8 @@ def _texts_counted(
         .agg(pl.len().cast(pl.Int64).alias("n"))
     )
     if message_level:  # the samples' own rows, there only to be counted
-        frame = frame.filter(~pl.col("__bare") & ~pl.col("__none")).drop("__none", "__sample")
-    return frame.drop("__unread", "__bare")
+        frame = frame.filter(~pl.col("__bare") & ~pl.col("__none")).drop("__none")
+    return frame.drop("__unread", "__bare", "__sample", strict=False)
 
 
 def _has_text() -> pl.Expr:

@@ -318,7 +318,10 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
     elif speaker is not None:
         rest_why = f"{speaker} has no turn in them"
     elif per_role or text == "assistant":
-        rest_why = "their messages have no assistant turn with text (only tool calls without content, say)"
+        rest_why = (
+            "their messages have no assistant turn with text of the speakers read (a spec's roles that do not speak "
+            "in them, or only tool calls without content)"
+        )
     else:
         rest_why = (
             "their messages have no turn of the policy with text (its only turn a tool call without content, or "
