@@ -226,3 +226,29 @@ def test_samples_without_prompt_text_are_paired_by_their_group_id(tmp_path: Path
     assert paired["prompts"] == len(keys) == 4 * (hi - lo + 1)
     assert (paired["wins"], paired["losses"]) == (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
     assert abs(paired["mean_diff"] - float(np.mean(diffs))) < 1e-12
+
+
+def test_plot_diff_breaks_a_runs_line_at_a_step_it_lacks(tmp_path: Path) -> None:
+    """plot --diff drew a straight line across a step one run lacks (values never logged), where plot breaks
+    the line and names the gap."""
+    from runlog.plots.diff import diff_figure
+    from runlog.plots.figures import note_text
+
+    for name, missing in (("a", None), ("b", 5)):
+        with runlog.RunWriter(tmp_path / name, roles=["solver"], durable=False) as w:
+            for step in range(10):
+                if step != missing:
+                    w.log_samples(step, [{"reward": 0.1 * step, "roles": {"solver": {"reward": 0.1 * step}}}])
+    d = diff_runs([open_run(tmp_path / "a"), open_run(tmp_path / "b")], options=DiffOptions(window=2, boot=100))
+    fig = diff_figure(d)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    a = next(v for k, v in lines.items() if k.startswith("a"))
+    b = next(v for k, v in lines.items() if k.startswith("b"))
+    # Compared on the steps both have: both lines break at step 5 (b lacks it), and the panel says so.
+    for line in (a, b):
+        ys = np.asarray(line.get_ydata(), dtype=float)
+        xs = np.asarray(line.get_xdata(), dtype=float)
+        assert np.isnan(ys).sum() == 1 and xs[np.isnan(ys)][0] == 4  # the break after step 4, before step 6
+        assert 5 not in set(xs[~np.isnan(ys)].tolist())
+    assert "not in every run: gap: step 5 missing" in note_text(ax)

@@ -87,6 +87,10 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
         means = []  # (run, steps, means): a mean of +-inf has no place on the axis, and is said as in ``plot``
         # KL that spans decades: a log axis, where a mean <= 0 has no point (left out, and said).
         log = metric == "kl" and F.maybe_log(ax, rows_of_role["mean"].to_list())
+        common = sorted(set(rows_of_role["step"].to_list()))
+        breaks = F.gaps(common)
+        if breaks:
+            F.panel_note(ax, f"not in every run: {F.gap_words(common)}")
         for name in d.names:
             own = rows_of_role.filter(rows_of_role["run"] == name).sort("step")
             if own.height == 0:
@@ -101,6 +105,9 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
             colour = colours[name]
             label = name + (" (baseline)" if baseline else "")
             means.append((label, steps.tolist(), own["mean"].to_list()))
+            # The runs are drawn on the steps they all have: a step some run lacks breaks every line there, as in
+            # ``plot`` (a line across it drew values no run compared), and is said once in the panel.
+            steps, [mean, lo, hi] = F.broken(steps, [mean, lo, hi], breaks)
             ax.fill_between(steps, lo, hi, color=colour, alpha=0.15, linewidth=0)
             ax.plot(
                 steps,

@@ -351,7 +351,7 @@ def draw_series(
     shown = ok & (y > 0) if log else ok
     if window <= 1:
         if shown.any():
-            bx, [by] = _broken(x[shown], [y[shown]], breaks)
+            bx, [by] = broken(x[shown], [y[shown]], breaks)
             ax.plot(
                 bx,
                 by,
@@ -368,15 +368,15 @@ def draw_series(
     if log:
         mean[~(mean > 0)] = np.nan
     if shown.any():
-        rx, [ry] = _broken(x[shown], [y[shown]], breaks)
+        rx, [ry] = broken(x[shown], [y[shown]], breaks)
         ax.plot(rx, ry, color=colour, alpha=0.3, linewidth=1.0)
-    bx, [bm, bs] = _broken(x, [mean, sd], breaks)
+    bx, [bm, bs] = broken(x, [mean, sd], breaks)
     ax.fill_between(bx, bm - bs, bm + bs, color=colour, alpha=0.12, linewidth=0)
     ax.plot(bx, bm, color=colour, linewidth=2.2, label=clean_label(label))
     return True
 
 
-def _broken(x: np.ndarray, ys: list[np.ndarray], breaks: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
+def broken(x: np.ndarray, ys: list[np.ndarray], breaks: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
     """``x`` and ``ys`` with a NaN point inserted between two consecutive points
     that a gap ``(a, b)`` of ``breaks`` lies between: matplotlib breaks a line, and a band, at a NaN."""
     if not breaks or len(x) < 2:
