@@ -291,3 +291,15 @@ def test_unknown_data_is_written_as_json() -> None:
     text = cells[5]
     [data] = [line for line in text.split("\n") if line.startswith("(data) ")]
     assert json.loads(data.removeprefix("(data) ")) == value
+
+
+def test_a_prompt_count_past_the_messages_is_every_turn():
+    """``prompt_turns`` larger than the messages makes every message the prompt's, as the texts read it (the
+    cell fell back to 'the turns before the first model turn')."""
+    from runlog.render.model import Turn
+    from runlog.sinks.tables import _prompt_turns
+
+    turns = [Turn(role="user", content="q"), Turn(role="assistant", content="a"), Turn(role="user", content="r")]
+    assert _prompt_turns(turns, 99) == turns
+    assert _prompt_turns(turns, 2) == turns[:2]
+    assert _prompt_turns(turns, None) == turns[:1]

@@ -8,6 +8,7 @@ and versioned by ``JSON_SCHEMA``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -264,6 +265,17 @@ def _reserialises_faithfully(text: str) -> bool:
     except (ValueError, RecursionError):
         return False
     return faithful[0]
+
+
+def figure_text(v: float | None) -> str:
+    """A figure as every renderer writes it: ``shown``, and ``null``, ``NaN``, ``inf`` / ``-inf``."""
+    if v is None:
+        return "null"
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return shown(v)
 
 
 def shown_reasoning(turn: Turn) -> str | None:

@@ -28,8 +28,8 @@ from .model import (
     ToolCall,
     Turn,
     cut_labels,
+    figure_text,
     pretty_arguments,
-    shown,
     shown_reasoning,
     turn_segments,
 )
@@ -323,9 +323,9 @@ def fmt(v: float | None, *, reward: bool = False) -> Text:
     """A number as ``model.shown`` writes it; a reward coloured by ``colours.reward_style`` (1 green, 0 red,
     negative bold red)."""
     if v is None:
-        return Text("null", style="dim")
-    if math.isnan(v):
-        return Text("NaN", style="red")
-    if math.isinf(v):
-        return Text("inf" if v > 0 else "-inf", style="red")
-    return Text(shown(v), style=reward_style(v) if reward else "")
+        style = "dim"
+    elif not math.isfinite(v):
+        style = "red"
+    else:
+        style = reward_style(v) if reward else ""
+    return Text(figure_text(v), style=style)

@@ -261,8 +261,8 @@ def _prompt_turns(turns: Sequence[Turn], known: Any = None) -> list[Turn]:
     answers too)."""
     from ..render.model import UNKNOWN_ROLES, is_model_turn
 
-    if isinstance(known, int) and not isinstance(known, bool) and 0 <= known <= len(turns):
-        return list(turns[:known])
+    if isinstance(known, int) and not isinstance(known, bool) and known >= 0:
+        return list(turns[:known])  # a count past the messages: every one the prompt's, as the texts read it
     out = []
     for t in turns:
         if is_model_turn(t) or t.role.lower() in UNKNOWN_ROLES:
@@ -287,13 +287,7 @@ def _num(v: Any) -> float | None:
 
 
 def _fmt(v: float | None) -> str:
-    """A figure as the terminal writes it (``render.terminal.fmt``), in plain text."""
-    from ..render.model import shown
+    """A figure as the terminal writes it (``render.model.figure_text``)."""
+    from ..render.model import figure_text
 
-    if v is None:
-        return "null"
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return shown(v)
+    return figure_text(v)
