@@ -24,6 +24,9 @@ from ._lazy import pl
 CURRENT_VERSION = 2
 KNOWN_VERSIONS = (0, 1, 2)
 FORMAT_NAME = "runlog"
+# How every output names the null role (the samples without per-role data: Flink v0 files, single-agent
+# layouts): one label in tables, plots, the report and diff, so that a reader meets one name for one thing.
+NULL_ROLE_LABEL = "(unknown)"
 
 
 # ---------------------------------------------------------------------------------------------------------

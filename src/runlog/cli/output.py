@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._lazy import pl
 from ..errors import UsageError
+from ..schema import NULL_ROLE_LABEL
 from ..textsafe import visible
 from .common import stdout_console, write_stdout, writing, wrote
 from .options import json_lines
@@ -321,7 +322,7 @@ def _cell(name: str, v: Any) -> Text:
 
     if name == "role":
         if v is None:
-            return Text("(unknown)", style="italic")
+            return Text(NULL_ROLE_LABEL, style="italic")
         from ..render.colours import role_colour
 
         cell = fmt_cell(v)

@@ -147,7 +147,7 @@ class FlinkLayout(Layout):
             return info
         self._check_columns(info, ctx)
         if version == 0 and info.readable:
-            ctx.note(self.name, "v0 files have no per-role data: their rows have no roles (role unknown)")
+            ctx.note(self.name, "v0 files have no per-role data: their rows have no role (shown as (unknown))")
         if info.readable and any(c in info.columns for c in TEXT_SOURCES):
             info.columns = with_prompt(info.columns, ctx)
             ctx.note(self.name, GROUP_NOTE)

@@ -26,6 +26,7 @@ from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
 from ..run import Run
+from ..schema import NULL_ROLE_LABEL
 from . import figures as F
 
 WHATS = ("reward", "kl", "components", "diversity", "format", "scalars", "hist")
@@ -192,7 +193,7 @@ def _per_role_lines(s: RunSeries, column: str, by: str) -> list[tuple[str, str, 
     out = []
     for role in s.roles:
         steps, values = s.role_series(role, column)
-        out.append((role if role is not None else "(role unknown)", colours[role], steps, values))
+        out.append((role if role is not None else NULL_ROLE_LABEL, colours[role], steps, values))
     return out
 
 
@@ -216,7 +217,7 @@ def _nan_rewards(s: RunSeries, by: str) -> list[str]:
     for role, part in parts:
         nan = int(part["reward_nan"].fill_null(0).sum()) if "reward_nan" in part.columns else 0
         if part.height and part["reward_mean"].null_count() == part.height:
-            name = F.note_name(role) if role is not None else "(role unknown)"
+            name = F.note_name(role) if role is not None else NULL_ROLE_LABEL
             null = int(part["reward_null"].fill_null(0).sum()) if "reward_null" in part.columns else 0
             counts = ", ".join(f"{n} {k}" for n, k in ((nan, "NaN"), (null, "null")) if n)
             out.append(f"{name}: no valid reward at any step" + (f" ({counts})" if counts else ""))
@@ -575,7 +576,7 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         for role in s.roles:
             vals = part.filter(pl.col("role").is_null() if role is None else pl.col("role") == role)["reward"]
             if vals.len():
-                label = F.clean_label(role) if role is not None else "(role unknown)"
+                label = F.clean_label(role) if role is not None else NULL_ROLE_LABEL
                 kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=colours[role], label=label)
                 ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
                 ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, **kw)

@@ -11,6 +11,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..schema import NULL_ROLE_LABEL
 from . import figures as F
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
         F.say_not_drawn(ax, means)
         if log:
             F.say_not_positive(ax, means)
-        F.panel_title(ax, role if role is not None else "(no role)", fontsize=11)
+        F.panel_title(ax, role if role is not None else NULL_ROLE_LABEL, fontsize=11)
         ax.set_xlabel("step")
         ax.set_ylabel(METRICS[metric].lower())
         F.legend(ax)

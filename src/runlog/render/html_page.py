@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 
+from ..schema import NULL_ROLE_LABEL
 from .colours import reward_kind, role_css
 from .colours import role_class as colour_class
 from .model import MODEL_ROLES, Conversation, ToolCall, Turn, pretty_arguments, shown, shown_reasoning, turn_segments
@@ -286,7 +287,7 @@ def index_html(convs: list[Conversation]) -> str:
         _th("step", "num"),
         _th("split", "txt"),
         _th("sample", "txt"),
-        *(_th(label(r or "(unknown)", 40), "num", f' class="role {colour_class(r)}"', dot=True) for r in roles),
+        *(_th(label(r or NULL_ROLE_LABEL, 40), "num", f' class="role {colour_class(r)}"', dot=True) for r in roles),
         _th("total", "num"),
         _th("turns", "num"),
         _th("tool calls", "num"),
@@ -472,7 +473,8 @@ def summary_html(conv: Conversation) -> str:
         if r.roles:
             rows.append("<tr><th>role</th><th>reward</th><th>KL</th></tr>")
             rows += [
-                f'<tr class="{colour_class(x.role)}"><td><span class="dot">●</span> {label(x.role or "(unknown)")}</td>'
+                f'<tr class="{colour_class(x.role)}"><td><span class="dot">●</span> '
+                f"{label(x.role or NULL_ROLE_LABEL)}</td>"
                 f"<td>{num(x.reward, reward=True)}</td><td>{num(x.kl)}</td></tr>"
                 for x in r.roles
             ]

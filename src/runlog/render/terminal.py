@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from ..schema import NULL_ROLE_LABEL
 from .colours import reward_style, role_colour
 from .model import (
     MODEL_ROLES,
@@ -279,7 +280,7 @@ def reward_table(conv: Conversation) -> Table:
     if r.roles:
         t.add_row(Text("role", style="dim"), Text("reward", style="dim"), Text("KL", style="dim"))
         for role in r.roles:
-            label = Text(one_line(role.role or "(unknown)"), style=f"bold {role_colour(role.role)}")
+            label = Text(one_line(role.role or NULL_ROLE_LABEL), style=f"bold {role_colour(role.role)}")
             t.add_row(label, fmt(role.reward, reward=True), fmt(role.kl))
     return t
 
@@ -297,7 +298,7 @@ def reward_records(conv: Conversation) -> Table:
     for name, value in r.components:
         t.add_row(Text(one_line(name), style=""), fmt(value, reward=True))
     for role in r.roles:
-        name = one_line(role.role or "(unknown)")
+        name = one_line(role.role or NULL_ROLE_LABEL)
         style = f"bold {role_colour(role.role)}"
         t.add_row(Text(f"{name} reward", style=style), fmt(role.reward, reward=True))
         t.add_row(Text(f"{name} KL", style=style), fmt(role.kl))

@@ -34,6 +34,7 @@ from ..plots import (
     scalar_namespaces,
 )
 from ..run import Run
+from ..schema import NULL_ROLE_LABEL
 from .template import e, e1, image, num, page, table
 from .trajectories import role_slug
 from .trajectories import trajectories as trajectories_section
@@ -446,7 +447,7 @@ def _summary(s: RunSeries) -> str:
     if "kl_count" in df.columns and not int(df["kl_count"].sum() or 0) + int(df["kl_nan"].sum() or 0):
         cols = [(c, h) for c, h in cols if c not in ("kl_nan", "kl_null")]  # a run without KL: nothing to count
     rows = [
-        [e1(r["role"] if r["role"] is not None else "(role unknown)")] + [num(r[c]) for c, _ in cols]
+        [e1(r["role"] if r["role"] is not None else NULL_ROLE_LABEL)] + [num(r[c]) for c, _ in cols]
         for r in df.iter_rows(named=True)
     ]
     headers = ["role", *[h for _, h in cols]]
@@ -501,7 +502,7 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
             rows.append(
                 [
                     e1(r["split"] or "-"),
-                    e1(r["role"] if r["role"] is not None else "(no role)"),
+                    e1(r["role"] if r["role"] is not None else NULL_ROLE_LABEL),
                     num(r["common_steps"]),
                     num(r["reward_end_baseline"]),
                     num(r["reward_end"]),

@@ -11,6 +11,7 @@ import numpy as np
 from ..._lazy import pl
 from ...errors import UsageError, did_you_mean
 from ...run import Run
+from ...schema import NULL_ROLE_LABEL
 from ..check import describe_steps, known_roles, steps_per_split
 from .model import DiffOptions, Split
 from .sides import Side, layouts_of, split_eq, steps_listed, steps_text
@@ -63,9 +64,6 @@ def check_filters(sides: list[Side], opts: DiffOptions) -> None:
         chosen = [{k: v for k, v in steps.items() if not opts.splits or k in opts.splits} for steps in per_run]
         runs = "; ".join(f"{s.name}: {describe_steps(c) or 'no steps'}" for s, c in zip(sides, chosen, strict=True))
         raise UsageError(f"--steps {opts.steps.shown}: no run has a step there ({runs})")
-
-
-NULL_ROLE_LABEL = "(unknown)"  # how diff shows the null role: the samples without per-role data
 
 
 def _null_role_hint(role: str) -> str:
@@ -160,7 +158,7 @@ def common_roles(
     common = [r for r in a if r in b]
 
     def show(roles: Iterable[str | None]) -> str:
-        return ", ".join("(unknown)" if r is None else r for r in roles)
+        return ", ".join(NULL_ROLE_LABEL if r is None else r for r in roles)
 
     if not common:
         if a or b:

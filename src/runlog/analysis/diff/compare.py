@@ -13,6 +13,7 @@ import numpy as np
 from ..._lazy import pl
 from ...errors import UsageError
 from ...run import Run
+from ...schema import NULL_ROLE_LABEL
 from ..changepoint import first_sustained
 from ..doctor_config import DoctorConfig
 from . import window_cache
@@ -241,7 +242,7 @@ def _shown(x: float | None) -> str:
 
 
 def _role_name(role: str | None) -> str:
-    return "(unknown)" if role is None else role
+    return NULL_ROLE_LABEL if role is None else role
 
 
 def _compare_role(
