@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -198,13 +199,35 @@ def _row_nbytes(row: Sequence[Any]) -> int:
     return sum(len(v.encode("utf-8", "replace")) + 8 if isinstance(v, str) else 24 for v in row)
 
 
+# A line that runlog writes to mark the structure of a conversation: a turn's head (``[role · speaker]``, ``[tool ·
+# NAME] [CALL_ID] (error)``) or a marker at the start of a line. A line of the model's (or a tool's) text that reads
+# as one is written with a ``\`` before it, so that a model cannot forge a user turn or a tool call in the text.
+_HEAD = re.compile(r"\[[^\[\]\n]*\](?: \[[^\[\]\n]*\])?(?: \(error\))?")
+_MARKERS = ("-> tool call ", "(reasoning) ", "(reasoning)", "(data) ", "(arguments are not valid JSON)")
+
+
+def quote_line(line: str) -> str:
+    """``line`` as a line of text under a turn's head: one ``\\`` more before a line that would read as runlog's own
+    (a head, a marker, or such a line already quoted), so the quoting is undone by taking one ``\\`` off."""
+    rest = line.lstrip("\\")
+    if _HEAD.fullmatch(rest) or rest.startswith(_MARKERS):
+        return "\\" + line
+    return line
+
+
+def _quoted(text: str) -> list[str]:
+    return [quote_line(line) for line in text.split("\n")]
+
+
 def plain_turns(turns: Sequence[Turn]) -> str:
     """A conversation as plain text: one block per turn, ``[role · speaker]`` then its text, tool calls and
     tool results. Give it the turns of ``model.prepared``, whose tool results are named as ``render-trajectory``
     names them. Each reasoning line is marked ``(reasoning)``: the text has no other way to say where the
     reasoning ends and the answer begins. Calls and results carry their call ids (``-> tool call search
     [call_A]: {...}``, ``[tool · search] [call_A]``), so two results of one tool answered out of order are told
-    apart. Control and invisible characters are shown as escapes (``render.safe``), and newlines in a label."""
+    apart. Control and invisible characters are shown as escapes (``render.safe``), and newlines in a label. A line
+    of text that reads as a head or a marker is quoted with a ``\\`` (``quote_line``): the model cannot write a
+    turn of its own into the text."""
     from ..chat import compact_json
     from ..render.model import pretty_arguments, shown_reasoning
     from ..render.safe import one_line, safe
@@ -223,15 +246,17 @@ def plain_turns(turns: Sequence[Turn]) -> str:
         if reasoning:
             lines += [f"(reasoning) {line}".rstrip(" ") for line in safe(reasoning).split("\n")]
         if t.content:
-            lines.append(t.content)
+            lines += _quoted(t.content)
         for c in t.tool_calls:
             ok, args = pretty_arguments(c)
             ident = f" [{one_line(c.id)}]" if c.id is not None else ""
-            lines.append(f"-> tool call {one_line(c.name or '(unnamed tool)')}{ident}: {args}")
+            first, *more = args.split("\n")
+            lines.append(f"-> tool call {one_line(c.name or '(unnamed tool)')}{ident}: {first}")
+            lines += [quote_line(line) for line in more]
             if not ok and c.arguments:
                 lines.append("(arguments are not valid JSON)")
         if result is not None:
-            lines.append(result.content or "")
+            lines += _quoted(result.content or "")
         if t.data is not None:
             lines.append(f"(data) {compact_json(t.data)}")
         blocks.append("\n".join(lines))
