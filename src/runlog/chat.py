@@ -344,6 +344,13 @@ def _tool_calls(v: Any) -> list[dict[str, str | None]] | None:
     return calls or None
 
 
+# Who speaks in a chat, by the message's role (lower-cased): the model's own turns, and what the model is given (the
+# prompt's messages and tool output). One list for every reader of turns: render-trajectory, the W&B tables and
+# the text metrics name the same turns the model's. Any other role is a speaker's name (``solver``, ``judge``).
+MODEL_ROLES = frozenset({"assistant", "model", "agent"})
+INPUT_ROLES = frozenset({"system", "developer", "user", "human", "tool", "function", "ipython"})
+
+
 def _role(v: Any, default: str = "unknown") -> str:
     return v if isinstance(v, str) and v else default
 

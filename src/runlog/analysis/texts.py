@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .. import chat as _chat
 from .._lazy import pl
 from ..chat import REDACTED_MARKS
 from ..errors import UsageError
@@ -69,8 +70,10 @@ TEXT_SOURCES = (
 )
 # The text kinds without a speaker: with ``--by role`` all their texts are in one row, its role empty.
 NO_SPEAKER_TEXTS = ("answer", "completion", "trajectory")
-MODEL_ROLES = ("assistant", "model")
-NOT_MODEL_ROLES = ("user", "system", "developer", "tool", "function", "ipython")  # prompt and tool-result messages
+# The chat roles of the model's turns and of its input (prompt and tool-result messages), as render-trajectory
+# reads them (``chat``): a text metric reads the turns it shows as the model's.
+MODEL_ROLES = sorted(_chat.MODEL_ROLES)
+NOT_MODEL_ROLES = sorted(_chat.INPUT_ROLES)
 _ANSWER = r"(?s)<answer>(.*)</answer>"
 OVER_SET_ROWS_NOTE = (
     "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "

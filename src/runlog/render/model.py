@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..chat import INPUT_ROLES, MODEL_ROLES
+
 JSON_SCHEMA = "runlog.conversation/1"
 
 # What a renderer shows after cutting a long text; the number is what was cut.
@@ -138,7 +140,7 @@ class Conversation:
     def stats(self) -> Stats:
         return Stats(
             turns=len(self.turns),
-            assistant_turns=sum(t.role == "assistant" for t in self.turns),
+            assistant_turns=sum(is_model_turn(t) for t in self.turns),  # the model's turns, speakers' too
             tool_calls=sum(len(t.tool_calls) for t in self.turns),
             tool_errors=sum(1 for t in self.turns if t.result is not None and t.result.is_error),
             chars=self.chars_before_cut if self.chars_before_cut is not None else sum(t.chars() for t in self.turns),
@@ -344,10 +346,8 @@ def split_think(text: str) -> list[tuple[str, bool]]:
     return [(s, k) for s, k in out if s]
 
 
-MODEL_ROLES = frozenset({"assistant", "model", "agent"})
-# What the model is given rather than what it says: the prompt's messages and tool output. With runlog's own
-# kinds of turn whose speaker is not known (a JSON value of unknown shape, a transcript not split into turns).
-INPUT_ROLES = frozenset({"system", "developer", "user", "human", "tool", "function", "ipython"})
+# runlog's own kinds of turn whose speaker is not known (a JSON value of unknown shape, a transcript not split
+# into turns): neither the model's (``chat.MODEL_ROLES``) nor its input's (``chat.INPUT_ROLES``).
 UNKNOWN_ROLES = frozenset({"data", "transcript", "unknown"})
 
 

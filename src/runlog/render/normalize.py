@@ -103,7 +103,7 @@ def from_messages(messages: Any) -> list[Turn]:
             turns.append(Turn("tool", speaker=m.get("name"), result=result))
             continue
         calls = [ToolCall(c.get("id"), c.get("name"), c.get("arguments")) for c in m.get("tool_calls") or []]
-        if not calls and role == "assistant":
+        if not calls and role.lower() in chat.MODEL_ROLES:
             content, calls = text_tool_calls(content)
         turns.append(Turn(role, m.get("name"), content, m.get("reasoning"), calls))
     return turns

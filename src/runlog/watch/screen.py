@@ -201,11 +201,11 @@ def extremes(live: LiveRun) -> list[SampleLine]:
 
 
 def sample_text(conv: Any) -> str:
-    """The sample's last assistant words (reasoning left out), else its last turn's text, on one line."""
-    from ..render.model import strip_think
+    """The sample's last words of the model (reasoning left out), else its last turn's text, on one line."""
+    from ..render.model import is_model_turn, strip_think
 
     turns = [t for t in conv.turns if t.content]
-    said = [t for t in turns if t.role == "assistant"] or turns
+    said = [t for t in turns if is_model_turn(t)] or turns
     if not said:
         return ""
     return one_line(" ".join((strip_think(said[-1].content) or "").split()))
