@@ -52,6 +52,59 @@ def aliased_key(aliases: dict[str, str] | None) -> pl.Expr:
     return pl.when(is_weight).then(base + "__count").otherwise(base).alias("key")
 
 
+def aliased(lf: pl.LazyFrame, aliases: dict[str, str] | None) -> pl.LazyFrame:
+    """Scalar rows (``step, key, value, source, record``) with their keys renamed by ``aliases``, and one value
+    per shard, step and key after the renaming: where one shard logged a quantity under two of its names at one
+    step (``grad_global_norm`` and ``grad/global_norm``: a trainer that writes the old name too, for old
+    dashboards), the canonical name's value is kept, with its ``__count`` weight (it belongs with the rest of
+    its family: ``train/reward/std``, ...); between two old names, the later line's. Merging them as two
+    shards' values gave a figure nobody logged (their mean)."""
+    if not aliases:
+        return lf
+    raw = pl.col("key").str.strip_suffix("__count")
+    if not lf.select(raw.is_in(list(aliases)).any()).collect().item():
+        return lf.with_columns(aliased_key(aliases))  # no key logged under an old name: nothing to choose
+    return (
+        lf.with_columns(raw.is_in(list(aliases)).alias("__old"), aliased_key(aliases))
+        .sort(["source", "step", "key", "__old", "record"], descending=[False, False, False, True, False])
+        .unique(subset=["source", "step", "key"], keep="last", maintain_order=True)
+        .drop("__old")
+    )
+
+
+def alias_collisions(run: HasScalars, aliases: dict[str, str] | None) -> str | None:
+    """A note where a shard logged one quantity under two of its names at one step (``aliased`` kept one), else
+    None: which names, how many steps, the first."""
+    if not aliases:
+        return None
+    raw = pl.col("key").str.strip_suffix("__count")
+    lf = run.scalars.filter(pl.col("step").is_not_null() & ~pl.col("key").str.ends_with("__count"))
+    lf = lf.filter(pl.col("key").is_in([*aliases, *aliases.values()]))
+    df = (
+        lf.with_columns(pl.col("key").alias("__raw"), raw.replace(aliases).alias("key"))
+        .group_by("source", "step", "key")
+        .agg(pl.col("__raw").unique().sort().alias("names"))
+        .filter(pl.col("names").list.len() > 1)
+        .collect()
+    )
+    if df.is_empty():
+        return None
+    per_key = (
+        df.explode("names")
+        .group_by("key")
+        .agg(pl.col("names").unique().sort(), pl.col("step").n_unique().alias("n"), pl.col("step").min())
+    )
+    said = [
+        f"{r['key']} ({', '.join(r['names'])}: {r['n']} step(s), first {r['step']})"
+        for r in per_key.sort("key").iter_rows(named=True)
+    ]
+    shown = "; ".join(said[:3]) + (f"; {len(said) - 3} more" if len(said) > 3 else "")
+    return (
+        f"logged under two of its names by one process at a step: {shown}; the canonical name's value kept "
+        "(between two old names, the later line's), not their mean"
+    )
+
+
 def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     """One value per key and step (``key, step, value``) from scalar rows (``step, key, value, source,
     record``; keys already aliased): each value weighted by the ``key__count`` companion of its own record
@@ -186,7 +239,7 @@ def merged_steps(
     step_filter = (steps or StepRange()).expr()
     if step_filter is not None:
         lf = lf.filter(step_filter)
-    return merge_shards(lf.with_columns(aliased_key(aliases)))
+    return merge_shards(aliased(lf, aliases))
 
 
 def summarize_scalars(

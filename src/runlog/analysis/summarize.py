@@ -30,7 +30,7 @@ from ..errors import UsageError
 from . import aggregate as A
 from .correlations import correlations
 from .filters import Filters, StepRange, apply_filters
-from .scalars import DEFAULT_ALIASES, SCALAR_COLUMNS, load_aliases, summarize_scalars
+from .scalars import DEFAULT_ALIASES, SCALAR_COLUMNS, alias_collisions, load_aliases, summarize_scalars
 from .stats import KL_STATS, REWARD_STATS
 from .views import SPLIT_NOTE, run_splits
 
@@ -341,6 +341,7 @@ __all__ = [
     "run_splits",
     "summarize",
     "summarize_scalars",
+    "alias_collisions",
     "summary_keys",
     "unknown_role_rows",
 ]

@@ -226,6 +226,8 @@ def _summarize_run(
                 notes=[f"{run.name} holds no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch file)"],
             )
         emit_frame(df, fmt, output, keys=["key"])
+        if (collided := S.alias_collisions(run, table)) is not None:
+            report_problems([], notes=[collided])
     elif keys or alias or aliases:
         raise UsageError("--keys, --alias and --aliases go with --scalars")
     elif correlations:

@@ -144,7 +144,11 @@ def _print(r: Any) -> None:
 
     where = f"{r.entity + '/' if r.entity else ''}{r.project}/{r.run_id} ({r.mode})"
     if r.up_to_date:
-        line(f"up to date: {where} has every step up to {r.after}; nothing uploaded")
+        upto = f"up to {r.after}" if r.after is not None else "(the run holds none)"
+        line(f"up to date: {where} has every step {upto}; nothing uploaded")
+        return
+    if not r.steps_total and not r.dry_run:
+        line(f"nothing to upload to {where}: the run holds no step of scalars or samples; no W&B run started")
         return
     verb = "would log" if r.dry_run else "logged"
     span = f"steps {r.first_step}..{r.last_step}" if r.steps else "no new steps"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
-from ..analysis.scalars import aliased_key, merge_shards
+from ..analysis.scalars import alias_collisions, aliased, merge_shards
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
@@ -321,12 +321,13 @@ def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
 
 
 def _build_plan(run: Run, opts: PlanOptions) -> Plan:
-    scalars, times = step_scalars(run, DEFAULT_ALIASES if opts.aliases is None else opts.aliases)
+    aliases = DEFAULT_ALIASES if opts.aliases is None else opts.aliases
+    scalars, times = step_scalars(run, aliases)
     has_samples = any(f.kind == "samples" and f.readable for f in run.files)
     computed: dict[int, dict[str, float]] = {}
     hists: dict[int, dict[str, Hist]] = {}
     picks: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
-    notes: list[str] = []
+    notes: list[str] = [n for n in [alias_collisions(run, dict(aliases))] if n is not None]
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
     if has_samples:
@@ -353,7 +354,7 @@ def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[s
 
     The merge only runs over the (step, key) pairs logged more than once: on the usual one-shard run it
     costs nothing, which matters at 10,000 steps x 50 keys."""
-    lf = run.scalars.filter(pl.col("step").is_not_null()).with_columns(aliased_key(dict(aliases)))
+    lf = aliased(run.scalars.filter(pl.col("step").is_not_null()), dict(aliases))
     lf = lf.filter(~pl.col("key").str.starts_with("_"))  # W&B reserves _step, _timestamp, ...
     times = run.scalars.filter(pl.col("step").is_not_null() & pl.col("time").is_not_null())
     times = times.group_by("step").agg(pl.col("time").max())

@@ -141,6 +141,10 @@ def upload_wandb(
     plan = P.build_plan(run, options)
     plan_left = {f.path for f in run.files if not f.readable}  # the files the plan's numbers leave out
     result.steps_total = len(plan.steps)
+    if not plan.steps and not dry_run:
+        # Nothing to log: starting W&B would leave an empty run on the dashboard (online) or to sync (offline).
+        result.notes += _plan_notes(plan, plan_left, None)
+        return result
     hold, held, hold_notes = _hold_torn(plan, torn, entry)
     result.notes += hold_notes
     last = entry.last_step if entry is not None else None
