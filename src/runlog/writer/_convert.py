@@ -847,6 +847,9 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
         try:
             if _is_numpy(col):
                 return pa.array(col) if col.ndim == 1 else pa.array(list(col))
+            ragged = _ragged_numbers(col)
+            if ragged is not None:
+                return ragged
             return pa.array(_pylist(col))
         except UnicodeError:  # lone surrogates: written as U+FFFD
             return pa.array(without_surrogates(_pylist(col)))
@@ -884,6 +887,43 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
                 "text for that step (JSON for numbers, lists and dicts)"
             )
         return text
+
+
+def _ragged_numbers(col: Any) -> pa.Array | None:
+    """A list with one 1-D numeric array per row (per-token log-probs, ``[logp[i, :n_i] for i in ...]``; None for a
+    row without one), all of one dtype: a list column of that dtype, from the arrays' memory. Through Python
+    values (``tolist``) it was a list of float64 (twice the bytes of float32 log-probs, and a Python float per
+    token). bfloat16 and other ``ml_dtypes`` arrays are float32 / int8 here, as everywhere. None for anything
+    else (rows of other kinds or of several dtypes, a 0-d or 2-D array): written as before."""
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(col, list) or not col:
+        return None
+    rows: list[Any] = []
+    for v in col:
+        if v is None:
+            rows.append(None)
+            continue
+        if jax_utils.is_jax_array(v):
+            v = np.asarray(v)
+        if not isinstance(v, np.ndarray) or v.ndim != 1:
+            return None
+        if v.dtype.type.__module__.startswith("ml_dtypes"):
+            v = jax_utils.plain_dtype(v)
+        rows.append(v)
+    dtypes = {r.dtype for r in rows if r is not None}
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    if dtype.kind not in "biuf" or dtype.byteorder == ">":
+        return None
+    present = [r for r in rows if r is not None]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([0 if r is None else len(r) for r in rows], out=offsets[1:])
+    values = pa.array(np.concatenate(present) if present else np.empty(0, dtype))
+    mask = pa.array([r is None for r in rows]) if len(present) < len(rows) else None
+    if offsets[-1] > np.iinfo(np.int32).max:
+        return pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=mask)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values, mask=mask)
 
 
 _PLAIN = (str, int, float, bool, type(None))
