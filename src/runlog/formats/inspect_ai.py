@@ -338,7 +338,10 @@ class InspectAi(JsonlSamples):
         if header is not None:
             rows = self._map_all(header, samples, info, ctx)
         frame = samples_frame(rows, info.path, self.name)
-        return frame.with_columns(pl.Series("epoch", [r.get("epoch") for r in rows], dtype=pl.Int64))
+        return frame.with_columns(
+            pl.Series("epoch", [r.get("epoch") for r in rows], dtype=pl.Int64),
+            pl.Series("prompt_turns", [r.get("prompt_turns") for r in rows], dtype=pl.Int32),
+        )
 
     def _read(self, info: FileInfo, ctx: RunContext) -> tuple[dict[str, Any] | None, list[Any]]:
         if info.fmt == "eval":
@@ -646,9 +649,26 @@ class InspectAi(JsonlSamples):
             "prompt": chat.last_text(input_msgs, "user"),
             "completion": completion,
             "messages": messages,
+            "prompt_turns": _prompt_turns(input_msgs, messages),
             "epoch": epoch,
             "extra": chat.compact_json(extra) if extra else None,
         }
+
+
+def _prompt_turns(input_msgs: list[dict[str, Any]], messages: list[dict[str, Any]]) -> int | None:
+    """How many leading messages of the conversation are the sample's input: the messages before the first of
+    the model's turns that the input did not hold. An input's own assistant turns (a few-shot example) are the
+    first ones of the conversation: solvers add system messages and rewrite the user's (``prompt_template``),
+    but do not add assistant turns before generating, so the turns are counted, not matched by text. None
+    where the conversation holds fewer assistant turns than its input (not the input and what followed)."""
+    given = sum(m["role"] in chat.MODEL_ROLES for m in input_msgs)
+    seen = 0
+    for i, m in enumerate(messages):
+        if m["role"] in chat.MODEL_ROLES:
+            if seen == given:
+                return i
+            seen += 1
+    return len(messages) if seen == given else None
 
 
 def _output_message(output: Any) -> list[Any]:
