@@ -89,6 +89,10 @@ def _messages(row: dict[str, Any]) -> list[dict[str, Any]]:
     return _side(row.get("prompt"), "user") + _side(row.get("completion"), "assistant")
 
 
+def _prompt_turns(row: dict[str, Any]) -> int:
+    return len(_side(row.get("prompt"), "user"))
+
+
 def _prompt_text(row: dict[str, Any]) -> str | None:
     v = row.get("prompt")
     return v if isinstance(v, str) or v is None else chat.last_text(chat.from_openai_chat(v), "user")
@@ -239,9 +243,13 @@ class Trl(Layout):
             messages = pl.concat_list(
                 [_text_message("user", pl.col("prompt")), _text_message("assistant", pl.col("completion"))]
             )
+            prompt_turns = pl.lit(1, dtype=pl.Int32)
         else:
             both = pl.struct("prompt", "completion")
             messages = both.map_elements(_messages, return_dtype=S.PL_MESSAGES)
+            # The prompt's messages come first (a few-shot example's assistant turns among them): the generated
+            # turns are the completion's.
+            prompt_turns = both.map_elements(_prompt_turns, return_dtype=pl.Int32)
             prompt = both.map_elements(_prompt_text, return_dtype=pl.String)
             completion = both.map_elements(_completion_text, return_dtype=pl.String)
 
@@ -256,6 +264,7 @@ class Trl(Layout):
             prompt.alias("prompt"),
             completion.alias("completion"),
             messages.alias("messages"),
+            prompt_turns.alias("prompt_turns"),
         ]
         if "advantage" in schema:
             exprs.append(pl.col("advantage").cast(pl.Float64, strict=False).alias("advantage"))
