@@ -64,12 +64,16 @@ def aliased(lf: pl.LazyFrame, aliases: dict[str, str] | None) -> pl.LazyFrame:
     raw = pl.col("key").str.strip_suffix("__count")
     if not lf.select(raw.is_in(list(aliases)).any()).collect().item():
         return lf.with_columns(aliased_key(aliases))  # no key logged under an old name: nothing to choose
-    return (
-        lf.with_columns(raw.is_in(list(aliases)).alias("__old"), aliased_key(aliases))
+    # Only the rows of a quantity that has several names are sorted to choose among them.
+    named = raw.is_in([*aliases, *aliases.values()])
+    chosen = (
+        lf.filter(named)
+        .with_columns(raw.is_in(list(aliases)).alias("__old"), aliased_key(aliases))
         .sort(["source", "step", "key", "__old", "record"], descending=[False, False, False, True, False])
         .unique(subset=["source", "step", "key"], keep="last", maintain_order=True)
         .drop("__old")
     )
+    return pl.concat([lf.filter(~named), chosen])
 
 
 def alias_collisions(run: HasScalars, aliases: dict[str, str] | None) -> str | None:
