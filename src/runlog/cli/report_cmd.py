@@ -95,6 +95,17 @@ def report_command(
         with writing(output):
             output.write_text(html, encoding="utf-8")
         # The files that could not be read are in the page's Data section; said here too, as other commands do.
-        report_problems([p for r in (run, baseline) if r is not None for p in r.problems if not p.is_warning] + texts)
+        own = [p for p in run.problems if not p.is_warning] + texts
+        if baseline is None:
+            report_problems(own)
+        else:
+            # Two runs: each line names its run, as runlog diff's do (a path such as samples/train/step_2 can be
+            # in both), with the names the page's comparison gives them.
+            from ..report import against_labels
+            from .diff_cmd import named
+
+            base, name = against_labels(baseline, run)
+            report_problems([named(p, name) for p in own])
+            report_problems([named(p, base) for p in baseline.problems if not p.is_warning])
         wrote(output)
     raise typer.Exit(EXIT_OK)

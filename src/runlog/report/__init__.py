@@ -197,12 +197,20 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
         trajectories = f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
     tick("trajectories")
     texts.extend(series.text_problems())
+    comparison, baseline = "", None
+    if against is not None:
+        # The comparison covers the report's split (train by default, as every other part), not every split.
+        # Built before the Data section: the baseline's files found unreadable while it is read are listed there.
+        comparison = _comparison(against, run, cfg.split or series.split)
+        baseline = (against, against_labels(against, run)[0])
     body = "\n".join(
         [
             _cards(overview, series, splits, scalars, result),
             _absent(series, splits, scalars, has_samples),
+            comparison,
             '<h2 id="findings">Findings</h2>',
-            _findings(result, has_samples),
+            _findings(result, has_samples, overview, run),
+            _baseline_note(baseline, "the comparison above"),
             '<h2 id="summary">Per-role summary</h2>',
             summary,
             '<h2 id="plots">Plots</h2>',
@@ -212,13 +220,9 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
             '<h2 id="trajectories">Best and worst trajectories</h2>',
             trajectories,
             '<h2 id="data">Data</h2>',
-            _data(overview, texts),
+            _data(overview, texts, run, baseline),
         ]
     )
-    if against is not None:
-        # The comparison covers the report's split (train by default, as every other part), not every split.
-        split = cfg.split or series.split
-        body = body.replace('<h2 id="findings">', _comparison(against, run, split) + '\n<h2 id="findings">', 1)
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
     others = [x for x in splits if x != series.split]
     if series.split and others:
@@ -341,9 +345,13 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
         out.append("Scalar metrics: " + NO_SCALARS + ".")
     others = [x for x in splits if x != s.split]
     if has_samples and others:
+        import shlex
+
+        # Quoted as a shell reads it (a split named ``ev<x>`` is no redirection once pasted); shown with the
+        # page's escaping, as every name.
         out.append(
             f"Split{'s' if len(others) > 1 else ''} {', '.join(others)}: this report covers {s.split} only "
-            f"(runlog report --split {others[0]})."
+            f"(runlog report --split {shlex.quote(others[0])})."
         )
     if has_samples and s.per_step.height == 1:
         out.append(
@@ -356,7 +364,7 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
     return f'<div class="absent"><b>Not in this report:</b><ul>{items}</ul></div>'
 
 
-def _findings(d: Diagnosis, has_samples: bool) -> str:
+def _findings(d: Diagnosis, has_samples: bool, r: RunInspection | None = None, run: Run | None = None) -> str:
     parts = []
     if not d.findings and has_samples and not d.notes:
         parts.append('<div class="healthy">Healthy: the doctor found nothing to report.</div>')
@@ -364,7 +372,7 @@ def _findings(d: Diagnosis, has_samples: bool) -> str:
         # Not green: some checks could not run (no samples, too few steps); the notes say which.
         parts.append('<div class="nofindings">No findings, but some checks could not run (see the notes).</div>')
     for f in d.findings:
-        parts.append(_finding(f))
+        parts.append(_finding(_gap_finding(f, r, run) if f.kind == "step_gaps" and r and run else f))
     parts += [f'<p class="note">note: {e(n)}</p>' for n in d.all_notes]
     return "\n".join(parts)
 
@@ -473,6 +481,34 @@ def _summary(s: RunSeries) -> str:
     return out + caption + "</p>"
 
 
+def against_labels(baseline: Run, run: Run) -> tuple[str, str]:
+    """The names the comparison gives the baseline and the run (``runlog diff``'s: each run's name, the
+    second made unique, ``name#2``, when both have one name). The page and stderr name each run's problems
+    with them."""
+    from ..analysis.diff.align import labels_of
+
+    base, name = labels_of([baseline, run], None)
+    return base, name
+
+
+def _baseline_note(baseline: tuple[Run, str] | None, where: str) -> str:
+    """The baseline's files that could not be read, in one line: what the comparison is without (the files are
+    listed in the Data section, named as the baseline's)."""
+    if baseline is None:
+        return ""
+    run, label = baseline
+    lost = [p for p in run.problems if not p.is_warning]
+    if not lost:
+        return ""
+    n = len(lost)
+    files = "; ".join(f"{p.path}: {p.message}" for p in lost[:3]) + (f" (+{n - 3} more)" if n > 3 else "")
+    return (
+        f'<p class="missing">The baseline, {e1(label)}, has {n} file{"s" if n > 1 else ""} that could not be read '
+        f"({e(files)}): {'they are' if n > 1 else 'it is'} left out of {e1(where)} "
+        '(<a href="#data">Data</a>).</p>'
+    )
+
+
 def _comparison(baseline: Run, run: Run, split: str | None) -> str:
     """``diff BASELINE RUN --split SPLIT``: the per-role table (end of the run, difference with its bootstrap
     interval, the verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays."""
@@ -488,6 +524,7 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
         f"{d.options.ci:.0%} bootstrap interval, and the first step from which it is stably ahead or behind.</p>",
     ]
     out += [f'<p class="missing">{e(n)}</p>' for n in d.notes]
+    out.append(_baseline_note((baseline, base), "this comparison"))
     if d.roles.height:
         headers = ["split", "role", "common steps", "baseline", "this run", "difference", "interval", "verdict"]
         headers += ["ahead from", "behind from", "paired (prompts)"]
@@ -648,29 +685,122 @@ def _version(label: str) -> str:
     return f"v{label}" if label[:1].isdigit() else label
 
 
-def _data(r: RunInspection, texts: list[Problem] | None = None) -> str:
+def _data(
+    r: RunInspection,
+    texts: list[Problem] | None = None,
+    run: Run | None = None,
+    baseline: tuple[Run, str] | None = None,
+) -> str:
+    """Layouts (their files, sample rows and scalar lines apart, as ``inspect`` counts them), missing steps,
+    every problem reading the run and, with a baseline, the baseline's, each named by its run."""
     rows = [
-        [e1(lay), num(v.files), num(v.rows), e1(", ".join(f"{_version(k)}: {n}" for k, n in v.by_version.items()))]
+        [
+            e1(lay),
+            num(v.files),
+            num(_rows_of(r, lay, "samples")),
+            num(_rows_of(r, lay, "scalars")),
+            e1(", ".join(f"{_version(k)}: {n}" for k, n in v.by_version.items())),
+        ]
         for lay, v in r.layouts.items()
     ]
-    parts = [table(["layout", "files", "rows", "schema versions"], rows, text=(3,))]
+    parts = [table(["layout", "files", "samples", "scalar lines", "schema versions"], rows, text=(4,))]
     gaps = {k: v for k, v in r.step_gaps.items() if v}
     if gaps:
         parts.append(
-            "<p>Missing steps: "
-            + "; ".join(
-                f"{e1(k)}: " + ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in v) for k, v in gaps.items()
-            )
-            + "</p>"
+            "<p>Missing steps: " + "; ".join(f"{e1(k)}: {e(_gap_line(r, run, k, v))}" for k, v in gaps.items()) + "</p>"
         )
-    problems = [*r.problems, *[Problem(p.path, "unreadable text", p.message) for p in texts or []]]
-    if problems:
-        rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in problems[:50]]
-        parts.append(table(["problem", "file", "message"], rows, text=(1, 2)))
+    own = [*r.problems, *[Problem(p.path, "unreadable text", p.message) for p in texts or []]]
+    if baseline is None:
+        if own:
+            rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in own[:50]]
+            parts.append(table(["problem", "file", "message"], rows, text=(1, 2)))
+        else:
+            parts.append('<p class="note">No problems reading the run.</p>')
     else:
-        parts.append('<p class="note">No problems reading the run.</p>')
+        # Two runs' problems in one table: each row names its run (a path such as samples/train/step_2 is in
+        # both), as ``runlog diff`` names them on stderr.
+        base_run, base_label = baseline
+        name = against_labels(base_run, run)[1] if run is not None else r.name
+        named = [(name, p) for p in own[:50]] + [(f"{base_label} (baseline)", p) for p in base_run.problems[:50]]
+        if named:
+            rows = [[e1(who), e1(p.kind), e1(p.path), e(p.message)] for who, p in named]
+            parts.append(table(["run", "problem", "file", "message"], rows, text=(0, 2, 3)))
+        else:
+            parts.append('<p class="note">No problems reading the run or the baseline.</p>')
     parts += [f'<p class="note">{e1(n["layout"])}: {e(n["message"])}</p>' for n in r.fidelity]
     return "\n".join(parts)
 
 
-__all__ = ["STAGES", "build_report"]
+def _gap_line(r: RunInspection, run: Run | None, split: str, gaps: list[list[int]]) -> str:
+    """``2–3 (with no file: 3; in a file that could not be read: 2)``: the Data section's words."""
+    _, ranges, apart = _gaps_apart(r, run, split, gaps, "–")
+    return f"{ranges} ({'; '.join(f'{what}: {where}' for _, what, where in apart)})" if apart else ranges
+
+
+def _gap_finding(f: Finding, r: RunInspection, run: Run) -> Finding:
+    """The doctor's ``step_gaps`` finding, its message saying which missing steps have no file and which are in
+    a file that could not be read (the Data section lists that file, and inspect's warning counts the others)."""
+    split, gaps = f.evidence.get("split"), f.evidence.get("gaps")
+    if not isinstance(split, str) or not gaps or split not in r.step_gaps:
+        return f
+    total, ranges, apart = _gaps_apart(r, run, split, r.step_gaps[split])
+    if not apart:
+        return f
+    detail = ", ".join(f"{n} {what} ({where})" for n, what, where in apart)
+    return dataclasses.replace(f, message=f"split {split}: {total} step(s) missing ({ranges}): {detail}")
+
+
+def _rows_of(r: RunInspection, layout: str, kind: str) -> int:
+    """The rows of the layout's readable files of one kind (``samples``, ``scalars``): the layout's "rows" of
+    ``inspect`` apart (1,120 read as samples where 1,088 are samples and 32 scalar lines)."""
+    return sum(
+        int(f.get("rows") or 0) for f in r.files if f["layout"] == layout and f["kind"] == kind and f["readable"]
+    )
+
+
+def _gaps_apart(
+    r: RunInspection, run: Run | None, split: str, gaps: list[list[int]], dash: str = "-"
+) -> tuple[int, str, list[tuple[int, str, str]]]:
+    """A split's missing steps: how many, their ranges, and which of them a file names that could not be read,
+    apart from those with no file (``(count, what, ranges)`` each; none when no file names any). ``inspect``'s
+    warning counts the steps with no file ("1 step(s) missing (3): no file holds them"), the doctor every step
+    with no sample read ("2 step(s) missing (2-3)"): said apart, the two figures agree."""
+    from ..analysis.inspect import gaps_without
+
+    stride = max(1, r.step_stride.get(split, 1))
+    every = f" every {stride}" if stride > 1 else ""
+
+    def shown(g: list[list[int]]) -> str:
+        text = ", ".join(f"{a}" if a == b else f"{a}{dash}{b}{every}" for a, b in g[:6])
+        return text + (", ..." if len(g) > 6 else "")
+
+    def count(g: list[list[int]]) -> int:
+        return sum((b - a) // stride + 1 for a, b in g)
+
+    total = count(gaps)
+    if run is None:
+        return total, shown(gaps), []
+    # The steps named by the split's unreadable files (as inspect files them: a file of no split under "?"), those
+    # inside a gap: a few (one per file), never a gap's every step.
+    named = {
+        s
+        for f in run.files
+        if f.kind == "samples" and not f.readable and (f.split or "?") == split
+        for s in f.all_steps()
+    }
+    inside = sorted(s for s in named if any(a <= s <= b and (s - a) % stride == 0 for a, b in gaps))
+    if not inside:
+        return total, shown(gaps), []
+    unread: list[list[int]] = []
+    for x in inside:
+        if unread and x == unread[-1][1] + stride:
+            unread[-1][1] = x
+        else:
+            unread.append([x, x])
+    no_file = gaps_without(gaps, stride, inside)
+    parts = [(count(no_file), "with no file", shown(no_file))] if no_file else []
+    parts.append((len(inside), "in a file that could not be read", shown(unread)))
+    return total, shown(gaps), parts
+
+
+__all__ = ["STAGES", "against_labels", "build_report"]

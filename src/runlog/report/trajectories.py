@@ -20,25 +20,29 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
     the same in every card (a system prompt, a shared task) are shown once, folded. ``run``: the run to read
     the samples from (the report's text twin of ``s.run``), else ``s.run``."""
     from ..errors import RunlogError
-    from ..render import Criteria, conversations
+    from ..render import Criteria, conversation_from_row, prepared, select_samples
     from ..render.model import cut_labels
     from ..render.select import FELL_BACK
 
+    source = run or s.run
     roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
     cards: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     index_rows: list[list[str]] = []
-    problems: list[str] = []
     notes: list[str] = []  # the selection's fallback from an unreadable last step, said once
     scope = ""
     for role in roles:
         who = f"{role}'s reward" if role else "total reward"
         try:
-            convs, sel = conversations(
-                run or s.run, Criteria(split=s.split, steps="last", best=1, worst=1, role=role), max_chars=MAX_CHARS
-            )
+            sel = select_samples(source, Criteria(split=s.split, steps="last", best=1, worst=1, role=role))
         except RunlogError as exc:
-            problems.append(f'<p class="note">{e1(role or "run")}: trajectories not available ({e(exc)})</p>')
+            # A row all the same: the findings link to this role's cell, and the reader learns why it is empty.
+            index_rows.append([_role_cell(role), _unavailable(exc, source, s.split), "", "", ""])
             continue
+        # Each sample whole (to tell which opening messages the cards share: two prompts cut alike at MAX_CHARS
+        # are not one prompt), and cut for display.
+        raws = [conversation_from_row(r, "auto") for r in sel.rows]
+        whole = [prepared(c).turns for c in raws]
+        convs = [prepared(c, max_chars=MAX_CHARS) for c in raws]
         scope = sel.scope
         notes += [n for n in sel.notes if n.startswith(FELL_BACK) and n not in notes]
         if not convs:
@@ -48,28 +52,35 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
         # a fact about this role's ranking, so it goes with this role's title, not with the card (the card's
         # sample may hold other places, for other roles).
         same = sel.matched if len(convs) == 1 else None
-        picks = [("best", convs[0]), ("worst", convs[-1])]
+        picks = [("best", 0), ("worst", len(convs) - 1)]
         cells = []
-        for place, conv in picks:
+        for place, i in picks:
+            conv = convs[i]
             key = (conv.file, conv.sample_id, conv.occurrence)  # an id shared by a prompt group is not one sample
             # Labels (sample id, tool names...) cut at LABEL_CHARS once the sample is known: a 2 MB id was
             # written whole twice. The key above is the whole id, so that two ids cut alike stay two cards.
-            card = cards.setdefault(key, {"conv": cut_labels(conv), "titles": [], "n": len(cards) + 1})
+            card = cards.setdefault(
+                key, {"conv": cut_labels(conv), "whole": whole[i], "titles": [], "n": len(cards) + 1}
+            )
             value = _reward_of(conv, role)
             if same is None or place == "best":
                 card["titles"].append(("both" if same is not None else place, who, value, same))
             cells += [f'<a href="#card-{card["n"]}">{e1(card["conv"].sample_id or "?")}</a>', num(value)]
         index_rows.append([_role_cell(role), *cells])
-    out = problems + [f'<p class="missing">{e(n[:1].upper() + n[1:])}.</p>' for n in notes]
+    out = [f'<p class="missing">{e(n[:1].upper() + n[1:])}.</p>' for n in notes]
     if not cards:
-        return "\n".join(out) or '<p class="note">No sample with a valid reward at the last step.</p>'
-    out.append(
-        f'<p class="note">{e1(scope)}: for each role, the sample its reward ranks best and the one it ranks '
-        "worst; a sample chosen for several roles is shown once, with all its titles.</p>"
-    )
+        out.append('<p class="note">No sample with a valid reward at the last step.</p>')
+    else:
+        out.append(
+            f'<p class="note">{e1(scope)}: for each role, the sample its reward ranks best and the one it ranks '
+            "worst; a sample chosen for several roles is shown once, with all its titles.</p>"
+        )
+    # The table even without a card: each role's row is the anchor its findings link to.
     out.append(table(["ranked by", "best sample", "its reward", "worst sample", "its reward"], index_rows, text=(1, 3)))
+    if not cards:
+        return "\n".join(out)
     convs = [c["conv"] for c in cards.values()]
-    shared = _shared_opening(convs) if len(convs) > 1 else 0
+    shared = _shared_opening([c["whole"] for c in cards.values()]) if len(convs) > 1 else 0
     if shared:
         kinds = ", ".join(t.role for t in convs[0].turns[:shared])
         out.append(
@@ -95,13 +106,33 @@ def _reward_of(conv: Any, role: str | None) -> float | None:
     return next((x.reward for x in conv.reward.roles if x.role == role), None)
 
 
-def _shared_opening(convs: list[Any]) -> int:
-    """How many leading turns every conversation has in common (a turn equal in role, text, calls, result)."""
+def _shared_opening(turns: list[list[Any]]) -> int:
+    """How many leading turns every conversation has in common (a turn equal in role, text, calls, result).
+    ``turns``: each conversation's turns whole, before any cut (texts that differ after the cut are not the
+    same text)."""
     n = 0
-    first = convs[0].turns
-    while n < len(first) - 1 and all(len(c.turns) > n + 1 and c.turns[n] == first[n] for c in convs[1:]):
+    first = turns[0]
+    while n < len(first) - 1 and all(len(t) > n + 1 and t[n] == first[n] for t in turns[1:]):
         n += 1
     return n
+
+
+def _unavailable(exc: Exception, run: Run, split: str | None) -> str:
+    """Why a role has no card, in the report's words. ``select_samples`` words its refusal for
+    ``render-trajectory``, whose ``--index N`` / ``--random N`` it offers: the report takes neither, so the
+    advice is the render-trajectory command that does."""
+    import shlex
+
+    reason = str(exc)
+    if "--index N" not in reason and "--random N" not in reason:
+        return f'<span class="note">no card: {e(reason)}</span>'
+    reason = reason.split(" to rank by ", 1)[0].split(": use ", 1)[0]
+    where = f" --split {shlex.quote(split)}" if split else ""
+    command = f"runlog render-trajectory {shlex.quote(str(run.root))}{where} --index N"
+    return (
+        f'<span class="note">no card: {e(reason)}, so nothing to rank by it; to see these samples: '
+        f"<code>{e1(command)}</code> (or <code>--random N</code>)</span>"
+    )
 
 
 def _card(card: dict[str, Any], shared: int) -> str:
