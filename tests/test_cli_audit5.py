@@ -76,16 +76,19 @@ def test_a_trailing_and_says_what_is_missing(cli):
     assert "no condition after the last 'and'" in res.output
 
 
-def test_table_numbers_between_a_thousand_and_a_million_are_whole_units():
+def test_table_numbers_between_a_thousand_and_a_million_are_units_with_separators():
+    """Whole numbers as such; a value that is not whole keeps the digits that say so (audit 12: 999.95 read
+    ``1000``, 123456.7 read ``123,457``, whole numbers both; tests/test_summarize_audit12.py)."""
     from runlog.cli.output import fmt_cell
 
-    assert [fmt_cell(v).plain for v in (123456.7, 99999.4, 1234.5678, 999.95, 1e6, -12345.6)] == [
-        "123,457",
-        "99,999",
-        "1,235",
-        "1000",
+    assert [fmt_cell(v).plain for v in (123456.7, 99999.4, 1234.5678, 999.95, 1e6, -12345.6, 123456.0)] == [
+        "123,456.7",
+        "99,999.4",
+        "1,234.6",
+        "999.95",
         "1.000e+06",
-        "-12,346",
+        "-12,345.6",
+        "123,456",
     ]
 
 

@@ -163,6 +163,7 @@ def fleet(tmp_path_factory) -> Path:
 
 
 FLEET_RUNS = ["seed0", "seed1", "seed2", "seed3", "seed4", "seed5", "zflink"]
+ZFLINK_HINT = f"run(s) zflink: {S.PROMPT_GROUPS_NOTE}"  # as `runlog summarize` of flink_mixed says it
 
 
 def _locs(fleet: Path) -> list[str]:
@@ -347,7 +348,8 @@ def _per_run_check(result, fleet, inner, names=FLEET_RUNS, skip=()):
 @pytest.mark.parametrize("inner", [["role"], ["role", "step"], ["split"], ["split", "role"], []])
 def test_fleet_by_run_equals_each_run_alone(fleet, inner):
     result = summarize_fleet(_locs(fleet), ["run", *inner])
-    assert result.failures == [] and result.notes == [] and result.units == len(FLEET_RUNS)
+    # The Flink copy has no group_id: the --prompt-groups hint that its summary alone gives, naming it.
+    assert result.failures == [] and result.notes == [ZFLINK_HINT] and result.units == len(FLEET_RUNS)
     # seed0 and the Flink copy have an eval split: split is a key of the fleet's rows (never pooled silently)
     split = [] if "split" in inner else ["split"]
     assert result.frame.columns[: 1 + len(split) + len(inner)] == ["run", *split, *inner]
@@ -386,7 +388,7 @@ def test_fleet_pooled_by_role_matches_numpy(fleet):
         else:
             assert got["reward_median"] is None
     pooled = f"statistics pooled over the {len(FLEET_RUNS)} runs: add --by run for one row per run"
-    assert result.notes == [pooled, S.MEDIAN_NOTE]
+    assert result.notes == [pooled, S.MEDIAN_NOTE, ZFLINK_HINT]
 
 
 def test_fleet_with_filters_equals_each_run_alone(fleet):

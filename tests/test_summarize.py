@@ -510,10 +510,11 @@ def test_cli_flink_notes_unknown_roles(cli):
 
 def test_an_empty_summary_says_why_instead_of_drawing_empty_tables(cli):
     """Filters that match nothing together (step 3 of flink_mixed is v0: no roles), a run of scalars only, and
-    a fleet whose run of scalars only has no row: each said in a note; no empty table is drawn."""
+    a fleet whose run of scalars only has no row: each said; no empty table is drawn. Filters that match nothing
+    together are a usage error (exit 2), as for a fleet with no row (tests/test_summarize_audit12.py)."""
     r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver")
-    assert r.exit_code == 0 and r.stdout == ""
-    assert "note: no sample matches --split train --steps 3 --role solver together: nothing to summarise" in r.stderr
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "no sample matches --split train --steps 3 --role solver together: nothing to summarise" in r.stderr
     # A run of scalars only: not an empty answer (exit 0, `[]` to a script) but a usage error, as metrics says.
     for fmt in ("table", "json", "csv"):
         r = cli("summarize", SAMPLE_RUNS / "jaxarc", "-f", fmt)
@@ -662,13 +663,16 @@ def test_samples_without_a_prompt_are_in_no_prompt_group(tmp_path):
 
 
 def test_an_empty_summary_to_a_file_still_writes_the_file(tmp_path, cli):
-    """-o FILE always (re)writes FILE, also with no row (a stale file would pass for this summary)."""
+    """-o FILE always (re)writes FILE, also with no row (a stale file would pass for this summary). Filters that
+    match nothing together are a usage error (exit 2) instead, which writes nothing, as any usage error."""
     out = tmp_path / "out.txt"
     out.write_text("STALE")
     r = cli("summarize", SAMPLE_RUNS / "flink_mixed", "--split", "train", "--steps", "3", "--role", "solver", "-o", out)
-    assert r.exit_code == 0 and "STALE" not in out.read_text()
+    assert r.exit_code == 2 and "no sample matches" in r.stderr
     empty = tmp_path / "run" / "samples" / "train" / "step_00000000.p0.parquet"
     write_native_samples(empty, [])
+    r = cli("summarize", tmp_path / "run", "-o", out)
+    assert r.exit_code == 0 and "STALE" not in out.read_text()
     r = cli("summarize", tmp_path / "run")
     assert "note: the run's sample files hold no rows: nothing to summarise" in r.stderr
     assert "split" not in r.stderr  # no note about keys of a table not drawn

@@ -107,6 +107,43 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
     return pl.col("group_id") if any_ids else None
 
 
+def prompts_without_ids(run: Run) -> bool:
+    """Whether some sample without a ``group_id`` has a prompt, so that prompt groups found from the text
+    (``prompt_groups``) would change ``zero_adv_frac``; told without reading any text: from footer null counts
+    (a file whose rows without an id outnumber its rows without a prompt holds such a sample), from a parsed
+    JSONL frame exactly. A file whose footer cannot tell (as many rows without a prompt as without an id: they
+    may be the same rows) counts as none; one whose prompt has no null count (a prompt derived from the
+    trajectory, as Flink's, or a footer without statistics) as holding prompts. A prompt column that is all
+    null, or null wherever the id is, is no reason to read the text: the hint that says so changes nothing."""
+    _count_missing_ids(run)
+    for f in run.files:
+        if f.kind != "samples" or not f.readable or f.rows == 0:
+            continue
+        if f.fmt != "parquet":
+            frame = f.payload if isinstance(f.payload, pl.DataFrame) else None
+            if frame is None or "prompt" not in frame.columns:
+                continue
+            ids = (
+                frame["group_id"].is_null()
+                if "group_id" in frame.columns
+                else pl.repeat(True, frame.height, eager=True)
+            )
+            if (ids & frame["prompt"].is_not_null()).any():
+                return True
+            continue
+        if "prompt" not in f.columns:
+            continue
+        missing = f.rows if "group_id" not in f.columns else f.null_counts.get("group_id")
+        if missing == 0:
+            continue  # every sample has its id
+        no_prompt = f.null_counts.get("prompt")
+        if no_prompt is None or f.rows is None:
+            return True
+        if (f.rows if missing is None else missing) > no_prompt:  # an unknown count: as if no sample had an id
+            return True
+    return False
+
+
 def _count_missing_ids(run: Run) -> None:
     """``null_counts["group_id"]`` of the readable Parquet sample files whose footers do not tell it (written
     without statistics), from their ``group_id`` column alone; left unknown where that cannot be read."""

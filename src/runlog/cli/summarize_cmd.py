@@ -133,9 +133,10 @@ def summarize_command(
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error (a run of scalars only without --scalars too), or -o FILE cannot be written. Problems are
-    only on stderr, for a fleet too (each line names its run): --format json and csv hold the table alone,
-    and the exit code says whether any run had problems.
+    2 usage error (a run of scalars only without --scalars too, and filters that each match the run but no
+    sample together), or -o FILE cannot be written. Problems are only on stderr, for a fleet too (each line
+    names its run): --format json and csv hold the table alone, and the exit code says whether any run had
+    problems.
 
     Examples:
 
@@ -233,8 +234,22 @@ def _summarize_run(
     elif correlations:
         check_filters(run, filters)
         df = S.correlations(run, filters=filters)
+        named = set(df["x"].to_list()) | set(df["y"].to_list())
+        absent = [r for r in filters.roles if f"reward/{r}" not in named]
+        none = bool(filters.roles) and len(absent) == len(filters.roles)
+        if none and (unmatched := _unmatched(run, filters, "no role reward to correlate")) is not None:
+            # No reward of the roles asked at these steps and splits: a table of the other pairs alone (exit 0)
+            # would pass for an answer about them, as an empty summary would.
+            report_problems(run.problems)
+            raise UsageError(f"{location}: {unmatched}")
         emit_frame(df, fmt, output, keys=[k for k in ("split", "x", "y") if k in df.columns])
-        report_problems([], notes=split_notes(run, df, None))
+        notes = split_notes(run, df, None)
+        if absent:
+            notes.append(
+                f"no sample has a reward of role(s) {', '.join(absent)} at the steps and splits chosen: no pair of "
+                "them in the table"
+            )
+        report_problems([], notes=notes)
     else:
         check_filters(run, filters)
         if not any(f.kind == "samples" for f in run.files) and any(f.kind == "scalars" for f in run.files):
@@ -244,6 +259,12 @@ def _summarize_run(
             report_problems(run.problems)
             raise UsageError(f"{location}: this run has no per-sample data (only scalar metrics): try --scalars")
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
+        if df.is_empty() and (unmatched := _unmatched(run, filters)) is not None:
+            # Each filter matches on its own (check_filters) but no sample matches them together: as for a fleet
+            # with no row, a usage error (exit 2), not an empty table, `[]` or a header-only CSV and exit 0, which
+            # a script reads as an answer. The run's problems are said first.
+            report_problems(run.problems)
+            raise UsageError(f"{location}: {unmatched}")
         if not df.is_empty() or fmt != OutputFormat.table or output is not None:
             _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])  # (empty tables: only to a file)
         if df.is_empty():
@@ -262,24 +283,34 @@ def _summarize_run(
 
 
 def _empty_reason(run: Run, filters: Filters) -> str:
-    """Why a summary has no row, by what was checked: no sample file, no readable one, files without rows, or
-    filters that match nothing together."""
+    """Why a summary has no row, where no filter is to blame (``_unmatched`` said none is): no sample file, no
+    readable one, or files without rows."""
     samples = [f for f in run.files if f.kind == "samples"]
     if not samples and not any(f.kind == "scalars" for f in run.files):
         return "this run has no data yet (no sample or scalars file; its manifest only?): nothing to summarise"
     if not samples:
         return "this run has no per-sample data (only scalar metrics): try --scalars"
-    readable = [f for f in samples if f.readable]
-    if not readable:
+    if not any(f.readable for f in samples):
         return "no sample file of this run could be read (see the errors): nothing to summarise"
+    return "the run's sample files hold no rows: nothing to summarise"
+
+
+def _unmatched(run: Run, filters: Filters, nothing: str = "nothing to summarise") -> str | None:
+    """What matched nothing, when an empty summary of a run with readable sample rows is the filters' doing
+    (each value matches on its own, ``check_filters``, but not together: ``--role judge --steps 3`` where the
+    judge sat out step 3); None where no filter is given or no readable sample file holds a row."""
     parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
     parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
     parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
-    if len(parts) > 1:
-        return f"no sample matches {' '.join(parts)} together: nothing to summarise"
-    if parts:
-        return f"no sample matches {parts[0]}: nothing to summarise"
-    return "the run's sample files hold no rows: nothing to summarise"
+    samples = [f for f in run.files if f.kind == "samples"]
+    if not parts or not any(f.readable and f.rows != 0 for f in samples):
+        return None
+    what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
+    # A file that could not be read may have held them: said, so that the message does not claim more.
+    failed = {p.path for p in run.problems if not p.is_warning}
+    unread = sum(1 for f in samples if not f.readable or f.path in failed)
+    lost = f" ({unread} sample file(s) could not be read whole: see the errors)" if unread else ""
+    return f"no sample matches {what}{lost}: {nothing}"
 
 
 def _summarize_fleet(
@@ -314,6 +345,8 @@ def _summarize_fleet(
         report_problems([], notes=[GROUP_STEP_NOTE])
     if S.unknown_role_rows(df):
         report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+    if (infinite := S.infinite_note(df)) is not None:  # as one run's summary says it
+        report_problems([], notes=[infinite])
     if "run" in df.columns:
         say_runs_without_rows(result, df, "summarize")
     errors = report_fleet(result)

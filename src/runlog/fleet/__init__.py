@@ -641,7 +641,19 @@ def summarize_fleet(
     frame, notes = combine_partials(partials, keys)
     if "run" not in keys:
         notes[:0] = _pooled_notes(results, partials)
-    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
+    return FleetResult(frame, results, failures, notes + _runs_notes(results), len(units), nbatches, _where(locations))
+
+
+def _runs_notes(results: Sequence[UnitResult]) -> list[str]:
+    """Each note of the runs' jobs once (``tasks.job_notes``: the ``--prompt-groups`` hint), naming the runs
+    that gave it (a chunk of a run gives it again): one line for a fleet of many such runs, not one per run."""
+    runs: dict[str, list[str]] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        for n in r.notes:
+            names = runs.setdefault(n, [])
+            if r.name not in names:
+                names.append(r.name)
+    return [f"run(s) {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}: {n}" for n, names in runs.items()]
 
 
 def _pooled_notes(results: Sequence[UnitResult], partials: pl.DataFrame) -> list[str]:

@@ -26,8 +26,12 @@ class SummarizeJob:
 
     def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
         from ..analysis.partials import summarize_partials
+        from ..analysis.summarize import PROMPT_GROUPS_NOTE, prompt_groups_skipped
 
-        return summarize_partials(run, keys, filters=filters, prompt_groups=self.prompt_groups)
+        out = summarize_partials(run, keys, filters=filters, prompt_groups=self.prompt_groups)
+        if not self.prompt_groups and prompt_groups_skipped(run):  # footers only: said as for one run
+            job_notes(run).append(PROMPT_GROUPS_NOTE)
+        return out
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,8 @@ class JsonlSamples(Layout):
                 state.setdefault("no_completion", []).append(line)
             if self.reward_field is not None and row.get("reward") is None:
                 raw = rec.get(self.reward_field)
-                kind = "missing" if raw is None else "not_number"
+                # ``"reward": null`` is a null reward, said as one; a line without the field is said as missing.
+                kind = "missing" if self.reward_field not in rec else "null" if raw is None else "not_number"
                 state.setdefault(kind, []).append((line, raw))
         self._say_rewards(info, ctx, state)
         self.say_tallies(info, ctx, state)
@@ -189,6 +190,11 @@ class JsonlSamples(Layout):
         missing: list[tuple[int, Any]] = state.get("missing", [])
         if missing:
             ctx.warn(info.path, f"{len(missing)} line(s) without a {field} (first: line {missing[0][0]}): read as null")
+        nulls: list[tuple[int, Any]] = state.get("null", [])
+        if nulls:
+            ctx.warn(
+                info.path, f"{len(nulls)} line(s) with a null {field} (first: line {nulls[0][0]}): counted as null"
+            )
         empty: list[int] = state.get("no_completion", [])
         if empty:
             ctx.warn(
