@@ -138,10 +138,14 @@ def read_state(process: int, rel: str, path: Any, mtime: float | None = None, st
 @dataclass(frozen=True)
 class Holdings:
     """What a run's files hold of each process: the last step of each split among its readable sample files,
-    and the last step of its scalars (None: no readable scalars file)."""
+    and the last step of its scalars (None: no readable scalars file). ``unread_samples``: the last step of each
+    split among its sample files here that could not be read (by their names), and ``unread_scalars`` the
+    processes with a scalars file here that could not be read: each is that file's error, not a file deleted."""
 
     samples: dict[int, dict[str, int]] = field(default_factory=dict)
     scalars: dict[int, int | None] = field(default_factory=dict)
+    unread_samples: dict[int, dict[str, int]] = field(default_factory=dict)
+    unread_scalars: frozenset[int] = frozenset()
 
     @property
     def processes(self) -> set[int]:
@@ -183,16 +187,19 @@ class EndState:
         """(process, split or ``scalars``, its last step in the files or None, the last step its state says) of
         each closed process whose files end before what it wrote: a copy in progress, files deleted. Not of a
         state rewritten since the run was listed (``WriterState.newer``): the files its writer published before
-        it closed may be newer than the listing too (a writer that closed while the run was read)."""
+        it closed may be newer than the listing too (a writer that closed while the run was read). Nor where the
+        files that would hold the rest are here but unreadable (``Holdings.unread_samples``, ``unread_scalars``):
+        that is their error, said of them, not a copy in part."""
         out: list[tuple[int, str, int | None, int]] = []
         for p, s in sorted(self.states.items()):
             if not s.closed or s.newer:
                 continue
             have = self.holdings.samples.get(p, {})
+            unread = self.holdings.unread_samples.get(p, {})
             for split, last in s.last_step.items():
-                if have.get(split, -1) < last:
+                if max(have.get(split, -1), unread.get(split, -1)) < last:
                     out.append((p, split, have.get(split), last))
-            if s.last_scalar_step is not None:
+            if s.last_scalar_step is not None and p not in self.holdings.unread_scalars:
                 mine = self.holdings.scalars.get(p)
                 if mine is None or mine < s.last_scalar_step:
                     out.append((p, "scalars", mine, s.last_scalar_step))
@@ -361,11 +368,24 @@ def end_state(
 
 
 def holdings_of(infos: Any) -> Holdings:
-    """``Holdings`` of these ``FileInfo``s (the readable ones)."""
+    """``Holdings`` of these ``FileInfo``s: what the readable ones hold, and what the unreadable ones are named.
+    A scalars file of some bytes and no record is one that could not be read (its every line is an error, or
+    the file itself: ``cannot read file``), not one its writer left empty."""
     samples: dict[int, dict[str, int]] = {}
     scalars: dict[int, int | None] = {}
+    unread_samples: dict[int, dict[str, int]] = {}
+    unread_scalars: set[int] = set()
     for f in infos:
-        if f is None or f.process is None or not f.readable:
+        if f is None or f.process is None:
+            continue
+        if f.kind == "scalars" and (not f.readable or (not f.rows and f.bytes)):
+            unread_scalars.add(f.process)
+            continue
+        if not f.readable:
+            if f.kind == "samples" and f.split is not None:
+                mine = unread_samples.setdefault(f.process, {})
+                for step in f.all_steps():
+                    mine[f.split] = max(step, mine.get(f.split, step))
             continue
         if f.kind == "samples":
             mine = samples.setdefault(f.process, {})
@@ -377,7 +397,7 @@ def holdings_of(infos: Any) -> Holdings:
             last = max(steps) if steps else None
             old = scalars.get(f.process)
             scalars[f.process] = last if old is None else old if last is None else max(old, last)
-    return Holdings(samples, scalars)
+    return Holdings(samples, scalars, unread_samples, frozenset(unread_scalars))
 
 
 __all__ = [

@@ -103,9 +103,11 @@ def walk(
                             link_files.append((e.path, erel, st))
                         elif _first(seen, st, erel, issues):
                             out.append((Path(e.path), erel, st.st_size, e.path, local_stamp(st)))
-                    elif e.is_symlink():
+                    elif e.is_symlink() or not e.name.startswith("."):
+                        # Neither a folder nor a regular file: a broken link, or a named pipe, socket or device
+                        # (never opened: reading a pipe waits for a writer). Named, as every file not read is.
                         data = e.name.endswith(DATA_SUFFIXES)
-                        issues.append((erel, "a broken or looping symbolic link: not read", data))
+                        issues.append((erel, f"{_not_regular(e.path)}: not read", data))
                 except OSError as exc:
                     said = f"cannot read ({_reason(exc)}): not read"
                     issues.append((erel, said, e.name.endswith(DATA_SUFFIXES)))
@@ -141,6 +143,24 @@ def _first(seen: dict[tuple[int, int], str], st: os.stat_result, rel: str, issue
     else:
         issues.append((rel, f"a link to {first}, listed already: read once", False))
     return False
+
+
+def _not_regular(path: str) -> str:
+    """What an entry that is neither a folder nor a regular file is, in a few words (``stat`` only)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a broken or looping symbolic link"
+    kind = (
+        "a named pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a special file"
+    )
+    return f"{kind}, not a regular file"
 
 
 def _reason(exc: OSError) -> str:

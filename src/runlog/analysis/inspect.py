@@ -9,18 +9,24 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
-from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
+from ..formats.base import UNREADABLE, WARNING, Candidate, Problem
 from ..formats.common import EXCEPTION_COLUMNS
+from ..listing import DATA_SUFFIXES
 from ..run import Run
 
 # Columns the numeric table leaves out: the step (a key), and the numbers that are bookkeeping, not a value of the
 # sample (``schema_version``; ``prompt_turns``, where the generation starts in the messages), as ``--where``
 # refuses them.
 NOT_COUNTED = frozenset({"step"}) | S.NOT_VALUES
+# The key columns every command reads (the groups of summarize, doctor's steps, report's prompt groups): a few bytes
+# a row. ``--deep`` reads them too, so that a file whose data there is corrupt is found (and left out) by inspect
+# as by those commands, not called valid by one and skipped by the others.
+KEY_COLUMNS = ("step", "split", "group_id", "sample_id")
 
 
 @dataclass
@@ -100,7 +106,7 @@ class RunInspection:
     roles_complete: bool
     numeric_source: str  # "footers" or "data" (``deep``)
     numeric: dict[str, Counts]
-    exceptions: int
+    exceptions: int | None  # None: a file's footer does not tell (no statistics), and its text is never read
     scalars: ScalarSummary
     bytes: int
     unmatched: list[str]
@@ -261,9 +267,16 @@ UNIQUE_ID_LAYOUTS = ("runlog", "flink")
 def repeated_ids(run: Run) -> None:
     """``--deep``: sample ids that occur more than once, in layouts whose ids are unique within a run, said
     as one warning (how many, and the first with the files that hold it). Reads the id column only."""
+    if (problem := repeated_ids_problem(run)) is not None:
+        run.ctx.problems.append(problem)
+
+
+def repeated_ids_problem(run: Run) -> Problem | None:
+    """``repeated_ids``' warning, not said: ``inspect --deep`` reads the run again where a read found a file
+    unreadable, and says the warning of the last read once."""
     files = [f for f in run.files if f.kind == "samples" and f.readable and f.layout in UNIQUE_ID_LAYOUTS]
     if not files:
-        return
+        return None
     sub = Run(root=run.root, files=files, ctx=run.ctx)
 
     def query() -> list[pl.LazyFrame]:
@@ -272,16 +285,25 @@ def repeated_ids(run: Run) -> None:
         return [repeated.filter(pl.col("n") > 1).sort("sample_id")]
 
     [rep] = sub.collect(query)
-    if rep.height:
-        first = rep.row(0, named=True)
-        where = ", ".join(first["source"][:3]) + (" ..." if len(first["source"]) > 3 else "")
-        extra = rep["n"].sum() - rep.height
-        run.ctx.warn(
-            first["source"][0],
-            f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
-            f"{first['n']} times, in {where}): rows read twice (a copied file?), which are "
-            "counted twice, or distinct samples given one id (ids are meant to be unique within a run)",
-        )
+    if not rep.height:
+        return None
+    first = rep.row(0, named=True)
+    where = ", ".join(first["source"][:3]) + (" ..." if len(first["source"]) > 3 else "")
+    extra = rep["n"].sum() - rep.height
+    return Problem(
+        first["source"][0],
+        WARNING,
+        f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
+        f"{first['n']} times, in {where}): rows read twice (a copied file?), which are "
+        "counted twice, or distinct samples given one id (ids are meant to be unique within a run)",
+    )
+
+
+def _read_keys(run: Run) -> None:
+    """``--deep``: read the key columns of every sample (``KEY_COLUMNS``: numbers and short ids), values and
+    all (a maximum: a null count may be told by the levels alone), so that a file whose data there is corrupt
+    behind an intact footer is found and left out here, as summarize and doctor leave it out. Never a text."""
+    run.collect(lambda: [run.samples.select(pl.col(c).max() for c in KEY_COLUMNS)])
 
 
 def _reward_query(run: Run, extras: list[str]) -> pl.LazyFrame:
@@ -358,11 +380,11 @@ def _roles_query(run: Run) -> pl.LazyFrame:
     )
 
 
-def _exceptions(run: Run) -> int:
-    """Failed trajectories, from footer null counts (Parquet) or the already-parsed frames (JSONL, CSV);
-    only a Parquet file without statistics for its exception column is read (that one column)."""
+def _exceptions(run: Run) -> int | None:
+    """Failed trajectories, from footer null counts (Parquet) or the already-parsed frames (JSONL, CSV). None
+    where a Parquet file's footer has no statistics of its exception column: that column is text (a traceback
+    may be megabytes), which inspect never reads, so the count is not known (summarize reads it)."""
     total = 0
-    unread = []
     for f in run.files:
         if f.kind != "samples" or not f.readable:
             continue
@@ -376,22 +398,9 @@ def _exceptions(run: Run) -> int:
                 total += frame.height - frame.get_column(name).null_count()
         elif col is not None and col in f.null_counts and f.rows is not None:
             total += f.rows - f.null_counts[col]
-        elif col is not None:
-            unread.append(f)
-    if unread:
-        from ..formats.common import read_parquet_columns
-
-        for f in unread:
-            try:
-                column = read_parquet_columns(f, [col_of(f)]).column(0)
-                total += len(column) - column.null_count
-            except Exception as exc:  # noqa: BLE001  (a corrupt column is a problem of that file)
-                run.ctx.problem(f.path, "unreadable", f"exception column unreadable: {str(exc).splitlines()[0][:200]}")
+        elif col is not None and f.columns[col] != "null":  # (a column of the null type holds no exception)
+            return None
     return total
-
-
-def col_of(f: Any) -> str:
-    return next(c for c in EXCEPTION_COLUMNS if c in f.columns)
 
 
 def _footer_numeric(run: Run) -> dict[str, Counts]:
@@ -501,6 +510,24 @@ def version_label(version: int | None, readable: bool) -> str:
     return str(version) if readable else f"{version} (skipped)"
 
 
+def _unlisted_steps(run: Run) -> dict[str, set[int]]:
+    """Split -> the steps named by sample files the listing found but could not list or read, which have no
+    ``FileInfo`` (a broken link, a named pipe: each an error of its own, ``listing.walk``): such a step is that
+    file's error, not a step no file holds. Told from the path alone, by the run's layouts' names."""
+    listed = {f.path for f in run.files}
+    out: dict[str, set[int]] = {}
+    for p in run.problems:
+        if p.is_warning or p.path in listed or not p.path.lower().endswith(DATA_SUFFIXES):
+            continue
+        cand = Candidate(run.root, Path(p.path), 0, p.path)  # nothing is opened: a name is all a layout reads here
+        for lay in run.layouts:
+            keys = lay.name_keys(cand)
+            if keys is not None and keys[0] is not None and keys[1] is not None:
+                out.setdefault(keys[0], set()).add(keys[1])
+                break
+    return out
+
+
 WRITER_FAILED = "writer_failed"
 
 
@@ -545,15 +572,13 @@ def _verdict_warnings(
     """What the report's tables show that the verdict must count too (a warning each, so that ``--strict``
     fails on them, as ``doctor`` does): a split's missing steps that no file names (lost steps, files deleted:
     a step whose file is unreadable is that file's error already), and a closed writer whose files here end
-    before what it wrote (``writers.incomplete``)."""
+    before what it wrote (``writers.incomplete``). Every gap the table shows is counted, by ``step_gaps``' rule
+    alone, as doctor's ``step_gaps`` warning counts it: the table and the verdict never disagree."""
     out = []
     for split, ranges in gaps.items():
         stride = max(1, strides.get(split, 1))
         runs = gaps_without(ranges, stride, named.get(split, set()))
-        if not runs or len(ranges) * 2 > len(named.get(split, ())):
-            # Gaps after most of the split's steps: a stride its steps do not keep (a cadence that changed,
-            # every 10 steps then every 25: gcd 5), not steps lost. The table shows them; the verdict does not
-            # count them.
+        if not runs:
             continue
         lost = sum((b - a) // stride + 1 for a, b in runs)
         every = f" every {stride}" if stride > 1 else ""
@@ -586,21 +611,43 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
     By default it reads footers and JSONL lines only (and the numeric columns of a Parquet file whose footer
-    has no statistics of them). ``deep`` also reads the numeric columns (never the text) to count NaN per
-    role, which Parquet statistics do not record.
+    has no statistics of them); never a text column. ``deep`` also reads the numeric columns (never the text)
+    to count NaN per role, which Parquet statistics do not record, and the key columns (``KEY_COLUMNS``), so
+    that a corrupt page there is found as every other command finds it.
     """
-    # Reading data (--deep, columns without statistics, exception columns) can find corrupt files and mark them
-    # unreadable: do it first, so that every figure below (rows, versions, layouts, steps and gaps) and the
-    # files and problems leave out the same files.
-    has_samples = any(f.kind == "samples" and f.readable for f in run.files)
-    numeric: dict[str, Counts] = {}
-    data_roles: list[str] = []
-    if has_samples and deep:
-        numeric, data_roles = _numeric_stats(run)
-        repeated_ids(run)
-    elif has_samples:
-        numeric = _footer_numeric(run)
-    exceptions = _exceptions(run) if has_samples else 0
+    # Reading data (--deep; numeric columns without statistics; the step and split columns of a file whose name
+    # and footer do not tell them) can find a corrupt file and mark it unreadable, at any of those reads, after
+    # others counted it: the reads are made again until none finds a new one, so that every figure below (rows,
+    # versions, layouts, steps and gaps, the numeric table) and the files and problems leave out the same files.
+    for _ in range(len(run.files) + 1):  # a pass after the first follows one that found a file unreadable
+        left = run.left_out()
+        numeric: dict[str, Counts] = {}
+        data_roles: list[str] = []
+        repeated: Problem | None = None
+        mixed_steps: dict[str | None, set[int]] = {}
+        # Frames built afresh: a file marked unreadable outside a collect (``_read_null_counts``) leaves
+        # a frame built before it holding that file.
+        view = Run(root=run.root, files=run.files, ctx=run.ctx, unmatched=run.unmatched)
+        has_samples = any(f.kind == "samples" and f.readable for f in view.files)
+        if has_samples and deep:
+            _read_keys(view)
+            numeric, data_roles = _numeric_stats(view)
+            repeated = repeated_ids_problem(view)
+        elif has_samples:
+            numeric = _footer_numeric(view)
+        # Readable sample files whose name and footer tell no one split (or no step): a file of rows of two splits
+        # (a train file with eval rows: each split counts as its own, docs/format.md). Their splits and steps are
+        # read from their split and step columns, as every other command counts them.
+        mixed = [f for f in view.files if f.kind == "samples" and f.readable and (f.split is None or not f.all_steps())]
+        if mixed:
+            from .check import steps_per_split
+
+            mixed_steps = steps_per_split(view, mixed)
+        if run.left_out() == left:
+            break
+    if repeated is not None:
+        run.ctx.problems.append(repeated)
+    exceptions = _exceptions(run)
 
     files = run.files
     versions: Counter[str] = Counter(
@@ -621,7 +668,8 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     named_by_split: dict[str, set[int]] = {}
     scalar_steps: set[int] = set()
     rows_by_kind: Counter[str] = Counter()
-    mixed: list[FileInfo] = []  # readable sample files whose name and footer tell no one split (or no step)
+    for name, found in _unlisted_steps(run).items():
+        named_by_split.setdefault(name, set()).update(found)
     for f in files:
         if f.kind == "samples" and (f.split is not None or not f.readable):
             named_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
@@ -630,19 +678,13 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         rows_by_kind[f.kind] += f.rows or 0
         if f.kind == "samples" and f.split is not None and f.all_steps():
             steps_by_split.setdefault(f.split, set()).update(f.all_steps())
-        elif f.kind == "samples":
-            mixed.append(f)
         elif f.kind == "scalars":
             scalar_steps.update(f.all_steps())
-    if mixed:
-        # A file of rows of two splits (a train file with eval rows: each split counts as its own, docs/format.md):
-        # its splits and steps read from its split and step columns, as every other command counts them (they
-        # were filed under a split "?", and the folder's split called its step missing).
-        from .check import steps_per_split
-
-        for split, found in steps_per_split(run, mixed).items():
-            steps_by_split.setdefault(split or "?", set()).update(found)
-            named_by_split.setdefault(split or "?", set()).update(found)
+    # The mixed files' splits and steps, read above (they were filed under a split "?", and the folder's split
+    # called its step missing).
+    for told, found in mixed_steps.items():
+        steps_by_split.setdefault(told or "?", set()).update(found)
+        named_by_split.setdefault(told or "?", set()).update(found)
 
     steps: dict[str, list[int]] = {}
     gaps: dict[str, list[list[int]]] = {}

@@ -36,12 +36,14 @@ def inspect_command(
     no_cache: NoCache = False,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     deep: bool = typer.Option(
-        False, "--deep", help="Also read the numeric columns (never text) to count NaN per role; footers do not."
+        False,
+        "--deep",
+        help="Also read the numeric and key columns (never text): NaN per role, and corrupt pages footers cannot tell.",
     ),
 ) -> None:
     """Show what is in a run and whether it is valid.
 
-    Reads only Parquet footers and JSONL lines; with --deep also the numeric columns, never the text.
+    Reads only Parquet footers and JSONL lines; with --deep also the numeric and key columns, never the text.
 
     Exit codes: 0 clean (warnings allowed); 1 problems found (with --strict, warnings too); 2 usage error.
 
@@ -102,7 +104,13 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
             head.append(" (from run.json; the data may hold others: --deep reads them)", style="dim")
     elif not r.roles_complete:
         head.append("\nroles: not known from footers (run.json lists none): --deep reads them", style="dim")
-    if r.exceptions:
+    if r.exceptions is None:
+        head.append(
+            "\nexceptions: not known (a file's footer has no statistics of its exception column, a text column "
+            "inspect never reads: runlog summarize reads it)",
+            style="dim",
+        )
+    elif r.exceptions:
         n = r.exceptions
         head.append(f"\nexceptions: {n:,} {'trajectory' if n == 1 else 'trajectories'} failed", style="yellow")
     if r.writers is not None:

@@ -168,6 +168,8 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
             from ..storage import remote_reason
 
             ctx.problem(cand.rel, UNREADABLE, f"cannot be read from the store: {remote_reason(exc)}")
+        elif isinstance(exc, PermissionError):  # the file could not be opened: not one that is truncated or corrupt
+            ctx.problem(cand.rel, UNREADABLE, f"cannot read file: {_short(exc)}")
         else:
             ctx.problem(cand.rel, UNREADABLE, f"unreadable Parquet (truncated or corrupt?): {_short(exc)}")
         return info

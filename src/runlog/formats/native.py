@@ -306,6 +306,9 @@ class NativeLayout(Layout):
             if reason is not None:
                 ctx.problem(cand.rel, UNREADABLE, reason)
                 info.readable = False
+                # The version it states, for schema_versions (the highest, where metadata and column disagree).
+                stated = [v for v in (version, rng[1] if rng is not None else None) if v is not None]
+                info.schema_version = max(stated) if stated else None
                 return info
             if version is None and rng is not None:
                 version = rng[1]
