@@ -1,12 +1,20 @@
 """What only the program that owns the process may change: environment variables other libraries read, and
 the garbage collector. The command line opts in at its entry point (``enable_command_line_tweaks``); a
 library caller (a notebook, a trainer) who never does gets none of it: ``summarize(open_run(...))``,
-``inspect_run`` or ``upload_wandb`` leave ``os.environ`` and ``gc`` as they found them."""
+``inspect_run`` or ``upload_wandb`` leave ``os.environ`` and ``gc`` as they found them. So with the handler of
+Ctrl-C (``take_interrupts``): a library import installs no signal handler."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 @dataclass
@@ -36,4 +44,100 @@ def enable_command_line_tweaks() -> None:
     TWEAKS.freeze_gc = True
 
 
-__all__ = ["TWEAKS", "Tweaks", "enable_command_line_tweaks"]
+# Polars' modules whose Python code its Rust calls back into, and unwraps the result of (dtype objects built for
+# a schema, Python values made of polars' dates and decimals, warnings): a ``KeyboardInterrupt`` raised there
+# becomes a Rust panic (pyo3's ``PanicException``), printed by Rust with its backtrace. Not the rest of polars:
+# an interrupt taken in its Python code before a long read must stop it there (deferred, it waited for the read's
+# end: polars' own handler cancels only a read already running).
+_CALLED_FROM_RUST = ("polars.datatypes", "polars._utils.convert", "polars._warnings")
+
+
+def take_interrupts() -> None:
+    """The command line's Ctrl-C (``runlog.__main__``, ``cli.app.main``; never a library import): as Python's
+    own, a ``KeyboardInterrupt``, but kept out of polars (``raise_outside_polars``). Installed before the
+    command line's modules load, so that a Ctrl-C there ends as one too (``Error: interrupted``, exit 130), not
+    with a traceback of the imports."""
+    if signal.getsignal(signal.SIGINT) is _interrupt:
+        # Installed already (``runlog.__main__``, then ``cli.app.main``): installing again would take the signal
+        # from polars, imported in between, whose own handler cancels a long read and then calls this one.
+        return
+    with contextlib.suppress(ValueError):  # not the main thread: Python's own is left
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(_signum: int, frame: FrameType | None) -> None:
+    raise_outside_polars(frame, KeyboardInterrupt)
+
+
+def raise_outside_polars(frame: FrameType | None, exc: type[BaseException]) -> None:
+    """Raise ``exc`` now, from a signal handler whose interrupted frame is ``frame``, unless that frame runs in
+    a callback polars makes from Rust (``_CALLED_FROM_RUST``): then at the first Python call or return outside
+    it (a profile hook, on the main thread only), a moment later.
+
+    Polars calls Python from Rust while it reads (dtype objects built in ``collect_schema``): an interrupt
+    raised there is unwrapped by Rust, which panics, prints the panic and its backtrace (``RUST_BACKTRACE=1``),
+    and hands back a ``PanicException`` that reads as a failed read ("reading the run failed", exit 1, for a
+    Ctrl-C)."""
+    if not _in_callback(frame):
+        raise exc
+    before = sys.getprofile()
+
+    def hook(at: FrameType, event: str, _arg: Any) -> None:
+        if event in ("call", "return", "c_call") and not _in_callback(at):
+            sys.setprofile(before)
+            raise exc
+
+    sys.setprofile(hook)
+
+
+def _in_callback(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame that called it runs in a callback polars makes from Rust: code of
+    ``_CALLED_FROM_RUST``, or code other than polars' that polars' code called (numpy's version check, which
+    polars' Rust makes in ``Series.to_numpy`` and unwraps; a function given to ``map_elements``). What such a
+    callback calls is inside it too."""
+    while frame is not None:
+        name = _module(frame)
+        if any(name == m or name.startswith(m + ".") for m in _CALLED_FROM_RUST):
+            return True
+        if not _is_polars(name) and frame.f_back is not None and _is_polars(_module(frame.f_back)):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _module(frame: FrameType) -> str:
+    return str(frame.f_globals.get("__name__", ""))
+
+
+def _is_polars(name: str) -> bool:
+    return name == "polars" or name.startswith("polars.")
+
+
+# How pyo3 words an interrupt that Rust unwrapped: "called `Result::unwrap()` on an `Err` value: PyErr { type:
+# <class 'KeyboardInterrupt'>, value: KeyboardInterrupt(), ...".
+_UNWRAPPED_INTERRUPT = "PyErr { type: <class 'KeyboardInterrupt'>"
+
+
+def made_of_interrupt(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a Ctrl-C: a ``KeyboardInterrupt``; the Rust panic pyo3 makes of one raised inside a
+    callback polars makes from Rust (``PanicException``), which a program without ``take_interrupts`` (a
+    notebook) meets; or an error raised from either (``raise ... from``), or worded on the panic's text."""
+    for _ in range(8):  # a chain of causes, not a cycle
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt) or _UNWRAPPED_INTERRUPT in str(exc):
+            return True
+        if type(exc).__name__ == "PanicException" and "KeyboardInterrupt" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+__all__ = [
+    "TWEAKS",
+    "Tweaks",
+    "enable_command_line_tweaks",
+    "made_of_interrupt",
+    "raise_outside_polars",
+    "take_interrupts",
+]

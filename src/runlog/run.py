@@ -32,6 +32,7 @@ from .listing import (
     one_run,
 )
 from .probe_cache import Hit, ProbeCache
+from .process import made_of_interrupt
 from .storage import UNREACHABLE, ObjectPath, remote_reason, unreachable
 
 TEMP_SUFFIXES = (".tmp", ".partial")
@@ -53,6 +54,15 @@ def read_failures(*also: type[BaseException]) -> tuple[type[BaseException], ...]
     between the footer read and the data read fails an assertion inside polars). Not ``BaseException``: a
     Ctrl-C must go on. ``also``: more to catch alike."""
     return (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException, *also)
+
+
+def _not_interrupt(exc: BaseException) -> None:
+    """Raise ``KeyboardInterrupt`` if ``exc``, caught as a failed read, is a Ctrl-C: the panic pyo3 makes of an
+    interrupt raised inside a callback polars makes from Rust (``process.made_of_interrupt``). A library caller
+    (a notebook) meets it; the command line keeps the interrupt out of polars (``process.take_interrupts``).
+    Caught as a read failure, it said "reading the run failed" (exit 1), or left a good file out as unreadable."""
+    if made_of_interrupt(exc):
+        raise KeyboardInterrupt from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -287,7 +297,8 @@ class Run:
                 return read()
             except read_failures() as exc:
                 # OSError: an object deleted (or a local file removed) after discovery. A panic: polars read a
-                # file that changed under it (``read_failures``).
+                # file that changed under it (``read_failures``), or a Ctrl-C inside polars.
+                _not_interrupt(exc)
                 error = exc
             self._check_reachable(error)
             if self._quarantine_unreadable() or (others and self._marked_elsewhere()):
@@ -357,6 +368,7 @@ class Run:
                     pl.read_parquet(src, glob=False)
             except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (any failure to decode
                 # means the file is unusable; a panic, that it changed while read: unreadable at that moment)
+                _not_interrupt(exc)
                 self._check_reachable(exc)
                 reason = _first_line(exc)
                 gone = isinstance(exc, FileNotFoundError) or "NoSuchKey" in reason or "not found" in reason.lower()
@@ -410,13 +422,15 @@ class Run:
         try:
             lf = get_layout(f.layout).scan_samples([f], self.ctx)
             names = lf.collect_schema().names() if lf is not None else []
-        except (Exception, pl.exceptions.PanicException):  # noqa: BLE001  (the file is then left out whole)
+        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (the file is then left out whole)
+            _not_interrupt(exc)
             return [], []
 
         def fails(columns: list[str]) -> bool:
             try:
                 lf.select(columns).collect()  # type: ignore[union-attr]
-            except (Exception, pl.exceptions.PanicException):  # noqa: BLE001
+            except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001
+                _not_interrupt(exc)
                 return True
             return False
 

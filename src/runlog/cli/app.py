@@ -13,6 +13,9 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
+from ..errors import EXIT_INTERRUPTED
+from ..process import take_interrupts
+from .common import OWNS_PROCESS, SAID_INTERRUPTED, fail
 
 # What Rich reads as a markup tag (rich.markup.escape's pattern; importing rich.markup costs ~16 ms a command).
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -290,22 +293,42 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """The command line: a known command is built alone; anything else (``--help``, ``--version``, a typo)
     gets the whole application, whose help lists every command and whose errors suggest the right one."""
-    from .common import OWNS_PROCESS
-
+    take_interrupts()  # done already by ``runlog.__main__``, before the imports; not by an older entry point
     OWNS_PROCESS[0] = True
-    first = sys.argv[1] if len(sys.argv) > 1 else ""
-    application = build_app([first]) if first in COMMANDS else full_app()
-    errors = _click_exceptions()
     try:
-        code = application(prog_name="runlog", standalone_mode=False)
-    except errors.ClickException as exc:
-        sys.exit(_command_line_error(exc, errors))
-    except typer.Abort:
-        print("Aborted.", file=sys.stderr)
-        sys.exit(1)
+        first = sys.argv[1] if len(sys.argv) > 1 else ""
+        application = build_app([first]) if first in COMMANDS else full_app()
+        errors = _click_exceptions()
+        try:
+            code = application(prog_name="runlog", standalone_mode=False)
+        except errors.ClickException as exc:
+            sys.exit(_command_line_error(exc, errors))
+        except typer.Abort:
+            print("Aborted.", file=sys.stderr)
+            sys.exit(1)
+    except KeyboardInterrupt:
+        # Outside a command's ``handle_errors``: while its module loads, or the command line is parsed.
+        code = EXIT_INTERRUPTED
     finally:
         _quiet_teardown()
+    if code == EXIT_INTERRUPTED and not SAID_INTERRUPTED[0]:
+        fail("interrupted", EXIT_INTERRUPTED)  # typer makes a Ctrl-C outside ``handle_errors`` exit 130 unsaid
+    if code == EXIT_INTERRUPTED:
+        # Polars' threads may still be winding down the read the Ctrl-C cancelled; the interpreter's teardown
+        # under them aborted the process (SIGABRT: exit 134 for 130, one time in three mid-read). What was said is
+        # flushed; the exits of the commands' own files ran as the interrupt unwound them.
+        _exit_now(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_now(code: int) -> None:
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def _click_exceptions() -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, RunlogError, UsageError
+from ..process import made_of_interrupt
 from ..textsafe import visible
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ INTERNAL_ERROR = 3
 # Whether the command line owns its process (``app.main``: ``runlog ...``, ``python -m runlog``), rather than
 # running inside another program (a test's runner, a notebook): only then may a command end the process itself.
 OWNS_PROCESS = [False]
+# Whether ``Error: interrupted`` was said (``fail``), so that ``app.main`` says it once.
+SAID_INTERRUPTED = [False]
 
 RUN_PATH = typer.Argument(
     ..., help="Run directory, a single file, or a URL (s3://, gs://, az://).", show_default=False, metavar="PATH"
@@ -96,6 +99,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``Error: message`` (one line, on stderr) and return the Exit to raise."""
     sys.stderr.write(f"Error: {visible(message, keep_newlines=False)}\n")
     sys.stderr.flush()
+    SAID_INTERRUPTED[0] = SAID_INTERRUPTED[0] or code == EXIT_INTERRUPTED
     return typer.Exit(code)
 
 
@@ -114,9 +118,11 @@ def _flush_stdout() -> None:
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map library errors to one-line messages and documented exit codes; never show a traceback for
-    expected failures (set RUNLOG_DEBUG=1 to see one for an internal error)."""
+    expected failures (set RUNLOG_DEBUG=1 to see one for an internal error). A Ctrl-C is ``interrupted``, exit
+    130, whatever it became on the way (``_as_interrupt``)."""
     try:
-        yield
+        with _as_interrupt():
+            yield
         _flush_stdout()
     except (typer.Exit, typer.Abort, typer.BadParameter):
         _flush_stdout()
@@ -148,6 +154,22 @@ def handle_errors() -> Iterator[None]:
             "(set RUNLOG_DEBUG=1 for a traceback, and please report it)",
             INTERNAL_ERROR,
         ) from None
+
+
+@contextlib.contextmanager
+def _as_interrupt() -> Iterator[None]:
+    """A ``KeyboardInterrupt`` in place of what a Ctrl-C became on the way (``process.made_of_interrupt``): the
+    Rust panic of one raised inside a callback polars makes from Rust, or an error made of that panic (it read
+    as "reading the run failed", exit 1, the code of problems in the data). An error met after the Ctrl-C
+    (W&B's state that could not be written) is still said as itself."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit, GeneratorExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        if made_of_interrupt(exc):
+            raise KeyboardInterrupt from None
+        raise
 
 
 class OutputError(UsageError):

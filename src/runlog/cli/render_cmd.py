@@ -190,7 +190,7 @@ def render_command(
             unread_samples=unread,
         )
         _emit(convs, fmt, output, show_think=not no_think, info=info)
-        if on_screen and any(_was_cut(c) for c in convs):
+        if on_screen and any(_was_cut(c, TERMINAL_MAX_CHARS) for c in convs):
             sel.notes.append(
                 f"texts longer than {TERMINAL_MAX_CHARS:,} characters are cut on the terminal (marked): --max-chars N "
                 "to change, or -o FILE / --format json for them whole"
@@ -210,11 +210,18 @@ def render_command(
 TERMINAL_MAX_CHARS = 20_000
 
 
-def _was_cut(conv: Any) -> bool:
-    """Whether ``--max-chars`` cut a text of ``conv`` (its texts now hold fewer characters than before, or its
-    exception was cut)."""
-    before = conv.chars_before_cut
-    return conv.exception_cut or (before is not None and sum(t.chars() for t in conv.turns) < before)
+def _was_cut(conv: Any, limit: int) -> bool:
+    """Whether a text of ``conv`` (prepared with ``max_chars=limit``) was cut, or its exception: a cut text is
+    its first ``limit`` characters and the marker, longer than ``limit``; a text left whole is at most that.
+    Not the characters left against those before: ``--no-think`` takes the reasoning away too, which read as a
+    cut (the note said so of a run whose longest text was 292 characters)."""
+    for t in conv.turns:
+        texts = [t.content, t.reasoning, *(c.arguments for c in t.tool_calls)]
+        if t.result is not None:
+            texts.append(t.result.content)
+        if any(text is not None and len(text) > limit for text in texts):
+            return True
+    return bool(conv.exception_cut)
 
 
 def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bool, info: Any) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
+from ..process import raise_outside_polars
 from ..textsafe import visible
 from .common import OWNS_PROCESS, RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
 from .options import Format, Layout, NoCache, Roles, Split
@@ -196,7 +197,8 @@ def remember_signals() -> tuple[list[int], dict[int, Any]]:
         first = not interrupted[0]
         interrupted[0] = interrupted[0] or signum
         if first:  # a second signal while the first unwinds must not cut the restoring short
-            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+            # Not inside a callback polars makes from Rust, where Rust would print a panic of it: just after.
+            raise_outside_polars(frame, KeyboardInterrupt if signum == signal.SIGINT else Terminated)
 
     previous: dict[int, Any] = {}
     for name in STOP_SIGNALS:
