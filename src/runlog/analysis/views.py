@@ -76,6 +76,23 @@ GROUP_SPLIT_NOTE = (
 )
 
 
+def layouts_note(run: Run) -> str | None:
+    """A note where the run's samples come from files of several layouts (loose dumps side by side in one folder:
+    a verifiers results file beside inspect_ai logs), which every figure pools as one run's: which layouts, with
+    their rows (footers and parsed frames: nothing read), and how to look at one apart. None for one layout."""
+    rows: dict[str, int] = {}
+    for f in run.files:
+        if f.kind == "samples" and f.readable:
+            rows[f.layout] = rows.get(f.layout, 0) + (f.rows or 0)
+    if len(rows) < 2:
+        return None
+    said = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (
+        f"this run holds samples of {len(rows)} layouts, {said}, pooled in every figure as one run's (loose files "
+        "side by side in a folder are one run): pass one file or folder to see one apart, or --by env"
+    )
+
+
 def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None, pooled: bool = False) -> list[str]:
     """``SPLIT_NOTE`` when ``split`` is a key of ``frame`` that the user did not ask for (the run has several
     splits and --split picked none; ``GROUP_SPLIT_NOTE`` where ``pooled`` splits were asked for with ``group``);

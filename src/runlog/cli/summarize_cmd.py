@@ -211,7 +211,7 @@ def _summarize_run(
     """``summarize`` of one run; the number of error-severity problems reported."""
     from ..analysis import summarize as S
     from ..analysis.check import check_filters, check_scalars
-    from ..analysis.views import split_notes
+    from ..analysis.views import layouts_note, split_notes
     from ..run import open_run
 
     run = open_run(location, layout=layout, storage_options=storage)
@@ -271,6 +271,8 @@ def _summarize_run(
             report_problems([], notes=[_empty_reason(run, filters)])
             return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
+        if (mixed := layouts_note(run)) is not None and "env" not in (by or []):
+            report_problems([], notes=[mixed])
         if window is not None and "step" not in (by or []):
             report_problems([], notes=[f"--window {window} averages over steps: the table is per step (step added)"])
         if not prompt_groups and S.prompt_groups_skipped(run):
