@@ -111,10 +111,10 @@ def prompts_without_ids(run: Run) -> bool:
     """Whether some sample without a ``group_id`` has a prompt, so that prompt groups found from the text
     (``prompt_groups``) would change ``zero_adv_frac``; told without reading any text: from footer null counts
     (a file whose rows without an id outnumber its rows without a prompt holds such a sample), from a parsed
-    JSONL frame exactly. A file whose footer cannot tell (as many rows without a prompt as without an id: they
-    may be the same rows) counts as none; one whose prompt has no null count (a prompt derived from the
-    trajectory, as Flink's, or a footer without statistics) as holding prompts. A prompt column that is all
-    null, or null wherever the id is, is no reason to read the text: the hint that says so changes nothing."""
+    JSONL frame exactly. From a footer: a file whose every sample has an id, or whose prompt column is all null,
+    holds none; any other may (the footer cannot tell whether the samples without an id are those with a
+    prompt), as does one whose prompt has no null count (a prompt derived from the trajectory, as Flink's, or a
+    footer without statistics)."""
     _count_missing_ids(run)
     for f in run.files:
         if f.kind != "samples" or not f.readable or f.rows == 0:
@@ -137,9 +137,9 @@ def prompts_without_ids(run: Run) -> bool:
         if missing == 0:
             continue  # every sample has its id
         no_prompt = f.null_counts.get("prompt")
-        if no_prompt is None or f.rows is None:
-            return True
-        if (f.rows if missing is None else missing) > no_prompt:  # an unknown count: as if no sample had an id
+        if no_prompt is None or f.rows is None or no_prompt < f.rows:
+            # Some sample has a prompt and some has no id: the footer cannot tell whether they are the same
+            # samples (the hint is then said: it costs a note, its absence a zero_adv_frac of 1 unexplained).
             return True
     return False
 

@@ -302,8 +302,13 @@ def repeated_ids_problem(run: Run) -> Problem | None:
 def _read_keys(run: Run) -> None:
     """``--deep``: read the key columns of every sample (``KEY_COLUMNS``: numbers and short ids), values and
     all (a maximum: a null count may be told by the levels alone), so that a file whose data there is corrupt
-    behind an intact footer is found and left out here, as summarize and doctor leave it out. Never a text."""
-    run.collect(lambda: [run.samples.select(pl.col(c).max() for c in KEY_COLUMNS)])
+    behind an intact footer is found and left out here, as summarize and doctor leave it out. Never a text: only
+    the key columns every sample file holds as columns of its own (a Flink file derives its ``group_id`` from
+    its trajectory text, and its step and split from its name: none is read there)."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    keys = [c for c in KEY_COLUMNS if files and all(c in f.columns for f in files)]
+    if keys:
+        run.collect(lambda: [run.samples.select(pl.col(c).max() for c in keys)])
 
 
 def _reward_query(run: Run, extras: list[str]) -> pl.LazyFrame:

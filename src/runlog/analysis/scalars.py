@@ -64,14 +64,22 @@ def aliased(lf: pl.LazyFrame, aliases: dict[str, str] | None) -> pl.LazyFrame:
     raw = pl.col("key").str.strip_suffix("__count")
     if not lf.select(raw.is_in(list(aliases)).any()).collect().item():
         return lf.with_columns(aliased_key(aliases))  # no key logged under an old name: nothing to choose
-    # Only the rows of a quantity that has several names are sorted to choose among them.
+    # Only the rows of a quantity logged under two names by one shard at one step choose: those of the canonical
+    # name are kept, else those of the old name of the later record; the rows of one name are all kept (several
+    # records of one step in AReaL's stats, merged as shards are by ``merge_shards``).
     named = raw.is_in([*aliases, *aliases.values()])
+    group = ["source", "step", "__base"]
     chosen = (
         lf.filter(named)
-        .with_columns(raw.is_in(list(aliases)).alias("__old"), aliased_key(aliases))
-        .sort(["source", "step", "key", "__old", "record"], descending=[False, False, False, True, False])
-        .unique(subset=["source", "step", "key"], keep="last", maintain_order=True)
-        .drop("__old")
+        .with_columns(raw.alias("__raw"), raw.replace(aliases).alias("__base"), aliased_key(aliases))
+        .with_columns(
+            pl.when((pl.col("__raw") == pl.col("__base")).any().over(group))
+            .then(pl.col("__base"))
+            .otherwise(pl.col("__raw").sort_by("record").last().over(group))
+            .alias("__kept")
+        )
+        .filter(pl.col("__raw") == pl.col("__kept"))
+        .drop("__raw", "__base", "__kept")
     )
     return pl.concat([lf.filter(~named), chosen])
 

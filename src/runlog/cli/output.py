@@ -57,8 +57,9 @@ def fmt_cell(v: Any) -> Text:
 
     A float that is not a whole number never reads as one: where 4 digits would round it to one (0.99995 to
     ``1``, 999.95 to ``1000``, 1234.6 to ``1,235``), digits are added until it does not (``0.99995``): a
-    ``zero_adv_frac`` of ``1`` says that no prompt group has a GRPO signal, and one group in 20,001 has. Nor
-    does a value next to 0 read as 0 (``1.000e-07``)."""
+    ``zero_adv_frac`` of ``1`` says that no prompt group has a GRPO signal, and one group in 20,001 has (up to
+    8 significant digits: float rounding, 1.0000000000000002, still reads as 1). Nor does a value next to 0 read
+    as 0 (``1.000e-07``)."""
     from rich.text import Text
 
     if v is None:
@@ -76,22 +77,24 @@ def fmt_cell(v: Any) -> Text:
             return Text("0")
         a = abs(v)
         if 1e3 <= a < 1e6:  # units, with separators: 123,456.7 (`.4g` would write 1.235e+05), 2,048 if whole
-            return Text(_not_whole(v, [f"{{:,.{d}f}}" for d in range(16)]))
+            return Text(_not_whole(v, [f"{{:,.{d}f}}" for d in range(4)]))
         if 1e-4 <= a < 1e3:
-            return Text(_not_whole(v, [f"{{:.{p}g}}" for p in range(4, 18)]))
+            return Text(_not_whole(v, [f"{{:.{p}g}}" for p in range(4, 9)]))
         return Text(f"{v:.3e}")  # never 0, and an exponent: not read as a whole number
     return Text(visible(str(v), keep_newlines=False))
 
 
 def _not_whole(v: float, specs: list[str]) -> str:
     """``v`` by the first of ``specs`` (fewest digits first) that writes a whole number only for one: a float
-    that is not whole is never shown as one; Python's shortest repr (with separators) when none does."""
+    that is not whole is not shown as one where up to 8 significant digits (3 decimals from 1,000) tell it
+    apart; beyond them it is a whole number but for float rounding (the mean of 0.2, 2.2 and 0.6 is
+    1.0000000000000002), written as the first spec writes it."""
     whole = v.is_integer()
     for spec in specs:
         text = spec.format(v)
         if whole or not float(text.replace(",", "")).is_integer():
             return text
-    return f"{v:,}"
+    return specs[0].format(v)
 
 
 def _label(column: str, strip: Sequence[str]) -> str:

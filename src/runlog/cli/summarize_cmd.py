@@ -285,8 +285,9 @@ def _summarize_run(
 
 
 def _empty_reason(run: Run, filters: Filters) -> str:
-    """Why a summary has no row, where no filter is to blame (``_unmatched`` said none is): no sample file, no
-    readable one, or files without rows."""
+    """Why a summary has no row, where no filter alone is to blame (``_unmatched`` said none is): no sample
+    file, no readable one, filters met by no sample read beside files that could not be read, or files
+    without rows."""
     samples = [f for f in run.files if f.kind == "samples"]
     if not samples and not any(f.kind == "scalars" for f in run.files):
         return "this run has no data yet (no sample or scalars file; its manifest only?): nothing to summarise"
@@ -294,6 +295,14 @@ def _empty_reason(run: Run, filters: Filters) -> str:
         return "this run has no per-sample data (only scalar metrics): try --scalars"
     if not any(f.readable for f in samples):
         return "no sample file of this run could be read (see the errors): nothing to summarise"
+    parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
+    parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
+    parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
+    failed = {p.path for p in run.problems if not p.is_warning}
+    unread = sum(1 for f in samples if not f.readable or f.path in failed)
+    if parts and unread:
+        what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
+        return f"no sample read matches {what}; {unread} sample file(s) could not be read (see the errors)"
     return "the run's sample files hold no rows: nothing to summarise"
 
 
@@ -307,12 +316,13 @@ def _unmatched(run: Run, filters: Filters, nothing: str = "nothing to summarise"
     samples = [f for f in run.files if f.kind == "samples"]
     if not parts or not any(f.readable and f.rows != 0 for f in samples):
         return None
-    what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
-    # A file that could not be read may have held them: said, so that the message does not claim more.
+    # A file that could not be read may have held the samples: then the empty answer is that file's problem
+    # (exit 1, said by ``_empty_reason``'s note and the errors), not filters that match nothing.
     failed = {p.path for p in run.problems if not p.is_warning}
-    unread = sum(1 for f in samples if not f.readable or f.path in failed)
-    lost = f" ({unread} sample file(s) could not be read whole: see the errors)" if unread else ""
-    return f"no sample matches {what}{lost}: {nothing}"
+    if any(not f.readable or f.path in failed for f in samples):
+        return None
+    what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
+    return f"no sample matches {what}: {nothing}"
 
 
 def _summarize_fleet(

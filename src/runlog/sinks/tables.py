@@ -209,14 +209,16 @@ _MARKERS = ("-> tool call ", "(reasoning) ", "(reasoning)", "(data) ", "(argumen
 def quote_line(line: str) -> str:
     """``line`` as a line of text under a turn's head: one ``\\`` more before a line that would read as runlog's own
     (a head, a marker, or such a line already quoted), so the quoting is undone by taking one ``\\`` off."""
-    rest = line.lstrip("\\")
+    rest = line.lstrip("\\").strip()
     if _HEAD.fullmatch(rest) or rest.startswith(_MARKERS):
         return "\\" + line
     return line
 
 
 def _quoted(text: str) -> list[str]:
-    return [quote_line(line) for line in text.split("\n")]
+    # Split where ``render.safe`` ends a line: at a CRLF too (it writes one as a newline, where a lone CR is an
+    # escape), so that a ``\r\n[user]\r\n`` is quoted as the line it becomes.
+    return [quote_line(line) for line in text.replace("\r\n", "\n").split("\n")]
 
 
 def plain_turns(turns: Sequence[Turn]) -> str:
