@@ -275,3 +275,19 @@ def test_the_split_hint_is_shell_quoted(tmp_path: Path, figures_not_drawn) -> No
     page = text_of(build_report(open_run(root)))
     assert f"(runlog report --split {shlex.quote(hostile)})" in page
     assert shlex.split(f"runlog report --split {shlex.quote(hostile)}")[-1] == hostile
+
+
+def test_top_level_scalar_keys_are_named_once(tmp_path: Path) -> None:
+    """The report's scalars section said "values of the 2 top-level keys keys" (plot audit a12)."""
+    import runlog as _runlog
+    from runlog import open_run as _open_run
+    from runlog.report import build_report
+
+    run = tmp_path / "run"
+    with _runlog.RunWriter(run, name="r") as w:
+        for s in range(3):
+            w.log_samples(s, {"reward": [0.5, 1.0]})
+            w.log_scalars(s, {"loss": 1.0 / (s + 1), "lr": 0.1, "train/kl": 0.01})
+    html = build_report(_open_run(run))
+    assert "keys keys" not in html
+    assert "values of the 2 top-level keys" in html and "values of the 1 train/ keys" in html

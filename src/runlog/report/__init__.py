@@ -675,7 +675,8 @@ def _scalars(s: RunSeries, frame: Any) -> str:
             title = f"{s.run.name}: {name}{part}"
             fig = make_figure(s, "scalars", keys=[glob.escape(k) for k in chunk], title=title)
             out.append(image(figure_png(fig), f"scalars {name}", f"scalars-{i}-{j}", e(f"{name}{part}")))
-        out.append(f"<details><summary>values of the {len(keys)} {e1(name)} keys</summary>{values}</details>")
+        which = f"{e1(ns)} keys" if ns else name  # "top-level keys" already says keys
+        out.append(f"<details><summary>values of the {len(keys)} {which}</summary>{values}</details>")
     return "\n".join(out)
 
 
