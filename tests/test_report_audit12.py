@@ -291,3 +291,23 @@ def test_top_level_scalar_keys_are_named_once(tmp_path: Path) -> None:
     html = build_report(_open_run(run))
     assert "keys keys" not in html
     assert "values of the 2 top-level keys" in html and "values of the 1 train/ keys" in html
+
+
+def test_sample_files_of_no_rows_are_said_as_such(tmp_path: Path) -> None:
+    """The report said "no per-sample data" of a run whose sample files are there and hold no rows (plot audit
+    a12): it says that they hold none, as plot does."""
+    import runlog as _runlog
+    from runlog import open_run as _open_run
+    from runlog.report import build_report
+
+    run = tmp_path / "run"
+    with _runlog.RunWriter(run, name="r") as w:
+        for s in range(3):
+            w.log_samples(s, {"reward": [1.0]})
+            w.log_scalars(s, {"loss": 1.0})
+    files = sorted((run / "samples" / "train").glob("*.parquet"))
+    for f in files:
+        pq.write_table(pq.read_table(f).slice(0, 0), f)
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 0
+    page = build_report(_open_run(run))
+    assert f"the {len(files)} sample file(s) of split train hold no rows" in html.unescape(page)

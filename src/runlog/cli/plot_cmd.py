@@ -10,7 +10,7 @@ import typer
 
 from ..analysis.filters import Filters
 from ..errors import EXIT_OK, UsageError
-from .common import RUN_PATH, STORAGE_OPTION, handle_errors, report_problems, use_storage_options, writing, wrote
+from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, use_storage_options, writing, wrote
 from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_checked
 
 if TYPE_CHECKING:
@@ -21,10 +21,21 @@ WHAT_HELP = "reward, kl, components, diversity, format, scalars or hist."
 DEFAULT_SPEC = "think-answer-strict"
 
 
+def _image_file(value: Path | None) -> Path | None:
+    """``-o FILE`` checked as every command's product file (``options.output_file``), a folder told to give an
+    image's name: the example of a name it gave (``out.txt``) was one that plot refuses."""
+    if value is not None and value.is_dir():
+        raise fail(f"-o {value}: a folder; give an image file name (for example {value / 'plot.png'})")
+    callback = output_file(..., "").callback
+    return callback(value) if callback is not None else value
+
+
 def plot_command(
     path: str = RUN_PATH,
     what: str = typer.Option("reward", "--what", help=WHAT_HELP),
-    output: Path = output_file(..., "Image file: .png, .svg or .pdf."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", metavar="FILE", help="Image file: .png, .svg or .pdf.", callback=_image_file
+    ),
     by: str = typer.Option(
         "role", "--by", "-b", help="role: one line per role; none: pooled (--what reward, kl or diversity)."
     ),
@@ -60,8 +71,11 @@ def plot_command(
     Rewards and KL per role: the moving average over the raw line, with a band of plus or minus the standard
     deviation of the per-step means in the same window (not the samples' SD; no band where the window holds
     one step); KL in log scale when it spans decades (a value <= 0 is in the average, its point is not drawn,
-    and the panel says how many). A line breaks where steps are missing, and the panel names the gap.
-    Values not drawn (NaN, +-inf) are counted in the panel. Histograms: per-role rewards at the --steps given.
+    and the panel says how many). A line breaks where steps are missing, and the panel names the gap; a
+    role logged less often than the others is drawn at its own spacing, and its line breaks at the steps it
+    sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
+    are counted in the panel (reward, KL, components). Where a run has more roles than colours, a role's
+    dash or marker tells it apart. Histograms: per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline (--by and
     --window do not apply: an error); --name labels the runs in the legend and the title (this run first), as

@@ -114,7 +114,7 @@ def missing(source: Run | RunSeries, what: str) -> str | None:
     if what == "scalars":
         return None if scalar_keys(s.run) else NO_SCALARS
     if not s.per_step.height:
-        return NO_SAMPLES
+        return _no_samples(s)
     if what in ("reward", "hist") and s.total["reward_mean"].null_count() == s.total.height:
         valid = [v for r in s.roles for v in s.role_series(r, "reward_mean")[1] if v is not None]
         return None if valid else "no valid rewards in this split (every reward is null or NaN)"
@@ -134,6 +134,24 @@ NO_SAMPLES = (
     "no per-sample data in this run (only scalar metrics, or no readable sample file): rewards, KL, components "
     "and texts come from samples (`samples/<split>/step_*.parquet`, or another layout's rollouts)"
 )
+
+
+def _no_samples(s: RunSeries) -> str:
+    """``NO_SAMPLES``, or, where the split's sample files were read and hold no row, that they are empty."""
+    files = [
+        f
+        for f in s.run.files
+        if f.kind == "samples" and f.readable and (f.split is None or s.split is None or f.split == s.split)
+    ]
+    if not files:
+        return NO_SAMPLES
+    where = f" of split {s.split}" if s.split else ""
+    return (
+        f"no samples: the {len(files)} sample file(s){where} hold no rows (their steps were logged with no "
+        "sample): rewards, KL, components and texts come from samples"
+    )
+
+
 NO_SCALARS = "no scalar metrics in this run (the trainer's logged metrics: `scalars.p{process}.jsonl`)"
 
 
@@ -162,12 +180,49 @@ def _steps_len(s: RunSeries) -> int:
 def _every(s: RunSeries) -> int:
     """The split's stride (``figures.stride``): its steps further apart than this are a gap in its lines. From
     the steps of every sample file of the split, unreadable ones too (a run whose steps 1 and 4 could not be
-    read, of 0..5, has a stride of 1, not the 2 its readable steps 0, 2, 5 suggest), and the steps drawn."""
-    steps = set(s.per_step["step"].to_list())
+    read, of 0..5, has a stride of 1, not the 2 its readable steps 0, 2, 5 suggest), and the steps drawn. A line
+    logged less often than the split (a judge every other step) has its own (``_line_every``)."""
+    return F.stride(sorted(set(s.per_step["step"].to_list()) | set(_unread(s))))
+
+
+def _unread(s: RunSeries) -> list[int]:
+    """The split's steps of sample files that could not be read (none of their values is drawn)."""
+    steps: set[int] = set()
     for f in s.run.files:
         if f.kind == "samples" and (f.split is None or s.split is None or f.split == s.split):
             steps.update(f.all_steps())
-    return F.stride(sorted(steps))
+    return sorted(steps - set(s.per_step["step"].to_list()))
+
+
+Line = tuple[str, F.Style, list[int], list[Any]]  # label, look, steps, values
+
+
+def _draw(ax: Any, s: RunSeries, lines: Sequence[Line], w: int, *, log: bool = False, say: bool = True) -> list[bool]:
+    """``figures.draw_series`` of each line, at its own cadence (``figures.line_every``: a role logged every
+    other step is no gap between each pair of its points), and the steps at which one breaks while the split
+    has data there (a role's own missing steps, its steps without a valid value) said in the panel's note."""
+    every, unread = _every(s), _unread(s)
+    drawn, said = [], []
+    for lab, look, st, v in lines:
+        own = F.line_every(st, every, unread)
+        drawn.append(
+            F.draw_series(
+                ax,
+                st,
+                v,
+                label=lab,
+                colour=look.colour,
+                window=w,
+                every=own,
+                log=log,
+                dash=look.dash,
+                marker=look.marker,
+            )
+        )
+        said.append((lab, st, v, own))
+    if say and any(drawn):
+        F.say_holes(ax, said, s.per_step["step"].to_list())
+    return drawn
 
 
 def _ma_words(w: int) -> str:
@@ -182,18 +237,18 @@ def _window(s: RunSeries, window: int | None) -> int:
     return window or F.auto_window(_steps_len(s))
 
 
-def _per_role_lines(s: RunSeries, column: str, by: str) -> list[tuple[str, str, list[int], list[Any]]]:
-    """(label, colour, steps, values) per role, or one pooled line with ``by='none'``."""
+def _per_role_lines(s: RunSeries, column: str, by: str) -> list[Line]:
+    """(label, look, steps, values) per role, or one pooled line with ``by='none'``."""
     if by == "none":
         if column == "reward_mean":
             t = s.total
-            return [("total reward", F.PALETTE[0], t["step"].to_list(), t["reward_mean"].to_list())]
-        return [("all roles", F.PALETTE[0], s.per_step["step"].to_list(), s.per_step[column].to_list())]
-    colours = F.role_colours(s.roles)
+            return [("total reward", F.Style(F.PALETTE[0]), t["step"].to_list(), t["reward_mean"].to_list())]
+        return [("all roles", F.Style(F.PALETTE[0]), s.per_step["step"].to_list(), s.per_step[column].to_list())]
+    looks = F.role_styles(s.roles)
     out = []
     for role in s.roles:
         steps, values = s.role_series(role, column)
-        out.append((role if role is not None else NULL_ROLE_LABEL, colours[role], steps, values))
+        out.append((role if role is not None else NULL_ROLE_LABEL, looks[role], steps, values))
     return out
 
 
@@ -206,29 +261,41 @@ def _said(lines: Sequence[tuple[Any, ...]]) -> str:
 def _nan_rewards(s: RunSeries, by: str) -> list[str]:
     """What the reward lines leave out, in words: the NaN rewards (no place in a mean: the step means are over
     the valid values, as ``summarize``'s) and the roles that have no valid reward at any step (no line)."""
+    return _nan_values(s, by, "reward", "reward(s)", s.total)
+
+
+def _nan_values(s: RunSeries, by: str, column: str, noun: str, pooled: pl.DataFrame) -> list[str]:
+    """``_nan_rewards`` of ``column`` (``reward``, ``kl``): its ``<column>_nan`` counts per role (of
+    ``pooled`` with ``by='none'``), said as "N NaN <noun> left out of the step means", and the roles without a
+    valid value at any step."""
     parts: list[tuple[str | None, pl.DataFrame]]
     if by == "none":
-        parts = [(None, s.total)]
+        parts = [(None, pooled)]
     else:
         per = s.per_role
         parts = [(r, per.filter(pl.col("role").is_null() if r is None else pl.col("role") == r)) for r in s.roles]
     out = []
     left: list[tuple[int, str | None, int]] = []
+    nan_col, null_col, mean_col = f"{column}_nan", f"{column}_null", f"{column}_mean"
     for role, part in parts:
-        nan = int(part["reward_nan"].fill_null(0).sum()) if "reward_nan" in part.columns else 0
-        if part.height and part["reward_mean"].null_count() == part.height:
+        if mean_col not in part.columns:
+            continue
+        nan = int(part[nan_col].fill_null(0).sum()) if nan_col in part.columns else 0
+        if part.height and part[mean_col].null_count() == part.height:
+            if not nan and column != "reward":
+                continue  # no value at all (a role that logs no KL): nothing left out, no line
             name = F.note_name(role) if role is not None else NULL_ROLE_LABEL
-            null = int(part["reward_null"].fill_null(0).sum()) if "reward_null" in part.columns else 0
+            null = int(part[null_col].fill_null(0).sum()) if null_col in part.columns else 0
             counts = ", ".join(f"{n} {k}" for n, k in ((nan, "NaN"), (null, "null")) if n)
-            out.append(f"{name}: no valid reward at any step" + (f" ({counts})" if counts else ""))
+            out.append(f"{name}: no valid {column} at any step ({counts})")
         elif nan:
-            first = int(part.filter(pl.col("reward_nan") > 0)["step"].min())  # type: ignore[arg-type]
+            first = int(part.filter(pl.col(nan_col) > 0)["step"].min())  # type: ignore[arg-type]
             left.append((nan, role, first))
     if left:
         total = sum(n for n, *_ in left)
         first_step, first_role = min((st, r) for _, r, st in left)
         where = f"{F.note_name(first_role)}, " if by != "none" and first_role is not None else ""
-        out.insert(0, f"{total} NaN reward(s) left out of the step means (first: {where}step {first_step})")
+        out.insert(0, f"{total} NaN {noun} left out of the step means (first: {where}step {first_step})")
     return out
 
 
@@ -237,10 +304,11 @@ def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     every = _every(s)
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
     lines = _per_role_lines(s, "reward_mean", by)
-    drawn = [F.draw_series(ax, st, v, label=lab, colour=c, window=w, every=every) for lab, c, st, v in lines]
+    drawn = _draw(ax, s, lines, w)
     nan = _nan_rewards(s, by)
     if not any(drawn):
-        F.say(ax, "no valid rewards in this run" + _said(lines) + "".join(f"\n({x})" for x in nan))
+        empty = "" if s.per_step.height else f"\n({_no_samples(s)})"  # files of no row: not "no valid rewards"
+        F.say(ax, "no valid rewards in this run" + empty + _said(lines) + "".join(f"\n({x})" for x in nan))
         return fig
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     for text in nan:
@@ -262,11 +330,14 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
     every = _every(s)
     lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
+    # NaN KL values have no place in a mean (the step means are over the valid values): counted, as rewards'.
+    pooled = s.per_step if by == "none" else s.per_role
+    for text in _nan_values(s, by, "kl", "KL value(s)", pooled):
+        F.panel_note(ax, text)
     log = F.maybe_log(ax, [v for *_, vals in lines for v in vals])
-    for lab, c, st, v in lines:
-        # The average is over the real values, zeros included (a policy equal to its reference at the start);
-        # on a log axis only the points <= 0 are left out of the drawing, and said.
-        F.draw_series(ax, st, v, label=lab, colour=c, window=w, every=every, log=log)
+    # The average is over the real values, zeros included (a policy equal to its reference at the start);
+    # on a log axis only the points <= 0 are left out of the drawing, and said.
+    _draw(ax, s, lines, w, log=log)
     if log:
         F.say_not_positive(ax, [(lab, st, v) for lab, _, st, v in lines])
     F.say_gaps(ax, s.per_step["step"].to_list(), every)
@@ -286,16 +357,52 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
         return fig
     steps = s.per_step["step"].to_list()
     every = _every(s)
-    lines = [(name, steps, s.per_step[f"component/{name}_mean"].to_list()) for name in comps]
-    for i, (name, _, values) in enumerate(lines):
-        F.draw_series(ax, steps, values, label=name, colour=F.PALETTE[i % len(F.PALETTE)], window=w, every=every)
-    F.say_not_drawn(ax, lines)
+    looks = _looks(len(comps))
+    lines = [(name, looks[i], steps, s.per_step[f"component/{name}_mean"].to_list()) for i, name in enumerate(comps)]
+    _draw(ax, s, lines, w)
+    F.say_not_drawn(ax, [(name, st, v) for name, _, st, v in lines])
+    said = _nan_components(s, comps)
+    if said:
+        F.panel_note(ax, said)
     F.say_gaps(ax, steps, every)
     ax.set_xlabel("step")
     ax.set_ylabel("mean component value" + (f"\n({_ma_words(w)})" if w > 1 else ""))
     F.mark_onsets(ax, marks)
     F.legend(ax)
     return fig
+
+
+def _looks(n: int) -> list[F.Style]:
+    """``n`` looks, none twice: the palette's colours, then again with another dash (``figures.role_styles``
+    of ``n`` names that share no colour)."""
+    return [F.Style(F.PALETTE[i % len(F.PALETTE)], F.DASHES[(i // len(F.PALETTE)) % len(F.DASHES)]) for i in range(n)]
+
+
+def _nan_components(s: RunSeries, names: list[str]) -> str | None:
+    """How many component values are NaN (left out of the step means, which are over the valid values, as
+    ``summarize``'s), and the first, in words; None without one."""
+    from ..analysis.views import sample_view
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = sample_view(s.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        nan = [pl.col(f"component/{n}").is_nan().sum().cast(pl.Int64).alias(str(i)) for i, n in enumerate(names)]
+        return [lf.group_by("step").agg(nan)]
+
+    [df] = s.run.collect(build)
+    found = [
+        (int(step), name, int(n))
+        for i, name in enumerate(names)
+        for step, n in zip(df["step"].to_list(), df[str(i)].to_list(), strict=True)
+        if n
+    ]
+    if not found:
+        return None
+    step, name, _ = min(found, key=lambda f: (f[0], list(names).index(f[1])))
+    where = f"{F.note_name(name)}, " if len(names) > 1 else ""
+    total = sum(n for *_, n in found)
+    return f"{total} NaN component value(s) left out of the step means (first: {where}step {step})"
 
 
 DIVERSITY_PANELS = (
@@ -345,23 +452,23 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         whole = div.filter(pl.col("groups").is_null())["step"].unique(maintain_order=True).sort().to_list()
         fig.text(0.01, 0.005, f"over all texts (no group of two) at {len(whole)} step(s), first {whole[0]}", fontsize=8)
     # One line per role (its colour in every plot), or the policy's text alone.
-    colours = F.role_colours(roles) if roles else {}
-    lines: list[tuple[str | None, str, pl.DataFrame]] = [
+    looks = F.role_styles(roles) if roles else {}
+    lines: list[tuple[str | None, F.Style, pl.DataFrame]] = [
         (
             r if r is not None else "completions (no speaker)",  # draw_series cleans its label
-            colours[r],
+            looks[r],
             div.filter(pl.col("role").is_null() if r is None else pl.col("role") == r).sort("step"),
         )
         for r in roles or []
-    ] or [(None, F.PALETTE[3], div)]
+    ] or [(None, F.Style(F.PALETTE[3]), div)]
     every = _every(s)
     for ax, (col, label) in zip(axes, panels, strict=True):
         values = [v for *_, part in lines for v in part[col].to_list()]
         # Lengths that exploded: a log axis, chosen before drawing, so that a length of 0 is in the average
         # and only its point is left out (said), as KL's.
         log = col == "len_mean" and any(v is not None for v in values) and F.maybe_log(ax, values)
-        series = [(name or col, c, part["step"].to_list(), part[col].to_list()) for name, c, part in lines]
-        drawn = [F.draw_series(ax, st, v, label=n, colour=c, window=w, every=every, log=log) for n, c, st, v in series]
+        series = [(name or col, look, part["step"].to_list(), part[col].to_list()) for name, look, part in lines]
+        drawn = _draw(ax, s, series, w, log=log, say=ax is axes[0])  # said once, in the first panel
         if not any(drawn):
             F.say(ax, f"{col}: no values")
         elif log:
@@ -568,7 +675,7 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
     fig, axes = F.new_figure(
         rows, cols, title + ": rewards per role", width=max(4.6 * cols, 7.0), height=3.2 * rows + 0.6
     )
-    colours = F.role_colours(s.roles)
+    looks = F.role_styles(s.roles)
     lo, hi = (df["reward"].min(), df["reward"].max()) if df.height else (0.0, 1.0)
     bins = 20 if lo != hi else 1
     for ax, step in zip(axes, steps, strict=False):
@@ -577,9 +684,9 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
             vals = part.filter(pl.col("role").is_null() if role is None else pl.col("role") == role)["reward"]
             if vals.len():
                 label = F.clean_label(role) if role is not None else NULL_ROLE_LABEL
-                kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=colours[role], label=label)
+                kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=looks[role].colour, label=label)
                 ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
-                ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, **kw)
+                ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, linestyle=looks[role].dash, **kw)
         if step not in available or not part.height and step in unread:
             names = ", ".join(unread_files.get(step, []))
             F.say(ax, f"its sample file(s) could not be read: {names} (the problem is listed)")

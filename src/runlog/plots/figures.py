@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -154,24 +154,72 @@ def style_axes(ax: Any) -> None:
     ax.tick_params(labelsize=9)
 
 
-def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
-    """Each role's colour: the one it has in every output (``render.colours.role_hex``: solver, verifier and
-    judge fixed, other names by a stable hash; never red or green), or, where two roles of this run would
-    share one, the next colour of that palette that no role here uses."""
+# Colours a role never has: the reward colours (green, red) and the onsets' near-black (``render.colours``
+# gives the chat role ``assistant`` green: in a plot it takes a spare colour instead).
+RESERVED = ("#008000", "#00ff00", "#800000", "#ff0000", "#000000", ONSET_COLOUR)
+# Spare colours after the role palette's own, for runs of more roles than it has (no red, green or black);
+# past them the colours repeat with another dash pattern, then with a marker: no two roles drawn alike.
+EXTRA_COLOURS = (
+    "#332288",
+    "#882255",
+    "#8c564b",
+    "#999933",
+    "#88ccee",
+    "#6a3d9a",
+    "#b15928",
+    "#cab2d6",
+    "#fdbf6f",
+    "#5f5f5f",
+)
+DASHES: tuple[Any, ...] = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 2)), (0, (8, 2, 2, 2, 2, 2)))
+MARKERS: tuple[str | None, ...] = (None, "o", "s", "^", "D", "v", "x", "+")
+
+
+class Style(NamedTuple):
+    """A role's look in a plot."""
+
+    colour: str
+    dash: Any = "-"
+    marker: str | None = None
+
+
+def role_styles(roles: Sequence[str | None]) -> dict[str | None, Style]:
+    """Each role's look (colour, dash, marker): the colour it has in every output (``render.colours.role_hex``:
+    solver, verifier and judge fixed, other names by a stable hash), solid; where two roles of this run would
+    share one (or it is a reserved colour: ``RESERVED``), the first look no role here has: a spare colour of
+    that palette, then of ``EXTRA_COLOURS``, then the colours again with another dash, then with a marker."""
     from rich.color import Color
 
+    from ..render.colours import FIXED_SLOTS, base_name, role_hex
     from ..render.colours import PALETTE as ROLE_PALETTE
-    from ..render.colours import role_hex
 
-    spare = [Color.parse(c).get_truecolor().hex for c in ROLE_PALETTE]
-    out: dict[str | None, str] = {}
-    for r in (r for r in roles if r is not None):
-        colour = role_hex(r)
-        if colour in out.values():
-            colour = next((c for c in spare if c not in out.values()), colour)
-        out[r] = colour
-    out[None] = UNKNOWN_COLOUR
-    return out
+    colours = [Color.parse(c).get_truecolor().hex for c in ROLE_PALETTE]
+    colours += [c for c in EXTRA_COLOURS if c not in colours]
+    looks = [Style(c, d, m) for m in MARKERS for d in DASHES for c in colours]
+    # Every role that can keeps its own colour (the fixed roles first: solver, verifier and judge are theirs in
+    # every output, never taken by a name whose hash falls on them, nor by ``Judge``); the others then take
+    # the first look no role here has.
+    named = sorted((r for r in roles if r is not None), key=lambda r: base_name(r) not in FIXED_SLOTS)
+    out: dict[str | None, Style] = {}
+    used: set[Style] = set()
+    for r in named:
+        look = Style(role_hex(r).lower(), DASHES[0], MARKERS[0])
+        if look.colour not in RESERVED and look not in used:
+            out[r] = look
+            used.add(look)
+    for r in named:
+        if r not in out:
+            # Past every look (hundreds of roles): the role's own colour again.
+            look = next((x for x in looks if x not in used), Style(role_hex(r).lower()))
+            out[r] = look
+            used.add(look)
+    out[None] = Style(UNKNOWN_COLOUR)
+    return {r: out[r] for r in roles}
+
+
+def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
+    """Each role's colour of ``role_styles`` (where colours repeat, their dash or marker tells them apart)."""
+    return {r: look.colour for r, look in role_styles(roles).items()}
 
 
 def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -295,6 +343,68 @@ def say_gaps(ax: Any, steps: Sequence[int], every: int | None = None) -> None:
         panel_note(ax, text)
 
 
+def line_every(steps: Sequence[int], every: int | None, unread: Sequence[int] = ()) -> int:
+    """A line's own cadence: the split's stride ``every``, or the line's own where it is logged less often (a
+    judge every other step of a run logged every step: a stride of 2, not a gap between each pair of its
+    points). The steps of unreadable files count as the line's (it may have been logged there): a line of
+    steps 0, 2, 3, 5 whose steps 1 and 4 could not be read breaks at them."""
+    own = stride(sorted({*(int(x) for x in steps), *(int(x) for x in unread)}))
+    return max(every or 1, own)
+
+
+def holes(steps: Sequence[int], values: Sequence[Any], every: int, known: set[int]) -> tuple[list[int], list[int]]:
+    """Where one line of ``(steps, values)`` breaks while the split has data: the steps of ``known`` (the
+    split's) missing from its steps on its cadence ``every`` (a role that sat out steps 6 and 7), and its steps
+    without a valid value (``None``: every value null or NaN). The steps missing for every line are a gap of
+    the split (``say_gaps``), not listed here."""
+    missing = [k for a, b in gaps(steps, every) if len(steps) > 1 for k in range(a + every, b, every) if k in known]
+    empty = [int(st) for st, v in zip(steps, values, strict=True) if v is None]
+    return missing, empty
+
+
+def spans(steps: Sequence[int], every: int = 1, listed: int = 3) -> str:
+    """``6..7, 20`` of sorted steps (runs of ``every`` apart as ``a..b``), the first ``listed`` runs and a count."""
+    runs: list[list[int]] = []
+    for k in steps:
+        if runs and k - runs[-1][-1] == every:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    said = [f"{r[0]}..{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs[:listed]]
+    more = f" and {len(runs) - listed} more" if len(runs) > listed else ""
+    return ", ".join(said) + more
+
+
+def hole_words(
+    lines: Sequence[tuple[str, Sequence[int], Sequence[Any], int]], known: Sequence[int], listed: int = 4
+) -> str | None:
+    """The steps at which a line of ``(label, steps, values, every)`` breaks while the split has data there
+    (``holes``), per line, in one line; None when no line has one. A line broken without a word read as a
+    drawing fault, and a step missing for one role only is no gap of the split (``say_gaps``)."""
+    have = set(int(k) for k in known)
+    said = []
+    for label, steps, values, every in lines:
+        missing, empty = holes(steps, values, every, have)
+        parts = []
+        if missing:
+            parts.append(f"step{'s' if len(missing) > 1 else ''} {spans(missing, every)} missing")
+        if empty:
+            parts.append(f"no valid value at step{'s' if len(empty) > 1 else ''} {spans(empty, every)}")
+        if parts:
+            said.append(f"{note_name(label)}: {', '.join(parts)}")
+    if not said:
+        return None
+    more = f"; and {len(said) - listed} more lines" if len(said) > listed else ""
+    return "; ".join(said[:listed]) + more + " (the line breaks there)"
+
+
+def say_holes(ax: Any, lines: Sequence[tuple[str, Sequence[int], Sequence[Any], int]], known: Sequence[int]) -> None:
+    """``hole_words`` in the panel's note, where a line has one."""
+    text = hole_words(lines, known)
+    if text is not None:
+        panel_note(ax, text)
+
+
 def not_positive(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
     """What a log axis cannot draw, in one line: the finite values <= 0 of ``(label, steps, values)``, how
     many and the first; None when there is none. Those values are in the moving average (it is over the real
@@ -334,13 +444,19 @@ def draw_series(
     window: int,
     every: int | None = None,
     log: bool = False,
+    dash: Any = "-",
+    marker: str | None = None,
 ) -> bool:
     """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite.
 
-    The lines break at a gap in the steps (consecutive steps further apart than ``every``, the split's
-    ``stride``; default: these steps' own): a line across ten missing steps reads as data there. The moving
-    average is over the last ``window`` logged steps, as ``summarize --window``'s, and over the real values:
-    on a ``log`` axis, the values <= 0 are in it, and only their points are not drawn (``say_not_positive``)."""
+    The lines break at a gap in the steps (consecutive steps further apart than ``every``, this line's own
+    cadence: ``line_every``; default: these steps' own stride): a line across ten missing steps reads as data
+    there. The raw line also breaks at a step whose value it does not draw (no valid value, NaN, +-inf, or <= 0
+    on a log axis): a segment over it reads as a value there. A point that no segment reaches (a lone step
+    between breaks) gets a marker, or it would not be seen. The moving average is over the last ``window``
+    logged steps, as ``summarize --window``'s, and over the real values: on a ``log`` axis, the values <= 0
+    are in it, and only their points are not drawn (``say_not_positive``). ``dash`` and ``marker``: the
+    line's look where colours repeat (``role_styles``)."""
     x = np.asarray(steps, dtype=float)
     y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
     present = np.array([v is not None for v in values], dtype=bool)
@@ -349,16 +465,19 @@ def draw_series(
         return False
     breaks = gaps([int(v) for v in steps], every) if len(steps) > 1 else []
     shown = ok & (y > 0) if log else ok
+    # A step not drawn: a break of the raw line at it, as at a gap (``broken`` cuts the segment over it).
+    holes = breaks + [(int(s), int(s)) for s in x[~shown]]
     if window <= 1:
         if shown.any():
-            bx, [by] = broken(x[shown], [y[shown]], breaks)
+            bx, [by] = broken(x[shown], [y[shown]], holes)
             ax.plot(
                 bx,
                 by,
                 color=colour,
                 linewidth=2.0,
+                linestyle=dash,
                 label=clean_label(label),
-                marker="o" if shown.sum() < 30 else None,
+                **markers(by, marker, every_point=shown.sum() < 30),
                 ms=3,
             )
         return True
@@ -368,12 +487,32 @@ def draw_series(
     if log:
         mean[~(mean > 0)] = np.nan
     if shown.any():
-        rx, [ry] = broken(x[shown], [y[shown]], breaks)
+        rx, [ry] = broken(x[shown], [y[shown]], holes)
         ax.plot(rx, ry, color=colour, alpha=0.3, linewidth=1.0)
     bx, [bm, bs] = broken(x, [mean, sd], breaks)
     ax.fill_between(bx, bm - bs, bm + bs, color=colour, alpha=0.12, linewidth=0)
-    ax.plot(bx, bm, color=colour, linewidth=2.2, label=clean_label(label))
+    ax.plot(bx, bm, color=colour, linewidth=2.2, linestyle=dash, label=clean_label(label), **markers(bm, marker), ms=4)
     return True
+
+
+MARK_EVERY = 12  # a line told apart by its marker (``role_styles``) has about this many along it
+
+
+def markers(y: np.ndarray, marker: str | None, every_point: bool = False) -> dict[str, Any]:
+    """``ax.plot``'s marker options for a line of points ``y`` (NaN: a break): ``marker`` (the line's look)
+    about ``MARK_EVERY`` times along it, or at every point with ``every_point``; and, whatever its look, a marker
+    at each point that no segment reaches (a step between two breaks), which a line alone does not show."""
+    finite = np.isfinite(np.asarray(y, dtype=float))
+    if every_point:
+        return {"marker": marker or "o"}
+    before = np.concatenate([[False], finite[:-1]])
+    after = np.concatenate([finite[1:], [False]])
+    at = set(np.flatnonzero(finite & ~before & ~after).tolist())
+    if marker is not None:
+        at.update(np.flatnonzero(finite)[:: max(1, int(finite.sum()) // MARK_EVERY)].tolist())
+    if not at:
+        return {"marker": None}
+    return {"marker": marker or "o", "markevery": sorted(at)}
 
 
 def broken(x: np.ndarray, ys: list[np.ndarray], breaks: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
@@ -454,19 +593,38 @@ def whole_counts(ax: Any) -> None:
 
 
 def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
-    """Dashed vertical lines at the doctor's onsets, labelled at the top."""
+    """Dashed vertical lines at the doctor's onsets, labelled at the top. The labels of one step are one label
+    (a line each); a label that would run into the one before it (a step close by) goes below it: labels drawn
+    on top of one another were unreadable."""
+    at: dict[int, list[str]] = {}
     for step, label in marks:
+        if label not in at.setdefault(int(step), []):
+            at[int(step)].append(label)
+    if not at:
+        return
+    room = MARK_SHARE * column_width(ax)
+    lo, hi = ax.get_xlim()
+    per_step = 0.85 * column_width(ax) / max(hi - lo, 1e-9)  # points per step, about
+    end = -math.inf  # where the label before ends (points from the left), and how far down it reaches
+    down = 0.0
+    for step in sorted(at):
         ax.axvline(step, color=ONSET_COLOUR, linestyle="--", linewidth=1.1, alpha=0.8)
+        labels = [fit(x, room, 8) for x in at[step]]
+        left = (step - lo) * per_step
+        down = down if left < end else 0.0
         ax.annotate(
-            fit(label, MARK_SHARE * column_width(ax), 8),
+            "\n".join(labels),
             xy=(step, 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -3),
+            xytext=(3, -3 - down),
             textcoords="offset points",
             fontsize=8,
             color=ONSET_COLOUR,
             va="top",
         )
+        width = max(text_width(x.replace(r"\$", "$"), 8) for x in labels)
+        end = max(end, left + 3 + width + 4)
+        down += 11.0 * len(labels)  # 8 pt text: a line is about 10 points high
 
 
 def legend(ax: Any) -> None:
@@ -486,14 +644,12 @@ def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
 
 
 def save(fig: Any, path: str, fmt: str | None = None) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    if (fmt or path.rpartition(".")[2].lower()) == "png":
-        with open(path, "wb") as f:
-            f.write(_png(fig))
-        return
-    FigureCanvasAgg(fig)
-    _savefig(fig, path, fmt)
+    # Drawn in memory, then written: matplotlib's PDF writer, on a full disk, closes its file with a second
+    # error (zlib's) that hides the first (``No space left on device``); a failed write is then an OSError of
+    # the file alone, which the command says in one line (``cannot write FILE: reason``).
+    data = to_bytes(fig, fmt or path.rpartition(".")[2].lower())
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def to_bytes(fig: Any, fmt: str = "png") -> bytes:

@@ -185,16 +185,18 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
     result = diagnose(run, cfg, series)
     tick("doctor")
     has_samples = series.split is not None and series.per_step.height > 0
-    summary = _summary(series) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
+    # Why there is nothing per sample: no sample file, or files that hold no rows (said as such, as plot does).
+    none = "" if has_samples else f'<p class="missing">{_words(missing(series, "reward") or NO_SAMPLES)}.</p>'
+    summary = _summary(series) if has_samples else none
     tick("summary")
-    plots = _plots(series, result) if has_samples else f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
+    plots = _plots(series, result) if has_samples else none
     scalar_part = _scalars(series, scalars)
     tick("plots")
     if has_samples:
         trajectories = trajectories_section(series, series.text_run)
         trajectories = _text_note(series.text_problems(), "the cards") + trajectories
     else:
-        trajectories = f'<p class="missing">{_words(NO_SAMPLES)}.</p>'
+        trajectories = none
     tick("trajectories")
     texts.extend(series.text_problems())
     comparison, baseline = "", None
