@@ -16,8 +16,10 @@ O(n) with cumulative sums), accepted only when
 
 The **onset** is then the first point from which the change is sustained: the first index whose value has
 moved ``onset_frac`` of the way from the old level to the new one and from which on at least ``persist`` of
-all remaining points have too. For a clean step this is the step itself; for a ramp it is where the ramp
-leaves the noise, rather than the middle of the ramp that the least-squares split alone would give.
+the points up to the split, and of all remaining points, have too (``sustained_start``). For a clean step
+this is the step itself (a lone noisy point before it is not carried by the long changed segment after it);
+for a ramp it is where the ramp leaves the noise, rather than the middle of the ramp that the least-squares
+split alone would give.
 """
 
 from __future__ import annotations
@@ -139,13 +141,28 @@ def find_shift(
 
 
 def _onset(y: np.ndarray, threshold: float, persist: float, split: int) -> int:
-    """First index beyond ``threshold`` from which at least ``persist`` of the remaining points are beyond
-    it too (never after the least-squares split)."""
-    beyond = y > threshold
-    tail_counts = np.cumsum(beyond[::-1])[::-1]  # beyond-points from i to the end
-    tail_len = np.arange(len(y), 0, -1)
-    ok = beyond & (tail_counts >= persist * tail_len)
-    hits = np.flatnonzero(ok[: split + 1])
+    """First index beyond ``threshold`` from which the change is sustained (``sustained_start``), never after
+    the least-squares split."""
+    return sustained_start(y > threshold, persist, split)
+
+
+def sustained_start(beyond: np.ndarray, persist: float, split: int) -> int:
+    """The first index ``i <= split`` that is ``beyond`` and from which at least ``persist`` of the points up
+    to ``split`` (inclusive) **and** of all remaining points are beyond too; ``split`` when there is none.
+
+    The share up to the split is what makes a step's onset the step itself: the tail share alone lets a long
+    changed segment carry one noisy point many steps before the change (one point beyond among the 12 before
+    a step, then a long run of changed points after it, passed 80 % of all points from that one on). A ramp
+    leaves the noise before the split and stays beyond up to it, so its onset stays where it leaves the noise."""
+    n = len(beyond)
+    if n == 0:
+        return split
+    split = min(split, n - 1)
+    counts = np.concatenate([[0], np.cumsum(beyond)])
+    idx = np.arange(split + 1)
+    tail_ok = (counts[n] - counts[idx]) >= persist * (n - idx)
+    head_ok = (counts[split + 1] - counts[idx]) >= persist * (split + 1 - idx)
+    hits = np.flatnonzero(beyond[: split + 1] & tail_ok & head_ok)
     return int(hits[0]) if len(hits) else split
 
 

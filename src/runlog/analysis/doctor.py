@@ -19,7 +19,7 @@ import numpy as np
 from .._lazy import pl
 from ..ends import END_GRACE_S  # noqa: F401  (re-exported: tests use it from here)
 from ..run import Run
-from .changepoint import find_shift, first_sustained, robust_noise
+from .changepoint import find_shift, first_sustained, robust_noise, sustained_start
 from .doctor_config import DoctorConfig
 from .doctor_text import text_findings
 from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, percent, spread_scale, who
@@ -64,6 +64,9 @@ def _diagnose(s: RunSeries, cfg: DoctorConfig, stage: Callable[[str], None]) -> 
     findings += _exception_findings(s, cfg)
     if len(steps) < cfg.min_steps:
         s.notes.append(f"only {len(steps)} step(s) (< min_steps={cfg.min_steps}): trend checks skipped")
+    elif len(steps) < 2 * cfg.min_segment:
+        # A change point needs min_segment steps on each side: not one could be found (said, not silent).
+        s.notes.append(f"only {len(steps)} step(s) (< 2 x min_segment={cfg.min_segment}): trend checks skipped")
     else:
         for role in s.roles:
             findings += _reward_findings(s, cfg, role)
@@ -136,8 +139,14 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
     steps, kl = s.role_series(role, "kl_mean")
     y = as_floats(kl)
     skip = int(math.ceil(cfg.kl_warmup * len(y)))
+    had = int(np.isfinite(y).sum())
     steps, y = steps[skip:], y[skip:]
     if np.isfinite(y).sum() < 2 * cfg.min_segment:
+        if had >= 2 * cfg.min_segment:  # the warm-up, not the run, left too few steps: say so
+            s.notes.append(
+                f"{who(role, s.mixed_roles)}: kl_blowup not checked: kl_warmup={cfg.kl_warmup:g} leaves "
+                f"{int(np.isfinite(y).sum())} KL step(s), fewer than 2 x min_segment={cfg.min_segment}"
+            )
         return []
     logy = np.log10(np.maximum(np.where(np.isfinite(y), y, np.nan), cfg.kl_floor))
     shift = find_shift(
@@ -177,19 +186,20 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
 def _kl_onset(logy: np.ndarray, onset: int, cfg: DoctorConfig) -> int:
     """Where a rise of log10 KL leaves the noise: the first index from which it is more than ``min_z`` robust
     noise units (``changepoint.robust_noise``) above the median of the points before ``find_shift``'s onset,
-    and from which at least ``persist`` of the remaining points are too (never after that onset). For a step
-    this is the step; for a ramp (KL growing by a factor each step) it is where the ramp starts, whereas the
-    30 % rule, on a log scale, waits for a rise of several times."""
+    and from which at least ``persist`` of the points up to that onset and of all remaining points are too
+    (``changepoint.sustained_start``; never after that onset). For a step this is the step; for a ramp (KL
+    growing by a factor each step) it is where the ramp starts, whereas the 30 % rule, on a log scale, waits
+    for a rise of several times."""
     head = logy[:onset][np.isfinite(logy[:onset])]
     if len(head) < cfg.min_segment:
         return onset
     threshold = float(np.median(head)) + cfg.min_z * robust_noise(head)
     keep = np.flatnonzero(np.isfinite(logy))
-    beyond = logy[keep] > threshold
-    tail = np.cumsum(beyond[::-1])[::-1]
-    ok = beyond & (tail >= cfg.persist * np.arange(len(keep), 0, -1)) & (keep <= onset)
-    hits = np.flatnonzero(ok)
-    return int(keep[hits[0]]) if len(hits) else onset
+    last = int(np.searchsorted(keep, onset, side="right")) - 1  # the onset's position among the finite points
+    if last < 0:
+        return onset
+    i = sustained_start(logy[keep] > threshold, cfg.persist, last)
+    return int(keep[i])
 
 
 def _no_zero_adv_for_unroled(s: RunSeries) -> str:
@@ -226,7 +236,8 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
     if i is None:
         return []
     tail = rate[i:]
-    solved, ceiling = _solved(lo, hi, i)
+    _, mean = s.role_series(role, "reward_mean")
+    solved, ceiling = _solved(lo, hi, i, rate, as_floats(mean))
     what = (
         f"all at the role's usual best reward {ceiling:.3g}: solved prompts, no signal left"
         if solved
@@ -256,26 +267,40 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
     ]
 
 
-def _solved(lo: np.ndarray, hi: np.ndarray, i: int) -> tuple[bool, float]:
+def _solved(lo: np.ndarray, hi: np.ndarray, i: int, rate: np.ndarray, mean: np.ndarray) -> tuple[bool, float]:
     """Whether the equal rewards from index ``i`` on are all the role's usual best reward: the largest value
     that is the step maximum in at least half of the steps before ``i``, as a solved 0/1 correctness reward's
     1.0 is. A reward that goes flat at a value it never or seldom reached before (a judge stuck at 1.0) is not
-    solved. With no step before ``i``, the run's best reward counts."""
-    after_lo, after_hi = float(np.nanmin(lo[i:])), float(np.nanmax(hi[i:]))
-    if after_lo != after_hi:
-        return False, math.nan
+    solved. With no step before ``i``, the run's best reward counts.
+
+    The flat groups are judged, not every reward: a learning curve that saturates still has a few mixed
+    groups on the steps after the onset (``first_sustained`` puts it where half the groups are flat, before
+    all are). The statistics per step say where its flat groups are: from ``i`` on, every step's maximum is
+    the best, a step whose rewards are all one value has them at the best, and the step's mean is at least
+    what it would be with its flat share ``rate`` at the best and every other reward at the step's minimum
+    (it is lower when some group is flat below the best)."""
     before = hi[:i][np.isfinite(hi[:i])]
     if len(before) == 0:
         best = float(np.nanmax(hi))
-        return after_lo == best, best
-    # The largest value that is the step maximum in at least half of the steps before: one outlier above the
-    # usual best (a sample that once got 1.2 of a 0/1 reward) does not move it.
-    values, counts = np.unique(before, return_counts=True)
-    usual = values[counts >= 0.5 * len(before)]
-    if len(usual) == 0:
-        return False, float(before.max())
-    ceiling = float(usual.max())
-    return bool(after_lo == ceiling), ceiling
+    else:
+        # The largest value that is the step maximum in at least half of the steps before: one outlier above
+        # the usual best (a sample that once got 1.2 of a 0/1 reward) does not move it.
+        values, counts = np.unique(before, return_counts=True)
+        usual = values[counts >= 0.5 * len(before)]
+        if len(usual) == 0:
+            return False, float(before.max())
+        best = float(usual.max())
+    a_lo, a_hi, a_rate, a_mean = lo[i:], hi[i:], rate[i:], mean[i:]
+    seen = np.isfinite(a_lo) & np.isfinite(a_hi)
+    if not seen.any() or np.any(a_hi[seen] != best):
+        return False, best
+    flat = seen & (a_lo == a_hi)
+    if np.any(a_lo[flat] != best):
+        return False, best
+    judged = seen & np.isfinite(a_rate) & np.isfinite(a_mean)
+    floor = a_rate[judged] * best + (1 - a_rate[judged]) * a_lo[judged]
+    slack = 1e-9 * max(1.0, abs(best))  # a mean summed in floating point
+    return bool(np.all(a_mean[judged] >= floor - slack)), best
 
 
 def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:

@@ -1,5 +1,6 @@
 """The doctor's thresholds: one dataclass with documented defaults (docs/doctor.md), overridable from a TOML
-file and ``--set NAME=VALUE`` pairs, with one-line errors for unknown names and wrong types."""
+file and ``--set NAME=VALUE`` pairs, with one-line errors for unknown names, wrong types and values out of
+range."""
 
 from __future__ import annotations
 
@@ -58,13 +59,15 @@ class DoctorConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     def replace(self, values: dict[str, Any], origin: str) -> DoctorConfig:
-        """A copy with ``values`` set; unknown names and values of the wrong type are usage errors."""
+        """A copy with ``values`` set; unknown names, values of the wrong type and values out of their range
+        (``allowed_range``) are usage errors."""
         defaults = dataclasses.asdict(self)
         out = {}
         for name, raw in values.items():
             if name not in defaults:
                 raise UsageError(f"{origin}: unknown threshold {name!r}; known: {', '.join(self.names())}")
             out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
+            _check_range(name, out[name], origin)
         return dataclasses.replace(self, **out)
 
     @classmethod
@@ -84,6 +87,57 @@ class DoctorConfig:
                 raise UsageError(f"--set {item!r}: expected NAME=VALUE (e.g. --set kl_ratio=20)")
             pairs[name.strip()] = value.strip()
         return cfg.replace(pairs, "--set")
+
+
+# The values each number may take, as (low, low inclusive, high, high inclusive, what); high None: unbounded. A value
+# outside would crash a check (log10 of a ratio of 0, a segment of -1 step) or switch it off without a word
+# (persist 1.5: no change persists; kl_warmup 1.0: every KL step left out), so it is a usage error.
+_UNIT = (0.0, False, 1.0, True, "a share")
+_POSITIVE = (0.0, False, None, False, "a positive number")
+_RANGES: dict[str, tuple[float, bool, float | None, bool, str]] = {
+    "min_steps": (2, True, None, False, "steps"),
+    "min_segment": (1, True, None, False, "steps"),
+    "min_z": _POSITIVE,
+    "persist": _UNIT,
+    "kl_warmup": (0.0, True, 1.0, False, "a share of the steps"),
+    "kl_ratio": (1.0, False, None, False, "a ratio of KL levels"),
+    "kl_floor": _POSITIVE,
+    "reward_drop": _POSITIVE,
+    "stuck_min_steps": (3, True, None, False, "steps"),
+    "stuck_change": _POSITIVE,
+    "zero_adv": _UNIT,
+    "diversity_drop": (0.0, False, 1.0, False, "a relative drop"),
+    "format_drop": _UNIT,
+    "format_min": (0.0, True, 1.0, True, "a share"),
+    "component_drop": _POSITIVE,
+    "component_jump": _POSITIVE,
+    "component_abrupt": _UNIT,
+    "component_flat": _UNIT,
+    "hack_rise": _POSITIVE,
+    "hack_length": _POSITIVE,
+    "nan_error": _UNIT,
+    "exception_rate": _UNIT,
+    "exception_error": _UNIT,
+}
+
+
+def allowed_range(name: str) -> str | None:
+    """The values ``name`` may take (``0 < persist <= 1``); None for a name without a range (a string)."""
+    if name not in _RANGES:
+        return None
+    low, low_in, high, high_in, _ = _RANGES[name]
+    if high is None:
+        return f"{name} {'>=' if low_in else '>'} {low:g}"
+    return f"{low:g} {'<=' if low_in else '<'} {name} {'<=' if high_in else '<'} {high:g}"
+
+
+def _check_range(name: str, value: Any, origin: str) -> None:
+    if name not in _RANGES:
+        return
+    low, low_in, high, high_in, what = _RANGES[name]
+    ok = (value > low or (low_in and value == low)) and (high is None or value < high or (high_in and value == high))
+    if not ok:
+        raise UsageError(f"{origin} {name}={value:g}: out of range; allowed: {allowed_range(name)} ({what})")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -98,8 +98,9 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
 
 
 def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
-    """A sustained drop of ``diversity_metric`` within prompt groups, per role, each role judged on its own
-    texts (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's."""
+    """A sustained drop of ``diversity_metric`` within prompt groups (a sustained rise for the metrics that
+    grow as texts collapse, ``rises_on_collapse``), per role, each role judged on its own texts
+    (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's."""
     div = s.role_diversity
     if div is None:
         return []
@@ -114,8 +115,9 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         if part.height < cfg.min_steps:
             continue
         steps, y = part["step"].to_list(), as_floats(part[cfg.diversity_metric].to_list())
-        shift = find_shift(y, direction="down", min_delta=0.0, **kw)
-        if shift is None or shift.after > (1 - cfg.diversity_drop) * shift.before:
+        rises = rises_on_collapse(cfg.diversity_metric)
+        shift = find_shift(y, direction="up" if rises else "down", min_delta=0.0, **kw)
+        if shift is None or not _collapsed(cfg.diversity_metric, shift.before, shift.after, cfg.diversity_drop):
             continue
         onset = steps[shift.onset]
         uniq = as_floats(part["unique_frac"].to_list())
@@ -126,11 +128,14 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
                 "diversity_collapse",
                 "warning",
                 f"{whose} within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
-                f"{shift.before:.3g} -> {shift.after:.3g}, unique texts {percent(u_before)} -> {percent(u_after)}",
+                f"{'rose ' if rises else ''}{shift.before:.3g} -> {shift.after:.3g}"
+                f"{' (higher is less diverse)' if rises else ''}, "
+                f"unique texts {percent(u_before)} -> {percent(u_after)}",
                 role,
                 onset,
                 {
                     "metric": cfg.diversity_metric,
+                    "direction": "up" if rises else "down",
                     "before": shift.before,
                     "after": shift.after,
                     "unique_frac_before": u_before,
@@ -140,6 +145,29 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
             )
         )
     return out
+
+
+# Diversity columns (docs/metrics.md) that go UP when texts collapse: similarity and repetition, not variety.
+_RISE_ON_COLLAPSE = ("self_bleu_", "self_repetition", "compression_ratio")
+
+
+def rises_on_collapse(metric: str) -> bool:
+    """Whether ``metric`` grows as the texts get less diverse (Self-BLEU, self-repetition, compression ratio),
+    so that a collapse is a sustained rise of it, not a drop."""
+    return metric.startswith(_RISE_ON_COLLAPSE)
+
+
+def _collapsed(metric: str, before: float, after: float, drop: float) -> bool:
+    """Whether a shift of ``metric`` from ``before`` to ``after`` loses at least ``drop`` of the diversity.
+    A falling metric (distinct-n, entropy, unique share) must fall to at most ``1 - drop`` of its earlier
+    level; Self-BLEU, a similarity in [0, 1], must lose that share of its distance to 1 (0.4 -> 1.0 is a
+    collapse, as its complement falls 0.6 -> 0); self-repetition and compression ratios, unbounded, must
+    grow by the inverse factor (at least double at the default half)."""
+    if not rises_on_collapse(metric):
+        return after <= (1 - drop) * before
+    if metric.startswith("self_bleu_"):
+        return 1 - after <= (1 - drop) * (1 - before)
+    return after * (1 - drop) >= before
 
 
 def _component_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
