@@ -224,3 +224,28 @@ def test_a_kl_warmup_that_leaves_too_few_steps_is_said(tmp_path: Path) -> None:
     write_run(tmp_path / "run", 40, _steady, kl=lambda st: 0.01 if st < 38 else 1.0)
     diag = diagnose(open_run(tmp_path / "run"), DoctorConfig(kl_warmup=0.95))
     assert any("kl_blowup not checked" in n and "kl_warmup=0.95" in n for n in diag.notes)
+
+
+def test_a_kl_rising_from_zero_says_it_was_zero(tmp_path: Path) -> None:
+    """KL exactly 0 for the first steps (the policy was the reference), then 0.01: the finding said "102x its
+    earlier level (0.0001)", the floor, a level the run never had. It says the earlier level as it was."""
+    import runlog as _runlog
+    from runlog import open_run as _open_run
+    from runlog.analysis.doctor import diagnose as _diagnose
+
+    run = tmp_path / "run"
+    rng = np.random.default_rng(3)
+    kl_of = {s: (0.0 if s < 10 else 0.01) for s in range(40)}
+    with _runlog.RunWriter(run, name="r", roles=["solver"]) as w:
+        for s, kl in kl_of.items():
+            rewards = rng.uniform(0, 1, 8)
+            w.log_samples(
+                s, [{"reward": float(r), "roles": {"solver": {"reward": float(r), "kl": kl}}} for r in rewards]
+            )
+    before = [kl_of[s] for s in range(10)]
+    found = [f for f in _diagnose(_open_run(run)).findings if f.kind == "kl_blowup"]
+    assert found  # a rise of 100x the floor: a blow-up by the rule, said with the level the run had
+    for f in found:
+        assert f.evidence["kl_before_p90"] == float(np.percentile(before, 90)) == 0.0
+        assert "from 0 before (below kl_floor=0.0001" in f.message, f.message
+        assert "its earlier level (0.0001)" not in f.message

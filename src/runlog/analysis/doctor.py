@@ -165,20 +165,28 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
     head = y[:i] if i >= cfg.min_segment else y[: shift.split]
     before = head[np.isfinite(head)]
     after = y[shift.split :][np.isfinite(y[shift.split :])]
-    high_before = max(float(np.percentile(before, 90)), cfg.kl_floor)
+    raw_before = float(np.percentile(before, 90))
+    high_before = max(raw_before, cfg.kl_floor)
     level_after = float(np.median(after))
     if level_after < cfg.kl_ratio * high_before:
         return []  # a steady climb, not a blow-up: the new level is within reach of the old one's top
     onset = steps[i]
+    ratio = level_after / high_before
+    # An earlier level below the floor (KL 0 while the policy was the reference) is said as it was: the ratio
+    # is to the floor, not to a level the run had.
+    earlier = (
+        f"{ratio:.0f}x its earlier level ({high_before:.3g})"
+        if raw_before >= cfg.kl_floor
+        else f"from {raw_before:.3g} before (below kl_floor={cfg.kl_floor:g}: {ratio:.0f}x the floor)"
+    )
     return [
         Finding(
             "kl_blowup",
             "error",
-            f"{who(role, s.mixed_roles)}: KL jumped to {level_after:.3g} from step {onset} on, "
-            f"{level_after / high_before:.0f}x its earlier level ({high_before:.3g})",
+            f"{who(role, s.mixed_roles)}: KL jumped to {level_after:.3g} from step {onset} on, {earlier}",
             role,
             onset,
-            {"kl_before_p90": high_before, "kl_after_median": level_after, "ratio": level_after / high_before},
+            {"kl_before_p90": raw_before, "kl_after_median": level_after, "ratio": ratio},
         )
     ]
 
