@@ -249,3 +249,20 @@ def test_a_kl_rising_from_zero_says_it_was_zero(tmp_path: Path) -> None:
         assert f.evidence["kl_before_p90"] == float(np.percentile(before, 90)) == 0.0
         assert "from 0 before (below kl_floor=0.0001" in f.message, f.message
         assert "its earlier level (0.0001)" not in f.message
+
+
+def test_an_unreadable_writer_state_is_not_also_a_writer_still_writing(tmp_path: Path) -> None:
+    """A closed, finished run whose ``.writer.p0.json`` was damaged: the state's own warning, and no
+    "no process has closed its writer: still being written, or killed" beside it (audit a12)."""
+    import json as _json
+
+    run = tmp_path / "run"
+    with RunWriter(run, name="r") as w:
+        for s in range(3):
+            w.log_samples(s, {"reward": [0.1, 0.9]})
+    state = run / ".writer.p0.json"
+    assert _json.loads(state.read_text())["state"] == "closed"
+    state.write_text("{not json")
+    kinds = [f.evidence.get("problem_kind") for f in diagnose(open_run(run)).findings if f.kind == "data_problem"]
+    assert "writer_state_unreadable" in kinds
+    assert "writer_not_closed" not in kinds

@@ -615,7 +615,9 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
             f"{held}: copied in part, or files deleted"
         )
         out.append(finding("writer_incomplete", "warning", message, state.states[p].path, process=p, split=what))
-    missing = state.missing
+    # A process whose state file cannot be read is that file's warning above: whether it closed is not known,
+    # and "still being written, or killed" would say more than the run tells.
+    missing = [p for p in state.missing if not (p in state.states and state.states[p].problem is not None)]
     if not missing:
         return out
     closed = sorted(p for p, st in state.states.items() if st.closed)
