@@ -74,3 +74,19 @@ def test_deep_inspect_reads_no_flink_text(cli, tmp_path: Path) -> None:  # noqa:
     assert json.loads(deep.stdout)["rows_by_kind"]["samples"] == rows
     summary = cli("summarize", str(run), "--by", "split", "--format", "json")
     assert json.loads(summary.stdout)[0]["reward_count"] == rows
+
+
+def test_steps_in_a_gap_are_said_missing(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    """``--steps 11`` of a run of steps 0..10 and 12..19 said "this run has steps 0..19 (train, 19 steps)": 11
+    read as inside the range. The steps missing on the run's cadence are named (plot audit a12)."""
+    run = tmp_path / "run"
+    with runlog.RunWriter(run, name="r") as w:
+        for s in [*range(11), *range(12, 20)]:
+            w.log_samples(s, {"reward": [0.5, 1.0]})
+    steps = sorted(
+        pq.read_table(f, columns=["step"]).column(0)[0].as_py() for f in (run / "samples" / "train").glob("*")
+    )
+    lost = sorted(set(range(steps[0], steps[-1] + 1)) - set(steps))
+    r = cli("summarize", str(run), "--steps", "11")
+    assert r.exit_code == 2
+    assert f"{len(steps)} steps; missing {', '.join(map(str, lost))})" in r.stderr, r.stderr

@@ -10,6 +10,7 @@ footers), scalar keys and steps from the scalar view.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -148,15 +149,16 @@ def check_steps(values: RunValues, steps: StepRange, splits: Sequence[str] = (),
             which = "" if len(steps.items) == 1 else f"{item_text(item)} matches no step; "
             if item[1] is not None and item[1] < 0:  # `--steps -1` meant as Python's last: not a step number
                 which += "steps are numbered from 0 and none is negative; "
-            raise UsageError(f"--steps {steps.shown}: {which}{has} steps {describe_steps(chosen)}")
+            raise UsageError(f"--steps {steps.shown}: {which}{has} steps {describe_steps(chosen, missing=True)}")
 
 
-def describe_steps(steps: dict[str | None, set[int]]) -> str:
-    """``0..31 (train), 0..20 every 10 (eval)``: train first, then the other splits by name."""
+def describe_steps(steps: dict[str | None, set[int]], *, missing: bool = False) -> str:
+    """``0..31 (train), 0..20 every 10 (eval)``: train first, then the other splits by name. ``missing``: an
+    irregular split's steps missing on its cadence are named (``0..19 (train, 19 steps; missing 11)``)."""
     order = sorted(steps, key=lambda s: (s is None, s != "train", s or ""))
     parts = []
     for split in order:
-        span, count = _span(sorted(steps[split]))
+        span, count = _span(sorted(steps[split]), missing)
         if not span:
             continue
         labels = [x for x in (split, count) if x]
@@ -164,7 +166,7 @@ def describe_steps(steps: dict[str | None, set[int]]) -> str:
     return ", ".join(parts) or "(none)"
 
 
-def _span(steps: list[int]) -> tuple[str, str]:
+def _span(steps: list[int], missing: bool = False) -> tuple[str, str]:
     """(``0..31`` or ``0..20 every 10``, and ``5 steps`` when the steps are irregular)."""
     if not steps:
         return "", ""
@@ -175,7 +177,15 @@ def _span(steps: list[int]) -> tuple[str, str]:
         return f"{steps[0]}..{steps[-1]}", ""
     if len(gaps) == 1:
         return f"{steps[0]}..{steps[-1]} every {gaps.pop()}", ""
-    return f"{steps[0]}..{steps[-1]}", f"{len(steps)} steps"
+    # Irregular: the steps missing on the run's cadence are named (a few) or counted, so that a step asked for
+    # in a gap (``--steps 11`` of 0..10, 12..19) reads as missing, not as inside the range said.
+    every = math.gcd(*gaps)
+    lost = sorted(set(range(steps[0], steps[-1] + 1, every)) - set(steps))
+    span = f"{steps[0]}..{steps[-1]}" + (f" every {every}" if every > 1 else "")
+    if not missing or not lost or len(lost) > len(steps):  # (a cadence that changed: the count says enough)
+        return f"{steps[0]}..{steps[-1]}", f"{len(steps)} steps"
+    shown = ", ".join(map(str, lost[:5])) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    return span, f"{len(steps)} steps; missing {shown}"
 
 
 # ---------------------------------------------------------------------------------------------------------
