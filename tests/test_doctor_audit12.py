@@ -266,3 +266,14 @@ def test_an_unreadable_writer_state_is_not_also_a_writer_still_writing(tmp_path:
     kinds = [f.evidence.get("problem_kind") for f in diagnose(open_run(run)).findings if f.kind == "data_problem"]
     assert "writer_state_unreadable" in kinds
     assert "writer_not_closed" not in kinds
+
+
+def test_a_noiseless_shift_has_an_infinite_z() -> None:
+    """A noiseless series (0/1 components, a straight ramp then flat) fits its lines to float rounding: its z
+    was 7.8e15 in the evidence, where ``Shift.z`` promises inf (audit a12)."""
+    y = np.r_[np.linspace(0, 0.3, 20), np.ones(20)]
+    shift = find_shift(y, direction="up", min_delta=0.1)
+    assert shift is not None and shift.z == float("inf")
+    noisy = y + np.random.default_rng(0).normal(0, 0.01, len(y))
+    shift = find_shift(noisy, direction="up", min_delta=0.1)
+    assert shift is not None and 10 < shift.z < 1e6

@@ -128,7 +128,10 @@ def find_shift(
     if delta < min_delta:
         return None
     noise = trend_noise(left, right)
-    z = delta / noise if noise > 0 else math.inf
+    # Residuals of float rounding alone (a noiseless 0/1 series fits its lines to ~1e-16) are no noise: z is inf,
+    # as for noise exactly 0, not 1.5e15.
+    scale = max(abs(before), abs(after), delta)
+    z = delta / noise if noise > 1e-9 * scale else math.inf
     if z < min_z:
         return None
     mid = before + delta / 2
