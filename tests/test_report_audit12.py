@@ -311,3 +311,25 @@ def test_sample_files_of_no_rows_are_said_as_such(tmp_path: Path) -> None:
     assert sum(pq.read_metadata(f).num_rows for f in files) == 0
     page = build_report(_open_run(run))
     assert f"the {len(files)} sample file(s) of split train hold no rows" in html.unescape(page)
+
+
+def test_scalar_keys_with_nan_steps_say_how_many(tmp_path: Path) -> None:
+    """The report's scalars table showed min and max of a loss that was NaN at some steps with no word of them
+    (plot audit a12): a "NaN steps" column, where any key has one."""
+    import runlog as _runlog
+    from runlog import open_run as _open_run
+    from runlog.report import build_report
+
+    run = tmp_path / "run"
+    losses = [1.0, float("nan"), 0.5, float("nan"), 0.25]
+    with _runlog.RunWriter(run, name="r") as w:
+        for s, loss in enumerate(losses):
+            w.log_samples(s, {"reward": [0.5, 1.0]})
+            w.log_scalars(s, {"loss": loss, "lr": 0.1})
+    lines = (run / "scalars.p0.jsonl").read_text().splitlines()
+    nan_steps = sum(1 for line in lines if json.loads(line).get("loss") != json.loads(line).get("loss"))
+    assert nan_steps == 2
+    page = build_report(_open_run(run))
+    assert "<th>NaN steps</th>" in page or ">NaN steps<" in page
+    row = re.search(r"<td>loss</td>(.*?)</tr>", page, re.S)
+    assert row is not None and re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))[-1] == str(nan_steps)

@@ -653,8 +653,11 @@ def _scalars(s: RunSeries, frame: Any) -> str:
         pl.col("value").last().alias("last"),
         pl.col("value").min().alias("min"),
         pl.col("value").max().alias("max"),
+        pl.col("value").is_nan().sum().alias("nan"),
     )
     by_key = {r["key"]: r for r in stats.iter_rows(named=True)}
+    # Steps whose value is NaN (a diverged loss): min and max leave them out, so a column says them where any is.
+    cols = ("steps", "first", "last", "min", "max", *(("nan",) if int(stats["nan"].sum() or 0) else ()))
     out = [
         '<p class="note">Every logged key (not restricted to a split), grouped by namespace; the mean value per '
         "step, raw line light, moving average bold.</p>"
@@ -663,8 +666,8 @@ def _scalars(s: RunSeries, frame: Any) -> str:
         name = ns or "top-level keys"
         count = f"{len(keys)} key{'s' if len(keys) > 1 else ''}"
         out.append(f'<h3 id="scalars-{i}">{e1(name)} <span class="note">{count}</span></h3>')
-        rows = [[e1(k), *[num(by_key[k][c]) for c in ("steps", "first", "last", "min", "max")]] for k in keys]
-        values = table(["key", "steps", "first", "last", "min", "max"], rows)
+        rows = [[e1(k), *[num(by_key[k][c]) for c in cols]] for k in keys]
+        values = table(["key", *("NaN steps" if c == "nan" else c for c in cols)], rows)
         if one_step:
             out.append(values)
             continue
