@@ -295,13 +295,8 @@ def _empty_reason(run: Run, filters: Filters) -> str:
         return "this run has no per-sample data (only scalar metrics): try --scalars"
     if not any(f.readable for f in samples):
         return "no sample file of this run could be read (see the errors): nothing to summarise"
-    parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
-    parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
-    parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
-    failed = {p.path for p in run.problems if not p.is_warning}
-    unread = sum(1 for f in samples if not f.readable or f.path in failed)
-    if parts and unread:
-        what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
+    what, unread = _filters_said(filters), _unread_samples(run)
+    if what and unread:
         return f"no sample read matches {what}; {unread} sample file(s) could not be read (see the errors)"
     return "the run's sample files hold no rows: nothing to summarise"
 
@@ -309,20 +304,28 @@ def _empty_reason(run: Run, filters: Filters) -> str:
 def _unmatched(run: Run, filters: Filters, nothing: str = "nothing to summarise") -> str | None:
     """What matched nothing, when an empty summary of a run with readable sample rows is the filters' doing
     (each value matches on its own, ``check_filters``, but not together: ``--role judge --steps 3`` where the
-    judge sat out step 3); None where no filter is given or no readable sample file holds a row."""
+    judge sat out step 3); None where no filter is given or no readable sample file holds a row. A file that
+    could not be read may have held the samples: then the empty answer is that file's problem (exit 1, said by
+    ``_empty_reason``'s note and the errors), not filters that match nothing."""
+    what = _filters_said(filters)
+    samples = [f for f in run.files if f.kind == "samples"]
+    if not what or not any(f.readable and f.rows != 0 for f in samples) or _unread_samples(run):
+        return None
+    return f"no sample matches {what}: {nothing}"
+
+
+def _filters_said(filters: Filters) -> str:
+    """``--split train --steps 3 --role judge together`` (one filter: without "together"); "" for none."""
     parts = [f"--split {','.join(filters.splits)}"] if filters.splits else []
     parts += [f"--steps {filters.steps.shown}"] if filters.steps.text else []
     parts += [f"--role {','.join(filters.roles)}"] if filters.roles else []
-    samples = [f for f in run.files if f.kind == "samples"]
-    if not parts or not any(f.readable and f.rows != 0 for f in samples):
-        return None
-    # A file that could not be read may have held the samples: then the empty answer is that file's problem
-    # (exit 1, said by ``_empty_reason``'s note and the errors), not filters that match nothing.
+    return f"{' '.join(parts)} together" if len(parts) > 1 else "".join(parts)
+
+
+def _unread_samples(run: Run) -> int:
+    """The run's sample files that could not be read whole (skipped, or a read of them failed)."""
     failed = {p.path for p in run.problems if not p.is_warning}
-    if any(not f.readable or f.path in failed for f in samples):
-        return None
-    what = f"{' '.join(parts)} together" if len(parts) > 1 else parts[0]
-    return f"no sample matches {what}: {nothing}"
+    return sum(1 for f in run.files if f.kind == "samples" and (not f.readable or f.path in failed))
 
 
 def _summarize_fleet(
