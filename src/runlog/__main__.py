@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EXIT_INTERRUPTED
-
 
 def main() -> None:
     try:
@@ -22,6 +20,8 @@ def main() -> None:
         command_line()
     except KeyboardInterrupt:
         # While the command line loads (``command_line`` says a Ctrl-C after that itself, and ends the process).
+        from .errors import EXIT_INTERRUPTED
+
         sys.stderr.write("Error: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None
 

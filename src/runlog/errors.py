@@ -9,7 +9,9 @@ Exit codes (documented in docs/cli.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # not ``typing``'s: this module loads in the command's first milliseconds (runlog/__init__)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

@@ -72,7 +72,8 @@ def _interrupt(_signum: int, frame: FrameType | None) -> None:
 def raise_outside_polars(frame: FrameType | None, exc: type[BaseException]) -> None:
     """Raise ``exc`` now, from a signal handler whose interrupted frame is ``frame``, unless that frame runs in
     a callback polars makes from Rust (``_CALLED_FROM_RUST``): then at the first Python call or return outside
-    it (a profile hook, on the main thread only), a moment later.
+    it (a profile hook, on the main thread only), a moment later. While polars' own modules load (``import
+    polars``, in a command's first second) nothing is a callback: the interrupt is raised at once.
 
     Polars calls Python from Rust while it reads (dtype objects built in ``collect_schema``): an interrupt
     raised there is unwrapped by Rust, which panics, prints the panic and its backtrace (``RUST_BACKTRACE=1``),
@@ -94,7 +95,15 @@ def _in_callback(frame: FrameType | None) -> bool:
     """Whether ``frame`` or a frame that called it runs in a callback polars makes from Rust: code of
     ``_CALLED_FROM_RUST``, or code other than polars' that polars' code called (numpy's version check, which
     polars' Rust makes in ``Series.to_numpy`` and unwraps; a function given to ``map_elements``). What such a
-    callback calls is inside it too."""
+    callback calls is inside it too.
+
+    Not while polars is imported: its module code calls the standard library (``enum``, ``inspect``: a
+    decorator at class definition), which the rule above took for callbacks, so that a Ctrl-C in the import
+    waited for its end while the profile hook, walking the stack at every call, made the 0.2 s import take 2-12
+    s. An import of polars is told by its outermost frame of polars' code: one that the import machinery runs
+    (a module's body), where a callback's outermost is a call from the program (``collect``)."""
+    if _importing_polars(frame):
+        return False
     while frame is not None:
         name = _module(frame)
         if any(name == m or name.startswith(m + ".") for m in _CALLED_FROM_RUST):
@@ -103,6 +112,18 @@ def _in_callback(frame: FrameType | None) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _importing_polars(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside the loading of polars' modules: the outermost frame of polars' code on
+    the stack was called by the import machinery (``importlib._bootstrap``)."""
+    outermost = None
+    while frame is not None:
+        if _is_polars(_module(frame)):
+            outermost = frame
+        frame = frame.f_back
+    caller = outermost.f_back if outermost is not None else None
+    return caller is not None and _module(caller).startswith("importlib")
 
 
 def _module(frame: FrameType) -> str:

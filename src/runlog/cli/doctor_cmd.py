@@ -154,30 +154,36 @@ def _follow(
     (``watch_cmd.remember_signals``); they used to kill it, with no last line."""
     import signal
 
-    from ..listing import refuse_glob
-    from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
-    from .watch_cmd import check_exists, emit_events, end_line, leave, remember_signals, stopped
+    from .watch_cmd import end_line, leave, remember_signals
 
-    as_json = fmt == DoctorFormat.json
-    refuse_glob(path, options)  # a quoted 'runs/*' is said as a glob, not as a path that does not exist
-    check_exists(path)
-    doctor = DoctorWatch(path, cfg, layout=layout, storage_options=options)
-    watcher = watcher_for(
-        path,
-        split=cfg.split or None,
-        layout=layout,
-        storage_options=options,
-        interval=interval,
-        idle_exit=idle_exit,
-        timeout=timeout,
-        doctor=doctor,
-        settle=settle,
-    )
+    # Taken first, before the modules of following load (most of a second): a signal then ends it with its
+    # ``end`` event too.
     interrupted, previous = remember_signals()
+    as_json = fmt == DoctorFormat.json
     said_end = False
     code = EXIT_OK
+    gone: tuple[type[BaseException], ...] = ()  # RunGoneError, once the watch's modules loaded
     try:
         try:
+            from ..listing import refuse_glob
+            from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
+            from .watch_cmd import check_exists, emit_events, stopped
+
+            gone = (RunGoneError,)
+            refuse_glob(path, options)  # a quoted 'runs/*' is said as a glob, not as a path that does not exist
+            check_exists(path)
+            doctor = DoctorWatch(path, cfg, layout=layout, storage_options=options)
+            watcher = watcher_for(
+                path,
+                split=cfg.split or None,
+                layout=layout,
+                storage_options=options,
+                interval=interval,
+                idle_exit=idle_exit,
+                timeout=timeout,
+                doctor=doctor,
+                settle=settle,
+            )
             bar = None if fail_on == FailOn.never else fail_on.value
             for event in follow_findings(watcher, bar, stop=lambda: stopped(interrupted)):
                 if event.kind == "end":
@@ -187,14 +193,14 @@ def _follow(
                     code = EXIT_PROBLEMS if event.data["reason"] in ("failing", "unreachable") else EXIT_OK
                     break
                 emit_events([event], as_json)
-        except RunGoneError as exc:
-            said_end = True
-            end_line(as_json, "deleted", str(exc))
-            code = EXIT_PROBLEMS
         except KeyboardInterrupt:
             said_end = True
             end_line(as_json, "interrupted", None)
             code = EXIT_INTERRUPTED
+        except gone as exc:
+            said_end = True
+            end_line(as_json, "deleted", str(exc))
+            code = EXIT_PROBLEMS
     except BaseException:
         # After a stop signal, whatever ends the command is the interrupt (an error a library made of it, a panic
         # inside polars): said as one (``watch_command``).

@@ -94,55 +94,62 @@ def watch_command(
       runlog watch sample_runs/debate_grpo --format json --idle-exit 0 | tail -n 1
       runlog watch sample_runs/debate_grpo --role solver --interval 5 --timeout 3
     """
-    from ..analysis.doctor import DoctorConfig
-    from ..watch import DoctorWatch, RunGoneError, watcher_for
-
     # A Ctrl-C is remembered: a library that turns the interrupt into an error of its own (a read cancelled by
     # the signal) must not make the watch end as if the run had failed (exit 1 once in CI, for 130). SIGTERM
     # and SIGHUP (``timeout``, a stopped tmux pane or service) end it the same way, so that the terminal is
-    # restored (echo, line mode, cursor) as after Ctrl-C, with exit 128 + the signal's number.
+    # restored (echo, line mode, cursor) as after Ctrl-C, with exit 128 + the signal's number. Taken first,
+    # before the watch's modules load (most of a second): a signal then ends it with its ``end`` event too.
     interrupted, previous = remember_signals()
+    as_json = fmt == WatchFormat.json
+    live_screen, said_end = False, False
+    code, busy, doctor = EXIT_OK, False, None
+    gone: tuple[type[BaseException], ...] = ()  # RunGoneError, once the watch's modules loaded
     try:
-        code, busy = EXIT_OK, False
         with handle_errors():
-            options = use_storage_options(storage_option)
-            live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
-            doctor = (
-                None
-                if no_doctor
-                else DoctorWatch(
-                    path, DoctorConfig(split=split or ""), layout=layout, storage_options=options, background=True
-                )
-            )
-            watcher = watcher_for(
-                path,
-                split=split,
-                roles=tuple(dict.fromkeys(role or ())),
-                layout=layout,
-                storage_options=options,
-                interval=interval,
-                max_interval=max_interval,
-                idle_exit=0.0 if once else idle_exit,
-                timeout=timeout,
-                doctor=doctor,
-                settle=settle,
-            )
-            check_exists(path)
             try:
+                from ..analysis.doctor import DoctorConfig
+                from ..watch import DoctorWatch, RunGoneError, watcher_for
+
+                gone = (RunGoneError,)
+                options = use_storage_options(storage_option)
+                live_screen = fmt == WatchFormat.table and sys.stdout.isatty()
+                doctor = (
+                    None
+                    if no_doctor
+                    else DoctorWatch(
+                        path, DoctorConfig(split=split or ""), layout=layout, storage_options=options, background=True
+                    )
+                )
+                watcher = watcher_for(
+                    path,
+                    split=split,
+                    roles=tuple(dict.fromkeys(role or ())),
+                    layout=layout,
+                    storage_options=options,
+                    interval=interval,
+                    max_interval=max_interval,
+                    idle_exit=0.0 if once else idle_exit,
+                    timeout=timeout,
+                    doctor=doctor,
+                    settle=settle,
+                )
+                check_exists(path)
                 if live_screen:
                     why = _live(watcher, interval, once, interrupted)
                     if why == "unreachable":
                         end_line(False, why, watcher.unreachable_message())
                 else:
-                    why = _lines(watcher, fmt == WatchFormat.json, once, interrupted)
+                    why = _lines(watcher, as_json, once, interrupted)
                 if why == "unreachable":
                     code = EXIT_PROBLEMS
-            except RunGoneError as exc:
-                end_line(fmt == WatchFormat.json, "deleted", str(exc))
-                code = EXIT_PROBLEMS
             except KeyboardInterrupt:
-                end_line(fmt == WatchFormat.json and not live_screen, "interrupted", None)
+                said_end = True
+                end_line(as_json and not live_screen, "interrupted", None)
                 code = EXIT_INTERRUPTED
+            except gone as exc:
+                said_end = True
+                end_line(as_json, "deleted", str(exc))
+                code = EXIT_PROBLEMS
             finally:
                 busy = doctor is not None and doctor.close()
     except BaseException:
@@ -152,6 +159,8 @@ def watch_command(
         # as an interrupt, without the interpreter's teardown.
         if not interrupted[0]:
             raise
+        if not said_end:
+            end_line(as_json and not live_screen, "interrupted", None)
         code = 128 + interrupted[0]
     finally:
         for signum, handler in previous.items():

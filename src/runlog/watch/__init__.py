@@ -141,10 +141,12 @@ class Watcher:
 
     def final_events(self, why: str | None) -> list[Event]:
         """What to say before stopping for ``why``: on ``finished``, the problems still settling (nothing more
-        will be written); then doctor's last check."""
+        will be written); a run of scalars only not said yet (``--once``, an early stop); then doctor's last
+        check."""
         if why is None:
             return []
         events = self.live.settle_all() if why == "finished" else []
+        events += self.live.scalars_only_final()
         return events + (self.doctor.final(settle_all=why == "finished") if self.doctor is not None else [])
 
     def unreachable_message(self) -> str:

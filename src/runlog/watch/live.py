@@ -168,6 +168,7 @@ class LiveRun:
         self.changed = False  # the last update's listing differed from the one before
         self._last_run: Run | None = None
         self._said_scalars_only = False
+        self._scalars_only_since: float | None = None  # when the run was first seen holding scalars only
         # Steps whose read failed (a file rewritten while it was read): summarised again at the next poll; and
         # the last such failure said (a note, once).
         self._retry: set[int] = set()
@@ -260,14 +261,12 @@ class LiveRun:
                 if not primed:
                     self._check_role()
                 events += self._check_split()
-                said = None if self._said_scalars_only else self.scalars_only_note()
-                if said is not None:
-                    self._said_scalars_only = True
-                    events.append(Event("note", {"message": said}))
         if affected and not recomputed and self._last_run is not None:
             # Files removed (a resumed writer took them out of the run, a file deleted by hand) and nothing new
             # read: the steps they held are summarised again from the files left, or withdrawn.
             events += self._summarised(self._last_run, affected, now)
+        if self._primed:
+            events += self._scalars_only_events(now)
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
@@ -480,6 +479,32 @@ class LiveRun:
         if any(r.pending for r in self.files.values()) or any(i.kind == "samples" for i in infos):
             return []
         return sorted(i.path for i in infos if i.kind == "scalars" and i.readable)
+
+    def _scalars_only_events(self, now: float) -> list[Event]:
+        """``scalars_only_note`` once, when the run has held scalar metrics and no sample for ``settle`` seconds
+        (since its scalar files were written, or first seen so): a writer's scalars line comes a moment before
+        its first step's sample file (the encoder writes that in the background), and the note said at that
+        first listing told of an ordinary run that watch "does not follow", never taken back."""
+        if self._said_scalars_only:
+            return []
+        if not self.scalars_only():
+            self._scalars_only_since = None
+            return []
+        if self._scalars_only_since is None:
+            written = [_written(r) for r in self.files.values() if r.info is not None and r.info.kind == "scalars"]
+            self._scalars_only_since = min([now, *written])
+        said = self.scalars_only_note()
+        if said is None or now - self._scalars_only_since < self.settle:
+            return []
+        self._said_scalars_only = True
+        return [Event("note", {"message": said})]
+
+    def scalars_only_final(self) -> list[Event]:
+        """The note of a run of scalars only, when the watch stops before it settled (``--once``)."""
+        if self._said_scalars_only or not self._primed or (said := self.scalars_only_note()) is None:
+            return []
+        self._said_scalars_only = True
+        return [Event("note", {"message": said})]
 
     def scalars_only_note(self) -> str | None:
         """``scalars_only`` said in one line, or None."""
