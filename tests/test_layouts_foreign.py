@@ -115,7 +115,8 @@ def test_openai_content_parts_reasoning_and_odd_shapes() -> None:
     assert out[4] == msg("unknown", "42")
     assert chat.from_openai_chat(None) == []
     assert chat.from_openai_chat("hello") == [msg("user", "hello")]
-    assert chat.from_openai_chat({"weird": True}) == [msg("unknown", None)]
+    # A message in which nothing is read keeps its keys as compact JSON (audit 13, R1): never an empty turn.
+    assert chat.from_openai_chat({"weird": True}) == [msg("unknown", '{"weird":true}')]
     # model text is data: nothing is evaluated
     assert chat.from_openai_chat([{"role": "user", "content": "__import__('os').system('x')"}])[0]["content"] == (
         "__import__('os').system('x')"
@@ -163,7 +164,8 @@ def test_responses_unknown_items_never_raise() -> None:
             {"type": "function_call_output", "call_id": "zz", "output": [{"type": "output_text", "text": "t"}]},
         ]
     )
-    assert out[0] == msg("web_search_call", '{"type":"web_search_call","id":"ws1","status":"completed"}')
+    # A built-in tool's call item is a tool call, named by its kind (audit 13, R6).
+    assert out[0] == msg("assistant", None, tool_calls=[{"id": "ws1", "name": "web_search", "arguments": "{}"}])
     assert out[1] == msg("user", "typeless")
     assert out[2] == msg("unknown", '["a","list"]')
     assert out[3] == msg("unknown", "null")

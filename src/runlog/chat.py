@@ -138,7 +138,7 @@ def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, st
                     reasoning.append(marker)
                     continue
                 piece, kind = marker, "marker"
-            elif ptype in _TOOL_PARTS:
+            elif is_tool_part(ptype):
                 # A tool call or result where no reader takes it as one (``_anthropic_parts``): kept whole, as
                 # JSON, since its name, id and input are conversation, not a payload a marker may stand for.
                 piece, kind = compact_json(part), "marker"
@@ -146,8 +146,12 @@ def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, st
                 piece, kind = text, ("output_text" if ptype == "output_text" else "text")
             elif isinstance(part.get("refusal"), str):
                 piece = part["refusal"]
+            elif _media(part):
+                piece, kind = _media_marker(part), "marker"
             else:
-                piece, kind = (f"[{ptype}]" if isinstance(ptype, str) else compact_json(part)), "marker"
+                # A part of a kind not read here (Anthropic's ``search_result`` and text ``document``, inspect_ai's
+                # ``data``): its fields are conversation, kept as compact JSON rather than a bare ``[type]``.
+                piece, kind = compact_json(part), "marker"
         elif part is not None:
             piece, kind = _opt_str(part) or "", "marker"
         if piece is None:
@@ -159,6 +163,33 @@ def _parts(content: Any, *, keep_reasoning_inline: bool) -> tuple[str | None, st
     # Content made only of reasoning parts has no text: None, as a message without content.
     text = out if previous is not None or not reasoning else None
     return text, ("\n".join(reasoning) if reasoning else None)
+
+
+# Parts whose payload is media (base64, a data URL, a file): a ``[type]`` marker stands for them, as the payload is
+# not conversation text. Any other part without text is kept as compact JSON.
+_MEDIA_PARTS = frozenset(
+    {"image", "image_url", "input_image", "audio", "input_audio", "output_audio", "video", "file", "input_file"}
+    | {"inline_data", "computer_screenshot"}
+)
+
+
+def _media(part: dict[str, Any]) -> bool:
+    """Whether a content part is media: a known media kind, a base64 ``source`` (Anthropic's image and PDF
+    ``document``), or a value that is a base64 data URL (inspect_ai's ``document``)."""
+    if part.get("type") in _MEDIA_PARTS:
+        return True
+    source = part.get("source")
+    if isinstance(source, dict) and source.get("type") == "base64":
+        return True
+    return any(isinstance(v, str) and v.startswith("data:") and ";base64," in v[:200] for v in part.values())
+
+
+def _media_marker(part: dict[str, Any]) -> str:
+    """``[type]``, with the media type where the part gives one beside it (``[inline_data image/png]``)."""
+    ptype = part.get("type")
+    label = ptype if isinstance(ptype, str) and ptype else "media"
+    mime = next((part[k] for k in ("mime_type", "mimeType", "media_type") if isinstance(part.get(k), str)), None)
+    return f"[{label} {mime}]" if mime else f"[{label}]"
 
 
 _NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -404,9 +435,12 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     different ones; vLLM sends the same text in both); the legacy ``function_call`` field becomes one tool
     call. A ``tool`` message names its call with ``tool_call_id`` (or ``call_id``, as Responses items do);
     one without either (verifiers writes none) is paired with the next unanswered call of the preceding
-    assistant message, in order, and its ``name`` is filled from the call it answers. ShareGPT turns
-    (``{"from": "gpt", "value": ...}``) and Anthropic messages with ``tool_use`` / ``tool_result`` parts
-    (``_anthropic_parts``) are read as the chat messages they stand for.
+    assistant message (the next call of the function the result names, when it names one), in order, and its
+    ``name`` is filled from the call it answers. ShareGPT turns (``{"from": "gpt", "value": ...}``), Gemini
+    ``Content`` dicts (``{role, parts}``: ``_from_gemini``) and Anthropic messages with tool-call and result parts
+    (client, server and MCP tools: ``_anthropic_parts``) are read as the chat messages they stand for. A message
+    in which nothing is read (no content, reasoning or call under the keys above) keeps its other keys as compact
+    JSON in its content: an empty turn would hide what it said.
     """
     if messages is None:
         return []
@@ -449,7 +483,9 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
         elif role == "tool":
             answered = next((c for c in unanswered if c["id"] == call_id), None) if call_id is not None else None
             if call_id is None and unanswered:
-                answered = unanswered[0]  # no id (verifiers, ShareGPT): the next call in order
+                # No id (verifiers, ShareGPT, Gemini): the next call of the function the result names, else the
+                # next call in order.
+                answered = next((c for c in unanswered if name is not None and c["name"] == name), unanswered[0])
                 call_id = answered["id"]
             if answered is not None:
                 unanswered.remove(answered)
@@ -459,6 +495,12 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
                 name = names.get(call_id)
         else:
             unanswered = []
+        if not content and not calls and reasoning is None:
+            # Nothing read: the message says what it says under keys not read here (a shape of another API).
+            # Those are kept as compact JSON rather than dropped (an empty turn was shown and written).
+            extra = {k: v for k, v in m.items() if k not in _READ_KEYS and _unread(v)}
+            if extra:
+                content = compact_json(extra)
         out.append(
             message(
                 role,
@@ -478,10 +520,74 @@ def _expanded(messages: Any) -> Iterator[tuple[Any, list[Any]]]:
     for m in messages:
         if is_sharegpt(m):
             m = _from_sharegpt(m)
+        if is_gemini(m):
+            m = _from_gemini(m)
         if isinstance(m, dict):
             yield from _anthropic_parts(m)
         else:
             yield m, []
+
+
+def is_gemini(m: Any) -> bool:
+    """A Gemini (google-genai) ``Content``: ``{role, parts: [...]}`` and no ``content``."""
+    return isinstance(m, dict) and m.get("content") is None and isinstance(m.get("parts"), (list, tuple))
+
+
+def _from_gemini(m: dict[str, Any]) -> dict[str, Any]:
+    """A Gemini ``Content`` as the message it stands for, its parts read as Anthropic-style content parts (which
+    ``_anthropic_parts`` then makes calls and results of): ``text`` is text (reasoning when ``thought`` is true),
+    ``functionCall`` ``{id, name, args}`` a tool call, ``functionResponse`` ``{id, name, response}`` a ``tool``
+    message naming its function (paired with the call of that name), ``inlineData`` a ``[inline_data TYPE]``
+    marker; any other field of a part (``fileData``, ``executableCode``, ``codeExecutionResult``) is kept as
+    compact JSON. Both spellings are read: the REST API's camelCase and the Python SDK's snake_case (whose
+    ``model_dump`` writes every field, most of them null). ``thoughtSignature`` is an opaque token, not text."""
+    out = {k: v for k, v in m.items() if k != "parts"}
+    out["role"] = m.get("role") or "user"  # Gemini: a content without a role is the user's
+    out["content"] = [q for p in m["parts"] for q in _gemini_part(p)]
+    return out
+
+
+_GEMINI_SKIPPED = frozenset({"thought", "thoughtSignature", "thought_signature"})
+
+
+def _gemini_part(p: Any) -> list[Any]:
+    if not isinstance(p, dict):
+        return [p]
+    get = lambda *keys: next((p[k] for k in keys if p.get(k) is not None), None)  # noqa: E731
+    out: list[Any] = []
+    read = set(_GEMINI_SKIPPED)
+    text = get("text")
+    if isinstance(text, str):
+        out.append(
+            {"type": "thinking", "thinking": text} if p.get("thought") is True else {"type": "text", "text": text}
+        )
+        read.add("text")
+    call = get("functionCall", "function_call")
+    if isinstance(call, dict):
+        out.append({**call, "type": "tool_use"})
+        read |= {"functionCall", "function_call"}
+    response = get("functionResponse", "function_response")
+    if isinstance(response, dict):
+        rest = {k: v for k, v in response.items() if k not in ("id", "name") and v is not None}
+        value = rest["response"] if list(rest) == ["response"] else rest
+        out.append(
+            {
+                "type": "tool_result",
+                "tool_use_id": response.get("id"),
+                "name": response.get("name"),
+                "content": value if isinstance(value, str) else compact_json(value),
+            }
+        )
+        read |= {"functionResponse", "function_response"}
+    data = get("inlineData", "inline_data")
+    if isinstance(data, dict):
+        mime = data.get("mimeType", data.get("mime_type"))
+        out.append({"type": "inline_data", "mime_type": mime if isinstance(mime, str) else None})
+        read |= {"inlineData", "inline_data"}
+    rest = {k: v for k, v in p.items() if k not in read and _unread(v)}
+    if rest:
+        out.append(rest)  # kept as compact JSON (``_parts``)
+    return out
 
 
 def _part_type(part: Any) -> Any:
@@ -499,7 +605,7 @@ def _anthropic_parts(m: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]
     returned as it is."""
     content = m.get("content")
     parts = [content] if isinstance(content, dict) else content
-    if not isinstance(parts, (list, tuple)) or not any(_part_type(p) in _TOOL_PARTS for p in parts):
+    if not isinstance(parts, (list, tuple)) or not any(is_tool_part(_part_type(p)) for p in parts):
         return [(m, [])]
     out: list[tuple[dict[str, Any], list[Any]]] = []
     fields_given = False
@@ -516,14 +622,16 @@ def _anthropic_parts(m: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]
 
     for part in parts:
         kind = _part_type(part)
-        if kind == "tool_use":
+        if kind in _CALL_PARTS:
             uses.append(part)
-        elif kind == "tool_result":
+        elif is_tool_part(kind):
             close()
             # A tool message holding result parts keeps its own id (where the part has none) and name.
             result = {**(m if m.get("role") == "tool" else {}), "role": "tool", "content": _result(part)}
             if part.get("tool_use_id") is not None:
                 result["tool_call_id"] = part["tool_use_id"]
+            if isinstance(part.get("name"), str):  # Gemini's ``functionResponse`` names the function it answers
+                result["name"] = part["name"]
             out.append((result, []))
         else:
             seg.append(part)
@@ -533,7 +641,24 @@ def _anthropic_parts(m: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]
     return out
 
 
-_TOOL_PARTS = frozenset({"tool_use", "tool_result"})
+# Content parts that are tool calls: Anthropic's client tools (``tool_use``), server tools (``server_tool_use``: web
+# search, code execution, web fetch) and MCP connector (``mcp_tool_use``), all ``{id, name, input}``. Their results
+# are ``tool_result``, ``mcp_tool_result`` and the server tools' ``*_tool_result`` (``web_search_tool_result``,
+# ``code_execution_tool_result``...), all ``{tool_use_id, content}``.
+_CALL_PARTS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+
+
+def is_tool_part(kind: Any) -> bool:
+    """Whether a content part's ``type`` is a tool call or a tool result (``_CALL_PARTS`` and their results)."""
+    return isinstance(kind, str) and (kind in _CALL_PARTS or kind == "tool_result" or kind.endswith("_tool_result"))
+
+
+# The keys of a chat message read here, and bookkeeping that says nothing of what was said (its id, its kind, its
+# place in a stream, its status).
+_READ_KEYS = frozenset(
+    {"role", "name", "content", "reasoning_content", "reasoning", "refusal", "tool_calls", "function_call"}
+    | {"tool_call_id", "call_id", "id", "type", "index", "status"}
+)
 # What a message says besides its content and its speaker's name (read by ``from_openai_chat``).
 _MESSAGE_FIELDS = ("reasoning_content", "reasoning", "refusal", "tool_calls", "function_call")
 
@@ -542,10 +667,16 @@ def _result(part: dict[str, Any]) -> str | None:
     """A ``tool_result`` part's text (its ``content`` a string or a list of text and image parts); a result
     marked ``is_error`` says so on a first line of its own, as the canonical message has no field for it
     (``error (is_error)``, read as an error where results are shown)."""
-    text = content_text(part.get("content"))
-    if part.get("is_error") is not True:
+    content = part.get("content")
+    text = content_text(content)
+    if part.get("is_error") is True:
+        head = "error (is_error)"
+    elif isinstance(content, dict) and str(content.get("type")).endswith("_error"):
+        # A server tool's failure (``{"type": "web_search_tool_result_error", "error_code": ...}``): said as one.
+        head = f"error ({content['type']})"
+    else:
         return text
-    return "error (is_error)" if not text else f"error (is_error)\n{text}"
+    return head if not text else f"{head}\n{text}"
 
 
 def _reasoning_field(value: Any) -> str | None:
@@ -589,8 +720,12 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
     ``reasoning`` summaries attach to the next assistant message (or stand alone as an assistant message
     with empty content when none follows); consecutive ``function_call`` items form one assistant message's
     ``tool_calls``; a ``function_call_output`` becomes a ``tool`` message whose ``name`` comes from the
-    function call with the same ``call_id``. Reasoning items without any text (encrypted or empty) carry
-    nothing readable and are skipped.
+    function call with the same ``call_id``. The built-in tools' items (``mcp_call``, ``web_search_call``,
+    ``file_search_call``, ``code_interpreter_call``, ``computer_call``...: any ``*_call``) are tool calls too,
+    named by their ``name`` or their kind (``web_search``), their ``arguments`` or else their other fields as
+    the arguments; the output such an item carries (``output``, ``outputs``, ``results``, ``error``) is a ``tool``
+    message after it, and a ``*_call_output`` item is one as ``function_call_output`` is. Reasoning items
+    without any text (encrypted or empty) carry nothing readable and are skipped.
     """
     if items is None:
         return []
@@ -603,11 +738,11 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
 
     call_names: dict[str, str] = {}
     for it in items:
-        if isinstance(it, dict) and it.get("type") in ("function_call", "custom_tool_call"):
+        if isinstance(it, dict) and _is_call_item(it.get("type")):
             # Registered by the id the call is written with (its ``call_id``, else its ``id``), which its output
             # names as its ``call_id``.
-            cid, name = _opt_str(it.get("call_id") if it.get("call_id") is not None else it.get("id")), it.get("name")
-            if cid is not None and isinstance(name, str):
+            cid, name = _opt_str(it.get("call_id") if it.get("call_id") is not None else it.get("id")), _item_name(it)
+            if cid is not None and name is not None:
                 call_names[cid] = name
 
     out: list[dict[str, Any]] = []
@@ -657,7 +792,24 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
                     "arguments": _arguments(it.get("arguments", it.get("input"))),
                 }
             )
-        elif kind in ("function_call_output", "custom_tool_call_output"):
+        elif _is_call_item(kind):
+            # A built-in tool's call (``mcp_call``, ``web_search_call``, ``code_interpreter_call``...): a tool call
+            # named by the item (or its kind), and the output it carries, if any, its result.
+            if calls_msg is None:
+                calls_msg = message("assistant", None, reasoning=take_reasoning(), tool_calls=[])
+                out.append(calls_msg)
+            cid = _opt_str(it.get("call_id") if it.get("call_id") is not None else it.get("id"))
+            arguments = it.get("arguments")
+            if arguments is None:
+                arguments = {k: v for k, v in it.items() if k not in _ITEM_BOOKKEEPING and k not in _ITEM_OUTPUTS}
+            calls_msg["tool_calls"].append({"id": cid, "name": _item_name(it), "arguments": _arguments(arguments)})
+            result = _item_output(it)
+            if result is not None:
+                calls_msg = None
+                out.append(message("tool", result, name=_item_name(it), tool_call_id=cid))
+        elif kind in ("function_call_output", "custom_tool_call_output") or (
+            isinstance(kind, str) and kind.endswith("_call_output")
+        ):
             flush_reasoning()
             calls_msg = None
             cid = _opt_str(it.get("call_id"))
@@ -670,6 +822,52 @@ def from_responses_items(items: Any) -> list[dict[str, Any]]:
             out.append(message(_role(kind), compact_json(it)))
     flush_reasoning()
     return out
+
+
+# Keys of a built-in tool's call item that say nothing of what was called, and those that hold what it returned.
+_ITEM_BOOKKEEPING = frozenset({"id", "call_id", "type", "status", "name"})
+_ITEM_OUTPUTS = ("output", "outputs", "results", "result", "error")
+
+
+def _is_call_item(kind: Any) -> bool:
+    """A Responses item that is a tool call: ``function_call``, ``custom_tool_call`` and the built-in tools'
+    ``*_call`` (``mcp_call``, ``web_search_call``, ``file_search_call``, ``code_interpreter_call``,
+    ``computer_call``, ``image_generation_call``, ``local_shell_call``...)."""
+    return isinstance(kind, str) and kind.endswith("_call")
+
+
+def _item_name(it: dict[str, Any]) -> str | None:
+    """A call item's tool: its ``name`` (function and MCP calls), else its kind (``web_search`` for a
+    ``web_search_call``)."""
+    name = it.get("name")
+    if isinstance(name, str):
+        return name
+    kind = it.get("type")
+    if kind in ("function_call", "custom_tool_call") or not isinstance(kind, str):
+        return None
+    return kind.removesuffix("_call")
+
+
+def _item_output(it: dict[str, Any]) -> str | None:
+    """What a built-in tool's call item carries of its result (``mcp_call``'s ``output`` and ``error``,
+    ``code_interpreter_call``'s ``outputs``, ``file_search_call``'s ``results``, ``image_generation_call``'s
+    ``result``, base64: a marker), or None when it carries none (the result comes in its own item, or not at
+    all). An error is said on a first line of its own (``error: ...``), as results are read."""
+    if it.get("type") in ("function_call", "custom_tool_call"):
+        return None
+    texts: list[str] = []
+    error = it.get("error")
+    if _unread(error):
+        texts.append(f"error: {error if isinstance(error, str) else compact_json(error)}")
+    for key in _ITEM_OUTPUTS[:-1]:
+        value = it.get(key)
+        if not _unread(value):
+            continue
+        if key == "result" and it.get("type") == "image_generation_call" and isinstance(value, str):
+            texts.append(f"[image_generation_call result: {len(value):,} base64 characters]")
+        else:
+            texts.append(value if isinstance(value, str) else compact_json(value))
+    return "\n".join(texts) if texts else None
 
 
 def last_text(messages: list[dict[str, Any]], role: str) -> str | None:

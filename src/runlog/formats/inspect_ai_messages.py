@@ -4,6 +4,7 @@ text. Pure functions of parsed JSON; the files themselves are read by ``formats/
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -108,15 +109,40 @@ def _args(v: Any) -> str | None:
 
 
 def inspect_tool_call(tc: Any) -> dict[str, str | None]:
-    """An inspect_ai ``ToolCall`` ``{id, function: name, arguments: {...}}``; other shapes go to ``chat``."""
+    """An inspect_ai ``ToolCall`` ``{id, function: name, arguments: {...}}``; other shapes go to ``chat``. A call
+    whose arguments did not parse has ``arguments: {}`` and the model's text in ``parse_error``: its arguments
+    are that text (``_unparsed``), so that the call reads as not valid JSON, as the model wrote it."""
     if isinstance(tc, dict) and isinstance(tc.get("function"), str):
         cid = tc.get("id")
+        error = tc.get("parse_error")
         return {
             "id": None if cid is None else str(cid),
             "name": tc["function"],
-            "arguments": _args(tc.get("arguments")),
+            "arguments": _unparsed(error) if isinstance(error, str) and error else _args(tc.get("arguments")),
         }
     return chat.tool_call(tc)
+
+
+# inspect_ai's ``parse_tool_call`` writes: "Error parsing the following tool call arguments:\n\n{raw}\n\nError
+# details: {error}".
+_PARSE_HEAD = "Error parsing the following tool call arguments:\n\n"
+_PARSE_TAIL = "\n\nError details:"
+
+
+def _unparsed(parse_error: str) -> str:
+    """The model's arguments text out of a ``parse_error``; the whole message where that text cannot be told
+    apart, or where it is valid JSON after all (inspect also fails arguments that parse to no object): never
+    text that reads as valid arguments."""
+    raw = None
+    if parse_error.startswith(_PARSE_HEAD) and _PARSE_TAIL in parse_error:
+        raw = parse_error[len(_PARSE_HEAD) : parse_error.rindex(_PARSE_TAIL)]
+    if raw is None or not raw.strip():
+        return parse_error
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+    return parse_error
 
 
 def _content(content: Any, notes: set[str]) -> tuple[str | None, str | None, list[dict[str, Any]]]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..chat import INPUT_ROLES, MODEL_ROLES
+from ..chat import INPUT_ROLES, MODEL_ROLES, compact_json
 
 JSON_SCHEMA = "runlog.conversation/1"
 
@@ -86,6 +86,9 @@ class Turn:
         n += sum(len(c.arguments or "") for c in self.tool_calls)
         if self.result is not None:
             n += len(self.result.content or "")
+        if self.data is not None:
+            # A value of unknown shape counts as its text, written as compact JSON (``chat.compact_json``).
+            n += len(compact_json(self.data))
         return n
 
 
@@ -443,9 +446,9 @@ def result_names(turns: list[Turn]) -> dict[int, str]:
     canonical messages name their results alike: the calls a result can answer are those of the last turn that
     made calls, while only tool results have followed it (any other turn leaves them unanswered for good); a
     result with a ``call_id`` answers the call with that id (named from any call of the conversation with it),
-    one without answers the first of them not answered yet. A result the rule pairs with no call stays
-    unnamed: a call the conversation had left (the model asked again, the user changed the task) is not what
-    it answers."""
+    one without answers the first of them not answered yet (of the function it names, when it names one). A
+    result the rule pairs with no call stays unnamed: a call the conversation had left (the model asked again,
+    the user changed the task) is not what it answers."""
     by_id: dict[str, str] = {}
     open_calls: list[ToolCall] = []
     out: dict[int, str] = {}
@@ -460,8 +463,8 @@ def result_names(turns: list[Turn]) -> dict[int, str]:
             continue
         if r.call_id is not None:
             call = next((c for c in open_calls if c.id == r.call_id), None)
-        else:
-            call = open_calls[0] if open_calls else None
+        else:  # the next call of the function the result names (Gemini's), else the next call
+            call = next((c for c in open_calls if r.name and c.name == r.name), open_calls[0] if open_calls else None)
         if call is not None:
             open_calls.remove(call)
         if not r.name:

@@ -32,31 +32,87 @@ RESPONSES_TYPES = frozenset(
 _TEXT_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
+_TEXT_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.DOTALL)
+# A user turn of a ChatML transcript that holds only tool output (Qwen's templates render every tool result so).
+_ONLY_RESPONSES = re.compile(r"\s*(?:<tool_response>.*?</tool_response>\s*)+", re.DOTALL)
+# The role lines a chat template writes around tool output, left in a text decoded without its special tokens
+# (verl's multi-turn ``output``: ``...</tool_call>\nuser\n<tool_response>...</tool_response>\nassistant\n...``).
+_HEADER_BEFORE = re.compile(r"(?:^|\n)[ \t]*(?:user|tool)[ \t]*\n?[ \t]*$")
+_HEADER_AFTER = re.compile(r"^[ \t]*\n?[ \t]*assistant[ \t]*(?:\n|$)")
+
+
+def _text_call(block: re.Match[str]) -> ToolCall | None:
+    """A ``<tool_call>`` block's call, or None when it is not a JSON object with a name."""
+    try:
+        obj = json.loads(block.group(1))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return None
+    key = "arguments" if "arguments" in obj else "parameters"
+    args = obj.get(key)
+    if not isinstance(args, str) and args is not None:
+        # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
+        args = _raw_member(block.group(1), key) or _json(args)
+    return ToolCall(_str(obj.get("id")), obj["name"], args)
+
+
+def text_pieces(content: str | None) -> list[tuple[str, Any]]:
+    """Assistant text with tool calls written in it, in the order written: ``("text", str)``, ``("call",
+    ToolCall)`` for each ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen
+    templates) and, after a call, ``("result", str)`` for each ``<tool_response>...</tool_response>`` (a
+    multi-turn rollout decoded into one string: verl's ``output``). A block that is not a JSON object with a
+    name stays in the text, so what the model wrote is never hidden; a response before any call is text too.
+    The bare role lines a template leaves around tool output (``user`` before it, ``assistant`` after it) are
+    the turns' bounds, not text."""
+    if not content or "<tool_call>" not in content:
+        return [("text", content)] if content else []
+    pieces: list[tuple[str, Any]] = []
+    text = ""
+    pos = 0
+    called = False
+
+    def after(segment: str) -> str:  # the text from ``pos`` on: the role line after a result is not text
+        return _HEADER_AFTER.sub("", segment) if not text and pieces and pieces[-1][0] == "result" else segment
+
+    blocks = sorted([*_TEXT_CALL.finditer(content), *_TEXT_RESPONSE.finditer(content)], key=lambda b: b.start())
+    for block in blocks:
+        if block.start() < pos:
+            continue  # inside a block already read (a response quoted in a call's arguments)
+        is_call = block.group(0).startswith("<tool_call>")
+        call = _text_call(block) if is_call else None
+        if (is_call and call is None) or (not is_call and not called):
+            text += after(content[pos : block.end()])
+            pos = block.end()
+            continue
+        text += after(content[pos : block.start()])
+        if not is_call:
+            text = _HEADER_BEFORE.sub("", text)
+        if text.strip("\n"):
+            pieces.append(("text", text.strip("\n")))
+        text = ""
+        if is_call:
+            called = True
+            pieces.append(("call", call))
+        else:
+            pieces.append(("result", block.group(1)))
+        pos = block.end()
+    text += after(content[pos:])
+    if text.strip("\n"):
+        pieces.append(("text", text.strip("\n")))
+    return pieces
+
+
 def text_tool_calls(content: str | None) -> tuple[str | None, list[ToolCall]]:
-    """Tool calls written into the text as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-    (Hermes / Qwen templates): the content without them, and the calls. A block that is not a JSON object
-    with a name stays in the text, so what the model wrote is never hidden."""
+    """Tool calls written into the text (``text_pieces``): the content without them, and the calls. The
+    renderers use ``text_pieces``, which keeps each call in its place."""
     if not content or "<tool_call>" not in content:
         return content, []
-    calls: list[ToolCall] = []
-
-    def take(m: re.Match[str]) -> str:
-        try:
-            obj = json.loads(m.group(1))
-        except (ValueError, RecursionError):
-            return m.group(0)
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            return m.group(0)
-        key = "arguments" if "arguments" in obj else "parameters"
-        args = obj.get(key)
-        if not isinstance(args, str) and args is not None:
-            # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
-            args = _raw_member(m.group(1), key) or _json(args)
-        calls.append(ToolCall(_str(obj.get("id")), obj["name"], args))
-        return ""
-
-    rest = _TEXT_CALL.sub(take, content)
-    return (rest.strip("\n") if calls else content), calls
+    calls = [v for kind, v in text_pieces(content) if kind == "call"]
+    if not calls:
+        return content, []
+    rest = _TEXT_CALL.sub(lambda b: "" if _text_call(b) is not None else b.group(0), content)
+    return rest.strip("\n"), calls
 
 
 _DECODER = json.JSONDecoder()
@@ -103,10 +159,43 @@ def from_messages(messages: Any) -> list[Turn]:
             turns.append(Turn("tool", speaker=m.get("name"), result=result))
             continue
         calls = [ToolCall(c.get("id"), c.get("name"), c.get("arguments")) for c in m.get("tool_calls") or []]
-        if not calls and role.lower() in chat.MODEL_ROLES:
-            content, calls = text_tool_calls(content)
+        if not calls and role.lower() in chat.MODEL_ROLES and content and "<tool_call>" in content:
+            turns.extend(_split_turn(role, m.get("name"), content, m.get("reasoning")))
+            continue
         turns.append(Turn(role, m.get("name"), content, m.get("reasoning"), calls))
-    return turns
+    return _tool_responses(turns)
+
+
+def _split_turn(role: str, speaker: str | None, content: str, reasoning: str | None) -> list[Turn]:
+    """A model turn whose text holds tool calls (``text_pieces``), split where each call was written: the text
+    before a call and the call, then the text after it as the next turn of the model; a ``<tool_response>`` is
+    a tool result in its place. The reasoning goes with the first turn. Text without a call is one turn."""
+    pieces = text_pieces(content)
+    if not any(kind == "call" for kind, _ in pieces):
+        return [Turn(role, speaker, content, reasoning)]
+    out: list[Turn] = []
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+
+    def close() -> None:
+        nonlocal texts, calls
+        if texts or calls:
+            first = not any(t.role == role for t in out)
+            out.append(Turn(role, speaker, "\n".join(texts), reasoning if first else None, calls))
+        texts, calls = [], []
+
+    for kind, value in pieces:
+        if kind == "text":
+            if calls:
+                close()
+            texts.append(value)
+        elif kind == "call":
+            calls.append(value)
+        else:
+            close()
+            out.append(Turn("tool", result=ToolResult(None, None, value, looks_like_error(value))))
+    close()
+    return out
 
 
 def from_openai_chat(messages: Any) -> list[Turn]:
@@ -177,15 +266,28 @@ def from_trajectory_text(text: str) -> tuple[list[Turn], bool]:
     msgs = chat.transcript_messages(text)
     if msgs is None:
         return [Turn("transcript", content=text)], False
-    return _tool_responses(from_messages(msgs)), True
+    return from_messages(msgs), True
 
 
 def _tool_responses(turns: list[Turn]) -> list[Turn]:
-    """ChatML puts tool output in a ``tool`` turn (or a user turn with ``<tool_response>``): make results."""
-    out = []
+    """ChatML puts tool output in a ``tool`` turn, or (Qwen's templates) in a user turn that holds only
+    ``<tool_response>`` blocks: results, one per block, for the calls before them (a user turn that follows no
+    call is the user's, whatever it holds)."""
+    out: list[Turn] = []
     for t in turns:
         if t.role == "tool" and t.result is None:
             t = Turn("tool", result=ToolResult(None, None, t.content, looks_like_error(t.content)))
+        elif (
+            t.role.lower() == "user"
+            and t.content
+            and out
+            and (out[-1].tool_calls or out[-1].result is not None)
+            and _ONLY_RESPONSES.fullmatch(t.content)
+        ):
+            for block in _TEXT_RESPONSE.finditer(t.content):
+                text = block.group(1)
+                out.append(Turn("tool", result=ToolResult(None, None, text, looks_like_error(text))))
+            continue
         out.append(t)
     return out
 
@@ -210,13 +312,19 @@ def normalize(value: Any) -> list[Turn]:
 
 
 def _sniff_list(items: list[dict[str, Any]]) -> Any:
-    if any(x.get("type") in RESPONSES_TYPES - {"message"} for x in items) or all(
-        x.get("type") == "message" for x in items
-    ):
+    if any(_responses_item(x.get("type")) for x in items) or all(x.get("type") == "message" for x in items):
         return from_responses
-    if all("role" in x or chat.is_sharegpt(x) for x in items):
-        return from_openai_chat  # also reads canonical messages (flat {id, name, arguments} calls) and ShareGPT
+    if all("role" in x or chat.is_sharegpt(x) or chat.is_gemini(x) for x in items):
+        return from_openai_chat  # also reads canonical messages (flat {id, name, arguments} calls), ShareGPT, Gemini
     return None
+
+
+def _responses_item(kind: Any) -> bool:
+    """A Responses item's type other than ``message``: those of ``RESPONSES_TYPES``, and the built-in tools'
+    calls and outputs (``mcp_call``, ``web_search_call``, ``computer_call_output``...)."""
+    return isinstance(kind, str) and (
+        (kind in RESPONSES_TYPES and kind != "message") or kind.endswith(("_call", "_call_output"))
+    )
 
 
 def _is_agent(x: Any) -> bool:

@@ -286,6 +286,10 @@ def _no_failures(f: Any) -> bool:
     return any(f.rows is not None and f.null_counts.get(col) == f.rows for col in _FAILED_COLUMNS)
 
 
+# The layouts whose samples can name roles (Flink's per-role columns, runlog's own ``roles``).
+_ROLE_LAYOUTS = frozenset({"flink", "runlog"})
+
+
 def _filters(
     run: Run,
     lf: pl.LazyFrame,
@@ -308,7 +312,9 @@ def _filters(
     wanted = [c.role] if c.role is not None else []
     wanted += [x.operand.partition(":")[2] for x in conds if x.operand.startswith("role:")]
     roles = known_roles(run, wanted)
-    partial = run.skipped and not run.role_names()  # files left unopened, and no manifest naming the roles
+    # Files left unopened, no manifest naming the roles, and a layout whose files can hold them (TRL, verl... never
+    # record roles: there "the run's roles are (none recorded)" is the answer, whatever files are open).
+    partial = run.skipped and not run.role_names() and any(f.layout in _ROLE_LAYOUTS for f in run.files)
     if c.role is not None and c.role not in roles and partial and not did_you_mean(c.role, roles):
         # Only the files of the selected split and steps are open: a role they do not hold may be the run's all
         # the same (flink_mixed's v0 steps have no per-role data): no sample matches (exit 1), not "the run's

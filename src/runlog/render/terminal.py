@@ -53,7 +53,7 @@ class ConversationView:
         conv = cut_labels(self.conv)
         yield header(conv)
         for turn in conv.turns:
-            yield turn_panel(turn, self.show_think)
+            yield TurnPanel(turn, self.show_think)
         if conv.exception:
             yield Panel(Text(safe(conv.exception)), title=Text("exception", style="bold red"), border_style="red")
         yield summary(conv)
@@ -94,27 +94,68 @@ def turn_colour(turn: Turn) -> str:
     return role_colour(turn.role)
 
 
-def turn_title(turn: Turn) -> Text:
-    """``role · speaker``; a tool result is titled with the tool's name (``python · result``)."""
+def turn_title(turn: Turn, width: int | None = None) -> Text:
+    """``role · speaker``; a tool result is titled with the tool's name (``python · result``). With ``width``,
+    a title longer than that has its name (or speaker) cut in the middle, marked ``…``, so that its end stays
+    (``· error``, and the end of a long MCP tool name, where two names differ): rich crops a panel's title
+    without a mark."""
     # Each part carries its own style: a Panel lets a title's base style override the styles of its parts.
-    title = Text()
     result = turn.result
     if result is not None:
-        title.append(one_line(result.name or turn.speaker or "tool"), style=f"bold {role_colour('tool')}")
+        name = one_line(result.name or turn.speaker or "tool")
+        tail = Text()
         if result.is_error:
-            title.append(" · error", style="bold red")
+            tail.append(" · error", style="bold red")
         else:
-            title.append(" · result", style="dim")
-        return title
-    title.append(one_line(turn.role), style=f"bold {role_colour(turn.role)}")
-    if turn.speaker:
-        title.append(" · ")
-        title.append(one_line(turn.speaker), style=f"bold {turn_colour(turn)}")
+            tail.append(" · result", style="dim")
+        head = Text()
+        name_style = f"bold {role_colour('tool')}"
+    else:
+        head = Text()
+        head.append(one_line(turn.role), style=f"bold {role_colour(turn.role)}")
+        name = one_line(turn.speaker) if turn.speaker else ""
+        if name:
+            head.append(" · ")
+        tail = Text()
+        name_style = f"bold {turn_colour(turn)}"
+    if width is not None and head.cell_len + len(name) + tail.cell_len > width:
+        room = width - head.cell_len - tail.cell_len - 1
+        # With no room for a name, its mark alone (the head itself past the width is cut by rich).
+        name = name[: (room + 1) // 2] + "…" + name[len(name) - room // 2 :] if room >= 2 else "…"
+    title = head.copy()
+    if name:
+        title.append(name, style=name_style)
+    title.append_text(tail)
     return title
 
 
-def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
+@dataclass
+class TurnPanel:
+    """A turn's panel at the width it is drawn at: a title too long for it is cut with a mark, and then written
+    whole as the panel's first line (``turn_title``)."""
+
+    turn: Turn
+    show_think: bool = True
+
+    def panel(self, width: int) -> Panel:
+        room = max(width - 6, 1)  # rich keeps a title within the corners, a space each side and one more
+        full = turn_title(self.turn)
+        if full.cell_len <= room:
+            return turn_panel(self.turn, self.show_think)
+        return turn_panel(self.turn, self.show_think, title=turn_title(self.turn, room), label=full)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.panel(options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.panel(options.max_width))
+
+
+def turn_panel(turn: Turn, show_think: bool = True, *, title: Text | None = None, label: Text | None = None) -> Panel:
+    """A turn in a panel titled ``turn_title``, or ``title`` with the whole ``label`` as its first line."""
     body: list[RenderableType] = []
+    if label is not None:
+        body.append(label)
     reasoning = shown_reasoning(turn)
     if reasoning and show_think:
         body.append(ReasoningView(safe(reasoning)))
@@ -131,9 +172,12 @@ def turn_panel(turn: Turn, show_think: bool = True) -> Panel:
     if result is not None and result.call_id:
         subtitle = Text(one_line(result.call_id), style="dim")
     border = "red" if result is not None and result.is_error else turn_colour(turn)
+    empty = not body or (label is not None and len(body) == 1)
+    if empty:
+        body.append(Text("(empty)", style="dim"))
     return Panel(
-        Group(*body) if body else Text("(empty)", style="dim"),
-        title=turn_title(turn),
+        Group(*body),
+        title=turn_title(turn) if title is None else title,
         title_align="left",
         subtitle=subtitle,
         subtitle_align="right",
@@ -193,8 +237,23 @@ def call_text(call: ToolCall) -> Text:
     return t
 
 
+def tree_nodes(value: Any) -> int:
+    """How many nodes ``json_tree`` draws for ``value`` uncapped: one per key or item, nested ones included."""
+    count = 0
+    stack = list(value.values()) if isinstance(value, dict) else list(value) if isinstance(value, list) else [value]
+    while stack:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return count
+
+
 def json_tree(value: Any, label: str = "data (shape not recognised: shown as JSON)") -> Tree:
-    """An unknown JSON value as a tree, capped at ``MAX_TREE_NODES`` nodes."""
+    """An unknown JSON value as a tree, capped at ``MAX_TREE_NODES`` nodes; past the cap, a last line says how many
+    were left out and where the whole value is (``-f json``, ``-f html``)."""
     tree = Tree(Text(label, style="bold"))
     budget = [MAX_TREE_NODES]
 
@@ -214,8 +273,6 @@ def json_tree(value: Any, label: str = "data (shape not recognised: shown as JSO
             line = Text(one_line(key) + ": ", style="cyan")
             line.append(safe(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v))
             node.add(line)
-        if budget[0] == 0:
-            node.add(Text("… (more not shown)", style="dim"))
 
     if isinstance(value, dict):
         for k, x in value.items():
@@ -225,6 +282,16 @@ def json_tree(value: Any, label: str = "data (shape not recognised: shown as JSO
             add(tree, f"[{i}]", x)
     else:
         add(tree, "value", value)
+    if budget[0] <= 0:
+        left = tree_nodes(value) - MAX_TREE_NODES
+        if left > 0:
+            tree.add(
+                Text(
+                    f"… {left:,} more node(s) not shown (the terminal draws {MAX_TREE_NODES}): "
+                    "-f json or -f html shows the whole value",
+                    style="yellow",
+                )
+            )
     return tree
 
 
