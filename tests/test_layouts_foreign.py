@@ -563,7 +563,8 @@ def test_trl_scan_values(tmp_path: Path) -> None:
     assert df["split"].to_list() == ["train"] * 4
     assert df["group_id"].null_count() == 4
     assert df["schema_version"].null_count() == 4
-    assert df["reward"].to_list() == [1.5, 0.5, None, 2.0]
+    # A row whose every reward function gave None trained on 0.0 (TRL's nansum; audit 13): its reward is 0.0.
+    assert df["reward"].to_list() == [1.5, 0.5, 0.0, 2.0]
     assert df["reward_components"].to_list() == [
         [{"name": "accuracy_reward", "value": 1.0}, {"name": "format_reward", "value": 0.5}],
         [{"name": "accuracy_reward", "value": 0.0}, {"name": "format_reward", "value": 0.5}],

@@ -15,7 +15,7 @@ from . import schema as S
 from . import storage
 from ._lazy import pl
 from .ends import STATE_RE, EndState, end_state, holdings_of
-from .errors import DataError, SeveralRunsError, UsageError, said_trouble
+from .errors import EXIT_PROBLEMS, DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
 from .formats.common import local_footers
@@ -558,6 +558,7 @@ def open_run(
     skipped = 0
     unmatched_cands: list[Candidate] = []
     near_misses: dict[str, str] = {}  # unmatched files a layout nearly took: why it did not
+    unreadable: dict[str, str] = {}  # unmatched files whose head could not be read (so no layout told): why
     registry = layouts()
     chosen_files: list[tuple[Candidate, Layout]] = []
     claimed: list[tuple[str, Placement]] = []
@@ -581,7 +582,8 @@ def open_run(
             near = None if forced is not None else _near_miss(cand, registry)
             if cand.head_error is not None and cand.suffix in DATA_SUFFIXES:
                 # Not "no known layout": its layout could not be told because it could not be read at all.
-                ctx.problem(cand.rel, UNREADABLE, f"cannot read file ({cand.head_error}); not read")
+                unreadable[cand.rel] = f"cannot read file ({cand.head_error})"
+                ctx.problem(cand.rel, UNREADABLE, f"{unreadable[cand.rel]}; not read")
             elif cand.size == 0 and cand.suffix in DATA_SUFFIXES:
                 empty.append(cand.rel)  # no layout can be told from nothing: said as what it is
                 ctx.warn(cand.rel, "an empty file (0 bytes; a writer that stopped before its first row?): ignored")
@@ -672,6 +674,16 @@ def open_run(
     if not files and not skipped:
         if unmatched and len(empty) == len(unmatched):
             raise UsageError(f"{path}: no run files found ({len(empty)} empty file(s), 0 bytes)")
+        if unreadable:
+            # The `unreadable` problem it is beside another file (a first line over the sniffing limit, a head
+            # the store would not give): named with its reason, and a data problem (exit 1), as a run whose only
+            # file is a corrupt Parquet file is; not a usage error about a layout.
+            rel, why = next(iter(unreadable.items()))
+            others = len(unmatched) - len(unreadable)
+            many = f"{len(unreadable)} file(s) that cannot be read, the first " if len(unreadable) > 1 else ""
+            rest = f"; {others} other file(s) match no known layout" if others else ""
+            said_trouble()  # a head the store would not give may be given next time: this answer is not kept
+            raise UnreadableFilesError(f"{path}: no run files found ({many}{rel}: {why}{rest})")
         if damaged:
             rel, what = next(iter(damaged.items()))
             others = len(unmatched) - len(damaged)
@@ -710,6 +722,17 @@ def open_run(
 
 
 _FORCE_HINT = "force one with --layout NAME to read the lines that are intact"
+
+
+class UnreadableFilesError(UsageError):
+    """No file of the run read, and one could not be read at all to tell its layout (a first line over the
+    sniffing limit, a head the store would not give): a problem in the data, exit 1, the code that
+    ``unreadable`` problem gives beside other files (and a run whose only file is a corrupt Parquet file).
+    Still a ``UsageError`` to the callers that hold a run none of whose files is read yet (``watch``: a file
+    removed between its listing and its read waits, as a file of no known layout does)."""
+
+    exit_code = EXIT_PROBLEMS
+
 
 # The temporary files of runlog's writer (docs/format.md, Files a writer leaves) and the process that writes each:
 # ``samples/<split>/.step_*.p<i>.parquet.tmp``, ``.scalars.p<i>.jsonl.tmp``, ``..writer.p<i>.json.tmp`` and

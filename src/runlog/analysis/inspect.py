@@ -703,10 +703,20 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
 
     scalars = ScalarSummary(records=rows_by_kind.get("scalars", 0))
     if any(f.kind == "scalars" and f.readable for f in files):
+        from .scalars import DEFAULT_ALIASES, aliased_key
+
+        # Counted as summarize --scalars shows them: the records with a step, keys renamed by the alias table
+        # (``grad_global_norm`` and ``grad/global_norm`` are one metric there, and one here).
         weight = pl.col("key").str.ends_with("__count")
-        counts = run.scalars.select(
-            pl.col("key").filter(~weight).n_unique().alias("keys"), pl.col("key").filter(weight).n_unique().alias("w")
-        ).collect()
+        counts = (
+            run.scalars.filter(pl.col("step").is_not_null())
+            .select(aliased_key(DEFAULT_ALIASES))
+            .select(
+                pl.col("key").filter(~weight).n_unique().alias("keys"),
+                pl.col("key").filter(weight).n_unique().alias("w"),
+            )
+            .collect()
+        )
         scalars.keys, scalars.weights = int(counts["keys"][0]), int(counts["w"][0])
         if scalar_steps:
             scalars.steps = [min(scalar_steps), max(scalar_steps)]

@@ -78,19 +78,53 @@ GROUP_SPLIT_NOTE = (
 
 def layouts_note(run: Run) -> str | None:
     """A note where the run's samples come from files of several layouts (loose dumps side by side in one folder:
-    a verifiers results file beside inspect_ai logs), which every figure pools as one run's: which layouts, with
-    their rows (footers and parsed frames: nothing read), and how to look at one apart. None for one layout."""
+    a verifiers results file beside inspect_ai logs), or of one layout from several envs (inspect_ai logs of
+    two tasks in its ``./logs`` folder; a verifiers file of several tasks), which every figure pools as one
+    run's: which layouts and envs, with their rows, and how to look at one apart. From footers and the frames
+    the probes parsed: nothing read (a Parquet file's envs are in its data, unread: not said). None for one
+    layout of one env."""
     rows: dict[str, int] = {}
     for f in run.files:
         if f.kind == "samples" and f.readable:
             rows[f.layout] = rows.get(f.layout, 0) + (f.rows or 0)
-    if len(rows) < 2:
+    envs = _envs(run)
+    if len(rows) < 2 and not envs:
         return None
+    pooled = "pooled in every figure as one run's (loose files side by side in a folder are one run)"
+    per_env = "; ".join(f"{lay} samples are of {len(n)} envs (tasks), {_rows_said(n)}" for lay, n in envs.items())
+    if len(rows) < 2:
+        return f"this run's {per_env}, {pooled}: --by env to see each apart"
     said = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])))
+    also = f"; its {per_env}" if envs else ""
     return (
-        f"this run holds samples of {len(rows)} layouts, {said}, pooled in every figure as one run's (loose files "
-        "side by side in a folder are one run): pass one file or folder to see one apart, or --by env"
+        f"this run holds samples of {len(rows)} layouts, {said}, {pooled}{also}: pass one file or folder to see one "
+        "apart, or --by env"
     )
+
+
+def _envs(run: Run) -> dict[str, dict[str | None, int]]:
+    """Rows per env (``env_name``: an inspect_ai log's task, a verifiers row's task) of each layout whose
+    samples are of several, from the frames the probes kept (JSON layouts: in memory, nothing read)."""
+    columns: dict[str, list[pl.Series]] = {}
+    for f in run.files:
+        frame = f.frame
+        if f.kind == "samples" and f.readable and isinstance(frame, pl.DataFrame) and "env_name" in frame.columns:
+            columns.setdefault(f.layout, []).append(frame.get_column("env_name"))
+    out: dict[str, dict[str | None, int]] = {}
+    for layout, cols in sorted(columns.items()):
+        if all(c.null_count() == len(c) for c in cols):  # no env named (NeMo Gym, verl): one env, unknown
+            continue
+        counts = pl.concat([c.cast(pl.String) for c in cols]).value_counts(sort=True, name="n")
+        if counts.height > 1:
+            out[layout] = dict(counts.iter_rows())
+    return out
+
+
+def _rows_said(counts: dict[str | None, int], limit: int = 6) -> str:
+    """``a (3 rows), b (2 rows)``, the most rows first; a null env as ``(none)``."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+    said = ", ".join(f"{'(none)' if env is None else env} ({n:,} rows)" for env, n in ranked[:limit])
+    return said + (f", {len(ranked) - limit} more" if len(ranked) > limit else "")
 
 
 def split_notes(run: Run, frame: pl.DataFrame, by: Sequence[str] | None, pooled: bool = False) -> list[str]:

@@ -405,9 +405,15 @@ class JsonlResult:
     skipped: list[int] = field(default_factory=list)  # 1-based lines skipped as bad (a torn last line included)
 
 
-def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int = 5) -> JsonlResult:
+def read_jsonl(
+    cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int = 5, repeats: bool = False
+) -> JsonlResult:
     """Parse a JSONL file line by line. Bad lines are reported with their number and skipped; a torn last
-    line (no trailing newline: the file may still be being written) is a warning, not an error."""
+    line (no trailing newline: the file may still be being written) is a warning, not an error.
+
+    With ``repeats``, records that hold a key twice (``{"loss": 1.0, "loss": 9.0}``) are said in one warning
+    (count, first line and key): the later value is kept, as Python's json and JavaScript read a line, and a
+    reader that keeps another (polars keeps the first) must not read such a file."""
     path = cand.abspath
     rel = cand.rel if isinstance(cand, Candidate) else cand.path
     out = JsonlResult()
@@ -423,6 +429,7 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
         lines = lines[:-1]
     reported = 0
     surrogates = 0
+    repeated: list[tuple[int, str]] = []  # (line, the first key held twice)
     last = len(lines)
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -439,6 +446,10 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
             if not isinstance(obj, dict):
                 reason = f"a JSON {type(obj).__name__}, not an object"
         if reason is None:
+            # A line with no more ':' than its record's keys holds no key twice (the flat record: no walk).
+            colons = raw.count(b":") if repeats else 0
+            if colons > len(obj) and colons != _pairs(obj) and (key := _repeated_key(raw)) is not None:
+                repeated.append((i, key))
             out.records.append(obj)
             out.line_numbers.append(i)
             continue
@@ -454,7 +465,51 @@ def read_jsonl(cand: Candidate | FileInfo, ctx: RunContext, *, max_reported: int
         ctx.problem(rel, BAD_LINE, f"{reported - max_reported} more bad lines skipped")
     if surrogates:
         ctx.warn(rel, SURROGATE_NOTE.format(n=surrogates))
+    if repeated:
+        line, key = repeated[0]
+        ctx.warn(
+            rel,
+            f"{len(repeated)} record(s) hold a key twice (first: line {line}, {key!r}): the later value kept, as "
+            "Python's json and JavaScript read a line",
+        )
     return out
+
+
+def _pairs(obj: Any) -> int:
+    """The key-value pairs of a parsed JSON value, nested ones included: each holds one ':' in its line, so a
+    line with more ':' than its value's pairs holds a key twice (or a ':' inside a string: ``_repeated_key``
+    tells which)."""
+    if isinstance(obj, dict):
+        return len(obj) + sum(_pairs(v) for v in obj.values() if isinstance(v, (dict, list)))
+    if isinstance(obj, list):
+        return sum(_pairs(v) for v in obj if isinstance(v, (dict, list)))
+    return 0
+
+
+class _Pairs(list):
+    """An object's pairs in the order written (``json``'s ``object_pairs_hook``), repeats kept."""
+
+
+def _repeated_key(raw: bytes) -> str | None:
+    """The first key a JSON line holds twice in one object (nested keys as ``a/b``, as flattened), or None."""
+    try:
+        parsed = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):  # pragma: no cover  (the line parsed a moment ago)
+        return None
+    todo: list[tuple[str, Any]] = [("", parsed)]
+    while todo:
+        prefix, node = todo.pop(0)
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for k, v in node:
+                name = f"{prefix}/{k}" if prefix else str(k)
+                if k in seen:
+                    return name
+                seen.add(k)
+                todo.append((name, v))
+        elif isinstance(node, list):
+            todo.extend((prefix, v) for v in node)
+    return None
 
 
 def flatten(obj: dict[str, Any], prefix: str = "", sep: str = "/", clashes: list[str] | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class JaxArcLayout(Layout):
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "jsonl", "scalars", cand.size)
-        parsed = read_jsonl(cand, ctx)
+        parsed = read_jsonl(cand, ctx, repeats=True)
         rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
         other: set[str] = set()
         stepless: list[tuple[int, str]] = []  # (line, what it holds instead)

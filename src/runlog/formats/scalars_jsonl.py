@@ -192,7 +192,7 @@ def probe_flat_scalars(
             ctx.note(layout, _counters_note(cand.rel, aside))
         lines = list(range(1, len(record_steps) + 1))  # the fast path reads no file with a blank line
     else:
-        parsed = read_jsonl(cand, ctx)
+        parsed = read_jsonl(cand, ctx, repeats=True)
         rows = record_rows(
             parsed, cand.rel, ctx, layout, step_keys=step_keys, counters=counters, no_step_key=no_step_key
         )
@@ -226,6 +226,8 @@ def _fast_flat_scalars(
     except Exception:  # noqa: BLE001  (any parse trouble: the careful reader reports it line by line)
         return None
     if data.count(b"\n") != df.height:  # a blank line polars skipped: record i would not be line i
+        return None
+    if _may_repeat_keys(data, df):  # polars keeps a repeated key's first value, the careful reader its last
         return None
     # Looked up once: ``DataFrame.schema`` builds a new mapping of every column on each access, and one record
     # with thousands of keys (per-layer gradient norms) made this check quadratic (4,000 keys: 52 s).
@@ -261,3 +263,43 @@ def _fast_flat_scalars(
         held = base.filter(pl.col("step").is_duplicated()).group_by("step").agg(pl.col(values).count())
         relogged = sorted(held.filter(pl.max_horizontal(values) > 1)["step"].to_list())
     return long, df.height, steps, record_steps, aside, relogged
+
+
+# A null value as runlog's writer (``": "``) and compact writers (``":"``) write it. A null written otherwise
+# (``":  null"``) is not counted: the counts of ``_may_repeat_keys`` then differ and the careful reader reads the file.
+_NULLS = (b":null", b": null")
+
+
+def _may_repeat_keys(data: bytes, df: pl.DataFrame) -> bool:
+    """Whether a line of ``data`` (``df``, as polars parsed it) may hold a key twice: polars keeps the first
+    value, Python's json (the careful reader, which says so) the last, so such a file is read carefully.
+
+    Counted, not searched (a search per key was a pass over the file per key; records of thousands of keys
+    are common): each key-value pair holds one ':' outside strings, and a file the fast path reads holds no
+    string but its keys (numbers, booleans and nulls only), so the file's ':' are its pairs, plus any inside a
+    key. Without a repeat, each pair is a value polars kept (a non-null cell) or a null; a repeat makes the
+    pairs more, unless its later copies are null (polars kept the first, non-null, value). So where the file
+    holds nulls, the lines that hold one are counted again with each null read as 0 (every pair then a
+    cell). A ':' inside a key, or a null written otherwise, makes the counts differ too: such a file is read by
+    the careful reader, which is slower, never wrong."""
+    pairs, cells = data.count(b":"), sum(df.count().row(0))
+    if pairs == cells:  # every pair a value polars kept: no null, no repeat (the common case: one pass)
+        return False
+    # The lines that hold 'null' (a key may, too: counting its line again is harmless), found by search: one
+    # more pass over the file, not a split of every line; the nulls are counted in them alone.
+    parts = []
+    at = data.find(b"null")
+    while at >= 0:
+        start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at) + 1  # the fast path's data ends with \n
+        parts.append(data[start:end])
+        at = data.find(b"null", end)
+    held = b"".join(parts)
+    nulls = sum(held.count(t) for t in _NULLS)
+    if pairs != cells + nulls or not nulls:
+        return True
+    zeroed = held.replace(b":null", b":0").replace(b": null", b": 0")
+    try:
+        cells = sum(pl.read_ndjson(zeroed, infer_schema_length=None).count().row(0))
+    except Exception:  # noqa: BLE001  (a column of booleans and nulls: 0 is no boolean; the careful reader reads it)
+        return True
+    return held.count(b":") != cells

@@ -223,7 +223,14 @@ class Trl(Layout):
         values = [self._reward_value(c, schema[c], group, lf, ctx) for c in reward_cols]
         if values:
             all_null = pl.all_horizontal([v.is_null() for v in values])
-            reward = pl.when(all_null).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
+            # TRL sums the functions' rewards with nansum (``GRPOTrainer``: ``(rewards_per_func * w).nansum(dim=1)``):
+            # a function's None (NaN) adds nothing, and a row where every function returned None trained with
+            # reward 0.0, which TRL's logged ``reward`` mean counts: so it is 0.0 here too. A row whose values
+            # could not be read (text that is no number, a type that is none: said per file) is no such row:
+            # its reward is unknown, null.
+            unreadable = pl.any_horizontal([_unreadable(c, schema[c]) for c in reward_cols])
+            reward = pl.when(all_null & unreadable).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
+            self._say_unscored(group, all_null & ~unreadable, reward_cols, ctx)
             items = [
                 pl.struct(pl.lit(c).alias("name"), v.alias("value")) for c, v in zip(reward_cols, values, strict=True)
             ]
@@ -276,6 +283,47 @@ class Trl(Layout):
         return S.conform_samples(lf.select(exprs))
 
     @staticmethod
+    def _say_unscored(group: list[FileInfo], unscored: pl.Expr, reward_cols: list[str], ctx: RunContext) -> None:
+        """Count, per file, the rows where every reward function returned None (their reward is TRL's 0.0), in
+        a warning naming the file. Read only where the footer says each reward column has nulls (TRL writes
+        its completions with pandas, which stores a None's NaN as null) or cannot say: a file whose footer
+        shows a column without nulls has no such row, and costs nothing. (A NaN stored as NaN, by another
+        writer, is not in the footer: such rows read as 0.0 all the same, uncounted.)"""
+        counted: dict[str, int] = ctx.cache.setdefault("trl_unscored", {})
+        suspects = [
+            f
+            for f in group
+            if f.path not in counted and (f.rows or 0) > 0 and all(f.null_counts.get(c, 1) > 0 for c in reward_cols)
+        ]
+        for f in group:
+            counted.setdefault(f.path, 0)
+        if not suspects:
+            return
+        by_path = {str(f.abspath): f for f in suspects}
+        try:
+            found = (
+                scan_parquet(suspects, include_file_paths="source")
+                .select("source", unscored.alias("unscored"))
+                .group_by("source")
+                .agg(pl.col("unscored").sum())
+                .collect()
+            )
+        except (pl.exceptions.PolarsError, OSError):  # corrupt data behind a footer: the read that needs it says so
+            return
+        for source, n in found.iter_rows():
+            info = by_path.get(source)
+            if info is None or not n:
+                continue
+            counted[info.path] = n
+            _warn_once(
+                ctx,
+                info.path,
+                f"{n} row(s) where every reward function returned None (null or NaN in each reward column): reward "
+                "0.0, as TRL's GRPOTrainer trained on them (it sums the functions' rewards with nansum); "
+                "reward_components null",
+            )
+
+    @staticmethod
     def _sample_id(group: list[FileInfo], several: bool, file_step: pl.Expr) -> pl.Expr:
         row = pl.int_range(pl.len()).over("source")
         if not several:
@@ -315,6 +363,16 @@ class Trl(Layout):
         for f in group:
             _warn_once(ctx, f.path, f"reward-function column {col!r} is {dtype} here, not a number: read as null")
         return pl.lit(None, dtype=pl.Float64)
+
+
+def _unreadable(col: str, dtype: pl.DataType) -> pl.Expr:
+    """Whether a row's value of a reward-function column is there but could not be read as a number (text that
+    is none, or a type that is none: ``Trl._reward_value`` reads them as null): not a function's None."""
+    if _number_type(dtype):
+        return pl.lit(False)
+    if dtype == pl.String:
+        return pl.col(col).is_not_null() & pl.col(col).str.strip_chars().cast(pl.Float64, strict=False).is_null()
+    return pl.col(col).is_not_null()
 
 
 def _warn_once(ctx: RunContext, path: str, message: str) -> None:
