@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -89,9 +90,10 @@ def diff_command(
     The first run is the baseline. Runs are aligned by split and step and compared on the steps both have
     (a run logged every k steps is compared where both have data; a note says the overlap). Per role: the
     reward and KL at the start, the end (the last --window common steps) and each run's best window, the
-    zero-advantage fraction, and the difference to the baseline with a bootstrap interval over samples
-    (seeded: --seed, --boot); where both runs have the same prompts at the same steps, a paired comparison
-    per prompt; the first step from which the run is stably ahead or behind (the doctor's onset rule).
+    zero-advantage fraction, and the difference to the baseline with a bootstrap interval over prompt groups
+    (over samples where no group is known; seeded: --seed, --boot); where both runs have the same prompts at
+    the same steps, a paired comparison per prompt; the first step from which the run is stably ahead or
+    behind (the doctor's onset rule).
     Also the common scalar keys (--keys), and the differences of the recorded configs. --text and
     --findings add diversity, format adherence and the doctor's findings, which read the texts.
 
@@ -117,6 +119,8 @@ def diff_command(
         _no_image(output, paths)
     fmt = format_from_output(ctx, fmt, output)
     with handle_errors():
+        if any(not n.strip() for n in name or []):
+            raise UsageError("--name '': a run's label cannot be empty (give each run a name, or leave --name out)")
         storage = use_storage_options(storage_option)
         runs = expand_runs(paths, storage)
         if len(runs.paths) < 2:
@@ -165,17 +169,35 @@ def _diff(
     labels, said_twice = run_labels(paths, name or [], storage)
     result = diff_runs(runs, labels, options, locations=paths)
     result.notes[:0] = [*given.notes(paths), *said_twice]
+
+    def problems() -> int:
+        errors = report_problems(skipped, group=False)  # each skipped run named on its line
+        for label, run in zip(result.names, runs, strict=True):
+            errors += report_problems([named(p, label) for p in run.problems])
+        return errors
+
     if not result.compared:
-        # Every reason, in one line; "layouts differ" is no reason (runs of any layouts compare).
+        # The files left out first (a truncated file, a newer schema with its upgrade): they are why a run has
+        # nothing to compare. Then every reason, in one line; "layouts differ" is no reason (runs of any
+        # layouts compare).
+        problems()
         reasons = [n for n in result.notes if not n.startswith("layouts differ")] or result.notes
         reason = "; ".join(reasons) or "nothing in common"
         raise UsageError(f"nothing to compare: {reason}")
     _emit(result, fmt, output)
-    report_problems([], notes=result.notes)
-    errors = report_problems(skipped, group=False)  # each skipped run named on its line
-    for label, run in zip(result.names, runs, strict=True):
-        errors += report_problems([named(p, label) for p in run.problems])
-    return errors
+    say_notes(result.notes, result.warnings)
+    return problems()
+
+
+def say_notes(notes: list[str], warnings: list[str]) -> None:
+    """Every note and warning of the diff on stderr, one line each, none cut: they are about the pair (the
+    overlap, the windows, the pairing, an infinite mean), which no other command shows
+    (``common.report_problems`` cuts at 20 lines, with a pointer to ``runlog inspect``, for files' problems)."""
+    from ..textsafe import visible
+
+    lines = [f"note: {n}" for n in notes] + [f"warning: {w}" for w in warnings]
+    for line in lines:
+        sys.stderr.write(visible(line, keep_newlines=False) + "\n")
 
 
 TWO_RUNS = "diff needs at least two runs: the baseline first, then the runs to compare with it"

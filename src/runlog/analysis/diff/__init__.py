@@ -12,16 +12,18 @@ The first run is the baseline; every other run is compared with it, pair by pair
   or NaN, with no interval; rounding is no difference: ``bootstrap.valid_mean``), and the zero-advantage
   fraction of the role's
   prompt groups there (groups as ``summarize --prompt-groups`` finds them). The difference to the baseline
-  has a percentile bootstrap confidence interval: the samples (for ``zero_adv_frac``: the prompt groups) of
-  each run are resampled with replacement, independently, ``boot`` times, from a seeded generator, so that
-  the same command prints the same interval. A difference whose interval lies above 0 is ``ahead``
+  has a percentile bootstrap confidence interval: the prompt groups of one step (a group's samples together,
+  as they share the prompt's difficulty; the samples where no group is known) of each run are resampled with
+  replacement, independently, ``boot`` times, from a seeded generator, so that the same command prints the
+  same interval. A difference whose interval lies above 0 is ``ahead``
   (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``.
 - **Paired.** Where both runs have prompt groups over the same prompts (the same prompt text, or where there
   is no text the same group id, within the same split and step), the per-prompt difference of the role's
   mean reward over the end window, with a bootstrap interval over the prompts: differences between prompts
   cancel, so a paired interval is narrower.
 - **Onset.** Per common step, the Welch z of the difference of the role's mean rewards
-  (``(mean_B - mean_A) / sqrt(sd_A^2 / n_A + sd_B^2 / n_B)``); B is ahead from the first step from which
+  (``(mean_B - mean_A) / sqrt(deff_A sd_A^2 / n_A + deff_B sd_B^2 / n_B)``, ``deff`` the run's design effect of
+  its prompt groups, measured on the windows: ``sides.design_effect``); B is ahead from the first step from which
   the z stays at or above the interval's normal quantile (1.96 for 95 %) stably: the doctor's onset rule
   (``changepoint.first_sustained`` with the doctor's ``persist`` and ``min_segment``). Behind likewise. A
   step where neither run has spread and the means differ has an infinite z: beyond any quantile, not missing.
@@ -37,7 +39,7 @@ What it costs: one pass over each run (per split, role and step: the reward's an
 numeric columns only, as lean as ``summarize``'s; from summarize's partial cache where it holds most steps),
 then the samples of the few steps of the windows (two reads
 of only their files: the start and end windows with the prompt text, for groups and pairing; the best windows'
-other steps as numbers), and the bootstrap (``bootstrap``: by value for columns of few values, else one count
+other steps with their groups), and the bootstrap (``bootstrap``: by value for columns of few values, else one count
 matrix per run and column length); docs/benchmarks.md, "diff".
 
 Modules: ``model`` (options, result, schemas), ``align`` (steps, roles, windows), ``sides`` (one run's reads),

@@ -1,7 +1,10 @@
 """The percentile bootstrap of a diff: seeded streams, replicates of column means, intervals, verdicts.
 
 A replicate resamples a column's units (samples, prompt groups, prompts, steps) with replacement, as many as
-there are, and takes the mean of the valid values drawn. Two exact routes to the same replicates:
+there are, and takes the mean of the valid values drawn. A unit may stand for several values (a prompt group's
+samples, resampled together: ``weights``): it is then given as their mean and their number, and a replicate is
+the mean over the values of the units drawn (each unit's mean weighed by its number). Two exact routes to the
+same replicates:
 
 - **Few distinct values** (a 0/1 column such as zero_adv_frac, a binary reward): how often each distinct
   value (and NaN) is drawn is multinomial with the values' frequencies, so a replicate is one multinomial
@@ -45,77 +48,92 @@ def rng_for(seed: int, *parts: Any) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
-def bootstrap_means(values: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
+def bootstrap_means(
+    values: np.ndarray, boot: int, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> np.ndarray:
     """``boot`` bootstrap replicates of the mean of each column of ``values`` (rows: the units resampled, with
     replacement; NaN: a unit without a valid value in that column, which a replicate leaves out, so each
-    column's replicate is the mean of its valid resampled values). Shape ``(boot, columns)``; NaN where a
+    column's replicate is the mean of its valid resampled values). ``weights`` (the shape of ``values``, or
+    None: 1 each): how many values each unit's value is the mean of (a prompt group's samples), so that a
+    replicate is the mean over the values drawn, not over the units. Shape ``(boot, columns)``; NaN where a
     replicate drew no valid value. Deterministic given ``rng``'s state (module docstring: the two routes)."""
     x = np.asarray(values, dtype=float)
     if x.ndim == 1:
         x = x[:, None]
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float).reshape(x.shape)
     n, m = x.shape
     out = np.full((boot, m), np.nan)
     if n == 0:
         return out
     by_unit = []
     for j in range(m):
-        distinct = _distinct(x[:, j])
+        distinct = _distinct(x[:, j], w[:, j])
         if distinct is None:
             by_unit.append(j)
         else:
             out[:, j] = _by_value(x[:, j], distinct, boot, rng)
     if by_unit:
-        out[:, by_unit] = _by_unit(x[:, by_unit], boot, rng)
+        out[:, by_unit] = _by_unit(x[:, by_unit], w[:, by_unit], boot, rng)
     return out
 
 
-def _distinct(col: np.ndarray) -> np.ndarray | None:
-    """The column's distinct finite values when there are at most ``DISCRETE_VALUES``, else None."""
-    finite = col[np.isfinite(col)]
-    if len(finite) == 0:
-        return np.empty(0)
-    # A cheap look first: a continuous column shows many values among its first few hundred.
-    if len(np.unique(finite[: 4 * DISCRETE_VALUES])) > DISCRETE_VALUES:
-        return None
-    distinct = np.unique(finite)
-    return distinct if len(distinct) <= DISCRETE_VALUES else None
-
-
-def _by_value(col: np.ndarray, distinct: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Replicates of a column with few distinct values: the counts of each value (and of NaN, the last
-    category) in a resample of ``n`` units are multinomial with the values' frequencies."""
-    n = len(col)
+def _distinct(col: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The column's distinct (finite value, weight) pairs (weight: 1 each by default), sorted by value then
+    weight (as two arrays), and the pair of each finite unit, when there are at most ``DISCRETE_VALUES``; else
+    None."""
     finite = np.isfinite(col)
-    which = np.searchsorted(distinct, col[finite])
-    p = np.append(np.bincount(which, minlength=len(distinct)), n - len(which)) / n
-    draws = rng.multinomial(n, p, size=boot)[:, : len(distinct)].astype(float)
-    hits = draws.sum(axis=1)
-    if len(distinct) == 0:
+    weight = np.ones_like(col) if weight is None else weight
+    keys = col[finite] + 1j * weight[finite]  # a complex number sorts by its real part, then its imaginary one
+    if len(keys) == 0:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+    # A cheap look first: a continuous column shows many values among its first few hundred.
+    if len(np.unique(keys[: 4 * DISCRETE_VALUES])) > DISCRETE_VALUES:
+        return None
+    distinct, which = np.unique(keys, return_inverse=True)
+    if len(distinct) > DISCRETE_VALUES:
+        return None
+    return distinct.real.copy(), distinct.imag.copy(), which.ravel()
+
+
+def _by_value(
+    col: np.ndarray, distinct: tuple[np.ndarray, np.ndarray, np.ndarray], boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Replicates of a column with few distinct (value, weight) pairs: the counts of each pair (and of NaN,
+    the last category) in a resample of ``n`` units are multinomial with the pairs' frequencies."""
+    n = len(col)
+    values, weights, which = distinct
+    if len(values) == 0:
         return np.full(boot, np.nan)
+    p = np.append(np.bincount(which, minlength=len(values)), n - len(which)) / n
+    draws = rng.multinomial(n, p, size=boot)[:, : len(values)].astype(float)
+    hits = draws @ weights
     # Relative to the least value: a constant column gives that value back exactly (as ``valid_mean`` does),
     # not ``hits * v / hits``, whose rounding would be a difference between two runs of the same values.
-    ref = distinct[0]
-    sums = draws @ (distinct - ref)
+    ref = values[0]
+    sums = draws @ (weights * (values - ref))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(hits > 0, ref + sums / np.where(hits > 0, hits, 1.0), np.nan)
 
 
-def _by_unit(x: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Replicates by a count matrix shared by the columns of ``x``, chunk by chunk."""
+def _by_unit(x: np.ndarray, w: np.ndarray, boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates by a count matrix shared by the columns of ``x`` (``w``: the units' weights), chunk by
+    chunk."""
     n, m = x.shape
     valid = np.isfinite(x)
-    # One product gives each replicate's sums (the first m columns) and its numbers of valid values drawn (one
-    # column per distinct pattern of invalid units; a column without any has n every time). float32 holds the
-    # counts exactly, and the sums to 7 digits, more than an interval's ends are shown with.
+    weight = np.where(valid, w, 0.0)
+    # One product gives each replicate's weighted sums (the first m columns) and its numbers of valid values
+    # drawn (one column per distinct pattern of weights: of invalid units, of group sizes; a column whose every
+    # unit is one valid value has n every time). float32 holds the counts exactly, and the sums to 7 digits,
+    # more than an interval's ends are shown with.
     hit_col = np.full(m, -1)
     seen: dict[bytes, int] = {}
-    for j in np.flatnonzero(~valid.all(axis=0)):
-        hit_col[j] = m + seen.setdefault(np.packbits(valid[:, j]).tobytes(), len(seen))
-    patterns = valid[:, [int(np.flatnonzero(hit_col == m + k)[0]) for k in range(len(seen))]]
+    for j in np.flatnonzero(~(weight == 1.0).all(axis=0)):
+        hit_col[j] = m + seen.setdefault(weight[:, j].tobytes(), len(seen))
+    patterns = weight[:, [int(np.flatnonzero(hit_col == m + k)[0]) for k in range(len(seen))]]
     # float32 values centred on each column's mean and scaled by its spread: a replicate is then exact to 7
     # digits of the spread (not of the magnitude: 12345678.9 + noise keeps its noise; 1e300 does not overflow).
     ref, scale = _centre_and_scale(x, valid)
-    scaled = np.where(valid, (np.where(valid, x, 0.0) - ref) / scale, 0.0)
+    scaled = np.where(valid, weight * (np.where(valid, x, 0.0) - ref) / scale, 0.0)
     both = np.hstack([scaled, patterns]).astype(np.float32)
     out = np.empty((boot, m))
     chunk = max(1, CHUNK_CELLS // n)

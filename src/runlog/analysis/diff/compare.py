@@ -49,6 +49,7 @@ from .model import (
     frame,
 )
 from .sides import (
+    STEPS_NAMED,
     Boot,
     Side,
     bootstrap_side,
@@ -127,6 +128,8 @@ def diff_runs(
     point_rows: list[dict[str, Any]] = []
     paired_rows: list[dict[str, Any]] = []
     for other, split, common, roles in plans:
+        short = _window_note(other, split, common, opts)
+        notes += [short] if short else []
         notes += sparse_window_notes(base, other, split, common, roles, opts)
         gaps = window_gap_note(base, other, split, (base.steps[split], other.steps[split]), common, roles, opts)
         notes += [gaps] if gaps else []
@@ -150,6 +153,7 @@ def diff_runs(
                 f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
             )
     notes[:] = list(dict.fromkeys(notes))  # the baseline's windows, said once when they are the same windows
+    warnings = [w for s in sides if (w := repeated_warning(s))]
     scalars = scalar_rows(sides, opts, notes)
     configs = config_rows(sides, notes)
     out = Diff(
@@ -163,6 +167,7 @@ def diff_runs(
         scalars=frame(scalars, SCALARS_SCHEMA),
         config=frame(configs, CONFIG_SCHEMA),
         notes=notes,
+        warnings=warnings,
         per_step=per_steps,
         options=opts,
         common=commons,
@@ -175,6 +180,13 @@ def diff_runs(
     return out
 
 
+def _no_samples(side: Side) -> str:
+    """``samples``, or ``readable samples (its 2 sample file(s) could not be read)`` where files were left out:
+    the run's problems name them, and the reason (a newer schema, a truncated file) is theirs."""
+    unread = sum(f.kind == "samples" and not f.readable for f in side.run.files)
+    return f"readable samples (its {unread} sample file(s) could not be read)" if unread else "samples"
+
+
 def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list[dict[str, Any]], list[Plan]]:
     """The overlap rows and, per compared run and split with common steps, what to compare; the windows to
     read are recorded on the sides; a note for every split, step or role only one run has."""
@@ -183,14 +195,11 @@ def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list
     plans: list[Plan] = []
     for other in sides[1:]:
         splits = [s for s in base.steps if s in other.steps]
-        empty = [s.name for s in (base, other) if not s.steps]
+        empty = [s for s in (base, other) if not s.steps]
         if empty:
             where = " at the steps and splits chosen" if not opts.steps.unbounded or opts.splits else ""
-            has = "have" if len(empty) > 1 else "has"
-            notes.append(
-                f"{' and '.join(empty)} {has} no samples{where}: no per-role comparison of {other.name} "
-                f"with {base.name}"
-            )
+            said = " and ".join(f"{s.name} has no {_no_samples(s)}" for s in empty)
+            notes.append(f"{said}{where}: no per-role comparison of {other.name} with {base.name}")
             continue
         # Said of this pair: with three runs or more, "eval only in base" read as if no run's eval were compared.
         for only, who, lacks in (
@@ -227,6 +236,31 @@ def _align(sides: list[Side], opts: DiffOptions, notes: list[str]) -> tuple[list
             plan_windows(base, other, split, common, roles, opts)
     notes[:] = list(dict.fromkeys(notes))  # a baseline without samples is said once, not once per run
     return overlap_rows, plans
+
+
+def repeated_warning(side: Side) -> str | None:
+    """The windows' repeated sample ids of ``side`` (``sides.repeated_ids``), in doctor's words; None without."""
+    if not side.repeated:
+        return None
+    ids = sum(r[2] for r in side.repeated)
+    extra = sum(r[3] for r in side.repeated)
+    steps = [f"{r[1]}{f' ({r[0]})' if r[0] is not None else ''}" for r in side.repeated]
+    at = ", ".join(steps[:STEPS_NAMED]) + (f", ... ({len(steps)} steps)" if len(steps) > STEPS_NAMED else "")
+    return (
+        f"{side.name}: repeated_sample_ids: {ids} sample id(s) occur more than once within their step in the "
+        f"windows compared ({extra} extra sample(s); step(s) {at}): rows read twice (a copied file?), which count "
+        "twice in these figures, or distinct samples given one id (`runlog doctor` names the files)"
+    )
+
+
+def _window_note(other: Side, split: Split, common: list[int], opts: DiffOptions) -> str | None:
+    """``--window`` beyond the common steps: the start, end and best windows are then each all of them."""
+    if len(common) >= opts.window:
+        return None
+    return (
+        f"{other.name}{_where(split)}: --window {opts.window} is more than the {len(common)} step(s) it shares with "
+        f"the baseline: the start, end and best windows are each those {len(common)} step(s)"
+    )
 
 
 NOTHING: Boot = (None, 0, np.full(1, np.nan))
@@ -319,13 +353,17 @@ def _onsets(
     base: Side, other: Side, split: Split, common: list[int], role: str | None, opts: DiffOptions
 ) -> tuple[int | None, int | None]:
     """First common step from which B is stably ahead (behind): the doctor's ``first_sustained`` rule on the
-    per-step Welch z against the interval's normal quantile. A z of +-inf (no spread in two or more values on
+    per-step Welch z (each run's SE times the root of its design effect: prompt groups) against the interval's
+    normal quantile. A z of +-inf (no spread in two or more values on
     each side, a difference) counts there as beyond the quantile on its side; a NaN z (a run without a value,
     or with one: no SD) is a step left out."""
     cols = ("reward_mean", "reward_std", "reward_count")
     a = [base.series(split, role, common, c) for c in cols]
     b = [other.series(split, role, common, c) for c in cols]
-    z = step_z(a[0], a[1], np.nan_to_num(a[2]), b[0], b[1], np.nan_to_num(b[2]))
+    # The samples' SD scaled by the root of each run's design effect: the SE of a step's mean where its samples
+    # come in prompt groups (``sides.design_effect``), so that a prompt's difficulty is not read as a lead.
+    inflate = [math.sqrt(s.deff.get((split, role_key(role)), 1.0)) for s in (base, other)]
+    z = step_z(a[0], a[1] * inflate[0], np.nan_to_num(a[2]), b[0], b[1] * inflate[1], np.nan_to_num(b[2]))
     crit = NormalDist().inv_cdf(0.5 + opts.ci / 2)
     cfg = DoctorConfig()
     out = []

@@ -61,6 +61,9 @@ class Diff:
     text: pl.DataFrame | None = None  # with options.text
     findings: pl.DataFrame | None = None  # with options.findings
     notes: list[str] = field(default_factory=list)
+    # What makes a figure doubtful in the data itself (sample ids repeated in a window: rows read twice),
+    # one line each: ``runlog diff`` prints them as warnings.
+    warnings: list[str] = field(default_factory=list)
     locations: list[str] = field(default_factory=list)  # where each run was given, in ``names``' order
     per_step: list[pl.DataFrame] = field(default_factory=list, repr=False)  # summarize per run (for series)
     options: DiffOptions = field(default_factory=DiffOptions, repr=False)
@@ -91,7 +94,8 @@ class Diff:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON: every frame as a list of row objects (NaN as null), the runs (each with the path it was
-        given as, null where unknown: a label alone does not lead back to a folder) and the notes."""
+        given as, null where unknown: a label alone does not lead back to a folder), the notes and the
+        warnings."""
         paths: list[str | None] = [*self.locations] or [None] * len(self.names)
         runs = [
             {"name": n, "path": path, "layouts": lay, "baseline": i == 0}
@@ -103,7 +107,7 @@ class Diff:
         }
         opts = self.options
         settings = {"window": opts.window, "seed": opts.seed, "boot": opts.boot, "ci": opts.ci}
-        return {"runs": runs, "settings": settings, **body, "notes": list(self.notes)}
+        return {"runs": runs, "settings": settings, **body, "notes": list(self.notes), "warnings": list(self.warnings)}
 
 
 def _plain(v: Any) -> Any:

@@ -2,7 +2,8 @@
 that comparing the same runs again (another ``--format``, a report, a plot) reads neither the windows'
 samples nor resamples them.
 
-What a side's windows give (``sides.load_rows`` then ``sides.bootstrap_side``) depends only on: the files
+What a side's windows give (``sides.load_rows`` then ``sides.bootstrap_side``: the replicates, the per-prompt
+means, each role's design effect and the repeated sample ids) depends only on: the files
 of the windows' steps (each step's identity, ``partial_cache.units``: its files' stamps and the manifest),
 the windows themselves, the run's prompt-group rule (``aggregate.group_key_expr``, decided on the whole
 run), the seed, the number of resamples, the run's place among the runs compared (its bootstrap stream), and
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .model import DiffOptions
     from .sides import Side
 
-FORMAT = 1  # bump when an entry's columns change
+FORMAT = 2  # bump when an entry's columns change (2: the design effects, the repeated ids)
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
@@ -112,9 +113,9 @@ def entry_path(side: Side, opts: DiffOptions) -> Path | None:
 
 
 def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
-    """Fill ``side.boots`` and ``side.prompt_means`` from the entry at ``path``; whether it was there and
-    whole (a missing entry is not an error; an unreadable one, or one that does not hold every window with
-    ``opts.boot`` replicates, is said once, and computed again)."""
+    """Fill ``side.boots``, ``side.prompt_means``, ``side.deff`` and ``side.repeated`` from the entry at
+    ``path``; whether it was there and whole (a missing entry is not an error; an unreadable one, or one that
+    does not hold every window with ``opts.boot`` replicates, is said once, and computed again)."""
     if path is None:
         return False
     try:
@@ -132,6 +133,12 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
         return False
     side.boots = boots
     side.prompt_means = prompts
+    extra = frame.filter(pl.col("kind").is_in(["deff", "repeated"]))
+    for kind, split, steps, name, mean, n in extra.select("kind", "split", "steps", "name", "mean", "n").iter_rows():
+        if kind == "deff":
+            side.deff[(split, name)] = float(mean)
+        else:
+            side.repeated.append((split, int(steps[0]), int(n), int(mean)))
     return True
 
 
@@ -174,6 +181,10 @@ def keep(side: Side, path: Path | None) -> None:
                     "reps": [float(x) for x in reps],
                 }  # fmt: skip
             )
+    for (split, name), deff in side.deff.items():
+        rows.append({"kind": "deff", "split": split, "name": name, "mean": deff})
+    for split, step, ids, extra in side.repeated:
+        rows.append({"kind": "repeated", "split": split, "steps": [step], "n": ids, "mean": float(extra)})
     boots = pl.DataFrame(rows, schema=BOOT_SCHEMA)
     prompts = side.prompt_means if side.prompt_means is not None else pl.DataFrame(schema=PROMPT_SCHEMA)
     prompts = prompts.select(
