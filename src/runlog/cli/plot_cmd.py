@@ -160,7 +160,7 @@ def _plot_diff(
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn, why_empty
-    from .diff_cmd import expand_runs, named, open_runs, plot_fleet_hint, run_labels
+    from .diff_cmd import expand_runs, named, open_runs, plot_fleet_hint, run_labels, say_notes
 
     if what not in ("reward", "kl"):
         raise UsageError(f"--diff draws --what reward or kl (not --what {what})")
@@ -179,7 +179,8 @@ def _plot_diff(
     with writing(output):
         written = save_figure(figure, output)
     problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
-    report_problems([*skipped, *(p for p in problems if not p.is_warning)], notes=result.notes)
+    say_notes(result.notes, result.warnings)  # every one: they are about the runs compared, which inspect cannot show
+    report_problems([*skipped, *(p for p in problems if not p.is_warning)])
     return written
 
 

@@ -526,6 +526,8 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
         f"{d.options.ci:.0%} bootstrap interval, and the first step from which it is stably ahead or behind.</p>",
     ]
     out += [f'<p class="missing">{e(n)}</p>' for n in d.notes]
+    # Repeated sample ids in a compared window (a copied shard, counted twice): said as ``runlog diff`` says them.
+    out += [f'<p class="missing">warning: {e(w)}</p>' for w in d.warnings]
     out.append(_baseline_note((baseline, base), "this comparison"))
     if d.roles.height:
         headers = ["split", "role", "common steps", "baseline", "this run", "difference", "interval", "verdict"]
