@@ -16,7 +16,7 @@ from .changepoint import find_shift, robust_noise
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
-from .texts import drift_reasoning, series_format_note, series_text_note
+from .texts import drift_reasoning, series_format_note, series_policy_note, series_text_note
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     found += _hacking(s, cfg, degradations)
     series_text_note(s)
     series_format_note(s)
+    if s.diversity is not None or s.format is not None:  # the texts were read: whose they are
+        series_policy_note(s)
     return found
 
 
@@ -100,12 +102,15 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
 def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """A sustained drop of ``diversity_metric`` within prompt groups (a sustained rise for the metrics that
     grow as texts collapse, ``rises_on_collapse``), per role, each role judged on its own texts
-    (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's."""
+    (``RunSeries.role_diversity``); texts without a speaker (a completion) are the null role's. Where the metric
+    has no value at some step that has texts (distinct-n of texts shorter than n tokens: one-word or empty
+    answers, or Chinese written without spaces; Self-BLEU of groups of one), a collapse onto such
+    texts would be unseen: the role is judged on ``unique_frac`` too (exact duplicates, defined wherever there
+    are texts), and a note says at how many steps the metric had no value."""
     div = s.role_diversity
     if div is None:
         return []
     out = []
-    kw = cfg.shift_options()
     roles: list[str | None] = [r for r in s.run.role_names() if r in set(div["role"].to_list())]
     roles += sorted({r for r in div["role"].to_list() if r is not None} - set(roles))
     if div["role"].null_count():
@@ -114,37 +119,68 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         part = div.filter(pl.col("role").is_null() if role is None else pl.col("role") == role).sort("step")
         if part.height < cfg.min_steps:
             continue
-        steps, y = part["step"].to_list(), as_floats(part[cfg.diversity_metric].to_list())
-        rises = rises_on_collapse(cfg.diversity_metric)
-        shift = find_shift(y, direction="up" if rises else "down", min_delta=0.0, **kw)
-        if shift is None or not _collapsed(cfg.diversity_metric, shift.before, shift.after, cfg.diversity_drop):
-            continue
-        onset = steps[shift.onset]
-        uniq = as_floats(part["unique_frac"].to_list())
-        u_before, u_after = float(np.nanmedian(uniq[: shift.split])), float(np.nanmedian(uniq[shift.split :]))
-        whose = f"{who(role)}: its texts" if role is not None else "completions"
-        out.append(
-            Finding(
-                "diversity_collapse",
-                "warning",
-                f"{whose} within prompt groups collapsed from step {onset} on: {cfg.diversity_metric} "
-                f"{'rose ' if rises else ''}{shift.before:.3g} -> {shift.after:.3g}"
-                f"{' (higher is less diverse)' if rises else ''}, "
-                f"unique texts {percent(u_before)} -> {percent(u_after)}",
-                role,
-                onset,
-                {
-                    "metric": cfg.diversity_metric,
-                    "direction": "up" if rises else "down",
-                    "before": shift.before,
-                    "after": shift.after,
-                    "unique_frac_before": u_before,
-                    "unique_frac_after": u_after,
-                    "z": shift.z,
-                },
+        metric = cfg.diversity_metric
+        undefined = part.filter(pl.col(metric).is_null() & pl.col("unique_frac").is_not_null()).height
+        found = _collapse(part, role, metric, cfg)
+        if undefined and metric != "unique_frac":
+            found = found or _collapse(part, role, "unique_frac", cfg, (metric, undefined))
+            note = (
+                f"{metric} has no value at {undefined} of {part.height} steps of {_whose(role)} (texts shorter than "
+                f"{_ngram_order(metric)} tokens: one-word or empty answers, or text written without spaces, such as "
+                "Chinese, whose every run without white space is one token; docs/metrics.md): diversity_collapse "
+                f"judged {_whose(role)} on unique_frac too (exact duplicates)"
+                f"{', and found it' if found is not None else ''}"
             )
-        )
+            if note not in s.scope_notes:  # judged, on another metric: what was read, not a check left out
+                s.scope_notes.append(note)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def _whose(role: str | None) -> str:
+    return "the completions" if role is None else who(role)
+
+
+def _ngram_order(metric: str) -> str:
+    """The n of an n-gram metric's name (``distinct_2``: 2), for the words of its note; else "enough"."""
+    tail = metric.rsplit("_", 1)[-1]
+    return tail if tail.isdigit() else "enough"
+
+
+def _collapse(
+    part: pl.DataFrame, role: str | None, metric: str, cfg: DoctorConfig, instead: tuple[str, int] | None = None
+) -> Finding | None:
+    """``diversity_collapse`` of one role's steps (``part``) judged on ``metric``, or None. ``instead``: the
+    configured metric this one stands in for, and its steps without a value (said in the finding)."""
+    steps, y = part["step"].to_list(), as_floats(part[metric].to_list())
+    rises = rises_on_collapse(metric)
+    shift = find_shift(y, direction="up" if rises else "down", min_delta=0.0, **cfg.shift_options())
+    if shift is None or not _collapsed(metric, shift.before, shift.after, cfg.diversity_drop):
+        return None
+    onset = steps[shift.onset]
+    uniq = as_floats(part["unique_frac"].to_list())
+    u_before, u_after = float(np.nanmedian(uniq[: shift.split])), float(np.nanmedian(uniq[shift.split :]))
+    whose = f"{who(role)}: its texts" if role is not None else "completions"
+    message = (
+        f"{whose} within prompt groups collapsed from step {onset} on: {metric} "
+        f"{'rose ' if rises else ''}{shift.before:.3g} -> {shift.after:.3g}"
+        f"{' (higher is less diverse)' if rises else ''}"
+    )
+    evidence: dict[str, Any] = {"metric": metric, "direction": "up" if rises else "down"}
+    if instead is not None:
+        message += f" ({instead[0]} has no value at {instead[1]} of {part.height} steps)"
+        evidence.update(configured_metric=instead[0], configured_metric_null_steps=instead[1])
+    else:
+        message += f", unique texts {percent(u_before)} -> {percent(u_after)}"
+    evidence.update(
+        before=shift.before,
+        after=shift.after,
+        unique_frac_before=u_before,
+        unique_frac_after=u_after,
+        z=shift.z,
+    )
+    return Finding("diversity_collapse", "warning", message, role, onset, evidence)
 
 
 # Diversity columns (docs/metrics.md) that go UP when texts collapse: similarity and repetition, not variety.

@@ -4,9 +4,10 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
 ``report`` and ``diff`` always read ``auto``; docs/metrics.md "Which text"):
 
 - ``auto`` (the default): the policy's generated text. Where a sample has messages, the policy's last
-  assistant turn, the policy being the assistant speaker that speaks first in most samples (the agent that
-  answers the prompt: the solver of a debate, whatever order the run lists its roles in; a turn without a
-  speaker counts as the policy's): the message that holds its answer, which format rewards score (earlier
+  assistant turn, the policy being the model speaker that speaks first in most of the run's train samples (the
+  agent that answers the prompt: the solver of a debate, whatever order the run lists its roles in; elected once
+  per run whatever the filters, the turns without a name a speaker of their own: ``policy_speaker``): the
+  message that holds its answer, which format rewards score (earlier
   turns, such as tool calls without words, lead up to it; a final turn without content, cut off while
   reasoning, is the empty text); with ``role`` among the keys, each role's own last turn (one text per sample
   and role). Where a sample has no messages (null or empty), its ``completion``; a sample with messages but no
@@ -74,6 +75,9 @@ NO_SPEAKER_TEXTS = ("answer", "completion", "trajectory")
 # reads them (``chat``): a text metric reads the turns it shows as the model's.
 MODEL_ROLES = sorted(_chat.MODEL_ROLES)
 NOT_MODEL_ROLES = sorted(_chat.INPUT_ROLES)
+# The model's roles in words, for the notes: "assistant, agent or model".
+_SAID = sorted(_chat.MODEL_ROLES, key=lambda r: (r != "assistant", r))
+MODEL_ROLE_WORDS = ", ".join(_SAID[:-1]) + f" or {_SAID[-1]}" if len(_SAID) > 1 else _SAID[0]
 _ANSWER = r"(?s)<answer>(.*)</answer>"
 OVER_SET_ROWS_NOTE = (
     "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "
@@ -139,13 +143,15 @@ def _turn_texts(
     per_role: bool,
     reasoning: bool = False,
     flags: bool = False,
+    elected: PolicySpeaker | None = None,
 ) -> pl.LazyFrame:
     """One row per sample (and speaker with ``per_role``): the last assistant turn (``policy`` or ``speaker`` set)
     or every assistant turn with content joined by a newline (neither set; a tool call without words passed over
     as in the last-turn case), with ``completion`` where a sample has no messages (null or empty; not with
     ``speaker``). ``speaker``: only that speaker's turns; ``policy``:
-    only the policy's turns, the policy being the named assistant speaker that speaks first in most samples (and
-    turns without a speaker). The last turn is the final one, its content even empty (a generation cut off while
+    only the policy's turns, the policy being ``elected`` (``policy_speaker``: the model speaker that speaks
+    first in most of the run's train samples, the turns without a name being a speaker of their own). The last
+    turn is the final one, its content even empty (a generation cut off while
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
     prompt too, or another speaker's text, so it is not read in the turn's place. ``speaker`` also names a turn
@@ -194,15 +200,17 @@ def _turn_texts(
         keep &= said
     if speaker is not None:
         keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
-    elif policy and not per_role:
-        # The policy: the assistant speaker that speaks first in most samples (the agent that answers the prompt:
-        # the solver of a debate), whatever order the run lists its roles in; a sample where it does not speak
-        # has no text (not another speaker's). A turn without a speaker counts as the policy's.
-        named = model & pl.col("name").is_not_null()
-        firsts = turns.filter(named).group_by("__row").agg(pl.col("name").sort_by("__turn").first().alias("__f"))
-        chosen = firsts.select(pl.col("__f").mode().sort().first().alias("__policy"))
-        turns = turns.join(chosen, how="cross")
-        keep &= (pl.col("name") == pl.col("__policy")) | pl.col("name").is_null()
+    elif policy and not per_role and elected is not None and elected.found:
+        # The policy (``policy_speaker``: elected once per run, whatever the filters): a sample where it does not
+        # speak has no text, never another speaker's.
+        if elected.name is None:
+            # The turns without a name: a named speaker beside them (a critic, a judge) is another agent.
+            keep &= pl.col("name").is_null()
+        else:
+            # Its turns; in a sample none of whose model turns names its speaker (a layout that names none, pooled
+            # in one folder with a named run), the turns without a name count as the policy's.
+            named_here = (model & pl.col("name").is_not_null()).any().over("__row")
+            keep &= (pl.col("name") == elected.name) | (pl.col("name").is_null() & ~named_here)
     group = ["__row", "__speaker"] if per_role else ["__row"]
     joined = (
         turns.filter(keep)
@@ -245,6 +253,191 @@ def _turn_texts(
     )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The policy: whose turns ``--text auto`` reads, elected once per run
+# ---------------------------------------------------------------------------------------------------------
+# The split whose samples elect the policy: the one it is trained on. Eval samples (a judge opening every eval
+# conversation, say) never decide whose training texts are measured.
+POLICY_SPLIT = "train"
+# The text kinds read from the policy's turns.
+POLICY_TEXTS = ("auto", "auto+reasoning", "answer")
+# Sample files of at least this many bytes in all elect through their nested role and name columns alone
+# (``_election_native``); below it, reading ``messages`` whole takes a few hundredths of a second.
+NATIVE_ELECTION_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class PolicySpeaker:
+    """Whose turns are the policy's (``policy_speaker``). ``name``: the speaker elected, None for the model turns
+    without a name (a speaker of their own); ``opens``: each speaker that speaks first in some sample, with how
+    many, in the order of the election (the winner first); ``speakers``: every model speaker of those samples
+    (None: the turns without a name), the winner first; ``samples``: the samples that voted (with a model turn);
+    ``train``: whether they are the train split's (else the run's every sample); ``found``: whether any sample
+    has a model turn (else there is nothing to elect, and nothing to read)."""
+
+    name: str | None
+    opens: tuple[tuple[str | None, int], ...] = ()
+    speakers: tuple[str | None, ...] = ()
+    samples: int = 0
+    train: bool = False
+    found: bool = False
+
+    @property
+    def tied(self) -> bool:
+        """Whether another speaker opens as many samples as the one elected (the tie rule chose)."""
+        return len(self.opens) > 1 and self.opens[0][1] == self.opens[1][1]
+
+
+def _vote_order(name: str | None, opens: int) -> tuple[int, int, str]:
+    """The election's order: most samples opened first; a tie goes to a named speaker before the turns without a
+    name (a named policy still reads the samples that name no speaker, so it leaves fewer without a text), then
+    to the first name in alphabetical order (code-point order)."""
+    return (-opens, name is None, name or "")
+
+
+def reads_policy(text: str, per_role: bool = False) -> bool:
+    """Whether the texts of ``text`` are the policy's turns (``auto``, ``auto+reasoning``, ``answer``), not each
+    role's own (``per_role``: ``--by role``, a spec with ``roles``; ``answer`` has no speaker, so it is the
+    policy's even then)."""
+    return text in POLICY_TEXTS and not (per_role and text != "answer")
+
+
+def policy_speaker(run: Run) -> PolicySpeaker:
+    """The policy, whose turns ``--text auto`` (``auto+reasoning``, ``answer``) reads: the model speaker that
+    speaks first (its first generated model turn) in most of the run's train samples (every sample where no train
+    sample has a model turn), the turns without a name being a speaker of their own; ties: ``_vote_order``.
+    Elected once per run whatever a command filters (its steps, splits or roles), so that ``metrics``, doctor,
+    plot, report and diff read the same speaker's text at a step. Reads only the messages' ``role`` and
+    ``name`` fields (with ``prompt_turns`` and ``split``): in native Parquet through the nested columns alone
+    (``_election_native``), else through the run's samples. Kept on the run until a file is found unreadable."""
+    key = tuple((f.path, f.readable, f.unread) for f in run.files if f.kind == "samples")
+    held = run.__dict__.get("_policy_speaker")
+    if held is not None and held[0] == key:
+        return held[1]
+    rows = _election_native(run)
+    if rows is not None:
+        counts = pl.collect_all(_election_counts(rows.lazy()))
+    else:
+        # The train split first (what elects where one of its samples has a model turn): the messages of other
+        # splits are not read for it (a Flink run parses each conversation from its text, once per read).
+        def counts_of(train: bool) -> list[pl.DataFrame]:
+            def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+                lf = run.samples.select("split", "prompt_turns", "messages")
+                return _election_counts(lf.filter(pl.col("split") == POLICY_SPLIT) if train else lf)
+
+            return run.collect(build)
+
+        counts = counts_of(True)
+        if not counts[0].height:
+            counts = counts_of(False)
+    elected = _elect(*counts)
+    # Keyed by the files' state when elected: a file left out since (``Run.collect``) elects again.
+    run.__dict__["_policy_speaker"] = (
+        tuple((f.path, f.readable, f.unread) for f in run.files if f.kind == "samples"),
+        elected,
+    )
+    return elected
+
+
+def _election_counts(lf: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per ``split`` and speaker (``name``, null for the turns without one): the samples it opens (``opens``)
+    and its model turns (``turns``), over the generated model turns (past ``prompt_turns``: an assistant turn of
+    the prompt, a few-shot example, speaks for no one). ``lf``: ``split``, ``prompt_turns`` and ``messages``
+    (their ``role`` and ``name`` alone are read). The samples are counted per shape first (the same speakers in
+    the same order: a run has few), so that only the shapes' turns are looked at one by one."""
+    shapes = (
+        lf.select(
+            pl.col("split").cast(pl.String),
+            "prompt_turns",
+            pl.col("messages").cast(pl.List(pl.Struct({"role": pl.String, "name": pl.String}))),
+        )
+        .group_by("split", "prompt_turns", "messages")
+        .agg(pl.len().cast(pl.Int64).alias("__n"))
+        .with_row_index("__row")
+    )
+    turns = (
+        shapes.with_columns(pl.int_ranges(0, pl.col("messages").list.len()).alias("__index"))
+        .explode("messages", "__index")
+        .unnest("messages")
+        .filter(pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & _generated(pl.col("__index")))
+    )
+    first = turns.group_by("__row", maintain_order=True).agg(pl.col("split", "name", "__n").first())
+    return [
+        first.group_by("split", "name").agg(pl.col("__n").sum().alias("opens")),
+        turns.group_by("split", "name").agg(pl.col("__n").sum().alias("turns")),
+    ]
+
+
+def _elect(opens: pl.DataFrame, turns: pl.DataFrame) -> PolicySpeaker:
+    """``policy_speaker``'s election from ``_election_counts``: over the train split's samples where one has a
+    model turn, else over every sample."""
+    train = bool(opens.filter(pl.col("split") == POLICY_SPLIT).height)
+    if train:
+        opens = opens.filter(pl.col("split") == POLICY_SPLIT)
+        turns = turns.filter(pl.col("split") == POLICY_SPLIT)
+    votes = {n: int(v) for n, v in opens.group_by("name").agg(pl.col("opens").sum()).iter_rows()}
+    if not votes:
+        return PolicySpeaker(None)
+    ranked = sorted(votes.items(), key=lambda kv: _vote_order(*kv))
+    name = ranked[0][0]
+    spoke = {n for n in turns["name"].to_list()}
+    others = sorted(spoke - {name}, key=lambda n: _vote_order(n, votes.get(n, 0)))
+    return PolicySpeaker(name, tuple(ranked), (name, *others), sum(votes.values()), train, True)
+
+
+def _election_native(run: Run) -> pl.DataFrame | None:
+    """The rows ``_election_counts`` reads, from a run whose every sample file is local native Parquet of the
+    current schema: the nested ``messages.*.role`` and ``messages.*.name`` columns alone (a fraction of the time
+    of reading ``messages`` whole, whose contents are most of a file), with ``split`` and ``prompt_turns`` (as
+    ``Run.samples`` conforms them). None where that cannot be done (another layout, a remote or older file, a
+    file that fails, a run under ``NATIVE_ELECTION_BYTES``): the run's samples are read instead, which report what
+    fails."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .. import schema as S
+    from ..storage import ObjectPath
+
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if sum(f.bytes or 0 for f in files) < NATIVE_ELECTION_BYTES or any(
+        f.layout != "runlog"
+        or f.fmt != "parquet"
+        or isinstance(f.abspath, ObjectPath)
+        or (f.schema_version or S.CURRENT_VERSION) != S.CURRENT_VERSION
+        for f in files
+    ):
+        return None
+    tables: dict[Any, list[Any]] = {}  # per schema read: the files' tables, made one frame each
+    try:
+        for f in files:
+            if "messages" in f.unread:  # its messages are null in the run's samples: no turn to vote with
+                continue
+            pf = pq.ParquetFile(f.abspath)
+            paths = [pf.schema.column(i).path for i in range(pf.metadata.num_columns)]
+            # ``messages.list.element.role`` (not a tool call's ``...tool_calls.list.element.name``).
+            fields = [p for p in paths if p.startswith("messages.") and p.count(".") == 3]
+            fields = [p for p in fields if p.rsplit(".", 1)[1] in ("role", "name")]
+            if not fields:  # no messages (or none with a role or a name): nothing to vote with
+                continue
+            wanted = [c for c in ("split", "prompt_turns") if c in paths and c not in f.unread]
+            table = pf.read(columns=[*wanted, *fields])
+            tables.setdefault(table.schema, []).append(table)
+        frames = []
+        for same in tables.values():
+            frame = pl.from_arrow(pa.concat_tables(same))
+            assert isinstance(frame, pl.DataFrame)
+            # ``split`` and ``prompt_turns`` as the run's samples conform them (a prompt_turns that is not a whole
+            # count reads as null: every turn is read).
+            conformed = S.conform_samples(frame.drop("messages").lazy()).select("split", "prompt_turns").collect()
+            frames.append(conformed.with_columns(frame["messages"]))
+    except Exception:  # noqa: BLE001 - whatever fails, the run's samples are read instead, and report it
+        return None
+    messages = pl.List(pl.Struct({"role": pl.String, "name": pl.String}))
+    if not frames:
+        return pl.DataFrame(schema={"split": pl.String, "prompt_turns": pl.Int32, "messages": messages})
+    return pl.concat([f.with_columns(pl.col("messages").cast(messages)) for f in frames], how="vertical_relaxed")
+
+
 def _generated(index: pl.Expr) -> pl.Expr:
     """Whether the message at ``index`` (its place in its sample's ``messages``) is one the rollout generated:
     past the sample's ``prompt_turns`` (the prompt as sent, few-shot examples included), or any message where a
@@ -284,6 +477,9 @@ def _texts_lazy(
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
     if flags:
         base.append(_unread(run).alias("__unread"))
+    # The policy is elected over the run, not over the samples the filters keep: a step's text is the same whatever
+    # is asked (read before ``run.samples``, which a file found unreadable while electing builds again).
+    elected = policy_speaker(run) if not calls and reads_policy(text, per_role) else None
     lf = apply_filters(run.samples, filters, roles_too=False)
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
@@ -303,7 +499,7 @@ def _texts_lazy(
         policy = text in ("auto", "auto+reasoning", "answer")
         with_reasoning = reasoning or text == "auto+reasoning"
         by_speaker = per_role and speaker is None and text != "answer"
-        out = _turn_texts(lf, base, speaker, policy, by_speaker, with_reasoning, flags)
+        out = _turn_texts(lf, base, speaker, policy, by_speaker, with_reasoning, flags, elected)
         if text == "auto+reasoning":
             out = out.with_columns(_with_reasoning(pl.col("text"), pl.col("reasoning")).alias("text"))
             out = out if reasoning else out.drop("reasoning")
@@ -897,10 +1093,10 @@ def passed_share(measured: pl.DataFrame) -> float:
 
 def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command: str | None = None) -> str | None:
     """Why no sample has a text of a kind read from assistant turns (``auto``, ``auto+reasoning``, ``assistant``,
-    ``answer``) when samples have messages: none of their messages is an assistant turn (role ``assistant`` or
-    ``model``); their speakers named (a speaker in the role field, ``{"role": "agent_0"}``), with what reads
-    them (``--text role:NAME``, ``--text completion``). None when that is not why. ``command``: the command to
-    suggest (doctor, plot and report have no ``--text``)."""
+    ``answer``) when samples have messages: none of their messages is an assistant turn (a role of
+    ``chat.MODEL_ROLES``); their speakers named (a speaker in the role field, ``{"role": "agent_0"}``), with what
+    reads them (``--text role:NAME``, ``--text completion``). None when that is not why. ``command``: the command
+    to suggest (doctor, plot and report have no ``--text``)."""
     if text not in ("auto", "auto+reasoning", "assistant", "answer"):
         return None
     lf = apply_filters(run.samples, filters or Filters(), roles_too=False)
@@ -969,8 +1165,50 @@ def no_text_note(run: Run, text: str, *, filters: Filters | None = None, command
     what = "the policy's text (metrics' --text auto) to measure" if command else f"a text for --text {text}"
     return (
         f"no sample has {what}: the {with_messages:,} sample(s) with messages have no assistant turn{where} (a "
-        f"message whose role is assistant or model), the only turns it reads; {told}{how}"
+        f"message whose role is {MODEL_ROLE_WORDS}), the only turns it reads; {told}{how}"
     )
+
+
+def _speaker_words(name: str | None) -> str:
+    return "the model turns without a name" if name is None else name
+
+
+def policy_note(run: Run, text: str = "auto", *, command: str | None = None) -> str | None:
+    """Whose turns are the policy's (``policy_speaker``), where the run has more than one model speaker: the one
+    elected, how many samples it opens of how many (and the others' counts), the tie rule where it chose, and what
+    reads another speaker. None with one speaker (or none). ``text``: the text kind read (``auto``,
+    ``auto+reasoning``, ``answer``: each reads the policy's turns). ``command``: the command to suggest (doctor,
+    plot and report have no ``--text``; their figures per role read each role's own turns)."""
+    p = policy_speaker(run)
+    if not p.found or len(p.speakers) < 2:
+        return None
+    where = "train samples" if p.train else "samples"
+    counts = "; ".join(f"{_speaker_words(n)} {k:,}" for n, k in p.opens[1:])
+    opened = f"{p.opens[0][1]:,} of {p.samples:,}" + (f"; {counts}" if counts else "")
+    verb = "which speak" if p.name is None else "the model speaker that speaks"
+    reader = "format adherence and diversity per step read" if command else f"--text {text} reads"
+    said = f"{reader} the policy's turns: {_speaker_words(p.name)}, {verb} first in most {where} ({opened})"
+    if p.tied:
+        said += (
+            ", a tie, which goes to a named speaker before the turns without a name, then to the first name in "
+            "alphabetical order"
+        )
+    if p.name is not None and None in p.speakers:
+        said += "; the turns without a name count as its own only in samples where no model turn names its speaker"
+    others = ", ".join(_speaker_words(n) for n in p.speakers[1:])
+    how = f"{command} --text role:NAME reads one" if command else "--text role:NAME reads one, --by role each one's own"
+    return f"{said}; the other model speakers ({others}) are not read there ({how})"
+
+
+def series_policy_note(s: RunSeries) -> str | None:
+    """``policy_note`` for doctor, plot and report (their format adherence and diversity per step read the
+    policy's turns; diversity per role each role's own), added once to ``s.scope_notes``: what was read, which
+    has no bearing on the run's health (``s.notes`` are checks that could not run)."""
+    run = getattr(s, "text_run", s.run)
+    note = policy_note(run, command="runlog metrics diversity|format RUN")
+    if note is not None and note not in s.scope_notes:
+        s.scope_notes.append(note)
+    return note
 
 
 def answer_note(run: Run, *, filters: Filters | None = None) -> str | None:

@@ -76,13 +76,13 @@ GROUP_SPLIT_NOTE = (
 )
 
 
-def layouts_note(run: Run) -> str | None:
+def layouts_note(run: Run, by_env: bool = True) -> str | None:
     """A note where the run's samples come from files of several layouts (loose dumps side by side in one folder:
     a verifiers results file beside inspect_ai logs), or of one layout from several envs (inspect_ai logs of
     two tasks in its ``./logs`` folder; a verifiers file of several tasks), which every figure pools as one
     run's: which layouts and envs, with their rows, and how to look at one apart. From footers and the frames
     the probes parsed: nothing read (a Parquet file's envs are in its data, unread: not said). None for one
-    layout of one env."""
+    layout of one env. ``by_env``: the command has ``--by env`` (``metrics`` has not: its hint is the files)."""
     rows: dict[str, int] = {}
     for f in run.files:
         if f.kind == "samples" and f.readable:
@@ -93,12 +93,13 @@ def layouts_note(run: Run) -> str | None:
     pooled = "pooled in every figure as one run's (loose files side by side in a folder are one run)"
     per_env = "; ".join(f"{lay} samples are of {len(n)} envs (tasks), {_rows_said(n)}" for lay, n in envs.items())
     if len(rows) < 2:
-        return f"this run's {per_env}, {pooled}: --by env to see each apart"
+        hint = "--by env to see each apart" if by_env else "pass one file or folder to see one apart"
+        return f"this run's {per_env}, {pooled}: {hint}"
     said = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0])))
     also = f"; its {per_env}" if envs else ""
     return (
         f"this run holds samples of {len(rows)} layouts, {said}, {pooled}{also}: pass one file or folder to see one "
-        "apart, or --by env"
+        "apart" + (", or --by env" if by_env else "")
     )
 
 

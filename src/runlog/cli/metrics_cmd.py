@@ -146,7 +146,7 @@ def diversity_command(
             notes.append(M.OVER_SET_NOTE)
         elif over == "group":
             notes += _whole_rows_notes(df, keys)
-        notes += _text_notes(run, text, by, filters, df.height > 0)
+        notes += _text_notes(run, text, by, filters, df.height > 0, policy=M.reads_policy(text, "role" in keys))
         notes += _skip_notes(run, text, filters, skipped, df.height > 0)
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
@@ -240,17 +240,19 @@ def format_command(
             )
             check_text_role(run, text, df.height > 0, filters)
             skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls)
+            policy = not calls and M.reads_policy(text, per_role or roles_read)
             emit_frame(df, fmt, output, keys=["step", "sample_id", *(["role"] if per_role else [])])
         else:
             df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known, skipped=none)
             check_text_role(run, text, df.height > 0, filters)
             keys = [c for c in df.columns if c in M.KEYS]
             skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls)
+            policy = not calls and M.reads_policy(text, "role" in keys or roles_read)
             shown = _with_no_text(df, none.per_row(keys), keys)
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(shown, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         notes = [] if per_sample else split_notes(run, df, by)
-        notes += _text_notes(run, text, by, filters, df.height > 0)
+        notes += _text_notes(run, text, by, filters, df.height > 0, policy=policy)
         notes += _skip_notes(run, text, filters, skipped, df.height > 0, calls)
         if df.height:
             notes += [x for x in [M.reasoning_note(run, spec, text=text, filters=filters, measured=df)] if x]
@@ -370,14 +372,22 @@ def _skip_notes(
     return list(skipped.values()) or [no_text_reason(run, text, calls)]
 
 
-def _text_notes(run: Any, text: str, by: list[str] | None, filters: Filters, found: bool) -> list[str]:
-    """What the text kind chosen does to the rows: ``--by role`` with a kind that has no speaker (one row, its
-    role empty); ``--text answer``'s texts that are the completion column as written."""
+def _text_notes(
+    run: Any, text: str, by: list[str] | None, filters: Filters, found: bool, *, policy: bool = False
+) -> list[str]:
+    """What the text kind chosen does to the rows: the samples of several layouts pooled (``layouts_note``, as
+    summarize says it); whose turns are the policy's, where the texts are the policy's (``policy``:
+    ``texts.reads_policy``) and the run has several model speakers; ``--by role`` with a kind that has no speaker
+    (one row, its role empty); ``--text answer``'s texts that are the completion column as written."""
     from ..analysis import texts as M
+    from ..analysis.views import layouts_note
 
+    notes = [x for x in [layouts_note(run, by_env=False)] if x]  # metrics has no --by env
     if not found:
-        return []
-    notes = [x for x in [M.by_role_note(text)] if x and "role" in (by or [])]
+        return notes
+    if policy:
+        notes += [x for x in [M.policy_note(run, text)] if x]
+    notes += [x for x in [M.by_role_note(text)] if x and "role" in (by or [])]
     if text == "answer":
         notes += [x for x in [M.answer_note(run, filters=filters)] if x]
     return notes
