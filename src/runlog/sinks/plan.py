@@ -33,6 +33,9 @@ TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
 _RUN_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 UNKNOWN_ROLE = "unknown"  # the role name of samples without per-role data in the keys (``P/reward/unknown``)
 NO_ROLE = "no_role"  # their keys' part when a role of the run is literally named ``unknown`` (``P/no_role/reward``)
+# The split part of the keys of samples without a split when other samples of the run have one
+# (``no_split/P/reward/solver``, ``no_split/full_trajectories``); never the train split's unprefixed keys.
+NO_SPLIT = "no_split"
 OCCURRENCE_COLUMN = "__occurrence"
 # A sample is its file, its id and which row of that id in that file it is (as ``render-trajectory`` finds it):
 # ids recur at every step (a dataset index) or within a step (GRPO trainers writing the prompt's id for every
@@ -117,6 +120,11 @@ class Plan:
     infinite: dict[tuple[int, str], int] = field(default_factory=dict)
     no_role_steps: list[int] = field(default_factory=list)
     negative_steps: int = 0
+    # The split part of the keys of samples without a split, when other samples of the run have a split (``key``),
+    # else None (a run without splits: its keys have no split part); and, per step, how many samples without a
+    # split it holds and the first file of them (said by ``session_notes``).
+    unsplit: str | None = None
+    unsplit_rows: dict[int, tuple[int, str]] = field(default_factory=dict)
     shadowed: set[str] = field(default_factory=set)
     # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
     # empty, so that the key's series is the trainer's alone (``_payload``).
@@ -142,6 +150,15 @@ class Plan:
                 f"step(s), first: step {steps[0]}) are logged as {p}/{NO_ROLE}/reward, {p}/{NO_ROLE}/kl, "
                 f"{p}/{NO_ROLE}/zero_adv_frac and {p}/{NO_ROLE}/reward_hist, not under {p}/reward/{UNKNOWN_ROLE} "
                 "(the role's)"
+            )
+        unsplit = {s: v for s, v in self.unsplit_rows.items() if after is None or s > after}
+        if unsplit and self.unsplit is not None:
+            n, first = sum(v[0] for v in unsplit.values()), min(unsplit)
+            out.append(
+                f"{n} sample(s) at {len(unsplit)} step(s) have no split beside samples that have one (first: "
+                f"step {first}, {unsplit[first][1]}): logged apart under {self.unsplit}/... "
+                f"({self.unsplit}/{self.options.prefix}/reward_total, {table_key(None, self.unsplit)}), never "
+                "mixed into the train split's keys"
             )
         if self.negative_steps and after is None:
             out.append(f"{self.negative_steps} negative step(s) left out (W&B steps start at 0)")
@@ -213,24 +230,25 @@ class Plan:
 
     @functools.cached_property
     def _escapes(self) -> dict[str, str]:
-        """Key names that hold control or invisible characters (from role, component or scalar names), with the
-        name W&B gets: those characters shown as escapes (``\\x1b``, ``\\u202e``), as every runlog output
-        shows them; a bidi control would reorder W&B's chart titles. A name whose escaped form is itself a
-        key of the run keeps its raw form (no two series under one name)."""
+        """Key names that hold control or invisible characters (from role, split, component or scalar names),
+        with the name W&B gets (``tables.escaped_names``): those characters shown as escapes (``\\x1b``,
+        ``\\u202e``), as every runlog output shows them; a bidi control would reorder W&B's chart titles. A name
+        whose escaped form is already a key of the run gets a suffix (``~`` and a hash of the raw name): no two
+        series under one name, and never a raw control character sent."""
         names = set(self.own_keys)
         for per_step in (self.computed, self.hists):
             for d in per_step.values():
                 names.update(d)
-        if self.table_picks:  # the tables' column names (``tables.table_columns`` escapes them)
-            names.update(f"component/{c}" for c in self.run.component_names())
-            names.update(f"role/{r}" for r in self.run.role_names())
-        out = {}
-        for k in names:
-            if not k.isprintable():
-                shown = visible(k, keep_newlines=False)
-                if shown != k and shown not in names:
-                    out[k] = shown
-        return out
+        names.update(table_key(split, self.unsplit) for picks in self.table_picks.values() for split in picks)
+        return T.escaped_names(names)
+
+    @functools.cached_property
+    def _column_escapes(self) -> dict[str, str]:
+        """The tables' column names that ``tables.table_columns`` sends escaped (for the note)."""
+        if not self.table_picks:
+            return {}
+        names = [c for c, _ in T.BASE_COLUMNS] + [f"component/{c}" for c in self.run.component_names()]
+        return T.escaped_names(names + [f"role/{r}" for r in self.run.role_names()])
 
     def _shown(self, d: dict[str, Any]) -> dict[str, Any]:
         esc = self._escapes
@@ -245,12 +263,20 @@ class Plan:
                 f"the run logs its own {STEP_KEY} (not equal to the step): logged as it is; the charts' x axis is "
                 f"{self.step_key} (the training step)"
             )
-        esc = self._escapes
+        esc = {**self._column_escapes, **self._escapes}
         if esc:
             first = min(esc.values())
+            raw = {k: visible(k, keep_newlines=False) for k in esc}
+            suffixed = sum(1 for k, v in esc.items() if v != raw[k])
+            also = (
+                f"; {suffixed} of them with ~ and a hash of the raw name after it (its escaped spelling is another "
+                "name of the run)"
+                if suffixed
+                else ""
+            )
             out.append(
                 f"{len(esc)} key or column name(s) hold control or invisible characters: sent with them shown as "
-                f"escapes (first: {first})"
+                f"escapes (first: {first}){also}"
             )
         return out
 
@@ -295,17 +321,45 @@ class Plan:
                 if table.dropped_rows:
                     self.notes.append(f"step {s} {split}: {table.dropped_rows} table row(s) left out (size limits)")
                 if table.rows:  # no rows (every picked sample's text unreadable): no empty table in W&B
-                    out.setdefault(s, {})[table_key(split)] = table
+                    out.setdefault(s, {})[table_key(split, self.unsplit)] = table
         return out
 
 
-def key(split: str | None, name: str) -> str:
-    """``name`` for the train split (and runs without splits), ``<split>/name`` for the others."""
-    return name if split in (None, "train") else f"{split}/{name}"
+def key(split: str | None, name: str, unsplit: str | None = None) -> str:
+    """``name`` for the train split (and runs without splits), ``<split>/name`` for the others; samples without a
+    split in a run whose other samples have one are ``<unsplit>/name`` (``Plan.unsplit``): a null split is not
+    the train split, and one key never holds two populations."""
+    if split is None:
+        return name if unsplit is None else f"{unsplit}/{name}"
+    return name if split == "train" else f"{split}/{name}"
 
 
-def table_key(split: str | None) -> str:
-    return key(split, TABLE_KEY)
+def table_key(split: str | None, unsplit: str | None = None) -> str:
+    return key(split, TABLE_KEY, unsplit)
+
+
+def _unsplit(run: Run) -> tuple[str | None, dict[int, tuple[int, str]]]:
+    """``Plan.unsplit`` and ``Plan.unsplit_rows``: where some samples have no split and others have one, their
+    keys' split part (``no_split``, or ``no_split_2``... where a split is literally named so) and, per step,
+    how many they are and their first file; else (None, {}): a run without splits keeps its unprefixed keys."""
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
+        splits = run.samples.select(pl.col("split").unique())
+        rows = (
+            run.samples.filter(pl.col("split").is_null() & pl.col("step").is_not_null() & (pl.col("step") >= 0))
+            .group_by("step")
+            .agg(pl.len(), pl.col("source").min())
+        )
+        return [splits, rows]
+
+    splits_df, rows_df = run.collect(build)
+    splits = set(splits_df["split"].to_list())
+    if None not in splits or len(splits) == 1:
+        return None, {}
+    name, n = NO_SPLIT, 2
+    while name in splits:
+        name, n = f"{NO_SPLIT}_{n}", n + 1
+    return name, {int(s): (int(c), str(src)) for s, c, src in rows_df.iter_rows()}
 
 
 def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
@@ -330,12 +384,15 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     notes: list[str] = [n for n in [alias_collisions(run, dict(aliases))] if n is not None]
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
+    unsplit: str | None = None
+    unsplit_rows: dict[int, tuple[int, str]] = {}
     if has_samples:
-        no_role_steps = _role_aggregates(run, opts.prefix, computed)
-        _component_means(run, opts.prefix, computed)
-        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps))
+        unsplit, unsplit_rows = _unsplit(run)
+        no_role_steps = _role_aggregates(run, opts.prefix, computed, unsplit)
+        _component_means(run, opts.prefix, computed, unsplit)
+        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps), unsplit=unsplit)
         if opts.metrics:
-            notes += _metrics(run, computed)
+            notes += _metrics(run, computed, unsplit)
         if opts.tables_every and opts.max_samples_per_step:
             picks = _table_picks(run, opts)
     steps = sorted(set(scalars) | set(computed) | set(hists) | set(picks))
@@ -344,6 +401,7 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     cols = T.table_columns(run.component_names(), run.role_names()) if picks else ([], [])
     plan = Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
     plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
+    plan.unsplit, plan.unsplit_rows = unsplit, unsplit_rows
     plan.notes[:0] = plan.session_notes()
     return plan
 
@@ -425,7 +483,7 @@ def role_key(prefix: str, what: str, role: str | None, no_role: bool = False) ->
     return f"{prefix}/{what}/{UNKNOWN_ROLE if role is None else role}"
 
 
-def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> list[int]:
+def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]], unsplit: str | None = None) -> list[int]:
     """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
     so W&B shows the numbers ``runlog summarize --by split --by step --by role --prompt-groups`` prints
     (prompt groups from the prompt text where samples have no group id, as the report and the doctor find
@@ -439,15 +497,17 @@ def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
     no_role = None in roles and UNKNOWN_ROLE in roles
     for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
         role = r["role"]
-        _put(out, r["step"], key(r["split"], role_key(prefix, "reward", role, no_role)), r["reward_mean"])
-        _put(out, r["step"], key(r["split"], role_key(prefix, "kl", role, no_role)), r["kl_mean"])
-        _put(out, r["step"], key(r["split"], role_key(prefix, "zero_adv_frac", role, no_role)), r["zero_adv_frac"])
+        split = r["split"]
+        _put(out, r["step"], key(split, role_key(prefix, "reward", role, no_role), unsplit), r["reward_mean"])
+        _put(out, r["step"], key(split, role_key(prefix, "kl", role, no_role), unsplit), r["kl_mean"])
+        zero = role_key(prefix, "zero_adv_frac", role, no_role)
+        _put(out, r["step"], key(split, zero, unsplit), r["zero_adv_frac"])
     if not no_role:
         return []
     return sorted({int(s) for s in df.filter(pl.col("role").is_null())["step"].drop_nulls().to_list() if s >= 0})
 
 
-def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) -> None:
+def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]], unsplit: str | None = None) -> None:
     """Per split and step, over samples (not per role): the mean total reward, the sample count and each
     reward component's mean; NaN and null never enter a mean."""
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
@@ -466,10 +526,10 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]]) ->
 
     t, c = run.collect(build)
     for split, step, mean, n in t.iter_rows():
-        _put(out, step, key(split, f"{prefix}/reward_total"), mean)
-        _put(out, step, key(split, f"{prefix}/samples"), n)
+        _put(out, step, key(split, f"{prefix}/reward_total", unsplit), mean)
+        _put(out, step, key(split, f"{prefix}/samples", unsplit), n)
     for split, step, name, v in c.iter_rows():
-        _put(out, step, key(split, f"{prefix}/component/{name}"), v)
+        _put(out, step, key(split, f"{prefix}/component/{name}", unsplit), v)
 
 
 def _mean(x: pl.Expr) -> pl.Expr:
@@ -482,7 +542,7 @@ def _mean(x: pl.Expr) -> pl.Expr:
 
 
 def _histograms(
-    run: Run, prefix: str, bins: int, *, no_role: bool = False
+    run: Run, prefix: str, bins: int, *, no_role: bool = False, unsplit: str | None = None
 ) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
     """Per split, step and role, a histogram of the finite valid rewards: equal-width bins over [min, max]
     (a constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
@@ -522,12 +582,12 @@ def _histograms(
         edges[-1] = hi_
         edges = np.maximum.accumulate(np.array(edges)).tolist()  # never decreasing, as numpy requires
         counts, _ = np.histogram(x, bins=np.array(edges))
-        name = key(split, role_key(prefix, "reward_hist", role, no_role))
+        name = key(split, role_key(prefix, "reward_hist", role, no_role), unsplit)
         out.setdefault(int(step), {})[name] = Hist(counts.tolist(), edges)
     return out, infinite
 
 
-def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:
+def _metrics(run: Run, out: dict[int, dict[str, float]], unsplit: str | None = None) -> list[str]:
     """Diversity and format metrics per split and step from ``runlog.metrics``, when it can be imported and
     computed; otherwise a note, and the rest of the upload goes on."""
     try:
@@ -548,7 +608,7 @@ def _metrics(run: Run, out: dict[int, dict[str, float]]) -> list[str]:
             for c in cols:
                 v = r[c]
                 if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                    _put(out, r["step"], key(r["split"], f"{name}/{c}"), v)
+                    _put(out, r["step"], key(r["split"], f"{name}/{c}", unsplit), v)
     return notes
 
 

@@ -51,6 +51,10 @@ class Entry:
     # Scalars files whose last line was incomplete, with their size, when the steps from that line's on were held
     # back (``torn_scalars``): the next upload sends them, without the line if it is still the same.
     held: dict[str, int] = field(default_factory=dict)
+    # The plan options the steps were logged with (``options_record``): an upload with others would log the rest
+    # of the run another way (other keys, tables), so it is refused (``changed_option``). None in an entry
+    # written before runlog kept them: any options are accepted then, and the next session records its own.
+    options: dict[str, Any] | None = None
 
 
 _REMOVE = "remove it to upload from scratch, or pass another --state FILE"
@@ -69,6 +73,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "updated": (int, float),
     "source": (str, type(None)),
     "held": (dict,),
+    "options": (dict, type(None)),
 }
 # Steps are never negative (W&B's start at 0): a negative one is a hand-edited or damaged field.
 _STEP_FIELDS = ("last_step", "fingerprint_step", "session_after")
@@ -94,6 +99,39 @@ def _bad_field(entry: Entry) -> str | None:
     for path, size in entry.held.items():
         if not isinstance(size, int) or isinstance(size, bool):
             return f"held size of {path!r} is {size!r}"
+    return None
+
+
+# The plan options as the user gives them (a command-line option where there is one), in the order said.
+OPTION_NAMES = {
+    "prefix": "--prefix",
+    "max_samples_per_step": "--max-samples-per-step",
+    "tables_every": "--tables-every",
+    "metrics": "--metrics/--no-metrics",
+    "hist_bins": "hist_bins",
+    "max_cell_chars": "max_cell_chars",
+    "aliases": "aliases",
+    "seed": "seed",
+}
+
+
+def options_record(options: Any) -> dict[str, Any]:
+    """The plan options (``plan.PlanOptions``) as the entry stores them: plain JSON values."""
+    raw = {name: getattr(options, name) for name in OPTION_NAMES if hasattr(options, name)}
+    if raw.get("aliases") is not None:
+        raw["aliases"] = dict(sorted(dict(raw["aliases"]).items()))
+    return json.loads(json.dumps(raw))
+
+
+def changed_option(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first option (its name as the user gives it, the old and the new value) that differs between the
+    options an entry's steps were logged with and this upload's, or None. An option the entry does not hold
+    (an entry written by an earlier runlog, or before the option existed) is not compared."""
+    if old is None:
+        return None
+    for name, flag in OPTION_NAMES.items():
+        if name in old and name in new and old[name] != new[name]:
+            return flag, old[name], new[name]
     return None
 
 

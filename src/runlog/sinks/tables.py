@@ -8,10 +8,11 @@ one step are trimmed until the step fits its byte budget.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -60,13 +61,42 @@ class TableData:
 
 def table_columns(components: Sequence[str], roles: Sequence[str]) -> tuple[list[str], list[str]]:
     """Column names and types: the base columns, one per reward component, one per role's reward. Control and
-    invisible characters of a component's or role's name are shown as escapes, as in the cells."""
-    from ..textsafe import visible
-
+    invisible characters of a component's or role's name are shown as escapes, as in the cells (``escaped_names``:
+    a name whose escaped spelling is another column's gets a suffix, never two columns of one name)."""
     names = [f"component/{c}" for c in components] + [f"role/{r}" for r in roles]
-    cols = [c for c, _ in BASE_COLUMNS] + [visible(n, keep_newlines=False) for n in names]
+    base = [c for c, _ in BASE_COLUMNS]
+    esc = escaped_names(base + names)
+    cols = base + [esc.get(n, n) for n in names]
     types = [t for _, t in BASE_COLUMNS] + ["float"] * (len(components) + len(roles))
     return cols, types
+
+
+def escaped_names(names: Iterable[str]) -> dict[str, str]:
+    """The names among ``names`` that hold control or invisible characters, with the spelling W&B gets: those
+    characters shown as escapes (``\\x1b``, ``\\u202e``), as every runlog output shows them. Where that spelling
+    is already taken (another name of ``names`` is spelled so, a literal ``k\\x1b``, or another escaped name
+    reads the same) a suffix ``~`` and a hash of the raw name is added: a distinct spelling that stays the same
+    from one upload to the next, so no two series share a name and no raw control character is sent."""
+    from ..textsafe import visible
+
+    pool = set(names)
+    taken = set(pool)
+    out: dict[str, str] = {}
+    for k in sorted(pool):
+        if k.isprintable():
+            continue
+        shown = visible(k, keep_newlines=False)
+        if shown == k:
+            continue
+        if shown in taken:
+            digest = hashlib.sha256(k.encode("utf-8", "surrogatepass")).hexdigest()
+            n = 6
+            while f"{shown}~{digest[:n]}" in taken:
+                n += 2
+            shown = f"{shown}~{digest[:n]}"
+        taken.add(shown)
+        out[k] = shown
+    return out
 
 
 def pick_samples(
@@ -91,12 +121,14 @@ def pick_indices(
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     if len(ids) <= n:
         return [(i, "all") for i in order]
-    finite = {i: float(r) for i in order if _finite(r := rewards[i])}
-    valid = list(finite)
+    # Ranked as ``render-trajectory --best/--worst`` ranks (``render.select._pick``): every reward but NaN and
+    # null, +inf the highest and -inf the lowest, ties by identity.
+    ranked = {i: float(r) for i in order if _ranked(r := rewards[i])}
+    valid = list(ranked)
     k = max(1, n // 4)
-    best = sorted(valid, key=lambda i: (-finite[i], ids[i]))[: min(k, n)]
+    best = sorted(valid, key=lambda i: (-ranked[i], ids[i]))[: min(k, n)]
     chosen = set(best)
-    worst = [i for i in sorted(valid, key=lambda i: (finite[i], ids[i])) if i not in chosen][: min(k, n - len(best))]
+    worst = [i for i in sorted(valid, key=lambda i: (ranked[i], ids[i])) if i not in chosen][: min(k, n - len(best))]
     chosen.update(worst)
     rest = [i for i in order if i not in chosen]
     drawn = random.Random(f"runlog:{seed}:{key}").sample(rest, min(len(rest), n - len(chosen)))
@@ -302,8 +334,9 @@ def _first_user(turns: Sequence[Turn]) -> str | None:
     return next((t.content for t in turns if t.role == "user" and t.content), None)
 
 
-def _finite(v: object) -> TypeGuard[int | float]:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _ranked(v: object) -> TypeGuard[int | float]:
+    """A reward that ranks: a number, +-inf included; not NaN, null or a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
 
 def _num(v: Any) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import netrc
 import os
 import re
@@ -121,6 +122,9 @@ def upload_wandb(
     rid, source_path, id_notes = _run_id(run, run_id, state, spath, mode, entity, project, entry_dir)
     dest = S.destination(mode, entity, project, rid, wdir)
     entry = state.get(dest)
+    options = options or P.PlanOptions()
+    options.check()
+    _check_options(entry, options, rid, project, entity, mode)
     result = UploadResult(rid, project, entity, "disabled" if disabled else mode, str(spath), dry_run=dry_run)
     if disabled:
         result.notes.append("WANDB_MODE=disabled in the environment: W&B is off, so this is a dry run (pass --mode)")
@@ -179,6 +183,7 @@ def upload_wandb(
         _check_wandb_dir(wdir, wandb_dir)
         entry = entry or S.Entry(rid, project, entity, mode, entry_dir)
         entry.source = entry.source or source_path
+        entry.options = S.options_record(options)  # the steps this session logs are logged with these
         state.check_writable()  # before W&B starts: a state that cannot be written leaves no session behind
         wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
         try:
@@ -216,6 +221,36 @@ def upload_wandb(
         state.put(dest, entry)
         result.notes += _plan_notes(plan, plan_left, result.after)
         return result
+
+
+def _check_options(
+    entry: S.Entry | None, options: P.PlanOptions, rid: str, project: str, entity: str | None, mode: str
+) -> None:
+    """Refuse an upload whose plan options differ from those the destination's steps were logged with: W&B
+    would hold the run logged two ways (another ``--prefix`` splits every per-role series at the first new
+    step; other ``--tables-every`` or ``--max-samples-per-step`` change the tables of the new steps only), and a
+    run already complete would be called up to date with the new options ignored. An entry that logged nothing
+    yet, or that was written before runlog kept the options, accepts any."""
+    if entry is None or entry.last_step is None:
+        return
+    changed = S.changed_option(entry.options, S.options_record(options))
+    if changed is None:
+        return
+    flag, old, new = changed
+    where = f"{entity + '/' if entity else ''}{project}/{rid} ({mode})"
+    if flag == "--metrics/--no-metrics":
+        old_text, new_text = ("--metrics" if v else "--no-metrics" for v in (old, new))
+    else:
+        old_text, new_text = f"{flag} {_shown(old)}", f"{flag} {_shown(new)}"
+    raise UsageError(
+        f"{where} holds steps up to {entry.last_step} logged with {old_text}; this upload asks {new_text}, which "
+        f"would log the rest of the run another way: upload with {old_text}, or into a new W&B run with --run-id ID"
+    )
+
+
+def _shown(v: Any) -> str:
+    """An option's value in a message: as typed (``debate``, ``16``), escaped."""
+    return visible(v if isinstance(v, str) else json.dumps(v), keep_newlines=False)
 
 
 def _mode(mode: str | None) -> tuple[str, bool]:
