@@ -46,7 +46,7 @@ def _short(exc: BaseException) -> str:
 EXCEPTION_COLUMNS = ("exception", "exception_info")
 # String columns whose footer null counts answer questions without reading them (``prompt``: whether samples
 # without a group_id have a prompt their groups could be found from, summarize's --prompt-groups hint).
-NULL_COUNT_STRING_COLUMNS = (*EXCEPTION_COLUMNS, "group_id", "prompt")
+NULL_COUNT_STRING_COLUMNS = (*EXCEPTION_COLUMNS, "group_id", "prompt", "split", "sample_id")
 RANGE_COLUMNS = ("schema_version", "step")
 _STAT_TYPES = frozenset(
     {"double", "float", "halffloat", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"}

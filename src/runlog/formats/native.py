@@ -331,6 +331,12 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return info
+        # A required column that holds nulls (a writer other than RunWriter): those rows are a population of their
+        # own (a null split is neither train nor eval; upload-wandb keys it apart), said from the footer's counts.
+        for col in ("step", "split", "sample_id"):
+            n = info.null_counts.get(col, 0)
+            if n and info.rows:
+                ctx.warn(cand.rel, f"{n:,} of its {info.rows:,} rows have no {col} (null, in a required column)")
         arrow_schema = parquet_footer(info).arrow_schema
         expected = _expected()
         bad = [
