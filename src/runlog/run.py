@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import Counter
@@ -438,6 +439,13 @@ class Run:
         suspects = [c for c in names if c in TEXT_ONLY] if others and not fails(others) else names
         return [c for c in suspects if fails([c])], names
 
+    def forget_frames(self) -> None:
+        """Drop the lazy frames built so far (``samples``, ``roles``, ``layouts``): built before a part found a file
+        unreadable (through a sub-run sharing the file records, which marks it there), they still held it, and a
+        later part that read columns the corrupt page is not in counted it."""
+        for name in ("samples", "roles", "layouts"):
+            self.__dict__.pop(name, None)
+
     def left_out(self) -> int:
         """How many sample files are left out whole (unreadable). A command that reads the run in several parts
         compares it before and after them: a part that found a file unreadable (a corrupt data page behind an
@@ -445,13 +453,34 @@ class Run:
         return sum(1 for f in self.files if f.kind == "samples" and not f.readable)
 
     def role_names(self) -> list[str]:
-        """Role names known from manifests and footers, without reading data."""
+        """Role names known from manifests and footers, without reading data: the whole run's
+        (``RunContext.files``), also for a part of it (a summary's batch of steps, the steps the partial cache has
+        not stored): a role that only later steps log is null in the earlier steps' rows, whichever are read."""
+        whole = self.files if self.ctx.files is None else self.ctx.files
+        present = {f.layout for f in whole}
         names: list[str] = []
-        for lay in self.layouts:
-            for r in lay.roles(self.files_of(lay.name), self.ctx):
+        for lay in layouts():
+            if lay.name not in present:
+                continue
+            for r in lay.roles([f for f in whole if f.layout == lay.name], self.ctx):
                 if r not in names:
                     names.append(r)
         return names
+
+    def decisions(self) -> str:
+        """What the run's layouts decide from all of its files that changes how one file's rows read (its roles;
+        ``Layout.decided``, TRL's reward-function columns), as a short digest: the partial cache keys the steps it
+        stores by it, so that a step stored before a change of it (a new role, a column numeric in a new file, a
+        file deleted) is computed again, never merged with steps read under the new decision."""
+        whole = self.files if self.ctx.files is None else self.ctx.files
+        present = {f.layout for f in whole}
+        decided = [
+            (lay.name, lay.decided([f for f in whole if f.layout == lay.name], self.ctx))
+            for lay in layouts()
+            if lay.name in present
+        ]
+        text = repr((self.role_names(), [d for d in decided if d[1] is not None]))
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     @property
     def errors(self) -> list[Problem]:
@@ -718,6 +747,8 @@ def open_run(
     one = None
     if single and len(files) == 1 and "/" not in files[0].path:
         one = f"{root.name}/{files[0].path}" if root.name else files[0].path
+    ctx.files = files  # what run-wide decisions are made from, also when a part of the run is read
+    ctx.discovered = len(ctx.problems)
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
 
 

@@ -8,7 +8,10 @@ columns beside). A summary is then the merge of the units it selects (``--steps`
 and ``--role`` pick rows of them), the units not seen yet read in one pass and stored.
 
 A unit's entry is used only while its files are the same: the set of its files, each file's stamp (size,
-modification and change time, inode; an object's size, ETag and time), and the run's manifest. Entries
+modification and change time, inode; an object's size, ETag and time), the run's manifest, and what the layouts
+decide from the whole run's files (``Run.decisions``: its roles, TRL's reward-function columns; a new role in a
+new step is a null role in the steps before it). A unit in which reading found a problem (a corrupt text page,
+a column that holds text) is not stored: every command reads it again, and says it, as a cold read does. Entries
 written by other code (a hash of the aggregating code, ``code_key``) are ignored; files changed in the last
 seconds are not stored (a writer may be at work on them). The answers equal a cold read's (to rounding:
 1e-12 relative; tests/test_partial_cache.py checks it on randomised runs). A unit is a whole step, so that
@@ -111,17 +114,19 @@ def units(run: Run) -> dict[int, Unit] | None:
     """The run's sample files by step, with each step's identity; None when a readable sample file does not
     hold exactly one known step (its partials could not be told apart by step). Worked out once per list of
     files and their readability and steps (a diff asks four times: each run's partials and windows)."""
-    # What the units depend on besides the stamps (fixed at discovery): which files, readable, of which step.
-    shape = tuple((f.readable, f.step, f.steps is None, f.kind) for f in run.files)
+    # What the units depend on besides the stamps (fixed at discovery): which files, readable, of which step, and
+    # what the layouts decide from the whole run (``Run.decisions``).
+    decisions = run.decisions()
+    shape = (tuple((f.readable, f.step, f.steps is None, f.kind) for f in run.files), decisions)
     memo = run.ctx.cache.get("partial_units")
     if memo is not None and memo[0] is run.files and memo[1] == shape:
         return memo[2]
-    out = _units(run)
+    out = _units(run, decisions)
     run.ctx.cache["partial_units"] = (run.files, shape, out)
     return out
 
 
-def _units(run: Run) -> dict[int, Unit] | None:
+def _units(run: Run, decisions: str) -> dict[int, Unit] | None:
     samples = [f for f in run.files if f.kind == "samples" and f.readable]
     if not samples or any(f.fmt != "parquet" or f.step is None or f.steps is not None for f in samples):
         return None
@@ -145,7 +150,9 @@ def _units(run: Run) -> dict[int, Unit] | None:
         if any(is_racy(s) for _, s in mine if s is not None):
             u.racy = True
             continue
-        text = f"{step}\0{mine!r}\0{manifests}"
+        # The run-wide decisions too: a step stored before a new role appeared (or a column became numeric in a
+        # new file) reads otherwise now, and is computed again.
+        text = f"{step}\0{mine!r}\0{manifests}\0{decisions}"
         u.files_id = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return out
 
@@ -251,13 +258,29 @@ def _keep(
     memo: dict[str, tuple[str, pl.DataFrame]] | None,
 ) -> None:
     """Store the fresh partials of the units whose files all read well, and whose rows all carry one of the
-    steps computed (a layout whose data contradicts the file's step is never cached)."""
+    steps computed (a layout whose data contradicts the file's step is never cached).
+
+    A unit is not stored when reading found a problem in one of its files (a corrupt text page, a reward column
+    that holds text, rows no reward function scored: said while reading, never at discovery), nor when what
+    the reading found changed the run's units (a file left out as unreadable changes its step's files, and may
+    change a run-wide decision, ``Run.decisions``): a stored unit is read no more, so its problems would no
+    longer be said, nor its command exit as a cold read does."""
     steps = {u.step for u in todo}
     if fresh.height and not set(fresh["step"].drop_nulls().to_list()) <= steps or fresh["step"].null_count():
         return
-    stored = {f"{variant}:{u.step}": u for u in todo if u.files_id is not None and all(f.readable for f in u.files)}
+    now = units(run) or {}
+    said = {p.path for p in run.ctx.problems[run.ctx.discovered or 0 :]}
+    stored = {
+        f"{variant}:{u.step}": u
+        for u in todo
+        if u.files_id is not None
+        and (n := now.get(u.step)) is not None
+        and n.files_id == u.files_id
+        and all(f.readable and not f.unread and f.path not in said for f in u.files)
+    }
     if not stored:
         return
+    all_units = now
     rows = fresh.filter(pl.col(UNIT).is_in(list(stored)))
     if memo is not None:
         for eid, part in rows.partition_by(UNIT, as_dict=True).items():

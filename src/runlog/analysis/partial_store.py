@@ -42,6 +42,7 @@ USED = "used"  # touched when a command reads a run's partials (at most once a m
 CHECKED = "partials.checked"  # beside partials/, touched at each check: a fleet's saves check once a minute
 EVERY_S = 60.0
 _warned: set[str] = set()
+_said: set[str] = set()  # the unreadable indexes and segments said in this process: each once per command
 
 
 def budget_bytes() -> int:
@@ -63,6 +64,13 @@ def budget_bytes() -> int:
             )
             said_trouble()
     return DEFAULT_BUDGET_MB << 20
+
+
+def _say(line: str) -> None:
+    """One warning line on stderr, its control characters made visible (a path may hold them)."""
+    from ..textsafe import visible
+
+    sys.stderr.write(visible(line, keep_newlines=False) + "\n")
 
 
 def _touch_if_older(path: Path, seconds: float) -> bool:
@@ -165,6 +173,7 @@ class PartialStore:
         self.root = root
         self.index: dict[str, dict[str, Any]] = {}
         self.reported = False
+        self.promised = False  # "rebuilding it" was said (``_report``)
         self.version: tuple[int, ...] | None = None  # of the index as read (``read_versioned``)
 
     @classmethod
@@ -173,6 +182,7 @@ class PartialStore:
         base = cache_dir()
         if base is None:
             return None
+        budget_bytes()  # a bad ``RUNLOG_CACHE_MAX_MB`` is said by every command that uses the cache (an env read)
         name, digest = run_digest(root)
         store = cls(base / "partials" / digest, name)
         store.index = store._read_index()
@@ -185,15 +195,28 @@ class PartialStore:
         return self.folder / "index.json"
 
     def _report(self, what: str, exc: BaseException) -> None:
-        """One line on stderr (the first trouble only): the entries are dropped, and rebuilt on save."""
-        if not self.reported:
-            from ..textsafe import visible
+        """One line on stderr (the first trouble of this store, and each file once per command: a command may open
+        the store several times): the entries are dropped, and rebuilt on save where the cache folder can be
+        written; where it cannot (a read-only cache shared with other users), said so, not "rebuilding"."""
+        if self.reported:
+            return
+        self.reported = True
+        said_trouble()
+        if what in _said:
+            return
+        _said.add(what)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        self.promised = self._writable()
+        then = "rebuilding it" if self.promised else "it cannot be rebuilt here (the cache folder is read-only)"
+        _say(f"warning: the partial cache {what} is unreadable ({reason}); {then}")
 
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            line = f"warning: the partial cache {what} is unreadable ({reason}); rebuilding it"
-            sys.stderr.write(visible(line, keep_newlines=False) + "\n")
-            self.reported = True
-            said_trouble()
+    def _writable(self) -> bool:
+        """Whether a save can replace the index and write segments: the run's cache folder (or the nearest folder
+        above it that exists) can be written."""
+        folder = self.folder
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        return os.access(folder, os.W_OK | os.X_OK)
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
         try:
@@ -289,7 +312,12 @@ class PartialStore:
             (self.folder / USED).touch()
             if _touch_if_older(self.folder.parent.parent / CHECKED, EVERY_S):
                 trim(self.folder.parent, self.folder, budget_bytes())
-        except (OSError, ValueError, TypeError, pl.exceptions.PolarsError):
+        except (OSError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+            if self.promised and str(self.folder) not in _said:
+                # "rebuilding it" was said: the save that was to rebuild it failed (a full disk), said once.
+                _said.add(str(self.folder))
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                _say(f"warning: the partial cache {self.folder} could not be rebuilt ({reason})")
             return
 
     @staticmethod

@@ -272,7 +272,9 @@ def _step_batches(run: Run, keys: list[str], filters: Filters) -> list[Run]:
 
 
 def _sub_run(run: Run, files: list[FileInfo]) -> Run:
-    """``run`` with only the sample files ``files`` (and every file of another kind)."""
+    """``run`` with only the sample files ``files`` (and every file of another kind). What the layouts decide
+    from the run's files (its roles, TRL's reward-function columns) stays the whole run's (``RunContext.files``,
+    shared): a step reads the same in a sub-run as in the whole run."""
     others = [f for f in run.files if f.kind != "samples"]
     return dataclasses.replace(run, files=others + files)
 

@@ -274,6 +274,14 @@ class RunContext:
     note_log: list[dict[str, str]] = field(default_factory=list)  # every ``note`` call, repeats included
     # Writer state files listed at the root (``runlog.ends``): process -> (run-relative path, path, stamp).
     state_files: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
+    # Every file of the run as discovered (``open_run``): what a layout decides for the whole run from the files
+    # (TRL's reward-function columns, the run's roles) is decided from these, also where it is handed a part of
+    # them (a summary's steps read in batches, the steps the partial cache has not stored, one file alone), so
+    # that a file's rows read the same whichever files are read with it. None: the files handed are the run.
+    files: list[FileInfo] | None = None
+    # How many ``problems`` discovery found (``open_run``); those after them were found while reading the data
+    # (a corrupt page, a column that holds text): what a cache of derived figures must not lose. None: unknown.
+    discovered: int | None = None
 
     def problem(self, path: str, kind: str, message: str) -> None:
         self.problems.append(Problem(path, kind, message))
@@ -343,6 +351,12 @@ class Layout:
         """Role names known without reading data (footers, manifest)."""
         return []
 
+    def decided(self, files: list[FileInfo], ctx: RunContext) -> Any:
+        """What this layout decides from all of a run's files (``files``: the run's of this layout) that changes
+        how the rows of any one file read (TRL: which columns are reward functions), or None. The partial cache
+        keys the steps it stores by it, so that a change of it (a column numeric in a new file) recomputes them."""
+        return None
+
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
         """What only the run's files together tell (after every file is probed; from what the probes kept,
         no data read): problems are said on ``ctx``. Default: nothing."""
@@ -402,6 +416,12 @@ class Layout:
 @functools.cache
 def _own_folders_re(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"(?:(.*)/)?(?:{pattern})")
+
+
+def run_files(files: list[FileInfo], ctx: RunContext, layout: str) -> list[FileInfo]:
+    """The files of ``layout`` a run-wide decision is made from: the whole run's (``RunContext.files``), not only
+    ``files``, the part of it a reader is handed."""
+    return files if ctx.files is None else [f for f in ctx.files if f.layout == layout]
 
 
 def component_value(name: str) -> pl.Expr:

@@ -16,7 +16,7 @@ from typing import Any
 from .. import chat
 from .. import schema as S
 from .._lazy import pl
-from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register
+from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register, run_files
 from .common import group_by_signature, per_file_value, probe_parquet, scan_parquet, source_column
 
 _FILE = re.compile(r"completions_(\d+)\.parquet")
@@ -68,6 +68,42 @@ def _files(group: list[FileInfo]) -> str:
     """The files a note is about: the one, or the first and how many more."""
     first = group[0].path
     return first if len(group) == 1 else f"{first} and {len(group) - 1} more file(s)"
+
+
+def _folder_split(info: FileInfo) -> str:
+    """The split a file's folder tells: ``eval`` in ``completions/eval/``, else ``train``."""
+    return "eval" if info.abspath.parent.name == "eval" else "train"
+
+
+def _rows_split(info: FileInfo, folder: str) -> str | None:
+    """The split of a file's rows (the reader's ``coalesce(mode, folder split)``): the folder's where it logs no
+    text ``mode`` (or only nulls there), the one value its footer statistics show where every row is of it (nulls
+    are the folder's); None (of several, or unknown) otherwise: such a file is never left out by a split filter,
+    and its rows are read to tell their splits."""
+    if info.columns.get("mode") not in _ARROW_TEXT:
+        return folder
+    md = info.footer.metadata if info.footer is not None else None
+    leaf = None if md is None else next((i for i in range(md.num_columns) if md.schema.column(i).path == "mode"), None)
+    if md is None or leaf is None:
+        return None
+    values: set[str] = set()
+    for rg in range(md.num_row_groups):
+        group = md.row_group(rg)
+        st = group.column(leaf).statistics
+        if group.num_rows == 0:
+            continue
+        if st is None or not st.has_null_count:
+            return None
+        if st.null_count:
+            values.add(folder)
+        if st.null_count == group.num_rows:
+            continue
+        exact = getattr(st, "is_min_value_exact", True) and getattr(st, "is_max_value_exact", True)
+        if not st.has_min_max or not exact:
+            return None
+        for v in (st.min, st.max):
+            values.add(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+    return values.pop() if len(values) == 1 else folder if not values else None
 
 
 def _folder(info: FileInfo) -> str:
@@ -136,14 +172,20 @@ class Trl(Layout):
         info = probe_parquet(cand, ctx, layout=self.name)
         m = _FILE.fullmatch(cand.name)
         info.step = int(m.group(1)) if m else None
-        info.split = "eval" if cand.abspath.parent.name == "eval" else "train"
+        info.split = _folder_split(info)
         if not info.readable:
             return info
+        # A fork's ``mode`` column holds each row's split: the file's split is its rows', so that a split filter
+        # leaves out no file whose rows are of the split asked (an eval file in the top folder).
+        info.split = _rows_split(info, info.split)
         missing = [c for c in ("prompt", "completion") if c not in info.columns]
         if missing:
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing column(s) {', '.join(missing)}; file skipped")
             info.readable = False
         return info
+
+    def decided(self, files: list[FileInfo], ctx: RunContext) -> Any:
+        return sorted(_reward_columns([f for f in files if f.readable]))
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
         # What the reader will not map, said from the footers, so that plain `inspect` shows it (no data read).
@@ -184,15 +226,18 @@ class Trl(Layout):
         if not readable:
             return None
         # A reward function is a column that is numeric in at least one file of the run: where another file
-        # holds it as text it is read from that text (said), so that no file's sum silently lacks it.
-        rewards = _reward_columns(readable)
+        # holds it as text it is read from that text (said), so that no file's sum silently lacks it. The whole
+        # run's files decide, not only those handed: a step reads the same alone (a summary's batch, a step the
+        # partial cache had not stored) as with the others.
+        whole = [f for f in run_files(files, ctx, self.name) if f.readable]
+        rewards = _reward_columns(whole)
         self._say_plan(readable, rewards, ctx)
         groups = group_by_signature(readable)
         scans = [scan_parquet(group, include_file_paths="source") for group in groups]
         schemas = [lf.collect_schema() for lf in scans]
         # Sample ids are `{step}:{row}`, the step from the file name; where the run's files sit in several
         # folders under completions/ (train/, eval/: the same step in each), `{folder}/{step}:{row}`.
-        several = len({_folder(f) for f in readable}) > 1
+        several = len({_folder(f) for f in whole}) > 1
         frames = [
             self._scan_group(group, lf, schema, rewards, several, ctx)
             for group, lf, schema in zip(groups, scans, schemas, strict=True)
@@ -214,7 +259,9 @@ class Trl(Layout):
         step = file_step
         if "step" in schema:
             step = pl.coalesce(file_step, pl.col("step").cast(pl.Int64, strict=False))
-        split = per_file_value(group, "split", pl.String())
+        # The folder's split, not ``FileInfo.split`` (the rows', from ``mode``: None where they are of several).
+        folders = {str(f.abspath): _folder_split(f) for f in group}
+        split = pl.col("source").replace_strict(folders, default=None, return_dtype=pl.String)
         if "mode" in schema and schema["mode"] == pl.String:
             split = pl.coalesce(pl.col("mode"), split)
 
