@@ -495,9 +495,11 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
                 name = names.get(call_id)
         else:
             unanswered = []
-        if not content and not calls and reasoning is None:
-            # Nothing read: the message says what it says under keys not read here (a shape of another API).
-            # Those are kept as compact JSON rather than dropped (an empty turn was shown and written).
+        if isinstance(m, dict) and "content" not in m and not calls and reasoning is None:
+            # Nothing read, and no content at all (not an empty one): the message says what it says under keys not
+            # read here (a shape of another API), kept as compact JSON rather than dropped (an empty turn was shown
+            # and written). A message whose content is empty or null said nothing: its metadata (finish_reason,
+            # logprobs, a model name, audio) is no text, and metrics would read it as the model's.
             extra = {k: v for k, v in m.items() if k not in _READ_KEYS and _unread(v)}
             if extra:
                 content = compact_json(extra)

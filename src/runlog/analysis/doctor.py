@@ -48,6 +48,7 @@ def diagnose(
         if run.left_out() == left:
             return result
         series = None
+        run.forget_frames()  # built before the file was found unreadable, they hold it
 
 
 def _diagnose(s: RunSeries, cfg: DoctorConfig, stage: Callable[[str], None]) -> Diagnosis:

@@ -56,6 +56,7 @@ class RunSeries:
                 if isinstance(attr, cached_property):
                     self.__dict__.pop(name, None)
         self.notes.clear()
+        self.run.forget_frames()  # the run's own frames too: built before the file was found, they hold it
 
     @property
     def filters(self) -> Filters:

@@ -107,10 +107,19 @@ def _envs(run: Run) -> dict[str, dict[str | None, int]]:
     """Rows per env (``env_name``: an inspect_ai log's task, a verifiers row's task) of each layout whose
     samples are of several, from the frames the probes kept (JSON layouts: in memory, nothing read)."""
     columns: dict[str, list[pl.Series]] = {}
+    unparsed: set[str] = set()  # layouts some of whose files hold no parsed frame (Parquet): their envs are unread
     for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
         frame = f.frame
-        if f.kind == "samples" and f.readable and isinstance(frame, pl.DataFrame) and "env_name" in frame.columns:
+        if isinstance(frame, pl.DataFrame) and "env_name" in frame.columns:
             columns.setdefault(f.layout, []).append(frame.get_column("env_name"))
+        else:
+            unparsed.add(f.layout)
+    for (
+        layout
+    ) in unparsed:  # counted from a few files, the rows said would be those files' (a Flink CSV beside its Parquet)
+        columns.pop(layout, None)
     out: dict[str, dict[str | None, int]] = {}
     for layout, cols in sorted(columns.items()):
         if all(c.null_count() == len(c) for c in cols):  # no env named (NeMo Gym, verl): one env, unknown

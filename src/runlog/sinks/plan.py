@@ -372,6 +372,7 @@ def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
         plan = _build_plan(run, opts)
         if run.left_out() == left:
             return plan
+        run.forget_frames()  # built before the file was found unreadable, they hold it
 
 
 def _build_plan(run: Run, opts: PlanOptions) -> Plan:
