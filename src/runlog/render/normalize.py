@@ -35,10 +35,13 @@ _TEXT_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _TEXT_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.DOTALL)
 # A user turn of a ChatML transcript that holds only tool output (Qwen's templates render every tool result so).
 _ONLY_RESPONSES = re.compile(r"\s*(?:<tool_response>.*?</tool_response>\s*)+", re.DOTALL)
+_TEXT_TAG = re.compile(r"<tool_call>|<tool_response>")
 # The role lines a chat template writes around tool output, left in a text decoded without its special tokens
-# (verl's multi-turn ``output``: ``...</tool_call>\nuser\n<tool_response>...</tool_response>\nassistant\n...``).
-_HEADER_BEFORE = re.compile(r"(?:^|\n)[ \t]*(?:user|tool)[ \t]*\n?[ \t]*$")
-_HEADER_AFTER = re.compile(r"^[ \t]*\n?[ \t]*assistant[ \t]*(?:\n|$)")
+# (verl's multi-turn ``output``: ``...</tool_call>\nuser\n<tool_response>...</tool_response>\nassistant\n...``):
+# the whole gap between a call (or a result) and the response, a ``user`` / ``tool`` line just above the tag;
+# and an ``assistant`` line just below a result.
+_HEADER_BEFORE = re.compile(r"\s*\n[ \t]*(?:user|tool)[ \t]*\n[ \t]*")
+_HEADER_AFTER = re.compile(r"[ \t]*\n[ \t]*assistant[ \t]*(?:\n|\Z)")
 
 
 def _text_call(block: re.Match[str]) -> ToolCall | None:
@@ -57,62 +60,88 @@ def _text_call(block: re.Match[str]) -> ToolCall | None:
     return ToolCall(_str(obj.get("id")), obj["name"], args)
 
 
+def _text_spans(content: str) -> list[tuple[str, int, int, Any]]:
+    """The calls, results and template role lines of a model's text, as ``(kind, start, end, value)`` in
+    order; everything between them is the model's text. The role lines are dropped only where the text is
+    certainly a rendered template: some results in it (one tool turn's) sit between a ``user`` (or ``tool``)
+    line and an ``assistant`` line. Elsewhere a line that only says ``user`` may be the model's word, so it
+    is kept, and a response it stands before is not taken as a result."""
+    spans = _scan_text(content, headers=True)
+    kinds = "".join({"before": "u", "result": "r", "after": "a"}.get(kind, "c") for kind, *_ in spans)
+    bracketed = re.search("ur+a", kinds) is not None  # a user line, the results of one turn, an assistant line
+    return spans if bracketed else _scan_text(content, headers=False)
+
+
+def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
+    """``_text_spans`` for one reading of the role lines (``headers``: they are the template's). A
+    ``<tool_response>`` is a result only where it answers: right after a call or a result, with nothing but
+    whitespace (or, with ``headers``, a role line) between; any other is text as written, and a valid call
+    inside it is a call. A call inside a result is the tool's output, not a call."""
+    spans: list[tuple[str, int, int, Any]] = []
+    pos = 0
+    while tag := _TEXT_TAG.search(content, pos):
+        if tag.group() == "<tool_call>":
+            block = _TEXT_CALL.match(content, tag.start())
+            call = _text_call(block) if block else None
+            if block and call is not None:
+                spans.append(("call", block.start(), block.end(), call))
+            pos = block.end() if block else tag.end()  # a block that is not a call stays text whole
+            continue
+        answers = bool(spans) and spans[-1][0] in ("call", "result")  # right after a call or a result
+        since = spans[-1][2] if answers else tag.start()
+        gap = content[since : tag.start()]
+        header = headers and bool(gap.strip()) and bool(_HEADER_BEFORE.fullmatch(gap))
+        block = _TEXT_RESPONSE.match(content, tag.start()) if answers and (header or not gap.strip()) else None
+        if block is None:
+            pos = tag.end()
+            continue
+        if header:
+            spans.append(("before", since, tag.start(), None))
+        spans.append(("result", block.start(), block.end(), block.group(1)))
+        pos = block.end()
+        after = _HEADER_AFTER.match(content, pos) if headers else None
+        if after:
+            spans.append(("after", after.start(), after.end(), None))
+            pos = after.end()
+    return spans
+
+
 def text_pieces(content: str | None) -> list[tuple[str, Any]]:
     """Assistant text with tool calls written in it, in the order written: ``("text", str)``, ``("call",
     ToolCall)`` for each ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen
-    templates) and, after a call, ``("result", str)`` for each ``<tool_response>...</tool_response>`` (a
+    templates) and ``("result", str)`` for each ``<tool_response>...</tool_response>`` that answers a call (a
     multi-turn rollout decoded into one string: verl's ``output``). A block that is not a JSON object with a
-    name stays in the text, so what the model wrote is never hidden; a response before any call is text too.
-    The bare role lines a template leaves around tool output (``user`` before it, ``assistant`` after it) are
-    the turns' bounds, not text."""
+    name stays in the text, so what the model wrote is never hidden; so does a response that answers no call
+    (prose that names the tags). The role lines a rendered template leaves around tool output (``user``
+    before it, ``assistant`` after it) are the turns' bounds, not text (``_text_spans`` says when)."""
     if not content or "<tool_call>" not in content:
         return [("text", content)] if content else []
     pieces: list[tuple[str, Any]] = []
-    text = ""
     pos = 0
-    called = False
-
-    def after(segment: str) -> str:  # the text from ``pos`` on: the role line after a result is not text
-        return _HEADER_AFTER.sub("", segment) if not text and pieces and pieces[-1][0] == "result" else segment
-
-    blocks = sorted([*_TEXT_CALL.finditer(content), *_TEXT_RESPONSE.finditer(content)], key=lambda b: b.start())
-    for block in blocks:
-        if block.start() < pos:
-            continue  # inside a block already read (a response quoted in a call's arguments)
-        is_call = block.group(0).startswith("<tool_call>")
-        call = _text_call(block) if is_call else None
-        if (is_call and call is None) or (not is_call and not called):
-            text += after(content[pos : block.end()])
-            pos = block.end()
-            continue
-        text += after(content[pos : block.start()])
-        if not is_call:
-            text = _HEADER_BEFORE.sub("", text)
-        if text.strip("\n"):
-            pieces.append(("text", text.strip("\n")))
-        text = ""
-        if is_call:
-            called = True
-            pieces.append(("call", call))
-        else:
-            pieces.append(("result", block.group(1)))
-        pos = block.end()
-    text += after(content[pos:])
-    if text.strip("\n"):
-        pieces.append(("text", text.strip("\n")))
+    for kind, start, end, value in [*_text_spans(content), ("end", len(content), len(content), None)]:
+        text = content[pos:start].strip("\n")
+        if text:
+            pieces.append(("text", text))
+        if kind in ("call", "result"):
+            pieces.append((kind, value))
+        pos = end
     return pieces
 
 
 def text_tool_calls(content: str | None) -> tuple[str | None, list[ToolCall]]:
-    """Tool calls written into the text (``text_pieces``): the content without them, and the calls. The
-    renderers use ``text_pieces``, which keeps each call in its place."""
+    """Tool calls written into the text (those of ``text_pieces``): the content without them, and the calls;
+    every other character stays. The renderers use ``text_pieces``, which keeps each call in its place."""
     if not content or "<tool_call>" not in content:
         return content, []
-    calls = [v for kind, v in text_pieces(content) if kind == "call"]
-    if not calls:
+    spans = [(start, end, value) for kind, start, end, value in _text_spans(content) if kind == "call"]
+    if not spans:
         return content, []
-    rest = _TEXT_CALL.sub(lambda b: "" if _text_call(b) is not None else b.group(0), content)
-    return rest.strip("\n"), calls
+    rest, pos = [], 0
+    for start, end, _ in spans:
+        rest.append(content[pos:start])
+        pos = end
+    rest.append(content[pos:])
+    return "".join(rest).strip("\n"), [value for _, _, value in spans]
 
 
 _DECODER = json.JSONDecoder()
