@@ -429,7 +429,8 @@ def read_jsonl(
         lines = lines[:-1]
     reported = 0
     surrogates = 0
-    repeated: list[tuple[int, str]] = []  # (line, the first key held twice)
+    repeated: list[int] = []  # the lines whose record holds a key twice
+    first_repeat = b""  # the first of them, parsed again at the end to name its key
     last = len(lines)
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -446,10 +447,13 @@ def read_jsonl(
             if not isinstance(obj, dict):
                 reason = f"a JSON {type(obj).__name__}, not an object"
         if reason is None:
-            # A line with no more ':' than its record's keys holds no key twice (the flat record: no walk).
+            # A line with no more ':' than its record's keys holds no key twice (the flat record: no walk); where
+            # it has more (a ':' inside a key or a text value: timestamps), the ':' outside strings are its pairs.
             colons = raw.count(b":") if repeats else 0
-            if colons > len(obj) and colons != _pairs(obj) and (key := _repeated_key(raw)) is not None:
-                repeated.append((i, key))
+            if colons > len(obj) and colons != (pairs := _pairs(obj)) and key_separators(raw) != pairs:
+                if not repeated:
+                    first_repeat = raw
+                repeated.append(i)
             out.records.append(obj)
             out.line_numbers.append(i)
             continue
@@ -466,18 +470,31 @@ def read_jsonl(
     if surrogates:
         ctx.warn(rel, SURROGATE_NOTE.format(n=surrogates))
     if repeated:
-        line, key = repeated[0]
         ctx.warn(
             rel,
-            f"{len(repeated)} record(s) hold a key twice (first: line {line}, {key!r}): the later value kept, as "
-            "Python's json and JavaScript read a line",
+            f"{len(repeated)} record(s) hold a key twice (first: line {repeated[0]}, {_repeated_key(first_repeat)!r}): "
+            "the later value kept, as Python's json and JavaScript read a line",
         )
     return out
 
 
+# A backslash and the character it escapes, in JSON text: ``\"`` is no string's end.
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+
+
+def key_separators(text: bytes) -> int:
+    """The ':' outside strings of JSON ``text``: its key-value pairs as written, a key written twice counted
+    twice (a parsed object holds it once), whatever ':' its keys and text values hold (``"train:loss"``,
+    timestamps). A tokenisation, not a parse: escapes dropped, then every other piece between '"' is outside
+    strings."""
+    if b"\\" in text:
+        text = _ESCAPE.sub(b"", text)
+    return b"".join(text.split(b'"')[::2]).count(b":")
+
+
 def _pairs(obj: Any) -> int:
     """The key-value pairs of a parsed JSON value, nested ones included: each holds one ':' in its line, so a
-    line with more ':' than its value's pairs holds a key twice (or a ':' inside a string: ``_repeated_key``
+    line with more ':' than its value's pairs holds a key twice or a ':' inside a string (``key_separators``
     tells which)."""
     if isinstance(obj, dict):
         return len(obj) + sum(_pairs(v) for v in obj.values() if isinstance(v, (dict, list)))
@@ -491,7 +508,8 @@ class _Pairs(list):
 
 
 def _repeated_key(raw: bytes) -> str | None:
-    """The first key a JSON line holds twice in one object (nested keys as ``a/b``, as flattened), or None."""
+    """The first key a JSON line holds twice in one object (nested keys as ``a/b``, as flattened), or None. A
+    second parse: for the one line a warning names, not for every line checked."""
     try:
         parsed = json.loads(raw, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):  # pragma: no cover  (the line parsed a moment ago)
@@ -501,7 +519,8 @@ def _repeated_key(raw: bytes) -> str | None:
         prefix, node = todo.pop(0)
         if isinstance(node, _Pairs):
             seen: set[str] = set()
-            for k, v in node:
+            for key, v in node:
+                k = _SURROGATE.sub("\ufffd", key)  # as the record holds it: two lone surrogates are one key there
                 name = f"{prefix}/{k}" if prefix else str(k)
                 if k in seen:
                     return name

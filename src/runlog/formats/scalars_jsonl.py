@@ -10,6 +10,7 @@ from .common import (
     JsonlResult,
     coerce_step,
     flatten,
+    key_separators,
     read_jsonl,
     say_clashes,
     say_orphan_weights,
@@ -227,8 +228,6 @@ def _fast_flat_scalars(
         return None
     if data.count(b"\n") != df.height:  # a blank line polars skipped: record i would not be line i
         return None
-    if _may_repeat_keys(data, df):  # polars keeps a repeated key's first value, the careful reader its last
-        return None
     # Looked up once: ``DataFrame.schema`` builds a new mapping of every column on each access, and one record
     # with thousands of keys (per-layer gradient norms) made this check quadratic (4,000 keys: 52 s).
     schema = df.schema
@@ -242,6 +241,8 @@ def _fast_flat_scalars(
     if any(not (schema[c].is_numeric() or schema[c] in (pl.Boolean, pl.Null)) for c in metrics):
         return None
     if time_key is not None and not (schema[time_key].is_numeric() or schema[time_key] == pl.Null):
+        return None
+    if _may_repeat_keys(data, df, schema):  # polars keeps a repeated key's first value, the careful reader its last
         return None
     base = df.with_row_index("record").select(
         pl.col("record").cast(pl.Int64),
@@ -265,41 +266,34 @@ def _fast_flat_scalars(
     return long, df.height, steps, record_steps, aside, relogged
 
 
-# A null value as runlog's writer (``": "``) and compact writers (``":"``) write it. A null written otherwise
-# (``":  null"``) is not counted: the counts of ``_may_repeat_keys`` then differ and the careful reader reads the file.
-_NULLS = (b":null", b": null")
+def _may_repeat_keys(data: bytes, df: pl.DataFrame, schema: pl.Schema) -> bool:
+    """Whether a line of ``data`` (``df``, as polars parsed it, of ``schema``) holds a key twice: polars keeps the
+    first value, Python's json (the careful reader, which says so) the last, so such a file is read carefully.
 
-
-def _may_repeat_keys(data: bytes, df: pl.DataFrame) -> bool:
-    """Whether a line of ``data`` (``df``, as polars parsed it) may hold a key twice: polars keeps the first
-    value, Python's json (the careful reader, which says so) the last, so such a file is read carefully.
-
-    Counted, not searched (a search per key was a pass over the file per key; records of thousands of keys
-    are common): each key-value pair holds one ':' outside strings, and a file the fast path reads holds no
-    string but its keys (numbers, booleans and nulls only), so the file's ':' are its pairs, plus any inside a
-    key. Without a repeat, each pair is a value polars kept (a non-null cell) or a null; a repeat makes the
-    pairs more, unless its later copies are null (polars kept the first, non-null, value). So where the file
-    holds nulls, the lines that hold one are counted again with each null read as 0 (every pair then a
-    cell). A ':' inside a key, or a null written otherwise, makes the counts differ too: such a file is read by
-    the careful reader, which is slower, never wrong."""
-    pairs, cells = data.count(b":"), sum(df.count().row(0))
-    if pairs == cells:  # every pair a value polars kept: no null, no repeat (the common case: one pass)
+    Counted, not searched (a search per key was a pass over the file per key; records of thousands of keys are
+    common), and exact: a file read carefully costs a few times the fast path's time. A line holds a key twice
+    where its pairs as written are more than its distinct keys; these are the values polars kept (the non-null
+    cells) where no value is null. The pairs are the ':' outside strings; where the only strings are keys (the
+    values numbers, booleans and nulls) they are the '"' halved, a ':' inside a key aside (``"train:loss"``).
+    Where the file holds nulls, it is parsed again with each null read as 0, in the schema already inferred
+    (several times faster than inferring), so that every key of a line is a cell. A null written otherwise
+    (``":  null"``) stays null and a key holding ':null' becomes another: such a file is read carefully, slower,
+    never wrong."""
+    cells = sum(df.count().row(0))
+    if data.count(b":") == cells:  # every ':' a pair polars kept a value of: the common case, one pass
         return False
-    # The lines that hold 'null' (a key may, too: counting its line again is harmless), found by search: one
-    # more pass over the file, not a split of every line; the nulls are counted in them alone.
-    parts = []
-    at = data.find(b"null")
-    while at >= 0:
-        start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at) + 1  # the fast path's data ends with \n
-        parts.append(data[start:end])
-        at = data.find(b"null", end)
-    held = b"".join(parts)
-    nulls = sum(held.count(t) for t in _NULLS)
-    if pairs != cells + nulls or not nulls:
+    if b'\\"' in data or any(dtype == pl.String for dtype in schema.values()):  # a '"' or ':' inside a string
+        pairs = key_separators(data)
+    else:
+        pairs = data.count(b'"') // 2  # every string a key
+    if pairs == cells:
+        return False
+    if b"null" not in data:  # no null: a pair more than the cells is a key written twice
         return True
-    zeroed = held.replace(b":null", b":0").replace(b": null", b": 0")
+    zeroed = data.replace(b":null", b":0").replace(b": null", b": 0")
+    as_read = {c: pl.String if dtype in (pl.Boolean, pl.Null) else dtype for c, dtype in schema.items()}
     try:
-        cells = sum(pl.read_ndjson(zeroed, infer_schema_length=None).count().row(0))
-    except Exception:  # noqa: BLE001  (a column of booleans and nulls: 0 is no boolean; the careful reader reads it)
+        cells = sum(pl.read_ndjson(zeroed, schema=as_read).count().row(0))
+    except Exception:  # noqa: BLE001  (a value polars will not read in its schema: the careful reader reads it)
         return True
-    return held.count(b":") != cells
+    return pairs != cells
