@@ -191,7 +191,7 @@ def listing(
     if storage.is_url(path):
         root = storage.location(path, storage_options)
         try:
-            entries = storage.list_run(root)
+            entries = storage.list_run(root, issues)
         except RunNotFoundError:
             refuse_glob(str(path), storage_options)
             raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 import struct
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from .storage_config import (
 from .storage_config import (
     polars_options as _polars_options,
 )
+from .textsafe import visible
 
 # URL scheme -> object_store family. ``gcs`` and the Azure spellings are accepted as aliases.
 SCHEMES = {
@@ -50,6 +52,8 @@ DEFAULT_CONCURRENCY = 64
 TAIL_BYTES = 64 * 1024
 # Non-Parquet files (JSONL scalars, manifests, CSV) up to this size are fetched whole during discovery.
 WHOLE_BYTES = 32 * 1024 * 1024
+# A key of these kinds that cannot be listed is an error (data lost), as ``listing.DATA_SUFFIXES`` says locally.
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
 
 
 def is_url(path: object) -> bool:
@@ -137,19 +141,75 @@ class Store:
     # -- listing ------------------------------------------------------------------------------------------
     def list(self, prefix: str) -> builtins.list[ObjectMeta]:
         """Every object below ``prefix`` (a folder: ``prefix/``), recursively."""
+        return self.list_keeping(prefix)[0]
+
+    def list_keeping(self, prefix: str) -> tuple[builtins.list[ObjectMeta], builtins.list[tuple[str, bool]]]:
+        """``list``, and the keys it could not list: (key, whether objects before it in its folder may be
+        missing). A key object_store cannot take as a path (a control character, a ``..`` segment) fails the
+        listing page that holds it; such keys are stepped over (``_past``) and what came before them is listed
+        folder by folder (``_before``), so one stray key costs its own object, not the run."""
         import obstore
 
         pre = f"{prefix.strip('/')}/" if prefix.strip("/") else None
-        out: builtins.list[ObjectMeta] = []
+        found: dict[str, ObjectMeta] = {}
+        bad: builtins.list[tuple[str, bool]] = []
+        offset: str | None = None
+        while True:
+            try:
+                for chunk in obstore.list(self.store, pre, offset=offset, chunk_size=1000):
+                    for m in chunk:
+                        meta = self._saw(_meta(m))
+                        found[meta.key] = meta
+                        offset = meta.key
+                break
+            except Exception as exc:  # noqa: BLE001  (obstore's errors are mapped to one line below)
+                key = invalid_key(exc)
+                past = _past(key) if key is not None else None
+                if key is None or past is None or any(k == key for k, _ in bad):
+                    raise _remote_error(self.url(prefix), exc) from None
+                before, whole = self._before(pre, key, offset)
+                for meta in before:
+                    found[meta.key] = meta
+                bad.append((key, not whole))
+                offset = past
+        return sorted(found.values(), key=lambda m: m.key), bad
+
+    def _before(self, pre: str | None, key: str, after: str | None) -> tuple[builtins.list[ObjectMeta], bool]:
+        """The objects below ``pre`` after ``after`` and before ``key`` (a key that cannot be listed), walked
+        folder by folder from ``pre`` down to ``key``'s folder; and whether that walk saw every one (a folder
+        that holds ``key`` itself, or a sub-folder named so, cannot be listed: its objects before it are lost)."""
+        import obstore
+
         try:
-            for chunk in obstore.list(self.store, pre, chunk_size=1000):
-                for m in chunk:
-                    meta = _meta(m)
-                    self._meta[meta.key] = meta
-                    out.append(meta)
-        except Exception as exc:  # noqa: BLE001  (obstore's errors are mapped to one line below)
-            raise _remote_error(self.url(prefix), exc) from None
-        return out
+            res = obstore.list_with_delimiter(self.store, pre)
+        except Exception:  # noqa: BLE001  (the bad key is in this very folder)
+            return [], False
+        out = [
+            self._saw(_meta(m))
+            for m in res["objects"]
+            if str(m["path"]) < key and (after is None or str(m["path"]) > after)
+        ]
+        whole = True
+        for d in res["common_prefixes"]:
+            folder = f"{str(d).rstrip('/')}/"
+            if key.startswith(folder):
+                more, seen = self._before(folder, key, after)
+                out += more
+                whole = whole and seen
+            elif folder < key and (after is None or after < folder or after.startswith(folder)):
+                metas, bad = self.list_keeping(folder)
+                out += [m for m in metas if after is None or m.key > after]
+                whole = whole and not bad
+        return out, whole
+
+    def _saw(self, meta: ObjectMeta) -> ObjectMeta:
+        """Record ``meta``, listed now; an object rewritten since its bytes were read is read afresh (a writer's
+        state file rewritten from "open" to "closed": a watch held the first version for good otherwise)."""
+        old = self._meta.get(meta.key)
+        if old is not None and object_stamp(old) != object_stamp(meta):
+            self.forget(meta.key)
+        self._meta[meta.key] = meta
+        return meta
 
     def has_below(self, prefix: str) -> bool:
         """Whether any object lies below ``prefix`` (a folder: ``prefix/``): one listing request of one key."""
@@ -176,7 +236,20 @@ class Store:
         try:
             res = obstore.list_with_delimiter(self.store, pre)
         except Exception as exc:  # noqa: BLE001
-            raise _remote_error(self.url(prefix), exc) from None
+            if invalid_key(exc) is None:
+                raise _remote_error(self.url(prefix), exc) from None
+            # A key object_store cannot take (``bad<TAB>name/``) fails the whole level: listed in full instead,
+            # the folder of such a key kept (a glob matches it; reading it says why it cannot be read).
+            metas, bad = self.list_keeping(prefix)
+            found: set[str] = set()
+            direct: builtins.list[dict[str, str]] = []
+            for key in [m.key for m in metas] + [k for k, _ in bad]:
+                rest = key[len(pre or "") :]
+                if "/" in rest:
+                    found.add(f"{pre or ''}{rest.split('/', 1)[0]}")
+                else:
+                    direct.append({"path": key})
+            res = {"common_prefixes": sorted(found), "objects": direct}  # type: ignore[typeddict-item]
         dirs = sorted(p.rstrip("/") for p in res["common_prefixes"])
         objects = sorted(str(m["path"]) for m in res["objects"] if not str(m["path"]).endswith("/"))
         return dirs, [k for k in objects if k != (pre or "").rstrip("/")]
@@ -185,14 +258,13 @@ class Store:
         import obstore
 
         try:
-            meta = _meta(obstore.head(self.store, key))
+            meta = self._saw(_meta(obstore.head(self.store, key)))
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001
             if type(exc).__name__ == "NotFoundError":
                 return None
             raise _remote_error(self.url(key), exc) from None
-        self._meta[key] = meta
         return meta
 
     # -- reads --------------------------------------------------------------------------------------------
@@ -355,14 +427,29 @@ def names_something(url: str, options: Mapping[str, str] | None = None) -> bool:
         return False
 
 
-def list_run(root: ObjectPath) -> list[tuple[ObjectPath, str, int, str, tuple | None]]:
+def list_run(
+    root: ObjectPath, issues: list[tuple[str, str, bool]] | None = None
+) -> list[tuple[ObjectPath, str, int, str, tuple | None]]:
     """(file, run-relative posix path, size, URL, stamp) of every object below a remote run folder (hidden
     folders skipped), or of the single object ``root`` names. Missing: ``RunNotFoundError``. The stamp
     (size, ETag, modification time) changes whenever the object is rewritten; None if the store tells
-    neither."""
-    metas = root.store.list(root.key)
+    neither. ``issues`` receives (run-relative path, message, is_error) for each key that cannot be listed
+    (``Store.list_keeping``), as ``listing.walk``'s for a file it cannot list: an error for a data file's name."""
+    metas, bad = root.store.list_keeping(root.key)
     out: list[tuple[ObjectPath, str, int, str, tuple | None]] = []
     pre = f"{root.key}/" if root.key else ""
+    for key, partial in bad:
+        rel = key[len(pre) :] if key.startswith(pre) else key
+        parts = rel.split("/")
+        if any(p.startswith(".") and p != ".." for p in parts[:-1]):
+            continue
+        shown = visible(rel, keep_newlines=False)
+        why = "its name cannot be read from the object store (a control character or a '..' segment): not read"
+        if partial:
+            folder = visible(rel.rpartition("/")[0] or ".", keep_newlines=False)
+            why += f"; objects of {folder} listed before it may be missing too"
+        if issues is not None:
+            issues.append((shown, why, rel.lower().endswith(DATA_SUFFIXES)))
     markers = folder_markers(metas)
     for m in metas:
         rel = m.key[len(pre) :]
@@ -487,8 +574,43 @@ def is_panic(exc: BaseException) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    text = invalid_said(exc) or str(exc).strip()
+    return visible(text.splitlines()[0] if text else type(exc).__name__, keep_newlines=False)[:300]
+
+
+_INVALID_KEY = re.compile(r'Error parsing Path "(.*?)": Encountered illegal', re.DOTALL)
+
+
+def invalid_key(exc: BaseException) -> str | None:
+    """The key of an object that object_store cannot take as a path (a control character, a ``..`` segment),
+    when that is why ``exc`` (a listing's) failed."""
+    m = _INVALID_KEY.search(str(exc))
+    return m.group(1) if m else None
+
+
+def invalid_said(exc: BaseException) -> str | None:
+    """One line for a key object_store cannot take, the key escaped (a CR or LF in it cut the message before)."""
+    key = invalid_key(exc)
+    if key is None:
+        return None
+    shown = visible(key, keep_newlines=False)
+    return f"the object key {shown} cannot be read from the object store (a control character or a '..' segment)"
+
+
+def _past(key: str) -> str | None:
+    """An offset to list from so that ``key`` (which object_store cannot take) and the keys that share its bad
+    part are stepped over: the part before its first bad character, and the next character that is allowed (a
+    key equal to that offset is the only good one stepped over too); None if nothing in ``key`` is bad."""
+    for i, ch in enumerate(key):
+        if ord(ch) < 0x20 or ch == "\x7f":
+            return key[:i] + (" " if ch != "\x7f" else "\u0080")
+    pos = 0
+    for seg in key.split("/"):
+        end = pos + len(seg)
+        if seg == "..":
+            return key[:end] + ("0" if end < len(key) else " ")  # '0' follows '/': past every ``../`` key
+        pos = end + 1
+    return None
 
 
 UNREACHABLE = "cannot reach the object store (connection failed; check the endpoint and network)"
@@ -527,8 +649,9 @@ def _read_error(exc: BaseException) -> OSError:
 def remote_reason(exc: BaseException) -> str:
     """A short reason for an object-store failure: the service's error code where it gives one (NoSuchBucket,
     AccessDenied, ...), else what went wrong in a few words."""
-    import re
-
+    said = invalid_said(exc)
+    if said:
+        return said
     text = str(exc)
     code = re.search(r"<Code>([^<]+)</Code>", text)
     if code:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import storage
 from ..ends import STATE_RE
-from ..errors import RunNotFoundError
+from ..errors import RunlogError, RunNotFoundError
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -113,6 +113,9 @@ def run_lister(
     ``RunNotFoundError`` when the run is gone."""
     from ..run import list_files
 
+    if storage.is_url(path):
+        _check_bucket(str(path), storage_options)
+
     def list_once() -> tuple[Listing, Listing]:
         if not storage.is_url(path) and not os.path.isdir(path):
             raise RunNotFoundError(f"{path}: the run folder is gone (deleted?)")
@@ -125,3 +128,17 @@ def run_lister(
         return data, temp
 
     return list_once
+
+
+def _check_bucket(url: str, storage_options: StorageOptions | None) -> None:
+    """A bucket that does not exist is an error now, as for every command that reads a run once (exit 2): no
+    upload of a trainer makes a bucket, so waiting for its "first object" would wait for good (a misspelt bucket
+    passed a ``doctor --follow`` gate). A prefix with nothing below it yet is waited for; a store that cannot
+    be reached now is left to the polls (they say so, and try again)."""
+    root = storage.location(url, storage_options)
+    try:
+        root.store.has_below(root.key)
+    except RunNotFoundError:
+        raise
+    except (OSError, RunlogError):
+        return
