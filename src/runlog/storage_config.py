@@ -121,9 +121,10 @@ def obstore_options(
     reads those only when it is given no client options at all, so one client option on the command line
     (``timeout=30s``) would drop the environment's ``allow_http`` (then "builder error"). The command line wins
     per key. Where neither gives one, none is passed: obstore's defaults (``timeout`` 30 s: ``DEFAULT_TIMEOUT``)
-    and the environment apply as they are (client options given replace obstore's defaults whole: a GCS
-    emulator's plain-http endpoint then needs ``allow_http``). Retries end ``DEFAULT_RETRY_TIMEOUT_MS`` after the
-    first try, unless set (``retry_timeout_ms``, ``max_retries``: polars' names, said to both clients)."""
+    and the environment apply as they are (client options given replace obstore's defaults whole: where the
+    endpoint is a plain ``http://`` URL, ``allow_http`` is set then, unless given). Retries end
+    ``DEFAULT_RETRY_TIMEOUT_MS`` after the first try, unless set (``retry_timeout_ms``, ``max_retries``: polars'
+    names, said to both clients)."""
     from datetime import timedelta
 
     prefix = PREFIXES[family]
@@ -141,6 +142,11 @@ def obstore_options(
             config[key if key.startswith(prefix) else prefix + key] = v
     if client:
         client = {**env_client_options(family, environ), **client}
+        if "allow_http" not in client and _plain_http_endpoint(prefix, config, environ):
+            # Given no client options, obstore's builder takes a plain-http endpoint (an emulator, a local
+            # gateway); given any, the HTTP client refuses http unless told: "HTTP error: builder error" for a
+            # setup that worked a moment before with no option. An http:// endpoint the user chose is allowed.
+            client["allow_http"] = True
     client = {
         k: str(v).strip().lower() in ("1", "true", "yes") if k in BOOL_CLIENT_KEYS else v for k, v in client.items()
     }
@@ -163,6 +169,19 @@ def polars_options(family: str, options: Mapping[str, str], environ: Mapping[str
         out["timeout"] = DEFAULT_TIMEOUT
     out.setdefault("retry_timeout_ms", DEFAULT_RETRY_TIMEOUT_MS)
     return out
+
+
+def _plain_http_endpoint(prefix: str, config: Mapping[str, Any], environ: Mapping[str, str] | None) -> bool:
+    """Whether the store's endpoint (``aws_endpoint``/``aws_endpoint_url``, ``google_base_url``,
+    ``azure_endpoint``...: from the options or the environment) is a plain ``http://`` URL."""
+    env = os.environ if environ is None else environ
+    values = [v for k, v in config.items() if "endpoint" in k or k.endswith("base_url")]
+    values += [
+        v
+        for k, v in env.items()
+        if k.lower().startswith(prefix) and ("endpoint" in k.lower() or k.lower().endswith("base_url"))
+    ]
+    return any(isinstance(v, str) and v.strip().lower().startswith("http://") for v in values)
 
 
 def env_client_options(family: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
