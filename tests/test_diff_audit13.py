@@ -253,18 +253,24 @@ def test_a_copied_shard_is_a_warning_naming_the_step(tmp_path: Path, cli) -> Non
     assert json.loads(again.stdout)["warnings"] == [warning]
 
 
-def test_every_note_is_printed(tmp_path: Path, cli) -> None:
-    """Eleven runs logged every 2nd step, other prompts: two notes each, more than 20; the 20-line cap of
-    files' problems cut them, pointing to ``runlog inspect``, which has none of them."""
+def every_other_step_runs(tmp_path: Path, n: int) -> tuple[Path, list[Path]]:
+    """A baseline of 12 steps and ``n`` runs of other prompts logged every 2nd step (one overlap note each)."""
     base = _write_clustered(tmp_path / "base", 0, "a", steps=12)
     others = []
-    for k in range(11):
+    for k in range(n):
         path = tmp_path / f"r{k:02d}"
         _write_clustered(path, k + 1, "b", steps=12)
         for f in (path / "samples" / "train").glob("*.parquet"):
             if int(f.name.split("_")[1].split(".")[0]) % 2:
                 f.unlink()
         others.append(path)
+    return base, others
+
+
+def test_every_note_is_printed(tmp_path: Path, cli) -> None:
+    """Eleven runs logged every 2nd step, other prompts: two notes each, more than 20; the 20-line cap of
+    files' problems cut them, pointing to ``runlog inspect``, which has none of them."""
+    base, others = every_other_step_runs(tmp_path, 11)
     notes = json.loads(cli("diff", base, *others, "-w", "3", "--format", "json").stdout)["notes"]
     assert len(notes) > 20
     r = cli("diff", base, *others, "-w", "3")

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from test_diff_audit13 import _native_pair, _write_clustered
+from test_diff_audit13 import _native_pair, every_other_step_runs
 
 
 def test_plot_diff_prints_every_note(tmp_path: Path, cli) -> None:  # noqa: ANN001
-    base = _write_clustered(tmp_path / "base", 0, "a", steps=12)
-    others = []
-    for k in range(22):  # one note each: more than the cap of 20
-        path = tmp_path / f"r{k:02d}"
-        _write_clustered(path, k + 1, "b", steps=12)
-        for f in (path / "samples" / "train").glob("*.parquet"):
-            if int(f.name.split("_")[1].split(".")[0]) % 2:
-                f.unlink()
-        others.append(path)
+    base, others = every_other_step_runs(tmp_path, 22)  # one note each: more than the cap of 20
     notes = json.loads(cli("diff", base, *others, "-w", "3", "--format", "json").stdout)["notes"]
     out = tmp_path / "d.png"
     r = cli("plot", base, *(x for o in others for x in ("--diff", o)), "-o", out)

@@ -110,29 +110,25 @@ def _end_events(stdout: str) -> list[dict]:
     return [e for e in events if e["event"] == "end"]
 
 
-def test_a_ctrl_c_while_watch_sets_up_ends_with_the_end_event(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Ctrl-C while the watch builds its watcher (its modules load, the run's first listing): exit 130 and the
-    JSON ``end`` event (``interrupted``). It was ``Error: interrupted`` with no event."""
+@pytest.mark.parametrize(
+    ("command", "builder"),
+    [
+        (["watch", "--no-doctor"], "watcher_for"),  # while the watch builds its watcher (modules, first listing)
+        (["doctor", "--follow"], "DoctorWatch"),  # while doctor --follow builds its checker
+    ],
+)
+def test_a_ctrl_c_while_following_sets_up_ends_with_the_end_event(
+    cli, monkeypatch: pytest.MonkeyPatch, command: list[str], builder: str
+) -> None:
+    """A Ctrl-C before following began: exit 130 and the JSON ``end`` event (``interrupted``). It was
+    ``Error: interrupted`` with no event."""
     import runlog.watch as watch
 
     def interrupted(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(watch, "watcher_for", interrupted)
-    r = cli("watch", SAMPLE_RUNS / "debate_grpo", "--format", "json", "--no-doctor")
-    assert r.exit_code == 130, (r.stdout, r.stderr)
-    assert _end_events(r.stdout) == [{"event": "end", "reason": "interrupted", "message": None}], r.stdout
-
-
-def test_a_ctrl_c_while_doctor_follow_sets_up_ends_with_the_end_event(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same for ``doctor --follow``, interrupted while its checker is built."""
-    import runlog.watch as watch
-
-    def interrupted(*_a: object, **_k: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(watch, "DoctorWatch", interrupted)
-    r = cli("doctor", SAMPLE_RUNS / "debate_grpo", "--follow", "--format", "json")
+    monkeypatch.setattr(watch, builder, interrupted)
+    r = cli(command[0], SAMPLE_RUNS / "debate_grpo", *command[1:], "--format", "json")
     assert r.exit_code == 130, (r.stdout, r.stderr)
     assert _end_events(r.stdout) == [{"event": "end", "reason": "interrupted", "message": None}], r.stdout
 
