@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -645,4 +646,7 @@ def test_fleet_adds_split_with_a_note(tmp_path, cli):
     r = cli("summarize", root, "--by", "run", "--format", "json")
     assert r.exit_code == 0 and [row["split"] for row in json.loads(r.stdout)] == ["eval", "train"]
     assert "`split` was added" in r.stderr, r.stderr
-    assert "runs of this fleet have the splits eval, train" in r.stderr
+    assert "this run has the splits eval, train" in r.stderr  # one run asked for: not "runs of this fleet"
+    shutil.copytree(root, tmp_path / "r2")
+    both = cli("summarize", root, tmp_path / "r2", "--by", "run", "--format", "json")
+    assert "runs of this fleet have the splits eval, train" in both.stderr, both.stderr

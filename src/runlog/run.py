@@ -920,6 +920,7 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
     are read, as found: which one is right is the user's call. By the keys the rows count at (a file whose
     rows are of another step or split than its name says is keyed by its rows)."""
     seen: dict[tuple[str, str, int, int | None], str] = {}
+    said: set[str] = set()  # files said already (the same keys as another): not said again as the same size
     keyed: dict[str, bool] = {}
     shards: dict[tuple[str, int], list[str]] = {}
     for f in files:
@@ -947,11 +948,41 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
         key = (f.layout, f.split, f.step, f.process)
         first = seen.setdefault(key, f.path)
         if first != f.path:
+            said.add(f.path)
             shard = f", process {f.process}" if f.process is not None else ""
             ctx.warn(
                 f.path,
                 f"the same split {f.split!r}, step {f.step}{shard} as {first}: both files are read, so if one is a "
                 "copy of the other its rows count twice",
+            )
+    _same_size(files, said, ctx)
+
+
+def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
+    """Say a Parquet sample file of the same split and step as another, of exactly the same size and row count:
+    a shard copied under another process's name (``step_8.p0.parquet`` copied to ``step_8.p2.parquet``) is a
+    file of its own to every key, and its rows count twice in every figure. Two writers' compressed files of
+    one step are almost never byte for byte the same length; a copy always is. Only said, from what the
+    listing and the footer gave (no read): ``runlog inspect --deep`` finds the repeated sample ids for sure."""
+    alike: dict[tuple[str, str, int, int, int], str] = {}
+    for f in files:
+        if (
+            f.kind != "samples"
+            or f.fmt != "parquet"
+            or not f.readable
+            or f.step is None
+            or f.split is None
+            or not f.rows
+            or f.path in said
+        ):
+            continue
+        first = alike.setdefault((f.layout, f.split, f.step, f.bytes, f.rows), f.path)
+        if first != f.path:
+            ctx.warn(
+                f.path,
+                f"exactly the size ({f.bytes:,} bytes) and rows ({f.rows:,}) of {first}, of the same split "
+                f"{f.split!r} and step {f.step}: both are read, so if one is a copy of the other its rows count "
+                "twice (`runlog inspect --deep` finds repeated sample ids)",
             )
 
 

@@ -246,6 +246,7 @@ def command_name() -> str | None:
 
 
 MAX_PROBLEM_LINES = 20
+ERROR_NAMES = 5  # files named on one error line
 
 
 def report_problems(problems: Sequence[Problem], notes: Sequence[str] = (), *, group: bool = True) -> int:
@@ -262,8 +263,13 @@ def report_problems(problems: Sequence[Problem], notes: Sequence[str] = (), *, g
     for i, p in enumerate(problems):
         same.setdefault((p.is_warning, p.message, -1 if group else i), []).append(p.path)
     for (warning, message, _), paths in sorted(same.items(), key=lambda kv: kv[0][0]):
-        more = f" and {len(paths) - 1:,} more file(s)" if len(paths) > 1 else ""
-        lines.append(f"{'warning' if warning else 'error'}: {min(paths)}{more}: {message}")  # the first by name
+        # An error leaves a file's data out of every figure: each such file is named (up to ERROR_NAMES, then
+        # ``runlog inspect`` names the rest), so that a user knows which data is missing; a warning's files are
+        # read, and the first by name stands for the others.
+        names = sorted(paths)[: 1 if warning else ERROR_NAMES]
+        left = len(paths) - len(names)
+        more = f" and {left:,} more file(s)" + ("" if warning else " (`runlog inspect` names them)") if left else ""
+        lines.append(f"{'warning' if warning else 'error'}: {', '.join(names)}{more}: {message}")
     shown = lines[:MAX_PROBLEM_LINES]
     if len(lines) > MAX_PROBLEM_LINES:
         shown.append(f"... {len(lines) - MAX_PROBLEM_LINES} more: see `runlog inspect`")

@@ -326,6 +326,7 @@ def emit_frame(
     elif fmt == OutputFormat.json:
         lines = json_lines(out)
         text = frame_to_json(df, lines=lines) + ("\n" if df.height or not lines else "")  # no rows: an empty file
+        _say_non_finite(df)
     else:
         print_out(render_tables(df, sections or [("", [c for c in df.columns if c not in keys])], keys, strip), out)
         return
@@ -335,6 +336,27 @@ def emit_frame(
         with writing(out):
             Path(out).write_text(text, encoding="utf-8")
         wrote(out)
+
+
+def _say_non_finite(df: pl.DataFrame) -> None:
+    """A note on stderr when JSON wrote a NaN or an infinity as ``null`` (JSON has neither): a ``null`` there
+    otherwise reads as "no value", and an infinite reward or KL (a figure that says the run blew up) would
+    read as a missing one. Counted from the frame's float columns, not the text."""
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    if not floats or not df.height:
+        return
+    counts = df.select(
+        pl.sum_horizontal(pl.col(c).is_nan().sum() for c in floats).alias("nan"),
+        pl.sum_horizontal(pl.col(c).is_infinite().sum() for c in floats).alias("inf"),
+    ).row(0)
+    nan, inf = (int(x or 0) for x in counts)
+    if nan or inf:
+        said = " and ".join(
+            part for part in (f"{nan:,} NaN" if nan else "", f"{inf:,} infinite" if inf else "") if part
+        )
+        sys.stderr.write(
+            f"note: {said} value(s) written as null (JSON has neither): --format csv or parquet keep them\n"
+        )
 
 
 def _cell(name: str, v: Any) -> Text:

@@ -155,6 +155,9 @@ def summarize_command(
         if sum([scalars, correlations]) > 1:
             raise UsageError("--scalars and --correlations are separate reports: pick one")
         storage = use_storage_options(storage_option)
+        from ..analysis.summarize import KEYS, check_keys
+
+        check_keys(by or [], ["run", *KEYS])  # a typo is told every key, `run` too (one run's summary has no run)
         locs = fleet_locations(paths or [], runs, storage, by or [])
         filters = Filters.from_options(split, steps, role)
         if is_fleet(locs, by or [], listed=bool(runs), engine=engine, ray_address=ray_address):
@@ -332,7 +335,7 @@ def _summarize_fleet(
     fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:
     from ..analysis import summarize as S
-    from ..fleet import FLEET_SPLIT_NOTE, summarize_fleet
+    from ..fleet import fleet_split_note, summarize_fleet
 
     S.check_keys(by, ["run", *S.KEYS])
     result = fleet.run(
@@ -353,7 +356,7 @@ def _summarize_fleet(
     _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
     if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
         splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})
-        report_problems([], notes=[FLEET_SPLIT_NOTE.format(splits=", ".join(splits))])
+        report_problems([], notes=[fleet_split_note(splits, len(fleet.locations))])
     if "group" in by and "step" not in by and "step" in df.columns:
         from ..analysis.views import GROUP_STEP_NOTE
 

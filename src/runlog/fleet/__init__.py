@@ -19,7 +19,7 @@ runs of the same command can differ by an ulp); tests and the benchmark hold eng
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -707,16 +707,23 @@ def metrics_fleet(
         if len(splits) <= 1:
             frame = frame.drop("split")
         else:
-            notes.append(FLEET_SPLIT_NOTE.format(splits=", ".join(splits)))
+            notes.append(fleet_split_note(splits, len(locations)))
     # Each run's notes (``tasks.job_notes``: texts in no prompt group, left out of the means), under its name.
     notes += list(dict.fromkeys(f"{r.name}: {n}" for r in sorted(results, key=lambda r: r.index) for n in r.notes))
     return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
 
 
 FLEET_SPLIT_NOTE = (
-    "runs of this fleet have the splits {splits}: `split` was added to the keys, train and eval are never pooled "
+    "{who} the splits {splits}: `split` was added to the keys, train and eval are never pooled "
     "(use --split to pick one)"
 )
+
+
+def fleet_split_note(splits: Iterable[str], runs: int) -> str:
+    """The note said when ``split`` was added to a fleet's keys; ``runs``: how many runs were asked for (one
+    run with ``--by run`` is a fleet of one: "this run has", not "runs of this fleet have")."""
+    who = "this run has" if runs == 1 else "runs of this fleet have"
+    return FLEET_SPLIT_NOTE.format(who=who, splits=", ".join(splits))
 
 
 def _where(locations: Sequence[str]) -> dict[str, str]:
@@ -726,6 +733,7 @@ def _where(locations: Sequence[str]) -> dict[str, str]:
 
 __all__ = [
     "FLEET_SPLIT_NOTE",
+    "fleet_split_note",
     "DiversityJob",
     "FleetResult",
     "FormatJob",
