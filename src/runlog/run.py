@@ -962,9 +962,13 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
     """Say a Parquet sample file of the same split and step as another, of exactly the same size and row count:
     a shard copied under another process's name (``step_8.p0.parquet`` copied to ``step_8.p2.parquet``) is a
     file of its own to every key, and its rows count twice in every figure. Two writers' compressed files of
-    one step are almost never byte for byte the same length; a copy always is. Only said, from what the
-    listing and the footer gave (no read): ``runlog inspect --deep`` finds the repeated sample ids for sure."""
+    one step can be the same length (small files of fixed-width numbers), so a pair of the same size and rows
+    is said only where their footers are byte for byte the same too (their columns' sizes, offsets and
+    statistics: a copy's always are; read from the file's end, one read of a few KiB for each such pair), or,
+    in an object store, where their ETags are. ``runlog inspect --deep`` finds the repeated sample ids for
+    sure."""
     alike: dict[tuple[str, str, int, int, int], str] = {}
+    by_path = {f.path: f for f in files}
     for f in files:
         if (
             f.kind != "samples"
@@ -977,13 +981,34 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
         ):
             continue
         first = alike.setdefault((f.layout, f.split, f.step, f.bytes, f.rows), f.path)
-        if first != f.path:
+        if first != f.path and _same_footer(by_path[first], f):
             ctx.warn(
                 f.path,
-                f"exactly the size ({f.bytes:,} bytes) and rows ({f.rows:,}) of {first}, of the same split "
-                f"{f.split!r} and step {f.step}: both are read, so if one is a copy of the other its rows count "
-                "twice (`runlog inspect --deep` finds repeated sample ids)",
+                f"the same size ({f.bytes:,} bytes), rows ({f.rows:,}) and footer as {first}, of the same split "
+                f"{f.split!r} and step {f.step}: a copy? both are read, so its rows count twice "
+                "(`runlog inspect --deep` finds repeated sample ids)",
             )
+
+
+def _same_footer(a: FileInfo, b: FileInfo) -> bool:
+    """Whether two Parquet files of the same size are one's copy: the same ETag in an object store (a copy
+    keeps it; two uploads of other bytes never share one), the same footer bytes on a local disk. Unknown
+    (no footer length, an unreadable file, no ETag): False, said nothing of."""
+    if isinstance(a.abspath, ObjectPath) or isinstance(b.abspath, ObjectPath):
+        tags = [s[1] if isinstance(s, tuple) and len(s) == 3 else None for s in (a.stamp, b.stamp)]
+        return tags[0] is not None and tags[0] == tags[1]
+    n = a.footer_bytes
+    if not n or n != b.footer_bytes:
+        return False
+    tails = []
+    for f in (a, b):
+        try:
+            with open(f.abspath, "rb") as fh:
+                fh.seek(-n, os.SEEK_END)
+                tails.append(fh.read(n))
+        except OSError:
+            return False
+    return tails[0] == tails[1]
 
 
 def _rows_beside(path: Any) -> str:
