@@ -6,8 +6,8 @@ Two halves, on two threads:
   without waiting for the device: the JAX arrays among the columns (or among the values of the row dicts;
   never a walk into lists of strings or messages) are copied on their device by one asynchronous dispatch (a
   donated buffer may be gone after the call; ``jax_utils.DeviceFetch``);
-  numpy columns, and the numpy arrays of a column given as a list of them, are copied (trainers reuse
-  buffers), containers are shallow-copied.
+  numpy columns, every numpy array among the values of a list column and those an object-array column holds
+  are copied (trainers reuse buffers), containers are shallow-copied.
 * ``resolve`` then ``build_table`` run on the writer's background thread: the copies are moved to host
   (the only wait for the device), then flat per-role columns, reward components and OpenAI-style messages
   are folded into the canonical nested columns, typed, extra columns kept.
@@ -66,15 +66,53 @@ def _is_polars_frame(x: Any) -> bool:
     return type(x).__module__.startswith("polars") and hasattr(x, "to_arrow")
 
 
+def _is_polars_series(x: Any) -> bool:
+    return type(x).__module__.startswith("polars") and hasattr(x, "dtype") and hasattr(x, "to_arrow")
+
+
+def _check_polars_number(dtype: Any, name: str) -> None:
+    """A polars column of numbers, told from its dtype, named as polars names it (``String``, not Arrow's
+    ``large_string``, which the user never wrote)."""
+    if not (dtype.is_numeric() or str(dtype) in ("Boolean", "Null")):
+        raise SampleError(f"{name} is a polars column of {dtype}; {_numbers(name)}")
+
+
 def _is_numpy(x: Any) -> bool:
     np = sys.modules.get("numpy")
     return np is not None and isinstance(x, np.ndarray)
 
 
 def _host_copy(a: Any) -> Any:
-    """A numpy column's copy; bfloat16 / float8 / int4 (``ml_dtypes``, what ``np.asarray`` of a JAX array gives)
-    as float32 / int8, which Arrow knows (one vectorised cast, done as the copy)."""
-    return jax_utils.plain_dtype(a) if a.dtype.kind == "V" else a.copy()
+    """A numpy array's copy; bfloat16 / float8 / int4 (``ml_dtypes``, what ``np.asarray`` of a JAX array gives)
+    as float32 / int8, which Arrow knows (one vectorised cast, done as the copy). An object array (one array per
+    row: the numpy form of ragged values) is copied with the arrays it holds: its own ``copy()`` copies only the
+    references, and the trainer's reused buffer would be written instead of what it logged."""
+    if a.dtype.kind == "V":
+        return jax_utils.plain_dtype(a)
+    out = a.copy()
+    if a.dtype.kind == "O":
+        flat = out.reshape(-1)  # a view: the copy is contiguous
+        if _holds_arrays(set(map(type, flat))):
+            for i, x in enumerate(flat):
+                if _is_numpy(x):
+                    flat[i] = _host_copy(x)
+    return out
+
+
+def _holds_arrays(types: set[type]) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and any(issubclass(t, np.ndarray) for t in types)
+
+
+def _copy_values(values: Sequence[Any]) -> list[Any]:
+    """A list column's copy in which every numpy array among its values is copied (``_host_copy``), wherever it
+    is: per-sample views of a batch buffer the trainer reuses, whether the first row is one or None (a row
+    without tokens). Which values are arrays is told by their types, collected in C (about 4 us per 256 values,
+    so text columns pay little). Arrays further down in a value (a Python list of arrays, a dict) are not
+    looked for: that would cost a check per token of a column of token-id lists (docs/writer.md)."""
+    if not _holds_arrays(set(map(type, values))):
+        return list(values)
+    return [_host_copy(x) if _is_numpy(x) else x for x in values]
 
 
 def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
@@ -89,9 +127,7 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         return (samples, None), samples.num_rows, samples.column_names
     if _is_polars_frame(samples):
         if "reward" in samples.columns:
-            dtype = samples.schema["reward"]
-            if not (dtype.is_numeric() or str(dtype) in ("Boolean", "Null")):
-                raise SampleError(f"reward is a column of {dtype}; rewards are numbers (text is never parsed)")
+            _check_polars_number(samples.schema["reward"], "reward")
         return (samples, None), samples.height, list(samples.columns)
     places: list[tuple[Any, ...]] = []
     arrays: list[Any] = []
@@ -100,8 +136,10 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         for k, v in cols.items():
             if _is_numpy(v):
                 cols[k] = _host_copy(v)
-            elif isinstance(v, list):
-                cols[k] = v = list(v)
+            elif isinstance(v, (list, tuple)):
+                # One numpy array per row (per-sample views of a batch buffer the trainer reuses): each copied, as
+                # a numpy column is, at whatever row (a first row of None is a row without tokens).
+                cols[k] = v = _copy_values(v)
                 # One JAX array per row (ragged per-token values, or 0-d values): each is fetched like a column.
                 # Told by the first value (a walk of every list would cost the text columns ~10 us per 512
                 # values); a JAX value after other values is moved to host on the writer's thread (``_pylist``).
@@ -110,15 +148,13 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
                         if jax_utils.is_jax_array(x):
                             places.append((k, i))
                             arrays.append(x)
-                elif v and _is_numpy(v[0]):
-                    # One numpy array per row (per-sample views of a batch buffer the trainer reuses): each copied,
-                    # as a numpy column is.
-                    cols[k] = [_host_copy(x) if _is_numpy(x) else x for x in v]
             elif isinstance(v, Mapping):  # reward_components as {name: column}
                 sub = dict(v)
                 for kk, vv in sub.items():
                     if _is_numpy(vv):
                         sub[kk] = _host_copy(vv)
+                    elif isinstance(vv, (list, tuple)):
+                        sub[kk] = _copy_values(vv)
                     elif jax_utils.is_jax_array(vv):
                         places.append((k, kk))
                         arrays.append(vv)
@@ -274,6 +310,9 @@ def _check_number_column(col: Any, name: str) -> None:
         if not any(f(t) for f in _ARROW_NUMBER_TESTS):
             raise SampleError(f"{name} is a column of {t}; {_numbers(name)}")
         return
+    if _is_polars_series(col):
+        _check_polars_number(col.dtype, name)
+        return
     is_jax = jax_utils.is_jax_array(col)
     if is_jax or (_is_numpy(col) and col.dtype.kind != "O"):
         what = "JAX" if is_jax else "numpy"
@@ -334,9 +373,10 @@ def check_call(data: Any, columns: list[str], *, step: int, split: str, roles: S
 
 def _column_as_given(data: Any, name: str) -> Any:
     """Column ``name`` as the call gave it (a JAX or numpy array, an Arrow column, a list; for row dicts the
-    rows' values), for ``_check_number_column``."""
+    rows' values), for ``_check_number_column``. A polars column stays one, so that a refusal names its polars
+    dtype."""
     if _is_polars_frame(data):
-        data = data.select(name).to_arrow()
+        return data.get_column(name)
     if isinstance(data, pa.Table):
         return data.column(name)
     if isinstance(data, dict):
@@ -775,9 +815,12 @@ def build_table(
     offset: int,
     roles: Sequence[str] | None,
     warn: Warn | None = None,
+    warn_once: Callable[[str, str], None] | None = None,
 ) -> tuple[pa.Table, list[str]]:
     """One Arrow table of the native schema (plus extras) and the role names found in it. An extra column
-    whose values no one Arrow type holds (``3`` and ``"three"``) is written as text, said with ``warn``."""
+    whose values no one Arrow type holds (``3`` and ``"three"``) is written as text, said with ``warn``; a
+    text column (``completion``, ``group_id``...) given values that are not text (``5``) is written as their
+    text, said with ``warn_once(key, message)`` (once per column: int group ids would say it every step)."""
     cols = _columns(payload)
     if isinstance(payload, dict):
         _squeeze_number_columns(cols, roles)
@@ -807,6 +850,15 @@ def build_table(
             value = _messages(cols.pop(name)) if name in cols else None
         else:
             value = cols.pop(name, None)
+        if value is not None and warn_once is not None and name in _STRING_COLUMNS:
+            other = _not_text(value)
+            if other:
+                warn_once(
+                    f"text:{name}",
+                    f"column {name!r} of {split} step {step} holds {other}, not text: written as their text "
+                    f"(str(), so 5 as '5'); give text to have what is written be what you logged (said once per "
+                    "column)",
+                )
         arrays[name] = pa.nulls(n, typ) if value is None else _typed(value, typ, name)
     fields = [pa.field(k, _CANONICAL[k]) for k in _CANONICAL]
     for name, col in cols.items():
@@ -820,6 +872,21 @@ def build_table(
             raise SampleError(f"column {name!r} has {len(arr)} values, expected {n}")
     table = pa.Table.from_arrays(list(arrays.values()), schema=pa.schema(fields, metadata=_METADATA))
     return table, role_names
+
+
+def _not_text(col: Any) -> str | None:
+    """What a text column holds that is not text (``values of type int``, ``an int64 column``), or None."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        t = col.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) or t == pa.string_view():
+            return None
+        return f"an Arrow column of {col.type}"
+    if _is_numpy(col) and col.dtype.kind != "O":
+        return None if col.dtype.kind == "U" else f"a numpy column of {col.dtype}"
+    types = set(map(type, col)) - _STR_OR_NONE
+    return f"values of type {', '.join(sorted(t.__name__ for t in types))}" if types else None
 
 
 def _squeeze_number_columns(cols: dict[str, Any], roles: Sequence[str] | None) -> None:

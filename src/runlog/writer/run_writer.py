@@ -105,8 +105,7 @@ class RunWriter:
         self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
         if self.process_index < 0:
             raise UsageError(f"process_index must be >= 0, not {self.process_index}")
-        self.roles: list[str] | None = None if roles is None else [str(r) for r in roles]
-        _convert.check_names(self.roles or [], "role")
+        self.roles: list[str] | None = None if roles is None else _role_names(roles)
         self.durable = durable
         self.on_full = on_full
         self._clock = clock
@@ -140,7 +139,19 @@ class RunWriter:
             "device_wait_s": 0.0,
         }
         self._warnings: list[str] = []
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Steps going backwards are kept (a file or line of their own, nothing overwritten) and said once:
+        # the highest step logged so far of each split's samples, and of each scalar key (docs/writer.md).
+        self._max_sample_step: dict[str, int] = {}
+        self._max_key_step: dict[str, int] = {}
+        self._said_order: set[str] = set()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # (a bare FileExistsError would name neither the problem nor the fix)
+            where = next((p for p in (self.root, *self.root.parents) if p.exists()), self.root)
+            raise UsageError(
+                f"{where} is a file, not a folder: the run folder {self.root} cannot be made there"
+            ) from None
         # Before anything is touched: a second writer of this process on this folder is refused (``lock``), so that
         # it never takes the live writer's files for an abandoned run's.
         self._run_lock = ProcessLock.acquire(self.root, self.process_index)
@@ -195,8 +206,10 @@ class RunWriter:
         Several calls for the same (split, step) are appended: the step is written as one file when a
         later step of that split is logged, on ``flush()`` or on ``close()``. Logging a step of a split
         that this writer has already written raises ``StepOrderError`` (a file on disk is always a whole
-        step). The writer takes the rows: do not mutate row dicts after the call (numpy columns are copied;
-        JAX arrays are copied on their device, so they may be donated or overwritten once the call returns).
+        step); a step lower than one already logged for the split is written as its own file, and said once
+        with a ``WriterWarning``. The writer takes the rows: do not mutate row dicts after the call (numpy
+        columns, and the numpy arrays among the values of a list or object-array column, are copied; JAX arrays
+        are copied on their device, so they may be donated or overwritten once the call returns).
         No rows (``[]``) is the same as ``{"reward": []}``: a step with no rows. A call refused with
         ``QueueFullError`` leaves no trace. Never waits for the device.
         """
@@ -227,6 +240,15 @@ class RunWriter:
                 )
             offset = pending[1] if pending is not None and seal is None else 0
             self._put(("samples", split, step, offset, payload, seal))
+            last = self._max_sample_step.get(split, -1)
+            if step < last:
+                self._say_backwards(
+                    f"samples:{split}",
+                    f"{split} samples of step {step} logged after step {last}: the steps of {split} went "
+                    f"backwards (step {step} is written as a file of its own, nothing is overwritten)",
+                )
+            else:
+                self._max_sample_step[split] = step
             if seal is not None:
                 self._sealed.setdefault(split, set()).add(seal)
             self._pending[split] = (step, offset + n)
@@ -240,10 +262,16 @@ class RunWriter:
 
         Nested dicts are flattened with ``/``; values are numbers (numpy and JAX scalars included: JAX values
         are copied on their device and moved to host by the background thread, so the call never waits for
-        the device). ``time`` is the clock at the call, not at the write.
+        the device). ``time`` is the clock at the call, not at the write. A step lower than an earlier line's,
+        and a key logged again at a step (readers keep its later value), are written and said once each with a
+        ``WriterWarning``.
         """
         t0 = time.perf_counter()
         step = _step(step)
+        if not isinstance(metrics, Mapping):
+            raise UsageError(
+                f"metrics must be a mapping of scalar key to number ({{'loss': 0.5}}), not a {type(metrics).__name__}"
+            )
         record: dict[str, Any] = {"step": step, "time": self._clock()}
         keys: list[str] = []
         arrays: list[Any] = []
@@ -571,6 +599,7 @@ class RunWriter:
                     offset=offset,
                     roles=self.roles,
                     warn=self._warn,
+                    warn_once=self._warn_once,
                 )
             except Exception as exc:  # noqa: BLE001 - said with the split and step it belongs to
                 detail = str(exc) if isinstance(exc, _convert.SampleError) else f"{type(exc).__name__}: {exc}"
@@ -652,6 +681,7 @@ class RunWriter:
 
     def _write_scalars(self, record: dict[str, Any]) -> None:
         self._resume(record["step"])
+        self._check_scalar_order(record)
         if self._scalars_fd is None:
             self._scalars_fd = os.open(self._scalars_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         # One line per record on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
@@ -662,6 +692,45 @@ class RunWriter:
         with self._bg_lock:
             self._stats["scalar_lines"] += 1
             self._stats["bytes_written"] += len(line)
+
+    def _check_scalar_order(self, record: dict[str, Any]) -> None:
+        """Say (once each) a scalars line of a step lower than an earlier line's, and a key written again at the
+        highest step it has: both lines are written, and readers keep a key's later value at a step, so the
+        earlier value would otherwise drop out of every figure unsaid. Checked here, on the writer's thread,
+        where the lines of ``log_scalars`` and of ``StatsTracker.commit`` (whose keys are known only here) meet
+        in the order they were logged. One dict lookup per key."""
+        step = record["step"]
+        if step < self._last_scalar_step:
+            self._say_backwards(
+                "scalars",
+                f"scalars of step {step} logged after step {self._last_scalar_step}: steps went backwards (the "
+                "line is written; a key logged again at a step is read back as its later value)",
+            )
+        seen = self._max_key_step
+        again = []
+        for k in record:
+            last = seen.get(k, -1)
+            if last < step:
+                seen[k] = step
+            elif last == step:
+                again.append(k)
+        again = [k for k in again if k not in ("step", "time")]
+        if again:
+            shown = ", ".join(map(repr, again[:3])) + (f" and {len(again) - 3} more" if len(again) > 3 else "")
+            self._warn_once(
+                "scalars-again",
+                f"scalar key {shown} logged again at step {step}: both lines are written, and readers keep the later "
+                "value, so the earlier one is in no figure; log a key once per step (said once per writer)",
+            )
+
+    def _say_backwards(self, what: str, message: str) -> None:
+        self._warn_once(what, f"{message}; said once per writer")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """``_warn``, the first time only for ``key`` (a thing that, once wrong, is wrong at every step)."""
+        if key not in self._said_order:
+            self._said_order.add(key)
+            self._warn(message)
 
     def _append_line(self, line: bytes, step: int) -> None:
         """Write the whole line, or raise. ``os.write`` may write part of it (a full disk writes what fits,
@@ -920,6 +989,21 @@ def _line_step(line: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _role_names(roles: Any) -> list[str]:
+    """The constructor's ``roles`` as a list of names, refused with ``UsageError`` unless it is a collection of
+    ``str``: a bare ``"solver"`` would be split into one role per character, and ``b"solver"``, ``None`` or ``7``
+    written as their ``repr`` (rows refuse such names too: docs/writer.md)."""
+    expected = "roles must be a list of role names (['solver', 'judge'])"
+    if isinstance(roles, (str, bytes)):
+        raise UsageError(f"{expected}, not a {type(roles).__name__} ({roles!r:.40})")
+    try:
+        names = list(roles)
+    except TypeError:
+        raise UsageError(f"{expected}, not a {type(roles).__name__}") from None
+    _convert.check_names(names, "role")
+    return names
 
 
 def _iso(t: float) -> str:
