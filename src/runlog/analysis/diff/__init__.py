@@ -12,11 +12,12 @@ The first run is the baseline; every other run is compared with it, pair by pair
   or NaN, with no interval; rounding is no difference: ``bootstrap.valid_mean``), and the zero-advantage
   fraction of the role's
   prompt groups there (groups as ``summarize --prompt-groups`` finds them). The difference to the baseline
-  has a percentile bootstrap confidence interval: the prompt groups of one step (a group's samples together,
-  as they share the prompt's difficulty; the samples where no group is known) of each run are resampled with
-  replacement, independently, ``boot`` times, from a seeded generator, so that the same command prints the
-  same interval. A difference whose interval lies above 0 is ``ahead``
-  (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``.
+  has a percentile bootstrap confidence interval: the prompts of each run's window (a prompt's samples
+  together, over every step of the window it was drawn at, as they share its difficulty: ``sides.clusters``;
+  the prompt is its text, else its group id; the samples where neither is known, taken as independent, which
+  a note says where a run has none) are resampled with replacement, independently, ``boot`` times, from a
+  seeded generator, so that the same command prints the same interval. A difference whose interval lies above
+  0 is ``ahead`` (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``.
 - **Paired.** Where both runs have prompt groups over the same prompts (the same prompt text, or where there
   is no text the same group id, within the same split and step), the per-prompt difference of the role's
   mean reward over the end window, with a bootstrap interval over the prompts: differences between prompts
@@ -37,10 +38,9 @@ The first run is the baseline; every other run is compared with it, pair by pair
 
 What it costs: one pass over each run (per split, role and step: the reward's and KL's mean, SD and count,
 numeric columns only, as lean as ``summarize``'s; from summarize's partial cache where it holds most steps),
-then the samples of the few steps of the windows (two reads
-of only their files: the start and end windows with the prompt text, for groups and pairing; the best windows'
-other steps with their groups), and the bootstrap (``bootstrap``: by value for columns of few values, else one count
-matrix per run and column length); docs/benchmarks.md, "diff".
+then the samples of the few steps of the windows (one read of only their files, with their groups and the prompt
+text: the units and the pairing), and the bootstrap (``bootstrap``: by value for columns of few values, else
+one count matrix per run and column length); docs/benchmarks.md, "diff".
 
 Modules: ``model`` (options, result, schemas), ``align`` (steps, roles, windows), ``sides`` (one run's reads),
 ``bootstrap``, ``compare`` (``diff_runs``), ``extras`` (scalars, configs, texts, findings), ``series`` (plots).

@@ -32,8 +32,8 @@ class Side:
     run: Run
     steps: dict[Split, list[int]]
     per_step: pl.DataFrame | None = None
-    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl, group
-    text_rows: pl.DataFrame | None = None  # the start and end windows': split, step, role, reward, group, pkey
+    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl, group, pkey
+    text_rows: pl.DataFrame | None = None  # those of the start and end windows
     # Per (split, role, step, prompt key) of the start and end windows: the mean valid reward (the pairing's).
     prompt_means: pl.DataFrame | None = None
     wanted: dict[Split, set[int]] = field(default_factory=dict)  # every window's steps
@@ -42,6 +42,8 @@ class Side:
     boots: dict[tuple[Split, tuple[int, ...]], dict[str, Boot]] = field(default_factory=dict)
     # Per (split, role key): the design effect of the role's rewards in its prompt groups (``design_effect``).
     deff: dict[tuple[Split, str], float] = field(default_factory=dict)
+    # The (split, role key)s of the windows with no prompt group nor prompt known: their samples are the units.
+    independent: set[tuple[Split, str]] = field(default_factory=set)
     # Per (split, step) of the windows where sample ids repeat: the ids, the extra samples (``repeated_ids``).
     repeated: list[tuple[Split, int, int, int]] = field(default_factory=list)
     _by_role: dict[tuple[Split, str | None], tuple[np.ndarray, dict[str, np.ndarray]]] = field(
@@ -230,14 +232,13 @@ def per_step(side: Side, opts: DiffOptions) -> pl.DataFrame | None:
 
 
 def load_rows(side: Side) -> None:
-    """The samples of the steps the comparison looks at closely, one row per (sample, role), in at most two
-    reads of only the files that hold them: ``text_rows`` for the start and end windows (split, step, role,
-    reward, kl, with ``group``, the prompt group as summarize finds it, and ``pkey``, the prompt's identity
-    across runs: its text's hash, else its group id's, for pairing; these may read the prompt text), and the
-    best windows' other steps (with ``group``, without ``pkey``); ``rows`` (split, step, role, reward, kl,
-    group) is both together. ``group`` is what the intervals resample (a prompt group's samples together) and
-    zero_adv_frac counts; the sample ids, where the layout's are unique, tell rows read twice
-    (``Side.repeated``)."""
+    """The samples of the steps the comparison looks at closely, one row per (sample, role), in one read of only
+    the files that hold them: ``rows`` (split, step, role, reward, kl, with ``group``, the prompt group as
+    summarize finds it, and ``pkey``, the prompt's identity: its text's hash, else its group id's; this may
+    read the prompt text), and ``text_rows``, those of the start and end windows (the pairing's and
+    zero_adv_frac's). ``group`` and ``pkey`` together are what the intervals resample (``clusters``: a prompt's
+    samples together, over the window's steps) and zero_adv_frac counts; the sample ids, where the layout's are
+    unique, tell rows read twice (``Side.repeated``)."""
     group = group_key_expr(side.run, True)  # decided on the whole run: the windows' files alone may not tell
     group = pl.lit(None, dtype=pl.String) if group is None else group.cast(pl.String)
     prompt = pl.col("prompt")
@@ -249,17 +250,15 @@ def load_rows(side: Side) -> None:
     pkey = pl.coalesce(
         pl.when(prompt.is_not_null()).then(prompt.hash()), pl.when(gid.is_not_null()).then(gid.hash(seed=1))
     )
-    base = {"step": pl.col("step"), "split": pl.col("split"), "group": group}
-    numbers = ["split", "step", "role", "reward", "kl", "group"]
+    carry = {"step": pl.col("step"), "split": pl.col("split"), "group": group, "pkey": pkey}
+    numbers = ["split", "step", "role", "reward", "kl", "group", "pkey"]
     if unique_ids(side.run):
-        base["sid"] = pl.col("sample_id").cast(pl.String)
+        carry["sid"] = pl.col("sample_id").cast(pl.String)
         numbers.append("sid")
-    texts = {**base, "pkey": pkey}
-    side.text_rows = _read_steps(side, side.text_wanted, texts, [*numbers, "pkey"])
-    rest = {s: v - side.text_wanted.get(s, set()) for s, v in side.wanted.items()}
-    more = _read_steps(side, rest, base, numbers)
-    parts = [df for df in (side.text_rows, more) if df is not None]
-    side.rows = pl.concat([df.select(numbers) for df in parts]) if parts else None
+    side.rows = _read_steps(side, side.wanted, carry, numbers)
+    texts = [split_eq(s) & pl.col("step").is_in(sorted(v)) for s, v in side.text_wanted.items() if v]
+    if side.rows is not None and texts:
+        side.text_rows = side.rows.filter(functools.reduce(operator.or_, texts))
     side.prompt_means = prompt_means(side.text_rows)
     side.repeated = repeated_ids(side.rows)
 
@@ -317,112 +316,162 @@ def _read_steps(
 
 
 @dataclass
-class Source:
-    """What a window column of one split and ``role/metric`` draws from: its resampled units (a prompt group's
-    samples of one step, a sample without a group, or a prompt group's zero_adv_frac), each at its step, with its
-    value (the mean of its valid values; NaN: none) and ``weight`` (how many valid values that mean is of; None:
-    one each), and the samples themselves, for the point and its count (the means of the samples, as summarize
-    takes them, whatever the units)."""
+class RoleRows:
+    """One (split, role)'s samples in the windows, in the order read: each one's step, reward and KL (NaN where
+    not a value), and what ties it to other samples (``clusters``): the code of its prompt group within its step
+    (``group``) and of its prompt (``prompt``: its text's hash, else its group id's), each -1 where unknown."""
 
-    unit_steps: np.ndarray
-    units: np.ndarray
-    weights: np.ndarray | None
-    sample_steps: np.ndarray
-    samples: np.ndarray
+    steps: np.ndarray
+    values: dict[str, np.ndarray]  # reward, kl
+    group: np.ndarray
+    prompt: np.ndarray
 
-
-WindowSource = dict[tuple[Split, str], Source]  # (split, role/metric)
-
-
-def _units(g: pl.DataFrame) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]] | None:
-    """One (split, role)'s rows as prompt groups of one step (a row without a group: a unit of its own): the
-    units' steps and, per metric, each unit's mean of its finite values and their number. None where no row
-    has a group: the samples are the units."""
-    if g["group"].null_count() == g.height:
-        return None
-    unit = pl.coalesce(pl.col("group"), pl.lit("\x00#") + pl.int_range(pl.len()).cast(pl.String))
-    aggs = []
-    for metric in ("reward", "kl"):
-        v = pl.col(metric).cast(pl.Float64)
-        finite = v.is_finite().fill_null(False)
-        aggs += [v.filter(finite).sum().alias(f"{metric}_sum"), finite.sum().cast(pl.Float64).alias(f"{metric}_n")]
-    per = g.with_columns(unit.alias("unit")).group_by("step", "unit").agg(aggs).sort("step", "unit")
-    out = {}
-    for metric in ("reward", "kl"):
-        n = per[f"{metric}_n"].to_numpy()
-        total = per[f"{metric}_sum"].to_numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[metric] = (np.where(n > 0, total / np.where(n > 0, n, 1.0), np.nan), n)
-    return per["step"].to_numpy(), out
+    @property
+    def grouped(self) -> bool:
+        """Whether any sample has a prompt group or a prompt: else none is known, and the samples are the units,
+        taken as independent."""
+        return bool((self.group >= 0).any() or (self.prompt >= 0).any())
 
 
-def _window_sources(side: Side) -> WindowSource:
-    """Per split and ``role/metric``: the units the windows resample (``Source``), in one pass over the rows
-    read: prompt groups of one step where the run has groups (their samples are not independent: a prompt's
-    difficulty is shared by its samples), else samples (reward, kl; NaN where invalid); zero_adv_frac: prompt
-    groups (1 where the group's valid rewards of that role are all equal, as summarize counts it; start and end
-    windows only, where the prompt text was read)."""
-    out: WindowSource = {}
-    if side.rows is not None:
-        rows = side.rows.sort("split", "role", "step", nulls_last=True, maintain_order=True)
-        for (split, role), g in rows.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
-            at = g["step"].to_numpy()
-            grouped = _units(g)
-            for metric in ("reward", "kl"):
-                values = g[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
-                if grouped is None:
-                    source = Source(at, values, None, at, values)
-                else:
-                    means, weights = grouped[1][metric]
-                    source = Source(grouped[0], means, weights, at, values)
-                out[(split, f"{role_key(role)}/{metric}")] = source
-    if side.text_rows is not None:
-        valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+@dataclass
+class ZeroRows:
+    """One (split, role)'s prompt groups (of one step) in the start and end windows: each one's step, its
+    ``group`` code (``RoleRows.group``) and its zero_adv_frac value (1 where its valid rewards are all equal)."""
+
+    steps: np.ndarray
+    group: np.ndarray
+    values: np.ndarray
+
+
+def clusters(group: np.ndarray, prompt: np.ndarray) -> np.ndarray:
+    """Per sample, its resampled unit (numbered from 0, in the order of each unit's first sample): the samples
+    tied by a prompt group of one step or by a prompt, transitively. A prompt's samples share its difficulty,
+    at every step it is drawn at, so they are not independent: where a small dataset makes a prompt recur in
+    most steps of a window, units of (step, group) made intervals 0.4x as wide as a bootstrap of prompts
+    (half of the null pairs called ahead or behind at 95 %). The prompt is its text where the layout has it,
+    else its group id (the same id at another step read as the same prompt, as the pairing reads it across
+    runs: if it is not, the units are coarser than they need be, never too fine). A sample with neither is a
+    unit of its own."""
+    n = len(group)
+    label = np.arange(n)
+    keys = [(k >= 0, k) for k in (group, prompt) if len(k) and (k >= 0).any()]
+    while True:
+        # Each sample takes the least label of the samples it shares a key with, then that label's own label
+        # (the labels only fall, each to a sample of the same unit): a few rounds, as many as the longest chain.
+        before = label
+        label = label.copy()
+        for has, key in keys:
+            low = np.full(int(key.max()) + 1, n)
+            np.minimum.at(low, key[has], label[has])
+            label[has] = low[key[has]]
+        label = label[label]
+        if np.array_equal(label, before):
+            break
+    return np.unique(label, return_inverse=True)[1].ravel()
+
+
+def unit_means(labels: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit (``labels``, from 0): the mean of its finite values (NaN: none) and their number."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    finite = np.isfinite(values)
+    n = np.bincount(labels[finite], minlength=k).astype(float)
+    total = np.bincount(labels[finite], weights=values[finite], minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.where(n > 0, n, 1.0), np.nan), n
+
+
+Sources = tuple[dict[tuple[Split, str | None], RoleRows], dict[tuple[Split, str | None], ZeroRows]]
+
+
+def _window_sources(side: Side) -> Sources:
+    """Per split and role: its samples in the windows (``RoleRows``) and its prompt groups in the start and
+    end windows (``ZeroRows``: 1 where the group's valid rewards of that role are all equal, as summarize
+    counts it), in one pass over the rows read."""
+    samples: dict[tuple[Split, str | None], RoleRows] = {}
+    zeros: dict[tuple[Split, str | None], ZeroRows] = {}
+    if side.rows is None:
+        return samples, zeros
+    texts = side.text_wanted
+    rows = side.rows.sort("split", "role", "step", nulls_last=True, maintain_order=True)
+    code = {
+        "gcode": pl.format("{}\x00{}", pl.col("step"), pl.col("group")).rank("dense"),
+        "pcode": pl.col("pkey").rank("dense"),
+    }
+    rows = rows.with_columns((e.cast(pl.Int64).fill_null(0) - 1).alias(name) for name, e in code.items())
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & (pl.col("gcode") >= 0)
+    for (split, role), g in rows.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
+        values = {m: g[m].cast(pl.Float64).fill_null(np.nan).to_numpy() for m in ("reward", "kl")}
+        at = g["step"].to_numpy()
+        samples[(split, role)] = RoleRows(at, values, g["gcode"].to_numpy(), g["pcode"].to_numpy())
+        steps = sorted(texts.get(split, ()))
         groups = (
-            side.text_rows.filter(valid & pl.col("group").is_not_null())
-            .group_by("split", "step", "group", "role")
-            .agg(flat(pl.col("reward")).cast(pl.Float64).alias("zero"))
-            .sort("split", "role", "step", "group", nulls_last=True)
+            g.filter(valid & pl.col("step").is_in(steps))
+            .group_by("gcode")
+            .agg(pl.col("step").first(), flat(pl.col("reward")).cast(pl.Float64).alias("zero"))
+            .sort("gcode")
         )
-        for (split, role), g in groups.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
-            at, zero = g["step"].to_numpy(), g["zero"].to_numpy()
-            out[(split, f"{role_key(role)}/zero_adv_frac")] = Source(at, zero, None, at, zero)
-    return out
+        if groups.height:
+            zeros[(split, role)] = ZeroRows(
+                groups["step"].to_numpy(), groups["gcode"].to_numpy(), groups["zero"].to_numpy()
+            )
+    return samples, zeros
 
 
-Column = tuple[np.ndarray, np.ndarray | None, np.ndarray]  # a window's units, their weights, its samples
+Column = tuple[np.ndarray, np.ndarray | None, np.ndarray]  # a window's units, their weights, its values
 
 
-def _window_columns(side: Side, sources: WindowSource, split: Split, steps: tuple[int, ...]) -> dict[str, Column]:
-    """Per ``role/metric``: the window's units, their weights and its samples (``_window_sources``);
-    zero_adv_frac only for the windows whose prompt text was read."""
+def _window_columns(side: Side, sources: Sources, split: Split, steps: tuple[int, ...]) -> dict[str, Column]:
+    """Per ``role/metric``: the window's units (``clusters`` of its samples: each unit's mean and number of
+    finite values; the samples themselves where no group nor prompt is known) and its values (the samples,
+    for the point and its count); zero_adv_frac only for the windows whose groups were counted (start and end),
+    its units the same clusters (each one's share of flat groups, weighed by its number of groups)."""
+    samples, zeros = sources
     texts = side.text_wanted.get(split, set())
     columns: dict[str, Column] = {}
-    for (where, name), src in sources.items():
-        if where != split or (name.endswith("/zero_adv_frac") and not set(steps) <= texts):
+    for (where, role), src in samples.items():
+        if where != split:
             continue
-        inside = np.isin(src.unit_steps, steps)
-        if inside.any():
-            weights = None if src.weights is None else src.weights[inside]
-            columns[name] = (src.units[inside], weights, src.samples[np.isin(src.sample_steps, steps)])
+        inside = np.isin(src.steps, steps)
+        if not inside.any():
+            continue
+        rk = role_key(role)
+        labels = clusters(src.group[inside], src.prompt[inside]) if src.grouped else None
+        for metric in ("reward", "kl"):
+            x = src.values[metric][inside]
+            columns[f"{rk}/{metric}"] = (x, None, x) if labels is None else (*unit_means(labels, x), x)
+        zero = zeros.get((split, role))
+        if zero is None or labels is None or not set(steps) <= texts:
+            continue
+        held = np.isin(zero.steps, steps)
+        if held.any():
+            codes = src.group[inside]
+            unit_of = np.full(int(src.group.max()) + 1, -1)
+            unit_of[codes[codes >= 0]] = labels[codes >= 0]
+            z = zero.values[held]
+            means, weights = unit_means(unit_of[zero.group[held]], z)
+            keep = weights > 0  # units without a counted group (samples without a valid reward)
+            columns[f"{rk}/zero_adv_frac"] = (means[keep], weights[keep], z)
     return columns
 
 
-def design_effect(source: Source, steps: Sequence[int]) -> float:
+def design_effect(src: RoleRows, steps: Sequence[int]) -> float:
     """How much wider a step's mean spreads, its samples drawn in prompt groups, than if they were independent:
-    over ``steps``, the sum of the steps' cluster-robust variances of the mean (by prompt group, with the
-    small-sample factor G / (G - 1)) over the sum of their sample variances of the mean (SD^2 / n, ddof 1),
-    never below 1. 1 without groups. The onset's z divides by the samples' SE times its square root: the
-    per-step figures (the one pass over the run, summarize's) hold no group, and the windows' samples do."""
-    if source.weights is None:
+    over ``steps``, the sum of the steps' cluster-robust variances of the mean (by the units the intervals
+    resample, ``clusters``, within the step: a step's prompts, with the small-sample factor G / (G - 1)) over
+    the sum of their sample variances of the mean (SD^2 / n, ddof 1), never below 1. 1 without groups nor
+    prompts. The onset's z divides by the samples' SE times its square root: the per-step figures (the one pass
+    over the run, summarize's) hold no group, and the windows' samples do."""
+    if not src.grouped:
         return 1.0
     num = den = 0.0
     for step in steps:
-        units = source.unit_steps == step
-        n, m = source.weights[units], source.units[units]
+        at = src.steps == step
+        if not at.any():
+            continue
+        y = src.values["reward"][at]
+        m, n = unit_means(clusters(src.group[at], src.prompt[at]), y)
         keep = n > 0
         n, m = n[keep], m[keep]
-        y = source.samples[source.sample_steps == step]
         y = y[np.isfinite(y)]
         total = n.sum()
         if len(n) < 2 or len(y) < 2 or total != len(y):
@@ -440,10 +489,11 @@ def design_effect(source: Source, steps: Sequence[int]) -> float:
 
 
 def bootstrap_side(side: Side, opts: DiffOptions) -> None:
-    """Every window's means and bootstrap replicates (``side.boots``), and each role's design effect
-    (``side.deff``). Columns of equal length (units), whatever their window and role, go to one
-    ``bootstrap_means`` call, from one stream of the run (per length). A column of fewer than ``MIN_UNITS``
-    units with a finite value has no interval (NaN replicates): one prompt group resampled gives itself back."""
+    """Every window's means and bootstrap replicates (``side.boots``), each role's design effect
+    (``side.deff``) and the roles whose samples are taken as independent (``side.independent``). Columns of
+    equal length (units), whatever their window and role, go to one ``bootstrap_means`` call, from one stream of
+    the run (per length). A column of fewer than ``MIN_UNITS`` units with a finite value has no interval (NaN
+    replicates): one prompt resampled gives itself back."""
     columns: dict[tuple[Split, tuple[int, ...], str], Column] = {}
     sources = _window_sources(side)
     for split, steps in sorted(side.windows, key=lambda w: (split_order(w[0]), w[1])):
@@ -466,9 +516,10 @@ def bootstrap_side(side: Side, opts: DiffOptions) -> None:
             unit_values, _, samples = columns[key]
             col_reps = reps[:, j] if np.isfinite(unit_values).sum() >= MIN_UNITS else np.full(opts.boot, np.nan)
             side.boots[(split, steps)][name] = (valid_mean(samples), valid_count(samples), col_reps)
-    for (split, name), src in sources.items():
-        if name.endswith("/reward"):
-            side.deff[(split, name.removesuffix("/reward"))] = design_effect(src, sorted(side.wanted.get(split, ())))
+    for (split, role), src in sources[0].items():
+        side.deff[(split, role_key(role))] = design_effect(src, sorted(side.wanted.get(split, ())))
+        if not src.grouped:
+            side.independent.add((split, role_key(role)))
 
 
 def split_order(split: Split) -> tuple[bool, bool, str]:

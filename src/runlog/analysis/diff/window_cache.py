@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from .model import DiffOptions
     from .sides import Side
 
-FORMAT = 2  # bump when an entry's columns change (2: the design effects, the repeated ids)
+# Bump when an entry's columns, or what they hold, change (2: the design effects, the repeated ids; 3: units
+# tied by prompt across steps, the roles taken as independent).
+FORMAT = 3
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
@@ -113,7 +115,8 @@ def entry_path(side: Side, opts: DiffOptions) -> Path | None:
 
 
 def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
-    """Fill ``side.boots``, ``side.prompt_means``, ``side.deff`` and ``side.repeated`` from the entry at
+    """Fill ``side.boots``, ``side.prompt_means``, ``side.deff``, ``side.independent`` and ``side.repeated`` from
+    the entry at
     ``path``; whether it was there and whole (a missing entry is not an error; an unreadable one, or one that
     does not hold every window with ``opts.boot`` replicates, is said once, and computed again)."""
     if path is None:
@@ -133,10 +136,12 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
         return False
     side.boots = boots
     side.prompt_means = prompts
-    extra = frame.filter(pl.col("kind").is_in(["deff", "repeated"]))
+    extra = frame.filter(pl.col("kind").is_in(["deff", "independent", "repeated"]))
     for kind, split, steps, name, mean, n in extra.select("kind", "split", "steps", "name", "mean", "n").iter_rows():
         if kind == "deff":
             side.deff[(split, name)] = float(mean)
+        elif kind == "independent":
+            side.independent.add((split, name))
         else:
             side.repeated.append((split, int(steps[0]), int(n), int(mean)))
     return True
@@ -183,6 +188,8 @@ def keep(side: Side, path: Path | None) -> None:
             )
     for (split, name), deff in side.deff.items():
         rows.append({"kind": "deff", "split": split, "name": name, "mean": deff})
+    for split, name in side.independent:
+        rows.append({"kind": "independent", "split": split, "name": name})
     for split, step, ids, extra in side.repeated:
         rows.append({"kind": "repeated", "split": split, "steps": [step], "n": ids, "mean": float(extra)})
     boots = pl.DataFrame(rows, schema=BOOT_SCHEMA)
