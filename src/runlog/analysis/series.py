@@ -42,9 +42,13 @@ class RunSeries:
         chosen = "train" if "train" in splits else splits[0]
         others = [s for s in splits if s != chosen]
         if others:
+            import shlex
+
+            # The split quoted as a shell reads it, as the report's "Not in this report" line: ``--split held
+            # out`` pasted is two words, and a split named ``ev>x`` a redirection.
             self.scope_notes.append(
                 f"split {chosen} read; the run also has {', '.join(others)}, not read here "
-                f"(--split {others[0]} for {'it' if len(others) == 1 else 'another'})"
+                f"(--split {shlex.quote(others[0])} for {'it' if len(others) == 1 else 'another'})"
             )
         return chosen
 
@@ -135,12 +139,22 @@ class RunSeries:
     @cached_property
     def components_per_step(self) -> pl.DataFrame:
         """One row per (step, reward component): ``mean``, ``std`` (ddof 1) and ``count`` of the samples'
-        valid (not null, not NaN) values of that component; empty when the run has no components."""
+        valid (not null, not NaN) values of that component, and the ``nan`` and ``null`` values left out of
+        them (null: a sample without that component), so that what a mean is without can be said beside it;
+        empty when the run has no components."""
         from .views import sample_view
 
         names = self.run.component_names()
         schema = pl.Schema(
-            {"step": pl.Int64, "component": pl.String, "mean": pl.Float64, "std": pl.Float64, "count": pl.Int64}
+            {
+                "step": pl.Int64,
+                "component": pl.String,
+                "mean": pl.Float64,
+                "std": pl.Float64,
+                "count": pl.Int64,
+                "nan": pl.Int64,
+                "null": pl.Int64,
+            }
         )
         if not names:
             return pl.DataFrame(schema=schema)
@@ -149,6 +163,10 @@ class RunSeries:
             c = pl.col(f"component/{n}")
             v = c.filter(c.is_not_null() & c.is_not_nan())
             aggs += [v.mean().alias(f"{i}:mean"), v.std().alias(f"{i}:std"), v.len().cast(pl.Int64).alias(f"{i}:count")]
+            aggs += [
+                c.is_nan().sum().cast(pl.Int64).alias(f"{i}:nan"),
+                c.null_count().cast(pl.Int64).alias(f"{i}:null"),
+            ]
 
         def build() -> list[pl.LazyFrame]:  # the view built inside: a file found unreadable is then left out
             lf = sample_view(self.run, {"step": pl.col("step"), "split": pl.col("split")}, names, kl=False)
@@ -161,7 +179,7 @@ class RunSeries:
             wide.select(
                 pl.col("step").cast(pl.Int64),
                 pl.lit(n, dtype=pl.String).alias("component"),
-                *[pl.col(f"{i}:{m}").alias(m) for m in ("mean", "std", "count")],
+                *[pl.col(f"{i}:{m}").alias(m) for m in ("mean", "std", "count", "nan", "null")],
             )
             for i, n in enumerate(names)
         ]

@@ -9,6 +9,7 @@ The page loads nothing, runs no script and says so in its Content-Security-Polic
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -18,6 +19,7 @@ from ..analysis.doctor import Diagnosis, DoctorConfig, Finding, diagnose
 from ..analysis.inspect import RunInspection
 from ..analysis.summarize import summarize
 from ..analysis.texts import series_format_note
+from ..analysis.views import layouts_note
 from ..formats.base import UNREADABLE, Problem
 from ..plots import (
     MAX_SCALAR_PANELS,
@@ -35,7 +37,7 @@ from ..plots import (
 )
 from ..run import Run
 from ..schema import NULL_ROLE_LABEL
-from .template import e, e1, image, num, page, table
+from .template import cut, e, e1, image, num, page, table
 from .trajectories import role_slug
 from .trajectories import trajectories as trajectories_section
 
@@ -228,7 +230,7 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
     others = [x for x in splits if x != series.split]
     if series.split and others:
-        split += f" (not in this report: {e1(', '.join(others))})"
+        split += f" (not in this report: {_names(others)})"
     header = f'<h1>{e1(run.name)}</h1><div class="sub">{e1(overview.run)}{split}</div>'
     nav = [
         *([("comparison", "Comparison")] if against is not None else []),
@@ -247,14 +249,20 @@ def _text_note(problems: list[Problem], where: str) -> str:
     """What the text reads could not read, said where it is missing (one line; the files in the Data section)."""
     if not problems:
         return ""
-    files = ", ".join(p.path for p in problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+    files = _names([p.path for p in problems[:3]]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
     n = len(problems)
     return (
-        f'<p class="missing">The text of {n} file{"s" if n > 1 else ""} ({e1(files)}) could not be read: '
+        f'<p class="missing">The text of {n} file{"s" if n > 1 else ""} ({files}) could not be read: '
         f"{'they are' if n > 1 else 'it is'} left out of {e1(where)}; "
         f"{'their' if n > 1 else 'its'} numbers are in the summary and the other plots "
         '(<a href="#data">Data</a>).</p>'
     )
+
+
+def _names(names: list[str]) -> str:
+    """Labels as one HTML list, ``a, b, c``: each cut (``template.cut``), so that a long one does not hide the
+    others behind the list's own cut."""
+    return e1(", ".join(cut(x) for x in names), limit=None)
 
 
 def _words(text: str) -> str:
@@ -292,7 +300,7 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
     n, failed = splits.get(split, (0, 0)) if split else (0, 0)
     all_n = sum(v[0] for v in splits.values())
     sev_card = (worst, f"{sev['error']} / {sev['warning']} / {sev['info']}", "errors / warnings / info")
-    layout_card = ("", e1(", ".join(r.layouts)) or "-", "layout")
+    layout_card = ("", _names(list(r.layouts)) or "-", "layout")
     if split is None:  # no samples: no steps, roles or failures to count
         cards = [("", "0", "samples"), layout_card, sev_card]
     else:
@@ -331,7 +339,7 @@ def _roles_card(roles: list[str]) -> tuple[str, str, str]:
     """The number of roles big, their names small (names can be long: they wrap under the number)."""
     if not roles:
         return ("", "-", "roles (no per-role data)")
-    return ("", str(len(roles)), f"role{'s' if len(roles) > 1 else ''}: {e1(', '.join(roles))}")
+    return ("", str(len(roles)), f"role{'s' if len(roles) > 1 else ''}: {_names(roles)}")
 
 
 def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_samples: bool) -> str:
@@ -350,10 +358,10 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
         import shlex
 
         # Quoted as a shell reads it (a split named ``ev<x>`` is no redirection once pasted); shown with the
-        # page's escaping, as every name.
+        # page's escaping, as every name, and cut as every label (a name past the cut is no command to paste).
         out.append(
-            f"Split{'s' if len(others) > 1 else ''} {', '.join(others)}: this report covers {s.split} only "
-            f"(runlog report --split {shlex.quote(others[0])})."
+            f"Split{'s' if len(others) > 1 else ''} {', '.join(cut(x) for x in others)}: this report covers "
+            f"{cut(s.split)} only (runlog report --split {shlex.quote(cut(others[0]))})."
         )
     if has_samples and s.per_step.height == 1:
         out.append(
@@ -368,6 +376,10 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
 
 def _findings(d: Diagnosis, has_samples: bool, r: RunInspection | None = None, run: Run | None = None) -> str:
     parts = []
+    if run is not None and (pooled := layouts_note(run, by_env=False)) is not None:
+        # Loose dumps of several layouts or tasks in one folder: every figure below pools them, as ``summarize``
+        # warns; said first, since a "Healthy" or a finding reads as one evaluation's.
+        parts.append(f'<p class="missing">note: {e(pooled)}</p>')
     if not d.findings and has_samples and not d.notes:
         parts.append('<div class="healthy">Healthy: the doctor found nothing to report.</div>')
     elif not d.findings:
@@ -425,7 +437,7 @@ def _problem_line(p: Any) -> str:
 
 
 def _short(v: Any) -> str:
-    if isinstance(v, float):
+    if v is None or isinstance(v, float):  # null as the tables show it: "flat_value=" read as a blank
         return num(v)
     if isinstance(v, list):
         inner = ", ".join(_short(x) for x in v[:8])
@@ -466,21 +478,45 @@ def _summary(s: RunSeries) -> str:
     # one row per figure, so that any number of components fits the page.
     per_sample = [c for c in df.columns if c.startswith("sample:")]
     if df.height and per_sample:
-        first = df.row(0, named=True)
-        names = [
-            "failed trajectories (share)"
-            if c == "sample:exception_rate"
-            else "component " + c.removeprefix("sample:component/").removesuffix("_mean") + " (mean)"
-            for c in per_sample
-        ]
-        out += '<p class="note">Per sample, all roles together:</p>'
-        out += table(["per sample", "value"], [[e1(n), num(first[c])] for n, c in zip(names, per_sample, strict=True)])
+        out += _per_sample(s, df.row(0, named=True), per_sample)
     last_step = s.per_role["step"].max()  # an integer column: an int, or None when empty
     last = last_step if isinstance(last_step, int) else None
     caption = f'<p class="note">Split {e1(s.split)}, all steps; per-step values are in the plots.'
     if last is not None:
         caption += f" Last step {last}."
+    if (pooled := layouts_note(s.run, by_env=False)) is not None:
+        caption += f" Note: {e(pooled)}."
     return out + caption + "</p>"
+
+
+def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> str:
+    """The figures that are per sample in the data, one row each: the failed share, and each reward component's
+    mean with its valid values and the NaN and null ones (a sample without the component) left out of it,
+    counted as the reward's are: a mean over 20 of 32 samples is not the mean of 32."""
+    from .._lazy import pl
+
+    counts: dict[str, tuple[int, int, int]] = {}
+    comp = s.components_per_step
+    if comp.height:
+        summed = comp.group_by("component").agg(pl.col("count").sum(), pl.col("nan").sum(), pl.col("null").sum())
+        counts = {r["component"]: (r["count"], r["nan"], r["null"]) for r in summed.iter_rows(named=True)}
+    rows = []
+    for c in per_sample:
+        if c == "sample:exception_rate":
+            rows.append([e1("failed trajectories (share)"), num(first[c]), "", "", ""])
+            continue
+        name = c.removeprefix("sample:component/").removesuffix("_mean")
+        values, nan, null = counts.get(name, (None, None, None))
+        rows.append([f"component {e1(name)} (mean)", num(first[c]), num(values), num(nan), num(null)])
+    if not counts:
+        return '<p class="note">Per sample, all roles together:</p>' + table(
+            ["per sample", "value"], [r[:2] for r in rows]
+        )
+    return (
+        '<p class="note">Per sample, all roles together (a component\'s mean is over its valid values; the NaN '
+        "ones and the samples without it, null, are left out and counted):</p>"
+        + table(["per sample", "value", "values", "NaN", "null"], rows)
+    )
 
 
 def against_labels(baseline: Run, run: Run) -> tuple[str, str]:
@@ -525,6 +561,8 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
         f"per role, the mean reward over the last {d.options.window} common steps, the difference with a "
         f"{d.options.ci:.0%} bootstrap interval, and the first step from which it is stably ahead or behind.</p>",
     ]
+    if (same := _same_run(baseline, run)) is not None:
+        out.append(f'<p class="missing">note: the baseline, {e1(base)}, is {same}</p>')
     out += [f'<p class="missing">{e(n)}</p>' for n in d.notes]
     # Repeated sample ids in a compared window (a copied shard, counted twice): said as ``runlog diff`` says them.
     out += [f'<p class="missing">warning: {e(w)}</p>' for w in d.warnings]
@@ -561,6 +599,30 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
             text = f"{e(caption)}: {e1(base)} (baseline, dashed) and {e1(name)}, with {d.options.ci:.0%} bands."
             out.append(image(figure_png(fig), f"{caption}: {base} vs {name}", f"comparison-{metric}", text))
     return "\n".join(out)
+
+
+def _same_run(baseline: Run, run: Run) -> str | None:
+    """How the baseline is the run itself, in ``runlog diff A A``'s words, or None: the same files (``--against``
+    the run, by any spelling of its path), or some of them (a file of the run, or the run a file of the
+    baseline's). ``runlog diff`` says it from the paths given (``cli.diff_cmd.run_labels``); the report has the
+    opened runs: their files, resolved. A run compared with itself has every difference 0, and says nothing of
+    the two runs without this."""
+    from .. import storage
+
+    def where(r: Run) -> set[str]:
+        paths = (str(f.abspath) for f in r.files)
+        return {p if storage.is_url(p) else os.path.realpath(p) for p in paths}
+
+    a, b = where(baseline), where(run)
+    if not a or not b:
+        return None
+    if a == b:
+        return "this run: the same run, compared with itself"
+    if a < b:
+        return "a part of this run: the same run, compared with a part of itself"
+    if b < a:
+        return "the run this one is a part of: the same run, compared with a part of itself"
+    return None
 
 
 def _plots(s: RunSeries, d: Diagnosis) -> str:
@@ -644,6 +706,7 @@ def _scalars(s: RunSeries, frame: Any) -> str:
     import glob
 
     from .._lazy import pl
+    from ..plots.figures import short_name
 
     if not frame.height:
         return f'<p class="missing">{_words(NO_SCALARS)}.</p>'
@@ -679,9 +742,9 @@ def _scalars(s: RunSeries, frame: Any) -> str:
         for j in range(0, len(keys), size):
             chunk = keys[j : j + size]
             part = f" ({j // size + 1} of {figures})" if figures > 1 else ""
-            title = f"{s.run.name}: {name}{part}"
+            title = f"{short_name(s.run.name)}: {short_name(name)}{part}"  # as the other plots' titles
             fig = make_figure(s, "scalars", keys=[glob.escape(k) for k in chunk], title=title)
-            out.append(image(figure_png(fig), f"scalars {name}", f"scalars-{i}-{j}", e(f"{name}{part}")))
+            out.append(image(figure_png(fig), f"scalars {name}", f"scalars-{i}-{j}", e(f"{cut(name)}{part}")))
         which = f"{e1(ns)} keys" if ns else name  # "top-level keys" already says keys
         out.append(f"<details><summary>values of the {len(keys)} {which}</summary>{values}</details>")
     return "\n".join(out)

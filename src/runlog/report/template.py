@@ -1,6 +1,7 @@
 """The report's page shell: one inline style sheet, a strict Content-Security-Policy, and small escaping
 helpers. Nothing here sees raw data unescaped: every value goes through ``e`` (control characters made
-visible, then ``html.escape`` with quotes) or ``num``; CSS classes come from fixed sets."""
+visible, then ``html.escape`` with quotes), ``e1`` (a label: also one line, and cut) or ``num``; CSS classes
+come from fixed sets."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from html import escape
 from typing import Any
 
 from ..render.colours import role_css
+from ..render.model import LABEL_CHARS, truncate_ends
 from ..render.safe import one_line, safe
 
 CSS = (
@@ -107,9 +109,18 @@ def e(text: Any) -> str:
     return escape(safe(None if text is None else str(text)), quote=True)
 
 
-def e1(text: Any) -> str:
-    """``e`` for labels: one line."""
-    return escape(one_line(None if text is None else str(text)), quote=True)
+def e1(text: Any, limit: int | None = LABEL_CHARS) -> str:
+    """``e`` for labels: one line, cut to ``limit`` characters kept at both ends (``cut``). A run's labels
+    (its name, roles, components, scalar keys, splits) are written on the page several times each: whole, a
+    1 MB role name made a 7 MB page. ``limit=None`` for a text that must stay whole (a command to paste,
+    made of labels cut one by one)."""
+    return escape(one_line(cut(None if text is None else str(text), limit)), quote=True)
+
+
+def cut(text: str | None, limit: int | None = LABEL_CHARS) -> str:
+    """A label cut to ``limit`` characters kept at both ends, ``… [truncated K chars]`` between them, as the
+    trajectory cards cut theirs (``render.model.cut_labels``): ids that share a long prefix still read apart."""
+    return truncate_ends(text, limit, sep=" ") or ""
 
 
 def num(v: Any, fmt: str = ".4g") -> str:

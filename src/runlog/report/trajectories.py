@@ -3,12 +3,13 @@ sample drawn once with every title it holds, and the opening messages all cards 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..analysis.series import RunSeries
 from ..render.html_page import turn_html
 from ..run import Run
-from .template import e, e1, num, table
+from .template import cut, e, e1, num, table
 
 MAX_CHARS = 3000  # per text in the rendered trajectories: a report is for reading, not for archiving
 
@@ -28,12 +29,14 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
     roles: list[str | None] = [r for r in s.roles if r is not None] or [None]
     cards: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     index_rows: list[list[str]] = []
-    notes: list[str] = []  # the selection's fallback from an unreadable last step, said once
+    steps, empty = _last_step(s)
+    # The selection's fallback from an unreadable last step, said once; or the last steps that hold no sample.
+    notes: list[str] = [empty] if empty else []
     scope = ""
     for role in roles:
         who = f"{role}'s reward" if role else "total reward"
         try:
-            sel = select_samples(source, Criteria(split=s.split, steps="last", best=1, worst=1, role=role))
+            sel = select_samples(source, Criteria(split=s.split, steps=steps, best=1, worst=1, role=role))
         except RunlogError as exc:
             # A row all the same: the findings link to this role's cell, and the reader learns why it is empty.
             index_rows.append([_role_cell(role), _unavailable(exc, source, s.split), "", "", ""])
@@ -65,7 +68,7 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
             value = _reward_of(conv, role)
             if same is None or place == "best":
                 card["titles"].append(("both" if same is not None else place, who, value, same))
-            cells += [f'<a href="#card-{card["n"]}">{e1(card["conv"].sample_id or "?")}</a>', num(value)]
+            cells += [f'<a href="#card-{card["n"]}">{e1(card["conv"].sample_id or "?")}</a>', value_cell(value)]
         index_rows.append([_role_cell(role), *cells])
     out = [f'<p class="missing">{e(n[:1].upper() + n[1:])}.</p>' for n in notes]
     if not cards:
@@ -91,6 +94,40 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
     for card in cards.values():
         out.append(_card(card, shared))
     return "\n".join(out)
+
+
+def _last_step(s: RunSeries) -> tuple[str, str | None]:
+    """The step the cards are of: ``last`` (the selection's: the last step a sample file of the split names,
+    falling back from one that cannot be read), except where files that can be read name later steps than
+    any sample has (files of no rows: a step whose samples were all filtered out). Those steps have nothing
+    to rank: the cards are of the last step that has samples (the tiles' last step), and the note says so.
+    Without the note, "no sample with a valid reward at the last step" read as rewards that were null."""
+    last = s.per_role["step"].max() if "step" in s.per_role.columns else None
+    if not isinstance(last, int):
+        return "last", None
+    later = [
+        f
+        for f in s.run.files
+        if f.kind == "samples" and f.split in (None, s.split) and any(x > last for x in f.all_steps())
+    ]
+    # Unreadable ones: the selection's own fallback says which step it skipped. A file of no split in its name
+    # that holds rows: they may be another split's, whose steps are not this split's (left to the selection).
+    if not later or any(not f.readable or (f.split is None and f.rows != 0) for f in later):
+        return "last", None
+    empty = sorted({x for f in later for x in f.all_steps() if x > last})
+    which = f"step {empty[0]}" if len(empty) == 1 else f"steps {', '.join(map(str, empty[:5]))}"
+    which += f" (+{len(empty) - 5} more)" if len(empty) > 5 else ""
+    verb = "has" if len(empty) == 1 else "have"
+    split = cut(s.split)
+    return str(last), f"{which} of split {split} {verb} no samples: the cards are of step {last}, the last that has"
+
+
+def value_cell(v: float | None) -> str:
+    """One sample's figure as its card shows it (``render.model.shown``: 0.30000000000000004 is not 0.3, and
+    the card and its title say the same); null, NaN and ±inf as every cell of the page (``num``)."""
+    from ..render.model import shown
+
+    return shown(v) if isinstance(v, float) and math.isfinite(v) else num(v)
 
 
 def _role_cell(role: str | None) -> str:
@@ -131,7 +168,7 @@ def _unavailable(exc: Exception, run: Run, split: str | None) -> str:
     command = f"runlog render-trajectory {shlex.quote(str(run.root))}{where} --index N"
     return (
         f'<span class="note">no card: {e(reason)}, so nothing to rank by it; to see these samples: '
-        f"<code>{e1(command)}</code> (or <code>--random N</code>)</span>"
+        f"<code>{e1(command, limit=None)}</code> (or <code>--random N</code>)</span>"
     )
 
 
@@ -146,7 +183,7 @@ def _card(card: dict[str, Any], shared: int) -> str:
     for place, who, value, same in card["titles"]:
         label = "best and worst" if place == "both" else place
         css = "best" if place == "both" else place
-        titles.append(f'<span class="place {css}">{label}</span> by {e1(who)} ({num(value)})')
+        titles.append(f'<span class="place {css}">{label}</span> by {e1(who)} ({value_cell(value)})')
         if same is not None:
             reason = "it is the only one with a valid reward" if same == 1 else "every sample ranks the same"
             whys.setdefault(reason, []).append(e1(who))
