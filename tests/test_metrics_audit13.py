@@ -129,7 +129,9 @@ def test_the_policy_note_names_the_speaker_elected(cli, tmp_path: Path) -> None:
     r = cli("metrics", "format", root, "--format", "csv")
     assert r.exit_code == 0, r.stderr
     note = "--text auto reads the policy's turns: A, the model speaker that speaks first in most train samples"
-    assert note in r.stderr and "(24 of 40; B 16)" in r.stderr, r.stderr
+    assert note in r.stderr and "(it opens 24 of the 40 train samples with a model turn with text; B 16)" in r.stderr, (
+        r.stderr
+    )
     # Each role's own texts: no policy to name.
     by_role = cli("metrics", "format", root, "--by", "role", "--format", "csv")
     assert "policy's turns" not in by_role.stderr
@@ -150,7 +152,7 @@ def test_a_tie_goes_to_the_first_name_and_is_said(cli, tmp_path: Path) -> None: 
         w.log_samples(0, rows)
     assert T.policy_speaker(open_run(root)).name == "alpha"  # 4 each: the first name in code-point order
     r = cli("metrics", "format", root, "--format", "csv")
-    assert "(4 of 8; beta 4), a tie" in r.stderr, r.stderr
+    assert "(it opens 4 of the 8 train samples with a model turn with text; beta 4), a tie" in r.stderr, r.stderr
 
 
 # -- 2. unnamed model turns are a candidate of their own ------------------------------------------------------------

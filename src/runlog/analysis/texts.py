@@ -270,10 +270,13 @@ NATIVE_ELECTION_BYTES = 16 << 20
 class PolicySpeaker:
     """Whose turns are the policy's (``policy_speaker``). ``name``: the speaker elected, None for the model turns
     without a name (a speaker of their own); ``opens``: each speaker that speaks first in some sample, with how
-    many, in the order of the election (the winner first); ``speakers``: every model speaker of those samples
-    (None: the turns without a name), the winner first; ``samples``: the samples that voted (with a model turn);
-    ``train``: whether they are the train split's (else the run's every sample); ``found``: whether any sample
-    has a model turn (else there is nothing to elect, and nothing to read)."""
+    many, in the order of the election (the winner first); ``speakers``: every model speaker with a turn with text
+    in those samples (None: the turns without a name), the winner first; ``silent``: the model speakers of those
+    samples without one (their every turn a tool call without words: nothing to read, no vote); ``samples``: the
+    samples that voted (with a model turn with text); ``train``: whether they are the train split's (else the
+    run's every sample); ``found``: whether any sample has a model turn with text (else there is nothing to
+    elect, and nothing to read); ``files``: where the election read only some of the sample files
+    (``_election_files``), how many of how many, else None (it read them all)."""
 
     name: str | None
     opens: tuple[tuple[str | None, int], ...] = ()
@@ -281,6 +284,8 @@ class PolicySpeaker:
     samples: int = 0
     train: bool = False
     found: bool = False
+    silent: tuple[str | None, ...] = ()
+    files: tuple[int, int] | None = None
 
     @property
     def tied(self) -> bool:
@@ -304,23 +309,32 @@ def reads_policy(text: str, per_role: bool = False) -> bool:
 
 def policy_speaker(run: Run) -> PolicySpeaker:
     """The policy, whose turns ``--text auto`` (``auto+reasoning``, ``answer``) reads: the model speaker that
-    speaks first (its first generated model turn) in most of the run's train samples (every sample where no train
-    sample has a model turn), the turns without a name being a speaker of their own; ties: ``_vote_order``.
-    Elected once per run whatever a command filters (its steps, splits or roles), so that ``metrics``, doctor,
-    plot, report and diff read the same speaker's text at a step. Reads only the messages' ``role`` and
-    ``name`` fields (with ``prompt_turns`` and ``split``): in native Parquet through the nested columns alone
-    (``_election_native``), else through the run's samples. Kept on the run until a file is found unreadable."""
+    speaks first in most of the run's train samples (every sample where no train sample has a model turn with
+    text), the turns without a name being a speaker of their own; ties: ``_vote_order``. A sample's vote is the
+    speaker of its first generated model turn with text: a turn the texts are read from (``_turn_texts``), one
+    with words or without a tool call (a generation cut off while reasoning is still its speaker's turn, whose
+    text is empty). A tool call without words is passed over: it holds no text to measure, and a planner that
+    opens every conversation with a bare call, a solver answering after it, made the planner the policy, whose
+    texts are none (every sample skipped while the solver's answers went unread). Elected once per run whatever a
+    command filters (its steps, splits or roles), so that ``metrics``, doctor, plot, report and diff read the
+    same speaker's text at a step. Reads the messages' ``role``, ``name``, ``tool_calls`` and ``content`` fields
+    (with ``prompt_turns`` and ``split``): in native Parquet without a tool call in a model turn through the
+    nested role, name and tool-call columns alone (``_election_native``), else through the run's samples. Kept
+    on the run until a file is found unreadable."""
     key = tuple((f.path, f.readable, f.unread) for f in run.files if f.kind == "samples")
     held = run.__dict__.get("_policy_speaker")
     if held is not None and held[0] == key:
         return held[1]
     rows = _election_native(run)
+    files: tuple[int, int] | None = None
     if rows is not None:
-        counts = pl.collect_all(_election_counts(rows.lazy()))
+        counts = pl.collect_all(_election_counts(rows.lazy(), voiced=True))
     else:
         # The train split first (what elects where one of its samples has a model turn): the messages of other
         # splits are not read for it (a Flink run parses each conversation from its text, once per read).
         voters = _election_files(run)
+        if voters is not run:  # some files only: how many of how many, for the note that counts the votes
+            files = (sum(f.kind == "samples" for f in voters.files), len(_election_pool(run)))
 
         def counts_of(train: bool) -> list[pl.DataFrame]:
             def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
@@ -332,7 +346,8 @@ def policy_speaker(run: Run) -> PolicySpeaker:
         counts = counts_of(True)
         if not counts[0].height:
             counts = counts_of(False)
-    elected = _elect(*counts)
+    opens, voiced, model = counts
+    elected = _elect(opens, voiced, model, files)
     # Keyed by the files' state when elected: a file left out since (``Run.collect``) elects again.
     run.__dict__["_policy_speaker"] = (
         tuple((f.path, f.readable, f.unread) for f in run.files if f.kind == "samples"),
@@ -349,16 +364,22 @@ ELECTION_ROWS = 1024
 ELECTION_FILES = 16  # and at most this many files (each is a scan of its own: 10 ms apiece on a Flink run)
 
 
+def _election_pool(run: Run) -> list[Any]:
+    """The sample files the election may read: the readable ones of the train split (or of none), else all the
+    readable ones (eval never votes where train has files)."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    return [f for f in files if f.split in (POLICY_SPLIT, None)] or files
+
+
 def _election_files(run: Run) -> Run:
     """``run``, or where its readable sample files hold more than ``ELECTION_ROWS`` train samples (or samples of
     no single split), a sub-run of whole files of about that many, taken evenly over the files ordered by step: the
     same files whatever a command filters. A file of another split is never among them (eval never votes); where
-    there is none of train, the run's others are."""
+    there is none of train, the run's others are (``_election_pool``)."""
     import dataclasses
     import math
 
-    files = [f for f in run.files if f.kind == "samples" and f.readable]
-    train = [f for f in files if f.split in (POLICY_SPLIT, None)] or files
+    train = _election_pool(run)
     rows = sum(f.rows or 0 for f in train)
     if not train or (rows <= ELECTION_ROWS and len(train) <= ELECTION_FILES) or any(f.rows is None for f in train):
         return run
@@ -369,17 +390,37 @@ def _election_files(run: Run) -> Run:
     return dataclasses.replace(run, files=[*others, *(train[i] for i in picked)])
 
 
-def _election_counts(lf: pl.LazyFrame) -> list[pl.LazyFrame]:
-    """Per ``split`` and speaker (``name``, null for the turns without one): the samples it opens (``opens``)
-    and its model turns (``turns``), over the generated model turns (past ``prompt_turns``: an assistant turn of
-    the prompt, a few-shot example, speaks for no one). ``lf``: ``split``, ``prompt_turns`` and ``messages``
-    (their ``role`` and ``name`` alone are read). The samples are counted per shape first (the same speakers in
-    the same order: a run has few), so that only the shapes' turns are looked at one by one."""
+def _voiced(messages: pl.Expr) -> pl.Expr:
+    """``messages`` as the election reads them: each message's ``role`` and ``name``, and ``voice``, whether it
+    has text to read: words, or no tool call (``_turn_texts`` passes over a tool call without words, and only
+    such a turn)."""
+    e = pl.element()
+    calls = e.struct.field("tool_calls").list.len().fill_null(0) > 0
+    words = e.struct.field("content").cast(pl.String).str.contains(F.NON_SPACE_CLASS).fill_null(False)
+    return messages.list.eval(
+        pl.struct(
+            e.struct.field("role").cast(pl.String).alias("role"),
+            e.struct.field("name").cast(pl.String).alias("name"),
+            (words | ~calls).alias("voice"),
+        )
+    ).alias("messages")
+
+
+def _election_counts(lf: pl.LazyFrame, voiced: bool = False) -> list[pl.LazyFrame]:
+    """Per ``split`` and speaker (``name``, null for the turns without one): the samples it opens (``opens``, its
+    turn with text the sample's first), the samples where it has a turn with text, and those where it has a model
+    turn (``samples``, each), over the generated model turns (past ``prompt_turns``: an assistant turn of the
+    prompt, a few-shot example, speaks for no one). ``lf``: ``split``, ``prompt_turns`` and ``messages`` (their
+    ``role``, ``name``, ``content`` and ``tool_calls`` read: ``_voiced``; with ``voiced``, already as ``_voiced``
+    gives them). The samples are counted per shape first (the same speakers in the same order: a run
+    has few), so that only the shapes' turns are looked at one by one."""
     shapes = (
         lf.select(
             pl.col("split").cast(pl.String),
             "prompt_turns",
-            pl.col("messages").cast(pl.List(pl.Struct({"role": pl.String, "name": pl.String}))),
+            (pl.col("messages") if voiced else _voiced(pl.col("messages"))).cast(
+                pl.List(pl.Struct({"role": pl.String, "name": pl.String, "voice": pl.Boolean}))
+            ),
         )
         .group_by("split", "prompt_turns", "messages")
         .agg(pl.len().cast(pl.Int64).alias("__n"))
@@ -391,37 +432,44 @@ def _election_counts(lf: pl.LazyFrame) -> list[pl.LazyFrame]:
         .unnest("messages")
         .filter(pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & _generated(pl.col("__index")))
     )
-    first = turns.group_by("__row", maintain_order=True).agg(pl.col("split", "name", "__n").first())
-    return [
-        first.group_by("split", "name").agg(pl.col("__n").sum().alias("opens")),
-        turns.group_by("split", "name").agg(pl.col("__n").sum().alias("turns")),
-    ]
+    spoken = turns.filter(pl.col("voice"))  # the turns with text: those that vote
+    first = spoken.group_by("__row", maintain_order=True).agg(pl.col("split", "name", "__n").first())
+
+    def samples(of: pl.LazyFrame) -> pl.LazyFrame:  # per speaker, the samples where it has such a turn
+        once = of.group_by("__row", "name").agg(pl.col("split", "__n").first())
+        return once.group_by("split", "name").agg(pl.col("__n").sum().alias("samples"))
+
+    return [first.group_by("split", "name").agg(pl.col("__n").sum().alias("opens")), samples(spoken), samples(turns)]
 
 
-def _elect(opens: pl.DataFrame, turns: pl.DataFrame) -> PolicySpeaker:
+def _elect(
+    opens: pl.DataFrame, voiced: pl.DataFrame, model: pl.DataFrame, files: tuple[int, int] | None = None
+) -> PolicySpeaker:
     """``policy_speaker``'s election from ``_election_counts``: over the train split's samples where one has a
-    model turn, else over every sample."""
+    model turn with text, else over every sample."""
     train = bool(opens.filter(pl.col("split") == POLICY_SPLIT).height)
     if train:
-        opens = opens.filter(pl.col("split") == POLICY_SPLIT)
-        turns = turns.filter(pl.col("split") == POLICY_SPLIT)
+        opens, voiced, model = (f.filter(pl.col("split") == POLICY_SPLIT) for f in (opens, voiced, model))
     votes = {n: int(v) for n, v in opens.group_by("name").agg(pl.col("opens").sum()).iter_rows()}
+    spoke = set(voiced["name"].to_list())
+    silent = tuple(sorted(set(model["name"].to_list()) - spoke, key=lambda n: (n is None, n or "")))
     if not votes:
-        return PolicySpeaker(None)
+        return PolicySpeaker(None, silent=silent, files=files)
     ranked = sorted(votes.items(), key=lambda kv: _vote_order(*kv))
     name = ranked[0][0]
-    spoke = {n for n in turns["name"].to_list()}
     others = sorted(spoke - {name}, key=lambda n: _vote_order(n, votes.get(n, 0)))
-    return PolicySpeaker(name, tuple(ranked), (name, *others), sum(votes.values()), train, True)
+    return PolicySpeaker(name, tuple(ranked), (name, *others), sum(votes.values()), train, True, silent, files)
 
 
 def _election_native(run: Run) -> pl.DataFrame | None:
     """The rows ``_election_counts`` reads, from a run whose every sample file is local native Parquet of the
-    current schema: the nested ``messages.*.role`` and ``messages.*.name`` columns alone (a fraction of the time
-    of reading ``messages`` whole, whose contents are most of a file), with ``split`` and ``prompt_turns`` (as
-    ``Run.samples`` conforms them). None where that cannot be done (another layout, a remote or older file, a
-    file that fails, a run under ``NATIVE_ELECTION_BYTES``): the run's samples are read instead, which report what
-    fails."""
+    current schema: the nested ``messages.*.role`` and ``messages.*.name`` columns, with one column of the
+    messages' tool calls, alone (a fraction of the time of reading ``messages`` whole, whose contents are most of
+    a file), with ``split`` and ``prompt_turns`` (as ``Run.samples`` conforms them). None where that cannot be
+    done (another layout, a remote or older file, a file that fails, a run under ``NATIVE_ELECTION_BYTES``), or
+    where a generated model turn holds a tool call: whether it has words (whether it votes, ``_voiced``) is in
+    its content, which this does not read; the run's samples are read instead (``_election_files``: a few of its
+    files), which also report what fails."""
     from .. import schema as S
     from ..storage import ObjectPath
 
@@ -438,6 +486,8 @@ def _election_native(run: Run) -> pl.DataFrame | None:
     import pyarrow.parquet as pq
 
     tables: dict[Any, list[Any]] = {}  # per schema read: the files' tables, made one frame each
+    messages = pl.List(pl.Struct({"role": pl.String, "name": pl.String, "voice": pl.Boolean}))
+    e = pl.element()
     try:
         for f in files:
             if "messages" in f.unread:  # its messages are null in the run's samples: no turn to vote with
@@ -449,6 +499,8 @@ def _election_native(run: Run) -> pl.DataFrame | None:
             fields = [p for p in fields if p.rsplit(".", 1)[1] in ("role", "name")]
             if not fields:  # no messages (or none with a role or a name): nothing to vote with
                 continue
+            # One leaf of the tool calls (``...tool_calls.list.element.id``): which messages hold one.
+            fields += [p for p in paths if p.startswith("messages.list.element.tool_calls.")][:1]
             wanted = [c for c in ("split", "prompt_turns") if c in paths and c not in f.unread]
             table = pf.read(columns=[*wanted, *fields])
             tables.setdefault(table.schema, []).append(table)
@@ -459,13 +511,32 @@ def _election_native(run: Run) -> pl.DataFrame | None:
             # ``split`` and ``prompt_turns`` as the run's samples conform them (a prompt_turns that is not a whole
             # count reads as null: every turn is read).
             conformed = S.conform_samples(frame.drop("messages").lazy()).select("split", "prompt_turns").collect()
-            frames.append(conformed.with_columns(frame["messages"]))
+            names = {x.name for x in frame.schema["messages"].inner.fields}  # type: ignore[attr-defined]
+            said = [
+                (e.struct.field(n) if n in names else pl.lit(None)).cast(pl.String).alias(n) for n in ("role", "name")
+            ]
+            calls = e.struct.field("tool_calls").list.len().fill_null(0) > 0 if "tool_calls" in names else pl.lit(False)
+            voiced = (
+                frame["messages"]
+                .to_frame()
+                .select(pl.col("messages").list.eval(pl.struct(*said, (~calls).alias("voice"))))
+            )
+            frames.append(conformed.with_columns(voiced["messages"].cast(messages)))
     except Exception:  # noqa: BLE001 - whatever fails, the run's samples are read instead, and report it
         return None
-    messages = pl.List(pl.Struct({"role": pl.String, "name": pl.String}))
     if not frames:
         return pl.DataFrame(schema={"split": pl.String, "prompt_turns": pl.Int32, "messages": messages})
-    return pl.concat([f.with_columns(pl.col("messages").cast(messages)) for f in frames], how="vertical_relaxed")
+    rows = pl.concat(frames, how="vertical_relaxed")
+    call_turns = (
+        rows.lazy()
+        .select("prompt_turns", "messages", pl.int_ranges(0, pl.col("messages").list.len()).alias("__index"))
+        .explode("messages", "__index")
+        .unnest("messages")
+        .filter(pl.col("role").str.to_lowercase().is_in(MODEL_ROLES) & _generated(pl.col("__index")) & ~pl.col("voice"))
+        .head(1)
+        .collect()
+    )
+    return None if call_turns.height else rows
 
 
 def _generated(index: pl.Expr) -> pl.Expr:
@@ -1203,21 +1274,40 @@ def _speaker_words(name: str | None) -> str:
     return "the model turns without a name" if name is None else name
 
 
-def policy_note(run: Run, text: str = "auto", *, command: str | None = None) -> str | None:
-    """Whose turns are the policy's (``policy_speaker``), where the run has more than one model speaker: the one
-    elected, how many samples it opens of how many (and the others' counts), the tie rule where it chose, and what
-    reads another speaker. None with one speaker (or none). ``text``: the text kind read (``auto``,
-    ``auto+reasoning``, ``answer``: each reads the policy's turns). ``command``: the command to suggest (doctor,
-    plot and report have no ``--text``; their figures per role read each role's own turns)."""
+def policy_note(
+    run: Run,
+    text: str = "auto",
+    *,
+    command: str | None = None,
+    filters: Filters | None = None,
+    found: bool = True,
+) -> str | None:
+    """Whose turns are the policy's (``policy_speaker``), where the run has more than one model speaker, or a
+    model speaker whose every turn is a tool call without words (which does not vote): the one elected, how many
+    samples it opens of how many voted (those with a model turn with text, in the files read for the election:
+    a count of the samples read to elect it, not of the run's or the split's), the others' counts, the tie rule
+    where it chose, and what reads another speaker. ``found``: whether the texts read hold any; where they hold
+    none the note is due even with one speaker (it is then what the reader most needs): it says so, with the model
+    speakers that do have a turn with text in the samples ``filters`` keep and what reads them. None where no
+    model turn has text at all (``no_text_note`` and the notes of the samples skipped say why), or with one
+    speaker and texts found. ``text``: the text kind read (``auto``, ``auto+reasoning``, ``answer``: each reads
+    the policy's turns). ``command``: the command to suggest (doctor, plot and report have no ``--text``; their
+    figures per role read each role's own turns)."""
     p = policy_speaker(run)
-    if not p.found or len(p.speakers) < 2:
+    if not p.found or (found and len(p.speakers) < 2 and not p.silent):
         return None
     where = "train samples" if p.train else "samples"
     counts = "; ".join(f"{_speaker_words(n)} {k:,}" for n, k in p.opens[1:])
-    opened = f"{p.opens[0][1]:,} of {p.samples:,}" + (f"; {counts}" if counts else "")
+    voted = f"the {p.samples:,} {where} with a model turn with text"
+    if p.files is not None:
+        read, of = p.files
+        kind = "train sample files" if p.train else "sample files"
+        voted += f" in the {read:,} of its {of:,} {kind} read to elect it, spread over the steps"
+    opened = f"{'they open' if p.name is None else 'it opens'} {p.opens[0][1]:,} of {voted}"
     verb = "which speak" if p.name is None else "the model speaker that speaks"
     reader = "format adherence and diversity per step read" if command else f"--text {text} reads"
-    said = f"{reader} the policy's turns: {_speaker_words(p.name)}, {verb} first in most {where} ({opened})"
+    said = f"{reader} the policy's turns: {_speaker_words(p.name)}, {verb} first in most {where} ({opened}"
+    said += f"; {counts})" if counts else ")"
     if p.tied:
         said += (
             ", a tie, which goes to a named speaker before the turns without a name, then to the first name in "
@@ -1225,9 +1315,45 @@ def policy_note(run: Run, text: str = "auto", *, command: str | None = None) -> 
         )
     if p.name is not None and None in p.speakers:
         said += "; the turns without a name count as its own only in samples where no model turn names its speaker"
-    others = ", ".join(_speaker_words(n) for n in p.speakers[1:])
-    how = f"{command} --text role:NAME reads one" if command else "--text role:NAME reads one, --by role each one's own"
-    return f"{said}; the other model speakers ({others}) are not read there ({how})"
+    if p.silent:
+        silent = ", ".join(_speaker_words(n) for n in p.silent)
+        said += f"; {silent} made only tool calls without words there (no text to read, so no vote)"
+    if len(p.speakers) > 1:
+        others = ", ".join(_speaker_words(n) for n in p.speakers[1:])
+        how = (
+            f"{command} --text role:NAME reads one"
+            if command
+            else "--text role:NAME reads one, --by role each one's own"
+        )
+        said += f"; the other model speakers ({others}) are not read there ({how})"
+    if found:
+        return said
+    said += f"; no sample read has a turn of {_speaker_words(p.name)} with text"
+    having = [(n, k) for n, k in _speakers_with_text(run, filters) if n != p.name]
+    if having:
+        listed = ", ".join(f"{_speaker_words(n)} ({k:,} sample(s))" for n, k in having[:6])
+        named = [n for n, _ in having if n is not None]
+        ways = [f"--text {shlex.quote('role:' + named[0])} reads {named[0]}'s turns"] if named else []
+        if any(n is None for n, _ in having):
+            ways.append("--text assistant reads every model turn")
+        said += (
+            f"; the model speakers with one there: {listed}{' …' if len(having) > 6 else ''}; "
+            f"{(command + ' ') if command else ''}{' or '.join(ways)}"
+        )
+    return said
+
+
+def _speakers_with_text(run: Run, filters: Filters | None) -> list[tuple[str | None, int]]:
+    """The model speakers with a generated turn with text (``_voiced``) in the samples ``filters`` keep, each with
+    how many samples it has one in, the most first (then by name, the turns without a name last)."""
+
+    def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+        lf = apply_filters(run.samples, filters or Filters(), roles_too=False)
+        return _election_counts(lf.select("split", "prompt_turns", "messages"))[1:2]
+
+    [voiced] = run.collect(build)
+    per = voiced.group_by("name").agg(pl.col("samples").sum()).iter_rows()
+    return sorted(((n, int(k)) for n, k in per), key=lambda nk: (-nk[1], nk[0] is None, nk[0] or ""))
 
 
 def series_policy_note(s: RunSeries) -> str | None:

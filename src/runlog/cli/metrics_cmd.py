@@ -377,16 +377,18 @@ def _text_notes(
 ) -> list[str]:
     """What the text kind chosen does to the rows: the samples of several layouts pooled (``layouts_note``, as
     summarize says it); whose turns are the policy's, where the texts are the policy's (``policy``:
-    ``texts.reads_policy``) and the run has several model speakers; ``--by role`` with a kind that has no speaker
-    (one row, its role empty); ``--text answer``'s texts that are the completion column as written."""
+    ``texts.reads_policy``) and the run has several model speakers, or none was ``found`` (then above all: the
+    policy elected, and the speakers that have a turn with text there, with the ``--text role:NAME`` that reads
+    one); ``--by role`` with a kind that has no speaker (one row, its role empty); ``--text answer``'s texts that
+    are the completion column as written."""
     from ..analysis import texts as M
     from ..analysis.views import layouts_note
 
     notes = [x for x in [layouts_note(run, by_env=False)] if x]  # metrics has no --by env
+    if policy:
+        notes += [x for x in [M.policy_note(run, text, filters=filters, found=found)] if x]
     if not found:
         return notes
-    if policy:
-        notes += [x for x in [M.policy_note(run, text)] if x]
     notes += [x for x in [M.by_role_note(text)] if x and "role" in (by or [])]
     if text == "answer":
         notes += [x for x in [M.answer_note(run, filters=filters)] if x]
