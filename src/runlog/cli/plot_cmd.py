@@ -74,8 +74,10 @@ def plot_command(
     and the panel says how many). A line breaks where steps are missing, and the panel names the gap; a
     role logged less often than the others is drawn at its own spacing, and its line breaks at the steps it
     sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
-    are counted in the panel (reward, KL, components). Where a run has more roles than colours, a role's
-    dash or marker tells it apart. Histograms: per-role rewards at the --steps given.
+    are counted in the panel's note, under the panel (reward, KL, components). Where a run has more roles than
+    colours, a role's dash or marker tells it apart. A legend of more than 8 entries is drawn under the panel,
+    in columns; past 12 rows its last entry says how many more it does not list (+N more). Histograms:
+    per-role rewards at the --steps given.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline (--by and
     --window do not apply: an error); --name labels the runs in the legend and the title (this run first), as

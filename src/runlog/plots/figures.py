@@ -9,7 +9,9 @@ decades, and a panel that says what is missing instead of an empty or failing pl
 
 from __future__ import annotations
 
+import functools
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -158,18 +160,20 @@ def style_axes(ax: Any) -> None:
 # gives the chat role ``assistant`` green: in a plot it takes a spare colour instead).
 RESERVED = ("#008000", "#00ff00", "#800000", "#ff0000", "#000000", ONSET_COLOUR)
 # Spare colours after the role palette's own, for runs of more roles than it has (no red, green or black);
-# past them the colours repeat with another dash pattern, then with a marker: no two roles drawn alike.
+# past them the colours repeat with another dash pattern, then with a marker: no two roles drawn alike. No two of
+# them are ``alike``.
 EXTRA_COLOURS = (
     "#332288",
     "#882255",
     "#8c564b",
     "#999933",
     "#88ccee",
-    "#6a3d9a",
+    "#003f5c",
     "#b15928",
     "#cab2d6",
     "#fdbf6f",
     "#5f5f5f",
+    "#8c6d31",
 )
 DASHES: tuple[Any, ...] = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 2)), (0, (8, 2, 2, 2, 2, 2)))
 MARKERS: tuple[str | None, ...] = (None, "o", "s", "^", "D", "v", "x", "+")
@@ -186,8 +190,9 @@ class Style(NamedTuple):
 def role_styles(roles: Sequence[str | None]) -> dict[str | None, Style]:
     """Each role's look (colour, dash, marker): the colour it has in every output (``render.colours.role_hex``:
     solver, verifier and judge fixed, other names by a stable hash), solid; where two roles of this run would
-    share one (or it is a reserved colour: ``RESERVED``), the first look no role here has: a spare colour of
-    that palette, then of ``EXTRA_COLOURS``, then the colours again with another dash, then with a marker."""
+    share one, or near-identical ones (``alike``: hot pink and orchid read as one), or it is a reserved colour
+    (``RESERVED``), the first look unlike every look here: a spare colour of that palette, then of
+    ``EXTRA_COLOURS``, then the colours again with another dash, then with a marker."""
     from rich.color import Color
 
     from ..render.colours import FIXED_SLOTS, base_name, role_hex
@@ -201,20 +206,49 @@ def role_styles(roles: Sequence[str | None]) -> dict[str | None, Style]:
     # the first look no role here has.
     named = sorted((r for r in roles if r is not None), key=lambda r: base_name(r) not in FIXED_SLOTS)
     out: dict[str | None, Style] = {}
-    used: set[Style] = set()
+    used: list[Style] = []
     for r in named:
         look = Style(role_hex(r).lower(), DASHES[0], MARKERS[0])
-        if look.colour not in RESERVED and look not in used:
+        if look.colour not in RESERVED and not any(alike(look, x) for x in used):
             out[r] = look
-            used.add(look)
+            used.append(look)
+    # The looks in order, each tried once: one unlike every look in use stays so only until taken, and one
+    # alike a look in use stays alike (the looks in use only grow).
+    spare = iter(looks)
     for r in named:
         if r not in out:
             # Past every look (hundreds of roles): the role's own colour again.
-            look = next((x for x in looks if x not in used), Style(role_hex(r).lower()))
+            look = next((x for x in spare if not any(alike(x, u) for u in used)), Style(role_hex(r).lower()))
             out[r] = look
-            used.add(look)
+            used.append(look)
     out[None] = Style(UNKNOWN_COLOUR)
     return {r: out[r] for r in roles}
+
+
+NEAR_COLOURS = 20.0  # CIE76 colour difference below which two colours read as one (hot pink / orchid: 15)
+
+
+def alike(a: Style, b: Style) -> bool:
+    """Two looks a reader cannot tell apart: the same dash and marker, and colours closer than ``NEAR_COLOURS``."""
+    return a.dash == b.dash and a.marker == b.marker and colour_distance(a.colour, b.colour) < NEAR_COLOURS
+
+
+def colour_distance(a: str, b: str) -> float:
+    """The CIE76 difference of two ``#rrggbb`` colours (Euclidean in CIELAB, D65): about how far apart they look,
+    which RGB distance is not (hot pink and orchid are 40 apart in RGB, as blue and a darker blue)."""
+    return math.dist(_lab(a), _lab(b))
+
+
+@functools.lru_cache(maxsize=512)
+def _lab(colour: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(colour), dtype=float)
+    lin = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ lin
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return (float(116 * f[1] - 16), float(500 * (f[0] - f[1])), float(200 * (f[1] - f[2])))
 
 
 def role_colours(roles: Sequence[str | None]) -> dict[str | None, str]:
@@ -277,27 +311,33 @@ NOTE_GID = "runlog-note"
 
 
 def panel_note(ax: Any, text: str) -> None:
-    """A line of the panel's note, in its lower left corner: what the panel does not draw or draws apart
-    (values that have no place on its axis, gaps in the steps). Lines said of one panel stack in one text, so
-    that they never overlap; the text is the data's as shown (``clean_text`` escapes it), wrapped to the panel."""
+    """A line of the panel's note, under the panel (below its x axis, and below a legend placed there: ``legend``):
+    what the panel does not draw or draws apart (values that have no place on its axis, gaps in the steps). Drawn
+    inside the panel, it covered the lines it was about. Lines said of one panel stack in one text, so that they
+    never overlap; the text is the data's as shown (``clean_text`` escapes it), wrapped to the panel."""
     shown = wrapped(text, 0.9 * column_width(ax), 8)
     for t in ax.texts:
         if t.get_gid() == NOTE_GID:
             t.set_text(t.get_text() + "\n" + clean_text(shown))
             return
-    ax.text(
-        0.01,
-        0.01,
+    # Placed from the x axis' label as drawn (its ticks' labels and the label itself vary in height), so that
+    # constrained layout makes room for the note under the panel.
+    ax.annotate(
         clean_text(shown),
-        transform=ax.transAxes,
+        xy=(0.0, 0.0),
+        xycoords=("axes fraction", ax.xaxis.label),
+        xytext=(0, -NOTE_GAP),
+        textcoords="offset points",
         fontsize=8,
         color="#a33a3a",
         ha="left",
-        va="bottom",
+        va="top",
         gid=NOTE_GID,
-        # Over the lines it may cross: readable on a light ground.
-        bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5},
+        annotation_clip=False,
     )
+
+
+NOTE_GAP = 3.0  # points between a note and what it is placed under
 
 
 def note_text(ax: Any) -> str:
@@ -452,7 +492,8 @@ def draw_series(
     The lines break at a gap in the steps (consecutive steps further apart than ``every``, this line's own
     cadence: ``line_every``; default: these steps' own stride): a line across ten missing steps reads as data
     there. The raw line also breaks at a step whose value it does not draw (no valid value, NaN, +-inf, or <= 0
-    on a log axis): a segment over it reads as a value there. A point that no segment reaches (a lone step
+    on a log axis): a segment over it reads as a value there; so does the moving average at a step without a
+    valid value (and over a window that holds a NaN or +-inf). A point that no segment reaches (a lone step
     between breaks) gets a marker, or it would not be seen. The moving average is over the last ``window``
     logged steps, as ``summarize --window``'s, and over the real values: on a ``log`` axis, the values <= 0
     are in it, and only their points are not drawn (``say_not_positive``). ``dash`` and ``marker``: the
@@ -483,7 +524,10 @@ def draw_series(
         return True
     mean, sd = rolling(y, window, present)
     mean[~np.isfinite(mean)] = np.nan  # an average over a NaN or +-inf value: a gap in the line
-    sd[~np.isfinite(sd)] = np.nan
+    # No point of the average at a step without a valid value (every value null or NaN there): the average of
+    # the steps before it, drawn at it, read as a value there, while the panel says the line breaks there.
+    mean[~present] = np.nan
+    sd[~np.isfinite(sd) | ~present] = np.nan
     if log:
         mean[~(mean > 0)] = np.nan
     if shown.any():
@@ -627,14 +671,113 @@ def mark_onsets(ax: Any, marks: Sequence[tuple[int, str]]) -> None:
         down += 11.0 * len(labels)  # 8 pt text: a line is about 10 points high
 
 
+LEGEND_INSIDE = 8  # a legend of at most this many entries is drawn in its panel, where the lines leave room
+LEGEND_ROWS = 12  # a legend under its panel has at most this many rows: past them, its first entries and a count
+LEGEND_CELL = 150.0  # points: the most a name takes in a legend of several columns (cut in its middle past it)
+LEGEND_FONT = 9.0
+
+
 def legend(ax: Any) -> None:
+    """The panel's legend: in the panel (``loc="best"``) for a few entries; for more (a run of many roles), under
+    the panel in as many columns as its width holds, the figure made taller for it. In the panel, a legend of one
+    column of 21 entries or more ran off the image and hid the lines; past ``LEGEND_ROWS`` rows, the last entry
+    says how many are not listed."""
     handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        # The labels were cleaned where they were set (``draw_series``; ``clean_label`` of a clean label would
-        # escape its ``\$`` again): cut here to the count and to the panel.
+    if not handles:
+        return
+    # The labels were cleaned where they were set (``draw_series``; ``clean_label`` of a clean label would
+    # escape its ``\$`` again): cut here to the count and to the panel.
+    plain = [x.replace(r"\$", "$") for x in labels]
+    if len(handles) <= LEGEND_INSIDE:
         room = LEGEND_SHARE * column_width(ax)
-        shown = [fit(x.replace(r"\$", "$"), room, 9, limit=LEGEND_CHARS) for x in labels]
-        ax.legend(handles, shown, frameon=False, fontsize=9, loc="best")
+        shown = [fit(x, room, LEGEND_FONT, limit=LEGEND_CHARS) for x in plain]
+        ax.legend(handles, shown, frameon=False, fontsize=LEGEND_FONT, loc="best")
+        return
+    legend_below(ax, handles, plain)
+
+
+def legend_below(ax: Any, handles: list[Any], labels: list[str]) -> None:
+    """``legend``'s many entries under the panel: cells of the widest name (at most ``LEGEND_CELL``) side by side
+    across the panel's width, row after row (at most ``LEGEND_ROWS``), and the panel's note moved under it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import ScaledTranslation
+
+    fs = LEGEND_FONT
+    # matplotlib's legend spacing, in font sizes: the handle, the pad after it, and between columns.
+    handle, pad, between = 2.0, 0.8, 1.5
+    shown = [fit(x, LEGEND_CELL, fs, limit=LEGEND_CHARS) for x in labels]
+    # The panel's width, less its y axis' labels (about 70 points: the legend stays inside the panel).
+    width = column_width(ax) - 70.0
+
+    def columns(names: list[str]) -> int:
+        cell = max(text_width(x.replace(r"\$", "$"), fs) for x in names) + (handle + pad + between) * fs
+        return max(1, min(len(names), int((width + between * fs) // cell)))
+
+    cols = columns(shown)
+    if math.ceil(len(shown) / cols) > LEGEND_ROWS:
+        # In a cell of its own, short: the names' cells hold it whole (it is never cut).
+        cols = columns([*shown, f"+{len(shown):,} more"])
+        kept = cols * LEGEND_ROWS - 1
+        more = f"+{len(shown) - kept:,} more"
+        handles = [*handles[:kept], Line2D([], [], linestyle="none")]
+        shown = [*shown[:kept], more]
+    rows = math.ceil(len(shown) / cols)
+    fig = ax.get_figure()
+    # Under the x axis: its ticks, their labels (9 pt) and its label (10 pt), as matplotlib draws them.
+    drop = x_axis_depth() + NOTE_GAP
+    anchor = ax.transAxes + ScaledTranslation(0, -drop / 72.0, fig.dpi_scale_trans)
+    leg = ax.legend(
+        handles,
+        shown,
+        frameon=False,
+        fontsize=fs,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        bbox_transform=anchor,
+        ncols=cols,
+        handlelength=handle,
+        handletextpad=pad,
+        columnspacing=between,
+        borderaxespad=0.0,
+    )
+    for t in ax.texts:  # the panel's note under the legend
+        if t.get_gid() == NOTE_GID:
+            t.xycoords = ("axes fraction", leg)
+    line = 1.7 * fs  # a row: its text (about 1.2 font sizes) and the space between rows (0.5)
+    taller(ax, (rows * line + drop) / 72.0)
+
+
+_TALLER: weakref.WeakKeyDictionary[Any, dict[int, float]] = weakref.WeakKeyDictionary()  # figure -> {row: inches}
+
+
+def taller(ax: Any, inches: float) -> None:
+    """Make ``ax``'s figure ``inches`` taller for what is drawn under ``ax`` (its legend), once per row of the
+    grid (the panels of one row share the room): constrained layout then keeps the panels their height."""
+    fig = ax.get_figure()
+    spec = ax.get_subplotspec()
+    row = spec.rowspan.start if spec is not None else 0
+    added = _TALLER.setdefault(fig, {})
+    more = inches - added.get(row, 0.0)
+    if more > 0:
+        fig.set_figheight(fig.get_figheight() + more)
+        added[row] = inches
+
+
+def x_axis_depth() -> float:
+    """How far below a panel its x axis reaches, in points: the ticks, their labels (9 pt: ``style_axes``) and
+    the axis label, with matplotlib's paddings (``rcParams``)."""
+    from matplotlib import rcParams
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    def height(size: float) -> float:
+        # The height of a line of text, its descent included, as matplotlib lays a label out ("lp").
+        _, h, _ = text_to_path.get_text_width_height_descent("lp", FontProperties(size=size), False)
+        return float(h)
+
+    label = FontProperties(size=rcParams["axes.labelsize"]).get_size_in_points()  # "medium": 10 pt
+    ticks = float(rcParams["xtick.major.size"]) + float(rcParams["xtick.major.pad"])
+    return ticks + height(9) + float(rcParams["axes.labelpad"]) + height(label)
 
 
 def finish(fig: Any, axes: Sequence[Any], used: int) -> None:
