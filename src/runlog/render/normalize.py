@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 from .. import chat
@@ -29,7 +30,10 @@ RESPONSES_TYPES = frozenset(
         "custom_tool_call_output",
     }
 )
-_TEXT_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+_CALL_OPEN = re.compile(r"<tool_call>\s*")
+_CALL_CLOSE = re.compile(r"\s*</tool_call>")
+# The thinking tags, as ``model.split_think`` reads them (the renderers show what lies between them as thinking).
+_THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
 
 
 _TEXT_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.DOTALL)
@@ -44,20 +48,51 @@ _HEADER_BEFORE = re.compile(r"\s*\n[ \t]*(?:user|tool)[ \t]*\n[ \t]*")
 _HEADER_AFTER = re.compile(r"[ \t]*\n[ \t]*assistant[ \t]*(?:\n|\Z)")
 
 
-def _text_call(block: re.Match[str]) -> ToolCall | None:
-    """A ``<tool_call>`` block's call, or None when it is not a JSON object with a name."""
-    try:
-        obj = json.loads(block.group(1))
-    except (ValueError, RecursionError):
+def _text_call(content: str, start: int) -> tuple[int, ToolCall] | None:
+    """The call of the ``<tool_call>`` block that opens at ``start`` and where the block ends, or None when the
+    block is not one JSON object with a name followed by ``</tool_call>``. The JSON is decoded from the tag on
+    (``raw_decode``), so a ``</tool_call>`` inside an argument string does not end the block, as a search for
+    the first closing tag would. A JSON list of calls is not a call: Hermes / Qwen templates ask for one object
+    per block ("For each function call, return a json object ... within <tool_call></tool_call> XML tags"),
+    and vLLM's and verl's Hermes parsers read a list as no call."""
+    i = _CALL_OPEN.match(content, start).end()  # type: ignore[union-attr]
+    found = _object_at(content, i)
+    if found is None:
         return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+    obj, end = found
+    close = _CALL_CLOSE.match(content, end)
+    if close is None or not isinstance(obj.get("name"), str):
         return None
     key = "arguments" if "arguments" in obj else "parameters"
     args = obj.get(key)
     if not isinstance(args, str) and args is not None:
         # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
-        args = _raw_member(block.group(1), key) or _json(args)
-    return ToolCall(_str(obj.get("id")), obj["name"], args)
+        args = _raw_member(content[i:end], key) or _json(args)
+    return close.end(), ToolCall(_str(obj.get("id")), obj["name"], args)
+
+
+def _object_at(content: str, i: int) -> tuple[dict[str, Any], int] | None:
+    """The JSON object that starts at ``i`` and where it ends, or None where none does. It is decoded in a window
+    that doubles till the object, or an error that no more text could mend, lies inside it: the decoder's error
+    counts the lines from the start of the string it was given, so decoding the whole text from each of many
+    ``<tool_call>{`` tags would take time in the square of its length. Only an unterminated string, or an
+    error within a few characters of the window's end (a literal, a number or an escape cut), asks for more."""
+    if content[i : i + 1] != "{":
+        return None
+    size = 1024
+    while True:
+        window = content[i : i + size]
+        try:
+            obj, end = _DECODER.raw_decode(window)
+        except json.JSONDecodeError as e:
+            cut = e.msg.startswith("Unterminated string") or e.pos >= len(window) - 16
+            if not cut or i + size >= len(content):
+                return None
+            size *= 2
+            continue
+        except RecursionError:
+            return None
+        return (obj, i + end) if isinstance(obj, dict) else None
 
 
 def _text_spans(content: str) -> list[tuple[str, int, int, Any]]:
@@ -69,23 +104,23 @@ def _text_spans(content: str) -> list[tuple[str, int, int, Any]]:
     spans = _scan_text(content, headers=True)
     kinds = "".join({"before": "u", "result": "r", "after": "a"}.get(kind, "c") for kind, *_ in spans)
     bracketed = re.search("ur+a", kinds) is not None  # a user line, the results of one turn, an assistant line
-    return spans if bracketed else _scan_text(content, headers=False)
+    return _drop_thought_calls(content, spans if bracketed else _scan_text(content, headers=False))
 
 
 def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
     """``_text_spans`` for one reading of the role lines (``headers``: they are the template's). A
     ``<tool_response>`` is a result only where it answers: right after a call or a result, with nothing but
     whitespace (or, with ``headers``, a role line) between; any other is text as written, and a valid call
-    inside it is a call. A call inside a result is the tool's output, not a call."""
+    inside it is a call. A call inside a result is the tool's output, not a call. A block that is not a call is
+    read again from its next ``<tool_call>`` (a tag named in prose, or written twice, before a real block)."""
     spans: list[tuple[str, int, int, Any]] = []
     pos = 0
     while tag := _TEXT_TAG.search(content, pos):
         if tag.group() == "<tool_call>":
-            block = _TEXT_CALL.match(content, tag.start())
-            call = _text_call(block) if block else None
-            if block and call is not None:
-                spans.append(("call", block.start(), block.end(), call))
-            pos = block.end() if block else tag.end()  # a block that is not a call stays text whole
+            found = _text_call(content, tag.start())
+            if found is not None:
+                spans.append(("call", tag.start(), found[0], found[1]))
+            pos = found[0] if found is not None else tag.end()  # not a call: its tag is text, what follows is read
             continue
         answers = bool(spans) and spans[-1][0] in ("call", "result")  # right after a call or a result
         since = spans[-1][2] if answers else tag.start()
@@ -106,14 +141,63 @@ def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
     return spans
 
 
+def _drop_thought_calls(content: str, spans: list[tuple[str, int, int, Any]]) -> list[tuple[str, int, int, Any]]:
+    """``spans`` less the calls written in the reasoning that no tool result answers: they stay in the text, and
+    the thinking block with them stays one turn. A reasoning parser (vLLM's ``qwen3``, ``deepseek_r1``) hands
+    the tool parser only the text after the reasoning, so such a call was thought, not made. The reasoning of a
+    generation (a multi-turn text has one between each two results) is what follows a ``<think>`` till its
+    ``</think>`` (or the end), or what precedes a first ``</think>`` that no ``<think>`` opened (the template
+    wrote that tag in the prompt). A call that a ``<tool_response>`` answers (it, or the calls right after it,
+    then a result) was run all the same (verl's Hermes parser reads calls anywhere in the text): it stays a
+    call. A tag inside a call's JSON is an argument, not a bound of the reasoning."""
+    found = [(m.start(), m.group(1) == "/") for m in _THINK_TAG.finditer(content)]
+    if not found:
+        return spans
+    calls = [(start, end) for kind, start, end, _ in spans if kind == "call"]
+    starts = [start for start, _ in calls]
+
+    def in_call(p: int) -> bool:
+        k = bisect_right(starts, p)
+        return k > 0 and p < calls[k - 1][1]
+
+    tags = [(p, closing) for p, closing in found if not in_call(p)]
+    at = [p for p, _ in tags]
+    # From the end: whether a result answers each call, and where its generation ends (the next result).
+    answered = [False] * len(spans)
+    bound = [len(content)] * len(spans)
+    for i in range(len(spans) - 2, -1, -1):
+        kind, start = spans[i + 1][0], spans[i + 1][1]
+        result = kind in ("before", "result")
+        bound[i] = start if result else bound[i + 1]
+        answered[i] = result or (kind == "call" and answered[i + 1] and not content[spans[i][2] : start].strip())
+    out: list[tuple[str, int, int, Any]] = []
+    since = 0  # where the current generation began
+    for i, span in enumerate(spans):
+        kind, start, end, _ = span
+        if kind == "call" and not answered[i]:
+            k = bisect_left(at, start)
+            if k and at[k - 1] >= since:  # the last tag before it in this generation opened a thinking block
+                thought = not tags[k - 1][1]
+            else:  # none before it: thought if the generation's first tag after it closes one
+                k = bisect_left(at, end)
+                thought = k < len(at) and at[k] < bound[i] and tags[k][1]
+            if thought:
+                continue
+        if kind in ("result", "after"):
+            since = end
+        out.append(span)
+    return out
+
+
 def text_pieces(content: str | None) -> list[tuple[str, Any]]:
     """Assistant text with tool calls written in it, in the order written: ``("text", str)``, ``("call",
     ToolCall)`` for each ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen
     templates) and ``("result", str)`` for each ``<tool_response>...</tool_response>`` that answers a call (a
     multi-turn rollout decoded into one string: verl's ``output``). A block that is not a JSON object with a
-    name stays in the text, so what the model wrote is never hidden; so does a response that answers no call
-    (prose that names the tags). The role lines a rendered template leaves around tool output (``user``
-    before it, ``assistant`` after it) are the turns' bounds, not text (``_text_spans`` says when)."""
+    name stays in the text, so what the model wrote is never hidden; so do a call written in the reasoning that
+    no result answers (``_drop_thought_calls``) and a response that answers no call (prose that names the
+    tags). The role lines a rendered template leaves around tool output (``user`` before it, ``assistant``
+    after it) are the turns' bounds, not text (``_text_spans`` says when)."""
     if not content or "<tool_call>" not in content:
         return [("text", content)] if content else []
     pieces: list[tuple[str, Any]] = []

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 from html import escape
 from typing import Any
 
 from ..render.colours import role_css
-from ..render.model import LABEL_CHARS, truncate_ends
+from ..render.model import LABEL_CHARS, TRUNCATION_MARKER, truncate_ends
 from ..render.safe import one_line, safe
 
 CSS = (
@@ -119,8 +120,22 @@ def e1(text: Any, limit: int | None = LABEL_CHARS) -> str:
 
 def cut(text: str | None, limit: int | None = LABEL_CHARS) -> str:
     """A label cut to ``limit`` characters kept at both ends, ``… [truncated K chars]`` between them, as the
-    trajectory cards cut theirs (``render.model.cut_labels``): ids that share a long prefix still read apart."""
+    trajectory cards cut theirs (``render.model.cut_labels``): ids that share a long prefix still read apart.
+    A label the cards cut already (its ``limit`` characters and the marker) is kept as it is: cut again, its
+    marker would count the characters of the first cut's marker ("[truncated 29 chars]" for 49,700)."""
+    if text is not None and limit is not None and _was_cut(text, limit):
+        return text
     return truncate_ends(text, limit, sep=" ") or ""
+
+
+def _was_cut(text: str, limit: int) -> bool:
+    """Whether ``text`` is ``truncate_ends(label, limit, " ")`` of a longer label."""
+    head, tail = limit // 2, limit - limit // 2
+    m = _CUT_MARK.match(text, head)
+    return m is not None and len(text) - m.end() == tail
+
+
+_CUT_MARK = re.compile(" " + re.escape(TRUNCATION_MARKER).replace(r"\{n\}", r"\d+") + " … ")
 
 
 def num(v: Any, fmt: str = ".4g") -> str:
