@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
-from ..formats.base import UNREADABLE, WARNING, Candidate, Problem
+from ..formats.base import UNREADABLE, WARNING, WRONG_TYPE, Candidate, Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..listing import DATA_SUFFIXES
 from ..run import Run
@@ -27,6 +27,9 @@ NOT_COUNTED = frozenset({"step"}) | S.NOT_VALUES
 # a row. ``--deep`` reads them too, so that a file whose data there is corrupt is found (and left out) by inspect
 # as by those commands, not called valid by one and skipped by the others.
 KEY_COLUMNS = ("step", "split", "group_id", "sample_id")
+# The steps the format can hold (an int64 column, docs/format.md): a step beyond (a ``uint64`` column) is said, and
+# left out of the steps and gaps.
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -100,6 +103,11 @@ class RunInspection:
     steps: dict[str, list[int]]  # split -> [first, last]
     step_gaps: dict[str, list[list[int]]]  # split -> [[first_missing, last_missing], ...]
     step_stride: dict[str, int]
+    # split -> what told its stride: ``steps``, ``scalars`` (two steps, and the scalars logging
+    # steps between them), ``unknown`` (one step, or two with nothing between: steps lost between them unseen)
+    step_stride_from: dict[str, str]
+    rows_by_split: dict[str, int]  # readable sample rows per split
+    empty_steps: dict[str, list[int]]  # split -> steps whose files hold no row (a step all filtered out)
     roles: list[str]
     # Whether ``roles`` are all the roles the data hold: False where the data may hold others (plain inspect of
     # files with a nested ``roles`` column, whose names footers do not carry: ``--deep`` reads them).
@@ -135,6 +143,9 @@ class RunInspection:
             "steps": dict(self.steps),
             "step_gaps": dict(self.step_gaps),
             "step_stride": dict(self.step_stride),
+            "step_stride_from": dict(self.step_stride_from),
+            "rows_by_split": dict(self.rows_by_split),
+            "empty_steps": {k: list(v) for k, v in self.empty_steps.items()},
             "roles": list(self.roles),
             "roles_complete": self.roles_complete,
             "numeric_source": self.numeric_source,
@@ -159,7 +170,9 @@ class RunInspection:
         return self.as_dict().get(key, default)
 
 
-def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
+def step_gaps(
+    steps: list[int], known: list[int] | None = None, *, evidence: Iterable[int] = ()
+) -> tuple[int, list[list[int]]]:
     """The stride of a split's steps and the runs of missing steps between its first and last, as
     ``[[first_missing, last_missing], ...]``.
 
@@ -170,11 +183,20 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     the first) before the last step that no step holds.
 
     ``known`` are all steps named by files, readable or not: they set the stride, so that an unreadable
-    file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule."""
+    file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule.
+
+    Two steps have one difference, which tells no stride: their difference is taken (eval at 0 and 8 is no
+    gap), unless ``evidence`` (steps the run logged by other means, where no sample file is: ``inspect``
+    gives the scalars' steps) holds steps between them, which then set the stride with them: files of steps
+    0 and 9 only, in a run whose scalars log every step, miss steps 1-8. (``inspect_run`` gives the evidence
+    only where no other split keeps the stride it suggests: eval at 0 and 5 beside train every step is sparser by
+    design.)"""
     uniq = sorted(set(steps))
     if len(uniq) < 2:
         return 1, []
     every = sorted(set(uniq) | set(known or []))
+    if len(every) == 2:
+        every = sorted({*every, *(e for e in evidence if every[0] < e < every[1])})
     diffs = [b - a for a, b in zip(every, every[1:], strict=False)]
     stride = reduce(math.gcd, diffs) or 1
     if len(diffs) >= 3:
@@ -187,6 +209,12 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
         if last_missing > a:
             gaps.append([a + stride, last_missing])
     return stride, gaps
+
+
+# What told a split's stride (``RunInspection.step_stride_from``).
+STRIDE_FROM_STEPS = "steps"  # three steps or more: the gcd of their differences
+STRIDE_FROM_SCALARS = "scalars"  # two steps, and the scalars log steps between them (``step_gaps``' evidence)
+STRIDE_UNKNOWN = "unknown"  # one step, or two and nothing between: the stride shown is 1 or their difference
 
 
 def _numeric_stats(run: Run) -> tuple[dict[str, Counts], list[str]]:
@@ -572,7 +600,11 @@ def gaps_without(gaps: list[list[int]], stride: int, steps: Iterable[int]) -> li
 
 
 def _verdict_warnings(
-    run: Run, gaps: dict[str, list[list[int]]], strides: dict[str, int], named: dict[str, set[int]]
+    run: Run,
+    gaps: dict[str, list[list[int]]],
+    strides: dict[str, int],
+    named: dict[str, set[int]],
+    stride_from: dict[str, str] | None = None,
 ) -> list[Problem]:
     """What the report's tables show that the verdict must count too (a warning each, so that ``--strict``
     fails on them, as ``doctor`` does): a split's missing steps that no file names (lost steps, files deleted:
@@ -586,11 +618,20 @@ def _verdict_warnings(
         if not runs:
             continue
         lost = sum((b - a) // stride + 1 for a, b in runs)
-        every = f" every {stride}" if stride > 1 else ""
-        shown = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in runs[:6])
-        more = ", ..." if len(runs) > 6 else ""
+        why = ""
+        if (stride_from or {}).get(split) == STRIDE_FROM_SCALARS:
+            first, last = min(named.get(split, {0})), max(named.get(split, {0}))
+            why = (
+                f" (its files are of steps {first} and {last} only, which tell no stride: the scalars log steps "
+                f"between them, where no split has a sample file; or are samples written every {last - first} "
+                "steps?)"
+            )
         out.append(
-            Problem(".", WARNING, f"split {split!r}: {lost} step(s) missing ({shown}{more}): no file holds them")
+            Problem(
+                ".",
+                WARNING,
+                f"split {split!r}: {lost} step(s) missing ({_shown(runs, stride)}): no file holds them{why}",
+            )
         )
     end = run.end_state
     for p, what, have, last in end.incomplete if end.known else []:
@@ -612,6 +653,151 @@ def _verdict_warnings(
     return out
 
 
+def _shown(runs: list[list[int]], stride: int, limit: int = 6) -> str:
+    """``1-8, 12``: the first ``limit`` runs of steps (``every N`` where the stride is N)."""
+    every = f" every {stride}" if stride > 1 else ""
+    shown = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in runs[:limit])
+    return shown + (", ..." if len(runs) > limit else "")
+
+
+def _runs(steps: Iterable[int], stride: int) -> list[list[int]]:
+    """Sorted steps as ``[first, last]`` runs of steps ``stride`` apart."""
+    out: list[list[int]] = []
+    for x in sorted(steps):
+        if out and x == out[-1][1] + stride:
+            out[-1][1] = x
+        else:
+            out.append([x, x])
+    return out
+
+
+def _rows_per_split_step(run: Run, files: list[Any]) -> dict[tuple[str | None, int | None], int]:
+    """Rows per (split, step) of sample files whose name and footer tell no one split or step (a train file with
+    eval rows), read from their split and step columns, as every other command counts them."""
+    sub = Run(root=run.root, files=files, ctx=run.ctx)
+    [df] = sub.collect(lambda: [sub.samples.group_by("split", "step").agg(pl.len().alias("n"))])
+    return {(split, step): int(n) for split, step, n in df.iter_rows()}
+
+
+def _beyond_range(beyond: dict[str, list[int]]) -> list[Problem]:
+    """An error per file whose steps lie beyond the 64-bit integer range the format stores a step in (a
+    ``uint64`` step column): not a step any writer could have logged, left out of the steps and gaps (one
+    made billions of steps "missing")."""
+    out = []
+    for path, found in sorted(beyond.items()):
+        shown = ", ".join(map(str, sorted(set(found))[:3])) + (", ..." if len(set(found)) > 3 else "")
+        out.append(
+            Problem(
+                path,
+                WRONG_TYPE,
+                f"step {shown} is beyond the 64-bit integer range a step is stored in (at most 2**63 - 1): left "
+                "out of its split's steps and gaps",
+            )
+        )
+    return out
+
+
+# How many steps the scalars must log beyond a split's first or last step, where no split has a sample file,
+# for ``_scalar_edge_warnings`` to say them lost: one is what trainers log by design (a baseline evaluation before
+# the first training step, final metrics after the last).
+EDGE_MIN_STEPS = 2
+
+
+def _scalar_edge_warnings(
+    run: Run,
+    steps_by_split: dict[str, set[int]],
+    named_by_split: dict[str, set[int]],
+    strides: dict[str, int],
+    evidence: list[int],
+) -> list[Problem]:
+    """Steps a split lost before its first step or after its last, which its own steps cannot tell (a gap is
+    between the two): those the scalars log, on the split's stride, where no sample file of any split is
+    (``evidence``), ``EDGE_MIN_STEPS`` or more on a side. A split that starts later or ends sooner by design
+    (eval every 8 steps from step 8, beside a train split of every step) has another split's files at those
+    steps, so nothing is said of it; a split of one step has no stride to tell its steps by. After the last
+    step, nothing is said while a writer of the run holds its lock now (its last samples may be in flight
+    behind its scalars)."""
+    if not evidence:
+        return []
+    end = run.end_state
+    live = end.known and bool(end.alive)
+    out = []
+    for split in sorted(steps_by_split):
+        named = steps_by_split[split] | named_by_split.get(split, set())
+        if split == "?" or len(named) < 2:
+            continue
+        first, last, stride = min(named), max(named), max(1, strides.get(split, 1))
+        before = [e for e in evidence[: bisect.bisect_left(evidence, first)] if (first - e) % stride == 0]
+        after = [e for e in evidence[bisect.bisect_right(evidence, last) :] if (e - last) % stride == 0]
+        sides = [(before, "before", f"starts at step {first}", "")]
+        if not live:
+            sides.append((after, "after", f"ends at step {last}", ", a writer killed"))
+        for lost, side, where, killed in sides:
+            if len(lost) < EDGE_MIN_STEPS:
+                continue
+            out.append(
+                Problem(
+                    ".",
+                    WARNING,
+                    f"split {split!r} {where}, but the scalars log {len(lost)} step(s) {side} it on its stride where "
+                    f"no split has a sample file ({_shown(_runs(lost, stride), stride)}): their samples are lost "
+                    f"(files deleted, a copy in part{killed}), unless the split {where.split()[0]} there by design",
+                )
+            )
+    return out
+
+
+def _process_edge_warnings(run: Run, strides: dict[str, int]) -> list[Problem]:
+    """Steps of a split that other processes have files of, before a process's first file of it or after its
+    last (discovery says the steps between, ``native._missing_shards``): those steps hold none of that process's
+    samples (a shard lost, a process stopped or killed, or fewer processes after a resume). Said only where no
+    writer state files tell it (they say a process that closed with fewer files, or that stopped behind
+    the others: ``writers``), once per split, process and side."""
+    from ..formats.native import SAMPLE_RE
+
+    if run.end_state.known:
+        return []
+    by_split: dict[tuple[str, str], dict[int, set[int]]] = {}
+    for f in run.files:
+        m = SAMPLE_RE.search(f.path) if f.kind == "samples" else None
+        if m:
+            folder = f.path[: m.end("split")]
+            by_split.setdefault((folder, m["split"]), {}).setdefault(int(m["proc"]), set()).add(int(m["step"]))
+    out = []
+    for (folder, split), procs in sorted(by_split.items()):
+        if len(procs) < 2:
+            continue
+        stride = max(1, strides.get(split, 1))
+        every = sorted(set().union(*procs.values()))
+        for proc, have in sorted(procs.items()):
+            first, last = min(have), max(have)
+            for side, word, edge, cause in (
+                ("after", "last", last, "a process stopped or killed, or fewer processes after a resume"),
+                ("before", "first", first, "or more processes after a resume"),
+            ):
+                # Every step of the split past this process's edge is another process's (none is its own).
+                if side == "after":
+                    lost = every[bisect.bisect_right(every, last) :]
+                    holders = [p for p, s in sorted(procs.items()) if max(s) > last]
+                else:
+                    lost = every[: bisect.bisect_left(every, first)]
+                    holders = [p for p, s in sorted(procs.items()) if min(s) < first]
+                if not lost:
+                    continue
+                named = ", ".join(map(str, holders[:5])) + (", ..." if len(holders) > 5 else "")
+                out.append(
+                    Problem(
+                        folder,
+                        WARNING,
+                        f"process {proc}'s {word} file of split {split!r} is of step {edge}, but process "
+                        f"{named} has files of {len(lost)} step(s) {side} it ({_shown(_runs(lost, stride), stride)})"
+                        f": those steps hold none of process {proc}'s samples (a shard lost, {cause}; no writer "
+                        "state files tell which)",
+                    )
+                )
+    return out
+
+
 def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     """The inspect report (``as_dict()`` is the JSON output; the table is drawn from it).
 
@@ -629,7 +815,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         numeric: dict[str, Counts] = {}
         data_roles: list[str] = []
         repeated: Problem | None = None
-        mixed_steps: dict[str | None, set[int]] = {}
+        mixed_rows: dict[tuple[str | None, int | None], int] = {}
         # Frames built afresh: a file marked unreadable outside a collect (``_read_null_counts``) leaves
         # a frame built before it holding that file.
         view = Run(root=run.root, files=run.files, ctx=run.ctx, unmatched=run.unmatched)
@@ -645,9 +831,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         # read from their split and step columns, as every other command counts them.
         mixed = [f for f in view.files if f.kind == "samples" and f.readable and (f.split is None or not f.all_steps())]
         if mixed:
-            from .check import steps_per_split
-
-            mixed_steps = steps_per_split(view, mixed)
+            mixed_rows = _rows_per_split_step(view, mixed)
         if run.left_out() == left:
             break
     if repeated is not None:
@@ -673,33 +857,83 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     named_by_split: dict[str, set[int]] = {}
     scalar_steps: set[int] = set()
     rows_by_kind: Counter[str] = Counter()
+    rows_by_split: Counter[str] = Counter()
+    # Rows per (split, step) of the one-step files (a step whose files hold no row is said, not a gap), and the
+    # steps whose rows other files hold too (multi-step files, whose steps come from their rows) or that an
+    # unreadable file names (its error speaks for it).
+    step_rows: Counter[tuple[str, int]] = Counter()
+    not_empty: set[tuple[str, int]] = set()
+    # Steps beyond the 64-bit integer range the format stores a step in (a ``uint64`` column): left out of the
+    # steps and gaps (one such step made billions of steps "missing"), and said per file.
+    beyond: dict[str, list[int]] = {}
+
+    def in_range(path: str, found: list[int]) -> list[int]:
+        ok = [x for x in found if STEP_MIN <= x <= STEP_MAX]
+        if len(ok) < len(found):
+            beyond.setdefault(path, []).extend(x for x in found if not STEP_MIN <= x <= STEP_MAX)
+        return ok
+
     for name, found in _unlisted_steps(run).items():
         named_by_split.setdefault(name, set()).update(found)
     for f in files:
+        own = in_range(f.path, f.all_steps()) if f.kind == "samples" else f.all_steps()
         if f.kind == "samples" and (f.split is not None or not f.readable):
-            named_by_split.setdefault(f.split or "?", set()).update(f.all_steps())
+            named_by_split.setdefault(f.split or "?", set()).update(own)
+            if not f.readable:
+                not_empty.update((f.split or "?", x) for x in own)
         if not f.readable or f.kind == "manifest":
             continue
         rows_by_kind[f.kind] += f.rows or 0
         if f.kind == "samples" and f.split is not None and f.all_steps():
-            steps_by_split.setdefault(f.split, set()).update(f.all_steps())
+            rows_by_split[f.split] += f.rows or 0
+            steps_by_split.setdefault(f.split, set()).update(own)
+            if f.step is not None and f.steps is None:
+                step_rows[(f.split, f.step)] += f.rows or 0
+            else:
+                not_empty.update((f.split, x) for x in own)
         elif f.kind == "scalars":
-            scalar_steps.update(f.all_steps())
-    # The mixed files' splits and steps, read above (they were filed under a split "?", and the folder's split
-    # called its step missing).
-    for told, found in mixed_steps.items():
-        steps_by_split.setdefault(told or "?", set()).update(found)
-        named_by_split.setdefault(told or "?", set()).update(found)
+            scalar_steps.update(own)
+    # The mixed files' splits, steps and rows, read above (they were filed under a split "?", and the folder's
+    # split called its step missing).
+    for (told, step), n in mixed_rows.items():
+        rows_by_split[told or "?"] += n
+        if step is not None:  # (read as the samples' int64 step: never beyond its range)
+            steps_by_split.setdefault(told or "?", set()).add(step)
+            named_by_split.setdefault(told or "?", set()).add(step)
+            not_empty.add((told or "?", step))
+    empty_steps: dict[str, list[int]] = {}
+    for (split, step), n in sorted(step_rows.items()):
+        if n == 0 and (split, step) not in not_empty:
+            empty_steps.setdefault(split, []).append(step)
+
+    # The steps the scalars log where no sample file of any split is: evidence of steps a split lost, where its
+    # own steps cannot tell (two steps, or steps before its first and after its last). A step another split has
+    # files of is none: eval every 8 steps beside train every step misses nothing.
+    sampled = set().union(*named_by_split.values()) if named_by_split else set()
+    evidence = sorted(scalar_steps - sampled)
 
     steps: dict[str, list[int]] = {}
     gaps: dict[str, list[list[int]]] = {}
     strides: dict[str, int] = {}
+    stride_from: dict[str, str] = {}
     for split in sorted(steps_by_split):
         s = steps_by_split[split]
         if not s:
             continue
         steps[split] = [min(s), max(s)]
-        strides[split], gaps[split] = step_gaps(sorted(s), sorted(named_by_split.get(split, ())))
+        known = sorted(named_by_split.get(split, ()))
+        strides[split], gaps[split] = step_gaps(sorted(s), known)
+        stride_from[split] = STRIDE_FROM_STEPS if len(s | set(known)) >= 3 else STRIDE_UNKNOWN
+    # A split of two steps: the scalars' steps between them set its stride, unless another split's own steps
+    # keep the stride they suggest, or a finer one: that split is the one written at the scalars' steps, and this
+    # one is sparser by design (eval at 0 and 5 beside train every step, which lost step 3: no eval step lost).
+    for split in [x for x, basis in stride_from.items() if basis == STRIDE_UNKNOWN and len(steps_by_split[x]) == 2]:
+        stride, between = step_gaps(
+            sorted(steps_by_split[split]), sorted(named_by_split.get(split, ())), evidence=evidence
+        )
+        finer = any(b == STRIDE_FROM_STEPS and strides[o] <= stride for o, b in stride_from.items() if o != split)
+        if stride != strides[split] and not finer:
+            strides[split], gaps[split], stride_from[split] = stride, between, STRIDE_FROM_SCALARS
 
     scalars = ScalarSummary(records=rows_by_kind.get("scalars", 0))
     if any(f.kind == "scalars" and f.readable for f in files):
@@ -735,6 +969,9 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         steps=steps,
         step_gaps=gaps,
         step_stride=strides,
+        step_stride_from=stride_from,
+        rows_by_split=dict(sorted(rows_by_split.items())),
+        empty_steps=empty_steps,
         roles=roles,
         # Footers carry no role names (a native file's roles are in its data): plain inspect knows only the
         # manifest's where any file has a ``roles`` column.
@@ -745,7 +982,14 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         scalars=scalars,
         bytes=sum(f.bytes for f in files),
         unmatched=list(run.unmatched),
-        problems=[*run.problems, *writer_failures(run), *_verdict_warnings(run, gaps, strides, named_by_split)],
+        problems=[
+            *run.problems,
+            *writer_failures(run),
+            *_beyond_range(beyond),
+            *_verdict_warnings(run, gaps, strides, named_by_split, stride_from),
+            *_scalar_edge_warnings(run, steps_by_split, named_by_split, strides, evidence),
+            *_process_edge_warnings(run, strides),
+        ],
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

@@ -145,31 +145,13 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
     parts.append(Sheet("Layouts and schema versions", columns, rows))
 
     if r.steps:
-        columns = [
-            Col("split", "left", key=True),
-            Col("first step", "left"),
-            Col("last step", "left"),
-            Col("stride", "left"),
-            Col("gaps (missing steps)", "left", wrap=True),
-        ]
-        rows = []
-        for split, (first, last) in r.steps.items():
-            gaps = r.step_gaps.get(split, [])
-            rows.append(
-                [
-                    _t(split),
-                    Text(str(first)),
-                    Text(str(last)),
-                    Text(str(r.step_stride.get(split, 1))),
-                    Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
-                ]
-            )
-        parts.append(Sheet("Splits", columns, rows))
+        parts += _splits(r)
 
     sc = r.scalars
     if sc.records:
-        weights = f" (and {sc.weights:,} __count weights)" if sc.weights else ""
-        line = Text(f"scalars: {sc.records:,} records, {sc.keys:,} keys{weights}")
+        weights = f" (and {sc.weights:,} __count weight{'s' if sc.weights != 1 else ''})" if sc.weights else ""
+        records = f"{sc.records:,} record{'s' if sc.records != 1 else ''}"
+        line = Text(f"scalars: {records}, {sc.keys:,} key{'s' if sc.keys != 1 else ''}{weights}")
         if sc.steps:
             line.append(f", steps {sc.steps[0]}..{sc.steps[1]}")
             if sc.step_gaps:
@@ -243,7 +225,73 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
         n = r.warnings
         parts.append(Text(f"{n} warning(s), and --strict counts warnings as problems.", style="bold red"))
     elif r.warnings:
-        parts.append(Text(f"valid, with {r.warnings} warning(s).", style="bold yellow"))
+        parts.append(Text(f"valid, with {r.warnings} warning(s).{_what_was_read(r)}", style="bold yellow"))
     else:
-        parts.append(Text("valid: no problems found.", style="bold green"))
+        parts.append(Text(f"valid: no problems found.{_what_was_read(r)}", style="bold green"))
     return Group(*parts)
+
+
+def _what_was_read(r: RunInspection) -> str:
+    """What the verdict vouches for, where the run has Parquet files (a JSONL or JSON file is read whole): plain
+    inspect reads their footers, not their data pages, so a corrupt page behind an intact footer passes it."""
+    if not any(f["format"] == "parquet" and f["kind"] == "samples" for f in r.files):
+        return ""
+    if r.numeric_source == "data":
+        return " Parquet files: footers and the numeric and key columns read (not the texts)."
+    return " Parquet files: footers read, not their data pages (--deep reads the numeric and key columns)."
+
+
+# How the Splits table shows what told a split's stride (``RunInspection.step_stride_from``).
+_STRIDE_NOTES = {"scalars": " (the scalars')", "unknown": " (not known)"}
+
+
+def _splits(r: RunInspection) -> list[Any]:
+    """The Splits table (steps, rows, stride, gaps), and a line for what it cannot tell: a stride two steps do
+    not tell, steps whose files hold no row."""
+    from rich.text import Text
+
+    columns = [
+        Col("split", "left", key=True),
+        Col("first step", "left"),
+        Col("last step", "left"),
+        Col("rows"),
+        Col("stride", "left"),
+        Col("gaps (missing steps)", "left", wrap=True),
+    ]
+    rows = []
+    for split, (first, last) in r.steps.items():
+        gaps = r.step_gaps.get(split, [])
+        stride = str(r.step_stride.get(split, 1)) if first != last else "-"
+        note = _STRIDE_NOTES.get(r.step_stride_from.get(split, ""), "") if first != last else ""
+        rows.append(
+            [
+                _t(split),
+                Text(str(first)),
+                Text(str(last)),
+                Text(f"{r.rows_by_split.get(split, 0):,}"),
+                Text(stride + note, style="yellow" if note == _STRIDE_NOTES["unknown"] else ""),
+                Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
+            ]
+        )
+    out: list[Any] = [Sheet("Splits", columns, rows)]
+    unknown = [s for s, (a, b) in r.steps.items() if a != b and r.step_stride_from.get(s) == "unknown"]
+    if unknown:
+        names = ", ".join(repr(visible(s, keep_newlines=False)) for s in unknown)
+        out.append(
+            Text(
+                f"{names}: files of two steps only, which tell no stride: the stride shown is their difference, and "
+                "steps lost between them cannot be seen (no scalar is logged between them at a step where no split "
+                "has samples).",
+                style="dim",
+            )
+        )
+    for split, empty in r.empty_steps.items():
+        shown = ", ".join(map(str, empty[:8])) + (f", ... ({len(empty)} steps)" if len(empty) > 8 else "")
+        out.append(
+            Text(
+                f"split {visible(split, keep_newlines=False)!r}: step(s) {shown} hold no rows (files of 0 rows: "
+                "a step whose samples were all filtered out); counted as present, not as gaps.",
+                style="dim",
+            )
+        )
+    return out

@@ -494,6 +494,10 @@ class InspectAi(JsonlSamples):
             ctx.problem(info.path, UNKNOWN_VERSION, f"{SCHEMA_NAME} `version` is not an integer: {version!r}")
             info.readable = False
             return False
+        # Recorded for ``inspect``'s versions (``schema_versions``, ``2``, ``3 (skipped)``), also where the gate
+        # refuses it: a newer log's version is what says to upgrade. (inspect_ai's own numbering, not runlog's:
+        # the table's layout column tells them apart.)
+        info.schema_version = version
         if not gate_version(info, ctx, version, foreign=SCHEMA_NAME, newest=max(LOG_VERSIONS), known=LOG_VERSIONS):
             return False
         if not isinstance(log.get("eval"), dict):  # a JSON file forced with --layout that is no log at all
