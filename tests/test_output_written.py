@@ -147,7 +147,7 @@ def test_a_data_suffix_the_command_cannot_write_is_a_usage_error(tmp_path: Path,
     out = tmp_path / name
     res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out)])
     assert res.exit_code == 2 and not out.exists()
-    assert f"-o {name}: this command does not write" in res.stderr and "Traceback" not in res.output
+    assert f"-o {out}: this command does not write" in res.stderr and "Traceback" not in res.output
     fmt = "terminal" if command == "render-trajectory" else "table"
     res = CliRunner().invoke(app, [*command.split(), *args, "-o", str(out), "--format", fmt])
     assert res.exit_code in (0, 1) and out.exists()

@@ -68,6 +68,7 @@ class DoctorConfig:
                 raise UsageError(f"{origin}: unknown threshold {name!r}; known: {', '.join(self.names())}")
             out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
             _check_range(name, out[name], origin)
+            _check_name(name, out[name], origin)
         return dataclasses.replace(self, **out)
 
     @classmethod
@@ -138,6 +139,36 @@ def _check_range(name: str, value: Any, origin: str) -> None:
     ok = (value > low or (low_in and value == low)) and (high is None or value < high or (high_in and value == high))
     if not ok:
         raise UsageError(f"{origin} {name}={value:g}: out of range; allowed: {allowed_range(name)} ({what})")
+
+
+def diversity_metric_names() -> list[str]:
+    """The names ``diversity_metric`` may take: the diversity columns the doctor computes per step
+    (docs/metrics.md; not the counts and lengths beside them, nor the compression ratios, which it does
+    not compute)."""
+    from ..metrics.diversity import NGRAM_COLUMNS
+
+    return ["unique_frac", *NGRAM_COLUMNS]
+
+
+def _check_name(name: str, value: Any, origin: str) -> None:
+    """A ``diversity_metric`` or ``format_spec`` that names nothing is said as the thresholds are read, under
+    the option the user gave (``--set format_spec=foo``; the spec's own message said ``--spec``, an option
+    doctor does not have), with the names it may take, not after the run was read."""
+    if name == "diversity_metric" and value not in (known := diversity_metric_names()):
+        from difflib import get_close_matches
+
+        close = get_close_matches(value, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"{origin} diversity_metric={value}: not a diversity metric{hint}; known: {', '.join(known)}")
+    if name == "format_spec":
+        from ..metrics.format import get_spec
+
+        try:
+            get_spec(value)
+        except UsageError as exc:
+            # "--spec NAME: reason" (metrics/format.py, where the option is --spec): the reason, under ours.
+            reason = str(exc).split(": ", 1)[-1]
+            raise UsageError(f"{origin} format_spec={value}: {reason}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,7 +16,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED
 from ..process import take_interrupts
-from .common import OWNS_PROCESS, SAID_INTERRUPTED, fail
+from .common import OWNS_PROCESS, SAID_INTERRUPTED, fail, flush_stdout, stdout_gone, write_stdout
 
 # What Rich reads as a markup tag (rich.markup.escape's pattern; importing rich.markup costs ~16 ms a command).
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -162,9 +163,57 @@ class _LiteralHelp(_CommandBase):
         escaped = self.help
         self.help = _literal(fit_help(self._source_help, _help_width()))
         try:
-            return super().format_help(ctx, formatter)
+            with _folding_cells():
+                return super().format_help(ctx, formatter)
+        except SystemExit as exc:
+            # typer prints the help on a rich Console of its own, whose reader gone away (``runlog -h | head``)
+            # ends the process with 1 (``Console.on_broken_pipe``, the one SystemExit of the drawing): as for
+            # a command's data, the rest goes nowhere and the help ends with its own code (0; 2 for a group
+            # called with nothing, ``runlog metrics``).
+            if exc.code != 1:
+                raise
+            stdout_gone()
+            return None
         finally:
             self.help = escaped
+
+
+@contextlib.contextmanager
+def _folding_cells() -> Iterator[None]:
+    """typer's help drawn with its words folded over several lines where they are wider than their cell,
+    where rich's default ends them with ``…``: the option panels cropped option names (``--max-samples-per…``
+    at 80 columns, ``--scala…`` at 40), words of the options' help (``GOOGLE_APPLICATION_CRED…``,
+    ``(repeata…``) and defaults (``think-answer-s…``). typer draws an option as a row of ``rich_utils.Table``
+    (name, type, help) whose help cell is a ``rich_utils.Columns`` of texts (help, default), and gives
+    neither an overflow of its own: the subclasses here say ``fold``. The names are put back after, so that
+    nothing else is changed."""
+    from rich.columns import Columns
+    from rich.table import Table
+    from rich.text import Text
+    from typer import rich_utils
+
+    if getattr(rich_utils, "Table", None) is not Table or getattr(rich_utils, "Columns", None) is not Columns:
+        yield  # a typer that draws otherwise: its own way
+        return
+
+    class FoldingTable(Table):
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns:
+                column.overflow = "fold"
+
+    class FoldingColumns(Columns):
+        def __init__(self, renderables: Any = None, *args: Any, **kwargs: Any) -> None:
+            super().__init__(renderables, *args, **kwargs)
+            for item in self.renderables:
+                if isinstance(item, Text):  # its own overflow is the one rich keeps, over the cell's
+                    item.overflow = "fold"
+
+    rich_utils.Table, rich_utils.Columns = FoldingTable, FoldingColumns  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        rich_utils.Table, rich_utils.Columns = Table, Columns  # type: ignore[misc]
 
 
 class LiteralCommand(_LiteralHelp, TyperCommand):
@@ -221,7 +270,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"runlog {__version__}")
+        write_stdout(f"runlog {__version__}\n")  # a reader gone away (``| head -0``) is no error, exit 0
         raise typer.Exit()
 
 
@@ -310,6 +359,7 @@ def main() -> None:
         # Outside a command's ``handle_errors``: while its module loads, or the command line is parsed.
         code = EXIT_INTERRUPTED
     finally:
+        flush_stdout()  # here, not at exit: help and version whose reader went away keep their exit code
         _quiet_teardown()
     if code == EXIT_INTERRUPTED and not SAID_INTERRUPTED[0]:
         fail("interrupted", EXIT_INTERRUPTED)  # typer makes a Ctrl-C outside ``handle_errors`` exit 130 unsaid

@@ -103,10 +103,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _flush_stdout() -> None:
+def flush_stdout() -> None:
     """Flush stdout here, where a reader gone away (``runlog ... | head``) keeps the command's exit code:
     flushed at exit instead, its broken pipe would be typer's, which exits 1 (the code of problems found in
-    the data)."""
+    the data). Called at the end of every command (``handle_errors``), and of ``--help`` and ``--version``
+    (``app.main``)."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -123,9 +124,9 @@ def handle_errors() -> Iterator[None]:
     try:
         with _as_interrupt():
             yield
-        _flush_stdout()
+        flush_stdout()
     except (typer.Exit, typer.Abort, typer.BadParameter):
-        _flush_stdout()
+        flush_stdout()
         raise
     except RunlogError as exc:
         raise fail(_said(exc), exc.exit_code) from None
@@ -204,6 +205,38 @@ def write_reason(path: str | os.PathLike[str], exc: OSError) -> str:
     if code == errno.EISDIR:
         return "it is a folder; give a file name"
     return reason
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`OutputError` when ``path`` cannot be written, before the work that makes its content (a
+    report takes seconds): a folder that takes no new files (``/proc``), no permission, a read-only file
+    system. The file the command will write is created and removed again here (``O_EXCL``: never one that
+    appeared meanwhile); an existing regular file is opened for appending, which changes nothing in it.
+    Anything else that exists (``/dev/stdout``, a named pipe, whose reader would see the end of its data)
+    is left to the write itself, as is a full disk."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # made meanwhile: the write will tell
+            return
+        except OSError as exc:
+            raise OutputError(path, exc) from None
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    except OSError as exc:
+        raise OutputError(path, exc) from None
+    if stat.S_ISREG(mode):
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            raise OutputError(path, exc) from None
 
 
 @contextlib.contextmanager

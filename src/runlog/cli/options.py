@@ -18,7 +18,7 @@ import typer
 from ..analysis.filters import STEPS_SYNTAX, StepRange
 from ..errors import UsageError
 from ..probe_cache import SWITCH_VAR
-from .common import fail
+from .common import OutputError, check_writable, fail
 
 # --layout ---------------------------------------------------------------------------------------------------
 
@@ -82,12 +82,19 @@ def _product_file(value: Path | None) -> Path | None:
 
 
 def _checked_file(value: Path | None) -> Path | None:
+    """``-o FILE`` that cannot be written is said as the command line is read, before any work (a report's
+    5-8 s were spent, then ``cannot write``): in the same words as a write that fails (``writing``)."""
     if value is not None and not value.parent.is_dir():
         if value.parent.exists():
             raise fail(f"-o {value}: {value.parent} is a file, not a folder")
         raise fail(f"-o {value}: folder {value.parent} does not exist")
     if value is not None and value.is_dir():
         raise fail(f"-o {value}: a folder; give a file name (for example {value / 'out.txt'})")
+    if value is not None:
+        try:
+            check_writable(value)
+        except OutputError as exc:
+            raise fail(str(exc), exc.exit_code) from None
     return value
 
 
@@ -120,7 +127,7 @@ def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, pa
         if suffix in _DATA_SUFFIXES:
             names = ", ".join(f.value for f in type(fmt))
             raise fail(
-                f"-o {output.name}: this command does not write .{suffix} (it writes {names}); "
+                f"-o {output}: this command does not write .{suffix} (it writes {names}); "
                 f"give --format to write one of those under that name"
             ) from None
         return fmt
