@@ -368,8 +368,12 @@ def test_role_and_split_options_are_checked_as_in_every_command(cli):
         r.stderr.strip()
         == "Error: --role 'solvr': this run's roles are solver, verifier, judge (did you mean 'solver'?)"
     )
-    r = cli("watch", run, "--once", "--no-doctor", "--split", "evall")  # a split may come later: a note, not an error
-    assert r.exit_code == 0 and "no step of split evall yet (this run has: eval, train)" in r.stderr
+    r = cli("watch", run, "--once", "--no-doctor", "--split", "test")  # a split may come later: a note, not an error
+    assert r.exit_code == 0 and "no step of split test yet (this run has: eval, train)" in r.stderr
+    r = cli("watch", run, "--once", "--no-doctor", "--split", "evall")  # a near miss of one it has: a typo
+    assert r.exit_code == 2
+    # Said first as a note with the hint (a live run might still write it), then, every writer closed, the error.
+    assert r.stderr.strip().endswith("Error: --split 'evall': this run has split(s) eval, train (did you mean 'eval'?)")
     r = cli("watch", run, "--once", "--no-doctor", "--split", "eval", "--role", "judge", "--format", "json")
     step = json.loads(r.stdout.splitlines()[0])
     assert step["split"] == "eval" and step["step"] == 24 and [x["role"] for x in step["roles"]] == ["judge"]

@@ -304,11 +304,11 @@ def test_steps_never_shown_are_neither_removed_nor_updates(tmp_path, monkeypatch
 
 # -- 5: a --split the run does not have ------------------------------------------------------------------------
 def test_a_split_not_written_is_said_when_the_first_sample_file_comes(tmp_path):
-    """``watch --split evl`` begun on an empty folder said nothing, and ended "finished" having shown no step:
+    """``watch --split test`` begun on an empty folder said nothing, and ended "finished" having shown no step:
     the split was checked only when the run was first read (its manifest, before any sample file)."""
     run = tmp_path / "run"
     run.mkdir()
-    live, lister = LiveRun(run, split="evl"), run_lister(run)
+    live, lister = LiveRun(run, split="test"), run_lister(run)
     assert live.update(*lister()) == []
     w = RunWriter(run, name="r", roles=["solver"])
     try:
@@ -317,7 +317,7 @@ def test_a_split_not_written_is_said_when_the_first_sample_file_comes(tmp_path):
         w.log_samples(0, _rows(0), split="eval")
         w.flush()
         notes = [e.data["message"] for e in live.update(*lister()) if e.kind == "note"]
-        assert notes == ["no step of split evl yet (this run has: eval, train)"]
+        assert notes == ["no step of split test yet (this run has: eval, train)"]
         w.log_samples(1, _rows(1))
         w.flush()
         assert [e for e in live.update(*lister()) if e.kind == "note"] == []  # said once

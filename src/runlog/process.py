@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from types import FrameType
+    from types import CodeType, FrameType
 
 
 @dataclass
@@ -65,30 +65,87 @@ def take_interrupts() -> None:
         signal.signal(signal.SIGINT, _interrupt)
 
 
+# The Ctrl-Cs the command line's handler took (``_interrupt``). Its ``KeyboardInterrupt`` can be lost on the
+# way: raised inside a ``__del__`` or a weakref callback, it is only printed ("Exception ignored in"), and the
+# program goes on. Code that waits on another thread asks ``raise_if_interrupted`` as it waits.
+_INTERRUPTS = [0]
+# The profile hook of an interrupt held back (``raise_outside_polars``) and the one it replaced, while pending.
+_DEFERRED: list[tuple[Any, Any]] = []
+
+
 def _interrupt(_signum: int, frame: FrameType | None) -> None:
+    _INTERRUPTS[0] += 1
     raise_outside_polars(frame, KeyboardInterrupt)
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if the command line's handler took a Ctrl-C: its own raise was lost on the way
+    (see ``_INTERRUPTS``), or is still held back (then it is not raised a second time). A Ctrl-C lost early in
+    ``upload-wandb`` left the program joining the thread that imports wandb for ever (``sinks.wandb``)."""
+    if not _INTERRUPTS[0]:
+        return
+    if _DEFERRED:
+        hook, before = _DEFERRED.pop()
+        if sys.getprofile() is hook:
+            sys.setprofile(before)
+    raise KeyboardInterrupt
 
 
 def raise_outside_polars(frame: FrameType | None, exc: type[BaseException]) -> None:
     """Raise ``exc`` now, from a signal handler whose interrupted frame is ``frame``, unless that frame runs in
-    a callback polars makes from Rust (``_CALLED_FROM_RUST``): then at the first Python call or return outside
-    it (a profile hook, on the main thread only), a moment later. While polars' own modules load (``import
-    polars``, in a command's first second) nothing is a callback: the interrupt is raised at once.
+    a callback polars makes from Rust (``_CALLED_FROM_RUST``) or is the import machinery's own code
+    (``_IMPORT_MACHINERY``): then at the first Python call or return outside them (a profile hook, on the main
+    thread only), a moment later. While polars' own modules load (``import polars``, in a command's first second)
+    nothing is a callback: the interrupt is raised at once (or as soon as the import machinery runs a module's
+    code again).
 
     Polars calls Python from Rust while it reads (dtype objects built in ``collect_schema``): an interrupt
     raised there is unwrapped by Rust, which panics, prints the panic and its backtrace (``RUST_BACKTRACE=1``),
     and hands back a ``PanicException`` that reads as a failed read ("reading the run failed", exit 1, for a
-    Ctrl-C)."""
-    if not _in_callback(frame):
+    Ctrl-C). The import machinery takes and releases its global lock around plain code (``_imp.acquire_lock()``
+    before a ``try``): an interrupt raised between them left the lock held by the main thread for good, and every
+    other thread's import waited for it (``upload-wandb``'s import of wandb: the command hung, a few times in a
+    hundred Ctrl-Cs in its first second)."""
+    if not _in_callback(frame) and not _in_import_machinery(frame):
         raise exc
-    before = sys.getprofile()
+    pending = _DEFERRED[0] if _DEFERRED and sys.getprofile() is _DEFERRED[0][0] else None
+    before = pending[1] if pending is not None else sys.getprofile()  # a second signal: one hook, not two chained
+    # The signal handler's own frames (this function, the handler that called it): their returns are the hook's
+    # first events, and an interrupt raised there lands in ``frame`` all the same.
+    handler: set[CodeType] = set()
+    f: FrameType | None = sys._getframe()
+    while f is not None and f is not frame:
+        handler.add(f.f_code)
+        f = f.f_back
+    if f is None:  # ``frame`` is not below this call (not a signal handler's): only this function's own return
+        handler = {sys._getframe().f_code}
 
     def hook(at: FrameType, event: str, _arg: Any) -> None:
-        if event in ("call", "return", "c_call") and not _in_callback(at):
+        if (
+            event in ("call", "return", "c_call")
+            and at.f_code not in handler
+            and not _in_import_machinery(at)
+            and not _in_callback(at)
+        ):
             sys.setprofile(before)
+            _DEFERRED.clear()
             raise exc
 
+    _DEFERRED[:] = [(hook, before)]
     sys.setprofile(hook)
+
+
+# The import machinery's modules: ``_frozen_importlib`` (named ``importlib._bootstrap`` once ``importlib`` is
+# imported) and its external part.
+_IMPORT_MACHINERY = frozenset(
+    {"_frozen_importlib", "_frozen_importlib_external", "importlib._bootstrap", "importlib._bootstrap_external"}
+)
+
+
+def _in_import_machinery(frame: FrameType | None) -> bool:
+    """Whether ``frame`` is the import machinery's own code (not a module's body it runs, nor what that calls):
+    a ``KeyboardInterrupt`` raised there can leave the import lock held (``raise_outside_polars``)."""
+    return frame is not None and _module(frame) in _IMPORT_MACHINERY
 
 
 def _in_callback(frame: FrameType | None) -> bool:
@@ -159,6 +216,7 @@ __all__ = [
     "Tweaks",
     "enable_command_line_tweaks",
     "made_of_interrupt",
+    "raise_if_interrupted",
     "raise_outside_polars",
     "take_interrupts",
 ]

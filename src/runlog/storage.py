@@ -109,6 +109,10 @@ class Store:
         try:
             self.store = obstore.store.from_url(self.base, **store_args)
         except Exception as exc:  # noqa: BLE001  (bad option names or values: say which)
+            if family == "az" and "account must be specified" in str(exc).lower():
+                # Azure's builder found no storage account (no AZURE_STORAGE_ACCOUNT_NAME, no option, none in the
+                # URL): no credentials, said and coded as s3's and gs's are (exit 1), not obstore's words (exit 2).
+                raise DataError(self.base, f"no usable credentials ({CREDENTIALS_HINT['az']})") from None
             raise UsageError(f"{self.base}: cannot configure the object store: {_short(exc)}") from None
         except BaseException as exc:
             # obstore panics on some option it was not meant to get (a client key passed as config): pyo3's

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..process import raise_if_interrupted
 from ..textsafe import visible
 from .common import (
     RUN_PATH,
@@ -95,6 +96,12 @@ def upload_command(
                 on_start=bar.start if bar else None,
                 on_step=bar.step if bar else None,
             )
+        except Exception:
+            # After a Ctrl-C whose interrupt was lost on the way (raised inside a weakref callback, or inside an
+            # import a library's lazy loader swallowed: "'LazyModule' object has no attribute 'histogram'", an
+            # internal error, exit 3), the error it led to is the Ctrl-C's.
+            raise_if_interrupted()
+            raise
         finally:
             if bar:
                 bar.stop()

@@ -85,8 +85,9 @@ def watch_command(
     there, ends it: "finished".
 
     Keys: q quits (exit 0). Exit codes: 0 stopped (q, --once, --idle-exit, --timeout, finished); 1 the run was
-    deleted, or could not be listed up to --idle-exit or --timeout (no credentials); 2 usage error; 130
-    interrupted (Ctrl-C); 143 and 129 stopped by SIGTERM and SIGHUP (the terminal restored).
+    deleted, or could not be listed (no credentials: at once; else up to --idle-exit or --timeout); 2 usage
+    error (a misspelt --split or --role); 130 interrupted (Ctrl-C); 143 and 129 stopped by SIGTERM and SIGHUP
+    (the terminal restored).
 
     Examples:
 

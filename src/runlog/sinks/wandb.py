@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import RunlogError, UsageError, install_hint
-from ..process import TWEAKS
+from ..process import TWEAKS, raise_if_interrupted
 from ..run import Run, open_run
 from ..textsafe import visible
 from . import plan as P
@@ -129,6 +129,7 @@ def upload_wandb(
     if disabled:
         result.notes.append("WANDB_MODE=disabled in the environment: W&B is off, so this is a dry run (pass --mode)")
     result.notes += id_notes
+    result.notes += _offline_log_gone(entry)
     fp = S.fingerprint(run)
     torn = S.torn_scalars(run)
     if entry is not None and entry.complete and entry.fingerprint == fp and not entry.held:
@@ -428,6 +429,20 @@ def _log_steps(
     result.keys = sorted(keys)
 
 
+def _offline_log_gone(entry: S.Entry | None) -> list[str]:
+    """A note when the ``.wandb`` log the last offline session wrote is gone (synced and removed, or deleted).
+    The destination stays up to date (writing its steps again would, after a sync and a clean-up, write the whole
+    run at every upload), but that alone said "up to date" with nothing left to sync and no way out."""
+    if entry is None or entry.mode != "offline" or not entry.complete or entry.last_step is None:
+        return []
+    if entry.session_file is None or Path(entry.session_file).exists():
+        return []
+    return [
+        f"the offline log of the last upload, {entry.session_file}, is gone: steps up to {entry.last_step} reach "
+        "W&B only if it was synced before (`wandb sync`); to write them again, upload with a new --state FILE"
+    ]
+
+
 def _resume_point(wb: Any, entry: S.Entry, mode: str) -> int | None:
     """The last step W&B already has, so that no step is sent twice and none is skipped.
 
@@ -500,8 +515,14 @@ def start_wandb_import() -> None:
 
 
 def _import_wandb() -> Any:
+    """``wandb``, once the import started by ``start_wandb_import`` ended. Waited for in slices, asking whether
+    a Ctrl-C came whose interrupt was lost on the way (``process.raise_if_interrupted``): one lost inside the
+    import machinery left its lock held, and the import thread, then this join, waited for ever."""
     if _PREIMPORT is not None:
-        _PREIMPORT.join()
+        while _PREIMPORT.is_alive():
+            raise_if_interrupted()
+            _PREIMPORT.join(0.1)
+    raise_if_interrupted()
     try:
         import wandb
     except ImportError:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import RunlogError, RunNotFoundError
 from .findings import DoctorWatch
 from .live import Event, LiveRun, RunGoneError
-from .poll import Backoff, Lister, run_lister
+from .poll import Backoff, Lister, no_credentials, run_lister
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -47,8 +47,10 @@ class Watcher:
     A listing that fails for another reason than the run being gone (an object store unreachable for a while)
     gives a note and a longer wait, never an end by itself: the next poll tries again. But a run that could not
     be listed is not a run seen idle: when ``--idle-exit`` or ``--timeout`` comes while the listings fail and
-    none succeeded at all (no credentials) or within the last ``idle_exit`` seconds, ``ended`` says
-    ``unreachable`` (an error: exit 1), with ``unreachable_message``."""
+    none succeeded at all or within the last ``idle_exit`` seconds, ``ended`` says ``unreachable`` (an error:
+    exit 1), with ``unreachable_message``. It says so at once when no listing succeeded yet and one failed for
+    want of credentials (``poll.no_credentials``): none come to a running process (a CI job without them was
+    retried for ever)."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class Watcher:
         self.last_listed: float | None = None  # when a listing last succeeded
         self.quiet_since: float | None = None  # when the last successful listing began (it saw what was there then)
         self.last_error: str | None = None  # why the last listing failed
+        self.hopeless = False  # no listing succeeded and one failed for want of credentials: the end is now
         self.remote = remote  # an object store: a prefix with no object yet is waited for
         self.seen = False  # some file of the run was listed
         self.waiting = False
@@ -99,6 +102,9 @@ class Watcher:
             delay = self.backoff.next(False)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.last_error = reason
+            self.hopeless = self.hopeless or (self.last_listed is None and no_credentials(exc))
+            if self.ended() == "unreachable":
+                return [], delay  # no "trying again": the end comes now, and its message says why
             return [Event("note", {"message": f"listing failed ({reason}); trying again in {delay:.0f} s"})], delay
         self.failures, self.last_listed = 0, self.clock()
         self.seen = self.seen or bool(data)
@@ -118,9 +124,12 @@ class Watcher:
     def ended(self) -> str | None:
         """Why following should stop now (``finished``: every process that wrote the run closed its writer and
         every file was read; ``idle`` or ``timeout``; ``unreachable`` when that comes while the listings fail and
-        none succeeded at all, or within the last ``idle_exit`` seconds), or None. ``idle``: the last listing, begun
-        ``idle_exit`` seconds or more after the last change, found none; time that passed since that listing (a
-        check in the foreground) is not idle time: the next listing tells (``until_end`` asks for it at once)."""
+        none succeeded at all, or within the last ``idle_exit`` seconds, and at once when no credentials could
+        ever list it: ``hopeless``), or None. ``idle``: the last listing, begun ``idle_exit`` seconds or more after
+        the last change, found none; time that passed since that listing (a check in the foreground) is not idle
+        time: the next listing tells (``until_end`` asks for it at once)."""
+        if self.hopeless:
+            return "unreachable"
         now = self.clock()
         why = None
         if self.live.finished and not self.failures:
@@ -145,6 +154,8 @@ class Watcher:
         check."""
         if why is None:
             return []
+        if why == "finished":
+            self.live.split_typo_at_end()
         events = self.live.settle_all() if why == "finished" else []
         events += self.live.scalars_only_final()
         return events + (self.doctor.final(settle_all=why == "finished") if self.doctor is not None else [])

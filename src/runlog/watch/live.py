@@ -28,7 +28,7 @@ from .._lazy import pl
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
-from ..errors import DataError, RunlogError, UsageError
+from ..errors import DataError, RunlogError, UsageError, did_you_mean
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..run import Run, in_flight, read_failures
 from .poll import Listing, Version, diff, is_state_file
@@ -386,7 +386,9 @@ class LiveRun:
     def _check_split(self) -> list[Event]:
         """``--split`` may name a split not written yet (eval steps come later): a note, once the run has sample
         files to tell (a watch begun before the first one checks at each poll until then: it said nothing, and a
-        misspelt split ended "finished" having shown no step)."""
+        misspelt split ended "finished" having shown no step). But a near miss of a split the run has (``evl``)
+        in a run whose every writer closed, or one that differs by case (``Eval``), is a typo, a ``UsageError``
+        as in every other command ("did you mean 'eval'?"): it was a note, and exit 0 once the run finished."""
         if self._split_checked:
             return []
         infos = self._sample_infos()
@@ -398,8 +400,25 @@ class LiveRun:
         self._split_checked = True
         if self.split_option not in splits and not mixed:
             have = ", ".join(splits)
-            return [Event("note", {"message": f"no step of split {self.split_option} yet (this run has: {have})"})]
+            hint = did_you_mean(self.split_option or "", splits)
+            # A typo only where no split can come any more (every writer closed), or where it differs from one
+            # by case alone: a live run may yet write ``eval_math`` beside ``eval_gsm8k`` (a near miss), so
+            # there the hint goes with the note.
+            typo = f"--split {self.split_option!r}: this run has split(s) {have}{hint}"
+            ended = self.end_state is not None and self.end_state.finished
+            if hint and (ended or (self.split_option or "").casefold() in {x.casefold() for x in splits}):
+                raise UsageError(typo)
+            self._split_typo = typo if hint else None  # said as the error it is if the run finishes without it
+            message = f"no step of split {self.split_option} yet (this run has: {have}){hint}"
+            return [Event("note", {"message": message})]
         return []
+
+    def split_typo_at_end(self) -> None:
+        """At a ``finished`` end (every writer closed): a ``--split`` that never came and is a near miss of a
+        split the run has was a typo after all (``evl``): the ``UsageError`` every command gives, exit 2."""
+        typo = getattr(self, "_split_typo", None)
+        if typo is not None and self.split_option not in {f.split for f in self._sample_infos()}:
+            raise UsageError(typo)
 
     def _take(self, run: Run, read: list[str], now: float, affected: set[int]) -> list[Event]:
         """Record the probes of the files just read and their problems (the unreadable ones of a file that

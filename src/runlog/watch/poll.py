@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import storage
 from ..ends import STATE_RE
-from ..errors import RunlogError, RunNotFoundError
+from ..errors import DataError, RunlogError, RunNotFoundError
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -128,6 +128,16 @@ def run_lister(
         return data, temp
 
     return list_once
+
+
+# How ``storage`` words a store that refused every credential it found, or found none (``remote_reason``).
+NO_CREDENTIALS = "no usable credentials"
+
+
+def no_credentials(exc: BaseException) -> bool:
+    """Whether a listing failed for want of usable credentials: no waiting mends that (the environment of a
+    running process does not change), where a store out of reach for a while comes back."""
+    return isinstance(exc, DataError) and exc.reason.startswith(NO_CREDENTIALS)
 
 
 def _check_bucket(url: str, storage_options: StorageOptions | None) -> None:
