@@ -166,3 +166,43 @@ def test_without_any_prompt_group_a_note_says_the_samples_are_taken_as_independe
         "as independent (and the onset the samples' SE); if samples share prompts (a GRPO group), the intervals "
         "are too narrow, and a tie can read as ahead or behind"
     ]
+
+
+def _write_case(path: Path, case: str, seed: int, steps: int = 12, groups: int = 6, k: int = 4) -> Path:
+    """A GRPO run of ``groups`` prompts a step out of 40, ``k`` samples each: every sample's prompt one shared
+    instruction (``const``: group ids unique per step), or no prompt text and group ids that count the step's
+    groups (``counter``: ``g0..g5`` at every step)."""
+    rng = np.random.default_rng(seed)
+    difficulty = np.random.default_rng(123).uniform(0.05, 0.95, 40)
+    with runlog.RunWriter(path, name=path.name, durable=False) as w:
+        for s in range(steps):
+            rows: dict[str, list] = {"reward": [], "group_id": [], "prompt": []}
+            for gi, p in enumerate(rng.choice(40, groups, replace=False)):
+                for _ in range(k):
+                    rows["reward"].append(float(rng.random() < difficulty[p]))
+                    rows["group_id"].append(f"s{s}-g{gi}" if case == "const" else f"g{gi}")
+                    rows["prompt"].append("Solve the task below.")
+            if case == "counter":
+                del rows["prompt"]
+            w.log_samples(s, rows)
+    return path
+
+
+@pytest.mark.parametrize("case", ["const", "counter"])
+def test_a_shared_instruction_or_counted_group_ids_are_not_one_prompt(tmp_path: Path, case: str) -> None:
+    """A review of the change above: one instruction in every sample's prompt tied every group of the window into
+    one unit (no interval, no verdict, no note), and ids ``g0..g5`` at every step made 6 units of 72 groups (an
+    interval too narrow). Neither is a prompt's identity: the units are the step's groups, one per (step, id)."""
+    a, b = (_write_case(tmp_path / f"{case}_{i}", case, seed=i) for i in (1, 2))
+    end = _end(diff_runs([open_run(a), open_run(b)], ["a", "b"], DiffOptions(window=10, boot=400)), "reward")
+    assert end["ci_low"] is not None and end["ci_high"] is not None and end["verdict"] is not None
+    from runlog.analysis.diff.sides import RoleRows
+
+    steps = np.repeat(np.arange(3), 4)
+    group = np.arange(12) // 2  # two samples a group, two groups a step
+    counters = RoleRows(steps, {}, group, np.tile([0, 0, 1, 1], 3), np.zeros(12, dtype=bool))
+    assert (counters.ties(np.ones(12, dtype=bool)) == -1).all()  # g0, g1 at every step: counters
+    shared = RoleRows(steps, {}, group, np.zeros(12, dtype=np.int64), np.ones(12, dtype=bool))
+    assert (shared.ties(np.ones(12, dtype=bool)) == -1).all()  # one text in two groups of a step: no identity
+    recurring = RoleRows(steps, {}, group, np.array([0, 0, 1, 1, 1, 1, 2, 2, 0, 0, 2, 2]), np.ones(12, dtype=bool))
+    assert (recurring.ties(np.ones(12, dtype=bool)) >= 0).all()  # texts drawn again at other steps: prompts

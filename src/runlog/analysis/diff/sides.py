@@ -250,8 +250,14 @@ def load_rows(side: Side) -> None:
     pkey = pl.coalesce(
         pl.when(prompt.is_not_null()).then(prompt.hash()), pl.when(gid.is_not_null()).then(gid.hash(seed=1))
     )
-    carry = {"step": pl.col("step"), "split": pl.col("split"), "group": group, "pkey": pkey}
-    numbers = ["split", "step", "role", "reward", "kl", "group", "pkey"]
+    carry = {
+        "step": pl.col("step"),
+        "split": pl.col("split"),
+        "group": group,
+        "pkey": pkey,
+        "ptext": prompt.is_not_null(),
+    }
+    numbers = ["split", "step", "role", "reward", "kl", "group", "pkey", "ptext"]
     if unique_ids(side.run):
         carry["sid"] = pl.col("sample_id").cast(pl.String)
         numbers.append("sid")
@@ -325,6 +331,31 @@ class RoleRows:
     values: dict[str, np.ndarray]  # reward, kl
     group: np.ndarray
     prompt: np.ndarray
+    text: np.ndarray | None = None  # whether ``prompt`` is its text's (else its group id's)
+
+    def ties(self, at: np.ndarray) -> np.ndarray:
+        """The prompt codes of the samples ``at`` that tie them across groups (-1: none), leaving out what
+        is no prompt's identity: a text found in two groups of one step (a template or instruction shared by
+        every sample, an empty prompt: it joined every group into one unit, and no interval was left), and
+        group ids that every step of the window holds alike (``g0..g3`` at every step: counters of the step's
+        groups, not prompts; a dataset drawn whole at every step reads the same, and is taken as counters too:
+        the units are then a step's groups, as before prompts recurring were tied)."""
+        p = self.prompt[at].copy()
+        g, step = self.group[at], self.steps[at]
+        has = (p >= 0) & (g >= 0)
+        if has.any():
+            pairs = np.unique(np.stack([step[has], p[has], g[has]]), axis=1)
+            keys, counts = np.unique(pairs[:2], axis=1, return_counts=True)
+            shared = np.unique(keys[1][counts > 1])
+            p[np.isin(p, shared)] = -1
+        if self.text is not None:
+            ids = (p >= 0) & ~self.text[at]
+            steps = np.unique(step[ids])
+            if len(steps) >= 2:
+                sets = {frozenset(p[ids & (step == s)].tolist()) for s in steps}
+                if len(sets) == 1:
+                    p[ids] = -1
+        return p
 
     @property
     def grouped(self) -> bool:
@@ -402,7 +433,8 @@ def _window_sources(side: Side) -> Sources:
     for (split, role), g in rows.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
         values = {m: g[m].cast(pl.Float64).fill_null(np.nan).to_numpy() for m in ("reward", "kl")}
         at = g["step"].to_numpy()
-        samples[(split, role)] = RoleRows(at, values, g["gcode"].to_numpy(), g["pcode"].to_numpy())
+        text = g["ptext"].fill_null(False).to_numpy()
+        samples[(split, role)] = RoleRows(at, values, g["gcode"].to_numpy(), g["pcode"].to_numpy(), text)
         steps = sorted(texts.get(split, ()))
         groups = (
             g.filter(valid & pl.col("step").is_in(steps))
@@ -435,7 +467,7 @@ def _window_columns(side: Side, sources: Sources, split: Split, steps: tuple[int
         if not inside.any():
             continue
         rk = role_key(role)
-        labels = clusters(src.group[inside], src.prompt[inside]) if src.grouped else None
+        labels = _units(src, inside) if src.grouped else None
         for metric in ("reward", "kl"):
             x = src.values[metric][inside]
             columns[f"{rk}/{metric}"] = (x, None, x) if labels is None else (*unit_means(labels, x), x)
@@ -454,6 +486,18 @@ def _window_columns(side: Side, sources: Sources, split: Split, steps: tuple[int
     return columns
 
 
+def _units(src: RoleRows, at: np.ndarray) -> np.ndarray:
+    """``clusters`` of the samples ``at``: tied by group and by prompt (``RoleRows.ties``); where the prompts tie
+    them all into one unit (one prompt drawn at every step), the step's groups are the units (an interval needs
+    two), as they were before prompts were tied across steps."""
+    labels = clusters(src.group[at], src.ties(at))
+    if len(labels) and labels.max() == 0 and (src.group[at] >= 0).any():
+        alone = clusters(src.group[at], np.full(int(at.sum()) if at.dtype == bool else len(at), -1))
+        if alone.max() > 0:
+            return alone
+    return labels
+
+
 def design_effect(src: RoleRows, steps: Sequence[int]) -> float:
     """How much wider a step's mean spreads, its samples drawn in prompt groups, than if they were independent:
     over ``steps``, the sum of the steps' cluster-robust variances of the mean (by the units the intervals
@@ -469,7 +513,7 @@ def design_effect(src: RoleRows, steps: Sequence[int]) -> float:
         if not at.any():
             continue
         y = src.values["reward"][at]
-        m, n = unit_means(clusters(src.group[at], src.prompt[at]), y)
+        m, n = unit_means(_units(src, at), y)
         keep = n > 0
         n, m = n[keep], m[keep]
         y = y[np.isfinite(y)]

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from .sides import Side
 
 # Bump when an entry's columns, or what they hold, change (2: the design effects, the repeated ids; 3: units
-# tied by prompt across steps, the roles taken as independent).
-FORMAT = 3
+# tied by prompt across steps, the roles taken as independent; 4: shared texts and per-step id counters not ties).
+FORMAT = 4
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
