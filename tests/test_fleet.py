@@ -271,6 +271,8 @@ def _partial_row(group: str, values: np.ndarray, kl: np.ndarray) -> dict:
         "rows": len(values) + 1,
         "component/c_n": len(values),
         "component/c_mean": float(values.mean()) if len(values) else None,
+        "component/c_nan": 1,
+        "component/c_null": 0,
         "zero_groups": 1,
         "groups": 2,
         "parts": 1,
@@ -309,6 +311,11 @@ def test_chan_merge_matches_numpy_on_many_small_parts():
         assert row["reward_median"] is None
         assert math.isclose(row["component/c_mean"], v.mean(), rel_tol=1e-12)
         assert row["reward_nan"] == sum(r["role"] == g for r in rows)
+        assert (row["component/c_count"], row["component/c_nan"], row["component/c_null"]) == (
+            len(v),
+            row["reward_nan"],
+            0,
+        )
         assert row["kl_nan"] == 2 * row["reward_nan"] and row["kl_null"] == row["reward_nan"]
         assert row["zero_adv_frac"] == 0.5
     d = out.filter(pl.col("role") == "d").row(0, named=True)
@@ -342,7 +349,14 @@ def _per_run_check(result, fleet, inner, names=FLEET_RUNS, skip=()):
         rows = frame.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, skip=skip, what=f"{name} by {inner}")
         extra = [c for c in rows.columns if c not in expected.columns]
-        assert all(rows[c].null_count() == rows.height for c in extra), (name, extra)
+        # Another run's components: this run has no value of them, and every sample of its rows is without them
+        # (null), as a run whose early steps lack a component counts those steps' samples.
+        assert all(rows[c].null_count() == rows.height for c in extra if c.endswith("_mean")), (name, extra)
+        assert all((rows[c] == 0).all() for c in extra if c.endswith(("_count", "_nan"))), (name, extra)
+        for c in (c for c in extra if c.endswith("_null")):
+            samples = rows["reward_count"] + rows["reward_nan"] + rows["reward_null"]
+            assert (rows[c] == samples).all() if "role" not in rows.columns else rows[c].min() >= 1, (name, c)
+        assert all(c.endswith(("_mean", "_count", "_nan", "_null")) for c in extra), (name, extra)
 
 
 @pytest.mark.parametrize("inner", [["role"], ["role", "step"], ["split"], ["split", "role"], []])
@@ -767,7 +781,14 @@ def test_cli_metrics_format_by_run(cli, fleet):
         rows = df.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, rel=1e-12, what=name)
         extra = [c for c in rows.columns if c not in expected.columns]
-        assert all(rows[c].null_count() == rows.height for c in extra), (name, extra)
+        # Another run's components: this run has no value of them, and every sample of its rows is without them
+        # (null), as a run whose early steps lack a component counts those steps' samples.
+        assert all(rows[c].null_count() == rows.height for c in extra if c.endswith("_mean")), (name, extra)
+        assert all((rows[c] == 0).all() for c in extra if c.endswith(("_count", "_nan"))), (name, extra)
+        for c in (c for c in extra if c.endswith("_null")):
+            samples = rows["reward_count"] + rows["reward_nan"] + rows["reward_null"]
+            assert (rows[c] == samples).all() if "role" not in rows.columns else rows[c].min() >= 1, (name, c)
+        assert all(c.endswith(("_mean", "_count", "_nan", "_null")) for c in extra), (name, extra)
     # With a step key, each run's rows equal the single-run command's output.
     r = cli("metrics", "format", f"{fleet}/seed[02]", "--spec", "open-r1", "--by", "run", "--by", "step", "-f", "csv")
     assert r.exit_code == 0

@@ -9,8 +9,8 @@ summarize counts":
 
 - with ``role`` among the keys (or a ``--role`` filter), reward/KL/zero_adv_frac are over (sample, role) pairs
   of the roles each sample logged; a sample without per-role data is one pair of a null role with its total
-  reward; ``sample:exception_rate`` and ``sample:component/<name>_mean`` are over the samples of the group of
-  the other keys;
+  reward; ``sample:exception_rate`` and ``sample:component/<name>_mean`` (with its ``_count``, ``_nan`` and
+  ``_null``: a sample without the component is null) are over the samples of the group of the other keys;
 - without ``role``, over samples: the sample's reward, the mean of its roles' KL (NaN if one is NaN, null if
   none logged one);
 - valid = neither null nor NaN (so +-inf are values); std has ddof 1 and is null below two values;
@@ -364,19 +364,25 @@ def oracle(con: Any, by: list[str], filters: Filters, splits: tuple[str, ...]) -
         f"SELECT {sel(others)} avg(CASE WHEN exception IS NOT NULL THEN 1.0 ELSE 0.0 END) FROM f {grp(others)}"
     ).fetchall()
     exc_by = {tuple(r[:-1]): r[-1] for r in exc}
-    comp = con.execute(
-        f"""SELECT {sel(others)} c.name, avg(c.value) FILTER (WHERE {_valid("c.value")})
-            FROM f, unnest(f.comps) AS t(c) GROUP BY ALL"""
-    ).fetchall()
-    # a component of the run is a column of every summary of it (null where the rows selected have no value)
+    # a component of the run is a column of every summary of it (null where the rows selected have no value);
+    # each sample has one value of it: its own, or null where it lacks the component (or logged it null)
     comp_names = sorted(r[0] for r in con.execute("SELECT DISTINCT c.name FROM s, unnest(s.comps) AS t(c)").fetchall())
-    comp_by = {(tuple(r[:-2]), r[-2]): r[-1] for r in comp}
+    comp_by: dict[tuple, tuple] = {}
+    for name in comp_names:
+        value = f"list_filter(comps, lambda c: c.name = '{name}')[1].value"
+        for r in con.execute(
+            f"""SELECT {sel(others)} avg(x) FILTER (WHERE {_valid("x")}), count(*) FILTER (WHERE {_valid("x")}),
+                    count(*) FILTER (WHERE isnan(x)), count(*) FILTER (WHERE x IS NULL)
+                FROM (SELECT *, {value} AS x FROM f) {grp(others)}"""
+        ).fetchall():
+            comp_by[(tuple(r[:-4]), name)] = r[-4:]
     for key, rec in rows.items():
         rec["zero_adv_frac"] = z.get(key)
         other = tuple(v for c, v in zip(kcols, key, strict=True) if c != "role")
         rec[f"{prefix}exception_rate"] = exc_by[other]
         for c in comp_names:
-            rec[f"{prefix}component/{c}_mean"] = comp_by.get((other, c))
+            for stat, v in zip(("mean", "count", "nan", "null"), comp_by[(other, c)], strict=True):
+                rec[f"{prefix}component/{c}_{stat}"] = v
     return keys, rows
 
 

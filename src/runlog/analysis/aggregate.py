@@ -353,7 +353,11 @@ def _clean(q: Query, i: int, v: Variant) -> list[pl.Expr]:
     ]
     for j, n in enumerate(q.components):
         c = pl.col(f"component/{n}")
-        cols.append(pl.when(m & c.is_not_nan()).then(c).alias(f"{p}c{j}"))
+        cols += [
+            pl.when(m & c.is_not_nan()).then(c).alias(f"{p}c{j}"),
+            (m & c.is_nan()).alias(f"{p}c{j}_nan"),
+            (m & c.is_null()).alias(f"{p}c{j}_null"),
+        ]
     return cols
 
 
@@ -370,7 +374,10 @@ def _sources(q: Query, i: int, v: Variant) -> tuple[dict[str, T.Source], pl.Expr
         "reward": T.Source(pl.col(f"{p}r"), pl.col(f"{p}r_nan"), pl.col(f"{p}r_null")),
         "kl": T.Source(pl.col(f"{p}k"), pl.col(f"{p}k_nan"), pl.col(f"{p}k_null")),
         "exception": T.Source(pl.col(f"{p}exc")),
-        **{f"component/{n}": T.Source(pl.col(f"{p}c{j}")) for j, n in enumerate(q.components)},
+        **{
+            f"component/{n}": T.Source(pl.col(f"{p}c{j}"), pl.col(f"{p}c{j}_nan"), pl.col(f"{p}c{j}_null"))
+            for j, n in enumerate(q.components)
+        },
     }
     return sources, pl.col(f"{p}m").sum()
 
@@ -381,7 +388,8 @@ def _shared_sources(q: Query) -> dict[str, T.Source]:
     if q.footer is None:
         out["exception"] = T.Source(pl.col("has_exception").cast(pl.Float64))
     for n in q.components:
-        out[f"component/{n}"] = T.Source(pl.col(f"component/{n}").fill_nan(None))
+        c = pl.col(f"component/{n}")
+        out[f"component/{n}"] = T.Source(c.fill_nan(None), c.is_nan(), c.is_null())
     return out
 
 

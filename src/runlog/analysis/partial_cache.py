@@ -1,11 +1,12 @@
 """Summaries from cached partials: each step of a run is read once, and later questions cost what is new.
 
 Runs are append-only: a step's files do not change once written. So the mergeable partials of a summary
-(``runlog.analysis.partials``: ``n, mean, M2``, min, max, NaN / null counts, the exception and component
-sums, prompt groups; the median's values themselves, ``stats.EXACT``) are kept per *unit*, every sample file
-of one step, at the finest grain a summary can ask for: per split and step (and role, with the per-sample
-columns beside). A summary is then the merge of the units it selects (``--steps`` picks units, ``--split``
-and ``--role`` pick rows of them), the units not seen yet read in one pass and stored.
+(``runlog.analysis.partials``: ``n, mean, M2``, min, max, NaN / null counts, the exception sum, each
+component's ``n``, mean and NaN / null counts, prompt groups; the median's values themselves, ``stats.EXACT``)
+are kept per *unit*, every sample file of one step, at the finest grain a summary can ask for: per split and
+step (and role, with the per-sample columns beside). A summary is then the merge of the units it selects
+(``--steps`` picks units, ``--split`` and ``--role`` pick rows of them), the units not seen yet read in one
+pass and stored.
 
 A unit's entry is used only while its files are the same: the set of its files, each file's stamp (size,
 modification and change time, inode; an object's size, ETag and time), the run's manifest, and what the layouts
@@ -48,7 +49,7 @@ from ..probe_cache import (
 )
 from .filters import Filters
 from .partial_store import UNIT, PartialStore
-from .stats import KL_STATS, REWARD_STATS
+from .stats import KL_STATS, REWARD_STATS, component_columns
 from .stats import median as stats_median
 
 if TYPE_CHECKING:
@@ -310,14 +311,24 @@ def summary_from_partials(run: Run, partials: Partials, keys: list[str], filters
     # then give the same digits every time.
     order = [c for c in ("split", "step", "role", "level") if c in rows.columns]
     rows = rows.with_columns(pl.lit(1, dtype=pl.Int64).alias("parts")).sort(order, nulls_last=True)
+    components = run.component_names()
+    # A component of the run that no step chosen logged: its columns as a part without it has them (null), so
+    # that its samples are counted as null (without it), as a cold read counts them.
+    rows = rows.with_columns(
+        [
+            pl.lit(None, dtype=dtype).alias(f"component/{n}_{p}")
+            for n in components
+            if f"component/{n}_n" not in rows.columns
+            for p, dtype in (("n", pl.Int64), ("mean", pl.Float64), ("nan", pl.Int64), ("null", pl.Int64))
+        ]
+    )
     out, _ = combine_partials(rows, keys)
     out = out.drop("reward_median")
     if keys:
         out = out.join(medians, on=keys, how="left", nulls_equal=True)
     else:
         out = pl.concat([out, medians], how="horizontal")
-    components = run.component_names()
-    per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
+    per_sample = ["exception_rate", *component_columns(components)]
     if "role" in keys:
         per_sample = [f"{PER_SAMPLE_PREFIX}{c}" for c in per_sample]
     missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in per_sample if c not in out.columns]

@@ -21,7 +21,9 @@ from ..probe_cache import atomic_write, cache_dir, file_version, locked, read_ve
 if TYPE_CHECKING:
     from .partial_cache import Unit
 
-FORMAT = 1  # bump when the index or the segments change shape
+# Bump when the index or the segments change shape (2: each component's NaN and null counts). An index of
+# another format, or of other aggregating code (``partial_cache.code_key``), is ignored and replaced.
+FORMAT = 2
 MAX_SEGMENTS = 8  # more than this after a save: the live entries are rewritten into one segment per variant
 UNIT = "__unit"  # the entry id column of a segment
 # The columns every segment holds (more: the components'; per role, ``role`` and ``level`` too): a segment
@@ -31,6 +33,11 @@ SEGMENT_COLUMNS = (UNIT, "split", "step", "reward_n", "reward_mean", "reward_m2"
 
 def _missing_columns(frame: pl.DataFrame, eids: Sequence[str]) -> list[str]:
     wanted = [*SEGMENT_COLUMNS, *(("role", "level") if any(e.startswith("role/") for e in eids) else ())]
+    # A component's partial is whole or absent (a step without it): one without its NaN and null counts would
+    # merge as none of them.
+    for c in frame.columns:
+        if c.startswith("component/") and c.endswith("_n"):
+            wanted += [f"{c[:-2]}_{p}" for p in ("mean", "nan", "null")]
     return [c for c in wanted if c not in frame.columns]
 
 

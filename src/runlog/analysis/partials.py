@@ -4,7 +4,8 @@ fleet, machines) and merged exactly. ``runlog.fleet`` builds on these.
 The partial columns and their merge come from the statistics spec (``runlog.analysis.stats``): ``n, mean,
 M2`` of the reward and the KL (Chan et al.'s formula merges them exactly), min, max, the median (kept only
 where one part holds a whole group: medians do not merge), NaN / null counts, the exception ``sum`` and
-``n``, per-component ``n`` and mean, and ``zero_groups`` / ``groups`` (prompt groups with zero advantage /
+``n``, per component its ``n``, mean and NaN / null counts (a part without the component counts its ``rows``
+as null), and ``zero_groups`` / ``groups`` (prompt groups with zero advantage /
 all).
 """
 

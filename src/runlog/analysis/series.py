@@ -226,5 +226,5 @@ class RunSeries:
         return [
             c.removeprefix("component/").removesuffix("_mean")
             for c in self.per_step.columns
-            if c.startswith("component/")
+            if c.startswith("component/") and c.endswith("_mean")
         ]

@@ -161,6 +161,13 @@ PARTIALS: dict[str, Partial] = {
     "null": Partial(
         lambda s, m: [_count(lambda s: s.null)(s).alias(f"{m}_null")], lambda m: [pl.col(f"{m}_null").sum()]
     ),
+    # The null count of a measure some parts may lack altogether: a reward component that the files of some
+    # steps (the partial cache's units) or some runs (a fleet) never logged has no partial columns there, and
+    # each of those parts' rows is a sample without it, as a cold read of the whole counts it.
+    "absent": Partial(
+        lambda s, m: [_count(lambda s: s.null)(s).alias(f"{m}_null")],
+        lambda m: [pl.col(f"{m}_null").fill_null(pl.col("rows")).sum()],
+    ),
     # A rate: how many of the values are 1, of how many.
     "sum": Partial(
         lambda s, m: [s.value.sum().alias(f"{m}_sum"), s.value.count().cast(pl.Int64).alias(f"{m}_n")],
@@ -189,13 +196,17 @@ STATISTICS: dict[str, Statistic] = {
         lambda m: pl.when(pl.col(f"{m}_n") > 0).then(pl.col(f"{m}_sum") / pl.col(f"{m}_n")),
     ),
     "average": Statistic("mean", lambda s: s.value.mean(), "mean", lambda m: pl.col(f"{m}_mean")),
+    # The count of an ``average``: the values it is over (its partial's ``n``).
+    "tally": Statistic("count", lambda s: s.value.count().cast(pl.Int64), "mean", lambda m: pl.col(f"{m}_n")),
+    "absent": Statistic("null", _count(lambda s: s.null), "absent", lambda m: pl.col(f"{m}_null")),
 }
 
 # What each measure reports, in output order.
 REWARD = ("mean", "std", "min", "max", "median", "count", "nan", "null")
 KL = ("mean", "std", "min", "max", "count", "nan", "null")
 EXCEPTION = ("rate",)
-COMPONENT = ("average",)
+# A component's mean with what it leaves out beside it: NaN, and null (a sample without the component).
+COMPONENT = ("average", "tally", "nan", "absent")
 
 
 def measures(components: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -214,6 +225,11 @@ def column(m: str, stat: str) -> str:
 
 REWARD_STATS = tuple(column("reward", s) for s in REWARD)
 KL_STATS = tuple(column("kl", s) for s in KL)
+
+
+def component_columns(components: Sequence[str]) -> list[str]:
+    """The output columns of the reward components, in output order: each one's mean, count, NaN and null."""
+    return [column(f"component/{n}", s) for n in components for s in COMPONENT]
 
 
 # Partials that do not merge, and the exact partial that replaces each where every value must be kept (the

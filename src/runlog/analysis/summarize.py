@@ -31,7 +31,7 @@ from . import aggregate as A
 from .correlations import correlations
 from .filters import Filters, StepRange, apply_filters
 from .scalars import DEFAULT_ALIASES, SCALAR_COLUMNS, alias_collisions, load_aliases, summarize_scalars
-from .stats import KL_STATS, REWARD_STATS
+from .stats import KL_STATS, REWARD_STATS, component_columns
 from .views import SPLIT_NOTE, run_splits
 
 if TYPE_CHECKING:
@@ -109,14 +109,14 @@ def summarize(
     prompt_groups: bool = False,
     cache: bool = True,
 ) -> pl.DataFrame:
-    """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and component means.
+    """Per-group reward / KL statistics, ``zero_adv_frac``, ``exception_rate`` and reward component means.
 
     What each figure aggregates (docs/cli.md, "What summarize counts"):
 
     - with ``role`` among the keys, ``reward_*`` / ``kl_*`` / ``zero_adv_frac`` are per role: one value per
       (sample, role) that logged that role; the columns that are per sample in the data (``exception_rate``,
-      ``component/<name>_mean``) are then given once per group of the other keys, named ``sample:...``
-      (every sample once, all roles together);
+      ``component/<name>_mean``, ``_count``, ``_nan``, ``_null``) are then given once per group of the other
+      keys, named ``sample:...`` (every sample once, all roles together);
     - without ``role``, every statistic is over samples, one value per sample: the sample's reward, the mean
       of its roles' KL, prompt groups by the sample reward.
 
@@ -124,7 +124,9 @@ def summarize(
     (``split_key=False`` pools them). Prompt groups come from ``group_id``; with ``prompt_groups``, samples
     without one are grouped by identical prompt text within a split and step (this reads the prompt text,
     which no other statistic needs). Output columns: the keys, then ``REWARD_STATS``, ``KL_STATS``,
-    ``zero_adv_frac``, the per-sample columns; with ``window``, ``reward_mean_ma`` and ``kl_mean_ma``
+    ``zero_adv_frac``, the per-sample columns (``exception_rate``, then per component its mean over the valid
+    values, their count, and the NaN and null values left out: null is a sample without the component,
+    ``stats.component_columns``); with ``window``, ``reward_mean_ma`` and ``kl_mean_ma``
     (moving averages over the last ``window`` steps of each group; ``step`` is added to the keys if missing).
 
     ``cache``: answer from the per-step partials kept from earlier summaries of this run, reading only the
@@ -164,7 +166,7 @@ def _cold_summary(run: Run, keys: list[str], filters: Filters, prompt_groups: bo
     """The summary read from the data (every file), in ``summarize``'s columns, unsorted."""
     components = run.component_names()
     out = summary_pass(run, keys, filters, components, prompt_groups=prompt_groups)
-    per_sample = ["exception_rate", *[f"component/{n}_mean" for n in components]]
+    per_sample = ["exception_rate", *component_columns(components)]
     ordered = [*keys, *REWARD_STATS, *KL_STATS, "zero_adv_frac"]
     if "role" in keys:
         others = [k for k in keys if k != "role"]

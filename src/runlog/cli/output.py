@@ -100,9 +100,7 @@ def _not_whole(v: float, specs: list[str]) -> str:
 def _label(column: str, strip: Sequence[str]) -> str:
     for prefix in strip:
         if column.startswith(prefix) and len(column) > len(prefix):
-            label = column[len(prefix) :]
-            # "component/format_mean" under "Reward components (means)" reads "format".
-            return label.removesuffix("_mean") if prefix == "component/" else label
+            return column[len(prefix) :]
     return column
 
 

@@ -44,35 +44,75 @@ PER_ROLE_TITLES = {
 }
 PER_SAMPLE_TITLE = "Per sample, all roles together (these columns are per sample in the data, not per role)"
 SAMPLE_TITLE = "Over samples (one value per sample: its reward, the mean KL of its roles, NaN if one is NaN)"
+COMPONENTS_TITLE = "Reward components (mean of the valid values; NaN and null, a sample without it, counted apart)"
+PER_SAMPLE_COMPONENTS_TITLE = (
+    "Reward components per sample, all roles together (mean of the valid values; NaN and null, a sample without "
+    "it, counted apart)"
+)
+COMPONENT_STATS = ("mean", "count", "nan", "null")
+
+
+def _components_long(df: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataFrame | None:
+    """The table's reward components, one row per group and component (``component`` then a key): four
+    columns per component side by side would not fit a terminal beside the keys. CSV/JSON keep the columns
+    ``<prefix>component/<name>_<stat>``. None when the run has no component."""
+    import polars as pl
+
+    head = f"{prefix}component/"
+    names = [c[len(head) : -len("_mean")] for c in df.columns if c.startswith(head) and c.endswith("_mean")]
+    if not names:
+        return None
+    framed = df.with_row_index("__row")
+    parts = [
+        framed.select(
+            "__row",
+            *keys,
+            pl.lit(n, dtype=pl.String).alias("component"),
+            *[pl.col(f"{head}{n}_{s}").alias(s) for s in COMPONENT_STATS],
+        ).with_columns(pl.lit(i, dtype=pl.UInt32).alias("__comp"))
+        for i, n in enumerate(names)
+    ]
+    return pl.concat(parts).sort("__row", "__comp").drop("__row", "__comp")
 
 
 def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:
     """Per role: the per-role sections, then the per-sample columns (``sample:...``) once per group of the
     other keys (CSV/JSON keep them as labelled columns on every row). Without role: one set of sections
-    whose titles say every value is per sample."""
-    per_sample = [c for c in df.columns if c.startswith("sample:")]
-    strip = ("reward_", "kl_", "sample:component/", "sample:", "component/")
-    if not per_sample or fmt != OutputFormat.table:
-        comps = [c for c in df.columns if c.startswith("component/")]
-        sections = [*SECTIONS, ("Reward components (means over samples)", comps)]
-        if "role" not in group_keys and fmt == OutputFormat.table:
-            sections[0] = (SAMPLE_TITLE, sections[0][1])
-        emit_frame(df, fmt, output, sections=sections, keys=group_keys, strip=strip)
+    whose titles say every value is per sample. The reward components close the table, one row per
+    component (``_components_long``)."""
+    if fmt != OutputFormat.table:
+        emit_frame(df, fmt, output, keys=group_keys)
         return
-    role_sections = [(PER_ROLE_TITLES.get(t, t), cols) for t, cols in SECTIONS]
-    others = [k for k in group_keys if k != "role"]
-    samples = df.select(*others, *per_sample).unique(maintain_order=True)
-    comps = [c for c in per_sample if c.startswith("sample:component/")]
-    sample_sections = [(PER_SAMPLE_TITLE, ["sample:exception_rate", *comps])]
-    if output is None:
-        emit_frame(df, fmt, None, sections=role_sections, keys=group_keys, strip=strip)
-        emit_frame(samples, fmt, None, sections=sample_sections, keys=others, strip=strip)
-        return
-    # One file: both parts, one after the other.
     from rich.console import Group
+    from rich.text import Text
 
-    roles = render_tables(df, role_sections, group_keys, strip)
-    print_out(Group(roles, render_tables(samples, sample_sections, others, strip)), output)
+    strip = ("reward_", "kl_", "sample:")
+
+    def titled(title: str, frame: pl.DataFrame, cols: list[str], keys: list[str]) -> Group:
+        # The title on a line of its own: as the title of a table this narrow, it would wrap at its width.
+        return Group(Text(title, style="table.title"), render_tables(frame, [("", cols)], keys, strip))
+
+    per_sample = [c for c in df.columns if c.startswith("sample:")]
+    parts: list[Group] = []
+    if not per_sample:
+        sections = list(SECTIONS)
+        if "role" not in group_keys:
+            sections[0] = (SAMPLE_TITLE, sections[0][1])
+        parts.append(render_tables(df, sections, group_keys, strip))
+        comps, keys, title = _components_long(df, group_keys, ""), group_keys, COMPONENTS_TITLE
+    else:
+        parts.append(render_tables(df, [(PER_ROLE_TITLES.get(t, t), cols) for t, cols in SECTIONS], group_keys, strip))
+        keys = [k for k in group_keys if k != "role"]
+        samples = df.select(*keys, *per_sample).unique(maintain_order=True)
+        parts.append(titled(PER_SAMPLE_TITLE, samples, ["sample:exception_rate"], keys))
+        comps, title = _components_long(samples, keys, "sample:"), PER_SAMPLE_COMPONENTS_TITLE
+    if comps is not None:
+        parts.append(titled(title, comps, list(COMPONENT_STATS), [*keys, "component"]))
+    if output is None:
+        for part in parts:  # each at its own width in a pipe, as every table of runlog
+            print_out(part)
+    else:
+        print_out(Group(*parts), output)  # one file: every part, one after the other
 
 
 def summarize_command(

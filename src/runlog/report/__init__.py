@@ -505,6 +505,8 @@ def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> s
         if c == "sample:exception_rate":
             rows.append([e1("failed trajectories (share)"), num(first[c]), "", "", ""])
             continue
+        if not c.endswith("_mean"):
+            continue  # a component's count, NaN and null (``_count``, ``_nan``, ``_null``): its row's, below
         name = c.removeprefix("sample:component/").removesuffix("_mean")
         values, nan, null = counts.get(name, (None, None, None))
         rows.append([f"component {e1(name)} (mean)", num(first[c]), num(values), num(nan), num(null)])
