@@ -19,7 +19,7 @@ from rich.console import Console
 
 from runlog import open_run
 from runlog.render import Criteria, conversations, text_tool_calls, to_json
-from runlog.render.model import Conversation, split_think
+from runlog.render.model import Conversation, ToolCall, split_think
 from runlog.render.normalize import from_messages, text_pieces
 from runlog.render.terminal import render_all
 from runlog.writer import RunWriter
@@ -102,6 +102,52 @@ def test_a_call_in_reasoning_that_a_result_answers_stays_a_call():
     assert pieces[2] == ("result", "42")
 
 
+@pytest.mark.parametrize("gap", ["</think>\nuser\n", "</think>\n", "\n</think>\n\nuser\n"])
+def test_a_call_in_reasoning_answered_after_the_think_block_stays_a_call(gap):
+    """Review finding 3 (a): verl's decode of a Qwen3 turn with the call inside ``<think>`` and the tool's result
+    after the ``</think>`` (and the template's ``user`` line): the rollout ran it, so it is a call and the
+    response its result; the ``</think>`` stays in the text (before: no call, no result, one text piece)."""
+    text = f"<think>let me check {CALL}{gap}<tool_response>\n42\n</tool_response>\nassistant\nThe answer is 42."
+    pieces = text_pieces(text)
+    assert [(k, v.name if k == "call" else v) for k, v in pieces] == [
+        ("text", "<think>let me check "),
+        ("call", "search"),
+        ("text", gap.split("user")[0].strip("\n")),
+        ("result", "42"),
+        # the assistant line is the template's only where a user line brackets the result (``_text_spans``)
+        ("text", "The answer is 42." if "user" in gap else "assistant\nThe answer is 42."),
+    ]
+    turns = from_messages([{"role": "assistant", "content": text}])
+    assert [c.name for t in turns for c in t.tool_calls] == ["search"]
+    assert [t.result.content for t in turns if t.result is not None] == ["42"]
+
+
+def test_a_later_generation_that_reasons_first_and_never_closes_keeps_its_calls_as_text():
+    """After a result (and the template's ``assistant`` line) a generation that opens with ``<think>`` and
+    never closes it thinks to the end: its call, which no result answers, is text."""
+    later = f"<think>maybe {CALL} again"
+    text = f"{CALL}\nuser\n<tool_response>r</tool_response>\nassistant\n{later}"
+    assert [(k, v.name if k == "call" else v) for k, v in text_pieces(text)] == [
+        ("call", "search"),
+        ("result", "r"),
+        ("text", later),
+    ]
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["<think>r</think>The model emits <think> tags. ", "Models write <think> first. ", "a <think>b</think> c <think> "],
+)
+def test_a_think_tag_named_in_prose_opens_no_reasoning(tmp_path, before):
+    """Review finding 3 (b): a ``<think>`` in the answer's prose, with no ``</think>`` after it, is a word: the
+    real call after it is a call (before: read as an unclosed reasoning block, the call became text). A model
+    reasons first, so only a ``<think>`` that opens the generation thinks to the end."""
+    data, _ = _render(tmp_path, before + CALL)
+    assert _calls(data) == [("search", {"q": "x"})]
+    assert data["stats"]["tool_calls"] == 1
+    assert text_tool_calls(before + CALL) == (before, [ToolCall(None, "search", '{"q": "x"}')])
+
+
 def test_each_generation_of_a_multi_turn_text_has_its_own_reasoning():
     """The first generation's call follows its ``</think>`` and was answered; the second generation's call is
     inside its own ``<think>`` and nothing answers it: text (before: two calls)."""
@@ -149,7 +195,8 @@ WORDS = ["hello", "ok.", "use the <tool_call> tag", "<tool_call>", "a\nb", "<b>x
 
 class _Text:
     """A random assistant text and its truth: the parts written, the calls made (outside the reasoning) with
-    their raw blocks, and the thinking blocks (closed, unclosed at the end, or opened by the template)."""
+    their raw blocks, and the thinking blocks (closed, left open from the start, or opened by the template); or
+    prose that names ``<think>`` with no ``</think>`` after it, which opens no reasoning."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -157,16 +204,20 @@ class _Text:
         self.made: list[tuple[str, dict[str, str]]] = []
         self.blocks: list[str] = []
         self.thinks: list[str] = []
-        shape = rng.choice(["plain", "closed", "unclosed", "template"])
+        shape = rng.choice(["plain", "closed", "unclosed", "template", "mention"])
         if shape == "template":
             self.think("", "</think>", 0)
-        for _ in range(rng.randint(1, 5)):
+        if shape == "unclosed":  # the generation opens its reasoning and never closes it: all of it is thought
+            self.think(rng.choice(["", "\n", " "]) + "<think>", "", 1)
+            self.content = "".join(self.parts)
+            return
+        for k in range(rng.randint(1, 5)):
             if shape == "closed" and rng.random() < 0.3:
                 self.think("<think>", "</think>", 0)
+            elif shape == "mention" and k == 0:  # prose names the tag, no </think> follows: the calls are made
+                self.parts.append(rng.choice(["", "<think>r</think>"]) + "It writes <think> tags.")
             else:
                 self.parts.append(self.segment(thought=False))
-        if shape == "unclosed":
-            self.think("<think>", "", 1)
         self.content = "".join(self.parts)
 
     def think(self, opening: str, closing: str, least: int) -> None:

@@ -34,6 +34,9 @@ _CALL_OPEN = re.compile(r"<tool_call>\s*")
 _CALL_CLOSE = re.compile(r"\s*</tool_call>")
 # The thinking tags, as ``model.split_think`` reads them (the renderers show what lies between them as thinking).
 _THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+# Where a generation's own reasoning may open: its start, after the ``assistant`` line a template left there.
+_GENERATION_START = re.compile(r"\s*(?:assistant[ \t]*\n\s*)?")
 
 
 _TEXT_RESPONSE = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.DOTALL)
@@ -110,7 +113,8 @@ def _text_spans(content: str) -> list[tuple[str, int, int, Any]]:
 def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
     """``_text_spans`` for one reading of the role lines (``headers``: they are the template's). A
     ``<tool_response>`` is a result only where it answers: right after a call or a result, with nothing but
-    whitespace (or, with ``headers``, a role line) between; any other is text as written, and a valid call
+    whitespace (or, with ``headers``, a role line) between, and after a call also the ``</think>`` that ends the
+    reasoning it was written in (kept as text); any other is text as written, and a valid call
     inside it is a call. A call inside a result is the tool's output, not a call. A block that is not a call is
     read again from its next ``<tool_call>`` (a tag named in prose, or written twice, before a real block)."""
     spans: list[tuple[str, int, int, Any]] = []
@@ -124,6 +128,13 @@ def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
             continue
         answers = bool(spans) and spans[-1][0] in ("call", "result")  # right after a call or a result
         since = spans[-1][2] if answers else tag.start()
+        if answers and spans[-1][0] == "call":
+            # A call written in the reasoning, then the reasoning's end, then its result: the ``</think>`` stays
+            # text, and the role line below it is the template's.
+            for close in _THINK_CLOSE.finditer(content, since, tag.start()):
+                if content[since : close.start()].strip():
+                    break
+                since = close.end()
         gap = content[since : tag.start()]
         header = headers and bool(gap.strip()) and bool(_HEADER_BEFORE.fullmatch(gap))
         block = _TEXT_RESPONSE.match(content, tag.start()) if answers and (header or not gap.strip()) else None
@@ -144,14 +155,11 @@ def _scan_text(content: str, headers: bool) -> list[tuple[str, int, int, Any]]:
 def _drop_thought_calls(content: str, spans: list[tuple[str, int, int, Any]]) -> list[tuple[str, int, int, Any]]:
     """``spans`` less the calls written in the reasoning that no tool result answers: they stay in the text, and
     the thinking block with them stays one turn. A reasoning parser (vLLM's ``qwen3``, ``deepseek_r1``) hands
-    the tool parser only the text after the reasoning, so such a call was thought, not made. The reasoning of a
-    generation (a multi-turn text has one between each two results) is what follows a ``<think>`` till its
-    ``</think>`` (or the end), or what precedes a first ``</think>`` that no ``<think>`` opened (the template
-    wrote that tag in the prompt). A call that a ``<tool_response>`` answers (it, or the calls right after it,
-    then a result) was run all the same (verl's Hermes parser reads calls anywhere in the text): it stays a
-    call. A tag inside a call's JSON is an argument, not a bound of the reasoning."""
-    found = [(m.start(), m.group(1) == "/") for m in _THINK_TAG.finditer(content)]
-    if not found:
+    the tool parser only the text after the reasoning, so such a call was thought, not made. A call followed by
+    a result in its generation (a multi-turn text has one generation between each two results) was run all the
+    same, wherever it was written (verl's Hermes parser reads calls anywhere in the text): it stays a call.
+    ``_reasoning`` says what the reasoning is; a tag inside a call's JSON is an argument, not a bound of it."""
+    if not _THINK_TAG.search(content):
         return spans
     calls = [(start, end) for kind, start, end, _ in spans if kind == "call"]
     starts = [start for start, _ in calls]
@@ -160,32 +168,61 @@ def _drop_thought_calls(content: str, spans: list[tuple[str, int, int, Any]]) ->
         k = bisect_right(starts, p)
         return k > 0 and p < calls[k - 1][1]
 
-    tags = [(p, closing) for p, closing in found if not in_call(p)]
-    at = [p for p, _ in tags]
-    # From the end: whether a result answers each call, and where its generation ends (the next result).
-    answered = [False] * len(spans)
-    bound = [len(content)] * len(spans)
-    for i in range(len(spans) - 2, -1, -1):
-        kind, start = spans[i + 1][0], spans[i + 1][1]
-        result = kind in ("before", "result")
-        bound[i] = start if result else bound[i + 1]
-        answered[i] = result or (kind == "call" and answered[i + 1] and not content[spans[i][2] : start].strip())
-    out: list[tuple[str, int, int, Any]] = []
-    since = 0  # where the current generation began
-    for i, span in enumerate(spans):
-        kind, start, end, _ = span
-        if kind == "call" and not answered[i]:
-            k = bisect_left(at, start)
-            if k and at[k - 1] >= since:  # the last tag before it in this generation opened a thinking block
-                thought = not tags[k - 1][1]
-            else:  # none before it: thought if the generation's first tag after it closes one
-                k = bisect_left(at, end)
-                thought = k < len(at) and at[k] < bound[i] and tags[k][1]
-            if thought:
-                continue
+    tags = [(m.start(), m.group(1) == "/") for m in _THINK_TAG.finditer(content) if not in_call(m.start())]
+    # The generations: from the text's start, or a result's end, to the next result.
+    bounds: list[tuple[int, int]] = []
+    since: int | None = 0
+    for kind, start, end, _ in spans:
+        if kind in ("before", "result") and since is not None:
+            bounds.append((since, start))
+            since = None
         if kind in ("result", "after"):
             since = end
+    if since is not None:
+        bounds.append((since, len(content)))
+    at = [p for p, _ in tags]
+    thought = [
+        span
+        for lo, hi in bounds
+        for span in _reasoning(content, lo, hi, tags[bisect_left(at, lo) : bisect_left(at, hi)])
+    ]
+    opens = [lo for lo, _ in thought]  # in order, apart
+
+    def in_thought(p: int) -> bool:
+        k = bisect_right(opens, p)
+        return k > 0 and p < thought[k - 1][1]
+
+    last_result = max((i for i, (kind, *_) in enumerate(spans) if kind in ("before", "result")), default=-1)
+    out: list[tuple[str, int, int, Any]] = []
+    for i, span in enumerate(spans):
+        if span[0] == "call" and i > last_result and in_thought(span[1]):
+            continue  # no result follows it: written in the reasoning, not run
         out.append(span)
+    return out
+
+
+def _reasoning(content: str, lo: int, hi: int, tags: list[tuple[int, bool]]) -> list[tuple[int, int]]:
+    """The reasoning of the generation ``content[lo:hi]``, as spans, from its think tags (``(where, closing)``,
+    those outside calls): a ``<think>`` to the ``</think>`` after it; what precedes a first ``</think>`` that no
+    ``<think>`` opened (the template wrote that tag in the prompt); a ``<think>`` left open to the end, only
+    where it opens the generation (a model reasons first: a ``<think>`` named in its prose, with no
+    ``</think>`` after it, is a word, and the calls after it are made). A ``</think>`` that closes nothing is a
+    word too. Model text is hostile: reading too much as reasoning would turn its calls into text."""
+    head = _GENERATION_START.match(content, lo).end()  # type: ignore[union-attr]
+    out: list[tuple[int, int]] = []
+    opened: int | None = None
+    first = True
+    for p, closing in tags:
+        if opened is None and not closing:
+            opened = p
+        elif opened is not None and closing:
+            out.append((opened, p))
+            opened = None
+        elif closing and first:
+            out.append((lo, p))
+        first = False
+    if opened is not None and opened == head:
+        out.append((opened, hi))
     return out
 
 
