@@ -45,7 +45,8 @@ def plot_command(
         "--window",
         "-w",
         help="Moving average over the last N logged steps, as summarize --window (default: a tenth of the run's "
-        "steps, at most 25).",
+        "steps, at most 25), except at a step with no valid value, where the line breaks (summarize carries the "
+        "window's mean there).",
     ),
     steps: str | None = typer.Option(
         None,
