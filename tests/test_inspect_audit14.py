@@ -223,3 +223,21 @@ def test_rows_per_split_and_one_key_in_the_singular(tmp_path, cli):
     assert "scalars: 3 records, 1 key, steps 0..2" in out
     row = next(line for line in out.splitlines() if "│ train" in line)
     assert "12" in row.split("│")[4]
+
+
+def test_doctor_says_the_steps_lost_at_the_edges_that_inspect_warns_of(tmp_path, cli):
+    """The edge warnings are inspect's own reading of the steps (not discovery's problems): doctor said nothing of
+    train steps 0-2 lost, nor of a process stopping at step 6 of 9, and called the run healthy."""
+    root = _run(tmp_path / "r", list(range(3, 10)))
+    out = json.loads(cli("doctor", root, "--format", "json").stdout)
+    said = [f for f in out["findings"] if f["kind"] == "data_problem" and f["severity"] == "warning"]
+    assert len(said) == 1 and "starts at step 3, but the scalars log 3 step(s) before it" in said[0]["message"]
+    stop = make_native_run(tmp_path / "end", range(10), processes=2)
+    for s in (7, 8, 9):
+        (stop / TRAIN.format(s, 1)).unlink()
+    out = json.loads(cli("doctor", stop, "--format", "json").stdout)
+    assert any("process 1's last file of split 'train' is of step 6" in f["message"] for f in out["findings"])
+    # A healthy run: nothing more.
+    healthy = _run(tmp_path / "ok", list(range(10)))
+    out = json.loads(cli("doctor", healthy, "--format", "json").stdout)
+    assert not [f for f in out["findings"] if f["kind"] == "data_problem"]

@@ -121,6 +121,10 @@ class RunInspection:
     problems: list[Problem]
     fidelity: list[dict[str, str]]
     writers: dict[str, Any] | None = None  # ``EndState.as_json()`` and its ``summary``; None: nothing to tell
+    # Of ``problems``, those only this inspection tells (not discovery's, nor the gaps' and writers' that
+    # doctor has findings of its own for): steps lost before or after a split or a process, steps beyond the
+    # int64 range. ``doctor`` reports them too. Not in the JSON (they are in ``problems``).
+    edges: list[Problem] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -958,6 +962,11 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
 
     roles = run.role_names()
     roles += [r for r in data_roles if r not in roles]
+    beyond_problems = _beyond_range(beyond)
+    edge_problems = [
+        *_scalar_edge_warnings(run, steps_by_split, named_by_split, strides, evidence),
+        *_process_edge_warnings(run, strides),
+    ]
     return RunInspection(
         run=str(run.root),
         name=run.name,
@@ -985,11 +994,11 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         problems=[
             *run.problems,
             *writer_failures(run),
-            *_beyond_range(beyond),
+            *beyond_problems,
             *_verdict_warnings(run, gaps, strides, named_by_split, stride_from),
-            *_scalar_edge_warnings(run, steps_by_split, named_by_split, strides, evidence),
-            *_process_edge_warnings(run, strides),
+            *edge_problems,
         ],
+        edges=[*beyond_problems, *edge_problems],
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )
