@@ -33,17 +33,17 @@ def test_a_shard_copied_under_another_process_is_said_by_summarize(cli, tmp_path
     assert ids[0].to_pylist() == ids[1].to_pylist()
     r = cli("summarize", run, "--split", "train", "--steps", "8", "-f", "json")
     assert r.exit_code == 0
-    said = [line for line in r.stderr.splitlines() if "and footer as" in line]
+    said = [line for line in r.stderr.splitlines() if "byte for byte the same as" in line]
     assert len(said) == 1, r.stderr
     assert said[0].startswith("warning: samples/train/step_00000008.p2.parquet: ")
-    assert "footer as samples/train/step_00000008.p0.parquet" in said[0]
+    assert "the same as samples/train/step_00000008.p0.parquet" in said[0]
     assert "count twice" in said[0]
 
 
 def test_no_copy_is_said_of_the_sample_runs(cli) -> None:
     for run in sorted(p for p in SAMPLE_RUNS.iterdir() if p.is_dir()):
         r = cli("inspect", run, "-f", "json")
-        assert "and footer as" not in r.stdout + r.stderr, run.name
+        assert "byte for byte" not in r.stdout + r.stderr, run.name
 
 
 def test_two_processes_files_of_one_size_are_not_said(cli, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_two_processes_files_of_one_size_are_not_said(cli, tmp_path: Path) -> No
     assert len(sizes) == 1  # the case: one size
     r = cli("summarize", tmp_path / "run", "-f", "json")
     assert r.exit_code == 0, r.stderr
-    assert "footer as" not in r.stderr
+    assert "byte for byte" not in r.stderr
 
 
 def test_every_unreadable_file_is_named(cli, tmp_path: Path) -> None:
@@ -118,3 +118,40 @@ def test_json_says_infinities_written_as_null(cli, tmp_path: Path) -> None:
     # A frame with no NaN nor infinity says nothing.
     ok = cli("summarize", SAMPLE_RUNS / "debate_grpo", "--split", "train", "-f", "json")
     assert "written as null" not in ok.stderr
+
+
+def test_a_copy_of_the_second_of_two_same_size_shards_is_said(cli, tmp_path: Path) -> None:
+    """Each file was compared with the first of its size only: p1 copied to p2, beside a p0 of p1's size, was
+    read (96 rows for 64) and not said."""
+    import pyarrow as pa
+
+    train = tmp_path / "run" / "samples" / "train"
+    train.mkdir(parents=True)
+    for p, reward in ((0, 1.0), (1, 0.0)):
+        t = pa.table(
+            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
+        )
+        pq.write_table(t, train / f"step_00000000.p{p}.parquet")
+    shutil.copyfile(train / "step_00000000.p1.parquet", train / "step_00000000.p2.parquet")
+    assert len({f.stat().st_size for f in train.iterdir()}) == 1  # the case: three files of one size
+    r = cli("summarize", tmp_path / "run", "-f", "json")
+    said = [line for line in r.stderr.splitlines() if "byte for byte" in line]
+    assert len(said) == 1 and "step_00000000.p2.parquet" in said[0] and "step_00000000.p1.parquet" in said[0]
+
+
+def test_files_without_statistics_of_one_footer_are_told_apart_by_their_data(cli, tmp_path: Path) -> None:
+    """Written without statistics nor compression, two processes' files of one size have one footer: their first
+    pages tell them apart."""
+    import pyarrow as pa
+
+    train = tmp_path / "run" / "samples" / "train"
+    train.mkdir(parents=True)
+    for p, reward in ((0, 1.0), (1, 0.0)):
+        t = pa.table(
+            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
+        )
+        pq.write_table(t, train / f"step_00000000.p{p}.parquet", write_statistics=False, compression="none")
+    a, b = (f.read_bytes() for f in sorted(train.iterdir()))
+    assert len(a) == len(b) and a[-200:] == b[-200:]  # the case: one size, one footer
+    r = cli("summarize", tmp_path / "run", "-f", "json")
+    assert r.exit_code == 0 and "byte for byte" not in r.stderr

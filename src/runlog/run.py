@@ -959,16 +959,17 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
 
 
 def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
-    """Say a Parquet sample file of the same split and step as another, of exactly the same size and row count:
-    a shard copied under another process's name (``step_8.p0.parquet`` copied to ``step_8.p2.parquet``) is a
-    file of its own to every key, and its rows count twice in every figure. Two writers' compressed files of
-    one step can be the same length (small files of fixed-width numbers), so a pair of the same size and rows
-    is said only where their footers are byte for byte the same too (their columns' sizes, offsets and
-    statistics: a copy's always are; read from the file's end, one read of a few KiB for each such pair), or,
-    in an object store, where their ETags are. ``runlog inspect --deep`` finds the repeated sample ids for
-    sure."""
-    alike: dict[tuple[str, str, int, int, int], str] = {}
-    by_path = {f.path: f for f in files}
+    """Say Parquet sample files of one split and step whose bytes are a copy's: a shard copied under another
+    process's name (``step_8.p0.parquet`` copied to ``step_8.p2.parquet``) is a file of its own to every key, and
+    its rows count twice in every figure. Only files of the same size and rows are compared (a listing's
+    figures: most steps have no such pair), and within those only where their ends and starts are byte for
+    byte the same (``_fingerprint``: the footer, with its columns' sizes, offsets and statistics, and the first
+    data pages; two writers' small files of fixed-width numbers can be one size, and without statistics one
+    footer), or, in an object store, their ETags. Each file is compared with every other of its size, not only
+    the first (a copy of the second of two same-size shards was missed). Which of two is the copy cannot be
+    told: both are named. A copy written again (another compression) is not found so: ``runlog inspect
+    --deep`` finds the repeated sample ids."""
+    alike: dict[tuple[str, str, int, int, int], list[FileInfo]] = {}
     for f in files:
         if (
             f.kind != "samples"
@@ -980,35 +981,46 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
             or f.path in said
         ):
             continue
-        first = alike.setdefault((f.layout, f.split, f.step, f.bytes, f.rows), f.path)
-        if first != f.path and _same_footer(by_path[first], f):
-            ctx.warn(
-                f.path,
-                f"the same size ({f.bytes:,} bytes), rows ({f.rows:,}) and footer as {first}, of the same split "
-                f"{f.split!r} and step {f.step}: a copy? both are read, so its rows count twice "
-                "(`runlog inspect --deep` finds repeated sample ids)",
-            )
+        alike.setdefault((f.layout, f.split, f.step, f.bytes, f.rows), []).append(f)
+    for group in alike.values():
+        if len(group) < 2:
+            continue
+        seen: dict[Any, str] = {}
+        for f in sorted(group, key=lambda f: f.path):
+            mark = _fingerprint(f)
+            if mark is None:
+                continue
+            first = seen.setdefault(mark, f.path)
+            if first != f.path:
+                ctx.warn(
+                    f.path,
+                    f"byte for byte the same as {first} as far as read (size {f.bytes:,} bytes, {f.rows:,} rows, "
+                    f"footer and first pages), of the same split {f.split!r} and step {f.step}: one is likely a copy "
+                    "of the other; both are read, so its rows count twice (`runlog inspect --deep` finds repeated "
+                    "sample ids)",
+                )
 
 
-def _same_footer(a: FileInfo, b: FileInfo) -> bool:
-    """Whether two Parquet files of the same size are one's copy: the same ETag in an object store (a copy
-    keeps it; two uploads of other bytes never share one), the same footer bytes on a local disk. Unknown
-    (no footer length, an unreadable file, no ETag): False, said nothing of."""
-    if isinstance(a.abspath, ObjectPath) or isinstance(b.abspath, ObjectPath):
-        tags = [s[1] if isinstance(s, tuple) and len(s) == 3 else None for s in (a.stamp, b.stamp)]
-        return tags[0] is not None and tags[0] == tags[1]
-    n = a.footer_bytes
-    if not n or n != b.footer_bytes:
-        return False
-    tails = []
-    for f in (a, b):
-        try:
-            with open(f.abspath, "rb") as fh:
-                fh.seek(-n, os.SEEK_END)
-                tails.append(fh.read(n))
-        except OSError:
-            return False
-    return tails[0] == tails[1]
+FINGERPRINT_HEAD = 64 << 10  # the bytes of a file's start read beside its footer (``_fingerprint``)
+
+
+def _fingerprint(f: FileInfo) -> Any:
+    """What tells a Parquet file's copy from another file of its size: its ETag in an object store (a copy keeps
+    it; two uploads of other bytes never share one), else its first ``FINGERPRINT_HEAD`` bytes (the first data
+    pages) and its footer. None where it cannot be told (no ETag, no footer length, a read that fails)."""
+    if isinstance(f.abspath, ObjectPath):
+        tag = f.stamp[1] if isinstance(f.stamp, tuple) and len(f.stamp) == 3 else None
+        return None if tag is None else ("etag", tag)
+    n = f.footer_bytes
+    if not n:
+        return None
+    try:
+        with open(f.abspath, "rb") as fh:
+            head = fh.read(FINGERPRINT_HEAD)
+            fh.seek(-n, os.SEEK_END)
+            return ("bytes", hashlib.blake2b(head + fh.read(n), digest_size=16).digest())
+    except OSError:
+        return None
 
 
 def _rows_beside(path: Any) -> str:

@@ -554,9 +554,8 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     out += _repeated_id_findings(s)
     out += _end_findings(s.run)
     # The run's problems: discovery's (inspect's) and those found while the checks read the data (a reader's
-    # warning is ``info``); then those only inspect's reading of the steps tells (steps lost before or after a
-    # split or a process: a ``warning``, as a gap is; steps beyond the int64 range), so that a run doctor calls
-    # healthy is not one inspect warns of.
+    # warning is ``info``); then those only inspect's reading of the steps tells (steps beyond the int64 range),
+    # so that a run doctor calls healthy is not one inspect finds an error in.
     for problems, warning in ((s.run.problems, "info"), (report.edges, "warning")):
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for p in problems:

@@ -122,8 +122,8 @@ class RunInspection:
     fidelity: list[dict[str, str]]
     writers: dict[str, Any] | None = None  # ``EndState.as_json()`` and its ``summary``; None: nothing to tell
     # Of ``problems``, those only this inspection tells (not discovery's, nor the gaps' and writers' that
-    # doctor has findings of its own for): steps lost before or after a split or a process, steps beyond the
-    # int64 range. ``doctor`` reports them too. Not in the JSON (they are in ``problems``).
+    # doctor has findings of its own for): steps beyond the int64 range. ``doctor`` reports them too. Not in the
+    # JSON (they are in ``problems``).
     edges: list[Problem] = field(default_factory=list)
 
     @property
@@ -174,9 +174,7 @@ class RunInspection:
         return self.as_dict().get(key, default)
 
 
-def step_gaps(
-    steps: list[int], known: list[int] | None = None, *, evidence: Iterable[int] = ()
-) -> tuple[int, list[list[int]]]:
+def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
     """The stride of a split's steps and the runs of missing steps between its first and last, as
     ``[[first_missing, last_missing], ...]``.
 
@@ -190,17 +188,14 @@ def step_gaps(
     file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule.
 
     Two steps have one difference, which tells no stride: their difference is taken (eval at 0 and 8 is no
-    gap), unless ``evidence`` (steps the run logged by other means, where no sample file is: ``inspect``
-    gives the scalars' steps) holds steps between them, which then set the stride with them: files of steps
-    0 and 9 only, in a run whose scalars log every step, miss steps 1-8. (``inspect_run`` gives the evidence
-    only where no other split keeps the stride it suggests: eval at 0 and 5 beside train every step is sparser by
-    design.)"""
+    gap), and ``inspect`` says the stride is not known (files of steps 0 and 9 only may be a schedule of every
+    9 steps, or a run that lost 1-8). The scalars' steps do not tell it: trainers log scalars more often than
+    they save samples (every 10 steps and every 50, the Flink team's notes), and a baseline evaluation at step
+    0 and a final one beside a train split saved every 10 steps are not 99 lost steps."""
     uniq = sorted(set(steps))
     if len(uniq) < 2:
         return 1, []
     every = sorted(set(uniq) | set(known or []))
-    if len(every) == 2:
-        every = sorted({*every, *(e for e in evidence if every[0] < e < every[1])})
     diffs = [b - a for a, b in zip(every, every[1:], strict=False)]
     stride = reduce(math.gcd, diffs) or 1
     if len(diffs) >= 3:
@@ -217,7 +212,6 @@ def step_gaps(
 
 # What told a split's stride (``RunInspection.step_stride_from``).
 STRIDE_FROM_STEPS = "steps"  # three steps or more: the gcd of their differences
-STRIDE_FROM_SCALARS = "scalars"  # two steps, and the scalars log steps between them (``step_gaps``' evidence)
 STRIDE_UNKNOWN = "unknown"  # one step, or two and nothing between: the stride shown is 1 or their difference
 
 
@@ -608,7 +602,6 @@ def _verdict_warnings(
     gaps: dict[str, list[list[int]]],
     strides: dict[str, int],
     named: dict[str, set[int]],
-    stride_from: dict[str, str] | None = None,
 ) -> list[Problem]:
     """What the report's tables show that the verdict must count too (a warning each, so that ``--strict``
     fails on them, as ``doctor`` does): a split's missing steps that no file names (lost steps, files deleted:
@@ -622,19 +615,9 @@ def _verdict_warnings(
         if not runs:
             continue
         lost = sum((b - a) // stride + 1 for a, b in runs)
-        why = ""
-        if (stride_from or {}).get(split) == STRIDE_FROM_SCALARS:
-            first, last = min(named.get(split, {0})), max(named.get(split, {0}))
-            why = (
-                f" (its files are of steps {first} and {last} only, which tell no stride: the scalars log steps "
-                f"between them, where no split has a sample file; or are samples written every {last - first} "
-                "steps?)"
-            )
         out.append(
             Problem(
-                ".",
-                WARNING,
-                f"split {split!r}: {lost} step(s) missing ({_shown(runs, stride)}): no file holds them{why}",
+                ".", WARNING, f"split {split!r}: {lost} step(s) missing ({_shown(runs, stride)}): no file holds them"
             )
         )
     end = run.end_state
@@ -664,17 +647,6 @@ def _shown(runs: list[list[int]], stride: int, limit: int = 6) -> str:
     return shown + (", ..." if len(runs) > limit else "")
 
 
-def _runs(steps: Iterable[int], stride: int) -> list[list[int]]:
-    """Sorted steps as ``[first, last]`` runs of steps ``stride`` apart."""
-    out: list[list[int]] = []
-    for x in sorted(steps):
-        if out and x == out[-1][1] + stride:
-            out[-1][1] = x
-        else:
-            out.append([x, x])
-    return out
-
-
 def _rows_per_split_step(run: Run, files: list[Any]) -> dict[tuple[str | None, int | None], int]:
     """Rows per (split, step) of sample files whose name and footer tell no one split or step (a train file with
     eval rows), read from their split and step columns, as every other command counts them."""
@@ -698,107 +670,6 @@ def _beyond_range(beyond: dict[str, list[int]]) -> list[Problem]:
                 "out of its split's steps and gaps",
             )
         )
-    return out
-
-
-# How many steps the scalars must log beyond a split's first or last step, where no split has a sample file,
-# for ``_scalar_edge_warnings`` to say them lost: one is what trainers log by design (a baseline evaluation before
-# the first training step, final metrics after the last).
-EDGE_MIN_STEPS = 2
-
-
-def _scalar_edge_warnings(
-    run: Run,
-    steps_by_split: dict[str, set[int]],
-    named_by_split: dict[str, set[int]],
-    strides: dict[str, int],
-    evidence: list[int],
-) -> list[Problem]:
-    """Steps a split lost before its first step or after its last, which its own steps cannot tell (a gap is
-    between the two): those the scalars log, on the split's stride, where no sample file of any split is
-    (``evidence``), ``EDGE_MIN_STEPS`` or more on a side. A split that starts later or ends sooner by design
-    (eval every 8 steps from step 8, beside a train split of every step) has another split's files at those
-    steps, so nothing is said of it; a split of one step has no stride to tell its steps by. After the last
-    step, nothing is said while a writer of the run holds its lock now (its last samples may be in flight
-    behind its scalars)."""
-    if not evidence:
-        return []
-    end = run.end_state
-    live = end.known and bool(end.alive)
-    out = []
-    for split in sorted(steps_by_split):
-        named = steps_by_split[split] | named_by_split.get(split, set())
-        if split == "?" or len(named) < 2:
-            continue
-        first, last, stride = min(named), max(named), max(1, strides.get(split, 1))
-        before = [e for e in evidence[: bisect.bisect_left(evidence, first)] if (first - e) % stride == 0]
-        after = [e for e in evidence[bisect.bisect_right(evidence, last) :] if (e - last) % stride == 0]
-        sides = [(before, "before", f"starts at step {first}", "")]
-        if not live:
-            sides.append((after, "after", f"ends at step {last}", ", a writer killed"))
-        for lost, side, where, killed in sides:
-            if len(lost) < EDGE_MIN_STEPS:
-                continue
-            out.append(
-                Problem(
-                    ".",
-                    WARNING,
-                    f"split {split!r} {where}, but the scalars log {len(lost)} step(s) {side} it on its stride where "
-                    f"no split has a sample file ({_shown(_runs(lost, stride), stride)}): their samples are lost "
-                    f"(files deleted, a copy in part{killed}), unless the split {where.split()[0]} there by design",
-                )
-            )
-    return out
-
-
-def _process_edge_warnings(run: Run, strides: dict[str, int]) -> list[Problem]:
-    """Steps of a split that other processes have files of, before a process's first file of it or after its
-    last (discovery says the steps between, ``native._missing_shards``): those steps hold none of that process's
-    samples (a shard lost, a process stopped or killed, or fewer processes after a resume). Said only where no
-    writer state files tell it (they say a process that closed with fewer files, or that stopped behind
-    the others: ``writers``), once per split, process and side."""
-    from ..formats.native import SAMPLE_RE
-
-    if run.end_state.known:
-        return []
-    by_split: dict[tuple[str, str], dict[int, set[int]]] = {}
-    for f in run.files:
-        m = SAMPLE_RE.search(f.path) if f.kind == "samples" else None
-        if m:
-            folder = f.path[: m.end("split")]
-            by_split.setdefault((folder, m["split"]), {}).setdefault(int(m["proc"]), set()).add(int(m["step"]))
-    out = []
-    for (folder, split), procs in sorted(by_split.items()):
-        if len(procs) < 2:
-            continue
-        stride = max(1, strides.get(split, 1))
-        every = sorted(set().union(*procs.values()))
-        for proc, have in sorted(procs.items()):
-            first, last = min(have), max(have)
-            for side, word, edge, cause in (
-                ("after", "last", last, "a process stopped or killed, or fewer processes after a resume"),
-                ("before", "first", first, "or more processes after a resume"),
-            ):
-                # Every step of the split past this process's edge is another process's (none is its own).
-                if side == "after":
-                    lost = every[bisect.bisect_right(every, last) :]
-                    holders = [p for p, s in sorted(procs.items()) if max(s) > last]
-                else:
-                    lost = every[: bisect.bisect_left(every, first)]
-                    holders = [p for p, s in sorted(procs.items()) if min(s) < first]
-                if not lost:
-                    continue
-                named = ", ".join(map(str, holders[:5])) + (", ..." if len(holders) > 5 else "")
-                out.append(
-                    Problem(
-                        folder,
-                        WARNING,
-                        f"process {proc}'s {word} file of split {split!r} is of step {edge}, but process "
-                        f"{named} has files of {len(lost)} step(s) {side} it ({_shown(_runs(lost, stride), stride)})"
-                        f": those steps hold none of process {proc}'s samples (a shard lost, {cause}; no writer "
-                        "state files tell which)",
-                    )
-                )
     return out
 
 
@@ -910,12 +781,6 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         if n == 0 and (split, step) not in not_empty:
             empty_steps.setdefault(split, []).append(step)
 
-    # The steps the scalars log where no sample file of any split is: evidence of steps a split lost, where its
-    # own steps cannot tell (two steps, or steps before its first and after its last). A step another split has
-    # files of is none: eval every 8 steps beside train every step misses nothing.
-    sampled = set().union(*named_by_split.values()) if named_by_split else set()
-    evidence = sorted(scalar_steps - sampled)
-
     steps: dict[str, list[int]] = {}
     gaps: dict[str, list[list[int]]] = {}
     strides: dict[str, int] = {}
@@ -928,16 +793,6 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         known = sorted(named_by_split.get(split, ()))
         strides[split], gaps[split] = step_gaps(sorted(s), known)
         stride_from[split] = STRIDE_FROM_STEPS if len(s | set(known)) >= 3 else STRIDE_UNKNOWN
-    # A split of two steps: the scalars' steps between them set its stride, unless another split's own steps
-    # keep the stride they suggest, or a finer one: that split is the one written at the scalars' steps, and this
-    # one is sparser by design (eval at 0 and 5 beside train every step, which lost step 3: no eval step lost).
-    for split in [x for x, basis in stride_from.items() if basis == STRIDE_UNKNOWN and len(steps_by_split[x]) == 2]:
-        stride, between = step_gaps(
-            sorted(steps_by_split[split]), sorted(named_by_split.get(split, ())), evidence=evidence
-        )
-        finer = any(b == STRIDE_FROM_STEPS and strides[o] <= stride for o, b in stride_from.items() if o != split)
-        if stride != strides[split] and not finer:
-            strides[split], gaps[split], stride_from[split] = stride, between, STRIDE_FROM_SCALARS
 
     scalars = ScalarSummary(records=rows_by_kind.get("scalars", 0))
     if any(f.kind == "scalars" and f.readable for f in files):
@@ -963,10 +818,6 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
     roles = run.role_names()
     roles += [r for r in data_roles if r not in roles]
     beyond_problems = _beyond_range(beyond)
-    edge_problems = [
-        *_scalar_edge_warnings(run, steps_by_split, named_by_split, strides, evidence),
-        *_process_edge_warnings(run, strides),
-    ]
     return RunInspection(
         run=str(run.root),
         name=run.name,
@@ -995,10 +846,9 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
             *run.problems,
             *writer_failures(run),
             *beyond_problems,
-            *_verdict_warnings(run, gaps, strides, named_by_split, stride_from),
-            *edge_problems,
+            *_verdict_warnings(run, gaps, strides, named_by_split),
         ],
-        edges=[*beyond_problems, *edge_problems],
+        edges=beyond_problems,
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

@@ -242,7 +242,7 @@ def _what_was_read(r: RunInspection) -> str:
 
 
 # How the Splits table shows what told a split's stride (``RunInspection.step_stride_from``).
-_STRIDE_NOTES = {"scalars": " (the scalars')", "unknown": " (not known)"}
+_STRIDE_NOTES = {"unknown": " (not known)"}
 
 
 def _splits(r: RunInspection) -> list[Any]:
@@ -280,8 +280,7 @@ def _splits(r: RunInspection) -> list[Any]:
         out.append(
             Text(
                 f"{names}: files of two steps only, which tell no stride: the stride shown is their difference, and "
-                "steps lost between them cannot be seen (no scalar is logged between them at a step where no split "
-                "has samples).",
+                "steps lost between them cannot be told from a sparser schedule.",
                 style="dim",
             )
         )
