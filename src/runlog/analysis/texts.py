@@ -576,11 +576,11 @@ def _texts_lazy(
     group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
-    if flags:
-        base.append(_unread(run).alias("__unread"))
     # The policy is elected over the run, not over the samples the filters keep: a step's text is the same whatever
     # is asked (read before ``run.samples``, which a file found unreadable while electing builds again).
     elected = policy_speaker(run) if not calls and reads_policy(text, per_role) else None
+    if flags:  # after the election: a file whose text it found unreadable is one of them
+        base.append(_unread(run).alias("__unread"))
     lf = apply_filters(run.samples, filters, roles_too=False)
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")

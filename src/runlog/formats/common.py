@@ -232,21 +232,28 @@ def footer_int_range(info: FileInfo, column: str) -> tuple[int, int] | None:
 
 
 def read_version_column(info: FileInfo, column: str = "schema_version") -> tuple[int, int] | None:
-    """Footer statistics first; otherwise read just that one (tiny) column."""
+    """Footer statistics first; otherwise read just that one (tiny) column. None also where the column cannot
+    be read: ``version_column`` tells that apart."""
+    return version_column(info, column)[0]
+
+
+def version_column(info: FileInfo, column: str = "schema_version") -> tuple[tuple[int, int] | None, str | None]:
+    """(the column's integer range or None, None), or (None, why its data could not be read): corrupt data
+    behind an intact footer is an unreadable file, not a column of no version."""
     rng = footer_int_range(info, column)
     if rng is not None or info.rows == 0:
-        return rng
+        return rng, None
     try:
         tbl = read_parquet_columns(info, [column])
-    except (OSError, pa.ArrowException, ValueError, RunlogError):
-        return None
+    except (OSError, pa.ArrowException, ValueError, RunlogError) as exc:
+        return None, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     import pyarrow.compute as pc
 
     try:
         mm = pc.min_max(tbl.column(0))
     except (pa.ArrowException, ValueError):
-        return None  # a type with no order (a list, a struct): the type check says so
-    return _int_range(mm["min"].as_py(), mm["max"].as_py())
+        return None, None  # a type with no order (a list, a struct): the type check says so
+    return _int_range(mm["min"].as_py(), mm["max"].as_py()), None
 
 
 def gate_version(

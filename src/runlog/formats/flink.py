@@ -42,9 +42,9 @@ from .common import (
     group_by_signature,
     per_file_value,
     probe_parquet,
-    read_version_column,
     scan_parquet,
     source_column,
+    version_column,
 )
 from .flink_text import GROUP_NOTE, TEXT_SOURCES, prompt_expr, with_conversations, with_prompt
 
@@ -121,7 +121,12 @@ class FlinkLayout(Layout):
         if "schema_version" in info.columns and info.rows == 0:
             version = 1  # no value to read: the column itself is v1's (v0 has none); a file of no rows, said below
         elif "schema_version" in info.columns:
-            rng = self._csv_version(info) if info.fmt == "csv" else read_version_column(info)
+            rng, error = (self._csv_version(info), None) if info.fmt == "csv" else version_column(info)
+            if error is not None:
+                message = f"corrupt data in schema_version (the footer is intact, without statistics): {error}"
+                ctx.problem(cand.rel, UNREADABLE, f"{message}; file skipped")
+                info.readable = False
+                return info
             if rng is None:
                 ctx.problem(cand.rel, MISSING_COLUMNS, "schema_version column is empty; file skipped")
                 info.readable = False

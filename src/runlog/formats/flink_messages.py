@@ -18,7 +18,8 @@ call they answer (``runlog.chat.from_openai_chat``).
 
 Per-agent JSON has no order across agents and usually no system or user message: the rendered string,
 when it parses, gives the order of the speakers and the prompt; without it the agents follow one another
-in the order written.
+in the order written. A v0 agent (no role) is the speaker whose turn has its text, whitespace aside; one
+matched to no speaker keeps its agent id and its place in the order written (``_merge``).
 
 When ``agent_trajectories`` is absent, empty, or not JSON of a known shape, the messages are parsed from
 the rendered ``trajectory`` (``<|role name=X id=Y|>`` headers with ``[tool_call ID NAME ARGS]`` lines, or
@@ -261,19 +262,38 @@ def _merge(
     transcript: list[dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
     """One conversation from per-agent message lists: the shared system / user messages first, then each
-    assistant turn (with the tool results that follow it) in the order of the transcript's speakers, matched
-    by text where the transcript shows it; turns the transcript does not place follow, agent by agent."""
+    assistant turn (with the tool results that follow it) in the order of the transcript's speakers.
+
+    An agent with no role of its own (v0 files have no ``role_assignments``) takes the speaker whose turn has
+    its text, whitespace aside (model output often ends in a newline the transcript leaves out); where one
+    agent and one speaker are left unmatched, they are each other. An agent still unmatched keeps its place
+    in the order written: its turns come before those of the agents written after it, so that a matched
+    agent never jumps ahead of it (the first speaker is the policy's text). Turns the transcript does not
+    place follow, agent by agent."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
     per_agent: list[tuple[str, list[dict[str, Any]]]] = []
+    named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
+    unmatched: list[int] = []  # those of them whose text is no speaker's
     for agent_id, role, raw in agents:
         role = role or assign.get(agent_id or "")
         msgs = _chat(raw, assign, role)
         if role is None:
-            role = _role_by_content(msgs, transcript) or agent_id or "agent"
-            for m in msgs:
-                if m["role"] == "assistant" and m.get("name") in (None, agent_id):
-                    m["name"] = role
-        per_agent.append((role, msgs))
+            named.append((len(per_agent), agent_id))
+            role = _role_by_content(msgs, transcript)
+            if role is None and any(m["role"] == "assistant" for m in msgs):
+                unmatched.append(len(per_agent))
+        per_agent.append((role or agent_id or "agent", msgs))
+    if len(unmatched) == 1:
+        taken = {role for role, _ in per_agent}
+        free = list(dict.fromkeys(str(m["name"]) for m in speakers if m.get("name") and m["name"] not in taken))
+        if len(free) == 1:
+            per_agent[unmatched[0]] = (free[0], per_agent[unmatched[0]][1])
+            unmatched = []
+    for k, agent_id in named:
+        role, msgs = per_agent[k]
+        for m in msgs:
+            if m["role"] == "assistant" and m.get("name") in (None, agent_id):
+                m["name"] = role
     prefix: list[dict[str, Any]] = []
     queues: dict[str, list[list[dict[str, Any]]]] = {}
     for role, msgs in per_agent:
@@ -284,14 +304,25 @@ def _merge(
                 prefix.append(msgs[i])
             i += 1
         queues.setdefault(role, []).extend(_units(msgs[i:]))
+    shown = {str(m["name"]) for m in speakers if m.get("name")}
+    unplaced = {per_agent[k][0] for k in unmatched} - shown
+    first_written: dict[str, int] = {}
+    for k, (role, _msgs) in enumerate(per_agent):
+        first_written.setdefault(role, k)
     out = list(prefix)
     for said in speakers:
-        queue = queues.get(said.get("name") or "")
+        name = said.get("name") or ""
+        queue = queues.get(name)
         if queue:
+            # Agents matched to no speaker, written before this one, keep their place before it.
+            for role, _msgs in per_agent[: first_written[name]]:
+                if role in unplaced:
+                    for unit in queues.pop(role, []):
+                        out.extend(unit)
             # The unit with the text the transcript shows, and any turns of that agent before it (a string
             # that leaves out a tool-calling turn); else the agent's next turn.
-            text = said.get("content") or ""
-            n = next((i + 1 for i, u in enumerate(queue) if _assistant_text(u) == text), 1)
+            text = _plain(said.get("content"))
+            n = next((i + 1 for i, u in enumerate(queue) if _plain(_assistant_text(u)) == text), 1)
             for unit in queue[:n]:
                 out.extend(unit)
             del queue[:n]
@@ -323,13 +354,19 @@ def _assistant_text(unit: list[dict[str, Any]]) -> str:
     return next((m.get("content") or "" for m in unit if m["role"] == "assistant"), "")
 
 
+def _plain(text: Any) -> str:
+    """A turn's text with its runs of whitespace as one space and none at its ends: what a per-agent turn
+    and the rendered transcript's turn of it share (the transcript drops a final newline, may re-space)."""
+    return " ".join(text.split()) if isinstance(text, str) else ""
+
+
 def _role_by_content(msgs: list[dict[str, Any]], transcript: list[dict[str, Any]] | None) -> str | None:
-    """The transcript speaker whose assistant message has the text of this agent's first one (agents of v0
-    files have no ``role_assignments``)."""
-    first = next((m["content"] for m in msgs if m["role"] == "assistant" and m.get("content")), None)
+    """The transcript speaker whose assistant message has the text of this agent's first one, whitespace
+    aside (agents of v0 files have no ``role_assignments``)."""
+    first = next((_plain(m["content"]) for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))), None)
     if first is None:
         return None
     for m in transcript or []:
-        if m["role"] == "assistant" and m.get("content") == first and m.get("name"):
+        if m["role"] == "assistant" and m.get("name") and _plain(m.get("content")) == first:
             return str(m["name"])
     return None
