@@ -288,6 +288,12 @@ def _struct_or_map_to_components(col: str, dtype: pl.DataType) -> pl.Expr:
                 pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
             )
         )
+    map_type = getattr(pl, "Map", None)
+    if map_type is not None and isinstance(dtype, map_type):
+        # polars 2 reads an Arrow map as its own type (older ones as the list of key/value structs below): its
+        # entries are that list. Left unread, every value of a map column was lost, unsaid.
+        c = c.map.entries()
+        dtype = pl.List(pl.Struct({"key": dtype.key, "value": dtype.value}))
     if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
         names = [f.name for f in dtype.inner.fields]
         if len(names) == 2:  # Arrow map<string, number> arrives as list<struct<key, value>>

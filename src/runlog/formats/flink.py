@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+from typing import Any
 
 from .. import schema as S
 from .._lazy import pl
@@ -307,6 +308,9 @@ class FlinkLayout(Layout):
             for n in components:
                 if n not in fields:
                     hidden.append(pl.lit(None, dtype=pl.Float64).alias(f"component/{n}"))
+                elif _is_map(schema["reward_metrics"]):
+                    value = pl.col("reward_metrics").map.get(n)
+                    hidden.append(value.cast(pl.Float64).alias(f"component/{n}"))
                 elif schema["reward_metrics"] == pl.String:
                     hidden.append(
                         pl.col("reward_metrics")
@@ -435,12 +439,26 @@ def probed_component_names(files: list[FileInfo]) -> list[str] | None:
     return names
 
 
+def _is_map(dtype: Any) -> bool:
+    """Whether ``dtype`` is polars' map type (polars 2 reads an Arrow ``map<string, double>`` as one; older
+    versions as a list of key/value structs, which no Flink writer gives as ``reward_metrics``)."""
+    map_type = getattr(pl, "Map", None)
+    return map_type is not None and isinstance(dtype, map_type)
+
+
 def _metric_fields(lf: pl.LazyFrame) -> list[str]:
     """Numeric field names of ``reward_metrics`` from the schema (struct), or parsed from CSV text cells."""
     schema = lf.collect_schema()
     dtype = schema.get("reward_metrics")
     if isinstance(dtype, pl.Struct):
         return [f.name for f in dtype.fields if f.dtype.is_numeric() or f.dtype == pl.Boolean]
+    if _is_map(dtype):
+        # An Arrow map (polars 2's own type): its keys are in the data, read as the text cells' are. Its values
+        # are read with ``map.get`` (``_numeric_frames``); a map of other values than numbers holds none.
+        if not (dtype.value.is_numeric() or dtype.value == pl.Boolean):  # type: ignore[union-attr]
+            return []
+        keys = pl.col("reward_metrics").map.keys().explode().drop_nulls().unique(maintain_order=True)
+        return [str(k) for k in lf.select(keys).collect().to_series().to_list()]
     if dtype == pl.String:
         cells = lf.select(pl.col("reward_metrics").drop_nulls().unique()).collect().to_series().to_list()
         names: list[str] = []
