@@ -116,6 +116,9 @@ keys = "role, step" if step else "role"
 # The per-sample columns: over the rows (samples) once, per step when grouped by step.
 comp_aggs = "".join(
     f', avg(c{i}) filter (where not isnan(c{i})) as {q("sample:component/" + n + "_mean")}'
+    f', count(c{i}) filter (where not isnan(c{i})) as {q("sample:component/" + n + "_count")}'
+    f', count(*) filter (where isnan(c{i})) as {q("sample:component/" + n + "_nan")}'
+    f', count(*) filter (where c{i} is null) as {q("sample:component/" + n + "_null")}'
     for i, n in enumerate(comps)
 )
 samples = f"select exception_info is not null as exc{comp_cols}{step_col} from {src}"

@@ -996,8 +996,12 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
                     f.path,
                     f"byte for byte the same as {first} as far as read (size {f.bytes:,} bytes, {f.rows:,} rows, "
                     f"footer and first pages), of the same split {f.split!r} and step {f.step}: one is likely a copy "
-                    "of the other; both are read, so its rows count twice (`runlog inspect --deep` finds repeated "
-                    "sample ids)",
+                    "of the other; both are read, so its rows count twice"
+                    + (
+                        " (`runlog inspect --deep` finds repeated sample ids)"
+                        if f.layout in ("runlog", "flink")
+                        else ""
+                    ),
                 )
 
 

@@ -96,6 +96,89 @@ ORPHAN_RESULTS = (
 )
 
 
+# Said once per file by ``JsonlSamples.say_repeats``.
+REPEATED_LINES = (
+    "{n} line(s) repeat an earlier line of this file record for record (first: line {line} repeats line "
+    "{earlier}): lines written twice (a retried writer, a file appended to itself?), each counted, so those "
+    "rollouts count twice; delete the copies to count each once"
+)
+REUSED_IDS = (
+    "{n} line(s) have the sample id of an earlier, different line of this file (first: line {line}, id {sid!r}, "
+    "as line {earlier}): each is counted, under one sample id (two collections in one file?)"
+)
+_NAN = object()  # NaN in a fingerprint: one value (NaN equals nothing, itself included)
+
+
+def fingerprint(rec: dict[str, Any]) -> frozenset[tuple[str, Any]]:
+    """A cheap key of a parsed record: its top-level scalar fields (a long text by its length and ends), and the
+    type and length of the others. Equal records have equal keys (whatever their fields' order); records with
+    equal keys are compared whole (``same_record``). No walk of nested values, no serialisation, and no long
+    text hashed whole (that would cost half as much as the parse)."""
+    out: list[tuple[str, Any]] = []
+    for k, v in rec.items():
+        if isinstance(v, str) and len(v) > 96:
+            v = (len(v), v[:48], v[-48:])
+        elif isinstance(v, float) and v != v:
+            v = _NAN
+        elif isinstance(v, (dict, list)):
+            v = (type(v).__name__, len(v))
+        out.append((k, v))
+    return frozenset(out)
+
+
+def same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two parsed records are the same record (NaN equal to NaN; field order ignored)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (ValueError, TypeError, RecursionError):
+        return False
+
+
+def _suffix_matches(keys: list[Any]) -> list[int]:
+    """``z[i]``: how many records end both ``keys`` and ``keys[: len(keys) - i]`` (the Z-function of the keys
+    reversed): the longest run ending ``i`` records before the file's end that the file's tail repeats. O(n)."""
+    rev = keys[::-1]
+    n = len(rev)
+    z = [0] * n
+    if n:
+        z[0] = n
+    lo = hi = 0
+    for i in range(1, n):
+        if i < hi:
+            z[i] = min(hi - i, z[i - lo])
+        while i + z[i] < n and rev[z[i]] == rev[i + z[i]]:
+            z[i] += 1
+        if i + z[i] > hi:
+            lo, hi = i, i + z[i]
+    return z
+
+
+def appended_copy(records: list[dict[str, Any]], keys: list[Any], prompts: list[str | None]) -> list[tuple[int, int]]:
+    """The file's last records where they repeat, in order, an earlier run of as many records (lines appended
+    again: the first ones, the last batch, the whole file): ``[(index, index of the earlier one)]``, or none.
+    For rollouts whose lines need not differ (no id, no timing: identical rollouts of one prompt are identical
+    lines), so only a run of at least 2 that holds at least 2 prompts counts: identical rollouts are of one
+    prompt, and two of them also repeated, adjacent and in the same order, is not expected."""
+    n = len(keys)
+    z = _suffix_matches(keys)
+    best, at = 0, 0
+    for i in range(1, n):
+        k = min(z[i], i)  # the earlier run ends i records before the end; the two runs do not overlap
+        if k > best:
+            best, at = k, i
+    if best < 2 or len(set(prompts[n - best :])) < 2:
+        return []
+    pairs: list[tuple[int, int]] = []
+    for t in range(1, best + 1):  # from the end back, while the records are the same whole
+        late, early = n - t, n - at - t
+        if not same_record(records[late], records[early]):
+            break
+        pairs.append((late, early))
+    if len(pairs) < 2 or len({prompts[i] for i, _ in pairs}) < 2:
+        return []
+    return sorted(pairs)
+
+
 def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.DataFrame:
     """Canonical-typed frame from row dicts (``_ROW_COLUMNS`` plus ``extra``), built column by column."""
     data: dict[str, pl.Series] = {
@@ -122,8 +205,18 @@ class JsonlSamples(Layout):
     # model said, and no error that explains it) are counted and said once per file.
     says_empty_completion: ClassVar[bool] = False
 
+    # Whether a line's sample id names one rollout (NeMo Gym's task and rollout index): an id an earlier,
+    # different line of the file has is said (``say_repeats``).
+    ids_name_lines: ClassVar[bool] = False
+
     def file_meta(self, info: FileInfo) -> None:
         """Set what the path tells (split, step) before the lines are read."""
+
+    def distinct_line(self, rec: dict[str, Any]) -> bool:
+        """Whether this record holds what makes each rollout's line its own (an id, a measured time): then a
+        line that repeats it record for record is a copy wherever it is. Otherwise (the default) identical
+        rollouts are identical lines, and only a run of lines appended again is told (``appended_copy``)."""
+        return False
 
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
@@ -151,6 +244,7 @@ class JsonlSamples(Layout):
         if any(p.kind == UNREADABLE and p.path == info.path for p in ctx.problems[before:]):
             info.readable = False
         rows: list[dict[str, Any]] = []
+        mapped: list[tuple[dict[str, Any], int]] = []  # (record, line) of each row
         state: dict[str, Any] = {"skipped_lines": res.skipped}
         for rec, line in zip(res.records, res.line_numbers, strict=True):
             try:
@@ -160,6 +254,7 @@ class JsonlSamples(Layout):
                 ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
                 continue
             rows.append(row)
+            mapped.append((rec, line))
             self.check_tool_calls(row.get("messages"), f"line {line}", state)
             if self.says_empty_completion and row.get("exception") is None and not _answered(row.get("messages")):
                 state.setdefault("no_completion", []).append(line)
@@ -170,11 +265,61 @@ class JsonlSamples(Layout):
                 state.setdefault(kind, []).append((line, raw))
         self._say_rewards(info, ctx, state)
         self.say_tallies(info, ctx, state)
+        self.say_repeats(mapped, rows, info, ctx)
         unmapped: set[str] = state.get("unmapped", set())
         if unmapped:
             names = ", ".join(sorted(unmapped)[:12]) + (" ..." if len(unmapped) > 12 else "")
             ctx.note(self.name, f"fields kept as JSON in the `extra` column: {names}")
         return self.finish(samples_frame(rows, info.path, self.name), state, info, ctx)
+
+    def say_repeats(
+        self, mapped: list[tuple[dict[str, Any], int]], rows: list[dict[str, Any]], info: FileInfo, ctx: RunContext
+    ) -> None:
+        """Lines that repeat an earlier line of the file record for record: said once per file with their count
+        and first line, and kept (each counted), as a repeated sample id of the native layout is. A copy is
+        told wherever it is among lines that are each their own (``distinct_line``), and, among the others, as
+        a run of lines appended again (``appended_copy``). Where the sample ids name lines (``ids_name_lines``),
+        an id that an earlier, different line has is said too. From the parsed records: a key of each one's
+        scalar fields, records compared whole only where keys meet."""
+        records = [rec for rec, _ in mapped]
+        lines = [line for _, line in mapped]
+        keys = [fingerprint(rec) for rec in records]
+        copies: dict[int, int] = {}  # row index: the index of the earlier row it repeats
+        seen: dict[Any, list[int]] = {}
+        for i, (rec, key) in enumerate(zip(records, keys, strict=True)):
+            if not self.distinct_line(rec):
+                continue
+            earlier = seen.setdefault(key, [])
+            j = next((j for j in earlier if same_record(records[j], rec)), None)
+            if j is None:
+                earlier.append(i)
+            else:
+                copies[i] = j
+        for i, j in appended_copy(records, keys, [r.get("prompt") for r in rows]):
+            copies.setdefault(i, j)
+        if copies:
+            first = min(copies)
+            ctx.warn(
+                info.path,
+                REPEATED_LINES.format(n=len(copies), line=lines[first], earlier=lines[copies[first]]),
+            )
+        if not self.ids_name_lines:
+            return
+        by_id: dict[Any, int] = {}
+        reused: list[tuple[int, int]] = []
+        for i, row in enumerate(rows):
+            sid = row.get("sample_id")
+            if sid is None:
+                continue
+            j = by_id.setdefault(sid, i)
+            if j != i and i not in copies:
+                reused.append((i, j))
+        if reused:
+            i, j = reused[0]
+            ctx.warn(
+                info.path,
+                REUSED_IDS.format(n=len(reused), line=lines[i], sid=rows[i]["sample_id"], earlier=lines[j]),
+            )
 
     def _say_rewards(self, info: FileInfo, ctx: RunContext, state: dict[str, Any]) -> None:
         field = self.reward_field

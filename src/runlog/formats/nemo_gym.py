@@ -75,6 +75,14 @@ class NemoGym(JsonlSamples):
             for obj in cand.json_lines()
         )
 
+    # ``{_ng_task_index}:{_ng_rollout_index}`` names one rollout of the collection.
+    ids_name_lines = True
+
+    def distinct_line(self, rec: dict[str, Any]) -> bool:
+        """A rollout's line is its own: its task and rollout index, and its response's id and creation time."""
+        indexed = rec.get("_ng_task_index") is not None and rec.get("_ng_rollout_index") is not None
+        return indexed or _dict(rec.get("response")).get("id") is not None
+
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
         self.warn_pooled(files, ctx, "point runlog at one rollouts file, or keep each collection in its own folder")
 

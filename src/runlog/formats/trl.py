@@ -75,18 +75,16 @@ def _folder_split(info: FileInfo) -> str:
     return "eval" if info.abspath.parent.name == "eval" else "train"
 
 
-def _rows_split(info: FileInfo, folder: str) -> str | None:
-    """The split of a file's rows (the reader's ``coalesce(mode, folder split)``): the folder's where it logs no
-    text ``mode`` (or only nulls there), the one value its footer statistics show where every row is of it (nulls
-    are the folder's); None (of several, or unknown) otherwise: such a file is never left out by a split filter,
-    and its rows are read to tell their splits."""
-    if info.columns.get("mode") not in _ARROW_TEXT:
-        return folder
+def _stat_values(info: FileInfo, column: str) -> tuple[set[Any], bool] | None:
+    """The values a column's footer statistics name (each row group's exact min and max, text decoded) and
+    whether it holds nulls; None where the footer cannot tell (no such column, a row group without statistics,
+    or with bounds that are not exact)."""
     md = info.footer.metadata if info.footer is not None else None
-    leaf = None if md is None else next((i for i in range(md.num_columns) if md.schema.column(i).path == "mode"), None)
+    leaf = None if md is None else next((i for i in range(md.num_columns) if md.schema.column(i).path == column), None)
     if md is None or leaf is None:
         return None
-    values: set[str] = set()
+    values: set[Any] = set()
+    nulls = False
     for rg in range(md.num_row_groups):
         group = md.row_group(rg)
         st = group.column(leaf).statistics
@@ -94,16 +92,67 @@ def _rows_split(info: FileInfo, folder: str) -> str | None:
             continue
         if st is None or not st.has_null_count:
             return None
-        if st.null_count:
-            values.add(folder)
+        nulls = nulls or st.null_count > 0
         if st.null_count == group.num_rows:
             continue
         exact = getattr(st, "is_min_value_exact", True) and getattr(st, "is_max_value_exact", True)
         if not st.has_min_max or not exact:
             return None
         for v in (st.min, st.max):
-            values.add(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            values.add(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+    return values, nulls
+
+
+def _rows_split(info: FileInfo, folder: str) -> str | None:
+    """The split of a file's rows (the reader's ``coalesce(mode, folder split)``): the folder's where it logs no
+    text ``mode`` (or only nulls there), the one value its footer statistics show where every row is of it (nulls
+    are the folder's); None (of several, or unknown) otherwise: such a file is never left out by a split filter,
+    and its rows are read to tell their splits."""
+    if info.columns.get("mode") not in _ARROW_TEXT:
+        return folder
+    found = _stat_values(info, "mode")
+    if found is None:
+        return None
+    values = {str(v) for v in found[0]} | ({folder} if found[1] else set())
     return values.pop() if len(values) == 1 else folder if not values else None
+
+
+def _whole_step(value: Any) -> int | None:
+    """A ``step`` value as an integer: TRL writes the step as text (``str(global_step)``), others as a number."""
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isascii() and text.lstrip("-").isdigit() else None
+    return S.whole_number(value)
+
+
+def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
+    """A file's rows whose ``step`` column is not the step its name tells (a copy of step 20 saved as
+    ``completions_00021``, a file renamed by hand): said, and the file stands for its rows' step, as a native
+    sample file does, so that step 20 is not counted a second time as a step 21 the run never had. From the
+    footer's statistics (no data read; TRL writes one step per file, as text); where they are missing or name
+    values that are not steps, the name's step stands, unsaid. Rows of several steps count at their own steps,
+    and the file stands for no one step."""
+    if info.step is None or not info.rows or "step" not in info.columns:
+        return
+    found = _stat_values(info, "step")
+    if found is None or not found[0]:
+        return
+    steps = {_whole_step(v) for v in found[0]}
+    if None in steps or steps == {info.step}:
+        return
+    ordered = sorted(s for s in steps if s is not None)
+    if len(ordered) == 1:
+        ctx.warn(
+            info.path, f"named step {info.step} but its rows are of step {ordered[0]}: they count at their own step"
+        )
+        info.step = ordered[0]
+        return
+    ctx.warn(
+        info.path,
+        f"named step {info.step} but its rows are of several steps ({ordered[0]} and {ordered[-1]} among them): "
+        "they count at their own steps",
+    )
+    info.step = None
 
 
 def _folder(info: FileInfo) -> str:
@@ -182,6 +231,8 @@ class Trl(Layout):
         if missing:
             ctx.problem(cand.rel, MISSING_COLUMNS, f"missing column(s) {', '.join(missing)}; file skipped")
             info.readable = False
+            return info
+        _check_named_step(info, ctx)
         return info
 
     def decided(self, files: list[FileInfo], ctx: RunContext) -> Any:
@@ -312,7 +363,7 @@ class Trl(Layout):
             source_column(group).alias("source"),
             step.alias("step"),
             split.alias("split"),
-            self._sample_id(group, several, file_step).alias("sample_id"),
+            self._sample_id(group, several, step).alias("sample_id"),
             reward.alias("reward"),
             comps.alias("reward_components"),
             prompt.alias("prompt"),
@@ -371,13 +422,14 @@ class Trl(Layout):
             )
 
     @staticmethod
-    def _sample_id(group: list[FileInfo], several: bool, file_step: pl.Expr) -> pl.Expr:
+    def _sample_id(group: list[FileInfo], several: bool, step: pl.Expr) -> pl.Expr:
+        """``{step}:{row}``: the file's step (the rows' own where the file stands for no one step)."""
         row = pl.int_range(pl.len()).over("source")
         if not several:
-            return pl.format("{}:{}", file_step, row)
+            return pl.format("{}:{}", step, row)
         folders = {str(f.abspath): f"{_folder(f)}/" if _folder(f) else "" for f in group}
         prefix = pl.col("source").replace_strict(folders, default="", return_dtype=pl.String)
-        return pl.format("{}{}:{}", prefix, file_step, row)
+        return pl.format("{}{}:{}", prefix, step, row)
 
     def _reward_value(
         self, col: str, dtype: pl.DataType, group: list[FileInfo], lf: pl.LazyFrame, ctx: RunContext

@@ -88,6 +88,12 @@ class Verl(JsonlSamples):
         # The split is told by the lines (``dump_split``), not the name: the name tells the step only.
         return None
 
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        # Sample ids are `{step}:{line}`: two dumps of one split and step share them all.
+        self.warn_pooled(
+            files, ctx, "verl writes one dump per split and step: a copy, or a dump kept under another name?"
+        )
+
     def content_run_folder(self, cand: Candidate) -> str | None:
         """A dump whose first lines carry the validation marker sits in the run's validation_data_dir: the run
         is the folder above (``rollout/`` beside ``valgen/``), whatever that folder is named."""
