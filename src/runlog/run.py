@@ -43,6 +43,9 @@ TEMP_SUFFIXES = (".tmp", ".partial")
 # null, as ``samples`` does: none of its samples is then in a prompt group). Not ``exception`` (the exception
 # rate counts it).
 TEXT_ONLY = ("messages", "completion", "trajectory", "prompt")
+# Of these (and of a layout's ``Layout.text_columns``), the ones that put samples in their prompt groups: kept
+# where they read when the rest of a file's text does not.
+GROUP_KEYS = ("prompt", "group_id")
 GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
 # How the problem of a file that failed to read and is no longer the version listed begins: rewritten while read.
 CHANGED = "changed while it was read (still being written?)"
@@ -72,9 +75,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _texts_read(carry: dict[str, pl.Expr]) -> set[str]:
-    """The ``TEXT_ONLY`` columns that the ``carry`` expressions of a numeric view read."""
-    return {c for e in carry.values() for c in e.meta.root_names() if c in TEXT_ONLY}
+def text_columns(layout: str) -> tuple[str, ...]:
+    """The columns of a file of ``layout`` that fail with its text: ``TEXT_ONLY`` and the layout's own
+    (``Layout.text_columns``: Flink's ``group_id`` is found from the conversation text)."""
+    return (*TEXT_ONLY, *get_layout(layout).text_columns)
+
+
+def _texts_read(carry: dict[str, pl.Expr], layouts: list[Layout]) -> set[str]:
+    """The text columns (``TEXT_ONLY``, ``Layout.text_columns``) that the ``carry`` expressions of a numeric
+    view read."""
+    texts = {*TEXT_ONLY, *(c for lay in layouts for c in lay.text_columns)}
+    return {c for e in carry.values() for c in e.meta.root_names() if c in texts}
 
 
 # How many times ``Run.collect`` reads again when no file fails but some changed since they were listed.
@@ -216,7 +227,7 @@ class Run:
         ``role, reward, kl`` and ``component/<name>`` floats; built per layout by its fastest route, and
         never reading a text column unless a ``carry`` expression asks for one."""
         comps = self.component_names() if components is None else components
-        texts = _texts_read(carry)
+        texts = _texts_read(carry, self.layouts)
         frames = []
         for lay in self.layouts:
             files = self.files_of(lay.name)
@@ -237,10 +248,9 @@ class Run:
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     def numeric_wide(self, carry: dict[str, pl.Expr], components: list[str], roles: list[str]) -> pl.LazyFrame | None:
-        """The wide numeric view (``Layout.scan_numeric_wide``), or None unless every layout offers it."""
-        texts = _texts_read(carry)
-        if texts and any(texts & set(f.unread) for f in self.files):
-            return None  # such a file's text is read as null by the long view (``numeric``) only
+        """The wide numeric view (``Layout.scan_numeric_wide``), or None unless every layout offers it. A file
+        whose text is unreadable (``FileInfo.unread``) is in it, that text null (the layout reads it so): a
+        summary planned on this view before a read found the file builds it again without it failing."""
         frames = []
         for lay in self.layouts:
             files = [f for f in self.files_of(lay.name) if f.kind == "samples" and f.readable]
@@ -384,16 +394,18 @@ class Run:
                     bad.append(f)
                     continue
                 failing, present = ([], []) if gone else self._failing_columns(f)
-                if failing and set(failing) <= set(TEXT_ONLY):
+                texts = text_columns(f.layout)
+                if failing and set(failing) <= set(texts):
                     # The texts go together (a sample's messages without its completion would mislead), but a
-                    # readable prompt stays: it is what puts the file's samples in their prompt groups.
-                    f.unread = tuple(c for c in TEXT_ONLY if c in present and (c != "prompt" or c in failing))
+                    # readable prompt or group id stays: it is what puts the file's samples in their groups.
+                    f.unread = tuple(c for c in texts if c in present and (c not in GROUP_KEYS or c in failing))
+                    grouped = " (and of prompt groups)" if set(GROUP_KEYS) & set(failing) else ""
                     self.ctx.problem(
                         f.path,
                         UNREADABLE,
                         f"its text could not be read ({', '.join(failing)}: corrupt data, the footer is intact: "
-                        f"{reason}): left out of diversity, format and trajectories"
-                        f"{' (and of prompt groups)' if 'prompt' in failing else ''}; its numbers are counted",
+                        f"{reason}): left out of diversity, format and trajectories{grouped}; its numbers are "
+                        "counted",
                     )
                 else:
                     named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
@@ -417,9 +429,9 @@ class Run:
     def _failing_columns(self, f: FileInfo) -> tuple[list[str], list[str]]:
         """The canonical columns of ``f`` that cannot be read, read through its layout, and all its canonical
         columns; none failing when its layout cannot build its frame, or every column reads on its own. The
-        columns other than ``TEXT_ONLY`` are read together first: where they read (the usual damage, a text page),
-        only the text columns are read one by one, not each of the file's columns (16 reads a file, 1,000
-        damaged files: seconds)."""
+        columns other than its text (``text_columns``) are read together first: where they read (the usual
+        damage, a text page), only the text columns are read one by one, not each of the file's columns (16
+        reads a file, 1,000 damaged files: seconds)."""
         try:
             lf = get_layout(f.layout).scan_samples([f], self.ctx)
             names = lf.collect_schema().names() if lf is not None else []
@@ -435,8 +447,9 @@ class Run:
                 return True
             return False
 
-        others = [c for c in names if c not in TEXT_ONLY]
-        suspects = [c for c in names if c in TEXT_ONLY] if others and not fails(others) else names
+        texts = text_columns(f.layout)
+        others = [c for c in names if c not in texts]
+        suspects = [c for c in names if c in texts] if others and not fails(others) else names
         return [c for c in suspects if fails([c])], names
 
     def forget_frames(self) -> None:

@@ -314,6 +314,11 @@ class Layout:
     # The sub-folders a run of this layout keeps its files in (a regex matched against the end of a file's
     # folder, for example ``samples/[^/]+``): ``run_folder`` strips them to find the run's own folder.
     own_folders: ClassVar[str | None] = None
+    # Its canonical columns, beyond the model's text (``run.TEXT_ONLY``), that hold text or are derived from
+    # it (Flink: the raw ``agent_trajectories`` and the ``group_id`` found from the prompt): they fail to read
+    # when the text does, so a file whose numbers read keeps them, with these read as null beside its text
+    # (``Run._quarantine_unreadable``), rather than being left out whole.
+    text_columns: ClassVar[tuple[str, ...]] = ()
 
     def detect(self, cand: Candidate) -> bool:
         raise NotImplementedError
@@ -404,7 +409,9 @@ class Layout:
     ) -> pl.LazyFrame | None:
         """One row per sample: ``carry``, ``component/<name>``, ``role:<r>:reward`` and ``role:<r>:kl`` for
         each role, ``__has_roles`` and ``__sample_reward``. Only layouts that store roles as flat columns
-        offer it (None here); summaries then need no row per role."""
+        offer it (None here); summaries then need no row per role. A file's ``FileInfo.unread`` columns are
+        read as null (its text unreadable, its numbers not): a summary planned on this view before the file
+        was found keeps it when it reads again (``Run.numeric_wide``)."""
         return None
 
     def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:

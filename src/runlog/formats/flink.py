@@ -102,6 +102,9 @@ class FlinkLayout(Layout):
     own_folders = "flink_logs"
     cache_probes = True
     one_file_per_step = True
+    # The raw conversation, and the group id found from its prompt (``with_conversations``): both fail to read
+    # where the text does (a file whose trajectory is not UTF-8), and the file's numbers are still counted.
+    text_columns = ("agent_trajectories", "group_id")
 
     def detect(self, cand: Candidate) -> bool:
         return cand.name.startswith("batch_debug_data_") and bool(NAME_RE.search(cand.name))
@@ -299,9 +302,15 @@ class FlinkLayout(Layout):
         self, files: list[FileInfo], ctx: RunContext, carry: dict[str, pl.Expr], components: list[str]
     ) -> list[tuple[pl.LazyFrame, list[str]]]:
         """Per file group: a canonical frame with ``component/<name>`` floats straight from the struct
-        fields and hidden ``__<role>__reward__`` / ``__<role>__kl__`` copies of the flat role columns."""
+        fields and hidden ``__<role>__reward__`` / ``__<role>__kl__`` copies of the flat role columns. A file
+        whose text cannot be read (``FileInfo.unread``) is a group of its own, that text null: the prompt
+        found from its trajectory would fail the read (its samples are then in no prompt group)."""
+        whole = [f for f in files if not f.unread]
+        parts: list[tuple[list[FileInfo], pl.LazyFrame, tuple[str, ...]]] = []
+        parts += [(g, lf, ()) for g, lf in self._groups(whole, ctx)] if whole else []
+        parts += [(g, lf, f.unread) for f in files if f.unread for g, lf in self._groups([f], ctx)]
         out = []
-        for group, raw in self._groups(files, ctx):
+        for group, raw, unread in parts:
             schema = raw.collect_schema()
             fields = _metric_fields(raw)
             hidden = []
@@ -319,7 +328,9 @@ class FlinkLayout(Layout):
                     )
                 else:
                     hidden.append(pl.col("reward_metrics").struct.field(n).cast(pl.Float64).alias(f"component/{n}"))
-            if "prompt" not in schema:
+            if "prompt" in unread:
+                hidden.append(pl.lit(None, dtype=pl.String).alias("prompt"))
+            elif "prompt" not in schema:
                 hidden.append(prompt_expr(schema))  # read only when a summary carries prompt groups
             roles = S.flink_role_names([c for c in schema.names() if c != "reward"])
             for r in roles:
@@ -328,6 +339,9 @@ class FlinkLayout(Layout):
                     expr = pl.col(src).cast(pl.Float64, strict=False) if src in schema else pl.lit(None, pl.Float64)
                     hidden.append(expr.alias(f"__{r}__{m}__"))
             lf = S.conform_samples(self._canonical(group, raw.with_columns(hidden)))
+            if unread:
+                canonical = lf.collect_schema()
+                lf = lf.with_columns(pl.lit(None, dtype=canonical[c]).alias(c) for c in unread if c in canonical)
             out.append((lf, roles))
         return out
 

@@ -1,0 +1,98 @@
+"""A Flink file whose ``trajectory`` holds invalid UTF-8 while its numbers are intact: Flink finds ``group_id`` (and
+the conversation) from that text, so those fail with it. The file keeps its numbers in every command (doctor's
+as summarize's, pyarrow's count), its texts are left out and said so, and its samples are in no prompt group
+(``Layout.text_columns``, ``Run._quarantine_unreadable``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from flink_gen import ROLES, write_flink_run
+from runlog import open_run
+from runlog.analysis.doctor import DoctorConfig, diagnose
+from runlog.analysis.series import RunSeries
+from runlog.analysis.summarize import summarize
+
+BAD = "flink_logs/batch_debug_data_train_3.parquet"
+ROWS = 12  # 3 prompts of 4 samples a step
+
+
+def break_trajectory(path: Path) -> None:
+    """Rewrite a Flink file so that one ``trajectory`` cell is not UTF-8 (uncompressed, no statistics of that
+    column, so that only its data page holds the bytes); every other column reads."""
+    table = pq.read_table(path)
+    cells = table.column("trajectory").to_pylist()
+    cells[0] = "MARKERXXXX" + cells[0]
+    table = table.set_column(table.schema.get_field_index("trajectory"), "trajectory", [cells])
+    stats = [c for c in table.column_names if c != "trajectory"]
+    pq.write_table(table, path, compression="NONE", use_dictionary=False, write_statistics=stats)
+    data = path.read_bytes()
+    assert data.count(b"MARKERXXXX") == 1
+    path.write_bytes(data.replace(b"MARKERXXXX", b"MARK\xff\xfe\xc3\x28XX"))
+
+
+def valid_role_rewards(root: Path) -> dict[str, int]:
+    """Valid rewards per role over every sample file, read with pyarrow (numbers only)."""
+    counts: dict[str, int] = {}
+    for f in sorted((root / "flink_logs").glob("*.parquet")):
+        table = pq.read_table(f, columns=[f"{r}_reward" for r in ROLES])
+        for r in ROLES:
+            valid = [x for x in table[f"{r}_reward"].to_pylist() if x is not None and not math.isnan(x)]
+            counts[r] = counts.get(r, 0) + len(valid)
+    return counts
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    root = write_flink_run(tmp_path / "run", steps=6).root
+    break_trajectory(root / BAD)
+    with pytest.raises(Exception):  # noqa: B017, PT011  (polars' own error: the text is not UTF-8)
+        pl.read_parquet(root / BAD)
+    return root
+
+
+def test_doctor_counts_the_numbers_of_a_flink_file_whose_trajectory_is_not_utf8(damaged: Path) -> None:
+    """Doctor reads the prompt groups from the text: the read fails on the file, which keeps its numbers (its
+    steps as summarize's), and is said once as a text left out, never "file skipped"."""
+    expected = valid_role_rewards(damaged)
+    assert expected == dict.fromkeys(ROLES, 6 * ROWS)
+    run = open_run(damaged)
+    s = RunSeries(run)
+    result = diagnose(run, DoctorConfig(), series=s)
+    per_role = s.per_role.group_by("role").agg(pl.col("reward_count").sum())
+    assert dict(zip(per_role["role"], per_role["reward_count"], strict=True)) == expected
+    assert s.total.filter(pl.col("step") == 3)["rows"].to_list() == [ROWS]
+    assert not [f for f in result.findings if f.kind == "step_gaps"]
+    [p] = run.problems
+    assert p.path == BAD and p.message.startswith("its text could not be read (group_id, prompt, ")
+    assert p.message.endswith("trajectories (and of prompt groups); its numbers are counted")
+    [f] = [f for f in run.files if f.path == BAD]
+    assert f.readable and {"group_id", "agent_trajectories", "trajectory", "prompt", "messages"} <= set(f.unread)
+    # summarize, numbers only (no text read, the file never found): the same figures per step and role.
+    fresh = summarize(open_run(damaged), ["role", "step"])
+    doctor = s.per_role.select("role", "step", "reward_count", "reward_mean").sort("role", "step")
+    assert fresh.select(doctor.columns).sort("role", "step").equals(doctor)
+
+
+def test_cli_doctor_summarize_and_metrics_agree_on_the_flink_file(damaged: Path, cli) -> None:
+    r = cli("doctor", damaged, "--format", "json")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr
+    findings = json.loads(r.stdout)["findings"]
+    [problem] = [f for f in findings if f["kind"] == "data_problem" and BAD in f["message"]]
+    assert "its numbers are counted" in problem["message"] and "file skipped" not in problem["message"]
+    # Prompt groups from the text: step 3's samples are in none (zero_adv_frac null there), and that is said.
+    r = cli("summarize", damaged, "--by", "step", "--prompt-groups", "--format", "json")
+    assert r.exit_code == 1 and "(and of prompt groups); its numbers are counted" in r.stderr, r.stderr
+    zero = {row["step"]: row["zero_adv_frac"] for row in json.loads(r.stdout)}
+    assert zero[3] is None and all(zero[s] is not None for s in range(6) if s != 3)
+    r = cli("metrics", "format", damaged, "--format", "json")
+    assert r.exit_code == 1 and "file skipped" not in r.stderr, r.stderr
+    assert "the text of their file could not be read (see the errors)" in r.stderr
+    rows = {row["step"]: row for row in json.loads(r.stdout)}
+    assert rows[3]["texts"] == 0 and rows[3]["no_text"] == ROWS and rows[2]["texts"] == ROWS
