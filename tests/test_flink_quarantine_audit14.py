@@ -96,3 +96,18 @@ def test_cli_doctor_summarize_and_metrics_agree_on_the_flink_file(damaged: Path,
     assert "the text of their file could not be read (see the errors)" in r.stderr
     rows = {row["step"]: row for row in json.loads(r.stdout)}
     assert rows[3]["texts"] == 0 and rows[3]["no_text"] == ROWS and rows[2]["texts"] == ROWS
+
+
+def test_the_policy_election_does_not_count_a_file_whose_text_could_not_be_read(tmp_path: Path) -> None:
+    """A run of more than 16 train files elects from 16 of them: a file whose text could not be read gives no
+    vote, but was among the files the note said were read to elect ("16 of its 20" for 15 that voted)."""
+    from runlog.analysis import texts as T
+
+    root = write_flink_run(tmp_path / "run", steps=20).root
+    break_trajectory(root / BAD)
+    run = open_run(root)
+    summarize(run, ["role"])  # a read that finds the file
+    run.collect(lambda: [run.samples.select("completion")])
+    assert [f.path for f in run.files if f.unread] == [BAD]
+    elected = T.policy_speaker(run)
+    assert elected.files is not None and elected.files[1] == 19, elected.files

@@ -366,8 +366,9 @@ ELECTION_FILES = 16  # and at most this many files (each is a scan of its own: 1
 
 def _election_pool(run: Run) -> list[Any]:
     """The sample files the election may read: the readable ones of the train split (or of none), else all the
-    readable ones (eval never votes where train has files)."""
-    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    readable ones (eval never votes where train has files). A file whose text could not be read (``unread``)
+    has no vote to give: it is not one of them (the note counted it among the files read to elect)."""
+    files = [f for f in run.files if f.kind == "samples" and f.text_readable]
     return [f for f in files if f.split in (POLICY_SPLIT, None)] or files
 
 
