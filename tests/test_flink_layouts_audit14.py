@@ -60,9 +60,9 @@ def test_v0_agent_matched_to_its_speaker_whitespace_aside(solver: str) -> None:
     assert c.completion == solver
 
 
-def test_v0_unmatched_agent_keeps_its_place_before_the_matched_ones() -> None:
-    """Two agents whose texts the transcript shows otherwise (a <think> block left out): no speaker is theirs,
-    and the judge, matched, does not jump ahead of them; the policy's text stays the first agent's."""
+def test_v0_agents_whose_reasoning_the_transcript_leaves_out_are_matched() -> None:
+    """Two agents whose texts the transcript shows without their <think> blocks: matched by that text, so the
+    judge does not come first; the policy's text stays the solver's."""
     a0, a1, judge = "<think>x</think>A", "<think>y</think>V", "Verdict: ACCEPT"
     c = conversation(agents([a0], [a1], [judge]), transcript(("solver", "A"), ("verifier", "V"), ("judge", judge)))
     assert c.messages is not None
@@ -174,3 +174,16 @@ def test_metrics_format_says_a_text_that_could_not_be_read_is_why_samples_are_sk
     assert "no messages and a null completion" not in r.stderr
     rows = {row["step"]: row for row in json.loads(r.stdout)}
     assert rows[3]["texts"] == 0 and rows[3]["no_text"] == 8 and rows[1]["texts"] == 8
+
+
+def test_v0_order_written_decides_nothing_before_the_transcript() -> None:
+    """A review of the fix above: agents the transcript does not show (raw texts) were placed by the order they
+    are written in, so the same conversation written in reverse read the judge as the policy. Per-agent JSON has
+    no order across agents: the transcript's speakers come first, whatever the order written."""
+    solver, raw_v, raw_j = "<think>t</think><answer>4</answer>", "[raw] checks", "[raw] verdict"
+    shown = transcript(("solver", "<answer>4</answer>"), ("verifier", "checks"), ("judge", "verdict"))
+    for order in (agents([solver], [raw_v], [raw_j]), agents([raw_j], [raw_v], [solver])):
+        c = conversation(order, shown)
+        assert c.messages is not None
+        assert [m for m in c.messages if m["role"] == "assistant"][0]["content"] == solver
+        assert c.completion == solver

@@ -19,7 +19,7 @@ call they answer (``runlog.chat.from_openai_chat``).
 Per-agent JSON has no order across agents and usually no system or user message: the rendered string,
 when it parses, gives the order of the speakers and the prompt; without it the agents follow one another
 in the order written. A v0 agent (no role) is the speaker whose turn has its text, whitespace aside; one
-matched to no speaker keeps its agent id and its place in the order written (``_merge``).
+matched to no speaker keeps its agent id, its turns after the transcript's speakers (``_merge``).
 
 When ``agent_trajectories`` is absent, empty, or not JSON of a known shape, the messages are parsed from
 the rendered ``trajectory`` (``<|role name=X id=Y|>`` headers with ``[tool_call ID NAME ARGS]`` lines, or
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -266,10 +267,10 @@ def _merge(
 
     An agent with no role of its own (v0 files have no ``role_assignments``) takes the speaker whose turn has
     its text, whitespace aside (model output often ends in a newline the transcript leaves out); where one
-    agent and one speaker are left unmatched, they are each other. An agent still unmatched keeps its place
-    in the order written: its turns come before those of the agents written after it, so that a matched
-    agent never jumps ahead of it (the first speaker is the policy's text). Turns the transcript does not
-    place follow, agent by agent."""
+    agent and one speaker are left unmatched, they are each other. Turns the transcript does not place (an
+    agent still unmatched) follow, agent by agent: per-agent JSON has no order across agents, so the order
+    it is written in decides nothing before the transcript's (a review found the judge read as the policy
+    when the agents were written in reverse)."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
     per_agent: list[tuple[str, list[dict[str, Any]]]] = []
     named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
@@ -304,25 +305,15 @@ def _merge(
                 prefix.append(msgs[i])
             i += 1
         queues.setdefault(role, []).extend(_units(msgs[i:]))
-    shown = {str(m["name"]) for m in speakers if m.get("name")}
-    unplaced = {per_agent[k][0] for k in unmatched} - shown
-    first_written: dict[str, int] = {}
-    for k, (role, _msgs) in enumerate(per_agent):
-        first_written.setdefault(role, k)
     out = list(prefix)
     for said in speakers:
         name = said.get("name") or ""
         queue = queues.get(name)
         if queue:
-            # Agents matched to no speaker, written before this one, keep their place before it.
-            for role, _msgs in per_agent[: first_written[name]]:
-                if role in unplaced:
-                    for unit in queues.pop(role, []):
-                        out.extend(unit)
             # The unit with the text the transcript shows, and any turns of that agent before it (a string
             # that leaves out a tool-calling turn); else the agent's next turn.
             text = _plain(said.get("content"))
-            n = next((i + 1 for i, u in enumerate(queue) if _plain(_assistant_text(u)) == text), 1)
+            n = next((i + 1 for i, u in enumerate(queue) if text in _forms(_assistant_text(u))), 1)
             for unit in queue[:n]:
                 out.extend(unit)
             del queue[:n]
@@ -354,6 +345,11 @@ def _assistant_text(unit: list[dict[str, Any]]) -> str:
     return next((m.get("content") or "" for m in unit if m["role"] == "assistant"), "")
 
 
+def _forms(text: Any) -> tuple[str, str]:
+    """The forms of a turn's text a transcript may show: whitespace aside, and without its reasoning too."""
+    return _plain(text), _unthought(text)
+
+
 def _plain(text: Any) -> str:
     """A turn's text with its runs of whitespace as one space and none at its ends: what a per-agent turn
     and the rendered transcript's turn of it share (the transcript drops a final newline, may re-space)."""
@@ -362,11 +358,23 @@ def _plain(text: Any) -> str:
 
 def _role_by_content(msgs: list[dict[str, Any]], transcript: list[dict[str, Any]] | None) -> str | None:
     """The transcript speaker whose assistant message has the text of this agent's first one, whitespace
-    aside (agents of v0 files have no ``role_assignments``)."""
-    first = next((_plain(m["content"]) for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))), None)
+    aside, or that text without its ``<think>`` blocks (a renderer that leaves the reasoning out of the
+    transcript): agents of v0 files have no ``role_assignments``."""
+    first = next((m["content"] for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))), None)
     if first is None:
         return None
-    for m in transcript or []:
-        if m["role"] == "assistant" and m.get("name") and _plain(m.get("content")) == first:
-            return str(m["name"])
+    said = [m for m in transcript or [] if m["role"] == "assistant" and m.get("name")]
+    for form in (_plain, _unthought):
+        mine = form(first)
+        for m in said:
+            if mine and _plain(m.get("content")) == mine:
+                return str(m["name"])
     return None
+
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def _unthought(text: Any) -> str:
+    """``_plain`` of a turn's text without its closed ``<think>`` blocks."""
+    return _plain(_THINK.sub(" ", text)) if isinstance(text, str) else ""
