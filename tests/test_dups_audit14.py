@@ -105,11 +105,13 @@ def _verl(prompt: int, output: str = "<answer>4</answer>", score: float = 1.0) -
     return json.dumps({"input": f"user: solve {prompt}", "output": output, "gts": "4", "score": score, "step": 3})
 
 
-def test_verl_lines_appended_again_are_said(cli, tmp_path: Path) -> None:  # noqa: ANN001
-    lines = [_verl(i, f"<answer>{i}</answer>", i / 4) for i in range(6)]
-    _write_lines(tmp_path / "run" / "rollout" / "3.jsonl", lines + lines[:2])
-    (msg,) = _repeats(_inspect(cli, tmp_path / "run"))
-    assert msg.startswith(f"2 line(s) {REPEATED} (first: line 7 repeats line 1)")
+def test_verl_an_eval_set_dumped_k_times_is_not_said(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    """verl lines carry no id or timing: a greedy validation dump of an eval set repeated 4 times (avg@k) repeats
+    its lines in order, as a file appended to itself would; it is healthy (a first version of this check said it,
+    advising to delete real samples), so no run of lines is said."""
+    lines = [_verl(i, f"<answer>{i}</answer>", i / 4) for i in range(3)]
+    _write_lines(tmp_path / "run" / "rollout" / "3.jsonl", lines * 4)
+    assert _repeats(_inspect(cli, tmp_path / "run")) == []
 
 
 def test_verl_identical_rollouts_of_one_prompt_are_not_said(cli, tmp_path: Path) -> None:  # noqa: ANN001

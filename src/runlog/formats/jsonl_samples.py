@@ -134,51 +134,6 @@ def same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
         return False
 
 
-def _suffix_matches(keys: list[Any]) -> list[int]:
-    """``z[i]``: how many records end both ``keys`` and ``keys[: len(keys) - i]`` (the Z-function of the keys
-    reversed): the longest run ending ``i`` records before the file's end that the file's tail repeats. O(n)."""
-    rev = keys[::-1]
-    n = len(rev)
-    z = [0] * n
-    if n:
-        z[0] = n
-    lo = hi = 0
-    for i in range(1, n):
-        if i < hi:
-            z[i] = min(hi - i, z[i - lo])
-        while i + z[i] < n and rev[z[i]] == rev[i + z[i]]:
-            z[i] += 1
-        if i + z[i] > hi:
-            lo, hi = i, i + z[i]
-    return z
-
-
-def appended_copy(records: list[dict[str, Any]], keys: list[Any], prompts: list[str | None]) -> list[tuple[int, int]]:
-    """The file's last records where they repeat, in order, an earlier run of as many records (lines appended
-    again: the first ones, the last batch, the whole file): ``[(index, index of the earlier one)]``, or none.
-    For rollouts whose lines need not differ (no id, no timing: identical rollouts of one prompt are identical
-    lines), so only a run of at least 2 that holds at least 2 prompts counts: identical rollouts are of one
-    prompt, and two of them also repeated, adjacent and in the same order, is not expected."""
-    n = len(keys)
-    z = _suffix_matches(keys)
-    best, at = 0, 0
-    for i in range(1, n):
-        k = min(z[i], i)  # the earlier run ends i records before the end; the two runs do not overlap
-        if k > best:
-            best, at = k, i
-    if best < 2 or len(set(prompts[n - best :])) < 2:
-        return []
-    pairs: list[tuple[int, int]] = []
-    for t in range(1, best + 1):  # from the end back, while the records are the same whole
-        late, early = n - t, n - at - t
-        if not same_record(records[late], records[early]):
-            break
-        pairs.append((late, early))
-    if len(pairs) < 2 or len({prompts[i] for i, _ in pairs}) < 2:
-        return []
-    return sorted(pairs)
-
-
 def samples_frame(rows: list[dict[str, Any]], source: str, layout: str) -> pl.DataFrame:
     """Canonical-typed frame from row dicts (``_ROW_COLUMNS`` plus ``extra``), built column by column."""
     data: dict[str, pl.Series] = {
@@ -215,7 +170,7 @@ class JsonlSamples(Layout):
     def distinct_line(self, rec: dict[str, Any]) -> bool:
         """Whether this record holds what makes each rollout's line its own (an id, a measured time): then a
         line that repeats it record for record is a copy wherever it is. Otherwise (the default) identical
-        rollouts are identical lines, and only a run of lines appended again is told (``appended_copy``)."""
+        rollouts are identical lines, and a copy cannot be told from them (``say_repeats``)."""
         return False
 
     def map_record(
@@ -277,10 +232,12 @@ class JsonlSamples(Layout):
     ) -> None:
         """Lines that repeat an earlier line of the file record for record: said once per file with their count
         and first line, and kept (each counted), as a repeated sample id of the native layout is. A copy is
-        told wherever it is among lines that are each their own (``distinct_line``), and, among the others, as
-        a run of lines appended again (``appended_copy``). Where the sample ids name lines (``ids_name_lines``),
-        an id that an earlier, different line has is said too. From the parsed records: a key of each one's
-        scalar fields, records compared whole only where keys meet."""
+        told wherever it is among lines that are each their own (``distinct_line``); among the others (no id, no
+        measured time) it is not told: identical rollouts of one prompt are identical lines, and a dump of an
+        eval set repeated k times (avg@k, temperature 0) repeats its lines in order, as a file appended to
+        itself would (a first version said those; a review found them healthy). Where the sample ids name lines
+        (``ids_name_lines``), an id that an earlier, different line has is said too. From the parsed records: a
+        key of each one's scalar fields, records compared whole only where keys meet."""
         records = [rec for rec, _ in mapped]
         lines = [line for _, line in mapped]
         keys = [fingerprint(rec) for rec in records]
@@ -295,8 +252,6 @@ class JsonlSamples(Layout):
                 earlier.append(i)
             else:
                 copies[i] = j
-        for i, j in appended_copy(records, keys, [r.get("prompt") for r in rows]):
-            copies.setdefault(i, j)
         if copies:
             first = min(copies)
             ctx.warn(
