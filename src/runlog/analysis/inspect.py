@@ -375,10 +375,7 @@ def _components_query(run: Run) -> pl.LazyFrame:
     samples = run.samples.select(pl.len().cast(pl.Int64).alias("count"))
     value = pl.col("value")
     per_name = (
-        run.samples.select(pl.col("reward_components").explode())
-        .filter(pl.col("reward_components").is_not_null())
-        .unnest("reward_components")
-        .filter(pl.col("name").is_not_null())
+        first_components(run.samples.select("reward_components"))
         .group_by("name")
         .agg(
             value.is_not_null().sum().cast(pl.Int64).alias("values"),
@@ -390,6 +387,22 @@ def _components_query(run: Run) -> pl.LazyFrame:
         per_name.join(samples, how="cross")
         .select("name", "count", (pl.col("count") - pl.col("values")).alias("null"), "nan", "inf")
         .sort("name")
+    )
+
+
+def first_components(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``lf``'s rows (a ``reward_components`` column and any others), one row per sample and component name
+    (``name``, ``value``): where a sample names a component twice, its first entry, as every summary reads it
+    (``formats.base.component_value``). Counting both entries made ``inspect --deep`` count two values where
+    summarize counts one, and the W&B upload log their mean."""
+    return (
+        lf.with_row_index("__sample__")
+        .explode("reward_components")
+        .filter(pl.col("reward_components").is_not_null())
+        .unnest("reward_components")
+        .filter(pl.col("name").is_not_null())
+        .unique(subset=["__sample__", "name"], keep="first", maintain_order=True)
+        .drop("__sample__")
     )
 
 

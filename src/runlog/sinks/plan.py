@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._lazy import pl
+from ..analysis.inspect import first_components
 from ..analysis.scalars import alias_collisions, aliased, merge_shards
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
@@ -516,10 +517,8 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]], un
     def build() -> list[pl.LazyFrame]:  # the frames built inside: a file found corrupt is then left out
         totals = run.samples.group_by("split", "step").agg(_mean(pl.col("reward").filter(valid)).alias("m"), pl.len())
         comps = (
-            run.samples.select("split", "step", pl.col("reward_components").alias("c"))
-            .explode("c")
-            .unnest("c")
-            .filter(pl.col("name").is_not_null() & pl.col("value").is_not_null() & pl.col("value").is_not_nan())
+            first_components(run.samples.select("split", "step", "reward_components"))
+            .filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan())
             .group_by("split", "step", "name")
             .agg(pl.col("value").mean())
         )
