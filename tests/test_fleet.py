@@ -348,15 +348,20 @@ def _per_run_check(result, fleet, inner, names=FLEET_RUNS, skip=()):
         expected = S.summarize(open_run(fleet / name), keys, split_key=False)
         rows = frame.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, skip=skip, what=f"{name} by {inner}")
-        extra = [c for c in rows.columns if c not in expected.columns]
-        # Another run's components: this run has no value of them, and every sample of its rows is without them
-        # (null), as a run whose early steps lack a component counts those steps' samples.
-        assert all(rows[c].null_count() == rows.height for c in extra if c.endswith("_mean")), (name, extra)
-        assert all((rows[c] == 0).all() for c in extra if c.endswith(("_count", "_nan"))), (name, extra)
-        for c in (c for c in extra if c.endswith("_null")):
-            samples = rows["reward_count"] + rows["reward_nan"] + rows["reward_null"]
-            assert (rows[c] == samples).all() if "role" not in rows.columns else rows[c].min() >= 1, (name, c)
-        assert all(c.endswith(("_mean", "_count", "_nan", "_null")) for c in extra), (name, extra)
+        _others_components(rows, expected, name)
+
+
+def _others_components(rows: pl.DataFrame, expected: pl.DataFrame, name: str) -> None:
+    """Another run's components in ``rows`` (one run's rows of a fleet): this run has no value of them, and every
+    sample of its rows is without them (null), as a run whose early steps lack a component counts those steps'
+    samples."""
+    extra = [c for c in rows.columns if c not in expected.columns]
+    assert all(rows[c].null_count() == rows.height for c in extra if c.endswith("_mean")), (name, extra)
+    assert all((rows[c] == 0).all() for c in extra if c.endswith(("_count", "_nan"))), (name, extra)
+    for c in (c for c in extra if c.endswith("_null")):
+        samples = rows["reward_count"] + rows["reward_nan"] + rows["reward_null"]
+        assert (rows[c] == samples).all() if "role" not in rows.columns else rows[c].min() >= 1, (name, c)
+    assert all(c.endswith(("_mean", "_count", "_nan", "_null")) for c in extra), (name, extra)
 
 
 @pytest.mark.parametrize("inner", [["role"], ["role", "step"], ["split"], ["split", "role"], []])
@@ -780,15 +785,7 @@ def test_cli_metrics_format_by_run(cli, fleet):
         expected = M.format_frame(open_run(fleet / name), "open-r1", ["split"], split_key=False)
         rows = df.filter(pl.col("run") == name).drop("run")
         assert_close(rows.select(expected.columns), expected, rel=1e-12, what=name)
-        extra = [c for c in rows.columns if c not in expected.columns]
-        # Another run's components: this run has no value of them, and every sample of its rows is without them
-        # (null), as a run whose early steps lack a component counts those steps' samples.
-        assert all(rows[c].null_count() == rows.height for c in extra if c.endswith("_mean")), (name, extra)
-        assert all((rows[c] == 0).all() for c in extra if c.endswith(("_count", "_nan"))), (name, extra)
-        for c in (c for c in extra if c.endswith("_null")):
-            samples = rows["reward_count"] + rows["reward_nan"] + rows["reward_null"]
-            assert (rows[c] == samples).all() if "role" not in rows.columns else rows[c].min() >= 1, (name, c)
-        assert all(c.endswith(("_mean", "_count", "_nan", "_null")) for c in extra), (name, extra)
+        _others_components(rows, expected, name)
     # With a step key, each run's rows equal the single-run command's output.
     r = cli("metrics", "format", f"{fleet}/seed[02]", "--spec", "open-r1", "--by", "run", "--by", "step", "-f", "csv")
     assert r.exit_code == 0

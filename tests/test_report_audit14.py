@@ -13,7 +13,6 @@ here from what the test wrote, not with runlog):
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -33,18 +32,7 @@ from runlog.report import build_report  # noqa: E402
 from runlog.writer import RunWriter  # noqa: E402
 from test_inspect_ai import sample as inspect_sample  # noqa: E402
 from test_inspect_ai import write_json_log  # noqa: E402
-
-
-def text_of(page: str) -> str:
-    """The page as one line of text: images dropped, tags removed, entities decoded."""
-    page = re.sub(r"data:image/png;base64,[^\"]+", "", page)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def section(page: str, anchor: str) -> str:
-    start = page.index(f'<h2 id="{anchor}">')
-    end = page.find("<h2 ", start + 5)
-    return page[start : end if end > 0 else len(page)]
+from test_report_audit12 import section, text_of  # noqa: E402
 
 
 def sample(step: int, i: int, role: str = "P", **extra: Any) -> dict[str, Any]:

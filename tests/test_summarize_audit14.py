@@ -24,6 +24,21 @@ def _copy_run(tmp_path: Path) -> Path:
     return run
 
 
+def _two_shards(tmp_path: Path, **options: object) -> Path:
+    """The train folder of a run of two processes' files of step 0, one sample each (rewards 1 and 0): small files
+    of fixed-width numbers, of one size. ``options``: pyarrow's ``write_table`` options."""
+    import pyarrow as pa
+
+    train = tmp_path / "run" / "samples" / "train"
+    train.mkdir(parents=True)
+    for p, reward in ((0, 1.0), (1, 0.0)):
+        t = pa.table(
+            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
+        )
+        pq.write_table(t, train / f"step_00000000.p{p}.parquet", **options)
+    return train
+
+
 def test_a_shard_copied_under_another_process_is_said_by_summarize(cli, tmp_path: Path) -> None:
     run = _copy_run(tmp_path)
     train = run / "samples" / "train"
@@ -48,15 +63,7 @@ def test_no_copy_is_said_of_the_sample_runs(cli) -> None:
 
 def test_two_processes_files_of_one_size_are_not_said(cli, tmp_path: Path) -> None:
     """Two writers' small files of fixed-width numbers can be of one size: only a copy's footer is the same."""
-    import pyarrow as pa
-
-    train = tmp_path / "run" / "samples" / "train"
-    train.mkdir(parents=True)
-    for p, reward in ((0, 1.0), (1, 0.0)):
-        t = pa.table(
-            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
-        )
-        pq.write_table(t, train / f"step_00000000.p{p}.parquet")
+    train = _two_shards(tmp_path)
     sizes = {f.stat().st_size for f in train.iterdir()}
     assert len(sizes) == 1  # the case: one size
     r = cli("summarize", tmp_path / "run", "-f", "json")
@@ -123,15 +130,7 @@ def test_json_says_infinities_written_as_null(cli, tmp_path: Path) -> None:
 def test_a_copy_of_the_second_of_two_same_size_shards_is_said(cli, tmp_path: Path) -> None:
     """Each file was compared with the first of its size only: p1 copied to p2, beside a p0 of p1's size, was
     read (96 rows for 64) and not said."""
-    import pyarrow as pa
-
-    train = tmp_path / "run" / "samples" / "train"
-    train.mkdir(parents=True)
-    for p, reward in ((0, 1.0), (1, 0.0)):
-        t = pa.table(
-            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
-        )
-        pq.write_table(t, train / f"step_00000000.p{p}.parquet")
+    train = _two_shards(tmp_path)
     shutil.copyfile(train / "step_00000000.p1.parquet", train / "step_00000000.p2.parquet")
     assert len({f.stat().st_size for f in train.iterdir()}) == 1  # the case: three files of one size
     r = cli("summarize", tmp_path / "run", "-f", "json")
@@ -142,15 +141,7 @@ def test_a_copy_of_the_second_of_two_same_size_shards_is_said(cli, tmp_path: Pat
 def test_files_without_statistics_of_one_footer_are_told_apart_by_their_data(cli, tmp_path: Path) -> None:
     """Written without statistics nor compression, two processes' files of one size have one footer: their first
     pages tell them apart."""
-    import pyarrow as pa
-
-    train = tmp_path / "run" / "samples" / "train"
-    train.mkdir(parents=True)
-    for p, reward in ((0, 1.0), (1, 0.0)):
-        t = pa.table(
-            {"schema_version": [2], "step": [0], "split": ["train"], "sample_id": [f"s{p}"], "reward": [reward]}
-        )
-        pq.write_table(t, train / f"step_00000000.p{p}.parquet", write_statistics=False, compression="none")
+    train = _two_shards(tmp_path, write_statistics=False, compression="none")
     a, b = (f.read_bytes() for f in sorted(train.iterdir()))
     assert len(a) == len(b) and a[-200:] == b[-200:]  # the case: one size, one footer
     r = cli("summarize", tmp_path / "run", "-f", "json")
