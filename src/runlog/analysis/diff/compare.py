@@ -120,9 +120,12 @@ def diff_runs(
         if not window_cache.restore(s, entry, opts):
             load_rows(s)
             bootstrap_side(s, opts)
-            # Kept only if every file counted in the key was read: a file that failed (and was left out)
-            # changes the key, and what was computed without it must not stand for it.
-            if entry is not None and window_cache.entry_path(s, opts) == entry:
+            # Kept only if every file counted in the key was read whole: a file that failed (and was left out)
+            # changes the key, and what was computed without it must not stand for it; a file whose text failed
+            # (its numbers read, its prompts not: ``FileInfo.unread``) is said by every diff that reads it, so
+            # none is answered from the cache without reading it.
+            unread = any(f.unread for f in s.run.files)
+            if entry is not None and not unread and window_cache.entry_path(s, opts) == entry:
                 window_cache.keep(s, entry)
     role_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
