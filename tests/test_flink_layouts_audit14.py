@@ -187,3 +187,16 @@ def test_v0_order_written_decides_nothing_before_the_transcript() -> None:
         assert c.messages is not None
         assert [m for m in c.messages if m["role"] == "assistant"][0]["content"] == solver
         assert c.completion == solver
+
+
+def test_v0_agents_alike_without_their_reasoning_take_one_speaker_each() -> None:
+    """A review: two agents whose answers read alike once their <think> blocks are left out (a debate's
+    "<answer>4</answer>") were both the solver, the verifier's turn read as the policy's. Each speaker is one
+    agent's."""
+    solver, verifier = "<think>2*2=4</think><answer>4</answer>", "<think>checked: 2+2=4</think><answer>4</answer>"
+    shown = transcript(("solver", "<answer>4</answer>"), ("verifier", "<answer>4</answer>"))
+    c = conversation(agents([solver], [verifier]), shown)
+    assert c.messages is not None
+    names = [m["name"] for m in c.messages if m["role"] == "assistant"]
+    assert names == ["solver", "verifier"], names
+    assert c.completion == solver

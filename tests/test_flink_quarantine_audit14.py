@@ -111,3 +111,13 @@ def test_the_policy_election_does_not_count_a_file_whose_text_could_not_be_read(
     assert [f.path for f in run.files if f.unread] == [BAD]
     elected = T.policy_speaker(run)
     assert elected.files is not None and elected.files[1] == 19, elected.files
+
+
+def test_the_election_note_counts_the_files_that_voted_when_the_read_finds_the_damage(tmp_path: Path, cli) -> None:
+    """The same, from the command line, where the election's own read is what finds the file: the note said "16 of
+    its 20 train sample files" for 15 that voted."""
+    root = write_flink_run(tmp_path / "run", steps=20).root
+    break_trajectory(root / BAD)
+    r = cli("metrics", "format", root, "--spec", "open-r1", "--format", "json")
+    note = next(line for line in r.stderr.splitlines() if "read to elect it" in line)
+    assert "in the 15 of its 19 train sample files read to elect it" in note, note

@@ -333,8 +333,6 @@ def policy_speaker(run: Run) -> PolicySpeaker:
         # The train split first (what elects where one of its samples has a model turn): the messages of other
         # splits are not read for it (a Flink run parses each conversation from its text, once per read).
         voters = _election_files(run)
-        if voters is not run:  # some files only: how many of how many, for the note that counts the votes
-            files = (sum(f.kind == "samples" for f in voters.files), len(_election_pool(run)))
 
         def counts_of(train: bool) -> list[pl.DataFrame]:
             def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
@@ -346,6 +344,10 @@ def policy_speaker(run: Run) -> PolicySpeaker:
         counts = counts_of(True)
         if not counts[0].height:
             counts = counts_of(False)
+        if voters is not run:  # some files only: how many of how many, for the note that counts the votes
+            # Counted after the read: a file it found with text that cannot be read gave no vote.
+            voted = sum(f.kind == "samples" and f.text_readable for f in voters.files)
+            files = (voted, len(_election_pool(run)))
     opens, voiced, model = counts
     elected = _elect(opens, voiced, model, files)
     # Keyed by the files' state when elected: a file left out since (``Run.collect``) elects again.

@@ -272,18 +272,29 @@ def _merge(
     it is written in decides nothing before the transcript's (a review found the judge read as the policy
     when the agents were written in reverse)."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
-    per_agent: list[tuple[str, list[dict[str, Any]]]] = []
+    found: list[tuple[str | None, list[dict[str, Any]]]] = []
     named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
-    unmatched: list[int] = []  # those of them whose text is no speaker's
     for agent_id, role, raw in agents:
         role = role or assign.get(agent_id or "")
         msgs = _chat(raw, assign, role)
         if role is None:
-            named.append((len(per_agent), agent_id))
-            role = _role_by_content(msgs, transcript)
-            if role is None and any(m["role"] == "assistant" for m in msgs):
-                unmatched.append(len(per_agent))
-        per_agent.append((role or agent_id or "agent", msgs))
+            named.append((len(found), agent_id))
+        found.append((role, msgs))
+    # One speaker an agent: two agents whose answers read alike once their reasoning is left out (a debate's
+    # "<answer>4</answer>") were both the solver, and the verifier's turn read as the policy's. By the whole
+    # text first, for every agent, then by the text without reasoning, each speaker taken once.
+    taken = {role for role, _ in found if role is not None}
+    for form in (_plain, _unthought):
+        for k, _agent_id in named:
+            role, msgs = found[k]
+            if role is None:
+                role = _role_by_content(msgs, transcript, form, taken)
+                if role is not None:
+                    found[k] = (role, msgs)
+                    taken.add(role)
+    unmatched = [k for k, _ in named if found[k][0] is None and any(m["role"] == "assistant" for m in found[k][1])]
+    ids = dict(named)
+    per_agent = [(role or ids.get(k) or "agent", msgs) for k, (role, msgs) in enumerate(found)]
     if len(unmatched) == 1:
         taken = {role for role, _ in per_agent}
         free = list(dict.fromkeys(str(m["name"]) for m in speakers if m.get("name") and m["name"] not in taken))
@@ -356,19 +367,24 @@ def _plain(text: Any) -> str:
     return " ".join(text.split()) if isinstance(text, str) else ""
 
 
-def _role_by_content(msgs: list[dict[str, Any]], transcript: list[dict[str, Any]] | None) -> str | None:
-    """The transcript speaker whose assistant message has the text of this agent's first one, whitespace
-    aside, or that text without its ``<think>`` blocks (a renderer that leaves the reasoning out of the
-    transcript): agents of v0 files have no ``role_assignments``."""
+def _role_by_content(
+    msgs: list[dict[str, Any]],
+    transcript: list[dict[str, Any]] | None,
+    form: Callable[[Any], str],
+    taken: set[str],
+) -> str | None:
+    """The transcript speaker, not ``taken`` by another agent, whose assistant message has the text of this
+    agent's first one in ``form``: whitespace aside (``_plain``), or without its ``<think>`` blocks too
+    (``_unthought``: a renderer that leaves the reasoning out of the transcript). Agents of v0 files have no
+    ``role_assignments``."""
     first = next((m["content"] for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))), None)
-    if first is None:
+    mine = form(first) if first is not None else ""
+    if not mine:
         return None
-    said = [m for m in transcript or [] if m["role"] == "assistant" and m.get("name")]
-    for form in (_plain, _unthought):
-        mine = form(first)
-        for m in said:
-            if mine and _plain(m.get("content")) == mine:
-                return str(m["name"])
+    for m in transcript or []:
+        name = m.get("name")
+        if m["role"] == "assistant" and name and str(name) not in taken and _plain(m.get("content")) == mine:
+            return str(name)
     return None
 
 

@@ -138,8 +138,8 @@ class Verifiers(JsonlSamples):
     def distinct_line(self, rec: dict[str, Any]) -> bool:
         """A line with a measured time (``generation_ms``, ``scoring_ms``, ``total_ms``: wall-clock figures to
         the microsecond) is its own: two rollouts do not take the same times, so a line that repeats it whole
-        is a copy. Without one (older vf-eval), rollouts of one example at temperature 0 are identical lines:
-        only a run of lines appended again is told."""
+        is a copy. Without one (older vf-eval), rollouts of one example at temperature 0 are identical lines,
+        and a copy cannot be told from them: none is said."""
         return any(number(rec.get(k)) not in (None, 0.0) for k in _TIMINGS)
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
