@@ -121,11 +121,10 @@ def diff_runs(
             load_rows(s)
             bootstrap_side(s, opts)
             # Kept only if every file counted in the key was read whole: a file that failed (and was left out)
-            # changes the key, and what was computed without it must not stand for it; a file whose text failed
-            # (its numbers read, its prompts not: ``FileInfo.unread``) is said by every diff that reads it, so
-            # none is answered from the cache without reading it.
-            unread = any(f.unread for f in s.run.files)
-            if entry is not None and not unread and window_cache.entry_path(s, opts) == entry:
+            # changes the key, and what was computed without it must not stand for it; a file of the windows'
+            # steps whose text failed (its numbers read, its prompts not: ``FileInfo.unread``) is said by every
+            # diff that reads it, so none is answered from the cache without reading it.
+            if entry is not None and not _unread_in_windows(s) and window_cache.entry_path(s, opts) == entry:
                 window_cache.keep(s, entry)
     role_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
@@ -511,3 +510,15 @@ def _coverage_notes(
             f"{paired} (step, prompt) pair(s), of {a} in {base.name} and {b} in {other.name}: {what}"
         )
     return out
+
+
+def _unread_in_windows(side: Side) -> bool:
+    """Whether a file of ``side``'s window steps (or of no one step) was found with text that cannot be read. A
+    file outside them leaves the windows' entry as good as any (the entry's key names only the windows' files)."""
+    wanted = set().union(*side.wanted.values()) if side.wanted else set()
+    for f in side.run.files:
+        if f.unread:
+            steps = set(f.all_steps())
+            if not steps or steps & wanted:
+                return True
+    return False
