@@ -265,3 +265,18 @@ def test_random_texts_keep_every_call_made_and_every_word(seed):
         assert [(c.name, json.loads(c.arguments or "")) for u in turns for c in u.tool_calls] == t.made
         for think in t.thinks:
             assert any(think.strip("\n") in (u.content or "") for u in turns), (think, t.content)
+
+
+def test_a_call_in_reasoning_answered_after_the_think_block_keeps_the_block_in_its_turn() -> None:
+    """An audit of hostile text: the ``</think>`` between such a call and its result was a turn of its own, the
+    reasoning split over two turns and the result, after that turn, named None (its call not found)."""
+    text = '<think>plan <tool_call>{"name": "search", "arguments": {"q": "x"}}</tool_call></think>'
+    said = text + "<tool_response>ok</tool_response>after"
+    turns = from_messages([{"role": "user", "content": "q"}, {"role": "assistant", "content": said}])
+    model = [t for t in turns if t.role == "assistant"]
+    assert [c.name for c in model[0].tool_calls] == ["search"]
+    assert "<think>plan" in model[0].content and "</think>" in model[0].content
+    results = [t for t in turns if t.role == "tool"]
+    assert len(results) == 1 and results[0].result is not None and results[0].result.content == "ok"
+    assert [t.role for t in turns] == ["user", "assistant", "tool", "assistant"]
+    assert model[-1].content == "after"

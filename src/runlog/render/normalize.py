@@ -316,6 +316,9 @@ def from_messages(messages: Any) -> list[Turn]:
     return _tool_responses(turns)
 
 
+_THINK_CLOSE_ONLY = re.compile(r"(?:\s*</think\s*>)+\s*", re.IGNORECASE)
+
+
 def _split_turn(role: str, speaker: str | None, content: str, reasoning: str | None) -> list[Turn]:
     """A model turn whose text holds tool calls (``text_pieces``), split where each call was written: the text
     before a call and the call, then the text after it as the next turn of the model; a ``<tool_response>`` is
@@ -336,6 +339,11 @@ def _split_turn(role: str, speaker: str | None, content: str, reasoning: str | N
 
     for kind, value in pieces:
         if kind == "text":
+            if calls and _THINK_CLOSE_ONLY.fullmatch(value):
+                # The end of the reasoning the call was written in, before its result: the call's turn's own
+                # (a turn of ``</think>`` alone split the reasoning and left the result after it unnamed).
+                texts.append(value)
+                continue
             if calls:
                 close()
             texts.append(value)
