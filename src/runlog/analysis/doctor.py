@@ -553,26 +553,25 @@ def _data_findings(s: RunSeries) -> list[Finding]:
         )
     out += _repeated_id_findings(s)
     out += _end_findings(s.run)
-    # The run's problems: discovery's (inspect's) and those found while the checks read the data (a reader's
-    # warning is ``info``); then those only inspect's reading of the steps tells (steps beyond the int64 range),
-    # so that a run doctor calls healthy is not one inspect finds an error in.
-    for problems, warning in ((s.run.problems, "info"), (report.edges, "warning")):
-        by_kind: dict[str, list[dict[str, Any]]] = {}
-        for p in problems:
-            by_kind.setdefault(p.kind, []).append(p.as_dict())
-        for kind, said in by_kind.items():
-            first = said[0]
-            more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
-            out.append(
-                Finding(
-                    "data_problem",
-                    warning if kind == "warning" else "error",
-                    f"{kind}: {first['path']}: {first['message']}{more}",
-                    None,
-                    None,
-                    {"problem_kind": kind, "count": len(said), "problems": said[:10]},
-                )
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    # The run's problems: discovery's (inspect's) and those found while the checks read the data; then those only
+    # inspect's reading of the steps tells (steps beyond the int64 range), so that a run doctor calls healthy is
+    # not one inspect finds an error in.
+    for p in [*s.run.problems, *report.step_errors]:
+        by_kind.setdefault(p.kind, []).append(p.as_dict())
+    for kind, problems in by_kind.items():
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        out.append(
+            Finding(
+                "data_problem",
+                "info" if kind == "warning" else "error",
+                f"{kind}: {first['path']}: {first['message']}{more}",
+                None,
+                None,
+                {"problem_kind": kind, "count": len(problems), "problems": problems[:10]},
             )
+        )
     return out
 
 

@@ -121,10 +121,9 @@ class RunInspection:
     problems: list[Problem]
     fidelity: list[dict[str, str]]
     writers: dict[str, Any] | None = None  # ``EndState.as_json()`` and its ``summary``; None: nothing to tell
-    # Of ``problems``, those only this inspection tells (not discovery's, nor the gaps' and writers' that
-    # doctor has findings of its own for): steps beyond the int64 range. ``doctor`` reports them too. Not in the
-    # JSON (they are in ``problems``).
-    edges: list[Problem] = field(default_factory=list)
+    # Of ``problems``, those only this inspection tells that doctor has no finding of its own for: steps beyond
+    # the int64 range. ``doctor`` reports them too. Not in the JSON (they are in ``problems``).
+    step_errors: list[Problem] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -861,7 +860,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
             *beyond_problems,
             *_verdict_warnings(run, gaps, strides, named_by_split),
         ],
-        edges=beyond_problems,
+        step_errors=beyond_problems,
         fidelity=[dict(n) for n in run.fidelity],
         writers={**run.end_state.as_json(), "summary": run.end_state.summary()} if run.end_state.known else None,
     )

@@ -240,13 +240,12 @@ class JsonlSamples(Layout):
         key of each one's scalar fields, records compared whole only where keys meet."""
         records = [rec for rec, _ in mapped]
         lines = [line for _, line in mapped]
-        keys = [fingerprint(rec) for rec in records]
         copies: dict[int, int] = {}  # row index: the index of the earlier row it repeats
         seen: dict[Any, list[int]] = {}
-        for i, (rec, key) in enumerate(zip(records, keys, strict=True)):
-            if not self.distinct_line(rec):
+        for i, rec in enumerate(records):
+            if not self.distinct_line(rec):  # (no key made for it: verl's lines never are)
                 continue
-            earlier = seen.setdefault(key, [])
+            earlier = seen.setdefault(fingerprint(rec), [])
             j = next((j for j in earlier if same_record(records[j], rec)), None)
             if j is None:
                 earlier.append(i)
