@@ -170,7 +170,8 @@ def test_a_late_new_scalars_shard_is_noted(tmp_path):
     up = upload(root, home, "--tables-every", "0")
     late = [n for n in up["notes"] if "scalars.p1.jsonl" in n]
     assert len(late) == 1, up["notes"]
-    assert "already-uploaded step(s) 0, 2 " in late[0] and "not sent" in late[0]
+    assert "new file with lines for step(s) 0, 2 (at or before the last uploaded step 2" in late[0]
+    assert "not sent" in late[0]
     assert late[0] in up["stderr"]
     logged = [item for _, item in items_of(home, "audit5-cap")]
     assert [item["_step"] for item in logged] == [0, 1, 2, 3]

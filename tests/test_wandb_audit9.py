@@ -138,6 +138,11 @@ def test_a_state_written_by_the_old_derivation_keeps_its_w_and_b_run(tmp_path):
     names = sorted(f"flink_logs/{n}" for n in train(*range(10)))[:3]
     old_id = "runlog-" + hashlib.sha256(json.dumps([str(root.resolve()), names]).encode()).hexdigest()[:16]
     upload(root, home, "--tables-every", "0", "--run-id", old_id)  # what the old runlog's upload recorded
+    state = root / ".runlog-wandb.json"  # the old runlog recorded no source for an id it did not derive
+    data = json.loads(state.read_text())
+    for entry in data["destinations"].values():
+        entry.pop("source")
+    state.write_text(json.dumps(data))
     flink_steps(root, train(10, 11, 12))
     grown = upload(root, home, "--tables-every", "0")
     assert grown["run_id"] == old_id and all_run_ids(home) == {old_id}
@@ -195,7 +200,8 @@ def test_a_line_that_stays_torn_is_sent_without_it_next_time(tmp_path):
     with open(scalars, "a") as fh:
         fh.write(rest)
     late = upload(root, home, "--tables-every", "0")
-    assert any("lines appended for already-uploaded step(s) 2 " in n for n in late["notes"]), late["notes"]
+    note = "lines appended for step(s) 2 (at or before the last uploaded step 2"
+    assert any(note in n for n in late["notes"]), late["notes"]
     assert [i["_step"] for i in logged(home, "r9")] == [0, 1, 2]
 
 
@@ -213,8 +219,9 @@ def test_appended_steps_read_the_line_the_last_upload_ended_in(tmp_path):
         fh.write(rest)
     notes = S.changed_history(open_run(root), fp, 3)
     assert notes == [
-        "scalars.p0.jsonl: lines appended for already-uploaded step(s) 3 (a lagging shard?); not sent (W&B keeps a "
-        "step's first row; upload with another --run-id to include them)"
+        "scalars.p0.jsonl: lines appended for step(s) 3 (at or before the last uploaded step 3: a lagging shard?); "
+        "not sent (W&B keeps a step's first row and drops a step lower than its last; upload with another --run-id "
+        "to include them)"
     ]
 
 

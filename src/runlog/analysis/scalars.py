@@ -120,7 +120,9 @@ def alias_collisions(run: HasScalars, aliases: dict[str, str] | None) -> str | N
 def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     """One value per key and step (``key, step, value``) from scalar rows (``step, key, value, source,
     record``; keys already aliased): each value weighted by the ``key__count`` companion of its own record
-    (AReaL's convention; 1 without one); the shards that logged a key at a step merged as the weighted mean of
+    (AReaL's convention; 1 without one, also beside shards that have one: ``StatsTracker`` writes ``k__count``
+    only for more than one value, so a value without it is one value; ``mixed_weights`` says where shards
+    disagree); the shards that logged a key at a step merged as the weighted mean of
     their valid values, NaN if one logged NaN (a process whose loss diverged is not averaged away), null if
     none has a value (a shard of weight 0, ``__count`` 0, is a mean of nothing: no value); a summary family's
     members as their statistic (``FAMILY_STATS``: shards with no values left out); the companions hidden.
@@ -218,6 +220,42 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.col("pooled") if family else pl.lit(None, dtype=pl.Float64))
     )
     return out.lazy().select("key", "step", value.alias("value"))
+
+
+def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps: StepRange | None = None) -> str | None:
+    """A note where the shards (records) that logged a key at a step disagree on having a ``key__count`` weight,
+    else None: ``merge_shards`` weighs a value without one as one value (as ``StatsTracker`` writes them: a
+    count only for more than one), which is a guess for a file written otherwise. Which keys, how many steps,
+    the first. ``aliases`` and ``steps`` as ``merged_steps`` takes them."""
+    lf = run.scalars.filter(pl.col("step").is_not_null())
+    step_filter = (steps or StepRange()).expr()
+    if step_filter is not None:
+        lf = lf.filter(step_filter)
+    is_weight = pl.col("key").str.ends_with("__count")
+    if not lf.select(is_weight.any()).collect().item():
+        return None
+    on = ["step", "source", "record", "key"]
+    df = aliased(lf, aliases).select(*on).collect()
+    weights = df.filter(is_weight).select(*on[:3], pl.col("key").str.strip_suffix("__count")).unique()
+    weighted = weights["key"].unique().to_list()
+    rows = df.filter(~is_weight & pl.col("key").is_in(weighted))
+    has = rows.join(weights.with_columns(pl.lit(True).alias("has")), on=on, how="left", nulls_equal=True)
+    mixed = (
+        has.group_by("key", "step")
+        .agg(pl.col("has").is_not_null().any().alias("some"), pl.col("has").is_null().any().alias("none"))
+        .filter(pl.col("some") & pl.col("none"))
+        .group_by("key")
+        .agg(pl.len().alias("n"), pl.col("step").min())
+        .sort("key")
+    )
+    if mixed.is_empty():
+        return None
+    said = [f"{r['key']} ({r['n']} step(s), first {r['step']})" for r in mixed.iter_rows(named=True)]
+    shown = "; ".join(said[:3]) + (f"; {len(said) - 3} more" if len(said) > 3 else "")
+    return (
+        f"shards that disagree on a __count weight at a step: {shown}; a value without one is weighed as one value "
+        "(StatsTracker writes a count only for more than one), not left out nor averaged plainly"
+    )
 
 
 SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")

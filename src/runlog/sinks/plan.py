@@ -19,7 +19,7 @@ from typing import Any
 
 from .._lazy import pl
 from ..analysis.inspect import first_components
-from ..analysis.scalars import alias_collisions, aliased, merge_shards
+from ..analysis.scalars import alias_collisions, aliased, merge_shards, mixed_weights
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
@@ -383,7 +383,8 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     computed: dict[int, dict[str, float]] = {}
     hists: dict[int, dict[str, Hist]] = {}
     picks: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
-    notes: list[str] = [n for n in [alias_collisions(run, dict(aliases))] if n is not None]
+    said = [alias_collisions(run, dict(aliases)), mixed_weights(run, dict(aliases)), _reserved_keys(run, aliases)]
+    notes: list[str] = [n for n in said if n is not None]
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
     unsplit: str | None = None
@@ -405,7 +406,22 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
     plan.unsplit, plan.unsplit_rows = unsplit, unsplit_rows
     plan.notes[:0] = plan.session_notes()
+    # What the run's readers could not map (a list-valued metric is not logged, ...), as ``inspect`` says it.
+    plan.notes += [f"not mapped into the canonical model ({f.get('layout')}): {f.get('message')}" for f in run.fidelity]
     return plan
+
+
+def _reserved_keys(run: Run, aliases: Mapping[str, str]) -> str | None:
+    """A note counting the scalar keys left out because they start with ``_`` (W&B reserves ``_step``,
+    ``_timestamp``, ...; ``step_scalars``), with the first few, else None."""
+    lf = aliased(run.scalars.filter(pl.col("step").is_not_null()), dict(aliases))
+    lf = lf.filter(pl.col("key").str.starts_with("_") & ~pl.col("key").str.ends_with("__count"))
+    [df] = run.collect(lambda: [lf.select(pl.col("key").unique().sort())])
+    names = df["key"].to_list()
+    if not names:
+        return None
+    shown = ", ".join(visible(k, keep_newlines=False) for k in names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"{len(names)} scalar key(s) starting with '_' not logged (W&B reserves such names): {shown}"
 
 
 def step_scalars(run: Run, aliases: Mapping[str, str]) -> tuple[dict[int, dict[str, float]], dict[int, float]]:

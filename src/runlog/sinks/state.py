@@ -45,11 +45,16 @@ class Entry:
     session_file: str | None = None  # the offline .wandb file of the latest session
     session_after: int | None = None  # last_step when that session began
     updated: float = 0.0
-    # The run's absolute path, where the run id was derived from it (no manifest run_id, no --run-id): a later
-    # upload of the run keeps this id whatever files the run has gained since (``recorded_run_id``).
+    # The run's absolute path (an object store's URL) that the steps were sent from, whatever gave the run id: an
+    # upload of another run into this destination (two runs with one manifest run_id) is refused (``same_files``
+    # tells a run moved from one taken for it); with a derived id, a later upload of the run keeps this id whatever
+    # files the run has gained since (``recorded_run_id``). None in an entry written before runlog kept it.
     source: str | None = None
     # Scalars files whose last line was incomplete, with their size, when the steps from that line's on were held
-    # back (``torn_scalars``): the next upload sends them, without the line if it is still the same.
+    # back (``torn_scalars``): the next upload sends them, without the line if it is still the same. And writer
+    # state files (``.writer.p0.json``) of processes whose writer was open, with the bytes of that process's files,
+    # when their last step was held back (``wandb._hold_open``): sent once it moved on, closed, or, without a lock
+    # held, wrote nothing more.
     held: dict[str, int] = field(default_factory=dict)
     # The plan options the steps were logged with (``options_record``): an upload with others would log the rest
     # of the run another way (other keys, tables), so it is refused (``changed_option``). None in an entry
@@ -323,9 +328,9 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                 late = _appended_steps(f.abspath, size, last_step)
                 if late:
                     notes.append(
-                        f"{path}: lines appended for already-uploaded step(s) {_steps_text(late)} (a lagging shard?); "
-                        "not sent "
-                        "(W&B keeps a step's first row; upload with another --run-id to include them)"
+                        f"{path}: lines appended for step(s) {steps_text(late)} (at or before the last uploaded step "
+                        f"{last_step}: a lagging shard?); not sent (W&B keeps a step's first row and drops a step "
+                        "lower than its last; upload with another --run-id to include them)"
                     )
             elif f.step is not None and f.step <= last_step and f.bytes > size:
                 # A file of one step (a Flink CSV) that grew: rows appended to a step W&B has already.
@@ -353,13 +358,38 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
         if late:
             what = "lines" if f.fmt in HEAD_HASHED else "rows"
             notes.append(
-                f"{path}: new file with {what} for already-uploaded step(s) {_steps_text(late)} (a lagging shard?); "
-                "not sent (W&B keeps a step's first row; upload with another --run-id to include them)"
+                f"{path}: new file with {what} for step(s) {steps_text(late)} (at or before the last uploaded step "
+                f"{last_step}: a lagging shard?); not sent (W&B keeps a step's first row and drops a step lower than "
+                "its last; upload with another --run-id to include them)"
             )
     return notes
 
 
-def _steps_text(steps: list[int]) -> str:
+def same_files(run: Run, old: dict[str, list[Any]]) -> bool:
+    """Whether every file of the fingerprint ``old`` is in ``run`` as it was then, or grown from it (a text file
+    whose first bytes hash the same; another of the same size): the run the fingerprint was taken of, moved or
+    copied, not another run that has files of the same names. False for an empty fingerprint."""
+    if not old:
+        return False
+    by_path = {f.path: f for f in run.files}
+    for path, (size, _mtime, digest) in old.items():
+        f = by_path.get(path)
+        if f is None:
+            return False
+        if f.fmt in HEAD_HASHED and digest is not None:
+            if _head_sha(f.abspath, size) != digest:
+                return False
+            continue
+        try:
+            now, _ = _stat(f.abspath)
+        except OSError:
+            return False
+        if now != size:
+            return False
+    return True
+
+
+def steps_text(steps: list[int]) -> str:
     return ", ".join(map(str, steps[:10])) + (f" and {len(steps) - 10} more" if len(steps) > 10 else "")
 
 

@@ -120,8 +120,15 @@ def upload_wandb(
     state = S.StateFile(spath)
     entry_dir = wdir if mode == "offline" else None
     rid, source_path, id_notes = _run_id(run, run_id, state, spath, mode, entity, project, entry_dir)
+    origin = "--run-id" if run_id is not None else "the manifest's run_id" if source_path is None else None
+    source = source_path or str(run.root.resolve())
     dest = S.destination(mode, entity, project, rid, wdir)
     entry = state.get(dest)
+    id_notes += _check_source(entry, run, source, spath, rid, project, entity, mode, origin)
+    fresh = entry is None or entry.last_step is None  # this state has sent nothing to the destination
+    if fresh and mode == "offline":
+        mine = Path(entry.session_file).parent.name if entry is not None and entry.session_file else None
+        id_notes += _earlier_offline(wdir, rid, origin, mine)
     options = options or P.PlanOptions()
     options.check()
     _check_options(entry, options, rid, project, entity, mode)
@@ -151,7 +158,11 @@ def upload_wandb(
         result.notes += _plan_notes(plan, plan_left, None)
         return result
     hold, held, hold_notes = _hold_torn(plan, torn, entry)
-    result.notes += hold_notes
+    open_hold, open_held, open_notes = _hold_open(plan, run, entry)
+    if open_hold is not None:
+        hold = open_hold if hold is None else min(hold, open_hold)
+    held.update(open_held)
+    result.notes += hold_notes + open_notes
     last = entry.last_step if entry is not None else None
     if (
         not dry_run
@@ -160,7 +171,8 @@ def upload_wandb(
     ):
         # Files changed but no step is new (or the new ones are held back): nothing W&B would keep (it keeps a
         # step's first row), so no session (an empty offline run to sync); the changes are in the notes, said once.
-        entry = entry or S.Entry(rid, project, entity, mode, entry_dir, source=source_path)
+        entry = entry or S.Entry(rid, project, entity, mode, entry_dir)
+        entry.source = source
         entry.complete, entry.fingerprint, entry.fingerprint_step, entry.held = True, fp, last, held
         state.put(dest, entry)
         result.after = last
@@ -183,13 +195,20 @@ def upload_wandb(
             _check_credentials()
         _check_wandb_dir(wdir, wandb_dir)
         entry = entry or S.Entry(rid, project, entity, mode, entry_dir)
-        entry.source = entry.source or source_path
+        entry.source = source
         entry.options = S.options_record(options)  # the steps this session logs are logged with these
         state.check_writable()  # before W&B starts: a state that cannot be written leaves no session behind
         wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
         try:
             after = _resume_point(wb, entry, mode)
             result.after = after
+            if fresh and mode == "online" and after is not None:
+                result.notes.append(
+                    f"W&B run {rid} already held steps up to {after}, which this state file did not send"
+                    f"{' (its id is ' + origin + ')' if origin else ''}: another run with the same id, or an upload "
+                    f"with another --state? This run's steps up to {after} are not sent (W&B drops them); to upload it "
+                    "whole into a W&B run of its own, pass --run-id ID"
+                )
             result.url = getattr(wb, "url", None) if mode == "online" else None
             if mode == "offline":
                 result.wandb_file = str(Path(wb.dir).parent / f"run-{rid}.wandb")
@@ -343,6 +362,66 @@ def _run_id(
     return rid, source, notes
 
 
+def _check_source(
+    entry: S.Entry | None,
+    run: Run,
+    source: str,
+    spath: Path,
+    rid: str,
+    project: str,
+    entity: str | None,
+    mode: str,
+    origin: str | None,
+) -> list[str]:
+    """Refuse to upload a run into a destination whose steps were sent from another run (two runs whose manifests
+    share a ``run_id``: a template config, seeds launched with one ``run_id=``): its steps would be taken for
+    the first run's, already sent or "changed", and none of them would reach W&B. A run moved or copied (every
+    file recorded then still here, the same or grown: ``state.same_files``) goes on, with a note. An entry that
+    sent nothing yet, or written before runlog recorded every source, is not compared."""
+    if entry is None or entry.source is None or entry.source == source or entry.last_step is None:
+        return []
+    where = f"{entity + '/' if entity else ''}{project}/{rid} ({mode})"
+    if S.same_files(run, entry.fingerprint):
+        return [
+            f"{where} was uploaded from {entry.source}; this run at {source} holds the same files (moved or "
+            "copied): it goes on into the same W&B run"
+        ]
+    whose = f" ({origin})" if origin else ""
+    raise UsageError(
+        f"{spath}: {where} holds steps up to {entry.last_step} sent from {entry.source}, another run than "
+        f"{source} with the same W&B run id{whose}: upload this run into a W&B run of its own with --run-id ID "
+        f"(another --state alone would still put both in run {rid})"
+    )
+
+
+# The folder W&B writes a session into (``offline-run-20260101_120000-<id>``, ``run-...`` online).
+_SESSION_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>.+)$")
+
+
+def _earlier_offline(wdir: str, rid: str, origin: str | None, mine: str | None = None) -> list[str]:
+    """A note when the W&B directory already holds a session of run ``rid`` that this state file did not write:
+    another run with the same id (two seeds whose manifests share a ``run_id``, each with its own state) would
+    become one W&B run (``wandb sync`` merges them; online the second is resumed into the first, and W&B drops
+    its steps). Only a note: the same run uploaded again after its state was removed looks the same. ``mine``: the
+    folder of this state's own interrupted session, not another's."""
+    try:
+        found = sorted(
+            d.name
+            for d in (Path(wdir) / "wandb").iterdir()
+            if d.is_dir() and d.name != mine and (m := _SESSION_DIR.match(d.name)) and m.group("id") == rid
+        )
+    except OSError:
+        return []
+    if not found:
+        return []
+    return [
+        f"{Path(wdir) / 'wandb'} already holds {len(found)} session(s) of W&B run {rid} (first: {found[0]}) that "
+        f"this state file did not write{' (the id is ' + origin + ')' if origin else ''}: if they are another "
+        "run's (a seed launched with the same run_id), `wandb sync` makes the two one W&B run; upload this one with "
+        "--run-id ID for a W&B run of its own"
+    ]
+
+
 def _hold_torn(
     plan: P.Plan, torn: dict[str, tuple[int, int | None]], entry: S.Entry | None
 ) -> tuple[int | None, dict[str, int], list[str]]:
@@ -378,6 +457,67 @@ def _hold_torn(
             f"{', '.join(sorted(held))}: last line incomplete (still being written?): step(s) from {hold} on are "
             "held back for the next upload (sent then, without the line if it is still incomplete)"
         )
+    return hold, held, notes
+
+
+def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | None, dict[str, int], list[str]]:
+    """The first step held back because a process's writer is still open, the state files to record as holding
+    it (with the bytes of that process's files), and the notes.
+
+    A process whose writer is open (``Run.end_state``, as ``inspect`` tells it: its state file says ``open``, or
+    its lock is held) may still write its last step: the samples logged before the step's scalars, or the
+    scalars before the samples. W&B drops a step lower than one it has, so that step is held back with every
+    later one, from the lowest of the process's last samples step and last scalars step (a scalars line logged
+    ahead of the samples does not lock the samples' step out), or the run's last step where the process has
+    written nothing yet. A later upload sends them once the writer has moved on or closed. A writer whose lock
+    is not held now and whose files did not change since the upload that held its steps (killed, or a writer
+    without a lock that stopped) holds nothing more: those steps are sent, with a note, as a torn line is.
+    A run without writer state files (other layouts) holds nothing back."""
+    end = run.end_state
+    if not end.known or not plan.steps:
+        return None, {}, []
+    before = entry.held if entry is not None else {}
+    done = entry.last_step if entry is not None else None
+    hold: int | None = None
+    held: dict[str, int] = {}
+    writing: list[int] = []
+    unsure: list[int] = []
+    notes = []
+    for p, st in sorted(end.states.items()):
+        alive = p in end.alive
+        if st.closed or (st.state != "open" and not alive):
+            continue
+        samples = end.holdings.samples.get(p, {})
+        lasts = [x for x in (max(samples.values(), default=None), end.holdings.scalars.get(p)) if x is not None]
+        at = min(lasts) if lasts else plan.steps[-1]
+        if done is not None:
+            at = max(at, done + 1)  # W&B is past the steps before: holding them back would send nothing more
+        if at > plan.steps[-1]:
+            continue
+        size = sum(f.bytes or 0 for f in run.files if f.process == p)
+        if not alive and before.get(st.path) == size:
+            notes.append(
+                f"{st.path}: process {p} has not closed its writer, holds no lock here and wrote nothing since the "
+                f"last upload (killed?): step {at} and later are sent as they are"
+            )
+            continue
+        held[st.path] = size
+        hold = at if hold is None else min(hold, at)
+        (writing if alive else unsure).append(p)
+    if hold is None:
+        return None, {}, notes
+    steps = [s for s in plan.steps if s >= hold]
+    said = []
+    if writing:
+        said.append(f"process {', '.join(map(str, writing))} still writing (its writer is open)")
+    if unsure:
+        procs = ", ".join(map(str, unsure))
+        said.append(f"process {procs} not closed (its state file says open: still writing, or killed)")
+    notes.append(
+        f"{'; '.join(said)}: step(s) {S.steps_text(steps)} held back (a process's last step and every later one: "
+        "W&B drops a step lower than one it has, so a part of the step written after it is sent would never get "
+        "in); a later upload sends them once the writer has moved on or closed"
+    )
     return hold, held, notes
 
 
