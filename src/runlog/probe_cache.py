@@ -10,7 +10,8 @@ file per run under the user's cache folder, and reused while the file is unchang
 "Unchanged" is decided the way ``git`` decides it for its index: by a stamp taken from the listing (size,
 modification and change time, inode for a local file; size, ETag and modification time for an object),
 which any rewrite changes. A file modified in the last few seconds is never cached, because a writer may
-still be at work on it within the same clock tick ("racy" entries). A change to the probing code (its
+still be at work on it within the same clock tick ("racy" entries); on a file system of whole-second times,
+nor one whose change time is that recent (``is_racy``). A change to the probing code (its
 source files' hash: ``code_key``), or a file probed by another layout, starts afresh.
 
 Commands that open parts of a run (a fleet's chunks of whole steps, possibly at the same time) share the
@@ -125,8 +126,20 @@ def run_digest(root: Any) -> tuple[str, str]:
 def is_racy(stamp: tuple) -> bool:
     """Whether a file with this stamp changed too recently to be cached: a writer may still be at work on it
     within the same clock tick. Local stamps: (size, mtime_ns, ctime_ns, inode); remote: (size, etag,
-    modified seconds)."""
-    t = stamp[1] / 1e9 if isinstance(stamp[1], int) else stamp[2] if len(stamp) > 2 else None
+    modified seconds).
+
+    A local file's ctime counts too where it is whole seconds (NFSv3 or SMB to such a server, FAT, ext4 of
+    small inodes): a file rewritten with its old mtime put back (``cp -p``, ``rsync -t``, ``tar x``) is
+    recent by its ctime only, and a second same-size rewrite in that second leaves the whole stamp as it
+    was. A finer ctime changes with a rewrite (bar one in the same kernel tick, milliseconds), so the stamp
+    tells the versions apart."""
+    if isinstance(stamp[1], int):
+        ns = stamp[1]
+        if len(stamp) > 2 and type(stamp[2]) is int and stamp[2] % 1_000_000_000 == 0:
+            ns = max(ns, stamp[2])
+        t: Any = ns / 1e9
+    else:
+        t = stamp[2] if len(stamp) > 2 else None
     return isinstance(t, (int, float)) and time.time() - t < RACY_SECONDS
 
 

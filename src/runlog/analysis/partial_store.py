@@ -3,6 +3,7 @@ immutable Arrow IPC segments beside the probe cache, read-merged-written under a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -259,13 +260,15 @@ class PartialStore:
         e = self.index.get(eid)
         return eid if e is not None and unit.files_id is not None and e["files"] == unit.files_id else None
 
-    def load(self, ids: Sequence[str]) -> tuple[pl.DataFrame | None, set[str]]:
+    def load(self, ids: Sequence[str], repair: bool = True) -> tuple[pl.DataFrame | None, set[str]]:
         """The stored rows of the entries ``ids`` and the ids found (a segment gone or unreadable: its
-        entries are missing, to be computed again)."""
+        entries are missing, to be computed again). An unreadable segment is also taken out of the cache on
+        disk (``repair``; not under ``save``'s lock, where the index written drops it anyway), so that the
+        next command neither says it again nor depends on a save to rebuild it."""
         by_seg: dict[str, list[str]] = {}
         for eid in ids:
             by_seg.setdefault(self.index[eid]["seg"], []).append(eid)
-        frames, found = [], set()
+        frames, found, bad = [], set(), []
         for seg, eids in by_seg.items():
             path = self.folder / seg
             try:
@@ -278,19 +281,42 @@ class PartialStore:
                 continue  # compacted away by another command since the index was read
             except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
                 self._report(str(path), exc)
+                bad.append(seg)
                 for eid in list(self.index):
                     if self.index[eid]["seg"] == seg:
                         del self.index[eid]
                 continue
-            if len(eids) < len(self.index):
-                frame = frame.filter(pl.col(UNIT).is_in(eids))
+            # Always filtered to the entries asked for, by id: a segment also holds the rows of entries that
+            # point elsewhere now (a step saved again since: its old numbers), and of entries dropped.
+            frame = frame.filter(pl.col(UNIT).is_in(eids))
             # Only the entries the segment holds rows of are found: one it lacks is computed again, never
             # taken for a step without rows.
             found.update(frame[UNIT].unique().to_list())
             frames.append(frame)
+        if bad and repair:
+            self._forget(bad)
         if not frames:
             return None, found
         return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")), found
+
+    def _forget(self, segs: list[str]) -> None:
+        """Take the unreadable segments ``segs`` out of the cache on disk: the index (as on disk now, under the
+        lock: another command may have added entries) loses the entries that point to them, and they are
+        deleted. This is the rebuild "rebuilding it" promised (``_report``): their steps, computed again, are
+        stored by the save that follows where they can be, and a command that stores nothing (a step just
+        written) no longer meets them. Best effort: a read-only cache is left as it is."""
+        try:
+            with locked(self.folder / "index.lock"):
+                on_disk = self._read_index()
+                kept = {eid: e for eid, e in on_disk.items() if e["seg"] not in segs}
+                if len(kept) < len(on_disk):
+                    self._write_index(kept)
+                for seg in segs:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.folder / seg).unlink()
+        except OSError:
+            pass
+        self.version = None  # the index on disk may no longer be the one read: a save reads it again
 
     def save(
         self, variant: str, stored: dict[str, Unit], rows: pl.DataFrame, live: dict[int, Unit], complete: bool = True
@@ -314,7 +340,7 @@ class PartialStore:
                 unchanged = self.version is not None and file_version(self.index_path) == self.version
                 self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
                 self._compact(live)
-                self._write_index()
+                self._write_index(self.index)
                 self._collect_garbage()
             (self.folder / USED).touch()
             if _touch_if_older(self.folder.parent.parent / CHECKED, EVERY_S):
@@ -351,7 +377,7 @@ class PartialStore:
             by_variant.setdefault(eid.rsplit(":", 1)[0], []).append(eid)
         compacted: dict[str, dict[str, Any]] = {}
         for eids in by_variant.values():
-            frame, found = self.load(eids)
+            frame, found = self.load(eids, repair=False)
             if frame is None:
                 continue
             seg = f"seg-{uuid.uuid4().hex}.arrow"
@@ -359,8 +385,8 @@ class PartialStore:
             compacted.update({eid: {**self.index[eid], "seg": seg} for eid in eids if eid in found})
         self.index = compacted
 
-    def _write_index(self) -> None:
-        data = {"format": FORMAT, "code": _code_key(), "root": self.root, "entries": self.index}
+    def _write_index(self, entries: dict[str, dict[str, Any]]) -> None:
+        data = {"format": FORMAT, "code": _code_key(), "root": self.root, "entries": entries}
         atomic_write(self.index_path, lambda fh: fh.write(json.dumps(data, separators=(",", ":")).encode()))
 
     def _collect_garbage(self) -> None:

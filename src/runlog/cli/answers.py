@@ -17,7 +17,8 @@ An answer is used only when all of this is as it was when it was printed:
   that steer runlog, polars or colours (``RUNLOG_*``, ``POLARS_*``, ``TERM``, ``NO_COLOR``, ...).
 
 Not kept: an answer printed while a file of the run was modified in the last ``RACY_SECONDS`` (a writer may be
-at work: a live run is always read), or whose runs are not listed the same after the work as before it (a file
+at work: a live run is always read; ``probe_cache.is_racy``, which on whole-second times counts the change
+time too), or whose runs are not listed the same after the work as before it (a file
 that came and went while the command read: its folder's modification time tells); an answer with a line about
 a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that could not be
 read (its rows, a JSONL or manifest file, a probe that failed on an I/O error: it may read next time; a
@@ -192,12 +193,11 @@ def input_stamp(paths: list[Path]) -> list[Any]:
 
 def run_listing(root: Path) -> tuple[str, bool]:
     """(a digest of the run's listing: its files' stamps and its folders' (which change when an entry is
-    added or removed, even one gone again), whether a file in it was modified in the last ``RACY_SECONDS``:
-    too recently to keep an answer, as for the probe cache's entries)."""
+    added or removed, even one gone again), whether a file in it changed too recently to keep an answer, as
+    for the probe cache's entries: ``probe_cache.is_racy``)."""
     from ..listing import walk
-    from ..probe_cache import RACY_SECONDS
+    from ..probe_cache import is_racy
 
-    since = time.time_ns() - int(RACY_SECONDS * 1e9)
     folders: list[tuple[str, tuple]] = []
     lines, racy = [], False
     for _, rel, _, _, stamp in walk(root, folders):
@@ -206,7 +206,7 @@ def run_listing(root: Path) -> tuple[str, bool]:
             continue
         size, mtime, ctime, inode = stamp
         lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
-        racy = racy or mtime > since
+        racy = racy or is_racy(stamp)  # by its ctime too on a file system of whole seconds, as the caches
     lines.extend(f"{rel}/|{stamp[1]}|{stamp[2]}|{stamp[3]}" for rel, stamp in folders)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
 
