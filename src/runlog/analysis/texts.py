@@ -19,8 +19,9 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   ``<think>REASONING</think>`` (no ``</think>`` where the turn has no content: cut off while reasoning), as the
   model wrote it before a server's reasoning parser cut it at the tags; a text that has a ``<think>`` of its own,
   or a turn without reasoning, is the ``auto`` text as it is.
-- ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text, else ``completion``; a sample
-  that ``auto`` skips (messages, but no policy turn) has none.
+- ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text (from the last ``<answer>`` that a
+  ``</answer>`` follows to the first ``</answer>`` after it), else ``completion``; a sample that ``auto`` skips
+  (messages, but no policy turn) has none.
 - ``completion``, ``trajectory``: that column as written.
 - ``role:<name>``: that speaker's last assistant turn with content (its ``name``, or its ``role`` field where
   that names a speaker rather than a chat role: ``{"role": "agent_0"}``).
@@ -78,7 +79,10 @@ NOT_MODEL_ROLES = sorted(_chat.INPUT_ROLES)
 # The model's roles in words, for the notes: "assistant, agent or model".
 _SAID = sorted(_chat.MODEL_ROLES, key=lambda r: (r != "assistant", r))
 MODEL_ROLE_WORDS = ", ".join(_SAID[:-1]) + f" or {_SAID[-1]}" if len(_SAID) > 1 else _SAID[0]
-_ANSWER = r"(?s)<answer>(.*)</answer>"
+# ``--text answer``: the inside of the last answer block, the last ``<answer>`` that a ``</answer>`` follows, up to the
+# first ``</answer>`` after it (``<answer>a</answer> more </answer>`` is ``a``; an unclosed ``<answer>`` after the
+# block is no block). The leading greedy ``.*`` finds that last open tag (Rust's regex does not backtrack).
+_ANSWER = r"(?s).*<answer>(.*?)</answer>"
 OVER_SET_ROWS_NOTE = (
     "rows with no groups ({rows}): no prompt group there holds two texts, so their figures are over all texts of "
     "the row (as --over set), not within groups"
@@ -124,7 +128,8 @@ def texts_frame(
 ) -> pl.DataFrame:
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
     message index for ``messages`` texts, else null; ``group`` null when the run has no prompt groups).
-    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker).
+    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker; a model
+    speaker with a turn but no text, its only turn a tool call without words, has a null text).
     ``calls`` (tool-call checks): the messages whatever ``text`` is, with their ``tool_calls`` and
     ``message_role``; ``role:NAME`` keeps that speaker's messages; a sample without messages gives its
     ``completion`` (``trajectory`` with that text), where a ``<tool_call>`` in plain text is the only call.
@@ -154,7 +159,8 @@ def _turn_texts(
     turn is the final one, its content even empty (a generation cut off while
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
-    prompt too, or another speaker's text, so it is not read in the turn's place. ``speaker`` also names a turn
+    prompt too, or another speaker's text, so it is not read in the turn's place; with ``per_role``, likewise each
+    model speaker of the sample without such a turn (a null text in its row). ``speaker`` also names a turn
     whose ``role`` field is that speaker rather than a chat role (``{"role": "agent_0"}``). ``reasoning``: a
     ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts).
     ``flags``: ``__unread`` (from ``base``) and ``__bare`` (no messages, and no ``completion`` where that is read
@@ -211,21 +217,36 @@ def _turn_texts(
             # in one folder with a named run), the turns without a name count as the policy's.
             named_here = (model & pl.col("name").is_not_null()).any().over("__row")
             keep &= (pl.col("name") == elected.name) | (pl.col("name").is_null() & ~named_here)
-    group = ["__row", "__speaker"] if per_role else ["__row"]
+    if per_role:
+        # Every model speaker of the sample has a row, its text read from its kept turns: a speaker with a turn but
+        # none kept (its only turn a tool call without words) has a null text, and is counted in its role's
+        # ``no_text`` (``_texts_counted``), never left out unseen because another speaker of the sample has a text.
+        group, spoken = ["__row", "__speaker"], turns.filter(model)
+
+        def read(e: pl.Expr) -> pl.Expr:
+            return e.filter(keep)
+    else:
+        group, spoken = ["__row"], turns.filter(keep)
+
+        def read(e: pl.Expr) -> pl.Expr:
+            return e
+
+    content_read, reasoning_read = (read(pl.col(c)).cast(pl.String) for c in ("content", "reasoning"))
+    spoke = read(keep).any()  # the speaker has a turn read
     joined = (
-        turns.filter(keep)
-        .with_columns(who.cast(pl.String).alias("__speaker"))
+        spoken.with_columns(who.cast(pl.String).alias("__speaker"))
         .group_by(group, maintain_order=True)
         .agg(
-            pl.col("content").cast(pl.String).fill_null("").last().alias("text")
-            if last
-            else pl.col("content").cast(pl.String).str.join("\n").alias("text"),
-            pl.col("__turn").min(),
+            pl.when(spoke)
+            .then(content_read.fill_null("").last() if last else content_read.str.join("\n"))
+            .alias("text"),
+            # A speaker's first turn read (its first turn, where none is read): its rows' order.
+            pl.coalesce(read(pl.col("__turn")).min(), pl.col("__turn").min()).alias("__turn"),
             *(
                 [
-                    pl.col("reasoning").cast(pl.String).last().alias("__reasoning")
-                    if last
-                    else pl.col("reasoning").cast(pl.String).str.join("\n").alias("__reasoning")
+                    pl.when(spoke)
+                    .then(reasoning_read.last() if last else reasoning_read.str.join("\n"))
+                    .alias("__reasoning")
                 ]
                 if reasoning
                 else []
@@ -617,7 +638,7 @@ def _texts_lazy(
                 pl.when(pl.col("text").is_null())
                 .then(pl.lit(None, dtype=pl.String))
                 .when(inner.is_not_null())
-                .then(inner.str.split("<answer>").list.last())
+                .then(inner)
                 .otherwise(pl.col("__c"))
                 .alias("text")
             )
@@ -811,11 +832,16 @@ def _texts_counted(
         none = ~read.any().over("__sample") & pl.col("__sample").is_first_distinct()
         found = frame.filter(none).with_columns(pl.lit(None, dtype=pl.String).alias("role"))
     elif per_role and checked is not None and "__sample" in frame.columns:
-        # One row per sample and speaker: a sample is skipped when no row of it is measured (a spec keeping the
-        # verifier's texts, in a sample where only the solver speaks), counted once, its role null (the sample's).
+        # One row per sample and speaker. A speaker with a turn but no text (its row's text null: ``_turn_texts``)
+        # is skipped in its own role's row, where the caller measures that role's texts (``checked`` of the row as if
+        # it had a text: a spec's roles); a sample with neither such a speaker nor a row measured (a spec keeping the
+        # verifier's texts, in a sample where only the solver speaks) is counted once, its role null (the sample's).
+        wanted = frame.with_columns(pl.col("text").fill_null("")).select(checked.fill_null(False)).to_series()
+        frame = frame.with_columns(wanted.alias("__wanted"))
         read = pl.col("text").is_not_null() & checked.fill_null(False)
-        none = ~read.any().over("__sample") & pl.col("__sample").is_first_distinct()
-        found = frame.filter(none).with_columns(pl.lit(None, dtype=pl.String).alias("role"))
+        silent = pl.col("text").is_null() & pl.col("role").is_not_null() & pl.col("__wanted")
+        none = ~(read | silent).any().over("__sample") & pl.col("__sample").is_first_distinct()
+        found = frame.filter(silent | none).with_columns(pl.when(~none).then(pl.col("role")).alias("role"))
     else:
         found = frame.filter(pl.col("text").is_null())
     skipped.counts = (
@@ -825,7 +851,7 @@ def _texts_counted(
     )
     if message_level:  # the samples' own rows, there only to be counted
         frame = frame.filter(~pl.col("__bare") & ~pl.col("__none")).drop("__none")
-    return frame.drop("__unread", "__bare", "__sample", strict=False)
+    return frame.drop("__unread", "__bare", "__sample", "__wanted", strict=False)
 
 
 def _has_text() -> pl.Expr:

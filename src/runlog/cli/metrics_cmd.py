@@ -332,7 +332,9 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
         if text == "answer":
             rest_why += ", or the text has no <answer> block and the completion is null"
     whys = {"unread": "the text of their file could not be read (see the errors)", "bare": bare_why, "rest": rest_why}
-    return {k: NO_TEXT_NOTE.format(n=n, text=text, why=whys[k]) for k, n in none.by_reason().items() if n > 0}
+    # With --by role a sample is counted once per speaker without a text: texts of (sample, role), not samples.
+    note = NO_TEXT_NOTE.replace("sample(s)", "text(s) (per sample and role)") if per_role else NO_TEXT_NOTE
+    return {k: note.format(n=n, text=text, why=whys[k]) for k, n in none.by_reason().items() if n > 0}
 
 
 def _with_no_text(df: pl.DataFrame, missing: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
