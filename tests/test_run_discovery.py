@@ -161,8 +161,9 @@ def test_what_is_one_run_and_what_is_several(tmp_path: Path) -> None:
     nested = make_native_run(tmp_path / "nested")
     make_native_run(nested / "eval_run")
     assert refused(nested) == (
-        f"{nested}: holds 2 runs (., eval_run): pass each run's folder (or file) as its own PATH; "
-        "several PATHs make a fleet (summarize, metrics)"
+        f"{nested}: holds 2 runs (., eval_run): it is a run itself, with the run(s) eval_run in a sub-folder: "
+        f"`runlog summarize|metrics {nested} --by run` reads each as a run of its own (this one without "
+        f"{nested}/eval_run); for other commands move {nested}/eval_run out of {nested}"
     )
     two_verl = tree(tmp_path / "two_verl", {"a/3.jsonl": verl_lines(3), "b/val/3.jsonl": verl_lines(3)})
     assert "holds 2 runs (a, b)" in refused(two_verl)

@@ -302,6 +302,8 @@ def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
             levels = [store.list_level(p) for p in prefixes]
         for dirs, objects in levels:
             names = (dirs + [o for o in objects if o.lower().endswith(RUN_FILE_SUFFIXES)]) if last else dirs
+            if last:  # an empty folder's marker (``grpo-empty/``, listed as ``grpo-empty``): a folder, as on disk
+                names += [o for o in objects if o not in names and _is_marker(store, o, seg)]
             for found in names:
                 name = found.rsplit("/", 1)[-1]
                 hidden = name.startswith(".") and (last or not seg.startswith("."))
@@ -309,6 +311,17 @@ def _remote_glob(pattern: str, options: Mapping[str, str] | None) -> list[str]:
                     nxt.append(found)
         prefixes = nxt
     return sorted(f"{scheme}://{bucket}/{p}" for p in prefixes)
+
+
+def _is_marker(store: Any, key: str, seg: str) -> bool:
+    """Whether an object the glob's last segment matches, of no run file's kind and no suffix, is a folder's
+    zero-byte marker object (``storage.folder_markers``): an empty folder, which a local glob matches (and the
+    fleet reports as a run with no files). Asked of the store only for such names (rare)."""
+    name = key.rsplit("/", 1)[-1]
+    if "." in name or not fnmatch.fnmatchcase(name, seg):
+        return False
+    meta = store.head(key)
+    return meta is not None and meta.size == 0
 
 
 class GlobGivenError(RunNotFoundError):
@@ -398,7 +411,16 @@ def one_run(path: Any, claimed: Sequence[tuple[str, Placement]]) -> None:
     shown = [r or "." for r in runs]
     names = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "")
     depths = {r.count("/") + 1 for r in runs}
-    if "" in runs or len(depths) != 1:
+    if "" in runs:
+        # The path is a run itself: no PATH names it without the runs inside, but a fleet reads it so.
+        inner = ", ".join(f"{where}/{r}" for r in runs if r)
+        hint = (
+            f"it is a run itself, with the run(s) {', '.join(r for r in runs if r)} in a sub-folder: `runlog "
+            "summarize|metrics "
+            f"{shlex.quote(where)} --by run` reads each as a run of its own (this one without {inner}); for other "
+            f"commands move {inner} out of {where}"
+        )
+    elif len(depths) != 1:
         hint = "pass each run's folder (or file) as its own PATH; several PATHs make a fleet (summarize, metrics)"
     else:
         hint = f"pass one, or '{where}{'/*' * depths.pop()}' --by run for a fleet (summarize, metrics)"

@@ -102,7 +102,9 @@ def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, grou
         comps, keys, title = _components_long(df, group_keys, ""), group_keys, COMPONENTS_TITLE
     else:
         parts.append(render_tables(df, [(PER_ROLE_TITLES.get(t, t), cols) for t, cols in SECTIONS], group_keys, strip))
-        keys = [k for k in group_keys if k != "role"]
+        from ..fleet import RUNS_COLUMN
+
+        keys = [k for k in group_keys if k not in ("role", RUNS_COLUMN)]  # (runs: of the role's rows)
         samples = df.select(*keys, *per_sample).unique(maintain_order=True)
         parts.append(titled(PER_SAMPLE_TITLE, samples, ["sample:exception_rate"], keys))
         comps, title = _components_long(samples, keys, "sample:"), PER_SAMPLE_COMPONENTS_TITLE
@@ -272,6 +274,10 @@ def _summarize_run(
         emit_frame(df, fmt, output, keys=["key"])
         if (collided := S.alias_collisions(run, table)) is not None:
             report_problems([], notes=[collided])
+        from ..analysis.scalars import mixed_weights
+
+        if (mixed := mixed_weights(run, table, filters.steps)) is not None:
+            report_problems([], notes=[mixed])
     elif keys or alias or aliases:
         raise UsageError("--keys, --alias and --aliases go with --scalars")
     elif correlations:
@@ -375,7 +381,7 @@ def _summarize_fleet(
     fleet: Fleet, by: list[str], filters: Filters, fmt: OutputFormat, output: Path | None, prompt_groups: bool
 ) -> int:
     from ..analysis import summarize as S
-    from ..fleet import fleet_split_note, summarize_fleet
+    from ..fleet import RUNS_COLUMN, fleet_split_note, summarize_fleet
 
     S.check_keys(by, ["run", *S.KEYS])
     result = fleet.run(
@@ -393,7 +399,8 @@ def _summarize_fleet(
     )
     df = result.frame
     no_rows_at_all(result, df, "summarize")
-    _emit_summary(df, fmt, output, [c for c in df.columns if c == "run" or c in S.KEYS])
+    # Pooled rows say how many runs each holds (``runs``), beside the keys in a table too.
+    _emit_summary(df, fmt, output, [c for c in df.columns if c in ("run", RUNS_COLUMN) or c in S.KEYS])
     if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
         splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})
         report_problems([], notes=[fleet_split_note(splits, len(fleet.locations))])

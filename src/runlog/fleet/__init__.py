@@ -23,12 +23,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
 from ..analysis.filters import Filters
 from ..errors import RunlogError, RunNotFoundError, UsageError
 from .engine import Engine, LocalEngine
 from .tasks import DiversityJob, FormatJob, Job, MetricJob, SummarizeJob, Task, Unit, UnitResult, run_batch
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 # A run larger than this is split into chunks of whole steps (each a separate task).
 TASK_BYTES = 256 * 1024 * 1024
@@ -407,13 +411,13 @@ def _runs_in(location: str, storage_options: Mapping[str, str] | None) -> tuple[
     try:
         list_names(location, storage_options=storage_options, prefetch=False, issues=issues)
     except SeveralRunsError as exc:
-        if "" in exc.runs:
-            return [location], []  # the path is a run itself, with runs inside: said when it is opened
+        # The path itself among its runs (``""``: a run with another run in a sub-folder): the fleet reads it
+        # without that folder (``_nested_runs``), and the run inside as a run of its own.
         base = location.rstrip("/")
         if storage.is_url(location):
-            return [f"{base}/{r}" for r in exc.runs], []
-        runs = [os.path.join(base, r) for r in exc.runs]
-        return runs, _links_to_runs(base, exc.runs, issues)
+            return [f"{base}/{r}" if r else location for r in exc.runs], []
+        runs = [os.path.join(base, r) if r else location for r in exc.runs]
+        return runs, ([] if "" in exc.runs else _links_to_runs(base, exc.runs, issues))
     except RunlogError:
         pass
     return [location], []
@@ -458,15 +462,107 @@ def is_fleet(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _listing(location: str, options: Mapping[str, str] | None) -> list[tuple[str, int]]:
+@dataclass(frozen=True)
+class _File:
+    """A listed file of a run: its run-relative path, size, path (local, or an object's) and stamp; ``ident``: a
+    local file's (device, inode), the same file however it is reached (a link, a hard link), else None."""
+
+    rel: str
+    size: int
+    path: Any
+    stamp: tuple | None
+    ident: tuple[int, int] | None
+
+
+def _listing(location: str, options: Mapping[str, str] | None, layout: str | None) -> tuple[list[_File], list[str]]:
+    """A run's files, and the runs with a manifest of their own in its sub-folders (``b/inner/c2`` in the run
+    ``b``), which the run is read without (:func:`_nested_runs`). A matched folder marker alone (the zero-byte
+    ``prefix/`` a console writes) is a run with no files, as an empty folder on disk is."""
     from .. import storage
     from ..run import list_files
 
     if storage.is_url(location):
         root = storage.location(location, options)
-        return [(rel, size) for _, rel, size, *_ in storage.list_run(root)]
-    _, entries = list_files(location, options, prefetch=False)
-    return [(rel, size) for _, rel, size, *_ in entries]
+        entries = storage.list_run(root)
+        if len(entries) == 1 and entries[0][2] == 0 and entries[0][1] == root.name and "." not in root.name:
+            raise RunNotFoundError(f"{location}: no files found (an empty folder: its marker object only)")
+        files = [_File(rel, size, path, stamp, None) for path, rel, size, _, stamp in entries]
+    else:
+        _, entries = list_files(location, options, prefetch=False)
+        files = [_File(rel, size, path, stamp, _ident(path)) for path, rel, size, _, stamp in entries]
+    return files, _nested_runs(location, files, layout, options)
+
+
+def _ident(path: Any) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _nested_runs(
+    location: str, files: Sequence[_File], layout: str | None, options: Mapping[str, str] | None
+) -> list[str]:
+    """The folders below a run that hold runs of their own (a manifest of their own: ``listing.run_folders``),
+    where the run's own folder is a run too: discovery refuses such a path as several runs, and no PATH reads
+    the outer run alone; a fleet reads it without those folders (their files are no part of it), and says so.
+    Listed again by name only where a manifest lies below the top (rare)."""
+    from ..errors import SeveralRunsError
+    from ..listing import MANIFEST
+    from ..run import list_names
+
+    if not any(f.rel.endswith(f"/{MANIFEST}") for f in files):
+        return []
+    try:
+        list_names(location, layout=layout, storage_options=options, prefetch=False)
+    except SeveralRunsError as exc:
+        return [r for r in exc.runs if r] if "" in exc.runs else []
+    except (RunlogError, OSError):
+        pass  # said when the run is read
+    return []
+
+
+def open_fleet_run(
+    location: str, *, layout: str | None = None, storage_options: Mapping[str, str] | None = None
+) -> Run:
+    """A run of a fleet opened as the fleet reads it: a run with other runs in its sub-folders (their own
+    manifests) without those folders (:func:`_nested_runs`); any other path of several runs is refused, as
+    ``open_run`` refuses it. For what is asked of each run beside the fleet's tasks (the filters' check)."""
+    from ..errors import SeveralRunsError
+    from ..run import list_files, open_run
+
+    try:
+        return open_run(location, layout=layout, storage_options=storage_options)
+    except SeveralRunsError as exc:
+        if "" not in exc.runs:
+            raise
+        nested = [r for r in exc.runs if r]
+        _, entries = list_files(location, storage_options, prefetch=False)
+        only = [rel for _, rel, *_ in entries if not _under(rel, nested)]
+        return open_run(location, layout=layout, storage_options=storage_options, only=only)
+
+
+def _under(rel: str, folders: Iterable[str]) -> bool:
+    return any(rel == f or rel.startswith(f"{f}/") for f in folders)
+
+
+def _is_manifest(rel: str) -> bool:
+    from ..listing import MANIFEST
+
+    return rel == MANIFEST or rel.endswith(f"/{MANIFEST}")
+
+
+# (run, run-relative path, problem kind, message): what planning says of a run, with its problems
+Said = tuple[str, str, str, str]
+
+
+@dataclass
+class _Plan:
+    units: list[Unit]
+    failures: list[tuple[str, str]]
+    files: dict[str, list[_File]]  # each run's files (by its name), as read
+    said: list[Said]
 
 
 def plan_units(
@@ -479,13 +575,29 @@ def plan_units(
 ) -> tuple[list[Unit], list[tuple[str, str]]]:
     """List every run (concurrently) and cut the fleet into units. Returns (units, failures): a run that
     cannot be listed is reported as ``(location, reason)`` and left out; the others are still planned."""
-    from ..run import list_names
+    plan = _plan(locations, layout, storage_options, split_runs, task_bytes, pooled=False)
+    return plan.units, plan.failures
+
+
+def _plan(
+    locations: Sequence[str],
+    layout: str | None,
+    storage_options: Mapping[str, str] | None,
+    split_runs: bool,
+    task_bytes: int,
+    pooled: bool,
+) -> _Plan:
+    """``plan_units``, with what it says of the runs: runs inside a run's folder, read without them
+    (:func:`_nested_runs`), and files that two local runs share (:func:`_shared_files`), read once where the
+    statistics are ``pooled`` over the runs."""
+    from ..formats.base import WARNING
+    from ..listing import NESTED_RUN
 
     names = run_names(locations)
     failures: list[tuple[str, str]] = []
     with ThreadPoolExecutor(LIST_THREADS) as pool:
-        futures = [pool.submit(_listing, loc, storage_options) for loc in locations]
-        listings: list[list[tuple[str, int]] | None] = []
+        futures = [pool.submit(_listing, loc, storage_options, layout) for loc in locations]
+        listings: list[tuple[list[_File], list[str]] | None] = []
         for name, fut in zip(names, futures, strict=True):
             try:
                 listings.append(fut.result())
@@ -493,39 +605,193 @@ def plan_units(
                 # Under the run's name, as a run that fails when read is: the message names its location.
                 failures.append((name, str(exc)))
                 listings.append(None)
+    said: list[Said] = []
+    given = {_resolved(loc) for loc in locations}
+    kept: dict[str, list[_File]] = {}
+    nested_of: dict[str, list[str]] = {}
+    for name, loc, listed in zip(names, locations, listings, strict=True):
+        if listed is None:
+            continue
+        files, nested = listed
+        kept[name] = [f for f in files if not _under(f.rel, nested)]
+        nested_of[name] = nested
+        for folder in nested:
+            n = sum(1 for f in files if _under(f.rel, [folder]))
+            inner = f"{loc.rstrip('/')}/{folder}"
+            if _resolved(inner) in given:
+                said.append(
+                    (
+                        name,
+                        folder,
+                        WARNING,
+                        f"a run of its own inside this run's folder (its own run.json): "
+                        f"read as such, its {n} file(s) left out of this run's rows",
+                    )
+                )
+            else:
+                said.append(
+                    (
+                        name,
+                        folder,
+                        NESTED_RUN,
+                        f"another run inside this run's folder (its own run.json): "
+                        f"left out of this run's rows ({n} file(s)) and not read: pass {inner} as a run of "
+                        "its own to read it",
+                    )
+                )
+    left_out = _shared_files(names, locations, kept, layout, storage_options, pooled, said)
     units: list[Unit] = []
-    for name, loc, files in zip(names, locations, listings, strict=True):
-        if files is None:
+    for name, loc in zip(names, locations, strict=True):
+        if name not in kept or (name in left_out and left_out[name] is None):
             continue
-        total = sum(size for _, size in files)
-        if not split_runs or total <= task_bytes:
-            units.append(Unit(len(units), name, loc, None, total))
-            continue
-        # A big run: chunks of whole steps, from what the names tell (no file is opened here).
+        drop = left_out.get(name) or set()
+        files = [f for f in kept[name] if f.rel not in drop]
+        whole = not drop and not nested_of[name]
+        units += _units_of(name, loc, files, whole, len(units), layout, storage_options, split_runs, task_bytes)
+    return _Plan(units, failures, kept, said)
+
+
+def _units_of(
+    name: str,
+    loc: str,
+    files: list[_File],
+    whole: bool,
+    first: int,
+    layout: str | None,
+    storage_options: Mapping[str, str] | None,
+    split_runs: bool,
+    task_bytes: int,
+) -> list[Unit]:
+    """A run's units, numbered from ``first``: the run (``whole``: all its files; else the ``files`` named), or
+    chunks of whole steps of a run bigger than ``task_bytes``."""
+    from ..run import list_names
+
+    total = sum(f.size for f in files)
+    rels = None if whole else [f.rel for f in files]
+    if not split_runs or total <= task_bytes:
+        return [Unit(first, name, loc, rels, total)]
+    # A big run: chunks of whole steps, from what the names tell (no file is opened here).
+    try:
         entries = list_names(loc, layout=layout, storage_options=storage_options, prefetch=False)
-        size_of = dict(files)
-        keyed = [(e.step, e.path) for e in entries if e.keyed and e.step is not None]
-        if not keyed:
-            units.append(Unit(len(units), name, loc, None, total))
+    except RunlogError:
+        if whole:
+            raise
+        return [Unit(first, name, loc, rels, total)]  # (a run with runs inside: read whole, without them)
+    size_of = {f.rel: f.size for f in files}
+    keyed = [(e.step, e.path) for e in entries if e.keyed and e.step is not None and e.path in size_of]
+    if not keyed:
+        return [Unit(first, name, loc, rels, total)]
+    keyed_paths = {path for _, path in keyed}
+    always = [f.rel for f in files if f.rel not in keyed_paths]
+    manifests = [rel for rel in always if _is_manifest(rel)]
+    by_step: dict[int, list[str]] = {}
+    for step, path in keyed:
+        by_step.setdefault(step, []).append(path)
+    units: list[Unit] = []
+    chunk: list[str] = list(always)
+    size = sum(size_of.get(r, 0) for r in chunk)
+    for step in sorted(by_step):
+        paths = by_step[step]
+        n = sum(size_of.get(p, 0) for p in paths)
+        if size + n > task_bytes and any(p in keyed_paths for p in chunk):
+            units.append(Unit(first + len(units), name, loc, chunk, size))
+            chunk, size = list(manifests), sum(size_of.get(r, 0) for r in manifests)
+        chunk += paths
+        size += n
+    units.append(Unit(first + len(units), name, loc, chunk, size))
+    return units
+
+
+def _shared_files(
+    names: Sequence[str],
+    locations: Sequence[str],
+    kept: Mapping[str, list[_File]],
+    layout: str | None,
+    storage_options: Mapping[str, str] | None,
+    pooled: bool,
+    said: list[Said],
+) -> dict[str, set[str] | None]:
+    """Files that two local runs of the fleet share (one file, reached through links or hard links: a "view" run
+    made of links into another's samples), said as a warning naming both runs and the count. Each run's rows
+    (``--by run``) count its files, as that run alone does; statistics ``pooled`` over the runs count a file
+    once, in the first run (in the fleet's order) that has it: the files each later run leaves out are
+    returned (None: the run has no data file of its own left, and is not read). Pooling them so is clean only
+    where a run's shared files are whole steps of it: a step with shared files and files of its own would have
+    its prompt groups cut in two (a usage error then, naming the step)."""
+    from ..formats.base import WARNING
+
+    owner: dict[tuple[int, int], str] = {}
+    out: dict[str, set[str] | None] = {}
+    for name in names:
+        shared: dict[str, list[str]] = {}  # the earlier run: the files of this one that are its
+        for f in kept.get(name, []):
+            if f.ident is None or _is_manifest(f.rel):
+                continue
+            first = owner.setdefault(f.ident, name)
+            if first != name:
+                shared.setdefault(first, []).append(f.rel)
+        if not shared:
             continue
-        keyed_paths = {path for _, path in keyed}
-        always = [rel for rel, _ in files if rel not in keyed_paths]
-        manifests = [rel for rel in always if rel == "run.json" or rel.endswith("/run.json")]
-        by_step: dict[int, list[str]] = {}
-        for step, path in keyed:
-            by_step.setdefault(step, []).append(path)
-        chunk: list[str] = list(always)
-        size = sum(size_of.get(r, 0) for r in chunk)
-        for step in sorted(by_step):
-            paths = by_step[step]
-            n = sum(size_of.get(p, 0) for p in paths)
-            if size + n > task_bytes and any(p in keyed_paths for p in chunk):
-                units.append(Unit(len(units), name, loc, chunk, size))
-                chunk, size = list(manifests), sum(size_of.get(r, 0) for r in manifests)
-            chunk += paths
-            size += n
-        units.append(Unit(len(units), name, loc, chunk, size))
-    return units, failures
+        where = dict(zip(names, locations, strict=True))[name]
+        rels = {r for rs in shared.values() for r in rs}
+        if pooled:
+            _check_whole_steps(name, where, kept[name], rels, shared, layout, storage_options)
+            own = [f for f in kept[name] if f.rel not in rels and not _is_manifest(f.rel)]
+            out[name] = rels if own else None
+        for first, rs in shared.items():
+            folder = os.path.commonpath([os.path.dirname(r) or "." for r in rs]) or "."
+            if not pooled:
+                how = "each run's rows count them (as the run alone does)"
+            elif out[name] is None:
+                how = f"counted once, in {first}: this run has no file of its own, and no row in the pooled statistics"
+            else:
+                how = f"counted once, in {first} (its own files are read)"
+            said.append(
+                (
+                    name,
+                    folder,
+                    WARNING,
+                    f"{len(rs)} file(s) here are {first}'s too (the same files, through links): {how}",
+                )
+            )
+    return out
+
+
+def _check_whole_steps(
+    name: str,
+    location: str,
+    files: Sequence[_File],
+    shared: set[str],
+    by_run: Mapping[str, list[str]],
+    layout: str | None,
+    storage_options: Mapping[str, str] | None,
+) -> None:
+    """Refuse pooled statistics where a run's files of one split and step (or its files that name no step) are
+    partly another run's and partly its own: counting the shared ones once, in the other run, would cut that
+    step's prompt groups in two, and no figure would be the one the table says."""
+    from ..run import list_names
+
+    try:
+        entries = list_names(location, layout=layout, storage_options=storage_options, prefetch=False)
+    except RunlogError:
+        return  # (said when the run is read; a run with runs inside is read by its files, each once)
+    listed = {f.rel for f in files}
+    steps: dict[tuple[str | None, int | None], set[bool]] = {}
+    for e in entries:
+        if e.path in listed and not _is_manifest(e.path):
+            key = (e.split, e.step) if e.keyed else (None, None)
+            steps.setdefault(key, set()).add(e.path in shared)
+    mixed = [key for key, kinds in steps.items() if len(kinds) > 1]
+    if not mixed:
+        return
+    split, step = mixed[0]
+    at = f"split {split}, step {step}" if step is not None else "its files that name no step"
+    others = ", ".join(by_run)
+    raise UsageError(
+        f"{name} shares {len(shared)} file(s) with {others} (the same files, through links) and has files of its "
+        f"own beside them ({at}): statistics pooled over the runs cannot count the shared files once without "
+        "cutting that step's prompt groups in two: add --by run (each run whole), or leave one of the runs out"
+    )
 
 
 def plan_batches(units: Sequence[Unit], task_bytes: int = TASK_BYTES) -> list[list[Unit]]:
@@ -556,13 +822,17 @@ class FleetResult:
     units: int
     batches: int
     locations: dict[str, str] = field(default_factory=dict)  # each run's name: its location
+    said: list[Said] = field(default_factory=list)  # what planning and merging said of runs (``_plan``)
 
     def problems(self) -> list[tuple[str, str, str, str]]:
-        """(run, path, kind, message) of every problem, each once (chunks of one run share manifests)."""
+        """(run, path, kind, message) of every problem, each once (chunks of one run share manifests), then
+        what the fleet said of its runs (a run inside another's folder, files or a run_id two runs share)."""
         seen: dict[tuple[str, str, str, str], None] = {}
         for r in sorted(self.results, key=lambda r: r.index):
             for p in r.problems:
                 seen.setdefault((r.name, *p), None)
+        for said in self.said:
+            seen.setdefault(said, None)
         return list(seen)
 
 
@@ -633,15 +903,123 @@ def summarize_fleet(
     inner = [k for k in keys if k != "run"]
     if auto_split:
         inner.insert(0, "split")
-    units, failures = plan_units(locations, layout=layout, storage_options=storage_options, task_bytes=task_bytes)
+    pooled = "run" not in keys
+    plan = _plan(locations, layout, storage_options, True, task_bytes, pooled=pooled)
+    units, failures = plan.units, plan.failures
     task = Task.of(SummarizeJob(prompt_groups=prompt_groups), inner, filters, layout, storage_options)
     partials, results, nbatches = _stacked(task, units, failures, engine, progress)
-    if auto_split and partials["split"].drop_nulls().n_unique() > 1:
-        keys.insert(1 if "run" in keys else 0, "split")
+    if auto_split:
+        partials = _auto_split(partials, keys)
     frame, notes = combine_partials(partials, keys)
-    if "run" not in keys:
+    if pooled:
         notes[:0] = _pooled_notes(results, partials)
-    return FleetResult(frame, results, failures, notes + _runs_notes(results), len(units), nbatches, _where(locations))
+        frame = _with_runs(frame, partials, keys)
+    said = plan.said + _same_run_ids(results, plan.files, pooled)
+    notes += _runs_notes(results)
+    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations), said)
+
+
+def _held(partials: pl.DataFrame) -> pl.DataFrame:
+    """The partials that are rows of the table: per role where there are roles (the per-sample rows do not heed
+    ``--role``), and only those of some sample (a run or split with none at the filters gives a partial of
+    no row)."""
+    held = partials.filter(pl.col("level") == "role") if "level" in partials.columns else partials
+    return held.filter(pl.col("rows") > 0) if "rows" in held.columns else held
+
+
+def _auto_split(partials: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``split`` added to ``keys`` where the rows of the table come from several splits (train and eval are
+    never pooled silently), decided from the partials that hold rows: with ``--role verifier``, a run whose
+    eval split has no verifier gives no row of eval, and the table is that of the one split, as the run that
+    holds the verifier gives alone. The partials of no row's other splits (its per-sample rows) are left out
+    then, as ``--split`` would leave them out."""
+    held = _held(partials)["split"].drop_nulls().unique().to_list()
+    if len(held) > 1:
+        keys.insert(1 if "run" in keys else 0, "split")
+    elif len(held) == 1 and partials["split"].drop_nulls().n_unique() > 1:
+        partials = partials.filter(pl.col("split").is_null() | (pl.col("split") == held[0]))
+    return partials
+
+
+RUNS_COLUMN = "runs"
+
+
+def _with_runs(frame: pl.DataFrame, partials: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Pooled statistics with ``runs`` after the keys: how many runs' rows each row pools (a role that one run
+    of three has is pooled over that one, not "the 3 runs" the note counts)."""
+    held = _held(partials)
+    keys = list(keys)
+    if not keys:
+        n = held["run"].n_unique() if held.height else 0
+        return frame.select(pl.lit(n, dtype=pl.UInt32).alias(RUNS_COLUMN), pl.all())
+    counts = held.group_by(keys).agg(pl.col("run").n_unique().cast(pl.UInt32).alias(RUNS_COLUMN))
+    out = frame.join(counts, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    out = out.with_columns(pl.col(RUNS_COLUMN).fill_null(0))
+    return out.select(*keys, RUNS_COLUMN, pl.exclude(*keys, RUNS_COLUMN))
+
+
+FINGERPRINT_BYTES = 64 << 10  # the bytes of each end of a local file compared for an identical copy
+
+
+def _same_run_ids(results: Sequence[UnitResult], files: Mapping[str, list[_File]], pooled: bool) -> list[Said]:
+    """A warning for each run whose manifest's run_id an earlier run of the fleet has: a copy (``exp-123.bak``,
+    an ``aws s3 sync`` to a second prefix under the glob) counts its rows twice in pooled statistics. Two runs
+    can share a templated run_id (two seeds of one config), so it is said, not refused; runs whose files are,
+    file for file, the same names and sizes and the same bytes at both ends (or ETags), are an identical
+    copy."""
+    from ..formats.base import WARNING
+
+    ids: dict[str, str] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        if r.run_id is not None and r.error is None:
+            ids.setdefault(r.name, r.run_id)
+    first: dict[str, str] = {}
+    out: list[Said] = []
+    for name, rid in ids.items():
+        earlier = first.setdefault(rid, name)
+        if earlier == name:
+            continue
+        twice = "its rows are counted twice in the pooled statistics" if pooled else "each is a row of its own"
+        if _identical(files.get(earlier, []), files.get(name, [])):
+            what = (
+                f"an identical copy of run {earlier} (the same run_id {rid!r}; file for file the same names, sizes "
+                "and bytes as far as compared)"
+            )
+            tail = f"{twice}: leave one out" if pooled else twice
+        else:
+            what = (
+                f"the same run_id {rid!r} as run {earlier}: a copy of it? (two runs of one config, two seeds, can "
+                "also share a templated run_id)"
+            )
+            tail = f"if a copy, {twice}" if pooled else twice
+        out.append((name, "run.json", WARNING, f"{what}: {tail}"))
+    return out
+
+
+def _identical(a: Sequence[_File], b: Sequence[_File]) -> bool:
+    """Whether two runs' files are the same names and sizes and, file for file, the same file, the same ETag
+    (an object store's), or the same first and last ``FINGERPRINT_BYTES`` (a local file's)."""
+    if not a or sorted((f.rel, f.size) for f in a) != sorted((f.rel, f.size) for f in b):
+        return False
+    theirs = {f.rel: f for f in b}
+    return all(_mark(f) is not None and _mark(f) == _mark(theirs[f.rel]) for f in a)
+
+
+def _mark(f: _File) -> Any:
+    """What tells a file's bytes from another's of its size: an object's ETag, a local file's two ends."""
+    import hashlib
+
+    from ..storage import ObjectPath
+
+    if isinstance(f.path, ObjectPath):
+        return ("etag", f.stamp[1]) if isinstance(f.stamp, tuple) and len(f.stamp) == 3 and f.stamp[1] else None
+    try:
+        with open(f.path, "rb") as fh:
+            head = fh.read(FINGERPRINT_BYTES)
+            fh.seek(max(0, f.size - FINGERPRINT_BYTES))
+            return ("bytes", hashlib.blake2b(head + fh.read(FINGERPRINT_BYTES), digest_size=16).digest())
+    except OSError:
+        return None
 
 
 def _runs_notes(results: Sequence[UnitResult]) -> list[str]:
@@ -660,10 +1038,8 @@ def _pooled_notes(results: Sequence[UnitResult], partials: pl.DataFrame) -> list
     """What statistics pooled over the runs were pooled over: the runs whose rows are in them, and the runs
     read that gave none (no readable sample, none at the filters), which ``--by run`` names as absent."""
     read = list(dict.fromkeys(r.name for r in results if r.error is None))
-    # The rows of the table: per role where there are roles (the per-sample rows do not heed --role), and a
-    # partial of no key is one row however many samples it had (``rows`` counts them).
-    held = partials.filter(pl.col("level") == "role") if "level" in partials.columns else partials
-    held = held.filter(pl.col("rows") > 0) if "rows" in held.columns else held
+    # A partial of no key is one row however many samples it had (``rows`` counts them).
+    held = _held(partials)
     with_rows = set(held["run"].unique().to_list()) if "run" in held.columns else set(read)
     absent = [name for name in read if name not in with_rows]
     runs = len(read) - len(absent)
@@ -698,7 +1074,8 @@ def metrics_fleet(
     auto_split = "split" not in keys and not filters.splits
     if auto_split:
         keys.insert(0, "split")
-    units, failures = plan_units(locations, layout=layout, storage_options=storage_options, split_runs=False)
+    plan = _plan(locations, layout, storage_options, False, TASK_BYTES, pooled=False)
+    units, failures = plan.units, plan.failures
     task = Task.of(job, keys, filters, layout, storage_options)
     frame, results, nbatches = _stacked(task, units, failures, engine, progress)
     notes: list[str] = []
@@ -710,7 +1087,8 @@ def metrics_fleet(
             notes.append(fleet_split_note(splits, len(locations)))
     # Each run's notes (``tasks.job_notes``: texts in no prompt group, left out of the means), under its name.
     notes += list(dict.fromkeys(f"{r.name}: {n}" for r in sorted(results, key=lambda r: r.index) for n in r.notes))
-    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations))
+    said = plan.said + _same_run_ids(results, plan.files, pooled=False)
+    return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations), said)
 
 
 FLEET_SPLIT_NOTE = (
@@ -749,6 +1127,7 @@ __all__ = [
     "fleet_locations",
     "is_fleet",
     "metrics_fleet",
+    "open_fleet_run",
     "plan_batches",
     "plan_units",
     "read_runs_file",

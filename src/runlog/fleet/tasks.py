@@ -135,6 +135,7 @@ class UnitResult:
     problems: list[tuple[str, str, str]]  # (path, kind, message)
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # ``job_notes``
+    run_id: str | None = None  # the manifest's run_id: two runs of a fleet with one may be a run and its copy
 
 
 def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
@@ -151,7 +152,9 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         frame = task.job.frame(run, task.keys, task.filters)
         frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
         problems = [(p.path, p.kind, p.message) for p in run.problems]
-        return UnitResult(unit.index, unit.name, frame, problems, notes=list(job_notes(run)))
+        run_id = (run.manifest or {}).get("run_id")
+        run_id = str(run_id) if isinstance(run_id, (str, int)) and not isinstance(run_id, bool) else None
+        return UnitResult(unit.index, unit.name, frame, problems, notes=list(job_notes(run)), run_id=run_id)
     except RunlogError as exc:
         return UnitResult(unit.index, unit.name, None, [], str(exc))
     except OSError as exc:

@@ -1,0 +1,24 @@
+"""Lead's tests for the fifteenth round of audits: what the fixers' notes asked of files outside their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _scalars_run(root: Path) -> Path:
+    root.mkdir()
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "run_id": "mw"}))
+    (root / "scalars.p0.jsonl").write_text(json.dumps({"step": 0, "time": 1, "k": 1.0, "k__count": 10}) + "\n")
+    (root / "scalars.p1.jsonl").write_text(json.dumps({"step": 0, "time": 1, "k": 3.0}) + "\n")
+    return root
+
+
+def test_summarize_scalars_says_shards_that_disagree_on_a_weight(tmp_path, cli):
+    """(10 x 1 + 3) / 11: a value without a __count is one value, as StatsTracker writes it; said, as the upload
+    says it (the wandb audit: the figure differed from the docs' "else a plain mean" without a word)."""
+    r = cli("summarize", _scalars_run(tmp_path / "run"), "--scalars", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    [row] = json.loads(r.stdout)
+    assert abs(row["mean"] - 13 / 11) < 1e-12
+    assert "shards that disagree on a __count weight at a step: k (1 step(s), first 0)" in r.stderr
