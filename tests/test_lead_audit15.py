@@ -22,3 +22,14 @@ def test_summarize_scalars_says_shards_that_disagree_on_a_weight(tmp_path, cli):
     [row] = json.loads(r.stdout)
     assert abs(row["mean"] - 13 / 11) < 1e-12
     assert "shards that disagree on a __count weight at a step: k (1 step(s), first 0)" in r.stderr
+
+
+def test_wrote_names_no_size_for_what_is_not_a_regular_file(tmp_path, capsys):
+    """`-o /dev/null` or a FIFO: the closing line said `(0 B)` whatever was written (13,076 bytes; a re-audit)."""
+    from runlog.cli.common import wrote
+
+    wrote("/dev/null")
+    (tmp_path / "f.csv").write_text("a,b\n1,2\n")
+    wrote(tmp_path / "f.csv")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["wrote /dev/null", f"wrote {tmp_path / 'f.csv'} (8 B)"]

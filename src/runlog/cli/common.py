@@ -325,9 +325,13 @@ def human_bytes(n: int) -> str:
 
 def wrote(path: str | os.PathLike[str]) -> None:
     """Say where ``-o FILE`` went: one line on stderr (``wrote per_step.csv (1.2 KB)``), so that stdout stays
-    empty. Every command that writes a file the user named calls this once, after the file is complete."""
+    empty. Every command that writes a file the user named calls this once, after the file is complete. No size
+    for what is not a regular file (a FIFO, ``/dev/null``: its size is 0 whatever was written to it)."""
+    import stat
+
     try:
-        size = f" ({human_bytes(os.stat(path).st_size)})"
+        st = os.stat(path)
+        size = f" ({human_bytes(st.st_size)})" if stat.S_ISREG(st.st_mode) else ""
     except OSError:
         size = ""
     sys.stderr.write(f"wrote {visible(os.fspath(path), keep_newlines=False)}{size}\n")
