@@ -32,3 +32,9 @@ class WriterWarning(UserWarning):
     """Something the writer did that the trainer should know of, without failing: a resumed writer removing what
     the earlier run wrote for the steps it replays, an extra column written as text because its values have
     more than one type. Also kept in ``RunWriter.stats()["warnings"]``."""
+
+
+class RunFolderGoneError(OSError):
+    """The run folder was removed, or replaced by another of that name, while a ``RunWriter`` had it open. The
+    cause of the ``WriterError`` that the next call raises: the writer stops rather than write its later steps
+    into a folder that holds none of the earlier ones (or holds another run)."""

@@ -35,7 +35,7 @@ import pyarrow as pa
 from .. import schema as S
 from ..errors import UsageError
 from . import _convert, jax_utils
-from .errors import QueueFullError, StepOrderError, WriterClosedError, WriterError, WriterWarning
+from .errors import QueueFullError, RunFolderGoneError, StepOrderError, WriterClosedError, WriterError, WriterWarning
 from .files import atomic_write_bytes, fsync_dir
 from .lock import ProcessLock
 from .pending import PendingStats
@@ -98,7 +98,8 @@ class RunWriter:
             raise UsageError(f"max_queue must be at least 1, not {max_queue}")
         if encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
-        self.root = Path(run_dir)
+        # Absolute from the start: a trainer that changes its working directory mid-run still writes this folder.
+        self.root = Path(run_dir).absolute()
         # Checked (and converted to JSON values) before anything is created: a config that cannot be written
         # is a UsageError at the call, never a half-made run folder.
         config_json = None if config is None else _json_config(config)
@@ -152,18 +153,25 @@ class RunWriter:
             raise UsageError(
                 f"{where} is a file, not a folder: the run folder {self.root} cannot be made there"
             ) from None
+        # The folder this writer writes: the background thread checks that ``root`` still names it before each
+        # step file and scalars line (``_check_folder``). The open descriptor keeps its inode from being reused
+        # by a folder made in its place after a removal (file systems hand freed inode numbers out again).
+        self._root_id = _folder_id(self.root)
+        self._root_fd: int | None = None
         # Before anything is touched: a second writer of this process on this folder is refused (``lock``), so that
         # it never takes the live writer's files for an abandoned run's.
         self._run_lock = ProcessLock.acquire(self.root, self.process_index)
         if self._run_lock.reason is not None and sys.platform != "win32":
             self._warn(f"no lock against a second writer of process {self.process_index}: {self._run_lock.reason}")
         try:
+            self._root_fd = _open_folder(self.root)
             self._remove_own_leftovers()
             self.manifest = self._initial_manifest(name, config_json, run_id)
             self._write_manifest()
             self._write_state()  # "open": this process writes the run, from now on
         except BaseException:
             self._run_lock.release()
+            self._close_folder()
             raise
         self._scalars_fd: int | None = None
         # What a resumed writer found of an earlier writer of this process, read once on the background thread
@@ -343,20 +351,22 @@ class RunWriter:
         atexit.unregister(self._close_at_exit)
         if self._finalizer is not None:
             self._finalizer.cancel()
+        # (a state file alone would make a removed folder again, or go into another run's folder put in its place)
+        gone = isinstance(self._error, RunFolderGoneError) or self._folder_gone() is not None
         try:
-            self._write_state(how, exception)
+            if not gone:
+                self._write_state(how, exception)
         finally:
             self._run_lock.release()  # the folder may be written by another writer of this process from now on
-        if self.process_index != 0 and not (self.root / MANIFEST).exists():
+            self._close_folder()
+        if not gone and self.process_index != 0 and not (self.root / MANIFEST).exists():
             self._warn(
                 f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
                 f"{self.process_index}) wrote here without it; readers see no roles, name or config for this run"
             )
         if self._error is not None and not self._error_reported:
             self._error_reported = True
-            raise WriterError(f"background writer failed: {type(self._error).__name__}: {self._error}") from (
-                self._error
-            )
+            raise WriterError(self._error_text(stopped=False)) from self._error
 
     def stats(self) -> dict[str, Any]:
         """Counters: accepted calls (``calls``: every ``log_samples``, ``log_scalars`` and ``commit``; and each
@@ -400,12 +410,27 @@ class RunWriter:
     def _check(self) -> None:
         if self._error is not None:
             self._error_reported = True
-            raise WriterError(
-                f"background writer failed: {type(self._error).__name__}: {self._error}; the writer has stopped: "
-                "nothing more is written (what was written before the failure was found stays: see stats())"
-            ) from self._error
+            raise WriterError(self._error_text(stopped=True)) from self._error
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
+
+    def _error_text(self, *, stopped: bool) -> str:
+        assert self._error is not None
+        if isinstance(self._error, RunFolderGoneError):
+            return str(self._error)  # says what is lost and that the writer has stopped
+        text = f"background writer failed: {type(self._error).__name__}: {self._error}"
+        if stopped:
+            text += (
+                "; the writer has stopped: nothing more is written (what was written before the failure was found "
+                "stays: see stats())"
+            )
+        return text
+
+    def _close_folder(self) -> None:
+        fd, self._root_fd = self._root_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _seal(self, split: str) -> None:
         step, _ = self._pending.pop(split)
@@ -547,6 +572,8 @@ class RunWriter:
                 return
             if kind == "sync":
                 if self._error is None:
+                    self._safely(self._check_folder)
+                if self._error is None:
                     self._safely(self._files.drain)
                 if self._error is None:
                     self._safely(self._sync_scalars)
@@ -577,10 +604,73 @@ class RunWriter:
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - stored and raised on the caller's next call
-            if self._error is None:  # the first failure is the one to report
-                self._error = exc
-                if not self._finishing:
-                    self._salvage()
+            if self._error is not None:  # the first failure is the one to report
+                return
+            # A write that failed because the run folder went away (a step file whose folder vanished) is said as
+            # that, and salvages nothing: there is no folder of this run left to write into.
+            gone = None
+            if isinstance(exc, RunFolderGoneError):
+                gone = exc
+            elif isinstance(exc, OSError):
+                gone = self._folder_gone()
+            if gone is not None:
+                if gone is not exc:
+                    gone.__cause__ = exc
+                self._stop_for_folder(gone)
+                return
+            self._error = exc
+            if not self._finishing:
+                self._salvage()
+
+    def _folder_gone(self) -> RunFolderGoneError | None:
+        """Whether ``root`` still names the folder this writer opened: None if it does, else the error to stop
+        with. One ``stat``; removed, or replaced by another folder or file of that name (its inode differs from the
+        one kept open since the writer opened)."""
+        try:
+            st = os.stat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            what = "removed"
+        except OSError:  # unreadable, not gone: the writes themselves say why they fail
+            return None
+        else:
+            if (st.st_dev, st.st_ino) == self._root_id:
+                return None
+            what = "replaced by another folder" if os.path.isdir(self.root) else "replaced by a file"
+        return RunFolderGoneError(what)
+
+    def _check_folder(self) -> None:
+        """Raise ``RunFolderGoneError`` when the run folder is no longer the one this writer opened (checked before
+        each step file is handed to encoding, each scalars line, a manifest rewrite, ``flush`` and ``close``:
+        one ``stat``, 1-3 us, on the background thread). Without it, a removed folder was silently made again by the
+        next step file, holding the later steps only, and the scalars went to the removed shard, lost unsaid."""
+        gone = self._folder_gone()
+        if gone is not None:
+            raise gone
+
+    def _stop_for_folder(self, gone: RunFolderGoneError) -> None:
+        """Stop writing (the writer's error, raised by the next call), and say once, with a ``WriterWarning``, what
+        went with the folder and what will not be written: writing on would make the folder again holding the
+        later steps only (readers would take it for the whole run), or write into another run's folder."""
+        dropped = self._files.discard()  # their temporary files went with the folder
+        pending = [*dropped, *((split, step) for split, (step, _) in self._buffers.items())]
+        self._buffers.clear()
+        with self._bg_lock:
+            files, lines = self._stats["files_written"], self._stats["scalar_lines"]
+        last = f" up to step {self._last_scalar_step}" if lines else ""
+        manifest = ", run.json" if self.process_index == 0 else ""
+        unwritten = ", ".join(f"{split} step {step}" for split, step in sorted(set(pending)))
+        message = (
+            f"the run folder {self.root} was {gone.args[0]} while the writer of process {self.process_index} had it "
+            f"open: what it had written there went with it ({files} step files, {lines} scalar lines{last}"
+            f"{manifest}, its state file); the writer has stopped, so that it never writes the later steps alone "
+            "into a folder made again, or into another run's: "
+            + (f"not written: {unwritten}, and " if unwritten else "")
+            + "nothing logged from now on is written (open a new RunWriter to go on, on a new folder or resumed "
+            "from a checkpoint)"
+        )
+        self._error = RunFolderGoneError(message)
+        self._error.__cause__ = gone.__cause__
+        self._warn(message)
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -642,6 +732,7 @@ class RunWriter:
 
     def _submit(self, split: str, step: int) -> None:
         """Hand the buffered rows of a sealed step to the encoders."""
+        self._check_folder()
         buffered = self._buffers.pop(split, None)
         if buffered is not None:
             table = _convert.concat(buffered[1], where=f"{split} step {step}", warn=self._warn)
@@ -682,6 +773,7 @@ class RunWriter:
     def _write_scalars(self, record: dict[str, Any]) -> None:
         self._resume(record["step"])
         self._check_scalar_order(record)
+        self._check_folder()  # else the line would go to a removed shard, lost unsaid
         if self._scalars_fd is None:
             self._scalars_fd = os.open(self._scalars_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         # One line per record on an O_APPEND descriptor: a killed process leaves whole lines (at worst a torn
@@ -772,6 +864,7 @@ class RunWriter:
         compare per item otherwise."""
         if self._resume_decided:
             return
+        self._check_folder()  # a folder put in its place holds another run: nothing of it is taken out
         self._resume_decided = True
         if not self._scanned:
             self._scan_old()
@@ -931,16 +1024,32 @@ class RunWriter:
             return
         self.manifest["roles"] = [*self.manifest["roles"], *new]
         if self.process_index == 0:
+            self._check_folder()
             atomic_write_bytes(self.root / MANIFEST, _manifest_bytes(self.manifest), durable=self.durable)
 
     def _finish(self) -> None:
         self._finishing = True
+        if self._error is None:
+            self._safely(self._check_folder)
         self._safely(self._files.close)
         if self._error is None:
             self._safely(self._sync_scalars)
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
+
+
+def _folder_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _open_folder(path: Path) -> int | None:
+    """A descriptor held open on the run folder (None where folders cannot be opened, as on Windows)."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
 
 
 def _step(step: Any) -> int:

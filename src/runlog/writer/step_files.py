@@ -133,9 +133,13 @@ class StepFiles:
         self._on_published = on_published
         self._pool: _Encoders | None = None
         self._inflight: collections.deque[tuple[Future[int], Path, Path, int, Any]] = collections.deque()
+        self.dropped: list[Any] = []  # the tags of the files dropped unpublished (after an error)
 
     def submit(self, path: Path, table: pa.Table, *, tag: Any = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The step's folder and the one above it (``samples/<split>``), never further up: a run folder removed
+        # under the writer is not silently made again, with later steps only (docs/writer.md, Errors).
+        path.parent.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         if self._pool is None:
             self._pool = _Encoders(self.threads)
@@ -154,6 +158,13 @@ class StepFiles:
     def drain(self) -> None:
         """Wait for every file being encoded and publish it."""
         self._publish(wait=True, everything=True)
+
+    def discard(self) -> list[Any]:
+        """Drop every file under way without publishing it; return the tags of all the files dropped so far (an
+        encoding error drops those after it too). For a writer whose run folder was removed or replaced: their
+        temporary files are left alone, as the folder that now holds their names, if any, is not the writer's."""
+        self._abandon(remove=False)
+        return list(self.dropped)
 
     def close(self) -> None:
         """Publish what is encoded, or (after an error) remove the unpublished temporary files; stop the pool."""
@@ -174,7 +185,11 @@ class StepFiles:
                 self._abandon()
                 raise
             self._inflight.popleft()
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                self.dropped.append(tag)
+                raise
             if self.durable:
                 fsync_dir(path.parent)
             self._on_written(rows, size)
@@ -182,10 +197,12 @@ class StepFiles:
                 self._on_published(tag)
             wait = False  # waited for the oldest; the others only if already done
 
-    def _abandon(self) -> None:
+    def _abandon(self, *, remove: bool = True) -> None:
         while self._inflight:
-            future, tmp, *_ = self._inflight.popleft()
+            future, tmp, _path, _rows, tag = self._inflight.popleft()
+            self.dropped.append(tag)
             with contextlib.suppress(BaseException):  # the first error was raised already; this file is dropped
                 future.result()
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if remove:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
