@@ -447,10 +447,42 @@ class Run:
                 return True
             return False
 
+        def fails_numeric(column: str) -> bool:
+            """Whether ``column`` fails in the numeric view, which may find it from another source than the
+            samples' (Flink: the prompt from the rendered ``trajectory``, not ``agent_trajectories``)."""
+            try:
+                numeric = layout.scan_numeric([f], self.ctx, {column: pl.col(column)}, [])
+            except Exception:  # noqa: BLE001  (no numeric route to test: the samples' verdict)
+                numeric = None
+            if numeric is None:
+                return fails([column])
+            try:
+                numeric.select(column).collect()
+            except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001
+                _not_interrupt(exc)
+                return True
+            return False
+
+        layout = get_layout(f.layout)
         texts = text_columns(f.layout)
         others = [c for c in names if c not in texts]
         suspects = [c for c in names if c in texts] if others and not fails(others) else names
-        return [c for c in suspects if fails([c])], names
+        # What puts the samples in their prompt groups is tested on the numeric view's source (summaries read
+        # the groups there): tested on the samples' own (Flink's conversation, from agent_trajectories), a
+        # file's groups were dropped whenever ANOTHER file's failure set this search going, and kept when
+        # none did. A group id the layout derives (one of its text columns the file does not hold: Flink's)
+        # is found from the prompt, and fails with it.
+        verdict: dict[str, bool] = {}
+
+        def fails_here(column: str) -> bool:
+            if column not in GROUP_KEYS or column not in texts:
+                return fails([column])
+            source = "prompt" if column in layout.text_columns and column not in f.columns else column
+            if source not in verdict:
+                verdict[source] = fails_numeric(source) if source in names else fails([column])
+            return verdict[source]
+
+        return [c for c in suspects if fails_here(c)], names
 
     def forget_frames(self) -> None:
         """Drop the lazy frames built so far (``samples``, ``roles``, ``layouts``): built before a part found a file
@@ -976,12 +1008,12 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
     process's name (``step_8.p0.parquet`` copied to ``step_8.p2.parquet``) is a file of its own to every key, and
     its rows count twice in every figure. Only files of the same size and rows are compared (a listing's
     figures: most steps have no such pair), and within those only where their ends and starts are byte for
-    byte the same (``_fingerprint``: the footer, with its columns' sizes, offsets and statistics, and the first
-    data pages; two writers' small files of fixed-width numbers can be one size, and without statistics one
-    footer), or, in an object store, their ETags. Each file is compared with every other of its size, not only
-    the first (a copy of the second of two same-size shards was missed). Which of two is the copy cannot be
-    told: both are named. A copy written again (another compression) is not found so: ``runlog inspect
-    --deep`` finds the repeated sample ids."""
+    byte the same (``_fingerprint``: the footer, with its columns' sizes, offsets and statistics, the data pages
+    at its start, middle and end, and its sample ids; two writers' small files of fixed-width numbers can be
+    one size, and without statistics one footer), or, in an object store, their ETags. Each file is compared
+    with every other of its size, not only the first (a copy of the second of two same-size shards was
+    missed). Which of two is the copy cannot be told: both are named. A copy written again (another
+    compression) is not found so: ``runlog inspect --deep`` finds the repeated sample ids."""
     alike: dict[tuple[str, str, int, int, int], list[FileInfo]] = {}
     for f in files:
         if (
@@ -1008,8 +1040,9 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
                 ctx.warn(
                     f.path,
                     f"byte for byte the same as {first} as far as read (size {f.bytes:,} bytes, {f.rows:,} rows, "
-                    f"footer and first pages), of the same split {f.split!r} and step {f.step}: one is likely a copy "
-                    "of the other; both are read, so its rows count twice"
+                    "footer, pages at its start, middle and end, any sample id column), of the same split "
+                    f"{f.split!r} and step {f.step}: one is likely a copy of the other; both are read, so its rows "
+                    "count twice"
                     + (
                         " (`runlog inspect --deep` finds repeated sample ids)"
                         if f.layout in ("runlog", "flink")
@@ -1018,13 +1051,19 @@ def _same_size(files: list[FileInfo], said: set[str], ctx: RunContext) -> None:
                 )
 
 
-FINGERPRINT_HEAD = 64 << 10  # the bytes of a file's start read beside its footer (``_fingerprint``)
+FINGERPRINT_BLOCK = 64 << 10  # the bytes read at a file's start, middle and end beside its footer (``_fingerprint``)
+# The sample id columns (native, Flink): a copy's are its original's, two shards' never are (``_fingerprint``).
+ID_COLUMNS = ("sample_id", "unique_sample_id")
 
 
 def _fingerprint(f: FileInfo) -> Any:
     """What tells a Parquet file's copy from another file of its size: its ETag in an object store (a copy keeps
-    it; two uploads of other bytes never share one), else its first ``FINGERPRINT_HEAD`` bytes (the first data
-    pages) and its footer. None where it cannot be told (no ETag, no footer length, a read that fails)."""
+    it; two uploads of other bytes never share one), else its footer, ``FINGERPRINT_BLOCK`` bytes at the start
+    of its data, in the middle and just before the footer, and the bytes of its sample id column chunks (found
+    in the footer): two shards' ids differ wherever they lie in the file (written last, without statistics,
+    after a long shared text column, the ids of two genuine shards lay beyond the first pages the footer was
+    once hashed with, and they were said to be copies). None where it cannot be told (no ETag, no footer
+    length, a read that fails)."""
     if isinstance(f.abspath, ObjectPath):
         tag = f.stamp[1] if isinstance(f.stamp, tuple) and len(f.stamp) == 3 else None
         return None if tag is None else ("etag", tag)
@@ -1032,12 +1071,48 @@ def _fingerprint(f: FileInfo) -> Any:
     if not n:
         return None
     try:
+        digest = hashlib.blake2b(digest_size=16)
         with open(f.abspath, "rb") as fh:
-            head = fh.read(FINGERPRINT_HEAD)
-            fh.seek(-n, os.SEEK_END)
-            return ("bytes", hashlib.blake2b(head + fh.read(n), digest_size=16).digest())
-    except OSError:
+            size = fh.seek(0, os.SEEK_END)
+            data = max(size - n, 0)  # where the footer begins
+            for at in (0, max(data // 2 - FINGERPRINT_BLOCK // 2, 0), max(data - FINGERPRINT_BLOCK, 0)):
+                fh.seek(at)
+                digest.update(fh.read(min(FINGERPRINT_BLOCK, data - at)))
+            fh.seek(data)
+            digest.update(fh.read(n))
+            for at, length in _id_chunks(f.abspath):
+                fh.seek(at)
+                while length > 0:
+                    piece = fh.read(min(length, 1 << 20))
+                    if not piece:
+                        break
+                    digest.update(piece)
+                    length -= len(piece)
+        return ("bytes", digest.digest())
+    except (OSError, ValueError):
         return None
+
+
+def _id_chunks(path: Any) -> list[tuple[int, int]]:
+    """(offset, length) of each row group's chunk of a sample id column (``ID_COLUMNS``), from the footer read
+    again (probing keeps no column offsets); none where the file has no such column."""
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.ParquetFile(path).metadata
+    except Exception as exc:  # noqa: BLE001  (pyarrow's errors vary; an unreadable footer tells nothing)
+        raise ValueError(str(exc)) from exc
+    chunks = []
+    for g in range(md.num_row_groups):
+        group = md.row_group(g)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            if col.path_in_schema in ID_COLUMNS:
+                start = col.data_page_offset
+                if col.has_dictionary_page and col.dictionary_page_offset is not None:
+                    start = min(start, col.dictionary_page_offset)
+                chunks.append((int(start), int(col.total_compressed_size)))
+    return chunks
 
 
 def _rows_beside(path: Any) -> str:

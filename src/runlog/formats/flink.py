@@ -276,9 +276,17 @@ class FlinkLayout(Layout):
         return lf.with_columns(source_column(group))
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        """A file whose ``agent_trajectories`` cannot be read (``FileInfo.unread``) and that has a rendered
+        ``trajectory`` is a group of its own, its conversation parsed from that string alone: the source of
+        the numeric view's prompt (``prompt_expr``), which ``Run._failing_columns`` tests the prompt groups
+        on; its other texts are null."""
+        apart = [f for f in files if "agent_trajectories" in f.unread and "trajectory" in f.columns]
+        whole = [f for f in files if f not in apart]
+        parts = [(g, lf, False) for g, lf in self._groups(whole, ctx)] if whole else []
+        parts += [(g, lf, True) for f in apart for g, lf in self._groups([f], ctx)]
         frames = [
-            with_conversations(S.conform_samples(self._canonical(group, lf)), ctx)
-            for group, lf in self._groups(files, ctx)
+            with_conversations(S.conform_samples(self._canonical(group, lf)), ctx, json_unread=unread)
+            for group, lf, unread in parts
         ]
         if not frames:
             return None

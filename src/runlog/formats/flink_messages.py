@@ -18,8 +18,9 @@ call they answer (``runlog.chat.from_openai_chat``).
 
 Per-agent JSON has no order across agents and usually no system or user message: the rendered string,
 when it parses, gives the order of the speakers and the prompt; without it the agents follow one another
-in the order written. A v0 agent (no role) is the speaker whose turn has its text, whitespace aside; one
-matched to no speaker keeps its agent id, its turns after the transcript's speakers (``_merge``).
+in the order written. A v0 agent (no role) is the speaker whose turns have its texts, all of them, whitespace
+aside (``_match_speakers``; agents that say the same are matched by agent id, never by the order written);
+one matched to no speaker keeps its agent id, its turns after the transcript's speakers (``_merge``).
 
 When ``agent_trajectories`` is absent, empty, or not JSON of a known shape, the messages are parsed from
 the rendered ``trajectory`` (``<|role name=X id=Y|>`` headers with ``[tool_call ID NAME ARGS]`` lines, or
@@ -60,6 +61,9 @@ class Conversation:
     completion: str | None  # the assistant turns of the first assistant speaker, joined with newlines
     source: str | None  # "agent_trajectories", "trajectory", or None (no conversation)
     fallback: str | None = None  # ABSENT / UNPARSEABLE when agent_trajectories was not used
+    # Agents whose turns read alike to more than one speaker: matched by agent id, or else left unmatched
+    # (``_match_speakers``); readers count these samples.
+    ambiguous: bool = False
 
     @property
     def prompt_key(self) -> str | None:
@@ -82,16 +86,17 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
         return parsed[0]
 
     try:
-        messages, fallback = agent_messages(agent_trajectories, assign, transcript)
+        messages, fallback, ambiguous = agent_messages(agent_trajectories, assign, transcript)
     except Exception:  # noqa: BLE001  (hostile JSON must cost this sample its JSON, never the read)
-        messages, fallback = None, UNPARSEABLE
+        messages, fallback, ambiguous = None, UNPARSEABLE, False
     source: str | None = "agent_trajectories"
     if messages is None:
         messages = transcript()
         source = "trajectory" if messages is not None else None
     if not messages:
         return Conversation(None, None, None, None, fallback)
-    return Conversation(messages, first_prompt(messages), completion_text(messages), source, fallback)
+    prompt, completion = first_prompt(messages), completion_text(messages)
+    return Conversation(messages, prompt, completion, source, fallback, ambiguous and source == "agent_trajectories")
 
 
 def first_prompt(messages: list[dict[str, Any]]) -> str | None:
@@ -137,26 +142,28 @@ def _speaker(m: dict[str, Any], assign: dict[str, str]) -> dict[str, Any]:
 # -- agent_trajectories -----------------------------------------------------------------------------------
 def agent_messages(
     value: Any, assign: dict[str, str], transcript: Callable[[], list[dict[str, Any]] | None] = lambda: None
-) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """(messages, None) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE); ``transcript`` gives
-    the rendered string's messages (for the order and prompt of per-agent JSON)."""
+) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
+    """(messages, None, ambiguous) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE, False);
+    ``transcript`` gives the rendered string's messages (for the order and prompt of per-agent JSON);
+    ``ambiguous``: agents whose texts did not tell which speaker they are (``_match_speakers``)."""
     obj = _loads(value)
     if obj is None or obj == [] or obj == {} or (isinstance(obj, str) and not obj.strip()):
-        return None, ABSENT
+        return None, ABSENT, False
     if obj is _INVALID or isinstance(obj, str):
-        return None, UNPARSEABLE
+        return None, UNPARSEABLE, False
     agents = _agents(obj)
+    ambiguous = False
     if agents is not None:
-        messages = _merge(agents, assign, transcript())
+        messages, ambiguous = _merge(agents, assign, transcript())
     elif isinstance(obj, (dict, list)) and all(_is_message(m) for m in (obj if isinstance(obj, list) else [obj])):
         messages = _chat(obj if isinstance(obj, list) else [obj], assign, None)
     else:
-        return None, UNPARSEABLE
+        return None, UNPARSEABLE, False
     if not messages:
-        return None, ABSENT
+        return None, ABSENT, False
     if not any(m["role"] in ("system", "user", "developer") for m in messages):
         messages = _transcript_prefix(transcript()) + messages
-    return messages, None
+    return messages, None, ambiguous
 
 
 def _loads(value: Any) -> Any:
@@ -261,16 +268,16 @@ def _merge(
     agents: list[tuple[str | None, str | None, list[Any]]],
     assign: dict[str, str],
     transcript: list[dict[str, Any]] | None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """One conversation from per-agent message lists: the shared system / user messages first, then each
     assistant turn (with the tool results that follow it) in the order of the transcript's speakers.
 
-    An agent with no role of its own (v0 files have no ``role_assignments``) takes the speaker whose turn has
-    its text, whitespace aside (model output often ends in a newline the transcript leaves out); where one
-    agent and one speaker are left unmatched, they are each other. Turns the transcript does not place (an
-    agent still unmatched) follow, agent by agent: per-agent JSON has no order across agents, so the order
-    it is written in decides nothing before the transcript's (a review found the judge read as the policy
-    when the agents were written in reverse)."""
+    An agent with no role of its own (v0 files have no ``role_assignments``) takes the speaker whose turns
+    have its texts (``_match_speakers``); where one agent and one speaker are left unmatched, they are each
+    other. Turns the transcript does not place (an agent still unmatched) follow, agent by agent: per-agent
+    JSON has no order across agents, so the order it is written in decides nothing before the transcript's
+    (a review found the judge read as the policy when the agents were written in reverse). Also returned:
+    whether the texts left agents alike (``_match_speakers``)."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
     found: list[tuple[str | None, list[dict[str, Any]]]] = []
     named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
@@ -280,18 +287,13 @@ def _merge(
         if role is None:
             named.append((len(found), agent_id))
         found.append((role, msgs))
-    # One speaker an agent: two agents whose answers read alike once their reasoning is left out (a debate's
-    # "<answer>4</answer>") were both the solver, and the verifier's turn read as the policy's. By the whole
-    # text first, for every agent, then by the text without reasoning, each speaker taken once.
+    # One speaker an agent, by all of its turns: agents whose first turns read alike (a solver and a judge both
+    # opening with "<answer>4</answer>") were matched in the order written, and the judge's later turn read as
+    # the policy's completion.
     taken = {role for role, _ in found if role is not None}
-    for form in (_plain, _unthought):
-        for k, _agent_id in named:
-            role, msgs = found[k]
-            if role is None:
-                role = _role_by_content(msgs, transcript, form, taken)
-                if role is not None:
-                    found[k] = (role, msgs)
-                    taken.add(role)
+    matched, ambiguous = _match_speakers([(k, agent_id, found[k][1]) for k, agent_id in named], transcript, taken)
+    for k, role in matched.items():
+        found[k] = (role, found[k][1])
     unmatched = [k for k, _ in named if found[k][0] is None and any(m["role"] == "assistant" for m in found[k][1])]
     ids = dict(named)
     per_agent = [(role or ids.get(k) or "agent", msgs) for k, (role, msgs) in enumerate(found)]
@@ -331,7 +333,7 @@ def _merge(
     for role, _msgs in per_agent:
         for unit in queues.pop(role, []):
             out.extend(unit)
-    return out
+    return out, ambiguous
 
 
 def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -367,25 +369,144 @@ def _plain(text: Any) -> str:
     return " ".join(text.split()) if isinstance(text, str) else ""
 
 
-def _role_by_content(
-    msgs: list[dict[str, Any]],
+# At most this many agents whose texts claim the same speakers are matched by trying every assignment (a
+# debate has two to four); a larger knot of alike agents is left unmatched (said as ambiguous).
+_MAX_KNOT = 6
+
+
+def _match_speakers(
+    agents: list[tuple[int, str | None, list[dict[str, Any]]]],
     transcript: list[dict[str, Any]] | None,
-    form: Callable[[Any], str],
     taken: set[str],
-) -> str | None:
-    """The transcript speaker, not ``taken`` by another agent, whose assistant message has the text of this
-    agent's first one in ``form``: whitespace aside (``_plain``), or without its ``<think>`` blocks too
-    (``_unthought``: a renderer that leaves the reasoning out of the transcript). Agents of v0 files have no
-    ``role_assignments``."""
-    first = next((m["content"] for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))), None)
-    mine = form(first) if first is not None else ""
-    if not mine:
-        return None
+) -> tuple[dict[int, str], bool]:
+    """The transcript speaker (not ``taken`` by an agent with a role) of each agent with no role of its own
+    (``(index, agent id, messages)``; agents of v0 files have no ``role_assignments``), by ALL of its turns:
+    an agent scores, against a speaker, the number of its assistant texts that the speaker says (each of the
+    speaker's turns counted once), whitespace aside (``_plain``: model output often ends in a newline the
+    transcript leaves out) or else without its ``<think>`` blocks (``_unthought``: a renderer that leaves the
+    reasoning out); texts equal whitespace aside count before those equal only without reasoning. Each
+    speaker is one agent's, and the assignment with the highest total is taken: a solver and a judge that
+    both open with "<answer>4</answer>" are told apart by their later turns, whatever order they are
+    written in.
+
+    Where two assignments score alike (agents that say the same texts, their reasoning aside), the texts
+    cannot tell: the agents are matched by their ids in order (``agent_0`` the first to speak), never by
+    the order written; agents without distinct ids, or more than ``_MAX_KNOT`` of them, are left unmatched.
+    Returns (index -> speaker, whether such a tie was met)."""
+    said: dict[str, list[str]] = {}
     for m in transcript or []:
         name = m.get("name")
-        if m["role"] == "assistant" and name and str(name) not in taken and _plain(m.get("content")) == mine:
-            return str(name)
-    return None
+        if m["role"] == "assistant" and name and str(name) not in taken:
+            text = _plain(m.get("content"))
+            said.setdefault(str(name), []).extend([text] if text else [])
+    order = {s: j for j, s in enumerate(said)}  # the speakers in the order they first speak
+    options: dict[int, dict[str, tuple[int, int]]] = {}
+    for k, _agent_id, msgs in agents:
+        texts = [m["content"] for m in msgs if m["role"] == "assistant" and _plain(m.get("content"))]
+        scores = {s: _score(texts, said[s]) for s in said} if texts else {}
+        options[k] = {s: w for s, w in scores.items() if w[0] > 0}
+    ids = {k: agent_id for k, agent_id, _ in agents}
+    matched: dict[int, str] = {}
+    ambiguous = False
+    for knot in _knots(options):
+        best = _best_assignments(knot, options)
+        if best is None:  # too many alike agents to try every assignment
+            ambiguous = True
+            continue
+        agreed = {k: best[0][i] for i, k in enumerate(knot) if all(b[i] == best[0][i] for b in best)}
+        if len(agreed) < len(knot):
+            ambiguous = True
+            names = [ids[k] for k in knot]
+            if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+                # The first of the best assignments when the agents go in id order and the speakers in the
+                # order they first speak: the lowest id takes the first speaker its texts allow.
+                rank = sorted(range(len(knot)), key=lambda i: _id_key(str(names[i])))
+                keys = [[order.get(b[i] or "", len(order)) for i in rank] for b in best]
+                pick = best[min(range(len(best)), key=keys.__getitem__)]
+                agreed = dict(zip(knot, pick, strict=True))
+        matched.update({k: s for k, s in agreed.items() if s is not None})
+    return matched, ambiguous
+
+
+def _score(texts: list[str], said: list[str]) -> tuple[int, int]:
+    """(texts of an agent the speaker says, of them equal whitespace aside): each turn of ``said`` (already
+    ``_plain``) matched once, texts equal whitespace aside before those equal only without reasoning."""
+    left: dict[str, int] = {}
+    for t in said:
+        left[t] = left.get(t, 0) + 1
+    plain = 0
+    rest = []
+    for t in texts:
+        p = _plain(t)
+        if left.get(p, 0) > 0:
+            left[p] -= 1
+            plain += 1
+        else:
+            rest.append(t)
+    unthought = 0
+    for t in rest:
+        u = _unthought(t)
+        if u and left.get(u, 0) > 0:
+            left[u] -= 1
+            unthought += 1
+    return plain + unthought, plain
+
+
+def _knots(options: dict[int, dict[str, tuple[int, int]]]) -> list[list[int]]:
+    """The agents in groups that claim speakers in common (connected through shared speakers), each in the
+    order given; an agent that claims no speaker is in none."""
+    parent = {k: k for k in options}
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first: dict[str, int] = {}
+    for k, claims in options.items():
+        for s in claims:
+            if s in first:
+                parent[root(k)] = root(first[s])
+            else:
+                first[s] = k
+    knots: dict[int, list[int]] = {}
+    for k, claims in options.items():
+        if claims:
+            knots.setdefault(root(k), []).append(k)
+    return list(knots.values())
+
+
+def _best_assignments(
+    knot: list[int], options: dict[int, dict[str, tuple[int, int]]]
+) -> list[tuple[str | None, ...]] | None:
+    """Every assignment of the knot's agents to distinct speakers they claim (or none) with the highest total
+    score; None for a knot of more than ``_MAX_KNOT`` agents."""
+    if len(knot) > _MAX_KNOT:
+        return None
+    best: list[tuple[str | None, ...]] = []
+    top = (-1, -1)
+
+    def walk(i: int, used: tuple[str | None, ...], total: tuple[int, int]) -> None:
+        nonlocal best, top
+        if i == len(knot):
+            if total > top:
+                top, best = total, [used]
+            elif total == top:
+                best.append(used)
+            return
+        for s, w in options[knot[i]].items():
+            if s not in used:
+                walk(i + 1, (*used, s), (total[0] + w[0], total[1] + w[1]))
+        walk(i + 1, (*used, None), total)
+
+    walk(0, (), (0, 0))
+    return best
+
+
+def _id_key(agent_id: str) -> tuple[tuple[int, int | str], ...]:
+    """An agent id's sort key with its numbers as numbers (``agent_2`` before ``agent_10``)."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", agent_id) if p)
 
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)

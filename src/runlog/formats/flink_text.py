@@ -5,6 +5,7 @@ once per sample as warnings and fidelity notes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .. import schema as S
@@ -88,15 +89,23 @@ def _prompts(s: pl.Series) -> pl.Series:
     return pl.Series([conversation(x, None, y).prompt for x, y in zip(a, r, strict=True)], dtype=pl.String)
 
 
-def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
+def with_conversations(lf: pl.LazyFrame, ctx: RunContext, *, json_unread: bool = False) -> pl.LazyFrame:
     """``messages``, ``prompt``, ``completion`` and the derived ``group_id`` of canonical Flink rows, parsed
-    (``flink_messages.conversation``) only when one of them is selected, and only for the rows kept."""
+    (``flink_messages.conversation``) only when one of them is selected, and only for the rows kept.
+
+    ``json_unread``: the rows' ``agent_trajectories`` cannot be read (``FileInfo.unread``), their rendered
+    ``trajectory`` can: their prompt and group come from that string, as the numeric view's do (a prompt
+    group must not depend on whether another file's read failed and set the quarantine going); their
+    messages and completion are nulled by the caller. Their parses are not counted as fallbacks."""
     schema = lf.collect_schema()
 
     def col(name: str) -> pl.Expr:
-        return pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
+        if name in schema and not (json_unread and name == "agent_trajectories"):
+            return pl.col(name)
+        return pl.lit(None, dtype=pl.String)
 
     tracker = _Fallbacks.of(ctx)
+    parse = tracker.parse if not json_unread else functools.partial(tracker.parse, counted=False)
     conv = (
         pl.struct(
             col("agent_trajectories").alias("a"),
@@ -105,7 +114,7 @@ def with_conversations(lf: pl.LazyFrame, ctx: RunContext) -> pl.LazyFrame:
             pl.col("source").alias("f"),
             pl.col("sample_id").alias("i"),
         )
-        .map_batches(tracker.parse, return_dtype=_conversation_dtype(), is_elementwise=True)
+        .map_batches(parse, return_dtype=_conversation_dtype(), is_elementwise=True)
         .alias("__conversation")
     )
     field = pl.col("__conversation").struct.field
@@ -161,7 +170,8 @@ MEMO_BYTES = _memo_budget()
 
 class _Fallbacks:
     """Counts the samples whose conversation could not come from ``agent_trajectories``, as they are parsed:
-    unparseable JSON is a warning naming its file, absent JSON one fidelity note for the run. Each sample is
+    unparseable JSON is a warning naming its file, absent JSON one fidelity note for the run. The samples
+    whose agents' texts could not tell which speaker each is get a fidelity note too. Each sample is
     counted once however often the samples are collected; the messages are updated in place.
 
     It also keeps the parsed conversations (``memo``: a sample's key to its row in one of ``chunks``, the Arrow
@@ -173,6 +183,8 @@ class _Fallbacks:
         self.bad: dict[str, set[Any]] = {}
         self.problems: dict[str, Problem] = {}
         self.note: dict[str, str] | None = None
+        self.alike: set[tuple[str, Any]] = set()
+        self.alike_note: dict[str, str] | None = None
         self.memo: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.chunks: list[Any] = []
         self.memo_bytes = 0
@@ -184,7 +196,8 @@ class _Fallbacks:
             tracker = ctx.cache["flink_fallbacks"] = cls(ctx)
         return tracker
 
-    def parse(self, s: pl.Series) -> pl.Series:
+    def parse(self, s: pl.Series, *, counted: bool = True) -> pl.Series:
+        """The conversations of a batch; ``counted``: its fallbacks recorded (``record``)."""
         import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
 
         # A sample is known by its file, its id and its texts' hashes (two samples of one id differ), hashed
@@ -202,8 +215,10 @@ class _Fallbacks:
             cols = [part.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
             for a, t, r, f, i in zip(*cols, strict=True):
                 c = conversation(a, t, r)
-                if c.fallback is not None:
+                if counted and c.fallback is not None:
                     self.record(str(f), i, c.fallback, c.source)
+                if counted and c.ambiguous:
+                    self.record_alike(str(f), i)
                 rows.append(
                     {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
                 )
@@ -256,3 +271,18 @@ class _Fallbacks:
                 self.note = {"layout": "flink", "message": message}
                 self.ctx.fidelity.append(self.note)
             self.note["message"] = message
+
+    def record_alike(self, path: str, sample_id: Any) -> None:
+        """A sample whose agents (no role of their own) say the same texts: which speaker each is was decided
+        by agent id, not by what they said (``flink_messages._match_speakers``)."""
+        self.alike.add((path, sample_id))
+        files = len({p for p, _ in self.alike})
+        message = (
+            f"agents of {len(self.alike)} sample(s) in {files} file(s) read alike (the same texts, reasoning "
+            "aside): matched to the transcript's speakers by agent id (the lowest id to the first to speak), "
+            "without distinct ids left unmatched (named by agent id, after the transcript's turns)"
+        )
+        if self.alike_note is None:
+            self.alike_note = {"layout": "flink", "message": message}
+            self.ctx.fidelity.append(self.alike_note)
+        self.alike_note["message"] = message
