@@ -384,7 +384,8 @@ def test_doctor_follow_gives_what_a_poll_found_before_the_last_check(tmp_path, m
     watcher = watcher_for(str(run), idle_exit=0, settle=0, doctor=DoctorWatch(run, DoctorConfig()))
     for e in follow_findings(watcher, None, sleep=lambda _: None):
         given.append(e)
-    assert [e.data["evidence"]["problem_kind"] for e in given if e.kind == "finding"] == ["leftover_temporary"]
+    kinds = [e.data["evidence"]["problem_kind"] for e in given if e.kind == "finding"]
+    assert kinds == ["leftover_temporary", "writer_not_closed"]
     assert at_final == [1]  # the finding was given before the last check began
 
 

@@ -348,7 +348,9 @@ def test_a_killed_run_is_not_finished_for_watch_and_doctor_follow_says_so(tmp_pa
     r = cli("watch", run, "--format", "json", "--interval", "0.1", "--idle-exit", "0.5")
     assert json.loads(r.stdout.splitlines()[-1])["reason"] == "idle"
     r = cli("doctor", run, "--follow", "--format", "json", "--interval", "0.1", "--idle-exit", "0.5")
-    assert '"writer_not_closed' not in r.stdout and r.exit_code == 0  # process 0 closed just now: may still come
+    # process 0 closed just now: process 1 may still come, so it is said as info when the follow stops
+    found = [json.loads(x) for x in r.stdout.splitlines() if '"writer_not_closed' in x]
+    assert [f["severity"] for f in found] == ["info"] and r.exit_code == 0
     ago = time.time() - 10 * 60
     os.utime(run / ".writer.p0.json", (ago, ago))  # process 0 closed 10 minutes ago; process 1 is behind
     r = cli("doctor", run, "--follow", "--format", "json", "--interval", "0.1", "--idle-exit", "0.5")
@@ -376,6 +378,6 @@ def test_the_live_screen_says_which_writers_are_open(tmp_path):
         Console(file=buf, width=80, no_color=True).print(Screen(live, None, [], interval=1))
         return buf.getvalue()
 
-    assert "writers: open 1  closed 0" in screen()
+    assert "writers: open p1  closed p0" in screen()
     late.close()
     assert "writers: all closed (0, 1): the run is finished" in screen()

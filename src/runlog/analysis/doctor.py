@@ -18,6 +18,8 @@ import numpy as np
 
 from .._lazy import pl
 from ..ends import END_GRACE_S  # noqa: F401  (re-exported: tests use it from here)
+from ..formats.base import WARNING
+from ..formats.common import step_in_name
 from ..run import Run
 from .changepoint import find_shift, first_sustained, robust_noise, sustained_start
 from .doctor_config import DoctorConfig
@@ -558,21 +560,45 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     # inspect's reading of the steps tells (steps beyond the int64 range), so that a run doctor calls healthy is
     # not one inspect finds an error in.
     for p in [*s.run.problems, *report.step_errors]:
-        by_kind.setdefault(p.kind, []).append(p.as_dict())
+        kind = LEFTOVER_TEMPORARY if _leftover_temporary(p) else p.kind
+        by_kind.setdefault(kind, []).append(p.as_dict())
     for kind, problems in by_kind.items():
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        # A leftover temporary file is a warning with the step in its name, as ``doctor --follow`` says it: a
+        # writer killed mid-step lost that step's samples (not "nothing to fix").
+        leftover = kind == LEFTOVER_TEMPORARY
+        severity = "warning" if leftover else "info" if kind == "warning" else "error"
+        onset = min((st for q in problems if (st := step_in_name(q["path"])) is not None), default=None)
         out.append(
             Finding(
                 "data_problem",
-                "info" if kind == "warning" else "error",
+                severity,
                 f"{kind}: {first['path']}: {first['message']}{more}",
                 None,
-                None,
+                onset if leftover else None,
                 {"problem_kind": kind, "count": len(problems), "problems": problems[:10]},
             )
         )
     return out
+
+
+LEFTOVER_TEMPORARY = "leftover_temporary"  # ``watch``'s problem kind for it, the finding's in both commands
+
+
+def _leftover_temporary(p: Any) -> bool:
+    """Whether run problem ``p`` is discovery's warning of a leftover temporary file (``open_run`` warns of each
+    file named with a temporary suffix that no live writer is writing, and reads no such file: no other warning
+    names one)."""
+    from ..run import TEMP_SUFFIXES
+
+    return p.kind == WARNING and p.path.endswith(TEMP_SUFFIXES)
+
+
+def is_run_problem(f: Finding) -> bool:
+    """Whether ``f`` holds the run's file problems of one kind (``_data_findings``: inspect's), which ``watch``
+    and ``doctor --follow`` report themselves, each once it has settled (``runlog.watch.live``)."""
+    return f.kind == "data_problem" and "problems" in f.evidence
 
 
 def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
@@ -636,7 +662,8 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
         newest = max((t for f in run.files if (t := mtime_of(f.stamp)) is not None), default=None)
         if newest is not None:  # the age says which, to whoever knows how long a step takes
             message += f" (its newest file was written {_age(clock - newest)} ago)"
-        # No path: ``doctor --follow`` keeps no such finding (a run it follows is being written: nothing to say).
+        # ``doctor --follow`` says it only when it stops before the run finished (a run it follows is being
+        # written: nothing to say until then; ``watch.findings._said_at_end``).
         out.append(finding("writer_not_closed", "info", message, None, processes=missing))
         return out
     behind = state.behind()

@@ -1,11 +1,14 @@
-"""Helpers shared by the layouts: Parquet footer probes, robust JSONL parsing, long scalar frames."""
+"""Helpers shared by the layouts: Parquet footer probes and scans (``live_reads``: of a run being written),
+robust JSONL parsing, long scalar frames."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +16,7 @@ from typing import Any
 
 from .. import schema as S
 from .._lazy import LazyModule, pl
-from ..errors import UPGRADE_HINT, RunlogError, said_trouble
+from ..errors import UPGRADE_HINT, DataError, RunlogError, said_trouble
 from ..process import TWEAKS
 from ..storage import ObjectPath, polars_options, read_bytes
 from .base import (
@@ -21,9 +24,11 @@ from .base import (
     NEWER_VERSION,
     UNKNOWN_VERSION,
     UNREADABLE,
+    WARNING,
     Candidate,
     FileInfo,
     ParquetFooter,
+    Problem,
     RunContext,
 )
 
@@ -336,14 +341,117 @@ def _hint_footer_reads(files: list[FileInfo]) -> None:
 
 def scan_parquet(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
     """One lazy scan of these Parquet files (local paths or object-store URLs, with the store's options); the
-    paths are taken as they are (``glob=False``: a run folder named ``run[1]`` is no pattern)."""
+    paths are taken as they are (``glob=False``: a run folder named ``run[1]`` is no pattern).
+
+    Within ``live_reads`` (a run being written), a local file that may still change is scanned from a copy of
+    its bytes (``_still_changing``), each such file on its own, in the files' order, with the path column
+    ``include_file_paths`` names holding its path as a path scan would."""
     _hint_footer_reads(files)
+    held = _held_in_memory(files) if _LIVE.get() else {}
+    if not held:
+        return _scan_paths(files, **kwargs)
+    source = kwargs.pop("include_file_paths", None)
+    parts: list[pl.LazyFrame] = []
+    run: list[FileInfo] = []  # consecutive files scanned from their paths, in one scan
+    for f in files:
+        data = held.get(id(f))
+        if data is None:
+            run.append(f)
+            continue
+        if run:
+            parts.append(_scan_paths(run, include_file_paths=source, **kwargs))
+            run = []
+        lf = pl.scan_parquet(data, **kwargs)
+        parts.append(lf if source is None else lf.with_columns(pl.lit(str(f.abspath), pl.String).alias(source)))
+    if run:
+        parts.append(_scan_paths(run, include_file_paths=source, **kwargs))
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
+
+
+def _scan_paths(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
     return pl.scan_parquet(
         [str(f.abspath) for f in files],
         storage_options=polars_options(f.abspath for f in files),
         glob=False,
         **kwargs,
     )
+
+
+# ``runlog watch`` and ``doctor --follow`` read a run while it is written. polars memory-maps a local Parquet
+# file it scans, and a file truncated under the map (rewritten in place while read) kills the process with
+# SIGBUS: no exception, no message, an exit code of no meaning (135). In those reads (``live_reads``) a local
+# file that may still change is read into memory first, and one that changed since it was listed, or while it
+# was read, is a ``StillWrittenError`` (the live view's "still being written? retrying"), never a torn mix of two
+# versions. The other commands read a finished run, mapped (a copy would cost them memory and time).
+_LIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("runlog_live_reads", default=False)
+# A local file modified this recently may still change (a step file rewritten in place, a copy in progress);
+# one unchanged for longer is mapped, as by the other commands: copying every file of a large run into memory
+# at each of doctor's checks would cost far more than the rare rewrite of an old file it guards against.
+STILL_CHANGING_S = 60.0
+
+
+class StillWrittenError(DataError):
+    """A file that changed since it was listed, or while it was read, in ``live_reads``: still being written."""
+
+
+@contextlib.contextmanager
+def live_reads() -> Iterator[None]:
+    """Within the block (in this thread or task), ``scan_parquet`` never memory-maps a local file that may
+    still change (see ``_LIVE``)."""
+    token = _LIVE.set(True)
+    try:
+        yield
+    finally:
+        _LIVE.reset(token)
+
+
+def _held_in_memory(files: list[FileInfo]) -> dict[int, bytes]:
+    """The bytes of each local file of ``files`` that may still change (``_still_changing``), by ``id``."""
+    now = time.time()
+    held: dict[int, bytes] = {}
+    for f in files:
+        if not isinstance(f.abspath, ObjectPath):
+            data = _still_changing(f, now)
+            if data is not None:
+                held[id(f)] = data
+    return held
+
+
+def _still_changing(f: FileInfo, now: float) -> bytes | None:
+    """The bytes of local file ``f`` if it was modified within ``STILL_CHANGING_S`` seconds, else None (it is
+    mapped). ``StillWrittenError`` when it is no longer the version listed (the probe read another footer), or changed
+    while it was read (the bytes may mix two versions): a file still being written. A file gone is left to the
+    scan, which says so (``Run``'s ``GONE``)."""
+    from ..listing import local_stamp
+
+    try:
+        before = local_stamp(os.stat(f.abspath))
+    except OSError:
+        return None
+    if f.stamp is not None and before != f.stamp:
+        raise StillWrittenError(f.path, "changed since it was listed (still being written?)")
+    if now - before[1] / 1e9 >= STILL_CHANGING_S:
+        return None
+    try:
+        data = f.abspath.read_bytes()
+        after = local_stamp(os.stat(f.abspath))
+    except OSError:
+        return None
+    if after != before or len(data) != before[0]:
+        raise StillWrittenError(f.path, "changed while it was read (still being written?)")
+    return data
+
+
+_STEP_IN_NAME = re.compile(r"step_0*(\d+)")
+_PLAIN_NAME = re.compile(r"[\w.-]+", re.ASCII)
+
+
+def step_in_name(rel: str) -> int | None:
+    """The step a file's name tells (``.step_00000012.p0.parquet.tmp``: 12); None for a name with other than
+    letters, digits, ``_``, ``.`` and ``-`` (a stray file named like a step, escape codes and all, is no step's)."""
+    name = rel.rpartition("/")[2]
+    m = _STEP_IN_NAME.search(name)
+    return int(m.group(1)) if m and _PLAIN_NAME.fullmatch(name) else None
 
 
 def read_parquet_columns(info: FileInfo, columns: list[str]) -> pa.Table:
@@ -404,6 +512,35 @@ def without_lone_surrogates(obj: Any, raw: bytes) -> tuple[Any, int]:
     return fix(obj), count
 
 
+# The keys a JSONL record's step may be under, in order (``scalars_jsonl.STEP_KEYS``): a bad line's step is
+# told from the first of them (``read_jsonl``).
+LINE_STEP_KEYS = ("step", "global_step", "_step", "trainer/step")
+
+
+@dataclass
+class LineProblem(Problem):
+    """A problem of one line of a JSONL file, with the step it is at (``read_jsonl``): the step the line itself
+    names, where it can be read from it (a torn line's ``{"step": 6, "loss": 0.``), else the step of the last
+    good line before it that has one; None when neither is known. ``watch`` dates the problem by it (its onset
+    step: a file of many steps tells none). Said nowhere else: ``as_dict`` and the message are a ``Problem``'s."""
+
+    step: int | None = None
+
+
+def _raw_step(raw: bytes, keys: tuple[str, ...]) -> int | None:
+    """The step a line that does not parse names (``"step": 6,`` in its text: a number cut off at the line's end
+    is none), for the first of ``keys`` it holds; None if none."""
+    for key in keys:
+        m = re.search(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*(-?\d+)\s*[,}]', raw)
+        if m is not None:
+            return coerce_step(int(m.group(1)))
+    return None
+
+
+def _record_step(obj: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    return next((s for k in keys if k in obj and (s := coerce_step(obj[k])) is not None), None)
+
+
 @dataclass
 class JsonlResult:
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -424,6 +561,7 @@ def read_jsonl(
     path = cand.abspath
     rel = cand.rel if isinstance(cand, Candidate) else cand.path
     out = JsonlResult()
+    last_step: int | None = None  # the step of the last good line (a bad line's step when it tells none)
     try:
         data = read_bytes(path)
     except (OSError, RunlogError) as exc:
@@ -463,14 +601,19 @@ def read_jsonl(
                 repeated.append(i)
             out.records.append(obj)
             out.line_numbers.append(i)
+            here = _record_step(obj, LINE_STEP_KEYS)
+            last_step = last_step if here is None else here  # a record without a step: the one before's
             continue
         out.bad += 1
         out.skipped.append(i)
+        step = _raw_step(raw, LINE_STEP_KEYS)
+        step = last_step if step is None else step
         if torn and i == last:
-            ctx.warn(rel, f"line {i}: torn last line (file still being written?), skipped: {reason}")
+            message = f"line {i}: torn last line (file still being written?), skipped: {reason}"
+            ctx.problems.append(LineProblem(rel, WARNING, message, step))
             continue
         if reported < max_reported:
-            ctx.problem(rel, BAD_LINE, f"line {i}: {reason}; line skipped")
+            ctx.problems.append(LineProblem(rel, BAD_LINE, f"line {i}: {reason}; line skipped", step))
         reported += 1
     if reported > max_reported:
         ctx.problem(rel, BAD_LINE, f"{reported - max_reported} more bad lines skipped")

@@ -151,14 +151,17 @@ class Watcher:
     def final_events(self, why: str | None) -> list[Event]:
         """What to say before stopping for ``why``: on ``finished``, the problems still settling (nothing more
         will be written); a run of scalars only not said yet (``--once``, an early stop); then doctor's last
-        check."""
+        check, and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``)."""
         if why is None:
             return []
         if why == "finished":
             self.live.split_typo_at_end()
         events = self.live.settle_all() if why == "finished" else []
         events += self.live.scalars_only_final()
-        return events + (self.doctor.final(settle_all=why == "finished") if self.doctor is not None else [])
+        if self.doctor is None:
+            return events
+        events += self.doctor.final(settle_all=why == "finished")
+        return events + (self.doctor.stopping() if why in ("idle", "timeout") else [])
 
     def unreachable_message(self) -> str:
         """What an ``unreachable`` end says: the run, how many listings failed, the last error."""

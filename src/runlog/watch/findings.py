@@ -22,15 +22,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding
+from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding, is_run_problem
 from ..formats.base import UNREADABLE
+from ..formats.common import live_reads
 from ..run import GONE, read_failures
 from .live import Event, Issue
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
 
-DATA_KINDS = frozenset({"data_problem", "step_gaps"})
 COUNTED_KINDS = frozenset({"nan_rewards"})  # reported again (``update: true``) when their ``nan`` count changes
 # ``data_problem`` findings of the writers' state files that a copy in progress makes, and its end unmakes:
 # they count once they have held, the run unchanged, for ``settle`` seconds (``DoctorWatch._held``).
@@ -104,6 +104,7 @@ class DoctorWatch:
         # When the run last changed (``changed``), and since when each ``COPY_KINDS`` finding has been found.
         self._changed_at = clock()
         self._held_since: dict[tuple[str, str | None, str | None], float] = {}
+        self._at_end: list[Finding] = []  # the last check's findings said only when the follow stops
 
     def changed(self) -> None:
         """The run changed: a check is due (once the throttle allows)."""
@@ -136,6 +137,12 @@ class DoctorWatch:
             events += self._finish(self._check())
         return events
 
+    def stopping(self) -> list[Event]:
+        """After ``final``, when the follow stops before the run finished (idle, a timeout): the last check's
+        findings kept for then (``_said_at_end``: which process has not closed its writer)."""
+        self.findings += [f for f in self._at_end if f not in self.findings]
+        return self.report(self._at_end)
+
     def close(self) -> bool:
         """Forget a running check: it runs on a daemon thread, so quitting never waits for it. Returns whether
         one was still running (the caller then ends its process without the interpreter's teardown, which a
@@ -159,9 +166,10 @@ class DoctorWatch:
 
         t0 = self.clock()
         try:
-            run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
-            known = len(run.problems)
-            result = diagnose(run, self.config)
+            with live_reads():  # no file that may still change is memory-mapped (SIGBUS when it shrinks)
+                run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
+                known = len(run.problems)
+                result = diagnose(run, self.config)
         except read_failures(RunlogError) as exc:  # a run changing under the check: said, tried again later
             return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
         # What only reading the data finds (a corrupt data page behind an intact footer): ``live`` probes footers
@@ -202,7 +210,10 @@ class DoctorWatch:
         if error is not None:
             self._dirty = True
             return [Event("note", {"message": f"doctor: {error}; retrying"})]
-        self.findings = self._held([f for f in findings if f.kind not in DATA_KINDS or "path" in f.evidence])
+        # The run's file problems and gaps are ``live``'s to say (once they settle): doctor's own are left out.
+        kept = [f for f in findings if f.kind != "step_gaps" and not is_run_problem(f)]
+        self._at_end = [f for f in kept if _said_at_end(f)]
+        self.findings = self._held([f for f in kept if not _said_at_end(f)])
         self.notes = notes
         self.checked_at = time.time()
         return self.report(self.findings)
@@ -246,6 +257,14 @@ class DoctorWatch:
                 self._counts[key] = count
                 events.append(Event("finding", {**f.as_dict(), "update": True}))
         return events
+
+
+def _said_at_end(f: Finding) -> bool:
+    """A process that has not closed its writer while none is found killed (``writer_not_closed`` as ``info``):
+    a run followed is being written, so it is said only when the follow stops before the run finished (idle,
+    a timeout), where it tells which process did not close (killed?). The ``warning`` one, a process stopped
+    behind those that closed, is said at once."""
+    return f.evidence.get("problem_kind") == "writer_not_closed" and f.severity == "info"
 
 
 def _modified(stamp: tuple | None, default: float) -> float:

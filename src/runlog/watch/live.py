@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
 from ..errors import DataError, RunlogError, UsageError, did_you_mean
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
+from ..formats.common import LineProblem, StillWrittenError, live_reads
+from ..formats.common import step_in_name as _step_in_name  # its old name here (tests import it)
 from ..run import Run, in_flight, read_failures
 from .poll import Listing, Version, diff, is_state_file
 
@@ -38,9 +39,7 @@ if TYPE_CHECKING:
 
 RATE_WINDOW_S = 120.0
 TORN_LAST_LINE = "torn last line"  # in the warning of ``formats.common.read_jsonl`` for a line being written
-TORN = "torn_line"  # the issue key of a torn last line (beside the file's other problems)
-_STEP_IN_NAME = re.compile(r"step_0*(\d+)")
-_PLAIN_NAME = re.compile(r"[\w.-]+", re.ASCII)
+TORN = "torn_line"  # the problem kind of a torn last line (its issue key beside the file's other problems)
 
 
 @dataclass
@@ -184,7 +183,13 @@ class LiveRun:
 
     # -- the poll -------------------------------------------------------------------------------------
     def update(self, listing: Listing, temp: Listing | None = None) -> list[Event]:
-        """Bring the state up to date with ``listing`` (and the temporary files ``temp``); the events."""
+        """Bring the state up to date with ``listing`` (and the temporary files ``temp``); the events. Its reads
+        never memory-map a file that may still change (``formats.common.live_reads``: one truncated under the
+        map killed the watch by SIGBUS)."""
+        with live_reads():
+            return self._update(listing, temp)
+
+    def _update(self, listing: Listing, temp: Listing | None) -> list[Event]:
         now = self.clock()
         first = self.polls == 0
         self.polls += 1
@@ -457,19 +462,18 @@ class LiveRun:
             events += self._set_file_issues(rel, info, [p for p in problems if p not in line])
             self._torn.pop(rel, None)
             if line:
-                onset = info.step if info is not None else _step_in_name(rel)
-                self._torn[rel] = Issue(WARNING, rel, line[0].message, onset, "warning")
+                self._torn[rel] = Issue(TORN, rel, line[0].message, _onset(rel, info, line[0]), "warning")
         for rel, problems in by_path.items():  # problems of files not opened (ignored, unmatched)
             if rel in self.files:
                 events += self._set_file_issues(rel, infos.get(rel), problems)
         return events
 
     def _set_file_issues(self, rel: str, info: FileInfo | None, problems: list[Any]) -> list[Event]:
-        onset = info.step if info is not None else _step_in_name(rel)
-        current = {
-            (rel, p.kind): Issue(p.kind, rel, p.message, onset, "warning" if p.kind == WARNING else "error")
-            for p in problems
-        }
+        # One issue per kind of a file: its first problem (a JSONL file's first bad line: the onset).
+        current: dict[tuple[str, str], Issue] = {}
+        for p in problems:
+            severity = "warning" if p.kind == WARNING else "error"
+            current.setdefault((rel, p.kind), Issue(p.kind, rel, p.message, _onset(rel, info, p), severity))
         events = self._drop_issues(lambda key: key[0] == rel and key not in current)
         for key, issue in current.items():
             if key not in self.issues or self.issues[key].message != issue.message:
@@ -571,8 +575,15 @@ class LiveRun:
         readable = {id(f) for f in self._sample_infos()}
         before = (dict(self.steps), dict(self._shown), set(self._withdrawn))
         failure: BaseException | None = None
+        changing: list[str] = []
         try:
             events = self._recompute(run, affected)
+        except StillWrittenError as exc:  # rewritten since listed, or while read (``live_reads``): as a torn file
+            events = []
+            if exc.path in self.files:
+                changing.append(exc.path)
+            else:
+                failure = exc
         except read_failures(DataError) as exc:
             events, failure = [], exc
         torn = [
@@ -583,6 +594,7 @@ class LiveRun:
             and not rec.info.readable
             and now - _written(rec) < self.settle
         ]
+        torn += [rel for rel in changing if rel not in torn]
         if failure is None and not torn:
             self._said_failure = None
             return events
@@ -603,7 +615,9 @@ class LiveRun:
 
     def _failed(self, exc: BaseException) -> list[Event]:
         """The note of a read that failed (retried at the next poll); said once while it fails alike."""
-        text = exc.reason if isinstance(exc, DataError) else str(exc).strip()
+        # A run's failed read says the run (its reason is the message); a file's says the file.
+        run_wide = isinstance(exc, DataError) and exc.reason.startswith("reading the run failed")
+        text = exc.reason if isinstance(exc, DataError) and run_wide else str(exc).strip()
         reason = text.splitlines()[0][:300] if text else type(exc).__name__
         if not reason.startswith("reading the run failed"):
             reason = f"reading the run failed: {reason}"
@@ -847,12 +861,12 @@ def _written(rec: FileRecord) -> float:
     return rec.listed_at
 
 
-def _step_in_name(rel: str) -> int | None:
-    """The step a file's name tells (``.step_00000012.p0.parquet.tmp``: 12); None for a name with other than
-    letters, digits, ``_``, ``.`` and ``-`` (a stray file named like a step, escape codes and all, is no step's)."""
-    name = rel.rpartition("/")[2]
-    m = _STEP_IN_NAME.search(name)
-    return int(m.group(1)) if m and _PLAIN_NAME.fullmatch(name) else None
+def _onset(rel: str, info: FileInfo | None, problem: Problem) -> int | None:
+    """The onset step of a file's problem: a JSONL line's own (``LineProblem``: the step the line names, or the
+    one before it), else the file's step, or the one its name tells."""
+    if isinstance(problem, LineProblem) and problem.step is not None:
+        return problem.step
+    return info.step if info is not None else _step_in_name(rel)
 
 
 def _finite(v: float | None) -> float | None:

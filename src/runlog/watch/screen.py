@@ -171,12 +171,16 @@ class SampleLine:
     reward: float | None
     sample_id: str | None
     text: str
+    note: bool = False  # no sample to show: ``text`` says why (``_unranked``)
 
 
 def extremes(live: LiveRun) -> list[SampleLine]:
     """The best and the worst sample of the latest step (by the sample reward, or by the one ``--role``'s
-    reward), reading that step's files only; empty when the step has no ranked sample."""
-    from ..errors import RunlogError
+    reward), reading that step's files only. When the step has samples but none with a reward to rank them by
+    (every one NaN or null), one ``note`` line says so: the lines left out without a word read as a screen too
+    small. Empty when nothing could be read (retried when the step changes)."""
+    from ..errors import RunlogError, UsageError
+    from ..formats.common import live_reads
     from ..render import Criteria, conversations
     from ..run import read_failures
 
@@ -184,9 +188,16 @@ def extremes(live: LiveRun) -> list[SampleLine]:
     if run is None or live.latest is None:
         return []
     role = live.role_filter[0] if len(live.role_filter) == 1 else None
-    criteria = Criteria(steps=str(live.latest.step), split=live.split, best=1, worst=1, role=role)
+    step = live.latest.step
+    criteria = Criteria(steps=str(step), split=live.split, best=1, worst=1, role=role)
     try:
-        convs, _ = conversations(run, criteria)
+        with live_reads():  # the step's files may still change: never memory-mapped (``formats.common``)
+            try:
+                convs, _ = conversations(run, criteria)
+            except UsageError:  # samples, none of them with a reward to rank by
+                convs = []
+            if not convs:
+                return _unranked(run, step, live.split, role)
     except read_failures(RunlogError):  # a file rewritten while read (a panic in polars): none this time
         return []
     out = []
@@ -200,6 +211,30 @@ def extremes(live: LiveRun) -> list[SampleLine]:
     return out
 
 
+def _unranked(run: Any, step: int, split: str | None, role: str | None) -> list[SampleLine]:
+    """The ``note`` line of a step whose samples have no reward to rank them by (the total, or ``role``'s):
+    ``no valid total reward at step 9 (16 NaN)``; none when some reward is valid or the step has no sample."""
+    from .._lazy import pl
+    from ..render.where import role_reward
+
+    score = role_reward(role) if role else pl.col("reward").cast(pl.Float64)
+    keep = pl.col("step") == step
+    if split is not None:
+        keep &= pl.col("split") == split
+    counts = [
+        score.is_nan().sum().alias("nan"),
+        score.is_null().sum().alias("null"),
+        (score.is_not_null() & ~score.is_nan()).sum().alias("valid"),
+    ]
+    [df] = run.collect(lambda: [run.samples.filter(keep).select(counts)])
+    nan, null, valid = (int(df[c][0] or 0) for c in ("nan", "null", "valid"))
+    if valid or not nan + null:
+        return []
+    why = ", ".join(f"{n} {what}" for n, what in ((nan, "NaN"), (null, "null")) if n)
+    what = f"{one_line(role)} reward" if role else "total reward"
+    return [SampleLine("best/worst", None, None, f"no valid {what} at step {step} ({why})", note=True)]
+
+
 def sample_text(conv: Any) -> str:
     """The sample's last words of the model (reasoning left out), else its last turn's text, on one line."""
     from ..render.model import is_model_turn, strip_think
@@ -209,6 +244,11 @@ def sample_text(conv: Any) -> str:
     if not said:
         return ""
     return one_line(" ".join((strip_think(said[-1].content) or "").split()))
+
+
+def _processes(processes: Sequence[int]) -> str:
+    """``p0, p1``: process indices as the run's files name them (``.writer.p0.json``, ``step_….p0.parquet``)."""
+    return ", ".join(f"p{p}" for p in processes)
 
 
 class Screen:
@@ -274,10 +314,11 @@ class Screen:
             if ends.finished:
                 writers.append(f"all closed ({', '.join(map(str, closed))}): the run is finished", style="green")
             else:
+                # Process indices, written as the files name them (``p0``): ``open 0`` read as "no writer open".
                 if missing:
-                    writers.append(f"open {', '.join(map(str, missing))}")
+                    writers.append(f"open {_processes(missing)}")
                 if closed:
-                    writers.append(("  " if missing else "") + f"closed {', '.join(map(str, closed))}", style="dim")
+                    writers.append(("  " if missing else "") + f"closed {_processes(closed)}", style="dim")
                 if ends.incomplete:
                     writers.append("  (files still missing: being copied?)", style="yellow")
             out.append(writers)
@@ -396,6 +437,13 @@ class Screen:
         if not self.samples:
             return []
         out = [Text("")]
+        notes = [s for s in self.samples if s.note]
+        for s in notes:
+            line = Text(f"{s.label}: ", style="bold")
+            line.append(s.text, style="yellow")
+            out.append(line)
+        if notes:
+            return out
         rewards = nums_apart([s.reward for s in self.samples])
         reward_w = max(6, *(len(r) for r in rewards))
         for s, reward in zip(self.samples, rewards, strict=True):
