@@ -33,3 +33,23 @@ def test_wrote_names_no_size_for_what_is_not_a_regular_file(tmp_path, capsys):
     wrote(tmp_path / "f.csv")
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["wrote /dev/null", f"wrote {tmp_path / 'f.csv'} (8 B)"]
+
+
+def test_a_format_drift_of_texts_and_component_keeps_one_key():
+    """When the texts' format adherence and a format reward component both fall, the one finding carried the
+    component's figures under ``component``, its subject (``Finding.key``): a dict that moved with every step, so
+    ``diff --findings`` split one finding into `disappears` + `appears` and ``doctor --follow`` said it again at
+    each step (a cross-command audit)."""
+    from runlog.analysis.doctor_text import _merge_format
+    from runlog.analysis.findings import Finding
+
+    def text_drift(before: float) -> Finding:
+        return Finding("format_drift", "warning", "adherence fell", None, 12, {"before": before, "after": 0.1})
+
+    def component(before: float) -> Finding:
+        return Finding("format_drift", "warning", "format fell", None, 10, {"component": "format", "before": before})
+
+    [a] = _merge_format([text_drift(0.9)], [component(0.92)])
+    [b] = _merge_format([text_drift(0.8)], [component(0.95)])
+    assert a.key == b.key == text_drift(0.5).key == ("format_drift", None, None)
+    assert a.evidence["format_component"] == {"component": "format", "before": 0.92} and a.onset_step == 10

@@ -283,7 +283,10 @@ def _is_jump(y: np.ndarray, shift: Any, cfg: DoctorConfig) -> bool:
 
 def _merge_format(text: list[Finding], components: list[Finding]) -> list[Finding]:
     """One ``format_drift`` when the format adherence of the texts and a format reward component both
-    fell: the texts' finding, with the component's numbers added and the earlier onset."""
+    fell: the texts' finding, with the component's numbers added (under ``format_component``: under
+    ``component`` they made the finding's subject, ``Finding.key``, a dict of figures that moved with every step,
+    so ``diff`` split one finding in two and ``doctor --follow`` said it again at each step) and the earlier
+    onset."""
     text_drift = next((f for f in text if f.kind == "format_drift"), None)
     out = list(text)
     for f in components:
@@ -291,7 +294,7 @@ def _merge_format(text: list[Finding], components: list[Finding]) -> list[Findin
             out.append(f)
             continue
         text_drift.message += f"; {f.message}"
-        text_drift.evidence["component"] = dict(f.evidence)
+        text_drift.evidence["format_component"] = dict(f.evidence)
         if f.onset_step is not None and (text_drift.onset_step is None or f.onset_step < text_drift.onset_step):
             text_drift.onset_step = f.onset_step
     return out
