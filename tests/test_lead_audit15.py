@@ -53,3 +53,68 @@ def test_a_format_drift_of_texts_and_component_keeps_one_key():
     [b] = _merge_format([text_drift(0.8)], [component(0.95)])
     assert a.key == b.key == text_drift(0.5).key == ("format_drift", None, None)
     assert a.evidence["format_component"] == {"component": "format", "before": 0.92} and a.onset_step == 10
+
+
+def _beyond_int64_run(root: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "samples" / "train").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "run_id": "n"}))
+    for s in range(9):
+        t = pa.table(
+            {
+                "schema_version": pa.array([2] * 4, pa.int32()),
+                "step": pa.array([2**63 + 5 if s == 8 else s] * 4, pa.uint64()),
+                "split": pa.array(["train"] * 4),
+                "sample_id": pa.array([f"{s}-{i}" for i in range(4)]),
+                "reward": pa.array([float(s)] * 4),
+            }
+        )
+        pq.write_table(t, root / "samples" / "train" / f"step_{s:08d}.p0.parquet")
+    return root
+
+
+def test_a_step_beyond_int64_is_left_out_of_the_series_not_an_internal_error(tmp_path, cli):
+    """doctor, report and plot ended in `internal error` (exit 3) on a run with a uint64 step of 2**63 + 5, which
+    inspect says (a re-audit): the step's rows are left out of the per-step series, with a note."""
+    run = _beyond_int64_run(tmp_path / "run")
+    r = cli("doctor", run, "--format", "json")
+    assert r.exit_code == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert any("beyond the 64-bit integer range" in f["message"] for f in out["findings"])
+    assert any("left out of the per-step series" in n for n in out["notes"])
+    r = cli("report", run, "-o", tmp_path / "r.html")
+    assert r.exit_code == 0, r.stderr
+    assert "left out of the per-step series" in (tmp_path / "r.html").read_text()
+    r = cli("plot", run, "-o", tmp_path / "p.png")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_a_file_found_unreadable_in_a_live_read_is_read_again_from_memory(tmp_path, monkeypatch):
+    """watch and doctor --follow never map a file (one rewritten in place kills the process with SIGBUS): the
+    read that tells which file failed a query read it from its path, mapped, even in a live read (the watch
+    fixer's note)."""
+    from runlog import open_run
+    from runlog._lazy import pl
+    from runlog.analysis.summarize import summarize
+    from runlog.formats.common import live_reads
+    from test_report_audit2 import corrupt_column, three_role_run
+
+    root = three_role_run(tmp_path / "run", steps=4)
+    bad = sorted((root / "samples" / "train").glob("*.parquet"))[1]
+    corrupt_column(bad, "reward")
+    sources = []
+    real = pl.read_parquet  # (runlog's lazy polars holds its own reference to the function)
+
+    def spy(source, *args, **kwargs):
+        sources.append(source)
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(pl, "read_parquet", spy)
+    run = open_run(root)
+    with live_reads():
+        summarize(run, ["role"])
+    assert [p.path for p in run.problems] == [str(bad.relative_to(root))]
+    assert sources and all(isinstance(s, bytes) for s in sources), [type(s) for s in sources]

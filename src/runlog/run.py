@@ -19,7 +19,7 @@ from .ends import STATE_RE, EndState, end_state, holdings_of
 from .errors import EXIT_PROBLEMS, DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
-from .formats.common import local_footers
+from .formats.common import is_live, local_footers
 from .listing import (
     DATA_SUFFIXES,
     MANIFEST,
@@ -375,6 +375,8 @@ class Run:
                 # cut short fails there (obstore's reads resume where a body broke off, and would pass it).
                 if isinstance(src, ObjectPath):
                     pl.read_parquet(str(src), storage_options=src.store.polars_options, glob=False)
+                elif is_live():  # a file of a run being written, read into memory, never mapped (SIGBUS)
+                    pl.read_parquet(src.read_bytes())
                 else:
                     pl.read_parquet(src, glob=False)
             except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (any failure to decode

@@ -62,6 +62,20 @@ class RunSeries:
         self.notes.clear()
         self.run.forget_frames()  # the run's own frames too: built before the file was found, they hold it
 
+    def _known_steps(self, df: pl.DataFrame) -> pl.DataFrame:
+        """``df`` without its rows of no step (a step beyond the int64 range, which inspect and doctor's
+        ``data_problem`` say: the reader cannot hold it), said once in the notes: a series is over steps, and a
+        null step ordered among them broke doctor, plot and report (internal errors)."""
+        if "step" not in df.columns or not df["step"].null_count():
+            return df
+        note = (
+            "rows without a step that can be held (beyond the int64 range: see the data problems) are left out of "
+            "the per-step series"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
+        return df.filter(pl.col("step").is_not_null())
+
     @property
     def filters(self) -> Filters:
         return Filters(splits=(self.split,) if self.split else (), steps=StepRange())
@@ -70,12 +84,12 @@ class RunSeries:
     def per_role(self) -> pl.DataFrame:
         """``summarize(by=[role, step])``: one row per (role, step); a null role holds the total reward of
         samples without per-role data."""
-        return summarize(self.run, ["role", "step"], filters=self.filters, prompt_groups=True)
+        return self._known_steps(summarize(self.run, ["role", "step"], filters=self.filters, prompt_groups=True))
 
     @cached_property
     def per_step(self) -> pl.DataFrame:
         """``summarize(by=[step])``: exception rate and reward components per step."""
-        return summarize(self.run, ["step"], filters=self.filters, prompt_groups=True)
+        return self._known_steps(summarize(self.run, ["step"], filters=self.filters, prompt_groups=True))
 
     @cached_property
     def total(self) -> pl.DataFrame:
@@ -99,7 +113,7 @@ class RunSeries:
             ]
 
         [df] = self.run.collect(build)
-        return df.sort("step")
+        return self._known_steps(df).sort("step")
 
     @cached_property
     def roles(self) -> list[str | None]:
@@ -119,6 +133,7 @@ class RunSeries:
         except RunlogError as exc:
             self.notes.append(f"diversity not computed: {exc}")
             return None
+        df = self._known_steps(df)
         if df.height == 0:
             self.notes.append("no completion texts: diversity checks and plots skipped")
             return None
@@ -133,7 +148,7 @@ class RunSeries:
 
         if self.diversity is None:
             return None
-        df = diversity_frame(self.run, ["step", "role"], text="auto", filters=self.filters)
+        df = self._known_steps(diversity_frame(self.run, ["step", "role"], text="auto", filters=self.filters))
         return df if df.height else None
 
     @cached_property
@@ -175,6 +190,7 @@ class RunSeries:
             return [lf.group_by("step").agg(aggs)]
 
         [wide] = self.run.collect(build)
+        wide = self._known_steps(wide)
         parts = [
             wide.select(
                 pl.col("step").cast(pl.Int64),
@@ -192,7 +208,7 @@ class RunSeries:
 
         if self.diversity is None:
             return None
-        df = format_frame(self.run, self.format_spec, ["step"], text="auto", filters=self.filters)
+        df = self._known_steps(format_frame(self.run, self.format_spec, ["step"], text="auto", filters=self.filters))
         return df if df.height else None
 
     @cached_property

@@ -405,6 +405,11 @@ def live_reads() -> Iterator[None]:
         _LIVE.reset(token)
 
 
+def is_live() -> bool:
+    """Whether this thread reads within ``live_reads`` (a run being written: files are never mapped)."""
+    return _LIVE.get()
+
+
 def _held_in_memory(files: list[FileInfo]) -> dict[int, bytes]:
     """The bytes of each local file of ``files`` that may still change (``_still_changing``), by ``id``."""
     now = time.time()

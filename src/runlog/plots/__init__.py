@@ -186,11 +186,12 @@ def _every(s: RunSeries) -> int:
 
 
 def _unread(s: RunSeries) -> list[int]:
-    """The split's steps of sample files that could not be read (none of their values is drawn)."""
+    """The split's steps of sample files that could not be read (none of their values is drawn); a step beyond
+    the int64 range is no step of the series (``RunSeries._known_steps``)."""
     steps: set[int] = set()
     for f in s.run.files:
         if f.kind == "samples" and (f.split is None or s.split is None or f.split == s.split):
-            steps.update(f.all_steps())
+            steps.update(x for x in f.all_steps() if -(2**63) <= x < 2**63)
     return sorted(steps - set(s.per_step["step"].to_list()))
 
 
