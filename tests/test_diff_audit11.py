@@ -200,7 +200,7 @@ def test_samples_without_prompt_text_are_paired_by_their_group_id(tmp_path: Path
                 rows = [
                     {
                         "sample_id": f"{step}-{i}",
-                        "group_id": f"p{i % 4}",
+                        "group_id": f"p{(i % 4 + step) % 6}",
                         "reward": float(rng.random()),
                         "messages": [
                             {"role": "user", "content": f"prompt {i % 4}"},

@@ -19,7 +19,8 @@ The first run is the baseline; every other run is compared with it, pair by pair
   seeded generator, so that the same command prints the same interval. A difference whose interval lies above
   0 is ``ahead`` (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``.
 - **Paired.** Where both runs have prompt groups over the same prompts (the same prompt text, or where there
-  is no text the same group id, within the same split and step), the per-prompt difference of the role's
+  is no text, or it is one the step's groups share, the same group id, unless the ids count a step's groups:
+  ``sides.counters``; within the same split and step), the per-prompt difference of the role's
   mean reward over the end window, with a bootstrap interval over the prompts: differences between prompts
   cancel, so a paired interval is narrower.
 - **Onset.** Per common step, the Welch z of the difference of the role's mean rewards

@@ -31,10 +31,46 @@ def labels_of(runs: Sequence[Run], names: Sequence[str] | None) -> list[str]:
     return out
 
 
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1  # the range of the step column (Int64)
+
+
+def _in_range(per_split: dict[Split, set[int]]) -> dict[Split, set[int]]:
+    """``per_split`` without the steps beyond the 64-bit range a step is stored in (a ``uint64`` step column's
+    2**63 + 5, known from a footer): the reader reads such rows with a null step, and a span of steps up to
+    2**63 built from one exhausted the memory (``beyond_range_notes`` says which)."""
+    return {k: {s for s in v if STEP_MIN <= s <= STEP_MAX} for k, v in per_split.items()}
+
+
+def beyond_range_notes(sides: Sequence[Side]) -> list[str]:
+    """A note per run whose sample files hold steps beyond the 64-bit range (their footers say so): left out of
+    the alignment and of every figure (their rows are read with a null step, in no step's figures), as
+    ``runlog inspect`` reports them (an error of their files)."""
+    out = []
+    for side in sides:
+        found = {
+            f.path: sorted(s for s in f.all_steps() if not STEP_MIN <= s <= STEP_MAX)
+            for f in side.run.files
+            if f.kind == "samples" and f.readable
+        }
+        found = {path: steps for path, steps in found.items() if steps}
+        if not found:
+            continue
+        steps = sorted({s for v in found.values() for s in v})
+        paths = sorted(found)
+        named = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        out.append(
+            f"{side.name}: step(s) {', '.join(map(str, steps[:3]))}{', ...' if len(steps) > 3 else ''} of "
+            f"{named} beyond the 64-bit integer range a step is stored in (at most 2**63 - 1): their rows are "
+            "left out of the comparison (`runlog inspect` reports them)"
+        )
+    return out
+
+
 def steps_of(run: Run, opts: DiffOptions) -> dict[Split, list[int]]:
-    """The run's steps per split (names and footers), narrowed by ``--split`` and ``--steps``."""
+    """The run's steps per split (names and footers), narrowed by ``--split`` and ``--steps``; steps beyond
+    the 64-bit range left out (``beyond_range_notes``)."""
     out = {}
-    for split, steps in steps_per_split(run).items():
+    for split, steps in _in_range(steps_per_split(run)).items():
         if opts.splits and split not in opts.splits:
             continue
         chosen = opts.steps.select(steps)
@@ -45,7 +81,7 @@ def steps_of(run: Run, opts: DiffOptions) -> dict[Split, list[int]]:
 
 def check_filters(sides: list[Side], opts: DiffOptions) -> None:
     """A ``--split`` or ``--role`` that no run has is a usage error naming what the runs have."""
-    per_run = [steps_per_split(s.run) for s in sides]
+    per_run = [_in_range(steps_per_split(s.run)) for s in sides]
     for split in opts.splits:
         if not any(split in steps for steps in per_run):
             have = sorted({str(k) for steps in per_run for k in steps if k is not None})

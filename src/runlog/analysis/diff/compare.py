@@ -18,6 +18,7 @@ from ..changepoint import first_sustained
 from ..doctor_config import DoctorConfig
 from . import window_cache
 from .align import (
+    beyond_range_notes,
     check_filters,
     common_roles,
     labels_of,
@@ -34,14 +35,11 @@ from .extras import config_rows, finding_rows, scalar_rows, side_by_side, text_r
 from .model import (
     CONFIG_SCHEMA,
     FINDINGS_SCHEMA,
-    FLT,
-    INT,
     OVERLAP_SCHEMA,
     PAIRED_SCHEMA,
     POINTS_SCHEMA,
     ROLES_SCHEMA,
     SCALARS_SCHEMA,
-    STR,
     TEXT_SCHEMA,
     Diff,
     DiffOptions,
@@ -49,10 +47,12 @@ from .model import (
     frame,
 )
 from .sides import (
+    PROMPT_MEANS_SCHEMA,
     STEPS_NAMED,
     Boot,
     Side,
     bootstrap_side,
+    counters,
     layouts_of,
     load_rows,
     per_step,
@@ -84,6 +84,7 @@ def diff_runs(
     sides = [Side(i, labels[i], run, steps_of(run, opts)) for i, run in enumerate(runs)]
     notes: list[str] = []
     check_filters(sides, opts)
+    notes += beyond_range_notes(sides)
     layouts = [layouts_of(s.run) for s in sides]
     for s, lay in zip(sides[1:], layouts[1:], strict=True):
         if lay != layouts[0]:
@@ -136,6 +137,7 @@ def diff_runs(
         gaps = window_gap_note(base, other, split, (base.steps[split], other.steps[split]), common, roles, opts)
         notes += [gaps] if gaps else []
         notes += independent_notes(base, other, split, roles)
+        notes += unlinked_notes(base, other, split, roles)
         pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts, notes)
         for role in roles:
             pts, head = _compare_role(base, other, split, common, role, opts, notes)
@@ -278,6 +280,42 @@ def independent_notes(base: Side, other: Side, split: Split, roles: list[str | N
     ]
 
 
+UNLINKED_WHY = {
+    "counters": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
+    "whole at every step",
+    "text": "a prompt text shared by the groups of a step (an instruction or template), and group ids found at "
+    "one step only",
+}
+
+
+def unlinked_notes(base: Side, other: Side, split: Split, roles: list[str | None]) -> list[str]:
+    """Where every prompt key of a run's compared role was discarded as no prompt's identity in a window
+    (``Side.unlinked``: per-step counters, a shared instruction with group ids that recur at no other step), the
+    units are the steps' prompt groups: right if no prompt recurs across the window's steps, too narrow if one
+    does (a small dataset: a fifth of null comparisons called ahead or behind at 95 %). runlog cannot tell
+    which; this says so, as ``independent_notes`` does where no group is known at all (the two runs in one
+    note where it is so of the same roles, for the same reasons)."""
+    said: dict[tuple[str, str], list[str]] = {}
+    for side in (base, other):
+        found = [r for r in roles if (split, role_key(r)) in side.unlinked]
+        if found:
+            why = sorted(set().union(*(side.unlinked[(split, role_key(r))] for r in found)))
+            said.setdefault((_which(found, roles), "; ".join(UNLINKED_WHY[w] for w in why)), []).append(side.name)
+    return [
+        f"{' and '.join(names)}{_where(split)}{which}: no prompt known across steps ({why}): the intervals' units "
+        "are the steps' prompt groups; if a prompt recurs at several steps of a window (a small dataset), the "
+        "intervals may be too narrow, and a tie can read as ahead or behind"
+        for (which, why), names in said.items()
+    ]
+
+
+def _which(found: list[str | None], roles: list[str | None]) -> str:
+    """``, roles a, b`` for the roles ``found`` of ``roles``; empty when they are all of them."""
+    if len(found) == len(roles):
+        return ""
+    return f", role{'s' if len(found) > 1 else ''} {', '.join(map(_role_name, found))}"
+
+
 def _window_note(other: Side, split: Split, common: list[int], opts: DiffOptions) -> str | None:
     """``--window`` beyond the common steps: the start, end and best windows are then each all of them."""
     if len(common) >= opts.window:
@@ -416,14 +454,27 @@ def _paired(
     the differences is then infinite or NaN (what they give), with no interval (a bootstrap of it has none),
     and a note says how many prompts are of each kind."""
 
+    counted: dict[str, list[str]] = {}  # the roles whose group ids count a step's groups: their runs
+
     def per_prompt(side: Side) -> pl.DataFrame:
         means = side.prompt_means
         if means is None or means.height == 0:
-            return pl.DataFrame(schema={"role": STR, "step": INT, "pkey": pl.UInt64, "m": FLT})
-        return means.filter(split_eq(split) & pl.col("step").is_in(list(steps))).select("role", "step", "pkey", "m")
+            means = pl.DataFrame(schema=PROMPT_MEANS_SCHEMA)
+        means = means.filter(split_eq(split) & pl.col("step").is_in(list(steps)))
+        found = [r for r in roles if _counted(means.filter(role_eq(r) & pl.col("by_id")))]
+        if found:
+            counted.setdefault(_which(found, roles), []).append(side.name)
+            means = means.filter(~(pl.col("by_id") & pl.any_horizontal(*(role_eq(r) for r in found))))
+        return means.filter(pl.col("m").is_not_null()).select("role", "step", "pkey", "by_id", "m")
 
-    on = ["role", "step", "pkey"]
+    on = ["role", "step", "pkey", "by_id"]
     mine, theirs = per_prompt(base), per_prompt(other)
+    notes += [
+        f"{' and '.join(names)}{_where(split)}{which}: the group ids of the end window ({steps_text(steps)}) are the "
+        "same at every step, as counters g0..g7 of a step's groups (or prompts drawn whole at every step) are: not "
+        "known to name prompts, so nothing is paired by them (log the prompt text to pair a fixed set of prompts)"
+        for which, names in counted.items()
+    ]
     joined = mine.join(theirs, on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
     diffs: dict[str | None, np.ndarray] = {}
     coverage: dict[tuple[int, int, int], list[str | None]] = {}  # (paired, baseline's, run's): roles
@@ -474,6 +525,13 @@ def _paired(
                 "verdict": verdict(lo, hi),
             }
     return out
+
+
+def _counted(ids: pl.DataFrame) -> bool:
+    """Whether the rows of ``Side.prompt_means`` keyed by group id (one role's, of the end window) count a step's
+    groups (``sides.counters``, the test the intervals' units apply): ``g3`` of one run and ``g3`` of the other
+    are then no one prompt (a quarter of null pairs were called ahead or behind on such pairs)."""
+    return bool(ids.height) and counters(ids["step"].to_numpy(), ids["pkey"].to_numpy())
 
 
 def few_pairs(paired: int, baseline: int, run: int) -> bool:

@@ -32,7 +32,7 @@ class Side:
     run: Run
     steps: dict[Split, list[int]]
     per_step: pl.DataFrame | None = None
-    rows: pl.DataFrame | None = None  # the samples of the windows: split, step, role, reward, kl, group, pkey
+    rows: pl.DataFrame | None = None  # the windows' samples: split, step, role, reward, kl, group, tkey, ikey
     text_rows: pl.DataFrame | None = None  # those of the start and end windows
     # Per (split, role, step, prompt key) of the start and end windows: the mean valid reward (the pairing's).
     prompt_means: pl.DataFrame | None = None
@@ -44,6 +44,10 @@ class Side:
     deff: dict[tuple[Split, str], float] = field(default_factory=dict)
     # The (split, role key)s of the windows with no prompt group nor prompt known: their samples are the units.
     independent: set[tuple[Split, str]] = field(default_factory=set)
+    # Per (split, role key) of a window whose prompt keys were all discarded as no prompt's identity, leaving none
+    # that ties samples across steps: why (``RoleRows.identity``: "text", "counters"). The units are then the
+    # steps' groups, too fine if prompts recur across steps (``compare.unlinked_notes`` says so).
+    unlinked: dict[tuple[Split, str], set[str]] = field(default_factory=dict)
     # Per (split, step) of the windows where sample ids repeat: the ids, the extra samples (``repeated_ids``).
     repeated: list[tuple[Split, int, int, int]] = field(default_factory=list)
     _by_role: dict[tuple[Split, str | None], tuple[np.ndarray, dict[str, np.ndarray]]] = field(
@@ -189,7 +193,7 @@ def per_step(side: Side, opts: DiffOptions) -> pl.DataFrame | None:
     )
     cached = _from_cache(side, filters)
     if cached is not None:
-        return cached
+        return cached.filter(pl.col("step").is_not_null())  # (a step beyond int64 is read as none: in no step)
     carry = {"split": pl.col("split"), "step": pl.col("step")}
     roles = [r for r in run.role_names() if not opts.roles or r in opts.roles]
     keys = ["split", "step"]
@@ -223,6 +227,7 @@ def per_step(side: Side, opts: DiffOptions) -> pl.DataFrame | None:
             return [lf.group_by([*keys, "role"]).agg(_step_stats(pl.col("reward"), pl.col("kl")))]
 
         [out] = run.collect(long)
+    out = out.filter(pl.col("step").is_not_null())
     return out.select("split", "role", "step", *PER_STEP_COLUMNS).sort("split", "role", "step", nulls_last=True)
 
 
@@ -234,30 +239,28 @@ def per_step(side: Side, opts: DiffOptions) -> pl.DataFrame | None:
 def load_rows(side: Side) -> None:
     """The samples of the steps the comparison looks at closely, one row per (sample, role), in one read of only
     the files that hold them: ``rows`` (split, step, role, reward, kl, with ``group``, the prompt group as
-    summarize finds it, and ``pkey``, the prompt's identity: its text's hash, else its group id's; this may
-    read the prompt text), and ``text_rows``, those of the start and end windows (the pairing's and
-    zero_adv_frac's). ``group`` and ``pkey`` together are what the intervals resample (``clusters``: a prompt's
-    samples together, over the window's steps) and zero_adv_frac counts; the sample ids, where the layout's are
-    unique, tell rows read twice (``Side.repeated``)."""
+    summarize finds it, and the prompt's two possible identities: ``tkey``, its text's hash, and ``ikey``, its
+    group id's; this may read the prompt text), and ``text_rows``, those of the start and end windows (the
+    pairing's and zero_adv_frac's). ``group`` and the keys together are what the intervals resample
+    (``clusters``: a prompt's samples together, over the window's steps) and zero_adv_frac counts; the sample
+    ids, where the layout's are unique, tell rows read twice (``Side.repeated``). Both keys are kept: a text
+    shared by the groups of a step (an instruction) is no prompt's identity, and its samples' group ids may be."""
     group = group_key_expr(side.run, True)  # decided on the whole run: the windows' files alone may not tell
     group = pl.lit(None, dtype=pl.String) if group is None else group.cast(pl.String)
     prompt = pl.col("prompt")
-    # An integer, hashed as the rows are read (grouping and joining u64 is cheaper than strings); the group id
+    # Integers, hashed as the rows are read (grouping and joining u64 is cheaper than strings); the group id
     # is hashed with another seed, so that it cannot stand for a prompt's text.
     # A null hashes to a constant: a sample without prompt text would be paired as one prompt with every other such
     # sample of its step; hashed only where there is a value (neither: no key, not paired).
     gid = pl.col("group_id").cast(pl.String)
-    pkey = pl.coalesce(
-        pl.when(prompt.is_not_null()).then(prompt.hash()), pl.when(gid.is_not_null()).then(gid.hash(seed=1))
-    )
     carry = {
         "step": pl.col("step"),
         "split": pl.col("split"),
         "group": group,
-        "pkey": pkey,
-        "ptext": prompt.is_not_null(),
+        "tkey": pl.when(prompt.is_not_null()).then(prompt.hash()),
+        "ikey": pl.when(gid.is_not_null()).then(gid.hash(seed=1)),
     }
-    numbers = ["split", "step", "role", "reward", "kl", "group", "pkey", "ptext"]
+    numbers = ["split", "step", "role", "reward", "kl", "group", "tkey", "ikey"]
     if unique_ids(side.run):
         carry["sid"] = pl.col("sample_id").cast(pl.String)
         numbers.append("sid")
@@ -298,14 +301,81 @@ def repeated_ids(rows: pl.DataFrame | None) -> list[tuple[Split, int, int, int]]
     return [(sp, int(st), int(i), int(e)) for sp, st, i, e in per.select("split", "step", "ids", "extra").iter_rows()]
 
 
+PROMPT_MEANS_SCHEMA = {
+    "split": pl.String,
+    "role": pl.String,
+    "step": pl.Int64,
+    "pkey": pl.UInt64,
+    "by_id": pl.Boolean,
+    "m": pl.Float64,
+}
+
+
 def prompt_means(rows: pl.DataFrame | None) -> pl.DataFrame:
-    """Per (split, role, step, prompt key): the mean of the valid rewards of ``rows`` (``Side.text_rows``)."""
+    """Per (split, role, step, prompt key) of ``rows`` (``Side.text_rows``): the mean of the valid rewards (null
+    where none is valid: kept, so that the pairing sees every group id of a step, ``counters``). The key is the
+    text's hash where the text is a prompt's identity at its step (``shared_texts``), else the group id's
+    (``by_id``); a sample with neither has none and is left out."""
     if rows is None or rows.height == 0:
-        return pl.DataFrame(
-            schema={"split": pl.String, "role": pl.String, "step": pl.Int64, "pkey": pl.UInt64, "m": pl.Float64}
+        return pl.DataFrame(schema=PROMPT_MEANS_SCHEMA)
+    step = rows.select(pl.struct("split", "role", "step").rank("dense")).to_series()
+    shared = shared_texts(_codes(step), _codes(rows["group"]), _codes(rows["tkey"]))
+    text = pl.col("tkey").is_not_null() & ~pl.lit(pl.Series("shared", shared))
+    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
+    return (
+        rows.with_columns(
+            pl.when(text).then(pl.col("tkey")).otherwise(pl.col("ikey")).alias("pkey"), (~text).alias("by_id")
         )
-    valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & pl.col("pkey").is_not_null()
-    return rows.filter(valid).group_by("split", "role", "step", "pkey").agg(pl.col("reward").mean().alias("m"))
+        .filter(pl.col("pkey").is_not_null())
+        .group_by("split", "role", "step", "pkey", "by_id")
+        .agg(pl.col("reward").filter(valid).mean().cast(pl.Float64).alias("m"))
+        .select(list(PROMPT_MEANS_SCHEMA))
+    )
+
+
+def _codes(col: pl.Series) -> np.ndarray:
+    """A column's values as codes from 0 (equal values, equal codes), -1 where null."""
+    return (col.rank("dense").cast(pl.Int64).fill_null(0) - 1).to_numpy()
+
+
+def shared_texts(step: np.ndarray, group: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """Per sample, whether its text (a code, -1: none) is no prompt's identity at its step: a text found in two
+    groups of the step or more, and in more than half of its groups (an instruction or template shared by the
+    groups, an empty prompt: tying them joined every group of the window into one unit). A text found in fewer
+    is a prompt drawn more than once (sampling with replacement, several groups per prompt; two of a step's four
+    groups): its groups are tied, as its draws are one prompt's. Decided step by step: a prompt drawn twice at
+    one step keeps its ties at the others (taken for an instruction at every step, it made 19 % of null
+    comparisons ahead or behind). Two templates that share a step's groups half and half are then two prompts,
+    which makes the intervals wide (few units), not narrow."""
+    out = np.zeros(len(text), dtype=bool)
+    has = (text >= 0) & (group >= 0)
+    if not has.any():
+        return out
+    at, pos = np.unique(step, return_inverse=True)
+    pos = pos.ravel()
+    grouped = group >= 0
+    per_step = np.unique(np.stack([pos[grouped], group[grouped]]), axis=1)
+    n_groups = np.bincount(per_step[0], minlength=len(at))
+    triples = np.unique(np.stack([pos[has], text[has], group[has]]), axis=1)
+    pairs, k = np.unique(triples[:2], axis=1, return_counts=True)
+    hit = pairs[:, (k >= 2) & (2 * k > n_groups[pairs[0]])]
+    if not hit.size:
+        return out
+    width = int(text.max()) + 1
+    return (text >= 0) & np.isin(pos * width + text, hit[0] * width + hit[1])
+
+
+def counters(step: np.ndarray, key: np.ndarray) -> bool:
+    """Whether group ids (``key``, of the samples whose prompt they would name, at ``step``) count a step's groups
+    rather than name prompts: over two steps or more, the set of all of them is held whole by at least half of
+    the steps (``g0..g7`` at every step, a step that lost a group aside). A dataset drawn whole at every step
+    reads the same, and is taken so too; a dataset drawn in part at each step has no step holding every id."""
+    steps = np.unique(step)
+    if len(steps) < 2:
+        return False
+    sets = [frozenset(key[step == s].tolist()) for s in steps]
+    every = frozenset().union(*sets)
+    return 2 * sum(s == every for s in sets) >= len(sets)
 
 
 def _read_steps(
@@ -325,43 +395,55 @@ def _read_steps(
 class RoleRows:
     """One (split, role)'s samples in the windows, in the order read: each one's step, reward and KL (NaN where
     not a value), and what ties it to other samples (``clusters``): the code of its prompt group within its step
-    (``group``) and of its prompt (``prompt``: its text's hash, else its group id's), each -1 where unknown."""
+    (``group``), of its prompt (``prompt``: its text's, else its group id's) and of its group id (``ident``:
+    the same codes as ``prompt``'s of the samples without text), each -1 where unknown."""
 
     steps: np.ndarray
     values: dict[str, np.ndarray]  # reward, kl
     group: np.ndarray
     prompt: np.ndarray
-    text: np.ndarray | None = None  # whether ``prompt`` is its text's (else its group id's)
+    text: np.ndarray | None = None  # whether ``prompt`` is its text's (else its group id's); None: all are
+    ident: np.ndarray | None = None
 
     def ties(self, at: np.ndarray) -> np.ndarray:
-        """The prompt codes of the samples ``at`` that tie them across groups (-1: none), leaving out what
-        is no prompt's identity: a text found in two groups of one step (a template or instruction shared by
-        every sample, an empty prompt: it joined every group into one unit, and no interval was left), and
-        group ids that every step of the window holds alike (``g0..g3`` at every step: counters of the step's
-        groups, not prompts; a dataset drawn whole at every step reads the same, and is taken as counters too:
-        the units are then a step's groups, as before prompts recurring were tied)."""
+        """The prompt codes of the samples ``at`` (whole steps) that tie them across groups (-1: none)."""
+        return self.identity(at)[0]
+
+    def identity(self, at: np.ndarray) -> tuple[np.ndarray, set[str]]:
+        """The prompt codes of the samples ``at`` (whole steps) that tie them across groups (-1: none), and what
+        was discarded as no prompt's identity: ``text``, a text shared by the groups of a step (``shared_texts``:
+        those samples fall back on their group ids), and ``counters``, group ids that count a step's groups
+        (``counters``: ``g0..g3`` at every step; the units are then a step's groups, as before prompts recurring
+        were tied)."""
         p = self.prompt[at].copy()
         g, step = self.group[at], self.steps[at]
-        has = (p >= 0) & (g >= 0)
-        if has.any():
-            pairs = np.unique(np.stack([step[has], p[has], g[has]]), axis=1)
-            keys, counts = np.unique(pairs[:2], axis=1, return_counts=True)
-            shared = np.unique(keys[1][counts > 1])
-            p[np.isin(p, shared)] = -1
-        if self.text is not None:
-            ids = (p >= 0) & ~self.text[at]
-            steps = np.unique(step[ids])
-            if len(steps) >= 2:
-                sets = {frozenset(p[ids & (step == s)].tolist()) for s in steps}
-                if len(sets) == 1:
-                    p[ids] = -1
-        return p
+        text = self.text[at] if self.text is not None else p >= 0
+        dropped: set[str] = set()
+        shared = shared_texts(step, g, np.where(text, p, -1))
+        if shared.any():
+            dropped.add("text")
+            p[shared] = -1 if self.ident is None else self.ident[at][shared]
+            text = text & ~shared
+        ids = (p >= 0) & ~text
+        if ids.any() and counters(step[ids], p[ids]):
+            dropped.add("counters")
+            p[ids] = -1
+        return p, dropped
 
     @property
     def grouped(self) -> bool:
         """Whether any sample has a prompt group or a prompt: else none is known, and the samples are the units,
         taken as independent."""
         return bool((self.group >= 0).any() or (self.prompt >= 0).any())
+
+
+def recurs(step: np.ndarray, key: np.ndarray) -> bool:
+    """Whether a prompt code (``key``, -1: none) ties samples of two steps or more."""
+    has = key >= 0
+    if not has.any():
+        return False
+    pairs = np.unique(np.stack([step[has], key[has]]), axis=1)
+    return bool((np.unique(pairs[1], return_counts=True)[1] > 1).any())
 
 
 @dataclass
@@ -426,15 +508,24 @@ def _window_sources(side: Side) -> Sources:
     rows = side.rows.sort("split", "role", "step", nulls_last=True, maintain_order=True)
     code = {
         "gcode": pl.format("{}\x00{}", pl.col("step"), pl.col("group")).rank("dense"),
-        "pcode": pl.col("pkey").rank("dense"),
+        "tcode": pl.col("tkey").rank("dense"),
+        "icode": pl.col("ikey").rank("dense"),
     }
     rows = rows.with_columns((e.cast(pl.Int64).fill_null(0) - 1).alias(name) for name, e in code.items())
+    # The group ids' codes follow the texts' (a text's hash and a group id's are never one prompt).
+    offset = pl.col("tcode").max() + 1
+    rows = rows.with_columns(pl.when(pl.col("icode") >= 0).then(pl.col("icode") + offset).otherwise(-1).alias("icode"))
+    rows = rows.with_columns(
+        pl.when(pl.col("tcode") >= 0).then(pl.col("tcode")).otherwise(pl.col("icode")).alias("pcode")
+    )
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan() & (pl.col("gcode") >= 0)
     for (split, role), g in rows.partition_by(["split", "role"], maintain_order=True, as_dict=True).items():
         values = {m: g[m].cast(pl.Float64).fill_null(np.nan).to_numpy() for m in ("reward", "kl")}
         at = g["step"].to_numpy()
-        text = g["ptext"].fill_null(False).to_numpy()
-        samples[(split, role)] = RoleRows(at, values, g["gcode"].to_numpy(), g["pcode"].to_numpy(), text)
+        text = (g["tcode"] >= 0).to_numpy()
+        samples[(split, role)] = RoleRows(
+            at, values, g["gcode"].to_numpy(), g["pcode"].to_numpy(), text, g["icode"].to_numpy()
+        )
         steps = sorted(texts.get(split, ()))
         groups = (
             g.filter(valid & pl.col("step").is_in(steps))
@@ -467,7 +558,13 @@ def _window_columns(side: Side, sources: Sources, split: Split, steps: tuple[int
         if not inside.any():
             continue
         rk = role_key(role)
-        labels = _units(src, inside) if src.grouped else None
+        labels = None
+        if src.grouped:
+            keys, dropped = src.identity(inside)
+            labels = _units(src, inside, keys)
+            at = src.steps[inside]
+            if dropped and len(np.unique(at)) >= 2 and not recurs(at, keys):
+                side.unlinked.setdefault((split, rk), set()).update(dropped)
         for metric in ("reward", "kl"):
             x = src.values[metric][inside]
             columns[f"{rk}/{metric}"] = (x, None, x) if labels is None else (*unit_means(labels, x), x)
@@ -486,11 +583,11 @@ def _window_columns(side: Side, sources: Sources, split: Split, steps: tuple[int
     return columns
 
 
-def _units(src: RoleRows, at: np.ndarray) -> np.ndarray:
-    """``clusters`` of the samples ``at``: tied by group and by prompt (``RoleRows.ties``); where the prompts tie
-    them all into one unit (one prompt drawn at every step), the step's groups are the units (an interval needs
-    two), as they were before prompts were tied across steps."""
-    labels = clusters(src.group[at], src.ties(at))
+def _units(src: RoleRows, at: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """``clusters`` of the samples ``at``: tied by group and by prompt (``keys``, ``RoleRows.ties``); where the
+    prompts tie them all into one unit (one prompt drawn at every step), the step's groups are the units (an
+    interval needs two), as they were before prompts were tied across steps."""
+    labels = clusters(src.group[at], src.ties(at) if keys is None else keys)
     if len(labels) and labels.max() == 0 and (src.group[at] >= 0).any():
         alone = clusters(src.group[at], np.full(int(at.sum()) if at.dtype == bool else len(at), -1))
         if alone.max() > 0:

@@ -32,17 +32,21 @@ import numpy as np
 from ..._lazy import pl
 from ...errors import said_trouble
 from ...probe_cache import atomic_write, cache_dir, run_digest, source_hash
+from .sides import PROMPT_MEANS_SCHEMA
 
 if TYPE_CHECKING:
     from .model import DiffOptions
     from .sides import Side
 
 # Bump when an entry's columns, or what they hold, change (2: the design effects, the repeated ids; 3: units
-# tied by prompt across steps, the roles taken as independent; 4: shared texts and per-step id counters not ties).
-FORMAT = 4
+# tied by prompt across steps, the roles taken as independent; 4: shared texts and per-step id counters not ties;
+# 5: a shared text's samples tied by their group ids, a text shared at one step only untied there, the pairing's
+# keys without counters, the roles without a prompt identity across steps).
+FORMAT = 5
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
+UNLINKED = "unlinked:"  # a kind of row: ``Side.unlinked``, the reason after the colon
 
 BOOT_SCHEMA: dict[str, Any] = {
     "kind": pl.String,
@@ -53,14 +57,8 @@ BOOT_SCHEMA: dict[str, Any] = {
     "n": pl.Int64,
     "reps": pl.List(pl.Float64),
 }
-PROMPT_SCHEMA: dict[str, Any] = {
-    "kind": pl.String,
-    "split": pl.String,
-    "role": pl.String,
-    "step": pl.Int64,
-    "pkey": pl.UInt64,
-    "m": pl.Float64,
-}
+# A side's prompt means (``sides.PROMPT_MEANS_SCHEMA``), under ``kind`` "prompt".
+PROMPT_SCHEMA: dict[str, Any] = {"kind": pl.String, **PROMPT_MEANS_SCHEMA}
 
 
 @functools.cache
@@ -115,8 +113,8 @@ def entry_path(side: Side, opts: DiffOptions) -> Path | None:
 
 
 def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
-    """Fill ``side.boots``, ``side.prompt_means``, ``side.deff``, ``side.independent`` and ``side.repeated`` from
-    the entry at
+    """Fill ``side.boots``, ``side.prompt_means``, ``side.deff``, ``side.independent``, ``side.unlinked`` and
+    ``side.repeated`` from the entry at
     ``path``; whether it was there and whole (a missing entry is not an error; an unreadable one, or one that
     does not hold every window with ``opts.boot`` replicates, is said once, and computed again)."""
     if path is None:
@@ -136,12 +134,16 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
         return False
     side.boots = boots
     side.prompt_means = prompts
-    extra = frame.filter(pl.col("kind").is_in(["deff", "independent", "repeated"]))
+    extra = frame.filter(
+        pl.col("kind").is_in(["deff", "independent", "repeated"]) | pl.col("kind").str.starts_with(UNLINKED)
+    )
     for kind, split, steps, name, mean, n in extra.select("kind", "split", "steps", "name", "mean", "n").iter_rows():
         if kind == "deff":
             side.deff[(split, name)] = float(mean)
         elif kind == "independent":
             side.independent.add((split, name))
+        elif kind.startswith(UNLINKED):
+            side.unlinked.setdefault((split, name), set()).add(kind.removeprefix(UNLINKED))
         else:
             side.repeated.append((split, int(steps[0]), int(n), int(mean)))
     return True
@@ -190,6 +192,8 @@ def keep(side: Side, path: Path | None) -> None:
         rows.append({"kind": "deff", "split": split, "name": name, "mean": deff})
     for split, name in side.independent:
         rows.append({"kind": "independent", "split": split, "name": name})
+    for (split, name), why in side.unlinked.items():
+        rows += [{"kind": UNLINKED + w, "split": split, "name": name} for w in sorted(why)]
     for split, step, ids, extra in side.repeated:
         rows.append({"kind": "repeated", "split": split, "steps": [step], "n": ids, "mean": float(extra)})
     boots = pl.DataFrame(rows, schema=BOOT_SCHEMA)
