@@ -259,3 +259,49 @@ def test_the_refusal_is_one_line_on_the_command_line(tmp_path: Path) -> None:
     upload(seed1, home, "--tables-every", "0", "--state", state)
     res = run_upload(seed2, home, "--tables-every", "0", "--state", state)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_a_writer_killed_is_not_held_back_on_the_first_upload(tmp_path: Path) -> None:
+    """A review: a finished run whose process was killed long ago had its last step (and every later step of the
+    other processes) held back on a one-shot upload. Its lock file there and free (a closing writer removes it:
+    killed), or its files older than two minutes where no lock tells: sent at once, with a note."""
+    import os
+    import time
+
+    free = native_run(tmp_path / "free", 3, manifest_id="a15-free")
+    _open_state(free)
+    (free / ".writer.p0.lock").write_text("pid 1 on gone\n")
+    old = native_run(tmp_path / "old", 3, manifest_id="a15-old")
+    _open_state(old)
+    ago = time.time() - 3600
+    for p in old.rglob("*"):
+        os.utime(p, (ago, ago))
+    for run, why in ((free, "its lock is not held"), (old, "wrote nothing for 60 minute(s)")):
+        result = W.upload_wandb(run, project="p", dry_run=True, state_path=tmp_path / f"{run.name}.json")
+        assert (result.first_step, result.last_step) == (0, 2), result.notes
+        assert any(why in n and "(killed?)" in n for n in result.notes), result.notes
+
+
+def test_a_moved_run_whose_manifest_was_rewritten_goes_on(tmp_path: Path) -> None:
+    """A review: the writer rewrites run.json when a role appears; a run moved after that was refused as "another
+    run with the same W&B run id". The default state lies in the run folder and moves with it: never compared; a
+    shared state compares the data files only."""
+    run = native_run(tmp_path / "before", 3, manifest_id="a15-mv")
+    home = tmp_path / "home"
+    upload(run, home, "--tables-every", "0")
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["roles"] = [*manifest.get("roles", []), "judge"]
+    (run / "run.json").write_text(json.dumps(manifest))
+    moved = tmp_path / "after"
+    shutil.move(run, moved)
+    again = upload(moved, home, "--tables-every", "0")  # exit 0 (was 2, refused)
+    assert any("run.json: rewritten" in n for n in again["notes"]), again["notes"]
+    state, wdir = tmp_path / "shared.json", tmp_path / "wb"
+    _uploaded_from(state, tmp_path / "elsewhere", moved, "a15-mv2", wdir)
+    manifest["roles"].append("verifier")
+    (moved / "run.json").write_text(json.dumps(manifest))
+    result = W.upload_wandb(
+        moved, project="p", mode="offline", wandb_dir=wdir, state_path=state, run_id="a15-mv2",
+        options=PlanOptions(metrics=False, tables_every=0),
+    )  # fmt: skip
+    assert any("(moved or copied)" in n for n in result.notes), result.notes

@@ -465,7 +465,8 @@ def is_fleet(
 @dataclass(frozen=True)
 class _File:
     """A listed file of a run: its run-relative path, size, path (local, or an object's) and stamp; ``ident``: a
-    local file's (device, inode), the same file however it is reached (a link, a hard link), else None."""
+    local file's (inode, size) from its listing stamp (no stat of its own), which two runs' files share where they
+    may be one file reached two ways (a link, a hard link; ``_shared_files`` asks their device then), else None."""
 
     rel: str
     size: int
@@ -489,8 +490,15 @@ def _listing(location: str, options: Mapping[str, str] | None, layout: str | Non
         files = [_File(rel, size, path, stamp, None) for path, rel, size, _, stamp in entries]
     else:
         _, entries = list_files(location, options, prefetch=False)
-        files = [_File(rel, size, path, stamp, _ident(path)) for path, rel, size, _, stamp in entries]
+        files = [_File(rel, size, path, stamp, _inode(stamp, size)) for path, rel, size, _, stamp in entries]
     return files, _nested_runs(location, files, layout, options)
+
+
+def _inode(stamp: Any, size: int) -> tuple[int, int] | None:
+    """(inode, size) of a local listing stamp (size, mtime_ns, ctime_ns, inode), else None."""
+    if isinstance(stamp, tuple) and len(stamp) == 4 and isinstance(stamp[3], int):
+        return (stamp[3], size)
+    return None
 
 
 def _ident(path: Any) -> tuple[int, int] | None:
@@ -720,14 +728,22 @@ def _shared_files(
     its prompt groups cut in two (a usage error then, naming the step)."""
     from ..formats.base import WARNING
 
+    # Only files whose (inode, size) two runs' listings share may be one file: those alone are asked their
+    # (device, inode) (one file system's inode numbers are another's), so that a fleet costs no stat per file.
+    runs_of: dict[tuple[int, int], set[str]] = {}
+    for name in names:
+        for f in kept.get(name, []):
+            if f.ident is not None and not _is_manifest(f.rel):
+                runs_of.setdefault(f.ident, set()).add(name)
+    maybe = {k for k, rs in runs_of.items() if len(rs) > 1}
     owner: dict[tuple[int, int], str] = {}
     out: dict[str, set[str] | None] = {}
     for name in names:
         shared: dict[str, list[str]] = {}  # the earlier run: the files of this one that are its
         for f in kept.get(name, []):
-            if f.ident is None or _is_manifest(f.rel):
+            if f.ident not in maybe or _is_manifest(f.rel) or (real := _ident(f.path)) is None:
                 continue
-            first = owner.setdefault(f.ident, name)
+            first = owner.setdefault(real, name)
             if first != name:
                 shared.setdefault(first, []).append(f.rel)
         if not shared:

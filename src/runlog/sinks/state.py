@@ -368,11 +368,13 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
 def same_files(run: Run, old: dict[str, list[Any]]) -> bool:
     """Whether every file of the fingerprint ``old`` is in ``run`` as it was then, or grown from it (a text file
     whose first bytes hash the same; another of the same size): the run the fingerprint was taken of, moved or
-    copied, not another run that has files of the same names. False for an empty fingerprint."""
-    if not old:
-        return False
+    copied, not another run that has files of the same names. The manifest is not compared: a writer rewrites it
+    when a role appears, and users edit it. False for a fingerprint of no data file."""
     by_path = {f.path: f for f in run.files}
-    for path, (size, _mtime, digest) in old.items():
+    data = {path: v for path, v in old.items() if not (path == "run.json" or path.endswith("/run.json"))}
+    if not data:
+        return False
+    for path, (size, _mtime, digest) in data.items():
         f = by_path.get(path)
         if f is None:
             return False

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 from ..errors import RunlogError, UsageError, install_hint
 from ..process import TWEAKS, raise_if_interrupted
 from ..run import Run, open_run
+from ..storage import ObjectPath
 from ..textsafe import visible
 from . import plan as P
 from . import state as S
@@ -380,6 +381,10 @@ def _check_source(
     sent nothing yet, or written before runlog recorded every source, is not compared."""
     if entry is None or entry.source is None or entry.source == source or entry.last_step is None:
         return []
+    if not isinstance(run.root, ObjectPath) and spath.resolve().is_relative_to(Path(run.root).resolve()):
+        # The state file is the run's own (the default, inside the run folder): it moved with the run, and no
+        # other run's steps are in it (one reached by another path, ``/scratch`` and ``/mnt/scratch``, too).
+        return []
     where = f"{entity + '/' if entity else ''}{project}/{rid} ({mode})"
     if S.same_files(run, entry.fingerprint):
         return [
@@ -469,10 +474,11 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
     scalars before the samples. W&B drops a step lower than one it has, so that step is held back with every
     later one, from the lowest of the process's last samples step and last scalars step (a scalars line logged
     ahead of the samples does not lock the samples' step out), or the run's last step where the process has
-    written nothing yet. A later upload sends them once the writer has moved on or closed. A writer whose lock
-    is not held now and whose files did not change since the upload that held its steps (killed, or a writer
-    without a lock that stopped) holds nothing more: those steps are sent, with a note, as a torn line is.
-    A run without writer state files (other layouts) holds nothing back."""
+    written nothing yet. A later upload sends them once the writer has moved on or closed. A writer known to be
+    gone holds nothing (its steps are sent, with a note): its lock file is there and no one holds it (killed: a
+    closing writer removes it), or, where that cannot be told (an object store, a file system without ``flock``),
+    its files are older than ``ends.END_GRACE_S``, or did not change since the upload that held its steps. A run
+    without writer state files (other layouts) holds nothing back."""
     end = run.end_state
     if not end.known or not plan.steps:
         return None, {}, []
@@ -494,11 +500,13 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
             at = max(at, done + 1)  # W&B is past the steps before: holding them back would send nothing more
         if at > plan.steps[-1]:
             continue
-        size = sum(f.bytes or 0 for f in run.files if f.process == p)
-        if not alive and before.get(st.path) == size:
+        mine = [f for f in run.files if f.process == p]
+        size = sum(f.bytes or 0 for f in mine)
+        gone = None if alive else _writer_gone(run, p, mine, before.get(st.path) == size)
+        if gone is not None:
             notes.append(
-                f"{st.path}: process {p} has not closed its writer, holds no lock here and wrote nothing since the "
-                f"last upload (killed?): step {at} and later are sent as they are"
+                f"{st.path}: process {p} has not closed its writer and {gone} (killed?): step {at} and later are "
+                "sent as they are"
             )
             continue
         held[st.path] = size
@@ -519,6 +527,33 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
         "in); a later upload sends them once the writer has moved on or closed"
     )
     return hold, held, notes
+
+
+def _writer_gone(run: Run, process: int, files: list[Any], unchanged: bool) -> str | None:
+    """Why a process whose state file says open, holding no lock now, is taken as gone (killed), or None if it may
+    still be writing: its lock file is there and free (a closing writer removes it; on a file system without
+    ``flock`` it stays unlocked, and nothing is known), else its files are older than ``END_GRACE_S`` or did not
+    change since the upload that held its steps (``unchanged``)."""
+    from ..ends import END_GRACE_S, mtime_of
+
+    if not isinstance(run.root, ObjectPath):
+        from ..writer.lock import lock_state
+
+        if lock_state(Path(run.root), process) == "free":
+            return "its lock is not held (a closing writer removes its lock file)"
+    if unchanged:
+        return "wrote nothing since the last upload"
+    times = [t for f in files if (t := mtime_of(f.stamp) or _remote_mtime(f.stamp)) is not None]
+    if times and time.time() - max(times) > END_GRACE_S:
+        return f"wrote nothing for {(time.time() - max(times)) / 60:.0f} minute(s)"
+    return None
+
+
+def _remote_mtime(stamp: Any) -> float | None:
+    """An object's modification time in its listing stamp (size, ETag, modified seconds), else None."""
+    if isinstance(stamp, tuple) and len(stamp) == 3 and isinstance(stamp[2], (int, float)):
+        return float(stamp[2])
+    return None
 
 
 @contextlib.contextmanager

@@ -140,21 +140,29 @@ def held_now(root: Path, process: int) -> bool:
     hidden ``.tmp`` files are being written). Asked by taking a shared lock without waiting and letting it go at
     once; the lock file is never created. False where there is no lock file (no writer open, or one that ran
     without a lock), no ``flock``, or the file system refuses it: then nothing is known."""
+    return lock_state(root, process) == "held"
+
+
+def lock_state(root: Path, process: int) -> str:
+    """``held`` (a writer of ``process`` holds its lock now), ``free`` (its lock file is there and no one holds
+    it: the writer that made it is gone without closing, killed, since a closing writer removes it), or
+    ``unknown`` (no lock file: no writer made one, or one closed; no ``flock``; a file system that refuses it,
+    where a live writer's lock file is left unlocked). As ``held_now`` asks it: a shared lock for an instant."""
     try:
         import fcntl
     except ImportError:  # Windows
-        return False
+        return "unknown"
     try:
         fd = os.open(root / LOCK_FILE.format(process=process), os.O_RDONLY)
     except OSError:
-        return False
+        return "unknown"
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
-        return exc.errno in _BUSY
+        return "held" if exc.errno in _BUSY else "unknown"
     finally:
         os.close(fd)  # the shared lock, if taken, goes with it
-    return False
+    return "free"
 
 
 def _same_file(fd: int, path: Path) -> bool:
