@@ -18,16 +18,11 @@ from . import storage
 from .errors import RunlogError, RunNotFoundError, SeveralRunsError, UsageError
 from .formats import get_layout, layouts
 from .formats.base import Candidate, Layout
-from .storage import ObjectPath
+from .storage import ObjectPath, local_stamp
 
 MANIFEST = "run.json"  # the native layout's manifest: one per run
 NATIVE = "runlog"  # the native layout, whose samples/ tree is at its run's root only
 NESTED_RUN = "nested_run"  # the kind of problem of a native samples/ tree below the run's folder (nested_trees)
-
-
-def local_stamp(st: os.stat_result) -> tuple:
-    """What identifies one version of a local file: size, modification and change times, inode."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class Placement(Protocol):

@@ -581,6 +581,23 @@ def list_names(
     return out
 
 
+def open_outer_run(
+    location: Any, *, layout: str | None = None, storage_options: Mapping[str, str] | None = None
+) -> Run:
+    """``open_run``, but a run with other runs in its sub-folders (their own manifests) is opened without those
+    folders, as a fleet reads it (``fleet._nested_runs``); any other path of several runs is refused, as
+    ``open_run`` refuses it. For what is asked of each run of a fleet beside its tasks (the filters' check)."""
+    try:
+        return open_run(location, layout=layout, storage_options=storage_options)
+    except SeveralRunsError as exc:
+        if "" not in exc.runs:
+            raise
+        nested = [r for r in exc.runs if r]
+        _, entries = list_files(location, storage_options, prefetch=False)
+        only = [rel for _, rel, *_ in entries if not any(rel == f or rel.startswith(f"{f}/") for f in nested)]
+        return open_run(location, layout=layout, storage_options=storage_options, only=only)
+
+
 def open_run(
     path: str | os.PathLike[str],
     *,

@@ -56,6 +56,12 @@ WHOLE_BYTES = 32 * 1024 * 1024
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
 
 
+def local_stamp(st: os.stat_result) -> tuple:
+    """What identifies one version of a local file: size, modification and change times, inode (here, below the
+    listing and the layouts, which both use it)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 def is_url(path: object) -> bool:
     """True for an object-store URL (``s3://...``); local paths, ``file://`` included, are False."""
     if not isinstance(path, str):

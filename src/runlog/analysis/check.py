@@ -236,11 +236,11 @@ def fleet_values(
 ) -> RunValues | None:
     """The union of what the runs of a fleet have (runs that cannot be opened are left out: the fleet
     reports them), or None when no run could be opened."""
-    from ..fleet import open_fleet_run  # a run with a run inside is read without it, as the fleet reads it
+    from ..run import open_outer_run  # a run with a run inside is read without it, as the fleet reads it
 
     def one(loc: str) -> RunValues | None:
         try:
-            return sample_values(open_fleet_run(loc, layout=layout, storage_options=storage_options), filters)
+            return sample_values(open_outer_run(loc, layout=layout, storage_options=storage_options), filters)
         except (RunlogError, OSError, pl.exceptions.PolarsError):
             return None
 

@@ -534,21 +534,11 @@ def _nested_runs(
 def open_fleet_run(
     location: str, *, layout: str | None = None, storage_options: Mapping[str, str] | None = None
 ) -> Run:
-    """A run of a fleet opened as the fleet reads it: a run with other runs in its sub-folders (their own
-    manifests) without those folders (:func:`_nested_runs`); any other path of several runs is refused, as
-    ``open_run`` refuses it. For what is asked of each run beside the fleet's tasks (the filters' check)."""
-    from ..errors import SeveralRunsError
-    from ..run import list_files, open_run
+    """A run of a fleet opened as the fleet reads it (``run.open_outer_run``: a run with other runs in its
+    sub-folders without those folders), for what is asked of each run beside the fleet's tasks."""
+    from ..run import open_outer_run
 
-    try:
-        return open_run(location, layout=layout, storage_options=storage_options)
-    except SeveralRunsError as exc:
-        if "" not in exc.runs:
-            raise
-        nested = [r for r in exc.runs if r]
-        _, entries = list_files(location, storage_options, prefetch=False)
-        only = [rel for _, rel, *_ in entries if not _under(rel, nested)]
-        return open_run(location, layout=layout, storage_options=storage_options, only=only)
+    return open_outer_run(location, layout=layout, storage_options=storage_options)
 
 
 def _under(rel: str, folders: Iterable[str]) -> bool:

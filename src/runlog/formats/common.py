@@ -18,7 +18,7 @@ from .. import schema as S
 from .._lazy import LazyModule, pl
 from ..errors import UPGRADE_HINT, DataError, RunlogError, said_trouble
 from ..process import TWEAKS
-from ..storage import ObjectPath, polars_options, read_bytes
+from ..storage import ObjectPath, local_stamp, polars_options, read_bytes
 from .base import (
     BAD_LINE,
     NEWER_VERSION,
@@ -427,8 +427,6 @@ def _still_changing(f: FileInfo, now: float) -> bytes | None:
     mapped). ``StillWrittenError`` when it is no longer the version listed (the probe read another footer), or changed
     while it was read (the bytes may mix two versions): a file still being written. A file gone is left to the
     scan, which says so (``Run``'s ``GONE``)."""
-    from ..listing import local_stamp
-
     try:
         before = local_stamp(os.stat(f.abspath))
     except OSError:
