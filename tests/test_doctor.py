@@ -240,7 +240,12 @@ def test_cli_exit_codes_and_json(cli, runs: dict[str, Path], tmp_path: Path) -> 
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout) == {
         "findings": [],
-        "notes": ["split train read; the run also has eval, not read here (--split eval for it)"],
+        "notes": [
+            "split train read; the run also has eval, not read here (--split eval for it)",
+            "the run's scalars (2 key(s)) are checked only for values that turn NaN or infinite and stay so "
+            "(scalar_nonfinite); their trends (loss, grad norm, entropy...) are not judged: runlog summarize RUN "
+            "--scalars",
+        ],
         "split": "train",
     }
     # The other split is named, and it does not make the run "not healthy" (no check was skipped): the

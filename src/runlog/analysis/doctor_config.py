@@ -30,7 +30,7 @@ class DoctorConfig:
     persist: float = 0.8  # share of the steps after a change that must stay changed
     kl_warmup: float = 0.1  # share of the first steps left out of the KL search (KL starts at 0)
     kl_ratio: float = 10.0  # new KL level / 90th percentile of the KL before the change
-    kl_floor: float = 1e-4  # KL values below this count as this (log scale)
+    kl_floor: float = 1e-4  # the least earlier KL level a jump is measured from; a KL <= 0 counts as this (log)
     reward_drop: float = 0.5  # collapse: drop of a role's mean reward, in within-step reward SDs
     stuck_min_steps: int = 20  # stuck: only judged on runs this long
     stuck_change: float = 0.1  # stuck: first vs last third moved less than this many within-step SDs

@@ -121,9 +121,9 @@ def _diversity_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
             continue
         metric = cfg.diversity_metric
         undefined = part.filter(pl.col(metric).is_null() & pl.col("unique_frac").is_not_null()).height
-        found = _collapse(part, role, metric, cfg)
+        found = _collapse(part, role, metric, cfg, groups=s.has_groups)
         if undefined and metric != "unique_frac":
-            found = found or _collapse(part, role, "unique_frac", cfg, (metric, undefined))
+            found = found or _collapse(part, role, "unique_frac", cfg, (metric, undefined), groups=s.has_groups)
             note = (
                 f"{metric} has no value at {undefined} of {part.height} steps of {_whose(role)} (texts shorter than "
                 f"{_ngram_order(metric)} tokens: one-word or empty answers, or text written without spaces, such as "
@@ -149,10 +149,18 @@ def _ngram_order(metric: str) -> str:
 
 
 def _collapse(
-    part: pl.DataFrame, role: str | None, metric: str, cfg: DoctorConfig, instead: tuple[str, int] | None = None
+    part: pl.DataFrame,
+    role: str | None,
+    metric: str,
+    cfg: DoctorConfig,
+    instead: tuple[str, int] | None = None,
+    *,
+    groups: bool = True,
 ) -> Finding | None:
     """``diversity_collapse`` of one role's steps (``part``) judged on ``metric``, or None. ``instead``: the
-    configured metric this one stands in for, and its steps without a value (said in the finding)."""
+    configured metric this one stands in for, and its steps without a value (said in the finding). ``groups``:
+    whether the run has prompt groups; without them the figures are each step's texts as a whole
+    (``diversity_frame``), and the message says so rather than "within prompt groups"."""
     steps, y = part["step"].to_list(), as_floats(part[metric].to_list())
     rises = rises_on_collapse(metric)
     shift = find_shift(y, direction="up" if rises else "down", min_delta=0.0, **cfg.shift_options())
@@ -163,7 +171,8 @@ def _collapse(
     u_before, u_after = float(np.nanmedian(uniq[: shift.split])), float(np.nanmedian(uniq[shift.split :]))
     whose = f"{who(role)}: its texts" if role is not None else "completions"
     message = (
-        f"{whose} within prompt groups collapsed from step {onset} on: {metric} "
+        f"{whose} {'within prompt groups' if groups else 'across each step (no prompt groups)'} collapsed from step "
+        f"{onset} on: {metric} "
         f"{'rose ' if rises else ''}{shift.before:.3g} -> {shift.after:.3g}"
         f"{' (higher is less diverse)' if rises else ''}"
     )
