@@ -189,3 +189,34 @@ def test_the_diversity_message_of_a_run_with_groups_still_says_within_prompt_gro
     )
     [f] = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "diversity_collapse"]
     assert "within prompt groups collapsed from step 30 on" in f.message, f.message
+
+
+@pytest.mark.parametrize("decades", [2, 3])
+def test_a_x10_jump_after_a_steady_rise_of_decades_is_a_blowup(tmp_path: Path, decades: int) -> None:
+    """A review: a KL rising 2-3 decades by a steady factor, then a sustained x10 at step 40 of 60, was no finding
+    (the trend was extrapolated from the middle of the rise, which overshot where the jump landed)."""
+    write_run(
+        tmp_path / "run",
+        60,
+        kl=lambda st, rng: (
+            10 ** (-2 - decades + decades * min(st, 40) / 40) * math.exp(rng.normal(0, 0.2)) * (10 if st >= 40 else 1)
+        ),
+    )
+    found = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "kl_blowup"]
+    assert len(found) == 1 and found[0].onset_step is not None and 28 <= found[0].onset_step <= 40, found
+
+
+def test_an_eval_metric_nan_between_evals_is_no_scalar_nonfinite(tmp_path: Path) -> None:
+    """A review: `eval/acc` finite every 20th step and NaN at the others ends in NaN after its last eval: it was
+    called a diverged loss (warning, exit 1). A key finite at fewer than 90 % of its steps before the tail is not
+    judged; a dense loss that goes NaN still is."""
+    write_run(
+        tmp_path / "run",
+        60,
+        scalars=lambda st: {
+            "eval/acc": (0.5 + st / 200) if st % 20 == 0 else math.nan,
+            "train/loss": 1.0 / (1 + st) if st < 50 else math.nan,
+        },
+    )
+    [f] = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "data_problem"]
+    assert [k["key"] for k in f.evidence["keys"]] == ["train/loss"] and f.onset_step == 50, f.as_dict()

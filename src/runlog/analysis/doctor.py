@@ -175,8 +175,7 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
     level_after = float(np.median(after))
     if level_after < cfg.kl_ratio * high_before:
         return []  # a steady climb, not a blow-up: the new level is within reach of the old one's top
-    end = i if i >= cfg.min_segment else shift.split
-    if _above_trend(logy, end, cfg.min_segment) < math.log10(cfg.kl_ratio) / 2:
+    if _above_trend(logy, shift.split, cfg.min_segment) < math.log10(cfg.kl_ratio) / 2:
         return []  # where the earlier steps' trend was heading (KL growing by a steady factor a step): no jump
     onset = steps[i]
     ratio = level_after / high_before
@@ -217,7 +216,10 @@ def _above_trend(logy: np.ndarray, end: int, min_segment: int) -> float:
         third = len(hx) // 3
         run = float(np.median(hx[-third:]) - np.median(hx[:third]))
         slope = max(0.0, float(np.median(hy[-third:]) - np.median(hy[:third])) / run)
-    predicted = float(np.median(hy)) + slope * (float(np.median(ax)) - float(np.median(hx)))
+    # Through the last third's median point: the level the KL had reached just before ``end``, not the history's
+    # middle (a rise of decades extrapolated from its middle overshoots where a jump then lands).
+    near = max(len(hx) // 3, 1)
+    predicted = float(np.median(hy[-near:])) + slope * (float(np.median(ax)) - float(np.median(hx[-near:])))
     return float(np.median(ay)) - predicted
 
 
@@ -773,12 +775,17 @@ def _role_gone_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     return out
 
 
+# The share of a key's values before its non-finite tail that must be finite for the tail to be judged.
+DENSE_BEFORE_NONFINITE = 0.9
+
+
 def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """The run's scalars (``summarize --scalars``'s, shards merged, aliases renamed) are checked for one thing only:
     a key whose values turn NaN or infinite from a step on and stay so to its last value, at least
     ``min_segment`` of them after at least one finite value (a diverged loss, a grad norm gone inf). One
     ``data_problem`` warning, ``scalar_nonfinite``, names the keys (onset: the earliest such step). A key NaN
-    now and then, or never finite, is not judged (a metric undefined at some steps). Their trends are not
+    now and then, never finite, or finite at fewer than ``DENSE_BEFORE_NONFINITE`` of its steps before the tail
+    (an eval metric logged NaN between evals), is not judged. Their trends are not
     judged at all: a note says so, with the number of keys, so that a run whose loss rose 100x is not taken
     as checked. Scalars are the run's, not a split's: the same whatever ``--split``."""
     from .scalars import DEFAULT_ALIASES, merged_steps
@@ -799,8 +806,18 @@ def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     if note not in s.scope_notes:  # a series the report shares, diagnosed again
         s.scope_notes.append(note)
     last_finite = merged.filter(pl.col("finite")).group_by("key").agg(pl.col("step").max().alias("last_finite"))
+    with_last = merged.join(last_finite, on="key", how="inner")  # a key never finite is not judged
+    # Only a key finite at (nearly) every step it was logged before its tail: an eval metric logged NaN between
+    # evals (finite every 20th step) ends in NaN after its last eval without diverging (a review).
+    dense = (
+        with_last.filter(pl.col("step") <= pl.col("last_finite"))
+        .group_by("key")
+        .agg(pl.col("finite").mean().alias("dense"))
+        .filter(pl.col("dense") >= DENSE_BEFORE_NONFINITE)
+        .select("key")
+    )
     tail = (
-        merged.join(last_finite, on="key", how="inner")  # a key never finite is not judged
+        with_last.join(dense, on="key", how="semi")
         .filter(pl.col("step") > pl.col("last_finite"))
         .group_by("key")
         .agg(
