@@ -166,7 +166,10 @@ def test_counters_are_not_paired_and_the_lost_identity_is_said(tmp_path: Path, c
     d = diff_runs(runs, ["a", "b"], DiffOptions(window=10, boot=500))
     assert d.paired.height == 0
     assert len(_note(d.notes, "are the same at every step, as counters g0..g7")) == 1
+    # A review: "no prompt in common (same prompt text or group id)" was said too, false (every id is shared).
+    assert _note(d.notes, "no prompt in common") == []
     [lost] = _note(d.notes, "no prompt known across steps")
+    assert "too wide where both evaluate one fixed set" in lost
     assert lost.startswith("a and b in split train: no prompt known across steps (group ids the same at every")
     # The kept windows (the cache is on) say it too.
     past = time.time() - 3600  # files written seconds ago are not kept (a writer may be at work on them)

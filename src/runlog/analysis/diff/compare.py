@@ -138,7 +138,9 @@ def diff_runs(
         notes += [gaps] if gaps else []
         notes += independent_notes(base, other, split, roles)
         notes += unlinked_notes(base, other, split, roles)
+        said_before = len(notes)
         pairs = _paired(base, other, split, tuple(common[-opts.window :]), roles, opts, notes)
+        withheld = any(COUNTED_IDS in n for n in notes[said_before:])  # ids not paired on purpose: said so
         for role in roles:
             pts, head = _compare_role(base, other, split, common, role, opts, notes)
             point_rows += pts
@@ -152,7 +154,7 @@ def diff_runs(
                     prompts=pair["prompts"],
                 )
             role_rows.append(head)
-        if roles and not any(r["run"] == other.name and r["split"] == split for r in paired_rows):
+        if roles and not withheld and not any(r["run"] == other.name and r["split"] == split for r in paired_rows):
             notes.append(
                 f"{other.name}{' in split ' + split if split is not None else ''}: no prompt in common with "
                 f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
@@ -280,6 +282,9 @@ def independent_notes(base: Side, other: Side, split: Split, roles: list[str | N
     ]
 
 
+# Said where group ids that count a step's groups are not paired (``_paired``); no "no prompt in common" note then.
+COUNTED_IDS = "not known to name prompts, so nothing is paired by them"
+
 UNLINKED_WHY = {
     "counters": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
     "whole at every step",
@@ -304,7 +309,8 @@ def unlinked_notes(base: Side, other: Side, split: Split, roles: list[str | None
     return [
         f"{' and '.join(names)}{_where(split)}{which}: no prompt known across steps ({why}): the intervals' units "
         "are the steps' prompt groups; if a prompt recurs at several steps of a window (a small dataset), the "
-        "intervals may be too narrow, and a tie can read as ahead or behind"
+        "intervals may be too narrow where the runs draw their prompts apart (a tie can read as ahead or behind), "
+        "and too wide where both evaluate one fixed set (its difficulty, shared, cancels)"
         for (which, why), names in said.items()
     ]
 
@@ -471,8 +477,8 @@ def _paired(
     mine, theirs = per_prompt(base), per_prompt(other)
     notes += [
         f"{' and '.join(names)}{_where(split)}{which}: the group ids of the end window ({steps_text(steps)}) are the "
-        "same at every step, as counters g0..g7 of a step's groups (or prompts drawn whole at every step) are: not "
-        "known to name prompts, so nothing is paired by them (log the prompt text to pair a fixed set of prompts)"
+        f"same at every step, as counters g0..g7 of a step's groups (or prompts drawn whole at every step) are: "
+        f"{COUNTED_IDS} (log the prompt text to pair a fixed set of prompts, such as an eval set named by ids)"
         for which, names in counted.items()
     ]
     joined = mine.join(theirs, on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
