@@ -266,11 +266,12 @@ def test_a_writer_killed_is_not_held_back_on_the_first_upload(tmp_path: Path) ->
     other processes) held back on a one-shot upload. Its lock file there and free (a closing writer removes it:
     killed), or its files older than two minutes where no lock tells: sent at once, with a note."""
     import os
+    import socket
     import time
 
     free = native_run(tmp_path / "free", 3, manifest_id="a15-free")
     _open_state(free)
-    (free / ".writer.p0.lock").write_text("pid 1 on gone\n")
+    (free / ".writer.p0.lock").write_text(f"pid 1 on {socket.gethostname()}\n")  # a writer of this host
     old = native_run(tmp_path / "old", 3, manifest_id="a15-old")
     _open_state(old)
     ago = time.time() - 3600
@@ -280,6 +281,13 @@ def test_a_writer_killed_is_not_held_back_on_the_first_upload(tmp_path: Path) ->
         result = W.upload_wandb(run, project="p", dry_run=True, state_path=tmp_path / f"{run.name}.json")
         assert (result.first_step, result.last_step) == (0, 2), result.notes
         assert any(why in n and "(killed?)" in n for n in result.notes), result.notes
+    # A lock file of another host, free here: that host's lock may not be seen from this one (NFS local_lock):
+    # its fresh step is held, as where no lock tells.
+    other = native_run(tmp_path / "other", 3, manifest_id="a15-other")
+    _open_state(other)
+    (other / ".writer.p0.lock").write_text("pid 1 on a-compute-node-elsewhere\n")
+    result = W.upload_wandb(other, project="p", dry_run=True, state_path=tmp_path / "other.json")
+    assert (result.first_step, result.last_step) == (0, 1), result.notes
 
 
 def test_a_moved_run_whose_manifest_was_rewritten_goes_on(tmp_path: Path) -> None:

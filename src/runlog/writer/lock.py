@@ -147,7 +147,9 @@ def lock_state(root: Path, process: int) -> str:
     """``held`` (a writer of ``process`` holds its lock now), ``free`` (its lock file is there and no one holds
     it: the writer that made it is gone without closing, killed, since a closing writer removes it), or
     ``unknown`` (no lock file: no writer made one, or one closed; no ``flock``; a file system that refuses it,
-    where a live writer's lock file is left unlocked). As ``held_now`` asks it: a shared lock for an instant."""
+    where a live writer's lock file is left unlocked; a lock file written on another host, whose lock this host
+    may not see: NFS ``local_lock``, Lustre ``localflock``). As ``held_now`` asks it: a shared lock for an
+    instant."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -159,10 +161,14 @@ def lock_state(root: Path, process: int) -> str:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
+        os.close(fd)
         return "held" if exc.errno in _BUSY else "unknown"
+    try:
+        holder = _holder(fd)
     finally:
-        os.close(fd)  # the shared lock, if taken, goes with it
-    return "free"
+        os.close(fd)  # the shared lock goes with it
+    host = holder.rpartition(" on ")[2] if " on " in holder else None
+    return "free" if host == socket.gethostname() else "unknown"
 
 
 def _same_file(fd: int, path: Path) -> bool:
