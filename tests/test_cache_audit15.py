@@ -195,3 +195,32 @@ def test_a_file_put_back_with_its_old_mtime_is_not_stored_on_whole_second_times(
     assert not (_probe_cache / "partials").exists() or not any((_probe_cache / "partials").iterdir())
     assert not list((_probe_cache / "probes").glob("*.json"))  # nothing cached: no probe file written
     assert answers.run_listing(root.resolve())[1]  # racy: no answer kept
+
+
+def test_a_segment_the_system_would_not_read_now_is_kept(tmp_path, _probe_cache, monkeypatch, capsys):
+    """A review: an error of the read itself (too many open files, an NFS I/O error) took a good segment out of
+    the cache as if it were corrupt. Its steps are computed again now, said, and the segment stays for later."""
+    import builtins
+    import errno
+
+    root = tmp_path / "run"
+    folder, seg = _a_step_saved_again_in_a_segment_of_its_own(root, _probe_cache)
+    real_open = builtins.open
+
+    def busy(path, *args, **kwargs):
+        if str(path).endswith(seg):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(PS, "open", busy, raising=False)
+    monkeypatch.setattr(PS, "_said", set())
+    capsys.readouterr()
+    store = PS.PartialStore.open(root)
+    assert store is not None
+    frame, found = store.load(sorted(store.index, key=lambda eid: store.index[eid]["step"]))
+    err = capsys.readouterr().err
+    assert "could not be read now (Too many open files); its steps are computed again" in err
+    assert "unreadable" not in err
+    assert [store.index[e]["step"] for e in found] == [1]  # step 0 is computed again
+    assert (folder / seg).exists() and any(e["seg"] == seg for e in _index(folder).values())  # kept
+    _warm_equals_cold(root)  # and the numbers are right

@@ -218,6 +218,16 @@ class PartialStore:
         then = "rebuilding it" if self.promised else "it cannot be rebuilt here (the cache folder is read-only)"
         _say(f"warning: the partial cache {what} is unreadable ({reason}); {then}")
 
+    def _report_now(self, what: str, exc: OSError) -> None:
+        """One line on stderr for a segment the system would not read at this moment (an error of the read itself,
+        not of its content): its steps are computed again, and it is kept."""
+        said_trouble()
+        if what in _said:
+            return
+        _said.add(what)
+        reason = (exc.strerror or str(exc)).strip()[:200]
+        _say(f"warning: the partial cache {what} could not be read now ({reason}); its steps are computed again")
+
     def _writable(self) -> bool:
         """Whether a save can replace the index and write segments: the run's cache folder (or the nearest folder
         above it that exists) can be written."""
@@ -280,6 +290,11 @@ class PartialStore:
             except FileNotFoundError:
                 continue  # compacted away by another command since the index was read
             except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+                if isinstance(exc, OSError) and exc.errno is not None:
+                    # The system would not read it now (too many open files, an NFS I/O error): its steps are
+                    # computed again, the segment kept (a review: a good segment was deleted for it).
+                    self._report_now(str(path), exc)
+                    continue
                 self._report(str(path), exc)
                 bad.append(seg)
                 for eid in list(self.index):
