@@ -683,6 +683,10 @@ def start_wandb_import() -> None:
 
     def work() -> None:
         with contextlib.suppress(BaseException):
+            # numpy first, whole: wandb's import otherwise puts its own lazy numpy in ``sys.modules`` (``wandb.util.
+            # get_module``), whose first use from two threads at once (this one and the planning's pyarrow) can
+            # find it half-executed: "'LazyModule' object has no attribute 'ndarray'" (a CI run's flake).
+            import numpy  # noqa: F401
             import wandb  # noqa: F401
 
     _PREIMPORT = threading.Thread(target=work, name="runlog-wandb-import", daemon=True)
@@ -699,6 +703,7 @@ def _import_wandb() -> Any:
             _PREIMPORT.join(0.1)
     raise_if_interrupted()
     try:
+        import numpy  # noqa: F401  (before wandb: see ``start_wandb_import``)
         import wandb
     except ImportError:
         raise UsageError(f"uploading to W&B needs the wandb package: {INSTALL_HINT}") from None
