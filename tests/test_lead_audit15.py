@@ -55,30 +55,12 @@ def test_a_format_drift_of_texts_and_component_keeps_one_key():
     assert a.evidence["format_component"] == {"component": "format", "before": 0.92} and a.onset_step == 10
 
 
-def _beyond_int64_run(root: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (root / "samples" / "train").mkdir(parents=True)
-    (root / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "run_id": "n"}))
-    for s in range(9):
-        t = pa.table(
-            {
-                "schema_version": pa.array([2] * 4, pa.int32()),
-                "step": pa.array([2**63 + 5 if s == 8 else s] * 4, pa.uint64()),
-                "split": pa.array(["train"] * 4),
-                "sample_id": pa.array([f"{s}-{i}" for i in range(4)]),
-                "reward": pa.array([float(s)] * 4),
-            }
-        )
-        pq.write_table(t, root / "samples" / "train" / f"step_{s:08d}.p0.parquet")
-    return root
-
-
 def test_a_step_beyond_int64_is_left_out_of_the_series_not_an_internal_error(tmp_path, cli):
     """doctor, report and plot ended in `internal error` (exit 3) on a run with a uint64 step of 2**63 + 5, which
     inspect says (a re-audit): the step's rows are left out of the per-step series, with a note."""
-    run = _beyond_int64_run(tmp_path / "run")
+    from test_diff_audit15 import _write_uint64  # the same run diff is tested on
+
+    run = _write_uint64(tmp_path / "run")
     r = cli("doctor", run, "--format", "json")
     assert r.exit_code == 1, r.stderr
     out = json.loads(r.stdout)

@@ -34,7 +34,7 @@ from .listing import (
 )
 from .probe_cache import Hit, ProbeCache
 from .process import made_of_interrupt
-from .storage import UNREACHABLE, ObjectPath, remote_reason, unreachable
+from .storage import UNREACHABLE, ObjectPath, digest_bytes, remote_reason, unreachable
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
@@ -1101,12 +1101,7 @@ def _fingerprint(f: FileInfo) -> Any:
             digest.update(fh.read(n))
             for at, length in _id_chunks(f.abspath):
                 fh.seek(at)
-                while length > 0:
-                    piece = fh.read(min(length, 1 << 20))
-                    if not piece:
-                        break
-                    digest.update(piece)
-                    length -= len(piece)
+                digest_bytes(fh, digest, length)
         return ("bytes", digest.digest())
     except (OSError, ValueError):
         return None

@@ -56,6 +56,19 @@ WHOLE_BYTES = 32 * 1024 * 1024
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".eval")
 
 
+def digest_bytes(fh: Any, digest: Any, length: int) -> int:
+    """Feed the next ``length`` bytes of the open file ``fh`` to ``digest`` (a ``hashlib`` object), a megabyte at
+    a time; the bytes read (fewer where the file ends first)."""
+    read = 0
+    while read < length:
+        piece = fh.read(min(length - read, 1 << 20))
+        if not piece:
+            break
+        digest.update(piece)
+        read += len(piece)
+    return read
+
+
 def local_stamp(st: os.stat_result) -> tuple:
     """What identifies one version of a local file: size, modification and change times, inode (here, below the
     listing and the layouts, which both use it)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import UPGRADE_HINT, UsageError
 from ..run import Run
-from ..storage import ObjectPath, is_url
+from ..storage import ObjectPath, digest_bytes, is_url
 
 STATE_NAME = ".runlog-wandb.json"
 STATE_FORMAT = "runlog-wandb-state"
@@ -296,13 +296,7 @@ def _head_sha(path: Any, size: int) -> str | None:
         return hashlib.sha256(data).hexdigest() if len(data) == size else None
     try:
         with open(path, "rb") as fh:
-            left = size
-            while left > 0:
-                chunk = fh.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                h.update(chunk)
-                left -= len(chunk)
+            digest_bytes(fh, h, size)
     except OSError:
         return None
     return h.hexdigest()
