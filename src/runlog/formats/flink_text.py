@@ -6,6 +6,7 @@ once per sample as warnings and fidelity notes."""
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from .. import schema as S
@@ -188,6 +189,8 @@ class _Fallbacks:
         self.memo: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.chunks: list[Any] = []
         self.memo_bytes = 0
+        # Batches are parsed on polars' threads at once: the budget's check and its addition are one step.
+        self._memo_lock = threading.Lock()
 
     @classmethod
     def of(cls, ctx: RunContext) -> _Fallbacks:
@@ -223,12 +226,13 @@ class _Fallbacks:
                     {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
                 )
             fresh = pa.array(rows, type=_arrow_type())
-            if self.memo_bytes + fresh.nbytes <= MEMO_BYTES:
-                chunk = len(self.chunks)
-                self.chunks.append(fresh)
-                self.memo_bytes += fresh.nbytes
-                for k, j in enumerate(miss):
-                    memo[keys[j]] = (chunk, k)
+            with self._memo_lock:
+                if self.memo_bytes + fresh.nbytes <= MEMO_BYTES:
+                    chunk = len(self.chunks)
+                    self.chunks.append(fresh)
+                    self.memo_bytes += fresh.nbytes
+                    for k, j in enumerate(miss):
+                        memo[keys[j]] = (chunk, k)
             if len(miss) == len(s):
                 return pl.Series(fresh)
         # The batch from the chunks its kept samples are in, and the fresh ones, in the batch's order.
