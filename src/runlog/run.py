@@ -811,6 +811,14 @@ def open_run(
     one = None
     if single and len(files) == 1 and "/" not in files[0].path:
         one = f"{root.name}/{files[0].path}" if root.name else files[0].path
+    elif single and len(files) == 1 and files[0].kind == "samples":
+        # One step file of a run: its figures are that step's alone, and the run's manifest (its roles) is not
+        # read. Said, so that one step is not taken for the run.
+        ctx.warn(
+            files[0].path,
+            f"one file of the run at {root}, read alone (not its run.json, other steps or scalars): "
+            "pass the run folder for the whole run",
+        )
     ctx.files = files  # what run-wide decisions are made from, also when a part of the run is read
     ctx.discovered = len(ctx.problems)
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)

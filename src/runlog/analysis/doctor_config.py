@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from .changepoint import ShiftOptions
@@ -65,7 +65,8 @@ class DoctorConfig:
         out = {}
         for name, raw in values.items():
             if name not in defaults:
-                raise UsageError(f"{origin}: unknown threshold {name!r}; known: {', '.join(self.names())}")
+                hint = did_you_mean(name, self.names())
+                raise UsageError(f"{origin}: unknown threshold {name!r}{hint}; known: {', '.join(self.names())}")
             out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
             _check_range(name, out[name], origin)
             _check_name(name, out[name], origin)

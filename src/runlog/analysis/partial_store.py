@@ -4,6 +4,7 @@ immutable Arrow IPC segments beside the probe cache, read-merged-written under a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -51,6 +52,16 @@ CHECKED = "partials.checked"  # beside partials/, touched at each check: a fleet
 EVERY_S = 60.0
 _warned: set[str] = set()
 _said: set[str] = set()  # the unreadable indexes and segments said in this process: each once per command
+# The errors of a read that a later read may not meet (too many open files, no memory, an NFS hiccup): the segment
+# is kept and its steps computed again. Every other error of the system is the file's own and stays (no permission:
+# another user's 0600 segment in a shared cache folder; a folder in its place): the segment is unreadable, said
+# once and taken out of the cache as a corrupt one is, or every command would say it, compute its steps again and
+# keep no answer (``errors.said_trouble``).
+TRANSIENT = frozenset(
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOMEM", "EIO", "EINTR", "EAGAIN", "EWOULDBLOCK", "ESTALE", "ETIMEDOUT")
+    if hasattr(errno, name)
+)
 
 
 def budget_bytes() -> int:
@@ -213,7 +224,10 @@ class PartialStore:
         if what in _said:
             return
         _said.add(what)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror.strip()[:200]  # without the errno and the path the line names already
+        else:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         self.promised = self._writable()
         then = "rebuilding it" if self.promised else "it cannot be rebuilt here (the cache folder is read-only)"
         _say(f"warning: the partial cache {what} is unreadable ({reason}); {then}")
@@ -230,11 +244,13 @@ class PartialStore:
 
     def _writable(self) -> bool:
         """Whether a save can replace the index and write segments: the run's cache folder (or the nearest folder
-        above it that exists) can be written."""
+        above it that exists) can be written, and its lock file, where there is one, too (every save takes it:
+        another user's lock file, read-only to this one, makes the folder read-only to this user)."""
         folder = self.folder
         while not folder.exists() and folder.parent != folder:
             folder = folder.parent
-        return os.access(folder, os.W_OK | os.X_OK)
+        lock = self.folder / "index.lock"
+        return os.access(folder, os.W_OK | os.X_OK) and (not lock.exists() or os.access(lock, os.W_OK))
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
         try:
@@ -272,9 +288,10 @@ class PartialStore:
 
     def load(self, ids: Sequence[str], repair: bool = True) -> tuple[pl.DataFrame | None, set[str]]:
         """The stored rows of the entries ``ids`` and the ids found (a segment gone or unreadable: its
-        entries are missing, to be computed again). An unreadable segment is also taken out of the cache on
-        disk (``repair``; not under ``save``'s lock, where the index written drops it anyway), so that the
-        next command neither says it again nor depends on a save to rebuild it."""
+        entries are missing, to be computed again). An unreadable segment (corrupt, or one the system will
+        not read: no permission) is also taken out of the cache on disk (``repair``; not under ``save``'s
+        lock, where the index written drops it anyway), so that the next command neither says it again nor
+        depends on a save to rebuild it; one the system would not read at this moment (``TRANSIENT``) is kept."""
         by_seg: dict[str, list[str]] = {}
         for eid in ids:
             by_seg.setdefault(self.index[eid]["seg"], []).append(eid)
@@ -290,7 +307,7 @@ class PartialStore:
             except FileNotFoundError:
                 continue  # compacted away by another command since the index was read
             except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-                if isinstance(exc, OSError) and exc.errno is not None:
+                if isinstance(exc, OSError) and exc.errno in TRANSIENT:
                     # The system would not read it now (too many open files, an NFS I/O error): its steps are
                     # computed again, the segment kept (a review: a good segment was deleted for it).
                     self._report_now(str(path), exc)
@@ -319,7 +336,9 @@ class PartialStore:
         lock: another command may have added entries) loses the entries that point to them, and they are
         deleted. This is the rebuild "rebuilding it" promised (``_report``): their steps, computed again, are
         stored by the save that follows where they can be, and a command that stores nothing (a step just
-        written) no longer meets them. Best effort: a read-only cache is left as it is."""
+        written) no longer meets them. A segment that cannot be deleted (another user's, in a folder with the
+        sticky bit) is only no longer pointed to: no command reads it again. Best effort: a read-only cache is
+        left as it is."""
         try:
             with locked(self.folder / "index.lock"):
                 on_disk = self._read_index()
@@ -327,7 +346,7 @@ class PartialStore:
                 if len(kept) < len(on_disk):
                     self._write_index(kept)
                 for seg in segs:
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):
                         (self.folder / seg).unlink()
         except OSError:
             pass

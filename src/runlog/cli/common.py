@@ -129,7 +129,8 @@ def handle_errors() -> Iterator[None]:
         flush_stdout()
         raise
     except RunlogError as exc:
-        raise fail(_said(exc), exc.exit_code) from None
+        said = _said(exc)
+        raise fail(said + (_one_dash_hint(said) if isinstance(exc, UsageError) else ""), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
     except BrokenPipeError:
@@ -155,6 +156,18 @@ def handle_errors() -> Iterator[None]:
             "(set RUNLOG_DEBUG=1 for a traceback, and please report it)",
             INTERNAL_ERROR,
         ) from None
+
+
+def _one_dash_hint(message: str) -> str:
+    """A long option written with one dash (``-by role``) is read as a short one and its value (``-b y``): the
+    error then names a value the user never typed (``--by 'y'``). Said when the message quotes the tail of such
+    a word of the command line."""
+    import re
+
+    for word in sys.argv[1:]:
+        if re.fullmatch(r"-[a-z][a-z-]+", word) and f"'{word[2:]}'" in message:
+            return f" ('{word}' reads as '{word[:2]} {word[2:]}': a long option takes two dashes, '-{word}')"
+    return ""
 
 
 @contextlib.contextmanager

@@ -103,7 +103,9 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
         if not r.roles_complete:
             head.append(" (from run.json; the data may hold others: --deep reads them)", style="dim")
     elif not r.roles_complete:
-        head.append("\nroles: not known from footers (run.json lists none): --deep reads them", style="dim")
+        read = any(f.get("kind") == "manifest" for f in r.files)
+        why = "run.json lists none" if read else "no run.json read"
+        head.append(f"\nroles: not known from footers ({why}): --deep reads them", style="dim")
     if r.exceptions is None:
         head.append(
             "\nexceptions: not known (a file's footer has no statistics of its exception column, a text column "

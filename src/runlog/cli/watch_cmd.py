@@ -302,7 +302,9 @@ def event_line(e: Event) -> str:
     if e.kind == "removed":
         return f"removed  split {v(d.get('split'))}  steps {', '.join(str(s) for s in d['steps'])}"
     if e.kind in ("problem", "resolved"):
-        return f"{e.kind} {d['severity']} step {v(d['onset_step'])} {v(d['kind'])}: {v(d['path'])}: {v(d['message'])}"
+        # A reader's plain warning has no kind of its own but its severity: said once ("warning ... warning:").
+        kind = "" if d["kind"] == d["severity"] else f" {v(d['kind'])}:"
+        return f"{e.kind} {d['severity']} step {v(d['onset_step'])}{kind} {v(d['path'])}: {v(d['message'])}"
     if e.kind == "finding":
         role = f" role {v(d['role'])}" if d.get("role") is not None else ""
         update = "update " if d.get("update") else ""

@@ -388,6 +388,11 @@ _LIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("runlog_live_reads"
 # one unchanged for longer is mapped, as by the other commands: copying every file of a large run into memory
 # at each of doctor's checks would cost far more than the rare rewrite of an old file it guards against.
 STILL_CHANGING_S = 60.0
+# The files whose modification time was in the future when read (``_still_changing``), by path: the version
+# seen (its stamp) and when this process first saw it, by its own monotonic clock. Bounded: cleared when full
+# (a file forgotten is only held in memory for STILL_CHANGING_S more).
+_FUTURE: dict[str, tuple[tuple, float]] = {}
+_FUTURE_MAX = 1 << 16
 
 
 class StillWrittenError(DataError):
@@ -426,14 +431,24 @@ def _still_changing(f: FileInfo, now: float) -> bytes | None:
     """The bytes of local file ``f`` if it was modified within ``STILL_CHANGING_S`` seconds, else None (it is
     mapped). ``StillWrittenError`` when it is no longer the version listed (the probe read another footer), or changed
     while it was read (the bytes may mix two versions): a file still being written. A file gone is left to the
-    scan, which says so (``Run``'s ``GONE``)."""
+    scan, which says so (``Run``'s ``GONE``).
+
+    A modification time in the future (a file server whose clock is ahead, a run restored from a machine whose
+    clock was) tells nothing of how long ago the file changed: ``_quiet_since`` measures that by this process's
+    own clock, from when it first saw the file's present version. Read by ``abs(now - mtime)``, a file that a
+    server more than a minute ahead is writing at this moment would be taken for an old one and mapped (the
+    SIGBUS this guards against); read as it was, every file dated in the future was copied into memory at
+    every check, forever. Now it is held until its version has been seen unchanged that long, as a file dated
+    in the past is held until its time is that old."""
     try:
         before = local_stamp(os.stat(f.abspath))
     except OSError:
         return None
     if f.stamp is not None and before != f.stamp:
         raise StillWrittenError(f.path, "changed since it was listed (still being written?)")
-    if now - before[1] / 1e9 >= STILL_CHANGING_S:
+    mtime = before[1] / 1e9
+    age = now - mtime if mtime <= now else _quiet_since(str(f.abspath), before)
+    if age >= STILL_CHANGING_S:
         return None
     try:
         data = f.abspath.read_bytes()
@@ -443,6 +458,19 @@ def _still_changing(f: FileInfo, now: float) -> bytes | None:
     if after != before or len(data) != before[0]:
         raise StillWrittenError(f.path, "changed while it was read (still being written?)")
     return data
+
+
+def _quiet_since(path: str, stamp: tuple) -> float:
+    """Seconds since this process first saw version ``stamp`` of the file at ``path`` (0 on the first sight, and
+    whenever the version is another than the one seen: a file rewritten is seen anew)."""
+    clock = time.monotonic()
+    seen = _FUTURE.get(path)
+    if seen is not None and seen[0] == stamp:
+        return clock - seen[1]
+    if len(_FUTURE) >= _FUTURE_MAX:
+        _FUTURE.clear()
+    _FUTURE[path] = (stamp, clock)
+    return 0.0
 
 
 _STEP_IN_NAME = re.compile(r"step_0*(\d+)")
