@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..ends import END_GRACE_S  # noqa: F401  (re-exported: tests use it from he
 from ..formats.base import WARNING
 from ..formats.common import step_in_name
 from ..run import Run
-from .changepoint import find_shift, first_sustained, robust_noise, sustained_start
+from .changepoint import best_split, find_shift, first_sustained, robust_noise, sustained_start
 from .doctor_config import DoctorConfig
 from .doctor_text import text_findings
 from .findings import KINDS, SEVERITIES, Diagnosis, Finding, as_floats, percent, spread_scale, who
@@ -154,29 +154,29 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
             )
         return []
     logy = _log_kl(y, cfg.kl_floor)
-    shift = find_shift(
-        logy,
-        direction="up",
-        min_delta=math.log10(cfg.kl_ratio) / 2,
-        min_z=cfg.min_z,
-        min_segment=cfg.min_segment,
-        persist=cfg.persist,
-    )
-    if shift is None:
-        return []
-    i = _kl_onset(logy, shift.onset, cfg)
-    # The earlier level: the KL before the onset (not the least-squares segment, which holds the start of a
-    # ramp); the new level: the segment after the split.
-    head = y[:i] if i >= cfg.min_segment else y[: shift.split]
-    before = head[np.isfinite(head)]
-    after = y[shift.split :][np.isfinite(y[shift.split :])]
-    raw_before = float(np.percentile(before, 90))
-    high_before = max(raw_before, cfg.kl_floor)
-    level_after = float(np.median(after))
-    if level_after < cfg.kl_ratio * high_before:
-        return []  # a steady climb, not a blow-up: the new level is within reach of the old one's top
-    if _above_trend(logy, shift.split, cfg.min_segment) < math.log10(cfg.kl_ratio) / 2:
-        return []  # where the earlier steps' trend was heading (KL growing by a steady factor a step): no jump
+    # ``find_shift`` judges one split, the least-squares one. A KL that rose decades in warm-up, held, then jumped
+    # x20 has it in the rise: the trend, or a ramp whose points after the split are not 80 % above the midpoint,
+    # no jump either way; the jump after the plateau was then never looked at (a review). So the search goes on
+    # after each split that is no blow-up, with only the steps from there as the earlier ones: each round starts
+    # at least ``min_segment`` steps later, and on a smooth rise (split near its middle) halves what is left.
+    start = 0
+    while (jump := _kl_jump(y, logy, start, cfg)) is None or not jump.blowup:
+        split = jump.split if jump is not None else _ls_split(logy, start, cfg.min_segment)
+        if split is None:
+            return []
+        start = split
+    # The earlier level is the KL's since its last change before the jump: judged with the warm-up rise in it,
+    # the plateau after the rise sat above the segment's median and the onset was put inside the plateau (a x50
+    # at step 52 after 12 steps at 0.01 was said from a step from 38 to 51 in about half of 60 runs). Kept only
+    # where the jump is still a blow-up at the same split, judged from there (a ramp's own start is not such a
+    # change: the ramp is then its trend).
+    min_delta, kw = math.log10(cfg.kl_ratio) / 2, cfg.shift_options()
+    while (inner := find_shift(logy[start : jump.split], direction="up", min_delta=min_delta, **kw)) is not None:
+        again = _kl_jump(y, logy, start + inner.split, cfg)
+        if again is None or not again.blowup or again.split != jump.split:
+            break
+        start, jump = start + inner.split, again
+    i, raw_before, high_before, level_after = jump.onset, jump.raw_before, jump.high_before, jump.level_after
     onset = steps[i]
     ratio = level_after / high_before
     # An earlier level below the floor (KL 0 while the policy was the reference) is said as it was: the ratio
@@ -198,18 +198,64 @@ def _kl_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> list[Find
     ]
 
 
-def _above_trend(logy: np.ndarray, end: int, min_segment: int) -> float:
+class _KlJump(NamedTuple):
+    """A change point of log10 KL found from ``start`` on (indices into the series after the warm-up), and whether
+    it is a blow-up: the new level at least ``kl_ratio`` times the old one's top, and above where the trend of the
+    steps before it, from ``start``, was heading."""
+
+    split: int
+    onset: int
+    raw_before: float  # the 90th percentile of the KL before the onset
+    high_before: float  # that, or ``kl_floor`` where it is below
+    level_after: float  # the median KL after the split
+    blowup: bool
+
+
+def _kl_jump(y: np.ndarray, logy: np.ndarray, start: int, cfg: DoctorConfig) -> _KlJump | None:
+    """``find_shift`` on log10 KL from ``start`` on (``logy``: ``y`` as ``_log_kl`` gives it), judged with only the
+    steps from ``start`` as the earlier ones; None when there is no shift."""
+    min_delta = math.log10(cfg.kl_ratio) / 2
+    shift = find_shift(logy[start:], direction="up", min_delta=min_delta, **cfg.shift_options())
+    if shift is None:
+        return None
+    split = start + shift.split
+    i = start + _kl_onset(logy[start:], shift.onset, cfg)
+    # The earlier level: the KL before the onset (not the least-squares segment, which holds the start of a
+    # ramp); the new level: the segment after the split.
+    head = y[start:i] if i - start >= cfg.min_segment else y[start:split]
+    before = head[np.isfinite(head)]
+    after = y[split:][np.isfinite(y[split:])]
+    raw_before = float(np.percentile(before, 90))
+    high_before = max(raw_before, cfg.kl_floor)
+    level_after = float(np.median(after))
+    # A steady climb: the new level is within reach of the old one's top; or a rise where the trend of the steps
+    # before was heading (KL growing by a steady factor a step): no jump.
+    blowup = level_after >= cfg.kl_ratio * high_before and (
+        _above_trend(logy, split, cfg.min_segment, since=start) >= min_delta
+    )
+    return _KlJump(split, i, raw_before, high_before, level_after, blowup)
+
+
+def _ls_split(logy: np.ndarray, start: int, min_segment: int) -> int | None:
+    """The least-squares split ``find_shift`` judges in ``logy[start:]`` (NaN left out), as an index into ``logy``;
+    None when too few points are left for two segments."""
+    keep = start + np.flatnonzero(np.isfinite(logy[start:]))
+    k = best_split(logy[keep], min_segment)
+    return None if k is None else int(keep[k])
+
+
+def _above_trend(logy: np.ndarray, end: int, min_segment: int, since: int = 0) -> float:
     """How far (in log10 units) the median of the ``4 x min_segment`` points of ``logy`` from ``end`` on lies above
-    where the trend of the points before ``end`` was heading, at those points' median position. The trend is a
-    resistant line (the slope between the medians of the first and last thirds, through the median point),
-    counted only when rising and only with at least ``2 x min_segment`` points before ``end``. A KL that grew by
+    where the trend of the points before ``end`` (from ``since`` on) was heading, at those points' median position.
+    The trend is a resistant line (the slope between the medians of the first and last thirds, through the median
+    point), counted only when rising and only with at least ``2 x min_segment`` points before ``end``. A KL that grew by
     a steady factor a step from the start (1e-5 to 1e-2 over the run) is where its trend was heading, however far
     it climbed: no jump (at most 0.19 in 20 such runs of an audit, against at least 0.79 for a KL that jumped x10
     on a KL curve still rising; the threshold is half of log10 ``kl_ratio``, 0.5). The points just after ``end``,
     not all those after the split: an extrapolation is only as good as it is near."""
     x = np.arange(len(logy), dtype=float)
     fin = np.isfinite(logy)
-    hx, hy = x[:end][fin[:end]], logy[:end][fin[:end]]
+    hx, hy = x[since:end][fin[since:end]], logy[since:end][fin[since:end]]
     ax, ay = x[end:][fin[end:]][: 4 * min_segment], logy[end:][fin[end:]][: 4 * min_segment]
     slope = 0.0
     if len(hx) >= 2 * min_segment:
@@ -775,19 +821,20 @@ def _role_gone_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     return out
 
 
-# The share of a key's values before its non-finite tail that must be finite for the tail to be judged.
-DENSE_BEFORE_NONFINITE = 0.9
+# The least share of a key's values before its non-finite tail that must be finite for the tail to be judged.
+FINITE_BEFORE_NONFINITE = 0.5
 
 
 def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """The run's scalars (``summarize --scalars``'s, shards merged, aliases renamed) are checked for one thing only:
     a key whose values turn NaN or infinite from a step on and stay so to its last value, at least
-    ``min_segment`` of them after at least one finite value (a diverged loss, a grad norm gone inf). One
-    ``data_problem`` warning, ``scalar_nonfinite``, names the keys (onset: the earliest such step). A key NaN
-    now and then, never finite, or finite at fewer than ``DENSE_BEFORE_NONFINITE`` of its steps before the tail
-    (an eval metric logged NaN between evals), is not judged. Their trends are not
-    judged at all: a note says so, with the number of keys, so that a run whose loss rose 100x is not taken
-    as checked. Scalars are the run's, not a split's: the same whatever ``--split``."""
+    ``min_segment`` of them after at least one finite value (a diverged loss, a grad norm gone inf), and more of
+    them than in any run of non-finite values the key had before, at least ``FINITE_BEFORE_NONFINITE`` of whose
+    values were finite. One ``data_problem`` warning, ``scalar_nonfinite``, names the keys (onset: the earliest
+    such step). A key never finite, or non-finite in runs as long before (an eval metric logged NaN between evals:
+    the steps after its last eval are one more such gap), is not judged. Their trends are not judged at all: a
+    note says so, with the number of keys, so that a run whose loss rose 100x is not taken as checked. Scalars
+    are the run's, not a split's: the same whatever ``--split``."""
     from .scalars import DEFAULT_ALIASES, merged_steps
 
     merged = (
@@ -807,17 +854,33 @@ def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         s.scope_notes.append(note)
     last_finite = merged.filter(pl.col("finite")).group_by("key").agg(pl.col("step").max().alias("last_finite"))
     with_last = merged.join(last_finite, on="key", how="inner")  # a key never finite is not judged
-    # Only a key finite at (nearly) every step it was logged before its tail: an eval metric logged NaN between
-    # evals (finite every 20th step) ends in NaN after its last eval without diverging (a review).
-    dense = (
+    # The tail is judged against the key's own history: an eval metric logged NaN between evals ends in NaN after
+    # its last eval without diverging (a review), a gap no longer than those before it; a grad norm inf at some
+    # steps (fp16 loss-scale overflow: skipped steps), then inf for good, diverged (a later review: a rule that
+    # judged only keys finite at 90 % of their steps before did not judge it, and a stuck loss scaler, the loss
+    # still finite, went unsaid). Its values' order is the steps' (one value a key and step, shards merged).
+    before = (
         with_last.filter(pl.col("step") <= pl.col("last_finite"))
+        .sort("key", "step")
+        .with_columns(pl.col("finite").rle_id().over("key").alias("run"))
+    )
+    longest = (
+        before.filter(~pl.col("finite"))
+        .group_by("key", "run")
+        .len()
         .group_by("key")
-        .agg(pl.col("finite").mean().alias("dense"))
-        .filter(pl.col("dense") >= DENSE_BEFORE_NONFINITE)
-        .select("key")
+        .agg(pl.col("len").max().alias("longest_before"))
+    )
+    judged = (
+        before.group_by("key")
+        .agg(pl.col("finite").mean().alias("finite_share"))
+        .filter(pl.col("finite_share") >= FINITE_BEFORE_NONFINITE)
+        .join(longest, on="key", how="left")
+        .with_columns(pl.col("longest_before").fill_null(0))
+        .select("key", "longest_before")
     )
     tail = (
-        with_last.join(dense, on="key", how="semi")
+        with_last.join(judged, on="key", how="inner")
         .filter(pl.col("step") > pl.col("last_finite"))
         .group_by("key")
         .agg(
@@ -825,8 +888,9 @@ def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
             pl.col("step").max().alias("last_step"),
             pl.len().alias("count"),
             pl.col("value").is_nan().sum().alias("nan"),
+            pl.col("longest_before").first(),
         )
-        .filter(pl.col("count") >= cfg.min_segment)
+        .filter((pl.col("count") >= cfg.min_segment) & (pl.col("count") > pl.col("longest_before")))
         .sort("first_step", "key")
     )
     if tail.height == 0:
