@@ -67,7 +67,7 @@ def _state(run: Path, process: int = 0) -> dict:
 def test_the_state_is_open_from_the_start_and_closed_with_what_was_written(tmp_path):
     run = tmp_path / "run"
     w = RunWriter(run, roles=["solver"], clock=lambda: T0)
-    assert _state(run) == {"process": 0, "state": "open"}
+    assert _state(run) == {"process": 0, "state": "open", "heartbeat_s": 30}
     for s in range(3):
         w.log_samples(s, _rows(s))
         w.log_scalars(s, {"loss": 1.0})

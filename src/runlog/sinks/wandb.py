@@ -35,6 +35,11 @@ from . import state as S
 
 MODES = ("online", "offline")
 SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always at the end); docs/wandb.md says it
+# An open writer whose state file has a heartbeat (``heartbeat_s``: touched that often while it is open) is taken
+# as killed once the file is this much older than this host's clock, or ten beats, whichever is longer: far above
+# the period, so that a late beat, a busy file server or a storage clock a few minutes behind never sends a live
+# writer's open step (W&B would lock the rest of that step out for good).
+HEARTBEAT_GRACE_S = 600.0
 INSTALL_HINT = install_hint("wandb")
 _USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -470,15 +475,10 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
     it (with the bytes of that process's files), and the notes.
 
     A process whose writer is open (``Run.end_state``, as ``inspect`` tells it: its state file says ``open``, or
-    its lock is held) may still write its last step: the samples logged before the step's scalars, or the
-    scalars before the samples. W&B drops a step lower than one it has, so that step is held back with every
-    later one, from the lowest of the process's last samples step and last scalars step (a scalars line logged
-    ahead of the samples does not lock the samples' step out), or the run's last step where the process has
-    written nothing yet. A later upload sends them once the writer has moved on or closed. A writer known to be
-    gone holds nothing (its steps are sent, with a note): its lock file is there and no one holds it (killed: a
-    closing writer removes it), or, where that cannot be told (an object store, a file system without ``flock``),
-    its files are older than ``ends.END_GRACE_S``, or did not change since the upload that held its steps. A run
-    without writer state files (other layouts) holds nothing back."""
+    its lock is held) may still add to a step: W&B drops a step lower than one it has, so the first step it may
+    still add to is held back with every later one (``_open_from``), and a later upload sends them once the
+    writer has moved on or closed. A writer known to be gone holds nothing (its steps are sent, with a note):
+    ``_writer_gone``. A run without writer state files (other layouts) holds nothing back."""
     end = run.end_state
     if not end.known or not plan.steps:
         return None, {}, []
@@ -486,23 +486,22 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
     done = entry.last_step if entry is not None else None
     hold: int | None = None
     held: dict[str, int] = {}
-    writing: list[int] = []
-    unsure: list[int] = []
+    said: list[str] = []
     notes = []
     for p, st in sorted(end.states.items()):
         alive = p in end.alive
         if st.closed or (st.state != "open" and not alive):
             continue
         samples = end.holdings.samples.get(p, {})
-        lasts = [x for x in (max(samples.values(), default=None), end.holdings.scalars.get(p)) if x is not None]
-        at = min(lasts) if lasts else plan.steps[-1]
+        at, why = _open_from(p, max(samples.values(), default=None), end.holdings.scalars.get(p), plan.steps[-1])
         if done is not None:
             at = max(at, done + 1)  # W&B is past the steps before: holding them back would send nothing more
         if at > plan.steps[-1]:
             continue
         mine = [f for f in run.files if f.process == p]
         size = sum(f.bytes or 0 for f in mine)
-        gone = None if alive else _writer_gone(run, p, mine, before.get(st.path) == size)
+        beat = None if alive else _heartbeat(run, p)
+        gone = None if alive else _writer_gone(run, p, mine, before.get(st.path) == size, beat)
         if gone is not None:
             notes.append(
                 f"{st.path}: process {p} has not closed its writer and {gone} (killed?): step {at} and later are "
@@ -511,29 +510,108 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
             continue
         held[st.path] = size
         hold = at if hold is None else min(hold, at)
-        (writing if alive else unsure).append(p)
+        if alive:
+            said.append(f"process {p} still writing (its writer is open): {why}")
+        else:
+            age = f"; {_beat_age(beat)}" if beat is not None and beat[1] is not None else ""
+            said.append(f"process {p} not closed (its state file says open: still writing, or killed{age}): {why}")
     if hold is None:
         return None, {}, notes
     steps = [s for s in plan.steps if s >= hold]
-    said = []
-    if writing:
-        said.append(f"process {', '.join(map(str, writing))} still writing (its writer is open)")
-    if unsure:
-        procs = ", ".join(map(str, unsure))
-        said.append(f"process {procs} not closed (its state file says open: still writing, or killed)")
     notes.append(
-        f"{'; '.join(said)}: step(s) {S.steps_text(steps)} held back (a process's last step and every later one: "
-        "W&B drops a step lower than one it has, so a part of the step written after it is sent would never get "
-        "in); a later upload sends them once the writer has moved on or closed"
+        f"{'; '.join(said)}: step(s) {S.steps_text(steps)} held back (W&B drops a step lower than one it has, so a "
+        "part of a step written after it is sent would never get in); a later upload sends them once the writer "
+        "has moved on or closed"
     )
     return hold, held, notes
 
 
-def _writer_gone(run: Run, process: int, files: list[Any], unchanged: bool) -> str | None:
+def _open_from(process: int, samples: int | None, scalars: int | None, run_last: int) -> tuple[int, str]:
+    """The first step process ``process`` may still add to, and what may come (for the note), from the last step
+    of its sample files (``samples``, over its splits) and of its scalars lines (``scalars``).
+
+    What the writer's contract (docs/writer.md) leaves open, each stream going forward: a step's samples file is
+    written whole once a later step is logged (or on ``flush``/``close``), and logging rows for it again is a
+    ``StepOrderError``, so the samples may still come from the step after the last file on (rows of the next
+    step may be in the writer's memory, a step every tenth step may come at any later step); a step's scalars
+    lines are appended (train, then eval metrics, in two calls), so the scalars may still come from the last
+    line's step on. Nothing orders the two streams (a trainer may log a step's scalars before its samples, or
+    pipeline rollouts ahead of the training metrics), so the lower of the two holds. A process with sample
+    files and no scalars line yet may still log its first line for its last samples step; one that has written
+    nothing holds from the run's last step."""
+    if samples is None and scalars is None:
+        return run_last, f"it has written nothing yet (its first step may be the run's last, {run_last})"
+    if scalars is None:
+        assert samples is not None
+        return samples, f"its scalars of step {samples} may still come (no scalars line yet)"
+    if samples is None:
+        return scalars, f"its scalars of step {scalars} may still come (and samples, none written yet)"
+    after = samples + 1
+    if scalars < samples:
+        return scalars, (
+            f"its scalars of step {scalars} or later may still come (its last scalars line is of step {scalars}, its "
+            f"last samples file of step {samples}: nothing orders the two)"
+        )
+    if scalars < after:
+        return scalars, f"its scalars of step {scalars} may still come (its last scalars line)"
+    if after < scalars:
+        return after, f"its samples of step {after} or later may still come (its last samples file is step {samples}'s)"
+    return scalars, f"its scalars and samples of step {scalars} may still come"
+
+
+def _heartbeat(run: Run, process: int) -> tuple[float, float | None] | None:
+    """``(period, modification time)`` of the heartbeat of ``process``'s open writer (its state file, touched
+    every ``heartbeat_s`` seconds while it is open: ``writer.run_writer.HEARTBEAT_S``), or None where its state
+    file has none (written by an earlier runlog, or by a writer that closed since). The time is the storage's
+    (None where the listing does not tell it)."""
+    found = run.ctx.state_files.get(process)
+    if found is None:
+        return None
+    _, path, stamp = found
+    try:
+        if isinstance(path, ObjectPath):
+            data, mtime = path.read_bytes(), _remote_mtime(stamp)
+        else:
+            with open(path, "rb") as fh:  # the bytes and the time of one version (the writer replaces it whole)
+                mtime = os.fstat(fh.fileno()).st_mtime
+                data = fh.read()
+        state = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    period = state.get("heartbeat_s") if isinstance(state, dict) and state.get("state") == "open" else None
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or not period > 0:
+        return None
+    return float(period), mtime
+
+
+def _beat_age(beat: tuple[float, float | None]) -> str:
+    """``its heartbeat 3 minute(s) old`` (or ahead of this host's clock: a storage clock ahead)."""
+    assert beat[1] is not None
+    age = time.time() - beat[1]
+    if age < 0:
+        return f"its heartbeat {_duration(-age)} ahead of this host's clock"
+    return f"its heartbeat {_duration(age)} old"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minute(s)"
+
+
+def _writer_gone(
+    run: Run, process: int, files: list[Any], unchanged: bool, beat: tuple[float, float | None] | None = None
+) -> str | None:
     """Why a process whose state file says open, holding no lock now, is taken as gone (killed), or None if it may
     still be writing: its lock file is there and free (a closing writer removes it; on a file system without
-    ``flock`` it stays unlocked, and nothing is known), else its files are older than ``END_GRACE_S`` or did not
-    change since the upload that held its steps (``unchanged``)."""
+    ``flock`` it stays unlocked, and nothing is known).
+
+    Else, where its writer keeps a heartbeat (``beat``: its state file touched every few seconds while it is
+    open), by the heartbeat alone: gone once it is older than ``HEARTBEAT_GRACE_S`` (or ten beats) by this
+    host's clock. A heartbeat ahead of this host's clock is a live writer. Not the data files' age, nor whether
+    they changed since the last upload: a step whose training phase, between its samples and its scalars, is
+    longer than the grace or than the time between two uploads writes nothing meanwhile.
+
+    A writer without heartbeat (an earlier runlog): its files are older than ``END_GRACE_S`` or did not change
+    since the upload that held its steps (``unchanged``)."""
     from ..ends import END_GRACE_S, mtime_of
 
     if not isinstance(run.root, ObjectPath):
@@ -541,6 +619,11 @@ def _writer_gone(run: Run, process: int, files: list[Any], unchanged: bool) -> s
 
         if lock_state(Path(run.root), process) == "free":
             return "its lock is not held (a closing writer removes its lock file)"
+    if beat is not None:
+        period, at = beat
+        if at is None or time.time() - at <= max(HEARTBEAT_GRACE_S, 10 * period):
+            return None
+        return f"{_beat_age(beat)} (touched every {period:g} s while it is open)"
     if unchanged:
         return "wrote nothing since the last upload"
     times = [t for f in files if (t := mtime_of(f.stamp) or _remote_mtime(f.stamp)) is not None]

@@ -101,16 +101,23 @@ class ProcessLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def release(self) -> None:
+    def release(self, folder: int | None = None) -> None:
         """Remove the lock file and release the lock (idempotent). In a forked child, which does not hold it,
         nothing is done. Removed while still held: a writer that opened the file meanwhile finds, once it gets
-        the lock, that the file is no longer there (``_same_file``) and takes the new one."""
+        the lock, that the file is no longer there (``_same_file``) and takes the new one. ``folder``: a
+        descriptor of the run folder, through which the file is removed wherever the folder is now (renamed
+        while the writer had it open: its lock file left there would look like a killed writer's)."""
         fd, self._fd = self._fd, None
         if fd is None or os.getpid() != self._pid or fd not in _HELD:
             return
         _HELD.discard(fd)
         with contextlib.suppress(OSError):
-            if _same_file(fd, self.path):
+            if folder is not None and {os.stat, os.unlink} <= os.supports_dir_fd:
+                name = self.path.name
+                st, there = os.fstat(fd), os.stat(name, dir_fd=folder)
+                if (st.st_dev, st.st_ino) == (there.st_dev, there.st_ino):
+                    os.unlink(name, dir_fd=folder)
+            elif _same_file(fd, self.path):
                 self.path.unlink()
         with contextlib.suppress(OSError):
             os.close(fd)  # the last descriptor of the open file: the lock goes with it

@@ -20,6 +20,7 @@ import operator
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 import time
@@ -45,6 +46,10 @@ SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MANIFEST = "run.json"
 # Each process's state: "open" when its writer opens, "closed" when it closes (docs/format.md, Writer state files).
 STATE_FILE = ".writer.p{process}.json"
+# While a writer is open, a thread of its own touches its state file this often (seconds; written in the state as
+# ``heartbeat_s``): readers that cannot see its lock (no ``flock``, another host's lock over NFS) tell a live
+# writer in a long step from a killed one by the file's age (``upload-wandb``), not by the age of its data files.
+HEARTBEAT_S = 30
 STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
 _SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
 _MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
@@ -99,7 +104,9 @@ class RunWriter:
         if encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
         # Absolute from the start: a trainer that changes its working directory mid-run still writes this folder.
-        self.root = Path(run_dir).absolute()
+        # Resolved too: opened through a link (``runs/latest -> exp-1``), the writer writes exp-1 whatever the link
+        # names later (a second launch re-pointing ``latest`` to its own folder is no reason to stop this one).
+        self.root = Path(run_dir).resolve()
         # Checked (and converted to JSON values) before anything is created: a config that cannot be written
         # is a UsageError at the call, never a half-made run folder.
         config_json = None if config is None else _json_config(config)
@@ -170,7 +177,7 @@ class RunWriter:
             self._write_manifest()
             self._write_state()  # "open": this process writes the run, from now on
         except BaseException:
-            self._run_lock.release()
+            self._run_lock.release(self._root_fd)
             self._close_folder()
             raise
         self._scalars_fd: int | None = None
@@ -197,6 +204,14 @@ class RunWriter:
         )
         self._thread = threading.Thread(target=self._run, name=f"runlog-writer-p{self.process_index}", daemon=True)
         self._thread.start()
+        # A thread of its own, not the writer's: that one may wait for the device (a JAX value of a long step) or
+        # a slow disk for longer than a reader's grace, and a live writer would look killed.
+        self._beat_stop = threading.Event()
+        self._beat_failed = False
+        self._beat = threading.Thread(
+            target=self._heartbeat, name=f"runlog-writer-beat-p{self.process_index}", daemon=True
+        )
+        self._beat.start()
         # A trainer that forgets close() (or dies of an exception) still gets its queued data written.
         atexit.register(self._close_at_exit)
         # A multiprocessing child (fork, forkserver) ends with ``os._exit``: no atexit hook runs there, but
@@ -348,16 +363,21 @@ class RunWriter:
                     self._seal(split)
             self._put(("stop",), force_block=True)
         self._thread.join()
+        self._beat_stop.set()  # before the closed state: a touch after it would move its end time
+        self._beat.join()
         atexit.unregister(self._close_at_exit)
         if self._finalizer is not None:
             self._finalizer.cancel()
-        # (a state file alone would make a removed folder again, or go into another run's folder put in its place)
+        # (a state file written by path would make a removed folder again, or go into another run's folder put in
+        # its place; a folder renamed or moved gets it, through the descriptor held on it: there it is not "killed")
         gone = isinstance(self._error, RunFolderGoneError) or self._folder_gone() is not None
         try:
-            if not gone:
-                self._write_state(how, exception)
+            moved = gone and _AT_SUPPORTED and self._held_folder()[0] == "moved"
+            if not gone or moved:
+                self._write_state(how, exception, in_folder=moved)
         finally:
-            self._run_lock.release()  # the folder may be written by another writer of this process from now on
+            # the folder may be written by another writer of this process from now on
+            self._run_lock.release(self._root_fd)
             self._close_folder()
         if not gone and self.process_index != 0 and not (self.root / MANIFEST).exists():
             self._warn(
@@ -509,7 +529,9 @@ class RunWriter:
             with contextlib.suppress(OSError):
                 p.unlink()
 
-    def _write_state(self, how: str | None = None, exception: BaseException | None = None) -> None:
+    def _write_state(
+        self, how: str | None = None, exception: BaseException | None = None, *, in_folder: bool = False
+    ) -> None:
         """``.writer.p{process}.json``: ``open`` (``how`` None: at the start, so that readers know this process
         writes the run before its first file), then ``closed``: how (``close``: called; ``exception``: the
         ``with`` block raised; ``exit``: the program ended without calling it), the last step of each split it
@@ -517,7 +539,7 @@ class RunWriter:
         state that cannot be written is a warning (and no temporary file is left), never an error of ``close``."""
         path = self.root / STATE_FILE.format(process=self.process_index)
         if how is None:  # (no time: a call of the writer's clock here would move every later one)
-            opened = {"process": self.process_index, "state": "open"}
+            opened = {"process": self.process_index, "state": "open", "heartbeat_s": HEARTBEAT_S}
             self._put_state(path, opened)
             return
         if not self._scanned and self._error is None:  # nothing logged: what an earlier writer left is still there
@@ -542,15 +564,49 @@ class RunWriter:
             "last_scalar_step": last_scalar if last_scalar >= 0 else None,
             **written,
         }
-        self._put_state(path, closed)
+        self._put_state(path, closed, in_folder=in_folder)
 
-    def _put_state(self, path: Path, state: dict[str, Any]) -> None:
+    def _put_state(self, path: Path, state: dict[str, Any], *, in_folder: bool = False) -> None:
+        """``in_folder``: written through the descriptor held on the folder this writer opened, wherever that
+        folder is now (renamed or moved while the writer had it open: its closed state goes there, not to
+        whatever the path names now)."""
+        fd = self._root_fd if in_folder and _AT_SUPPORTED else None
         try:
-            atomic_write_bytes(path, _manifest_bytes(state), durable=self.durable)
+            if fd is None:
+                atomic_write_bytes(path, _manifest_bytes(state), durable=self.durable)
+            else:
+                _atomic_write_at(fd, path.name, _manifest_bytes(state), durable=self.durable)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                path.with_name(f".{path.name}.tmp").unlink()
+                tmp = f".{path.name}.tmp"
+                if fd is not None:
+                    os.unlink(tmp, dir_fd=fd)
+                else:
+                    path.with_name(tmp).unlink()
             self._warn(f"{path}: the writer's state could not be written ({exc}); readers may see it as killed")
+
+    def _heartbeat(self) -> None:
+        """Touch this process's state file every ``HEARTBEAT_S`` seconds until the writer closes (its own thread:
+        one ``utime`` each time, a few microseconds). Through the descriptor held on the run folder, so that
+        a folder put at the run's path by someone else is never touched. A touch that fails is said once (readers
+        that cannot see the lock may then take this writer for killed); a folder removed is said by the writer."""
+        name = STATE_FILE.format(process=self.process_index)
+        while not self._beat_stop.wait(HEARTBEAT_S):
+            fd = self._root_fd
+            try:
+                if fd is not None and _AT_SUPPORTED:
+                    os.utime(name, dir_fd=fd)
+                elif self._folder_gone() is None:
+                    os.utime(self.root / name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if not self._beat_failed:
+                    self._beat_failed = True
+                    self._warn(
+                        f"{self.root / name}: the writer's heartbeat could not be written ({exc}); where its lock "
+                        "cannot be seen, upload-wandb may take this open writer for killed and send its last step"
+                    )
 
     def _close_at_exit(self) -> None:
         if os.getpid() != self._pid:
@@ -624,19 +680,56 @@ class RunWriter:
 
     def _folder_gone(self) -> RunFolderGoneError | None:
         """Whether ``root`` still names the folder this writer opened: None if it does, else the error to stop
-        with. One ``stat``; removed, or replaced by another folder or file of that name (its inode differs from the
-        one kept open since the writer opened)."""
+        with, saying what became of that folder (``_held_folder``) and what the path names now. One ``stat``
+        while nothing changed; the inode differs from the one kept open since the writer opened when another
+        folder or a file was put there."""
         try:
             st = os.stat(self.root)
         except (FileNotFoundError, NotADirectoryError):
-            what = "removed"
+            here = None
         except OSError:  # unreadable, not gone: the writes themselves say why they fail
             return None
         else:
             if (st.st_dev, st.st_ino) == self._root_id:
                 return None
-            what = "replaced by another folder" if os.path.isdir(self.root) else "replaced by a file"
-        return RunFolderGoneError(what)
+            here = "another folder" if stat.S_ISDIR(st.st_mode) else "a file"
+        what, where = self._held_folder()
+        if what == "removed":
+            text = "was removed"
+        elif what == "moved":
+            text = f"was renamed or moved (to {where})" if where else "was renamed or moved (runlog cannot tell where)"
+        else:
+            text = "no longer names the folder the writer opened (removed, renamed or moved)"
+        text = f"the run folder {self.root} {text} while the writer of process {self.process_index} had it open"
+        return RunFolderGoneError(text + (f", and replaced by {here}" if here is not None else ""))
+
+    def _held_folder(self) -> tuple[str, str | None]:
+        """What became of the folder this writer opened, by the descriptor held on it: ``("removed", None)``
+        (no link left to it), ``("moved", path or None)`` (it is still on disk: renamed or moved, to ``path``
+        where the system tells it: Linux's ``/proc/self/fd``), or ``("unknown", None)`` (no descriptor: Windows)."""
+        fd = self._root_fd
+        if fd is None:
+            return "unknown", None
+        try:
+            links = os.fstat(fd).st_nlink
+        except OSError:
+            return "unknown", None
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            path = None
+        if path is not None and path.endswith(" (deleted)"):
+            return "removed", None
+        if path is not None:
+            try:
+                now = os.stat(path)
+            except OSError:
+                path = None
+            else:
+                path = path if (now.st_dev, now.st_ino) == self._root_id else None
+        if path is None and links == 0:
+            return "removed", None
+        return "moved", path
 
     def _check_folder(self) -> None:
         """Raise ``RunFolderGoneError`` when the run folder is no longer the one this writer opened (checked before
@@ -649,24 +742,39 @@ class RunWriter:
 
     def _stop_for_folder(self, gone: RunFolderGoneError) -> None:
         """Stop writing (the writer's error, raised by the next call), and say once, with a ``WriterWarning``, what
-        went with the folder and what will not be written: writing on would make the folder again holding the
-        later steps only (readers would take it for the whole run), or write into another run's folder."""
-        dropped = self._files.discard()  # their temporary files went with the folder
+        became of the folder and what will not be written: writing on by path would make the folder again holding
+        the later steps only (readers would take it for the whole run), or write into another run's folder.
+
+        A folder renamed or moved is not written on either (through the descriptor held on it): the step files
+        are written by path on the encoding threads, the scalars shard, the manifest and a resume's take-out too,
+        so some of the later steps would land in the moved folder and others at the old path, one run in two
+        folders. Stopping leaves the moved folder whole up to a step, and its state closed (at ``close``), from
+        where a resumed writer goes on."""
+        dropped = self._files.discard()  # their temporary files are not at the run's path any more
         pending = [*dropped, *((split, step) for split, (step, _) in self._buffers.items())]
         self._buffers.clear()
         with self._bg_lock:
             files, lines = self._stats["files_written"], self._stats["scalar_lines"]
         last = f" up to step {self._last_scalar_step}" if lines else ""
         manifest = ", run.json" if self.process_index == 0 else ""
+        wrote = f"{files} step files, {lines} scalar lines{last}{manifest}"
+        what, where = self._held_folder()
+        if what == "removed":
+            fate = f"what it had written there was removed with it ({wrote}, its state file)"
+            resume = "on a new folder or resumed from a checkpoint"
+        elif what == "moved":
+            fate = f"what it had written is in that folder ({wrote}; its state file is closed there at close())"
+            resume = f"resumed on {where}" if where else "resumed on the folder where it is now"
+            resume += " from a checkpoint, or on a new folder"
+        else:
+            fate = f"what it had written is wherever that folder is, if anywhere ({wrote})"
+            resume = "on a new folder or resumed from a checkpoint"
         unwritten = ", ".join(f"{split} step {step}" for split, step in sorted(set(pending)))
         message = (
-            f"the run folder {self.root} was {gone.args[0]} while the writer of process {self.process_index} had it "
-            f"open: what it had written there went with it ({files} step files, {lines} scalar lines{last}"
-            f"{manifest}, its state file); the writer has stopped, so that it never writes the later steps alone "
-            "into a folder made again, or into another run's: "
+            f"{gone.args[0]}: {fate}; the writer has stopped, so that it never writes the later steps apart from "
+            "the earlier ones, into a folder made again, or into another run's: "
             + (f"not written: {unwritten}, and " if unwritten else "")
-            + "nothing logged from now on is written (open a new RunWriter to go on, on a new folder or resumed "
-            "from a checkpoint)"
+            + f"nothing logged from now on is written (open a new RunWriter to go on, {resume})"
         )
         self._error = RunFolderGoneError(message)
         self._error.__cause__ = gone.__cause__
@@ -1037,6 +1145,29 @@ class RunWriter:
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
+
+
+# Whether files can be written relative to the run folder's descriptor (``dir_fd``): not on Windows.
+_AT_SUPPORTED = {os.open, os.rename, os.utime, os.unlink} <= os.supports_dir_fd  # (os.replace is a rename)
+
+
+def _atomic_write_at(folder: int, name: str, data: bytes, *, durable: bool) -> None:
+    """``files.atomic_write_bytes`` in the folder open as ``folder``: the folder this writer opened, wherever it
+    is now, never whatever its path names now."""
+    tmp = f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=folder)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    if durable:
+        with contextlib.suppress(OSError):  # as ``fsync_dir``: some file systems refuse it
+            os.fsync(folder)
 
 
 def _folder_id(path: Path) -> tuple[int, int]:
