@@ -273,8 +273,8 @@ def test_the_split_hint_is_shell_quoted(tmp_path: Path, figures_not_drawn) -> No
         path.unlink()
     (root / "samples" / "ev").rmdir()
     page = text_of(build_report(open_run(root)))
-    assert f"(runlog report --split {shlex.quote(hostile)})" in page
-    assert shlex.split(f"runlog report --split {shlex.quote(hostile)}")[-1] == hostile
+    assert f"( runlog report {shlex.quote(str(root))} --split {shlex.quote(hostile)} )" in page
+    assert shlex.split(f"runlog report {shlex.quote(str(root))} --split {shlex.quote(hostile)}")[-1] == hostile
 
 
 def test_top_level_scalar_keys_are_named_once(tmp_path: Path) -> None:

@@ -41,12 +41,25 @@ NAME_IN_TITLE_CHARS = 32  # a run's name in a figure's title, which also says wh
 NOTE_CHARS = 24  # a name inside a panel's note (``not drawn: ... (first: NAME, step 3)``)
 
 
-def clean_label(text: Any) -> str:
-    """Data (run names, roles, keys) as a matplotlib label: control characters visible, one line, and ``$``
+# Put before an artist's label that starts with ``_``: matplotlib leaves such a label out of a legend (its
+# "nolegend" convention, ``_child0``), so a role ``_solver`` was drawn but never named. A word joiner: ``legend``
+# takes it off, and no cleaned name holds one of its own (``visible`` shows it as ``\u2060``).
+KEEP_IN_LEGEND = "\u2060"
+
+
+def clean_name(text: Any) -> str:
+    """Data (run names, roles, keys) as matplotlib text: control characters visible, one line, and ``$``
     escaped so that mathtext never parses it."""
     from ..render.safe import one_line
 
     return one_line(str(text)).replace("$", r"\$")
+
+
+def clean_label(text: Any) -> str:
+    """``clean_name`` as an artist's label (a legend entry): a name that starts with ``_`` is marked
+    (``KEEP_IN_LEGEND``), so that ``legend`` lists it under its own name, as any other."""
+    name = clean_name(text)
+    return KEEP_IN_LEGEND + name if name.startswith("_") else name
 
 
 def clean_text(text: Any) -> str:
@@ -68,7 +81,7 @@ def wrapped(text: str, width: float, fontsize: float) -> str:
 
 
 def shorten(label: str, limit: int) -> str:
-    """A ``clean_label`` of at most ``limit`` characters (as shown): cut in the middle with ``…``, so that names
+    """A ``clean_name`` of at most ``limit`` characters (as shown): cut in the middle with ``…``, so that names
     that differ only at their end (``…/format_a``, ``…/format_b``) stay apart. A label wider than its panel
     would leave the panel no room (constrained layout collapses it)."""
     shown = label.replace(r"\$", "$")
@@ -94,10 +107,10 @@ def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
 
 
 def fit(text: Any, width: float, fontsize: float, *, limit: int = LABEL_CHARS, weight: str = "normal") -> str:
-    """A name from the data (a key, a role, a run, a component) as a label: ``clean_label``, cut in its middle
+    """A name from the data (a key, a role, a run, a component) as a label: ``clean_name``, cut in its middle
     (``shorten``) to at most ``limit`` characters and to at most ``width`` points at ``fontsize``: wide letters
     (``WWW…``) take more room than the count says, and a label wider than its room runs over its neighbours."""
-    label = shorten(clean_label(text), limit)
+    label = shorten(clean_name(text), limit)
     shown = label.replace(r"\$", "$")
     if text_width(shown, fontsize, weight) <= width:
         return label
@@ -279,7 +292,7 @@ def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tu
 
 def note_name(label: Any) -> str:
     """A name from the data inside a panel's note, as shown (the note is escaped as a whole: ``clean_text``)."""
-    return shorten(clean_label(label), NOTE_CHARS).replace(r"\$", "$")
+    return shorten(clean_name(label), NOTE_CHARS).replace(r"\$", "$")
 
 
 def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
@@ -686,8 +699,9 @@ def legend(ax: Any) -> None:
     if not handles:
         return
     # The labels were cleaned where they were set (``draw_series``; ``clean_label`` of a clean label would
-    # escape its ``\$`` again): cut here to the count and to the panel.
-    plain = [x.replace(r"\$", "$") for x in labels]
+    # escape its ``\$`` again): cut here to the count and to the panel, a name's ``_`` mark taken off (given
+    # to ``ax.legend`` with its handle, a label that starts with ``_`` is listed).
+    plain = [x.removeprefix(KEEP_IN_LEGEND).replace(r"\$", "$") for x in labels]
     if len(handles) <= LEGEND_INSIDE:
         room = LEGEND_SHARE * column_width(ax)
         shown = [fit(x, room, LEGEND_FONT, limit=LEGEND_CHARS) for x in plain]

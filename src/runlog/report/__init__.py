@@ -38,7 +38,7 @@ from ..plots import (
 from ..run import Run
 from ..schema import NULL_ROLE_LABEL
 from .template import cut, e, e1, image, num, page, table
-from .trajectories import role_slug
+from .trajectories import quoted, role_slug, run_path, unpasted
 from .trajectories import trajectories as trajectories_section
 
 STAGES = ("overview", "doctor", "summary", "plots", "trajectories")
@@ -81,11 +81,11 @@ def build_report(
     numbers are in the report, as in ``summarize``; ``run.problems`` does not hold them)."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
-    from ..analysis.inspect import repeated_ids
-
-    # What ``inspect --deep`` checks and a report must say: sample ids read twice (a shard copied under another
-    # process's name is counted twice in every figure). The id column only.
-    repeated_ids(run)
+    # What ``inspect --deep`` checks and a report must say: sample ids that occur more than once in the run. The
+    # doctor says those repeated within a step (rows counted twice there); this, run-wide, also those at several
+    # steps. The id column only.
+    if (problem := repeated_ids_problem(run)) is not None:
+        run.ctx.problems.append(problem)
     known = len(run.problems)
     texts: list[Problem] = []
     html = _build(run, cfg, tick, against, texts)
@@ -98,6 +98,57 @@ def build_report(
     if text_problems is not None:
         text_problems.extend(texts)
     return html
+
+
+def repeated_ids_problem(run: Run) -> Problem | None:
+    """``inspect --deep``'s warning of repeated sample ids (``analysis.inspect.repeated_ids_problem``), worded
+    by where the ids repeat: within one step of a split (rows read twice, a copied file, are counted twice in
+    that step's figures), or only at different steps or splits, where every row is counted once, at its own
+    step. Said "counted twice" of ids at several steps, it claimed what no figure does."""
+    from .._lazy import pl
+    from ..analysis.inspect import UNIQUE_ID_LAYOUTS
+    from ..analysis.inspect import repeated_ids_problem as deep_problem
+
+    problem = deep_problem(run)
+    if problem is None:
+        return None
+    files = [f for f in run.files if f.kind == "samples" and f.readable and f.layout in UNIQUE_ID_LAYOUTS]
+    sub = Run(root=run.root, files=files, ctx=run.ctx)
+
+    def query() -> list[Any]:
+        ids = sub.samples.select("split", "step", "sample_id", "source").filter(pl.col("sample_id").is_not_null())
+        per = ids.group_by("sample_id").agg(
+            pl.len().alias("n"),
+            pl.struct("split", "step").n_unique().alias("places"),
+            pl.col("source").unique().sort(),
+        )
+        return [per.filter(pl.col("n") > 1).sort("sample_id")]
+
+    [rep] = sub.collect(query)
+    if not rep.height:
+        return problem
+    within = int((rep["n"] > rep["places"]).sum())
+    extra = int(rep["n"].sum()) - rep.height
+    first = rep.row(0, named=True)
+    where = ", ".join(first["source"][:3]) + (" ..." if len(first["source"]) > 3 else "")
+    head = (
+        f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
+        f"{first['n']} times, in {where})"
+    )
+    if within:
+        across = f"; {rep.height - within} only at different steps or splits" if within < rep.height else ""
+        message = (
+            f"{head}: {within} more than once within one step{across}. Within a step: rows read twice (a copied "
+            "file?), counted twice in that step's figures, or distinct samples given one id (ids are meant to be "
+            "unique within a run)"
+        )
+    else:
+        message = (
+            f"{head}, each time at a different step or split, never twice within one: every row is counted once, "
+            "at its own step. Ids are meant to be unique within a run: distinct samples given one id, or the same "
+            "samples logged again at another step"
+        )
+    return Problem(problem.path, problem.kind, message)
 
 
 class ReportSeries(RunSeries):
@@ -213,7 +264,7 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
             _absent(series, splits, scalars, has_samples),
             comparison,
             '<h2 id="findings">Findings</h2>',
-            _findings(result, has_samples, overview, run),
+            _findings(result, has_samples, overview, run, series.split),
             _baseline_note(baseline, "the comparison above"),
             '<h2 id="summary">Per-role summary</h2>',
             summary,
@@ -343,25 +394,28 @@ def _roles_card(roles: list[str]) -> tuple[str, str, str]:
 
 
 def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_samples: bool) -> str:
-    """One line per part of a full report that this run cannot have, and why."""
+    """One line per part of a full report that this run cannot have, and why (each line HTML)."""
     out = []
     if not has_samples:
         out.append(
-            "Per-role summary, sample plots and trajectories: "
-            + NO_SAMPLES
-            + (". The scalar metrics are drawn below." if scalars.height else ".")
+            _words(
+                "Per-role summary, sample plots and trajectories: "
+                + NO_SAMPLES
+                + (". The scalar metrics are drawn below." if scalars.height else ".")
+            )
         )
     if not scalars.height:
-        out.append("Scalar metrics: " + NO_SCALARS + ".")
+        out.append(_words("Scalar metrics: " + NO_SCALARS + "."))
     others = [x for x in splits if x != s.split]
     if has_samples and others:
-        import shlex
-
-        # Quoted as a shell reads it (a split named ``ev<x>`` is no redirection once pasted); shown with the
-        # page's escaping, as every name, and cut as every label (a name past the cut is no command to paste).
+        # Quoted as a shell reads it (a split named ``ev<x>`` is no redirection once pasted), of this run's path;
+        # ``SPLIT`` and ``RUN`` where the page cannot show a name to paste (``quoted``: ``held\u2028out``).
+        path = quoted(run_path(s.run)) or "RUN"
+        command = f"runlog report {path} --split {quoted(others[0]) or 'SPLIT'}"
+        names = ", ".join(cut(x) for x in others)
         out.append(
-            f"Split{'s' if len(others) > 1 else ''} {', '.join(cut(x) for x in others)}: this report covers "
-            f"{cut(s.split)} only (runlog report --split {shlex.quote(cut(others[0]))})."
+            e(f"Split{'s' if len(others) > 1 else ''} {names}: this report covers {cut(s.split)} only (")
+            + f"<code>{e1(command, limit=None)}</code>{unpasted(s.run, others[0])})."
         )
     if has_samples and s.per_step.height == 1:
         out.append(
@@ -370,13 +424,19 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
         )
     if not out:
         return ""
-    items = "".join(f"<li>{_words(x)}</li>" for x in out)
+    items = "".join(f"<li>{x}</li>" for x in out)
     return f'<div class="absent"><b>Not in this report:</b><ul>{items}</ul></div>'
 
 
-def _findings(d: Diagnosis, has_samples: bool, r: RunInspection | None = None, run: Run | None = None) -> str:
+def _findings(
+    d: Diagnosis,
+    has_samples: bool,
+    r: RunInspection | None = None,
+    run: Run | None = None,
+    split: str | None = None,
+) -> str:
     parts = []
-    if run is not None and (pooled := layouts_note(run, by_env=False)) is not None:
+    if run is not None and (pooled := split_layouts_note(run, split)) is not None:
         # Loose dumps of several layouts or tasks in one folder: every figure below pools them, as ``summarize``
         # warns; said first, since a "Healthy" or a finding reads as one evaluation's.
         parts.append(f'<p class="missing">note: {e(pooled)}</p>')
@@ -484,9 +544,46 @@ def _summary(s: RunSeries) -> str:
     caption = f'<p class="note">Split {e1(s.split)}, all steps; per-step values are in the plots.'
     if last is not None:
         caption += f" Last step {last}."
-    if (pooled := layouts_note(s.run, by_env=False)) is not None:
+    if (pooled := split_layouts_note(s.run, s.split)) is not None:
         caption += f" Note: {e(pooled)}."
     return out + caption + "</p>"
+
+
+def split_layouts_note(run: Run, split: str | None) -> str | None:
+    """``layouts_note`` (the layouts and tasks every figure pools) of the report's split: loose dumps side by side
+    are often of two splits (a verifiers eval beside NeMo Gym train rollouts), and the train report's figures
+    pool none of the eval's rows. Each file counted by its rows of the split (read from its ``split`` and
+    ``source`` columns only where the run as a whole pools layouts or tasks), the files with none left out."""
+    import dataclasses
+
+    from .._lazy import pl
+
+    whole = layouts_note(run, by_env=False)
+    if whole is None or split is None:
+        return whole
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    [df] = run.collect(
+        lambda: [run.samples.filter(pl.col("split") == split).group_by("source").agg(pl.len().alias("n"))]
+    )
+    rows = {str(r["source"]): int(r["n"]) for r in df.iter_rows(named=True)}
+    kept = []
+    for f in files:
+        if not rows.get(f.path):
+            continue
+        frame = f.frame
+        if isinstance(frame, pl.DataFrame) and "split" in frame.columns:
+            frame = frame.filter(pl.col("split") == split)  # its envs (tasks) in this split
+        kept.append(dataclasses.replace(f, rows=rows[f.path], frame=frame))
+    if sum(f.rows or 0 for f in kept) != sum(rows.values()):
+        return whole  # rows of a source no file is named by: the run's own note rather than one that is short
+    note = layouts_note(Run(root=run.root, files=kept, ctx=run.ctx), by_env=False)
+    if note is None or note == whole:
+        return note
+    # Said of the split: the run as a whole holds more (the eval's 2 layouts of a folder of 3).
+    for head in ("this run holds", "this run's"):
+        if note.startswith(head):
+            return f"split {cut(split)}{head.removeprefix('this run')}{note[len(head) :]}"
+    return note
 
 
 def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> str:
@@ -501,6 +598,8 @@ def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> s
         summed = comp.group_by("component").agg(pl.col("count").sum(), pl.col("nan").sum(), pl.col("null").sum())
         counts = {r["component"]: (r["count"], r["nan"], r["null"]) for r in summed.iter_rows(named=True)}
     rows = []
+    # Components no sample of the split has (another split's, in loose dumps of two): one line, not rows of "-".
+    absent: list[tuple[str, int]] = []
     for c in per_sample:
         if c == "sample:exception_rate":
             rows.append([e1("failed trajectories (share)"), num(first[c]), "", "", ""])
@@ -509,7 +608,17 @@ def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> s
             continue  # a component's count, NaN and null (``_count``, ``_nan``, ``_null``): its row's, below
         name = c.removeprefix("sample:component/").removesuffix("_mean")
         values, nan, null = counts.get(name, (None, None, None))
+        if values == 0 and nan == 0 and null:
+            absent.append((name, null))
+            continue
         rows.append([f"component {e1(name)} (mean)", num(first[c]), num(values), num(nan), num(null)])
+    none = ""
+    if absent:
+        n = len(absent)
+        none = (
+            f'<p class="note">No sample of split {e1(s.split)} has the component{"s" if n > 1 else ""} '
+            f"{_names([x for x, _ in absent])} (null in all {num(absent[0][1])}): left out of the table.</p>"
+        )
     if not counts:
         return '<p class="note">Per sample, all roles together:</p>' + table(
             ["per sample", "value"], [r[:2] for r in rows]
@@ -518,6 +627,7 @@ def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> s
         '<p class="note">Per sample, all roles together (a component\'s mean is over its valid values; the NaN '
         "ones and the samples without it, null, are left out and counted):</p>"
         + table(["per sample", "value", "values", "NaN", "null"], rows)
+        + none
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from ..analysis.series import RunSeries
 from ..render.html_page import turn_html
+from ..render.model import LABEL_CHARS
+from ..render.safe import one_line
 from ..run import Run
 from .template import cut, e, e1, num, table
 
@@ -157,19 +159,51 @@ def _shared_opening(turns: list[list[Any]]) -> int:
 def _unavailable(exc: Exception, run: Run, split: str | None) -> str:
     """Why a role has no card, in the report's words. ``select_samples`` words its refusal for
     ``render-trajectory``, whose ``--index N`` / ``--random N`` it offers: the report takes neither, so the
-    advice is the render-trajectory command that does."""
-    import shlex
-
+    advice is the render-trajectory command that does (of this run's path: ``run_path``)."""
     reason = str(exc)
     if "--index N" not in reason and "--random N" not in reason:
         return f'<span class="note">no card: {e(reason)}</span>'
     reason = reason.split(" to rank by ", 1)[0].split(": use ", 1)[0]
-    where = f" --split {shlex.quote(split)}" if split else ""
-    command = f"runlog render-trajectory {shlex.quote(str(run.root))}{where} --index N"
+    where = "" if not split else f" --split {quoted(split) or 'SPLIT'}"
+    command = f"runlog render-trajectory {quoted(run_path(run)) or 'RUN'}{where} --index N"
     return (
         f'<span class="note">no card: {e(reason)}, so nothing to rank by it; to see these samples: '
-        f"<code>{e1(command, limit=None)}</code> (or <code>--random N</code>)</span>"
+        f"<code>{e1(command, limit=None)}</code> (or <code>--random N</code>){unpasted(run, split)}</span>"
     )
+
+
+def run_path(run: Run) -> str:
+    """The path a command is given to read what the report read: the file of a run of one file (an inspect_ai
+    log given alone: its folder, ``run.root``, holds other dumps, which a command given the folder reads too;
+    one step file of a run, read alone), else the run's folder."""
+    if len(run.files) == 1:
+        return str(run.root / run.files[0].path)
+    return str(run.root)
+
+
+def quoted(text: str) -> str | None:
+    """``text`` quoted for a shell, as a command on the page offers it; None where the page cannot show it as
+    it is: its control or invisible characters are shown as escapes (``\\u2028``), or it is long enough to be
+    cut (``cut``), so that what is pasted names nothing."""
+    import shlex
+
+    return shlex.quote(text) if one_line(text) == text and len(text) <= LABEL_CHARS else None
+
+
+def unpasted(run: Run, split: str | None) -> str:
+    """What a command on the page stands ``RUN`` or ``SPLIT`` for, where it cannot show the name to paste
+    (``quoted``); "" where it names both."""
+    said = []
+    why = "has invisible characters or is too long to show as it pastes"
+    if quoted(run_path(run)) is None:
+        said.append(f"RUN: the path given to <code>runlog report</code>, which {why}")
+    if split and quoted(split) is None:
+        listing = f"runlog inspect {quoted(run_path(run)) or 'RUN'} --format json"
+        said.append(
+            f"SPLIT: the split's name {why}; <code>{e1(listing, limit=None)}</code> gives it exactly, a key of "
+            "<code>rows_by_split</code>"
+        )
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _card(card: dict[str, Any], shared: int) -> str:
