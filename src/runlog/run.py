@@ -265,7 +265,7 @@ class Run:
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     def wide_roles_everywhere(self) -> bool:
-        """Whether every readable sample file offers a wide view in which every sample has per-role values
+        """Whether every readable sample file offers a wide view in which every sample has every role's values
         (``Layout.wide_roles_everywhere``); decided from footers."""
         seen = False
         for lay in self.layouts:
@@ -502,7 +502,7 @@ class Run:
     def role_names(self) -> list[str]:
         """Role names known from manifests and footers, without reading data: the whole run's
         (``RunContext.files``), also for a part of it (a summary's batch of steps, the steps the partial cache has
-        not stored): a role that only later steps log is null in the earlier steps' rows, whichever are read."""
+        not stored): a role that only later steps log has no row in the earlier steps', whichever are read."""
         whole = self.files if self.ctx.files is None else self.ctx.files
         present = {f.layout for f in whole}
         names: list[str] = []

@@ -304,11 +304,15 @@ def plan_wide(
         variants = [Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl")) for r in roles]
         cells = 2 * len(roles) + len(components) + 1
         return Query(wide, others, variants, components, group_key, False, True, True, cells, footer=footer)
-    has_roles = pl.col("__has_roles")
-    variants = [Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), has_roles) for r in roles]
+    # Each role over the rows of the files that hold its columns: where it sat out a step, its values there are
+    # not logged, not logged as null (the long view has no row for it).
+    variants = [
+        Variant(r, pl.col(f"role:{r}:reward"), pl.col(f"role:{r}:kl"), pl.col(f"__has_role:{r}")) for r in roles
+    ]
     if not filters.roles:
         # Samples without per-role data: one null-role group with the sample's total reward.
-        variants.append(Variant(None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), ~has_roles))
+        no_roles = ~pl.col("__has_roles")
+        variants.append(Variant(None, pl.col("__sample_reward"), pl.lit(None, dtype=pl.Float64), no_roles))
     cells = 3 * len(variants) + len(components) + 2
     return Query(wide, others, variants, components, group_key, False, False, False, cells)
 

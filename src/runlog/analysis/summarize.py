@@ -99,6 +99,42 @@ def summary_keys(run: Run, by: Sequence[str], filters: Filters, *, split_key: bo
     return keys
 
 
+def pooled_splits(run: Run, filters: Filters) -> list[str]:
+    """The splits that a summary without ``split`` among its keys pools in its rows: of those named by several
+    ``--split`` (pooled on purpose, docs/cli.md), the ones holding a sample that matches every filter, so that
+    the note saying so (``pooled_note``) is not given where only one of them has rows. Told from file names and
+    footers (each file's split, steps and rows) where every sample file tells them and no role is asked; else
+    from the split column of the rows the summary reads (``Run.numeric`` with ``--role``, else one per sample)."""
+    asked = list(dict.fromkeys(filters.splits))
+    if len(asked) < 2:
+        return []
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    steps = filters.steps
+    told = all(f.split is not None and f.rows is not None and (steps.unbounded or f.all_steps()) for f in files)
+    if told and not filters.roles:
+        held = {
+            f.split
+            for f in files
+            if f.rows and f.split in filters.splits and (steps.unbounded or any(map(steps.contains, f.all_steps())))
+        }
+    else:
+        from .views import sample_view
+
+        carry = {"split": pl.col("split"), "step": pl.col("step")}
+        roles = bool(filters.roles)
+        view = run.numeric(carry, []) if roles else sample_view(run, carry, [], kl=False)
+        [frame] = run.collect(lambda: [apply_filters(view, filters, roles_too=roles).select(pl.col("split").unique())])
+        held = set(frame["split"].drop_nulls().to_list())
+    return [s for s in asked if s in held]
+
+
+def pooled_note(splits: Sequence[str]) -> str:
+    """What ``pooled_splits`` found, said once: the rows mix these splits, as asked, and how to keep them apart."""
+    names = f"{', '.join(splits[:-1])} and {splits[-1]}"
+    flags = " ".join(f"--split {s}" for s in splits)
+    return f"the splits {names} are pooled in each row, as {flags} asks: add --by split to keep them apart"
+
+
 def summarize(
     run: Run,
     by: Sequence[str] = ("role",),
@@ -342,6 +378,8 @@ __all__ = [
     "check_keys",
     "correlations",
     "load_aliases",
+    "pooled_note",
+    "pooled_splits",
     "prompt_groups_skipped",
     "run_splits",
     "summarize",

@@ -320,6 +320,8 @@ def _summarize_run(
             report_problems([], notes=[_empty_reason(run, filters)])
             return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
+        if "split" not in df.columns and len(pooled := S.pooled_splits(run, filters)) > 1:
+            report_problems([], notes=[S.pooled_note(pooled)])  # on purpose, yet said (as the default's split key is)
         if (mixed := layouts_note(run)) is not None and "env" not in (by or []):
             report_problems([], notes=[mixed])
         if window is not None and "step" not in (by or []):

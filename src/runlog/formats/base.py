@@ -407,16 +407,17 @@ class Layout:
         components: list[str],
         roles: list[str],
     ) -> pl.LazyFrame | None:
-        """One row per sample: ``carry``, ``component/<name>``, ``role:<r>:reward`` and ``role:<r>:kl`` for
-        each role, ``__has_roles`` and ``__sample_reward``. Only layouts that store roles as flat columns
+        """One row per sample: ``carry``, ``component/<name>``, ``role:<r>:reward``, ``role:<r>:kl`` and
+        ``__has_role:<r>`` (the file holds that role's columns) for each role, ``__has_roles`` and
+        ``__sample_reward``. Only layouts that store roles as flat columns
         offer it (None here); summaries then need no row per role. A file's ``FileInfo.unread`` columns are
         read as null (its text unreadable, its numbers not): a summary planned on this view before the file
         was found keeps it when it reads again (``Run.numeric_wide``)."""
         return None
 
     def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
-        """True when every sample of these files has per-role columns in the wide view (``__has_roles`` is
-        true on every row), so that summaries can skip the role-unknown case; known from footers."""
+        """True when every file holds every role of the whole run, so that summaries may count every row for
+        every role (no role sat out a step, no role-unknown row); known from footers."""
         return False
 
 

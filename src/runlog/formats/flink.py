@@ -37,6 +37,7 @@ from .base import (
     Layout,
     RunContext,
     register,
+    run_files,
 )
 from .common import (
     gate_version,
@@ -388,6 +389,9 @@ class FlinkLayout(Layout):
         components: list[str],
         roles: list[str],
     ) -> pl.LazyFrame | None:
+        """Also ``__has_role:<r>`` per role: whether the file holds that role's columns. A role that sits out a
+        step has no column in its file, and its null values there are no values logged, not nulls logged (the
+        long view, ``scan_numeric``, has no row for it): summaries mask each role by it (``aggregate.plan_wide``)."""
         frames = []
         for lf, present in self._numeric_frames(files, ctx, carry, components):
             cols = [*[e.alias(k) for k, e in carry.items()], *[pl.col(f"component/{n}") for n in components]]
@@ -395,6 +399,7 @@ class FlinkLayout(Layout):
                 for m in ("reward", "kl"):
                     src = pl.col(f"__{r}__{m}__") if r in present else pl.lit(None, dtype=pl.Float64)
                     cols.append(src.alias(f"role:{r}:{m}"))
+                cols.append(pl.lit(r in present).alias(f"__has_role:{r}"))
             cols.append(pl.lit(bool(present)).alias("__has_roles"))
             cols.append(pl.col("reward").cast(pl.Float64).alias("__sample_reward"))
             frames.append(lf.select(cols))
@@ -403,7 +408,12 @@ class FlinkLayout(Layout):
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
     def wide_roles_everywhere(self, files: list[FileInfo], ctx: RunContext) -> bool:
-        return all(_file_roles(f, ctx) for f in files if f.readable)
+        """Every file holds every role of the whole run (``run_files``: the roles a summary asks the wide view
+        for, also of a part of the run): only then may a summary count every row for every role (the lean wide
+        view); a file where a role sat out holds no value of it, which the masked view leaves out."""
+        whole = set(self.roles(run_files(files, ctx, self.name), ctx))
+        schemas = {id(f.columns): f for f in files if f.readable}  # files of one footer schema share their roles
+        return bool(whole) and all(whole <= set(_file_roles(f, ctx)) for f in schemas.values())
 
 
 def _file_roles(f: FileInfo, ctx: RunContext) -> list[str]:
