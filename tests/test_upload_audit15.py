@@ -210,7 +210,7 @@ def _two_shards(root: Path) -> Path:
 
 
 def test_shards_that_disagree_on_a_weight_are_said_and_a_value_without_one_is_one_value(tmp_path: Path) -> None:
-    """StatsTracker writes ``k__count`` only for more than one value: p0's mean of 10 values and p1's one value
+    """A shard without ``k__count`` (foreign data) weighs one value: p0's mean of 10 values and p1's one value
     are 11 values, (10 * 1 + 3) / 11. The note (summarize --scalars and the upload) says where shards disagree."""
     from runlog.analysis import scalars as SC
 

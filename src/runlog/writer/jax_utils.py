@@ -322,54 +322,155 @@ def allgather(vector: Any) -> Any:
 #: The most elements one device reduction counts: its counts are int32 sums (JAX's default integer), exact up
 #: to 2**31 - 1; a larger array is summarised in slices of this many elements, combined on the host.
 SUMMARY_CHUNK = 2**30
-#: The most elements whose counts a float32 holds exactly (2**24): a larger array's counts travel as two halves.
-EXACT_FLOAT32_COUNT = 2**24
+#: Integers travel in the float vector as two halves, ``v = hi * 2**16 + lo`` with ``0 <= lo < 2**16``: exact in
+#: float32 for 32-bit integers (counts, int32 minima and maxima), and in float64 (JAX's float under
+#: ``jax_enable_x64``) for 64-bit ones. A float32 holds integers exactly only up to 2**24.
 _HALF = 2**16
+#: The two device vectors, told apart on the host by their length (``host_summary``). A float array:
+#: ``[n_hi, n_lo, bad_hi, bad_lo, pivot, centre, residual (3), m2, min, max]``. An integer (or
+#: bool) array: ``[n_hi, n_lo, bad_hi, bad_lo, limb_bits, a1 (2), a0 (2), b1 (2), b0 (2), residual, m2, min (2),
+#: max (2)]``, each ``(2)`` an integer in halves.
+FLOAT_SUMMARY_SIZE = 12
+INT_SUMMARY_SIZE = 19
+
+
+def _halves(jnp: Any, v: Any, dtype: Any) -> list[Any]:
+    """An integer array of one element as ``[hi, lo]`` in ``dtype`` (``v = hi * 2**16 + lo``, both exact)."""
+    return [(v >> 16).astype(dtype), (v & (_HALF - 1)).astype(dtype)]
+
+
+def _minus(a: Any, b: Any) -> tuple[Any, Any]:
+    """``a - b`` in floating point and what it rounded away, exactly (Knuth's TwoSum): ``a - b = s + err``."""
+    s = a - b
+    bv = s - a
+    av = s - bv
+    return s, (a - av) - (b + bv)
+
+
+def _split_sum(jnp: Any, e: Any) -> list[Any]:
+    """``sum(e)`` of a float array as three floats whose float64 sum is far closer than a float sum's.
+
+    ``e`` is split into multiples of a power of two ``g`` so coarse that no partial sum of them can round
+    (``n * max|e| < 2**mantissa * g``, whatever the order the device adds them in), and what is left (under
+    ``g / 2`` each) is split the same way once more; only the last remainders are summed with rounding. A
+    float32 sum of ``n`` centred values rounds at about eps times their spread: a mean near 0 came back with
+    the wrong sign (1e-8 of the std for 10,000 values on XLA:CPU), and one split left 1e-8 of the std at ten
+    million values 1e4 stds from zero."""
+    info = jnp.finfo(e.dtype)
+    bits = max(e.size, 1).bit_length()  # static: the size, at least the count
+    out = []
+    for _ in range(2):
+        top = jnp.frexp(jnp.max(jnp.abs(e)))[1] + bits
+        g = jnp.clip(jnp.ldexp(jnp.ones((), e.dtype), top - info.nmant), info.tiny, info.max)
+        high = jnp.round(e / g) * g
+        out.append(jnp.sum(high))
+        e = e - high  # exact: high is e rounded to a multiple of g
+    return [*out, jnp.sum(e)]
+
+
+def _float_summary(jnp: Any, x: Any, m: Any) -> Any:
+    """The float vector (``FLOAT_SUMMARY_SIZE``) of a float array ``x`` (flat, JAX's default float) under ``m``.
+
+    Shifted by a pivot (the first value counted) and centred, rather than a raw sum and sum of squares: in float32
+    (JAX's default) a sum of values far from zero rounds away their spread (``1e4 + N(0, 0.01)``: the mean off
+    by more than the std). On the host the mean is ``pivot + centre + residual / n`` in float64: ``centre`` is
+    the float mean of the values minus the pivot, and ``residual`` the sum of their deviations from it (in two
+    parts, ``_split_sum``), which gives back what the float sum rounded away (about eps times n times the
+    pivot: with a mean near 0, such as centred advantages, that was the whole mean, its sign included). Each
+    subtraction's rounding is added to the residual too (``_minus``): a pivot or centre of finer bits than the
+    differences rounds them all the same way. The residual also corrects the centred squares (``m2 -
+    residual**2 / n``, the corrected two-pass formula of Chan, Golub and LeVeque).
+    """
+    i32 = jnp.int32
+    if x.size == 0:  # static: the shape is known when tracing
+        n = bad = jnp.zeros((), i32)
+        rest = [jnp.zeros((), x.dtype)] * 8  # unused for a count of 0 (host_summary)
+    else:
+        finite = jnp.isfinite(x)
+        ok = m & finite
+        n = jnp.sum(ok, dtype=i32)
+        first = jnp.argmax(ok)  # the first value counted (0 when none is, then unused)
+        pivot = jnp.where(ok[first], x[first], 0.0).astype(x.dtype)
+        d, d_err = _minus(jnp.where(ok, x, pivot), pivot)  # no inf or NaN in the arithmetic: masked out after
+        centre = jnp.sum(jnp.where(ok, d, 0.0)) / jnp.maximum(n, 1).astype(x.dtype)
+        e, e_err = _minus(d, centre)
+        e = jnp.where(ok, e, 0.0)
+        high, middle, low = _split_sum(jnp, e)
+        low = low + jnp.sum(jnp.where(ok, d_err + e_err, 0.0))
+        lo = jnp.min(jnp.where(ok, x, jnp.inf))
+        hi = jnp.max(jnp.where(ok, x, -jnp.inf))
+        bad = jnp.sum(m & ~finite, dtype=i32)
+        rest = [pivot, centre, high, middle, low, jnp.sum(e * e), lo, hi]
+    return jnp.stack([*_halves(jnp, n, x.dtype), *_halves(jnp, bad, x.dtype), *rest])
+
+
+def _int_summary(jnp: Any, x: Any, m: Any | None) -> Any:
+    """The integer vector (``INT_SUMMARY_SIZE``) of an integer or bool array ``x`` (flat) under ``m`` (None: no
+    mask; a mask of constant ones made XLA constant-fold the first counted value's ``argmax`` for seconds).
+
+    Cast to float32 first (as before), the values lost their low bits above 2**24: the max of ``[16777217, 5]``
+    was 16777216, and 2**31 - 1 came back as 2**31. So min and max are taken in the integer type and shipped in
+    halves, and the sum is exact: each value is split into two limbs of ``w`` bits (16, or 32 for 64-bit
+    integers), summed in JAX's default integer (int32, or int64 under ``jax_enable_x64``) over blocks small
+    enough not to overflow, the block sums split again and summed: ``sum = (a1 * 2**w + a0) * 2**w + b1 * 2**w
+    + b0``, added up on the host in Python integers. The centred squares (the std) are float sums of the values
+    minus the first one counted, formed from the limbs (one rounding each), with the residual correction of
+    ``_float_summary``.
+    """
+    acc = jnp.dtype(jnp.result_type(int))  # int32, or int64 under jax_enable_x64
+    f = jnp.dtype(jnp.result_type(float))
+    bits = 8 * acc.itemsize
+    w = bits // 2
+    block = 2 ** (bits - w - 1)  # a block sum of limbs below 2**w fits: (2**w - 1) * block < 2**(bits - 1)
+    if x.dtype == jnp.bool_ or x.dtype.itemsize < acc.itemsize:
+        x = x.astype(acc)
+    n = jnp.sum(m, dtype=jnp.int32) if m is not None else jnp.asarray(x.size, jnp.int32)
+    head = [*_halves(jnp, n, f), jnp.zeros((), f), jnp.zeros((), f), jnp.asarray(w, f)]  # an integer is finite
+    if x.size == 0:  # static: the shape is known when tracing
+        return jnp.stack(head + [jnp.zeros((), f)] * (INT_SUMMARY_SIZE - len(head)))
+    keep = (lambda a, other: a) if m is None else (lambda a, other: jnp.where(m, a, other))
+    hi = keep((x >> w).astype(acc), 0)
+    lo = keep((x & (2**w - 1)).astype(acc), 0)
+
+    def exact_sum(limbs: Any) -> list[Any]:
+        # Block sums (exact), split into limbs again and summed: exact for up to 2**30 elements (SUMMARY_CHUNK).
+        size = limbs.size
+        full = size // block * block
+        sums = [limbs[:full].reshape(-1, block).sum(axis=1, dtype=acc)] if full else []
+        if full < size:
+            sums.append(limbs[full:].sum(keepdims=True, dtype=acc))
+        s = jnp.concatenate(sums)
+        return [jnp.sum(s >> w, dtype=acc), jnp.sum(s & (2**w - 1), dtype=acc)]
+
+    sums = [h for part in (*exact_sum(hi), *exact_sum(lo)) for h in _halves(jnp, part, f)]
+    first = 0 if m is None else jnp.argmax(m)
+    d = keep((hi - hi[first]).astype(f) * float(2**w) + (lo - lo[first]).astype(f), 0.0)
+    centre = jnp.sum(d) / jnp.maximum(n, 1).astype(f)
+    e = keep(d - centre, 0.0)
+    info = jnp.iinfo(x.dtype)
+    least = jnp.min(keep(x, jnp.asarray(info.max, x.dtype)))
+    most = jnp.max(keep(x, jnp.asarray(info.min, x.dtype)))
+    return jnp.stack([*head, *sums, jnp.sum(e), jnp.sum(e * e), *_halves(jnp, least, f), *_halves(jnp, most, f)])
 
 
 @functools.cache
-def _summary_fn(halves: bool) -> Any:
-    """A jitted reduction ``(values, mask) -> [count, pivot, shifted sum, m2, min, max, nonfinite]`` on the device.
+def _summary_fn() -> Any:
+    """A jitted reduction ``(values, mask) -> vector`` on the device (``FLOAT_SUMMARY_SIZE`` or
+    ``INT_SUMMARY_SIZE`` numbers, in JAX's default float; ``host_summary`` reads either).
 
-    Shifted by a pivot (the first value counted) and centred (``m2``), rather than a raw sum and sum of squares:
-    in float32 (JAX's default) a sum of values far from zero rounds away their spread (``1e4 + N(0, 0.01)``: the
-    mean off by more than the std, so the std of two calls combined was 1 % off). The values minus the pivot are
-    exact (Sterbenz) and small, so the shifted sum and the centred squares keep the spread; the host adds the
-    pivot back in float64 (``host_summary``). An empty array (a step whose rollouts were all filtered out) gives
-    count 0, as the numpy path does. The counts are integer sums put in the float vector: exact for an array of
-    at most 2**24 elements. For a larger one (``halves``) each count is carried as two halves (``n = hi * 2**16 +
-    lo``, each below 2**16, so exact in float32), in a nine-number vector ``[count_hi, count_lo, pivot, shifted
-    sum, m2, min, max, bad_hi, bad_lo]``: one float32 would round it. ``host_summary`` reads either.
+    An empty array (a step whose rollouts were all filtered out) gives count 0, as the numpy path does. The
+    counts are int32 sums, carried in halves (a float32 rounds odd numbers above 2**24).
     """
     jax = require_jax()
     jnp = jax.numpy
 
     @jax.jit
     def summarise(values: Any, mask: Any) -> Any:
-        x = jnp.ravel(values).astype(jnp.result_type(float))
-        m = jnp.ones(x.shape, dtype=bool) if mask is None else jnp.ravel(mask).astype(bool)
-        if x.size == 0:  # static: the shape is known when tracing
-            zero = jnp.zeros((), x.dtype)
-            n = bad = jnp.zeros((), jnp.int32)
-            pivot = d_sum = m2 = zero
-            lo, hi = jnp.full((), jnp.inf, x.dtype), jnp.full((), -jnp.inf, x.dtype)
-        else:
-            finite = jnp.isfinite(x)
-            ok = m & finite
-            n = jnp.sum(ok, dtype=jnp.int32)
-            first = jnp.argmax(ok)  # the first value counted (0 when none is, then unused)
-            pivot = jnp.where(ok[first], x[first], 0.0).astype(x.dtype)
-            d = jnp.where(ok, x - pivot, 0.0)
-            d_sum = jnp.sum(d)
-            d_mean = d_sum / jnp.maximum(n, 1).astype(x.dtype)
-            m2 = jnp.sum(jnp.where(ok, (d - d_mean) ** 2, 0.0))
-            lo = jnp.min(jnp.where(ok, x, jnp.inf))
-            hi = jnp.max(jnp.where(ok, x, -jnp.inf))
-            bad = jnp.sum(m & ~finite, dtype=jnp.int32)
-        if not halves:
-            return jnp.stack([n.astype(x.dtype), pivot, d_sum, m2, lo, hi, bad.astype(x.dtype)])
-        n_hi, n_lo, bad_hi, bad_lo = (h.astype(x.dtype) for h in (n // _HALF, n % _HALF, bad // _HALF, bad % _HALF))
-        return jnp.stack([n_hi, n_lo, pivot, d_sum, m2, lo, hi, bad_hi, bad_lo])
+        v = jnp.ravel(values)
+        m = None if mask is None else jnp.ravel(mask).astype(bool)
+        if v.dtype == jnp.bool_ or jnp.issubdtype(v.dtype, jnp.integer):  # static: the dtype is known
+            return _int_summary(jnp, v, m)
+        return _float_summary(jnp, v.astype(jnp.result_type(float)), jnp.ones(v.shape, bool) if m is None else m)
 
     return summarise
 
@@ -377,27 +478,46 @@ def _summary_fn(halves: bool) -> Any:
 def device_summary(values: Any, mask: Any | None = None) -> list[Any]:
     """Summaries of a JAX array, computed where it lives by asynchronous dispatches; each stays on the device
     (no sync) and is a new buffer, so donating ``values`` afterwards does not affect it. One summary per slice
-    of ``SUMMARY_CHUNK`` elements (one for any array below a billion elements), so that the counts are exact;
-    ``host_summary`` reads each one on the host."""
+    of ``SUMMARY_CHUNK`` elements (one for any array below a billion elements), so that the counts (and an
+    integer array's sums) are exact; ``host_summary`` reads each one on the host."""
     size = getattr(values, "size", None)
     if not isinstance(size, int) or size <= SUMMARY_CHUNK:
-        return [_summary_fn(isinstance(size, int) and size > EXACT_FLOAT32_COUNT)(values, mask)]
+        return [_summary_fn()(values, mask)]
     flat = values.reshape(-1)
     flat_mask = None if mask is None else mask.reshape(-1)
     return [
-        _summary_fn(True)(flat[i : i + SUMMARY_CHUNK], None if flat_mask is None else flat_mask[i : i + SUMMARY_CHUNK])
+        _summary_fn()(flat[i : i + SUMMARY_CHUNK], None if flat_mask is None else flat_mask[i : i + SUMMARY_CHUNK])
         for i in range(0, size, SUMMARY_CHUNK)
     ]
 
 
 def host_summary(h: Any) -> Any:
-    """A device summary's host copy (seven numbers, or nine with the counts in halves) as ``[count, sum, m2, min,
-    max, nonfinite]`` in float64, the counts exact; the sum is ``count * pivot + shifted sum``, in float64."""
+    """A device summary's host copy as ``[count, sum, m2, min, max, nonfinite]`` in float64.
+
+    The integers (counts, an integer array's sum limbs, minimum and maximum) are joined from their halves in
+    Python integers, exactly; a float array's sum is ``n * (pivot + centre) + residual`` in float64. ``m2`` is
+    the centred squares less ``residual**2 / n`` (the corrected two-pass formula)."""
     import numpy as np
 
     v = np.asarray(h, dtype=np.float64)
-    if v.size == 7:
-        n, pivot, d_sum, m2, lo, hi, bad = v
+
+    def join(i: int) -> int:
+        return int(v[i]) * _HALF + int(v[i + 1])
+
+    n, bad = join(0), join(2)
+    if v.size == FLOAT_SUMMARY_SIZE:
+        pivot, centre, high, middle, low, m2, lo, hi = (float(a) for a in v[4:])
+        residual = high + middle + low
+        total = n * (pivot + centre) + residual
+    elif v.size == INT_SUMMARY_SIZE:
+        w = int(v[4])
+        a1, a0, b1, b0 = join(5), join(7), join(9), join(11)
+        total = float((((a1 << w) + a0) << w) + (b1 << w) + b0)
+        residual, m2 = float(v[13]), float(v[14])
+        lo, hi = float(join(15)), float(join(17))
     else:
-        n, pivot, d_sum, m2, lo, hi, bad = v[0] * _HALF + v[1], v[2], v[3], v[4], v[5], v[6], v[7] * _HALF + v[8]
-    return np.array([n, n * pivot + d_sum, m2, lo, hi, bad])
+        raise ValueError(f"a device summary of {v.size} numbers; expected {FLOAT_SUMMARY_SIZE} or {INT_SUMMARY_SIZE}")
+    if n == 0:
+        return np.array([0.0, 0.0, 0.0, np.inf, -np.inf, float(bad)])
+    m2 = max(m2 - residual * residual / n, 0.0)
+    return np.array([float(n), total, m2, lo, hi, float(bad)])

@@ -5,8 +5,8 @@ function, the loss, a rollout worker) without knowing about steps, processes or 
 once per step. Arrays are summarised where they live: for a JAX array the mean/std/min/max/count are
 computed on the device by one jitted reduction and stay there; ``commit`` with a ``RunWriter`` starts their
 copies to host and hands the step to the writer's background thread, which completes them, reduces across
-processes and writes. Neither recording nor committing waits for the device, and the host receives seven
-numbers per summary, never the array.
+processes and writes. Neither recording nor committing waits for the device, and the host receives twelve
+numbers per summary (nineteen for an integer array), never the array.
 
 Naming (seed 002): ``/`` separators; namespaces ``train/``, ``eval/``, ``time/``, ``throughput/``; summary
 suffixes ``mean, std, min, max, count``; ``k__count`` is the weight of ``k`` when shards are merged.
@@ -28,7 +28,7 @@ from .errors import StepOrderError
 from .run_writer import RunWriter, _step
 
 # Per summary key on the host, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count
-# (a device summary carries seven, with a pivot: ``jax_utils.host_summary`` turns it into these six).
+# (a device summary carries more, with a pivot: ``jax_utils.host_summary`` turns it into these six).
 _N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
 
 Gather = Callable[[Any], Any]
@@ -87,13 +87,13 @@ class StatsTracker:
 
     ``reduce="global"`` (default) combines every process's numbers when ``jax.process_count() > 1`` with one
     small all-gather of counts, sums, centred sums of squares, minima and maxima (never the arrays; combined
-    with Chan et al.'s formula), so that every
-    process exports the global values and ``commit`` writes them from process 0 only. ``reduce="local"``
-    exports each process's own numbers, with ``__count`` weights, for per-process scalar shards that
-    readers merge. ``gather`` replaces the JAX all-gather (tests, other frameworks): it takes a 1-D float64
-    vector and returns a ``[process_count, len]`` array; with a ``RunWriter`` it is called on the writer's
-    background thread. ``clock`` times ``record_timing`` (inject one for reproducible timings). Not
-    thread-safe: record from the training thread.
+    with Chan et al.'s formula), so that every process exports the global values (a timing: the processes'
+    mean, and the slowest under ``MAX_PROCESS``) and ``commit`` writes them from process 0 only.
+    ``reduce="local"`` exports each process's own numbers, with ``__count`` weights (every scalar's, one value or
+    several), for per-process scalar shards that readers merge. ``gather`` replaces the JAX all-gather (tests,
+    other frameworks): it takes a 1-D float64 vector and returns a ``[process_count, len]`` array; with a
+    ``RunWriter`` it is called on the writer's background thread. ``clock`` times ``record_timing`` (inject one
+    for reproducible timings). Not thread-safe: record from the training thread.
     """
 
     _instances = itertools.count()  # same order on every process (SPMD): names this tracker's gathers
@@ -187,7 +187,8 @@ class StatsTracker:
 
     @contextlib.contextmanager
     def record_timing(self, key: str) -> Iterator[None]:
-        """Time the block into ``time/<scope>/<key>_s`` (summed when repeated in a step)."""
+        """Time the block into ``time/<scope>/<key>_s`` (summed when repeated in a step; across processes, their
+        mean, and the slowest process's under ``time/<scope>/<key>_s/max_process`` with global reduction)."""
         full = "time/" + self._key(key) + "_s"
         t0 = self._clock()
         try:
@@ -278,15 +279,18 @@ class StatsTracker:
                 )
             seen[name] = source
 
+        slowest = self.reduce == "global" and self.process_count > 1
         for k, values in self._scalars.items():
             add(k, f"scalar {k!r}")
-            if len(values) > 1:
+            if len(values) > 1 or self.reduce == "local":
                 add(f"{k}__count", f"scalar {k!r} (its weight)")
         for k in self._summaries:
             for suffix in _SUMMARY_SUFFIXES:
                 add(f"{k}/{suffix}", f"summary {k!r}")
         for k in self._timings:
             add(k, f"timing {k!r}")
+            if slowest:
+                add(k + MAX_PROCESS, f"timing {k!r} (its slowest process)")
 
     def _take(self, reset: bool) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, float]]:
         recorded = (
@@ -346,7 +350,7 @@ class StatsTracker:
             summaries[k] = acc
         if gather is not None:
             scalars, summaries, timings = self._reduce_across_processes(scalars, summaries, timings, gather)
-        return _render(scalars, summaries, timings)
+        return _render(scalars, summaries, timings, weigh_all=self.reduce == "local")
 
     def _reduce_across_processes(
         self,
@@ -359,6 +363,9 @@ class StatsTracker:
 
         Summaries travel as count, sum and centred sum of squares (float64), combined with Chan et al.'s
         formula as the local path does: a raw sum of squares would lose the variance of values far from zero.
+        A timing is the mean of the processes' (what readers make of ``reduce="local"`` shards, which hold no
+        weight for it, and what AReaL records), so that one training gives one number in both modes; the
+        slowest process's goes under its own key (``MAX_PROCESS``).
         Every process must record the same keys (the SPMD rule); the hash turns a violation into an error
         instead of numbers silently mixed up.
         """
@@ -370,6 +377,7 @@ class StatsTracker:
         for k in m_keys:
             a = summaries[k]
             sums += [a[_N], a[_SUM], a[_M2], a[_BAD]]
+        sums += [timings[k] for k in t_keys]
         mins = [summaries[k][_MIN] for k in m_keys]
         maxs = [summaries[k][_MAX] for k in m_keys] + [timings[k] for k in t_keys]
         layout = "\0".join(["s", *s_keys, "m", *m_keys, "t", *t_keys])
@@ -385,10 +393,12 @@ class StatsTracker:
         lo = gathered[:, ns : ns + nm].min(axis=0)
         hi = gathered[:, ns + nm : -1].max(axis=0)
         out_s = {k: (float(total[2 * i]), float(total[2 * i + 1])) for i, k in enumerate(s_keys)}
-        base = 2 * len(s_keys)
+        base, timed = 2 * len(s_keys), 2 * len(s_keys) + 4 * len(m_keys)  # where summaries and timings start
         out_m: dict[str, Any] = {}
         if m_keys:
-            parts = gathered[:, base:ns].reshape(gathered.shape[0], len(m_keys), 4)  # [process, key, (n, s, m2, bad)]
+            parts = gathered[:, base:timed].reshape(
+                gathered.shape[0], len(m_keys), 4
+            )  # [process, key, (n, s, m2, bad)]
             n_p, s_p, m2_p = parts[..., 0], parts[..., 1], parts[..., 2]
             n_all, s_all = n_p.sum(axis=0), s_p.sum(axis=0)
             mean_all = np.divide(s_all, n_all, out=np.zeros_like(s_all), where=n_all > 0)
@@ -398,11 +408,18 @@ class StatsTracker:
             bad_all = parts[..., 3].sum(axis=0)
             for i, k in enumerate(m_keys):
                 out_m[k] = np.array([n_all[i], s_all[i], m2_all[i], lo[i], hi[i], bad_all[i]])
-        out_t = {k: float(hi[len(m_keys) + i]) for i, k in enumerate(t_keys)}
+        out_t: dict[str, float] = {}
+        for i, k in enumerate(t_keys):
+            out_t[k] = float(total[timed + i]) / gathered.shape[0]
+            out_t[k + MAX_PROCESS] = float(hi[len(m_keys) + i])
         return out_s, out_m, out_t
 
 
 _SUMMARY_SUFFIXES = ("mean", "std", "min", "max", "count", "mean__count", "nonfinite")
+#: The suffix of a timing's slowest process, written beside the timing (the processes' mean) by a global
+#: reduction over several processes: named for what it is the maximum of (a step's repeats are summed, not
+#: maxed), and never written by ``reduce="local"``, whose shards' readers could not take a maximum of a mean.
+MAX_PROCESS = "/max_process"
 
 
 def _element_count(key: str, x: Any, what: str) -> int:
@@ -435,13 +452,20 @@ def _device_parts(recorded: tuple[dict[str, list[Any]], dict[str, list[Any]], di
 
 
 def _render(
-    scalars: Mapping[str, tuple[float, float]], summaries: Mapping[str, Any], timings: Mapping[str, float]
+    scalars: Mapping[str, tuple[float, float]],
+    summaries: Mapping[str, Any],
+    timings: Mapping[str, float],
+    *,
+    weigh_all: bool = False,
 ) -> dict[str, float]:
+    """The exported keys. ``weigh_all`` (``reduce="local"``: shards that readers merge) writes ``k__count`` for
+    a scalar of one value too: readers weigh a value without one as one value anyway, but a shard with a weight
+    beside one without looks like foreign data to them (``runlog summarize --scalars`` says so in a note)."""
     out: dict[str, float] = {}
     nan = float("nan")
     for k, (s, c) in scalars.items():
         out[k] = s / c if c else nan
-        if c > 1:
+        if c > 1 or weigh_all:
             out[f"{k}__count"] = c
     for k, a in summaries.items():
         n = float(a[_N])
