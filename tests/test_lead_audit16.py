@@ -43,7 +43,7 @@ def test_one_step_file_of_a_run_is_said_to_be_read_alone(cli):
     step = SAMPLES / "debate_grpo" / "samples" / "train" / "step_00000003.p0.parquet"
     r = cli("summarize", step, "--format", "json")
     assert r.exit_code == 0
-    assert "one file of the run at" in r.stderr and "read alone" in r.stderr
+    assert "one file of its run, read alone" in r.stderr
     r = cli("inspect", step)
     assert "no run.json read" in r.stdout and "run.json lists none" not in r.stdout
     whole = cli("summarize", SAMPLES / "debate_grpo", "--format", "json")
@@ -54,3 +54,47 @@ def test_watch_says_a_plain_warning_once(cli):
     r = cli("watch", SAMPLES / "damaged", "--once")
     line = next(x for x in r.stdout.splitlines() if "notes.txt" in x)
     assert line.startswith("problem warning step - notes.txt: ") and line.count("warning") == 1, line
+
+
+def _failed_writer_run(root: Path) -> Path:
+    """A native run of three steps whose writer's state file says it failed (as a full disk leaves it)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import native_rows
+
+    (root / "samples" / "train").mkdir(parents=True)
+    (root / "run.json").write_text(
+        json.dumps({"format": "runlog", "schema_version": 2, "run_id": "wf", "writer": {"state_files": True}})
+    )
+    for step in range(3):
+        pq.write_table(
+            pa.Table.from_pylist(native_rows(step, 4)), root / "samples" / "train" / f"step_{step:08d}.p0.parquet"
+        )
+    state = {
+        "process": 0,
+        "state": "closed",
+        "how": "close",
+        "error": "OSError: [Errno 28] No space left on device",
+        "last_step": {"train": 2},
+    }
+    (root / ".writer.p0.json").write_text(json.dumps(state))
+    return root
+
+
+def test_a_failed_writer_is_said_by_every_command_once(tmp_path, cli):
+    """summarize printed the steps written before a writer failed as the run, exit 0, nothing said (an audit): what
+    the writer had not written is lost, as inspect and doctor said."""
+    import json
+
+    run = _failed_writer_run(tmp_path / "run")
+    r = cli("summarize", run, "--format", "json")
+    assert r.exit_code == 1 and r.stderr.count("the writer of process 0 failed") == 1, r.stderr
+    assert json.loads(r.stdout)  # the steps written are still summarised
+    r = cli("inspect", run, "--format", "json")
+    assert [p["kind"] for p in json.loads(r.stdout)["problems"]] == ["writer_failed"]
+    r = cli("doctor", run, "--format", "json")
+    kinds = [f["message"].split(":")[0] for f in json.loads(r.stdout)["findings"] if f["kind"] == "data_problem"]
+    assert kinds.count("writer_failed") == 1, kinds

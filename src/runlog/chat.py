@@ -80,9 +80,18 @@ def content_and_reasoning(content: Any) -> tuple[str | None, str | None]:
 
 # Content parts whose text is the model's reasoning, and the keys that may hold it (first found).
 _REASONING_PARTS = frozenset({"thinking", "reasoning", "reasoning_text"})
-# The marks a redacted (encrypted) reasoning part leaves in the reasoning, one a line: runlog's words, not the
-# model's (``texts.reasoning_written`` leaves them out of the reasoning it counts or puts back in think tags).
-REDACTED_MARKS = ("[redacted_thinking]", *sorted(f"[{p} (redacted)]" for p in _REASONING_PARTS))
+# Where a Responses ``reasoning`` item holds both its summary and its raw reasoning, a mark line before each
+# (``reasoning_text``), so that a reader tells the summary (another model's words) from the reasoning itself.
+SUMMARY_MARK, RAW_REASONING_MARK = "[summary_text]", "[reasoning_text]"
+# The marks runlog leaves in a reasoning, one a line: a redacted (encrypted) reasoning part's, and the two above.
+# runlog's words, not the model's (``texts.reasoning_written`` leaves them out of the reasoning it counts or puts
+# back in think tags).
+REDACTED_MARKS = (
+    "[redacted_thinking]",
+    *sorted(f"[{p} (redacted)]" for p in _REASONING_PARTS),
+    SUMMARY_MARK,
+    RAW_REASONING_MARK,
+)
 _REASONING_KEYS = ("thinking", "reasoning", "text", "summary", "content")
 
 
@@ -698,22 +707,32 @@ def _join_new(first: str | None, second: str | None) -> str | None:
     return second if not first else f"{first}\n{second}"
 
 
-def reasoning_text(item: dict[str, Any]) -> str:
-    """Text of a Responses ``reasoning`` item: its summary parts, else its reasoning-text content."""
+def _item_texts(value: Any) -> str:
+    """The text parts of a ``reasoning`` item's ``summary`` or ``content`` (a list of parts or a string), one a
+    line."""
     parts: list[str] = []
-    for key in ("summary", "content"):
-        val = item.get(key)
-        if isinstance(val, list):
-            for p in val:
-                if isinstance(p, dict) and isinstance(p.get("text"), str):
-                    parts.append(p["text"])
-                elif isinstance(p, str):
-                    parts.append(p)
-        elif isinstance(val, str):
-            parts.append(val)
-        if parts:
-            break
+    if isinstance(value, list):
+        for p in value:
+            if isinstance(p, dict) and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+            elif isinstance(p, str):
+                parts.append(p)
+    elif isinstance(value, str):
+        parts.append(value)
     return "\n".join(t for t in parts if t)
+
+
+def reasoning_text(item: dict[str, Any]) -> str:
+    """Text of a Responses ``reasoning`` item: its summary parts, its raw reasoning (``content``: the
+    ``reasoning_text`` parts vLLM, gpt-oss and OpenAI's reasoning models may give beside the summary), or both.
+    Both are kept, the summary first, each after a mark line of its own (``SUMMARY_MARK``, ``RAW_REASONING_MARK``):
+    the summary is a shortened retelling, the content what the model wrote, and a reader must tell which is which
+    (a first version kept the summary alone, and the raw reasoning was lost without a word). The same text in
+    both is given once, unmarked."""
+    summary, raw = _item_texts(item.get("summary")), _item_texts(item.get("content"))
+    if summary and raw and summary != raw:
+        return f"{SUMMARY_MARK}\n{summary}\n{RAW_REASONING_MARK}\n{raw}"
+    return summary or raw
 
 
 def from_responses_items(items: Any) -> list[dict[str, Any]]:

@@ -347,6 +347,14 @@ def expects_states(manifest: dict[str, Any] | None) -> bool:
     return isinstance(writer, dict) and writer.get("state_files") is True
 
 
+WRITER_FAILED = "writer_failed"  # a run problem (an error): a state file says its writer failed
+
+
+def failure_message(st: WriterState) -> str:
+    """The run problem's words for a writer that failed (``WRITER_FAILED``)."""
+    return f"the writer of process {st.process} failed: {st.error}; what it had not written when it failed is lost"
+
+
 def read_states(files: dict[int, tuple[str, Any, Any]]) -> dict[int, WriterState]:
     """``files``: process -> (run-relative path, path, listing stamp) of each state file listed. A local one
     rewritten since it was listed is read as it is now, marked ``newer``."""
@@ -402,12 +410,14 @@ def holdings_of(infos: Any) -> Holdings:
 
 __all__ = [
     "END_GRACE_S",
+    "WRITER_FAILED",
     "STATE_RE",
     "EndState",
     "Holdings",
     "WriterState",
     "end_state",
     "expects_states",
+    "failure_message",
     "holdings_of",
     "read_state",
     "read_states",

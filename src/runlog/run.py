@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .ends import STATE_RE, EndState, end_state, holdings_of
+from .ends import STATE_RE, WRITER_FAILED, EndState, end_state, failure_message, holdings_of, read_states
 from .errors import EXIT_PROBLEMS, DataError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
@@ -816,10 +816,16 @@ def open_run(
         # read. Said, so that one step is not taken for the run.
         ctx.warn(
             files[0].path,
-            f"one file of the run at {root}, read alone (not its run.json, other steps or scalars): "
-            "pass the run folder for the whole run",
+            "one file of its run, read alone (not the run's manifest, other steps or scalars): pass the run "
+            "folder for the whole run",
         )
     ctx.files = files  # what run-wide decisions are made from, also when a part of the run is read
+    if only is None and ctx.state_files:
+        # A writer that failed lost what it had not written: every command says so (an error, exit 1), not
+        # inspect and doctor alone; summarize printed the steps before the failure as the run, exit 0 (an audit).
+        for st in read_states(ctx.state_files).values():
+            if st.error:
+                ctx.problem(st.path, WRITER_FAILED, failure_message(st))
     ctx.discovered = len(ctx.problems)
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
 

@@ -17,7 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import pl
-from ..ends import END_GRACE_S  # noqa: F401  (re-exported: tests use it from here)
+from ..ends import (
+    END_GRACE_S,  # noqa: F401  (re-exported: tests use it from here)
+    WRITER_FAILED,
+)
 from ..formats.base import WARNING
 from ..formats.common import step_in_name
 from ..run import Run
@@ -646,6 +649,8 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     # inspect's reading of the steps tells (steps beyond the int64 range), so that a run doctor calls healthy is
     # not one inspect finds an error in.
     for p in [*s.run.problems, *report.step_errors]:
+        if p.kind == WRITER_FAILED:
+            continue  # said by ``_end_findings`` with the process, as ``writer_failed``: once
         kind = LEFTOVER_TEMPORARY if _leftover_temporary(p) else p.kind
         by_kind.setdefault(kind, []).append(p.as_dict())
     for kind, problems in by_kind.items():

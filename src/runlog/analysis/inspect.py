@@ -571,27 +571,6 @@ def _unlisted_steps(run: Run) -> dict[str, set[int]]:
     return out
 
 
-WRITER_FAILED = "writer_failed"
-
-
-def writer_failures(run: Run) -> list[Problem]:
-    """A problem (an error) per writer state file that says the writer failed (``error``, docs/format.md, Writer
-    state files): what that writer had not written when it failed is lost, so the run is not valid (doctor's
-    ``writer_failed``). The header's ``writer:`` line says it too."""
-    end = run.end_state
-    if not end.known:
-        return []
-    return [
-        Problem(
-            s.path,
-            WRITER_FAILED,
-            f"the writer of process {s.process} failed: {s.error}; what it had not written when it failed is lost",
-        )
-        for _, s in sorted(end.states.items())
-        if s.error
-    ]
-
-
 def gaps_without(gaps: list[list[int]], stride: int, steps: Iterable[int]) -> list[list[int]]:
     """The ``gaps`` (``[first, last]`` runs of the stride's steps) less ``steps``, as ranges again; by the steps
     inside each range, never step by step (a gap may span millions of steps). Also ``watch``'s."""
@@ -856,7 +835,6 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         unmatched=list(run.unmatched),
         problems=[
             *run.problems,
-            *writer_failures(run),
             *beyond_problems,
             *_verdict_warnings(run, gaps, strides, named_by_split),
         ],

@@ -859,6 +859,20 @@ def _has_text() -> pl.Expr:
     return pl.col("text").is_not_null()
 
 
+def _has_words() -> pl.Expr:
+    """The rows of a ``texts_frame`` whose text has a character other than white space. ``--text messages`` keeps
+    the turns that are tool calls without words (content ``""`` or ``"\\n\\n"``: what ``tool-call-json`` checks);
+    diversity and the text specs measure words, and 16 identical empty texts of a tool-using agent read as mode
+    collapse (a real verifiers dump: unique_frac 0.32 over its assistant turns, 0.60 over those with words)."""
+    return pl.col("text").str.contains(F.NON_SPACE_CLASS).fill_null(False)
+
+
+WORDLESS_NOTE = (
+    "{n} message(s) without words (tool calls whose content is empty or white space) left out of --text messages: "
+    "only tool-call-json checks them"
+)
+
+
 def diversity_frame(
     run: Run,
     by: Sequence[str] = ("step",),
@@ -885,9 +899,14 @@ def diversity_frame(
     if over not in ("group", "set"):
         raise UsageError(f"--over {over!r}: expected group or set")
     with_group = over == "group" or "group" in keys
+    # ``messages``: a turn of tool calls without words is no text to measure (left out, said; a sample with no
+    # other message is counted in ``no_text``).
+    checked = _has_words() if text == "messages" else _has_text()
     frame = _texts_counted(
-        run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys, checked=_has_text()
+        run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys, checked=checked
     )
+    if text == "messages":
+        frame = _left_out(frame, _has_text() & ~checked, WORDLESS_NOTE, notes)
     frame = frame.filter(_has_text())
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
@@ -1028,8 +1047,10 @@ def format_per_sample(
     # A sample with no text of the kind asked for (a rollout that failed before the policy spoke, a speaker
     # absent from it) has nothing to check: it is left out, not counted as a failure (as diversity does).
     checked = _has_text()
-    if calls or text == "messages":  # message rows: a message of tool calls without words is checked too
+    if calls:  # message rows: a message of tool calls without words is checked too
         checked |= pl.col("tool_calls").is_not_null()
+    elif text == "messages":  # a text spec: a message of tool calls without words has no text to check
+        checked = _has_words()
     if spec.roles is not None:
         checked &= pl.col("role").is_in(list(spec.roles))
     if calls:

@@ -9,11 +9,15 @@ whatever the resources server adds (the components again as top-level fields, ``
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from .. import chat
+from .. import schema as S
 from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
+from .common import shared_ids
 from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _COMP_NOT_NUMBER = (
@@ -46,6 +50,149 @@ def with_prompt_turns(frame: pl.DataFrame, state: dict[str, Any]) -> pl.DataFram
     if len(counts) != frame.height:  # never expected: unknown (every turn read), rather than misplaced
         counts = [None] * frame.height
     return frame.with_columns(pl.Series("prompt_turns", counts, dtype=pl.Int32))
+
+
+# -- prompt groups over a run's files (NeMo Gym and verifiers) --------------------------------------------------
+# A layout whose group id is an example's number in its file (verifiers' ``id``, NeMo Gym's ``_ng_task_index``)
+# reads two files of one folder that number their own examples 0, 1, ... into the same groups, each holding two
+# prompts: their rewards then differ and every group looks like it has learning signal. So each file's prompts
+# are kept (as digests, not texts: nothing is read again, and no prompt text is held past its file's parse) and
+# checked over the run's files in ``check_run``: where one id names different prompts in different files, the
+# prompt groups are the rows with the same prompt (``prompt-N``, numbered over the run), in every file.
+
+# ``ctx.cache`` key: {layout name: {file path: FilePrompts}}, in the order the files were read.
+_PROMPTS = "prompt_groups"
+# The key of a row without a prompt: ``NO_PROMPT_SLOT`` and its place (unique: it holds a number in the
+# ``prompt-N`` numbering that no group has, so that the prompts after it keep the numbers they have with it).
+NO_PROMPT_SLOT = "\x00no prompt\x00"
+
+
+def prompt_key(value: Any) -> str:
+    """A row's prompt as a short key: a 128-bit digest of its compact JSON (so that the prompts of a run of 100,000
+    rows are not all held in memory, text for text, until its samples are read)."""
+    return hashlib.blake2b(chat.compact_json(value).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@dataclass
+class FilePrompts:
+    """The prompts of one file's rows: ``keys`` in order of first appearance among the rows with an id (a row
+    without a prompt has a key of its own, ``NO_PROMPT_SLOT``...); ``rows`` each row's place in ``keys`` (-1: a row
+    without an id, in no group); ``ids`` each group id's prompt keys (rows without a prompt left out); ``by_prompt``
+    whether the file's groups are its prompts (``prompt-N``) rather than its ids; ``run_wide`` whether that was
+    decided over the run's files (``check_prompt_ids``)."""
+
+    keys: list[str]
+    rows: list[int]
+    ids: dict[str, set[str]]
+    by_prompt: bool = False
+    run_wide: bool = False
+
+
+def remember_prompts(ctx: RunContext, layout: str, path: str, pairs: list[tuple[str | None, str]]) -> FilePrompts:
+    """Keep a file's ``(group id, prompt key)`` pairs, one per row in order, for ``check_prompt_ids`` and
+    ``with_prompt_groups``."""
+    first: dict[str, int] = {}
+    rows: list[int] = []
+    ids: dict[str, set[str]] = {}
+    for group, key in pairs:
+        rows.append(-1 if group is None else first.setdefault(key, len(first)))
+        if group is not None and not key.startswith(NO_PROMPT_SLOT):
+            ids.setdefault(group, set()).add(key)
+    fp = FilePrompts(list(first), rows, ids)
+    earlier = ctx.cache.get(_PROMPTS, {}).get(layout, {}).get(path)
+    if earlier is not None and earlier.run_wide:  # parsed again (``file_frames``): what the run decided holds
+        fp.by_prompt = fp.run_wide = True
+    ctx.cache.setdefault(_PROMPTS, {}).setdefault(layout, {})[path] = fp
+    return fp
+
+
+def file_prompt_groups(fp: FilePrompts) -> list[str | None]:
+    """The ``prompt-N`` group of each row of one file, numbered in the file (``with_prompt_groups`` numbers them
+    again over the run)."""
+    return [None if i < 0 or fp.keys[i].startswith(NO_PROMPT_SLOT) else f"prompt-{i}" for i in fp.rows]
+
+
+def check_prompt_ids(files: list[FileInfo], ctx: RunContext, layout: str) -> tuple[int, str, list[str]] | None:
+    """Whether one group id names different prompts in different files of the run (each file being consistent on
+    its own: an id's prompts over the run outnumber its prompts in any one file). If so, every file grouped by id
+    is grouped by prompt instead (``run_wide``), and (how many ids, the first, the files that hold it) is given;
+    else None. From the keys the probes kept: nothing read."""
+    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
+    mine = [memo[f.path] for f in files if f.path in memo and not memo[f.path].by_prompt]
+    union: dict[str, set[str]] = {}
+    widest: dict[str, int] = {}
+    holders: dict[str, list[str]] = {}
+    for f in files:
+        fp = memo.get(f.path)
+        if fp is None or fp.by_prompt:
+            continue
+        for group, keys in fp.ids.items():
+            union.setdefault(group, set()).update(keys)
+            widest[group] = max(widest.get(group, 0), len(keys))
+            holders.setdefault(group, []).append(f.path)
+    clash = [g for g, keys in union.items() if len(keys) > widest[g]]
+    if not clash:
+        return None
+    for fp in mine:
+        fp.by_prompt = fp.run_wide = True
+    return len(clash), clash[0], holders[clash[0]]
+
+
+def with_prompt_groups(pairs: list[tuple[FileInfo, pl.DataFrame]], ctx: RunContext, layout: str) -> list[pl.DataFrame]:
+    """The frames of ``pairs``, those of the files grouped by prompt with ``group_id`` = ``prompt-N``, numbered
+    over all such files of the run (in the order they were read, whatever files are asked for: a number names one
+    prompt in every frame), so that a group is one prompt, and one prompt one group, in the whole run."""
+    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
+    if not any(f.path in memo and memo[f.path].by_prompt for f, _ in pairs):
+        return [frame for _, frame in pairs]
+    number_of: dict[str, int] = {}
+    names: dict[str, list[str | None]] = {}
+    for path, held in memo.items():
+        if held.by_prompt:
+            # A slot's number is taken, not named: the prompts after it keep the numbers they have with its prompt.
+            numbers = [number_of.setdefault(k, len(number_of)) for k in held.keys]
+            names[path] = [
+                None if k.startswith(NO_PROMPT_SLOT) else f"prompt-{n}" for k, n in zip(held.keys, numbers, strict=True)
+            ]
+    out = []
+    for f, frame in pairs:
+        fp = memo.get(f.path)
+        if fp is None or not fp.by_prompt or len(fp.rows) != frame.height:  # (never expected: a frame not mapped here)
+            out.append(frame)
+            continue
+        index = pl.Series("i", fp.rows, dtype=pl.Int64)
+        group = pl.Series("group_id", names[f.path], dtype=pl.String).gather(index.set(index < 0, None))
+        out.append(frame.with_columns(group.alias("group_id")))
+    return out
+
+
+def say_prompt_ids(
+    files: list[FileInfo], ctx: RunContext, layout: str, what: str, found: tuple[int, str, list[str]], advice: str
+) -> None:
+    """The warnings of a run whose files give one id to different prompts (``check_prompt_ids``): that, and the
+    sample ids the files share, said as ``JsonlSamples.warn_pooled`` says them but for the groups, which are not
+    pooled by id (``what``: the ids' name, ``example id(s)``)."""
+    count, first, holders = found
+    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
+    moved = sum(fp.run_wide for fp in memo.values())
+    shown = ", ".join(holders[:3]) + (" ..." if len(holders) > 3 else "")
+    ctx.warn(
+        holders[-1],
+        f"{count} {what} stand for different prompts in different {layout} files (first: {first!r}, in {shown}): "
+        f"prompt groups are the rows with the same prompt in {moved} file(s) (`prompt-N`, numbered over the run's "
+        "files), so that no group holds two prompts; the rows of one prompt in several files are still one group",
+    )
+    shared = shared_ids(files, ["split", "step"])
+    if shared is None:
+        return
+    count, first_id, holders = shared
+    shown = ", ".join(holders[:3]) + (" ..." if len(holders) > 3 else "")
+    ctx.warn(
+        holders[-1],
+        f"{count} sample id(s) occur in more than one {layout} file at the same step (first: {first_id!r}, in "
+        f"{shown}): each file's rows are counted, as one step (their prompt groups told by the prompt, above); "
+        f"{advice}",
+    )
 
 
 @register
@@ -84,7 +231,23 @@ class NemoGym(JsonlSamples):
         return indexed or _dict(rec.get("response")).get("id") is not None
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
-        self.warn_pooled(files, ctx, "point runlog at one rollouts file, or keep each collection in its own folder")
+        """Files that share sample ids (``warn_pooled``); and a task index that names different prompts in
+        different files (two collections that number their own tasks from 0): their groups are told by the prompt
+        (``check_prompt_ids``), said."""
+        advice = "point runlog at one rollouts file, or keep each collection in its own folder"
+        found = check_prompt_ids(files, ctx, self.name)
+        if found is None:
+            self.warn_pooled(files, ctx, advice)
+        else:
+            say_prompt_ids(files, ctx, self.name, "task index(es)", found, advice)
+
+    def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
+        """As ``JsonlSamples.scan_samples``, with the prompt groups ``check_run`` decided (``with_prompt_groups``)."""
+        pairs = self.file_frames(files, ctx)
+        if not pairs:
+            return None
+        frames = with_prompt_groups(pairs, ctx, self.name)
+        return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
 
     def file_meta(self, info: FileInfo) -> None:
         info.split = "train"
@@ -92,7 +255,9 @@ class NemoGym(JsonlSamples):
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """``prompt_turns``: how many leading messages of each row are the request (its ``instructions`` and
-        ``input`` items), the rest being the response's ``output``."""
+        ``input`` items), the rest being the response's ``output``. The rows' prompts are kept for the run-wide
+        check of the task indexes (``check_prompt_ids``)."""
+        remember_prompts(ctx, self.name, info.path, state.get("prompts", []))
         return with_prompt_turns(frame, state)
 
     def map_record(
@@ -154,6 +319,14 @@ class NemoGym(JsonlSamples):
             "messages": prompt_msgs + output_msgs,
             "extra": self.extra(rec, state, skip=skip, also=also),
         }
+        # The row's prompt, the request's ``instructions`` and ``input`` (one entry per mapped row, in order), for
+        # the run-wide check of the task indexes (``finish``).
+        raw_input = params.get("input")
+        if raw_input is None and not instructions:
+            key = f"{NO_PROMPT_SLOT}{info.path}:{line}"
+        else:
+            key = prompt_key({"instructions": instructions, "input": raw_input})
+        state.setdefault("prompts", []).append((row["group_id"], key))
         # Where the response starts in ``messages``: an assistant example in the request ``input`` is not the
         # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
         state.setdefault("prompt_turns", []).append(len(prompt_msgs))

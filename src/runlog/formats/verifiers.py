@@ -18,11 +18,18 @@ from .. import schema as S
 from .._lazy import pl
 from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
-from .nemo_gym import with_prompt_turns
+from .nemo_gym import (
+    NO_PROMPT_SLOT,
+    check_prompt_ids,
+    file_prompt_groups,
+    prompt_key,
+    remember_prompts,
+    say_prompt_ids,
+    with_prompt_groups,
+    with_prompt_turns,
+)
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
-# ``ctx.cache`` key: {file path: its prompts, in the order of its ``prompt-N`` groups} (``Verifiers.finish``).
-_PROMPT_GROUPS = "verifiers_prompt_groups"
 # Known non-reward fields of verifiers results (kept in `extra` when present, never used as components).
 _NOT_METRICS = frozenset({"id", "example_id", "reward", "is_truncated", "is_completed"}) | _TIMINGS
 
@@ -35,12 +42,14 @@ _NO_PROMPT = (
     "{n} line(s) without a prompt (first: {first}): kept, with no prompt; where prompt groups are told by "
     "the prompt they have none"
 )
+_NOT_MESSAGES = (
+    "{n} line(s) whose {field} is neither a list of messages nor a text (first: {first}): read as one turn of "
+    "role 'unknown' holding its JSON"
+)
 _RENAMED_AFTER_SKIP = (
     "{n} rollout(s) after a line that could not be read are named by their line (first: {first}), not by their "
     "number among their example's rollouts: the skipped line's example is not known, so that number is not either"
 )
-# Marks the place of a row without a prompt in a file's ``prompt-N`` numbering (``Verifiers.finish``).
-_NO_PROMPT_SLOT = "\x00no prompt\x00"
 
 
 def _error_text(value: Any) -> str | None:
@@ -178,6 +187,13 @@ class Verifiers(JsonlSamples):
         raw_prompt, cut = _recover_calls(rec.get("prompt"))
         if raw_prompt is None:
             self.tally(state, _NO_PROMPT, f"line {line}")
+        for field in ("prompt", "completion"):
+            value = rec.get(field)
+            # (A dict is read as the one message it is; a list's odd entries are each said by ``chat``'s reading.)
+            if value is not None and not isinstance(value, (list, str, dict)):
+                shown = chat.compact_json(value)
+                shown = shown if len(shown) <= 40 else shown[:40] + "..."
+                self.tally(state, _NOT_MESSAGES.replace("{field}", field), f"line {line}, {shown}")
         prompt_msgs = chat.from_openai_chat(raw_prompt)
         raw_completion = rec.get("completion")
         if isinstance(raw_completion, str):
@@ -217,8 +233,8 @@ class Verifiers(JsonlSamples):
         }
         # One entry per mapped row, in order (``finish`` lines them up with the frame).
         # (A row without a prompt holds its place in the ``prompt-N`` numbering, under no group: see ``finish``.)
-        prompt_key = f"{_NO_PROMPT_SLOT}{info.path}:{line}" if raw_prompt is None else chat.compact_json(raw_prompt)
-        state.setdefault("prompts", []).append((group_id, prompt_key))
+        key = f"{NO_PROMPT_SLOT}{info.path}:{line}" if raw_prompt is None else prompt_key(raw_prompt)
+        state.setdefault("prompts", []).append((group_id, key))
         # Where the generation starts in ``messages``: a few-shot assistant turn of the prompt is not the
         # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
         state.setdefault("prompt_turns", []).append(len(prompt_msgs))
@@ -228,32 +244,27 @@ class Verifiers(JsonlSamples):
         """Older vf-eval versions wrote an ``id`` that is not the example's (rows ``3k..3k+2`` get id ``k`` while
         the prompts cycle through the dataset): where the rows of one ``id`` have different prompts, the prompt
         groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance; across
-        the files of a run by ``scan_samples``, so that one group never holds two prompts). A row without a
-        prompt tells nothing about its ``id``'s prompts and joins no prompt group; it keeps its place in the
-        numbering (a number no group has), so that the prompts seen after it keep the numbers they have when
-        it has its prompt. ``prompt_turns``: how many leading messages of each row are its ``prompt``."""
+        the files of a run by ``scan_samples``, so that one group never holds two prompts). The rows' prompts are
+        kept for ``check_run``, which does the same for a run whose files each use their ids consistently but give
+        one id to different prompts. A row without a prompt tells nothing about its ``id``'s prompts and joins no
+        prompt group; it keeps its place in the numbering (a number no group has), so that the prompts seen after
+        it keep the numbers they have when it has its prompt. ``prompt_turns``: how many leading messages of each
+        row are its ``prompt``."""
         self._say_odd_components(state, info, ctx)
         frame = with_prompt_turns(frame, state)
-        pairs: list[tuple[str | None, str]] = state.get("prompts", [])
-        seen: dict[str, set[str]] = {}
-        for group, prompt in pairs:
-            if group is not None and not prompt.startswith(_NO_PROMPT_SLOT):
-                seen.setdefault(group, set()).add(prompt)
-        if not state.get("by_id") or all(len(p) == 1 for p in seen.values()):
+        fp = remember_prompts(ctx, self.name, info.path, state.get("prompts", []))
+        if not fp.run_wide and (not state.get("by_id") or all(len(p) == 1 for p in fp.ids.values())):
             return frame
-        first: dict[str, int] = {}
-        groups: list[str | None] = []
-        for g, p in pairs:
-            n = None if g is None else first.setdefault(p, len(first))  # a row without a prompt: a number of its own
-            groups.append(None if n is None or p.startswith(_NO_PROMPT_SLOT) else f"prompt-{n}")
-        # The file's prompts in the order of their numbers, for ``scan_samples`` to number them run-wide.
-        ctx.cache.setdefault(_PROMPT_GROUPS, {})[info.path] = list(first)
+        groups = pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String)
+        if fp.run_wide:  # parsed again, after ``check_run`` (which said why)
+            return frame.with_columns(groups)
+        fp.by_prompt = True
         ctx.note(
             self.name,
             f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
             "prompt groups are the rows with the same prompt",
         )
-        return frame.with_columns(pl.Series("group_id", groups, dtype=pl.String))
+        return frame.with_columns(groups)
 
     @staticmethod
     def _say_odd_components(state: dict[str, Any], info: FileInfo, ctx: RunContext) -> None:
@@ -278,23 +289,21 @@ class Verifiers(JsonlSamples):
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         """As ``JsonlSamples.scan_samples``; the ``prompt-N`` groups of several files (numbered per file by
-        ``finish``) are numbered again over all of them, so that ``prompt-N`` is one prompt in the whole run."""
+        ``finish``, or decided by ``check_run``) are numbered again over all of them, so that ``prompt-N`` is one
+        prompt in the whole run (``with_prompt_groups``)."""
         pairs = self.file_frames(files, ctx)
         if not pairs:
             return None
-        memo: dict[str, list[str]] = ctx.cache.get(_PROMPT_GROUPS, {})
-        frames = [frame for _, frame in pairs]
-        if sum(f.path in memo for f, _ in pairs) > 1:
-            number_of: dict[str, int] = {}
-            for i, (f, frame) in enumerate(pairs):
-                prompts = memo.get(f.path)
-                if prompts is None:
-                    continue
-                mapping = {
-                    f"prompt-{n}": f"prompt-{number_of.setdefault(p, len(number_of))}" for n, p in enumerate(prompts)
-                }
-                frames[i] = frame.with_columns(pl.col("group_id").replace(mapping))
+        frames = with_prompt_groups(pairs, ctx, self.name)
         return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
-        self.warn_pooled(files, ctx, "point runlog at one results file, or keep each evaluation in its own folder")
+        """Files that share sample ids (``warn_pooled``); and an ``id`` that names different prompts in different
+        files, each file consistent on its own (two evaluations that number their own examples from 0): the
+        prompt groups are then told by the prompt in every file (``check_prompt_ids``), said."""
+        advice = "point runlog at one results file, or keep each evaluation in its own folder"
+        found = check_prompt_ids(files, ctx, self.name)
+        if found is None:
+            self.warn_pooled(files, ctx, advice)
+        else:
+            say_prompt_ids(files, ctx, self.name, "example id(s)", found, advice)
