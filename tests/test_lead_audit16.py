@@ -98,3 +98,18 @@ def test_a_failed_writer_is_said_by_every_command_once(tmp_path, cli):
     r = cli("doctor", run, "--format", "json")
     kinds = [f["message"].split(":")[0] for f in json.loads(r.stdout)["findings"] if f["kind"] == "data_problem"]
     assert kinds.count("writer_failed") == 1, kinds
+
+
+def test_a_report_of_a_run_with_no_readable_sample_file_exits_1(tmp_path, cli):
+    """The page is written (it says why), but exit 0 passed a CI step that checks only the code (a bad-input audit;
+    plot exits 1 then too)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(SAMPLES / "debate_grpo", run)
+    for f in (run / "samples").rglob("*.parquet"):
+        f.write_bytes(f.read_bytes()[:100])
+    out = tmp_path / "r.html"
+    r = cli("report", run, "-o", out)
+    assert r.exit_code == 1 and out.exists()
+    assert "no sample file of this run could be read" in r.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import typer
 
 from ..analysis.filters import Filters
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, use_storage_options, writing, wrote
 from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_checked
 
@@ -87,9 +87,11 @@ def plot_command(
     Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). The image type follows the -o suffix; one
     line on stderr says where it wrote.
 
-    Exit codes: 0 written; 2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that
-    matches nothing in the run; with --diff, nothing to draw: no compared run has values in the split; -o FILE
-    cannot be written: its folder does not exist or takes no new files, no permission).
+    Exit codes: 0 written, also when some files could not be read (listed on stderr); 1 written, but no file
+    the figure draws from could be read (no sample file; with --what scalars, no scalars file; with --diff, of
+    one of the runs): the image says so; 2 usage error (unknown --what, unknown suffix, a --split, --steps or
+    --keys that matches nothing in the run; with --diff, nothing to draw: no compared run has values in the
+    split; -o FILE cannot be written: its folder does not exist or takes no new files, no permission).
 
     Examples:
 
@@ -130,9 +132,9 @@ def plot_command(
             )
         storage = use_storage_options(storage_option)
         if diff:
-            written = _plot_diff([path, *diff], name or [], what, filters, layout, storage, output)
+            written, none_read = _plot_diff([path, *diff], name or [], what, filters, layout, storage, output)
             wrote(written)
-            raise typer.Exit(EXIT_OK)
+            raise typer.Exit(EXIT_PROBLEMS if none_read else EXIT_OK)
         run = open_run(path, layout=layout, storage_options=storage)
         hist_steps = _checked(run, filters, keys or (), spec)
         series = hist_steps.series
@@ -142,9 +144,25 @@ def plot_command(
         notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
         if what != "scalars" and not any(f.kind == "samples" for f in run.files):
             notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
-        report_problems([p for p in run.problems if not p.is_warning], notes=notes)
+        if unread := _none_read(run, what):
+            notes.append(f"no {unread} file of this run could be read (see the errors): the figure holds no data")
+        # Every problem, warnings too, as summarize says them: a warning can change what a figure counts (a copied
+        # shard: its rows count twice in its step's line and histogram).
+        report_problems(run.problems, notes=notes)
         wrote(written)
-    raise typer.Exit(EXIT_OK)
+    # Exit 1 where nothing could be read: the image of the notes alone passed a CI step as a plot of the run.
+    raise typer.Exit(EXIT_PROBLEMS if unread else EXIT_OK)
+
+
+def _none_read(run: Run, what: str) -> str | None:
+    """``"sample"`` (``"scalars"`` for ``--what scalars``) where the run has files of the kind the figure draws
+    from and none of them could be read (each is named by an error); else None. A run without such files (a
+    scalars-only run under ``--what reward``) is said by its own note, not as unreadable."""
+    kind = "scalars" if what == "scalars" else "samples"
+    mine = [f for f in run.files if f.kind == kind]
+    if mine and not any(f.readable for f in mine):
+        return "scalars" if kind == "scalars" else "sample"
+    return None
 
 
 def _plot_diff(
@@ -155,11 +173,12 @@ def _plot_diff(
     layout: str | None,
     storage: StorageOptions,
     output: Path,
-) -> Path:
+) -> tuple[Path, bool]:
     """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split; ``names``
     label the first runs (the others their locations), as ``diff --name``. Nothing to draw (no compared run
     has values in the split) is a usage error, as ``diff`` with nothing in common: an image of the notes alone
-    read as a plot of the data."""
+    read as a plot of the data. Returns the file written and whether a run's sample files could none be read
+    (its line is missing: exit 1, as for one run)."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn, why_empty
@@ -181,10 +200,13 @@ def _plot_diff(
     figure = diff_figure(result, what, split)
     with writing(output):
         written = save_figure(figure, output)
-    problems = [named(p, label) for label, r in zip(result.names, runs, strict=True) for p in r.problems]
     say_notes(result.notes, result.warnings)  # every one: they are about the runs compared, which inspect cannot show
-    report_problems([*skipped, *(p for p in problems if not p.is_warning)])
-    return written
+    # As runlog diff says them: each skipped run on its line, then each run's problems (warnings too: a copied
+    # shard counts twice in its run's line), each line naming its run.
+    report_problems(skipped, group=False)
+    for label, r in zip(result.names, runs, strict=True):
+        report_problems([named(p, label) for p in r.problems])
+    return written, any(_none_read(r, what) for r in runs)
 
 
 class _Checked(NamedTuple):

@@ -167,7 +167,7 @@ def render_command(
             run = open_run(path, layout=layout, storage_options=storage)
             convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
         if not convs:
-            report_problems(_problems(run))  # which files, and why
+            report_problems(_run_problems(run, path, layout, storage))  # which files, and why
             unreadable = len(run.errors)
             extra = f"; {unreadable} file(s) could not be read (listed above)" if unreadable else ""
             if sel.unshowable:
@@ -197,9 +197,9 @@ def render_command(
             )
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")
-        # Problems met while reading (a corrupt file, a bad line) are listed; the exit code stays about the
-        # selection (0 rendered, 1 nothing matched), as documented.
-        report_problems(_problems(run))
+        # Problems met while reading (a corrupt file, a bad line) are listed, and those of the files of other
+        # steps; the exit code stays about the selection (0 rendered, 1 nothing matched), as documented.
+        report_problems(_run_problems(run, path, layout, storage))
         if sel.defaulted:
             what = "sample" if len(convs) == 1 else "best and worst samples"
             by = f"{role}'s reward" if role else "reward"
@@ -254,6 +254,22 @@ def _emit(convs: list, fmt: RenderFormat, output: Path | None, *, show_think: bo
         with writing(output):
             Path(output).write_text(text, encoding="utf-8")
         wrote(output)
+
+
+def _run_problems(run: Any, path: str, layout: str | None, storage: Any) -> list[Any]:
+    """The problems to list on stderr: the whole run's, as every other command lists them (docs/cli.md: files
+    that could not be read are listed), also where only the files of the selected split and steps were opened
+    (``plan_keep``): a truncated file at another step was said by no line. The run is then opened whole for its
+    problems alone (footers; the probes of files read before come from the probe cache), after the selection
+    was read, and the problems met while reading the selection (a corrupt data page) are kept. The page's own
+    list (``PageInfo``) stays that of the files read for it: it says what may be missing from the page."""
+    from ..run import open_run
+
+    if not run.skipped:
+        return _problems(run)
+    whole = open_run(path, layout=layout, storage_options=storage)
+    said = {(p.path, p.message) for p in whole.problems}
+    return [*_problems(whole), *(p for p in _problems(run) if (p.path, p.message) not in said)]
 
 
 def _problems(run: Any) -> list[Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import (
     RUN_PATH,
     STORAGE_OPTION,
@@ -44,8 +44,8 @@ def report_command(
 
     Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). One line on stderr says where it wrote.
 
-    Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 2 usage error, or
-    -o FILE cannot be written.
+    Exit codes: 0 written (whatever the findings; use runlog doctor to gate on them); 1 written, but no sample
+    file of the run could be read: the page says so; 2 usage error, or -o FILE cannot be written.
 
     Examples:
 
@@ -108,4 +108,12 @@ def report_command(
             report_problems([named(p, name) for p in own])
             report_problems([named(p, base) for p in baseline.problems if not p.is_warning])
         wrote(output)
+        samples = [f for f in run.files if f.kind == "samples"]
+        if samples and not any(f.readable for f in samples):
+            # A page of errors and no figure: written (it says why), but exit 0 would pass a CI step that checks
+            # only the code (as plot exits 1 then).
+            report_problems(
+                [], notes=["no sample file of this run could be read (see the errors): the report holds no data"]
+            )
+            raise typer.Exit(EXIT_PROBLEMS)
     raise typer.Exit(EXIT_OK)

@@ -916,6 +916,11 @@ def summarize_fleet(
     partials, results, nbatches = _stacked(task, units, failures, engine, progress)
     if auto_split:
         partials = _auto_split(partials, keys)
+    if not pooled and "rows" in partials.columns:
+        # A run with no sample at the filters (scalars only, none at --split train) gives one partial of no row
+        # where no key but ``run`` groups it: a row of count 0 that ``--by run --by role`` left out, and named in
+        # its note (``fleet_opts.say_runs_without_rows``). Left out here too, so that both views name it alike.
+        partials = partials.filter(pl.col("rows") > 0)
     frame, notes = combine_partials(partials, keys)
     if pooled:
         notes[:0] = _pooled_notes(results, partials)

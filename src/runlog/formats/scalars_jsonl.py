@@ -21,6 +21,14 @@ from .common import (
 
 STEP_KEYS = ("step", "global_step", "_step", "trainer/step")
 TIME_KEYS = ("time", "timestamp", "_timestamp", "wall_time")
+# polars' work on a file goes per column of its wide frame (one column per key: inferred, cast, unpivoted), about
+# 80 us a key; the careful reader's per value written, about 2 us. A file of many keys each held by few records
+# (one line of 500,000 keys among lines of 30) took 35 s in polars against 4 s read carefully (the same frame), so
+# past ``WIDE_KEYS`` keys a file whose keys hold fewer than ``SPARSE_VALUES_PER_KEY`` values each on average is
+# read carefully. Measured break-even: about 40 values a key (20 records of 50,000 keys: 4.4 s against 1.7 s;
+# 200 records of 5,000: 1.15 s against 1.8 s).
+WIDE_KEYS = 1_000
+SPARSE_VALUES_PER_KEY = 32
 
 
 def record_rows(
@@ -222,12 +230,18 @@ def _fast_flat_scalars(
         return None
     if not data.endswith(b"\n") or b"NaN" in data or b"Infinity" in data or b"\n\n" in data:
         return None
+    if _wide_and_sparse(data):
+        return None  # before polars infers a frame of every key (4-12 s at 500,000 keys)
     try:
         df = pl.read_ndjson(data, infer_schema_length=None)
     except Exception:  # noqa: BLE001  (any parse trouble: the careful reader reports it line by line)
         return None
     if data.count(b"\n") != df.height:  # a blank line polars skipped: record i would not be line i
         return None
+    # The values polars kept: the non-null cells (``null_count`` is one pass; ``count`` took 6 s at 500,000 keys).
+    cells = df.width * df.height - sum(df.null_count().row(0))
+    if df.width > WIDE_KEYS and cells < SPARSE_VALUES_PER_KEY * df.width:
+        return None  # wide and sparse, its keys spread over many lines: the careful reader is the faster
     # Looked up once: ``DataFrame.schema`` builds a new mapping of every column on each access, and one record
     # with thousands of keys (per-layer gradient norms) made this check quadratic (4,000 keys: 52 s).
     schema = df.schema
@@ -242,8 +256,8 @@ def _fast_flat_scalars(
         return None
     if time_key is not None and not (schema[time_key].is_numeric() or schema[time_key] == pl.Null):
         return None
-    if _may_repeat_keys(data, df, schema):  # polars keeps a repeated key's first value, the careful reader its last
-        return None
+    if _may_repeat_keys(data, df, schema, cells):  # polars keeps a repeated key's first value, the careful reader
+        return None  # its last
     base = df.with_row_index("record").select(
         pl.col("record").cast(pl.Int64),
         pl.col(step).cast(pl.Int64).alias("step"),
@@ -266,9 +280,30 @@ def _fast_flat_scalars(
     return long, df.height, steps, record_steps, aside, relogged
 
 
-def _may_repeat_keys(data: bytes, df: pl.DataFrame, schema: pl.Schema) -> bool:
-    """Whether a line of ``data`` (``df``, as polars parsed it, of ``schema``) holds a key twice: polars keeps the
-    first value, Python's json (the careful reader, which says so) the last, so such a file is read carefully.
+def _wide_and_sparse(data: bytes) -> bool:
+    """Whether ``data`` (lines, each ending in a newline) surely has over ``WIDE_KEYS`` keys held by fewer than
+    ``SPARSE_VALUES_PER_KEY`` values each on average, told before polars parses it: its widest line holds more
+    than ``WIDE_KEYS`` pairs, and the file fewer than ``SPARSE_VALUES_PER_KEY`` times as many (the ':' counted,
+    an upper bound of the pairs). Looked at in files of up to ``_SCANNED_LINES`` lines (a few ms); keys spread
+    over many lines, or a longer file, are told after parsing, from the frame."""
+    pairs = data.count(b":")
+    if pairs <= WIDE_KEYS or data.count(b"\n") > _SCANNED_LINES:
+        return False
+    start, widest = 0, 0
+    while start < len(data):
+        end = data.index(b"\n", start)
+        widest = max(widest, data.count(b":", start, end))
+        start = end + 1
+    return widest > WIDE_KEYS and pairs < SPARSE_VALUES_PER_KEY * widest
+
+
+_SCANNED_LINES = 10_000
+
+
+def _may_repeat_keys(data: bytes, df: pl.DataFrame, schema: pl.Schema, cells: int) -> bool:
+    """Whether a line of ``data`` (``df``, as polars parsed it, of ``schema``, holding ``cells`` non-null values)
+    holds a key twice: polars keeps the first value, Python's json (the careful reader, which says so) the last,
+    so such a file is read carefully.
 
     Counted, not searched (a search per key was a pass over the file per key; records of thousands of keys are
     common), and exact: a file read carefully costs a few times the fast path's time. A line holds a key twice
@@ -279,7 +314,6 @@ def _may_repeat_keys(data: bytes, df: pl.DataFrame, schema: pl.Schema) -> bool:
     (several times faster than inferring), so that every key of a line is a cell. A null written otherwise
     (``":  null"``) stays null and a key holding ':null' becomes another: such a file is read carefully, slower,
     never wrong."""
-    cells = sum(df.count().row(0))
     if data.count(b":") == cells:  # every ':' a pair polars kept a value of: the common case, one pass
         return False
     if b'\\"' in data or any(dtype == pl.String for dtype in schema.values()):  # a '"' or ':' inside a string
@@ -293,7 +327,8 @@ def _may_repeat_keys(data: bytes, df: pl.DataFrame, schema: pl.Schema) -> bool:
     zeroed = data.replace(b":null", b":0").replace(b": null", b": 0")
     as_read = {c: pl.String if dtype in (pl.Boolean, pl.Null) else dtype for c, dtype in schema.items()}
     try:
-        cells = sum(pl.read_ndjson(zeroed, schema=as_read).count().row(0))
+        again = pl.read_ndjson(zeroed, schema=as_read)
+        cells = again.width * again.height - sum(again.null_count().row(0))
     except Exception:  # noqa: BLE001  (a value polars will not read in its schema: the careful reader reads it)
         return True
     return pairs != cells

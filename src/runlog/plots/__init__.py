@@ -565,13 +565,21 @@ def matching_keys(names: Sequence[str], globs: Sequence[str]) -> list[str]:
     """The ``names`` (``scalar_keys``: aliases resolved, as the figure, ``diff``, ``summarize --scalars`` and
     W&B show them) that a glob of ``globs`` matches, by that name or by a name a trainer logged it under that
     the default aliases rename to it (``grad_global_norm`` selects ``grad/global_norm``): the same key either
-    way, so never ambiguous."""
+    way, so never ambiguous.
+
+    The globs are one pattern, matched once a name (``fnmatch.translate``, as ``fnmatchcase`` matches): a glob
+    at a time over every name was 500,000 names x 12 globs for each figure of 12 keys the report draws."""
+    import re
+
     from ..analysis.scalars import DEFAULT_ALIASES
 
+    if not globs:
+        return []
+    match = re.compile("|".join(fnmatch.translate(g) for g in globs)).match
     raw: dict[str, list[str]] = {}
     for old, new in DEFAULT_ALIASES.items():
         raw.setdefault(new, []).append(old)
-    return [n for n in names if any(fnmatch.fnmatchcase(k, g) for k in (n, *raw.get(n, ())) for g in globs)]
+    return [n for n in names if match(n) or any(match(k) for k in raw.get(n, ()))]
 
 
 def check_scalar_keys(run: Run, globs: Sequence[str]) -> list[str]:
