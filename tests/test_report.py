@@ -275,4 +275,4 @@ def test_a_shard_copied_under_another_process_is_said_in_the_report(
     shard = run / "samples" / "train" / "step_00000005.p0.parquet"
     shutil.copy(shard, shard.with_name("step_00000005.p7.parquet"))
     html = build_report(open_run(run))
-    assert "sample id(s) occur more than once" in html and "counted twice" in html
+    assert "sample id(s) occur more than once" in html and "count twice in every statistic" in html

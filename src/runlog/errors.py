@@ -92,6 +92,20 @@ def did_you_mean(given: str, names: Iterable[str]) -> str:
     names = [n for n in names if isinstance(n, str)]
     folded = {n.casefold(): n for n in names}
     if given.casefold() in folded:
-        return f" (did you mean {folded[given.casefold()]!r}?)"
+        return _offered(folded[given.casefold()])
     close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return _offered(close[0]) if close else ""
+
+
+def _offered(name: str) -> str:
+    """The hint for ``name``; where the terminal shows it with escapes (``held\\u2028out``: invisible or control
+    characters), no name to paste, which would name nothing, but where it is given exactly."""
+    from .textsafe import visible
+
+    if visible(name, keep_newlines=False) == name:
+        return f" (did you mean {name!r}?)"
+    return (
+        f" (did you mean the one shown as {name!r}? Its name has invisible or control characters, shown as escapes: "
+        "typed as shown it names nothing; `runlog inspect RUN --format json` gives it exactly, a key of "
+        "rows_by_split, or in roles)"
+    )

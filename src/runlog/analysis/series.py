@@ -46,10 +46,17 @@ class RunSeries:
 
             # The split quoted as a shell reads it, as the report's "Not in this report" line: ``--split held
             # out`` pasted is two words, and a split named ``ev>x`` a redirection.
-            self.scope_notes.append(
-                f"split {chosen} read; the run also has {', '.join(others)}, not read here "
-                f"(--split {shlex.quote(others[0])} for {'it' if len(others) == 1 else 'another'})"
+            from ..textsafe import visible
+
+            # A name shown otherwise than it is typed (an invisible character made visible) is no command to paste.
+            pasted = visible(others[0], keep_newlines=False) == others[0]
+            how = (
+                f"--split {shlex.quote(others[0])} for {'it' if len(others) == 1 else 'another'}"
+                if pasted
+                else "a split name with invisible characters: runlog inspect RUN --format json lists it, a key of "
+                "rows_by_split"
             )
+            self.scope_notes.append(f"split {chosen} read; the run also has {', '.join(others)}, not read here ({how})")
         return chosen
 
     def forget(self) -> None:

@@ -13,7 +13,7 @@ It never reads a text column unless a ``carry`` expression asks for one (prompt 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._lazy import pl
@@ -76,7 +76,50 @@ GROUP_SPLIT_NOTE = (
 )
 
 
-def layouts_note(run: Run, by_env: bool = True) -> str | None:
+def layouts_note(
+    run: Run, by_env: bool = True, splits: Sequence[str] | None = None, shown: Callable[[str], str] = str
+) -> str | None:
+    """``_layouts_note`` of the rows of ``splits`` (None: the whole run's): loose dumps side by side are often of
+    two splits (a verifiers eval beside NeMo Gym train rollouts), and a train summary pools none of the eval's
+    rows, so that a note of the whole run's layouts said "pooled in every figure" of figures that pool nothing.
+    Each file counted by its rows of those splits (read from the ``split`` and ``source`` columns, only where the
+    run as a whole pools layouts or tasks: loose dumps, small), the files with none left out; said of the split
+    (``shown``: how a name is written, the report's cut) where the run as a whole holds more."""
+    import dataclasses
+
+    whole = _layouts_note(run, by_env)
+    if whole is None or not splits:
+        return whole
+    chosen = list(dict.fromkeys(splits))
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    [df] = run.collect(
+        lambda: [run.samples.filter(pl.col("split").is_in(chosen)).group_by("source").agg(pl.len().alias("n"))]
+    )
+    rows = {str(r["source"]): int(r["n"]) for r in df.iter_rows(named=True)}
+    kept = []
+    for f in files:
+        if not rows.get(f.path):
+            continue
+        frame = f.frame
+        if isinstance(frame, pl.DataFrame) and "split" in frame.columns:
+            frame = frame.filter(pl.col("split").is_in(chosen))  # its envs (tasks) in these splits
+        kept.append(dataclasses.replace(f, rows=rows[f.path], frame=frame))
+    if sum(f.rows or 0 for f in kept) != sum(rows.values()):
+        return whole  # rows of a source no file is named by: the run's own note rather than one that is short
+    from ..run import Run
+
+    note = _layouts_note(Run(root=run.root, files=kept, ctx=run.ctx), by_env)
+    if note is None or note == whole:
+        return note
+    subject = ("splits " if len(chosen) > 1 else "split ") + ", ".join(shown(x) for x in chosen)
+    if note.startswith("this run holds"):
+        return f"{subject} {'hold' if len(chosen) > 1 else 'holds'}{note.removeprefix('this run holds')}"
+    if note.startswith("this run's"):
+        return subject + "'s" + note.removeprefix("this run's")
+    return note
+
+
+def _layouts_note(run: Run, by_env: bool = True) -> str | None:
     """A note where the run's samples come from files of several layouts (loose dumps side by side in one folder:
     a verifiers results file beside inspect_ai logs), or of one layout from several envs (inspect_ai logs of
     two tasks in its ``./logs`` folder; a verifiers file of several tasks), which every figure pools as one

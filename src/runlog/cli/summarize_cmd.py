@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,14 +76,56 @@ def _components_long(df: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataF
     return pl.concat(parts).sort("__row", "__comp").drop("__row", "__comp")
 
 
-def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, group_keys: list[str]) -> None:
+def _leave_out_absent(comps: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, dict[str | None, list[str]]]:
+    """The component rows without the components no sample of the rows has (no value, no NaN: every sample
+    null), and those, by split where the table is per split (``split`` a key), else under None (no row has
+    it). Another split's components (loose dumps of two layouts in two splits: NeMo Gym's train beside a
+    verifiers eval) were rows of ``- 0 0 N`` that read as missing data; a component that a split has at some
+    steps only keeps its rows at every step (its nulls there say where it is missing). The rows kept are whole:
+    count + NaN + null is still each row's samples."""
+    import polars as pl
+
+    by = ["split"] if "split" in keys else []
+    has = comps.group_by([*by, "component"]).agg((pl.col("count").sum() + pl.col("nan").sum()).alias("has"))
+    gone = has.filter(pl.col("has") == 0).select(*by, "component")
+    if not gone.height:
+        return comps, {}
+    absent: dict[str | None, list[str]] = {}
+    for row in comps.join(gone, on=[*by, "component"], how="semi", nulls_equal=True).iter_rows(named=True):
+        names = absent.setdefault(row["split"] if by else None, [])
+        if row["component"] not in names:
+            names.append(row["component"])
+    return comps.join(gone, on=[*by, "component"], how="anti", nulls_equal=True), absent
+
+
+def absent_note(absent: dict[str | None, list[str]], splits: Sequence[str]) -> str:
+    """What ``_leave_out_absent`` left out, said once: which components, of which split."""
+    said = []
+    for split, names in absent.items():
+        if split is not None:
+            whose = f"split {split}"
+        elif splits:
+            whose = f"split{'s' if len(splits) > 1 else ''} {', '.join(splits)}"
+        else:
+            whose = "these rows"
+        said.append(f"{whose}: {', '.join(names)}")
+    return (
+        f"components no sample has (every one null, another split's or layout's?), left out of the component "
+        f"table: {'; '.join(said)} (--format json and csv keep their columns)"
+    )
+
+
+def _emit_summary(
+    df: pl.DataFrame, fmt: OutputFormat, output: Path | None, group_keys: list[str]
+) -> dict[str | None, list[str]]:
     """Per role: the per-role sections, then the per-sample columns (``sample:...``) once per group of the
     other keys (CSV/JSON keep them as labelled columns on every row). Without role: one set of sections
     whose titles say every value is per sample. The reward components close the table, one row per
-    component (``_components_long``)."""
+    component (``_components_long``), without those no sample of the rows has (``_leave_out_absent``:
+    returned, for the note that says so)."""
     if fmt != OutputFormat.table:
         emit_frame(df, fmt, output, keys=group_keys)
-        return
+        return {}
     from rich.console import Group
     from rich.text import Text
 
@@ -108,13 +151,17 @@ def _emit_summary(df: pl.DataFrame, fmt: OutputFormat, output: Path | None, grou
         samples = df.select(*keys, *per_sample).unique(maintain_order=True)
         parts.append(titled(PER_SAMPLE_TITLE, samples, ["sample:exception_rate"], keys))
         comps, title = _components_long(samples, keys, "sample:"), PER_SAMPLE_COMPONENTS_TITLE
+    absent: dict[str | None, list[str]] = {}
     if comps is not None:
+        comps, absent = _leave_out_absent(comps, keys)
+    if comps is not None and comps.height:
         parts.append(titled(title, comps, list(COMPONENT_STATS), [*keys, "component"]))
     if output is None:
         for part in parts:  # each at its own width in a pipe, as every table of runlog
             print_out(part)
     else:
         print_out(Group(*parts), output)  # one file: every part, one after the other
+    return absent
 
 
 def summarize_command(
@@ -256,7 +303,7 @@ def _summarize_run(
     """``summarize`` of one run; the number of error-severity problems reported."""
     from ..analysis import summarize as S
     from ..analysis.check import check_filters, check_scalars
-    from ..analysis.views import layouts_note, split_notes
+    from ..analysis.views import split_notes
     from ..run import open_run
 
     run = open_run(location, layout=layout, storage_options=storage)
@@ -314,16 +361,20 @@ def _summarize_run(
             # a script reads as an answer. The run's problems are said first.
             report_problems(run.problems)
             raise UsageError(f"{location}: {unmatched}")
+        left_out: dict[str | None, list[str]] = {}
         if not df.is_empty() or fmt != OutputFormat.table or output is not None:
-            _emit_summary(df, fmt, output, [c for c in df.columns if c in S.KEYS])  # (empty tables: only to a file)
+            keys = [c for c in df.columns if c in S.KEYS]
+            left_out = _emit_summary(df, fmt, output, keys)  # (empty tables: only to a file)
         if df.is_empty():
             report_problems([], notes=[_empty_reason(run, filters)])
             return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
+        if left_out:
+            report_problems([], notes=[absent_note(left_out, filters.splits)])
         if "split" not in df.columns and len(pooled := S.pooled_splits(run, filters)) > 1:
             report_problems([], notes=[S.pooled_note(pooled)])  # on purpose, yet said (as the default's split key is)
-        if (mixed := layouts_note(run)) is not None and "env" not in (by or []):
-            report_problems([], notes=[mixed])
+        if "env" not in (by or []):
+            report_problems([], notes=_layouts_notes(run, df, filters))
         if window is not None and "step" not in (by or []):
             report_problems([], notes=[f"--window {window} averages over steps: the table is per step (step added)"])
         if not prompt_groups and S.prompt_groups_skipped(run):
@@ -333,6 +384,18 @@ def _summarize_run(
         if (infinite := S.infinite_note(df)) is not None:
             report_problems([], notes=[infinite])
     return report_problems(run.problems)
+
+
+def _layouts_notes(run: Run, df: pl.DataFrame, filters: Filters) -> list[str]:
+    """``views.layouts_note`` of the rows' splits: of each split where the table is per split, else of the
+    splits chosen (every split where none is)."""
+    from ..analysis.views import layouts_note
+
+    if "split" in df.columns:
+        splits = [str(x) for x in df["split"].drop_nulls().unique(maintain_order=True).to_list()]
+        return [n for x in splits if (n := layouts_note(run, splits=[x])) is not None]
+    note = layouts_note(run, splits=filters.splits or None)
+    return [] if note is None else [note]
 
 
 def _empty_reason(run: Run, filters: Filters) -> str:
@@ -402,7 +465,9 @@ def _summarize_fleet(
     df = result.frame
     no_rows_at_all(result, df, "summarize")
     # Pooled rows say how many runs each holds (``runs``), beside the keys in a table too.
-    _emit_summary(df, fmt, output, [c for c in df.columns if c in ("run", RUNS_COLUMN) or c in S.KEYS])
+    absent = _emit_summary(df, fmt, output, [c for c in df.columns if c in ("run", RUNS_COLUMN) or c in S.KEYS])
+    if absent:
+        report_problems([], notes=[absent_note(absent, filters.splits)])
     if "split" in df.columns and "split" not in by:  # as one run's summary says it (views.SPLIT_NOTE)
         splits = sorted({str(x) for x in df["split"].drop_nulls().to_list()})
         report_problems([], notes=[fleet_split_note(splits, len(fleet.locations))])

@@ -195,6 +195,63 @@ def _step_values(info: FileInfo) -> list[int] | None:
     return None if steps is None or None in steps else sorted({s for s in steps if s is not None})
 
 
+# An exception text that stands for no failure: empty, whitespace, or ``str(None)`` / a fill value (``None``,
+# ``null``), as the verifiers and Flink readers read them. runlog's writer writes a failure as its exception's
+# type name (``TimeoutError``, ``ValueError: boom``), never blank; another writer's blank or "None" cell is a
+# sample that did not fail. Counted by the probe (``_blank_exceptions``, kept in ``null_counts`` under this key,
+# beside the footer's counts and cached with them), read as null by ``scan_samples``, said once a run.
+BLANK_EXCEPTIONS = "exception (blank)"
+BLANK_WORDS = ("", "None", "null")
+# Characters a blank text may consist of: every character Python's ``str.isspace`` or polars' ``strip_chars``
+# (Unicode White_Space) strips, all below U+3001.
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+def blank_exception(col: pl.Expr) -> pl.Expr:
+    """Whether an exception text stands for no failure (``BLANK_WORDS`` once stripped of whitespace)."""
+    return col.str.strip_chars().is_in(list(BLANK_WORDS))
+
+
+def _may_hold_blank(lo: str, hi: str) -> bool:
+    """Whether a text of ``BLANK_WORDS`` (with whitespace around it) can lie between a row group's ``lo`` and
+    ``hi`` statistics; False lets the probe trust the footer's null count without reading the column."""
+    if not lo or lo[0] in _SPACES or hi[0] in _SPACES or any(lo[0] < c < hi[0] for c in _SPACES):
+        return True  # "" is the least text; a text of spaces starts with one
+    return any(lo[: len(w)] <= w <= hi for w in BLANK_WORDS if w)
+
+
+def _blank_exceptions(info: FileInfo) -> int | None:
+    """How many of a sample file's exception values are blank (``blank_exception``): 0 where the footer shows
+    none can be (every value null, or every row group's min and max leave no room for one), else counted from
+    the column itself (the failures' texts only hold values); None where it cannot be read (its read says so)."""
+    if "exception" not in info.columns or not info.rows or info.null_counts.get("exception") == info.rows:
+        return 0
+    md = parquet_footer(info).metadata
+    index = next((i for i in range(md.num_columns) if md.schema.column(i).path == "exception"), None)
+    if index is not None and "exception" in info.null_counts:
+        unsure = False
+        for rg in range(md.num_row_groups):
+            chunk = md.row_group(rg).column(index)
+            st = chunk.statistics
+            if st is not None and st.has_null_count and st.null_count == chunk.num_values:
+                continue  # every value of the row group null
+            if st is None or not st.has_min_max:
+                unsure = True
+                break
+            lo, hi = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in (st.min, st.max))
+            if _may_hold_blank(lo, hi):
+                unsure = True
+                break
+        if not unsure:
+            return 0
+    try:
+        column = pl.from_arrow(read_parquet_columns(info, ["exception"]).column(0))
+    except (OSError, pa.ArrowException, ValueError, RunlogError):
+        return None
+    assert isinstance(column, pl.Series)
+    return int(column.cast(pl.String).to_frame("exception").select(blank_exception(pl.col("exception")).sum()).item())
+
+
 @functools.cache
 def _expected() -> dict[str, Any]:
     """The Arrow type of each native column (built on first use: pyarrow is imported lazily)."""
@@ -352,6 +409,15 @@ class NativeLayout(Layout):
             if info.step is not None:
                 _check_named_step(info, ctx)
             _check_named_split(info, ctx)
+            blanks = _blank_exceptions(info)
+            if blanks:
+                # The failures the footer counts (its non-null values) are the values that are not blank.
+                footer_nulls = info.null_counts.get("exception")
+                info.null_counts = {
+                    **info.null_counts,
+                    **({"exception": footer_nulls + blanks} if footer_nulls is not None else {}),
+                    BLANK_EXCEPTIONS: blanks,
+                }
         return info
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
@@ -374,6 +440,16 @@ class NativeLayout(Layout):
                     f"null{effect}",
                 )
         _missing_shards([f for f in files if f.kind == "samples" and f.fmt == "parquet"], ctx)
+        blank = [f for f in samples if f.null_counts.get(BLANK_EXCEPTIONS)]
+        if blank:
+            n = sum(f.null_counts[BLANK_EXCEPTIONS] for f in blank)
+            others = f" and {len(blank) - 1:,} other file(s)" if len(blank) > 1 else ""
+            ctx.warn(
+                blank[0].path,
+                f"{n:,} exception value(s) here{others} are empty, whitespace or the text 'None' or 'null' (no "
+                "failure's text: runlog's writer writes the exception's type): read as no exception, not as failed "
+                "trajectories",
+            )
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         parquet = [f for f in files if f.kind == "samples" and f.readable]
@@ -388,7 +464,11 @@ class NativeLayout(Layout):
                 pl.lit(self.name).alias("layout"),
                 pl.col("schema_version").cast(pl.Int32),
             )
-            frames.append(S.conform_samples(lf))
+            lf = S.conform_samples(lf)
+            if any(f.null_counts.get(BLANK_EXCEPTIONS) for f in group):  # (as the probe counted them)
+                exc = pl.col("exception")
+                lf = lf.with_columns(pl.when(blank_exception(exc)).then(None).otherwise(exc).alias("exception"))
+            frames.append(lf)
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
     def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:

@@ -185,10 +185,18 @@ def e(text: str | None) -> str:
 
 
 def label(text: str | None, limit: int | None = None) -> str:
-    """A one-line label from the data (newlines shown as ``\\n``), cut to ``limit`` characters, escaped."""
+    """A one-line label from the data (newlines shown as ``\\n``), cut to ``limit`` characters as shown, escaped.
+    Cut between two characters' escapes, never through one (``\\x1…`` named no character)."""
     out = one_line(text)
     if limit is not None and len(out) > limit:
-        out = out[: limit - 1] + "…"
+        kept, used = [], 0
+        for ch in (text or "").replace("\r\n", "\n"):  # as ``safe`` folds them
+            shown = one_line(ch)
+            if used + len(shown) > limit - 1:
+                break
+            kept.append(shown)
+            used += len(shown)
+        out = "".join(kept) + "…"
     return escape(out, quote=True)
 
 

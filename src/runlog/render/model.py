@@ -404,13 +404,69 @@ def truncate_ends(text: str | None, limit: int | None, sep: str = "\n") -> str |
 LABEL_CHARS = 300
 
 
+def cut_shown(text: str | None, limit: int | None = LABEL_CHARS) -> str:
+    """A label as shown (``one_line``: its control and invisible characters as escapes, ``\\x1b``), cut to
+    ``limit`` characters as shown, kept at both ends, ``… [truncated K chars]`` between them (K: the label's
+    own characters left out), as the trajectory cards cut theirs (``cut_labels``): ids that share
+    a long prefix still read apart. Cut after the escapes are made, so that a label of 300 ESC characters is
+    not shown in 1,200, and between two characters' escapes, never through one. A label the cards cut already
+    (its ``limit`` characters and the marker) is kept as it is: cut again, its marker would count the
+    characters of the first cut's marker ("[truncated 29 chars]" for 49,700). Shown already, the result goes
+    through ``e`` or ``e1`` unchanged (neither touches an escape's backslash)."""
+    from .safe import one_line
+
+    if text is None:
+        return ""
+    if limit is None or _was_cut(text, limit):
+        return one_line(text)
+    if len(text) <= limit and len(shown := one_line(text)) <= limit:
+        return shown
+    folded = text.replace("\r\n", "\n")  # as ``safe`` folds them
+    head: list[str] = []
+    used, i = 0, 0
+    while i < len(folded) and used + len(w := one_line(folded[i])) <= limit // 2:
+        head.append(w)
+        used, i = used + len(w), i + 1
+    tail: list[str] = []
+    used, j = 0, len(folded)
+    while j > i and used + len(w := one_line(folded[j - 1])) <= limit - limit // 2:
+        tail.append(w)
+        used, j = used + len(w), j - 1
+    if j == i:  # every character kept (CRLF folded to fit): nothing to say cut
+        return "".join(head) + "".join(reversed(tail))
+    marker = TRUNCATION_MARKER.format(n=j - i)
+    return "".join(head) + " " + marker + " … " + "".join(reversed(tail))
+
+
+ESCAPE_CHARS = 10  # the longest escape ``one_line`` writes for one character: ``\\U000e0041``
+
+
+def _was_cut(text: str, limit: int) -> bool:
+    """Whether ``text`` is a label cut to ``limit`` (``truncate_ends(label, limit, " ")``, or ``cut``, whose
+    ends may be up to an escape shorter)."""
+    head, tail = limit // 2, limit - limit // 2
+    for at in range(head, max(-1, head - ESCAPE_CHARS), -1):
+        m = _CUT_MARK.match(text, at)
+        if m is not None:
+            return tail - ESCAPE_CHARS < len(text) - m.end() <= tail
+    return False
+
+
+_CUT_MARK = re.compile(" " + re.escape(TRUNCATION_MARKER).replace(r"\{n\}", r"\d+") + " … ")
+
+
 def cut_labels(conv: Conversation, limit: int = LABEL_CHARS) -> Conversation:
     """A copy of ``conv`` with each label (sample id, split, group, env, file, roles, speakers, tool names
     and call ids, reward component and role names, notes) cut to ``limit`` characters kept at both ends, for the
-    outputs that are read rather than kept: the terminal and the report."""
+    outputs that are read rather than kept: the terminal and the report. Cut as shown (``cut_shown``, the report's too:
+    control and invisible characters as their escapes, never cut through one), so that a label of 300 ESC
+    characters is not shown in 1,200; a label that fits as shown is kept as it is (its output escapes it)."""
+    from .safe import one_line
 
     def cut(s: str | None) -> str | None:
-        return truncate_ends(s, limit, sep=" ")
+        if s is None or (len(s) <= limit and len(one_line(s)) <= limit):
+            return s
+        return cut_shown(s, limit)
 
     turns = []
     for t in conv.turns:

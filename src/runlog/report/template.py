@@ -8,13 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import re
 from html import escape
 from typing import Any
 
 from ..render.colours import role_css
-from ..render.model import LABEL_CHARS, TRUNCATION_MARKER
-from ..render.safe import one_line, safe
+from ..render.model import LABEL_CHARS
+from ..render.model import cut_shown as cut
+from ..render.safe import safe
 
 CSS = (
     """
@@ -116,55 +116,6 @@ def e1(text: Any, limit: int | None = LABEL_CHARS) -> str:
     1 MB role name made a 7 MB page. ``limit=None`` for a text that must stay whole (a command to paste,
     made of labels cut one by one)."""
     return escape(cut(None if text is None else str(text), limit), quote=True)
-
-
-def cut(text: str | None, limit: int | None = LABEL_CHARS) -> str:
-    """A label as shown (``one_line``: its control and invisible characters as escapes, ``\\x1b``), cut to
-    ``limit`` characters as shown, kept at both ends, ``… [truncated K chars]`` between them (K: the label's
-    own characters left out), as the trajectory cards cut theirs (``render.model.cut_labels``): ids that share
-    a long prefix still read apart. Cut after the escapes are made, so that a label of 300 ESC characters is
-    not shown in 1,200, and between two characters' escapes, never through one. A label the cards cut already
-    (its ``limit`` characters and the marker) is kept as it is: cut again, its marker would count the
-    characters of the first cut's marker ("[truncated 29 chars]" for 49,700). Shown already, the result goes
-    through ``e`` or ``e1`` unchanged (neither touches an escape's backslash)."""
-    if text is None:
-        return ""
-    if limit is None or _was_cut(text, limit):
-        return one_line(text)
-    if len(text) <= limit and len(shown := one_line(text)) <= limit:
-        return shown
-    folded = text.replace("\r\n", "\n")  # as ``safe`` folds them
-    head: list[str] = []
-    used, i = 0, 0
-    while i < len(folded) and used + len(w := one_line(folded[i])) <= limit // 2:
-        head.append(w)
-        used, i = used + len(w), i + 1
-    tail: list[str] = []
-    used, j = 0, len(folded)
-    while j > i and used + len(w := one_line(folded[j - 1])) <= limit - limit // 2:
-        tail.append(w)
-        used, j = used + len(w), j - 1
-    if j == i:  # every character kept (CRLF folded to fit): nothing to say cut
-        return "".join(head) + "".join(reversed(tail))
-    marker = TRUNCATION_MARKER.format(n=j - i)
-    return "".join(head) + " " + marker + " … " + "".join(reversed(tail))
-
-
-ESCAPE_CHARS = 10  # the longest escape ``one_line`` writes for one character: ``\\U000e0041``
-
-
-def _was_cut(text: str, limit: int) -> bool:
-    """Whether ``text`` is a label cut to ``limit`` (``truncate_ends(label, limit, " ")``, or ``cut``, whose
-    ends may be up to an escape shorter)."""
-    head, tail = limit // 2, limit - limit // 2
-    for at in range(head, max(-1, head - ESCAPE_CHARS), -1):
-        m = _CUT_MARK.match(text, at)
-        if m is not None:
-            return tail - ESCAPE_CHARS < len(text) - m.end() <= tail
-    return False
-
-
-_CUT_MARK = re.compile(" " + re.escape(TRUNCATION_MARKER).replace(r"\{n\}", r"\d+") + " … ")
 
 
 def num(v: Any, fmt: str = ".4g") -> str:
