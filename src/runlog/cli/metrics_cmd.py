@@ -105,6 +105,7 @@ def diversity_command(
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
     from ..fleet import DiversityJob, fleet_locations, is_fleet
+    from ..formats.flink_text import parse_notes
     from ..run import open_run
 
     fmt = format_from_output(ctx, fmt, output)
@@ -148,6 +149,7 @@ def diversity_command(
             notes += _whole_rows_notes(df, keys)
         notes += _text_notes(run, text, by, filters, df.height > 0, policy=M.reads_policy(text, "role" in keys))
         notes += _skip_notes(run, text, filters, skipped, df.height > 0)
+        notes += parse_notes(run.ctx)  # what parsing the texts noted (Flink v0 agents that read alike)
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
@@ -205,6 +207,7 @@ def format_command(
     from ..analysis.filters import Filters
     from ..analysis.views import split_notes
     from ..fleet import FormatJob, fleet_locations, is_fleet
+    from ..formats.flink_text import parse_notes
     from ..metrics import format as F
     from ..run import open_run
 
@@ -256,6 +259,7 @@ def format_command(
         notes += _skip_notes(run, text, filters, skipped, df.height > 0, calls)
         if df.height:
             notes += [x for x in [M.reasoning_note(run, spec, text=text, filters=filters, measured=df)] if x]
+        notes += parse_notes(run.ctx)  # what parsing the texts noted (Flink v0 agents that read alike)
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 

@@ -195,6 +195,9 @@ def render_command(
                 f"texts longer than {TERMINAL_MAX_CHARS:,} characters are cut on the terminal (marked): --max-chars N "
                 "to change, or -o FILE / --format json for them whole"
             )
+        from ..formats.flink_text import parse_notes
+
+        sel.notes += parse_notes(run.ctx)  # what parsing the texts noted (Flink v0 agents that read alike)
         for note in sel.notes:
             sys.stderr.write(f"note: {note}\n")
         # Problems met while reading (a corrupt file, a bad line) are listed, and those of the files of other

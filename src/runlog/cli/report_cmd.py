@@ -92,6 +92,9 @@ def report_command(
 
             texts: list[Problem] = []  # files whose text alone could not be read (their numbers are counted)
             html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts)
+        from ..formats.flink_text import parse_notes
+
+        report_problems([], notes=parse_notes(run.ctx))  # what parsing the texts noted
         with writing(output):
             output.write_text(html, encoding="utf-8")
         # The files that could not be read are in the page's Data section; said here too, as other commands do.

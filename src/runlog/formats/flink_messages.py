@@ -64,6 +64,10 @@ class Conversation:
     # Agents whose turns read alike to more than one speaker: matched by agent id, or else left unmatched
     # (``_match_speakers``); readers count these samples.
     ambiguous: bool = False
+    # Model speakers named by their agent ids alone (agents without a role, none matched to a transcript's
+    # speaker: a v0 file without a rendered trajectory): nothing says which role an id plays, and an id may play
+    # another in another file; readers count which speaks first (``flink_text._Fallbacks.record_ids``).
+    by_id: bool = False
 
     @property
     def prompt_key(self) -> str | None:
@@ -86,9 +90,9 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
         return parsed[0]
 
     try:
-        messages, fallback, ambiguous = agent_messages(agent_trajectories, assign, transcript)
+        messages, fallback, ambiguous, by_id = agent_messages(agent_trajectories, assign, transcript)
     except Exception:  # noqa: BLE001  (hostile JSON must cost this sample its JSON, never the read)
-        messages, fallback, ambiguous = None, UNPARSEABLE, False
+        messages, fallback, ambiguous, by_id = None, UNPARSEABLE, False, False
     source: str | None = "agent_trajectories"
     if messages is None:
         messages = transcript()
@@ -96,7 +100,9 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
     if not messages:
         return Conversation(None, None, None, None, fallback)
     prompt, completion = first_prompt(messages), completion_text(messages)
-    return Conversation(messages, prompt, completion, source, fallback, ambiguous and source == "agent_trajectories")
+    from_agents = source == "agent_trajectories"
+    ambiguous, by_id = ambiguous and from_agents, by_id and from_agents
+    return Conversation(messages, prompt, completion, source, fallback, ambiguous, by_id)
 
 
 def first_prompt(messages: list[dict[str, Any]]) -> str | None:
@@ -142,28 +148,29 @@ def _speaker(m: dict[str, Any], assign: dict[str, str]) -> dict[str, Any]:
 # -- agent_trajectories -----------------------------------------------------------------------------------
 def agent_messages(
     value: Any, assign: dict[str, str], transcript: Callable[[], list[dict[str, Any]] | None] = lambda: None
-) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
-    """(messages, None, ambiguous) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE, False);
-    ``transcript`` gives the rendered string's messages (for the order and prompt of per-agent JSON);
-    ``ambiguous``: agents whose texts did not tell which speaker they are (``_match_speakers``)."""
+) -> tuple[list[dict[str, Any]] | None, str | None, bool, bool]:
+    """(messages, None, ambiguous, by_id) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE, False,
+    False); ``transcript`` gives the rendered string's messages (for the order and prompt of per-agent JSON);
+    ``ambiguous``: agents whose texts did not tell which speaker they are (``_match_speakers``); ``by_id``:
+    agents left named by their ids (``_merge``)."""
     obj = _loads(value)
     if obj is None or obj == [] or obj == {} or (isinstance(obj, str) and not obj.strip()):
-        return None, ABSENT, False
+        return None, ABSENT, False, False
     if obj is _INVALID or isinstance(obj, str):
-        return None, UNPARSEABLE, False
+        return None, UNPARSEABLE, False, False
     agents = _agents(obj)
-    ambiguous = False
+    ambiguous = by_id = False
     if agents is not None:
-        messages, ambiguous = _merge(agents, assign, transcript())
+        messages, ambiguous, by_id = _merge(agents, assign, transcript())
     elif isinstance(obj, (dict, list)) and all(_is_message(m) for m in (obj if isinstance(obj, list) else [obj])):
         messages = _chat(obj if isinstance(obj, list) else [obj], assign, None)
     else:
-        return None, UNPARSEABLE, False
+        return None, UNPARSEABLE, False, False
     if not messages:
-        return None, ABSENT, False
+        return None, ABSENT, False, False
     if not any(m["role"] in ("system", "user", "developer") for m in messages):
         messages = _transcript_prefix(transcript()) + messages
-    return messages, None, ambiguous
+    return messages, None, ambiguous, by_id
 
 
 def _loads(value: Any) -> Any:
@@ -268,7 +275,7 @@ def _merge(
     agents: list[tuple[str | None, str | None, list[Any]]],
     assign: dict[str, str],
     transcript: list[dict[str, Any]] | None,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], bool, bool]:
     """One conversation from per-agent message lists: the shared system / user messages first, then each
     assistant turn (with the tool results that follow it) in the order of the transcript's speakers.
 
@@ -277,7 +284,8 @@ def _merge(
     other. Turns the transcript does not place (an agent still unmatched) follow, agent by agent: per-agent
     JSON has no order across agents, so the order it is written in decides nothing before the transcript's
     (a review found the judge read as the policy when the agents were written in reverse). Also returned:
-    whether the texts left agents alike (``_match_speakers``)."""
+    whether the texts left agents alike (``_match_speakers``), and whether an agent with a turn is left named by
+    its id (no role, no transcript speaker: which role it plays is not known)."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
     found: list[tuple[str | None, list[dict[str, Any]]]] = []
     named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
@@ -333,7 +341,7 @@ def _merge(
     for role, _msgs in per_agent:
         for unit in queues.pop(role, []):
             out.extend(unit)
-    return out, ambiguous
+    return out, ambiguous, bool(unmatched)
 
 
 def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -186,6 +186,10 @@ class _Fallbacks:
         self.note: dict[str, str] | None = None
         self.alike: set[tuple[str, Any]] = set()
         self.alike_note: dict[str, str] | None = None
+        # Samples whose speakers are agent ids (``Conversation.by_id``): per file, how many each id opens.
+        self.by_id: set[tuple[str, Any]] = set()
+        self.openers: dict[str, dict[str, int]] = {}
+        self.ids_problem: Problem | None = None
         self.memo: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.chunks: list[Any] = []
         self.memo_bytes = 0
@@ -216,15 +220,20 @@ class _Fallbacks:
             part = s if len(miss) == len(s) else s.gather(miss)
             rows = []
             cols = [part.struct.field(k).to_list() for k in ("a", "t", "r", "f", "i")]
+            by_id = 0
             for a, t, r, f, i in zip(*cols, strict=True):
                 c = conversation(a, t, r)
                 if counted and c.fallback is not None:
                     self.record(str(f), i, c.fallback, c.source)
                 if counted and c.ambiguous:
                     self.record_alike(str(f), i)
+                if counted and c.by_id and c.messages:
+                    by_id += self.record_ids(str(f), i, c.messages)
                 rows.append(
                     {"messages": c.messages, "prompt": c.prompt, "completion": c.completion, "prompt_key": c.prompt_key}
                 )
+            if by_id:
+                self.ids_warning()
             fresh = pa.array(rows, type=_arrow_type())
             with self._memo_lock:
                 if self.memo_bytes + fresh.nbytes <= MEMO_BYTES:
@@ -290,3 +299,65 @@ class _Fallbacks:
             self.alike_note = {"layout": "flink", "message": message}
             self.ctx.fidelity.append(self.alike_note)
         self.alike_note["message"] = message
+
+    def record_ids(self, path: str, sample_id: Any, messages: list[dict[str, Any]]) -> bool:
+        """A sample whose speakers are its agents' ids (``Conversation.by_id``): which id speaks first (the first
+        model turn with text: the turn the policy is elected by, ``texts.policy_speaker``), counted per file.
+        Whether it was counted (each sample once)."""
+        if (path, sample_id) in self.by_id:
+            return False
+        first = next((m.get("name") for m in messages if m.get("role") == "assistant" and m.get("content")), None)
+        if not isinstance(first, str):
+            return False
+        self.by_id.add((path, sample_id))
+        per = self.openers.setdefault(path, {})
+        per[first] = per.get(first, 0) + 1
+        return True
+
+    def ids_warning(self) -> None:
+        """A warning, where the samples whose speakers are agent ids do not show one id opening them: the id
+        that speaks first in most of them opens fewer than half, or another id opens most of some file's. The
+        data give an id no role (a v0 file without a rendered trajectory), and the policy is the speaker that
+        opens most samples: an id that is the solver in some files and the judge in others made format
+        adherence read 1.0, 0.0, 1.0, 0.0 by step for a solver well formatted at every step. Updated in place
+        as samples are parsed (once per batch: a few dicts of a few ids); dropped if the counts come to agree."""
+        total: dict[str, int] = {}
+        for per in self.openers.values():
+            for name, k in per.items():
+                total[name] = total.get(name, 0) + k
+        ranked = sorted(total.items(), key=lambda nk: (-nk[1], nk[0]))
+        top, opens = ranked[0]
+        samples = sum(total.values())
+        other = sorted(p for p, per in self.openers.items() if per.get(top, 0) < max(per.values()))
+        if 2 * opens >= samples and not other:
+            if self.ids_problem is not None and self.ids_problem in self.ctx.problems:
+                self.ctx.problems.remove(self.ids_problem)
+            self.ids_problem = None
+            return
+        files = len(self.openers)
+        counts = ", ".join(f"{n} {k:,}" for n, k in ranked[1:6]) + (", ..." if len(ranked) > 6 else "")
+        said = [f"{top} speaks first in {opens:,} of them" + (f" ({counts})" if counts else "")]
+        said[0] += ", fewer than half" if 2 * opens < samples else ""
+        if other:
+            said.append(f"another id speaks first in most samples of {len(other):,} of the {files:,} file(s)")
+        message = (
+            f"the speakers of {samples:,} sample(s) in {files:,} file(s) are their agent ids (no role, no rendered "
+            f"trajectory that names them): {'; '.join(said)}. An id may play different roles in different files: "
+            "the policy's turns (the id that speaks first in most samples: --text auto, format adherence per step) "
+            "may be another role's at some steps"
+        )
+        if self.ids_problem is None:
+            self.ids_problem = Problem((other or sorted(self.openers))[0], WARNING, message)
+            self.ctx.problems.append(self.ids_problem)
+        self.ids_problem.message = message
+
+
+def parse_notes(ctx: RunContext) -> list[str]:
+    """The fidelity notes recorded while the run's conversations were parsed (``_Fallbacks``: read from the
+    rendered trajectory; agents that read alike, matched by id), as ``layout: message`` lines: they are added
+    to ``ctx.fidelity`` only once texts are read, after discovery, which is all ``inspect`` prints; a command
+    that reads the texts prints these after its output (none before a conversation is parsed)."""
+    tracker = ctx.cache.get("flink_fallbacks")
+    if not isinstance(tracker, _Fallbacks):
+        return []
+    return [f"{n['layout']}: {n['message']}" for n in (tracker.note, tracker.alike_note) if n is not None]

@@ -82,8 +82,8 @@ def build_report(
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
     # What ``inspect --deep`` checks and a report must say: sample ids that occur more than once in the run. The
-    # doctor says those repeated within a step (rows counted twice there); this, run-wide, also those at several
-    # steps. The id column only.
+    # doctor says those repeated within a step (rows counted twice there); this, run-wide, those at several steps
+    # only. The id column only.
     if (problem := repeated_ids_problem(run)) is not None:
         run.ctx.problems.append(problem)
     known = len(run.problems)
@@ -101,10 +101,11 @@ def build_report(
 
 
 def repeated_ids_problem(run: Run) -> Problem | None:
-    """``inspect --deep``'s warning of repeated sample ids (``analysis.inspect.repeated_ids_problem``), worded
-    by where the ids repeat: within one step of a split (rows read twice, a copied file, are counted twice in
-    that step's figures), or only at different steps or splits, where every row is counted once, at its own
-    step. Said "counted twice" of ids at several steps, it claimed what no figure does."""
+    """``inspect --deep``'s warning of repeated sample ids (``analysis.inspect.repeated_ids_problem``), of the
+    ids the doctor's ``repeated_sample_ids`` finding does not say: those only at different steps or splits,
+    never twice within one step, where every row is counted once, at its own step. Ids repeated within a step
+    (rows read twice, counted twice in that step's figures) are the doctor's finding, which names their steps
+    and files: said here too, they were listed twice, in two wordings (and counted twice in the tile)."""
     from .._lazy import pl
     from ..analysis.inspect import UNIQUE_ID_LAYOUTS
     from ..analysis.inspect import repeated_ids_problem as deep_problem
@@ -127,27 +128,18 @@ def repeated_ids_problem(run: Run) -> Problem | None:
     [rep] = sub.collect(query)
     if not rep.height:
         return problem
-    within = int((rep["n"] > rep["places"]).sum())
+    rep = rep.filter(pl.col("n") == pl.col("places"))  # never twice within one step: the doctor's are not here
+    if not rep.height:
+        return None
     extra = int(rep["n"].sum()) - rep.height
     first = rep.row(0, named=True)
     where = ", ".join(first["source"][:3]) + (" ..." if len(first["source"]) > 3 else "")
-    head = (
+    message = (
         f"{rep.height} sample id(s) occur more than once ({extra} extra row(s); first: {first['sample_id']!r}, "
-        f"{first['n']} times, in {where})"
+        f"{first['n']} times, in {where}), each time at a different step or split, never twice within one: every "
+        "row is counted once, at its own step. Ids are meant to be unique within a run: distinct samples given "
+        "one id, or the same samples logged again at another step"
     )
-    if within:
-        across = f"; {rep.height - within} only at different steps or splits" if within < rep.height else ""
-        message = (
-            f"{head}: {within} more than once within one step{across}. Within a step: rows read twice (a copied "
-            "file?), counted twice in that step's figures, or distinct samples given one id (ids are meant to be "
-            "unique within a run)"
-        )
-    else:
-        message = (
-            f"{head}, each time at a different step or split, never twice within one: every row is counted once, "
-            "at its own step. Ids are meant to be unique within a run: distinct samples given one id, or the same "
-            "samples logged again at another step"
-        )
     return Problem(problem.path, problem.kind, message)
 
 
@@ -550,40 +542,9 @@ def _summary(s: RunSeries) -> str:
 
 
 def split_layouts_note(run: Run, split: str | None) -> str | None:
-    """``layouts_note`` (the layouts and tasks every figure pools) of the report's split: loose dumps side by side
-    are often of two splits (a verifiers eval beside NeMo Gym train rollouts), and the train report's figures
-    pool none of the eval's rows. Each file counted by its rows of the split (read from its ``split`` and
-    ``source`` columns only where the run as a whole pools layouts or tasks), the files with none left out."""
-    import dataclasses
-
-    from .._lazy import pl
-
-    whole = layouts_note(run, by_env=False)
-    if whole is None or split is None:
-        return whole
-    files = [f for f in run.files if f.kind == "samples" and f.readable]
-    [df] = run.collect(
-        lambda: [run.samples.filter(pl.col("split") == split).group_by("source").agg(pl.len().alias("n"))]
-    )
-    rows = {str(r["source"]): int(r["n"]) for r in df.iter_rows(named=True)}
-    kept = []
-    for f in files:
-        if not rows.get(f.path):
-            continue
-        frame = f.frame
-        if isinstance(frame, pl.DataFrame) and "split" in frame.columns:
-            frame = frame.filter(pl.col("split") == split)  # its envs (tasks) in this split
-        kept.append(dataclasses.replace(f, rows=rows[f.path], frame=frame))
-    if sum(f.rows or 0 for f in kept) != sum(rows.values()):
-        return whole  # rows of a source no file is named by: the run's own note rather than one that is short
-    note = layouts_note(Run(root=run.root, files=kept, ctx=run.ctx), by_env=False)
-    if note is None or note == whole:
-        return note
-    # Said of the split: the run as a whole holds more (the eval's 2 layouts of a folder of 3).
-    for head in ("this run holds", "this run's"):
-        if note.startswith(head):
-            return f"split {cut(split)}{head.removeprefix('this run')}{note[len(head) :]}"
-    return note
+    """``layouts_note`` (the layouts and tasks every figure pools) of the report's split, its name cut as every
+    label of the page (``views.layouts_note``, which ``summarize`` says of its rows' splits too)."""
+    return layouts_note(run, by_env=False, splits=[split] if split is not None else None, shown=cut)
 
 
 def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> str:
@@ -911,6 +872,10 @@ def _data(
         else:
             parts.append('<p class="note">No problems reading the run or the baseline.</p>')
     parts += [f'<p class="note">{e1(n["layout"])}: {e(n["message"])}</p>' for n in r.fidelity]
+    if run is not None:  # what parsing the texts noted (Flink v0 agents that read alike)
+        from ..formats.flink_text import parse_notes
+
+        parts += [f'<p class="note">{e(n)}</p>' for n in parse_notes(run.ctx)]
     return "\n".join(parts)
 
 

@@ -56,6 +56,7 @@ from .sides import (
     layouts_of,
     load_rows,
     per_step,
+    recurs,
     role_eq,
     role_key,
     split_eq,
@@ -287,7 +288,8 @@ COUNTED_IDS = "not known to name prompts, so nothing is paired by them"
 
 UNLINKED_WHY = {
     "counters": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
-    "whole at every step",
+    "whole at every step, or at a step of k groups the first k of one list (g0..g{k-1}: counters of a varying "
+    "number of groups)",
     "text": "a prompt text shared by the groups of a step (an instruction or template), and group ids found at "
     "one step only",
 }
@@ -460,26 +462,40 @@ def _paired(
     the differences is then infinite or NaN (what they give), with no interval (a bootstrap of it has none),
     and a note says how many prompts are of each kind."""
 
-    counted: dict[str, list[str]] = {}  # the roles whose group ids count a step's groups: their runs
+    # The roles whose group ids are not known to name prompts, per reason ("counted": they count a step's groups;
+    # "once": each is found at one step only), and per which roles: their runs.
+    withheld: dict[tuple[str, str], list[str]] = {}
 
     def per_prompt(side: Side) -> pl.DataFrame:
         means = side.prompt_means
         if means is None or means.height == 0:
             means = pl.DataFrame(schema=PROMPT_MEANS_SCHEMA)
-        means = means.filter(split_eq(split) & pl.col("step").is_in(list(steps)))
-        found = [r for r in roles if _counted(means.filter(role_eq(r) & pl.col("by_id")))]
-        if found:
-            counted.setdefault(_which(found, roles), []).append(side.name)
-            means = means.filter(~(pl.col("by_id") & pl.any_horizontal(*(role_eq(r) for r in found))))
-        return means.filter(pl.col("m").is_not_null()).select("role", "step", "pkey", "by_id", "m")
+        means = means.filter(split_eq(split))
+        window = means.filter(pl.col("step").is_in(list(steps)))
+        why = {r: _unnamed(window, means, r) for r in roles}
+        for reason in ("counted", "once"):
+            found = [r for r in roles if why[r] == reason]
+            if found:
+                withheld.setdefault((reason, _which(found, roles)), []).append(side.name)
+        dropped = [r for r in roles if why[r]]
+        if dropped:
+            window = window.filter(~(pl.col("by_id") & pl.any_horizontal(*(role_eq(r) for r in dropped))))
+        return window.filter(pl.col("m").is_not_null()).select("role", "step", "pkey", "by_id", "m")
 
     on = ["role", "step", "pkey", "by_id"]
     mine, theirs = per_prompt(base), per_prompt(other)
+    what = {
+        "counted": f"the group ids of the end window ({steps_text(steps)}) are the same at every step, as counters "
+        "g0..g7 of a step's groups (or prompts drawn whole at every step) are, or, at a step of k groups, the first "
+        "k of one list (g0..g{k-1}: counters of a varying number of groups)",
+        "once": "the group ids of the start and end windows are each found at one step only, as ids that number a "
+        "run's groups (s3-g1, a running counter) are: two runs have the same ones at the same steps whatever "
+        "prompts they drew",
+    }
     notes += [
-        f"{' and '.join(names)}{_where(split)}{which}: the group ids of the end window ({steps_text(steps)}) are the "
-        f"same at every step, as counters g0..g7 of a step's groups (or prompts drawn whole at every step) are: "
-        f"{COUNTED_IDS} (log the prompt text to pair a fixed set of prompts, such as an eval set named by ids)"
-        for which, names in counted.items()
+        f"{' and '.join(names)}{_where(split)}{which}: {what[reason]}: {COUNTED_IDS} (log the prompt text to pair "
+        "a fixed set of prompts, such as an eval set named by ids)"
+        for (reason, which), names in withheld.items()
     ]
     joined = mine.join(theirs, on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
     diffs: dict[str | None, np.ndarray] = {}
@@ -533,11 +549,27 @@ def _paired(
     return out
 
 
-def _counted(ids: pl.DataFrame) -> bool:
-    """Whether the rows of ``Side.prompt_means`` keyed by group id (one role's, of the end window) count a step's
+def _unnamed(window: pl.DataFrame, texts: pl.DataFrame, role: str | None) -> str | None:
+    """Why the rows of ``Side.prompt_means`` keyed by group id (``role``'s) are not known to name prompts, so
+    that none is paired; None where they may. ``counted``: those of the end window (``window``) count a step's
     groups (``sides.counters``, the test the intervals' units apply): ``g3`` of one run and ``g3`` of the other
-    are then no one prompt (a quarter of null pairs were called ahead or behind on such pairs)."""
-    return bool(ids.height) and counters(ids["step"].to_numpy(), ids["pkey"].to_numpy())
+    are then no one prompt (a quarter of null pairs were called ahead or behind on such pairs). ``once``: over
+    the start and end windows (``texts``), two steps or more, no id is found at two steps (``sides.recurs``):
+    ids that number the groups (``s3-g1``) are the same in two runs that share no prompt, and their wins and
+    losses were no prompt's. A single step gives no sign either way: its ids are paired."""
+    ids = window.filter(role_eq(role) & pl.col("by_id"))
+    if ids.height and counters(ids["step"].to_numpy(), _key_codes(ids)):
+        return "counted"
+    ids = texts.filter(role_eq(role) & pl.col("by_id"))
+    if not ids.height or ids["step"].n_unique() < 2:
+        return None
+    return None if recurs(ids["step"].to_numpy(), _key_codes(ids)) else "once"
+
+
+def _key_codes(ids: pl.DataFrame) -> np.ndarray:
+    """The prompt keys (u64 hashes) as codes from 0: stacked with the steps (int64), u64 would be cast to
+    float64, and two hashes could become one number."""
+    return (ids["pkey"].rank("dense").cast(pl.Int64) - 1).to_numpy()
 
 
 def few_pairs(paired: int, baseline: int, run: int) -> bool:
