@@ -113,3 +113,27 @@ def test_a_report_of_a_run_with_no_readable_sample_file_exits_1(tmp_path, cli):
     r = cli("report", run, "-o", out)
     assert r.exit_code == 1 and out.exists()
     assert "no sample file of this run could be read" in r.stderr
+
+
+def test_a_report_of_very_many_scalar_keys_draws_and_lists_up_to_its_caps(tmp_path, monkeypatch, figures_not_drawn):
+    """500,000 keys: one figure per 12 keys, and the report never ended (a bad-input audit). Past the caps the keys
+    are said, with the commands that show them."""
+    import json
+    import re
+
+    import runlog.report as R
+    from runlog import open_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "runlog", "schema_version": 2, "run_id": "k"}))
+    lines = [
+        {"step": s, "time": s, **{f"ns{n}/k{i}": float(s + i) for n in range(3) for i in range(20)}} for s in (0, 1)
+    ]
+    (run / "scalars.p0.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    monkeypatch.setattr(R, "MAX_SCALAR_FIGURES", 3)
+    monkeypatch.setattr(R, "MAX_SCALAR_ROWS", 25)
+    page = R.build_report(open_run(run))
+    assert len(set(re.findall(r'id="scalars-\d+-\d+"', page))) == 3
+    assert "28 key(s) not drawn" in page  # ns0: 2 figures of 10, ns1: 12 of 20 in the third, ns2: none
+    assert "35 key(s) not listed" in page  # 25 of 60 listed

@@ -800,17 +800,38 @@ def _scalars(s: RunSeries, frame: Any) -> str:
         '<p class="note">Every logged key (not restricted to a split), grouped by namespace; the mean value per '
         "step, raw line light, moving average bold.</p>"
     ]
-    for i, (ns, keys) in enumerate(groups.items()):
+    # A run that logs hundreds of thousands of keys (a per-token or per-sample metric as a key) would draw one
+    # figure per 12 of them: the report never ended (500,000 keys, an audit). Figures and rows past these caps are
+    # left out, and said with the commands that show them.
+    drawn, listed = MAX_SCALAR_FIGURES, MAX_SCALAR_ROWS
+    undrawn: list[str] = []
+    unlisted = 0
+    for i, (ns, all_keys) in enumerate(groups.items()):
         name = ns or "top-level keys"
-        count = f"{len(keys)} key{'s' if len(keys) > 1 else ''}"
+        count = f"{len(all_keys)} key{'s' if len(all_keys) > 1 else ''}"
+        if listed <= 0 and (drawn <= 0 or one_step):
+            undrawn += [] if one_step else all_keys
+            unlisted += len(all_keys)
+            continue
         out.append(f'<h3 id="scalars-{i}">{e1(name)} <span class="note">{count}</span></h3>')
-        rows = [[e1(k), *[num(by_key[k][c]) for c in cols]] for k in keys]
+        shown = all_keys[: max(listed, 0)]
+        listed -= len(shown)
+        unlisted += len(all_keys) - len(shown)
+        rows = [[e1(k), *[num(by_key[k][c]) for c in cols]] for k in shown]
         values = table(["key", *("NaN steps" if c == "nan" else c for c in cols)], rows)
         if one_step:
             out.append(values)
             continue
+        keys = all_keys[: max(drawn, 0) * MAX_SCALAR_PANELS]
+        undrawn += all_keys[len(keys) :]
+        if not keys:
+            out.append(
+                f"<details><summary>values of {len(shown)} of the {len(all_keys)} keys</summary>{values}</details>"
+            )
+            continue
         # Figures of at most MAX_SCALAR_PANELS panels, balanced (14 keys: 7 + 7, not 12 + 2).
         figures = -(-len(keys) // MAX_SCALAR_PANELS)
+        drawn -= figures
         size = -(-len(keys) // figures)
         for j in range(0, len(keys), size):
             chunk = keys[j : j + size]
@@ -819,8 +840,24 @@ def _scalars(s: RunSeries, frame: Any) -> str:
             fig = make_figure(s, "scalars", keys=[glob.escape(k) for k in chunk], title=title)
             out.append(image(figure_png(fig), f"scalars {name}", f"scalars-{i}-{j}", e(f"{cut(name)}{part}")))
         which = f"{e1(ns)} keys" if ns else name  # "top-level keys" already says keys
-        out.append(f"<details><summary>values of the {len(keys)} {which}</summary>{values}</details>")
+        listed_of = f"{len(shown)} of the {len(all_keys)}" if len(shown) < len(all_keys) else f"the {len(all_keys)}"
+        out.append(f"<details><summary>values of {listed_of} {which}</summary>{values}</details>")
+    if undrawn:
+        out.append(
+            f'<p class="missing">{len(undrawn):,} key(s) not drawn (the report draws {MAX_SCALAR_FIGURES} figures of '
+            f"{MAX_SCALAR_PANELS} at most): <code>runlog plot RUN --what scalars --keys 'NAMESPACE/*'</code> draws "
+            "them.</p>"
+        )
+    if unlisted:
+        out.append(
+            f'<p class="missing">{unlisted:,} key(s) not listed (the report lists {MAX_SCALAR_ROWS:,} at most): '
+            "<code>runlog summarize RUN --scalars</code> lists every key.</p>"
+        )
     return "\n".join(out)
+
+
+MAX_SCALAR_FIGURES = 40  # figures of scalars a report draws (of MAX_SCALAR_PANELS keys each)
+MAX_SCALAR_ROWS = 2000  # scalar keys a report's value tables list
 
 
 def _version(label: str) -> str:
