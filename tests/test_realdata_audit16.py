@@ -205,13 +205,13 @@ def test_a_reasoning_item_keeps_its_summary_and_its_raw_reasoning_apart(tmp_path
     assert out.index("[summary_text]") < out.index("SUMMARY:") < out.index("[reasoning_text]") < out.index("RAW-COT:")
 
 
-def test_auto_plus_reasoning_puts_back_both_texts_without_runlogs_marks(tmp_path: Path) -> None:
-    """``--text auto+reasoning`` puts the reasoning the model wrote back in think tags: the summary and the raw
-    reasoning, one a line, without the marks (runlog's words, not the model's)."""
+def test_auto_plus_reasoning_puts_back_the_raw_reasoning_without_runlogs_marks(tmp_path: Path) -> None:
+    """``--text auto+reasoning`` puts the reasoning the model wrote back in think tags: where an item has both, its
+    raw reasoning (the summary is a retelling: a review), without the marks (runlog's words, not the model's)."""
     run = runlog.open_run(_reasoning_both(tmp_path, before_answer=True))
     texts = texts_frame(run, "auto+reasoning")["text"].to_list()
     assert len(texts) == 1
-    assert texts[0].startswith(f"<think>{SUMMARY}\n{RAW}</think>")
+    assert texts[0].startswith(f"<think>{RAW}</think>") and SUMMARY not in texts[0]
     assert "[summary_text]" not in texts[0] and "[reasoning_text]" not in texts[0]
 
 

@@ -834,12 +834,13 @@ def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """The run's scalars (``summarize --scalars``'s, shards merged, aliases renamed) are checked for one thing only:
     a key whose values turn NaN or infinite from a step on and stay so to its last value, at least
     ``min_segment`` of them after at least one finite value (a diverged loss, a grad norm gone inf), and more of
-    them than in any run of non-finite values the key had before, at least ``FINITE_BEFORE_NONFINITE`` of whose
-    values were finite. One ``data_problem`` warning, ``scalar_nonfinite``, names the keys (onset: the earliest
-    such step). A key never finite, or non-finite in runs as long before (an eval metric logged NaN between evals:
-    the steps after its last eval are one more such gap), is not judged. Their trends are not judged at all: a
-    note says so, with the number of keys, so that a run whose loss rose 100x is not taken as checked. Scalars
-    are the run's, not a split's: the same whatever ``--split``."""
+    them than in any run of non-finite values the key had between finite ones before, at least
+    ``FINITE_BEFORE_NONFINITE`` of whose values were finite (the values before its first finite one, a key logged
+    before it is computed, are neither). One ``data_problem`` warning, ``scalar_nonfinite``, names the keys
+    (onset: the earliest such step). A key never finite, or non-finite in runs as long before (an eval metric
+    logged NaN between evals: the steps after its last eval are one more such gap), is not judged. Their trends
+    are not judged at all: a note says so, with the number of keys, so that a run whose loss rose 100x is not taken
+    as checked. Scalars are the run's, not a split's: the same whatever ``--split``."""
     from .scalars import DEFAULT_ALIASES, merged_steps
 
     merged = (
@@ -857,15 +858,22 @@ def _scalar_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     )
     if note not in s.scope_notes:  # a series the report shares, diagnosed again
         s.scope_notes.append(note)
-    last_finite = merged.filter(pl.col("finite")).group_by("key").agg(pl.col("step").max().alias("last_finite"))
-    with_last = merged.join(last_finite, on="key", how="inner")  # a key never finite is not judged
+    span = (
+        merged.filter(pl.col("finite"))
+        .group_by("key")
+        .agg(pl.col("step").min().alias("first_finite"), pl.col("step").max().alias("last_finite"))
+    )
+    with_last = merged.join(span, on="key", how="inner")  # a key never finite is not judged
     # The tail is judged against the key's own history: an eval metric logged NaN between evals ends in NaN after
     # its last eval without diverging (a review), a gap no longer than those before it; a grad norm inf at some
     # steps (fp16 loss-scale overflow: skipped steps), then inf for good, diverged (a later review: a rule that
     # judged only keys finite at 90 % of their steps before did not judge it, and a stuck loss scaler, the loss
-    # still finite, went unsaid). Its values' order is the steps' (one value a key and step, shards merged).
+    # still finite, went unsaid). Its values' order is the steps' (one value a key and step, shards merged). The
+    # values before its first finite one are no history: a key logged before it is computed (NaN at the first
+    # steps) is not a key that was NaN as long before (a third review: a loss NaN at its first 10 steps then
+    # diverged for 8 was not said).
     before = (
-        with_last.filter(pl.col("step") <= pl.col("last_finite"))
+        with_last.filter(pl.col("step").is_between(pl.col("first_finite"), pl.col("last_finite")))
         .sort("key", "step")
         .with_columns(pl.col("finite").rle_id().over("key").alias("run"))
     )

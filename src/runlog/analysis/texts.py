@@ -17,8 +17,9 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   where the sample has no messages, as ``auto``.
 - ``auto+reasoning``: the ``auto`` text with its turn's ``reasoning`` field put back in front of the content as
   ``<think>REASONING</think>`` (no ``</think>`` where the turn has no content: cut off while reasoning), as the
-  model wrote it before a server's reasoning parser cut it at the tags; a text that has a ``<think>`` of its own,
-  or a turn without reasoning, is the ``auto`` text as it is.
+  model wrote it before a server's reasoning parser cut it at the tags (a Responses reasoning item's raw
+  reasoning, not its summary, where it has both: ``reasoning_written``); a text that has a ``<think>`` of its
+  own, or a turn without reasoning, is the ``auto`` text as it is.
 - ``answer``: the inside of the last ``<answer>`` block of the ``auto`` text (from the last ``<answer>`` that a
   ``</answer>`` follows to the first ``</answer>`` after it), else ``completion``; a sample that ``auto`` skips
   (messages, but no policy turn) has none.
@@ -661,11 +662,27 @@ def _texts_lazy(
 
 
 def reasoning_written(reasoning: pl.Expr) -> pl.Expr:
-    """A ``reasoning`` field without the lines that are runlog's marks of encrypted reasoning
-    (``REDACTED_MARKS``): the reasoning the model wrote, empty where all of it is encrypted (no text to count
-    tokens of, or to put back in think tags)."""
-    lines = reasoning.str.split("\n").list.eval(pl.element().filter(~pl.element().is_in(list(REDACTED_MARKS))))
-    return lines.list.join("\n")
+    """A ``reasoning`` field as the model wrote it: without the lines that are runlog's marks of encrypted
+    reasoning (``REDACTED_MARKS``; empty where all of it is encrypted: no text to count tokens of, or to put back
+    in think tags), and without the summary of a Responses reasoning item that has its raw reasoning too (another
+    model's shortened retelling: think lengths would count both, a review), which ``chat.reasoning_text`` writes as
+    ``SUMMARY_MARK``, the summary, ``RAW_REASONING_MARK``, the raw reasoning. Those two marks are only runlog's
+    where they pair up so, a summary mark before a raw one with no mark between: the summary's lines and both marks
+    are left out there; a line that reads the same anywhere else (a summary mark with no raw one after it, a raw one
+    with no summary one before it) is the model's, and kept. An item with its summary alone keeps it: the only
+    words of its reasoning there are."""
+    line = pl.element()
+    summary, raw = line == _chat.SUMMARY_MARK, line == _chat.RAW_REASONING_MARK
+    mark = pl.when(summary).then(pl.lit(1)).when(raw).then(pl.lit(2))
+    # The nearest mark before a line, and the nearest after it (null: none).
+    before, after = mark.shift(1).forward_fill(), mark.shift(-1).backward_fill()
+    paired = (
+        (summary & (after == 2))  # the summary mark that a raw mark follows
+        | (mark.is_null() & (before == 1) & (after == 2))  # the summary between them
+        | (raw & (before == 1))  # the raw mark after a summary mark
+    ).fill_null(False)
+    redacted = line.is_in([m for m in REDACTED_MARKS if m not in (_chat.SUMMARY_MARK, _chat.RAW_REASONING_MARK)])
+    return reasoning.str.split("\n").list.eval(line.filter(~paired & ~redacted)).list.join("\n")
 
 
 def _with_reasoning(text: pl.Expr, reasoning: pl.Expr) -> pl.Expr:
@@ -673,7 +690,8 @@ def _with_reasoning(text: pl.Expr, reasoning: pl.Expr) -> pl.Expr:
     (``<think>REASONING</think>CONTENT``: vLLM's reasoning parsers cut the generation at the tags and keep both
     parts as written); without content (cut off while reasoning: the parser saw no ``</think>``) no close tag.
     A text with a ``<think>`` of its own, or without reasoning, is left as it is; an encrypted reasoning
-    (runlog's ``[redacted_thinking]`` mark, ``reasoning_written``) is none: it has no words to put back."""
+    (runlog's ``[redacted_thinking]`` mark, ``reasoning_written``) is none: it has no words to put back; of a
+    Responses reasoning item with a summary and its raw reasoning, the raw reasoning goes back."""
     reasoning = reasoning_written(reasoning)
     back = text.is_not_null() & reasoning.is_not_null() & (reasoning != "")
     back &= ~text.str.contains("<think>", literal=True)
@@ -859,12 +877,16 @@ def _has_text() -> pl.Expr:
     return pl.col("text").is_not_null()
 
 
-def _has_words() -> pl.Expr:
-    """The rows of a ``texts_frame`` whose text has a character other than white space. ``--text messages`` keeps
-    the turns that are tool calls without words (content ``""`` or ``"\\n\\n"``: what ``tool-call-json`` checks);
-    diversity and the text specs measure words, and 16 identical empty texts of a tool-using agent read as mode
-    collapse (a real verifiers dump: unique_frac 0.32 over its assistant turns, 0.60 over those with words)."""
-    return pl.col("text").str.contains(F.NON_SPACE_CLASS).fill_null(False)
+def _wordless_call() -> pl.Expr:
+    """The rows of a message-level ``texts_frame`` that are tool calls without words: a message with a tool call
+    whose content is empty, null or white space (``""`` or ``"\\n\\n"``, as the hermes and Qwen tool parsers leave
+    it). Only ``tool-call-json`` checks them; diversity and the text specs measure words, and 16 identical empty
+    texts of a tool-using agent read as mode collapse (a real verifiers dump: unique_frac 0.32 over its assistant
+    turns, 0.60 over those with words). A reply of white space without a tool call is no such turn: the model
+    said nothing, a text that fails every format spec and counts in diversity (a review: left out, adherence read
+    0.333 where it was 0.25)."""
+    words = pl.col("text").str.contains(F.NON_SPACE_CLASS).fill_null(False)
+    return ~words & pl.col("tool_calls").list.len().fill_null(0).gt(0)
 
 
 WORDLESS_NOTE = (
@@ -901,12 +923,12 @@ def diversity_frame(
     with_group = over == "group" or "group" in keys
     # ``messages``: a turn of tool calls without words is no text to measure (left out, said; a sample with no
     # other message is counted in ``no_text``).
-    checked = _has_words() if text == "messages" else _has_text()
+    checked = _has_text() & ~_wordless_call() if text == "messages" else _has_text()
     frame = _texts_counted(
         run, text, filters, keys, skipped, with_group=with_group, per_role="role" in keys, checked=checked
     )
     if text == "messages":
-        frame = _left_out(frame, _has_text() & ~checked, WORDLESS_NOTE, notes)
+        frame = _left_out(frame, _wordless_call(), WORDLESS_NOTE, notes)
     frame = frame.filter(_has_text())
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
@@ -1025,10 +1047,12 @@ def format_per_sample(
     known_tools: Sequence[str] | None = None,
     per_role: bool = False,
     skipped: SkippedTexts | None = None,
+    notes: list[str] | None = None,
 ) -> pl.DataFrame:
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
     the think/answer token counts, and one boolean column per rule (``rule:<name>``). ``skipped``: filled with
-    the samples that have no text, per ``step, split, role``, from the same read.
+    the samples that have no text, per ``step, split, role``, from the same read; ``notes``: what the rows leave
+    out is said there (``--text messages`` with a text spec: the tool calls without words).
 
     A spec with ``roles`` reads, under ``auto`` and ``assistant``, each role's own text (as ``per_role``: under
     ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
@@ -1047,12 +1071,13 @@ def format_per_sample(
     # A sample with no text of the kind asked for (a rollout that failed before the policy spoke, a speaker
     # absent from it) has nothing to check: it is left out, not counted as a failure (as diversity does).
     checked = _has_text()
+    wanted = pl.lit(True) if spec.roles is None else pl.col("role").is_in(list(spec.roles)).fill_null(False)
+    wordless = not calls and text == "messages"
     if calls:  # message rows: a message of tool calls without words is checked too
         checked |= pl.col("tool_calls").is_not_null()
-    elif text == "messages":  # a text spec: a message of tool calls without words has no text to check
-        checked = _has_words()
-    if spec.roles is not None:
-        checked &= pl.col("role").is_in(list(spec.roles))
+    elif wordless:  # a text spec: a message of tool calls without words has no text to check (a reply without
+        checked &= ~_wordless_call()  # words and without a call is the model's empty text: checked, and fails)
+    checked &= wanted
     if calls:
         # Only the model speaks in tool calls: the prompt, system, developer and tool-result messages are not
         # checked (by the message's own role: a tool result's name is its tool's, not a speaker's).
@@ -1060,6 +1085,8 @@ def format_per_sample(
     frame = _texts_counted(
         run, text, filters, keys, skipped, with_group=False, per_role=per_role, calls=calls, checked=checked
     )
+    if wordless:  # said, as diversity says them
+        frame = _left_out(frame, _wordless_call() & wanted, WORDLESS_NOTE, notes)
     frame = frame.filter(checked)
     res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
     t = pl.col("text").fill_null("")
@@ -1102,16 +1129,25 @@ def format_frame(
     known_tools: Sequence[str] | None = None,
     split_key: bool = True,
     skipped: SkippedTexts | None = None,
+    notes: list[str] | None = None,
 ) -> pl.DataFrame:
     """Per row of ``by`` keys: ``texts, adherence`` (fraction passed), ``score_mean``, ``failed/<rule>``
     (texts whose first failing rule it is), ``think_tokens_mean, answer_tokens_mean`` and
     ``reasoning_answer_ratio`` (think tokens / answer tokens, summed over texts that have both blocks).
-    ``skipped``: filled with the samples that have no text (``SkippedTexts.per_row(keys)`` gives them per row)."""
+    ``skipped``: filled with the samples that have no text (``SkippedTexts.per_row(keys)`` gives them per row);
+    ``notes``: what the figures leave out is said there (``format_per_sample``)."""
     keys = _check_keys(by, run if split_key else None, filters)
     if "group" in keys:
         raise UsageError("--by group is not available for format adherence; use step, role or split")
     per = format_per_sample(
-        run, spec, text=text, filters=filters, known_tools=known_tools, per_role="role" in keys, skipped=skipped
+        run,
+        spec,
+        text=text,
+        filters=filters,
+        known_tools=known_tools,
+        per_role="role" in keys,
+        skipped=skipped,
+        notes=notes,
     )
     both = pl.col("think_tokens").is_not_null() & pl.col("answer_tokens").is_not_null()
     rules = [r for r in per["failed_rule"].unique().drop_nulls().sort().to_list()]

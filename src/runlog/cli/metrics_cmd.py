@@ -236,17 +236,20 @@ def format_command(
         # format_per_sample does by itself).
         roles_read = the_spec.roles is not None and text in ("auto", "auto+reasoning", "assistant") and not calls
         none = M.SkippedTexts()
+        left: list[str] = []  # what the texts left out say (tool calls without words, under --text messages)
         if per_sample:
             per_role = _per_sample_keys(by)
             df = M.format_per_sample(
-                run, spec, text=text, filters=filters, known_tools=known, per_role=per_role, skipped=none
+                run, spec, text=text, filters=filters, known_tools=known, per_role=per_role, skipped=none, notes=left
             )
             check_text_role(run, text, df.height > 0, filters)
             skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls)
             policy = not calls and M.reads_policy(text, per_role or roles_read)
             emit_frame(df, fmt, output, keys=["step", "sample_id", *(["role"] if per_role else [])])
         else:
-            df = M.format_frame(run, spec, by or ["step"], text=text, filters=filters, known_tools=known, skipped=none)
+            df = M.format_frame(
+                run, spec, by or ["step"], text=text, filters=filters, known_tools=known, skipped=none, notes=left
+            )
             check_text_role(run, text, df.height > 0, filters)
             keys = [c for c in df.columns if c in M.KEYS]
             skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls)
@@ -255,6 +258,7 @@ def format_command(
             failed = [c for c in df.columns if c.startswith("failed/")]
             emit_frame(shown, fmt, output, sections=_format_sections(failed), keys=keys, strip=("failed/",))
         notes = [] if per_sample else split_notes(run, df, by)
+        notes += left
         notes += _text_notes(run, text, by, filters, df.height > 0, policy=policy)
         notes += _skip_notes(run, text, filters, skipped, df.height > 0, calls)
         if df.height:

@@ -10,6 +10,7 @@ whatever the resources server adds (the components again as top-level fields, ``
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,10 +68,38 @@ _PROMPTS = "prompt_groups"
 NO_PROMPT_SLOT = "\x00no prompt\x00"
 
 
+# The fields whose string values are JSON text themselves (a call's ``arguments``; verifiers' ``tool_calls`` entries):
+# their own key order and spacing are the writer's, as the prompt's are.
+_JSON_TEXT_FIELDS = frozenset({"arguments", "tool_calls"})
+
+
+def _canonical(value: Any, json_text: bool = False) -> Any:
+    """``value`` as the same prompt reads whoever wrote it: keys sorted (by ``json.dumps``), a key whose value is
+    null left out (``"tool_calls": null`` and no ``tool_calls`` say the same), and a string of a
+    ``_JSON_TEXT_FIELDS`` field that is JSON text read as its JSON (``{"city": "NYC"}``, ``{"city":"NYC"}`` and
+    the object itself). No text is changed: a message's content, even one space apart, is another prompt."""
+    if isinstance(value, dict):
+        return {k: _canonical(v, k in _JSON_TEXT_FIELDS) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_canonical(v, json_text) for v in value]
+    if json_text and isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            return _canonical(json.loads(value))
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
 def prompt_key(value: Any) -> str:
-    """A row's prompt as a short key: a 128-bit digest of its compact JSON (so that the prompts of a run of 100,000
-    rows are not all held in memory, text for text, until its samples are read)."""
-    return hashlib.blake2b(chat.compact_json(value).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    """A row's prompt as a short key: a 128-bit digest of its canonical JSON (``_canonical``: the same prompt
+    written by another writer, or another version, its keys in another order, is the same key; a review: a resumed
+    evaluation whose second file wrote ``{"content", "role"}`` split each of its groups in two), so that the
+    prompts of a run of 100,000 rows are not all held in memory, text for text, until its samples are read."""
+    try:
+        text = json.dumps(_canonical(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = chat.compact_json(value)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -325,7 +354,8 @@ class NemoGym(JsonlSamples):
         if raw_input is None and not instructions:
             key = f"{NO_PROMPT_SLOT}{info.path}:{line}"
         else:
-            key = prompt_key({"instructions": instructions, "input": raw_input})
+            # (No instructions written and empty ones are the same request: no system message either way.)
+            key = prompt_key({"instructions": instructions or None, "input": raw_input})
         state.setdefault("prompts", []).append((row["group_id"], key))
         # Where the response starts in ``messages``: an assistant example in the request ``input`` is not the
         # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
