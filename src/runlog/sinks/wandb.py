@@ -493,7 +493,7 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
         if st.closed or (st.state != "open" and not alive):
             continue
         samples = end.holdings.samples.get(p, {})
-        at, why = _open_from(p, max(samples.values(), default=None), end.holdings.scalars.get(p), plan.steps[-1])
+        at, why = _open_from(p, samples, end.holdings.scalars.get(p), plan.steps[-1])
         if done is not None:
             at = max(at, done + 1)  # W&B is past the steps before: holding them back would send nothing more
         if at > plan.steps[-1]:
@@ -526,37 +526,50 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
     return hold, held, notes
 
 
-def _open_from(process: int, samples: int | None, scalars: int | None, run_last: int) -> tuple[int, str]:
+def _open_from(process: int, samples: dict[str, int], scalars: int | None, run_last: int) -> tuple[int, str]:
     """The first step process ``process`` may still add to, and what may come (for the note), from the last step
-    of its sample files (``samples``, over its splits) and of its scalars lines (``scalars``).
+    of its sample files in each split (``samples``: split -> step) and of its scalars lines (``scalars``).
 
     What the writer's contract (docs/writer.md) leaves open, each stream going forward: a step's samples file is
-    written whole once a later step is logged (or on ``flush``/``close``), and logging rows for it again is a
-    ``StepOrderError``, so the samples may still come from the step after the last file on (rows of the next
-    step may be in the writer's memory, a step every tenth step may come at any later step); a step's scalars
-    lines are appended (train, then eval metrics, in two calls), so the scalars may still come from the last
-    line's step on. Nothing orders the two streams (a trainer may log a step's scalars before its samples, or
-    pipeline rollouts ahead of the training metrics), so the lower of the two holds. A process with sample
-    files and no scalars line yet may still log its first line for its last samples step; one that has written
-    nothing holds from the run's last step."""
-    if samples is None and scalars is None:
+    written whole once a later step of its split is logged (or on ``flush``/``close``), and logging rows for it
+    again is a ``StepOrderError``, so a split's samples may still come from the step after its last file on (rows
+    of the next step may be in the writer's memory, a step every tenth step may come at any later step). The seal
+    is per split: an eval split whose last file is step 0 may still log step 5 after the train split's file of
+    step 5, so the split with the lowest last file holds. A step's scalars lines are appended (train, then eval
+    metrics, in two calls), so the scalars may still come from the last line's step on. Nothing orders the
+    streams (a trainer may log a step's scalars before its samples, or pipeline rollouts ahead of the training
+    metrics), so the lowest of them holds. A process with sample files and no scalars line yet may still log its
+    first line for its last samples step; one that has written nothing holds from the run's last step. A split
+    the process has not written yet may come at any step: nothing on disk tells of it."""
+    if not samples and scalars is None:
         return run_last, f"it has written nothing yet (its first step may be the run's last, {run_last})"
-    if scalars is None:
-        assert samples is not None
-        return samples, f"its scalars of step {samples} may still come (no scalars line yet)"
-    if samples is None:
+    if not samples:
+        assert scalars is not None
         return scalars, f"its scalars of step {scalars} may still come (and samples, none written yet)"
-    after = samples + 1
-    if scalars < samples:
+    last = min(samples.values())
+    after = last + 1
+    # The split(s) that hold, named where the process writes more than one: "its eval samples".
+    holding = sorted(s for s, v in samples.items() if v == last)
+    names = ", ".join(holding) + " " if len(samples) > 1 else ""
+    stream = f"its {names}samples"
+    of = f"its last {names}samples file{'s' if len(holding) > 1 else ''}"
+    of_is = f"{of} {'are' if len(holding) > 1 else 'is'}"
+    if scalars is None:
+        top = max(samples.values())
+        if after <= top:
+            why = f"{stream} of step {after} or later may still come ({of_is} step {last}'s; no scalars line yet)"
+            return after, why
+        return top, f"its scalars of step {top} may still come (no scalars line yet)"
+    if scalars < last:
         return scalars, (
-            f"its scalars of step {scalars} or later may still come (its last scalars line is of step {scalars}, its "
-            f"last samples file of step {samples}: nothing orders the two)"
+            f"its scalars of step {scalars} or later may still come (its last scalars line is of step {scalars}, "
+            f"{of} of step {last}: nothing orders the two)"
         )
     if scalars < after:
         return scalars, f"its scalars of step {scalars} may still come (its last scalars line)"
     if after < scalars:
-        return after, f"its samples of step {after} or later may still come (its last samples file is step {samples}'s)"
-    return scalars, f"its scalars and samples of step {scalars} may still come"
+        return after, f"{stream} of step {after} or later may still come ({of_is} step {last}'s)"
+    return scalars, f"its scalars and {stream[4:]} of step {scalars} may still come"
 
 
 def _heartbeat(run: Run, process: int) -> tuple[float, float | None] | None:

@@ -223,11 +223,6 @@ class LiveRun:
             )
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
         to_read = list(dict.fromkeys(to_read))
-        # A state file written (a writer opened or closed) is a change of the run too: doctor checks it again.
-        self.changed = bool(changes) or ends != self._ends_listed
-        self._ends_listed = dict(ends)
-        if self.changed:
-            self.last_change = now
         recomputed = False
         # State files new or changed are read by the same opening as the data (``_ends``).
         changed_ends = [rel for rel, v in ends.items() if self._end_versions.get(rel) != v]
@@ -275,8 +270,21 @@ class LiveRun:
         events += self._torn_lines(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
+        said_before = self._said_states()
         events += self._ends(ends, opened)
+        # A state file written (a writer opened or closed) is a change of the run too: doctor checks it again. Its
+        # listed version alone is not: an open writer's heartbeat touches it every 30 s, and a trainer alive but
+        # hung (a deadlocked collective) would never go idle (``--idle-exit``) and have doctor re-run each time.
+        self.changed = bool(changes) or set(ends) != set(self._ends_listed) or self._said_states() != said_before
+        self._ends_listed = dict(ends)
+        if self.changed:
+            self.last_change = now
         return events
+
+    def _said_states(self) -> dict[int, dict[str, Any]]:
+        """What the writer state files read say, without when they were written (a heartbeat's touch changes only
+        that)."""
+        return {p: s.as_json() for p, s in self._states.items()}
 
     def _ends(self, ends: Listing, opened: Run | None = None) -> list[Event]:
         """Read the writer state files that are new or changed (each is read once a version), and say each

@@ -106,7 +106,11 @@ class RunWriter:
         # Absolute from the start: a trainer that changes its working directory mid-run still writes this folder.
         # Resolved too: opened through a link (``runs/latest -> exp-1``), the writer writes exp-1 whatever the link
         # names later (a second launch re-pointing ``latest`` to its own folder is no reason to stop this one).
-        self.root = Path(run_dir).resolve()
+        try:
+            self.root = Path(run_dir).resolve()
+        except (RuntimeError, OSError) as exc:  # a link loop: RuntimeError up to Python 3.12, OSError (ELOOP) after
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise UsageError(f"{run_dir}: the run folder's path cannot be resolved ({detail})") from None
         # Checked (and converted to JSON values) before anything is created: a config that cannot be written
         # is a UsageError at the call, never a half-made run folder.
         config_json = None if config is None else _json_config(config)
@@ -128,6 +132,9 @@ class RunWriter:
         self._closed = False
         self._error: BaseException | None = None
         self._error_reported = False
+        # Something logged is not on disk because of ``_error``: a step or line dropped, or a logging call refused.
+        # A run folder renamed or moved with nothing of it lost is no failure of the run (``_close``).
+        self._lost = False
         self._stats = {
             "calls": 0,
             "sample_calls": 0,
@@ -338,14 +345,14 @@ class RunWriter:
     def flush(self) -> None:
         """Write every pending step and wait until everything logged so far is on disk."""
         with self._lock:
-            self._check()
+            self._check(logging=False)
             for split in list(self._pending):
                 self._seal(split)
             done = threading.Event()
             self._put(("sync", done), force_block=True)
         done.wait()
         with self._lock:
-            self._check()
+            self._check(logging=False)
 
     def close(self) -> None:
         """Write everything pending and stop the background thread, then mark this process's state file
@@ -371,10 +378,15 @@ class RunWriter:
         # (a state file written by path would make a removed folder again, or go into another run's folder put in
         # its place; a folder renamed or moved gets it, through the descriptor held on it: there it is not "killed")
         gone = isinstance(self._error, RunFolderGoneError) or self._folder_gone() is not None
+        # A folder renamed or moved (archived after the last flush, say) with every logged step on disk there is no
+        # failure: its state is closed without an error (readers would say "what it had not written is lost") and
+        # names where the run was written (``moved_from``), and close() does not raise.
+        harmless = False
         try:
             moved = gone and _AT_SUPPORTED and self._held_folder()[0] == "moved"
+            harmless = moved and not self._lost and (self._error is None or isinstance(self._error, RunFolderGoneError))
             if not gone or moved:
-                self._write_state(how, exception, in_folder=moved)
+                self._write_state(how, exception, in_folder=moved, moved=harmless)
         finally:
             # the folder may be written by another writer of this process from now on
             self._run_lock.release(self._root_fd)
@@ -384,7 +396,7 @@ class RunWriter:
                 f"{self.root} has no {MANIFEST}: only process 0 writes it, and this process (index "
                 f"{self.process_index}) wrote here without it; readers see no roles, name or config for this run"
             )
-        if self._error is not None and not self._error_reported:
+        if self._error is not None and not self._error_reported and not harmless:
             self._error_reported = True
             raise WriterError(self._error_text(stopped=False)) from self._error
 
@@ -427,9 +439,12 @@ class RunWriter:
         return f"RunWriter({str(self.root)!r}, process_index={self.process_index}, closed={self._closed})"
 
     # -- caller-side helpers (hold self._lock) -------------------------------------------------------------
-    def _check(self) -> None:
+    def _check(self, *, logging: bool = True) -> None:
+        """Raise the writer's error, or ``WriterClosedError``. ``logging``: the call logs data (refused now: what
+        it logs is not written, so the writer's state says it failed)."""
         if self._error is not None:
             self._error_reported = True
+            self._lost = self._lost or logging
             raise WriterError(self._error_text(stopped=True)) from self._error
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
@@ -530,13 +545,20 @@ class RunWriter:
                 p.unlink()
 
     def _write_state(
-        self, how: str | None = None, exception: BaseException | None = None, *, in_folder: bool = False
+        self,
+        how: str | None = None,
+        exception: BaseException | None = None,
+        *,
+        in_folder: bool = False,
+        moved: bool = False,
     ) -> None:
         """``.writer.p{process}.json``: ``open`` (``how`` None: at the start, so that readers know this process
         writes the run before its first file), then ``closed``: how (``close``: called; ``exception``: the
         ``with`` block raised; ``exit``: the program ended without calling it), the last step of each split it
-        has on disk, what it wrote, and the writer's own failure if any. A process killed leaves it ``open``. A
-        state that cannot be written is a warning (and no temporary file is left), never an error of ``close``."""
+        has on disk, what it wrote, and the writer's own failure if any. ``moved``: the folder was renamed or
+        moved with nothing logged lost: ``moved_from`` is the path it was written at, and the stop is no
+        ``error``. A process killed leaves it ``open``. A state that cannot be written is a warning (and no
+        temporary file is left), never an error of ``close``."""
         path = self.root / STATE_FILE.format(process=self.process_index)
         if how is None:  # (no time: a call of the writer's clock here would move every later one)
             opened = {"process": self.process_index, "state": "open", "heartbeat_s": HEARTBEAT_S}
@@ -559,7 +581,8 @@ class RunWriter:
             "ended": _iso(self._clock()),
             "how": how,
             "exception": None if exception is None else _exception_text(exception),
-            "error": None if self._error is None else _exception_text(self._error),
+            "error": None if self._error is None or moved else _exception_text(self._error),
+            **({"moved_from": str(self.root)} if moved else {}),
             "last_step": dict(sorted(steps.items())),
             "last_scalar_step": last_scalar if last_scalar >= 0 else None,
             **written,
@@ -638,9 +661,12 @@ class RunWriter:
             if self._error is not None:
                 if kind == "stats":
                     item[4].set_error(self._error)  # nobody waits forever for a step's stats
+                self._lost = self._lost or _carries_data(item)
                 continue  # keep draining so that a blocked caller is released; the error is reported
             t0 = time.perf_counter()
             self._safely(self._handle, item)
+            if self._error is not None and _carries_data(item):
+                self._lost = True  # the item that failed (its rows or line not written)
             dt = time.perf_counter() - t0
             with self._bg_lock:
                 self._stats["background_s"] += dt
@@ -770,6 +796,7 @@ class RunWriter:
             fate = f"what it had written is wherever that folder is, if anywhere ({wrote})"
             resume = "on a new folder or resumed from a checkpoint"
         unwritten = ", ".join(f"{split} step {step}" for split, step in sorted(set(pending)))
+        self._lost = self._lost or bool(pending)
         message = (
             f"{gone.args[0]}: {fate}; the writer has stopped, so that it never writes the later steps apart from "
             "the earlier ones, into a folder made again, or into another run's: "
@@ -1145,6 +1172,11 @@ class RunWriter:
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
+
+
+def _carries_data(item: tuple[Any, ...]) -> bool:
+    """Whether a queue item holds logged data (rows, a scalars line): one not handled is data not written."""
+    return item[0] in ("samples", "scalars") or (item[0] == "stats" and bool(item[5]))
 
 
 # Whether files can be written relative to the run folder's descriptor (``dir_fd``): not on Windows.
