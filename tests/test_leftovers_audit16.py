@@ -6,7 +6,8 @@ dump where the shared realdata checkout has it; every expected figure worked out
   layouts of its rows' splits, not of the run;
 - B: a near-miss name with invisible characters is not offered as a name to type;
 - C: trajectory labels are cut as shown, never through an escape;
-- D: a native exception value that is empty, whitespace, ``None`` or ``null`` is no failed trajectory, and said;
+- D: a native exception value that is the text ``None`` or ``null`` is no failed trajectory, and said (an empty or
+  white-space one is a failure: test_exceptions_audit16);
 - E: ids repeated within a step are one finding in the report (the doctor's), not two.
 """
 
@@ -172,13 +173,13 @@ def test_the_browser_cuts_a_label_between_escapes() -> None:
 
 
 def blank_exception_run(root: Path) -> None:
-    """Four steps of six samples: one real failure each, three values that stand for none ('', '  ', 'None')."""
+    """Four steps of six samples: one real failure each, three values that stand for none ('None', ' null', 'None')."""
     with RunWriter(root, name="r", roles=["P"], durable=False) as w:
         for step in range(4):
             w.log_samples(step, [sample(step, i) for i in range(6)])
     for f in sorted((root / "samples" / "train").glob("*.parquet")):
         t = pq.read_table(f)
-        exc = pa.array(["", "  ", None, "None", None, "ValueError: x"], type=pa.string())
+        exc = pa.array(["None", " null\n", None, "None", None, "ValueError: x"], type=pa.string())
         pq.write_table(t.set_column(t.schema.get_field_index("exception"), "exception", exc), f)
 
 
@@ -197,7 +198,7 @@ def test_blank_exception_values_are_no_failures(tmp_path: Path, monkeypatch: pyt
         [row] = json.loads(r.stdout)
         assert row["sample:exception_rate"] == pytest.approx(4 / 24)
         said = [x for x in r.stderr.splitlines() if "read as no exception" in x]
-        assert len(said) == 1 and "12 exception value(s) here and 3 other file(s)" in said[0]
+        assert len(said) == 1 and "12 exception value(s) in 4 sample files (this one the first)" in said[0]
     per_step = json.loads(cli("summarize", str(root), "--by", "step", "--format", "json").stdout)  # (no role)
     assert [x["exception_rate"] for x in per_step] == pytest.approx([1 / 6] * 4)
     assert json.loads(cli("inspect", str(root), "--format", "json").stdout)["exceptions"] == 4

@@ -265,14 +265,20 @@ def _run_problems(run: Any, path: str, layout: str | None, storage: Any) -> list
     (``plan_keep``): a truncated file at another step was said by no line. The run is then opened whole for its
     problems alone (footers; the probes of files read before come from the probe cache), after the selection
     was read, and the problems met while reading the selection (a corrupt data page) are kept. The page's own
-    list (``PageInfo``) stays that of the files read for it: it says what may be missing from the page."""
+    list (``PageInfo``) stays that of the files read for it: it says what may be missing from the page. A
+    warning that counts over the run's files (``native.EXCEPTION_TEXTS_WARNING``) is the whole run's alone: the
+    part's count of the same values, said too, read as more of them ("7 in 2 files", then "3 here")."""
+    from ..formats.native import EXCEPTION_TEXTS_WARNING
     from ..run import open_run
 
     if not run.skipped:
         return _problems(run)
     whole = open_run(path, layout=layout, storage_options=storage)
     said = {(p.path, p.message) for p in whole.problems}
-    return [*_problems(whole), *(p for p in _problems(run) if (p.path, p.message) not in said)]
+    part = [
+        p for p in _problems(run) if (p.path, p.message) not in said and not EXCEPTION_TEXTS_WARNING.match(p.message)
+    ]
+    return [*_problems(whole), *part]
 
 
 def _problems(run: Any) -> list[Any]:

@@ -49,6 +49,14 @@ from .common import (
     version_column,
 )
 from .flink_text import GROUP_NOTE, TEXT_SOURCES, prompt_expr, with_conversations, with_prompt
+from .native import (
+    NULL_TEXT_EXCEPTIONS,
+    count_exception_texts,
+    exception_as_read,
+    exception_texts,
+    keep_exception_texts,
+    warn_exception_texts,
+)
 
 NAME_RE = re.compile(r"batch_debug_data_(?P<split>train|eval)_(?P<step>\d+)(?:_(?P<suffix>[^/]*))?\.(?:parquet|csv)$")
 V0_COLUMNS = (
@@ -156,6 +164,11 @@ class FlinkLayout(Layout):
         if not gate_version(info, ctx, version):
             return info
         self._check_columns(info, ctx)
+        if info.readable and info.fmt == "parquet":
+            # Its stringified nulls read as null, its empty texts as failures: as native and CSV files' are.
+            counts = exception_texts(info, "exception_info")
+            if counts is not None:
+                keep_exception_texts(info, "exception_info", counts, nulls_read=False)
         if version == 0 and info.readable:
             ctx.note(self.name, "v0 files have no per-role data: their rows have no role (shown as (unknown))")
         if info.readable and any(c in info.columns for c in TEXT_SOURCES):
@@ -166,9 +179,27 @@ class FlinkLayout(Layout):
     def _probe_csv(self, cand: Candidate, ctx: RunContext) -> FileInfo:
         info = FileInfo(cand.rel, cand.abspath, self.name, "csv", "samples", cand.size)
         try:
-            src = io.BytesIO(cand.abspath.read_bytes()) if is_url(cand.abspath) else cand.abspath
+            data = cand.abspath.read_bytes() if is_url(cand.abspath) else None
             # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern.
-            df = pl.read_csv(src, infer_schema_length=10_000, null_values=["", "None", "null"], glob=False)
+            df = pl.read_csv(
+                cand.abspath if data is None else io.BytesIO(data),
+                infer_schema_length=10_000,
+                null_values=["", "None", "null"],
+                glob=False,
+            )
+            texts = None
+            if "exception_info" in df.columns:
+                # Read again as written: the fill values above would make a quoted empty text "" (a failure
+                # without a message, as in Parquet) null, and leave the stringified nulls uncounted. An empty
+                # field is CSV's null (pandas writes None so).
+                texts = pl.read_csv(
+                    cand.abspath if data is None else io.BytesIO(data),
+                    columns=["exception_info"],
+                    infer_schema=False,
+                    glob=False,
+                ).to_series()
+                if len(texts) != df.height:  # pragma: no cover  (one parse of one file)
+                    raise ValueError("its exception_info column read with another number of rows")
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             ctx.problem(cand.rel, UNREADABLE, f"unreadable CSV: {str(exc).splitlines()[0][:300]}")
             info.readable = False
@@ -187,10 +218,14 @@ class FlinkLayout(Layout):
                     f"{len(bad)} reward_metrics cell(s) are not a dict of numbers (first: {bad[0][:60]!r}); "
                     "their reward components are left empty",
                 )
+        if texts is not None:
+            df = df.with_columns(exception_as_read(pl.lit(texts)).alias("exception_info"))
         info.rows = df.height
         info.columns = {c: str(t) for c, t in df.schema.items()}
         info.null_counts = {c: int(df[c].null_count()) for c in df.columns}
         info.frame = df
+        if texts is not None:
+            keep_exception_texts(info, "exception_info", count_exception_texts(texts), nulls_read=True)
         return info
 
     @staticmethod
@@ -230,6 +265,10 @@ class FlinkLayout(Layout):
         if len(memo) < 256:
             memo[id(cols)] = (cols, verdict)
         return verdict
+
+    def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        """The exception texts that are not what they seem (``native.warn_exception_texts``), said once."""
+        warn_exception_texts([f for f in files if f.kind == "samples" and f.readable], ctx)
 
     def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:
         names: list[str] = []
@@ -274,6 +313,8 @@ class FlinkLayout(Layout):
             per_file_value(group, "step", pl.Int64()).alias("step"),
             per_file_value(group, "split", pl.String()).alias("split"),
         )
+        if any(f.null_counts.get(NULL_TEXT_EXCEPTIONS) for f in group):  # (as the probe counted them)
+            lf = lf.with_columns(exception_as_read(pl.col("exception")).alias("exception"))
         return lf.with_columns(source_column(group))
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
