@@ -7,6 +7,11 @@
 - F2: ids that number a run's groups (``s{step}-g{i}``), found at one step each, were paired across two runs
   that shared no prompt, as the same prompts (wins and losses per "prompt"). They are not paired, and a note
   says why.
+- F3 (review 3): a dataset read in order (16 prompts ``q0..q15``, 8 a step: ``q0..q7`` and ``q8..q15`` by turns)
+  passed the counters rule over an odd number of steps (the more frequent half alone held the most-held ids at
+  most steps): its 40 (step, prompt) pairs, all won, were not paired, and the note said the ids were "the same
+  at every step". Counters now need a step that holds every id (the chain's top); the note says what was
+  measured.
 The truth is how the inputs were built (each run its own fresh prompts), and the units runlog should take are
 checked by writing the same data with ids unique to each group (``s{step}-g{i}``): the intervals must match."""
 
@@ -72,10 +77,13 @@ def test_counters_of_a_varying_number_of_groups_are_counters(tmp_path: Path) -> 
     unique = _diff(tmp_path, "position")
     assert _points(d) == pytest.approx(_points(unique))
     assert d.paired.height == 0
-    assert any("the first k of one list (g0..g{k-1}" in n and "nothing is paired" in n for n in d.notes)
+    assert any("g0..g{k-1} of a varying number k of groups" in n and "nothing is paired" in n for n in d.notes)
     assert any(
-        n.startswith("a and b in split train: no prompt known across steps (group ids the same") for n in d.notes
+        n.startswith("a and b in split train: no prompt known across steps (group ids that count a step's groups")
+        for n in d.notes
     )
+    # The ids are not the same at every step (4 to 7 a step): no note says they are.
+    assert not [n for n in d.notes if "same at every step" in n]
 
 
 def test_counters_rule_on_the_sets_of_ids() -> None:
@@ -129,3 +137,52 @@ def test_ids_that_recur_across_steps_are_still_paired(tmp_path: Path) -> None:
     d = diff_runs([open_run(p) for p in paths], ["a", "b"], DiffOptions(window=10, boot=500, seed=0))
     assert d.paired["prompts"].to_list() == [80]
     assert not [n for n in d.notes if "nothing is paired" in n]
+
+
+def test_a_dataset_read_in_order_is_not_counters() -> None:
+    """F3, the rule: ids of a dataset read in order, ``k`` a step from a pool of ``P`` (each id back every
+    ``P / k`` steps), name prompts for every ``k``, ``P`` and window the reviewer swept (21 were counters: ``P = 2k``
+    over an odd number of steps, ``1.5k`` and ``3k`` over 4); counters of a varying number of groups still are."""
+    hits = []
+    for k in (4, 8, 16):
+        for pool in range(k + 1, 4 * k + 1):
+            for w in range(3, 13):
+                step, key = np.repeat(np.arange(w), k), np.arange(w * k) % pool
+                if counters(step, key):
+                    hits.append((k, pool, w))
+    assert hits == []
+    rng = np.random.default_rng(3)
+    for w in (3, 4, 5, 10):
+        ks = rng.integers(4, 8, w)
+        assert counters(np.repeat(np.arange(w), ks), np.concatenate([np.arange(k) for k in ks]))
+
+
+def test_a_dataset_read_in_order_is_paired(tmp_path: Path) -> None:
+    """F3, end to end: two runs read 16 prompts in the same order, 8 a step, ids ``q0..q15`` and no text, B = A +
+    0.1 on every prompt; window 5 (steps 5..9, an odd number). Truth, from the rows written: 40 (step, prompt)
+    pairs, every one won, their mean difference as computed here. Before: nothing paired, and a note said the ids
+    were the same at every step."""
+    means: list[dict[tuple[int, str], float]] = []
+    paths = []
+    for i, shift in enumerate((0.0, 0.1)):
+        rng = np.random.default_rng(7 + i)
+        path = tmp_path / f"cycle{i}"
+        got: dict[tuple[int, str], list[float]] = {}
+        with runlog.RunWriter(path, name=path.name, durable=False, clock=lambda: 1.7e9) as w:
+            for s in range(10):
+                rows = []
+                for j in range(8):
+                    q = (s * 8 + j) % 16
+                    for _ in range(4):
+                        r = float(q / 16 + shift + rng.normal(0, 0.05))
+                        rows.append({"reward": r, "group_id": f"q{q}"})
+                        got.setdefault((s, f"q{q}"), []).append(r)
+                w.log_samples(s, rows, split="train")
+        paths.append(path)
+        means.append({key: sum(v) / len(v) for key, v in got.items() if key[0] >= 5})
+    diffs = [means[1][key] - means[0][key] for key in means[0]]
+    d = diff_runs([open_run(p) for p in paths], ["a", "b"], DiffOptions(window=5, boot=500, seed=0))
+    [row] = d.paired.to_dicts()
+    assert (row["prompts"], row["wins"], row["losses"]) == (40, 40, 0) == (len(diffs), sum(x > 0 for x in diffs), 0)
+    assert row["mean_diff"] == pytest.approx(sum(diffs) / len(diffs), rel=1e-9)
+    assert not [n for n in d.notes if "nothing is paired" in n or "same at every step" in n]

@@ -287,9 +287,11 @@ def independent_notes(base: Side, other: Side, split: Split, roles: list[str | N
 COUNTED_IDS = "not known to name prompts, so nothing is paired by them"
 
 UNLINKED_WHY = {
-    "counters": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
-    "whole at every step, or at a step of k groups the first k of one list (g0..g{k-1}: counters of a varying "
-    "number of groups)",
+    "same": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
+    "whole at every step",
+    "counters": "group ids that count a step's groups: at least half of the steps hold the ids most steps hold, "
+    "those alone, and one of them holds every id (counters g0..g7 of a step's groups, a dataset drawn whole at "
+    "every step, or g0..g{k-1} of a varying number k of groups)",
     "text": "a prompt text shared by the groups of a step (an instruction or template), and group ids found at "
     "one step only",
 }
@@ -462,8 +464,9 @@ def _paired(
     the differences is then infinite or NaN (what they give), with no interval (a bootstrap of it has none),
     and a note says how many prompts are of each kind."""
 
-    # The roles whose group ids are not known to name prompts, per reason ("counted": they count a step's groups;
-    # "once": each is found at one step only), and per which roles: their runs.
+    # The roles whose group ids are not known to name prompts, per reason ("same": one set of ids at every step;
+    # "counted": they count a step's groups, their sets not all one; "once": each is found at one step only), and
+    # per which roles: their runs.
     withheld: dict[tuple[str, str], list[str]] = {}
 
     def per_prompt(side: Side) -> pl.DataFrame:
@@ -473,7 +476,7 @@ def _paired(
         means = means.filter(split_eq(split))
         window = means.filter(pl.col("step").is_in(list(steps)))
         why = {r: _unnamed(window, means, r) for r in roles}
-        for reason in ("counted", "once"):
+        for reason in ("same", "counted", "once"):
             found = [r for r in roles if why[r] == reason]
             if found:
                 withheld.setdefault((reason, _which(found, roles)), []).append(side.name)
@@ -485,9 +488,12 @@ def _paired(
     on = ["role", "step", "pkey", "by_id"]
     mine, theirs = per_prompt(base), per_prompt(other)
     what = {
-        "counted": f"the group ids of the end window ({steps_text(steps)}) are the same at every step, as counters "
-        "g0..g7 of a step's groups (or prompts drawn whole at every step) are, or, at a step of k groups, the first "
-        "k of one list (g0..g{k-1}: counters of a varying number of groups)",
+        "same": f"the group ids of the end window ({steps_text(steps)}) are the same at every step, as counters "
+        "g0..g7 of a step's groups (or prompts drawn whole at every step) are",
+        "counted": f"the group ids of the end window ({steps_text(steps)}) count a step's groups: at least half "
+        "of its steps hold the ids that most of its steps hold, those alone, and one of them holds every id, as "
+        "counters g0..g7 of a step's groups (or prompts drawn whole at every step) do, or g0..g{k-1} of a varying "
+        "number k of groups",
         "once": "the group ids of the start and end windows are each found at one step only, as ids that number a "
         "run's groups (s3-g1, a running counter) are: two runs have the same ones at the same steps whatever "
         "prompts they drew",
@@ -553,13 +559,16 @@ def _unnamed(window: pl.DataFrame, texts: pl.DataFrame, role: str | None) -> str
     """Why the rows of ``Side.prompt_means`` keyed by group id (``role``'s) are not known to name prompts, so
     that none is paired; None where they may. ``counted``: those of the end window (``window``) count a step's
     groups (``sides.counters``, the test the intervals' units apply): ``g3`` of one run and ``g3`` of the other
-    are then no one prompt (a quarter of null pairs were called ahead or behind on such pairs). ``once``: over
+    are then no one prompt (a quarter of null pairs were called ahead or behind on such pairs); ``same`` where,
+    more than that, every step holds one set of them (the note says so only then). ``once``: over
     the start and end windows (``texts``), two steps or more, no id is found at two steps (``sides.recurs``):
     ids that number the groups (``s3-g1``) are the same in two runs that share no prompt, and their wins and
     losses were no prompt's. A single step gives no sign either way: its ids are paired."""
     ids = window.filter(role_eq(role) & pl.col("by_id"))
     if ids.height and counters(ids["step"].to_numpy(), _key_codes(ids)):
-        return "counted"
+        # Said as measured: "the same at every step" only where they are.
+        same = ids.group_by("step").agg(pl.col("pkey").unique().sort()).get_column("pkey").n_unique() == 1
+        return "same" if same else "counted"
     ids = texts.filter(role_eq(role) & pl.col("by_id"))
     if not ids.height or ids["step"].n_unique() < 2:
         return None

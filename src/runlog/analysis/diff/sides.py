@@ -45,7 +45,7 @@ class Side:
     # The (split, role key)s of the windows with no prompt group nor prompt known: their samples are the units.
     independent: set[tuple[Split, str]] = field(default_factory=set)
     # Per (split, role key) of a window whose prompt keys were all discarded as no prompt's identity, leaving none
-    # that ties samples across steps: why (``RoleRows.identity``: "text", "counters"). The units are then the
+    # that ties samples across steps: why (``RoleRows.identity``: "text", "counters", "same"). The units are then the
     # steps' groups, too fine if prompts recur across steps (``compare.unlinked_notes`` says so).
     unlinked: dict[tuple[Split, str], set[str]] = field(default_factory=dict)
     # Per (split, step) of the windows where sample ids repeat: the ids, the extra samples (``repeated_ids``).
@@ -368,18 +368,35 @@ def shared_texts(step: np.ndarray, group: np.ndarray, text: np.ndarray) -> np.nd
 def counters(step: np.ndarray, key: np.ndarray) -> bool:
     """Whether group ids (``key``, of the samples whose prompt they would name, at ``step``) count a step's groups
     rather than name prompts: over two steps or more, at least half of the steps hold the ids that the most steps
-    hold, and those alone (``held_first``). Counters ``g0..g{k-1}`` of a step's ``k`` groups do, whatever ``k``
-    is at each step (4 to 7 groups a step, as dynamic sampling leaves them, form a chain ``g0..g3`` within
-    ``g0..g4`` ...): read as prompt names, ``g3`` tied the steps' unrelated prompts into about 8 units a window,
-    and 12 % of null comparisons of zero_adv_frac were called higher or lower at 95 % (5 % over the right units).
-    A step that lost a group (``g0..g7`` but ``g3``) still holds the others; two steps that lost different ones
-    do not, and are among the half that may not. A dataset drawn whole at every step reads the same, and is taken
-    so too; a dataset drawn in part at each step (8 of 40 prompts) has its ids at steps as they were drawn, not
-    the most frequent ones first, nor have ids found at one step each (a running counter: ``recurs``)."""
+    hold, and those alone (``held_first``), and the largest of their sets holds every id of the steps. Those
+    steps' sets are then nested (a chain under inclusion), and every other step's lies within its top.
+    Counters ``g0..g{k-1}`` of a step's ``k`` groups are so, whatever ``k`` is at each step (4 to 7 groups a
+    step, as dynamic sampling leaves them, form a chain ``g0..g3`` within ``g0..g4`` ...): read as prompt names,
+    ``g3`` tied the steps' unrelated prompts into about 8 units a window, and 12 % of null comparisons of
+    zero_adv_frac were called higher or lower at 95 % (5 % over the right units). A step that lost a group
+    (``g0..g7`` but ``g3``) still holds the others; two steps that lost different ones do not, and are among the
+    half that may not. A dataset drawn whole at every step reads the same, and is taken so too. A dataset read
+    in order is not: 16 prompts, 8 a step, hold ``q0..q7`` and ``q8..q15`` by turns, and over an odd number of
+    steps the more frequent half alone passed ``held_first`` at most steps (its prompts were left unpaired: 40
+    pairs, all won, became a tie); no step holds both halves. Nor is a dataset drawn in part at each step (8 of
+    40 prompts: its ids are at steps as they were drawn, not the most frequent first, and no step holds them
+    all), nor ids found at one step each (a running counter: ``recurs``)."""
     steps, pos = np.unique(step, return_inverse=True)
     if len(steps) < 2:
         return False
-    return 2 * int(held_first(pos.ravel(), key).sum()) >= len(steps)
+    pos = pos.ravel()
+    first = held_first(pos, key)
+    if 2 * int(first.sum()) < len(steps):
+        return False
+    size = np.bincount(np.unique(np.stack([pos, key]), axis=1)[0], minlength=len(steps))
+    return int(size[first].max()) == len(np.unique(key))
+
+
+def one_set(step: np.ndarray, key: np.ndarray) -> bool:
+    """Whether every step holds the same set of ids (``key``)."""
+    pairs = np.unique(np.stack([step, key]), axis=1)
+    steps, per_step = np.unique(pairs[0], return_counts=True)
+    return bool((per_step == len(np.unique(key))).all())
 
 
 def held_first(pos: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -433,8 +450,8 @@ class RoleRows:
         """The prompt codes of the samples ``at`` (whole steps) that tie them across groups (-1: none), and what
         was discarded as no prompt's identity: ``text``, a text shared by the groups of a step (``shared_texts``:
         those samples fall back on their group ids), and ``counters``, group ids that count a step's groups
-        (``counters``: ``g0..g3`` at every step; the units are then a step's groups, as before prompts recurring
-        were tied)."""
+        (``counters``: ``g0..g{k-1}``; the units are then a step's groups, as before prompts recurring were
+        tied), ``same`` where every step holds one set of them (``g0..g3`` at every step: said only then)."""
         p = self.prompt[at].copy()
         g, step = self.group[at], self.steps[at]
         text = self.text[at] if self.text is not None else p >= 0
@@ -446,7 +463,7 @@ class RoleRows:
             text = text & ~shared
         ids = (p >= 0) & ~text
         if ids.any() and counters(step[ids], p[ids]):
-            dropped.add("counters")
+            dropped.add("same" if one_set(step[ids], p[ids]) else "counters")
             p[ids] = -1
         return p, dropped
 
