@@ -290,7 +290,8 @@ UNLINKED_WHY = {
     "same": "group ids the same at every step, as counters g0..g7 of a step's groups are, or a dataset drawn "
     "whole at every step",
     "counters": "group ids that count a step's groups: at least half of the steps hold the ids most steps hold, "
-    "those alone, and one of them holds every id (counters g0..g7 of a step's groups, a dataset drawn whole at "
+    "those alone, and every step's ids lie mostly within the largest of theirs (counters g0..g7 of a step's "
+    "groups, a dataset drawn whole at "
     "every step, or g0..g{k-1} of a varying number k of groups)",
     "text": "a prompt text shared by the groups of a step (an instruction or template), and group ids found at "
     "one step only",
@@ -491,7 +492,8 @@ def _paired(
         "same": f"the group ids of the end window ({steps_text(steps)}) are the same at every step, as counters "
         "g0..g7 of a step's groups (or prompts drawn whole at every step) are",
         "counted": f"the group ids of the end window ({steps_text(steps)}) count a step's groups: at least half "
-        "of its steps hold the ids that most of its steps hold, those alone, and one of them holds every id, as "
+        "of its steps hold the ids that most of its steps hold, those alone, and every step's ids lie mostly "
+        "within the largest of theirs, as "
         "counters g0..g7 of a step's groups (or prompts drawn whole at every step) do, or g0..g{k-1} of a varying "
         "number k of groups",
         "once": "the group ids of the start and end windows are each found at one step only, as ids that number a "
