@@ -201,7 +201,7 @@ def test_white_space_is_pythons() -> None:
     """Every character Python strips is white space to runlog (polars' own strip leaves U+001C..U+001F)."""
     import sys
 
-    from runlog.formats.native import SPACES, count_exception_texts
+    from runlog.formats.common import SPACES, count_exception_texts
 
     python = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     assert python == SPACES

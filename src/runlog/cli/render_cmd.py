@@ -266,9 +266,9 @@ def _run_problems(run: Any, path: str, layout: str | None, storage: Any) -> list
     problems alone (footers; the probes of files read before come from the probe cache), after the selection
     was read, and the problems met while reading the selection (a corrupt data page) are kept. The page's own
     list (``PageInfo``) stays that of the files read for it: it says what may be missing from the page. A
-    warning that counts over the run's files (``native.EXCEPTION_TEXTS_WARNING``) is the whole run's alone: the
+    warning that counts over the run's files (``common.EXCEPTION_TEXTS_WARNING``) is the whole run's alone: the
     part's count of the same values, said too, read as more of them ("7 in 2 files", then "3 here")."""
-    from ..formats.native import EXCEPTION_TEXTS_WARNING
+    from ..formats.common import EXCEPTION_TEXTS_WARNING
     from ..run import open_run
 
     if not run.skipped:

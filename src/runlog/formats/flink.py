@@ -40,23 +40,21 @@ from .base import (
     run_files,
 )
 from .common import (
+    NULL_TEXT_EXCEPTIONS,
+    count_exception_texts,
+    exception_as_read,
+    exception_texts,
     gate_version,
     group_by_signature,
+    keep_exception_texts,
     per_file_value,
     probe_parquet,
     scan_parquet,
     source_column,
     version_column,
-)
-from .flink_text import GROUP_NOTE, TEXT_SOURCES, prompt_expr, with_conversations, with_prompt
-from .native import (
-    NULL_TEXT_EXCEPTIONS,
-    count_exception_texts,
-    exception_as_read,
-    exception_texts,
-    keep_exception_texts,
     warn_exception_texts,
 )
+from .flink_text import GROUP_NOTE, TEXT_SOURCES, prompt_expr, with_conversations, with_prompt
 
 NAME_RE = re.compile(r"batch_debug_data_(?P<split>train|eval)_(?P<step>\d+)(?:_(?P<suffix>[^/]*))?\.(?:parquet|csv)$")
 V0_COLUMNS = (
@@ -267,7 +265,7 @@ class FlinkLayout(Layout):
         return verdict
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
-        """The exception texts that are not what they seem (``native.warn_exception_texts``), said once."""
+        """The exception texts that are not what they seem (``common.warn_exception_texts``), said once."""
         warn_exception_texts([f for f in files if f.kind == "samples" and f.readable], ctx)
 
     def roles(self, files: list[FileInfo], ctx: RunContext) -> list[str]:

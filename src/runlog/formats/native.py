@@ -28,15 +28,20 @@ from .base import (
     register,
 )
 from .common import (
+    NULL_TEXT_EXCEPTIONS,
+    exception_as_read,
+    exception_texts,
     footer_int_range,
     gate_version,
     group_by_signature,
+    keep_exception_texts,
     parquet_footer,
     probe_parquet,
     read_parquet_columns,
     read_version_column,
     scan_parquet,
     source_column,
+    warn_exception_texts,
     whole_number,
 )
 from .scalars_jsonl import probe_flat_scalars
@@ -193,146 +198,6 @@ def _step_values(info: FileInfo) -> list[int] | None:
     values = _distinct(info, "step")
     steps = None if values is None else [whole_number(v) for v in values]
     return None if steps is None or None in steps else sorted({s for s in steps if s is not None})
-
-
-# Exception texts that are not what they seem, read the same in every layout with an exception column (native
-# ``exception``, Flink's ``exception_info``, Parquet or CSV):
-# - ``None`` or ``null`` (white space around it stripped): ``str(None)`` or JSON's null written as text, the
-#   stringified null of a writer that wrote ``str(exc)`` of no exception. Read as null (no failure), counted in
-#   ``null_counts`` under ``NULL_TEXT_EXCEPTIONS`` and added to the column's null count, said once a run.
-# - empty or white space only: still a failure. ``str(TimeoutError())`` is ``''`` (asyncio's and httpx's
-#   timeouts carry no message), so a writer that stores ``str(exc)`` writes ``''`` for the commonest failure of an
-#   agent; read as no failure, a real exception rate read a third of itself. Counted under ``BLANK_EXCEPTIONS``
-#   and said once a run, since a writer that fills ``''`` for no exception makes its samples look failed.
-# runlog's writer writes a failure as its exception's type and message (``TimeoutError``), never either text.
-# The probe counts both (``exception_texts``, kept with the footer's counts and cached with them).
-NULL_TEXT_EXCEPTIONS = "exception (None or null text)"
-BLANK_EXCEPTIONS = "exception (blank)"
-NULL_WORDS = ("None", "null")
-# White space as Python has it (``str.isspace``, what ``str.strip`` strips): polars' ``strip_chars()`` strips
-# Unicode White_Space, which leaves out U+001C..U+001F. Every such character lies below U+3001.
-SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
-
-
-def _stripped(col: pl.Expr) -> pl.Expr:
-    return col.str.strip_chars(SPACES)
-
-
-def null_text_exception(col: pl.Expr) -> pl.Expr:
-    """Whether an exception text is a stringified null (``NULL_WORDS`` once stripped of white space)."""
-    return _stripped(col).is_in(list(NULL_WORDS))
-
-
-def blank_exception(col: pl.Expr) -> pl.Expr:
-    """Whether an exception text is empty or white space only (a failure without a message)."""
-    return _stripped(col) == ""
-
-
-def exception_as_read(col: pl.Expr) -> pl.Expr:
-    """The exception text as runlog reads it: a stringified null is null; every other text, a failure."""
-    return pl.when(null_text_exception(col)).then(None).otherwise(col)
-
-
-def count_exception_texts(values: pl.Series) -> tuple[int, int]:
-    """(stringified nulls, empty or white-space texts) among an exception column's values."""
-    col = pl.col("x")
-    counts = (
-        values.cast(pl.String)
-        .to_frame("x")
-        .select(null_text_exception(col).sum().alias("nulls"), blank_exception(col).sum().alias("blanks"))
-    )
-    nulls, blanks = counts.row(0)
-    return int(nulls or 0), int(blanks or 0)
-
-
-def keep_exception_texts(info: FileInfo, col: str, counts: tuple[int, int], *, nulls_read: bool) -> None:
-    """Keeps a file's ``count_exception_texts`` in its ``null_counts`` (cached with them); where the column's
-    null count is the footer's (``nulls_read`` False), the stringified nulls are added to it, as they read."""
-    nulls, blanks = counts
-    if not nulls and not blanks:
-        return
-    kept = dict(info.null_counts)
-    if nulls and not nulls_read and col in kept:
-        kept[col] += nulls  # the failures the footer counts (its non-null values) are the others
-    kept.update({k: n for k, n in ((NULL_TEXT_EXCEPTIONS, nulls), (BLANK_EXCEPTIONS, blanks)) if n})
-    info.null_counts = kept
-
-
-def _may_hold_odd(lo: str, hi: str) -> bool:
-    """Whether an empty or white-space text, or one of ``NULL_WORDS`` with white space around it, can lie between a
-    row group's ``lo`` and ``hi`` statistics; False lets the probe trust the footer's null count without reading
-    the column."""
-    if not lo or lo[0] in SPACES or hi[0] in SPACES or any(lo[0] < c < hi[0] for c in SPACES):
-        return True  # "" is the least text; a text of spaces starts with one
-    return any(lo[: len(w)] <= w <= hi for w in NULL_WORDS)
-
-
-def exception_texts(info: FileInfo, col: str) -> tuple[int, int] | None:
-    """``count_exception_texts`` of a Parquet sample file's exception column ``col``: (0, 0) where the footer
-    shows none can be (every value null, or every row group's min and max leave no room for one), else counted
-    from the column itself (the failures' texts only hold values); None where it cannot be read (its read says
-    so) or is no text."""
-    if col not in info.columns or not info.rows or info.null_counts.get(col) == info.rows:
-        return (0, 0)
-    kind = info.columns[col]
-    if "string" not in kind and "utf8" not in kind:
-        return None
-    md = parquet_footer(info).metadata
-    index = next((i for i in range(md.num_columns) if md.schema.column(i).path == col), None)
-    if index is not None and col in info.null_counts:
-        unsure = False
-        for rg in range(md.num_row_groups):
-            chunk = md.row_group(rg).column(index)
-            st = chunk.statistics
-            if st is not None and st.has_null_count and st.null_count == chunk.num_values:
-                continue  # every value of the row group null
-            if st is None or not st.has_min_max:
-                unsure = True
-                break
-            lo, hi = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in (st.min, st.max))
-            if _may_hold_odd(lo, hi):
-                unsure = True
-                break
-        if not unsure:
-            return (0, 0)
-    try:
-        column = pl.from_arrow(read_parquet_columns(info, [col]).column(0))
-    except (OSError, pa.ArrowException, ValueError, RunlogError):
-        return None
-    assert isinstance(column, pl.Series)
-    return count_exception_texts(column)
-
-
-# The run-wide warnings of ``warn_exception_texts`` (``render-trajectory`` tells them from those of a part of the
-# run: the counts of its opened files, said again).
-EXCEPTION_TEXTS_WARNING = re.compile(
-    r"[\d,]+ exception value\(s\) (?:here|in [\d,]+ sample files \(this one the first\)) "
-)
-
-
-def warn_exception_texts(files: list[FileInfo], ctx: RunContext) -> None:
-    """Says once for ``files`` (a run's readable sample files of one layout) how many exception values are
-    stringified nulls (read as none) and how many are empty or white space (failures), each with the files that
-    hold them: the first named, the others counted."""
-    kinds = (
-        (
-            NULL_TEXT_EXCEPTIONS,
-            "are the text 'None' or 'null' (str(None), or JSON's null, written as text): read as no exception, not "
-            "as failed trajectories",
-        ),
-        (
-            BLANK_EXCEPTIONS,
-            "are empty or white space: counted as failed trajectories (str() of an exception without a message, "
-            "TimeoutError(), is ''); a writer that fills '' for no exception would make them look failed",
-        ),
-    )
-    for key, what in kinds:
-        holding = [f for f in files if f.null_counts.get(key)]
-        if not holding:
-            continue
-        n = sum(f.null_counts[key] for f in holding)
-        where = "here" if len(holding) == 1 else f"in {len(holding):,} sample files (this one the first)"
-        ctx.warn(holding[0].path, f"{n:,} exception value(s) {where} {what}")
 
 
 @functools.cache

@@ -195,6 +195,17 @@ def with_prompt_groups(pairs: list[tuple[FileInfo, pl.DataFrame]], ctx: RunConte
     return out
 
 
+def check_ids_across_files(layout: Any, files: list[FileInfo], ctx: RunContext, what: str, advice: str) -> None:
+    """A run-wide check of a layout whose files name prompts by ids (``what``: the ids' name): where an id stands
+    for different prompts in different files (``check_prompt_ids``), said (``say_prompt_ids``); else the sample ids
+    the files share (``layout.warn_pooled``)."""
+    found = check_prompt_ids(files, ctx, layout.name)
+    if found is None:
+        layout.warn_pooled(files, ctx, advice)
+    else:
+        say_prompt_ids(files, ctx, layout.name, what, found, advice)
+
+
 def say_prompt_ids(
     files: list[FileInfo], ctx: RunContext, layout: str, what: str, found: tuple[int, str, list[str]], advice: str
 ) -> None:
@@ -264,11 +275,7 @@ class NemoGym(JsonlSamples):
         different files (two collections that number their own tasks from 0): their groups are told by the prompt
         (``check_prompt_ids``), said."""
         advice = "point runlog at one rollouts file, or keep each collection in its own folder"
-        found = check_prompt_ids(files, ctx, self.name)
-        if found is None:
-            self.warn_pooled(files, ctx, advice)
-        else:
-            say_prompt_ids(files, ctx, self.name, "task index(es)", found, advice)
+        check_ids_across_files(self, files, ctx, "task index(es)", advice)
 
     def scan_samples(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         """As ``JsonlSamples.scan_samples``, with the prompt groups ``check_run`` decided (``with_prompt_groups``)."""

@@ -20,11 +20,10 @@ from .base import Candidate, FileInfo, RunContext, register
 from .jsonl_samples import JsonlSamples, components, number, text_of
 from .nemo_gym import (
     NO_PROMPT_SLOT,
-    check_prompt_ids,
+    check_ids_across_files,
     file_prompt_groups,
     prompt_key,
     remember_prompts,
-    say_prompt_ids,
     with_prompt_groups,
     with_prompt_turns,
 )
@@ -302,8 +301,4 @@ class Verifiers(JsonlSamples):
         files, each file consistent on its own (two evaluations that number their own examples from 0): the
         prompt groups are then told by the prompt in every file (``check_prompt_ids``), said."""
         advice = "point runlog at one results file, or keep each evaluation in its own folder"
-        found = check_prompt_ids(files, ctx, self.name)
-        if found is None:
-            self.warn_pooled(files, ctx, advice)
-        else:
-            say_prompt_ids(files, ctx, self.name, "example id(s)", found, advice)
+        check_ids_across_files(self, files, ctx, "example id(s)", advice)
