@@ -252,11 +252,20 @@ def check_writable(path: str | os.PathLike[str]) -> None:
             raise OutputError(path, exc) from None
 
 
+_replaced: set[str] = set()  # the -o files that held data before this command wrote them (``writing``)
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike[str]) -> Iterator[None]:
     """Write the command's ``-o FILE`` inside this: an ``OSError`` becomes :class:`OutputError` (one line
     ``cannot write FILE: reason``, exit 2). Every command's output goes through it (``output.emit_frame``,
-    ``output.print_out``, ``plot``, ``report``, ``render-trajectory``, ``diff``)."""
+    ``output.print_out``, ``plot``, ``report``, ``render-trajectory``, ``diff``). A regular file already there is
+    remembered, for :func:`wrote` to say it was replaced."""
+    with contextlib.suppress(OSError, ValueError):
+        where = os.path.abspath(path)
+        _replaced.discard(where)  # one process may run several commands (tests, a notebook)
+        if os.path.isfile(path) and os.path.getsize(path):
+            _replaced.add(where)
     try:
         yield
     except OutputError:
@@ -347,6 +356,8 @@ def wrote(path: str | os.PathLike[str]) -> None:
         size = f" ({human_bytes(st.st_size)})" if stat.S_ISREG(st.st_mode) else ""
     except OSError:
         size = ""
+    if os.path.abspath(path) in _replaced:  # the file a former run wrote, or any other: said, never silent
+        size = f"{size[:-1]}, replaced the file there)" if size else " (replaced the file there)"
     sys.stderr.write(f"wrote {visible(os.fspath(path), keep_newlines=False)}{size}\n")
     sys.stderr.flush()
 

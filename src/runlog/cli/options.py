@@ -8,6 +8,7 @@ everywhere (``N``, ``A:B``, ``A:``, ``:B``, comma lists), ``--layout`` a name of
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -118,9 +119,17 @@ def format_from_output(ctx: typer.Context, fmt: FormatT, output: Path | None, pa
     write is a usage error (a table written under a ``.parquet`` name is no Parquet file). An explicit
     ``--format`` is kept, and so is a suffix that names no format (``.txt``)."""
     source = ctx.get_parameter_source(param)
-    if output is None or source is None or source.name != "DEFAULT":
+    if output is None or source is None:
         return fmt
     suffix = output.suffix.lower().lstrip(".")
+    if source.name != "DEFAULT":
+        named = _SUFFIX_FORMATS.get(suffix, suffix)
+        if suffix in _DATA_SUFFIXES and named != fmt.value:
+            # Kept as asked, but said: a file named .csv that holds JSON is opened as CSV by the next tool.
+            sys.stderr.write(
+                f"note: -o {output}: writing {fmt.value} as --format asked, not the .{suffix} its name says\n"
+            )
+        return fmt
     try:
         return type(fmt)(_SUFFIX_FORMATS.get(suffix, suffix))
     except ValueError:
