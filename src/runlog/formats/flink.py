@@ -233,13 +233,16 @@ class FlinkLayout(Layout):
         return (lo, hi) if isinstance(lo, int) and isinstance(hi, int) else None  # None: no version given
 
     def _check_columns(self, info: FileInfo, ctx: RunContext) -> None:
-        missing, absent, bad = self._column_verdict(info, ctx)
+        missing, absent, bad, halves = self._column_verdict(info, ctx)
         if missing:
             ctx.problem(info.path, MISSING_COLUMNS, f"missing required column(s) {', '.join(missing)}; file skipped")
             info.readable = False
             return
         if absent:
             ctx.warn(info.path, f"missing column(s) {', '.join(absent)} of the Flink v{info.schema_version} schema")
+        for have, lack, what in halves:
+            # Its values there are nulls the file never held (a judge that logs no KL): counted as null, said why.
+            ctx.warn(info.path, f"{have} without {lack}: the role's {what} counts as null in this file")
         if bad and info.fmt == "parquet":
             ctx.problem(
                 info.path, WRONG_TYPE, "wrong column type (expected a number): " + "; ".join(bad) + "; file skipped"
@@ -247,9 +250,12 @@ class FlinkLayout(Layout):
             info.readable = False
 
     @staticmethod
-    def _column_verdict(info: FileInfo, ctx: RunContext) -> tuple[list[str], list[str], list[str]]:
-        """(missing required, absent optional, wrongly typed numeric) columns; worked out once per distinct
-        column mapping (files of one footer schema share theirs)."""
+    def _column_verdict(
+        info: FileInfo, ctx: RunContext
+    ) -> tuple[list[str], list[str], list[str], list[tuple[str, str, str]]]:
+        """(missing required, absent optional, wrongly typed numeric) columns, and the roles with one of their two
+        columns (``(present, absent, "KL" | "reward")``); worked out once per distinct column mapping (files of one
+        footer schema share theirs)."""
         memo = ctx.cache.setdefault("flink_columns", {})
         hit = memo.get(id(info.columns))
         if hit is not None and hit[0] is info.columns:
@@ -259,7 +265,14 @@ class FlinkLayout(Layout):
         absent = [c for c in V0_COLUMNS if c not in cols and c not in REQUIRED]
         numeric = ["reward"] + [c for c in cols if c.endswith(("_reward", "_kl"))]
         bad = [f"{c} is {cols[c]}" for c in numeric if c in cols and not _is_numeric_type(cols[c])]
-        verdict = (missing, absent, bad)
+        halves = []
+        if info.schema_version == 1:
+            for r in S.flink_role_names([c for c in cols if c != "reward"]):
+                if f"{r}_reward" not in cols:
+                    halves.append((f"{r}_kl", f"{r}_reward", "reward"))
+                elif f"{r}_kl" not in cols:
+                    halves.append((f"{r}_reward", f"{r}_kl", "KL"))
+        verdict = (missing, absent, bad, halves)
         if len(memo) < 256:
             memo[id(cols)] = (cols, verdict)
         return verdict
