@@ -92,8 +92,9 @@ def diff_command(
     reward and KL at the start, the end (the last --window common steps) and each run's best window, the
     zero-advantage fraction, and the difference to the baseline with a bootstrap interval over prompt groups
     (over samples where no group is known; seeded: --seed, --boot); where both runs have the same prompts at
-    the same steps, a paired comparison per prompt; the first step from which the run is stably ahead or
-    behind (the doctor's onset rule).
+    the same steps, a paired comparison per prompt (pairs by group id alone, without prompt text to confirm
+    them, get no paired verdict: the unpaired one decides); the first step from which the run is stably ahead
+    or behind (the doctor's onset rule).
     Also the common scalar keys (--keys), and the differences of the recorded configs. --text and
     --findings add diversity, format adherence and the doctor's findings, which read the texts.
 
@@ -442,9 +443,10 @@ def render_diff(d: Diff) -> Group:
         ),
         (
             d.paired,
-            "Paired per prompt (same prompt, same step; end window): the run's mean reward minus the baseline's",
+            "Paired per prompt (same prompt, same step; end window): the run's mean reward minus the baseline's "
+            "(by_id: pairs by group id alone, no prompt text to confirm them: no verdict)",
             ["split", "role", "run"],
-            ["steps", "prompts", "wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "verdict"],
+            ["steps", "prompts", "by_id", "wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "verdict"],
         ),
     ]
     if d.text is not None:

@@ -22,7 +22,9 @@ The first run is the baseline; every other run is compared with it, pair by pair
   is no text, or it is one the step's groups share, the same group id, unless the ids count a step's groups:
   ``sides.counters``; within the same split and step), the per-prompt difference of the role's
   mean reward over the end window, with a bootstrap interval over the prompts: differences between prompts
-  cancel, so a paired interval is narrower.
+  cancel, so a paired interval is narrower. Pairs that rest on a group id alone (no prompt text on either side
+  to confirm it: ``g0..g7`` numbered before filtering dropped groups read as prompt names) are counted
+  (``by_id``) and said in a note, and get no paired verdict: the unpaired one decides.
 - **Onset.** Per common step, the Welch z of the difference of the role's mean rewards
   (``(mean_B - mean_A) / sqrt(deff_A sd_A^2 / n_A + deff_B sd_B^2 / n_B)``, ``deff`` the run's design effect of
   its prompt groups, measured on the windows: ``sides.design_effect``); B is ahead from the first step from which

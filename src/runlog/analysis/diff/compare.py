@@ -508,13 +508,16 @@ def _paired(
     joined = mine.join(theirs, on=on, suffix="_b", nulls_equal=True).sort(on, nulls_last=True)
     diffs: dict[str | None, np.ndarray] = {}
     coverage: dict[tuple[int, int, int], list[str | None]] = {}  # (paired, baseline's, run's): roles
+    by_id: dict[str | None, int] = {}  # per role: its pairs whose prompt is a group id alone
     for role in roles:
         part = joined.filter(role_eq(role))
         if part.height:
             diffs[role] = (part["m_b"] - part["m"]).to_numpy()
+            by_id[role] = int(part["by_id"].sum())
             had = (part.height, mine.filter(role_eq(role)).height, theirs.filter(role_eq(role)).height)
             coverage.setdefault(had, []).append(role)
     notes += _coverage_notes(base, other, split, steps, coverage)
+    notes += _by_id_notes(other, split, steps, roles, {r: (by_id[r], len(d)) for r, d in diffs.items()})
     out: dict[str | None, dict[str, Any]] = {}
     by_len: dict[int, list[str | None]] = {}
     for role, d in diffs.items():
@@ -546,13 +549,15 @@ def _paired(
                 "run": other.name,
                 "steps": steps_text(steps),
                 "prompts": len(d),
+                "by_id": by_id[role],
                 "wins": int((d > 0).sum()),
                 "losses": int((d < 0).sum()),
                 "ties": int((d == 0).sum()),
                 "mean_diff": mean,
                 "ci_low": lo,
                 "ci_high": hi,
-                "verdict": verdict(lo, hi),
+                # Pairs resting on group ids alone may be no one prompt (``_by_id_notes``): no verdict of theirs.
+                "verdict": None if by_id[role] else verdict(lo, hi),
             }
     return out
 
@@ -615,6 +620,40 @@ def _coverage_notes(
         out.append(
             f"{other.name}{_where(split)}, {which}: the paired comparison (end window {steps_text(steps)}) pairs "
             f"{paired} (step, prompt) pair(s), of {a} in {base.name} and {b} in {other.name}: {what}"
+        )
+    return out
+
+
+def _by_id_notes(
+    other: Side,
+    split: Split,
+    steps: tuple[int, ...],
+    roles: list[str | None],
+    counts: dict[str | None, tuple[int, int]],
+) -> list[str]:
+    """A note per count, for the roles some of whose (step, prompt) pairs rest on a group id alone (``counts``:
+    per role, those pairs and all its pairs): no prompt text on either side (or one the step's groups share)
+    confirms that the id names one prompt in both runs. The rules that tell counters from prompt names
+    (``_unnamed``) cannot tell every layout apart: ``g0..g7`` numbered before dynamic sampling dropped groups,
+    the survivors keeping their ids, hold a random subset at each step, as a dataset of 9 prompts drawn 8 a
+    step does; read as prompt names, two runs that shared no prompt were "paired" on 46 (step, prompt)s. Such
+    a pairing gives no verdict (``paired.verdict`` null; its counts, mean and interval are kept, the ``by_id``
+    column counts those pairs): the unpaired comparison of the end window (``roles.verdict``) decides."""
+    said: dict[tuple[int, int], list[str | None]] = {}
+    for role, (ids, total) in counts.items():
+        if ids:
+            said.setdefault((ids, total), []).append(role)
+    out = []
+    for (ids, total), found in said.items():
+        which = f"its {total}" if ids == total else f"{ids} of its {total}"
+        out.append(
+            f"{other.name}{_where(split)}{_which(found, roles)}: the paired comparison (end window "
+            f"{steps_text(steps)}) pairs {which} (step, prompt) pair(s) by group id alone, with no prompt text on "
+            "either side to confirm that an id names the same prompt in both runs (none logged, or one the step's "
+            "groups share): where ids are per-step indices "
+            "(g0..g7 numbered before filtering dropped groups), these are not the same prompts; no paired verdict "
+            "(its counts, mean and interval are kept), the unpaired end-window verdict decides; log the prompt "
+            "text to pair by it"
         )
     return out
 

@@ -146,7 +146,7 @@ POINTS_SCHEMA = {
 }
 PAIRED_SCHEMA = {
     **_cols("split role run steps", STR),
-    **_cols("prompts wins losses ties", INT),
+    **_cols("prompts by_id wins losses ties", INT),  # by_id: prompts paired by a group id alone (no verdict)
     "mean_diff": FLT,
     **{k: v for k, v in INTERVAL.items() if k != "diff"},
 }
