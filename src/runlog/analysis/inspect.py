@@ -220,34 +220,68 @@ def _numeric_stats(run: Run) -> tuple[dict[str, Counts], list[str]]:
     sample column the footers list (``num_turns``, a trainer's own figures: what plain ``inspect`` shows,
     so that ``--deep`` is never a smaller table); and the role names the data hold, in order of first sight.
     Reads those columns' data (projection pushdown), never text: this is ``inspect --deep``."""
-    out: dict[str, Counts] = {}
+    out: list[tuple[str, str, Counts]] = []  # (kind, key, counts): ``_keyed`` names them
     extras = list(_extra_numeric(run))
     mixed = list(_extra_numeric(run, mixed=True))
     [r_df, roles, parts] = run.collect(lambda: [_reward_query(run, extras), _roles_query(run), _components_query(run)])
     r = r_df.row(0, named=True)
     if r["count"]:
-        out["reward"] = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
+        reward = Counts(int(r["count"] or 0), int(r["null"] or 0), int(r["nan"] or 0), int(r["inf"] or 0))
+        out.append((KIND_COLUMN, "reward", reward))
     seen: list[str] = []
     for row in roles.iter_rows(named=True):
         seen.append(str(row["role"]))
         for metric in ("reward", "kl"):
-            out[f"{row['role']}/{metric}"] = Counts(
+            counts = Counts(
                 int(row["count"]), int(row[f"{metric}_null"]), int(row[f"{metric}_nan"]), int(row[f"{metric}_inf"])
             )
+            out.append((KIND_ROLE, f"{row['role']}/{metric}", counts))
     for row in parts.iter_rows(named=True):  # a component's NaN is left out of its mean: count it here
-        out[f"component/{row['name']}"] = Counts(int(row["count"]), int(row["null"]), int(row["nan"]), int(row["inf"]))
+        counts = Counts(int(row["count"]), int(row["null"]), int(row["nan"]), int(row["inf"]))
+        out.append((KIND_COMPONENT, f"component/{row['name']}", counts))
     # Rows and nulls as ``_footer_numeric`` counts them: only the files that hold the column (the scan fills it
     # with nulls elsewhere); NaN and ±inf from the data, where only a value can be either. Counted after the
     # data were read, so that a file found unreadable there is left out here too.
     footer = _footer_numeric(run)
     for i, name in enumerate(extras):
         counts = footer.get(name, Counts())
-        out[name] = Counts(counts.count, counts.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0))
+        out.append(
+            (KIND_COLUMN, name, Counts(counts.count, counts.null, int(r[f"x{i}_nan"] or 0), int(r[f"x{i}_inf"] or 0)))
+        )
     for name in mixed:
         counts = footer.get(name, Counts())
         nan, inf = _mixed_nan_inf(run, name)
-        out[name] = Counts(counts.count, counts.null, nan, inf)
-    return out, seen
+        out.append((KIND_COLUMN, name, Counts(counts.count, counts.null, nan, inf)))
+    return _keyed(out), seen
+
+
+# What a key of ``--deep``'s numeric table stands for: a role's reward or KL (``solver/reward``), a reward
+# component (``component/<name>``), a sample column (``reward``, ``num_turns``, a trainer's own).
+KIND_ROLE, KIND_COMPONENT, KIND_COLUMN = "role", "component", "column"
+
+
+def _keyed(entries: list[tuple[str, str, Counts]]) -> dict[str, Counts]:
+    """The numeric table from ``(kind, key, counts)`` entries, in their order. A key that entries of two kinds
+    share (a role named ``component`` and a component ``reward``: ``component/reward``; a column
+    ``solver/reward`` beside role solver's) is written by kind for each, ``role:solver/reward``,
+    ``component:reward``, ``column:solver/reward`` (``--where``'s ``role:`` and ``component:``): one flat key
+    made the later entry overwrite the earlier, its figures shown for the other."""
+    qualified = {KIND_ROLE: "role:{}", KIND_COMPONENT: "component:{}", KIND_COLUMN: "column:{}"}
+    names = [key for _, key, _ in entries]
+    for _ in range(len(entries)):  # a qualified name may meet a column named so: qualified in turn
+        kinds: dict[str, set[str]] = {}
+        for (kind, _, _), name in zip(entries, names, strict=True):
+            kinds.setdefault(name, set()).add(kind)
+        shared = {name for name, k in kinds.items() if len(k) > 1}
+        if not shared:
+            break
+        names = [
+            qualified[kind].format(key.removeprefix("component/") if kind == KIND_COMPONENT else key)
+            if name in shared
+            else name
+            for (kind, key, _), name in zip(entries, names, strict=True)
+        ]
+    return {name: counts for (_, _, counts), name in zip(entries, names, strict=True)}
 
 
 def _extra_numeric(run: Run, *, mixed: bool = False) -> dict[str, Counts]:
@@ -425,11 +459,14 @@ def _roles_query(run: Run) -> pl.LazyFrame:
 
 def _exceptions(run: Run) -> int | None:
     """Failed trajectories, from footer null counts (Parquet) or the already-parsed frames (JSONL, CSV). None
-    where a Parquet file's footer has no statistics of its exception column: that column is text (a traceback
-    may be megabytes), which inspect never reads, so the count is not known (summarize reads it)."""
+    where a Parquet file of one row or more has no statistics of its exception column in its footer: that
+    column is text (a traceback may be megabytes), which inspect never reads, so the count is not known
+    (summarize reads it)."""
     total = 0
     for f in run.files:
-        if f.kind != "samples" or not f.readable:
+        # A file of no row holds no exception (a step whose rollouts were all filtered out): pyarrow writes no
+        # statistics for its empty row group, which made the whole run's count "not known".
+        if f.kind != "samples" or not f.readable or f.rows == 0:
             continue
         col = next((c for c in EXCEPTION_COLUMNS if c in f.columns), None)
         if f.fmt != "parquet":

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._lazy import pl
+from ..analysis.inspect import step_gaps
 from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
@@ -177,12 +179,70 @@ def _steps_len(s: RunSeries) -> int:
     return s.per_step.height
 
 
-def _every(s: RunSeries) -> int:
-    """The split's stride (``figures.stride``): its steps further apart than this are a gap in its lines. From
-    the steps of every sample file of the split, unreadable ones too (a run whose steps 1 and 4 could not be
-    read, of 0..5, has a stride of 1, not the 2 its readable steps 0, 2, 5 suggest), and the steps drawn. A line
-    logged less often than the split (a judge every other step) has its own (``_line_every``)."""
-    return F.stride(sorted(set(s.per_step["step"].to_list()) | set(_unread(s))))
+class SplitSteps(NamedTuple):
+    """The plotted split's steps as ``inspect`` tells them (``analysis.inspect.step_gaps``, the one rule of
+    inspect, doctor, watch and the plots): its stride and gaps, from the steps of its readable files and the rows
+    drawn, the steps of unreadable files setting the stride (a gap there, as inspect lists it); and the steps
+    held by a file but without a row drawn: ``empty`` (inspect's ``empty_steps``: files of no row, logged with
+    every rollout filtered out, present and not a gap), ``unseen`` (another file of the step could not be read,
+    or its rows are of another step: that file's problem is listed)."""
+
+    stride: int
+    gaps: list[list[int]]
+    empty: list[int]
+    unseen: list[int]
+
+    @property
+    def breaks(self) -> list[list[int]]:
+        """Where every line of the split breaks: its gaps and its steps without a row."""
+        return [*self.gaps, *([k, k] for k in sorted({*self.empty, *self.unseen}))]
+
+
+def _split_steps(s: RunSeries) -> SplitSteps:
+    """``SplitSteps`` of ``s``'s split, counted as ``inspect_run`` counts a split's steps: a readable file of the
+    split holds its steps (its rows, per one-step file, tell an empty step), any file of it names them; a file of
+    rows of several splits, whose name tells none, holds the steps its rows drawn here are at."""
+    drawn = {int(x) for x in s.per_step["step"].to_list()}
+    present, named = set(drawn), set(drawn)
+    rows: Counter[int] = Counter()
+    not_empty: set[int] = set()
+    for f in s.run.files:
+        if f.kind != "samples" or not (f.split is None or s.split is None or f.split == s.split):
+            continue
+        own = [x for x in f.all_steps() if -(2**63) <= x < 2**63]  # beyond int64: no step (inspect's error)
+        named.update(own)
+        if not f.readable:
+            not_empty.update(own)
+            continue
+        if f.split is not None:
+            present.update(own)
+        if f.step is not None and f.steps is None:
+            rows[f.step] += f.rows or 0
+        else:
+            not_empty.update(own)
+    stride, gaps = step_gaps(sorted(present), sorted(named))
+    empty = sorted(k for k, n in rows.items() if n == 0 and k in present and k not in not_empty | drawn)
+    unseen = sorted(present - drawn - set(empty))
+    return SplitSteps(stride, gaps, empty, unseen)
+
+
+def _say_steps(ax: Any, s: RunSeries) -> None:
+    """The split's gaps (inspect's, the same steps) and its steps without a row, in the panel's note: a step
+    logged with no rows is present (inspect's ``empty_steps``), not missing."""
+    split = _split_steps(s)
+    every = max(1, split.stride)
+    unseen = split.unseen
+    said = [
+        F.range_words(split.gaps, every),
+        F.empty_words(split.empty, every),
+        f"step{'s' if len(unseen) > 1 else ''} {F.spans(unseen, every, F.GAPS_LISTED)}: no row read (a file of "
+        "the step is listed among the problems; the line breaks there)"
+        if unseen
+        else None,
+    ]
+    for text in said:
+        if text is not None:
+            F.panel_note(ax, text)
 
 
 def _unread(s: RunSeries) -> list[int]:
@@ -202,10 +262,10 @@ def _draw(ax: Any, s: RunSeries, lines: Sequence[Line], w: int, *, log: bool = F
     """``figures.draw_series`` of each line, at its own cadence (``figures.line_every``: a role logged every
     other step is no gap between each pair of its points), and the steps at which one breaks while the split
     has data there (a role's own missing steps, its steps without a valid value) said in the panel's note."""
-    every, unread = _every(s), _unread(s)
+    split, unread = _split_steps(s), _unread(s)
     drawn, said = [], []
     for lab, look, st, v in lines:
-        own = F.line_every(st, every, unread)
+        own = F.line_every(st, split.stride, unread)
         drawn.append(
             F.draw_series(
                 ax,
@@ -218,6 +278,7 @@ def _draw(ax: Any, s: RunSeries, lines: Sequence[Line], w: int, *, log: bool = F
                 log=log,
                 dash=look.dash,
                 marker=look.marker,
+                breaks=split.breaks,
             )
         )
         said.append((lab, st, v, own))
@@ -302,7 +363,6 @@ def _nan_values(s: RunSeries, by: str, column: str, noun: str, pooled: pl.DataFr
 
 def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple[int, str]]) -> Any:
     w = _window(s, window)
-    every = _every(s)
     fig, [ax] = F.new_figure(1, 1, title, width=10, height=4.6)
     lines = _per_role_lines(s, "reward_mean", by)
     drawn = _draw(ax, s, lines, w)
@@ -314,7 +374,7 @@ def _reward(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     for text in nan:
         F.panel_note(ax, text)
-    F.say_gaps(ax, s.per_step["step"].to_list(), every)
+    _say_steps(ax, s)
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward" + (f" ({_ma_words(w)})" if w > 1 else ""))
     F.mark_onsets(ax, marks)
@@ -328,7 +388,6 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
     if not s.has_kl:
         F.say(ax, missing(s, "kl") or "no KL values")
         return fig
-    every = _every(s)
     lines = [x for x in _per_role_lines(s, "kl_mean", by) if any(v is not None for v in x[3])]
     F.say_not_drawn(ax, [(lab, st, v) for lab, _, st, v in lines])
     # NaN KL values have no place in a mean (the step means are over the valid values): counted, as rewards'.
@@ -341,7 +400,7 @@ def _kl(s: RunSeries, by: str, window: int | None, title: str, marks: list[tuple
     _draw(ax, s, lines, w, log=log)
     if log:
         F.say_not_positive(ax, [(lab, st, v) for lab, _, st, v in lines])
-    F.say_gaps(ax, s.per_step["step"].to_list(), every)
+    _say_steps(ax, s)
     ax.set_xlabel("step")
     ax.set_ylabel("mean KL" + (" (log scale)" if log else "") + (f", {_ma_words(w)}" if w > 1 else ""))
     F.mark_onsets(ax, marks)
@@ -357,7 +416,6 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
         F.say(ax, missing(s, "components") or "no reward components")
         return fig
     steps = s.per_step["step"].to_list()
-    every = _every(s)
     looks = _looks(len(comps))
     lines = [(name, looks[i], steps, s.per_step[f"component/{name}_mean"].to_list()) for i, name in enumerate(comps)]
     _draw(ax, s, lines, w)
@@ -365,7 +423,7 @@ def _components(s: RunSeries, by: str, window: int | None, title: str, marks: li
     said = _nan_components(s, comps)
     if said:
         F.panel_note(ax, said)
-    F.say_gaps(ax, steps, every)
+    _say_steps(ax, s)
     ax.set_xlabel("step")
     ax.set_ylabel("mean component value" + (f"\n({_ma_words(w)})" if w > 1 else ""))
     F.mark_onsets(ax, marks)
@@ -462,7 +520,6 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         )
         for r in roles or []
     ] or [(None, F.Style(F.PALETTE[3]), div)]
-    every = _every(s)
     for ax, (col, label) in zip(axes, panels, strict=True):
         values = [v for *_, part in lines for v in part[col].to_list()]
         # Lengths that exploded: a log axis, chosen before drawing, so that a length of 0 is in the average
@@ -477,7 +534,7 @@ def _diversity(s: RunSeries, by: str, window: int | None, title: str, marks: lis
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         F.mark_onsets(ax, marks)
-    F.say_gaps(axes[0], div["step"].unique().to_list(), every)
+    _say_steps(axes[0], s)
     if roles:
         F.legend(axes[0])
     return fig
@@ -510,11 +567,8 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         return fig
     fig, axes = F.new_figure(1, 2, f"{title}: spec {s.format_spec}", width=12, height=4.4)
     steps = fmt["step"].to_list()
-    every = _every(s)
-    F.draw_series(
-        axes[0], steps, fmt["adherence"].to_list(), label="adherence", colour=F.PALETTE[2], window=w, every=every
-    )
-    F.say_gaps(axes[0], steps, every)
+    _draw(axes[0], s, [("adherence", F.Style(F.PALETTE[2]), steps, fmt["adherence"].to_list())], w)
+    _say_steps(axes[0], s)
     axes[0].set_ylim(-0.03, 1.03)
     axes[0].set_title("share of texts that follow the format", fontsize=10)
     failed = [c for c in fmt.columns if c.startswith("failed/")]

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..analysis.inspect import step_gaps
 from ..errors import UsageError, install_hint
 from ..textsafe import cut_middle
 
@@ -358,35 +359,55 @@ def note_text(ax: Any) -> str:
     return next((t.get_text().replace(r"\$", "$") for t in ax.texts if t.get_gid() == NOTE_GID), "")
 
 
-def stride(steps: Sequence[int]) -> int:
-    """The most common difference between consecutive steps (1 for a run logged every step, 8 for an eval
-    split every 8 steps): a larger difference is a gap."""
-    d = np.diff(np.unique(np.asarray(steps, dtype=np.int64)))
-    if not len(d):
-        return 1
-    values, counts = np.unique(d, return_counts=True)
-    return int(values[counts == counts.max()].min())
+def stride(steps: Sequence[int], known: Sequence[int] = ()) -> int:
+    """The stride of ``steps`` by ``inspect``'s rule (``analysis.inspect.step_gaps``: the gcd of the differences,
+    leaving out a final step off the stride; ``known``, the steps of unreadable files, set it too): one rule
+    for inspect, doctor, watch and the plots. A most common difference called eval steps 0, 6, 11 "step 5
+    missing", and drew a run of steps 0, 1, 2, 4, 6, 8, 10 as one line, where inspect lists 3, 5, 7 and 9."""
+    return step_gaps(sorted({int(x) for x in steps}), sorted({int(x) for x in known}))[0]
+
+
+def gap_ranges(steps: Sequence[int], every: int | None = None) -> list[list[int]]:
+    """The missing steps of ``steps``, as ``step_gaps`` lists them (``[[first_missing, last_missing], ...]``):
+    the stride's steps between two steps that none holds; at ``every`` where given (a line's own cadence)."""
+    s = sorted({int(x) for x in steps})
+    if every is None:
+        return step_gaps(s)[1]
+    out = []
+    for a, b in zip(s, s[1:], strict=False):
+        last_missing = a + every * ((b - a - 1) // every)  # ``step_gaps``' rule at this stride
+        if last_missing > a:
+            out.append([a + every, last_missing])
+    return out
 
 
 def gaps(steps: Sequence[int], every: int | None = None) -> list[tuple[int, int]]:
     """The consecutive steps ``(a, b)`` between which steps are missing: ``b - a`` larger than ``every``
-    (default: the steps' own ``stride``)."""
+    (default: the steps' own ``stride``), the steps around ``gap_ranges``."""
     s = np.unique(np.asarray(steps, dtype=np.int64))
     every = every or stride(s.tolist())
     return [(int(a), int(b)) for a, b in zip(s[:-1], s[1:], strict=True) if b - a > every]
 
 
-def gap_words(steps: Sequence[int], every: int | None = None, listed: int = 3) -> str | None:
-    """The gaps of ``steps`` in words (``gap: steps 10..19 missing``), None without one."""
-    every = every or stride(steps)
-    found = gaps(steps, every)
-    if not found:
+GAPS_LISTED = 6  # the runs of missing steps a note names, as inspect's table names them
+
+
+def range_words(ranges: Sequence[Sequence[int]], every: int, listed: int = GAPS_LISTED) -> str | None:
+    """Runs of missing steps (``[first, last]``, ``every`` apart) in words (``gaps: steps 3, 10..19 missing``),
+    None without one: the first ``listed`` runs and a count of the others."""
+    if not ranges:
         return None
-    spans = [f"{a + every}..{b - every}" if b - a > 2 * every else f"{a + every}" for a, b in found[:listed]]
-    more = f" and {len(found) - listed} more" if len(found) > listed else ""
-    one = len(found) == 1 and ".." not in spans[0]
-    head = f"{'gap' if len(found) == 1 else 'gaps'}: step{'' if one else 's'}"
-    return f"{head} {', '.join(spans)}{more} missing (the line breaks there)"
+    step_every = f" every {every}" if every > 1 else ""
+    said = [f"{a}" if a == b else f"{a}..{b}{step_every}" for a, b in ranges[:listed]]
+    more = f" and {len(ranges) - listed} more" if len(ranges) > listed else ""
+    one = len(ranges) == 1 and ranges[0][0] == ranges[0][1]
+    head = f"{'gap' if len(ranges) == 1 else 'gaps'}: step{'' if one else 's'}"
+    return f"{head} {', '.join(said)}{more} missing (the line breaks there)"
+
+
+def gap_words(steps: Sequence[int], every: int | None = None, listed: int = GAPS_LISTED) -> str | None:
+    """The gaps of ``steps`` in words (``gap: steps 10..19 missing``), None without one."""
+    return range_words(gap_ranges(steps, every), every or stride(steps), listed)
 
 
 def say_gaps(ax: Any, steps: Sequence[int], every: int | None = None) -> None:
@@ -394,6 +415,16 @@ def say_gaps(ax: Any, steps: Sequence[int], every: int | None = None) -> None:
     text = gap_words(steps, every)
     if text is not None:
         panel_note(ax, text)
+
+
+def empty_words(steps: Sequence[int], every: int = 1) -> str | None:
+    """Steps whose files hold no row (``inspect``'s ``empty_steps``: logged, every rollout filtered out), in
+    words, None without one: present, not missing, though no line has a point there."""
+    if not steps:
+        return None
+    many = len(steps) > 1
+    said = spans(sorted(steps), every, GAPS_LISTED)
+    return f"step{'s' if many else ''} {said} logged with no rows (the line breaks there)"
 
 
 def line_every(steps: Sequence[int], every: int | None, unread: Sequence[int] = ()) -> int:
@@ -499,15 +530,17 @@ def draw_series(
     log: bool = False,
     dash: Any = "-",
     marker: str | None = None,
+    breaks: Sequence[Sequence[int]] = (),
 ) -> bool:
     """Raw line (light), moving average (bold) and a +-1 rolling SD band. False when nothing is finite.
 
     The lines break at a gap in the steps (consecutive steps further apart than ``every``, this line's own
-    cadence: ``line_every``; default: these steps' own stride): a line across ten missing steps reads as data
-    there. The raw line also breaks at a step whose value it does not draw (no valid value, NaN, +-inf, or <= 0
-    on a log axis): a segment over it reads as a value there; so does the moving average at a step without a
-    valid value (and over a window that holds a NaN or +-inf). A point that no segment reaches (a lone step
-    between breaks) gets a marker, or it would not be seen. The moving average is over the last ``window``
+    cadence: ``line_every``; default: these steps' own stride), and across each ``[first, last]`` run of
+    ``breaks`` (the split's gaps, as inspect lists them, and its steps without rows): a line across ten missing
+    steps reads as data there. The raw line also breaks at a step whose value it does not draw (no valid value,
+    NaN, +-inf, or <= 0 on a log axis): a segment over it reads as a value there; so does the moving average at
+    a step without a valid value (and over a window that holds a NaN or +-inf). A point that no segment reaches
+    (a lone step between breaks) gets a marker, or it would not be seen. The moving average is over the last ``window``
     logged steps, as ``summarize --window``'s, and over the real values: on a ``log`` axis, the values <= 0
     are in it, and only their points are not drawn (``say_not_positive``). ``dash`` and ``marker``: the
     line's look where colours repeat (``role_styles``)."""
@@ -517,10 +550,10 @@ def draw_series(
     ok = np.isfinite(y)
     if not ok.any():
         return False
-    breaks = gaps([int(v) for v in steps], every) if len(steps) > 1 else []
+    cuts = [*(gaps([int(v) for v in steps], every) if len(steps) > 1 else []), *((int(a), int(b)) for a, b in breaks)]
     shown = ok & (y > 0) if log else ok
     # A step not drawn: a break of the raw line at it, as at a gap (``broken`` cuts the segment over it).
-    holes = breaks + [(int(s), int(s)) for s in x[~shown]]
+    holes = cuts + [(int(s), int(s)) for s in x[~shown]]
     if window <= 1:
         if shown.any():
             bx, [by] = broken(x[shown], [y[shown]], holes)
@@ -546,7 +579,7 @@ def draw_series(
     if shown.any():
         rx, [ry] = broken(x[shown], [y[shown]], holes)
         ax.plot(rx, ry, color=colour, alpha=0.3, linewidth=1.0)
-    bx, [bm, bs] = broken(x, [mean, sd], breaks)
+    bx, [bm, bs] = broken(x, [mean, sd], cuts)
     ax.fill_between(bx, bm - bs, bm + bs, color=colour, alpha=0.12, linewidth=0)
     ax.plot(bx, bm, color=colour, linewidth=2.2, linestyle=dash, label=clean_label(label), **markers(bm, marker), ms=4)
     return True
