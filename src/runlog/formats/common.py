@@ -907,6 +907,16 @@ def shared_ids(files: list[FileInfo], keys: list[str]) -> tuple[int, str, list[s
 # The probe counts both (``exception_texts``, kept with the footer's counts and cached with them).
 NULL_TEXT_EXCEPTIONS = "exception (None or null text)"
 BLANK_EXCEPTIONS = "exception (blank)"
+# An exception column stored as Arrow binary (a writer that put ``bytes`` in it) holds the same texts, encoded:
+# read as UTF-8, the rule above applied to it, a byte sequence that is no UTF-8 read as U+FFFD, as runlog reads
+# such bytes elsewhere (still a failure: the text was there). Those values are counted under
+# ``INVALID_UTF8_EXCEPTIONS`` and said once a run. A column of any other type (an integer error code, a list)
+# holds no exception text whose meaning runlog could tell (is 0 "no error"?): not read as exceptions, said per
+# file (``check_exception_type``); every non-null value would otherwise have counted as a failure.
+INVALID_UTF8_EXCEPTIONS = "exception (invalid UTF-8)"
+TEXT_TYPES = frozenset({"string", "large_string", "string_view", "utf8", "large_utf8", "null", "String", "Null"})
+BINARY_TYPES = frozenset({"binary", "large_binary", "binary_view", "Binary"})
+_DICTIONARY = re.compile(r"dictionary<values=([^,]+),")
 NULL_WORDS = ("None", "null")
 # White space as Python has it (``str.isspace``, what ``str.strip`` strips): polars' ``strip_chars()`` strips
 # Unicode White_Space, which leaves out U+001C..U+001F. Every such character lies below U+3001.
@@ -932,11 +942,81 @@ def exception_as_read(col: pl.Expr) -> pl.Expr:
     return pl.when(null_text_exception(col)).then(None).otherwise(col)
 
 
+def exception_kind(type_name: str) -> str:
+    """``'text'``, ``'binary'`` (bytes: read as UTF-8 text) or ``'other'`` (no text) for an exception column's
+    probed type (Arrow's, dictionary encoding looked through; polars' for CSV)."""
+    m = _DICTIONARY.match(type_name)
+    value_type = m[1] if m else type_name
+    if value_type in TEXT_TYPES:
+        return "text"
+    if value_type in BINARY_TYPES or value_type.startswith("fixed_size_binary"):
+        return "binary"
+    return "other"
+
+
+def decode_text(values: pl.Series) -> pl.Series:
+    """Binary values as UTF-8 text, each invalid byte sequence as U+FFFD (Python's ``'replace'``): polars' own
+    cast fails on the whole column (``strict=False`` too), and a failure's text must stay a failure."""
+    if values.dtype == pl.String:
+        return values
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError:
+        texts = [None if v is None else bytes(v).decode("utf-8", "replace") for v in values.to_list()]
+        return pl.Series(values.name, texts, dtype=pl.String)
+
+
+def _invalid_utf8(values: pl.Series) -> int:
+    """How many binary values are not valid UTF-8 (0 for text)."""
+    if values.dtype == pl.String:
+        return 0
+    try:
+        values.cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return sum(1 for v in values.to_list() if v is not None and not _is_utf8(bytes(v)))
+    return 0
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_exception_type(info: FileInfo, col: str, ctx: RunContext) -> None:
+    """A probed Parquet file's exception column ``col`` of no text type: said, and read as null (its
+    ``null_counts`` all rows, which every count of failures reads; the scan's ``exception_column`` agrees).
+    Binary is read as text (``exception_texts``, ``exception_column``)."""
+    kind = info.columns.get(col)
+    if kind is None or exception_kind(kind) != "other":
+        return
+    ctx.warn(
+        info.path,
+        f"its {col} column is {kind}, not text: not read as exceptions (its values are not counted as failed "
+        "trajectories: what a number or a list there means cannot be told; runlog reads an exception's text)",
+    )
+    if info.rows is not None:
+        info.null_counts = {**info.null_counts, col: info.rows}
+
+
+def exception_column(files: list[FileInfo], col: str) -> pl.Expr | None:
+    """The scan's ``col`` for a group of files of one schema where it is no text: binary decoded as UTF-8
+    (``decode_text``), another type null (``check_exception_type``); None where it is text (read as it is)."""
+    kind = exception_kind(files[0].columns[col]) if files and col in files[0].columns else "text"
+    if kind == "binary":
+        return pl.col(col).map_batches(decode_text, return_dtype=pl.String, is_elementwise=True).alias(col)
+    if kind == "other":
+        return pl.lit(None, dtype=pl.String).alias(col)
+    return None
+
+
 def count_exception_texts(values: pl.Series) -> tuple[int, int]:
     """(stringified nulls, empty or white-space texts) among an exception column's values."""
     col = pl.col("x")
     counts = (
-        values.cast(pl.String)
+        decode_text(values)
         .to_frame("x")
         .select(null_text_exception(col).sum().alias("nulls"), blank_exception(col).sum().alias("blanks"))
     )
@@ -944,16 +1024,20 @@ def count_exception_texts(values: pl.Series) -> tuple[int, int]:
     return int(nulls or 0), int(blanks or 0)
 
 
-def keep_exception_texts(info: FileInfo, col: str, counts: tuple[int, int], *, nulls_read: bool) -> None:
-    """Keeps a file's ``count_exception_texts`` in its ``null_counts`` (cached with them); where the column's
-    null count is the footer's (``nulls_read`` False), the stringified nulls are added to it, as they read."""
+def keep_exception_texts(
+    info: FileInfo, col: str, counts: tuple[int, int], *, nulls_read: bool, invalid: int = 0
+) -> None:
+    """Keeps a file's ``count_exception_texts`` (and its binary values that are no UTF-8, ``invalid``) in its
+    ``null_counts`` (cached with them); where the column's null count is the footer's (``nulls_read`` False),
+    the stringified nulls are added to it, as they read."""
     nulls, blanks = counts
-    if not nulls and not blanks:
+    if not nulls and not blanks and not invalid:
         return
     kept = dict(info.null_counts)
     if nulls and not nulls_read and col in kept:
         kept[col] += nulls  # the failures the footer counts (its non-null values) are the others
-    kept.update({k: n for k, n in ((NULL_TEXT_EXCEPTIONS, nulls), (BLANK_EXCEPTIONS, blanks)) if n})
+    found = ((NULL_TEXT_EXCEPTIONS, nulls), (BLANK_EXCEPTIONS, blanks), (INVALID_UTF8_EXCEPTIONS, invalid))
+    kept.update({k: n for k, n in found if n})
     info.null_counts = kept
 
 
@@ -966,19 +1050,23 @@ def _may_hold_odd(lo: str, hi: str) -> bool:
     return any(lo[: len(w)] <= w <= hi for w in NULL_WORDS)
 
 
-def exception_texts(info: FileInfo, col: str) -> tuple[int, int] | None:
-    """``count_exception_texts`` of a Parquet sample file's exception column ``col``: (0, 0) where the footer
-    shows none can be (every value null, or every row group's min and max leave no room for one), else counted
-    from the column itself (the failures' texts only hold values); None where it cannot be read (its read says
-    so) or is no text."""
+def exception_texts(info: FileInfo, col: str) -> tuple[tuple[int, int], int] | None:
+    """``count_exception_texts`` of a Parquet sample file's exception column ``col``, with how many of its binary
+    values are no UTF-8: none where the footer shows none can be (every value null, or every row group's min
+    and max leave no room for one: text only, bytes that are no UTF-8 show in no statistics), else counted from
+    the column itself (the failures' texts only hold values); None where it cannot be read (its read says so)
+    or is no text (``check_exception_type``)."""
     if col not in info.columns or not info.rows or info.null_counts.get(col) == info.rows:
-        return (0, 0)
-    kind = info.columns[col]
-    if "string" not in kind and "utf8" not in kind:
+        return (0, 0), 0
+    kind = exception_kind(info.columns[col])
+    if kind == "other" or col not in info.null_counts:
+        # No statistics of the column (optional in Parquet): its exception count is not known, and the text is not
+        # read to learn it (a traceback of 60 MB would be read whole by inspect, which reads no text); the scan
+        # still reads its stringified nulls as none.
         return None
     md = parquet_footer(info).metadata
     index = next((i for i in range(md.num_columns) if md.schema.column(i).path == col), None)
-    if index is not None and col in info.null_counts:
+    if kind == "text" and index is not None:
         unsure = False
         for rg in range(md.num_row_groups):
             chunk = md.row_group(rg).column(index)
@@ -993,13 +1081,24 @@ def exception_texts(info: FileInfo, col: str) -> tuple[int, int] | None:
                 unsure = True
                 break
         if not unsure:
-            return (0, 0)
+            return (0, 0), 0
     try:
         column = pl.from_arrow(read_parquet_columns(info, [col]).column(0))
     except (OSError, pa.ArrowException, ValueError, RunlogError):
         return None
     assert isinstance(column, pl.Series)
-    return count_exception_texts(column)
+    return count_exception_texts(column), _invalid_utf8(column)
+
+
+def probe_exceptions(info: FileInfo, col: str, ctx: RunContext) -> None:
+    """What a probe of a readable Parquet sample file finds of its exception column ``col``: its type
+    (``check_exception_type``), its texts that are not what they seem and its bytes that are no UTF-8 (kept
+    in ``null_counts``, the stringified nulls added to the column's null count: they read as null)."""
+    check_exception_type(info, col, ctx)
+    found = exception_texts(info, col)
+    if found is not None:
+        counts, invalid = found
+        keep_exception_texts(info, col, counts, nulls_read=False, invalid=invalid)
 
 
 # The run-wide warnings of ``warn_exception_texts`` (``render-trajectory`` tells them from those of a part of the
@@ -1011,8 +1110,9 @@ EXCEPTION_TEXTS_WARNING = re.compile(
 
 def warn_exception_texts(files: list[FileInfo], ctx: RunContext) -> None:
     """Says once for ``files`` (a run's readable sample files of one layout) how many exception values are
-    stringified nulls (read as none) and how many are empty or white space (failures), each with the files that
-    hold them: the first named, the others counted."""
+    stringified nulls (read as none), how many are empty or white space (failures) and how many are bytes that
+    are no UTF-8 (failures, read with U+FFFD), each with the files that hold them: the first named, the others
+    counted."""
     kinds = (
         (
             NULL_TEXT_EXCEPTIONS,
@@ -1023,6 +1123,11 @@ def warn_exception_texts(files: list[FileInfo], ctx: RunContext) -> None:
             BLANK_EXCEPTIONS,
             "are empty or white space: counted as failed trajectories (str() of an exception without a message, "
             "TimeoutError(), is ''); a writer that fills '' for no exception would make them look failed",
+        ),
+        (
+            INVALID_UTF8_EXCEPTIONS,
+            "are bytes that are not valid UTF-8 (a binary exception column): read as text with U+FFFD in place of "
+            "each invalid byte sequence, and counted as failed trajectories",
         ),
     )
     for key, what in kinds:

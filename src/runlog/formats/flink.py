@@ -43,11 +43,12 @@ from .common import (
     NULL_TEXT_EXCEPTIONS,
     count_exception_texts,
     exception_as_read,
-    exception_texts,
+    exception_column,
     gate_version,
     group_by_signature,
     keep_exception_texts,
     per_file_value,
+    probe_exceptions,
     probe_parquet,
     scan_parquet,
     source_column,
@@ -163,10 +164,9 @@ class FlinkLayout(Layout):
             return info
         self._check_columns(info, ctx)
         if info.readable and info.fmt == "parquet":
-            # Its stringified nulls read as null, its empty texts as failures: as native and CSV files' are.
-            counts = exception_texts(info, "exception_info")
-            if counts is not None:
-                keep_exception_texts(info, "exception_info", counts, nulls_read=False)
+            # Its stringified nulls read as null, its empty texts as failures: as native and CSV files' are; bytes
+            # read as UTF-8 text, a column of another type (an error code) as none, said.
+            probe_exceptions(info, "exception_info", ctx)
         if version == 0 and info.readable:
             ctx.note(self.name, "v0 files have no per-role data: their rows have no role (shown as (unknown))")
         if info.readable and any(c in info.columns for c in TEXT_SOURCES):
@@ -317,6 +317,8 @@ class FlinkLayout(Layout):
 
     def _canonical(self, group: list[FileInfo], lf: pl.LazyFrame) -> pl.LazyFrame:
         version = group[0].schema_version or 0
+        if group[0].fmt == "parquet" and (read := exception_column(group, "exception_info")) is not None:
+            lf = lf.with_columns(read)  # bytes as UTF-8 text, another type as none (``probe_exceptions``)
         lf = S.migrate(lf, version)
         lf = lf.with_columns(
             pl.lit(version, dtype=pl.Int32).alias("schema_version"),

@@ -30,12 +30,13 @@ from .base import (
 from .common import (
     NULL_TEXT_EXCEPTIONS,
     exception_as_read,
-    exception_texts,
+    exception_column,
+    exception_kind,
     footer_int_range,
     gate_version,
     group_by_signature,
-    keep_exception_texts,
     parquet_footer,
+    probe_exceptions,
     probe_parquet,
     read_parquet_columns,
     read_version_column,
@@ -349,6 +350,8 @@ class NativeLayout(Layout):
             for f in arrow_schema
             if f.name in expected
             and (why := _mismatch(f.type, expected[f.name], f.name, REQUIRED_FIELDS.get(f.name, ()), f.name in NESTED))
+            # Bytes in the exception column are its text encoded: read as UTF-8, as Flink's ``exception_info``.
+            and not (f.name == "exception" and exception_kind(str(f.type)) == "binary")
         ]
         if bad:
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
@@ -357,9 +360,7 @@ class NativeLayout(Layout):
             if info.step is not None:
                 _check_named_step(info, ctx)
             _check_named_split(info, ctx)
-            counts = exception_texts(info, "exception")
-            if counts is not None:
-                keep_exception_texts(info, "exception", counts, nulls_read=False)
+            probe_exceptions(info, "exception", ctx)
         return info
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
@@ -391,6 +392,8 @@ class NativeLayout(Layout):
         frames = []
         for group in group_by_signature(parquet):
             lf = scan_parquet(group, include_file_paths="source")
+            if (read := exception_column(group, "exception")) is not None:
+                lf = lf.with_columns(read)  # bytes as UTF-8 text (``probe_exceptions``)
             lf = S.migrate(lf, group[0].schema_version or S.CURRENT_VERSION)
             lf = lf.with_columns(
                 source_column(group),
