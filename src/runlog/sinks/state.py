@@ -54,7 +54,9 @@ class Entry:
     # back (``torn_scalars``): the next upload sends them, without the line if it is still the same. And writer
     # state files (``.writer.p0.json``) of processes whose writer was open, with the bytes of that process's files,
     # when their last step was held back (``wandb._hold_open``): sent once it moved on, closed, or, without a lock
-    # held, wrote nothing more.
+    # held, wrote nothing more. Beside a state file whose heartbeat is too far ahead of this host's clock to be
+    # read, ``<its path>#heartbeat_ns`` and ``<its path>#heartbeat_seen_s``: that heartbeat's time, and when an
+    # upload first found it there (``wandb._far_ahead``).
     held: dict[str, int] = field(default_factory=dict)
     # The plan options the steps were logged with (``options_record``): an upload with others would log the rest
     # of the run another way (other keys, tables), so it is refused (``changed_option``). None in an entry
@@ -220,6 +222,41 @@ class StateFile:
             return None
         _, rid, legacy = max(found)
         return rid, legacy
+
+    def uploaded_from_elsewhere(
+        self, run: Run, source: str, mode: str, entity: str | None, project: str, wandb_dir: str | None
+    ) -> tuple[str, str, bool] | None:
+        """The entry of this destination (mode, entity, project, W&B directory) with a derived run id whose steps
+        were sent from another path, of a run holding the files the entry recorded (``same_files``): this run, moved
+        or copied since (a state file in the run folder goes with it). Its run id, that path, and whether the path is
+        gone or names this very folder (the run moved, renamed, or is reached by another path: it goes on into
+        that W&B run) rather than still being there (a copy: a W&B run of its own). None when there is none; the
+        most recently updated one wins. A path in an object store is never compared (nothing tells it gone)."""
+        found: list[tuple[float, str, str, dict[str, list[Any]]]] = []
+        for raw in self.data["destinations"].values():
+            if not isinstance(raw, dict):
+                continue
+            rid, old, fp = raw.get("run_id"), raw.get("source"), raw.get("fingerprint")
+            if not isinstance(rid, str) or not rid.startswith("runlog-") or not isinstance(old, str):
+                continue
+            if old == source or is_url(old) or raw.get("last_step") is None or not isinstance(fp, dict):
+                continue
+            if not all(isinstance(v, list) and len(v) == 3 for v in fp.values()):
+                continue
+            where = (raw.get("mode"), raw.get("entity"), raw.get("project"), raw.get("wandb_dir"))
+            if where != (mode, entity, project, wandb_dir):
+                continue
+            updated = raw.get("updated")
+            found.append((float(updated) if isinstance(updated, (int, float)) else 0.0, rid, old, fp))
+        for _, rid, old, fp in sorted(found, key=lambda f: f[0], reverse=True):
+            if not same_files(run, fp):
+                continue
+            try:
+                moved = not os.path.exists(old) or os.path.samefile(old, source)
+            except OSError:  # unreadable: not known to be gone, so taken as still there (a W&B run of its own)
+                moved = False
+            return rid, old, moved
+        return None
 
     def put(self, dest: str, entry: Entry) -> None:
         entry.updated = time.time()

@@ -40,6 +40,9 @@ SAVE_EVERY_S = 0.25  # how often the state is saved during an upload (and always
 # the period, so that a late beat, a busy file server or a storage clock a few minutes behind never sends a live
 # writer's open step (W&B would lock the rest of that step out for good).
 HEARTBEAT_GRACE_S = 600.0
+# Kept with a hold beside a writer state file's path (``Entry.held``), for a heartbeat too far ahead of this host's
+# clock to be read (``_far_ahead``): its time (ns), and when an upload first found it at that time (unix s here).
+_BEAT_NS, _BEAT_SEEN = "#heartbeat_ns", "#heartbeat_seen_s"
 INSTALL_HINT = install_hint("wandb")
 _USER_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -346,8 +349,8 @@ def _run_id(
 
     ``--run-id``, else the manifest's ``run_id``, else the derived id this state file already records for this
     run and destination (``StateFile.recorded_run_id``: a run keeps its W&B run whatever files it gains, and a
-    run uploaded by an earlier runlog, which derived ids differently, goes on into the same W&B run), else
-    ``plan.path_run_id``."""
+    run uploaded by an earlier runlog, which derived ids differently, goes on into the same W&B run), else the id
+    of the same files uploaded from another path, moved here (``_moved_or_copied``), else ``plan.path_run_id``."""
     if given is not None:
         return given, None, []
     manifest = P.manifest_run_id(run)
@@ -357,7 +360,7 @@ def _run_id(
     derived = P.path_run_id(run)
     recorded = state.recorded_run_id(source, [f.path for f in run.files], mode, entity, project, entry_dir)
     if recorded is None:
-        return derived, source, []
+        return _moved_or_copied(run, state, spath, source, derived, mode, entity, project, entry_dir)
     rid, legacy = recorded
     notes = []
     if legacy and rid != derived:
@@ -366,6 +369,41 @@ def _run_id(
             "(so a growing run could change W&B run); it stays this run's id here"
         )
     return rid, source, notes
+
+
+def _moved_or_copied(
+    run: Run,
+    state: S.StateFile,
+    spath: Path,
+    source: str,
+    derived: str,
+    mode: str,
+    entity: str | None,
+    project: str,
+    entry_dir: str | None,
+) -> tuple[str, str | None, list[str]]:
+    """The run id of a run that this state records as uploaded from another path (``uploaded_from_elsewhere``),
+    with the note saying so; else the id derived from its path. The derived id hashes the path, so without this a
+    run moved or renamed (scratch to archive, its state file going with it) went into a second W&B run, every
+    step sent again, unsaid. Moved (that path gone, or naming this folder): it goes on into the recorded W&B run.
+    A copy (that path still there): a W&B run of its own, as its path derives, said with how to add to the other."""
+    found = state.uploaded_from_elsewhere(run, source, mode, entity, project, entry_dir)
+    if found is None:
+        return derived, source, []
+    rid, old, moved = found
+    if not moved:
+        copy = (
+            f"{spath} records these files uploaded from {old} into W&B run {rid}, and {old} is still there: this "
+            f"copy goes into a W&B run of its own, {derived} (--run-id {rid} adds it to that one instead)"
+        )
+        return derived, source, [copy]
+    if not isinstance(run.root, ObjectPath) and not spath.resolve().is_relative_to(Path(run.root).resolve()):
+        return rid, source, []  # a state file kept elsewhere: ``_check_source`` says the run moved or copied
+    note = (
+        f"run id {rid} kept from {spath}: this run was uploaded from {old}, which is gone or is this folder (moved "
+        "or renamed: the same files), so it goes on into the same W&B run"
+    )
+    return rid, source, [note]
 
 
 def _check_source(
@@ -501,7 +539,13 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
         mine = [f for f in run.files if f.process == p]
         size = sum(f.bytes or 0 for f in mine)
         beat = None if alive else _heartbeat(run, p)
-        gone = None if alive else _writer_gone(run, p, mine, before.get(st.path) == size, beat)
+        # A heartbeat further ahead of this host's clock than the grace is watched instead of read: its time and
+        # when an upload first found it there (this host's clock) are kept with the hold (``_far_ahead``).
+        far = _far_ahead(beat)
+        still: int | None = None
+        if far is not None and before.get(st.path + _BEAT_NS) == far:
+            still = before.get(st.path + _BEAT_SEEN)
+        gone = None if alive else _writer_gone(run, p, mine, before.get(st.path) == size, beat, still)
         if gone is not None:
             notes.append(
                 f"{st.path}: process {p} has not closed its writer and {gone} (killed?): step {at} and later are "
@@ -509,6 +553,9 @@ def _hold_open(plan: P.Plan, run: Run, entry: S.Entry | None) -> tuple[int | Non
             )
             continue
         held[st.path] = size
+        if far is not None:
+            held[st.path + _BEAT_NS] = far
+            held[st.path + _BEAT_SEEN] = still if still is not None else int(time.time())
         hold = at if hold is None else min(hold, at)
         if alive:
             said.append(f"process {p} still writing (its writer is open): {why}")
@@ -598,12 +645,39 @@ def _heartbeat(run: Run, process: int) -> tuple[float, float | None] | None:
 
 
 def _beat_age(beat: tuple[float, float | None]) -> str:
-    """``its heartbeat 3 minute(s) old`` (or ahead of this host's clock: a storage clock ahead)."""
+    """``its heartbeat 3 minute(s) old`` (or ahead of this host's clock: a storage clock ahead; further ahead
+    than the grace, said as not read by it: ``_writer_gone``)."""
     assert beat[1] is not None
     age = time.time() - beat[1]
     if age < 0:
-        return f"its heartbeat {_duration(-age)} ahead of this host's clock"
+        text = f"its heartbeat {_duration(-age)} ahead of this host's clock"
+        if _far_ahead(beat) is not None:
+            grace = _duration(_grace(beat[0]))
+            text += (
+                f", further than the {grace} this host's clock can read: taken as killed once it has not moved "
+                f"for {grace} between uploads"
+            )
+        return text
     return f"its heartbeat {_duration(age)} old"
+
+
+def _grace(period: float) -> float:
+    """How old by this host's clock (or how far ahead of it) a heartbeat touched every ``period`` s may be and
+    still be read as a live writer's."""
+    return max(HEARTBEAT_GRACE_S, 10 * period)
+
+
+def _far_ahead(beat: tuple[float, float | None] | None) -> int | None:
+    """The heartbeat's time (ns) where it is further ahead of this host's clock than the grace, else None.
+
+    A clock a few minutes apart is common (the grace covers it both ways), but further ahead nothing on this
+    host reads the heartbeat: a storage clock hours ahead, or a copy of the run that kept a date to come (a killed
+    writer's state would hold its last steps back until this host's clock passed it, for ever for a date years
+    away). There, whether the heartbeat moves tells instead: a live writer touches it every few seconds, so one
+    found at the same time by uploads more than the grace apart (this host's clock, never the storage's) is gone."""
+    if beat is None or beat[1] is None or beat[1] - time.time() <= _grace(beat[0]):
+        return None
+    return round(beat[1] * 1e9)
 
 
 def _duration(seconds: float) -> str:
@@ -611,7 +685,12 @@ def _duration(seconds: float) -> str:
 
 
 def _writer_gone(
-    run: Run, process: int, files: list[Any], unchanged: bool, beat: tuple[float, float | None] | None = None
+    run: Run,
+    process: int,
+    files: list[Any],
+    unchanged: bool,
+    beat: tuple[float, float | None] | None = None,
+    still_since: int | None = None,
 ) -> str | None:
     """Why a process whose state file says open, holding no lock now, is taken as gone (killed), or None if it may
     still be writing: its lock file is there and free (a closing writer removes it; on a file system without
@@ -619,9 +698,12 @@ def _writer_gone(
 
     Else, where its writer keeps a heartbeat (``beat``: its state file touched every few seconds while it is
     open), by the heartbeat alone: gone once it is older than ``HEARTBEAT_GRACE_S`` (or ten beats) by this
-    host's clock. A heartbeat ahead of this host's clock is a live writer. Not the data files' age, nor whether
-    they changed since the last upload: a step whose training phase, between its samples and its scalars, is
-    longer than the grace or than the time between two uploads writes nothing meanwhile.
+    host's clock. A heartbeat ahead of this host's clock by up to the grace is a live writer (a storage clock a
+    little ahead). One further ahead cannot be read by this host's clock (``_far_ahead``): gone once uploads found
+    it unmoved for more than the grace (``still_since``: when, by this host's clock, an upload first found it at
+    the time it has now). Not the data files' age, nor whether they changed since the last upload: a step whose
+    training phase, between its samples and its scalars, is longer than the grace or than the time between two
+    uploads writes nothing meanwhile.
 
     A writer without heartbeat (an earlier runlog): its files are older than ``END_GRACE_S`` or did not change
     since the upload that held its steps (``unchanged``)."""
@@ -634,7 +716,16 @@ def _writer_gone(
             return "its lock is not held (a closing writer removes its lock file)"
     if beat is not None:
         period, at = beat
-        if at is None or time.time() - at <= max(HEARTBEAT_GRACE_S, 10 * period):
+        if _far_ahead(beat) is not None:
+            still = None if still_since is None else time.time() - still_since
+            if still is None or still <= _grace(period):
+                return None
+            return (
+                f"its heartbeat {_duration(at - time.time() if at is not None else 0)} ahead of this host's clock "
+                f"(further than it can read) has not moved in the {_duration(still)} since an upload found it there "
+                f"(touched every {period:g} s while it is open)"
+            )
+        if at is None or time.time() - at <= _grace(period):
             return None
         return f"{_beat_age(beat)} (touched every {period:g} s while it is open)"
     if unchanged:

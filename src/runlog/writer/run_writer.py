@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,7 @@ STATE_FILE = ".writer.p{process}.json"
 HEARTBEAT_S = 30
 STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
 _SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
+_MAX_NAMED = 12  # steps named in a failure's "not written" (the rest are counted)
 _MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
 _LINE_STEP = re.compile(rb'^\{"step": (\d+)[,}]')  # how this writer begins each scalars line
 
@@ -135,6 +136,14 @@ class RunWriter:
         # Something logged is not on disk because of ``_error``: a step or line dropped, or a logging call refused.
         # A run folder renamed or moved with nothing of it lost is no failure of the run (``_close``).
         self._lost = False
+        # What was logged and is not on disk yet, so that a failure names every step it lost (``_unwritten_text``),
+        # not only those the background thread held when it found the failure: the (split, step) sample files not
+        # published yet, and the scalars lines not written yet by step (a count: a step may have several lines).
+        # Both shrink as the writes land; a logging call refused by the writer's error is added (its data is lost
+        # too). Guarded by ``_bg_lock``.
+        self._unwritten_samples: set[tuple[str, int]] = set()
+        self._unwritten_lines: dict[int, int] = {}
+        self._gone_parts: tuple[RunFolderGoneError, str, str] | None = None  # ``_stop_for_folder``'s, for ``close``
         self._stats = {
             "calls": 0,
             "sample_calls": 0,
@@ -257,7 +266,7 @@ class RunWriter:
             # What would fail on the writer's thread, checked here (docs/writer.md, Errors).
             _convert.check_call(payload[0], columns, step=step, split=split, roles=self.roles)
         with self._lock:
-            self._check()
+            self._check(logged=(split, step))
             pending = self._pending.get(split)
             # The previous step of this split is sealed by the same queue item as these rows, and this
             # writer's bookkeeping changes only once the item is queued: a call refused (QueueFullError,
@@ -269,7 +278,8 @@ class RunWriter:
                     f"({self._file(split, step)}); log each step's rows before moving to the next step"
                 )
             offset = pending[1] if pending is not None and seal is None else 0
-            self._put(("samples", split, step, offset, payload, seal))
+            with self._logging((split, step)):
+                self._put(("samples", split, step, offset, payload, seal))
             last = self._max_sample_step.get(split, -1)
             if step < last:
                 self._say_backwards(
@@ -325,8 +335,9 @@ class RunWriter:
                 record[k] = _convert.scalar_value(k, v)
         fetch = (keys, jax_utils.DeviceFetch(arrays)) if arrays else None
         with self._lock:
-            self._check()
-            self._put(("scalars", record, fetch))
+            self._check(logged=step)
+            with self._logging(step):
+                self._put(("scalars", record, fetch))
             self._stats["calls"] += 1
             self._stats["scalar_calls"] += 1
             self._stats["caller_s"] += time.perf_counter() - t0
@@ -336,8 +347,9 @@ class RunWriter:
         thread and, when ``write``, its result as one scalars line. The line's ``time`` is the clock now."""
         pending = PendingStats(step)
         with self._lock:
-            self._check()
-            self._put(("stats", step, self._clock(), compute, pending, write))
+            self._check(logged=step if write else None)
+            with self._logging(step if write else None):
+                self._put(("stats", step, self._clock(), compute, pending, write))
             self._stats["calls"] += 1
             self._stats["commit_calls"] += 1
         return pending
@@ -375,6 +387,10 @@ class RunWriter:
         atexit.unregister(self._close_at_exit)
         if self._finalizer is not None:
             self._finalizer.cancel()
+        if self._gone_parts is not None:
+            # Said again with every step lost: the message at the failure named what the writer held then, and
+            # calls made since (or still queued) lost their data too; the state file and close() say it all.
+            self._error = self._folder_error(*self._gone_parts)
         # (a state file written by path would make a removed folder again, or go into another run's folder put in
         # its place; a folder renamed or moved gets it, through the descriptor held on it: there it is not "killed")
         gone = isinstance(self._error, RunFolderGoneError) or self._folder_gone() is not None
@@ -439,12 +455,16 @@ class RunWriter:
         return f"RunWriter({str(self.root)!r}, process_index={self.process_index}, closed={self._closed})"
 
     # -- caller-side helpers (hold self._lock) -------------------------------------------------------------
-    def _check(self, *, logging: bool = True) -> None:
+    def _check(self, *, logging: bool = True, logged: tuple[str, int] | int | None = None) -> None:
         """Raise the writer's error, or ``WriterClosedError``. ``logging``: the call logs data (refused now: what
-        it logs is not written, so the writer's state says it failed)."""
+        it logs is not written, so the writer's state says it failed); ``logged``: what it logs, (split, step) of
+        samples or the step of a scalars line, named among the steps not written."""
         if self._error is not None:
             self._error_reported = True
             self._lost = self._lost or logging
+            if logged is not None:
+                with self._bg_lock:
+                    self._add_unwritten(logged)
             raise WriterError(self._error_text(stopped=True)) from self._error
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
@@ -460,6 +480,58 @@ class RunWriter:
                 "stays: see stats())"
             )
         return text
+
+    @contextlib.contextmanager
+    def _logging(self, logged: tuple[str, int] | int | None) -> Iterator[None]:
+        """Count ``logged`` (``_check``) as not written until its write lands, from before the item is queued (the
+        background thread may write it before this call returns); a call refused (the queue full) leaves no trace."""
+        if logged is None:
+            yield
+            return
+        with self._bg_lock:
+            new = logged not in self._unwritten_samples
+            self._add_unwritten(logged)
+        try:
+            yield
+        except BaseException:
+            with self._bg_lock:
+                if isinstance(logged, tuple):
+                    if new:
+                        self._unwritten_samples.discard(logged)
+                else:
+                    self._line_written(logged)
+            raise
+
+    def _add_unwritten(self, logged: tuple[str, int] | int) -> None:
+        """(holds ``_bg_lock``)"""
+        if isinstance(logged, tuple):
+            self._unwritten_samples.add(logged)
+        else:
+            self._unwritten_lines[logged] = self._unwritten_lines.get(logged, 0) + 1
+
+    def _line_written(self, step: int) -> None:
+        """(holds ``_bg_lock``)"""
+        left = self._unwritten_lines.get(step, 0) - 1
+        if left > 0:
+            self._unwritten_lines[step] = left
+        else:
+            self._unwritten_lines.pop(step, None)
+
+    def _unwritten_text(self) -> str:
+        """Every step logged and not on disk: ``train step 0, train step 1 (their samples) and the scalars of
+        steps 0-2``; past ``_MAX_NAMED`` sample steps, the rest are counted."""
+        with self._bg_lock:
+            samples = sorted(self._unwritten_samples)
+            lines = sorted(self._unwritten_lines)
+        parts = []
+        if samples:
+            named = ", ".join(f"{split} step {step}" for split, step in samples[:_MAX_NAMED])
+            if len(samples) > _MAX_NAMED:
+                named += f" and {len(samples) - _MAX_NAMED} more, {len(samples)} split steps in all"
+            parts.append(f"{named} ({'its' if len(samples) == 1 else 'their'} samples)")
+        if lines:
+            parts.append(f"the scalars of step{'s' if len(lines) > 1 else ''} {_steps_text(lines, most=_MAX_NAMED)}")
+        return " and ".join(parts)
 
     def _close_folder(self) -> None:
         fd, self._root_fd = self._root_fd, None
@@ -779,6 +851,7 @@ class RunWriter:
         dropped = self._files.discard()  # their temporary files are not at the run's path any more
         pending = [*dropped, *((split, step) for split, (step, _) in self._buffers.items())]
         self._buffers.clear()
+        self._lost = self._lost or bool(pending)
         with self._bg_lock:
             files, lines = self._stats["files_written"], self._stats["scalar_lines"]
         last = f" up to step {self._last_scalar_step}" if lines else ""
@@ -795,17 +868,23 @@ class RunWriter:
         else:
             fate = f"what it had written is wherever that folder is, if anywhere ({wrote})"
             resume = "on a new folder or resumed from a checkpoint"
-        unwritten = ", ".join(f"{split} step {step}" for split, step in sorted(set(pending)))
-        self._lost = self._lost or bool(pending)
+        self._gone_parts = (gone, fate, resume)
+        self._error = self._folder_error(gone, fate, resume)
+        self._warn(str(self._error))
+
+    def _folder_error(self, gone: RunFolderGoneError, fate: str, resume: str) -> RunFolderGoneError:
+        """The writer's error for its folder gone, naming every step logged and not written so far (at the
+        failure, what was queued or held; at ``close``, every call's since)."""
+        unwritten = self._unwritten_text()
         message = (
             f"{gone.args[0]}: {fate}; the writer has stopped, so that it never writes the later steps apart from "
             "the earlier ones, into a folder made again, or into another run's: "
             + (f"not written: {unwritten}, and " if unwritten else "")
             + f"nothing logged from now on is written (open a new RunWriter to go on, {resume})"
         )
-        self._error = RunFolderGoneError(message)
-        self._error.__cause__ = gone.__cause__
-        self._warn(message)
+        error = RunFolderGoneError(message)
+        error.__cause__ = gone.__cause__
+        return error
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -895,6 +974,7 @@ class RunWriter:
         a step whose encode or rename failed is not one)."""
         with self._bg_lock:
             self._published.add(tag)
+            self._unwritten_samples.discard(tag)
 
     def _written(self, rows: int, size: int) -> None:
         with self._bg_lock:
@@ -919,6 +999,7 @@ class RunWriter:
         with self._bg_lock:
             self._stats["scalar_lines"] += 1
             self._stats["bytes_written"] += len(line)
+            self._line_written(record["step"])
 
     def _check_scalar_order(self, record: dict[str, Any]) -> None:
         """Say (once each) a scalars line of a step lower than an earlier line's, and a key written again at the
@@ -1295,15 +1376,18 @@ def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, allow_nan=False) + "\n").encode()
 
 
-def _steps_text(steps: Sequence[int]) -> str:
-    """``[3, 4, 5, 8]`` as ``3-5, 8``."""
+def _steps_text(steps: Sequence[int], most: int | None = None) -> str:
+    """``[3, 4, 5, 8]`` as ``3-5, 8``; past ``most`` ranges, the steps left are counted (``and 12 more``)."""
     runs: list[list[int]] = []
     for s in steps:
         if runs and runs[-1][1] == s - 1:
             runs[-1][1] = s
         else:
             runs.append([s, s])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    shown = runs if most is None else runs[:most]
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in shown)
+    left = sum(b - a + 1 for a, b in runs[len(shown) :])
+    return text + (f" and {left} more ({len(steps)} steps in all)" if left else "")
 
 
 _JSON_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
