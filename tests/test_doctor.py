@@ -274,7 +274,7 @@ def test_cli_exit_codes_and_json(cli, runs: dict[str, Path], tmp_path: Path) -> 
 def test_the_nan_share_is_over_the_rewards_that_are_numbers(tmp_path: Path) -> None:
     """6 NaN and 10 null total rewards among 96 samples (the one role's reward is the total): the share is
     6 / (80 valid + 6 NaN), the null ones (failed trajectories) apart, and NaN rows are not counted twice;
-    at 5 % or more it is an error."""
+    all at one step, the share is a burst of one step: a warning (``nan_rewards`` in docs/doctor.md)."""
     with RunWriter(tmp_path / "run", name="run", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
         for step in range(4):
             rows = []
@@ -290,7 +290,9 @@ def test_the_nan_share_is_over_the_rewards_that_are_numbers(tmp_path: Path) -> N
             w.log_samples(step, rows)
     [f] = [f for f in diagnose(open_run(tmp_path / "run")).findings if f.kind == "nan_rewards"]
     assert f.evidence["nan"] == 6 and f.evidence["share"] == 6 / 86
-    assert f.severity == "error" and f.message == "6 NaN total rewards (7.0%) in 1 step(s), first at step 2"
+    assert f.severity == "warning" and f.message.startswith(
+        "6 NaN total rewards (7.0%) in 1 step(s), first at step 2; a warning:"
+    )
 
 
 def test_a_run_too_short_to_check_is_not_called_healthy(tmp_path: Path, cli) -> None:

@@ -37,7 +37,8 @@ def test_follow_exits_1_as_soon_as_an_error_appears(tmp_path):
     )
     try:
         out = Lines(doctor.stdout)
-        trainer.step("nan")  # every reward of step 3 NaN: 25% of the run's rewards, an error
+        trainer.step("nan")  # rewards that turned NaN (steps 3 and 4): an error from the second NaN step
+        trainer.step("nan")
         t0 = time.monotonic()
         finding = _events(out.wait(lambda line: _events(line)["event"] == "finding"))
         assert finding["kind"] == "nan_rewards" and finding["severity"] == "error" and finding["onset_step"] == 3
@@ -92,7 +93,7 @@ def test_a_file_being_copied_does_not_fail_but_one_that_stays_corrupt_does(tmp_p
 
 def test_follow_on_a_run_deleted_is_one_line_and_exit_1(tmp_path):
     run = tmp_path / "run"
-    written_run(run, 1, "nan")
+    written_run(run, 2, "nan")
     doctor = runlog("doctor", str(run), "--follow", "--fail-on", "never", "--interval", "0.2")
     out = Lines(doctor.stdout)
     assert out.wait(lambda line: line.startswith("finding error nan_rewards"))  # it is following now

@@ -176,7 +176,7 @@ def test_an_unreadable_file_is_not_also_reported_as_a_gap(tmp_path):
     os.remove(run / STEP_FILE.format(2, 0))  # now the step is missing: a gap
     events = live.update(*lister())
     assert [(e.data["kind"], e.data["message"]) for e in events if e.kind == "problem"] == [
-        ("step_gap", "step 2 missing")
+        ("step_gap", "1 step(s) missing (2)")
     ]
 
 

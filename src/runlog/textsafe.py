@@ -47,3 +47,37 @@ def cut_middle(text: str, width: int, head: float = 0.5) -> str:
         return "…"[:width]
     first = int((width - 1) * head)
     return text[:first] + "…" + text[len(text) - (width - 1 - first) :]
+
+
+def cut_middle_cells(text: str, width: int, head: float = 0.5) -> str:
+    """``cut_middle`` for a terminal: ``text`` cut to ``width`` terminal cells (``rich.cells.cell_len``: a CJK
+    character or an emoji takes two, a combining mark none), not characters, so that a name of wide characters
+    padded to a column's width does not push the rest of its line past the screen's edge (where rich crops it).
+    A wide character that does not fit whole is left out: the result may be a cell short of ``width``."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    first = int((width - 1) * head)
+    return _cells_from(text, first) + "…" + _cells_from(text[::-1], width - 1 - first)[::-1]
+
+
+def _cells_from(text: str, width: int) -> str:
+    """The longest start of ``text`` that takes at most ``width`` terminal cells."""
+    from rich.cells import cell_len
+
+    used = 0
+    for i, ch in enumerate(text):
+        used += cell_len(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def pad_cells(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal cells (``f"{text:<{width}}"`` pads to characters)."""
+    from rich.cells import cell_len
+
+    return text + " " * max(0, width - cell_len(text))

@@ -11,7 +11,7 @@ persistence, never a single bad step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -324,15 +324,30 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
     steps, mx = s.role_series(role, "reward_max")
     _, mn = s.role_series(role, "reward_min")
     lo, hi = as_floats(mn), as_floats(mx)
-    if s.has_groups:
+    _, count = s.role_series(role, "reward_count")
+    n = as_floats(count)
+    whole = np.where(n >= 2, (lo == hi).astype(float), np.nan)
+    grouped = s.has_groups
+    if grouped:
         _, frac = s.role_series(role, "zero_adv_frac")
         rate, unit = as_floats(frac), "prompt groups"
     else:
-        _, count = s.role_series(role, "reward_count")
-        n = as_floats(count)
-        rate = np.where(n >= 2, (lo == hi).astype(float), np.nan)
-        unit = "steps (no prompt groups: each step's rewards as a whole)"
+        rate, unit = whole, "steps (no prompt groups: each step's rewards as a whole)"
     i = first_sustained(rate, cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
+    if i is not None and grouped and _largest_group(s, role) < 2:
+        # Every prompt group holds one reward (all prompts distinct: one sample per prompt, no GRPO group): a
+        # group of one is trivially "all equal", and 100 % of them said "no learning signal" of a run whose
+        # every step had spread, where summarize's zero_adv_frac (no group_id: no groups) is null (an audit).
+        # Judged as a run without prompt groups: on each step's rewards as a whole.
+        note = (
+            f"{who(role, s.mixed_roles)}: every prompt group holds one reward (all prompts distinct): "
+            "zero_advantage judged on each step's rewards as a whole"
+        )
+        if note not in s.notes:
+            s.notes.append(note)
+        grouped, rate = False, whole
+        unit = "steps (prompt groups of one sample each: each step's rewards as a whole)"
+        i = first_sustained(rate, cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
     if i is None:
         return []
     tail = rate[i:]
@@ -349,7 +364,7 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
         "zero_adv_frac_after": float(np.nanmean(tail)),
         "zero_adv_frac_before": float(np.nanmean(rate[:i])) if i > 0 else None,
         "threshold": cfg.zero_adv,
-        "groups": s.has_groups,
+        "groups": grouped,
         "flat_value": flat,
         "solved": solved,
     }
@@ -365,6 +380,31 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
             evidence,
         )
     ]
+
+
+def _largest_group(s: RunSeries, role: str | None) -> int:
+    """The most valid rewards (neither null nor NaN) of ``role`` that one prompt group holds within one step of
+    the split diagnosed: the groups ``zero_adv_frac`` is computed over (``aggregate.group_key_expr``, prompt text
+    where there is no ``group_id``). Read only when the groups would give a ``zero_advantage`` finding."""
+    from .aggregate import group_key_expr
+
+    key = group_key_expr(s.run)
+    if key is None:
+        return 0
+    carry = {"step": pl.col("step"), "split": pl.col("split"), "__group": key}
+    reward = pl.col("reward").cast(pl.Float64)
+    mine = pl.col("role").is_null() if role is None else pl.col("role") == role
+
+    def build() -> list[pl.LazyFrame]:
+        lf = s.run.numeric(carry, [])
+        if s.split:
+            lf = lf.filter(pl.col("split") == s.split)
+        lf = lf.filter(mine & pl.col("__group").is_not_null() & reward.is_not_null() & reward.is_not_nan())
+        return [lf.group_by("split", "step", "__group").agg(pl.len().alias("n")).select(pl.col("n").max())]
+
+    [df] = s.run.collect(build, engine="streaming")
+    value = df["n"][0] if df.height else None
+    return int(value) if value is not None else 0
 
 
 def _solved(lo: np.ndarray, hi: np.ndarray, i: int, rate: np.ndarray, mean: np.ndarray) -> tuple[bool, float]:
@@ -477,15 +517,67 @@ def _nan_finding(
     failed trajectories, are apart)."""
     hit = [st for st, n in zip(steps, nan, strict=True) if n > 0]
     total_nan = int(np.nansum(nan))
-    share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)
+    numbers = float(np.nansum(count)) + total_nan
+    share = total_nan / max(1.0, numbers)
+    severity, why, figures = _nan_severity(cfg, steps, nan, count)
     return Finding(
         "nan_rewards",
-        "error" if share >= cfg.nan_error else "warning",
-        f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
+        severity,
+        f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}{why}",
         role,
         hit[0],
-        {"nan": total_nan, "share": share, "steps": hit[:20], **({"subject": subject} if subject else {})},
+        {
+            "nan": total_nan,
+            "share": share,
+            **figures,
+            "steps": hit[:20],
+            **({"subject": subject} if subject else {}),
+        },
     )
+
+
+def _nan_severity(
+    cfg: DoctorConfig, steps: list[int], nan: np.ndarray, count: np.ndarray
+) -> tuple[str, str, dict[str, float]]:
+    """The severity of a series' NaN (``nan`` and ``count``, the valid values, per step), what the message adds
+    when the share alone would have made it an error, and the figures it is graded on. An error needs the share
+    of NaN among the values that are numbers to be at least ``nan_error`` with ``nan_confidence`` (the lower
+    end of its one-sided Wilson score interval: not a share of few values) and without the step with the most
+    NaN too (not one step's burst: every check here asks for persistence, never a single bad step). A share of
+    the first steps says little of the run: ``doctor --follow``, which judges the run written so far, failed a
+    CI job on 5 NaN at step 1 (15.6 % of two 16-row steps) whose finished run has 1.6 %, a warning for
+    ``doctor``; 1 NaN in each of two 16-row steps is 6 % (an audit). Rewards that turned NaN are an error from
+    their second NaN step; the NaN of a run of one step (or of the one step written so far) are a warning.
+    ``nan_confidence=0.5``: the share itself, for the first condition."""
+    from statistics import NormalDist
+
+    nan, count = np.nan_to_num(nan), np.nan_to_num(count)
+    total, numbers = float(nan.sum()), float(count.sum() + nan.sum())
+    share = total / max(1.0, numbers)
+    z = NormalDist().inv_cdf(cfg.nan_confidence)
+    low = _wilson_low(total, numbers, z) if numbers > 0 else 0.0
+    worst = int(np.argmax(nan))
+    rest = numbers - float(count[worst] + nan[worst])
+    without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
+    figures = {"share_low": low, "share_without_worst_step": without}
+    if low >= cfg.nan_error and without >= cfg.nan_error:
+        return "error", "", figures
+    if share < cfg.nan_error:
+        return "warning", "", figures
+    rest_text = f"{percent(without, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"
+    why = (
+        f"; a warning: at least {percent(low, 1)} with {percent(cfg.nan_confidence)} confidence, {rest_text} "
+        f"(nan_error={percent(cfg.nan_error)} needs both)"
+    )
+    return "warning", why, figures
+
+
+def _wilson_low(k: float, n: float, z: float) -> float:
+    """The lower end of the one-sided Wilson score interval of ``k`` successes in ``n`` trials (``z``: the normal
+    quantile of the confidence)."""
+    p = k / n
+    low = (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return min(p, max(0.0, low))
 
 
 def _by_step(steps: list[int], counts: np.ndarray) -> dict[int, int]:
@@ -524,16 +616,18 @@ def _nan_kl_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
         if not hit:
             continue
         total_nan = int(np.nansum(nan))
-        share = total_nan / max(1.0, float(np.nansum(count)) + total_nan)  # of the KL values that are numbers
+        numbers = float(np.nansum(count)) + total_nan  # the KL values that are numbers
+        share = total_nan / max(1.0, numbers)
+        severity, why, figures = _nan_severity(cfg, steps, nan, count)
         what = "KL values" if role is None else f"KL values of role {role}"
         out.append(
             Finding(
                 "nan_kl",
-                "error" if share >= cfg.nan_error else "warning",
-                f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}",
+                severity,
+                f"{total_nan} NaN {what} ({percent(share, 1)}) in {len(hit)} step(s), first at step {hit[0]}{why}",
                 role,
                 hit[0],
-                {"nan": total_nan, "share": share, "steps": hit[:20]},
+                {"nan": total_nan, "share": share, **figures, "steps": hit[:20]},
             )
         )
     return out
@@ -630,13 +724,11 @@ def _data_findings(s: RunSeries) -> list[Finding]:
             continue
         stride = max(1, report.step_stride.get(split, 1))
         missing = sum((b - a) // stride + 1 for a, b in gaps)
-        every = f" every {stride}" if stride > 1 else ""
-        ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in gaps[:6])
         out.append(
             Finding(
                 "step_gaps",
                 "warning",
-                f"split {split}: {missing} step(s) missing ({ranges}{', ...' if len(gaps) > 6 else ''})",
+                f"split {split}: {missing_steps(gaps, stride)}",
                 None,
                 gaps[0][0],
                 {"split": split, "gaps": gaps[:50], "stride": stride, "missing": missing},
@@ -672,6 +764,16 @@ def _data_findings(s: RunSeries) -> list[Finding]:
             )
         )
     return out
+
+
+def missing_steps(gaps: Sequence[Sequence[int]], stride: int) -> str:
+    """``3 step(s) missing (5, 8-12 every 2)``: the words of a gap in ``doctor`` and in ``watch`` / ``doctor
+    --follow`` (which say each gap as it appears), so that the same gap reads the same in both."""
+    stride = max(1, stride)
+    missing = sum((b - a) // stride + 1 for a, b in gaps)
+    every = f" every {stride}" if stride > 1 else ""
+    ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in gaps[:6])
+    return f"{missing} step(s) missing ({ranges}{', ...' if len(gaps) > 6 else ''})"
 
 
 LEFTOVER_TEMPORARY = "leftover_temporary"  # ``watch``'s problem kind for it, the finding's in both commands
@@ -751,11 +853,14 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
                 f"no process has closed its writer (process {procs}): the run is still being written, or was killed"
             )
         newest = max((t for f in run.files if (t := mtime_of(f.stamp)) is not None), default=None)
+        aged: dict[str, Any] = {}
         if newest is not None:  # the age says which, to whoever knows how long a step takes
-            message += f" (its newest file was written {_age(clock - newest)} ago)"
+            message += _newest_age(clock - newest)
+            # kept, so that the age can be measured again when it is said later (``aged_now``)
+            aged = {"newest_written": newest, "newest_age_s": clock - newest}
         # ``doctor --follow`` says it only when it stops before the run finished (a run it follows is being
         # written: nothing to say until then; ``watch.findings._said_at_end``).
-        out.append(finding("writer_not_closed", "info", message, None, processes=missing))
+        out.append(finding("writer_not_closed", "info", message, None, processes=missing, **aged))
         return out
     behind = state.behind()
     stopped = state.stopped_behind(clock)
@@ -773,6 +878,24 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
             message = f"process {p} has not closed its writer yet (process {names} did): {how}"
             out.append(finding("writer_not_closed", "info", message, None, process=p, behind=where or None))
     return out
+
+
+def _newest_age(seconds: float) -> str:
+    """The age of the run's newest file as ``writer_not_closed`` says it."""
+    return f" (its newest file was written {_age(seconds)} ago)"
+
+
+def aged_now(f: Finding, now: float) -> Finding:
+    """``f`` with the age of the run's newest file (a ``writer_not_closed`` finding's, ``evidence.newest_written``)
+    measured at ``now`` (seconds since the epoch), not when the check ran: ``doctor --follow`` and ``watch`` say it
+    when they stop idle, ``--idle-exit`` seconds after the last check, and an age measured then ("1 s ago" for a
+    writer quiet for 10 minutes) would read as a writer still alive. Any other finding is returned as it is."""
+    newest, said = f.evidence.get("newest_written"), f.evidence.get("newest_age_s")
+    if newest is None or said is None or not f.message.endswith(_newest_age(said)):
+        return f
+    age = now - newest
+    message = f.message[: -len(_newest_age(said))] + _newest_age(age)
+    return Finding(f.kind, f.severity, message, f.role, f.onset_step, {**f.evidence, "newest_age_s": age})
 
 
 def _age(seconds: float) -> str:

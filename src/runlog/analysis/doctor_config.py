@@ -47,6 +47,7 @@ class DoctorConfig:
     hack_rise: float = 0.5  # hacking: rise of the total reward, in within-step reward SDs
     hack_length: float = 0.5  # hacking: relative change of the completion length
     nan_error: float = 0.05  # NaN rewards (KL): share of the values above which the finding is an error
+    nan_confidence: float = 0.95  # ... with this confidence (one-sided Wilson bound): a share of few values is not
     exception_rate: float = 0.25  # exception spike: failed share of a step's trajectories
     exception_error: float = 0.5  # ... above which the finding is an error
 
@@ -118,6 +119,7 @@ _RANGES: dict[str, tuple[float, bool, float | None, bool, str]] = {
     "hack_rise": _POSITIVE,
     "hack_length": _POSITIVE,
     "nan_error": _UNIT,
+    "nan_confidence": (0.5, True, 1.0, False, "a confidence"),
     "exception_rate": _UNIT,
     "exception_error": _UNIT,
 }

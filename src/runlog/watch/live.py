@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
+from ..analysis.doctor import missing_steps
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
@@ -746,8 +747,8 @@ class LiveRun:
         current = {(f"{self.split or ''}:{a}-{b}", "step_gap"): (a, b) for a, b in gaps}
         events = self._drop_issues(lambda k: k[1] == "step_gap" and k not in current)
         for key, (a, b) in current.items():
-            what = f"step {a}" if a == b else f"steps {a}-{b}"
-            issue = Issue("step_gap", f"split {self.split}", f"{what} missing", a, "warning")
+            # in doctor's words (``doctor.missing_steps``), so that a gap reads the same in every command
+            issue = Issue("step_gap", f"split {self.split}", missing_steps([(a, b)], stride or 1), a, "warning")
             after = self.steps.get(b + stride)
             events += self._after_settling(key, issue, now, after.arrived if after is not None else now)
         return events

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..render.safe import one_line
-from ..textsafe import cut_middle
+from ..textsafe import cut_middle_cells, pad_cells
 from .findings import DoctorWatch
 from .live import LiveRun
 
@@ -354,14 +354,18 @@ class Screen:
         # the value and trend columns hold their widest figures (``-1.235e-05``, ``↑+4.3e-05``: 9 or more wide);
         # the trends are those of the sparklines' window, whose width depends on theirs: widen until they fit
         value_w = max([9] + [len(num(v[-1] if v else None)) for v in columns.values()])
-        longest = max(len(n) for n in names)
+        from rich.cells import cell_len
+
+        # names are measured in terminal cells: a CJK or emoji character takes two, and a name padded by
+        # characters pushed its line past the screen's edge, where rich cut off the KL figures
+        longest = max(cell_len(n) for n in names)
         trend_w = 9
         while True:
             per_column = 1 + 1 + value_w + 1 + trend_w  # space, sparkline, space, value, space, trend
             # names up to 14 wide, wider (up to what leaves 4-bar sparklines) where cut names would read alike
             widest = max(14, width - 2 * (per_column + 4))
             name_w = max(4, min(longest, 14))
-            while name_w < min(longest, widest) and len({cut_middle(n, name_w) for n in names}) < len(set(names)):
+            while name_w < min(longest, widest) and len({cut_middle_cells(n, name_w) for n in names}) < len(set(names)):
                 name_w += 1
             spark = max(4, min(40, (width - name_w - 2 * per_column) // 2))
             shown = window(at, spark, every)
@@ -379,7 +383,7 @@ class Screen:
         ]
         for role, name in zip(roles, names, strict=True):
             line = Text()
-            line.append(f"{cut_middle(name, name_w):<{name_w}}", style=f"bold {role_colour(role)}")
+            line.append(pad_cells(cut_middle_cells(name, name_w), name_w), style=f"bold {role_colour(role)}")
             for what in ("reward_mean", "kl_mean"):
                 values, where = columns[(role, what)][-shown:] if shown else [], at[-shown:] if shown else []
                 line.append(" ")
