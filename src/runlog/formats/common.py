@@ -9,7 +9,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -1088,6 +1088,16 @@ def exception_texts(info: FileInfo, col: str) -> tuple[tuple[int, int], int] | N
         return None
     assert isinstance(column, pl.Series)
     return count_exception_texts(column), _invalid_utf8(column)
+
+
+def may_hold_null_texts(files: Sequence[FileInfo], col: str) -> bool:
+    """Whether a scan of ``files`` must read the exception texts ``None`` / ``null`` as none: some file's probe
+    counted such texts, or could not tell (no statistics of its column ``col``: ``exception_texts`` does not read
+    its text, so the scan is where they are read as none)."""
+    return any(
+        f.null_counts.get(NULL_TEXT_EXCEPTIONS) or (f.rows and col in f.columns and col not in f.null_counts)
+        for f in files
+    )
 
 
 def probe_exceptions(info: FileInfo, col: str, ctx: RunContext) -> None:

@@ -40,13 +40,13 @@ from .base import (
     run_files,
 )
 from .common import (
-    NULL_TEXT_EXCEPTIONS,
     count_exception_texts,
     exception_as_read,
     exception_column,
     gate_version,
     group_by_signature,
     keep_exception_texts,
+    may_hold_null_texts,
     per_file_value,
     probe_exceptions,
     probe_parquet,
@@ -326,7 +326,7 @@ class FlinkLayout(Layout):
             per_file_value(group, "step", pl.Int64()).alias("step"),
             per_file_value(group, "split", pl.String()).alias("split"),
         )
-        if any(f.null_counts.get(NULL_TEXT_EXCEPTIONS) for f in group):  # (as the probe counted them)
+        if may_hold_null_texts(group, "exception_info"):  # as the probe counted them, or could not
             lf = lf.with_columns(exception_as_read(pl.col("exception")).alias("exception"))
         return lf.with_columns(source_column(group))
 

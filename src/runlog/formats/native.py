@@ -28,13 +28,13 @@ from .base import (
     register,
 )
 from .common import (
-    NULL_TEXT_EXCEPTIONS,
     exception_as_read,
     exception_column,
     exception_kind,
     footer_int_range,
     gate_version,
     group_by_signature,
+    may_hold_null_texts,
     parquet_footer,
     probe_exceptions,
     probe_parquet,
@@ -401,7 +401,7 @@ class NativeLayout(Layout):
                 pl.col("schema_version").cast(pl.Int32),
             )
             lf = S.conform_samples(lf)
-            if any(f.null_counts.get(NULL_TEXT_EXCEPTIONS) for f in group):  # (as the probe counted them)
+            if may_hold_null_texts(group, "exception"):  # as the probe counted them, or could not
                 lf = lf.with_columns(exception_as_read(pl.col("exception")).alias("exception"))
             frames.append(lf)
         return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
