@@ -34,9 +34,9 @@ def test_a_record_with_thousands_of_keys_is_read_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("copy", ["old/scalars.p0.jsonl", "backup/scalars.p0.jsonl"])
 def test_a_second_scalars_shard_of_one_process_is_said(tmp_path: Path, copy: str) -> None:
-    """A shard left in a sub-folder (a copy, an old attempt) claims the run's process 0: both are read, and a key
-    both log at a step is averaged over the two (train/loss last 50.125 where the run's own is 0.25). Inspect said
-    nothing (exit 0); now a warning names the copy and the run's own shard."""
+    """A shard left in a sub-folder (a copy, an old attempt) claims the run's process 0: both are read and merged
+    as shards, so a key both log at a step is averaged over the two (train/loss last 50.125 where the run's own is
+    0.25). Inspect said nothing (exit 0); now a warning names the copy and the run's own shard."""
     run = tmp_path / "r"
     own = [{"step": s, "train/loss": 1.0 / (s + 1)} for s in range(4)]
     write(run / "scalars.p0.jsonl", own)
@@ -46,12 +46,13 @@ def test_a_second_scalars_shard_of_one_process_is_said(tmp_path: Path, copy: str
     assert said == [
         (
             copy,
-            "scalars of the same process 0 as scalars.p0.jsonl: both files are read, so a key both log at a step is "
-            "averaged over the two (a copy, or another run's file?)",
+            "scalars of the same process 0 as scalars.p0.jsonl: both files are read and merged as shards, so if one "
+            "is a copy of the other its values are counted twice (counts summed twice, the process weighed twice in a "
+            "step's mean)",
         )
     ]
     last = summarize_scalars(r).filter(pl.col("key") == "train/loss")["last"].item()
-    assert last == pytest.approx((100.0 + own[-1]["train/loss"]) / 2)  # what the warning says: averaged
+    assert last == pytest.approx((100.0 + own[-1]["train/loss"]) / 2)  # merged as shards: averaged
     write(run / copy, [])
     (run / copy).unlink()
     assert not open_run(run).warnings  # the run alone: nothing to say

@@ -16,7 +16,7 @@ from . import schema as S
 from . import storage
 from ._lazy import pl
 from .ends import STATE_RE, WRITER_FAILED, EndState, end_state, failure_message, holdings_of, read_states
-from .errors import EXIT_PROBLEMS, DataError, SeveralRunsError, UsageError, said_trouble
+from .errors import EXIT_PROBLEMS, DataError, RunlogError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
 from .formats.common import is_live, local_footers
@@ -35,6 +35,7 @@ from .listing import (
 from .probe_cache import Hit, ProbeCache
 from .process import made_of_interrupt
 from .storage import UNREACHABLE, ObjectPath, digest_bytes, remote_reason, unreachable
+from .textsafe import visible
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 # Canonical columns of what the model wrote, read by the text metrics, trajectories and tables only: a file whose
@@ -90,6 +91,8 @@ def _texts_read(carry: dict[str, pl.Expr], layouts: list[Layout]) -> set[str]:
 
 # How many times ``Run.collect`` reads again when no file fails but some changed since they were listed.
 CHANGED_RETRIES = 2
+# Up to this many objects are asked for their stamp by a HEAD each (``Run._object_stamps``); more, by listing the run.
+HEADS_AT_MOST = 8
 _T = TypeVar("_T")
 
 # The polars engines ``Run.collect`` takes (``pl.collect_all``'s ``engine``).
@@ -299,9 +302,10 @@ class Run:
     def _recovering(self, read: Callable[[], _T], *, others: bool) -> _T:
         """``read()``; when it fails on the data, the files that fail are left out (``_quarantine_unreadable``;
         with ``others``, also those found unreadable through another ``Run``: ``_marked_elsewhere``) and it is
-        read again. When no file fails any more but some local file changed since it was listed (rewritten
-        while it was read: polars then fails on a page, or panics on a file that shrank), it is read again, up
-        to ``CHANGED_RETRIES`` times: the new version is whole. Else ``DataError``, never a panic's traceback."""
+        read again. When no file fails any more but some file changed since it was listed (rewritten while it
+        was read: polars then fails on a page, or panics on a file that shrank), one whose columns no longer fit
+        the listing is left out (``_quarantine_misfits``), else it is read again, up to ``CHANGED_RETRIES``
+        times: the new version is whole. Else ``DataError``, never a panic's traceback."""
         retries = CHANGED_RETRIES
         for _ in range(len(self.files) + CHANGED_RETRIES + 1):  # each pass leaves a file out, or uses a retry
             try:
@@ -314,7 +318,10 @@ class Run:
             self._check_reachable(error)
             if self._quarantine_unreadable() or (others and self._marked_elsewhere()):
                 continue
-            if retries and self._changed_since_listed():
+            changed = [f for f in self._changed_files()[0] if f.readable]
+            if changed and self._quarantine_misfits(changed):
+                continue
+            if retries and changed:
                 # Built again: a scan keeps the footer it first read, and read the new bytes at its old offsets.
                 retries -= 1
                 for name in ("samples", "roles", "layouts"):
@@ -323,18 +330,113 @@ class Run:
             break
         raise DataError(str(self.root), f"reading the run failed: {_first_line(error)}") from None
 
-    def _changed_since_listed(self, files: list[FileInfo] | None = None) -> bool:
-        """Whether a local file of the run (of ``files``) is no longer the version listed (rewritten, replaced
-        or removed since): a read that failed on it may succeed on what is there now."""
+    def _changed_files(self, files: list[FileInfo] | None = None) -> tuple[list[FileInfo], list[FileInfo]]:
+        """The files of the run (of ``files``) that are no longer the version listed (rewritten, replaced or
+        removed since: a read that failed on them may succeed on what is there now, or they no longer fit the
+        listing), and the remote ones of which that cannot be told (the store gave no stamp, or will not say
+        now). Only on the error path: an object's stamp is asked of the store (``_object_stamps``)."""
+        changed: list[FileInfo] = []
+        unknown: list[FileInfo] = []
+        remote: list[FileInfo] = []
         for f in self.files if files is None else files:
-            if f.stamp is None or isinstance(f.abspath, ObjectPath):
+            if isinstance(f.abspath, ObjectPath):
+                (remote if f.stamp is not None else unknown).append(f)
+                continue
+            if f.stamp is None:
                 continue
             try:
                 if local_stamp(os.stat(f.abspath)) != f.stamp:
-                    return True
+                    changed.append(f)
             except OSError:
-                return True
-        return False
+                changed.append(f)
+        if remote:
+            now = self._object_stamps(remote)
+            for f in remote:
+                same = storage.same_version(f.stamp, now[f.path]) if f.path in now else None
+                if f.path in now and now[f.path] is None:
+                    changed.append(f)  # gone
+                elif same is None:
+                    unknown.append(f)
+                elif not same:
+                    changed.append(f)
+        return changed, unknown
+
+    def _object_stamps(self, files: list[FileInfo]) -> dict[str, tuple | None]:
+        """The stamps (``storage.object_stamp``) of the objects of ``files`` now, by run-relative path: None for
+        one that is gone; left out where the store would not say. A HEAD request for each of a few files, else one
+        listing of the run (a request per 1,000 objects): thousands of HEADs, one after the other, take minutes."""
+        out: dict[str, tuple | None] = {}
+        root = self.root
+        try:
+            if len(files) > HEADS_AT_MOST and isinstance(root, ObjectPath) and root.key:
+                below = {m.key: m for m in root.store.list(root.key)}
+                for f in files:
+                    meta = below.get(f.abspath.key)
+                    out[f.path] = None if meta is None else storage.object_stamp(meta)
+                return out
+            for f in files:
+                src: ObjectPath = f.abspath  # type: ignore[assignment]
+                meta = src.store.head(src.key)
+                out[f.path] = None if meta is None else storage.object_stamp(meta)
+        except RunlogError:  # the store will not say (access denied to HEAD or listing): unknown
+            pass
+        return out
+
+    def _quarantine_misfits(self, changed: list[FileInfo]) -> list[FileInfo]:
+        """Of the Parquet sample files ``changed`` since they were listed, those whose columns are no longer the
+        ones listed (a column of another type, one gone or added: a writer replaced the file, a sync copied a
+        new version), marked unreadable and said as changed while read, naming what changed. Each reads whole
+        alone (``_quarantine_unreadable`` finds nothing), but the run's scan, built from the listing, fails on
+        it as a whole ("data type mismatch for column reward"), and would on every retry."""
+        bad = []
+        for f in changed:
+            if f.fmt != "parquet" or not f.readable or f.kind != "samples":
+                continue
+            why = self._misfit(f)
+            if why is None:
+                continue
+            self.ctx.problem(f.path, UNREADABLE, f"{CHANGED}: {why}; file skipped")
+            f.readable = False
+            bad.append(f)
+        if bad:
+            for name in ("samples", "roles", "layouts"):
+                self.__dict__.pop(name, None)
+            said_trouble()  # the file may be whole and fit next time: an answer saying so is not kept
+        return bad
+
+    def _misfit(self, f: FileInfo) -> str | None:
+        """Why the file of ``f`` as it is now does not fit what was listed of it (probed again by its layout, on a
+        scratch context: its problems are not the run's), or None if its columns are the ones listed."""
+        src = f.abspath
+        try:
+            if isinstance(src, ObjectPath):
+                meta = src.store.head(src.key)
+                if meta is None:
+                    return None  # gone: a read of it fails, and says so (``_quarantine_unreadable``)
+                src.store.prefetch(footers=[meta])  # its footer alone, not the whole object
+                size = meta.size
+            else:
+                size = os.stat(src).st_size
+        except (OSError, RunlogError):
+            return None
+        scratch = RunContext(root=self.ctx.root, manifest=self.ctx.manifest, files=self.ctx.files)
+        cand = Candidate(self.root, src, size, rel=f.path, path_str=str(src))
+        try:
+            new = get_layout(f.layout).probe(cand, scratch)
+        except Exception as exc:  # noqa: BLE001  (a file that cannot be probed now does not fit)
+            return f"it cannot be read as {f.layout} now: {_first_line(exc)}"
+        finally:
+            if isinstance(src, ObjectPath):
+                src.store.forget(src.key)
+        if not new.readable:
+            said = [p.message for p in scratch.problems if p.path == f.path and p.kind != WARNING]
+            return said[0].removesuffix("; file skipped") if said else "it cannot be read now"
+        listed, now = f.columns, new.columns
+        shown = lambda c: visible(c, keep_newlines=False)  # noqa: E731  (a column name is the file's text)
+        parts = [f"{shown(c)} is {now[c]}, listed {t}" for c, t in listed.items() if c in now and now[c] != t]
+        parts += [f"{shown(c)} is gone" for c in listed if c not in now]
+        parts += [f"{shown(c)} is new" for c in now if c not in listed]
+        return f"its columns are no longer those listed ({'; '.join(parts)})" if parts else None
 
     def _check_reachable(self, exc: BaseException) -> None:
         """A remote run whose store cannot be reached (the server gone mid-command): one error for the run at
@@ -412,11 +514,17 @@ class Run:
                 else:
                     named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
                     where = f" in {', '.join(named)}" if named and len(named) < len(f.columns) else ""
+                    # Changed since listed: told by the file's stamp, or an object's HEAD (size and ETag). An object
+                    # whose version the store will not tell may have been replaced: no corruption claimed then.
+                    changed, unknown = ([], []) if gone else self._changed_files([f])
                     what = (
                         GONE
                         if gone
                         else CHANGED
-                        if self._changed_since_listed([f])
+                        if changed
+                        else f"unreadable data{where} (corrupt, or changed since it was listed: the store does not "
+                        "say which)"
+                        if unknown
                         else f"corrupt data{where} (the footer is intact)"
                     )
                     self.ctx.problem(f.path, UNREADABLE, f"{what}: {reason}; file skipped")
@@ -1005,15 +1113,18 @@ def same_keys(files: list[FileInfo], ctx: RunContext) -> None:
         if f.kind == "scalars" and f.readable and f.process is not None:
             shards.setdefault((f.layout, f.process), []).append(f.path)
     for (_, process), paths in shards.items():
-        # Two scalar shards of one process (``old/scalars.p0.jsonl`` beside ``scalars.p0.jsonl``): both are read as
-        # the run's, and a key both log at a step is averaged with the copy's value. The one nearest the run's
-        # root is taken for the run's own; the others are said.
+        # Two scalar shards of one process (``backup/scalars.p0.jsonl`` beside ``scalars.p0.jsonl``): both are read
+        # as the run's and merged as shards are, so a copy's values count twice: a summary family's count summed
+        # with the copy's, that process weighed twice in a step's mean over the shards (``key__count``-weighted or
+        # not). Kept, as a second sample file of one split, step and process is: which file is right is the user's
+        # call. The one nearest the run's root is taken for the run's own; the others are said.
         first, *others = sorted(paths, key=lambda p: (p.count("/"), p))
         for path in others:
             ctx.warn(
                 path,
-                f"scalars of the same process {process} as {first}: both files are read, so a key both log at a step "
-                "is averaged over the two (a copy, or another run's file?)",
+                f"scalars of the same process {process} as {first}: both files are read and merged as shards, so if "
+                "one is a copy of the other its values are counted twice (counts summed twice, the process weighed "
+                "twice in a step's mean)",
             )
     for f in files:
         if f.kind != "samples" or not f.readable or f.step is None or f.split is None:

@@ -84,7 +84,12 @@ def is_url(path: object) -> bool:
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name."""
+    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name.
+
+    Empty segments are dropped (``s3://b/fleet//run`` is ``fleet/run``), as a local path's ``fleet//run`` is
+    ``fleet/run``, and as a glob's are (``listing._remote_glob``). An S3 key may hold ``//``, but object_store
+    (through which runlog lists and reads) cannot address one ("contained empty path segment"): kept, such a URL
+    only failed, as a data error, and a fleet did not see ``fleet//run`` as the run ``fleet/run``."""
     scheme, sep, rest = url.partition("://")
     family = SCHEMES.get(scheme.lower()) if sep else None
     if family is None:
@@ -92,7 +97,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise UsageError(f"{url}: the URL names no bucket")
-    return family, bucket, key.strip("/")
+    return family, bucket, "/".join(part for part in key.split("/") if part)
 
 
 @dataclass(frozen=True)
@@ -487,6 +492,11 @@ def list_run(
         meta = root.store.head(root.key)
         if meta is not None:
             return [(root, root.name, meta.size, str(root), object_stamp(meta))]
+    if not out and metas:
+        # Keys below it, none a file: an empty folder's marker (``prefix/``, what a console's "Create folder"
+        # writes), hidden folders. No files, as an empty folder on disk (docs/scaling.md), not a missing run.
+        only = " (an empty folder: its marker object only)" if {m.key for m in metas} <= markers | {root.key} else ""
+        raise RunNotFoundError(f"{root}: no files found{only}")
     if not out:
         raise RunNotFoundError(f"{root}: no such object or prefix")
     out.sort(key=lambda t: (not (t[1] == "run.json" or t[1].endswith("/run.json")), t[1]))
@@ -513,6 +523,28 @@ def object_stamp(meta: ObjectMeta) -> tuple | None:
     if meta.etag is None and meta.modified is None:
         return None
     return (meta.size, meta.etag, meta.modified)
+
+
+def same_version(listed: tuple | None, now: tuple | None) -> bool | None:
+    """Whether two stamps (``object_stamp``) of one key, one from a listing and one from a later listing or HEAD,
+    are the same version of the object; None where they cannot tell (a store that gave neither). By size and
+    ETag (``_bare_etag``) where both have one: a listing's modification time may carry milliseconds that a HEAD's
+    ``Last-Modified`` (whole seconds) lacks, so the times are compared to the second, and only without ETags."""
+    if listed is None or now is None:
+        return None
+    (size, etag, modified), (size_now, etag_now, modified_now) = listed, now
+    if size != size_now:
+        return False
+    if etag is not None and etag_now is not None:
+        return _bare_etag(etag) == _bare_etag(etag_now)
+    if modified is None or modified_now is None:
+        return None
+    return int(modified) == int(modified_now)
+
+
+def _bare_etag(etag: str) -> str:
+    """An ETag without its quotes or weak mark: a GCS listing gives ``abc==`` where its HEAD gives ``"abc=="``."""
+    return etag.removeprefix("W/").strip('"')
 
 
 def prefetch_small(entries: Sequence[tuple[Any, ...]]) -> None:
@@ -688,8 +720,13 @@ def remote_reason(exc: BaseException) -> str:
         return "no usable credentials (set AWS_* / GOOGLE_APPLICATION_CREDENTIALS / AZURE_*, or --storage-option)"
     if any(sign in low for sign in BODY_BROKEN):
         # The answer began and broke off (a body cut short): a failed read of that object, not a store out of reach.
-        lines = [line.strip().lstrip("0123456789: ") for line in text.splitlines() if line.strip()]
-        cause = lines[-1] if len(lines) > 1 and "body" not in lines[-1].lower() else ""
+        # Its cause is the last line of the chain ("Caused by: ... end of file before message length reached"),
+        # not of a Rust ``Debug`` dump that obstore may add (``Debug source: Generic { ... }``: its last line is
+        # a lone "}"), and only a line with words in it.
+        told = text.split("Debug source:", 1)[0]
+        lines = [line.strip().lstrip("0123456789: ") for line in told.splitlines() if line.strip()]
+        last = lines[-1] if len(lines) > 1 else ""
+        cause = last if re.search(r"[A-Za-z]{2}", last) and "body" not in last.lower() else ""
         return f"{BODY_CUT}{f' ({cause})' if cause else ''}"
     if any(sign in low for sign in UNREACHABLE_SIGNS):
         return UNREACHABLE
@@ -729,4 +766,5 @@ __all__ = [
     "polars_options",
     "read_bytes",
     "read_head",
+    "same_version",
 ]

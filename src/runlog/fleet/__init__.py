@@ -371,6 +371,7 @@ def fleet_locations(
     if not items:
         raise UsageError("give a run (PATH), several, a glob such as 'ROOT/*', or --runs FILE")
     same: list[SameRun] = []
+    found_in: dict[str, str] = {}  # a run found inside a PATH given (``outer/sub/inner`` of ``outer``): that PATH
     if "run" in by and len(paths) <= MAX_FOLDERS_LOOKED_INTO:
         given = set(paths)
         out: list[str] = []
@@ -378,6 +379,9 @@ def fleet_locations(
             runs, links = _runs_in(item, storage_options) if item in given else ([item], [])
             out += runs
             same += links
+            for r in runs:
+                if r != item:
+                    found_in.setdefault(r, item)
         items = out
     expanded: list[str] = []
     for item in items:
@@ -388,7 +392,12 @@ def fleet_locations(
                 raise
             raise type(exc)(f"--runs {runs_file}: line {lines[item]}: {exc}") from None
     kept, twice = distinct_runs(expanded, storage_options)
-    same += twice
+    # One spelling twice, given and found inside another PATH given: said as that, naming both PATHs (the note
+    # named the run alone, as if typed twice).
+    same += [
+        (a, f"{found_in[a]} (--by run)", "is also a run of") if a == b and a in found_in else (a, b, how)
+        for a, b, how in twice
+    ]
     fleet = len(paths) > 1 or any(is_pattern(p, storage_options) for p in paths)
     return Locations(kept, [same_run_note(same)] if same else [], fleet)
 
@@ -725,10 +734,19 @@ def _shared_files(
         for f in kept.get(name, []):
             if f.ident is not None and not _is_manifest(f.rel):
                 runs_of.setdefault(f.ident, set()).add(name)
+    # A location that is a folder of runs (``links/fleetlink -> fleet`` matched beside ``links/latest -> fleet/r``)
+    # is skipped when opened ("holds 4 runs"): its files are in no run's rows, and no other run's are its.
+    where = dict(zip(names, locations, strict=True))
+    sharing = {name for rs in runs_of.values() if len(rs) > 1 for name in rs}
+    refused = {name for name in sharing if _several_runs(where[name], layout, storage_options)}
+    if refused:
+        runs_of = {k: rs - refused for k, rs in runs_of.items()}
     maybe = {k for k, rs in runs_of.items() if len(rs) > 1}
     owner: dict[tuple[int, int], str] = {}
     out: dict[str, set[str] | None] = {}
     for name in names:
+        if name in refused:
+            continue
         shared: dict[str, list[str]] = {}  # the earlier run: the files of this one that are its
         for f in kept.get(name, []):
             if f.ident not in maybe or _is_manifest(f.rel) or (real := _ident(f.path)) is None:
@@ -738,10 +756,9 @@ def _shared_files(
                 shared.setdefault(first, []).append(f.rel)
         if not shared:
             continue
-        where = dict(zip(names, locations, strict=True))[name]
         rels = {r for rs in shared.values() for r in rs}
         if pooled:
-            _check_whole_steps(name, where, kept[name], rels, shared, layout, storage_options)
+            _check_whole_steps(name, where[name], kept[name], rels, shared, layout, storage_options)
             own = [f for f in kept[name] if f.rel not in rels and not _is_manifest(f.rel)]
             out[name] = rels if own else None
         for first, rs in shared.items():
@@ -761,6 +778,22 @@ def _shared_files(
                 )
             )
     return out
+
+
+def _several_runs(location: str, layout: str | None, storage_options: Mapping[str, str] | None) -> bool:
+    """Whether ``location`` holds several runs side by side and is no run itself: opened, it is refused (a run
+    with runs inside is read without them, and is a run of the fleet). Listed by name, only for the runs that
+    may share files with another (rare)."""
+    from ..errors import SeveralRunsError
+    from ..run import list_names
+
+    try:
+        list_names(location, layout=layout, storage_options=storage_options, prefetch=False)
+    except SeveralRunsError as exc:
+        return "" not in exc.runs
+    except (RunlogError, OSError):
+        pass  # said when the run is read
+    return False
 
 
 def _check_whole_steps(
