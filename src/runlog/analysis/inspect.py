@@ -180,8 +180,8 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     The stride is the gcd of the differences between the steps (runs that log every N steps are not gappy),
     leaving out the last step where every other step lies on a stride of at least two differences and the
     last does not: a schedule of every N steps plus the final one (eval at 0, 8, 16 and 20) has stride 8 and
-    no gaps, not stride 4 with gaps at 4 and 12. A missing step is one of the stride's steps (counted from
-    the first) before the last step that no step holds.
+    no gaps, not stride 4 with gaps at 4 and 12; the same of the first step (1, 10, 20, 30: stride 10, no gaps).
+    A missing step is one of the stride's steps (counted from each step held) before the next step held.
 
     ``known`` are all steps named by files, readable or not: they set the stride, so that an unreadable
     file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule.
@@ -198,9 +198,10 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     diffs = [b - a for a, b in zip(every, every[1:], strict=False)]
     stride = reduce(math.gcd, diffs) or 1
     if len(diffs) >= 3:
-        head = reduce(math.gcd, diffs[:-1]) or 1
-        if head > stride:  # the last step is off the stride the others keep: a final step, not the stride
-            stride = head
+        # The last step off the stride the others keep (a final step), or the first (a first log at step 1, then
+        # every 10): not the stride. One end only: 0, 1, 3, 5, 7, 9, 10 is a run that lost every other step, not
+        # a stride of 2 with both ends off it.
+        stride = max(stride, reduce(math.gcd, diffs[:-1]) or 1, reduce(math.gcd, diffs[1:]) or 1)
     gaps: list[list[int]] = []
     for a, b in zip(uniq, uniq[1:], strict=False):
         last_missing = a + stride * ((b - a - 1) // stride)  # the stride's last step before ``b``

@@ -245,27 +245,19 @@ def _say_steps(ax: Any, s: RunSeries) -> None:
             F.panel_note(ax, text)
 
 
-def _unread(s: RunSeries) -> list[int]:
-    """The split's steps of sample files that could not be read (none of their values is drawn); a step beyond
-    the int64 range is no step of the series (``RunSeries._known_steps``)."""
-    steps: set[int] = set()
-    for f in s.run.files:
-        if f.kind == "samples" and (f.split is None or s.split is None or f.split == s.split):
-            steps.update(x for x in f.all_steps() if -(2**63) <= x < 2**63)
-    return sorted(steps - set(s.per_step["step"].to_list()))
-
-
 Line = tuple[str, F.Style, list[int], list[Any]]  # label, look, steps, values
 
 
 def _draw(ax: Any, s: RunSeries, lines: Sequence[Line], w: int, *, log: bool = False, say: bool = True) -> list[bool]:
     """``figures.draw_series`` of each line, at its own cadence (``figures.line_every``: a role logged every
-    other step is no gap between each pair of its points), and the steps at which one breaks while the split
-    has data there (a role's own missing steps, its steps without a valid value) said in the panel's note."""
-    split, unread = _split_steps(s), _unread(s)
+    other step is no gap between each pair of its points; told from its own steps, never from a step of no
+    rows or an unreadable one), broken at the split's gaps and steps without rows where its cadence has a step
+    (``figures.breaks_on``), and the steps at which one breaks while the split has data there (a role's own
+    missing steps, its steps without a valid value) said in the panel's note."""
+    split, have = _split_steps(s), s.per_step["step"].to_list()
     drawn, said = [], []
     for lab, look, st, v in lines:
-        own = F.line_every(st, split.stride, unread)
+        own = F.line_every(st, split.stride, have)
         drawn.append(
             F.draw_series(
                 ax,
@@ -278,12 +270,12 @@ def _draw(ax: Any, s: RunSeries, lines: Sequence[Line], w: int, *, log: bool = F
                 log=log,
                 dash=look.dash,
                 marker=look.marker,
-                breaks=split.breaks,
+                breaks=F.breaks_on(split.breaks, st, own),
             )
         )
         said.append((lab, st, v, own))
     if say and any(drawn):
-        F.say_holes(ax, said, s.per_step["step"].to_list())
+        F.say_holes(ax, said, have)
     return drawn
 
 
@@ -687,13 +679,16 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # The log axis chosen before drawing, as KL's: a value of 0 (a learning-rate warm-up) is in the
         # average, and only its point is left out, and said.
         log = any(v is not None and math.isfinite(v) for v in line[2]) and F.maybe_log(ax, line[2])
-        if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, log=log):
+        # A key's own cadence, by the most common difference (``figures.scalar_stride``): inspect's gcd
+        # rule is for a split's steps; a key first logged off its cadence (1, 10, 20, ...) is no run of gaps.
+        every = F.scalar_stride(line[1])
+        if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, every=every, log=log):
             F.say(ax, "no finite value" + _said([line]))
         else:
             F.say_not_drawn(ax, [line])
             if log:
                 F.say_not_positive(ax, [line])
-            F.say_gaps(ax, line[1])
+            F.say_gaps(ax, line[1], every)
             if w > 1:
                 ax.set_ylabel(_ma_words(w), fontsize=8)
         F.panel_title(ax, key)

@@ -367,6 +367,19 @@ def stride(steps: Sequence[int], known: Sequence[int] = ()) -> int:
     return step_gaps(sorted({int(x) for x in steps}), sorted({int(x) for x in known}))[0]
 
 
+def scalar_stride(steps: Sequence[int]) -> int:
+    """The stride of a scalar key's steps: the most common difference between consecutive steps (1 for a key
+    logged every step, 10 for one logged every 10 steps). Not ``stride``: ``step_gaps`` says the scalars' steps
+    tell no stride, and its gcd called a key logged at steps 1, 10, 20, ..., 100 (a first log off the cadence)
+    a run of stride 1, drawn as 11 points with 'gaps: steps 2..9, 11..19, ...'. A larger difference is a gap
+    (a key whose logging stopped for a while)."""
+    d = np.diff(np.unique(np.asarray(steps, dtype=np.int64)))
+    if not len(d):
+        return 1
+    values, counts = np.unique(d, return_counts=True)
+    return int(values[counts == counts.max()].min())
+
+
 def gap_ranges(steps: Sequence[int], every: int | None = None) -> list[list[int]]:
     """The missing steps of ``steps``, as ``step_gaps`` lists them (``[[first_missing, last_missing], ...]``):
     the stride's steps between two steps that none holds; at ``every`` where given (a line's own cadence)."""
@@ -427,13 +440,33 @@ def empty_words(steps: Sequence[int], every: int = 1) -> str | None:
     return f"step{'s' if many else ''} {said} logged with no rows (the line breaks there)"
 
 
-def line_every(steps: Sequence[int], every: int | None, unread: Sequence[int] = ()) -> int:
-    """A line's own cadence: the split's stride ``every``, or the line's own where it is logged less often (a
-    judge every other step of a run logged every step: a stride of 2, not a gap between each pair of its
-    points). The steps of unreadable files count as the line's (it may have been logged there): a line of
-    steps 0, 2, 3, 5 whose steps 1 and 4 could not be read breaks at them."""
-    own = stride(sorted({*(int(x) for x in steps), *(int(x) for x in unread)}))
-    return max(every or 1, own)
+def line_every(steps: Sequence[int], every: int | None, split_steps: Sequence[int] = ()) -> int:
+    """A line's own cadence: the split's stride ``every``, or the line's own (``stride`` of its own steps) where
+    it is logged less often than the split: where ``split_steps`` (the steps the split has rows at) hold steps
+    between its first and last that it skips (a judge every other step beside a solver at every step: a stride
+    of 2, not a gap between each pair of its points). Told from the line's own steps alone: a step of the
+    split logged with no rows, or whose file could not be read, is not the line's and does not change its
+    cadence (with either at step 5, the gcd of the judge's steps and 5 was 1: its line was cut into dots, and
+    its odd steps said missing); such steps break the line through ``breaks_on``. A line at every step the
+    split has rows at keeps the split's stride, which the steps of unreadable files set: a line of steps 0, 2,
+    5 whose steps 1 and 4 could not be read breaks at them, not at a stride of 2."""
+    own = sorted({int(x) for x in steps})
+    held = set(own)
+    if len(own) > 1 and any(own[0] < k < own[-1] and k not in held for k in (int(x) for x in split_steps)):
+        return max(every or 1, stride(own))
+    return every or 1
+
+
+def breaks_on(breaks: Sequence[Sequence[int]], steps: Sequence[int], every: int) -> list[list[int]]:
+    """The runs ``[first, last]`` of ``breaks`` (the split's gaps and its steps without rows) that hold a step of
+    the line's cadence, ``every`` from its first step: the steps where it could have had a point. A judge logged
+    at even steps is not cut at an odd step the split lacks: it was never logged there (its line joined 4 and 6
+    before the split's gaps broke every line)."""
+    if not steps:
+        return []
+    first = min(int(x) for x in steps)
+    every = max(1, every)
+    return [[a, b] for a, b in breaks if a + (first - a) % every <= b]
 
 
 def holes(steps: Sequence[int], values: Sequence[Any], every: int, known: set[int]) -> tuple[list[int], list[int]]:
