@@ -547,7 +547,8 @@ def _nan_severity(
     the first steps says little of the run: ``doctor --follow``, which judges the run written so far, failed a
     CI job on 5 NaN at step 1 (15.6 % of two 16-row steps) whose finished run has 1.6 %, a warning for
     ``doctor``; 1 NaN in each of two 16-row steps is 6 % (an audit). Rewards that turned NaN are an error from
-    their second NaN step; the NaN of a run of one step (or of the one step written so far) are a warning.
+    their second NaN step, or at once where the last step is all NaN (nothing after it says they came back);
+    a burst of NaN in a step that is not all NaN, or that later steps follow, is left out as one step's.
     ``nan_confidence=0.5``: the share itself, for the first condition."""
     from statistics import NormalDist
 
@@ -559,6 +560,10 @@ def _nan_severity(
     worst = int(np.argmax(nan))
     rest = numbers - float(count[worst] + nan[worst])
     without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
+    if worst == len(nan) - 1 and count[worst] == 0:
+        # The last step all NaN: the rewards turned NaN and nothing after says they came back (a review: a run
+        # whose last step was all NaN, 10 % of its rewards, passed --fail-on error): no burst to leave out.
+        without = share
     figures = {"share_low": low, "share_without_worst_step": without}
     if low >= cfg.nan_error and without >= cfg.nan_error:
         return "error", "", figures

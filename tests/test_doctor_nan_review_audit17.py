@@ -1,0 +1,39 @@
+"""doctor's NaN rule (a review): a last step whose every reward is NaN is no burst to leave out: the rewards turned
+NaN and nothing after says they came back. A run of 10 steps of 16 rows ending in an all-NaN step (10 % of its
+rewards) and one of 4 x 512 ending so (25 %) passed ``--fail-on error``; a burst inside the run, or a last step
+partly NaN, stays a warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runlog import RunWriter, open_run
+from runlog.analysis.doctor import diagnose
+
+
+def _run(path: Path, steps: int, rows: int, nan_at: dict[int, int]) -> Path:
+    with RunWriter(path, name=path.name, roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(steps):
+            rewards = [float("nan") if i < nan_at.get(s, 0) else 0.5 + 0.01 * (i % 7) for i in range(rows)]
+            w.log_samples(s, [{"reward": r, "group_id": f"{s}-{i // 4}"} for i, r in enumerate(rewards)])
+    return path
+
+
+def _severity(path: Path) -> str:
+    [f] = [f for f in diagnose(open_run(path)).findings if f.kind == "nan_rewards"]
+    return f.severity
+
+
+@pytest.mark.parametrize(("steps", "rows"), [(10, 16), (4, 512)])
+def test_a_run_that_ends_all_nan_is_an_error(tmp_path, steps, rows):
+    assert _severity(_run(tmp_path / "r", steps, rows, {steps - 1: rows})) == "error"
+
+
+def test_an_all_nan_step_the_run_came_back_from_is_a_burst(tmp_path):
+    assert _severity(_run(tmp_path / "r", 10, 16, {4: 16})) == "warning"
+
+
+def test_a_last_step_partly_nan_is_a_burst(tmp_path):
+    assert _severity(_run(tmp_path / "r", 2, 16, {1: 5})) == "warning"
