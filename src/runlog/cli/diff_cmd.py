@@ -432,6 +432,7 @@ def render_diff(d: Diff) -> Group:
                 "paired_ci_low",
                 "paired_ci_high",
                 "prompts",
+                "paired_by_id",
             ],
         ),
         (

@@ -644,12 +644,11 @@ def _comparison(baseline: Run, run: Run, split: str | None) -> str:
         headers = ["split", "role", "common steps", "baseline", "this run", "difference", "interval", "verdict"]
         headers += ["ahead from", "behind from", "paired (prompts)"]
         rows = []
-        # Pairs that rest on a group id alone may be no one prompt (``runlog diff``'s note): said in their cell.
-        by_id = {(r["split"], r["role"]): r["by_id"] for r in d.paired.iter_rows(named=True) if r["by_id"]}
         for r in d.roles.iter_rows(named=True):
             paired = "-"
             if r["paired_diff"] is not None:
-                alone = by_id.get((r["split"], r["role"]))
+                # Pairs that rest on a group id alone may be no one prompt (``runlog diff``'s note): said here.
+                alone = r["paired_by_id"]
                 paired = (
                     f"{num(r['paired_diff'])} [{num(r['paired_ci_low'])}, {num(r['paired_ci_high'])}] "
                     f"({num(r['prompts'])}{f'; {num(alone)} by id alone, no verdict: see the note' if alone else ''})"

@@ -665,7 +665,8 @@ def derive_run_id(run: Run) -> str:
     refuses replaced, a hash added when anything was changed), else ``path_run_id`` (from the run's path and
     the name of its earliest file). ``upload_wandb`` prefers an id the upload state already records for the
     run (``state.recorded_run_id``), so that an id once used is kept whatever the files become, and the id of the
-    same files uploaded from a path now gone (the run moved or renamed: ``state.uploaded_from_elsewhere``)."""
+    same files uploaded from a path now gone or holding other files (the run moved or renamed:
+    ``state.uploaded_from_elsewhere``)."""
     return manifest_run_id(run) or path_run_id(run)
 
 

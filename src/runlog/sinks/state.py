@@ -225,13 +225,15 @@ class StateFile:
 
     def uploaded_from_elsewhere(
         self, run: Run, source: str, mode: str, entity: str | None, project: str, wandb_dir: str | None
-    ) -> tuple[str, str, bool] | None:
+    ) -> tuple[str, str, str | None] | None:
         """The entry of this destination (mode, entity, project, W&B directory) with a derived run id whose steps
         were sent from another path, of a run holding the files the entry recorded (``same_files``): this run, moved
-        or copied since (a state file in the run folder goes with it). Its run id, that path, and whether the path is
-        gone or names this very folder (the run moved, renamed, or is reached by another path: it goes on into
-        that W&B run) rather than still being there (a copy: a W&B run of its own). None when there is none; the
-        most recently updated one wins. A path in an object store is never compared (nothing tells it gone)."""
+        or copied since (a state file in the run folder goes with it). Its run id, that path, and why the run is
+        taken as moved: ``"gone"`` (the path is not there), ``"this folder"`` (it names this very folder: a link),
+        or ``"other files"`` (the path holds another run now: an output folder reused after the run was moved
+        away), each going on into that W&B run; None where the path still holds the files the entry recorded (a
+        copy: a W&B run of its own). None when there is no such entry; the most recently updated one wins. A path
+        in an object store is never compared (nothing tells it gone)."""
         found: list[tuple[float, str, str, dict[str, list[Any]]]] = []
         for raw in self.data["destinations"].values():
             if not isinstance(raw, dict):
@@ -252,10 +254,13 @@ class StateFile:
             if not same_files(run, fp):
                 continue
             try:
-                moved = not os.path.exists(old) or os.path.samefile(old, source)
+                if not os.path.exists(old):
+                    return rid, old, "gone"
+                if os.path.samefile(old, source):
+                    return rid, old, "this folder"
             except OSError:  # unreadable: not known to be gone, so taken as still there (a W&B run of its own)
-                moved = False
-            return rid, old, moved
+                return rid, old, None
+            return rid, old, None if _holds(old, fp) else "other files"
         return None
 
     def put(self, dest: str, entry: Entry) -> None:
@@ -394,6 +399,35 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                 "its last; upload with another --run-id to include them)"
             )
     return notes
+
+
+def _holds(root: str, old: dict[str, list[Any]]) -> bool:
+    """Whether the local folder ``root`` still holds the files of the fingerprint ``old`` taken there: the run the
+    fingerprint was taken of (a copy of it made elsewhere since), not another run started in the same folder after
+    it was moved away (an output folder reused), whose files have the same names. A text file is that file when
+    its first bytes hash the same (a live writer appends to it); another (Parquet, written once, whole) when its
+    size and modification time are those recorded, since another run's file of a step can have the very same size.
+    A file that cannot be read is taken as held (not known to differ: a copy's W&B run of its own is the safe
+    side); one missing, or other bytes, is not. The manifest is not compared (``same_files``)."""
+    for path, (size, mtime, digest) in old.items():
+        if path == "run.json" or path.endswith("/run.json"):
+            continue
+        where = os.path.join(root, path)
+        try:
+            now = _stat(where)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            continue
+        if digest is not None:
+            if now[0] < size:
+                return False
+            got = _head_sha(where, size)
+            if got is not None and got != digest:
+                return False
+        elif list(now) != [size, mtime]:
+            return False
+    return True
 
 
 def same_files(run: Run, old: dict[str, list[Any]]) -> bool:

@@ -385,13 +385,15 @@ def _moved_or_copied(
     """The run id of a run that this state records as uploaded from another path (``uploaded_from_elsewhere``),
     with the note saying so; else the id derived from its path. The derived id hashes the path, so without this a
     run moved or renamed (scratch to archive, its state file going with it) went into a second W&B run, every
-    step sent again, unsaid. Moved (that path gone, or naming this folder): it goes on into the recorded W&B run.
-    A copy (that path still there): a W&B run of its own, as its path derives, said with how to add to the other."""
+    step sent again, unsaid. Moved (that path gone, naming this folder, or holding another run now: an output
+    folder reused after the run was moved away): it goes on into the recorded W&B run. A copy (that path still
+    holding the files recorded there): a W&B run of its own, as its path derives, said with how to add to the
+    other."""
     found = state.uploaded_from_elsewhere(run, source, mode, entity, project, entry_dir)
     if found is None:
         return derived, source, []
     rid, old, moved = found
-    if not moved:
+    if moved is None:
         copy = (
             f"{spath} records these files uploaded from {old} into W&B run {rid}, and {old} is still there: this "
             f"copy goes into a W&B run of its own, {derived} (--run-id {rid} adds it to that one instead)"
@@ -399,9 +401,14 @@ def _moved_or_copied(
         return derived, source, [copy]
     if not isinstance(run.root, ObjectPath) and not spath.resolve().is_relative_to(Path(run.root).resolve()):
         return rid, source, []  # a state file kept elsewhere: ``_check_source`` says the run moved or copied
+    why = {
+        "gone": "which is gone",
+        "this folder": "which is this folder",
+        "other files": "which holds other files now (another run in that folder)",
+    }[moved]
     note = (
-        f"run id {rid} kept from {spath}: this run was uploaded from {old}, which is gone or is this folder (moved "
-        "or renamed: the same files), so it goes on into the same W&B run"
+        f"run id {rid} kept from {spath}: this run was uploaded from {old}, {why}; these are the files uploaded "
+        "from there, moved or renamed, so it goes on into the same W&B run"
     )
     return rid, source, [note]
 

@@ -153,6 +153,9 @@ def diff_runs(
                     paired_ci_low=pair["ci_low"],
                     paired_ci_high=pair["ci_high"],
                     prompts=pair["prompts"],
+                    # The paired figures of ids alone are marked here too (``_by_id_notes``): a reader of the
+                    # roles rows alone would take them for pairs of the same prompt text.
+                    paired_by_id=pair["by_id"],
                 )
             role_rows.append(head)
         if roles and not withheld and not any(r["run"] == other.name and r["split"] == split for r in paired_rows):
@@ -396,7 +399,7 @@ def _compare_role(
         **{k: end[k] if end else None for k in ("diff", "ci_low", "ci_high", "verdict")},
         "ahead_from": ahead,
         "behind_from": behind,
-        **dict.fromkeys(("paired_diff", "paired_ci_low", "paired_ci_high", "prompts")),
+        **dict.fromkeys(("paired_diff", "paired_ci_low", "paired_ci_high", "prompts", "paired_by_id")),
     }
     return rows, head
 

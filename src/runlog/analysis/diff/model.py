@@ -136,7 +136,8 @@ ROLES_SCHEMA = {
     **INTERVAL,
     **_cols("ahead_from behind_from", INT),
     **_cols("paired_diff paired_ci_low paired_ci_high", FLT),
-    "prompts": INT,
+    # paired_by_id: of those prompts, the ones paired by a group id alone (``PAIRED_SCHEMA``'s by_id: no verdict)
+    **_cols("prompts paired_by_id", INT),
 }
 POINTS_SCHEMA = {
     **_cols("split role metric point run baseline_steps", STR),
