@@ -44,7 +44,7 @@ def test_a_copied_scalars_shard_is_said_counted_twice(tmp_path: Path, copy: str)
     make_run(root)
     alone = figures(root)
     assert alone["loss"] == pytest.approx((3 * 1.0 + 1 * 2.0) / 4) and alone["r/count"] == 40
-    assert alone["r/mean"] == pytest.approx(1.0)
+    assert alone["r/mean"] == pytest.approx((10 * 0.5 + 30 * 1.5) / 40)  # each shard weighed by its r/count
     (root / copy).parent.mkdir(parents=True)
     shutil.copy(root / "scalars.p0.jsonl", root / copy)
     said = [(p.path, p.message) for p in open_run(root).warnings]
@@ -59,4 +59,4 @@ def test_a_copied_scalars_shard_is_said_counted_twice(tmp_path: Path, copy: str)
     merged = figures(root)
     assert merged["loss"] == pytest.approx((3 * 1.0 + 3 * 1.0 + 1 * 2.0) / 7)  # process 0 weighed twice
     assert merged["r/count"] == 50  # its count summed twice
-    assert merged["r/mean"] == pytest.approx((0.5 + 0.5 + 1.5) / 3)  # (no r/mean__count: one weight a shard)
+    assert merged["r/mean"] == pytest.approx((10 * 0.5 + 10 * 0.5 + 30 * 1.5) / 50)  # no r/mean__count: r/count weighs

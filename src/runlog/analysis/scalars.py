@@ -35,9 +35,10 @@ def valid(col: str) -> pl.Expr:
 
 
 # A ``StatsTracker.summary`` family (``k/mean, k/std, k/min, k/max, k/count``, ``k/nonfinite``; ``k/mean__count``
-# the shard's number of values) merges across shards as the statistics they are: the least minimum, the greatest
-# maximum, the summed counts, the pooled standard deviation. A key is a member where its shard's record also
-# holds ``k/mean``; any other key is merged as a weighted mean (``merge_shards``).
+# the shard's number of values, else its ``k/count``: ``StatsTracker`` writes both the same) merges across shards as
+# the statistics they are: the least minimum, the greatest maximum, the summed counts, the pooled standard
+# deviation. A key is a member where its shard's record also holds ``k/mean``; any other key is merged as a weighted
+# mean (``merge_shards``).
 FAMILY_STATS = ("std", "min", "max", "count", "nonfinite")
 _SUMMED = ("count", "nonfinite")
 
@@ -143,9 +144,9 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
             .agg(pl.col("weight").sum())
         )
         rows = df.filter(~is_weight).join(weights, on=on, how="left", nulls_equal=True)
-        rows = rows.with_columns(pl.col("weight").fill_null(1.0))
+        rows = rows.with_columns(pl.col("weight").is_not_null().alias("weighed"), pl.col("weight").fill_null(1.0))
     else:
-        rows = df.with_columns(pl.lit(1.0).alias("weight"))
+        rows = df.with_columns(pl.lit(1.0).alias("weight"), pl.lit(False).alias("weighed"))
     family: dict[str, str] = {}  # a member's key (and its family's mean key) -> the family
     stat_of: dict[str, str] = {}
     for k in names:
@@ -158,10 +159,31 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("key").replace_strict(family, default=None, return_dtype=pl.String).alias("family"),
             pl.col("key").replace_strict(stat_of, default=None, return_dtype=pl.String).alias("stat"),
         )
-        means = rows.filter(pl.col("key").is_in([f"{h}/mean" for h in set(family.values())])).select(
-            *on[:3], "family", pl.col("value").alias("family_mean"), pl.col("weight").alias("n")
+        heads = set(family.values())
+        # A shard's n: its ``k/mean__count``, else the ``k/count`` of the same record (a file that holds the family
+        # without the companions: weighing each shard's mean as one value gave a mean its own merged count
+        # contradicts), else 1.
+        counts = rows.filter(pl.col("key").is_in([f"{h}/count" for h in heads]) & valid("value")).select(
+            *on[:3], "family", pl.col("value").alias("family_count")
+        )
+        means = (
+            rows.filter(pl.col("key").is_in([f"{h}/mean" for h in heads]))
+            .join(counts, on=[*on[:3], "family"], how="left", nulls_equal=True)
+            .select(
+                *on[:3],
+                "family",
+                pl.col("value").alias("family_mean"),
+                pl.when(pl.col("weighed"))
+                .then(pl.col("weight"))
+                .otherwise(pl.col("family_count").fill_null(pl.col("weight")))
+                .alias("n"),
+            )
         )
         rows = rows.join(means, on=[*on[:3], "family"], how="left", nulls_equal=True)
+        # The family's mean is weighed by n too, as the weighted mean of its shards.
+        rows = rows.with_columns(
+            pl.when(pl.col("key") == pl.col("family") + "/mean").then(pl.col("n")).otherwise("weight").alias("weight")
+        )
         # A member only where its own record holds the family's mean (a shard's n).
         rows = rows.with_columns(pl.when(pl.col("n").is_not_null()).then(pl.col("stat")).alias("stat"))
     else:
@@ -236,7 +258,13 @@ def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps:
         return None
     on = ["step", "source", "record", "key"]
     df = aliased(lf, aliases).select(*on).collect()
-    weights = df.filter(is_weight).select(*on[:3], pl.col("key").str.strip_suffix("__count")).unique()
+    weights = df.filter(is_weight).select(*on[:3], pl.col("key").str.strip_suffix("__count"))
+    # A summary family's ``k/mean`` is weighed by the ``k/count`` of its record where it has no companion.
+    values = df.filter(~is_weight)
+    counted = values.filter(pl.col("key").str.ends_with("/count")).select(
+        *on[:3], pl.col("key").str.strip_suffix("/count") + "/mean"
+    )
+    weights = pl.concat([weights, counted.join(values, on=on, how="semi", nulls_equal=True)]).unique()
     weighted = weights["key"].unique().to_list()
     rows = df.filter(~is_weight & pl.col("key").is_in(weighted))
     has = rows.join(weights.with_columns(pl.lit(True).alias("has")), on=on, how="left", nulls_equal=True)

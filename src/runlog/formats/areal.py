@@ -5,8 +5,10 @@ key (``STEP_KEYS``); ``key__count`` companions carry the weight of ``key`` for m
 keys; summaries use them).
 
 Where records carry ``global_step`` it is the step and a per-epoch ``step`` beside it a counter (noted, not a
-metric). Several records of one step in one file are merged as shards are, and said. Flat dicts of numbers
-with no step key (AReaL's committed dicts as they are) are not detected: ``near_miss`` says why."""
+metric); a record of such a file without ``global_step`` has no known step (its ``step`` is that counter): said
+and left out, as a record without a step is. Several records of one step in one file are merged as shards are,
+and said. Flat dicts of numbers with no step key (AReaL's committed dicts as they are) are not detected:
+``near_miss`` says why."""
 
 from __future__ import annotations
 

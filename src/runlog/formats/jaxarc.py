@@ -1,8 +1,10 @@
 """JaxARC batched metrics (seed 003): ``batch_metrics.jsonl`` lines ``{"timestamp", "step", "metrics": {...}}``.
 
-One record per logged step. A step logged again later in the file (a resumed run appending to it replays
-from its checkpoint) is the resumed run's: the later record replaces the earlier, said in a warning. A record
-whose ``metrics`` is not an object holds no metrics: said in a warning (count, first line)."""
+A key logged again at a step later in the file (a resumed run appending to it replays from its checkpoint) is
+the resumed run's: its later value replaces the earlier, said in a warning (the steps, the first line); records
+of one step with other keys (train, then eval metrics) are all kept, as a native shard's lines are. A ``null``
+metric is no value (no row), as in the other scalar readers. A record whose ``metrics`` is not an object holds
+no metrics: said in a warning (count, first line)."""
 
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ class JaxArcLayout(Layout):
         stepless: list[tuple[int, str]] = []  # (line, what it holds instead)
         clashed: list[tuple[int, str]] = []  # (line, the first key held twice)
         no_metrics: list[int] = []  # lines
-        last: dict[int, int] = {}  # step -> index in rows of its latest record
-        again: dict[int, int] = {}  # step logged again -> the first line that logs it again
+        held: dict[tuple[int, str], int] = {}  # (step, key) -> index in rows of the record holding its value
+        again: dict[int, int] = {}  # step with a key logged again -> the first line that logs one again
         for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
             step = coerce_step(rec.get("step"))
             if step is None:
@@ -59,13 +61,18 @@ class JaxArcLayout(Layout):
                 no_metrics.append(line)
                 rows.append((step, t, {}))
                 continue
-            if step is not None:
-                if step in last:
-                    again.setdefault(step, line)
-                    rows[last[step]] = (step, rows[last[step]][1], {})  # replaced by this record
-                last[step] = len(rows)
             clashes: list[str] = []
-            rows.append((step, t, flatten(metrics, clashes=clashes)))
+            flat = {k: v for k, v in flatten(metrics, clashes=clashes).items() if v is not None}  # null: no value
+            if step is not None:
+                # Replaced per key, not per record: a replay logs again the keys it replays, while eval metrics
+                # after the train ones at one step replace nothing.
+                for k in flat:
+                    earlier = held.get((step, k))
+                    if earlier is not None:
+                        again.setdefault(step, line)
+                        del rows[earlier][2][k]
+                    held[(step, k)] = len(rows)
+            rows.append((step, t, flat))
             if clashes:
                 clashed.append((line, clashes[0]))
         say_stepless(cand.rel, ctx, stepless)
@@ -82,7 +89,7 @@ class JaxArcLayout(Layout):
             ctx.warn(
                 cand.rel,
                 f"{len(steps)} step(s) logged again (a resumed run appending to this file?; first: line "
-                f"{min(again.values())}): {listed}; the later record of each replaces the earlier",
+                f"{min(again.values())}): {listed}; the later value of each key logged again replaces the earlier",
             )
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from .._lazy import pl
@@ -45,7 +46,9 @@ def record_rows(
     guessed.
 
     The first of ``step_keys`` a record holds is its step. With ``counters`` the other step keys it holds
-    (AReaL's per-epoch ``step`` beside ``global_step``) are counters, not metrics: said in a note. A null
+    (AReaL's per-epoch ``step`` beside ``global_step``) are counters, not metrics: said in a note; and where
+    any record of the file holds the first step key, a record without it has no step (its ``step`` is such a
+    counter: taken as the step, it was merged into another step's values), said with the stepless ones. A null
     value is no value (no row), as in the fast path. ``no_step_key``: what to say, in one warning, when no
     record holds any of ``step_keys`` (else each such line is "no step")."""
     rows: list[tuple[int | None, float | None, dict[str, Any]]] = []
@@ -53,11 +56,15 @@ def record_rows(
     clashed: list[tuple[int, str]] = []
     aside: set[tuple[str, str]] = set()
     any_key = False  # whether any record holds a step key
+    flats: list[dict[str, Any]] = []
     for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
         clashes: list[str] = []
-        flat = flatten(rec, clashes=clashes)
+        flats.append(flatten(rec, clashes=clashes))
         if clashes:
             clashed.append((line, clashes[0]))
+    # The first step key, where a record holds it, is the file's step: the others beside it are counters.
+    anchor = step_keys[0] if counters and any(step_keys[0] in flat for flat in flats) else None
+    for flat, line in zip(flats, parsed.line_numbers, strict=True):
         step = None
         held: tuple[str, Any] | None = None  # the step key and what it holds
         for k in step_keys:
@@ -71,6 +78,10 @@ def record_rows(
                             flat.pop(other)
                             aside.add((k, other))
                 break
+        reason = "no step" if held is None else stepless_reason(*held)
+        if anchor is not None and held is not None and held[0] != anchor:
+            shown = json.dumps(held[1], ensure_ascii=True, default=str)[:40]
+            step, reason = None, f"no {anchor} ({held[0]} {shown}: a per-epoch counter in this file)"
         t = None
         for k in TIME_KEYS:
             if k in flat:
@@ -78,7 +89,7 @@ def record_rows(
                 t = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
                 break
         if step is None:
-            stepless.append((line, "no step" if held is None else stepless_reason(*held)))
+            stepless.append((line, reason))
         rows.append((step, t, {k: v for k, v in flat.items() if v is not None}))
     if no_step_key is not None and rows and not any_key:
         ctx.warn(

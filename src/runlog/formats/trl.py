@@ -3,8 +3,9 @@
 With ``log_completions=True`` TRL writes one Parquet file per logging step (``GRPOTrainer.log``): ``step``
 (the global step), ``prompt`` and ``completion`` (text; chat-message lists in conversational setups),
 one float column per reward function (named after the function; NaN where it returned None), and
-``advantage``. Some forks write ``completions/{mode}/`` with a ``mode`` column and extra logged columns.
-TRL does not log a group id or the reward weights.
+``advantage``; a reward function's ``log_extra`` columns sit among them. Some forks write ``completions/{mode}/``
+with a ``mode`` column and extra logged columns (the total ``reward``, per-sample ``kl``, ``entropy``). TRL does
+not log a group id, the reward weights nor the total reward.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ _FILE = re.compile(r"completions_(\d+)\.parquet")
 _KNOWN = frozenset({"step", "prompt", "completion", "advantage", "mode", "source"})
 _IMAGES = frozenset({"image", "images"})
 # Numeric columns that are no reward function (TRL's own ``advantage``, and what forks log beside it: token
-# counts, lengths, counters, ids, timings): kept in ``extra``, never summed into the reward.
+# counts, lengths, counters, ids, timings, and the policy's per-sample quantities: KL, entropy, log-probabilities,
+# loss): kept in ``extra``, never summed into the reward.
 _NOT_REWARD = re.compile(
     r"(?i)advantages?|(?:num|n)_\w+|\w*tokens?|(?:\w+_)?(?:len|lens|length|lengths|count|counts|id|idx|index)"
     r"|\w+_(?:time|secs?|seconds|ms)|global_step|epoch|split|mode"
+    r"|(?:\w+_)?kl(?:_\w+)?|(?:\w+_)?(?:entropy|entropies)|\w*log_?probs?\w*|\w*logps?\w*|(?:\w+_)?loss(?:es)?"
 )
+# A fork's total reward beside the functions' columns (TRL logs none): where a file holds one and reward-function
+# columns, it is the reward (whatever weights made it) and the functions are its components; summed with them it
+# counted each function twice. Alone it is a reward function like any other (one named ``reward``).
+_TOTALS = ("reward", "rewards", "total_reward")
 
 
 def _reward_name(name: str) -> bool:
@@ -50,7 +57,8 @@ def _reward_columns(files: list[FileInfo]) -> set[str]:
 class _Plan:
     """How the files of one footer schema map, known from the footer alone (what the notes say)."""
 
-    reward_cols: list[str]
+    reward_cols: list[str]  # the reward functions: summed, unless ``total``; the reward_components
+    total: str | None  # the column that is the reward (a fork's logged total), not summed
     text: bool  # prompt and completion are text
     dropped: list[str]  # image / binary columns, not mapped
     kept: list[str]  # other columns, kept in ``extra``
@@ -58,10 +66,15 @@ class _Plan:
 
 def _plan(columns: dict[str, str], rewards: set[str]) -> _Plan:
     reward_cols = [c for c in columns if c in rewards]
-    others = [c for c in columns if c not in _KNOWN and c not in reward_cols]
+    totals = sorted((c for c in reward_cols if c in _TOTALS), key=_TOTALS.index)
+    functions = [c for c in reward_cols if c not in _TOTALS]
+    total = totals[0] if totals and functions else None
+    if total is not None:  # another total beside it (``rewards`` beside ``reward``) is neither summed nor the reward
+        reward_cols = functions
+    others = [c for c in columns if c not in _KNOWN and c not in reward_cols and c != total]
     dropped = [c for c in others if c in _IMAGES or _ARROW_BINARY.fullmatch(columns[c])]
     text = columns.get("prompt") in _ARROW_TEXT and columns.get("completion") in _ARROW_TEXT
-    return _Plan(reward_cols, text, dropped, [c for c in others if c not in dropped])
+    return _Plan(reward_cols, total, text, dropped, [c for c in others if c not in dropped])
 
 
 def _files(group: list[FileInfo]) -> str:
@@ -246,19 +259,31 @@ class Trl(Layout):
 
     def _say_plan(self, readable: list[FileInfo], rewards: set[str], ctx: RunContext) -> None:
         """The fidelity notes of these files (the same words from ``check_run`` and ``scan_samples``)."""
-        ctx.note(
-            self.name,
-            "reward is the sum of the reward-function columns with weight 1.0 (TRL's default "
-            "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
-        )
+        groups = group_by_signature(readable)
+        if any(_plan(g[0].columns, rewards).total is None for g in groups):
+            ctx.note(
+                self.name,
+                "reward is the sum of the reward-function columns with weight 1.0 (TRL's default "
+                "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
+            )
         ctx.note(
             self.name,
             "TRL logs no group id: group_id is null (prompt groups are the samples of one split and step with the "
             "same prompt: summarize finds them only with --prompt-groups)",
         )
-        for group in group_by_signature(readable):
+        for group in groups:
             plan, where = _plan(group[0].columns, rewards), _files(group)
-            if plan.reward_cols:
+            if plan.total is not None:
+                # A warning, not only a note: every command's reward is this column, and the sum it is not
+                # would be another figure (summarize, doctor and the report say warnings).
+                more = f"this file and {len(group) - 1} more: " if len(group) > 1 else ""
+                _warn_once(
+                    ctx,
+                    group[0].path,
+                    f"{more}reward is the column {plan.total!r} (a logged total: TRL writes none), not the sum of "
+                    f"the reward-function column(s) {', '.join(plan.reward_cols)}, which are its reward_components",
+                )
+            elif plan.reward_cols:
                 ctx.note(
                     self.name,
                     f"{where}: reward is the sum of the reward-function column(s) {', '.join(plan.reward_cols)}",
@@ -323,12 +348,15 @@ class Trl(Layout):
             all_null = pl.all_horizontal([v.is_null() for v in values])
             # TRL sums the functions' rewards with nansum (``GRPOTrainer``: ``(rewards_per_func * w).nansum(dim=1)``):
             # a function's None (NaN) adds nothing, and a row where every function returned None trained with
-            # reward 0.0, which TRL's logged ``reward`` mean counts: so it is 0.0 here too. A row whose values
-            # could not be read (text that is no number, a type that is none: said per file) is no such row:
-            # its reward is unknown, null.
+            # reward 0.0, which TRL's logged ``reward`` mean counts: so it is 0.0 here too. A row with a value
+            # that could not be read (text that is no number, a type that is none: said per file) is no such row:
+            # the unread term is unknown, so its reward is too, null (a sum without it is a figure no one logged).
             unreadable = pl.any_horizontal([_unreadable(c, schema[c]) for c in reward_cols])
-            reward = pl.when(all_null & unreadable).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
-            self._say_unscored(group, all_null & ~unreadable, reward_cols, ctx)
+            if plan.total is not None:
+                reward = self._reward_value(plan.total, schema[plan.total], group, lf, ctx)
+            else:
+                reward = pl.when(unreadable).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
+                self._say_unscored(group, all_null & ~unreadable, reward_cols, ctx)
             items = [
                 pl.struct(pl.lit(c).alias("name"), v.alias("value")) for c, v in zip(reward_cols, values, strict=True)
             ]
