@@ -38,6 +38,7 @@ identical prompt text within a step.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ OVER_SET_ROWS_NOTE = (
 )
 _SINGLETONS_WHY = "(a single text has no within-group diversity; --over set counts every text)"
 SINGLETONS_NOTE = "{n} prompt group(s) of one text left out of the means over groups " + _SINGLETONS_WHY
+# With ``--by role`` a prompt group is in each role's row, and is left out of each role's row where that role has
+# one text in it: the groups are counted once, and how many role rows left them out is said beside.
+SINGLETONS_ROLES_NOTE = (
+    "{n} prompt group(s) of one text left out of the means over groups, {sets} times in all: once from the row of "
+    "each role with one text there " + _SINGLETONS_WHY
+)
 SINGLETONS_RULE_NOTE = (
     "where a row has prompt groups of two texts or more, its groups of one text are left out of the means over "
     "groups " + _SINGLETONS_WHY
@@ -975,7 +982,7 @@ def diversity_frame(
         if whole is not None:
             per_set = _marked(per_set, whole, keys)
             lone &= ~pl.col("__whole")
-        per_set = _left_out(per_set, lone, SINGLETONS_NOTE, notes)
+        per_set = _left_out_groups(per_set, lone, notes)
         means = [pl.col(c).mean() for c in cols if c != "texts"]
         agg = [pl.len().alias("groups"), pl.col("texts").sum().alias("texts"), *means]
         out = per_set.group_by(keys, maintain_order=True).agg(agg) if keys else per_set.select(agg)
@@ -996,14 +1003,46 @@ def _left_out(df: pl.DataFrame, rows: pl.Expr, note: str, notes: list[str] | Non
     return df.filter(~rows)
 
 
+def _left_out_groups(per_set: pl.DataFrame, lone: pl.Expr, notes: list[str] | None) -> pl.DataFrame:
+    """``per_set`` without the ``lone`` sets (prompt groups of one text), said in a note that counts prompt
+    groups: a set is one group within one row, and with ``--by role`` one group is a set in each role's row (one
+    group of one sample where two roles speak was said as 2 prompt groups)."""
+    if notes is not None:
+        sets = per_set.filter(lone)
+        if sets.height:
+            n = sets.select("split", "step", "group").unique().height
+            note = SINGLETONS_NOTE if n == sets.height else SINGLETONS_ROLES_NOTE
+            notes.append(note.format(n=n, sets=sets.height))
+    return per_set.filter(~lone)
+
+
 def describe_rows(rows: pl.DataFrame, keys: Sequence[str], most: int = 3) -> str:
-    """The key values of ``rows`` in a few words: ``split eval; step 0, 1, 2 (+5 more)``."""
+    """The rows (their values of ``keys``) in a few words, naming only rows that are there.
+
+    Each key's values on their own (``split eval; step 0, 1, 2 (+5 more)``) where the rows are every
+    combination of them; otherwise the rows by the values of all but the last key, each with its last key's
+    values (``split eval, step 0; split train, step 1``): the rows (eval, 0) and (train, 1) said per key as
+    ``split eval, train; step 0, 1`` read as if (train, 0) were one of them too."""
+    if not keys:
+        return f"{rows.height} row(s)"
+    rows = rows.select(keys).unique(maintain_order=True)
+    per_key = [rows[k].unique(maintain_order=True).to_list() for k in keys]
+    if rows.height == math.prod(len(v) for v in per_key):
+        return "; ".join(f"{k} {_listed(v, most)}" for k, v in zip(keys, per_key, strict=True))
+    *outer, last = keys
+    heads = rows.select(outer).unique(maintain_order=True)
     parts = []
-    for k in keys:
-        values = [str(v) for v in rows[k].unique(maintain_order=True).to_list()]
-        more = f" (+{len(values) - most} more)" if len(values) > most else ""
-        parts.append(f"{k} {', '.join(values[:most])}{more}")
-    return "; ".join(parts) or f"{rows.height} row(s)"
+    for head in heads.head(most).iter_rows(named=True):
+        these = rows.filter(*[pl.col(k).eq_missing(v) for k, v in head.items()])[last].to_list()
+        parts.append(", ".join([*(f"{k} {v}" for k, v in head.items()), f"{last} {_listed(these, most)}"]))
+    rest = rows.height - rows.join(heads.head(most), on=outer, how="semi", nulls_equal=True).height
+    return "; ".join(parts) + (f" (+{rest} more row(s))" if rest else "")
+
+
+def _listed(values: Sequence[Any], most: int) -> str:
+    """``0, 1, 2 (+5 more)``."""
+    more = f" (+{len(values) - most} more)" if len(values) > most else ""
+    return ", ".join(str(v) for v in values[:most]) + more
 
 
 def _rows_without_a_group_of_two(

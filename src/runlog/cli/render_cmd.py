@@ -152,7 +152,8 @@ def render_command(
             exceptions=exceptions,
             limit=limit,
         )
-        # File names settle which split/step files can hold the selection: the others are never opened.
+        # Where file names settle which split/step files can hold the selection (a Flink run's: its rows are of
+        # their file's name), the others are never opened; elsewhere every file's footer tells its rows' steps.
         storage = use_storage_options(storage_option)
         keep = plan_keep(list_names(path, layout=layout, storage_options=storage), criteria)
         run = open_run(path, layout=layout, keep=keep, storage_options=storage)

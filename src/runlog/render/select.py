@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,11 +108,16 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         return Selection([], f"{where}, steps {c.steps or 'last'}", 0)
     if not files and not run.skipped:
         raise UsageError("this run has no per-sample data to render (only scalar metrics, or no readable sample file)")
-    split = _split(run, files, c)
+    # Sample files that cannot be read still tell their split and steps (names, footers): a split or step that only
+    # they hold is no match, said with their problems (exit 1), neither an unknown value (exit 2) nor another split.
+    unreadable = [f for f in run.files if f.kind == "samples" and not f.text_readable]
+    split = _split(run, files, c, unreadable)
     if split is not None:
         files = [f for f in files if f.split in (None, split)]
+        if not files and any(f.split == split for f in unreadable):
+            return Selection([], f"split {split}, steps {c.steps or 'last'}", 0)
     in_split = files
-    steps = _steps(run, files, c, split)
+    steps = _steps(run, files, c, split, unreadable)
     last = (c.steps if c.steps is not None else ("all" if c.searches else "last")) == "last"
     # The last step named by any sample file of the split, readable or not (names and footers only): when its
     # files cannot be read, the last step that can be is shown, and the step it fell back from is said.
@@ -203,7 +208,16 @@ def select_samples(run: Run, c: Criteria) -> Selection:
 def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None], bool] | None:
     """Which files ``open_run`` must open at all, decided from file names (``run.list_names``) the way
     ``select_samples`` will decide from the opened files: the chosen split and step range. None (open
-    everything) whenever the names cannot settle it, so that ``select_samples`` gives its precise errors."""
+    everything) whenever the names cannot settle it, so that ``select_samples`` gives its precise errors.
+
+    Names settle it only in a layout whose rows are of the split and step their file's name tells
+    (``_NAME_IS_ROWS``). A native or TRL file's rows count at their own ``step`` (and split) column, which the
+    probe reads from the footer (``FileInfo.step``/``steps``): a TRL ``completions_00003.parquet`` holding
+    steps 3 and 4 beside a ``completions_00005.parquet`` of step 4 rows made the last step "5" by the names,
+    opened the second file alone, and showed the best of step 4 as 0.0 where step 4's best, in the first file,
+    was 1.0. There every file is opened (its footer), and ``select_samples`` picks the step by the rows."""
+    if any(n.keyed and n.layout not in _NAME_IS_ROWS for n in names):
+        return None  # a file's rows may be of another step or split than its name tells: only its probe knows
     if any(not n.keyed and n.layout not in _NAMELESS_OK for n in names):
         return None  # a sample file whose name tells nothing might hold the last step
     splits = sorted({n.split for n in names if n.split is not None})
@@ -243,11 +257,16 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
 
 # Layouts whose non-sample files (manifests, scalars) carry no split/step in their names.
 _NAMELESS_OK = frozenset({"runlog", "jaxarc", "areal"})
+# Layouts whose rows are of the split and step their file's name tells, whatever the file holds (Flink's reader
+# gives every row its file's, ``per_file_value``): only there can a name leave a file unopened.
+_NAME_IS_ROWS = frozenset({"flink"})
 
 
-def _split(run: Run, files: list[Any], c: Criteria) -> str | None:
-    """``--split``, else ``train`` (or the only split); no default when looking samples up by id."""
-    splits = sorted({f.split for f in files if f.split is not None})
+def _split(run: Run, files: list[Any], c: Criteria, unreadable: list[Any]) -> str | None:
+    """``--split``, else ``train`` (or the only split); no default when looking samples up by id. The splits are
+    those of the readable ``files`` and of the ``unreadable`` sample files (whose problems are listed): a run whose
+    train files cannot be read has no match in train, rather than its eval samples shown as the default."""
+    splits = sorted({f.split for f in [*files, *unreadable] if f.split is not None})
     if c.split is not None:
         if c.split not in splits:  # the names and footers do not tell it: ask the data (split column only)
             check_splits(RunValues(steps_per_split(run, files)), [c.split])
@@ -259,8 +278,12 @@ def _split(run: Run, files: list[Any], c: Criteria) -> str | None:
     raise UsageError(f"this run has splits {', '.join(splits)} and no 'train': pick one with --split")
 
 
-def _steps(run: Run, files: list[Any], c: Criteria, split: str | None) -> StepRange | None:
-    """The steps to search (checked against the run's steps in ``split``), or None for every step."""
+def _steps(
+    run: Run, files: list[Any], c: Criteria, split: str | None, unreadable: Sequence[Any] = ()
+) -> StepRange | None:
+    """The steps to search (checked against the run's steps in ``split``, those of its ``unreadable`` sample
+    files too: ``--steps 1`` where step 1's file cannot be read is no match, with the reason), or None for
+    every step. ``last`` is the last step of the readable ``files``: the caller says the one it fell back from."""
     text = c.steps if c.steps is not None else ("all" if c.searches else "last")
     if text == "all":
         return None
@@ -273,6 +296,8 @@ def _steps(run: Run, files: list[Any], c: Criteria, split: str | None) -> StepRa
             return None
     values = RunValues(steps_per_split(run, files))
     if text != "last":
+        for f in unreadable:
+            values.steps.setdefault(f.split, set()).update(f.all_steps())
         check_steps(values, wanted, (split,) if split else ())
         return wanted
     known = sorted(set().union(*[v for s, v in values.steps.items() if split is None or s in (None, split)]))
