@@ -37,3 +37,21 @@ def test_an_all_nan_step_the_run_came_back_from_is_a_burst(tmp_path):
 
 def test_a_last_step_partly_nan_is_a_burst(tmp_path):
     assert _severity(_run(tmp_path / "r", 2, 16, {1: 5})) == "warning"
+
+
+def test_one_repeated_prompt_does_not_make_single_sample_groups_zero_advantage(tmp_path):
+    """A review: every prompt distinct but one repeated once: 99.8 % of 'groups' of one sample were flat again
+    (the first rule asked for every group to hold one reward). Most groups of one: judged on each step's rewards."""
+    import json
+
+    run = tmp_path / "r"
+    run.mkdir()
+    with open(run / "generations.jsonl", "w") as fh:
+        for step in range(12):
+            for i in range(16):
+                prompt = "the repeated one" if (step, i) in ((5, 0), (5, 1)) else f"q{step}-{i}"
+                score = (step * 16 + i) % 7 / 7
+                fh.write(json.dumps({"step": step, "input": prompt, "output": f"a {i}", "score": score}) + "\n")
+    d = diagnose(open_run(run))
+    assert not [f for f in d.findings if f.kind == "zero_advantage"]
+    assert any("of the prompt groups hold one reward" in n for n in d.notes), d.notes

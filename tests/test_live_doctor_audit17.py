@@ -193,7 +193,7 @@ def test_prompt_groups_of_one_sample_are_no_zero_advantage(tmp_path, cli):
     _generations(tmp_path / "single", 1)
     d = diagnose(open_run(tmp_path / "single"))
     assert not [f for f in d.findings if f.kind == "zero_advantage"]
-    assert any("every prompt group holds one reward" in n for n in d.notes)
+    assert any("all prompt groups hold one reward" in n for n in d.notes)
     summary = json.loads(cli("summarize", tmp_path / "single", "--by", "step", "--format", "json").stdout)
     assert all(r["zero_adv_frac"] is None for r in summary)
     _generations(tmp_path / "groups", 4)  # groups of 4, every reward 0.5: no signal at all

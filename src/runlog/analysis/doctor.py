@@ -334,14 +334,16 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
     else:
         rate, unit = whole, "steps (no prompt groups: each step's rewards as a whole)"
     i = first_sustained(rate, cfg.zero_adv, persist=cfg.persist, min_run=cfg.min_segment)
-    if i is not None and grouped and _largest_group(s, role) < 2:
-        # Every prompt group holds one reward (all prompts distinct: one sample per prompt, no GRPO group): a
-        # group of one is trivially "all equal", and 100 % of them said "no learning signal" of a run whose
-        # every step had spread, where summarize's zero_adv_frac (no group_id: no groups) is null (an audit).
-        # Judged as a run without prompt groups: on each step's rewards as a whole.
+    if i is not None and grouped and (shared := _shared_groups(s, role)) < 0.5:
+        # Most prompt groups hold one reward (prompts distinct but a few: one sample per prompt, no GRPO group):
+        # a group of one is trivially "all equal", and 100 % of them said "no learning signal" of a run whose
+        # every step had spread, where summarize's zero_adv_frac (no group_id: no groups) is null (an audit); a
+        # review: one prompt repeated once made it 99.8 % again. Judged as a run without prompt groups: on each
+        # step's rewards as a whole.
+        most = "all" if shared == 0 else f"{percent(1 - shared, 1)} of the"
         note = (
-            f"{who(role, s.mixed_roles)}: every prompt group holds one reward (all prompts distinct): "
-            "zero_advantage judged on each step's rewards as a whole"
+            f"{who(role, s.mixed_roles)}: {most} prompt groups hold one reward (one sample per prompt, not GRPO "
+            "groups): zero_advantage judged on each step's rewards as a whole"
         )
         if note not in s.notes:
             s.notes.append(note)
@@ -382,15 +384,16 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
     ]
 
 
-def _largest_group(s: RunSeries, role: str | None) -> int:
-    """The most valid rewards (neither null nor NaN) of ``role`` that one prompt group holds within one step of
-    the split diagnosed: the groups ``zero_adv_frac`` is computed over (``aggregate.group_key_expr``, prompt text
-    where there is no ``group_id``). Read only when the groups would give a ``zero_advantage`` finding."""
+def _shared_groups(s: RunSeries, role: str | None) -> float:
+    """The share of prompt groups (within one step of the split diagnosed) that hold two valid rewards (neither
+    null nor NaN) of ``role`` or more: the groups ``zero_adv_frac`` is computed over (``aggregate.group_key_expr``,
+    prompt text where there is no ``group_id``). Read only when the groups would give a ``zero_advantage``
+    finding; 0.0 where there is no group."""
     from .aggregate import group_key_expr
 
     key = group_key_expr(s.run)
     if key is None:
-        return 0
+        return 0.0
     carry = {"step": pl.col("step"), "split": pl.col("split"), "__group": key}
     reward = pl.col("reward").cast(pl.Float64)
     mine = pl.col("role").is_null() if role is None else pl.col("role") == role
@@ -400,11 +403,12 @@ def _largest_group(s: RunSeries, role: str | None) -> int:
         if s.split:
             lf = lf.filter(pl.col("split") == s.split)
         lf = lf.filter(mine & pl.col("__group").is_not_null() & reward.is_not_null() & reward.is_not_nan())
-        return [lf.group_by("split", "step", "__group").agg(pl.len().alias("n")).select(pl.col("n").max())]
+        per_group = lf.group_by("split", "step", "__group").agg(pl.len().alias("n"))
+        return [per_group.select((pl.col("n") >= 2).mean().alias("shared"))]
 
     [df] = s.run.collect(build, engine="streaming")
-    value = df["n"][0] if df.height else None
-    return int(value) if value is not None else 0
+    value = df["shared"][0] if df.height else None
+    return float(value) if value is not None else 0.0
 
 
 def _solved(lo: np.ndarray, hi: np.ndarray, i: int, rate: np.ndarray, mean: np.ndarray) -> tuple[bool, float]:
