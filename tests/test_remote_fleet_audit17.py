@@ -1,7 +1,7 @@
-"""Audit 17, object stores and fleets: ``s3://b/fleet//run`` reads the run as ``fleet//run`` does on disk; a glob
-matching a folder marker alone says "no files found", as docs/scaling.md does; a body cut short names no stray
-"}" as its cause; and the fleet's notes say what is true (a run given and found inside another PATH names both;
-a folder of runs that is skipped shares no files with the runs read)."""
+"""Audit 17, object stores and fleets: a glob matching a folder marker alone says "no files found", as
+docs/scaling.md does; a body cut short names no stray "}" as its cause; and the fleet's notes say what is true (a
+run given and found inside another PATH names both; a folder of runs that is skipped shares no files with the runs
+read). (``s3://b/fleet//run`` is not ``fleet/run``, another key: tests/test_empty_key_segment_audit17.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from object_stores import s3_server  # noqa: F401
-from runlog.storage import Store, remote_reason, split_url
+from runlog.storage import Store, remote_reason
 
 from conftest import native_rows, write_native_samples
 
@@ -40,36 +40,6 @@ def make_run(root: Path, steps: int = 3, n: int = 8) -> Path:
 
 def _options(server: Any) -> list[str]:
     return [a for k, v in server.storage_options.items() for a in ("--storage-option", f"{k}={v}")]
-
-
-# -- Finding 3: an empty segment inside a key ---------------------------------------------------------------------
-
-
-def test_split_url_drops_empty_segments_as_a_local_path_does() -> None:
-    assert split_url("s3://b/fleet//run") == ("s3", "b", "fleet/run")
-    assert split_url("s3://b//fleet///run//") == ("s3", "b", "fleet/run")
-    assert split_url("gs://b/a/b") == ("gs", "b", "a/b")
-
-
-def test_a_double_slash_in_a_url_reads_the_run_and_a_fleet_counts_it_once(
-    cli: Any,
-    tmp_path: Path,
-    s3_server: Any,  # noqa: F811
-) -> None:
-    """``s3://b/fleet//run`` failed as a data error ("contained empty path segment", exit 1) where the local
-    ``fleet//run`` reads the run; beside ``s3://b/fleet/run`` in a fleet it was skipped as a run "/run"."""
-    bucket = s3_server.fresh_bucket()
-    s3_server.upload_dir(make_run(tmp_path / "run"), f"s3://{bucket}/fleet/run")
-    opts = _options(s3_server)
-    plain = cli("summarize", f"s3://{bucket}/fleet/run", "-f", "csv", *opts)
-    double = cli("summarize", f"s3://{bucket}/fleet//run", "-f", "csv", *opts)
-    assert plain.exit_code == double.exit_code == 0, double.stderr
-    assert double.stdout == plain.stdout
-    both = cli("summarize", f"s3://{bucket}/fleet/run", f"s3://{bucket}/fleet//run", "--by", "run", "-f", "csv", *opts)
-    assert both.exit_code == 0, both.stderr
-    assert len(pl.read_csv(io.StringIO(both.stdout))) == 1
-    assert "the same run given twice, counted once" in both.stderr
-    assert "run skipped" not in both.stderr
 
 
 # -- Finding 4: a folder marker alone -----------------------------------------------------------------------------

@@ -364,11 +364,12 @@ class Run:
     def _object_stamps(self, files: list[FileInfo]) -> dict[str, tuple | None]:
         """The stamps (``storage.object_stamp``) of the objects of ``files`` now, by run-relative path: None for
         one that is gone; left out where the store would not say. A HEAD request for each of a few files, else one
-        listing of the run (a request per 1,000 objects): thousands of HEADs, one after the other, take minutes."""
+        listing of the run (a request per 1,000 objects): thousands of HEADs, one after the other, take minutes. A
+        run at a bucket's root (an empty key) is listed too: the bucket is the run."""
         out: dict[str, tuple | None] = {}
         root = self.root
         try:
-            if len(files) > HEADS_AT_MOST and isinstance(root, ObjectPath) and root.key:
+            if len(files) > HEADS_AT_MOST and isinstance(root, ObjectPath):
                 below = {m.key: m for m in root.store.list(root.key)}
                 for f in files:
                     meta = below.get(f.abspath.key)

@@ -84,12 +84,13 @@ def is_url(path: object) -> bool:
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name.
+    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); the scheme is the family name. One trailing ``/``
+    (a folder, ``s3://b/runs/r1/``) is no part of the key.
 
-    Empty segments are dropped (``s3://b/fleet//run`` is ``fleet/run``), as a local path's ``fleet//run`` is
-    ``fleet/run``, and as a glob's are (``listing._remote_glob``). An S3 key may hold ``//``, but object_store
-    (through which runlog lists and reads) cannot address one ("contained empty path segment"): kept, such a URL
-    only failed, as a data error, and a fleet did not see ``fleet//run`` as the run ``fleet/run``."""
+    A key with an empty segment (``s3://b/runs//x``, ``s3://b//x``) is refused, naming the URL: unlike a local
+    path's ``runs//x``, it is not the key ``runs/x`` (an S3 key may hold ``//``: both can exist, as two runs),
+    and object_store, through which runlog lists and reads, cannot read a key holding one ("contained empty path
+    segment"). Dropping the empty segment read the other run, ``runs/x``, and said nothing."""
     scheme, sep, rest = url.partition("://")
     family = SCHEMES.get(scheme.lower()) if sep else None
     if family is None:
@@ -97,7 +98,14 @@ def split_url(url: str) -> tuple[str, str, str]:
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise UsageError(f"{url}: the URL names no bucket")
-    return family, bucket, "/".join(part for part in key.split("/") if part)
+    key = key.removesuffix("/")
+    if key and "" in key.split("/"):
+        other = "/".join(part for part in key.split("/") if part)
+        raise UsageError(
+            f"{url}: the key {key} holds an empty segment ('//'), which the object-store client cannot read; "
+            f"{scheme}://{bucket}/{other} is another key, not read in its place"
+        )
+    return family, bucket, key
 
 
 @dataclass(frozen=True)

@@ -107,14 +107,15 @@ Key = tuple[str, ...]
 
 def _resolved(location: str) -> Key:
     """Where a location points, whatever its spelling: a local path's real path (links, ``./``, a trailing
-    ``/``, relative or absolute), an object store's family, bucket and key (``s3a://b/k/`` is ``s3://b/k``)."""
+    ``/``, relative or absolute), an object store's family, bucket and key (``s3a://b/k/`` is ``s3://b/k``).
+    A key's empty segment is kept: ``s3://b/runs//x`` is not the run ``s3://b/runs/x`` (two keys, two runs)."""
     from .. import storage
 
     if storage.is_url(location):
         try:
             return ("url", *storage.split_url(location))
         except UsageError:
-            return ("url", location)  # refused when it is opened
+            return ("url", location)  # refused when it is opened (``runs//x`` among them)
     return ("path", os.path.realpath(os.path.expanduser(location)))
 
 
