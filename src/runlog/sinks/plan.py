@@ -25,7 +25,6 @@ from ..errors import UsageError
 from ..run import Run
 from ..textsafe import visible
 from . import tables as T
-from .state import first_stamp
 
 STEP_KEY = "trainer/step"
 RENAMED_STEP_KEY = "runlog/step"  # the step's key when the run logs a trainer/step of its own (``Plan.step_key``)
@@ -663,11 +662,11 @@ def _sub_run(run: Run, steps: set[int]) -> Run:
 
 def derive_run_id(run: Run) -> str:
     """A W&B run id that is the same every time for the same run: the manifest's ``run_id`` (characters W&B
-    refuses replaced, a hash added when anything was changed), else ``path_run_id`` (from the run's path, the
-    name of its earliest file and what tells that file from another run's of the same name). ``upload_wandb``
-    prefers an id the upload state already records for the run (``state.recorded_run_id``: at this path, of these
-    files), so that an id once used is kept whatever files the run gains, and the id of the same files uploaded
-    from a path now gone or holding other files (the run moved or renamed: ``state.uploaded_from_elsewhere``)."""
+    refuses replaced, a hash added when anything was changed), else ``path_run_id`` (from the run's path and
+    the name of its earliest file). ``upload_wandb`` prefers an id the upload state already records for the
+    run (``state.recorded_run_id``), so that an id once used is kept whatever the files become, and the id of the
+    same files uploaded from a path now gone or holding other files (the run moved or renamed:
+    ``state.uploaded_from_elsewhere``)."""
     return manifest_run_id(run) or path_run_id(run)
 
 
@@ -684,8 +683,8 @@ def manifest_run_id(run: Run) -> str | None:
     return clean
 
 
-def earliest_file(run: Run) -> Any | None:
-    """The run's earliest data file, which stays the earliest as the run grows: among the files of
+def first_file(run: Run) -> str | None:
+    """The name of the run's earliest data file, which stays the earliest as the run grows: among the files of
     its lowest step, the train split's (or a split-less file) before an eval file, the lowest process's before
     another's, then by name. New steps come after it, an eval of step 0 written after the train step sorts
     after it, and so does a later process's shard of the same step; a file that tells no step sorts last. (The
@@ -697,24 +696,14 @@ def earliest_file(run: Run) -> Any | None:
         return low, int(f.split not in (None, "train")), f.process if f.process is not None else 0, f.path
 
     data = [f for f in run.files if f.kind != "manifest"]
-    return min(data, key=rank) if data else None
+    return min(data, key=rank).path if data else None
 
 
 def path_run_id(run: Run) -> str:
-    """``runlog-<hash>`` of the run's absolute path, the name of its ``earliest_file`` and that file's
-    ``state.first_stamp`` (its size and modification time, or its first line's hash for an appendable text file):
-    a growing run keeps its id, and another run started later in the same folder (the first moved away or
-    deleted), whose earliest file has the same name, gets another. With the path and name alone the two shared
-    one W&B run: W&B ignores a step at or below the last one it has, so the new run's steps up to the old one's
-    last were lost from the dashboard. Where the stamp cannot be read (or a text file's first line is not whole
-    yet) it is left out, as runlog did before it was added; an id once uploaded to is kept by the upload state
-    (``state.recorded_run_id``), whichever way it was derived."""
-    first = earliest_file(run)
-    key: list[Any] = [str(run.root.resolve()), "first", first.path if first is not None else None]
-    stamp = first_stamp(first) if first is not None else None
-    if stamp is not None:
-        key.append(stamp)
-    return f"runlog-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]}"
+    """``runlog-<hash>`` of the run's absolute path and its ``first_file`` (a name, not a size or a content: a
+    growing run keeps its id)."""
+    digest = hashlib.sha256(json.dumps([str(run.root.resolve()), "first", first_file(run)]).encode()).hexdigest()
+    return f"runlog-{digest[:16]}"
 
 
 def legacy_run_id(root: str, paths: Iterable[str]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import UPGRADE_HINT, UsageError
 from ..run import Run
-from ..storage import ObjectPath, digest_bytes, is_url, read_head
+from ..storage import ObjectPath, digest_bytes, is_url
 
 STATE_NAME = ".runlog-wandb.json"
 STATE_FORMAT = "runlog-wandb-state"
@@ -190,66 +190,15 @@ class StateFile:
         return entry
 
     def recorded_run_id(
-        self,
-        run: Run,
-        source: str,
-        mode: str,
-        entity: str | None,
-        project: str,
-        wandb_dir: str | None,
-        derived: str,
+        self, source: str, paths: list[str], mode: str, entity: str | None, project: str, wandb_dir: str | None
     ) -> tuple[str, bool] | None:
         """The derived run id this state already uses for the run at ``source`` in this destination (mode,
         entity, project, W&B directory), and whether it was recognised by the id an earlier runlog derived
         (``plan.legacy_run_id``: from the files named in its fingerprint, or those of now) rather than by its
-        recorded ``source``; None when there is none. The most recently updated one wins. An entry whose
-        fingerprint is of other files than ``run``'s (``other_files``: another run started at this path since, the
-        one uploaded moved away or deleted) is not this run's (``replaced_run_id``), unless its id is the one
-        derived for this run now (``derived``: the same earliest file)."""
-        found = [
-            (when, rid, legacy)
-            for when, rid, legacy, fp in self._entries_at(run, source, mode, entity, project, wandb_dir)
-            if rid == derived or other_files(run, fp) is None
-        ]
-        if not found:
-            return None
-        _, rid, legacy = max(found)
-        return rid, legacy
-
-    def replaced_run_id(
-        self,
-        run: Run,
-        source: str,
-        mode: str,
-        entity: str | None,
-        project: str,
-        wandb_dir: str | None,
-        derived: str,
-    ) -> tuple[str, str] | None:
-        """The run id this state records for ``source`` in this destination whose fingerprint is of other files
-        than ``run``'s (``other_files``), with why; the most recently updated one; None when there is none. The
-        run at that path now is another (``recorded_run_id`` leaves that id out): its steps sent into that W&B run
-        would be dropped up to the last step the other run sent there."""
-        found = []
-        for when, rid, _, fp in self._entries_at(run, source, mode, entity, project, wandb_dir):
-            why = None if rid == derived else other_files(run, fp)
-            if why is not None:
-                found.append((when, rid, why))
-        if not found:
-            return None
-        _, rid, why = max(found)
-        return rid, why
-
-    def _entries_at(
-        self, run: Run, source: str, mode: str, entity: str | None, project: str, wandb_dir: str | None
-    ) -> list[tuple[float, str, bool, dict[str, list[Any]]]]:
-        """The entries of this destination with a derived run id recorded for ``source`` (or, written before
-        runlog recorded sources, with the id an earlier runlog derived there: ``recorded_run_id``): when each was
-        updated, its run id, whether it was recognised by that earlier id, and its fingerprint (empty where it
-        holds none that can be read)."""
+        recorded ``source``; None when there is none. The most recently updated one wins."""
         from .plan import legacy_run_id
 
-        found: list[tuple[float, str, bool, dict[str, list[Any]]]] = []
+        found: list[tuple[float, str, bool]] = []
         for raw in self.data["destinations"].values():
             if not isinstance(raw, dict):
                 continue
@@ -262,16 +211,17 @@ class StateFile:
                 continue
             updated = raw.get("updated")
             when = float(updated) if isinstance(updated, (int, float)) else 0.0
-            fp = raw.get("fingerprint")
-            good = isinstance(fp, dict) and all(isinstance(v, list) and len(v) == 3 for v in fp.values())
-            prints: dict[str, list[Any]] = fp if good and isinstance(fp, dict) else {}
             if raw.get("source") == source:
-                found.append((when, rid, False, prints))
+                found.append((when, rid, False))
             elif raw.get("source") is None:
+                fp = raw.get("fingerprint")
                 before = list(fp) if isinstance(fp, dict) else []
-                if rid in {legacy_run_id(source, before), legacy_run_id(source, [f.path for f in run.files])}:
-                    found.append((when, rid, True, prints))
-        return found
+                if rid in {legacy_run_id(source, before), legacy_run_id(source, paths)}:
+                    found.append((when, rid, True))
+        if not found:
+            return None
+        _, rid, legacy = max(found)
+        return rid, legacy
 
     def uploaded_from_elsewhere(
         self, run: Run, source: str, mode: str, entity: str | None, project: str, wandb_dir: str | None
@@ -376,72 +326,6 @@ def fingerprint(run: Run) -> dict[str, list[Any]]:
         digest = _head_sha(f.abspath, size) if f.fmt in HEAD_HASHED else None
         out[f.path] = [size, mtime, digest]
     return out
-
-
-# How much of an appendable text file is read for its first line (``first_stamp``): a longer line's first MiB.
-FIRST_LINE_MAX = 1 << 20
-
-
-def first_stamp(f: Any) -> list[Any] | None:
-    """What tells a run's earliest file (``plan.earliest_file``) from another run's file of the same name (the job
-    started again in the same folder after the first run was moved away or deleted), and stays the same as the
-    run grows: ``[size, mtime_ns]`` of a file written once, whole (Parquet: another run's file of a step can have
-    the very same size, not the same time); ``["line", sha256]`` of an appendable text file's first line (an
-    append changes its size and time, not its first line; its first MiB where no line ends there). None where the
-    file cannot be read, or its first line is not whole yet (it would change once it is)."""
-    try:
-        size, mtime = _stat(f.abspath)
-    except OSError:
-        return None
-    if f.fmt not in HEAD_HASHED:
-        return [size, mtime]
-    try:
-        head = read_head(f.abspath, min(size, FIRST_LINE_MAX)) if size else b""
-    except OSError:
-        return None
-    end = head.find(b"\n")
-    if end < 0 and len(head) < FIRST_LINE_MAX:
-        return None
-    return ["line", hashlib.sha256(head if end < 0 else head[: end + 1]).hexdigest()]
-
-
-def other_files(run: Run, old: dict[str, list[Any]]) -> str | None:
-    """Why the files that the fingerprint ``old``, taken at this run's path, recorded are another run's than
-    ``run`` (the job started again in that folder, the run uploaded from there moved away or deleted), or None
-    where they may be its own. Told by the run's earliest file (``plan.earliest_file``), which a growing run
-    keeps: recorded and now another file (a text file whose recorded first bytes hash otherwise or that is
-    shorter now: rewritten, not appended; another file of another size or modification time: written again),
-    or, not recorded, when none of the recorded data files is here. Other recorded files changed or gone are
-    not compared: a run's own files can be (a step file rewritten, a shard removed; ``changed_history`` says
-    so). A fingerprint of no data file, or a file that cannot be read now, tells nothing (None)."""
-    from .plan import earliest_file
-
-    data = {path: v for path, v in old.items() if not (path == "run.json" or path.endswith("/run.json"))}
-    first = earliest_file(run)
-    if not data or first is None:
-        return None
-    if first.path not in data:
-        here = {f.path for f in run.files}
-        if any(path in here for path in data):
-            return None
-        return f"none of the {len(data)} data file(s) recorded there is here"
-    size, mtime, digest = data[first.path]
-    try:
-        now = _stat(first.abspath)
-    except OSError:
-        return None
-    if first.fmt in HEAD_HASHED:
-        if digest is None:
-            return None
-        if now[0] < size:
-            return f"{first.path} is shorter than the {size} bytes uploaded (rewritten)"
-        got = _head_sha(first.abspath, size)
-        if got is not None and got != digest:
-            return f"{first.path} does not begin with the {size} bytes uploaded (rewritten)"
-        return None
-    if list(now) != [size, mtime]:
-        return f"{first.path} is not the file uploaded (another size or modification time: written again)"
-    return None
 
 
 def _head_sha(path: Any, size: int) -> str | None:

@@ -350,11 +350,7 @@ def _run_id(
     ``--run-id``, else the manifest's ``run_id``, else the derived id this state file already records for this
     run and destination (``StateFile.recorded_run_id``: a run keeps its W&B run whatever files it gains, and a
     run uploaded by an earlier runlog, which derived ids differently, goes on into the same W&B run), else the id
-    of the same files uploaded from another path, moved here (``_moved_or_copied``), else ``plan.path_run_id``.
-
-    An id this state records for this path with other files (``StateFile.replaced_run_id``: the run uploaded from
-    here moved away or deleted, and the job started again in the same folder) is another run's: this one gets
-    its own, said (sent into that W&B run, its steps up to the other's last would have been dropped)."""
+    of the same files uploaded from another path, moved here (``_moved_or_copied``), else ``plan.path_run_id``."""
     if given is not None:
         return given, None, []
     manifest = P.manifest_run_id(run)
@@ -362,18 +358,9 @@ def _run_id(
         return manifest, None, []
     source = str(run.root.resolve())
     derived = P.path_run_id(run)
-    recorded = state.recorded_run_id(run, source, mode, entity, project, entry_dir, derived)
+    recorded = state.recorded_run_id(source, [f.path for f in run.files], mode, entity, project, entry_dir)
     if recorded is None:
-        rid, where, notes = _moved_or_copied(run, state, spath, source, derived, mode, entity, project, entry_dir)
-        other = state.replaced_run_id(run, source, mode, entity, project, entry_dir, derived)
-        if other is not None and rid == derived:
-            notes.append(
-                f"{spath} records W&B run {other[0]} for {source} with other files ({other[1]}): another run in "
-                f"this folder (the one uploaded from it moved away or deleted), so this run goes into a W&B run of "
-                f"its own, {derived} (in that one W&B would drop its steps up to the other run's last; --run-id "
-                f"{other[0]} sends them there anyway)"
-            )
-        return rid, where, notes
+        return _moved_or_copied(run, state, spath, source, derived, mode, entity, project, entry_dir)
     rid, legacy = recorded
     notes = []
     if legacy and rid != derived:
