@@ -55,3 +55,18 @@ def test_one_repeated_prompt_does_not_make_single_sample_groups_zero_advantage(t
     d = diagnose(open_run(run))
     assert not [f for f in d.findings if f.kind == "zero_advantage"]
     assert any("of the prompt groups hold one reward" in n for n in d.notes), d.notes
+
+
+def test_groups_whose_failed_samples_have_no_reward_are_still_groups(tmp_path):
+    """A review: GRPO groups of 8 whose failed trajectories have a null reward held one valid reward each, and
+    the 'most groups hold one reward' rule judged whole steps instead: the zero_advantage finding was gone."""
+    run = tmp_path / "r"
+    with RunWriter(run, name="r", durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(20):
+            rewards: list[float | None] = []
+            for g in range(8):
+                rewards += ([float(g % 2)] + [None] * 7) if g < 6 else ([0.0, 0.0] + [None] * 6)
+            w.log_samples(s, {"reward": rewards, "group_id": [f"g{s}-{i // 8}" for i in range(64)]})
+    d = diagnose(open_run(run))
+    assert [f.kind for f in d.findings if f.kind == "zero_advantage"] == ["zero_advantage"]
+    assert not any("hold one reward" in n for n in d.notes)

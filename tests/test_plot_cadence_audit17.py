@@ -147,13 +147,15 @@ def test_a_scalar_key_that_stopped_being_logged_for_a_while_still_breaks(tmp_pat
     assert "steps 45..65 every 5 missing" in note, note
 
 
-def test_inspect_takes_a_first_step_off_the_stride_as_no_gap():
-    """Scalars (or samples) first logged at step 1, then every 10: stride 10 and no gap, as a final step off the
-    stride is (inspect's table said 'gaps 2-9, 11-19, ...' in red); a lost step in between is still a gap."""
-    from runlog.analysis.inspect import step_gaps
+def test_inspect_gaps_scalars_by_their_most_common_spacing_and_samples_by_the_gcd():
+    """Scalars first logged at step 1, then every 10: stride 10 and no gap (inspect's table said 'gaps 2-9,
+    11-19, ...' in red); a sample split that lost every other step keeps its gaps (a review: a first-step rule
+    hid 0, 1, 3, 5, 7, 9's lost steps 2, 4, 6, 8)."""
+    from runlog.analysis.inspect import gaps_at, scalar_stride, step_gaps
 
-    assert step_gaps([1, 10, 20, 30, 40]) == (10, [])
-    assert step_gaps([0, 1, 3, 5, 7, 9, 10])[0] == 1  # both ends off a stride of 2: every other step lost
-    assert step_gaps([1, 10, 30, 40, 50]) == (10, [[20, 20]])
-    assert step_gaps([0, 10, 11, 12, 13]) == (1, [[1, 9]])  # every step, 1-9 lost: not a first step off the stride
-    assert step_gaps([0, 3, 5]) == (1, [[1, 2], [4, 4]])
+    assert scalar_stride([1, 10, 20, 30, 40]) == 10 and gaps_at([1, 10, 20, 30, 40], 10) == []
+    assert gaps_at([1, 10, 30, 40, 50], scalar_stride([1, 10, 30, 40, 50])) == [[20, 20]]
+    assert step_gaps([0, 1, 3, 5, 7, 9]) == (1, [[2, 2], [4, 4], [6, 6], [8, 8]])
+    assert step_gaps([0, 1, 3, 5, 7, 9, 10])[0] == 1
+    assert step_gaps([0, 8, 16, 20]) == (8, [])  # a final step off the stride, as before
+    assert step_gaps([0, 10, 11, 12, 13]) == (1, [[1, 9]])

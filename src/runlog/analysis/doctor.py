@@ -385,8 +385,8 @@ def _zero_adv_findings(s: RunSeries, cfg: DoctorConfig, role: str | None) -> lis
 
 
 def _shared_groups(s: RunSeries, role: str | None) -> float:
-    """The share of prompt groups (within one step of the split diagnosed) that hold two valid rewards (neither
-    null nor NaN) of ``role`` or more: the groups ``zero_adv_frac`` is computed over (``aggregate.group_key_expr``,
+    """The share of prompt groups (within one step of the split diagnosed) that hold two samples of ``role`` or
+    more, whatever their rewards: the groups ``zero_adv_frac`` is computed over (``aggregate.group_key_expr``,
     prompt text where there is no ``group_id``). Read only when the groups would give a ``zero_advantage``
     finding; 0.0 where there is no group."""
     from .aggregate import group_key_expr
@@ -395,14 +395,15 @@ def _shared_groups(s: RunSeries, role: str | None) -> float:
     if key is None:
         return 0.0
     carry = {"step": pl.col("step"), "split": pl.col("split"), "__group": key}
-    reward = pl.col("reward").cast(pl.Float64)
     mine = pl.col("role").is_null() if role is None else pl.col("role") == role
 
     def build() -> list[pl.LazyFrame]:
         lf = s.run.numeric(carry, [])
         if s.split:
             lf = lf.filter(pl.col("split") == s.split)
-        lf = lf.filter(mine & pl.col("__group").is_not_null() & reward.is_not_null() & reward.is_not_nan())
+        # Every sample of the role counts, a null reward (a failed trajectory) too: a GRPO group of 8 whose failed
+        # samples have no reward is a group of 8, not "one sample per prompt" (a review).
+        lf = lf.filter(mine & pl.col("__group").is_not_null())
         per_group = lf.group_by("split", "step", "__group").agg(pl.len().alias("n"))
         return [per_group.select((pl.col("n") >= 2).mean().alias("shared"))]
 

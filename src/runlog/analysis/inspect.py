@@ -173,6 +173,32 @@ class RunInspection:
         return self.as_dict().get(key, default)
 
 
+def scalar_stride(steps: Iterable[int]) -> int:
+    """The stride of scalar steps: the most common difference between consecutive steps (1 for a key logged
+    every step, 10 for one logged every 10 steps). Not ``step_gaps``' gcd: the scalars' steps tell no schedule
+    of sample files, and the gcd called a key logged at steps 1, 10, 20, ..., 100 (a first log off the cadence)
+    a run of stride 1 with gaps 2-9, 11-19, ... (inspect's table in red, plot's line in 11 points). A larger
+    difference is a gap (a key whose logging stopped for a while)."""
+    s = sorted({int(x) for x in steps})
+    counts = Counter(b - a for a, b in zip(s, s[1:], strict=False))
+    if not counts:
+        return 1
+    most = max(counts.values())
+    return min(d for d, n in counts.items() if n == most)
+
+
+def gaps_at(steps: Iterable[int], every: int) -> list[list[int]]:
+    """The missing steps between ``steps`` held at stride ``every`` (``[[first_missing, last_missing], ...]``),
+    counted from each step held, as ``step_gaps`` counts them."""
+    s = sorted({int(x) for x in steps})
+    out = []
+    for a, b in zip(s, s[1:], strict=False):
+        last_missing = a + every * ((b - a - 1) // every)  # the stride's last step before ``b``
+        if last_missing > a:
+            out.append([a + every, last_missing])
+    return out
+
+
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
     """The stride of a split's steps and the runs of missing steps between its first and last, as
     ``[[first_missing, last_missing], ...]``.
@@ -180,8 +206,9 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     The stride is the gcd of the differences between the steps (runs that log every N steps are not gappy),
     leaving out the last step where every other step lies on a stride of at least two differences and the
     last does not: a schedule of every N steps plus the final one (eval at 0, 8, 16 and 20) has stride 8 and
-    no gaps, not stride 4 with gaps at 4 and 12; the same of the first step (1, 10, 20, 30: stride 10, no gaps).
-    A missing step is one of the stride's steps (counted from each step held) before the next step held.
+    no gaps, not stride 4 with gaps at 4 and 12. Not so of the first step: 0, 1, 3, 5, 7, 9 is a run that lost
+    every other step (a review), not a stride of 2 after a first step off it. A missing step is one of the
+    stride's steps (counted from each step held) before the next step held. Scalar keys: ``scalar_stride``.
 
     ``known`` are all steps named by files, readable or not: they set the stride, so that an unreadable
     file leaves a gap rather than doubling the stride. ``doctor`` and ``watch`` use this same rule.
@@ -198,10 +225,9 @@ def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, li
     diffs = [b - a for a, b in zip(every, every[1:], strict=False)]
     stride = reduce(math.gcd, diffs) or 1
     if len(diffs) >= 3:
-        # The last step off the stride the others keep (a final step), or the first (a first log at step 1, then
-        # every 10): not the stride. One end only: 0, 1, 3, 5, 7, 9, 10 is a run that lost every other step, not
-        # a stride of 2 with both ends off it.
-        stride = max(stride, reduce(math.gcd, diffs[:-1]) or 1, reduce(math.gcd, diffs[1:]) or 1)
+        head = reduce(math.gcd, diffs[:-1]) or 1
+        if head > stride:  # the last step is off the stride the others keep: a final step, not the stride
+            stride = head
     gaps: list[list[int]] = []
     for a, b in zip(uniq, uniq[1:], strict=False):
         last_missing = a + stride * ((b - a - 1) // stride)  # the stride's last step before ``b``
@@ -842,7 +868,8 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         scalars.keys, scalars.weights = int(counts["keys"][0]), int(counts["w"][0])
         if scalar_steps:
             scalars.steps = [min(scalar_steps), max(scalar_steps)]
-            scalars.stride, scalars.step_gaps = step_gaps(sorted(scalar_steps))
+            scalars.stride = scalar_stride(scalar_steps)  # a key logged off its cadence once is no run of gaps
+            scalars.step_gaps = gaps_at(scalar_steps, scalars.stride)
 
     roles = run.role_names()
     roles += [r for r in data_roles if r not in roles]

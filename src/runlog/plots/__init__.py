@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.inspect import step_gaps
+from ..analysis.inspect import scalar_stride, step_gaps
 from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
@@ -679,9 +679,9 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # The log axis chosen before drawing, as KL's: a value of 0 (a learning-rate warm-up) is in the
         # average, and only its point is left out, and said.
         log = any(v is not None and math.isfinite(v) for v in line[2]) and F.maybe_log(ax, line[2])
-        # A key's own cadence, by the most common difference (``figures.scalar_stride``): inspect's gcd
+        # A key's own cadence, by the most common difference (``analysis.inspect.scalar_stride``): inspect's gcd
         # rule is for a split's steps; a key first logged off its cadence (1, 10, 20, ...) is no run of gaps.
-        every = F.scalar_stride(line[1])
+        every = scalar_stride(line[1])
         if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, every=every, log=log):
             F.say(ax, "no finite value" + _said([line]))
         else:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..analysis.inspect import step_gaps
+from ..analysis.inspect import gaps_at, step_gaps
 from ..errors import UsageError, install_hint
 from ..textsafe import cut_middle
 
@@ -367,31 +367,11 @@ def stride(steps: Sequence[int], known: Sequence[int] = ()) -> int:
     return step_gaps(sorted({int(x) for x in steps}), sorted({int(x) for x in known}))[0]
 
 
-def scalar_stride(steps: Sequence[int]) -> int:
-    """The stride of a scalar key's steps: the most common difference between consecutive steps (1 for a key
-    logged every step, 10 for one logged every 10 steps). Not ``stride``: ``step_gaps`` says the scalars' steps
-    tell no stride, and its gcd called a key logged at steps 1, 10, 20, ..., 100 (a first log off the cadence)
-    a run of stride 1, drawn as 11 points with 'gaps: steps 2..9, 11..19, ...'. A larger difference is a gap
-    (a key whose logging stopped for a while)."""
-    d = np.diff(np.unique(np.asarray(steps, dtype=np.int64)))
-    if not len(d):
-        return 1
-    values, counts = np.unique(d, return_counts=True)
-    return int(values[counts == counts.max()].min())
-
-
 def gap_ranges(steps: Sequence[int], every: int | None = None) -> list[list[int]]:
     """The missing steps of ``steps``, as ``step_gaps`` lists them (``[[first_missing, last_missing], ...]``):
     the stride's steps between two steps that none holds; at ``every`` where given (a line's own cadence)."""
     s = sorted({int(x) for x in steps})
-    if every is None:
-        return step_gaps(s)[1]
-    out = []
-    for a, b in zip(s, s[1:], strict=False):
-        last_missing = a + every * ((b - a - 1) // every)  # ``step_gaps``' rule at this stride
-        if last_missing > a:
-            out.append([a + every, last_missing])
-    return out
+    return step_gaps(s)[1] if every is None else gaps_at(s, every)
 
 
 def gaps(steps: Sequence[int], every: int | None = None) -> list[tuple[int, int]]:
