@@ -1,7 +1,8 @@
-"""Layout readers whose figures were not what they aggregate (audit 17, layouts): a TRL fork's total ``reward``,
-``kl`` and ``entropy`` summed into the reward; a TRL row with one unreadable reward value given the partial sum;
-an AReaL summary family's ``k/count`` not used as its shard's weight; a JaxARC eval record dropping the train
-record of its step; a JaxARC ``null`` metric listed as a key.
+"""Layout readers whose figures were not what they aggregate (audit 17, layouts): a TRL fork's ``kl`` and
+``entropy`` summed into the reward (its ``reward`` column is summed as TRL sums a function of that name, said); a
+TRL row with one unreadable reward value given the partial sum; an AReaL summary family's ``k/count`` not used as
+its shard's weight; a JaxARC eval record dropping the train record of its step; a JaxARC ``null`` metric listed as
+a key.
 
 Every expectation is computed here from the values written (numpy or by hand), never from runlog's reading."""
 
@@ -42,30 +43,33 @@ def scalar_rows(root: Path) -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in S.summarize_scalars(open_run(root)).to_dicts()}
 
 
-# --- TRL: a fork's total `reward`, `kl` and `entropy` are not reward functions -------------------------------
+# --- TRL: a `reward` column is summed as a function (said), `kl` and `entropy` are no reward functions --------
 
 FORK = {
     "acc": [1.0, 0.0],
     "fmt": [0.5, 0.5],
-    "reward": [1.5, 0.5],  # the fork's logged total, acc + fmt
+    "reward": [1.5, 0.5],  # a fork's logged total, acc + fmt, or a function named `reward`: the file cannot tell
     "kl": [0.01, 0.02],
     "entropy": [1.2, 1.1],
 }
+SUMMED = [a + f + r for a, f, r in zip(FORK["acc"], FORK["fmt"], FORK["reward"], strict=True)]
 
 
-def test_trl_fork_total_is_the_reward_not_summed_and_said(tmp_path: Path) -> None:
+def test_trl_reward_column_is_summed_and_the_double_count_said(tmp_path: Path) -> None:
+    """TRL writes no total and names each column after its function (``def reward``): every function column is
+    summed as TRL does; that a fork's total would count the others twice is a warning naming the columns."""
     completions(tmp_path, 1, FORK)
     run = open_run(tmp_path)
     df = run.samples.collect()
-    assert df["reward"].to_list() == FORK["reward"]  # not acc + fmt + reward + kl + entropy (3.165 on average)
+    assert df["reward"].to_list() == pytest.approx(SUMMED)  # never kl or entropy (3.165 on average)
     names = [sorted(c["name"] for c in comps) for comps in df["reward_components"].to_list()]
-    assert names == [["acc", "fmt"], ["acc", "fmt"]]
+    assert names == [["acc", "fmt", "reward"], ["acc", "fmt", "reward"]]
     assert [json.loads(e) for e in df["extra"].to_list()] == [
         {"kl": 0.01, "entropy": 1.2},
         {"kl": 0.02, "entropy": 1.1},
     ]
     said = [w for w in warnings(run) if "'reward'" in w]  # a warning: summarize and doctor print them
-    assert len(said) == 1 and "not the sum" in said[0] and "acc, fmt" in said[0]
+    assert len(said) == 1 and "twice" in said[0] and "acc, fmt" in said[0]
 
 
 def test_trl_summarize_reward_mean_of_a_fork(cli, tmp_path: Path) -> None:  # noqa: ANN001
@@ -73,8 +77,8 @@ def test_trl_summarize_reward_mean_of_a_fork(cli, tmp_path: Path) -> None:  # no
     r = cli("summarize", str(tmp_path / "run"), "--format", "json")
     assert r.exit_code == 0, r.stderr
     (row,) = json.loads(r.stdout)
-    assert row["reward_mean"] == pytest.approx(np.mean(FORK["reward"]))
-    assert "reward is the column 'reward'" in r.stderr
+    assert row["reward_mean"] == pytest.approx(np.mean(SUMMED))
+    assert "reward sums the column(s) 'reward'" in r.stderr
 
 
 def test_trl_policy_quantities_are_never_summed(tmp_path: Path) -> None:
@@ -172,7 +176,7 @@ def test_jaxarc_key_logged_again_keeps_its_later_value_only(tmp_path: Path) -> N
         tmp_path / "batch_metrics.jsonl",
         [
             {"timestamp": 1.0, "step": 10, "metrics": {"loss": 1.0, "acc": 0.5}},
-            {"timestamp": 2.0, "step": 10, "metrics": {"loss": 3.0}},  # a replay of loss alone
+            {"timestamp": 2.0, "step": 10, "metrics": {"loss": 3.0}},  # the next record of the step logs loss again
         ],
     )
     run = open_run(tmp_path)

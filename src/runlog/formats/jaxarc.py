@@ -1,10 +1,12 @@
 """JaxARC batched metrics (seed 003): ``batch_metrics.jsonl`` lines ``{"timestamp", "step", "metrics": {...}}``.
 
-A key logged again at a step later in the file (a resumed run appending to it replays from its checkpoint) is
-the resumed run's: its later value replaces the earlier, said in a warning (the steps, the first line); records
-of one step with other keys (train, then eval metrics) are all kept, as a native shard's lines are. A ``null``
-metric is no value (no row), as in the other scalar readers. A record whose ``metrics`` is not an object holds
-no metrics: said in a warning (count, first line)."""
+Records logged again after the step counter went back (a resumed run appending to the file replays from its
+checkpoint: a step already seen, not the step of the record just before) are the resumed run's: they replace
+the earlier records of their steps whole, so that no value of the abandoned run (an eval the resumed run did not
+log) stays in the resumed timeline; said in a warning (the steps, the first line). Consecutive records of one
+step (train, then eval metrics) are all kept, as a native shard's lines are: a key logged again among them keeps
+its later value, said in a warning. A ``null`` metric is no value (no row), as in the other scalar readers. A
+record whose ``metrics`` is not an object holds no metrics: said in a warning (count, first line)."""
 
 from __future__ import annotations
 
@@ -47,8 +49,10 @@ class JaxArcLayout(Layout):
         stepless: list[tuple[int, str]] = []  # (line, what it holds instead)
         clashed: list[tuple[int, str]] = []  # (line, the first key held twice)
         no_metrics: list[int] = []  # lines
-        held: dict[tuple[int, str], int] = {}  # (step, key) -> index in rows of the record holding its value
-        again: dict[int, int] = {}  # step with a key logged again -> the first line that logs one again
+        of_step: dict[int, list[int]] = {}  # step -> indices in rows of its records in the timeline read so far
+        previous: int | None = None  # the step of the record just before (records without a step aside)
+        resumed: dict[int, int] = {}  # step logged again after the counter went back -> the first line doing so
+        again: dict[int, int] = {}  # step with a key logged again by a consecutive record -> the first such line
         for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
             step = coerce_step(rec.get("step"))
             if step is None:
@@ -57,21 +61,26 @@ class JaxArcLayout(Layout):
             t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
             metrics = rec.get("metrics")
             other.update(k for k in rec if k not in ("step", "timestamp", "metrics"))
+            clashes: list[str] = []
+            flat: dict[str, Any] = {}
             if not isinstance(metrics, dict):
                 no_metrics.append(line)
-                rows.append((step, t, {}))
-                continue
-            clashes: list[str] = []
-            flat = {k: v for k, v in flatten(metrics, clashes=clashes).items() if v is not None}  # null: no value
+            else:
+                flat = {k: v for k, v in flatten(metrics, clashes=clashes).items() if v is not None}  # null: none
             if step is not None:
-                # Replaced per key, not per record: a replay logs again the keys it replays, while eval metrics
-                # after the train ones at one step replace nothing.
-                for k in flat:
-                    earlier = held.get((step, k))
-                    if earlier is not None:
+                if step in of_step and step != previous:
+                    # A resume: this record begins the step again, and the abandoned run's records of it (every
+                    # key, logged again or not) are not the resumed run's.
+                    resumed.setdefault(step, line)
+                    for i in of_step.pop(step):
+                        rows[i] = (step, rows[i][1], {})
+                # The records of one step in a row merge per key: a key logged again keeps its later value.
+                for i in of_step.get(step, []):
+                    for k in flat.keys() & rows[i][2].keys():
                         again.setdefault(step, line)
-                        del rows[earlier][2][k]
-                    held[(step, k)] = len(rows)
+                        del rows[i][2][k]
+                of_step.setdefault(step, []).append(len(rows))
+                previous = step
             rows.append((step, t, flat))
             if clashes:
                 clashed.append((line, clashes[0]))
@@ -83,13 +92,22 @@ class JaxArcLayout(Layout):
                 f"{len(no_metrics)} record(s) whose 'metrics' is not an object (null or another value; first: "
                 f"line {no_metrics[0]}): no metrics read from them",
             )
+        if resumed:
+            steps = sorted(resumed)
+            listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
+            ctx.warn(
+                cand.rel,
+                f"{len(steps)} step(s) logged again after the step counter went back (a resumed run appending to "
+                f"this file?; first: line {min(resumed.values())}): {listed}; the later records of each replace the "
+                "earlier whole",
+            )
         if again:
             steps = sorted(again)
             listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
             ctx.warn(
                 cand.rel,
-                f"{len(steps)} step(s) logged again (a resumed run appending to this file?; first: line "
-                f"{min(again.values())}): {listed}; the later value of each key logged again replaces the earlier",
+                f"{len(steps)} step(s) with a key logged again by a following record of the step (first: line "
+                f"{min(again.values())}): {listed}; the later value of each such key replaces the earlier",
             )
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")

@@ -3,9 +3,11 @@
 With ``log_completions=True`` TRL writes one Parquet file per logging step (``GRPOTrainer.log``): ``step``
 (the global step), ``prompt`` and ``completion`` (text; chat-message lists in conversational setups),
 one float column per reward function (named after the function; NaN where it returned None), and
-``advantage``; a reward function's ``log_extra`` columns sit among them. Some forks write ``completions/{mode}/``
-with a ``mode`` column and extra logged columns (the total ``reward``, per-sample ``kl``, ``entropy``). TRL does
-not log a group id, the reward weights nor the total reward.
+``advantage``; a reward function's ``log_extra`` columns sit among them, and nothing in the file tells them
+apart (TRL writes ``**rewards, **extra`` into one table). Some forks write ``completions/{mode}/`` with a ``mode``
+column and extra logged columns (per-sample ``kl``, ``entropy``). TRL does not log a group id, the reward weights
+nor the total reward: every reward-function column is summed, as TRL does, whatever its name (a function
+``def reward(...)`` is a column ``reward``).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ _NOT_REWARD = re.compile(
     r"|\w+_(?:time|secs?|seconds|ms)|global_step|epoch|split|mode"
     r"|(?:\w+_)?kl(?:_\w+)?|(?:\w+_)?(?:entropy|entropies)|\w*log_?probs?\w*|\w*logps?\w*|(?:\w+_)?loss(?:es)?"
 )
-# A fork's total reward beside the functions' columns (TRL logs none): where a file holds one and reward-function
-# columns, it is the reward (whatever weights made it) and the functions are its components; summed with them it
-# counted each function twice. Alone it is a reward function like any other (one named ``reward``).
-_TOTALS = ("reward", "rewards", "total_reward")
+# Names a fork's logged total could have. TRL names each column after its reward function, and real scripts name
+# one ``reward`` (``reward_funcs=[reward, format_reward]``): the name cannot tell a total from a function, so such a
+# column is summed as TRL sums it, and where other functions' columns are summed with it a warning says that a
+# fork's total would count them twice.
+_TOTALS = frozenset({"reward", "rewards", "total_reward"})
 
 
 def _reward_name(name: str) -> bool:
@@ -48,33 +51,40 @@ _ARROW_BINARY = re.compile(r"binary|large_binary|binary_view|fixed_size_binary\[
 
 
 def _reward_columns(files: list[FileInfo]) -> set[str]:
-    """The run's reward-function columns, from the footers: numeric (or boolean) in at least one file. (An
-    all-null column is no evidence: a column null in every file is no reward function.)"""
-    return {c for f in files for c, t in f.columns.items() if _reward_name(c) and _ARROW_NUMBER.fullmatch(t)}
+    """The run's reward-function columns, from the footers: numeric in at least one file. (An all-null column is
+    no evidence: a column null in every file is no reward function.) A boolean column is none: TRL stores every
+    function's value as a float (its ``rewards_per_func`` tensor), so a boolean is a ``log_extra`` flag
+    (``prm_valid``), which summed would add 1 to every valid row's reward."""
+    return {
+        c for f in files for c, t in f.columns.items() if _reward_name(c) and t != "bool" and _ARROW_NUMBER.fullmatch(t)
+    }
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How the files of one footer schema map, known from the footer alone (what the notes say)."""
 
-    reward_cols: list[str]  # the reward functions: summed, unless ``total``; the reward_components
-    total: str | None  # the column that is the reward (a fork's logged total), not summed
+    reward_cols: list[str]  # the reward functions: summed; the reward_components
     text: bool  # prompt and completion are text
     dropped: list[str]  # image / binary columns, not mapped
     kept: list[str]  # other columns, kept in ``extra``
+    flags: list[str]  # boolean columns (``log_extra`` flags, no reward function), among ``kept``
+
+    @property
+    def total_like(self) -> list[str]:
+        """Summed columns named as a fork's total could be, where other functions' columns are summed with them."""
+        named = [c for c in self.reward_cols if c in _TOTALS]
+        return named if len(self.reward_cols) > len(named) else []
 
 
 def _plan(columns: dict[str, str], rewards: set[str]) -> _Plan:
     reward_cols = [c for c in columns if c in rewards]
-    totals = sorted((c for c in reward_cols if c in _TOTALS), key=_TOTALS.index)
-    functions = [c for c in reward_cols if c not in _TOTALS]
-    total = totals[0] if totals and functions else None
-    if total is not None:  # another total beside it (``rewards`` beside ``reward``) is neither summed nor the reward
-        reward_cols = functions
-    others = [c for c in columns if c not in _KNOWN and c not in reward_cols and c != total]
+    others = [c for c in columns if c not in _KNOWN and c not in reward_cols]
     dropped = [c for c in others if c in _IMAGES or _ARROW_BINARY.fullmatch(columns[c])]
     text = columns.get("prompt") in _ARROW_TEXT and columns.get("completion") in _ARROW_TEXT
-    return _Plan(reward_cols, total, text, dropped, [c for c in others if c not in dropped])
+    kept = [c for c in others if c not in dropped]
+    flags = [c for c in kept if columns[c] == "bool" and _reward_name(c)]
+    return _Plan(reward_cols, text, dropped, kept, flags)
 
 
 def _files(group: list[FileInfo]) -> str:
@@ -259,37 +269,45 @@ class Trl(Layout):
 
     def _say_plan(self, readable: list[FileInfo], rewards: set[str], ctx: RunContext) -> None:
         """The fidelity notes of these files (the same words from ``check_run`` and ``scan_samples``)."""
-        groups = group_by_signature(readable)
-        if any(_plan(g[0].columns, rewards).total is None for g in groups):
-            ctx.note(
-                self.name,
-                "reward is the sum of the reward-function columns with weight 1.0 (TRL's default "
-                "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
-            )
+        ctx.note(
+            self.name,
+            "reward is the sum of the reward-function columns with weight 1.0 (TRL's default "
+            "reward_weights); custom GRPOConfig.reward_weights are not in the logs",
+        )
         ctx.note(
             self.name,
             "TRL logs no group id: group_id is null (prompt groups are the samples of one split and step with the "
             "same prompt: summarize finds them only with --prompt-groups)",
         )
-        for group in groups:
+        for group in group_by_signature(readable):
             plan, where = _plan(group[0].columns, rewards), _files(group)
-            if plan.total is not None:
-                # A warning, not only a note: every command's reward is this column, and the sum it is not
-                # would be another figure (summarize, doctor and the report say warnings).
-                more = f"this file and {len(group) - 1} more: " if len(group) > 1 else ""
-                _warn_once(
-                    ctx,
-                    group[0].path,
-                    f"{more}reward is the column {plan.total!r} (a logged total: TRL writes none), not the sum of "
-                    f"the reward-function column(s) {', '.join(plan.reward_cols)}, which are its reward_components",
-                )
-            elif plan.reward_cols:
+            if plan.reward_cols:
                 ctx.note(
                     self.name,
                     f"{where}: reward is the sum of the reward-function column(s) {', '.join(plan.reward_cols)}",
                 )
             else:
                 ctx.note(self.name, f"{where}: no reward-function columns found: reward is null")
+            if plan.total_like:
+                # A warning, not only a note (summarize, doctor and the report say warnings): TRL writes no total,
+                # so the column is a function's and summed, but a fork's logged total summed so would count every
+                # function twice, and only the user knows which it is.
+                more = f"this file and {len(group) - 1} more: " if len(group) > 1 else ""
+                named = ", ".join(repr(c) for c in plan.total_like)
+                _warn_once(
+                    ctx,
+                    group[0].path,
+                    f"{more}reward sums the column(s) {named} with the other reward-function column(s) "
+                    f"{', '.join(c for c in plan.reward_cols if c not in plan.total_like)} (TRL names each column "
+                    "after its reward function and writes no total); if it is a total a fork logs, the reward "
+                    "counts those functions twice",
+                )
+            if plan.flags:
+                ctx.note(
+                    self.name,
+                    f"{where}: boolean column(s) {', '.join(plan.flags)} not summed into the reward (TRL writes "
+                    "every reward function's value as a float: a boolean is a log_extra column)",
+                )
             if plan.text:
                 ctx.note(self.name, "prompt is TRL's logged prompt text (chat template applied for chat data)")
             if plan.dropped:
@@ -352,11 +370,8 @@ class Trl(Layout):
             # that could not be read (text that is no number, a type that is none: said per file) is no such row:
             # the unread term is unknown, so its reward is too, null (a sum without it is a figure no one logged).
             unreadable = pl.any_horizontal([_unreadable(c, schema[c]) for c in reward_cols])
-            if plan.total is not None:
-                reward = self._reward_value(plan.total, schema[plan.total], group, lf, ctx)
-            else:
-                reward = pl.when(unreadable).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
-                self._say_unscored(group, all_null & ~unreadable, reward_cols, ctx)
+            reward = pl.when(unreadable).then(None).otherwise(pl.sum_horizontal(values)).cast(pl.Float64)
+            self._say_unscored(group, all_null & ~unreadable, reward_cols, ctx)
             items = [
                 pl.struct(pl.lit(c).alias("name"), v.alias("value")) for c, v in zip(reward_cols, values, strict=True)
             ]
