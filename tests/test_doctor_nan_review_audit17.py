@@ -70,3 +70,16 @@ def test_groups_whose_failed_samples_have_no_reward_are_still_groups(tmp_path):
     d = diagnose(open_run(run))
     assert [f.kind for f in d.findings if f.kind == "zero_advantage"] == ["zero_advantage"]
     assert not any("hold one reward" in n for n in d.notes)
+
+
+def test_a_run_ending_all_nan_after_a_larger_burst_is_an_error(tmp_path):
+    """A review: the all-NaN last step was taken whole only where it was also the step of the most NaN; after an
+    earlier burst of 32 NaN, a run ending on 16 all-NaN rewards was a warning ('2.7% without step 5')."""
+    run = tmp_path / "r"
+    with RunWriter(run, name="r", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(40):
+            n = {5: 32, 39: 16}.get(s, 0)
+            rows = 32 if s == 5 else 16
+            rewards = [float("nan") if i < n else 0.5 + 0.01 * (i % 7) for i in range(rows)]
+            w.log_samples(s, [{"reward": r, "group_id": f"{s}-{i // 4}"} for i, r in enumerate(rewards)])
+    assert _severity(run) == "error"

@@ -565,9 +565,10 @@ def _nan_severity(
     worst = int(np.argmax(nan))
     rest = numbers - float(count[worst] + nan[worst])
     without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
-    if worst == len(nan) - 1 and count[worst] == 0:
+    if len(nan) and nan[-1] > 0 and count[-1] == 0:
         # The last step all NaN: the rewards turned NaN and nothing after says they came back (a review: a run
-        # whose last step was all NaN, 10 % of its rewards, passed --fail-on error): no burst to leave out.
+        # whose last step was all NaN, 10 % of its rewards, passed --fail-on error; another, whose earlier burst
+        # had more NaN than that last step, too): no burst to leave out, the share is taken whole.
         without = share
     figures = {"share_low": low, "share_without_worst_step": without}
     if low >= cfg.nan_error and without >= cfg.nan_error:

@@ -174,17 +174,18 @@ class RunInspection:
 
 
 def scalar_stride(steps: Iterable[int]) -> int:
-    """The stride of scalar steps: the most common difference between consecutive steps (1 for a key logged
-    every step, 10 for one logged every 10 steps). Not ``step_gaps``' gcd: the scalars' steps tell no schedule
-    of sample files, and the gcd called a key logged at steps 1, 10, 20, ..., 100 (a first log off the cadence)
-    a run of stride 1 with gaps 2-9, 11-19, ... (inspect's table in red, plot's line in 11 points). A larger
-    difference is a gap (a key whose logging stopped for a while)."""
+    """The stride of scalar steps: the gcd of the differences between consecutive steps, leaving out the first
+    and the last difference where two or more are left (a first log at step 1 and a final one off the cadence:
+    1, 10, 20, ..., 100, 105 has stride 10). Not ``step_gaps``' rule, which keeps the first difference: the gcd of
+    all called a key first logged at step 1 a run of stride 1 with gaps 2-9, 11-19, ... (inspect's table in red,
+    plot's line in 11 points). Nor the most common difference: 0, 10, 20, 40, 60, 80 (30, 50 and 70 lost) read as
+    stride 20 with no gap (a review)."""
     s = sorted({int(x) for x in steps})
-    counts = Counter(b - a for a, b in zip(s, s[1:], strict=False))
-    if not counts:
+    diffs = [b - a for a, b in zip(s, s[1:], strict=False)]
+    if not diffs:
         return 1
-    most = max(counts.values())
-    return min(d for d, n in counts.items() if n == most)
+    inner = diffs[1:-1] if len(diffs) >= 4 else diffs
+    return reduce(math.gcd, inner) or 1
 
 
 def gaps_at(steps: Iterable[int], every: int) -> list[list[int]]:

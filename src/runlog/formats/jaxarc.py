@@ -1,7 +1,8 @@
 """JaxARC batched metrics (seed 003): ``batch_metrics.jsonl`` lines ``{"timestamp", "step", "metrics": {...}}``.
 
 Records logged again after the step counter went back (a resumed run appending to the file replays from its
-checkpoint: a step already seen, not the step of the record just before) are the resumed run's: they replace
+checkpoint: a step already seen, not the step of the record just before, logging a key that step holds; a record
+of other keys only, an eval written after the next step's record, joins its step) are the resumed run's: they replace
 the earlier records of their steps whole, so that no value of the abandoned run (an eval the resumed run did not
 log) stays in the resumed timeline; said in a warning (the steps, the first line). Consecutive records of one
 step (train, then eval metrics) are all kept, as a native shard's lines are: a key logged again among them keeps
@@ -68,9 +69,12 @@ class JaxArcLayout(Layout):
             else:
                 flat = {k: v for k, v in flatten(metrics, clashes=clashes).items() if v is not None}  # null: none
             if step is not None:
-                if step in of_step and step != previous:
-                    # A resume: this record begins the step again, and the abandoned run's records of it (every
-                    # key, logged again or not) are not the resumed run's.
+                held = set().union(*(rows[i][2].keys() for i in of_step.get(step, [])))
+                if step in of_step and step != previous and flat.keys() & held:
+                    # A resume: this record begins the step again (it logs a key the step holds), and the abandoned
+                    # run's records of it (every key, logged again or not) are not the resumed run's. A record of
+                    # other keys only (an eval of step N written after step N+1's record) joins its step (a review:
+                    # taken for a resume, it deleted the step's train metrics).
                     resumed.setdefault(step, line)
                     for i in of_step.pop(step):
                         rows[i] = (step, rows[i][1], {})
