@@ -348,6 +348,13 @@ def _filters(
         out.append(pl.lit(False))
     elif c.role is not None:
         check_roles(RunValues(roles=roles), [c.role])
+    if partial:
+        # The same of `--where role:NAME` (a review: flink_mixed's judge at steps 0:9 said "unknown role 'judge';
+        # this run's roles: (none)", exit 2): a condition on a role the open files lack matches nothing (exit 1).
+        absent = [x for x in conds if x.operand.startswith("role:") and x.operand.partition(":")[2] not in roles]
+        if absent and not any(did_you_mean(x.operand.partition(":")[2], roles) for x in absent):
+            out.append(pl.lit(False))
+            conds = [x for x in conds if x not in absent]
     if conds:
         schema = {k: v for k, v in lf.collect_schema().items() if k != OCCURRENCE_COLUMN}  # internal: not offered
         comps = run.component_names() if any(x.operand.startswith("component:") for x in conds) else []
