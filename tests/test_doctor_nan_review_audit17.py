@@ -83,3 +83,17 @@ def test_a_run_ending_all_nan_after_a_larger_burst_is_an_error(tmp_path):
             rewards = [float("nan") if i < n else 0.5 + 0.01 * (i % 7) for i in range(rows)]
             w.log_samples(s, [{"reward": r, "group_id": f"{s}-{i // 4}"} for i, r in enumerate(rewards)])
     assert _severity(run) == "error"
+
+
+def test_a_recovered_burst_with_one_nan_row_as_last_step_stays_a_warning(tmp_path):
+    """A review: step 3 all NaN, steps 4-9 clean, a last step of one NaN row: 0.7 % without step 3, a burst, but
+    the one-row last step 'all NaN' made it an error."""
+    run = tmp_path / "r"
+    with RunWriter(run, name="r", roles=["solver"], durable=False, clock=lambda: 1.7e9) as w:
+        for s in range(11):
+            rows, n = (1, 1) if s == 10 else (16, 16 if s == 3 else 0)
+            rewards = [float("nan") if i < n else 0.5 + 0.01 * (i % 7) for i in range(rows)]
+            w.log_samples(s, [{"reward": r, "group_id": f"{s}-{i // 4}"} for i, r in enumerate(rewards)])
+    [f] = [f for f in diagnose(open_run(run)).findings if f.kind == "nan_rewards"]
+    assert f.severity == "warning" and "without step 3" in f.message
+    assert f.evidence["share_without_worst_step"] == 1 / 145  # the one NaN of the last step, of 145 values

@@ -175,3 +175,26 @@ def test_jaxarc_eval_written_after_the_next_step_joins_its_step(tmp_path: Path) 
     assert got["loss"]["count"] == 50 and got["loss"]["mean"] == 24.5
     assert got["eval_acc"]["count"] == 9
     assert "went back" not in r.stderr
+
+
+def test_jaxarc_a_late_eval_logged_twice_keeps_its_steps_train_metrics(tmp_path: Path) -> None:
+    """A review: a second eval of step 0 written after step 10 was taken for a resume (its first late eval held
+    the key): the step's train loss was wiped (count 3 [4], mean 3.0 [2.5])."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from runlog.cli.app import app
+
+    run = tmp_path / "r"
+    run.mkdir()
+    recs = [{"step": s, "metrics": {"loss": float(s)}} for s in (0, 1, 2)]
+    recs += [{"step": 0, "metrics": {"eval_acc": 0.5}}, {"step": 10, "metrics": {"loss": 7.0}}]
+    recs += [{"step": 0, "metrics": {"eval_acc": 0.7}}]
+    (run / "batch_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = CliRunner().invoke(
+        app, ["summarize", str(run), "--scalars", "--format", "json"], env={"RUNLOG_CACHE_DIR": str(tmp_path / "c")}
+    )
+    got = {x["key"]: x for x in json.loads(r.stdout)}
+    assert got["loss"]["count"] == 4 and got["loss"]["mean"] == 2.5
+    assert got["eval_acc"]["count"] == 1 and got["eval_acc"]["last"] == 0.7  # the later value of the key kept

@@ -158,6 +158,9 @@ def test_inspect_gaps_scalars_by_their_most_common_spacing_and_samples_by_the_gc
     lost = [0, 10, 20, 40, 60, 80]  # a review: the most common spacing (20) hid 30, 50 and 70
     assert scalar_stride(lost) == 10 and gaps_at(lost, 10) == [[30, 30], [50, 50], [70, 70]]
     assert scalar_stride([1, 10, 20, 30, 40, 45]) == 10  # first and last off the cadence
+    assert scalar_stride([1, 10, 20, 30]) == 10 and scalar_stride([0, 10, 20, 25]) == 10  # short runs (a review)
+    assert scalar_stride([0, 10, 30, 50, 70]) == 10  # 20, 40, 60 lost: the first difference divides the others
+    assert scalar_stride([0, 1, 3, 5, 7, 9, 11]) == 1
     assert step_gaps([0, 1, 3, 5, 7, 9]) == (1, [[2, 2], [4, 4], [6, 6], [8, 8]])
     assert step_gaps([0, 1, 3, 5, 7, 9, 10])[0] == 1
     assert step_gaps([0, 8, 16, 20]) == (8, [])  # a final step off the stride, as before

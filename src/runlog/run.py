@@ -299,6 +299,13 @@ class Run:
         leave them out and build again, so that the good data is still analysed."""
         return self._recovering(lambda: pl.collect_all(build(), engine=engine), others=True)
 
+    def _forget_reads(self) -> None:
+        """After files were left out: the frames and role names built over them are built again, and the command's
+        answer is not kept (``errors.said_trouble``)."""
+        for name in ("samples", "roles", "layouts"):
+            self.__dict__.pop(name, None)
+        said_trouble()
+
     def _recovering(self, read: Callable[[], _T], *, others: bool) -> _T:
         """``read()``; when it fails on the data, the files that fail are left out (``_quarantine_unreadable``;
         with ``others``, also those found unreadable through another ``Run``: ``_marked_elsewhere``) and it is
@@ -400,9 +407,7 @@ class Run:
             f.readable = False
             bad.append(f)
         if bad:
-            for name in ("samples", "roles", "layouts"):
-                self.__dict__.pop(name, None)
-            said_trouble()  # the file may be whole and fit next time: an answer saying so is not kept
+            self._forget_reads()  # the file may be whole and fit next time: an answer saying so is not kept
         return bad
 
     def _misfit(self, f: FileInfo) -> str | None:
@@ -532,9 +537,7 @@ class Run:
                     f.readable = False
                 bad.append(f)
         if bad:
-            for name in ("samples", "roles", "layouts"):
-                self.__dict__.pop(name, None)
-            said_trouble()  # a failure while reading may not happen again (EIO, a file replaced): not kept
+            self._forget_reads()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
 
     def _failing_columns(self, f: FileInfo) -> tuple[list[str], list[str]]:

@@ -565,17 +565,20 @@ def _nan_severity(
     worst = int(np.argmax(nan))
     rest = numbers - float(count[worst] + nan[worst])
     without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
-    if len(nan) and nan[-1] > 0 and count[-1] == 0:
+    figures = {"share_low": low, "share_without_worst_step": without}
+    sizes = count + nan
+    if len(nan) and nan[-1] > 0 and count[-1] == 0 and nan[-1] >= 0.5 * float(np.median(sizes[sizes > 0])):
         # The last step all NaN: the rewards turned NaN and nothing after says they came back (a review: a run
         # whose last step was all NaN, 10 % of its rewards, passed --fail-on error; another, whose earlier burst
-        # had more NaN than that last step, too): no burst to leave out, the share is taken whole.
+        # had more NaN than that last step, too): no burst to leave out, the share is taken whole. A last step of
+        # one NaN row beside steps of 16 is no step of NaN rewards (a review: a recovered burst then failed).
         without = share
-    figures = {"share_low": low, "share_without_worst_step": without}
     if low >= cfg.nan_error and without >= cfg.nan_error:
         return "error", "", figures
     if share < cfg.nan_error:
         return "warning", "", figures
-    rest_text = f"{percent(without, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"
+    real = figures["share_without_worst_step"]  # as measured, also where the share was taken whole
+    rest_text = f"{percent(real, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"
     why = (
         f"; a warning: at least {percent(low, 1)} with {percent(cfg.nan_confidence)} confidence, {rest_text} "
         f"(nan_error={percent(cfg.nan_error)} needs both)"

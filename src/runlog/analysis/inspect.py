@@ -175,17 +175,32 @@ class RunInspection:
 
 def scalar_stride(steps: Iterable[int]) -> int:
     """The stride of scalar steps: the gcd of the differences between consecutive steps, leaving out the first
-    and the last difference where two or more are left (a first log at step 1 and a final one off the cadence:
-    1, 10, 20, ..., 100, 105 has stride 10). Not ``step_gaps``' rule, which keeps the first difference: the gcd of
-    all called a key first logged at step 1 a run of stride 1 with gaps 2-9, 11-19, ... (inspect's table in red,
-    plot's line in 11 points). Nor the most common difference: 0, 10, 20, 40, 60, 80 (30, 50 and 70 lost) read as
-    stride 20 with no gap (a review)."""
+    difference where it does not divide the gcd of the others (a first log at step 1, then every 10) and the last
+    where it is no multiple of the gcd of the rest (a final log off the cadence), two differences at least kept. Not
+    ``step_gaps``' rule, which keeps the first: its gcd called 1, 10, 20, ..., 100 a run of stride 1 with gaps
+    2-9, 11-19, ... Nor the most common difference, nor the inner differences alone: 0, 10, 30, 50, 70 (20, 40 and
+    60 lost) read as stride 20 with no gap (reviews)."""
     s = sorted({int(x) for x in steps})
     diffs = [b - a for a, b in zip(s, s[1:], strict=False)]
     if not diffs:
         return 1
-    inner = diffs[1:-1] if len(diffs) >= 4 else diffs
-    return reduce(math.gcd, inner) or 1
+
+    def gcd(d: list[int]) -> int:
+        return reduce(math.gcd, d) or 1
+
+    best = gcd(diffs)
+    if len(diffs) >= 3:
+        first_off = gcd(diffs[1:])  # the first difference does not divide the others' stride: a first log
+        if first_off % diffs[0]:
+            best = max(best, first_off)
+        last_off = gcd(diffs[:-1])  # the last is no multiple of the others' stride: a final log
+        if diffs[-1] % last_off:
+            best = max(best, last_off)
+    if len(diffs) >= 4:
+        inner = gcd(diffs[1:-1])  # both
+        if inner % diffs[0] and diffs[-1] % inner:
+            best = max(best, inner)
+    return best
 
 
 def gaps_at(steps: Iterable[int], every: int) -> list[list[int]]:

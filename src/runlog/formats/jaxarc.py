@@ -54,6 +54,7 @@ class JaxArcLayout(Layout):
         previous: int | None = None  # the step of the record just before (records without a step aside)
         resumed: dict[int, int] = {}  # step logged again after the counter went back -> the first line doing so
         again: dict[int, int] = {}  # step with a key logged again by a consecutive record -> the first such line
+        late: set[int] = set()  # indices in rows of records that went back to a step without replaying it
         for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
             step = coerce_step(rec.get("step"))
             if step is None:
@@ -69,8 +70,11 @@ class JaxArcLayout(Layout):
             else:
                 flat = {k: v for k, v in flatten(metrics, clashes=clashes).items() if v is not None}  # null: none
             if step is not None:
-                held = set().union(*(rows[i][2].keys() for i in of_step.get(step, [])))
-                if step in of_step and step != previous and flat.keys() & held:
+                # The keys the step held when it was logged in order: a late record of its (an eval written after
+                # the next step's record, twice: a review) is no replay of the step.
+                held = set().union(*(rows[i][2].keys() for i in of_step.get(step, []) if i not in late))
+                goes_back = step in of_step and step != previous
+                if goes_back and flat.keys() & held:
                     # A resume: this record begins the step again (it logs a key the step holds), and the abandoned
                     # run's records of it (every key, logged again or not) are not the resumed run's. A record of
                     # other keys only (an eval of step N written after step N+1's record) joins its step (a review:
@@ -78,6 +82,8 @@ class JaxArcLayout(Layout):
                     resumed.setdefault(step, line)
                     for i in of_step.pop(step):
                         rows[i] = (step, rows[i][1], {})
+                elif goes_back:
+                    late.add(len(rows))
                 # The records of one step in a row merge per key: a key logged again keeps its later value.
                 for i in of_step.get(step, []):
                     for k in flat.keys() & rows[i][2].keys():
@@ -96,23 +102,20 @@ class JaxArcLayout(Layout):
                 f"{len(no_metrics)} record(s) whose 'metrics' is not an object (null or another value; first: "
                 f"line {no_metrics[0]}): no metrics read from them",
             )
-        if resumed:
-            steps = sorted(resumed)
-            listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
-            ctx.warn(
-                cand.rel,
-                f"{len(steps)} step(s) logged again after the step counter went back (a resumed run appending to "
-                f"this file?; first: line {min(resumed.values())}): {listed}; the later records of each replace the "
-                "earlier whole",
-            )
-        if again:
-            steps = sorted(again)
-            listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
-            ctx.warn(
-                cand.rel,
-                f"{len(steps)} step(s) with a key logged again by a following record of the step (first: line "
-                f"{min(again.values())}): {listed}; the later value of each such key replaces the earlier",
-            )
+        _say_steps(
+            ctx,
+            cand.rel,
+            resumed,
+            "logged again after the step counter went back (a resumed run appending to this file?; first: line {}): "
+            "{}; the later records of each replace the earlier whole",
+        )
+        _say_steps(
+            ctx,
+            cand.rel,
+            again,
+            "with a key logged again by a following record of the step (first: line {}): {}; the later value of each "
+            "such key replaces the earlier",
+        )
         if other:
             ctx.note(self.name, f"{cand.rel}: top-level keys outside 'metrics' not mapped: {', '.join(sorted(other))}")
         info.frame = scalars_frame(rows, cand.rel, ctx, self.name, parsed.line_numbers)
@@ -124,3 +127,13 @@ class JaxArcLayout(Layout):
     def scan_scalars(self, files: list[FileInfo], ctx: RunContext) -> pl.LazyFrame | None:
         frames = [f.frame for f in files if f.readable and f.frame is not None]
         return pl.concat(frames).lazy() if frames else None
+
+
+def _say_steps(ctx: RunContext, rel: str, first_line: dict[int, int], what: str) -> None:
+    """One warning for the steps of ``first_line`` (step -> the first line that made it said), if any: their count,
+    ``what`` filled with that first line and the steps (eight listed)."""
+    if not first_line:
+        return
+    steps = sorted(first_line)
+    listed = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
+    ctx.warn(rel, f"{len(steps)} step(s) " + what.format(min(first_line.values()), listed))
