@@ -165,3 +165,17 @@ def test_inspect_gaps_scalars_by_their_most_common_spacing_and_samples_by_the_gc
     assert step_gaps([0, 1, 3, 5, 7, 9, 10])[0] == 1
     assert step_gaps([0, 8, 16, 20]) == (8, [])  # a final step off the stride, as before
     assert step_gaps([0, 10, 11, 12, 13]) == (1, [[1, 9]])
+
+
+def test_the_more_keys_note_is_a_label_the_layout_makes_room_for(tmp_path):
+    """The 'N more keys' note was a free text at the figure's bottom edge, over the last panel's x label."""
+    from runlog import open_run
+    from runlog.analysis.series import RunSeries
+    from runlog.plots import make_figure
+
+    from conftest import SAMPLE_RUNS
+
+    fig = make_figure(RunSeries(open_run(SAMPLE_RUNS / "debate_grpo")), "scalars")
+    label = fig.get_supxlabel()
+    assert label.endswith("more keys: narrow with --keys")
+    assert [t for t in fig.texts if "more keys" in t.get_text()] == [fig._supxlabel]  # the label alone

@@ -695,7 +695,8 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         ax.set_xlabel("step")
     F.finish(fig, axes, len(shown))
     if len(names) > len(shown):
-        fig.text(0.99, 0.005, f"{len(names) - len(shown)} more keys: narrow with --keys", ha="right", fontsize=8)
+        # A figure-level label that the constrained layout makes room for (a plain text overlapped the last x label).
+        fig.supxlabel(f"{len(names) - len(shown)} more keys: narrow with --keys", x=0.99, ha="right", fontsize=8)
     return fig
 
 
