@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from runlog import open_run
 from runlog.cli.app import app
 from runlog.writer import RunWriter
+from test_exceptions_audit16 import native_run as texts_run
 
 # Per step: a real failure, message-less ones ('' and white space), stringified nulls (any case but the two words
 # is a failure, as the docs say), and bytes that are no UTF-8 (a byte 0xff; a character cut in two).
@@ -71,22 +72,9 @@ def set_exceptions(f: Path, col: str, values: list[Any], type_: pa.DataType) -> 
 
 
 def native_run(root: Path, type_: pa.DataType = pa.binary()) -> list[list[Any]]:
-    """Two steps of eight samples whose ``exception`` column is ``STEP_BYTES`` (of ``type_``); the values."""
-    with RunWriter(root, name="r", roles=["P"], durable=False) as w:
-        for step in range(2):
-            w.log_samples(
-                step,
-                [
-                    {
-                        "sample_id": f"s{step}-{i}",
-                        "group_id": f"g{step}",
-                        "reward": 0.1 * i,
-                        "roles": {"P": {"reward": 0.1 * i, "kl": 0.01}},
-                        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"a{i}"}],
-                    }
-                    for i in range(8)
-                ],
-            )
+    """Two steps of eight samples whose ``exception`` column is ``STEP_BYTES`` (of ``type_``); the values. The run
+    is ``test_exceptions_audit16``'s, its exception texts then replaced."""
+    texts_run(root)
     for step, f in enumerate(sorted((root / "samples" / "train").glob("*.parquet"))):
         set_exceptions(f, "exception", STEP_BYTES[step], type_)
     return STEP_BYTES
