@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.text import Text
 
-    from ..analysis.inspect import RunInspection
+    from ..analysis.inspect import KeyCadence, RunInspection
 
 MAX_PROBLEMS_SHOWN = 40
 
@@ -80,6 +80,19 @@ def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
     if len(gaps) > limit:
         parts.append(f"... (+{len(gaps) - limit})")
     return ", ".join(parts)
+
+
+def _key_gaps(cadences: list[KeyCadence], limit: int = 3) -> str:
+    """Each stride's missed steps and the keys that missed them: ``50 (loss, kl every 10); 75 (eval/acc every 25)``."""
+    parts = []
+    for c in cadences[:limit]:
+        names = ", ".join(visible(k, keep_newlines=False) for k in c.keys[:2]) + (
+            f" +{len(c.keys) - 2} keys" if len(c.keys) > 2 else ""
+        )
+        parts.append(f"{_ranges(c.gaps, 4)} ({names} every {c.stride})")
+    if len(cadences) > limit:
+        parts.append(f"... (+{len(cadences) - limit} more: --format json)")
+    return "; ".join(parts)
 
 
 def render_report(r: RunInspection, strict: bool = False) -> Group:
@@ -156,8 +169,8 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
         line = Text(f"scalars: {records}, {sc.keys:,} key{'s' if sc.keys != 1 else ''}{weights}")
         if sc.steps:
             line.append(f", steps {sc.steps[0]}..{sc.steps[1]}")
-            if sc.step_gaps:
-                line.append(f", gaps {_ranges(sc.step_gaps)}", style="red")
+            if sc.key_gaps:
+                line.append(", gaps " + _key_gaps(sc.key_gaps), style="red")
         parts.append(line)
 
     if r.numeric:

@@ -679,7 +679,7 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # The log axis chosen before drawing, as KL's: a value of 0 (a learning-rate warm-up) is in the
         # average, and only its point is left out, and said.
         log = any(v is not None and math.isfinite(v) for v in line[2]) and F.maybe_log(ax, line[2])
-        # A key's own cadence, by the most common difference (``analysis.inspect.scalar_stride``): inspect's gcd
+        # A key's own cadence (``analysis.inspect.scalar_stride``, inspect's rule for each key's gaps): the samples'
         # rule is for a split's steps; a key first logged off its cadence (1, 10, 20, ...) is no run of gaps.
         every = scalar_stride(line[1])
         if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, every=every, log=log):

@@ -1,0 +1,170 @@
+"""inspect's scalar gaps, key by key (left alone in the last session's note, now done).
+
+The gaps were those of every key's steps together: a key logged every 10 steps beside one every 25 gave a stride
+of 5 and "gaps 5, 15, 35, ..." in red on a run that lost nothing, and a key every 10 that lost step 50 showed no
+gap where a key every 25 logged step 50. Each key now has its own stride (``scalar_stride``, as plot draws it)
+and its own missed steps, named with the key.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from runlog import open_run
+from runlog.analysis.inspect import gaps_at, inspect_run, key_cadences, merged_gaps, scalar_stride
+from runlog.cli.app import app
+from runlog.writer import RunWriter
+
+
+def mixed_run(root: Path, lose: tuple[int, ...] = ()) -> Path:
+    """Samples every 10 steps; ``train/loss`` and ``kl`` every 10 (loss loses ``lose``), ``eval/acc`` every 25."""
+    with RunWriter(root, name=root.name) as w:
+        for s in range(0, 201):
+            if s % 10 == 0:
+                w.log_samples(s, [{"reward": 1.0}])
+            rec = {}
+            if s % 10 == 0:
+                rec["kl"] = 0.1
+                if s not in lose:
+                    rec["train/loss"] = 1.0 / (s + 1)
+            if s % 25 == 0:
+                rec["eval/acc"] = 0.5
+            if rec:
+                w.log_scalars(s, rec)
+    return root
+
+
+def scalars_json(root: Path) -> dict:
+    res = CliRunner().invoke(app, ["inspect", str(root), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)["scalars"]
+
+
+def test_keys_of_two_cadences_are_no_gaps(tmp_path: Path) -> None:
+    sc = scalars_json(mixed_run(tmp_path / "mixed"))
+    assert sc["step_gaps"] == [] and sc["key_gaps"] == [], sc  # was stride 5, gaps 5, 15, 35, 45, ...
+    assert sc["stride"] == 10  # the stride of most keys (two every 10, one every 25)
+
+
+def test_a_keys_lost_step_is_found_where_another_key_logged_it(tmp_path: Path) -> None:
+    sc = scalars_json(mixed_run(tmp_path / "lost", lose=(50, 150)))
+    assert sc["step_gaps"] == [[50, 50], [150, 150]], sc  # was none: kl and eval/acc logged 50 and 150
+    assert sc["key_gaps"] == [{"stride": 10, "gaps": [[50, 50], [150, 150]], "keys": 1, "names": ["train/loss"]}]
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "lost")], env={"COLUMNS": "200"})
+    assert "gaps 50, 150 (train/loss every 10)" in res.stdout, res.stdout
+
+
+def test_a_hostile_key_name_is_shown_inert(tmp_path: Path) -> None:
+    root = tmp_path / "hostile"
+    with RunWriter(root, name="hostile") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in (0, 1, 2, 4, 5):
+            w.log_scalars(s, {"x\x1b]8;;e\x07[red]": 1.0})
+    res = CliRunner().invoke(app, ["inspect", str(root)], env={"COLUMNS": "200"})
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "gaps 3 (x\\x1b]8;;e\\x07[red] every 1)" in res.stdout, res.stdout
+
+
+def test_key_cadences_agree_with_scalar_stride_and_gaps_at_key_by_key() -> None:
+    """The vectorised rule against the one-key functions plot uses, on random keys: cadences, first and last
+    logs off the cadence, lost steps, one or two steps, repeated steps."""
+    rng = random.Random(18)
+    rows = []
+    truth = {}
+    for k in range(300):
+        every = rng.choice([1, 2, 3, 5, 10, 25, 50])
+        n = rng.choice([1, 2, 3, 4, 5, 8, 20, 60])
+        start = rng.choice([0, 1, 3, 10])
+        steps = [start + every * i for i in range(n)]
+        if rng.random() < 0.3:
+            steps = [0, *steps] if start else [1, *steps]
+        if rng.random() < 0.3:
+            steps.append(steps[-1] + rng.randint(1, 7))
+        if len(steps) > 4 and rng.random() < 0.5:
+            for _ in range(rng.randint(1, 3)):
+                steps.remove(rng.choice(steps[1:-1]))
+        steps = sorted(set(steps))
+        name = f"k{k:03d}"
+        rows += [(name, s) for s in steps] + [(name, steps[0])]  # a step logged twice (two shards)
+        st = scalar_stride(steps)
+        g = gaps_at(steps, st)
+        truth[name] = (st, g if len(g) * 4 <= len(steps) else [])  # a key of many gaps is logged at some steps
+    strides, cadences = key_cadences(pl.DataFrame(rows, schema=["key", "step"], orient="row"))
+    assert strides == {k: v[0] for k, v in truth.items()}
+    got = {k: (c.stride, c.gaps) for c in cadences for k in c.keys}
+    assert got == {k: v for k, v in truth.items() if v[1]}
+    # The merged runs: sorted, apart, each key's gap inside one, and each run's ends some key's gap's ends.
+    merged = merged_gaps(cadences)
+    spans = [g for _, gs in truth.values() for g in gs]
+    assert (
+        all(a <= b < c for (a, b), (c, _) in zip(merged, merged[1:], strict=False)) and merged[-1][0] <= merged[-1][1]
+    )
+    assert all(sum(a <= x and y <= b for a, b in merged) == 1 for x, y in spans)
+    assert {a for a, _ in merged} <= {x for x, _ in spans} and {b for _, b in merged} <= {y for _, y in spans}
+
+
+@pytest.mark.parametrize("steps", [[5], [], [3, 3]])
+def test_one_step_or_none(steps: list[int]) -> None:
+    strides, cadences = key_cadences(
+        pl.DataFrame({"key": ["a"] * len(steps), "step": steps}, schema={"key": pl.String, "step": pl.Int64})
+    )
+    assert cadences == [] and strides == ({"a": 1} if steps else {})
+
+
+def test_inspect_run_api_keeps_the_keys(tmp_path: Path) -> None:
+    r = inspect_run(open_run(mixed_run(tmp_path / "api", lose=(100,))))
+    assert [c.keys for c in r.scalars.key_gaps] == [["train/loss"]] and r.scalars.step_gaps == [[100, 100]]
+
+
+def test_steps_near_the_ends_of_int64_are_measured_in_python() -> None:
+    """Differences beyond int64 (numpy would wrap them): the one-key rule, in Python integers."""
+    big = 2**63 - 1
+    a, b = [-(2**63), 0, 10, 20, 30], [0, big - 30, big - 20, big - 10, big]
+    rows = [("a", s) for s in a] + [("b", s) for s in b]
+    strides, cadences = key_cadences(pl.DataFrame(rows, schema={"key": pl.String, "step": pl.Int64}, orient="row"))
+    assert strides == {"a": scalar_stride(a), "b": 10}
+    assert {k: c.gaps for c in cadences for k in c.keys} == {"a": gaps_at(a, strides["a"]), "b": gaps_at(b, 10)}
+
+
+@pytest.mark.parametrize(
+    ("steps", "stride", "gaps"),
+    [
+        ([1, 10, 20], 10, []),  # a first log at step 1 (HF's logging_first_step), at step 20: was 17 steps missing
+        ([0, 10, 15], 10, []),  # a final log off the cadence
+        ([0, 5, 15, 20], 5, [[10, 10]]),
+        ([0, 10, 30, 40], 10, [[20, 20]]),
+        ([0, 10, 30], 10, []),  # a key of three steps with a gap: too few to tell a cadence (regular_keys)
+        ([1, 20, 30, 40, 50], 10, [[10, 10]]),  # was "step 11 missing": counted from the first log, off the cadence
+        ([1, 10, 30, 40, 50, 55], 10, [[20, 20]]),
+        ([0, 1, 3, 5, 7, 9, 11], 1, []),  # stride 1, and misses 2, 4, 6, 8, 10: a key logged at some steps
+        ([*range(0, 40), 45], 1, [[40, 44]]),
+    ],
+)
+def test_a_first_log_off_the_cadence_neither_makes_gaps_nor_moves_them(
+    steps: list[int], stride: int, gaps: list[list[int]]
+) -> None:
+    assert scalar_stride(steps) == stride
+    strides, cadences = key_cadences(pl.DataFrame({"key": ["k"] * len(steps), "step": steps}))
+    assert strides == {"k": stride} and [c.gaps for c in cadences] == ([gaps] if gaps else [])
+
+
+def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
+    """StatsTracker's ``<key>/nonfinite``, written at the steps that had NaN: was "gaps 3-8, 10, 12-15, ..." in
+    red on the bundled debate_grpo; a key every 10 that lost a step beside it is still said."""
+    root = tmp_path / "event"
+    with RunWriter(root, name="event") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 100):
+            rec = {"loss": 1.0} if s != 40 else {}
+            if s in (0, 1, 2, 9, 12, 17, 18, 23, 24, 25, 60, 61, 90):
+                rec["reward/nonfinite"] = 2.0
+            if rec:
+                w.log_scalars(s, rec)
+    sc = scalars_json(root)
+    assert sc["key_gaps"] == [{"stride": 1, "gaps": [[40, 40]], "keys": 1, "names": ["loss"]}], sc
