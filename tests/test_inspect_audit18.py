@@ -168,3 +168,24 @@ def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
                 w.log_scalars(s, rec)
     sc = scalars_json(root)
     assert sc["key_gaps"] == [{"stride": 1, "gaps": [[40, 40]], "keys": 1, "names": ["loss"]}], sc
+
+
+def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path) -> None:
+    """plot --what scalars, inspect's rule: the bundled run's ``train/reward/nonfinite`` was "gaps: steps 3..8,
+    10, 12..15, ... missing"; a key of a cadence still says its lost step."""
+    from runlog.plots import figures as F
+    from runlog.plots import make_figure
+
+    root = tmp_path / "event"
+    with RunWriter(root, name="event") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 100):
+            rec = {"loss": 1.0} if s != 40 else {}
+            if s in (0, 1, 2, 9, 12, 17, 18, 23, 24, 25, 60, 61, 90):
+                rec["reward/nonfinite"] = 2.0
+            if rec:
+                w.log_scalars(s, rec)
+    fig = make_figure(open_run(root), "scalars", window=1)
+    notes = {ax.get_title(): F.note_text(ax) for ax in fig.axes if ax.get_title()}
+    assert notes["reward/nonfinite"] == "logged at 13 steps in 0..90: at some steps only, none missing", notes
+    assert "step 40 missing" in notes["loss"], notes

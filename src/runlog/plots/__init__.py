@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.inspect import scalar_stride, step_gaps
+from ..analysis.inspect import gaps_at, regular_keys, scalar_stride, step_gaps
 from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
@@ -688,7 +688,15 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
             F.say_not_drawn(ax, [line])
             if log:
                 F.say_not_positive(ax, [line])
-            F.say_gaps(ax, line[1], every)
+            missed = gaps_at(line[1], every)
+            if missed and not regular_keys(len(missed), len(set(line[1]))):
+                # No cadence to miss (inspect's rule): a key logged where something happened, not a lost step.
+                held = sorted({int(x) for x in line[1]})
+                F.panel_note(
+                    ax, f"logged at {len(held)} steps in {held[0]}..{held[-1]}: at some steps only, none missing"
+                )
+            else:
+                F.say_gaps(ax, line[1], every)
             if w > 1:
                 ax.set_ylabel(_ma_words(w), fontsize=8)
         F.panel_title(ax, key)
