@@ -161,12 +161,21 @@ def render_command(
         # took 27 s to draw and scrolled everything else away. Files and the other formats keep texts whole.
         on_screen = fmt == RenderFormat.terminal and output is None and max_chars is None
         max_chars = TERMINAL_MAX_CHARS if on_screen else max_chars
-        convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
+        from ..render.select import RoleNotLoggedError
+
+        def select(run: Any) -> Any:
+            try:
+                return conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
+            except RoleNotLoggedError as e:  # no match: the run's problems first, as for any other no match
+                report_problems(_run_problems(run, path, layout, storage))
+                raise fail(str(e), EXIT_PROBLEMS) from None
+
+        convs, sel = select(run)
         if not convs and keep is not None and run.errors and criteria.steps in (None, "last") and not criteria.searches:
             # The last step's files could not be read, and only they were opened: open the run whole, so that the
             # selection falls back to the last step that can be read (and says so).
             run = open_run(path, layout=layout, storage_options=storage)
-            convs, sel = conversations(run, criteria, source=source, max_chars=max_chars, no_think=no_think)
+            convs, sel = select(run)
         if not convs:
             report_problems(_run_problems(run, path, layout, storage))  # which files, and why
             unreadable = len(run.errors)

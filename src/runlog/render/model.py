@@ -80,6 +80,10 @@ class Turn:
     # Whether the reasoning repeats what the content holds (decided on the texts before any cut), or None
     # (not decided: ``shown_reasoning`` looks at the texts as they are).
     reasoning_in_content: bool | None = None
+    # The text a model's message holds after a tool call it wrote as text (``normalize._split_turn``), shown as a
+    # turn of its own so that the call stays in its place, but the same message: the calls before it stay open
+    # for the results after it (``result_names``), and the stats do not count it as another turn.
+    continues: bool = False
 
     def chars(self) -> int:
         n = len(self.content or "") + len(self.reasoning or "")
@@ -141,9 +145,10 @@ class Conversation:
 
     @property
     def stats(self) -> Stats:
+        own = [t for t in self.turns if not t.continues]  # one turn per message (``Turn.continues``)
         return Stats(
-            turns=len(self.turns),
-            assistant_turns=sum(is_model_turn(t) for t in self.turns),  # the model's turns, speakers' too
+            turns=len(own),
+            assistant_turns=sum(is_model_turn(t) for t in own),  # the model's turns, speakers' too
             tool_calls=sum(len(t.tool_calls) for t in self.turns),
             tool_errors=sum(1 for t in self.turns if t.result is not None and t.result.is_error),
             chars=self.chars_before_cut if self.chars_before_cut is not None else sum(t.chars() for t in self.turns),
@@ -504,18 +509,20 @@ def result_names(turns: list[Turn]) -> dict[int, str]:
     result with a ``call_id`` answers the call with that id (named from any call of the conversation with it),
     one without answers the first of them not answered yet (of the function it names, when it names one). A
     result the rule pairs with no call stays unnamed: a call the conversation had left (the model asked again,
-    the user changed the task) is not what it answers."""
+    the user changed the task) is not what it answers. A turn that ``continues`` its message (the text written
+    after a text tool call) is that message's: it leaves its calls open, and adds its own calls to them."""
     by_id: dict[str, str] = {}
     open_calls: list[ToolCall] = []
     out: dict[int, str] = {}
     for i, t in enumerate(turns):
         r = t.result
         if t.tool_calls:
-            open_calls = list(t.tool_calls)
+            open_calls = [*open_calls, *t.tool_calls] if t.continues else list(t.tool_calls)
             by_id.update({c.id: c.name for c in t.tool_calls if c.id is not None and c.name})
             continue
         if r is None:
-            open_calls = []
+            if not t.continues:
+                open_calls = []
             continue
         if r.call_id is not None:
             call = next((c for c in open_calls if c.id == r.call_id), None)

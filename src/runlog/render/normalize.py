@@ -322,7 +322,10 @@ _THINK_CLOSE_ONLY = re.compile(r"(?:\s*</think\s*>)+\s*", re.IGNORECASE)
 def _split_turn(role: str, speaker: str | None, content: str, reasoning: str | None) -> list[Turn]:
     """A model turn whose text holds tool calls (``text_pieces``), split where each call was written: the text
     before a call and the call, then the text after it as the next turn of the model; a ``<tool_response>`` is
-    a tool result in its place. The reasoning goes with the first turn. Text without a call is one turn."""
+    a tool result in its place. The reasoning goes with the first turn. Text without a call is one turn.
+    A turn split off after a call, not after a result, ``continues`` the message (``Turn.continues``): the
+    model wrote on after its call (``<tool_call>...</tool_call> I will wait.``), and the result that follows
+    the message answers that call (before: the split-off turn closed the call, and left the result unnamed)."""
     pieces = text_pieces(content)
     if not any(kind == "call" for kind, _ in pieces):
         return [Turn(role, speaker, content, reasoning)]
@@ -334,7 +337,9 @@ def _split_turn(role: str, speaker: str | None, content: str, reasoning: str | N
         nonlocal texts, calls
         if texts or calls:
             first = not any(t.role == role for t in out)
-            out.append(Turn(role, speaker, "\n".join(texts), reasoning if first else None, calls))
+            # After a result (a multi-turn text, verl's ``output``) the model's next generation is a turn of its own.
+            continues = bool(out) and out[-1].result is None
+            out.append(Turn(role, speaker, "\n".join(texts), reasoning if first else None, calls, continues=continues))
         texts, calls = [], []
 
     for kind, value in pieces:
@@ -430,7 +435,8 @@ def from_trajectory_text(text: str) -> tuple[list[Turn], bool]:
 def _tool_responses(turns: list[Turn]) -> list[Turn]:
     """ChatML puts tool output in a ``tool`` turn, or (Qwen's templates) in a user turn that holds only
     ``<tool_response>`` blocks: results, one per block, for the calls before them (a user turn that follows no
-    call is the user's, whatever it holds)."""
+    call is the user's, whatever it holds). The calls are those of the message before it, also where the model
+    wrote on after them (``Turn.continues``)."""
     out: list[Turn] = []
     for t in turns:
         if t.role == "tool" and t.result is None:
@@ -439,7 +445,7 @@ def _tool_responses(turns: list[Turn]) -> list[Turn]:
             t.role.lower() == "user"
             and t.content
             and out
-            and (out[-1].tool_calls or out[-1].result is not None)
+            and (out[-1].result is not None or _made_calls(out))
             and _ONLY_RESPONSES.fullmatch(t.content)
         ):
             for block in _TEXT_RESPONSE.finditer(t.content):
@@ -448,6 +454,16 @@ def _tool_responses(turns: list[Turn]) -> list[Turn]:
             continue
         out.append(t)
     return out
+
+
+def _made_calls(turns: list[Turn]) -> bool:
+    """Whether the message that ``turns`` end with made tool calls: its last turn, or one it ``continues``."""
+    for t in reversed(turns):
+        if t.tool_calls:
+            return True
+        if not t.continues:
+            return False
+    return False
 
 
 def normalize(value: Any) -> list[Turn]:

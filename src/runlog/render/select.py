@@ -21,7 +21,7 @@ from typing import Any
 from .._lazy import pl
 from ..analysis.check import RunValues, check_roles, check_splits, check_steps, known_roles, steps_per_split
 from ..analysis.filters import StepRange, item_contains
-from ..errors import UsageError, did_you_mean
+from ..errors import RunlogError, UsageError, did_you_mean
 from ..run import Run
 from .where import Condition, parse_where, role_reward, where_expr
 
@@ -143,10 +143,14 @@ def select_samples(run: Run, c: Criteria) -> Selection:
 
     sub = Run(root=run.root, files=files, ctx=run.ctx)
     score = role_reward(c.role) if c.role else pl.col("reward").cast(pl.Float64)
+    # A role only a process other than 0 wrote is in the data, not in the manifest: looked up there before
+    # `--role` or `--where role:NAME` of it is refused as a typo (as summarize does).
+    wanted = _wanted_roles(c, conds)
+    roles = _roles(run, sub, wanted)
 
     def build() -> list[pl.LazyFrame]:
         lf = sub.samples.with_columns(OCCURRENCE)
-        for e in _filters(run, sub, lf, c, split, steps, conds):
+        for e in _filters(run, lf, c, split, steps, conds, roles):
             lf = lf.filter(e)
         return [lf.select("source", "step", "split", "sample_id", OCCURRENCE_COLUMN, score.alias("__score"))]
 
@@ -155,6 +159,7 @@ def select_samples(run: Run, c: Criteria) -> Selection:
     if c.sample_ids:
         scope = _describe(split, steps)
         _check_ids(run, c.sample_ids, set(keys["sample_id"].to_list()), scope if split or steps else None)
+    _check_logged(sub, c, conds, roles, keys, _describe(split, steps))
     defaulted = not c.pickers and not c.searches
     chosen, notes = _pick(keys, c, defaulted)
     rows = _rows(run, chosen)
@@ -215,7 +220,15 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
     probe reads from the footer (``FileInfo.step``/``steps``): a TRL ``completions_00003.parquet`` holding
     steps 3 and 4 beside a ``completions_00005.parquet`` of step 4 rows made the last step "5" by the names,
     opened the second file alone, and showed the best of step 4 as 0.0 where step 4's best, in the first file,
-    was 1.0. There every file is opened (its footer), and ``select_samples`` picks the step by the rows."""
+    was 1.0. There every file is opened (its footer), and ``select_samples`` picks the step by the rows.
+
+    Every file is opened too where a role is asked for (``--role``, ``--where role:NAME``): the run's role names
+    are in the footers of all its files (Flink's ``<role>_reward`` columns), and a role that the selected files do
+    not hold is then told apart, a typo (exit 2, "did you mean") from a role of other steps (exit 1, "not logged
+    at the selected steps"); with the selected files alone, flink_mixed's v0 steps (no roles) took any typo for
+    the latter. Footers only: the command opens them all for the run's problems anyway (``_run_problems``)."""
+    if _asks_role(c):
+        return None
     if any(n.keyed and n.layout not in _NAME_IS_ROWS for n in names):
         return None  # a file's rows may be of another step or split than its name tells: only its probe knows
     if any(not n.keyed and n.layout not in _NAMELESS_OK for n in names):
@@ -253,6 +266,18 @@ def plan_keep(names: list[Any], c: Criteria) -> Callable[[str | None, int | None
         return file_step is None or wanted.contains(file_step)
 
     return keep
+
+
+def _asks_role(c: Criteria) -> bool:
+    """Whether ``c`` asks for a role (a ``--where`` that does not parse counts: ``select_samples`` says why)."""
+    if c.role is not None:
+        return True
+    if c.where is None:
+        return False
+    try:
+        return bool(_where_roles(parse_where(c.where)))
+    except UsageError:
+        return True
 
 
 # Layouts whose non-sample files (manifests, scalars) carry no split/step in their names.
@@ -317,13 +342,15 @@ _ROLE_LAYOUTS = frozenset({"flink", "runlog"})
 
 def _filters(
     run: Run,
-    part: Run,
     lf: pl.LazyFrame,
     c: Criteria,
     split: str | None,
     steps: StepRange | None,
     conds: list[Condition],
+    roles: list[str],
 ) -> list[pl.Expr]:
+    """The filters of ``c`` on the rows of ``lf``; ``roles``: the role names ``--role`` and ``role:NAME`` are
+    checked against (``_roles``)."""
     out: list[pl.Expr] = []
     if split is not None:
         out.append(pl.col("split") == split)
@@ -333,11 +360,6 @@ def _filters(
         out.append(pl.col("sample_id").is_in(list(c.sample_ids)))
     if c.exceptions:
         out.append(pl.col("exception").is_not_null())
-    # A role only a process other than 0 wrote is in the data, not in the manifest: looked up there before
-    # `--role` or `--where role:NAME` of it is refused as a typo (as summarize does).
-    wanted = [c.role] if c.role is not None else []
-    wanted += [x.operand.partition(":")[2] for x in conds if x.operand.startswith("role:")]
-    roles = _roles(run, part, wanted)
     # Files left unopened, no manifest naming the roles, and a layout whose files can hold them (TRL, verl... never
     # record roles: there "the run's roles are (none recorded)" is the answer, whatever files are open).
     partial = run.skipped and not run.role_names() and any(f.layout in _ROLE_LAYOUTS for f in run.files)
@@ -362,6 +384,53 @@ def _filters(
     if c.grep:
         out.append(_grep(lf, c.grep))
     return out
+
+
+def _wanted_roles(c: Criteria, conds: list[Condition]) -> list[str]:
+    """The role names the selectors ask for: ``--role`` and each ``--where role:NAME``."""
+    return ([c.role] if c.role is not None else []) + _where_roles(conds)
+
+
+def _where_roles(conds: list[Condition]) -> list[str]:
+    return [x.operand.partition(":")[2] for x in conds if x.operand.startswith("role:")]
+
+
+class RoleNotLoggedError(RunlogError):
+    """A role of the run that the selected files hold no data of (flink_mixed's judge at its v0 steps): no sample
+    matches (exit 1), said with the reason, rather than "none has a valid judge's reward (all null or NaN)"
+    (exit 2, as if the rewards were there and failed) or a bare "no sample matches"."""
+
+
+def _check_logged(
+    part: Run, c: Criteria, conds: list[Condition], roles: list[str], keys: pl.DataFrame, scope: str
+) -> None:
+    """``RoleNotLoggedError`` where a role asked for is one of the run's (``roles``) but the files of the selected
+    split and steps (``part``) hold no data of it: ``--where role:NAME`` then matches nothing, and ``--role NAME``
+    has nothing to rank by (the default view, ``--best``, ``--worst``; with ``--random`` or ``--index`` alone it
+    ranks nothing, and is not looked at). A name that is not the run's is left to the usage error (a typo,
+    exit 2). The selected files' role names are read only where the ``keys`` found (``__score``: the role's
+    reward) do not show the role logged already. Not with ``--exceptions``, whose files are not all of the
+    steps'; nor where a selected file turned out unreadable (the last step then falls back to the last step that
+    can be read)."""
+    ranks = c.best is not None or c.worst is not None or not (c.pickers or c.searches)
+    asked = [] if keys.height else _where_roles(conds)  # a row matched: each role of the conditions has a value
+    if c.role is not None and ranks and not keys["__score"].is_not_null().any():
+        asked.append(c.role)
+    asked = [r for r in dict.fromkeys(asked) if r in roles]
+    samples = [f for f in part.files if f.kind == "samples"]
+    if not asked or c.exceptions or not all(f.readable for f in samples):
+        return
+    [df] = part.collect(lambda: [part.roles.select(pl.col("role").drop_nulls().unique(maintain_order=True))])
+    if not all(f.readable for f in samples):
+        return
+    logged = {str(r) for r in df["role"].to_list()}
+    absent = [r for r in asked if r not in logged]
+    if absent:
+        which = f"role {absent[0]!r} is" if len(absent) == 1 else f"roles {', '.join(map(repr, absent))} are"
+        raise RoleNotLoggedError(
+            f"no sample matches the selectors ({scope}): {which} not logged at the selected steps (this run's roles: "
+            f"{', '.join(roles)})"
+        )
 
 
 def _roles(run: Run, part: Run, wanted: list[str]) -> list[str]:
