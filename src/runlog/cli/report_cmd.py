@@ -91,7 +91,8 @@ def report_command(
                 progress.update(task, advance=1, description=STAGES[nxt] if nxt < len(STAGES) else "done")
 
             texts: list[Problem] = []  # files whose text alone could not be read (their numbers are counted)
-            html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts)
+            where = (against, path) if against else None  # as the command line spelled them, as runlog diff
+            html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts, against_locations=where)
         from ..formats.flink_text import parse_notes
 
         report_problems([], notes=parse_notes(run.ctx))  # what parsing the texts noted
@@ -107,7 +108,7 @@ def report_command(
             from ..report import against_labels
             from .diff_cmd import named
 
-            base, name = against_labels(baseline, run)
+            base, name = against_labels(baseline, run, (against, path))
             report_problems([named(p, name) for p in own])
             report_problems([named(p, base) for p in baseline.problems if not p.is_warning])
         wrote(output)

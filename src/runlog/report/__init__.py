@@ -74,11 +74,14 @@ def build_report(
     progress: Callable[[str], None] | None = None,
     against: Run | None = None,
     text_problems: list[Problem] | None = None,
+    against_locations: tuple[str, str] | None = None,
 ) -> str:
     """The report page as a string. ``progress(stage)`` is called as each of ``STAGES`` completes. With
     ``against`` (a baseline run), a comparison section: ``runlog diff AGAINST RUN``'s per-role table and the
-    overlay figures. ``text_problems``, when given, receives the files whose text could not be read (their
-    numbers are in the report, as in ``summarize``; ``run.problems`` does not hold them)."""
+    overlay figures, the runs named as ``runlog diff`` names them (``against_labels``: by ``against_locations``,
+    where the baseline and the run were given, else by their folders). ``text_problems``, when given, receives
+    the files whose text could not be read (their numbers are in the report, as in ``summarize``;
+    ``run.problems`` does not hold them), and the warnings of the text reads."""
     tick = progress or (lambda _stage: None)
     cfg = config or DoctorConfig()
     # What ``inspect --deep`` checks and a report must say: sample ids that occur more than once in the run. The
@@ -88,13 +91,13 @@ def build_report(
         run.ctx.problems.append(problem)
     known = len(run.problems)
     texts: list[Problem] = []
-    html = _build(run, cfg, tick, against, texts)
+    html = _build(run, cfg, tick, against, texts, against_locations)
     if len(run.problems) > known and any(p.kind == UNREADABLE for p in run.problems[known:]):
         # A file found unreadable while the page was being built (a corrupt data page behind an intact footer is
         # only found by reading that column): the parts built before had counted it, and the data section said
         # nothing. Built again, every part reads the run without it and the problem is listed.
         texts.clear()
-        html = _build(run, cfg, lambda _stage: None, against, texts)
+        html = _build(run, cfg, lambda _stage: None, against, texts, against_locations)
     if text_problems is not None:
         text_problems.extend(texts)
     return html
@@ -181,12 +184,17 @@ class ReportSeries(RunSeries):
         return self._twin
 
     def text_problems(self) -> list[Problem]:
-        """The files the text reads found unreadable, each once, with what it costs."""
+        """The files the text reads found unreadable, each once, with what it costs; and what they warned of
+        (text that is no UTF-8, read with U+FFFD: its file kept), which only the twin saw: the page and stderr
+        say it, never silent."""
         if self._twin is None:
             return []
         out: list[Problem] = []
         for p in self._twin.problems[self._twin_known :]:
-            if p.kind != UNREADABLE or any(q.path == p.path for q in out):
+            if p.is_warning and p not in out and p not in self.run.problems:
+                out.append(p)
+                continue
+            if p.kind != UNREADABLE or any(q.path == p.path and q.kind == UNREADABLE for q in out):
                 continue
             if p.message.startswith("its text could not be read"):  # ``Run``'s own words: its numbers kept
                 out.append(p)
@@ -221,7 +229,14 @@ class ReportSeries(RunSeries):
         return self._text_series.format
 
 
-def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Run | None, texts: list[Problem]) -> str:
+def _build(
+    run: Run,
+    cfg: DoctorConfig,
+    tick: Callable[[str], None],
+    against: Run | None,
+    texts: list[Problem],
+    locations: tuple[str, str] | None = None,
+) -> str:
     series = ReportSeries(run, split=cfg.split or None, format_spec=cfg.format_spec)
     overview = series.inspect
     splits = _splits(run)
@@ -244,12 +259,13 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
         trajectories = none
     tick("trajectories")
     texts.extend(series.text_problems())
-    comparison, baseline = "", None
+    comparison, baseline, label = "", None, None
     if against is not None:
         # The comparison covers the report's split (train by default, as every other part), not every split.
         # Built before the Data section: the baseline's files found unreadable while it is read are listed there.
-        comparison = _comparison(against, run, cfg.split or series.split)
-        baseline = (against, against_labels(against, run)[0])
+        labels = against_labels(against, run, locations)
+        comparison = _comparison(against, run, cfg.split or series.split, labels)
+        baseline, label = (against, labels[0]), labels[1]
     body = "\n".join(
         [
             _cards(overview, series, splits, scalars, result),
@@ -267,7 +283,7 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
             '<h2 id="trajectories">Best and worst trajectories</h2>',
             trajectories,
             '<h2 id="data">Data</h2>',
-            _data(overview, texts, run, baseline),
+            _data(overview, texts, run, baseline, label),
         ]
     )
     split = f" · split <b>{e1(series.split)}</b>" if series.split else ""
@@ -289,7 +305,9 @@ def _build(run: Run, cfg: DoctorConfig, tick: Callable[[str], None], against: Ru
 
 
 def _text_note(problems: list[Problem], where: str) -> str:
-    """What the text reads could not read, said where it is missing (one line; the files in the Data section)."""
+    """What the text reads could not read, said where it is missing (one line; the files in the Data section).
+    Their warnings are not that: the Data section lists them."""
+    problems = [p for p in problems if not p.is_warning]
     if not problems:
         return ""
     files = _names([p.path for p in problems[:3]]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
@@ -350,7 +368,7 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
         total = f" ({all_n:,} in all splits)" if all_n != n else ""
         cards = [
             ("", f"{n:,}", f"samples in {e1(split)}{total}"),
-            _steps_card(s, split),
+            _steps_card(s, split, r.empty_steps.get(split, [])),
             _roles_card([x for x in s.roles if x is not None]),
             layout_card,
             ("warn" if failed else "", f"{failed:,}", f"failed trajectories in {e1(split)}"),
@@ -368,14 +386,26 @@ def _cards(r: RunInspection, s: RunSeries, splits: dict[str, tuple[int, int]], s
     )
 
 
-def _steps_card(s: RunSeries, split: str) -> tuple[str, str, str]:
+def _steps_card(s: RunSeries, split: str, empty: list[int] | None = None) -> tuple[str, str, str]:
     """How many steps of the split have samples read (a count: "0–24" read as 25 steps where there are 4),
-    and which."""
+    and which; the ``empty`` steps (``inspect``'s ``empty_steps``: files of no rows) named beside, so that
+    "4 steps (0–4)" does not leave the reader to find which one is not there (the Data section says why)."""
     steps = s.per_step["step"].drop_nulls().unique().sort().to_list() if "step" in s.per_step.columns else []
     if not steps:
         return ("", "0", f"steps of {e1(split)}")
     which = f"step {steps[0]}" if len(steps) == 1 else f"{_span(steps[0], steps[-1])}"
+    if empty:
+        verb = "has" if len(empty) == 1 else "have"
+        which += f"; {_steps_words(empty)} {verb} no rows"
     return ("", f"{len(steps):,}", f"step{'s' if len(steps) != 1 else ''} of {e1(split)} ({which})")
+
+
+def _steps_words(steps: list[int], limit: int = 5) -> str:
+    """``step 2``, ``steps 2, 5, 9 (+3 more)``."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    more = f" (+{len(steps) - limit} more)" if len(steps) > limit else ""
+    return f"steps {', '.join(map(str, steps[:limit]))}{more}"
 
 
 def _roles_card(roles: list[str]) -> tuple[str, str, str]:
@@ -592,14 +622,26 @@ def _per_sample(s: RunSeries, first: dict[str, Any], per_sample: list[str]) -> s
     )
 
 
-def against_labels(baseline: Run, run: Run) -> tuple[str, str]:
-    """The names the comparison gives the baseline and the run (``runlog diff``'s: each run's name, the
-    second made unique, ``name#2``, when both have one name). The page and stderr name each run's problems
-    with them."""
+def against_labels(baseline: Run, run: Run, locations: tuple[str, str] | None = None) -> tuple[str, str]:
+    """The names the comparison gives the baseline and the run, ``runlog diff``'s (``cli.diff_cmd.run_labels``):
+    each run's location relative to the folder the two share (``fleet.run_names``), never its manifest's name
+    (the seeds of one config share one: ``exp`` and ``exp#2`` said nothing of which folder is which); the second
+    made unique (``#2``) only when the two locations are one. ``locations``: where each run was given, as the
+    command line spelled them; else each run's folder (``run_location``). The page and stderr name each run's
+    problems with them."""
     from ..analysis.diff.align import labels_of
+    from ..fleet import run_names
 
-    base, name = labels_of([baseline, run], None)
+    given = list(locations) if locations is not None else [run_location(baseline), run_location(run)]
+    base, name = labels_of([baseline, run], run_names(given))
     return base, name
+
+
+def run_location(run: Run) -> str:
+    """Where a run was given, as far as the opened run tells: its folder, or ``folder/file`` for a file at its
+    folder's top given alone (``Run.single``)."""
+    root = str(run.root).rstrip("/")
+    return f"{root}/{run.files[0].path}" if run.single and len(run.files) == 1 else root
 
 
 def _baseline_note(baseline: tuple[Run, str] | None, where: str) -> str:
@@ -620,13 +662,14 @@ def _baseline_note(baseline: tuple[Run, str] | None, where: str) -> str:
     )
 
 
-def _comparison(baseline: Run, run: Run, split: str | None) -> str:
+def _comparison(baseline: Run, run: Run, split: str | None, labels: tuple[str, str]) -> str:
     """``diff BASELINE RUN --split SPLIT``: the per-role table (end of the run, difference with its bootstrap
-    interval, the verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays."""
+    interval, the verdict, the onsets, the paired comparison), the notes, and the reward and KL overlays; the runs
+    named by ``labels`` (``against_labels``)."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots.diff import diff_figure
 
-    d = diff_runs([baseline, run], options=DiffOptions(splits=(split,) if split else ()))
+    d = diff_runs([baseline, run], list(labels), options=DiffOptions(splits=(split,) if split else ()))
     base, name = d.names
     out = [
         '<h2 id="comparison">Comparison</h2>',
@@ -873,9 +916,11 @@ def _data(
     texts: list[Problem] | None = None,
     run: Run | None = None,
     baseline: tuple[Run, str] | None = None,
+    label: str | None = None,
 ) -> str:
     """Layouts (their files, sample rows and scalar lines apart, as ``inspect`` counts them), missing steps,
-    every problem reading the run and, with a baseline, the baseline's, each named by its run."""
+    every problem reading the run and, with a baseline (its label beside it), the baseline's, each named by its
+    run (this one by ``label``, as the comparison names it)."""
     rows = [
         [
             e1(lay),
@@ -892,7 +937,9 @@ def _data(
         parts.append(
             "<p>Missing steps: " + "; ".join(f"{e1(k)}: {e(_gap_line(r, run, k, v))}" for k, v in gaps.items()) + "</p>"
         )
-    own = [*r.problems, *[Problem(p.path, "unreadable text", p.message) for p in texts or []]]
+    parts += _coverage(r)
+    # The text reads' own: a file whose text could not be read (its numbers are counted), and their warnings.
+    own = [*r.problems, *[p if p.is_warning else Problem(p.path, "unreadable text", p.message) for p in texts or []]]
     if baseline is None:
         if own:
             rows = [[e1(p.kind), e1(p.path), e(p.message)] for p in own[:50]]
@@ -903,7 +950,7 @@ def _data(
         # Two runs' problems in one table: each row names its run (a path such as samples/train/step_2 is in
         # both), as ``runlog diff`` names them on stderr.
         base_run, base_label = baseline
-        name = against_labels(base_run, run)[1] if run is not None else r.name
+        name = label or (against_labels(base_run, run)[1] if run is not None else r.name)
         named = [(name, p) for p in own[:50]] + [(f"{base_label} (baseline)", p) for p in base_run.problems[:50]]
         if named:
             rows = [[e1(who), e1(p.kind), e1(p.path), e(p.message)] for who, p in named]
@@ -916,6 +963,48 @@ def _data(
 
         parts += [f'<p class="note">{e(n)}</p>' for n in parse_notes(run.ctx)]
     return "\n".join(parts)
+
+
+def _coverage(r: RunInspection) -> list[str]:
+    """What ``inspect`` says of the run's steps beside its missing ones, each as a paragraph: the steps whose files
+    hold no rows (``empty_steps``: present, not missing, and with nothing in any figure), and the scalar keys that
+    missed steps of their own cadence (``scalars.key_gaps``: the trainer's metrics lost there, which the scalar
+    plots draw over as a line)."""
+    out = []
+    for split, steps in r.empty_steps.items():
+        if steps:
+            out.append(
+                f"<p>Steps that hold no rows: {e1(split)}: {e(', '.join(map(str, steps[:20])))}"
+                f"{e(f' (+{len(steps) - 20} more)') if len(steps) > 20 else ''} (files of 0 rows: a step whose "
+                "samples were all filtered out; counted as present, not as missing steps).</p>"
+            )
+    cadences = r.scalars.key_gaps
+    if cadences:
+        items = []
+        for c in cadences[:MAX_KEY_GAPS]:
+            more = f" (+{len(c.keys) - 3} more)" if len(c.keys) > 3 else ""
+            every = "every step" if c.stride == 1 else f"every {c.stride} steps"
+            keys = f"{len(c.keys)} key{'s' if len(c.keys) != 1 else ''} logged {every}"
+            items.append(f"<li>{e(_ranges(c.gaps))}: missed by {keys}: {_names(c.keys[:3])}{e(more)}</li>")
+        rest = len(cadences) - MAX_KEY_GAPS
+        tail = (
+            f'<p class="note">{rest} more (<code>runlog inspect RUN --format json</code>: '
+            "<code>scalars.key_gaps</code>).</p>"
+            if rest > 0
+            else ""
+        )
+        head = "<p>Scalar metrics: steps missing, each key at its own cadence (as <code>runlog inspect</code>):</p>"
+        out.append(f"{head}<ul>{''.join(items)}</ul>{tail}")
+    return out
+
+
+MAX_KEY_GAPS = 10  # the groups of scalar keys with missing steps the Data section lists
+
+
+def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
+    """``4, 10-12, ...``: runs of missing steps."""
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps[:limit])
+    return text + (f", ... (+{len(gaps) - limit})" if len(gaps) > limit else "")
 
 
 def _gap_line(r: RunInspection, run: Run | None, split: str, gaps: list[list[int]]) -> str:

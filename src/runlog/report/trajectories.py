@@ -41,7 +41,8 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
             sel = select_samples(source, Criteria(split=s.split, steps=steps, best=1, worst=1, role=role))
         except RunlogError as exc:
             # A row all the same: the findings link to this role's cell, and the reader learns why it is empty.
-            index_rows.append([_role_cell(role), _unavailable(exc, source, s.split), "", "", ""])
+            why = _not_logged(s, source, role, steps) or _unavailable(exc, source, s.split)
+            index_rows.append([_role_cell(role), why, "", "", ""])
             continue
         # Each sample whole (to tell which opening messages the cards share: two prompts cut alike at MAX_CHARS
         # are not one prompt), and cut for display.
@@ -154,6 +155,49 @@ def _shared_opening(turns: list[list[Any]]) -> int:
     while n < len(first) - 1 and all(len(t) > n + 1 and t[n] == first[n] for t in turns[1:]):
         n += 1
     return n
+
+
+def _not_logged(s: RunSeries, run: Run, role: str | None, steps: str) -> str | None:
+    """Why ``role`` has no card where no sample of the cards' step logs it at all (a judge run every other step):
+    no reward of it, not even a null or NaN one, which ``select_samples``' "none has a valid reward (all null or
+    NaN)" read as, beside a summary counting no null and no NaN. With the last step that logs it, and the command
+    that shows its best and worst there. None where the role is logged at that step (its rewards are all null or
+    NaN: ``_unavailable`` says so). The cards' step is the selection's (``steps``, with its fallback from a step
+    that cannot be read), asked of ``select_samples`` again by index, which ranks nothing and so does not refuse."""
+    from ..errors import RunlogError
+    from ..render import Criteria, select_samples
+
+    if role is None or "role" not in s.per_role.columns:
+        return None
+    try:
+        sel = select_samples(run, Criteria(split=s.split, steps=steps, index=0))
+    except RunlogError:
+        return None
+    step = sel.rows[0].get("step") if sel.rows else None
+    if not isinstance(step, int):
+        return None
+    mine = s.per_role.filter(s.per_role["role"] == role)
+    if step in mine["step"].to_list():
+        return None
+    earlier = [x for x in mine["step"].drop_nulls().to_list() if x < step]
+    name = cut(role)
+    said = f"{name} is not logged at step {step} (no sample there has a {name}'s reward, not even a null or NaN one)"
+    if not earlier:
+        return f'<span class="note">no card: {e(said)}</span>'
+    last = max(earlier)
+    where = "" if not s.split else f" --split {quoted(s.split) or 'SPLIT'}"
+    who = quoted(role) or "ROLE"
+    path = quoted(run_path(run)) or "RUN"
+    command = f"runlog render-trajectory {path}{where} --steps {last} --role {who} --best 1 --worst 1"
+    unnamed = (
+        " (ROLE: the role's name, which has invisible characters or is too long to show as it pastes)"
+        if who == "ROLE"
+        else ""
+    )
+    return (
+        f'<span class="note">no card: {e(said)}; the last step that logs it is {last}: '
+        f"<code>{e1(command, limit=None)}</code>{unpasted(run, s.split)}{unnamed}</span>"
+    )
 
 
 def _unavailable(exc: Exception, run: Run, split: str | None) -> str:
