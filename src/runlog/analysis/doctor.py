@@ -545,15 +545,18 @@ def _nan_severity(
     cfg: DoctorConfig, steps: list[int], nan: np.ndarray, count: np.ndarray
 ) -> tuple[str, str, dict[str, float]]:
     """The severity of a series' NaN (``nan`` and ``count``, the valid values, per step), what the message adds
-    when the share alone would have made it an error, and the figures it is graded on. An error needs the share
-    of NaN among the values that are numbers to be at least ``nan_error`` with ``nan_confidence`` (the lower
-    end of its one-sided Wilson score interval: not a share of few values) and without the step with the most
-    NaN too (not one step's burst: every check here asks for persistence, never a single bad step). A share of
-    the first steps says little of the run: ``doctor --follow``, which judges the run written so far, failed a
-    CI job on 5 NaN at step 1 (15.6 % of two 16-row steps) whose finished run has 1.6 %, a warning for
-    ``doctor``; 1 NaN in each of two 16-row steps is 6 % (an audit). Rewards that turned NaN are an error from
-    their second NaN step, or at once where the last step is all NaN (nothing after it says they came back);
-    a burst of NaN in a step that is not all NaN, or that later steps follow, is left out as one step's.
+    where the share does not tell the severity (a warning at or above ``nan_error``, an error from the last steps
+    below it), and the figures it is graded on. An error needs the share of NaN among the values that are numbers to
+    be at least ``nan_error`` with ``nan_confidence`` (the lower end of its one-sided Wilson score interval: not a
+    share of few values) and without the step with the most NaN too (not one step's burst: every check here asks for
+    persistence, never a single bad step). A share of the first steps says little of the run: ``doctor --follow``,
+    which judges the run written so far, failed a CI job on 5 NaN at step 1 (15.6 % of two 16-row steps) whose
+    finished run has 1.6 %, a warning for ``doctor``; 1 NaN in each of two 16-row steps is 6 % (an audit). Rewards
+    that turned NaN for good are an error at once, whatever the run's length: the run's last steps whose every value
+    is NaN (``_nan_tail``) are judged on their own, since nothing after them says the rewards came back (a review:
+    100 clean steps, then 3 steps all NaN, were 2.9 % of the run and passed ``--fail-on error``). A last step mostly
+    but not all NaN is no such tail: a value that is a number says the reward is still computed for some samples (a
+    judge timing out on part of a batch), and a burst of one step is left out, as anywhere in the run.
     ``nan_confidence=0.5``: the share itself, for the first condition."""
     from statistics import NormalDist
 
@@ -565,25 +568,42 @@ def _nan_severity(
     worst = int(np.argmax(nan))
     rest = numbers - float(count[worst] + nan[worst])
     without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
-    figures = {"share_low": low, "share_without_worst_step": without}
-    sizes = count + nan
-    if len(nan) and nan[-1] > 0 and count[-1] == 0 and nan[-1] >= 0.5 * float(np.median(sizes[sizes > 0])):
-        # The last step all NaN: the rewards turned NaN and nothing after says they came back (a review: a run
-        # whose last step was all NaN, 10 % of its rewards, passed --fail-on error; another, whose earlier burst
-        # had more NaN than that last step, too): no burst to leave out, the share is taken whole. A last step of
-        # one NaN row beside steps of 16 is no step of NaN rewards (a review: a recovered burst then failed).
-        without = share
+    tail = _nan_tail(nan, count)
+    figures = {"share_low": low, "share_without_worst_step": without, "all_nan_last_steps": len(tail)}
     if low >= cfg.nan_error and without >= cfg.nan_error:
         return "error", "", figures
+    tail_nan = float(nan[tail].sum())
+    if tail and _wilson_low(tail_nan, tail_nan, z) >= cfg.nan_error:
+        why = f"; an error: every value from step {steps[tail[0]]} on is NaN (nothing after says they came back)"
+        return "error", why, figures
     if share < cfg.nan_error:
         return "warning", "", figures
-    real = figures["share_without_worst_step"]  # as measured, also where the share was taken whole
-    rest_text = f"{percent(real, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"
+    rest_text = f"{percent(without, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"
     why = (
         f"; a warning: at least {percent(low, 1)} with {percent(cfg.nan_confidence)} confidence, {rest_text} "
         f"(nan_error={percent(cfg.nan_error)} needs both)"
     )
     return "warning", why, figures
+
+
+def _nan_tail(nan: np.ndarray, count: np.ndarray) -> list[int]:
+    """The indices, in order, of the series' last steps whose every value is NaN, back from the last step up to
+    a step with a valid value. Passed over (neither counted nor ending it): steps with no value that is a number
+    (a role not logged there, every reward null), which say nothing of it, and steps of fewer values than half
+    the median step's, which are no step of NaN rewards alone (a review: a recovered burst, then a last step of
+    one NaN row beside steps of 16, failed) nor a sign that the rewards came back."""
+    sizes = count + nan
+    held = sizes > 0
+    if not held.any():
+        return []
+    normal = 0.5 * float(np.median(sizes[held]))
+    tail: list[int] = []
+    for i in range(len(nan) - 1, -1, -1):
+        if count[i] > 0:
+            break
+        if held[i] and nan[i] >= normal:
+            tail.append(i)
+    return tail[::-1]
 
 
 def _wilson_low(k: float, n: float, z: float) -> float:
@@ -1102,8 +1122,11 @@ def _repeated_id_findings(s: RunSeries) -> list[Finding]:
     unique within a run (``inspect.UNIQUE_ID_LAYOUTS``, as ``inspect --deep``'s check): rows read twice (a shard
     copied under another shard's name) count twice in every statistic of that step, and distinct samples given
     one id (a trainer whose ids leave out the sample's index, which the writer warns of) cannot be told apart.
-    A warning naming the steps, the files and how many. Every file is read, as one file may hold an id twice,
-    but only its ``step``, ``split`` and ``sample_id`` columns."""
+    A warning naming the steps, the files and how many. The rows of these ids at steps where they occur once are
+    no repeat by this definition (each counts once, at its own step), but ``inspect --deep`` counts them among its
+    repeats: the warning says how many there are, so that its count and inspect's are not read as one figure
+    told twice (an audit: 1 extra row here, 3 in inspect's, for one id). Every file is read, as one file may hold
+    an id twice, but only its ``step``, ``split`` and ``sample_id`` columns."""
     from .inspect import UNIQUE_ID_LAYOUTS
 
     files = [
@@ -1122,30 +1145,43 @@ def _repeated_id_findings(s: RunSeries) -> list[Finding]:
         lf = sub.samples.select("step", "split", "sample_id", "source").filter(pl.col("sample_id").is_not_null())
         if s.split:
             lf = lf.filter(pl.col("split") == s.split)
-        repeated = lf.group_by("step", "sample_id").agg(pl.len().alias("n"), pl.col("source").unique().sort())
-        return [repeated.filter(pl.col("n") > 1).sort("step", "sample_id")]
+        per_step = lf.group_by("step", "sample_id").agg(pl.len().alias("n"), pl.col("source").unique().sort())
+        repeated = per_step.filter(pl.col("n") > 1)
+        # The same ids at steps where they occur once: no repeat within a step (each such row counts once, at
+        # its own step), but rows of the same id that ``inspect --deep`` counts as repeats too.
+        elsewhere = per_step.filter(pl.col("n") == 1).join(repeated.select("sample_id").unique(), on="sample_id")
+        return [repeated.sort("step", "sample_id"), elsewhere.select(pl.len().alias("rows"))]
 
-    [rep] = sub.collect(build)
+    rep, elsewhere = sub.collect(build)
     if rep.height == 0:
         return []
     steps = sorted({int(x) for x in rep["step"].to_list()})
     sources = sorted({src for row in rep["source"].to_list() for src in row})
     extra = int(rep["n"].sum()) - rep.height
+    other = int(elsewhere["rows"][0])
     where = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
     at = f"step {steps[0]}" if len(steps) == 1 else f"{len(steps)} steps, first at step {steps[0]}"
+    also = (
+        f"; {other} more row(s) of these id(s) at other steps of the split, one per id and step: each counted once, "
+        "at its own step, and not among the extra rows here (inspect --deep, which counts an id's rows over the "
+        "whole run, counts them as repeats too)"
+        if other
+        else ""
+    )
     return [
         Finding(
             "data_problem",
             "warning",
             f"repeated_sample_ids: {rep.height} sample id(s) occur more than once within their step ({extra} extra "
             f"row(s); {at}; in {where}): rows read twice (a copied file?), which count twice in every statistic, or "
-            "distinct samples given one id",
+            f"distinct samples given one id{also}",
             None,
             steps[0],
             {
                 "problem_kind": "repeated_sample_ids",
                 "count": rep.height,
                 "extra_rows": extra,
+                "rows_at_other_steps": other,
                 "steps": steps[:20],
                 "files": sources[:20],
                 "path": sources[-1],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import math
 import os
 import re
 import time
@@ -734,13 +735,18 @@ _NUMERIC_TEXT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|i
 def as_float(v: Any) -> float | None | str:
     """A metric value as float; None for null; the marker '' for values that are not numbers. A number
     written as text (``"0.5"``, ``"nan"``, ``"-inf"``) is that number, as TRL's reward columns held as text
-    are read: reading ``"nan"`` but not ``"0.5"`` made a key of numbers look as if it went NaN."""
+    are read: reading ``"nan"`` but not ``"0.5"`` made a key of numbers look as if it went NaN. An int beyond
+    the float64 range is infinity of its sign, the float nearest to it (as JSON's ``1e400`` and the text
+    ``"1e400"`` are read), never an ``OverflowError``: one such value made a whole scalars file unreadable."""
     if v is None:
         return None
     if isinstance(v, bool):
         return float(v)
     if isinstance(v, (int, float)):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond the float64 range (10**400): as ``1e400`` is read (said by the caller)
+            return math.inf if v > 0 else -math.inf
     if isinstance(v, str) and _NUMERIC_TEXT.fullmatch(text := v.strip()):
         return float(text)
     return ""
@@ -768,6 +774,8 @@ def scalars_frame(
     skipped: dict[str, int] = {}
     text: dict[str, int] = {}
     first_text: tuple[int, str, str] | None = None
+    huge: dict[str, int] = {}
+    first_huge: tuple[int, str, int] | None = None
     for record, (step, t, metrics) in enumerate(rows):
         for k, v in metrics.items():
             f = as_float(v)
@@ -777,6 +785,9 @@ def scalars_frame(
             if isinstance(v, str):
                 text[k] = text.get(k, 0) + 1
                 first_text = first_text or (lines[record], k, v)
+            elif f is not None and isinstance(v, int) and math.isinf(f):
+                huge[k] = huge.get(k, 0) + 1
+                first_huge = first_huge or (lines[record], k, v.bit_length())
             records.append(record)
             steps.append(step)
             times.append(t)
@@ -791,6 +802,13 @@ def scalars_frame(
             source,
             f"{sum(text.values())} metric value(s) written as text read as numbers (keys: {_names(text)}; first: "
             f"line {line}, {key!r}: {raw!r})",
+        )
+    if first_huge is not None:
+        line, key, bits = first_huge
+        ctx.warn(
+            source,
+            f"{sum(huge.values())} metric value(s) are integers beyond the float64 range (about 1.8e308), read as "
+            f"infinity of their sign (keys: {_names(huge)}; first: line {line}, {key!r}: an int of {bits} bits)",
         )
     return pl.DataFrame(
         {

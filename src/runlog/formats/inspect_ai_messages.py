@@ -30,7 +30,10 @@ def score_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the float64 range: infinity of its sign, as JSON's 1e400 is read
+            return math.inf if value > 0 else -math.inf
     if not isinstance(value, str):
         return None
     if value in _GRADES:

@@ -4,6 +4,7 @@ at probe time, map each record to canonical columns, keep the frame; and the hel
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, ClassVar
 
 from .. import chat
@@ -33,7 +34,10 @@ def number(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
     if isinstance(v, (int, float)):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond the float64 range: infinity of its sign, as JSON's 1e400 is read
+            return math.inf if v > 0 else -math.inf
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Literal
 
@@ -86,7 +87,9 @@ def record_rows(
         for k in TIME_KEYS:
             if k in flat:
                 v = flat.pop(k)
-                t = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    with contextlib.suppress(OverflowError):  # an int beyond the float64 range: no time
+                        t = float(v)
                 break
         if step is None:
             stepless.append((line, reason))

@@ -7,7 +7,9 @@ one float column per reward function (named after the function; NaN where it ret
 apart (TRL writes ``**rewards, **extra`` into one table). Some forks write ``completions/{mode}/`` with a ``mode``
 column and extra logged columns (per-sample ``kl``, ``entropy``). TRL does not log a group id, the reward weights
 nor the total reward: every reward-function column is summed, as TRL does, whatever its name (a function
-``def reward(...)`` is a column ``reward``).
+``def reward(...)`` is a column ``reward``). TRL stores every function's value in one float tensor
+(``rewards_per_func``), so a reward-function column is a float one: a boolean or integer column is a
+``log_extra`` one (a ``prm_valid`` flag, a ``tool_calls`` count), kept in ``extra``.
 """
 
 from __future__ import annotations
@@ -44,20 +46,24 @@ def _reward_name(name: str) -> bool:
     return name not in _KNOWN and name not in _IMAGES and not _NOT_REWARD.fullmatch(name)
 
 
-# Footer (Arrow) types, as ``FileInfo.columns`` holds them, that polars reads as numbers, booleans, text, bytes.
-_ARROW_NUMBER = re.compile(r"u?int(?:8|16|32|64)|halffloat|float|double|bool|decimal(?:32|64|128|256)?\(.*\)")
+# Footer (Arrow) types, as ``FileInfo.columns`` holds them, that polars reads as floats, other numbers (booleans,
+# integers, decimals), text, bytes.
+_ARROW_FLOAT = frozenset({"halffloat", "float", "double"})
+_ARROW_OTHER_NUMBER = re.compile(r"u?int(?:8|16|32|64)|bool|decimal(?:32|64|128|256)?\(.*\)")
 _ARROW_TEXT = frozenset({"string", "large_string", "string_view"})
 _ARROW_BINARY = re.compile(r"binary|large_binary|binary_view|fixed_size_binary\[\d+\]")
 
 
 def _reward_columns(files: list[FileInfo]) -> set[str]:
-    """The run's reward-function columns, from the footers: numeric in at least one file. (An all-null column is
-    no evidence: a column null in every file is no reward function.) A boolean column is none: TRL stores every
-    function's value as a float (its ``rewards_per_func`` tensor), so a boolean is a ``log_extra`` flag
-    (``prm_valid``), which summed would add 1 to every valid row's reward."""
-    return {
-        c for f in files for c, t in f.columns.items() if _reward_name(c) and t != "bool" and _ARROW_NUMBER.fullmatch(t)
-    }
+    """The run's reward-function columns, from the footers: a float column in at least one file, and a boolean,
+    integer or decimal one in none. (An all-null column is no evidence: a column null in every file is no reward
+    function.) TRL stores every function's value as a float (its ``rewards_per_func`` tensor; a None as NaN), so a
+    column of another number type is a ``log_extra`` one: a flag (``prm_valid``) summed would add 1 to every
+    valid row's reward, a count (``tool_calls``: 3) 3. A ``log_extra`` integer column with a None is written as a
+    float in that file (pandas), so one such file does not make the column a function's."""
+    floats = {c for f in files for c, t in f.columns.items() if t in _ARROW_FLOAT}
+    others = {c for f in files for c, t in f.columns.items() if _ARROW_OTHER_NUMBER.fullmatch(t)}
+    return {c for c in floats - others if _reward_name(c)}
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class _Plan:
     text: bool  # prompt and completion are text
     dropped: list[str]  # image / binary columns, not mapped
     kept: list[str]  # other columns, kept in ``extra``
-    flags: list[str]  # boolean columns (``log_extra`` flags, no reward function), among ``kept``
+    flags: list[str]  # numeric columns no reward function for their type (``log_extra``), among ``kept``
 
     @property
     def total_like(self) -> list[str]:
@@ -83,7 +89,11 @@ def _plan(columns: dict[str, str], rewards: set[str]) -> _Plan:
     dropped = [c for c in others if c in _IMAGES or _ARROW_BINARY.fullmatch(columns[c])]
     text = columns.get("prompt") in _ARROW_TEXT and columns.get("completion") in _ARROW_TEXT
     kept = [c for c in others if c not in dropped]
-    flags = [c for c in kept if columns[c] == "bool" and _reward_name(c)]
+    # Named as a function could be, numeric, and no reward column: a boolean, integer or decimal one (here or in
+    # another file of the run: ``_reward_columns``).
+    flags = [
+        c for c in kept if _reward_name(c) and (columns[c] in _ARROW_FLOAT or _ARROW_OTHER_NUMBER.fullmatch(columns[c]))
+    ]
     return _Plan(reward_cols, text, dropped, kept, flags)
 
 
@@ -305,8 +315,9 @@ class Trl(Layout):
             if plan.flags:
                 ctx.note(
                     self.name,
-                    f"{where}: boolean column(s) {', '.join(plan.flags)} not summed into the reward (TRL writes "
-                    "every reward function's value as a float: a boolean is a log_extra column)",
+                    f"{where}: column(s) {', '.join(plan.flags)} not summed into the reward: boolean, integer or "
+                    "decimal in the run's files (TRL writes every reward function's value as a float: such a column "
+                    "is a log_extra one)",
                 )
             if plan.text:
                 ctx.note(self.name, "prompt is TRL's logged prompt text (chat template applied for chat data)")

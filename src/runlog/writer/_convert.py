@@ -27,6 +27,7 @@ What is accepted (documented in docs/writer.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import re
@@ -850,14 +851,22 @@ def build_table(
             value = _messages(cols.pop(name)) if name in cols else None
         else:
             value = cols.pop(name, None)
-        if value is not None and warn_once is not None and name in _STRING_COLUMNS:
+        if value is not None and name in _STRING_COLUMNS:
+            value, invalid = _decoded(value)
             other = _not_text(value)
-            if other:
+            if other and warn_once is not None:
                 warn_once(
                     f"text:{name}",
                     f"column {name!r} of {split} step {step} holds {other}, not text: written as their text "
                     f"(str(), so 5 as '5'); give text to have what is written be what you logged (said once per "
                     "column)",
+                )
+            if invalid and warn_once is not None:
+                warn_once(
+                    f"utf8:{name}",
+                    f"column {name!r} of {split} step {step} holds {invalid} bytes value(s) that are not valid "
+                    "UTF-8: written as text with U+FFFD in place of each invalid byte sequence (bytes that are "
+                    "valid UTF-8 are written as the text they hold; said once per column)",
                 )
         arrays[name] = pa.nulls(n, typ) if value is None else _typed(value, typ, name)
     fields = [pa.field(k, _CANONICAL[k]) for k in _CANONICAL]
@@ -872,6 +881,47 @@ def build_table(
             raise SampleError(f"column {name!r} has {len(arr)} values, expected {n}")
     table = pa.Table.from_arrays(list(arrays.values()), schema=pa.schema(fields, metadata=_METADATA))
     return table, role_names
+
+
+_BINARY_TESTS = [
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_fixed_size_binary,
+    *([pa.types.is_binary_view] if hasattr(pa.types, "is_binary_view") else []),
+]
+
+
+def _decoded(col: Any) -> tuple[Any, int]:
+    """A text column with its bytes (a tokenizer's ``decode`` that returns bytes, a numpy ``S`` array, an Arrow
+    binary column) decoded as UTF-8, and how many of them were not valid UTF-8 (decoded with U+FFFD, as a lone
+    surrogate is written): ``str()`` wrote ``b'caf\\xc3\\xa9'``, text the model never produced, which the
+    format and diversity metrics then measured. Anything without bytes is returned as it is (one type scan)."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if not any(test(t) for test in _BINARY_TESTS):
+            return col, 0
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return col.cast(pa.string()), 0
+        values = col.to_pylist()
+    elif _is_numpy(col) and col.dtype.kind == "S":
+        values = col.tolist()
+    else:
+        if _is_numpy(col) and col.dtype.kind != "O":
+            return col, 0
+        if not any(issubclass(t, (bytes, bytearray)) for t in set(map(type, col))):
+            return col, 0
+        values = col.tolist() if _is_numpy(col) else list(col)
+    out: list[Any] = []
+    invalid = 0
+    for v in values:
+        if isinstance(v, (bytes, bytearray)):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                invalid += 1
+                v = v.decode("utf-8", "replace")
+        out.append(v)
+    return out, invalid
 
 
 def _not_text(col: Any) -> str | None:
@@ -1094,16 +1144,32 @@ def duplicate_ids(table: pa.Table, shown: int = 3) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # Scalars
 # ---------------------------------------------------------------------------------------------------------
-def scalar_value(key: str, v: Any) -> float | int:
+def scalar_value(key: str, v: Any, step: int | None = None) -> float | int:
+    """A scalar as the number written to the scalars line, or a ``UsageError`` naming ``key`` (and ``step``).
+
+    A Python int beyond the float64 range (``10**400``) is refused: readers take every value as a float64, and
+    JSON holds the int digit for digit, so the line would hold a number no reader can take (runlog's readers
+    read it as infinity, said in a warning), where the call can still be fixed."""
+    if not isinstance(v, (bool, int, float)) and hasattr(v, "item") and getattr(v, "size", 1) == 1:
+        v = v.item()  # numpy / host JAX scalar or 1-element array (an object array's may be a Python int)
     if isinstance(v, (bool, int, float)):
+        if isinstance(v, int) and not -_FLOAT_RANGE <= v <= _FLOAT_RANGE:
+            _check_scalar_range(key, v, step)
         return v
-    if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / host JAX scalar or 1-element array
-        v = v.item()
-        if isinstance(v, (bool, int, float)):
-            return v
     raise UsageError(
         f"scalar {key!r} is a {type(v).__name__}; scalars are numbers (use StatsTracker.summary for arrays)"
     )
+
+
+def _check_scalar_range(key: str, v: int, step: int | None) -> None:
+    try:
+        float(v)
+    except OverflowError:
+        at = "" if step is None else f" of step {step}"
+        raise UsageError(
+            f"scalar {key!r}{at} is an int of {v.bit_length()} bits, beyond the float64 range (about 1.8e308): "
+            "scalars are read as float64 (give a float, or a smaller unit)"
+        ) from None
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -492,11 +492,14 @@ def device_summary(values: Any, mask: Any | None = None) -> list[Any]:
 
 
 def host_summary(h: Any) -> Any:
-    """A device summary's host copy as ``[count, sum, m2, min, max, nonfinite]`` in float64.
+    """A device summary's host copy as ``[count, pivot, shift, m2, min, max, nonfinite]`` in float64 (the mean is
+    ``pivot + shift``: ``stats_tracker._PIVOT`` says why not a sum).
 
     The integers (counts, an integer array's sum limbs, minimum and maximum) are joined from their halves in
-    Python integers, exactly; a float array's sum is ``n * (pivot + centre) + residual`` in float64. ``m2`` is
-    the centred squares less ``residual**2 / n`` (the corrected two-pass formula)."""
+    Python integers, exactly; an integer array's mean is their exact sum over the count as float64 (the pivot,
+    with no shift: the value numpy gives). A float array's shift is ``centre + residual / n``: ``residual`` gives
+    back what the float sum rounded away. ``m2`` is the centred squares less ``residual**2 / n`` (the corrected
+    two-pass formula)."""
     import numpy as np
 
     v = np.asarray(h, dtype=np.float64)
@@ -508,16 +511,19 @@ def host_summary(h: Any) -> Any:
     if v.size == FLOAT_SUMMARY_SIZE:
         pivot, centre, high, middle, low, m2, lo, hi = (float(a) for a in v[4:])
         residual = high + middle + low
-        total = n * (pivot + centre) + residual
     elif v.size == INT_SUMMARY_SIZE:
         w = int(v[4])
         a1, a0, b1, b0 = join(5), join(7), join(9), join(11)
-        total = float((((a1 << w) + a0) << w) + (b1 << w) + b0)
+        total = (((a1 << w) + a0) << w) + (b1 << w) + b0
         residual, m2 = float(v[13]), float(v[14])
         lo, hi = float(join(15)), float(join(17))
     else:
         raise ValueError(f"a device summary of {v.size} numbers; expected {FLOAT_SUMMARY_SIZE} or {INT_SUMMARY_SIZE}")
     if n == 0:
-        return np.array([0.0, 0.0, 0.0, np.inf, -np.inf, float(bad)])
+        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, float(bad)])
+    if v.size == FLOAT_SUMMARY_SIZE:
+        shift = centre + residual / n
+    else:  # the exact sum over the count, as numpy's ``mean`` gives it (docs/writer.md): the mean itself
+        pivot, shift = float(total) / n, 0.0
     m2 = max(m2 - residual * residual / n, 0.0)
-    return np.array([float(n), total, m2, lo, hi, float(bad)])
+    return np.array([float(n), pivot, shift, m2, lo, hi, float(bad)])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
-import enum
 import errno
 import json
 import math
@@ -35,7 +33,7 @@ import pyarrow as pa
 
 from .. import schema as S
 from ..errors import UsageError
-from . import _convert, jax_utils
+from . import _config, _convert, jax_utils
 from .errors import QueueFullError, RunFolderGoneError, StepOrderError, WriterClosedError, WriterError, WriterWarning
 from .files import atomic_write_bytes, fsync_dir
 from .lock import ProcessLock
@@ -53,6 +51,7 @@ HEARTBEAT_S = 30
 STEP_MAX = 2**63 - 1  # steps are int64 in the format (docs/format.md)
 _SAMPLE_FILE = re.compile(r"^step_(\d+)\.p(\d+)\.parquet$")
 _MAX_NAMED = 12  # steps named in a failure's "not written" (the rest are counted)
+_SALVAGE_WAIT_S = 30.0  # how long a failure's error waits for the salvage to know what it lost (``_lost_text``)
 _MAX_WARNINGS = 100  # kept for ``stats()["warnings"]``; every one is also issued as a ``WriterWarning``
 _LINE_STEP = re.compile(rb'^\{"step": (\d+)[,}]')  # how this writer begins each scalars line
 
@@ -114,7 +113,7 @@ class RunWriter:
             raise UsageError(f"{run_dir}: the run folder's path cannot be resolved ({detail})") from None
         # Checked (and converted to JSON values) before anything is created: a config that cannot be written
         # is a UsageError at the call, never a half-made run folder.
-        config_json = None if config is None else _json_config(config)
+        config_json = None if config is None else _config.json_config(config)
         self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
         if self.process_index < 0:
             raise UsageError(f"process_index must be >= 0, not {self.process_index}")
@@ -215,6 +214,9 @@ class RunWriter:
         self._published: set[tuple[str, int]] = set()  # (split, step) files this writer has on disk (renamed)
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
         self._finishing = False  # set by ``_finish``: a failure from then on salvages nothing more
+        # Set once a failure's salvage is done (``_safely``): from then on the steps not written are known, and the
+        # error names them (``_lost_text``), not steps the salvage was still about to write.
+        self._salvaged = threading.Event()
         self._files = StepFiles(
             threads=encode_threads, durable=durable, on_written=self._written, on_published=self._on_published
         )
@@ -332,7 +334,7 @@ class RunWriter:
                 arrays.append(v)
                 record[k] = None  # filled on the background thread, in this place of the line
             else:
-                record[k] = _convert.scalar_value(k, v)
+                record[k] = _convert.scalar_value(k, v, step)
         fetch = (keys, jax_utils.DeviceFetch(arrays)) if arrays else None
         with self._lock:
             self._check(logged=step)
@@ -474,12 +476,24 @@ class RunWriter:
         if isinstance(self._error, RunFolderGoneError):
             return str(self._error)  # says what is lost and that the writer has stopped
         text = f"background writer failed: {type(self._error).__name__}: {self._error}"
+        lost = self._lost_text()
         if stopped:
-            text += (
-                "; the writer has stopped: nothing more is written (what was written before the failure was found "
-                "stays: see stats())"
-            )
+            text += "; the writer has stopped: " + (f"not written: {lost}, and " if lost else "")
+            text += "nothing more is written (what was written before the failure was found stays: see stats())"
+        elif lost:
+            text += f"; not written: {lost}"
         return text
+
+    def _lost_text(self) -> str:
+        """``_unwritten_text`` of a failure other than the folder's (a full disk, a column that cannot be
+        written): every logged step whose samples or scalars lines did not reach the disk, as the folder's
+        failure names them, once the salvage of what came before the failure is done (waited for, up to
+        ``_SALVAGE_WAIT_S``; past that, what is not written so far, said so)."""
+        settled = self._salvaged.wait(_SALVAGE_WAIT_S)
+        lost = self._unwritten_text()
+        if lost and not settled:
+            lost += " (so far: what was logged before the failure is still being written)"
+        return lost
 
     @contextlib.contextmanager
     def _logging(self, logged: tuple[str, int] | int | None) -> Iterator[None]:
@@ -583,7 +597,7 @@ class RunWriter:
                 roles.append(r)
         old_config = old.get("config")
         if config is None:  # an old manifest may hold a bare NaN (written before NaN was "NaN"): converted likewise
-            config = _json_config(old_config) if isinstance(old_config, dict) else {}
+            config = _config.json_config(old_config) if isinstance(old_config, dict) else {}
         return {
             "format": S.FORMAT_NAME,
             "schema_version": S.CURRENT_VERSION,
@@ -653,13 +667,23 @@ class RunWriter:
             "ended": _iso(self._clock()),
             "how": how,
             "exception": None if exception is None else _exception_text(exception),
-            "error": None if self._error is None or moved else _exception_text(self._error),
+            "error": None if self._error is None or moved else self._state_error(),
             **({"moved_from": str(self.root)} if moved else {}),
             "last_step": dict(sorted(steps.items())),
             "last_scalar_step": last_scalar if last_scalar >= 0 else None,
             **written,
         }
         self._put_state(path, closed, in_folder=in_folder)
+
+    def _state_error(self) -> str:
+        """The state file's ``error``: the failure, and (as a folder's failure says it) every logged step not
+        written, read at ``close`` when the background thread has stopped."""
+        assert self._error is not None
+        text = _exception_text(self._error)
+        if isinstance(self._error, RunFolderGoneError):
+            return text  # names them already (``_folder_error``)
+        lost = self._unwritten_text()
+        return f"{text}; not written: {lost}" if lost else text
 
     def _put_state(self, path: Path, state: dict[str, Any], *, in_folder: bool = False) -> None:
         """``in_folder``: written through the descriptor held on the folder this writer opened, wherever that
@@ -773,8 +797,11 @@ class RunWriter:
                 self._stop_for_folder(gone)
                 return
             self._error = exc
-            if not self._finishing:
-                self._salvage()
+            try:
+                if not self._finishing:
+                    self._salvage()
+            finally:
+                self._salvaged.set()
 
     def _folder_gone(self) -> RunFolderGoneError | None:
         """Whether ``root`` still names the folder this writer opened: None if it does, else the error to stop
@@ -1388,61 +1415,3 @@ def _steps_text(steps: Sequence[int], most: int | None = None) -> str:
     text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in shown)
     left = sum(b - a + 1 for a, b in runs[len(shown) :])
     return text + (f" and {left} more ({len(steps)} steps in all)" if left else "")
-
-
-_JSON_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
-
-def _json_config(config: Any) -> dict[str, Any]:
-    """The config as JSON values, or a ``UsageError`` naming the first value that has none (at the call, before
-    the run folder is created). Converted: numpy (and JAX) scalars to numbers, arrays to lists, ``os.PathLike``
-    to its path, dataclasses to dicts of their fields, enums to their values, tuples and sets to lists, dates
-    to ISO text; NaN and infinities to the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (strict JSON has
-    no such numbers). Keys must be str, int, float, bool or None (JSON makes them text)."""
-    if not isinstance(config, Mapping) and not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
-        raise UsageError(f"config is a {type(config).__name__}; expected a mapping (or a dataclass) of settings")
-    out = _json_value(config, "config")
-    assert isinstance(out, dict)
-    return out
-
-
-def _json_value(v: Any, where: str) -> Any:
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, int):
-        return int(v)  # an IntEnum or bool-like subclass as a plain int
-    if isinstance(v, float):
-        return float(v) if math.isfinite(v) else "NaN" if v != v else _JSON_FLOATS[v]
-    if isinstance(v, Mapping):
-        out: dict[Any, Any] = {}
-        for k, x in v.items():
-            if not (k is None or isinstance(k, (str, int, float, bool))):
-                raise UsageError(f"{where} has a key {k!r} of type {type(k).__name__}; config keys are str")
-            out[k] = _json_value(x, f"{where}[{k!r}]")
-        return out
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _json_value(getattr(v, f.name), f"{where}.{f.name}") for f in dataclasses.fields(v)}
-    if isinstance(v, enum.Enum):
-        return _json_value(v.value, where)
-    if isinstance(v, os.PathLike):
-        return _json_value(os.fspath(v), where)
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
-    if isinstance(v, (set, frozenset)):
-        items = [_json_value(x, f"{where} item") for x in v]
-        with contextlib.suppress(TypeError):
-            items.sort()
-        return items
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if hasattr(v, "tolist") and hasattr(v, "dtype"):  # numpy (and JAX) scalars and arrays
-        try:
-            return _json_value(v.tolist(), where)
-        except UsageError:
-            raise
-        except Exception:  # noqa: BLE001 - said below, with the key
-            pass
-    raise UsageError(
-        f"{where} is a {type(v).__name__} ({v!r:.60}), which JSON cannot hold; config values are numbers, text, "
-        "bools, None, lists and dicts (numpy scalars, paths, dataclasses and enums are converted)"
-    )

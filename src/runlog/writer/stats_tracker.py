@@ -27,9 +27,13 @@ from . import _convert, jax_utils
 from .errors import StepOrderError
 from .run_writer import RunWriter, _step
 
-# Per summary key on the host, six numbers: count, sum, m2 (centred sum of squares), min, max, non-finite count
-# (a device summary carries more, with a pivot: ``jax_utils.host_summary`` turns it into these six).
-_N, _SUM, _M2, _MIN, _MAX, _BAD = range(6)
+# Per summary key on the host, seven numbers: count, pivot, shift, m2 (centred sum of squares), min, max, non-finite
+# count. The mean is ``pivot + shift``, never a raw sum over the count: the pivot is one of the values (or the
+# larger part's pivot) and the shift is small beside it, so the pair holds the mean of ``1e8 + N(0, 0.01)`` to far
+# finer than float64's spacing at 1e8 (1.5e-8), which Chan et al.'s combination needs: the difference of two
+# parts' means, taken from raw sums, kept only about 1e-8 of it, and the std of the combined parts lost six
+# digits (a device summary carries more: ``jax_utils.host_summary`` turns it into these seven).
+_N, _PIVOT, _SHIFT, _M2, _MIN, _MAX, _BAD = range(7)
 
 Gather = Callable[[Any], Any]
 
@@ -56,39 +60,68 @@ def _host_summary(key: str, values: Any, mask: Any | None) -> Any:
     finite = np.isfinite(x)
     ok = m & finite
     sel = x[ok]
+    bad = float((m & ~finite).sum())
+    if not sel.size:
+        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, bad])
+    # About the first value (as the device does): the differences of values close to it are exact, and the
+    # corrected two-pass formula (Chan, Golub and LeVeque) gives back what the centre's rounding left.
+    pivot = float(sel[0])
+    d = sel - pivot
+    centre = float(d.mean())
+    e = d - centre
+    residual = float(e.sum())
     n = float(sel.size)
-    s = float(sel.sum()) if n else 0.0
-    m2 = float(((sel - s / n) ** 2).sum()) if n else 0.0
-    lo = float(sel.min()) if n else float("inf")
-    hi = float(sel.max()) if n else float("-inf")
-    return np.array([n, s, m2, lo, hi, float((m & ~finite).sum())])
+    m2 = max(float((e * e).sum()) - residual * residual / n, 0.0)
+    return np.array([n, pivot, centre + residual / n, m2, float(sel.min()), float(sel.max()), bad])
 
 
 def _combine(a: Any, b: Any) -> Any:
-    """Chan et al.'s pairwise update: two partial summaries as one, without losing the variance."""
+    """Chan et al.'s pairwise update: two partial summaries as one, without losing the variance. The parts'
+    means differ by ``delta``, taken from their pivots and shifts (exact for pivots within a factor of two of
+    each other), and the combined mean keeps the larger part's pivot: its shift stays small, and fine."""
     np = _np()
     na, nb = a[_N], b[_N]
     n = na + nb
-    if na == 0:
-        out = b.copy()
-        out[_BAD] += a[_BAD]
+    if na == 0 or nb == 0:
+        out = (b if na == 0 else a).copy()
+        out[_BAD] = a[_BAD] + b[_BAD]
         return out
-    if nb == 0:
-        out = a.copy()
-        out[_BAD] += b[_BAD]
-        return out
-    delta = b[_SUM] / nb - a[_SUM] / na
-    m2 = a[_M2] + b[_M2] + delta * delta * na * nb / n
-    return np.array([n, a[_SUM] + b[_SUM], m2, min(a[_MIN], b[_MIN]), max(a[_MAX], b[_MAX]), a[_BAD] + b[_BAD]])
+    delta = (b[_PIVOT] - a[_PIVOT]) + (b[_SHIFT] - a[_SHIFT])  # mean(b) - mean(a)
+    if nb > na:
+        pivot, shift = b[_PIVOT], b[_SHIFT] - delta * (na / n)
+    else:
+        pivot, shift = a[_PIVOT], a[_SHIFT] + delta * (nb / n)
+    m2 = a[_M2] + b[_M2] + delta * delta * (na * nb / n)
+    return np.array([n, pivot, shift, m2, min(a[_MIN], b[_MIN]), max(a[_MAX], b[_MAX]), a[_BAD] + b[_BAD]])
+
+
+def _combine_all(parts: Any, lo: float, hi: float) -> Any:
+    """The processes' summaries of one key (rows of count, pivot, shift, m2, non-finite count) as one, by Chan et
+    al.'s formula for many parts: every mean taken about the pivot of the process with the most values (exact
+    differences of pivots close to it), so that the spread of the means keeps what the pivots and shifts hold."""
+    np = _np()
+    n_p, piv_p, shift_p, m2_p, bad_p = (parts[:, j] for j in range(5))
+    n = float(n_p.sum())
+    bad = float(bad_p.sum())
+    if n == 0:
+        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, bad])
+    has = n_p > 0
+    pivot = float(piv_p[int(np.argmax(n_p))])
+    # Each process's mean less the pivot (0 for an empty process, whose pivot is no value of its own).
+    offset = np.where(has, (np.where(has, piv_p, pivot) - pivot) + shift_p, 0.0)
+    shift = float((n_p * offset).sum()) / n
+    m2 = float(m2_p.sum()) + float((n_p * (offset - shift) ** 2).sum())
+    return np.array([n, pivot, shift, m2, lo, hi, bad])
 
 
 class StatsTracker:
     """Collect scalars, array summaries and timings during a step; ``export`` or ``commit`` them once.
 
     ``reduce="global"`` (default) combines every process's numbers when ``jax.process_count() > 1`` with one
-    small all-gather of counts, sums, centred sums of squares, minima and maxima (never the arrays; combined
-    with Chan et al.'s formula), so that every process exports the global values (a timing: the processes'
-    mean, and the slowest under ``MAX_PROCESS``) and ``commit`` writes them from process 0 only.
+    small all-gather of counts, means (as pivot and shift), centred sums of squares, minima and maxima (never
+    the arrays; combined with Chan et al.'s formula), so that every process exports the global values (a
+    timing: the processes' mean, and the slowest under ``MAX_PROCESS``) and ``commit`` writes them from process 0
+    only.
     ``reduce="local"`` exports each process's own numbers, with ``__count`` weights (every scalar's, one value or
     several), for per-process scalar shards that readers merge. ``gather`` replaces the JAX all-gather (tests,
     other frameworks): it takes a 1-D float64 vector and returns a ``[process_count, len]`` array; with a
@@ -132,8 +165,9 @@ class StatsTracker:
 
     # -- recording ----------------------------------------------------------------------------------------
     def _key(self, key: str) -> str:
-        if not isinstance(key, str) or not key or key.startswith("/") or key.endswith("/"):
-            raise UsageError(f"metric key {key!r}: use non-empty names separated by '/'")
+        if not isinstance(key, str) or not key or key.startswith("/") or key.endswith("/") or "//" in key:
+            # as ``log_scalars`` refuses them: an empty '/'-separated part names no metric
+            raise UsageError(f"metric key {key!r} has an empty name or '/'-separated part; use names separated by '/'")
         if not key.isascii():
             _convert.check_names([key], "metric key")
         return "/".join([*self._scope, key])
@@ -359,13 +393,14 @@ class StatsTracker:
         timings: dict[str, float],
         gather: Gather,
     ) -> tuple[dict[str, tuple[float, float]], dict[str, Any], dict[str, float]]:
-        """One all-gather of ``[sums..., minima..., maxima..., key-layout hash]`` and a host reduction.
+        """One all-gather of ``[sums..., summaries..., minima..., maxima..., key-layout hash]`` and a host reduction.
 
-        Summaries travel as count, sum and centred sum of squares (float64), combined with Chan et al.'s
-        formula as the local path does: a raw sum of squares would lose the variance of values far from zero.
-        A timing is the mean of the processes' (what readers make of ``reduce="local"`` shards, which hold no
-        weight for it, and what AReaL records), so that one training gives one number in both modes; the
-        slowest process's goes under its own key (``MAX_PROCESS``).
+        Summaries travel as count, pivot, shift and centred sum of squares (float64), combined with Chan et al.'s
+        formula as the local path does: a raw sum of squares would lose the variance of values far from zero, and
+        means taken from raw sums their differences (``_PIVOT``). A timing is the mean of the processes' (what
+        readers make of ``reduce="local"`` shards, which hold no weight for it, and what AReaL records), so that
+        one training gives one number in both modes; the slowest process's goes under its own key
+        (``MAX_PROCESS``).
         Every process must record the same keys (the SPMD rule); the hash turns a violation into an error
         instead of numbers silently mixed up.
         """
@@ -374,41 +409,33 @@ class StatsTracker:
         sums: list[float] = []
         for k in s_keys:
             sums += list(scalars[k])
+        sums += [timings[k] for k in t_keys]
+        parts_local: list[float] = []
         for k in m_keys:
             a = summaries[k]
-            sums += [a[_N], a[_SUM], a[_M2], a[_BAD]]
-        sums += [timings[k] for k in t_keys]
+            parts_local += [a[_N], a[_PIVOT], a[_SHIFT], a[_M2], a[_BAD]]
         mins = [summaries[k][_MIN] for k in m_keys]
         maxs = [summaries[k][_MAX] for k in m_keys] + [timings[k] for k in t_keys]
         layout = "\0".join(["s", *s_keys, "m", *m_keys, "t", *t_keys])
-        local = np.array([*sums, *mins, *maxs, float(zlib.crc32(layout.encode()))], dtype=np.float64)
+        local = np.array([*sums, *parts_local, *mins, *maxs, float(zlib.crc32(layout.encode()))], dtype=np.float64)
         gathered = np.asarray(gather(local), dtype=np.float64)
         if gathered.ndim != 2 or gathered.shape[1] != local.size or len(set(gathered[:, -1].tolist())) != 1:
             raise UsageError(
                 "processes recorded different metric keys this step; every process must record the same keys "
                 "(or use StatsTracker(reduce='local'))"
             )
-        ns, nm = len(sums), len(mins)
+        ns, nparts, nm = len(sums), len(parts_local), len(mins)
         total = gathered[:, :ns].sum(axis=0)
-        lo = gathered[:, ns : ns + nm].min(axis=0)
-        hi = gathered[:, ns + nm : -1].max(axis=0)
+        lo = gathered[:, ns + nparts : ns + nparts + nm].min(axis=0)
+        hi = gathered[:, ns + nparts + nm : -1].max(axis=0)
         out_s = {k: (float(total[2 * i]), float(total[2 * i + 1])) for i, k in enumerate(s_keys)}
-        base, timed = 2 * len(s_keys), 2 * len(s_keys) + 4 * len(m_keys)  # where summaries and timings start
         out_m: dict[str, Any] = {}
         if m_keys:
-            parts = gathered[:, base:timed].reshape(
-                gathered.shape[0], len(m_keys), 4
-            )  # [process, key, (n, s, m2, bad)]
-            n_p, s_p, m2_p = parts[..., 0], parts[..., 1], parts[..., 2]
-            n_all, s_all = n_p.sum(axis=0), s_p.sum(axis=0)
-            mean_all = np.divide(s_all, n_all, out=np.zeros_like(s_all), where=n_all > 0)
-            mean_p = np.divide(s_p, n_p, out=np.zeros_like(s_p), where=n_p > 0)
-            # Chan et al.: M2 = sum of the processes' M2 + sum of n_p (mean_p - mean)^2 (0 for empty processes).
-            m2_all = m2_p.sum(axis=0) + (n_p * (mean_p - mean_all) ** 2).sum(axis=0)
-            bad_all = parts[..., 3].sum(axis=0)
+            parts = gathered[:, ns : ns + nparts].reshape(gathered.shape[0], len(m_keys), 5)
             for i, k in enumerate(m_keys):
-                out_m[k] = np.array([n_all[i], s_all[i], m2_all[i], lo[i], hi[i], bad_all[i]])
+                out_m[k] = _combine_all(parts[:, i, :], lo[i], hi[i])
         out_t: dict[str, float] = {}
+        timed = 2 * len(s_keys)  # where the timings start
         for i, k in enumerate(t_keys):
             out_t[k] = float(total[timed + i]) / gathered.shape[0]
             out_t[k + MAX_PROCESS] = float(hi[len(m_keys) + i])
@@ -469,7 +496,7 @@ def _render(
             out[f"{k}__count"] = c
     for k, a in summaries.items():
         n = float(a[_N])
-        out[f"{k}/mean"] = float(a[_SUM]) / n if n else nan
+        out[f"{k}/mean"] = float(a[_PIVOT]) + float(a[_SHIFT]) if n else nan
         out[f"{k}/std"] = (float(a[_M2]) / n) ** 0.5 if n else nan
         out[f"{k}/min"] = float(a[_MIN]) if n else nan
         out[f"{k}/max"] = float(a[_MAX]) if n else nan
