@@ -124,7 +124,8 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     (AReaL's convention; 1 without one, also beside shards that have one: ``StatsTracker`` writes ``k__count``
     only for more than one value, so a value without it is one value; ``mixed_weights`` says where shards
     disagree); the shards that logged a key at a step merged as the weighted mean of
-    their valid values, NaN if one logged NaN (a process whose loss diverged is not averaged away), null if
+    their valid values (one value, or equal ones: that value exactly; else within their range: ``within``), NaN if
+    one logged NaN (a process whose loss diverged is not averaged away), null if
     none has a value (a shard of weight 0, ``__count`` 0, is a mean of nothing: no value); a summary family's
     members as their statistic (``FAMILY_STATS``: shards with no values left out); the companions hidden.
 
@@ -232,7 +233,7 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         .when(pl.col("good") == 0)
         .then(pl.lit(None, dtype=pl.Float64))
         .when(stat.is_null())
-        .then(pl.col("vw") / pl.col("w"))
+        .then(within(pl.col("vw") / pl.col("w"), pl.col("least"), pl.col("most")))
         .when(stat == "min")
         .then(pl.col("least"))
         .when(stat == "max")
@@ -244,17 +245,29 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
     return out.lazy().select("key", "step", value.alias("value"))
 
 
+def within(mean: pl.Expr, lo: pl.Expr, hi: pl.Expr) -> pl.Expr:
+    """A (weighted) ``mean`` of values between ``lo`` and ``hi``, as a mean is: the value itself where they are
+    all one value (one shard: ``0.1 * 3 / 3`` is 0.10000000000000002, which diff read as lower than another run's
+    0.1), else kept within their range (the rounding of the sum can take it an ulp beyond). NaN stays NaN (±inf of
+    both signs)."""
+    return pl.when(lo == hi).then(lo).when(mean < lo).then(lo).when(mean > hi).then(hi).otherwise(mean)
+
+
 def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps: StepRange | None = None) -> str | None:
-    """A note where the shards (records) that logged a key at a step disagree on having a ``key__count`` weight,
-    else None: ``merge_shards`` weighs a value without one as one value (as ``StatsTracker`` writes them: a
-    count only for more than one), which is a guess for a file written otherwise. Which keys, how many steps,
-    the first. ``aliases`` and ``steps`` as ``merged_steps`` takes them."""
+    """A note where the shards (records) that logged a key at a step disagree on having a ``key__count`` weight
+    (or, for a summary family's ``k/mean``, its record's ``k/count``), else None: ``merge_shards`` weighs a value
+    without one as one value (as ``StatsTracker`` writes them: a count only for more than one), which is a guess
+    for a file written otherwise. Which keys, how many steps, the first. ``aliases`` and ``steps`` as
+    ``merged_steps`` takes them."""
     lf = run.scalars.filter(pl.col("step").is_not_null())
     step_filter = (steps or StepRange()).expr()
     if step_filter is not None:
         lf = lf.filter(step_filter)
     is_weight = pl.col("key").str.ends_with("__count")
-    if not lf.select(is_weight.any()).collect().item():
+    # Only a run with a weight of some kind can disagree on one: a ``k__count``, or a ``k/count`` (a summary
+    # family's ``k/mean`` is weighed by it: an AReaL file with ``k/count`` alone was passed over here, its
+    # shards without one weighed as one value with no note).
+    if not lf.select((is_weight | pl.col("key").str.ends_with("/count")).any()).collect().item():
         return None
     on = ["step", "source", "record", "key"]
     df = aliased(lf, aliases).select(*on).collect()
@@ -280,9 +293,22 @@ def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps:
         return None
     said = [f"{r['key']} ({r['n']} step(s), first {r['step']})" for r in mixed.iter_rows(named=True)]
     shown = "; ".join(said[:3]) + (f"; {len(said) - 3} more" if len(said) > 3 else "")
+    # A family's k/mean weighed by its record's k/count: the merged k/count sums the counts logged, so a shard
+    # without one, weighed as one value in the mean, adds nothing to it; said, since the two then disagree.
+    by_count = sorted(set(counted["key"].to_list()) & set(mixed["key"].to_list()))
+    counts = ", ".join(k.removesuffix("/mean") + "/count" for k in by_count[:3]) + (
+        ", ..." if len(by_count) > 3 else ""
+    )
+    family = (
+        f"; a summary family's merged k/count ({counts}) sums the counts the shards logged: a shard without one "
+        "adds none to it, though its k/mean counted as one value"
+        if by_count
+        else ""
+    )
     return (
-        f"shards that disagree on a __count weight at a step: {shown}; a value without one is weighed as one value "
-        "(StatsTracker writes a count only for more than one), not left out nor averaged plainly"
+        f"shards that disagree on a __count weight at a step: {shown}; a value without one (a key__count, or for a "
+        "summary family's k/mean its record's k/count) is weighed as one value (StatsTracker writes a count only "
+        f"for more than one), not left out nor averaged plainly{family}"
     )
 
 
@@ -354,6 +380,9 @@ def summarize_scalars(
             pl.col("step").filter(pl.col("value").is_not_null()).min().alias("first_step"),
             pl.col("step").filter(pl.col("value").is_not_null()).max().alias("last_step"),
         )
+        # A mean of values lies within their range: polars' mean of twenty steps of 0.30000000000000004 is 0.3,
+        # below its own min (0.29999999999999993 elsewhere).
+        .with_columns(within(pl.col("mean"), pl.col("min"), pl.col("max")).alias("mean"))
         .collect()
     )
     if keys:

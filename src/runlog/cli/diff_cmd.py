@@ -447,7 +447,19 @@ def render_diff(d: Diff) -> Group:
             "Paired per prompt (same prompt, same step; end window): the run's mean reward minus the baseline's "
             "(by_id: pairs by group id alone, no prompt text to confirm them: no verdict)",
             ["split", "role", "run"],
-            ["steps", "prompts", "by_id", "wins", "losses", "ties", "mean_diff", "ci_low", "ci_high", "verdict"],
+            [
+                "steps",
+                "prompts",
+                "by_id",
+                "wins",
+                "losses",
+                "ties",
+                "mean_diff",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "verdict",
+            ],
         ),
     ]
     if d.text is not None:

@@ -131,7 +131,8 @@ def _say_repeats(source: str, ctx: RunContext, steps: list[int | None], lines: l
         ctx.warn(
             source,
             f"{len(again)} record(s) log a step an earlier line of this file already logged (first: line {line}, "
-            f"step {step}): merged with it as shards are (weighted by key__count, else averaged)",
+            f"step {step}): merged with it as shards are (each value weighed by its key__count, or a k/mean by its "
+            "record's k/count; a value without one as one value)",
         )
 
 

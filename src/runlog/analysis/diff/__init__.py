@@ -17,12 +17,17 @@ The first run is the baseline; every other run is compared with it, pair by pair
   the prompt is its text, else its group id; the samples where neither is known, taken as independent, which
   a note says where a run has none) are resampled with replacement, independently, ``boot`` times, from a
   seeded generator, so that the same command prints the same interval. A difference whose interval lies above
-  0 is ``ahead`` (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``.
+  0 is ``ahead`` (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``; an end
+  within rounding of the two means (``bootstrap.rounding``: a few ulps) is at 0, so round-off is never a verdict.
 - **Paired.** Where both runs have prompt groups over the same prompts (the same prompt text, or where there
   is no text, or it is one the step's groups share, the same group id, unless the ids count a step's groups:
   ``sides.counters``; within the same split and step), the per-prompt difference of the role's
   mean reward over the end window, with a bootstrap interval over the prompts: differences between prompts
-  cancel, so a paired interval is narrower. Pairs that rest on a group id alone (no prompt text on either side
+  cancel, so a paired interval is narrower. A difference within rounding of the prompt's two means is 0 (a tie).
+  A paired verdict also needs an exact sign-flip test of the differences at the same level
+  (``bootstrap.sign_flip_p``, its ``p_value`` shown): a percentile bootstrap of a few prompts is far too narrow,
+  and fewer prompts than that test can ever find significant (6 at 95 %) get no paired verdict, with a note.
+  Pairs that rest on a group id alone (no prompt text on either side
   to confirm it: ``g0..g7`` numbered before filtering dropped groups read as prompt names) are counted
   (``by_id``) and said in a note, and get no paired verdict: the unpaired one decides.
 - **Onset.** Per common step, the Welch z of the difference of the role's mean rewards

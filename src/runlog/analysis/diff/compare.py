@@ -30,7 +30,16 @@ from .align import (
     window_gap_note,
     windows_of,
 )
-from .bootstrap import bootstrap_means, interval, rng_for, valid_mean, verdict
+from .bootstrap import (
+    TIE_ULPS,
+    bootstrap_means,
+    interval,
+    min_flip_prompts,
+    rng_for,
+    sign_flip_p,
+    valid_mean,
+    verdict,
+)
 from .extras import config_rows, finding_rows, scalar_rows, side_by_side, text_rows
 from .model import (
     CONFIG_SCHEMA,
@@ -378,7 +387,7 @@ def _compare_role(
                 lo = hi = None
                 infinite.setdefault((metric, tuple(unbounded)), []).append(point)
             row = side_by_side(split, role, metric, point, other.name, wb, a[0], b[0])
-            word = verdict(lo, hi, *METRIC_WORDS[metric]) if row["diff"] is not None else None
+            word = verdict(lo, hi, *METRIC_WORDS[metric], of=(a[0], b[0])) if row["diff"] is not None else None
             row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, verdict=word)
             rows.append({**row, "baseline_n": a[1], "n": b[1]})
     for (metric, who), points in infinite.items():
@@ -461,7 +470,11 @@ def _paired(
 ) -> dict[str | None, dict[str, Any]]:
     """Per role, the per-prompt comparison over ``steps``: per (step, prompt) the role's mean valid reward in
     each run, the prompts both runs have paired; the mean of the differences with a bootstrap interval over
-    prompts (the roles with as many prompts share one ``bootstrap_means`` call).
+    prompts (the roles with as many prompts share one ``bootstrap_means`` call). A difference within rounding of
+    its two means is 0 (``_differences``). The verdict needs, besides an interval beyond 0, an exact sign-flip
+    test of the differences at the same level (``bootstrap.sign_flip_p``, its ``p_value``): else ``tie``, and
+    with fewer prompts than that test can ever find significant (``min_flip_prompts``), no verdict; a note says
+    which.
 
     A prompt whose rewards include ±inf has an infinite mean (NaN with both signs), and its difference is
     infinite or NaN: an infinite one is a win or a loss, a NaN one none of wins, losses and ties; the mean of
@@ -515,7 +528,7 @@ def _paired(
     for role in roles:
         part = joined.filter(role_eq(role))
         if part.height:
-            diffs[role] = (part["m_b"] - part["m"]).to_numpy()
+            diffs[role] = _differences(part["m"].to_numpy(), part["m_b"].to_numpy())
             by_id[role] = int(part["by_id"].sum())
             had = (part.height, mine.filter(role_eq(role)).height, theirs.filter(role_eq(role)).height)
             coverage.setdefault(had, []).append(role)
@@ -525,12 +538,15 @@ def _paired(
     by_len: dict[int, list[str | None]] = {}
     for role, d in diffs.items():
         by_len.setdefault(len(d), []).append(role)
+    few: dict[int, list[str | None]] = {}  # prompts -> the roles with too few of them for a verdict
+    unsure: list[str] = []  # the roles whose interval excludes 0 where the sign-flip test does not
     for n, group in by_len.items():
         rng = rng_for(opts.seed, other.index, "paired", split, steps[0], steps[-1], n)
         reps = bootstrap_means(np.column_stack([diffs[r] for r in group]), opts.boot, rng)
         for k, role in enumerate(group):
             d = diffs[role]
             lo, hi = interval(reps[:, k], opts.ci, len(d))
+            p_value = None
             undefined = int(np.isnan(d).sum())
             infinite = int(np.isinf(d).sum())
             if undefined or infinite:
@@ -546,6 +562,18 @@ def _paired(
                 )
             else:
                 mean = valid_mean(d)
+                p_value = sign_flip_p(d, rng_for(opts.seed, other.index, "flip", split, steps[0], steps[-1], role))
+            # Pairs resting on group ids alone may be no one prompt (``_by_id_notes``): no verdict of theirs.
+            word = None if by_id[role] else verdict(lo, hi)
+            if p_value is not None and not by_id[role] and n < min_flip_prompts(opts.ci):
+                word = None
+                few.setdefault(n, []).append(role)
+            elif word in ("ahead", "behind") and p_value is not None and p_value > 1 - opts.ci:
+                word = "tie"
+                unsure.append(
+                    f"role {_role_name(role)}: interval [{_shown(lo)}, {_shown(hi)}], p = {p_value:.3g} over "
+                    f"{int(np.count_nonzero(d))} non-zero difference(s)"
+                )
             out[role] = {
                 "split": split,
                 "role": role,
@@ -559,10 +587,35 @@ def _paired(
                 "mean_diff": mean,
                 "ci_low": lo,
                 "ci_high": hi,
-                # Pairs resting on group ids alone may be no one prompt (``_by_id_notes``): no verdict of theirs.
-                "verdict": None if by_id[role] else verdict(lo, hi),
+                "p_value": p_value,
+                "verdict": word,
             }
+    least = min_flip_prompts(opts.ci)
+    for n, found in few.items():
+        notes.append(
+            f"{other.name}{_where(split)}{_which(found, roles)}: the paired comparison (end window "
+            f"{steps_text(steps)}) has {n} prompt(s): too few for a paired verdict at {opts.ci:.0%} (a sign-flip "
+            f"test of {n} differences cannot reach p <= {1 - opts.ci:.2g}: its least p is 2 / 2^{n} = "
+            f"{2 / 2**n:.3g}; {least} or more are needed): no paired verdict (its counts, mean and interval are "
+            "kept; a percentile bootstrap of so few prompts is too narrow)"
+        )
+    if unsure:
+        notes.append(
+            f"{other.name}{_where(split)}: paired interval not backed by a sign-flip test of the per-prompt "
+            f"differences at {opts.ci:.0%} ({'; '.join(unsure)}): paired verdict tie (a percentile bootstrap of "
+            "few, or few uneven, prompts is too narrow)"
+        )
     return out
+
+
+def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per paired prompt, the run's mean minus the baseline's, 0 where it is within rounding of the two means
+    (``bootstrap.rounding``: the same rewards summed in another order), so that round-off is a tie, never a win,
+    a loss or a verdict."""
+    with np.errstate(invalid="ignore"):
+        d = b - a
+        tol = TIE_ULPS * np.finfo(float).eps * np.fmax(np.abs(a), np.abs(b))
+        return np.where(np.isfinite(d) & (np.abs(d) <= tol), 0.0, d)
 
 
 def _unnamed(window: pl.DataFrame, texts: pl.DataFrame, role: str | None) -> str | None:

@@ -138,7 +138,7 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                         "diff": diff,
                         "ci_low": lo,
                         "ci_high": hi,
-                        "verdict": verdict(lo, hi, "higher", "lower") if diff is not None else None,
+                        "verdict": verdict(lo, hi, "higher", "lower", of=(ma, mb)) if diff is not None else None,
                     }
                 )
     by_keys: dict[tuple[str, tuple[str, ...]], list[str]] = {}

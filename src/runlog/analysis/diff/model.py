@@ -149,7 +149,11 @@ PAIRED_SCHEMA = {
     **_cols("split role run steps", STR),
     **_cols("prompts by_id wins losses ties", INT),  # by_id: prompts paired by a group id alone (no verdict)
     "mean_diff": FLT,
-    **{k: v for k, v in INTERVAL.items() if k != "diff"},
+    **_cols("ci_low ci_high", FLT),
+    # The two-sided p of an exact sign-flip test of the differences (``bootstrap.sign_flip_p``): a paired verdict
+    # needs it at most 1 - ci besides an interval that excludes 0 (null without a finite mean difference).
+    "p_value": FLT,
+    "verdict": STR,
 }
 SCALARS_SCHEMA = {**_cols("key point run", STR), **SIDE_BY_SIDE, **INTERVAL}
 CONFIG_SCHEMA = _cols("key run config_baseline config_run", STR)

@@ -315,7 +315,8 @@ def prompt_means(rows: pl.DataFrame | None) -> pl.DataFrame:
     """Per (split, role, step, prompt key) of ``rows`` (``Side.text_rows``): the mean of the valid rewards (null
     where none is valid: kept, so that the pairing sees every group id of a step, ``counters``). The key is the
     text's hash where the text is a prompt's identity at its step (``shared_texts``), else the group id's
-    (``by_id``); a sample with neither has none and is left out."""
+    (``by_id``); a sample with neither has none and is left out. The mean is of the rewards in sorted order: the
+    same rewards in any row order give the same mean."""
     if rows is None or rows.height == 0:
         return pl.DataFrame(schema=PROMPT_MEANS_SCHEMA)
     step = rows.select(pl.struct("split", "role", "step").rank("dense")).to_series()
@@ -328,7 +329,9 @@ def prompt_means(rows: pl.DataFrame | None) -> pl.DataFrame:
         )
         .filter(pl.col("pkey").is_not_null())
         .group_by("split", "role", "step", "pkey", "by_id")
-        .agg(pl.col("reward").filter(valid).mean().cast(pl.Float64).alias("m"))
+        # Sorted before the sum: the same rewards in another row order (shards written in another order, a run
+        # re-read from an object store) give the same mean, bit for bit, not one an ulp apart (a win or a loss).
+        .agg(pl.col("reward").filter(valid).cast(pl.Float64).sort().mean().alias("m"))
         .select(list(PROMPT_MEANS_SCHEMA))
     )
 
