@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runlog import open_run
-from runlog.analysis.inspect import gaps_at, inspect_run, key_cadences, merged_gaps, scalar_stride
+from runlog.analysis.inspect import gaps_at, inspect_run, key_cadences, lost_step_runs, scalar_stride
 from runlog.cli.app import app
 from runlog.writer import RunWriter
 
@@ -71,12 +71,40 @@ def test_a_hostile_key_name_is_shown_inert(tmp_path: Path) -> None:
     assert "gaps 3 (x\\x1b]8;;e\\x07[red] every 1)" in res.stdout, res.stdout
 
 
-def test_key_cadences_agree_with_scalar_stride_and_gaps_at_key_by_key() -> None:
-    """The vectorised rule against the one-key functions plot uses, on random keys: cadences, first and last
-    logs off the cadence, lost steps, one or two steps, repeated steps."""
-    rng = random.Random(18)
+def lost_by_the_rule(keys: dict[str, list[int]]) -> dict[str, tuple[int, list[list[int]]]]:
+    """docs/cli.md's rule, in plain Python over each key's steps: the key's missed steps at its stride
+    (``scalar_stride``, ``gaps_at``) are lost where they are few (at most one run per four steps held, at most a
+    fifth of its cadence); where it holds most of its cadence otherwise, those at which no key was logged."""
+    logged = {x for steps in keys.values() for x in steps}
+    out = {}
+    for name, steps in keys.items():
+        st = scalar_stride(steps)
+        gaps = gaps_at(steps, st)
+        missed = sum((b - a) // st + 1 for a, b in gaps)  # counted, not listed: a gap may span int64
+        if len(gaps) * 4 <= len(steps) and missed * 4 <= len(steps):
+            if gaps:
+                out[name] = (st, gaps)
+            continue
+        lost = [x for a, b in gaps for x in range(a, b + 1, st) if x not in logged] if missed < len(steps) else []
+        runs: list[list[int]] = []
+        for x in lost:
+            if runs and x == runs[-1][1] + st:
+                runs[-1][1] = x
+            else:
+                runs.append([x, x])
+        if runs:
+            out[name] = (st, runs)
+    return out
+
+
+@pytest.mark.parametrize("seed", [18, 19, 20])
+def test_key_cadences_agree_with_the_rule_key_by_key(seed: int) -> None:
+    """The vectorised rule against the one-key functions plot uses and the rule in plain Python, on random keys:
+    cadences, first and last logs off the cadence, lost steps, lost lines, one or two steps, repeated steps."""
+    rng = random.Random(seed)
     rows = []
-    truth = {}
+    keys = {}
+    dropped = set(rng.sample(range(0, 400), 40))  # lines lost: no key at these steps
     for k in range(300):
         every = rng.choice([1, 2, 3, 5, 10, 25, 50])
         n = rng.choice([1, 2, 3, 4, 5, 8, 20, 60])
@@ -89,24 +117,65 @@ def test_key_cadences_agree_with_scalar_stride_and_gaps_at_key_by_key() -> None:
         if len(steps) > 4 and rng.random() < 0.5:
             for _ in range(rng.randint(1, 3)):
                 steps.remove(rng.choice(steps[1:-1]))
+        if rng.random() < 0.3:
+            steps = [x for x in steps if x not in dropped] or steps
         steps = sorted(set(steps))
         name = f"k{k:03d}"
+        keys[name] = steps
         rows += [(name, s) for s in steps] + [(name, steps[0])]  # a step logged twice (two shards)
-        st = scalar_stride(steps)
-        g = gaps_at(steps, st)
-        truth[name] = (st, g if len(g) * 4 <= len(steps) else [])  # a key of many gaps is logged at some steps
     strides, cadences = key_cadences(pl.DataFrame(rows, schema=["key", "step"], orient="row"))
-    assert strides == {k: v[0] for k, v in truth.items()}
-    got = {k: (c.stride, c.gaps) for c in cadences for k in c.keys}
-    assert got == {k: v for k, v in truth.items() if v[1]}
-    # The merged runs: sorted, apart, each key's gap inside one, and each run's ends some key's gap's ends.
-    merged = merged_gaps(cadences)
-    spans = [g for _, gs in truth.values() for g in gs]
-    assert (
-        all(a <= b < c for (a, b), (c, _) in zip(merged, merged[1:], strict=False)) and merged[-1][0] <= merged[-1][1]
-    )
-    assert all(sum(a <= x and y <= b for a, b in merged) == 1 for x, y in spans)
-    assert {a for a, _ in merged} <= {x for x, _ in spans} and {b for _, b in merged} <= {y for _, y in spans}
+    assert strides == {k: scalar_stride(v) for k, v in keys.items()}
+    truth = lost_by_the_rule(keys)
+    assert {k: (c.stride, c.gaps) for c in cadences for k in c.keys} == truth
+    # step_gaps: read at the stride given, exactly the steps some key lost.
+    for every in (1, 5, 10):
+        runs = lost_step_runs(cadences, every)
+        told = {x for a, b in runs for x in range(a, b + 1, every)}
+        assert told == {x for st, gs in truth.values() for a, b in gs for x in range(a, b + 1, st)}
+
+
+def test_a_run_that_lost_a_third_of_its_lines_says_them(tmp_path: Path) -> None:
+    """Every third line lost, all keys (a review): the keys miss a third of their cadence, too many to be a key's
+    own losses; the steps at which no key was logged are lost lines, said."""
+    root = tmp_path / "lines"
+    with RunWriter(root, name="lines") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 60):
+            if s % 3 != 2:
+                w.log_scalars(s, {"loss": 1.0, "kl": 0.1})
+    sc = scalars_json(root)
+    assert sc["step_gaps"] == [[x, x] for x in range(2, 58, 3)], sc
+    assert sc["key_gaps"][0]["keys"] == 2 and sc["key_gaps"][0]["names"] == ["kl", "loss"]
+
+
+def test_a_key_logged_in_bursts_loses_nothing(tmp_path: Path) -> None:
+    """A StatsTracker ``/nonfinite`` key written where steps had NaN, in two bursts (5-9, 20-24): not 'gaps 10-19'
+    (a review: one run of missed steps per ten held passed the first rule)."""
+    root = tmp_path / "bursts"
+    with RunWriter(root, name="bursts") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 30):
+            rec = {"loss": 1.0}
+            if 5 <= s <= 9 or 20 <= s <= 24:
+                rec["reward/nonfinite"] = 1.0
+            w.log_scalars(s, rec)
+    assert scalars_json(root)["key_gaps"] == []
+
+
+def test_an_eval_key_of_its_own_stride_is_read_at_the_runs(tmp_path: Path) -> None:
+    """An eval key every 100 that lost 200 and 300 beside train keys every step: step_gaps at stride 1 holds the
+    two steps, not [200, 300] (101 steps read at that stride)."""
+    root = tmp_path / "eval"
+    with RunWriter(root, name="eval") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 1001):
+            rec = {"loss": 1.0}
+            if s % 100 == 0 and s not in (200, 300):
+                rec["eval/acc"] = 0.5
+            w.log_scalars(s, rec)
+    sc = scalars_json(root)
+    assert sc["stride"] == 1 and sc["step_gaps"] == [[200, 200], [300, 300]], sc
+    assert sc["key_gaps"] == [{"stride": 100, "gaps": [[200, 300]], "keys": 1, "names": ["eval/acc"]}]
 
 
 @pytest.mark.parametrize("steps", [[5], [], [3, 3]])
@@ -129,7 +198,7 @@ def test_steps_near_the_ends_of_int64_are_measured_in_python() -> None:
     rows = [("a", s) for s in a] + [("b", s) for s in b]
     strides, cadences = key_cadences(pl.DataFrame(rows, schema={"key": pl.String, "step": pl.Int64}, orient="row"))
     assert strides == {"a": scalar_stride(a), "b": 10}
-    assert {k: c.gaps for c in cadences for k in c.keys} == {"a": gaps_at(a, strides["a"]), "b": gaps_at(b, 10)}
+    assert {k: (c.stride, c.gaps) for c in cadences for k in c.keys} == lost_by_the_rule({"a": a, "b": b})
 
 
 @pytest.mark.parametrize(
@@ -139,10 +208,10 @@ def test_steps_near_the_ends_of_int64_are_measured_in_python() -> None:
         ([0, 10, 15], 10, []),  # a final log off the cadence
         ([0, 5, 15, 20], 5, [[10, 10]]),
         ([0, 10, 30, 40], 10, [[20, 20]]),
-        ([0, 10, 30], 10, []),  # a key of three steps with a gap: too few to tell a cadence (regular_keys)
+        ([0, 10, 30], 10, [[20, 20]]),  # three steps, and no key at 20: a lost line (a review: was never said)
         ([1, 20, 30, 40, 50], 10, [[10, 10]]),  # was "step 11 missing": counted from the first log, off the cadence
         ([1, 10, 30, 40, 50, 55], 10, [[20, 20]]),
-        ([0, 1, 3, 5, 7, 9, 11], 1, []),  # stride 1, and misses 2, 4, 6, 8, 10: a key logged at some steps
+        ([0, 1, 3, 5, 7, 9, 11], 1, [[2, 2], [4, 4], [6, 6], [8, 8], [10, 10]]),  # no key there: lines lost
         ([*range(0, 40), 45], 1, [[40, 44]]),
     ],
 )
@@ -189,3 +258,19 @@ def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path)
     notes = {ax.get_title(): F.note_text(ax) for ax in fig.axes if ax.get_title()}
     assert notes["reward/nonfinite"] == "logged at 13 steps in 0..90: at some steps only, none missing", notes
     assert "step 40 missing" in notes["loss"], notes
+
+
+def test_plot_says_lost_lines_as_inspect_does(tmp_path: Path) -> None:
+    """Every third line lost: the panels say the lost steps (a review: 'at some steps only, none missing')."""
+    from runlog.plots import figures as F
+    from runlog.plots import make_figure
+
+    root = tmp_path / "lines"
+    with RunWriter(root, name="lines") as w:
+        w.log_samples(0, [{"reward": 1.0}])
+        for s in range(0, 30):
+            if s % 3 != 2:
+                w.log_scalars(s, {"loss": 1.0})
+    fig = make_figure(open_run(root), "scalars", window=1)
+    [note] = [F.note_text(ax) for ax in fig.axes if ax.get_title() == "loss"]
+    assert note.startswith("gaps: steps 2, 5, 8") and "missing" in note, note

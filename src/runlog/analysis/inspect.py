@@ -258,7 +258,7 @@ def key_steps(frame: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     return (
         frame.lazy()
         .select(pl.col("key").cast(pl.String), pl.col("step").cast(pl.Int64))
-        .filter(pl.col("key").is_not_null())
+        .filter(pl.col("key").is_not_null() & pl.col("step").is_not_null())
         .group_by("key")
         .agg(pl.col("step").unique().sort())
         .sort("key")
@@ -267,16 +267,20 @@ def key_steps(frame: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
 
 
 def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]:
-    """Each scalar key's stride (``scalar_stride``, of its own steps) and the steps it missed at it, from
-    ``key_steps``' frame (or rows of ``key`` and ``step``): ``({key: stride}, the keys with gaps grouped by stride
-    and gaps)``.
+    """Each scalar key's stride (``scalar_stride``, of its own steps) and the steps it lost at it, from
+    ``key_steps``' frame (or rows of ``key`` and ``step``): ``({key: stride}, the keys that lost steps grouped by
+    stride and steps)``.
 
-    Per key, not over the keys' steps together: a key every 10 and one every 25 are no run of gaps at 5, 15, ...,
-    and a key every 10 that lost step 50 is not hidden by one every 50 that logged it. Keys logged at some steps
-    only (``regular_keys``) have no gaps. Vectorised over every key
-    at once (a JaxARC run logs thousands of keys): the gcds of each key's step differences, with and without its
-    first and last, in one ``reduceat`` each; ``test_inspect_audit18`` holds it to ``scalar_stride`` and
-    ``gaps_at`` key by key."""
+    Per key, not over the keys' steps together: a key every 10 and one every 25 are no run of gaps at 5, 15, ...
+    A key's missed steps (``gaps_at``, at its stride) are lost where the key keeps its cadence (``regular_keys``:
+    few of them, in few runs): a key every 10 that lost step 50 is said, whatever other keys logged there. Of a key
+    that holds most of its cadence but not so evenly (a run that lost a third of its lines), the steps at which no
+    key was logged at all: its lines were lost, not a key left out of them. A key that holds half its cadence or
+    less (StatsTracker's ``<key>/nonfinite``, written where a step had NaN, in bursts or not) loses none.
+
+    Vectorised over every key at once (a JaxARC run logs thousands of keys): the gcds of each key's step
+    differences, with and without its first and last, in one ``reduceat`` each; ``test_inspect_audit18`` holds
+    it to ``scalar_stride`` and ``gaps_at`` key by key."""
     import numpy as np
 
     if not isinstance(frame.schema["step"], pl.List):
@@ -284,18 +288,30 @@ def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]
     if frame.is_empty():
         return {}, []
     names = frame["key"].to_list()
-    n = len(names)
     steps = frame["step"].explode().to_numpy()
-    if int(steps.max()) - int(steps.min()) >= 2**62:  # differences beyond int64 (steps near its ends): in Python
+    held = frame["step"].list.len().to_numpy().astype(np.int64)  # UInt32: int64 with uint64 sums is float
+    if int(steps.max()) > 2**61 or int(steps.min()) < -(2**61):  # near int64's ends (a stride could wrap): Python
         lists = frame["step"].to_list()
         strides = {k: scalar_stride(v) for k, v in zip(names, lists, strict=True)}
-        missed = {}
-        for k, v in zip(names, lists, strict=True):
-            g = gaps_at(v, strides[k])
-            if g and regular_keys(len(g), len(set(v))):
-                missed[k] = (strides[k], g)
-        return strides, _grouped(missed)
-    code = np.repeat(np.arange(n), frame["step"].list.len().to_numpy())
+        raw = [(i, a, b) for i, k in enumerate(names) for a, b in gaps_at(lists[i], strides[k])]
+        owner = np.array([i for i, _, _ in raw], dtype=np.int64)
+        lo = np.array([a for _, a, _ in raw], dtype=object)  # Python ints: no wrap
+        hi = np.array([b for _, _, b in raw], dtype=object)
+        every_of = np.array([strides[k] for k in names], dtype=object)
+    else:
+        best, owner, lo, hi = _vector_gaps(steps, held)
+        strides = {name: int(x) for name, x in zip(names, best, strict=True)}
+        every_of = best
+    return strides, _judged(names, held, steps, every_of, owner, lo, hi)
+
+
+def _vector_gaps(steps: Any, held: Any) -> tuple[Any, Any, Any, Any]:
+    """``scalar_stride`` and ``gaps_at`` of every key at once, from the keys' sorted steps one after another
+    (``held`` of each): each key's stride, and each gap's key, first and last missed step."""
+    import numpy as np
+
+    n = len(held)
+    code = np.repeat(np.arange(n), held)
     diffs = np.diff(steps)
     same = code[1:] == code[:-1]
     d = diffs[same]  # each key's differences, contiguous, in key order
@@ -321,34 +337,71 @@ def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]
     inner = _segment_gcd(d, start + 1, end - 1)  # both
     take = (m >= 4) & (inner % safe(first) != 0) & (last % safe(inner) != 0)
     best = np.where(take, np.maximum(best, inner), best)
-    strides = {name: int(x) for name, x in zip(names, best, strict=True)}
 
     every = best[owner]
     # ``gaps_at``: the cadence of each key's second step (of its first, where it has two).
-    at = np.concatenate(([0], np.cumsum(m + 1)[:-1])) + np.where(m >= 2, 1, 0)
+    at = np.concatenate(([0], np.cumsum(held)[:-1])) + np.where(held > 2, 1, 0)
     phase = (steps[np.minimum(at, len(steps) - 1)] % best)[owner]
     after = before + d
     lo = before + (phase - before - 1) % every + 1  # the cadence's first step after each step held
     hi = after - 1 - (after - 1 - phase) % every  # and its last before the next
     gap = lo <= hi
-    gap &= regular_keys(np.bincount(owner[gap], minlength=n), m + 1)[owner]
+    return best, owner[gap], lo[gap], hi[gap]
+
+
+def _judged(names: list[str], held: Any, steps: Any, every_of: Any, owner: Any, lo: Any, hi: Any) -> list[KeyCadence]:
+    """The steps each key lost of its gaps (``key_cadences``' rule), grouped."""
+    import numpy as np
+
+    n = len(names)
+    every = every_of[owner] if len(owner) else np.zeros(0, dtype=np.int64)
+    count = (hi - lo) // every + 1 if len(owner) else np.zeros(0, dtype=np.int64)  # missed steps of each gap
+    runs = np.bincount(owner, minlength=n)
+    missed = np.bincount(owner, weights=count.astype(float), minlength=n)  # floats: counts up to 2**53 exact
+    regular = regular_keys(runs, held) & (missed * 4 <= held)
+    kept = missed < held  # holds most of its cadence
     found: dict[str, tuple[int, list[list[int]]]] = {}
-    for k, a, b in zip(owner[gap].tolist(), lo[gap].tolist(), hi[gap].tolist(), strict=True):
-        found.setdefault(names[k], (int(best[k]), []))[1].append([a, b])
-    return strides, _grouped(found)
+    whole = regular[owner]
+    for k, a, b in zip(owner[whole].tolist(), lo[whole].tolist(), hi[whole].tolist(), strict=True):
+        found.setdefault(names[k], (int(every_of[k]), []))[1].append([a, b])
+    partly = ~whole & kept[owner]
+    if partly.any():
+        logged = np.unique(steps)
+        for k in np.unique(owner[partly]).tolist():
+            mine = partly & (owner == k)
+            st = int(every_of[k])
+            pts = np.concatenate(
+                [np.arange(a, b + 1, st) for a, b in zip(lo[mine].tolist(), hi[mine].tolist(), strict=True)]
+            )
+            lost = pts[~np.isin(pts, logged)]  # steps at which no key was logged: lines lost
+            if len(lost):
+                found[names[k]] = (st, _runs(lost, st))
+    return _grouped(found)
+
+
+def _runs(points: Any, every: int) -> list[list[int]]:
+    """Sorted distinct ``points`` as runs ``[first, last]`` of steps ``every`` apart."""
+    import numpy as np
+
+    pts = np.unique(np.asarray(points))
+    if not len(pts):
+        return []
+    cut = np.flatnonzero(np.diff(pts) != every) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut - 1, [len(pts) - 1]))
+    return [[int(pts[a]), int(pts[b])] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def regular_keys(gap_runs: Any, held: Any) -> Any:
-    """Whether a key keeps a cadence whose missed steps are worth saying: at most one run of missed steps per
-    four steps it holds. A key logged at some steps only (StatsTracker's ``<key>/nonfinite``, written where a
-    step had NaN: 10 of 32 steps in 6 runs) has no cadence to miss, and was said to have lost 22 steps; a key
-    every 10 steps that lost step 50, or a run that lost steps 100-499, keeps its cadence. Works on numbers and
-    numpy arrays alike."""
+    """Whether a key's runs of missed steps are few enough for it to keep a cadence: at most one per four steps it
+    holds (with at most a fifth of its cadence missed: ``key_cadences``). A key logged at some steps only
+    (StatsTracker's ``<key>/nonfinite``: 10 of 32 steps in 6 runs) has no cadence to miss, and was said to have
+    lost 22 steps. Works on numbers and numpy arrays alike."""
     return gap_runs * 4 <= held
 
 
 def _grouped(found: dict[str, tuple[int, list[list[int]]]]) -> list[KeyCadence]:
-    """Keys of one stride that missed the same steps, as one ``KeyCadence``; by their first missed step."""
+    """Keys of one stride that lost the same steps, as one ``KeyCadence``; by their first lost step."""
     groups: dict[tuple[int, tuple[tuple[int, int], ...]], list[str]] = {}
     for key, (stride, gaps) in found.items():
         groups.setdefault((stride, tuple((a, b) for a, b in gaps)), []).append(key)
@@ -357,16 +410,15 @@ def _grouped(found: dict[str, tuple[int, list[list[int]]]]) -> list[KeyCadence]:
     return cadences
 
 
-def merged_gaps(cadences: list[KeyCadence]) -> list[list[int]]:
-    """The runs of steps some key missed (``key_cadences``' gaps of every key, overlapping runs merged)."""
-    spans = sorted((a, b) for c in cadences for a, b in c.gaps)
-    out: list[list[int]] = []
-    for a, b in spans:
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return out
+def lost_step_runs(cadences: list[KeyCadence], every: int) -> list[list[int]]:
+    """The steps some key lost (``key_cadences``), as runs ``[first, last]`` of steps ``every`` apart: read at
+    ``every`` (inspect's ``scalars.stride``), each run is exactly the steps lost, whatever the stride of the key
+    that lost them (an eval key every 100 that lost 200 and 300 is ``[200, 200], [300, 300]`` beside a stride of 1,
+    not ``[200, 300]``, 101 steps)."""
+    import numpy as np
+
+    parts = [np.arange(a, b + 1, c.stride) for c in cadences for a, b in c.gaps]
+    return _runs(np.concatenate(parts), every) if parts else []
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:
@@ -1042,7 +1094,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
                 scalars.stride = min(tally, key=lambda x: (-tally[x], x))
             else:  # steps only on ``__count`` weights' records
                 scalars.stride = scalar_stride(scalar_steps)
-            scalars.step_gaps = merged_gaps(cadences)
+            scalars.step_gaps = lost_step_runs(cadences, scalars.stride)
             scalars.key_gaps = cadences
 
     roles = run.role_names()

@@ -76,7 +76,7 @@ def _t(s: Any) -> Text:
 
 
 def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
-    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:limit]]
+    parts = [f"{a}" if a == b else f"{a}..{b}" if a < 0 or b < 0 else f"{a}-{b}" for a, b in gaps[:limit]]  # -80..-70
     if len(gaps) > limit:
         parts.append(f"... (+{len(gaps) - limit})")
     return ", ".join(parts)

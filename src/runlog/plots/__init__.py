@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.inspect import gaps_at, regular_keys, scalar_stride, step_gaps
+from ..analysis.inspect import gaps_at, key_cadences, scalar_stride, step_gaps
 from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
@@ -667,6 +667,9 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         F.say(ax, "no scalar metrics" + (f" match {', '.join(keys)}" if keys else " in this run"))
         return fig
     shown = names[:MAX_SCALAR_PANELS]
+    # Which keys lost steps, judged over every key as inspect judges them (a step no key was logged at is a lost
+    # line; a key's own gaps where other keys were logged are lost only where the key keeps its cadence).
+    lost = {k: (c.stride, c.gaps) for c in key_cadences(df.select("key", "step"))[1] for k in c.keys}
     rows, cols = F.grid(len(shown), 3)
     fig, axes = F.new_figure(rows, cols, title, width=4.6 * cols, height=3.0 * rows + 0.6)
     for ax, key in zip(axes, shown, strict=False):
@@ -688,15 +691,15 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
             F.say_not_drawn(ax, [line])
             if log:
                 F.say_not_positive(ax, [line])
-            missed = gaps_at(line[1], every)
-            if missed and not regular_keys(len(missed), len(set(line[1]))):
-                # No cadence to miss (inspect's rule): a key logged where something happened, not a lost step.
+            if key in lost:  # inspect's rule (``key_cadences``): the steps this key lost
+                F.panel_note(ax, F.range_words(lost[key][1], lost[key][0]) or "")
+            elif gaps_at(line[1], every):
+                # Skipped steps that are no loss by inspect's rule: other keys were logged there, or the key is
+                # logged where something happened (StatsTracker's /nonfinite).
                 held = sorted({int(x) for x in line[1]})
                 F.panel_note(
                     ax, f"logged at {len(held)} steps in {held[0]}..{held[-1]}: at some steps only, none missing"
                 )
-            else:
-                F.say_gaps(ax, line[1], every)
             if w > 1:
                 ax.set_ylabel(_ma_words(w), fontsize=8)
         F.panel_title(ax, key)
