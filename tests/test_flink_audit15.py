@@ -108,9 +108,10 @@ def test_v0_agents_alike_in_every_text_are_matched_by_agent_id_and_said(tmp_path
     assert note.startswith("agents of 1 sample(s) in 1 file(s) read alike") and "by agent id" in note
 
 
-def _break(path: Path, column: str) -> None:
-    """One ``column`` cell of a Flink file made invalid UTF-8 (uncompressed, no statistics of that column:
-    only its data page holds the bytes); every other column reads."""
+def _break(path: Path, column: str, damage: str = "page") -> None:
+    """One ``column`` cell of a Flink file made unreadable (``damage``: "page", its length beyond the page; "utf8",
+    not UTF-8), uncompressed, no statistics of that column: only its data page holds the bytes; every other
+    column reads."""
     table = pq.read_table(path)
     cells = table.column(column).to_pylist()
     cells[0] = "MARKERXXXX" + cells[0]
@@ -119,7 +120,11 @@ def _break(path: Path, column: str) -> None:
     pq.write_table(table, path, compression="NONE", use_dictionary=False, write_statistics=stats)
     data = path.read_bytes()
     assert data.count(b"MARKERXXXX") == 1
-    path.write_bytes(data.replace(b"MARKERXXXX", b"MARK\xff\xfe\xc3\x28XX"))
+    if damage == "page":
+        at = data.find(b"MARKERXXXX")
+        path.write_bytes(data[: at - 4] + b"\xff\xff\xff\x7f" + data[at:])
+    else:
+        path.write_bytes(data.replace(b"MARKERXXXX", b"MARK\xff\xfe\xc3\x28XX"))
 
 
 def _zero_adv_truth(root: Path, steps: int) -> list[float]:
@@ -134,11 +139,17 @@ def _zero_adv_truth(root: Path, steps: int) -> list[float]:
     return out
 
 
+@pytest.mark.parametrize("damage", ["page", "utf8"])
 @pytest.mark.parametrize("other_broken", [False, True])
-def test_a_files_prompt_groups_do_not_depend_on_another_files_failure(cli, tmp_path: Path, other_broken: bool) -> None:  # noqa: ANN001
-    """File 2's agent_trajectories is not UTF-8, its trajectory (the numeric view's prompt source) is intact:
-    its prompt groups are counted whether or not file 1's trajectory is broken too (then file 1's are not:
-    its prompt text cannot be read)."""
+def test_a_files_prompt_groups_do_not_depend_on_another_files_failure(
+    cli,  # noqa: ANN001
+    tmp_path: Path,
+    other_broken: bool,
+    damage: str,
+) -> None:
+    """File 2's agent_trajectories cannot be read (a corrupt page), its trajectory (the numeric view's prompt
+    source) is intact: its prompt groups are counted whether or not file 1's trajectory is broken too (then file
+    1's are not: its prompt text cannot be read). Not UTF-8 instead, file 2's messages are read with U+FFFD."""
     root = write_flink_run(tmp_path / "run", steps=4, version=0, shape="agents").root
     intact = {
         sid: gid
@@ -148,7 +159,7 @@ def test_a_files_prompt_groups_do_not_depend_on_another_files_failure(cli, tmp_p
         .collect()
         .iter_rows()
     }
-    _break(root / "flink_logs/batch_debug_data_train_2.parquet", "agent_trajectories")
+    _break(root / "flink_logs/batch_debug_data_train_2.parquet", "agent_trajectories", damage)
     if other_broken:
         _break(root / "flink_logs/batch_debug_data_train_1.parquet", "trajectory")
     truth = _zero_adv_truth(root, 4)
@@ -157,13 +168,18 @@ def test_a_files_prompt_groups_do_not_depend_on_another_files_failure(cli, tmp_p
     for step in (0, 2, 3):
         assert got[step] is not None and round(got[step], 3) == truth[step], (step, got, truth)
     assert (got[1] is None) == other_broken
-    # The samples view: file 2's groups are those of its intact JSON, its messages left out (said).
+    # The samples view: file 2's groups are those of its intact JSON, its messages left out (said); or read with
+    # U+FFFD where its text is not UTF-8 (said).
     run = open_run(root)
     df = run.collect(lambda: [run.samples.filter(pl.col("step") == 2).select("sample_id", "group_id", "messages")])[0]
     assert dict(zip(df["sample_id"], df["group_id"], strict=True)) == intact
-    assert df["messages"].null_count() == df.height
-    [problem] = [p for p in run.problems if p.path.endswith("train_2.parquet")]
+    assert df["messages"].null_count() == (0 if damage == "utf8" else df.height)
+    # (With U+FFFD, its text read is no JSON: the marker written before it. That is said too.)
+    [problem] = [p for p in run.problems if p.path.endswith("train_2.parquet") and "JSON" not in p.message]
     assert "agent_trajectories" in problem.message and "prompt groups" not in problem.message
+    assert (problem.kind == "warning" and "(agent_trajectories: 1): read with U+FFFD" in problem.message) == (
+        damage == "utf8"
+    ), problem
 
 
 def _shards(run: Path, rows: int = 2000) -> list[Path]:

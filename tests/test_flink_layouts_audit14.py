@@ -148,9 +148,13 @@ def test_corrupt_v1_file_without_statistics_is_unreadable_not_empty(tmp_path: Pa
     assert p.message.endswith("; file skipped")
 
 
-def test_metrics_format_says_a_text_that_could_not_be_read_is_why_samples_are_skipped(cli, tmp_path: Path) -> None:
-    """A TRL file with one value of invalid UTF-8 in ``completion``: its 8 completions are there, unreadable. The
-    note gives that reason, not "no messages and a null completion"."""
+@pytest.mark.parametrize("damage", ["page", "utf8"])
+def test_metrics_format_says_a_text_that_could_not_be_read_is_why_samples_are_skipped(
+    cli, tmp_path: Path, damage: str
+) -> None:
+    """A TRL file whose ``completion`` page is corrupt (one value's length overwritten): its 8 completions are
+    there, unreadable. The note gives that reason, not "no messages and a null completion". With one value of
+    invalid UTF-8 instead, that value is read with U+FFFD (a warning names the file) and no sample is skipped."""
     folder = tmp_path / "run" / "completions"
     folder.mkdir(parents=True)
     for s in range(1, 4):
@@ -163,9 +167,17 @@ def test_metrics_format_says_a_text_that_could_not_be_read_is_why_samples_are_sk
             "accuracy_reward": [float(i % 2) for i in range(8)],
         }
         pq.write_table(pa.table(table), path, compression="NONE", write_statistics=False)
-        if s == 3:
+        if s == 3 and damage == "page":  # its length (13, in the plain dictionary page) beyond the page
+            path.write_bytes(path.read_bytes().replace(b"\x0d\0\0\0MARK3XXXXXXXX", b"\xff\xff\xff\x7fMARK3XXXXXXXX"))
+        elif s == 3:
             path.write_bytes(path.read_bytes().replace(b"MARK3XXXXXXXX", b"MARK3\xff\xfe\xc3\x28XXXX"))
     r = cli("metrics", "format", tmp_path / "run", "--format", "json")
+    if damage == "utf8":
+        assert r.exit_code == 0 and "skipped" not in r.stderr and "could not be read" not in r.stderr, r.stderr
+        assert "warning: completions/completions_00003.parquet: 1 text value(s) are not valid UTF-8" in r.stderr
+        rows = {row["step"]: row for row in json.loads(r.stdout)}
+        assert rows[3]["texts"] == 8 and rows[1]["texts"] == 8
+        return
     assert r.exit_code == 1
     assert (
         "note: 8 sample(s) have no text for --text auto and are skipped (not in texts): the text of their file "

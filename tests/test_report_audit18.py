@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 import runlog
@@ -165,11 +164,6 @@ def _bad_byte(run: Path) -> Path:
     return f
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the read of text that is no UTF-8 with U+FFFD in run.py / formats (not the report's files): "
-    "see the audit18 fix report",
-)
 def test_one_invalid_byte_costs_one_value_not_the_files_texts(tmp_path: Path) -> None:
     """The cards stay at step 2 (its 7 other completions and 8 messages are valid), the page never says the step
     could not be read, and one warning names the file and the count."""

@@ -405,7 +405,8 @@ def _invalid_utf8(run_dir: Path, rel: str, column: str) -> int:
 def test_invalid_utf8_in_a_string_cell_skips_that_file_and_names_it(tmp_path: Path, cli) -> None:
     """pyarrow reads such a file; polars refuses it, so every command failed with "reading the run failed"
     (no file named, no data printed) or an internal error (render-trajectory). The file is now named and
-    left out, and the rest analysed: counted here from the other files."""
+    left out, and the rest analysed: counted here from the other files. Where the byte is in its text (a
+    completion), only that value changes: read with U+FFFD, said in a warning naming the file."""
     import json as _json
 
     run_dir = tmp_path / "run"
@@ -429,8 +430,9 @@ def test_invalid_utf8_in_a_string_cell_skips_that_file_and_names_it(tmp_path: Pa
     _invalid_utf8(run_dir2, bad2, "completion")
     res = cli("render-trajectory", run_dir2, "--format", "json")
     assert res.exit_code == 0 and "internal error" not in res.stderr, res.stderr
-    # Only its text is unreadable: its numbers still count (tests/test_text_quarantine.py); no conversation.
-    assert f"error: {bad2}: its text could not be read (completion: corrupt data" in res.stderr
+    # Only its text holds the byte: that one value is read with U+FFFD, the file's other values as written.
+    assert f"warning: {bad2}: 1 text value(s) are not valid UTF-8 (completion: 1): read with U+FFFD" in res.stderr
+    assert "could not be read" not in res.stderr and "error:" not in res.stderr
     assert _json.loads(res.stdout) and all(c["step"] == 31 for c in _json.loads(res.stdout))
 
 

@@ -373,17 +373,21 @@ def test_names_with_control_characters_are_shown_escaped_in_keys_and_columns(tmp
 
 
 def test_no_empty_table_when_no_text_is_readable(tmp_path):
-    """Every picked sample's text unreadable (invalid UTF-8): an empty table was logged at every step."""
+    """Every picked sample's text unreadable (a corrupt page: each file's first prompt's length beyond its page;
+    invalid UTF-8 is read with U+FFFD): an empty table was logged at every step."""
     from runlog import open_run
     from runlog.sinks import plan as P
 
     root = native_run(tmp_path / "run", 2)
     for f in sorted((root / "samples" / "train").glob("*.parquet")):
         t = pq.read_table(f)
-        b = pa.array([b"bad \xc3\x28 utf8"] * t.num_rows, pa.binary())
-        bad = pa.Array.from_buffers(pa.string(), len(b), b.buffers())
-        t = t.set_column(t.schema.get_field_index("prompt"), "prompt", bad)
-        pq.write_table(t.replace_schema_metadata({"runlog.schema_version": "2"}), f)
+        prompts = ["MARKERXXXX"] + t.column("prompt").to_pylist()[1:]
+        t = t.set_column(t.schema.get_field_index("prompt"), "prompt", pa.array(prompts, pa.string()))
+        t = t.replace_schema_metadata({"runlog.schema_version": "2"})
+        pq.write_table(t, f, compression="NONE", use_dictionary=False, write_statistics=False)
+        data = f.read_bytes()
+        at = data.index(b"MARKERXXXX")
+        f.write_bytes(data[: at - 4] + b"\xff\xff\xff\x7f" + data[at:])
     plan = P.build_plan(open_run(root), P.PlanOptions(metrics=False))
     payloads = list(plan.payloads())
     assert [p.step for p in payloads] == [0, 1] and all(not p.tables for p in payloads)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +49,16 @@ TEXT_ONLY = ("messages", "completion", "trajectory", "prompt")
 # Of these (and of a layout's ``Layout.text_columns``), the ones that put samples in their prompt groups: kept
 # where they read when the rest of a file's text does not.
 GROUP_KEYS = ("prompt", "group_id")
+# How polars' Parquet reader words a string that is no UTF-8 (``Run._repair_utf8``).
+INVALID_UTF8 = "invalid UTF-8"
+# A file read with U+FFFD in place of its invalid UTF-8 is held rewritten in memory (``FileInfo.repaired``), about
+# its size on disk: one over this size is not (its text is left out, as a corrupt page's is, and that is said),
+# nor one that would take the repaired files this process holds past ``REPAIR_HELD_MAX``: a writer that cut
+# texts inside a character in every file of a large run would otherwise have the run held in memory whole.
+REPAIR_MAX_BYTES = 512 << 20
+REPAIR_HELD_MAX = 2 << 30
+# The files read so (``Run._repair_utf8``), by ``id``, while a run holds them: what ``REPAIR_HELD_MAX`` counts.
+_REPAIRED: weakref.WeakValueDictionary[int, FileInfo] = weakref.WeakValueDictionary()
 GONE = "gone since the run was listed"  # how the problem of a file deleted after discovery begins
 # How the problem of a file that failed to read and is no longer the version listed begins: rewritten while read.
 CHANGED = "changed while it was read (still being written?)"
@@ -74,6 +86,11 @@ def _first_line(exc: BaseException) -> str:
     """An exception's first line (polars adds a page of hints below it), or its type."""
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in MiB, or in KiB under one MiB."""
+    return f"{n / (1 << 20):,.1f} MiB" if n >= 1 << 20 else f"{n / 1024:,.1f} KiB"
 
 
 def text_columns(layout: str) -> tuple[str, ...]:
@@ -177,7 +194,8 @@ class Run:
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     def _unread_now(self) -> frozenset[str]:
-        return frozenset(f.path for f in self.files if f.unread)
+        """The files not read as written: text left out (``FileInfo.unread``), or read with U+FFFD (``repaired``)."""
+        return frozenset(f.path for f in self.files if f.unread or f.repaired is not None)
 
     @cached_property
     def roles(self) -> pl.LazyFrame:
@@ -469,10 +487,11 @@ class Run:
         A file whose numbers read but whose text does not (a corrupt data page in ``completion``) keeps its
         numbers: its text columns are marked ``FileInfo.unread`` (null in ``samples``, so that the text
         metrics, trajectories and tables leave its samples out) and said once; every other failure leaves the
-        whole file out."""
+        whole file out. One whose text fails only for bytes that are no UTF-8 is read with U+FFFD in their place
+        instead, its texts kept (``_repair_utf8``)."""
         bad = []
         for f in self.files:
-            if f.fmt != "parquet" or not f.readable or f.kind != "samples" or f.unread:
+            if f.fmt != "parquet" or not f.readable or f.kind != "samples" or f.unread or f.repaired is not None:
                 continue
             src = f.abspath
             remote = isinstance(src, ObjectPath)
@@ -505,6 +524,11 @@ class Run:
                     continue
                 failing, present = ([], []) if gone else self._failing_columns(f)
                 texts = text_columns(f.layout)
+                # Text that is no UTF-8 (one byte refused the whole file): read with U+FFFD where it may be.
+                kept = self._repair_utf8(f) if failing and set(failing) <= set(texts) and INVALID_UTF8 in reason else ""
+                if kept is None:
+                    bad.append(f)
+                    continue
                 if failing and set(failing) <= set(texts):
                     # The texts go together (a sample's messages without its completion would mislead), but a
                     # readable prompt or group id stays: it is what puts the file's samples in their groups.
@@ -515,7 +539,7 @@ class Run:
                         UNREADABLE,
                         f"its text could not be read ({', '.join(failing)}: corrupt data, the footer is intact: "
                         f"{reason}): left out of diversity, format and trajectories{grouped}; its numbers are "
-                        "counted",
+                        f"counted{kept}",
                     )
                 else:
                     named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
@@ -539,6 +563,45 @@ class Run:
         if bad:
             self._forget_reads()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
+
+    def _repair_utf8(self, f: FileInfo) -> str | None:
+        """A file whose text holds bytes that are no UTF-8 (polars refuses the whole file for one of them: every
+        row's text was lost): read again with U+FFFD in place of each invalid byte sequence (``repaired_utf8``),
+        its other rows and columns as written, and the values so read counted in one warning naming the file, as
+        a binary ``exception`` column's are. None when so read; else why not, said after the problem of its text
+        left out, as before ("" where the read failed: a corrupt page besides, which that problem says)."""
+        from .formats.common import repaired_utf8
+
+        unrepaired = "; not read with U+FFFD in place of its invalid bytes: "
+        if f.bytes > REPAIR_MAX_BYTES:
+            return f"{unrepaired}it is {_size(f.bytes)}; a file over {_size(REPAIR_MAX_BYTES)} is not held in memory"
+        held = sum(len(x.repaired or b"") for x in list(_REPAIRED.values()))
+        if held + f.bytes > REPAIR_HELD_MAX:
+            gc.collect()  # runs no longer used may wait for the collector (reference cycles) with their files
+            held = sum(len(x.repaired or b"") for x in list(_REPAIRED.values()))
+        if held + f.bytes > REPAIR_HELD_MAX:
+            return (
+                f"{unrepaired}it is {_size(f.bytes)}; the files so read hold {_size(held)} of memory already (at "
+                f"most {_size(REPAIR_HELD_MAX)})"
+            )
+        src = f.abspath
+        try:
+            data, counts = repaired_utf8(src.read_bytes() if isinstance(src, ObjectPath) else src)
+        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (not repairable: left out)
+            _not_interrupt(exc)
+            return ""
+        if not counts or self._changed_files([f])[0]:  # another version than the one listed: not used
+            return ""
+        n = sum(counts.values())
+        where = ", ".join(f"{visible(c, keep_newlines=False)}: {k:,}" for c, k in counts.items())
+        self.ctx.warn(
+            f.path,
+            f"{n:,} text value(s) are not valid UTF-8 ({where}): read with U+FFFD in place of each invalid byte "
+            "sequence; the file's other values are as written",
+        )
+        f.repaired = data
+        _REPAIRED[id(f)] = f
+        return None
 
     def _failing_columns(self, f: FileInfo) -> tuple[list[str], list[str]]:
         """The canonical columns of ``f`` that cannot be read, read through its layout, and all its canonical

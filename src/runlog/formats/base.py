@@ -9,6 +9,7 @@ Commands never look at file names or extensions themselves.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
 import re
@@ -81,6 +82,10 @@ class FileInfo:
     # Canonical text columns that could not be read (a corrupt data page behind an intact footer, found when
     # read): null in ``Run.samples``; its numbers are read. Set by ``Run._quarantine_unreadable``.
     unread: tuple[str, ...] = ()
+    # The file rewritten in memory with each byte sequence of its text that is no UTF-8 read as U+FFFD
+    # (``common.repaired_utf8``): scanned in place of the file (polars refuses the whole file for one such
+    # byte). Set by ``Run._quarantine_unreadable``, within ``run.REPAIR_MAX_BYTES`` and ``REPAIR_HELD_MAX``.
+    repaired: builtins.bytes | None = field(default=None, repr=False, compare=False)  # (``bytes`` is its size)
     # What a probe keeps so that nothing is read twice: the parsed frame of a file read whole (JSONL, CSV,
     # JSON: every record mapped once), or a Parquet file's footer details.
     frame: pl.DataFrame | None = field(default=None, repr=False)

@@ -349,6 +349,7 @@ def scan_parquet(files: list[FileInfo], **kwargs: Any) -> pl.LazyFrame:
     ``include_file_paths`` names holding its path as a path scan would."""
     _hint_footer_reads(files)
     held = _held_in_memory(files) if _LIVE.get() else {}
+    held.update({id(f): f.repaired for f in files if f.repaired is not None})
     if not held:
         return _scan_paths(files, **kwargs)
     source = kwargs.pop("include_file_paths", None)
@@ -1165,3 +1166,75 @@ def warn_exception_texts(files: list[FileInfo], ctx: RunContext) -> None:
         n = sum(f.null_counts[key] for f in holding)
         where = "here" if len(holding) == 1 else f"in {len(holding):,} sample files (this one the first)"
         ctx.warn(holding[0].path, f"{n:,} exception value(s) {where} {what}")
+
+
+def _binary_type(t: Any) -> Any:
+    """``t`` with every string type made the binary type of its width (a cast that checks no UTF-8)."""
+    if pa.types.is_string(t):
+        return pa.binary()
+    if pa.types.is_large_string(t):
+        return pa.large_binary()
+    if pa.types.is_string_view(t):
+        return pa.binary_view()
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_binary_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_binary_type(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_binary_type(f.type)) for f in t])
+    if pa.types.is_dictionary(t):  # a column written from a categorical: its values, plain
+        return _binary_type(t.value_type)
+    return t
+
+
+def _decoded(v: Any, counter: list[int]) -> Any:
+    """``v`` (a value of a ``_binary_type`` column, as Python) with its bytes decoded, invalid sequences as U+FFFD;
+    ``counter[0]`` counts the strings that held one."""
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            counter[0] += 1
+            return v.decode("utf-8", "replace")
+    if isinstance(v, list):
+        return [_decoded(x, counter) for x in v]
+    if isinstance(v, dict):
+        return {k: _decoded(x, counter) for k, x in v.items()}
+    return v
+
+
+def repaired_utf8(source: Any) -> tuple[bytes, dict[str, int]]:
+    """The Parquet file ``source`` (a local path, or its bytes) written again in memory, each string of its columns
+    (nested ones too: a message's content) that is no UTF-8 read with U+FFFD in place of each invalid byte
+    sequence, as Python's ``errors='replace'``, and as the ``exception`` column's bytes are read; with how many
+    strings of each column held one (only the columns that did). pyarrow reads such strings without checking them
+    (polars refuses the whole file: one bad byte in one completion cost every row's text), so the other rows and
+    columns are the file's as written, with its schema. Read and written a row group at a time: what is held
+    beyond the result is one row group, and the Python values of its damaged columns only. Raises where the file
+    cannot be so read (a corrupt page), or fails its checks for another reason than text that is no UTF-8."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    schema = pf.schema_arrow
+    counts: dict[str, int] = {}
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, schema) as writer:
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g)
+            for i, name in enumerate(table.column_names):
+                col = table.column(i)
+                try:
+                    col.validate(full=True)
+                    continue
+                except pa.ArrowInvalid:
+                    pass
+                counter = [0]
+                values = [_decoded(v, counter) for v in col.cast(_binary_type(col.type)).to_pylist()]
+                if not counter[0]:  # invalid for another reason: not a text to repair
+                    raise ValueError(f"column {name!r} fails its checks, though its text is UTF-8")
+                table = table.set_column(i, schema.field(i), pa.array(values, type=col.type))
+                counts[name] = counts.get(name, 0) + counter[0]
+            writer.write_table(table)
+    return out.getvalue(), counts

@@ -297,7 +297,7 @@ class FlinkLayout(Layout):
         # One summarize asks for these frames three times (components, the wide check, the query): building a
         # scan of 2,000 paths costs ~8 ms, so they are kept per set of files (a quarantined file changes it).
         memo = ctx.cache.setdefault("flink_groups", {})
-        key = tuple(map(id, readable))
+        key = tuple((id(f), f.repaired is not None) for f in readable)  # a file read again repaired: a new scan
         hit = memo.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], readable, strict=True)):
             return hit[1]
