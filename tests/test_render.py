@@ -370,7 +370,8 @@ def test_json_output_is_the_documented_model(tmp_path):
     data = json.loads(to_json([conv]))
     assert data[0]["schema"] == "runlog.conversation/1" and data[0]["reward"]["total"] is None
     assert set(data[0]) >= {"sample_id", "step", "split", "source", "turns", "reward", "stats", "exception"}
-    assert set(data[0]["turns"][2]) == {"role", "speaker", "content", "reasoning", "tool_calls", "result", "data"}
+    turn_keys = {"role", "speaker", "content", "reasoning", "tool_calls", "result", "data", "continues"}
+    assert set(data[0]["turns"][2]) == turn_keys
 
 
 # -- selection ---------------------------------------------------------------------------------------------

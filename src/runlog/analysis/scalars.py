@@ -249,8 +249,19 @@ def within(mean: pl.Expr, lo: pl.Expr, hi: pl.Expr) -> pl.Expr:
     """A (weighted) ``mean`` of values between ``lo`` and ``hi``, as a mean is: the value itself where they are
     all one value (one shard: ``0.1 * 3 / 3`` is 0.10000000000000002, which diff read as lower than another run's
     0.1), else kept within their range (the rounding of the sum can take it an ulp beyond). NaN stays NaN (±inf of
-    both signs)."""
-    return pl.when(lo == hi).then(lo).when(mean < lo).then(lo).when(mean > hi).then(hi).otherwise(mean)
+    both signs): polars orders NaN above every number, so it is passed through first (a mean of +inf and -inf
+    was clamped to +inf, a review)."""
+    return (
+        pl.when(mean.is_nan())
+        .then(mean)
+        .when(lo == hi)
+        .then(lo)
+        .when(mean < lo)
+        .then(lo)
+        .when(mean > hi)
+        .then(hi)
+        .otherwise(mean)
+    )
 
 
 def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps: StepRange | None = None) -> str | None:

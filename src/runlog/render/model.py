@@ -219,6 +219,8 @@ def _turn_dict(t: Turn) -> dict[str, Any]:
             "is_error": t.result.is_error,
         },
         "data": t.data,
+        # The rest of the message before it (text written after a text tool call): ``stats`` counts one turn.
+        "continues": t.continues,
     }
 
 
