@@ -52,12 +52,22 @@ def test_keys_of_two_cadences_are_no_gaps(tmp_path: Path) -> None:
     assert sc["stride"] == 10  # the stride of most keys (two every 10, one every 25)
 
 
-def test_a_keys_lost_step_is_found_where_another_key_logged_it(tmp_path: Path) -> None:
-    sc = scalars_json(mixed_run(tmp_path / "lost", lose=(50, 150)))
-    assert sc["step_gaps"] == [[50, 50], [150, 150]], sc  # was none: kl and eval/acc logged 50 and 150
-    assert sc["key_gaps"] == [{"stride": 10, "gaps": [[50, 50], [150, 150]], "keys": 1, "names": ["train/loss"]}]
-    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "lost")], env={"COLUMNS": "200"})
-    assert "gaps 50, 150 (train/loss every 10)" in res.stdout, res.stdout
+def test_a_key_left_out_of_records_is_no_lost_record_and_a_lost_line_is(tmp_path: Path) -> None:
+    """train/loss left out of the records of steps 50 and 150 (kl and eval/acc logged there): no record was lost;
+    a line lost (no record at 70) is said, with the keys whose cadence held it and the file."""
+    sc = scalars_json(mixed_run(tmp_path / "left", lose=(50, 150)))
+    assert sc["step_gaps"] == [] and sc["key_gaps"] == [], sc
+    root = mixed_run(tmp_path / "lost")
+    shard = root / "scalars.p0.jsonl"
+    lines = shard.read_text().splitlines(keepends=True)
+    shard.write_text("".join(x for x in lines if '"step": 70,' not in x and '"step":70,' not in x))
+    sc = scalars_json(root)
+    assert sc["step_gaps"] == [[70, 70]], sc
+    assert sc["key_gaps"] == [
+        {"stride": 10, "gaps": [[70, 70]], "keys": 2, "names": ["kl", "train/loss"], "file": "scalars.p0.jsonl"}
+    ]
+    res = CliRunner().invoke(app, ["inspect", str(root)], env={"COLUMNS": "200"})
+    assert "gaps 70 (kl, train/loss every 10)" in res.stdout, res.stdout
 
 
 def test_a_hostile_key_name_is_shown_inert(tmp_path: Path) -> None:
@@ -71,27 +81,26 @@ def test_a_hostile_key_name_is_shown_inert(tmp_path: Path) -> None:
     assert "gaps 3 (x\\x1b]8;;e\\x07[red] every 1)" in res.stdout, res.stdout
 
 
-def lost_by_the_rule(keys: dict[str, list[int]]) -> dict[str, tuple[int, list[list[int]]]]:
-    """docs/cli.md's rule, in plain Python over each key's steps: the key's missed steps at its stride
-    (``scalar_stride``, ``gaps_at``) are lost where they are few (at most one run per four steps held, at most a
-    fifth of its cadence); where it holds most of its cadence otherwise, those at which no key was logged."""
-    logged = {x for steps in keys.values() for x in steps}
+def lost_by_the_rule(
+    keys: dict[str, list[int]], records: set[int] | None = None
+) -> dict[str, tuple[int, list[list[int]]]]:
+    """docs/cli.md's rule, in plain Python, for the keys of one file: each key's missed steps at its stride
+    (``scalar_stride``, ``gaps_at``) at which the file has no record (``records``: every key's steps)."""
+    logged = records if records is not None else {x for steps in keys.values() for x in steps}
     out = {}
     for name, steps in keys.items():
         st = scalar_stride(steps)
-        gaps = gaps_at(steps, st)
-        missed = sum((b - a) // st + 1 for a, b in gaps)  # counted, not listed: a gap may span int64
-        if len(gaps) * 4 <= len(steps) and missed * 4 <= len(steps):
-            if gaps:
-                out[name] = (st, gaps)
-            continue
-        lost = [x for a, b in gaps for x in range(a, b + 1, st) if x not in logged] if missed < len(steps) else []
         runs: list[list[int]] = []
-        for x in lost:
-            if runs and x == runs[-1][1] + st:
-                runs[-1][1] = x
-            else:
-                runs.append([x, x])
+        for a, b in gaps_at(steps, st):
+            x = a
+            while x <= b:  # the records inside a gap split it (a run of steps never recorded at all is one)
+                nxt = min((r for r in logged if x <= r <= b and (r - a) % st == 0), default=None)
+                end = b if nxt is None else nxt - st
+                if end >= x:
+                    runs.append([x, end])
+                if nxt is None:
+                    break
+                x = nxt + st
         if runs:
             out[name] = (st, runs)
     return out
@@ -104,7 +113,7 @@ def test_key_cadences_agree_with_the_rule_key_by_key(seed: int) -> None:
     rng = random.Random(seed)
     rows = []
     keys = {}
-    dropped = set(rng.sample(range(0, 400), 40))  # lines lost: no key at these steps
+    dropped = set(rng.sample(range(0, 400), 40))  # lines lost: no key at these steps (most keys)
     for k in range(300):
         every = rng.choice([1, 2, 3, 5, 10, 25, 50])
         n = rng.choice([1, 2, 3, 4, 5, 8, 20, 60])
@@ -162,20 +171,20 @@ def test_a_key_logged_in_bursts_loses_nothing(tmp_path: Path) -> None:
     assert scalars_json(root)["key_gaps"] == []
 
 
-def test_an_eval_key_of_its_own_stride_is_read_at_the_runs(tmp_path: Path) -> None:
-    """An eval key every 100 that lost 200 and 300 beside train keys every step: step_gaps at stride 1 holds the
-    two steps, not [200, 300] (101 steps read at that stride)."""
+def test_an_evaluation_file_that_lost_records_is_said_whatever_the_train_file_logged(tmp_path: Path) -> None:
+    """An eval job's own file every 100 steps that lost 200 and 300, beside a train file logged at every step: its
+    lost records are said (the train records at 200 and 300 are another file's), and step_gaps read at stride 1
+    hold the two steps, not [200, 300] (101 steps)."""
     root = tmp_path / "eval"
-    with RunWriter(root, name="eval") as w:
-        w.log_samples(0, [{"reward": 1.0}])
-        for s in range(0, 1001):
-            rec = {"loss": 1.0}
-            if s % 100 == 0 and s not in (200, 300):
-                rec["eval/acc"] = 0.5
-            w.log_scalars(s, rec)
+    root.mkdir()
+    (root / "scalars.p0.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1001)))
+    evals = [s for s in range(0, 1001, 100) if s not in (200, 300)]
+    (root / "scalars.p1.jsonl").write_text("".join(json.dumps({"step": s, "eval/acc": 0.5}) + "\n" for s in evals))
     sc = scalars_json(root)
     assert sc["stride"] == 1 and sc["step_gaps"] == [[200, 200], [300, 300]], sc
-    assert sc["key_gaps"] == [{"stride": 100, "gaps": [[200, 300]], "keys": 1, "names": ["eval/acc"]}]
+    assert sc["key_gaps"] == [
+        {"stride": 100, "gaps": [[200, 300]], "keys": 1, "names": ["eval/acc"], "file": "scalars.p1.jsonl"}
+    ]
 
 
 @pytest.mark.parametrize("steps", [[5], [], [3, 3]])
@@ -187,8 +196,12 @@ def test_one_step_or_none(steps: list[int]) -> None:
 
 
 def test_inspect_run_api_keeps_the_keys(tmp_path: Path) -> None:
-    r = inspect_run(open_run(mixed_run(tmp_path / "api", lose=(100,))))
-    assert [c.keys for c in r.scalars.key_gaps] == [["train/loss"]] and r.scalars.step_gaps == [[100, 100]]
+    root = mixed_run(tmp_path / "api")
+    shard = root / "scalars.p0.jsonl"
+    shard.write_text("".join(x for x in shard.read_text().splitlines(keepends=True) if '"step": 100,' not in x))
+    r = inspect_run(open_run(root))
+    assert sorted(k for c in r.scalars.key_gaps for k in c.keys) == ["eval/acc", "kl", "train/loss"]
+    assert r.scalars.step_gaps == [[100, 100]]
 
 
 def test_steps_near_the_ends_of_int64_are_measured_in_python() -> None:
@@ -230,13 +243,15 @@ def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
     with RunWriter(root, name="event") as w:
         w.log_samples(0, [{"reward": 1.0}])
         for s in range(0, 100):
-            rec = {"loss": 1.0} if s != 40 else {}
+            rec = {"loss": 1.0} if s != 95 else {}  # a line lost past the last NaN count
             if s in (0, 1, 2, 9, 12, 17, 18, 23, 24, 25, 60, 61, 90):
                 rec["reward/nonfinite"] = 2.0
             if rec:
                 w.log_scalars(s, rec)
     sc = scalars_json(root)
-    assert sc["key_gaps"] == [{"stride": 1, "gaps": [[40, 40]], "keys": 1, "names": ["loss"]}], sc
+    assert sc["key_gaps"] == [
+        {"stride": 1, "gaps": [[95, 95]], "keys": 1, "names": ["loss"], "file": "scalars.p0.jsonl"}
+    ], sc
 
 
 def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path) -> None:
@@ -249,7 +264,7 @@ def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path)
     with RunWriter(root, name="event") as w:
         w.log_samples(0, [{"reward": 1.0}])
         for s in range(0, 100):
-            rec = {"loss": 1.0} if s != 40 else {}
+            rec = {"loss": 1.0} if s != 95 else {}  # a line lost past the last NaN count
             if s in (0, 1, 2, 9, 12, 17, 18, 23, 24, 25, 60, 61, 90):
                 rec["reward/nonfinite"] = 2.0
             if rec:
@@ -257,7 +272,7 @@ def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path)
     fig = make_figure(open_run(root), "scalars", window=1)
     notes = {ax.get_title(): F.note_text(ax) for ax in fig.axes if ax.get_title()}
     assert notes["reward/nonfinite"] == "logged at 13 steps in 0..90: at some steps only, none missing", notes
-    assert "step 40 missing" in notes["loss"], notes
+    assert "step 95 missing" in notes["loss"], notes
 
 
 def test_plot_says_lost_lines_as_inspect_does(tmp_path: Path) -> None:

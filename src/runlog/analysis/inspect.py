@@ -232,11 +232,13 @@ class KeyCadence:
     """Scalar keys that share a stride and the steps they missed at it (``key_cadences``)."""
 
     stride: int
-    gaps: list[list[int]]  # ``[[first_missing, last_missing], ...]`` at ``stride``, as ``gaps_at``
+    gaps: list[list[int]]  # ``[[first_lost, last_lost], ...]`` at ``stride``, as ``gaps_at``
     keys: list[str]  # sorted
+    file: str | None = None  # the scalars file whose records those steps are missing from
 
     def as_dict(self, names: int = 5) -> dict[str, Any]:
-        return {"stride": self.stride, "gaps": self.gaps, "keys": len(self.keys), "names": self.keys[:names]}
+        out = {"stride": self.stride, "gaps": self.gaps, "keys": len(self.keys), "names": self.keys[:names]}
+        return {**out, "file": self.file}
 
 
 def _segment_gcd(values: Any, lo: Any, hi: Any) -> Any:
@@ -253,56 +255,92 @@ def _segment_gcd(values: Any, lo: Any, hi: Any) -> Any:
     return out
 
 
-def key_steps(frame: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """Each key's distinct steps, sorted, from rows of ``key`` and ``step``: ``key`` and ``step`` (a list)."""
-    return (
-        frame.lazy()
-        .select(pl.col("key").cast(pl.String), pl.col("step").cast(pl.Int64))
-        .filter(pl.col("key").is_not_null() & pl.col("step").is_not_null())
-        .group_by("key")
-        .agg(pl.col("step").unique().sort())
-        .sort("key")
-        .collect()
-    )
-
-
 def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]:
-    """Each scalar key's stride (``scalar_stride``, of its own steps) and the steps it lost at it, from
-    ``key_steps``' frame (or rows of ``key`` and ``step``): ``({key: stride}, the keys that lost steps grouped by
-    stride and steps)``.
+    """Each scalar key's stride (``scalar_stride``, of its own steps in a file) and the steps whose records its
+    file lost, from rows of ``key``, ``step`` and ``source`` (the file; without it, one file), ``<key>__count``
+    weights among them (their records are records): ``({key: stride}, the lost steps grouped by file, stride and
+    steps, with the keys whose cadence held them)``.
 
-    Per key, not over the keys' steps together: a key every 10 and one every 25 are no run of gaps at 5, 15, ...
-    A key's missed steps (``gaps_at``, at its stride) are lost where the key keeps its cadence (``regular_keys``:
-    few of them, in few runs): a key every 10 that lost step 50 is said, whatever other keys logged there. Of a key
-    that holds most of its cadence but not so evenly (a run that lost a third of its lines), the steps at which no
-    key was logged at all: its lines were lost, not a key left out of them. A key that holds half its cadence or
-    less (StatsTracker's ``<key>/nonfinite``, written where a step had NaN, in bursts or not) loses none.
+    A file's record is lost at a step where a key of the file, at its own cadence (``gaps_at``: its stride, the
+    phase of its second step, between its first and last step in the file), had a value due and the file has no
+    record at all: a line lost, a process or an evaluation job down for a while (its own file), whatever other
+    files logged there. Not a key left out of records its file wrote at that step: a key written where something
+    happened (StatsTracker's ``<key>/nonfinite``, at the steps that had NaN), a key every 10 beside one every 25, or
+    one that skipped a step others were logged at, is no lost record (reviews: thresholds on how evenly a key
+    was logged called a third of a run's lines lost "logged at some steps only", and a NaN count at 80 % of the
+    steps 40 lost steps). An evaluation written as a record of its own in the file that also holds the train
+    records of that step is not told from one never written.
 
-    Vectorised over every key at once (a JaxARC run logs thousands of keys): the gcds of each key's step
-    differences, with and without its first and last, in one ``reduceat`` each; ``test_inspect_audit18`` holds
-    it to ``scalar_stride`` and ``gaps_at`` key by key."""
+    Vectorised over every key at once (a JaxARC run logs thousands): the gcds of each key's step differences, with
+    and without its first and last, in one ``reduceat`` each; then the intervals of missed steps, one of each
+    distinct interval of a file, against the file's record steps. ``test_inspect_audit18`` holds it to a plain
+    Python reading of this rule."""
     import numpy as np
 
-    if not isinstance(frame.schema["step"], pl.List):
-        frame = key_steps(frame)
-    if frame.is_empty():
+    rows = (
+        frame.lazy()
+        .select(
+            pl.col("key").cast(pl.String),
+            pl.col("step").cast(pl.Int64),
+            (pl.col("source").cast(pl.String) if "source" in frame.columns else pl.lit("")).alias("source"),
+        )
+        .filter(pl.col("key").is_not_null() & pl.col("step").is_not_null())
+        .collect()
+    )
+    weight = pl.col("key").str.ends_with("__count")
+    pairs = rows.filter(~weight).group_by("source", "key").agg(pl.col("step").unique().sort()).sort("source", "key")
+    if pairs.is_empty():
         return {}, []
-    names = frame["key"].to_list()
-    steps = frame["step"].explode().to_numpy()
-    held = frame["step"].list.len().to_numpy().astype(np.int64)  # UInt32: int64 with uint64 sums is float
+    records = {src: steps for src, steps in rows.group_by("source").agg(pl.col("step").unique().sort()).iter_rows()}
+    names, sources = pairs["key"].to_list(), pairs["source"].to_list()
+    steps = pairs["step"].explode().to_numpy()
+    held = pairs["step"].list.len().to_numpy().astype(np.int64)  # UInt32: int64 with uint64 sums is float
     if int(steps.max()) > 2**61 or int(steps.min()) < -(2**61):  # near int64's ends (a stride could wrap): Python
-        lists = frame["step"].to_list()
-        strides = {k: scalar_stride(v) for k, v in zip(names, lists, strict=True)}
-        raw = [(i, a, b) for i, k in enumerate(names) for a, b in gaps_at(lists[i], strides[k])]
-        owner = np.array([i for i, _, _ in raw], dtype=np.int64)
-        lo = np.array([a for _, a, _ in raw], dtype=object)  # Python ints: no wrap
-        hi = np.array([b for _, _, b in raw], dtype=object)
-        every_of = np.array([strides[k] for k in names], dtype=object)
+        lists = pairs["step"].to_list()
+        every_of = [scalar_stride(v) for v in lists]
+        raw = [(i, a, b) for i, v in enumerate(lists) for a, b in gaps_at(v, every_of[i])]
+        owner = [i for i, _, _ in raw]
+        lo, hi = [a for _, a, _ in raw], [b for _, _, b in raw]
     else:
-        best, owner, lo, hi = _vector_gaps(steps, held)
-        strides = {name: int(x) for name, x in zip(names, best, strict=True)}
-        every_of = best
-    return strides, _judged(names, held, steps, every_of, owner, lo, hi)
+        best, own, low, high = _vector_gaps(steps, held)
+        every_of = best.tolist()
+        owner, lo, hi = own.tolist(), low.tolist(), high.tolist()
+    strides: dict[str, int] = {}
+    for name, st in zip(names, every_of, strict=True):
+        strides.setdefault(name, int(st))  # a key in several files: its first file's
+    # Each distinct interval of a file once (keys logged together miss the same steps), against its records.
+    lost_of: dict[tuple[str, int, int, int], list[list[int]]] = {}
+    found: dict[tuple[str, int], list[list[int]]] = {}
+    for i, a, b in zip(owner, lo, hi, strict=True):
+        src, st = sources[i], int(every_of[i])
+        key = (src, st, int(a), int(b))
+        lost = lost_of.get(key)
+        if lost is None:
+            lost = lost_of[key] = _not_recorded(records[src], st, int(a), int(b))
+        if lost:
+            found.setdefault((src, i), []).extend(lost)
+    groups: dict[tuple[str, int, tuple[tuple[int, int], ...]], list[str]] = {}
+    for (src, i), gaps in found.items():
+        groups.setdefault((src, int(every_of[i]), tuple((a, b) for a, b in gaps)), []).append(names[i])
+    cadences = [KeyCadence(st, [list(x) for x in g], sorted(ks), src or None) for (src, st, g), ks in groups.items()]
+    cadences.sort(key=lambda c: (c.gaps[0][0], c.file or "", -len(c.keys), c.stride))
+    return strides, cadences
+
+
+def _not_recorded(records: list[int], every: int, lo: int, hi: int) -> list[list[int]]:
+    """The steps ``lo``, ``lo + every``, ..., ``hi`` at which ``records`` (sorted) holds none, as runs."""
+    i, j = bisect.bisect_left(records, lo), bisect.bisect_right(records, hi)
+    out: list[list[int]] = []
+    start = lo
+    for r in records[i:j]:
+        if (r - lo) % every:
+            continue
+        if r > start:
+            out.append([start, r - every])
+        start = r + every
+    if start <= hi:
+        out.append([start, hi])
+    return out
 
 
 def _vector_gaps(steps: Any, held: Any) -> tuple[Any, Any, Any, Any]:
@@ -349,36 +387,6 @@ def _vector_gaps(steps: Any, held: Any) -> tuple[Any, Any, Any, Any]:
     return best, owner[gap], lo[gap], hi[gap]
 
 
-def _judged(names: list[str], held: Any, steps: Any, every_of: Any, owner: Any, lo: Any, hi: Any) -> list[KeyCadence]:
-    """The steps each key lost of its gaps (``key_cadences``' rule), grouped."""
-    import numpy as np
-
-    n = len(names)
-    every = every_of[owner] if len(owner) else np.zeros(0, dtype=np.int64)
-    count = (hi - lo) // every + 1 if len(owner) else np.zeros(0, dtype=np.int64)  # missed steps of each gap
-    runs = np.bincount(owner, minlength=n)
-    missed = np.bincount(owner, weights=count.astype(float), minlength=n)  # floats: counts up to 2**53 exact
-    regular = regular_keys(runs, held) & (missed * 4 <= held)
-    kept = missed < held  # holds most of its cadence
-    found: dict[str, tuple[int, list[list[int]]]] = {}
-    whole = regular[owner]
-    for k, a, b in zip(owner[whole].tolist(), lo[whole].tolist(), hi[whole].tolist(), strict=True):
-        found.setdefault(names[k], (int(every_of[k]), []))[1].append([a, b])
-    partly = ~whole & kept[owner]
-    if partly.any():
-        logged = np.unique(steps)
-        for k in np.unique(owner[partly]).tolist():
-            mine = partly & (owner == k)
-            st = int(every_of[k])
-            pts = np.concatenate(
-                [np.arange(a, b + 1, st) for a, b in zip(lo[mine].tolist(), hi[mine].tolist(), strict=True)]
-            )
-            lost = pts[~np.isin(pts, logged)]  # steps at which no key was logged: lines lost
-            if len(lost):
-                found[names[k]] = (st, _runs(lost, st))
-    return _grouped(found)
-
-
 def _runs(points: Any, every: int) -> list[list[int]]:
     """Sorted distinct ``points`` as runs ``[first, last]`` of steps ``every`` apart."""
     import numpy as np
@@ -390,24 +398,6 @@ def _runs(points: Any, every: int) -> list[list[int]]:
     starts = np.concatenate(([0], cut))
     ends = np.concatenate((cut - 1, [len(pts) - 1]))
     return [[int(pts[a]), int(pts[b])] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-
-
-def regular_keys(gap_runs: Any, held: Any) -> Any:
-    """Whether a key's runs of missed steps are few enough for it to keep a cadence: at most one per four steps it
-    holds (with at most a fifth of its cadence missed: ``key_cadences``). A key logged at some steps only
-    (StatsTracker's ``<key>/nonfinite``: 10 of 32 steps in 6 runs) has no cadence to miss, and was said to have
-    lost 22 steps. Works on numbers and numpy arrays alike."""
-    return gap_runs * 4 <= held
-
-
-def _grouped(found: dict[str, tuple[int, list[list[int]]]]) -> list[KeyCadence]:
-    """Keys of one stride that lost the same steps, as one ``KeyCadence``; by their first lost step."""
-    groups: dict[tuple[int, tuple[tuple[int, int], ...]], list[str]] = {}
-    for key, (stride, gaps) in found.items():
-        groups.setdefault((stride, tuple((a, b) for a, b in gaps)), []).append(key)
-    cadences = [KeyCadence(st, [list(x) for x in g], sorted(ks)) for (st, g), ks in groups.items()]
-    cadences.sort(key=lambda c: (c.gaps[0][0], -len(c.keys), c.stride))
-    return cadences
 
 
 def lost_step_runs(cadences: list[KeyCadence], every: int) -> list[list[int]]:
@@ -1078,17 +1068,22 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         # Counted as summarize --scalars shows them: the records with a step, keys renamed by the alias table
         # (``grad_global_norm`` and ``grad/global_norm`` are one metric there, and one here).
         weight = pl.col("key").str.ends_with("__count")
-        # One read of the records' keys and steps, for the counts and each key's cadence.
-        logged = key_steps(
-            run.scalars.filter(pl.col("step").is_not_null()).select(aliased_key(DEFAULT_ALIASES), "step")
+        # One read of the records' keys, steps and files, for the counts and each file's lost records.
+        logged = (
+            run.scalars.filter(pl.col("step").is_not_null())
+            .select(aliased_key(DEFAULT_ALIASES), "step", "source")
+            .unique()
+            .collect()
         )
-        metrics = logged.filter(~weight)
-        scalars.keys, scalars.weights = metrics.height, logged.height - metrics.height
+        keys = logged.select(
+            pl.col("key").filter(~weight).n_unique().alias("keys"), pl.col("key").filter(weight).n_unique().alias("w")
+        )
+        scalars.keys, scalars.weights = int(keys.item(0, 0)), int(keys.item(0, 1))
         if scalar_steps:
             scalars.steps = [min(scalar_steps), max(scalar_steps)]
-            # Each key by its own cadence (the keys' steps together made false gaps of mixed cadences, and hid a
-            # key's lost step that another key logged); ``stride`` the cadence of most keys.
-            key_strides, cadences = key_cadences(metrics)
+            # Each key by its own cadence (the keys' steps together made false gaps of mixed cadences), each file by
+            # its own records (a process down while others wrote was unseen); ``stride`` the cadence of most keys.
+            key_strides, cadences = key_cadences(logged)
             if key_strides:
                 tally = Counter(key_strides.values())
                 scalars.stride = min(tally, key=lambda x: (-tally[x], x))

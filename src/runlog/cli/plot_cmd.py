@@ -75,8 +75,8 @@ def plot_command(
     and the panel says how many). A line breaks where steps are missing (the gaps runlog inspect lists, by the same
     rule) and at a step logged with no rows, where the line could have had a point (a role logged every other
     step is not cut at a step it is never logged at); a scalar key's line breaks where its steps are further apart
-    than its own stride (inspect's rule, key by key), and a key logged at some steps only (no cadence, as inspect
-    judges it) is said so, not missing steps; the panel names them (a step of no rows as such, not as missing); a
+    than its own stride, and the panel names the steps whose records its file lost (inspect's rule) or says the
+    key was logged at some steps only; the panel names them (a step of no rows as such, not as missing); a
     role logged less often than the others is drawn at its own spacing, and its line breaks at the steps it
     sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
     are counted in the panel's note, under the panel (reward, KL, components). Where a run has more roles than

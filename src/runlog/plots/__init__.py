@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import pl
-from ..analysis.inspect import gaps_at, key_cadences, scalar_stride, step_gaps
+from ..analysis.inspect import gaps_at, scalar_stride, step_gaps
 from ..analysis.series import RunSeries
 from ..analysis.texts import series_format_note, series_text_note
 from ..errors import UsageError
@@ -602,6 +602,20 @@ def scalar_frame(run: Run) -> pl.DataFrame:
     return merged_steps(run, aliases=DEFAULT_ALIASES).collect().sort("key", "step")
 
 
+def _lost_scalar_steps(run: Run) -> dict[str, tuple[int, list[list[int]]]]:
+    """Per key, its stride and the steps whose records its file lost (``inspect``'s ``key_gaps``; a key in
+    several files: the steps any of them lost, at the key's stride)."""
+    from ..analysis.inspect import key_cadences, lost_step_runs
+    from ..analysis.scalars import DEFAULT_ALIASES, aliased_key
+
+    rows = run.scalars.filter(pl.col("step").is_not_null()).select(aliased_key(DEFAULT_ALIASES), "step", "source")
+    by_key: dict[str, list[Any]] = {}
+    for c in key_cadences(rows.unique().collect())[1]:
+        for k in c.keys:
+            by_key.setdefault(k, []).append(c)
+    return {k: (cs[0].stride, lost_step_runs(cs, cs[0].stride)) for k, cs in by_key.items()}
+
+
 def scalar_keys(run: Run) -> list[str]:
     """The run's scalar keys (``__count`` companions left out), sorted."""
     return scalar_frame(run)["key"].unique(maintain_order=True).to_list()
@@ -667,9 +681,8 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         F.say(ax, "no scalar metrics" + (f" match {', '.join(keys)}" if keys else " in this run"))
         return fig
     shown = names[:MAX_SCALAR_PANELS]
-    # Which keys lost steps, judged over every key as inspect judges them (a step no key was logged at is a lost
-    # line; a key's own gaps where other keys were logged are lost only where the key keeps its cadence).
-    lost = {k: (c.stride, c.gaps) for c in key_cadences(df.select("key", "step"))[1] for k in c.keys}
+    # The steps whose records each key's file lost, as inspect judges them (``analysis.inspect.key_cadences``).
+    lost = _lost_scalar_steps(s.run)
     rows, cols = F.grid(len(shown), 3)
     fig, axes = F.new_figure(rows, cols, title, width=4.6 * cols, height=3.0 * rows + 0.6)
     for ax, key in zip(axes, shown, strict=False):

@@ -968,8 +968,7 @@ def _data(
 def _coverage(r: RunInspection) -> list[str]:
     """What ``inspect`` says of the run's steps beside its missing ones, each as a paragraph: the steps whose files
     hold no rows (``empty_steps``: present, not missing, and with nothing in any figure), and the scalar keys that
-    missed steps of their own cadence (``scalars.key_gaps``: the trainer's metrics lost there, which the scalar
-    plots draw over as a line)."""
+    had a value due at steps whose records their file lost (``scalars.key_gaps``, with the file)."""
     out = []
     for split, steps in r.empty_steps.items():
         if steps:
@@ -985,7 +984,10 @@ def _coverage(r: RunInspection) -> list[str]:
             more = f" (+{len(c.keys) - 3} more)" if len(c.keys) > 3 else ""
             every = "every step" if c.stride == 1 else f"every {c.stride} steps"
             keys = f"{len(c.keys)} key{'s' if len(c.keys) != 1 else ''} logged {every}"
-            items.append(f"<li>{e(_ranges(c.gaps))}: missed by {keys}: {_names(c.keys[:3])}{e(more)}</li>")
+            where = f" ({e(c.file)})" if c.file else ""
+            items.append(
+                f"<li>{e(_ranges(c.gaps))}{where}: records lost, due of {keys}: {_names(c.keys[:3])}{e(more)}</li>"
+            )
         rest = len(cadences) - MAX_KEY_GAPS
         tail = (
             f'<p class="note">{rest} more (<code>runlog inspect RUN --format json</code>: '
@@ -993,7 +995,10 @@ def _coverage(r: RunInspection) -> list[str]:
             if rest > 0
             else ""
         )
-        head = "<p>Scalar metrics: steps missing, each key at its own cadence (as <code>runlog inspect</code>):</p>"
+        head = (
+            "<p>Scalar metrics: steps whose records a file lost, where its keys had a value due at their own cadence "
+            "(as <code>runlog inspect</code>):</p>"
+        )
         out.append(f"{head}<ul>{''.join(items)}</ul>{tail}")
     return out
 
@@ -1003,7 +1008,7 @@ MAX_KEY_GAPS = 10  # the groups of scalar keys with missing steps the Data secti
 
 def _ranges(gaps: list[list[int]], limit: int = 6) -> str:
     """``4, 10-12, ...``: runs of missing steps."""
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps[:limit])
+    text = ", ".join(str(a) if a == b else f"{a}..{b}" if a < 0 or b < 0 else f"{a}-{b}" for a, b in gaps[:limit])
     return text + (f", ... (+{len(gaps) - limit})" if len(gaps) > limit else "")
 
 
