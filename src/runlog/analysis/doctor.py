@@ -591,7 +591,9 @@ def _nan_tail(nan: np.ndarray, count: np.ndarray) -> list[int]:
     a step with a valid value. Passed over (neither counted nor ending it): steps with no value that is a number
     (a role not logged there, every reward null), which say nothing of it, and steps of fewer values than half
     the median step's, which are no step of NaN rewards alone (a review: a recovered burst, then a last step of
-    one NaN row beside steps of 16, failed) nor a sign that the rewards came back."""
+    one NaN row beside steps of 16, failed) nor a sign that the rewards came back, whatever they hold: the size is
+    tested first, so that a last step of one valid row after all-NaN steps does not turn the error into a warning
+    (a review: it passed ``--fail-on error`` where the same step with one NaN row failed it)."""
     sizes = count + nan
     held = sizes > 0
     if not held.any():
@@ -599,10 +601,11 @@ def _nan_tail(nan: np.ndarray, count: np.ndarray) -> list[int]:
     normal = 0.5 * float(np.median(sizes[held]))
     tail: list[int] = []
     for i in range(len(nan) - 1, -1, -1):
+        if not held[i] or sizes[i] < normal:
+            continue
         if count[i] > 0:
             break
-        if held[i] and nan[i] >= normal:
-            tail.append(i)
+        tail.append(i)
     return tail[::-1]
 
 

@@ -56,6 +56,7 @@ def record_rows(
     stepless: list[tuple[int, str]] = []
     clashed: list[tuple[int, str]] = []
     aside: set[tuple[str, str]] = set()
+    untimed: list[tuple[int, str, Any]] = []  # (line, key, value) of a time that is no number
     any_key = False  # whether any record holds a step key
     flats: list[dict[str, Any]] = []
     for rec, line in zip(parsed.records, parsed.line_numbers, strict=True):
@@ -87,9 +88,9 @@ def record_rows(
         for k in TIME_KEYS:
             if k in flat:
                 v = flat.pop(k)
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    with contextlib.suppress(OverflowError):  # an int beyond the float64 range: no time
-                        t = float(v)
+                t = _time(v)
+                if t is None and v is not None:
+                    untimed.append((line, k, v))
                 break
         if step is None:
             stepless.append((line, reason))
@@ -103,9 +104,37 @@ def record_rows(
     else:
         say_stepless(source, ctx, stepless)
     say_clashes(source, ctx, clashed)
+    _say_untimed(source, ctx, untimed)
     if aside:
         ctx.note(layout, _counters_note(source, sorted(aside)))
     return rows
+
+
+def _time(v: Any) -> float | None:
+    """A record's time as float, or None: a number of the float64 range only (a bool, a text, an int beyond the
+    range, 10**400, are no time; ``_say_untimed`` says so)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        with contextlib.suppress(OverflowError):
+            return float(v)
+    return None
+
+
+def _say_untimed(source: str, ctx: RunContext, untimed: list[tuple[int, str, Any]]) -> None:
+    """Records whose time is no number, read without a time: said once per file, with the count and the first
+    (a review: ``"time": 10**400`` became a null time without a word, beside a warning for such a metric value)."""
+    if not untimed:
+        return
+    line, key, v = untimed[0]
+    what = (
+        f"an int of {v.bit_length()} bits, beyond the float64 range"
+        if isinstance(v, int) and not isinstance(v, bool)
+        else json.dumps(v, ensure_ascii=True, default=str)[:40]
+    )
+    ctx.warn(
+        source,
+        f"{len(untimed)} record(s) hold a time that is no number of the float64 range, read without a time (their "
+        f"metrics kept; first: line {line}, {key!r}: {what})",
+    )
 
 
 def _counters_note(source: str, pairs: list[tuple[str, str]]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -28,11 +29,12 @@ from .errors import StepOrderError
 from .run_writer import RunWriter, _step
 
 # Per summary key on the host, seven numbers: count, pivot, shift, m2 (centred sum of squares), min, max, non-finite
-# count. The mean is ``pivot + shift``, never a raw sum over the count: the pivot is one of the values (or the
-# larger part's pivot) and the shift is small beside it, so the pair holds the mean of ``1e8 + N(0, 0.01)`` to far
-# finer than float64's spacing at 1e8 (1.5e-8), which Chan et al.'s combination needs: the difference of two
-# parts' means, taken from raw sums, kept only about 1e-8 of it, and the std of the combined parts lost six
-# digits (a device summary carries more: ``jax_utils.host_summary`` turns it into these seven).
+# count. The mean is ``pivot + shift``, never a raw sum over the count: the pivot is one of the values (an integer
+# JAX array's: its exact mean rounded; a combination's: the larger part's pivot) and the shift is small beside it,
+# so the pair holds the mean of ``1e8 + N(0, 0.01)`` to far finer than float64's spacing at 1e8 (1.5e-8), which
+# Chan et al.'s combination needs: the difference of two parts' means, taken from raw sums, kept only about 1e-8
+# of it, and the std of the combined parts lost six digits (a device summary carries more:
+# ``jax_utils.host_summary`` turns it into these seven).
 _N, _PIVOT, _SHIFT, _M2, _MIN, _MAX, _BAD = range(7)
 
 Gather = Callable[[Any], Any]
@@ -63,16 +65,31 @@ def _host_summary(key: str, values: Any, mask: Any | None) -> Any:
     bad = float((m & ~finite).sum())
     if not sel.size:
         return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, bad])
-    # About the first value (as the device does): the differences of values close to it are exact, and the
-    # corrected two-pass formula (Chan, Golub and LeVeque) gives back what the centre's rounding left.
     pivot = float(sel[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift, m2 = _pivoted(np, sel, pivot)
+        if not math.isfinite(shift):
+            # Finite values whose differences or sums overflow (near +-1e308): ``[1e308, -1e308]`` gave a NaN mean
+            # (numpy: 0.0). Scaled by a power of two (exact) so that no sum of ``n`` of them can overflow, the
+            # mean taken about 0 (a pivot among such values is no help: their differences overflow) and scaled
+            # back: numpy's mean where its sum does not overflow. The squares may overflow, as numpy's do (std inf).
+            k = 2 + sel.size.bit_length()
+            y = np.ldexp(sel, -k)
+            mean = float(y.mean())
+            pivot, shift, m2 = 0.0, math.ldexp(mean, k), float(np.ldexp(((y - mean) ** 2).sum(), 2 * k))
+    return np.array([float(sel.size), pivot, shift, m2, float(sel.min()), float(sel.max()), bad])
+
+
+def _pivoted(np: Any, sel: Any, pivot: float) -> tuple[float, float]:
+    """The shift of the values' mean from ``pivot`` (the first value, as the device takes), and their centred
+    sum of squares: the differences of values close to the pivot are exact, and the corrected two-pass formula
+    (Chan, Golub and LeVeque) gives back what the centre's rounding left."""
     d = sel - pivot
     centre = float(d.mean())
     e = d - centre
     residual = float(e.sum())
     n = float(sel.size)
-    m2 = max(float((e * e).sum()) - residual * residual / n, 0.0)
-    return np.array([n, pivot, centre + residual / n, m2, float(sel.min()), float(sel.max()), bad])
+    return centre + residual / n, max(float((e * e).sum()) - residual * residual / n, 0.0)
 
 
 def _combine(a: Any, b: Any) -> Any:
@@ -86,12 +103,17 @@ def _combine(a: Any, b: Any) -> Any:
         out = (b if na == 0 else a).copy()
         out[_BAD] = a[_BAD] + b[_BAD]
         return out
-    delta = (b[_PIVOT] - a[_PIVOT]) + (b[_SHIFT] - a[_SHIFT])  # mean(b) - mean(a)
-    if nb > na:
-        pivot, shift = b[_PIVOT], b[_SHIFT] - delta * (na / n)
-    else:
-        pivot, shift = a[_PIVOT], a[_SHIFT] + delta * (nb / n)
-    m2 = a[_M2] + b[_M2] + delta * delta * (na * nb / n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        delta = (b[_PIVOT] - a[_PIVOT]) + (b[_SHIFT] - a[_SHIFT])  # mean(b) - mean(a)
+        if nb > na:
+            pivot, shift = b[_PIVOT], b[_SHIFT] - delta * (na / n)
+        else:
+            pivot, shift = a[_PIVOT], a[_SHIFT] + delta * (nb / n)
+        m2 = a[_M2] + b[_M2] + delta * delta * (na * nb / n)
+        if not math.isfinite(shift):
+            # means whose difference overflows (near +-1e308): their weighted mean cannot, nor can it be
+            # taken about either pivot; the spread of the means overflows the squares (m2 inf, as numpy's)
+            pivot, shift = (a[_PIVOT] + a[_SHIFT]) * (na / n) + (b[_PIVOT] + b[_SHIFT]) * (nb / n), 0.0
     return np.array([n, pivot, shift, m2, min(a[_MIN], b[_MIN]), max(a[_MAX], b[_MAX]), a[_BAD] + b[_BAD]])
 
 
@@ -107,10 +129,17 @@ def _combine_all(parts: Any, lo: float, hi: float) -> Any:
         return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, bad])
     has = n_p > 0
     pivot = float(piv_p[int(np.argmax(n_p))])
-    # Each process's mean less the pivot (0 for an empty process, whose pivot is no value of its own).
-    offset = np.where(has, (np.where(has, piv_p, pivot) - pivot) + shift_p, 0.0)
-    shift = float((n_p * offset).sum()) / n
-    m2 = float(m2_p.sum()) + float((n_p * (offset - shift) ** 2).sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Each process's mean less the pivot (0 for an empty process, whose pivot is no value of its own).
+        offset = np.where(has, (np.where(has, piv_p, pivot) - pivot) + shift_p, 0.0)
+        shift = float((n_p * offset).sum()) / n
+        m2 = float(m2_p.sum()) + float((n_p * (offset - shift) ** 2).sum())
+        if not math.isfinite(shift):
+            # means that differ by more than float64 holds (near +-1e308): their weighted mean, as ``_combine``,
+            # and their spread about it
+            means = np.where(has, piv_p + shift_p, 0.0)
+            pivot, shift = float(((n_p / n) * means).sum()), 0.0
+            m2 = float(m2_p.sum()) + float((n_p * (means - pivot) ** 2).sum())
     return np.array([n, pivot, shift, m2, lo, hi, bad])
 
 
