@@ -288,11 +288,21 @@ def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]
         .collect()
     )
     weight = pl.col("key").str.ends_with("__count")
-    pairs = rows.filter(~weight).group_by("source", "key").agg(pl.col("step").unique().sort()).sort("source", "key")
-    if pairs.is_empty():
+    metrics = rows.filter(~weight)
+    if metrics.is_empty():
         return {}, []
-    records = {src: steps for src, steps in rows.group_by("source").agg(pl.col("step").unique().sort()).iter_rows()}
-    names, sources = pairs["key"].to_list(), pairs["source"].to_list()
+    by_file = {src: steps for src, steps in rows.group_by("source").agg(pl.col("step").unique().sort()).iter_rows()}
+    streams, members = _streams(metrics)
+    pairs = (
+        metrics.join(streams, on=["key", "source"])
+        .group_by("stream", "key")
+        .agg(pl.col("step").unique().sort())
+        .sort("stream", "key")
+    )
+    records: dict[str, list[int]] = {}
+    for lbl, srcs in members.items():
+        records[lbl] = by_file[srcs[0]] if len(srcs) == 1 else sorted({x for src in srcs for x in by_file[src]})
+    names, sources = pairs["key"].to_list(), pairs["stream"].to_list()
     steps = pairs["step"].explode().to_numpy()
     held = pairs["step"].list.len().to_numpy().astype(np.int64)  # UInt32: int64 with uint64 sums is float
     if int(steps.max()) > 2**61 or int(steps.min()) < -(2**61):  # near int64's ends (a stride could wrap): Python
@@ -322,9 +332,61 @@ def key_cadences(frame: pl.DataFrame) -> tuple[dict[str, int], list[KeyCadence]]
     groups: dict[tuple[str, int, tuple[tuple[int, int], ...]], list[str]] = {}
     for (src, i), gaps in found.items():
         groups.setdefault((src, int(every_of[i]), tuple((a, b) for a, b in gaps)), []).append(names[i])
-    cadences = [KeyCadence(st, [list(x) for x in g], sorted(ks), src or None) for (src, st, g), ks in groups.items()]
+    cadences = [
+        KeyCadence(st, [list(x) for x in g], sorted(ks), _stream_name(members[src]))
+        for (src, st, g), ks in groups.items()
+    ]
     cadences.sort(key=lambda c: (c.gaps[0][0], c.file or "", -len(c.keys), c.stride))
     return strides, cadences
+
+
+def _streams(metrics: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """Each key's files as streams of records: files whose steps follow one another (a run resumed into a new
+    file, a log rotated, a file per step) are one stream, judged together; files whose spans overlap (processes
+    writing at once) are streams of their own. ``(key, source, stream)`` rows, and each stream's files. A review:
+    judged file by file, a file per step never lost a step, and the steps lost between two files of a resumed
+    run were due in neither."""
+    spans = (
+        metrics.group_by("key", "source")
+        .agg(pl.col("step").min().alias("lo"), pl.col("step").max().alias("hi"))
+        .sort("key", "lo", "hi", "source")
+    )
+    out_key: list[str] = []
+    out_src: list[str] = []
+    out_stream: list[str] = []
+    members: dict[str, list[str]] = {}
+    current: str | None = None
+    open_: list[list[Any]] = []  # [last step, sources] per stream of the current key
+
+    def flush() -> None:
+        for _, srcs in open_:
+            lbl = "\x1f".join(srcs)
+            members.setdefault(lbl, srcs)
+            out_key.extend([current or ""] * len(srcs))
+            out_src.extend(srcs)
+            out_stream.extend([lbl] * len(srcs))
+
+    for key, src, lo, hi in spans.iter_rows():
+        if key != current:
+            flush()
+            current, open_ = key, []
+        for stream in open_:
+            if stream[0] < lo:  # follows this stream's last step: the same stream
+                stream[0] = hi
+                stream[1].append(src)
+                break
+        else:
+            open_.append([hi, [src]])
+    flush()
+    schema = {"key": pl.String, "source": pl.String, "stream": pl.String}
+    return pl.DataFrame({"key": out_key, "source": out_src, "stream": out_stream}, schema=schema), members
+
+
+def _stream_name(files: list[str]) -> str | None:
+    """A stream's files as said: the file, or the first and last of several."""
+    if len(files) == 1:
+        return files[0] or None
+    return f"{files[0]} ... {files[-1]} ({len(files)} files)"
 
 
 def _not_recorded(records: list[int], every: int, lo: int, hi: int) -> list[list[int]]:

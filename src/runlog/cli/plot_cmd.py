@@ -75,10 +75,10 @@ def plot_command(
     and the panel says how many). A line breaks where steps are missing (the gaps runlog inspect lists, by the same
     rule) and at a step logged with no rows, where the line could have had a point (a role logged every other
     step is not cut at a step it is never logged at); a scalar key's line breaks where its steps are further apart
-    than its own stride, and the panel names the steps whose records its file lost (inspect's rule) or says the
-    key was logged at some steps only; the panel names them (a step of no rows as such, not as missing); a
-    role logged less often than the others is drawn at its own spacing, and its line breaks at the steps it
-    sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
+    than its own stride, and the panel names the steps whose records its file lost (inspect's rule) or says its
+    file has records without it at the others (not judged lost); the panel names them (a step of no rows as such,
+    not as missing); a role logged less often than the others is drawn at its own spacing, and its line breaks at
+    the steps it sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
     are counted in the panel's note, under the panel (reward, KL, components). Where a run has more roles than
     colours, a role's dash or marker tells it apart. A legend of more than 8 entries is drawn under the panel,
     in columns; past 12 rows its last entry says how many more it does not list (+N more). Histograms:

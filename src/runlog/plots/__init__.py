@@ -707,11 +707,13 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
             if key in lost:  # inspect's rule (``key_cadences``): the steps this key lost
                 F.panel_note(ax, F.range_words(lost[key][1], lost[key][0]) or "")
             elif gaps_at(line[1], every):
-                # Skipped steps that are no loss by inspect's rule: other keys were logged there, or the key is
-                # logged where something happened (StatsTracker's /nonfinite).
+                # Skipped steps at which its file has records (inspect's rule): a key left out of them, or logged
+                # where something happened (StatsTracker's /nonfinite), or an eval record lost beside a train one.
                 held = sorted({int(x) for x in line[1]})
                 F.panel_note(
-                    ax, f"logged at {len(held)} steps in {held[0]}..{held[-1]}: at some steps only, none missing"
+                    ax,
+                    f"logged at {len(held)} steps in {held[0]}..{held[-1]}; at the others its file has records without "
+                    "it (not judged lost)",
                 )
             if w > 1:
                 ax.set_ylabel(_ma_words(w), fontsize=8)
