@@ -19,6 +19,9 @@ The first run is the baseline; every other run is compared with it, pair by pair
   seeded generator, so that the same command prints the same interval. A difference whose interval lies above
   0 is ``ahead`` (``higher`` for KL and zero_adv_frac), below 0 ``behind`` (``lower``), else ``tie``; an end
   within rounding of the two means (``bootstrap.rounding``: a few ulps) is at 0, so round-off is never a verdict.
+  A verdict beyond ``tie`` also needs a two-sample permutation test of the units at the same level
+  (``bootstrap.backed_verdict``, its ``p_value`` shown): a percentile bootstrap of a few units is far too narrow,
+  and fewer units than that test can ever find significant (3 and 3 at 95 %) get no verdict, with a note.
 - **Paired.** Where both runs have prompt groups over the same prompts (the same prompt text, or where there
   is no text, or it is one the step's groups share, the same group id, unless the ids count a step's groups:
   ``sides.counters``; within the same split and step), the per-prompt difference of the role's

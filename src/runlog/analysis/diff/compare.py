@@ -32,7 +32,10 @@ from .align import (
 )
 from .bootstrap import (
     TIE_ULPS,
+    UNITS_ARE,
+    backed_verdict,
     bootstrap_means,
+    few_units_notes,
     interval,
     min_flip_prompts,
     rng_for,
@@ -349,7 +352,7 @@ def _window_note(other: Side, split: Split, common: list[int], opts: DiffOptions
     )
 
 
-NOTHING: Boot = (None, 0, np.full(1, np.nan))
+NOTHING: Boot = (None, 0, np.full(1, np.nan), np.empty(0), np.empty(0))
 METRIC_WORDS = {"reward": ("ahead", "behind"), "kl": ("higher", "lower"), "zero_adv_frac": ("higher", "lower")}
 
 
@@ -371,6 +374,8 @@ def _compare_role(
     rows = []
     rk = role_key(role)
     infinite: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    few: dict[tuple[int, int], list[str]] = {}  # (units, units) -> "metric point" of too few units for a verdict
+    unsure: list[str] = []  # the intervals beyond 0 that the permutation test does not back
     for point, (wa, wb) in windows_of(base, other, split, common, role, opts).items():
         va, vb = base.boots[(split, wa)], other.boots[(split, wb)]
         for metric in ("reward", "kl", "zero_adv_frac"):
@@ -387,14 +392,32 @@ def _compare_role(
                 lo = hi = None
                 infinite.setdefault((metric, tuple(unbounded)), []).append(point)
             row = side_by_side(split, role, metric, point, other.name, wb, a[0], b[0])
-            word = verdict(lo, hi, *METRIC_WORDS[metric], of=(a[0], b[0])) if row["diff"] is not None else None
-            row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, verdict=word)
-            rows.append({**row, "baseline_n": a[1], "n": b[1]})
+            word = p_value = why = None
+            if row["diff"] is not None:
+                rng = rng_for(opts.seed, other.index, "permute", split, rk, metric, point)
+                units = ((a[3], a[4]), (b[3], b[4]))
+                word, p_value, why = backed_verdict(lo, hi, opts.ci, units, rng, METRIC_WORDS[metric], (a[0], b[0]))
+            if why == "few":
+                few.setdefault((len(a[3]), len(b[3])), []).append(f"{metric} {point}")
+            elif why == "unsure":
+                unsure.append(
+                    f"{metric} {point}: interval [{_shown(lo)}, {_shown(hi)}], p = {p_value:.3g} over {len(a[3])} "
+                    f"and {len(b[3])} unit(s)"
+                )
+            row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, p_value=p_value, verdict=word)
+            rows.append({**row, "baseline_n": a[1], "n": b[1], "baseline_units": len(a[3]), "units": len(b[3])})
     for (metric, who), points in infinite.items():
         notes.append(
             f"{other.name}{_where(split)}, role {_role_name(role)}: the {metric} values of {' and '.join(who)} in "
             f"the {', '.join(points)} window(s) include ±inf, values as summarize counts them, so the mean is "
             f"infinite or NaN (null in JSON): no interval, no verdict there"
+        )
+    notes += few_units_notes(f"{other.name}{_where(split)}, role {_role_name(role)}", few, opts.ci, UNITS_ARE)
+    if unsure:
+        notes.append(
+            f"{other.name}{_where(split)}, role {_role_name(role)}: interval not backed by a permutation test of the "
+            f"units at {opts.ci:.0%} ({'; '.join(unsure)}): verdict tie (a percentile bootstrap of few units is too "
+            "narrow)"
         )
     end = next((r for r in rows if r["metric"] == "reward" and r["point"] == "end"), None)
     ahead, behind = _onsets(base, other, split, common, role, opts)
@@ -405,7 +428,7 @@ def _compare_role(
         "common_steps": len(common),
         "reward_end_baseline": end["baseline"] if end else None,
         "reward_end": end["value"] if end else None,
-        **{k: end[k] if end else None for k in ("diff", "ci_low", "ci_high", "verdict")},
+        **{k: end[k] if end else None for k in ("diff", "ci_low", "ci_high", "p_value", "verdict")},
         "ahead_from": ahead,
         "behind_from": behind,
         **dict.fromkeys(("paired_diff", "paired_ci_low", "paired_ci_high", "prompts", "paired_by_id")),

@@ -16,7 +16,7 @@ from ..check import check_key_globs
 from ..doctor_config import DoctorConfig
 from ..filters import Filters, StepRange
 from ..scalars import DEFAULT_ALIASES, merged_steps, valid
-from .bootstrap import bootstrap_means, interval, rng_for, valid_count, valid_mean, verdict
+from .bootstrap import backed_verdict, bootstrap_means, few_units_notes, interval, rng_for, valid_count, valid_mean
 from .model import DiffOptions, Split
 from .sides import Side, only_steps, steps_text
 
@@ -75,6 +75,10 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
     infinite: dict[tuple[str, str], list[str]] = {}  # (run, point): keys with an infinite or NaN mean
     # compared run -> (key, point, the run whose value is NaN, its NaN steps in that window)
     nan_steps: dict[str, list[tuple[str, str, str, list[int]]]] = {}
+    # compared run -> (steps, steps) -> "key point" with too few steps for a verdict; the intervals beyond 0 that
+    # the permutation test of the steps does not back
+    few: dict[str, dict[tuple[int, int], list[str]]] = {}
+    unsure: dict[str, list[str]] = {}
     for side, all_steps, frame in zip(sides[1:], logged[1:], frames[1:], strict=True):
         keys = sorted(base_keys & set(all_steps["key"].to_list()))
         if opts.keys and keys:
@@ -127,6 +131,21 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                     lo = hi = None
                     infinite.setdefault((side.name, point), []).append(key)
                 diff = None if ma is None or mb is None else mb - ma
+                word = p_value = why = None
+                if diff is not None:
+                    # The units are the window's steps with a finite value, as the bootstrap resamples them.
+                    fa, fb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
+                    units = ((fa, np.ones(len(fa))), (fb, np.ones(len(fb))))
+                    rng = rng_for(opts.seed, side.index, "permute", "scalar", key, point)
+                    word, p_value, why = backed_verdict(lo, hi, opts.ci, units, rng, ("higher", "lower"), (ma, mb))
+                finite = (int(np.isfinite(xa).sum()), int(np.isfinite(xb).sum()))
+                if why == "few":
+                    few.setdefault(side.name, {}).setdefault(finite, []).append(f"{key} {point}")
+                elif why == "unsure":
+                    unsure.setdefault(side.name, []).append(
+                        f"{key} {point}: interval [{lo:g}, {hi:g}], p = {p_value:.3g} over {finite[0]} and {finite[1]} "
+                        "step(s)"
+                    )
                 rows.append(
                     {
                         "key": key,
@@ -138,9 +157,17 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
                         "diff": diff,
                         "ci_low": lo,
                         "ci_high": hi,
-                        "verdict": verdict(lo, hi, "higher", "lower", of=(ma, mb)) if diff is not None else None,
+                        "p_value": p_value,
+                        "verdict": word,
                     }
                 )
+    for run, by_units in few.items():
+        notes += few_units_notes(f"{sides[0].name} and {run}: scalar", by_units, opts.ci, "steps with a finite value")
+    for run, backed in unsure.items():
+        notes.append(
+            f"{sides[0].name} and {run}: scalar interval not backed by a permutation test of the window's steps at "
+            f"{opts.ci:.0%} ({'; '.join(backed)}): verdict tie (a percentile bootstrap of few steps is too narrow)"
+        )
     by_keys: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for (run, point), inf_keys in infinite.items():
         by_keys.setdefault((run, tuple(inf_keys)), []).append(point)

@@ -126,7 +126,10 @@ def _cols(names: str, kind: Any) -> dict[str, Any]:
     return dict.fromkeys(names.split(), kind)
 
 
-INTERVAL = {**_cols("diff ci_low ci_high", FLT), "verdict": STR}  # a difference, its interval, the verdict
+# A difference, its interval, the two-sided p of a permutation test of the runs' units (``bootstrap.permutation_p``:
+# a verdict needs it at most 1 - ci besides an interval that excludes 0; null where there is no interval or the
+# test is not run) and the verdict.
+INTERVAL = {**_cols("diff ci_low ci_high p_value", FLT), "verdict": STR}
 SIDE_BY_SIDE = {"steps": STR, **_cols("baseline value diff", FLT)}
 OVERLAP_SCHEMA = {**_cols("run layout split steps", STR), "common_steps": INT, "common": STR}
 ROLES_SCHEMA = {
@@ -143,7 +146,9 @@ POINTS_SCHEMA = {
     **_cols("split role metric point run baseline_steps", STR),
     **SIDE_BY_SIDE,
     **INTERVAL,
-    **_cols("baseline_n n", INT),
+    # baseline_units, units: the units the interval resamples that hold a finite value (prompts, prompt groups, or
+    # samples where no group is known; for zero_adv_frac, clusters of groups): too few give no verdict.
+    **_cols("baseline_n n baseline_units units", INT),
 }
 PAIRED_SCHEMA = {
     **_cols("split role run steps", STR),

@@ -21,8 +21,11 @@ from .model import DiffOptions, Split
 
 PER_STEP_COLUMNS = ("reward_mean", "reward_std", "reward_count", "reward_nan", "kl_mean", "kl_std", "kl_count")
 # A window column's mean and number of valid values (not NaN: ±inf are values, as summarize counts them; the
-# mean is then infinite or NaN), and its bootstrap replicates (of its finite values).
-Boot = tuple[float | None, int, np.ndarray]
+# mean is then infinite or NaN), its bootstrap replicates (of its finite values), and the units the replicates
+# resample that hold a finite value: each one's mean and weight (its number of values), which the permutation
+# test of a difference splits between the runs (``bootstrap.backed_verdict``) and whose number decides whether
+# any verdict is possible.
+Boot = tuple[float | None, int, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -684,7 +687,8 @@ def bootstrap_side(side: Side, opts: DiffOptions) -> None:
     (``side.deff``) and the roles whose samples are taken as independent (``side.independent``). Columns of
     equal length (units), whatever their window and role, go to one ``bootstrap_means`` call, from one stream of
     the run (per length). A column of fewer than ``MIN_UNITS`` units with a finite value has no interval (NaN
-    replicates): one prompt resampled gives itself back."""
+    replicates): one prompt resampled gives itself back. The units with a finite value are kept (``Boot``): the
+    permutation test of a difference splits them."""
     columns: dict[tuple[Split, tuple[int, ...], str], Column] = {}
     sources = _window_sources(side)
     for split, steps in sorted(side.windows, key=lambda w: (split_order(w[0]), w[1])):
@@ -704,9 +708,17 @@ def bootstrap_side(side: Side, opts: DiffOptions) -> None:
         reps = bootstrap_means(units, opts.boot, rng, weights)
         for j, key in enumerate(keys):
             split, steps, name = key
-            unit_values, _, samples = columns[key]
-            col_reps = reps[:, j] if np.isfinite(unit_values).sum() >= MIN_UNITS else np.full(opts.boot, np.nan)
-            side.boots[(split, steps)][name] = (valid_mean(samples), valid_count(samples), col_reps)
+            unit_values, unit_weights, samples = columns[key]
+            finite = np.isfinite(unit_values)
+            col_reps = reps[:, j] if finite.sum() >= MIN_UNITS else np.full(opts.boot, np.nan)
+            held = np.ones(len(unit_values)) if unit_weights is None else np.asarray(unit_weights, dtype=float)
+            side.boots[(split, steps)][name] = (
+                valid_mean(samples),
+                valid_count(samples),
+                col_reps,
+                unit_values[finite].astype(float),
+                held[finite],
+            )
     for (split, role), src in sources[0].items():
         side.deff[(split, role_key(role))] = design_effect(src, sorted(side.wanted.get(split, ())))
         if not src.grouped:

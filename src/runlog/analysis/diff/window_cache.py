@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 # Bump when an entry's columns, or what they hold, change (2: the design effects, the repeated ids; 3: units
 # tied by prompt across steps, the roles taken as independent; 4: shared texts and per-step id counters not ties;
 # 5: a shared text's samples tied by their group ids, a text shared at one step only untied there, the pairing's
-# keys without counters, the roles without a prompt identity across steps).
-FORMAT = 5
+# keys without counters, the roles without a prompt identity across steps; 6: each column's units, their means and
+# weights, which the permutation test of a difference splits: an entry of 5 has none, and is never read for one).
+FORMAT = 6
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
@@ -56,6 +57,8 @@ BOOT_SCHEMA: dict[str, Any] = {
     "mean": pl.Float64,
     "n": pl.Int64,
     "reps": pl.List(pl.Float64),
+    "units": pl.List(pl.Float64),  # the column's units with a finite value: each one's mean (``sides.Boot``)
+    "weights": pl.List(pl.Float64),  # and its weight (its number of values)
 }
 # A side's prompt means (``sides.PROMPT_MEANS_SCHEMA``), under ``kind`` "prompt".
 PROMPT_SCHEMA: dict[str, Any] = {"kind": pl.String, **PROMPT_MEANS_SCHEMA}
@@ -125,7 +128,7 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
         boots, prompts = _split(frame)
         if set(boots) != side.windows:
             raise ValueError("its windows are not the diff's")
-        if any(len(reps) != opts.boot for cols in boots.values() for _, _, reps in cols.values()):
+        if any(len(col[2]) != opts.boot for cols in boots.values() for col in cols.values()):
             raise ValueError(f"replicates other than the {opts.boot} asked for")
     except FileNotFoundError:
         return False
@@ -156,13 +159,21 @@ def _split(frame: pl.DataFrame) -> tuple[dict[tuple[str | None, tuple[int, ...]]
             raise ValueError(f"column {name!r} is {frame.schema.get(name)}, expected {dtype}")
     boots: dict[tuple[str | None, tuple[int, ...]], dict[str, Any]] = {}
     rows = frame.filter(pl.col("kind") == "boot")
-    for split, steps, name, mean, n, reps in rows.select(list(BOOT_SCHEMA)[1:]).iter_rows():
-        if steps is None or reps is None or name is None or n is None:
+    for split, steps, name, mean, n, reps, units, weights in rows.select(list(BOOT_SCHEMA)[1:]).iter_rows():
+        if steps is None or reps is None or name is None or n is None or units is None or weights is None:
             if steps is not None and name is None:  # a window without any column (no sample there)
                 boots.setdefault((split, tuple(steps)), {})
                 continue
             raise ValueError("an incomplete bootstrap row")
-        boots.setdefault((split, tuple(steps)), {})[name] = (mean, int(n), np.array(reps, dtype=float))
+        if len(units) != len(weights):
+            raise ValueError("units and weights of different lengths")
+        boots.setdefault((split, tuple(steps)), {})[name] = (
+            mean,
+            int(n),
+            np.array(reps, dtype=float),
+            np.array(units, dtype=float),
+            np.array(weights, dtype=float),
+        )
     prompts = frame.filter(pl.col("kind") == "prompt").select(list(PROMPT_SCHEMA)[1:])
     return boots, prompts
 
@@ -176,7 +187,7 @@ def keep(side: Side, path: Path | None) -> None:
     for (split, steps), cols in side.boots.items():
         if not cols:
             rows.append({"kind": "boot", "split": split, "steps": list(steps)})
-        for name, (mean, n, reps) in cols.items():
+        for name, (mean, n, reps, units, weights) in cols.items():
             rows.append(
                 {
                     "kind": "boot",
@@ -186,6 +197,8 @@ def keep(side: Side, path: Path | None) -> None:
                     "mean": mean,
                     "n": n,
                     "reps": [float(x) for x in reps],
+                    "units": [float(x) for x in units],
+                    "weights": [float(x) for x in weights],
                 }  # fmt: skip
             )
     for (split, name), deff in side.deff.items():
