@@ -24,31 +24,66 @@ if TYPE_CHECKING:
 
 def sample_view(run: Run, carry: dict[str, pl.Expr], components: list[str], *, kl: bool = True) -> pl.LazyFrame:
     """One row per sample: the ``carry`` expressions, ``component/<name>``, ``reward``, ``kl`` (with
-    ``kl``; else a null column) and a null ``role`` (so that code written for the long view runs on it)."""
-    null_kl = pl.lit(None, dtype=pl.Float64).alias("kl")
-    null_role = pl.lit(None, dtype=pl.String).alias("role")
+    ``kl``; else a null column) and a null ``role`` (so that code written for the long view runs on it).
+
+    Each layout's rows come from where its per-role rows (``Run.numeric``) come from: the wide view where the
+    layout offers one (Flink), else its canonical samples, so that both passes of a summary put a sample in the
+    same prompt group. A run of several layouts (native ``samples/`` beside a resumed run's ``flink_logs/``)
+    read from ``Run.samples`` whole had its Flink samples in the prompt groups their canonical ``group_id`` is
+    derived from the trajectory text by (for the texts' commands): in groups without ``--prompt-groups``, and
+    in other groups than the per-role pass's (``--by role --by group`` then joined no per-sample column)."""
     roles = run.role_names()
     wide = run.numeric_wide(carry, components, roles)
     if wide is not None:
-        # Layouts with flat per-role columns (Flink): no nested column is read.
-        kls = [pl.col(f"role:{r}:kl") for r in roles]
-        kl_expr = pl.mean_horizontal(kls).alias("kl") if kl and kls else null_kl
-        return wide.select(
-            *carry,
-            *[f"component/{n}" for n in components],
-            pl.col("__sample_reward").cast(pl.Float64).alias("reward"),
-            kl_expr,
-            null_role,
-        )
+        return _wide_rows(wide, carry, components, roles, kl=kl)
+    frames: list[pl.LazyFrame] = []
+    rest: list[str] = []  # the layouts without a wide view: read from their canonical samples
+    for lay in run.layouts:
+        files = [f for f in run.files_of(lay.name) if f.kind == "samples" and f.readable]
+        if not files:
+            continue  # no sample of this layout (its scalars only, or its files unreadable)
+        lf = lay.scan_numeric_wide(files, run.ctx, carry, components, roles)
+        if lf is None:
+            rest.append(lay.name)
+        else:
+            frames.append(_wide_rows(lf, carry, components, roles, kl=kl))
+    if rest or not frames:
+        samples = run.samples
+        if frames:
+            from ..run import Run
+
+            samples = Run(root=run.root, files=[f for f in run.files if f.layout in rest], ctx=run.ctx).samples
+        frames.append(_sample_rows(samples, carry, components, kl=kl))
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _wide_rows(
+    wide: pl.LazyFrame, carry: dict[str, pl.Expr], components: list[str], roles: list[str], *, kl: bool
+) -> pl.LazyFrame:
+    """``sample_view``'s rows from a wide view (flat per-role columns: no nested column is read); its KL the
+    mean of the roles' (a role the file does not hold is null there, and left out of the mean)."""
+    kls = [pl.col(f"role:{r}:kl") for r in roles]
+    kl_expr = pl.mean_horizontal(kls).alias("kl") if kl and kls else pl.lit(None, dtype=pl.Float64).alias("kl")
+    return wide.select(
+        *carry,
+        *[f"component/{n}" for n in components],
+        pl.col("__sample_reward").cast(pl.Float64).alias("reward"),
+        kl_expr,
+        pl.lit(None, dtype=pl.String).alias("role"),
+    )
+
+
+def _sample_rows(samples: pl.LazyFrame, carry: dict[str, pl.Expr], components: list[str], *, kl: bool) -> pl.LazyFrame:
+    """``sample_view``'s rows from canonical samples: the KL the mean of the ``roles`` entries' values."""
     from ..formats.base import component_value
 
     role_kl = pl.col("roles").list.eval(pl.element().struct.field("kl")).list.mean().cast(pl.Float64).alias("kl")
-    return run.samples.select(
+    return samples.select(
         *[e.alias(k) for k, e in carry.items()],
         *[component_value(n) for n in components],
         pl.col("reward").cast(pl.Float64),
-        role_kl if kl else null_kl,
-        null_role,
+        role_kl if kl else pl.lit(None, dtype=pl.Float64).alias("kl"),
+        pl.lit(None, dtype=pl.String).alias("role"),
     )
 
 

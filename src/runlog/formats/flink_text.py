@@ -207,6 +207,10 @@ class _Fallbacks:
         """The conversations of a batch; ``counted``: its fallbacks recorded (``record``)."""
         import pyarrow as pa  # only here: converting nested Python values, pyarrow is ~3x faster than polars
 
+        if not len(s):
+            # A batch a filter emptied (``--steps`` that selects no Flink step of a run with native samples
+            # besides): nothing to parse, and nothing to assemble (``concat_arrays`` refuses no array).
+            return pl.Series(pa.array([], type=_arrow_type()))
         # A sample is known by its file, its id and its texts' hashes (two samples of one id differ), hashed
         # by polars: the texts of a sample kept are not copied into Python again.
         field = s.struct.field
