@@ -316,3 +316,35 @@ def test_processes_writing_at_once_are_judged_each_on_its_own(tmp_path: Path) ->
         (root / f"scalars.p{rank}.jsonl").write_text(text)
     sc = scalars_json(root)
     assert sc["step_gaps"] == [[7, 7]] and sc["key_gaps"][0]["file"] == "scalars.p1.jsonl", sc
+
+
+def test_one_line_off_the_cadence_mid_run_is_no_stride_of_its_own(tmp_path: Path) -> None:
+    """A run every 10 that logged once at 505 (a resume): stride 10, nothing lost (was stride 5 and 99 lost steps
+    5, 15, ...); a step lost later in it is still said."""
+    assert scalar_stride([*range(0, 501, 10), 505, *range(510, 1001, 10)]) == 10
+    root = tmp_path / "resume"
+    root.mkdir()
+    steps = [*range(0, 501, 10), 505, *(s for s in range(510, 1001, 10) if s != 700)]
+    (root / "scalars.p0.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in steps))
+    sc = scalars_json(root)
+    assert sc["stride"] == 10 and sc["step_gaps"] == [[700, 700]], sc
+
+
+def test_the_vectorised_mode_rule_is_scalar_strides() -> None:
+    """Long keys with a few steps off their cadence, lost steps and ties of differences: key_cadences' strides are
+    scalar_stride's, key by key."""
+    rng = random.Random(5)
+    keys = {}
+    for k in range(400):
+        every = rng.choice([2, 5, 10, 25])
+        steps = list(range(0, every * rng.randint(20, 80), every))
+        for _ in range(rng.choice([0, 1, 2, 3, 6])):
+            steps.append(rng.randint(0, steps[-1]))
+        for _ in range(rng.choice([0, 1, 2])):
+            steps.remove(rng.choice(steps[1:-1]))
+        keys[f"k{k}"] = sorted(set(steps))
+    rows = [(k, s) for k, v in keys.items() for s in v]
+    strides, _ = key_cadences(pl.DataFrame(rows, schema=["key", "step"], orient="row"))
+    assert strides == {k: scalar_stride(v) for k, v in keys.items()}
+    cadenced = sum(st in (2, 5, 10, 25) for st in strides.values())
+    assert cadenced > 150, cadenced  # the rule is exercised: many keys keep their cadence through an odd step
