@@ -236,10 +236,8 @@ def test_a_first_log_off_the_cadence_neither_makes_gaps_nor_moves_them(
     assert strides == {"k": stride} and [c.gaps for c in cadences] == ([gaps] if gaps else [])
 
 
-def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
-    """StatsTracker's ``<key>/nonfinite``, written at the steps that had NaN: was "gaps 3-8, 10, 12-15, ..." in
-    red on the bundled debate_grpo; a key every 10 that lost a step beside it is still said."""
-    root = tmp_path / "event"
+def event_run(root: Path) -> Path:
+    """``loss`` at every step but 95 (a line lost past the last NaN count), ``reward/nonfinite`` where steps had NaN."""
     with RunWriter(root, name="event") as w:
         w.log_samples(0, [{"reward": 1.0}])
         for s in range(0, 100):
@@ -248,7 +246,13 @@ def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
                 rec["reward/nonfinite"] = 2.0
             if rec:
                 w.log_scalars(s, rec)
-    sc = scalars_json(root)
+    return root
+
+
+def test_a_key_logged_at_some_steps_only_has_no_gaps(tmp_path: Path) -> None:
+    """StatsTracker's ``<key>/nonfinite``, written at the steps that had NaN: was "gaps 3-8, 10, 12-15, ..." in
+    red on the bundled debate_grpo; a key every 10 that lost a step beside it is still said."""
+    sc = scalars_json(event_run(tmp_path / "event"))
     assert sc["key_gaps"] == [
         {"stride": 1, "gaps": [[95, 95]], "keys": 1, "names": ["loss"], "file": "scalars.p0.jsonl"}
     ], sc
@@ -260,16 +264,7 @@ def test_plot_says_a_key_of_some_steps_only_is_not_missing_steps(tmp_path: Path)
     from runlog.plots import figures as F
     from runlog.plots import make_figure
 
-    root = tmp_path / "event"
-    with RunWriter(root, name="event") as w:
-        w.log_samples(0, [{"reward": 1.0}])
-        for s in range(0, 100):
-            rec = {"loss": 1.0} if s != 95 else {}  # a line lost past the last NaN count
-            if s in (0, 1, 2, 9, 12, 17, 18, 23, 24, 25, 60, 61, 90):
-                rec["reward/nonfinite"] = 2.0
-            if rec:
-                w.log_scalars(s, rec)
-    fig = make_figure(open_run(root), "scalars", window=1)
+    fig = make_figure(open_run(event_run(tmp_path / "event")), "scalars", window=1)
     notes = {ax.get_title(): F.note_text(ax) for ax in fig.axes if ax.get_title()}
     want = "logged at 13 steps in 0..90; at the others its file has records without it (not judged lost)"
     assert " ".join(notes["reward/nonfinite"].split()) == want, notes  # wrapped under the panel

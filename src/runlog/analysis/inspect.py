@@ -420,16 +420,15 @@ def _stream_name(files: list[str]) -> str | None:
 
 
 def _not_recorded(records: list[int], every: int, lo: int, hi: int) -> list[list[int]]:
-    """The steps ``lo``, ``lo + every``, ..., ``hi`` at which ``records`` (sorted) holds none, as runs."""
-    i, j = bisect.bisect_left(records, lo), bisect.bisect_right(records, hi)
+    """The steps ``lo``, ``lo + every``, ..., ``hi`` at which ``records`` (sorted) holds none, as runs: by the
+    records inside the range, never step by step (``gaps_without``'s, for one range of steps already sorted)."""
     out: list[list[int]] = []
     start = lo
-    for r in records[i:j]:
-        if (r - lo) % every:
-            continue
-        if r > start:
-            out.append([start, r - every])
-        start = r + every
+    inside = records[bisect.bisect_left(records, lo) : bisect.bisect_right(records, hi)]
+    for x in (x for x in inside if (x - lo) % every == 0):
+        if x > start:
+            out.append([start, x - every])
+        start = x + every
     if start <= hi:
         out.append([start, hi])
     return out
@@ -944,17 +943,7 @@ def gaps_without(gaps: list[list[int]], stride: int, steps: Iterable[int]) -> li
     """The ``gaps`` (``[first, last]`` runs of the stride's steps) less ``steps``, as ranges again; by the steps
     inside each range, never step by step (a gap may span millions of steps). Also ``watch``'s."""
     order = sorted(steps)
-    out = []
-    for a, b in gaps:
-        start = a
-        inside = order[bisect.bisect_left(order, a) : bisect.bisect_right(order, b)]
-        for x in (x for x in inside if (x - a) % stride == 0):
-            if x > start:
-                out.append([start, x - stride])
-            start = x + stride
-        if start <= b:
-            out.append([start, b])
-    return out
+    return [run for a, b in gaps for run in _not_recorded(order, stride, a, b)]
 
 
 def _verdict_warnings(
