@@ -99,6 +99,10 @@ NO_ID = "no-id-{n}"
 _FROM_SUMMARIES = "\x00runlog: rows from summaries"  # marks a header whose samples are sample summaries
 
 _NO_ID = "{n} sample(s) without an id (first: {first}): given the id 'no-id-N' from their place N in the log"
+_SAME_TEXT_IDS = (
+    "{n} sample id(s) that are text with the characters of another sample's id of another type (first: {first}): "
+    "kept apart, as inspect_ai keeps them: each such text id is named by its JSON, quoted, in sample_id and group_id"
+)
 _NO_MESSAGES = "{n} sample(s) without messages (first: {first}): the conversation is the input and the output's message"
 _NO_REWARD_SCORE = (
     "{n} sample(s) without a score of the task's first scorer {scorer} (first: {first}): their reward is null "
@@ -137,6 +141,35 @@ def _id_key(sid: Any) -> str:
         return json.dumps(sid, sort_keys=True)
     except (TypeError, ValueError):
         return repr(sid)
+
+
+def _id_names(sids: list[Any], state: _MapState) -> dict[str, str]:
+    """The name in ``sample_id`` / ``group_id`` of each of a log's sample ids (by ``_id_key``): its text, as
+    inspect_ai writes it, except where ids of another type have that text (``5`` and ``"5"``, two samples to
+    inspect_ai): there each id that is a string is named by its JSON, quoted (``"5"``), so that the two are
+    not one sample and one group; said once per log (``_SAME_TEXT_IDS``). The ids of a log without such a pair
+    keep their names."""
+    by_text: dict[str, dict[str, Any]] = {}
+    for sid in sids:
+        by_text.setdefault(str(sid), {}).setdefault(_id_key(sid), sid)
+    taken = set(by_text)
+    names: dict[str, str] = {}
+    for ids in by_text.values():
+        if len(ids) < 2:
+            continue
+        keep = next((k for k, sid in ids.items() if not isinstance(sid, str)), None)
+        for key, sid in ids.items():
+            if key == keep:
+                continue
+            name = key
+            n = 2
+            while name in taken:  # (a text id that is itself another's JSON: '"5"' beside 5 and "5")
+                name, n = f"{key}#{n}", n + 1
+            taken.add(name)
+            names[key] = name
+            others = ", ".join(repr(v) for k, v in ids.items() if k != key)
+            state.tally(_SAME_TEXT_IDS, f"{sid!r} beside {others}, named {name}")
+    return names
 
 
 def _scorer_names(header: dict[str, Any]) -> list[str]:
@@ -545,10 +578,11 @@ class InspectAi(JsonlSamples):
                 sid = NO_ID.format(n=n)
                 state.tally(_NO_ID, f"sample {n} of the log, epoch {s.get('epoch')!r}")
             ided.append((sid, s))
+        id_names = _id_names([sid for sid, _ in ided], state)
         rows: list[dict[str, Any]] = []
         for sid, s in sorted(ided, key=lambda p: _sort_key({**p[1], "id": p[0]})):
             try:
-                rows.append(self._map_sample(s, sid, task, model, step, state))
+                rows.append(self._map_sample(s, sid, id_names.get(_id_key(sid), str(sid)), task, model, step, state))
             except Exception as exc:  # a shape no reader foresaw must cost one sample, never the file
                 reason = f"{type(exc).__name__}: {exc}"[:200]
                 ctx.problem(info.path, WRONG_TYPE, f"sample {sid!r} epoch {s.get('epoch')!r} not mapped ({reason})")
@@ -599,7 +633,7 @@ class InspectAi(JsonlSamples):
             ctx.note(self.name, f"{info.path}: {why}: each sample's reward is its first score")
 
     def _map_sample(
-        self, s: dict[str, Any], sid: Any, task: str, model: str | None, step: int, state: _MapState
+        self, s: dict[str, Any], sid: Any, name: str, task: str, model: str | None, step: int, state: _MapState
     ) -> dict[str, Any]:
         attachments = s.get("attachments")
         if not isinstance(attachments, dict):
@@ -640,7 +674,7 @@ class InspectAi(JsonlSamples):
         extra = {k: s[k] for k in _EXTRA_FIELDS if s.get(k) not in (None, {}, [])}
         if model is not None:
             extra["model"] = model
-        group = f"{task}/{sid}"
+        group = f"{task}/{name}"
         return {
             "step": step,
             "split": "eval",

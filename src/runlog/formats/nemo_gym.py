@@ -25,6 +25,10 @@ _COMP_NOT_NUMBER = (
     "{n} reward component value(s) that are not numbers (first: {first}): left out of `reward_components`, "
     "kept in `extra` as `reward_components.<name>`"
 )
+_MIXED_REQUESTS = (
+    "{n} task index(es) stand for different requests in this file (first: {first}; two collections in one "
+    "file?): prompt groups are the rows with the same request (`prompt-N`), so that no group holds two requests"
+)
 _COMPS_NOT_OBJECT = (
     "{n} line(s) whose reward_components is not an object (first: {first}): no components read, the field "
     "kept in `extra`"
@@ -292,9 +296,18 @@ class NemoGym(JsonlSamples):
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
         """``prompt_turns``: how many leading messages of each row are the request (its ``instructions`` and
         ``input`` items), the rest being the response's ``output``. The rows' prompts are kept for the run-wide
-        check of the task indexes (``check_prompt_ids``)."""
-        remember_prompts(ctx, self.name, info.path, state.get("prompts", []))
-        return with_prompt_turns(frame, state)
+        check of the task indexes (``check_prompt_ids``). Where one task index stands for different requests in
+        this file (two collections appended to one file, each numbering its tasks from 0), the prompt groups are
+        the rows with the same request (``prompt-N``, numbered over the run's files by ``with_prompt_groups``),
+        warned, as the same across files is."""
+        fp = remember_prompts(ctx, self.name, info.path, state.get("prompts", []))
+        frame = with_prompt_turns(frame, state)
+        mixed = [g for g, keys in fp.ids.items() if len(keys) > 1]
+        if fp.run_wide or not mixed or len(fp.rows) != frame.height:
+            return frame  # (parsed again after ``check_run``: ``with_prompt_groups`` sets the groups it decided)
+        fp.by_prompt = True
+        ctx.warn(info.path, _MIXED_REQUESTS.format(n=len(mixed), first=repr(mixed[0])))
+        return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
 
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]

@@ -3,8 +3,8 @@
 A verifiers line holds one rollout: ``prompt`` and ``completion`` as OpenAI chat messages (``tool_calls``
 entries JSON-encoded strings), ``reward``, one numeric column per reward function / metric, timings
 (``generation_ms, scoring_ms, total_ms``), ``id`` (``example_id`` in newer versions), ``task``,
-``answer`` and ``info``. The rollouts of one example are one GRPO group. The sibling ``metadata.json``
-is not claimed here.
+``answer`` and ``info``. The rollouts of one example (of one task: an EnvGroup evaluation numbers each
+environment's examples from 0) are one GRPO group. The sibling ``metadata.json`` is claimed, noted only.
 """
 
 from __future__ import annotations
@@ -29,8 +29,30 @@ from .nemo_gym import (
 )
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
-# Known non-reward fields of verifiers results (kept in `extra` when present, never used as components).
-_NOT_METRICS = frozenset({"id", "example_id", "reward", "is_truncated", "is_completed"}) | _TIMINGS
+# Known non-reward fields of verifiers results (kept in `extra` when present, never used as components): ids,
+# the dataset's reference ``answer`` (a number where the dataset's answers are: ``42`` is no reward) and
+# ``info``, the rollout's state flags and stop condition, timings (flat, or one ``timing`` object in current
+# vf-eval), token usage, tool definitions and the error chain.
+_NOT_METRICS = (
+    frozenset(
+        {
+            "id",
+            "example_id",
+            "reward",
+            "answer",
+            "info",
+            "is_truncated",
+            "is_completed",
+            "stop_condition",
+            "timing",
+            "token_usage",
+            "tool_defs",
+            "error_chain",
+            "long_error_chain",
+        }
+    )
+    | _TIMINGS
+)
 
 
 _CUT_CALL = (
@@ -44,6 +66,10 @@ _NO_PROMPT = (
 _NOT_MESSAGES = (
     "{n} line(s) whose {field} is neither a list of messages nor a text (first: {first}): read as one turn of "
     "role 'unknown' holding its JSON"
+)
+_MIXED_PROMPTS = (
+    "{n} example id(s) stand for different prompts in this file (first: {first}; two evaluations appended to one "
+    "file?): prompt groups are the rows with the same prompt (`prompt-N`), so that no group holds two prompts"
 )
 _RENAMED_AFTER_SKIP = (
     "{n} rollout(s) after a line that could not be read are named by their line (first: {first}), not by their "
@@ -168,13 +194,17 @@ class Verifiers(JsonlSamples):
         ctx.note(self.name, "results.jsonl has no training step: rows get step 0 and split 'eval'")
         ex_id = rec.get("example_id", rec.get("id"))
         state["by_id"] = state.get("by_id", False) or ("example_id" not in rec and ex_id is not None)
+        task = rec.get("task")
+        # An example is its task's: an EnvGroup evaluation numbers each environment's examples from 0, the
+        # ``task`` telling them apart (``finish`` names the groups of a file of several tasks by both).
+        task_text = None if task is None else task if isinstance(task, str) else chat.compact_json(task)
         if ex_id is None:
             group_id, sample_id = None, f"line{line}"
         else:
             group_id = str(ex_id)
-            counts: dict[str, int] = state.setdefault("counts", {})
-            k = counts.get(group_id, 0)
-            counts[group_id] = k + 1
+            counts: dict[tuple[str | None, str], int] = state.setdefault("counts", {})
+            k = counts.get((task_text, group_id), 0)
+            counts[task_text, group_id] = k + 1
             sample_id = f"{group_id}:{k}"
             # A rollout's number is its place among its example's rollouts in the file: after a skipped line
             # (whose example is not known) it may be one less than a clean copy's, and ``1:0`` would name another
@@ -215,7 +245,6 @@ class Verifiers(JsonlSamples):
             else:
                 odd[field] = [1, line, v]
         state.setdefault("numeric", set()).update(metrics)
-        task = rec.get("task")
         row = {
             "step": 0,
             "split": "eval",
@@ -233,37 +262,64 @@ class Verifiers(JsonlSamples):
         # One entry per mapped row, in order (``finish`` lines them up with the frame).
         # (A row without a prompt holds its place in the ``prompt-N`` numbering, under no group: see ``finish``.)
         key = f"{NO_PROMPT_SLOT}{info.path}:{line}" if raw_prompt is None else prompt_key(raw_prompt)
-        state.setdefault("prompts", []).append((group_id, key))
+        state.setdefault("prompts", []).append((group_id, task_text, key))
         # Where the generation starts in ``messages``: a few-shot assistant turn of the prompt is not the
         # policy's (``finish`` puts it in the frame, as ``prompt_turns``).
         state.setdefault("prompt_turns", []).append(len(prompt_msgs))
         return row
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
-        """Older vf-eval versions wrote an ``id`` that is not the example's (rows ``3k..3k+2`` get id ``k`` while
-        the prompts cycle through the dataset): where the rows of one ``id`` have different prompts, the prompt
-        groups are the rows with the same prompt (``prompt-N``, numbered in order of first appearance; across
-        the files of a run by ``scan_samples``, so that one group never holds two prompts). The rows' prompts are
-        kept for ``check_run``, which does the same for a run whose files each use their ids consistently but give
-        one id to different prompts. A row without a prompt tells nothing about its ``id``'s prompts and joins no
-        prompt group; it keeps its place in the numbering (a number no group has), so that the prompts seen after
-        it keep the numbers they have when it has its prompt. ``prompt_turns``: how many leading messages of each
+        """The groups of the file. An example is its task's: where the file holds rows of several tasks (an
+        EnvGroup evaluation, each environment numbering its examples from 0), a group is ``{task}/{id}`` and a
+        sample ``{task}/{id}:{k}``, noted; with one task (``default`` for a single environment) the names are the
+        id's alone. Where the rows of one group have different prompts, the prompt groups are the rows with the
+        same prompt (``prompt-N``, numbered in order of first appearance; across the files of a run by
+        ``scan_samples``, so that one group never holds two prompts): older vf-eval versions wrote an ``id`` that
+        is not the example's (rows ``3k..3k+2`` get id ``k`` while the prompts cycle through the dataset), noted;
+        an ``example_id`` that does so is two evaluations in one file, warned. The rows' prompts are kept for
+        ``check_run``, which does the same for a run whose files each use their ids consistently but give one id
+        to different prompts. A row without a prompt tells nothing about its group's prompts and joins no prompt
+        group; it keeps its place in the numbering (a number no group has), so that the prompts seen after it
+        keep the numbers they have when it has its prompt. ``prompt_turns``: how many leading messages of each
         row are its ``prompt``."""
         self._say_odd_components(state, info, ctx)
         frame = with_prompt_turns(frame, state)
-        fp = remember_prompts(ctx, self.name, info.path, state.get("prompts", []))
-        if not fp.run_wide and (not state.get("by_id") or all(len(p) == 1 for p in fp.ids.values())):
-            return frame
-        groups = pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String)
+        rows: list[tuple[str | None, str | None, str]] = state.get("prompts", [])
+        tasks = {task for group, task, _ in rows if group is not None}
+        names = [group for group, _, _ in rows]
+        if len(tasks) > 1 and len(rows) == frame.height:
+            names = [None if g is None else g if t is None else f"{t}/{g}" for g, t, _ in rows]
+            samples = [
+                s if g is None or t is None else f"{t}/{s}"
+                for (g, t, _), s in zip(rows, frame.get_column("sample_id").to_list(), strict=True)
+            ]
+            frame = frame.with_columns(
+                pl.Series("group_id", names, dtype=pl.String), pl.Series("sample_id", samples, dtype=pl.String)
+            )
+            named = sorted(t for t in tasks if t is not None)
+            shown = ", ".join(named[:4]) + (" ..." if len(named) > 4 else "")
+            shown += ", and rows without a task" if None in tasks else ""
+            ctx.note(
+                self.name,
+                f"{info.path}: rows of {len(tasks)} tasks ({shown}), each numbering its examples from 0: a group is "
+                "the task's example, `{task}/{id}`, and a sample `{task}/{id}:{k}`",
+            )
+        fp = remember_prompts(ctx, self.name, info.path, [(g, key) for g, (_, _, key) in zip(names, rows, strict=True)])
         if fp.run_wide:  # parsed again, after ``check_run`` (which said why)
-            return frame.with_columns(groups)
+            return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
+        mixed = [g for g, keys in fp.ids.items() if len(keys) > 1]
+        if not mixed:
+            return frame
         fp.by_prompt = True
-        ctx.note(
-            self.name,
-            f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
-            "prompt groups are the rows with the same prompt",
-        )
-        return frame.with_columns(groups)
+        if state.get("by_id"):
+            ctx.note(
+                self.name,
+                f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
+                "prompt groups are the rows with the same prompt",
+            )
+        else:
+            ctx.warn(info.path, _MIXED_PROMPTS.format(n=len(mixed), first=repr(mixed[0])))
+        return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
 
     @staticmethod
     def _say_odd_components(state: dict[str, Any], info: FileInfo, ctx: RunContext) -> None:

@@ -1,0 +1,297 @@
+"""The nineteenth audit of the format readers: prompt groups that pooled different prompts inside one file
+(a verifiers EnvGroup evaluation told apart by ``task``, two verifiers evaluations or two NeMo Gym collections
+appended to one file), a verifiers reference ``answer`` read as a reward component, and inspect_ai sample ids
+``5`` and ``"5"`` read as one sample.
+
+Each test computes what it expects with plain ``json`` / ``fractions`` (no runlog) and compares that with what
+runlog reads and says. The test that edits the real verifiers dump skips when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import runlog
+
+from conftest import REALDATA, need_realdata
+
+VERIFIERS = "verifiers_math_python_gpt5nano_results.jsonl"
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _truth(
+    path: Path, key: Callable[[dict[str, Any]], Any], mark: Callable[[dict[str, Any]], str]
+) -> set[frozenset[str]]:
+    """The true groups of a JSONL file: the rows (by their mark) with the same ``key``, read with json."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        groups[json.dumps(key(rec), sort_keys=True)].add(mark(rec))
+    return {frozenset(v) for v in groups.values()}
+
+
+def _zero_adv(path: Path, key: Callable[[dict[str, Any]], Any]) -> Fraction:
+    """zero_adv_frac as GRPO sees it: the share of groups (rows of one ``key``) whose rewards are all equal."""
+    rewards: dict[str, list[float]] = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        rewards[json.dumps(key(rec), sort_keys=True)].append(rec["reward"])
+    return Fraction(sum(max(v) == min(v) for v in rewards.values()), len(rewards))
+
+
+def _close(value: float, truth: Fraction) -> bool:
+    """A float runlog computed against the exact value (float sums round in their last bits)."""
+    return abs(Fraction(value) - truth) <= abs(truth) * Fraction(1, 10**12)
+
+
+def _runlog_groups(run: runlog.Run) -> set[frozenset[str]]:
+    """runlog's groups, each as the completions (one mark per row) of its rows."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for group, completion in run.samples.select("group_id", "completion").collect().rows():
+        groups[group].add(completion)
+    return {frozenset(v) for v in groups.values()}
+
+
+def _problems(run: runlog.Run) -> list[str]:
+    return [p.message for p in run.ctx.problems]
+
+
+# -- finding 1: verifiers groups keyed on example_id alone ---------------------------------------------------
+def _vf(ex_id: int, task: str | None, prompt: str, n: int, reward: float) -> dict[str, Any]:
+    """A verifiers line as current vf-eval writes one (``example_id``, chat messages, a timing)."""
+    rec: dict[str, Any] = {
+        "example_id": ex_id,
+        "prompt": [{"role": "user", "content": prompt}],
+        "completion": [{"role": "assistant", "content": f"rollout {n}"}],
+        "reward": reward,
+        "generation_ms": 10.0 + n,
+    }
+    if task is not None:
+        rec["task"] = task
+    return rec
+
+
+def _envgroup(path: Path) -> Path:
+    """An EnvGroup evaluation: each environment (``task``) numbers its examples from 0; every true group (one
+    task's example) has equal rewards, while the rows of one ``example_id`` over both tasks do not."""
+    rows = [
+        ("envA", 0, "Paris", 1.0),
+        ("envA", 0, "Paris", 1.0),
+        ("envA", 1, "Rome", 0.0),
+        ("envA", 1, "Rome", 0.0),
+        ("envB", 0, "Tokyo", 0.0),
+        ("envB", 0, "Tokyo", 0.0),
+        ("envB", 1, "Lima", 1.0),
+        ("envB", 1, "Lima", 1.0),
+    ]
+    return _write(path, [_vf(ex, task, p, n, r) for n, (task, ex, p, r) in enumerate(rows)])
+
+
+def test_an_envgroup_evaluation_groups_each_task_s_examples_apart(tmp_path: Path) -> None:
+    """Grouped by ``example_id`` alone, envA's example 0 and envB's example 0 were one group of two prompts
+    (zero_adv_frac 0.0 where every true group has equal rewards: 1.0). A group is one task's example now, named
+    ``{task}/{id}``, and its samples ``{task}/{id}:{k}``, each sample id one row."""
+    path = _envgroup(tmp_path / "run" / "results.jsonl")
+    mark = lambda r: r["completion"][0]["content"]  # noqa: E731
+    truth = _truth(path, lambda r: [r["task"], r["example_id"]], mark)
+    assert truth == _truth(path, lambda r: r["prompt"], mark)  # (one prompt per task's example)
+    run = runlog.open_run(path.parent)
+    assert _runlog_groups(run) == truth
+    frame = run.samples.select("group_id", "sample_id").collect()
+    assert sorted(set(frame["group_id"])) == ["envA/0", "envA/1", "envB/0", "envB/1"]
+    assert frame["sample_id"].n_unique() == frame.height == 8
+    assert sorted(frame["sample_id"])[:2] == ["envA/0:0", "envA/0:1"]
+    summary = runlog.summarize(run).to_dicts()[0]
+    assert Fraction(summary["zero_adv_frac"]) == _zero_adv(path, lambda r: [r["task"], r["example_id"]]) == 1
+    assert not [m for m in _problems(run) if "different prompts" in m]
+
+
+def test_a_results_file_of_one_task_keeps_its_group_and_sample_names(tmp_path: Path) -> None:
+    """vf-eval writes ``task: default`` for a single environment: the groups stay the example ids (``0``) and
+    the samples ``0:0``, as before."""
+    rows = [_vf(n // 2, "default", f"q{n // 2}", n, float(n % 2)) for n in range(4)]
+    path = _write(tmp_path / "run" / "results.jsonl", rows)
+    frame = runlog.open_run(path.parent).samples.select("group_id", "sample_id").collect()
+    assert frame["group_id"].to_list() == [str(r["example_id"]) for r in rows]
+    assert frame["sample_id"].to_list() == ["0:0", "0:1", "1:0", "1:1"]
+
+
+def test_two_evaluations_appended_to_one_results_file_are_grouped_by_prompt(tmp_path: Path) -> None:
+    """Two evaluations in one results.jsonl, each numbering its examples from 0 and without a task: example 0
+    held Paris and Tokyo (zero_adv_frac 0.0; true 1.0). The groups are the prompts now, said in a warning naming
+    the file."""
+    rows = [("Paris", 0, 1.0), ("Paris", 0, 1.0), ("Rome", 1, 0.0), ("Rome", 1, 0.0)]
+    rows += [("Tokyo", 0, 0.0), ("Tokyo", 0, 0.0), ("Lima", 1, 1.0), ("Lima", 1, 1.0)]
+    path = _write(tmp_path / "run" / "results.jsonl", [_vf(ex, None, p, n, r) for n, (p, ex, r) in enumerate(rows)])
+    run = runlog.open_run(path.parent)
+    assert _runlog_groups(run) == _truth(path, lambda r: r["prompt"], lambda r: r["completion"][0]["content"])
+    summary = runlog.summarize(run).to_dicts()[0]
+    assert Fraction(summary["zero_adv_frac"]) == _zero_adv(path, lambda r: r["prompt"]) == 1
+    said = [m for m in _problems(run) if "stand for different prompts in this file" in m]
+    assert len(said) == 1 and said[0].startswith("2 example id(s)")
+    assert [p.path for p in run.ctx.problems if p.message == said[0]] == ["results.jsonl"]
+
+
+def test_summarize_by_group_of_an_envgroup_evaluation_holds_one_prompt_a_group(tmp_path: Path, cli: Any) -> None:
+    """The CLI's ``--by group`` rows: four groups of two equal rewards each (the std 0), as json counts them."""
+    path = _envgroup(tmp_path / "run" / "results.jsonl")
+    r = cli("summarize", path.parent, "--by", "group", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    means: dict[str, list[float]] = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        means[f"{rec['task']}/{rec['example_id']}"].append(rec["reward"])
+    assert {row["group"]: row["reward_mean"] for row in rows} == {g: sum(v) / len(v) for g, v in means.items()}
+    assert all(row["zero_adv_frac"] == 1.0 and row["reward_count"] == 2 for row in rows)
+
+
+# -- finding 2: NeMo Gym, two collections in one rollouts file ------------------------------------------------
+def _ng(task: int, rollout: int, city: str, reward: float) -> dict[str, Any]:
+    """A NeMo Gym rollout line: the request, a Responses output, the task and rollout index, the reward."""
+    return {
+        "responses_create_params": {"input": [{"role": "user", "content": f"weather in {city}?", "type": "message"}]},
+        "response": {
+            "id": f"resp_{city}_{rollout}",
+            "output": [
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "id": "m",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": f"{city} #{rollout}", "annotations": []}],
+                }
+            ],
+        },
+        "reward": reward,
+        "_ng_task_index": task,
+        "_ng_rollout_index": rollout,
+    }
+
+
+def test_two_nemo_gym_collections_in_one_file_are_grouped_by_request(tmp_path: Path) -> None:
+    """Both collections number their tasks from 0: task 0 held Paris and Tokyo (group std 0.577, zero_adv_frac
+    0.0; true 1.0). The groups are the requests now, said in a warning about the groups, not only the ids."""
+    a = [_ng(0, 0, "Paris", 1.0), _ng(0, 1, "Paris", 1.0), _ng(1, 0, "Rome", 0.0), _ng(1, 1, "Rome", 0.0)]
+    b = [_ng(0, 0, "Tokyo", 0.0), _ng(0, 1, "Tokyo", 0.0), _ng(1, 0, "Lima", 1.0), _ng(1, 1, "Lima", 1.0)]
+    path = _write(tmp_path / "run" / "rollouts.jsonl", a + b)
+    request = lambda r: r["responses_create_params"]["input"]  # noqa: E731
+    truth = _truth(path, request, lambda r: r["response"]["output"][0]["content"][0]["text"])
+    run = runlog.open_run(path.parent)
+    assert _runlog_groups(run) == truth
+    assert len(truth) == 4
+    summary = runlog.summarize(run).to_dicts()[0]
+    assert Fraction(summary["zero_adv_frac"]) == _zero_adv(path, request) == 1
+    said = [m for m in _problems(run) if "stand for different requests in this file" in m]
+    assert len(said) == 1 and said[0].startswith("2 task index(es)")
+
+
+def test_one_nemo_gym_collection_keeps_its_task_index_groups(tmp_path: Path) -> None:
+    """A clean collection (each task index one request) keeps its groups, the task indexes."""
+    path = _write(
+        tmp_path / "run" / "rollouts.jsonl", [_ng(t, k, c, float(k)) for t, c in enumerate("AB") for k in (0, 1)]
+    )
+    run = runlog.open_run(path.parent)
+    groups = run.samples.select("group_id").collect()["group_id"].to_list()
+    assert groups == [str(json.loads(line)["_ng_task_index"]) for line in path.read_text().splitlines()]
+    assert not [m for m in _problems(run) if "different requests" in m]
+
+
+# -- finding 3: verifiers' reference answer is no reward component ---------------------------------------------
+def test_a_numeric_answer_is_not_a_reward_component(tmp_path: Path) -> None:
+    """A dataset with integer answers: ``answer`` 42 was read as the component ``answer`` (mean 42.0). The
+    components are the reward functions only; the answer and ``info`` stay in ``extra``."""
+    rows = []
+    for n in range(4):
+        rec = _vf(n // 2, "t", f"q{n // 2}", n, float(n % 2))
+        rec.update(answer=42, info=7, correct=float(n % 2), is_truncated=False)
+        rows.append(rec)
+    path = _write(tmp_path / "run" / "results.jsonl", rows)
+    run = runlog.open_run(path.parent)
+    names = {
+        c["name"] for comps in run.samples.select("reward_components").collect()["reward_components"] for c in comps
+    }
+    assert names == {"correct"}
+    summary = runlog.summarize(run).to_dicts()[0]
+    assert [k for k in summary if k.startswith("sample:component/") and k.endswith("_mean")] == [
+        "sample:component/correct_mean"
+    ]
+    assert _close(summary["sample:component/correct_mean"], sum(Fraction(r["correct"]) for r in rows) / len(rows))
+    extra = [json.loads(e) for e in run.samples.select("extra").collect()["extra"]]
+    assert [(e["answer"], e["info"]) for e in extra] == [(r["answer"], r["info"]) for r in rows]
+
+
+def test_the_real_dump_with_integer_answers_has_only_its_reward_functions_as_components(tmp_path: Path) -> None:
+    """The real vf-eval dump with its answers written as integers (a dataset of integer answers): the components
+    are its reward-function columns, the numeric fields other than what vf-eval writes about the rollout (ids,
+    reward, timings, answer), each with the mean json gives."""
+    need_realdata(VERIFIERS)
+    recs = [json.loads(line) for line in (REALDATA / VERIFIERS).read_text(encoding="utf-8").splitlines()]
+    for rec in recs:
+        rec["answer"] = int(rec["answer"])
+    path = _write(tmp_path / "run" / "results.jsonl", recs)
+    not_reward = {"id", "example_id", "reward", "answer", "generation_ms", "scoring_ms", "total_ms"}
+    expected = {k for rec in recs for k, v in rec.items() if isinstance(v, (int, float)) and k not in not_reward}
+    assert expected == {"total_tool_calls", "python_calls", "correct_answer_reward_func"}
+    summary = runlog.summarize(runlog.open_run(path.parent)).to_dicts()[0]
+    got = {k.removeprefix("sample:component/").removesuffix("_mean") for k in summary if k.endswith("_mean")}
+    assert got - {"reward", "kl"} == expected
+    for k in expected:
+        assert _close(summary[f"sample:component/{k}_mean"], sum(Fraction(r[k]) for r in recs) / len(recs))
+
+
+# -- finding 4: inspect_ai sample ids 5 and "5" ----------------------------------------------------------------
+def _log(path: Path, ids: list[Any]) -> Path:
+    samples = [
+        {
+            "id": sid,
+            "epoch": 1,
+            "input": f"q{sid!r}",
+            "target": "t",
+            "messages": [{"role": "user", "content": f"q{sid!r}"}, {"role": "assistant", "content": f"a{n}"}],
+            "scores": {"s1": {"value": n % 2}},
+        }
+        for n, sid in enumerate(ids)
+    ]
+    log = {"version": 2, "status": "success", "eval": {"task": "t2", "model": "m", "scorers": [{"name": "s1"}]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**log, "samples": samples}), encoding="utf-8")
+    return path
+
+
+def test_inspect_ai_sample_ids_5_and_text_5_are_two_samples(tmp_path: Path) -> None:
+    """inspect_ai keeps ``5`` and ``"5"`` apart (two dataset samples): runlog read them as one sample id
+    ``t2/5:1`` and one group of two rewards. Two groups of one row each now, the text one named by its JSON,
+    said in a warning; the other ids keep their names."""
+    path = _log(tmp_path / "run" / "mixed.json", [1, 5, "5"])
+    samples = json.loads(path.read_text())["samples"]
+    distinct = {(type(s["id"]).__name__, s["id"]) for s in samples}
+    run = runlog.open_run(path.parent)
+    frame = run.samples.select("sample_id", "group_id", "reward", "completion").collect()
+    assert frame["group_id"].n_unique() == frame["sample_id"].n_unique() == len(distinct) == 3
+    assert sorted(frame["group_id"]) == ['t2/"5"', "t2/1", "t2/5"]
+    by_completion = {c: (g, r) for g, r, c in frame.select("group_id", "reward", "completion").rows()}
+    names = {1: "t2/1", 5: "t2/5", "5": 't2/"5"'}  # (the text id by its JSON)
+    assert by_completion == {f"a{n}": (names[s["id"]], s["scores"]["s1"]["value"]) for n, s in enumerate(samples)}
+    said = [m for m in _problems(run) if "kept apart, as inspect_ai keeps them" in m]
+    assert len(said) == 1 and said[0].startswith("1 sample id(s)")
+
+
+def test_inspect_ai_ids_without_a_clash_keep_their_names(tmp_path: Path) -> None:
+    """Ids all numbers, or all text: ``{task}/{id}:{epoch}`` as before, nothing said."""
+    for ids in ([1, 5, 12], ["a", "5", "12"]):
+        path = _log(tmp_path / str(ids[0]) / "log.json", ids)
+        run = runlog.open_run(path.parent)
+        frame = run.samples.select("sample_id").collect()
+        assert sorted(frame["sample_id"]) == sorted(f"t2/{i}:1" for i in ids)
+        assert not [m for m in _problems(run) if "kept apart" in m]
