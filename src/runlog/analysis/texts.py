@@ -24,9 +24,12 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   ``</answer>`` follows to the first ``</answer>`` after it), else ``completion``; a sample that ``auto`` skips
   (messages, but no policy turn) has none.
 - ``completion``, ``trajectory``: that column as written.
-- ``role:<name>``: that speaker's last assistant turn with content (its ``name``, or its ``role`` field where
-  that names a speaker rather than a chat role: ``{"role": "agent_0"}``).
-- ``messages``: every message, one text each (role = its speaker), for message-level specs.
+- ``role:<name>``: that speaker's last turn, read as ``auto`` reads the policy's (its final word, even empty:
+  a generation cut off while reasoning is the empty text; tool calls without words passed over), the speaker
+  being the one ``--by role`` labels so (``speaker_label``: the turn's ``name``; the model turns without a name
+  are ``assistant``, however their role is spelled; a ``role`` field that names a speaker rather than a chat
+  role, ``{"role": "agent_0"}``): ``role:assistant`` never reads a named judge's turn.
+- ``messages``: every message, one text each (role = its speaker, ``speaker_label``), for message-level specs.
 
 Think tags only mean reasoning in assistant turns: the ``auto``, ``assistant`` and ``role:`` texts never
 include a system prompt or a user message. Where a layout tells where the generation starts (``prompt_turns``:
@@ -49,7 +52,7 @@ import numpy as np
 from .. import chat as _chat
 from .._lazy import pl
 from ..chat import REDACTED_MARKS
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 from ..metrics import diversity as D
 from ..metrics import format as F
 from ..run import Run
@@ -81,6 +84,32 @@ NOT_MODEL_ROLES = sorted(_chat.INPUT_ROLES)
 # The model's roles in words, for the notes: "assistant, agent or model".
 _SAID = sorted(_chat.MODEL_ROLES, key=lambda r: (r != "assistant", r))
 MODEL_ROLE_WORDS = ", ".join(_SAID[:-1]) + f" or {_SAID[-1]}" if len(_SAID) > 1 else _SAID[0]
+# The speaker of the model turns without a name, as ``--by role`` labels it and ``--text role:NAME`` names it: one
+# speaker however its turns spell their role (``assistant``, ``Model``), as the policy's election counts them.
+UNNAMED_SPEAKER = "assistant"
+
+
+def speaker_label(name: pl.Expr, role: pl.Expr) -> pl.Expr:
+    """A message's speaker as the texts label it (their ``role`` column, ``--by role``'s rows): its ``name``; a
+    model turn without one (its role ``assistant``, ``model`` or ``agent``, in any case) ``UNNAMED_SPEAKER``, the
+    speaker the election counts them as; any other message its ``role`` as written (a speaker in the role field,
+    ``{"role": "agent_0"}``; a user or a tool result)."""
+    name, role = name.cast(pl.String), role.cast(pl.String)
+    unnamed_model = role.str.to_lowercase().is_in(MODEL_ROLES)
+    return pl.when(name.is_not_null()).then(name).when(unnamed_model).then(pl.lit(UNNAMED_SPEAKER)).otherwise(role)
+
+
+def spoken_by(speaker: str, name: pl.Expr, role: pl.Expr) -> pl.Expr:
+    """The messages ``--text role:NAME`` reads as ``speaker``'s: those whose ``speaker_label`` is ``speaker``, the
+    turns ``--by role`` puts in that speaker's row (``role:assistant`` reads the model turns without a name, never a
+    named judge's; ``role:judge`` a judge's, named or written in the role field). A model chat role spelled
+    otherwise (``role:model``, ``role:Assistant``) names the model turns without a name too, as they are written."""
+    said = speaker_label(name, role) == speaker
+    if speaker.lower() in MODEL_ROLES:
+        said |= name.is_null() & role.cast(pl.String).str.to_lowercase().is_in(MODEL_ROLES)
+    return said.fill_null(False)
+
+
 # ``--text answer``: the inside of the last answer block, the last ``<answer>`` that a ``</answer>`` follows, up to the
 # first ``</answer>`` after it (``<answer>a</answer> more </answer>`` is ``a``; an unclosed ``<answer>`` after the
 # block is no block). The leading greedy ``.*`` finds that last open tag (Rust's regex does not backtrack).
@@ -136,8 +165,9 @@ def texts_frame(
 ) -> pl.DataFrame:
     """One row per text: ``step, split, sample_id, group, role, turn, text`` in run order (``turn`` is the
     message index for ``messages`` texts, else null; ``group`` null when the run has no prompt groups).
-    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker; a model
-    speaker with a turn but no text, its only turn a tool call without words, has a null text).
+    ``per_role``: the ``auto`` and ``assistant`` texts one per sample and speaker (``role`` = the speaker,
+    ``speaker_label``: the model turns without a name are one, ``assistant``; a model speaker with a turn but no
+    text, its only turn a tool call without words, has a null text).
     ``calls`` (tool-call checks): the messages whatever ``text`` is, with their ``tool_calls`` and
     ``message_role``; ``role:NAME`` keeps that speaker's messages; a sample without messages gives its
     ``completion`` (``trajectory`` with that text), where a ``<tool_call>`` in plain text is the only call.
@@ -168,8 +198,9 @@ def _turn_texts(
     reasoning reads ``""``), passing over turns that are tool calls without content; a sample that has messages
     but no such turn (its only policy turn a tool call) has no text (null): its ``completion`` may hold the
     prompt too, or another speaker's text, so it is not read in the turn's place; with ``per_role``, likewise each
-    model speaker of the sample without such a turn (a null text in its row). ``speaker`` also names a turn
-    whose ``role`` field is that speaker rather than a chat role (``{"role": "agent_0"}``). ``reasoning``: a
+    model speaker of the sample without such a turn (a null text in its row). ``speaker``'s turns are those
+    ``spoken_by`` it (their ``speaker_label``, the ``role`` of ``per_role``'s rows): a turn whose ``role`` field is
+    that speaker rather than a chat role (``{"role": "agent_0"}``) is one. ``reasoning``: a
     ``reasoning`` column, the turn's ``reasoning`` field (the turns' joined by a newline, as their texts).
     ``flags``: ``__unread`` (from ``base``) and ``__bare`` (no messages, and no ``completion`` where that is read
     in their place) too, for ``_texts_counted``. Where ``prompt_turns`` is known, only the turns after the prompt
@@ -190,7 +221,7 @@ def _turn_texts(
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("__turn"))  # run order, for the speakers
         .unnest("messages")
     )
-    who = pl.coalesce(pl.col("name"), pl.col("role"))
+    who = speaker_label(pl.col("name"), pl.col("role"))
     content = pl.col("content")
     said = content.is_not_null() & (content != "")
     last = speaker is not None or policy
@@ -198,7 +229,8 @@ def _turn_texts(
     if speaker is not None:
         # A speaker written in the role field (``{"role": "agent_0"}``) is that speaker's turn; a chat role of the
         # prompt or a tool result never is (``role:user`` reads no user message).
-        model |= (pl.col("role") == speaker) & ~pl.col("role").str.to_lowercase().is_in(NOT_MODEL_ROLES)
+        theirs = spoken_by(speaker, pl.col("name"), pl.col("role"))
+        model |= theirs & ~pl.col("role").str.to_lowercase().is_in(NOT_MODEL_ROLES)
     # Only the turns the rollout generated: an assistant turn of the prompt (a few-shot example) was not written
     # by the policy, and is neither its text nor where its speaker is found.
     model &= _generated(pl.col("__index"))
@@ -213,7 +245,7 @@ def _turn_texts(
     if not last:
         keep &= said
     if speaker is not None:
-        keep &= (pl.col("name") == speaker) | (pl.col("role") == speaker)
+        keep &= theirs
     elif policy and not per_role and elected is not None and elected.found:
         # The policy (``policy_speaker``: elected once per run, whatever the filters): a sample where it does not
         # speak has no text, never another speaker's.
@@ -746,7 +778,7 @@ def _message_texts(
         .explode("messages", "turn")
         .unnest("messages")
     )
-    who = pl.coalesce(pl.col("name"), pl.col("role"))
+    who = speaker_label(pl.col("name"), pl.col("role"))
     text = pl.col("content").cast(pl.String)
     if fallback:
         text = pl.when(pl.col("turn").is_null()).then(pl.col(fallback).cast(pl.String)).otherwise(text)
@@ -757,7 +789,7 @@ def _message_texts(
     has_text = text.is_not_null() & ((pl.col("content").cast(pl.String) != "") | pl.col("turn").is_null())
     kept = has_text | pl.col("tool_calls").is_not_null()
     if wanted is not None:
-        kept &= (pl.col("name") == wanted) | (pl.col("role") == wanted)
+        kept &= spoken_by(wanted, pl.col("name"), pl.col("role"))
         who = pl.lit(wanted)
     if generated_only:
         kept &= pl.col("turn").is_null() | _generated(pl.col("turn"))  # (a sample's fallback row has no turn)
@@ -1028,15 +1060,25 @@ def describe_rows(rows: pl.DataFrame, keys: Sequence[str], most: int = 3) -> str
     rows = rows.select(keys).unique(maintain_order=True)
     per_key = [rows[k].unique(maintain_order=True).to_list() for k in keys]
     if rows.height == math.prod(len(v) for v in per_key):
-        return "; ".join(f"{k} {_listed(v, most)}" for k, v in zip(keys, per_key, strict=True))
+        return "; ".join(f"{k} {_listed(_values(k, v), most)}" for k, v in zip(keys, per_key, strict=True))
     *outer, last = keys
     heads = rows.select(outer).unique(maintain_order=True)
     parts = []
     for head in heads.head(most).iter_rows(named=True):
         these = rows.filter(*[pl.col(k).eq_missing(v) for k, v in head.items()])[last].to_list()
-        parts.append(", ".join([*(f"{k} {v}" for k, v in head.items()), f"{last} {_listed(these, most)}"]))
+        said = [f"{k} {_values(k, [v])[0]}" for k, v in head.items()]
+        parts.append(", ".join([*said, f"{last} {_listed(_values(last, these), most)}"]))
     rest = rows.height - rows.join(heads.head(most), on=outer, how="semi", nulls_equal=True).height
     return "; ".join(parts) + (f" (+{rest} more row(s))" if rest else "")
+
+
+# A row's empty key in words: the texts of no prompt group, of no speaker (``None`` read as a value named None).
+_EMPTY_KEY = {"group": "(no group id or prompt)", "role": "(no speaker)"}
+
+
+def _values(key: str, values: Sequence[Any]) -> list[Any]:
+    """A key's values as a note says them: an empty one (null) in words (``_EMPTY_KEY``)."""
+    return [_EMPTY_KEY.get(key, "(none)") if v is None else v for v in values]
 
 
 def _listed(values: Sequence[Any], most: int) -> str:
@@ -1127,6 +1169,8 @@ def format_per_sample(
     if wordless:  # said, as diversity says them
         frame = _left_out(frame, _wordless_call() & wanted, WORDLESS_NOTE, notes)
     frame = frame.filter(checked)
+    if spec.needs_messages and known_tools is not None and notes is not None:
+        notes += [x for x in [unknown_tools_note(frame, known_tools)] if x]
     res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
     t = pl.col("text").fill_null("")
     lengths = frame.select(
@@ -1155,6 +1199,29 @@ def _tool_calls(frame: pl.DataFrame, known: Sequence[str] | None) -> pl.DataFram
             "failed_rule": pl.Series([f[0] if f else None for f in failed], dtype=pl.String),
             **{f"rule:{r}": pl.Series([r not in f for f in failed], dtype=pl.Boolean) for r in F.TOOL_CALL_RULES},
         }
+    )
+
+
+def unknown_tools_note(frame: pl.DataFrame, known: Sequence[str], most: int = 6) -> str | None:
+    """``--tools`` that names none of the tools the checked messages call (``frame``: their rows, with
+    ``tool_calls``): every named call then fails as ``unknown_tool``, which reads as a model calling unknown tools
+    where the list may be the typo (``pythn``). Says so, with the tools called (the most first, with their calls)
+    and a name of the list that is near one of them; None where some tool called is listed, or no call names one."""
+    if "tool_calls" not in frame.columns or not frame.height:
+        return None
+    names = frame.select(pl.col("tool_calls").explode().struct.field("name").cast(pl.String).alias("n"))
+    called = names.filter(pl.col("n").is_not_null() & (pl.col("n") != "")).group_by("n").len()
+    if not called.height or called.filter(pl.col("n").is_in(list(known))).height:
+        return None
+    called = called.sort(["len", "n"], descending=[True, False])
+    listed = ", ".join(f"{n} ({k:,})" for n, k in called.head(most).iter_rows())
+    more = f" (+{called.height - most} more)" if called.height > most else ""
+    hints = [f"{k!r} is never called{did_you_mean(k, called['n'].to_list())}" for k in known]
+    hints = [h for h in hints if "did you mean" in h]
+    return (
+        f"--tools {','.join(known) or '(none)'}: none of the tools the checked messages call is listed, so each of "
+        f"their {int(called['len'].sum()):,} named call(s) fails as unknown_tool; the tools called are {listed}{more}"
+        + (f"; {'; '.join(hints)}" if hints else "")
     )
 
 
