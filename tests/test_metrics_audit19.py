@@ -186,6 +186,25 @@ def test_unnamed_turns_are_one_row_however_their_role_is_spelled(cli, tmp_path):
     assert _texts(texts_frame(run, "role:Model").drop_nulls("text")) == unnamed
 
 
+def test_the_speakers_a_role_typo_error_lists_are_the_labels_role_can_name(cli, tmp_path):
+    """``--text role:NAME`` naming no speaker lists the run's speakers as ``--by role`` labels them: the unnamed
+    model turns once, as ``assistant`` (before: ``Model`` and ``assistant``, two names for one speaker), and a named
+    judge by its name."""
+    samples = {
+        "m": [U, {"role": "Model", "content": "M says"}],
+        "a": [U, _a("a says"), _a("verdict", name="judge")],
+    }
+    root = _write(tmp_path / "run", samples)
+    res = cli("metrics", "diversity", root, "--text", "role:jugde")
+    assert res.exit_code == 2, res.output
+    said = re.search(r"messages are spoken by ([^(]*)\(", res.stderr)
+    assert said is not None, res.stderr
+    listed = [w.strip() for w in said.group(1).split(",")]
+    written = [m for ms in samples.values() for m in ms]  # no prompt_turns: every message is generated
+    truth = dict.fromkeys(m.get("name") or ("assistant" if _unnamed(m) else m["role"]) for m in written)
+    assert listed == list(truth) == ["user", "assistant", "judge"], res.stderr
+
+
 def _tool_run(root: Path) -> tuple[Path, Counter]:
     def call(name: str, i: int) -> dict:
         return {"id": f"c{i}", "name": name, "arguments": json.dumps({"q": i})}

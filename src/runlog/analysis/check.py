@@ -301,11 +301,11 @@ MAX_SPEAKERS = 30  # speakers named in a message
 
 
 def message_speakers(run: Run, filters: Filters, *, prompt: bool = False) -> list[str]:
-    """The distinct speakers (a message's ``name``, else its ``role``) of the selected samples' generated
-    messages (past their ``prompt_turns``, where a layout tells: the texts are read from those), in order of
-    first appearance, at most ``MAX_SPEAKERS``; with ``prompt``, of their prompt's messages instead. Empty when
-    the run has no messages or they cannot be read (the command that failed to find the speaker has said what it
-    could not read)."""
+    """The distinct speakers (a message's ``name``, else ``assistant`` for a model turn, else its ``role``) of
+    the selected samples' generated messages (past their ``prompt_turns``, where a layout tells: the texts are
+    read from those), in order of first appearance, at most ``MAX_SPEAKERS``; with ``prompt``, of their prompt's
+    messages instead. Empty when the run has no messages or they cannot be read (the command that failed to find
+    the speaker has said what it could not read)."""
     from .filters import apply_filters
 
     try:
@@ -316,7 +316,13 @@ def message_speakers(run: Run, filters: Filters, *, prompt: bool = False) -> lis
         head = pl.col("prompt_turns").fill_null(0).cast(pl.Int64)
         messages = pl.col("messages")
         part = messages.list.head(head) if prompt else messages.list.slice(head)
-        msg = part.list.eval(pl.coalesce(*(pl.element().struct.field(f) for f in ("name", "role") if f in fields)))
+        # Labelled as the texts label them (``speaker_label``): the speakers ``--text role:NAME`` can name.
+        from .texts import speaker_label
+
+        name, role = (
+            pl.element().struct.field(f) if f in fields else pl.lit(None, pl.String) for f in ("name", "role")
+        )
+        msg = part.list.eval(speaker_label(name, role))
         [df] = run.collect(lambda: [lf.select(msg.explode().drop_nulls().unique(maintain_order=True).alias("who"))])
     except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
         return []
