@@ -19,7 +19,7 @@ from typing import Any
 
 from .._lazy import pl
 from ..analysis.inspect import first_components
-from ..analysis.scalars import alias_collisions, aliased, merge_shards, mixed_weights
+from ..analysis.scalars import HasScalars, alias_collisions, aliased, merge_shards, mixed_weights
 from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
@@ -37,11 +37,24 @@ NO_ROLE = "no_role"  # their keys' part when a role of the run is literally name
 # The split part of the keys of samples without a split when other samples of the run have one
 # (``no_split/P/reward/solver``, ``no_split/full_trajectories``); never the train split's unprefixed keys.
 NO_SPLIT = "no_split"
+# The split part of the keys of samples whose split is the empty string (another tool wrote ``split=''``; a
+# ``RunWriter`` refuses it): ``empty_split/P/reward_total``, never ``/P/reward_total`` (W&B refuses a table key
+# that starts with '/', and the others would be split-less names); ``empty_split_2`` where a split is so named.
+EMPTY_SPLIT = "empty_split"
+# The key part of splits that cannot be their own (``key``): a null split beside others, the empty split.
+SplitNames = Mapping[str | None, str]
 OCCURRENCE_COLUMN = "__occurrence"
 # A sample is its file, its id and which row of that id in that file it is (as ``render-trajectory`` finds it):
 # ids recur at every step (a dataset index) or within a step (GRPO trainers writing the prompt's id for every
 # sample of its group), and the best of a group is not its first row.
 Ident = tuple[str, str, int]  # (source file, sample_id, occurrence)
+
+
+@dataclass(frozen=True)
+class _Scalars:
+    """A view of some of a run's scalars (``analysis.scalars.HasScalars``)."""
+
+    scalars: pl.LazyFrame
 
 
 def _occurrence() -> pl.Expr:
@@ -126,16 +139,20 @@ class Plan:
     # split it holds and the first file of them (said by ``session_notes``).
     unsplit: str | None = None
     unsplit_rows: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # The same for samples whose split is the empty string (``EMPTY_SPLIT``): None where the run has none.
+    empty_split: str | None = None
+    empty_rows: dict[int, tuple[int, str]] = field(default_factory=dict)
     shadowed: set[str] = field(default_factory=set)
     # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
     # empty, so that the key's series is the trainer's alone (``_payload``).
     unfilled: dict[str, list[int]] = field(default_factory=dict)
+    _merge_said: dict[int | None, list[str]] = field(default_factory=dict, repr=False)
 
     def session_notes(self, after: int | None = None) -> list[str]:
         """The notes about particular steps, for the steps after ``after`` alone (an upload that resumes after
         ``after`` does not say again what an earlier session said about its steps); with None, the whole run's,
         which ``build_plan`` puts in ``notes``."""
-        out = []
+        out = self._merge_notes(after)
         infinite = {k: n for k, n in self.infinite.items() if after is None or k[0] > after}
         if infinite:
             n, (step, role) = sum(infinite.values()), min(infinite)
@@ -158,11 +175,40 @@ class Plan:
             out.append(
                 f"{n} sample(s) at {len(unsplit)} step(s) have no split beside samples that have one (first: "
                 f"step {first}, {unsplit[first][1]}): logged apart under {self.unsplit}/... "
-                f"({self.unsplit}/{self.options.prefix}/reward_total, {table_key(None, self.unsplit)}), never "
+                f"({self.unsplit}/{self.options.prefix}/reward_total, {table_key(None, self.renamed)}), never "
                 "mixed into the train split's keys"
+            )
+        empty = {s: v for s, v in self.empty_rows.items() if after is None or s > after}
+        if empty and self.empty_split is not None:
+            n, first = sum(v[0] for v in empty.values()), min(empty)
+            out.append(
+                f"{n} sample(s) at {len(empty)} step(s) have an empty split name '' (first: step {first}, "
+                f"{empty[first][1]}): logged under {self.empty_split}/... ({self.empty_split}/{self.options.prefix}"
+                f"/reward_total, {table_key('', self.renamed)}; W&B refuses a key that starts with '/')"
             )
         if self.negative_steps and after is None:
             out.append(f"{self.negative_steps} negative step(s) left out (W&B steps start at 0)")
+        return out
+
+    def _merge_notes(self, after: int | None) -> list[str]:
+        """What the merge of the scalars after step ``after`` (all with None) guessed: one quantity logged under two
+        of its names by a process at a step, shards that disagree on having a ``__count`` weight."""
+        if after not in self._merge_said:
+            aliases = dict(DEFAULT_ALIASES if self.options.aliases is None else self.options.aliases)
+            view: HasScalars = self.run if after is None else _Scalars(self.run.scalars.filter(pl.col("step") > after))
+            said = (alias_collisions(view, aliases), mixed_weights(view, aliases))
+            self._merge_said[after] = [n for n in said if n is not None]
+        return list(self._merge_said[after])
+
+    @property
+    def renamed(self) -> dict[str | None, str]:
+        """The key part of the splits that cannot be their own (``key``): the null split beside others, the empty
+        split."""
+        out: dict[str | None, str] = {}
+        if self.unsplit is not None:
+            out[None] = self.unsplit
+        if self.empty_split is not None:
+            out[""] = self.empty_split
         return out
 
     @functools.cached_property
@@ -240,7 +286,7 @@ class Plan:
         for per_step in (self.computed, self.hists):
             for d in per_step.values():
                 names.update(d)
-        names.update(table_key(split, self.unsplit) for picks in self.table_picks.values() for split in picks)
+        names.update(table_key(split, self.renamed) for picks in self.table_picks.values() for split in picks)
         return T.escaped_names(names)
 
     @functools.cached_property
@@ -313,54 +359,69 @@ class Plan:
                     row = by_ident.get(ident)
                     if row is not None and row.get("step") == s:
                         row = {k: v for k, v in row.items() if k != OCCURRENCE_COLUMN}
-                        cells, cut = T.table_row(row, pick, comps, roles, self.options.max_cell_chars)
-                        table.rows.append(cells)
-                        table.cut_cells += cut
+                        table.add(*T.table_row(row, pick, comps, roles, self.options.max_cell_chars))
                 split_tables[split] = table
             T.fit_step_budget(list(split_tables.values()), T.TABLE_BYTES_BUDGET)
             for split, table in split_tables.items():
                 if table.dropped_rows:
                     self.notes.append(f"step {s} {split}: {table.dropped_rows} table row(s) left out (size limits)")
                 if table.rows:  # no rows (every picked sample's text unreadable): no empty table in W&B
-                    out.setdefault(s, {})[table_key(split, self.unsplit)] = table
+                    out.setdefault(s, {})[table_key(split, self.renamed)] = table
         return out
 
 
-def key(split: str | None, name: str, unsplit: str | None = None) -> str:
-    """``name`` for the train split (and runs without splits), ``<split>/name`` for the others; samples without a
-    split in a run whose other samples have one are ``<unsplit>/name`` (``Plan.unsplit``): a null split is not
-    the train split, and one key never holds two populations."""
+def key(split: str | None, name: str, renamed: SplitNames | None = None) -> str:
+    """``name`` for the train split (and runs without splits), ``<split>/name`` for the others. ``renamed``
+    (``Plan.renamed``): the split part of splits that cannot be their own. Samples without a split in a run whose
+    other samples have one are ``no_split/name``: a null split is not the train split, and one key never holds two
+    populations. An empty split name is ``empty_split/name`` (also without ``renamed``), never ``/name``."""
+    if renamed and split in renamed:
+        split = renamed[split]
+    elif split == "":
+        split = EMPTY_SPLIT
     if split is None:
-        return name if unsplit is None else f"{unsplit}/{name}"
+        return name
     return name if split == "train" else f"{split}/{name}"
 
 
-def table_key(split: str | None, unsplit: str | None = None) -> str:
-    return key(split, TABLE_KEY, unsplit)
+def table_key(split: str | None, renamed: SplitNames | None = None) -> str:
+    return key(split, TABLE_KEY, renamed)
 
 
-def _unsplit(run: Run) -> tuple[str | None, dict[int, tuple[int, str]]]:
-    """``Plan.unsplit`` and ``Plan.unsplit_rows``: where some samples have no split and others have one, their
-    keys' split part (``no_split``, or ``no_split_2``... where a split is literally named so) and, per step,
-    how many they are and their first file; else (None, {}): a run without splits keeps its unprefixed keys."""
+def _odd_splits(run: Run) -> tuple[str | None, dict[int, tuple[int, str]], str | None, dict[int, tuple[int, str]]]:
+    """``Plan.unsplit``, ``Plan.unsplit_rows``, ``Plan.empty_split`` and ``Plan.empty_rows``. Where some samples
+    have no split and others have one, their keys' split part (``no_split``, or ``no_split_2``... where a split is
+    literally named so) and, per step, how many they are and their first file; else (None, {}): a run without
+    splits keeps its unprefixed keys. The same for samples whose split is the empty string, in any run
+    (``empty_split``, or ``empty_split_2``... where a split is so named)."""
+
+    def per_step(which: pl.Expr) -> pl.LazyFrame:
+        lf = run.samples.filter(which & pl.col("step").is_not_null() & (pl.col("step") >= 0))
+        return lf.group_by("step").agg(pl.len(), pl.col("source").min())
 
     def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
         splits = run.samples.select(pl.col("split").unique())
-        rows = (
-            run.samples.filter(pl.col("split").is_null() & pl.col("step").is_not_null() & (pl.col("step") >= 0))
-            .group_by("step")
-            .agg(pl.len(), pl.col("source").min())
-        )
-        return [splits, rows]
+        return [splits, per_step(pl.col("split").is_null()), per_step(pl.col("split") == "")]
 
-    splits_df, rows_df = run.collect(build)
+    splits_df, null_df, empty_df = run.collect(build)
     splits = set(splits_df["split"].to_list())
-    if None not in splits or len(splits) == 1:
-        return None, {}
-    name, n = NO_SPLIT, 2
-    while name in splits:
-        name, n = f"{NO_SPLIT}_{n}", n + 1
-    return name, {int(s): (int(c), str(src)) for s, c, src in rows_df.iter_rows()}
+    unsplit: str | None = None
+    null_rows: dict[int, tuple[int, str]] = {}
+    if None in splits and len(splits) > 1:
+        unsplit = _free_name(NO_SPLIT, splits)
+        null_rows = {int(s): (int(c), str(src)) for s, c, src in null_df.iter_rows()}
+    if "" not in splits:
+        return unsplit, null_rows, None, {}
+    empty = _free_name(EMPTY_SPLIT, splits | {unsplit})
+    return unsplit, null_rows, empty, {int(s): (int(c), str(src)) for s, c, src in empty_df.iter_rows()}
+
+
+def _free_name(base: str, taken: set[str | None]) -> str:
+    """``base``, or ``base_2``, ``base_3``... where a split is literally so named."""
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
 
 
 def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
@@ -383,19 +444,23 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     computed: dict[int, dict[str, float]] = {}
     hists: dict[int, dict[str, Hist]] = {}
     picks: dict[int, dict[str, list[tuple[Ident, str]]]] = {}
-    said = [alias_collisions(run, dict(aliases)), mixed_weights(run, dict(aliases)), _reserved_keys(run, aliases)]
-    notes: list[str] = [n for n in said if n is not None]
+    reserved = _reserved_keys(run, aliases)  # the merge's own notes are ``Plan.session_notes``
+    notes: list[str] = [reserved] if reserved is not None else []
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
     unsplit: str | None = None
     unsplit_rows: dict[int, tuple[int, str]] = {}
+    empty: str | None = None
+    empty_rows: dict[int, tuple[int, str]] = {}
+    renamed: dict[str | None, str] = {}
     if has_samples:
-        unsplit, unsplit_rows = _unsplit(run)
-        no_role_steps = _role_aggregates(run, opts.prefix, computed, unsplit)
-        _component_means(run, opts.prefix, computed, unsplit)
-        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps), unsplit=unsplit)
+        unsplit, unsplit_rows, empty, empty_rows = _odd_splits(run)
+        renamed = {k: v for k, v in ((None, unsplit), ("", empty)) if v is not None}
+        no_role_steps = _role_aggregates(run, opts.prefix, computed, renamed)
+        _component_means(run, opts.prefix, computed, renamed)
+        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps), renamed=renamed)
         if opts.metrics:
-            notes += _metrics(run, computed, unsplit)
+            notes += _metrics(run, computed, renamed)
         if opts.tables_every and opts.max_samples_per_step:
             picks = _table_picks(run, opts)
     steps = sorted(set(scalars) | set(computed) | set(hists) | set(picks))
@@ -405,6 +470,7 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     plan = Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
     plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
     plan.unsplit, plan.unsplit_rows = unsplit, unsplit_rows
+    plan.empty_split, plan.empty_rows = empty, empty_rows
     plan.notes[:0] = plan.session_notes()
     # What the run's readers could not map (a list-valued metric is not logged, ...), as ``inspect`` says it.
     plan.notes += [f"not mapped into the canonical model ({f.get('layout')}): {f.get('message')}" for f in run.fidelity]
@@ -501,7 +567,9 @@ def role_key(prefix: str, what: str, role: str | None, no_role: bool = False) ->
     return f"{prefix}/{what}/{UNKNOWN_ROLE if role is None else role}"
 
 
-def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]], unsplit: str | None = None) -> list[int]:
+def _role_aggregates(
+    run: Run, prefix: str, out: dict[int, dict[str, float]], renamed: SplitNames | None = None
+) -> list[int]:
     """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
     so W&B shows the numbers ``runlog summarize --by split --by step --by role --prompt-groups`` prints
     (prompt groups from the prompt text where samples have no group id, as the report and the doctor find
@@ -516,16 +584,18 @@ def _role_aggregates(run: Run, prefix: str, out: dict[int, dict[str, float]], un
     for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
         role = r["role"]
         split = r["split"]
-        _put(out, r["step"], key(split, role_key(prefix, "reward", role, no_role), unsplit), r["reward_mean"])
-        _put(out, r["step"], key(split, role_key(prefix, "kl", role, no_role), unsplit), r["kl_mean"])
+        _put(out, r["step"], key(split, role_key(prefix, "reward", role, no_role), renamed), r["reward_mean"])
+        _put(out, r["step"], key(split, role_key(prefix, "kl", role, no_role), renamed), r["kl_mean"])
         zero = role_key(prefix, "zero_adv_frac", role, no_role)
-        _put(out, r["step"], key(split, zero, unsplit), r["zero_adv_frac"])
+        _put(out, r["step"], key(split, zero, renamed), r["zero_adv_frac"])
     if not no_role:
         return []
     return sorted({int(s) for s in df.filter(pl.col("role").is_null())["step"].drop_nulls().to_list() if s >= 0})
 
 
-def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]], unsplit: str | None = None) -> None:
+def _component_means(
+    run: Run, prefix: str, out: dict[int, dict[str, float]], renamed: SplitNames | None = None
+) -> None:
     """Per split and step, over samples (not per role): the mean total reward, the sample count and each
     reward component's mean; NaN and null never enter a mean."""
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
@@ -542,10 +612,10 @@ def _component_means(run: Run, prefix: str, out: dict[int, dict[str, float]], un
 
     t, c = run.collect(build)
     for split, step, mean, n in t.iter_rows():
-        _put(out, step, key(split, f"{prefix}/reward_total", unsplit), mean)
-        _put(out, step, key(split, f"{prefix}/samples", unsplit), n)
+        _put(out, step, key(split, f"{prefix}/reward_total", renamed), mean)
+        _put(out, step, key(split, f"{prefix}/samples", renamed), n)
     for split, step, name, v in c.iter_rows():
-        _put(out, step, key(split, f"{prefix}/component/{name}", unsplit), v)
+        _put(out, step, key(split, f"{prefix}/component/{name}", renamed), v)
 
 
 def _mean(x: pl.Expr) -> pl.Expr:
@@ -558,7 +628,7 @@ def _mean(x: pl.Expr) -> pl.Expr:
 
 
 def _histograms(
-    run: Run, prefix: str, bins: int, *, no_role: bool = False, unsplit: str | None = None
+    run: Run, prefix: str, bins: int, *, no_role: bool = False, renamed: SplitNames | None = None
 ) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
     """Per split, step and role, a histogram of the finite valid rewards: equal-width bins over [min, max]
     (a constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
@@ -598,12 +668,12 @@ def _histograms(
         edges[-1] = hi_
         edges = np.maximum.accumulate(np.array(edges)).tolist()  # never decreasing, as numpy requires
         counts, _ = np.histogram(x, bins=np.array(edges))
-        name = key(split, role_key(prefix, "reward_hist", role, no_role), unsplit)
+        name = key(split, role_key(prefix, "reward_hist", role, no_role), renamed)
         out.setdefault(int(step), {})[name] = Hist(counts.tolist(), edges)
     return out, infinite
 
 
-def _metrics(run: Run, out: dict[int, dict[str, float]], unsplit: str | None = None) -> list[str]:
+def _metrics(run: Run, out: dict[int, dict[str, float]], renamed: SplitNames | None = None) -> list[str]:
     """Diversity and format metrics per split and step from ``runlog.metrics``, when it can be imported and
     computed; otherwise a note, and the rest of the upload goes on."""
     try:
@@ -624,7 +694,7 @@ def _metrics(run: Run, out: dict[int, dict[str, float]], unsplit: str | None = N
             for c in cols:
                 v = r[c]
                 if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                    _put(out, r["step"], key(r["split"], f"{name}/{c}", unsplit), v)
+                    _put(out, r["step"], key(r["split"], f"{name}/{c}", renamed), v)
     return notes
 
 

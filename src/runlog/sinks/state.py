@@ -40,7 +40,9 @@ class Entry:
     wandb_dir: str | None = None
     last_step: int | None = None  # the last step whose run.log call returned
     complete: bool = False  # the session that wrote last_step finished (run.finish) cleanly
-    fingerprint: dict[str, list[Any]] = field(default_factory=dict)  # the files as the last complete session saw them
+    # The files as the last complete session saw them (``fingerprint``): a Parquet file's hash is None in an entry
+    # written before runlog hashed them (``same_files`` then compares its size and modification time).
+    fingerprint: dict[str, list[Any]] = field(default_factory=dict)
     fingerprint_step: int | None = None  # the last step sent when that fingerprint was taken
     session_file: str | None = None  # the offline .wandb file of the latest session
     session_after: int | None = None  # last_step when that session began
@@ -250,8 +252,9 @@ class StateFile:
                 continue
             updated = raw.get("updated")
             found.append((float(updated) if isinstance(updated, (int, float)) else 0.0, rid, old, fp))
+        memo: dict[tuple[str, int], str | None] = {}
         for _, rid, old, fp in sorted(found, key=lambda f: f[0], reverse=True):
-            if not same_files(run, fp):
+            if not same_files(run, fp, memo):
                 continue
             try:
                 if not os.path.exists(old):
@@ -260,7 +263,7 @@ class StateFile:
                     return rid, old, "this folder"
             except OSError:  # unreadable: not known to be gone, so taken as still there (a W&B run of its own)
                 return rid, old, None
-            return rid, old, None if _holds(old, fp) else "other files"
+            return rid, old, None if _holds(old, fp, run) else "other files"
         return None
 
     def put(self, dest: str, entry: Entry) -> None:
@@ -314,18 +317,36 @@ def _stat(path: Any) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def fingerprint(run: Run) -> dict[str, list[Any]]:
-    """Per source file: ``[size, mtime_ns, sha256 of the content]`` (the hash for appendable text files only;
-    Parquet files are written once, whole, so size and time tell a change)."""
+def fingerprint(run: Run, known: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+    """Per source file: ``[size, mtime_ns, sha256]``: the hash of a text file's content (appendable: an append
+    keeps those bytes), and of the whole of another (Parquet, written once, whole: two runs' files of one step can
+    have the very same size, as a ``RunWriter`` writes same-shaped batches, and only their bytes tell them apart).
+
+    ``known``: this run's fingerprint taken by an earlier upload; a file that is not text with the size and
+    modification time it had then keeps its hash, unread, so that each is read once over the uploads (the upload
+    reads a new step's files anyway). A hash is None where the file could not be read."""
     out: dict[str, list[Any]] = {}
     for f in run.files:
         try:
             size, mtime = _stat(f.abspath)
         except OSError:
             continue
-        digest = _head_sha(f.abspath, size) if f.fmt in HEAD_HASHED else None
+        was = known.get(f.path) if known else None
+        if f.fmt not in HEAD_HASHED and isinstance(was, list) and was[:2] == [size, mtime] and isinstance(was[2], str):
+            digest: str | None = was[2]
+        else:
+            digest = _head_sha(f.abspath, size)
         out[f.path] = [size, mtime, digest]
     return out
+
+
+def unchanged(old: dict[str, list[Any]], new: dict[str, list[Any]]) -> bool:
+    """Whether the fingerprint ``new`` is ``old`` taken again: the same files, sizes, times and hashes. A file
+    recorded without a hash (a Parquet file in a state written before runlog hashed them, or a file then
+    unreadable) is unchanged with the same size and time."""
+    if old.keys() != new.keys():
+        return False
+    return all(old[k] == v or (old[k][2] is None and old[k][:2] == v[:2]) for k, v in new.items())
 
 
 def _head_sha(path: Any, size: int) -> str | None:
@@ -401,14 +422,16 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
     return notes
 
 
-def _holds(root: str, old: dict[str, list[Any]]) -> bool:
+def _holds(root: str, old: dict[str, list[Any]], run: Run) -> bool:
     """Whether the local folder ``root`` still holds the files of the fingerprint ``old`` taken there: the run the
     fingerprint was taken of (a copy of it made elsewhere since), not another run started in the same folder after
     it was moved away (an output folder reused), whose files have the same names. A text file is that file when
     its first bytes hash the same (a live writer appends to it); another (Parquet, written once, whole) when its
-    size and modification time are those recorded, since another run's file of a step can have the very same size.
-    A file that cannot be read is taken as held (not known to differ: a copy's W&B run of its own is the safe
-    side); one missing, or other bytes, is not. The manifest is not compared (``same_files``)."""
+    size and modification time are those recorded, since another run's file of a step can have the very same size
+    (even the same bytes: the same job run again). Which files are text is told by ``run``, which holds the same
+    files (``same_files``). A file that cannot be read is taken as held (not known to differ: a copy's W&B run of
+    its own is the safe side); one missing, or other bytes, is not. The manifest is not compared (``same_files``)."""
+    text = {f.path for f in run.files if f.fmt in HEAD_HASHED}
     for path, (size, mtime, digest) in old.items():
         if path == "run.json" or path.endswith("/run.json"):
             continue
@@ -419,7 +442,7 @@ def _holds(root: str, old: dict[str, list[Any]]) -> bool:
             return False
         except OSError:
             continue
-        if digest is not None:
+        if path in text and digest is not None:
             if now[0] < size:
                 return False
             got = _head_sha(where, size)
@@ -430,28 +453,43 @@ def _holds(root: str, old: dict[str, list[Any]]) -> bool:
     return True
 
 
-def same_files(run: Run, old: dict[str, list[Any]]) -> bool:
-    """Whether every file of the fingerprint ``old`` is in ``run`` as it was then, or grown from it (a text file
-    whose first bytes hash the same; another of the same size): the run the fingerprint was taken of, moved or
-    copied, not another run that has files of the same names. The manifest is not compared: a writer rewrites it
-    when a role appears, and users edit it. False for a fingerprint of no data file."""
+def same_files(run: Run, old: dict[str, list[Any]], memo: dict[tuple[str, int], str | None] | None = None) -> bool:
+    """Whether every file of the fingerprint ``old`` is in ``run`` as it was then, or grown from it: a text file
+    whose first bytes hash the same; another (Parquet, written once, whole) of the same size and hash. That is the
+    run the fingerprint was taken of, moved or copied, not another run that has files of the same names (two seeds
+    written by ``RunWriter`` have step files of the very same size). A file recorded without a hash (a Parquet file
+    in a state written before runlog hashed them) is compared by size and modification time, which a move keeps
+    (and ``cp -p``, ``rsync -a``); a plain copy, with new times, is then not the same files. The manifest is not
+    compared: a writer rewrites it when a role appears, and users edit it. False for a fingerprint of no data file.
+    ``memo``: hashes already taken, by (path, size), for a caller that compares one run with several fingerprints.
+    """
     by_path = {f.path: f for f in run.files}
     data = {path: v for path, v in old.items() if not (path == "run.json" or path.endswith("/run.json"))}
     if not data:
         return False
-    for path, (size, _mtime, digest) in data.items():
+    hashed: list[tuple[Any, int, str]] = []
+    for path, (size, mtime, digest) in data.items():
         f = by_path.get(path)
         if f is None:
             return False
-        if f.fmt in HEAD_HASHED and digest is not None:
-            if _head_sha(f.abspath, size) != digest:
-                return False
+        text = f.fmt in HEAD_HASHED
+        if text and digest is not None:
+            hashed.append((f, size, digest))  # grown or not: its first bytes tell
             continue
         try:
-            now, _ = _stat(f.abspath)
+            now = _stat(f.abspath)
         except OSError:
             return False
-        if now != size:
+        if now[0] != size or (digest is None and not text and now[1] != mtime):
+            return False
+        if digest is not None:
+            hashed.append((f, size, digest))
+    memo = {} if memo is None else memo
+    for f, size, digest in hashed:  # read only once every size matched: most other runs differ there
+        where = (f.path, size)
+        if where not in memo:
+            memo[where] = _head_sha(f.abspath, size)
+        if memo[where] != digest:
             return False
     return True
 

@@ -51,8 +51,21 @@ class TableData:
     columns: list[str]
     types: list[str]
     rows: list[list[Any]] = field(default_factory=list)
-    cut_cells: int = 0  # text cells cut to the cell budget
+    row_cuts: list[int] = field(default_factory=list)  # per row (``add``): its text cells cut to the cell budget
     dropped_rows: int = 0  # rows left out to keep the step under its byte budget
+
+    def add(self, row: list[Any], cut: int = 0) -> None:
+        """Append a row, with how many of its cells were cut (``table_row``)."""
+        del self.row_cuts[len(self.rows) :]  # of rows dropped since
+        self.row_cuts += [0] * (len(self.rows) - len(self.row_cuts))  # rows appended to ``rows`` itself
+        self.rows.append(row)
+        self.row_cuts.append(cut)
+
+    @property
+    def cut_cells(self) -> int:
+        """The text cells cut to the cell budget in the rows the table holds (not in rows ``fit_step_budget``
+        dropped since: those are not logged)."""
+        return sum(self.row_cuts[: len(self.rows)])
 
     def nbytes(self) -> int:
         """An estimate of the serialised size (UTF-8 text plus JSON overhead per cell)."""

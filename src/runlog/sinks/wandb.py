@@ -146,10 +146,17 @@ def upload_wandb(
         result.notes.append("WANDB_MODE=disabled in the environment: W&B is off, so this is a dry run (pass --mode)")
     result.notes += id_notes
     result.notes += _offline_log_gone(entry)
-    fp = S.fingerprint(run)
+    # The hashes the entry holds of this very run's files are kept for the files unchanged since (each is read once).
+    fp = S.fingerprint(run, entry.fingerprint if entry is not None and entry.source == source else None)
     torn = S.torn_scalars(run)
-    if entry is not None and entry.complete and entry.fingerprint == fp and not entry.held:
+    if entry is not None and entry.complete and S.unchanged(entry.fingerprint, fp) and not entry.held:
         result.up_to_date, result.after = True, entry.last_step
+        if entry.fingerprint != fp and not dry_run:
+            # An entry written before runlog hashed Parquet files: the hashes are recorded now (``same_files``
+            # tells another run's files by them); a state that cannot be written is left as it is.
+            entry.fingerprint = fp
+            with contextlib.suppress(UsageError):
+                state.put(dest, entry)
         return result
     if entry is not None:
         # The fingerprint is of the files as the last complete session saw them, up to the step it reached
@@ -188,7 +195,9 @@ def upload_wandb(
         result.notes += _plan_notes(plan, plan_left, result.after)
         return result
     if dry_run:
-        result.after = last
+        # Where the upload would resume: offline, as it does (after an interrupted session, that session's own
+        # log tells); online only the server knows (the state's last step: W&B may hold one step more).
+        result.after = _offline_resume_point(entry) if entry is not None and mode == "offline" else last
         keys: set[str] = set()
         for p in plan.payloads(result.after, hold):
             result.count(p)
@@ -780,13 +789,21 @@ def _log_steps(
     saved = float("-inf")
     for p in payloads:
         data: dict[str, Any] = dict(p.values)
-        for k, h in p.hists.items():
-            data[k] = wandb.Histogram(np_histogram=(h.counts, h.edges))
-        for k, t in p.tables.items():
-            data[k] = wandb.Table(columns=t.columns, data=t.rows)
         if p.timestamp is not None:
             data["_timestamp"] = p.timestamp
-        wb.log(data, step=p.step)
+        try:
+            for k, h in p.hists.items():
+                data[k] = wandb.Histogram(np_histogram=(h.counts, h.edges))
+            for k, t in p.tables.items():
+                data[k] = wandb.Table(columns=t.columns, data=t.rows)
+            wb.log(data, step=p.step)
+        except Exception as exc:  # noqa: BLE001  (W&B's errors are many: one line, never an internal error)
+            text = str(exc).strip()
+            msg = visible(text.splitlines()[0][:300], keep_newlines=False) if text else ""
+            done = f"; steps up to {entry.last_step} are logged" if entry.last_step is not None else ""
+            raise UploadError(
+                f"W&B refused step {p.step} of run {result.run_id}: {type(exc).__name__}: {msg}{done}"
+            ) from None
         entry.last_step = p.step
         result.count(p)
         keys.update(p.values, p.hists, p.tables)
@@ -823,6 +840,13 @@ def _resume_point(wb: Any, entry: S.Entry, mode: str) -> int | None:
             start = int(getattr(wb, "starting_step", 0) or 0)
             return start - 1 if start > 0 else None
         return None
+    return _offline_resume_point(entry)
+
+
+def _offline_resume_point(entry: S.Entry) -> int | None:
+    """``_resume_point`` offline: the state's last step, or after an interrupted session the last step of that
+    session's own log (never before the step it began after). Also the dry run's, which names what the upload
+    would send."""
     if entry.complete or entry.session_file is None:
         return entry.last_step
     logged = S.last_logged_step(entry.session_file)
