@@ -210,11 +210,13 @@ def test_a_nested_native_samples_tree_is_an_error_naming_it(cli, tmp_path):
 
 
 def test_other_layouts_own_folders_are_no_nested_tree(tmp_path):
-    """Flink's flink_logs/ beside samples/, and a folder holding a run's samples/ at its top, are one run."""
+    """Flink's flink_logs/ beside samples/, and a folder holding a run's samples/ at its top, are one run; a
+    second flink_logs/ below the run's is a nested run (tests/test_inspect_audit19.py), as a second samples/ is."""
     run = make_run(tmp_path / "run", "run", 0.0)
     make_flink_run(run, steps=range(1))
-    make_flink_run(run / "old", steps=range(1))
     assert not [p for p in open_run(run).problems if p.kind == "nested_run"]
+    make_flink_run(run / "old", steps=range(1))
+    assert [p.path for p in open_run(run).problems if p.kind == "nested_run"] == ["old/flink_logs"]
     holder = tmp_path / "holder"
     make_run(holder / "exp" / "run1", "run1", 0.0)
     assert not [p for p in open_run(holder).problems if p.kind == "nested_run"]

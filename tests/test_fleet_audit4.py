@@ -326,7 +326,8 @@ def test_plot_diff_of_a_glob_skips_a_match_that_is_no_run(tmp_path: Path, cli) -
     (tmp_path / "runs" / "c_empty").mkdir()
     out = tmp_path / "d.png"
     r = cli("plot", str(tmp_path / "runs" / "*"), "--diff", str(tmp_path / "runs" / "*"), "-o", out)
-    assert r.exit_code == 0 and out.exists(), r.stderr
+    # The overlay of the runs that were read is drawn; the skipped match is an error (exit 1), as in diff.
+    assert r.exit_code == 1 and out.exists(), r.stderr
     assert f"{tmp_path / 'runs' / 'c_empty'}: run skipped" in r.stderr
 
 

@@ -22,7 +22,10 @@ from .storage import ObjectPath, local_stamp
 
 MANIFEST = "run.json"  # the native layout's manifest: one per run
 NATIVE = "runlog"  # the native layout, whose samples/ tree is at its run's root only
-NESTED_RUN = "nested_run"  # the kind of problem of a native samples/ tree below the run's folder (nested_trees)
+NESTED_RUN = "nested_run"  # the kind of problem of a layout's own tree below the run's folder (nested_trees)
+# The layouts whose own tree sits at their run's root only, and its name there: a second such tree below the run's
+# folder is another run's, or a copy (``nested_trees``).
+ROOT_TREES = {NATIVE: "samples", "flink": "flink_logs"}
 
 
 class Placement(Protocol):
@@ -423,26 +426,29 @@ def one_run(path: Any, claimed: Sequence[tuple[str, Placement]]) -> None:
 
 
 def nested_trees(claimed: Sequence[tuple[str, Placement]]) -> list[str]:
-    """The folders below the run's own that hold a native ``samples/`` tree and no manifest of their own, from
-    the paths of the files a layout claimed (``one_run`` has passed: one run). A native run keeps its samples in
-    ``samples/`` at its root only, so such a folder is another run's tree, or a copy (``backup/samples``) that
-    the folder rule counts into this run (docs/format.md, "One run, or several"): discovery says so, as an
-    error, not a warning per file (which says nothing when the steps do not overlap). Other layouts' own
-    folders (``flink_logs/``, verl's validation dumps) are part of the run wherever they sit."""
+    """The trees (``other_exp/samples``, ``other_exp/flink_logs``) below the run's own folder of a layout whose
+    tree sits at its run's root only (``ROOT_TREES``: native ``samples/``, Flink's ``flink_logs/``), in a folder
+    without a manifest of its own, from the paths of the files a layout claimed (``one_run`` has passed: one run).
+    Such a tree is another run's, or a copy (``backup/samples``), that the folder rule counts into this run
+    (docs/format.md, "One run, or several"): discovery says so, as an error, not a warning per file (which says
+    nothing when the steps do not overlap: another experiment's ``flink_logs/`` of later steps was pooled without
+    a word). Other layouts' own folders (TRL's ``completions/``, verl's validation dumps) are part of the run
+    wherever they sit."""
     folders = {lay.run_folder(rel.rpartition("/")[0]) for rel, lay in claimed}
     manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
     trees = set()
     for rel, lay in claimed:
         folder = rel.rpartition("/")[0]
         root = lay.run_folder(folder)
-        if lay.name == NATIVE and root != folder and root and root not in manifests:
-            trees.add(root)
+        tree = ROOT_TREES.get(lay.name)
+        if tree is not None and root != folder and root and root not in manifests:
+            trees.add((root, tree))
 
     def inside_another(f: str) -> bool:
         parts = f.split("/")
         return any("/".join(parts[:i]) in folders for i in range(len(parts)))
 
-    return sorted(f for f in trees if inside_another(f))
+    return sorted(f"{root}/{tree}" for root, tree in trees if inside_another(root))
 
 
 def choose_layout(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -25,6 +25,7 @@ from .formats.common import is_live, local_footers
 from .listing import (
     DATA_SUFFIXES,
     MANIFEST,
+    NATIVE,
     NESTED_RUN,
     Placement,
     choose_layout,
@@ -104,6 +105,40 @@ def _texts_read(carry: dict[str, pl.Expr], layouts: list[Layout]) -> set[str]:
     view read."""
     texts = {*TEXT_ONLY, *(c for lay in layouts for c in lay.text_columns)}
     return {c for e in carry.values() for c in e.meta.root_names() if c in texts}
+
+
+# The files a read scans, by path (``str(FileInfo.abspath)``), and the columns it reads of each (None: all of them).
+Scans = dict[str, frozenset[str] | None]
+
+
+def scanned_columns(frames: list[pl.LazyFrame]) -> Scans | None:
+    """The Parquet files the optimised plans of ``frames`` scan by path, and the columns each reads (projection
+    pushed down): what a read that failed needed of each file (``Run._quarantine_unreadable``). None where the
+    plans cannot be walked: polars has no public API for a plan's scans, so this walks its IR as its GPU engine
+    does (``LazyFrame._ldf.visit``); a polars that changes it leaves every file read in full, as before."""
+    out: dict[str, frozenset[str] | None] = {}
+    try:
+        for lf in frames:
+            nt = lf._ldf.visit()
+            stack, seen = [nt.get_node()], set()
+            while stack:
+                node = stack.pop()
+                if node in seen:
+                    continue
+                seen.add(node)
+                nt.set_node(node)
+                ir = nt.view_current_node()
+                if type(ir).__name__ == "Scan":
+                    wanted = ir.file_options.with_columns
+                    cols = None if wanted is None else frozenset(str(c) for c in wanted)
+                    for path in ir.paths:
+                        key = str(path)
+                        had = out.get(key, frozenset())
+                        out[key] = None if had is None or cols is None else had | cols
+                stack.extend(nt.get_inputs())
+    except Exception:  # noqa: BLE001  (polars' IR as this code knows it, or not at all: every file is read whole)
+        return None
+    return out
 
 
 # How many times ``Run.collect`` reads again when no file fails but some changed since they were listed.
@@ -315,7 +350,13 @@ class Run:
         """Collect the frames ``build`` makes; if reading fails on data that discovery could not check (a
         corrupt data page behind an intact footer), find the files that fail, report each as a problem,
         leave them out and build again, so that the good data is still analysed."""
-        return self._recovering(lambda: pl.collect_all(build(), engine=engine), others=True)
+        frames: list[pl.LazyFrame] = []
+
+        def read() -> list[pl.DataFrame]:
+            frames[:] = build()
+            return pl.collect_all(frames, engine=engine)
+
+        return self._recovering(read, others=True, scans=lambda: scanned_columns(frames))
 
     def _forget_reads(self) -> None:
         """After files were left out: the frames and role names built over them are built again, and the command's
@@ -324,13 +365,17 @@ class Run:
             self.__dict__.pop(name, None)
         said_trouble()
 
-    def _recovering(self, read: Callable[[], _T], *, others: bool) -> _T:
+    def _recovering(
+        self, read: Callable[[], _T], *, others: bool, scans: Callable[[], Scans | None] | None = None
+    ) -> _T:
         """``read()``; when it fails on the data, the files that fail are left out (``_quarantine_unreadable``;
         with ``others``, also those found unreadable through another ``Run``: ``_marked_elsewhere``) and it is
-        read again. When no file fails any more but some file changed since it was listed (rewritten while it
-        was read: polars then fails on a page, or panics on a file that shrank), one whose columns no longer fit
-        the listing is left out (``_quarantine_misfits``), else it is read again, up to ``CHANGED_RETRIES``
-        times: the new version is whole. Else ``DataError``, never a panic's traceback."""
+        read again (``scans``: the files the failed read scanned and their columns, ``scanned_columns``, so that
+        each file is tried on what the read needed of it). When no file fails any more but some file changed since
+        it was listed (rewritten while it was read: polars then fails on a page, or panics on a file that shrank),
+        one whose columns no longer fit the listing is left out (``_quarantine_misfits``), else it is read again,
+        up to ``CHANGED_RETRIES`` times: the new version is whole. Else ``DataError``, never a panic's
+        traceback."""
         retries = CHANGED_RETRIES
         for _ in range(len(self.files) + CHANGED_RETRIES + 1):  # each pass leaves a file out, or uses a retry
             try:
@@ -341,7 +386,7 @@ class Run:
                 _not_interrupt(exc)
                 error = exc
             self._check_reachable(error)
-            if self._quarantine_unreadable() or (others and self._marked_elsewhere()):
+            if self._quarantine_unreadable(scans() if scans else None) or (others and self._marked_elsewhere()):
                 continue
             changed = [f for f in self._changed_files()[0] if f.readable]
             if changed and self._quarantine_misfits(changed):
@@ -480,32 +525,51 @@ class Run:
             self.__dict__.pop(name, None)
         return True
 
-    def _quarantine_unreadable(self) -> list[FileInfo]:
-        """Read every readable Parquet sample file in full; mark the ones that fail (corrupt, or gone since
-        discovery), and forget the lazy frames built from the old file list. Only runs on the error path.
+    def _quarantine_unreadable(self, scans: Scans | None = None) -> list[FileInfo]:
+        """Read the readable Parquet sample files; mark the ones that fail (corrupt, or gone since discovery),
+        and forget the lazy frames built from the old file list. Only runs on the error path.
+
+        ``scans`` (the files the failed read scanned, and the columns of each: ``scanned_columns``): each of those
+        files is read first on those columns alone, the others not at all, so that what is said of a file does
+        not depend on another file's failure (a text page read whenever another file's number failed made the
+        file an error then, and valid otherwise; a remote run was fetched whole). Where no file fails so (or the
+        scans are not known), every file is read in full.
 
         A file whose numbers read but whose text does not (a corrupt data page in ``completion``) keeps its
         numbers: its text columns are marked ``FileInfo.unread`` (null in ``samples``, so that the text
         metrics, trajectories and tables leave its samples out) and said once; every other failure leaves the
         whole file out. One whose text fails only for bytes that are no UTF-8 is read with U+FFFD in their place
         instead, its texts kept (``_repair_utf8``)."""
+        if scans is not None and (bad := self._quarantine_read(scans)):
+            return bad
+        return self._quarantine_read(None)
+
+    def _quarantine_read(self, scans: Scans | None) -> list[FileInfo]:
+        """``_quarantine_unreadable``'s reads: of the columns ``scans`` gives each file it names (None: every
+        file, every column)."""
         bad = []
         for f in self.files:
             if f.fmt != "parquet" or not f.readable or f.kind != "samples" or f.unread or f.repaired is not None:
                 continue
             src = f.abspath
             remote = isinstance(src, ObjectPath)
+            columns: list[str] | None = None
+            if scans is not None:
+                if str(src) not in scans:
+                    continue  # not read by the read that failed: it cannot have failed it
+                wanted = scans[str(src)]
+                columns = None if wanted is None or not f.columns else [c for c in f.columns if c in wanted]
             try:
                 # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
                 # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern (every file "failed").
                 # An object is read as the query read it, by polars' reader: one whose content always arrives
                 # cut short fails there (obstore's reads resume where a body broke off, and would pass it).
                 if isinstance(src, ObjectPath):
-                    pl.read_parquet(str(src), storage_options=src.store.polars_options, glob=False)
+                    pl.read_parquet(str(src), columns=columns, storage_options=src.store.polars_options, glob=False)
                 elif is_live():  # a file of a run being written, read into memory, never mapped (SIGBUS)
-                    pl.read_parquet(src.read_bytes())
+                    pl.read_parquet(src.read_bytes(), columns=columns)
                 else:
-                    pl.read_parquet(src, glob=False)
+                    pl.read_parquet(src, columns=columns, glob=False)
             except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (any failure to decode
                 # means the file is unusable; a panic, that it changed while read: unreadable at that moment)
                 _not_interrupt(exc)
@@ -624,21 +688,27 @@ class Run:
                 return True
             return False
 
-        def fails_numeric(column: str) -> bool:
-            """Whether ``column`` fails in the numeric view, which may find it from another source than the
-            samples' (Flink: the prompt from the rendered ``trajectory``, not ``agent_trajectories``)."""
+        def fails_view(numeric: pl.LazyFrame, column: str | None) -> bool:
             try:
-                numeric = layout.scan_numeric([f], self.ctx, {column: pl.col(column)}, [])
-            except Exception:  # noqa: BLE001  (no numeric route to test: the samples' verdict)
-                numeric = None
-            if numeric is None:
-                return fails([column])
-            try:
-                numeric.select(column).collect()
+                numeric.select(pl.len() if column is None else column).collect()
             except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001
                 _not_interrupt(exc)
                 return True
             return False
+
+        def fails_numeric(column: str) -> bool:
+            """Whether ``column`` fails in the numeric view, which may find it from another source than the
+            samples' (Flink: the prompt from the rendered ``trajectory``, not ``agent_trajectories``). Where the
+            view fails without it (its own columns, ``roles`` and ``reward``, are the corrupt ones), it tells
+            nothing of ``column``: the samples' verdict (a corrupt ``roles`` page named ``prompt`` too)."""
+            try:
+                numeric = layout.scan_numeric([f], self.ctx, {column: pl.col(column)}, [])
+                bare = layout.scan_numeric([f], self.ctx, {}, [])
+            except Exception:  # noqa: BLE001  (no numeric route to test: the samples' verdict)
+                numeric = bare = None
+            if numeric is None or bare is None or fails_view(bare, None):
+                return fails([column])
+            return fails_view(numeric, column)
 
         layout = get_layout(f.layout)
         texts = text_columns(f.layout)
@@ -893,14 +963,16 @@ def open_run(
         ) from None
     if mismatch is not None:
         ctx.problems.insert(0, Problem(".", WARNING, mismatch))  # first: it explains the lines after it
-    for folder in nested_trees(claimed):
+    for tree in nested_trees(claimed):
+        folder, _, name = tree.rpartition("/")
         ctx.problem(
-            f"{folder}/samples",
+            tree,
             NESTED_RUN,
-            f"a second samples/ tree below the run's folder, without a {MANIFEST} (a native run has samples/ at "
-            f"its root only): another run's, or a copy, read into this run, its rows counted with the run's: move "
-            f"{folder} out of the run, or pass it as a run of its own",
+            f"a second {name}/ tree below the run's folder, without a {MANIFEST} (a run has {name}/ at its root "
+            f"only): another run's, or a copy, read into this run, its rows counted with the run's: move {folder} "
+            "out of the run, or pass it as a run of its own",
         )
+    chosen_files = _foreign_scalars(chosen_files, claimed, ctx)
     # One file alone is probed anew: its run's cache entries would be dropped as files no longer listed.
     probes = ProbeCache.open(root) if cache and not single else None
     cacheable = [probes is not None and lay.cache_probes and c.suffix == ".parquet" for c, lay in chosen_files]
@@ -1095,6 +1167,39 @@ def _placed(cand: Candidate, chosen: Layout) -> Placement:
     except Exception:  # noqa: BLE001  (a sniffing failure: the path decides)
         folder = None
     return chosen if folder is None else _Placed(chosen, folder)
+
+
+# Layouts of flat scalar records that a copy of a native scalars shard, renamed, is detected as (``_foreign_scalars``).
+FLAT_SCALARS = ("areal",)
+
+
+def _foreign_scalars(
+    chosen: list[tuple[Candidate, Layout]], claimed: list[tuple[str, Placement]], ctx: RunContext
+) -> list[tuple[Candidate, Layout]]:
+    """``chosen`` less the flat scalars files (``FLAT_SCALARS``) of a native run, each said. A native run's scalars
+    are its writer's shards, ``scalars.pN.jsonl``; a flat JSONL of metrics under another name
+    (``scalars_old.jsonl``, ``scalars.p0.jsonl.bak.jsonl``) is a shard copied aside, or another logger's file:
+    read, it was merged into the run's metrics as one more process's shard (its values averaged into every step)
+    without a word. Left out, as no shard of the run, and named; passed alone, it is read as a run of its own.
+    Only beside the writer's own scalars shards: a native run of samples whose metrics another logger writes
+    (a StatsLogger's ``stats.jsonl``) has no scalars but that file's, read as its scalars."""
+    from .formats.native import SCALARS_RE
+
+    if not any(lay.name == NATIVE and SCALARS_RE.search(rel) for rel, lay in claimed):
+        return chosen
+    kept = []
+    for cand, lay in chosen:
+        if lay.name not in FLAT_SCALARS:
+            kept.append((cand, lay))
+            continue
+        ctx.warn(
+            cand.rel,
+            f"flat scalar records (the {lay.name} layout's) in a runlog run, whose scalars are its writer's "
+            "scalars.pN.jsonl shards only: a shard copied under another name, or another logger's file; left out "
+            "(read, its values would be merged into the run's metrics as one more process's): rename it "
+            "scalars.pN.jsonl if it is the shard of process N, or pass the file alone to read it",
+        )
+    return kept
 
 
 def _near_miss(cand: Candidate, registry: list[Layout]) -> str | None:

@@ -16,7 +16,8 @@ from .. import schema as S
 from .._lazy import pl
 from ..formats.base import UNREADABLE, WARNING, WRONG_TYPE, Candidate, Problem
 from ..formats.common import EXCEPTION_COLUMNS
-from ..listing import DATA_SUFFIXES
+from ..formats.native import SAMPLE_RE
+from ..listing import DATA_SUFFIXES, NATIVE
 from ..run import Run
 
 # Columns the numeric table leaves out: the step (a key), and the numbers that are bookkeeping, not a value of the
@@ -980,6 +981,8 @@ def _verdict_warnings(
                 f"{held}: copied in part, or files deleted",
             )
         )
+    if not out:  # (a step lost, a writer incomplete, is said already: its rows are no news)
+        out += _rows_lost(run)
     # A process that did not close, behind others that closed a while ago: killed, the later steps hold only the
     # others' rows (doctor's ``writer_not_closed`` warning, in its words). Steps after a process's last file are
     # no gap of the split, and ``_missing_shards`` says only the steps between its own.
@@ -989,11 +992,70 @@ def _verdict_warnings(
     return out
 
 
+def _rows_lost(run: Run) -> list[Problem]:
+    """A warning per process that closed its writer having written more sample rows (its state file's
+    ``rows_written``) than its files here hold (their footers' rows): a step file rewritten with fewer rows, which
+    nothing else says (the caller asks only where no step is missing and no writer is incomplete). Not where the
+    writer's count cannot be taken as the files' (a state rewritten since the listing, ``newer``; a writer's own
+    failure, whose error says what it lost; a run of which some files were not opened), nor of a process whose
+    loss is said already: a sample file of it here that could not be read (that file's error), a step missing
+    between its own (``native._missing_shards``). The count is the last writer's of the process alone (a resumed
+    run's files also hold earlier writers' rows), so more rows than it wrote are no loss."""
+    end = run.end_state
+    if not end.known or run.skipped:
+        return []
+    held: Counter[int] = Counter()
+    said: set[int] = set()  # processes whose loss is said already
+    for f in run.files:
+        if f.layout != NATIVE or f.kind != "samples" or f.process is None:
+            continue
+        if f.readable:
+            held[f.process] += f.rows or 0
+        else:
+            said.add(f.process)
+    # A step file listed but not opened (a named pipe, a broken link: an error of its own, with no ``FileInfo``).
+    listed = {f.path for f in run.files}
+    for problem in run.problems:
+        if not problem.is_warning and problem.path not in listed and (m := SAMPLE_RE.search(problem.path)):
+            said.add(int(m["proc"]))
+    # A process with no file for a step between its own of a split: its missing shards are said (by name).
+    by_split: dict[str, dict[int, set[int]]] = {}
+    for f in run.files:
+        if f.layout == NATIVE and (m := SAMPLE_RE.search(f.path)):
+            by_split.setdefault(m["split"], {}).setdefault(int(m["step"]), set()).add(int(m["proc"]))
+    for steps in by_split.values():
+        for proc in set().union(*steps.values()):
+            have = [s for s in sorted(steps) if proc in steps[s]]
+            if len(have) != sum(1 for s in steps if have[0] <= s <= have[-1]):
+                said.add(proc)
+    out = []
+    for p, st in sorted(end.states.items()):
+        wrote = st.rows_written
+        if not st.closed or st.newer or st.error or wrote is None or p in said or held[p] >= wrote:
+            continue
+        out.append(
+            Problem(
+                st.path,
+                WARNING,
+                f"process {p} closed its writer having written {wrote:,} sample row(s), but its sample files here "
+                f"hold {held[p]:,}: a file rewritten with fewer rows, or files deleted",
+            )
+        )
+    return out
+
+
 def _shown(runs: list[list[int]], stride: int, limit: int = 6) -> str:
     """``1-8, 12``: the first ``limit`` runs of steps (``every N`` where the stride is N)."""
     every = f" every {stride}" if stride > 1 else ""
     shown = ", ".join(f"{a}" if a == b else f"{a}-{b}{every}" for a, b in runs[:limit])
     return shown + (", ..." if len(runs) > limit else "")
+
+
+def _not_told(f: Any) -> bool:
+    """Whether a sample file's rows are not all of the one split and the steps its name and footer tell: it tells
+    no split or step, or its footer counts nulls in its ``split`` or ``step`` column (rows a reader counts under
+    no split or step: filed under the name's, a train file's row of no split made train 80 rows where 79 are)."""
+    return f.split is None or not f.all_steps() or any(f.null_counts.get(c) for c in ("split", "step"))
 
 
 def _rows_per_split_step(run: Run, files: list[Any]) -> dict[tuple[str | None, int | None], int]:
@@ -1051,9 +1113,10 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         elif has_samples:
             numeric = _footer_numeric(view)
         # Readable sample files whose name and footer tell no one split (or no step): a file of rows of two splits
-        # (a train file with eval rows: each split counts as its own, docs/format.md). Their splits and steps are
+        # (a train file with eval rows: each split counts as its own, docs/format.md), or of rows without a split
+        # or step (null: the footer's null count says so; the name told the rest's). Their splits and steps are
         # read from their split and step columns, as every other command counts them.
-        mixed = [f for f in view.files if f.kind == "samples" and f.readable and (f.split is None or not f.all_steps())]
+        mixed = [f for f in view.files if f.kind == "samples" and f.readable and _not_told(f)]
         if mixed:
             mixed_rows = _rows_per_split_step(view, mixed)
         if run.left_out() == left:
@@ -1108,7 +1171,7 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         if not f.readable or f.kind == "manifest":
             continue
         rows_by_kind[f.kind] += f.rows or 0
-        if f.kind == "samples" and f.split is not None and f.all_steps():
+        if f.kind == "samples" and f.split is not None and not _not_told(f):
             rows_by_split[f.split] += f.rows or 0
             steps_by_split.setdefault(f.split, set()).update(own)
             if f.step is not None and f.steps is None:

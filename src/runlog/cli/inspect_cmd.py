@@ -235,7 +235,10 @@ def render_report(r: RunInspection, strict: bool = False) -> Group:
         title = f"Problems ({r.errors} {errs}, {r.warnings} {warns})"
         parts.append(Sheet(title, columns, rows))
     if r.errors:
-        parts.append(Text(f"{r.errors} problem(s) found; the rest of the run was read.", style="bold red"))
+        # "The rest" only where some data was read: a run whose one file is unreadable has no rest.
+        read = any(f["readable"] and f["kind"] != "manifest" for f in r.files)
+        rest = "the rest of the run was read" if read else "no file could be read"
+        parts.append(Text(f"{r.errors} problem(s) found; {rest}.", style="bold red"))
     elif r.warnings and strict:
         n = r.warnings
         parts.append(Text(f"{n} warning(s), and --strict counts warnings as problems.", style="bold red"))

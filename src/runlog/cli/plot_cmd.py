@@ -75,14 +75,16 @@ def plot_command(
     and the panel says how many). A line breaks where steps are missing (the gaps runlog inspect lists, by the same
     rule) and at a step logged with no rows, where the line could have had a point (a role logged every other
     step is not cut at a step it is never logged at); a scalar key's line breaks where its steps are further apart
-    than its own stride, and the panel names the steps whose records its file lost (inspect's rule) or says its
-    file has records without it at the others (not judged lost); the panel names them (a step of no rows as such,
+    than its own stride, and the panel names the steps whose records its file lost (inspect's rule) and says where
+    its file has records without it (not judged lost); the panel names them (a step of no rows as such,
     not as missing); a role logged less often than the others is drawn at its own spacing, and its line breaks at
     the steps it sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
     are counted in the panel's note, under the panel (reward, KL, components). Where a run has more roles than
     colours, a role's dash or marker tells it apart. A legend of more than 8 entries is drawn under the panel,
     in columns; past 12 rows its last entry says how many more it does not list (+N more). Histograms:
-    per-role rewards at the --steps given.
+    per-role rewards at the --steps given (NaN, +-inf and null rewards counted in the panel's note; a step logged
+    with no rows says so in its panel). Samples of several layouts or tasks (loose files side by side in a
+    folder) are pooled as one run's: the first panel's note says which, as stderr does.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline (--by and
     --window do not apply: an error); --name labels the runs in the legend and the title (this run first), as
@@ -92,10 +94,11 @@ def plot_command(
     line on stderr says where it wrote.
 
     Exit codes: 0 written, also when some files could not be read (listed on stderr); 1 written, but no file
-    the figure draws from could be read (no sample file; with --what scalars, no scalars file; with --diff, of
-    one of the runs): the image says so; 2 usage error (unknown --what, unknown suffix, a --split, --steps or
-    --keys that matches nothing in the run; with --diff, nothing to draw: no compared run has values in the
-    split; -o FILE cannot be written: its folder does not exist or takes no new files, no permission).
+    the figure draws from could be read (no sample file; with --what scalars, no scalars file, or none that gives
+    a scalar metric; with --diff, of one of the runs, or a run a glob matched was skipped): the image says so;
+    2 usage error (unknown --what, unknown suffix, a --split, --steps or --keys that matches nothing in the run;
+    with --diff, nothing to draw: no compared run has values in the split; -o FILE cannot be written: its folder
+    does not exist or takes no new files, no permission).
 
     Examples:
 
@@ -103,7 +106,7 @@ def plot_command(
       runlog plot sample_runs/debate_grpo --what hist --steps 0,16,31 -o hist.pdf
       runlog plot sample_runs/jaxarc --what scalars --keys '*loss' -o losses.png
     """
-    from ..plots import make_figure, save_figure
+    from ..plots import make_figure, save_figure, say_layouts
     from ..run import open_run
 
     with handle_errors():
@@ -143,13 +146,16 @@ def plot_command(
         hist_steps = _checked(run, filters, keys or (), spec)
         series = hist_steps.series
         fig = make_figure(series, what, by=by, keys=keys or (), window=window, steps=hist_steps.steps)
+        # The layouts and tasks the figure pools as one run's, on the figure and on stderr (as summarize says it).
+        pooled = None if what == "scalars" else say_layouts(fig, series)
         with writing(output):
             written = save_figure(fig, output)
         notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
+        notes += [pooled] if pooled is not None else []
         if what != "scalars" and not any(f.kind == "samples" for f in run.files):
             notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
         if unread := _none_read(run, what):
-            notes.append(f"no {unread} file of this run could be read (see the errors): the figure holds no data")
+            notes.append(unread)
         # Every problem, warnings too, as summarize says them: a warning can change what a figure counts (a copied
         # shard: its rows count twice in its step's line and histogram).
         report_problems(run.problems, notes=notes)
@@ -158,14 +164,30 @@ def plot_command(
     raise typer.Exit(EXIT_PROBLEMS if unread else EXIT_OK)
 
 
+NO_DATA = ": the figure holds no data"
+
+
 def _none_read(run: Run, what: str) -> str | None:
-    """``"sample"`` (``"scalars"`` for ``--what scalars``) where the run has files of the kind the figure draws
-    from and none of them could be read (each is named by an error); else None. A run without such files (a
-    scalars-only run under ``--what reward``) is said by its own note, not as unreadable."""
-    kind = "scalars" if what == "scalars" else "samples"
-    mine = [f for f in run.files if f.kind == kind]
-    if mine and not any(f.readable for f in mine):
-        return "scalars" if kind == "scalars" else "sample"
+    """The note, where the figure holds no data because nothing it draws from could be read (exit 1): the run has
+    sample files and none of them could be read (each is named by an error); with ``--what scalars``, the run has
+    no scalars file, none could be read, or they gave no scalar metric (every line broken: each is named by an
+    error). Else None. A run without sample files (a scalars-only run under ``--what reward``) is said by its own
+    note, not as unreadable."""
+    if what != "scalars":
+        mine = [f for f in run.files if f.kind == "samples"]
+        if mine and not any(f.readable for f in mine):
+            return "no sample file of this run could be read (see the errors)" + NO_DATA
+        return None
+    from ..plots import scalar_keys
+
+    mine = [f for f in run.files if f.kind == "scalars"]
+    if not mine:
+        other = "; try --what reward" if any(f.kind == "samples" for f in run.files) else ""
+        return f"this run has no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch file){NO_DATA}{other}"
+    if not any(f.readable for f in mine):
+        return "no scalars file of this run could be read (see the errors)" + NO_DATA
+    if not scalar_keys(run):
+        return "no scalar metric was read from this run's scalars file(s) (a line not read is an error)" + NO_DATA
     return None
 
 
@@ -181,8 +203,8 @@ def _plot_diff(
     """``--diff``: the overlay of the runs (the first is the baseline), per role, of one split; ``names``
     label the first runs (the others their locations), as ``diff --name``. Nothing to draw (no compared run
     has values in the split) is a usage error, as ``diff`` with nothing in common: an image of the notes alone
-    read as a plot of the data. Returns the file written and whether a run's sample files could none be read
-    (its line is missing: exit 1, as for one run)."""
+    read as a plot of the data. Returns the file written and whether a run is missing from the overlay: a run's
+    sample files could none be read, or a run a glob matched was skipped (exit 1, as for one run, as ``diff``)."""
     from ..analysis.diff import DiffOptions, diff_runs
     from ..plots import save_figure
     from ..plots.diff import diff_figure, drawn, why_empty
@@ -207,10 +229,12 @@ def _plot_diff(
     say_notes(result.notes, result.warnings)  # every one: they are about the runs compared, which inspect cannot show
     # As runlog diff says them: each skipped run on its line, then each run's problems (warnings too: a copied
     # shard counts twice in its run's line), each line naming its run.
-    report_problems(skipped, group=False)
+    skipped_runs = report_problems(skipped, group=False)
     for label, r in zip(result.names, runs, strict=True):
         report_problems([named(p, label) for p in r.problems])
-    return written, any(_none_read(r, what) for r in runs)
+    # A glob's match skipped (an empty folder, a folder of runs) is a run missing from the overlay: exit 1, as
+    # ``diff`` and a fleet say it.
+    return written, bool(skipped_runs) or any(_none_read(r, what) for r in runs)
 
 
 class _Checked(NamedTuple):

@@ -222,10 +222,10 @@ def summarize_command(
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
     Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error (a run of scalars only without --scalars too, and filters that each match the run but no
-    sample together), or -o FILE cannot be written. Problems are only on stderr, for a fleet too (each line
-    names its run): --format json and csv hold the table alone, and the exit code says whether any run had
-    problems.
+    2 usage error (a run of scalars only without --scalars too, a run without scalar metrics with --scalars,
+    and filters that each match the run but no sample together), or -o FILE cannot be written. Problems are
+    only on stderr, for a fleet too (each line names its run): --format json and csv hold the table alone, and
+    the exit code says whether any run had problems.
 
     Examples:
 
@@ -314,9 +314,13 @@ def _summarize_run(
         check_scalars(run, keys or (), filters.steps, table)
         df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
         if df.is_empty() and not any(f.kind == "scalars" for f in run.files):
-            report_problems(
-                [],
-                notes=[f"{run.name} holds no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch file)"],
+            # Nothing to summarise, as the reverse (a run of scalars only without --scalars): an empty table and
+            # exit 0 read as an answer to a script. The problems met are said first.
+            report_problems(run.problems)
+            hint = ": summarize it without --scalars" if any(f.kind == "samples" for f in run.files) else ""
+            raise UsageError(
+                f"{location}: this run has no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch "
+                f"file){hint}"
             )
         emit_frame(df, fmt, output, keys=["key"])
         if (collided := S.alias_collisions(run, table)) is not None:

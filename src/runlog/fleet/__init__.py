@@ -707,6 +707,8 @@ def _units_of(
         chunk += paths
         size += n
     units.append(Unit(first + len(units), name, loc, chunk, size))
+    for u in units:
+        u.parts = len(units)
     return units
 
 
@@ -961,6 +963,7 @@ def summarize_fleet(
         frame = _with_runs(frame, partials, keys)
     said = plan.said + _same_run_ids(results, plan.files, pooled)
     notes += _runs_notes(results)
+    notes += layouts_notes(task, units, results, "summarize")
     return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations), said)
 
 
@@ -1025,7 +1028,7 @@ def _same_run_ids(results: Sequence[UnitResult], files: Mapping[str, list[_File]
         if earlier == name:
             continue
         twice = "its rows are counted twice in the pooled statistics" if pooled else "each is a row of its own"
-        if _identical(files.get(earlier, []), files.get(name, [])):
+        if _identical(_in_run_folder(files.get(earlier, [])), _in_run_folder(files.get(name, []))):
             what = (
                 f"an identical copy of run {earlier} (the same run_id {rid!r}; file for file the same names, sizes "
                 "and bytes as far as compared)"
@@ -1037,8 +1040,31 @@ def _same_run_ids(results: Sequence[UnitResult], files: Mapping[str, list[_File]
                 "also share a templated run_id)"
             )
             tail = f"if a copy, {twice}" if pooled else twice
-        out.append((name, "run.json", WARNING, f"{what}: {tail}"))
+        out.append((name, _manifest_of(files.get(name, [])), WARNING, f"{what}: {tail}"))
     return out
+
+
+def _manifest_of(files: Sequence[_File]) -> str:
+    """The run's manifest, relative to the location given (``x/run.json`` where the glob matched ``g``, which
+    discovery reads as its one run ``g/x``): the shallowest among the files listed (runs inside it are left
+    out of them)."""
+    from ..listing import MANIFEST
+
+    manifests = sorted((f.rel.count("/"), f.rel) for f in files if _is_manifest(f.rel))
+    return manifests[0][1] if manifests else MANIFEST
+
+
+def _in_run_folder(files: Sequence[_File]) -> list[_File]:
+    """``files`` named relative to the run's folder (the manifest's, ``_manifest_of``) rather than to the location
+    given: a run matched through the folder that holds it (``g`` of ``g/x``) is file for file the same as the
+    run it copies. Files outside that folder keep their names (they are no copy's)."""
+    import dataclasses
+
+    folder = _manifest_of(files).rpartition("/")[0]
+    if not folder:
+        return list(files)
+    head = f"{folder}/"
+    return [dataclasses.replace(f, rel=f.rel[len(head) :]) if f.rel.startswith(head) else f for f in files]
 
 
 def _identical(a: Sequence[_File], b: Sequence[_File]) -> bool:
@@ -1077,6 +1103,65 @@ def _runs_notes(results: Sequence[UnitResult]) -> list[str]:
             if r.name not in names:
                 names.append(r.name)
     return [f"run(s) {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}: {n}" for n, names in runs.items()]
+
+
+MAX_LAYOUTS_NOTES = 5  # runs whose pooled layouts are said each in full; the others are named in one line
+
+
+def layouts_notes(task: Task, units: Sequence[Unit], results: Sequence[UnitResult], command: str) -> list[str]:
+    """The note of each run whose samples are of several layouts or tasks, pooled as one run's (loose dumps side
+    by side in a folder: ``views.layouts_note``), naming the run, as ``command`` on that run alone says it: a
+    fleet's rows pooled them in silence. A run of one unit says it from its task (``UnitResult.layouts``); a run
+    cut into chunks of steps, where its chunks' samples together are of several layouts or tasks
+    (``UnitResult.sources``), is opened here with the files of its chunks (rare: a run over ``TASK_BYTES``). The
+    first ``MAX_LAYOUTS_NOTES`` runs are said in full, the others named in one line."""
+    by_run: dict[str, list[UnitResult]] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        if r.error is None:
+            by_run.setdefault(r.name, []).append(r)
+    where = {u.name: u for u in units}
+    files: dict[str, list[str]] = {}
+    for u in units:
+        files.setdefault(u.name, []).extend(u.files or [])
+    said: list[tuple[str, str]] = []
+    for name, parts in by_run.items():
+        if len(parts) == 1 and where[name].parts == 1:
+            said += [(name, n) for n in parts[0].layouts]
+        elif _pools(r.sources for r in parts):
+            frames = [r.frame for r in parts if r.frame is not None]
+            frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            said += [(name, n) for n in _chunked_layouts(task, where[name].location, files[name], frame)]
+    out = [f"{name}: {note}" for name, note in said[:MAX_LAYOUTS_NOTES]]
+    rest = list(dict.fromkeys(name for name, _ in said[MAX_LAYOUTS_NOTES:]))
+    if rest:
+        names = ", ".join(rest[:10]) + (" ..." if len(rest) > 10 else "")
+        out.append(
+            f"{len(rest)} more run(s) hold samples of several layouts or tasks, pooled as one run's: {names} "
+            f"(`runlog {command} RUN` on one says which)"
+        )
+    return out
+
+
+def _pools(sources: Iterable[Sequence[tuple[str, str | None]]]) -> bool:
+    """Whether (layout, env) pairs of a run's chunks may pool layouts or tasks: several layouts, or a layout of
+    several envs (the note's own rule decides, once the run is opened)."""
+    envs: dict[str, set[str | None]] = {}
+    for pairs in sources:
+        for lay, env in pairs:
+            envs.setdefault(lay, set()).add(env)
+    return len(envs) > 1 or any(len(e) > 1 for e in envs.values())
+
+
+def _chunked_layouts(task: Task, location: str, files: Sequence[str], frame: pl.DataFrame) -> list[str]:
+    """``Job.layouts`` of a run cut into chunks, opened with its chunks' files (``frame``: their rows)."""
+    from ..run import open_run
+
+    try:
+        only = list(dict.fromkeys(files))
+        run = open_run(location, layout=task.layout, only=only, storage_options=task.storage_options)
+        return task.job.layouts(run, task.keys, task.filters, frame)
+    except (RunlogError, OSError):
+        return []  # (the run's chunks were read: what fails here is said by them)
 
 
 def _pooled_notes(results: Sequence[UnitResult], partials: pl.DataFrame) -> list[str]:
@@ -1132,6 +1217,7 @@ def metrics_fleet(
             notes.append(fleet_split_note(splits, len(locations)))
     # Each run's notes (``tasks.job_notes``: texts in no prompt group, left out of the means), under its name.
     notes += list(dict.fromkeys(f"{r.name}: {n}" for r in sorted(results, key=lambda r: r.index) for n in r.notes))
+    notes += layouts_notes(task, units, results, f"metrics {job.kind}")
     said = plan.said + _same_run_ids(results, plan.files, pooled=False)
     return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations), said)
 

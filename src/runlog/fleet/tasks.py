@@ -33,6 +33,20 @@ class SummarizeJob:
             job_notes(run).append(PROMPT_GROUPS_NOTE)
         return out
 
+    def layouts(self, run: Run, keys: list[str], filters: Filters, frame: pl.DataFrame) -> list[str]:
+        """``views.layouts_note`` as ``summarize`` of the run alone says it (not with ``--by env``): of each split
+        of its rows where the table is per split, else of the splits chosen (the whole run where none is)."""
+        from ..analysis.views import layouts_note
+
+        if "env" in keys:
+            return []
+        if "split" in keys and "split" in frame.columns:
+            held = frame.filter(pl.col("rows") > 0) if "rows" in frame.columns else frame
+            splits = sorted({str(x) for x in held["split"].drop_nulls().to_list()})
+            return [n for x in splits if (n := layouts_note(run, splits=[x])) is not None]
+        note = layouts_note(run, splits=filters.splits or None)
+        return [] if note is None else [note]
+
 
 @dataclass(frozen=True)
 class DiversityJob:
@@ -59,6 +73,17 @@ class DiversityJob:
             notes=job_notes(run),
         )
 
+    def layouts(self, run: Run, keys: list[str], filters: Filters, frame: pl.DataFrame) -> list[str]:
+        return _whole_run_layouts(run)
+
+
+def _whole_run_layouts(run: Run) -> list[str]:
+    """``views.layouts_note`` of the whole run, as ``metrics`` of the run alone says it (it has no ``--by env``)."""
+    from ..analysis.views import layouts_note
+
+    note = layouts_note(run, by_env=False)
+    return [] if note is None else [note]
+
 
 def job_notes(run: Run) -> list[str]:
     """The list a job's notes of ``run`` go in (what its figures leave out: texts in no prompt group), which
@@ -83,6 +108,9 @@ class FormatJob:
         return M.format_frame(
             run, self.spec, keys, text=self.text, filters=filters, known_tools=self.known_tools, split_key=False
         )
+
+    def layouts(self, run: Run, keys: list[str], filters: Filters, frame: pl.DataFrame) -> list[str]:
+        return _whole_run_layouts(run)
 
 
 MetricJob = DiversityJob | FormatJob
@@ -125,6 +153,7 @@ class Unit:
     location: str
     files: list[str] | None  # run-relative paths; None: the whole run
     bytes: int
+    parts: int = 1  # how many units the run is cut into (chunks of whole steps of a big run)
 
 
 @dataclass
@@ -136,6 +165,28 @@ class UnitResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # ``job_notes``
     run_id: str | None = None  # the manifest's run_id: two runs of a fleet with one may be a run and its copy
+    # The layouts and tasks the run's samples pool (``views.layouts_note``, as the command says it of the run
+    # alone), for a run of one unit; a chunk of a run of several tells its samples' (layout, env) pairs instead,
+    # which the driver puts together (``fleet.layouts_notes``).
+    layouts: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def sample_sources(run: Run) -> list[tuple[str, str | None]]:
+    """The (layout, env) pairs of the run's readable sample files (env None where a file names none or its
+    envs are unread: Parquet), from what the probes parsed: whether a run's chunks together pool layouts or
+    tasks, where none alone may."""
+    pairs: set[tuple[str, str | None]] = set()
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        frame = f.frame
+        if isinstance(frame, pl.DataFrame) and "env_name" in frame.columns:
+            envs = frame.get_column("env_name").cast(pl.String).unique().to_list()
+            pairs.update((f.layout, e) for e in envs)
+        else:
+            pairs.add((f.layout, None))
+    return sorted(pairs, key=lambda p: (p[0], p[1] is not None, p[1] or ""))
 
 
 def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
@@ -151,10 +202,21 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         run = open_run(unit.location, layout=task.layout, only=unit.files, storage_options=task.storage_options)
         frame = task.job.frame(run, task.keys, task.filters)
         frame = frame.select(pl.lit(unit.name, dtype=pl.String).alias("run"), pl.all())
-        problems = [(p.path, p.kind, p.message) for p in run.problems]
         run_id = (run.manifest or {}).get("run_id")
         run_id = str(run_id) if isinstance(run_id, (str, int)) and not isinstance(run_id, bool) else None
-        return UnitResult(unit.index, unit.name, frame, problems, notes=list(job_notes(run)), run_id=run_id)
+        layouts = task.job.layouts(run, task.keys, task.filters, frame) if unit.parts == 1 else []
+        sources = sample_sources(run) if unit.parts > 1 else []
+        problems = [(p.path, p.kind, p.message) for p in run.problems]
+        return UnitResult(
+            unit.index,
+            unit.name,
+            frame,
+            problems,
+            notes=list(job_notes(run)),
+            run_id=run_id,
+            layouts=layouts,
+            sources=sources,
+        )
     except RunlogError as exc:
         return UnitResult(unit.index, unit.name, None, [], str(exc))
     except OSError as exc:

@@ -164,6 +164,18 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
     ``info.columns`` may be shared between files with the same schema: treat it as read-only.
     """
     info = FileInfo(path=cand.rel, abspath=cand.abspath, layout=layout, fmt="parquet", kind=kind, bytes=cand.size)
+    if not isinstance(cand.abspath, ObjectPath) and not _utf8(cand.path_str):
+        # polars scans a Parquet file by its path as UTF-8 text, and refuses one that is not (a folder named in
+        # Latin-1: ``samples/tr\xffain/``): no command could read its rows, so it is not read here either (pyarrow
+        # said "unreadable Parquet (truncated or corrupt?): 'utf-8' codec can't encode" of a good file).
+        info.readable = False
+        ctx.problem(
+            cand.rel,
+            UNREADABLE,
+            "its path is not valid UTF-8 (a file or folder name in another encoding), which the Parquet reader "
+            "cannot open: not read; rename it in UTF-8 to read it",
+        )
+        return info
     try:
         md, reader = _open_footer(cand)
         plan = _plan_for(md, reader, ctx)
@@ -185,6 +197,15 @@ def probe_parquet(cand: Candidate, ctx: RunContext, *, layout: str, kind: str = 
     info.null_counts, ranges = _footer_stats(md, plan.leaves)
     info.footer = ParquetFooter(plan.arrow_schema, ranges, md)
     return info
+
+
+def _utf8(path: str) -> bool:
+    """Whether a local path (a ``str`` of the file system's bytes, undecodable ones as surrogates) is UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _footer_stats(md: pq.FileMetaData, leaves: list[tuple[int, str]]) -> tuple[dict[str, int], dict[str, tuple]]:

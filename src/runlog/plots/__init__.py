@@ -154,6 +154,19 @@ def _no_samples(s: RunSeries) -> str:
     )
 
 
+def say_layouts(fig: Any, s: RunSeries) -> str | None:
+    """``views.layouts_note`` of the split drawn (the layouts and tasks whose samples the figure pools as one
+    run's: loose dumps side by side in a folder), in the note of the figure's first panel; returned, for the
+    command to say it on stderr too, as ``summarize`` does. None where the samples are of one layout of one
+    task. Not of the scalars figure: it draws no sample."""
+    from ..analysis.views import layouts_note
+
+    note = layouts_note(s.run, by_env=False, splits=[s.split] if s.split else None)
+    if note is not None and fig.axes:
+        F.panel_note(fig.axes[0], note)
+    return note
+
+
 NO_SCALARS = "no scalar metrics in this run (the trainer's logged metrics: `scalars.p{process}.jsonl`)"
 
 
@@ -704,17 +717,7 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
             F.say_not_drawn(ax, [line])
             if log:
                 F.say_not_positive(ax, [line])
-            if key in lost:  # inspect's rule (``key_cadences``): the steps this key lost
-                F.panel_note(ax, F.range_words(lost[key][1], lost[key][0]) or "")
-            elif gaps_at(line[1], every):
-                # Skipped steps at which its file has records (inspect's rule): a key left out of them, or logged
-                # where something happened (StatsTracker's /nonfinite), or an eval record lost beside a train one.
-                held = sorted({int(x) for x in line[1]})
-                F.panel_note(
-                    ax,
-                    f"logged at {len(held)} steps in {held[0]}..{held[-1]}; at the others its file has records without "
-                    "it (not judged lost)",
-                )
+            _say_scalar_gaps(ax, line[1], every, lost.get(key))
             if w > 1:
                 ax.set_ylabel(_ma_words(w), fontsize=8)
         F.panel_title(ax, key)
@@ -724,6 +727,55 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # A figure-level label that the constrained layout makes room for (a plain text overlapped the last x label).
         fig.supxlabel(f"{len(names) - len(shown)} more keys: narrow with --keys", x=0.99, ha="right", fontsize=8)
     return fig
+
+
+def _say_scalar_gaps(ax: Any, steps: Sequence[int], every: int, lost: tuple[int, list[list[int]]] | None) -> None:
+    """Where a key's line breaks, in its panel's note: the steps whose records its file lost (``lost``: the stride
+    and runs of ``_lost_scalar_steps``, inspect's rule), and the skipped steps at which its file has records
+    (not judged lost: a key left out of them, logged where something happened, StatsTracker's /nonfinite, or an
+    eval record lost beside a train one). Both where both are: the line breaks at each."""
+    lost_runs = lost[1] if lost is not None else []
+    if lost_runs and lost is not None:
+        F.panel_note(ax, F.range_words(lost_runs, lost[0]) or "")
+    others = _outside(gaps_at(steps, every), lost_runs, every)
+    if not others:
+        return
+    held = sorted({int(x) for x in steps})
+    if not lost_runs:
+        F.panel_note(
+            ax,
+            f"logged at {len(held)} steps in {held[0]}..{held[-1]}; at the others its file has records without it "
+            "(not judged lost)",
+        )
+        return
+    step_every = f" every {every}" if every > 1 else ""
+    said = [f"{a}" if a == b else f"{a}..{b}{step_every}" for a, b in others[: F.GAPS_LISTED]]
+    more = f" and {len(others) - F.GAPS_LISTED} more" if len(others) > F.GAPS_LISTED else ""
+    one = len(others) == 1 and others[0][0] == others[0][1]
+    F.panel_note(
+        ax,
+        f"step{'' if one else 's'} {', '.join(said)}{more}: its file has records without it (not judged lost; the "
+        "line breaks there)",
+    )
+
+
+def _outside(gaps: list[list[int]], lost: list[list[int]], every: int) -> list[list[int]]:
+    """The runs ``[first, last]`` of ``gaps`` (steps ``every`` apart) left once the steps ``lost`` covers are
+    taken out (each ``[first, last]`` run of ``lost`` taken as every step between its ends): the steps a line
+    skips where its file is not judged to have lost a record. Interval arithmetic: a gap may span many steps."""
+    out: list[list[int]] = []
+    cover = sorted((int(a), int(b)) for a, b in lost)
+    for a, b in gaps:
+        start = int(a)
+        for c, d in cover:
+            if d < start or c > b:
+                continue
+            if c > start:
+                out.append([start, start + (c - 1 - start) // every * every])
+            start = max(start, start + ((d + 1 - start + every - 1) // every) * every)
+        if start <= b:
+            out.append([start, start + (b - start) // every * every])
+    return [r for r in out if r[0] <= r[1]]
 
 
 def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
@@ -741,7 +793,10 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
             for x in f.all_steps():
                 unread_files.setdefault(x, []).append(f.path)
     unread = set(unread_files)
-    missing = [x for x in steps if x not in available and x not in unread]
+    # A step logged with no rows (inspect's ``empty_steps``: every rollout filtered out) is in the run: its panel
+    # says so, as the reward plot's note does, where "no such step" read as a step never logged.
+    empty = set(_split_steps(s).empty) if any(x not in available for x in steps) else set()
+    missing = [x for x in steps if x not in available and x not in unread and x not in empty]
     if missing:
         raise UsageError(
             f"--steps {missing[0]}: no such step in split {s.split} (steps {available[0]}..{available[-1]})"
@@ -751,10 +806,10 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         lf = s.run.roles.filter(pl.col("step").is_in(list(steps)))
         if s.split:
             lf = lf.filter(pl.col("split") == s.split)
-        return [lf.filter(pl.col("reward").is_not_null())]
+        return [lf]
 
     [valid] = s.run.collect(build)
-    # NaN and +-inf have no place on an axis: counted in each step's panel (a title is cut to its figure).
+    # NaN, +-inf and null have no place on an axis: counted in each step's panel (a title is cut to its figure).
     df = valid.filter(pl.col("reward").is_finite())
     rows, cols = F.grid(len(steps), 3)
     fig, axes = F.new_figure(
@@ -772,7 +827,9 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
                 kw = dict(bins=bins, range=(lo, hi) if lo != hi else None, color=looks[role].colour, label=label)
                 ax.hist(vals.to_numpy(), histtype="stepfilled", alpha=0.22, **{**kw, "label": None})
                 ax.hist(vals.to_numpy(), histtype="step", linewidth=1.6, linestyle=looks[role].dash, **kw)
-        if step not in available or not part.height and step in unread:
+        if step not in available and step in empty and step not in unread:
+            F.say(ax, "logged with no rows: no reward to draw")
+        elif step not in available or not part.height and step in unread:
             names = ", ".join(unread_files.get(step, []))
             F.say(ax, f"its sample file(s) could not be read: {names} (the problem is listed)")
         else:
@@ -787,11 +844,12 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
 
 
 def _say_dropped(ax: Any, rewards: pl.Series) -> None:
-    """How many of a histogram's rewards are NaN or +-inf (not drawn), in its panel's note."""
+    """How many of a histogram's rewards are NaN, +-inf or null (not drawn), in its panel's note."""
     counts = (
         (int(rewards.is_nan().sum()), "NaN"),
         (int((rewards == math.inf).sum()), "+inf"),
         (int((rewards == -math.inf).sum()), "-inf"),
+        (rewards.null_count(), "null"),
     )
     said = ", ".join(f"{n} {kind}" for n, kind in counts if n)
     if said:
@@ -914,6 +972,7 @@ __all__ = [
     "missing",
     "one_step_words",
     "save_figure",
+    "say_layouts",
     "check_scalar_keys",
     "matching_keys",
     "scalar_frame",
