@@ -10,8 +10,10 @@ persistence, never a single bad step.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,6 +35,8 @@ from .series import RunSeries
 # What ``diagnose`` tells its ``progress`` callback, in order (``runlog doctor`` shows them at a terminal: the
 # texts of a large run take minutes).
 STAGES = ("rewards and KL per role", "the texts: diversity and format", "files and sample ids")
+# Set within ``following()``: the run diagnosed is still being written (``doctor --follow``, ``watch``).
+_FOLLOWING: ContextVar[bool] = ContextVar("runlog_doctor_following", default=False)
 
 
 def diagnose(
@@ -44,7 +48,8 @@ def diagnose(
     """Run every check on ``run`` (or on an already computed ``series``, which the report shares). When a check
     finds a file unreadable, every check runs again without it (``Run.left_out``): the checks before had read it,
     and a step would hold a finding and be missing at once. ``progress`` is called with each of ``STAGES`` as it
-    begins."""
+    begins. Within ``following()``, ``run`` is a run still being written, checked before it ends (``doctor
+    --follow``, ``watch``): a NaN share of fewer than ``min_steps`` steps is no error yet (``_nan_severity``)."""
     cfg = config or DoctorConfig()
     while True:
         left = run.left_out()
@@ -448,6 +453,17 @@ def _solved(lo: np.ndarray, hi: np.ndarray, i: int, rate: np.ndarray, mean: np.n
     return bool(np.all(a_mean[judged] >= floor - slack)), best
 
 
+@contextlib.contextmanager
+def following(partial: bool = True) -> Iterator[None]:
+    """Within the block (this thread or task), ``diagnose`` judges a run still being written, before it ends
+    (``doctor --follow``, ``watch``; ``partial``): a NaN share is graded as ``_nan_severity`` says."""
+    token = _FOLLOWING.set(partial)
+    try:
+        yield
+    finally:
+        _FOLLOWING.reset(token)
+
+
 def _nan_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     """NaN rewards per role, and in the samples' total reward. A role whose NaN are in exactly the samples whose
     total reward is NaN (one failed reward computation), with a share of the same severity, is reported once, as
@@ -557,7 +573,13 @@ def _nan_severity(
     100 clean steps, then 3 steps all NaN, were 2.9 % of the run and passed ``--fail-on error``). A last step mostly
     but not all NaN is no such tail: a value that is a number says the reward is still computed for some samples (a
     judge timing out on part of a batch), and a burst of one step is left out, as anywhere in the run.
-    ``nan_confidence=0.5``: the share itself, for the first condition."""
+    ``nan_confidence=0.5``: the share itself, for the first condition.
+
+    Within ``following()`` (a run still being written, ``doctor --follow``): the share of fewer than ``min_steps`` steps
+    (those with a value) is no error yet, however sure, but a warning that says so (``evidence.error_from_steps``):
+    2 NaN in each of the first two 16-row steps are 12.5 %, sure above 5 % and not one step's burst, and failed
+    ``--fail-on error`` on a run whose finished share, 3.1 %, ``doctor`` calls a warning (an audit). The last steps
+    all NaN are an error at once, as ever. The follow's last check, at its end, grades as ``doctor`` does."""
     from statistics import NormalDist
 
     nan, count = np.nan_to_num(nan), np.nan_to_num(count)
@@ -570,12 +592,22 @@ def _nan_severity(
     without = (total - float(nan[worst])) / rest if rest > 0 else 0.0  # one step alone: no persistence to judge
     tail = _nan_tail(nan, count)
     figures = {"share_low": low, "share_without_worst_step": without, "all_nan_last_steps": len(tail)}
-    if low >= cfg.nan_error and without >= cfg.nan_error:
+    sure = low >= cfg.nan_error and without >= cfg.nan_error
+    seen = int(np.count_nonzero(count + nan > 0))  # the steps with a value that is a number
+    early = _FOLLOWING.get() and seen < cfg.min_steps
+    if sure and not early:
         return "error", "", figures
     tail_nan = float(nan[tail].sum())
     if tail and _wilson_low(tail_nan, tail_nan, z) >= cfg.nan_error:
         why = f"; an error: every value from step {steps[tail[0]]} on is NaN (nothing after says they came back)"
         return "error", why, figures
+    if sure:
+        figures["error_from_steps"] = cfg.min_steps
+        why = (
+            f"; a warning for now: the share of a run being written is an error from {cfg.min_steps} steps on "
+            f"(min_steps; {seen} so far), as a few NaN in the first steps say little of the run"
+        )
+        return "warning", why, figures
     if share < cfg.nan_error:
         return "warning", "", figures
     rest_text = f"{percent(without, 1)} without step {steps[worst]}" if rest > 0 else f"all at step {steps[worst]}"

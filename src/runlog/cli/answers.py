@@ -17,16 +17,17 @@ An answer is used only when all of this is as it was when it was printed:
   that steer runlog, polars or colours (``RUNLOG_*``, ``POLARS_*``, ``TERM``, ``NO_COLOR``, ...).
 
 Not kept: an answer printed while a file of the run was modified in the last ``RACY_SECONDS`` (a writer may be
-at work: a live run is always read; ``probe_cache.is_racy``, which on whole-second times counts the change
-time too), or whose runs are not listed the same after the work as before it (a file
-that came and went while the command read: its folder's modification time tells); an answer with a line about
-a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that could not be
-read (its rows, a JSONL or manifest file, a probe that failed on an I/O error: it may read next time; a
-Parquet footer that cannot be read is kept as the probe cache keeps it); exit codes other than 0 and 1; binary
-output; output written to a file (``-o``); answers over ``MAX_CHARS``; runs on an object store, given as one
-file, or several as a fleet; ``POLARS_VERBOSE`` (polars then writes to stderr itself). Files a command reads
-besides its runs (a format spec, an aliases file) are part of the question, by their stamps. At most ``KEEP``
-answers are kept, the least recently used go first.
+at work: a live run is always read; ``probe_cache.is_racy``, which on whole-second times counts the change time
+too) or while a live writer's temporary file is in it (``run.in_flight``: killed, that writer leaves it as it
+was, a leftover the answer would not say), or whose runs are not listed the same after the work as before it (a
+file that came and went while the command read: its folder's modification time tells); an answer with a line
+about a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that could not be
+read (its rows, a JSONL or manifest file, a probe that failed on an I/O error: it may read next time; a Parquet
+footer that cannot be read is kept as the probe cache keeps it); exit codes other than 0 and 1; binary output;
+output written to a file (``-o``); answers over ``MAX_CHARS``; runs on an object store, given as one file, or
+several as a fleet; ``POLARS_VERBOSE`` (polars then writes to stderr itself). Files a command reads besides its
+runs (a format spec, an aliases file) are part of the question, by their stamps. At most ``KEEP`` answers are
+kept, the least recently used go first.
 
 Whoever can write the cache folder can set what these commands print: keep it yours (the default,
 ``~/.cache/runlog``, is).
@@ -194,12 +195,19 @@ def input_stamp(paths: list[Path]) -> list[Any]:
 def run_listing(root: Path) -> tuple[str, bool]:
     """(a digest of the run's listing: its files' stamps and its folders' (which change when an entry is
     added or removed, even one gone again), whether a file in it changed too recently to keep an answer, as
-    for the probe cache's entries: ``probe_cache.is_racy``)."""
+    for the probe cache's entries: ``probe_cache.is_racy``, or is a temporary file a live writer is writing:
+    ``run.in_flight``).
+
+    An in-flight temporary file is no leftover (the answer says nothing of it), but once its writer is killed
+    it is one (a warning), and nothing in the listing changes: the lock goes with the process, the file stays
+    as it was. An answer kept then would be served, without the warning, for ever."""
     from ..listing import walk
     from ..probe_cache import is_racy
+    from ..run import in_flight
 
     folders: list[tuple[str, tuple]] = []
     lines, racy = [], False
+    live: dict[int, bool] = {}  # whether each process's writer holds its lock (asked once)
     for _, rel, _, _, stamp in walk(root, folders):
         if stamp is None:  # pragma: no cover  (local files always have one)
             lines.append(f"{rel}|?")
@@ -207,6 +215,7 @@ def run_listing(root: Path) -> tuple[str, bool]:
         size, mtime, ctime, inode = stamp
         lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
         racy = racy or is_racy(stamp)  # by its ctime too on a file system of whole seconds, as the caches
+        racy = racy or in_flight(root, rel, live)
     lines.extend(f"{rel}/|{stamp[1]}|{stamp[2]}|{stamp[3]}" for rel, stamp in folders)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
 

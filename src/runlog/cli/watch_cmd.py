@@ -313,7 +313,7 @@ def event_line(e: Event) -> str:
 
 
 def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
+    return "-" if x is None else f"{x + 0.0:.4g}"  # + 0.0: -0.0 reads 0, not -0
 
 
 def end_line(as_json: bool, reason: str, message: str | None) -> None:
@@ -389,8 +389,8 @@ def _live(watcher: Watcher, interval: float, once: bool, stop: list[int] | None 
 
     if once:
         watcher.poll()
-        if watcher.doctor is not None:
-            watcher.doctor.final()
+        # As every stop: what still waits to settle is judged as it is now (a file torn, a temporary file left).
+        watcher.final_events(watcher.ended() or "idle")
         samples = extremes(watcher.live)
         console.print(screen())
         return watcher.ended() or "once"

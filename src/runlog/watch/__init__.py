@@ -28,6 +28,9 @@ from .poll import Backoff, Lister, no_credentials, run_lister
 if TYPE_CHECKING:
     from ..storage import StorageOptions
 
+# The ends at which nothing more is waited for: what still waits to settle is judged as it is then.
+SETTLED_ENDS = frozenset({"finished", "idle", "timeout"})
+
 __all__ = [
     "Backoff",
     "DoctorWatch",
@@ -113,9 +116,10 @@ class Watcher:
         if self.live.changed:
             # The change is dated by the listing that found it (it was made before that listing began).
             self.last_change = began
-            # A run with no data file yet (a writer's state file only) has nothing for doctor to read: its check
-            # would only say "no files found". The first data file makes it due.
-            if self.doctor is not None and self.live.files:
+            # A run with no data file yet (a writer's state file only, an empty log file, half a first line) has
+            # nothing for doctor to read: its check would only say "no run files found". The first data file
+            # read makes it due.
+            if self.doctor is not None and self.live.has_data:
                 self.doctor.changed()
         if self.doctor is not None:
             events += self.doctor.poll()
@@ -149,18 +153,22 @@ class Watcher:
         return why
 
     def final_events(self, why: str | None) -> list[Event]:
-        """What to say before stopping for ``why``: on ``finished``, the problems still settling (nothing more
-        will be written); a run of scalars only not said yet (``--once``, an early stop); then doctor's last
-        check, and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``)."""
+        """What to say before stopping for ``why``: on ``finished``, ``idle`` or ``timeout`` (``SETTLED_ENDS``),
+        the problems still settling, judged as they are now (``LiveRun.settle_all``: a file torn at the end is
+        unreadable, a writer's temporary file left is a leftover, as a plain ``doctor`` says; they were dropped
+        at an idle stop, and ``doctor --follow`` passed what ``doctor`` fails); a run of scalars only not said
+        yet (``--once``, an early stop); then doctor's last check, its problems still settling counted too,
+        and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``)."""
         if why is None:
             return []
         if why == "finished":
             self.live.split_typo_at_end()
-        events = self.live.settle_all() if why == "finished" else []
+        settled = why in SETTLED_ENDS
+        events = self.live.settle_all() if settled else []
         events += self.live.scalars_only_final()
         if self.doctor is None:
             return events
-        events += self.doctor.final(settle_all=why == "finished")
+        events += self.doctor.final(settle_all=settled)
         return events + (self.doctor.stopping() if why in ("idle", "timeout") else [])
 
     def unreachable_message(self) -> str:

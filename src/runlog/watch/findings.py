@@ -31,6 +31,8 @@ from .live import Event, Issue
 if TYPE_CHECKING:
     from ..storage import StorageOptions
 
+# The evidence of a NaN finding held a warning because the run followed has few steps yet (``doctor._nan_severity``).
+EARLY = "error_from_steps"
 # Reported again (``update: true``) when their ``nan`` count changes, and when the follow ends with their message
 # changed since it was said (their share, of a run that grew: ``DoctorWatch.final``).
 COUNTED_KINDS = frozenset({"nan_rewards", "nan_kl"})
@@ -91,6 +93,7 @@ class DoctorWatch:
         self.notes: list[str] = []
         self.checked_at: float | None = None  # wall time of the last finished check
         self.error: str | None = None
+        self._said_error: str | None = None  # the failure a note said last (said once while it lasts)
         self._seen: dict[tuple[str, str | None, str | None], int] = {}
         self._counts: dict[tuple[str, str | None, str | None], Any] = {}  # a count that, grown, is an update
         self._said: dict[tuple[str, str | None, str | None], str] = {}  # the message last reported (COUNTED_KINDS)
@@ -130,12 +133,19 @@ class DoctorWatch:
 
     def final(self, settle_all: bool = False) -> list[Event]:
         """Wait for a running check, then check once more if anything changed since it began (or a problem is
-        still settling); with ``settle_all`` (the run finished: nothing more will be written), a file still
-        unreadable then counts at once. Last, a finding of ``COUNTED_KINDS`` whose message changed since it was
-        reported (its share of a run that grew: "7.8%" of the first steps, "1.6%" of the run) comes again with
-        ``update: true``, so that its last event says what the run as it ends has, as ``doctor`` would."""
+        still settling, or a NaN share was held a warning for the run's few steps); with ``settle_all`` (the
+        follow stops: finished, idle, a timeout), that check judges the run as ``doctor`` does: a file still
+        unreadable then counts at once, and so does a NaN share of few steps.
+
+        Last, a finding of ``COUNTED_KINDS`` whose message changed since it was reported (its share of a run that
+        grew: "7.8%" of the first steps, "1.6%" of the run) comes again with ``update: true``, so that its last
+        event says what the run as it ends has, as ``doctor`` would."""
         events = self._collect(wait=True)
         self._settle_all = settle_all
+        if settle_all and any(EARLY in f.evidence for f in self.findings):
+            # A NaN share held a warning while the run had few steps (``analysis.doctor.following``): the run
+            # as it ends is graded as ``doctor`` grades it, so that the follow's exit is plain ``doctor``'s.
+            self._dirty = True
         if self._dirty:
             self._dirty = False
             self._last_start = self.clock()
@@ -175,13 +185,15 @@ class DoctorWatch:
 
     def _check(self) -> tuple[list[Finding], list[str], str | None, float]:
         """``diagnose`` on the run as it is now: (findings, notes, error message, seconds it took)."""
-        from ..analysis.doctor import diagnose
+        from ..analysis.doctor import diagnose, following
         from ..errors import RunlogError
         from ..run import open_run
 
         t0 = self.clock()
         try:
-            with live_reads():  # no file that may still change is memory-mapped (SIGBUS when it shrinks)
+            # No file that may still change is memory-mapped (SIGBUS when it shrinks); graded as a run still being
+            # written, but for the last check of a follow that stops (``final(settle_all=True)``).
+            with live_reads(), following(not self._settle_all):
                 run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
                 known = len(run.problems)
                 result = diagnose(run, self.config)
@@ -224,7 +236,11 @@ class DoctorWatch:
         self.error = error
         if error is not None:
             self._dirty = True
-            return [Event("note", {"message": f"doctor: {error}; retrying"})]
+            # Said once while it fails alike: a run that stays so (files that tell no run yet) said it at
+            # every check.
+            said, self._said_error = self._said_error, error
+            return [] if error == said else [Event("note", {"message": f"doctor: {error}; retrying"})]
+        self._said_error = None
         # The run's file problems and gaps are ``live``'s to say (once they settle): doctor's own are left out.
         kept = [f for f in findings if f.kind != "step_gaps" and not is_run_problem(f)]
         self._at_end = [f for f in kept if _said_at_end(f)]

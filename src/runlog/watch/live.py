@@ -28,11 +28,19 @@ from ..analysis.doctor import missing_steps
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import gaps_without, step_gaps
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
-from ..errors import DataError, RunlogError, UsageError, did_you_mean
+from ..errors import (
+    DataError,
+    RunlogError,
+    RunNotFoundError,
+    SeveralRunsError,
+    UnknownLayoutError,
+    UsageError,
+    did_you_mean,
+)
 from ..formats.base import UNREADABLE, WARNING, FileInfo, Problem
 from ..formats.common import LineProblem, StillWrittenError, live_reads
 from ..formats.common import step_in_name as _step_in_name  # its old name here (tests import it)
-from ..run import Run, in_flight, read_failures
+from ..run import CHANGED, GONE, Run, in_flight, read_failures
 from .poll import Listing, Version, diff, is_state_file
 
 if TYPE_CHECKING:
@@ -158,9 +166,14 @@ class LiveRun:
         self.issues: dict[tuple[str, str], Issue] = {}
         self._waiting: dict[tuple[str, str], tuple[float, Issue]] = {}  # seen, not yet settled
         self._torn: dict[str, Issue] = {}  # files whose last line is still being written, by path
+        # Files whose footer is intact and whose data a read could not decode (a corrupt page), by path: a
+        # problem once they have stayed so for ``settle`` seconds (``_summarised``).
+        self._bad_pages: dict[str, Issue] = {}
         self.name: str = os.path.basename(str(path).rstrip("/")) or str(path)
         self.role_order: list[str] = []
         self._primed = False  # some file of the run has been read
+        self._said_waiting = False  # "waiting for the run's first data" was said (its files tell no run yet)
+        self._listed: tuple[Listing, Listing | None] | None = None  # the last listing (``settle_all`` reads it again)
         # ``--split`` was checked against the splits of the run's sample files (there were some to check it by).
         self._split_checked = split is None
         self.polls = 0
@@ -191,6 +204,7 @@ class LiveRun:
             return self._update(listing, temp)
 
     def _update(self, listing: Listing, temp: Listing | None) -> list[Event]:
+        self._listed = (listing, temp)
         now = self.clock()
         first = self.polls == 0
         self.polls += 1
@@ -223,6 +237,10 @@ class LiveRun:
                 noted=old is not None and old.noted,
             )
         to_read = [*changes.added, *changes.changed, *(r for r, rec in self.files.items() if rec.pending)]
+        if to_read and not self._primed:
+            # No file of the run read yet (the first poll, or the first files that tell a layout are yet to
+            # come): the whole run is opened, as at a first poll, and every file is taken from it.
+            to_read = [*to_read, *self.files]
         to_read = list(dict.fromkeys(to_read))
         recomputed = False
         # State files new or changed are read by the same opening as the data (``_ends``).
@@ -230,13 +248,22 @@ class LiveRun:
         opened: Run | None = None
         if to_read:
             try:
-                run = opened = self._open(None if first else [*to_read, *changed_ends])
-            except UsageError:
-                if first:
-                    raise
-                # The new files alone match no layout (half a first line of a run without a manifest): held
-                # while young, then said, as when they are read beside others; never the end of the watch.
+                run = opened = self._open(None if not self._primed else [*to_read, *changed_ends])
+            except (SeveralRunsError, UnknownLayoutError, RunNotFoundError):
+                if not self._primed:
+                    raise  # the path itself is wrong (several runs, a layout that does not exist): exit 2
                 events += self._unmatched(to_read, now)
+                run = None
+            except UsageError as exc:
+                if not self._primed:
+                    # No run file yet (an empty log file a trainer just created, half a first line): a watch
+                    # begun before the first data waits for it, as in an empty folder (said once); each file is
+                    # read again when it changes. It was the end of the watch, exit 2.
+                    events += self._waiting_for_data(exc, to_read)
+                else:
+                    # The new files alone match no layout (half a first line of a run without a manifest): held
+                    # while young, then said, as when they are read beside others; never the end of the watch.
+                    events += self._unmatched(to_read, now)
                 run = None
             except read_failures() as exc:
                 # A file changed under the probe (a panic in a reader): every file of this poll is read again
@@ -269,6 +296,7 @@ class LiveRun:
         if self._primed:
             events += self._scalars_only_events(now)
         events += self._torn_lines(now)
+        events += self._corrupt_pages(now)
         events += self._temporary(temp or {}, now)
         events += self._gaps(now)
         said_before = self._said_states()
@@ -377,6 +405,24 @@ class LiveRun:
             only = list(dict.fromkeys([*manifests, *only]))
         return open_run(self.path, layout=self.layout, storage_options=self.storage_options, only=only)
 
+    def _waiting_for_data(self, exc: UsageError, rels: list[str]) -> list[Event]:
+        """The run's files tell no run yet (``exc``: ``open_run``'s "no run files found"): each is recorded as
+        unread (read again once it changes), and a note says once that the watch waits."""
+        for rel in rels:
+            rec = self.files.get(rel)
+            if rec is not None:
+                rec.info, rec.pending, rec.noted = None, False, False
+        if self._said_waiting:
+            return []
+        self._said_waiting = True
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [Event("note", {"message": f"{reason}; waiting for the run's first data"})]
+
+    @property
+    def has_data(self) -> bool:
+        """Some file of the run was read (a layout told): doctor has something to check."""
+        return any(r.info is not None for r in self.files.values())
+
     def _unmatched(self, rels: list[str], now: float) -> list[Event]:
         events: list[Event] = []
         for rel in rels:
@@ -454,6 +500,7 @@ class LiveRun:
             young = now - _written(rec) < self.settle
             # A file whose first bytes do not tell its layout yet (half a first line) is held back too, silently.
             unknown = info is None and bool(problems)
+            self._bad_pages.pop(rel, None)  # this version is judged afresh
             if (torn or unknown) and young:
                 if torn and not rec.noted:
                     events.append(
@@ -576,17 +623,29 @@ class LiveRun:
         return [Event("note", {"message": f"showing split {choice} (was {previous})"})] if previous else []
 
     def _summarised(self, run: Run, affected: set[int], now: float) -> list[Event]:
-        """``_recompute``, all or nothing: when the read fails (a file rewritten while it was read: polars
-        panics on a file that shrank, or fails on a page of the old version), or leaves out a file written less
-        than ``settle`` seconds ago (torn while read: ``Run.collect`` skips it), what was shown stays, the steps
-        are summarised again at the next poll, and such a file is read again then (``pending``). A failed read
-        is a note (said once), never the end of the watch."""
+        """``_recompute``, with what its read left out sorted by why (``Run.collect`` skips a file it cannot read,
+        with a problem that says why):
+
+        - the read failed (a file rewritten while it was read: polars panics on a file that shrank, or fails on
+          a page of the old version; ``StillWrittenError``): what was shown stays, every step is summarised
+          again at the next poll, and such a file is read again then (``pending``); a failed read is a note
+          (said once), never the end of the watch;
+        - a file left out because it changed since it was listed (``run.CHANGED``, gone): it is being written.
+          Only the steps it holds keep what was shown and are summarised again at the next poll, with the
+          file (``pending``, one note); the other steps are shown as read;
+        - a file left out whose footer is intact and that did not change (a corrupt data page): it is bad as
+          it stands, no file being written. Its steps are what the other files hold (a step of no other file
+          is none), and it is a problem once it has stayed so for ``settle`` seconds since it was written
+          (``_bad_pages``), as an unreadable footer is: not "incomplete", and no other step waits for it."""
         readable = {id(f) for f in self._sample_infos()}
         before = (dict(self.steps), dict(self._shown), set(self._withdrawn))
+        known = len(run.problems)
         failure: BaseException | None = None
         changing: list[str] = []
+        raised = True  # the read failed: nothing of it is shown
         try:
             events = self._recompute(run, affected)
+            raised = False
         except StillWrittenError as exc:  # rewritten since listed, or while read (``live_reads``): as a torn file
             events = []
             if exc.path in self.files:
@@ -595,22 +654,42 @@ class LiveRun:
                 failure = exc
         except read_failures(DataError) as exc:
             events, failure = [], exc
-        torn = [
-            rel
-            for rel, rec in self.files.items()
-            if rec.info is not None
-            and id(rec.info) in readable
-            and not rec.info.readable
-            and now - _written(rec) < self.settle
-        ]
-        torn += [rel for rel in changing if rel not in torn]
-        if failure is None and not torn:
+        said: dict[str, Problem] = {}  # the first problem the read gave each file it left out
+        for p in run.problems[known:]:
+            if p.kind == UNREADABLE:
+                said.setdefault(p.path, p)
+        for rel, rec in self.files.items():
+            if rec.info is None or id(rec.info) not in readable or rec.info.readable:
+                continue
+            problem = said.get(rel)
+            if problem is None or problem.message.startswith((CHANGED, GONE)):
+                if rel not in changing:
+                    changing.append(rel)
+            else:
+                self._bad_pages[rel] = Issue(UNREADABLE, rel, problem.message, _onset(rel, rec.info, problem), "error")
+        if failure is None and not changing:
             self._said_failure = None
             return events
-        self.steps, self._shown, self._withdrawn = before
-        self._retry.update(affected)
-        events = []
-        for rel in torn:
+        steps, shown, withdrawn = before
+        # Only the steps of the files being written wait for them; the others are shown as read (all of them
+        # wait when the read failed).
+        held = set(affected) if raised else self._held_by(changing) & affected
+        events = _without_steps(events, held)
+        for s in held:
+            if s in steps:
+                self.steps[s] = steps[s]
+            else:
+                self.steps.pop(s, None)
+            if s in shown:
+                self._shown[s] = shown[s]
+            else:
+                self._shown.pop(s, None)
+            if s in withdrawn:
+                self._withdrawn.add(s)
+            else:
+                self._withdrawn.discard(s)
+        self._retry.update(held)
+        for rel in changing:
             rec = self.files[rel]
             rec.pending = True
             if not rec.noted:
@@ -621,6 +700,10 @@ class LiveRun:
         if failure is not None:
             events += self._failed(failure)
         return events
+
+    def _held_by(self, rels: Iterable[str]) -> set[int]:
+        """The steps the files ``rels`` hold."""
+        return {s for rel in rels if rel in self.files for s in self._steps_of(self.files[rel].info)}
 
     def _failed(self, exc: BaseException) -> list[Event]:
         """The note of a read that failed (retried at the next poll); said once while it fails alike."""
@@ -676,8 +759,11 @@ class LiveRun:
                     r["reward_mean"], r["kl_mean"], int(r["reward_count"] or 0), int(r.get("reward_nan") or 0)
                 )
             # A step whose files hold no row (the writer's empty step: every rollout filtered out) is a step
-            # all the same, with 0 rows: the summary has no row to say so.
+            # all the same, with 0 rows: the summary has no row to say so. Not one whose every file the read
+            # left out (a corrupt data page): nothing of it was read; its file's problem says so.
             for f in files:
+                if not f.readable:
+                    continue
                 for s in self._steps_of(f):
                     if s in affected and s not in self.steps:
                         self.steps[s] = StepStats(s, rows.get(s, 0), {}, arrived.get(s, self.clock()))
@@ -764,6 +850,18 @@ class LiveRun:
             events += self._after_settling((rel, TORN), issue, now, _written(rec))
         return events
 
+    def _corrupt_pages(self, now: float) -> list[Event]:
+        """The files a read left out for a corrupt data page (``_bad_pages``) that held for ``settle`` seconds
+        since they were written: an ``unreadable`` problem, as ``inspect --deep`` and ``doctor`` say it."""
+        events: list[Event] = []
+        for rel, issue in list(self._bad_pages.items()):
+            rec = self.files.get(rel)
+            if rec is None:
+                del self._bad_pages[rel]
+                continue
+            events += self._after_settling((rel, UNREADABLE), issue, now, _written(rec))
+        return events
+
     def _after_settling(self, key: tuple[str, str], issue: Issue, now: float, since: float) -> list[Event]:
         """Report ``issue`` once it has held for ``settle`` seconds since ``since`` (when its cause was written,
         where known)."""
@@ -777,9 +875,19 @@ class LiveRun:
         return [Event("problem", issue.as_dict())]
 
     def settle_all(self) -> list[Event]:
-        """Every problem still settling, reported now: the run finished (each writer closed), so a temporary
-        file, a gap or a torn line that is there now stays."""
-        events = []
+        """At the end of a follow (``finished``, ``idle``, ``timeout``: nothing more is waited for), what is still
+        waiting to settle is judged as it is now, as a cold ``inspect`` or ``doctor`` judges it: the files held
+        back (torn, half a first line, rewritten while read) are read once more and said as they are (a file
+        torn at the end is unreadable), and the temporary files, gaps, torn last lines and corrupt files there
+        now are problems at once. They were dropped at an idle stop: ``doctor --follow --fail-on error`` passed
+        a run that ended on a torn file, which a plain ``doctor`` fails."""
+        if self._listed is None:
+            return []
+        settle, self.settle = self.settle, -math.inf  # nothing is young any more (a clock ahead included)
+        try:
+            events = self.update(*self._listed)
+        finally:
+            self.settle = settle
         for key, (_, issue) in sorted(self._waiting.items()):
             self.issues[key] = issue
             events.append(Event("problem", issue.as_dict()))
@@ -832,9 +940,11 @@ class LiveRun:
 
 
 def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str | None) -> dict[int, int]:
-    """Rows per step of ``files``: a one-step file's row count from its probe, a file of several steps (or
-    splits) counted per step (its rows are not spread evenly over its steps)."""
+    """Rows per step of ``files`` as read: a one-step file's row count from its probe, a file of several steps
+    (or splits) counted per step (its rows are not spread evenly over its steps); a file the read left out
+    (a corrupt data page behind an intact footer) counts none."""
     rows: dict[int, int] = {}
+    files = [f for f in files if f.readable]  # a file the read left out (``Run.collect``) gave no row
     multi = [f for f in files if len(f.all_steps()) > 1 or (split is not None and f.split is None)]
     for f in files:
         if f not in multi and f.all_steps():
@@ -850,6 +960,21 @@ def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str 
             if s is not None:
                 rows[int(s)] = rows.get(int(s), 0) + int(n)
     return rows
+
+
+def _without_steps(events: list[Event], steps: set[int]) -> list[Event]:
+    """``events`` less what they say of ``steps`` (a ``step`` event of one, and each one in a ``removed``)."""
+    out = []
+    for e in events:
+        if e.kind == "step" and e.data["step"] in steps:
+            continue
+        if e.kind == "removed":
+            left = [s for s in e.data["steps"] if s not in steps]
+            if not left:
+                continue
+            e = Event("removed", {**e.data, "steps": left})
+        out.append(e)
+    return out
 
 
 def _of_path(rel: str) -> Callable[[tuple[str, str]], bool]:

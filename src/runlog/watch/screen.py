@@ -142,7 +142,7 @@ def num(v: float | None, digits: int = 4, *, zeros: bool = False) -> str:
         return "-"
     if not math.isfinite(v):
         return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return f"{v:{'#' if zeros else ''}.{digits}g}"
+    return f"{v + 0.0:{'#' if zeros else ''}.{digits}g}"  # + 0.0: a reward of -0.0 reads 0, not -0
 
 
 def nums_apart(values: Sequence[float | None]) -> list[str]:
