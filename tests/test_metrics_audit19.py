@@ -11,6 +11,14 @@
 4. ``metrics format --spec tool-call-json --tools pythn`` failed every call as unknown_tool without a word that
    none of the tools called is listed.
 5. The note on the rows measured over all their texts said ``group None`` for the texts in no prompt group.
+6. ``--text role:model`` (``role:agent``, ``role:Assistant``) also read the model turns without a name beside a
+   speaker named ``model`` (4 texts, unique_frac 0.75, against the ``model`` row's 3 texts, 0.667): it reads that
+   speaker alone, and the turns without a name only where no speaker of the run is named so (said in a note).
+7. The speakers a ``role:NAME`` typo error listed included those ``role:NAME`` can never read (``user``, a tool
+   result named ``python``, a user named ``alice``), and it suggested the very name asked (``role:python``: "did
+   you mean 'python'?").
+8. docs/metrics.md said ``role:NAME`` reads ``--by role``'s row NAME, though with ``auto`` texts a speaker in the
+   role field has no row and with ``messages`` texts the rows of users and tools are none ``role:`` reads.
 
 The expected texts are read from the rows written (plain Python over the messages), or the run's Parquet read with
 pyarrow, never from runlog's own helpers.
@@ -186,10 +194,26 @@ def test_unnamed_turns_are_one_row_however_their_role_is_spelled(cli, tmp_path):
     assert _texts(texts_frame(run, "role:Model").drop_nulls("text")) == unnamed
 
 
+def _listed(stderr: str) -> list[str]:
+    """The speakers a ``role:NAME`` usage error lists (``the turns it can read there are spoken by A, B``)."""
+    said = re.search(r"the turns it can read there are spoken by ([^;(]*)", stderr)
+    assert said is not None, stderr
+    return [w.strip() for w in said.group(1).split(",")]
+
+
+def _readable(m: dict) -> bool:
+    """A message ``role:NAME`` can read: not the model's input (docs/metrics.md lists those roles)."""
+    return str(m.get("role")).lower() not in {"user", "human", "system", "developer", "tool", "function", "ipython"}
+
+
+def _label(m: dict) -> str:
+    return m.get("name") or ("assistant" if _unnamed(m) else m["role"])
+
+
 def test_the_speakers_a_role_typo_error_lists_are_the_labels_role_can_name(cli, tmp_path):
     """``--text role:NAME`` naming no speaker lists the run's speakers as ``--by role`` labels them: the unnamed
     model turns once, as ``assistant`` (before: ``Model`` and ``assistant``, two names for one speaker), and a named
-    judge by its name."""
+    judge by its name; never ``user``, whose messages ``role:NAME`` never reads (before: listed first)."""
     samples = {
         "m": [U, {"role": "Model", "content": "M says"}],
         "a": [U, _a("a says"), _a("verdict", name="judge")],
@@ -197,12 +221,152 @@ def test_the_speakers_a_role_typo_error_lists_are_the_labels_role_can_name(cli, 
     root = _write(tmp_path / "run", samples)
     res = cli("metrics", "diversity", root, "--text", "role:jugde")
     assert res.exit_code == 2, res.output
-    said = re.search(r"messages are spoken by ([^(]*)\(", res.stderr)
-    assert said is not None, res.stderr
-    listed = [w.strip() for w in said.group(1).split(",")]
+    assert "did you mean 'judge'?" in res.stderr
     written = [m for ms in samples.values() for m in ms]  # no prompt_turns: every message is generated
-    truth = dict.fromkeys(m.get("name") or ("assistant" if _unnamed(m) else m["role"]) for m in written)
-    assert listed == list(truth) == ["user", "assistant", "judge"], res.stderr
+    truth = dict.fromkeys(_label(m) for m in written if _readable(m))
+    assert _listed(res.stderr) == list(truth) == ["assistant", "judge"], res.stderr
+
+
+# A debate with a user named alice and a tool result named python (the names a typo error listed and offered).
+INPUT_NAMED = {
+    f"s{k}": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": f"question {k}", "name": "alice"},
+        _a("", tool_calls=[{"id": f"c{k}", "name": "python", "arguments": "{}"}], name="solver"),
+        {"role": "tool", "content": f"out {k}", "name": "python", "tool_call_id": f"c{k}"},
+        _a(f"solver answer {k}", name="solver"),
+        {"role": "agent_0", "content": f"agent0 {k % 2}"},
+    ]
+    for k in range(3)
+}
+
+
+@pytest.mark.parametrize("name", ["python", "alice", "user", "system"])
+def test_a_role_naming_only_input_messages_is_said_so_and_never_offered(cli, tmp_path, name):
+    """``role:python`` (a tool result named after its tool), ``role:alice`` (a user named so), ``role:user``:
+    ``role:NAME`` never reads those messages, so the error says so, lists only the speakers it can read (from the
+    messages written) and offers no name; before it listed them and asked "did you mean 'python'?"."""
+    root = _write(tmp_path / "run", INPUT_NAMED)
+    res = cli("metrics", "diversity", root, "--text", f"role:{name}")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "did you mean" not in res.stderr
+    assert "the model's input" in res.stderr
+    written = [m for ms in INPUT_NAMED.values() for m in ms]
+    assert _listed(res.stderr) == list(dict.fromkeys(_label(m) for m in written if _readable(m)))
+    assert _listed(res.stderr) == ["solver", "agent_0"]
+
+
+def test_a_role_typo_error_never_offers_the_name_asked(cli, tmp_path):
+    """A planner whose every turn is a tool call without words has no text: ``role:planner`` reads none, and the
+    error says why instead of "did you mean 'planner'?" (the name asked)."""
+    call = [{"id": "c", "name": "search", "arguments": "{}"}]
+    samples = {
+        f"s{k}": [U, _a("\n\n", tool_calls=call, name="planner"), _a(f"ans {k}", name="solver")] for k in range(2)
+    }
+    root = _write(tmp_path / "run", samples)
+    res = cli("metrics", "diversity", root, "--text", "role:planner")
+    assert res.exit_code == 2, res.output
+    assert "did you mean 'planner'" not in res.stderr
+    assert "tool call without words" in res.stderr
+    assert _listed(res.stderr) == ["planner", "solver"]
+
+
+# An unnamed policy beside a speaker named ``model`` (a critic), silent in one sample.
+NAMED_MODEL = {
+    f"s{k}": [U, _a(f"policy {k}"), *([_a(f"critic {k % 2}", name="model")] if k < 3 else [])] for k in range(4)
+}
+
+
+def _diversity(cli, root: Path, *args: str) -> tuple[list[dict], str]:
+    res = cli("metrics", "diversity", root, "--over", "set", "--format", "json", *args)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout), res.stderr
+
+
+def test_role_model_reads_the_speaker_named_model_alone(cli, tmp_path):
+    """``--text role:model`` reads the turns of the speaker named ``model``, the ``--by role`` row ``model``
+    (3 texts, unique_frac 2/3 from the rows written), never the unnamed policy's turns beside it (before: 4 texts,
+    0.75, reading "policy 3" where the critic is silent); no note of the turns without a name."""
+    root = _write(tmp_path / "run", NAMED_MODEL)
+    want = list(_truth(NAMED_MODEL, lambda m: m.get("name") == "model").values())
+    assert want == ["critic 0", "critic 1", "critic 0"]
+    rows, _ = _diversity(cli, root, "--by", "role")
+    [row] = [r for r in rows if r["role"] == "model"]
+    [got], err = _diversity(cli, root, "--text", "role:model")
+    for r in (row, got):
+        assert r["texts"] == len(want)
+        assert r["unique_frac"] == pytest.approx(len(set(want)) / len(want), abs=1e-12)
+    assert "without a name" not in err
+    run = open_run(root)
+    assert _texts(texts_frame(run, "role:model").drop_nulls("text")) == _truth(
+        NAMED_MODEL, lambda m: m.get("name") == "model"
+    )
+    per = format_per_sample(run, "tool-call-json", text="role:model")
+    assert sorted(per["sample_id"].to_list()) == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize("name", ["model", "Agent", "Assistant"])
+def test_a_model_role_spelled_otherwise_reads_the_unnamed_turns_where_none_is_named_so_and_says_it(cli, tmp_path, name):
+    """Where no speaker of the run is named NAME, ``role:model`` (``role:Agent``, ``role:Assistant``) reads the
+    model turns without a name, the texts of ``role:assistant``, and a note says so."""
+    samples = {f"s{k}": [U, {"role": "Model" if k % 2 else "assistant", "content": f"p {k % 3}"}] for k in range(6)}
+    root = _write(tmp_path / "run", samples)
+    want = list(_truth(samples, _unnamed).values())
+    [got], err = _diversity(cli, root, "--text", f"role:{name}")
+    assert got["texts"] == len(want)
+    assert got["unique_frac"] == pytest.approx(len(set(want)) / len(want), abs=1e-12)
+    [note] = [line for line in err.splitlines() if line.startswith(f"note: --text role:{name}:")]
+    assert f"no speaker of the run is named {name}" in note and "--by role labels assistant" in note
+
+
+def test_whether_role_model_names_the_unnamed_turns_is_decided_over_the_run(cli, tmp_path):
+    """A speaker named ``model`` at step 1 only: ``role:model`` reads it, at every step, whatever ``--steps``
+    picks; at step 0, where it is silent, it reads nothing (a usage error), never the unnamed turns there (a step's
+    texts would differ with the steps asked)."""
+    root = tmp_path / "run"
+    with runlog.RunWriter(root, name="run") as w:
+        for step in (0, 1):
+            w.log_samples(
+                step,
+                [
+                    {
+                        "sample_id": f"s{k}",
+                        "group_id": "g",
+                        "reward": 0.5,
+                        "messages": [U, _a(f"policy {k}"), *([_a(f"critic {k}", name="model")] if step else [])],
+                    }
+                    for k in range(3)
+                ],
+            )
+    rows, _ = _diversity(cli, root, "--text", "role:model", "--by", "step")
+    assert [(r["step"], r["texts"]) for r in rows if r["texts"]] == [(1, 3)]
+    res = cli("metrics", "diversity", root, "--steps", "0", "--text", "role:model")
+    assert res.exit_code == 2, res.output
+    assert "no message of the selected samples is spoken by 'model'" in res.stderr
+
+
+def test_the_doc_says_which_by_role_rows_role_name_reads_and_the_cli_agrees(cli, tmp_path):
+    """docs/metrics.md no longer says ``role:NAME`` reads ``--by role``'s row NAME whatever the text: with ``auto``
+    texts a speaker in the role field (``agent_0``) has no row while ``role:agent_0`` reads its turns, and with
+    ``messages`` texts the rows of user and tool messages are none ``role:`` reads; the CLI agrees."""
+    doc = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    assert "So `--text role:NAME` reads the texts of `--by role`'s row NAME" not in doc
+    [auto] = [b for b in doc.split("\n- ") if b.startswith("`--text auto --by role`")]
+    assert '{"role": "agent_0"}' in auto and "has no row there" in auto
+    [messages] = [b for b in doc.split("\n- ") if b.startswith("`--text messages --by role`")]
+    assert "a user's" in messages and "none that `role:NAME` reads" in messages
+    root = _write(tmp_path / "run", INPUT_NAMED)
+    auto_rows, _ = _diversity(cli, root, "--by", "role")
+    assert "agent_0" not in {r["role"] for r in auto_rows}
+    [agent], _ = _diversity(cli, root, "--text", "role:agent_0")
+    want = list(_truth(INPUT_NAMED, lambda m: m.get("role") == "agent_0").values())
+    assert agent["texts"] == len(want) == 3
+    message_rows, _ = _diversity(cli, root, "--text", "messages", "--by", "role")
+    for unread in ("user", "system", "python", "alice"):
+        res = cli("metrics", "diversity", root, "--text", f"role:{unread}")
+        assert res.exit_code == 2, res.output
+    assert {"system", "alice", "python"} <= {r["role"] for r in message_rows}
 
 
 def _tool_run(root: Path) -> tuple[Path, Counter]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import shlex
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import pl
+from ..chat import INPUT_ROLES
 from ..errors import RunlogError, UsageError, did_you_mean
 from .filters import Filters, StepRange, item_contains, item_text
 
@@ -269,43 +271,67 @@ def check_fleet(
 # Speakers (``metrics --text role:NAME``)
 # ---------------------------------------------------------------------------------------------------------
 
-CHAT_ROLES = ("system", "user", "assistant", "tool")
+MAX_SPEAKERS = 30  # speakers named in a message
+# The roles of the model's input (prompt, system and tool-result messages), as the texts read them
+# (``texts.NOT_MODEL_ROLES``): no speaker of theirs is one ``--text role:NAME`` reads.
+NOT_MODEL_ROLES = sorted(INPUT_ROLES)
 
 
 def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = None) -> None:
-    """``--text role:NAME`` that selected no message (``found`` false) is a usage error naming the speakers
-    the run's selected samples have (their messages' names and roles: read only on this error), its roles and
-    the chat roles. Checked after the fact: speakers are in the messages."""
+    """``--text role:NAME`` that selected no message (``found`` false) is a usage error naming the speakers that
+    ``role:NAME`` can read in the run's selected samples (``message_speakers``: read only on this error) and its
+    roles, with a near name (never NAME itself). A NAME that only the model's input speaks (a user, system or
+    tool message: ``role:user``, a user named ``alice``, a tool result named ``python``) is said so: ``role:NAME``
+    never reads those. Checked after the fact: speakers are in the messages."""
     if found or not text.startswith("role:"):
         return
     name = text.split(":", 1)[1]
     spoken = message_speakers(run, filters or Filters())
-    if name in message_speakers(run, filters or Filters(), prompt=True) and name not in spoken:
+    listed = f"the turns it can read there are spoken by {', '.join(spoken)}" if spoken else "it can read no turn there"
+    quoted = shlex.quote(f"role:{name}")
+    if name in spoken:
+        # The speaker is there, but none of its turns was measured: ``texts._turn_texts`` passes over a tool call
+        # without words (and only such a turn), and a format spec's roles keep their own texts only.
+        raise UsageError(
+            f"--text {quoted}: {name!r} speaks in the selected samples, but none of its turns there was measured "
+            f"(each a tool call without words, which holds no text, or a spec whose roles leave {name} out); {listed}"
+        )
+    if name in message_speakers(run, filters or Filters(), prompt=True):
         # Its turns are all the prompt's (a few-shot example): the texts are read from the generated turns.
         raise UsageError(
-            f"--text role:{name}: {name!r} speaks only in the selected samples' prompts (their first prompt_turns "
-            "messages, such as a few-shot example), which the texts are not read from; the generated turns are "
-            f"spoken by {', '.join(spoken) or 'no one'}"
+            f"--text {quoted}: {name!r} speaks only in the selected samples' prompts (their first prompt_turns "
+            f"messages, such as a few-shot example), which the texts are not read from; {listed}"
+        )
+    inputs = ", ".join(NOT_MODEL_ROLES)
+    if name.lower() in INPUT_ROLES:
+        raise UsageError(
+            f"--text {quoted}: {name} is a role of the model's input ({inputs}), whose messages --text role:NAME "
+            f"never reads: it reads a speaker's turns; {listed}"
+        )
+    if name in message_speakers(run, filters or Filters(), inputs=True):
+        # A user, system or tool message is the model's input, never a speaker's turn that role:NAME reads.
+        raise UsageError(
+            f"--text {quoted}: {name!r} speaks only in messages of the model's input in the selected samples (their "
+            f"role {inputs}: a user named so, a tool result named after its tool), which --text role:NAME never "
+            f"reads; {listed}"
         )
     roles = [r for r in run.role_names() if r not in spoken]
-    said = f"the selected samples' messages are spoken by {', '.join(spoken)}" if spoken else "no message has a speaker"
-    if roles:
-        said += f"; this run's roles are {', '.join(roles)}"
+    said = listed + (f"; this run's roles are {', '.join(roles)}" if roles else "")
+    near = did_you_mean(name, [n for n in [*spoken, *roles] if n != name])
     raise UsageError(
-        f"--text role:{name}: no message of the selected samples is spoken by {name!r}"
-        f"{did_you_mean(name, [*spoken, *roles])}; {said} (chat roles: {', '.join(CHAT_ROLES)})"
+        f"--text {quoted}: no message of the selected samples is spoken by {name!r}{near}; {said} (a user, system or "
+        "tool message is never read)"
     )
 
 
-MAX_SPEAKERS = 30  # speakers named in a message
-
-
-def message_speakers(run: Run, filters: Filters, *, prompt: bool = False) -> list[str]:
-    """The distinct speakers (a message's ``name``, else ``assistant`` for a model turn, else its ``role``) of
-    the selected samples' generated messages (past their ``prompt_turns``, where a layout tells: the texts are
-    read from those), in order of first appearance, at most ``MAX_SPEAKERS``; with ``prompt``, of their prompt's
-    messages instead. Empty when the run has no messages or they cannot be read (the command that failed to find
-    the speaker has said what it could not read)."""
+def message_speakers(run: Run, filters: Filters, *, prompt: bool = False, inputs: bool = False) -> list[str]:
+    """The distinct speakers ``--text role:NAME`` can read (a message's ``name``, else ``assistant`` for a model
+    turn, else its ``role``: ``texts.speaker_label``) of the selected samples' generated messages (past their
+    ``prompt_turns``, where a layout tells: the texts are read from those), in order of first appearance, at most
+    ``MAX_SPEAKERS``: never a message whose role is the model's input (``texts.NOT_MODEL_ROLES``: user, system,
+    tool...), which ``role:NAME`` never reads, named or not. With ``prompt``, of their prompt's messages instead;
+    with ``inputs``, the speakers of those input messages only. Empty when the run has no messages or they cannot
+    be read (the command that failed to find the speaker has said what it could not read)."""
     from .filters import apply_filters
 
     try:
@@ -322,7 +348,8 @@ def message_speakers(run: Run, filters: Filters, *, prompt: bool = False) -> lis
         name, role = (
             pl.element().struct.field(f) if f in fields else pl.lit(None, pl.String) for f in ("name", "role")
         )
-        msg = part.list.eval(speaker_label(name, role))
+        given = role.cast(pl.String).str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False)
+        msg = part.list.eval(speaker_label(name, role).filter(given if inputs else ~given))
         [df] = run.collect(lambda: [lf.select(msg.explode().drop_nulls().unique(maintain_order=True).alias("who"))])
     except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
         return []

@@ -28,7 +28,9 @@ Which text a metric reads is the ``text=`` argument (``runlog metrics --text``; 
   a generation cut off while reasoning is the empty text; tool calls without words passed over), the speaker
   being the one ``--by role`` labels so (``speaker_label``: the turn's ``name``; the model turns without a name
   are ``assistant``, however their role is spelled; a ``role`` field that names a speaker rather than a chat
-  role, ``{"role": "agent_0"}``): ``role:assistant`` never reads a named judge's turn.
+  role, ``{"role": "agent_0"}``): ``role:assistant`` never reads a named judge's turn, ``role:model`` a speaker
+  named ``model`` alone; only where no speaker of the run is named so does a model chat role spelled otherwise
+  (``role:model``, ``role:Agent``) name the model turns without a name (``role_speaker``, said: ``role_note``).
 - ``messages``: every message, one text each (role = its speaker, ``speaker_label``), for message-level specs.
 
 Think tags only mean reasoning in assistant turns: the ``auto``, ``assistant`` and ``role:`` texts never
@@ -100,14 +102,70 @@ def speaker_label(name: pl.Expr, role: pl.Expr) -> pl.Expr:
 
 
 def spoken_by(speaker: str, name: pl.Expr, role: pl.Expr) -> pl.Expr:
-    """The messages ``--text role:NAME`` reads as ``speaker``'s: those whose ``speaker_label`` is ``speaker``, the
-    turns ``--by role`` puts in that speaker's row (``role:assistant`` reads the model turns without a name, never a
-    named judge's; ``role:judge`` a judge's, named or written in the role field). A model chat role spelled
-    otherwise (``role:model``, ``role:Assistant``) names the model turns without a name too, as they are written."""
-    said = speaker_label(name, role) == speaker
-    if speaker.lower() in MODEL_ROLES:
-        said |= name.is_null() & role.cast(pl.String).str.to_lowercase().is_in(MODEL_ROLES)
-    return said.fill_null(False)
+    """The messages ``--text role:NAME`` reads as ``speaker``'s (``role_speaker``: the speaker NAME names): those
+    whose ``speaker_label`` is ``speaker``, exactly the turns ``--by role`` puts in that speaker's row
+    (``role:assistant`` reads the model turns without a name, never a named judge's; ``role:judge`` a judge's,
+    named or written in the role field; ``role:model`` a speaker named ``model``, never the turns without a
+    name beside it)."""
+    return (speaker_label(name, role) == speaker).fill_null(False)
+
+
+def role_speaker(run: Run, name: str) -> str:
+    """The speaker ``--text role:NAME`` reads: ``name``, the one ``--by role`` labels so (``speaker_label``). A
+    model chat role spelled otherwise than ``UNNAMED_SPEAKER`` (``model``, ``agent``, ``Assistant``), where no
+    turn of the run that the texts read is labelled so (no speaker is named so), names the model turns without a
+    name, ``UNNAMED_SPEAKER`` (as they are written; ``role_note`` says so); where a turn is, that speaker alone,
+    never the turns without a name beside it. Decided over the run's every sample whatever a command filters, as
+    the policy is elected: a step's texts are the same whatever is asked."""
+    if name == UNNAMED_SPEAKER or name.lower() not in MODEL_ROLES:
+        return name
+    return name if _labelled(run, name) else UNNAMED_SPEAKER
+
+
+def _labelled(run: Run, speaker: str) -> bool:
+    """Whether a generated turn of the run (past ``prompt_turns``) that ``--text role:NAME`` can read (not a
+    prompt, system or tool message) has ``speaker`` for its ``speaker_label``. Kept on the run per speaker, until a
+    file is found unreadable."""
+
+    def state() -> tuple[Any, ...]:
+        return tuple((f.path, f.readable, f.unread) for f in run.files if f.kind == "samples")
+
+    held = run.__dict__.get("_labelled")
+    if held is not None and held[0] == state() and speaker in held[1]:
+        return bool(held[1][speaker])
+    e = pl.element()
+
+    def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+        head = pl.col("prompt_turns").fill_null(0).cast(pl.Int64)
+        role = e.struct.field("role").cast(pl.String)
+        theirs = speaker_label(e.struct.field("name"), role) == speaker
+        theirs &= ~role.str.to_lowercase().is_in(NOT_MODEL_ROLES)
+        hit = pl.col("messages").list.slice(head).list.eval(theirs.fill_null(False)).list.any()
+        return [run.samples.select(hit.fill_null(False).any().alias("hit"))]
+
+    [df] = run.collect(build)
+    found = bool(df["hit"][0]) if df.height else False
+    # Keyed by the files' state after the read: a file it left out is read no more.
+    known = held[1] if held is not None and held[0] == state() else {}
+    run.__dict__["_labelled"] = (state(), {**known, speaker: found})
+    return found
+
+
+def role_note(run: Run, text: str) -> str | None:
+    """``--text role:NAME`` whose NAME spells a model chat role that no speaker of the run is named (``role:model``):
+    it read the model turns without a name (``role_speaker``), which ``--by role`` labels ``UNNAMED_SPEAKER``;
+    said, as those texts are another row's. None otherwise."""
+    if not text.startswith("role:") or text == "role:":
+        return None
+    name = text.split(":", 1)[1]
+    read = role_speaker(run, name)
+    if read == name:
+        return None
+    return (
+        f"--text role:{name}: no speaker of the run is named {name}, so it reads the model turns without a name "
+        f"(their role {MODEL_ROLE_WORDS}, in any case), which --by role labels {read}: the texts of --text "
+        f"role:{read}"
+    )
 
 
 # ``--text answer``: the inside of the last answer block, the last ``<answer>`` that a ``</answer>`` follows, up to the
@@ -652,7 +710,12 @@ def _texts_lazy(
         # The calls the rollout made: a call in a few-shot example of the prompt is not the policy's.
         if text.startswith("role:"):
             return _message_texts(
-                lf, base, text.split(":", 1)[1], reasoning=reasoning, flags=flags, generated_only=True
+                lf,
+                base,
+                role_speaker(run, text.split(":", 1)[1]),
+                reasoning=reasoning,
+                flags=flags,
+                generated_only=True,
             )
         if text not in TEXT_SOURCES:
             raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
@@ -660,7 +723,7 @@ def _texts_lazy(
         fallback = "trajectory" if text == "trajectory" else "completion"
         return _message_texts(lf, base, None, fallback=fallback, reasoning=reasoning, flags=flags, generated_only=True)
     if text in ("auto", "auto+reasoning", "assistant", "answer") or (text.startswith("role:") and text != "role:"):
-        speaker = text.split(":", 1)[1] if text.startswith("role:") else None
+        speaker = role_speaker(run, text.split(":", 1)[1]) if text.startswith("role:") else None
         policy = text in ("auto", "auto+reasoning", "answer")
         with_reasoning = reasoning or text == "auto+reasoning"
         by_speaker = per_role and speaker is None and text != "answer"
@@ -969,6 +1032,8 @@ def diversity_frame(
     if text == "messages":
         frame = _left_out(frame, _wordless_call(), WORDLESS_NOTE, notes)
     frame = frame.filter(_has_text())
+    if notes is not None and frame.height:
+        notes += [x for x in [role_note(run, text)] if x]
     set_keys = list(dict.fromkeys(keys + (["split", "step", "group"] if over == "group" else [])))
     whole: pl.DataFrame | None = None  # the rows measured over their whole set (no group of two texts there)
     if over == "group" and frame.height:
@@ -1169,6 +1234,8 @@ def format_per_sample(
     if wordless:  # said, as diversity says them
         frame = _left_out(frame, _wordless_call() & wanted, WORDLESS_NOTE, notes)
     frame = frame.filter(checked)
+    if notes is not None and frame.height:
+        notes += [x for x in [role_note(run, text)] if x]
     if spec.needs_messages and known_tools is not None and notes is not None:
         notes += [x for x in [unknown_tools_note(frame, known_tools)] if x]
     res = _tool_calls(frame, known_tools) if spec.needs_messages else F.evaluate(frame["text"], spec)
