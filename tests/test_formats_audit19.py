@@ -295,3 +295,187 @@ def test_inspect_ai_ids_without_a_clash_keep_their_names(tmp_path: Path) -> None
         frame = run.samples.select("sample_id").collect()
         assert sorted(frame["sample_id"]) == sorted(f"t2/{i}:1" for i in ids)
         assert not [m for m in _problems(run) if "kept apart" in m]
+
+
+# -- review of 4fb734c: groups decided over the run's files, not file by file -------------------------------------
+def _records(paths: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines()]
+
+
+def _truth_of(paths: list[Path], key: Callable[[dict[str, Any]], Any], mark: Callable[[dict[str, Any]], str]) -> Any:
+    """The true groups of a run's JSONL files (each as its rows' marks) and zero_adv_frac, read with json."""
+    marks: dict[str, set[str]] = defaultdict(set)
+    rewards: dict[str, list[float]] = defaultdict(list)
+    for rec in _records(paths):
+        k = json.dumps(key(rec), sort_keys=True)
+        marks[k].add(mark(rec))
+        rewards[k].append(rec["reward"])
+    zero = Fraction(sum(max(v) == min(v) for v in rewards.values()), len(rewards))
+    return {frozenset(v) for v in marks.values()}, zero
+
+
+def _vf_mark(rec: dict[str, Any]) -> str:
+    return str(rec["completion"][0]["content"])
+
+
+def _vf_lines(task: str, prompts: list[str], k0: int, reward: float, tag: str) -> list[dict[str, Any]]:
+    """Two rollouts of each prompt, ``example_id`` its place in ``prompts``, marked ``tag`` (one mark a row)."""
+    rows = []
+    for ex, prompt in enumerate(prompts):
+        for k in (k0, k0 + 1):
+            rec = _vf(ex, task, prompt, k, reward)
+            rec["completion"] = [{"role": "assistant", "content": f"{tag} {task} {ex} #{k}"}]
+            rows.append(rec)
+    return rows
+
+
+def test_an_envgroup_file_beside_an_evaluation_of_one_of_its_tasks_keeps_one_group_per_example(tmp_path: Path) -> None:
+    """File a: an EnvGroup evaluation (math, code; ids 0, 1); file b: math alone again, the same prompts. File a
+    named its groups ``math/0`` and file b ``0``: one example was two groups (zero_adv_frac 1.0; true 0.5), and
+    the rollout ids the files share were no longer said. The run names every file's examples by task now."""
+    run_dir = tmp_path / "run"
+    a = _write(
+        run_dir / "results_a.jsonl",
+        _vf_lines("math", ["m0", "m1"], 0, 1.0, "a") + _vf_lines("code", ["c0", "c1"], 0, 1.0, "a"),
+    )
+    b = _write(run_dir / "results_b.jsonl", _vf_lines("math", ["m0", "m1"], 0, 0.0, "b"))
+    groups, zero = _truth_of([a, b], lambda r: [r["task"], r["prompt"]], _vf_mark)
+    assert zero == Fraction(1, 2) and len(groups) == 4
+    run = runlog.open_run(run_dir)
+    assert _runlog_groups(run) == groups
+    assert Fraction(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"]) == zero
+    rows = run.samples.select("source", "group_id", "completion").collect().rows()
+    names = {c: g for s, g, c in rows if s == "results_b.jsonl"}
+    assert names == {_vf_mark(r): f"{r['task']}/{r['example_id']}" for r in _records([b])}
+    # Rollout k of one task's example in both files: the sample ids the files share, said once.
+    seen: dict[tuple[str, int], int] = defaultdict(int)
+    keys: list[set[tuple[str, int, int]]] = []
+    for path in (a, b):
+        seen.clear()
+        mine = set()
+        for rec in _records([path]):
+            mine.add((rec["task"], rec["example_id"], seen[rec["task"], rec["example_id"]]))
+            seen[rec["task"], rec["example_id"]] += 1
+        keys.append(mine)
+    said = [m for m in _problems(run) if "sample id(s) occur in more than one verifiers file" in m]
+    assert len(said) == 1 and said[0].startswith(f"{len(keys[0] & keys[1])} sample id(s)")
+
+
+def test_results_files_of_different_tasks_name_their_examples_by_task(tmp_path: Path) -> None:
+    """Two files of one task each, math and code, each numbering its examples from 0: the run holds two tasks,
+    so each example is its task's (``math/0``, ``code/0``), one group per prompt, and no id is said to stand for
+    two prompts (the tasks tell them apart)."""
+    run_dir = tmp_path / "run"
+    a = _write(run_dir / "results_a.jsonl", _vf_lines("math", ["m0", "m1"], 0, 1.0, "a"))
+    b = _write(run_dir / "results_b.jsonl", _vf_lines("code", ["c0", "c1"], 0, 0.0, "b"))
+    groups, _ = _truth_of([a, b], lambda r: r["prompt"], _vf_mark)
+    run = runlog.open_run(run_dir)
+    assert _runlog_groups(run) == groups
+    got = {c: g for g, c in run.samples.select("group_id", "completion").collect().rows()}
+    assert got == {_vf_mark(r): f"{r['task']}/{r['example_id']}" for r in _records([a, b])}
+    assert not [m for m in _problems(run) if "different prompts" in m]
+
+
+def test_results_files_of_one_task_keep_their_id_names(tmp_path: Path) -> None:
+    """A resumed evaluation of one task (``default``, or a named one) in two files: the groups stay the example
+    ids (``0``), each holding the example's rollouts of both files."""
+    for task in ("default", "gsm8k"):
+        run_dir = tmp_path / task
+        a = _write(run_dir / "results_a.jsonl", _vf_lines(task, ["q0", "q1"], 0, 1.0, "a"))
+        b = _write(run_dir / "results_b.jsonl", _vf_lines(task, ["q0", "q1"], 2, 0.0, "b"))
+        run = runlog.open_run(run_dir)
+        groups, _ = _truth_of([a, b], lambda r: r["prompt"], _vf_mark)
+        assert _runlog_groups(run) == groups
+        got = {c: g for g, c in run.samples.select("group_id", "completion").collect().rows()}
+        assert got == {_vf_mark(r): str(r["example_id"]) for r in _records([a, b])}
+
+
+def test_a_file_grouped_by_prompt_groups_the_run_s_other_files_by_prompt(tmp_path: Path) -> None:
+    """File a: two evaluations appended (PA0, PA1, then PB0, PB1, each numbered 0, 1); file b: the first
+    evaluation again. File a's groups were its prompts and file b's its ids: PA0 was ``prompt-0`` and ``0``
+    (zero_adv_frac 1.0; true 0.5), and the shared ids' warning said those rows shared prompt groups. Every file
+    is grouped by prompt now, said once, naming file b."""
+    run_dir = tmp_path / "run"
+    a = _write(
+        run_dir / "results_a.jsonl",
+        _vf_lines("default", ["PA0", "PA1"], 0, 1.0, "a") + _vf_lines("default", ["PB0", "PB1"], 0, 0.0, "a2"),
+    )
+    b = _write(run_dir / "results_b.jsonl", _vf_lines("default", ["PA0", "PA1"], 0, 0.0, "b"))
+    groups, zero = _truth_of([a, b], lambda r: r["prompt"], _vf_mark)
+    assert zero == Fraction(1, 2) and len(groups) == 4
+    run = runlog.open_run(run_dir)
+    assert _runlog_groups(run) == groups
+    assert Fraction(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"]) == zero
+    spread = [p for p in run.ctx.problems if "are grouped by prompt, as results_a.jsonl is" in p.message]
+    assert [p.path for p in spread] == ["results_b.jsonl"]
+    shared = [m for m in _problems(run) if "sample id(s) occur in more than one verifiers file" in m]
+    assert len(shared) == 1 and "in the same prompt groups" not in shared[0]
+
+
+def test_a_nemo_gym_file_grouped_by_request_groups_the_run_s_other_files_by_request(tmp_path: Path) -> None:
+    """NeMo Gym: file a two collections appended (Paris, Rome; then Tokyo, Lima; task indexes 0, 1 each), file b
+    the first collection again: four groups, one a request, zero_adv_frac 0.5 (was 6 groups, 1.0)."""
+    run_dir = tmp_path / "run"
+    first = [_ng(t, k, city, 1.0) for t, city in enumerate(["Paris", "Rome"]) for k in (0, 1)]
+    second = [_ng(t, k, city, 0.0) for t, city in enumerate(["Tokyo", "Lima"]) for k in (0, 1)]
+    again = [_ng(t, k, city, 0.0) for t, city in enumerate(["Paris", "Rome"]) for k in (2, 3)]
+    a = _write(run_dir / "rollouts_a.jsonl", first + second)
+    b = _write(run_dir / "rollouts_b.jsonl", again)
+    request = lambda r: r["responses_create_params"]["input"]  # noqa: E731
+    groups, zero = _truth_of([a, b], request, lambda r: r["response"]["output"][0]["content"][0]["text"])
+    assert zero == Fraction(1, 2) and len(groups) == 4
+    run = runlog.open_run(run_dir)
+    assert _runlog_groups(run) == groups
+    assert Fraction(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"]) == zero
+    spread = [p for p in run.ctx.problems if "are grouped by prompt, as rollouts_a.jsonl is" in p.message]
+    assert [p.path for p in spread] == ["rollouts_b.jsonl"]
+
+
+def test_the_real_dump_s_prompt_groups_take_in_a_resumed_file_s_rows(tmp_path: Path) -> None:
+    """The real dump (an older vf-eval: its ``id`` mixes prompts, so its groups are its prompts) beside a resumed
+    evaluation whose ``id`` i names the real dump's i-th prompt throughout: the resumed rows were grouped by id,
+    each prompt two groups. One group per prompt now, of the rows json finds with it; said in a note (an older
+    vf-eval's ``id`` is expected to be so), not a warning."""
+    need_realdata(VERIFIERS)
+    real = tmp_path / "run" / "real_results.jsonl"
+    real.parent.mkdir(parents=True)
+    real.write_bytes((REALDATA / VERIFIERS).read_bytes())
+    prompts: list[Any] = []
+    for rec in _records([real]):
+        if rec["prompt"] not in prompts:
+            prompts.append(rec["prompt"])
+    resumed = [
+        {"id": i, "prompt": p, "completion": [{"role": "assistant", "content": "x"}], "reward": 0.0}
+        for i, p in enumerate(prompts)
+    ]
+    for n, rec in enumerate(resumed):
+        rec["generation_ms"] = 1e6 + n  # (each real line's own timing marks it: they are all different)
+    other = _write(tmp_path / "run" / "z_results.jsonl", resumed)
+    mark = lambda r: str(r["generation_ms"])  # noqa: E731
+    truth, zero = _truth_of([real, other], lambda r: r["prompt"], mark)
+    run = runlog.open_run(real.parent)
+    got: dict[str, set[str]] = defaultdict(set)
+    for group, extra in run.samples.select("group_id", "extra").collect().rows():
+        got[group].add(str(json.loads(extra)["generation_ms"]))
+    assert {frozenset(v) for v in got.values()} == truth
+    assert len(got) == len(truth) == len(prompts)
+    assert Fraction(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"]) == zero
+    noted = [
+        n["message"] for n in run.ctx.fidelity if "are grouped by prompt, as real_results.jsonl is" in n["message"]
+    ]
+    assert len(noted) == 1 and "z_results.jsonl" in noted[0]
+    assert not [m for m in _problems(run) if "grouped by prompt" in m]
+
+
+def test_the_real_dump_s_groups_by_summarize_are_its_prompts(tmp_path: Path, cli: Any) -> None:
+    """The real vf-eval dump alone: ``summarize --by group`` gives one row per prompt (``prompt-N`` in the order
+    the prompts first appear), with the count and mean json gives; unchanged by the run-wide decisions."""
+    need_realdata(VERIFIERS)
+    recs = _records([REALDATA / VERIFIERS])
+    by_prompt: dict[str, list[float]] = {}
+    for rec in recs:
+        by_prompt.setdefault(json.dumps(rec["prompt"], sort_keys=True), []).append(rec["reward"])
+    r = cli("summarize", REALDATA / VERIFIERS, "--by", "group", "--format", "json")
+    assert r.exit_code == 0, r.output
+    got = {row["group"]: (row["reward_count"], row["reward_mean"]) for row in json.loads(r.stdout)}
+    assert got == {f"prompt-{i}": (len(v), sum(v) / len(v)) for i, v in enumerate(by_prompt.values())}

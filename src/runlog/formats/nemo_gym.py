@@ -62,8 +62,10 @@ def with_prompt_turns(frame: pl.DataFrame, state: dict[str, Any]) -> pl.DataFram
 # reads two files of one folder that number their own examples 0, 1, ... into the same groups, each holding two
 # prompts: their rewards then differ and every group looks like it has learning signal. So each file's prompts
 # are kept (as digests, not texts: nothing is read again, and no prompt text is held past its file's parse) and
-# checked over the run's files in ``check_run``: where one id names different prompts in different files, the
-# prompt groups are the rows with the same prompt (``prompt-N``, numbered over the run), in every file.
+# checked over the run's files in ``check_run``: where one id names different prompts in different files, or one
+# file is grouped by prompt on its own (an id that mixes prompts in it), the prompt groups are the rows with the
+# same prompt (``prompt-N``, numbered over the run), in every file: a prompt grouped by id in one file and by
+# prompt in another would be two groups.
 
 # ``ctx.cache`` key: {layout name: {file path: FilePrompts}}, in the order the files were read.
 _PROMPTS = "prompt_groups"
@@ -112,13 +114,22 @@ class FilePrompts:
     without a prompt has a key of its own, ``NO_PROMPT_SLOT``...); ``rows`` each row's place in ``keys`` (-1: a row
     without an id, in no group); ``ids`` each group id's prompt keys (rows without a prompt left out); ``by_prompt``
     whether the file's groups are its prompts (``prompt-N``) rather than its ids; ``run_wide`` whether that was
-    decided over the run's files (``check_prompt_ids``)."""
+    decided over the run's files (``check_prompt_ids``); ``expected`` whether the file's own rows decided it for a
+    layout whose ids are not meant to name the example (older verifiers ``id``: noted, where an id that mixes
+    prompts is otherwise warned)."""
 
     keys: list[str]
     rows: list[int]
     ids: dict[str, set[str]]
     by_prompt: bool = False
     run_wide: bool = False
+    expected: bool = False
+
+
+def prompts_of(ctx: RunContext, layout: str) -> dict[str, FilePrompts]:
+    """The ``FilePrompts`` of the layout's files read so far, by path."""
+    held: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
+    return held
 
 
 def remember_prompts(ctx: RunContext, layout: str, path: str, pairs: list[tuple[str | None, str]]) -> FilePrompts:
@@ -145,37 +156,59 @@ def file_prompt_groups(fp: FilePrompts) -> list[str | None]:
     return [None if i < 0 or fp.keys[i].startswith(NO_PROMPT_SLOT) else f"prompt-{i}" for i in fp.rows]
 
 
-def check_prompt_ids(files: list[FileInfo], ctx: RunContext, layout: str) -> tuple[int, str, list[str]] | None:
-    """Whether one group id names different prompts in different files of the run (each file being consistent on
-    its own: an id's prompts over the run outnumber its prompts in any one file). If so, every file grouped by id
-    is grouped by prompt instead (``run_wide``), and (how many ids, the first, the files that hold it) is given;
-    else None. From the keys the probes kept: nothing read."""
-    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
-    mine = [memo[f.path] for f in files if f.path in memo and not memo[f.path].by_prompt]
-    union: dict[str, set[str]] = {}
-    widest: dict[str, int] = {}
-    holders: dict[str, list[str]] = {}
-    for f in files:
-        fp = memo.get(f.path)
-        if fp is None or fp.by_prompt:
-            continue
-        for group, keys in fp.ids.items():
-            union.setdefault(group, set()).update(keys)
-            widest[group] = max(widest.get(group, 0), len(keys))
-            holders.setdefault(group, []).append(f.path)
-    clash = [g for g, keys in union.items() if len(keys) > widest[g]]
-    if not clash:
+@dataclass
+class PromptIds:
+    """What ``check_prompt_ids`` decided: the files that were grouped by id and are grouped by prompt now
+    (``moved``), and why: ``clash``, (how many ids, the first, the files that hold it) where one id names
+    different prompts in different files; else ``prompted``, the files whose own rows were grouped by prompt
+    (``expected``: each for a reason that is noted, not warned)."""
+
+    moved: list[str]
+    clash: tuple[int, str, list[str]] | None = None
+    prompted: tuple[str, ...] = ()
+    expected: bool = False
+
+
+def check_prompt_ids(files: list[FileInfo], ctx: RunContext, layout: str) -> PromptIds | None:
+    """Whether the files of the run grouped by id are to be grouped by prompt instead (``run_wide``), and why
+    (``PromptIds``), or None. Two reasons, each a decision over the run, so that one prompt is never two groups
+    (one ``prompt-N`` in a file grouped by prompt, an id in another): another file of the layout is grouped by
+    prompt (its own rows gave one id to different prompts: two evaluations appended to one file); or one group
+    id names different prompts in different files (each file consistent on its own: an id's prompts over the
+    run outnumber its prompts in any one file). From the keys the probes kept: nothing read."""
+    memo = prompts_of(ctx, layout)
+    held = [(f.path, memo[f.path]) for f in files if f.path in memo]
+    mine = [(path, fp) for path, fp in held if not fp.by_prompt]
+    if not mine:
         return None
-    for fp in mine:
+    prompted = [(path, fp) for path, fp in held if fp.by_prompt]
+    found = PromptIds([path for path, _ in mine])
+    if prompted:
+        found.prompted = tuple(path for path, _ in prompted)
+        found.expected = all(fp.expected for _, fp in prompted)
+    else:
+        union: dict[str, set[str]] = {}
+        widest: dict[str, int] = {}
+        holders: dict[str, list[str]] = {}
+        for path, fp in mine:
+            for group, keys in fp.ids.items():
+                union.setdefault(group, set()).update(keys)
+                widest[group] = max(widest.get(group, 0), len(keys))
+                holders.setdefault(group, []).append(path)
+        clash = [g for g, keys in union.items() if len(keys) > widest[g]]
+        if not clash:
+            return None
+        found.clash = (len(clash), clash[0], holders[clash[0]])
+    for _, fp in mine:
         fp.by_prompt = fp.run_wide = True
-    return len(clash), clash[0], holders[clash[0]]
+    return found
 
 
 def with_prompt_groups(pairs: list[tuple[FileInfo, pl.DataFrame]], ctx: RunContext, layout: str) -> list[pl.DataFrame]:
     """The frames of ``pairs``, those of the files grouped by prompt with ``group_id`` = ``prompt-N``, numbered
     over all such files of the run (in the order they were read, whatever files are asked for: a number names one
     prompt in every frame), so that a group is one prompt, and one prompt one group, in the whole run."""
-    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
+    memo = prompts_of(ctx, layout)
     if not any(f.path in memo and memo[f.path].by_prompt for f, _ in pairs):
         return [frame for _, frame in pairs]
     number_of: dict[str, int] = {}
@@ -200,42 +233,63 @@ def with_prompt_groups(pairs: list[tuple[FileInfo, pl.DataFrame]], ctx: RunConte
 
 
 def check_ids_across_files(layout: Any, files: list[FileInfo], ctx: RunContext, what: str, advice: str) -> None:
-    """A run-wide check of a layout whose files name prompts by ids (``what``: the ids' name): where an id stands
-    for different prompts in different files (``check_prompt_ids``), said (``say_prompt_ids``); else the sample ids
-    the files share (``layout.warn_pooled``)."""
+    """A run-wide check of a layout whose files name prompts by ids (``what``: the ids' name): where the files
+    grouped by id are grouped by prompt now (``check_prompt_ids``), said (``say_prompt_ids``); and the sample ids
+    the files share, as ``layout.warn_pooled`` says them where every group is an id, else as ``say_shared_ids``."""
     found = check_prompt_ids(files, ctx, layout.name)
-    if found is None:
-        layout.warn_pooled(files, ctx, advice)
+    if found is not None:
+        say_prompt_ids(ctx, layout.name, what, found)
+    memo = prompts_of(ctx, layout.name)
+    if any(memo[f.path].by_prompt for f in files if f.path in memo):
+        say_shared_ids(files, ctx, layout.name, advice)
     else:
-        say_prompt_ids(files, ctx, layout.name, what, found, advice)
+        layout.warn_pooled(files, ctx, advice)
 
 
-def say_prompt_ids(
-    files: list[FileInfo], ctx: RunContext, layout: str, what: str, found: tuple[int, str, list[str]], advice: str
-) -> None:
-    """The warnings of a run whose files give one id to different prompts (``check_prompt_ids``): that, and the
-    sample ids the files share, said as ``JsonlSamples.warn_pooled`` says them but for the groups, which are not
-    pooled by id (``what``: the ids' name, ``example id(s)``)."""
-    count, first, holders = found
-    memo: dict[str, FilePrompts] = ctx.cache.get(_PROMPTS, {}).get(layout, {})
-    moved = sum(fp.run_wide for fp in memo.values())
-    shown = ", ".join(holders[:3]) + (" ..." if len(holders) > 3 else "")
-    ctx.warn(
-        holders[-1],
-        f"{count} {what} stand for different prompts in different {layout} files (first: {first!r}, in {shown}): "
-        f"prompt groups are the rows with the same prompt in {moved} file(s) (`prompt-N`, numbered over the run's "
-        "files), so that no group holds two prompts; the rows of one prompt in several files are still one group",
+def _shown_paths(paths: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
+
+
+def say_prompt_ids(ctx: RunContext, layout: str, what: str, found: PromptIds) -> None:
+    """Why the files grouped by id are grouped by prompt now (``check_prompt_ids``), said once: a warning where
+    one id names different prompts in different files, or where another file's own rows mixed prompts under one
+    id (warned for that file); a note where those files' ids are not meant to name the example (``expected``)."""
+    moved = _shown_paths(found.moved)
+    if found.clash is not None:
+        count, first, holders = found.clash
+        ctx.warn(
+            holders[-1],
+            f"{count} {what} stand for different prompts in different {layout} files (first: {first!r}, in "
+            f"{_shown_paths(holders)}): prompt groups are the rows with the same prompt in {len(found.moved)} "
+            "file(s) (`prompt-N`, numbered over the run's files), so that no group holds two prompts; the rows of "
+            "one prompt in several files are still one group",
+        )
+        return
+    prompted = _shown_paths(found.prompted)
+    message = (
+        f"{len(found.moved)} {layout} file(s) whose groups are their ids ({moved}) are grouped by prompt, as "
+        f"{prompted} {'is' if len(found.prompted) == 1 else 'are'} (an id there stands for different prompts): "
+        "prompt groups are the rows with the same prompt in every file of the run (`prompt-N`, numbered over its "
+        "files), so that the rows of one prompt are one group whatever their file"
     )
+    if found.expected:
+        ctx.note(layout, message)
+    else:
+        ctx.warn(found.moved[0], message)
+
+
+def say_shared_ids(files: list[FileInfo], ctx: RunContext, layout: str, advice: str) -> None:
+    """The sample ids the files share, said as ``JsonlSamples.warn_pooled`` says them but for the groups, which
+    are the prompts, not the ids: rows of one id are in one group only where they have one prompt."""
     shared = shared_ids(files, ["split", "step"])
     if shared is None:
         return
     count, first_id, holders = shared
-    shown = ", ".join(holders[:3]) + (" ..." if len(holders) > 3 else "")
     ctx.warn(
         holders[-1],
         f"{count} sample id(s) occur in more than one {layout} file at the same step (first: {first_id!r}, in "
-        f"{shown}): each file's rows are counted, as one step (their prompt groups told by the prompt, above); "
-        f"{advice}",
+        f"{_shown_paths(holders)}): each file's rows are counted, as one step (their prompt groups told by the "
+        f"prompt, above); {advice}",
     )
 
 
@@ -276,8 +330,9 @@ class NemoGym(JsonlSamples):
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
         """Files that share sample ids (``warn_pooled``); and a task index that names different prompts in
-        different files (two collections that number their own tasks from 0): their groups are told by the prompt
-        (``check_prompt_ids``), said."""
+        different files (two collections that number their own tasks from 0), or a file grouped by prompt on its
+        own (two collections in it): the groups of every file are told by the prompt (``check_prompt_ids``),
+        said."""
         advice = "point runlog at one rollouts file, or keep each collection in its own folder"
         check_ids_across_files(self, files, ctx, "task index(es)", advice)
 

@@ -23,12 +23,17 @@ from .nemo_gym import (
     check_ids_across_files,
     file_prompt_groups,
     prompt_key,
+    prompts_of,
     remember_prompts,
     with_prompt_groups,
     with_prompt_turns,
 )
 
 _TIMINGS = frozenset({"generation_ms", "scoring_ms", "total_ms"})
+# ``ctx.cache`` keys: {file path: the tasks of its rows with an id (None: rows without a task)}; and whether the
+# run's examples are named by their task (set by ``Verifiers._name_tasks_over_run``).
+_TASKS = "verifiers_tasks"
+_TASKS_RUN = "verifiers_tasks_run"
 # Known non-reward fields of verifiers results (kept in `extra` when present, never used as components): ids,
 # the dataset's reference ``answer`` (a number where the dataset's answers are: ``42`` is no reward) and
 # ``info``, the rollout's state flags and stop condition, timings (flat, or one ``timing`` object in current
@@ -272,8 +277,10 @@ class Verifiers(JsonlSamples):
         """The groups of the file. An example is its task's: where the file holds rows of several tasks (an
         EnvGroup evaluation, each environment numbering its examples from 0), a group is ``{task}/{id}`` and a
         sample ``{task}/{id}:{k}``, noted; with one task (``default`` for a single environment) the names are the
-        id's alone. Where the rows of one group have different prompts, the prompt groups are the rows with the
-        same prompt (``prompt-N``, numbered in order of first appearance; across the files of a run by
+        id's alone, unless the run's other files hold other tasks (``_name_tasks_over_run`` renames this file's
+        rows then; a file parsed again after it is named so here). Where the rows of one group have different
+        prompts, the prompt groups are the rows with the same prompt (``prompt-N``, numbered in order of first
+        appearance; across the files of a run by
         ``scan_samples``, so that one group never holds two prompts): older vf-eval versions wrote an ``id`` that
         is not the example's (rows ``3k..3k+2`` get id ``k`` while the prompts cycle through the dataset), noted;
         an ``example_id`` that does so is two evaluations in one file, warned. The rows' prompts are kept for
@@ -286,8 +293,10 @@ class Verifiers(JsonlSamples):
         frame = with_prompt_turns(frame, state)
         rows: list[tuple[str | None, str | None, str]] = state.get("prompts", [])
         tasks = {task for group, task, _ in rows if group is not None}
+        ctx.cache.setdefault(_TASKS, {})[info.path] = tasks
         names = [group for group, _, _ in rows]
-        if len(tasks) > 1 and len(rows) == frame.height:
+        # (Parsed again after ``check_run`` named the run's examples by their task: a file of one task is so too.)
+        if (len(tasks) > 1 or ctx.cache.get(_TASKS_RUN)) and len(rows) == frame.height:
             names = [None if g is None else g if t is None else f"{t}/{g}" for g, t, _ in rows]
             samples = [
                 s if g is None or t is None else f"{t}/{s}"
@@ -296,14 +305,15 @@ class Verifiers(JsonlSamples):
             frame = frame.with_columns(
                 pl.Series("group_id", names, dtype=pl.String), pl.Series("sample_id", samples, dtype=pl.String)
             )
-            named = sorted(t for t in tasks if t is not None)
-            shown = ", ".join(named[:4]) + (" ..." if len(named) > 4 else "")
-            shown += ", and rows without a task" if None in tasks else ""
-            ctx.note(
-                self.name,
-                f"{info.path}: rows of {len(tasks)} tasks ({shown}), each numbering its examples from 0: a group is "
-                "the task's example, `{task}/{id}`, and a sample `{task}/{id}:{k}`",
-            )
+            if len(tasks) > 1:
+                named = sorted(t for t in tasks if t is not None)
+                shown = ", ".join(named[:4]) + (" ..." if len(named) > 4 else "")
+                shown += ", and rows without a task" if None in tasks else ""
+                ctx.note(
+                    self.name,
+                    f"{info.path}: rows of {len(tasks)} tasks ({shown}), each numbering its examples from 0: a group "
+                    "is the task's example, `{task}/{id}`, and a sample `{task}/{id}:{k}`",
+                )
         fp = remember_prompts(ctx, self.name, info.path, [(g, key) for g, (_, _, key) in zip(names, rows, strict=True)])
         if fp.run_wide:  # parsed again, after ``check_run`` (which said why)
             return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
@@ -312,6 +322,7 @@ class Verifiers(JsonlSamples):
             return frame
         fp.by_prompt = True
         if state.get("by_id"):
+            fp.expected = True
             ctx.note(
                 self.name,
                 f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
@@ -353,8 +364,51 @@ class Verifiers(JsonlSamples):
         return S.conform_samples(pl.concat(frames, how="diagonal_relaxed").lazy())
 
     def check_run(self, files: list[FileInfo], ctx: RunContext) -> None:
-        """Files that share sample ids (``warn_pooled``); and an ``id`` that names different prompts in different
-        files, each file consistent on its own (two evaluations that number their own examples from 0): the
-        prompt groups are then told by the prompt in every file (``check_prompt_ids``), said."""
+        """The examples of a run of several tasks named by their task in every file (``_name_tasks_over_run``);
+        files that share sample ids (``warn_pooled``); and an ``id`` that names different prompts in different
+        files, each file consistent on its own (two evaluations that number their own examples from 0), or a file
+        grouped by prompt on its own: the prompt groups are then told by the prompt in every file
+        (``check_prompt_ids``), said."""
         advice = "point runlog at one results file, or keep each evaluation in its own folder"
+        self._name_tasks_over_run(files, ctx)
         check_ids_across_files(self, files, ctx, "example id(s)", advice)
+
+    def _name_tasks_over_run(self, files: list[FileInfo], ctx: RunContext) -> None:
+        """Where the run's examples are named by their task (``TASK/ID``: a file of several tasks, or files of
+        different tasks), the examples of its files of one task are too, so that one task's example is one group
+        in every file: an EnvGroup evaluation's ``math/0`` beside a second evaluation of math alone, whose rows
+        were ``0``, split one example into two groups (and its rollouts' sample ids no longer met). Said in one
+        note. Names only: the frames the probes kept are renamed, and the prompts kept for ``check_prompt_ids``
+        filed under the new names (a file parsed again is named so by ``finish``). Rows without a task keep
+        their id alone, as in a file of several tasks."""
+        named_tasks: dict[str, set[str | None]] = ctx.cache.get(_TASKS, {})
+        held = {f.path: named_tasks[f.path] for f in files if f.path in named_tasks}
+        named = {t for tasks in held.values() for t in tasks if t is not None}
+        if len(named) < 2 and all(len(tasks) < 2 for tasks in held.values()):
+            return
+        ctx.cache[_TASKS_RUN] = True
+        memo = prompts_of(ctx, self.name)
+        moved: list[str] = []
+        for f in files:
+            tasks, fp = held.get(f.path), memo.get(f.path)
+            if tasks is None or len(tasks) != 1 or None in tasks or fp is None or f.frame is None:
+                continue
+            if len(fp.rows) != f.frame.height:  # (never expected: a frame not mapped here)
+                continue
+            prefix = f"{next(iter(tasks))}/"
+            has_id = pl.Series("has_id", [i >= 0 for i in fp.rows], dtype=pl.Boolean)
+            sample = pl.when(has_id).then(pl.lit(prefix) + pl.col("sample_id")).otherwise(pl.col("sample_id"))
+            renamed = [sample.alias("sample_id")]
+            if not fp.by_prompt:
+                renamed.append((pl.lit(prefix) + pl.col("group_id")).alias("group_id"))
+            f.frame = f.frame.with_columns(*renamed)
+            fp.ids = {prefix + group: keys for group, keys in fp.ids.items()}
+            moved.append(f.path)
+        if moved:
+            shown = ", ".join(moved[:3]) + (" ..." if len(moved) > 3 else "")
+            ctx.note(
+                self.name,
+                f"{len(moved)} results file(s) of one task ({shown}) in a run of several tasks: their groups are "
+                "named `{task}/{id}` too, and their samples `{task}/{id}:{k}`, so that one task's example is one "
+                "group in every file",
+            )
