@@ -301,3 +301,167 @@ def test_a_run_of_one_unreadable_file_has_no_rest(tmp_path: Path, cli) -> None:
     assert r.exit_code == 1 and r.stdout.strip().splitlines()[-1] == "1 problem(s) found; no file could be read."
     r = cli("inspect", root, "--deep")
     assert r.stdout.strip().splitlines()[-1] == "1 problem(s) found; the rest of the run was read."
+
+
+# -- review of the above ------------------------------------------------------------------------------------------
+# a. A Flink output folder's one flink_logs/ below another logger's file (stats.jsonl at the top) was a nested_run
+#    (exit 1 on every command): a flink_logs/ tree is nested only below another flink_logs/ of the run.
+# b. Another logger's stats file of keys of its own beside native shards was left out (eval/acc lost): only a file
+#    holding the shards' keys is a copy; a --keys error comes after the problems that name a file left out.
+# c. Rows of no split made a split '?' with steps and a false gap warning (which hid a rows_written loss).
+# d. A file written without statistics: its null count of split is unknown, not zero.
+# e. summarize --scalars of a run whose scalars files give no metric: exit 1, one line (was an empty table, 0).
+# f. --deep on a Flink file with a corrupt solver_reward page names the column.
+
+
+def flink_rows(root: Path) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in root.rglob("*.parquet"))
+
+
+def stats_file(path: Path, key: str = "loss", steps: range = range(3)) -> list[dict]:
+    records = [{"global_step": s, key: 0.1 * s} for s in steps]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def nested(info: dict) -> list[str]:
+    return sorted(p["path"] for p in info["problems"] if p["kind"] == "nested_run")
+
+
+def test_a_flink_output_folders_one_flink_tree_below_other_files_is_the_run(tmp_path: Path, cli) -> None:
+    # stats.jsonl at the top, the run's Flink tree in outputs/ (was: "a second flink_logs/ tree", exit 1).
+    e = tmp_path / "e"
+    make_flink_run(e / "outputs", steps=range(3))
+    stats_file(e / "stats.jsonl")
+    code, info = report(cli, e)
+    assert code == 0 and nested(info) == [], info["problems"]
+    assert info["rows_by_kind"]["samples"] == flink_rows(e)  # truth: pyarrow
+    assert cli("summarize", e).exit_code == 0
+    # An evaluation's stats beside a train folder holding the Flink tree: one run.
+    x = tmp_path / "x"
+    make_flink_run(x / "exp" / "train", steps=range(3))
+    stats_file(x / "exp" / "eval_stats.jsonl", key="eval/acc")
+    code, info = report(cli, x)
+    assert code == 0 and nested(info) == [], info["problems"]
+
+
+def test_a_second_flink_tree_no_shallower_than_another_is_still_a_nested_run(tmp_path: Path, cli) -> None:
+    # Beside a native run's samples/ and manifest: the root's flink_logs/ is the run's, other_exp's is not.
+    root = base_run(tmp_path / "r", steps=range(3), procs=(0,))
+    make_flink_run(root, steps=range(3))
+    code, info = report(cli, root)
+    assert code == 0 and nested(info) == [], info["problems"]
+    make_flink_run(root / "other_exp", steps=range(20, 23))
+    code, info = report(cli, root)
+    assert code == 1 and nested(info) == ["other_exp/flink_logs"], info["problems"]
+    # Two experiments' trees side by side, pooled into one run by a file beside them: both said.
+    two = tmp_path / "two"
+    make_flink_run(two / "a", steps=range(3))
+    make_flink_run(two / "b", steps=range(20, 23))
+    stats_file(two / "stats.jsonl")
+    code, info = report(cli, two)
+    assert code == 1 and nested(info) == ["a/flink_logs", "b/flink_logs"], info["problems"]
+    assert info["rows_by_kind"]["samples"] == flink_rows(two)
+
+
+def test_another_loggers_stats_of_keys_of_its_own_beside_native_shards_is_read(tmp_path: Path, cli) -> None:
+    root = base_run(tmp_path / "r", steps=range(4), procs=(0,))
+    records = [{"global_step": s, "eval/acc": 0.25 * s} for s in range(4)]
+    (root / "eval_stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    acc = [r["eval/acc"] for r in records]  # truth: json
+    r = cli("summarize", root, "--scalars", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    rows = {row["key"]: row for row in json.loads(r.stdout)}
+    assert rows["eval/acc"]["count"] == 4 and rows["eval/acc"]["last"] == pytest.approx(acc[-1])  # was left out
+    assert rows["eval/acc"]["mean"] == pytest.approx(sum(acc) / len(acc))
+    assert "train/loss" in rows and "left out" not in r.stderr
+    r = cli("summarize", root, "--scalars", "--keys", "eval/acc", "--format", "json")
+    assert r.exit_code == 0 and [row["key"] for row in json.loads(r.stdout)] == ["eval/acc"], r.stderr
+    code, info = report(cli, root, "--strict")
+    assert code == 0, info["problems"]
+
+
+def test_a_keys_error_comes_after_the_file_left_out_that_holds_the_key(tmp_path: Path, cli) -> None:
+    """A renamed copy of a shard (its keys, and one more) is left out; a --keys of the key only it holds is a usage
+    error, after the warning that names the file."""
+    root = base_run(tmp_path / "r", steps=range(4), procs=(0,))
+    shard = [json.loads(line) for line in (root / "scalars.p0.jsonl").read_text().splitlines()]
+    (root / "scalars_old.jsonl").write_text("".join(json.dumps({**r, "old/only": 1.0}) + "\n" for r in shard))
+    r = cli("summarize", root, "--scalars", "--keys", "old/only")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: --keys 'old/only'"), lines
+    said = [i for i, line in enumerate(lines) if line.startswith("warning: scalars_old.jsonl: flat scalar records")]
+    assert said and said[0] < len(lines) - 1 and "train/loss" in lines[said[0]], lines
+
+
+def test_rows_of_no_split_make_no_split_of_their_own(tmp_path: Path, cli) -> None:
+    root = base_run(tmp_path / "r", steps=range(8), procs=(0,), eval_steps=())
+    for s in (1, 2, 5):
+        path = root / f"samples/train/step_{s:08d}.p0.parquet"
+        table = pq.read_table(path)
+        split = pa.array(["train", None, "train", "train"], table.schema.field("split").type)
+        pq.write_table(table.set_column(table.column_names.index("split"), "split", split), path)
+    truth = Counter(
+        v for p in root.glob("samples/*/*.parquet") for v in pq.read_table(p, columns=["split"])["split"].to_pylist()
+    )
+    _, info = report(cli, root)
+    assert info["rows_by_split"] == {("?" if k is None else k): n for k, n in truth.items()}
+    assert set(info["steps"]) == set(info["step_gaps"]) == set(info["step_stride"]) == {"train"}, info["step_gaps"]
+    assert info["step_gaps"]["train"] == []
+    assert not [p for p in info["problems"] if "missing" in p["message"]], info["problems"]  # was split '?': 3-4
+    # A row lost besides (a step file rewritten with fewer rows): the writer's count says it, no gap hides it.
+    path = root / "samples/train/step_00000005.p0.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 3), path)
+    state = json.loads((root / ".writer.p0.json").read_text())
+    held = sum(pq.ParquetFile(p).metadata.num_rows for p in root.glob("samples/*/*.p0.parquet"))
+    assert held < state["rows_written"]
+    _, info = report(cli, root)
+    [said] = [p for p in info["problems"] if "closed its writer having written" in p["message"]]
+    assert f"hold {held:,}" in said["message"]
+
+
+def test_a_file_without_statistics_counts_its_rows_of_no_split_apart(tmp_path: Path, cli) -> None:
+    root = base_run(tmp_path / "r", steps=range(6), procs=(0,), eval_steps=(0, 4))
+    path = root / "samples/train/step_00000002.p0.parquet"
+    table = pq.read_table(path)
+    split = pa.array([None, "train", "train", "train"], table.schema.field("split").type)
+    pq.write_table(table.set_column(table.column_names.index("split"), "split", split), path, write_statistics=False)
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).statistics is None  # truth: no statistics
+    truth = Counter(
+        v for p in root.glob("samples/*/*.parquet") for v in pq.read_table(p, columns=["split"])["split"].to_pylist()
+    )
+    for deep in ([], ["--deep"]):
+        _, info = report(cli, root, *deep)
+        assert info["rows_by_split"] == {("?" if k is None else k): n for k, n in truth.items()}, deep  # was train 23
+
+
+def test_summarize_scalars_of_a_run_whose_scalars_give_no_metric_exits_1(tmp_path: Path, cli) -> None:
+    root = tmp_path / "c"
+    with RunWriter(root, name="c") as w:
+        for s in range(3):
+            w.log_samples(s, [{"reward": 1.0, "prompt": "p", "completion": "c"}])
+    torn = '{"step": 0, "loss": 0.'
+    (root / "scalars.p0.jsonl").write_text(torn)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(torn)  # truth: no record to read
+    r = cli("summarize", root, "--scalars", "--format", "csv")
+    assert r.exit_code == 1 and r.stdout == "", r.stdout  # was an empty table, exit 0
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "no scalar metric could be read" in lines[-1], lines
+    assert any("scalars.p0.jsonl" in line and "torn" in line for line in lines[:-1]), lines
+    # With no scalars file at all: a usage error, as docs/cli.md says.
+    (root / "scalars.p0.jsonl").unlink()
+    r = cli("summarize", root, "--scalars")
+    assert r.exit_code == 2 and "this run has no scalar metrics" in r.stderr
+
+
+def test_deep_names_the_flink_column_behind_a_corrupt_role(tmp_path: Path, cli) -> None:
+    root = make_flink_run(tmp_path / "r", steps=range(4))
+    path = plain(root / "flink_logs/batch_debug_data_train_2.parquet")
+    corrupt(path, "solver_reward")
+    assert reads(path, "verifier_reward") and reads(path, "reward") and reads(path, "trajectory")  # truth
+    code, info = report(cli, root, "--deep")
+    message = errors(info)["flink_logs/batch_debug_data_train_2.parquet"]
+    assert code == 1 and "corrupt data in solver_reward (the footer is intact)" in message, message

@@ -433,22 +433,35 @@ def nested_trees(claimed: Sequence[tuple[str, Placement]]) -> list[str]:
     (docs/format.md, "One run, or several"): discovery says so, as an error, not a warning per file (which says
     nothing when the steps do not overlap: another experiment's ``flink_logs/`` of later steps was pooled without
     a word). Other layouts' own folders (TRL's ``completions/``, verl's validation dumps) are part of the run
-    wherever they sit."""
+    wherever they sit.
+
+    A ``samples/`` tree is nested below any other file of the run (a native run's files sit around its root's
+    ``samples/``). A ``flink_logs/`` tree is nested only below the run's own Flink tree: where another
+    ``flink_logs/`` of the run sits no deeper (``flink_logs/`` and ``other_exp/flink_logs/``; two experiments'
+    ``a/flink_logs/`` and ``b/flink_logs/`` pooled by a file beside them, both). A Flink output folder keeps other
+    loggers' files around its one ``flink_logs/`` (``stats.jsonl`` at the top, ``outputs/flink_logs/``): one run."""
     folders = {lay.run_folder(rel.rpartition("/")[0]) for rel, lay in claimed}
     manifests = {rel.rpartition("/")[0] for rel, _ in claimed if rel.rpartition("/")[2] == MANIFEST}
-    trees = set()
+    roots: dict[str, set[str]] = {}  # per tree's name, the folders that hold one
     for rel, lay in claimed:
         folder = rel.rpartition("/")[0]
         root = lay.run_folder(folder)
         tree = ROOT_TREES.get(lay.name)
-        if tree is not None and root != folder and root and root not in manifests:
-            trees.add((root, tree))
+        if tree is not None and root != folder:
+            roots.setdefault(tree, set()).add(root)
 
-    def inside_another(f: str) -> bool:
-        parts = f.split("/")
+    def depth(f: str) -> int:
+        return f.count("/") + 1 if f else 0
+
+    def nested(root: str, tree: str) -> bool:
+        if not root or root in manifests:
+            return False
+        if tree != ROOT_TREES[NATIVE]:
+            return any(r != root and depth(r) <= depth(root) for r in roots[tree])
+        parts = root.split("/")
         return any("/".join(parts[:i]) in folders for i in range(len(parts)))
 
-    return sorted(f"{root}/{tree}" for root, tree in trees if inside_another(root))
+    return sorted(f"{root}/{tree}" for tree, found in roots.items() for root in found if nested(root, tree))
 
 
 def choose_layout(cand: Candidate, forced: Layout | None, registry: list[Layout]) -> Layout | None:

@@ -141,6 +141,22 @@ def scanned_columns(frames: list[pl.LazyFrame]) -> Scans | None:
     return out
 
 
+def _read_parquet(f: FileInfo, columns: list[str] | None) -> None:
+    """Read the Parquet sample file ``f`` (``columns`` of it; None: all), as a query reads it; raises where it
+    fails (``Run._quarantine_read``)."""
+    src = f.abspath
+    # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
+    # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern (every file "failed").
+    # An object is read as the query read it, by polars' reader: one whose content always arrives
+    # cut short fails there (obstore's reads resume where a body broke off, and would pass it).
+    if isinstance(src, ObjectPath):
+        pl.read_parquet(str(src), columns=columns, storage_options=src.store.polars_options, glob=False)
+    elif is_live():  # a file of a run being written, read into memory, never mapped (SIGBUS)
+        pl.read_parquet(src.read_bytes(), columns=columns)
+    else:
+        pl.read_parquet(src, columns=columns, glob=False)
+
+
 # How many times ``Run.collect`` reads again when no file fails but some changed since they were listed.
 CHANGED_RETRIES = 2
 # Up to this many objects are asked for their stamp by a HEAD each (``Run._object_stamps``); more, by listing the run.
@@ -560,16 +576,7 @@ class Run:
                 wanted = scans[str(src)]
                 columns = None if wanted is None or not f.columns else [c for c in f.columns if c in wanted]
             try:
-                # With polars, which failed the query: pyarrow reads a string that is not UTF-8 without a word.
-                # glob=False: a folder named ``exp[lr=1e-6]`` is a name, not a pattern (every file "failed").
-                # An object is read as the query read it, by polars' reader: one whose content always arrives
-                # cut short fails there (obstore's reads resume where a body broke off, and would pass it).
-                if isinstance(src, ObjectPath):
-                    pl.read_parquet(str(src), columns=columns, storage_options=src.store.polars_options, glob=False)
-                elif is_live():  # a file of a run being written, read into memory, never mapped (SIGBUS)
-                    pl.read_parquet(src.read_bytes(), columns=columns)
-                else:
-                    pl.read_parquet(src, columns=columns, glob=False)
+                _read_parquet(f, columns)
             except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (any failure to decode
                 # means the file is unusable; a panic, that it changed while read: unreadable at that moment)
                 _not_interrupt(exc)
@@ -606,7 +613,11 @@ class Run:
                         f"counted{kept}",
                     )
                 else:
-                    named = [c for c in failing if c in f.columns]  # the file's own (not derived) columns
+                    # The file's own columns that fail: those named, and those behind a derived one that fails
+                    # (Flink v1's ``roles``, from ``solver_reward`` and the other role columns).
+                    named = [c for c in failing if c in f.columns]
+                    if any(c not in f.columns for c in failing):
+                        named += [c for c in self._failing_sources(f, failing) if c not in named]
                     where = f" in {', '.join(named)}" if named and len(named) < len(f.columns) else ""
                     # Changed since listed: told by the file's stamp, or an object's HEAD (size and ETag). An object
                     # whose version the store will not tell may have been replaced: no corruption claimed then.
@@ -627,6 +638,28 @@ class Run:
         if bad:
             self._forget_reads()  # a failure while reading may not happen again (EIO, a file replaced): not kept
         return bad
+
+    def _failing_sources(self, f: FileInfo, failing: list[str]) -> list[str]:
+        """The columns of the file ``f`` (``FileInfo.columns``) that fail to read on their own, of those its
+        layout reads for the canonical columns ``failing`` (``scanned_columns``; where the plan cannot be walked,
+        every column of the file): what a corrupt page behind a derived column is in."""
+        try:
+            lf = get_layout(f.layout).scan_samples([f], self.ctx)
+            scans = scanned_columns([lf.select(failing)]) if lf is not None else None
+        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001  (unknown: every column tried)
+            _not_interrupt(exc)
+            scans = None
+        wanted = None if scans is None else scans.get(str(f.abspath))
+        out = []
+        for c in f.columns:
+            if wanted is not None and c not in wanted:
+                continue
+            try:
+                _read_parquet(f, [c])
+            except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001
+                _not_interrupt(exc)
+                out.append(c)
+        return out
 
     def _repair_utf8(self, f: FileInfo) -> str | None:
         """A file whose text holds bytes that are no UTF-8 (polars refuses the whole file for one of them: every
@@ -1176,30 +1209,47 @@ FLAT_SCALARS = ("areal",)
 def _foreign_scalars(
     chosen: list[tuple[Candidate, Layout]], claimed: list[tuple[str, Placement]], ctx: RunContext
 ) -> list[tuple[Candidate, Layout]]:
-    """``chosen`` less the flat scalars files (``FLAT_SCALARS``) of a native run, each said. A native run's scalars
-    are its writer's shards, ``scalars.pN.jsonl``; a flat JSONL of metrics under another name
-    (``scalars_old.jsonl``, ``scalars.p0.jsonl.bak.jsonl``) is a shard copied aside, or another logger's file:
-    read, it was merged into the run's metrics as one more process's shard (its values averaged into every step)
-    without a word. Left out, as no shard of the run, and named; passed alone, it is read as a run of its own.
-    Only beside the writer's own scalars shards: a native run of samples whose metrics another logger writes
-    (a StatsLogger's ``stats.jsonl``) has no scalars but that file's, read as its scalars."""
+    """``chosen`` less the flat scalars files (``FLAT_SCALARS``) of a native run that are copies of its writer's
+    shards, each said. A native run's scalars are its writer's shards, ``scalars.pN.jsonl``; a flat JSONL of
+    metrics under another name holding the shards' keys (``scalars_old.jsonl``, ``scalars.p0.jsonl.bak.jsonl``)
+    is a shard copied aside: read, it was merged into the run's metrics as one more process's shard (its values
+    averaged into every step) without a word. Left out, as no shard of the run, and named; passed alone, it is
+    read as a run of its own. A file of keys of its own (another logger's ``eval_stats.jsonl`` of ``eval/acc``
+    beside shards of ``train/loss``; a StatsLogger's ``stats.jsonl`` of a run whose writer logs samples only) is
+    read, its records merged as its own process's. The keys compared are those of the first records of each file
+    (``Candidate.json_lines``, a few lines: a copy starts as its shard does), steps and times aside."""
     from .formats.native import SCALARS_RE
 
     if not any(lay.name == NATIVE and SCALARS_RE.search(rel) for rel, lay in claimed):
         return chosen
+    if not any(lay.name in FLAT_SCALARS for _, lay in chosen):
+        return chosen
+    shards = [c for c, lay in chosen if lay.name == NATIVE and SCALARS_RE.search(c.rel)]
+    theirs = set().union(*(_record_keys(c) for c in shards))
     kept = []
     for cand, lay in chosen:
-        if lay.name not in FLAT_SCALARS:
+        shared = sorted(_record_keys(cand) & theirs) if lay.name in FLAT_SCALARS else []
+        if not shared:
             kept.append((cand, lay))
             continue
+        keys = ", ".join(shared[:3]) + (f", ... (+{len(shared) - 3})" if len(shared) > 3 else "")
         ctx.warn(
             cand.rel,
-            f"flat scalar records (the {lay.name} layout's) in a runlog run, whose scalars are its writer's "
-            "scalars.pN.jsonl shards only: a shard copied under another name, or another logger's file; left out "
-            "(read, its values would be merged into the run's metrics as one more process's): rename it "
-            "scalars.pN.jsonl if it is the shard of process N, or pass the file alone to read it",
+            f"flat scalar records (the {lay.name} layout's) in a runlog run, of keys of its writer's scalars.pN.jsonl "
+            f"shards ({keys}): a shard copied under another name; left out (read, its values would be merged into "
+            "the run's metrics as one more process's): rename it scalars.pN.jsonl if it is the shard of process N, "
+            "or pass the file alone to read it",
         )
     return kept
+
+
+def _record_keys(cand: Candidate) -> set[str]:
+    """The metric keys of a scalars file's first records (``Candidate.json_lines``: a few lines, read once): the
+    keys of those that are objects, less steps and times (every file has them) and ``__count`` companions' suffix."""
+    from .formats.scalars_jsonl import STEP_KEYS, TIME_KEYS
+
+    keys = {k.removesuffix("__count") for obj in cand.json_lines() if isinstance(obj, dict) for k in obj}
+    return keys - set(STEP_KEYS) - set(TIME_KEYS)
 
 
 def _near_miss(cand: Candidate, registry: list[Layout]) -> str | None:

@@ -1051,11 +1051,19 @@ def _shown(runs: list[list[int]], stride: int, limit: int = 6) -> str:
     return shown + (", ..." if len(runs) > limit else "")
 
 
+KEY_NULLS = ("split", "step")  # the columns whose null rows count under no split or step (``_not_told``)
+
+
 def _not_told(f: Any) -> bool:
     """Whether a sample file's rows are not all of the one split and the steps its name and footer tell: it tells
     no split or step, or its footer counts nulls in its ``split`` or ``step`` column (rows a reader counts under
-    no split or step: filed under the name's, a train file's row of no split made train 80 rows where 79 are)."""
-    return f.split is None or not f.all_steps() or any(f.null_counts.get(c) for c in ("split", "step"))
+    no split or step: filed under the name's, a train file's row of no split made train 80 rows where 79 are), or
+    does not count them: a Parquet file written without statistics (``write_statistics=False``), whose null count
+    is unknown, not zero (``FileInfo.null_counts`` leaves such a column out)."""
+    if f.split is None or not f.all_steps():
+        return True
+    unknown = f.fmt == "parquet" and bool(f.rows)  # a column the footer counts no nulls of: unknown
+    return any(f.null_counts.get(c) or (unknown and c in f.columns and c not in f.null_counts) for c in KEY_NULLS)
 
 
 def _rows_per_split_step(run: Run, files: list[Any]) -> dict[tuple[str | None, int | None], int]:
@@ -1181,13 +1189,14 @@ def inspect_run(run: Run, *, deep: bool = False) -> RunInspection:
         elif f.kind == "scalars":
             scalar_steps.update(own)
     # The mixed files' splits, steps and rows, read above (they were filed under a split "?", and the folder's
-    # split called its step missing).
+    # split called its step missing). Rows of no split (null) are counted, as "?", but are no split of their own:
+    # no steps, stride or gaps (a few such rows at steps 1, 2 and 5 made "split '?': 2 step(s) missing (3-4)").
     for (told, step), n in mixed_rows.items():
         rows_by_split[told or "?"] += n
-        if step is not None:  # (read as the samples' int64 step: never beyond its range)
-            steps_by_split.setdefault(told or "?", set()).add(step)
-            named_by_split.setdefault(told or "?", set()).add(step)
-            not_empty.add((told or "?", step))
+        if told is not None and step is not None:  # (read as the samples' int64 step: never beyond its range)
+            steps_by_split.setdefault(told, set()).add(step)
+            named_by_split.setdefault(told, set()).add(step)
+            not_empty.add((told, step))
     empty_steps: dict[str, list[int]] = {}
     for (split, step), n in sorted(step_rows.items()):
         if n == 0 and (split, step) not in not_empty:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..analysis.summarize import KL_STATS, REWARD_STATS
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, DataError, RunlogError, UsageError
 from .common import STORAGE_OPTION, handle_errors, report_problems, use_storage_options
 from .fleet_opts import (
     ENGINE,
@@ -221,8 +221,9 @@ def summarize_command(
 
     Also: --correlations (reward components against role rewards), --split and --steps (10:19) to narrow.
 
-    Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised);
-    2 usage error (a run of scalars only without --scalars too, a run without scalar metrics with --scalars,
+    Exit codes: 0 ok; 1 the run had problems (they are listed on stderr; the good data was summarised), or
+    with --scalars its scalars files exist but no scalar metric could be read from them (one line says so);
+    2 usage error (a run of scalars only without --scalars too, a run with no scalars file with --scalars,
     and filters that each match the run but no sample together), or -o FILE cannot be written. Problems are
     only on stderr, for a fleet too (each line names its run): --format json and csv hold the table alone, and
     the exit code says whether any run had problems.
@@ -284,6 +285,26 @@ def summarize_command(
             raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
 
 
+def _no_scalars(run: Run, location: str, table: dict[str, str]) -> RunlogError | None:
+    """The error of a run ``summarize --scalars`` reads no scalar metric of, or None: a usage error (exit 2)
+    where it has no scalars file; where it has some but no metric could be read from them (a torn only line, a
+    file that cannot be read, records without a step), a data error (exit 1), as ``plot --what scalars`` exits."""
+    from ..analysis import summarize as S
+
+    if not any(f.kind == "scalars" for f in run.files):
+        hint = ": summarize it without --scalars" if any(f.kind == "samples" for f in run.files) else ""
+        return UsageError(
+            f"{location}: this run has no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch file){hint}"
+        )
+    if not S.summarize_scalars(run, aliases=table).is_empty():
+        return None
+    return DataError(
+        location,
+        "no scalar metric could be read from this run's scalars file(s) (the problems above say why): nothing to "
+        "summarise",
+    )
+
+
 def _summarize_run(
     location: str,
     by: list[str] | None,
@@ -311,17 +332,21 @@ def _summarize_run(
         if filters.splits or filters.roles:
             raise UsageError("--split and --role do not apply to --scalars (scalar metrics have neither)")
         table = S.load_aliases(aliases, alias or ())
-        check_scalars(run, keys or (), filters.steps, table)
+        try:
+            check_scalars(run, keys or (), filters.steps, table)
+        except UsageError:
+            # The problems met first: a --keys that matches none of the run's keys may name a key of a file left
+            # out (a renamed copy of a scalars shard), said there. A run of no metric at all says that instead.
+            report_problems(run.problems)
+            if (nothing := _no_scalars(run, location, table)) is not None:
+                raise nothing from None
+            raise
         df = S.summarize_scalars(run, keys=keys or (), aliases=table, steps=filters.steps)
-        if df.is_empty() and not any(f.kind == "scalars" for f in run.files):
+        if df.is_empty() and (nothing := _no_scalars(run, location, table)) is not None:
             # Nothing to summarise, as the reverse (a run of scalars only without --scalars): an empty table and
             # exit 0 read as an answer to a script. The problems met are said first.
             report_problems(run.problems)
-            hint = ": summarize it without --scalars" if any(f.kind == "samples" for f in run.files) else ""
-            raise UsageError(
-                f"{location}: this run has no scalar metrics (no scalars.p*.jsonl, AReaL stats or JaxARC batch "
-                f"file){hint}"
-            )
+            raise nothing
         emit_frame(df, fmt, output, keys=["key"])
         if (collided := S.alias_collisions(run, table)) is not None:
             report_problems([], notes=[collided])
