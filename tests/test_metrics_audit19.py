@@ -419,3 +419,156 @@ def test_the_row_of_texts_in_no_group_is_said_in_words(cli, tmp_path):
     [note] = [line for line in res.stderr.splitlines() if "rows with no groups" in line]
     assert "group None" not in note
     assert "group (no group id or prompt)" in note
+
+
+# Review of the ``role:NAME`` errors (audit 19, fix-metrics3):
+# 9. ``role:alice``, a user who speaks only in the prompt (verifiers, NeMo Gym, native with ``prompt_turns``), was
+#    "no message of the selected samples is spoken by 'alice'" (false): the prompt's speakers were read without
+#    its input messages and the input speakers without the prompt, so a prompt's user was in neither.
+# 10. ``role:model --steps 0:2`` where the speaker named ``model`` speaks at step 3 only said no message is spoken
+#    by 'model', as if a typo, without saying it speaks at the steps left out (whom ``role:model`` reads is
+#    decided over the whole run).
+
+ALICE = {"role": "user", "name": "alice", "content": "q"}
+SYSTEM = {"role": "system", "content": "sys"}
+
+
+def _native_prompted(root: Path, samples: dict[str, tuple[list[dict], int]]) -> Path:
+    """A native run whose rows say their ``prompt_turns`` (``samples``: messages and prompt turns per sample)."""
+    with runlog.RunWriter(root, name=root.name) as w:
+        rows = [
+            {"sample_id": s, "group_id": "g", "reward": 0.5, "messages": m, "prompt_turns": n}
+            for s, (m, n) in samples.items()
+        ]
+        w.log_samples(0, rows)
+    return root
+
+
+def _verifiers_alice(root: Path) -> dict[str, tuple[list[dict], int]]:
+    """A verifiers results file whose prompt's user is alice: the prompt is the model's input, the completion its
+    turns. Returned as the messages and prompt turns per row, as written."""
+    recs = [
+        {
+            "example_id": i,
+            "task": "default",
+            "prompt": [SYSTEM, {**ALICE, "content": f"q{i}"}],
+            "completion": [_a(f"a{i % 2}")],
+            "reward": 1.0,
+        }
+        for i in range(4)
+    ]
+    root.mkdir(parents=True)
+    (root / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return {str(r["example_id"]): (r["prompt"] + r["completion"], len(r["prompt"])) for r in recs}
+
+
+def _generated_labels(samples: dict[str, tuple[list[dict], int]]) -> list[str]:
+    """The speakers ``role:NAME`` can read, from the rows written: past each sample's prompt, not an input message."""
+    return list(dict.fromkeys(_label(m) for ms, n in samples.values() for m in ms[n:] if _readable(m)))
+
+
+PROMPTED = {f"s{k}": ([SYSTEM, ALICE, _a(f"answer {k % 2}", name="solver")], 2) for k in range(3)}
+
+
+@pytest.mark.parametrize("layout", ["native", "verifiers"])
+def test_a_user_of_the_prompt_only_is_said_to_speak_only_in_the_prompts(cli, tmp_path, layout):
+    """``role:alice``, alice the user of every prompt (native rows with ``prompt_turns``, a verifiers prompt): the
+    error says she speaks only in the prompts, never that no message is hers (before: "no message of the selected
+    samples is spoken by 'alice'"), and lists the generated speakers from the rows written."""
+    if layout == "native":
+        samples = PROMPTED
+        root = _native_prompted(tmp_path / "run", samples)
+    else:
+        root = tmp_path / "v"
+        samples = _verifiers_alice(root)
+    assert all(any(m.get("name") == "alice" for m in ms[:n]) for ms, n in samples.values())
+    assert not any(m.get("name") == "alice" for ms, n in samples.values() for m in ms[n:])
+    res = cli("metrics", "diversity", root, "--text", "role:alice")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "'alice' speaks only in the selected samples' prompts" in res.stderr, res.stderr
+    assert "no message of the selected samples is spoken by" not in res.stderr
+    assert "model's input past the prompts" not in res.stderr  # she speaks nowhere past them
+    assert "did you mean" not in res.stderr
+    assert _listed(res.stderr) == _generated_labels(samples)
+
+
+def test_a_user_past_the_prompt_and_one_in_both_are_said_where_they_speak(cli, tmp_path):
+    """With ``prompt_turns`` set, a user bob who speaks only past the prompt (a follow-up question) is said to speak
+    in the model's input past the prompts, not in the prompts; carol, in a prompt and past another, is said in
+    both (before: only the messages past the prompts were named, as if she spoke nowhere else)."""
+    bob, carol = {"role": "user", "name": "bob", "content": "more?"}, {"role": "user", "name": "carol", "content": "c"}
+    samples = {
+        "s0": ([SYSTEM, ALICE, _a("first", name="solver"), bob, _a("second", name="solver")], 2),
+        "s1": ([SYSTEM, carol, _a("first", name="solver")], 2),
+        "s2": ([SYSTEM, ALICE, _a("x", name="solver"), carol, _a("y", name="solver")], 2),
+    }
+    root = _native_prompted(tmp_path / "run", samples)
+    prompts = {m.get("name") for ms, n in samples.values() for m in ms[:n]}
+    past = {m.get("name") for ms, n in samples.values() for m in ms[n:] if not _readable(m)}
+    assert "bob" in past and "bob" not in prompts and "carol" in past and "carol" in prompts
+    for name, in_prompts in (("bob", False), ("carol", True)):
+        res = cli("metrics", "diversity", root, "--text", f"role:{name}")
+        assert res.exit_code == 2, res.output
+        assert f"{name!r} speaks only " in res.stderr, res.stderr
+        assert ("in the selected samples' prompts" in res.stderr) is in_prompts
+        assert "in messages of the model's input past the prompts" in res.stderr
+        assert _listed(res.stderr) == _generated_labels(samples) == ["solver"]
+
+
+def _model_at_step_3(root: Path) -> dict[tuple[str, int], list[list[dict]]]:
+    """An unnamed policy at steps 0-3 of train and at step 0 of eval; a speaker named ``model`` at train step 3."""
+    written: dict[tuple[str, int], list[list[dict]]] = {}
+    with runlog.RunWriter(root, name=root.name) as w:
+        for split, steps in (("train", range(4)), ("eval", range(1))):
+            for step in steps:
+                msgs = [
+                    [U, _a(f"policy {step} {k % 2}"), *([_a(f"critic {k % 3}", name="model")] if step == 3 else [])]
+                    for k in range(4)
+                ]
+                written[split, step] = msgs
+                w.log_samples(
+                    step,
+                    [
+                        {"sample_id": f"{split}{step}-{k}", "group_id": "g", "reward": 0.5, "messages": m}
+                        for k, m in enumerate(msgs)
+                    ],
+                    split=split,
+                )
+    return written
+
+
+@pytest.mark.parametrize("picked", [["--steps", "0:2"], ["--split", "eval"], ["--split", "train", "--steps", "0,1"]])
+def test_role_model_speaking_only_at_steps_left_out_is_said_so(cli, tmp_path, picked):
+    """``role:model`` where the speaker named ``model`` speaks only at train step 3 and the options pick other
+    samples: the error says it speaks elsewhere in the run, at that step (from the rows written), outside the
+    samples selected, and that whom ``role:model`` reads is decided over the run (before: "no message of the
+    selected samples is spoken by 'model'" and no more, as for a typo)."""
+    written = _model_at_step_3(tmp_path / "run")
+    at = sorted({k for k, rows in written.items() for ms in rows for m in ms if m.get("name") == "model"})
+    assert at == [("train", 3)]
+    res = cli("metrics", "diversity", tmp_path / "run", "--text", "role:model", *picked)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "no message of the selected samples is spoken by 'model'" in res.stderr
+    said = re.search(
+        r"it speaks elsewhere in the run \(split (\w+); step (\d+)\), outside the samples selected \(([^)]*)\)",
+        res.stderr,
+    )
+    assert said is not None, res.stderr
+    assert [(said.group(1), int(said.group(2)))] == at
+    assert said.group(3) == " ".join(picked)
+    assert "decided over the whole run" in res.stderr
+    assert "did you mean" not in res.stderr
+    assert _listed(res.stderr) == ["assistant"]
+    ok = cli("metrics", "diversity", tmp_path / "run", "--text", "role:model", "--steps", "3", "--format", "json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)[0]["texts"] == len(written["train", 3])
+
+
+def test_a_typo_with_a_step_filter_says_no_more_than_before(cli, tmp_path):
+    """``role:modle --steps 0:2``: it speaks nowhere in the run, so the error says nothing of other steps."""
+    _model_at_step_3(tmp_path / "run")
+    res = cli("metrics", "diversity", tmp_path / "run", "--text", "role:modle", "--steps", "0:2")
+    assert res.exit_code == 2, res.output
+    assert "elsewhere in the run" not in res.stderr
+    assert "no message of the selected samples is spoken by 'modle'" in res.stderr

@@ -280,13 +280,17 @@ NOT_MODEL_ROLES = sorted(INPUT_ROLES)
 def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = None) -> None:
     """``--text role:NAME`` that selected no message (``found`` false) is a usage error naming the speakers that
     ``role:NAME`` can read in the run's selected samples (``message_speakers``: read only on this error) and its
-    roles, with a near name (never NAME itself). A NAME that only the model's input speaks (a user, system or
-    tool message: ``role:user``, a user named ``alice``, a tool result named ``python``) is said so: ``role:NAME``
-    never reads those. Checked after the fact: speakers are in the messages."""
+    roles, with a near name (never NAME itself). A NAME that speaks only where ``role:NAME`` never reads is said
+    so, and where: in the samples' prompts (their first ``prompt_turns`` messages: a few-shot example, a verifiers
+    or NeMo Gym prompt's user), in a message of the model's input past them (a user, system or tool message:
+    ``role:user``, a user named ``alice``, a tool result named ``python``), or at the steps and splits of the run
+    that ``--split`` and ``--steps`` leave out. Checked after the fact: speakers are in the messages."""
     if found or not text.startswith("role:"):
         return
     name = text.split(":", 1)[1]
-    spoken = message_speakers(run, filters or Filters())
+    filters = filters or Filters()
+    speakers = _speakers(run, filters)
+    spoken = speakers[False, False]
     listed = f"the turns it can read there are spoken by {', '.join(spoken)}" if spoken else "it can read no turn there"
     quoted = shlex.quote(f"role:{name}")
     if name in spoken:
@@ -296,25 +300,36 @@ def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = 
             f"--text {quoted}: {name!r} speaks in the selected samples, but none of its turns there was measured "
             f"(each a tool call without words, which holds no text, or a spec whose roles leave {name} out); {listed}"
         )
-    if name in message_speakers(run, filters or Filters(), prompt=True):
-        # Its turns are all the prompt's (a few-shot example): the texts are read from the generated turns.
-        raise UsageError(
-            f"--text {quoted}: {name!r} speaks only in the selected samples' prompts (their first prompt_turns "
-            f"messages, such as a few-shot example), which the texts are not read from; {listed}"
-        )
     inputs = ", ".join(NOT_MODEL_ROLES)
     if name.lower() in INPUT_ROLES:
         raise UsageError(
             f"--text {quoted}: {name} is a role of the model's input ({inputs}), whose messages --text role:NAME "
             f"never reads: it reads a speaker's turns; {listed}"
         )
-    if name in message_speakers(run, filters or Filters(), inputs=True):
-        # A user, system or tool message is the model's input, never a speaker's turn that role:NAME reads.
+    elsewhere = _spoken_elsewhere(run, name, filters)
+    if elsewhere:
+        # The speaker's turns are at steps or splits the filters leave out (a speaker named ``model`` at one step:
+        # whom ``role:model`` reads is decided over the run, ``texts.role_speaker``).
         raise UsageError(
-            f"--text {quoted}: {name!r} speaks only in messages of the model's input in the selected samples (their "
-            f"role {inputs}: a user named so, a tool result named after its tool), which --text role:NAME never "
-            f"reads; {listed}"
+            f"--text {quoted}: no message of the selected samples is spoken by {name!r}; it speaks elsewhere in the "
+            f"run ({elsewhere}), outside the samples selected ({_picked(filters)}){_decided(name)}; {listed}"
         )
+    where = []
+    if name in speakers[True, False] or name in speakers[True, True]:
+        # Its messages are the prompt's (a few-shot example, a verifiers prompt's user): the texts are read from
+        # the generated turns.
+        where.append(
+            "in the selected samples' prompts (their first prompt_turns messages, such as a few-shot example or the "
+            "question asked), which the texts are not read from"
+        )
+    if name in speakers[False, True]:
+        # A user, system or tool message is the model's input, never a speaker's turn that role:NAME reads.
+        where.append(
+            f"in messages of the model's input past the prompts (their role {inputs}: a user named so, a tool result "
+            "named after its tool), which --text role:NAME never reads"
+        )
+    if where:
+        raise UsageError(f"--text {quoted}: {name!r} speaks only {' and '.join(where)}; {listed}")
     roles = [r for r in run.role_names() if r not in spoken]
     said = listed + (f"; this run's roles are {', '.join(roles)}" if roles else "")
     near = did_you_mean(name, [n for n in [*spoken, *roles] if n != name])
@@ -324,34 +339,110 @@ def check_text_role(run: Run, text: str, found: bool, filters: Filters | None = 
     )
 
 
+def _picked(filters: Filters) -> str:
+    """The options that select the samples, as typed: ``--split eval --steps 0:2``."""
+    said = [f"--split {shlex.quote(s)}" for s in filters.splits]
+    if not filters.steps.unbounded:
+        said.append(f"--steps {shlex.quote(filters.steps.text)}")
+    return " ".join(said)
+
+
+def _decided(name: str) -> str:
+    """For a model chat role spelled as a speaker's name (``role:model``, a speaker named ``model`` elsewhere in the
+    run): that ``role:NAME`` reads that speaker over the whole run, never the model turns without a name."""
+    from .texts import MODEL_ROLES, UNNAMED_SPEAKER
+
+    if name == UNNAMED_SPEAKER or name.lower() not in MODEL_ROLES:
+        return ""
+    return (
+        f" (as a speaker of the run is named {name}, --text role:{name} reads its turns alone, never the model turns "
+        f"without a name, which --by role labels {UNNAMED_SPEAKER}: decided over the whole run, whatever --split "
+        "and --steps pick)"
+    )
+
+
 def message_speakers(run: Run, filters: Filters, *, prompt: bool = False, inputs: bool = False) -> list[str]:
     """The distinct speakers ``--text role:NAME`` can read (a message's ``name``, else ``assistant`` for a model
     turn, else its ``role``: ``texts.speaker_label``) of the selected samples' generated messages (past their
     ``prompt_turns``, where a layout tells: the texts are read from those), in order of first appearance, at most
     ``MAX_SPEAKERS``: never a message whose role is the model's input (``texts.NOT_MODEL_ROLES``: user, system,
-    tool...), which ``role:NAME`` never reads, named or not. With ``prompt``, of their prompt's messages instead;
-    with ``inputs``, the speakers of those input messages only. Empty when the run has no messages or they cannot
-    be read (the command that failed to find the speaker has said what it could not read)."""
+    tool...), which ``role:NAME`` never reads, named or not. With ``prompt``, of their prompt's messages instead
+    (the first ``prompt_turns``); with ``inputs``, the speakers of the input messages only (of the prompt's with
+    both). Empty when the run has no messages or they cannot be read (the command that failed to find the speaker
+    has said what it could not read)."""
+    return _speakers(run, filters)[prompt, inputs]
+
+
+def _labels(lf: pl.LazyFrame) -> tuple[pl.Expr, pl.Expr] | None:
+    """A message's speaker label (``texts.speaker_label``, over ``pl.element()`` of ``messages``) and whether its
+    role is the model's input; None where the samples have no messages."""
+    from .texts import speaker_label
+
+    schema = lf.collect_schema()
+    if "messages" not in schema.names():
+        return None
+    fields = {f.name for f in schema["messages"].inner.fields}  # type: ignore[attr-defined]
+    name, role = (pl.element().struct.field(f) if f in fields else pl.lit(None, pl.String) for f in ("name", "role"))
+    given = role.cast(pl.String).str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False)
+    return speaker_label(name, role), given
+
+
+def _speakers(run: Run, filters: Filters) -> dict[tuple[bool, bool], list[str]]:
+    """``message_speakers`` for each (prompt, inputs), read in one pass."""
     from .filters import apply_filters
 
+    parts = [(prompt, inputs) for prompt in (False, True) for inputs in (False, True)]
+    empty: dict[tuple[bool, bool], list[str]] = {k: [] for k in parts}
     try:
         lf = apply_filters(run.samples, filters, roles_too=False)
-        if "messages" not in lf.collect_schema().names():
-            return []
-        fields = {f.name for f in lf.collect_schema()["messages"].inner.fields}  # type: ignore[attr-defined]
+        labels = _labels(lf)
+        if labels is None:
+            return empty
+        label, given = labels
         head = pl.col("prompt_turns").fill_null(0).cast(pl.Int64)
         messages = pl.col("messages")
-        part = messages.list.head(head) if prompt else messages.list.slice(head)
-        # Labelled as the texts label them (``speaker_label``): the speakers ``--text role:NAME`` can name.
-        from .texts import speaker_label
-
-        name, role = (
-            pl.element().struct.field(f) if f in fields else pl.lit(None, pl.String) for f in ("name", "role")
-        )
-        given = role.cast(pl.String).str.to_lowercase().is_in(NOT_MODEL_ROLES).fill_null(False)
-        msg = part.list.eval(speaker_label(name, role).filter(given if inputs else ~given))
-        [df] = run.collect(lambda: [lf.select(msg.explode().drop_nulls().unique(maintain_order=True).alias("who"))])
+        cols = [
+            (messages.list.head(head) if prompt else messages.list.slice(head))
+            .list.eval(label.filter(given if inputs else ~given))
+            .explode()
+            .drop_nulls()
+            .unique(maintain_order=True)
+            .implode()
+            .alias(f"{prompt:d}{inputs:d}")
+            for prompt, inputs in parts
+        ]
+        [df] = run.collect(lambda: [lf.select(cols)])
     except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
-        return []
-    names = [str(x) for x in df["who"].to_list() if str(x).strip()]
-    return names[:MAX_SPEAKERS] + (["..."] if len(names) > MAX_SPEAKERS else [])
+        return empty
+    if not df.height:
+        return empty
+    out = {}
+    for prompt, inputs in parts:
+        names = [str(x) for x in df[f"{prompt:d}{inputs:d}"][0] if str(x).strip()]
+        out[prompt, inputs] = names[:MAX_SPEAKERS] + (["..."] if len(names) > MAX_SPEAKERS else [])
+    return out
+
+
+def _spoken_elsewhere(run: Run, name: str, filters: Filters) -> str:
+    """The steps and splits of the run (``describe_rows``: ``split train; step 3``) where ``name`` has a turn that
+    ``role:NAME`` can read (generated, not the model's input), where ``filters`` select some samples only (none
+    of them is selected: the caller found none there); empty otherwise or where the messages cannot be read."""
+    from .texts import describe_rows
+
+    if not filters.splits and filters.steps.unbounded:
+        return ""
+    try:
+        lf = run.samples
+        labels = _labels(lf)
+        keys = [k for k in ("split", "step") if k in lf.collect_schema().names()]
+        if labels is None or not keys:
+            return ""
+        label, given = labels
+        head = pl.col("prompt_turns").fill_null(0).cast(pl.Int64)
+        hit = pl.col("messages").list.slice(head).list.eval(((label == name) & ~given).fill_null(False)).list.any()
+        [df] = run.collect(lambda: [lf.filter(hit.fill_null(False)).select(keys).unique()])
+    except (pl.exceptions.PolarsError, AttributeError, RunlogError, OSError):
+        return ""
+    if not df.height:
+        return ""
+    return describe_rows(df.sort(keys, nulls_last=True), keys)
