@@ -16,6 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import runlog
 
 from conftest import REALDATA, need_realdata
@@ -479,3 +481,116 @@ def test_the_real_dump_s_groups_by_summarize_are_its_prompts(tmp_path: Path, cli
     assert r.exit_code == 0, r.output
     got = {row["group"]: (row["reward_count"], row["reward_mean"]) for row in json.loads(r.stdout)}
     assert got == {f"prompt-{i}": (len(v), sum(v) / len(v)) for i, v in enumerate(by_prompt.values())}
+
+
+# -- review of b387bd3: prompt groups within a task; the names a warning gives; a file's ids by its neighbours ---
+def _vf_rollouts(task: str, prompt_rewards: list[tuple[str, list[float]]], tag: str) -> list[dict[str, Any]]:
+    """One evaluation of ``task``: example i asks the i-th prompt, one rollout per reward (marked ``tag``)."""
+    rows = []
+    for ex, (prompt, rewards) in enumerate(prompt_rewards):
+        for k, reward in enumerate(rewards):
+            rec = _vf(ex, task, prompt, k, reward)
+            rec["completion"] = [{"role": "assistant", "content": f"{tag} {task} {ex} #{k}"}]
+            rec["generation_ms"] = 10.0 + len(rows) + 100 * len(tag)
+            rows.append(rec)
+    return rows
+
+
+def _two_tasks_one_prompt(run_dir: Path, envgroup: bool) -> list[Path]:
+    """A run grouped by prompt (a math evaluation appended to a results file: example 0 is "P" then "R") in which
+    math and code both ask "Q", math's rollouts rewarded 1 and code's 0: in one EnvGroup file beside the appended
+    one (``envgroup``), or in a code file beside a math file that holds the appended evaluation."""
+    appended = _vf_rollouts("math", [("P", [1.0, 0.0])], "b") + _vf_rollouts("math", [("R", [1.0, 1.0])], "b2")
+    if envgroup:
+        a = _vf_rollouts("math", [("Q", [1.0, 1.0]), ("m1", [1.0, 1.0])], "a")
+        a += _vf_rollouts("code", [("Q", [0.0, 0.0]), ("c1", [0.0, 0.0])], "a")
+        return [_write(run_dir / "a_results.jsonl", a), _write(run_dir / "b_results.jsonl", appended)]
+    math = _vf_rollouts("math", [("Q", [1.0, 1.0])], "m") + appended
+    code = _vf_rollouts("code", [("Q", [0.0, 0.0])], "c")
+    return [_write(run_dir / "a_results.jsonl", math), _write(run_dir / "b_results.jsonl", code)]
+
+
+@pytest.mark.parametrize("envgroup", [True, False], ids=["envgroup_file", "files_of_one_task"])
+def test_two_tasks_asking_one_prompt_are_two_prompt_groups(tmp_path: Path, envgroup: bool) -> None:
+    """Where a run of several tasks is grouped by prompt, math's "Q" (rewards 1) and code's "Q" (rewards 0) were
+    one ``prompt-N`` group with learning signal (EnvGroup: 5 groups, zero_adv_frac 0.6; true 6, 5/6): the id
+    groups keep the environments apart, and the prompt groups do now too, a group being one task's prompt."""
+    paths = _two_tasks_one_prompt(tmp_path / "run", envgroup)
+    groups, zero = _truth_of(paths, lambda r: [r["task"], r["prompt"]], _vf_mark)
+    assert (len(groups), zero) == ((6, Fraction(5, 6)) if envgroup else (4, Fraction(3, 4)))
+    run = runlog.open_run(tmp_path / "run")
+    assert _runlog_groups(run) == groups
+    assert all(g.startswith("prompt-") for g in run.samples.select("group_id").collect()["group_id"])
+    assert _close(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"], zero)
+    if envgroup:  # (the appended file's own rows decided it; the EnvGroup file follows, said)
+        said = [m for m in _problems(run) if "are grouped by prompt, as b_results.jsonl is" in m]
+        assert len(said) == 1 and "rows with the same task and prompt in every file" in said[0]
+
+
+def test_a_run_of_one_task_grouped_by_prompt_pools_one_prompt_over_its_files(tmp_path: Path) -> None:
+    """The task key applies only where the run names its examples by task: a resumed evaluation of one task
+    whose first file holds two evaluations appended keeps one group per prompt over both files."""
+    run_dir = tmp_path / "run"
+    a = _vf_rollouts("math", [("Q", [1.0, 1.0])], "a") + _vf_rollouts("math", [("P", [1.0, 0.0])], "a2")
+    b = _vf_rollouts("math", [("Q", [0.0, 0.0])], "b")
+    paths = [_write(run_dir / "a_results.jsonl", a), _write(run_dir / "b_results.jsonl", b)]
+    groups, zero = _truth_of(paths, lambda r: r["prompt"], _vf_mark)
+    assert (len(groups), zero) == (2, Fraction(0))
+    run = runlog.open_run(run_dir)
+    assert _runlog_groups(run) == groups
+    assert _close(runlog.summarize(run).to_dicts()[0]["zero_adv_frac"], zero)
+
+
+def _with_bad_line(path: Path, records: list[dict[str, Any]]) -> Path:
+    """``records`` with a line that is not JSON as line 2."""
+    lines = [json.dumps(r) for r in records]
+    lines.insert(1, "{not json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("envgroup", [True, False], ids=["envgroup_file", "beside_another_task"])
+def test_the_warning_on_rollouts_named_by_line_names_them_as_the_run_does(
+    tmp_path: Path, envgroup: bool, cli: Any
+) -> None:
+    """After a line that could not be read, rollouts are named by their line; the warning named the first
+    ``0:line3`` where the run names it ``math/0:line3`` (renamed as a file of a run of several tasks), so that
+    ``render-trajectory --sample-id 0:line3`` failed. It names the sample id the run has now."""
+    run_dir = tmp_path / "run"
+    math = _vf_rollouts("math", [("m0", [1.0, 0.0]), ("m1", [1.0, 0.0])], "a")
+    code = _vf_rollouts("code", [("c0", [1.0, 1.0])], "a" if envgroup else "b")
+    records = math + code if envgroup else math
+    path = _with_bad_line(run_dir / "a_results.jsonl", records)
+    if not envgroup:
+        _write(run_dir / "b_results.jsonl", code)
+    line3 = json.loads(path.read_text(encoding="utf-8").splitlines()[2])  # the first rollout after the bad line
+    run = runlog.open_run(run_dir)
+    ids = {c: s for s, c in run.samples.select("sample_id", "completion").collect().rows()}
+    sid = ids[_vf_mark(line3)]
+    assert sid == f"{line3['task']}/{line3['example_id']}:line3"
+    said = [m for m in _problems(run) if "named by their line" in m]
+    assert len(said) == 1 and f"(first: line 3, {sid})" in said[0]
+    r = cli("render-trajectory", run_dir, "--sample-id", sid)
+    assert r.exit_code == 0, r.output
+    assert _vf_mark(line3) in r.stdout
+
+
+def test_an_unknown_sample_id_suggests_its_spelling_with_or_without_a_task(tmp_path: Path, cli: Any) -> None:
+    """A file's ids depend on its neighbours: a math results file alone names a rollout ``0:1``, beside a code
+    results file ``math/0:1``. An unknown ``--sample-id`` that is a run's id with a ``TASK/`` prefix added or
+    taken off is refused (exit 2) with the run's spellings; one that is not gets no hint."""
+    run_dir = tmp_path / "run"
+    math = _write(run_dir / "a_results.jsonl", _vf_rollouts("math", [("m0", [1.0, 0.0])], "a"))
+    r = cli("render-trajectory", math, "--sample-id", "math/0:1")
+    assert r.exit_code == 2
+    assert "unknown sample id 'math/0:1' (did you mean '0:1'?)" in r.output
+    _write(run_dir / "b_results.jsonl", _vf_rollouts("code", [("c0", [1.0, 1.0])], "b"))
+    truth = sorted(f"{rec['task']}/0:1" for rec in _records(sorted(run_dir.iterdir())) if rec["example_id"] == 0)
+    r = cli("render-trajectory", run_dir, "--sample-id", "0:1")
+    assert r.exit_code == 2
+    shown = " or ".join(repr(s) for s in sorted(set(truth)))
+    assert f"unknown sample id '0:1' (did you mean {shown}?)" in r.output
+    r = cli("render-trajectory", run_dir, "--sample-id", "9:9")
+    assert r.exit_code == 2
+    assert "unknown sample id '9:9'" in r.output and "did you mean" not in r.output

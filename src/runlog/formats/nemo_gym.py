@@ -232,16 +232,20 @@ def with_prompt_groups(pairs: list[tuple[FileInfo, pl.DataFrame]], ctx: RunConte
     return out
 
 
-def check_ids_across_files(layout: Any, files: list[FileInfo], ctx: RunContext, what: str, advice: str) -> None:
+def check_ids_across_files(
+    layout: Any, files: list[FileInfo], ctx: RunContext, what: str, advice: str, same: str = "prompt"
+) -> None:
     """A run-wide check of a layout whose files name prompts by ids (``what``: the ids' name): where the files
     grouped by id are grouped by prompt now (``check_prompt_ids``), said (``say_prompt_ids``); and the sample ids
-    the files share, as ``layout.warn_pooled`` says them where every group is an id, else as ``say_shared_ids``."""
+    the files share, as ``layout.warn_pooled`` says them where every group is an id, else as ``say_shared_ids``.
+    ``same``: what the rows of one prompt group share, as said (``task and prompt`` where a layout keys its
+    prompts within their task)."""
     found = check_prompt_ids(files, ctx, layout.name)
     if found is not None:
-        say_prompt_ids(ctx, layout.name, what, found)
+        say_prompt_ids(ctx, layout.name, what, found, same)
     memo = prompts_of(ctx, layout.name)
     if any(memo[f.path].by_prompt for f in files if f.path in memo):
-        say_shared_ids(files, ctx, layout.name, advice)
+        say_shared_ids(files, ctx, layout.name, advice, same)
     else:
         layout.warn_pooled(files, ctx, advice)
 
@@ -250,7 +254,7 @@ def _shown_paths(paths: list[str] | tuple[str, ...]) -> str:
     return ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
 
 
-def say_prompt_ids(ctx: RunContext, layout: str, what: str, found: PromptIds) -> None:
+def say_prompt_ids(ctx: RunContext, layout: str, what: str, found: PromptIds, same: str = "prompt") -> None:
     """Why the files grouped by id are grouped by prompt now (``check_prompt_ids``), said once: a warning where
     one id names different prompts in different files, or where another file's own rows mixed prompts under one
     id (warned for that file); a note where those files' ids are not meant to name the example (``expected``)."""
@@ -260,17 +264,17 @@ def say_prompt_ids(ctx: RunContext, layout: str, what: str, found: PromptIds) ->
         ctx.warn(
             holders[-1],
             f"{count} {what} stand for different prompts in different {layout} files (first: {first!r}, in "
-            f"{_shown_paths(holders)}): prompt groups are the rows with the same prompt in {len(found.moved)} "
+            f"{_shown_paths(holders)}): prompt groups are the rows with the same {same} in {len(found.moved)} "
             "file(s) (`prompt-N`, numbered over the run's files), so that no group holds two prompts; the rows of "
-            "one prompt in several files are still one group",
+            f"one {same} in several files are still one group",
         )
         return
     prompted = _shown_paths(found.prompted)
     message = (
         f"{len(found.moved)} {layout} file(s) whose groups are their ids ({moved}) are grouped by prompt, as "
         f"{prompted} {'is' if len(found.prompted) == 1 else 'are'} (an id there stands for different prompts): "
-        "prompt groups are the rows with the same prompt in every file of the run (`prompt-N`, numbered over its "
-        "files), so that the rows of one prompt are one group whatever their file"
+        f"prompt groups are the rows with the same {same} in every file of the run (`prompt-N`, numbered over its "
+        f"files), so that the rows of one {same} are one group whatever their file"
     )
     if found.expected:
         ctx.note(layout, message)
@@ -278,9 +282,9 @@ def say_prompt_ids(ctx: RunContext, layout: str, what: str, found: PromptIds) ->
         ctx.warn(found.moved[0], message)
 
 
-def say_shared_ids(files: list[FileInfo], ctx: RunContext, layout: str, advice: str) -> None:
+def say_shared_ids(files: list[FileInfo], ctx: RunContext, layout: str, advice: str, same: str = "prompt") -> None:
     """The sample ids the files share, said as ``JsonlSamples.warn_pooled`` says them but for the groups, which
-    are the prompts, not the ids: rows of one id are in one group only where they have one prompt."""
+    are the prompts (``same``), not the ids: rows of one id are in one group only where they have one prompt."""
     shared = shared_ids(files, ["split", "step"])
     if shared is None:
         return
@@ -289,7 +293,7 @@ def say_shared_ids(files: list[FileInfo], ctx: RunContext, layout: str, advice: 
         holders[-1],
         f"{count} sample id(s) occur in more than one {layout} file at the same step (first: {first_id!r}, in "
         f"{_shown_paths(holders)}): each file's rows are counted, as one step (their prompt groups told by the "
-        f"prompt, above); {advice}",
+        f"{same}, above); {advice}",
     )
 
 

@@ -9,6 +9,7 @@ environment's examples from 0) are one GRPO group. The sibling ``metadata.json``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -74,12 +75,26 @@ _NOT_MESSAGES = (
 )
 _MIXED_PROMPTS = (
     "{n} example id(s) stand for different prompts in this file (first: {first}; two evaluations appended to one "
-    "file?): prompt groups are the rows with the same prompt (`prompt-N`), so that no group holds two prompts"
+    "file?): prompt groups are the rows with the same {same} (`prompt-N`), so that no group holds two prompts"
 )
 _RENAMED_AFTER_SKIP = (
     "{n} rollout(s) after a line that could not be read are named by their line (first: {first}), not by their "
     "number among their example's rollouts: the skipped line's example is not known, so that number is not either"
 )
+# ``ctx.cache`` key: {file path: (the ``_RENAMED_AFTER_SKIP`` warning said, its count, first line, first sample id)},
+# so that the sample id it names is the run's where ``_name_tasks_over_run`` names the file's examples afterwards.
+_RENAMED = "verifiers_renamed_after_skip"
+
+
+def _task_key(task: str | None, key: str) -> str:
+    """A row's prompt key within its task, where the run's examples are named by their task: two environments
+    of an EnvGroup evaluation may ask the same prompt (their rubrics differ), and one ``prompt-N`` group holding
+    both (a review: math's "Q", reward 1, and code's "Q", reward 0, one group with learning signal) would pool
+    what the id groups keep apart. A row without a task, or without a prompt, keeps its key."""
+    if task is None or key.startswith(NO_PROMPT_SLOT):
+        return key
+    text = json.dumps([task, key], ensure_ascii=False)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _error_text(value: Any) -> str | None:
@@ -214,10 +229,11 @@ class Verifiers(JsonlSamples):
             # A rollout's number is its place among its example's rollouts in the file: after a skipped line
             # (whose example is not known) it may be one less than a clean copy's, and ``1:0`` would name another
             # rollout than in that copy or in another run. Those rollouts are named by their line instead.
+            # (Said by ``finish``, with the sample id the file's rows are named by: ``{task}/...`` in a run of tasks.)
             skipped = state.get("skipped_lines") or ()
             if skipped and skipped[0] < line:
                 sample_id = f"{group_id}:line{line}"
-                self.tally(state, _RENAMED_AFTER_SKIP, f"line {line}, {sample_id}")
+                state.setdefault("after_skip", []).append((line, sample_id, task_text))
         raw_prompt, cut = _recover_calls(rec.get("prompt"))
         if raw_prompt is None:
             self.tally(state, _NO_PROMPT, f"line {line}")
@@ -289,15 +305,19 @@ class Verifiers(JsonlSamples):
         group; it keeps its place in the numbering (a number no group has), so that the prompts seen after it
         keep the numbers they have when it has its prompt. ``prompt_turns``: how many leading messages of each
         row are its ``prompt``."""
-        self._say_odd_components(state, info, ctx)
-        frame = with_prompt_turns(frame, state)
         rows: list[tuple[str | None, str | None, str]] = state.get("prompts", [])
         tasks = {task for group, task, _ in rows if group is not None}
+        # (Parsed again after ``check_run`` named the run's examples by their task: a file of one task is so too.)
+        by_task = (len(tasks) > 1 or bool(ctx.cache.get(_TASKS_RUN))) and len(rows) == frame.height
+        self._say_after_skip(state, info, ctx, by_task)
+        self._say_odd_components(state, info, ctx)
+        frame = with_prompt_turns(frame, state)
         ctx.cache.setdefault(_TASKS, {})[info.path] = tasks
         names = [group for group, _, _ in rows]
-        # (Parsed again after ``check_run`` named the run's examples by their task: a file of one task is so too.)
-        if (len(tasks) > 1 or ctx.cache.get(_TASKS_RUN)) and len(rows) == frame.height:
+        keys = [key for _, _, key in rows]
+        if by_task:
             names = [None if g is None else g if t is None else f"{t}/{g}" for g, t, _ in rows]
+            keys = [_task_key(t, key) for _, t, key in rows]
             samples = [
                 s if g is None or t is None else f"{t}/{s}"
                 for (g, t, _), s in zip(rows, frame.get_column("sample_id").to_list(), strict=True)
@@ -314,23 +334,37 @@ class Verifiers(JsonlSamples):
                     f"{info.path}: rows of {len(tasks)} tasks ({shown}), each numbering its examples from 0: a group "
                     "is the task's example, `{task}/{id}`, and a sample `{task}/{id}:{k}`",
                 )
-        fp = remember_prompts(ctx, self.name, info.path, [(g, key) for g, (_, _, key) in zip(names, rows, strict=True)])
+        fp = remember_prompts(ctx, self.name, info.path, list(zip(names, keys, strict=True)))
         if fp.run_wide:  # parsed again, after ``check_run`` (which said why)
             return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
         mixed = [g for g, keys in fp.ids.items() if len(keys) > 1]
         if not mixed:
             return frame
         fp.by_prompt = True
+        same = "task and prompt" if by_task else "prompt"
         if state.get("by_id"):
             fp.expected = True
             ctx.note(
                 self.name,
                 f"{info.path}: `id` does not name the example (rows with one id have different prompts): "
-                "prompt groups are the rows with the same prompt",
+                f"prompt groups are the rows with the same {same}",
             )
         else:
-            ctx.warn(info.path, _MIXED_PROMPTS.format(n=len(mixed), first=repr(mixed[0])))
+            ctx.warn(info.path, _MIXED_PROMPTS.format(n=len(mixed), first=repr(mixed[0]), same=same))
         return frame.with_columns(pl.Series("group_id", file_prompt_groups(fp), dtype=pl.String))
+
+    @staticmethod
+    def _say_after_skip(state: dict[str, Any], info: FileInfo, ctx: RunContext, by_task: bool) -> None:
+        """The rollouts after a skipped line that are named by their line (``map_record``), said once, naming the
+        first by the sample id the run has for it: ``{task}/{id}:lineN`` where the file's examples are named by
+        their task (``_name_tasks_over_run`` renames it where that is decided after this file)."""
+        renamed: list[tuple[int, str, str | None]] = state.get("after_skip", [])
+        if not renamed:
+            return
+        line, sample_id, task = renamed[0]
+        shown = f"{task}/{sample_id}" if by_task and task is not None else sample_id
+        ctx.warn(info.path, _RENAMED_AFTER_SKIP.format(n=len(renamed), first=f"line {line}, {shown}"))
+        ctx.cache.setdefault(_RENAMED, {})[info.path] = (ctx.problems[-1], len(renamed), line, sample_id)
 
     @staticmethod
     def _say_odd_components(state: dict[str, Any], info: FileInfo, ctx: RunContext) -> None:
@@ -371,7 +405,8 @@ class Verifiers(JsonlSamples):
         (``check_prompt_ids``), said."""
         advice = "point runlog at one results file, or keep each evaluation in its own folder"
         self._name_tasks_over_run(files, ctx)
-        check_ids_across_files(self, files, ctx, "example id(s)", advice)
+        same = "task and prompt" if ctx.cache.get(_TASKS_RUN) else "prompt"
+        check_ids_across_files(self, files, ctx, "example id(s)", advice, same)
 
     def _name_tasks_over_run(self, files: list[FileInfo], ctx: RunContext) -> None:
         """Where the run's examples are named by their task (``TASK/ID``: a file of several tasks, or files of
@@ -379,8 +414,9 @@ class Verifiers(JsonlSamples):
         in every file: an EnvGroup evaluation's ``math/0`` beside a second evaluation of math alone, whose rows
         were ``0``, split one example into two groups (and its rollouts' sample ids no longer met). Said in one
         note. Names only: the frames the probes kept are renamed, and the prompts kept for ``check_prompt_ids``
-        filed under the new names (a file parsed again is named so by ``finish``). Rows without a task keep
-        their id alone, as in a file of several tasks."""
+        filed under the new names and keyed within their task (``_task_key``: where the run is grouped by prompt,
+        a group is one task's prompt, never two environments' rows that ask the same text); a file parsed again
+        is named so by ``finish``. Rows without a task keep their id alone, as in a file of several tasks."""
         named_tasks: dict[str, set[str | None]] = ctx.cache.get(_TASKS, {})
         held = {f.path: named_tasks[f.path] for f in files if f.path in named_tasks}
         named = {t for tasks in held.values() for t in tasks if t is not None}
@@ -395,14 +431,22 @@ class Verifiers(JsonlSamples):
                 continue
             if len(fp.rows) != f.frame.height:  # (never expected: a frame not mapped here)
                 continue
-            prefix = f"{next(iter(tasks))}/"
+            task = next(iter(tasks))
+            prefix = f"{task}/"
             has_id = pl.Series("has_id", [i >= 0 for i in fp.rows], dtype=pl.Boolean)
             sample = pl.when(has_id).then(pl.lit(prefix) + pl.col("sample_id")).otherwise(pl.col("sample_id"))
             renamed = [sample.alias("sample_id")]
             if not fp.by_prompt:
                 renamed.append((pl.lit(prefix) + pl.col("group_id")).alias("group_id"))
             f.frame = f.frame.with_columns(*renamed)
-            fp.ids = {prefix + group: keys for group, keys in fp.ids.items()}
+            # Its prompts are its task's (``_task_key``), as those of a file of several tasks are.
+            task_keys = {key: _task_key(task, key) for key in fp.keys}
+            fp.keys = [task_keys[key] for key in fp.keys]
+            fp.ids = {prefix + group: {task_keys[key] for key in keys} for group, keys in fp.ids.items()}
+            said = ctx.cache.get(_RENAMED, {}).get(f.path)
+            if said is not None:  # the warning on its rollouts named by their line names them as the run does
+                problem, count, line, sample_id = said
+                problem.message = _RENAMED_AFTER_SKIP.format(n=count, first=f"line {line}, {prefix}{sample_id}")
             moved.append(f.path)
         if moved:
             shown = ", ".join(moved[:3]) + (" ..." if len(moved) > 3 else "")

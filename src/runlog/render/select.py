@@ -483,7 +483,23 @@ def _check_ids(run: Run, wanted: tuple[str, ...], found: set[str], scope: str | 
     # An id may be in a file that could not be read (its problem is listed): not called unknown, no match (exit 1).
     if unknown and scope is None and not run.left_out():
         more = f" (and {len(unknown) - 1} more)" if unknown[1:] else ""
-        raise UsageError(f"--sample-id: unknown sample id {unknown[0]!r}{more}")
+        raise UsageError(f"--sample-id: unknown sample id {unknown[0]!r}{more}{_near_id(run, unknown[0])}")
+
+
+def _near_id(run: Run, sid: str) -> str:
+    """`` (did you mean 'math/0:1'?)`` where a sample id of the run is ``sid`` with a folder or task prefix
+    (``TASK/``) added or taken off: a file's ids may depend on its neighbours (a verifiers results file of one
+    task is ``0:1`` alone and ``math/0:1`` beside a file of another task); empty otherwise."""
+    near = pl.col("sample_id").str.ends_with(f"/{sid}")
+    _, slash, rest = sid.partition("/")
+    if slash and rest:
+        near = near | (pl.col("sample_id") == rest)
+    [df] = run.collect(lambda: [run.samples.filter(near).select(pl.col("sample_id").unique().sort().head(4))])
+    found = df["sample_id"].to_list()
+    if not found:
+        return ""
+    shown = " or ".join(repr(s) for s in found[:3]) + (" or another" if found[3:] else "")
+    return f" (did you mean {shown}?)"
 
 
 UNRANKED = "no sample here has a valid"
