@@ -147,6 +147,48 @@ def test_a_native_run_of_samples_reads_another_loggers_stats_as_its_scalars(tmp_
     assert "left out" not in r.stderr
 
 
+def _eval_every_5(root: Path) -> Path:
+    """Two writer processes: train/loss every step, eval/acc at steps 4 and 9 only (past each shard's first lines)."""
+    for p in (0, 1):
+        with RunWriter(root, name=root.name, process_index=p) as w:
+            for s in range(10):
+                w.log_samples(s, [{"sample_id": f"p{p}-{s}", "reward": 1.0, "completion": "c"}])
+                w.log_scalars(s, {"train/loss": 0.1 * s + p})
+                if s % 5 == 4:
+                    w.log_scalars(s, {"eval/acc": 0.5 + p / 10})
+    return root
+
+
+@pytest.mark.parametrize("case", ["partial_copy", "other_logger_same_key", "other_logger_more_keys"])
+def test_a_flat_file_sharing_a_key_logged_late_in_the_shards_is_left_out(tmp_path: Path, cli, case: str) -> None:
+    """Keys are compared over the whole files: eval/acc, logged at steps 4 and 9 only, is in no shard's first lines;
+    a flat file of it (the eval lines of a shard copied aside; another logger's eval/acc) was merged as one more
+    process (eval/acc 0.5333 or 0.6667 where the writer's mean is 0.55), without a word."""
+    root = _eval_every_5(tmp_path / "r")
+    shard = [json.loads(line) for line in (root / "scalars.p0.jsonl").read_text().splitlines()]
+    if case == "partial_copy":
+        lines = [r for r in shard if "eval/acc" in r]
+    else:
+        lines = [{"step": s, "eval/acc": 0.9} for s in (4, 9)]
+        if case == "other_logger_more_keys":
+            lines = [{**r, "actor/entropy": 1.5} for r in lines]
+    (root / "extra_stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    # Truth (json, the two shards): a step's value is the mean over the shards that log it.
+    per_step: dict[int, list[float]] = {}
+    for p in (0, 1):
+        for rec in map(json.loads, (root / f"scalars.p{p}.jsonl").read_text().splitlines()):
+            if "eval/acc" in rec:
+                per_step.setdefault(rec["step"], []).append(rec["eval/acc"])
+    means = [sum(v) / len(v) for _, v in sorted(per_step.items())]
+    r = cli("summarize", root, "--scalars", "--format", "json")
+    [acc] = [row for row in json.loads(r.stdout) if row["key"] == "eval/acc"]
+    assert acc["count"] == len(means) and acc["mean"] == pytest.approx(sum(means) / len(means), rel=1e-12)
+    assert "extra_stats.jsonl: flat scalar records" in r.stderr and "left out" in r.stderr, r.stderr
+    assert "(eval/acc)" in r.stderr
+    if case == "other_logger_more_keys":
+        assert "its other keys are not read either (actor/entropy)" in r.stderr, r.stderr
+
+
 # -- 2. another experiment's flink_logs/ in a sub-folder ---------------------------------------------------------
 
 
@@ -411,6 +453,16 @@ def test_rows_of_no_split_make_no_split_of_their_own(tmp_path: Path, cli) -> Non
     assert set(info["steps"]) == set(info["step_gaps"]) == set(info["step_stride"]) == {"train"}, info["step_gaps"]
     assert info["step_gaps"]["train"] == []
     assert not [p for p in info["problems"] if "missing" in p["message"]], info["problems"]  # was split '?': 3-4
+    # The Splits table still shows those rows (it lost them once they had no steps: 29 of 32 rows shown).
+    text = cli("inspect", root).stdout
+    table = text[text.index("Splits") :]
+    table = table[: table.index("└")]
+    shown = {
+        cells[0]: int(cells[3].replace(",", ""))
+        for line in table.splitlines()
+        if line.startswith("│") and len(cells := [c.strip() for c in line.strip("│").split("│")]) == 6
+    }
+    assert shown == info["rows_by_split"], text
     # A row lost besides (a step file rewritten with fewer rows): the writer's count says it, no gap hides it.
     path = root / "samples/train/step_00000005.p0.parquet"
     pq.write_table(pq.read_table(path).slice(0, 3), path)

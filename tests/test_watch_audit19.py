@@ -14,6 +14,12 @@
    2: they wait for the first data, as in an empty folder.
 5. ``doctor --follow --fail-on error`` failed on a few NaN in the first steps of a run whose finished share
    ``doctor`` calls a warning.
+6. At a stop, the last poll's listing was judged again: a writer's ``.tmp`` file in flight then, renamed into
+   place by a writer that closed since, was a ``leftover_temporary`` at once (``--fail-on warning`` failed a
+   healthy run). The run is listed afresh, and a temporary file is looked at again after its writer's lock.
+7. A kept answer of a run holding a writer's ``.tmp`` file imported the writer package (pyarrow) to ask its lock.
+8. A folder watched before its first files, which turn out to be several runs: exit 2, now documented.
+9. The only sample file turned out unreadable: the note said "showing split None (was train)".
 
 Truths come from pyarrow, numpy, json, ``fcntl`` and ``fractions``. Commands run in another process on the
 runlog package this test imported (its source folder first on the path).
@@ -417,3 +423,187 @@ def test_a_reward_of_minus_zero_reads_0():
     role = {"role": "solver", "reward_mean": -0.0, "kl_mean": -0.0, "count": 1, "reward_nan": 0}
     line = event_line(Event("step", {"step": 0, "split": "train", "rows": 1, "roles": [role]}))
     assert line.endswith("solver reward 0 kl 0"), line
+
+
+# -- 6: a temporary file renamed into place since the last poll is no leftover at the stop ----------------------
+RENAMES_AND_CLOSES = """
+import os, sys
+from runlog import RunWriter
+run, whole = sys.argv[1], sys.argv[2]
+w = RunWriter(run, name="r", roles=["solver"], durable=False)
+for s in range(3):
+    w.log_samples(s, {"reward": [0.1 * i for i in range(8)], "solver_reward": [0.2] * 8, "solver_kl": [0.01] * 8})
+w.flush()
+# Step 3 in flight: its hidden temporary file, while this writer holds its lock.
+temp = os.path.join(run, "samples", "train", ".step_00000003.p0.parquet.tmp")
+with open(whole, "rb") as src, open(temp, "wb") as dst:
+    dst.write(src.read())
+print("ready", flush=True)
+sys.stdin.readline()
+os.replace(temp, os.path.join(run, "samples", "train", "step_00000003.p0.parquet"))  # whole: into place
+w.close()
+print("closed", flush=True)
+"""
+
+
+def _leftovers(events: list) -> list:
+    return [
+        e
+        for e in events
+        if (e.kind == "problem" and e.data["kind"] == "leftover_temporary")
+        or (e.kind == "finding" and e.data["evidence"].get("problem_kind") == "leftover_temporary")
+    ]
+
+
+def test_a_temp_file_renamed_into_place_by_a_writer_that_closed_after_the_last_poll_is_no_leftover_at_a_stop(
+    tmp_path,
+):
+    """``settle_all`` judged the last poll's listing: the ``.tmp`` file it named, in flight then, was gone (renamed
+    into place, its writer closed) and no lock held, so it was a ``leftover_temporary`` at once, and ``doctor
+    --follow --fail-on warning`` exited 1 at ``--timeout`` on a healthy run."""
+    from runlog.analysis.doctor import DoctorConfig
+    from runlog.watch import DoctorWatch, watcher_for
+
+    run, whole = tmp_path / "run", tmp_path / "step3.parquet"
+    write_native_samples(whole, native_rows(3, 16, roles=("solver",)))
+    child = subprocess.Popen(
+        [sys.executable, "-c", RENAMES_AND_CLOSES, str(run), str(whole)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        watcher = watcher_for(str(run), interval=0.2, timeout=1000, settle=60, doctor=DoctorWatch(run, DoctorConfig()))
+        events, _ = watcher.poll()
+        assert _leftovers(events) == []  # in flight: its writer holds the lock
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "closed"
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    temp = run / "samples" / "train" / ".step_00000003.p0.parquet.tmp"
+    assert not temp.exists()  # the truth: no temporary file is left
+    final = watcher.final_events("timeout")
+    assert _leftovers(final) == [], [e.as_dict() for e in final]
+    # judged as the run is now: step 3, renamed into place, is read with the rows pyarrow reads
+    [step] = [e.data for e in final if e.kind == "step"]
+    rows, mean = _truth(run / STEP.format(3, 0))
+    assert (step["step"], step["rows"]) == (3, rows)
+    assert [r["reward_mean"] for r in step["roles"] if r["role"] == "solver"] == [pytest.approx(mean, rel=1e-12)]
+
+
+def test_the_last_listing_judged_again_drops_a_temp_file_gone_since_and_keeps_one_left(tmp_path):
+    """Without a fresh listing (``settle_all()``), a temporary file that the listing names and that is gone now
+    (renamed into place, removed) is no leftover; one still there as listed is, at once."""
+    from runlog.watch import LiveRun
+    from runlog.watch.poll import run_lister
+
+    run = _run(tmp_path / "run", range(2))
+    gone = run / "samples" / "train" / ".step_00000002.p0.parquet.tmp"
+    left = run / "samples" / "train" / ".step_00000003.p0.parquet.tmp"
+    for p in (gone, left):
+        p.write_bytes(b"PAR1" + b"x" * 64)
+    live = LiveRun(run, settle=60.0)
+    first = live.update(*run_lister(run)())
+    assert [e for e in first if e.kind == "problem"] == []  # young: settling
+    gone.unlink()
+    events = live.settle_all()
+    problems = [(e.data["kind"], e.data["path"], e.data["onset_step"]) for e in events if e.kind == "problem"]
+    assert problems == [("leftover_temporary", "samples/train/.step_00000003.p0.parquet.tmp", 3)]
+
+
+# -- 7: a kept answer asks a writer's lock without the writer package -----------------------------------------------
+LISTING = """
+import json, sys
+from pathlib import Path
+from runlog.cli.answers import run_listing
+_, racy = run_listing(Path(sys.argv[1]))
+print(json.dumps({"racy": racy, "writer": "runlog.writer" in sys.modules, "pyarrow": "pyarrow" in sys.modules}))
+"""
+
+
+def test_a_writers_lock_is_asked_for_a_kept_answer_without_importing_the_writer_package(tmp_path):
+    """``answers.run_listing`` of a run holding a writer-named ``.tmp`` file imported ``runlog.writer`` (its
+    encoder: pyarrow, 0.2 s) to ask the writer's lock: the kept answer's fast path took twice as long. The lock is
+    asked as the writer takes it (``fcntl``, the truth here): held, the file is in flight; let go, or no lock file,
+    it is not."""
+    import fcntl
+
+    run = _run(tmp_path / "run", range(2))
+    (run / "samples" / "train" / ".step_00000002.p0.parquet.tmp").write_bytes(b"PAR1" + b"x" * 64)
+    lock = run / ".writer.p0.lock"
+    for p in run.rglob("*"):
+        os.utime(p, (PAST, PAST))  # nothing "just written": only the lock can make the listing racy
+
+    def listing() -> dict:
+        r = subprocess.run(
+            [sys.executable, "-c", LISTING, str(run)], capture_output=True, text=True, env=_env(), timeout=120
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    light = {"writer": False, "pyarrow": False}
+    assert listing() == {"racy": False, **light}  # no lock file: no writer known to be open
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.utime(lock, (PAST, PAST))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as an open RunWriter holds it
+        assert listing() == {"racy": True, **light}
+        fcntl.flock(fd, fcntl.LOCK_UN)  # the writer gone (killed: the lock went with it, its file stays)
+        assert listing() == {"racy": False, **light}
+    finally:
+        os.close(fd)
+
+
+# -- 8: several runs found when the first files arrive -----------------------------------------------------------
+def test_a_folder_watched_before_its_files_that_holds_several_runs_is_exit_2_and_documented(tmp_path):
+    from runlog.errors import SeveralRunsError
+    from runlog.watch import watcher_for
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    watcher = watcher_for(str(folder), interval=0.2, settle=60)
+    watcher.poll()  # an empty folder: waited for
+    for name in ("a", "b"):
+        (folder / name).mkdir()
+        line = {"step": 0, "input": "q", "output": "a", "score": 1.0}
+        (folder / name / "generations.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(SeveralRunsError) as exc:
+        watcher.poll()
+    assert exc.value.exit_code == 2 and "holds 2 runs (a, b)" in str(exc.value)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "watch.md").read_text(encoding="utf-8")
+    tables = [line for line in docs.splitlines() if line.startswith("| 2 | usage error")]
+    assert len(tables) == 2 and all("several runs" in line for line in tables), tables
+
+
+# -- 9: no split left to show ----------------------------------------------------------------------------------------
+def test_the_only_sample_file_found_unreadable_says_no_split_is_readable_not_split_none(tmp_path):
+    from runlog.watch import LiveRun
+    from runlog.watch.poll import run_lister
+
+    run = tmp_path / "run"
+    whole = tmp_path / "whole.parquet"
+    write_native_samples(whole, native_rows(0, 16, roles=("solver",)))
+    torn = run / STEP.format(0, 0)
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(Exception):  # noqa: B017  (the truth: no footer to read)
+        pq.ParquetFile(torn)
+    t = [time.time()]
+    live = LiveRun(run, settle=5.0, clock=lambda: t[0])
+    lister = run_lister(run)
+    live.update(*lister())
+    assert live.split == "train"  # the file being written keeps its split shown
+    t[0] += 10
+    events = live.update(*lister())
+    notes = [e.data["message"] for e in events if e.kind == "note"]
+    assert notes == ["no split has a readable sample file now (was train)"]
+    assert [(e.data["kind"], e.data["path"]) for e in events if e.kind == "problem"] == [
+        ("unreadable", STEP.format(0, 0))
+    ]

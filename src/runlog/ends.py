@@ -163,7 +163,7 @@ class EndState:
     # (files, bytes) below ``RUN/.superseded/``: what resumed writers took out of the run and put aside (never
     # read); None where it was not looked for (an object store, a live view) or there is none.
     superseded: tuple[int, int] | None = None
-    # Processes whose writer holds its lock right now (a local run: ``writer.lock.held_now``): open, so not killed
+    # Processes whose writer holds its lock right now (a local run: ``locks.held_now``): open, so not killed
     # however far behind the others they are (a process not in lockstep with the others, still writing).
     alive: frozenset[int] = frozenset()
 

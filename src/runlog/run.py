@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
+import json
 import os
 import re
 import weakref
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -213,7 +215,7 @@ class Run:
         """Whether the writer of ``process`` holds its lock on this local run now (never on an object store)."""
         if isinstance(self.root, ObjectPath):
             return False
-        from .writer.lock import held_now
+        from .locks import held_now
 
         return held_now(Path(self.root), process)
 
@@ -1001,8 +1003,9 @@ def open_run(
         ctx.problem(
             tree,
             NESTED_RUN,
-            f"a second {name}/ tree below the run's folder, without a {MANIFEST} (a run has {name}/ at its root "
-            f"only): another run's, or a copy, read into this run, its rows counted with the run's: move {folder} "
+            f"a second {name}/ tree below the run's folder, without a {MANIFEST} (a run has "
+            + ("samples/ at its root only" if name == "samples" else f"one {name}/ tree, none deeper below another")
+            + f"): another run's, or a copy, read into this run, its rows counted with the run's: move {folder} "
             "out of the run, or pass it as a run of its own",
         )
     chosen_files = _foreign_scalars(chosen_files, claimed, ctx)
@@ -1134,7 +1137,7 @@ _WRITER_TEMP = re.compile(
 
 def in_flight(root: Any, rel: str, live: dict[int, bool]) -> bool:
     """Whether the temporary file ``rel`` of a local run is one that runlog's writer of a process is writing now:
-    that writer holds its lock (``writer.lock.held_now``; asked once per process, ``live``), so the file is in
+    that writer holds its lock (``locks.held_now``; asked once per process, ``live``), so the file is in
     flight, renamed into place or removed by it, not an interrupted writer's leftover. Never on an object store
     (no lock there: a copy's ``.tmp`` files are leftovers)."""
     m = _WRITER_TEMP.match(rel)
@@ -1142,7 +1145,7 @@ def in_flight(root: Any, rel: str, live: dict[int, bool]) -> bool:
         return False
     process = int(next((g for g in (m["step"], m["scalars"], m["state"]) if g is not None), "0"))
     if process not in live:
-        from .writer.lock import held_now
+        from .locks import held_now  # not the writer package's: its encoder imports pyarrow (0.2 s a kept answer)
 
         live[process] = held_now(Path(root), process)
     return live[process]
@@ -1216,8 +1219,10 @@ def _foreign_scalars(
     averaged into every step) without a word. Left out, as no shard of the run, and named; passed alone, it is
     read as a run of its own. A file of keys of its own (another logger's ``eval_stats.jsonl`` of ``eval/acc``
     beside shards of ``train/loss``; a StatsLogger's ``stats.jsonl`` of a run whose writer logs samples only) is
-    read, its records merged as its own process's. The keys compared are those of the first records of each file
-    (``Candidate.json_lines``, a few lines: a copy starts as its shard does), steps and times aside."""
+    read, its records merged as its own process's. The keys compared are every key of each file (``_record_keys``:
+    a key logged every N steps is not in a shard's first lines, nor a partial copy's), steps and times aside: a flat
+    file sharing a key with the shards would average another writer's values into that key's, so it is left out
+    whole (its other keys named), as a copy is."""
     from .formats.native import SCALARS_RE
 
     if not any(lay.name == NATIVE and SCALARS_RE.search(rel) for rel, lay in claimed):
@@ -1228,28 +1233,53 @@ def _foreign_scalars(
     theirs = set().union(*(_record_keys(c) for c in shards))
     kept = []
     for cand, lay in chosen:
-        shared = sorted(_record_keys(cand) & theirs) if lay.name in FLAT_SCALARS else []
+        own = _record_keys(cand) if lay.name in FLAT_SCALARS else set()
+        shared = sorted(own & theirs)
         if not shared:
             kept.append((cand, lay))
             continue
-        keys = ", ".join(shared[:3]) + (f", ... (+{len(shared) - 3})" if len(shared) > 3 else "")
+        others = sorted(own - theirs)
+        also = f"; its other keys are not read either ({_few(others)})" if others else ""
+        copy = "another logger's file logging the same keys" if others else "a shard copied under another name, or"
+        copy += "" if others else " another logger's of the same keys"
         ctx.warn(
             cand.rel,
-            f"flat scalar records (the {lay.name} layout's) in a runlog run, of keys of its writer's scalars.pN.jsonl "
-            f"shards ({keys}): a shard copied under another name; left out (read, its values would be merged into "
-            "the run's metrics as one more process's): rename it scalars.pN.jsonl if it is the shard of process N, "
-            "or pass the file alone to read it",
+            f"flat scalar records (the {lay.name} layout's) in a runlog run, of keys its writer's scalars.pN.jsonl "
+            f"shards log ({_few(shared)}): {copy}; left out (read, its values would be averaged into those keys' "
+            f"as one more process's){also}: rename it scalars.pN.jsonl if it is the shard of process N, or pass the "
+            "file alone to read it",
         )
     return kept
 
 
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f", ... (+{len(keys) - 3})" if len(keys) > 3 else "")
+
+
+# A scalars file above this size is compared by the keys of its first records only (``_record_keys``).
+RECORD_KEYS_MAX_BYTES = 256 * 2**20
+
+
 def _record_keys(cand: Candidate) -> set[str]:
-    """The metric keys of a scalars file's first records (``Candidate.json_lines``: a few lines, read once): the
-    keys of those that are objects, less steps and times (every file has them) and ``__count`` companions' suffix."""
+    """The metric keys of a scalars file's records, every line read (within ``RECORD_KEYS_MAX_BYTES``; past it, of
+    its first records, ``Candidate.json_lines``): the keys of those that are objects, less steps and times (every
+    file has them) and ``__count`` companions' suffix. Lines that are no JSON object are passed over here (the
+    file's reader reports them)."""
     from .formats.scalars_jsonl import STEP_KEYS, TIME_KEYS
 
-    keys = {k.removesuffix("__count") for obj in cand.json_lines() if isinstance(obj, dict) for k in obj}
+    objs: Iterable[Any] = cand.json_lines()
+    if cand.size <= RECORD_KEYS_MAX_BYTES:
+        with contextlib.suppress(OSError):
+            objs = _json_objects(storage.read_bytes(cand.abspath))
+    keys = {k.removesuffix("__count") for obj in objs if isinstance(obj, dict) for k in obj}
     return keys - set(STEP_KEYS) - set(TIME_KEYS)
+
+
+def _json_objects(data: bytes) -> Iterator[Any]:
+    for line in data.splitlines():
+        if line.strip():
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
 
 
 def _near_miss(cand: Candidate, registry: list[Layout]) -> str | None:

@@ -291,6 +291,10 @@ def _splits(r: RunInspection) -> list[Any]:
                 Text(_ranges(gaps), style="red") if gaps else Text("none", style="green"),
             ]
         )
+    # Rows whose split is null ("?"): counted, with no steps of their own (their files' steps are their splits').
+    for split, n in r.rows_by_split.items():
+        if split not in r.steps and n:
+            rows.append([_t(split), Text("-"), Text("-"), Text(f"{n:,}"), Text("-"), Text("-")])
     out: list[Any] = [Sheet("Splits", columns, rows)]
     unknown = [s for s, (a, b) in r.steps.items() if a != b and r.step_stride_from.get(s) == "unknown"]
     if unknown:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import RunlogError, RunNotFoundError
 from .findings import DoctorWatch
 from .live import Event, LiveRun, RunGoneError
-from .poll import Backoff, Lister, no_credentials, run_lister
+from .poll import Backoff, Lister, Listing, no_credentials, run_lister
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -164,12 +164,25 @@ class Watcher:
         if why == "finished":
             self.live.split_typo_at_end()
         settled = why in SETTLED_ENDS
-        events = self.live.settle_all() if settled else []
+        events = self.live.settle_all(self._listed_now()) if settled else []
+        if settled and self.live.changed and self.doctor is not None and self.live.has_data:
+            self.doctor.changed()  # the run changed since the last poll: doctor's last check reads it as it is now
         events += self.live.scalars_only_final()
         if self.doctor is None:
             return events
         events += self.doctor.final(settle_all=settled)
         return events + (self.doctor.stopping() if why in ("idle", "timeout") else [])
+
+    def _listed_now(self) -> tuple[Listing, Listing] | None:
+        """The run listed once more, for the judgment at a stop (``LiveRun.settle_all``): a writer may have renamed
+        a temporary file into place and closed since the last poll, whose listing still named it (a healthy run
+        failed ``--fail-on warning`` on a "leftover"). None where that listing fails or finds every file gone:
+        the last poll's listing is judged then."""
+        try:
+            data, temp = self.lister()
+        except (RunlogError, OSError):
+            return None
+        return None if not data and self.live.files else (data, temp)
 
     def unreachable_message(self) -> str:
         """What an ``unreachable`` end says: the run, how many listings failed, the last error."""

@@ -359,7 +359,7 @@ class LiveRun:
         """Whether the writer of ``process`` holds its lock on this local run now (``Run._writer_open``; never
         known on an object store)."""
         from .. import storage
-        from ..writer.lock import held_now
+        from ..locks import held_now
 
         return not storage.is_url(str(self.path)) and held_now(Path(self.path), process)
 
@@ -373,6 +373,21 @@ class LiveRun:
             return set()
         live: dict[int, bool] = {}
         return {rel for rel in temp if in_flight(Path(self.path), rel, live)}
+
+    def _as_listed(self, rel: str, version: Version) -> bool:
+        """Whether the temporary file ``rel`` of a local run is still there as listed (always, on an object store).
+        Asked after its writer's lock (``_in_flight``): a writer renames its file into place before it closes and
+        lets go of its lock, so one that did both since the listing left a file gone (or rewritten) that the
+        listing still names, no leftover (``doctor --follow --fail-on warning`` failed a healthy run at a stop)."""
+        from .. import storage
+
+        if storage.is_url(str(self.path)):
+            return True
+        try:
+            st = os.stat(Path(self.path) / rel)
+        except OSError:
+            return False
+        return (st.st_size, storage.local_stamp(st)) == version
 
     def unshown(self, steps: Iterable[int]) -> None:
         """Steps whose ``step`` events were not passed on (off a terminal, of the steps already there at the first
@@ -620,7 +635,12 @@ class LiveRun:
         self._shown.clear()
         self._withdrawn.clear()
         affected.update(s for f in self._sample_infos() for s in self._steps_of(f))
-        return [Event("note", {"message": f"showing split {choice} (was {previous})"})] if previous else []
+        if not previous:
+            return []
+        # No split left to show (the only sample file turned out unreadable, or was removed): said so, not
+        # "showing split None".
+        shown = f"showing split {choice}" if choice is not None else "no split has a readable sample file now"
+        return [Event("note", {"message": f"{shown} (was {previous})"})]
 
     def _summarised(self, run: Run, affected: set[int], now: float) -> list[Event]:
         """``_recompute``, with what its read left out sorted by why (``Run.collect`` skips a file it cannot read,
@@ -802,7 +822,7 @@ class LiveRun:
         (``_in_flight``) is none, however long it waits."""
         events: list[Event] = []
         flying = self._in_flight(temp)
-        temp = {rel: v for rel, v in temp.items() if rel not in flying}
+        temp = {rel: v for rel, v in temp.items() if rel not in flying and self._as_listed(rel, v)}
         for rel in list(self.temp):
             if rel not in temp or self.temp[rel].version != temp[rel]:
                 del self.temp[rel]
@@ -874,18 +894,22 @@ class LiveRun:
         self.issues[key] = issue
         return [Event("problem", issue.as_dict())]
 
-    def settle_all(self) -> list[Event]:
+    def settle_all(self, listing: tuple[Listing, Listing | None] | None = None) -> list[Event]:
         """At the end of a follow (``finished``, ``idle``, ``timeout``: nothing more is waited for), what is still
         waiting to settle is judged as it is now, as a cold ``inspect`` or ``doctor`` judges it: the files held
         back (torn, half a first line, rewritten while read) are read once more and said as they are (a file
         torn at the end is unreadable), and the temporary files, gaps, torn last lines and corrupt files there
         now are problems at once. They were dropped at an idle stop: ``doctor --follow --fail-on error`` passed
-        a run that ended on a torn file, which a plain ``doctor`` fails."""
-        if self._listed is None:
+        a run that ended on a torn file, which a plain ``doctor`` fails.
+
+        ``listing``: the run listed now (``Watcher.final_events``); without it, the last poll's listing is judged
+        again, whose temporary files a writer may have renamed into place since (``_as_listed``)."""
+        listed = listing if listing is not None else self._listed
+        if listed is None:
             return []
         settle, self.settle = self.settle, -math.inf  # nothing is young any more (a clock ahead included)
         try:
-            events = self.update(*self._listed)
+            events = self.update(*listed)
         finally:
             self.settle = settle
         for key, (_, issue) in sorted(self._waiting.items()):

@@ -27,7 +27,7 @@ Lister = Callable[[], tuple[Listing, Listing]]
 
 TEMP_SUFFIXES = (".tmp", ".partial")
 UPLOAD_STATE = ".runlog-wandb.json"  # ``sinks.state.STATE_NAME`` (not imported: watch needs no W&B code)
-# A writer's lock (``writer.lock.LOCK_FILE``): made when it opens, removed when it closes; no file of the run's data.
+# A writer's lock (``locks.LOCK_FILE``): made when it opens, removed when it closes; no file of the run's data.
 _LOCK = re.compile(r"^\.writer\.p\d+\.lock$")
 
 

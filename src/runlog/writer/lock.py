@@ -19,15 +19,16 @@ that instant tries again for a moment (``RETRY_S``) before it refuses, so that a
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import time
 from pathlib import Path
 
+from ..locks import BUSY, LOCK_FILE, held_now, holder_of, lock_state
 from .errors import RunLockedError
 
-LOCK_FILE = ".writer.p{process}.lock"
+__all__ = ["LOCK_FILE", "ProcessLock", "held_now", "lock_state"]
+
 # How long a writer that finds the lock taken tries again before it refuses: a reader's probe (``held_now``) holds
 # it for microseconds; another writer holds it until it closes.
 RETRY_S = 0.25
@@ -76,8 +77,8 @@ class ProcessLock:
             try:
                 _lock_soon(fd)
             except OSError as exc:
-                if exc.errno in _BUSY:
-                    holder = _holder(fd)
+                if exc.errno in BUSY:
+                    holder = holder_of(fd)
                     os.close(fd)
                     raise RunLockedError(
                         f"{root}: another RunWriter of process {process} is writing this run ({holder}); two "
@@ -123,9 +124,6 @@ class ProcessLock:
             os.close(fd)  # the last descriptor of the open file: the lock goes with it
 
 
-_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-
-
 def _lock_soon(fd: int) -> None:
     """``flock(LOCK_EX | LOCK_NB)``, tried again for ``RETRY_S`` while another holds it (a reader's probe lets go
     at once); raises the last ``OSError``."""
@@ -137,45 +135,9 @@ def _lock_soon(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except OSError as exc:
-            if exc.errno not in _BUSY or time.monotonic() >= deadline:
+            if exc.errno not in BUSY or time.monotonic() >= deadline:
                 raise
         time.sleep(0.01)
-
-
-def held_now(root: Path, process: int) -> bool:
-    """Whether a writer of ``process`` holds its lock on the run folder ``root`` right now (it is open: its
-    hidden ``.tmp`` files are being written). Asked by taking a shared lock without waiting and letting it go at
-    once; the lock file is never created. False where there is no lock file (no writer open, or one that ran
-    without a lock), no ``flock``, or the file system refuses it: then nothing is known."""
-    return lock_state(root, process) == "held"
-
-
-def lock_state(root: Path, process: int) -> str:
-    """``held`` (a writer of ``process`` holds its lock now), ``free`` (its lock file is there and no one holds
-    it: the writer that made it is gone without closing, killed, since a closing writer removes it), or
-    ``unknown`` (no lock file: no writer made one, or one closed; no ``flock``; a file system that refuses it,
-    where a live writer's lock file is left unlocked; a lock file written on another host, whose lock this host
-    may not see: NFS ``local_lock``, Lustre ``localflock``). As ``held_now`` asks it: a shared lock for an
-    instant."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        return "unknown"
-    try:
-        fd = os.open(root / LOCK_FILE.format(process=process), os.O_RDONLY)
-    except OSError:
-        return "unknown"
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        return "held" if exc.errno in _BUSY else "unknown"
-    try:
-        holder = _holder(fd)
-    finally:
-        os.close(fd)  # the shared lock goes with it
-    host = holder.rpartition(" on ")[2] if " on " in holder else None
-    return "free" if host == socket.gethostname() else "unknown"
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -185,12 +147,3 @@ def _same_file(fd: int, path: Path) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
-
-
-def _holder(fd: int) -> str:
-    """What the lock file says of its holder (``pid 123 on host``), or that it does not say."""
-    try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    return text if text.startswith("pid ") else "pid unknown"
