@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from .._lazy import pl
@@ -15,21 +16,26 @@ if TYPE_CHECKING:
 def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
     """Pearson correlations, over samples, between every pair of: the total reward, each role's reward and
     each reward component (seed 001: conflicting reward functions show as negative correlations). Each
-    pair uses the samples where both values are valid (not null, not NaN). Per split (a ``split`` column
-    first) when the run has several and ``filters`` pick none: train and eval are never pooled silently."""
+    pair uses the samples where both values are valid (not null, not NaN). A sample is a row of its file,
+    not a sample id: two rows that share an id (a verl step dumped twice, a copied TRL file, a native run
+    that logs an id twice) are two samples, as summarize counts them. Per split (a ``split`` column first)
+    when the run has several and ``filters`` pick none: train and eval are never pooled silently."""
     from .views import run_splits
 
     filters = filters or Filters()
     by_split = not filters.splits and len(run_splits(run)) > 1
     components = run.component_names()
+    # A sample's identity: its file and its place in the frame it is read in (evaluated on the samples, before
+    # their role rows are made), not its id, which two rows may share.
     carry = {
-        "sample": pl.col("sample_id"),
+        "source": pl.col("source"),
+        "row": pl.int_range(pl.len(), dtype=pl.Int64),
         "step": pl.col("step"),
         "split": pl.col("split"),
         "total": pl.col("reward"),
     }
     [long] = run.collect(lambda: [apply_filters(run.numeric(carry, components), filters, roles_too=False)])
-    index = ["sample", "step", "split"]
+    index = ["source", "row", "step", "split"]
     per_sample = long.group_by(index, maintain_order=True).agg(
         pl.col("total").first().alias("reward"),
         *[pl.col(f"component/{n}").first() for n in components],
@@ -65,10 +71,13 @@ def correlations(run: Run, *, filters: Filters | None = None) -> pl.DataFrame:
 
 def _pearson(pair: pl.DataFrame, x: str, y: str) -> float | None:
     """Pearson's r of two columns of valid values; None where it is not defined: a column without spread
-    (rounding noise made pl.corr print -1 or 1e-16 for two constants) or holding +-inf. Each column is
-    scaled by its largest magnitude first (r does not change): values near 1e300 or 1e-300 would otherwise
-    overflow or underflow in the sums of squares (r printed 0, or nothing, for a perfect correlation)."""
-    scaled = []
+    (rounding noise made pl.corr print -1 or 1e-16 for two constants) or holding +-inf.
+
+    Each column is first scaled by a power of two near its largest magnitude (exact: values near 1e300 or
+    1e-300 would otherwise overflow or underflow in the sums), then centred on its mean, twice (the second
+    pass takes out the rounding of the first), and scaled by its largest deviation: a reward of 1e12 plus
+    noise of 1e-3 keeps its digits (uncentred sums of squares lost them: r 0.988 for 0.9948)."""
+    cols = []
     for c in (x, y):
         col = pair[c].cast(pl.Float64)
         lo, hi = col.min(), col.max()
@@ -76,6 +85,17 @@ def _pearson(pair: pl.DataFrame, x: str, y: str) -> float | None:
             return None
         if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
             return None
-        scaled.append(col / max(abs(lo), abs(hi)))
-    r = pl.DataFrame({"x": scaled[0], "y": scaled[1]}).select(pl.corr("x", "y")).item()
-    return None if r is None or r != r else max(-1.0, min(1.0, float(r)))
+        e = math.frexp(max(abs(lo), abs(hi)))[1]
+        col = col * 2.0 ** -(e // 2) * 2.0 ** -(e - e // 2)  # in two halves: 2**1074 itself is no float
+        for _ in range(2):
+            col = col - col.mean()
+        spread = col.abs().max()
+        if not isinstance(spread, float) or spread == 0.0:
+            return None
+        cols.append(col / spread)
+    a, b = cols
+    sxy, sxx, syy = float((a * b).sum()), float((a * a).sum()), float((b * b).sum())
+    if not sxx or not syy:
+        return None
+    r = sxy / math.sqrt(sxx) / math.sqrt(syy)
+    return None if r != r else max(-1.0, min(1.0, r))

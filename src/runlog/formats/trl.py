@@ -212,8 +212,36 @@ def _prompt_turns(row: dict[str, Any]) -> int:
 
 
 def _prompt_text(row: dict[str, Any]) -> str | None:
+    """The prompt as text: TRL's text prompt as logged; a conversational one of a single plain user message, that
+    message's text; any other, the whole prompt as a transcript (``<|system|>`` and ``<|user|>`` blocks, runlog's
+    transcript format): prompt groups (``--prompt-groups``) are the samples with the same prompt, and two prompts
+    that end with the same user turn but differ before it (their system message: the task) are two."""
     v = row.get("prompt")
-    return v if isinstance(v, str) or v is None else chat.last_text(chat.from_openai_chat(v), "user")
+    if isinstance(v, str) or v is None:
+        return v
+    msgs = chat.from_openai_chat(v)
+    if not msgs:
+        return None
+    if len(msgs) == 1 and msgs[0]["role"] == "user" and not any(msgs[0][k] for k in _MARKS):
+        return msgs[0]["content"] or None
+    return "\n".join(_block(m) for m in msgs)
+
+
+_MARKS = ("name", "reasoning", "tool_calls", "tool_call_id")
+
+
+def _block(m: dict[str, Any]) -> str:
+    """One message in runlog's transcript format (``chat.transcript_messages`` reads it back): a ``<|role|>``
+    header (its name and tool call id as attributes), the text, and a ``[tool_call ID NAME ARGS]`` line per call;
+    the reasoning of a prompt's turn after a ``[reasoning]`` line."""
+    attrs = "".join(f" {k}={m[a]}" for k, a in (("name", "name"), ("id", "tool_call_id")) if m[a] is not None)
+    lines = [f"<|{m['role']}{attrs}|>"]
+    if m["content"] is not None:
+        lines.append(m["content"])
+    lines += [f"[tool_call {c['id']} {c['name']} {c['arguments']}]" for c in m["tool_calls"] or []]
+    if m["reasoning"] is not None:
+        lines += ["[reasoning]", m["reasoning"]]
+    return "\n".join(lines)
 
 
 def _completion_text(row: dict[str, Any]) -> str | None:
