@@ -146,7 +146,8 @@ def test_text_metrics_and_plots_of_a_scalars_only_run_say_why_they_are_empty(tmp
         assert res.exit_code == 2 and "no per-sample data (only scalar metrics)" in res.stderr, res.stderr
         assert res.stdout.strip() == "" and "Error:" in res.stderr
     res = cli("plot", run, "-o", tmp_path / "r.png")
-    assert res.exit_code == 0 and "try --what scalars" in res.stderr
+    # The image of the note alone is written; nothing it draws from exists: exit 1, as --what scalars without scalars.
+    assert res.exit_code == 1 and "try --what scalars" in res.stderr and (tmp_path / "r.png").exists()
     res = cli("plot", run, "--what", "scalars", "-o", tmp_path / "s.png")
     assert "try --what scalars" not in res.stderr
 

@@ -75,7 +75,9 @@ def test_missing_data_is_drawn_as_a_message_not_an_error(cli, tmp_path: Path) ->
     for run, what in ((ROOT / "flink_mixed", "diversity"), (ROOT / "flink_mixed", "format"), (ROOT / "jaxarc", "kl")):
         out = tmp_path / f"{run.name}-{what}.png"
         res = cli("plot", run, "--what", what, "-o", out)
-        assert res.exit_code == 0, res.output
+        # The image is written either way; a run with no sample file holds nothing a KL figure draws from (exit 1,
+        # as docs/cli.md says; a figure of the note alone passed a CI step as a plot of the run).
+        assert res.exit_code == (1 if run.name == "jaxarc" else 0), res.output
         assert_not_blank(out)
     res = cli("plot", ROOT / "jaxarc", "--what", "scalars", "--keys", "reward_*", "-o", tmp_path / "s.png")
     assert res.exit_code == 0, res.output

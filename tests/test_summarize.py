@@ -605,7 +605,7 @@ def test_cli_scalar_only_run_says_to_use_scalars(cli):
     r = cli("summarize", SAMPLE_RUNS / "jaxarc")
     assert r.exit_code == 2 and "no per-sample data (only scalar metrics): try --scalars" in r.stderr
     r = cli("render-trajectory", SAMPLE_RUNS / "jaxarc")
-    assert r.exit_code == 2 and r.stderr.startswith("Error: this run has no per-sample data to render")
+    assert r.exit_code == 2 and "jaxarc: this run has no per-sample data to render" in r.stderr, r.stderr
 
 
 def _order_sensitive_run(tmp_path, files=200, n=100):

@@ -122,7 +122,7 @@ def diversity_command(
                 report_problems([], notes=[*_whole_rows_notes(df, keys), M.SINGLETONS_RULE_NOTE])
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
-        _check_has_samples(run)
+        _check_has_samples(run, locs[0])
         check_filters(run, filters)
         notes: list[str] = []
         none = M.SkippedTexts()
@@ -228,7 +228,7 @@ def format_command(
             )
             raise typer.Exit(code)
         run = open_run(locs[0], layout=layout, storage_options=storage)
-        _check_has_samples(run)
+        _check_has_samples(run, locs[0])
         check_filters(run, filters)
         the_spec = F.get_spec(spec)
         calls = the_spec.needs_messages
@@ -275,12 +275,12 @@ NO_SAMPLES = (
 NO_TEXT_NOTE = "{n:,} sample(s) have no text for --text {text} and are skipped (not in texts): {why}"
 
 
-def _check_has_samples(run: Any) -> None:
+def _check_has_samples(run: Any, location: Any) -> None:
     """A run of scalars only (no sample file at all) has nothing to measure: a usage error (exit 2), as
     ``runlog render-trajectory`` says of it, not empty tables. Sample files that could not be read are the
     run's problems (exit 1), said where the texts are found missing."""
     if not any(f.kind == "samples" for f in run.files) and not run.skipped:
-        raise UsageError(NO_SAMPLES)
+        raise UsageError(f"{location}: {NO_SAMPLES}")
 
 
 def _per_sample_keys(by: list[str] | None) -> bool:

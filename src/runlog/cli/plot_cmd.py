@@ -152,8 +152,6 @@ def plot_command(
             written = save_figure(fig, output)
         notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
         notes += [pooled] if pooled is not None else []
-        if what != "scalars" and not any(f.kind == "samples" for f in run.files):
-            notes.append(f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})")
         if unread := _none_read(run, what):
             notes.append(unread)
         # Every problem, warnings too, as summarize says them: a warning can change what a figure counts (a copied
@@ -171,11 +169,13 @@ def _none_read(run: Run, what: str) -> str | None:
     """The note, where the figure holds no data because nothing it draws from could be read (exit 1): the run has
     sample files and none of them could be read (each is named by an error); with ``--what scalars``, the run has
     no scalars file, none could be read, or they gave no scalar metric (every line broken: each is named by an
-    error). Else None. A run without sample files (a scalars-only run under ``--what reward``) is said by its own
-    note, not as unreadable."""
+    error); a run without sample files (a scalars-only run under ``--what reward``) holds nothing the figure draws
+    from either, as a run without scalars under ``--what scalars``. Else None."""
     if what != "scalars":
         mine = [f for f in run.files if f.kind == "samples"]
-        if mine and not any(f.readable for f in mine):
+        if not mine:
+            return f"this run has no per-sample data (only scalar metrics): try --what scalars (not {what})" + NO_DATA
+        if not any(f.readable for f in mine):
             return "no sample file of this run could be read (see the errors)" + NO_DATA
         return None
     from ..plots import scalar_keys

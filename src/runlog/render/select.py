@@ -107,7 +107,9 @@ def select_samples(run: Run, c: Criteria) -> Selection:
         where = f"split {c.split}" if c.split else "every split"
         return Selection([], f"{where}, steps {c.steps or 'last'}", 0)
     if not files and not run.skipped:
-        raise UsageError("this run has no per-sample data to render (only scalar metrics, or no readable sample file)")
+        raise UsageError(
+            f"{run.root}: this run has no per-sample data to render (only scalar metrics, or no readable sample file)"
+        )
     # Sample files that cannot be read still tell their split and steps (names, footers): a split or step that only
     # they hold is no match, said with their problems (exit 1), neither an unknown value (exit 2) nor another split.
     unreadable = [f for f in run.files if f.kind == "samples" and not f.text_readable]
