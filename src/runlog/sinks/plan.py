@@ -24,25 +24,17 @@ from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
 from ..textsafe import visible
+from . import splits as SP
 from . import tables as T
+from .splits import EMPTY_SPLIT, TABLE_KEY, SplitNames
 
 STEP_KEY = "trainer/step"
 RENAMED_STEP_KEY = "runlog/step"  # the step's key when the run logs a trainer/step of its own (``Plan.step_key``)
-TABLE_KEY = "full_trajectories"
 MAX_HIST_BINS = 512  # W&B's limit
 TABLE_CHUNK_STEPS = 64  # steps whose table rows are read together
 _RUN_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 UNKNOWN_ROLE = "unknown"  # the role name of samples without per-role data in the keys (``P/reward/unknown``)
 NO_ROLE = "no_role"  # their keys' part when a role of the run is literally named ``unknown`` (``P/no_role/reward``)
-# The split part of the keys of samples without a split when other samples of the run have one
-# (``no_split/P/reward/solver``, ``no_split/full_trajectories``); never the train split's unprefixed keys.
-NO_SPLIT = "no_split"
-# The split part of the keys of samples whose split is the empty string (another tool wrote ``split=''``; a
-# ``RunWriter`` refuses it): ``empty_split/P/reward_total``, never ``/P/reward_total`` (W&B refuses a table key
-# that starts with '/', and the others would be split-less names); ``empty_split_2`` where a split is so named.
-EMPTY_SPLIT = "empty_split"
-# The key part of splits that cannot be their own (``key``): a null split beside others, the empty split.
-SplitNames = Mapping[str | None, str]
 OCCURRENCE_COLUMN = "__occurrence"
 # A sample is its file, its id and which row of that id in that file it is (as ``render-trajectory`` finds it):
 # ids recur at every step (a dataset index) or within a step (GRPO trainers writing the prompt's id for every
@@ -134,14 +126,15 @@ class Plan:
     infinite: dict[tuple[int, str], int] = field(default_factory=dict)
     no_role_steps: list[int] = field(default_factory=list)
     negative_steps: int = 0
-    # The split part of the keys of samples without a split, when other samples of the run have a split (``key``),
-    # else None (a run without splits: its keys have no split part); and, per step, how many samples without a
-    # split it holds and the first file of them (said by ``session_notes``).
-    unsplit: str | None = None
-    unsplit_rows: dict[int, tuple[int, str]] = field(default_factory=dict)
-    # The same for samples whose split is the empty string (``EMPTY_SPLIT``): None where the run has none.
-    empty_split: str | None = None
-    empty_rows: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # The key part of the splits that cannot have their own name there (``key``, ``splits.decide``): samples
+    # without a split beside others, an empty split name, a name W&B refuses, a name another split's keys hold;
+    # per such split and step, how many samples it has and the first file of them (said by ``session_notes``); and
+    # the key part of every split logged, their own names included, as the upload state records it
+    # (``splits.parts``: kept by later uploads).
+    renamed: dict[str | None, str] = field(default_factory=dict)
+    renamed_rows: SP.SplitRows = field(default_factory=dict)
+    split_parts: dict[str | None, str] = field(default_factory=dict)
+    run_id: str | None = None  # the W&B run's id, where known: part of a table's artifact name (``splits.refused``)
     shadowed: set[str] = field(default_factory=set)
     # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
     # empty, so that the key's series is the trainer's alone (``_payload``).
@@ -169,23 +162,7 @@ class Plan:
                 f"{p}/{NO_ROLE}/zero_adv_frac and {p}/{NO_ROLE}/reward_hist, not under {p}/reward/{UNKNOWN_ROLE} "
                 "(the role's)"
             )
-        unsplit = {s: v for s, v in self.unsplit_rows.items() if after is None or s > after}
-        if unsplit and self.unsplit is not None:
-            n, first = sum(v[0] for v in unsplit.values()), min(unsplit)
-            out.append(
-                f"{n} sample(s) at {len(unsplit)} step(s) have no split beside samples that have one (first: "
-                f"step {first}, {unsplit[first][1]}): logged apart under {self.unsplit}/... "
-                f"({self.unsplit}/{self.options.prefix}/reward_total, {table_key(None, self.renamed)}), never "
-                "mixed into the train split's keys"
-            )
-        empty = {s: v for s, v in self.empty_rows.items() if after is None or s > after}
-        if empty and self.empty_split is not None:
-            n, first = sum(v[0] for v in empty.values()), min(empty)
-            out.append(
-                f"{n} sample(s) at {len(empty)} step(s) have an empty split name '' (first: step {first}, "
-                f"{empty[first][1]}): logged under {self.empty_split}/... ({self.empty_split}/{self.options.prefix}"
-                f"/reward_total, {table_key('', self.renamed)}; W&B refuses a key that starts with '/')"
-            )
+        out += SP.notes(self.renamed, self.renamed_rows, self.options.prefix, after, self.run_id)
         if self.negative_steps and after is None:
             out.append(f"{self.negative_steps} negative step(s) left out (W&B steps start at 0)")
         return out
@@ -199,17 +176,6 @@ class Plan:
             said = (alias_collisions(view, aliases), mixed_weights(view, aliases))
             self._merge_said[after] = [n for n in said if n is not None]
         return list(self._merge_said[after])
-
-    @property
-    def renamed(self) -> dict[str | None, str]:
-        """The key part of the splits that cannot be their own (``key``): the null split beside others, the empty
-        split."""
-        out: dict[str | None, str] = {}
-        if self.unsplit is not None:
-            out[None] = self.unsplit
-        if self.empty_split is not None:
-            out[""] = self.empty_split
-        return out
 
     @functools.cached_property
     def own_keys(self) -> frozenset[str]:
@@ -372,9 +338,10 @@ class Plan:
 
 def key(split: str | None, name: str, renamed: SplitNames | None = None) -> str:
     """``name`` for the train split (and runs without splits), ``<split>/name`` for the others. ``renamed``
-    (``Plan.renamed``): the split part of splits that cannot be their own. Samples without a split in a run whose
-    other samples have one are ``no_split/name``: a null split is not the train split, and one key never holds two
-    populations. An empty split name is ``empty_split/name`` (also without ``renamed``), never ``/name``."""
+    (``Plan.renamed``): the key part of the splits that cannot have their own name there (``splits.decide``):
+    samples without a split in a run whose other samples have one are ``no_split/name`` (a null split is not the
+    train split, and one key never holds two populations), an empty split name is ``empty_split/name`` (also
+    without ``renamed``), never ``/name``."""
     if renamed and split in renamed:
         split = renamed[split]
     elif split == "":
@@ -388,56 +355,46 @@ def table_key(split: str | None, renamed: SplitNames | None = None) -> str:
     return key(split, TABLE_KEY, renamed)
 
 
-def _odd_splits(run: Run) -> tuple[str | None, dict[int, tuple[int, str]], str | None, dict[int, tuple[int, str]]]:
-    """``Plan.unsplit``, ``Plan.unsplit_rows``, ``Plan.empty_split`` and ``Plan.empty_rows``. Where some samples
-    have no split and others have one, their keys' split part (``no_split``, or ``no_split_2``... where a split is
-    literally named so) and, per step, how many they are and their first file; else (None, {}): a run without
-    splits keeps its unprefixed keys. The same for samples whose split is the empty string, in any run
-    (``empty_split``, or ``empty_split_2``... where a split is so named)."""
-
-    def per_step(which: pl.Expr) -> pl.LazyFrame:
-        lf = run.samples.filter(which & pl.col("step").is_not_null() & (pl.col("step") >= 0))
-        return lf.group_by("step").agg(pl.len(), pl.col("source").min())
+def _split_parts(
+    run: Run, recorded: SplitNames | None, run_id: str | None
+) -> tuple[dict[str | None, str], SP.SplitRows, set[str | None]]:
+    """``Plan.renamed`` (``splits.decide``, from the run's splits, the step each first appears at, and the key parts
+    the upload state ``recorded``), ``Plan.renamed_rows``, and the run's splits."""
 
     def build() -> list[pl.LazyFrame]:  # built inside: a file found corrupt is then left out
-        splits = run.samples.select(pl.col("split").unique())
-        return [splits, per_step(pl.col("split").is_null()), per_step(pl.col("split") == "")]
+        lf = run.samples.filter(pl.col("step").is_not_null() & (pl.col("step") >= 0))
+        return [
+            run.samples.select(pl.col("split").unique()),
+            lf.group_by("split", "step").agg(pl.len(), pl.col("source").min()),
+        ]
 
-    splits_df, null_df, empty_df = run.collect(build)
-    splits = set(splits_df["split"].to_list())
-    unsplit: str | None = None
-    null_rows: dict[int, tuple[int, str]] = {}
-    if None in splits and len(splits) > 1:
-        unsplit = _free_name(NO_SPLIT, splits)
-        null_rows = {int(s): (int(c), str(src)) for s, c, src in null_df.iter_rows()}
-    if "" not in splits:
-        return unsplit, null_rows, None, {}
-    empty = _free_name(EMPTY_SPLIT, splits | {unsplit})
-    return unsplit, null_rows, empty, {int(s): (int(c), str(src)) for s, c, src in empty_df.iter_rows()}
-
-
-def _free_name(base: str, taken: set[str | None]) -> str:
-    """``base``, or ``base_2``, ``base_3``... where a split is literally so named."""
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    return name
+    splits_df, per_step = run.collect(build)
+    splits: set[str | None] = set(splits_df["split"].to_list())
+    rows: SP.SplitRows = {}
+    for split, step, n, src in per_step.iter_rows():
+        rows.setdefault(split, {})[int(step)] = (int(n), str(src))
+    renamed = SP.decide(splits, {s: min(v) for s, v in rows.items()}, recorded, run_id)
+    return renamed, {s: rows.get(s, {}) for s in renamed if s in splits}, splits
 
 
-def build_plan(run: Run, options: PlanOptions | None = None) -> Plan:
+def build_plan(
+    run: Run, options: PlanOptions | None = None, splits: SplitNames | None = None, run_id: str | None = None
+) -> Plan:
     """Read the run's numbers (never its text, except the sampled table rows later) into a ``Plan``; again
-    when a part found a file unreadable (``Run.left_out``), so that every part leaves it out."""
+    when a part found a file unreadable (``Run.left_out``), so that every part leaves it out. ``splits``: the key
+    part of each split that earlier uploads to the destination logged (``state.Entry.splits``), kept; ``run_id``:
+    the W&B run's id (a split whose table name would be too long for W&B with it gets a key part of its own)."""
     opts = options or PlanOptions()
     opts.check()
     while True:
         left = run.left_out()
-        plan = _build_plan(run, opts)
+        plan = _build_plan(run, opts, splits, run_id)
         if run.left_out() == left:
             return plan
         run.forget_frames()  # built before the file was found unreadable, they hold it
 
 
-def _build_plan(run: Run, opts: PlanOptions) -> Plan:
+def _build_plan(run: Run, opts: PlanOptions, recorded: SplitNames | None = None, run_id: str | None = None) -> Plan:
     aliases = DEFAULT_ALIASES if opts.aliases is None else opts.aliases
     scalars, times = step_scalars(run, aliases)
     has_samples = any(f.kind == "samples" and f.readable for f in run.files)
@@ -448,14 +405,12 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     notes: list[str] = [reserved] if reserved is not None else []
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
-    unsplit: str | None = None
-    unsplit_rows: dict[int, tuple[int, str]] = {}
-    empty: str | None = None
-    empty_rows: dict[int, tuple[int, str]] = {}
     renamed: dict[str | None, str] = {}
+    renamed_rows: SP.SplitRows = {}
+    parts: dict[str | None, str] = dict(recorded or {})
     if has_samples:
-        unsplit, unsplit_rows, empty, empty_rows = _odd_splits(run)
-        renamed = {k: v for k, v in ((None, unsplit), ("", empty)) if v is not None}
+        renamed, renamed_rows, seen = _split_parts(run, recorded, run_id)
+        parts = SP.parts(seen, renamed, recorded)
         no_role_steps = _role_aggregates(run, opts.prefix, computed, renamed)
         _component_means(run, opts.prefix, computed, renamed)
         hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps), renamed=renamed)
@@ -469,8 +424,7 @@ def _build_plan(run: Run, opts: PlanOptions) -> Plan:
     cols = T.table_columns(run.component_names(), run.role_names()) if picks else ([], [])
     plan = Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
     plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
-    plan.unsplit, plan.unsplit_rows = unsplit, unsplit_rows
-    plan.empty_split, plan.empty_rows = empty, empty_rows
+    plan.renamed, plan.renamed_rows, plan.split_parts, plan.run_id = renamed, renamed_rows, parts, run_id
     plan.notes[:0] = plan.session_notes()
     # What the run's readers could not map (a list-valued metric is not logged, ...), as ``inspect`` says it.
     plan.notes += [f"not mapped into the canonical model ({f.get('layout')}): {f.get('message')}" for f in run.fidelity]

@@ -64,6 +64,20 @@ class Entry:
     # of the run another way (other keys, tables), so it is refused (``changed_option``). None in an entry
     # written before runlog kept them: any options are accepted then, and the next session records its own.
     options: dict[str, Any] | None = None
+    # The key part of every split the steps were logged with, as ``[split, part]`` pairs (``plan.Plan.split_parts``:
+    # ``["", "empty_split"]``, ``["eval", "eval"]``; a null split beside others ``[null, "no_split"]``): later
+    # uploads keep them (``splits.decide``), so a split that appears later never takes another's keys. None in an
+    # entry written before runlog kept them.
+    splits: list[list[Any]] | None = None
+
+    def split_parts(self) -> dict[str | None, str] | None:
+        """``splits`` as ``plan.build_plan`` takes it."""
+        return None if self.splits is None else {s: part for s, part in self.splits}
+
+
+def splits_record(parts: dict[str | None, str]) -> list[list[Any]]:
+    """``Entry.splits`` of the key parts ``parts`` (``plan.Plan.split_parts``), in a stable order."""
+    return [[s, parts[s]] for s in sorted(parts, key=lambda s: (s is not None, s or ""))]
 
 
 _REMOVE = "remove it to upload from scratch, or pass another --state FILE"
@@ -83,6 +97,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str, type(None)),
     "held": (dict,),
     "options": (dict, type(None)),
+    "splits": (list, type(None)),
 }
 # Steps are never negative (W&B's start at 0): a negative one is a hand-edited or damaged field.
 _STEP_FIELDS = ("last_step", "fingerprint_step", "session_after")
@@ -108,6 +123,11 @@ def _bad_field(entry: Entry) -> str | None:
     for path, size in entry.held.items():
         if not isinstance(size, int) or isinstance(size, bool):
             return f"held size of {path!r} is {size!r}"
+    for pair in entry.splits or []:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (str, type(None)))):
+            return f"splits holds {pair!r}"
+        if not isinstance(pair[1], str) or not pair[1]:
+            return f"splits holds {pair!r}"
     return None
 
 
@@ -226,7 +246,14 @@ class StateFile:
         return rid, legacy
 
     def uploaded_from_elsewhere(
-        self, run: Run, source: str, mode: str, entity: str | None, project: str, wandb_dir: str | None
+        self,
+        run: Run,
+        source: str,
+        mode: str,
+        entity: str | None,
+        project: str,
+        wandb_dir: str | None,
+        memo: Hashes | None = None,
     ) -> tuple[str, str, str | None] | None:
         """The entry of this destination (mode, entity, project, W&B directory) with a derived run id whose steps
         were sent from another path, of a run holding the files the entry recorded (``same_files``): this run, moved
@@ -235,7 +262,7 @@ class StateFile:
         or ``"other files"`` (the path holds another run now: an output folder reused after the run was moved
         away), each going on into that W&B run; None where the path still holds the files the entry recorded (a
         copy: a W&B run of its own). None when there is no such entry; the most recently updated one wins. A path
-        in an object store is never compared (nothing tells it gone)."""
+        in an object store is never compared (nothing tells it gone). ``memo``: the hashes this upload took."""
         found: list[tuple[float, str, str, dict[str, list[Any]]]] = []
         for raw in self.data["destinations"].values():
             if not isinstance(raw, dict):
@@ -252,7 +279,7 @@ class StateFile:
                 continue
             updated = raw.get("updated")
             found.append((float(updated) if isinstance(updated, (int, float)) else 0.0, rid, old, fp))
-        memo: dict[tuple[str, int], str | None] = {}
+        memo = {} if memo is None else memo
         for _, rid, old, fp in sorted(found, key=lambda f: f[0], reverse=True):
             if not same_files(run, fp, memo):
                 continue
@@ -317,14 +344,34 @@ def _stat(path: Any) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def fingerprint(run: Run, known: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+# SHA-256s taken during one upload of the run's files, by (path in the run, bytes hashed): the source check, the
+# fingerprint and the notes on changed files each need some, and a file is read once for all of them.
+Hashes = dict[tuple[str, int], str | None]
+_PIECE = 8 << 20  # bytes of an object read at a time to hash it: it is never held whole in memory
+
+
+def content_sha(f: Any, size: int, memo: Hashes | None = None) -> str | None:
+    """The SHA-256 of the first ``size`` bytes of the run's file ``f`` (a ``listing`` entry), taken once per
+    ``memo``; None where it cannot be read."""
+    if memo is None:
+        return _head_sha(f.abspath, size)
+    where = (f.path, size)
+    if where not in memo:
+        memo[where] = _head_sha(f.abspath, size)
+    return memo[where]
+
+
+def fingerprint(
+    run: Run, known: dict[str, list[Any]] | None = None, memo: Hashes | None = None
+) -> dict[str, list[Any]]:
     """Per source file: ``[size, mtime_ns, sha256]``: the hash of a text file's content (appendable: an append
     keeps those bytes), and of the whole of another (Parquet, written once, whole: two runs' files of one step can
     have the very same size, as a ``RunWriter`` writes same-shaped batches, and only their bytes tell them apart).
 
     ``known``: this run's fingerprint taken by an earlier upload; a file that is not text with the size and
     modification time it had then keeps its hash, unread, so that each is read once over the uploads (the upload
-    reads a new step's files anyway). A hash is None where the file could not be read."""
+    reads a new step's files anyway). ``memo``: the hashes this upload took already. A hash is None where the file
+    could not be read."""
     out: dict[str, list[Any]] = {}
     for f in run.files:
         try:
@@ -335,28 +382,40 @@ def fingerprint(run: Run, known: dict[str, list[Any]] | None = None) -> dict[str
         if f.fmt not in HEAD_HASHED and isinstance(was, list) and was[:2] == [size, mtime] and isinstance(was[2], str):
             digest: str | None = was[2]
         else:
-            digest = _head_sha(f.abspath, size)
+            digest = content_sha(f, size, memo)
         out[f.path] = [size, mtime, digest]
     return out
 
 
 def unchanged(old: dict[str, list[Any]], new: dict[str, list[Any]]) -> bool:
-    """Whether the fingerprint ``new`` is ``old`` taken again: the same files, sizes, times and hashes. A file
-    recorded without a hash (a Parquet file in a state written before runlog hashed them, or a file then
-    unreadable) is unchanged with the same size and time."""
+    """Whether the fingerprint ``new`` is ``old`` taken again: the same files, with the same sizes and hashes (a
+    copy that did not keep the modification times, ``cp -r`` or ``tar``, is unchanged). A file recorded without a
+    hash (a Parquet file in a state written before runlog hashed them, or a file then unreadable) is unchanged
+    with the same size and time."""
     if old.keys() != new.keys():
         return False
-    return all(old[k] == v or (old[k][2] is None and old[k][:2] == v[:2]) for k, v in new.items())
+    for k, v in new.items():
+        was = old[k]
+        if was == v:
+            continue
+        if was[2] is None and was[:2] == v[:2]:
+            continue
+        if was[2] is not None and was[0] == v[0] and was[2] == v[2]:
+            continue
+        return False
+    return True
 
 
 def _head_sha(path: Any, size: int) -> str | None:
+    """The SHA-256 of the first ``size`` bytes of a local file or an object, read a piece at a time (never held
+    whole); None where it cannot be read (or an object has fewer bytes)."""
     h = hashlib.sha256()
     if isinstance(path, ObjectPath):
         try:
-            data = path.read_head(size) if size else b""
-        except OSError:
+            got = _digest_object(path, h, size)
+        except Exception:  # noqa: BLE001  (obstore's errors are many: the file is then unreadable, as a local one)
             return None
-        return hashlib.sha256(data).hexdigest() if len(data) == size else None
+        return h.hexdigest() if got == size else None
     try:
         with open(path, "rb") as fh:
             digest_bytes(fh, h, size)
@@ -365,10 +424,34 @@ def _head_sha(path: Any, size: int) -> str | None:
     return h.hexdigest()
 
 
-def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) -> list[str]:
+def _digest_object(path: ObjectPath, digest: Any, size: int) -> int:
+    """Feed the first ``size`` bytes of an object to ``digest`` a piece at a time (ranged reads of ``_PIECE``
+    bytes), never holding it whole (a step's Parquet object can be hundreds of megabytes); the bytes fed. A small
+    one is read as the readers read it (from the discovery's prefetch where it is there)."""
+    if size <= _PIECE:
+        data = path.read_head(size) if size else b""
+        digest.update(data)
+        return len(data)
+    import obstore
+
+    got = 0
+    while got < size:
+        piece = obstore.get_range(path.store.store, path.key, start=got, end=min(size, got + _PIECE))
+        if not len(piece):
+            break
+        digest.update(piece)
+        got += len(piece)
+    return got
+
+
+def changed_history(
+    run: Run, old: dict[str, list[Any]], last_step: int | None, memo: Hashes | None = None
+) -> list[str]:
     """Warnings for source changes an upload cannot carry: files of already-uploaded steps that changed,
     vanished or appeared late, and text files rewritten rather than appended (W&B keeps the first row it
-    got for a step, so those changes only reach W&B in a new run: ``--run-id``)."""
+    got for a step, so those changes only reach W&B in a new run: ``--run-id``). A Parquet file of the size
+    recorded and another modification time (a copy, ``cp -r`` or ``tar``, or a file rewritten) is changed only
+    where its bytes hash otherwise (``memo``: the hashes this upload took already)."""
     if last_step is None:
         return []
     notes = []
@@ -379,7 +462,7 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
             notes.append(f"{path}: uploaded before and now missing; W&B keeps what it has")
             continue
         if f.fmt in HEAD_HASHED:
-            if digest is not None and _head_sha(f.abspath, size) != digest:
+            if digest is not None and content_sha(f, size, memo) != digest:
                 notes.append(f"{path}: rewritten, not appended, since the last upload; earlier steps are not re-sent")
             elif f.fmt == "jsonl":
                 late = _appended_steps(f.abspath, size, last_step)
@@ -396,9 +479,12 @@ def changed_history(run: Run, old: dict[str, list[Any]], last_step: int | None) 
                     "(W&B keeps a step's first row; upload with another --run-id to include them)"
                 )
         elif f.step is not None and f.step <= last_step:
-            with contextlib.suppress(OSError):
-                if list(_stat(f.abspath)) != [size, mtime]:
-                    notes.append(f"{path}: step {f.step} was uploaded and the file changed since; not re-sent")
+            try:
+                now = _stat(f.abspath)
+            except OSError:
+                continue
+            if now[0] != size or (now[1] != mtime and (digest is None or content_sha(f, size, memo) != digest)):
+                notes.append(f"{path}: step {f.step} was uploaded and the file changed since; not re-sent")
     for path, f in by_path.items():
         if path in old or f.kind not in ("samples", "scalars"):
             continue
@@ -453,45 +539,84 @@ def _holds(root: str, old: dict[str, list[Any]], run: Run) -> bool:
     return True
 
 
-def same_files(run: Run, old: dict[str, list[Any]], memo: dict[tuple[str, int], str | None] | None = None) -> bool:
-    """Whether every file of the fingerprint ``old`` is in ``run`` as it was then, or grown from it: a text file
-    whose first bytes hash the same; another (Parquet, written once, whole) of the same size and hash. That is the
-    run the fingerprint was taken of, moved or copied, not another run that has files of the same names (two seeds
-    written by ``RunWriter`` have step files of the very same size). A file recorded without a hash (a Parquet file
-    in a state written before runlog hashed them) is compared by size and modification time, which a move keeps
-    (and ``cp -p``, ``rsync -a``); a plain copy, with new times, is then not the same files. The manifest is not
-    compared: a writer rewrites it when a role appears, and users edit it. False for a fingerprint of no data file.
-    ``memo``: hashes already taken, by (path, size), for a caller that compares one run with several fingerprints.
-    """
+@dataclass
+class FileMatch:
+    """How a run's files compare with a fingerprint taken of a run elsewhere (``compare_files``): the data files
+    recorded there that are here as they were, those that are not (other bytes, another size, not here), among
+    them the text files whose first bytes differ, and those recorded without a hash (a state written before runlog
+    hashed Parquet files) that have the size recorded and another modification time here, which cannot tell."""
+
+    same: list[str] = field(default_factory=list)
+    differ: list[str] = field(default_factory=list)
+    text_differ: list[str] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)
+
+    @property
+    def same_run(self) -> bool:
+        """Most of the files recorded (more than half) are here as they were, and no text file begins otherwise:
+        the run the fingerprint was taken of, moved or copied, perhaps with a step file rewritten since (said by
+        ``changed_history``). Never another run that has files of the same names: two seeds written by
+        ``RunWriter`` have step files of the very same size, and none of one's bytes are the other's; a text log
+        (scalars) is only ever appended to, so one whose first bytes differ is another run's, whatever step files
+        the two share (a deterministic first eval)."""
+        return not self.text_differ and len(self.same) > len(self.differ) + len(self.undecided)
+
+
+def compare_files(run: Run, old: dict[str, list[Any]], memo: Hashes | None = None) -> FileMatch:
+    """Which data files of the fingerprint ``old`` are in ``run`` as they were then, or grown from it: a text file
+    whose first bytes hash the same; another (Parquet, written once, whole) of the same size and hash. A file
+    recorded without a hash (a Parquet file in a state written before runlog hashed them) is compared by size
+    and modification time, which a move keeps (and ``cp -p``, ``rsync -a``); with the size and another time (a
+    plain copy, a ``tar`` archive of whole seconds) it is undecided. The manifest is not compared: a writer
+    rewrites it when a role appears, and users edit it. Files are hashed once every size is compared, text files
+    first, and no more once the run is known not to be the same (another run: the sizes alone often tell).
+    ``memo``: hashes already taken, by (path, size), shared by every comparison of one upload."""
     by_path = {f.path: f for f in run.files}
     data = {path: v for path, v in old.items() if not (path == "run.json" or path.endswith("/run.json"))}
-    if not data:
-        return False
+    out = FileMatch()
     hashed: list[tuple[Any, int, str]] = []
-    for path, (size, mtime, digest) in data.items():
+    for path, (size, mtime, digest) in sorted(data.items()):
         f = by_path.get(path)
         if f is None:
-            return False
-        text = f.fmt in HEAD_HASHED
-        if text and digest is not None:
-            hashed.append((f, size, digest))  # grown or not: its first bytes tell
+            out.differ.append(path)
             continue
         try:
             now = _stat(f.abspath)
         except OSError:
-            return False
-        if now[0] != size or (digest is None and not text and now[1] != mtime):
-            return False
-        if digest is not None:
+            out.differ.append(path)
+            continue
+        text = f.fmt in HEAD_HASHED
+        if text and digest is not None:
+            if now[0] >= size:
+                hashed.append((f, size, digest))  # grown or not: its first bytes tell
+            else:  # shorter than its recorded head: not this log, rewritten or another run's
+                out.differ.append(path)
+                out.text_differ.append(path)
+        elif now[0] != size:
+            out.differ.append(path)
+        elif digest is not None:
             hashed.append((f, size, digest))
-    memo = {} if memo is None else memo
-    for f, size, digest in hashed:  # read only once every size matched: most other runs differ there
-        where = (f.path, size)
-        if where not in memo:
-            memo[where] = _head_sha(f.abspath, size)
-        if memo[where] != digest:
-            return False
-    return True
+        elif text or now[1] == mtime:
+            out.same.append(path)
+        else:
+            out.undecided.append(path)
+    hashed.sort(key=lambda h: h[0].fmt not in HEAD_HASHED)  # text files first: one that differs decides
+    for i, (f, size, digest) in enumerate(hashed):
+        if out.text_differ or len(out.same) + len(hashed) - i <= len(out.differ) + len(out.undecided):
+            break  # not the same run, whatever the rest hash to
+        if content_sha(f, size, memo) == digest:
+            out.same.append(f.path)
+        else:
+            out.differ.append(f.path)
+            if f.fmt in HEAD_HASHED:
+                out.text_differ.append(f.path)
+    return out
+
+
+def same_files(run: Run, old: dict[str, list[Any]], memo: Hashes | None = None) -> bool:
+    """Whether ``run`` holds the files of the fingerprint ``old``: most of them as they were then (``compare_files``,
+    ``FileMatch.same_run``). False for a fingerprint of no data file."""
+    return compare_files(run, old, memo).same_run
 
 
 def steps_text(steps: list[int]) -> str:
@@ -593,19 +718,27 @@ def torn_scalars(run: Run) -> dict[str, tuple[int, int | None]]:
 
 
 def last_logged_step(wandb_file: str | None) -> int | None:
-    """The highest step in an offline ``.wandb`` log, read with W&B's own reader (``wandb-core leet
-    inspect --json``), or None when there is no such file or it cannot be read.
+    """``logged_step``'s step: None also where the log cannot be read."""
+    return logged_step(wandb_file)[0]
+
+
+def logged_step(wandb_file: str | None) -> tuple[int | None, str | None]:
+    """The highest step in an offline ``.wandb`` log, read with W&B's own reader (``wandb-core leet inspect
+    --json``), or None when there is no such file or it holds no step; and why it could not be read (wandb not
+    importable, its reader failing), else None.
 
     Needed after an interrupted offline upload: the state lags the log by up to its save interval, and
     W&B's offline log has no server to drop a step logged twice."""
     if not wandb_file or not Path(wandb_file).is_file():
-        return None
+        return None, None
     try:
         from wandb.util import get_core_path
 
         core = get_core_path()
-    except Exception:  # noqa: BLE001  (an old or broken wandb: fall back to the state alone)
-        return None
+    except ImportError as exc:
+        return None, f"wandb cannot be imported: {type(exc).__name__}"
+    except Exception as exc:  # noqa: BLE001  (an old or broken wandb)
+        return None, f"W&B's reader is not found: {type(exc).__name__}"
     _wait_quiet(Path(wandb_file))
     run_dir = Path(wandb_file).parent
     cmd = [core, "leet", "inspect", "--json", "--no-observability", "--run-file", wandb_file, str(run_dir.parent)]
@@ -620,9 +753,12 @@ def last_logged_step(wandb_file: str | None) -> int | None:
                     hist = json.loads(line)["history"]
                     step = int(hist.get("step", {}).get("num", hist["item"]["_step"]))
                     best = step if best is None else max(best, step)
-    except OSError:
-        return None
-    return best
+    except OSError as exc:
+        return None, f"W&B's reader could not start: {exc.strerror or type(exc).__name__}"
+    if proc.returncode:
+        # A torn last record (a killed session) is read up to it, exit 0; another failure (not a W&B log) is not.
+        return None, f"W&B's reader failed (exit {proc.returncode})"
+    return best, None
 
 
 def _wait_quiet(path: Path, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:

@@ -128,12 +128,13 @@ def upload_wandb(
     spath = Path(state_path) if state_path else S.default_state_path(run)
     state = S.StateFile(spath)
     entry_dir = wdir if mode == "offline" else None
-    rid, source_path, id_notes = _run_id(run, run_id, state, spath, mode, entity, project, entry_dir)
+    memo: S.Hashes = {}  # each file hashed once by the source check, the fingerprint and the notes
+    rid, source_path, id_notes = _run_id(run, run_id, state, spath, mode, entity, project, entry_dir, memo)
     origin = "--run-id" if run_id is not None else "the manifest's run_id" if source_path is None else None
     source = source_path or str(run.root.resolve())
     dest = S.destination(mode, entity, project, rid, wdir)
     entry = state.get(dest)
-    id_notes += _check_source(entry, run, source, spath, rid, project, entity, mode, origin)
+    id_notes += _check_source(entry, run, source, spath, rid, project, entity, mode, origin, memo)
     fresh = entry is None or entry.last_step is None  # this state has sent nothing to the destination
     if fresh and mode == "offline":
         mine = Path(entry.session_file).parent.name if entry is not None and entry.session_file else None
@@ -146,15 +147,18 @@ def upload_wandb(
         result.notes.append("WANDB_MODE=disabled in the environment: W&B is off, so this is a dry run (pass --mode)")
     result.notes += id_notes
     result.notes += _offline_log_gone(entry)
-    # The hashes the entry holds of this very run's files are kept for the files unchanged since (each is read once).
-    fp = S.fingerprint(run, entry.fingerprint if entry is not None and entry.source == source else None)
+    # The hashes the entry holds of this very run's files are kept for the files unchanged since (each is read once
+    # over the uploads): the entry's source is this run, or the state is the run's own (it moved with the run).
+    known = entry.fingerprint if entry is not None and (entry.source == source or _own_state(run, spath)) else None
+    fp = S.fingerprint(run, known, memo)
     torn = S.torn_scalars(run)
     if entry is not None and entry.complete and S.unchanged(entry.fingerprint, fp) and not entry.held:
         result.up_to_date, result.after = True, entry.last_step
-        if entry.fingerprint != fp and not dry_run:
-            # An entry written before runlog hashed Parquet files: the hashes are recorded now (``same_files``
-            # tells another run's files by them); a state that cannot be written is left as it is.
-            entry.fingerprint = fp
+        if (entry.fingerprint != fp or entry.source != source) and not dry_run:
+            # Recorded now, so that the next upload reads no file again: the hashes of an entry written before
+            # runlog hashed Parquet files (``same_files`` tells another run's files by them), the modification
+            # times of a copy, the path of a run moved. A state that cannot be written is left as it is.
+            entry.fingerprint, entry.source = fp, source
             with contextlib.suppress(UsageError):
                 state.put(dest, entry)
         return result
@@ -165,8 +169,10 @@ def upload_wandb(
         if covered is None and entry.complete:  # a state written before fingerprint_step was kept
             covered = entry.last_step
         if entry.fingerprint and covered is not None:
-            result.notes += S.changed_history(run, entry.fingerprint, covered)
-    plan = P.build_plan(run, options)
+            result.notes += S.changed_history(run, entry.fingerprint, covered, memo)
+    # The key part of each split as the destination's steps were logged with (a split that appears later never
+    # takes another's keys).
+    plan = P.build_plan(run, options, entry.split_parts() if entry is not None else None, rid)
     plan_left = {f.path for f in run.files if not f.readable}  # the files the plan's numbers leave out
     result.steps_total = len(plan.steps)
     if not plan.steps and not dry_run:
@@ -196,8 +202,20 @@ def upload_wandb(
         return result
     if dry_run:
         # Where the upload would resume: offline, as it does (after an interrupted session, that session's own
-        # log tells); online only the server knows (the state's last step: W&B may hold one step more).
-        result.after = _offline_resume_point(entry) if entry is not None and mode == "offline" else last
+        # log tells); online only the server knows (the state's last step: W&B may hold one step more). A log that
+        # cannot be read here (no wandb: a dry run does not need it) leaves the state's last step, said.
+        result.after = last
+        if entry is not None and mode == "offline":
+            after, unread = _offline_resume_point(entry)
+            if unread is None:
+                result.after = after
+            else:
+                result.notes.append(
+                    f"the interrupted upload's offline log {entry.session_file} could not be read ({unread}): the "
+                    f"steps named are those after the state's last step, {_step_text(last)}; the upload reads that "
+                    "log with W&B's reader and resumes after its last step, which may be another (where it cannot "
+                    f"read it either, after {_step_text(entry.session_after)}, where that session began)"
+                )
         keys: set[str] = set()
         for p in plan.payloads(result.after, hold):
             result.count(p)
@@ -215,11 +233,18 @@ def upload_wandb(
         entry = entry or S.Entry(rid, project, entity, mode, entry_dir)
         entry.source = source
         entry.options = S.options_record(options)  # the steps this session logs are logged with these
+        entry.splits = S.splits_record(plan.split_parts)  # and the key part of each split
         state.check_writable()  # before W&B starts: a state that cannot be written leaves no session behind
         wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
         try:
-            after = _resume_point(wb, entry, mode)
+            after, unread = _resume_point(wb, entry, mode)
             result.after = after
+            if unread is not None:
+                result.notes.append(
+                    f"the interrupted upload's offline log {entry.session_file} could not be read ({unread}): resumed "
+                    f"after {_step_text(after)}, where that session began; the steps it logged are logged again "
+                    "(sync its folder before this one: W&B keeps a step's first row)"
+                )
             if fresh and mode == "online" and after is not None:
                 result.notes.append(
                     f"W&B run {rid} already held steps up to {after}, which this state file did not send"
@@ -353,6 +378,7 @@ def _run_id(
     entity: str | None,
     project: str,
     entry_dir: str | None,
+    memo: S.Hashes | None = None,
 ) -> tuple[str, str | None, list[str]]:
     """The W&B run id, the run's path where the id is derived from it (recorded in the state), and a note.
 
@@ -369,7 +395,7 @@ def _run_id(
     derived = P.path_run_id(run)
     recorded = state.recorded_run_id(source, [f.path for f in run.files], mode, entity, project, entry_dir)
     if recorded is None:
-        return _moved_or_copied(run, state, spath, source, derived, mode, entity, project, entry_dir)
+        return _moved_or_copied(run, state, spath, source, derived, mode, entity, project, entry_dir, memo)
     rid, legacy = recorded
     notes = []
     if legacy and rid != derived:
@@ -390,6 +416,7 @@ def _moved_or_copied(
     entity: str | None,
     project: str,
     entry_dir: str | None,
+    memo: S.Hashes | None = None,
 ) -> tuple[str, str | None, list[str]]:
     """The run id of a run that this state records as uploaded from another path (``uploaded_from_elsewhere``),
     with the note saying so; else the id derived from its path. The derived id hashes the path, so without this a
@@ -398,7 +425,7 @@ def _moved_or_copied(
     folder reused after the run was moved away): it goes on into the recorded W&B run. A copy (that path still
     holding the files recorded there): a W&B run of its own, as its path derives, said with how to add to the
     other."""
-    found = state.uploaded_from_elsewhere(run, source, mode, entity, project, entry_dir)
+    found = state.uploaded_from_elsewhere(run, source, mode, entity, project, entry_dir, memo)
     if found is None:
         return derived, source, []
     rid, old, moved = found
@@ -408,7 +435,7 @@ def _moved_or_copied(
             f"copy goes into a W&B run of its own, {derived} (--run-id {rid} adds it to that one instead)"
         )
         return derived, source, [copy]
-    if not isinstance(run.root, ObjectPath) and not spath.resolve().is_relative_to(Path(run.root).resolve()):
+    if not _own_state(run, spath):
         return rid, source, []  # a state file kept elsewhere: ``_check_source`` says the run moved or copied
     why = {
         "gone": "which is gone",
@@ -432,30 +459,50 @@ def _check_source(
     entity: str | None,
     mode: str,
     origin: str | None,
+    memo: S.Hashes | None = None,
 ) -> list[str]:
     """Refuse to upload a run into a destination whose steps were sent from another run (two runs whose manifests
     share a ``run_id``: a template config, seeds launched with one ``run_id=``): its steps would be taken for
-    the first run's, already sent or "changed", and none of them would reach W&B. A run moved or copied (every
-    file recorded then still here, the same or grown: ``state.same_files``) goes on, with a note. An entry that
-    sent nothing yet, or written before runlog recorded every source, is not compared."""
+    the first run's, already sent or "changed", and none of them would reach W&B. A run moved or copied (most
+    files recorded then still here, the same or grown: ``state.compare_files``; one rewritten since is said by
+    ``state.changed_history``) goes on, with a note. A state written before runlog hashed Parquet files cannot
+    tell a copy that set new modification times from another run: refused, saying so and how to go on. An entry
+    that sent nothing yet, or written before runlog recorded every source, is not compared."""
     if entry is None or entry.source is None or entry.source == source or entry.last_step is None:
         return []
-    if not isinstance(run.root, ObjectPath) and spath.resolve().is_relative_to(Path(run.root).resolve()):
+    if _own_state(run, spath):
         # The state file is the run's own (the default, inside the run folder): it moved with the run, and no
         # other run's steps are in it (one reached by another path, ``/scratch`` and ``/mnt/scratch``, too).
         return []
     where = f"{entity + '/' if entity else ''}{project}/{rid} ({mode})"
-    if S.same_files(run, entry.fingerprint):
+    match = S.compare_files(run, entry.fingerprint, memo)
+    if match.same_run:
+        changed = len(match.differ) + len(match.undecided)
+        since = f"; {changed} of its {changed + len(match.same)} files changed since" if changed else ""
         return [
             f"{where} was uploaded from {entry.source}; this run at {source} holds the same files (moved or "
-            "copied): it goes on into the same W&B run"
+            f"copied{since}): it goes on into the same W&B run"
         ]
+    held = f"{spath}: {where} holds steps up to {entry.last_step} sent from {entry.source}"
+    if match.undecided and len(match.same) + len(match.undecided) > len(match.differ):
+        raise UsageError(
+            f"{held}; this state was written before runlog hashed Parquet files, so it tells them by size and "
+            f"modification time, and {len(match.undecided)} of them have other times here (a copy or an archive "
+            f"that did not keep them, or another run): if {source} is that run, upload it once from "
+            f"{entry.source} where it still is (the state then records the hashes), or with a new --state FILE "
+            "(W&B keeps the steps it has); if it is another run, into a W&B run of its own with --run-id ID"
+        )
     whose = f" ({origin})" if origin else ""
+    why = f"{match.text_differ[0]} begins otherwise" if match.text_differ else "most files recorded there differ"
     raise UsageError(
-        f"{spath}: {where} holds steps up to {entry.last_step} sent from {entry.source}, another run than "
-        f"{source} with the same W&B run id{whose}: upload this run into a W&B run of its own with --run-id ID "
-        f"(another --state alone would still put both in run {rid})"
+        f"{held}, another run than {source} with the same W&B run id{whose} ({why}): upload this run into a W&B run "
+        f"of its own with --run-id ID (another --state alone would still put both in run {rid})"
     )
+
+
+def _own_state(run: Run, spath: Path) -> bool:
+    """Whether the state file is inside the (local) run folder: the run's own, moved or copied with it."""
+    return not isinstance(run.root, ObjectPath) and spath.resolve().is_relative_to(Path(run.root).resolve())
 
 
 # The folder W&B writes a session into (``offline-run-20260101_120000-<id>``, ``run-...`` online).
@@ -726,7 +773,7 @@ def _writer_gone(
     from ..ends import END_GRACE_S, mtime_of
 
     if not isinstance(run.root, ObjectPath):
-        from ..writer.lock import lock_state
+        from ..locks import lock_state
 
         if lock_state(Path(run.root), process) == "free":
             return "its lock is not held (a closing writer removes its lock file)"
@@ -829,8 +876,9 @@ def _offline_log_gone(entry: S.Entry | None) -> list[str]:
     ]
 
 
-def _resume_point(wb: Any, entry: S.Entry, mode: str) -> int | None:
-    """The last step W&B already has, so that no step is sent twice and none is skipped.
+def _resume_point(wb: Any, entry: S.Entry, mode: str) -> tuple[int | None, str | None]:
+    """The last step W&B already has, so that no step is sent twice and none is skipped; and, offline, why the
+    interrupted session's log could not be read (``_offline_resume_point``), else None.
 
     Online, the server says: a resumed run starts at its last step + 1. Offline there is no server; after
     an interrupted session runlog reads that session's own log (the state may lag it by a second, or lead
@@ -838,21 +886,28 @@ def _resume_point(wb: Any, entry: S.Entry, mode: str) -> int | None:
     if mode == "online":
         if getattr(wb, "resumed", False):
             start = int(getattr(wb, "starting_step", 0) or 0)
-            return start - 1 if start > 0 else None
-        return None
+            return (start - 1 if start > 0 else None), None
+        return None, None
     return _offline_resume_point(entry)
 
 
-def _offline_resume_point(entry: S.Entry) -> int | None:
+def _offline_resume_point(entry: S.Entry) -> tuple[int | None, str | None]:
     """``_resume_point`` offline: the state's last step, or after an interrupted session the last step of that
-    session's own log (never before the step it began after). Also the dry run's, which names what the upload
+    session's own log (never before the step it began after); where that log is there and cannot be read, the
+    step the session began after (no step skipped), and why. Also the dry run's, which names what the upload
     would send."""
     if entry.complete or entry.session_file is None:
-        return entry.last_step
-    logged = S.last_logged_step(entry.session_file)
+        return entry.last_step, None
+    logged, unread = S.logged_step(entry.session_file)
+    if unread is not None:
+        return entry.session_after, unread
     if logged is None:
-        return entry.last_step if not Path(entry.session_file).exists() else entry.session_after
-    return logged if entry.session_after is None else max(logged, entry.session_after)
+        return (entry.last_step if not Path(entry.session_file).exists() else entry.session_after), None
+    return (logged if entry.session_after is None else max(logged, entry.session_after)), None
+
+
+def _step_text(step: int | None) -> str:
+    return "the start" if step is None else f"step {step}"
 
 
 def _init(
