@@ -683,6 +683,30 @@ def test_two_seeds_sharing_a_file_are_still_two_runs(tmp_path):
     assert res.returncode == 2 and "another run than" in res.stderr, res.stderr
 
 
+def test_a_fork_of_a_run_still_where_it_was_is_refused(tmp_path):
+    """A copy of an uploaded run, resumed from a checkpoint as another run (its last steps rewritten, more
+    added) beside the original, which still holds its files as they were: most files are the original's, so it was
+    taken for the run moved and its new steps went into the original's W&B run. Refused (exit 2); the original
+    moved away instead still goes on."""
+    home, state = tmp_path / "home", tmp_path / "state.json"
+    a = seed_run(tmp_path / "a", 1, 6)
+    upload(a, home, "--state", str(state), "--tables-every", "0")
+    fork = tmp_path / "fork"
+    shutil.copytree(a, fork)
+    for step in (4, 5):  # resumed from the step-3 checkpoint with another seed: same sizes, other bytes
+        other = step_file(7, step, tmp_path)
+        target = fork / "samples" / "train" / f"step_{step:08d}.p0.parquet"
+        assert other.stat().st_size == target.stat().st_size and other.read_bytes() != target.read_bytes()
+        shutil.copy(other, target)
+    shutil.copy(step_file(7, 6, tmp_path), fork / "samples" / "train")
+    res = run_upload(fork, home, "--state", str(state), "--tables-every", "0", "--dry-run")
+    assert res.returncode == 2 and "a fork" in res.stderr and str(a) in res.stderr, res.stderr
+    moved = tmp_path / "moved"
+    a.rename(moved)
+    out = upload(moved, home, "--state", str(state), "--tables-every", "0", "--dry-run")
+    assert out["up_to_date"], out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 10. Each file hashed once: shared by the checks of one upload, kept over uploads after a move; an object is
 #     hashed a chunk at a time

@@ -476,6 +476,16 @@ def _check_source(
         return []
     where = f"{entity + '/' if entity else ''}{project}/{rid} ({mode})"
     match = S.compare_files(run, entry.fingerprint, memo)
+    held = f"{spath}: {where} holds steps up to {entry.last_step} sent from {entry.source}"
+    if match.same_run and (match.differ or match.undecided) and _left_as_it_was(entry):
+        # Not moved: the run the steps were sent from is still where it was, as it was, and this one holds other
+        # files besides its copies (a fork resumed from a checkpoint copied aside, its later steps its own).
+        others = match.differ + match.undecided
+        raise UsageError(
+            f"{held}, which still holds them as they were; {source} holds {len(match.same)} of its files and "
+            f"{len(others)} others ({others[0]}...): a copy of it that went on as another run (a fork), not the "
+            "run moved: upload it into a W&B run of its own with --run-id ID"
+        )
     if match.same_run:
         changed = len(match.differ) + len(match.undecided)
         since = f"; {changed} of its {changed + len(match.same)} files changed since" if changed else ""
@@ -483,7 +493,6 @@ def _check_source(
             f"{where} was uploaded from {entry.source}; this run at {source} holds the same files (moved or "
             f"copied{since}): it goes on into the same W&B run"
         ]
-    held = f"{spath}: {where} holds steps up to {entry.last_step} sent from {entry.source}"
     if match.undecided and len(match.same) + len(match.undecided) > len(match.differ):
         raise UsageError(
             f"{held}; this state was written before runlog hashed Parquet files, so it tells them by size and "
@@ -498,6 +507,19 @@ def _check_source(
         f"{held}, another run than {source} with the same W&B run id{whose} ({why}): upload this run into a W&B run "
         f"of its own with --run-id ID (another --state alone would still put both in run {rid})"
     )
+
+
+def _left_as_it_was(entry: S.Entry) -> bool:
+    """Whether the local folder the entry's steps were sent from still holds its recorded files as they were (a
+    copy made elsewhere since, or a fork of it: not a move)."""
+    src = entry.source
+    if src is None or "://" in src or not os.path.isdir(src):
+        return False
+    try:
+        there = open_run(src)
+    except (RunlogError, OSError):
+        return False
+    return S._holds(src, entry.fingerprint, there)
 
 
 def _own_state(run: Run, spath: Path) -> bool:
