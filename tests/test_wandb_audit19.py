@@ -108,6 +108,15 @@ def new_times(original: Path, copy: Path) -> None:
         assert path.stat().st_mtime_ns != (original / name).stat().st_mtime_ns, name
 
 
+def drop_parquet_hashes(state: Path, root: Path) -> None:
+    """The state as runlog wrote it before it hashed Parquet files: no hash of ``root``'s Parquet files."""
+    data = json.loads(state.read_text())
+    [entry] = data["destinations"].values()
+    for name in parquet_files(root):
+        entry["fingerprint"][name][2] = None
+    state.write_text(json.dumps(data))
+
+
 def test_the_state_records_a_hash_of_each_parquet_file(tmp_path):
     """What tells the seeds apart: a SHA-256 of each Parquet file's bytes, in the state's fingerprint."""
     home, state = tmp_path / "home", tmp_path / "state.json"
@@ -143,11 +152,7 @@ def test_a_state_without_parquet_hashes_compares_size_and_time_then_records_them
     s1, s2 = seed_run(tmp_path / "s1", 1, 3), seed_run(tmp_path / "s2", 2, 3)
     same_sizes_other_bytes(s1, s2)
     upload(s1, home, "--state", str(state), "--tables-every", "0")
-    data = json.loads(state.read_text())
-    [entry] = data["destinations"].values()
-    for name in parquet_files(s1):
-        entry["fingerprint"][name][2] = None
-    state.write_text(json.dumps(data))
+    drop_parquet_hashes(state, s1)
 
     res = run_upload(s2, home, "--state", str(state), "--tables-every", "0", "--dry-run")
     assert res.returncode == 2 and str(s1) in res.stderr and str(s2) in res.stderr, res.stderr
@@ -630,11 +635,7 @@ def test_a_state_without_hashes_that_cannot_tell_a_copy_says_so(tmp_path):
     home, state = tmp_path / "home", tmp_path / "state.json"
     a = seed_run(tmp_path / "a", 1, 3)
     upload(a, home, "--state", str(state), "--tables-every", "0")
-    data = json.loads(state.read_text())
-    [entry] = data["destinations"].values()
-    for name in parquet_files(a):
-        entry["fingerprint"][name][2] = None
-    state.write_text(json.dumps(data))
+    drop_parquet_hashes(state, a)
     b = tmp_path / "b"
     shutil.copytree(a, b)
     for name, path in parquet_files(b).items():

@@ -861,25 +861,23 @@ class LiveRun:
 
     def _torn_lines(self, now: float) -> list[Event]:
         """The torn last lines that held for ``settle`` seconds since their file was written."""
-        events: list[Event] = []
-        for rel, issue in list(self._torn.items()):
-            rec = self.files.get(rel)
-            if rec is None:
-                del self._torn[rel]
-                continue
-            events += self._after_settling((rel, TORN), issue, now, _written(rec))
-        return events
+        return self._settled_files(self._torn, TORN, now)
 
     def _corrupt_pages(self, now: float) -> list[Event]:
         """The files a read left out for a corrupt data page (``_bad_pages``) that held for ``settle`` seconds
         since they were written: an ``unreadable`` problem, as ``inspect --deep`` and ``doctor`` say it."""
+        return self._settled_files(self._bad_pages, UNREADABLE, now)
+
+    def _settled_files(self, pending: dict[str, Issue], kind: str, now: float) -> list[Event]:
+        """The issues of ``pending`` (by file) that held for ``settle`` seconds since their file was written; the
+        entry of a file no longer listed is dropped."""
         events: list[Event] = []
-        for rel, issue in list(self._bad_pages.items()):
+        for rel, issue in list(pending.items()):
             rec = self.files.get(rel)
             if rec is None:
-                del self._bad_pages[rel]
+                del pending[rel]
                 continue
-            events += self._after_settling((rel, UNREADABLE), issue, now, _written(rec))
+            events += self._after_settling((rel, kind), issue, now, _written(rec))
         return events
 
     def _after_settling(self, key: tuple[str, str], issue: Issue, now: float, since: float) -> list[Event]:
