@@ -524,9 +524,17 @@ def source_column(files: list[FileInfo]) -> pl.Expr:
 def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.Expr:
     """A column holding each file's step / split (known from its name) for rows of that file, looked up from
     the path column as scanned (``include_file_paths``), not from ``source_column``'s relative path: one string
-    lookup per row instead of two (on 1 M rows grouped by step, ~0.1 s of a 0.5 s query)."""
+    lookup per row instead of two (on 1 M rows grouped by step, ~0.1 s of a 0.5 s query).
+
+    The path is looked up as an ``Enum`` of the files' paths (a path no file has: null), whose index then picks
+    the file's value: on 2,000 files of 1 M rows, a step and a split cost 0.14 s less than with ``replace_strict``
+    (0.32 s against 0.46 s for the scan grouped by both; docs/benchmarks.md), the same values."""
     mapping = {str(f.abspath): getattr(f, attr) for f in files}
-    return pl.col("source").replace_strict(mapping, default=None, return_dtype=dtype)
+    if not mapping:  # no file: a null per row (a literal would be one row)
+        return pl.col("source").replace_strict({}, default=None, return_dtype=dtype)
+    values = pl.Series(list(mapping.values()), dtype=dtype)
+    index = pl.col("source").cast(pl.Enum(list(mapping)), strict=False).to_physical()
+    return pl.lit(values).gather(index).alias("source")
 
 
 # ---------------------------------------------------------------------------------------------------------
