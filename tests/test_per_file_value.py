@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from runlog.formats.base import FileInfo
-from runlog.formats.common import per_file_value
+from runlog.formats.common import per_file_value, source_column
 
 
 def _file(path: str, step: int | None, split: str | None) -> FileInfo:
@@ -34,16 +34,29 @@ def test_values_are_those_of_each_rows_file(n: int) -> None:
     ]
     paths = [str(f.abspath) for f in files] + ["/elsewhere/x.parquet", None]
     rows = [rng.choice(paths) for _ in range(5000)]
-    got = pl.DataFrame({"source": rows}, schema={"source": pl.String}).select(
-        per_file_value(files, "step", pl.Int64()).alias("step"),
-        per_file_value(files, "split", pl.String()).alias("split"),
+    # As the layouts use them: step and split beside the scanned path, which is then replaced, under its name.
+    got = (
+        pl.DataFrame({"source": rows}, schema={"source": pl.String})
+        .lazy()
+        .with_columns(
+            per_file_value(files, "step", pl.Int64()).alias("step"),
+            per_file_value(files, "split", pl.String()).alias("split"),
+        )
+        .with_columns(source_column(files))
+        .collect()
     )
     truth = {str(f.abspath): (f.step, f.split) for f in files}
     assert got["step"].to_list() == [truth.get(p, (None, None))[0] if p else None for p in rows]
     assert got["split"].to_list() == [truth.get(p, (None, None))[1] if p else None for p in rows]
-    assert got.schema == {"step": pl.Int64, "split": pl.String}
+    # The run-relative path of a known file; any other path as it was scanned.
+    relative = {str(f.abspath): f.path for f in files}
+    assert got["source"].to_list() == [relative.get(p, p) if p else None for p in rows]
+    assert got.schema == {"source": pl.String, "step": pl.Int64, "split": pl.String}
 
 
 def test_no_files_gives_nulls() -> None:
-    got = pl.DataFrame({"source": ["/a.parquet", None]}).select(per_file_value([], "step", pl.Int64()).alias("s"))
+    got = pl.DataFrame({"source": ["/a.parquet", None]}).with_columns(
+        per_file_value([], "step", pl.Int64()).alias("s"), source_column([])
+    )
     assert got["s"].to_list() == [None, None]
+    assert got["source"].to_list() == ["/a.parquet", None]

@@ -518,7 +518,11 @@ def read_parquet_columns(info: FileInfo, columns: list[str]) -> pa.Table:
 def source_column(files: list[FileInfo]) -> pl.Expr:
     """Replace the path from ``include_file_paths`` (as scanned) with the run-relative path."""
     mapping = {str(f.abspath): f.path for f in files}
-    return pl.col("source").replace_strict(mapping, default=pl.col("source"), return_dtype=pl.String)
+    if not mapping:
+        return pl.col("source")
+    index = pl.col("source").cast(pl.Enum(list(mapping)), strict=False).to_physical()  # as ``per_file_value``
+    relative = pl.lit(pl.Series(list(mapping.values()), dtype=pl.String)).gather(index)
+    return pl.coalesce(relative, pl.col("source")).alias("source")
 
 
 def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.Expr:
