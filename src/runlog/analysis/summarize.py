@@ -79,7 +79,7 @@ def _engine(run: Run, grouped: bool, columns: int, group_key: pl.Expr | None = N
     return "streaming"
 
 
-def summary_keys(run: Run, by: Sequence[str], filters: Filters, *, split_key: bool = True) -> list[str]:
+def summary_keys(run: Run, by: str | Sequence[str], filters: Filters, *, split_key: bool = True) -> list[str]:
     """The group keys a summary really uses: ``by``; ``role`` first when ``--role`` filters roles (a role's
     values are per role); ``step`` before ``group`` (a prompt group is one group id within a split and step:
     ids that come again at other steps, or the prompt text a derived group is named by, are other groups; with
@@ -137,7 +137,7 @@ def pooled_note(splits: Sequence[str]) -> str:
 
 def summarize(
     run: Run,
-    by: Sequence[str] = ("role",),
+    by: str | Sequence[str] = ("role",),
     *,
     filters: Filters | None = None,
     window: int | None = None,
@@ -156,6 +156,7 @@ def summarize(
     - without ``role``, every statistic is over samples, one value per sample: the sample's reward, the mean
       of its roles' KL, prompt groups by the sample reward.
 
+    ``by``: the group keys, of ``KEYS``, in order (one key may be given as a string: ``by="step"``).
     ``split`` is added to the keys when the run has more than one split and ``filters`` pick none
     (``split_key=False`` pools them). Prompt groups come from ``group_id``; with ``prompt_groups``, samples
     without one are grouped by identical prompt text within a split and step (this reads the prompt text,
@@ -317,11 +318,12 @@ def _sub_run(run: Run, files: list[FileInfo]) -> Run:
     return dataclasses.replace(run, files=others + files)
 
 
-def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
-    """``--by`` values, de-duplicated in order; an unknown one is a usage error naming the allowed ones."""
+def check_keys(by: str | Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
+    """``--by`` values, de-duplicated in order; an unknown one is a usage error naming the allowed ones. A
+    single string is one key (``summarize(run, by="step")``), not its characters."""
     allowed = list(allowed)
     keys: list[str] = []
-    for k in by:
+    for k in [by] if isinstance(by, str) else by:
         if k not in allowed:
             import difflib
 
@@ -335,18 +337,39 @@ def check_keys(by: Iterable[str], allowed: Iterable[str] = KEYS) -> list[str]:
 
 def infinite_note(frame: pl.DataFrame) -> str | None:
     """A note when a group's rewards or KL hold an infinite value (its min or max is): ±inf count as values (they
-    are numbers, not NaN), so those groups' mean and std are infinite or NaN while ``reward_nan`` says 0."""
-    hit = []
+    are numbers, not NaN), so those groups' mean and std are infinite or NaN while ``reward_nan`` says 0. And when
+    a group's values are all finite (its min and max are) but its mean or std is not: finite values near the
+    float64 limit (1e308) whose sum, or sum of squares, goes past it, so the mean is inf and the std inf or NaN,
+    as numpy's are; said apart, since no value is infinite."""
+    infinite, overflow = [], []
     for m in ("reward", "kl"):
         lo, hi = f"{m}_min", f"{m}_max"
-        if lo in frame.columns and frame.select(pl.col(lo).is_infinite().any() | pl.col(hi).is_infinite().any()).item():
-            hit.append("rewards" if m == "reward" else "KL values")
-    if not hit:
-        return None
-    return (
-        f"some {' and '.join(hit)} are infinite (min -inf or max inf): they count as values, so those groups' "
-        "mean and std are not finite (runlog doctor reports where they start)"
-    )
+        if lo not in frame.columns:
+            continue
+        name = "rewards" if m == "reward" else "KL values"
+        spread = [c for c in (f"{m}_mean", f"{m}_std") if c in frame.columns]
+        finite = pl.col(lo).is_finite() & pl.col(hi).is_finite()
+        summed = pl.any_horizontal(~pl.col(c).is_finite() for c in spread) if spread else pl.lit(False)
+        bounds, sums = frame.select(
+            (pl.col(lo).is_infinite() | pl.col(hi).is_infinite()).any().alias("bounds"),
+            (finite & summed).any().alias("sums"),
+        ).row(0)
+        if bounds:
+            infinite.append(name)
+        if sums:
+            overflow.append(name)
+    notes = []
+    if infinite:
+        notes.append(
+            f"some {' and '.join(infinite)} are infinite (min -inf or max inf): they count as values, so those "
+            "groups' mean and std are not finite (runlog doctor reports where they start)"
+        )
+    if overflow:
+        notes.append(
+            f"some groups' {' and '.join(overflow)} are finite but their sum overflows float64 (values near 1e308): "
+            "those groups' mean or std is inf or NaN, as numpy's is"
+        )
+    return "; ".join(notes) or None
 
 
 def unknown_role_rows(frame: pl.DataFrame) -> bool:

@@ -1,0 +1,193 @@
+"""Summarize audit 20: a TRL file written without Parquet column statistics counted its rows at the step its
+name tells (``completions_00003.parquet`` holding rows of steps 3 and 4 gave step 3 three rows, and step 4
+none), silently; ``runlog.summarize(run, by="step")`` read the string character by character; finite rewards
+near the float64 limit gave a mean of inf with no note saying why.
+
+Every expectation is computed here from the values written (duckdb or plain Python over the same files), never
+from runlog's reading."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import runlog
+from object_stores import s3_server  # noqa: F401
+from runlog import RunWriter, open_run
+from runlog.analysis.partial_cache import units
+
+# (file name's step, rows' own steps, rewards): the audit's run.
+FILES = [(2, [2, 2], [1.0, 0.0]), (3, [3, 4, 4], [1.0, 1.0, 0.5]), (6, [7], [0.25])]
+
+
+def trl_run(root: Path, files: list[tuple[int, list[int], list[float]]], *, statistics: bool) -> Path:
+    """TRL's completion files (its ``step`` column as text, as ``GRPOTrainer`` writes it)."""
+    folder = root / "completions"
+    folder.mkdir(parents=True, exist_ok=True)
+    for named, steps, rewards in files:
+        table = pa.table(
+            {
+                "step": [str(s) for s in steps],
+                "prompt": ["A"] * len(steps),
+                "completion": ["c"] * len(steps),
+                "acc_reward": pa.array(rewards, pa.float64()),
+            }
+        )
+        pq.write_table(table, folder / f"completions_{named:05d}.parquet", write_statistics=statistics)
+    return root
+
+
+def truth(root: Path, where: str = "true") -> dict[int, tuple[float, int]]:
+    """Step -> (mean reward, rows), by each row's own ``step`` column (duckdb)."""
+    rows = duckdb.sql(
+        "select cast(step as bigint), avg(acc_reward), count(*) "
+        f"from read_parquet('{root}/completions/*.parquet') where {where} group by 1 order by 1"
+    ).fetchall()
+    return {s: (m, n) for s, m, n in rows}
+
+
+def by_step(cli: Any, root: Path, *args: str) -> dict[int, tuple[float, int]]:
+    r = cli("summarize", root, "--by", "step", "--format", "csv", *args)
+    assert r.exit_code == 0, r.stderr
+    return {
+        int(row["step"]): (float(row["reward_mean"]), int(row["reward_count"]))
+        for row in csv.DictReader(io.StringIO(r.stdout))
+    }
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_trl_file_without_statistics_counts_its_rows_at_their_own_steps(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+) -> None:
+    """The audit's run: a file named step 3 holding rows of steps 3, 4, 4, and one named step 6 holding step 7.
+    Each row counts at its own step, cold, and again from the partials a first summary kept."""
+    if cache == "off":
+        monkeypatch.setenv("RUNLOG_CACHE", "off")
+    run = trl_run(tmp_path / "run", FILES, statistics=False)
+    expected = truth(run)
+    assert expected == {2: (0.5, 2), 3: (1.0, 1), 4: (0.75, 2), 7: (0.25, 1)}
+    for _ in range(2):  # the second reads what the first kept (with the cache on)
+        got = by_step(cli, run)
+        assert got.keys() == expected.keys()
+        for step, (mean, n) in expected.items():
+            assert got[step][1] == n
+            assert got[step][0] == pytest.approx(mean)
+
+
+@pytest.mark.parametrize(("steps", "where"), [("7", "step = '7'"), ("4", "step = '4'"), ("3:4", "step in ('3', '4')")])
+def test_trl_steps_filter_finds_the_rows_own_steps_without_statistics(
+    cli: Any, tmp_path: Path, steps: str, where: str
+) -> None:
+    """``--steps 7`` was a usage error ("this run has steps 2..6"), and ``--steps 4`` found no row."""
+    run = trl_run(tmp_path / "run", FILES, statistics=False)
+    expected = truth(run, where)
+    got = by_step(cli, run, "--steps", steps)
+    assert got.keys() == expected.keys()
+    for step, (mean, n) in expected.items():
+        assert got[step] == (pytest.approx(mean), n)
+
+
+def test_trl_inspect_tells_the_rows_steps_without_statistics(cli: Any, tmp_path: Path) -> None:
+    """inspect's first and last step of the split are the rows' (2 and 7), not the names' (2 and 6)."""
+    run = trl_run(tmp_path / "run", FILES, statistics=False)
+    ((lo, hi),) = duckdb.sql(
+        f"select min(cast(step as bigint)), max(cast(step as bigint)) from read_parquet('{run}/completions/*.parquet')"
+    ).fetchall()
+    r = cli("inspect", run, "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == {"train": [lo, hi]}
+    assert (lo, hi) == (2, 7)
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_trl_file_of_its_named_step_keeps_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statistics: bool
+) -> None:
+    """A file whose rows are of the step its name tells stands for that step (a summary is kept per step), with
+    statistics from its footer alone: no data page is read while the run is opened."""
+    run = trl_run(tmp_path / "run", [(1, [1, 1], [1.0, 0.0]), (2, [2], [0.5])], statistics=statistics)
+    if statistics:
+
+        def no_read(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("a data page was read")
+
+        monkeypatch.setattr(pq, "read_table", no_read)
+    opened = open_run(run, cache=False)
+    assert {f.path: f.step for f in opened.files} == {
+        "completions/completions_00001.parquet": 1,
+        "completions/completions_00002.parquet": 2,
+    }
+    found = units(opened)
+    assert found is not None and sorted(found) == [1, 2]
+
+
+def test_trl_file_of_several_steps_without_statistics_stands_for_none(tmp_path: Path) -> None:
+    """Nothing is grouped by its name: no per-step partials, and its steps are the rows'."""
+    run = trl_run(tmp_path / "run", FILES, statistics=False)
+    opened = open_run(run, cache=False)
+    named = {f.path: f for f in opened.files}
+    assert named["completions/completions_00003.parquet"].step is None
+    assert named["completions/completions_00003.parquet"].all_steps() == [3, 4]
+    assert named["completions/completions_00006.parquet"].step == 7
+    assert units(opened) is None
+
+
+def test_api_by_a_single_string_is_one_key() -> None:
+    """``runlog.summarize(run, by="step")`` was a usage error: "--by 's': expected one of ..."."""
+    root = Path(__file__).resolve().parents[1] / "sample_runs" / "debate_grpo"
+    run = open_run(root)
+    one = runlog.summarize(run, by="step", cache=False)
+    listed = runlog.summarize(run, by=["step"], cache=False)
+    assert one.equals(listed)
+    ((steps,),) = duckdb.sql(
+        f"select count(distinct (split, step)) from read_parquet('{root}/samples/*/*.parquet')"
+    ).fetchall()
+    assert one.height == steps
+
+
+def test_overflowing_sum_of_finite_rewards_is_said(cli: Any, tmp_path: Path) -> None:
+    """Two rewards of 1e308: the float64 sum is inf, so the mean is inf and the std NaN, as numpy's are (the
+    documented figure); a note says why, and it is not the note for infinite values, since none is."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    values = [1e308, 1e308]
+    with RunWriter(run) as w:
+        w.log_samples(0, [{"reward": v, "group_id": "g"} for v in values])
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = np.mean(values)
+    assert math.isinf(mean) and all(math.isfinite(v) for v in values)
+    r = cli("summarize", run, "--by", "step", "--format", "csv")
+    assert r.exit_code == 0, r.stderr
+    (row,) = csv.DictReader(io.StringIO(r.stdout))
+    assert float(row["reward_mean"]) == mean
+    assert "their sum overflows float64" in r.stderr
+    assert "are infinite (min -inf or max inf)" not in r.stderr
+
+
+def test_trl_object_without_statistics_counts_its_rows_at_their_own_steps(
+    s3_server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An object without statistics is not fetched whole to tell its steps: each file stands for no one step,
+    and every row counts at its own."""
+    local = trl_run(tmp_path / "run", FILES, statistics=False)
+    expected = truth(local)
+    url = f"{s3_server.scheme}://{s3_server.fresh_bucket()}/run"
+    s3_server.upload_dir(local, url)
+    run = open_run(url, storage_options=s3_server.storage_options, cache=False)
+    assert all(f.step is None for f in run.files)
+    out = runlog.summarize(run, by="step", cache=False)
+    got = {r["step"]: (r["reward_mean"], r["reward_count"]) for r in out.iter_rows(named=True)}
+    assert got.keys() == expected.keys()
+    for step, (mean, n) in expected.items():
+        assert got[step] == (pytest.approx(mean), n)
