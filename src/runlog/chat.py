@@ -434,6 +434,21 @@ def _from_sharegpt(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def messages_in_text(text: str) -> list[dict[str, Any]] | None:
+    """The message list a text holds as JSON (``json.dumps(messages)``: a non-empty list of objects that each
+    have a ``role``), or None when it holds anything else (a prompt, other JSON). Read as one user message, such
+    a text hid every assistant turn and tool call it held. Only text that starts with ``[`` is parsed."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(parsed, list) and parsed and all(isinstance(m, dict) and "role" in m for m in parsed):
+        return parsed
+    return None
+
+
 def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     """OpenAI chat messages to canonical messages.
 
@@ -449,12 +464,17 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     ``Content`` dicts (``{role, parts}``: ``_from_gemini``) and Anthropic messages with tool-call and result parts
     (client, server and MCP tools: ``_anthropic_parts``) are read as the chat messages they stand for. A message
     in which nothing is read (no content, reasoning or call under the keys above) keeps its other keys as compact
-    JSON in its content: an empty turn would hide what it said.
+    JSON in its content: an empty turn would hide what it said. Text that is a JSON list of messages
+    (``json.dumps`` of one, as trainers log it: ``messages_in_text``) is read as that list; any other text is one
+    user message.
     """
     if messages is None:
         return []
     if isinstance(messages, str):
-        return [message("user", messages)]
+        parsed = messages_in_text(messages)
+        if parsed is None:
+            return [message("user", messages)]
+        messages = parsed
     if isinstance(messages, dict):
         messages = [messages]
     if not isinstance(messages, (list, tuple)):

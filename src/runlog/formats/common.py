@@ -648,12 +648,17 @@ def read_jsonl(
             continue
         reason = None
         try:
-            obj, fixed = without_lone_surrogates(json.loads(raw), raw)
+            # Decoded here, strictly as UTF-8: ``json.loads`` of bytes guesses UTF-16 or UTF-32 from a line's first
+            # bytes (a UTF-16 line was read as a record), and names the byte of its own decoding, not the line's.
+            # A UTF-8 byte order mark at a line's start is read past, as before.
+            text = raw.decode("utf-8")
+            obj, fixed = without_lone_surrogates(json.loads(text.removeprefix("\ufeff")), raw)
             surrogates += fixed
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8 at byte {exc.start}"
         except (ValueError, RecursionError) as exc:
-            reason = f"not valid JSON ({_short(exc)})"
+            utf16 = "; it holds NUL bytes: UTF-16 or UTF-32 text? lines are UTF-8" if "\x00" in text else ""
+            reason = f"not valid JSON ({_short(exc)}{utf16})"
         else:
             if not isinstance(obj, dict):
                 reason = f"a JSON {type(obj).__name__}, not an object"

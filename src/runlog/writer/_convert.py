@@ -21,7 +21,7 @@ What is accepted (documented in docs/writer.md):
   kl}}`` dict per row), or flat ``<role>_reward`` / ``<role>_kl`` columns (the Flink v1 convention);
 * reward components: a ``reward_components`` column holding a ``{name: value}`` dict or a ``[{name, value}]``
   list per row, or (dict-of-columns input) a ``{name: column}`` dict, or flat ``component/<name>`` columns;
-* ``messages``: OpenAI chat messages per row (normalised by ``runlog.chat.from_openai_chat``);
+* ``messages``: OpenAI chat messages per row, or their JSON text (normalised by ``runlog.chat.from_openai_chat``);
 * anything else is kept as a free extra column with the type pyarrow infers.
 """
 
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema as S
-from ..chat import from_openai_chat
+from ..chat import from_openai_chat, messages_in_text
 from ..errors import UsageError
 from . import jax_utils
 
@@ -793,10 +793,41 @@ def _fold_components(cols: dict[str, Any], n: int) -> list[Any] | None:
     ]
 
 
-def _messages(col: Any) -> Any:
+def _messages(col: Any) -> tuple[Any, int]:
+    """The ``messages`` column as canonical message lists, and how many of its cells were plain text. A cell of
+    text that is a JSON message list (``json.dumps(messages)``, as trainers log it) is read as that list; other
+    text is one user message, as ``from_openai_chat`` reads it (counted: the caller warns)."""
     if isinstance(col, (pa.Array, pa.ChunkedArray)) and col.type == _CANONICAL["messages"]:
-        return col
-    return [None if cell is None else from_openai_chat(cell) for cell in _pylist(col)]
+        return col, 0
+    out: list[Any] = []
+    plain = 0
+    for cell in _pylist(col):
+        if isinstance(cell, str):
+            parsed = messages_in_text(cell)
+            plain += parsed is None
+            out.append(from_openai_chat(cell if parsed is None else parsed))
+        else:
+            out.append(None if cell is None else from_openai_chat(cell))
+    return out, plain
+
+
+def _ids_filled(col: Any, prefix: str, offset: int) -> tuple[Any, int]:
+    """A ``sample_id`` column with each null (``None``; a list-of-dicts row without the key) replaced by the id
+    the writer generates for a missing column (``prefix`` and the row's number in its step), and how many were
+    null. A null id was written as given and readers found it only later (``inspect``: rows without a
+    sample_id). A column without nulls is returned as it is (a null count, or one type scan)."""
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        if col.null_count == 0:
+            return col, 0
+        values = col.to_pylist()
+    elif _is_numpy(col) and col.dtype.kind != "O":
+        return col, 0
+    else:
+        if type(None) not in set(map(type, col)):
+            return col, 0
+        values = list(col)
+    nulls = sum(v is None for v in values)
+    return [f"{prefix}{offset + i}" if v is None else v for i, v in enumerate(values)], nulls
 
 
 def _check_constant(cols: dict[str, Any], name: str, expected: Any) -> None:
@@ -835,6 +866,15 @@ def build_table(
     components = _fold_components(cols, n)
     if "sample_id" not in cols:
         cols["sample_id"] = [f"{split}-s{step}-p{process}-{offset + i}" for i in range(n)]
+    else:
+        cols["sample_id"], nulls = _ids_filled(cols["sample_id"], f"{split}-s{step}-p{process}-", offset)
+        if nulls and warn_once is not None:
+            warn_once(
+                "null-ids",
+                f"{nulls} of {n} rows of {split} step {step} have a null sample_id: given a generated one "
+                f"({split}-s{step}-p{process}-<row>), as when the column is missing (readers take a sample by its "
+                "id; said once per writer)",
+            )
     arrays: dict[str, Any] = {
         "schema_version": pa.array([S.CURRENT_VERSION] * n, pa.int32()),
         "step": pa.array([step] * n, pa.int64()),
@@ -848,7 +888,14 @@ def build_table(
         elif name == "reward_components":
             value = components
         elif name == "messages":
-            value = _messages(cols.pop(name)) if name in cols else None
+            value, plain = _messages(cols.pop(name)) if name in cols else (None, 0)
+            if plain and warn_once is not None:
+                warn_once(
+                    "plain:messages",
+                    f"column 'messages' of {split} step {step} holds plain text in {plain} row(s), not a message "
+                    "list (nor one as JSON text): each such text is written as one user message; give a list of "
+                    "{role, content} dicts (said once per writer)",
+                )
         else:
             value = cols.pop(name, None)
         if value is not None and name in _STRING_COLUMNS:

@@ -114,9 +114,7 @@ class RunWriter:
         # Checked (and converted to JSON values) before anything is created: a config that cannot be written
         # is a UsageError at the call, never a half-made run folder.
         config_json = None if config is None else _config.json_config(config)
-        self.process_index = int(jax_utils.default_process_index() if process_index is None else process_index)
-        if self.process_index < 0:
-            raise UsageError(f"process_index must be >= 0, not {self.process_index}")
+        self.process_index = jax_utils.default_process_index() if process_index is None else _index(process_index)
         self.roles: list[str] | None = None if roles is None else _role_names(roles)
         self.durable = durable
         self.on_full = on_full
@@ -1333,6 +1331,20 @@ def _step(step: Any) -> int:
         raise UsageError(f"step must be a non-negative integer, not {step!r}")
     if value > STEP_MAX:
         raise UsageError(f"step {step!r} is beyond a 64-bit integer (at most 2**63 - 1): steps are int64 in the format")
+    return value
+
+
+def _index(process_index: Any) -> int:
+    """The process index as an int: a Python int or a numpy integer (a 0-d integer array too). Anything else
+    (``1.5``, ``"3"``, ``True``, ``-1``) is refused, as a step is: ``int()`` made 1.5 and ``True`` process 1,
+    whose writer then took process 1's files for its own earlier run's and moved them aside."""
+    value = None
+    # ``operator.index`` refuses floats, text and arrays of a dimension; a bool is an int to it, and is refused here.
+    if not isinstance(process_index, bool) and getattr(getattr(process_index, "dtype", None), "kind", None) != "b":
+        with contextlib.suppress(TypeError):
+            value = operator.index(process_index)
+    if value is None or value < 0:
+        raise UsageError(f"process_index must be a non-negative integer, not {process_index!r}")
     return value
 
 
