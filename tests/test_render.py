@@ -286,7 +286,7 @@ def test_realdata_shapes_render():
 def test_think_split_truncation_and_no_think():
     assert split_think("a<think>b</think>c") == [("a", False), ("<think>b</think>", True), ("c", False)]
     assert split_think("plan</think>answer") == [("plan</think>", True), ("answer", False)]
-    assert split_think("x<think>unclosed") == [("x", False), ("<think>unclosed", True)]
+    assert split_think("x<think>unclosed") == [("x<think>unclosed", False)]
     conv = Conversation([Turn("assistant", content="<think>" + "z" * 50 + "</think>" + "y" * 30)], "messages")
     hidden = prepared(conv, no_think=True, max_chars=10)
     assert hidden.turns[0].content == "y" * 10 + "… [truncated 20 chars]"

@@ -21,6 +21,11 @@ when it parses, gives the order of the speakers and the prompt; without it the a
 in the order written. A v0 agent (no role) is the speaker whose turns have its texts, all of them, whitespace
 aside (``_match_speakers``; agents that say the same are matched by agent id, never by the order written);
 one matched to no speaker keeps its agent id, its turns after the transcript's speakers (``_merge``).
+The JSON's turns are the turns where they exist: a header line a model wrote inside its text splits it in
+the rendered string, not in the JSON, and is no turn. A turn of the rendered string that the JSON has no turn
+for is kept, read from the string, and a JSON turn the string does not show follows its turns; both are
+counted (``Conversation.from_transcript``, ``Conversation.unplaced``), so that readers can say where the
+two sources disagree (``_order``).
 
 When ``agent_trajectories`` is absent, empty, or not JSON of a known shape, the messages are parsed from
 the rendered ``trajectory`` (``<|role name=X id=Y|>`` headers with ``[tool_call ID NAME ARGS]`` lines, or
@@ -68,6 +73,10 @@ class Conversation:
     # speaker: a v0 file without a rendered trajectory): nothing says which role an id plays, and an id may play
     # another in another file; readers count which speaks first (``flink_text._Fallbacks.record_ids``).
     by_id: bool = False
+    # Where the rendered string and the JSON disagree: assistant turns of the string that no JSON turn says
+    # (read from the string, in its order), and JSON turns the string does not show (after its turns).
+    from_transcript: int = 0
+    unplaced: int = 0
 
     @property
     def prompt_key(self) -> str | None:
@@ -90,9 +99,9 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
         return parsed[0]
 
     try:
-        messages, fallback, ambiguous, by_id = agent_messages(agent_trajectories, assign, transcript)
+        messages, fallback, merged = agent_messages(agent_trajectories, assign, transcript)
     except Exception:  # noqa: BLE001  (hostile JSON must cost this sample its JSON, never the read)
-        messages, fallback, ambiguous, by_id = None, UNPARSEABLE, False, False
+        messages, fallback, merged = None, UNPARSEABLE, Merged()
     source: str | None = "agent_trajectories"
     if messages is None:
         messages = transcript()
@@ -100,9 +109,19 @@ def conversation(agent_trajectories: Any, trajectory: Any, role_assignments: Any
     if not messages:
         return Conversation(None, None, None, None, fallback)
     prompt, completion = first_prompt(messages), completion_text(messages)
-    from_agents = source == "agent_trajectories"
-    ambiguous, by_id = ambiguous and from_agents, by_id and from_agents
-    return Conversation(messages, prompt, completion, source, fallback, ambiguous, by_id)
+    if source != "agent_trajectories":
+        merged = Merged()
+    return Conversation(
+        messages,
+        prompt,
+        completion,
+        source,
+        fallback,
+        merged.ambiguous,
+        merged.by_id,
+        merged.from_transcript,
+        merged.unplaced,
+    )
 
 
 def first_prompt(messages: list[dict[str, Any]]) -> str | None:
@@ -146,31 +165,41 @@ def _speaker(m: dict[str, Any], assign: dict[str, str]) -> dict[str, Any]:
 
 
 # -- agent_trajectories -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Merged:
+    """What merging per-agent JSON told besides the messages (``_merge``): agents whose texts did not tell which
+    speaker they are (``_match_speakers``), agents left named by their ids, and where the rendered string and the
+    JSON disagree (``_order``)."""
+
+    ambiguous: bool = False
+    by_id: bool = False
+    from_transcript: int = 0
+    unplaced: int = 0
+
+
 def agent_messages(
     value: Any, assign: dict[str, str], transcript: Callable[[], list[dict[str, Any]] | None] = lambda: None
-) -> tuple[list[dict[str, Any]] | None, str | None, bool, bool]:
-    """(messages, None, ambiguous, by_id) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE, False,
-    False); ``transcript`` gives the rendered string's messages (for the order and prompt of per-agent JSON);
-    ``ambiguous``: agents whose texts did not tell which speaker they are (``_match_speakers``); ``by_id``:
-    agents left named by their ids (``_merge``)."""
+) -> tuple[list[dict[str, Any]] | None, str | None, Merged]:
+    """(messages, None, merged) from ``agent_trajectories``, or (None, ABSENT / UNPARSEABLE, Merged());
+    ``transcript`` gives the rendered string's messages (for the order and prompt of per-agent JSON)."""
     obj = _loads(value)
     if obj is None or obj == [] or obj == {} or (isinstance(obj, str) and not obj.strip()):
-        return None, ABSENT, False, False
+        return None, ABSENT, Merged()
     if obj is _INVALID or isinstance(obj, str):
-        return None, UNPARSEABLE, False, False
+        return None, UNPARSEABLE, Merged()
     agents = _agents(obj)
-    ambiguous = by_id = False
+    merged = Merged()
     if agents is not None:
-        messages, ambiguous, by_id = _merge(agents, assign, transcript())
+        messages, merged = _merge(agents, assign, transcript())
     elif isinstance(obj, (dict, list)) and all(_is_message(m) for m in (obj if isinstance(obj, list) else [obj])):
         messages = _chat(obj if isinstance(obj, list) else [obj], assign, None)
     else:
-        return None, UNPARSEABLE, False, False
+        return None, UNPARSEABLE, Merged()
     if not messages:
-        return None, ABSENT, False, False
+        return None, ABSENT, Merged()
     if not any(m["role"] in ("system", "user", "developer") for m in messages):
         messages = _transcript_prefix(transcript()) + messages
-    return messages, None, ambiguous, by_id
+    return messages, None, merged
 
 
 def _loads(value: Any) -> Any:
@@ -275,17 +304,19 @@ def _merge(
     agents: list[tuple[str | None, str | None, list[Any]]],
     assign: dict[str, str],
     transcript: list[dict[str, Any]] | None,
-) -> tuple[list[dict[str, Any]], bool, bool]:
+) -> tuple[list[dict[str, Any]], Merged]:
     """One conversation from per-agent message lists: the shared system / user messages first, then each
-    assistant turn (with the tool results that follow it) in the order of the transcript's speakers.
+    assistant turn (with the tool results that follow it) in the order of the transcript's speakers
+    (``_order``).
 
     An agent with no role of its own (v0 files have no ``role_assignments``) takes the speaker whose turns
     have its texts (``_match_speakers``); where one agent and one speaker are left unmatched, they are each
     other. Turns the transcript does not place (an agent still unmatched) follow, agent by agent: per-agent
     JSON has no order across agents, so the order it is written in decides nothing before the transcript's
-    (a review found the judge read as the policy when the agents were written in reverse). Also returned:
-    whether the texts left agents alike (``_match_speakers``), and whether an agent with a turn is left named by
-    its id (no role, no transcript speaker: which role it plays is not known)."""
+    (a review found the judge read as the policy when the agents were written in reverse). Also returned
+    (``Merged``): whether the texts left agents alike (``_match_speakers``), whether an agent with a turn is left
+    named by its id (no role, no transcript speaker: which role it plays is not known), and the turns where the
+    transcript and the JSON disagree."""
     speakers = [m for m in transcript or [] if m.get("role") == "assistant"]
     found: list[tuple[str | None, list[dict[str, Any]]]] = []
     named: list[tuple[int, str | None]] = []  # agents with no role of their own: (index, agent id)
@@ -326,22 +357,110 @@ def _merge(
                 prefix.append(msgs[i])
             i += 1
         queues.setdefault(role, []).extend(_units(msgs[i:]))
-    out = list(prefix)
-    for said in speakers:
-        name = said.get("name") or ""
-        queue = queues.get(name)
-        if queue:
-            # The unit with the text the transcript shows, and any turns of that agent before it (a string
-            # that leaves out a tool-calling turn); else the agent's next turn.
-            text = _plain(said.get("content"))
-            n = next((i + 1 for i, u in enumerate(queue) if text in _forms(_assistant_text(u))), 1)
-            for unit in queue[:n]:
-                out.extend(unit)
-            del queue[:n]
-    for role, _msgs in per_agent:
-        for unit in queues.pop(role, []):
-            out.extend(unit)
-    return out, ambiguous, bool(unmatched)
+    turns, from_transcript, unplaced = _order(transcript or [], queues, [role for role, _ in per_agent])
+    return [*prefix, *turns], Merged(ambiguous, bool(unmatched), from_transcript, unplaced)
+
+
+@dataclass
+class _Said:
+    """A turn of the rendered string that no JSON turn was found for: the turn and the tool results after it."""
+
+    messages: list[dict[str, Any]]
+    name: str
+    text: str
+
+
+def _order(
+    transcript: list[dict[str, Any]], queues: dict[str, list[list[dict[str, Any]]]], roles: list[str]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The agents' turns (``queues``: each role's units, in its order) in the order of the rendered string's
+    turns, with (turns read from the string, JSON turns the string does not show).
+
+    A turn of the string takes the first unit of its speaker that shows its text (``_shown``), and the
+    speaker's units before that one (a string that leaves out a tool-calling turn). A unit whose text holds a
+    line that reads as a header (a model that writes ``<|assistant name=judge|>``) is several turns of the
+    string: they are its, not turns (before, the next of them took the judge's real turn, out of order). Where
+    no unit of the speaker shows the text: a turn whose text lies inside the text of the unit placed just
+    before, after a header line there, is that unit's; else the speaker's next unit, where no later turn of the
+    speaker shows it (the same turn, rendered otherwise); else the JSON has no turn for it, and it is read from
+    the string (before, it was dropped: a judge without an agent in the JSON, a solver's second turn). The
+    units no turn placed follow, agent by agent; a turn read from the string that one of them (or a unit placed
+    before its own turn) shows is that unit's, not a turn of its own (agents named by their ids)."""
+    first = next((k for k, m in enumerate(transcript) if m.get("role") == "assistant"), len(transcript))
+    rest = transcript[first:]
+    texts = [_plain(m.get("content")) for m in rest]
+    shown: dict[str, list[list[str]]] = {}
+
+    def shows(unit: list[dict[str, Any]], at: int) -> int:
+        """How many turns of the string from ``at`` are ``unit`` (0: none)."""
+        content = _assistant_text(unit)
+        if content not in shown:
+            shown[content] = _shown(content)
+        return next((len(f) for f in shown[content] if texts[at : at + len(f)] == f), 0)
+
+    def name_at(at: int) -> str | None:
+        m = rest[at]
+        return str(m.get("name") or "") if m.get("role") == "assistant" else None
+
+    pieces: list[list[dict[str, Any]] | _Said] = []
+    spare: list[tuple[str, list[dict[str, Any]]]] = []  # units placed before their speaker's turn shown
+    last: str | None = None  # the text of a unit placed without the string showing it
+    at = 0
+    while at < len(rest):
+        name = name_at(at)
+        if name is None:  # the string's other turns: the JSON's units hold their own context and results
+            at += 1
+            continue
+        queue = queues.get(name, [])
+        hit = next(((k, n) for k, unit in enumerate(queue) if (n := shows(unit, at))), None)
+        if hit is not None:
+            k, width = hit
+            spare += [(name, unit) for unit in queue[:k]]
+            pieces += queue[: k + 1]
+            del queue[: k + 1]
+            at, last = at + width, None
+            continue
+        if last is not None and texts[at] and _inside_after_header(texts[at], last):
+            at += 1
+            continue
+        later = range(at + 1, len(rest))
+        if queue and not any(name_at(j) == name and shows(queue[0], j) for j in later):
+            last = _assistant_text(queue[0])
+            pieces.append(queue.pop(0))
+            at += 1
+            continue
+        end = at + 1
+        while end < len(rest) and rest[end].get("role") == "tool":
+            end += 1
+        pieces.append(_Said(rest[at:end], name, texts[at]))
+        at, last = end, None
+    speakers = {name_at(j) for j in range(len(rest))} - {None}
+    left = [(role, unit) for role in roles for unit in queues.pop(role, [])]
+    pool = spare + left
+    out: list[dict[str, Any]] = []
+    from_transcript = 0
+    for piece in pieces:
+        if not isinstance(piece, _Said):
+            out += piece
+            continue
+        said = next(
+            (
+                j
+                for j, (role, unit) in enumerate(pool)
+                if (role == piece.name or role not in speakers) and piece.text in _forms(_assistant_text(unit))
+            ),
+            None,
+        )
+        if said is None:
+            out += piece.messages
+            from_transcript += 1
+        else:
+            pool.pop(said)
+    for _role, unit in left:
+        out += unit
+    unshown = {id(unit) for _, unit in pool}
+    unplaced = sum(1 for _, unit in left if id(unit) in unshown and any(m["role"] == "assistant" for m in unit))
+    return out, from_transcript, unplaced if speakers else 0
 
 
 def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -360,6 +479,30 @@ def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     if pending:
         units.append(pending)
     return units
+
+
+def _shown(text: str) -> list[list[str]]:
+    """The turns of a rendered string that may show one turn's text, as lists of ``_plain`` texts: one of its
+    ``_forms``; or, where the text holds a line that reads as a header of the string (``<|judge|>``,
+    ``<|im_start|>``: a model may write one), the turns the string's parser reads in it."""
+    out = [[f] for f in dict.fromkeys(_forms(text))]
+    if "<|" in text:
+        for form in dict.fromkeys((text, _THINK.sub(" ", text))):
+            for head in ("<|assistant|>\n", "<|im_start|>assistant\n"):
+                parts = [_plain(m.get("content")) for m in chat.transcript_messages(head + form) or []]
+                if len(parts) > 1 and parts not in out:
+                    out.append(parts)
+    return out
+
+
+def _inside_after_header(text: str, unit_text: str) -> bool:
+    """Whether a turn's text (``_plain``) lies inside ``unit_text`` after a line there that reads as a header:
+    the turn is that unit's, split off by a header its speaker wrote."""
+    at = next((m.end() for m in _HEADER_LINE.finditer(unit_text)), None)
+    return at is not None and text in _plain(unit_text[at:])
+
+
+_HEADER_LINE = re.compile(r"^<\|[A-Za-z_][\w-]*(?: [\w-]+=[^\s|]*)*\|>$|<\|im_start\|>", re.MULTILINE)
 
 
 def _assistant_text(unit: list[dict[str, Any]]) -> str:

@@ -186,6 +186,9 @@ class _Fallbacks:
         self.note: dict[str, str] | None = None
         self.alike: set[tuple[str, Any]] = set()
         self.alike_note: dict[str, str] | None = None
+        # Samples whose rendered string and JSON disagree (``Conversation.from_transcript`` / ``unplaced``).
+        self.disagree: dict[tuple[str, Any], tuple[int, int]] = {}
+        self.disagree_note: dict[str, str] | None = None
         # Samples whose speakers are agent ids (``Conversation.by_id``): per file, how many each id opens.
         self.by_id: set[tuple[str, Any]] = set()
         self.openers: dict[str, dict[str, int]] = {}
@@ -231,6 +234,8 @@ class _Fallbacks:
                     self.record(str(f), i, c.fallback, c.source)
                 if counted and c.ambiguous:
                     self.record_alike(str(f), i)
+                if counted and (c.from_transcript or c.unplaced):
+                    self.record_disagree(str(f), i, c.from_transcript, c.unplaced)
                 if counted and c.by_id and c.messages:
                     by_id += self.record_ids(str(f), i, c.messages)
                 rows.append(
@@ -304,6 +309,23 @@ class _Fallbacks:
             self.ctx.fidelity.append(self.alike_note)
         self.alike_note["message"] = message
 
+    def record_disagree(self, path: str, sample_id: Any, from_transcript: int, unplaced: int) -> None:
+        """A sample whose rendered trajectory and agent_trajectories disagree: turns only the string holds (read
+        from it, in its order) and JSON turns the string does not show (after its turns)."""
+        self.disagree[(path, sample_id)] = (from_transcript, unplaced)
+        files = len({p for p, _ in self.disagree})
+        said = sum(n for n, _ in self.disagree.values())
+        unsaid = sum(n for _, n in self.disagree.values())
+        message = (
+            f"the rendered trajectory and agent_trajectories of {len(self.disagree)} sample(s) in {files} file(s) "
+            f"disagree: {said} turn(s) that only the rendered string holds were read from it, in its order; "
+            f"{unsaid} turn(s) of agent_trajectories that it does not show follow its turns"
+        )
+        if self.disagree_note is None:
+            self.disagree_note = {"layout": "flink", "message": message}
+            self.ctx.fidelity.append(self.disagree_note)
+        self.disagree_note["message"] = message
+
     def record_ids(self, path: str, sample_id: Any, messages: list[dict[str, Any]]) -> bool:
         """A sample whose speakers are its agents' ids (``Conversation.by_id``): which id speaks first (the first
         model turn with text: the turn the policy is elected by, ``texts.policy_speaker``), counted per file.
@@ -364,4 +386,8 @@ def parse_notes(ctx: RunContext) -> list[str]:
     tracker = ctx.cache.get("flink_fallbacks")
     if not isinstance(tracker, _Fallbacks):
         return []
-    return [f"{n['layout']}: {n['message']}" for n in (tracker.note, tracker.alike_note) if n is not None]
+    return [
+        f"{n['layout']}: {n['message']}"
+        for n in (tracker.note, tracker.alike_note, tracker.disagree_note)
+        if n is not None
+    ]

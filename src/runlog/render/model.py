@@ -21,6 +21,9 @@ JSON_SCHEMA = "runlog.conversation/1"
 TRUNCATION_MARKER = "… [truncated {n} chars]"
 
 _THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
+# What may stand before a ``<think>`` that opens a generation: white space, and the role line a rendered template
+# leaves (``assistant``), as ``normalize`` reads the start of a generation.
+_GENERATION_START = re.compile(r"\s*(?:assistant[ \t]*\n\s*)?")
 # A key ``pretty_arguments`` writes bare in its block view: letters, digits, ``_ . -`` (no space, no newline, no
 # control or formatting character, nothing that could be read as the start of another line); others are quoted.
 _PLAIN_KEY = re.compile(r"\w[\w.\-]*")
@@ -336,23 +339,33 @@ def looks_like_error(text: str | None) -> bool:
 def split_think(text: str) -> list[tuple[str, bool]]:
     """``text`` as (segment, is_thinking) pairs, the ``<think>`` tags kept in the thinking segments.
 
-    An unclosed ``<think>`` (a truncated generation) thinks to the end; a ``</think>`` with no opening tag
-    (chat templates that put ``<think>`` in the prompt) makes everything before it thinking.
+    The reasoning is what a reasoning parser (vLLM's ``deepseek_r1``, ``qwen3``) takes from a generation, read
+    as ``normalize`` reads calls in the reasoning (``docs/render.md``, conversations 5): a ``<think>`` up to the
+    first ``</think>`` after it (a ``<think>`` inside is a word of the reasoning); what precedes a ``</think>``
+    that is the text's first tag (chat templates that put ``<think>`` in the prompt); a ``<think>`` left open to
+    the end only where it opens the text, white space and a template's ``assistant`` line aside (a truncated
+    generation: a model reasons first). A ``<think>`` named in prose with no ``</think>`` after it, and a
+    ``</think>`` that closes nothing and is not the first tag, are words of the answer: read as reasoning, they
+    made ``--no-think`` hide the answer after them.
     """
     out: list[tuple[str, bool]] = []
     pos = 0
-    inside = False
-    for m in _THINK_TAG.finditer(text):
+    opened: int | None = None
+    for k, m in enumerate(_THINK_TAG.finditer(text)):
         closing = m.group(1) == "/"
-        if not inside and not closing:
-            if m.start() > pos:
-                out.append((text[pos : m.start()], False))
-            pos, inside = m.start(), True
-        elif closing:
-            out.append((text[pos : m.end()], True))
-            pos, inside = m.end(), False
-    if pos < len(text):
-        out.append((text[pos:], inside))
+        if opened is None and not closing:
+            opened = m.start()
+        elif opened is not None and closing:
+            out += [(text[pos:opened], False), (text[opened : m.end()], True)]
+            pos, opened = m.end(), None
+        elif closing and k == 0:
+            out.append((text[: m.end()], True))
+            pos = m.end()
+    head = _GENERATION_START.match(text)
+    if opened is not None and head is not None and head.end() == opened:
+        out += [(text[pos:opened], False), (text[opened:], True)]
+        pos = len(text)
+    out.append((text[pos:], False))
     return [(s, k) for s, k in out if s]
 
 

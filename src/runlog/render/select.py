@@ -532,6 +532,19 @@ def _pick(keys: pl.DataFrame, c: Criteria, defaulted: bool) -> tuple[list[dict[s
                 f"{rows.height} sample(s) match, but none has a valid {what} (all null or NaN) to rank by "
                 "--best/--worst: use --index N or --random N"
             )
+    short = [f"--{flag} {n}" for flag, n in (("best", best), ("worst", worst)) if n and n > ranked.height]
+    if short and not defaulted and ranked.height < rows.height:
+        # Fewer than asked, because some samples have no reward to rank: said, with how many and why (before,
+        # "--best 5" showed 3 samples and no word on the 2 others).
+        what = f"{c.role}'s reward" if c.role else "reward"
+        score = rows["__score"]
+        nulls = score.is_null().sum()
+        nans = rows.height - ranked.height - nulls
+        why = ", ".join(f"{k:,} {kind}" for k, kind in ((nans, "NaN"), (nulls, "null")) if k)
+        notes.append(
+            f"{' and '.join(short)}: only {ranked.height:,} of the {rows.height:,} matching samples have a valid "
+            f"{what} to rank; {rows.height - ranked.height:,} left out ({why}): --index N or --random N shows them"
+        )
     if best:
         order = ranked.sort(["__score", "sample_id", "__pos"], descending=[True, False, False], maintain_order=True)
         picked.append(order.head(best))
