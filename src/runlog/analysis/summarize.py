@@ -366,8 +366,9 @@ def infinite_note(frame: pl.DataFrame) -> str | None:
         )
     if overflow:
         notes.append(
-            f"some groups' {' and '.join(overflow)} are finite but their sum overflows float64 (values near 1e308): "
-            "those groups' mean or std is inf or NaN, as numpy's is"
+            f"some groups' {' and '.join(overflow)} are finite but too large for sums in float64 (their sum past "
+            "1.8e308, or their squares': values near 1e308, or beyond 1e154 apart): those groups' mean or std is inf "
+            "or NaN"
         )
     return "; ".join(notes) or None
 

@@ -20,20 +20,9 @@ from typing import Any
 
 from .. import chat
 from .. import schema as S
-from .._lazy import LazyModule, pl
-from ..errors import RunlogError
-from ..storage import ObjectPath
+from .._lazy import pl
 from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register, run_files
-from .common import (
-    group_by_signature,
-    per_file_value,
-    probe_parquet,
-    read_parquet_columns,
-    scan_parquet,
-    source_column,
-)
-
-pa: Any = LazyModule("pyarrow")  # imported on first use
+from .common import group_by_signature, per_file_value, probe_parquet, scan_parquet, source_column
 
 _FILE = re.compile(r"completions_(\d+)\.parquet")
 _KNOWN = frozenset({"step", "prompt", "completion", "advantage", "mode", "source"})
@@ -171,59 +160,41 @@ def _whole_step(value: Any) -> int | None:
 
 def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     """A file's rows whose ``step`` column is not the step its name tells (a copy of step 20 saved as
-    ``completions_00021``, a file renamed by hand): the file stands for its rows' step, as a native sample file
-    does, so that step 20 is not counted a second time as a step 21 the run never had; rows of several steps
-    count at their own steps, and the file stands for no one step. Told from the footer's statistics (no data
-    read; TRL writes one step per file, as text), and said. Where the footer has none (a writer told not to
-    write them), the name alone does not tell the rows' step: a local file's ``step`` column is read (a few bytes
-    a row), unsaid; an object's (fetched whole to tell) leaves the file standing for no one step, its rows read
-    at their own steps. Where the values are no steps (text that is no number), or all null, the name's step
-    stands."""
+    ``completions_00021``, a file renamed by hand): said, and the file stands for its rows' step, as a native
+    sample file does, so that step 20 is not counted a second time as a step 21 the run never had. From the
+    footer's statistics (no data read; TRL writes one step per file, as text). Rows of several steps count at their
+    own steps, and the file stands for no one step. Where the footer has no statistics of the column (a writer
+    told not to write them), the name's step stands, and a warning says that it was not checked against the rows
+    (reading the column of every such file on every command cost 10x a discovery); where they name values that
+    are not steps, the name's step stands."""
     if info.step is None or not info.rows or "step" not in info.columns:
         return
     found = _stat_values(info, "step")
-    told = found is not None
-    values = found[0] if found is not None else _read_steps(info)
-    if values is None:
-        info.step = None  # an object: nothing is grouped by its name; the reader takes each row's own step
+    if found is None:
+        ctx.warn(
+            info.path,
+            "written without (exact) statistics of its step column: its rows count at the step its name tells, "
+            "not checked against their own step column (a file renamed by hand would count at the wrong step)",
+        )
         return
-    if not values:
+    if not found[0]:
         return
-    steps = {_whole_step(v) for v in values}
+    steps = {_whole_step(v) for v in found[0]}
     if None in steps or steps == {info.step}:
         return
     ordered = sorted(s for s in steps if s is not None)
     if len(ordered) == 1:
-        if told:
-            ctx.warn(
-                info.path,
-                f"named step {info.step} but its rows are of step {ordered[0]}: they count at their own step",
-            )
+        ctx.warn(
+            info.path, f"named step {info.step} but its rows are of step {ordered[0]}: they count at their own step"
+        )
         info.step = ordered[0]
         return
-    if told:
-        ctx.warn(
-            info.path,
-            f"named step {info.step} but its rows are of several steps ({ordered[0]} and {ordered[-1]} among them): "
-            "they count at their own steps",
-        )
-    else:
-        info.steps = ordered  # every value read: the file's steps are known
+    ctx.warn(
+        info.path,
+        f"named step {info.step} but its rows are of several steps ({ordered[0]} and {ordered[-1]} among them): "
+        "they count at their own steps",
+    )
     info.step = None
-
-
-def _read_steps(info: FileInfo) -> set[Any] | None:
-    """The distinct values of a local file's ``step`` column (nulls left out), read; None for an object (read
-    only by fetching it whole). A column that cannot be read (corrupt data behind the footer: the read of the
-    rows says so) tells nothing: an empty set, so that the name's step stands."""
-    if isinstance(info.abspath, ObjectPath):
-        return None
-    import pyarrow.compute as pc
-
-    try:
-        return set(pc.unique(read_parquet_columns(info, ["step"]).column(0).drop_null()).to_pylist())
-    except (OSError, pa.ArrowException, ValueError, RunlogError):
-        return set()
 
 
 def _folder(info: FileInfo) -> str:
