@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from runlog import open_run
-from runlog.chat import from_openai_chat
+from runlog.chat import from_openai_chat, messages_in_text
 from runlog.errors import UsageError
 from runlog.writer import RunWriter, WriterWarning
 
@@ -116,11 +117,26 @@ def test_plain_text_messages_stay_one_user_turn_and_are_said_once(tmp_path: Path
     assert len(said) == 1 and "4 row(s)" in said[0]
 
 
-def test_from_openai_chat_reads_a_json_message_list() -> None:
-    """The library's reader (used by every layout with conversations) reads JSON text of a message list as the
-    list; other text stays one user message."""
-    assert _turns(from_openai_chat(json.dumps(MESSAGES))) == _expected_turns()
-    assert _turns(from_openai_chat('[{"content": "no role"}]')) == [("user", '[{"content": "no role"}]', [], None)]
+def test_readers_keep_text_that_quotes_a_chat_as_one_user_turn() -> None:
+    """The library's reader of chat messages (every layout with conversations) keeps text as one user message,
+    even text that is a JSON chat (a judge prompt quoting one for the model to read: review of 78e4e6f, where a
+    verifiers prompt so written was shown as turns the model never said); only the writer reads a ``messages``
+    cell of JSON text as its list (``messages_in_text``)."""
+    text = json.dumps(MESSAGES)
+    assert _turns(from_openai_chat(text)) == [("user", text, [], None)]
+    assert messages_in_text(text) == MESSAGES
+    assert messages_in_text('[{"content": "no role"}]') is None
+    assert messages_in_text("Use [this] list") is None
+
+
+def test_a_verifiers_prompt_quoting_a_chat_stays_the_prompt(tmp_path: Path) -> None:
+    quoted = json.dumps([{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "5"}])
+    line = {"example_id": 0, "prompt": quoted, "completion": "Correct: 4", "reward": 1.0, "task": "judge"}
+    folder = tmp_path / "vjudge"
+    folder.mkdir()
+    (folder / "results.jsonl").write_text(json.dumps(line) + "\n")
+    (row,) = open_run(folder).samples.collect().select("messages").to_series().to_list()
+    assert [(m["role"], m["content"]) for m in row] == [("user", quoted), ("assistant", "Correct: 4")]
 
 
 # -- a null sample_id ------------------------------------------------------------------------------------------
@@ -168,7 +184,7 @@ def test_a_null_sample_id_gets_a_generated_id_with_one_warning(tmp_path: Path, g
     assert step5.to_pylist() == ["first", "a", "train-s5-p0-2", "c", "train-s5-p0-4"]
     assert _step_file(run, 6).column("sample_id").to_pylist() == ["train-s6-p0-0", "z"]
     said = _said(caught, "null sample_id")
-    assert len(said) == 1 and "2 of 4 rows" in said[0]
+    assert len(said) == 1 and "2 of the 4 rows given for train step 5 in one call" in said[0]
 
 
 def test_sample_ids_without_nulls_are_written_as_given_without_a_word(tmp_path: Path) -> None:
@@ -264,3 +280,28 @@ def test_jsonl_lines_in_utf16_are_not_read_and_bad_bytes_are_named_at_their_offs
     for line, at in bad.items():
         assert f"line {line}: invalid UTF-8 at byte {at}; line skipped" in messages
     assert any(m.startswith("line 4: not valid JSON") and "NUL bytes" in m for m in messages)
+
+
+def test_a_surrogate_written_as_raw_bytes_keeps_its_record(tmp_path: Path) -> None:
+    """A lone surrogate written as raw bytes (CESU-8, ``\\xed\\xa0\\x80``) is read as an escaped one is: U+FFFD in
+    its text, the record's numbers kept (review of 78e4e6f: the strict decoding had skipped the line)."""
+    run = tmp_path / "run"
+    with RunWriter(run) as w:
+        w.log_scalars(0, {"loss": 0.5})
+    shard = run / "scalars.p0.jsonl"
+    shard.write_bytes(shard.read_bytes() + b'{"step": 1, "time": 1.0, "loss": 1.5, "note": "a\xed\xa0\x80b"}\n')
+    r = open_run(run)
+    sc = r.scalars.collect().filter(pl.col("key") == "loss")
+    assert dict(zip(sc["step"].to_list(), sc["value"].to_list(), strict=True)) == {0: 0.5, 1: 1.5}
+    assert not [p for p in r.problems if "invalid UTF-8" in p.message]
+
+
+def test_a_zero_filled_block_is_named_as_such(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with RunWriter(run) as w:
+        w.log_scalars(0, {"loss": 0.5})
+    shard = run / "scalars.p0.jsonl"
+    shard.write_bytes(shard.read_bytes() + b"\x00" * 4096 + b'{"step": 1, "time": 1.0, "loss": 1.5}\n')
+    messages = [p.message for p in open_run(run).problems]
+    assert any("zero-fill left by a crash" in m for m in messages), messages
+    assert not any("UTF-16" in m for m in messages)

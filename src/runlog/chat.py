@@ -464,17 +464,14 @@ def from_openai_chat(messages: Any) -> list[dict[str, Any]]:
     ``Content`` dicts (``{role, parts}``: ``_from_gemini``) and Anthropic messages with tool-call and result parts
     (client, server and MCP tools: ``_anthropic_parts``) are read as the chat messages they stand for. A message
     in which nothing is read (no content, reasoning or call under the keys above) keeps its other keys as compact
-    JSON in its content: an empty turn would hide what it said. Text that is a JSON list of messages
-    (``json.dumps`` of one, as trainers log it: ``messages_in_text``) is read as that list; any other text is one
-    user message.
+    JSON in its content: an empty turn would hide what it said. Text is one user message, whatever it holds: a
+    reader's prompt that quotes a chat as JSON for a judge to read is that prompt, not the chat (the writer reads a
+    ``messages`` cell of JSON text as its list itself: ``messages_in_text``).
     """
     if messages is None:
         return []
     if isinstance(messages, str):
-        parsed = messages_in_text(messages)
-        if parsed is None:
-            return [message("user", messages)]
-        messages = parsed
+        return [message("user", messages)]
     if isinstance(messages, dict):
         messages = [messages]
     if not isinstance(messages, (list, tuple)):

@@ -554,11 +554,25 @@ SURROGATE_NOTE = (
 )
 
 
-def without_lone_surrogates(obj: Any, raw: bytes) -> tuple[Any, int]:
+def _nul_hint(raw: bytes) -> str:
+    """Why a line that is no JSON may hold NUL bytes: zero-fill (a crash left a block of them before the writer
+    went on), or UTF-16 / UTF-32 text (a NUL beside every ASCII character)."""
+    nuls = raw.count(b"\x00")
+    if not nuls:
+        return ""
+    if b"\x00" * 8 in raw:
+        return "; it holds a run of NUL bytes: zero-fill left by a crash?"
+    if nuls * 3 >= len(raw):
+        return "; NUL bytes beside its characters: UTF-16 or UTF-32 text? lines are UTF-8"
+    return "; it holds NUL bytes"
+
+
+def without_lone_surrogates(obj: Any, raw: bytes, text: str = "") -> tuple[Any, int]:
     """``obj`` parsed from the JSON ``raw`` with every lone surrogate (a ``\\udcff`` escape: valid JSON, no
-    character) in its strings and keys replaced by U+FFFD, and how many strings held one. Only walked when
-    ``raw`` holds such an escape (a surrogate pair decodes to one character, which is kept)."""
-    if not _SURROGATE_ESCAPE.search(raw):
+    character; or ``text``, ``raw`` as decoded, holding one as raw bytes, CESU-8's ``\\xed\\xa0\\x80``) in its
+    strings and keys replaced by U+FFFD, and how many strings held one. Only walked when ``raw`` holds such an
+    escape or ``text`` such a character (a surrogate pair escaped decodes to one character, which is kept)."""
+    if not _SURROGATE_ESCAPE.search(raw) and not (text and _SURROGATE.search(text)):
         return obj, 0
     count = 0
 
@@ -651,14 +665,14 @@ def read_jsonl(
             # Decoded here, strictly as UTF-8: ``json.loads`` of bytes guesses UTF-16 or UTF-32 from a line's first
             # bytes (a UTF-16 line was read as a record), and names the byte of its own decoding, not the line's.
             # A UTF-8 byte order mark at a line's start is read past, as before.
-            text = raw.decode("utf-8")
-            obj, fixed = without_lone_surrogates(json.loads(text.removeprefix("\ufeff")), raw)
+            # Surrogates written as raw bytes (CESU-8) pass, to be replaced as escaped ones are.
+            text = raw.decode("utf-8", "surrogatepass")
+            obj, fixed = without_lone_surrogates(json.loads(text.removeprefix("\ufeff")), raw, text)
             surrogates += fixed
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8 at byte {exc.start}"
         except (ValueError, RecursionError) as exc:
-            utf16 = "; it holds NUL bytes: UTF-16 or UTF-32 text? lines are UTF-8" if "\x00" in text else ""
-            reason = f"not valid JSON ({_short(exc)}{utf16})"
+            reason = f"not valid JSON ({_short(exc)}{_nul_hint(raw)})"
         else:
             if not isinstance(obj, dict):
                 reason = f"a JSON {type(obj).__name__}, not an object"

@@ -871,9 +871,9 @@ def build_table(
         if nulls and warn_once is not None:
             warn_once(
                 "null-ids",
-                f"{nulls} of {n} rows of {split} step {step} have a null sample_id: given a generated one "
-                f"({split}-s{step}-p{process}-<row>), as when the column is missing (readers take a sample by its "
-                "id; said once per writer)",
+                f"{nulls} of the {n} rows given for {split} step {step} in one call have a null sample_id: given a "
+                f"generated one ({split}-s{step}-p{process}-<row>), as when the column is missing (readers take a "
+                "sample by its id; said once per writer)",
             )
     arrays: dict[str, Any] = {
         "schema_version": pa.array([S.CURRENT_VERSION] * n, pa.int32()),
