@@ -6,11 +6,14 @@ import fnmatch
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._lazy import pl
 from ..errors import UsageError
 from .filters import StepRange
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 class HasScalars(Protocol):
@@ -321,6 +324,15 @@ def mixed_weights(run: HasScalars, aliases: dict[str, str] | None = None, steps:
         "summary family's k/mean its record's k/count) is weighed as one value (StatsTracker writes a count only "
         f"for more than one), not left out nor averaged plainly{family}"
     )
+
+
+def file_notes(run: Run) -> list[str]:
+    """The fidelity notes of ``run``'s scalars files (``RunContext.note``, each naming its file first): values a
+    reader could not map (``"loss": "abc"``), weights without their key, a counter beside the step. None of them
+    is in any scalar figure, and only ``inspect`` said so: ``summarize --scalars`` and ``diff`` left such a step
+    out of a key's steps without a word (a window ``0..12 (10 steps)`` missing step 6)."""
+    paths = [f.path for f in run.files if f.kind == "scalars"]
+    return [n["message"] for n in run.fidelity if any(n["message"].startswith(f"{p}: ") for p in paths)]
 
 
 SCALAR_COLUMNS = ("key", "last", "mean", "min", "max", "count", "nan", "first_step", "last_step")

@@ -348,6 +348,11 @@ def _summarize_run(
             report_problems(run.problems)
             raise nothing
         emit_frame(df, fmt, output, keys=["key"])
+        from ..analysis.scalars import file_notes
+
+        # What the scalars files held that their reader could not map (a value "abc"): in no row (``inspect``
+        # alone said it).
+        report_problems([], notes=[f"{n}: in no row of this table" for n in file_notes(run)])
         if (collided := S.alias_collisions(run, table)) is not None:
             report_problems([], notes=[collided])
         from ..analysis.scalars import mixed_weights

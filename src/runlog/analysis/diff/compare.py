@@ -73,6 +73,7 @@ from .sides import (
     role_key,
     split_eq,
     split_order,
+    steps_listed,
     steps_text,
 )
 
@@ -175,6 +176,7 @@ def diff_runs(
                 f"{other.name}{' in split ' + split if split is not None else ''}: no prompt in common with "
                 f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
             )
+    notes += [n for s in sides for n in twice_notes(s)]
     notes[:] = list(dict.fromkeys(notes))  # the baseline's windows, said once when they are the same windows
     warnings = [w for s in sides if (w := repeated_warning(s))]
     scalars = scalar_rows(sides, opts, notes)
@@ -274,6 +276,24 @@ def repeated_warning(side: Side) -> str | None:
         f"windows compared ({extra} extra sample(s); step(s) {at}): rows read twice (a copied file?), which count "
         "twice in these figures, or distinct samples given one id (`runlog doctor` names the files)"
     )
+
+
+def twice_notes(side: Side) -> list[str]:
+    """Per split and role of ``side``'s windows where samples list the role more than once (``Side.twice``):
+    each entry is a value of the role, counted in ``n`` and in the means as ``summarize --by role`` counts it (a
+    window of 120 such samples has an ``n`` of 240), which a reader of ``n`` would take for 240 samples."""
+    found: dict[tuple[Split, str], dict[int, int]] = {}
+    for split, step, rk, ids in side.twice:
+        found.setdefault((split, rk), {})[step] = ids
+    out = []
+    for (split, rk), at in sorted(found.items(), key=lambda kv: (split_order(kv[0][0]), kv[0][1])):
+        role = None if rk == role_key(None) else rk
+        out.append(
+            f"{side.name}{_where(split)}, role {_role_name(role)}: {sum(at.values())} sample(s) of the windows "
+            f"list the role more than once (step(s) {steps_listed(list(at))}): each entry is a value, counted "
+            "in n and in the means, as summarize --by role counts it"
+        )
+    return out
 
 
 def independent_notes(base: Side, other: Side, split: Split, roles: list[str | None]) -> list[str]:

@@ -15,7 +15,7 @@ from ...run import Run
 from ..check import check_key_globs
 from ..doctor_config import DoctorConfig
 from ..filters import Filters, StepRange
-from ..scalars import DEFAULT_ALIASES, merged_steps, valid
+from ..scalars import DEFAULT_ALIASES, file_notes, merged_steps, valid
 from .bootstrap import backed_verdict, bootstrap_means, few_units_notes, interval, rng_for, valid_count, valid_mean
 from .model import DiffOptions, Split
 from .sides import Side, only_steps, steps_text
@@ -66,6 +66,12 @@ def scalar_rows(sides: list[Side], opts: DiffOptions, notes: list[str]) -> list[
     at the steps chosen, is a key in common with no common step, and said so in a note (not as "no scalar
     key in common", which would be false)."""
     logged = [scalar_steps(s.run) for s in sides]
+    # What a scalars file held that its reader could not map is in no window: said (``inspect`` alone did).
+    notes += [
+        f"{s.name}: {n}: in no scalar window (as in no row of summarize --scalars)"
+        for s in sides
+        for n in file_notes(s.run)
+    ]
     step_filter = opts.steps.expr()
     frames = logged if step_filter is None else [f.filter(step_filter) for f in logged]
     base_keys = set(logged[0]["key"].to_list())

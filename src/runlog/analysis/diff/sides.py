@@ -53,6 +53,9 @@ class Side:
     unlinked: dict[tuple[Split, str], set[str]] = field(default_factory=dict)
     # Per (split, step) of the windows where sample ids repeat: the ids, the extra samples (``repeated_ids``).
     repeated: list[tuple[Split, int, int, int]] = field(default_factory=list)
+    # Per (split, step, role key) of the windows where a sample lists the role more than once: the sample ids
+    # (``listed_twice``). Each entry is a value (counted in ``n`` and the means, as summarize counts it): said.
+    twice: list[tuple[Split, int, str, int]] = field(default_factory=list)
     _by_role: dict[tuple[Split, str | None], tuple[np.ndarray, dict[str, np.ndarray]]] = field(
         default_factory=dict, repr=False
     )
@@ -266,13 +269,17 @@ def load_rows(side: Side) -> None:
     numbers = ["split", "step", "role", "reward", "kl", "group", "tkey", "ikey"]
     if unique_ids(side.run):
         carry["sid"] = pl.col("sample_id").cast(pl.String)
-        numbers.append("sid")
+        # A Flink file's roles are columns: a sample gives one row per role, none twice, so its rows need no
+        # count of entries (its reader builds the ``roles`` list it would take them from: 40x the read).
+        lists = any(f.layout != "flink" for f in side.run.files if f.kind == "samples" and f.readable)
+        carry["entries"] = ENTRIES if lists else pl.lit(None, dtype=pl.Int64)
+        numbers += ["sid", "entries"]
     side.rows = _read_steps(side, side.wanted, carry, numbers)
     texts = [split_eq(s) & pl.col("step").is_in(sorted(v)) for s, v in side.text_wanted.items() if v]
     if side.rows is not None and texts:
         side.text_rows = side.rows.filter(functools.reduce(operator.or_, texts))
     side.prompt_means = prompt_means(side.text_rows)
-    side.repeated = repeated_ids(side.rows)
+    side.repeated, side.twice = repeated_ids(side.rows)
 
 
 def unique_ids(run: Run) -> bool:
@@ -284,24 +291,57 @@ def unique_ids(run: Run) -> bool:
     return bool(layouts) and layouts <= set(UNIQUE_ID_LAYOUTS)
 
 
-def repeated_ids(rows: pl.DataFrame | None) -> list[tuple[Split, int, int, int]]:
+# The rows a sample gives in the long view (``numeric``): one per entry of its ``roles`` list, one where it has
+# none (a null or empty list: the sample's own reward, role null).
+ENTRIES = pl.col("roles").list.len().fill_null(0).clip(lower_bound=1).cast(pl.Int64)
+
+
+def repeated_ids(
+    rows: pl.DataFrame | None,
+) -> tuple[list[tuple[Split, int, int, int]], list[tuple[Split, int, str, int]]]:
     """Per (split, step) of the windows where a sample id occurs more than once (a copied shard read twice, or
-    distinct samples given one id): the ids repeated and the extra samples (rows of one role beyond the first
-    per id), as ``doctor``'s ``repeated_sample_ids`` counts them."""
+    distinct samples given one id): the ids repeated and the extra samples (the samples beyond the first per
+    id), as ``doctor``'s ``repeated_sample_ids`` counts them: samples, not rows of a role. A sample gives one row
+    per entry of its ``roles`` list (``entries``), so an id's rows of one such count, over it, are its samples.
+    (Counted by (id, role), a sample that lists a role twice read as its id repeated: every id of a run whose
+    samples list ``solver`` twice was warned of, where doctor found none.) And per (split, step, role key): the
+    ids of a sample that lists the role more than once (more rows of the role than samples of the id)."""
     if rows is None or "sid" not in rows.columns or rows.height == 0:
-        return []
+        return [], []
+    keys = ["split", "step", "sid"]
+    n, entries = pl.col("n"), pl.col("entries")
+    # Each row of a known ``entries`` is 1 / entries of a sample; rows without one (roles as columns) are one per
+    # role of each sample: an id's samples there are its rows of one role, the most.
+    samples = ((n / entries).sum() + n.filter(entries.is_null()).max().fill_null(0)).round().cast(pl.Int64)
+    counts = rows.filter(pl.col("sid").is_not_null()).group_by(*keys, "role", "entries").agg(pl.len().alias("n"))
     per = (
-        rows.filter(pl.col("sid").is_not_null())
-        .group_by("split", "step", "sid", "role")
-        .agg(pl.len().alias("n"))
-        .group_by("split", "step", "sid")
-        .agg((pl.col("n").max() - 1).alias("extra"))
-        .filter(pl.col("extra") > 0)
+        counts.group_by(keys)
+        .agg(samples.alias("samples"), pl.col("n").max())
+        .filter((pl.col("samples") > 1) | (pl.col("n") > pl.col("samples")))
+    )
+    repeated = (
+        per.filter(pl.col("samples") > 1)
         .group_by("split", "step")
-        .agg(pl.len().alias("ids"), pl.col("extra").sum())
+        .agg(pl.len().alias("ids"), (pl.col("samples") - 1).sum().alias("extra"))
         .sort("split", "step", nulls_last=True)
     )
-    return [(sp, int(st), int(i), int(e)) for sp, st, i, e in per.select("split", "step", "ids", "extra").iter_rows()]
+    # The roles of more rows than samples of their id (only the ids found above: few or none).
+    twice = (
+        counts.join(per.select(*keys, "samples"), on=keys, nulls_equal=True)
+        .group_by(*keys, "role")
+        .agg(pl.col("n").sum(), pl.col("samples").first())
+        .filter(pl.col("n") > pl.col("samples"))
+        .group_by("split", "step", pl.col("role").fill_null(role_key(None)))
+        .agg(pl.len().alias("ids"))
+        .sort("split", "step", "role", nulls_last=True)
+    )
+    return (
+        [
+            (sp, int(st), int(i), int(e))
+            for sp, st, i, e in repeated.select("split", "step", "ids", "extra").iter_rows()
+        ],
+        [(sp, int(st), str(r), int(i)) for sp, st, r, i in twice.iter_rows()],
+    )
 
 
 PROMPT_MEANS_SCHEMA = {

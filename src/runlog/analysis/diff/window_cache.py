@@ -3,7 +3,7 @@ that comparing the same runs again (another ``--format``, a report, a plot) read
 samples nor resamples them.
 
 What a side's windows give (``sides.load_rows`` then ``sides.bootstrap_side``: the replicates, the per-prompt
-means, each role's design effect and the repeated sample ids) depends only on: the files
+means, each role's design effect, the repeated sample ids and the roles listed twice) depends only on: the files
 of the windows' steps (each step's identity, ``partial_cache.units``: its files' stamps and the manifest),
 the windows themselves, the run's prompt-group rule (``aggregate.group_key_expr``, decided on the whole
 run), the seed, the number of resamples, the run's place among the runs compared (its bootstrap stream), and
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 # tied by prompt across steps, the roles taken as independent; 4: shared texts and per-step id counters not ties;
 # 5: a shared text's samples tied by their group ids, a text shared at one step only untied there, the pairing's
 # keys without counters, the roles without a prompt identity across steps; 6: each column's units, their means and
-# weights, which the permutation test of a difference splits: an entry of 5 has none, and is never read for one).
-FORMAT = 6
+# weights, which the permutation test of a difference splits: an entry of 5 has none, and is never read for one;
+# 7: repeated ids counted by sample, not by (id, role), and the roles a sample lists more than once).
+FORMAT = 7
 KEEP = 16  # entries per run; more: the least recently written are deleted
 _CODE = ("analysis/diff", "chat.py")  # beside AGGREGATING_CODE (the layouts, run.py, the engine)
 _reported: set[str] = set()
@@ -117,7 +118,7 @@ def entry_path(side: Side, opts: DiffOptions) -> Path | None:
 
 def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
     """Fill ``side.boots``, ``side.prompt_means``, ``side.deff``, ``side.independent``, ``side.unlinked`` and
-    ``side.repeated`` from the entry at
+    ``side.repeated`` and ``side.twice`` from the entry at
     ``path``; whether it was there and whole (a missing entry is not an error; an unreadable one, or one that
     does not hold every window with ``opts.boot`` replicates, is said once, and computed again)."""
     if path is None:
@@ -138,7 +139,7 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
     side.boots = boots
     side.prompt_means = prompts
     extra = frame.filter(
-        pl.col("kind").is_in(["deff", "independent", "repeated"]) | pl.col("kind").str.starts_with(UNLINKED)
+        pl.col("kind").is_in(["deff", "independent", "repeated", "twice"]) | pl.col("kind").str.starts_with(UNLINKED)
     )
     for kind, split, steps, name, mean, n in extra.select("kind", "split", "steps", "name", "mean", "n").iter_rows():
         if kind == "deff":
@@ -147,6 +148,8 @@ def restore(side: Side, path: Path | None, opts: DiffOptions) -> bool:
             side.independent.add((split, name))
         elif kind.startswith(UNLINKED):
             side.unlinked.setdefault((split, name), set()).add(kind.removeprefix(UNLINKED))
+        elif kind == "twice":
+            side.twice.append((split, int(steps[0]), name, int(n)))
         else:
             side.repeated.append((split, int(steps[0]), int(n), int(mean)))
     return True
@@ -209,6 +212,8 @@ def keep(side: Side, path: Path | None) -> None:
         rows += [{"kind": UNLINKED + w, "split": split, "name": name} for w in sorted(why)]
     for split, step, ids, extra in side.repeated:
         rows.append({"kind": "repeated", "split": split, "steps": [step], "n": ids, "mean": float(extra)})
+    for split, step, name, ids in side.twice:
+        rows.append({"kind": "twice", "split": split, "steps": [step], "name": name, "n": ids})
     boots = pl.DataFrame(rows, schema=BOOT_SCHEMA)
     prompts = side.prompt_means if side.prompt_means is not None else pl.DataFrame(schema=PROMPT_SCHEMA)
     prompts = prompts.select(
