@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -19,11 +20,24 @@ from typing import Any, Literal, TypeVar
 from . import schema as S
 from . import storage
 from ._lazy import pl
-from .ends import STATE_RE, WRITER_FAILED, EndState, end_state, failure_message, holdings_of, read_states
+from .ends import (
+    STATE_RE,
+    WRITER_FAILED,
+    EndState,
+    Holdings,
+    WriterState,
+    end_state,
+    expects_states,
+    failure_message,
+    holdings_of,
+    mtime_of,
+    read_states,
+)
 from .errors import EXIT_PROBLEMS, DataError, RunlogError, SeveralRunsError, UsageError, said_trouble
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
 from .formats.common import is_live, local_footers
+from .formats.native import SAMPLE_RE
 from .listing import (
     DATA_SUFFIXES,
     MANIFEST,
@@ -1106,9 +1120,17 @@ def open_run(
     if only is None and ctx.state_files:
         # A writer that failed lost what it had not written: every command says so (an error, exit 1), not
         # inspect and doctor alone; summarize printed the steps before the failure as the run, exit 0 (an audit).
-        for st in read_states(ctx.state_files).values():
+        states = read_states(ctx.state_files)
+        for st in states.values():
             if st.error:
                 ctx.problem(st.path, WRITER_FAILED, failure_message(st))
+        # A process killed behind the others: its later steps hold only theirs, which every command says (summarize
+        # printed a step of 50 rows beside steps of 650, and said nothing).
+        for path, message in stopped_problems(root, ctx.manifest, states, _holdings(files, paths, skipped)):
+            ctx.warn(path, message)
+    if only is None:
+        for path, message in mixed_attempts(root, files, paths):
+            ctx.problem(path, MIXED_ATTEMPTS, message)
     ctx.discovered = len(ctx.problems)
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
 
@@ -1172,6 +1194,219 @@ def superseded(root: Any) -> tuple[int, int] | None:
                 continue
             files += 1
     return (files, size) if files else None
+
+
+# -- what discovery tells of the writers: a process stopped behind the others, a resume that left others' rows ------
+STOPPED = re.compile(r"^process \d+ did not close its writer and stopped behind ")  # ``stopped_text``'s words
+
+
+def is_stopped(problem: Problem) -> bool:
+    """Whether ``problem`` is discovery's warning of a process stopped behind the others (``stopped_problems``),
+    which ``doctor`` says as its ``writer_not_closed`` finding."""
+    return problem.is_warning and STOPPED.match(problem.message) is not None
+
+
+def stopped_text(end: EndState, process: int, where: str) -> str:
+    """``EndState.stopped_message`` and the steps that hold none of the process's rows: ``process 0 did not
+    close its writer and stopped behind process 1 (train: its last step 37, theirs 39): killed? train steps
+    38-39 hold only the other processes' rows``. Said by every command (``stopped_problems``), inspect and
+    doctor."""
+    closed = [st for st in end.states.values() if st.closed]
+    last: dict[str, int] = {}
+    for st in closed:
+        for split, step in st.last_step.items():
+            last[split] = max(step, last.get(split, step))
+    mine = end.holdings.samples.get(process, {})
+    parts = [f"{sp} {_later(mine[sp], last[sp])}" for sp in sorted(last) if sp in mine and mine[sp] < last[sp]]
+    scalars = end.holdings.scalars.get(process)
+    theirs = max((st.last_scalar_step for st in closed if st.last_scalar_step is not None), default=None)
+    if scalars is not None and theirs is not None and scalars < theirs:
+        parts.append(f"the scalars of {_later(scalars, theirs)}")
+    text = end.stopped_message(process, where)
+    return f"{text} {', '.join(parts)} hold only the other processes' rows" if parts else text
+
+
+def _later(mine: int, theirs: int) -> str:
+    return f"step {theirs}" if mine + 1 == theirs else f"steps {mine + 1}-{theirs}"
+
+
+def stopped_problems(
+    root: Any, manifest: dict[str, Any] | None, states: dict[int, WriterState], holdings: Holdings
+) -> list[tuple[str, str]]:
+    """(path, message) of each process that did not close its writer and stopped behind the others, once they
+    closed ``END_GRACE_S`` ago (``EndState.stopped_behind``: killed), its writer not open now (a lock held: not in
+    lockstep, still writing). From the state files read and what the files hold by their names and footers: no
+    data read; a lock asked only of a process found behind."""
+    end = EndState(expects_states(manifest), states, holdings)
+    out = []
+    for p, where in end.stopped_behind(time.time()).items():
+        if not isinstance(root, ObjectPath):
+            from .locks import held_now
+
+            if held_now(Path(root), p):
+                continue
+        out.append((states[p].path if p in states else ".", stopped_text(end, p, where)))
+    return out
+
+
+def _holdings(files: list[FileInfo], paths: list[tuple[Any, ...]], skipped: int) -> Holdings:
+    """``holdings_of`` the files opened, and the steps in the names of runlog sample files left unopened
+    (``open_run(keep=...)``: a summary of some steps still knows where each process stopped)."""
+    held = holdings_of(files)
+    if not skipped:
+        return held
+    opened = {f.path for f in files}
+    samples = {p: dict(v) for p, v in held.samples.items()}
+    for entry in paths:
+        rel = entry[1]
+        if rel not in opened and (m := SAMPLE_RE.match(rel)) is not None:
+            mine = samples.setdefault(int(m["proc"]), {})
+            step = int(m["step"])
+            mine[m["split"]] = max(step, mine.get(m["split"], step))
+    return Holdings(samples, held.scalars, held.unread_samples, held.unread_scalars)
+
+
+# A run problem (an error): rows of an attempt that a resumed process abandoned, read with the resumed run's.
+MIXED_ATTEMPTS = "mixed_attempts"
+# Rows written less than this before a resume are taken for the resumed attempt's: processes restarted together
+# log a step at about the same time, and one with nothing to put aside may write it a moment before another's
+# writer puts its own aside (an abandoned attempt's rows are as old as the crash and the restart: minutes).
+ATTEMPT_SLACK_NS = 30 * 10**9
+_PUT_ASIDE = re.compile(r"-p(\d+)-\d+$")  # ``.superseded/<time>-p<process>-<pid>`` (``RunWriter._superseded_dir``)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What one resumed writer put aside (``RUN/.superseded/<time>-p<process>-<pid>/``): ``process``'s rows of
+    ``step`` and later, no later than ``at`` (ns, the storage's clock)."""
+
+    process: int
+    folder: str
+    step: int
+    at: int
+
+
+def resumes(root: Path, live: list[tuple[str, int, int, int, str]]) -> list[Resume]:
+    """The resumes that ``.superseded/`` tells, against ``live``: (split, step, process, modification time ns,
+    path) of each runlog sample file of the run.
+
+    A resumed writer that logs a step its process had reached moves that process's sample files of the step and
+    later into a folder of its own there (``RunWriter._drop_old``), then writes. So the folder, its sub-folders and
+    its scalars file are all made while the rows are moved: the earliest of their modification times (kept by a
+    copy that keeps times, as the files' are) is when. The step is the least step moved that is later than every
+    file of the process here older than that (a file linked aside later, when a resumed writer rewrote an earlier
+    step, is no resume from it); and the process has written a file of that step or later since (no resumed rows:
+    nothing to mix). A copy that did not keep the times (``cp -r``) has the process's resumed files older than the
+    folder: no resume is told from it."""
+    out = []
+    try:
+        folders = [e for e in os.scandir(root / SUPERSEDED) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    for entry in folders:
+        m = _PUT_ASIDE.search(entry.name)
+        if m is None:
+            continue
+        process = int(m[1])
+        times, moved = [], []
+        with contextlib.suppress(OSError):
+            times.append(entry.stat(follow_symlinks=False).st_mtime_ns)
+            times.append(os.lstat(os.path.join(entry.path, f"scalars.p{process}.jsonl")).st_mtime_ns)
+        with contextlib.suppress(OSError):
+            samples = os.path.join(entry.path, "samples")
+            times.append(os.lstat(samples).st_mtime_ns)
+            for split in os.scandir(samples):
+                with contextlib.suppress(OSError):
+                    times.append(split.stat(follow_symlinks=False).st_mtime_ns)
+                    for f in os.scandir(split.path):
+                        if (n := SAMPLE_RE.match(f"samples/{split.name}/{f.name}")) and int(n["proc"]) == process:
+                            moved.append(int(n["step"]))
+        if not times or not moved:
+            continue
+        at = min(times)
+        old = max((s for _, s, p, t, _ in live if p == process and t < at), default=-1)
+        step = min((s for s in moved if s > old), default=None)
+        if step is not None and any(p == process and s >= step and t >= at for _, s, p, t, _ in live):
+            out.append(Resume(process, f"{SUPERSEDED}/{entry.name}", step, at))
+    return out
+
+
+def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    """(path, message) per process whose rows here were written before another process resumed the run from a
+    step they are of (``resumes``), and not by a resumed writer of its own since (one that resumed from that step
+    or earlier, before it wrote them): the attempt that the resumed process abandoned, read with the resumed
+    run's rows of those steps (docs/writer.md, Resuming: a resume takes out its own process's rows only). Sample
+    files opened, by their names and modification times; scalars files modified before the resume, by the steps
+    discovery read. A local run only (an object store keeps no times of a folder), one that has ``.superseded/``."""
+    if isinstance(root, ObjectPath) or not (Path(root) / SUPERSEDED).is_dir():
+        return []
+    live = [
+        (m["split"], int(m["step"]), int(m["proc"]), stamp[1], rel)
+        for _, rel, _, _, stamp in paths
+        if (m := SAMPLE_RE.match(rel)) is not None and isinstance(stamp, tuple) and isinstance(stamp[1], int)
+    ]
+    found = resumes(Path(root), live)
+    if not found:
+        return []
+
+    def redone(q: int, step: int, t: int) -> bool:  # written by a resumed writer of ``q`` that took out ``step``
+        return any(g.process == q and g.step <= step and g.at <= t for g in found)
+
+    opened = {f.path: f for f in files}
+    steps: dict[int, dict[str, set[int]]] = {}
+    first: dict[int, tuple[int, str]] = {}
+    by: dict[int, Resume] = {}
+    for res in sorted(found, key=lambda g: (g.step, g.at)):
+        for split, s, q, t, rel in live:
+            if (
+                q != res.process
+                and s >= res.step
+                and t < res.at - ATTEMPT_SLACK_NS
+                and rel in opened
+                and not redone(q, s, t)
+            ):
+                steps.setdefault(q, {}).setdefault(split, set()).add(s)
+                first[q] = min(first.get(q, (s, rel)), (s, rel))
+                by.setdefault(q, res)
+        for f in files:
+            proc, stamp = f.process, f.stamp
+            if f.kind != "scalars" or f.layout != NATIVE or proc is None or proc == res.process:
+                continue
+            if stamp is None or mtime_of(stamp) is None or stamp[1] >= res.at - ATTEMPT_SLACK_NS:
+                continue  # (written since the resume: which of its lines are older is not told by its time)
+            late = {s for s in f.all_steps() if s >= res.step and not redone(proc, s, stamp[1])}
+            if late:
+                steps.setdefault(proc, {}).setdefault("", set()).update(late)
+                first.setdefault(proc, (max(late), f.path))
+                by.setdefault(proc, res)
+    out = []
+    for q in sorted(steps):
+        res = by[q]
+        said = [f"{sp} steps {_step_runs(v)} ({len(v)} file(s))" for sp, v in sorted(steps[q].items()) if sp]
+        if "" in steps[q]:
+            said.append(f"scalars of steps {_step_runs(steps[q][''])}")
+        out.append(
+            (
+                first[q][1],
+                f"process {q}'s rows of {', '.join(said)} were written before process {res.process} resumed "
+                f"the run from step {res.step}, which put its own rows of step {res.step} and later aside "
+                f"({res.folder}): they are the abandoned attempt's, read with the resumed run's; resume process {q} "
+                f"from step {res.step} too (its writer puts them aside), or move them out of the run",
+            )
+        )
+    return out
+
+
+def _step_runs(steps: Iterable[int], limit: int = 6) -> str:
+    """``5-9, 12``: the first ``limit`` runs of consecutive steps."""
+    runs: list[list[int]] = []
+    for s in sorted(steps):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    return text + (", ..." if len(runs) > limit else "")
 
 
 def _damaged_head(cand: Candidate) -> str:

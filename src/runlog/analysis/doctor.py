@@ -25,7 +25,7 @@ from ..ends import (
 )
 from ..formats.base import WARNING
 from ..formats.common import step_in_name
-from ..run import Run
+from ..run import Run, is_stopped, stopped_text
 from .changepoint import best_split, find_shift, first_sustained, robust_noise, sustained_start
 from .doctor_config import DoctorConfig
 from .doctor_text import text_findings
@@ -810,8 +810,8 @@ def _data_findings(s: RunSeries) -> list[Finding]:
     # inspect's reading of the steps tells (steps beyond the int64 range), so that a run doctor calls healthy is
     # not one inspect finds an error in.
     for p in [*s.run.problems, *report.step_errors]:
-        if p.kind == WRITER_FAILED:
-            continue  # said by ``_end_findings`` with the process, as ``writer_failed``: once
+        if p.kind == WRITER_FAILED or is_stopped(p):
+            continue  # said by ``_end_findings`` with the process, as ``writer_failed`` / ``writer_not_closed``: once
         kind = LEFTOVER_TEMPORARY if _leftover_temporary(p) else p.kind
         by_kind.setdefault(kind, []).append(p.as_dict())
     for kind, problems in by_kind.items():
@@ -939,7 +939,7 @@ def _end_findings(run: Run, now: float | None = None) -> list[Finding]:
         if p in stopped:
             path = state.states[p].path if p in state.states else None
             out.append(
-                finding("writer_not_closed", "warning", state.stopped_message(p, where), path, process=p, behind=where)
+                finding("writer_not_closed", "warning", stopped_text(state, p, where), path, process=p, behind=where)
             )
         else:
             # A writer that holds its lock is open: still writing, as inspect and watch say it.

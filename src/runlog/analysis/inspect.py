@@ -18,7 +18,7 @@ from ..formats.base import UNREADABLE, WARNING, WRONG_TYPE, Candidate, Problem
 from ..formats.common import EXCEPTION_COLUMNS
 from ..formats.native import SAMPLE_RE
 from ..listing import DATA_SUFFIXES, NATIVE
-from ..run import Run
+from ..run import Run, is_stopped, stopped_text
 
 # Columns the numeric table leaves out: the step (a key), and the numbers that are bookkeeping, not a value of the
 # sample (``schema_version``; ``prompt_turns``, where the generation starts in the messages), as ``--where``
@@ -986,9 +986,12 @@ def _verdict_warnings(
     # A process that did not close, behind others that closed a while ago: killed, the later steps hold only the
     # others' rows (doctor's ``writer_not_closed`` warning, in its words). Steps after a process's last file are
     # no gap of the split, and ``_missing_shards`` says only the steps between its own.
+    # Discovery says it too (every command does): once.
+    said = {p.message for p in run.problems if is_stopped(p)}
     for p, where in end.stopped_behind(time.time()).items() if end.known else []:
         path = end.states[p].path if p in end.states else "."
-        out.append(Problem(path, WARNING, end.stopped_message(p, where)))
+        if (text := stopped_text(end, p, where)) not in said:
+            out.append(Problem(path, WARNING, text))
     return out
 
 

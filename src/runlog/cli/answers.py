@@ -200,10 +200,16 @@ def run_listing(root: Path) -> tuple[str, bool]:
 
     An in-flight temporary file is no leftover (the answer says nothing of it), but once its writer is killed
     it is one (a warning), and nothing in the listing changes: the lock goes with the process, the file stays
-    as it was. An answer kept then would be served, without the warning, for ever."""
+    as it was. An answer kept then would be served, without the warning, for ever. So too a writer's state file
+    written in the last ``ends.END_GRACE_S`` (a process killed behind the others is said so only after it)."""
+    import time
+
+    from ..ends import END_GRACE_S, STATE_RE
     from ..listing import walk
     from ..probe_cache import is_racy
     from ..run import in_flight
+
+    now = time.time()
 
     folders: list[tuple[str, tuple]] = []
     lines, racy = [], False
@@ -216,6 +222,9 @@ def run_listing(root: Path) -> tuple[str, bool]:
         lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
         racy = racy or is_racy(stamp)  # by its ctime too on a file system of whole seconds, as the caches
         racy = racy or in_flight(root, rel, live)
+        # A writer's state file written in the last ``END_GRACE_S``: a process behind the others is said to have
+        # stopped (a warning) only that long after they closed; an answer kept before would be served without it.
+        racy = racy or ("/" not in rel and STATE_RE.match(rel) is not None and now - mtime / 1e9 < END_GRACE_S)
     lines.extend(f"{rel}/|{stamp[1]}|{stamp[2]}|{stamp[3]}" for rel, stamp in folders)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
 
