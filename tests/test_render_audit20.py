@@ -313,3 +313,45 @@ def test_invalid_utf8_in_a_parquet_text_is_shown_with_u_fffd_as_the_docs_say(cli
     bullet = safety.split("**Invalid UTF-8", 1)[1].split("\n- ", 1)[0]
     assert "makes its text unreadable" not in bullet
     assert "U+FFFD" in bullet.split("in another")[0]  # the Parquet text columns' case, before the other columns'
+
+
+def test_unnamed_chatml_model_turns_place_nothing_and_read_nothing() -> None:
+    """A ChatML-rendered trajectory names no agent on its ``assistant`` turns: which agent spoke is not told, so
+    those turns neither place the JSON's turns nor are read as turns of their own (review of 21bf81c: a turn
+    rendered otherwise in the string, a tool call as ``<tool_call>`` text, was shown twice, the string's copy
+    first with no speaker, and became the completion). The JSON's turns, in their order."""
+    from runlog.formats.flink_messages import conversation
+
+    def a(content: str, calls: list[dict[str, str]] | None = None) -> dict[str, object]:
+        return {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+
+    agents = [
+        {
+            "agent_id": "agent_0",
+            "turns": [
+                a("<think>r</think>", [{"id": "c1", "name": "python", "arguments": "{}"}]),
+                {"role": "tool", "content": "0", "tool_call_id": "c1"},
+                a("ans 4"),
+            ],
+        },
+        {"agent_id": "agent_1", "turns": [a("PASS")]},
+        {"agent_id": "agent_2", "turns": [a("ACCEPT")]},
+    ]
+    roles = {"agent_0": "solver", "agent_1": "verifier", "agent_2": "judge"}
+    string = (
+        "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n<think>r</think>\n"
+        '<tool_call>\n{"name": "python", "arguments": {}}\n</tool_call><|im_end|>\n<|im_start|>tool\n0<|im_end|>\n'
+        "<|im_start|>assistant\nans 4<|im_end|>\n<|im_start|>assistant\nPASS<|im_end|>\n"
+        "<|im_start|>assistant\nACCEPT<|im_end|>\n"
+    )
+    c = conversation(json.dumps(agents), string, json.dumps(roles))
+    said = [(m["role"], m.get("name"), m.get("content")) for m in c.messages if m["role"] in ("assistant", "tool")]
+    assert said == [
+        ("assistant", "solver", "<think>r</think>"),
+        ("tool", "python", "0"),
+        ("assistant", "solver", "ans 4"),
+        ("assistant", "verifier", "PASS"),
+        ("assistant", "judge", "ACCEPT"),
+    ]
+    assert (c.from_transcript, c.unplaced) == (0, 0)
+    assert c.completion == "<think>r</think>\nans 4"

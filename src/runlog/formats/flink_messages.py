@@ -399,8 +399,11 @@ def _order(
         return next((len(f) for f in shown[content] if texts[at : at + len(f)] == f), 0)
 
     def name_at(at: int) -> str | None:
+        """The speaker of the string's turn ``at``; None for other turns, and for a model turn that names none
+        (ChatML's plain ``assistant``: which agent spoke is not told, so it places nothing and is read from
+        nothing; the units follow in their own order, as before)."""
         m = rest[at]
-        return str(m.get("name") or "") if m.get("role") == "assistant" else None
+        return (str(m.get("name") or "") or None) if m.get("role") == "assistant" else None
 
     pieces: list[list[dict[str, Any]] | _Said] = []
     spare: list[tuple[str, list[dict[str, Any]]]] = []  # units placed before their speaker's turn shown
