@@ -3,8 +3,9 @@
 * A 2-process run resumed by process 0 alone: its resumed writer put its own rows of the resumed steps aside
   (``.superseded/``) and left process 1's rows of the abandoned attempt in the run, so ``summarize --by step``
   printed each of those steps as a mean of both attempts (555 of rewards 105 and 1005), exit 0, and ``inspect``
-  said "valid: no problems found". Now an error of the run (``mixed_attempts``, exit 1) in every command, naming
-  the process, the steps and the files.
+  said "valid: no problems found". Now a warning of the run in every command, naming the process, the steps and the
+  files (a warning: told from modification times, and a process restarted with nothing to put aside leaves no
+  mark; review of 72f06ad, where an error made clean runs exit 1).
 * A process killed behind the others: the steps after its last hold only the others' rows, which ``inspect`` and
   ``doctor`` said but ``summarize`` (and every other command) did not. Now a warning of the run at discovery,
   naming those steps.
@@ -83,15 +84,18 @@ def _rewards_by_process(run: Path) -> dict[int, dict[int, set[float]]]:
 
 
 def _mixed(run: Path) -> list:
-    return [p for p in open_run(run).problems if p.kind == "mixed_attempts"]
+    return [p for p in open_run(run).problems if MIXED in p.message]
+
+
+MIXED = "resumed the run from step"
 
 
 # -- 1: a run resumed by fewer processes than wrote it --------------------------------------------------------
 
 
-def test_rows_a_resume_left_of_another_process_are_an_error_of_every_command(tmp_path: Path, cli) -> None:
+def test_rows_a_resume_left_of_another_process_are_said_by_every_command(tmp_path: Path, cli) -> None:
     """Process 0 resumes alone from step 5: process 1's rows of steps 5-9 are of the abandoned attempt (rewards
-    100 + step), read with process 0's resumed rows (1000 + step). Every command says so, as an error naming the
+    100 + step), read with process 0's resumed rows (1000 + step). Every command says so, as a warning naming the
     processes, the steps, the first file and the folder the resume put its own rows in."""
     run = tmp_path / "t9"
     _two_processes(run)
@@ -102,21 +106,37 @@ def test_rows_a_resume_left_of_another_process_are_an_error_of_every_command(tmp
     assert stale == [5, 6, 7, 8, 9]
     [aside] = os.listdir(run / ".superseded")
     [problem] = _mixed(run)
-    assert problem.path == "samples/train/step_00000005.p1.parquet" and not problem.is_warning
-    assert problem.message.startswith(f"process 1's rows of train steps {stale[0]}-{stale[-1]} ({len(stale)} file(s))")
+    assert problem.path == "samples/train/step_00000005.p1.parquet" and problem.is_warning
+    assert problem.message.startswith(f"process 1's rows of train steps {stale[0]}-{stale[-1]} ({len(stale)} files)")
     assert f"before process 0 resumed the run from step {stale[0]}" in problem.message
     assert f".superseded/{aside}" in problem.message
-    # process 1's scalars of those steps too (json: its shard holds lines of steps 0-9, written before)
-    lines = [json.loads(x)["step"] for x in (run / "scalars.p1.jsonl").read_text().splitlines()]
-    assert max(lines) == 9 and "scalars of steps 5-9" in problem.message
 
     r = cli("summarize", run, "--by", "step", "--format", "csv")
-    assert r.exit_code == 1 and "samples/train/step_00000005.p1.parquet" in r.stderr, r.stderr
+    assert r.exit_code == 0 and "samples/train/step_00000005.p1.parquet" in r.stderr, r.stderr
     assert "were written before process 0 resumed the run from step 5" in r.stderr
     r = cli("inspect", run)
-    assert r.exit_code == 1 and "no problems found" not in r.stdout and "mixed_attempts" in r.stdout
-    found = [f for f in diagnose(open_run(run)).findings if "mixed_attempts" in f.message]
-    assert [f.severity for f in found] == ["error"]
+    assert "no problems found" not in r.stdout and MIXED in r.stdout
+
+
+def test_an_evaluator_rerun_is_no_resume_of_the_trainer(tmp_path: Path) -> None:
+    """Review of 72f06ad: an evaluator process (eval split only) re-run for a checkpoint puts its own eval step
+    aside; the trainer's train rows, of another split, are no abandoned attempt's."""
+    run = tmp_path / "run"
+    ev, tr = RunWriter(run, process_index=0, durable=False), RunWriter(run, process_index=1, durable=False)
+    for s in range(10):
+        tr.log_samples(s, {"reward": np.full(2, float(s))})
+        if s % 4 == 0:
+            ev.log_samples(s, {"reward": np.full(2, 50.0 + s)}, split="eval")
+    ev.close()
+    tr.close()
+    _aged(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = RunWriter(run, process_index=0, durable=False)
+        again.log_samples(8, {"reward": np.full(2, 99.0)}, split="eval")
+        again.close()
+    assert os.listdir(run / ".superseded")
+    assert not _mixed(run)
 
 
 def test_process_1_resumed_too_puts_its_rows_aside_and_nothing_is_said(tmp_path: Path) -> None:
@@ -273,6 +293,7 @@ def test_answers_are_not_kept_while_a_writer_state_is_fresh(tmp_path: Path) -> N
     with RunWriter(run, durable=False) as w:
         w.log_samples(0, {"reward": np.arange(3.0)})
     assert any(n.startswith(".writer.p") for n in os.listdir(run))
+    _aged(run, 60.0)  # past every other reason not to keep an answer (a file changed in the last seconds)
     assert run_listing(run)[1] is True
     _aged(run, 200.0)
     assert run_listing(run)[1] is False

@@ -30,7 +30,6 @@ from .ends import (
     expects_states,
     failure_message,
     holdings_of,
-    mtime_of,
     read_states,
 )
 from .errors import EXIT_PROBLEMS, DataError, RunlogError, SeveralRunsError, UsageError, said_trouble
@@ -1130,7 +1129,7 @@ def open_run(
             ctx.warn(path, message)
     if only is None:
         for path, message in mixed_attempts(root, files, paths):
-            ctx.problem(path, MIXED_ATTEMPTS, message)
+            ctx.warn(path, message)
     ctx.discovered = len(ctx.problems)
     return Run(root=root, files=files, ctx=ctx, unmatched=unmatched, skipped=skipped, single=one)
 
@@ -1266,8 +1265,8 @@ def _holdings(files: list[FileInfo], paths: list[tuple[Any, ...]], skipped: int)
     return Holdings(samples, held.scalars, held.unread_samples, held.unread_scalars)
 
 
-# A run problem (an error): rows of an attempt that a resumed process abandoned, read with the resumed run's.
-MIXED_ATTEMPTS = "mixed_attempts"
+# A warning of the run: rows of an attempt that a resumed process abandoned, read with the resumed run's (told
+# from modification times, so a warning: a process restarted with nothing to put aside leaves no mark).
 # Rows written less than this before a resume are taken for the resumed attempt's: processes restarted together
 # log a step at about the same time, and one with nothing to put aside may write it a moment before another's
 # writer puts its own aside (an abandoned attempt's rows are as old as the crash and the restart: minutes).
@@ -1284,6 +1283,7 @@ class Resume:
     folder: str
     step: int
     at: int
+    splits: frozenset[str]  # the splits whose files it moved: another process's rows of another split are no mix
 
 
 def resumes(root: Path, live: list[tuple[str, int, int, int, str]]) -> list[Resume]:
@@ -1308,7 +1308,7 @@ def resumes(root: Path, live: list[tuple[str, int, int, int, str]]) -> list[Resu
         if m is None:
             continue
         process = int(m[1])
-        times, moved = [], []
+        times, moved, splits = [], [], set()
         with contextlib.suppress(OSError):
             times.append(entry.stat(follow_symlinks=False).st_mtime_ns)
             times.append(os.lstat(os.path.join(entry.path, f"scalars.p{process}.jsonl")).st_mtime_ns)
@@ -1321,13 +1321,15 @@ def resumes(root: Path, live: list[tuple[str, int, int, int, str]]) -> list[Resu
                     for f in os.scandir(split.path):
                         if (n := SAMPLE_RE.match(f"samples/{split.name}/{f.name}")) and int(n["proc"]) == process:
                             moved.append(int(n["step"]))
+                            splits.add(n["split"])
         if not times or not moved:
             continue
         at = min(times)
-        old = max((s for _, s, p, t, _ in live if p == process and t < at), default=-1)
+        mine = [(sp, s, t) for sp, s, p, t, _ in live if p == process and sp in splits]
+        old = max((s for _, s, t in mine if t < at), default=-1)
         step = min((s for s in moved if s > old), default=None)
-        if step is not None and any(p == process and s >= step and t >= at for _, s, p, t, _ in live):
-            out.append(Resume(process, f"{SUPERSEDED}/{entry.name}", step, at))
+        if step is not None and any(s >= step and t >= at for _, s, t in mine):
+            out.append(Resume(process, f"{SUPERSEDED}/{entry.name}", step, at, frozenset(splits)))
     return out
 
 
@@ -1336,8 +1338,11 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
     step they are of (``resumes``), and not by a resumed writer of its own since (one that resumed from that step
     or earlier, before it wrote them): the attempt that the resumed process abandoned, read with the resumed
     run's rows of those steps (docs/writer.md, Resuming: a resume takes out its own process's rows only). Sample
-    files opened, by their names and modification times; scalars files modified before the resume, by the steps
-    discovery read. A local run only (an object store keeps no times of a folder), one that has ``.superseded/``."""
+    files of the splits the resume put aside, opened, by their names and modification times (not scalars files:
+    a copy that keeps no times dates a shard before the folder copied after it, and its resumed lines would be
+    taken for old ones). A local run only (an object store keeps no times of a folder), one that has
+    ``.superseded/``. A warning, not an error: a process restarted with nothing to put aside leaves no mark, and
+    its resumed rows, written before another process's resume, cannot be told from old ones by their times."""
     if isinstance(root, ObjectPath) or not (Path(root) / SUPERSEDED).is_dir():
         return []
     live = [
@@ -1360,6 +1365,7 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
         for split, s, q, t, rel in live:
             if (
                 q != res.process
+                and split in res.splits
                 and s >= res.step
                 and t < res.at - ATTEMPT_SLACK_NS
                 and rel in opened
@@ -1368,30 +1374,22 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
                 steps.setdefault(q, {}).setdefault(split, set()).add(s)
                 first[q] = min(first.get(q, (s, rel)), (s, rel))
                 by.setdefault(q, res)
-        for f in files:
-            proc, stamp = f.process, f.stamp
-            if f.kind != "scalars" or f.layout != NATIVE or proc is None or proc == res.process:
-                continue
-            if stamp is None or mtime_of(stamp) is None or stamp[1] >= res.at - ATTEMPT_SLACK_NS:
-                continue  # (written since the resume: which of its lines are older is not told by its time)
-            late = {s for s in f.all_steps() if s >= res.step and not redone(proc, s, stamp[1])}
-            if late:
-                steps.setdefault(proc, {}).setdefault("", set()).update(late)
-                first.setdefault(proc, (max(late), f.path))
-                by.setdefault(proc, res)
     out = []
     for q in sorted(steps):
         res = by[q]
-        said = [f"{sp} steps {_step_runs(v)} ({len(v)} file(s))" for sp, v in sorted(steps[q].items()) if sp]
-        if "" in steps[q]:
-            said.append(f"scalars of steps {_step_runs(steps[q][''])}")
+        said = [
+            f"{sp} step{'s' if len(v) > 1 else ''} {_step_runs(v)} ({len(v)} file{'s' if len(v) > 1 else ''})"
+            for sp, v in sorted(steps[q].items())
+        ]
         out.append(
             (
                 first[q][1],
                 f"process {q}'s rows of {', '.join(said)} were written before process {res.process} resumed "
-                f"the run from step {res.step}, which put its own rows of step {res.step} and later aside "
-                f"({res.folder}): they are the abandoned attempt's, read with the resumed run's; resume process {q} "
-                f"from step {res.step} too (its writer puts them aside), or move them out of the run",
+                f"the run from step {res.step}, which put its own rows of those steps aside ({res.folder}): "
+                f"unless process {q} was restarted from step {res.step} or earlier too (a writer with nothing to put "
+                "aside leaves no mark), they are an abandoned attempt's, read with the resumed run's in those "
+                f"steps; resume process {q} from step {res.step} too (its writer puts them aside), or move them out "
+                "of the run",
             )
         )
     return out
