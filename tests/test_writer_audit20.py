@@ -305,3 +305,47 @@ def test_a_zero_filled_block_is_named_as_such(tmp_path: Path) -> None:
     messages = [p.message for p in open_run(run).problems]
     assert any("zero-fill left by a crash" in m for m in messages), messages
     assert not any("UTF-16" in m for m in messages)
+
+
+def test_a_surrogate_pair_written_as_raw_bytes_is_its_character(tmp_path: Path) -> None:
+    """Review of 5f5c774: a pair written as raw bytes (CESU-8: an emoji in a metric's name) decoded to two halves,
+    each made U+FFFD, so two keys became one and a value was lost. Joined, as an escaped pair is."""
+    run = tmp_path / "run"
+    with RunWriter(run) as w:
+        w.log_scalars(0, {"loss": 0.5})
+    keys = ["acc/\U0001f600", "acc/\U0001f601"]
+    line = b'{"step": 1, "time": 1.0, '
+    for k, v in zip(keys, (1.0, 2.0), strict=True):
+        pair = k[-1]
+        hi, lo = 0xD800 + ((ord(pair) - 0x10000) >> 10), 0xDC00 + ((ord(pair) - 0x10000) & 0x3FF)
+        name = (k[:-1] + chr(hi) + chr(lo)).encode("utf-8", "surrogatepass")
+        line += b'"' + name + b'": ' + str(v).encode() + b", "
+    line = line.rstrip(b", ") + b"}\n"
+    shard = run / "scalars.p0.jsonl"
+    shard.write_bytes(shard.read_bytes() + line)
+    r = open_run(run)
+    sc = r.scalars.collect().filter(pl.col("step") == 1)
+    assert dict(zip(sc["key"].to_list(), sc["value"].to_list(), strict=True)) == dict(
+        zip(keys, (1.0, 2.0), strict=True)
+    )
+    assert not [p for p in r.problems if "surrogate" in p.message or "twice" in p.message]
+
+
+def test_an_inspect_ai_log_with_a_raw_surrogate_keeps_its_samples(tmp_path: Path) -> None:
+    """Review of 5f5c774: raw surrogate bytes in an inspect_ai log made the whole log unreadable (its reader parses
+    bytes, which pass them); read as U+FFFD with a warning, as an escaped one is (docs/render.md)."""
+    from conftest import REALDATA, need_realdata
+
+    need_realdata("inspect_ai_popularity_eval_log.json")
+    src = (REALDATA / "inspect_ai_popularity_eval_log.json").read_bytes()
+    at = src.index(b'"input": "') + len(b'"input": "')
+    folder = tmp_path / "ins"
+    folder.mkdir()
+    (folder / "log.json").write_bytes(src[:at] + b"\xed\xa0\x80" + src[at:])
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "log.json").write_bytes(src)
+    r = open_run(folder)
+    assert r.samples.collect().height == open_run(whole).samples.collect().height > 0
+    assert [p.message for p in r.problems if "lone surrogate" in p.message]
+    assert not [p for p in r.problems if not p.is_warning]

@@ -339,8 +339,8 @@ def infinite_note(frame: pl.DataFrame) -> str | None:
     """A note when a group's rewards or KL hold an infinite value (its min or max is): ±inf count as values (they
     are numbers, not NaN), so those groups' mean and std are infinite or NaN while ``reward_nan`` says 0. And when
     a group's values are all finite (its min and max are) but its mean or std is not: finite values near the
-    float64 limit (1e308) whose sum, or sum of squares, goes past it, so the mean is inf and the std inf or NaN,
-    as numpy's are; said apart, since no value is infinite."""
+    float64 limit (1e308) whose sum, or sum of squares, goes past it, so the mean is inf and the std inf or NaN
+    (numpy's std is inf where this one is NaN); said apart, since no value is infinite."""
     infinite, overflow = [], []
     for m in ("reward", "kl"):
         lo, hi = f"{m}_min", f"{m}_max"

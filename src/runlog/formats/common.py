@@ -549,8 +549,8 @@ def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.E
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 SURROGATE_NOTE = (
-    "{n} string(s) hold a \\udXXX escape that is no character (a lone surrogate, which Arrow cannot store): "
-    "each is read as U+FFFD"
+    "{n} string(s) hold a lone surrogate (a \\udXXX escape, or its raw bytes: no character, which Arrow cannot "
+    "store): each is read as U+FFFD"
 )
 
 
@@ -567,12 +567,28 @@ def _nul_hint(raw: bytes) -> str:
     return "; it holds NUL bytes"
 
 
+# A surrogate written as raw bytes (CESU-8, or UTF-8 encoded with ``surrogatepass``): ED A0-BF xx.
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def _paired(v: str) -> tuple[str, bool]:
+    """``v`` with each high and low surrogate that stand side by side joined into their character (a pair written
+    as raw bytes, CESU-8, decodes to two halves: an emoji in a metric's name), each lone one U+FFFD, and whether
+    one was lone."""
+    halves = v.encode("utf-16-le", "surrogatepass")
+    try:
+        return halves.decode("utf-16-le"), False
+    except UnicodeDecodeError:
+        return halves.decode("utf-16-le", "replace"), True
+
+
 def without_lone_surrogates(obj: Any, raw: bytes, text: str = "") -> tuple[Any, int]:
     """``obj`` parsed from the JSON ``raw`` with every lone surrogate (a ``\\udcff`` escape: valid JSON, no
-    character; or ``text``, ``raw`` as decoded, holding one as raw bytes, CESU-8's ``\\xed\\xa0\\x80``) in its
-    strings and keys replaced by U+FFFD, and how many strings held one. Only walked when ``raw`` holds such an
-    escape or ``text`` such a character (a surrogate pair escaped decodes to one character, which is kept)."""
-    if not _SURROGATE_ESCAPE.search(raw) and not (text and _SURROGATE.search(text)):
+    character; or one written as raw bytes, CESU-8's ``\\xed\\xa0\\x80``, which ``json.loads`` of bytes and a
+    ``surrogatepass`` decoding pass) in its strings and keys replaced by U+FFFD, and how many strings held one; a
+    pair written as raw bytes is joined into its character, as an escaped pair is. Only walked when ``raw`` holds
+    such an escape or such bytes (``text``, ``raw`` as decoded, is no longer needed: kept for callers)."""
+    if not _SURROGATE_ESCAPE.search(raw) and not _SURROGATE_BYTES.search(raw):
         return obj, 0
     count = 0
 
@@ -580,8 +596,8 @@ def without_lone_surrogates(obj: Any, raw: bytes, text: str = "") -> tuple[Any, 
         nonlocal count
         if isinstance(v, str):
             if _SURROGATE.search(v):
-                count += 1
-                return _SURROGATE.sub("\ufffd", v)
+                v, lone = _paired(v)
+                count += lone
             return v
         if isinstance(v, dict):
             return {fix(k): fix(x) for k, x in v.items()}
