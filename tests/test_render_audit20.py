@@ -355,3 +355,20 @@ def test_unnamed_chatml_model_turns_place_nothing_and_read_nothing() -> None:
     ]
     assert (c.from_transcript, c.unplaced) == (0, 0)
     assert c.completion == "<think>r</think>\nans 4"
+
+
+def test_a_string_of_named_and_unnamed_model_turns_counts_no_turn_unshown() -> None:
+    """Review of 989fcd7: with a named turn beside a plain ``assistant`` one, the verifier's turn the string shows
+    unnamed was counted as a JSON turn the string does not show (a false disagreement note)."""
+    from runlog.formats.flink_messages import conversation
+
+    agents = [
+        {"agent_id": "agent_0", "turns": [{"role": "assistant", "content": "ans 4"}]},
+        {"agent_id": "agent_1", "turns": [{"role": "assistant", "content": "PASS"}]},
+    ]
+    roles = {"agent_0": "solver", "agent_1": "verifier"}
+    string = "<|user|>\nQ?\n<|assistant name=solver|>\nans 4\n<|assistant|>\nPASS\n"
+    c = conversation(json.dumps(agents), string, json.dumps(roles))
+    said = [(m.get("name"), m.get("content")) for m in c.messages if m["role"] == "assistant"]
+    assert said == [("solver", "ans 4"), ("verifier", "PASS")]
+    assert (c.from_transcript, c.unplaced) == (0, 0)

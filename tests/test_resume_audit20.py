@@ -110,6 +110,9 @@ def test_rows_a_resume_left_of_another_process_are_said_by_every_command(tmp_pat
     assert problem.message.startswith(f"process 1's rows of train steps {stale[0]}-{stale[-1]} ({len(stale)} files)")
     assert f"before process 0 resumed the run from step {stale[0]}" in problem.message
     assert f".superseded/{aside}" in problem.message
+    # process 1's scalars of those steps too (json: its shard holds lines of steps 0-9, all of that attempt)
+    lines = [json.loads(x)["step"] for x in (run / "scalars.p1.jsonl").read_text().splitlines()]
+    assert max(lines) == 9 and "its scalars of steps 5-9" in problem.message
 
     r = cli("summarize", run, "--by", "step", "--format", "csv")
     assert r.exit_code == 0 and "samples/train/step_00000005.p1.parquet" in r.stderr, r.stderr

@@ -1381,6 +1381,17 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
             f"{sp} step{'s' if len(v) > 1 else ''} {_step_runs(v)} ({len(v)} file{'s' if len(v) > 1 else ''})"
             for sp, v in sorted(steps[q].items())
         ]
+        # Its scalars of those steps, from the same attempt (told by the sample files' times: a shard's own time
+        # is that of its last line, and a copy that keeps no times dates it anew).
+        lines = {
+            s
+            for f in files
+            if f.kind == "scalars" and f.layout == NATIVE and f.process == q
+            for s in f.all_steps()
+            if s >= res.step and s <= max(max(v) for v in steps[q].values())
+        }
+        if lines:
+            said.append(f"its scalars of step{'s' if len(lines) > 1 else ''} {_step_runs(lines)}")
         out.append(
             (
                 first[q][1],

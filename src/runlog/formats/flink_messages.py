@@ -463,7 +463,9 @@ def _order(
         out += unit
     unshown = {id(unit) for _, unit in pool}
     unplaced = sum(1 for _, unit in left if id(unit) in unshown and any(m["role"] == "assistant" for m in unit))
-    return out, from_transcript, unplaced if speakers else 0
+    # A string with model turns that name no speaker shows turns no unit is placed by: what it leaves out is not told.
+    unnamed = any(m.get("role") == "assistant" and not m.get("name") for m in rest)
+    return out, from_transcript, unplaced if speakers and not unnamed else 0
 
 
 def _units(msgs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
