@@ -302,9 +302,19 @@ def test_a_zero_filled_block_is_named_as_such(tmp_path: Path) -> None:
         w.log_scalars(0, {"loss": 0.5})
     shard = run / "scalars.p0.jsonl"
     shard.write_bytes(shard.read_bytes() + b"\x00" * 4096 + b'{"step": 1, "time": 1.0, "loss": 1.5}\n')
-    messages = [p.message for p in open_run(run).problems]
-    assert any("zero-fill left by a crash" in m for m in messages), messages
+    r = open_run(run)
+    messages = [p.message for p in r.problems]
+    assert (
+        "line 2: 4096 NUL byte(s) before its record (zero-fill left by a crash?): what was written there is lost; "
+        "the record after them is read" in messages
+    ), messages
     assert not any("UTF-16" in m for m in messages)
+    # The record the writer appended after the zero-fill is read (review of 5f5c774: it was skipped).
+    sc = r.scalars.collect().filter(pl.col("key") == "loss")
+    assert dict(zip(sc["step"].to_list(), sc["value"].to_list(), strict=True)) == {0: 0.5, 1: 1.5}
+    # A line of NUL bytes alone holds no record: an error, as before.
+    shard.write_bytes(shard.read_bytes() + b"\x00" * 64 + b"\n")
+    assert any("zero-fill left by a crash" in p.message and "line 3" in p.message for p in open_run(run).problems)
 
 
 def test_a_surrogate_pair_written_as_raw_bytes_is_its_character(tmp_path: Path) -> None:

@@ -677,6 +677,13 @@ def read_jsonl(
         if not raw.strip():
             continue
         reason = None
+        # NUL bytes before a record: the zero-fill a crash leaves where lines were never written (the file's size
+        # was), the writer's next line after them. That record is read; what was written there is lost (said).
+        zeros = len(raw) - len(raw.lstrip(b"\x00"))
+        if zeros and raw[zeros:].strip():
+            raw = raw[zeros:]
+        else:
+            zeros = 0
         try:
             # Decoded here, strictly as UTF-8: ``json.loads`` of bytes guesses UTF-16 or UTF-32 from a line's first
             # bytes (a UTF-16 line was read as a record), and names the byte of its own decoding, not the line's.
@@ -703,6 +710,12 @@ def read_jsonl(
             out.records.append(obj)
             out.line_numbers.append(i)
             here = _record_step(obj, LINE_STEP_KEYS)
+            if zeros:
+                message = (
+                    f"line {i}: {zeros} NUL byte(s) before its record (zero-fill left by a crash?): what was written "
+                    "there is lost; the record after them is read"
+                )
+                ctx.problems.append(LineProblem(rel, BAD_LINE, message, last_step if here is None else here))
             last_step = last_step if here is None else here  # a record without a step: the one before's
             continue
         out.bad += 1
