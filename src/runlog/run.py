@@ -1357,7 +1357,7 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
     def redone(q: int, step: int, t: int) -> bool:  # written by a resumed writer of ``q`` that took out ``step``
         return any(g.process == q and g.step <= step and g.at <= t for g in found)
 
-    opened = {f.path: f for f in files}
+    opened = {f.path for f in files}
     steps: dict[int, dict[str, set[int]]] = {}
     first: dict[int, tuple[int, str]] = {}
     by: dict[int, Resume] = {}
@@ -1383,12 +1383,13 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
         ]
         # Its scalars of those steps, from the same attempt (told by the sample files' times: a shard's own time
         # is that of its last line, and a copy that keeps no times dates it anew).
+        last = max(max(v) for v in steps[q].values())
         lines = {
             s
             for f in files
             if f.kind == "scalars" and f.layout == NATIVE and f.process == q
             for s in f.all_steps()
-            if s >= res.step and s <= max(max(v) for v in steps[q].values())
+            if res.step <= s <= last
         }
         if lines:
             said.append(f"its scalars of step{'s' if len(lines) > 1 else ''} {_step_runs(lines)}")

@@ -520,9 +520,7 @@ def source_column(files: list[FileInfo]) -> pl.Expr:
     mapping = {str(f.abspath): f.path for f in files}
     if not mapping:
         return pl.col("source")
-    index = pl.col("source").cast(pl.Enum(list(mapping)), strict=False).to_physical()  # as ``per_file_value``
-    relative = pl.lit(pl.Series(list(mapping.values()), dtype=pl.String)).gather(index)
-    return pl.coalesce(relative, pl.col("source")).alias("source")
+    return pl.coalesce(_by_path(mapping, pl.String()), pl.col("source")).alias("source")
 
 
 def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.Expr:
@@ -536,9 +534,14 @@ def per_file_value(files: list[FileInfo], attr: str, dtype: pl.DataType) -> pl.E
     mapping = {str(f.abspath): getattr(f, attr) for f in files}
     if not mapping:  # no file: a null per row (a literal would be one row)
         return pl.col("source").replace_strict({}, default=None, return_dtype=dtype)
-    values = pl.Series(list(mapping.values()), dtype=dtype)
+    return _by_path(mapping, dtype).alias("source")
+
+
+def _by_path(mapping: dict[str, Any], dtype: pl.DataType) -> pl.Expr:
+    """Each row's value in ``mapping`` (a file's path as scanned -> its value; not empty), by its ``source``: the
+    path cast to an ``Enum`` of the paths (a path no file has: null), whose index picks the value."""
     index = pl.col("source").cast(pl.Enum(list(mapping)), strict=False).to_physical()
-    return pl.lit(values).gather(index).alias("source")
+    return pl.lit(pl.Series(list(mapping.values()), dtype=dtype)).gather(index)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -582,12 +585,12 @@ def _paired(v: str) -> tuple[str, bool]:
         return halves.decode("utf-16-le", "replace"), True
 
 
-def without_lone_surrogates(obj: Any, raw: bytes, text: str = "") -> tuple[Any, int]:
+def without_lone_surrogates(obj: Any, raw: bytes) -> tuple[Any, int]:
     """``obj`` parsed from the JSON ``raw`` with every lone surrogate (a ``\\udcff`` escape: valid JSON, no
     character; or one written as raw bytes, CESU-8's ``\\xed\\xa0\\x80``, which ``json.loads`` of bytes and a
     ``surrogatepass`` decoding pass) in its strings and keys replaced by U+FFFD, and how many strings held one; a
     pair written as raw bytes is joined into its character, as an escaped pair is. Only walked when ``raw`` holds
-    such an escape or such bytes (``text``, ``raw`` as decoded, is no longer needed: kept for callers)."""
+    such an escape or such bytes."""
     if not _SURROGATE_ESCAPE.search(raw) and not _SURROGATE_BYTES.search(raw):
         return obj, 0
     count = 0
@@ -690,7 +693,7 @@ def read_jsonl(
             # A UTF-8 byte order mark at a line's start is read past, as before.
             # Surrogates written as raw bytes (CESU-8) pass, to be replaced as escaped ones are.
             text = raw.decode("utf-8", "surrogatepass")
-            obj, fixed = without_lone_surrogates(json.loads(text.removeprefix("\ufeff")), raw, text)
+            obj, fixed = without_lone_surrogates(json.loads(text.removeprefix("\ufeff")), raw)
             surrogates += fixed
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8 at byte {exc.start}"
