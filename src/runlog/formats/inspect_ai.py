@@ -135,6 +135,21 @@ def _sort_key(sample: dict[str, Any]) -> tuple[int, str]:
     return (epoch if epoch is not None else 0, key)
 
 
+def _bad_step(value: Any, samples: int) -> str:
+    """The error for an ``eval.metadata.step`` that is there but is no step (``coerce_step`` gives None)."""
+    if not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        digits = str(int(value))
+        shown = digits if len(digits) <= 40 else f"{digits[:20]}... ({len(digits)} digits)"
+        what = f"{shown}, beyond the 64-bit integer range a step is stored in"
+    else:
+        text = json.dumps(value, ensure_ascii=True, default=str)
+        what = f"{text if len(text) <= 40 else text[:40] + '...'}, not an integer step"
+    return (
+        f"`eval.metadata.step` is {what}: the log's {samples} sample(s) are left out (give the evaluation an "
+        "integer step: `inspect eval --metadata step=N`)"
+    )
+
+
 def _id_key(sid: Any) -> str:
     """A sample id as a key that tells ``5`` from ``"5"`` (as the log's JSON does)."""
     try:
@@ -550,7 +565,14 @@ class InspectAi(JsonlSamples):
             meta = {}
         task = as_text(spec.get("task")) or "task"
         model = as_text(spec.get("model"))
-        step = coerce_step(meta.get("step"))
+        raw_step = meta.get("step")
+        step = coerce_step(raw_step)
+        if step is None and raw_step is not None:
+            # A step given but unusable (7.5, true, "ten", beyond int64): no place to put the rows. Step 0 would
+            # pool them with the real step 0's; said as an error naming the value, the log's samples left out.
+            ctx.problem(info.path, WRONG_TYPE, _bad_step(raw_step, len(samples)))
+            info.readable = False
+            return []
         if step is None:
             step = 0
             ctx.note(
