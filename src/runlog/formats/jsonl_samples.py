@@ -179,7 +179,8 @@ class JsonlSamples(Layout):
 
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The row of one record; None to leave the line out (the layout says why, once per file: ``finish``)."""
         raise NotImplementedError
 
     def probe(self, cand: Candidate, ctx: RunContext) -> FileInfo:
@@ -211,6 +212,8 @@ class JsonlSamples(Layout):
             except Exception as exc:  # a shape no reader foresaw must cost one line, never the file
                 reason = f"{type(exc).__name__}: {exc}"[:200]
                 ctx.problem(info.path, WRONG_TYPE, f"line {line}: record not mapped ({reason}); line skipped")
+                continue
+            if row is None:
                 continue
             rows.append(row)
             mapped.append((rec, line))

@@ -42,6 +42,9 @@ from .common import (
     read_version_column,
     scan_parquet,
     source_column,
+    step_expr,
+    stepless_reason,
+    unusable_step,
     warn_exception_texts,
     whole_number,
 )
@@ -58,24 +61,25 @@ META_VERSION_KEY = b"runlog.schema_version"
 NATIVE_VERSIONS = tuple(v for v in S.KNOWN_VERSIONS if v >= 2)
 
 
-def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
+def _check_named_step(info: FileInfo, ctx: RunContext, read: list[int] | None = None) -> None:
     """A sample file's rows are read by their own ``step`` column: where they are not all of the step its
     name tells (a file copied or renamed by hand), say so, and let the file stand for its rows' step (or for
     their several steps), so that whatever groups files by step (the stored partials, prompt groups, gaps)
     sees what a read of the rows sees. From the footer's statistics; where they are missing (or say several
-    steps), a local file's ``step`` column itself is read (a few bytes a row). Where the rows' steps cannot be
-    told (an object without statistics, a column that cannot be read, or with steps that are not integers),
-    the file stands for no one step: nothing is grouped by its name."""
+    steps), a local file's ``step`` column itself is read (a few bytes a row), or ``read``: the steps of its rows
+    ``_check_step_values`` read (rows whose step is no integer step aside: they are left out). Where the rows'
+    steps cannot be told (an object without statistics, a column that cannot be read), the file stands for no
+    one step: nothing is grouped by its name."""
     assert info.step is not None
     if not info.rows:
         return
-    rng = footer_int_range(info, "step")
+    rng = footer_int_range(info, "step") if read is None else None
     if rng == (info.step, info.step):
         return
-    steps: list[int] | None = None
-    if rng is not None and rng[0] == rng[1]:
+    steps = read
+    if steps is None and rng is not None and rng[0] == rng[1]:
         steps = [rng[0]]
-    elif not isinstance(info.abspath, ObjectPath):  # an object would be fetched whole
+    elif steps is None and not isinstance(info.abspath, ObjectPath):  # an object would be fetched whole
         steps = _step_values(info)
     if steps is None:
         if rng is not None:
@@ -199,6 +203,49 @@ def _step_values(info: FileInfo) -> list[int] | None:
     values = _distinct(info, "step")
     steps = None if values is None else [whole_number(v) for v in values]
     return None if steps is None or None in steps else sorted({s for s in steps if s is not None})
+
+
+def _check_step_values(info: FileInfo, step_type: Any, ctx: RunContext) -> list[int] | None:
+    """A step column that is not an integer one (a float, a bool: a writer other than RunWriter) may hold values
+    that are no integer step (7.5, NaN, ``true``), which polars' cast read as 7, null and 1: a row counted at a
+    step it does not name, or at none without a word. Such rows are left out (``NativeLayout.scan_samples``), said
+    here as an error with their count and values. A local file's column is read: the distinct steps of its other
+    rows are returned (for ``_check_named_step``); an object is not fetched whole to count them: a warning says
+    that such rows, if any, are left out. None where the column is an integer one, or was not read."""
+    if pa.types.is_integer(step_type) or pa.types.is_null(step_type) or not info.rows:
+        return None
+    if isinstance(info.abspath, ObjectPath):
+        ctx.warn(
+            info.path,
+            f"its step column is {step_type}, not int64: rows whose step is no integer step (7.5, NaN, true) are "
+            "left out, not counted here (an object is not read whole to tell)",
+        )
+        return None
+    try:
+        table = pl.from_arrow(read_parquet_columns(info, ["step"]))
+    except (OSError, pa.ArrowException, ValueError, RunlogError, pl.exceptions.PolarsError):
+        return None  # the read of the rows says what is wrong with the file
+    assert isinstance(table, pl.DataFrame)
+    dtype = table.schema["step"]
+    bad = table.filter(unusable_step("step", dtype))["step"]
+    steps = sorted(set(table.select(step_expr("step", dtype))["step"].drop_nulls().to_list()))
+    if bad.len():
+        values: list[str] = []
+        for v in bad.to_list():  # in the order the rows hold them, each once (NaN equals no NaN: by its text)
+            shown = stepless_reason("step", v).removeprefix("step ")
+            if shown not in values:
+                values.append(shown)
+        listed = ", ".join(values[:3]) + (", ..." if len(values) > 3 else "")
+        named = f"named step {info.step}, but " if info.step is not None else ""
+        ctx.problem(
+            info.path,
+            WRONG_TYPE,
+            f"{named}its step column holds values that are not whole steps ({listed}): {bad.len():,} of its "
+            f"{info.rows:,} rows, left out (no step to count them at: never at the step their value rounds to)",
+        )
+        if not steps and info.step is not None:
+            info.step = None  # no row left to stand for: said above, not again by ``_check_named_step``
+    return steps
 
 
 @functools.cache
@@ -357,8 +404,9 @@ class NativeLayout(Layout):
             ctx.problem(cand.rel, WRONG_TYPE, "wrong column type: " + "; ".join(bad) + "; file skipped")
             info.readable = False
         else:
+            row_steps = _check_step_values(info, arrow_schema.field("step").type, ctx)
             if info.step is not None:
-                _check_named_step(info, ctx)
+                _check_named_step(info, ctx, row_steps)
             _check_named_split(info, ctx)
             probe_exceptions(info, "exception", ctx)
         return info
@@ -395,6 +443,11 @@ class NativeLayout(Layout):
             if (read := exception_column(group, "exception")) is not None:
                 lf = lf.with_columns(read)  # bytes as UTF-8 text (``probe_exceptions``)
             lf = S.migrate(lf, group[0].schema_version or S.CURRENT_VERSION)
+            step_type = lf.collect_schema().get("step")
+            if step_type is not None and not step_type.is_integer():
+                # A float or bool step column: its rows whose step is no integer step are left out (said by the
+                # probe, ``_check_step_values``), the others read exactly (polars' cast reads 7.5 as 7, true as 1).
+                lf = lf.filter(~unusable_step("step", step_type)).with_columns(step_expr("step", step_type))
             lf = lf.with_columns(
                 source_column(group),
                 pl.lit(self.name).alias("layout"),

@@ -20,9 +20,23 @@ from typing import Any
 
 from .. import chat
 from .. import schema as S
-from .._lazy import pl
+from .._lazy import LazyModule, pl
+from ..errors import RunlogError
 from .base import MISSING_COLUMNS, Candidate, FileInfo, Layout, RunContext, register, run_files
-from .common import group_by_signature, per_file_value, probe_parquet, scan_parquet, source_column
+from .common import (
+    coerce_step,
+    group_by_signature,
+    per_file_value,
+    probe_parquet,
+    read_parquet_columns,
+    scan_parquet,
+    source_column,
+    step_expr,
+    stepless_reason,
+    unusable_step,
+)
+
+pa: Any = LazyModule("pyarrow")  # imported on first use
 
 _FILE = re.compile(r"completions_(\d+)\.parquet")
 _KNOWN = frozenset({"step", "prompt", "completion", "advantage", "mode", "source"})
@@ -150,25 +164,19 @@ def _rows_split(info: FileInfo, folder: str) -> str | None:
     return values.pop() if len(values) == 1 else folder if not values else None
 
 
-def _whole_step(value: Any) -> int | None:
-    """A ``step`` value as an integer: TRL writes the step as text (``str(global_step)``), others as a number."""
-    if isinstance(value, str):
-        text = value.strip()
-        return int(text) if text.isascii() and text.lstrip("-").isdigit() else None
-    return S.whole_number(value)
-
-
 def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     """A file's rows whose ``step`` column is not the step its name tells (a copy of step 20 saved as
     ``completions_00021``, a file renamed by hand): said, and the file stands for its rows' step, as a native
     sample file does, so that step 20 is not counted a second time as a step 21 the run never had. From the
-    footer's statistics (no data read; TRL writes one step per file, as text). Rows of several steps count at their
-    own steps, and the file stands for no one step. Where the footer has no statistics of the column (a writer
-    told not to write them), the name's step stands, and a warning says that it was not checked against the rows
-    (reading the column of every such file on every command cost 10x a discovery); where they name values that
-    are not steps, the name's step stands."""
-    if info.step is None or not info.rows or "step" not in info.columns:
-        return
+    footer's statistics (no data read; TRL writes one step per file, as text: ``str(global_step)``). Rows of several
+    steps count at their own steps, and the file stands for no one step (its step column is then read, to find a
+    value between them that is no step). Where the footer has no statistics of the column (a writer told not to
+    write them), the name's step stands, and a warning says that it was not checked against the rows (reading the
+    column of every such file on every command cost 10x a discovery). Where the column holds a value that is no
+    integer step (``7.5``, ``"ten"``, ``true``: ``coerce_step``), the name's step stands for every row, said with
+    the value (a row was counted at it without a word, or at 7 for a ``7.5``)."""
+    if coerce_step(info.step) is None or not info.rows or "step" not in info.columns:
+        return  # (a name's step beyond the 64-bit range is no step: ``inspect`` says so, an error of the file)
     found = _stat_values(info, "step")
     if found is None:
         ctx.warn(
@@ -179,10 +187,20 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
         return
     if not found[0]:
         return
-    steps = {_whole_step(v) for v in found[0]}
-    if None in steps or steps == {info.step}:
-        return
+    bad = next((v for v in sorted(found[0], key=repr) if coerce_step(v) is None), _NO_VALUE)
+    steps = {coerce_step(v) for v in found[0]}
     ordered = sorted(s for s in steps if s is not None)
+    if bad is _NO_VALUE and len(ordered) > 1:
+        bad = _unusable_step_value(info)  # values between the footer's bounds: 10.5 between 10 and 12
+    if bad is not _NO_VALUE:
+        ctx.warn(
+            info.path,
+            f"its step column holds a value that is no integer step ({stepless_reason('step', bad)}): all its rows "
+            f"count at step {info.step}, the step its name tells",
+        )
+        return
+    if steps == {info.step}:
+        return
     if len(ordered) == 1:
         ctx.warn(
             info.path, f"named step {info.step} but its rows are of step {ordered[0]}: they count at their own step"
@@ -195,6 +213,21 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
         "they count at their own steps",
     )
     info.step = None
+
+
+_NO_VALUE = object()  # no value that is no step was found
+
+
+def _unusable_step_value(info: FileInfo) -> Any:
+    """The first value of a file's ``step`` column that is no integer step (``step_expr``), or ``_NO_VALUE`` (none,
+    or the column could not be read: the read of the rows says so)."""
+    try:
+        table = pl.from_arrow(read_parquet_columns(info, ["step"]))
+    except (OSError, ValueError, RunlogError, pl.exceptions.PolarsError, pa.ArrowException):
+        return _NO_VALUE
+    assert isinstance(table, pl.DataFrame)
+    bad = table.filter(unusable_step("step", table.schema["step"]))
+    return bad.item(0, 0) if bad.height else _NO_VALUE
 
 
 def _folder(info: FileInfo) -> str:
@@ -400,7 +433,9 @@ class Trl(Layout):
         file_step = per_file_value(group, "step", pl.Int64())
         step = file_step
         if "step" in schema:
-            step = pl.coalesce(file_step, pl.col("step").cast(pl.Int64, strict=False))
+            # A file of several steps (its name's step null here) holds only integer steps (``_check_named_step``);
+            # read exactly all the same: polars' cast reads 7.5 as 7.
+            step = pl.coalesce(file_step, step_expr("step", schema["step"]))
         # The folder's split, not ``FileInfo.split`` (the rows', from ``mode``: None where they are of several).
         folders = {str(f.abspath): _folder_split(f) for f in group}
         split = pl.col("source").replace_strict(folders, default=None, return_dtype=pl.String)

@@ -19,8 +19,8 @@ from typing import Any
 
 from .. import chat
 from .._lazy import pl
-from .base import Candidate, FileInfo, RunContext, register
-from .common import coerce_step
+from .base import WRONG_TYPE, Candidate, FileInfo, RunContext, register
+from .common import coerce_step, stepless_reason
 from .jsonl_samples import JsonlSamples, components, number, text_of
 
 _STEP_FILE = re.compile(r"(\d+)\.jsonl")
@@ -111,6 +111,16 @@ class Verl(JsonlSamples):
         info.step = int(m.group(1)) if m else None
 
     def finish(self, frame: pl.DataFrame, state: dict[str, Any], info: FileInfo, ctx: RunContext) -> pl.DataFrame:
+        bad: list[tuple[int, Any]] = state.get("bad_steps", [])
+        if bad:
+            line, value = bad[0]
+            instead = f" (not read at step {info.step}, the step its name tells)" if info.step is not None else ""
+            what = stepless_reason("step", value)
+            ctx.problem(
+                info.path,
+                WRONG_TYPE,
+                f"{len(bad)} line(s) whose step is no integer step (first: line {line}, {what}): left out{instead}",
+            )
         marked, lines = state.get("marked", 0), frame.height
         split, why = dump_split(info.path, marked, lines)
         folder = info.path.rpartition("/")[0] or "."
@@ -133,12 +143,19 @@ class Verl(JsonlSamples):
 
     def map_record(
         self, rec: dict[str, Any], line: int, info: FileInfo, ctx: RunContext, state: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        raw_step = rec.get("step")
+        step = coerce_step(raw_step)
+        if step is None and raw_step is not None:
+            # A step written but unusable (7.5, true, "ten", beyond int64): the line names no step to put it at, and
+            # the file name's step (or none) would put it among another step's rows without a word. Left out, said
+            # once per file (``finish``) with the count, the first line and its value.
+            state.setdefault("bad_steps", []).append((line, raw_step))
+            return None
         if marks_validation(rec):
             state["marked"] = state.get("marked", 0) + 1
-        step = coerce_step(rec.get("step"))
-        if step is None:
-            step = info.step
+        if step is None:  # no step field (or a null one): the step the file's name tells, as verl names its dumps
+            step = coerce_step(info.step)  # (one beyond the 64-bit range is none: ``inspect`` says so, an error)
         elif info.step is not None and step != info.step and not state.get("warned"):
             state["warned"] = True
             ctx.warn(info.path, f"line {line}: step field {step} differs from the file name's {info.step}")
