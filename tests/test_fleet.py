@@ -730,15 +730,19 @@ def test_cli_unreadable_locations_are_skipped(cli, fleet, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("nothing here")
+    # A second location that exists and holds no run (a missing one is a usage error: test_cli_audit21).
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    (blank / "readme.md").write_text("no run")
     runs = tmp_path / "runs.txt"
-    runs.write_text(f"{fleet / 'seed0'}\n{tmp_path / 'missing'}\n{empty}\n{fleet / 'seed1'}\n")
+    runs.write_text(f"{fleet / 'seed0'}\n{blank}\n{empty}\n{fleet / 'seed1'}\n")
     r = cli("summarize", "--runs", runs, "--format", "csv")
     assert r.exit_code == 1
-    names = run_names([str(fleet / "seed0"), str(tmp_path / "missing"), str(empty), str(fleet / "seed1")])
+    names = run_names([str(fleet / "seed0"), str(blank), str(empty), str(fleet / "seed1")])
     assert set(_csv(r.stdout)["run"].to_list()) == {names[0], names[3]}
     skipped = [line for line in r.stderr.splitlines() if "run skipped" in line]
     assert len(skipped) == 2, r.stderr
-    assert any("missing" in line and "no such file" in line for line in skipped)
+    assert any("blank" in line for line in skipped)
     assert any("empty" in line for line in skipped)
     assert "2 run(s) skipped: " in r.stderr
     # A run skipped is said before, not behind, the capped lines of another run's damaged files.
@@ -750,7 +754,7 @@ def test_cli_unreadable_locations_are_skipped(cli, fleet, tmp_path):
     assert f"more, of {names[0]} (" in r.stderr and f"see `runlog inspect {fleet / 'seed0'}`" in r.stderr, r.stderr
     assert sum("run skipped" in line for line in lines) == 2, r.stderr
     # Nothing readable at all: a usage error.
-    runs.write_text(f"{tmp_path / 'missing'}\n{empty}\n")
+    runs.write_text(f"{blank}\n{empty}\n")
     r = cli("summarize", "--runs", runs)
     assert r.exit_code == 2 and "no run of the fleet could be read" in r.stderr
 

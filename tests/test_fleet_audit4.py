@@ -253,7 +253,7 @@ def test_summarize_help_shows_a_fleet_and_what_it_refuses(cli):
     text = _help(cli, "summarize")
     assert "runlog summarize 'sample_runs/*' --by run --by role" in text
     assert "--window, --scalars and --correlations take one run: with a fleet they are a usage error" in text
-    for option in ("moving averages over the last N steps", "scalar metrics (JSONL) instead", "role rewards"):
+    for option in ("moving averages over the last N logged steps", "scalar metrics (JSONL) instead", "role rewards"):
         assert re.search(re.escape(option) + r"[^.]*\(one run; not for a fleet\)", text), option
     assert "alone to 1e-12 relative" in text
     assert "--format json and csv hold the table alone" in text

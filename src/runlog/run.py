@@ -32,7 +32,16 @@ from .ends import (
     holdings_of,
     read_states,
 )
-from .errors import EXIT_PROBLEMS, DataError, RunlogError, SeveralRunsError, UsageError, said_trouble
+from .errors import (
+    EXIT_PROBLEMS,
+    DataError,
+    RunlogError,
+    RunNotFoundError,
+    SeveralRunsError,
+    UsageError,
+    did_you_mean,
+    said_trouble,
+)
 from .formats import get_layout, layouts
 from .formats.base import UNREADABLE, WARNING, Candidate, FileInfo, Layout, Problem, RunContext, numeric_from_samples
 from .formats.common import is_live, local_footers
@@ -831,6 +840,89 @@ class Run:
         return [p for p in self.problems if p.is_warning]
 
 
+EMPTY_PATH = "an empty path ('') names no run: give the run's folder or file ('.' for the current folder)"
+
+
+def check_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before anything is listed, a path that names no run: an empty one (``''``, which a folder
+    listing read as the current folder), or a local path that does not exist, with the name close to it beside
+    it (``did you mean 'runs/flink_mixed'?``). A glob (``runs/*``) and an object-store URL are left to the
+    listing, which says what they match. ``RunNotFoundError``/``UsageError``: exit 2."""
+    from .listing import is_pattern
+
+    if isinstance(path, str) and path == "":
+        raise UsageError(EMPTY_PATH)
+    if not isinstance(path, str | os.PathLike) or storage.is_url(os.fspath(path)):
+        return
+    given = os.fspath(path)
+    if os.path.exists(os.path.expanduser(given)) or is_pattern(given):
+        return
+    raise RunNotFoundError(f"{given}: no such file or directory{near_path_hint(given)}")
+
+
+def near_path_hint(path: str) -> str:
+    """`` (did you mean 'runs/flink_mixed'?)`` where a file or folder beside where ``path`` points has a name close
+    to its last part (its folder's name mistyped too: the folder close to it); empty otherwise."""
+    near = _near_path(path.rstrip("/") or path)
+    return did_you_mean(near, [near]) if near is not None else ""
+
+
+def _near_path(path: str) -> str | None:
+    """An existing path of the names close to those of ``path``: its last part among its folder's entries, that
+    folder itself found so where it does not exist; hidden names only for a hidden name."""
+    import difflib
+
+    parent, name = os.path.split(path)
+    if not name or name in (".", ".."):
+        return None
+    if parent and not os.path.isdir(os.path.expanduser(parent)):
+        parent = _near_path(parent.rstrip("/") or parent) or ""
+        if not parent or not os.path.isdir(os.path.expanduser(parent)):
+            return None
+    try:
+        names = os.listdir(os.path.expanduser(parent) or ".")
+    except OSError:
+        return None
+    if not name.startswith("."):
+        names = [n for n in names if not n.startswith(".")]
+    folded = {n.casefold(): n for n in names}
+    close = [folded[name.casefold()]] if name.casefold() in folded else []
+    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return os.path.join(parent, close[0]) if close else None
+
+
+def _listing(
+    path: Any,
+    storage_options: Mapping[str, str] | None,
+    prefetch: bool,
+    layout: str | None,
+    issues: list[tuple[str, str, bool]] | None,
+) -> tuple[Any, list[tuple[Any, str, int, str, tuple | None]], bool]:
+    """``listing.listing`` of a path that names something (:func:`check_path`)."""
+    check_path(path)
+    return listing(path, storage_options, prefetch, layout, issues)
+
+
+def _not_a_run_file(path: Any, rel: str) -> str:
+    """Why the one file given as a run is no run file: a name that runlog leaves out of every run's listing (a
+    writer's state file, a temporary file, a hidden one); ``open_run`` said "no files found" of a file that is
+    there."""
+    name = rel.rpartition("/")[2]
+    if STATE_RE.match(name):
+        return (
+            f"{path}: a writer's state file (how each process ended; runlog inspect RUN says it), not a run: "
+            "pass its folder"
+        )
+    if name.endswith(TEMP_SUFFIXES):
+        return f"{path}: a writer's temporary file (a step being written, or left by one interrupted), not a run file"
+    if name.startswith("."):
+        return (
+            f"{path}: a hidden file (its name begins with '.'), which runlog reads as no run file: pass its run's "
+            "folder"
+        )
+    return f"{path}: a file runlog ignores ({name}), not a run file"
+
+
 @dataclass(frozen=True)
 class NameEntry:
     """What a file's path alone says: its layout and, for one-step sample files, split and step."""
@@ -854,7 +946,7 @@ def list_names(
     (JSONL layouts are recognised from their first line). Cheap even for thousands of files; commands use
     it to decide which files ``open_run(keep=...)`` needs at all. ``issues``: as ``listing.walk``'s (what the
     listing left out: a link to a folder listed already)."""
-    root, paths, _ = listing(path, storage_options, prefetch, layout, issues)
+    root, paths, _ = _listing(path, storage_options, prefetch, layout, issues)
     forced = get_layout(layout) if layout else None
     registry = layouts()
     out = []
@@ -921,7 +1013,7 @@ def open_run(
     ``RUNLOG_CACHE=off`` turns it off everywhere). It never changes what is found.
     """
     issues: list[tuple[str, str, bool]] = []
-    root, paths, single = listing(path, storage_options, only is None, layout, issues)
+    root, paths, single = _listing(path, storage_options, only is None, layout, issues)
     listed = {t[1] for t in paths}  # every file of the run, also when only some are opened
     if only is not None:
         wanted = set(only)
@@ -1095,6 +1187,8 @@ def open_run(
                 f"{path}: no run files found ({len(unmatched)} file(s) match no known layout; "
                 "see docs/format.md, or force one with --layout)"
             )
+        if single and len(paths) == 1:
+            raise UsageError(_not_a_run_file(path, paths[0][1]))
         if not ctx.problems:
             raise UsageError(f"{path}: no files found")
     if single and files and all(f.kind == "manifest" for f in files):
@@ -1378,7 +1472,7 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
     for q in sorted(steps):
         res = by[q]
         said = [
-            f"{sp} step{'s' if len(v) > 1 else ''} {_step_runs(v)} ({len(v)} file{'s' if len(v) > 1 else ''})"
+            f"{sp} step{'s' if len(v) > 1 else ''} {step_runs(v)} ({len(v)} file{'s' if len(v) > 1 else ''})"
             for sp, v in sorted(steps[q].items())
         ]
         # Its scalars of those steps, from the same attempt (told by the sample files' times: a shard's own time
@@ -1392,7 +1486,7 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
             if res.step <= s <= last
         }
         if lines:
-            said.append(f"its scalars of step{'s' if len(lines) > 1 else ''} {_step_runs(lines)}")
+            said.append(f"its scalars of step{'s' if len(lines) > 1 else ''} {step_runs(lines)}")
         out.append(
             (
                 first[q][1],
@@ -1407,7 +1501,7 @@ def mixed_attempts(root: Any, files: list[FileInfo], paths: list[tuple[Any, ...]
     return out
 
 
-def _step_runs(steps: Iterable[int], limit: int = 6) -> str:
+def step_runs(steps: Iterable[int], limit: int = 6) -> str:
     """``5-9, 12``: the first ``limit`` runs of consecutive steps."""
     runs: list[list[int]] = []
     for s in sorted(steps):

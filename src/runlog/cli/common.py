@@ -158,16 +158,24 @@ def handle_errors() -> Iterator[None]:
         ) from None
 
 
-def _one_dash_hint(message: str) -> str:
+def _one_dash_hint(message: str, path: str | None = None) -> str:
     """A long option written with one dash (``-by role``) is read as a short one and its value (``-b y``): the
-    error then names a value the user never typed (``--by 'y'``). Said when the message quotes the tail of such
-    a word of the command line."""
+    error then names a value the user never typed (``--by 'y'``), or takes the option's own value for a PATH
+    (``role: no such file or directory``). Said when the message quotes the tail of such a word of the command
+    line, or where ``path``, the PATH the error is about, is the word after it."""
     import re
 
-    for word in sys.argv[1:]:
-        if re.fullmatch(r"-[a-z][a-z-]+", word) and f"'{word[2:]}'" in message:
+    words = sys.argv[1:]
+    for i, word in enumerate(words):
+        after = path is not None and words[i + 1 : i + 2] == [path]
+        if re.fullmatch(r"-[a-z][a-z-]+", word) and (f"'{word[2:]}'" in message or after):
             return f" ('{word}' reads as '{word[:2]} {word[2:]}': a long option takes two dashes, '-{word}')"
     return ""
+
+
+def one_dash_hint_of_path(path: str) -> str:
+    """:func:`_one_dash_hint` of an error about the PATH ``path`` (``-by role``: ``role`` taken for a PATH)."""
+    return _one_dash_hint("", path)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..textsafe import visible
-from .common import MAX_PROBLEM_LINES, report_problems, stderr_console
+from .common import MAX_PROBLEM_LINES, fail, one_dash_hint_of_path, report_problems, stderr_console
 
 if TYPE_CHECKING:
     from ..analysis.filters import Filters
@@ -23,13 +23,58 @@ if TYPE_CHECKING:
     # What a fleet command computes, given the engine and the progress callback (None: no bar).
     Compute = Callable[[Engine, Callable[[int, int], None] | None], FleetResult]
 
+
+def _paths_given(ctx: typer.Context, paths: list[str] | None) -> list[str] | None:
+    """The PATHs typed, each checked before anything is read (``run.check_path``): one that does not exist is a
+    usage error (exit 2, with the name close to it), as it is for one run and for ``diff``, not a run skipped
+    among the others (exit 1 and a table of the runs left, which read as the fleet asked for). A run that a glob
+    matched and that cannot be read is still skipped (docs/scaling.md)."""
+    if not ctx.resilient_parsing:
+        for path in paths or []:
+            _check(path)
+    return paths
+
+
+def _runs_given(ctx: typer.Context, runs_file: str | None) -> str | None:
+    """The lines of ``--runs FILE``, each checked as a typed PATH is (:func:`_paths_given`), the error naming the
+    file and the line. A file that cannot be read is said where it is read (``fleet.fleet_locations``)."""
+    from ..errors import RunlogError
+    from ..fleet import runs_file_lines
+
+    if not runs_file or ctx.resilient_parsing:
+        return runs_file
+    try:
+        lines = runs_file_lines(runs_file)
+    except RunlogError:
+        return runs_file
+    for n, line in lines:
+        _check(line, f"--runs {runs_file}: line {n}: ")
+    return runs_file
+
+
+def _check(path: str, where: str = "") -> None:
+    """``run.check_path``, its error said as every command says one (``Error: ...``, its exit code); a PATH that
+    is the value of a long option written with one dash (``-by role``: ``-b y``, then ``role``) says so."""
+    from ..errors import RunlogError
+    from ..run import check_path
+
+    try:
+        check_path(path)
+    except RunlogError as exc:
+        hint = "" if where else one_dash_hint_of_path(path)
+        raise fail(f"{where}{exc}{hint}", exc.exit_code) from None
+
+
 RUN_PATHS = typer.Argument(
     None,
     help="Run directory, file or URL (s3://, gs://, az://); several, or a quoted glob such as 'ROOT/*', for a fleet.",
     show_default=False,
     metavar="PATH...",
+    callback=_paths_given,
 )
-RUNS_FILE = typer.Option(None, "--runs", metavar="FILE", help="A file listing run locations, one per line.")
+RUNS_FILE = typer.Option(
+    None, "--runs", metavar="FILE", help="A file listing run locations, one per line.", callback=_runs_given
+)
 ENGINE = typer.Option(
     "local", "--engine", help="Fleets: local (in-process polars) or ray (the ray extra: pip install -e '.[ray]')."
 )

@@ -176,7 +176,7 @@ def summarize_command(
         callback=by_keys,
     ),
     window: int = typer.Option(
-        None, "--window", "-w", help="Add moving averages over the last N steps (one run; not for a fleet)."
+        None, "--window", "-w", help="Add moving averages over the last N logged steps (one run; not for a fleet)."
     ),
     split: Splits = None,
     steps: Steps = None,
@@ -389,10 +389,12 @@ def _summarize_run(
             report_problems(run.problems)
             raise UsageError(f"{location}: this run has no per-sample data (only scalar metrics): try --scalars")
         df = S.summarize(run, by or ["role"], filters=filters, window=window, prompt_groups=prompt_groups)
+        roleless = _roleless_note(run, filters)
         if df.is_empty() and (unmatched := _unmatched(run, filters)) is not None:
             # Each filter matches on its own (check_filters) but no sample matches them together: as for a fleet
             # with no row, a usage error (exit 2), not an empty table, `[]` or a header-only CSV and exit 0, which
-            # a script reads as an answer. The run's problems are said first.
+            # a script reads as an answer. The run's problems are said first, and the samples of no role there.
+            report_problems([], notes=[roleless] if roleless else [])
             report_problems(run.problems)
             raise UsageError(f"{location}: {unmatched}")
         left_out: dict[str | None, list[str]] = {}
@@ -400,7 +402,7 @@ def _summarize_run(
             keys = [c for c in df.columns if c in S.KEYS]
             left_out = _emit_summary(df, fmt, output, keys)  # (empty tables: only to a file)
         if df.is_empty():
-            report_problems([], notes=[_empty_reason(run, filters)])
+            report_problems([], notes=[_empty_reason(run, filters), *([roleless] if roleless else [])])
             return report_problems(run.problems)
         report_problems([], notes=split_notes(run, df, by, pooled=len(filters.splits) > 1))
         if left_out:
@@ -415,9 +417,51 @@ def _summarize_run(
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
         if S.unknown_role_rows(df):
             report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
+        if roleless is not None:
+            report_problems([], notes=[roleless])
         if (infinite := S.infinite_note(df)) is not None:
             report_problems([], notes=[infinite])
     return report_problems(run.problems)
+
+
+def _roleless_note(run: Run, filters: Filters) -> str | None:
+    """With ``--role``: the samples of the splits and steps chosen that carry no role (Flink v0 files, single-agent
+    layouts), which no ``--role`` selects, by split with their steps; None without ``--role`` or where there is
+    none. The table of the roles asked alone read as the run's figure, steps 0-9 of a run that began in v0
+    left out unsaid (without ``--role`` they are its ``(unknown)`` rows). Counted by the summary engine per split,
+    step and role without the role filter: from the per-step partials the summary just stored (no second read of
+    the data where they are kept), every sample once (its reward's count, NaN and null)."""
+    if not filters.roles:
+        return None
+    import dataclasses
+
+    import polars as pl
+
+    from ..analysis import summarize as S
+    from ..run import step_runs
+
+    per = S.summarize(run, ["split", "step", "role"], filters=dataclasses.replace(filters, roles=()))
+    n = pl.col("reward_count") + pl.col("reward_nan") + pl.col("reward_null")
+    frame = (
+        per.filter(pl.col("role").is_null())
+        .group_by("split")
+        .agg(n.sum().alias("n"), pl.col("step").filter(n > 0).drop_nulls().unique().alias("steps"))
+        .filter(pl.col("n") > 0)
+        .sort("split", nulls_last=True)
+    )
+    said = []
+    for row in frame.iter_rows(named=True):
+        where = f"{row['split']} " if row["split"] is not None else ""
+        steps = sorted(row["steps"] or [])
+        at = f" at step{'s' if len(steps) > 1 else ''} {step_runs(steps)}" if steps else ""
+        said.append(f"{row['n']:,} {where}sample{'s' if row['n'] != 1 else ''}{at}")
+    if not said:
+        return None
+    asked = ", ".join(filters.roles)
+    return (
+        f"{'; '.join(said)} carry no role (Flink v0 files, single-agent layouts): in no row of --role {asked} "
+        "(without --role they are summarised under '(unknown)', with the sample's total reward)"
+    )
 
 
 def _layouts_notes(run: Run, df: pl.DataFrame, filters: Filters) -> list[str]:

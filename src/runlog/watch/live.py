@@ -246,6 +246,7 @@ class LiveRun:
         # State files new or changed are read by the same opening as the data (``_ends``).
         changed_ends = [rel for rel, v in ends.items() if self._end_versions.get(rel) != v]
         opened: Run | None = None
+        split_at: int | None = None  # where the events of the --split check go (``_check_split``, below)
         if to_read:
             try:
                 run = opened = self._open(None if not self._primed else [*to_read, *changed_ends])
@@ -288,7 +289,7 @@ class LiveRun:
                 recomputed = True
                 if not primed:
                     self._check_role()
-                events += self._check_split()
+                split_at = len(events)
         if affected and not recomputed and self._last_run is not None:
             # Files removed (a resumed writer took them out of the run, a file deleted by hand) and nothing new
             # read: the steps they held are summarised again from the files left, or withdrawn.
@@ -301,6 +302,11 @@ class LiveRun:
         events += self._gaps(now)
         said_before = self._said_states()
         events += self._ends(ends, opened)
+        if split_at is not None:
+            # Checked once the state files of this poll are read: a run whose every writer closed has a --split
+            # typo said as the error it is (exit 2) before any event of the poll is printed; checked before them,
+            # the watch printed a note and the run's end on stdout, then the error.
+            events[split_at:split_at] = self._check_split()
         # A state file written (a writer opened or closed) is a change of the run too: doctor checks it again. Its
         # listed version alone is not: an open writer's heartbeat touches it every 30 s, and a trainer alive but
         # hung (a deadlocked collective) would never go idle (``--idle-exit``) and have doctor re-run each time.
