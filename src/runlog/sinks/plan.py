@@ -24,6 +24,7 @@ from ..analysis.summarize import DEFAULT_ALIASES, summarize
 from ..errors import UsageError
 from ..run import Run
 from ..textsafe import visible
+from . import keys as K
 from . import splits as SP
 from . import tables as T
 from .splits import EMPTY_SPLIT, TABLE_KEY, SplitNames
@@ -139,6 +140,18 @@ class Plan:
     # A computed key that is one of the run's own keys, at the steps where the run has no value of it: left
     # empty, so that the key's series is the trainer's alone (``_payload``).
     unfilled: dict[str, list[int]] = field(default_factory=dict)
+    # The decisions earlier uploads to the W&B run made (``keys.KeyDecisions``, from the upload state), kept; whether
+    # the samples without per-role data are ``P/no_role/...`` as this plan keys them (None: the run has neither
+    # them nor a role ``unknown``), recorded with the others; the steps whose role ``unknown`` is left out of the
+    # per-role keys, which earlier uploads gave the samples without per-role data.
+    recorded: K.KeyDecisions = field(default_factory=K.KeyDecisions)
+    no_role: bool | None = None
+    unknown_from: int | None = None  # the first step of samples without per-role data or of the role ``unknown``
+    left_role_steps: list[int] = field(default_factory=list)
+    # At the steps sent (``_payload``): the run's own values that a kept decision leaves out, under keys holding
+    # runlog's values (per key, the steps) and under the step's key (step, value).
+    overruled: dict[str, list[int]] = field(default_factory=dict)
+    step_overruled: list[tuple[int, float]] = field(default_factory=list)
     _merge_said: dict[int | None, list[str]] = field(default_factory=dict, repr=False)
 
     def session_notes(self, after: int | None = None) -> list[str]:
@@ -162,6 +175,9 @@ class Plan:
                 f"{p}/{NO_ROLE}/zero_adv_frac and {p}/{NO_ROLE}/reward_hist, not under {p}/reward/{UNKNOWN_ROLE} "
                 "(the role's)"
             )
+        left = [s for s in self.left_role_steps if after is None or s > after]
+        if left:
+            out.append(K.left_role_note(self.options.prefix, UNKNOWN_ROLE, left))
         out += SP.notes(self.renamed, self.renamed_rows, self.options.prefix, after, self.run_id)
         if self.negative_steps and after is None:
             out.append(f"{self.negative_steps} negative step(s) left out (W&B steps start at 0)")
@@ -186,7 +202,11 @@ class Plan:
     def step_key(self) -> str:
         """The key of the training step, every chart's x axis: ``trainer/step``, unless the run logs a
         ``trainer/step`` of its own with other values than the step: then that is the run's series, kept, and
-        the step goes to ``runlog/step`` (a note says so), never over the run's values."""
+        the step goes to ``runlog/step`` (a note says so), never over the run's values. The key earlier uploads to
+        the W&B run used (``recorded``) is kept: the x axis never changes partway (the run's own values under it
+        that are not the step are then left out, said)."""
+        if self.recorded.step_key is not None:
+            return self.recorded.step_key
         own = [(s, v[STEP_KEY]) for s, v in self.scalars.items() if STEP_KEY in v]
         if all(v == s for s, v in own):  # none, or the trainer's own step: the same numbers, one series
             return STEP_KEY
@@ -194,6 +214,24 @@ class Plan:
         while name in self.own_keys:
             name, n = f"{RENAMED_STEP_KEY}_{n}", n + 1
         return name
+
+    def decisions(self, before: int | None = None) -> K.KeyDecisions:
+        """What this plan makes the keys of its steps before ``before`` (all with None: a step held back is not
+        sent) hold, those ``recorded`` kept: for the upload state (``state.Entry.record``). A key only at steps held
+        back is not recorded, nor which samples ``P/<what>/unknown`` holds where neither of them is at a step sent:
+        a trainer's scalars line or a role still to come decides them as a first upload would."""
+        kinds = self.key_kinds
+        sent = [s for s in self.steps if before is None or s < before]
+        names: set[str] = set()
+        for per_step in (self.scalars, self.computed, self.hists):
+            names.update(*(per_step.get(s, ()) for s in sent))
+        names.update(table_key(split, self.renamed) for s in sent for split in self.table_picks.get(s, ()))
+        recorded = {k: kinds[k] for k in names if k in kinds}
+        recorded.update(self.recorded.kinds)
+        decided = self.recorded.no_role is not None or (
+            self.unknown_from is not None and (before is None or self.unknown_from < before)
+        )
+        return K.KeyDecisions(self.step_key, recorded, self.no_role if decided else None)
 
     def payloads(self, after: int | None = None, before: int | None = None) -> Iterator[StepPayload]:
         """The payloads of the steps after ``after`` (all with None) and before ``before`` (held back: see
@@ -205,29 +243,53 @@ class Plan:
             for s in chunk:
                 yield self._payload(s, tables.get(s, {}))
 
+    @functools.cached_property
+    def key_kinds(self) -> dict[str, str]:
+        """What each key the plan can log holds (``keys.KINDS``; the step's key aside): as earlier uploads to the
+        W&B run logged it (``recorded``), else as the whole run decides now: a key the run logs is its own
+        number's (the trainer's number wins over runlog's recomputation of it, and W&B keeps one type per key),
+        another is runlog's number, histogram or table. The upload state records them (``state.Entry.keys``)."""
+        out = dict.fromkeys(self.own_keys, K.SCALAR)
+        for kind, per_step in ((K.COMPUTED, self.computed), (K.HISTOGRAM, self.hists)):
+            for name in set().union(*per_step.values()) if per_step else ():
+                out.setdefault(name, kind)
+        for picks in self.table_picks.values():
+            for split in picks:
+                out.setdefault(table_key(split, self.renamed), K.TABLE)
+        out.update(self.recorded.kinds)
+        out.pop(self.step_key, None)
+        return out
+
     def _payload(self, step: int, tables: dict[str, T.TableData]) -> StepPayload:
         own = self.scalars.get(step, {})
-        computed = self.computed.get(step)
-        mine = self.own_keys
-        if computed:
-            # The trainer's own number wins over runlog's recomputation of it, and a key the trainer logs is
-            # its series alone: at a step where its line is missing (torn, corrupt), nothing is logged rather
-            # than runlog's figure, which may round or count differently.
-            values = {k: v for k, v in computed.items() if k not in mine}
-            for k in computed:
-                if k in mine:
-                    self._shadow(k, step, own)
-            values.update(own)
-        else:
-            values = own.copy()
+        kinds = self.key_kinds
+        # Each key holds one kind (``key_kinds``). The trainer's own number wins over runlog's recomputation of
+        # it, and a key the trainer logs is its series alone: at a step where its line is missing (torn, corrupt),
+        # nothing is logged rather than runlog's figure, which may round or count differently. A key earlier
+        # uploads logged with runlog's values keeps them: the run's own values under it are left out.
+        values: dict[str, float] = {}
+        for k, v in (self.computed.get(step) or {}).items():
+            if kinds.get(k) == K.COMPUTED:
+                values[k] = v
+            elif kinds.get(k) == K.SCALAR:
+                self._shadow(k, step, own)
+        for k, v in own.items():
+            if kinds.get(k, K.SCALAR) == K.SCALAR:
+                values[k] = v
+            else:
+                self.overruled.setdefault(k, []).append(step)
+        given = own.get(self.step_key)
+        if given is not None and given != step:  # only under a kept step key: a new one is none of the run's keys
+            self.step_overruled.append((step, given))
         values[self.step_key] = step
-        hists = dict(self.hists.get(step) or {})
         # A histogram or a table under one of the run's own scalar keys: the same rule (W&B keeps one type per
         # key; the run's numbers are its series), so the computed one is left out, and said.
-        for computed_keys in (hists, tables):
-            for k in [k for k in computed_keys if k in mine]:
+        hists = dict(self.hists.get(step) or {})
+        for computed_keys, kind in ((hists, K.HISTOGRAM), (tables, K.TABLE)):
+            for k in [k for k in computed_keys if kinds.get(k) != kind]:
                 del computed_keys[k]
-                self._shadow(k, step, own)
+                if kinds.get(k) == K.SCALAR:
+                    self._shadow(k, step, own)
         p = StepPayload(step, values, self.times.get(step), hists, tables)
         if self._escapes:
             p.values, p.hists, p.tables = self._shown(p.values), self._shown(p.hists), self._shown(p.tables)
@@ -274,7 +336,10 @@ class Plan:
         if self.step_key != STEP_KEY:
             out.append(
                 f"the run logs its own {STEP_KEY} (not equal to the step): logged as it is; the charts' x axis is "
-                f"{self.step_key} (the training step)"
+                f"{visible(self.step_key, keep_newlines=False)} (the training step)"
+                if any(v.get(STEP_KEY, s) != s for s, v in self.scalars.items())
+                else f"the charts' x axis is {visible(self.step_key, keep_newlines=False)} (the training step), as "
+                "earlier uploads to this W&B run logged it"
             )
         esc = {**self._column_escapes, **self._escapes}
         if esc:
@@ -378,23 +443,30 @@ def _split_parts(
 
 
 def build_plan(
-    run: Run, options: PlanOptions | None = None, splits: SplitNames | None = None, run_id: str | None = None
+    run: Run,
+    options: PlanOptions | None = None,
+    splits: SplitNames | None = None,
+    run_id: str | None = None,
+    decisions: K.KeyDecisions | None = None,
 ) -> Plan:
     """Read the run's numbers (never its text, except the sampled table rows later) into a ``Plan``; again
     when a part found a file unreadable (``Run.left_out``), so that every part leaves it out. ``splits``: the key
     part of each split that earlier uploads to the destination logged (``state.Entry.splits``), kept; ``run_id``:
-    the W&B run's id (a split whose table name would be too long for W&B with it gets a key part of its own)."""
+    the W&B run's id (a split whose table name would be too long for W&B with it gets a key part of its own);
+    ``decisions``: what earlier uploads to the destination made each key hold (``state.Entry.decisions``), kept."""
     opts = options or PlanOptions()
     opts.check()
     while True:
         left = run.left_out()
-        plan = _build_plan(run, opts, splits, run_id)
+        plan = _build_plan(run, opts, splits, run_id, decisions or K.KeyDecisions())
         if run.left_out() == left:
             return plan
         run.forget_frames()  # built before the file was found unreadable, they hold it
 
 
-def _build_plan(run: Run, opts: PlanOptions, recorded: SplitNames | None = None, run_id: str | None = None) -> Plan:
+def _build_plan(
+    run: Run, opts: PlanOptions, recorded: SplitNames | None, run_id: str | None, decisions: K.KeyDecisions
+) -> Plan:
     aliases = DEFAULT_ALIASES if opts.aliases is None else opts.aliases
     scalars, times = step_scalars(run, aliases)
     has_samples = any(f.kind == "samples" and f.readable for f in run.files)
@@ -405,15 +477,21 @@ def _build_plan(run: Run, opts: PlanOptions, recorded: SplitNames | None = None,
     notes: list[str] = [reserved] if reserved is not None else []
     infinite: dict[tuple[int, str], int] = {}
     no_role_steps: list[int] = []
+    no_role, unknown_from = decisions.no_role, None
+    left_role_steps: list[int] = []
     renamed: dict[str | None, str] = {}
     renamed_rows: SP.SplitRows = {}
     parts: dict[str | None, str] = dict(recorded or {})
     if has_samples:
         renamed, renamed_rows, seen = _split_parts(run, recorded, run_id)
         parts = SP.parts(seen, renamed, recorded)
-        no_role_steps = _role_aggregates(run, opts.prefix, computed, renamed)
+        no_role, unknown_from, no_role_steps, left_role_steps = _role_aggregates(
+            run, opts.prefix, computed, renamed, no_role
+        )
         _component_means(run, opts.prefix, computed, renamed)
-        hists, infinite = _histograms(run, opts.prefix, opts.hist_bins, no_role=bool(no_role_steps), renamed=renamed)
+        hists, infinite = _histograms(
+            run, opts.prefix, opts.hist_bins, no_role=bool(no_role), renamed=renamed, left_role=bool(left_role_steps)
+        )
         if opts.metrics:
             notes += _metrics(run, computed, renamed)
         if opts.tables_every and opts.max_samples_per_step:
@@ -425,6 +503,8 @@ def _build_plan(run: Run, opts: PlanOptions, recorded: SplitNames | None = None,
     plan = Plan(run, opts, steps, scalars, times, computed, hists, picks, cols, notes)
     plan.infinite, plan.no_role_steps, plan.negative_steps = infinite, no_role_steps, len(bad)
     plan.renamed, plan.renamed_rows, plan.split_parts, plan.run_id = renamed, renamed_rows, parts, run_id
+    plan.recorded, plan.no_role, plan.unknown_from = decisions, no_role, unknown_from
+    plan.left_role_steps = left_role_steps
     plan.notes[:0] = plan.session_notes()
     # What the run's readers could not map (a list-valued metric is not logged, ...), as ``inspect`` says it.
     plan.notes += [f"not mapped into the canonical model ({f.get('layout')}): {f.get('message')}" for f in run.fidelity]
@@ -522,29 +602,47 @@ def role_key(prefix: str, what: str, role: str | None, no_role: bool = False) ->
 
 
 def _role_aggregates(
-    run: Run, prefix: str, out: dict[int, dict[str, float]], renamed: SplitNames | None = None
-) -> list[int]:
+    run: Run,
+    prefix: str,
+    out: dict[int, dict[str, float]],
+    renamed: SplitNames | None = None,
+    recorded: bool | None = None,
+) -> tuple[bool | None, int | None, list[int], list[int]]:
     """Per split, step and role: mean reward, mean KL and zero-advantage fraction, by ``summarize`` itself,
     so W&B shows the numbers ``runlog summarize --by split --by step --by role --prompt-groups`` prints
     (prompt groups from the prompt text where samples have no group id, as the report and the doctor find
     them: Flink and verl runs have a zero-advantage fraction too).
 
     Samples without per-role data are role ``unknown`` in the keys, unless a role of the run is named
-    ``unknown``: then theirs are ``P/no_role/...`` and the steps they are at are returned (for a note), so
-    that one key never mixes two populations."""
+    ``unknown``: then theirs are ``P/no_role/...``, so that one key never mixes two populations. That decision is
+    returned (``Plan.no_role``: None where the run has neither), as ``recorded`` by earlier uploads where they made
+    it (``P/<what>/unknown`` never changes population partway); the first step of either population
+    (``Plan.decisions``); and the steps of the samples without per-role data keyed ``P/no_role/...``, and those
+    of the role ``unknown`` left out (earlier uploads gave its keys to the samples without per-role data), for the
+    notes."""
     df = summarize(run, ["split", "step", "role"], prompt_groups=True)
     roles = set(df["role"].to_list())
-    no_role = None in roles and UNKNOWN_ROLE in roles
+    decided = recorded
+    if decided is None and (None in roles or UNKNOWN_ROLE in roles):
+        decided = UNKNOWN_ROLE in roles
+    no_role, left_role = bool(decided), decided is False and UNKNOWN_ROLE in roles
     for r in df.select("split", "step", "role", "reward_mean", "kl_mean", "zero_adv_frac").iter_rows(named=True):
         role = r["role"]
         split = r["split"]
+        if left_role and role == UNKNOWN_ROLE:
+            continue
         _put(out, r["step"], key(split, role_key(prefix, "reward", role, no_role), renamed), r["reward_mean"])
         _put(out, r["step"], key(split, role_key(prefix, "kl", role, no_role), renamed), r["kl_mean"])
         zero = role_key(prefix, "zero_adv_frac", role, no_role)
         _put(out, r["step"], key(split, zero, renamed), r["zero_adv_frac"])
-    if not no_role:
-        return []
-    return sorted({int(s) for s in df.filter(pl.col("role").is_null())["step"].drop_nulls().to_list() if s >= 0})
+
+    def steps(role: pl.Expr) -> list[int]:
+        return sorted({int(s) for s in df.filter(role)["step"].drop_nulls().to_list() if s >= 0})
+
+    either = steps(pl.col("role").is_null() | (pl.col("role") == UNKNOWN_ROLE))
+    no_role_steps = steps(pl.col("role").is_null()) if no_role else []
+    left = steps(pl.col("role") == UNKNOWN_ROLE) if left_role else []
+    return decided, either[0] if either else None, no_role_steps, left
 
 
 def _component_means(
@@ -582,14 +680,22 @@ def _mean(x: pl.Expr) -> pl.Expr:
 
 
 def _histograms(
-    run: Run, prefix: str, bins: int, *, no_role: bool = False, renamed: SplitNames | None = None
+    run: Run,
+    prefix: str,
+    bins: int,
+    *,
+    no_role: bool = False,
+    renamed: SplitNames | None = None,
+    left_role: bool = False,
 ) -> tuple[dict[int, dict[str, Hist]], dict[tuple[int, str], int]]:
     """Per split, step and role, a histogram of the finite valid rewards: equal-width bins over [min, max]
     (a constant gets one bin of width 1 around it, as numpy does), at most ``bins`` and never more bins than
     values. The counts are ``numpy.histogram`` of the values with exactly the edges sent (each bin half-open,
     the last one closed), so a value on an edge is counted in the bin that edge starts. Also: per (step,
     role), how many valid rewards were +-inf, which no bin holds (said in a note). Samples without per-role
-    data are keyed as ``role_key`` keys them (``no_role``: a role of the run is named ``unknown``)."""
+    data are keyed as ``role_key`` keys them (``no_role``: a role of the run is named ``unknown``); with
+    ``left_role``, the role ``unknown`` has none (its keys hold the samples without per-role data: see
+    ``_role_aggregates``)."""
     import numpy as np
 
     valid = pl.col("reward").is_not_null() & pl.col("reward").is_not_nan()
@@ -603,6 +709,8 @@ def _histograms(
     out: dict[int, dict[str, Hist]] = {}
     infinite: dict[tuple[int, str], int] = {}
     for (split, step, role), values in zip(df.select(g).iter_rows(), df["reward"], strict=True):
+        if left_role and role == UNKNOWN_ROLE:
+            continue
         x = values.to_numpy()
         finite = np.isfinite(x)
         if not finite.all():

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import UPGRADE_HINT, UsageError
 from ..run import Run
 from ..storage import ObjectPath, digest_bytes, is_url
+from .keys import KINDS, KeyDecisions
 
 STATE_NAME = ".runlog-wandb.json"
 STATE_FORMAT = "runlog-wandb-state"
@@ -69,10 +70,28 @@ class Entry:
     # uploads keep them (``splits.decide``), so a split that appears later never takes another's keys. None in an
     # entry written before runlog kept them.
     splits: list[list[Any]] | None = None
+    # What the steps' keys hold (``keys.KeyDecisions``): the key of the training step, every chart's x axis
+    # (``plan.Plan.step_key``); per key, the run's own number or runlog's number, histogram or table
+    # (``plan.Plan.key_kinds``, the step's key aside); and whether the samples without per-role data are
+    # ``P/no_role/...`` (``plan.Plan.no_role``; null where the run had neither them nor a role ``unknown``). Later
+    # uploads keep them, so that no key changes meaning or type partway. None in an entry written before runlog
+    # kept them: the next session decides as a first upload does, and records its decisions.
+    step_key: str | None = None
+    keys: dict[str, str] | None = None
+    no_role: bool | None = None
 
     def split_parts(self) -> dict[str | None, str] | None:
         """``splits`` as ``plan.build_plan`` takes it."""
         return None if self.splits is None else {s: part for s, part in self.splits}
+
+    def decisions(self) -> KeyDecisions:
+        """``step_key``, ``keys`` and ``no_role`` as ``plan.build_plan`` takes them."""
+        return KeyDecisions(self.step_key, dict(self.keys or {}), self.no_role)
+
+    def record(self, decisions: KeyDecisions) -> None:
+        """Keep ``decisions`` (``plan.Plan``'s, which keep those recorded) for the next sessions."""
+        self.step_key, self.no_role = decisions.step_key, decisions.no_role
+        self.keys = dict(sorted(decisions.kinds.items()))
 
 
 def splits_record(parts: dict[str | None, str]) -> list[list[Any]]:
@@ -98,6 +117,9 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "held": (dict,),
     "options": (dict, type(None)),
     "splits": (list, type(None)),
+    "step_key": (str, type(None)),
+    "keys": (dict, type(None)),
+    "no_role": (bool, type(None)),
 }
 # Steps are never negative (W&B's start at 0): a negative one is a hand-edited or damaged field.
 _STEP_FIELDS = ("last_step", "fingerprint_step", "session_after")
@@ -128,6 +150,11 @@ def _bad_field(entry: Entry) -> str | None:
             return f"splits holds {pair!r}"
         if not isinstance(pair[1], str) or not pair[1]:
             return f"splits holds {pair!r}"
+    if entry.step_key == "":
+        return "step_key is ''"
+    for name, kind in (entry.keys or {}).items():
+        if kind not in KINDS:
+            return f"keys gives {name!r} the kind {kind!r} (expected one of {', '.join(KINDS)})"
     return None
 
 

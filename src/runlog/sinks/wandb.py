@@ -30,6 +30,7 @@ from ..process import TWEAKS, raise_if_interrupted
 from ..run import Run, open_run
 from ..storage import ObjectPath
 from ..textsafe import visible
+from . import keys as K
 from . import plan as P
 from . import state as S
 
@@ -171,8 +172,11 @@ def upload_wandb(
         if entry.fingerprint and covered is not None:
             result.notes += S.changed_history(run, entry.fingerprint, covered, memo)
     # The key part of each split as the destination's steps were logged with (a split that appears later never
-    # takes another's keys).
-    plan = P.build_plan(run, options, entry.split_parts() if entry is not None else None, rid)
+    # takes another's keys), and what each key holds (none changes meaning or type partway).
+    if entry is not None:
+        plan = P.build_plan(run, options, entry.split_parts(), rid, entry.decisions())
+    else:
+        plan = P.build_plan(run, options, None, rid)
     plan_left = {f.path for f in run.files if not f.readable}  # the files the plan's numbers leave out
     result.steps_total = len(plan.steps)
     if not plan.steps and not dry_run:
@@ -234,6 +238,7 @@ def upload_wandb(
         entry.source = source
         entry.options = S.options_record(options)  # the steps this session logs are logged with these
         entry.splits = S.splits_record(plan.split_parts)  # and the key part of each split
+        entry.record(plan.decisions(hold))  # and what the keys of the steps it may send hold
         state.check_writable()  # before W&B starts: a state that cannot be written leaves no session behind
         wb = _init(wandb, run, rid, project, entity, name, mode, wdir)
         try:
@@ -1054,6 +1059,10 @@ def _plan_notes(plan: P.Plan, plan_left: set[str] | None = None, after: int | No
             f"{len(plan.shadowed)} computed key(s) are also the run's own scalars ({visible(some)}...): "
             "the run's values are logged, not runlog's aggregates, histograms or tables under those keys"
         )
+    if plan.step_overruled:
+        notes.append(K.step_note(plan.step_key, plan.step_overruled))
+    if plan.overruled:
+        notes.append(K.overruled_note(plan.overruled, plan.key_kinds))
     if plan.unfilled:
         steps = sorted({s for v in plan.unfilled.values() for s in v})
         some = ", ".join(sorted(plan.unfilled)[:4])
