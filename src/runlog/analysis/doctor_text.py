@@ -16,7 +16,7 @@ from .changepoint import find_shift, robust_noise
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
-from .texts import drift_reasoning, series_format_note, series_policy_note, series_text_note
+from .texts import SpecRolesError, drift_reasoning, series_format_note, series_policy_note, series_text_note
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,16 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
     """Diversity and format adherence findings, and the degradations ``_hacking`` then looks at."""
     out: list[Finding] = []
     degradations: list[Degradation] = []
-    div, fmt = s.diversity, s.format
+    div = s.diversity
+    try:
+        fmt = s.format
+    except SpecRolesError as exc:
+        # A spec whose roles name a speaker of no message (a typo): format adherence cannot be measured, and
+        # format_drift would be missing without a word. A usage error, as a format_spec that names no spec is
+        # (doctor_config), under the option doctor has.
+        raise UsageError(
+            f"--set format_spec={cfg.format_spec}: {exc.reason}: format adherence (format_drift) cannot be checked"
+        ) from None
     kw = cfg.shift_options()
     if div is not None and cfg.diversity_metric not in div.columns:
         raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")

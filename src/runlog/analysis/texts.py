@@ -38,7 +38,8 @@ include a system prompt or a user message. Where a layout tells where the genera
 verifiers, NeMo Gym), those texts and the tool calls checked are read from the generated turns only: an
 assistant turn of the prompt (a few-shot example) is not the policy's. Only the text column(s) and the key
 columns are read (lazy projection). Prompt groups are found as ``summarize`` finds them: ``group_id``, else
-identical prompt text within a step.
+identical prompt text within a step; a group id that holds different prompts (processes numbering their own groups
+from 0) is split by prompt, with a warning (``_mixed_groups``), as the verifiers and NeMo Gym readers regroup it.
 """
 
 from __future__ import annotations
@@ -701,9 +702,15 @@ def _texts_lazy(
     # The policy is elected over the run, not over the samples the filters keep: a step's text is the same whatever
     # is asked (read before ``run.samples``, which a file found unreadable while electing builds again).
     elected = policy_speaker(run) if not calls and reads_policy(text, per_role) else None
+    # One group id that holds different prompts (processes numbering their own groups from 0): split by prompt.
+    # Looked for before ``run.samples`` is read here, as the election is: a file it finds unreadable is left out.
+    mixed = _mixed_groups(run, filters) if group_key is not None else None
     if flags:  # after the election: a file whose text it found unreadable is one of them
         base.append(_unread(run).alias("__unread"))
     lf = apply_filters(run.samples, filters, roles_too=False)
+    if mixed is not None and group_key is not None:
+        lf, split_group = _split_by_prompt(lf, group_key, mixed)
+        base[3] = split_group.cast(pl.String).alias("group")
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
     if calls:
@@ -761,6 +768,84 @@ def _texts_lazy(
     else:
         raise UsageError(f"--text {text!r}: expected one of {', '.join(TEXT_SOURCES)}")
     return lf
+
+
+# The keys of a prompt group given by id: one id is one group within its split and step.
+_ID_GROUP = ["split", "step", "group_id"]
+# The label of a group id's share of one prompt, where the id holds several (``_split_by_prompt``).
+PROMPT_PART = "{group}/prompt-{n}"
+MIXED_GROUPS_WARNING = (
+    "{n:,} prompt group(s) hold different prompts under one group_id (first: group_id {group!r} at step {step}"
+    "{split}, {prompts} prompts; processes or files that number their own groups from 0?): the text metrics "
+    "(diversity within groups) group them by prompt within the id (`{label}`, ...), as the verifiers and NeMo Gym "
+    "readers regroup such ids, so that no group pools two prompts; runlog summarize still groups by the id"
+)
+
+
+def _prompt_hash() -> pl.Expr:
+    """A sample's prompt as a number, null without a prompt: which samples of a group share it."""
+    prompt = pl.col("prompt").cast(pl.String)
+    return pl.when(prompt.is_not_null()).then(prompt.hash())
+
+
+def _mixed_groups(run: Run, filters: Filters) -> pl.DataFrame | None:
+    """The prompts of each prompt group id (per split and step) of the samples ``filters`` keep that holds
+    different prompts: one row per (split, step, group_id, prompt), ``__h`` the prompt's hash and ``__n`` its
+    place among the id's prompts (by first appearance), ``__k`` their number; None where no id holds two. Such a
+    group pools answers to different questions (two processes that each number their groups from 0, in files of
+    their own): its texts read as varied where each prompt's collapsed. Said once in a warning
+    (``MIXED_GROUPS_WARNING``). Reads ``group_id`` and ``prompt`` (a twentieth of the time of the texts' own
+    read, unique prompts of 2.4 KB each; less where a group's samples repeat one prompt). Not looked for where a
+    layout finds the group ids from the prompt (Flink, ``Layout.text_columns``): one id is then one prompt, and
+    reading the prompt would parse every conversation a second time (a third more time)."""
+    from ..run import text_columns
+
+    layouts = {f.layout for f in run.files if f.kind == "samples" and f.readable and f.layout}
+    if any("group_id" in text_columns(layout) for layout in layouts):
+        return None
+    schema = run.samples.collect_schema()
+    if "group_id" not in schema.names() or "prompt" not in schema.names():
+        return None
+
+    def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+        lf = apply_filters(run.samples, filters, roles_too=False)
+        pairs = (
+            lf.select(*_ID_GROUP, "source", _prompt_hash().alias("__h"))
+            .filter(pl.col("group_id").is_not_null() & pl.col("__h").is_not_null())
+            .unique([*_ID_GROUP, "__h"], keep="first", maintain_order=True)
+        )
+        return [
+            pairs.with_columns(
+                pl.int_range(pl.len(), dtype=pl.Int64).over(_ID_GROUP).alias("__n"),
+                pl.len().over(_ID_GROUP).cast(pl.Int64).alias("__k"),
+            ).filter(pl.col("__k") > 1)
+        ]
+
+    [mixed] = run.collect(build)
+    if not mixed.height:
+        return None
+    first = mixed.row(0, named=True)
+    groups = mixed.select(_ID_GROUP).unique().height
+    split = f" of split {first['split']}" if first["split"] is not None else ""
+    label = PROMPT_PART.format(group=first["group_id"], n=0)
+    message = MIXED_GROUPS_WARNING.format(
+        n=groups, group=first["group_id"], step=first["step"], split=split, prompts=first["__k"], label=label
+    )
+    if not any(p.message == message for p in run.problems):
+        run.ctx.warn(first["source"] or ".", message)
+    return mixed.drop("source")
+
+
+def _split_by_prompt(lf: pl.LazyFrame, key: pl.Expr, mixed: pl.DataFrame) -> tuple[pl.LazyFrame, pl.Expr]:
+    """``lf`` and its prompt group key, the samples of a group id that holds different prompts (``mixed``:
+    ``_mixed_groups``) being a group per prompt, ``ID/prompt-N`` (N their prompt's place among the id's, from
+    0); its samples without a prompt stay under the id. Every other sample keeps ``key``."""
+    parts = mixed.select(*_ID_GROUP, "__h", "__n").lazy()
+    joined = lf.with_columns(_prompt_hash().alias("__h")).join(
+        parts, on=[*_ID_GROUP, "__h"], how="left", nulls_equal=True, maintain_order="left"
+    )
+    label = pl.concat_str([pl.col("group_id").cast(pl.String), pl.lit("/prompt-"), pl.col("__n").cast(pl.String)])
+    return joined, pl.when(pl.col("__n").is_not_null()).then(label).otherwise(key.cast(pl.String))
 
 
 def reasoning_written(reasoning: pl.Expr) -> pl.Expr:
@@ -1202,6 +1287,7 @@ def format_per_sample(
 
     A spec with ``roles`` reads, under ``auto`` and ``assistant``, each role's own text (as ``per_role``: under
     ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
+    given = spec if isinstance(spec, str) else spec.name  # as the user gave it: a custom spec's file
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if spec.roles is not None and not spec.needs_messages:
         if text in NO_SPEAKER_TEXTS:
@@ -1231,6 +1317,10 @@ def format_per_sample(
     frame = _texts_counted(
         run, text, filters, keys, skipped, with_group=False, per_role=per_role, calls=calls, checked=checked
     )
+    if spec.roles is not None and not text.startswith("role:"):
+        # ``role:NAME`` reads one speaker, whatever else speaks: a spec's roles that leave it out are said by the
+        # command (``check.check_text_role``).
+        _check_spec_roles(run, spec, given, frame, filters)
     if wordless:  # said, as diversity says them
         frame = _left_out(frame, _wordless_call() & wanted, WORDLESS_NOTE, notes)
     frame = frame.filter(checked)
@@ -1247,6 +1337,68 @@ def format_per_sample(
     return pl.concat([base, res, lengths], how="horizontal").select(
         *PER_SAMPLE_COLUMNS, "think_tokens", "answer_tokens", pl.col("^rule:.*$")
     )
+
+
+class SpecRolesError(UsageError):
+    """A format spec's ``roles`` names a speaker that speaks in no message of the split(s) read (a typo,
+    ``solvr``): its texts would be none, and the table empty, or short of that role's texts, without a word.
+    ``reason``: the message without its ``--spec NAME:`` (doctor and report say it under ``--set format_spec``)."""
+
+    def __init__(self, given: str, reason: str) -> None:
+        super().__init__(f"--spec {given}: {reason}")
+        self.reason = reason
+
+
+# Speakers named in ``SpecRolesError``'s message, at most.
+SPEAKERS_SAID = 8
+
+
+def _check_spec_roles(run: Run, spec: F.Spec, given: str, frame: pl.DataFrame, filters: Filters | None) -> None:
+    """A spec role that speaks in no message of the split(s) ``filters`` select, at any step, is a usage error
+    (``SpecRolesError``, with a near name), as ``--text role:NAME`` that reads no message is. The speakers of
+    ``frame`` (the texts read, before the spec keeps its roles') are looked at first: a role among them speaks,
+    and nothing more is read; only a role that is not (a typo, or a speaker of other steps only) has the split's
+    messages read for their speakers (``speaker_label``: the ``role`` a text of theirs has)."""
+    assert spec.roles is not None
+    if "role" in frame.columns:
+        seen = set(frame["role"].drop_nulls().to_list())
+        if all(r in seen for r in spec.roles):
+            return
+    splits = tuple((filters or Filters()).splits)
+    speakers = _split_speakers(run, splits)
+    missing = [r for r in spec.roles if r not in speakers]
+    if not missing:
+        return
+    named = [f"{r!r}{did_you_mean(r, speakers)}" for r in missing]
+    listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else named[0]
+    where = f"split {', '.join(splits)}" if splits else "the run"
+    shown = ", ".join(speakers[:SPEAKERS_SAID]) + (" …" if len(speakers) > SPEAKERS_SAID else "")
+    there = (
+        f"the messages there are spoken by {shown} (as --by role labels them)"
+        if speakers
+        else "the samples there have no messages, so no text has a speaker"
+    )
+    one = len(missing) == 1
+    raise SpecRolesError(
+        given,
+        f"its roles name {listed}, {'who speaks' if one else 'who speak'} in no message of {where} at any step: "
+        f"no text of {'theirs' if not one else 'that role'} to check; {there}",
+    )
+
+
+def _split_speakers(run: Run, splits: Sequence[str]) -> list[str]:
+    """The speakers (``speaker_label``) of every message of the samples of ``splits`` (all of the run's where
+    none is named), at every step, in order of first appearance."""
+    e = pl.element()
+    label = speaker_label(e.struct.field("name"), e.struct.field("role"))
+
+    def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+        lf = apply_filters(run.samples, Filters(splits=tuple(splits)), roles_too=False)
+        said = pl.col("messages").list.eval(label).explode().drop_nulls().unique(maintain_order=True)
+        return [lf.select(said.alias("speaker"))]
+
+    [df] = run.collect(build)
+    return [str(x) for x in df["speaker"].to_list() if x is not None]
 
 
 def _tool_calls(frame: pl.DataFrame, known: Sequence[str] | None) -> pl.DataFrame:
@@ -1438,6 +1590,48 @@ def reasoning_counts(
     if not n or tagged > THINK_FEW * n or held <= THINK_FEW * n:
         return None
     return ReasoningCounts(n, tagged, held, either)
+
+
+def same_rule_note(spec: str | F.Spec, measured: pl.DataFrame) -> str | None:
+    """Where every text measured fails the spec, each at the same first rule (``open-r1``'s one ``pattern`` on
+    texts written without its newlines): a table of adherence 0 at every step, which reads like a broken run or a
+    broken tool where the spec and the texts' format do not meet. Says which rule, what it asks where that can be
+    said in a few words (the built-in specs), and where to look. ``measured``: a ``format_frame`` (its
+    ``texts`` and ``failed/<rule>`` columns) or a ``format_per_sample`` (``failed_rule``). None otherwise, and for
+    a tool-call spec (``unknown_tools_note`` says the usual cause there)."""
+    named = spec if isinstance(spec, str) else spec.name
+    spec = F.get_spec(spec) if isinstance(spec, str) else spec
+    if spec.needs_messages or not measured.height:
+        return None
+    if "failed_rule" in measured.columns:
+        n = measured.height
+        rules = measured["failed_rule"].unique().to_list()
+        rule = rules[0] if len(rules) == 1 else None
+    else:
+        n = int(measured["texts"].sum() or 0)
+        every = [c for c in measured.columns if c.startswith("failed/") and int(measured[c].sum() or 0) == n]
+        rule = every[0].split("/", 1)[1] if every else None
+    if not n or rule is None:
+        return None
+    return (
+        f"every text ({n:,}) fails {named} at the same first rule, {rule}{_RULE_SAID.get((spec.name, rule), '')}: "
+        "the texts may be written in another format than the spec's (--per-sample gives each text's rules; "
+        "docs/metrics.md describes each spec)"
+    )
+
+
+# What a built-in spec's rule asks, in a few words, for ``same_rule_note``.
+_RULE_SAID: dict[tuple[str, str], str] = {
+    ("open-r1", "pattern"): (
+        " (its regex wants the text to start at <think> and each tag on a line of its own: "
+        "<think>\\n…\\n</think>\\n<answer>\\n…\\n</answer>)"
+    ),
+    **{
+        ("open-r1-tags", name): f" (the string {tag!r} exactly once, its newlines included)"
+        for name, tag in F.OPEN_R1_TAGS
+    },
+    ("trl-think", "pattern"): " (the text must start with <think>, close it with </think>, and open no other)",
+}
 
 
 def passed_share(measured: pl.DataFrame) -> float:

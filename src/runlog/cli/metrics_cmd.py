@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -35,7 +36,7 @@ metrics_app = typer.Typer(
         "(docs/metrics.md).\n\n"
         "Examples:\n\n"
         "  runlog metrics diversity sample_runs/debate_grpo --by step\n"
-        "  runlog metrics format sample_runs/debate_grpo --spec open-r1 --by step"
+        "  runlog metrics format sample_runs/debate_grpo --spec trl-think --by step"
     ),
     no_args_is_help=True,
 )
@@ -198,7 +199,7 @@ def format_command(
 
     Examples:
 
-      runlog metrics format sample_runs/debate_grpo --spec open-r1 --by step
+      runlog metrics format sample_runs/debate_grpo --spec trl-think --by step
       runlog metrics format sample_runs/debate_grpo --by role
       runlog metrics format sample_runs/debate_grpo --per-sample --format csv -o format.csv
     """
@@ -235,6 +236,8 @@ def format_command(
         # Each role's own texts where the rows are per role, or the spec keeps some roles' texts (as
         # format_per_sample does by itself).
         roles_read = the_spec.roles is not None and text in ("auto", "auto+reasoning", "assistant") and not calls
+        # The spec's roles where they pick the speakers whose texts are read (the notes of the texts missing).
+        spec_roles = the_spec.roles if roles_read else None
         none = M.SkippedTexts()
         left: list[str] = []  # what the texts left out say (tool calls without words, under --text messages)
         if per_sample:
@@ -243,7 +246,7 @@ def format_command(
                 run, spec, text=text, filters=filters, known_tools=known, per_role=per_role, skipped=none, notes=left
             )
             check_text_role(run, text, df.height > 0, filters)
-            skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls)
+            skipped = _no_text(none, text, per_role=per_role or roles_read, calls=calls, roles=spec_roles)
             policy = not calls and M.reads_policy(text, per_role or roles_read)
             emit_frame(df, fmt, output, keys=["step", "sample_id", *(["role"] if per_role else [])])
         else:
@@ -252,7 +255,7 @@ def format_command(
             )
             check_text_role(run, text, df.height > 0, filters)
             keys = [c for c in df.columns if c in M.KEYS]
-            skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls)
+            skipped = _no_text(none, text, per_role="role" in keys or roles_read, calls=calls, roles=spec_roles)
             policy = not calls and M.reads_policy(text, "role" in keys or roles_read)
             shown = _with_no_text(df, none.per_row(keys), keys)
             failed = [c for c in df.columns if c.startswith("failed/")]
@@ -262,7 +265,9 @@ def format_command(
         notes += _text_notes(run, text, by, filters, df.height > 0, policy=policy)
         notes += _skip_notes(run, text, filters, skipped, df.height > 0, calls)
         if df.height:
-            notes += [x for x in [M.reasoning_note(run, spec, text=text, filters=filters, measured=df)] if x]
+            why = M.reasoning_note(run, spec, text=text, filters=filters, measured=df)
+            # Every text failing at one rule: said, unless the reasoning held outside the texts says why.
+            notes += [x for x in [why or M.same_rule_note(spec, df)] if x]
         notes += parse_notes(run.ctx)  # what parsing the texts noted (Flink v0 agents that read alike)
         errors = report_problems(run.problems, notes=notes)
     raise typer.Exit(EXIT_PROBLEMS if errors else EXIT_OK)
@@ -298,12 +303,18 @@ def _per_sample_keys(by: list[str] | None) -> bool:
     return "role" in keys
 
 
-def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = False) -> dict[str, str]:
+def _no_text(
+    none: SkippedTexts, text: str, *, per_role: bool, calls: bool = False, roles: Sequence[str] | None = None
+) -> dict[str, str]:
     """One note per reason for the samples that have no text of the kind chosen, which the metrics skip (counted
     by the library in the same read as the texts: ``SkippedTexts``): ``unread`` (a file whose text could not be
     read), ``bare`` (no messages, and no completion where that is read), ``rest`` (messages but no turn of the
-    speaker read, or, for message-level texts, no message read; the column null)."""
+    speaker read, or, for message-level texts, no message read; the column null). ``per_role``: the texts are
+    read per speaker (``--by role``, or ``roles``: those of the format spec, whose texts are read)."""
     message_level = calls or text == "messages"
+    # Texts per speaker: one per sample and speaker (the other kinds have one per sample, or message, however
+    # the rows are keyed).
+    per_role = per_role and not message_level and text in ("auto", "auto+reasoning", "assistant")
     fallback = "trajectory" if text == "trajectory" else "completion"
     speaker = text.split(":", 1)[1] if text.startswith("role:") else None
     if message_level:  # a speaker's tool calls have no text in place of the messages
@@ -327,11 +338,18 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
         rest_why = f"their {text} is null"
     elif speaker is not None:
         rest_why = f"{speaker} has no turn in them"
-    elif per_role or text == "assistant":
+    elif roles is not None and per_role:
         rest_why = (
-            "their messages have no assistant turn with text of the speakers read (a spec's roles that do not speak "
-            "in them, or only tool calls without content)"
+            f"no turn with text of the spec's role{'s' if len(roles) > 1 else ''} ({', '.join(roles)}): "
+            f"{'they do' if len(roles) > 1 else 'it does'} not speak in them, or only in tool calls without content"
         )
+    elif per_role:
+        rest_why = (
+            "the speaker's turns there are all tool calls without content (a sample without a model speaker's "
+            "turn counted once)"
+        )
+    elif text == "assistant":
+        rest_why = "their messages have no assistant turn with text (none, or only tool calls without content)"
     else:
         rest_why = (
             "their messages have no turn of the policy with text (its only turn a tool call without content, or "
@@ -340,8 +358,16 @@ def _no_text(none: SkippedTexts, text: str, *, per_role: bool, calls: bool = Fal
         if text == "answer":
             rest_why += ", or the text has no <answer> block and the completion is null"
     whys = {"unread": "the text of their file could not be read (see the errors)", "bare": bare_why, "rest": rest_why}
-    # With --by role a sample is counted once per speaker without a text: texts of (sample, role), not samples.
-    note = NO_TEXT_NOTE.replace("sample(s)", "text(s) (per sample and role)") if per_role else NO_TEXT_NOTE
+    # Per speaker (--by role, a spec's roles) a sample is counted once for each speaker read that has no text in it
+    # (its turns there tool calls without words), and once where no speaker read has a turn: texts missing, not
+    # samples; a spec of one role counts samples (its one speaker, or none).
+    note = NO_TEXT_NOTE
+    if per_role and roles is not None and len(roles) > 1:
+        note = NO_TEXT_NOTE.replace(
+            "sample(s)", "text(s) (per sample and role of the spec; once for a sample where none of them speaks)"
+        )
+    elif per_role and roles is None:
+        note = NO_TEXT_NOTE.replace("sample(s)", "text(s) (per sample and role)")
     return {k: note.format(n=n, text=text, why=whys[k]) for k, n in none.by_reason().items() if n > 0}
 
 

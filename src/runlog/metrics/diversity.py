@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import gzip
 import lzma
-from collections.abc import Sequence
+import math
+import operator
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -203,53 +205,98 @@ def _by_set(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, compression:
 # ---------------------------------------------------------------------------------------------------------
 # One set of texts: the same numbers for a plain list (what the tests compare with the references)
 # ---------------------------------------------------------------------------------------------------------
-def _one(texts: Sequence[str], compression: bool = False) -> dict[str, float | None]:
+def _texts(texts: Iterable[str | None]) -> list[str]:
+    """``texts`` as the metrics read them, the way ``runlog metrics`` reads a run's: a missing text (None, a float
+    NaN or pandas' NA: a missing value of a frame's column) is no text and is skipped, not measured as an empty
+    one (``""`` is a text: a generation cut off before its first word). A bare ``str`` (or bytes) is refused:
+    iterated, it would be measured as one text per character; any other value than a string is refused too."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TypeError(
+            f"texts must be a sequence of strings, not a bare {type(texts).__name__} (one text: pass [text])"
+        )
+    out = []
+    for i, t in enumerate(texts):
+        if t is None or (isinstance(t, float) and math.isnan(t)) or type(t).__name__ == "NAType":  # pandas' NA
+            continue
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is not a string: {t!r:.40} (of type {type(t).__name__})")
+        out.append(t)
+    return out
+
+
+def _whole(n: object) -> int:
+    """``n`` as a whole number (a Python or NumPy integer, not a bool), else -1."""
+    if isinstance(n, bool):
+        return -1
+    try:
+        return operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        return -1
+
+
+def _order(n: object, orders: Sequence[int], what: str) -> int:
+    """``n`` checked against the orders a metric has (``distinct_n``: 1 to 4, ``self_bleu_n``: 2 to 4): a
+    ValueError naming them, never a KeyError of a column name."""
+    k = _whole(n)
+    if k not in orders:
+        said = "a whole number of 1 or more" if isinstance(orders, range) else f"one of {', '.join(map(str, orders))}"
+        raise ValueError(f"{what}: n={n!r} is not supported; n is {said}")
+    return k
+
+
+def _one(texts: Iterable[str | None], compression: bool = False) -> dict[str, float | None]:
+    read = _texts(texts)
     frame = diversity_by_set(
-        pl.Series(list(texts), dtype=pl.String), np.zeros(len(texts), np.int64), 1, compression=compression
+        pl.Series(read, dtype=pl.String), np.zeros(len(read), np.int64), 1, compression=compression
     )
     return frame.drop("s").row(0, named=True)
 
 
-def diversity_metrics(texts: Sequence[str], *, compression: bool = False) -> dict[str, float | None]:
-    """Every metric of one set of texts, as a dict (column name -> value)."""
+def diversity_metrics(texts: Iterable[str | None], *, compression: bool = False) -> dict[str, float | None]:
+    """Every metric of one set of texts, as a dict (column name -> value). A missing text (None, NaN) is skipped,
+    as ``runlog metrics`` skips a sample without a text: ``texts`` counts the texts measured. A bare ``str`` is
+    a TypeError (pass ``[text]``). The single-set functions below read ``texts`` the same way."""
     return _one(texts, compression)
 
 
-def distinct_n(texts: Sequence[str], n: int) -> float | None:
-    """Distinct n-grams / all n-grams of the set (DialoGPT "div"); n-grams never cross two texts."""
-    return _one(texts)[f"distinct_{n}"]
+def distinct_n(texts: Iterable[str | None], n: int) -> float | None:
+    """Distinct n-grams / all n-grams of the set (DialoGPT "div"); n-grams never cross two texts. n: 1 to 4."""
+    return _one(texts)[f"distinct_{_order(n, ORDERS, 'distinct_n')}"]
 
 
-def distinct_li2016_n(texts: Sequence[str], n: int) -> float | None:
+def distinct_li2016_n(texts: Iterable[str | None], n: int) -> float | None:
     """Distinct n-grams of the set / all tokens of the set (Li et al. 2016); None where ``distinct_n`` is:
-    no n-gram of that order (texts all shorter than n, or no text)."""
-    return _one(texts)[f"distinct_li2016_{n}"]
+    no n-gram of that order (texts all shorter than n, or no text). n: 1 to 4."""
+    return _one(texts)[f"distinct_li2016_{_order(n, ORDERS, 'distinct_li2016_n')}"]
 
 
-def entropy_n(texts: Sequence[str], n: int) -> float | None:
-    """Entropy (natural log) of the set's pooled n-gram counts."""
-    return _one(texts)[f"entropy_{n}"]
+def entropy_n(texts: Iterable[str | None], n: int) -> float | None:
+    """Entropy (natural log) of the set's pooled n-gram counts. n: 1 to 4."""
+    return _one(texts)[f"entropy_{_order(n, ORDERS, 'entropy_n')}"]
 
 
-def self_bleu_n(texts: Sequence[str], n: int) -> float | None:
-    """Texygen Self-BLEU-n with nltk semantics; None for fewer than two texts."""
-    return _one(texts)[f"self_bleu_{n}"]
+def self_bleu_n(texts: Iterable[str | None], n: int) -> float | None:
+    """Texygen Self-BLEU-n with nltk semantics; None for fewer than two texts. n: 2 to 4."""
+    return _one(texts)[f"self_bleu_{_order(n, BLEU_ORDERS, 'self_bleu_n')}"]
 
 
-def self_bleu_scores(texts: Sequence[str], n: int) -> list[float]:
-    """Per-text nltk ``sentence_bleu`` against the other texts (NaN for a lone text)."""
-    tokens = tokenize(pl.Series(list(texts), dtype=pl.String))
-    sets = np.zeros(len(texts), np.int64)
-    stats = ngram_stats(tokens, sets, 1, max_n=n, clipped=True, rep_n=None)
-    return self_bleu_per_text(stats, n).tolist()
+def self_bleu_scores(texts: Iterable[str | None], n: int) -> list[float]:
+    """Per-text nltk ``sentence_bleu`` against the other texts (NaN for a lone text), one per text measured (a
+    missing text skipped, as ``diversity_metrics`` skips it); n: 1 or more."""
+    read = _texts(texts)
+    k = _order(n, range(1, max(2, _whole(n) + 1)), "self_bleu_scores")
+    tokens = tokenize(pl.Series(read, dtype=pl.String))
+    sets = np.zeros(len(read), np.int64)
+    stats = ngram_stats(tokens, sets, 1, max_n=k, clipped=True, rep_n=None)
+    return self_bleu_per_text(stats, k).tolist()
 
 
-def self_repetition(texts: Sequence[str]) -> float | None:
+def self_repetition(texts: Iterable[str | None]) -> float | None:
     """``diversity.self_repetition_score(texts, n=4)`` in linear time."""
     return _one(texts)["self_repetition"]
 
 
-def compression_ratio(texts: Sequence[str], algorithm: str = "xz") -> float | None:
+def compression_ratio(texts: Iterable[str | None], algorithm: str = "xz") -> float | None:
     """Original size / compressed size of the texts joined by spaces. ``xz`` equals
     ``diversity.compression_ratio(texts, "xz")`` before its rounding; ``gzip`` is deterministic."""
     if algorithm not in ("xz", "gzip"):
