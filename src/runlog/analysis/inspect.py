@@ -480,28 +480,67 @@ def _vector_gaps(steps: Any, held: Any) -> tuple[Any, Any, Any, Any]:
     return best, owner[gap], lo[gap], hi[gap]
 
 
-def _runs(points: Any, every: int) -> list[list[int]]:
-    """Sorted distinct ``points`` as runs ``[first, last]`` of steps ``every`` apart."""
-    import numpy as np
-
-    pts = np.unique(np.asarray(points))
-    if not len(pts):
-        return []
-    cut = np.flatnonzero(np.diff(pts) != every) + 1
-    starts = np.concatenate(([0], cut))
-    ends = np.concatenate((cut - 1, [len(pts) - 1]))
-    return [[int(pts[a]), int(pts[b])] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-
-
 def lost_step_runs(cadences: list[KeyCadence], every: int) -> list[list[int]]:
     """The steps some key lost (``key_cadences``), as runs ``[first, last]`` of steps ``every`` apart: read at
     ``every`` (inspect's ``scalars.stride``), each run is exactly the steps lost, whatever the stride of the key
     that lost them (an eval key every 100 that lost 200 and 300 is ``[200, 200], [300, 300]`` beside a stride of 1,
-    not ``[200, 300]``, 101 steps)."""
-    import numpy as np
+    not ``[200, 300]``, 101 steps): the sorted lost steps, cut wherever two are not ``every`` apart.
 
-    parts = [np.arange(a, b + 1, c.stride) for c in cadences for a, b in c.gaps]
-    return _runs(np.concatenate(parts), every) if parts else []
+    By ranges, never step by step: a key that lost steps 4 to 2**62 at the stride read is one run, worked out from
+    its ends (every lost step made into an array cost 1.6 GB and a minute for a gap of 20 million steps, and failed
+    beyond, an audit). Only a key of another stride than ``every`` has its lost steps listed one by one: read at
+    ``every``, each is a run of its own anyway (unless other keys' steps fill the steps between)."""
+    every = max(1, int(every))
+    spans: list[tuple[int, int]] = []
+    for c in cadences:
+        for a, b in c.gaps:
+            a, b = int(a), int(b)
+            if c.stride == every or a == b:
+                spans.append((a, b))
+            else:
+                spans += [(x, x) for x in range(a, b + 1, c.stride)]
+    return _progression_runs(spans, every)
+
+
+def _progression_runs(spans: list[tuple[int, int]], every: int) -> list[list[int]]:
+    """The union of ``spans`` (each ``(a, b)`` the steps ``a, a + every, ..., b``) as runs ``[first, last]``: the
+    union's sorted steps cut wherever two consecutive ones are not ``every`` apart. Spans of one phase (the step
+    modulo ``every``) merge where they touch; a step of another phase inside a span cuts it there (the sorted steps
+    around it are less than ``every`` apart) and is a run of its own. The cost is that of the spans and of the runs
+    given, never of the steps between."""
+    merged: list[list[int]] = []
+    by_phase: dict[int, list[list[int]]] = {}
+    for a, b in sorted(spans):
+        runs = by_phase.setdefault(a % every, [])
+        if runs and a <= runs[-1][1] + every:
+            runs[-1][1] = max(runs[-1][1], b)
+        else:
+            runs.append([a, b])
+            merged.append(runs[-1])
+    merged.sort()
+    cuts: list[set[int]] = [set() for _ in merged]  # per span: after which of its steps (0, 1, ...) it is cut
+
+    def cut(i: int, j: int) -> None:
+        """Cut span ``i`` at each step of span ``j`` strictly inside it (another phase: never one of its own)."""
+        (a, b), (c, d) = merged[i], merged[j]
+        first = c if c > a else c + ((a - c) // every + 1) * every
+        last = d if d < b else d - ((d - b) // every + 1) * every
+        cuts[i].update((x - a) // every for x in range(first, last + 1, every))
+
+    for i, (_, b) in enumerate(merged):
+        j = i + 1
+        while j < len(merged) and merged[j][0] < b:  # a span of another phase that starts inside this one
+            cut(i, j)
+            cut(j, i)
+            j += 1
+    out: list[list[int]] = []
+    for (a, b), at in zip(merged, cuts, strict=True):
+        start = a
+        for t in sorted(at):
+            out.append([start, a + t * every])
+            start = a + (t + 1) * every
+        out.append([start, b])
+    return sorted(out)
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:

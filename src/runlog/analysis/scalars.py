@@ -211,6 +211,7 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("v").min().alias("least"),
         pl.col("v").max().alias("most"),
     )
+    out = out.join(_unsummed(rows, out), on=["key", "step"], how="left")
     if family:
         # The pooled std: within-shard variance plus the spread of the shards' means around their weighted mean.
         spread = rows.filter(pl.col("stat") == "std").with_columns(
@@ -236,7 +237,7 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         .when(pl.col("good") == 0)
         .then(pl.lit(None, dtype=pl.Float64))
         .when(stat.is_null())
-        .then(within(pl.col("vw") / pl.col("w"), pl.col("least"), pl.col("most")))
+        .then(within(pl.coalesce("scaled", pl.col("vw") / pl.col("w")), pl.col("least"), pl.col("most")))
         .when(stat == "min")
         .then(pl.col("least"))
         .when(stat == "max")
@@ -246,6 +247,44 @@ def merge_shards(lf: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.col("pooled") if family else pl.lit(None, dtype=pl.Float64))
     )
     return out.lazy().select("key", "step", value.alias("value"))
+
+
+def _unsummed(rows: pl.DataFrame, out: pl.DataFrame) -> pl.DataFrame:
+    """``key, step, scaled``: the weighted mean of the groups of ``out`` whose plain sums went past float64 (values
+    near 1e308: the sum is inf, and ``within`` clamped that inf to the largest value, an audit), worked out on the
+    values and weights scaled by the group's largest (each at most 1, so their sums cannot overflow), then scaled
+    back; empty where no group needs it (the sums of every other group are left as they are)."""
+    need = out.filter(
+        pl.col("stat").is_null()
+        & (pl.col("good") > 0)
+        & ~pl.col("nan")
+        & ~(pl.col("vw") / pl.col("w")).is_finite()
+        & pl.col("least").is_finite()
+        & pl.col("most").is_finite()
+    )
+    if need.is_empty():
+        return pl.DataFrame(schema={"key": rows.schema["key"], "step": rows.schema["step"], "scaled": pl.Float64})
+    group = ["key", "step"]
+    part = rows.join(need.select(group), on=group, how="semi").filter(pl.col("v").is_not_null())
+    scaled = (
+        part.with_columns(
+            (pl.col("v") / pl.col("v").abs().max().over(group)).alias("sv"),
+            (pl.col("w") / pl.col("w").abs().max().over(group)).alias("sw"),
+            pl.col("v").abs().max().over(group).alias("top"),
+        )
+        .group_by(group)
+        .agg(((pl.col("sv") * pl.col("sw")).sum() / pl.col("sw").sum() * pl.col("top").first()).alias("scaled"))
+    )
+    return scaled.select(*group, pl.col("scaled").cast(pl.Float64))
+
+
+def mean_of(values: pl.Expr) -> pl.Expr:
+    """The mean of ``values`` (an aggregation), also where their sum goes past float64 (values near 1e308: polars'
+    mean is then inf, clamped by ``within`` to the largest value, shown as the mean, an audit): then the mean of the
+    values scaled by the largest magnitude (each at most 1: their sum cannot overflow), scaled back."""
+    plain = values.mean()
+    top = values.abs().max()
+    return pl.when(plain.is_finite() | ~top.is_finite() | (top == 0)).then(plain).otherwise((values / top).mean() * top)
 
 
 def within(mean: pl.Expr, lo: pl.Expr, hi: pl.Expr) -> pl.Expr:
@@ -392,7 +431,7 @@ def summarize_scalars(
         .agg(
             # What the run ended on: the value at the last step logged (NaN if it was), not the last finite one.
             pl.col("value").filter(pl.col("value").is_not_null()).last().alias("last"),
-            pl.col("value").filter(valid("value")).mean().alias("mean"),
+            mean_of(pl.col("value").filter(valid("value"))).alias("mean"),
             pl.col("value").filter(valid("value")).min().alias("min"),
             pl.col("value").filter(valid("value")).max().alias("max"),
             valid("value").sum().cast(pl.Int64).alias("count"),

@@ -46,7 +46,7 @@ def plot_command(
         "-w",
         help="Moving average over the last N logged steps, as summarize --window (default: a tenth of the run's "
         "steps, at most 25), except at a step with no valid value, where the line breaks (summarize carries the "
-        "window's mean there).",
+        "window's mean there). A positive number; not with --what hist.",
     ),
     steps: str | None = typer.Option(
         None,
@@ -78,17 +78,19 @@ def plot_command(
     than its own stride, and the panel names the steps whose records its file lost (inspect's rule) and says where
     its file has records without it (not judged lost); the panel names them (a step of no rows as such,
     not as missing); a role logged less often than the others is drawn at its own spacing, and its line breaks at
-    the steps it sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN, +-inf)
-    are counted in the panel's note, under the panel (reward, KL, components). Where a run has more roles than
-    colours, a role's dash or marker tells it apart. A legend of more than 8 entries is drawn under the panel,
-    in columns; past 12 rows its last entry says how many more it does not list (+N more). Histograms:
+    the steps it sat out and where it has no valid value, which the panel names per role. Values not drawn (NaN,
+    +-inf, and finite values beyond +-1e300, too large for an axis) are counted in the panel's note, under the
+    panel. Where a run has more roles than colours, a role's dash or marker tells it apart. A legend of more than 8
+    entries is drawn under the panel, in columns; past 12 rows its last entry says how many more it does not list
+    (+N more). Histograms:
     per-role rewards at the --steps given (NaN, +-inf and null rewards counted in the panel's note; a step logged
     with no rows says so in its panel). Samples of several layouts or tasks (loose files side by side in a
     folder) are pooled as one run's: the first panel's note says which, as stderr does.
     With --diff: the runs overlaid, one panel per role, one colour per run, this run (the baseline) dashed,
     each with the confidence band of its per-step mean, on the steps each shares with the baseline (--by and
     --window do not apply: an error); --name labels the runs in the legend and the title (this run first), as
-    runlog diff --name does (runs without one: by their paths relative to the folder they share).
+    runlog diff --name does (runs without one: by their paths relative to the folder they share); a run none of
+    whose files could be read is not drawn, the others each on its own steps (exit 1).
 
     Needs matplotlib (in runlog's folder: pip install -e '.[plot]'). The image type follows the -o suffix; one
     line on stderr says where it wrote.
@@ -107,6 +109,7 @@ def plot_command(
       runlog plot sample_runs/jaxarc --what scalars --keys '*loss' -o losses.png
     """
     from ..plots import make_figure, save_figure, say_layouts
+    from ..plots.figures import missing_glyphs
     from ..run import open_run
 
     with handle_errors():
@@ -120,6 +123,11 @@ def plot_command(
                 "--split does not apply to --what scalars (scalar metrics have no split): "
                 "pick keys by name, e.g. --keys 'eval/*'"
             )
+        if window is not None and window < 1:
+            # Checked whatever the run: a run of one step (drawn as distributions) took --window -3 and exited 0.
+            raise UsageError(f"--window {window}: expected a positive number of steps")
+        if window is not None and what == "hist":
+            raise UsageError("--window goes with a line plot (--what hist draws histograms: no moving average)")
         if keys and what != "scalars":
             raise UsageError(f"--keys goes with --what scalars (not --what {what})")
         if spec != DEFAULT_SPEC and what != "format":
@@ -138,6 +146,7 @@ def plot_command(
                 "confidence bands, not a moving average)"
             )
         storage = use_storage_options(storage_option)
+        missing_glyphs()  # of figures drawn before (a caller's): not this one's
         if diff:
             written, none_read = _plot_diff([path, *diff], name or [], what, filters, layout, storage, output)
             wrote(written)
@@ -154,6 +163,8 @@ def plot_command(
         notes += [pooled] if pooled is not None else []
         if unread := _none_read(run, what):
             notes.append(unread)
+        if glyphs := missing_glyphs():  # matplotlib's warning, two lines per character and drawing: said once
+            notes.append(glyphs)
         # Every problem, warnings too, as summarize says them: a warning can change what a figure counts (a copied
         # shard: its rows count twice in its step's line and histogram).
         report_problems(run.problems, notes=notes)
@@ -220,13 +231,22 @@ def _plot_diff(
     result = diff_runs(runs, labels, options=options, locations=paths)
     result.notes[:0] = said
     split = filters.splits[0] if filters.splits else None
-    if drawn(result, what, split)[1].height == 0:
+    # A run none of whose files could be read shares nothing with the others: they are drawn alone, each on its
+    # own steps, and the command exits 1 (as for one run), where "nothing to draw" (exit 2, no image) blamed the
+    # options for a file's problem.
+    unread = any(_none_read(r, what) for r in runs)
+    alone = unread and drawn(result, what, split)[1].height == 0
+    if drawn(result, what, split, alone=alone)[1].height == 0:
         # Why: runs without KL said as such (not "nothing in common": they may share every step and role).
         raise UsageError(f"nothing to draw: {'; '.join(why_empty(result, what, split))}")
-    figure = diff_figure(result, what, split)
+    figure = diff_figure(result, what, split, alone=alone)
     with writing(output):
         written = save_figure(figure, output)
     say_notes(result.notes, result.warnings)  # every one: they are about the runs compared, which inspect cannot show
+    from ..plots.figures import missing_glyphs
+
+    if glyphs := missing_glyphs():
+        report_problems([], notes=[glyphs])
     # As runlog diff says them: each skipped run on its line, then each run's problems (warnings too: a copied
     # shard counts twice in its run's line), each line naming its run.
     skipped_runs = report_problems(skipped, group=False)

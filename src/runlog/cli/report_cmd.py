@@ -59,7 +59,7 @@ def report_command(
     from ..analysis.doctor import DoctorConfig
     from ..analysis.filters import Filters
     from ..formats.base import Problem
-    from ..plots.figures import mpl
+    from ..plots.figures import missing_glyphs, mpl
     from ..report import STAGES, build_report
     from ..run import open_run
 
@@ -67,6 +67,7 @@ def report_command(
         if output.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"-o {output}: the report is HTML; name it *.html")
         mpl()
+        missing_glyphs()  # of figures drawn before (a caller's): not this report's
         cfg = DoctorConfig.from_sources(config, sets or ())
         if split is not None:
             cfg = cfg.replace({"split": split}, "--split")
@@ -95,11 +96,17 @@ def report_command(
             html = build_report(run, cfg, progress=tick, against=baseline, text_problems=texts, against_locations=where)
         from ..formats.flink_text import parse_notes
 
-        report_problems([], notes=parse_notes(run.ctx))  # what parsing the texts noted
+        # What parsing the texts noted; the characters the plot font has no glyph for (matplotlib's warning, two
+        # lines of Python's format per character and per drawing, said once).
+        glyphs = missing_glyphs()
+        glyph_note = [f"{glyphs} (the page's text shows them)"] if glyphs else []
+        report_problems([], notes=[*parse_notes(run.ctx), *glyph_note])
         with writing(output):
             output.write_text(html, encoding="utf-8")
-        # The files that could not be read are in the page's Data section; said here too, as other commands do.
-        own = [p for p in run.problems if not p.is_warning] + texts
+        # The files that could not be read are in the page's Data section; said here too, as other commands do,
+        # and every reader warning with them, as plot and summarize say them (a torn last line of a scalars file:
+        # a step's metrics left out of the figures).
+        own = list(run.problems) + texts
         if baseline is None:
             report_problems(own)
         else:
@@ -110,7 +117,7 @@ def report_command(
 
             base, name = against_labels(baseline, run, (against, path))
             report_problems([named(p, name) for p in own])
-            report_problems([named(p, base) for p in baseline.problems if not p.is_warning])
+            report_problems([named(p, base) for p in baseline.problems])
         wrote(output)
         samples = [f for f in run.files if f.kind == "samples"]
         if samples and not any(f.readable for f in samples):

@@ -71,6 +71,8 @@ def make_figure(
         raise UsageError(f"--what {what!r}: expected one of {', '.join(WHATS)}")
     if by not in ("role", "none"):
         raise UsageError(f"--by {by!r}: expected role or none")
+    if window is not None and window < 1:  # whatever is drawn: a run of one step draws no average, and said nothing
+        raise UsageError(f"--window {window}: expected a positive number of steps")
     if by == "none" and what not in BY_WHATS:
         # As the other options that do not apply: drawing one histogram per role under --by none said nothing
         # of the option it was given.
@@ -712,7 +714,8 @@ def _scalars(s: RunSeries, keys: Sequence[str], window: int | None, title: str) 
         # rule is for a split's steps; a key first logged off its cadence (1, 10, 20, ...) is no run of gaps.
         every = scalar_stride(line[1])
         if not F.draw_series(ax, line[1], line[2], label=key, colour=F.PALETTE[0], window=w, every=every, log=log):
-            F.say(ax, "no finite value" + _said([line]))
+            finite = any(v is not None and math.isfinite(v) for v in line[2])
+            F.say(ax, ("no value to draw" if finite else "no finite value") + _said([line]))
         else:
             F.say_not_drawn(ax, [line])
             if log:
@@ -809,8 +812,9 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
         return [lf]
 
     [valid] = s.run.collect(build)
-    # NaN, +-inf and null have no place on an axis: counted in each step's panel (a title is cut to its figure).
-    df = valid.filter(pl.col("reward").is_finite())
+    # NaN, +-inf, null and values too large for an axis (``figures.DRAWABLE``) have no place on one: counted in
+    # each step's panel (a title is cut to its figure).
+    df = valid.filter(pl.col("reward").is_finite() & (pl.col("reward").abs() <= F.DRAWABLE))
     rows, cols = F.grid(len(steps), 3)
     fig, axes = F.new_figure(
         rows, cols, title + ": rewards per role", width=max(4.6 * cols, 7.0), height=3.2 * rows + 0.6
@@ -844,12 +848,14 @@ def _hist(s: RunSeries, steps: Sequence[int], title: str) -> Any:
 
 
 def _say_dropped(ax: Any, rewards: pl.Series) -> None:
-    """How many of a histogram's rewards are NaN, +-inf or null (not drawn), in its panel's note."""
+    """How many of a histogram's rewards are NaN, +-inf, null or too large for an axis (not drawn), in its panel's
+    note."""
     counts = (
         (int(rewards.is_nan().sum()), "NaN"),
         (int((rewards == math.inf).sum()), "+inf"),
         (int((rewards == -math.inf).sum()), "-inf"),
         (rewards.null_count(), "null"),
+        (int((rewards.is_finite() & (rewards.abs() > F.DRAWABLE)).sum()), F.TOO_LARGE),
     )
     said = ", ".join(f"{n} {kind}" for n, kind in counts if n)
     if said:

@@ -27,18 +27,49 @@ def run_colours(names: list[str]) -> dict[str, str]:
     return {n: F.PALETTE[i % len(F.PALETTE)] for i, n in enumerate(names)}
 
 
-def drawn(d: Diff, metric: str = "reward", split: str | None = None) -> tuple[str | None, pl.DataFrame]:
+def drawn(
+    d: Diff, metric: str = "reward", split: str | None = None, *, alone: bool = False
+) -> tuple[str | None, pl.DataFrame]:
     """The split the overlay shows and its rows of ``diff_series``: ``split`` where a compared run has values
-    there, else the first split where one has (train first, as diff orders them); no rows when none has."""
+    there, else the first split where one has (train first, as diff orders them); no rows when none has. With
+    ``alone``, each run's own values (``own_series``), for runs with nothing to compare (one run's files could
+    none be read): the split where a run has values."""
     from ..analysis.diff import diff_series
 
     if metric not in METRICS:
         raise UsageError(f"--what {metric}: with --diff, expected reward or kl")
-    series = diff_series(d, metric)
-    compared = series.filter(~series["baseline"])["split"].to_list()
+    series = own_series(d, metric) if alone else diff_series(d, metric)
+    compared = (series if alone else series.filter(~series["baseline"]))["split"].to_list()
     splits = sorted(dict.fromkeys(compared), key=lambda s: (s is None, s != "train", s or ""))
     shown = split if split in splits else (splits[0] if splits else None)
     return shown, series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
+
+
+def own_series(d: Diff, metric: str = "reward") -> pl.DataFrame:
+    """Each run's own per-step means of ``metric`` with their bands, as ``diff_series`` gives them (its schema, no
+    difference), at every step the run has a value: what the overlay draws of runs that share nothing because
+    one of them has no value (its sample files could none be read): the others drawn alone, not an error with no
+    image (``plot --diff`` exits 1 then, as for one run)."""
+    import math
+    from statistics import NormalDist
+
+    from .._lazy import pl
+    from ..analysis.diff.model import SERIES_SCHEMA, frame
+
+    z = NormalDist().inv_cdf(0.5 + d.options.ci / 2)
+    rows = []
+    for i, (name, per) in enumerate(zip(d.names, d.per_step, strict=False)):
+        if per.height == 0 or f"{metric}_mean" not in per.columns:
+            continue
+        cols = ["split", "role", "step", f"{metric}_mean", f"{metric}_std", f"{metric}_count"]
+        for split, role, step, mean, sd, n in per.select(cols).iter_rows():
+            if not n:
+                continue
+            half = z * sd / math.sqrt(n) if mean is not None and sd is not None and n >= 2 else None
+            lo, hi = (mean - half, mean + half) if half is not None else (None, None)
+            values = (split, role, metric, name, i == 0, step, mean, lo, hi, n, None, None, None)
+            rows.append(dict(zip(SERIES_SCHEMA, values, strict=True)))
+    return frame(rows, SERIES_SCHEMA).sort("split", "role", pl.col("baseline").not_(), "run", "step", nulls_last=True)
 
 
 def why_empty(d: Diff, metric: str = "reward", split: str | None = None) -> list[str]:
@@ -67,10 +98,11 @@ def _has_kl(frame: pl.DataFrame, split: str | None) -> bool:
     return bool(frame["kl_count"].fill_null(0).sum())
 
 
-def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> Any:
+def diff_figure(d: Diff, metric: str = "reward", split: str | None = None, *, alone: bool = False) -> Any:
     """The overlay figure of ``d`` for ``metric`` (``reward`` or ``kl``) in ``split`` (default: the first
-    split with data). A figure that says why when nothing is in common."""
-    shown, part = drawn(d, metric, split)
+    split with data). A figure that says why when nothing is in common. ``alone``: the runs that have values drawn
+    each on its own steps (``own_series``), the others named in each panel's note (nothing to compare)."""
+    shown, part = drawn(d, metric, split, alone=alone)
     roles = list(dict.fromkeys(part["role"].to_list()))
     where = f" ({shown})" if shown else ""
     title = f"{METRICS[metric]} per role{where}: " + " vs ".join(F.short_name(n) for n in d.names)
@@ -90,7 +122,13 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
         log = metric == "kl" and F.maybe_log(ax, rows_of_role["mean"].to_list())
         common = sorted(set(rows_of_role["step"].to_list()))
         breaks = F.gaps(common)
-        if breaks:
+        if alone:
+            absent = [n for n in d.names if n not in set(rows_of_role["run"].to_list())]
+            if absent:
+                F.panel_note(ax, f"no values of {', '.join(absent)} to compare: not drawn")
+            if breaks and (words := F.gap_words(common)) is not None:
+                F.panel_note(ax, words)
+        elif breaks:
             F.panel_note(ax, f"not in every run: {F.gap_words(common)}")
         for name in d.names:
             own = rows_of_role.filter(rows_of_role["run"] == name).sort("step")
@@ -101,6 +139,10 @@ def diff_figure(d: Diff, metric: str = "reward", split: str | None = None) -> An
             mean = own["mean"].to_numpy().astype(float)
             lo = own["lo"].to_numpy().astype(float)
             hi = own["hi"].to_numpy().astype(float)
+            # A value too large for an axis (``figures.DRAWABLE``) is not drawn, and said (``say_not_drawn``).
+            mean[~F.drawable(mean)] = float("nan")
+            lo[~F.drawable(lo)] = float("nan")
+            hi[~F.drawable(hi)] = float("nan")
             if log:
                 mean[~(mean > 0)] = float("nan")
             colour = colours[name]

@@ -9,10 +9,14 @@ decades, and a panel that says what is missing instead of an empty or failing pl
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import functools
 import math
+import re
+import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,6 +33,19 @@ PANEL_W, PANEL_H = 6.4, 3.6
 DPI = 110
 LOG_SPAN = 100.0  # max/min of the positive values above which an axis is drawn in log scale
 DISCRETE_VALUES = 12  # at most this many distinct values: one bar per value instead of a histogram
+# The largest magnitude drawn: matplotlib's axis of values near the float64 limit (1e308) overflows (its margins,
+# its ticks: "arange: cannot compute length", an internal error, an audit). A finite value beyond it is not drawn
+# and is said, as NaN and +-inf are (``not_drawn``); ``summarize`` prints it.
+DRAWABLE = 1e300
+TOO_LARGE = "beyond +-1e300"
+
+
+def drawable(values: Any) -> np.ndarray:
+    """Which of ``values`` (floats, NaN for a missing one) have a place on an axis: finite, of magnitude at most
+    ``DRAWABLE``."""
+    y = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(y) & (np.abs(y) <= DRAWABLE)
 
 
 LABEL_CHARS = 48  # a name from the data (panel title, legend entry) longer than this is cut in its middle
@@ -103,8 +120,48 @@ def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import text_to_path
 
-    width, _, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=fontsize, weight=weight), False)
+    with glyphs_noted():
+        props = FontProperties(size=fontsize, weight=weight)
+        width, _, _ = text_to_path.get_text_width_height_descent(text, props, False)
     return float(width)
+
+
+# matplotlib's warning for a character its font has no glyph for (a role named in CJK or with an emoji): two lines
+# of Python's warning format on stderr per character and per place that measures or draws it (24 for one name, an
+# audit). Noted instead (``glyphs_noted``), and said once by the command (``missing_glyphs``).
+_GLYPH_WARNING = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.+?)\.?$", re.DOTALL)
+_MISSING_GLYPHS: dict[str, set[str]] = {}  # font -> characters it could not draw
+
+
+@contextlib.contextmanager
+def glyphs_noted() -> Iterator[None]:
+    """Within: matplotlib's warnings of characters its font cannot draw noted (``missing_glyphs``) instead of
+    printed; any other warning passed on as it came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        found = _GLYPH_WARNING.match(str(w.message))
+        if found is not None and issubclass(w.category, UserWarning):
+            _MISSING_GLYPHS.setdefault(found.group(2), set()).add(chr(int(found.group(1))))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def missing_glyphs(clear: bool = True) -> str | None:
+    """The characters of the figures drawn so far that their font could not draw (a box in the image), in one
+    line, or None; ``clear``: forgotten once said. The data keeps them: ``summarize`` and the report's text show
+    them."""
+    if not _MISSING_GLYPHS:
+        return None
+    fonts = ", ".join(sorted(_MISSING_GLYPHS))
+    chars = sorted(set().union(*_MISSING_GLYPHS.values()))
+    shown = " ".join(chars[:10]) + (f" (+{len(chars) - 10} more)" if len(chars) > 10 else "")
+    if clear:
+        _MISSING_GLYPHS.clear()
+    return (
+        f"{len(chars)} character(s) of the data could not be drawn in the plot font ({fonts}), shown as boxes: {shown}"
+    )
 
 
 def fit(text: Any, width: float, fontsize: float, *, limit: int = LABEL_CHARS, weight: str = "normal") -> str:
@@ -280,7 +337,7 @@ def rolling(y: np.ndarray, window: int, present: np.ndarray | None = None) -> tu
     keep = np.ones(n, dtype=bool) if present is None else present
     mean = np.full(n, np.nan)
     sd = np.full(n, np.nan)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # values near 1e308: a sum past float64 is inf, not drawn
         for i in range(n):
             lo = max(0, i - window + 1)
             w = y[lo : i + 1][keep[lo : i + 1]]
@@ -298,20 +355,29 @@ def note_name(label: Any) -> str:
 
 def not_drawn(lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> str | None:
     """What a line plot cannot draw, in one line: the values of ``(label, steps, values)`` that are NaN or
-    +-inf (no place on an axis; ``summarize`` prints them), how many and the first; None when every value
-    is finite or missing."""
+    +-inf, or finite beyond ``DRAWABLE`` (no place on an axis; ``summarize`` prints them), how many and the first;
+    None when every value is drawable or missing."""
     bad = [
         (int(step), label, float(v))
         for label, steps, values in lines
         for step, v in zip(steps, values, strict=True)
-        if v is not None and not math.isfinite(float(v))
+        if v is not None and not (math.isfinite(float(v)) and abs(float(v)) <= DRAWABLE)
     ]
     if not bad:
         return None
     step, label, v = min(bad, key=lambda b: b[0])
-    kinds = sorted({"NaN" if math.isnan(x) else "+inf" if x > 0 else "-inf" for *_, x in bad})
+    kinds = sorted({_kind(x) for *_, x in bad}, key=lambda k: (k == TOO_LARGE, k))
     where = f"{note_name(label)}, " if len(lines) > 1 else ""
     return f"not drawn: {len(bad)} value(s) {'/'.join(kinds)} (first: {where}step {step})"
+
+
+def _kind(x: float) -> str:
+    """A value that is not drawn, by kind: ``NaN``, ``+inf``, ``-inf`` or ``TOO_LARGE``."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return TOO_LARGE
 
 
 def say_not_drawn(ax: Any, lines: Sequence[tuple[str, Sequence[int], Sequence[Any]]]) -> None:
@@ -449,12 +515,17 @@ def breaks_on(breaks: Sequence[Sequence[int]], steps: Sequence[int], every: int)
     return [[a, b] for a, b in breaks if a + (first - a) % every <= b]
 
 
-def holes(steps: Sequence[int], values: Sequence[Any], every: int, known: set[int]) -> tuple[list[int], list[int]]:
+def holes(steps: Sequence[int], values: Sequence[Any], every: int, known: Sequence[int]) -> tuple[list[int], list[int]]:
     """Where one line of ``(steps, values)`` breaks while the split has data: the steps of ``known`` (the
-    split's) missing from its steps on its cadence ``every`` (a role that sat out steps 6 and 7), and its steps
-    without a valid value (``None``: every value null or NaN). The steps missing for every line are a gap of
-    the split (``say_gaps``), not listed here."""
-    missing = [k for a, b in gaps(steps, every) if len(steps) > 1 for k in range(a + every, b, every) if k in known]
+    split's, sorted) missing from its steps on its cadence ``every`` (a role that sat out steps 6 and 7), and its
+    steps without a valid value (``None``: every value null or NaN). The steps missing for every line are a gap of
+    the split (``say_gaps``), not listed here. Found among the split's steps inside each gap, never by walking the
+    gap's steps: steps 3 and 10**10 were ten billion steps to try (the plot never ended, an audit)."""
+    missing: list[int] = []
+    every = max(1, every)
+    for a, b in gaps(steps, every) if len(steps) > 1 else []:
+        inside = known[bisect.bisect_right(known, a) : bisect.bisect_left(known, b)]
+        missing += [int(k) for k in inside if (k - a) % every == 0]
     empty = [int(st) for st, v in zip(steps, values, strict=True) if v is None]
     return missing, empty
 
@@ -478,7 +549,7 @@ def hole_words(
     """The steps at which a line of ``(label, steps, values, every)`` breaks while the split has data there
     (``holes``), per line, in one line; None when no line has one. A line broken without a word read as a
     drawing fault, and a step missing for one role only is no gap of the split (``say_gaps``)."""
-    have = set(int(k) for k in known)
+    have = sorted({int(k) for k in known})
     said = []
     for label, steps, values, every in lines:
         missing, empty = holes(steps, values, every, have)
@@ -560,7 +631,7 @@ def draw_series(
     x = np.asarray(steps, dtype=float)
     y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
     present = np.array([v is not None for v in values], dtype=bool)
-    ok = np.isfinite(y)
+    ok = drawable(y)
     if not ok.any():
         return False
     cuts = [*(gaps([int(v) for v in steps], every) if len(steps) > 1 else []), *((int(a), int(b)) for a, b in breaks)]
@@ -582,11 +653,12 @@ def draw_series(
             )
         return True
     mean, sd = rolling(y, window, present)
-    mean[~np.isfinite(mean)] = np.nan  # an average over a NaN or +-inf value: a gap in the line
+    mean[~drawable(mean)] = np.nan  # an average over a NaN or +-inf value (or too large to draw): a gap in the line
     # No point of the average at a step without a valid value (every value null or NaN there): the average of
     # the steps before it, drawn at it, read as a value there, while the panel says the line breaks there.
     mean[~present] = np.nan
-    sd[~np.isfinite(sd) | ~present] = np.nan
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd[~drawable(mean + sd) | ~drawable(mean - sd) | ~present] = np.nan
     if log:
         mean[~(mean > 0)] = np.nan
     if shown.any():
@@ -636,6 +708,7 @@ def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
     """Log scale when the positive values span at least LOG_SPAN (KL that blew up, lengths that exploded) and
     none is negative."""
     v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    v[~drawable(v)] = np.nan  # not drawn (``not_drawn``): no part of the axis' range
     if (v[np.isfinite(v)] < 0).any():  # a log axis would hide the negative values (a loss, an advantage)
         return False
     pos = v[np.isfinite(v) & (v > 0)]
@@ -659,16 +732,16 @@ def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
     rewards, small integers), else a 20-bin histogram; the count and mean in a corner, and how many values are
     NaN or +-inf (not drawn, not counted). False (and a panel that says so) when no value is finite."""
     raw = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
-    v = raw[np.isfinite(raw)]
-    # NaN and +-inf have no place on the axis: counted in the note (None is no value, not a dropped one).
+    v = raw[drawable(raw)]
+    # NaN, +-inf and values too large for an axis have no place on it: counted in the note (None is no value,
+    # not a dropped one).
     nan = sum(1 for x in values if x is not None and math.isnan(float(x)))
-    dropped = ", ".join(
-        f"{n} {kind}"
-        for n, kind in ((nan, "NaN"), (int((raw == np.inf).sum()), "+inf"), (int((raw == -np.inf).sum()), "-inf"))
-        if n
-    )
+    large = int((np.isfinite(raw) & ~drawable(raw)).sum())
+    kinds = ((nan, "NaN"), (int((raw == np.inf).sum()), "+inf"), (int((raw == -np.inf).sum()), "-inf"))
+    dropped = ", ".join(f"{n} {kind}" for n, kind in (*kinds, (large, TOO_LARGE)) if n)
     if not len(v):
-        say(ax, "no valid values" + (f" (not drawn: {dropped})" if dropped else ""))
+        valid = "no value to draw" if large else "no valid values"
+        say(ax, valid + (f" (not drawn: {dropped})" if dropped else ""))
         return False
     distinct, counts = np.unique(v, return_counts=True)
     if len(distinct) <= DISCRETE_VALUES:
@@ -680,7 +753,9 @@ def distribution(ax: Any, values: Sequence[Any], colour: str) -> bool:
             ax.set_xlim(distinct[0] - width * 2, distinct[0] + width * 2)
     else:
         ax.hist(v, bins=20, color=colour, alpha=0.75)
-    note = f"n={len(v):,}, mean={v.mean():.4g}" + (f", all {distinct[0]:.4g}" if len(distinct) == 1 else "")
+    with np.errstate(over="ignore"):  # a mean of values near 1e300: inf, said so
+        mean = v.mean()
+    note = f"n={len(v):,}, mean={mean:.4g}" + (f", all {distinct[0]:.4g}" if len(distinct) == 1 else "")
     note += f"\nnot drawn: {dropped}" if dropped else ""
     ax.text(0.98, 0.97, note, ha="right", va="top", transform=ax.transAxes, fontsize=8, color="#444444")
     ax.set_ylabel("samples")
@@ -874,13 +949,12 @@ def _png(fig: Any) -> bytes:
     dpi, no date or software name: the same run gives the same bytes), in RGB where every pixel is opaque (the
     figure's white ground: the same picture, a smaller file written faster)."""
     import io
-    import warnings
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
     canvas = FigureCanvasAgg(fig)
-    with warnings.catch_warnings():
+    with glyphs_noted(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
         canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -897,9 +971,7 @@ def _savefig(fig: Any, target: Any, fmt: str | None) -> None:
     decorations), matplotlib's constrained layout draws the figure without it and warns with its own source line
     on stderr: the figure is kept, and the warning, which is about the layout and not about the data, is not
     printed."""
-    import warnings
-
-    with warnings.catch_warnings():
+    with glyphs_noted(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
         fig.savefig(target, format=fmt, metadata=_metadata(fmt))
 

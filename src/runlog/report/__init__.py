@@ -391,6 +391,10 @@ def _steps_card(s: RunSeries, split: str, empty: list[int] | None = None) -> tup
     and which; the ``empty`` steps (``inspect``'s ``empty_steps``: files of no rows) named beside, so that
     "4 steps (0–4)" does not leave the reader to find which one is not there (the Data section says why)."""
     steps = s.per_step["step"].drop_nulls().unique().sort().to_list() if "step" in s.per_step.columns else []
+    if not steps and empty:
+        # Logged, every one with no rows: named, as beside steps with rows ("0 steps" read as none logged).
+        verb = "has" if len(empty) == 1 else "have"
+        return ("", "0", f"steps of {e1(split)} with rows ({_steps_words(empty)} {verb} no rows)")
     if not steps:
         return ("", "0", f"steps of {e1(split)}")
     which = f"step {steps[0]}" if len(steps) == 1 else f"{_span(steps[0], steps[-1])}"
@@ -419,10 +423,12 @@ def _absent(s: RunSeries, splits: dict[str, tuple[int, int]], scalars: Any, has_
     """One line per part of a full report that this run cannot have, and why (each line HTML)."""
     out = []
     if not has_samples:
+        # Why, as the sections below say it: no sample file, or files that hold no rows (not "only scalar
+        # metrics, or no readable sample file" of a run of neither).
         out.append(
             _words(
                 "Per-role summary, sample plots and trajectories: "
-                + NO_SAMPLES
+                + (missing(s, "reward") or NO_SAMPLES)
                 + (". The scalar metrics are drawn below." if scalars.height else ".")
             )
         )

@@ -50,7 +50,7 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
         whole = [prepared(c).turns for c in raws]
         convs = [prepared(c, max_chars=MAX_CHARS) for c in raws]
         scope = sel.scope
-        notes += [n for n in sel.notes if n.startswith(FELL_BACK) and n not in notes]
+        notes += [n for n in (_text_only(s, x) for x in sel.notes if x.startswith(FELL_BACK)) if n not in notes]
         if not convs:
             index_rows.append([_role_cell(role), '<span class="note">no sample with a valid reward</span>', "", "", ""])
             continue
@@ -97,6 +97,27 @@ def trajectories(s: RunSeries, run: Run | None = None) -> str:
     for card in cards.values():
         out.append(_card(card, shared))
     return "\n".join(out)
+
+
+def _text_only(s: RunSeries, note: str) -> str:
+    """The selection's note of a last step that could not be read (``FELL_BACK``), said of its text where its
+    numbers were read (the report's text twin failed on its texts alone: its samples are in the summary, the
+    tiles and the plots), where "the last step, 10, could not be read" contradicted its 8 samples counted."""
+    import re
+
+    from ..render.select import FELL_BACK
+
+    found = re.match(re.escape(FELL_BACK) + r"(-?\d+), could not be read .*showing step (-?\d+)", note)
+    if found is None or "step" not in s.per_step.columns:
+        return note
+    last, shown = int(found.group(1)), int(found.group(2))
+    if last not in set(s.per_step["step"].to_list()):
+        return note
+    return (
+        f"the last step, {last}, could not be read in full: its texts could not be read (its files' problems are "
+        f"listed), its samples are counted in the summary and the plots: showing step {shown}, the last step whose "
+        "texts can be read"
+    )
 
 
 def _last_step(s: RunSeries) -> tuple[str, str | None]:
