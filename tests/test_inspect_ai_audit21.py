@@ -167,3 +167,32 @@ def test_the_docs_quote_the_layouts_note_the_real_dumps_give(cli, tmp_path: Path
     assert alone in " ".join(r.stderr.split())
     docs = " ".join((ROOT / "docs" / "format.md").read_text(encoding="utf-8").split())
     assert f"`{whole}`" in docs and f"`{alone}`" in docs
+
+
+# -- re-audit (r_steps F2): white space around a step's text is the space ``int`` reads, nothing else -----------
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["\x1c10", "10\x1f", "\x1d10\x1e", " 10 ", "\u300010\n", "\x8510"],
+    ids=lambda v: ascii(v),
+)
+def test_a_step_with_a_separator_around_it_is_an_error_not_a_crash(tmp_path: Path, given: str) -> None:
+    """``"\\x1c10"`` made the log unreadable (``could not be read as inspect_ai: ValueError``): ``str.strip`` takes
+    the separators \\x1c-\\x1f as space, ``int`` refuses them. A step is read where ``int`` reads the text (Unicode
+    white space around it), else it is the documented ``wrong_type`` error naming the value."""
+    need_realdata(SECURITY)
+    n = write_security_log(tmp_path / "run" / "log.json", given)
+    try:
+        truth: int | None = int(given)  # the independent truth: Python's own reading of the text
+    except ValueError:
+        truth = None
+    run = open_run(tmp_path / "run")
+    steps = run.samples.select("step").collect()["step"].to_list()
+    if truth is None:
+        [(path, kind, message)] = errors(run)
+        assert (path, kind) == ("log.json", "wrong_type")
+        assert f"`eval.metadata.step` is {shown(given)}, not an integer step" in message
+        assert f"the log's {n} sample(s) are left out" in message and steps == []
+    else:
+        assert not errors(run) and steps == [truth] * n

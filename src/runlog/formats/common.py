@@ -515,6 +515,17 @@ def read_parquet_columns(info: FileInfo, columns: list[str]) -> pa.Table:
     return pq.read_table(info.abspath, columns=columns)
 
 
+def read_step_column(info: FileInfo) -> pl.DataFrame:
+    """A Parquet file's ``step`` column alone, as polars reads it (a few bytes a row): a local file's by pyarrow,
+    an object's by a scan of that one column (ranged reads of its pages, never the whole object). Raises what
+    the read raises (``OSError``, ``pa.ArrowException``, ``RunlogError``, polars' errors)."""
+    if isinstance(info.abspath, ObjectPath):
+        return scan_parquet([info]).select("step").collect()
+    table = pl.from_arrow(read_parquet_columns(info, ["step"]))
+    assert isinstance(table, pl.DataFrame)
+    return table
+
+
 def source_column(files: list[FileInfo]) -> pl.Expr:
     """Replace the path from ``include_file_paths`` (as scanned) with the run-relative path."""
     mapping = {str(f.abspath): f.path for f in files}
@@ -918,15 +929,25 @@ def _names(counts: dict[str, int], limit: int = 8) -> str:
 
 STEP_RANGE = (-(2**63), 2**63 - 1)  # the step column is Int64
 _STEP_TEXT = re.compile(r"-?\d+", re.ASCII)
+# The white space around a step's text that is left out: Unicode's White_Space characters, the ones polars'
+# ``strip_chars`` and Python's ``int`` take as space. Not ``str.strip``'s: it also strips the separators \x1c-\x1f
+# (control characters, no space), which ``int`` refuses ("\x1c10" raised ValueError, a file lost).
+STEP_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def coerce_step(v: Any) -> int | None:
-    """A record's step as int: an integer, a float that is one (``3.0``) or its decimal text (``"6"``), within
-    the step column's 64-bit range; None for anything else (``3.5``, ``true``, ``2**63``)."""
+    """A record's step as int: an integer, a float that is one (``3.0``) or its decimal text (``"6"``, ``" 6 "``:
+    white space around it is ``STEP_SPACE``), within the step column's 64-bit range; None for anything else
+    (``3.5``, ``true``, ``2**63``, ``"\\x1c6"``)."""
     if isinstance(v, bool):
         return None
-    whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
-    step = int(v) if whole or (isinstance(v, str) and _STEP_TEXT.fullmatch(v.strip())) else None
+    if isinstance(v, str):
+        text = v.strip(STEP_SPACE)
+        step = int(text) if _STEP_TEXT.fullmatch(text) else None
+    else:
+        step = int(v) if isinstance(v, int) or (isinstance(v, float) and v.is_integer()) else None
     return step if step is not None and STEP_RANGE[0] <= step <= STEP_RANGE[1] else None
 
 
@@ -938,11 +959,14 @@ def step_expr(col: str, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_integer():
         return c.cast(pl.Int64, strict=False)  # a uint64 beyond the range: null
     if dtype.is_float():
+        # As Float64 (exact for every float width): polars' ``floor`` of a Float16 is the value itself, so 2.5
+        # passed as whole and was cast to 2.
+        c = c.cast(pl.Float64)
         lo, hi = float(STEP_RANGE[0]), -float(STEP_RANGE[0])  # -2**63 is a float exactly; 2**63 is beyond
         whole = c.is_finite() & (c == c.floor()) & (c >= lo) & (c < hi)
         return pl.when(whole).then(c).otherwise(None).cast(pl.Int64)
-    if dtype == pl.String:
-        text = c.str.strip_chars()
+    if dtype in (pl.String, pl.Categorical, pl.Enum):  # (Categorical: a dictionary-encoded text column)
+        text = c.cast(pl.String).str.strip_chars(STEP_SPACE)
         return pl.when(text.str.contains(r"^-?[0-9]+$")).then(text).otherwise(None).cast(pl.Int64, strict=False)
     # A bool (``true`` is no step 1), or anything else: null in every row (a row-wise expression, not a literal).
     return pl.when(c.is_null() & c.is_not_null()).then(pl.lit(0, dtype=pl.Int64)).alias(col)

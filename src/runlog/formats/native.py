@@ -28,6 +28,7 @@ from .base import (
     register,
 )
 from .common import (
+    STEP_RANGE,
     exception_as_read,
     exception_column,
     exception_kind,
@@ -39,6 +40,7 @@ from .common import (
     probe_exceptions,
     probe_parquet,
     read_parquet_columns,
+    read_step_column,
     read_version_column,
     scan_parquet,
     source_column,
@@ -85,12 +87,14 @@ def _check_named_step(info: FileInfo, ctx: RunContext, read: list[int] | None = 
         if rng is not None:
             ctx.warn(
                 info.path,
-                f"named step {info.step} but its rows are of steps {rng[0]} to {rng[1]}: they count at their own steps",
+                f"named step {info.step} but its rows are of steps {rng[0]} to {rng[1]}: "
+                + _counted(list(rng), span=True),
             )
         else:
+            stats = info.footer is not None and "step" in info.footer.ranges
             why = (
                 "its footer has no statistics of the step column (an object is not read whole to tell)"
-                if isinstance(info.abspath, ObjectPath)
+                if isinstance(info.abspath, ObjectPath) and not stats
                 else "its step column holds values that are not whole steps (NaN, 3.5), or cannot be read"
             )
             ctx.warn(
@@ -108,9 +112,28 @@ def _check_named_step(info: FileInfo, ctx: RunContext, read: list[int] | None = 
         rows = f"step {steps[0]}"
     else:
         rows = f"steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
-    ctx.warn(info.path, f"named step {info.step} but its rows are of {rows}: they count at their own steps")
+    ctx.warn(info.path, f"named step {info.step} but its rows are of {rows}: {_counted(steps)}")
     info.step = steps[0] if len(steps) == 1 else None
     info.steps = steps if len(steps) > 1 else None
+
+
+def _counted(steps: list[int], *, span: bool = False) -> str:
+    """Where a file's rows of ``steps`` (or of the ``span`` from the first to the last) count: at their own steps,
+    but those beyond the 64-bit range a step is stored in (a ``uint64`` column's 2**63) are read with no step
+    (``step_expr``), never at their own."""
+    beyond = sorted(s for s in steps if not STEP_RANGE[0] <= s <= STEP_RANGE[1])
+    if not beyond:
+        return "they count at their own steps"
+    if len(beyond) == len(steps):
+        what, others = "they are", ""
+    else:
+        shown = ", ".join(map(str, beyond[:3])) + (", ..." if len(beyond) > 3 else "")
+        what = f"those above {STEP_RANGE[1]} are" if span else f"those of step {shown} are"
+        others = ", the others count at their own steps"
+    return (
+        f"{what} beyond the 64-bit integer range a step is stored in, read with no step (null; `inspect` reports "
+        f"them){others}"
+    )
 
 
 def _missing_shards(files: list[FileInfo], ctx: RunContext) -> None:
@@ -210,22 +233,16 @@ def _check_step_values(info: FileInfo, step_type: Any, ctx: RunContext) -> list[
     that are no integer step (7.5, NaN, ``true``), which polars' cast read as 7, null and 1: a row counted at a
     step it does not name, or at none without a word. Such rows are left out (``NativeLayout.scan_samples``), said
     here as an error with their count and values. A local file's column is read: the distinct steps of its other
-    rows are returned (for ``_check_named_step``); an object is not fetched whole to count them: a warning says
-    that such rows, if any, are left out. None where the column is an integer one, or was not read."""
+    rows are returned (for ``_check_named_step``). The column is read, an object's too (that column alone, a few
+    bytes a row: ``read_step_column``; only a file whose step column is no integer one, never RunWriter's): the
+    footer's statistics cannot settle it, as they leave NaN out (a column of 3.0 and NaN has min = max = 3.0).
+    None where the column is an integer one, or could not be read."""
     if pa.types.is_integer(step_type) or pa.types.is_null(step_type) or not info.rows:
         return None
-    if isinstance(info.abspath, ObjectPath):
-        ctx.warn(
-            info.path,
-            f"its step column is {step_type}, not int64: rows whose step is no integer step (7.5, NaN, true) are "
-            "left out, not counted here (an object is not read whole to tell)",
-        )
-        return None
     try:
-        table = pl.from_arrow(read_parquet_columns(info, ["step"]))
+        table = read_step_column(info)
     except (OSError, pa.ArrowException, ValueError, RunlogError, pl.exceptions.PolarsError):
         return None  # the read of the rows says what is wrong with the file
-    assert isinstance(table, pl.DataFrame)
     dtype = table.schema["step"]
     bad = table.filter(unusable_step("step", dtype))["step"]
     steps = sorted(set(table.select(step_expr("step", dtype))["step"].drop_nulls().to_list()))

@@ -28,7 +28,7 @@ from .common import (
     group_by_signature,
     per_file_value,
     probe_parquet,
-    read_parquet_columns,
+    read_step_column,
     scan_parquet,
     source_column,
     step_expr,
@@ -169,65 +169,89 @@ def _check_named_step(info: FileInfo, ctx: RunContext) -> None:
     ``completions_00021``, a file renamed by hand): said, and the file stands for its rows' step, as a native
     sample file does, so that step 20 is not counted a second time as a step 21 the run never had. From the
     footer's statistics (no data read; TRL writes one step per file, as text: ``str(global_step)``). Rows of several
-    steps count at their own steps, and the file stands for no one step (its step column is then read, to find a
-    value between them that is no step). Where the footer has no statistics of the column (a writer told not to
-    write them), the name's step stands, and a warning says that it was not checked against the rows (reading the
-    column of every such file on every command cost 10x a discovery). Where the column holds a value that is no
-    integer step (``7.5``, ``"ten"``, ``true``: ``coerce_step``), the name's step stands for every row, said with
-    the value (a row was counted at it without a word, or at 7 for a ``7.5``)."""
-    if coerce_step(info.step) is None or not info.rows or "step" not in info.columns:
-        return  # (a name's step beyond the 64-bit range is no step: ``inspect`` says so, an error of the file)
+    steps count at their own steps, and the file stands for no one step. Where the footer has no statistics of the
+    column (a writer told not to write them), the name's step stands, and a warning says that it was not checked
+    against the rows (reading the column of every such file on every command cost 10x a discovery). Where the
+    column holds a value that is no integer step (``7.5``, ``"ten"``, ``true``: ``coerce_step``), the name's step
+    stands for every row, said with the value (a row was counted at it without a word, or at 7 for a ``7.5``). The
+    statistics show only each row group's least and greatest value, so the column itself is read (``_read_steps``)
+    where a value that is no step may hide from them: between two steps (10.5 between 10 and 12), between two
+    spellings of one (``" 5x"`` between ``" 10"`` and ``"10"``), or in a float column (NaN: statistics leave it
+    out). A name beyond the 64-bit range a step is stored in (``_99999999999999999999``) is checked the same: its
+    rows count at their own step where their column tells one, else they have no step (null), said."""
+    if info.step is None or not info.rows:
+        return
+    named = coerce_step(info.step)  # None: a name beyond the 64-bit range (``per_file_value`` reads it as null)
+    beyond = f"named step {info.step}, beyond the 64-bit integer range a step is stored in"
+    if "step" not in info.columns:
+        if named is None:
+            ctx.warn(info.path, f"{beyond}, and no step column: its rows have no step (null; `inspect` reports it)")
+        return
     found = _stat_values(info, "step")
-    if found is None:
+    if found is None and named is not None:
         ctx.warn(
             info.path,
             "written without (exact) statistics of its step column: its rows count at the step its name tells, "
             "not checked against their own step column (a file renamed by hand would count at the wrong step)",
         )
         return
-    if not found[0]:
-        return
-    bad = next((v for v in sorted(found[0], key=repr) if coerce_step(v) is None), _NO_VALUE)
-    steps = {coerce_step(v) for v in found[0]}
-    ordered = sorted(s for s in steps if s is not None)
-    if bad is _NO_VALUE and len(ordered) > 1:
-        bad = _unusable_step_value(info)  # values between the footer's bounds: 10.5 between 10 and 12
+    bad: Any = _NO_VALUE
+    steps: set[int] = set()
+    if found is not None:
+        bad = next((v for v in sorted(found[0], key=repr) if coerce_step(v) is None), _NO_VALUE)
+        steps = {s for v in found[0] if (s := coerce_step(v)) is not None}
+    hidden = found is None or len(found[0]) > 1 or info.columns["step"] in _ARROW_FLOAT
+    if bad is _NO_VALUE and hidden and (read := _read_steps(info)) is not None:
+        steps, bad = read
+    ordered = sorted(steps)
     if bad is not _NO_VALUE:
-        ctx.warn(
-            info.path,
-            f"its step column holds a value that is no integer step ({stepless_reason('step', bad)}): all its rows "
-            f"count at step {info.step}, the step its name tells",
-        )
+        what = f"holds a value that is no integer step ({stepless_reason('step', bad)})"
+        if named is not None:
+            ctx.warn(
+                info.path, f"its step column {what}: all its rows count at step {info.step}, the step its name tells"
+            )
+        else:
+            ctx.warn(
+                info.path,
+                f"{beyond}, and its step column {what}: its rows count at their own steps, those of no integer step "
+                "with no step (null)",
+            )
+            info.step = None  # (said here: no one step it stands for)
         return
-    if steps == {info.step}:
+    if named is not None and steps in ({named}, set()):  # (no step in the column, all null: the name's stands)
         return
-    if len(ordered) == 1:
+    if not ordered:  # a name beyond the range, its step column all null
+        ctx.warn(info.path, f"{beyond}, and its step column holds no step: its rows have no step (null)")
+        info.step = None
+    elif len(ordered) == 1:
         ctx.warn(
             info.path, f"named step {info.step} but its rows are of step {ordered[0]}: they count at their own step"
         )
         info.step = ordered[0]
-        return
-    ctx.warn(
-        info.path,
-        f"named step {info.step} but its rows are of several steps ({ordered[0]} and {ordered[-1]} among them): "
-        "they count at their own steps",
-    )
-    info.step = None
+    else:
+        ctx.warn(
+            info.path,
+            f"named step {info.step} but its rows are of several steps ({ordered[0]} and {ordered[-1]} among them): "
+            "they count at their own steps",
+        )
+        info.step = None
 
 
 _NO_VALUE = object()  # no value that is no step was found
 
 
-def _unusable_step_value(info: FileInfo) -> Any:
-    """The first value of a file's ``step`` column that is no integer step (``step_expr``), or ``_NO_VALUE`` (none,
-    or the column could not be read: the read of the rows says so)."""
+def _read_steps(info: FileInfo) -> tuple[set[int], Any] | None:
+    """The steps of a file's ``step`` column (``step_expr``; an object's column alone, ``read_step_column``) and
+    its first value that is no integer step (or ``_NO_VALUE``); None where the column cannot be read (the read of
+    the rows says so)."""
     try:
-        table = pl.from_arrow(read_parquet_columns(info, ["step"]))
+        table = read_step_column(info)
     except (OSError, ValueError, RunlogError, pl.exceptions.PolarsError, pa.ArrowException):
-        return _NO_VALUE
-    assert isinstance(table, pl.DataFrame)
-    bad = table.filter(unusable_step("step", table.schema["step"]))
-    return bad.item(0, 0) if bad.height else _NO_VALUE
+        return None
+    dtype = table.schema["step"]
+    bad = table.filter(unusable_step("step", dtype))
+    steps = set(table.select(step_expr("step", dtype))["step"].drop_nulls().to_list())
+    return steps, bad.item(0, 0) if bad.height else _NO_VALUE
 
 
 def _folder(info: FileInfo) -> str:

@@ -121,6 +121,14 @@ class Verl(JsonlSamples):
                 WRONG_TYPE,
                 f"{len(bad)} line(s) whose step is no integer step (first: line {line}, {what}): left out{instead}",
             )
+        beyond: list[int] = state.get("beyond", [])
+        if beyond:
+            ctx.warn(
+                info.path,
+                f"named step {info.step}, beyond the 64-bit integer range a step is stored in: its {len(beyond)} "
+                f"line(s) without a step field of their own (first: line {beyond[0]}) have no step (null; `inspect` "
+                "reports it)",
+            )
         marked, lines = state.get("marked", 0), frame.height
         split, why = dump_split(info.path, marked, lines)
         folder = info.path.rpartition("/")[0] or "."
@@ -155,7 +163,9 @@ class Verl(JsonlSamples):
         if marks_validation(rec):
             state["marked"] = state.get("marked", 0) + 1
         if step is None:  # no step field (or a null one): the step the file's name tells, as verl names its dumps
-            step = coerce_step(info.step)  # (one beyond the 64-bit range is none: ``inspect`` says so, an error)
+            step = coerce_step(info.step)  # (one beyond the 64-bit range is none: said in ``finish``)
+            if step is None and info.step is not None:
+                state.setdefault("beyond", []).append(line)
         elif info.step is not None and step != info.step and not state.get("warned"):
             state["warned"] = True
             ctx.warn(info.path, f"line {line}: step field {step} differs from the file name's {info.step}")
