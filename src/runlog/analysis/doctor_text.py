@@ -16,7 +16,14 @@ from .changepoint import find_shift, robust_noise
 from .doctor_config import DoctorConfig
 from .findings import Finding, as_floats, percent, spread_scale, who
 from .series import RunSeries
-from .texts import SpecRolesError, drift_reasoning, series_format_note, series_policy_note, series_text_note
+from .texts import (
+    SpecRolesError,
+    drift_reasoning,
+    series_format_note,
+    series_policy_note,
+    series_roles_note,
+    series_text_note,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ def text_findings(s: RunSeries, cfg: DoctorConfig) -> list[Finding]:
     found += _hacking(s, cfg, degradations)
     series_text_note(s)
     series_format_note(s)
+    series_roles_note(s)  # a spec's roles that do not speak in the split, beside those that do
     if s.diversity is not None or s.format is not None:  # the texts were read: whose they are
         series_policy_note(s)
     return found
@@ -64,9 +72,10 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
     try:
         fmt = s.format
     except SpecRolesError as exc:
-        # A spec whose roles name a speaker of no message (a typo): format adherence cannot be measured, and
-        # format_drift would be missing without a word. A usage error, as a format_spec that names no spec is
-        # (doctor_config), under the option doctor has.
+        # A spec none of whose roles speaks in a message of the split (a typo): format adherence cannot be
+        # measured, and format_drift would be missing without a word (where some of them speak, format_drift is
+        # theirs, and a note names the others: ``series_roles_note``). A usage error, as a format_spec that names
+        # no spec is (doctor_config), under the option doctor has.
         raise UsageError(
             f"--set format_spec={cfg.format_spec}: {exc.reason}: format adherence (format_drift) cannot be checked"
         ) from None

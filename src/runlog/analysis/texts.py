@@ -38,8 +38,8 @@ include a system prompt or a user message. Where a layout tells where the genera
 verifiers, NeMo Gym), those texts and the tool calls checked are read from the generated turns only: an
 assistant turn of the prompt (a few-shot example) is not the policy's. Only the text column(s) and the key
 columns are read (lazy projection). Prompt groups are found as ``summarize`` finds them: ``group_id``, else
-identical prompt text within a step; a group id that holds different prompts (processes numbering their own groups
-from 0) is split by prompt, with a warning (``_mixed_groups``), as the verifiers and NeMo Gym readers regroup it.
+identical prompt text within a step; a group id whose files at a step hold different prompts (processes numbering
+their own groups from 0) is split by file, with a warning (``_mixed_groups``).
 """
 
 from __future__ import annotations
@@ -233,8 +233,15 @@ def texts_frame(
     ``reasoning``: a ``reasoning`` column too, the ``reasoning`` field of the turn(s) each text was read from
     (null for a text read from a column)."""
     filters = filters or Filters()
+    mixed: list[_Mixed] = []
+
+    def query() -> list[pl.LazyFrame]:
+        return [_texts_lazy(run, text, filters, with_group, per_role, calls, reasoning, mixed=mixed)]
+
     # Through Run.collect: a corrupt data page behind an intact footer is reported and its file left out.
-    return run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls, reasoning)])[0]
+    [frame] = run.collect(query)
+    _warn_mixed(run, mixed, frame)
+    return frame
 
 
 def _turn_texts(
@@ -691,25 +698,30 @@ def _texts_lazy(
     calls: bool = False,
     reasoning: bool = False,
     flags: bool = False,
+    mixed: list[_Mixed] | None = None,
 ) -> pl.LazyFrame:
     """``texts_frame``'s query. ``flags`` (``_texts_counted``): two more columns, ``__unread`` (the row's file is
     one whose text could not be read) and ``__bare`` (the sample has no messages, and no text in their place:
     ``completion``, or the fallback of message-level texts), and for message-level texts (``messages``,
-    ``calls``) one row, flagged ``__bare``, for each sample without messages that has no row otherwise."""
+    ``calls``) one row, flagged ``__bare``, for each sample without messages that has no row otherwise.
+    ``mixed``: where a group id is split by file (``_mixed_groups``), its answer is put there, for the caller to
+    warn once it knows a text of theirs is measured (``_warn_mixed``)."""
     group_key = group_key_expr(run) if with_group else None
     group = group_key if group_key is not None else pl.lit(None, dtype=pl.String)
     base = [pl.col("step"), pl.col("split"), pl.col("sample_id"), group.cast(pl.String).alias("group")]
     # The policy is elected over the run, not over the samples the filters keep: a step's text is the same whatever
     # is asked (read before ``run.samples``, which a file found unreadable while electing builds again).
     elected = policy_speaker(run) if not calls and reads_policy(text, per_role) else None
-    # One group id that holds different prompts (processes numbering their own groups from 0): split by prompt.
+    # One group id whose files hold different prompts (processes numbering their own groups from 0): split by file.
     # Looked for before ``run.samples`` is read here, as the election is: a file it finds unreadable is left out.
-    mixed = _mixed_groups(run, filters) if group_key is not None else None
+    split_ids = _mixed_groups(run, filters) if group_key is not None else None
+    if split_ids is not None and mixed is not None:
+        mixed.append(split_ids)
     if flags:  # after the election: a file whose text it found unreadable is one of them
         base.append(_unread(run).alias("__unread"))
     lf = apply_filters(run.samples, filters, roles_too=False)
-    if mixed is not None and group_key is not None:
-        lf, split_group = _split_by_prompt(lf, group_key, mixed)
+    if split_ids is not None and group_key is not None:
+        lf, split_group = _split_by_file(lf, group_key, split_ids)
         base[3] = split_group.cast(pl.String).alias("group")
     if text == "role:":
         raise UsageError("--text role:NAME needs a role name (e.g. role:solver)")
@@ -772,31 +784,50 @@ def _texts_lazy(
 
 # The keys of a prompt group given by id: one id is one group within its split and step.
 _ID_GROUP = ["split", "step", "group_id"]
-# The label of a group id's share of one prompt, where the id holds several (``_split_by_prompt``).
-PROMPT_PART = "{group}/prompt-{n}"
+# The label of one file's share of a group id whose files hold different prompts (``_mixed_groups``).
+FILE_PART = "{group}/part-{n}"
 MIXED_GROUPS_WARNING = (
-    "{n:,} prompt group(s) hold different prompts under one group_id (first: group_id {group!r} at step {step}"
-    "{split}, {prompts} prompts; processes or files that number their own groups from 0?): the text metrics "
-    "(diversity within groups) group them by prompt within the id (`{label}`, ...), as the verifiers and NeMo Gym "
-    "readers regroup such ids, so that no group pools two prompts; runlog summarize still groups by the id"
+    "{n:,} group id(s) of a step hold different prompts in different files (first: group_id {group!r} at step "
+    "{step}{split}, in {files} files: {names}; processes that each number their own groups from 0?): the text "
+    "metrics (diversity within groups) take each file's samples of such an id as a group of their own "
+    "(`{label}`, ...; files that share a prompt stay one group), so that no group pools two processes' prompts; "
+    "runlog summarize still groups by the id"
 )
 
 
-def _prompt_hash() -> pl.Expr:
-    """A sample's prompt as a number, null without a prompt: which samples of a group share it."""
+def _normalised_prompt() -> pl.Expr:
+    """A sample's prompt with its white space normalised (each run of it one space, none at either end), as a
+    number: two files' prompts that differ only there (a trailing space or newline) are one prompt."""
     prompt = pl.col("prompt").cast(pl.String)
-    return pl.when(prompt.is_not_null()).then(prompt.hash())
+    return prompt.str.replace_all(r"\s+", " ").str.strip_chars(" ").hash()
 
 
-def _mixed_groups(run: Run, filters: Filters) -> pl.DataFrame | None:
-    """The prompts of each prompt group id (per split and step) of the samples ``filters`` keep that holds
-    different prompts: one row per (split, step, group_id, prompt), ``__h`` the prompt's hash and ``__n`` its
-    place among the id's prompts (by first appearance), ``__k`` their number; None where no id holds two. Such a
-    group pools answers to different questions (two processes that each number their groups from 0, in files of
-    their own): its texts read as varied where each prompt's collapsed. Said once in a warning
-    (``MIXED_GROUPS_WARNING``). Reads ``group_id`` and ``prompt`` (a twentieth of the time of the texts' own
-    read, unique prompts of 2.4 KB each; less where a group's samples repeat one prompt). Not looked for where a
-    layout finds the group ids from the prompt (Flink, ``Layout.text_columns``): one id is then one prompt, and
+class _Mixed(NamedTuple):
+    """``_mixed_groups``' answer: ``parts`` (one row per split, step, group id and file: ``__label``, the group
+    that file's samples of the id are in) and the warning to give where their texts are measured (``path``,
+    ``message``, and the labels that say whether they are)."""
+
+    parts: pl.DataFrame
+    path: str
+    message: str
+
+
+def _mixed_groups(run: Run, filters: Filters) -> _Mixed | None:
+    """The group ids (per split and step) of the samples ``filters`` keep whose files hold different prompts:
+    two processes (or files) that each number their own groups from 0, pooled in one run folder, would otherwise
+    pool answers to different questions in one group, where each prompt's collapse reads as variety. Only an
+    id's files are evidence: the samples of one id in one file are one group whatever their prompts (a group of
+    one task whose rollouts each see their own seed in the prompt), and the files of an id that share a prompt
+    (white space normalised, ``_normalised_prompt``) are one group too (one group's rollouts written by two
+    processes); an id whose files share none is split by file, each file's samples (and those of the files that
+    share a prompt with it) a group of their own, ``FILE_PART`` (``ID/part-N``, N the part's place among the id's,
+    from 0, in run order; made unique beside the ids there are at that step). Its samples without a prompt stay
+    with their file's. None where no id is so split.
+
+    Two reads, the second only where some id's samples at a step come from two files and hold two prompts (as
+    written): ``group_id``, ``source`` and ``prompt`` (a twentieth of the time of the texts' own read, unique
+    prompts of 2.4 KB each), then those ids' prompts normalised, and the ids at their steps. Not looked for where
+    a layout finds the group ids from the prompt (Flink, ``Layout.text_columns``): one id is then one prompt, and
     reading the prompt would parse every conversation a second time (a third more time)."""
     from ..run import text_columns
 
@@ -806,46 +837,118 @@ def _mixed_groups(run: Run, filters: Filters) -> pl.DataFrame | None:
     schema = run.samples.collect_schema()
     if "group_id" not in schema.names() or "prompt" not in schema.names():
         return None
+    prompt = pl.col("prompt").cast(pl.String)
+    with_prompt = pl.col("group_id").is_not_null() & prompt.is_not_null()
 
-    def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
-        lf = apply_filters(run.samples, filters, roles_too=False)
-        pairs = (
-            lf.select(*_ID_GROUP, "source", _prompt_hash().alias("__h"))
-            .filter(pl.col("group_id").is_not_null() & pl.col("__h").is_not_null())
-            .unique([*_ID_GROUP, "__h"], keep="first", maintain_order=True)
-        )
-        return [
-            pairs.with_columns(
-                pl.int_range(pl.len(), dtype=pl.Int64).over(_ID_GROUP).alias("__n"),
-                pl.len().over(_ID_GROUP).cast(pl.Int64).alias("__k"),
-            ).filter(pl.col("__k") > 1)
-        ]
+    def candidates() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
+        lf = apply_filters(run.samples, filters, roles_too=False).filter(with_prompt)
+        pairs = lf.select(*_ID_GROUP, "source", prompt.hash().alias("__h")).unique(maintain_order=True)
+        many = (pl.col("source").n_unique() > 1) & (pl.col("__h").n_unique() > 1)
+        return [pairs.group_by(_ID_GROUP, maintain_order=True).agg(many.alias("__many")).filter("__many")]
 
-    [mixed] = run.collect(build)
-    if not mixed.height:
+    [ids] = run.collect(candidates)
+    if not ids.height:
         return None
-    first = mixed.row(0, named=True)
-    groups = mixed.select(_ID_GROUP).unique().height
-    split = f" of split {first['split']}" if first["split"] is not None else ""
-    label = PROMPT_PART.format(group=first["group_id"], n=0)
+    ids = ids.select(_ID_GROUP)
+
+    def prompts() -> list[pl.LazyFrame]:
+        lf = apply_filters(run.samples, filters, roles_too=False)
+        own = lf.filter(with_prompt).join(
+            ids.lazy(), on=_ID_GROUP, how="semi", nulls_equal=True, maintain_order="left"
+        )  # in run order: the parts are numbered so
+        pairs = own.select(*_ID_GROUP, "source", _normalised_prompt().alias("__h")).unique(maintain_order=True)
+        steps = ids.lazy().select("split", "step").unique()
+        present = lf.join(steps, on=["split", "step"], how="semi", nulls_equal=True)
+        return [pairs, present.select("split", "step", pl.col("group_id").cast(pl.String)).unique()]
+
+    pairs, present = run.collect(prompts)
+    parts = _file_parts(pairs)
+    if not parts.height:
+        return None
+    parts = _part_labels(parts, present)
+    first = parts.row(0, named=True)
+    split_ids = parts.select(_ID_GROUP).unique()
+    files = parts.filter(*[pl.col(k).eq_missing(first[k]) for k in _ID_GROUP])["source"].to_list()
+    names = ", ".join(str(f) for f in files[:2]) + (", …" if len(files) > 2 else "")
     message = MIXED_GROUPS_WARNING.format(
-        n=groups, group=first["group_id"], step=first["step"], split=split, prompts=first["__k"], label=label
+        n=split_ids.height,
+        group=first["group_id"],
+        step=first["step"],
+        split=f" of split {first['split']}" if first["split"] is not None else "",
+        files=len(files),
+        names=names,
+        label=first["__label"],
     )
-    if not any(p.message == message for p in run.problems):
-        run.ctx.warn(first["source"] or ".", message)
-    return mixed.drop("source")
+    return _Mixed(parts.select(*_ID_GROUP, "source", "__label"), str(first["source"] or "."), message)
 
 
-def _split_by_prompt(lf: pl.LazyFrame, key: pl.Expr, mixed: pl.DataFrame) -> tuple[pl.LazyFrame, pl.Expr]:
-    """``lf`` and its prompt group key, the samples of a group id that holds different prompts (``mixed``:
-    ``_mixed_groups``) being a group per prompt, ``ID/prompt-N`` (N their prompt's place among the id's, from
-    0); its samples without a prompt stay under the id. Every other sample keeps ``key``."""
-    parts = mixed.select(*_ID_GROUP, "__h", "__n").lazy()
-    joined = lf.with_columns(_prompt_hash().alias("__h")).join(
-        parts, on=[*_ID_GROUP, "__h"], how="left", nulls_equal=True, maintain_order="left"
+def _file_parts(pairs: pl.DataFrame) -> pl.DataFrame:
+    """From ``pairs`` (one row per split, step, group id, file and prompt ``__h``), the files of the ids that fall
+    in two parts or more, a part being the files that share a prompt (directly, or through another file of the
+    id): one row per split, step, group id and file, ``__n`` its part's place among the id's (from 0, in run
+    order). Files joined by a shared prompt are found by passing each file's smallest number round its prompts
+    until none changes (as many passes as the longest chain of files, one or two in practice)."""
+    files = pairs.select(*_ID_GROUP, "source").unique(maintain_order=True)
+    files = files.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(_ID_GROUP).alias("__f"))
+    frame = pairs.join(files, on=[*_ID_GROUP, "source"], how="left", nulls_equal=True, maintain_order="left")
+    frame = frame.with_columns(pl.col("__f").alias("__c"))
+    while True:  # one window over the other's result: two steps (a window of a window is not that)
+        moved = frame.with_columns(pl.col("__c").min().over([*_ID_GROUP, "__h"]).alias("__next"))
+        moved = moved.with_columns(pl.col("__next").min().over([*_ID_GROUP, "source"]))
+        if moved.filter(pl.col("__next") != pl.col("__c")).height == 0:
+            break
+        frame = moved.drop("__c").rename({"__next": "__c"})
+    per_file = frame.group_by([*_ID_GROUP, "source"], maintain_order=True).agg(pl.col("__f", "__c").first())
+    per_file = per_file.with_columns(
+        (pl.col("__c").rank("dense").over(_ID_GROUP).cast(pl.Int64) - 1).alias("__n"),
+        pl.col("__c").n_unique().over(_ID_GROUP).alias("__k"),
     )
-    label = pl.concat_str([pl.col("group_id").cast(pl.String), pl.lit("/prompt-"), pl.col("__n").cast(pl.String)])
-    return joined, pl.when(pl.col("__n").is_not_null()).then(label).otherwise(key.cast(pl.String))
+    return per_file.filter(pl.col("__k") > 1).sort([*_ID_GROUP, "__f"], maintain_order=True).drop("__f", "__c", "__k")
+
+
+def _part_labels(parts: pl.DataFrame, present: pl.DataFrame) -> pl.DataFrame:
+    """``parts`` with ``__label``: ``FILE_PART``, unless that is a group id at the same split and step
+    (``present``: every id there), or another part's label there; then ``ID/part-N~2`` (``~3``, ...): a group
+    the run names so is never pooled with a part of another id."""
+    label = pl.format(FILE_PART.replace("{group}", "{}").replace("{n}", "{}"), pl.col("group_id"), pl.col("__n"))
+    parts = parts.with_columns(label.alias("__label"))
+    taken = present.rename({"group_id": "__label"}).with_columns(pl.lit(True).alias("__taken"))
+    clash = parts.join(taken, on=["split", "step", "__label"], how="left", nulls_equal=True, maintain_order="left")
+    if not clash["__taken"].any():
+        return parts
+    # A label that is an id there: the next free one (rare: a run whose ids read like these labels).
+    used: set[tuple[Any, Any, str]] = {(r[0], r[1], r[2]) for r in present.iter_rows()}
+    used |= {(r["split"], r["step"], r["__label"]) for r in parts.iter_rows(named=True)}
+    labels = []
+    for row, hit in zip(parts.iter_rows(named=True), clash["__taken"].to_list(), strict=True):
+        lab = row["__label"]
+        k = 1
+        while hit and (row["split"], row["step"], lab) in used:
+            k += 1
+            lab = f"{row['__label']}~{k}"
+        used.add((row["split"], row["step"], lab))
+        labels.append(lab)
+    return parts.with_columns(pl.Series("__label", labels, dtype=pl.String))
+
+
+def _split_by_file(lf: pl.LazyFrame, key: pl.Expr, mixed: _Mixed) -> tuple[pl.LazyFrame, pl.Expr]:
+    """``lf`` and its prompt group key, each file's samples of a group id that ``_mixed_groups`` splits being
+    in their part's group (``__label``); every other sample keeps ``key``."""
+    joined = lf.join(mixed.parts.lazy(), on=[*_ID_GROUP, "source"], how="left", nulls_equal=True, maintain_order="left")
+    return joined, pl.when(pl.col("__label").is_not_null()).then(pl.col("__label")).otherwise(key.cast(pl.String))
+
+
+def _warn_mixed(run: Run, mixed: list[_Mixed], frame: pl.DataFrame) -> None:
+    """``_mixed_groups``' warning, given where a text of a split id is measured (``frame``: the texts read; a
+    part's samples without a text, ``--text messages`` of samples without messages, measure nothing)."""
+    if not mixed or "group" not in frame.columns:
+        return
+    last = mixed[-1]  # the query built last (``Run.collect`` builds it again after a file is left out)
+    labels = last.parts["__label"].unique().to_list()
+    if not frame.filter(pl.col("text").is_not_null() & pl.col("group").is_in(labels)).height:
+        return
+    if not any(p.message == last.message for p in run.problems):
+        run.ctx.warn(last.path, last.message)
 
 
 def reasoning_written(reasoning: pl.Expr) -> pl.Expr:
@@ -1026,7 +1129,12 @@ def _texts_counted(
     if skipped is None:
         return texts_frame(run, text, filters=filters, with_group=with_group, per_role=per_role, calls=calls)
     filters = filters or Filters()
-    frame = run.collect(lambda: [_texts_lazy(run, text, filters, with_group, per_role, calls, flags=True)])[0]
+    mixed: list[_Mixed] = []
+
+    def query() -> list[pl.LazyFrame]:
+        return [_texts_lazy(run, text, filters, with_group, per_role, calls, flags=True, mixed=mixed)]
+
+    frame = run.collect(query)[0]
     message_level = calls or text == "messages"
     why = pl.when(pl.col("__unread")).then(pl.lit("unread")).when(pl.col("__bare")).then(pl.lit("bare"))
     if message_level:
@@ -1056,6 +1164,7 @@ def _texts_counted(
     )
     if message_level:  # the samples' own rows, there only to be counted
         frame = frame.filter(~pl.col("__bare") & ~pl.col("__none")).drop("__none")
+    _warn_mixed(run, mixed, frame)
     return frame.drop("__unread", "__bare", "__sample", "__wanted", strict=False)
 
 
@@ -1283,10 +1392,12 @@ def format_per_sample(
     """One row per text, in run order: ``step, split, sample_id, role, turn, score, passed, failed_rule``,
     the think/answer token counts, and one boolean column per rule (``rule:<name>``). ``skipped``: filled with
     the samples that have no text, per ``step, split, role``, from the same read; ``notes``: what the rows leave
-    out is said there (``--text messages`` with a text spec: the tool calls without words).
+    out is said there (``--text messages`` with a text spec: the tool calls without words; a spec's roles that
+    speak in none of the messages read, ``_check_spec_roles``).
 
     A spec with ``roles`` reads, under ``auto`` and ``assistant``, each role's own text (as ``per_role``: under
-    ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts."""
+    ``auto`` the policy's text has a null role, which no ``roles`` list names), and keeps its roles' texts. Where
+    none of its roles speaks in the messages read, ``SpecRolesError``."""
     given = spec if isinstance(spec, str) else spec.name  # as the user gave it: a custom spec's file
     spec = F.get_spec(spec) if isinstance(spec, str) else spec
     if spec.roles is not None and not spec.needs_messages:
@@ -1319,8 +1430,10 @@ def format_per_sample(
     )
     if spec.roles is not None and not text.startswith("role:"):
         # ``role:NAME`` reads one speaker, whatever else speaks: a spec's roles that leave it out are said by the
-        # command (``check.check_text_role``).
-        _check_spec_roles(run, spec, given, frame, filters)
+        # command (``check.check_text_role``). None of the roles speaking is an error; some of them, a note.
+        roles_note = _check_spec_roles(run, spec, given, frame, filters)
+        if roles_note is not None and notes is not None:
+            notes.append(f"--spec {given}: {roles_note}")
     if wordless:  # said, as diversity says them
         frame = _left_out(frame, _wordless_call() & wanted, WORDLESS_NOTE, notes)
     frame = frame.filter(checked)
@@ -1340,9 +1453,9 @@ def format_per_sample(
 
 
 class SpecRolesError(UsageError):
-    """A format spec's ``roles`` names a speaker that speaks in no message of the split(s) read (a typo,
-    ``solvr``): its texts would be none, and the table empty, or short of that role's texts, without a word.
-    ``reason``: the message without its ``--spec NAME:`` (doctor and report say it under ``--set format_spec``)."""
+    """None of a format spec's ``roles`` speaks in a message of what is read (a typo, ``solvr``; the split or
+    steps read): there is no text to check, and the table would be empty without a word. ``reason``: the message
+    without its ``--spec NAME:`` (doctor and report say it under ``--set format_spec``)."""
 
     def __init__(self, given: str, reason: str) -> None:
         super().__init__(f"--spec {given}: {reason}")
@@ -1353,52 +1466,121 @@ class SpecRolesError(UsageError):
 SPEAKERS_SAID = 8
 
 
-def _check_spec_roles(run: Run, spec: F.Spec, given: str, frame: pl.DataFrame, filters: Filters | None) -> None:
-    """A spec role that speaks in no message of the split(s) ``filters`` select, at any step, is a usage error
-    (``SpecRolesError``, with a near name), as ``--text role:NAME`` that reads no message is. The speakers of
-    ``frame`` (the texts read, before the spec keeps its roles') are looked at first: a role among them speaks,
-    and nothing more is read; only a role that is not (a typo, or a speaker of other steps only) has the split's
-    messages read for their speakers (``speaker_label``: the ``role`` a text of theirs has)."""
+class _Speakers(NamedTuple):
+    """Who speaks where (``_speakers``): ``read``, the speakers of the samples the filters keep, in order of first
+    appearance; ``elsewhere``, for each speaker of the run's other samples, the splits it speaks in there, and
+    whether at steps of a split that is read (outside ``--steps``); ``where``, what is read in words."""
+
+    read: list[str]
+    elsewhere: dict[str, list[str]]
+    where: str
+
+
+def _check_spec_roles(run: Run, spec: F.Spec, given: str, frame: pl.DataFrame, filters: Filters | None) -> str | None:
+    """A spec whose roles speak in no message of what ``filters`` read (the split(s) and steps) is a usage error
+    (``SpecRolesError``, with a near name), as ``--text role:NAME`` that reads no message is: no text to check.
+    Where some of its roles speak and others do not (a judge that speaks in the eval split only, a typo beside a
+    right name), the figures are those that speak, and the words returned say which roles have no text, with a
+    near name and where else in the run they speak (``SPEC_ROLES_NOTE``); None where every role speaks. The
+    speakers of ``frame`` (the texts read, before the spec keeps its roles') are looked at first: where every
+    role is among them nothing more is read; else the run's messages are read for their speakers
+    (``speaker_label``: the ``role`` a text of theirs has). The words (without the option's name: ``--spec NAME:``
+    goes before them) are kept in ``run.ctx.cache`` for ``series_roles_note`` (doctor, report), which reads
+    nothing again."""
     assert spec.roles is not None
+    filters = filters or Filters()
+    key = _roles_key(spec.roles, filters)
     if "role" in frame.columns:
         seen = set(frame["role"].drop_nulls().to_list())
         if all(r in seen for r in spec.roles):
-            return
-    splits = tuple((filters or Filters()).splits)
-    speakers = _split_speakers(run, splits)
-    missing = [r for r in spec.roles if r not in speakers]
-    if not missing:
-        return
-    named = [f"{r!r}{did_you_mean(r, speakers)}" for r in missing]
-    listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else named[0]
-    where = f"split {', '.join(splits)}" if splits else "the run"
-    shown = ", ".join(speakers[:SPEAKERS_SAID]) + (" …" if len(speakers) > SPEAKERS_SAID else "")
-    there = (
-        f"the messages there are spoken by {shown} (as --by role labels them)"
-        if speakers
-        else "the samples there have no messages, so no text has a speaker"
-    )
+            run.ctx.cache[key] = None
+            return None
+    heard = _speakers(run, filters)
+    missing = [r for r in spec.roles if r not in heard.read]
+    named = [f"{r!r}{did_you_mean(r, heard.read)}" for r in missing]
+    listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else "".join(named)
     one = len(missing) == 1
-    raise SpecRolesError(
-        given,
-        f"its roles name {listed}, {'who speaks' if one else 'who speak'} in no message of {where} at any step: "
-        f"no text of {'theirs' if not one else 'that role'} to check; {there}",
+    # Where else each role speaks: a speaker of another split, or of steps --steps leaves out, is no typo.
+    others = [f"{r!r} speaks {_and(heard.elsewhere[r])}" for r in missing if r in heard.elsewhere]
+    also = f" ({'; '.join(others)})" if others else ""
+    if len(missing) == len(spec.roles):
+        shown = ", ".join(heard.read[:SPEAKERS_SAID]) + (" …" if len(heard.read) > SPEAKERS_SAID else "")
+        there = (
+            f"the messages there are spoken by {shown} (as --by role labels them)"
+            if heard.read
+            else "the samples there have no messages, so no text has a speaker"
+        )
+        raise SpecRolesError(
+            given,
+            f"its roles name {listed}, {'who speaks' if one else 'who speak'} in no message of {heard.where}{also}: "
+            f"no text of {'that role' if one else 'theirs'} to check; {there}",
+        )
+    if not missing:
+        run.ctx.cache[key] = None
+        return None
+    spoken = [r for r in spec.roles if r not in missing]
+    note = SPEC_ROLES_NOTE.format(
+        listed=listed,
+        verb="speaks" if one else "speak",
+        where=heard.where,
+        also=also,
+        theirs="its" if one else "their",
+        spoken=", ".join(spoken),
     )
+    run.ctx.cache[key] = note
+    return note
 
 
-def _split_speakers(run: Run, splits: Sequence[str]) -> list[str]:
-    """The speakers (``speaker_label``) of every message of the samples of ``splits`` (all of the run's where
-    none is named), at every step, in order of first appearance."""
+SPEC_ROLES_NOTE = (
+    "its roles name {listed}, who {verb} in no message of {where}{also}: {theirs} texts are "
+    "not in the figures, which are those of {spoken}"
+)
+
+
+def _roles_key(roles: Sequence[str], filters: Filters) -> str:
+    """The key of ``_check_spec_roles``'s words in ``run.ctx.cache``."""
+    return f"spec_roles:{list(roles)!r}:{filters!r}"
+
+
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _speakers(run: Run, filters: Filters) -> _Speakers:
+    """The speakers (``speaker_label``) of every message of the run's samples, those ``filters`` keep (their
+    split(s) and steps) apart from the others (``_Speakers``), in one read of the messages."""
     e = pl.element()
     label = speaker_label(e.struct.field("name"), e.struct.field("role"))
+    kept = pl.lit(True)
+    if filters.splits:
+        kept &= pl.col("split").is_in(list(filters.splits)).fill_null(False)
+    steps = filters.steps.expr()
+    if steps is not None:
+        kept &= steps.fill_null(False)
 
     def build() -> list[pl.LazyFrame]:  # built again after a file is left out (``Run.collect``)
-        lf = apply_filters(run.samples, Filters(splits=tuple(splits)), roles_too=False)
-        said = pl.col("messages").list.eval(label).explode().drop_nulls().unique(maintain_order=True)
-        return [lf.select(said.alias("speaker"))]
+        said = pl.col("messages").list.eval(label).alias("speaker")
+        rows = run.samples.select(pl.col("split").cast(pl.String), kept.alias("__kept"), said)
+        return [rows.explode("speaker").filter(pl.col("speaker").is_not_null()).unique(maintain_order=True)]
 
     [df] = run.collect(build)
-    return [str(x) for x in df["speaker"].to_list() if x is not None]
+    read = [str(x) for x in df.filter(pl.col("__kept"))["speaker"].unique(maintain_order=True).to_list()]
+    splits = list(filters.splits) or run_splits(run)
+    elsewhere: dict[str, list[str]] = {}
+    for split, speaker in (
+        df.filter(~pl.col("__kept") & ~pl.col("speaker").is_in(read)).select("split", "speaker").iter_rows()
+    ):
+        if split in splits and not filters.steps.unbounded:
+            place = f"at steps of split {split} outside --steps {filters.steps.shown}"
+        else:
+            place = f"in split {split}" if split is not None else "in samples of no split"
+        if place not in elsewhere.setdefault(str(speaker), []):
+            elsewhere[str(speaker)].append(place)
+    where = f"split{'s' if len(splits) > 1 else ''} {', '.join(splits)}" if splits else "the run"
+    if not filters.steps.unbounded:
+        where += f" at steps {filters.steps.shown}"
+    return _Speakers(read, elsewhere, where)
 
 
 def _tool_calls(frame: pl.DataFrame, known: Sequence[str] | None) -> pl.DataFrame:
@@ -1863,6 +2045,25 @@ def series_format_note(s: RunSeries) -> str | None:
     run = getattr(s, "text_run", s.run)
     command = "runlog metrics format RUN"
     return _said_once(s, reasoning_note(run, s.format_spec, filters=s.filters, command=command, measured=fmt))
+
+
+def series_roles_note(s: RunSeries) -> str | None:
+    """For the format series of doctor and report (``format_spec`` over ``auto``, one split): the spec's roles
+    that speak in none of its messages while others do (``_check_spec_roles``: the figures are those of the roles
+    that speak), said under ``--set format_spec`` and added to ``s.notes`` once. Read when ``s.format`` was
+    (kept in ``run.ctx.cache``); ``s.format`` raises ``SpecRolesError`` where none of them speaks."""
+    if s.format is None:
+        return None
+    spec = F.get_spec(s.format_spec)
+    if spec.roles is None or spec.needs_messages:
+        return None
+    run = getattr(s, "text_run", s.run)
+    key = _roles_key(spec.roles, s.filters)
+    if key in run.ctx.cache:
+        reason = run.ctx.cache[key]
+    else:  # not read there (another run object): read now
+        reason = _check_spec_roles(run, spec, s.format_spec, pl.DataFrame(), s.filters)
+    return _said_once(s, f"--set format_spec={s.format_spec}: {reason}" if reason else None)
 
 
 def drift_reasoning(s: RunSeries, onset: int, before: float, drop: float) -> tuple[str, dict[str, int]] | None:

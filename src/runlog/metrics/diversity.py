@@ -207,17 +207,19 @@ def _by_set(texts: pl.Series, set_of_text: np.ndarray, n_sets: int, compression:
 # ---------------------------------------------------------------------------------------------------------
 def _texts(texts: Iterable[str | None]) -> list[str]:
     """``texts`` as the metrics read them, the way ``runlog metrics`` reads a run's: a missing text (None, a float
-    NaN or pandas' NA: a missing value of a frame's column) is no text and is skipped, not measured as an empty
-    one (``""`` is a text: a generation cut off before its first word). A bare ``str`` (or bytes) is refused:
-    iterated, it would be measured as one text per character; any other value than a string is refused too."""
+    NaN of any width, Python's or NumPy's, or pandas' NA: a missing value of a frame's column) is no text and is
+    skipped, not measured as an empty one (``""`` is a text: a generation cut off before its first word). A bare
+    ``str`` (or bytes) is refused: iterated, it would be measured as one text per character; any other value than a
+    string is refused too."""
     if isinstance(texts, (str, bytes, bytearray)):
         raise TypeError(
             f"texts must be a sequence of strings, not a bare {type(texts).__name__} (one text: pass [text])"
         )
     out = []
     for i, t in enumerate(texts):
-        if t is None or (isinstance(t, float) and math.isnan(t)) or type(t).__name__ == "NAType":  # pandas' NA
-            continue
+        # Any float NaN, NumPy's of every width too (``np.float32("nan")`` is no Python float; a float64 is).
+        if t is None or (isinstance(t, (float, np.floating)) and math.isnan(t)) or type(t).__name__ == "NAType":
+            continue  # pandas' NA too
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is not a string: {t!r:.40} (of type {type(t).__name__})")
         out.append(t)
