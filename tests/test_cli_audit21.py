@@ -1,19 +1,28 @@
 """Audit 21, a new user's typos: a path typed that does not exist among several (or on a line of ``--runs``) is a
 usage error with the name close to it, as for one run and for ``diff``; an empty path and a writer's state file
 are said as such; ``--role`` says which samples carry no role; ``watch`` prints nothing before a ``--split``
-typo's error; ``summarize --window`` says "logged" steps, as ``plot`` and docs/cli.md do."""
+typo's error; ``summarize --window`` says "logged" steps, as ``plot`` and docs/cli.md do.
+
+Then, of that change: ``--runs`` from a pipe is read once (it was read twice: the second read found it empty); a
+symbolic link to nothing is said so, never offered as the name close to itself; no one-dash hint after a short
+option with its value attached (``-fcsv``); a name of control characters offered as a shell can type it; the
+``--role`` note counts role entries where a native ``roles`` list may hold several of a null role, and names the
+files' layouts; ``watch`` says a missing or empty path as every command does."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, SAMPLE_RUNS, make_flink_run, make_native_run
+from conftest import ROOT, SAMPLE_RUNS, make_flink_run, make_native_run, native_rows, native_run_of
 
 MIXED = SAMPLE_RUNS / "flink_mixed"
 DEBATE = SAMPLE_RUNS / "debate_grpo"
@@ -211,3 +220,147 @@ def test_readme_says_how_to_run_a_subset_of_the_tests() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "pip install -e '.[test]' && pytest\n" in readme  # the install command, as it was
     assert "`pytest -k sample_runs`" in readme
+
+
+# -- audit of the change: --runs from a pipe -------------------------------------------------------------------------
+
+
+def _samples(run: Path) -> dict[str, int]:
+    """run name -> its samples, read with pyarrow."""
+    return {run.name: sum(pq.read_metadata(f).num_rows for f in run.rglob("*.parquet"))}
+
+
+def test_runs_from_a_pipe_fd_is_read_once(cli, two_runs: Path) -> None:
+    """``--runs <(printf ...)`` is a pipe (``/dev/fd/N``): the option's check read it, and the fleet read it
+    again, empty: "lists no run", exit 2."""
+    read, write = os.pipe()
+    try:
+        os.write(write, f"{two_runs / 'debate_grpo'}\n{two_runs / 'flink_mixed'}\n".encode())
+        os.close(write)
+        r = cli("summarize", "--runs", f"/dev/fd/{read}", "--by", "run", "--format", "json")
+    finally:
+        os.close(read)
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)
+    got: dict[str, int] = {}
+    for row in rows:
+        got[row["run"]] = got.get(row["run"], 0) + row["reward_count"] + row["reward_nan"] + row["reward_null"]
+    assert got == {**_samples(two_runs / "debate_grpo"), **_samples(two_runs / "flink_mixed")}
+
+
+def test_runs_from_stdin_is_read_once_and_its_lines_still_checked(two_runs: Path) -> None:
+    env = {**os.environ, "RUNLOG_ANSWERS": "off"}
+    command = [sys.executable, "-m", "runlog", "summarize", "--runs", "/dev/stdin", "--format", "csv"]
+    good = subprocess.run(
+        command, input=f"{two_runs / 'debate_grpo'}\n", capture_output=True, text=True, timeout=120, env=env
+    )
+    assert good.returncode == 0, good.stderr
+    header, *rows = good.stdout.splitlines()
+    runs = {line.split(",")[header.split(",").index("run")] for line in rows}
+    assert runs == {"debate_grpo"}
+    typo = two_runs / "debate_grpoo"
+    bad = subprocess.run(
+        command, input=f"{two_runs / 'debate_grpo'}\n{typo}\n", capture_output=True, text=True, timeout=120, env=env
+    )
+    assert bad.returncode == 2 and bad.stdout == "", bad.stderr
+    assert bad.stderr.startswith(f"Error: --runs /dev/stdin: line 2: {typo}: no such file or directory"), bad.stderr
+
+
+# -- a symbolic link to nothing ----------------------------------------------------------------------------------------
+
+
+def test_a_broken_link_is_said_so_never_offered_as_itself(cli, tmp_path: Path) -> None:
+    link = tmp_path / "runs_link"
+    link.symlink_to("missing_target")
+    assert not link.exists() and link.is_symlink()  # a link to nothing, as os sees it
+    want = f"Error: {link}: a symbolic link to 'missing_target', which does not exist"
+    assert _error_line(cli("inspect", link)) == want
+    assert _error_line(cli("summarize", link)) == want
+    assert _error_line(cli("watch", link, "--once")) == want
+    below = link / "run"
+    assert _error_line(cli("inspect", below)) == (
+        f"Error: {below}: no such file or directory ({link} is a symbolic link to 'missing_target', which does not "
+        "exist)"
+    )
+
+
+def test_a_link_to_nothing_is_no_name_close_to_a_typo(cli, tmp_path: Path) -> None:
+    (tmp_path / "runs_link").symlink_to("missing_target")
+    typo = tmp_path / "runs_lnik"
+    assert _error_line(cli("inspect", typo)) == f"Error: {typo}: no such file or directory"
+    make_native_run(tmp_path / "runs_lin", steps=range(1))
+    line = _error_line(cli("inspect", typo))
+    assert line == f"Error: {typo}: no such file or directory (did you mean '{tmp_path / 'runs_lin'}'?)", line
+
+
+def test_a_name_of_control_characters_is_offered_as_a_shell_types_it(cli, tmp_path: Path) -> None:
+    """The hint said ``a key of rows_by_split, or in roles``, advice about splits and roles, of a path."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash to read the name back")
+    name = "exp\x01it's\u2028"
+    (tmp_path / name).mkdir()
+    line = _error_line(cli("inspect", tmp_path / "exp-its"))
+    assert "rows_by_split" not in line and "roles" not in line, line
+    typed = line.rsplit("type it as ", 1)[1].removesuffix(")")
+    assert typed.startswith("$'") and typed.isascii() and typed.isprintable(), typed
+    back = subprocess.run(["bash", "-c", f"printf %s {typed}"], capture_output=True, timeout=30)
+    assert back.stdout == str(tmp_path / name).encode(), (typed, back.stdout)
+
+
+# -- the one-dash hint ----------------------------------------------------------------------------------------------
+
+
+def test_no_one_dash_hint_after_a_short_option_with_its_value(cli, two_runs: Path, monkeypatch) -> None:
+    """``-fcsv`` is ``-f csv``, as click reads it and as typed: there is no ``--fcsv`` to tell of."""
+    typo = two_runs / "debate_grop"
+    monkeypatch.setattr(sys, "argv", ["runlog", "summarize", "-fcsv", str(typo)])
+    line = _error_line(cli("summarize", "-fcsv", typo))
+    assert line == f"Error: {typo}: no such file or directory (did you mean '{two_runs / 'debate_grpo'}'?)", line
+    r = cli("summarize", "-fcsv", two_runs / "debate_grpo")
+    assert r.exit_code == 0 and r.stdout.startswith("role,"), r.stderr
+
+
+# -- the --role note: role entries, and the files' layouts -------------------------------------------------------------
+
+
+def test_role_note_counts_role_entries_of_a_null_role(cli, tmp_path: Path) -> None:
+    """A native ``roles`` list may hold entries of a null role (docs/format.md: any role names): 8 samples hold
+    two such entries, 8 one beside the solver's. The note said "24 train samples carry no role" of 16 samples, 8
+    of them in the solver's row."""
+    rows = native_rows(1, 16, roles=("solver",))
+    for i, row in enumerate(rows):
+        null = {"role": None, "reward": 0.25, "kl": 0.1}
+        row["roles"] = [null, *row["roles"]] if i % 2 == 0 else [null, dict(null)]
+    run = native_run_of(tmp_path / "run", rows)
+    roles = pq.read_table(run / "samples" / "train" / "step_00000001.p0.parquet")["roles"].to_pylist()
+    entries = sum(e["role"] is None for r in roles for e in r)
+    samples = sum(not any(e["role"] for e in r) for r in roles)
+    assert (entries, samples) == (24, 8)
+    r = cli("summarize", run, "--role", "solver", "--format", "csv")
+    assert r.exit_code == 0, r.stderr
+    note = next(line for line in r.stderr.splitlines() if "carry no role" in line)
+    want = f"note: {entries} role entries of train samples at step 1 carry no role (native files)"
+    assert note.startswith(want), note
+    assert "single-agent" not in note and "Flink" not in note, note
+
+
+def test_role_note_names_the_files_layouts(cli, tmp_path: Path) -> None:
+    run = tmp_path / "mixed"
+    make_flink_run(run, steps=range(2), version=0)
+    make_flink_run(run, steps=range(2, 4), version=1)
+    r = cli("summarize", run, "--role", "verifier")
+    note = next(line for line in r.stderr.splitlines() if "carry no role" in line)
+    rows = sum(pq.read_metadata(f).num_rows for f in (run / "flink_logs").glob("*_[01].parquet"))
+    assert note.startswith(f"note: {rows} train samples at steps 0-1 carry no role (Flink v0 files): "), note
+
+
+# -- watch: a missing or empty path --------------------------------------------------------------------------------
+
+
+def test_watch_says_a_missing_path_as_every_command(cli, two_runs: Path) -> None:
+    typo = two_runs / "flink_mixd"
+    want = f"Error: {typo}: no such file or directory (did you mean '{two_runs / 'flink_mixed'}'?)"
+    assert _error_line(cli("watch", typo, "--once")) == want
+    assert _error_line(cli("doctor", typo, "--follow", "--timeout", "1")) == want
+    assert _error_line(cli("watch", "", "--once")) == _error_line(cli("inspect", ""))
+    assert _error_line(cli("watch", "", "--once")).startswith("Error: an empty path ('')")

@@ -846,7 +846,8 @@ EMPTY_PATH = "an empty path ('') names no run: give the run's folder or file ('.
 def check_path(path: str | os.PathLike[str]) -> None:
     """Refuse, before anything is listed, a path that names no run: an empty one (``''``, which a folder
     listing read as the current folder), or a local path that does not exist, with the name close to it beside
-    it (``did you mean 'runs/flink_mixed'?``). A glob (``runs/*``) and an object-store URL are left to the
+    it (``did you mean 'runs/flink_mixed'?``), or, where it or a folder above it is a symbolic link whose target
+    does not exist, that link and its target. A glob (``runs/*``) and an object-store URL are left to the
     listing, which says what they match. ``RunNotFoundError``/``UsageError``: exit 2."""
     from .listing import is_pattern
 
@@ -857,19 +858,98 @@ def check_path(path: str | os.PathLike[str]) -> None:
     given = os.fspath(path)
     if os.path.exists(os.path.expanduser(given)) or is_pattern(given):
         return
+    link = _dangling_link(given)
+    if link is not None:
+        at, said = link
+        if at == given.rstrip("/"):
+            raise RunNotFoundError(f"{given}: {said}")
+        raise RunNotFoundError(f"{given}: no such file or directory ({at} is {said})")
     raise RunNotFoundError(f"{given}: no such file or directory{near_path_hint(given)}")
+
+
+def _dangling_link(path: str) -> tuple[str, str] | None:
+    """The first of ``path`` and the folders above it, from the top, that is a symbolic link to nothing, with
+    what it is (``a symbolic link to 'missing', which does not exist``: its target as the link holds it, the
+    links it leads through after it); None where there is none (a name that is simply not there)."""
+    parts = path.rstrip("/").split("/") or [path]
+    for i in range(1, len(parts) + 1):
+        at = "/".join(parts[:i])
+        if not at or at in (".", ".."):
+            continue
+        full = os.path.expanduser(at)
+        if os.path.exists(full):
+            continue
+        if not os.path.islink(full):
+            return None  # nothing is below a name that is not there
+        return at, _link_said(full)
+    return None
+
+
+def _link_said(link: str, hops: int = 8) -> str:
+    """What the symbolic link ``link``, whose target does not exist, leads to: ``a symbolic link to 'a' -> 'b',
+    which does not exist`` (each target as its link holds it), or a loop of links."""
+    targets: list[str] = []
+    seen = {os.path.abspath(link)}
+    at = link
+    while len(targets) < hops:
+        try:
+            target = os.readlink(at)
+        except OSError:
+            break
+        targets.append(repr(target))
+        at = os.path.join(os.path.dirname(at), target)
+        if os.path.abspath(at) in seen:
+            return f"a symbolic link to {' -> '.join(targets)}: a loop of links, which leads to no file"
+        seen.add(os.path.abspath(at))
+        if not os.path.islink(at):
+            break
+    return f"a symbolic link to {' -> '.join(targets)}, which does not exist"
 
 
 def near_path_hint(path: str) -> str:
     """`` (did you mean 'runs/flink_mixed'?)`` where a file or folder beside where ``path`` points has a name close
-    to its last part (its folder's name mistyped too: the folder close to it); empty otherwise."""
+    to its last part (its folder's name mistyped too: the folder close to it); empty otherwise. A name with
+    invisible or control characters is shown with escapes, which typed name nothing: it is also given as a shell
+    can take it (bash's and zsh's ``$'...'``)."""
+    from .textsafe import visible
+
     near = _near_path(path.rstrip("/") or path)
-    return did_you_mean(near, [near]) if near is not None else ""
+    if near is None:
+        return ""
+    if visible(near, keep_newlines=False) == near:
+        return did_you_mean(near, [near])
+    return (
+        f" (did you mean the one shown as {near!r}? Its name has invisible or control characters, shown as "
+        f"escapes: typed as shown it names nothing; in bash or zsh, type it as {_ansi_c_quoted(near)})"
+    )
+
+
+def _ansi_c_quoted(text: str) -> str:
+    """``text`` as a shell's ANSI-C quoted string (``$'exp\\x0121'``), every character the terminal would not
+    show as itself (``textsafe.visible``) written as an escape the shell reads back to it; a byte that is not
+    UTF-8 (``os.fsdecode`` made it a lone surrogate) as that byte."""
+    from .textsafe import visible
+
+    out = []
+    for ch in text:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif visible(ch, keep_newlines=False) == ch:
+            out.append(ch)
+        elif ord(ch) < 0x80 or 0xDC80 <= ord(ch) <= 0xDCFF:  # (a byte of a name not UTF-8, as Python decodes it)
+            out.append(f"\\x{ord(ch) & 0xFF:02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "$'" + "".join(out) + "'"
 
 
 def _near_path(path: str) -> str | None:
     """An existing path of the names close to those of ``path``: its last part among its folder's entries, that
-    folder itself found so where it does not exist; hidden names only for a hidden name."""
+    folder itself found so where it does not exist; hidden names only for a hidden name. Never an entry that does
+    not exist (a symbolic link to nothing, which the folder lists: the name typed itself, offered as its own
+    near miss)."""
     import difflib
 
     parent, name = os.path.split(path)
@@ -887,8 +967,9 @@ def _near_path(path: str) -> str | None:
         names = [n for n in names if not n.startswith(".")]
     folded = {n.casefold(): n for n in names}
     close = [folded[name.casefold()]] if name.casefold() in folded else []
-    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return os.path.join(parent, close[0]) if close else None
+    close += difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    there = (os.path.join(parent, n) for n in close if os.path.exists(os.path.expanduser(os.path.join(parent, n))))
+    return next(there, None)
 
 
 def _listing(

@@ -162,15 +162,48 @@ def _one_dash_hint(message: str, path: str | None = None) -> str:
     """A long option written with one dash (``-by role``) is read as a short one and its value (``-b y``): the
     error then names a value the user never typed (``--by 'y'``), or takes the option's own value for a PATH
     (``role: no such file or directory``). Said when the message quotes the tail of such a word of the command
-    line, or where ``path``, the PATH the error is about, is the word after it."""
+    line, or where ``path``, the PATH the error is about, is the word after it; and only where that long option
+    (``--by``) is one of the command's: ``-fcsv`` is ``-f csv`` as typed (click's way of giving a short
+    option its value), and the command has no ``--fcsv`` to tell of."""
     import re
 
     words = sys.argv[1:]
+    longs = _long_options()
     for i, word in enumerate(words):
         after = path is not None and words[i + 1 : i + 2] == [path]
-        if re.fullmatch(r"-[a-z][a-z-]+", word) and (f"'{word[2:]}'" in message or after):
+        if (
+            re.fullmatch(r"-[a-z][a-z-]+", word)
+            and (f"'{word[2:]}'" in message or after)
+            and (longs is None or f"-{word}" in longs)
+        ):
             return f" ('{word}' reads as '{word[:2]} {word[2:]}': a long option takes two dashes, '-{word}')"
     return ""
+
+
+def _long_options() -> set[str] | None:
+    """The long options (``--by``) of the command running (its click context's), or None where that cannot be
+    told (outside a command)."""
+    ctx = _click_context()
+    command = getattr(ctx, "command", None)
+    if command is None:
+        return None
+    return {o for p in getattr(command, "params", []) for o in [*p.opts, *p.secondary_opts] if o.startswith("--")}
+
+
+def _click_context() -> Any:
+    """The click context of the command running, or None (outside a command; a typer whose click keeps its
+    context elsewhere)."""
+    import importlib
+
+    for module in ("typer._click.globals", "click"):  # typer 0.2x vendors click
+        try:
+            get = getattr(importlib.import_module(module), "get_current_context", None)
+        except ImportError:
+            continue
+        ctx = get(silent=True) if callable(get) else None
+        if ctx is not None:
+            return ctx
+    return None
 
 
 def one_dash_hint_of_path(path: str) -> str:
@@ -294,18 +327,8 @@ def _said(exc: RunlogError) -> str:
 def command_name() -> str | None:
     """``runlog inspect``: the command running (its click context's name), or None where that cannot be told
     (outside a command; a typer whose click keeps its context elsewhere)."""
-    import importlib
-
-    for module in ("typer._click.globals", "click"):  # typer 0.2x vendors click
-        try:
-            get = getattr(importlib.import_module(module), "get_current_context", None)
-        except ImportError:
-            continue
-        ctx = get(silent=True) if callable(get) else None
-        name = getattr(ctx, "info_name", None)
-        if name:
-            return f"runlog {name}"
-    return None
+    name = getattr(_click_context(), "info_name", None)
+    return f"runlog {name}" if name else None
 
 
 MAX_PROBLEM_LINES = 20

@@ -37,19 +37,18 @@ def _paths_given(ctx: typer.Context, paths: list[str] | None) -> list[str] | Non
 
 def _runs_given(ctx: typer.Context, runs_file: str | None) -> str | None:
     """The lines of ``--runs FILE``, each checked as a typed PATH is (:func:`_paths_given`), the error naming the
-    file and the line. A file that cannot be read is said where it is read (``fleet.fleet_locations``)."""
-    from ..errors import RunlogError
-    from ..fleet import runs_file_lines
+    file and the line. The file is read here, once: the value handed on is a ``fleet.RunsFile``, which keeps
+    the lines (or why they could not be read, said where the fleet's locations are resolved,
+    ``fleet.fleet_locations``); a pipe (``--runs <(...)``, ``--runs /dev/stdin``) read a second time lists no
+    run."""
+    from ..fleet import RunsFile
 
     if not runs_file or ctx.resilient_parsing:
         return runs_file
-    try:
-        lines = runs_file_lines(runs_file)
-    except RunlogError:
-        return runs_file
-    for n, line in lines:
+    listed = RunsFile(runs_file)
+    for n, line in listed.lines or []:
         _check(line, f"--runs {runs_file}: line {n}: ")
-    return runs_file
+    return listed
 
 
 def _check(path: str, where: str = "") -> None:

@@ -425,12 +425,15 @@ def _summarize_run(
 
 
 def _roleless_note(run: Run, filters: Filters) -> str | None:
-    """With ``--role``: the samples of the splits and steps chosen that carry no role (Flink v0 files, single-agent
-    layouts), which no ``--role`` selects, by split with their steps; None without ``--role`` or where there is
-    none. The table of the roles asked alone read as the run's figure, steps 0-9 of a run that began in v0
-    left out unsaid (without ``--role`` they are its ``(unknown)`` rows). Counted by the summary engine per split,
-    step and role without the role filter: from the per-step partials the summary just stored (no second read of
-    the data where they are kept), every sample once (its reward's count, NaN and null)."""
+    """With ``--role``: what of the splits and steps chosen carries no role, which no ``--role`` selects, by split
+    with their steps, and why (:func:`_roleless_causes`); None without ``--role`` or where there is none. The
+    table of the roles asked alone read as the run's figure, steps 0-9 of a run that began in v0 left out unsaid
+    (without ``--role`` they are its ``(unknown)`` rows). Counted by the summary engine per split, step and role
+    without the role filter: from the per-step partials the summary just stored (no second read of the data
+    where they are kept), each null-role entry once (its reward's count, NaN and null). Where no file can hold
+    a null role beside others (Flink v0 files, single-agent layouts, native files without ``roles``) an entry
+    is a sample; else (a native ``roles`` list may hold entries whose role is null, beside a named one) the
+    count is said as role entries, not samples."""
     if not filters.roles:
         return None
     import dataclasses
@@ -449,19 +452,75 @@ def _roleless_note(run: Run, filters: Filters) -> str | None:
         .filter(pl.col("n") > 0)
         .sort("split", nulls_last=True)
     )
+    if not frame.height:
+        return None
+    where = {row["split"]: set(row["steps"] or []) for row in frame.iter_rows(named=True)}
+    causes, entries = _roleless_causes(run, where)
     said = []
     for row in frame.iter_rows(named=True):
-        where = f"{row['split']} " if row["split"] is not None else ""
+        split = f"{row['split']} " if row["split"] is not None else ""
         steps = sorted(row["steps"] or [])
         at = f" at step{'s' if len(steps) > 1 else ''} {step_runs(steps)}" if steps else ""
-        said.append(f"{row['n']:,} {where}sample{'s' if row['n'] != 1 else ''}{at}")
-    if not said:
-        return None
+        many = row["n"] != 1
+        if entries:
+            said.append(f"{row['n']:,} role entr{'ies' if many else 'y'} of {split}samples{at}")
+        else:
+            said.append(f"{row['n']:,} {split}sample{'s' if many else ''}{at}")
     asked = ", ".join(filters.roles)
+    why = f" ({causes})" if causes else ""
+    if entries:
+        return (
+            f"{'; '.join(said)} carry no role{why}: a sample whose roles are null or empty is one entry, with its "
+            f"total reward, and an entry whose role is null one, with its own; in no row of --role {asked}, though "
+            f"the sample of such an entry may be in one by a named entry (without --role they are summarised under "
+            "'(unknown)')"
+        )
     return (
-        f"{'; '.join(said)} carry no role (Flink v0 files, single-agent layouts): in no row of --role {asked} "
+        f"{'; '.join(said)} carry no role{why}: in no row of --role {asked} "
         "(without --role they are summarised under '(unknown)', with the sample's total reward)"
     )
+
+
+def _roleless_causes(run: Run, where: dict[str | None, set[int]]) -> tuple[str, bool]:
+    """Why samples of the splits and steps ``where`` (split -> steps; no steps: every file of the split)
+    carry no role, from their sample files' layouts and versions (no data read): ``Flink v0 files``, ``native
+    files without a roles column``, single-agent layouts; and whether a file among them may hold an entry of a
+    null role beside named ones (a native ``roles`` list: the count is then one of role entries)."""
+    from ..schema import flink_role_names
+
+    causes: list[str] = []
+    single: list[str] = []
+    entries = False
+    for f in run.files:
+        if f.kind != "samples" or not f.readable:
+            continue
+        steps = set(f.steps or ([] if f.step is None else [f.step]))
+        if not any(
+            (split is None or f.split is None or f.split == split) and (steps & chosen if steps and chosen else True)
+            for split, chosen in where.items()
+        ):
+            continue
+        if f.layout == "flink":
+            if f.schema_version == 0:
+                cause = "Flink v0 files"
+            elif not flink_role_names([c for c in f.columns if c != "reward"]):
+                cause = "Flink files without role columns"
+            else:
+                continue  # its samples each have every role of the file
+        elif f.layout == "runlog":
+            if "roles" in f.columns:
+                cause, entries = "native files", True
+            else:
+                cause = "native files without a roles column"
+        else:
+            if f.layout not in single:
+                single.append(f.layout)
+            continue
+        if cause not in causes:
+            causes.append(cause)
+    if single:
+        causes.append(f"{'a single-agent layout' if len(single) == 1 else 'single-agent layouts'}: {', '.join(single)}")
+    return ", ".join(causes), entries
 
 
 def _layouts_notes(run: Run, df: pl.DataFrame, filters: Filters) -> list[str]:

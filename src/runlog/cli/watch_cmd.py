@@ -223,19 +223,27 @@ def remember_signals() -> tuple[list[int], dict[int, Any]]:
 
 
 def check_exists(path: str) -> None:
-    """A path that does not exist at the start is a usage error (a typo), not a run deleted; so is a file (a
-    run being written is a folder of files)."""
+    """A path that does not exist at the start is a usage error (a typo), not a run deleted, said as every
+    command says it (``run.check_path``: the name close to it, a symbolic link to nothing; an empty path); so
+    is a file (a run being written is a folder of files). An object-store prefix is waited for (docs/watch.md)."""
     import os
 
     from .. import storage
+    from ..errors import RunlogError
     from ..listing import refuse_glob
+    from ..run import check_path
 
-    if storage.is_url(path):
+    if path and storage.is_url(path):
         return
-    if not os.path.exists(path):
+    full = os.path.expanduser(path)
+    if not path or not os.path.exists(full):
         refuse_glob(path)  # a quoted 'runs/*' is said as a glob (one run, and what it matched), not as no such file
-        raise fail(f"{path}: no such file or directory", EXIT_USAGE)
-    if not os.path.isdir(path):
+        try:
+            check_path(path)
+        except RunlogError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        raise fail(f"{path}: no such file or directory", EXIT_USAGE)  # a glob that matches nothing
+    if not os.path.isdir(full):
         raise fail(f"{path}: a file; following a run needs its folder", EXIT_USAGE)
 
 

@@ -51,8 +51,36 @@ def read_runs_file(path: str | os.PathLike[str]) -> list[str]:
     return [line for _, line in runs_file_lines(path)]
 
 
+class RunsFile(str):
+    """A ``--runs FILE`` read once (the CLI's option reads it so, to check its lines before anything else is
+    read): its name, as given, with the lines read or why they could not be; :func:`runs_file_lines` gives them
+    again without reading the file a second time. A pipe (``--runs <(...)``, ``--runs /dev/stdin``) can be read
+    only once: read again, it listed no run."""
+
+    lines: list[tuple[int, str]] | None
+    error: RunlogError | None
+
+    def __new__(cls, path: str | os.PathLike[str]) -> RunsFile:
+        self = super().__new__(cls, os.fspath(path))
+        try:
+            self.lines, self.error = _read_runs_file(path), None
+        except RunlogError as exc:
+            self.lines, self.error = None, exc
+        return self
+
+
 def runs_file_lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    """(line number, location) of each run a ``--runs`` file lists."""
+    """(line number, location) of each run a ``--runs`` file lists; those read already where ``path`` is a
+    :class:`RunsFile`."""
+    if isinstance(path, RunsFile):
+        if path.error is not None:
+            raise path.error
+        return list(path.lines or [])
+    return _read_runs_file(path)
+
+
+def _read_runs_file(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """:func:`runs_file_lines`, read from the file."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -1249,6 +1277,7 @@ __all__ = [
     "Job",
     "Locations",
     "MetricJob",
+    "RunsFile",
     "SummarizeJob",
     "Task",
     "Unit",
