@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,13 @@ def destination(mode: str, entity: str | None, project: str, run_id: str, wandb_
     return f"{where}|{entity or ''}|{project}|{run_id}"
 
 
+def _copied(value: Any) -> Any:
+    """A field's value as the state keeps it: a dict or list copied (the entry goes on changing its own)."""
+    if isinstance(value, dict):
+        return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+    return list(value) if isinstance(value, list) else value
+
+
 class StateFile:
     """Load, update and atomically save the state; unknown destinations and fields are kept as found."""
 
@@ -322,7 +329,9 @@ class StateFile:
 
     def put(self, dest: str, entry: Entry) -> None:
         entry.updated = time.time()
-        self.data["destinations"][dest] = asdict(entry)
+        # Each field's container copied one level (``asdict`` copied every level: 6 ms a save for a run of 3,000 keys,
+        # saved four times a second while uploading): its values are numbers, text and lists the entry replaces.
+        self.data["destinations"][dest] = {f.name: _copied(getattr(entry, f.name)) for f in fields(entry)}
         self.save()
 
     def check_writable(self) -> None:
