@@ -114,15 +114,19 @@ def test_a_gap_of_a_trillion_steps_is_drawn_and_said(tmp_path: Path) -> None:
 
 
 def brute_runs(cadences: list[KeyCadence], every: int) -> list[list[int]]:
-    """``lost_step_runs``' rule step by step: every lost step, sorted, cut where two are not ``every`` apart."""
+    """``lost_step_runs``' rule step by step: every lost step, each phase's (the step modulo ``every``) sorted and
+    cut where two are not ``every`` apart."""
     steps = sorted({x for c in cadences for a, b in c.gaps for x in range(a, b + 1, c.stride)})
     runs: list[list[int]] = []
-    for x in steps:
-        if runs and x - runs[-1][1] == every:
-            runs[-1][1] = x
-        else:
-            runs.append([x, x])
-    return runs
+    for phase in range(every):
+        mine: list[list[int]] = []
+        for x in (x for x in steps if x % every == phase):
+            if mine and x - mine[-1][1] == every:
+                mine[-1][1] = x
+            else:
+                mine.append([x, x])
+        runs += mine
+    return sorted(runs)
 
 
 def test_lost_scalar_steps_are_worked_out_by_ranges() -> None:
@@ -133,7 +137,7 @@ def test_lost_scalar_steps_are_worked_out_by_ranges() -> None:
         every = rng.choice([1, 2, 3, 5, 10])
         cadences = []
         for _ in range(rng.randint(0, 4)):
-            stride = rng.choice([1, 2, 3, 5, 10, every, every])
+            stride = rng.choice([1, 2, 3, 4, 5, 6, 10, every, every])
             gaps = []
             for _ in range(rng.randint(1, 3)):
                 a = rng.randint(-20, 60)
@@ -337,3 +341,212 @@ def test_a_last_step_whose_text_alone_is_unreadable_is_said_so(tmp_path: Path, c
     traj = text_of(section(page, "trajectories"))
     assert "its texts could not be read" in traj and "its samples are counted in the summary" in traj, traj[:1500]
     assert "showing step 4, the last step whose texts can be read" in traj
+
+
+# -- audit 21, review: the process's warnings left alone by the library's drawing ----------------------------------
+
+
+def cjk_run(root: Path) -> Path:
+    with RunWriter(root, name="cjk", roles=["数学🤖"]) as w:
+        for step in range(3):
+            w.log_samples(
+                step,
+                [{"reward": i / 10, "roles": {"数学🤖": {"reward": i / 10}}, "messages": msg("x")} for i in range(3)],
+            )
+    return root
+
+
+def filters_now() -> list[tuple[object, ...]]:
+    return [
+        (f[0], getattr(f[1], "pattern", f[1]), f[2], getattr(f[3], "pattern", f[3]), f[4]) for f in warnings.filters
+    ]
+
+
+def test_figures_drawn_from_threads_leave_the_warning_filters_as_they_were(tmp_path: Path) -> None:
+    """A caller's pool drawing figures: the recorder and an 'always' filter stayed installed, and every later
+    warning of the process was swallowed."""
+    import threading
+
+    from runlog.plots import figure_png
+
+    run = open_run(cjk_run(tmp_path / "cjk"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # matplotlib's glyph warnings, from any thread
+        figs = [make_figure(run, what) for what in ("reward", "kl", "reward", "kl")]
+        before = filters_now()
+        impl, show = warnings._showwarnmsg_impl, warnings.showwarning  # type: ignore[attr-defined]
+        for _ in range(4):
+            threads = [threading.Thread(target=figure_png, args=(f,)) for f in figs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert filters_now() == before
+        assert warnings._showwarnmsg_impl is impl and warnings.showwarning is show  # type: ignore[attr-defined]
+
+
+def test_a_library_caller_gets_matplotlibs_own_warnings_under_its_filters(tmp_path: Path, monkeypatch) -> None:
+    """``save_figure``: the glyph warnings were kept from the caller (only the CLI says them), and matplotlib's
+    other warnings re-emitted without their module (a caller's ``module='matplotlib'`` filter no longer matched)."""
+    import matplotlib.figure
+
+    from runlog.plots import save_figure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig = make_figure(open_run(cjk_run(tmp_path / "cjk")), "reward")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_figure(fig, tmp_path / "a.png")
+    glyphs = [w for w in caught if "missing from font" in str(w.message)]
+    assert glyphs and all(issubclass(w.category, UserWarning) for w in glyphs), [str(w.message) for w in caught]
+    # A warning that matplotlib gives while drawing (made one here: a function of a module named matplotlib.*).
+    space: dict[str, object] = {
+        "__name__": "matplotlib.probe",
+        "warnings": warnings,
+        "draw": matplotlib.figure.Figure.draw,
+    }
+    exec(
+        "def probe(self, renderer):\n"
+        "    warnings.warn('probe overflow', RuntimeWarning)\n"
+        "    return draw(self, renderer)",
+        space,
+    )
+    monkeypatch.setattr(matplotlib.figure.Figure, "draw", space["probe"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="matplotlib")
+        save_figure(fig, tmp_path / "b.png")
+    assert not [w for w in caught if "probe" in str(w.message)], [str(w.message) for w in caught]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_figure(fig, tmp_path / "c.png")
+    assert [w for w in caught if "probe" in str(w.message)]  # the probe does warn
+
+
+# -- audit 21, review: far-apart steps by the routes of other strides and phases ------------------------------------
+
+
+def test_lost_steps_of_other_strides_and_phases_far_apart() -> None:
+    """A key every 2 beside keys every step, steps 0-3 then 10**10 (each of its lost steps listed, exit 3); keys at
+    even and at odd steps, both every 2 (the runs cut at every step of the other phase, exit 3)."""
+    far = 10**10
+    with ends_within(60):
+        ones = KeyCadence(1, [[4, far - 1]], ["loss", "acc"])
+        assert lost_step_runs([ones, KeyCadence(2, [[4, far - 2]], ["eval"])], 1) == [[4, far - 1]]
+        even, odd = KeyCadence(2, [[8, far - 2]], ["a"]), KeyCadence(2, [[9, far - 1]], ["b"])
+        assert lost_step_runs([even, odd], 2) == [[8, far - 2], [9, far - 1]]
+        # A stride dividing the one read: each of its phases is a run.
+        assert lost_step_runs([KeyCadence(1, [[4, far]], ["k"])], 2) == [[4, far], [5, far - 1]]
+        # A stride of 4 held by the runs of stride 2 but for its last step.
+        assert lost_step_runs([KeyCadence(2, [[8, far - 2]], ["a"]), KeyCadence(4, [[8, far]], ["e"])], 2) == [[8, far]]
+
+
+def route_run(root: Path, plan: list[tuple[int, dict[str, float]]]) -> Path:
+    with RunWriter(root, name=root.name) as w:
+        for step, values in plan:
+            w.log_scalars(step, values)
+    return root
+
+
+def test_inspect_and_report_of_keys_of_other_strides_far_apart(tmp_path: Path, cli) -> None:
+    far = 10**10
+    one = route_run(
+        tmp_path / "r1",
+        [(0, {"loss": 1, "eval": 1}), (1, {"loss": 1}), (2, {"loss": 1, "eval": 1}), (3, {"loss": 1})]
+        + [(far, {"loss": 1, "eval": 1})],
+    )
+    two = route_run(
+        tmp_path / "r2",
+        [(s, {"a" if s % 2 == 0 else "b": 1.0}) for s in range(8)] + [(far, {"a": 1.0}), (far + 1, {"b": 1.0})],
+    )
+    for root, gaps in ((one, [[4, far - 1]]), (two, [[8, far - 2], [9, far - 1]])):
+        with ends_within(120):
+            res = cli("inspect", root, "--format", "json")
+            assert res.exit_code == 0, res.output
+            assert json.loads(res.stdout)["scalars"]["step_gaps"] == gaps
+            res = cli("report", root, "-o", tmp_path / "r.html")
+        assert res.exit_code == 0, res.output
+
+
+# -- audit 21, review: plot --what format with a spec whose roles speak in part ---------------------------------------
+
+
+def test_plot_format_says_the_spec_roles_that_do_not_speak(tmp_path: Path, cli) -> None:
+    """A spec of roles [solver, judge] where the judge speaks in the eval split only: the error where none speaks
+    was said, the note where only some do was not."""
+    ok = "<think>r</think><answer>x</answer>"
+    root = tmp_path / "run"
+    with RunWriter(root, durable=False) as w:
+        for step in range(4):
+            w.log_samples(
+                step,
+                [{"reward": 1.0, "messages": [*msg("q")[:1], {"role": "assistant", "name": "solver", "content": ok}]}]
+                * 3,
+            )
+            w.log_samples(
+                step,
+                [{"reward": 1.0, "messages": [{"role": "assistant", "name": "judge", "content": ok}]}] * 2,
+                split="eval",
+            )
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "tags"\ntags = ["think", "answer"]\nroles = ["solver", "judge"]\n')
+    res = cli("plot", root, "--what", "format", "--spec", spec, "--split", "train", "-o", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    said = [x for x in res.stderr.splitlines() if x.startswith("note: ") and "'judge'" in x]
+    assert len(said) == 1 and said[0].startswith(f"note: --spec {spec}: its roles name 'judge'"), res.stderr
+    assert "speaks in split eval" in said[0] and "those of solver" in said[0], said[0]
+
+
+# -- audit 21, review: values under 1e300 on a log axis ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["kl", "scalars"])
+def test_a_log_axis_up_to_1e299_holds_every_value(tmp_path: Path, what: str) -> None:
+    """KL 0.01 ... 1e10 then 1e299: the log axis' margins overflowed, the axis fell back to 1..10 with no point on
+    it and no note, and numpy's overflow warning was printed."""
+    from runlog.plots import figure_png
+
+    values = [0.01, 0.02, 0.05, 1.0, 1e10, 1e299]
+    root = tmp_path / "logbig"
+    with RunWriter(root, name="logbig", roles=["a"]) as w:
+        for step, kl in enumerate(values):
+            w.log_samples(step, [{"reward": 0.5, "roles": {"a": {"reward": 0.5, "kl": kl}}, "messages": msg("x")}] * 2)
+            w.log_scalars(step, {"kl": kl})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = make_figure(open_run(root), what)
+        figure_png(fig)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    logs = [ax for ax in fig.axes if ax.get_yscale() == "log"]  # type: ignore[attr-defined]
+    assert logs
+    for ax in logs:
+        lo, hi = ax.get_ylim()
+        assert 0 < lo <= min(values) and max(values) <= hi < float("inf"), (lo, hi)
+        ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+        assert len(ticks) >= 2, ticks
+
+
+def test_plot_diff_of_runs_without_a_common_step_beside_an_unreadable_one(tmp_path: Path, cli) -> None:
+    """``plot A --diff B`` (no step in common) is 'nothing to draw' (exit 2): with an unreadable run beside them it
+    drew A and B each on its own steps and exited 1."""
+
+    def run(root: Path, steps: range) -> Path:
+        with RunWriter(root, name=root.name, roles=["a"]) as w:
+            for step in steps:
+                rows = [
+                    {"reward": i / 10, "roles": {"a": {"reward": i / 10, "kl": 0.1}}, "messages": msg("x")}
+                    for i in range(3)
+                ]
+                w.log_samples(step, rows)
+        return root
+
+    a, b, c = run(tmp_path / "a", range(4)), run(tmp_path / "b", range(10, 14)), run(tmp_path / "c", range(4))
+    bad = unreadable(run(tmp_path / "bad", range(4)))
+    for extra in ([], [bad]):
+        out = tmp_path / "x.png"
+        res = cli("plot", a, "--diff", b, *[x for r in extra for x in ("--diff", r)], "-o", out)
+        assert res.exit_code == 2 and "nothing to draw" in res.stderr, res.output
+        assert not out.exists()
+    res = cli("plot", a, "--diff", c, "--diff", bad, "-o", tmp_path / "y.png")
+    assert res.exit_code == 1 and (tmp_path / "y.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", res.output

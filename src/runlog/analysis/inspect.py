@@ -482,33 +482,58 @@ def _vector_gaps(steps: Any, held: Any) -> tuple[Any, Any, Any, Any]:
 
 def lost_step_runs(cadences: list[KeyCadence], every: int) -> list[list[int]]:
     """The steps some key lost (``key_cadences``), as runs ``[first, last]`` of steps ``every`` apart: read at
-    ``every`` (inspect's ``scalars.stride``), each run is exactly the steps lost, whatever the stride of the key
-    that lost them (an eval key every 100 that lost 200 and 300 is ``[200, 200], [300, 300]`` beside a stride of 1,
-    not ``[200, 300]``, 101 steps): the sorted lost steps, cut wherever two are not ``every`` apart.
+    ``every`` (inspect's ``scalars.stride``), each run is exactly steps lost, and the runs together are every step
+    lost, each once, whatever the stride of the key that lost it (an eval key every 100 that lost 200 and 300 is
+    ``[200, 200], [300, 300]`` beside a stride of 1, not ``[200, 300]``, 101 steps). The runs are those of each
+    phase (the step modulo ``every``): its lost steps, sorted, cut wherever two are not ``every`` apart; runs of
+    two phases may interleave (keys at even and at odd steps, both every 2, that lost 8-38 and 9-39 are ``[8, 38],
+    [9, 39]``, not 32 runs of one step).
 
     By ranges, never step by step: a key that lost steps 4 to 2**62 at the stride read is one run, worked out from
     its ends (every lost step made into an array cost 1.6 GB and a minute for a gap of 20 million steps, and failed
-    beyond, an audit). Only a key of another stride than ``every`` has its lost steps listed one by one: read at
-    ``every``, each is a run of its own anyway (unless other keys' steps fill the steps between)."""
+    beyond, an audit), and so is a key of a stride that divides ``every`` (each of its phases). A key of another
+    stride has its lost steps listed one by one only where no run of the stride read holds them (an eval key every
+    2 beside a stride of 1 whose keys lost the same steps adds nothing); there each is a run of its own anyway."""
     every = max(1, int(every))
-    spans: list[tuple[int, int]] = []
+    ranges: list[tuple[int, int]] = []  # steps a, a + every, ..., b
+    others: list[tuple[int, int, int]] = []  # steps a, a + step, ..., b: step a multiple of every, above it
     for c in cadences:
+        stride = max(1, int(c.stride))
         for a, b in c.gaps:
             a, b = int(a), int(b)
-            if c.stride == every or a == b:
-                spans.append((a, b))
-            else:
-                spans += [(x, x) for x in range(a, b + 1, c.stride)]
-    return _progression_runs(spans, every)
+            if a == b or stride == every:
+                ranges.append((a, b))
+                continue
+            # Split by phase: each phase's steps are ``lcm`` apart (a stride dividing ``every``: ranges).
+            lcm = stride * every // math.gcd(stride, every)
+            for k in range(min(lcm // stride, (b - a) // stride + 1)):
+                first = a + k * stride
+                last = first + (b - first) // lcm * lcm
+                (ranges.append((first, last)) if lcm == every else others.append((first, last, lcm)))
+    by_phase = _phase_runs(ranges, every)
+    single: list[tuple[int, int]] = []
+    for a, b, step in others:
+        runs = by_phase.get(a % every, [])
+        i = bisect.bisect_left(runs, a, key=lambda r: r[1])  # the first run that ends at a or after
+        x = a
+        while x <= b:
+            while i < len(runs) and runs[i][1] < x:
+                i += 1
+            if i < len(runs) and runs[i][0] <= x:  # held by a run (one phase: every step of it between its ends)
+                x += ((runs[i][1] - x) // step + 1) * step
+                continue
+            last = b if i == len(runs) else min(b, x + (runs[i][0] - 1 - x) // step * step)
+            single += [(y, y) for y in range(x, last + 1, step)]  # the steps of no run: one run each, listed
+            x = last + step
+    if single:
+        by_phase = _phase_runs(ranges + single, every)
+    return sorted(r for runs in by_phase.values() for r in runs)
 
 
-def _progression_runs(spans: list[tuple[int, int]], every: int) -> list[list[int]]:
-    """The union of ``spans`` (each ``(a, b)`` the steps ``a, a + every, ..., b``) as runs ``[first, last]``: the
-    union's sorted steps cut wherever two consecutive ones are not ``every`` apart. Spans of one phase (the step
-    modulo ``every``) merge where they touch; a step of another phase inside a span cuts it there (the sorted steps
-    around it are less than ``every`` apart) and is a run of its own. The cost is that of the spans and of the runs
-    given, never of the steps between."""
-    merged: list[list[int]] = []
+def _phase_runs(spans: list[tuple[int, int]], every: int) -> dict[int, list[list[int]]]:
+    """Per phase (the step modulo ``every``), the union of ``spans`` (each ``(a, b)`` the steps ``a, a + every,
+    ..., b``) as sorted runs ``[first, last]``, merged where they overlap or touch. The cost is that of the spans,
+    never of the steps between."""
     by_phase: dict[int, list[list[int]]] = {}
     for a, b in sorted(spans):
         runs = by_phase.setdefault(a % every, [])
@@ -516,31 +541,7 @@ def _progression_runs(spans: list[tuple[int, int]], every: int) -> list[list[int
             runs[-1][1] = max(runs[-1][1], b)
         else:
             runs.append([a, b])
-            merged.append(runs[-1])
-    merged.sort()
-    cuts: list[set[int]] = [set() for _ in merged]  # per span: after which of its steps (0, 1, ...) it is cut
-
-    def cut(i: int, j: int) -> None:
-        """Cut span ``i`` at each step of span ``j`` strictly inside it (another phase: never one of its own)."""
-        (a, b), (c, d) = merged[i], merged[j]
-        first = c if c > a else c + ((a - c) // every + 1) * every
-        last = d if d < b else d - ((d - b) // every + 1) * every
-        cuts[i].update((x - a) // every for x in range(first, last + 1, every))
-
-    for i, (_, b) in enumerate(merged):
-        j = i + 1
-        while j < len(merged) and merged[j][0] < b:  # a span of another phase that starts inside this one
-            cut(i, j)
-            cut(j, i)
-            j += 1
-    out: list[list[int]] = []
-    for (a, b), at in zip(merged, cuts, strict=True):
-        start = a
-        for t in sorted(at):
-            out.append([start, a + t * every])
-            start = a + (t + 1) * every
-        out.append([start, b])
-    return sorted(out)
+    return by_phase
 
 
 def step_gaps(steps: list[int], known: list[int] | None = None) -> tuple[int, list[list[int]]]:

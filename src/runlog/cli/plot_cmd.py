@@ -109,10 +109,10 @@ def plot_command(
       runlog plot sample_runs/jaxarc --what scalars --keys '*loss' -o losses.png
     """
     from ..plots import make_figure, save_figure, say_layouts
-    from ..plots.figures import missing_glyphs
+    from ..plots.figures import glyphs_noted, missing_glyphs
     from ..run import open_run
 
-    with handle_errors():
+    with handle_errors(), glyphs_noted():
         filters = Filters.from_options(split, steps)
         if not filters.steps.unbounded and what != "hist":
             raise UsageError(f"--steps goes with --what hist (--what {what} shows every step)")
@@ -160,6 +160,9 @@ def plot_command(
         with writing(output):
             written = save_figure(fig, output)
         notes = ([] if what == "scalars" else list(series.scope_notes)) + list(series.notes)
+        # A spec's roles silent in the split beside roles that speak (``series_roles_note``, worded for doctor's and
+        # the report's --set format_spec): said under plot's own option.
+        notes = [n.replace(f"--set format_spec={spec}: ", f"--spec {spec}: ", 1) for n in notes]
         notes += [pooled] if pooled is not None else []
         if unread := _none_read(run, what):
             notes.append(unread)
@@ -234,8 +237,14 @@ def _plot_diff(
     # A run none of whose files could be read shares nothing with the others: they are drawn alone, each on its
     # own steps, and the command exits 1 (as for one run), where "nothing to draw" (exit 2, no image) blamed the
     # options for a file's problem.
-    unread = any(_none_read(r, what) for r in runs)
-    alone = unread and drawn(result, what, split)[1].height == 0
+    read = [i for i, r in enumerate(runs) if not _none_read(r, what)]
+    alone = len(read) < len(runs) and drawn(result, what, split)[1].height == 0
+    if alone and len(read) >= 2:
+        # Runs that were read and share no step are "nothing to draw" (exit 2) whatever an unreadable one beside
+        # them: drawn each on its own steps, their image passed as an overlay (exit 1).
+        ours = diff_runs([runs[i] for i in read], [labels[i] for i in read], options, [paths[i] for i in read])
+        if drawn(ours, what, split)[1].height == 0:
+            raise UsageError(f"nothing to draw: {'; '.join(why_empty(ours, what, split))}")
     if drawn(result, what, split, alone=alone)[1].height == 0:
         # Why: runs without KL said as such (not "nothing in common": they may share every step and role).
         raise UsageError(f"nothing to draw: {'; '.join(why_empty(result, what, split))}")

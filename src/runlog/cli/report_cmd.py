@@ -59,11 +59,11 @@ def report_command(
     from ..analysis.doctor import DoctorConfig
     from ..analysis.filters import Filters
     from ..formats.base import Problem
-    from ..plots.figures import missing_glyphs, mpl
+    from ..plots.figures import glyphs_noted, missing_glyphs, mpl
     from ..report import STAGES, build_report
     from ..run import open_run
 
-    with handle_errors():
+    with handle_errors(), glyphs_noted():
         if output.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"-o {output}: the report is HTML; name it *.html")
         mpl()

@@ -25,7 +25,7 @@ import numpy as np
 from .._lazy import pl
 from ..analysis.inspect import gaps_at, scalar_stride, step_gaps
 from ..analysis.series import RunSeries
-from ..analysis.texts import series_format_note, series_text_note
+from ..analysis.texts import series_format_note, series_roles_note, series_text_note
 from ..errors import UsageError
 from ..run import Run
 from ..schema import NULL_ROLE_LABEL
@@ -560,6 +560,7 @@ def _format(s: RunSeries, by: str, window: int | None, title: str, marks: list[t
         fig, [ax] = F.new_figure(1, 1, title, width=10, height=3.2)
         F.say(ax, missing(s, "format") or "no completion texts in this run: format adherence cannot be measured")
         return fig
+    series_roles_note(s)  # a spec's roles silent in the split, beside those that speak: in the notes
     best = _float_max(fmt["adherence"])
     if best < NEVER_FOLLOWED:
         fig, [ax] = F.new_figure(1, 1, f"{title}: spec {s.format_spec}", width=10, height=3.2)

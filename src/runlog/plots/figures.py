@@ -14,6 +14,7 @@ import contextlib
 import functools
 import math
 import re
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ DISCRETE_VALUES = 12  # at most this many distinct values: one bar per value ins
 # and is said, as NaN and +-inf are (``not_drawn``); ``summarize`` prints it.
 DRAWABLE = 1e300
 TOO_LARGE = "beyond +-1e300"
+LOG_LIMIT = 305  # the decades a log axis may reach (its margins beyond them overflowed: ``maybe_log``)
 
 
 def drawable(values: Any) -> np.ndarray:
@@ -120,32 +122,41 @@ def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import text_to_path
 
-    with glyphs_noted():
-        props = FontProperties(size=fontsize, weight=weight)
-        width, _, _ = text_to_path.get_text_width_height_descent(text, props, False)
+    props = FontProperties(size=fontsize, weight=weight)
+    width, _, _ = text_to_path.get_text_width_height_descent(text, props, False)
     return float(width)
 
 
 # matplotlib's warning for a character its font has no glyph for (a role named in CJK or with an emoji): two lines
 # of Python's warning format on stderr per character and per place that measures or draws it (24 for one name, an
-# audit). Noted instead (``glyphs_noted``), and said once by the command (``missing_glyphs``).
+# audit). Noted instead by the commands (``glyphs_noted`` around all they draw), and said once (``missing_glyphs``).
 _GLYPH_WARNING = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.+?)\.?$", re.DOTALL)
 _MISSING_GLYPHS: dict[str, set[str]] = {}  # font -> characters it could not draw
+# Held while a figure is drawn with its warning filter: figures drawn from threads (a caller's pool) each restored
+# the filters another had saved, and one's filter stayed in the process.
+_DRAWING = threading.RLock()
 
 
 @contextlib.contextmanager
 def glyphs_noted() -> Iterator[None]:
-    """Within: matplotlib's warnings of characters its font cannot draw noted (``missing_glyphs``) instead of
-    printed; any other warning passed on as it came."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    """Within (a command, around all it draws): matplotlib's warnings of characters its font cannot draw noted
+    (``missing_glyphs``) instead of printed; any other warning shown as it would be (its filters, a caller's
+    ``module=`` one too, applied as before). The library's drawing leaves the process's warnings alone: a caller
+    of ``save_figure`` or ``build_report`` gets matplotlib's own warnings, from any thread."""
+    with warnings.catch_warnings():
+        # Every one, not once per place: the characters of each drawing are noted.
+        warnings.filterwarnings("always", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            found = _GLYPH_WARNING.match(str(message))
+            if found is not None and issubclass(category, UserWarning):
+                _MISSING_GLYPHS.setdefault(found.group(2), set()).add(chr(int(found.group(1))))
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
         yield
-    for w in caught:
-        found = _GLYPH_WARNING.match(str(w.message))
-        if found is not None and issubclass(w.category, UserWarning):
-            _MISSING_GLYPHS.setdefault(found.group(2), set()).add(chr(int(found.group(1))))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def missing_glyphs(clear: bool = True) -> str | None:
@@ -714,6 +725,21 @@ def maybe_log(ax: Any, values: Sequence[Any]) -> bool:
     pos = v[np.isfinite(v) & (v > 0)]
     if len(pos) >= 2 and pos.max() / pos.min() >= LOG_SPAN:
         ax.set_yscale("log")
+        # matplotlib's margins (5% of the decades shown) took an axis of 0.01 to 1e299 beyond the float range: its
+        # limits overflowed to inf, the axis fell back to 1..10 and no point was on it (a RuntimeWarning printed).
+        # Such an axis gets its limits here, the margins kept as far as they stay finite.
+        lo, hi = math.log10(float(pos.min())), math.log10(float(pos.max()))
+        pad = 0.05 * (hi - lo)
+        if hi + pad > LOG_LIMIT or lo - pad < -LOG_LIMIT:
+            from matplotlib.ticker import FixedLocator, NullLocator
+
+            bottom, top = max(lo - pad, -LOG_LIMIT, lo - 1), min(hi + pad, LOG_LIMIT, hi + 1)
+            ax.set_ylim(10**bottom, 10**top)
+            # Its ticks too (matplotlib's locator took decades beyond the float range, and warned): at most 8.
+            step = max(1, math.ceil((top - bottom) / 7))
+            first = math.ceil(bottom / step) * step
+            ax.yaxis.set_major_locator(FixedLocator([10.0**d for d in range(first, math.floor(top) + 1, step)]))
+            ax.yaxis.set_minor_locator(NullLocator())
         return True
     return False
 
@@ -954,7 +980,7 @@ def _png(fig: Any) -> bytes:
     from PIL import Image
 
     canvas = FigureCanvasAgg(fig)
-    with glyphs_noted(), warnings.catch_warnings():
+    with _DRAWING, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
         canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -971,7 +997,7 @@ def _savefig(fig: Any, target: Any, fmt: str | None) -> None:
     decorations), matplotlib's constrained layout draws the figure without it and warns with its own source line
     on stderr: the figure is kept, and the warning, which is about the layout and not about the data, is not
     printed."""
-    with glyphs_noted(), warnings.catch_warnings():
+    with _DRAWING, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="constrained_layout not applied", category=UserWarning)
         fig.savefig(target, format=fmt, metadata=_metadata(fmt))
 
