@@ -132,8 +132,10 @@ def _by_value(
     # Relative to the least value: a constant column gives that value back exactly (as ``valid_mean`` does),
     # not ``hits * v / hits``, whose rounding would be a difference between two runs of the same values.
     ref = values[0]
-    sums = draws @ (weights * (values - ref))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # Values near the float64 limit (1e308 beside -1e308) overflow here: replicates that are not finite, which
+    # ``interval`` leaves out (the caller says so), not a raw RuntimeWarning on stderr.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        sums = draws @ (weights * (values - ref))
         return np.where(hits > 0, ref + sums / np.where(hits > 0, hits, 1.0), np.nan)
 
 

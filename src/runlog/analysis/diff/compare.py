@@ -31,6 +31,7 @@ from .align import (
     windows_of,
 )
 from .bootstrap import (
+    MIN_UNITS,
     TIE_ULPS,
     UNITS_ARE,
     backed_verdict,
@@ -394,6 +395,7 @@ def _compare_role(
     rows = []
     rk = role_key(role)
     infinite: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    overflowed: dict[str, list[str]] = {}  # metric -> points whose replicates all overflowed
     few: dict[tuple[int, int], list[str]] = {}  # (units, units) -> "metric point" of too few units for a verdict
     unsure: list[str] = []  # the intervals beyond 0 that the permutation test does not back
     for point, (wa, wb) in windows_of(base, other, split, common, role, opts).items():
@@ -404,13 +406,18 @@ def _compare_role(
             a, b = va.get(f"{rk}/{metric}", NOTHING), vb.get(f"{rk}/{metric}", NOTHING)
             if a[0] is None and b[0] is None:
                 continue  # neither run has the metric there (no KL logged, no prompt groups)
-            lo, hi = interval(b[2] - a[2], opts.ci, a[1], b[1])
+            with np.errstate(over="ignore", invalid="ignore"):  # replicates beyond float64: not finite, said below
+                reps = b[2] - a[2]
+            lo, hi = interval(reps, opts.ci, a[1], b[1])
             sides = ((base.name, a[0]), (other.name, b[0]))
             unbounded = [who for who, m in sides if m is not None and not math.isfinite(m)]
             if unbounded:
                 # ±inf among the values: the mean is infinite or NaN (summarize's), a bootstrap of it no interval.
                 lo = hi = None
                 infinite.setdefault((metric, tuple(unbounded)), []).append(point)
+            elif lo is None and len(reps) and not np.isfinite(reps).any() and min(a[1] or 0, b[1] or 0) >= MIN_UNITS:
+                # Finite means whose every replicate overflowed (values near ±1e308): no interval, said.
+                overflowed.setdefault(metric, []).append(point)
             row = side_by_side(split, role, metric, point, other.name, wb, a[0], b[0])
             word = p_value = why = None
             if row["diff"] is not None:
@@ -426,6 +433,12 @@ def _compare_role(
                 )
             row.update(baseline_steps=steps_text(wa), ci_low=lo, ci_high=hi, p_value=p_value, verdict=word)
             rows.append({**row, "baseline_n": a[1], "n": b[1], "baseline_units": len(a[3]), "units": len(b[3])})
+    for metric, points in overflowed.items():
+        notes.append(
+            f"{other.name}{_where(split)}, role {_role_name(role)}: every bootstrap replicate of the {metric} "
+            f"difference in the {', '.join(points)} window(s) is beyond float64 (values near ±1e308): no interval, "
+            "no verdict there"
+        )
     for (metric, who), points in infinite.items():
         notes.append(
             f"{other.name}{_where(split)}, role {_role_name(role)}: the {metric} values of {' and '.join(who)} in "
