@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import Any, Literal
 
 from .._lazy import pl
@@ -111,11 +112,12 @@ def record_rows(
 
 
 def _time(v: Any) -> float | None:
-    """A record's time as float, or None: a number of the float64 range only (a bool, a text, an int beyond the
-    range, 10**400, are no time; ``_say_untimed`` says so)."""
+    """A record's time as float, or None: a finite number of the float64 range only (a bool, a text, an int beyond
+    the range, 10**400, JSON's ``1e400`` read as infinity, NaN, are no time; ``_say_untimed`` says so)."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         with contextlib.suppress(OverflowError):
-            return float(v)
+            t = float(v)
+            return t if math.isfinite(t) else None
     return None
 
 
