@@ -71,7 +71,29 @@ class DoctorConfig:
             out[name] = _coerce(type(defaults[name]), raw, f"{origin} {name}")
             _check_range(name, out[name], origin)
             _check_name(name, out[name], origin)
-        return dataclasses.replace(self, **out)
+        new = dataclasses.replace(self, **out)
+        new._origins = {**self._origins, **dict.fromkeys(out, origin)}
+        return new
+
+    @property
+    def _origins(self) -> dict[str, str]:
+        """Where each threshold set away from its default came from (``--set``, ``--config FILE:``): not a
+        field, so that ``names`` and ``asdict`` hold thresholds only."""
+        return self.__dict__.get("_origins_", {})
+
+    @_origins.setter
+    def _origins(self, value: dict[str, str]) -> None:
+        self.__dict__["_origins_"] = value
+
+    def option(self, name: str) -> str:
+        """How to say threshold ``name`` and its value in an error about it found while the run is read: under
+        the option the user gave it with (``--set format_spec=foo``, ``--config doctor.toml: format_spec=foo``),
+        or as the default it is."""
+        value = getattr(self, name)
+        origin = self._origins.get(name)
+        if origin is None:
+            return f"{name}={value} (the default; --set {name}=... to change it)"
+        return f"{origin} {name}={value}"
 
     @classmethod
     def from_sources(cls, config_file: str | Path | None = None, sets: Sequence[str] = ()) -> DoctorConfig:

@@ -77,11 +77,11 @@ def _text_findings(s: RunSeries, cfg: DoctorConfig) -> tuple[list[Finding], list
         # theirs, and a note names the others: ``series_roles_note``). A usage error, as a format_spec that names
         # no spec is (doctor_config), under the option doctor has.
         raise UsageError(
-            f"--set format_spec={cfg.format_spec}: {exc.reason}: format adherence (format_drift) cannot be checked"
+            f"{cfg.option('format_spec')}: {exc.reason}: format adherence (format_drift) cannot be checked"
         ) from None
     kw = cfg.shift_options()
     if div is not None and cfg.diversity_metric not in div.columns:
-        raise UsageError(f"--set diversity_metric={cfg.diversity_metric}: no such column (docs/metrics.md)")
+        raise UsageError(f"{cfg.option('diversity_metric')}: no such column (docs/metrics.md)")
     out += _diversity_findings(s, cfg)
     if fmt is not None:
         steps, y = fmt["step"].to_list(), as_floats(fmt["adherence"].to_list())
