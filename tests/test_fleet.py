@@ -32,6 +32,12 @@ from runlog.writer import RunWriter
 
 from conftest import REALDATA, SAMPLE_RUNS
 
+# A run read in chunks of its steps, tabled by run (and not step): its medians are those of several parts.
+CHUNKED_MEDIAN_NOTE = (
+    "reward_median is left empty for groups whose rows were summarised in more than one part (medians do not "
+    "merge): a run was read in several parts (chunks of its steps); add --by step to get them"
+)
+
 NAN = float("nan")
 SAMPLE_NAMES = ["debate_grpo", "flink_mixed", "jaxarc", "damaged"]
 REAL_FILES = ["nemo_gym_tool_call_multireward_rollouts.jsonl", "verifiers_math_python_gpt5nano_results.jsonl"]
@@ -471,7 +477,7 @@ def test_ray_engine_splits_big_runs_like_the_local_engine(fleet, ray_engine):
     remote = summarize_fleet(locs, ["run", "role"], task_bytes=60_000, engine=ray_engine)
     assert local.units > 2 and remote.units == local.units
     assert_close(remote.frame, local.frame, rel=1e-12)
-    assert remote.notes == local.notes == [S.MEDIAN_NOTE]
+    assert remote.notes == local.notes == [CHUNKED_MEDIAN_NOTE]
 
 
 def test_ray_engine_metrics_fleet(fleet, ray_engine):
@@ -599,7 +605,7 @@ def test_split_runs_give_the_same_numbers(fleet):
                 split.frame.filter(pl.col("run") == run).select("reward_median"),
                 whole.frame.filter(pl.col("run") == run).select("reward_median"),
             )
-    assert split.notes == [S.MEDIAN_NOTE] and whole.notes == []
+    assert split.notes == [CHUNKED_MEDIAN_NOTE] and whole.notes == []
     # A run's chunks share its manifest: its problems are reported once.
     assert sorted(split.problems()) == sorted(whole.problems()) and whole.problems()
 

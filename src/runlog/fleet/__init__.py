@@ -836,26 +836,47 @@ def _check_whole_steps(
     layout: str | None,
     storage_options: Mapping[str, str] | None,
 ) -> None:
-    """Refuse pooled statistics where a run's files of one split and step (or its files that name no step) are
-    partly another run's and partly its own: counting the shared ones once, in the other run, would cut that
-    step's prompt groups in two, and no figure would be the one the table says."""
-    from ..run import list_names
+    """Refuse pooled statistics where a run's rows of one split and step are partly in files another run shares
+    and partly in files of its own: counting the shared ones once, in the other run, would cut that step's
+    prompt groups in two, and no figure would be the one the table says. By the steps the rows are of, as
+    discovery reads them (``tasks.file_steps``: a file named for one step whose rows are of another counts at
+    its rows'), so the run is opened here (its footers; rare: local runs that share files through links); a
+    file whose rows' steps are not known may hold rows of any step."""
+    from ..run import open_run
+    from .tasks import file_steps
 
     try:
-        entries = list_names(location, layout=layout, storage_options=storage_options, prefetch=False)
-    except RunlogError:
-        return  # (said when the run is read; a run with runs inside is read by its files, each once)
-    listed = {f.rel for f in files}
-    steps: dict[tuple[str | None, int | None], set[bool]] = {}
-    for e in entries:
-        if e.path in listed and not _is_manifest(e.path):
-            key = (e.split, e.step) if e.keyed else (None, None)
-            steps.setdefault(key, set()).add(e.path in shared)
-    mixed = [key for key, kinds in steps.items() if len(kinds) > 1]
-    if not mixed:
+        run = open_run(location, layout=layout, only=[f.rel for f in files], storage_options=storage_options)
+    except (RunlogError, OSError):
+        return  # (said when the run is read)
+    held: dict[int | None, list[tuple[str | None, bool]]] = {}  # step: (split, shared) of the files with rows of it
+    unknown = False  # a file whose rows' steps are not known
+    kinds: set[bool] = set()
+    for f in run.files:
+        if f.kind != "samples" or not f.readable or f.rows == 0:
+            continue
+        kinds.add(f.path in shared)
+        steps = file_steps(f)
+        unknown = unknown or steps is None
+        for step in steps or ():
+            held.setdefault(step, []).append((f.split, f.path in shared))
+    at = "its files whose rows' steps are not known" if unknown and len(kinds) > 1 else None
+    for step in sorted(held, key=lambda s: (s is not None, s or 0)):
+        if at is not None:
+            break
+        # A shared file and one of its own with rows of this step, of one split (None: of several, any).
+        cut = [
+            (a, b)
+            for a, shared_a in held[step]
+            for b, shared_b in held[step]
+            if shared_a and not shared_b and (a is None or b is None or a == b)
+        ]
+        if cut:
+            split = next((x for pair in cut for x in pair if x is not None), None)
+            where = f"split {split}, " if split is not None else ""
+            at = f"{where}step {step}" if step is not None else f"{where}its rows of no step"
+    if at is None:
         return
-    split, step = mixed[0]
-    at = f"split {split}, step {step}" if step is not None else "its files that name no step"
     others = ", ".join(by_run)
     raise UsageError(
         f"{name} shares {len(shared)} file(s) with {others} (the same files, through links) and has files of its "
@@ -932,16 +953,93 @@ def _stacked(
     failures: list[tuple[str, str]],
     engine: Engine | None,
     progress: Callable[[int, int], None] | None,
-) -> tuple[pl.DataFrame, list[UnitResult], int]:
-    """The task's frames of every unit, stacked in plan order, its results and the number of batches; runs
-    that fail are added to ``failures``; none read is a usage error."""
+) -> tuple[pl.DataFrame, list[UnitResult], list[Unit], int]:
+    """The task's frames of every unit, stacked in plan order, its results, the units read (chunks of a run
+    whose rows of one step they cut read again as one: :func:`_rejoined`) and the number of batches; runs that
+    fail are added to ``failures``; none read is a usage error."""
     results, nbatches = map_units(task, units, engine, progress)
+    units, results, more = _rejoined(task, units, results, engine, progress)
     failures += [(r.name, r.error) for r in results if r.error]
     frames = [r.frame for r in results if r.frame is not None]
     if not frames:
         said = [why if why.startswith(f"{loc}: ") else f"{loc}: {why}" for loc, why in failures]  # named once
         raise UsageError("no run of the fleet could be read: " + "; ".join(said))
-    return pl.concat(frames, how="diagonal_relaxed"), results, nbatches
+    return pl.concat(frames, how="diagonal_relaxed"), results, units, nbatches + more
+
+
+def _rejoined(
+    task: Task,
+    units: list[Unit],
+    results: list[UnitResult],
+    engine: Engine | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Unit], list[UnitResult], int]:
+    """Chunks of a run read again as one where they hold rows of one step. Chunks are cut by the steps the
+    files' names tell (:func:`_units_of`: nothing is opened to plan), and a file whose rows are of another step
+    (a copy of step 20 saved as ``completions_00021``, a shard of step 2 written under step 3's name) puts
+    rows of its step in a chunk beside that step's other files: the step's prompt groups would be cut in two
+    (each part counted as a group in ``zero_adv_frac``) and its median lost. Each chunk's task tells the
+    steps of its rows (``UnitResult.steps``, from what its discovery read); chunks that share a step are read
+    again as one unit (with those that share one with them), and every chunk of a run with a file whose
+    rows' steps are not known as one. Rare: runs over ``TASK_BYTES`` whose names tell a wrong step. Returns
+    the units, the results, and the batches of the second round (0: none)."""
+    told = {r.index: r for r in results}
+    chunks: dict[str, list[Unit]] = {}
+    for u in units:
+        if u.parts > 1:
+            chunks.setdefault(u.name, []).append(u)
+    merged: dict[int, Unit] = {}  # the index of a group's first chunk: the unit that reads the group
+    gone: set[int] = set()  # the other chunks of the groups
+    for name, parts in chunks.items():
+        said = [told[u.index] for u in parts]
+        if any(r.error is not None for r in said):
+            continue  # (a run with a chunk that fails is said so)
+        groups = _step_groups([r.steps for r in said])
+        if len(groups) == len(parts):
+            continue
+        for u in parts:
+            u.parts = len(groups)
+        for group in groups:
+            if len(group) == 1:
+                continue
+            members = [parts[i] for i in group]
+            files = list(dict.fromkeys(f for m in members for f in m.files or []))
+            size = sum(m.bytes for m in members)
+            merged[members[0].index] = Unit(members[0].index, name, members[0].location, files, size, len(groups))
+            gone.update(m.index for m in members[1:])
+    if not merged:
+        return units, results, 0
+    again = [merged[i] for i in sorted(merged)]
+    done = len(units)
+    counted = None if progress is None else (lambda d, t: progress(done + d, done + t))
+    redone, nbatches = map_units(task, again, engine, counted)
+    kept = [r for r in results if r.index not in merged and r.index not in gone]
+    units = [merged.get(u.index, u) for u in units if u.index not in gone]
+    return units, sorted(kept + redone, key=lambda r: r.index), nbatches
+
+
+def _step_groups(steps: Sequence[Sequence[int | None] | None]) -> list[list[int]]:
+    """The chunks (positions in ``steps``, each chunk's steps of rows) grouped so that no step's rows are in two
+    groups: chunks that share a step together, with those that share one with them; all in one group where a
+    chunk's steps are not known (None)."""
+    if any(s is None for s in steps):
+        return [list(range(len(steps)))]
+    parent = list(range(len(steps)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    holder: dict[int | None, int] = {}
+    for i, held in enumerate(steps):
+        for step in held or ():
+            parent[root(i)] = root(holder.setdefault(step, i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(steps)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values())
 
 
 def summarize_fleet(
@@ -977,7 +1075,7 @@ def summarize_fleet(
     plan = _plan(locations, layout, storage_options, True, task_bytes, pooled=pooled)
     units, failures = plan.units, plan.failures
     task = Task.of(SummarizeJob(prompt_groups=prompt_groups), inner, filters, layout, storage_options)
-    partials, results, nbatches = _stacked(task, units, failures, engine, progress)
+    partials, results, units, nbatches = _stacked(task, units, failures, engine, progress)
     if auto_split:
         partials = _auto_split(partials, keys)
     if not pooled and "rows" in partials.columns:
@@ -986,13 +1084,73 @@ def summarize_fleet(
         # its note (``fleet_opts.say_runs_without_rows``). Left out here too, so that both views name it alike.
         partials = partials.filter(pl.col("rows") > 0)
     frame, notes = combine_partials(partials, keys)
+    notes = [_median_note(n, keys) for n in notes]
     if pooled:
         notes[:0] = _pooled_notes(results, partials)
         frame = _with_runs(frame, partials, keys)
     said = plan.said + _same_run_ids(results, plan.files, pooled)
     notes += _runs_notes(results)
+    notes += _files_as_runs_notes(locations)
+    notes += _rejoined_notes(plan.units, units)
     notes += layouts_notes(task, units, results, "summarize")
     return FleetResult(frame, results, failures, notes, len(units), nbatches, _where(locations), said)
+
+
+def _rejoined_notes(planned: Sequence[Unit], units: Sequence[Unit]) -> list[str]:
+    """A note naming the runs whose chunks were read again as fewer (:func:`_rejoined`): the batches counted
+    include both reads."""
+    first: dict[str, int] = {}
+    for u in planned:
+        first[u.name] = first.get(u.name, 0) + 1
+    read: dict[str, int] = {}
+    for u in units:
+        read[u.name] = read.get(u.name, 0) + 1
+    names = [name for name, n in first.items() if read.get(name, n) < n]
+    if not names:
+        return []
+    shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+    return [
+        f"run(s) {shown}: chunks of steps read again as one, where a file's rows are of a step another chunk held "
+        "(its name tells another step) or of steps not known, so that each step's prompt groups are read whole"
+    ]
+
+
+def _files_as_runs_notes(locations: Sequence[str]) -> list[str]:
+    """A note for each folder of which several files are runs of the fleet (``'run/samples/train/*'`` matches
+    one per file): each file is read as a run of its own, so a prompt group whose samples several of them hold
+    (one per process of a step) counts as a group in each, in ``zero_adv_frac``, which that run's folder does
+    not."""
+    if len(locations) < 2:
+        return []
+    folders: dict[str, int] = {}
+    for loc in locations:
+        if _is_file(loc):
+            folder = os.path.dirname(loc.rstrip("/")) or "."
+            folders[folder] = folders.get(folder, 0) + 1
+    return [
+        f"{n} runs are files of one folder, {folder}, each read as a run of its own: a prompt group whose samples "
+        "lie in several of them (one file per process of a step) counts as a group in each (zero_adv_frac), as it "
+        "would not in its run; pass the run's folder to read each group whole"
+        for folder, n in folders.items()
+        if n > 1
+    ]
+
+
+def _median_note(note: str, keys: Sequence[str]) -> str:
+    """``combine_partials``' note on medians left empty (``MEDIAN_NOTE``), asking only for keys not given: with
+    ``run`` among them, a group is in several parts only where a run was read in chunks of its steps (``--by
+    step`` keeps each group in one); with ``run`` and ``step``, in none (a step's rows are in one chunk:
+    :func:`_rejoined`), so nothing is asked."""
+    from ..analysis.partials import MEDIAN_NOTE
+
+    if note != MEDIAN_NOTE:
+        return note
+    head = note.partition(";")[0]
+    if "run" not in keys:
+        return note if "step" not in keys else f"{head}; add --by run to get them"
+    if "step" not in keys:
+        return f"{head}: a run was read in several parts (chunks of its steps); add --by step to get them"
+    return head
 
 
 def _held(partials: pl.DataFrame) -> pl.DataFrame:
@@ -1235,7 +1393,7 @@ def metrics_fleet(
     plan = _plan(locations, layout, storage_options, False, TASK_BYTES, pooled=False)
     units, failures = plan.units, plan.failures
     task = Task.of(job, keys, filters, layout, storage_options)
-    frame, results, nbatches = _stacked(task, units, failures, engine, progress)
+    frame, results, units, nbatches = _stacked(task, units, failures, engine, progress)
     notes: list[str] = []
     if auto_split and "split" in frame.columns:
         splits = sorted(frame["split"].drop_nulls().unique().to_list())

@@ -14,6 +14,7 @@ from ..errors import RunlogError
 from ..storage import StorageOptions
 
 if TYPE_CHECKING:
+    from ..formats.base import FileInfo
     from ..run import Run
 
 
@@ -170,6 +171,9 @@ class UnitResult:
     # which the driver puts together (``fleet.layouts_notes``).
     layouts: list[str] = field(default_factory=list)
     sources: list[tuple[str, str | None]] = field(default_factory=list)
+    # A chunk of a run of several: the steps its sample files' rows are of (``row_steps``; None: not all known),
+    # from which the driver tells whether a step's rows fell into two chunks (``fleet._rejoined``).
+    steps: list[int | None] | None = field(default_factory=list)
 
 
 def sample_sources(run: Run) -> list[tuple[str, str | None]]:
@@ -189,6 +193,36 @@ def sample_sources(run: Run) -> list[tuple[str, str | None]]:
     return sorted(pairs, key=lambda p: (p[0], p[1] is not None, p[1] or ""))
 
 
+def row_steps(run: Run) -> list[int | None] | None:
+    """The steps of the rows of the run's sample files (``file_steps``), all together; None where a file's are
+    not known (its rows may be of any step)."""
+    steps: set[int | None] = set()
+    for f in run.files:
+        if f.kind == "samples" and f.readable and f.rows != 0:
+            mine = file_steps(f)
+            if mine is None:
+                return None
+            steps.update(mine)
+    return sorted(steps, key=lambda s: (s is not None, s or 0))
+
+
+def file_steps(f: FileInfo) -> list[int | None] | None:
+    """The steps of a sample file's rows (None among them: rows of no step), as discovery found them: a file
+    named for one step whose rows are of another stands for its rows' step (``_check_named_step`` of the native
+    and TRL layouts), which its name cannot tell; a file read whole (JSONL) tells them from its rows. None where
+    the file stands for no step that is known (a Parquet file whose rows are of several steps, an object whose
+    footer has no statistics of its step column): its rows may be of any step."""
+    if f.step is not None or f.steps is not None:
+        return list(f.all_steps())
+    frame = f.frame
+    if not isinstance(frame, pl.DataFrame) or "step" not in frame.columns:
+        return None
+    try:
+        return [None if s is None else int(s) for s in frame.get_column("step").unique().to_list()]
+    except (TypeError, ValueError):
+        return None
+
+
 def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
     """Open each unit's files and compute its result frame with runlog's own code."""
     task, units = args
@@ -206,6 +240,7 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
         run_id = str(run_id) if isinstance(run_id, (str, int)) and not isinstance(run_id, bool) else None
         layouts = task.job.layouts(run, task.keys, task.filters, frame) if unit.parts == 1 else []
         sources = sample_sources(run) if unit.parts > 1 else []
+        steps = row_steps(run) if unit.parts > 1 else []
         problems = [(p.path, p.kind, p.message) for p in run.problems]
         return UnitResult(
             unit.index,
@@ -216,6 +251,7 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
             run_id=run_id,
             layouts=layouts,
             sources=sources,
+            steps=steps,
         )
     except RunlogError as exc:
         return UnitResult(unit.index, unit.name, None, [], str(exc))
