@@ -24,7 +24,8 @@ per command that computed something, written to a temporary name and renamed int
 read-merged-written under a lock, so that concurrent commands keep each other's entries; segments no entry
 points to are deleted; many segments are compacted into one. All runs' partials together are brought back
 under ``RUNLOG_CACHE_MAX_MB`` after a save, at most once a minute (``partial_store.trim``: the runs read least
-recently go first). A corrupt index or segment is reported once (a warning line on stderr) and rebuilt.
+recently go first). A corrupt index or segment (one that does not parse, lacks a column, holds one of another type
+than the store writes, or is no file) is reported once (a warning line on stderr) and rebuilt.
 ``RUNLOG_CACHE=off`` (or ``cache=False``) turns it off.
 
 Runs whose sample files do not each hold one known step (JSONL files of many steps), runs of more than

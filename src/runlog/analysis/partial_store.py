@@ -43,6 +43,37 @@ def _missing_columns(frame: pl.DataFrame, eids: Sequence[str]) -> list[str]:
     return [c for c in wanted if c not in frame.columns]
 
 
+# The kind of each column a segment holds, by its name, as ``partials.summarize_partials`` writes it: the ids and
+# keys text, the counts integers, the moments and extremes floats, the median's values a list of floats.
+_TEXT = frozenset({UNIT, "split", "role", "level"})
+_INTEGERS = frozenset({"step", "rows", "groups", "zero_groups", "parts"})
+_COUNT_SUFFIXES = ("_n", "_nan", "_null")
+_FLOAT_SUFFIXES = ("_mean", "_m2", "_min", "_max", "_sum", "_median")
+
+
+def _wrong_type(frame: pl.DataFrame) -> str | None:
+    """The first column of ``frame`` (a segment read back) whose type is not the one the store writes for it, as
+    ``column reward_n holds String, not integers``; None where every column it knows is of its kind. A segment
+    that still parses with every column there, one of them of another type (rewritten by another program),
+    would otherwise fail the merge of every later command (``sum`` of text: an internal error, exit 3). A column
+    of nulls only (type ``Null``) is of any kind but the ids'."""
+    for name, dtype in frame.schema.items():
+        if name in _TEXT:
+            ok, kind = dtype == pl.String or (dtype == pl.Null and name != UNIT), "text"
+        elif name in _INTEGERS or name.endswith(_COUNT_SUFFIXES):
+            ok, kind = dtype.is_integer() or (dtype == pl.Null and name != "step"), "integers"
+        elif name.endswith("_values"):
+            inner = dtype.inner if isinstance(dtype, pl.List) else None
+            ok, kind = dtype == pl.Null or (inner is not None and inner.is_float()), "lists of floats"
+        elif name.endswith(_FLOAT_SUFFIXES):
+            ok, kind = dtype.is_float() or dtype == pl.Null, "floats"
+        else:
+            continue
+        if not ok:
+            return f"column {name} holds {dtype}, not {kind}"
+    return None
+
+
 # The partials of every run together are brought back under this many MiB after a save, at most once a minute
 # (``trim``). The median keeps every reward value: about 2 % of a run's Parquet.
 BUDGET_VAR = "RUNLOG_CACHE_MAX_MB"
@@ -228,13 +259,14 @@ class PartialStore:
             reason = exc.strerror.strip()[:200]  # without the errno and the path the line names already
         else:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        self.promised = self._writable()
-        then = "rebuilding it" if self.promised else "it cannot be rebuilt here (the cache folder is read-only)"
+        why_not = self._unwritable()
+        self.promised = why_not is None
+        then = "rebuilding it" if why_not is None else f"it cannot be rebuilt here ({why_not})"
         _say(f"warning: the partial cache {what} is unreadable ({reason}); {then}")
 
     def _report_now(self, what: str, exc: OSError) -> None:
-        """One line on stderr for a segment the system would not read at this moment (an error of the read itself,
-        not of its content): its steps are computed again, and it is kept."""
+        """One line on stderr for a segment (or the index) the system would not read at this moment (an error of the
+        read itself, not of its content): its steps are computed again, and it is kept."""
         said_trouble()
         if what in _said:
             return
@@ -242,20 +274,50 @@ class PartialStore:
         reason = (exc.strerror or str(exc)).strip()[:200]
         _say(f"warning: the partial cache {what} could not be read now ({reason}); its steps are computed again")
 
-    def _writable(self) -> bool:
-        """Whether a save can replace the index and write segments: the run's cache folder (or the nearest folder
-        above it that exists) can be written, and its lock file, where there is one, too (every save takes it:
-        another user's lock file, read-only to this one, makes the folder read-only to this user)."""
+    def _unwritable(self) -> str | None:
+        """Why a save cannot replace the index and write segments, or None where it can: the run's cache folder
+        (or the nearest folder above it that exists) can be written, and its lock file, where there is one, too
+        (every save takes it: another user's lock file, read-only to this one, makes the folder read-only to this
+        user; a folder in its place can be taken by no one)."""
         folder = self.folder
         while not folder.exists() and folder.parent != folder:
             folder = folder.parent
-        lock = self.folder / "index.lock"
-        return os.access(folder, os.W_OK | os.X_OK) and (not lock.exists() or os.access(lock, os.W_OK))
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return "the cache folder is read-only"
+        lock = self.lock_path
+        if lock.exists() and not lock.is_file():
+            _said.add(str(lock))  # said here: ``_lock_trouble`` says it no more
+            return f"{lock.name} is not a file: remove it"
+        if lock.exists() and not os.access(lock, os.W_OK):
+            return "the cache folder is read-only"
+        return None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / "index.lock"
+
+    def _lock_trouble(self) -> None:
+        """Say once (per command) that the lock file is not a file (a folder in its place): no save can take it, so
+        nothing is stored in the cache, where a read-only cache would be left quiet (another user's, shared)."""
+        lock = self.lock_path
+        if not lock.exists() or lock.is_file() or str(lock) in _said:
+            return
+        _said.add(str(lock))
+        said_trouble()
+        _say(f"warning: the partial cache {lock} is not a file; nothing is stored in this cache until it is removed")
 
     def _read_index(self) -> dict[str, dict[str, Any]]:
         try:
             raw, self.version = read_versioned(self.index_path)
-        except OSError:
+        except FileNotFoundError:
+            return {}  # none yet
+        except OSError as exc:
+            # There, and not read: now (an NFS hiccup), or ever (a folder in its place, another user's 0600 file),
+            # said as a corrupt index is, and rebuilt by the next save (``_write_index``).
+            if exc.errno in TRANSIENT:
+                self._report_now(str(self.index_path), exc)
+            else:
+                self._report(str(self.index_path), exc)
             return {}
         try:
             data = json.loads(raw)
@@ -304,6 +366,9 @@ class PartialStore:
                 missing = _missing_columns(frame, eids)
                 if missing:
                     raise ValueError(f"no {', '.join(missing)} column")
+                wrong = _wrong_type(frame)
+                if wrong is not None:
+                    raise ValueError(wrong)
             except FileNotFoundError:
                 continue  # compacted away by another command since the index was read
             except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -340,7 +405,7 @@ class PartialStore:
         sticky bit) is only no longer pointed to: no command reads it again. Best effort: a read-only cache is
         left as it is."""
         try:
-            with locked(self.folder / "index.lock"):
+            with locked(self.lock_path):
                 on_disk = self._read_index()
                 kept = {eid: e for eid, e in on_disk.items() if e["seg"] not in segs}
                 if len(kept) < len(on_disk):
@@ -366,20 +431,30 @@ class PartialStore:
                 for u in stored.values()
                 if u.files_id is not None
             }
-            with locked(self.folder / "index.lock"):
+            with locked(self.lock_path):
                 # The segment is written under the lock: written before it, another command's garbage
                 # collection (segments no entry points to) could delete it before this index points to it.
-                atomic_write(self.folder / seg, rows.write_ipc)
-                # An index still as read holds nothing another command added: no second parse.
-                unchanged = self.version is not None and file_version(self.index_path) == self.version
-                self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
-                self._compact(live)
-                self._write_index(self.index)
+                written = [seg]
+                try:
+                    atomic_write(self.folder / seg, rows.write_ipc)
+                    # An index still as read holds nothing another command added: no second parse.
+                    unchanged = self.version is not None and file_version(self.index_path) == self.version
+                    self.index = self._merge(self.index if unchanged else self._read_index(), new, live, complete)
+                    self._compact(live, written)
+                    self._write_index(self.index)
+                except BaseException:
+                    # No index points to them: no command would read them, nor collect them (garbage is collected
+                    # after an index is written), and each save would leave one more.
+                    for name in written:
+                        with contextlib.suppress(OSError):
+                            (self.folder / name).unlink()
+                    raise
                 self._collect_garbage()
             (self.folder / USED).touch()
             if _touch_if_older(self.folder.parent.parent / CHECKED, EVERY_S):
                 trim(self.folder.parent, self.folder, budget_bytes())
         except (OSError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+            self._lock_trouble()
             if self.promised and str(self.folder) not in _said:
                 # "rebuilding it" was said: the save that was to rebuild it failed (a full disk), said once.
                 _said.add(str(self.folder))
@@ -399,10 +474,10 @@ class PartialStore:
         merged.update(new)
         return merged
 
-    def _compact(self, live: dict[int, Unit]) -> None:
-        """Rewrite the live entries into one segment per variant when there are many segments. Never one
-        segment for two variants: their rows have other columns (per-role rows a ``level``), and a per-sample
-        entry read back with a null ``level`` would merge into nothing."""
+    def _compact(self, live: dict[int, Unit], written: list[str]) -> None:
+        """Rewrite the live entries into one segment per variant when there are many segments (each one's name
+        added to ``written``). Never one segment for two variants: their rows have other columns (per-role rows
+        a ``level``), and a per-sample entry read back with a null ``level`` would merge into nothing."""
         segs = {e["seg"] for e in self.index.values()}
         if len(segs) <= MAX_SEGMENTS:
             return
@@ -415,12 +490,17 @@ class PartialStore:
             if frame is None:
                 continue
             seg = f"seg-{uuid.uuid4().hex}.arrow"
+            written.append(seg)
             atomic_write(self.folder / seg, frame.write_ipc)
             compacted.update({eid: {**self.index[eid], "seg": seg} for eid in eids if eid in found})
         self.index = compacted
 
     def _write_index(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Replace the index (under the lock). A folder in its place (said unreadable, ``_read_index``) is deleted
+        first, as the rebuild promised: nothing but this store writes there."""
         data = {"format": FORMAT, "code": _code_key(), "root": self.root, "entries": entries}
+        if self.index_path.is_dir() and not self.index_path.is_symlink():
+            shutil.rmtree(self.index_path)
         atomic_write(self.index_path, lambda fh: fh.write(json.dumps(data, separators=(",", ":")).encode()))
 
     def _collect_garbage(self) -> None:

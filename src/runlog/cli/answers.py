@@ -16,10 +16,14 @@ An answer is used only when all of this is as it was when it was printed:
 * the output: whether stdout and stderr are terminals, the terminal's size, and the environment variables
   that steer runlog, polars or colours (``RUNLOG_*``, ``POLARS_*``, ``TERM``, ``NO_COLOR``, ...).
 
-Not kept: an answer printed while a file of the run was modified in the last ``RACY_SECONDS`` (a writer may be
-at work: a live run is always read; ``probe_cache.is_racy``, which on whole-second times counts the change time
-too) or while a live writer's temporary file is in it (``run.in_flight``: killed, that writer leaves it as it
-was, a leftover the answer would not say), or whose runs are not listed the same after the work as before it (a
+Neither kept nor looked up (a live run is always read): an answer asked while a file of the run was modified in
+the last ``RACY_SECONDS`` (a writer may be at work; ``probe_cache.is_racy``, which on whole-second times counts
+the change time too), while a live writer's temporary file is in it (``run.in_flight``: killed, that writer
+leaves it as it was, a leftover the answer would not say), while any writer holds its lock on the run
+(``locks.held_now``: a process behind the others with its writer open is still writing; killed, it is said to
+have stopped behind them, and no file changes), or while a writer's state file is younger than
+``ends.END_GRACE_S`` (a process behind the others is said to have stopped only once they closed that long
+ago). Not kept either: an answer whose runs are not listed the same after the work as before it (a
 file that came and went while the command read: its folder's modification time tells); an answer with a line
 about a cache's own trouble (a corrupt partials index: said once, then rebuilt) or with a file that could not be
 read (its rows, a JSONL or manifest file, a probe that failed on an I/O error: it may read next time; a Parquet
@@ -43,6 +47,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -200,7 +205,9 @@ def run_listing(root: Path) -> tuple[str, bool]:
 
     An in-flight temporary file is no leftover (the answer says nothing of it), but once its writer is killed
     it is one (a warning), and nothing in the listing changes: the lock goes with the process, the file stays
-    as it was. An answer kept then would be served, without the warning, for ever. So too a writer's state file
+    as it was. An answer kept then would be served, without the warning, for ever. So too any writer whose lock
+    is held now (``locks.held_now``): a process behind the others with its writer open is still writing, not
+    killed; killed, it is (a warning), and again nothing in the listing changes. And a writer's state file
     written in the last ``ends.END_GRACE_S`` (a process killed behind the others is said so only after it)."""
     import time
 
@@ -222,11 +229,31 @@ def run_listing(root: Path) -> tuple[str, bool]:
         lines.append(f"{rel}|{size}|{mtime}|{ctime}|{inode}")
         racy = racy or is_racy(stamp)  # by its ctime too on a file system of whole seconds, as the caches
         racy = racy or in_flight(root, rel, live)
+        racy = racy or _writer_open(root, rel, live)
         # A writer's state file written in the last ``END_GRACE_S``: a process behind the others is said to have
         # stopped (a warning) only that long after they closed; an answer kept before would be served without it.
         racy = racy or ("/" not in rel and STATE_RE.match(rel) is not None and now - mtime / 1e9 < END_GRACE_S)
     lines.extend(f"{rel}/|{stamp[1]}|{stamp[2]}|{stamp[3]}" for rel, stamp in folders)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest(), racy
+
+
+_LOCK_RE = re.compile(r"^\.writer\.p(\d+)\.lock$")  # ``locks.LOCK_FILE``, in the run's own folder
+
+
+def _writer_open(root: Path, rel: str, live: dict[int, bool]) -> bool:
+    """Whether ``rel`` is a writer's lock file (``locks.LOCK_FILE``) that its process holds now: that writer is
+    open, and what the run says of it (behind the others: still writing, or killed?) changes when it closes or
+    is killed, the latter without a file changing. Asked once per process (``live``, shared with
+    ``run.in_flight``)."""
+    m = _LOCK_RE.match(rel)
+    if m is None:
+        return False
+    process = int(m[1])
+    if process not in live:
+        from ..locks import held_now
+
+        live[process] = held_now(root, process)
+    return live[process]
 
 
 class _Tee:
@@ -416,7 +443,10 @@ def answer(q: Question | None) -> Iterator[None]:
     if not before:
         yield  # the run cannot be listed: the command says why
         return
-    hit = q.lookup(before)
+    # A run a writer may be at work on is always read, also where an answer is kept for its listing (one kept
+    # by an earlier runlog, or one whose files were dated back): what it says of its writers may change without
+    # a file changing (a writer killed, the others' grace gone by).
+    hit = None if racy else q.lookup(before)
     if hit is not None:
         for stream, text in hit["output"]:
             target = sys.stdout if stream == 1 else sys.stderr

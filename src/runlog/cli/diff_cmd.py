@@ -23,7 +23,7 @@ from .common import (
     writing,
     wrote,
 )
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, format_from_output, json_lines
+from .options import Format, Layout, NoCacheKept, Output, Roles, Splits, Steps, format_from_output, json_lines
 
 # The library's defaults (analysis/diff.py), repeated here so that the CLI starts without numpy and polars;
 # tests/test_diff.py checks they agree.
@@ -83,7 +83,7 @@ def diff_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoCacheKept = False,
 ) -> None:
     """Compare runs with a baseline: did B beat A, for which role, from which step, and is it noise?
 

@@ -11,7 +11,7 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, use_storage_options
 from .common import human_bytes as _bytes
-from .options import Format, Layout, NoCache
+from .options import Format, Layout, NoProbeCache
 from .output import Col, Sheet, print_out
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def inspect_command(
     fmt: Format[InspectFormat] = InspectFormat.table,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoProbeCache = False,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     deep: bool = typer.Option(
         False,

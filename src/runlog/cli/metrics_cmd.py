@@ -20,7 +20,7 @@ from .fleet_opts import (
     report_fleet,
     say_runs_without_rows,
 )
-from .options import Format, Layout, NoCache, Output, Splits, Steps, by_keys, format_from_output
+from .options import Format, Layout, NoProbeCache, Output, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def diversity_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoProbeCache = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
@@ -185,7 +185,7 @@ def format_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoProbeCache = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,

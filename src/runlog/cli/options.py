@@ -42,10 +42,18 @@ def by_keys(value: list[str] | None) -> list[str] | None:
 
 # --no-cache -------------------------------------------------------------------------------------------------
 
+# What each command keeps differs, and its help names only that: every command probes files (the probe cache);
+# those that summarise rewards store partials (doctor, plot, report, watch, upload-wandb); only summarize and diff
+# keep whole answers (``answers.answer``). ``NoCache`` is the middle one; ``NoCacheKept`` and ``NoProbeCache`` the
+# others.
 NO_CACHE_HELP = (
+    "Read every file again: no probe cache, no stored partials (as RUNLOG_CACHE=off); nothing cached is written."
+)
+NO_CACHE_KEPT_HELP = (
     "Read every file again: no probe cache, no stored partials, no kept answer (as RUNLOG_CACHE=off); nothing "
     "cached is written."
 )
+NO_PROBE_CACHE_HELP = "Read every file again: no probe cache (as RUNLOG_CACHE=off); nothing cached is written."
 
 
 def _no_cache(value: bool) -> bool:
@@ -56,6 +64,8 @@ def _no_cache(value: bool) -> bool:
 
 
 NoCache = Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_HELP, callback=_no_cache)]
+NoCacheKept = Annotated[bool, typer.Option("--no-cache", help=NO_CACHE_KEPT_HELP, callback=_no_cache)]
+NoProbeCache = Annotated[bool, typer.Option("--no-cache", help=NO_PROBE_CACHE_HELP, callback=_no_cache)]
 
 # --format ---------------------------------------------------------------------------------------------------
 

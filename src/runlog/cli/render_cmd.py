@@ -27,7 +27,7 @@ from .options import (
     STEPS_SYNTAX,
     Format,
     Layout,
-    NoCache,
+    NoProbeCache,
     Output,
     Split,
     format_from_output,
@@ -96,7 +96,7 @@ def render_command(
     no_think: bool = typer.Option(False, "--no-think", help="Hide <think> blocks and reasoning (default: dimmed)."),
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoProbeCache = False,
 ) -> None:
     """Render whole conversations: every turn, tool call and tool result, the reward breakdown (total,
     components, per role with KL), trajectory statistics and the exception traceback.

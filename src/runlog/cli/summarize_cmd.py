@@ -21,7 +21,7 @@ from .fleet_opts import (
     report_fleet,
     say_runs_without_rows,
 )
-from .options import Format, Layout, NoCache, Output, Roles, Splits, Steps, by_keys, format_from_output
+from .options import Format, Layout, NoCacheKept, Output, Roles, Splits, Steps, by_keys, format_from_output
 from .output import OutputFormat, emit_frame, print_out, render_tables
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def summarize_command(
     output: Output = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
-    no_cache: NoCache = False,
+    no_cache: NoCacheKept = False,
     runs: str = RUNS_FILE,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
