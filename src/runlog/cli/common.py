@@ -31,6 +31,21 @@ SAID_INTERRUPTED = [False]
 RUN_PATH = typer.Argument(
     ..., help="Run directory, a single file, or a URL (s3://, gs://, az://).", show_default=False, metavar="PATH"
 )
+# ``watch``'s: a run being written is followed by listing its folder, and a file is refused (exit 2).
+FOLLOWED_PATH = typer.Argument(
+    ...,
+    help="Run directory or a URL (s3://, gs://, az://): the run's folder, not one of its files.",
+    show_default=False,
+    metavar="PATH",
+)
+# ``doctor``'s: a file is a run to a plain doctor, but ``--follow`` refuses one (exit 2), as ``watch`` does.
+DOCTOR_PATH = typer.Argument(
+    ...,
+    help="Run directory, a single file, or a URL (s3://, gs://, az://); with --follow, the run's folder or URL, not "
+    "a file.",
+    show_default=False,
+    metavar="PATH",
+)
 STORAGE_OPTION = typer.Option(
     None,
     "--storage-option",

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
-from .common import RUN_PATH, STORAGE_OPTION, emit_json, handle_errors, stderr_console, use_storage_options
+from .common import DOCTOR_PATH, STORAGE_OPTION, emit_json, handle_errors, stderr_console, use_storage_options
 from .options import Format, Layout, NoCache, Split, Thresholds, ThresholdsFile
 from .output import print_out
 from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
@@ -35,7 +35,7 @@ class FailOn(str, Enum):
 
 
 def doctor_command(
-    path: str = RUN_PATH,
+    path: str = DOCTOR_PATH,
     fmt: Format[DoctorFormat] = DoctorFormat.table,
     sets: Thresholds = None,
     config: ThresholdsFile = None,
@@ -68,7 +68,9 @@ def doctor_command(
     With --follow, the run is watched as it is written (for CI jobs and alerts): each new finding is printed
     as one line (a JSON line with --format json), and the command exits 1 as soon as one of severity
     --fail-on or worse appears; problems in files (unreadable, newer schema, gaps) count once they hold, so
-    that a file still being copied is not a failure.
+    that a file still being copied is not a failure. When it ends otherwise (finished, --idle-exit, --timeout),
+    a finding said earlier that the run as it ends no longer has is withdrawn, and one whose figures changed is
+    said again (as an update), so that its last word is a plain doctor's on the same files.
 
     Exit codes: 0 no finding of severity --fail-on (default warning) or worse; 1 such findings (with
     --follow: the first one, the run deleted, or the run could not be listed when --idle-exit or --timeout

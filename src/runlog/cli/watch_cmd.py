@@ -17,7 +17,15 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from ..process import raise_outside_polars
 from ..textsafe import visible
-from .common import OWNS_PROCESS, RUN_PATH, STORAGE_OPTION, fail, handle_errors, stdout_console, use_storage_options
+from .common import (
+    FOLLOWED_PATH,
+    OWNS_PROCESS,
+    STORAGE_OPTION,
+    fail,
+    handle_errors,
+    stdout_console,
+    use_storage_options,
+)
 from .options import Format, Layout, NoCache, Roles, Split
 
 if TYPE_CHECKING:
@@ -55,7 +63,7 @@ class WatchFormat(str, Enum):
 
 
 def watch_command(
-    path: str = RUN_PATH,
+    path: str = FOLLOWED_PATH,
     fmt: Format[WatchFormat] = WatchFormat.table,
     interval: float = INTERVAL_OPTION,
     max_interval: float = MAX_INTERVAL_OPTION,
@@ -313,10 +321,11 @@ def event_line(e: Event) -> str:
         # A reader's plain warning has no kind of its own but its severity: said once ("warning ... warning:").
         kind = "" if d["kind"] == d["severity"] else f" {v(d['kind'])}:"
         return f"{e.kind} {d['severity']} step {v(d['onset_step'])}{kind} {v(d['path'])}: {v(d['message'])}"
-    if e.kind == "finding":
+    if e.kind in ("finding", "withdrawn"):
+        # ``withdrawn``: a finding said earlier that the run as it ends no longer has (``DoctorWatch.settle_said``)
         role = f" role {v(d['role'])}" if d.get("role") is not None else ""
         update = "update " if d.get("update") else ""
-        return f"finding {update}{d['severity']} {d['kind']}{role} step {v(d['onset_step'])}: {v(d['message'])}"
+        return f"{e.kind} {update}{d['severity']} {d['kind']}{role} step {v(d['onset_step'])}: {v(d['message'])}"
     return f"{e.kind}: {v(d)}"
 
 

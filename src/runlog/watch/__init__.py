@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import RunlogError, RunNotFoundError
-from .findings import DoctorWatch
+from .findings import DoctorWatch, issue_finding
 from .live import Event, LiveRun, RunGoneError
 from .poll import Backoff, Lister, Listing, no_credentials, run_lister
 
@@ -158,7 +158,9 @@ class Watcher:
         unreadable, a writer's temporary file left is a leftover, as a plain ``doctor`` says; they were dropped
         at an idle stop, and ``doctor --follow`` passed what ``doctor`` fails); a run of scalars only not said
         yet (``--once``, an early stop); then doctor's last check, its problems still settling counted too,
-        and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``)."""
+        and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``); last, on those ends,
+        the findings reported that no longer hold withdrawn, and those whose figures changed said again
+        (``DoctorWatch.settle_said``: what a follow said last is what a plain ``doctor`` of the run says)."""
         if why is None:
             return []
         if why == "finished":
@@ -171,7 +173,12 @@ class Watcher:
         if self.doctor is None:
             return events
         events += self.doctor.final(settle_all=settled)
-        return events + (self.doctor.stopping() if why in ("idle", "timeout") else [])
+        events += self.doctor.stopping() if why in ("idle", "timeout") else []
+        if settled:
+            # The live problems as ``doctor --follow`` reports them (``_as_findings``) hold too while they last.
+            held = [*self.doctor.findings, *(issue_finding(i) for i in self.live.issues.values())]
+            events += self.doctor.settle_said(held)
+        return events
 
     def _listed_now(self) -> tuple[Listing, Listing] | None:
         """The run listed once more, for the judgment at a stop (``LiveRun.settle_all``): a writer may have renamed
@@ -301,10 +308,9 @@ def follow_findings(
 def _as_findings(doctor: DoctorWatch, events: list[Event]) -> list[Event]:
     """What ``doctor --follow`` says of ``events``: notes, findings and ``ended``, and each live problem as the
     finding ``doctor`` makes of it (reported once, as doctor's own)."""
-    from .findings import issue_finding
     from .live import Issue
 
-    out = [e for e in events if e.kind in ("note", "finding", "ended")]
+    out = [e for e in events if e.kind in ("note", "finding", "withdrawn", "ended")]
     for e in events:
         if e.kind == "problem":
             issue = Issue(**{k: e.data[k] for k in ("kind", "path", "message", "onset_step", "severity")})

@@ -111,6 +111,9 @@ class DoctorWatch:
         self._changed_at = clock()
         self._held_since: dict[tuple[str, str | None, str | None], float] = {}
         self._at_end: list[Finding] = []  # the last check's findings said only when the follow stops
+        # The fields each finding reported was last said with (its ``finding`` event): at a follow's end, what no
+        # longer holds is withdrawn, and what changed comes again (``settle_said``).
+        self._last: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
 
     def changed(self) -> None:
         """The run changed: a check is due (once the throttle allows)."""
@@ -139,12 +142,17 @@ class DoctorWatch:
 
         Last, a finding of ``COUNTED_KINDS`` whose message changed since it was reported (its share of a run that
         grew: "7.8%" of the first steps, "1.6%" of the run) comes again with ``update: true``, so that its last
-        event says what the run as it ends has, as ``doctor`` would."""
+        event says what the run as it ends has, as ``doctor`` would (``settle_said`` does it for every finding at
+        a follow's end)."""
         events = self._collect(wait=True)
         self._settle_all = settle_all
         if settle_all and any(EARLY in f.evidence for f in self.findings):
             # A NaN share held a warning while the run had few steps (``analysis.doctor.following``): the run
             # as it ends is graded as ``doctor`` grades it, so that the follow's exit is plain ``doctor``'s.
+            self._dirty = True
+        if settle_all and self._stale_writers():
+            # A process not closed is a warning only once the others closed ``ends.END_GRACE_S`` ago, by the clock:
+            # a run unchanged since the last check (a writer killed behind the others) is graded again as it is now.
             self._dirty = True
         if self._dirty:
             self._dirty = False
@@ -156,6 +164,42 @@ class DoctorWatch:
                 self._said[f.key] = f.message
                 self._seen[f.key] = severity_rank(f.severity)
                 self._counts[f.key] = f.evidence.get("nan")
+                self._last[f.key] = f.as_dict()
+                events.append(Event("finding", {**f.as_dict(), "update": True}))
+        return events
+
+    def _stale_writers(self) -> bool:
+        """Whether the last check found a process that has not closed its writer, and began long enough ago that a
+        check would be due now (``poll``'s throttle: ``watch --once`` does not check twice)."""
+        wait = max(self.min_gap, 4 * self._last_cost)
+        return self.clock() - self._last_start >= wait and any(
+            f.evidence.get("problem_kind") == "writer_not_closed" for f in [*self.findings, *self._at_end]
+        )
+
+    def settle_said(self, held: list[Finding]) -> list[Event]:
+        """At a follow's end (finished, idle, a timeout; after ``final`` and ``stopping``), what was reported made
+        to agree with the run as it ends, as a plain ``doctor`` of it says it: ``held``, the findings that hold now
+        (this watch's, and the live problems as ``doctor`` words them). A finding reported that ``held`` lacks is
+        withdrawn (a ``withdrawn`` event, with the fields it was last said with: a reward stuck over the first
+        27 steps that moved later, a gap filled); one whose fields changed since (its figures over the whole
+        run, a lower severity) comes again with ``update: true``. Each used to keep the figures of when it first
+        appeared, and one that stopped holding was never taken back."""
+        now: dict[tuple[str, str | None, str | None], Finding] = {}
+        for h in held:  # a file doctor's reading and the live view both find bad: doctor's words, as plain doctor's
+            now.setdefault(h.key, h)
+        events = []
+        for key, said in list(self._last.items()):
+            f = now.get(key)
+            if f is None:
+                for known in (self._last, self._seen, self._counts, self._said):
+                    known.pop(key, None)
+                events.append(Event("withdrawn", said))
+            elif f.as_dict() != said:
+                self._last[key] = f.as_dict()
+                self._seen[key] = severity_rank(f.severity)
+                self._counts[key] = f.evidence.get("nan") if f.kind in COUNTED_KINDS else None
+                if key in self._said:
+                    self._said[key] = f.message
                 events.append(Event("finding", {**f.as_dict(), "update": True}))
         return events
 
@@ -289,6 +333,7 @@ class DoctorWatch:
                 events.append(Event("finding", {**f.as_dict(), "update": True}))
             else:
                 continue
+            self._last[key] = f.as_dict()
             if f.kind in COUNTED_KINDS:
                 self._said[key] = f.message
         return events

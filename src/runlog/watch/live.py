@@ -121,7 +121,7 @@ class Issue:
 @dataclass
 class Event:
     """Something that changed: ``step`` (new or ``update``), ``problem``, ``resolved``, ``note``, ``finding``,
-    ``end``."""
+    ``withdrawn`` (a finding that no longer holds at the end: ``DoctorWatch.settle_said``), ``end``."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .. import storage
 from ..ends import STATE_RE
 from ..errors import DataError, RunlogError, RunNotFoundError
+from ..run import TEMP_SUFFIXES
 
 if TYPE_CHECKING:
     from ..storage import StorageOptions
@@ -25,8 +26,9 @@ Version = tuple[int, tuple | None]
 Listing = dict[str, Version]
 Lister = Callable[[], tuple[Listing, Listing]]
 
-TEMP_SUFFIXES = (".tmp", ".partial")
-UPLOAD_STATE = ".runlog-wandb.json"  # ``sinks.state.STATE_NAME`` (not imported: watch needs no W&B code)
+# upload-wandb's state file (``sinks.state.STATE_NAME``, not imported: watch needs no W&B code): hidden and whole, no
+# temporary file (its own temporary is ``.new``, not one of ``TEMP_SUFFIXES``).
+UPLOAD_STATE = ".runlog-wandb.json"
 # A writer's lock (``locks.LOCK_FILE``): made when it opens, removed when it closes; no file of the run's data.
 _LOCK = re.compile(r"^\.writer\.p\d+\.lock$")
 
@@ -75,22 +77,14 @@ class Backoff:
         return self.current
 
 
-# A hidden name that is a data file's on its way in: ``.step_3.p0.parquet.tmp`` (the writer's), rsync's
-# ``.scalars.p0.jsonl.Ab12Cd``, a copier's ``.results.jsonl``. Other hidden files are not a writer's: the
-# operating system's (``.DS_Store``), version control's (``.gitkeep``), runlog's own upload state.
-_HIDDEN_PARTIAL = re.compile(r"^\..+\.(?:parquet|jsonl|json|csv|eval|zip)(?:\.[^.]+)?$", re.IGNORECASE)
-
-
 def is_temporary(rel: str) -> bool:
-    """A file a writer has not finished: a hidden data file name (``.step_3.p0.parquet.tmp``, rsync's
-    ``.name.XXXXXX``) or a temporary suffix. Never read as data; one that stays is a sign of a writer killed
-    mid-file. A writer's state file (``.writer.p0.json`` at the root) and upload-wandb's state
-    (``.runlog-wandb.json``) are hidden and whole, and ``.DS_Store``-like files are no writer's: not ones (each
-    made ``doctor --follow`` fail a finished run with "a writer stopped mid-file")."""
-    name = rel.rpartition("/")[2]
-    if is_state_file(rel) or name.startswith(UPLOAD_STATE):  # its own temporary (.new) too: no writer's
-        return False
-    return name.endswith(TEMP_SUFFIXES) or (name.startswith(".") and _HIDDEN_PARTIAL.match(name) is not None)
+    """A file a writer has not finished, as ``inspect`` decides (``run.TEMP_SUFFIXES``: ``.step_3.p0.parquet.tmp``,
+    a download's ``.partial``): never read as data; one that stays is a sign of a writer killed mid-file. A
+    writer's state file (``.writer.p0.json`` at the root) is not one. Other hidden names (rsync's
+    ``.step_3.p0.parquet.Ab12Cd``, ``.DS_Store``) are no run file to ``inspect`` and ``doctor``, which leave them
+    out without a word: no temporary file here either (watch called rsync's a leftover, and ``doctor --follow``
+    failed a run that plain ``doctor`` passed)."""
+    return not is_state_file(rel) and rel.rpartition("/")[2].endswith(TEMP_SUFFIXES)
 
 
 def is_lock_file(rel: str) -> bool:

@@ -8,6 +8,7 @@ which never reads markup; every line is cut to the screen's width.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,20 @@ def _scaled(values: Sequence[float | None]) -> tuple[list[float | None], int]:
     return [math.ldexp(v, -e) if v is not None and math.isfinite(v) else None for v in values], e
 
 
+# How far apart values may be and still be one value: a mean computed as a sum over n (``summarize``'s, polars')
+# carries rounding noise (three KL of 0.1 average to 0.10000000000000002, one unit in the last place above; 100 000
+# equal values, up to 17 units): a series that differs by no more than this many units in the last place of its
+# largest value is flat, a level bar and no trend. It was drawn as jumps between the lowest and highest bar, with
+# a trend of +1.1e-17.
+FLAT_ULPS = 64
+
+
+def flat(values: Sequence[float]) -> bool:
+    """Whether the finite ``values`` differ by rounding noise at most (``FLAT_ULPS``)."""
+    lo, hi = min(values), max(values)
+    return hi - lo <= FLAT_ULPS * math.ulp(max(abs(lo), abs(hi)))
+
+
 def stride(steps: Sequence[int]) -> int | None:
     """The smallest difference between two consecutive steps (an eval split's every 5 steps is no gap), or None."""
     return min((b - a for a, b in zip(steps, steps[1:], strict=False) if b > a), default=None)
@@ -56,9 +71,10 @@ def window(steps: Sequence[int], width: int, every: int | None = None) -> int:
 
 
 def sparkline(values: Sequence[float | None], steps: Sequence[int] | None = None, every: int | None = None) -> str:
-    """One bar per value, scaled between the values' minimum and maximum; a missing, NaN or infinite value is a
-    space. With ``steps`` (each value's step), a ``GAP`` mark between two steps farther apart than ``every``
-    (default the steps' ``stride``): steps are missing there, and the bars on either side are not neighbours."""
+    """One bar per value, scaled between the values' minimum and maximum (values that differ by rounding noise
+    only, ``flat``, are one level); a missing, NaN or infinite value is a space. With ``steps`` (each value's
+    step), a ``GAP`` mark between two steps farther apart than ``every`` (default the steps' ``stride``): steps
+    are missing there, and the bars on either side are not neighbours."""
     scaled, _ = _scaled(values)
     every = stride(steps) if steps is not None and every is None else every
     marks = [
@@ -74,7 +90,7 @@ def sparkline(values: Sequence[float | None], steps: Sequence[int] | None = None
         out.append(mark)
         if v is None:
             out.append(" ")
-        elif hi == lo:
+        elif hi == lo or flat(finite):
             out.append(BARS[3])
         else:
             out.append(BARS[min(len(BARS) - 1, int((v - lo) / (hi - lo) * len(BARS)))])
@@ -94,6 +110,8 @@ def _fit(values: Sequence[float | None], steps: Sequence[int] | None = None) -> 
     if len(pts) < 3:
         return None
     n = len(pts)
+    if flat([v for _, v in pts]):  # rounding noise of equal values: no change, not a change of 1e-17
+        return 0.0, 0.0, n
     mx = sum(i for i, _ in pts) / n
     my = sum(v for _, v in pts) / n
     sxx = sum((i - mx) ** 2 for i, _ in pts)
@@ -246,6 +264,39 @@ def sample_text(conv: Any) -> str:
     return one_line(" ".join((strip_think(said[-1].content) or "").split()))
 
 
+# Emoji skin tones (U+1F3FB-U+1F3FF): rich (14 and later) counts each 0 cells, joined to the emoji before it
+# (``👍🏽`` is 2 cells to it), but a terminal that draws each character on its own (tmux, many others) gives it
+# 2 cells of its own: a line of them that rich had cut to the screen's width wrapped there.
+_TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
+
+
+def drawn_cells(text: str) -> int:
+    """The cells ``text`` may take on a terminal: rich's ``cell_len``, with each emoji skin tone counted as 2
+    cells of its own (``_TONES``): on a terminal that joins it to its emoji the line is shorter, never wider."""
+    from rich.cells import cell_len
+
+    return cell_len(_TONES.sub("  ", text))
+
+
+def fit_cells(line: Text, width: int) -> None:
+    """Cut ``line`` (in place) to at most ``width`` cells on any terminal (``drawn_cells``), ending in ``…`` where
+    it was cut: rich's ``truncate`` measures with its own widths, which a skin tone's exceed."""
+    plain = line.plain
+    if plain.isascii() or drawn_cells(plain) <= width:
+        line.truncate(width, overflow="ellipsis")
+        return
+    lo, hi = 0, len(plain)  # the longest start of the line that leaves a cell for the ellipsis
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if drawn_cells(plain[:mid]) <= width - 1:
+            lo = mid
+        else:
+            hi = mid - 1
+    line.right_crop(len(plain) - lo)
+    if width > 0:
+        line.append("…")
+
+
 def _processes(processes: Sequence[int]) -> str:
     """``p0, p1``: process indices as the run's files name them (``.writer.p0.json``, ``step_….p0.parquet``)."""
     return ", ".join(f"p{p}" for p in processes)
@@ -274,7 +325,7 @@ class Screen:
         for line in self.lines(width):
             line.no_wrap = True
             line.overflow = "ellipsis"
-            line.truncate(width, overflow="ellipsis")
+            fit_cells(line, width)
             yield line
 
     def lines(self, width: int) -> list[Text]:
