@@ -184,6 +184,14 @@ def e(text: str | None) -> str:
     return escape(safe(text), quote=True)
 
 
+def pre(text: str | None) -> str:
+    """Data as a ``<pre>`` element (``e``). An HTML parser drops a newline that comes right after ``<pre>`` (the
+    HTML standard's rule for ``pre``), so a text that starts with one is written after another, which the parser
+    drops in its place: a tool output or a completion that opens with a blank line shows it."""
+    body = e(text)
+    return "<pre>" + ("\n" if body.startswith("\n") else "") + body + "</pre>"
+
+
 def label(text: str | None, limit: int | None = None) -> str:
     """A one-line label from the data (newlines shown as ``\\n``), cut to ``limit`` characters as shown, escaped.
     Cut between two characters' escapes, never through one (``\\x1…`` named no character)."""
@@ -416,9 +424,7 @@ def conversation_parts(conv: Conversation, show_think: bool = True, *, fold_syst
     """The turns, the exception, then the reward and trajectory tables."""
     parts = [turn_html(t, show_think, fold_system=fold_system) for t in conv.turns]
     if conv.exception:
-        parts.append(
-            f'<div class="turn exception"><div class="title">exception</div><pre>{e(conv.exception)}</pre></div>'
-        )
+        parts.append(f'<div class="turn exception"><div class="title">exception</div>{pre(conv.exception)}</div>')
     parts.append(summary_html(conv))
     return parts
 
@@ -443,23 +449,23 @@ def turn_html(turn: Turn, show_think: bool = True, *, fold_system: bool = False)
         first = next((line for line in turn.content.splitlines() if line.strip()), "")
         return (
             f'<details class="{classes}"><summary>{title} <span class="meta">{label(first, 90)}</span></summary>'
-            f"<pre>{e(turn.content)}</pre></details>"
+            f"{pre(turn.content)}</details>"
         )
     out = [f'<div class="{classes}"><div class="title">{title}</div>']
     reasoning = shown_reasoning(turn)
     if reasoning and show_think:
-        out.append(f'<details class="think"><summary>reasoning</summary><pre>{e(reasoning)}</pre></details>')
+        out.append(f'<details class="think"><summary>reasoning</summary>{pre(reasoning)}</details>')
     for segment, thinking in turn_segments(turn):
         if not thinking:
-            out.append(f"<pre>{e(segment)}</pre>")
+            out.append(pre(segment))
         elif show_think:
-            out.append(f'<details class="think" open><summary>thinking</summary><pre>{e(segment)}</pre></details>')
+            out.append(f'<details class="think" open><summary>thinking</summary>{pre(segment)}</details>')
     out += [call_html(c) for c in turn.tool_calls]
     if result is not None:
-        out.append(f"<pre>{e(result.content or '')}</pre>")
+        out.append(pre(result.content or ""))
     if turn.data is not None:
         dumped = json.dumps(turn.data, indent=2, ensure_ascii=False, default=str)
-        out.append(f'<p class="meta">data (shape not recognised: shown as JSON)</p><pre>{e(dumped)}</pre>')
+        out.append(f'<p class="meta">data (shape not recognised: shown as JSON)</p>{pre(dumped)}')
     out.append("</div>")
     return "\n".join(out)
 
@@ -469,7 +475,7 @@ def call_html(call: ToolCall) -> str:
     note = "" if ok or not call.arguments else ' <span class="bad">(arguments are not valid JSON)</span>'
     ident = f' <span class="meta">{e(one_line(call.id))}</span>' if call.id else ""
     name = e(one_line(call.name or "(unnamed tool)"))
-    return f'<div class="call">→ <b>{name}</b>{ident}{note}<pre>{e(args)}</pre></div>'
+    return f'<div class="call">→ <b>{name}</b>{ident}{note}{pre(args)}</div>'
 
 
 def summary_html(conv: Conversation) -> str:

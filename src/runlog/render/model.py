@@ -45,13 +45,20 @@ class ToolCall:
 
     def parsed_arguments(self) -> tuple[bool, Any]:
         """(True, value) when the arguments are valid JSON, else (False, None): renderers then show the
-        raw text, so a malformed call stays visible as the model wrote it."""
+        raw text, so a malformed call stays visible as the model wrote it. Valid as RFC 8259 says (as
+        ``metrics format --spec tool-call-json`` checks them): ``NaN``, ``Infinity`` and ``-Infinity``, which
+        Python's ``json`` reads, are not JSON, and a tool's strict parser refuses them."""
         if self.arguments is None:
             return False, None
         try:
-            return True, json.loads(self.arguments)
+            return True, json.loads(self.arguments, parse_constant=_not_json)
         except (ValueError, RecursionError):
             return False, None
+
+
+def _not_json(constant: str) -> Any:
+    """``json.loads``' ``parse_constant``: refuses ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON)."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 @dataclass
@@ -276,7 +283,7 @@ def _reserialises_faithfully(text: str) -> bool:
         return value
 
     try:
-        json.loads(text, object_pairs_hook=pairs, parse_float=number)
+        json.loads(text, object_pairs_hook=pairs, parse_float=number, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return False
     return faithful[0]

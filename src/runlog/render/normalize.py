@@ -68,10 +68,31 @@ def _text_call(content: str, start: int) -> tuple[int, ToolCall] | None:
         return None
     key = "arguments" if "arguments" in obj else "parameters"
     args = obj.get(key)
-    if not isinstance(args, str) and args is not None:
+    written = content[i:end]
+    if not _plain_call(obj, key):
+        # Members besides the call's own (``{"name": "f", "parameters": {...}, "extra": 2}``, or both
+        # ``arguments`` and ``parameters``): the whole object as written is the arguments, so that nothing the
+        # model wrote is lost (as ``chat.tool_call`` keeps a call of a shape it does not know).
+        args = written
+    elif not isinstance(args, str) and args is not None:
         # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
-        args = _raw_member(content[i:end], key) or _json(args)
+        args = _raw_member(written, key) or _json(args)
     return close.end(), ToolCall(_str(obj.get("id")), obj["name"], args)
+
+
+def _plain_call(obj: dict[str, Any], key: str) -> bool:
+    """Whether the call object ``obj`` holds only what a ``ToolCall`` keeps of it: ``name``, its arguments (under
+    ``key``), an ``id`` (a string, an integer or null) and ``"type": "function"``. A member written twice is read
+    as ``json.loads`` reads it, the last (as a tool parser reads the block)."""
+    for name, value in obj.items():
+        if name in ("name", key):
+            continue
+        if name == "id" and (value is None or isinstance(value, str) or type(value) is int):
+            continue
+        if name == "type" and value == "function":
+            continue
+        return False
+    return True
 
 
 def _object_at(content: str, i: int) -> tuple[dict[str, Any], int] | None:
@@ -241,7 +262,7 @@ def text_pieces(content: str | None) -> list[tuple[str, Any]]:
     pos = 0
     for kind, start, end, value in [*_text_spans(content), ("end", len(content), len(content), None)]:
         text = content[pos:start].strip("\n")
-        if text:
+        if text.strip():  # white space alone, between blocks or around them, is their layout
             pieces.append(("text", text))
         if kind in ("call", "result"):
             pieces.append((kind, value))
