@@ -249,3 +249,26 @@ def test_markdown_of_a_flagged_call_holds_it_as_written(tmp_path):
     convs = _convs(tmp_path, _call_messages('{"a": NaN, "b": Infinity}'))
     md = render_markdown(convs)
     assert FLAG in md and '{"a": NaN, "b": Infinity}' in md
+
+
+# After review: only spaces, tabs and newlines between blocks are layout; other invisible or control characters
+# are text the model wrote (shown escaped), and an id that is not a string is spelled as JSON spells it.
+@pytest.mark.parametrize("gap", ["\x1f", "\u2028", "\u3000", "\u200b"])
+def test_a_control_or_invisible_character_between_blocks_is_kept(gap: str) -> None:
+    from runlog.render.normalize import text_pieces
+
+    call = '<tool_call>{{"name":"{}","arguments":{{}}}}</tool_call>'
+    content = call.format("f") + gap + call.format("g")
+    assert [k for k, _ in text_pieces(content)] == ["call", "text", "call"]
+    assert text_pieces(content)[1] == ("text", gap)
+
+
+def test_a_text_calls_id_is_spelled_as_json() -> None:
+    from runlog.render.normalize import text_pieces
+
+    content = (
+        '<tool_call>{"name":"f","arguments":{},"id":true}</tool_call>'
+        '<tool_call>{"name":"g","arguments":{},"id":7}</tool_call>'
+    )
+    ids = [v.id for k, v in text_pieces(content) if k == "call"]
+    assert ids == ["true", "7"]

@@ -77,7 +77,11 @@ def _text_call(content: str, start: int) -> tuple[int, ToolCall] | None:
     elif not isinstance(args, str) and args is not None:
         # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
         args = _raw_member(written, key) or _json(args)
-    return close.end(), ToolCall(_str(obj.get("id")), obj["name"], args)
+    call_id = obj.get("id")
+    # An id as JSON spells it (``true``, not Python's ``True``); a string as written.
+    return close.end(), ToolCall(
+        call_id if call_id is None or isinstance(call_id, str) else _json(call_id), obj["name"], args
+    )
 
 
 def _plain_call(obj: dict[str, Any], key: str) -> bool:
@@ -262,7 +266,7 @@ def text_pieces(content: str | None) -> list[tuple[str, Any]]:
     pos = 0
     for kind, start, end, value in [*_text_spans(content), ("end", len(content), len(content), None)]:
         text = content[pos:start].strip("\n")
-        if text.strip():  # white space alone, between blocks or around them, is their layout
+        if text.strip(" \t\r\n"):  # spaces and newlines alone, between blocks or around them, are their layout
             pieces.append(("text", text))
         if kind in ("call", "result"):
             pieces.append((kind, value))
