@@ -10,8 +10,15 @@ per-role rewards and KL). The training step is simulated as 100 ms during which 
 * ``pyarrow-sync``  ``pa.Table.from_pylist`` + ``pq.write_table`` in the loop (what a trainer does by hand)
 * ``wandb-table``   ``wandb.Table`` + ``run.log`` in offline mode
 
+* ``hand-off``      the peer that checks nothing: the rows appended to a list (a trainer's own queue)
+
 Reported: caller time per call (median, p99), overhead on the 100 ms step, the writer's background
 throughput, and 20+ SIGKILL trials (tests/test_writer_crash.py's check). Needs ``pip install 'runlog[bench]'``.
+``--roles 3`` gives each row a third role (judge: two more flat columns to fold and check).
+
+Which runlog is measured: ``--src DIR`` (a ``src`` folder of another checkout: ``git archive REV src | tar -x
+-C DIR``), else the one ``PYTHONPATH`` names first, else this checkout's ``src``; the output names it. To
+compare two versions, run the script once per ``--src``, alternating, in one session.
 
 ``--jax`` adds the phase of issue 17 (JAX on whatever device it finds; the CPU here): the same 512 rows as a
 dict of columns whose numbers (reward, three roles' reward and KL) are JAX arrays fresh from a jitted step
@@ -24,7 +31,8 @@ that is still running when the call is made, and the text as lists. Per call on 
 * ``plain-async``   the peer, the limit: ``copy_to_host_async()`` on each JAX leaf and a queue put on the
                     caller; ``np.asarray`` and ``pq.write_table`` on a plain thread
 
-    WANDB_MODE=offline python benchmarks/writer_bench.py [--steps 40] [--trials 20] [--jax] [--jax-only]
+    WANDB_MODE=offline python benchmarks/writer_bench.py [--steps 40] [--trials 20] [--roles 3] [--jax]
+        [--jax-only] [--src DIR]
 """
 
 from __future__ import annotations
@@ -43,12 +51,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
+
+def _source() -> str | None:
+    """The ``--src`` given, read before runlog is imported (argparse runs later)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--src" and i + 1 < len(sys.argv):
+            return str(Path(sys.argv[i + 1]).resolve())
+        if arg.startswith("--src="):
+            return str(Path(arg.split("=", 1)[1]).resolve())
+    return None
+
+
+# The runlog measured: ``--src``, else ``PYTHONPATH``'s (which Python put first already), else this checkout's.
+# (Prepending this checkout's ``src`` always made a PYTHONPATH A/B measure the same code twice.)
+if _source() is not None:
+    sys.path.insert(0, _source())
+elif not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(ROOT / "src"))
+sys.path.append(str(ROOT / "tests"))  # test_writer_crash, for the SIGKILL trials
+
+import runlog  # noqa: E402
 from runlog import RunWriter  # noqa: E402
 
 STEP_S = 0.100
 ROWS = 512
+ROLES = ["solver", "verifier"]  # ``--roles 3`` adds "judge"
 WORDS = [
     "the",
     "solver",
@@ -73,15 +101,15 @@ def make_rows(step: int, rng: random.Random) -> list[dict]:
     for i in range(ROWS):
         prompt = " ".join(rng.choice(WORDS) for _ in range(70))  # ~0.45 KB
         completion = " ".join(rng.choice(WORDS) for _ in range(240))  # ~1.5 KB
+        reward = rng.random()
+        roles = {f"{r}_reward": rng.random() for r in ROLES}
+        roles.update({f"{r}_kl": rng.random() * 0.05 for r in ROLES})
         rows.append(
             {
                 "sample_id": f"s{step}-{i}",
                 "group_id": f"s{step}-g{i // 8}",
-                "reward": rng.random(),
-                "solver_reward": rng.random(),
-                "verifier_reward": rng.random(),
-                "solver_kl": rng.random() * 0.05,
-                "verifier_kl": rng.random() * 0.01,
+                "reward": reward,
+                **roles,
                 "prompt": prompt,
                 "completion": completion,
                 "messages": [
@@ -119,8 +147,11 @@ def bench(steps: int) -> list[dict]:
     results = []
     base, _ = loop(steps, data, lambda s, rows: None)
     results.append({"mode": "none", "total": base, "calls": [0.0], "extra": ""})
+    handed: list[tuple[int, list[dict]]] = []
+    total, calls = loop(steps, data, lambda s, rows: handed.append((s, rows)))
+    results.append({"mode": "hand-off", "total": total, "calls": calls, "extra": "a list append, no check, no write"})
     with tempfile.TemporaryDirectory() as tmp:
-        w = RunWriter(Path(tmp) / "runlog", roles=["solver", "verifier"])
+        w = RunWriter(Path(tmp) / "runlog", roles=ROLES)
         total, calls = loop(
             steps, data, lambda s, rows: (w.log_samples(s, rows), w.log_scalars(s, {"train/loss": 0.1}))
         )
@@ -177,7 +208,7 @@ def bench(steps: int) -> list[dict]:
     for r in results:
         r["overhead"] = None if r["total"] is None else (r["total"] - base) / base
     print(
-        f"\n{steps} steps x {ROWS} rows, {mb_per_step:.2f} MB of Arrow data per step, "
+        f"\n{steps} steps x {ROWS} rows, {len(ROLES)} roles, {mb_per_step:.2f} MB of Arrow data per step, "
         f"simulated step {STEP_S * 1e3:.0f} ms"
     )
     print("| mode | median per call (ms) | p99 per call (ms) | overhead on the 100 ms step | notes |")
@@ -353,11 +384,16 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--jax", action="store_true", help="add the JAX phase (issue 17)")
     parser.add_argument("--jax-only", action="store_true", help="only the JAX phase")
+    parser.add_argument("--roles", type=int, choices=(2, 3), default=2, help="roles per row (3 adds judge)")
+    parser.add_argument("--src", help="the runlog src folder to measure (default: PYTHONPATH's, else this one's)")
     args = parser.parse_args()
+    if args.roles == 3:
+        ROLES.append("judge")
     print(
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"Python {platform.python_version()}, pyarrow {pa.__version__}"
     )
+    print(f"runlog measured: {Path(runlog.__file__).parents[1]}")
     if not args.jax_only:
         bench(args.steps)
     if args.jax or args.jax_only:

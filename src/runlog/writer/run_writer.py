@@ -10,6 +10,7 @@ with one ``write`` each; the manifest replaced atomically. docs/writer.md is the
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import errno
 import json
@@ -124,9 +125,15 @@ class RunWriter:
         # it: its counters have their own lock.
         self._lock = threading.Lock()
         self._bg_lock = threading.Lock()
+        # Held by a caller from its last look at ``_error`` to the end of its ``_put`` (``_put``), and taken once by
+        # the background thread when it fails (``_quiesce``): from then on, no call's data can reach the queue
+        # unseen, so the failure knows every row it lost (and so which steps it cannot write whole) before it
+        # writes what came before. Never held while waiting for anything but queue space.
+        self._gate = threading.Lock()
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queue)
         self._pending: dict[str, tuple[int, int]] = {}  # split -> (step, rows so far), not yet written
         self._sealed: dict[str, set[int]] = {}  # split -> steps already handed to the writer thread
+        self._flushed: set[tuple[str, int]] = set()  # of those, the (split, step) that flush() sealed
         self._closed = False
         self._error: BaseException | None = None
         self._error_reported = False
@@ -135,11 +142,13 @@ class RunWriter:
         self._lost = False
         # What was logged and is not on disk yet, so that a failure names every step it lost (``_unwritten_text``),
         # not only those the background thread held when it found the failure: the (split, step) sample files not
-        # published yet, and the scalars lines not written yet by step (a count: a step may have several lines).
-        # Both shrink as the writes land; a logging call refused by the writer's error is added (its data is lost
-        # too). Guarded by ``_bg_lock``.
+        # published yet, with the rows logged for them, and the scalars lines not written yet by step (a count: a
+        # step may have several lines). Both shrink as the writes land; a logging call refused by the writer's
+        # error is added (its data is lost too). Guarded by ``_bg_lock``, as are the rows of each file published.
         self._unwritten_samples: set[tuple[str, int]] = set()
+        self._unwritten_rows: dict[tuple[str, int], int] = {}  # the rows of each of ``_unwritten_samples``
         self._unwritten_lines: dict[int, int] = {}
+        self._file_rows: dict[tuple[str, int], int] = {}
         self._gone_parts: tuple[RunFolderGoneError, str, str] | None = None  # ``_stop_for_folder``'s, for ``close``
         self._stats = {
             "calls": 0,
@@ -211,6 +220,8 @@ class RunWriter:
         self._own_files: set[tuple[str, int]] = set()  # (split, step) files this writer has handed to encoding
         self._published: set[tuple[str, int]] = set()  # (split, step) files this writer has on disk (renamed)
         self._buffers: dict[str, tuple[int, list[pa.Table]]] = {}
+        # Items taken off the queue by a failure (``_quiesce``), handled (dropped) before the queue's next ones.
+        self._backlog: collections.deque[tuple[Any, ...]] = collections.deque()
         self._finishing = False  # set by ``_finish``: a failure from then on salvages nothing more
         # Set once a failure's salvage is done (``_safely``): from then on the steps not written are known, and the
         # error names them (``_lost_text``), not steps the salvage was still about to write.
@@ -266,19 +277,25 @@ class RunWriter:
             # What would fail on the writer's thread, checked here (docs/writer.md, Errors).
             _convert.check_call(payload[0], columns, step=step, split=split, roles=self.roles)
         with self._lock:
-            self._check(logged=(split, step))
+            self._check(logged=(split, step), rows=n)
             pending = self._pending.get(split)
             # The previous step of this split is sealed by the same queue item as these rows, and this
             # writer's bookkeeping changes only once the item is queued: a call refused (QueueFullError,
             # StepOrderError) leaves no trace, and a retry gets the same offsets and sample ids.
             seal = pending[0] if pending is not None and pending[0] != step else None
             if step in self._sealed.get(split, ()):
+                if (split, step) in self._flushed:
+                    raise StepOrderError(
+                        f"samples for {split} step {step} were already written by this writer "
+                        f"({self._file(split, step)}): flush() wrote the step with the rows logged until then, and "
+                        "a step is one file, never added to; log all of a step's rows before calling flush()"
+                    )
                 raise StepOrderError(
                     f"samples for {split} step {step} were already written by this writer "
                     f"({self._file(split, step)}); log each step's rows before moving to the next step"
                 )
             offset = pending[1] if pending is not None and seal is None else 0
-            with self._logging((split, step)):
+            with self._logging((split, step), rows=n):
                 self._put(("samples", split, step, offset, payload, seal))
             last = self._max_sample_step.get(split, -1)
             if step < last:
@@ -359,7 +376,7 @@ class RunWriter:
         with self._lock:
             self._check(logging=False)
             for split in list(self._pending):
-                self._seal(split)
+                self._flushed.add((split, self._seal(split)))
             done = threading.Event()
             self._put(("sync", done), force_block=True)
         done.wait()
@@ -455,19 +472,24 @@ class RunWriter:
         return f"RunWriter({str(self.root)!r}, process_index={self.process_index}, closed={self._closed})"
 
     # -- caller-side helpers (hold self._lock) -------------------------------------------------------------
-    def _check(self, *, logging: bool = True, logged: tuple[str, int] | int | None = None) -> None:
+    def _check(self, *, logging: bool = True, logged: tuple[str, int] | int | None = None, rows: int = 0) -> None:
         """Raise the writer's error, or ``WriterClosedError``. ``logging``: the call logs data (refused now: what
         it logs is not written, so the writer's state says it failed); ``logged``: what it logs, (split, step) of
-        samples or the step of a scalars line, named among the steps not written."""
+        samples (and their ``rows``) or the step of a scalars line, named among the steps not written."""
         if self._error is not None:
-            self._error_reported = True
-            self._lost = self._lost or logging
             if logged is not None:
                 with self._bg_lock:
-                    self._add_unwritten(logged)
-            raise WriterError(self._error_text(stopped=True)) from self._error
+                    self._add_unwritten(logged, rows)
+            self._refuse(logging=logging)
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
+
+    def _refuse(self, *, logging: bool = True) -> None:
+        """Raise the writer's error for a call it refuses (its data, if any, counted as not written already)."""
+        assert self._error is not None
+        self._error_reported = True
+        self._lost = self._lost or logging
+        raise WriterError(self._error_text(stopped=True)) from self._error
 
     def _error_text(self, *, stopped: bool) -> str:
         assert self._error is not None
@@ -488,36 +510,44 @@ class RunWriter:
         failure names them, once the salvage of what came before the failure is done (waited for, up to
         ``_SALVAGE_WAIT_S``; past that, what is not written so far, said so)."""
         settled = self._salvaged.wait(_SALVAGE_WAIT_S)
-        lost = self._unwritten_text()
+        lost = self._unwritten_text(rows=True)
         if lost and not settled:
             lost += " (so far: what was logged before the failure is still being written)"
         return lost
 
     @contextlib.contextmanager
-    def _logging(self, logged: tuple[str, int] | int | None) -> Iterator[None]:
-        """Count ``logged`` (``_check``) as not written until its write lands, from before the item is queued (the
-        background thread may write it before this call returns); a call refused (the queue full) leaves no trace."""
+    def _logging(self, logged: tuple[str, int] | int | None, rows: int = 0) -> Iterator[None]:
+        """Count ``logged`` (``_check``; samples with their ``rows``) as not written until its write lands, from
+        before the item is queued (the background thread may write it before this call returns); a call refused
+        (the queue full) leaves no trace. A call that the writer's failure overtook between ``_check`` and the
+        queue (``_Late``) is refused as ``_check`` refuses it: its data counted as not written."""
         if logged is None:
             yield
             return
         with self._bg_lock:
             new = logged not in self._unwritten_samples
-            self._add_unwritten(logged)
+            self._add_unwritten(logged, rows)
         try:
             yield
+        except _Late:
+            self._refuse()
         except BaseException:
             with self._bg_lock:
                 if isinstance(logged, tuple):
                     if new:
                         self._unwritten_samples.discard(logged)
+                        self._unwritten_rows.pop(logged, None)
+                    elif logged in self._unwritten_rows:
+                        self._unwritten_rows[logged] -= rows
                 else:
                     self._line_written(logged)
             raise
 
-    def _add_unwritten(self, logged: tuple[str, int] | int) -> None:
+    def _add_unwritten(self, logged: tuple[str, int] | int, rows: int = 0) -> None:
         """(holds ``_bg_lock``)"""
         if isinstance(logged, tuple):
             self._unwritten_samples.add(logged)
+            self._unwritten_rows[logged] = self._unwritten_rows.get(logged, 0) + rows
         else:
             self._unwritten_lines[logged] = self._unwritten_lines.get(logged, 0) + 1
 
@@ -529,21 +559,45 @@ class RunWriter:
         else:
             self._unwritten_lines.pop(step, None)
 
-    def _unwritten_text(self) -> str:
+    def _unwritten_text(self, *, rows: bool = False) -> str:
         """Every step logged and not on disk: ``train step 0, train step 1 (their samples) and the scalars of
-        steps 0-2``; past ``_MAX_NAMED`` sample steps, the rest are counted."""
+        steps 0-2``; past ``_MAX_NAMED`` sample steps, the rest are counted. ``rows``: with the rows of each step,
+        ``the samples of train step 1 (6 rows) and eval step 1 (2 rows), and the scalars of step 1`` (of a step
+        whose file is on disk, the rows of the calls refused after it: ``train step 0 (2 rows refused; its file
+        holds the 4 logged before)``)."""
         with self._bg_lock:
-            samples = sorted(self._unwritten_samples)
+            counts = {tag: self._unwritten_rows.get(tag, 0) for tag in self._unwritten_samples}
+            on_disk = {tag: self._file_rows.get(tag, 0) for tag in counts if tag in self._published}
             lines = sorted(self._unwritten_lines)
-        parts = []
-        if samples:
-            named = ", ".join(f"{split} step {step}" for split, step in samples[:_MAX_NAMED])
-            if len(samples) > _MAX_NAMED:
-                named += f" and {len(samples) - _MAX_NAMED} more, {len(samples)} split steps in all"
-            parts.append(f"{named} ({'its' if len(samples) == 1 else 'their'} samples)")
+        samples = sorted(counts)
+        scalars = f"the scalars of step{'s' if len(lines) > 1 else ''} {_steps_text(lines, most=_MAX_NAMED)}"
+        if not rows:
+            parts = []
+            if samples:
+                listed = ", ".join(f"{split} step {step}" for split, step in samples[:_MAX_NAMED])
+                if len(samples) > _MAX_NAMED:
+                    listed += f" and {len(samples) - _MAX_NAMED} more, {len(samples)} split steps in all"
+                parts.append(f"{listed} ({'its' if len(samples) == 1 else 'their'} samples)")
+            if lines:
+                parts.append(scalars)
+            return " and ".join(parts)
+
+        def one(tag: tuple[str, int]) -> str:
+            n = _rows_text(counts[tag])
+            if tag in on_disk:
+                return f"{tag[0]} step {tag[1]} ({n} refused; its file holds the {on_disk[tag]} logged before)"
+            return f"{tag[0]} step {tag[1]} ({n})"
+
+        named = [one(tag) for tag in samples[:_MAX_NAMED]]
+        if len(samples) > _MAX_NAMED:
+            left = sum(counts[tag] for tag in samples[_MAX_NAMED:])
+            named.append(f"{len(samples) - _MAX_NAMED} more ({_rows_text(left)}; {len(samples)} split steps in all)")
+        text = ""
+        if named:
+            text = "the samples of " + (named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1])
         if lines:
-            parts.append(f"the scalars of step{'s' if len(lines) > 1 else ''} {_steps_text(lines, most=_MAX_NAMED)}")
-        return " and ".join(parts)
+            text = f"{text}, and {scalars}" if text else scalars
+        return text
 
     def _close_folder(self) -> None:
         fd, self._root_fd = self._root_fd, None
@@ -551,12 +605,22 @@ class RunWriter:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _seal(self, split: str) -> None:
+    def _seal(self, split: str) -> int:
         step, _ = self._pending.pop(split)
         self._sealed.setdefault(split, set()).add(step)
         self._put(("seal", split, step), force_block=True)
+        return step
 
     def _put(self, item: tuple[Any, ...], *, force_block: bool = False) -> None:
+        """Queue ``item``; an item of data (rows, a scalars line) that the writer's failure overtook since the
+        caller's ``_check`` raises ``_Late`` instead: under ``_gate``, so that the failure (``_quiesce``) sees
+        every row it lost."""
+        with self._gate:
+            if self._error is not None and _carries_data(item):
+                raise _Late
+            self._put_now(item, force_block)
+
+    def _put_now(self, item: tuple[Any, ...], force_block: bool) -> None:
         try:
             self._queue.put_nowait(item)
             depth = self._queue.qsize()
@@ -680,7 +744,7 @@ class RunWriter:
         text = _exception_text(self._error)
         if isinstance(self._error, RunFolderGoneError):
             return text  # names them already (``_folder_error``)
-        lost = self._unwritten_text()
+        lost = self._unwritten_text(rows=True)
         return f"{text}; not written: {lost}" if lost else text
 
     def _put_state(self, path: Path, state: dict[str, Any], *, in_folder: bool = False) -> None:
@@ -768,7 +832,10 @@ class RunWriter:
     def _next(self) -> tuple[Any, ...]:
         """The next queued item. While step files are being encoded, those done are published every few
         milliseconds in between (in step order), so a file appears soon after its encode even when the trainer
-        logs nothing more, without waiting for the encodes still running."""
+        logs nothing more, without waiting for the encodes still running. Items a failure took off the queue
+        (``_backlog``) come first."""
+        if self._backlog:
+            return self._backlog.popleft()
         while self._files.busy() and self._error is None:
             try:
                 return self._queue.get(timeout=0.005)
@@ -797,7 +864,7 @@ class RunWriter:
             self._error = exc
             try:
                 if not self._finishing:
-                    self._salvage()
+                    self._salvage(args[0] if fn == self._handle else None)
             finally:
                 self._salvaged.set()
 
@@ -958,16 +1025,41 @@ class RunWriter:
                     {"step": step, "time": t, **{k: _convert.scalar_value(k, v) for k, v in stats.items()}}
                 )
 
-    def _salvage(self) -> None:
-        """After the first failure: the rows that earlier calls logged (and that no later step has sealed yet,
-        in any split) are still written, each as its step's file, and every file being encoded is published:
-        a failure loses only what was logged from the failing call on, never what came before it. Errors here
-        are not reported (the first failure is)."""
+    def _salvage(self, failed: tuple[Any, ...] | None) -> None:
+        """After the first failure (``failed``: the item that failed, if one did): every file being encoded is
+        published, and the step each split was still gathering rows for is written if the failure lost none of
+        its rows, each as its step's file: a failure loses only what was logged from the failing call on, never
+        a whole step that came before it. A step that lost rows (the failing call's, or those of a call queued
+        behind it) is not written at all, so that a file on disk is always a whole step: its rows are named
+        among those not written (``_unwritten_text``). Errors here are not reported (the first failure is)."""
+        self._quiesce()
+        lost = {(item[1], item[2]) for item in (failed, *self._backlog) if item is not None and item[0] == "samples"}
         for split in list(self._buffers):
+            step = self._buffers[split][0]
+            if (split, step) in lost:
+                del self._buffers[split]
+                continue
             with contextlib.suppress(Exception):
-                self._submit(split, self._buffers[split][0])
+                self._submit(split, step)
         with contextlib.suppress(Exception):
             self._files.drain()
+
+    def _quiesce(self) -> None:
+        """Once the writer's error is set: wait until no caller is between its look at the error and the end of its
+        ``_put`` (``_gate``), taking the queue's items into ``_backlog`` meanwhile (a caller may be waiting for
+        space), then take the rest. Every call's data from then on is refused at the call (``_Late``), so the
+        backlog holds every item the failure dropped."""
+        while not self._gate.acquire(timeout=0.002):
+            self._take_queue()
+        try:
+            self._take_queue()
+        finally:
+            self._gate.release()
+
+    def _take_queue(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._backlog.append(self._queue.get_nowait())
 
     def _submit(self, split: str, step: int) -> None:
         """Hand the buffered rows of a sealed step to the encoders."""
@@ -985,6 +1077,8 @@ class RunWriter:
             if old and step in old:
                 self._keep_replaced(split, step)
             self._own_files.add((split, step))
+            with self._bg_lock:
+                self._file_rows[(split, step)] = table.num_rows
             self._files.submit(self._file(split, step), table, tag=(split, step))
 
     def _timed_fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -1000,6 +1094,7 @@ class RunWriter:
         with self._bg_lock:
             self._published.add(tag)
             self._unwritten_samples.discard(tag)
+            self._unwritten_rows.pop(tag, None)
 
     def _written(self, rows: int, size: int) -> None:
         with self._bg_lock:
@@ -1114,13 +1209,23 @@ class RunWriter:
 
     def _scan_old(self) -> None:
         """Read this process's scalars shard (a torn last line, left by a power cut, is cut off: it is never
-        whole and the next line would be glued to it) and list its sample files, once."""
+        whole and the next line would be glued to it; said with a ``WriterWarning``, as readers said it) and list
+        its sample files, once."""
         self._scanned = True
         path = self._scalars_path()
         data = path.read_bytes() if path.exists() else b""
         if data and not data.endswith(b"\n"):
-            data = data[: data.rfind(b"\n") + 1]
-            os.truncate(path, len(data))
+            whole = data.rfind(b"\n") + 1
+            torn = data[whole:]
+            os.truncate(path, whole)
+            data = data[:whole]
+            step = _LINE_STEP.match(torn)
+            of = f" (of step {int(step.group(1))})" if step else ""
+            self._warn(
+                f"{path}: its last line{of} was torn ({len(torn)} bytes without an end of line, as a power cut or a "
+                f"full disk leaves one: {torn[:60].decode('utf-8', 'replace')!r}): cut off before this writer appends, "
+                "so that no line is glued to it (readers had skipped it with a warning)"
+            )
         self._old_scalars_bytes = len(data)
         self._old_scalars_max = max((s for s in map(_line_step, data.splitlines()) if s is not None), default=-1)
         samples = self.root / "samples"
@@ -1177,11 +1282,11 @@ class RunWriter:
         if not lines and not removed:
             return
         parts = [
-            f"samples/{split} step{'s' if len(v) > 1 else ''} {_steps_text(sorted(v))}"
+            f"samples/{split} step{'s' if len(v) > 1 else ''} {_steps_text(sorted(v), most=_MAX_NAMED)}"
             for split, v in sorted(removed.items())
         ]
         if lines:
-            parts.append(f"{len(lines)} scalar lines of steps {_steps_text(sorted(set(lines)))}")
+            parts.append(f"{len(lines)} scalar lines of steps {_steps_text(sorted(set(lines)), most=_MAX_NAMED)}")
         self._warn(
             f"resumed writer of process {self.process_index} logs step {step} again: took out what the earlier "
             f"run wrote for step {step} and later, so that those steps are read back from this run only: "
@@ -1278,6 +1383,14 @@ class RunWriter:
         if self._scalars_fd is not None:
             os.close(self._scalars_fd)
             self._scalars_fd = None
+
+
+class _Late(Exception):
+    """A call's data that the writer's failure overtook between the call's ``_check`` and its ``_put``."""
+
+
+def _rows_text(n: int) -> str:
+    return f"{n} row{'' if n == 1 else 's'}"
 
 
 def _carries_data(item: tuple[Any, ...]) -> bool:
@@ -1416,14 +1529,25 @@ def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
 
 
 def _steps_text(steps: Sequence[int], most: int | None = None) -> str:
-    """``[3, 4, 5, 8]`` as ``3-5, 8``; past ``most`` ranges, the steps left are counted (``and 12 more``)."""
-    runs: list[list[int]] = []
-    for s in steps:
-        if runs and runs[-1][1] == s - 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
+    """``[3, 4, 5, 8]`` as ``3-5, 8``, and steps of one stride (an eval split's) as ``10-990 every 10``; past
+    ``most`` ranges, the steps left are counted (``and 12 more``)."""
+    runs: list[tuple[int, int, int]] = []  # (first, last, stride)
+    i = 0
+    while i < len(steps):
+        j = i + 1
+        stride = steps[j] - steps[i] if j < len(steps) else 1
+        while j < len(steps) and steps[j] - steps[j - 1] == stride:
+            j += 1
+        if stride != 1 and j - i < 3:  # two steps apart: named, the second starts the next run
+            j = i + 1
+        runs.append((steps[i], steps[j - 1], stride))
+        i = j
     shown = runs if most is None else runs[:most]
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in shown)
-    left = sum(b - a + 1 for a, b in runs[len(shown) :])
-    return text + (f" and {left} more ({len(steps)} steps in all)" if left else "")
+
+    def text(first: int, last: int, stride: int) -> str:
+        if first == last:
+            return str(first)
+        return f"{first}-{last}" + (f" every {stride}" if stride != 1 else "")
+
+    left = sum((b - a) // d + 1 for a, b, d in runs[len(shown) :])
+    return ", ".join(text(*r) for r in shown) + (f" and {left} more ({len(steps)} steps in all)" if left else "")

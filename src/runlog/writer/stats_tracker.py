@@ -20,6 +20,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from functools import partial
 from typing import Any, Literal
 
@@ -53,12 +54,14 @@ def _host_summary(key: str, values: Any, mask: Any | None) -> Any:
     if values is None or isinstance(values, (str, bytes, Mapping)):
         raise UsageError(f"summary {key!r}: values are a {type(values).__name__}, not an array of numbers")
     try:
-        x = np.asarray(values, dtype=np.float64).ravel()
+        x = _host_numbers(np, key, values).ravel()
         m = np.ones(x.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).ravel()
     except (TypeError, ValueError) as exc:
         raise UsageError(f"summary {key!r}: values and mask must be arrays of numbers ({exc})") from None
     if m.shape != x.shape:
         raise UsageError(f"mask has {m.size} elements, values have {x.size}")
+    if x.dtype.kind in "iub":
+        return _host_int_summary(np, x[m])
     finite = np.isfinite(x)
     ok = m & finite
     sel = x[ok]
@@ -78,6 +81,68 @@ def _host_summary(key: str, values: Any, mask: Any | None) -> Any:
             mean = float(y.mean())
             pivot, shift, m2 = 0.0, math.ldexp(mean, k), float(np.ldexp(((y - mean) ** 2).sum(), 2 * k))
     return np.array([float(sel.size), pivot, shift, m2, float(sel.min()), float(sel.max()), bad])
+
+
+_SUMMARY_KINDS = frozenset("fiub")  # numpy dtype kinds that ``summary`` takes (bool included, as on the device)
+
+
+def _host_numbers(np: Any, key: str, values: Any) -> Any:
+    """``values`` as a numpy array of numbers: integers (and bools) kept as they are, for an exact sum
+    (``_host_int_summary``), floats as float64 (a longdouble rounded to it; bfloat16 and other ``ml_dtypes``
+    widened). Durations and dates (``timedelta64``, ``datetime64``: their unit would be dropped), text (never
+    parsed) and complex numbers are refused, as ``scalar`` refuses them; a list of Python numbers is numpy's
+    array of it (ints beyond 64 bits as float64)."""
+    x = np.asarray(values)
+    kind = x.dtype.kind
+    if kind == "V" and x.dtype.type.__module__.startswith("ml_dtypes"):
+        x = jax_utils.plain_dtype(x)
+        kind = x.dtype.kind
+    if kind == "O":
+        types = set(map(type, x.ravel().tolist()))
+        odd = sorted(t.__name__ for t in types if not _convert.is_number_type(t))
+        if odd:
+            raise UsageError(f"summary {key!r}: values hold {', '.join(odd)}, not numbers (text is never parsed)")
+        return np.asarray(x, dtype=np.float64)
+    if kind not in _SUMMARY_KINDS:
+        what = {
+            "m": "durations, not numbers (their unit would be dropped): give numbers, such as "
+            "x / np.timedelta64(1, 's') for seconds",
+            "M": "dates, not numbers",
+            "U": "text, not numbers (text is never parsed)",
+            "S": "bytes, not numbers (text is never parsed)",
+        }
+        raise UsageError(f"summary {key!r}: values are an array of {x.dtype}: {what.get(kind, 'not real numbers')}")
+    return x if kind in "iub" else np.asarray(x, dtype=np.float64)
+
+
+def _host_int_summary(np: Any, sel: Any) -> Any:
+    """The summary of integer (or bool) values, as exact as a JAX integer array's (``jax_utils.host_summary``):
+    their sum is exact (in Python integers), so the mean is the exact sum over the count rounded once (the pivot)
+    with what that rounding left (the shift); the spread is taken from the values less their minimum, which are
+    exact in uint64 whatever the values, and in float64 while the values span less than 2**53. Through float64,
+    ``[1e17, 1e17 + 1, 1e17 + 2]`` had a std of 0 (each value rounded to a multiple of 16)."""
+    if not sel.size:
+        return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -np.inf, 0.0])
+    n = int(sel.size)
+    lo, hi = int(sel.min()), int(sel.max())
+    # The offsets from the minimum, exact in uint64 (the difference of two 64-bit integers fits in 64 bits):
+    # numpy's modular subtraction gives them whatever the signs.
+    u = sel.astype(np.int64).view(np.uint64) if sel.dtype.kind == "i" else sel.astype(np.uint64)
+    d = u - np.uint64(lo % 2**64)
+    # Their sum, exact: in two 32-bit halves, each summed in uint64 (no overflow below 2**32 values).
+    total = (
+        lo * n
+        + (int((d >> np.uint64(32)).sum(dtype=np.uint64)) << 32)
+        + int((d & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64))
+    )
+    mean = Fraction(total, n)
+    pivot = float(mean)
+    shift = float(mean - Fraction(pivot))
+    centre = float(mean - lo)  # the mean's offset from the minimum
+    e = d.astype(np.float64) - centre
+    residual = float(e.sum())
+    m2 = max(float((e * e).sum()) - residual * residual / n, 0.0)
+    return np.array([float(n), pivot, shift, m2, float(lo), float(hi), 0.0])
 
 
 def _pivoted(np: Any, sel: Any, pivot: float) -> tuple[float, float]:
