@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from runlog.analysis import summarize as S
 from runlog.errors import UsageError
 from runlog.fleet import plan_units, summarize_fleet
 
-from conftest import write_native_samples
+from conftest import REALDATA, write_native_samples
 
 TRAIN = "samples/train"
 
@@ -213,13 +214,31 @@ def test_a_glob_of_one_runs_files_says_its_prompt_groups_are_cut(cli, tmp_path: 
     r = cli("summarize", f"{run}/{TRAIN}/step_0000000[01].*", "--by", "role", "--format", "json")
     assert r.exit_code == 0, r.stderr
     said = " ".join(r.stderr.split())
-    assert f"4 runs are files of one folder, {run}/{TRAIN}, each read as a run of its own" in said
+    assert f"4 runs are files of one step of a run's samples, in {run}/{TRAIN}, each read as a run of its own" in said
     assert "counts as a group in each (zero_adv_frac)" in said
     # What it says: each file's part of a group counted as a group (g2: one sample a file, its own group).
     zero = [len(set(t)) == 1 for f in sorted((run / TRAIN).glob("step_0000000[01].*")) for t in _groups(f)]
     assert _frac(json.loads(r.stdout)[0]["zero_adv_frac"]) == Fraction(sum(zero), len(zero))
     whole = cli("summarize", str(run), "--by", "role", "--format", "json")
-    assert "files of one folder" not in whole.stderr
+    assert "files of one step" not in whole.stderr
+
+
+def test_files_that_cut_no_group_get_no_note(cli, tmp_path: Path):
+    """After review: the note fired for any two files of one folder: two unrelated dumps copied side by side
+    (whose folder, pooled, is no run), and one process's step files (each holding its groups whole)."""
+    run = _run(tmp_path / "fleet" / "c")
+    one_process = sorted(str(f) for f in (run / TRAIN).glob("step_*.p0.parquet"))
+    assert len(one_process) > 1
+    r = cli("summarize", *one_process, "--by", "run", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert "files of one step" not in r.stderr
+    dumps = tmp_path / "evals"
+    dumps.mkdir()
+    for name in ("verifiers_math_python_gpt5nano_results.jsonl", "nemo_gym_tool_call_multireward_rollouts.jsonl"):
+        shutil.copyfile(REALDATA / name, dumps / name)
+    r = cli("summarize", *sorted(str(f) for f in dumps.iterdir()), "--by", "run", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert "files of one" not in r.stderr
 
 
 def _groups(path: Path) -> list[tuple[float, ...]]:

@@ -1116,24 +1116,33 @@ def _rejoined_notes(planned: Sequence[Unit], units: Sequence[Unit]) -> list[str]
 
 
 def _files_as_runs_notes(locations: Sequence[str]) -> list[str]:
-    """A note for each folder of which several files are runs of the fleet (``'run/samples/train/*'`` matches
-    one per file): each file is read as a run of its own, so a prompt group whose samples several of them hold
-    (one per process of a step) counts as a group in each, in ``zero_adv_frac``, which that run's folder does
-    not."""
+    """A note for each folder of a native run's samples of which several files of one step are runs of the fleet
+    (``'run/samples/train/*'`` matches one per file, ``step_00000003.p0.parquet`` beside ``.p1``): each file is
+    read as a run of its own, so a prompt group whose samples several processes of a step hold counts as a group
+    in each, in ``zero_adv_frac``, which that run's folder does not. Files of one step only: files of other
+    steps, or of no native run (two dumps copied into one folder), cut no group."""
     if len(locations) < 2:
         return []
-    folders: dict[str, int] = {}
+    from ..formats.native import SAMPLE_RE
+
+    steps: dict[str, dict[int, int]] = {}
     for loc in locations:
-        if _is_file(loc):
+        found = SAMPLE_RE.search(loc.rstrip("/").replace(os.sep, "/"))
+        if found is not None and _is_file(loc):
             folder = os.path.dirname(loc.rstrip("/")) or "."
-            folders[folder] = folders.get(folder, 0) + 1
-    return [
-        f"{n} runs are files of one folder, {folder}, each read as a run of its own: a prompt group whose samples "
-        "lie in several of them (one file per process of a step) counts as a group in each (zero_adv_frac), as it "
-        "would not in its run; pass the run's folder to read each group whole"
-        for folder, n in folders.items()
-        if n > 1
-    ]
+            of_folder = steps.setdefault(folder, {})
+            of_folder[int(found["step"])] = of_folder.get(int(found["step"]), 0) + 1
+    notes = []
+    for folder, counts in steps.items():
+        shared = [n for n in counts.values() if n > 1]
+        if shared:
+            notes.append(
+                f"{sum(shared)} runs are files of one step of a run's samples, in {folder}, each read as a run of "
+                "its own: a prompt group whose samples lie in several of them (one file per process of a step) "
+                "counts as a group in each (zero_adv_frac), as it would not in its run; pass the run's folder to "
+                "read each group whole"
+            )
+    return notes
 
 
 def _median_note(note: str, keys: Sequence[str]) -> str:
