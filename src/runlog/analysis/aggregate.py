@@ -67,13 +67,42 @@ class Query:
 # ---------------------------------------------------------------------------------------------------------
 # What the rows carry
 # ---------------------------------------------------------------------------------------------------------
-def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
+def group_key_expr(run: Run, prompt_groups: bool = True, *, join: bool = True) -> pl.Expr | None:
     """How prompt groups are known: ``group_id``; where some rows lack it and ``prompt_groups``, identical
-    prompt text within a step (this reads ``prompt``); None when the run has neither (zero_adv_frac is then
-    null).
+    prompt text within a split and step (this reads ``prompt``); None when the run has neither (zero_adv_frac is
+    then null).
+
+    A sample without a ``group_id`` whose prompt's other samples of its split and step all carry one and the same
+    id is in that id's group (``prompt_joins``: one group's rollouts, some written without the id, are one group,
+    not an id group and a prompt group beside it, each of whose rewards may look flat); where they carry several
+    ids (which one it was cannot be told), or none, it is in the group of its prompt text. Finding them reads the
+    prompt text of the steps that hold both, once per run; ``join=False``: not looked for (whether the groups come
+    from the prompt text at all is all the caller asks).
 
     Decided from footers and already-parsed JSONL frames; a Parquet file written without statistics has its
     ``group_id`` column read (``_count_missing_ids``): an unknown count is not a count of missing ids."""
+    any_ids, all_ids, any_prompt = _id_state(run)
+    if all_ids:
+        return pl.col("group_id")
+    if any_prompt and prompt_groups:
+        # A sample without a prompt is in no group (hashing a null would put all of them in one).
+        prompt = pl.col("prompt")
+        by_prompt = pl.when(prompt.is_not_null()).then(pl.lit("prompt:") + prompt.hash().cast(pl.String))
+        joins = prompt_joins(run).filter(pl.col("ids") == 1) if any_ids and join else None
+        if joins is None or joins.height == 0:
+            return pl.coalesce(pl.col("group_id"), by_prompt)
+        keys = pl.Series(joins["key"].to_list(), dtype=pl.UInt64)
+        sole = pl.Series(joins["group_id"].to_list(), dtype=pl.String)
+        joined = pl.when(prompt.is_not_null()).then(
+            _prompt_key(prompt).replace_strict(keys, sole, default=None, return_dtype=pl.String)
+        )
+        return pl.coalesce(pl.col("group_id"), joined, by_prompt)
+    return pl.col("group_id") if any_ids else None
+
+
+def _id_state(run: Run) -> tuple[bool, bool, bool]:
+    """Whether some sample file holds a ``group_id``, whether every one holds it for every sample, and whether
+    some holds a prompt (footers and parsed JSONL frames)."""
     _count_missing_ids(run)
     any_ids, all_ids = False, True
     any_prompt = False
@@ -97,14 +126,145 @@ def group_key_expr(run: Run, prompt_groups: bool = True) -> pl.Expr | None:
             )
         any_ids |= has_ids
         all_ids &= complete
-    if all_ids:
-        return pl.col("group_id")
-    if any_prompt and prompt_groups:
-        # A sample without a prompt is in no group (hashing a null would put all of them in one).
-        prompt = pl.col("prompt")
-        by_prompt = pl.when(prompt.is_not_null()).then(pl.lit("prompt:") + prompt.hash().cast(pl.String))
-        return pl.coalesce(pl.col("group_id"), by_prompt)
-    return pl.col("group_id") if any_ids else None
+    return any_ids, all_ids, any_prompt
+
+
+def _prompt_key(prompt: pl.Expr) -> pl.Expr:
+    """A prompt within its split and step, hashed: what a sample without a ``group_id`` is joined by."""
+    return pl.struct(pl.col("split").cast(pl.String), pl.col("step").cast(pl.Int64), prompt.hash()).hash()
+
+
+_JOINS_CACHE = "aggregate.prompt_joins"
+JOINS_SCHEMA = {
+    "split": pl.String,
+    "step": pl.Int64,
+    "key": pl.UInt64,
+    "ids": pl.UInt32,
+    "group_id": pl.String,
+    "samples": pl.UInt32,
+}
+
+
+def prompt_joins(run: Run) -> pl.DataFrame:
+    """One row per prompt (within a split and step) that has samples without a ``group_id`` beside samples with
+    one: ``key`` (``_prompt_key``), ``ids`` (how many distinct ids those carry), ``group_id`` (the least of them:
+    where ``ids`` is 1, the group its samples without an id join) and ``samples`` (those without an id).
+
+    Only the steps that may hold both are read (from footers: a file's split, step and its ``group_id`` null
+    count; every step where a file does not tell them), their ``split``, ``step``, ``group_id`` and ``prompt``
+    columns; none where no step holds both (a writer that started logging ids at some step). Kept per run and
+    set of files (``RunContext.cache``): summarize, doctor, diff and the text metrics ask it of one run."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    memo: dict[tuple, pl.DataFrame] = run.ctx.cache.setdefault(_JOINS_CACHE, {})
+    ident = tuple((f.path, f.stamp, f.rows, f.unread) for f in files)  # a file rewritten (followed) is read again
+    if ident in memo:
+        return memo[ident]
+    wanted = _mixed_files(files)
+    empty = pl.DataFrame(schema=JOINS_SCHEMA)
+    if not wanted:
+        memo[ident] = empty
+        return empty
+    import dataclasses
+
+    sub = (
+        run
+        if len(wanted) == len(files)
+        else dataclasses.replace(run, files=[*(f for f in run.files if f.kind != "samples"), *wanted])
+    )
+    prompt = pl.col("prompt")
+    gid = pl.col("group_id").cast(pl.String)
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = sub.samples
+        if "group_id" not in lf.collect_schema().names() or "prompt" not in lf.collect_schema().names():
+            return [empty.lazy()]
+        rows = lf.filter(prompt.is_not_null()).select(
+            pl.col("split").cast(pl.String), pl.col("step").cast(pl.Int64), _prompt_key(prompt).alias("key"), gid
+        )
+        per_prompt = rows.group_by("split", "step", "key").agg(
+            pl.col("group_id").drop_nulls().n_unique().cast(pl.UInt32).alias("ids"),
+            pl.col("group_id").min().alias("group_id"),
+            pl.col("group_id").null_count().cast(pl.UInt32).alias("samples"),
+        )
+        return [per_prompt.filter((pl.col("ids") > 0) & (pl.col("samples") > 0))]
+
+    [found] = sub.collect(build, engine="streaming")
+    found = found.select(pl.col(c).cast(t) for c, t in JOINS_SCHEMA.items()).sort(
+        "split", "step", "key", nulls_last=True
+    )
+    memo[ident] = found
+    return found
+
+
+def _mixed_files(files: list[Any]) -> list[Any]:
+    """The sample files of the (split, step) pairs that may hold samples with a ``group_id`` and samples without
+    one (every file where one does not tell its split, its one step and its null count of ``group_id``)."""
+    told: dict[tuple[str, int], list[bool]] = {}
+    by_key: dict[tuple[str, int], list[Any]] = {}
+    for f in files:
+        if f.split is None or f.step is None or f.steps or f.rows is None:
+            return files
+        if f.rows == 0:
+            continue
+        if f.fmt == "parquet":
+            if "group_id" not in f.columns:
+                ids, nulls = False, True
+            elif (missing := f.null_counts.get("group_id")) is None:
+                ids = nulls = True
+            else:
+                ids, nulls = missing < f.rows, missing > 0
+        else:
+            frame = f.frame
+            if frame is None:
+                ids = nulls = True
+            elif "group_id" not in frame.columns:
+                ids, nulls = False, True
+            else:
+                missing = frame["group_id"].null_count()
+                ids, nulls = missing < frame.height, missing > 0
+        key = (f.split, f.step)
+        state = told.setdefault(key, [False, False])
+        state[0] |= ids
+        state[1] |= nulls
+        by_key.setdefault(key, []).append(f)
+    return [f for key, state in told.items() if all(state) for f in by_key[key]]
+
+
+def prompt_join_note(run: Run, filters: Filters | None = None, *, within: pl.Expr | None = None) -> str | None:
+    """What ``group_key_expr`` did with the samples without a ``group_id`` of the splits and steps ``filters``
+    keep (``--role`` aside), and ``within`` (an expression of ``split`` and ``step``: a diff's windows): how many
+    joined the one id of their prompt, and how many stayed a group of their prompt because its other samples carry
+    several ids; None where it did neither (or found no group from the prompt text). For the commands that use
+    prompt groups from the text to say it: nothing done silently."""
+    any_ids, all_ids, any_prompt = _id_state(run)
+    if all_ids or not any_ids or not any_prompt:
+        return None
+    joins = prompt_joins(run)
+    if filters is not None:
+        if filters.splits:
+            joins = joins.filter(pl.col("split").is_in(list(filters.splits)))
+        if (steps := filters.steps.expr()) is not None:
+            joins = joins.filter(steps)
+    if within is not None:
+        joins = joins.filter(within)
+    one = joins.filter(pl.col("ids") == 1)
+    many = joins.filter(pl.col("ids") > 1)
+    parts = []
+    if one.height:
+        parts.append(
+            f"{int(one['samples'].sum()):,} sample(s) without a group_id joined the group of their prompt's group_id "
+            f"(the one id the other samples of that prompt carry at their split and step; {one.height:,} prompt "
+            "group(s))"
+        )
+    if many.height:
+        first = many.row(0, named=True)
+        parts.append(
+            f"{int(many['samples'].sum()):,} sample(s) without a group_id are a prompt group of their own, found by "
+            f"their prompt text: the other samples of their prompt carry several group_ids at that split and step, "
+            f"which theirs was cannot be told ({many.height:,} prompt(s); first: split {first['split']}, step "
+            f"{first['step']}, {first['ids']} ids)"
+        )
+    return "; ".join(parts) or None
 
 
 def prompts_without_ids(run: Run) -> bool:

@@ -23,7 +23,9 @@ class DoctorConfig:
     """Every threshold of the doctor, with its default. docs/doctor.md explains each; ``--set NAME=VALUE``
     and ``--config FILE.toml`` override them (``DoctorConfig.from_sources``)."""
 
-    split: str = ""  # the split to diagnose; "" = train, or the only split
+    # The split to diagnose; "" = train, else the training split (the most steps of the splits not named like an
+    # evaluation: series.default_split).
+    split: str = ""
     min_steps: int = 8  # fewer steps than this: trend checks are skipped (said in the notes)
     min_segment: int = 3  # shortest segment before / after a change point, in steps
     min_z: float = 4.0  # a shift must be this many robust noise units

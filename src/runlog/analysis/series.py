@@ -1,13 +1,14 @@
 """The per-step series that ``doctor``, ``plot`` and ``report`` look at, computed once and only when asked.
 
 Each series comes from the library's public functions (``summarize``, ``diversity_frame``, ``format_frame``,
-``inspect_run``), restricted to one split (``train``, or the only split) so that eval steps never mix
-with training steps. A series the run cannot give (no KL, no texts, no prompt groups) is ``None`` or
+``inspect_run``), restricted to one split (``train``, else the training split: ``default_split``) so that eval steps
+never mix with training steps. A series the run cannot give (no KL, no texts, no prompt groups) is ``None`` or
 empty, and ``notes`` says why, so that callers can say so instead of failing.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,62 @@ from .filters import Filters, StepRange
 from .summarize import summarize
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .inspect import RunInspection
+
+
+# Split names that read as an evaluation's (case aside): never the split diagnosed by default beside one that does not.
+EVAL_SPLIT = re.compile(r"(?:eval|test|val).*|dev|held[-_ ]?out|hold[-_ ]?out", re.IGNORECASE | re.DOTALL)
+
+
+def default_split(
+    run: Run, splits: list[str], *, sizes: Mapping[str, tuple[int, int]] | None = None
+) -> tuple[str, str]:
+    """The split of ``splits`` (the run's, at least one) read by default, and why (empty for ``train``): ``train``;
+    else, of the splits whose name does not read as an evaluation's (``EVAL_SPLIT``: eval*, test*, val*, dev,
+    heldout, holdout), the one with the most steps, then the most samples, then the first by name; where every
+    split reads as an evaluation's, the one with the most steps of them all. A run whose train split is named
+    ``rl`` or ``grpo`` beside ``eval`` is diagnosed on its training, not on the evaluation that sorts first.
+    ``sizes``: each split's (steps, samples) where the caller knows them (a watch, from the files' names and
+    footers, reads no data to choose); else ``_split_sizes``."""
+    if "train" in splits:
+        return "train", ""
+    if len(splits) == 1:
+        return splits[0], ""
+    trained = [s for s in splits if not EVAL_SPLIT.fullmatch(s)]
+    pool = trained or splits
+    if len(pool) == 1:
+        return pool[0], "the only split not named like an evaluation"
+    sizes = _split_sizes(run, pool) if sizes is None else sizes
+    ranked = sorted(pool, key=lambda s: (-sizes.get(s, (0, 0))[0], -sizes.get(s, (0, 0))[1], s))
+    best, second = ranked[0], ranked[1]
+    (steps, rows), (steps2, rows2) = sizes.get(best, (0, 0)), sizes.get(second, (0, 0))
+    then = "" if steps != steps2 else ", then the most samples" if rows != rows2 else ", then the first by name"
+    if trained:
+        return best, f"the most steps of the splits not named like an evaluation{then}"
+    return best, f"every split is named like an evaluation: the one with the most steps{then}"
+
+
+def _split_sizes(run: Run, splits: list[str]) -> dict[str, tuple[int, int]]:
+    """Per split of ``splits``: (steps with samples, samples). From file names and footers where every sample file
+    tells its split, rows and steps; else from the ``split`` and ``step`` columns."""
+    files = [f for f in run.files if f.kind == "samples" and f.readable]
+    if all(f.split is not None and f.rows is not None and f.all_steps() for f in files):
+        steps: dict[str, set[int]] = {}
+        rows: dict[str, int] = {}
+        for f in files:
+            if f.split in splits and f.rows:
+                steps.setdefault(f.split, set()).update(f.all_steps())
+                rows[f.split] = rows.get(f.split, 0) + (f.rows or 0)
+        return {s: (len(steps[s]), rows[s]) for s in steps}
+
+    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
+        lf = run.samples.filter(pl.col("split").is_in(splits))
+        return [lf.group_by("split").agg(pl.col("step").drop_nulls().n_unique().alias("steps"), pl.len().alias("n"))]
+
+    [frame] = run.collect(build, engine="streaming")
+    return {str(r["split"]): (int(r["steps"]), int(r["n"])) for r in frame.iter_rows(named=True)}
 
 
 class RunSeries:
@@ -32,14 +88,15 @@ class RunSeries:
         self.split = split if split is not None else self._default_split()
 
     def _default_split(self) -> str | None:
-        """train, else the first split; the others said in a note (their samples are not read)."""
+        """The split read when none is asked for (``default_split``); the others said in a note, with why this
+        one (their samples are not read)."""
         splits = sorted({f.split for f in self.run.files if f.kind == "samples" and f.readable and f.split})
         if not splits:
             [frame] = self.run.collect(lambda: [self.run.samples.select(pl.col("split").drop_nulls().unique())])
             splits = sorted(frame["split"].to_list())
         if not splits:
             return None
-        chosen = "train" if "train" in splits else splits[0]
+        chosen, why = default_split(self.run, splits)
         others = [s for s in splits if s != chosen]
         if others:
             import shlex
@@ -56,7 +113,8 @@ class RunSeries:
                 else "a split name with invisible characters: runlog inspect RUN --format json lists it, a key of "
                 "rows_by_split"
             )
-            self.scope_notes.append(f"split {chosen} read; the run also has {', '.join(others)}, not read here ({how})")
+            read = f"split {chosen} read{f' ({why})' if why else ''}"
+            self.scope_notes.append(f"{read}; the run also has {', '.join(others)}, not read here ({how})")
         return chosen
 
     def forget(self) -> None:
@@ -90,8 +148,15 @@ class RunSeries:
     @cached_property
     def per_role(self) -> pl.DataFrame:
         """``summarize(by=[role, step])``: one row per (role, step); a null role holds the total reward of
-        samples without per-role data."""
-        return self._known_steps(summarize(self.run, ["role", "step"], filters=self.filters, prompt_groups=True))
+        samples without per-role data. Where samples without a ``group_id`` joined their prompt's group, or stayed
+        a group of their own (``aggregate.prompt_join_note``), a scope note says how many."""
+        df = self._known_steps(summarize(self.run, ["role", "step"], filters=self.filters, prompt_groups=True))
+        from .aggregate import prompt_join_note
+
+        note = prompt_join_note(self.run, self.filters)
+        if note is not None and note not in self.scope_notes:
+            self.scope_notes.append(note)
+        return df
 
     @cached_property
     def per_step(self) -> pl.DataFrame:

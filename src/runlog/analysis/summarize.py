@@ -227,8 +227,10 @@ def _cold_summary(run: Run, keys: list[str], filters: Filters, prompt_groups: bo
 def prompt_groups_skipped(run: Run) -> bool:
     """Whether some samples have no ``group_id`` but a prompt text their prompt groups could be found from
     (``prompt_groups=True``: this reads the prompt text), so that asking for them would change a figure: not
-    merely a ``prompt`` column (all null, or null where the ids are). Told from footers (``A.prompts_without_ids``)."""
-    return A.from_prompt(A.group_key_expr(run, True)) and A.prompts_without_ids(run)
+    merely a ``prompt`` column (all null, or null where the ids are). Told from footers (``A.prompts_without_ids``);
+    which samples would join their prompt's group id (``join``) is not looked for: that reads the prompt text, and
+    a summary without ``prompt_groups`` reads no text column."""
+    return A.from_prompt(A.group_key_expr(run, True, join=False)) and A.prompts_without_ids(run)
 
 
 def _summarize_wide(

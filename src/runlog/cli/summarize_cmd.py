@@ -323,6 +323,7 @@ def _summarize_run(
 ) -> int:
     """``summarize`` of one run; the number of error-severity problems reported."""
     from ..analysis import summarize as S
+    from ..analysis.aggregate import prompt_join_note
     from ..analysis.check import check_filters, check_scalars
     from ..analysis.views import split_notes
     from ..run import open_run
@@ -415,6 +416,8 @@ def _summarize_run(
             report_problems([], notes=[f"--window {window} averages over steps: the table is per step (step added)"])
         if not prompt_groups and S.prompt_groups_skipped(run):
             report_problems([], notes=[S.PROMPT_GROUPS_NOTE])
+        elif prompt_groups and (joined := prompt_join_note(run, filters)) is not None:
+            report_problems([], notes=[joined])  # samples without an id put in their prompt's group: said
         if S.unknown_role_rows(df):
             report_problems([], notes=[S.UNKNOWN_ROLE_NOTE])
         if roleless is not None:

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from ..run import Run
 
 
+# The job notes that count what the files opened hold (``SummarizeJob``'s prompt joins, ``prompt_join_note``): a
+# chunk of a run's steps says this instead (``_unit_notes``).
+_COUNTED = "job_notes.counted"
+CHUNKED_JOIN_NOTE = (
+    "some samples without a group_id were put in the group of their prompt (the one group_id its other samples "
+    "carry at their split and step, else their prompt text: docs/metrics.md); the run was read in chunks of its "
+    "steps, which count them apart: runlog summarize RUN --prompt-groups of the run alone says how many"
+)
+
+
 @dataclass(frozen=True)
 class SummarizeJob:
     """``summarize``'s mergeable partials of a run or of a chunk of its steps (``analysis.partials``)."""
@@ -26,12 +36,18 @@ class SummarizeJob:
     prompt_groups: bool = False  # find GRPO groups from identical prompt text (reads the prompts)
 
     def frame(self, run: Run, keys: list[str], filters: Filters) -> pl.DataFrame:
+        from ..analysis.aggregate import prompt_join_note
         from ..analysis.partials import summarize_partials
         from ..analysis.summarize import PROMPT_GROUPS_NOTE, prompt_groups_skipped
 
         out = summarize_partials(run, keys, filters=filters, prompt_groups=self.prompt_groups)
         if not self.prompt_groups and prompt_groups_skipped(run):  # footers only: said as for one run
             job_notes(run).append(PROMPT_GROUPS_NOTE)
+        elif self.prompt_groups and (joined := prompt_join_note(run, filters)) is not None:
+            # Samples without a group_id put in their prompt's group, said as for one run: counted over the files
+            # opened (a chunk of a big run's steps says it without its counts: ``_unit_notes``).
+            job_notes(run).append(joined)
+            run.ctx.cache.setdefault(_COUNTED, []).append(joined)
         return out
 
     def layouts(self, run: Run, keys: list[str], filters: Filters, frame: pl.DataFrame) -> list[str]:
@@ -223,6 +239,17 @@ def file_steps(f: FileInfo) -> list[int | None] | None:
         return None
 
 
+def _unit_notes(run: Run, unit: Unit) -> list[str]:
+    """The job's notes of ``run``. Those that count what the files opened hold (``_COUNTED``) are said without
+    their counts by a chunk of a run's steps: each chunk's count, said as the run's, would be a share of it, and
+    a run of many chunks would give as many lines (the fleet says each distinct note once per run)."""
+    notes = list(job_notes(run))
+    counted = run.ctx.cache.get(_COUNTED, [])
+    if unit.parts == 1 or not counted:
+        return notes
+    return list(dict.fromkeys(CHUNKED_JOIN_NOTE if n in counted else n for n in notes))
+
+
 def run_batch(args: tuple[Task, list[Unit]]) -> list[UnitResult]:
     """Open each unit's files and compute its result frame with runlog's own code."""
     task, units = args
@@ -247,7 +274,7 @@ def _run_unit(task: Task, unit: Unit) -> UnitResult:
             unit.name,
             frame,
             problems,
-            notes=list(job_notes(run)),
+            notes=_unit_notes(run, unit),
             run_id=run_id,
             layouts=layouts,
             sources=sources,

@@ -27,6 +27,7 @@ from .._lazy import pl
 from ..analysis.doctor import missing_steps
 from ..analysis.filters import Filters, StepRange
 from ..analysis.inspect import gaps_without, step_gaps
+from ..analysis.series import default_split
 from ..ends import EndState, WriterState, expects_states, holdings_of, read_states
 from ..errors import (
     DataError,
@@ -284,7 +285,7 @@ class LiveRun:
                 if not primed:
                     self.role_order = run.role_names()
                 events += self._take(run, to_read, now, affected)
-                events += self._choose_split(affected)
+                events += self._choose_split(run, affected)
                 events += self._summarised(run, affected, now)
                 recomputed = True
                 if not primed:
@@ -622,9 +623,10 @@ class LiveRun:
             return []
         return info.all_steps()
 
-    def _choose_split(self, affected: set[int]) -> list[Event]:
-        """The split shown: ``--split``, else ``train``, else the only (or first) one; when it changes, every
-        step is summarised again."""
+    def _choose_split(self, run: Run, affected: set[int]) -> list[Event]:
+        """The split shown: ``--split``, else the one ``doctor`` reads (``series.default_split``: ``train``, else
+        the training split, not an evaluation that sorts first), so that a follow and the plain doctor it ends as
+        look at one split; when it changes, every step is summarised again."""
         if self.split_option is not None:
             return []
         # A file being written (``pending``: torn, rewritten in place) keeps its split in the choice: while a
@@ -633,7 +635,7 @@ class LiveRun:
         being_written = [r.info for r in self.files.values() if r.pending and r.info is not None]
         infos = [*self._sample_infos(), *(i for i in being_written if i.kind == "samples")]
         splits = sorted({f.split for f in infos if f.split})
-        choice = ("train" if "train" in splits else splits[0]) if splits else None
+        choice = default_split(run, splits, sizes=_split_sizes(infos))[0] if splits else None
         if choice == self.split or (choice is None and any(r.pending for r in self.files.values())):
             return []
         previous, self.split = self.split, choice
@@ -965,6 +967,18 @@ class LiveRun:
             return None
         files = [f for f in self._sample_infos() if st.step in self._steps_of(f)]
         return Run(root=last.root, files=files, ctx=last.ctx) if files else None
+
+
+def _split_sizes(infos: Iterable[FileInfo]) -> dict[str, tuple[int, int]]:
+    """Per split the sample files ``infos`` name: (steps, samples), from their names and footers (a watch reads no
+    data to choose a split; ``series._split_sizes`` reads these alike where every file tells them, as here)."""
+    steps: dict[str, set[int]] = {}
+    rows: dict[str, int] = {}
+    for f in infos:
+        if f.split and f.rows:
+            steps.setdefault(f.split, set()).update(f.all_steps())
+            rows[f.split] = rows.get(f.split, 0) + f.rows
+    return {s: (len(steps[s]), rows[s]) for s in steps}
 
 
 def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str | None) -> dict[int, int]:

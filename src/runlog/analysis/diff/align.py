@@ -66,6 +66,23 @@ def beyond_range_notes(sides: Sequence[Side]) -> list[str]:
     return out
 
 
+def prompt_join_notes(sides: Sequence[Side]) -> list[str]:
+    """A note per run where samples of its windows without a ``group_id`` were put in their prompt's group, the one
+    id its other samples carry at their split and step, or kept a group of their own (``aggregate.prompt_join_note``):
+    the groups the intervals resample and ``zero_adv_frac`` counts, said as ``summarize --prompt-groups`` says them."""
+    import functools
+    import operator
+
+    from ..aggregate import prompt_join_note
+
+    out = []
+    for side in sides:
+        where = [split_eq(split) & pl.col("step").is_in(sorted(steps)) for split, steps in side.wanted.items() if steps]
+        if where and (note := prompt_join_note(side.run, within=functools.reduce(operator.or_, where))) is not None:
+            out.append(f"{side.name}, in the windows compared: {note}")
+    return out
+
+
 def steps_of(run: Run, opts: DiffOptions) -> dict[Split, list[int]]:
     """The run's steps per split (names and footers), narrowed by ``--split`` and ``--steps``; steps beyond
     the 64-bit range left out (``beyond_range_notes``)."""

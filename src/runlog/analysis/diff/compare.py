@@ -25,6 +25,7 @@ from .align import (
     only_steps_said,
     overlap_row,
     plan_windows,
+    prompt_join_notes,
     sparse_window_notes,
     steps_of,
     window_gap_note,
@@ -129,6 +130,7 @@ def diff_runs(
             per_step=per_steps,
             options=opts,
             common=commons,
+            runs=list(runs),
         )
     for s in sides:
         # A side's windows as stored by an earlier diff of the same files (``window_cache``), else read.
@@ -178,6 +180,7 @@ def diff_runs(
                 f"{base.name} within the same steps (same prompt text or group id): no paired comparison"
             )
     notes += [n for s in sides for n in twice_notes(s)]
+    notes += prompt_join_notes(sides)
     notes[:] = list(dict.fromkeys(notes))  # the baseline's windows, said once when they are the same windows
     warnings = [w for s in sides if (w := repeated_warning(s))]
     scalars = scalar_rows(sides, opts, notes)
@@ -197,6 +200,7 @@ def diff_runs(
         per_step=per_steps,
         options=opts,
         common=commons,
+        runs=list(runs),
     )
     if opts.text:
         windows = [(other, split, common) for other, split, common, _ in plans]
