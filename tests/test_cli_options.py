@@ -16,6 +16,7 @@ from runlog.cli.options import (
     STEPS_HELP,
     THRESHOLD_HELP,
     THRESHOLDS_FILE_HELP,
+    TRAINING_SPLIT_HELP,
 )
 
 from conftest import ROOT
@@ -65,7 +66,10 @@ def test_a_shared_option_has_one_spelling_and_help_in_every_command(name, cmd):
         assert steps.help == STEPS_HELP or "A:B (inclusive), A:, :B, N, or a comma list" in steps.help
     split = _option(cmd, "--split")
     if split is not None:
-        assert split.help == (SPLITS_HELP if split.multiple else SPLIT_HELP)
+        # doctor, plot, report, watch read the training split by default (series.default_split); render, train
+        # or the only split.
+        diagnosed = name in ("doctor", "plot", "report", "watch")
+        assert split.help == (SPLITS_HELP if split.multiple else TRAINING_SPLIT_HELP if diagnosed else SPLIT_HELP)
     role = _option(cmd, "--role")
     if role is not None and role.multiple:
         assert role.help == ROLES_HELP

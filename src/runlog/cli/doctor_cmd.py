@@ -13,7 +13,7 @@ import typer
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS
 from ..textsafe import visible
 from .common import DOCTOR_PATH, STORAGE_OPTION, emit_json, handle_errors, stderr_console, use_storage_options
-from .options import Format, Layout, NoCache, Split, Thresholds, ThresholdsFile
+from .options import Format, Layout, NoCache, Thresholds, ThresholdsFile, TrainingSplit
 from .output import print_out
 from .watch_cmd import IDLE_EXIT_OPTION, INTERVAL_OPTION, SETTLE_OPTION, TIMEOUT_OPTION
 
@@ -39,7 +39,7 @@ def doctor_command(
     fmt: Format[DoctorFormat] = DoctorFormat.table,
     sets: Thresholds = None,
     config: ThresholdsFile = None,
-    split: Split = None,
+    split: TrainingSplit = None,
     layout: Layout = None,
     storage_option: list[str] = STORAGE_OPTION,
     no_cache: NoCache = False,
@@ -168,8 +168,9 @@ def _follow(
     try:
         try:
             from ..listing import refuse_glob
-            from ..watch import DoctorWatch, RunGoneError, follow_findings, watcher_for
-            from .watch_cmd import check_exists, emit_events, stopped
+            from ..watch import DoctorWatch, Event, RunGoneError, follow_findings, watcher_for
+            from ..watch.findings import SaidLines
+            from .watch_cmd import check_exists, emit_events, event_line, stopped
 
             gone = (RunGoneError,)
             refuse_glob(path, options)  # a quoted 'runs/*' is said as a glob, not as a path that does not exist
@@ -187,6 +188,7 @@ def _follow(
                 settle=settle,
             )
             bar = None if fail_on == FailOn.never else fail_on.value
+            said = SaidLines()  # text: an update that reads as the line printed for its finding is not printed again
             for event in follow_findings(watcher, bar, stop=lambda: stopped(interrupted)):
                 if event.kind == "end":
                     # ``unreachable``: no listing of the run succeeded (no credentials): an error, not a healthy run
@@ -194,6 +196,8 @@ def _follow(
                     end_line(as_json, event.data["reason"], event.data.get("message"))
                     code = EXIT_PROBLEMS if event.data["reason"] in ("failing", "unreachable") else EXIT_OK
                     break
+                if not as_json and said.repeated(event, event_line(Event(event.kind, {**event.data, "update": False}))):
+                    continue
                 emit_events([event], as_json)
         except KeyboardInterrupt:
             said_end = True

@@ -203,4 +203,10 @@ SPLIT_HELP = "The split (default: train, or the only split)."
 ROLES_HELP = "Only these roles (repeatable)."
 Splits = Annotated[list[str] | None, typer.Option("--split", metavar="SPLIT", help=SPLITS_HELP)]
 Split = Annotated[str | None, typer.Option("--split", metavar="SPLIT", help=SPLIT_HELP)]
+# doctor, plot, report, watch: the split a run is diagnosed on (``series.default_split``).
+TRAINING_SPLIT_HELP = (
+    "The split (default: train, else the training split: the most steps of the splits not named like an "
+    "evaluation, as docs/doctor.md says)."
+)
+TrainingSplit = Annotated[str | None, typer.Option("--split", metavar="SPLIT", help=TRAINING_SPLIT_HELP)]
 Roles = Annotated[list[str] | None, typer.Option("--role", metavar="ROLE", help=ROLES_HELP)]

@@ -11,7 +11,7 @@ import typer
 from ..analysis.filters import Filters
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from .common import RUN_PATH, STORAGE_OPTION, fail, handle_errors, report_problems, use_storage_options, writing, wrote
-from .options import STEPS_SYNTAX, Layout, NoCache, Split, output_file, steps_checked
+from .options import STEPS_SYNTAX, Layout, NoCache, TrainingSplit, output_file, steps_checked
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -55,7 +55,7 @@ def plot_command(
         help=f"With --what hist: the steps to show: {STEPS_SYNTAX}.",
         callback=steps_checked(),
     ),
-    split: Split = None,
+    split: TrainingSplit = None,
     spec: str = typer.Option(DEFAULT_SPEC, "--spec", help="With --what format: the format spec."),
     layout: Layout = None,
     diff: list[str] = typer.Option(

@@ -18,7 +18,7 @@ from .common import (
     writing,
     wrote,
 )
-from .options import Layout, NoCache, Split, Thresholds, ThresholdsFile, output_file
+from .options import Layout, NoCache, Thresholds, ThresholdsFile, TrainingSplit, output_file
 
 
 def report_command(
@@ -26,7 +26,7 @@ def report_command(
     output: Path = output_file(Path("report.html"), "The HTML file to write (*.html)."),
     sets: Thresholds = None,
     config: ThresholdsFile = None,
-    split: Split = None,
+    split: TrainingSplit = None,
     layout: Layout = None,
     against: str = typer.Option(
         None, "--against", metavar="RUN", help="Add a comparison with RUN, the baseline (runlog diff RUN this-run)."

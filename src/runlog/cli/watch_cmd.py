@@ -26,10 +26,11 @@ from .common import (
     stdout_console,
     use_storage_options,
 )
-from .options import Format, Layout, NoCache, Roles, Split
+from .options import Format, Layout, NoCache, Roles, TrainingSplit
 
 if TYPE_CHECKING:
     from ..watch import Event, Watcher
+    from ..watch.findings import SaidLines
 
 INTERVAL_OPTION = typer.Option(2.0, "--interval", min=0.1, metavar="SECONDS", help="Seconds between two listings.")
 MAX_INTERVAL_OPTION = typer.Option(
@@ -71,7 +72,7 @@ def watch_command(
     idle_exit: float = IDLE_EXIT_OPTION,
     timeout: float = TIMEOUT_OPTION,
     settle: float = SETTLE_OPTION,
-    split: Split = None,
+    split: TrainingSplit = None,
     role: Roles = None,
     no_doctor: bool = typer.Option(False, "--no-doctor", help="Do not run doctor's checks (they re-read the run)."),
     layout: Layout = None,
@@ -260,6 +261,9 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] 
     """One line (or JSON object) per new step, problem, finding; notes on stderr (JSON: on stdout too). Returns
     why it ended (``Watcher.ended``). What a poll found is printed before the last checks of the end run
     (``Watcher.final_events``: doctor's last check takes a while on a large run)."""
+    from ..watch.findings import SaidLines
+
+    said = None if as_json else SaidLines()  # an update that reads as the line printed for its finding: not again
     first = True
     while True:
         stopped(stop)
@@ -275,8 +279,8 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] 
             # are still the ones written before the command started.
             first = watcher.live.retrying and not steps
         why = watcher.ended()
-        emit_events(events, as_json)
-        emit_events(watcher.final_events(why), as_json)
+        emit_events(events, as_json, said)
+        emit_events(watcher.final_events(why), as_json, said)
         if why == "unreachable":
             end_line(as_json, why, watcher.unreachable_message())
             return why
@@ -287,8 +291,14 @@ def _lines(watcher: Watcher, as_json: bool, once: bool = False, stop: list[int] 
         time.sleep(delay if until is None else min(delay, until + 0.01))
 
 
-def emit_events(events: list[Event], as_json: bool) -> None:
+def emit_events(events: list[Event], as_json: bool, said: SaidLines | None = None) -> None:
+    """``events`` on stdout (notes on stderr as text); ``said``: the text lines printed so far for each finding, so
+    that an update reading as the one printed is left out (JSON lines keep every event)."""
+    from ..watch import Event
+
     for e in events:
+        if said is not None and said.repeated(e, event_line(Event(e.kind, {**e.data, "update": False}))):
+            continue
         if as_json:
             sys.stdout.write(json.dumps(e.as_dict(), allow_nan=False, default=str) + "\n")
         elif e.kind == "note":

@@ -160,7 +160,8 @@ class Watcher:
         yet (``--once``, an early stop); then doctor's last check, its problems still settling counted too,
         and on ``idle`` or ``timeout`` what it keeps for a stop (``DoctorWatch.stopping``); last, on those ends,
         the findings reported that no longer hold withdrawn, and those whose figures changed said again
-        (``DoctorWatch.settle_said``: what a follow said last is what a plain ``doctor`` of the run says)."""
+        (``DoctorWatch.settle_said``: what a follow said last is what a plain ``doctor`` of the run finds, its file
+        problems and gaps in the live view's words, one finding each)."""
         if why is None:
             return []
         if why == "finished":
@@ -268,7 +269,9 @@ def follow_findings(
     whose ``reason`` is ``failing`` as soon as a finding of severity ``fail_on`` or worse appears (None:
     never), else ``idle`` or ``timeout`` once the watcher's limits are reached (after a last check), or
     ``unreachable`` (with a ``message``) when the run could not be listed (``Watcher.ended``). What a poll found
-    is given before the last check runs (it may take a while on a large run). ``stop``: called before each
+    is given before the last check runs (it may take a while on a large run). At ``finished``, ``idle`` or
+    ``timeout``, a last check that failed with a usage error (``DoctorWatch.failure``: of ``--config``) raises
+    it, after the events of the end: plain ``doctor`` fails so on the same files. ``stop``: called before each
     poll, to raise when a stop signal came whose interrupt was swallowed on the way (``watch_cmd.stopped``)."""
     from .findings import severity_rank
 
@@ -292,6 +295,11 @@ def follow_findings(
             return
         out = _as_findings(doctor, watcher.final_events(why))
         yield from out
+        if why in SETTLED_ENDS and doctor.failure is not None:
+            # doctor's last check, of the run as it ends, still fails as plain ``doctor`` does on the same files
+            # (a ``--config`` naming a role that never spoke: a usage error, exit 2): said as it says it. While the
+            # run was written it was a note, retried (the role may speak later); the follow used to pass (exit 0).
+            raise doctor.failure
         if failing(out):
             yield Event("end", {"reason": "failing"})
             return

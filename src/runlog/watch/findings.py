@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.doctor import SEVERITIES, DoctorConfig, Finding, aged_now, is_run_problem
+from ..errors import RunlogError, UsageError
 from ..formats.base import UNREADABLE
 from ..formats.common import live_reads
 from ..run import GONE, read_failures
@@ -93,6 +94,12 @@ class DoctorWatch:
         self.notes: list[str] = []
         self.checked_at: float | None = None  # wall time of the last finished check
         self.error: str | None = None
+        # The usage error of the last check (a ``--config`` whose format spec names a role that never speaks):
+        # while the run is written it is a note and the check is tried again (the role may speak later); at a
+        # follow's end, one still standing ends it as plain ``doctor`` ends, exit 2 (``follow_findings``). Other
+        # errors stay notes: a file rewritten while read ("changed since it was listed") is the moment's, not
+        # the files'.
+        self.failure: UsageError | None = None
         self._said_error: str | None = None  # the failure a note said last (said once while it lasts)
         self._seen: dict[tuple[str, str | None, str | None], int] = {}
         self._counts: dict[tuple[str, str | None, str | None], Any] = {}  # a count that, grown, is an update
@@ -178,14 +185,20 @@ class DoctorWatch:
 
     def settle_said(self, held: list[Finding]) -> list[Event]:
         """At a follow's end (finished, idle, a timeout; after ``final`` and ``stopping``), what was reported made
-        to agree with the run as it ends, as a plain ``doctor`` of it says it: ``held``, the findings that hold now
-        (this watch's, and the live problems as ``doctor`` words them). A finding reported that ``held`` lacks is
-        withdrawn (a ``withdrawn`` event, with the fields it was last said with: a reward stuck over the first
-        27 steps that moved later, a gap filled); one whose fields changed since (its figures over the whole
-        run, a lower severity) comes again with ``update: true``. Each used to keep the figures of when it first
-        appeared, and one that stopped holding was never taken back."""
+        to agree with the run as it ends, as a plain ``doctor`` of it grades it: ``held``, the findings that hold
+        now (this watch's, and the live problems as ``issue_finding`` makes them). A finding reported that
+        ``held`` lacks is withdrawn (a ``withdrawn`` event, with the fields it was last said with: a reward stuck
+        over the first 27 steps that moved later, a gap filled); one whose fields changed since (its figures over
+        the whole run, a lower severity) comes again with ``update: true``. Each used to keep the figures of when
+        it first appeared, and one that stopped holding was never taken back.
+
+        The run's file problems and gaps stay as the follow said them, one finding per file and per gap, in the
+        live view's words and evidence (``issue_finding``), not plain ``doctor``'s one finding per problem kind
+        (``leftover temporary file ...; ignored (and 1 more)``, with ``count`` and ``problems``; a gap's
+        ``split, gaps, stride, missing``): the same problems with the same severities, so the same exit code, but
+        no finding said is taken back for being grouped."""
         now: dict[tuple[str, str | None, str | None], Finding] = {}
-        for h in held:  # a file doctor's reading and the live view both find bad: doctor's words, as plain doctor's
+        for h in held:  # a file both doctor's reading and the live view find bad: the first, doctor's reading's
             now.setdefault(h.key, h)
         events = []
         for key, said in list(self._last.items()):
@@ -227,10 +240,10 @@ class DoctorWatch:
         self._job = None
         return self._finish(job.result)
 
-    def _check(self) -> tuple[list[Finding], list[str], str | None, float]:
-        """``diagnose`` on the run as it is now: (findings, notes, error message, seconds it took)."""
+    def _check(self) -> tuple[list[Finding], list[str], str | UsageError | None, float]:
+        """``diagnose`` on the run as it is now: (findings, notes, the error (its message, or the ``UsageError``
+        itself), seconds it took)."""
         from ..analysis.doctor import diagnose, following
-        from ..errors import RunlogError
         from ..run import open_run
 
         t0 = self.clock()
@@ -241,8 +254,10 @@ class DoctorWatch:
                 run = open_run(self.path, layout=self.layout, storage_options=self.storage_options)
                 known = len(run.problems)
                 result = diagnose(run, self.config)
+        except UsageError as exc:  # said, tried again later; kept, for a follow's end (``failure``)
+            return [], [], exc, self.clock() - t0
         except read_failures(RunlogError) as exc:  # a run changing under the check: said, tried again later
-            return [], [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.clock() - t0
+            return [], [], _first_line(exc), self.clock() - t0
         # What only reading the data finds (a corrupt data page behind an intact footer): ``live`` probes footers
         # and never sees it, so it is reported from here, once settled (``_settled``). A file gone since the
         # listing is ``live``'s to tell (it settles: a dump rotated, an object replaced).
@@ -274,10 +289,11 @@ class DoctorWatch:
         self._bad = bad
         return out
 
-    def _finish(self, result: tuple[list[Finding], list[str], str | None, float]) -> list[Event]:
-        findings, notes, error, cost = result
+    def _finish(self, result: tuple[list[Finding], list[str], str | UsageError | None, float]) -> list[Event]:
+        findings, notes, failed, cost = result
         self._last_cost = cost
-        self.error = error
+        self.failure = failed if isinstance(failed, UsageError) else None
+        self.error = error = _first_line(failed) if isinstance(failed, UsageError) else failed
         if error is not None:
             self._dirty = True
             # Said once while it fails alike: a run that stays so (files that tell no run yet) said it at
@@ -339,12 +355,39 @@ class DoctorWatch:
         return events
 
 
+class SaidLines:
+    """The line a text stream (``doctor --follow``, ``watch`` off a terminal) printed last for each finding, so that
+    an update that would print it again is left out: one whose only change is in its evidence (a test statistic,
+    ``z`` 94 then 956 over the whole run) read as the same line twice. JSON lines keep every update (its fields
+    changed)."""
+
+    def __init__(self) -> None:
+        self._said: dict[tuple[str, str | None, str | None], str] = {}
+
+    def repeated(self, event: Event, line: str) -> bool:
+        """Whether ``event``, a ``finding`` printed as ``line`` (its words less ``update``), is an update whose line
+        is the one printed last for its finding (``Finding.key``); remembers ``line`` as printed otherwise."""
+        if event.kind != "finding":
+            return False
+        d = event.data
+        key = Finding(d["kind"], d["severity"], d["message"], d["role"], d["onset_step"], d.get("evidence") or {}).key
+        if d.get("update") and self._said.get(key) == line:
+            return True
+        self._said[key] = line
+        return False
+
+
 def _said_at_end(f: Finding) -> bool:
     """A process that has not closed its writer while none is found killed (``writer_not_closed`` as ``info``):
     a run followed is being written, so it is said only when the follow stops before the run finished (idle,
     a timeout), where it tells which process did not close (killed?). The ``warning`` one, a process stopped
     behind those that closed, is said at once."""
     return f.evidence.get("problem_kind") == "writer_not_closed" and f.severity == "info"
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line (polars adds a page of hints below it), or its type's name."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _modified(stamp: tuple | None, default: float) -> float:
@@ -357,9 +400,9 @@ def _modified(stamp: tuple | None, default: float) -> float:
 class _Job:
     """One check on a daemon thread (a pool's worker would keep the process alive after ``q``)."""
 
-    def __init__(self, fn: Callable[[], tuple[list[Finding], list[str], str | None, float]]) -> None:
+    def __init__(self, fn: Callable[[], tuple[list[Finding], list[str], str | UsageError | None, float]]) -> None:
         self.done = threading.Event()
-        self.result: tuple[list[Finding], list[str], str | None, float] = ([], [], "not finished", 0.0)
+        self.result: tuple[list[Finding], list[str], str | UsageError | None, float] = ([], [], "not finished", 0.0)
         self._fn = fn
         threading.Thread(target=self._run, name="runlog-doctor", daemon=True).start()
 

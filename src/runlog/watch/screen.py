@@ -267,20 +267,27 @@ def sample_text(conv: Any) -> str:
 # Emoji skin tones (U+1F3FB-U+1F3FF): rich (14 and later) counts each 0 cells, joined to the emoji before it
 # (``👍🏽`` is 2 cells to it), but a terminal that draws each character on its own (tmux, many others) gives it
 # 2 cells of its own: a line of them that rich had cut to the screen's width wrapped there.
+ZWJ = "\u200d"  # the zero-width joiner of emoji sequences (``👩‍💻``: woman, ZWJ, laptop)
 _TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
 
 
 def drawn_cells(text: str) -> int:
-    """The cells ``text`` may take on a terminal: rich's ``cell_len``, with each emoji skin tone counted as 2
-    cells of its own (``_TONES``): on a terminal that joins it to its emoji the line is shorter, never wider."""
-    from rich.cells import cell_len
+    """The cells ``text`` may take on a terminal: the larger of rich's ``cell_len`` (a terminal that joins an emoji
+    sequence into one glyph) and the sum of each character's own width (one that draws each character: tmux),
+    with each emoji skin tone counted as 2 cells of its own (``_TONES``). An emoji ZWJ sequence (``👩‍💻``,
+    ``👨‍👩‍👧``) is 2 cells to rich, its parts' widths (4, 6) on a terminal that draws them one by one, the joiner
+    itself none; a line cut to this count fits either terminal."""
+    from rich.cells import cell_len, get_character_cell_size
 
-    return cell_len(_TONES.sub("  ", text))
+    drawn = sum(2 if _TONES.match(c) else get_character_cell_size(c) for c in text)
+    return max(cell_len(text), drawn)
 
 
 def fit_cells(line: Text, width: int) -> None:
     """Cut ``line`` (in place) to at most ``width`` cells on any terminal (``drawn_cells``), ending in ``…`` where
-    it was cut: rich's ``truncate`` measures with its own widths, which a skin tone's exceed."""
+    it was cut: rich's ``truncate`` measures with its own widths, which a skin tone's, or an emoji ZWJ sequence's
+    on a terminal that draws each of its characters, exceed. A cut inside such a sequence drops the joiner left
+    at its end (``👨‍…`` would join the ellipsis to the emoji)."""
     plain = line.plain
     if plain.isascii() or drawn_cells(plain) <= width:
         line.truncate(width, overflow="ellipsis")
@@ -292,6 +299,8 @@ def fit_cells(line: Text, width: int) -> None:
             lo = mid
         else:
             hi = mid - 1
+    while lo and plain[lo - 1] == ZWJ:
+        lo -= 1
     line.right_crop(len(plain) - lo)
     if width > 0:
         line.append("…")
