@@ -51,6 +51,7 @@ _STR_OR_NONE = {str, type(None)}
 _METADATA = {b"runlog.schema_version": str(S.CURRENT_VERSION).encode()}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _GET_REWARD = operator.itemgetter("reward")
+_DICT = frozenset({dict})
 _NUMBER_TYPES = {int, float, bool, type(None)}  # and numpy numbers, JAX arrays: see ``_number_type``
 _NUMBER_KINDS = frozenset("fiub")  # numpy dtype kinds that are numbers (bool included)
 Warn = Callable[[str], None]
@@ -186,9 +187,13 @@ def snapshot(samples: Any) -> tuple[Any, int, list[str]]:
         return (cols, _fetch(places, arrays)), n, list(cols)
     if isinstance(samples, Sequence) and not isinstance(samples, (str, bytes)):
         rows = list(samples)
-        try:  # one pass in C: every row a dict holding 'reward' (the only required key), and the rewards' types
-            reward_types = set(map(type, map(_GET_REWARD, rows)))
-        except (KeyError, TypeError, IndexError):  # a row that is not a dict, or has no reward: say which
+        reward_types = None
+        # One pass in C: every row a dict holding 'reward' (the only required key), and the rewards' types. Plain
+        # dicts only: a ``defaultdict``'s ``[]`` would add a missing reward to the caller's row, and write it.
+        if set(map(type, rows)) <= _DICT:
+            with contextlib.suppress(KeyError):
+                reward_types = set(map(type, map(_GET_REWARD, rows)))
+        if reward_types is None:  # a row that is not a plain dict, or has no reward: say which
             _check_rows(rows)
             reward_types = {type(r["reward"]) for r in rows}
         if not reward_types <= _NUMBER_TYPES or int in reward_types:
@@ -403,8 +408,9 @@ def _plain_number_rows(data: Any, names: list[str]) -> bool:
     Python floats, bools or None: the common case of per-role rewards and KL, checked in one pass in C over the
     rows (a pass per column cost 30-40 us each over 512 row dicts, after the trainer's step has evicted them from
     the caches). False sends the columns to ``_check_number_column`` one by one (which names the column of a bad
-    value, and checks the range of ints)."""
-    if not isinstance(data, list):
+    value, and checks the range of ints), as for rows that are not plain dicts: a ``defaultdict``'s ``[]`` would
+    add the column to the caller's row, with its default, and that would be written in place of a null."""
+    if not isinstance(data, list) or not set(map(type, data)) <= _DICT:
         return False
     get = operator.itemgetter(*names)
     try:
@@ -643,9 +649,9 @@ def _columns(payload: Any) -> dict[str, Any]:
 def _pylist(col: Any) -> list[Any]:
     if isinstance(col, (pa.Array, pa.ChunkedArray)):
         return col.to_pylist()
-    if _is_numpy(col):
-        return col.tolist()
-    out = list(col)
+    if _is_numpy(col) and col.dtype.kind != "O":
+        return _plain_value(col)
+    out = list(col)  # an object array's values too: numpy ones among them made Python ones below
     np = sys.modules.get("numpy")
     # The values' types collected in C (a per-value Python check costs ~1 ms per 1,000 values).
     types = set(map(type, out))
@@ -688,7 +694,7 @@ def _typed(col: Any, typ: pa.DataType, name: str, *, clean: bool = False) -> pa.
             return _cast(col, typ)
         col = col.to_pylist()
     try:
-        if _is_numpy(col) and col.ndim == 1:
+        if _is_numpy(col) and col.ndim == 1 and col.dtype.kind != "O":  # (an object array: its values, below)
             arr = pa.array(col)
             return arr if arr.type == typ else _cast(arr, typ)
         if pa.types.is_string(typ):
@@ -709,7 +715,14 @@ def _typed(col: Any, typ: pa.DataType, name: str, *, clean: bool = False) -> pa.
         if clean:
             raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
         return _typed(without_surrogates(_pylist(col)), typ, name, clean=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        TypeError,
+        ValueError,
+        OverflowError,
+    ) as exc:
         raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
 
 
@@ -1080,9 +1093,15 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
         ValueError,
         OverflowError,
     ) as exc:
-        # Plain values of several types (free-form metadata: 3 in one row, "three" in another): kept, as text.
-        # Anything else (an object Arrow does not know) stays an error: its text would be a repr.
-        values = _pylist(col)
+        # Numpy values inside lists and dicts (a longdouble, which Arrow has no type for: as float64): as Python
+        # values, and tried again. Plain values of several types (free-form metadata: 3 in one row, "three" in
+        # another): kept, as text. Anything else (an object Arrow does not know) stays an error: its text would be
+        # a repr.
+        values = [_python_value(v) for v in _pylist(col)]
+        with contextlib.suppress(
+            pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError
+        ):
+            return pa.array(values)
         if not all(map(_plain, values)):
             raise SampleError(f"extra column {name!r} cannot be written to Parquet: {exc}") from exc
         types = sorted({type(v).__name__ for v in values if v is not None})
@@ -1123,6 +1142,8 @@ def _ragged_numbers(col: Any) -> pa.Array | None:
             return None
         if v.dtype.type.__module__.startswith("ml_dtypes"):
             v = jax_utils.plain_dtype(v)
+        elif v.dtype.kind == "f" and v.dtype.itemsize > 8:
+            v = v.astype("float64")  # a longdouble, which Arrow has no type for: rounded to float64
         rows.append(v)
     dtypes = {r.dtype for r in rows if r is not None}
     if len(dtypes) != 1:
@@ -1153,6 +1174,20 @@ def _unsigned(values: list[Any]) -> pa.Array | None:
     if not ints or min(ints) < 0 or max(ints) > _UINT64_MAX:
         return None
     return pa.array(values, pa.uint64())
+
+
+def _python_value(v: Any) -> Any:
+    """``v`` with the numpy values in it, in lists and dicts too, as Python ones (``_plain_value``: a longdouble as
+    float64): Arrow knows no longdouble, wherever it is."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(v, (np.ndarray, np.generic)):
+        v = _plain_value(v)
+        return v if isinstance(v, _PLAIN) else _python_value(v)  # an object array's values may be numpy ones
+    if isinstance(v, (list, tuple)):
+        return [_python_value(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _python_value(x) for k, x in v.items()}
+    return v
 
 
 def _plain(v: Any) -> bool:

@@ -144,11 +144,14 @@ class RunWriter:
         # not only those the background thread held when it found the failure: the (split, step) sample files not
         # published yet, with the rows logged for them, and the scalars lines not written yet by step (a count: a
         # step may have several lines). Both shrink as the writes land; a logging call refused by the writer's
-        # error is added (its data is lost too). Guarded by ``_bg_lock``, as are the rows of each file published.
+        # error is added (its data is lost too). Guarded by ``_bg_lock``, as are the rows of each file published,
+        # and the rows of the calls refused by the error by (split, step) (kept when the step's file is published:
+        # they are not in it).
         self._unwritten_samples: set[tuple[str, int]] = set()
         self._unwritten_rows: dict[tuple[str, int], int] = {}  # the rows of each of ``_unwritten_samples``
         self._unwritten_lines: dict[int, int] = {}
         self._file_rows: dict[tuple[str, int], int] = {}
+        self._refused_rows: dict[tuple[str, int], int] = {}
         self._gone_parts: tuple[RunFolderGoneError, str, str] | None = None  # ``_stop_for_folder``'s, for ``close``
         self._stats = {
             "calls": 0,
@@ -296,7 +299,7 @@ class RunWriter:
                 )
             offset = pending[1] if pending is not None and seal is None else 0
             with self._logging((split, step), rows=n):
-                self._put(("samples", split, step, offset, payload, seal))
+                self._put(("samples", split, step, offset, payload, seal, n))
             last = self._max_sample_step.get(split, -1)
             if step < last:
                 self._say_backwards(
@@ -480,6 +483,7 @@ class RunWriter:
             if logged is not None:
                 with self._bg_lock:
                     self._add_unwritten(logged, rows)
+                    self._add_refused(logged, rows)
             self._refuse(logging=logging)
         if self._closed:
             raise WriterClosedError(f"{self!r} is closed")
@@ -530,6 +534,8 @@ class RunWriter:
         try:
             yield
         except _Late:
+            with self._bg_lock:
+                self._add_refused(logged, rows)
             self._refuse()
         except BaseException:
             with self._bg_lock:
@@ -551,6 +557,12 @@ class RunWriter:
         else:
             self._unwritten_lines[logged] = self._unwritten_lines.get(logged, 0) + 1
 
+    def _add_refused(self, logged: tuple[str, int] | int, rows: int) -> None:
+        """(holds ``_bg_lock``) The rows of a samples call refused by the writer's error: never in a file, even one
+        of their step published since (``_unwritten_text``: a file that lacks rows logged for its step)."""
+        if isinstance(logged, tuple):
+            self._refused_rows[logged] = self._refused_rows.get(logged, 0) + rows
+
     def _line_written(self, step: int) -> None:
         """(holds ``_bg_lock``)"""
         left = self._unwritten_lines.get(step, 0) - 1
@@ -564,12 +576,16 @@ class RunWriter:
         steps 0-2``; past ``_MAX_NAMED`` sample steps, the rest are counted. ``rows``: with the rows of each step,
         ``the samples of train step 1 (6 rows) and eval step 1 (2 rows), and the scalars of step 1`` (of a step
         whose file is on disk, the rows of the calls refused after it: ``train step 0 (2 rows refused; its file
-        holds the 4 logged before)``)."""
+        holds the 4 logged before)``: the rows of those calls, kept apart from the others, so that a publication
+        racing a refusal loses none of them)."""
         with self._bg_lock:
-            counts = {tag: self._unwritten_rows.get(tag, 0) for tag in self._unwritten_samples}
-            on_disk = {tag: self._file_rows.get(tag, 0) for tag in counts if tag in self._published}
+            refused = {tag: n for tag, n in self._refused_rows.items() if n}
+            on_disk = {tag: (n, self._file_rows.get(tag, 0)) for tag, n in refused.items() if tag in self._published}
+            counts = {
+                tag: self._unwritten_rows.get(tag, 0) for tag in self._unwritten_samples if tag not in self._published
+            }
             lines = sorted(self._unwritten_lines)
-        samples = sorted(counts)
+        samples = sorted({*counts, *on_disk})
         scalars = f"the scalars of step{'s' if len(lines) > 1 else ''} {_steps_text(lines, most=_MAX_NAMED)}"
         if not rows:
             parts = []
@@ -583,18 +599,18 @@ class RunWriter:
             return " and ".join(parts)
 
         def one(tag: tuple[str, int]) -> str:
-            n = _rows_text(counts[tag])
             if tag in on_disk:
-                return f"{tag[0]} step {tag[1]} ({n} refused; its file holds the {on_disk[tag]} logged before)"
-            return f"{tag[0]} step {tag[1]} ({n})"
+                n, held = on_disk[tag]
+                return f"{tag[0]} step {tag[1]} ({_rows_text(n)} refused; its file holds the {held} logged before)"
+            return f"{tag[0]} step {tag[1]} ({_rows_text(counts[tag])})"
 
         named = [one(tag) for tag in samples[:_MAX_NAMED]]
         if len(samples) > _MAX_NAMED:
-            left = sum(counts[tag] for tag in samples[_MAX_NAMED:])
+            left = sum(on_disk[tag][0] if tag in on_disk else counts[tag] for tag in samples[_MAX_NAMED:])
             named.append(f"{len(samples) - _MAX_NAMED} more ({_rows_text(left)}; {len(samples)} split steps in all)")
         text = ""
         if named:
-            text = "the samples of " + (named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1])
+            text = "the samples of " + _and(named)
         if lines:
             text = f"{text}, and {scalars}" if text else scalars
         return text
@@ -981,7 +997,7 @@ class RunWriter:
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         if kind == "samples":
-            _, split, step, offset, payload, seal = item
+            _, split, step, offset, payload, seal, _rows = item
             self._resume(step)
             if seal is not None:
                 self._submit(split, seal)
@@ -1027,13 +1043,18 @@ class RunWriter:
 
     def _salvage(self, failed: tuple[Any, ...] | None) -> None:
         """After the first failure (``failed``: the item that failed, if one did): every file being encoded is
-        published, and the step each split was still gathering rows for is written if the failure lost none of
-        its rows, each as its step's file: a failure loses only what was logged from the failing call on, never
-        a whole step that came before it. A step that lost rows (the failing call's, or those of a call queued
-        behind it) is not written at all, so that a file on disk is always a whole step: its rows are named
-        among those not written (``_unwritten_text``). Errors here are not reported (the first failure is)."""
+        published, and the step each split was still gathering rows for is written at once if the failure lost
+        none of its rows, with the rows logged before the failure (more may have been coming: rows of it logged
+        from then on are refused, and named with the file's rows, ``_unwritten_text``). A failure loses only
+        what was logged from the failing call on, never a whole step that came before it. A step that lost rows
+        (the failing call's, or those of a call queued behind it; a call of no rows loses none) is not written at
+        all: its rows are named among those not written. Errors here are not reported (the first failure is)."""
         self._quiesce()
-        lost = {(item[1], item[2]) for item in (failed, *self._backlog) if item is not None and item[0] == "samples"}
+        lost = {
+            (item[1], item[2])
+            for item in (failed, *self._backlog)
+            if item is not None and item[0] == "samples" and item[6]
+        }
         for split in list(self._buffers):
             step = self._buffers[split][0]
             if (split, step) in lost:
@@ -1208,24 +1229,36 @@ class RunWriter:
             self._drop_old(step)
 
     def _scan_old(self) -> None:
-        """Read this process's scalars shard (a torn last line, left by a power cut, is cut off: it is never
-        whole and the next line would be glued to it; said with a ``WriterWarning``, as readers said it) and list
-        its sample files, once."""
+        """Read this process's scalars shard and list its sample files, once. A last line without its end of line
+        is made whole before this writer appends, so that no line is glued to it: a record (readers read it) gets
+        its end of line; a torn line (left by a power cut: readers skip it with a warning) is cut off, said with a
+        ``WriterWarning``."""
         self._scanned = True
         path = self._scalars_path()
         data = path.read_bytes() if path.exists() else b""
         if data and not data.endswith(b"\n"):
             whole = data.rfind(b"\n") + 1
             torn = data[whole:]
-            os.truncate(path, whole)
-            data = data[:whole]
-            step = _LINE_STEP.match(torn)
-            of = f" (of step {int(step.group(1))})" if step else ""
-            self._warn(
-                f"{path}: its last line{of} was torn ({len(torn)} bytes without an end of line, as a power cut or a "
-                f"full disk leaves one: {torn[:60].decode('utf-8', 'replace')!r}): cut off before this writer appends, "
-                "so that no line is glued to it (readers had skipped it with a warning)"
-            )
+            if _is_record(torn):
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, b"\n")
+                    if self.durable:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                data += b"\n"
+            else:
+                os.truncate(path, whole)
+                data = data[:whole]
+                if torn.strip():
+                    step = _LINE_STEP.match(torn)
+                    of = f" (of step {int(step.group(1))})" if step else ""
+                    self._warn(
+                        f"{path}: its last line{of} was torn ({len(torn)} bytes without an end of line, as a power "
+                        f"cut or a full disk leaves one: {torn[:60].decode('utf-8', 'replace')!r}): cut off before "
+                        "this writer appends, so that no line is glued to it (readers had skipped it with a warning)"
+                    )
         self._old_scalars_bytes = len(data)
         self._old_scalars_max = max((s for s in map(_line_step, data.splitlines()) if s is not None), default=-1)
         samples = self.root / "samples"
@@ -1393,6 +1426,11 @@ def _rows_text(n: int) -> str:
     return f"{n} row{'' if n == 1 else 's'}"
 
 
+def _and(parts: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def _carries_data(item: tuple[Any, ...]) -> bool:
     """Whether a queue item holds logged data (rows, a scalars line): one not handled is data not written."""
     return item[0] in ("samples", "scalars") or (item[0] == "stats" and bool(item[5]))
@@ -1494,6 +1532,16 @@ def _line_step(line: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether a scalars line is one that readers read: a JSON object (after the NUL bytes a crash may leave before
+    it, and a byte order mark), strictly UTF-8."""
+    try:
+        obj = json.loads(line.lstrip(b"\x00").decode("utf-8", "surrogatepass").removeprefix("\ufeff"))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict)
 
 
 def _role_names(roles: Any) -> list[str]:

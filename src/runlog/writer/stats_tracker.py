@@ -101,7 +101,11 @@ def _host_numbers(np: Any, key: str, values: Any) -> Any:
         types = set(map(type, x.ravel().tolist()))
         odd = sorted(t.__name__ for t in types if not _convert.is_number_type(t))
         if odd:
-            raise UsageError(f"summary {key!r}: values hold {', '.join(odd)}, not numbers (text is never parsed)")
+            text = [t for t in types if issubclass(t, (str, bytes))]
+            hint = "text is never parsed" if text else "convert them with float()"
+            if text and len(text) < len(odd):
+                hint += "; convert the others with float()"
+            raise UsageError(f"summary {key!r}: values hold {', '.join(odd)}: ints, floats and bools only ({hint})")
         return np.asarray(x, dtype=np.float64)
     if kind not in _SUMMARY_KINDS:
         what = {
