@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -264,3 +265,35 @@ def test_plot_diff_draws_the_split_the_doctor_reads(tmp_path: Path) -> None:
     assert f"({want})" in diff_figure(d)._suptitle.get_text()
     # --split still picks another.
     assert drawn(d, split="eval")[0] == "eval"
+
+
+def test_a_kept_answer_prints_without_importing_polars(tmp_path):
+    """The prompt joins' frame schema was a module constant of polars types: every ``summarize`` imported polars
+    as the command loaded (0.1-0.2 s), the kept answer's too, which prints without reading the run (issue 18's
+    repeat phase). Checked in a process of its own: a second ``summarize`` of an unchanged run answers from the
+    kept answer, and polars is never imported."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    with RunWriter(run, durable=False) as w:
+        for step in range(3):
+            w.log_samples(step, [{"reward": float(i), "group_id": "g"} for i in range(4)])
+    old = time.time() - 600  # nothing of the run written lately: a finished run, whose answer is kept
+    for f in [run, *run.rglob("*")]:
+        os.utime(f, (old, old))
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['runlog', 'summarize', sys.argv[1], '--by', 'role', '--format', 'json']\n"
+        "try:\n"
+        "    runpy.run_module('runlog', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write('polars imported: %s\\n' % ('polars' in sys.modules))\n"
+    )
+    env = {**os.environ, "RUNLOG_CACHE_DIR": str(tmp_path / "cache"), "RUNLOG_ANSWERS": "on"}
+    first = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, env=env)
+    again = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, env=env)
+    assert first.stdout == again.stdout and first.stdout.strip().startswith("[")
+    assert "polars imported: True" in first.stderr  # the first reads the run
+    assert "polars imported: False" in again.stderr, again.stderr

@@ -135,14 +135,19 @@ def _prompt_key(prompt: pl.Expr) -> pl.Expr:
 
 
 _JOINS_CACHE = "aggregate.prompt_joins"
-JOINS_SCHEMA = {
-    "split": pl.String,
-    "step": pl.Int64,
-    "key": pl.UInt64,
-    "ids": pl.UInt32,
-    "group_id": pl.String,
-    "samples": pl.UInt32,
-}
+
+
+def joins_schema() -> dict[str, Any]:
+    """The columns of ``prompt_joins``' frame. A function, not a module constant: importing this module imports no
+    polars (a kept answer prints without it)."""
+    return {
+        "split": pl.String,
+        "step": pl.Int64,
+        "key": pl.UInt64,
+        "ids": pl.UInt32,
+        "group_id": pl.String,
+        "samples": pl.UInt32,
+    }
 
 
 def prompt_joins(run: Run) -> pl.DataFrame:
@@ -160,7 +165,7 @@ def prompt_joins(run: Run) -> pl.DataFrame:
     if ident in memo:
         return memo[ident]
     wanted = _mixed_files(files)
-    empty = pl.DataFrame(schema=JOINS_SCHEMA)
+    empty = pl.DataFrame(schema=joins_schema())
     if not wanted:
         memo[ident] = empty
         return empty
@@ -189,7 +194,7 @@ def prompt_joins(run: Run) -> pl.DataFrame:
         return [per_prompt.filter((pl.col("ids") > 0) & (pl.col("samples") > 0))]
 
     [found] = sub.collect(build, engine="streaming")
-    found = found.select(pl.col(c).cast(t) for c, t in JOINS_SCHEMA.items()).sort(
+    found = found.select(pl.col(c).cast(t) for c, t in joins_schema().items()).sort(
         "split", "step", "key", nulls_last=True
     )
     memo[ident] = found

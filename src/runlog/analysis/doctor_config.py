@@ -23,8 +23,8 @@ class DoctorConfig:
     """Every threshold of the doctor, with its default. docs/doctor.md explains each; ``--set NAME=VALUE``
     and ``--config FILE.toml`` override them (``DoctorConfig.from_sources``)."""
 
-    # The split to diagnose; "" = train, else the training split (the most steps of the splits not named like an
-    # evaluation: series.default_split).
+    # The split to diagnose; "" = train, else the training split (the first by name of the splits not named like
+    # an evaluation: series.default_split).
     split: str = ""
     min_steps: int = 8  # fewer steps than this: trend checks are skipped (said in the notes)
     min_segment: int = 3  # shortest segment before / after a change point, in steps

@@ -19,8 +19,6 @@ from .filters import Filters, StepRange
 from .summarize import summarize
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from .inspect import RunInspection
 
 
@@ -28,53 +26,24 @@ if TYPE_CHECKING:
 EVAL_SPLIT = re.compile(r"(?:eval|test|val).*|dev|held[-_ ]?out|hold[-_ ]?out", re.IGNORECASE | re.DOTALL)
 
 
-def default_split(
-    run: Run, splits: list[str], *, sizes: Mapping[str, tuple[int, int]] | None = None
-) -> tuple[str, str]:
+def default_split(splits: list[str]) -> tuple[str, str]:
     """The split of ``splits`` (the run's, at least one) read by default, and why (empty for ``train``): ``train``;
-    else, of the splits whose name does not read as an evaluation's (``EVAL_SPLIT``: eval*, test*, val*, dev,
-    heldout, holdout), the one with the most steps, then the most samples, then the first by name; where every
-    split reads as an evaluation's, the one with the most steps of them all. A run whose train split is named
-    ``rl`` or ``grpo`` beside ``eval`` is diagnosed on its training, not on the evaluation that sorts first.
-    ``sizes``: each split's (steps, samples) where the caller knows them (a watch, from the files' names and
-    footers, reads no data to choose); else ``_split_sizes``."""
+    else the first by name of the splits whose name does not read as an evaluation's (``EVAL_SPLIT``: eval*,
+    test*, val*, dev, heldout, holdout); where every split reads as an evaluation's, the first by name. A run
+    whose train split is named ``rl`` or ``grpo`` beside ``eval`` is diagnosed on its training, not on the
+    evaluation that sorts first. By name, not by size: a rule of the most steps changed its choice at nearly
+    every step of a run writing two training splits in turn (``math``, then ``code``: one step ahead, then
+    even), and a follow read one, then the other, again and again."""
     if "train" in splits:
         return "train", ""
     if len(splits) == 1:
         return splits[0], ""
-    trained = [s for s in splits if not EVAL_SPLIT.fullmatch(s)]
-    pool = trained or splits
-    if len(pool) == 1:
-        return pool[0], "the only split not named like an evaluation"
-    sizes = _split_sizes(run, pool) if sizes is None else sizes
-    ranked = sorted(pool, key=lambda s: (-sizes.get(s, (0, 0))[0], -sizes.get(s, (0, 0))[1], s))
-    best, second = ranked[0], ranked[1]
-    (steps, rows), (steps2, rows2) = sizes.get(best, (0, 0)), sizes.get(second, (0, 0))
-    then = "" if steps != steps2 else ", then the most samples" if rows != rows2 else ", then the first by name"
+    trained = sorted(s for s in splits if not EVAL_SPLIT.fullmatch(s))
+    if len(trained) == 1:
+        return trained[0], "the only split not named like an evaluation"
     if trained:
-        return best, f"the most steps of the splits not named like an evaluation{then}"
-    return best, f"every split is named like an evaluation: the one with the most steps{then}"
-
-
-def _split_sizes(run: Run, splits: list[str]) -> dict[str, tuple[int, int]]:
-    """Per split of ``splits``: (steps with samples, samples). From file names and footers where every sample file
-    tells its split, rows and steps; else from the ``split`` and ``step`` columns."""
-    files = [f for f in run.files if f.kind == "samples" and f.readable]
-    if all(f.split is not None and f.rows is not None and f.all_steps() for f in files):
-        steps: dict[str, set[int]] = {}
-        rows: dict[str, int] = {}
-        for f in files:
-            if f.split in splits and f.rows:
-                steps.setdefault(f.split, set()).update(f.all_steps())
-                rows[f.split] = rows.get(f.split, 0) + (f.rows or 0)
-        return {s: (len(steps[s]), rows[s]) for s in steps}
-
-    def build() -> list[pl.LazyFrame]:  # built inside: a file found unreadable is then left out
-        lf = run.samples.filter(pl.col("split").is_in(splits))
-        return [lf.group_by("split").agg(pl.col("step").drop_nulls().n_unique().alias("steps"), pl.len().alias("n"))]
-
-    [frame] = run.collect(build, engine="streaming")
-    return {str(r["split"]): (int(r["steps"]), int(r["n"])) for r in frame.iter_rows(named=True)}
+        return trained[0], "the first by name of the splits not named like an evaluation"
+    return sorted(splits)[0], "every split is named like an evaluation: the first by name"
 
 
 class RunSeries:
@@ -96,7 +65,7 @@ class RunSeries:
             splits = sorted(frame["split"].to_list())
         if not splits:
             return None
-        chosen, why = default_split(self.run, splits)
+        chosen, why = default_split(splits)
         others = [s for s in splits if s != chosen]
         if others:
             import shlex

@@ -205,7 +205,7 @@ Splits = Annotated[list[str] | None, typer.Option("--split", metavar="SPLIT", he
 Split = Annotated[str | None, typer.Option("--split", metavar="SPLIT", help=SPLIT_HELP)]
 # doctor, plot, report, watch: the split a run is diagnosed on (``series.default_split``).
 TRAINING_SPLIT_HELP = (
-    "The split (default: train, else the training split: the most steps of the splits not named like an "
+    "The split (default: train, else the training split: the first by name of the splits not named like an "
     "evaluation, as docs/doctor.md says)."
 )
 TrainingSplit = Annotated[str | None, typer.Option("--split", metavar="SPLIT", help=TRAINING_SPLIT_HELP)]

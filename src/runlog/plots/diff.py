@@ -32,9 +32,9 @@ def drawn(
 ) -> tuple[str | None, pl.DataFrame]:
     """The split the overlay shows and its rows of ``diff_series``: ``split`` where a compared run has values
     there, else, of the splits where one has, the one the doctor reads by default (``series.default_split``:
-    ``train``, else the training split, not an evaluation that sorts first), decided on the baseline; no rows when
-    none has. With ``alone``, each run's own values (``own_series``), for runs with nothing to compare (one run's
-    files could none be read): the split where a run has values, decided on the first run that has some."""
+    ``train``, else the training split, not an evaluation that sorts first); no rows when none has. With
+    ``alone``, each run's own values (``own_series``), for runs with nothing to compare (one run's files could
+    none be read), of the splits where a run has values."""
     from ..analysis.diff import diff_series
 
     if metric not in METRICS:
@@ -42,24 +42,18 @@ def drawn(
     series = own_series(d, metric) if alone else diff_series(d, metric)
     compared = (series if alone else series.filter(~series["baseline"]))["split"].to_list()
     splits = list(dict.fromkeys(compared))
-    shown = split if split in splits else _default_split(d, series, splits)
+    shown = split if split in splits else _default_split(splits)
     return shown, series.filter(series["split"].is_null() if shown is None else series["split"] == shown)
 
 
-def _default_split(d: Diff, series: pl.DataFrame, splits: list[str | None]) -> str | None:
-    """Of ``splits`` (where a run has values to draw), the one ``doctor`` would read of the run that decides: the
-    baseline, or the first run with values (``own_series``: the baseline may have none); rows without a split
-    only where no split is named."""
+def _default_split(splits: list[str | None]) -> str | None:
+    """Of ``splits`` (where a run has values to draw), the one ``doctor`` reads by default
+    (``series.default_split``: ``train``, else the first by name of those not named like an evaluation); rows
+    without a split only where no split is named."""
     from ..analysis.series import default_split
 
     named = sorted(s for s in splits if s is not None)
-    if not named:
-        return None
-    runs = set(series["run"].to_list())
-    who = next((r for n, r in zip(d.names, d.runs, strict=False) if n in runs), None)
-    if who is None:  # (a Diff built without its runs)
-        return "train" if "train" in named else named[0]
-    return default_split(who, named)[0]
+    return default_split(named)[0] if named else None
 
 
 def own_series(d: Diff, metric: str = "reward") -> pl.DataFrame:

@@ -635,7 +635,7 @@ class LiveRun:
         being_written = [r.info for r in self.files.values() if r.pending and r.info is not None]
         infos = [*self._sample_infos(), *(i for i in being_written if i.kind == "samples")]
         splits = sorted({f.split for f in infos if f.split})
-        choice = default_split(run, splits, sizes=_split_sizes(infos))[0] if splits else None
+        choice = default_split(splits)[0] if splits else None
         if choice == self.split or (choice is None and any(r.pending for r in self.files.values())):
             return []
         previous, self.split = self.split, choice
@@ -967,18 +967,6 @@ class LiveRun:
             return None
         files = [f for f in self._sample_infos() if st.step in self._steps_of(f)]
         return Run(root=last.root, files=files, ctx=last.ctx) if files else None
-
-
-def _split_sizes(infos: Iterable[FileInfo]) -> dict[str, tuple[int, int]]:
-    """Per split the sample files ``infos`` name: (steps, samples), from their names and footers (a watch reads no
-    data to choose a split; ``series._split_sizes`` reads these alike where every file tells them, as here)."""
-    steps: dict[str, set[int]] = {}
-    rows: dict[str, int] = {}
-    for f in infos:
-        if f.split and f.rows:
-            steps.setdefault(f.split, set()).update(f.all_steps())
-            rows[f.split] = rows.get(f.split, 0) + f.rows
-    return {s: (len(steps[s]), rows[s]) for s in steps}
 
 
 def _rows_per_step(run: Run, files: list[FileInfo], steps: set[int], split: str | None) -> dict[int, int]:
