@@ -209,18 +209,25 @@ def test_the_median_note_asks_for_no_option_given(tmp_path: Path):
     assert "--by step" in note and "--by run" not in note
 
 
-def test_a_glob_of_one_runs_files_says_its_prompt_groups_are_cut(cli, tmp_path: Path):
+def test_a_glob_of_one_runs_files_says_its_prompt_groups_are_cut(cli, tmp_path: Path, monkeypatch):
     run = _run(tmp_path / "fleet" / "c")
     r = cli("summarize", f"{run}/{TRAIN}/step_0000000[01].*", "--by", "role", "--format", "json")
     assert r.exit_code == 0, r.stderr
     said = " ".join(r.stderr.split())
-    assert f"4 runs are files of one step of a run's samples, in {run}/{TRAIN}, each read as a run of its own" in said
+    assert (
+        f"4 runs are files of the same step of a run's samples (2 steps), in {run}/{TRAIN}, each read as a run" in said
+    )
     assert "counts as a group in each (zero_adv_frac)" in said
     # What it says: each file's part of a group counted as a group (g2: one sample a file, its own group).
     zero = [len(set(t)) == 1 for f in sorted((run / TRAIN).glob("step_0000000[01].*")) for t in _groups(f)]
     assert _frac(json.loads(r.stdout)[0]["zero_adv_frac"]) == Fraction(sum(zero), len(zero))
     whole = cli("summarize", str(run), "--by", "role", "--format", "json")
-    assert "files of one step" not in whole.stderr
+    assert "files of the same step" not in whole.stderr
+    # Typed in the split's folder, the paths lack their samples/<split>/ part: still files of one step.
+    monkeypatch.chdir(run / TRAIN)
+    r = cli("summarize", "step_00000001.p0.parquet", "step_00000001.p1.parquet", "--by", "run", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert "2 runs are files of the same step of a run's samples (1 step), in ." in " ".join(r.stderr.split())
 
 
 def test_files_that_cut_no_group_get_no_note(cli, tmp_path: Path):
@@ -231,7 +238,7 @@ def test_files_that_cut_no_group_get_no_note(cli, tmp_path: Path):
     assert len(one_process) > 1
     r = cli("summarize", *one_process, "--by", "run", "--format", "json")
     assert r.exit_code == 0, r.stderr
-    assert "files of one step" not in r.stderr
+    assert "files of the same step" not in r.stderr
     dumps = tmp_path / "evals"
     dumps.mkdir()
     for name in ("verifiers_math_python_gpt5nano_results.jsonl", "nemo_gym_tool_call_multireward_rollouts.jsonl"):

@@ -272,3 +272,7 @@ def test_a_text_calls_id_is_spelled_as_json() -> None:
     )
     ids = [v.id for k, v in text_pieces(content) if k == "call"]
     assert ids == ["true", "7"]
+    # As written, not as Python spells the number again (1.1, 100000.0).
+    for written in ("1.10", "1E5"):
+        content = f'<tool_call>{{"name":"f","arguments":{{}},"id":{written}}}</tool_call>'
+        assert [v.id for k, v in text_pieces(content) if k == "call"] == [written]

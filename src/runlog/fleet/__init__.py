@@ -1127,7 +1127,9 @@ def _files_as_runs_notes(locations: Sequence[str]) -> list[str]:
 
     steps: dict[str, dict[int, int]] = {}
     for loc in locations:
-        found = SAMPLE_RE.search(loc.rstrip("/").replace(os.sep, "/"))
+        # A local path as given may lack its ``samples/<split>/`` part (``step_*`` typed in the split's folder).
+        where = loc if "://" in loc else os.path.abspath(loc)
+        found = SAMPLE_RE.search(where.rstrip("/").replace(os.sep, "/"))
         if found is not None and _is_file(loc):
             folder = os.path.dirname(loc.rstrip("/")) or "."
             of_folder = steps.setdefault(folder, {})
@@ -1136,11 +1138,12 @@ def _files_as_runs_notes(locations: Sequence[str]) -> list[str]:
     for folder, counts in steps.items():
         shared = [n for n in counts.values() if n > 1]
         if shared:
+            how_many = f"{len(shared)} step" + ("s" if len(shared) > 1 else "")
             notes.append(
-                f"{sum(shared)} runs are files of one step of a run's samples, in {folder}, each read as a run of "
-                "its own: a prompt group whose samples lie in several of them (one file per process of a step) "
-                "counts as a group in each (zero_adv_frac), as it would not in its run; pass the run's folder to "
-                "read each group whole"
+                f"{sum(shared)} runs are files of the same step of a run's samples ({how_many}), in {folder}, each "
+                "read as a run of its own: a prompt group whose samples lie in several of them (one file per process "
+                "of a step) counts as a group in each (zero_adv_frac), as it would not in its run; pass the run's "
+                "folder to read each group whole"
             )
     return notes
 

@@ -78,10 +78,10 @@ def _text_call(content: str, start: int) -> tuple[int, ToolCall] | None:
         # The arguments as the model wrote them (1.10, 1E5, a repeated key), not as Python re-serialises them.
         args = _raw_member(written, key) or _json(args)
     call_id = obj.get("id")
-    # An id as JSON spells it (``true``, not Python's ``True``); a string as written.
-    return close.end(), ToolCall(
-        call_id if call_id is None or isinstance(call_id, str) else _json(call_id), obj["name"], args
-    )
+    if call_id is not None and not isinstance(call_id, str):
+        # An id that is no string as the model wrote it (``true``, ``1.10``), not as Python spells it (``True``).
+        call_id = _raw_member(written, "id") or _json(call_id)
+    return close.end(), ToolCall(call_id, obj["name"], args)
 
 
 def _plain_call(obj: dict[str, Any], key: str) -> bool:
