@@ -240,6 +240,36 @@ def test_a_whole_last_scalars_record_without_its_end_of_line_is_kept(tmp_path: P
     assert shard.read_bytes().endswith(b"\n")
 
 
+@pytest.mark.parametrize(
+    "last", [b'\x00\x00{"step": 5, "time": 9.0, "a": 999.0}', b'{"step": "5", "time": 9.0, "a": 999.0}']
+)
+def test_a_last_record_whose_step_the_writer_cannot_read_is_cut_not_kept(tmp_path: Path, last: bytes) -> None:
+    """After review: a whole last record whose step the resume cannot read (NUL bytes a crash left before it, a step
+    written as text) was completed and kept, and a resume at step 2 left the abandoned attempt's step 5 in the
+    run; it is cut, with the torn-line warning, as before."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shard = run / "scalars.p0.jsonl"
+    shard.write_bytes(b'{"step": 0, "time": 1.0, "a": 1.0}\n{"step": 1, "time": 2.0, "a": 2.0}\n' + last)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with RunWriter(run, durable=False) as w:
+            w.log_scalars(2, {"a": 3.0})
+    said = [str(c.message) for c in caught if issubclass(c.category, WriterWarning)]
+    assert [m for m in said if "torn" in m], said
+    lines = shard.read_bytes().splitlines()
+    assert [json.loads(line)["a"] for line in lines] == [1.0, 2.0, 3.0]
+
+
+def test_a_summary_of_things_float_cannot_convert_gives_no_float_hint() -> None:
+    from runlog.errors import UsageError
+    from runlog.writer import StatsTracker
+
+    with pytest.raises(UsageError) as said:
+        StatsTracker().summary("k", [{"a": 1}])
+    assert "dict" in str(said.value) and "float()" not in str(said.value)
+
+
 # -- 5. a call of no rows queued behind a failure loses no rows ------------------------------------------------------
 def test_a_call_of_no_rows_queued_behind_the_failure_does_not_drop_its_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

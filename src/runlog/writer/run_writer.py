@@ -1535,8 +1535,12 @@ def _line_step(line: bytes) -> int | None:
 
 
 def _is_record(line: bytes) -> bool:
-    """Whether a scalars line is one that readers read: a JSON object (after the NUL bytes a crash may leave before
-    it, and a byte order mark), strictly UTF-8."""
+    """Whether a scalars line is a whole record this writer can place: a JSON object whose step ``_line_step`` reads
+    (a resume takes out the records of the steps it writes again by that step: a line it cannot read a step of,
+    NUL bytes before it or a step written as text, would be kept and bring a step of the abandoned attempt back),
+    strictly UTF-8."""
+    if _line_step(line) is None:
+        return False
     try:
         obj = json.loads(line.lstrip(b"\x00").decode("utf-8", "surrogatepass").removeprefix("\ufeff"))
     except (ValueError, RecursionError):

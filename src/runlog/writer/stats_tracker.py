@@ -101,10 +101,15 @@ def _host_numbers(np: Any, key: str, values: Any) -> Any:
         types = set(map(type, x.ravel().tolist()))
         odd = sorted(t.__name__ for t in types if not _convert.is_number_type(t))
         if odd:
+            import numbers
+
             text = [t for t in types if issubclass(t, (str, bytes))]
-            hint = "text is never parsed" if text else "convert them with float()"
-            if text and len(text) < len(odd):
-                hint += "; convert the others with float()"
+            # float() only for what is a number of another type (Fraction, Decimal), not for a dict or a list.
+            numeric = [t for t in types if issubclass(t, numbers.Number) and not _convert.is_number_type(t)]
+            hints = ["text is never parsed"] if text else []
+            if numeric:
+                hints.append(f"convert {', '.join(sorted(t.__name__ for t in numeric))} with float()")
+            hint = "; ".join(hints) or "give numbers"
             raise UsageError(f"summary {key!r}: values hold {', '.join(odd)}: ints, floats and bools only ({hint})")
         return np.asarray(x, dtype=np.float64)
     if kind not in _SUMMARY_KINDS:
