@@ -312,3 +312,27 @@ def test_summary_of_fractions_and_decimals_says_to_convert_them(values: list[Any
     assert type(values[0]).__name__ in message and "float()" in message
     assert "text" not in message
     assert t.export() == {}
+
+
+def test_a_refused_call_of_no_rows_names_no_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After review: a call of no rows refused by the writer's error added "train step 7 (0 rows)" to what was not
+    written, though nothing of it was lost."""
+    real = run_writer.RunWriter._handle
+
+    def handle(self: Any, item: Any) -> Any:
+        if item[0] == "scalars":
+            raise RuntimeError("boom")
+        return real(self, item)
+
+    monkeypatch.setattr(run_writer.RunWriter, "_handle", handle)
+    w = RunWriter(tmp_path / "run", durable=False)
+    w.log_samples(4, _rows(4))
+    w.log_scalars(4, {"a": 1.0})
+    deadline = time.monotonic() + 10
+    while w._error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(WriterError) as said:
+        w.log_samples(7, [])
+    assert "step 7" not in str(said.value) and "the scalars of step 4" in str(said.value)
+    with contextlib.suppress(WriterError):
+        w.close()

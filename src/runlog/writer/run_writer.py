@@ -480,7 +480,7 @@ class RunWriter:
         it logs is not written, so the writer's state says it failed); ``logged``: what it logs, (split, step) of
         samples (and their ``rows``) or the step of a scalars line, named among the steps not written."""
         if self._error is not None:
-            if logged is not None:
+            if logged is not None and (rows > 0 or not isinstance(logged, tuple)):  # a call of no rows loses none
                 with self._bg_lock:
                     self._add_unwritten(logged, rows)
                     self._add_refused(logged, rows)
