@@ -55,6 +55,8 @@ _DICT = frozenset({dict})
 _NUMBER_TYPES = {int, float, bool, type(None)}  # and numpy numbers, JAX arrays: see ``_number_type``
 _NUMBER_KINDS = frozenset("fiub")  # numpy dtype kinds that are numbers (bool included)
 Warn = Callable[[str], None]
+# What Arrow (and the conversions before it) raise for values that no column of the type asked for can hold.
+_ARROW_REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError)
 
 
 class SampleError(UsageError):
@@ -715,14 +717,7 @@ def _typed(col: Any, typ: pa.DataType, name: str, *, clean: bool = False) -> pa.
         if clean:
             raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
         return _typed(without_surrogates(_pylist(col)), typ, name, clean=True)
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowTypeError,
-        pa.ArrowNotImplementedError,
-        TypeError,
-        ValueError,
-        OverflowError,
-    ) as exc:
+    except _ARROW_REFUSED as exc:
         raise SampleError(f"column {name!r} cannot be written as {typ}: {exc}") from exc
 
 
@@ -1085,14 +1080,7 @@ def _extra(col: Any, name: str, where: str = "", warn: Warn | None = None) -> pa
             if unsigned is None:
                 raise
             return unsigned
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowTypeError,
-        pa.ArrowNotImplementedError,
-        TypeError,
-        ValueError,
-        OverflowError,
-    ) as exc:
+    except _ARROW_REFUSED as exc:
         # Numpy values inside lists and dicts (a longdouble, which Arrow has no type for: as float64): as Python
         # values, and tried again. Plain values of several types (free-form metadata: 3 in one row, "three" in
         # another): kept, as text. Anything else (an object Arrow does not know) stays an error: its text would be

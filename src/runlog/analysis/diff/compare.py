@@ -130,7 +130,6 @@ def diff_runs(
             per_step=per_steps,
             options=opts,
             common=commons,
-            runs=list(runs),
         )
     for s in sides:
         # A side's windows as stored by an earlier diff of the same files (``window_cache``), else read.
@@ -200,7 +199,6 @@ def diff_runs(
         per_step=per_steps,
         options=opts,
         common=commons,
-        runs=list(runs),
     )
     if opts.text:
         windows = [(other, split, common) for other, split, common, _ in plans]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._lazy import pl
 from ...errors import UsageError
 from ..filters import StepRange
-
-if TYPE_CHECKING:
-    from ...run import Run
 
 DEFAULT_WINDOW = 10
 DEFAULT_BOOT = 1000
@@ -71,9 +68,6 @@ class Diff:
     per_step: list[pl.DataFrame] = field(default_factory=list, repr=False)  # summarize per run (for series)
     options: DiffOptions = field(default_factory=DiffOptions, repr=False)
     common: dict[tuple[int, Split], list[int]] = field(default_factory=dict, repr=False)
-    # The runs compared, in ``names``' order: which split an overlay shows by default is decided on them, as the
-    # doctor decides it (``series.default_split``).
-    runs: list[Run] = field(default_factory=list, repr=False)
 
     @property
     def compared(self) -> bool:
